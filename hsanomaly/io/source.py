@@ -1,0 +1,172 @@
+"""Pixel sources: windowed, halo-aware reads from a raster on disk or from an in-memory cube.
+
+A source is what the tiled engine and the scorers' fit steps read from. Both kinds give
+``read(window, halo)`` returning a float32 (bands, rows, cols) block padded by ``halo``
+pixels on every side (NaN outside the raster) and a boolean validity mask, plus
+``reduce`` (a pass over all tiles) and ``sample`` (random valid pixels). A distributed
+runner can wrap a source and replace ``reduce`` and ``sample`` with cluster versions.
+"""
+
+import re
+from pathlib import Path
+
+import numpy as np
+from rasterio.windows import Window
+
+from ..errors import HsanomalyError
+
+DEFAULT_TILE = 256
+
+
+def iter_windows(height, width, tile=DEFAULT_TILE):
+    """Row-major tiles covering the raster; the last row/column of tiles may be smaller."""
+    for row in range(0, height, tile):
+        for col in range(0, width, tile):
+            yield Window(col, row, min(tile, width - col), min(tile, height - row))
+
+
+class _Source:
+    """Shared tile logic; subclasses provide ``count``, ``height``, ``width`` and ``_read``."""
+
+    def read(self, window, halo=0):
+        """Return (block, valid) for ``window`` grown by ``halo`` pixels, NaN/False outside."""
+        col0, row0 = int(window.col_off) - halo, int(window.row_off) - halo
+        h, w = int(window.height) + 2 * halo, int(window.width) + 2 * halo
+        r0, c0 = max(row0, 0), max(col0, 0)
+        r1, c1 = min(row0 + h, self.height), min(col0 + w, self.width)
+        block = np.full((self.count, h, w), np.nan, dtype=np.float32)
+        valid = np.zeros((h, w), dtype=bool)
+        if r1 > r0 and c1 > c0:
+            data, ok = self._read(Window(c0, r0, c1 - c0, r1 - r0))
+            ok &= np.isfinite(data).all(axis=0)
+            data[:, ~ok] = np.nan
+            block[:, r0 - row0:r1 - row0, c0 - col0:c1 - col0] = data
+            valid[r0 - row0:r1 - row0, c0 - col0:c1 - col0] = ok
+        return block, valid
+
+    def windows(self, tile=DEFAULT_TILE):
+        return list(iter_windows(self.height, self.width, tile))
+
+    def reduce(self, fn, tile=DEFAULT_TILE):
+        """Sum ``fn(pixels)`` over all tiles, where ``pixels`` are the valid (n, bands) pixels."""
+        total = None
+        for window in self.windows(tile):
+            block, valid = self.read(window)
+            part = fn(block[:, valid].T)
+            total = part if total is None else _add(total, part)
+        return total
+
+    def sample(self, n, seed=0, tile=DEFAULT_TILE):
+        """About ``n`` valid pixels (n, bands) drawn uniformly without replacement, repeatably."""
+        rng = np.random.default_rng(seed)
+        windows = self.windows(tile)
+        fraction = min(1.0, n / max(1, self.height * self.width))
+        parts = []
+        for window, key in zip(windows, rng.integers(0, 2**31, len(windows))):
+            block, valid = self.read(window)
+            pixels = block[:, valid].T
+            take = np.random.default_rng(key).random(len(pixels)) < fraction
+            parts.append(pixels[take])
+        pixels = np.concatenate(parts) if parts else np.empty((0, self.count), np.float32)
+        if len(pixels) == 0:
+            raise HsanomalyError(f"{self.name}: the raster has no valid pixels")
+        return pixels
+
+
+def _add(a, b):
+    if isinstance(a, tuple):
+        return tuple(_add(x, y) for x, y in zip(a, b))
+    return a + b
+
+
+class RasterSource(_Source):
+    """Any raster GDAL reads, opened lazily so the source can travel to worker processes."""
+
+    def __init__(self, path):
+        import rasterio
+
+        self.path = str(path)
+        self.name = self.path
+        if not Path(path).exists() and "://" not in self.path and not self.path.startswith("/vsi"):
+            raise HsanomalyError(f"{path}: file not found")
+        try:
+            with rasterio.open(self.path) as ds:
+                self.count, self.height, self.width = ds.count, ds.height, ds.width
+                self.profile = {"crs": ds.crs, "transform": ds.transform,
+                                "width": ds.width, "height": ds.height}
+                self.wavelengths = _wavelengths(ds)
+                self.band_names = [d or f"band {i + 1}" for i, d in enumerate(ds.descriptions)]
+                self.dtype = ds.dtypes[0]
+        except rasterio.errors.RasterioIOError:
+            raise HsanomalyError(f"{path}: not a raster GDAL can read") from None
+        self._ds = None
+
+    def __getstate__(self):
+        return {k: v for k, v in vars(self).items() if k != "_ds"} | {"_ds": None}
+
+    def _dataset(self):
+        import rasterio
+
+        if self._ds is None or self._ds.closed:
+            self._ds = rasterio.open(self.path)
+        return self._ds
+
+    def close(self):
+        if self._ds is not None:
+            self._ds.close()
+            self._ds = None
+
+    def _read(self, window):
+        data = self._dataset().read(window=window, masked=True, out_dtype="float32")
+        valid = ~np.ma.getmaskarray(data).any(axis=0)
+        return np.ma.getdata(data).astype(np.float32, copy=False), valid
+
+
+class ArraySource(_Source):
+    """An in-memory cube (bands, rows, cols); used for .mat scenes and tests."""
+
+    def __init__(self, cube, valid=None, profile=None, name="<array>", wavelengths=None):
+        self.cube = np.asarray(cube, dtype=np.float32)
+        self.count, self.height, self.width = self.cube.shape
+        self.valid = np.ones(self.cube.shape[1:], bool) if valid is None else np.asarray(valid, bool)
+        self.profile = profile or {"crs": None, "transform": None,
+                                   "width": self.width, "height": self.height}
+        self.name = name
+        self.wavelengths = wavelengths
+        self.band_names = [f"band {i + 1}" for i in range(self.count)]
+
+    def _read(self, window):
+        sl = window.toslices()
+        return self.cube[(slice(None),) + sl].copy(), self.valid[sl].copy()
+
+    def close(self):
+        pass
+
+
+def _wavelengths(ds):
+    """Band centre wavelengths from ENVI headers or GDAL band metadata, or None."""
+    envi = ds.tags(ns="ENVI").get("wavelength")
+    if envi:
+        values = [float(v) for v in re.findall(r"[-+0-9.eE]+", envi)]
+        if len(values) == ds.count:
+            return values
+    per_band = [ds.tags(i + 1).get("wavelength") or ds.tags(i + 1).get("WAVELENGTH")
+                for i in range(ds.count)]
+    if all(per_band):
+        try:
+            return [float(v) for v in per_band]
+        except ValueError:
+            return None
+    return None
+
+
+def open_source(path):
+    """A source for ``path``: .mat scenes are loaded into memory, anything else read by window."""
+    if str(path).lower().endswith(".mat"):
+        from .mat import read_mat
+
+        if not Path(path).exists():
+            raise HsanomalyError(f"{path}: file not found")
+        cube, _ = read_mat(path)
+        return ArraySource(cube, name=str(path))
+    return RasterSource(path)

@@ -1,0 +1,105 @@
+"""Spectral preprocessing fitted on training pixels and stored as plain JSON.
+
+Order of operations (each optional step is a parameter): drop constant/NaN bands ->
+square-root noise transform -> bin adjacent bands to ``n_bands`` -> robust per-band
+scaling so the central ``1 - 2*quantile`` of each band maps to [-1, 1]. Anomalies may
+land outside [-1, 1]; they are not clipped, because that is where they stand out.
+"""
+
+import json
+
+import numpy as np
+
+from .errors import HsanomalyError
+
+
+class Preprocessor:
+    """Fit on pixels ``X`` of shape (n_pixels, n_bands); transform pixels or (bands, rows, cols) blocks."""
+
+    def __init__(self, n_bands=None, sqrt=False, scale=True, quantile=0.001):
+        self.n_bands = n_bands
+        self.sqrt = sqrt
+        self.scale = scale
+        self.quantile = quantile
+
+    def fit(self, X):
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[0] < 2:
+            raise HsanomalyError("preprocessing needs at least two pixels of shape (n, bands)")
+        finite = np.isfinite(X).all(axis=0)
+        spread = np.where(finite, np.nanmax(X, axis=0) - np.nanmin(X, axis=0), 0.0)
+        self.n_features_in_ = X.shape[1]
+        self.keep_ = (finite & (spread > 0)).tolist()
+        kept = int(sum(self.keep_))
+        if kept == 0:
+            raise HsanomalyError("every band is constant or NaN: nothing to learn from")
+        X = X[:, np.asarray(self.keep_)]
+        self.offset_ = X.min(axis=0).tolist()
+        if self.sqrt:
+            X = np.sqrt(X - np.asarray(self.offset_))
+        n_out = kept if self.n_bands is None else int(self.n_bands)
+        if not 1 <= n_out <= kept:
+            raise HsanomalyError(f"cannot bin {kept} usable bands into {n_out} bands")
+        self.bin_edges_ = [int(a[0]) for a in np.array_split(np.arange(kept), n_out)] + [kept]
+        X = self._bin(X)
+        if self.scale:
+            lo, hi = np.quantile(X, [self.quantile, 1 - self.quantile], axis=0)
+            hi = np.where(hi > lo, hi, lo + 1.0)
+            self.center_ = ((hi + lo) / 2).tolist()
+            self.half_range_ = ((hi - lo) / 2).tolist()
+        self.n_features_out_ = n_out
+        return self
+
+    def _bin(self, X):
+        edges = self.bin_edges_
+        if len(edges) - 1 == X.shape[1]:
+            return X
+        return np.add.reduceat(X, edges[:-1], axis=1) / np.diff(edges)
+
+    def transform(self, X):
+        """(n, bands_in) -> (n, bands_out) float32."""
+        X = np.asarray(X, dtype=np.float64)
+        if X.shape[-1] != self.n_features_in_:
+            raise HsanomalyError(
+                f"preprocessing was fitted on {self.n_features_in_} bands, got {X.shape[-1]}")
+        X = X[:, np.asarray(self.keep_)]
+        if self.sqrt:
+            X = np.sqrt(np.maximum(X - np.asarray(self.offset_), 0.0))
+        X = self._bin(X)
+        if self.scale:
+            X = (X - np.asarray(self.center_)) / np.asarray(self.half_range_)
+        return X.astype(np.float32)
+
+    def fit_transform(self, X):
+        return self.fit(X).transform(X)
+
+    def transform_block(self, block):
+        """(bands_in, rows, cols) -> (bands_out, rows, cols) float32."""
+        b, r, c = block.shape
+        out = self.transform(block.reshape(b, -1).T)
+        return out.T.reshape(-1, r, c)
+
+    def to_dict(self):
+        params = {k: getattr(self, k) for k in ("n_bands", "sqrt", "scale", "quantile")}
+        state = {k: getattr(self, k) for k in vars(self) if k.endswith("_")}
+        return {"params": params, "state": state}
+
+    @classmethod
+    def from_dict(cls, d):
+        try:
+            pre = cls(**d["params"])
+            for k, v in d["state"].items():
+                if not k.endswith("_"):
+                    raise KeyError(k)
+                setattr(pre, k, v)
+            pre.n_features_in_, pre.keep_, pre.bin_edges_  # noqa: B018 - required state
+        except (KeyError, TypeError) as err:
+            raise HsanomalyError(f"preprocessing parameters are incomplete or invalid ({err})") from None
+        return pre
+
+    def to_json(self):
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, text):
+        return cls.from_dict(json.loads(text))
