@@ -8,6 +8,7 @@ runner can wrap a source and replace ``reduce`` and ``sample`` with cluster vers
 """
 
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -90,7 +91,7 @@ class RasterSource(_Source):
         if not Path(path).exists() and "://" not in self.path and not self.path.startswith("/vsi"):
             raise HsanomalyError(f"{path}: file not found")
         try:
-            with rasterio.open(self.path) as ds:
+            with _open(self.path) as ds:
                 self.count, self.height, self.width = ds.count, ds.height, ds.width
                 self.profile = {"crs": ds.crs, "transform": ds.transform,
                                 "width": ds.width, "height": ds.height}
@@ -105,10 +106,8 @@ class RasterSource(_Source):
         return {k: v for k, v in vars(self).items() if k != "_ds"} | {"_ds": None}
 
     def _dataset(self):
-        import rasterio
-
         if self._ds is None or self._ds.closed:
-            self._ds = rasterio.open(self.path)
+            self._ds = _open(self.path)
         return self._ds
 
     def close(self):
@@ -141,6 +140,16 @@ class ArraySource(_Source):
 
     def close(self):
         pass
+
+
+def _open(path):
+    """rasterio.open without the warning for rasters that carry no georeferencing."""
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        return rasterio.open(path)
 
 
 def _wavelengths(ds):

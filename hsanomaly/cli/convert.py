@@ -1,0 +1,15 @@
+import click
+
+
+@click.command()
+@click.argument("src", type=click.Path(dir_okay=False))
+@click.argument("dst", type=click.Path(dir_okay=False))
+@click.option("--truth", type=click.Path(dir_okay=False), help="Also write the truth mask here.")
+def convert(src, dst, truth):
+    """Convert a benchmark .mat scene to a tiled, compressed GeoTIFF."""
+    from ..io.convert import convert_mat
+
+    bands, rows, cols, anomalies = convert_mat(src, dst, truth)
+    click.echo(f"{dst}: {rows} x {cols} x {bands} bands; no CRS in the .mat, so none was written")
+    if truth:
+        click.echo(f"{truth}: {anomalies} anomaly pixels")

@@ -1,0 +1,171 @@
+"""PNG plots of an evaluation: ROC, semi-log ROC, score histograms, heatmap with target outlines.
+
+Figures are drawn on matplotlib's Agg canvas directly (never through pyplot), so plotting
+works headless and leaves the caller's matplotlib backend alone; matplotlib is imported only
+when a plot is made. Every file is written atomically.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import HsanomalyError
+from ..io import atomic_path
+from .metrics import HALF_FALSE_POSITIVE, class_masks, label_targets, score_targets
+
+STRETCH_PERCENTILES = (1, 99)   # heatmap colour range: robust to a few extreme scores
+COLORMAP = "inferno"
+NODATA_GREY = (0.5, 0.5, 0.5, 1.0)
+
+
+def _figure(size=(6, 5)):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path):
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+
+
+def _draw_curves(ax, overall, targets, x_of):
+    """Overall curve thick, per-target curves thin; legend shows each curve's AUC/logAUC."""
+    metric = "logAUC" if x_of is not None else "AUC"
+    value = (lambda c: c.log_auc) if x_of is not None else (lambda c: c.auc)
+    x_of = x_of or (lambda c: c.fpr)
+    for name, curve in (targets or {}).items():
+        ax.plot(x_of(curve), curve.tpr, lw=0.8, alpha=0.7, label=f"{name} {value(curve):.3f}")
+    ax.plot(x_of(overall), overall.tpr, lw=2.2, color="black",
+            label=f"all {metric} {value(overall):.3f}")
+    ax.set_ylabel("true positive rate")
+    ax.set_ylim(0, 1.01)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="x-small", ncol=1 + len(targets or {}) // 12, loc="lower right")
+
+
+def plot_roc(overall, path, title="", targets=None):
+    """Linear ROC curve of ``overall`` (a RocCurve), plus optional {name: RocCurve} ``targets``."""
+    fig = _figure()
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], ls="--", color="red", lw=0.8)
+    _draw_curves(ax, overall, targets, x_of=None)
+    ax.set_xlabel("false positive rate")
+    ax.set_xlim(0, 1)
+    ax.set_title(title or "ROC")
+    _save(fig, path)
+
+
+def plot_log_roc(overall, path, title="", targets=None):
+    """ROC on a log10 FPR axis from 0.5/N_background, the range logAUC integrates over."""
+    fig = _figure()
+    ax = fig.subplots()
+    floor = HALF_FALSE_POSITIVE / overall.n_neg
+    guess = np.logspace(np.log10(floor), 0, 200)
+    ax.plot(guess, guess, ls="--", color="red", lw=0.8)
+    _draw_curves(ax, overall, targets, x_of=lambda c: 10.0 ** c.log_fpr)
+    ax.set_xscale("log")
+    ax.set_xlim(floor, 1)
+    ax.set_xlabel("false positive rate (zero counted as half a false positive)")
+    ax.set_title(title or "semi-log ROC")
+    _save(fig, path)
+
+
+def plot_histograms(background, targets, path, title="", bins=100):
+    """Score histograms of background vs target pixels on shared bins, log counts."""
+    background = np.asarray(background).ravel()
+    targets = np.asarray(targets).ravel()
+    edges = np.histogram_bin_edges(np.concatenate([background, targets]), bins=bins)
+    fig = _figure()
+    ax = fig.subplots()
+    ax.hist(background, bins=edges, density=True, alpha=0.6, label=f"background ({background.size})")
+    ax.hist(targets, bins=edges, density=True, alpha=0.6, label=f"targets ({targets.size})")
+    ax.set_yscale("log")
+    ax.set_xlabel("score")
+    ax.set_ylabel("density")
+    ax.legend(fontsize="small")
+    ax.set_title(title or "score histograms")
+    _save(fig, path)
+
+
+def _stretch(scores, valid=None):
+    """Colour limits from percentiles of the finite (and valid) scores."""
+    finite = np.isfinite(scores)
+    if valid is not None:
+        finite &= np.asarray(valid, bool)
+    if not finite.any():
+        return 0.0, 1.0
+    low, high = np.percentile(scores[finite], STRETCH_PERCENTILES)
+    return float(low), float(max(high, low + np.finfo(np.float32).eps))
+
+
+def plot_heatmap(scores, truth, path, title=""):
+    """The score map (percentile-stretched, NaN grey) with truth outlines labelled T1..Tn."""
+    scores = np.asarray(scores, dtype=np.float64)
+    rows, cols = scores.shape
+    scale = 9.0 / max(rows, cols)
+    fig = _figure(size=(max(cols * scale, 3) + 1.2, max(rows * scale, 3) + 0.6))
+    ax = fig.subplots()
+    import matplotlib
+
+    cmap = matplotlib.colormaps[COLORMAP].with_extremes(bad=NODATA_GREY)
+    low, high = _stretch(scores)
+    image = ax.imshow(np.ma.masked_invalid(scores), cmap=cmap, vmin=low, vmax=high,
+                      interpolation="nearest")
+    fig.colorbar(image, ax=ax, shrink=0.8, label="score")
+    labels, n_targets = label_targets(truth)
+    if n_targets:
+        ax.contour(labels > 0, levels=[0.5], colors="cyan", linewidths=0.7)
+        from scipy import ndimage
+
+        for k, (row_slice, col_slice) in enumerate(ndimage.find_objects(labels), start=1):
+            ax.annotate(f"T{k}", (col_slice.stop, row_slice.start), color="cyan",
+                        fontsize="x-small")
+    ax.set_title(title or "heatmap")
+    _save(fig, path)
+
+
+def save_heatmap_png(scores, path, valid=None):
+    """The score map as a full-resolution colour PNG (percentile stretch), for ``detect --png``;
+    NaN and invalid pixels are transparent."""
+    import matplotlib
+    from matplotlib.image import imsave
+
+    scores = np.asarray(scores, dtype=np.float64)
+    low, high = _stretch(scores, valid)
+    rgba = matplotlib.colormaps[COLORMAP](np.clip((scores - low) / (high - low), 0, 1))
+    hidden = ~np.isfinite(scores)
+    if valid is not None:
+        hidden |= ~np.asarray(valid, bool)
+    rgba[hidden] = 0.0
+    with atomic_path(path) as tmp:
+        imsave(tmp, rgba, format="png")
+
+
+PLOT_FILES = {"roc": "roc.png", "log_roc": "log_roc.png",
+              "histograms": "histograms.png", "heatmap": "heatmap.png"}
+
+
+def write_plots(report, scores, truth, outdir, title="", outer=None, valid=None):
+    """Write the four plots of an evaluation into ``outdir`` (created if needed); returns
+    {plot name: path}. ``outer`` and ``valid`` must be those ``report`` was computed with."""
+    outdir = Path(outdir)
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise HsanomalyError(f"{outdir}: cannot create the plots directory ({err.strerror})") from None
+    paths = {name: outdir / filename for name, filename in PLOT_FILES.items()}
+    overall, targets = score_targets(scores, truth, outer, valid)
+    curves = {t.id: t.curve for t in targets if t.curve is not None}
+    prefix = f"{title}: " if title else ""
+    headline = f"AUC {report['auc']:.4f}, logAUC {report['log_auc']:.4f}"
+    plot_roc(overall, paths["roc"], f"{prefix}ROC ({headline})", curves)
+    plot_log_roc(overall, paths["log_roc"], f"{prefix}semi-log ROC ({headline})", curves)
+    target_scores = np.concatenate([t.scores for t in targets])
+    background = np.asarray(scores)[class_masks(scores, truth, outer, valid)[1]]
+    plot_histograms(background, target_scores, paths["histograms"], f"{prefix}score histograms")
+    plot_heatmap(scores, truth, paths["heatmap"], f"{prefix}heatmap ({headline})")
+    return paths

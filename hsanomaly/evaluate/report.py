@@ -1,0 +1,79 @@
+"""Evaluating files on disk: read a heatmap and masks, check they line up, report and summarise."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import HsanomalyError
+from ..io import atomic_path, read_truth
+from .metrics import evaluate
+
+
+def read_heatmap(path):
+    """Band 1 of a score raster as float, with nodata and masked pixels as NaN."""
+    import rasterio
+
+    if not Path(path).exists():
+        raise HsanomalyError(f"{path}: file not found")
+    try:
+        with rasterio.open(path) as ds:
+            band = ds.read(1, masked=True)
+    except rasterio.errors.RasterioIOError:
+        raise HsanomalyError(f"{path}: not a raster GDAL can read") from None
+    return band.astype(np.float64).filled(np.nan)
+
+
+def read_mask(path, shape):
+    """A binary mask (non-zero = 1) from a raster or .mat truth, which must have ``shape``."""
+    mask = read_truth(path)
+    if mask.shape != tuple(shape):
+        raise HsanomalyError(f"{path}: mask is {mask.shape[0]}x{mask.shape[1]}, "
+                             f"the heatmap is {shape[0]}x{shape[1]}")
+    return mask
+
+
+def evaluate_files(heatmap_path, truth_path, outer_path=None):
+    """Read the inputs and evaluate; returns (report, scores, truth, outer)."""
+    scores = read_heatmap(heatmap_path)
+    truth = read_mask(truth_path, scores.shape)
+    if not truth.any():
+        raise HsanomalyError(f"{truth_path}: the truth mask has no target pixel (all zero)")
+    outer = None if outer_path is None else read_mask(outer_path, scores.shape)
+    try:
+        report = evaluate(scores, truth, outer=outer)
+    except ValueError as err:
+        raise HsanomalyError(f"{heatmap_path}: {err}") from None
+    report["inputs"] = {"heatmap": str(heatmap_path), "truth": str(truth_path),
+                        "outer": None if outer_path is None else str(outer_path)}
+    return report, scores, truth, outer
+
+
+def write_json(report, path):
+    """Write the report as indented JSON, whole or not at all."""
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(report, indent=2) + "\n")
+
+
+def format_summary(report):
+    """A short plain-text summary: overall metrics, then one line per target."""
+    lines = [f"AUC {report['auc']:.4f}   logAUC {report['log_auc']:.4f}   "
+             f"lgFAR {report['lg_far']:.2f}",
+             f"{report['n_target_pixels']} target pixels in {report['n_targets']} targets, "
+             f"{report['n_background_pixels']} background pixels, "
+             f"{report['n_excluded_pixels']} excluded"]
+    if report["targets"]:
+        lines.append(f"{'target':<7}{'pixels':>7}{'AUC':>8}{'logAUC':>8}{'lgFAR':>7}"
+                     f"{'max score':>12}{'row':>8}{'col':>8}")
+    for t in report["targets"]:
+        lines.append(f"{t['id']:<7}{t['pixels']:>7}{_num(t['auc'], '8.4f')}"
+                     f"{_num(t['log_auc'], '8.4f')}{_num(t['lg_far'], '7.2f')}"
+                     f"{_num(t['max_score'], '12.4g')}{t['centroid_row']:>8.1f}"
+                     f"{t['centroid_col']:>8.1f}")
+    return "\n".join(lines)
+
+
+def _num(value, spec):
+    """Format ``value`` with ``spec``, or a dash of the same width for a target without scores."""
+    width = int(spec.split(".")[0])
+    return f"{'-':>{width}}" if value is None else format(value, spec)

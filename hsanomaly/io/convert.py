@@ -1,0 +1,56 @@
+"""Benchmark .mat scenes to tiled, compressed GeoTIFFs (cube plus truth mask)."""
+
+import warnings
+
+import numpy as np
+
+from ..errors import HsanomalyError
+from .atomic import atomic_path
+from .mat import read_mat
+
+
+def write_geotiff(path, array, crs=None, transform=None, nodata=None, descriptions=None):
+    """Write (bands, rows, cols) ``array`` as a tiled deflate GeoTIFF, atomically.
+
+    With no ``crs``/``transform`` the file carries no georeferencing at all rather than
+    an invented one (GDAL then reports pixel coordinates).
+    """
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+
+    array = np.asarray(array)
+    if array.ndim == 2:
+        array = array[None]
+    bands, rows, cols = array.shape
+    profile = {"driver": "GTiff", "dtype": array.dtype.name, "count": bands, "width": cols,
+               "height": rows, "tiled": True, "blockxsize": 256, "blockysize": 256,
+               "compress": "deflate", "interleave": "pixel" if bands > 1 else "band",
+               "BIGTIFF": "IF_SAFER"}
+    if array.dtype.kind == "f":
+        profile["predictor"] = 3
+    for key, value in (("crs", crs), ("transform", transform), ("nodata", nodata)):
+        if value is not None:
+            profile[key] = value
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(array)
+            for i, d in enumerate(descriptions or []):
+                dst.set_band_description(i + 1, d)
+
+
+def convert_mat(src, dst, truth=None):
+    """Convert a .mat scene; returns (bands, rows, cols, anomaly pixel count or None)."""
+    cube, gt = read_mat(src)
+    if truth is not None and gt is None:
+        raise HsanomalyError(f"{src}: --truth asked for, but the .mat file has no ground-truth variable")
+    if np.all(cube == np.round(cube)):  # integer benchmark cubes stay compact and exact
+        for dtype in (np.uint16, np.int16):
+            info = np.iinfo(dtype)
+            if info.min <= cube.min() and cube.max() <= info.max:
+                cube = cube.astype(dtype)
+                break
+    write_geotiff(dst, cube)
+    if truth is not None:
+        write_geotiff(truth, gt.astype(np.uint8))
+    return cube.shape + ((int(gt.sum()) if gt is not None else None),)

@@ -1,0 +1,57 @@
+"""The scorer contract shared by the baselines and the GAN scores.
+
+A scorer is fitted once (``fit(source)``, which may stream over the raster with
+``source.reduce`` or draw ``source.sample``) and then scores tiles independently
+(``score_block``), which is what lets the tiled engine, ``--resume`` and Dask workers
+treat every scorer alike. High scores mean anomalous.
+"""
+
+import numpy as np
+
+
+class Scorer:
+    name = "base"
+    halo = 0          # neighbour pixels each tile needs on every side
+    extras = {}       # optional per-pixel outputs besides "score": name -> band count
+
+    def fit(self, source):
+        return self
+
+    def score_samples(self, X):
+        """Scores for pixels X of shape (n, bands)."""
+        raise NotImplementedError
+
+    def score_block(self, block, valid):
+        """Score the inner pixels of a halo-padded block; see docs/architecture.md."""
+        h = self.halo
+        inner = block[:, h:block.shape[1] - h, h:block.shape[2] - h]
+        ok = valid[h:valid.shape[0] - h, h:valid.shape[1] - h]
+        score = np.full(ok.shape, np.nan, dtype=np.float32)
+        if ok.any():
+            score[ok] = self.score_samples(inner[:, ok].T)
+        return {"score": score[None]}
+
+    def params(self):
+        """Plain-JSON description of the configuration; a resumed run must match it."""
+        return {"name": self.name}
+
+
+def moments(X):
+    """Pixel count, sum and sum of outer products in float64: the pieces of a streaming covariance."""
+    X = np.asarray(X, dtype=np.float64)
+    return np.array(len(X), dtype=np.float64), X.sum(axis=0), X.T @ X
+
+
+def mean_cov(n, s, ss):
+    """Mean and unbiased covariance from ``moments`` summed over tiles."""
+    mean = s / n
+    cov = (ss - n * np.outer(mean, mean)) / max(n - 1, 1)
+    return mean, cov
+
+
+def inverse(cov):
+    """Inverse covariance, falling back to the pseudo-inverse for singular matrices."""
+    try:
+        return np.linalg.inv(cov)
+    except np.linalg.LinAlgError:
+        return np.linalg.pinv(cov, hermitian=True)

@@ -1,0 +1,31 @@
+"""Gaussian mixture baseline: PCA then a full-covariance mixture, score -log p."""
+
+import numpy as np
+
+from .base import Scorer
+
+
+class GaussianMixtureScorer(Scorer):
+    name = "gmm"
+
+    def __init__(self, components=5, pca=25, sample=50_000, seed=0):
+        self.components, self.pca, self.sample, self.seed = components, pca, sample, seed
+
+    def params(self):
+        return {"name": self.name, "components": self.components, "pca": self.pca,
+                "sample": self.sample, "seed": self.seed}
+
+    def fit(self, source):
+        from sklearn.decomposition import PCA
+        from sklearn.mixture import GaussianMixture
+
+        X = source.sample(self.sample, seed=self.seed).astype(np.float64)
+        self.pca_ = PCA(n_components=min(self.pca, X.shape[1], len(X)), random_state=self.seed).fit(X)
+        self.mixture_ = GaussianMixture(self.components, covariance_type="full",
+                                        random_state=self.seed, reg_covar=1e-6)
+        self.mixture_.fit(self.pca_.transform(X))
+        return self
+
+    def score_samples(self, X):
+        Z = self.pca_.transform(np.asarray(X, dtype=np.float64))
+        return (-self.mixture_.score_samples(Z)).astype(np.float32)
