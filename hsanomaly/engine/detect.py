@@ -33,6 +33,7 @@ class DetectResult:
 
 def plan(source, scorer, dst, extras=None, tile=DEFAULT_TILE):
     """Windows to score and output name -> (path, bands); refuses impossible jobs up front."""
+    scorer.check(source)
     size = 2 * scorer.halo + 1
     if size > min(source.height, source.width):
         raise HsanomalyError(f"{source.name}: the {size}x{size} window of score {scorer.name!r} is "

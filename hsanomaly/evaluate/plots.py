@@ -113,8 +113,7 @@ def plot_heatmap(scores, truth, path, title=""):
 
     cmap = matplotlib.colormaps[COLORMAP].with_extremes(bad=NODATA_GREY)
     low, high = _stretch(scores)
-    image = ax.imshow(np.ma.masked_invalid(scores), cmap=cmap, vmin=low, vmax=high,
-                      interpolation="nearest")
+    image = ax.imshow(np.ma.masked_invalid(scores), cmap=cmap, vmin=low, vmax=high)
     fig.colorbar(image, ax=ax, shrink=0.8, label="score")
     labels, n_targets = label_targets(truth)
     if n_targets:

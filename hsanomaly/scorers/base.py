@@ -14,6 +14,9 @@ class Scorer:
     halo = 0          # neighbour pixels each tile needs on every side
     extras = {}       # optional per-pixel outputs besides "score": name -> band count
 
+    def check(self, source):
+        """Refuse a source this scorer cannot score (e.g. a band count a model was not trained on)."""
+
     def fit(self, source):
         return self
 
