@@ -1,0 +1,286 @@
+"""Evaluation: metrics against sklearn and hand-computed cases, masks, per-target results,
+plots and the ``evaluate`` command."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from matplotlib.image import imread
+from sklearn.metrics import roc_auc_score
+from sklearn.metrics import roc_curve as sklearn_roc_curve
+
+from hsanomaly.cli.evaluate import evaluate as evaluate_command
+from hsanomaly.errors import HsanomalyError
+from hsanomaly.evaluate import evaluate, label_targets, read_heatmap, roc_curve
+from hsanomaly.evaluate.plots import save_heatmap_png, write_plots
+
+from conftest import write_raster
+
+LOG6 = np.log10(6)   # |log10(0.5 / 3)|: the logAUC range for three background pixels
+
+
+def scene(rows=60, cols=80, seed=0):
+    """Gaussian background scores with three brighter targets of different shapes."""
+    rng = np.random.default_rng(seed)
+    scores = rng.normal(0, 1, (rows, cols))
+    truth = np.zeros((rows, cols), np.uint8)
+    truth[10:13, 50:54] = 1                      # T1: first pixel (10, 50)
+    truth[20, 5] = truth[21, 6] = truth[22, 7] = 1   # T2: a diagonal line, one 8-connected target
+    truth[40:45, 30:32] = 1                      # T3
+    scores[truth == 1] += rng.uniform(0.5, 3, int(truth.sum()))
+    return scores, truth
+
+
+# --- ROC curve, AUC, logAUC, lgFAR -------------------------------------------------------
+
+@pytest.mark.parametrize("decimals", [None, 1])
+def test_auc_equals_sklearn_with_and_without_ties(decimals):
+    rng = np.random.default_rng(1)
+    pos, neg = rng.normal(1, 1, 200), rng.normal(0, 1, 3000)
+    if decimals is not None:
+        pos, neg = np.round(pos, decimals), np.round(neg, decimals)
+    labels = np.r_[np.ones(pos.size), np.zeros(neg.size)]
+    expected = roc_auc_score(labels, np.r_[pos, neg])
+    assert roc_curve(pos, neg).auc == pytest.approx(expected, abs=1e-12)
+
+
+def test_evaluate_auc_equals_sklearn_on_flattened_maps():
+    scores, truth = scene()
+    report = evaluate(scores, truth)
+    assert report["auc"] == pytest.approx(roc_auc_score(truth.ravel(), scores.ravel()), abs=1e-12)
+    assert report["n_target_pixels"] == truth.sum()
+    assert report["n_background_pixels"] == truth.size - truth.sum()
+
+
+def test_log_auc_single_target_between_background_scores():
+    # one background score above the target: TPR is 0 up to FPR 1/3, then 1
+    assert roc_curve([3], [1, 2, 4]).log_auc == pytest.approx(np.log10(3) / LOG6)
+
+
+def test_log_auc_counts_zero_false_positives_as_half():
+    # the top target beats every background pixel: TPR 1/2 from FPR 0.5/3, 1 from FPR 1/3
+    curve = roc_curve([5, 3], [1, 2, 4])
+    assert curve.log_auc == pytest.approx((0.5 * np.log10(2) + np.log10(3)) / LOG6)
+    assert curve.lg_far == pytest.approx(np.log10(0.5 / 3))
+
+
+def test_log_auc_perfect_worst_and_tied_detectors():
+    assert roc_curve([5, 6], [1, 2, 4]).log_auc == pytest.approx(1.0)
+    assert roc_curve([0], [1, 2, 4]).log_auc == pytest.approx(0.0)
+    assert roc_curve([2], [2]).log_auc == pytest.approx(0.5)   # linear in log FPR across the tie
+
+
+def test_log_auc_equals_trapezoid_over_full_sklearn_curve():
+    rng = np.random.default_rng(2)
+    pos, neg = np.round(rng.normal(1, 1, 150), 1), np.round(rng.normal(0, 1, 4000), 1)
+    fpr, tpr, _ = sklearn_roc_curve(np.r_[np.ones(pos.size), np.zeros(neg.size)],
+                                    np.r_[pos, neg], drop_intermediate=False)
+    log_fpr = np.log10(np.maximum(fpr * neg.size, 0.5) / neg.size)
+    expected = np.sum(np.diff(log_fpr) * (tpr[1:] + tpr[:-1]) / 2) / -np.log10(0.5 / neg.size)
+    assert roc_curve(pos, neg).log_auc == pytest.approx(expected, abs=1e-12)
+
+
+def test_lg_far_counts_background_at_or_above_the_top_target():
+    assert roc_curve([3, 1], [4, 5, 0, 0]).lg_far == pytest.approx(np.log10(2 / 4))
+    assert roc_curve([3], [3, 0, 0, 0]).lg_far == pytest.approx(np.log10(1 / 4))   # tie = alarm
+
+
+def test_roc_curve_runs_from_origin_to_one_one():
+    curve = roc_curve([0.2, 0.9, 0.9], [0.1, 0.5, 0.95])
+    assert (curve.fpr[0], curve.tpr[0]) == (0, 0)
+    assert (curve.fpr[-1], curve.tpr[-1]) == (1, 1)
+    assert np.all(np.diff(curve.fp) >= 0) and np.all(np.diff(curve.tp) >= 0)
+
+
+def test_roc_curve_needs_both_classes():
+    with pytest.raises(ValueError):
+        roc_curve([], [1.0])
+    with pytest.raises(ValueError):
+        roc_curve([1.0], [])
+
+
+# --- masks and per-target results ---------------------------------------------------------
+
+def test_outer_mask_pixels_are_excluded_from_background():
+    scores, truth = scene()
+    outer = truth.copy()
+    outer[9:14, 49:55] = 1           # a one-pixel ring around T1: 30 - 12 = 18 ambiguous pixels
+    report = evaluate(scores, truth, outer=outer)
+    plain = evaluate(scores, truth)
+    assert report["n_target_pixels"] == plain["n_target_pixels"]
+    assert report["n_background_pixels"] == plain["n_background_pixels"] - 18
+    assert report["n_excluded_pixels"] == 18
+    keep = (outer == 0) | (truth == 1)
+    assert report["auc"] == pytest.approx(roc_auc_score(truth[keep], scores[keep]), abs=1e-12)
+
+
+def test_nan_scores_and_invalid_pixels_are_excluded():
+    scores, truth = scene()
+    scores[0, :10] = np.nan                      # 10 background pixels without a score
+    scores[10, 50] = np.nan                      # one T1 pixel without a score
+    valid = np.ones(truth.shape, bool)
+    valid[59, :5] = False                        # 5 invalid background pixels
+    report = evaluate(scores, truth, valid=valid)
+    keep = ~np.isnan(scores) & valid
+    assert report["n_target_pixels"] == truth.sum() - 1
+    assert report["n_background_pixels"] == truth.size - truth.sum() - 15
+    assert report["n_excluded_pixels"] == 16
+    assert report["auc"] == pytest.approx(roc_auc_score(truth[keep], scores[keep]), abs=1e-12)
+    assert report["targets"][0]["pixels"] == 11
+
+
+def test_targets_are_8_connected_and_numbered_in_row_major_order():
+    truth = np.zeros((6, 6), np.uint8)
+    truth[0, 4] = 1                  # T1, first in row-major order although right of T2
+    truth[1, 0] = truth[2, 1] = 1    # T2, joined diagonally
+    truth[4:6, 3] = 1                # T3
+    labels, n = label_targets(truth)
+    assert n == 3
+    assert labels[0, 4] == 1 and labels[1, 0] == labels[2, 1] == 2 and labels[5, 3] == 3
+
+
+def test_per_target_metrics_compare_each_target_with_all_background():
+    scores, truth = scene()
+    report = evaluate(scores, truth)
+    labels, _ = label_targets(truth)
+    assert [t["id"] for t in report["targets"]] == ["T1", "T2", "T3"]
+    assert report["n_targets"] == 3
+    background = truth == 0
+    for k, target in enumerate(report["targets"], start=1):
+        mine = labels == k
+        keep = mine | background
+        assert target["pixels"] == mine.sum()
+        assert target["auc"] == pytest.approx(roc_auc_score(mine[keep], scores[keep]), abs=1e-12)
+        assert target["log_auc"] == pytest.approx(
+            roc_curve(scores[mine], scores[background]).log_auc)
+        assert target["max_score"] == pytest.approx(scores[mine].max())
+        rows, cols = np.nonzero(mine)
+        assert (target["centroid_row"], target["centroid_col"]) == (rows.mean(), cols.mean())
+    assert report["targets"][1]["pixels"] == 3        # the diagonal line is one target
+    assert report["lg_far"] == pytest.approx(min(t["lg_far"] for t in report["targets"]))
+
+
+def test_target_without_scored_pixels_has_no_metrics():
+    scores, truth = scene()
+    scores[40:45, 30:32] = np.nan    # all of T3
+    t3 = evaluate(scores, truth)["targets"][2]
+    assert t3["pixels"] == 0
+    assert t3["auc"] is t3["log_auc"] is t3["lg_far"] is t3["max_score"] is None
+    assert t3["centroid_row"] == 42.0
+
+
+def test_evaluate_needs_scored_targets_and_background():
+    scores, truth = scene()
+    with pytest.raises(ValueError, match="target"):
+        evaluate(scores, np.zeros_like(truth))
+    with pytest.raises(ValueError, match="background"):
+        evaluate(np.where(truth == 1, scores, np.nan), truth)
+
+
+# --- plots --------------------------------------------------------------------------------
+
+def test_write_plots_writes_four_non_empty_pngs(tmp_path):
+    scores, truth = scene()
+    scores[:3, :3] = np.nan
+    paths = write_plots(evaluate(scores, truth), scores, truth, tmp_path / "plots", "scene")
+    assert sorted(paths) == ["heatmap", "histograms", "log_roc", "roc"]
+    for path in paths.values():
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == sorted(
+        p.name for p in paths.values())      # no temporary files left behind
+
+
+def test_save_heatmap_png_is_full_size_with_nodata_transparent(tmp_path):
+    scores, _ = scene()
+    scores[5, 7] = np.nan
+    valid = np.ones(scores.shape, bool)
+    valid[0, 0] = False
+    save_heatmap_png(scores, tmp_path / "heat.png", valid=valid)
+    image = imread(tmp_path / "heat.png")
+    assert image.shape == (*scores.shape, 4)
+    assert image[5, 7, 3] == 0 and image[0, 0, 3] == 0 and image[1, 1, 3] == 1
+
+
+# --- files and the command ----------------------------------------------------------------
+
+NODATA = -9999.0
+
+
+@pytest.fixture
+def heat_and_truth(tmp_path):
+    """A heatmap GeoTIFF with 6 nodata pixels, its truth raster, and the arrays behind them."""
+    scores, truth = scene()
+    scores[0, :6] = NODATA
+    heat = write_raster(tmp_path / "heat.tif", scores[None], nodata=NODATA)
+    truth_path = write_raster(tmp_path / "truth.tif", truth[None].astype(np.float32))
+    return heat, truth_path, np.where(scores == NODATA, np.nan, scores.astype(np.float32)), truth
+
+
+def test_read_heatmap_turns_nodata_into_nan(heat_and_truth):
+    heat, _, scores, _ = heat_and_truth
+    np.testing.assert_array_equal(read_heatmap(heat), scores)
+
+
+def test_cli_prints_summary_and_writes_report_and_plots(heat_and_truth, tmp_path):
+    heat, truth_path, scores, truth = heat_and_truth
+    outer = truth.copy()
+    outer[9:14, 49:55] = 1
+    outer_path = write_raster(tmp_path / "outer.tif", outer[None].astype(np.float32))
+    result = CliRunner().invoke(evaluate_command, [
+        str(heat), str(truth_path), "--outer", str(outer_path),
+        "--plots", str(tmp_path / "plots"), "--json", str(tmp_path / "report.json")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "report.json").read_text())
+    expected = evaluate(scores, truth, outer=outer)
+    assert report["auc"] == pytest.approx(expected["auc"])
+    assert report["n_excluded_pixels"] == 6 + 18
+    assert f"AUC {expected['auc']:.4f}" in result.output
+    assert all(f"T{k} " in result.output for k in (1, 2, 3))
+    assert len(list((tmp_path / "plots").glob("*.png"))) == 4
+
+
+def run_failing(args):
+    result = CliRunner().invoke(evaluate_command, [str(a) for a in args])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, HsanomalyError), result.output
+    return str(result.exception)
+
+
+def test_cli_missing_file(heat_and_truth, tmp_path):
+    heat, truth_path, _, _ = heat_and_truth
+    assert run_failing([tmp_path / "nope.tif", truth_path]) == f"{tmp_path / 'nope.tif'}: file not found"
+    assert "nope.tif: file not found" in run_failing([heat, tmp_path / "nope.tif"])
+
+
+def test_cli_not_a_raster(heat_and_truth, tmp_path):
+    _, truth_path, _, _ = heat_and_truth
+    text = tmp_path / "notes.tif"
+    text.write_text("not a raster")
+    assert run_failing([text, truth_path]).startswith(f"{text}: not a raster")
+
+
+@pytest.mark.parametrize("option", [None, "--outer"])
+def test_cli_shape_mismatch_names_the_mask(heat_and_truth, tmp_path, option):
+    heat, truth_path, _, truth = heat_and_truth
+    small = write_raster(tmp_path / "small.tif", truth[None, :30, :30].astype(np.float32))
+    args = [heat, small] if option is None else [heat, truth_path, option, small]
+    message = run_failing(args)
+    assert message.startswith(str(small)) and "30x30" in message and "60x80" in message
+
+
+def test_cli_truth_without_targets(heat_and_truth, tmp_path):
+    heat, _, _, truth = heat_and_truth
+    empty = write_raster(tmp_path / "empty.tif", np.zeros((1, *truth.shape), np.float32))
+    assert run_failing([heat, empty]) == f"{empty}: the truth mask has no target pixel (all zero)"
+
+
+def test_cli_plots_dir_not_creatable_and_json_dir_missing(heat_and_truth, tmp_path):
+    heat, truth_path, _, _ = heat_and_truth
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert "cannot create the plots directory" in run_failing(
+        [heat, truth_path, "--plots", blocker / "plots"])
+    missing = tmp_path / "missing" / "report.json"
+    assert "does not exist" in run_failing([heat, truth_path, "--json", missing])
+    assert not missing.parent.exists()
