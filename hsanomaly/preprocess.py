@@ -93,7 +93,7 @@ class Preprocessor:
                     raise KeyError(k)
                 setattr(pre, k, v)
             pre.n_features_in_, pre.keep_, pre.bin_edges_  # noqa: B018 - required state
-        except (KeyError, TypeError) as err:
+        except (KeyError, TypeError, AttributeError) as err:
             raise HsanomalyError(f"preprocessing parameters are incomplete or invalid ({err})") from None
         return pre
 

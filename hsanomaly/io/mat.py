@@ -12,12 +12,12 @@ def _load_variables(path):
     import h5py
     import scipy.io
 
-    try:
-        return scipy.io.loadmat(str(path))
-    except NotImplementedError:  # MATLAB v7.3 is HDF5; h5py returns arrays transposed
+    if h5py.is_hdf5(path):  # MATLAB v7.3; h5py sees arrays transposed (column-major)
         with h5py.File(path, "r") as f:
             return {k: np.asarray(v).T for k, v in f.items() if isinstance(v, h5py.Dataset)}
-    except (ValueError, TypeError, OSError) as err:
+    try:
+        return scipy.io.loadmat(str(path))
+    except (ValueError, TypeError, OSError, NotImplementedError) as err:
         raise HsanomalyError(f"{path}: not a readable MATLAB file ({err})") from None
 
 

@@ -7,7 +7,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import HsanomalyError
-from .source import open_source
+from .source import open_raster, open_source
 
 
 @dataclass
@@ -58,7 +58,7 @@ def read_truth(path, shape=None):
         if not Path(path).exists():
             raise HsanomalyError(f"{path}: file not found")
         try:
-            with rasterio.open(path) as ds:
+            with open_raster(path) as ds:
                 gt = ds.read(1)
         except rasterio.errors.RasterioIOError:
             raise HsanomalyError(f"{path}: not a raster GDAL can read") from None

@@ -91,7 +91,7 @@ class RasterSource(_Source):
         if not Path(path).exists() and "://" not in self.path and not self.path.startswith("/vsi"):
             raise HsanomalyError(f"{path}: file not found")
         try:
-            with _open(self.path) as ds:
+            with open_raster(self.path) as ds:
                 self.count, self.height, self.width = ds.count, ds.height, ds.width
                 self.profile = {"crs": ds.crs, "transform": ds.transform,
                                 "width": ds.width, "height": ds.height}
@@ -107,7 +107,7 @@ class RasterSource(_Source):
 
     def _dataset(self):
         if self._ds is None or self._ds.closed:
-            self._ds = _open(self.path)
+            self._ds = open_raster(self.path)
         return self._ds
 
     def close(self):
@@ -142,7 +142,7 @@ class ArraySource(_Source):
         pass
 
 
-def _open(path):
+def open_raster(path):
     """rasterio.open without the warning for rasters that carry no georeferencing."""
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning

@@ -1,0 +1,57 @@
+import json
+
+import numpy as np
+import pytest
+
+from hsanomaly.errors import HsanomalyError
+from hsanomaly.preprocess import Preprocessor
+
+
+def pixels(n=500, bands=10, seed=0):
+    X = np.random.default_rng(seed).random((n, bands)) * 100 + 5
+    X[:, 3] = 7.0  # constant band
+    return X
+
+
+def test_constant_bands_dropped_and_bins_average_adjacent_bands():
+    X = pixels()
+    pre = Preprocessor(n_bands=3, scale=False).fit(X)
+    assert pre.keep_[3] is False and sum(pre.keep_) == 9
+    out = pre.transform(X)
+    kept = X[:, np.asarray(pre.keep_)]
+    np.testing.assert_allclose(out[:, 0], kept[:, 0:3].mean(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(out[:, 2], kept[:, 6:9].mean(axis=1), rtol=1e-6)
+
+
+def test_nan_band_dropped():
+    X = pixels()
+    X[5, 1] = np.nan
+    assert Preprocessor().fit(X).keep_[1] is False
+
+
+def test_scaling_maps_central_range_to_unit_interval():
+    X = pixels(n=5000)
+    out = Preprocessor(quantile=0.01).fit_transform(X)
+    lo, hi = np.quantile(out, [0.01, 0.99], axis=0)
+    np.testing.assert_allclose(lo, -1, atol=1e-5)
+    np.testing.assert_allclose(hi, 1, atol=1e-5)
+
+
+def test_sqrt_transform_then_json_round_trip_and_blocks():
+    X = pixels()
+    pre = Preprocessor(n_bands=4, sqrt=True).fit(X)
+    again = Preprocessor.from_json(json.dumps(json.loads(pre.to_json())))
+    np.testing.assert_array_equal(pre.transform(X), again.transform(X))
+    block = X[:20].T.reshape(10, 4, 5)
+    np.testing.assert_allclose(pre.transform_block(block).reshape(4, -1).T, pre.transform(X[:20]))
+    raw = Preprocessor(n_bands=4, scale=False).fit(X).transform(X)
+    assert not np.allclose(raw, Preprocessor(n_bands=4, sqrt=True, scale=False).fit(X).transform(X))
+
+
+def test_bad_inputs():
+    with pytest.raises(HsanomalyError, match="cannot bin 9 usable bands into 20"):
+        Preprocessor(n_bands=20).fit(pixels())
+    with pytest.raises(HsanomalyError, match="fitted on 10 bands, got 4"):
+        Preprocessor().fit(pixels()).transform(np.zeros((2, 4)))
+    with pytest.raises(HsanomalyError, match="incomplete"):
+        Preprocessor.from_dict({"params": {}, "state": {}})
