@@ -269,10 +269,12 @@ def test_cli_shape_mismatch_names_the_mask(heat_and_truth, tmp_path, option):
     assert message.startswith(str(small)) and "30x30" in message and "60x80" in message
 
 
-def test_cli_truth_without_targets(heat_and_truth, tmp_path):
+def test_cli_truth_without_targets_or_background(heat_and_truth, tmp_path):
     heat, _, _, truth = heat_and_truth
     empty = write_raster(tmp_path / "empty.tif", np.zeros((1, *truth.shape), np.float32))
     assert run_failing([heat, empty]) == f"{empty}: the truth mask has no target pixel (all zero)"
+    full = write_raster(tmp_path / "full.tif", np.ones((1, *truth.shape), np.float32))
+    assert run_failing([heat, full]) == f"{full}: the truth mask has no background (no zero pixel)"
 
 
 def test_cli_plots_dir_not_creatable_and_json_dir_missing(heat_and_truth, tmp_path):

@@ -134,20 +134,23 @@ def score_targets(scores, truth, outer=None, valid=None):
     background = np.sort(scores[background_mask])
     overall = roc_curve(scores[target_mask], background, neg_sorted=True)
 
-    labels, n_targets = label_targets(truth)
+    targets = []
+    for k, (rows, cols) in enumerate(_target_pixels(*label_targets(truth)), start=1):
+        scored = target_mask[rows, cols]
+        values = scores[rows[scored], cols[scored]]
+        curve = roc_curve(values, background, neg_sorted=True) if values.size else None
+        targets.append(Target(f"T{k}", rows, cols, values, curve))
+    return overall, targets
+
+
+def _target_pixels(labels, n_targets):
+    """(rows, cols) of each target 1..n, from one pass over the labelled pixels."""
     rows, cols = np.nonzero(labels)
     ids = labels[rows, cols]
     order = np.argsort(ids, kind="stable")
     rows, cols, ids = rows[order], cols[order], ids[order]
     bounds = np.searchsorted(ids, np.arange(1, n_targets + 2))
-    targets = []
-    for k in range(n_targets):
-        r, c = rows[bounds[k]:bounds[k + 1]], cols[bounds[k]:bounds[k + 1]]
-        scored = target_mask[r, c]
-        values = scores[r[scored], c[scored]]
-        curve = roc_curve(values, background, neg_sorted=True) if values.size else None
-        targets.append(Target(f"T{k + 1}", r, c, values, curve))
-    return overall, targets
+    return [(rows[a:b], cols[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def evaluate(scores, truth, outer=None, valid=None):

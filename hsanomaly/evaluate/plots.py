@@ -32,19 +32,23 @@ def _save(fig, path):
         fig.savefig(tmp, format="png", dpi=120)
 
 
-def _draw_curves(ax, overall, targets, x_of):
-    """Overall curve thick, per-target curves thin; legend shows each curve's AUC/logAUC."""
-    metric = "logAUC" if x_of is not None else "AUC"
-    value = (lambda c: c.log_auc) if x_of is not None else (lambda c: c.auc)
-    x_of = x_of or (lambda c: c.fpr)
-    for name, curve in (targets or {}).items():
+def _draw_curves(ax, overall, targets, log_x):
+    """Overall curve thick, per-target curves thin; the legend gives each one's AUC or logAUC."""
+    def x_of(curve):
+        return 10.0 ** curve.log_fpr if log_x else curve.fpr
+
+    def value(curve):
+        return curve.log_auc if log_x else curve.auc
+
+    targets = targets or {}
+    for name, curve in targets.items():
         ax.plot(x_of(curve), curve.tpr, lw=0.8, alpha=0.7, label=f"{name} {value(curve):.3f}")
     ax.plot(x_of(overall), overall.tpr, lw=2.2, color="black",
-            label=f"all {metric} {value(overall):.3f}")
+            label=f"all {'logAUC' if log_x else 'AUC'} {value(overall):.3f}")
     ax.set_ylabel("true positive rate")
     ax.set_ylim(0, 1.01)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="x-small", ncol=1 + len(targets or {}) // 12, loc="lower right")
+    ax.legend(fontsize="x-small", ncol=1 + len(targets) // 12, loc="lower right")
 
 
 def plot_roc(overall, path, title="", targets=None):
@@ -52,7 +56,7 @@ def plot_roc(overall, path, title="", targets=None):
     fig = _figure()
     ax = fig.subplots()
     ax.plot([0, 1], [0, 1], ls="--", color="red", lw=0.8)
-    _draw_curves(ax, overall, targets, x_of=None)
+    _draw_curves(ax, overall, targets, log_x=False)
     ax.set_xlabel("false positive rate")
     ax.set_xlim(0, 1)
     ax.set_title(title or "ROC")
@@ -66,7 +70,7 @@ def plot_log_roc(overall, path, title="", targets=None):
     floor = HALF_FALSE_POSITIVE / overall.n_neg
     guess = np.logspace(np.log10(floor), 0, 200)
     ax.plot(guess, guess, ls="--", color="red", lw=0.8)
-    _draw_curves(ax, overall, targets, x_of=lambda c: 10.0 ** c.log_fpr)
+    _draw_curves(ax, overall, targets, log_x=True)
     ax.set_xscale("log")
     ax.set_xlim(floor, 1)
     ax.set_xlabel("false positive rate (zero counted as half a false positive)")

@@ -39,6 +39,8 @@ def evaluate_files(heatmap_path, truth_path, outer_path=None):
     truth = read_mask(truth_path, scores.shape)
     if not truth.any():
         raise HsanomalyError(f"{truth_path}: the truth mask has no target pixel (all zero)")
+    if truth.all():
+        raise HsanomalyError(f"{truth_path}: the truth mask has no background (no zero pixel)")
     outer = None if outer_path is None else read_mask(outer_path, scores.shape)
     try:
         report = evaluate(scores, truth, outer=outer)
