@@ -18,17 +18,18 @@ NODATA = -9999.0
 
 
 def synthetic_cube(bands=12, rows=40, cols=50, targets=((10, 10), (30, 40)), seed=0):
-    """Background from three smooth endmembers plus noise; each target is a 2x2 foreign spectrum."""
+    """Background from three smooth endmembers plus noise; each target is a 2x2 half-foreign mixture."""
     rng = np.random.default_rng(seed)
     wl = np.linspace(0, 1, bands)
     ends = np.stack([np.sin(3 * wl + k) + 2 for k in range(3)])
     abund = rng.dirichlet(np.ones(3), size=rows * cols)
-    cube = (abund @ ends).T.reshape(bands, rows, cols) + rng.normal(0, 0.01, (bands, rows, cols))
+    cube = (abund @ ends).T.reshape(bands, rows, cols)
     truth = np.zeros((rows, cols), np.uint8)
     foreign = np.cos(9 * wl) + 2
     for r, c in targets:
-        cube[:, r:r + 2, c:c + 2] = foreign[:, None, None]
+        cube[:, r:r + 2, c:c + 2] = 0.5 * cube[:, r:r + 2, c:c + 2] + 0.5 * foreign[:, None, None]
         truth[r:r + 2, c:c + 2] = 1
+    cube += rng.normal(0, 0.01, cube.shape)
     return cube.astype(np.float32), truth
 
 
