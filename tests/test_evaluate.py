@@ -13,7 +13,7 @@ from sklearn.metrics import roc_curve as sklearn_roc_curve
 from hsanomaly.cli.evaluate import evaluate as evaluate_command
 from hsanomaly.errors import HsanomalyError
 from hsanomaly.evaluate import evaluate, label_targets, read_heatmap, roc_curve
-from hsanomaly.evaluate.plots import save_heatmap_png, write_plots
+from hsanomaly.evaluate.plots import _pixel_outline, save_heatmap_png, write_plots
 
 from conftest import write_raster
 
@@ -189,6 +189,17 @@ def test_write_plots_writes_four_non_empty_pngs(tmp_path):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == sorted(
         p.name for p in paths.values())      # no temporary files left behind
+
+
+def test_target_outline_follows_pixel_edges():
+    mask = np.zeros((3, 4), bool)
+    mask[1, 1:3] = True              # a 1x2 target: 6 unit edges around it
+    segments = _pixel_outline(mask)
+    assert len(segments) == 6
+    assert {tuple(map(tuple, s)) for s in segments} == {
+        ((0.5, 0.5), (1.5, 0.5)), ((1.5, 0.5), (2.5, 0.5)),     # top
+        ((0.5, 1.5), (1.5, 1.5)), ((1.5, 1.5), (2.5, 1.5)),     # bottom
+        ((0.5, 0.5), (0.5, 1.5)), ((2.5, 0.5), (2.5, 1.5))}     # left, right
 
 
 def test_save_heatmap_png_is_full_size_with_nodata_transparent(tmp_path):

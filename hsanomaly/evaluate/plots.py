@@ -121,7 +121,10 @@ def plot_heatmap(scores, truth, path, title=""):
     fig.colorbar(image, ax=ax, shrink=0.8, label="score")
     labels, n_targets = label_targets(truth)
     if n_targets:
-        ax.contour(labels > 0, levels=[0.5], colors="cyan", linewidths=0.7)
+        from matplotlib.collections import LineCollection
+
+        ax.add_collection(LineCollection(_pixel_outline(labels > 0), colors="cyan",
+                                         linewidths=0.8))
         from scipy import ndimage
 
         for k, (row_slice, col_slice) in enumerate(ndimage.find_objects(labels), start=1):
@@ -129,6 +132,19 @@ def plot_heatmap(scores, truth, path, title=""):
                         fontsize="x-small")
     ax.set_title(title or "heatmap")
     _save(fig, path)
+
+
+def _pixel_outline(mask):
+    """Line segments (x, y) along the pixel edges between ``mask`` and its complement, so
+    outlines follow pixel boundaries instead of cutting through edge pixels as contours do."""
+    padded = np.pad(mask, 1)
+    rows, cols = np.nonzero(padded[1:, 1:-1] != padded[:-1, 1:-1])   # edge above (rows - 0.5)
+    horizontal = np.stack([np.column_stack([cols - 0.5, rows - 0.5]),
+                           np.column_stack([cols + 0.5, rows - 0.5])], axis=1)
+    rows, cols = np.nonzero(padded[1:-1, 1:] != padded[1:-1, :-1])   # edge left of (cols - 0.5)
+    vertical = np.stack([np.column_stack([cols - 0.5, rows - 0.5]),
+                         np.column_stack([cols - 0.5, rows + 0.5])], axis=1)
+    return np.concatenate([horizontal, vertical])
 
 
 def save_heatmap_png(scores, path, valid=None):
