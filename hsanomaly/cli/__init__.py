@@ -37,7 +37,7 @@ class LazyGroup(click.Group):
             sys.exit(1)
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(name="hsanomaly", cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="hsanomaly")
 def main():
     """Find anomalies in hyperspectral rasters (RX, Gaussian mixture, Wasserstein GANs)."""

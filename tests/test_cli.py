@@ -1,0 +1,94 @@
+"""The command line: success paths and one clear line for every bad input."""
+
+import subprocess
+import sys
+from importlib.metadata import entry_points
+
+import numpy as np
+import pytest
+import rasterio
+import scipy.io
+from click.testing import CliRunner
+from sklearn.metrics import roc_auc_score
+
+from hsanomaly.cli import main
+
+from conftest import synthetic_cube, write_raster
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.exit_code != 0
+    lines = result.output.strip().splitlines()
+    assert "Traceback" not in result.output
+    assert lines[-1].startswith("Error:") and len([l for l in lines if l.startswith("Error")]) == 1
+    for fragment in fragments:
+        assert fragment in lines[-1]
+
+
+def test_detect_rx_on_the_example_reproduces_reference_auc(tmp_path, example_scene):
+    scene, truth = example_scene
+    result = run("detect", scene, tmp_path / "heat.tif", "--score", "rx", "--png", tmp_path / "heat.png", "-q")
+    assert result.exit_code == 0, result.output
+    with rasterio.open(tmp_path / "heat.tif") as ds, rasterio.open(truth) as gt:
+        auc = roc_auc_score(gt.read(1).ravel(), ds.read(1).ravel())
+    assert round(auc, 4) == 0.8404  # ../shared/data/README.md reference for ABU airport-2
+    assert (tmp_path / "heat.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("make, args, fragments", [
+    (None, ["missing.tif"], ["missing.tif", "file not found"]),
+    ("junk", ["junk.tif"], ["junk.tif", "not a raster GDAL can read"]),
+    ("nocube", ["nocube.mat"], ["nocube.mat", "no 3-D hyperspectral cube"]),
+    ("scene", ["scene.tif", "--score", "lrx", "--outer", "61"], ["61x61 window", "larger than the 40x50 image"]),
+])
+def test_detect_bad_inputs(tmp_path, make, args, fragments):
+    if make == "junk":
+        (tmp_path / "junk.tif").write_text("hello")
+    elif make == "nocube":
+        scipy.io.savemat(tmp_path / "nocube.mat", {"map": np.zeros((4, 4))})
+    elif make == "scene":
+        write_raster(tmp_path / "scene.tif", synthetic_cube()[0])
+    args = [str(tmp_path / args[0])] + args[1:]
+    result = run("detect", args[0], tmp_path / "out.tif", *args[1:])
+    assert_one_line_error(result, *fragments)
+    assert not (tmp_path / "out.tif").exists() and not (tmp_path / "out.tif.partial").exists()
+
+
+def test_unknown_score_and_missing_output_directory(tmp_path):
+    path = write_raster(tmp_path / "scene.tif", synthetic_cube()[0])
+    result = run("detect", path, tmp_path / "out.tif", "--score", "nope")
+    assert result.exit_code == 2 and "'nope' is not one of" in result.output
+    result = run("detect", path, tmp_path / "no" / "out.tif")
+    assert_one_line_error(result, "output directory", "does not exist")
+
+
+def test_convert_command(tmp_path):
+    scipy.io.savemat(tmp_path / "s.mat", {"data": np.ones((5, 6, 3), np.uint16) * np.arange(3),
+                                          "map": np.eye(5, 6)})
+    result = run("convert", tmp_path / "s.mat", tmp_path / "s.tif", "--truth", tmp_path / "t.tif")
+    assert result.exit_code == 0, result.output
+    assert "no CRS" in result.output and "5 anomaly pixels" in result.output
+
+
+def test_rio_plugin_is_registered_and_runs(tmp_path):
+    names = {ep.name for ep in entry_points(group="rasterio.rio_plugins")}
+    assert "hsanomaly" in names
+    from rasterio.rio.main import main_group
+
+    path = write_raster(tmp_path / "scene.tif", synthetic_cube()[0])
+    result = CliRunner().invoke(main_group, ["hsanomaly", "detect", str(path), str(tmp_path / "o.tif"), "-q"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "o.tif").exists()
+
+
+def test_detection_never_imports_torch(tmp_path):
+    path = write_raster(tmp_path / "scene.tif", synthetic_cube()[0])
+    code = ("import sys; from hsanomaly.cli import main\n"
+            f"try:\n    main(['detect', {str(path)!r}, {str(tmp_path / 'o.tif')!r}, '-q'])\n"
+            "except SystemExit:\n    pass\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
