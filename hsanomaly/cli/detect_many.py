@@ -1,0 +1,43 @@
+import click
+
+from .detect import detect
+
+# Scoring options shared with `hsanomaly detect`, so both commands accept the same ones.
+SCORING = ("score", "model", "solver", "restarts", "steps", "c1", "c2", "lam", "outer", "guard",
+           "device", "threads", "tile")
+
+
+@click.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--out-dir", required=True, type=click.Path(file_okay=False),
+              help="Write <input stem>_<score>.tif heatmaps here.")
+@click.option("--overwrite", is_flag=True,
+              help="Score every raster from scratch instead of skipping finished ones and resuming others.")
+@click.option("--workers", type=int, default=None, help="Score tiles on a local Dask cluster of N processes.")
+@click.option("--scheduler", default=None, help="Score tiles on the Dask cluster at this address.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def detect_many(inputs, out_dir, overwrite, workers, scheduler, quiet, **scoring):
+    """Score many rasters INPUTS with one Dask cluster; a rerun skips finished ones.
+
+    Exits with status 1 if any raster failed, after scoring the others.
+    """
+    import sys
+
+    from ..distributed import detect_many as run
+
+    score, model, tile = scoring.pop("score"), scoring.pop("model"), scoring.pop("tile")
+    options = {k: v for k, v in scoring.items() if v is not None}
+    items = run(inputs, out_dir, score=score, model=model, options=options, tile=tile,
+                overwrite=overwrite, workers=workers, scheduler=scheduler, progress=not quiet)
+    for item in items:
+        if item.status == "failed":
+            click.echo(f"Error: {item.error}", err=True)
+    counts = {status: sum(item.status == status for item in items)
+              for status in ("scored", "skipped", "failed")}
+    click.echo(f"{out_dir}: {counts['scored']} scored, {counts['skipped']} skipped, "
+               f"{counts['failed']} failed")
+    if counts["failed"]:
+        sys.exit(1)
+
+
+detect_many.params[1:1] = [param for param in detect.params if param.name in SCORING]

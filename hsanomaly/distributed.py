@@ -1,0 +1,258 @@
+"""Tiled detection on a Dask cluster: the local engine's tiles become tasks.
+
+Nothing but small metadata crosses the scheduler. The source and the fitted scorer are
+shipped once per run as one shared task result, so each worker unpickles them once, opens
+the raster (and a GAN scorer its ONNX session) once, and reads only the windows of its
+tiles. Workers write their tiles into the run's ``TileStore`` (``<dst>.partial/``, which
+must be on storage the workers share with the driver); the driver assembles the outputs
+with the engine's atomic writes. Tile files are renamed into place whole, so a task
+re-run after its worker died simply replaces a tile with identical content: tiles are
+neither lost nor duplicated, and ``resume`` works as in the local engine.
+
+The scorers' global statistics (``source.reduce``, ``source.sample``) run on the workers
+through ``DistributedSource`` and give exactly the local results: per-tile parts are
+computed in parallel and folded in tile order, and samples draw the same pixels.
+"""
+
+import contextlib
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .engine import DetectResult, TileStore, assemble, plan, score_tile
+from .engine.detect import manifest
+from .errors import HsanomalyError
+from .io.source import DEFAULT_TILE, open_source
+
+# Per-tile parts folded by one task; the fold itself is sequential, in tile order.
+FOLD_CHUNK = 32
+
+
+def _distributed():
+    try:
+        import distributed
+    except ImportError:
+        raise HsanomalyError("--workers/--scheduler need Dask: pip install 'hsanomaly[dask]'") from None
+    return distributed
+
+
+@contextlib.contextmanager
+def dask_client(workers=None, scheduler=None):
+    """A Client for ``scheduler`` (an address, or a Client used as is) or a local cluster of
+    ``workers`` single-threaded processes, closed on exit unless it was passed in."""
+    distributed = _distributed()
+    if workers and scheduler:
+        raise HsanomalyError(f"{scheduler}: give either a scheduler address or a number of workers")
+    if isinstance(scheduler, distributed.Client):
+        yield scheduler
+    elif scheduler:
+        try:
+            client = distributed.Client(scheduler, set_as_default=False)
+        except OSError as err:
+            raise HsanomalyError(f"{scheduler}: no Dask scheduler answers ({err})") from None
+        with client:
+            yield client
+    else:
+        if not workers or workers < 1:
+            raise HsanomalyError(f"--workers {workers}: need at least one worker")
+        with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                      dashboard_address=None) as cluster, \
+                distributed.Client(cluster, set_as_default=False) as client:
+            yield client
+
+
+def share(client, obj):
+    """A future holding ``obj`` on the cluster, each worker deserialising it once.
+
+    A task result rather than ``scatter``: if the worker holding it dies, the scheduler
+    recomputes it from the task instead of losing it.
+    """
+    return client.submit(_identity, obj, pure=False)
+
+
+def _identity(obj):
+    return obj
+
+
+def add(a, b):
+    """Sum of two reduction parts: arrays, numbers, or tuples of them (like ``source.reduce``)."""
+    if isinstance(a, tuple):
+        return tuple(add(x, y) for x, y in zip(a, b))
+    return a + b
+
+
+def _reduce_tile(source, window, fn):
+    block, valid = source.read(window)
+    return fn(block[:, valid].T)
+
+
+def _fold(combine, total, *parts):
+    for part in parts:
+        total = part if total is None else combine(total, part)
+    return total
+
+
+class DistributedSource:
+    """A source whose ``reduce`` and ``sample`` run on the cluster; all else is the wrapped source.
+
+    Scorers fit on it unchanged (``scorer.fit(DistributedSource(source, client))``) and get
+    the statistics they would get locally.
+    """
+
+    def __init__(self, source, client):
+        self.source, self.client = source, client
+        self.shared = share(client, source)
+
+    def __getattr__(self, name):
+        return getattr(self.source, name)
+
+    def reduce(self, fn, tile=DEFAULT_TILE, combine=add):
+        """``combine`` of ``fn(valid pixels (n, bands))`` over all tiles, computed on the workers.
+
+        Tiles are mapped in parallel and their parts folded in tile order, so the result is
+        bit for bit the one of ``source.reduce``. ``combine`` may be any associative function
+        (e.g. ``np.maximum`` for a range before a histogram); the default sums.
+        """
+        windows = self.source.windows(tile)
+        parts = self.client.map(_reduce_tile, [self.shared] * len(windows), windows,
+                                [fn] * len(windows), pure=False)
+        total = None
+        for start in range(0, len(parts), FOLD_CHUNK):
+            total = self.client.submit(_fold, combine, total, *parts[start:start + FOLD_CHUNK],
+                                       pure=False)
+        return None if total is None else total.result()
+
+    def sample(self, n, seed=0, tile=DEFAULT_TILE):
+        """The pixels ``source.sample(n, seed, tile)`` draws: same per-tile keys, same order."""
+        rng = np.random.default_rng(seed)
+        windows = self.source.windows(tile)
+        fraction = min(1.0, n / max(1, self.source.height * self.source.width))
+        keys = rng.integers(0, 2**31, len(windows))
+        parts = self.client.map(_sample_tile, [self.shared] * len(windows), windows, keys,
+                                [fraction] * len(windows), pure=False)
+        pixels = self.client.gather(parts)
+        pixels = np.concatenate(pixels) if pixels else np.empty((0, self.source.count), np.float32)
+        if len(pixels) == 0:
+            raise HsanomalyError(f"{self.source.name}: the raster has no valid pixels")
+        return pixels
+
+
+def _sample_tile(source, window, key, fraction):
+    block, valid = source.read(window)
+    pixels = block[:, valid].T
+    return pixels[np.random.default_rng(key).random(len(pixels)) < fraction]
+
+
+def _score_into_store(source, job, index, window):
+    """Score one tile on a worker and write it to the shared store; only the index goes back."""
+    scorer, store = job
+    if not store.path.is_dir():
+        raise HsanomalyError(f"{store.path}: not found on worker host {socket.gethostname()}; "
+                             "the output must be on storage the workers share")
+    store.put(index, score_tile(source, scorer, window))
+    return index
+
+
+def detect_distributed(src, dst, scorer, *, extras=None, tile=DEFAULT_TILE, resume=False, fit=True,
+                       workers=None, scheduler=None, progress=True):
+    """``engine.detect`` with fitting and tiles run on a Dask cluster; same outputs, same result.
+
+    scheduler: a scheduler address or a connected ``distributed.Client``; otherwise a local
+    cluster of ``workers`` processes is started for this run.
+    """
+    from tqdm.auto import tqdm
+
+    distributed = _distributed()
+    start = time.perf_counter()
+    with dask_client(workers, scheduler) as client:
+        source = src if hasattr(src, "read") else open_source(src)
+        try:
+            windows, outputs = plan(source, scorer, dst, extras, tile)
+            cluster_source = DistributedSource(source, client)
+            if fit:
+                scorer.fit(cluster_source)
+            store = TileStore(Path(os.path.abspath(str(dst) + ".partial")),
+                              manifest(source, scorer, outputs, tile), resume)
+            done = store.done()
+            todo = [i for i in range(len(windows)) if i not in done]
+            job = share(client, (scorer, store))
+            futures = client.map(_score_into_store, [cluster_source.shared] * len(todo),
+                                 [job] * len(todo), todo, [windows[i] for i in todo], pure=False)
+            try:
+                with tqdm(total=len(windows), initial=len(done), unit="tile", disable=not progress,
+                          desc=f"{scorer.name} {Path(str(dst)).name}") as bar:
+                    for future in distributed.as_completed(futures, loop=client.loop):
+                        future.result()
+                        bar.update()
+            except distributed.KilledWorker as err:
+                raise HsanomalyError(f"{dst}: a tile task killed {err.allowed_failures} workers "
+                                     "(out of memory?); rerun with --resume to keep finished tiles") from None
+            finally:
+                client.cancel(futures)
+            missing = set(range(len(windows))) - store.done()
+            if missing:
+                raise HsanomalyError(f"{store.path}: {len(missing)} tiles written by workers are not "
+                                     "visible here; the output must be on storage the workers share")
+            assemble(store, source, windows, outputs, getattr(scorer, "band_names", None))
+            store.remove()
+        finally:
+            source.close()
+    return DetectResult(str(dst), {k: v[0] for k, v in outputs.items()}, len(windows), len(done),
+                        time.perf_counter() - start, scorer)
+
+
+@dataclass
+class BatchItem:
+    src: str
+    dst: str
+    status: str                   # "scored", "skipped" (finished before) or "failed"
+    result: object = None         # DetectResult when scored
+    error: str = None             # one-line message when failed
+
+
+def output_path(src, out_dir, score):
+    return Path(out_dir) / f"{Path(str(src)).stem}_{score}.tif"
+
+
+def detect_many(inputs, out_dir, *, score=None, model=None, options=None, tile=DEFAULT_TILE,
+                overwrite=False, workers=None, scheduler=None, progress=True):
+    """Score every raster of ``inputs`` into ``out_dir/<stem>_<score>.tif`` on one cluster.
+
+    Rasters whose output is finished are skipped and interrupted ones resumed, so a batch
+    can simply be rerun; ``overwrite`` scores everything from scratch. A raster that fails
+    is reported and the batch goes on. Without ``workers`` or ``scheduler`` the rasters are
+    scored in this process.
+    """
+    from tqdm.auto import tqdm
+
+    from .api import default_score, detect_anomalies
+
+    score = score or default_score(model)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    targets = [(str(src), output_path(src, out_dir, score)) for src in inputs]
+    seen = {}
+    for src, dst in targets:
+        if dst in seen:
+            raise HsanomalyError(f"{src}: its output {dst} would overwrite that of {seen[dst]}")
+        seen[dst] = src
+    cluster = dask_client(workers, scheduler) if workers or scheduler else contextlib.nullcontext()
+    items = []
+    with cluster as client, tqdm(targets, unit="raster", disable=not progress) as bar:
+        for src, dst in bar:
+            partial = Path(str(dst) + ".partial")
+            if not overwrite and dst.exists() and not partial.exists():
+                items.append(BatchItem(src, str(dst), "skipped"))
+                continue
+            try:
+                result = detect_anomalies(src, dst, score=score, model=model, options=options,
+                                          tile=tile, resume=not overwrite and partial.exists(),
+                                          scheduler=client, progress=False)
+                items.append(BatchItem(src, str(dst), "scored", result=result))
+            except HsanomalyError as err:
+                items.append(BatchItem(src, str(dst), "failed", error=str(err)))
+    return items
