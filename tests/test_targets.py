@@ -1,0 +1,238 @@
+"""Thresholds from false-alarm rates and target polygons (hsanomaly.targets)."""
+
+import math
+import pickle
+
+import geopandas as gpd
+import numpy as np
+import pyogrio
+import pytest
+import rasterio
+from scipy import ndimage
+
+from hsanomaly.api import detect_anomalies
+from hsanomaly.errors import HsanomalyError
+from hsanomaly.targets import (key_scores, order_keys, score_windows, threshold_from_far,
+                               write_polygons)
+
+from conftest import CRS, TRANSFORM
+
+
+def write_heatmap(path, scores, crs=CRS, transform=TRANSFORM):
+    """A tiled float32 GeoTIFF like the engine writes (NaN nodata, 16-pixel blocks)."""
+    profile = {"driver": "GTiff", "dtype": "float32", "count": 1, "height": scores.shape[0],
+               "width": scores.shape[1], "nodata": float("nan"), "tiled": True,
+               "blockxsize": 16, "blockysize": 16}
+    if crs is not None:
+        profile.update(crs=crs, transform=transform)
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(scores.astype(np.float32)[None])
+    return path
+
+
+def read_layer(path):
+    return gpd.read_file(path, layer="targets", engine="pyogrio")
+
+
+# --- thresholds ---------------------------------------------------------------------------------
+
+def test_order_keys_sort_like_scores_and_invert():
+    values = np.array([-np.inf, -3.5, -1e-30, -0.0, 1e-30, 2.0, 7e30, np.inf, np.nan], np.float32)
+    keys = order_keys(values)
+    assert len(keys) == 6                                   # NaN and +-inf dropped
+    assert np.all(np.diff(keys.astype(np.int64)) > 0)
+    assert np.array_equal(key_scores(keys), values[1:7])
+
+
+@pytest.mark.parametrize("far", [0.5, 0.1, 1e-3, 1e-5])
+def test_threshold_is_the_exact_order_statistic(far):
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(300, 417)).astype(np.float32)
+    scores[5:9, 5:50] = np.nan
+    finite = np.sort(scores[np.isfinite(scores)])
+    threshold = threshold_from_far(scores, far, window=64)   # 5 x 7 windows, ragged edges
+    assert threshold == finite[len(finite) - 1 - math.floor(far * len(finite))]
+    assert (finite > threshold).sum() == math.floor(far * len(finite))
+
+
+def test_threshold_from_a_geotiff_matches_the_array(tmp_path):
+    scores = np.random.default_rng(1).gamma(2.0, size=(70, 90)).astype(np.float32)
+    scores[:3, :3] = np.nan
+    path = write_heatmap(tmp_path / "heat.tif", scores)
+    assert threshold_from_far(str(path), 0.01, window=32) == threshold_from_far(scores, 0.01)
+
+
+def test_passes_run_through_a_given_reduce():
+    """A distributed runner maps the (picklable) per-window piece itself and sums the parts."""
+    scores = np.random.default_rng(2).normal(size=(100, 100)).astype(np.float32)
+    blocks = [scores[:, :30], scores[:, 30:]]
+    calls = []
+
+    def cluster_reduce(fn):
+        fn = pickle.loads(pickle.dumps(fn))
+        calls.append(fn)
+        return sum(fn(block) for block in blocks)
+
+    assert threshold_from_far(scores, 0.02, reduce=cluster_reduce) == threshold_from_far(scores, 0.02)
+    assert threshold_from_far(scores, "auto", reduce=cluster_reduce) == threshold_from_far(scores, "auto")
+    assert len(calls) == 4                                   # two passes each
+
+
+@pytest.mark.parametrize("background", ["normal", "chi2", "student"])
+def test_auto_gives_about_one_false_alarm_pixel_on_pure_background(background):
+    rng = np.random.default_rng(3)
+    draw = {"normal": lambda n: rng.normal(size=n), "chi2": lambda n: rng.chisquare(20, n),
+            "student": lambda n: rng.standard_t(5, n)}[background]
+    false_alarms = [(s > threshold_from_far(s, "auto")).sum()
+                    for s in (draw(250_000).astype(np.float32).reshape(500, 500) for _ in range(4))]
+    assert np.mean(false_alarms) <= 10
+
+
+def test_auto_finds_planted_targets_with_few_false_alarms():
+    rng = np.random.default_rng(4)
+    scores = rng.chisquare(20, (200, 200)).astype(np.float32)      # RX-like background
+    truth = np.zeros(scores.shape, bool)
+    for r, c, level in ((20, 30, 90.0), (100, 150, 70.0), (170, 60, 60.0)):
+        truth[r:r + 3, c:c + 3] = True
+        scores[r:r + 3, c:c + 3] = level + rng.normal(0, 1, (3, 3))
+    threshold = threshold_from_far(scores, "auto", window=64)
+    assert (scores[truth] > threshold).all()
+    assert (scores[~truth] > threshold).sum() <= 5
+
+
+@pytest.mark.parametrize("far", [0, 1, -0.1, "often"])
+def test_bad_far_is_refused(far):
+    with pytest.raises(HsanomalyError, match="far"):
+        threshold_from_far(np.ones((4, 4)), far)
+
+
+def test_all_nan_heatmap_is_refused():
+    with pytest.raises(HsanomalyError, match="no finite score"):
+        threshold_from_far(np.full((4, 4), np.nan), 0.1)
+
+
+# --- polygons -----------------------------------------------------------------------------------
+
+def planted_heatmap():
+    """60 x 50 background of 0 with two targets; with 16-pixel windows, target A (an L
+    shape) straddles the corner of four windows and its arm only touches the corner
+    window diagonally; target B sits inside one window."""
+    scores = np.zeros((60, 50), np.float32)
+    scores[14:18, 13:19] = 5.0              # A: rows 14-17, cols 13-18, across row 16 and col 16
+    scores[18, 19] = 9.0                    # A: diagonal neighbour of (17, 18), across no border
+    scores[15, 15] = 8.0
+    scores[40:43, 35:37] = 3.0              # B: 6 pixels inside window (32-47, 32-47)
+    scores[0:2, 45:50] = np.nan             # nodata is never a target
+    return scores
+
+
+def test_polygons_merge_targets_across_window_borders(tmp_path):
+    path = write_heatmap(tmp_path / "heat.tif", planted_heatmap())
+    n = write_polygons(path, tmp_path / "targets.gpkg", threshold=1.0, window=16)
+    layer = read_layer(tmp_path / "targets.gpkg")
+    assert n == 2 and len(layer) == 2
+    assert layer.crs == CRS
+    a, b = layer.iloc[0], layer.iloc[1]                       # strongest target first
+    assert list(layer["id"]) == [1, 2]
+    assert (a.pixels, a.max_score) == (25, 9.0)
+    assert a.mean_score == pytest.approx((23 * 5.0 + 9.0 + 8.0) / 25)
+    assert (b.pixels, b.max_score, b.mean_score) == (6, 3.0, 3.0)
+    assert a.area == pytest.approx(25 * 4.0) and b.area == pytest.approx(6 * 4.0)   # 2 m pixels
+    assert a.geometry.area == pytest.approx(a.area) and b.geometry.area == pytest.approx(b.area)
+    assert len(b.geometry.geoms) == 1
+    # B's pixel centres: rows 40.5-42.5 -> mean 41.5, cols 35.5-36.5 -> mean 36
+    x, y = TRANSFORM.c + 2.0 * 36.0, TRANSFORM.f - 2.0 * 41.5
+    assert (b.centroid_x, b.centroid_y) == pytest.approx((x, y))
+    assert b.geometry.centroid.x == pytest.approx(b.centroid_x)
+
+
+def test_polygons_match_whole_raster_labelling_for_any_window(tmp_path):
+    """Random blobs cut by 7-pixel windows: same regions as labelling the whole raster."""
+    rng = np.random.default_rng(5)
+    scores = ndimage.gaussian_filter(rng.normal(size=(80, 90)), 1.5).astype(np.float32)
+    path = write_heatmap(tmp_path / "heat.tif", scores)
+    threshold = float(np.quantile(scores, 0.9))
+    labels, count = ndimage.label(scores > threshold, structure=np.ones((3, 3)))
+    sizes = np.sort(np.bincount(labels.ravel())[1:])
+    for window in (7, 16, 1024):
+        out = tmp_path / f"targets{window}.gpkg"
+        assert write_polygons(path, out, threshold=threshold, window=window) == count
+        layer = read_layer(out)
+        assert np.array_equal(np.sort(layer["pixels"]), sizes)
+        assert np.allclose(layer.geometry.area, layer["area"])
+
+
+def test_diagonal_neighbours_across_window_corners_and_borders_are_one_target(tmp_path):
+    scores = np.zeros((12, 12), np.float32)
+    for pixel in ((3, 3), (4, 4), (3, 8), (4, 7), (9, 3), (10, 4)):   # 4-pixel windows
+        scores[pixel] = 1.0
+    path = write_heatmap(tmp_path / "heat.tif", scores)
+    assert write_polygons(path, tmp_path / "targets.gpkg", threshold=0.5, window=4) == 3
+    assert list(read_layer(tmp_path / "targets.gpkg")["pixels"]) == [2, 2, 2]
+
+
+def test_no_target_writes_a_valid_empty_layer(tmp_path):
+    path = write_heatmap(tmp_path / "heat.tif", np.zeros((20, 20), np.float32))
+    assert write_polygons(path, tmp_path / "empty.gpkg", threshold=1.0) == 0
+    layer = read_layer(tmp_path / "empty.gpkg")
+    assert len(layer) == 0
+    assert {"id", "pixels", "area", "max_score", "mean_score", "centroid_x",
+            "centroid_y"} <= set(layer.columns)
+    assert pyogrio.read_info(tmp_path / "empty.gpkg", layer="targets")["geometry_type"] == "MultiPolygon"
+
+
+def test_without_crs_area_is_null_and_coordinates_are_pixels(tmp_path):
+    path = write_heatmap(tmp_path / "heat.tif", planted_heatmap(), crs=None)
+    write_polygons(path, tmp_path / "targets.gpkg", threshold=1.0, window=16)
+    layer = read_layer(tmp_path / "targets.gpkg")
+    assert layer.crs is None
+    assert layer["area"].isna().all()
+    assert (layer.iloc[1].centroid_x, layer.iloc[1].centroid_y) == pytest.approx((36.0, 41.5))
+    info = pyogrio.read_info(tmp_path / "targets.gpkg", layer="targets")
+    assert "no CRS" in info["layer_metadata"]["DESCRIPTION"]
+
+
+def test_detect_writes_polygons_of_the_planted_targets(synthetic_raster, tmp_path):
+    """RX on 2,000 pixels with far="auto": both 2x2 targets come first, whole, and the few
+    false alarms (about one pixel expected) are single pixels."""
+    src, truth, _ = synthetic_raster
+    gpkg = tmp_path / "targets.gpkg"
+    result = detect_anomalies(src, tmp_path / "heat.tif", score="rx", polygons=gpkg, far="auto",
+                              tile=16, progress=False)
+    layer = read_layer(gpkg)
+    assert result.polygons == len(layer)
+    strongest, false_alarms = layer.iloc[:2], layer.iloc[2:]
+    assert list(strongest["pixels"]) == [4, 4]
+    rows = (TRANSFORM.f - strongest["centroid_y"]) / 2.0
+    cols = (strongest["centroid_x"] - TRANSFORM.c) / 2.0
+    labels, _ = ndimage.label(truth)
+    assert sorted(labels[int(r), int(c)] for r, c in zip(rows, cols)) == [1, 2]
+    assert false_alarms["pixels"].sum() <= 5
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({}, "need a threshold"),
+    ({"threshold": 1.0, "far": 0.1}, "not both"),
+    ({"threshold": float("nan")}, "finite"),
+    ({"far": 2.0}, "between 0 and 1"),
+])
+def test_bad_options_are_refused_with_one_line(tmp_path, kwargs, message):
+    path = write_heatmap(tmp_path / "heat.tif", planted_heatmap())
+    with pytest.raises(HsanomalyError, match=message) as err:
+        write_polygons(path, tmp_path / "out.gpkg", **kwargs)
+    assert "\n" not in str(err.value)
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_bad_inputs_are_refused(tmp_path):
+    (tmp_path / "notes.tif").write_text("not a raster")
+    with pytest.raises(HsanomalyError, match="file not found"):
+        write_polygons(tmp_path / "missing.tif", tmp_path / "out.gpkg", threshold=1.0)
+    with pytest.raises(HsanomalyError, match="not a raster"):
+        write_polygons(tmp_path / "notes.tif", tmp_path / "out.gpkg", threshold=1.0)
+    path = write_heatmap(tmp_path / "heat.tif", planted_heatmap())
+    with pytest.raises(HsanomalyError, match="does not exist"):
+        write_polygons(path, tmp_path / "nowhere" / "out.gpkg", threshold=1.0)
+    with pytest.raises(HsanomalyError, match="2-D"):
+        list(score_windows(np.zeros((2, 3, 3))))
+    assert not (tmp_path / "out.gpkg").exists()
