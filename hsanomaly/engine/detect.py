@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import HsanomalyError
 from ..io.atomic import atomic_path, check_writable
-from ..io.source import DEFAULT_TILE, open_source
+from ..io.source import DEFAULT_TILE, gdal_env, open_source
 from .store import TileStore
 
 OUTPUT_BLOCK = 256
@@ -86,7 +86,7 @@ def assemble(store, source, windows, outputs, band_names=None):
     from rasterio.errors import NotGeoreferencedWarning
 
     for name, (path, bands) in outputs.items():
-        with atomic_path(path) as tmp, warnings.catch_warnings():
+        with atomic_path(path) as tmp, warnings.catch_warnings(), gdal_env():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.open(tmp, "w", **_profile(source, bands)) as dst:
                 for index, window in enumerate(windows):

@@ -17,6 +17,15 @@ from rasterio.windows import Window
 from ..errors import HsanomalyError
 
 DEFAULT_TILE = 256
+# GDAL's block cache defaults to 5% of RAM; cap it so memory is bounded by the tile size.
+GDAL_CACHE_BYTES = 256 * 2**20
+
+
+def gdal_env():
+    """The rasterio environment every read and write of the engine runs in."""
+    import rasterio
+
+    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES)
 
 
 def iter_windows(height, width, tile=DEFAULT_TILE):
@@ -116,7 +125,8 @@ class RasterSource(_Source):
             self._ds = None
 
     def _read(self, window):
-        data = self._dataset().read(window=window, masked=True, out_dtype="float32")
+        with gdal_env():
+            data = self._dataset().read(window=window, masked=True, out_dtype="float32")
         valid = ~np.ma.getmaskarray(data).any(axis=0)
         return np.ma.getdata(data).astype(np.float32, copy=False), valid
 
