@@ -1,12 +1,34 @@
 """One call per job, shared by the CLI, the QGIS provider and the Dask runner."""
 
+from pathlib import Path
+
 from .engine import detect
 from .errors import HsanomalyError
 from .scorers import BASELINES, make_scorer
 
 
-def default_score(model):
-    return "recon" if model is not None else "rx"
+NO_MODEL_HELP = ("pass --model DIR (from `hsanomaly train`), choose a baseline with "
+                 "--score rx|lrx|gmm, or install torch (pip install 'hsanomaly[train]') so detect "
+                 "can train a quick model on the scene itself")
+
+
+def scene_model_path(dst):
+    """Where a model trained on the scene itself is kept: ``out/heat.tif`` -> ``out/heat.model``."""
+    dst = Path(dst)
+    return dst.with_name(dst.stem + ".model")
+
+
+def train_on_scene(src, dst, callback=None, progress=True):
+    """Train a quick model on the raster being scored (fully unsupervised, as the thesis's
+    figure 15 found as good as background-only training) and keep it beside the output."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise HsanomalyError(f"{src}: no model given and torch is not installed; {NO_MODEL_HELP}") from None
+    from .train import train
+
+    bundle = train([src], scene_model_path(dst), progress=progress, callback=callback)
+    return bundle.path
 
 
 def detect_anomalies(src, dst, *, score=None, model=None, options=None, extras=None,
@@ -14,13 +36,17 @@ def detect_anomalies(src, dst, *, score=None, model=None, options=None, extras=N
                      resume=False, workers=None, scheduler=None, progress=True, callback=None):
     """Score ``src`` into the heatmap GeoTIFF ``dst``; optionally a PNG and target polygons.
 
-    score: rx, lrx, gmm (fitted on ``src``) or critic, recon, anogan (need ``model``).
+    score: rx, lrx, gmm (fitted on ``src``) or critic, recon (default), anogan, which use
+    ``model``; without one, a quick model is trained on ``src`` and kept beside ``dst``.
     options: scorer keyword arguments (e.g. solver, restarts, steps, c1, c2, device, threads).
     polygons: GeoPackage path; the threshold is ``threshold`` or derived from ``far``
     (a false-alarm rate, or "auto").
     workers/scheduler: run the tiles on a Dask cluster instead of in this process.
     """
-    score = score or default_score(model)
+    from .io.atomic import check_writable
+
+    check_writable(dst)
+    score = score or "recon"
     options = dict(options or {})
     if score in BASELINES:
         if model is not None:
@@ -28,7 +54,7 @@ def detect_anomalies(src, dst, *, score=None, model=None, options=None, extras=N
         scorer, fit = make_scorer(score, **options), True
     else:
         if model is None:
-            raise HsanomalyError(f"{src}: score {score!r} needs a model bundle (--model DIR)")
+            model = train_on_scene(src, dst, callback=callback, progress=progress)
         scorer, fit = make_scorer(score, model=model, **options), False
     if polygons is not None and threshold is None and far is None:
         raise HsanomalyError(f"{polygons}: polygons need --threshold or --far")
@@ -41,6 +67,7 @@ def detect_anomalies(src, dst, *, score=None, model=None, options=None, extras=N
     else:
         result = detect(src, dst, scorer, extras=extras, tile=tile, resume=resume, fit=fit,
                         progress=progress, callback=callback)
+    result.model = None if model is None else str(model)
     if png is not None:
         write_png(dst, png)
     if polygons is not None:

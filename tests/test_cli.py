@@ -62,7 +62,7 @@ def test_unknown_score_and_missing_output_directory(tmp_path):
     path = write_raster(tmp_path / "scene.tif", synthetic_cube()[0])
     result = run("detect", path, tmp_path / "out.tif", "--score", "nope")
     assert result.exit_code == 2 and "'nope' is not one of" in result.output
-    result = run("detect", path, tmp_path / "no" / "out.tif")
+    result = run("detect", path, tmp_path / "no" / "out.tif", "--score", "gmm")
     assert_one_line_error(result, "output directory", "does not exist")
 
 
@@ -80,7 +80,8 @@ def test_rio_plugin_is_registered_and_runs(tmp_path):
     from rasterio.rio.main import main_group
 
     path = write_raster(tmp_path / "scene.tif", synthetic_cube()[0])
-    result = CliRunner().invoke(main_group, ["hsanomaly", "detect", str(path), str(tmp_path / "o.tif"), "-q"])
+    result = CliRunner().invoke(main_group, ["hsanomaly", "detect", str(path), str(tmp_path / "o.tif"),
+                                                 "--score", "rx", "-q"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "o.tif").exists()
 
@@ -88,7 +89,7 @@ def test_rio_plugin_is_registered_and_runs(tmp_path):
 def test_detection_never_imports_torch(tmp_path):
     path = write_raster(tmp_path / "scene.tif", synthetic_cube()[0])
     code = ("import sys; from hsanomaly.cli import main\n"
-            f"try:\n    main(['detect', {str(path)!r}, {str(tmp_path / 'o.tif')!r}, '-q'])\n"
+            f"try:\n    main(['detect', {str(path)!r}, {str(tmp_path / 'o.tif')!r}, '--score', 'rx', '-q'])\n"
             "except SystemExit:\n    pass\n"
             "assert 'torch' not in sys.modules, 'torch imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -16,7 +16,8 @@ def _far(value):
 @click.argument("src", type=click.Path(dir_okay=False))
 @click.argument("dst", type=click.Path(dir_okay=False))
 @click.option("--score", type=click.Choice(SCORES), default=None,
-              help="Anomaly score. Default: recon with --model, rx without.")
+              help="Anomaly score (default recon). GAN scores without --model train a quick "
+                   "model on SRC first (needs torch) and keep it as DST's stem + .model.")
 @click.option("--model", type=click.Path(), help="Model bundle from `hsanomaly train`.")
 @click.option("--solver", type=click.Choice(["fast", "seed"]), default=None,
               help="Latent search for recon/anogan: fast (default) or the thesis's restarts x steps.")
@@ -59,8 +60,10 @@ def detect(src, dst, score, model, solver, restarts, steps, c1, c2, lam, outer, 
                               progress=not quiet)
     click.echo(f"{dst}: {result.scorer.name} heatmap, {result.tiles} tiles in {result.seconds:.1f} s"
                + (f" ({result.tiles_resumed} resumed)" if result.tiles_resumed else ""))
+    if result.model and not model:
+        click.echo(f"{result.model}: model trained on {src}; reuse it with --model")
     for name, path in result.outputs.items():
         if name != "score":
             click.echo(f"{path}: {name}")
-    if getattr(result, "polygons", None) is not None:
+    if result.polygons is not None:
         click.echo(f"{polygons}: {result.polygons} target polygons")

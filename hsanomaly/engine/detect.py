@@ -29,6 +29,8 @@ class DetectResult:
     tiles_resumed: int
     seconds: float
     scorer: object = field(repr=False)
+    model: str = None             # the model bundle used, if any
+    polygons: int = None          # number of target polygons written, if asked for
 
 
 def plan(source, scorer, dst, extras=None, tile=DEFAULT_TILE):
