@@ -17,7 +17,7 @@ SCORING = ("score", "model", "solver", "restarts", "steps", "c1", "c2", "lam", "
 @click.option("--scheduler", default=None, help="Score tiles on the Dask cluster at this address.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def detect_many(inputs, out_dir, overwrite, workers, scheduler, quiet, **scoring):
-    """Score many rasters INPUTS with one Dask cluster; a rerun skips finished ones.
+    """Score rasters INPUTS, on one Dask cluster with --workers or --scheduler; reruns skip finished ones.
 
     Exits with status 1 if any raster failed, after scoring the others.
     """
