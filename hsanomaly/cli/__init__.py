@@ -13,6 +13,8 @@ from ..errors import HsanomalyError
 
 COMMANDS = {
     "detect": "hsanomaly.cli.detect:detect",
+    "detect-many": "hsanomaly.cli.detect_many:detect_many",
+    "benchmark": "hsanomaly.cli.benchmark:benchmark",
     "convert": "hsanomaly.cli.convert:convert",
     "evaluate": "hsanomaly.cli.evaluate:evaluate",
     "train": "hsanomaly.cli.train:train",
