@@ -1,0 +1,177 @@
+"""The model bundle: ``generator.onnx``, ``critic.onnx`` and ``model.json``, validated without torch.
+
+``model.json`` says what the networks expect (raw and preprocessed band counts, window, latent
+size, the fitted preprocessing) and holds the sha256 of each ONNX file; each ONNX file carries
+the same JSON (minus ``files``) in its metadata under ``hsanomaly``. Loading checks all three
+agree, so a bundle edited by hand, corrupted, or written by an incompatible format version is
+refused with one line instead of producing silently wrong scores. Only onnxruntime is used to
+read the ONNX metadata; torch and the onnx package are never imported here.
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import HsanomalyError
+from ..preprocess import Preprocessor
+
+FORMAT = "hsanomaly-model"
+FORMAT_VERSION = 1
+METADATA_KEY = "hsanomaly"
+GENERATOR = "generator.onnx"
+CRITIC = "critic.onnx"
+META_FILE = "model.json"
+REQUIRED_KEYS = ("hsanomaly_version", "bands_in", "bands", "wavelengths", "window", "latent_dim",
+                 "preprocess", "training", "fingerprint", "opset", "versions", "files")
+# name -> expected inputs and outputs: (tensor name, shape with None for the batch axis)
+SIGNATURES = {
+    GENERATOR: lambda m: ([("z", [None, m["latent_dim"]])],
+                          [("x", [None, m["bands"], m["window"], m["window"]])]),
+    CRITIC: lambda m: ([("x", [None, m["bands"], m["window"], m["window"]])],
+                       [("score", [None]), ("features", [None, None])]),
+}
+
+
+@dataclass(frozen=True)
+class Bundle:
+    path: Path
+    meta: dict
+    preprocessor: Preprocessor
+
+    @property
+    def generator_path(self):
+        return self.path / GENERATOR
+
+    @property
+    def critic_path(self):
+        return self.path / CRITIC
+
+    @property
+    def bands_in(self):
+        return self.meta["bands_in"]
+
+    @property
+    def bands(self):
+        return self.meta["bands"]
+
+    @property
+    def window(self):
+        return self.meta["window"]
+
+    @property
+    def latent_dim(self):
+        return self.meta["latent_dim"]
+
+    @property
+    def wavelengths(self):
+        return self.meta["wavelengths"]
+
+
+def file_sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def embedded_metadata(meta):
+    """The JSON stored inside each ONNX file: model.json without the file checksums."""
+    return json.dumps({k: v for k, v in meta.items() if k != "files"}, sort_keys=True)
+
+
+def load_bundle(path):
+    """Load and validate a bundle directory; raise a one-line HsanomalyError naming what is wrong."""
+    path = Path(path)
+    meta = _read_meta(path)
+    preprocessor = _check_meta(path, meta)
+    for name in (GENERATOR, CRITIC):
+        _check_network(path, name, meta)
+    return Bundle(path, meta, preprocessor)
+
+
+def check_bands(bundle, n_bands, path):
+    """Refuse a raster whose band count is not the one the model was trained on."""
+    if n_bands != bundle.bands_in:
+        raise HsanomalyError(f"{path}: has {n_bands} bands but the model {bundle.path} was "
+                             f"trained on {bundle.bands_in}")
+
+
+def _fail(path, problem):
+    raise HsanomalyError(f"{path}: {problem}")
+
+
+def _read_meta(path):
+    if not path.is_dir():
+        _fail(path, "no model bundle here (expected a directory with model.json)")
+    meta_path = path / META_FILE
+    if not meta_path.is_file():
+        _fail(path, f"not a model bundle: {META_FILE} is missing")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        _fail(path, f"{META_FILE} is not valid JSON ({err})")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        _fail(path, f"{META_FILE} does not describe an hsanomaly model")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        _fail(path, f"model format version {version!r} is not supported (this hsanomaly reads "
+                    f"version {FORMAT_VERSION}); retrain the model or use a matching hsanomaly")
+    missing = [k for k in REQUIRED_KEYS if k not in meta]
+    if missing:
+        _fail(path, f"{META_FILE} lacks {', '.join(missing)}")
+    return meta
+
+
+def _check_meta(path, meta):
+    for key in ("bands_in", "bands", "window", "latent_dim"):
+        if not isinstance(meta[key], int) or isinstance(meta[key], bool) or meta[key] < 1:
+            _fail(path, f"{META_FILE}: {key} must be a positive integer, got {meta[key]!r}")
+    if meta["window"] % 2 == 0:
+        _fail(path, f"{META_FILE}: window must be odd, got {meta['window']}")
+    try:
+        pre = Preprocessor.from_dict(meta["preprocess"])
+    except HsanomalyError as err:
+        _fail(path, str(err))
+    if (pre.n_features_in_, getattr(pre, "n_features_out_", None)) != (meta["bands_in"], meta["bands"]):
+        _fail(path, f"{META_FILE}: preprocessing maps {pre.n_features_in_} bands to "
+                    f"{getattr(pre, 'n_features_out_', '?')}, not {meta['bands_in']} to {meta['bands']}")
+    if not isinstance(meta["files"], dict):
+        _fail(path, f"{META_FILE}: files must map names to sha256 checksums")
+    return pre
+
+
+def _check_network(path, name, meta):
+    import onnxruntime as ort
+
+    file = path / name
+    if not file.is_file():
+        _fail(path, f"{name} is missing")
+    if meta["files"].get(name) != file_sha256(file):
+        _fail(path, f"{name} does not match its sha256 in {META_FILE} (modified or corrupt)")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.intra_op_num_threads = 1
+    try:
+        session = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # noqa: BLE001 - onnxruntime raises several unrelated types
+        _fail(path, f"{name} is not a loadable ONNX model ({str(err).splitlines()[0]})")
+    embedded = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+    if embedded is None:
+        _fail(path, f"{name} carries no hsanomaly metadata")
+    if json.loads(embedded) != json.loads(embedded_metadata(meta)):
+        _fail(path, f"{name}: its embedded metadata disagrees with {META_FILE} (edited by hand?)")
+    inputs, outputs = SIGNATURES[name](meta)
+    for expected, actual in ((inputs, session.get_inputs()), (outputs, session.get_outputs())):
+        got = [(a.name, [d if isinstance(d, int) else None for d in a.shape]) for a in actual]
+        if not _signature_matches(expected, got):
+            _fail(path, f"{name} has tensors {got}, expected {expected} (None = any size)")
+
+
+def _signature_matches(expected, got):
+    """Same tensor names and ranks, and equal sizes wherever the expected size is fixed."""
+    if [n for n, _ in expected] != [n for n, _ in got]:
+        return False
+    return all(len(e) == len(g) and all(a is None or a == b for a, b in zip(e, g))
+               for (_, e), (_, g) in zip(expected, got))

@@ -1,0 +1,166 @@
+"""Loading and validating model bundles (hsanomaly.model) without torch.
+
+The bundles here are built directly with the onnx package (tiny graphs with the contract's
+signatures), so these tests exercise the loader alone; tests/test_train.py round-trips real
+exported networks.
+"""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from hsanomaly.errors import HsanomalyError
+from hsanomaly.model import check_bands, load_bundle
+from hsanomaly.model.bundle import embedded_metadata, file_sha256
+from hsanomaly.preprocess import Preprocessor
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+BANDS_IN, BANDS, WINDOW, LATENT = 6, 3, 1, 2
+
+
+def _generator_graph(latent, bands, window):
+    """z (N, latent) -> x (N, bands, window, window) = tanh(z @ W)."""
+    w = numpy_helper.from_array(np.ones((latent, bands * window * window), np.float32), "w")
+    shape = numpy_helper.from_array(np.array([-1, bands, window, window], np.int64), "shape")
+    nodes = [helper.make_node("MatMul", ["z", "w"], ["h"]),
+             helper.make_node("Tanh", ["h"], ["t"]),
+             helper.make_node("Reshape", ["t", "shape"], ["x"])]
+    return helper.make_graph(
+        nodes, "generator", [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", latent])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", bands, window, window])],
+        [w, shape])
+
+
+def _critic_graph(bands, window):
+    """x -> features = flatten(x), score = sum(features)."""
+    axes = numpy_helper.from_array(np.array([1], np.int64), "axes")
+    nodes = [helper.make_node("Flatten", ["x"], ["features"], axis=1),
+             helper.make_node("ReduceSum", ["features", "axes"], ["score"], keepdims=0)]
+    return helper.make_graph(
+        nodes, "critic",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", bands, window, window])],
+        [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch"]),
+         helper.make_tensor_value_info("features", TensorProto.FLOAT,
+                                       ["batch", bands * window * window])],
+        [axes])
+
+
+def write_bundle(path, latent_graph=LATENT, **overrides):
+    """A valid bundle as hsanomaly.train writes it; ``overrides`` change model.json and metadata."""
+    path.mkdir()
+    X = np.random.default_rng(0).normal(size=(50, BANDS_IN))
+    meta = {"format": "hsanomaly-model", "format_version": 1, "hsanomaly_version": "0.1.0",
+            "bands_in": BANDS_IN, "bands": BANDS, "wavelengths": None, "window": WINDOW,
+            "latent_dim": LATENT,
+            "preprocess": json.loads(json.dumps(Preprocessor(n_bands=BANDS).fit(X).to_dict())),
+            "training": {"iterations": 1, "seed": 0}, "fingerprint": "0" * 64, "opset": 17,
+            "versions": {"hsanomaly": "0.1.0"}}
+    meta.update(overrides)
+    graphs = {"generator.onnx": _generator_graph(latent_graph, BANDS, WINDOW),
+              "critic.onnx": _critic_graph(BANDS, WINDOW)}
+    files = {}
+    for name, graph in graphs.items():
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 8
+        entry = model.metadata_props.add()
+        entry.key, entry.value = "hsanomaly", embedded_metadata(meta)
+        onnx.save(model, path / name)
+        files[name] = file_sha256(path / name)
+    meta["files"] = files
+    (path / "model.json").write_text(json.dumps(meta, indent=2))
+    return path
+
+
+@pytest.fixture
+def bundle_dir(tmp_path):
+    return write_bundle(tmp_path / "model")
+
+
+def refused(path, fragment):
+    with pytest.raises(HsanomalyError) as err:
+        load_bundle(path)
+    message = str(err.value)
+    assert "\n" not in message and str(path) in message and fragment in message, message
+    return message
+
+
+def edit_json(path, **changes):
+    meta = json.loads((path / "model.json").read_text())
+    meta.update(changes)
+    (path / "model.json").write_text(json.dumps(meta))
+
+
+def drop_key(path, key):
+    meta = json.loads((path / "model.json").read_text())
+    del meta[key]
+    (path / "model.json").write_text(json.dumps(meta))
+
+
+def test_round_trip(bundle_dir):
+    bundle = load_bundle(bundle_dir)
+    assert (bundle.bands_in, bundle.bands, bundle.window, bundle.latent_dim) == \
+        (BANDS_IN, BANDS, WINDOW, LATENT)
+    assert bundle.generator_path == bundle_dir / "generator.onnx" and bundle.critic_path.is_file()
+    assert bundle.path == bundle_dir and bundle.meta["format"] == "hsanomaly-model"
+    assert bundle.preprocessor.transform(np.ones((4, BANDS_IN))).shape == (4, BANDS)
+
+
+def test_edited_model_json_is_refused(bundle_dir):
+    edit_json(bundle_dir, window=3)
+    refused(bundle_dir, "disagrees with model.json")
+
+
+def test_edited_onnx_bytes_are_refused(bundle_dir):
+    data = bytearray((bundle_dir / "critic.onnx").read_bytes())
+    data[-1] ^= 0xFF
+    (bundle_dir / "critic.onnx").write_bytes(bytes(data))
+    refused(bundle_dir, "critic.onnx does not match its sha256")
+
+
+def test_other_format_version_is_refused(tmp_path):
+    path = write_bundle(tmp_path / "model", format_version=2)
+    message = refused(path, "format version 2 is not supported")
+    assert "reads version 1" in message
+
+
+@pytest.mark.parametrize("damage, fragment", [
+    (lambda p: (p / "generator.onnx").unlink(), "generator.onnx is missing"),
+    (lambda p: (p / "model.json").unlink(), "model.json is missing"),
+    (lambda p: (p / "model.json").write_text("{not json"), "not valid JSON"),
+    (lambda p: edit_json(p, format="something-else"), "does not describe an hsanomaly model"),
+    (lambda p: drop_key(p, "fingerprint"), "lacks fingerprint"),
+    (lambda p: edit_json(p, bands=4), "preprocessing maps 6 bands to 3"),
+])
+def test_damaged_bundles_are_refused(bundle_dir, damage, fragment):
+    damage(bundle_dir)
+    refused(bundle_dir, fragment)
+
+
+def test_missing_directory_is_refused(tmp_path):
+    refused(tmp_path / "nowhere", "no model bundle here")
+
+
+def test_network_that_disagrees_with_its_metadata_is_refused(tmp_path):
+    path = write_bundle(tmp_path / "model", latent_graph=LATENT + 1)
+    refused(path, "generator.onnx has tensors")
+
+
+def test_check_bands(bundle_dir):
+    bundle = load_bundle(bundle_dir)
+    check_bands(bundle, BANDS_IN, "scene.tif")
+    with pytest.raises(HsanomalyError, match=r"^scene.tif: has 5 bands but the model .* trained on 6$"):
+        check_bands(bundle, 5, "scene.tif")
+
+
+def test_loading_does_not_import_torch(bundle_dir):
+    code = ("import sys; from hsanomaly.model import load_bundle; "
+            f"b = load_bundle({str(bundle_dir)!r}); "
+            "assert 'torch' not in sys.modules, 'torch imported'; print(b.bands)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(BANDS)
