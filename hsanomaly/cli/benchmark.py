@@ -1,0 +1,29 @@
+import click
+
+
+def _list(text, cast=str):
+    try:
+        return [cast(item.strip()) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of integers") from None
+
+
+@click.command()
+@click.argument("data_dir", type=click.Path(file_okay=False))
+@click.option("--scores", default="rx,lrx,gmm", show_default=True,
+              help="Comma-separated scores to benchmark.")
+@click.option("--seeds", default="0,1,2", show_default=True,
+              help="Comma-separated seeds for the seeded scores (gmm); the others run once.")
+@click.option("--out", type=click.Path(file_okay=False), default="benchmark-results",
+              show_default=True, help="Folder for results.csv, summary.csv, results.json, results.md.")
+@click.option("--quick", is_flag=True, help="First seed only.")
+@click.option("--quiet", "-q", is_flag=True, help="No per-run progress lines.")
+def benchmark(data_dir, scores, seeds, out, quick, quiet):
+    """Run every score on every scene with ground truth under DATA_DIR and tabulate the results."""
+    from ..benchmark import format_table, run_benchmark, write_results
+
+    log = None if quiet else (lambda message: click.echo(message, err=True))
+    result = run_benchmark(data_dir, _list(scores), _list(seeds, int), quick=quick, log=log)
+    paths = write_results(result, out)
+    click.echo(format_table(result))
+    click.echo(f"\n{out}: {', '.join(p.name for p in paths.values())}")

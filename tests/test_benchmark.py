@@ -1,0 +1,139 @@
+"""The benchmark harness on a tiny synthetic scene set (hsanomaly.benchmark, cli/benchmark.py)."""
+
+import csv
+import json
+import statistics
+
+import numpy as np
+import pytest
+import scipy.io
+from click.testing import CliRunner
+
+from hsanomaly.benchmark import (MEAN, RUN_COLUMNS, SUMMARY_COLUMNS, find_scenes, run_benchmark,
+                                 runs_for, summarise, write_results)
+from hsanomaly.cli.benchmark import benchmark
+from hsanomaly.errors import HsanomalyError
+
+from conftest import SHARED_DATA, synthetic_cube, write_raster
+
+
+@pytest.fixture
+def scene_dir(tmp_path):
+    """Two scenes: a .mat (cube as rows x cols x bands, truth 'map') and a GeoTIFF with a
+    truth raster beside it; plus a GeoTIFF without truth, which is not a scene."""
+    root = tmp_path / "data"
+    (root / "mat").mkdir(parents=True)
+    (root / "tif").mkdir()
+    cube, truth = synthetic_cube(rows=30, cols=30, targets=((5, 5), (20, 22)), seed=1)
+    scipy.io.savemat(root / "mat" / "alpha.mat",
+                     {"data": np.moveaxis(cube, 0, -1).astype(np.float64), "map": truth})
+    cube, truth = synthetic_cube(rows=24, cols=36, targets=((4, 30), (18, 8)), seed=2)
+    write_raster(root / "tif" / "beta.tif", cube)
+    write_raster(root / "tif" / "beta-truth.tif", truth[None].astype(np.float32))
+    write_raster(root / "tif" / "gamma.tif", cube)
+    return root
+
+
+def test_finds_mat_and_geotiff_scenes(scene_dir):
+    scenes = find_scenes(scene_dir)
+    assert [s.name for s in scenes] == ["mat/alpha", "tif/beta"]
+    assert scenes[0].truth is None
+    assert scenes[1].truth == scene_dir / "tif" / "beta-truth.tif"
+
+
+def test_underscore_truth_names_are_found_too(tmp_path):
+    cube, truth = synthetic_cube(rows=20, cols=20, targets=((5, 5),))
+    write_raster(tmp_path / "delta.tiff", cube)
+    write_raster(tmp_path / "delta_truth.tiff", truth[None].astype(np.float32))
+    assert [(s.name, s.truth.name) for s in find_scenes(tmp_path)] == [("delta", "delta_truth.tiff")]
+
+
+def test_no_scene_or_no_folder_is_refused(tmp_path):
+    with pytest.raises(HsanomalyError, match="no scene with ground truth"):
+        find_scenes(tmp_path)
+    with pytest.raises(HsanomalyError, match="not a directory"):
+        find_scenes(tmp_path / "missing")
+
+
+def test_seeds_multiply_only_seeded_methods():
+    assert runs_for(["rx", "gmm", "lrx"], [0, 1, 2]) == [
+        ("rx", None), ("gmm", 0), ("gmm", 1), ("gmm", 2), ("lrx", None)]
+
+
+@pytest.mark.parametrize("scores, message", [(["rx", "bogus"], "unknown score"),
+                                             (["recon"], "GAN scores need a model")])
+def test_scores_the_benchmark_cannot_run_are_refused_up_front(scene_dir, scores, message):
+    with pytest.raises(HsanomalyError, match=message):
+        run_benchmark(scene_dir, scores, [0])
+
+
+def test_summary_means_over_scenes_and_spread_over_seeds():
+    def run(scene, method, seed, auc):
+        return {"scene": scene, "method": method, "seed": seed, "auc": auc, "log_auc": auc / 2,
+                "lg_far": -1.0, "seconds": 1.0, "train_seconds": 0.0, "peak_mib": auc * 10}
+
+    runs = [run("A", "gmm", 0, 0.8), run("A", "gmm", 1, 0.9), run("B", "gmm", 0, 0.6),
+            run("B", "gmm", 1, 0.7), run("A", "rx", None, 0.9), run("B", "rx", None, 0.5)]
+    rows = {(r["scene"], r["method"]): r for r in summarise(runs, ["rx", "gmm"])}
+    assert rows["A", "gmm"]["auc"] == pytest.approx(0.85)
+    assert rows["A", "gmm"]["auc_std"] == pytest.approx(statistics.stdev([0.8, 0.9]))
+    mean = rows[MEAN, "gmm"]          # per-seed means over scenes: 0.7 and 0.8
+    assert (mean["seeds"], mean["auc"]) == (2, pytest.approx(0.75))
+    assert mean["auc_std"] == pytest.approx(statistics.stdev([0.7, 0.8]))
+    assert mean["log_auc"] == pytest.approx(0.375)
+    assert mean["peak_mib"] == pytest.approx(9.0)
+    assert (rows[MEAN, "rx"]["auc"], rows[MEAN, "rx"]["auc_std"]) == (pytest.approx(0.7), 0.0)
+    assert list(rows) == [("A", "rx"), ("A", "gmm"), ("B", "rx"), ("B", "gmm"),
+                          (MEAN, "rx"), (MEAN, "gmm")]
+
+
+def test_benchmark_runs_every_scene_and_writes_consistent_files(scene_dir, tmp_path):
+    result = run_benchmark(scene_dir, ["rx", "gmm"], [0, 1])
+    assert [(r["scene"], r["method"], r["seed"]) for r in result.runs] == [
+        (scene, method, seed) for scene in ("mat/alpha", "tif/beta")
+        for method, seed in (("rx", None), ("gmm", 0), ("gmm", 1))]
+    for r in result.runs:
+        assert r["seconds"] > 0 and r["peak_mib"] > 0 and r["target_pixels"] == 8
+        if r["method"] == "rx":
+            assert r["auc"] == 1.0                # planted foreign spectra
+
+    paths = write_results(result, tmp_path / "out")
+    with open(paths["results.csv"]) as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == RUN_COLUMNS and len(rows) == 6
+    with open(paths["summary.csv"]) as f:
+        summary = list(csv.DictReader(f))
+    assert list(summary[0]) == SUMMARY_COLUMNS
+    mean_rx = next(r for r in summary if r["scene"] == MEAN and r["method"] == "rx")
+    rx_aucs = [float(r["auc"]) for r in rows if r["method"] == "rx"]
+    assert float(mean_rx["auc"]) == pytest.approx(np.mean(rx_aucs))
+    document = json.loads(paths["results.json"].read_text())
+    assert document["runs"] == json.loads(json.dumps(result.runs))
+    markdown = paths["results.md"].read_text()
+    assert "| scene | rx | gmm |" in markdown and "| mean |" in markdown
+
+
+def test_cli_prints_the_table_and_writes_the_files(scene_dir, tmp_path):
+    out = tmp_path / "results"
+    outcome = CliRunner().invoke(benchmark, [str(scene_dir), "--scores", "rx,gmm", "--seeds",
+                                             "3,4", "--quick", "--out", str(out), "-q"])
+    assert outcome.exit_code == 0, outcome.output
+    assert "ROC AUC" in outcome.output and "tif/beta" in outcome.output
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert [(r["method"], r["seed"]) for r in runs if r["scene"] == "tif/beta"] == [
+        ("rx", None), ("gmm", 3)]                # --quick keeps the first seed
+    assert {p.name for p in out.iterdir()} == {"results.csv", "summary.csv", "results.json",
+                                               "results.md"}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED_DATA.exists(), reason="../shared/data not available")
+def test_rx_reproduces_the_reference_aucs(tmp_path):
+    """README of ../shared/data: global RX AUC 0.8221 (airport-1, MATLAB v5) and 0.9932
+    (HYDICE1, MATLAB v7.3)."""
+    for relative in ("OT-AD/abu-airport-1.mat", "Auto-AD/HYDICE1.mat"):
+        (tmp_path / relative).parent.mkdir(exist_ok=True)
+        (tmp_path / relative).symlink_to(SHARED_DATA / relative)
+    result = run_benchmark(tmp_path, ["rx"], [0])
+    assert {r["scene"]: round(r["auc"], 4) for r in result.runs} == {
+        "Auto-AD/HYDICE1": 0.9932, "OT-AD/abu-airport-1": 0.8221}
