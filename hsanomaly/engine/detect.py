@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import HsanomalyError
 from ..io.atomic import atomic_path, check_writable
 from ..io.source import DEFAULT_TILE, gdal_env, open_source
-from .store import TileStore
+from .store import TileStore, store_path
 
 OUTPUT_BLOCK = 256
 
@@ -117,21 +117,18 @@ def detect(src, dst, scorer, *, extras=None, tile=DEFAULT_TILE, resume=False, fi
             if callback and callback(0.0, f"fitting {scorer.name} on {source.name}"):
                 raise HsanomalyError(f"{dst}: cancelled")
             scorer.fit(source)
-        store = TileStore(Path(str(dst) + ".partial"), manifest(source, scorer, outputs, tile), resume)
+        store = TileStore(store_path(dst), manifest(source, scorer, outputs, tile), resume)
         done = store.done()
         todo = [i for i in range(len(windows)) if i not in done]
-        try:
-            with tqdm(total=len(windows), initial=len(done), desc=f"{scorer.name} {Path(str(dst)).name}",
-                      unit="tile", disable=not progress) as bar:
-                for count, index in enumerate(todo, start=len(done) + 1):
-                    store.put(index, score_tile(source, scorer, windows[index]))
-                    bar.update()
-                    if callback and callback(count / len(windows), f"tile {count}/{len(windows)}"):
-                        store.remove()
-                        raise HsanomalyError(f"{dst}: cancelled")
-            assemble(store, source, windows, outputs, getattr(scorer, "band_names", None))
-        except HsanomalyError:
-            raise
+        with tqdm(total=len(windows), initial=len(done), desc=f"{scorer.name} {Path(str(dst)).name}",
+                  unit="tile", disable=not progress) as bar:
+            for count, index in enumerate(todo, start=len(done) + 1):
+                store.put(index, score_tile(source, scorer, windows[index]))
+                bar.update()
+                if callback and callback(count / len(windows), f"tile {count}/{len(windows)}"):
+                    store.remove()
+                    raise HsanomalyError(f"{dst}: cancelled")
+        assemble(store, source, windows, outputs, getattr(scorer, "band_names", None))
         store.remove()
     finally:
         source.close()

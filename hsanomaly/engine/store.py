@@ -16,6 +16,11 @@ import numpy as np
 from ..errors import HsanomalyError
 
 
+def store_path(dst):
+    """Where the tiles of the run writing ``dst`` are kept: ``<dst>.partial/``."""
+    return Path(os.path.abspath(str(dst) + ".partial"))
+
+
 class TileStore:
     def __init__(self, path, manifest, resume=False):
         self.path = Path(path)
