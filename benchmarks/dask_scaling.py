@@ -83,7 +83,7 @@ def main():
         seconds = {}
         for workers in (1, 2):
             with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                              dashboard_address=None) as cluster, \
+                              dashboard_address=":0") as cluster, \
                     Client(cluster, set_as_default=False) as client:
                 client.run(__import__, "hsanomaly.distributed")  # workers' imports are start-up
                 cluster_source = DistributedSource(source, client)

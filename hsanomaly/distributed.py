@@ -1,7 +1,7 @@
 """Tiled detection on a Dask cluster: the local engine's tiles become tasks.
 
 Nothing but small metadata crosses the scheduler. The source and the fitted scorer are
-shipped once per run as one shared task result, so each worker unpickles them once, opens
+shipped once per run as shared task results, so each worker unpickles them once, opens
 the raster (and a GAN scorer its ONNX session) once, and reads only the windows of its
 tiles. Workers write their tiles into the run's ``TileStore`` (``<dst>.partial/``, which
 must be on storage the workers share with the driver); the driver assembles the outputs
@@ -60,12 +60,12 @@ def dask_client(workers=None, scheduler=None):
         if not workers or workers < 1:
             raise HsanomalyError(f"--workers {workers}: need at least one worker")
         with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                      dashboard_address=None) as cluster, \
+                                      dashboard_address=":0") as cluster, \
                 distributed.Client(cluster, set_as_default=False) as client:
             yield client
 
 
-def share(client, obj):
+def _share(client, obj):
     """A future holding ``obj`` on the cluster, each worker deserialising it once.
 
     A task result rather than ``scatter``: if the worker holding it dies, the scheduler
@@ -105,7 +105,7 @@ class DistributedSource:
 
     def __init__(self, source, client):
         self.source, self.client = source, client
-        self.shared = share(client, source)
+        self.shared = _share(client, source)
 
     def __getattr__(self, name):
         return getattr(self.source, name)
@@ -179,7 +179,7 @@ def detect_distributed(src, dst, scorer, *, extras=None, tile=DEFAULT_TILE, resu
                               manifest(source, scorer, outputs, tile), resume)
             done = store.done()
             todo = [i for i in range(len(windows)) if i not in done]
-            job = share(client, (scorer, store))
+            job = _share(client, (scorer, store))
             futures = client.map(_score_into_store, [cluster_source.shared] * len(todo),
                                  [job] * len(todo), todo, [windows[i] for i in todo], pure=False)
             try:
@@ -189,8 +189,9 @@ def detect_distributed(src, dst, scorer, *, extras=None, tile=DEFAULT_TILE, resu
                         future.result()
                         bar.update()
             except distributed.KilledWorker as err:
-                raise HsanomalyError(f"{dst}: a tile task killed {err.allowed_failures} workers "
-                                     "(out of memory?); rerun with --resume to keep finished tiles") from None
+                raise HsanomalyError(f"{dst}: the workers scoring one tile died {err.allowed_failures + 1} "
+                                     "times (out of memory? try a smaller --tile); rerun with --resume "
+                                     "to keep the finished tiles") from None
             finally:
                 client.cancel(futures)
             missing = set(range(len(windows))) - store.done()
@@ -229,9 +230,9 @@ def detect_many(inputs, out_dir, *, score=None, model=None, options=None, tile=D
     """
     from tqdm.auto import tqdm
 
-    from .api import default_score, detect_anomalies
+    from .api import detect_anomalies
 
-    score = score or default_score(model)
+    score = score or "recon"  # detect_anomalies' default, named here for the output files
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     targets = [(str(src), output_path(src, out_dir, score)) for src in inputs]

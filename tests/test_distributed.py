@@ -29,7 +29,7 @@ TILE = 16
 @pytest.fixture(scope="module")
 def client():
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, \
+                                  dashboard_address=":0") as cluster, \
             distributed.Client(cluster, set_as_default=False) as client:
         yield client
 
@@ -88,6 +88,23 @@ def test_killed_worker_loses_no_tile(synthetic_raster, tmp_path, client):
     assert (tmp_path / "dask.tif").read_bytes() == (tmp_path / "local.tif").read_bytes()
 
 
+class AlwaysKillsItsWorker(GlobalRX):
+    def score_block(self, block, valid):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_tile_that_keeps_killing_workers_stops_the_run(synthetic_raster, tmp_path):
+    import dask
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+            distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                     dashboard_address=":0") as cluster:
+        with pytest.raises(HsanomalyError, match="died 1 times .* --resume"):
+            detect_distributed(synthetic_raster[0], tmp_path / "x.tif", AlwaysKillsItsWorker(),
+                               scheduler=cluster.scheduler_address, progress=False)
+    assert not (tmp_path / "x.tif").exists()
+
+
 class FailsOnFourthTile(GlobalRX):
     """RX whose copy on each worker fails on the fourth tile it scores: an interrupted run."""
 
@@ -140,7 +157,7 @@ def test_detect_many_reports_a_failed_raster_and_goes_on(tmp_path):
     good = write_raster(tmp_path / "good.tif", cube)
     bad = tmp_path / "bad.tif"
     bad.write_text("not a raster")
-    items = detect_many([bad, good], tmp_path / "out", progress=False)
+    items = detect_many([bad, good], tmp_path / "out", score="rx", progress=False)
     assert [item.status for item in items] == ["failed", "scored"]
     assert "not a raster GDAL can read" in items[0].error
 
@@ -152,5 +169,5 @@ def test_outputs_that_would_collide_are_refused(tmp_path):
 
 def test_workers_and_scheduler_exclude_each_other(synthetic_raster, tmp_path):
     with pytest.raises(HsanomalyError, match="either"):
-        detect_anomalies(synthetic_raster[0], tmp_path / "x.tif", workers=2,
+        detect_anomalies(synthetic_raster[0], tmp_path / "x.tif", score="rx", workers=2,
                          scheduler="tcp://127.0.0.1:1", progress=False)
