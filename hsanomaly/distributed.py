@@ -241,19 +241,22 @@ def detect_many(inputs, out_dir, *, score=None, model=None, options=None, tile=D
         if dst in seen:
             raise HsanomalyError(f"{src}: its output {dst} would overwrite that of {seen[dst]}")
         seen[dst] = src
-    cluster = dask_client(workers, scheduler) if workers or scheduler else contextlib.nullcontext()
-    items = []
-    with cluster as client, tqdm(targets, unit="raster", disable=not progress) as bar:
-        for src, dst in bar:
-            partial = Path(str(dst) + ".partial")
-            if not overwrite and dst.exists() and not partial.exists():
-                items.append(BatchItem(src, str(dst), "skipped"))
-                continue
+
+    def finished(dst):
+        return not overwrite and dst.exists() and not Path(str(dst) + ".partial").exists()
+
+    items = [BatchItem(src, str(dst), "skipped") if finished(dst) else None for src, dst in targets]
+    pending = [i for i, item in enumerate(items) if item is None]
+    use_cluster = (workers or scheduler) and pending
+    with dask_client(workers, scheduler) if use_cluster else contextlib.nullcontext() as client, \
+            tqdm(pending, unit="raster", disable=not progress) as bar:
+        for i in bar:
+            src, dst = targets[i]
             try:
                 result = detect_anomalies(src, dst, score=score, model=model, options=options,
-                                          tile=tile, resume=not overwrite and partial.exists(),
-                                          scheduler=client, progress=False)
-                items.append(BatchItem(src, str(dst), "scored", result=result))
+                                          tile=tile, resume=not overwrite, scheduler=client,
+                                          progress=False)
+                items[i] = BatchItem(src, str(dst), "scored", result=result)
             except HsanomalyError as err:
-                items.append(BatchItem(src, str(dst), "failed", error=str(err)))
+                items[i] = BatchItem(src, str(dst), "failed", error=str(err))
     return items
