@@ -1,5 +1,6 @@
 """One call per job, shared by the CLI, the QGIS provider and the Dask runner."""
 
+import importlib.util
 from pathlib import Path
 
 from .engine import detect
@@ -7,6 +8,7 @@ from .errors import HsanomalyError
 from .scorers import BASELINES, make_scorer
 
 
+DEFAULT_SCORE = "recon"
 NO_MODEL_HELP = ("pass --model DIR (from `hsanomaly train`), choose a baseline with "
                  "--score rx|lrx|gmm, or install torch (pip install 'hsanomaly[train]') so detect "
                  "can train a quick model on the scene itself")
@@ -21,10 +23,8 @@ def scene_model_path(dst):
 def train_on_scene(src, dst, callback=None, progress=True):
     """Train a quick model on the raster being scored (fully unsupervised, as the thesis's
     figure 15 found as good as background-only training) and keep it beside the output."""
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise HsanomalyError(f"{src}: no model given and torch is not installed; {NO_MODEL_HELP}") from None
+    if importlib.util.find_spec("torch") is None:
+        raise HsanomalyError(f"{src}: no model given and torch is not installed; {NO_MODEL_HELP}")
     from .train import train
 
     bundle = train([src], scene_model_path(dst), progress=progress, callback=callback)
@@ -46,7 +46,7 @@ def detect_anomalies(src, dst, *, score=None, model=None, options=None, extras=N
     from .io.atomic import check_writable
 
     check_writable(dst)
-    score = score or "recon"
+    score = score or DEFAULT_SCORE
     options = dict(options or {})
     if score in BASELINES:
         if model is not None:

@@ -21,12 +21,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
+from .api import DEFAULT_SCORE
 from .engine import DetectResult, TileStore, assemble, plan, score_tile
 from .engine.detect import manifest
 from .errors import HsanomalyError
-from .io.source import DEFAULT_TILE, open_source
+from .io.source import DEFAULT_TILE, add, open_source
 
 # Per-tile parts folded by one task; the fold itself is sequential, in tile order.
 FOLD_CHUNK = 32
@@ -78,16 +77,8 @@ def _identity(obj):
     return obj
 
 
-def add(a, b):
-    """Sum of two reduction parts: arrays, numbers, or tuples of them (like ``source.reduce``)."""
-    if isinstance(a, tuple):
-        return tuple(add(x, y) for x, y in zip(a, b))
-    return a + b
-
-
 def _reduce_tile(source, window, fn):
-    block, valid = source.read(window)
-    return fn(block[:, valid].T)
+    return source.reduce_tile(window, fn)
 
 
 def _fold(combine, total, *parts):
@@ -110,7 +101,7 @@ class DistributedSource:
     def __getattr__(self, name):
         return getattr(self.source, name)
 
-    def reduce(self, fn, tile=DEFAULT_TILE, combine=add):
+    def reduce(self, fn, tile=DEFAULT_TILE, combine=None):
         """``combine`` of ``fn(valid pixels (n, bands))`` over all tiles, computed on the workers.
 
         Tiles are mapped in parallel and their parts folded in tile order, so the result is
@@ -122,29 +113,19 @@ class DistributedSource:
                                 [fn] * len(windows), pure=False)
         total = None
         for start in range(0, len(parts), FOLD_CHUNK):
-            total = self.client.submit(_fold, combine, total, *parts[start:start + FOLD_CHUNK],
+            total = self.client.submit(_fold, combine or add, total, *parts[start:start + FOLD_CHUNK],
                                        pure=False)
         return None if total is None else total.result()
 
     def sample(self, n, seed=0, tile=DEFAULT_TILE):
         """The pixels ``source.sample(n, seed, tile)`` draws: same per-tile keys, same order."""
-        rng = np.random.default_rng(seed)
-        windows = self.source.windows(tile)
-        fraction = min(1.0, n / max(1, self.source.height * self.source.width))
-        keys = rng.integers(0, 2**31, len(windows))
-        parts = self.client.map(_sample_tile, [self.shared] * len(windows), windows, keys,
-                                [fraction] * len(windows), pure=False)
-        pixels = self.client.gather(parts)
-        pixels = np.concatenate(pixels) if pixels else np.empty((0, self.source.count), np.float32)
-        if len(pixels) == 0:
-            raise HsanomalyError(f"{self.source.name}: the raster has no valid pixels")
-        return pixels
+        jobs = self.source.sample_plan(n, seed, tile)
+        parts = self.client.map(_sample_tile, [self.shared] * len(jobs), *zip(*jobs), pure=False)
+        return self.source.join_samples(self.client.gather(parts))
 
 
 def _sample_tile(source, window, key, fraction):
-    block, valid = source.read(window)
-    pixels = block[:, valid].T
-    return pixels[np.random.default_rng(key).random(len(pixels)) < fraction]
+    return source.sample_tile(window, key, fraction)
 
 
 def _score_into_store(source, job, index, window):
@@ -232,7 +213,7 @@ def detect_many(inputs, out_dir, *, score=None, model=None, options=None, tile=D
 
     from .api import detect_anomalies
 
-    score = score or "recon"  # detect_anomalies' default, named here for the output files
+    score = score or DEFAULT_SCORE
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     targets = [(str(src), output_path(src, out_dir, score)) for src in inputs]

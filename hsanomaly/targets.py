@@ -372,7 +372,7 @@ def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, window=
         raise HsanomalyError(f"{gpkg_path}: the threshold must be a finite number, got {threshold}")
     check_writable(gpkg_path)
     with _open(heatmap_path) as ds:
-        crs, transform, height, width = ds.crs, ds.transform, ds.height, ds.width
+        crs, transform, width = ds.crs, ds.transform, ds.width
     if threshold is None:
         threshold = threshold_from_far(heatmap_path, far, window=window)
 

@@ -57,35 +57,47 @@ class _Source:
     def windows(self, tile=DEFAULT_TILE):
         return list(iter_windows(self.height, self.width, tile))
 
-    def reduce(self, fn, tile=DEFAULT_TILE):
-        """Sum ``fn(pixels)`` over all tiles, where ``pixels`` are the valid (n, bands) pixels."""
+    def reduce(self, fn, tile=DEFAULT_TILE, combine=None):
+        """Fold ``fn(pixels)`` over all tiles in order, where ``pixels`` are a tile's valid
+        (n, bands) pixels; ``combine`` (default: sum) may be any associative function."""
+        combine = combine or add
         total = None
         for window in self.windows(tile):
-            block, valid = self.read(window)
-            part = fn(block[:, valid].T)
-            total = part if total is None else _add(total, part)
+            part = self.reduce_tile(window, fn)
+            total = part if total is None else combine(total, part)
         return total
+
+    def reduce_tile(self, window, fn):
+        block, valid = self.read(window)
+        return fn(block[:, valid].T)
+
+    def sample_plan(self, n, seed=0, tile=DEFAULT_TILE):
+        """(window, key, fraction) per tile: each tile keeps the ``fraction`` of its valid
+        pixels that its own random ``key`` picks, so tiles can be sampled in any order."""
+        windows = self.windows(tile)
+        keys = np.random.default_rng(seed).integers(0, 2**31, len(windows))
+        fraction = min(1.0, n / max(1, self.height * self.width))
+        return [(window, key, fraction) for window, key in zip(windows, keys)]
+
+    def sample_tile(self, window, key, fraction):
+        pixels = self.reduce_tile(window, lambda X: X)
+        return pixels[np.random.default_rng(key).random(len(pixels)) < fraction]
 
     def sample(self, n, seed=0, tile=DEFAULT_TILE):
         """About ``n`` valid pixels (n, bands) drawn uniformly without replacement, repeatably."""
-        rng = np.random.default_rng(seed)
-        windows = self.windows(tile)
-        fraction = min(1.0, n / max(1, self.height * self.width))
-        parts = []
-        for window, key in zip(windows, rng.integers(0, 2**31, len(windows))):
-            block, valid = self.read(window)
-            pixels = block[:, valid].T
-            take = np.random.default_rng(key).random(len(pixels)) < fraction
-            parts.append(pixels[take])
+        return self.join_samples([self.sample_tile(*job) for job in self.sample_plan(n, seed, tile)])
+
+    def join_samples(self, parts):
         pixels = np.concatenate(parts) if parts else np.empty((0, self.count), np.float32)
         if len(pixels) == 0:
             raise HsanomalyError(f"{self.name}: the raster has no valid pixels")
         return pixels
 
 
-def _add(a, b):
+def add(a, b):
+    """Sum of two reduction parts: arrays, numbers, or tuples of them."""
     if isinstance(a, tuple):
-        return tuple(_add(x, y) for x, y in zip(a, b))
+        return tuple(add(x, y) for x, y in zip(a, b))
     return a + b
 
 
