@@ -1,0 +1,63 @@
+"""The generator as a numpy function: batched forwards and finite-difference Jacobians.
+
+Detection never imports torch, so dG/dz comes from the ONNX generator itself: a forward
+difference, ``J[:, :, i] = (G(z + h e_i) - G(z)) / h`` with ``h = 1e-3``, evaluated in the
+same onnxruntime call as ``G(z)`` (one batch of ``N * (latent_dim + 1)`` latent vectors).
+With z of order one and float32 outputs in [-1, 1], the truncation error (about ``h``) and the
+rounding error (about ``1e-7 / h``) both stay near 1e-3 of the derivative: ample for gradient
+descent and Gauss-Newton steps, which only need a descent direction.
+"""
+
+import numpy as np
+
+JACOBIAN_STEP = 1e-3
+BATCH = 16384   # latent vectors per onnxruntime call: bounds the activations' memory
+
+
+def reconstruction_cost(x, g, z, c1=1.0, c2=0.0):
+    """The seed's cost per sample: ``c1 * mean((x - G(z))^2) + c2 * mean(z^2)``.
+
+    x, g: (n, d) flattened windows; z: (n, k). The means over the d output values and the k
+    latent values are the thesis code's ``sum(...)/bands`` and ``w * sum(z^2)/NOISE_DIM``.
+    """
+    cost = c1 * np.mean(np.square(x - g, dtype=np.float32), axis=1)
+    if c2:
+        cost = cost + c2 * np.mean(np.square(z), axis=1)
+    return cost
+
+
+class GeneratorFunction:
+    """``G: (n, latent_dim) -> (n, d)`` with d = bands * window * window, through onnxruntime.
+
+    Counts the latent vectors it has evaluated (``forwards``), so solvers can be compared by
+    generator work as well as by wall time.
+    """
+
+    def __init__(self, session, latent_dim):
+        self.session = session
+        self.latent_dim = int(latent_dim)
+        self.forwards = 0
+
+    def __call__(self, z):
+        z = np.ascontiguousarray(z, dtype=np.float32)
+        self.forwards += len(z)
+        parts = [self.session.run(["x"], {"z": z[i:i + BATCH]})[0].reshape(len(z[i:i + BATCH]), -1)
+                 for i in range(0, len(z), BATCH)]
+        if not parts:
+            return np.empty((0, self.output_size), np.float32)
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    @property
+    def output_size(self):
+        shape = self.session.get_outputs()[0].shape
+        return int(np.prod(shape[1:]))
+
+    def with_jacobian(self, z, step=JACOBIAN_STEP):
+        """(G(z) (n, d), J (n, d, k)) by forward differences, in one batch."""
+        n, k = z.shape
+        probes = np.repeat(z[:, None, :], k + 1, axis=1)
+        probes[:, 1:, :] += step * np.eye(k, dtype=np.float32)
+        out = self(probes.reshape(-1, k)).reshape(n, k + 1, -1)
+        g = out[:, 0]
+        jac = (out[:, 1:] - g[:, None, :]).transpose(0, 2, 1) / np.float32(step)
+        return g, jac

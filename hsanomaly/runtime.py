@@ -1,0 +1,48 @@
+"""onnxruntime sessions for the model bundle: one place that picks the provider and threads.
+
+Detection runs ONNX graphs only (never torch), on the CPU provider by default or the CUDA
+provider on request. Asking for CUDA where onnxruntime cannot use it is an error, not a
+silent fallback: a user who asked for the GPU should learn that the GPU is not being used.
+"""
+
+from .errors import HsanomalyError
+
+DEVICES = ("cpu", "cuda")
+
+
+def providers(device="cpu"):
+    """The onnxruntime execution providers for ``device``; raises a one-line error if unavailable."""
+    import onnxruntime as ort
+
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device == "cuda":
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise HsanomalyError(
+                "--device cuda: onnxruntime has no CUDA provider here (install the [gpu] extra, "
+                "onnxruntime-gpu, on a machine with an NVIDIA GPU, or use --device cpu)")
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    raise HsanomalyError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+
+
+def open_session(path, device="cpu", threads=None):
+    """An InferenceSession on ``path``; ``threads`` sets intra-op threads (None: onnxruntime's choice)."""
+    import onnxruntime as ort
+
+    chosen = providers(device)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    if threads is not None:
+        if threads < 1:
+            raise HsanomalyError(f"--threads must be at least 1, got {threads}")
+        options.intra_op_num_threads = int(threads)
+        options.inter_op_num_threads = 1
+    try:
+        session = ort.InferenceSession(str(path), sess_options=options, providers=chosen)
+    except Exception as err:  # onnxruntime raises its own exception types for unreadable graphs
+        raise HsanomalyError(f"{path}: onnxruntime cannot load this graph ({err})") from None
+    if device == "cuda" and "CUDAExecutionProvider" not in session.get_providers():
+        raise HsanomalyError(f"{path}: onnxruntime could not start its CUDA provider "
+                             "(check the CUDA and cuDNN libraries, or use --device cpu)")
+    return session

@@ -1,0 +1,177 @@
+"""GAN scores from an ONNX model bundle, through onnxruntime only (torch is never imported).
+
+critic  -D(x): the critic's output, negated so that high means anomalous.
+recon   R(x) = min_z c1 mean((x - G(z))^2) + c2 mean(z^2), the seed's reconstruction cost,
+        found by a latent search (hsanomaly.latent: "fast" by default, "seed" for the thesis's
+        restarts x steps).
+anogan  (1 - lam) R(x) + lam D_f(x), D_f = mean((f(x) - f(G(z*)))^2) over the critic's
+        penultimate features f (Schlegl et al.'s feature residual, squared like R).
+
+Everything happens in the bundle's preprocessed units: pixels go through the bundle's
+Preprocessor, windows of ``window x window`` pixels are cut around each pixel, and the
+reconstruction output is G(z*) at the window's centre in those same units (the usual
+preprocessing bins bands, which cannot be undone per input band). Neighbours of a window that
+are invalid or outside the raster are replaced by the centre pixel's spectrum.
+"""
+
+import hashlib
+
+import numpy as np
+
+from ..errors import HsanomalyError
+from .base import Scorer
+
+SCORES = ("critic", "recon", "anogan")
+
+
+class GanScorer(Scorer):
+    """Score pixels with a trained bundle; picklable (onnxruntime sessions reopen lazily)."""
+
+    def __init__(self, score, model, solver="fast", restarts=16, steps=100, c1=1.0, c2=0.0,
+                 lam=0.1, device="cpu", threads=None, seed=0):
+        from ..latent import make_solver
+        from ..model import load_bundle
+        from ..runtime import providers
+
+        if score not in SCORES:
+            raise HsanomalyError(f"unknown GAN score {score!r}; choose one of {', '.join(SCORES)}")
+        if not 0.0 <= lam <= 1.0:
+            raise HsanomalyError(f"--lam must lie in [0, 1], got {lam}")
+        if c1 < 0 or c2 < 0 or c1 + c2 == 0:
+            raise HsanomalyError(f"--c1 and --c2 must be non-negative and not both 0, got {c1} and {c2}")
+        providers(device)   # refuse an unavailable device before any work
+        self.name, self.model, self.device, self.threads = score, str(model), device, threads
+        self.c1, self.c2, self.lam = float(c1), float(c2), float(lam)
+        self.bundle = load_bundle(model)
+        self.solver = make_solver(solver, c1=c1, c2=c2, restarts=restarts, steps=steps, seed=seed)
+        self.halo = self.bundle.window // 2
+        bands, k = self.bundle.bands, self.bundle.latent_dim
+        self.extras = {} if score == "critic" else {"recon": bands, "latent": k, "convergence": 1}
+        self.band_names = {
+            "recon": [f"G(z*) band {i + 1} ({span}), preprocessed units"
+                      for i, span in enumerate(_input_bands(self.bundle.preprocessor))],
+            "latent": [f"z*[{i}]" for i in range(k)],
+            "convergence": ["cost decrease of the latent search's last step"],
+        }
+        self._sessions = {}
+
+    def __getstate__(self):
+        return {**vars(self), "_sessions": {}}
+
+    def params(self):
+        params = {"name": self.name, "model": _bundle_digest(self.bundle)}
+        if self.name != "critic":
+            params.update(self.solver.params(), c1=self.c1, c2=self.c2)
+        if self.name == "anogan":
+            params["lam"] = self.lam
+        return params
+
+    def check(self, source):
+        from ..model import check_bands
+
+        check_bands(self.bundle, source.count, source.name)
+
+    def _session(self, name):
+        if name not in self._sessions:
+            from ..runtime import open_session
+
+            path = self.bundle.generator_path if name == "generator" else self.bundle.critic_path
+            self._sessions[name] = open_session(path, self.device, self.threads)
+        return self._sessions[name]
+
+    def generator(self):
+        from ..latent import GeneratorFunction
+
+        return GeneratorFunction(self._session("generator"), self.bundle.latent_dim)
+
+    def critic(self, windows):
+        """(score (n,), features (n, F)) for preprocessed windows (n, bands, window, window)."""
+        from ..latent.generator import BATCH
+
+        session = self._session("critic")
+        outs = [session.run(["score", "features"], {"x": windows[i:i + BATCH]})
+                for i in range(0, len(windows), BATCH)]
+        if not outs:
+            return np.empty(0, np.float32), np.empty((0, 0), np.float32)
+        return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
+
+    def score_windows(self, windows):
+        """All outputs for preprocessed windows (n, bands, w, w): score (n,) and the extras per pixel."""
+        windows = np.ascontiguousarray(windows, dtype=np.float32)
+        if self.name == "critic":
+            return {"score": -self.critic(windows)[0]}
+        n = len(windows)
+        result = self.solver.solve(self.generator(), windows.reshape(n, -1))
+        score = result.cost
+        if self.name == "anogan":
+            recon = result.recon.reshape(windows.shape)
+            _, features = self.critic(np.concatenate([windows, recon]))
+            distance = np.mean(np.square(features[:n] - features[n:]), axis=1)
+            score = (1 - self.lam) * score + self.lam * distance
+        c = self.halo
+        centre = result.recon.reshape(windows.shape)[:, :, c, c]
+        return {"score": score, "recon": centre, "latent": result.z,
+                "convergence": result.convergence}
+
+    def score_samples(self, X):
+        if self.bundle.window != 1:
+            raise HsanomalyError(f"{self.model}: a model with {self.bundle.window}x{self.bundle.window} "
+                                 "windows scores pixels in their spatial context; use score_block")
+        X = np.asarray(X)
+        if X.ndim != 2 or X.shape[1] != self.bundle.bands_in:
+            raise HsanomalyError(f"{self.model}: expected pixels of shape (n, {self.bundle.bands_in}), "
+                                 f"got {X.shape}")
+        pixels = self.bundle.preprocessor.transform(X)
+        return self.score_windows(pixels[:, :, None, None])["score"]
+
+    def score_block(self, block, valid):
+        h = self.halo
+        rows, cols = block.shape[1] - 2 * h, block.shape[2] - 2 * h
+        inner = valid[h:h + rows, h:h + cols]
+        pre = np.full((self.bundle.bands,) + valid.shape, np.nan, np.float32)
+        if valid.any():
+            pre[:, valid] = self.bundle.preprocessor.transform(block[:, valid].T).T
+        windows = _windows(pre, inner, self.bundle.window)
+        outputs = self.score_windows(windows) if len(windows) else None
+        bands = {"score": 1, **self.extras}
+        result = {}
+        for name, count in bands.items():
+            out = np.full((count, rows, cols), np.nan, np.float32)
+            if outputs is not None and name in outputs:
+                out[:, inner] = np.asarray(outputs[name], np.float32).reshape(len(windows), count).T
+            result[name] = out
+        return result
+
+
+def _windows(pre, inner, window):
+    """(n, bands, window, window) windows around each valid inner pixel of a halo-padded block."""
+    if window == 1:
+        return pre[:, inner].T[:, :, None, None]
+    rows, cols = np.nonzero(inner)
+    offsets = np.arange(window)
+    cut = pre[:, rows[:, None, None] + offsets[:, None], cols[:, None, None] + offsets]  # (b, n, w, w)
+    cut = cut.transpose(1, 0, 2, 3)
+    centre = cut[:, :, window // 2, window // 2]
+    holes = np.isnan(cut)
+    if holes.any():
+        cut = np.where(holes, centre[:, :, None, None], cut)
+    return cut
+
+
+def _input_bands(preprocessor):
+    """For each preprocessed band, the 1-based input bands averaged into it, as text."""
+    kept = np.flatnonzero(preprocessor.keep_) + 1
+    edges = preprocessor.bin_edges_
+    spans = []
+    for a, b in zip(edges[:-1], edges[1:]):
+        first, last = kept[a], kept[b - 1]
+        spans.append(f"input band {first}" if b - a == 1 else f"input bands {first}-{last}")
+    return spans
+
+
+def _bundle_digest(bundle):
+    """Identifies the model's networks and preprocessing, so --resume refuses another model."""
+    digest = hashlib.sha256()
+    for name in sorted(bundle.meta.get("files", {})):
+        digest.update(f"{name}:{bundle.meta['files'][name]};".encode())
+    return digest.hexdigest()[:16]
