@@ -4,20 +4,28 @@ path as ``detect`` (the tiled engine writing a heatmap GeoTIFF), evaluated with
 
 Scenes are .mat files with a cube and a truth variable, and rasters (.tif/.tiff) with a truth
 raster beside them named ``<stem>-truth.tif`` or ``<stem>_truth.tif``. Seeds multiply only
-the seeded scores (gmm, and the GAN scores once they are benchmarked); deterministic scores
-run once. Per run it records AUC, logAUC, lgFAR, seconds of fit + score (``detect``'s wall
-time), seconds of training (0 for the baselines, which fit inside ``detect``), and the peak
-of memory traced by ``tracemalloc`` (Python and numpy allocations; not BLAS or onnxruntime
-internals) during the run.
+the seeded scores (gmm and the GAN scores); deterministic scores run once. The GAN scores
+(critic, recon, anogan) score with one model trained per scene and seed (fully unsupervised,
+``hsanomaly.train.train`` defaults), which the three share through a ``ModelCache``.
+
+Per run it records AUC, logAUC, lgFAR, wall and CPU seconds of fit + score (``detect``), wall
+and CPU seconds of training the run's model (0 for the baselines, which fit inside
+``detect``; a model shared by several GAN scores is counted in each of their rows), and the
+peak of memory traced by ``tracemalloc`` (Python and numpy allocations; not BLAS, torch or
+onnxruntime internals) during scoring. CPU seconds are the process's, summed over its threads:
+on a loaded machine they measure the work better than wall time.
 """
 
 import csv
+import importlib.util
 import json
+import os
 import statistics
 import tempfile
+import time
 import tracemalloc
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -31,11 +39,15 @@ from .scorers import BASELINES, GAN_SCORES, SCORES, make_scorer
 SEEDED = frozenset({"gmm", *GAN_SCORES})
 TRUTH_SUFFIXES = ("-truth", "_truth")
 RASTER_SUFFIXES = (".tif", ".tiff")
-RUN_COLUMNS = ["scene", "method", "seed", "auc", "log_auc", "lg_far", "seconds",
-               "train_seconds", "peak_mib", "pixels", "bands", "target_pixels"]
+RUN_COLUMNS = ["scene", "method", "seed", "auc", "log_auc", "lg_far", "seconds", "cpu_seconds",
+               "train_seconds", "train_cpu_seconds", "peak_mib", "pixels", "bands",
+               "target_pixels"]
 SUMMARY_COLUMNS = ["scene", "method", "seeds", "auc", "auc_std", "log_auc", "log_auc_std",
-                   "lg_far", "seconds", "train_seconds", "peak_mib"]
+                   "lg_far", "seconds", "cpu_seconds", "train_seconds", "train_cpu_seconds",
+                   "peak_mib"]
 MEAN = "mean"                 # the scene name of the rows averaged over scenes
+QUICK_SCENES = 3              # --quick: the first scenes only
+QUICK_ITERATIONS = 200        # --quick: generator iterations per GAN model
 
 
 @dataclass(frozen=True)
@@ -71,14 +83,27 @@ def find_scenes(data_dir):
     return scenes
 
 
+def select_scenes(scenes, names):
+    """The scenes whose name or file stem is in ``names`` (all when ``names`` is empty)."""
+    if not names:
+        return scenes
+    known = {s.name: s for s in scenes} | {s.path.stem: s for s in scenes}
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise HsanomalyError(f"no scene named {', '.join(missing)}; found "
+                             f"{', '.join(s.name for s in scenes)}")
+    chosen = {known[n].name for n in names}
+    return [s for s in scenes if s.name in chosen]
+
+
 def check_methods(methods):
-    """Refuse unknown scores, and GAN scores until the benchmark can train their models."""
+    """Refuse unknown scores, and GAN scores when torch (needed to train their models) is missing."""
     for method in methods:
         if method not in SCORES:
             raise HsanomalyError(f"unknown score {method!r}; choose among {', '.join(SCORES)}")
-        if method not in BASELINES:
-            raise HsanomalyError(f"score {method!r}: the benchmark runs {', '.join(BASELINES)} "
-                                 "so far; GAN scores need a model trained per scene and seed")
+        if method not in BASELINES and importlib.util.find_spec("torch") is None:
+            raise HsanomalyError(f"score {method!r} needs a model trained per scene and seed, "
+                                 "and training needs torch: pip install 'hsanomaly[train]'")
 
 
 def runs_for(methods, seeds):
@@ -86,35 +111,86 @@ def runs_for(methods, seeds):
     return [(m, s) for m in methods for s in (seeds if m in SEEDED else [None])]
 
 
-def method_scorer(method, scene, seed, workdir):
-    """The scorer for ``method`` on ``scene`` with ``seed``, and the seconds spent training it.
+@dataclass(frozen=True)
+class TrainedModel:
+    path: Path                # the model bundle
+    seconds: float            # wall time of its training
+    cpu_seconds: float        # CPU time of its training (all threads)
 
-    This is where a per-scene, per-seed model is made before detection: the GAN scores
-    will train a bundle here (into ``workdir``) and return its scorer with the training
-    time. Baselines fit inside ``detect``, so they train for 0 s.
+
+class ModelCache:
+    """GAN model bundles trained per scene, seed and training options, kept under ``root``.
+
+    A bundle already in ``root`` (with its ``.timing.json``) is reused, so the GAN scores of
+    one scene and seed share a model, and a later benchmark or report with the same
+    ``root`` trains nothing again. Training options are ``hsanomaly.train.train`` keywords.
     """
-    options = {"seed": seed} if method in SEEDED else {}
-    return make_scorer(method, **options), 0.0
+
+    def __init__(self, root, iterations=None, log=None):
+        from .train.settings import Settings
+
+        self.root = Path(root)
+        self.iterations = Settings.iterations if iterations is None else int(iterations)
+        self.log = log or (lambda message: None)
+
+    def path(self, scene, seed, options):
+        extra = "".join(f"-{k}{_option_text(v)}" for k, v in sorted(options.items()))
+        return self.root / scene.name.replace("/", "__") / f"seed{seed}-it{self.iterations}{extra}"
+
+    def get(self, scene, seed, **options):
+        """The TrainedModel for ``scene`` and ``seed``, trained now unless already cached."""
+        out = self.path(scene, seed, options)
+        timing = out.with_name(out.name + ".timing.json")
+        if (out / "model.json").exists() and timing.exists():
+            return TrainedModel(out, **json.loads(timing.read_text()))
+        from .train import train
+
+        self.log(f"  training {out.relative_to(self.root)}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        wall, cpu = time.perf_counter(), time.process_time()
+        train([scene.path], out, iterations=self.iterations, seed=seed, progress=False, **options)
+        spent = {"seconds": time.perf_counter() - wall, "cpu_seconds": time.process_time() - cpu}
+        with atomic_path(timing) as tmp:
+            Path(tmp).write_text(json.dumps(spent))
+        return TrainedModel(out, **spent)
 
 
-def run_one(scene, data, method, seed, workdir):
+def _option_text(value):
+    return Path(value).stem if isinstance(value, (str, Path)) else str(value)
+
+
+def method_scorer(method, scene, seed, models):
+    """The scorer for ``method`` on ``scene`` with ``seed``, and the TrainedModel it scores
+    with (None for the baselines, which fit inside ``detect``). ``models``: a ModelCache."""
+    if method in BASELINES:
+        options = {"seed": seed} if method in SEEDED else {}
+        return make_scorer(method, **options), None
+    model = models.get(scene, seed)
+    return make_scorer(method, model=model.path, seed=seed), model
+
+
+def run_one(scene, data, method, seed, workdir, models):
     """Score one loaded scene with one method and seed; returns the run's record."""
-    scorer, train_seconds = method_scorer(method, scene, seed, workdir)
+    scorer, model = method_scorer(method, scene, seed, models)
     source = ArraySource(data.cube, valid=data.valid, profile=data.profile, name=scene.name)
     heatmap = Path(workdir) / "heatmap.tif"
+    cpu = time.process_time()
     tracemalloc.start()
     try:
-        result = detect(source, heatmap, scorer, fit=True, progress=False)
+        result = detect(source, heatmap, scorer, fit=model is None, progress=False)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
+    cpu = time.process_time() - cpu
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")          # .mat heatmaps carry no georeferencing
         scores = read_heatmap(heatmap)
     report = evaluate(scores, data.truth, valid=data.valid)
     return {"scene": scene.name, "method": method, "seed": seed, "auc": report["auc"],
             "log_auc": report["log_auc"], "lg_far": report["lg_far"],
-            "seconds": result.seconds, "train_seconds": train_seconds,
+            "seconds": result.seconds, "cpu_seconds": cpu,
+            "train_seconds": model.seconds if model else 0.0,
+            "train_cpu_seconds": model.cpu_seconds if model else 0.0,
             "peak_mib": peak / 2**20, "pixels": int(data.valid.sum()),
             "bands": int(data.cube.shape[0]), "target_pixels": report["n_target_pixels"]}
 
@@ -126,11 +202,17 @@ class BenchmarkResult:
     methods: list
     seeds: list
     skipped: list             # "<scene>: <why>" for scenes found but not benchmarked
+    setup: dict = field(default_factory=dict)   # iterations, CPUs, load, total wall/CPU time
 
 
-def run_benchmark(data_dir, methods, seeds=(0, 1, 2), *, quick=False, log=None):
-    """Run ``methods`` on every scene under ``data_dir``; ``quick`` keeps the first seed only.
+def run_benchmark(data_dir, methods, seeds=(0, 1, 2), *, scenes=None, iterations=None,
+                  models_dir=None, quick=False, log=None):
+    """Run ``methods`` on the scenes under ``data_dir`` (``scenes``: names or stems, default all).
 
+    iterations: generator iterations per GAN model (default hsanomaly.train's).
+    models_dir: keep (and reuse) the trained GAN models there; default a temporary folder.
+    quick: the first seed only, the first QUICK_SCENES scenes unless ``scenes`` is given,
+    and QUICK_ITERATIONS unless ``iterations`` is given.
     log(message): called before each scene and after each run (e.g. click.echo).
     """
     methods, seeds = list(methods), list(seeds)
@@ -139,12 +221,17 @@ def run_benchmark(data_dir, methods, seeds=(0, 1, 2), *, quick=False, log=None):
     if not seeds:
         raise HsanomalyError("benchmark: no seed given")
     check_methods(methods)
+    chosen = select_scenes(find_scenes(data_dir), scenes)
     if quick:
         seeds = seeds[:1]
+        chosen = chosen if scenes else chosen[:QUICK_SCENES]
+        iterations = QUICK_ITERATIONS if iterations is None else iterations
     log = log or (lambda message: None)
     runs, skipped = [], []
+    wall, cpu = time.perf_counter(), time.process_time()
     with tempfile.TemporaryDirectory(prefix="hsanomaly-benchmark-") as workdir:
-        for scene in find_scenes(data_dir):
+        models = ModelCache(models_dir or Path(workdir) / "models", iterations, log)
+        for scene in chosen:
             data = scene.load()
             if data.truth is None or not data.truth.any():
                 skipped.append(f"{scene.name}: no target pixel in the ground truth")
@@ -153,14 +240,18 @@ def run_benchmark(data_dir, methods, seeds=(0, 1, 2), *, quick=False, log=None):
             log(f"{scene.name}: {data.cube.shape[0]} bands, "
                 f"{data.cube.shape[1]} x {data.cube.shape[2]} pixels")
             for method, seed in runs_for(methods, seeds):
-                record = run_one(scene, data, method, seed, workdir)
+                record = run_one(scene, data, method, seed, workdir, models)
                 runs.append(record)
-                log(f"  {method:<5} seed {'-' if seed is None else seed}: AUC {record['auc']:.4f} "
+                log(f"  {method:<6} seed {'-' if seed is None else seed}: AUC {record['auc']:.4f} "
                     f"logAUC {record['log_auc']:.4f} {record['seconds']:.2f} s "
-                    f"{record['peak_mib']:.1f} MiB")
+                    f"({record['cpu_seconds']:.2f} s CPU) {record['peak_mib']:.1f} MiB")
     if not runs:
         raise HsanomalyError(f"{data_dir}: no scene with target pixels to benchmark")
-    return BenchmarkResult(runs, summarise(runs, methods), methods, seeds, skipped)
+    setup = {"gan_iterations": models.iterations if set(methods) - set(BASELINES) else None,
+             "cpus": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 1),
+             "total_seconds": round(time.perf_counter() - wall, 1),
+             "total_cpu_seconds": round(time.process_time() - cpu, 1)}
+    return BenchmarkResult(runs, summarise(runs, methods), methods, seeds, skipped, setup)
 
 
 def _mean(values):
@@ -191,6 +282,9 @@ def summarise(runs, methods):
     return rows
 
 
+TIME_KEYS = ("seconds", "cpu_seconds", "train_seconds", "train_cpu_seconds")
+
+
 def _summary_row(scene, method, group, per_seed):
     """``per_seed``: the runs of each seed; a seed's value is the mean over its runs."""
     def seed_values(key):
@@ -201,8 +295,7 @@ def _summary_row(scene, method, group, per_seed):
             "auc": _mean(auc), "auc_std": _std(auc),
             "log_auc": _mean(log_auc), "log_auc_std": _std(log_auc),
             "lg_far": _mean([r["lg_far"] for r in group]),
-            "seconds": _mean([r["seconds"] for r in group]),
-            "train_seconds": _mean([r["train_seconds"] for r in group]),
+            **{key: _mean([r[key] for r in group]) for key in TIME_KEYS},
             "peak_mib": max(r["peak_mib"] for r in group)}
 
 
@@ -221,10 +314,11 @@ def _tables(result):
     for key, title in (("auc", "ROC AUC"), ("log_auc", "logAUC")):
         rows = [[scene] + [_cell(by_key[scene, m], key) for m in result.methods] for scene in scenes]
         tables.append((f"{title} (mean ± std over seeds)", ["scene"] + result.methods, rows))
-    cost = [[m, f"{by_key[MEAN, m]['seconds']:.2f}", f"{by_key[MEAN, m]['train_seconds']:.2f}",
-             f"{by_key[MEAN, m]['peak_mib']:.1f}"] for m in result.methods]
-    tables.append(("Cost per run (mean over scenes; peak = tracemalloc maximum)",
-                   ["method", "fit+score s", "train s", "peak MiB"], cost))
+    cost = [[m] + [f"{by_key[MEAN, m][key]:.2f}" for key in TIME_KEYS]
+            + [f"{by_key[MEAN, m]['peak_mib']:.1f}"] for m in result.methods]
+    tables.append(("Cost per run (mean over scenes; CPU = all threads; peak = tracemalloc maximum)",
+                   ["method", "fit+score s", "fit+score CPU s", "train s", "train CPU s",
+                    "peak MiB"], cost))
     return tables
 
 
@@ -247,6 +341,15 @@ def format_markdown(result):
              f"for the seeded scores ({', '.join(seeded) or 'none here'}); the others run once. "
              f"Rows named `{MEAN}` average over scenes; their spread is the std over seeds of "
              "the per-seed mean."]
+    setup = result.setup
+    if setup:
+        if setup.get("gan_iterations"):
+            parts += ["", f"GAN scores: one model per scene and seed, {setup['gan_iterations']} "
+                          "generator iterations, fully unsupervised, shared by the GAN scores."]
+        parts += ["", f"Ran in {setup['total_seconds']:.0f} s wall, {setup['total_cpu_seconds']:.0f} s "
+                      f"CPU on {setup['cpus']} CPUs (1-minute load average "
+                      f"{setup['load_average_1min']} at the end: wall times on a shared machine "
+                      "overstate the cost; CPU times are the better measure)."]
     for title, header, rows in _tables(result):
         parts += ["", f"## {title}", "", "| " + " | ".join(header) + " |",
                   "|" + "---|" * len(header)]
@@ -274,6 +377,7 @@ def write_results(result, out_dir):
     _write_csv(paths["results.csv"], result.runs, RUN_COLUMNS)
     _write_csv(paths["summary.csv"], result.summary, SUMMARY_COLUMNS)
     document = {"methods": result.methods, "seeds": result.seeds, "skipped": result.skipped,
+                "setup": result.setup,
                 "memory": "tracemalloc peak (Python and numpy allocations), MiB",
                 "runs": result.runs, "summary": result.summary}
     with atomic_path(paths["results.json"]) as tmp:

@@ -1,6 +1,7 @@
 """The benchmark harness on a tiny synthetic scene set (hsanomaly.benchmark, cli/benchmark.py)."""
 
 import csv
+import importlib.util
 import json
 import statistics
 
@@ -9,8 +10,9 @@ import pytest
 import scipy.io
 from click.testing import CliRunner
 
-from hsanomaly.benchmark import (MEAN, RUN_COLUMNS, SUMMARY_COLUMNS, find_scenes, run_benchmark,
-                                 runs_for, summarise, write_results)
+from hsanomaly.benchmark import (MEAN, QUICK_ITERATIONS, RUN_COLUMNS, SUMMARY_COLUMNS,
+                                 ModelCache, find_scenes, run_benchmark, runs_for,
+                                 select_scenes, summarise, write_results)
 from hsanomaly.cli.benchmark import benchmark
 from hsanomaly.errors import HsanomalyError
 
@@ -60,17 +62,33 @@ def test_seeds_multiply_only_seeded_methods():
         ("rx", None), ("gmm", 0), ("gmm", 1), ("gmm", 2), ("lrx", None)]
 
 
-@pytest.mark.parametrize("scores, message", [(["rx", "bogus"], "unknown score"),
-                                             (["recon"], "GAN scores need a model")])
-def test_scores_the_benchmark_cannot_run_are_refused_up_front(scene_dir, scores, message):
-    with pytest.raises(HsanomalyError, match=message):
-        run_benchmark(scene_dir, scores, [0])
+def test_unknown_scores_are_refused_up_front(scene_dir):
+    with pytest.raises(HsanomalyError, match="unknown score"):
+        run_benchmark(scene_dir, ["rx", "bogus"], [0])
+
+
+def test_gan_scores_without_torch_are_refused_up_front(scene_dir, monkeypatch):
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "torch" else find_spec(name, *args))
+    with pytest.raises(HsanomalyError, match="training needs torch"):
+        run_benchmark(scene_dir, ["rx", "recon"], [0])
+
+
+def test_scenes_are_chosen_by_name_or_stem(scene_dir):
+    scenes = find_scenes(scene_dir)
+    assert [s.name for s in select_scenes(scenes, ["beta"])] == ["tif/beta"]
+    assert [s.name for s in select_scenes(scenes, ["tif/beta", "alpha"])] == ["mat/alpha", "tif/beta"]
+    assert select_scenes(scenes, []) == scenes
+    with pytest.raises(HsanomalyError, match="no scene named omega"):
+        select_scenes(scenes, ["omega"])
 
 
 def test_summary_means_over_scenes_and_spread_over_seeds():
     def run(scene, method, seed, auc):
         return {"scene": scene, "method": method, "seed": seed, "auc": auc, "log_auc": auc / 2,
-                "lg_far": -1.0, "seconds": 1.0, "train_seconds": 0.0, "peak_mib": auc * 10}
+                "lg_far": -1.0, "seconds": 1.0, "cpu_seconds": 2.0, "train_seconds": 0.0,
+                "train_cpu_seconds": 0.0, "peak_mib": auc * 10}
 
     runs = [run("A", "gmm", 0, 0.8), run("A", "gmm", 1, 0.9), run("B", "gmm", 0, 0.6),
             run("B", "gmm", 1, 0.7), run("A", "rx", None, 0.9), run("B", "rx", None, 0.5)]
@@ -124,6 +142,33 @@ def test_cli_prints_the_table_and_writes_the_files(scene_dir, tmp_path):
         ("rx", None), ("gmm", 3)]                # --quick keeps the first seed
     assert {p.name for p in out.iterdir()} == {"results.csv", "summary.csv", "results.json",
                                                "results.md"}
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="training needs torch")
+def test_gan_scores_share_one_model_per_scene_and_seed(scene_dir, tmp_path):
+    models = tmp_path / "models"
+    result = run_benchmark(scene_dir, ["rx", "critic", "recon"], [0, 1], scenes=["alpha"],
+                           iterations=3, models_dir=models)
+    assert [(r["method"], r["seed"]) for r in result.runs] == [
+        ("rx", None), ("critic", 0), ("critic", 1), ("recon", 0), ("recon", 1)]
+    bundles = sorted(p.name for p in (models / "mat__alpha").iterdir() if p.is_dir())
+    assert bundles == ["seed0-it3", "seed1-it3"]
+    gan = {(r["method"], r["seed"]): r for r in result.runs if r["method"] != "rx"}
+    for seed in (0, 1):
+        critic, recon = gan["critic", seed], gan["recon", seed]
+        assert critic["train_seconds"] == recon["train_seconds"] > 0
+        assert critic["train_cpu_seconds"] == recon["train_cpu_seconds"] > 0
+        assert 0.0 <= recon["auc"] <= 1.0 and recon["cpu_seconds"] > 0
+    assert result.setup["gan_iterations"] == 3
+
+    again = ModelCache(models, iterations=3).get(find_scenes(scene_dir)[0], 0)
+    assert again.seconds == gan["recon", 0]["train_seconds"]      # reused, not retrained
+
+
+def test_quick_keeps_the_first_scenes_seed_and_few_iterations(scene_dir):
+    result = run_benchmark(scene_dir, ["rx"], [5, 6], quick=True)
+    assert result.seeds == [5] and result.setup["gan_iterations"] is None
+    assert QUICK_ITERATIONS < ModelCache(scene_dir).iterations
 
 
 @pytest.mark.slow
