@@ -1,0 +1,108 @@
+"""Detect anomalies: a raster layer in, a heatmap raster (and target polygons) out."""
+
+from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingParameterDefinition,
+                       QgsProcessingParameterEnum, QgsProcessingParameterFile,
+                       QgsProcessingParameterNumber, QgsProcessingParameterRasterDestination,
+                       QgsProcessingParameterRasterLayer, QgsProcessingParameterString,
+                       QgsProcessingParameterVectorDestination)
+
+from .base import HsanomalyAlgorithm, is_empty, library_errors, progress_callback
+
+SCORES = ("rx", "lrx", "gmm", "critic", "recon", "anogan")   # hsanomaly.scorers.SCORES
+MODEL_SCORES = ("critic", "recon", "anogan")                  # hsanomaly.scorers.GAN_SCORES
+SOLVERS = ("fast", "seed")
+
+
+class DetectAnomalies(HsanomalyAlgorithm):
+    INPUT = "INPUT"
+    MODEL = "MODEL"
+    SCORE = "SCORE"
+    SOLVER = "SOLVER"
+    THRESHOLD = "THRESHOLD"
+    FAR = "FAR"
+    TILE = "TILE"
+    OUTPUT = "OUTPUT"
+    POLYGONS = "POLYGONS"
+
+    def name(self):
+        return "detect"
+
+    def displayName(self):
+        return "Detect anomalies"
+
+    def shortHelpString(self):
+        return ("Scores every pixel of a hyperspectral raster: high score = anomalous. The "
+                "baselines rx, lrx (local RX) and gmm (Gaussian mixture) are fitted on the input "
+                "and take no model. The GAN scores critic, recon and anogan use a model bundle "
+                "from 'Train model' (without one, the library trains a quick model on the input "
+                "if torch is installed). Target polygons need a score threshold or a false-alarm "
+                "rate.")
+
+    def initAlgorithm(self, config=None):
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Hyperspectral raster"))
+        self.addParameter(QgsProcessingParameterFile(
+            self.MODEL, "Model bundle folder (from Train model)",
+            behavior=QgsProcessingParameterFile.Folder, optional=True))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.SCORE, "Score", options=list(SCORES), defaultValue="rx", usesStaticStrings=True))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.SOLVER, "Latent search (GAN scores)", options=list(SOLVERS),
+            defaultValue=SOLVERS[0], usesStaticStrings=True))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.THRESHOLD, "Polygon score threshold", QgsProcessingParameterNumber.Double,
+            optional=True))
+        self.addParameter(QgsProcessingParameterString(
+            self.FAR, "Polygon false-alarm rate (e.g. 0.001, or auto)", optional=True))
+        tile = QgsProcessingParameterNumber(self.TILE, "Tile size (pixels)",
+                                            QgsProcessingParameterNumber.Integer,
+                                            defaultValue=256, minValue=8)
+        tile.setFlags(tile.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(tile)
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Anomaly heatmap"))
+        self.addParameter(QgsProcessingParameterVectorDestination(
+            self.POLYGONS, "Target polygons", QgsProcessing.TypeVectorPolygon,
+            optional=True, createByDefault=False))
+
+    def required_modules(self, parameters, context):
+        if self.parameterAsEnumString(parameters, self.SCORE, context) in MODEL_SCORES:
+            return ("hsanomaly", "onnxruntime")
+        return ("hsanomaly",)
+
+    def _far(self, parameters, context):
+        text = self.parameterAsString(parameters, self.FAR, context).strip()
+        if not text or text == "auto":
+            return text or None
+        try:
+            return float(text)
+        except ValueError:
+            raise QgsProcessingException(
+                f"false-alarm rate {text!r} is neither a number nor 'auto'") from None
+
+    def processAlgorithm(self, parameters, context, feedback):
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        model = None if is_empty(parameters, self.MODEL) else \
+            self.parameterAsFile(parameters, self.MODEL, context)
+        heatmap = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        polygons = self.parameterAsOutputLayer(parameters, self.POLYGONS, context) or None
+        threshold = None if is_empty(parameters, self.THRESHOLD) else \
+            self.parameterAsDouble(parameters, self.THRESHOLD, context)
+        far = self._far(parameters, context)
+        score = self.parameterAsEnumString(parameters, self.SCORE, context)
+        options = {}
+        if score in MODEL_SCORES:
+            options["solver"] = self.parameterAsEnumString(parameters, self.SOLVER, context)
+        with library_errors():
+            from hsanomaly.api import detect_anomalies
+
+            result = detect_anomalies(
+                layer.source(), heatmap, score=score, model=model, options=options,
+                polygons=polygons, threshold=threshold, far=far,
+                tile=self.parameterAsInt(parameters, self.TILE, context),
+                progress=False, callback=progress_callback(feedback))
+        feedback.pushInfo(f"{heatmap}: {result.scorer.name} heatmap, {result.tiles} tiles "
+                          f"in {result.seconds:.1f} s")
+        outputs = {self.OUTPUT: heatmap}
+        if polygons:
+            feedback.pushInfo(f"{polygons}: {result.polygons} target polygons")
+            outputs[self.POLYGONS] = polygons
+        return outputs

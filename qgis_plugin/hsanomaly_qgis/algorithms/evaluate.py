@@ -1,0 +1,87 @@
+"""Evaluate a heatmap against a truth mask: AUC, logAUC, lgFAR, a per-target table, plots."""
+
+from pathlib import Path
+
+from qgis.core import (QgsCoordinateReferenceSystem, QgsFeature, QgsFeatureSink, QgsField,
+                       QgsFields, QgsProcessing, QgsProcessingOutputNumber,
+                       QgsProcessingParameterFeatureSink, QgsProcessingParameterFolderDestination,
+                       QgsProcessingParameterRasterLayer, QgsWkbTypes)
+from qgis.PyQt.QtCore import QVariant
+
+from .base import HsanomalyAlgorithm, is_empty, library_errors
+
+# per-target report key -> table field type
+TARGET_FIELDS = {"id": QVariant.String, "pixels": QVariant.Int, "auc": QVariant.Double,
+                 "log_auc": QVariant.Double, "lg_far": QVariant.Double,
+                 "max_score": QVariant.Double, "centroid_row": QVariant.Double,
+                 "centroid_col": QVariant.Double}
+METRICS = {"AUC": "auc", "LOG_AUC": "log_auc", "LG_FAR": "lg_far"}
+
+
+class Evaluate(HsanomalyAlgorithm):
+    HEATMAP = "HEATMAP"
+    TRUTH = "TRUTH"
+    OUTER = "OUTER"
+    TARGETS = "TARGETS"
+    PLOTS = "PLOTS"
+    N_TARGETS = "N_TARGETS"
+
+    def name(self):
+        return "evaluate"
+
+    def displayName(self):
+        return "Evaluate heatmap"
+
+    def shortHelpString(self):
+        return ("Scores band 1 of an anomaly heatmap against a truth mask (non-zero = target): "
+                "AUC, logAUC and lgFAR overall and per target (connected components T1..Tn). "
+                "Pixels inside the optional outer mask but outside the truth are excluded. "
+                "Optionally writes ROC, semi-log ROC, histogram and heatmap PNGs.")
+
+    def initAlgorithm(self, config=None):
+        self.addParameter(QgsProcessingParameterRasterLayer(self.HEATMAP, "Anomaly heatmap"))
+        self.addParameter(QgsProcessingParameterRasterLayer(self.TRUTH, "Truth mask"))
+        self.addParameter(QgsProcessingParameterRasterLayer(
+            self.OUTER, "Outer target mask (ambiguous pixels)", optional=True))
+        self.addParameter(QgsProcessingParameterFeatureSink(
+            self.TARGETS, "Per-target metrics", QgsProcessing.TypeVector))
+        self.addParameter(QgsProcessingParameterFolderDestination(
+            self.PLOTS, "Plots folder", optional=True, createByDefault=False))
+        for output, key in METRICS.items():
+            self.addOutput(QgsProcessingOutputNumber(output, key))
+        self.addOutput(QgsProcessingOutputNumber(self.N_TARGETS, "number of targets"))
+
+    def processAlgorithm(self, parameters, context, feedback):
+        heatmap = self.parameterAsRasterLayer(parameters, self.HEATMAP, context).source()
+        truth = self.parameterAsRasterLayer(parameters, self.TRUTH, context).source()
+        outer = None if is_empty(parameters, self.OUTER) else \
+            self.parameterAsRasterLayer(parameters, self.OUTER, context).source()
+        plots = None if is_empty(parameters, self.PLOTS) else \
+            self.parameterAsFileOutput(parameters, self.PLOTS, context)
+        with library_errors():
+            from hsanomaly.evaluate.plots import write_plots
+            from hsanomaly.evaluate.report import evaluate_files, format_summary
+
+            report, scores, truth_mask, outer_mask = evaluate_files(heatmap, truth, outer)
+            feedback.pushInfo(format_summary(report))
+            if plots:
+                write_plots(report, scores, truth_mask, plots, title=Path(heatmap).stem,
+                            outer=outer_mask)
+                feedback.pushInfo(f"{plots}: plots")
+
+        fields = QgsFields()
+        for key, kind in TARGET_FIELDS.items():
+            fields.append(QgsField(key, kind))
+        sink, table = self.parameterAsSink(parameters, self.TARGETS, context, fields,
+                                           QgsWkbTypes.NoGeometry, QgsCoordinateReferenceSystem())
+        for target in report["targets"]:
+            feature = QgsFeature(fields)
+            feature.setAttributes([target[key] for key in TARGET_FIELDS])
+            sink.addFeature(feature, QgsFeatureSink.FastInsert)
+        del sink   # closes the file now, not whenever Python frees this frame
+
+        outputs = {output: report[key] for output, key in METRICS.items()}
+        outputs.update({self.N_TARGETS: report["n_targets"], self.TARGETS: table})
+        if plots:
+            outputs[self.PLOTS] = plots
+        return outputs

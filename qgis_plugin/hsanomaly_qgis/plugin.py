@@ -1,0 +1,27 @@
+"""Plugin object: registers the Processing provider and warns about missing packages."""
+
+from qgis.core import Qgis, QgsApplication
+
+from .dependencies import install_hint, missing
+from .provider import HsanomalyProvider
+
+STARTUP_CHECK = ("hsanomaly", "onnxruntime")
+
+
+class HsanomalyPlugin:
+    def __init__(self, iface):
+        self.iface = iface
+        self.provider = None
+
+    def initProcessing(self):
+        self.provider = HsanomalyProvider()
+        QgsApplication.processingRegistry().addProvider(self.provider)
+
+    def initGui(self):
+        self.initProcessing()
+        absent = missing(*STARTUP_CHECK)
+        if absent:
+            self.iface.messageBar().pushMessage("hsanomaly", install_hint(absent), Qgis.Warning, 0)
+
+    def unload(self):
+        QgsApplication.processingRegistry().removeProvider(self.provider)

@@ -1,0 +1,120 @@
+"""Detect anomalies through processing.run: the library's heatmap, georeferenced, cancellable."""
+
+import numpy as np
+import pytest
+
+
+def run_detect(**params):
+    import processing
+
+    return processing.run("hsanomaly:detect", {k: str(v) if hasattr(v, "__fspath__") else v
+                                               for k, v in params.items()})
+
+
+def read_band(path):
+    import rasterio
+
+    with rasterio.open(path) as ds:
+        return ds.read(1)
+
+
+def assert_raster_layer_like_input(path, rows=40, cols=50):
+    from qgis.core import QgsRasterLayer
+
+    layer = QgsRasterLayer(str(path), "heatmap")
+    assert layer.isValid()
+    assert layer.crs().authid() == "EPSG:32633"
+    assert (layer.height(), layer.width(), layer.bandCount()) == (rows, cols, 1)
+
+
+@pytest.mark.parametrize("score", ["rx", "lrx", "gmm"])
+def test_baseline_heatmap_is_the_library_heatmap(scene, tmp_path, score):
+    from hsanomaly.api import detect_anomalies
+
+    raster, _ = scene
+    result = run_detect(INPUT=raster, SCORE=score, TILE=16, OUTPUT=tmp_path / "qgis.tif")
+    assert result["OUTPUT"] == str(tmp_path / "qgis.tif")
+    assert_raster_layer_like_input(result["OUTPUT"])
+    detect_anomalies(str(raster), tmp_path / "library.tif", score=score, tile=16, progress=False)
+    np.testing.assert_allclose(read_band(result["OUTPUT"]), read_band(tmp_path / "library.tif"),
+                               rtol=1e-6, equal_nan=True)
+
+
+def test_rx_without_model_by_default_finds_the_targets(scene, tmp_path):
+    raster, truth_path = scene
+    result = run_detect(INPUT=raster, OUTPUT=tmp_path / "heat.tif")
+    scores, truth = read_band(result["OUTPUT"]), read_band(truth_path).astype(bool)
+    assert np.isnan(scores[:5, :7]).all()              # the nodata corner
+    assert np.nanmin(scores[truth]) > np.nanpercentile(scores[~truth], 99)
+
+
+def test_progress_and_log_reach_the_feedback(scene, tmp_path):
+    from qgis.core import QgsProcessingFeedback
+
+    feedback = QgsProcessingFeedback()
+    progress, log = [], []
+    feedback.progressChanged.connect(progress.append)
+    feedback.pushInfo = log.append
+    import processing
+
+    processing.run("hsanomaly:detect", {"INPUT": str(scene[0]), "TILE": 16,
+                                        "OUTPUT": str(tmp_path / "heat.tif")}, feedback=feedback)
+    assert progress[-1] == 100 and len(progress) >= 12   # 3 x 4 tiles
+    assert "tile 12/12" in log
+
+
+def test_cancel_between_tiles_leaves_no_output(scene, tmp_path):
+    import processing
+    from qgis.core import QgsProcessingException, QgsProcessingFeedback
+
+    out = tmp_path / "out"
+    out.mkdir()
+    feedback = QgsProcessingFeedback()
+    progress = []
+    feedback.progressChanged.connect(progress.append)
+    feedback.progressChanged.connect(lambda percent: percent > 0 and feedback.cancel())
+    with pytest.raises(QgsProcessingException, match="cancelled"):
+        processing.run("hsanomaly:detect", {"INPUT": str(scene[0]), "TILE": 16,
+                                            "OUTPUT": str(out / "heat.tif"),
+                                            "POLYGONS": str(out / "targets.gpkg"),
+                                            "FAR": "0.01"}, feedback=feedback)
+    assert 0 < max(progress) < 100
+    assert list(out.iterdir()) == []
+
+
+def test_polygons_are_a_layer_in_the_input_crs(scene, tmp_path):
+    pytest.importorskip("hsanomaly.targets")
+    from qgis.core import QgsVectorLayer
+
+    result = run_detect(INPUT=scene[0], OUTPUT=tmp_path / "heat.tif", FAR="0.005",
+                        POLYGONS=tmp_path / "targets.gpkg")
+    layer = QgsVectorLayer(result["POLYGONS"], "targets", "ogr")
+    assert layer.isValid()
+    assert layer.crs().authid() == "EPSG:32633"
+    assert layer.featureCount() >= 2                    # the two planted targets
+
+
+def test_library_errors_become_one_line_processing_errors(scene, tmp_path):
+    from qgis.core import QgsProcessingException
+
+    with pytest.raises(QgsProcessingException) as err:
+        run_detect(INPUT=scene[0], OUTPUT=tmp_path / "heat.tif", POLYGONS=tmp_path / "t.gpkg")
+    assert str(err.value) == f"{tmp_path / 't.gpkg'}: polygons need --threshold or --far"
+    with pytest.raises(QgsProcessingException, match="neither a number nor 'auto'"):
+        run_detect(INPUT=scene[0], OUTPUT=tmp_path / "heat.tif", FAR="often")
+    assert list(tmp_path.glob("heat*")) == []
+
+
+def test_missing_model_gives_the_library_message(scene, tmp_path):
+    pytest.importorskip("hsanomaly.scorers.gan")
+    from hsanomaly.api import detect_anomalies
+    from hsanomaly.errors import HsanomalyError
+    from qgis.core import QgsProcessingException
+
+    missing = tmp_path / "no-such-bundle"
+    with pytest.raises(HsanomalyError) as library:
+        detect_anomalies(str(scene[0]), tmp_path / "library.tif", score="recon", model=str(missing),
+                         progress=False)
+    with pytest.raises(QgsProcessingException) as err:
+        run_detect(INPUT=scene[0], SCORE="recon", MODEL=missing, OUTPUT=tmp_path / "heat.tif")
+    assert str(err.value) == str(library.value)

@@ -1,0 +1,45 @@
+"""Evaluate through processing.run: the library's metrics, a per-target table, plots."""
+
+import numpy as np
+import pytest
+
+
+def test_evaluate_reports_metrics_table_and_plots(scene, tmp_path):
+    import processing
+    from hsanomaly.evaluate.report import evaluate_files
+    from qgis.core import QgsVectorLayer
+
+    raster, truth = scene
+    heatmap = processing.run("hsanomaly:detect", {"INPUT": str(raster),
+                                                  "OUTPUT": str(tmp_path / "heat.tif")})["OUTPUT"]
+    result = processing.run("hsanomaly:evaluate", {
+        "HEATMAP": heatmap, "TRUTH": str(truth), "PLOTS": str(tmp_path / "plots"),
+        "TARGETS": str(tmp_path / "targets.csv")})
+    report = evaluate_files(heatmap, str(truth))[0]
+    assert (result["AUC"], result["LOG_AUC"], result["LG_FAR"], result["N_TARGETS"]) == \
+        (report["auc"], report["log_auc"], report["lg_far"], 2)
+    table = QgsVectorLayer(result["TARGETS"], "targets", "ogr")
+    assert table.isValid() and not table.isSpatial()
+    rows = [f.attributes() for f in table.getFeatures()]
+    assert [(r[0], int(r[1])) for r in rows] == [(t["id"], t["pixels"]) for t in report["targets"]]
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == \
+        ["heatmap.png", "histograms.png", "log_roc.png", "roc.png"]
+
+
+def test_evaluate_empty_truth_gives_the_library_message(scene, tmp_path):
+    import processing
+    import rasterio
+    from qgis.core import QgsProcessingException
+
+    raster, truth = scene
+    with rasterio.open(truth) as src:
+        profile = src.profile
+    empty = tmp_path / "empty.tif"
+    with rasterio.open(empty, "w", **profile) as dst:
+        dst.write(np.zeros((1, 40, 50), np.uint8))
+    heatmap = processing.run("hsanomaly:detect", {"INPUT": str(raster),
+                                                  "OUTPUT": str(tmp_path / "heat.tif")})["OUTPUT"]
+    with pytest.raises(QgsProcessingException) as err:
+        processing.run("hsanomaly:evaluate", {"HEATMAP": heatmap, "TRUTH": str(empty),
+                                              "TARGETS": "TEMPORARY_OUTPUT"})
+    assert str(err.value) == f"{empty}: the truth mask has no target pixel (all zero)"

@@ -1,0 +1,46 @@
+"""Train model through processing.run, then detect with the bundle; cancelling writes no bundle."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch", reason="training needs the [train] extra (torch)")
+ITERATIONS = 20
+
+
+def test_trained_bundle_detects_like_the_library(scene, tmp_path):
+    import processing
+    import rasterio
+    from hsanomaly.api import detect_anomalies
+    from hsanomaly.model import load_bundle
+    from qgis.core import QgsRasterLayer
+
+    raster, truth = scene
+    model = processing.run("hsanomaly:train", {
+        "INPUTS": [str(raster)], "MASK": str(truth), "WINDOW": 3, "ITERATIONS": ITERATIONS,
+        "SEED": 1, "OUTPUT": str(tmp_path / "model")})["OUTPUT"]
+    meta = load_bundle(model).meta
+    assert meta["window"] == 3 and meta["training"]["iterations"] == ITERATIONS
+    assert meta["training"]["settings"]["mask"] is True
+
+    result = processing.run("hsanomaly:detect", {"INPUT": str(raster), "MODEL": model,
+                                                 "SCORE": "recon", "TILE": 16,
+                                                 "OUTPUT": str(tmp_path / "qgis.tif")})
+    layer = QgsRasterLayer(result["OUTPUT"], "recon")
+    assert layer.isValid() and layer.crs().authid() == "EPSG:32633"
+    detect_anomalies(str(raster), tmp_path / "library.tif", score="recon", model=model,
+                     options={"solver": "fast"}, tile=16, progress=False)
+    with rasterio.open(result["OUTPUT"]) as a, rasterio.open(tmp_path / "library.tif") as b:
+        np.testing.assert_allclose(a.read(1), b.read(1), rtol=1e-5, equal_nan=True)
+
+
+def test_cancelled_training_writes_no_bundle(plugin, synthetic_raster, tmp_path):
+    import processing
+    from qgis.core import QgsProcessingException, QgsProcessingFeedback
+
+    feedback = QgsProcessingFeedback()
+    feedback.progressChanged.connect(lambda percent: percent > 0 and feedback.cancel())
+    with pytest.raises(QgsProcessingException, match="training cancelled"):
+        processing.run("hsanomaly:train", {"INPUTS": [str(synthetic_raster[0])],
+                                           "ITERATIONS": 200, "OUTPUT": str(tmp_path / "model")},
+                       feedback=feedback)
+    assert not (tmp_path / "model" / "model.json").exists()
