@@ -1,0 +1,45 @@
+"""``hsanomaly train``: a thin shell over hsanomaly.train.train (torch is imported only when run)."""
+
+import click
+
+from ..errors import HsanomalyError
+from ..train.settings import Settings
+
+
+@click.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
+              help="Model bundle directory to write (replaced if it is an existing bundle).")
+@click.option("--mask", type=click.Path(dir_okay=False),
+              help="Exclusion raster (non-zero = leave out of training), same size as the inputs.")
+@click.option("--background-only", is_flag=True,
+              help="With --mask, also drop windows that merely touch a masked pixel.")
+@click.option("--window", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Odd window size in pixels; >1 makes the networks convolve spatially.")
+@click.option("--bands", type=int, help="Bin the spectrum to this many bands [default: min(32, bands)].")
+@click.option("--sqrt", is_flag=True, help="Square-root noise transform before binning.")
+@click.option("--iterations", default=Settings.iterations, show_default=True,
+              type=click.IntRange(min=1), help="Generator iterations.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--boost-rare", is_flag=True, help="Draw rare (but not singular) spectra more often.")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="CPU threads for torch [default: all]; 1 is often faster on a busy machine.")
+@click.option("--resume", is_flag=True, help="Continue from OUT.checkpoint/ if a run was interrupted.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def train(inputs, out, mask, background_only, window, bands, sqrt, iterations, seed, device,
+          boost_rare, threads, resume, quiet):
+    """Train a WGAN-GP on INPUTS (rasters or .mat scenes) and write an ONNX model bundle."""
+    try:
+        from ..train import train as train_model
+
+        bundle = train_model(list(inputs), out, mask=mask, window=window, bands=bands, sqrt=sqrt,
+                             iterations=iterations, seed=seed, device=device,
+                             background_only=background_only, boost_rare=boost_rare,
+                             resume=resume, threads=threads, progress=not quiet)
+    except HsanomalyError as err:
+        raise click.ClickException(str(err)) from None
+    losses = bundle.meta["training"]["losses"]
+    click.echo(f"{bundle.path}: {bundle.bands_in} -> {bundle.bands} bands, window {bundle.window}, "
+               f"{bundle.meta['training']['iterations']} iterations, "
+               f"held-out Wasserstein estimate {losses['val_wasserstein']:.4f}")

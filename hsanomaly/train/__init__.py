@@ -1,0 +1,186 @@
+"""Training a WGAN-GP on hyperspectral windows and exporting it as an ONNX model bundle.
+
+Needs the ``[train]`` extra (torch, onnx); ``hsanomaly.train.data`` and ``.settings`` need
+neither, and detection never imports this package: it reads bundles with hsanomaly.model.
+Default hyperparameters and how they compare with the seed's are in ``settings``.
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+from ..errors import HsanomalyError
+from ..io.atomic import check_writable
+from .data import load_training_data
+from .settings import Settings
+
+LOG_ROWS = 200
+CHECKPOINTS = 10
+VAL_EVAL_WINDOWS = 4096
+
+
+def checkpoint_dir(out):
+    """Checkpoints live beside the bundle, never in it: ``<out>.checkpoint/``."""
+    out = Path(out)
+    return out.with_name(out.name + ".checkpoint")
+
+
+def train(inputs, out, *, mask=None, window=1, bands=None, sqrt=False,
+          iterations=Settings.iterations, seed=0, device="cpu", dim=8, latent_dim=4,
+          critic_steps=Settings.critic_steps, batch=Settings.batch, lr=Settings.lr,
+          background_only=False, boost_rare=False, resume=False, threads=None, progress=True,
+          callback=None):
+    """Train on windows from ``inputs`` (rasters or .mat scenes) and write the bundle ``out``.
+
+    mask: exclusion raster(s) (non-zero = leave out); one path for all inputs or one per input.
+    bands: bin to this many bands (default min(32, usable bands)); sqrt: square-root transform.
+    background_only: with a mask, drop windows touching a masked pixel, not only centred on one.
+    boost_rare: draw rare (not singular) spectra more often, see data.rare_spectra_weights.
+    resume: continue from ``<out>.checkpoint/`` when it exists and matches these settings.
+    threads: torch CPU threads for this run (default: torch's setting). The networks' matrix
+    products are small, so on a busy machine 1 thread can be several times faster than 2.
+    callback(fraction, message): progress; returning True cancels (HsanomalyError, nothing
+    written, a checkpoint kept for ``resume``). Returns the loaded hsanomaly.model.Bundle.
+    """
+    out = Path(out)
+    try:
+        settings = Settings(iterations=iterations, critic_steps=critic_steps, batch=batch, lr=lr,
+                            seed=seed)
+    except ValueError as err:
+        raise HsanomalyError(f"{out}: {err}") from None
+    if dim < 1 or latent_dim < 1:
+        raise HsanomalyError(f"{out}: dim and latent_dim must be at least 1")
+    _check_out(out)
+    torch = _import_torch()
+    _check_device(torch, device)
+    report = callback or (lambda fraction, message: False)
+    if report(0.0, "reading training windows"):
+        raise HsanomalyError(f"{out}: training cancelled")
+    data = load_training_data(inputs, mask=mask, window=window, bands=bands, sqrt=sqrt,
+                              background_only=background_only, boost_rare=boost_rare, seed=seed)
+    previous_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        options = {"window": window, "bands": data.bands, "sqrt": sqrt, "dim": dim,
+                   "latent_dim": latent_dim, "background_only": background_only,
+                   "boost_rare": boost_rare, "mask": mask is not None}
+        return _train(torch, data, inputs, out, settings, options, device, resume, progress,
+                      report)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train(torch, data, inputs, out, settings, options, device, resume, progress, report):
+    """Networks, the WGAN-GP loop with checkpoints, and the bundle export."""
+    from .export import export_networks, staged_directory
+    from .log import plot, write_csv
+    from .networks import Critic, Generator
+    from .wgan import WGANGP, TrainingCancelled, fit, load_checkpoint, save_checkpoint
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(settings.seed)
+        generator = Generator(data.bands, data.window, options["dim"], options["latent_dim"])
+        critic = Critic(data.bands, data.window, options["dim"])
+    trainer = WGANGP(generator, critic, settings, device)
+    key = {**settings.to_dict(), **options, "fingerprint": data.fingerprint}
+
+    checkpoints = checkpoint_dir(out)
+    state = checkpoints / "state.pt"
+    log = load_checkpoint(state, trainer, key) if resume and state.exists() else None
+    checkpoints.mkdir(exist_ok=True)
+    log_every = max(1, settings.iterations // LOG_ROWS)
+    checkpoint_every = log_every * max(1, settings.iterations // (CHECKPOINTS * log_every))
+    train_tensor = torch.from_numpy(data.train).to(device)
+    val_tensor = torch.from_numpy(data.val[:VAL_EVAL_WINDOWS]).to(device)
+    weights = None if data.weights is None else torch.from_numpy(data.weights)
+    try:
+        log = fit(trainer, train_tensor, val_tensor, weights=weights, log=log,
+                  log_every=log_every, progress=progress, callback=report,
+                  on_checkpoint=lambda rows: save_checkpoint(state, trainer, rows, key),
+                  checkpoint_every=checkpoint_every)
+    except TrainingCancelled:
+        raise TrainingCancelled(f"{out}: training cancelled (resume with resume=True)") from None
+    finally:
+        if checkpoints.is_dir() and not any(checkpoints.iterdir()):
+            checkpoints.rmdir()  # interrupted before the first checkpoint: nothing to resume
+
+    if report(1.0, "exporting the model bundle"):
+        save_checkpoint(state, trainer, log, key)
+        raise TrainingCancelled(f"{out}: training cancelled (resume with resume=True)")
+    meta = _metadata(data, trainer, options, inputs, log)
+    with staged_directory(out) as tmp:
+        export_networks(trainer.generator, trainer.critic, meta, tmp)
+        write_csv(tmp / "training.csv", log)
+        plot(tmp / "training.png", log, title=f"{', '.join(meta['training']['inputs'])}: "
+                                               f"{data.bands} bands, window {data.window}")
+    shutil.rmtree(checkpoints, ignore_errors=True)
+
+    from ..model import load_bundle
+
+    return load_bundle(out)
+
+
+def _metadata(data, trainer, options, inputs, log):
+    """model.json without the file checksums (see hsanomaly.model.bundle for the format)."""
+    import onnx
+    import torch
+
+    from .. import __version__
+    from ..model.bundle import FORMAT, FORMAT_VERSION
+    from .export import OPSET
+
+    settings = trainer.settings
+    return {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "hsanomaly_version": __version__,
+        "bands_in": data.bands_in, "bands": data.bands, "wavelengths": data.wavelengths,
+        "window": data.window, "latent_dim": trainer.generator.latent_dim,
+        "preprocess": data.preprocessor.to_dict(),
+        "training": {"inputs": [Path(str(p)).name for p in inputs],
+                     "settings": {**settings.to_dict(), **options},
+                     "iterations": trainer.iteration, "seed": settings.seed,
+                     "windows": {"train": len(data.train), "val": len(data.val)},
+                     "losses": _summary(log)},
+        "fingerprint": data.fingerprint, "opset": OPSET,
+        "versions": {"hsanomaly": __version__, "torch": torch.__version__,
+                     "onnx": onnx.__version__},
+    }
+
+
+def _check_out(out):
+    if out.exists() and not out.is_dir():
+        raise HsanomalyError(f"{out}: exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not (out / "model.json").exists():
+        raise HsanomalyError(f"{out}: exists and is not a model bundle; refusing to overwrite it")
+    check_writable(out)
+    if out.is_dir() and not os.access(out, os.W_OK):
+        raise HsanomalyError(f"{out}: is not writable")
+
+
+def _import_torch():
+    try:
+        import torch
+    except ImportError:
+        raise HsanomalyError("training needs torch: pip install 'hsanomaly[train]'") from None
+    return torch
+
+
+def _check_device(torch, device):
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        raise HsanomalyError(f"device {device!r}: not a torch device (use cpu or cuda)") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise HsanomalyError(f"device {device!r}: CUDA is not available to torch on this machine")
+
+
+def _summary(log, tail=0.1):
+    """Mean losses over the last ``tail`` of the run, and the last held-out Wasserstein estimate."""
+    from .wgan import LOG_COLUMNS
+
+    rows = log[-max(1, int(len(log) * tail)):]
+    summary = {c: round(sum(r[i] for r in rows) / len(rows), 6)
+               for i, c in enumerate(LOG_COLUMNS) if c in
+               ("critic_loss", "generator_loss", "wasserstein", "gradient_penalty")}
+    summary["val_wasserstein"] = round(log[-1][LOG_COLUMNS.index("val_wasserstein")], 6)
+    return summary

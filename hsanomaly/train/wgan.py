@@ -1,0 +1,201 @@
+"""WGAN-GP training (Gulrajani et al. 2017, the seed's training logic) and resumable checkpoints.
+
+Per generator iteration the critic takes ``critic_steps`` Adam steps on
+``D(G(z)) - D(x) + lambda * (||grad D(x_hat)||_2 - 1)^2``, with the penalty computed per sample at
+a random point ``x_hat`` between a real and a generated window; then the generator takes one step
+on ``-D(G(z))``. Both learning rates decay linearly to zero over the run, as in the upstream
+WGAN-GP code. All randomness (batches, z, interpolation weights) comes from one CPU
+``torch.Generator`` seeded by ``seed``, so a run repeats exactly and a resumed run continues the
+same random stream it was interrupted in.
+"""
+
+import time
+
+import torch
+from tqdm.auto import tqdm
+
+from ..errors import HsanomalyError
+
+
+class TrainingCancelled(HsanomalyError):
+    """The progress callback asked to stop; a checkpoint was saved first."""
+
+
+LOG_COLUMNS = ("iteration", "seconds", "critic_loss", "generator_loss", "wasserstein",
+               "gradient_penalty", "val_wasserstein", "lr")
+
+
+def gradient_penalty(critic, real, fake, eps):
+    """Per-sample ``(||grad_x D(x_hat)||_2 - 1)^2`` at ``x_hat = eps*real + (1-eps)*fake``, shape (N,)."""
+    eps = eps.reshape(-1, *([1] * (real.dim() - 1)))
+    x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
+    score, _ = critic(x_hat)
+    (grad,) = torch.autograd.grad(score.sum(), x_hat, create_graph=True)
+    return (grad.flatten(1).norm(dim=1) - 1).square()
+
+
+class WGANGP:
+    """The two networks, their optimisers and the random stream; one ``step`` = one generator iteration."""
+
+    def __init__(self, generator, critic, settings, device="cpu"):
+        self.generator = generator.to(device)
+        self.critic = critic.to(device)
+        self.settings = settings
+        self.device = torch.device(device)
+        betas = (settings.beta1, settings.beta2)
+        self.g_opt = torch.optim.Adam(generator.parameters(), lr=settings.lr, betas=betas)
+        self.c_opt = torch.optim.Adam(critic.parameters(), lr=settings.lr, betas=betas)
+        decay = lambda it: max(0.0, 1.0 - it / settings.iterations)  # noqa: E731
+        self.g_sched = torch.optim.lr_scheduler.LambdaLR(self.g_opt, decay)
+        self.c_sched = torch.optim.lr_scheduler.LambdaLR(self.c_opt, decay)
+        self.rng = torch.Generator().manual_seed(settings.seed)
+        self.iteration = 0
+
+    def _draw(self, *shape):
+        return torch.randn(*shape, generator=self.rng).to(self.device)
+
+    def _batch(self, data, weights):
+        n = self.settings.batch
+        if weights is None:
+            index = torch.randint(len(data), (n,), generator=self.rng)
+        else:
+            index = torch.multinomial(weights, n, replacement=True, generator=self.rng)
+        return data[index.to(data.device)]
+
+    def critic_objective(self, real, z, eps):
+        """(loss, Wasserstein estimate, mean gradient penalty) of the critic on a given batch."""
+        with torch.no_grad():
+            fake = self.generator(z)
+        real_score, _ = self.critic(real)
+        fake_score, _ = self.critic(fake)
+        penalty = gradient_penalty(self.critic, real, fake, eps).mean()
+        wasserstein = real_score.mean() - fake_score.mean()
+        return -wasserstein + self.settings.gp_weight * penalty, wasserstein, penalty
+
+    def critic_step(self, real, z, eps):
+        """One critic update on a given batch; returns the losses measured before the update."""
+        loss, wasserstein, penalty = self.critic_objective(real, z, eps)
+        self.c_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.c_opt.step()
+        return {"critic_loss": loss.item(), "wasserstein": wasserstein.item(),
+                "gradient_penalty": penalty.item()}
+
+    def generator_step(self, z):
+        self.critic.requires_grad_(False)
+        try:
+            score, _ = self.critic(self.generator(z))
+            loss = -score.mean()
+            self.g_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.g_opt.step()
+        finally:
+            self.critic.requires_grad_(True)
+        return loss.item()
+
+    def step(self, data, weights=None):
+        """``critic_steps`` critic updates then one generator update; returns mean losses."""
+        s = self.settings
+        totals = {"critic_loss": 0.0, "wasserstein": 0.0, "gradient_penalty": 0.0}
+        for _ in range(s.critic_steps):
+            real = self._batch(data, weights)
+            z = self._draw(s.batch, self.generator.latent_dim)
+            eps = torch.rand(s.batch, generator=self.rng).to(self.device)
+            for key, value in self.critic_step(real, z, eps).items():
+                totals[key] += value / s.critic_steps
+        totals["generator_loss"] = self.generator_step(self._draw(s.batch, self.generator.latent_dim))
+        totals["lr"] = self.g_opt.param_groups[0]["lr"]
+        self.g_sched.step()
+        self.c_sched.step()
+        self.iteration += 1
+        return totals
+
+    @torch.no_grad()
+    def validation_wasserstein(self, val, z):
+        """Critic's Wasserstein estimate between held-out windows and generated ones."""
+        real_score, _ = self.critic(val)
+        fake_score, _ = self.critic(self.generator(z))
+        return (real_score.mean() - fake_score.mean()).item()
+
+    def state_dict(self):
+        return {"generator": self.generator.state_dict(), "critic": self.critic.state_dict(),
+                "g_opt": self.g_opt.state_dict(), "c_opt": self.c_opt.state_dict(),
+                "g_sched": self.g_sched.state_dict(), "c_sched": self.c_sched.state_dict(),
+                "rng": self.rng.get_state(), "iteration": self.iteration}
+
+    def load_state_dict(self, state):
+        self.generator.load_state_dict(state["generator"])
+        self.critic.load_state_dict(state["critic"])
+        self.g_opt.load_state_dict(state["g_opt"])
+        self.c_opt.load_state_dict(state["c_opt"])
+        self.g_sched.load_state_dict(state["g_sched"])
+        self.c_sched.load_state_dict(state["c_sched"])
+        self.rng.set_state(state["rng"])
+        self.iteration = int(state["iteration"])
+
+
+def save_checkpoint(path, trainer, log, key):
+    """State dicts only (loaded with ``weights_only=True``); written whole then renamed."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"trainer": trainer.state_dict(), "log": log, "key": key}, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path, trainer, key):
+    """Restore ``trainer`` and return the log so far; refuse a checkpoint made for other settings."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable checkpoint gets the same one-line answer
+        raise HsanomalyError(f"{path}: not a readable checkpoint ({type(err).__name__})") from None
+    saved = state.get("key") or {}
+    if saved != key:
+        changed = sorted(k for k in key.keys() | saved.keys() if key.get(k) != saved.get(k))
+        raise HsanomalyError(f"{path}: checkpoint was made with different data or settings "
+                             f"({', '.join(changed)}); delete it or train without --resume")
+    trainer.load_state_dict(state["trainer"])
+    return [list(row) for row in state["log"]]
+
+
+def fit(trainer, train, val, *, weights=None, log=None, log_every=10, progress=True,
+        callback=None, on_checkpoint=None, checkpoint_every=None):
+    """Run ``trainer`` up to ``settings.iterations``; returns the log (rows of LOG_COLUMNS).
+
+    ``callback(fraction, message)`` returning True stops the run after a checkpoint and raises
+    TrainingCancelled; ``on_checkpoint(log)`` saves one.
+    """
+    s = trainer.settings
+    log = list(log or [])
+    val_z = torch.randn(len(val), trainer.generator.latent_dim,
+                        generator=torch.Generator().manual_seed(s.seed + 1)).to(trainer.device)
+    elapsed = log[-1][1] if log else 0.0
+    started = time.perf_counter() - elapsed
+    sums, count = {}, 0
+    bar = tqdm(total=s.iterations, initial=trainer.iteration, disable=not progress,
+               desc="training", unit="it", leave=False)
+    try:
+        while trainer.iteration < s.iterations:
+            for key, value in trainer.step(train, weights).items():
+                sums[key] = sums.get(key, 0.0) + value
+            count += 1
+            bar.update(1)
+            it = trainer.iteration
+            if it % log_every == 0 or it == s.iterations:
+                row = {k: v / count for k, v in sums.items()}
+                row["val_wasserstein"] = trainer.validation_wasserstein(val, val_z)
+                log.append([float(it), time.perf_counter() - started]
+                           + [float(row[c]) for c in LOG_COLUMNS[2:]])
+                sums, count = {}, 0
+                bar.set_postfix({name: f"{row[key]:.3f}" for name, key in
+                                 (("critic", "critic_loss"), ("gen", "generator_loss"),
+                                  ("W", "wasserstein"), ("val_W", "val_wasserstein"))})
+                message = f"iteration {it}/{s.iterations}, W {row['wasserstein']:.3f}"
+                if callback is not None and callback(it / s.iterations, message):
+                    if on_checkpoint is not None:
+                        on_checkpoint(log)
+                    raise TrainingCancelled("training cancelled")
+            if on_checkpoint is not None and checkpoint_every and it % checkpoint_every == 0 \
+                    and it < s.iterations:
+                on_checkpoint(log)
+    finally:
+        bar.close()
+    return log

@@ -1,0 +1,349 @@
+"""Training: window sampling, networks, WGAN-GP steps, ONNX export, the train() run and its CLI."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from hsanomaly.errors import HsanomalyError
+from hsanomaly.train.data import load_training_data, rare_spectra_weights
+
+from conftest import NODATA, synthetic_cube, write_raster
+
+
+@pytest.fixture
+def torch():
+    """torch on one thread: these networks' products are small, and a busy machine makes
+    two threads many times slower than one."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield torch
+    torch.set_num_threads(threads)
+
+
+# --- window sampling (no torch) -------------------------------------------------------------
+
+def test_windows_skip_nodata_and_masked_pixels(synthetic_raster, tmp_path):
+    path, truth, nodata = synthetic_raster
+    data = load_training_data([path], window=3, val_fraction=0.1)
+    windows = np.concatenate([data.train, data.val])
+    # 3x3 windows fully inside the 40x50 raster whose pixels avoid the 5x7 nodata corner
+    inside = np.zeros(nodata.shape, bool)
+    inside[1:-1, 1:-1] = True
+    touches_nodata = np.zeros_like(nodata)
+    touches_nodata[:6, :8] = True
+    assert len(windows) == (inside & ~touches_nodata).sum()
+    assert windows.shape[1:] == (12, 3, 3) and np.isfinite(windows).all()
+
+    mask = write_raster(tmp_path / "mask.tif", truth[None].astype(np.float32))
+    centre = load_training_data([path], window=3, mask=mask)
+    touching = load_training_data([path], window=3, mask=mask, background_only=True)
+    n_centre, n_touching = (len(d.train) + len(d.val) for d in (centre, touching))
+    assert n_centre == len(windows) - 8          # the two 2x2 targets' centres
+    assert n_touching == len(windows) - 2 * 16   # every window touching them (4x4 each)
+
+
+def test_sampling_is_repeatable_and_split(synthetic_raster):
+    path, _, _ = synthetic_raster
+    a = load_training_data([path], seed=3)
+    b = load_training_data([path], seed=3)
+    assert a.fingerprint == b.fingerprint and np.array_equal(a.train, b.train)
+    assert len(a.val) == round(0.1 * (len(a.train) + len(a.val)))
+    assert a.bands == 12 and a.bands_in == 12   # 12 usable bands: default keeps them all
+    assert load_training_data([path], bands=4).bands == 4
+
+
+def test_rare_spectra_are_boosted_but_singular_ones_are_not():
+    rng = np.random.default_rng(0)
+    centres = {0.0: 6400, 5.0: 400, 10.0: 20}   # 94 %, 6 %, 0.3 % of the pixels
+    X = np.concatenate([rng.normal(c, 0.1, (n, 3)) for c, n in centres.items()])
+    w = rare_spectra_weights(X, seed=0, clusters=3)
+    share = [w[X[:, 0].round() == c].sum() for c in centres]
+    natural = np.array(list(centres.values())) / len(X)
+    assert share[1] > 2 * natural[1]                # rare cluster boosted
+    assert share[2] == pytest.approx(natural[2])    # singular cluster keeps its share
+    assert sum(share) == pytest.approx(1.0)
+
+
+# --- networks and WGAN-GP ---------------------------------------------------------------------
+
+def test_spectral_lengths_halve_from_the_band_count():
+    from hsanomaly.train.networks import spectral_lengths
+
+    assert spectral_lengths(20) == [1, 2, 3, 5, 10, 20]
+    assert spectral_lengths(32) == [1, 2, 4, 8, 16, 32]
+    assert spectral_lengths(205) == [7, 13, 26, 52, 103, 205]
+
+
+@pytest.mark.parametrize("bands, window", [(1, 1), (7, 1), (20, 1), (32, 1), (205, 1),
+                                           (20, 3), (13, 5), (32, 5)])
+def test_network_shapes(torch, bands, window):
+    from hsanomaly.train.networks import Critic, Generator
+
+    generator, critic = Generator(bands, window), Critic(bands, window)
+    x = generator(torch.randn(5, 4))
+    assert x.shape == (5, bands, window, window) and x.abs().max() <= 1
+    score, features = critic(x)
+    assert score.shape == (5,) and features.shape == (5, critic.n_features)
+    assert (features >= 0).all()
+
+
+def test_window_one_layers_are_spectral_convolutions(torch):
+    """The channels-last matrix products equal kernel-2/3 Conv1d layers with the same weights."""
+    from torch import nn
+
+    from hsanomaly.train.networks import _PixelDown, _PixelSameConv, _PixelUp
+
+    cin, cout, n = 3, 4, 2
+    for length, odd in ((4, False), (5, True)):
+        x = torch.randn(n, length, cin)
+        down, conv = _PixelDown(cin, cout, length, odd), nn.Conv1d(cin, cout, 2, 2, padding=int(odd))
+        with torch.no_grad():
+            down.linear.weight.copy_(conv.weight.permute(0, 2, 1).reshape(cout, 2 * cin))
+            down.linear.bias.copy_(conv.bias)
+        assert torch.allclose(down(x), conv(x.transpose(1, 2)).transpose(1, 2), atol=1e-6)
+
+        short = (length + 1) // 2
+        y = torch.randn(n, short, cin)
+        up = _PixelUp(cin, cout, short, odd)
+        convt = nn.ConvTranspose1d(cin, cout, 2, 2, padding=int(odd), output_padding=int(odd))
+        with torch.no_grad():
+            up.linear.weight.copy_(convt.weight.permute(2, 1, 0).reshape(2 * cout, cin))
+            up.linear.bias.copy_(convt.bias.repeat(2))
+        expected = convt(y.transpose(1, 2)).transpose(1, 2)
+        assert expected.shape[1] == length
+        assert torch.allclose(up(y), expected, atol=1e-6)
+
+    same, conv3 = _PixelSameConv(cin, cout), nn.Conv1d(cin, cout, 3, padding=1)
+    with torch.no_grad():
+        same.linear.weight.copy_(conv3.weight.permute(0, 2, 1).reshape(cout, 3 * cin))
+        same.linear.bias.copy_(conv3.bias)
+    x = torch.randn(n, 6, cin)
+    assert torch.allclose(same(x), conv3(x.transpose(1, 2)).transpose(1, 2), atol=1e-6)
+
+
+def test_gradient_penalty_is_per_sample(torch):
+    from hsanomaly.train.networks import Critic
+    from hsanomaly.train.wgan import gradient_penalty
+
+    torch.manual_seed(0)
+    critic = Critic(9, 1)
+    real, fake = torch.randn(6, 9, 1, 1), torch.randn(6, 9, 1, 1)
+    eps = torch.rand(6)
+    batch = gradient_penalty(critic, real, fake, eps)
+    single = torch.cat([gradient_penalty(critic, real[i:i + 1], fake[i:i + 1], eps[i:i + 1])
+                        for i in range(6)])
+    assert batch.shape == (6,)
+    assert torch.allclose(batch, single, atol=1e-6)
+    assert batch.std() > 0   # genuinely different per sample, not one batch-wide norm
+
+
+def _trainer(torch, bands=8, seed=0, **settings):
+    from hsanomaly.train.networks import Critic, Generator
+    from hsanomaly.train.settings import Settings
+    from hsanomaly.train.wgan import WGANGP
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return WGANGP(Generator(bands), Critic(bands), Settings(seed=seed, **settings))
+
+
+def test_one_critic_step_lowers_the_critic_loss_on_a_fixed_batch(torch):
+    trainer = _trainer(torch, batch=64)
+    gen = torch.Generator().manual_seed(1)
+    real = torch.sin(torch.linspace(0, 3, 8)).reshape(1, 8, 1, 1) \
+        + 0.1 * torch.randn(64, 8, 1, 1, generator=gen)
+    z, eps = torch.randn(64, 4, generator=gen), torch.rand(64, generator=gen)
+    before = trainer.critic_objective(real, z, eps)[0].item()
+    trainer.critic_step(real, z, eps)
+    after = trainer.critic_objective(real, z, eps)[0].item()
+    assert after < before
+
+
+def test_training_steps_repeat_exactly_with_a_seed(torch):
+    data = torch.rand(500, 8, 1, 1) * 2 - 1
+    runs = []
+    for seed in (0, 0, 1):
+        trainer = _trainer(torch, seed=seed, batch=32, critic_steps=2)
+        for _ in range(3):
+            trainer.step(data)
+        runs.append(torch.cat([p.flatten() for p in trainer.generator.parameters()]))
+    assert torch.equal(runs[0], runs[1])
+    assert not torch.equal(runs[0], runs[2])
+
+
+@pytest.mark.parametrize("bands, window", [(20, 1), (7, 3)])
+def test_onnx_export_matches_torch(torch, tmp_path, bands, window):
+    ort = pytest.importorskip("onnxruntime")
+    from hsanomaly.train.export import export_networks
+    from hsanomaly.train.networks import Critic, Generator
+
+    torch.manual_seed(0)
+    generator, critic = Generator(bands, window), Critic(bands, window)
+    export_networks(generator, critic, {"bands": bands}, tmp_path)
+    z = torch.randn(37, 4)
+    x = torch.rand(37, bands, window, window) * 2 - 1
+    with torch.no_grad():
+        expected = [generator(z).numpy(), *(t.numpy() for t in critic(x))]
+    g = ort.InferenceSession(str(tmp_path / "generator.onnx"), providers=["CPUExecutionProvider"])
+    c = ort.InferenceSession(str(tmp_path / "critic.onnx"), providers=["CPUExecutionProvider"])
+    got = g.run(["x"], {"z": z.numpy()}) + c.run(["score", "features"], {"x": x.numpy()})
+    for e, o in zip(expected, got):
+        assert o.shape == e.shape
+        np.testing.assert_allclose(o, e, rtol=1e-5, atol=1e-5)
+    meta = g.get_modelmeta().custom_metadata_map
+    assert json.loads(meta["hsanomaly"]) == {"bands": bands}
+
+
+# --- the train() run --------------------------------------------------------------------------
+
+def _files(out):
+    return json.loads((out / "model.json").read_text())["files"]
+
+
+def test_train_writes_a_loadable_bundle_repeatably(torch, synthetic_raster, tmp_path):
+    from hsanomaly.train import checkpoint_dir, train
+
+    path, _, _ = synthetic_raster
+    bundle = train([path], tmp_path / "a", iterations=6, batch=32, critic_steps=2, threads=1,
+                   progress=False)
+    assert (bundle.bands_in, bundle.bands, bundle.window, bundle.latent_dim) == (12, 12, 1, 4)
+    names = {p.name for p in bundle.path.iterdir()}
+    assert names == {"generator.onnx", "critic.onnx", "model.json", "training.csv", "training.png"}
+    rows = (bundle.path / "training.csv").read_text().splitlines()
+    assert rows[0].startswith("iteration,seconds,critic_loss") and len(rows) == 7
+    assert bundle.meta["training"]["iterations"] == 6
+    assert not checkpoint_dir(bundle.path).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "scene.tif"]
+
+    again = train([path], tmp_path / "b", iterations=6, batch=32, critic_steps=2, threads=1,
+                  progress=False)
+    assert _files(again.path) == _files(bundle.path)
+
+
+def test_cancel_leaves_no_bundle_and_resume_finishes_the_same_run(torch, synthetic_raster,
+                                                                  tmp_path):
+    from hsanomaly.train import checkpoint_dir, train
+
+    path, _, _ = synthetic_raster
+    settings = dict(iterations=8, batch=32, critic_steps=2, threads=1, progress=False)
+    whole = train([path], tmp_path / "whole", **settings)
+
+    out = tmp_path / "model"
+    calls = []
+
+    def cancel_halfway(fraction, message):
+        calls.append(message)
+        return fraction >= 0.5
+
+    with pytest.raises(HsanomalyError, match="cancelled"):
+        train([path], out, callback=cancel_halfway, **settings)
+    assert not out.exists() and (checkpoint_dir(out) / "state.pt").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+    with pytest.raises(HsanomalyError, match=r"different data or settings \(seed\)"):
+        train([path], out, resume=True, seed=1, **settings)
+    resumed = train([path], out, resume=True, **settings)
+    assert _files(resumed.path) == _files(whole.path)
+    assert calls[0] == "reading training windows"
+
+
+def test_generated_spectra_match_a_real_scene(torch, example_scene, tmp_path):
+    """Per-band mean and std of generator samples against every pixel of airport-2 (32 bins).
+
+    Tolerances: with these settings seeds 0-2 gave a worst-band mean error of 0.25-0.35 data
+    standard deviations (median band 0.08-0.12) and std ratios between 0.69 and 1.24; the limits
+    below leave about 1.5 times that margin for other BLAS builds. The untrained generator is
+    nearly constant (std ratio about 0.1) and fails them by far, as does one that collapses
+    onto a few spectra or drops a band's variation.
+    """
+    from hsanomaly.io import read_scene
+    from hsanomaly.train import train
+
+    ort = pytest.importorskip("onnxruntime")
+    scene, _ = example_scene
+    bundle = train([scene], tmp_path / "model", iterations=300, threads=1, progress=False)
+    data = bundle.preprocessor.transform(read_scene(scene).pixels)
+    session = ort.InferenceSession(str(bundle.generator_path), providers=["CPUExecutionProvider"])
+    z = np.random.default_rng(0).normal(size=(8192, bundle.latent_dim)).astype(np.float32)
+    fake = session.run(["x"], {"z": z})[0][:, :, 0, 0]
+    mean_error = np.abs(fake.mean(0) - data.mean(0)) / data.std(0)
+    std_ratio = fake.std(0) / data.std(0)
+    assert mean_error.max() < 0.5 and np.median(mean_error) < 0.2, mean_error.round(2)
+    assert 0.5 < std_ratio.min() and std_ratio.max() < 1.6, std_ratio.round(2)
+
+
+# --- the CLI ----------------------------------------------------------------------------------
+
+def _cli(*args):
+    from hsanomaly.cli.train import train
+
+    return CliRunner().invoke(train, [str(a) for a in args])
+
+
+def _one_line_error(result, fragment):
+    assert result.exit_code != 0
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and fragment in lines[0], result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def _nothing_written(tmp_path, *keep):
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(keep)
+
+
+def test_cli_trains_with_defaults_otherwise(torch, synthetic_raster, tmp_path):
+    path, _, _ = synthetic_raster
+    result = _cli(path, "--out", tmp_path / "model", "--iterations", 3, "--threads", 1, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "12 -> 12 bands, window 1, 3 iterations" in result.output
+    assert (tmp_path / "model" / "model.json").is_file()
+
+
+def test_cli_band_counts_that_differ_between_inputs(torch, synthetic_raster, tmp_path):
+    path, _, _ = synthetic_raster
+    other = write_raster(tmp_path / "ten.tif", synthetic_cube(bands=10)[0])
+    _one_line_error(_cli(path, other, "--out", tmp_path / "m"), "has 10 bands but")
+    _nothing_written(tmp_path, "scene.tif", "ten.tif")
+
+
+def test_cli_more_bins_than_bands(torch, synthetic_raster, tmp_path):
+    path, _, _ = synthetic_raster
+    _one_line_error(_cli(path, "--out", tmp_path / "m", "--bands", 50),
+                    "cannot bin 12 bands into 50 bands")
+    _nothing_written(tmp_path, "scene.tif")
+
+
+def test_cli_window_larger_than_the_image(torch, synthetic_raster, tmp_path):
+    path, _, _ = synthetic_raster
+    _one_line_error(_cli(path, "--out", tmp_path / "m", "--window", 41),
+                    "window 41 is larger than the 40x50 image")
+    _one_line_error(_cli(path, "--out", tmp_path / "m", "--window", 4), "positive odd number")
+    _nothing_written(tmp_path, "scene.tif")
+
+
+def test_cli_all_nodata_raster(torch, tmp_path):
+    path = write_raster(tmp_path / "empty.tif", np.full((5, 20, 20), NODATA, np.float32),
+                        nodata=NODATA)
+    _one_line_error(_cli(path, "--out", tmp_path / "m"), "no valid pixels")
+    _nothing_written(tmp_path, "empty.tif")
+
+
+def test_cli_unwritable_out(torch, synthetic_raster, tmp_path):
+    path, _, _ = synthetic_raster
+    _one_line_error(_cli(path, "--out", tmp_path / "missing" / "m"), "does not exist")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "keep.txt").write_text("mine")
+    _one_line_error(_cli(path, "--out", tmp_path / "notes"), "not a model bundle")
+    assert (tmp_path / "notes" / "keep.txt").read_text() == "mine"
+    _nothing_written(tmp_path, "scene.tif", "notes")
+
+
+def test_cli_cuda_without_cuda(torch, synthetic_raster, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    path, _, _ = synthetic_raster
+    _one_line_error(_cli(path, "--out", tmp_path / "m", "--device", "cuda"), "CUDA is not available")
+    _nothing_written(tmp_path, "scene.tif")
