@@ -223,6 +223,18 @@ def test_train_writes_a_loadable_bundle_repeatably(torch, synthetic_raster, tmp_
     assert _files(again.path) == _files(bundle.path)
 
 
+def test_train_with_a_window_mask_and_rare_spectra_boost(torch, synthetic_raster, tmp_path):
+    from hsanomaly.train import train
+
+    path, truth, _ = synthetic_raster
+    mask = write_raster(tmp_path / "mask.tif", truth[None].astype(np.float32))
+    bundle = train([path], tmp_path / "m", mask=mask, window=3, bands=6, background_only=True,
+                   boost_rare=True, iterations=2, batch=16, critic_steps=1, progress=False)
+    assert (bundle.window, bundle.bands, bundle.bands_in) == (3, 6, 12)
+    settings = bundle.meta["training"]["settings"]
+    assert settings["mask"] and settings["background_only"] and settings["boost_rare"]
+
+
 def test_cancel_leaves_no_bundle_and_resume_finishes_the_same_run(torch, synthetic_raster,
                                                                   tmp_path):
     from hsanomaly.train import checkpoint_dir, train

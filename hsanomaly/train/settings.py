@@ -1,6 +1,6 @@
 """Training hyperparameters, importable without torch (the CLI reads its defaults from here).
 
-Defaults were chosen with benchmarks/train_speed.py on a 100x100 scene binned to 32 bands;
+Defaults for a 100x100 scene binned to 32 bands (benchmarks/train_speed.py measures them);
 the seed's values are in brackets: 800 generator iterations [20,000], 5 critic steps per
 generator step [5], batch 64 [256], Adam lr 1e-3 [5e-6 stepped to 5e-7] with betas (0.5, 0.9)
 [TensorFlow's (0.9, 0.999)] decaying linearly to 0, gradient-penalty weight 10 [10].
