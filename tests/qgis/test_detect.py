@@ -83,7 +83,6 @@ def test_cancel_between_tiles_leaves_no_output(scene, tmp_path):
 
 
 def test_polygons_are_a_layer_in_the_input_crs(scene, tmp_path):
-    pytest.importorskip("hsanomaly.targets")
     from qgis.core import QgsVectorLayer
 
     result = run_detect(INPUT=scene[0], OUTPUT=tmp_path / "heat.tif", FAR="0.005",
@@ -106,7 +105,6 @@ def test_library_errors_become_one_line_processing_errors(scene, tmp_path):
 
 
 def test_missing_model_gives_the_library_message(scene, tmp_path):
-    pytest.importorskip("hsanomaly.scorers.gan")
     from hsanomaly.api import detect_anomalies
     from hsanomaly.errors import HsanomalyError
     from qgis.core import QgsProcessingException

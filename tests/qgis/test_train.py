@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("torch", reason="training needs the [train] extra (torch)")
-ITERATIONS = 20
+ITERATIONS = 4
 
 
 def test_trained_bundle_detects_like_the_library(scene, tmp_path):
