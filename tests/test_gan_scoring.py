@@ -1,0 +1,188 @@
+"""GAN scores in the tiled detector: orientation, the anogan combination, per-pixel outputs,
+windows, refusals (band count, CUDA), no torch on the scoring path, pickling."""
+
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import rasterio
+from click.testing import CliRunner
+
+from hsanomaly.api import detect_anomalies
+from hsanomaly.errors import HsanomalyError
+from hsanomaly.latent import reconstruction_cost
+from hsanomaly.scorers import make_scorer
+from hsanomaly.scorers.gan import _windows
+
+from conftest import synthetic_cube, write_raster
+from test_latent import tiny_bundle
+
+
+@pytest.fixture(scope="session")
+def bundle(tmp_path_factory):
+    return tiny_bundle(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="module")
+def recon(bundle):
+    return make_scorer("recon", model=bundle.path, threads=1)
+
+
+@pytest.fixture(scope="module")
+def raster(tmp_path_factory):
+    cube, truth = synthetic_cube(rows=40, cols=50)
+    return write_raster(tmp_path_factory.mktemp("gan") / "scene.tif", cube), cube, truth
+
+
+def test_critic_score_is_the_negated_critic_output(bundle, raster):
+    _, cube, _ = raster
+    X = cube.reshape(cube.shape[0], -1).T[:100]
+    scorer = make_scorer("critic", model=bundle.path, threads=1)
+    pre = bundle.preprocessor.transform(X)[:, :, None, None]
+    raw = scorer._session("critic").run(["score"], {"x": pre})[0]
+    np.testing.assert_allclose(scorer.score_samples(X), -raw, rtol=1e-6)
+    assert scorer.extras == {}
+
+
+def test_recon_score_is_the_cost_at_the_latent_output(recon, bundle, raster):
+    _, cube, _ = raster
+    block = cube[:, :8, :8].copy()
+    out = recon.score_block(block, np.ones(block.shape[1:], bool))
+    x = bundle.preprocessor.transform_block(block).reshape(bundle.bands, -1).T
+    z = out["latent"].reshape(bundle.latent_dim, -1).T
+    g = recon.generator()(z)
+    np.testing.assert_allclose(out["score"].ravel(), reconstruction_cost(x, g, z), rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(out["recon"].reshape(bundle.bands, -1).T, g, atol=1e-6)
+
+
+def test_targets_score_higher_than_background(recon, raster):
+    _, cube, truth = raster
+    scores = recon.score_samples(cube.reshape(cube.shape[0], -1).T)
+    t = truth.ravel() != 0
+    assert np.median(scores[t]) > np.percentile(scores[~t], 99)
+
+
+def test_anogan_combines_residual_and_feature_distance(bundle, raster):
+    _, cube, _ = raster
+    X = cube.reshape(cube.shape[0], -1).T[::37]
+    lam = 0.3
+    anogan = make_scorer("anogan", model=bundle.path, lam=lam, threads=1)
+    windows = bundle.preprocessor.transform(X)[:, :, None, None]
+    out = anogan.score_windows(windows)
+    recon = anogan.generator()(out["latent"])
+    cost = reconstruction_cost(windows.reshape(len(X), -1), recon, out["latent"])
+    _, f_x = anogan.critic(windows)
+    _, f_g = anogan.critic(recon.reshape(windows.shape))
+    expected = (1 - lam) * cost + lam * np.mean((f_x - f_g) ** 2, axis=1)
+    np.testing.assert_allclose(out["score"], expected, rtol=1e-4, atol=1e-7)
+    assert anogan.params()["lam"] == lam
+
+
+def test_score_block_shapes_and_invalid_pixels(recon, bundle, raster):
+    _, cube, _ = raster
+    block = cube[:, :6, :7].copy()
+    valid = np.ones(block.shape[1:], bool)
+    valid[0, :3] = False
+    block[:, ~valid] = np.nan
+    out = recon.score_block(block, valid)
+    assert recon.extras == {"recon": bundle.bands, "latent": bundle.latent_dim, "convergence": 1}
+    assert {k: v.shape for k, v in out.items()} == {
+        "score": (1, 6, 7), "recon": (bundle.bands, 6, 7), "latent": (bundle.latent_dim, 6, 7),
+        "convergence": (1, 6, 7)}
+    for value in out.values():
+        assert value.dtype == np.float32
+        assert np.isnan(value[:, ~valid]).all() and np.isfinite(value[:, valid]).all()
+    assert (out["convergence"][:, valid] >= 0).all()
+
+
+def test_windows_are_cut_around_each_pixel_and_holes_take_the_centre():
+    pre = np.arange(2 * 5 * 6, dtype=np.float32).reshape(2, 5, 6)   # a halo-padded block, halo 1
+    pre[:, 0, 0] = np.nan
+    inner = np.zeros((3, 4), bool)
+    inner[0, 0] = inner[2, 3] = True
+    cut = _windows(pre, inner, 3)
+    assert cut.shape == (2, 2, 3, 3)
+    np.testing.assert_array_equal(cut[1], pre[:, 2:5, 3:6])
+    assert cut[0, 0, 0, 0] == pre[0, 1, 1] and cut[0, 1, 0, 0] == pre[1, 1, 1]
+    np.testing.assert_array_equal(cut[0][:, 1:, 1:], pre[:, 1:3, 1:3])
+
+
+def test_detect_writes_the_extra_rasters(bundle, raster, tmp_path):
+    path, _, _ = raster
+    extras = {name: tmp_path / f"{name}.tif" for name in ("recon", "latent", "convergence")}
+    result = detect_anomalies(path, tmp_path / "score.tif", model=bundle.path,
+                              options={"threads": 1}, extras=extras, progress=False)
+    assert result.scorer.name == "recon"
+    for name, bands in (("recon", bundle.bands), ("latent", bundle.latent_dim), ("convergence", 1)):
+        with rasterio.open(extras[name]) as ds:
+            assert ds.count == bands and (ds.height, ds.width) == (40, 50)
+            assert ds.descriptions[0]
+    with rasterio.open(tmp_path / "score.tif") as ds, rasterio.open(path) as src:
+        assert ds.crs == src.crs and ds.transform == src.transform
+
+
+def test_band_mismatch_is_refused_in_one_line(bundle, tmp_path):
+    cube, _ = synthetic_cube(bands=7, rows=10, cols=10)
+    path = write_raster(tmp_path / "seven.tif", cube)
+    with pytest.raises(HsanomalyError) as err:
+        detect_anomalies(path, tmp_path / "out.tif", score="critic", model=bundle.path, progress=False)
+    message = str(err.value)
+    assert "\n" not in message and "7 bands" in message and f"trained on {bundle.bands_in}" in message
+
+
+def test_cuda_without_a_gpu_is_a_clear_line(bundle, raster, tmp_path):
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this machine has onnxruntime's CUDA provider")
+    from hsanomaly.cli import main
+
+    path, _, _ = raster
+    result = CliRunner().invoke(main, ["detect", str(path), str(tmp_path / "out.tif"),
+                                       "--model", str(bundle.path), "--device", "cuda", "-q"])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "CUDA" in lines[0] and "--device cpu" in lines[0]
+    assert not (tmp_path / "out.tif").exists()
+
+
+def test_bad_options_are_refused(bundle):
+    with pytest.raises(HsanomalyError, match="--lam"):
+        make_scorer("anogan", model=bundle.path, lam=2.0)
+    with pytest.raises(HsanomalyError, match="--c1 and --c2"):
+        make_scorer("recon", model=bundle.path, c1=0.0, c2=0.0)
+    with pytest.raises(HsanomalyError, match="model bundle"):
+        make_scorer("recon", model=bundle.path / "missing")
+
+
+def test_params_tell_configurations_apart(bundle, recon):
+    seed = make_scorer("recon", model=bundle.path, solver="seed", restarts=4, steps=50)
+    assert seed.params() != recon.params()
+    assert seed.params()["restarts"] == 4
+    assert make_scorer("critic", model=bundle.path).params() == {
+        "name": "critic", "model": recon.params()["model"]}
+
+
+def test_scorer_pickles_without_sessions_and_scores_the_same(recon, raster):
+    _, cube, _ = raster
+    X = cube.reshape(cube.shape[0], -1).T[:50]
+    before = recon.score_samples(X)
+    assert recon._sessions
+    clone = pickle.loads(pickle.dumps(recon))
+    assert clone._sessions == {} and clone.solver._codebook is None
+    np.testing.assert_array_equal(clone.score_samples(X), before)
+
+
+def test_scoring_does_not_import_torch(bundle, raster, tmp_path):
+    path, _, _ = raster
+    code = (
+        "import sys\n"
+        "from hsanomaly.api import detect_anomalies\n"
+        f"for score in ('critic', 'recon', 'anogan'):\n"
+        f"    detect_anomalies({str(path)!r}, {str(tmp_path)!r} + '/' + score + '.tif', score=score,\n"
+        f"                     model={str(bundle.path)!r}, options={{'threads': 1}}, progress=False)\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)

@@ -1,0 +1,131 @@
+"""Latent search: the finite-difference Jacobian, the seed solver on samples of G with a known
+z, the fast solver against the seed solver, the codebook's linear model, solver options."""
+
+import numpy as np
+import pytest
+
+from hsanomaly.errors import HsanomalyError
+from hsanomaly.latent import FastSolver, GeneratorFunction, SeedSolver, make_solver, reconstruction_cost
+from hsanomaly.runtime import open_session
+
+from conftest import synthetic_cube, write_raster
+
+
+def tiny_bundle(base):
+    """A small model (12 bands, DIM 4) trained for a few seconds; trained once per test session."""
+    torch = pytest.importorskip("torch")
+    from hsanomaly.model import load_bundle
+    from hsanomaly.train import train
+
+    out = base / "tiny-model"
+    if not (out / "model.json").exists():
+        cube, _ = synthetic_cube(rows=40, cols=50)
+        raster = write_raster(base / "tiny-train.tif", cube)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)   # a tiny model gains nothing from threads and thrashes on a busy machine
+        try:
+            train([raster], out, iterations=150, batch=64, dim=4, seed=0, progress=False)
+        finally:
+            torch.set_num_threads(threads)
+    return load_bundle(out)
+
+
+@pytest.fixture(scope="session")
+def bundle(tmp_path_factory):
+    return tiny_bundle(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="session")
+def generator(bundle):
+    return GeneratorFunction(open_session(bundle.generator_path, threads=1), bundle.latent_dim)
+
+
+@pytest.fixture(scope="session")
+def pixels(bundle):
+    """Preprocessed background pixels and the two planted targets' pixels of the training scene."""
+    cube, truth = synthetic_cube(rows=40, cols=50)
+    x = bundle.preprocessor.transform(cube.reshape(cube.shape[0], -1).T)
+    return x, truth.ravel() != 0
+
+
+def test_jacobian_predicts_small_steps(generator):
+    z = np.random.default_rng(0).standard_normal((16, generator.latent_dim)).astype(np.float32)
+    g, jac = generator.with_jacobian(z)
+    dz = 0.02 * np.random.default_rng(1).standard_normal(z.shape).astype(np.float32)
+    moved = generator(z + dz) - g
+    linear = np.einsum("ndk,nk->nd", jac, dz)
+    # first-order model: the error is second order in |dz| (plus the difference's own error)
+    assert np.linalg.norm(moved - linear) < 0.1 * np.linalg.norm(moved)
+
+
+def test_cost_is_the_seed_formula():
+    x, g, z = np.ones((2, 20), np.float32), np.zeros((2, 20), np.float32), np.full((2, 4), 2, np.float32)
+    np.testing.assert_allclose(reconstruction_cost(x, g, z, c1=1.0, c2=0.5), [1.0 + 0.5 * 4.0] * 2)
+
+
+def test_solvers_find_a_known_z(generator):
+    z_true = np.random.default_rng(3).standard_normal((24, generator.latent_dim)).astype(np.float32)
+    x = generator(z_true)
+    guesses = np.random.default_rng(5).standard_normal((16 * len(x), generator.latent_dim)).astype(np.float32)
+    chance = reconstruction_cost(np.repeat(x, 16, axis=0), generator(guesses), guesses).reshape(-1, 16).mean(1)
+    seed = SeedSolver(restarts=4, steps=100, seed=0).solve(generator, x)
+    # G(z*) reproduces each sample far better than a random z does: the seed's gradient descent
+    # gets within 5 % of chance everywhere and 0.2 % typically; the fast solver lands on it.
+    assert np.all(seed.cost < 0.05 * chance) and np.median(seed.cost / chance) < 2e-3
+    np.testing.assert_allclose(seed.recon, generator(seed.z), atol=1e-6)
+    fast = FastSolver(codebook=16384, seed=0).solve(generator, x)
+    assert np.median(fast.cost / chance) < 1e-4
+
+
+def test_fast_solver_matches_the_seed_solver(generator, pixels):
+    x, target = pixels
+    rng = np.random.default_rng(0)
+    batch = np.concatenate([x[target][:8], x[rng.choice(np.flatnonzero(~target), 56, replace=False)]])
+    seed = SeedSolver(restarts=16, steps=100, seed=0).solve(generator, batch)
+    fast = FastSolver(codebook=16384, seed=0).solve(generator, batch)
+    # The benchmark's target on the mean (1 %); per pixel a 10 % margin, since the seed search is
+    # itself noisy (a rerun with another seed lands within 1 % on only about 3/4 of pixels).
+    assert fast.cost.mean() <= 1.01 * seed.cost.mean()
+    assert np.mean(fast.cost <= 1.1 * seed.cost + 1e-5) >= 0.9
+    np.testing.assert_allclose(fast.cost, reconstruction_cost(batch, generator(fast.z), fast.z),
+                               rtol=1e-4, atol=1e-7)
+
+
+def test_fast_solver_is_never_worse_than_its_codebook_candidates(generator, pixels):
+    x = pixels[0][:200]
+    solver = FastSolver(codebook=4096, candidates=4, steps=1)
+    book = solver.codebook(generator)
+    result = solver.solve(generator, x)
+    _, entries = book.tree.query(book.project(x), k=4)
+    candidates = np.mean((x[:, None, :] - book.g[entries]) ** 2, axis=2)
+    assert np.all(result.cost <= candidates.min(axis=1) + 1e-7)
+
+
+def test_codebook_linear_model_matches_a_direct_gauss_newton_step(generator):
+    solver = FastSolver(codebook=1024, c2=0.3)
+    book = solver.codebook(generator)
+    entry = np.arange(5)
+    x = book.g[entry] + 0.05 * np.random.default_rng(0).standard_normal(book.g[entry].shape).astype(np.float32)
+    _, jac = generator.with_jacobian(book.z[entry])
+    d, k = x.shape[1], book.z.shape[1]
+    for i in entry:
+        a = jac[i].T @ jac[i] / d + 0.3 / k * np.eye(k)
+        rhs = jac[i].T @ (x[i] - book.g[i]) / d - 0.3 / k * book.z[i]
+        _, step = book.model_step(i, x[i] - book.g[i], book.z[i])
+        np.testing.assert_allclose(step, np.linalg.solve(a, rhs), rtol=1e-3, atol=1e-5)
+
+
+def test_results_depend_only_on_the_seed(generator, pixels):
+    x, _ = pixels
+    a = SeedSolver(restarts=2, steps=5, seed=1).solve(generator, x[:10])
+    b = SeedSolver(restarts=2, steps=5, seed=1).solve(generator, x[:10])
+    np.testing.assert_array_equal(a.z, b.z)
+
+
+def test_make_solver_options():
+    assert make_solver("seed", restarts=4, steps=50).params()["restarts"] == 4
+    assert make_solver("fast").params()["solver"] == "fast"
+    with pytest.raises(HsanomalyError, match="--restarts and --steps must be at least 1"):
+        make_solver("seed", restarts=0)
+    with pytest.raises(HsanomalyError, match="unknown solver"):
+        make_solver("newton")
