@@ -4,9 +4,10 @@ path as ``detect`` (the tiled engine writing a heatmap GeoTIFF), evaluated with
 
 Scenes are .mat files with a cube and a truth variable, and rasters (.tif/.tiff) with a truth
 raster beside them named ``<stem>-truth.tif`` or ``<stem>_truth.tif``. Seeds multiply only
-the seeded scores (gmm and the GAN scores); deterministic scores run once. The GAN scores
-(critic, recon, anogan) score with one model trained per scene and seed (fully unsupervised,
-``hsanomaly.train.train`` defaults), which the three share through a ``ModelCache``.
+the seeded scores (gmm and the model scores); deterministic scores run once. The model scores
+(critic, recon, anogan, and resrx, context from hsanomaly.scorers.context) score with one GAN
+trained per scene and seed (fully unsupervised, ``hsanomaly.train.train`` defaults), which
+they share through a ``ModelCache``.
 
 Per run it records AUC, logAUC, lgFAR, wall and CPU seconds of fit + score (``detect``), wall
 and CPU seconds of training the run's model (0 for the baselines, which fit inside
@@ -35,8 +36,11 @@ from .evaluate import evaluate, read_heatmap
 from .io import ArraySource, atomic_path, read_scene
 from .io.atomic import check_writable
 from .scorers import BASELINES, GAN_SCORES, SCORES, make_scorer
+from .scorers.context import SCORES as RESIDUAL_SCORES, make_residual_scorer
 
-SEEDED = frozenset({"gmm", *GAN_SCORES})
+METHODS = SCORES + RESIDUAL_SCORES
+MODEL_SCORES = frozenset({*GAN_SCORES, *RESIDUAL_SCORES})   # scored with a model per scene and seed
+SEEDED = frozenset({"gmm", *MODEL_SCORES})
 TRUTH_SUFFIXES = ("-truth", "_truth")
 RASTER_SUFFIXES = (".tif", ".tiff")
 RUN_COLUMNS = ["scene", "method", "seed", "auc", "log_auc", "lg_far", "seconds", "cpu_seconds",
@@ -99,8 +103,8 @@ def select_scenes(scenes, names):
 def check_methods(methods):
     """Refuse unknown scores, and GAN scores when torch (needed to train their models) is missing."""
     for method in methods:
-        if method not in SCORES:
-            raise HsanomalyError(f"unknown score {method!r}; choose among {', '.join(SCORES)}")
+        if method not in METHODS:
+            raise HsanomalyError(f"unknown score {method!r}; choose among {', '.join(METHODS)}")
         if method not in BASELINES and importlib.util.find_spec("torch") is None:
             raise HsanomalyError(f"score {method!r} needs a model trained per scene and seed, "
                                  "and training needs torch: pip install 'hsanomaly[train]'")
@@ -123,7 +127,9 @@ class ModelCache:
 
     A bundle already in ``root`` (with its ``.timing.json``) is reused, so the GAN scores of
     one scene and seed share a model, and a later benchmark or report with the same
-    ``root`` trains nothing again. Training options are ``hsanomaly.train.train`` keywords.
+    ``root`` trains nothing again. Concurrent runs may share ``root``: a ``.lock`` file
+    beside a bundle in training makes the others wait for it instead of training it twice.
+    Training options are ``hsanomaly.train.train`` keywords.
     """
 
     def __init__(self, root, iterations=None, log=None):
@@ -133,26 +139,83 @@ class ModelCache:
         self.iterations = Settings.iterations if iterations is None else int(iterations)
         self.log = log or (lambda message: None)
 
-    def path(self, scene, seed, options):
+    def path(self, scene, seed, iterations, options):
         extra = "".join(f"-{k}{_option_text(v)}" for k, v in sorted(options.items()))
-        return self.root / scene.name.replace("/", "__") / f"seed{seed}-it{self.iterations}{extra}"
+        return self.root / scene.name.replace("/", "__") / f"seed{seed}-it{iterations}{extra}"
 
-    def get(self, scene, seed, **options):
-        """The TrainedModel for ``scene`` and ``seed``, trained now unless already cached."""
-        out = self.path(scene, seed, options)
-        timing = out.with_name(out.name + ".timing.json")
+    def get(self, scene, seed, iterations=None, **options):
+        """The TrainedModel for ``scene`` and ``seed`` (``iterations``: default the cache's),
+        trained now unless already cached."""
+        iterations = self.iterations if iterations is None else int(iterations)
+        out = self.path(scene, seed, iterations, options)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with _exclusive(out.with_name(out.name + ".lock")):
+            cached = self._cached(out)
+            if cached is not None:
+                return cached
+            from .train import train
+
+            self.log(f"  training {out.relative_to(self.root)}")
+            wall, cpu = time.perf_counter(), time.process_time()
+            train([scene.path], out, iterations=iterations, seed=seed, progress=False, **options)
+            spent = {"seconds": time.perf_counter() - wall,
+                     "cpu_seconds": time.process_time() - cpu}
+            with atomic_path(self._timing(out)) as tmp:
+                Path(tmp).write_text(json.dumps(spent))
+        return TrainedModel(out, **spent)
+
+    @staticmethod
+    def _timing(out):
+        return out.with_name(out.name + ".timing.json")
+
+    def _cached(self, out):
+        timing = self._timing(out)
         if (out / "model.json").exists() and timing.exists():
             return TrainedModel(out, **json.loads(timing.read_text()))
-        from .train import train
+        return None
 
-        self.log(f"  training {out.relative_to(self.root)}")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        wall, cpu = time.perf_counter(), time.process_time()
-        train([scene.path], out, iterations=self.iterations, seed=seed, progress=False, **options)
-        spent = {"seconds": time.perf_counter() - wall, "cpu_seconds": time.process_time() - cpu}
-        with atomic_path(timing) as tmp:
-            Path(tmp).write_text(json.dumps(spent))
-        return TrainedModel(out, **spent)
+
+LOCK_POLL_SECONDS = 2.0
+
+
+class _exclusive:
+    """Hold ``path`` as a lock file (our pid inside); wait while a live process holds it."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def __enter__(self):
+        while True:
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                if not _holder_alive(self.path):
+                    self.path.unlink(missing_ok=True)
+                    continue
+                time.sleep(LOCK_POLL_SECONDS)
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(str(os.getpid()))
+            return self
+
+    def __exit__(self, *exc):
+        self.path.unlink(missing_ok=True)
+
+
+def _holder_alive(lock):
+    try:
+        pid = int(lock.read_text() or 0)
+    except (OSError, ValueError):
+        return True            # being written right now
+    if not pid:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _option_text(value):
@@ -161,11 +224,13 @@ def _option_text(value):
 
 def method_scorer(method, scene, seed, models):
     """The scorer for ``method`` on ``scene`` with ``seed``, and the TrainedModel it scores
-    with (None for the baselines, which fit inside ``detect``). ``models``: a ModelCache."""
+    with (None for the baselines). ``models``: a ModelCache."""
     if method in BASELINES:
         options = {"seed": seed} if method in SEEDED else {}
         return make_scorer(method, **options), None
     model = models.get(scene, seed)
+    if method in RESIDUAL_SCORES:
+        return make_residual_scorer(method, model=model.path, seed=seed), model
     return make_scorer(method, model=model.path, seed=seed), model
 
 
@@ -177,7 +242,7 @@ def run_one(scene, data, method, seed, workdir, models):
     cpu = time.process_time()
     tracemalloc.start()
     try:
-        result = detect(source, heatmap, scorer, fit=model is None, progress=False)
+        result = detect(source, heatmap, scorer, fit=method not in GAN_SCORES, progress=False)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -206,14 +271,16 @@ class BenchmarkResult:
 
 
 def run_benchmark(data_dir, methods, seeds=(0, 1, 2), *, scenes=None, iterations=None,
-                  models_dir=None, quick=False, log=None):
+                  models_dir=None, jobs=1, quick=False, log=None):
     """Run ``methods`` on the scenes under ``data_dir`` (``scenes``: names or stems, default all).
 
     iterations: generator iterations per GAN model (default hsanomaly.train's).
     models_dir: keep (and reuse) the trained GAN models there; default a temporary folder.
+    jobs: benchmark this many scenes at a time in worker processes (one torch thread each).
     quick: the first seed only, the first QUICK_SCENES scenes unless ``scenes`` is given,
     and QUICK_ITERATIONS unless ``iterations`` is given.
-    log(message): called before each scene and after each run (e.g. click.echo).
+    log(message): called before each scene and after each run (e.g. click.echo); worker
+    processes print their progress to stderr instead.
     """
     methods, seeds = list(methods), list(seeds)
     if not methods:
@@ -227,31 +294,70 @@ def run_benchmark(data_dir, methods, seeds=(0, 1, 2), *, scenes=None, iterations
         chosen = chosen if scenes else chosen[:QUICK_SCENES]
         iterations = QUICK_ITERATIONS if iterations is None else iterations
     log = log or (lambda message: None)
-    runs, skipped = [], []
-    wall, cpu = time.perf_counter(), time.process_time()
+    wall, cpu = time.perf_counter(), _cpu_seconds()
     with tempfile.TemporaryDirectory(prefix="hsanomaly-benchmark-") as workdir:
-        models = ModelCache(models_dir or Path(workdir) / "models", iterations, log)
-        for scene in chosen:
-            data = scene.load()
-            if data.truth is None or not data.truth.any():
-                skipped.append(f"{scene.name}: no target pixel in the ground truth")
-                log(f"{scene.name}: skipped, no target pixel in the ground truth")
-                continue
-            log(f"{scene.name}: {data.cube.shape[0]} bands, "
-                f"{data.cube.shape[1]} x {data.cube.shape[2]} pixels")
-            for method, seed in runs_for(methods, seeds):
-                record = run_one(scene, data, method, seed, workdir, models)
-                runs.append(record)
-                log(f"  {method:<6} seed {'-' if seed is None else seed}: AUC {record['auc']:.4f} "
-                    f"logAUC {record['log_auc']:.4f} {record['seconds']:.2f} s "
-                    f"({record['cpu_seconds']:.2f} s CPU) {record['peak_mib']:.1f} MiB")
+        root = Path(models_dir or Path(workdir) / "models")
+        jobs_for = [(scene, methods, seeds, root, iterations) for scene in chosen]
+        if jobs > 1 and len(chosen) > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(min(jobs, len(chosen)), mp_context=context) as pool:
+                outcomes = list(pool.map(_benchmark_scene_in_worker, jobs_for))
+        else:
+            outcomes = [benchmark_scene(*job, log=log) for job in jobs_for]
+    runs = [record for records, _ in outcomes for record in records]
+    skipped = [why for _, why in outcomes if why]
     if not runs:
         raise HsanomalyError(f"{data_dir}: no scene with target pixels to benchmark")
-    setup = {"gan_iterations": models.iterations if set(methods) - set(BASELINES) else None,
-             "cpus": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 1),
+    setup = {"gan_iterations": ModelCache(root, iterations).iterations
+             if MODEL_SCORES & set(methods) else None,
+             "jobs": jobs, "cpus": os.cpu_count(),
+             "load_average_1min": round(os.getloadavg()[0], 1),
              "total_seconds": round(time.perf_counter() - wall, 1),
-             "total_cpu_seconds": round(time.process_time() - cpu, 1)}
+             "total_cpu_seconds": round(_cpu_seconds() - cpu, 1)}
     return BenchmarkResult(runs, summarise(runs, methods), methods, seeds, skipped, setup)
+
+
+def benchmark_scene(scene, methods, seeds, models_root, iterations, log=None):
+    """(records of every method and seed on ``scene``, None), or ([], why it was skipped)."""
+    log = log or (lambda message: None)
+    data = scene.load()
+    if data.truth is None or not data.truth.any():
+        log(f"{scene.name}: skipped, no target pixel in the ground truth")
+        return [], f"{scene.name}: no target pixel in the ground truth"
+    log(f"{scene.name}: {data.cube.shape[0]} bands, {data.cube.shape[1]} x {data.cube.shape[2]} "
+        "pixels")
+    models = ModelCache(models_root, iterations, log)
+    records = []
+    with tempfile.TemporaryDirectory(prefix="hsanomaly-benchmark-") as workdir:
+        for method, seed in runs_for(methods, seeds):
+            record = run_one(scene, data, method, seed, workdir, models)
+            records.append(record)
+            log(f"  {scene.name} {method:<7} seed {'-' if seed is None else seed}: "
+                f"AUC {record['auc']:.4f} logAUC {record['log_auc']:.4f} "
+                f"{record['seconds']:.2f} s ({record['cpu_seconds']:.2f} s CPU) "
+                f"{record['peak_mib']:.1f} MiB")
+    return records, None
+
+
+def _benchmark_scene_in_worker(job):
+    import sys
+
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        torch.set_num_threads(1)
+    return benchmark_scene(*job, log=lambda message: print(message, file=sys.stderr, flush=True))
+
+
+def _cpu_seconds():
+    """CPU seconds of this process and of its finished worker processes."""
+    import resource
+
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 def _mean(values):

@@ -11,7 +11,8 @@ def _list(text, cast=str):
 @click.command()
 @click.argument("data_dir", type=click.Path(file_okay=False))
 @click.option("--scores", default="rx,lrx,gmm", show_default=True,
-              help="Comma-separated scores to benchmark: rx, lrx, gmm, critic, recon, anogan.")
+              help="Comma-separated scores to benchmark: rx, lrx, gmm, critic, recon, anogan, "
+                   "resrx, context.")
 @click.option("--seeds", default="0,1,2", show_default=True,
               help="Comma-separated seeds for the seeded scores (gmm and the GAN scores, which "
                    "train one model per scene and seed); the others run once.")
@@ -22,18 +23,29 @@ def _list(text, cast=str):
 @click.option("--models", "models_dir", type=click.Path(file_okay=False), default=None,
               help="Keep the trained GAN models in this folder and reuse those already there "
                    "(default: a temporary folder).")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Benchmark this many scenes at a time (worker processes, one torch "
+                   "thread each).")
 @click.option("--out", type=click.Path(file_okay=False), default="benchmark-results",
               show_default=True, help="Folder for results.csv, summary.csv, results.json, results.md.")
+@click.option("--markdown", type=click.Path(dir_okay=False), default=None,
+              help="Also write the Markdown tables to this file (e.g. docs/benchmark.md).")
 @click.option("--quick", is_flag=True, help="First seed, first 3 scenes (unless --scenes) and "
                                             "200 iterations (unless --iterations).")
 @click.option("--quiet", "-q", is_flag=True, help="No per-run progress lines.")
-def benchmark(data_dir, scores, seeds, scenes, iterations, models_dir, out, quick, quiet):
+def benchmark(data_dir, scores, seeds, scenes, iterations, models_dir, jobs, out, markdown,
+              quick, quiet):
     """Run every score on every scene with ground truth under DATA_DIR and tabulate the results."""
-    from ..benchmark import format_table, run_benchmark, write_results
+    from ..benchmark import format_markdown, format_table, run_benchmark, write_results
+    from ..io import atomic_path
 
     log = None if quiet else (lambda message: click.echo(message, err=True))
     result = run_benchmark(data_dir, _list(scores), _list(seeds, int), scenes=_list(scenes),
-                           iterations=iterations, models_dir=models_dir, quick=quick, log=log)
+                           iterations=iterations, models_dir=models_dir, jobs=jobs, quick=quick,
+                           log=log)
     paths = write_results(result, out)
+    if markdown:
+        with atomic_path(markdown) as tmp, open(tmp, "w") as f:
+            f.write(format_markdown(result))
     click.echo(format_table(result))
     click.echo(f"\n{out}: {', '.join(p.name for p in paths.values())}")

@@ -1,0 +1,29 @@
+import click
+
+
+@click.command()
+@click.argument("data_dir", type=click.Path(file_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), default="docs", show_default=True,
+              help="Folder for report.md and figures/.")
+@click.option("--scenes", default="", help="Comma-separated scene names or file stems "
+                                           "(default: abu-airport-2, sandiego).")
+@click.option("--iterations", type=click.IntRange(min=2), default=800, show_default=True,
+              help="Generator iterations per model (early-stopped critics get half).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--solver-pixels", type=click.IntRange(min=1), default=300, show_default=True,
+              help="Background pixels sampled for the latent-solver comparison.")
+@click.option("--models", "models_dir", type=click.Path(file_okay=False), default=None,
+              help="Keep the trained models in this folder and reuse those already there "
+                   "(the benchmark's --models folder works too).")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Run this many scenes at a time (worker processes, one torch thread each).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
+def report(data_dir, out, scenes, iterations, seed, solver_pixels, models_dir, jobs, quiet):
+    """Run the thesis's experiments on scenes under DATA_DIR; write OUT/report.md and figures."""
+    from ..report import ReportConfig, generate_report
+
+    chosen = tuple(s.strip() for s in scenes.split(",") if s.strip())
+    config = ReportConfig(iterations=iterations, seed=seed, solver_pixels=solver_pixels,
+                          **({"scenes": chosen} if chosen else {}))
+    log = None if quiet else (lambda message: click.echo(message, err=True))
+    click.echo(generate_report(data_dir, out, config, models_dir=models_dir, jobs=jobs, log=log))

@@ -1,0 +1,90 @@
+"""The thesis-reproduction report on a tiny configuration (hsanomaly.report, cli/report.py)."""
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+import scipy.io
+from click.testing import CliRunner
+
+from hsanomaly.report import (THESIS_FINDINGS, ReportConfig, SceneResult, check_findings,
+                              generate_report)
+
+from conftest import synthetic_cube
+
+needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
+                                 reason="the report trains models: needs torch")
+
+
+def _result(name, **aucs):
+    """A SceneResult whose every variant has the given AUC per experiment."""
+    def variants(names, auc):
+        return {n: {"auc": a, "log_auc": a / 2} for n, a in zip(names, auc)}
+
+    return SceneResult(name, rows={
+        "critic_vs_recon": variants(["RX", "GMM", "critic", "recon"], aucs["cvr"]),
+        "background_only": variants(["unsupervised", "background only"], aucs["bg"]),
+        "c2": variants(["C2=0", "C2=0.1", "C2=1"], aucs["c2"]),
+        "early_critic": variants(["latent 4, 8 it", "latent 4, 4 it", "latent 64, 4 it"],
+                                 aucs["early"]),
+        "solver": variants(["seed 4x50", "seed 16x100", "fast"], aucs["solver"]),
+        "window": variants(["1x1", "5x5"], aucs["window"])})
+
+
+def test_findings_are_checked_against_the_measured_means():
+    config = ReportConfig(iterations=8, c2_values=(0.1, 1.0))
+    agreeing = _result("a", cvr=[0.9, 0.9, 0.5, 0.9], bg=[0.9, 0.905], c2=[0.9, 0.8, 0.7],
+                       early=[0.5, 0.6, 0.7], solver=[0.8, 0.95, 0.9], window=[0.9, 0.85])
+    checks = check_findings([agreeing], config)
+    assert set(checks) == set(THESIS_FINDINGS)
+    assert all(agrees for agrees, _ in checks.values())
+    assert checks["c2"][1] == "C2=0 0.9000, C2=0.1 0.8000, C2=1 0.7000"
+
+    differing = _result("b", cvr=[0.9, 0.9, 0.95, 0.9], bg=[0.9, 0.8], c2=[0.8, 0.9, 0.7],
+                        early=[0.7, 0.6, 0.5], solver=[0.9, 0.9, 0.9], window=[0.8, 0.95])
+    assert not any(agrees for agrees, _ in check_findings([differing], config).values())
+    means = check_findings([agreeing, differing], config)      # means over the scenes
+    assert means["critic_vs_recon"] == (True, "recon 0.9000, critic 0.7250")
+
+
+@needs_torch
+def test_report_runs_every_experiment_and_writes_markdown_with_figures(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    cube, truth = synthetic_cube(rows=24, cols=24, targets=((5, 5), (15, 17)), seed=3)
+    scipy.io.savemat(data / "tiny.mat", {"data": np.moveaxis(cube, 0, -1).astype(np.float64),
+                                         "map": truth})
+    out = tmp_path / "docs"
+    config = ReportConfig(scenes=("tiny",), iterations=2, solver_pixels=20, c2_values=(1.0,))
+    path = generate_report(data, out, config, models_dir=tmp_path / "models")
+    text = path.read_text()
+    assert path == out / "report.md"
+    assert "2 generator iterations" in text and "plus 20 background pixels" in text
+    for claim in THESIS_FINDINGS.values():
+        assert claim in text
+    figures = sorted(p.name for p in (out / "figures").glob("*.png"))
+    assert len(figures) == 10 and all(f"(figures/{name})" in text for name in figures)
+    document = json.loads((out / "figures" / "report.json").read_text())
+    rows = document["scenes"][0]["rows"]
+    assert rows["solver"]["fast"]["pixels"] == 20 + int(truth.sum())
+    assert set(rows["window"]) == {"1x1", "5x5"} and set(rows["c2"]) == {"C2=0", "C2=1"}
+    assert all(0.0 <= v["auc"] <= 1.0 for experiment in rows.values() for v in experiment.values())
+
+
+def test_cli_passes_its_configuration(tmp_path, monkeypatch):
+    import hsanomaly.report
+    from hsanomaly.cli.report import report
+
+    calls = []
+    monkeypatch.setattr(hsanomaly.report, "generate_report",
+                        lambda *args, **kwargs: calls.append((args, kwargs)) or "docs/report.md")
+    outcome = CliRunner().invoke(report, [str(tmp_path), "--scenes", "a, b", "--iterations", "10",
+                                          "--solver-pixels", "5", "--jobs", "2", "-q"])
+    assert outcome.exit_code == 0, outcome.output
+    (data, out, config), kwargs = calls[0]
+    assert (str(data), out, config.scenes, config.iterations, config.solver_pixels) == (
+        str(tmp_path), "docs", ("a", "b"), 10, 5)
+    assert kwargs["jobs"] == 2 and "docs/report.md" in outcome.output
+    CliRunner().invoke(report, [str(tmp_path), "-q"])
+    assert calls[1][0][2].scenes == ReportConfig().scenes
