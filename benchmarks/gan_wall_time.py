@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+import rasterio.transform
 
 from hsanomaly.io.source import iter_windows
 
@@ -29,7 +30,8 @@ def write_synthetic(path, rows, cols, bands, seed=0):
     wl = np.linspace(0, 1, bands)
     ends = np.stack([np.sin(3 * wl + k) + 2 for k in range(3)]) * 60
     profile = {"driver": "GTiff", "dtype": "float32", "count": bands, "height": rows, "width": cols,
-               "tiled": True, "blockxsize": 256, "blockysize": 256}
+               "tiled": True, "blockxsize": 256, "blockysize": 256, "crs": "EPSG:32633",
+               "transform": rasterio.transform.from_origin(500000.0, 6700000.0, 1.0, 1.0)}
     with rasterio.open(path, "w", **profile) as dst:
         for window in iter_windows(rows, cols, 256):
             h, w = int(window.height), int(window.width)
