@@ -16,10 +16,11 @@ venv: $(VENV)/.installed
 
 demo: venv
 	mkdir -p out
-	$(VENV)/bin/hsanomaly detect examples/abu-airport-2.tif out/airport-2.tif --score rx --png out/airport-2.png
+	$(VENV)/bin/hsanomaly detect examples/abu-airport-2.tif out/airport-2.tif --png out/airport-2.png
 	$(VENV)/bin/hsanomaly evaluate out/airport-2.tif examples/abu-airport-2-truth.tif --plots out/plots
 
 test: venv
 	$(VENV)/bin/python -m pytest -q
+	scripts/qgis-tests.sh
 
 .PHONY: venv demo test
