@@ -46,6 +46,9 @@ def test_findings_are_checked_against_the_measured_means():
     assert not any(agrees for agrees, _ in check_findings([differing], config).values())
     means = check_findings([agreeing, differing], config)      # means over the scenes
     assert means["critic_vs_recon"] == (True, "recon 0.9000, critic 0.7250")
+    del agreeing.rows["window"]
+    assert "window" not in check_findings([agreeing], ReportConfig(large_window=0,
+                                                                   c2_values=(0.1, 1.0)))
 
 
 @needs_torch
