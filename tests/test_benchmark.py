@@ -16,7 +16,7 @@ from hsanomaly.benchmark import (MEAN, QUICK_ITERATIONS, RUN_COLUMNS, SUMMARY_CO
 from hsanomaly.cli.benchmark import benchmark
 from hsanomaly.errors import HsanomalyError
 
-from conftest import SHARED_DATA, synthetic_cube, write_raster
+from synthetic import SHARED_DATA, synthetic_cube, write_raster
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from sklearn.metrics import roc_auc_score
 
 from hsanomaly.cli import main
 
-from conftest import synthetic_cube, write_raster
+from synthetic import synthetic_cube, write_raster
 
 
 def run(*args):

@@ -8,7 +8,7 @@ import pytest
 from hsanomaly.errors import HsanomalyError
 from hsanomaly.io import ArraySource
 
-from conftest import synthetic_cube
+from synthetic import synthetic_cube
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
                                 reason="training the test model needs torch")
@@ -21,7 +21,7 @@ def scene_and_model(tmp_path_factory):
     root = tmp_path_factory.mktemp("context")
     cube, truth = synthetic_cube(rows=30, cols=30, targets=((5, 5), (20, 22)), seed=4)
     path = root / "scene.tif"
-    from conftest import write_raster
+    from synthetic import write_raster
 
     write_raster(path, cube)
     bundle = train([path], root / "model", iterations=3, progress=False)

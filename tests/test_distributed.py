@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import synthetic_cube, write_raster
+from synthetic import synthetic_cube, write_raster
 from hsanomaly.api import detect_anomalies
 from hsanomaly.errors import HsanomalyError
 from hsanomaly.io.source import RasterSource

@@ -8,7 +8,7 @@ from hsanomaly.errors import HsanomalyError
 from hsanomaly.io import ArraySource
 from hsanomaly.scorers import GlobalRX, LocalRX, make_scorer
 
-from conftest import CRS, TRANSFORM, synthetic_cube
+from synthetic import CRS, TRANSFORM, synthetic_cube
 
 
 def read(path):

@@ -15,7 +15,7 @@ from hsanomaly.errors import HsanomalyError
 from hsanomaly.evaluate import evaluate, label_targets, read_heatmap, roc_curve
 from hsanomaly.evaluate.plots import _pixel_outline, save_heatmap_png, write_plots
 
-from conftest import write_raster
+from synthetic import write_raster
 
 LOG6 = np.log10(6)   # |log10(0.5 / 3)|: the logAUC range for three background pixels
 

@@ -16,7 +16,7 @@ from hsanomaly.latent import reconstruction_cost
 from hsanomaly.scorers import make_scorer
 from hsanomaly.scorers.gan import _windows
 
-from conftest import synthetic_cube, write_raster
+from synthetic import synthetic_cube, write_raster
 from test_latent import tiny_bundle
 
 

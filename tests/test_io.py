@@ -9,7 +9,7 @@ from hsanomaly.errors import HsanomalyError
 from hsanomaly.io import ArraySource, RasterSource, open_source, read_mat, read_scene, read_truth
 from hsanomaly.io.convert import convert_mat
 
-from conftest import NODATA, SHARED_DATA
+from synthetic import NODATA, SHARED_DATA
 
 
 def test_mat_v5_finds_cube_and_truth_and_casts(tmp_path):

@@ -8,7 +8,7 @@ from hsanomaly.errors import HsanomalyError
 from hsanomaly.latent import FastSolver, GeneratorFunction, SeedSolver, make_solver, reconstruction_cost
 from hsanomaly.runtime import open_session
 
-from conftest import synthetic_cube, write_raster
+from synthetic import synthetic_cube, write_raster
 
 
 def tiny_bundle(base):

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from hsanomaly.report import (THESIS_FINDINGS, ReportConfig, SceneResult, check_findings,
                               generate_report)
 
-from conftest import synthetic_cube
+from synthetic import synthetic_cube
 
 needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
                                  reason="the report trains models: needs torch")

@@ -15,7 +15,7 @@ from hsanomaly.errors import HsanomalyError
 from hsanomaly.targets import (key_scores, order_keys, score_windows, threshold_from_far,
                                write_polygons)
 
-from conftest import CRS, TRANSFORM
+from synthetic import CRS, TRANSFORM
 
 
 def write_heatmap(path, scores, crs=CRS, transform=TRANSFORM):

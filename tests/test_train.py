@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from hsanomaly.errors import HsanomalyError
 from hsanomaly.train.data import load_training_data, rare_spectra_weights
 
-from conftest import NODATA, synthetic_cube, write_raster
+from synthetic import NODATA, synthetic_cube, write_raster
 
 
 @pytest.fixture
