@@ -101,7 +101,7 @@ def select_scenes(scenes, names):
 
 
 def check_methods(methods):
-    """Refuse unknown scores, and GAN scores when torch (needed to train their models) is missing."""
+    """Refuse unknown scores, and model scores when torch (needed to train models) is missing."""
     for method in methods:
         if method not in METHODS:
             raise HsanomalyError(f"unknown score {method!r}; choose among {', '.join(METHODS)}")
@@ -452,8 +452,8 @@ def format_markdown(result):
         if setup.get("gan_iterations"):
             parts += ["", f"GAN scores: one model per scene and seed, {setup['gan_iterations']} "
                           "generator iterations, fully unsupervised, shared by the GAN scores."]
-        parts += ["", f"Ran in {setup['total_seconds']:.0f} s wall, {setup['total_cpu_seconds']:.0f} s "
-                      f"CPU on {setup['cpus']} CPUs (1-minute load average "
+        parts += ["", f"Ran in {setup['total_seconds']:.0f} s wall, "
+                      f"{setup['total_cpu_seconds']:.0f} s CPU on {setup['cpus']} CPUs (1-minute load average "
                       f"{setup['load_average_1min']} at the end: wall times on a shared machine "
                       "overstate the cost; CPU times are the better measure)."]
     for title, header, rows in _tables(result):

@@ -272,7 +272,8 @@ def check_findings(results, config):
                                  f"unsupervised {unsup:.4f}, background only {bg:.4f}")
     c2 = [auc("c2", "C2=0")] + [auc("c2", f"C2={c:g}") for c in config.c2_values]
     checks["c2"] = (all(a >= b for a, b in zip(c2, c2[1:])),
-                    ", ".join(f"C2={c:g} {v:.4f}" for c, v in zip((0,) + tuple(config.c2_values), c2)))
+                    ", ".join(f"C2={c:g} {v:.4f}"
+                              for c, v in zip((0,) + tuple(config.c2_values), c2)))
     variants = list(results[0].rows["early_critic"])
     full, large = auc("early_critic", variants[0]), auc("early_critic", variants[2])
     checks["early_critic"] = (large > full + SAME, ", ".join(

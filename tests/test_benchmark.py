@@ -78,7 +78,8 @@ def test_gan_scores_without_torch_are_refused_up_front(scene_dir, monkeypatch):
 def test_scenes_are_chosen_by_name_or_stem(scene_dir):
     scenes = find_scenes(scene_dir)
     assert [s.name for s in select_scenes(scenes, ["beta"])] == ["tif/beta"]
-    assert [s.name for s in select_scenes(scenes, ["tif/beta", "alpha"])] == ["mat/alpha", "tif/beta"]
+    both = select_scenes(scenes, ["tif/beta", "alpha"])
+    assert [s.name for s in both] == ["mat/alpha", "tif/beta"]
     assert select_scenes(scenes, []) == scenes
     with pytest.raises(HsanomalyError, match="no scene named omega"):
         select_scenes(scenes, ["omega"])

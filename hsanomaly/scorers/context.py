@@ -6,8 +6,8 @@ resrx    log squared Mahalanobis distance of the reconstruction residual x - G(z
          errors the generator makes everywhere (ordinary) and which it makes only at a few
          pixels (anomalous).
 context  resrx plus log local RX (hsanomaly.scorers.rx.LocalRX against the ring between a
-         guard and an outer window), i.e. the product of the two distances: a pixel must both be poorly
-         explained by the generator and stand out from its neighbours.
+         guard and an outer window), i.e. the product of the two distances: a pixel must
+         both be poorly explained by the generator and stand out from its neighbours.
 
 Both are fitted on the scene they score (the residual statistics on a sample of its pixels,
 local RX's projection in a streaming pass) and then score tiles independently. They need a
@@ -97,7 +97,8 @@ class ResidualScorer(Scorer):
             score = score + np.log(np.maximum(local, 0) + TINY)
         result["score"][0, inner] = score
         for name in self.extras:
-            result[name][:, inner] = np.asarray(outputs[name], np.float32).reshape(len(pixels), -1).T
+            values = np.asarray(outputs[name], np.float32).reshape(len(pixels), -1)
+            result[name][:, inner] = values.T
         return result
 
 
