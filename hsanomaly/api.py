@@ -5,10 +5,10 @@ from pathlib import Path
 
 from .engine import detect
 from .errors import HsanomalyError
-from .scorers import BASELINES, make_scorer
+from .scorers import BASELINES, RESIDUAL_SCORES, make_scorer
 
 
-DEFAULT_SCORE = "recon"
+DEFAULT_SCORE = "context"   # best mean AUC on the shared scenes: docs/benchmark.md
 NO_MODEL_HELP = ("pass --model DIR (from `hsanomaly train`), choose a baseline with "
                  "--score rx|lrx|gmm, or install torch (pip install 'hsanomaly[train]') so detect "
                  "can train a quick model on the scene itself")
@@ -36,8 +36,8 @@ def detect_anomalies(src, dst, *, score=None, model=None, options=None, extras=N
                      resume=False, workers=None, scheduler=None, progress=True, callback=None):
     """Score ``src`` into the heatmap GeoTIFF ``dst``; optionally a PNG and target polygons.
 
-    score: rx, lrx, gmm (fitted on ``src``) or critic, recon (default), anogan, which use
-    ``model``; without one, a quick model is trained on ``src`` and kept beside ``dst``.
+    score: rx, lrx, gmm (fitted on ``src``) or critic, recon, anogan, resrx, context (default),
+    which use ``model``; without one, a quick model is trained on ``src`` and kept beside ``dst``.
     options: scorer keyword arguments (e.g. solver, restarts, steps, c1, c2, device, threads).
     polygons: GeoPackage path; the threshold is ``threshold`` or derived from ``far``
     (a false-alarm rate, or "auto").
@@ -55,7 +55,8 @@ def detect_anomalies(src, dst, *, score=None, model=None, options=None, extras=N
     else:
         if model is None:
             model = train_on_scene(src, dst, callback=callback, progress=progress)
-        scorer, fit = make_scorer(score, model=model, **options), False
+        # residual scores fit their statistics on the scene; pure GAN scores come fitted
+        scorer, fit = make_scorer(score, model=model, **options), score in RESIDUAL_SCORES
     if polygons is not None and threshold is None and far is None:
         raise HsanomalyError(f"{polygons}: polygons need --threshold or --far")
     if workers or scheduler:

@@ -35,11 +35,8 @@ from .errors import HsanomalyError
 from .evaluate import evaluate, read_heatmap
 from .io import ArraySource, atomic_path, read_scene
 from .io.atomic import check_writable
-from .scorers import BASELINES, GAN_SCORES, SCORES, make_scorer
-from .scorers.context import SCORES as RESIDUAL_SCORES, make_residual_scorer
+from .scorers import BASELINES, GAN_SCORES, MODEL_SCORES, SCORES, make_scorer
 
-METHODS = SCORES + RESIDUAL_SCORES
-MODEL_SCORES = frozenset({*GAN_SCORES, *RESIDUAL_SCORES})   # scored with a model per scene and seed
 SEEDED = frozenset({"gmm", *MODEL_SCORES})
 TRUTH_SUFFIXES = ("-truth", "_truth")
 RASTER_SUFFIXES = (".tif", ".tiff")
@@ -103,8 +100,8 @@ def select_scenes(scenes, names):
 def check_methods(methods):
     """Refuse unknown scores, and model scores when torch (needed to train models) is missing."""
     for method in methods:
-        if method not in METHODS:
-            raise HsanomalyError(f"unknown score {method!r}; choose among {', '.join(METHODS)}")
+        if method not in SCORES:
+            raise HsanomalyError(f"unknown score {method!r}; choose among {', '.join(SCORES)}")
         if method not in BASELINES and importlib.util.find_spec("torch") is None:
             raise HsanomalyError(f"score {method!r} needs a model trained per scene and seed, "
                                  "and training needs torch: pip install 'hsanomaly[train]'")
@@ -229,8 +226,6 @@ def method_scorer(method, scene, seed, models):
         options = {"seed": seed} if method in SEEDED else {}
         return make_scorer(method, **options), None
     model = models.get(scene, seed)
-    if method in RESIDUAL_SCORES:
-        return make_residual_scorer(method, model=model.path, seed=seed), model
     return make_scorer(method, model=model.path, seed=seed), model
 
 
@@ -312,7 +307,7 @@ def run_benchmark(data_dir, methods, seeds=(0, 1, 2), *, scenes=None, iterations
     if not runs:
         raise HsanomalyError(f"{data_dir}: no scene with target pixels to benchmark")
     setup = {"gan_iterations": ModelCache(root, iterations).iterations
-             if MODEL_SCORES & set(methods) else None,
+             if set(MODEL_SCORES) & set(methods) else None,
              "jobs": jobs, "cpus": os.cpu_count(),
              "load_average_1min": round(os.getloadavg()[0], 1),
              "total_seconds": round(time.perf_counter() - wall, 1),

@@ -16,7 +16,7 @@ def _far(value):
 @click.argument("src", type=click.Path(dir_okay=False))
 @click.argument("dst", type=click.Path(dir_okay=False))
 @click.option("--score", type=click.Choice(SCORES), default=None,
-              help="Anomaly score (default recon). GAN scores without --model train a quick "
+              help="Anomaly score (default context: the GAN residual times local RX). GAN scores without --model train a quick "
                    "model on SRC first (needs torch) and keep it as DST's stem + .model.")
 @click.option("--model", type=click.Path(), help="Model bundle from `hsanomaly train`.")
 @click.option("--solver", type=click.Choice(["fast", "seed"]), default=None,

@@ -32,10 +32,10 @@ def test_zip_installs_a_processing_plugin(plugin, tmp_path):
 
 
 def test_score_choices_match_the_library(plugin):
-    from hsanomaly.scorers import GAN_SCORES, SCORES
+    from hsanomaly.scorers import MODEL_SCORES, SCORES
 
     detect = sys.modules["hsanomaly_qgis.algorithms.detect"]
-    assert detect.SCORES == SCORES and detect.MODEL_SCORES == GAN_SCORES
+    assert detect.SCORES == SCORES and detect.MODEL_SCORES == MODEL_SCORES
 
 
 def test_load_warns_about_missing_packages_with_the_pip_command(plugin, monkeypatch):

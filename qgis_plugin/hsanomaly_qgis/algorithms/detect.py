@@ -8,8 +8,8 @@ from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingParam
 
 from .base import HsanomalyAlgorithm, is_empty, library_errors, progress_callback
 
-SCORES = ("rx", "lrx", "gmm", "critic", "recon", "anogan")   # hsanomaly.scorers.SCORES
-MODEL_SCORES = ("critic", "recon", "anogan")                  # hsanomaly.scorers.GAN_SCORES
+SCORES = ("rx", "lrx", "gmm", "critic", "recon", "anogan", "resrx", "context")  # hsanomaly.scorers.SCORES
+MODEL_SCORES = ("critic", "recon", "anogan", "resrx", "context")  # hsanomaly.scorers.MODEL_SCORES
 SOLVERS = ("fast", "seed")
 
 
@@ -33,7 +33,7 @@ class DetectAnomalies(HsanomalyAlgorithm):
     def shortHelpString(self):
         return ("Scores every pixel of a hyperspectral raster: high score = anomalous. The "
                 "baselines rx, lrx (local RX) and gmm (Gaussian mixture) are fitted on the input "
-                "and take no model. The GAN scores critic, recon and anogan use a model bundle "
+                "and take no model. The GAN scores critic, recon, anogan, resrx and context use a model bundle "
                 "from 'Train model' (without one, the library trains a quick model on the input "
                 "if torch is installed). Target polygons need a score threshold or a false-alarm "
                 "rate.")
