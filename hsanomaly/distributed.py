@@ -15,14 +15,13 @@ computed in parallel and folded in tile order, and samples draw the same pixels.
 """
 
 import contextlib
-import os
 import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from .api import DEFAULT_SCORE
-from .engine import DetectResult, TileStore, assemble, plan, score_tile
+from .engine import TileStore, finish, plan, score_tile, store_path
 from .engine.detect import manifest
 from .errors import HsanomalyError
 from .io.source import DEFAULT_TILE, add, open_source
@@ -156,7 +155,7 @@ def detect_distributed(src, dst, scorer, *, extras=None, tile=DEFAULT_TILE, resu
             cluster_source = DistributedSource(source, client)
             if fit:
                 scorer.fit(cluster_source)
-            store = TileStore(Path(os.path.abspath(str(dst) + ".partial")),
+            store = TileStore(store_path(dst),
                               manifest(source, scorer, outputs, tile), resume)
             done = store.done()
             todo = [i for i in range(len(windows)) if i not in done]
@@ -179,12 +178,9 @@ def detect_distributed(src, dst, scorer, *, extras=None, tile=DEFAULT_TILE, resu
             if missing:
                 raise HsanomalyError(f"{store.path}: {len(missing)} tiles written by workers are not "
                                      "visible here; the output must be on storage the workers share")
-            assemble(store, source, windows, outputs, getattr(scorer, "band_names", None))
-            store.remove()
+            return finish(store, source, scorer, windows, outputs, len(done), start)
         finally:
             source.close()
-    return DetectResult(str(dst), {k: v[0] for k, v in outputs.items()}, len(windows), len(done),
-                        time.perf_counter() - start, scorer)
 
 
 @dataclass

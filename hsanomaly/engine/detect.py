@@ -128,9 +128,14 @@ def detect(src, dst, scorer, *, extras=None, tile=DEFAULT_TILE, resume=False, fi
                 if callback and callback(count / len(windows), f"tile {count}/{len(windows)}"):
                     store.remove()
                     raise HsanomalyError(f"{dst}: cancelled")
-        assemble(store, source, windows, outputs, getattr(scorer, "band_names", None))
-        store.remove()
+        return finish(store, source, scorer, windows, outputs, len(done), start)
     finally:
         source.close()
-    return DetectResult(str(dst), {k: v[0] for k, v in outputs.items()}, len(windows), len(done),
-                        time.perf_counter() - start, scorer)
+
+
+def finish(store, source, scorer, windows, outputs, resumed, start):
+    """Assemble the outputs from a complete tile store, remove the store, describe the run."""
+    assemble(store, source, windows, outputs, getattr(scorer, "band_names", None))
+    store.remove()
+    return DetectResult(outputs["score"][0], {k: v[0] for k, v in outputs.items()}, len(windows),
+                        resumed, time.perf_counter() - start, scorer)
