@@ -93,3 +93,15 @@ def test_detection_never_imports_torch(tmp_path):
             "except SystemExit:\n    pass\n"
             "assert 'torch' not in sys.modules, 'torch imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_no_model_without_torch_names_the_options(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    path = write_raster(tmp_path / "scene.tif", synthetic_cube()[0])
+    result = run("detect", path, tmp_path / "out.tif")
+    assert_one_line_error(result, "no model given and torch is not installed", "--model DIR",
+                          "--score rx|lrx|gmm", "hsanomaly[train]")
+    assert not (tmp_path / "out.tif").exists()

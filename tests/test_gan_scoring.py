@@ -112,7 +112,7 @@ def test_windows_are_cut_around_each_pixel_and_holes_take_the_centre():
 def test_detect_writes_the_extra_rasters(bundle, raster, tmp_path):
     path, _, _ = raster
     extras = {name: tmp_path / f"{name}.tif" for name in ("recon", "latent", "convergence")}
-    result = detect_anomalies(path, tmp_path / "score.tif", model=bundle.path,
+    result = detect_anomalies(path, tmp_path / "score.tif", score="recon", model=bundle.path,
                               options={"threads": 1}, extras=extras, progress=False)
     assert result.scorer.name == "recon"
     for name, bands in (("recon", bundle.bands), ("latent", bundle.latent_dim), ("convergence", 1)):
