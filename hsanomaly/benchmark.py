@@ -293,15 +293,7 @@ def run_benchmark(data_dir, methods, seeds=(0, 1, 2), *, scenes=None, iterations
     with tempfile.TemporaryDirectory(prefix="hsanomaly-benchmark-") as workdir:
         root = Path(models_dir or Path(workdir) / "models")
         jobs_for = [(scene, methods, seeds, root, iterations) for scene in chosen]
-        if jobs > 1 and len(chosen) > 1:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(min(jobs, len(chosen)), mp_context=context) as pool:
-                outcomes = list(pool.map(_benchmark_scene_in_worker, jobs_for))
-        else:
-            outcomes = [benchmark_scene(*job, log=log) for job in jobs_for]
+        outcomes = map_scenes(benchmark_scene, jobs_for, jobs, log)
     runs = [record for records, _ in outcomes for record in records]
     skipped = [why for _, why in outcomes if why]
     if not runs:
@@ -337,14 +329,28 @@ def benchmark_scene(scene, methods, seeds, models_root, iterations, log=None):
     return records, None
 
 
-def _benchmark_scene_in_worker(job):
+def map_scenes(fn, tasks, jobs, log):
+    """``fn(*task, log=log)`` for every task: here, or in up to ``jobs`` spawned worker processes
+    (one torch thread each, logging to stderr) when ``jobs > 1``."""
+    if jobs > 1 and len(tasks) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(min(jobs, len(tasks)), mp_context=context) as pool:
+            return list(pool.map(_run_in_worker, [(fn, task) for task in tasks]))
+    return [fn(*task, log=log) for task in tasks]
+
+
+def _run_in_worker(fn_task):
     import sys
 
+    fn, task = fn_task
     if importlib.util.find_spec("torch") is not None:
         import torch
 
         torch.set_num_threads(1)
-    return benchmark_scene(*job, log=lambda message: print(message, file=sys.stderr, flush=True))
+    return fn(*task, log=lambda message: print(message, file=sys.stderr, flush=True))
 
 
 def _cpu_seconds():

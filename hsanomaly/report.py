@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .benchmark import ModelCache, find_scenes, select_scenes
+from .benchmark import ModelCache, find_scenes, map_scenes, select_scenes
 from .errors import HsanomalyError
 from .evaluate import evaluate, roc_curve, score_targets
 from .evaluate.plots import plot_heatmap, plot_log_roc, plot_roc
@@ -390,15 +390,7 @@ def generate_report(data_dir, out_dir="docs", config=None, models_dir=None, jobs
     with tempfile.TemporaryDirectory(prefix="hsanomaly-report-") as workdir:
         root = Path(models_dir or Path(workdir) / "models")
         work = [(scene, config, figures, root) for scene in scenes]
-        if jobs > 1 and len(scenes) > 1:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(min(jobs, len(scenes)), mp_context=context) as pool:
-                results = list(pool.map(_report_scene_in_worker, work))
-        else:
-            results = [report_scene(*job, log=log) for job in work]
+        results = map_scenes(report_scene, work, jobs, log)
     checks = check_findings(results, config)
     with atomic_path(figures / "report.json") as tmp:
         Path(tmp).write_text(json.dumps({"config": asdict(config),
@@ -423,12 +415,3 @@ def report_scene(scene, config, figures, models_root, log=None):
 
     models = ModelCache(models_root, config.iterations, scene_log)
     return run_scene(scene, data, models, config, figures, scene_log)
-
-
-def _report_scene_in_worker(job):
-    import sys
-
-    import torch
-
-    torch.set_num_threads(1)
-    return report_scene(*job, log=lambda message: print(message, file=sys.stderr, flush=True))
