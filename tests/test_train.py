@@ -252,7 +252,7 @@ def test_cancel_leaves_no_bundle_and_resume_finishes_the_same_run(torch, synthet
 
     with pytest.raises(HsanomalyError, match="cancelled"):
         train([path], out, callback=cancel_halfway, **settings)
-    assert not out.exists() and (checkpoint_dir(out) / "state.pt").exists()
+    assert not out.exists() and (checkpoint_dir(out) / "state.npz").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
     with pytest.raises(HsanomalyError, match=r"different data or settings \(seed\)"):

@@ -86,7 +86,7 @@ def _train(torch, data, inputs, out, settings, options, device, resume, progress
     key = {**settings.to_dict(), **options, "fingerprint": data.fingerprint}
 
     checkpoints = checkpoint_dir(out)
-    state = checkpoints / "state.pt"
+    state = checkpoints / "state.npz"
     log = load_checkpoint(state, trainer, key) if resume and state.exists() else None
     checkpoints.mkdir(exist_ok=True)
     log_every = max(1, settings.iterations // LOG_ROWS)

@@ -9,8 +9,10 @@ WGAN-GP code. All randomness (batches, z, interpolation weights) comes from one 
 same random stream it was interrupted in.
 """
 
+import json
 import time
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -134,17 +136,46 @@ class WGANGP:
         self.iteration = int(state["iteration"])
 
 
+def _pack(obj, arrays):
+    """A JSON tree of ``obj`` with its tensors moved into ``arrays`` (name -> numpy array)."""
+    if isinstance(obj, torch.Tensor):
+        name = f"t{len(arrays)}"
+        arrays[name] = obj.detach().cpu().numpy()
+        return {"tensor": name}
+    if isinstance(obj, dict):
+        return {"dict": [[k, _pack(v, arrays)] for k, v in obj.items()]}
+    if isinstance(obj, (list, tuple)):
+        return {"list": [_pack(v, arrays) for v in obj]}
+    return {"value": obj}
+
+
+def _unpack(node, arrays):
+    if "tensor" in node:
+        return torch.from_numpy(arrays[node["tensor"]].copy())
+    if "dict" in node:
+        return {k: _unpack(v, arrays) for k, v in node["dict"]}
+    if "list" in node:
+        return [_unpack(v, arrays) for v in node["list"]]
+    return node["value"]
+
+
 def save_checkpoint(path, trainer, log, key):
-    """State dicts only (loaded with ``weights_only=True``); written whole then renamed."""
+    """Tensors in an .npz and everything else as JSON: no pickle, so resuming never runs code
+    from a file. Written whole, then renamed."""
+    arrays = {}
+    tree = _pack({"trainer": trainer.state_dict(), "log": log, "key": key}, arrays)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({"trainer": trainer.state_dict(), "log": log, "key": key}, tmp)
+    with open(tmp, "wb") as f:
+        np.savez(f, __tree__=np.array(json.dumps(tree)), **arrays)
     tmp.replace(path)
 
 
 def load_checkpoint(path, trainer, key):
     """Restore ``trainer`` and return the log so far; refuse a checkpoint made for other settings."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {name: z[name] for name in z.files}
+        state = _unpack(json.loads(str(arrays.pop("__tree__"))), arrays)
     except Exception as err:  # noqa: BLE001 - any unreadable checkpoint gets the same one-line answer
         raise HsanomalyError(f"{path}: not a readable checkpoint ({type(err).__name__})") from None
     saved = state.get("key") or {}
