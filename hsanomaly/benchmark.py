@@ -108,8 +108,10 @@ def check_methods(methods):
 
 
 def runs_for(methods, seeds):
-    """(method, seed) pairs: seeded methods once per seed, the others once with seed None."""
-    return [(m, s) for m in methods for s in (seeds if m in SEEDED else [None])]
+    """(method, seed) pairs: the unseeded methods once with seed None, then per seed every seeded
+    method, so that the model scores of one seed run together and share its model and codebook."""
+    return ([(m, None) for m in methods if m not in SEEDED]
+            + [(m, s) for s in seeds for m in methods if m in SEEDED])
 
 
 @dataclass(frozen=True)
@@ -263,10 +265,38 @@ class BenchmarkResult:
     seeds: list
     skipped: list             # "<scene>: <why>" for scenes found but not benchmarked
     setup: dict = field(default_factory=dict)   # iterations, CPUs, load, total wall/CPU time
+    reference: dict = field(default_factory=dict)   # scene -> {method: published AUC}
+
+
+def read_reference(path):
+    """Published AUCs to set beside ours: a CSV with columns scene, method, auc, where scene is
+    a scene name or file stem. Returns {scene: {method: auc}}."""
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        reference = {}
+        for row in rows:
+            reference.setdefault(row["scene"], {})[row["method"]] = float(row["auc"])
+    except OSError as error:
+        raise HsanomalyError(f"{path}: cannot read ({error.strerror})") from None
+    except (KeyError, TypeError, ValueError):
+        raise HsanomalyError(f"{path}: not a CSV with columns scene, method, auc") from None
+    return reference
+
+
+def _match_reference(reference, scenes):
+    """``reference`` keyed by our scene names (a reference scene may be a name or file stem)."""
+    matched = {}
+    for scene in scenes:
+        for key in (scene.name, scene.path.stem):
+            if key in reference:
+                matched[scene.name] = reference[key]
+                break
+    return matched
 
 
 def run_benchmark(data_dir, methods, seeds=(0, 1, 2), *, scenes=None, iterations=None,
-                  models_dir=None, jobs=1, quick=False, log=None):
+                  models_dir=None, jobs=1, quick=False, reference=None, log=None):
     """Run ``methods`` on the scenes under ``data_dir`` (``scenes``: names or stems, default all).
 
     iterations: generator iterations per GAN model (default hsanomaly.train's).
@@ -274,6 +304,7 @@ def run_benchmark(data_dir, methods, seeds=(0, 1, 2), *, scenes=None, iterations
     jobs: benchmark this many scenes at a time in worker processes (one torch thread each).
     quick: the first seed only, the first QUICK_SCENES scenes unless ``scenes`` is given,
     and QUICK_ITERATIONS unless ``iterations`` is given.
+    reference: a CSV of published AUCs (``read_reference``) to tabulate beside ours.
     log(message): called before each scene and after each run (e.g. click.echo); worker
     processes print their progress to stderr instead.
     """
@@ -283,6 +314,7 @@ def run_benchmark(data_dir, methods, seeds=(0, 1, 2), *, scenes=None, iterations
     if not seeds:
         raise HsanomalyError("benchmark: no seed given")
     check_methods(methods)
+    published = read_reference(reference) if reference else {}
     chosen = select_scenes(find_scenes(data_dir), scenes)
     if quick:
         seeds = seeds[:1]
@@ -304,7 +336,8 @@ def run_benchmark(data_dir, methods, seeds=(0, 1, 2), *, scenes=None, iterations
              "load_average_1min": round(os.getloadavg()[0], 1),
              "total_seconds": round(time.perf_counter() - wall, 1),
              "total_cpu_seconds": round(_cpu_seconds() - cpu, 1)}
-    return BenchmarkResult(runs, summarise(runs, methods), methods, seeds, skipped, setup)
+    return BenchmarkResult(runs, summarise(runs, methods), methods, seeds, skipped, setup,
+                           _match_reference(published, chosen))
 
 
 def benchmark_scene(scene, methods, seeds, models_root, iterations, log=None):
@@ -426,7 +459,49 @@ def _tables(result):
     tables.append(("Cost per run (mean over scenes; CPU = all threads; peak = tracemalloc maximum)",
                    ["method", "fit+score s", "fit+score CPU s", "train s", "train CPU s",
                     "peak MiB"], cost))
+    if result.reference:
+        tables.append(_reference_table(result, by_key, scenes))
     return tables
+
+
+def _reference_table(result, by_key, scenes):
+    """Per scene: each published AUC beside ours, the better published one, and our best method
+    (by mean AUC over scenes) with its margin over that."""
+    published = sorted({m for aucs in result.reference.values() for m in aucs})
+    best = max(result.methods, key=lambda m: by_key[MEAN, m]["auc"])
+    header = ["scene"]
+    for m in published:
+        header += [f"{m} reference"] + ([f"{m} here"] if m in result.methods else [])
+    header += ["better reference", f"{best} here", "margin"]
+    rows, bests, ours = [], [], []
+    for scene in scenes:
+        if scene == MEAN:
+            continue
+        ref = result.reference.get(scene, {})
+        row = [scene]
+        for m in published:
+            row.append(f"{ref[m]:.4f}" if m in ref else "-")
+            if m in result.methods:
+                row.append(f"{by_key[scene, m]['auc']:.4f}")
+        top = max(ref.values()) if ref else None
+        mine = by_key[scene, best]["auc"]
+        row += ["-" if top is None else f"{top:.4f}", f"{mine:.4f}",
+                "-" if top is None else f"{mine - top:+.4f}"]
+        rows.append(row)
+        if top is not None:
+            bests.append(top)
+            ours.append(mine)
+    if bests:
+        mean_row = [MEAN]
+        for m in published:
+            values = [result.reference[s][m] for s in scenes if m in result.reference.get(s, {})]
+            mean_row.append(f"{_mean(values):.4f}" if len(values) == len(bests) else "-")
+            if m in result.methods:
+                mean_row.append(f"{by_key[MEAN, m]['auc']:.4f}")
+        mean_row += [f"{_mean(bests):.4f}", f"{_mean(ours):.4f}",
+                     f"{_mean(ours) - _mean(bests):+.4f}"]
+        rows.append(mean_row)
+    return (f"Against the published reference AUCs (ours: mean over seeds)", header, rows)
 
 
 def format_table(result):
@@ -484,7 +559,7 @@ def write_results(result, out_dir):
     _write_csv(paths["results.csv"], result.runs, RUN_COLUMNS)
     _write_csv(paths["summary.csv"], result.summary, SUMMARY_COLUMNS)
     document = {"methods": result.methods, "seeds": result.seeds, "skipped": result.skipped,
-                "setup": result.setup,
+                "setup": result.setup, "reference": result.reference,
                 "memory": "tracemalloc peak (Python and numpy allocations), MiB",
                 "runs": result.runs, "summary": result.summary}
     with atomic_path(paths["results.json"]) as tmp:

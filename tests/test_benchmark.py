@@ -4,6 +4,7 @@ import csv
 import importlib.util
 import json
 import statistics
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +18,8 @@ from hsanomaly.cli.benchmark import benchmark
 from hsanomaly.errors import HsanomalyError
 
 from synthetic import SHARED_DATA, synthetic_cube, write_raster
+
+REFERENCE = Path(__file__).parents[1] / "benchmarks" / "reference-shared-data.csv"
 
 
 @pytest.fixture
@@ -58,8 +61,8 @@ def test_no_scene_or_no_folder_is_refused(tmp_path):
 
 
 def test_seeds_multiply_only_seeded_methods():
-    assert runs_for(["rx", "gmm", "lrx"], [0, 1, 2]) == [
-        ("rx", None), ("gmm", 0), ("gmm", 1), ("gmm", 2), ("lrx", None)]
+    assert runs_for(["rx", "gmm", "lrx", "recon"], [0, 1]) == [
+        ("rx", None), ("lrx", None), ("gmm", 0), ("recon", 0), ("gmm", 1), ("recon", 1)]
 
 
 def test_unknown_scores_are_refused_up_front(scene_dir):
@@ -178,6 +181,32 @@ def test_quick_keeps_the_first_scenes_seed_and_few_iterations(scene_dir):
     assert QUICK_ITERATIONS < ModelCache(scene_dir).iterations
 
 
+def test_published_aucs_are_tabulated_beside_ours(scene_dir, tmp_path):
+    reference = tmp_path / "reference.csv"
+    reference.write_text("scene,method,auc\nalpha,rx,0.9\nalpha,gmm,0.95\ntif/beta,rx,0.8\n"
+                         "elsewhere,rx,0.5\n")
+    result = run_benchmark(scene_dir, ["rx", "lrx"], [0], reference=reference)
+    assert result.reference == {"mat/alpha": {"rx": 0.9, "gmm": 0.95}, "tif/beta": {"rx": 0.8}}
+    markdown = write_results(result, tmp_path / "out")["results.md"].read_text()
+    table = markdown.split("## Against the published reference AUCs")[1]
+    best = max(["rx", "lrx"], key=lambda m: next(r["auc"] for r in result.summary
+                                                 if r["scene"] == MEAN and r["method"] == m))
+    assert (f"| scene | gmm reference | rx reference | rx here | better reference | {best} here "
+            "| margin |") in table
+    assert "| mat/alpha | 0.9500 | 0.9000 | 1.0000 | 0.9500 | 1.0000 | +0.0500 |" in table
+    assert "| tif/beta | - | 0.8000 | 1.0000 | 0.8000 | 1.0000 | +0.2000 |" in table
+    assert "| mean | - | 0.8500 | 1.0000 | 0.8750 | 1.0000 | +0.1250 |" in table
+
+
+def test_a_bad_reference_file_is_refused_in_one_line(scene_dir, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("scene;method;auc\nalpha;rx;0.9\n")
+    with pytest.raises(HsanomalyError, match="bad.csv: not a CSV with columns scene, method, auc"):
+        run_benchmark(scene_dir, ["rx"], [0], reference=bad)
+    with pytest.raises(HsanomalyError, match="missing.csv: cannot read"):
+        run_benchmark(scene_dir, ["rx"], [0], reference=tmp_path / "missing.csv")
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not SHARED_DATA.exists(), reason="../shared/data not available")
 def test_rx_reproduces_the_reference_aucs(tmp_path):
@@ -186,6 +215,8 @@ def test_rx_reproduces_the_reference_aucs(tmp_path):
     for relative in ("OT-AD/abu-airport-1.mat", "Auto-AD/HYDICE1.mat"):
         (tmp_path / relative).parent.mkdir(exist_ok=True)
         (tmp_path / relative).symlink_to(SHARED_DATA / relative)
-    result = run_benchmark(tmp_path, ["rx"], [0])
+    result = run_benchmark(tmp_path, ["rx"], [0], reference=REFERENCE)
     assert {r["scene"]: round(r["auc"], 4) for r in result.runs} == {
         "Auto-AD/HYDICE1": 0.9932, "OT-AD/abu-airport-1": 0.8221}
+    assert result.reference == {"Auto-AD/HYDICE1": {"rx": 0.9932, "gmm": 0.9919},
+                                "OT-AD/abu-airport-1": {"rx": 0.8221, "gmm": 0.9162}}

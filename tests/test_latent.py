@@ -115,6 +115,16 @@ def test_codebook_linear_model_matches_a_direct_gauss_newton_step(generator):
         np.testing.assert_allclose(step, np.linalg.solve(a, rhs), rtol=1e-3, atol=1e-5)
 
 
+def test_codebooks_are_shared_by_solvers_of_one_generator_and_settings(bundle, generator):
+    keyed = GeneratorFunction(generator.session, bundle.latent_dim, key="tiny")
+    other = GeneratorFunction(generator.session, bundle.latent_dim, key="another")
+    first = FastSolver(codebook=1024).codebook(keyed)
+    assert FastSolver(codebook=1024).codebook(keyed) is first
+    assert FastSolver(codebook=1024, c2=0.1).codebook(keyed) is not first
+    assert FastSolver(codebook=1024).codebook(other) is not first
+    assert FastSolver(codebook=1024).codebook(generator) is not FastSolver(codebook=1024).codebook(generator)
+
+
 def test_results_depend_only_on_the_seed(generator, pixels):
     x, _ = pixels
     a = SeedSolver(restarts=2, steps=5, seed=1).solve(generator, x[:10])

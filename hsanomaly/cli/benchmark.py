@@ -30,11 +30,14 @@ def _list(text, cast=str):
               show_default=True, help="Folder for results.csv, summary.csv, results.json, results.md.")
 @click.option("--markdown", type=click.Path(dir_okay=False), default=None,
               help="Also write the Markdown tables to this file (e.g. docs/benchmark.md).")
+@click.option("--reference", type=click.Path(dir_okay=False), default=None,
+              help="CSV of published AUCs (columns scene, method, auc; scene = name or file "
+                   "stem) to tabulate beside ours, e.g. benchmarks/reference-shared-data.csv.")
 @click.option("--quick", is_flag=True, help="First seed, first 3 scenes (unless --scenes) and "
                                             "200 iterations (unless --iterations).")
 @click.option("--quiet", "-q", is_flag=True, help="No per-run progress lines.")
 def benchmark(data_dir, scores, seeds, scenes, iterations, models_dir, jobs, out, markdown,
-              quick, quiet):
+              reference, quick, quiet):
     """Run every score on every scene with ground truth under DATA_DIR and tabulate the results."""
     from ..benchmark import format_markdown, format_table, run_benchmark, write_results
     from ..io import atomic_path
@@ -42,7 +45,7 @@ def benchmark(data_dir, scores, seeds, scenes, iterations, models_dir, jobs, out
     log = None if quiet else (lambda message: click.echo(message, err=True))
     result = run_benchmark(data_dir, _list(scores), _list(seeds, int), scenes=_list(scenes),
                            iterations=iterations, models_dir=models_dir, jobs=jobs, quick=quick,
-                           log=log)
+                           reference=reference, log=log)
     paths = write_results(result, out)
     if markdown:
         with atomic_path(markdown) as tmp, open(tmp, "w") as f:

@@ -29,6 +29,8 @@ from .result import LatentResult
 
 CHUNK = 8192            # pixels per vectorised pass: bounds the gathered (chunk, candidates, k, d) arrays
 CODEBOOK_BYTES = 2**28  # memory cap for one codebook (outputs, factored Jacobians)
+SHARED_CODEBOOKS = 2    # codebooks kept per process for generators that carry a key
+_shared = {}            # (generator key, solver params) -> Codebook, oldest first
 
 
 class Codebook:
@@ -94,9 +96,19 @@ class FastSolver:
         return {**vars(self), "_codebook": None}   # rebuilt (deterministically) where it is used
 
     def codebook(self, generator):
+        """This solver's codebook for ``generator``; built once per process and generator key, so
+        several scores of one model (e.g. a benchmark's recon, anogan and context) share it."""
         if self._codebook is None:
-            self._codebook = Codebook(generator, self.codebook_size, self.scale, self.c1, self.c2,
-                                      self.damping, self.projection, self.seed)
+            key = None if generator.key is None else (generator.key, self.c1, self.c2,
+                                                    *self.params().items())
+            self._codebook = _shared.get(key) or Codebook(
+                generator, self.codebook_size, self.scale, self.c1, self.c2, self.damping,
+                self.projection, self.seed)
+            if key is not None:
+                _shared.pop(key, None)
+                _shared[key] = self._codebook
+                while len(_shared) > SHARED_CODEBOOKS:
+                    _shared.pop(next(iter(_shared)))
         return self._codebook
 
     def solve(self, generator, x):

@@ -30,12 +30,14 @@ class GeneratorFunction:
     """``G: (n, latent_dim) -> (n, d)`` with d = bands * window * window, through onnxruntime.
 
     Counts the latent vectors it has evaluated (``forwards``), so solvers can be compared by
-    generator work as well as by wall time.
+    generator work as well as by wall time. ``key`` identifies the network (e.g. its file's
+    sha256), so work done once per generator can be shared by every solver that uses it.
     """
 
-    def __init__(self, session, latent_dim):
+    def __init__(self, session, latent_dim, key=None):
         self.session = session
         self.latent_dim = int(latent_dim)
+        self.key = key
         self.forwards = 0
 
     def __call__(self, z):

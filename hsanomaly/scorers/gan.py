@@ -82,7 +82,8 @@ class GanScorer(Scorer):
     def generator(self):
         from ..latent import GeneratorFunction
 
-        return GeneratorFunction(self._session("generator"), self.bundle.latent_dim)
+        return GeneratorFunction(self._session("generator"), self.bundle.latent_dim,
+                                 key=self.bundle.meta["files"]["generator.onnx"])
 
     def critic(self, windows):
         """(score (n,), features (n, F)) for preprocessed windows (n, bands, window, window)."""
