@@ -148,6 +148,24 @@ def test_cuda_without_a_gpu_is_a_clear_line(bundle, raster, tmp_path):
     assert not (tmp_path / "out.tif").exists()
 
 
+def test_cli_solver_options_reach_the_scorer(bundle, raster, tmp_path):
+    from hsanomaly.cli import main
+
+    path, cube, _ = raster
+    out = tmp_path / "recon.tif"
+    options = ["--codebook", "64", "--c2", "0.2"]
+    result = CliRunner().invoke(main, ["detect", str(path), str(out), "--score", "recon",
+                                       "--model", str(bundle.path), *options, "-q"])
+    assert result.exit_code == 0, result.output
+    with rasterio.open(out) as heatmap:
+        scores = heatmap.read(1).ravel()
+    expected = make_scorer("recon", model=bundle.path, codebook=64, c2=0.2, threads=1)
+    np.testing.assert_allclose(scores, expected.score_samples(cube.reshape(cube.shape[0], -1).T),
+                               rtol=1e-5, atol=1e-7)
+    default = make_scorer("recon", model=bundle.path, threads=1)
+    assert not np.allclose(scores, default.score_samples(cube.reshape(cube.shape[0], -1).T))
+
+
 def test_bad_options_are_refused(bundle):
     with pytest.raises(HsanomalyError, match="--lam"):
         make_scorer("anogan", model=bundle.path, lam=2.0)
@@ -155,6 +173,8 @@ def test_bad_options_are_refused(bundle):
         make_scorer("recon", model=bundle.path, c1=0.0, c2=0.0)
     with pytest.raises(HsanomalyError, match="model bundle"):
         make_scorer("recon", model=bundle.path / "missing")
+    with pytest.raises(HsanomalyError, match="--codebook must be at least 16"):
+        make_scorer("recon", model=bundle.path, codebook=4)
 
 
 def test_params_tell_configurations_apart(bundle, recon):

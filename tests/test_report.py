@@ -29,20 +29,23 @@ def _result(name, **aucs):
         "early_critic": variants(["latent 4, 8 it", "latent 4, 4 it", "latent 64, 4 it"],
                                  aucs["early"]),
         "solver": variants(["seed 4x50", "seed 16x100", "fast"], aucs["solver"]),
-        "window": variants(["1x1", "5x5"], aucs["window"])})
+        "window": variants(["1x1 critic", "1x1 recon", "5x5 critic", "5x5 recon"],
+                           aucs["window"])})
 
 
 def test_findings_are_checked_against_the_measured_means():
     config = ReportConfig(iterations=8, c2_values=(0.1, 1.0))
     agreeing = _result("a", cvr=[0.9, 0.9, 0.5, 0.9], bg=[0.9, 0.905], c2=[0.9, 0.8, 0.7],
-                       early=[0.5, 0.6, 0.7], solver=[0.8, 0.95, 0.9], window=[0.9, 0.85])
+                       early=[0.5, 0.6, 0.7], solver=[0.8, 0.95, 0.9],
+                       window=[0.6, 0.9, 0.5, 0.85])
     checks = check_findings([agreeing], config)
     assert set(checks) == set(THESIS_FINDINGS)
     assert all(agrees for agrees, _ in checks.values())
     assert checks["c2"][1] == "C2=0 0.9000, C2=0.1 0.8000, C2=1 0.7000"
 
     differing = _result("b", cvr=[0.9, 0.9, 0.95, 0.9], bg=[0.9, 0.8], c2=[0.8, 0.9, 0.7],
-                        early=[0.7, 0.6, 0.5], solver=[0.9, 0.9, 0.9], window=[0.8, 0.95])
+                        early=[0.7, 0.6, 0.5], solver=[0.9, 0.9, 0.9],
+                        window=[0.6, 0.8, 0.5, 0.95])
     assert not any(agrees for agrees, _ in check_findings([differing], config).values())
     means = check_findings([agreeing, differing], config)      # means over the scenes
     assert means["critic_vs_recon"] == (True, "recon 0.9000, critic 0.7250")
@@ -59,11 +62,13 @@ def test_report_runs_every_experiment_and_writes_markdown_with_figures(tmp_path)
     scipy.io.savemat(data / "tiny.mat", {"data": np.moveaxis(cube, 0, -1).astype(np.float64),
                                          "map": truth})
     out = tmp_path / "docs"
-    config = ReportConfig(scenes=("tiny",), iterations=2, solver_pixels=20, c2_values=(1.0,))
+    config = ReportConfig(scenes=("tiny",), iterations=2, solver_pixels=20, c2_values=(1.0,),
+                          window_iterations=2, codebook=1024)
     path = generate_report(data, out, config, models_dir=tmp_path / "models")
     text = path.read_text()
     assert path == out / "report.md"
     assert "2 generator iterations" in text and "plus 20 background pixels" in text
+    assert "window experiment 5x5 at 2 iterations" in text
     for claim in THESIS_FINDINGS.values():
         assert claim in text
     figures = sorted(p.name for p in (out / "figures").glob("*.png"))
@@ -71,7 +76,8 @@ def test_report_runs_every_experiment_and_writes_markdown_with_figures(tmp_path)
     document = json.loads((out / "figures" / "report.json").read_text())
     rows = document["scenes"][0]["rows"]
     assert rows["solver"]["fast"]["pixels"] == 20 + int(truth.sum())
-    assert set(rows["window"]) == {"1x1", "5x5"} and set(rows["c2"]) == {"C2=0", "C2=1"}
+    assert set(rows["window"]) == {"1x1 critic", "1x1 recon", "5x5 critic", "5x5 recon"}
+    assert set(rows["c2"]) == {"C2=0", "C2=1"}
     assert all(0.0 <= v["auc"] <= 1.0 for experiment in rows.values() for v in experiment.values())
 
 
@@ -83,11 +89,14 @@ def test_cli_passes_its_configuration(tmp_path, monkeypatch):
     monkeypatch.setattr(hsanomaly.report, "generate_report",
                         lambda *args, **kwargs: calls.append((args, kwargs)) or "docs/report.md")
     outcome = CliRunner().invoke(report, [str(tmp_path), "--scenes", "a, b", "--iterations", "10",
-                                          "--solver-pixels", "5", "--jobs", "2", "-q"])
+                                          "--solver-pixels", "5", "--window-iterations", "7",
+                                          "--codebook", "512",
+                                          "--jobs", "2", "-q"])
     assert outcome.exit_code == 0, outcome.output
     (data, out, config), kwargs = calls[0]
-    assert (str(data), out, config.scenes, config.iterations, config.solver_pixels) == (
-        str(tmp_path), "docs", ("a", "b"), 10, 5)
+    assert (str(data), out, config.scenes, config.iterations, config.solver_pixels,
+            config.window_iterations, config.codebook) == (
+        str(tmp_path), "docs", ("a", "b"), 10, 5, 7, 512)
     assert kwargs["jobs"] == 2 and "docs/report.md" in outcome.output
     CliRunner().invoke(report, [str(tmp_path), "-q"])
     assert calls[1][0][2].scenes == ReportConfig().scenes

@@ -23,6 +23,8 @@ def _far(value):
               help="Latent search for recon/anogan: fast (default) or the thesis's restarts x steps.")
 @click.option("--restarts", type=int, default=None, help="Seed solver: random restarts (16).")
 @click.option("--steps", type=int, default=None, help="Seed solver: gradient steps per restart (100).")
+@click.option("--codebook", type=int, default=None,
+              help="Fast solver: codebook entries (65536); fewer build faster, more start closer.")
 @click.option("--c1", type=float, default=None, help="Weight of ||x - G(z)|| in the reconstruction cost (1).")
 @click.option("--c2", type=float, default=None, help="Weight of ||z|| in the reconstruction cost (0).")
 @click.option("--lam", type=float, default=None, help="anogan: weight of the critic-feature distance (0.1).")
@@ -43,14 +45,15 @@ def _far(value):
 @click.option("--workers", type=int, default=None, help="Score tiles on a local Dask cluster of N processes.")
 @click.option("--scheduler", default=None, help="Score tiles on the Dask cluster at this address.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def detect(src, dst, score, model, solver, restarts, steps, c1, c2, lam, outer, guard, recon_out,
+def detect(src, dst, score, model, solver, restarts, steps, codebook, c1, c2, lam, outer, guard, recon_out,
            latent_out, convergence_out, polygons, threshold, far, png, device, threads, tile,
            resume, workers, scheduler, quiet):
     """Score raster SRC and write the anomaly heatmap GeoTIFF DST."""
     from ..api import detect_anomalies
 
-    options = {k: v for k, v in dict(solver=solver, restarts=restarts, steps=steps, c1=c1, c2=c2,
-                                     lam=lam, outer=outer, guard=guard, device=device,
+    options = {k: v for k, v in dict(solver=solver, restarts=restarts, steps=steps,
+                                     codebook=codebook, c1=c1, c2=c2, lam=lam, outer=outer,
+                                     guard=guard, device=device,
                                      threads=threads).items() if v is not None}
     extras = {k: v for k, v in dict(recon=recon_out, latent=latent_out,
                                     convergence=convergence_out).items() if v}

@@ -3,8 +3,8 @@ import click
 from .detect import detect
 
 # Scoring options shared with `hsanomaly detect`, so both commands accept the same ones.
-SCORING = ("score", "model", "solver", "restarts", "steps", "c1", "c2", "lam", "outer", "guard",
-           "device", "threads", "tile")
+SCORING = ("score", "model", "solver", "restarts", "steps", "codebook", "c1", "c2", "lam", "outer",
+           "guard", "device", "threads", "tile")
 
 
 @click.command()

@@ -12,22 +12,28 @@ import click
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--solver-pixels", type=click.IntRange(min=1), default=300, show_default=True,
               help="Background pixels sampled for the latent-solver comparison.")
+@click.option("--codebook", type=click.IntRange(min=16), default=65536, show_default=True,
+              help="Fast-solver codebook entries of every reconstruction score.")
 @click.option("--window", type=click.IntRange(min=0), default=5, show_default=True,
               help="Window of the larger-window experiment (odd); 0 skips it.")
+@click.option("--window-iterations", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Generator iterations of both models (1x1 and the larger window) of the "
+                   "window experiment.")
 @click.option("--models", "models_dir", type=click.Path(file_okay=False), default=None,
               help="Keep the trained models in this folder and reuse those already there "
                    "(the benchmark's --models folder works too).")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Run this many scenes at a time (worker processes, one torch thread each).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
-def report(data_dir, out, scenes, iterations, seed, solver_pixels, window, models_dir, jobs,
-           quiet):
+def report(data_dir, out, scenes, iterations, seed, solver_pixels, codebook, window,
+           window_iterations, models_dir, jobs, quiet):
     """Run the thesis's experiments on scenes under DATA_DIR; write OUT/report.md and figures."""
     from ..report import ReportConfig, generate_report
 
     chosen = tuple(s.strip() for s in scenes.split(",") if s.strip())
     config = ReportConfig(iterations=iterations, seed=seed, solver_pixels=solver_pixels,
-                          large_window=window,
+                          codebook=codebook,
+                          large_window=window, window_iterations=window_iterations,
                           **({"scenes": chosen} if chosen else {}))
     log = None if quiet else (lambda message: click.echo(message, err=True))
     click.echo(generate_report(data_dir, out, config, models_dir=models_dir, jobs=jobs, log=log))

@@ -27,8 +27,8 @@ SCORES = ("critic", "recon", "anogan")
 class GanScorer(Scorer):
     """Score pixels with a trained bundle; picklable (onnxruntime sessions reopen lazily)."""
 
-    def __init__(self, score, model, solver="fast", restarts=16, steps=100, c1=1.0, c2=0.0,
-                 lam=0.1, device="cpu", threads=None, seed=0):
+    def __init__(self, score, model, solver="fast", restarts=16, steps=100, codebook=65536, c1=1.0,
+                 c2=0.0, lam=0.1, device="cpu", threads=None, seed=0):
         from ..latent import make_solver
         from ..model import load_bundle
         from ..runtime import providers
@@ -43,7 +43,8 @@ class GanScorer(Scorer):
         self.name, self.model, self.device, self.threads = score, str(model), device, threads
         self.c1, self.c2, self.lam = float(c1), float(c2), float(lam)
         self.bundle = load_bundle(model)
-        self.solver = make_solver(solver, c1=c1, c2=c2, restarts=restarts, steps=steps, seed=seed)
+        self.solver = make_solver(solver, c1=c1, c2=c2, restarts=restarts, steps=steps,
+                                  codebook=codebook, seed=seed)
         self.halo = self.bundle.window // 2
         bands, k = self.bundle.bands, self.bundle.latent_dim
         self.extras = {} if score == "critic" else {"recon": bands, "latent": k, "convergence": 1}
