@@ -34,7 +34,7 @@ from .io import ArraySource, atomic_path
 from .io.atomic import check_writable
 from .scorers import make_scorer
 
-DEFAULT_SCENES = ("abu-airport-2", "sandiego")
+DEFAULT_SCENES = ("abu-airport-1", "abu-airport-2", "sandiego", "HYDICE")
 FALSE_COLOUR = (0.8, 0.5, 0.2)    # preprocessed bands (fractions of the band count) shown as RGB
 COLOUR_PERCENTILES = (2, 98)
 

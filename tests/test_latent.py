@@ -125,6 +125,32 @@ def test_codebooks_are_shared_by_solvers_of_one_generator_and_settings(bundle, g
     assert FastSolver(codebook=1024).codebook(generator) is not FastSolver(codebook=1024).codebook(generator)
 
 
+class _SaturatingGenerator(GeneratorFunction):
+    """G(z) = clip(W z, -1, 1): flat (J = 0) wherever every output is clipped, as a tanh output
+    layer is deep in the prior's tails."""
+
+    def __init__(self):
+        super().__init__(session=None, latent_dim=2)
+        self.weights = np.array([[3.0, 0.0], [0.0, 3.0], [2.0, 2.0]], np.float32)
+
+    @property
+    def output_size(self):
+        return 3
+
+    def __call__(self, z):
+        return np.clip(np.asarray(z, np.float32) @ self.weights.T, -1, 1)
+
+
+def test_codebook_survives_a_saturated_generator():
+    generator = _SaturatingGenerator()
+    solver = FastSolver(codebook=256)
+    _, jac = generator.with_jacobian(solver.codebook(generator).z)
+    assert np.any(np.all(jac == 0, axis=(1, 2)))            # singular J^T J entries exist
+    x = np.array([[0.3, -0.6, -0.2], [1.0, 1.0, 1.0]], np.float32)
+    result = solver.solve(generator, x)
+    assert np.all(np.isfinite(result.z)) and result.cost[0] < 1e-3 and result.cost[1] < 1e-6
+
+
 def test_results_depend_only_on_the_seed(generator, pixels):
     x, _ = pixels
     a = SeedSolver(restarts=2, steps=5, seed=1).solve(generator, x[:10])

@@ -5,8 +5,8 @@ import click
 @click.argument("data_dir", type=click.Path(file_okay=False))
 @click.option("--out", type=click.Path(file_okay=False), default="docs", show_default=True,
               help="Folder for report.md and figures/.")
-@click.option("--scenes", default="", help="Comma-separated scene names or file stems "
-                                           "(default: abu-airport-2, sandiego).")
+@click.option("--scenes", default="", help="Comma-separated scene names or file stems (default: "
+                                           "abu-airport-1, abu-airport-2, sandiego, HYDICE).")
 @click.option("--iterations", type=click.IntRange(min=2), default=800, show_default=True,
               help="Generator iterations per model (early-stopped critics get half).")
 @click.option("--seed", type=int, default=0, show_default=True)

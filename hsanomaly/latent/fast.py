@@ -47,8 +47,8 @@ class Codebook:
         uniform = qmc.Sobol(k, scramble=True, seed=seed).random_base2(max(4, int(np.log2(size))))
         self.z = (scale * ndtri(np.clip(uniform, 1e-6, 1 - 1e-6))).astype(np.float32)
         self.g, jac = generator.with_jacobian(self.z)
-        normal = np.float32(c1 / d) * np.einsum("ndk,ndl->nkl", jac, jac)
-        normal += np.float32(c2 / k + damping) * np.eye(k, dtype=np.float32)
+        normal = (c1 / d) * np.einsum("ndk,ndl->nkl", jac, jac, dtype=np.float64)
+        normal += (c2 / k + damping + _jitter(normal)) * np.eye(k)
         chol = np.linalg.cholesky(normal)
         self.chol_inv = np.linalg.inv(chol).astype(np.float32)            # L^-1, (K, k, k)
         self.weights = np.float32(c1 / d) * np.einsum("nkl,ndl->nkd", self.chol_inv, jac)  # L^-1 c1/d J^T
@@ -72,6 +72,13 @@ class Codebook:
             u -= self.c2_over_k * np.einsum("...kl,...l->...k", self.chol_inv[entry], z)
         step = np.einsum("...lk,...l->...k", self.chol_inv[entry], u)
         return np.einsum("...k,...k->...", u, u), step
+
+
+def _jitter(normal):
+    """A floor under the normal matrices' eigenvalues, far below their typical scale: where
+    tanh saturates (z deep in the tails) G is flat and J^T J singular, which Cholesky refuses."""
+    typical = np.mean(np.trace(normal, axis1=1, axis2=2)) / normal.shape[1]
+    return 1e-6 * typical + 1e-12
 
 
 class FastSolver:
