@@ -23,4 +23,18 @@ test: venv
 	$(VENV)/bin/python -m pytest -q
 	scripts/qgis-tests.sh
 
-.PHONY: venv demo test
+# Regenerate docs/benchmark.md and docs/report.md from the shared scenes. Both keep their GAN
+# models in $(MODELS), so the report reuses the benchmark's seed-0 models.
+DATA ?= ../shared/data
+MODELS ?= .models
+JOBS ?= 2
+
+benchmark: venv
+	$(VENV)/bin/hsanomaly benchmark $(DATA) --scores rx,lrx,gmm,critic,recon,anogan,resrx,context \
+		--seeds 0,1,2 --jobs $(JOBS) --models $(MODELS) --out out/benchmark \
+		--markdown docs/benchmark.md --reference benchmarks/reference-shared-data.csv
+
+report: venv
+	$(VENV)/bin/hsanomaly report $(DATA) --out docs --models $(MODELS) --jobs $(JOBS)
+
+.PHONY: venv demo test benchmark report
