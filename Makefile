@@ -30,6 +30,7 @@ MODELS ?= .models
 JOBS ?= 2
 
 benchmark: venv
+	mkdir -p out
 	$(VENV)/bin/hsanomaly benchmark $(DATA) --scores rx,lrx,gmm,critic,recon,anogan,resrx,context \
 		--seeds 0,1,2 --jobs $(JOBS) --models $(MODELS) --out out/benchmark \
 		--markdown docs/benchmark.md --reference benchmarks/reference-shared-data.csv
