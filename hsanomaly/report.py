@@ -41,8 +41,9 @@ COLOUR_PERCENTILES = (2, 98)
 
 @dataclass
 class ReportConfig:
-    """What the report runs; the defaults are the reduced configuration the repository's
-    docs/report.md was generated with (see the report's first lines)."""
+    """What the report runs; the defaults are the configuration the repository's docs/report.md
+    was generated with (see the report's first lines): 4 scenes, to keep it near an hour on 2
+    cores."""
     scenes: tuple = DEFAULT_SCENES     # names or file stems under the data folder
     iterations: int = 800              # generator iterations of every full-length model
     seed: int = 0
