@@ -501,7 +501,7 @@ def _reference_table(result, by_key, scenes):
         mean_row += [f"{_mean(bests):.4f}", f"{_mean(ours):.4f}",
                      f"{_mean(ours) - _mean(bests):+.4f}"]
         rows.append(mean_row)
-    return (f"Against the published reference AUCs (ours: mean over seeds)", header, rows)
+    return ("Against the published reference AUCs (ours: mean over seeds)", header, rows)
 
 
 def format_table(result):

@@ -45,9 +45,9 @@ def _far(value):
 @click.option("--workers", type=int, default=None, help="Score tiles on a local Dask cluster of N processes.")
 @click.option("--scheduler", default=None, help="Score tiles on the Dask cluster at this address.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def detect(src, dst, score, model, solver, restarts, steps, codebook, c1, c2, lam, outer, guard, recon_out,
-           latent_out, convergence_out, polygons, threshold, far, png, device, threads, tile,
-           resume, workers, scheduler, quiet):
+def detect(src, dst, score, model, solver, restarts, steps, codebook, c1, c2, lam, outer, guard,
+           recon_out, latent_out, convergence_out, polygons, threshold, far, png, device, threads,
+           tile, resume, workers, scheduler, quiet):
     """Score raster SRC and write the anomaly heatmap GeoTIFF DST."""
     from ..api import detect_anomalies
 

@@ -108,11 +108,12 @@ class FastSolver:
         if self._codebook is None:
             key = None if generator.key is None else (generator.key, self.c1, self.c2,
                                                     *self.params().items())
-            self._codebook = _shared.get(key) or Codebook(
-                generator, self.codebook_size, self.scale, self.c1, self.c2, self.damping,
-                self.projection, self.seed)
+            if key in _shared:
+                self._codebook = _shared.pop(key)          # re-inserted below as the newest
+            else:
+                self._codebook = Codebook(generator, self.codebook_size, self.scale, self.c1,
+                                          self.c2, self.damping, self.projection, self.seed)
             if key is not None:
-                _shared.pop(key, None)
                 _shared[key] = self._codebook
                 while len(_shared) > SHARED_CODEBOOKS:
                     _shared.pop(next(iter(_shared)))
