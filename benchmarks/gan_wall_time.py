@@ -96,7 +96,7 @@ def main():
         src = str(write_synthetic(tmp / "scene.tif", args.rows, args.cols, args.bands))
         model = args.model
         if model is None:
-            from hsanomaly.train import train
+            from hsanomaly.training import train
 
             model = tmp / "model"
             start = time.perf_counter()

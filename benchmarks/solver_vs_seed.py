@@ -2,7 +2,7 @@
 
 Takes a scene with truth (a .mat with its ground truth, or a raster with --truth; a raster
 ``NAME.tif`` finds ``NAME-truth.tif`` beside it), trains a small model on it with
-hsanomaly.train.train unless --model is given, then solves the same pixels (all valid pixels,
+hsanomaly.training.train unless --model is given, then solves the same pixels (all valid pixels,
 or --pixels of them drawn with every target pixel kept) with both solvers in this process, on
 the same onnxruntime session. The fast solver's one-off codebook (built once per model and
 process) is timed separately and left out of its pixel rate; it is printed, with the speedup
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hsanomaly.evaluate import roc_curve
+from hsanomaly.evaluation import roc_curve
 from hsanomaly.io.scene import read_scene
 from hsanomaly.latent import GeneratorFunction, make_solver
 from hsanomaly.model import load_bundle
@@ -95,7 +95,7 @@ def _truth_path(scene, truth):
 
 
 def _train(args, out):
-    from hsanomaly.train import train
+    from hsanomaly.training import train
 
     print(f"training a {args.bands}-band model on {args.scene} ({args.iterations} iterations)")
     train([args.scene], out, bands=args.bands, iterations=args.iterations, seed=args.seed,

@@ -3,7 +3,7 @@
     python benchmarks/train_speed.py [--scene examples/abu-airport-2.tif] [--threads 2]
                                      [--plots DIR]
 
-1. End to end: ``hsanomaly.train.train`` with its defaults on a 100x100 x 205-band scene
+1. End to end: ``hsanomaly.training.train`` with its defaults on a 100x100 x 205-band scene
    (binned to 32 bands): wall time, CPU time, generator iterations per second.
 2. Settings compared at equal CPU time: ours, the upstream WGAN-GP code's (Adam 1e-4,
    betas (0, 0.9)) and the thesis's (Adam 5e-6, TensorFlow betas), each given the CPU time our
@@ -29,11 +29,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hsanomaly.train import train
-from hsanomaly.train.data import load_training_data
-from hsanomaly.train.networks import Critic, Generator
-from hsanomaly.train.settings import Settings
-from hsanomaly.train.wgan import WGANGP
+from hsanomaly.training import train
+from hsanomaly.training.data import load_training_data
+from hsanomaly.training.networks import Critic, Generator
+from hsanomaly.training.settings import Settings
+from hsanomaly.training.wgan import WGANGP
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPARED = {

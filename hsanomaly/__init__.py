@@ -1,3 +1,3 @@
 """hsanomaly: unsupervised anomaly detection in hyperspectral rasters with Wasserstein GANs."""
 
-__version__ = "0.1.0"
+from ._version import __version__

@@ -25,7 +25,7 @@ def train_on_scene(src, dst, callback=None, progress=True):
     figure 15 found as good as background-only training) and keep it beside the output."""
     if importlib.util.find_spec("torch") is None:
         raise HsanomalyError(f"{src}: no model given and torch is not installed; {NO_MODEL_HELP}")
-    from .train import train
+    from .training import train
 
     bundle = train([src], scene_model_path(dst), progress=progress, callback=callback)
     return bundle.path
@@ -72,7 +72,7 @@ def detect_anomalies(src, dst, *, score=None, model=None, options=None, extras=N
     if png is not None:
         write_png(dst, png)
     if polygons is not None:
-        from .targets import write_polygons
+        from .polygons import write_polygons
 
         result.polygons = write_polygons(dst, polygons, threshold=threshold, far=far)
     return result
@@ -83,7 +83,7 @@ def write_png(heatmap, png, max_size=2048):
     import numpy as np
     import rasterio
 
-    from .evaluate.plots import save_heatmap_png
+    from .evaluation.plots import save_heatmap_png
     from .io.atomic import atomic_path
 
     with rasterio.open(heatmap) as ds:

@@ -1,4 +1,4 @@
-"""The benchmark harness on a tiny synthetic scene set (hsanomaly.benchmark, cli/benchmark.py)."""
+"""The benchmark harness on a tiny synthetic scene set (hsanomaly.experiments.benchmark, cli/benchmark.py)."""
 
 import csv
 import importlib.util
@@ -11,7 +11,7 @@ import pytest
 import scipy.io
 from click.testing import CliRunner
 
-from hsanomaly.benchmark import (MEAN, QUICK_ITERATIONS, RUN_COLUMNS, SUMMARY_COLUMNS,
+from hsanomaly.experiments.benchmark import (MEAN, QUICK_ITERATIONS, RUN_COLUMNS, SUMMARY_COLUMNS,
                                  ModelCache, find_scenes, run_benchmark, runs_for,
                                  select_scenes, summarise, write_results)
 from hsanomaly.cli.benchmark import benchmark

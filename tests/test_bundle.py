@@ -51,7 +51,7 @@ def _critic_graph(bands, window):
 
 
 def write_bundle(path, latent_graph=LATENT, **overrides):
-    """A valid bundle as hsanomaly.train writes it; ``overrides`` change model.json and metadata."""
+    """A valid bundle as hsanomaly.training writes it; ``overrides`` change model.json and metadata."""
     path.mkdir()
     X = np.random.default_rng(0).normal(size=(50, BANDS_IN))
     meta = {"format": "hsanomaly-model", "format_version": 1, "hsanomaly_version": "0.1.0",

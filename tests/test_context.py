@@ -16,7 +16,7 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
 
 @pytest.fixture(scope="module")
 def scene_and_model(tmp_path_factory):
-    from hsanomaly.train import train
+    from hsanomaly.training import train
 
     root = tmp_path_factory.mktemp("context")
     cube, truth = synthetic_cube(rows=30, cols=30, targets=((5, 5), (20, 22)), seed=4)

@@ -12,8 +12,8 @@ from sklearn.metrics import roc_curve as sklearn_roc_curve
 
 from hsanomaly.cli.evaluate import evaluate as evaluate_command
 from hsanomaly.errors import HsanomalyError
-from hsanomaly.evaluate import evaluate, label_targets, read_heatmap, roc_curve
-from hsanomaly.evaluate.plots import _pixel_outline, save_heatmap_png, write_plots
+from hsanomaly.evaluation import evaluate, label_targets, read_heatmap, roc_curve
+from hsanomaly.evaluation.plots import _pixel_outline, save_heatmap_png, write_plots
 
 from synthetic import write_raster
 

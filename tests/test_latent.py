@@ -15,7 +15,7 @@ def tiny_bundle(base):
     """A small model (12 bands, DIM 4) trained for a few seconds; trained once per test session."""
     torch = pytest.importorskip("torch")
     from hsanomaly.model import load_bundle
-    from hsanomaly.train import train
+    from hsanomaly.training import train
 
     out = base / "tiny-model"
     if not (out / "model.json").exists():

@@ -1,4 +1,4 @@
-"""The thesis-reproduction report on a tiny configuration (hsanomaly.report, cli/report.py)."""
+"""The thesis-reproduction report on a tiny configuration (hsanomaly.experiments.thesis, cli/report.py)."""
 
 import importlib.util
 import json
@@ -8,7 +8,7 @@ import pytest
 import scipy.io
 from click.testing import CliRunner
 
-from hsanomaly.report import (THESIS_FINDINGS, ReportConfig, SceneResult, check_findings,
+from hsanomaly.experiments.thesis import (THESIS_FINDINGS, ReportConfig, SceneResult, check_findings,
                               generate_report)
 
 from synthetic import synthetic_cube
@@ -82,11 +82,11 @@ def test_report_runs_every_experiment_and_writes_markdown_with_figures(tmp_path)
 
 
 def test_cli_passes_its_configuration(tmp_path, monkeypatch):
-    import hsanomaly.report
+    import hsanomaly.experiments.thesis
     from hsanomaly.cli.report import report
 
     calls = []
-    monkeypatch.setattr(hsanomaly.report, "generate_report",
+    monkeypatch.setattr(hsanomaly.experiments.thesis, "generate_report",
                         lambda *args, **kwargs: calls.append((args, kwargs)) or "docs/report.md")
     outcome = CliRunner().invoke(report, [str(tmp_path), "--scenes", "a, b", "--iterations", "10",
                                           "--solver-pixels", "5", "--window-iterations", "7",

@@ -1,4 +1,4 @@
-"""Thresholds from false-alarm rates and target polygons (hsanomaly.targets)."""
+"""Thresholds from false-alarm rates and target polygons (hsanomaly.thresholds, hsanomaly.polygons)."""
 
 import math
 import pickle
@@ -12,8 +12,8 @@ from scipy import ndimage
 
 from hsanomaly.api import detect_anomalies
 from hsanomaly.errors import HsanomalyError
-from hsanomaly.targets import (key_scores, order_keys, score_windows, threshold_from_far,
-                               write_polygons)
+from hsanomaly.polygons import write_polygons
+from hsanomaly.thresholds import key_scores, order_keys, score_windows, threshold_from_far
 
 from synthetic import CRS, TRANSFORM
 

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from hsanomaly.errors import HsanomalyError
-from hsanomaly.train.data import load_training_data, rare_spectra_weights
+from hsanomaly.training.data import load_training_data, rare_spectra_weights
 
 from synthetic import NODATA, synthetic_cube, write_raster
 
@@ -70,7 +70,7 @@ def test_rare_spectra_are_boosted_but_singular_ones_are_not():
 # --- networks and WGAN-GP ---------------------------------------------------------------------
 
 def test_spectral_lengths_halve_from_the_band_count():
-    from hsanomaly.train.networks import spectral_lengths
+    from hsanomaly.training.networks import spectral_lengths
 
     assert spectral_lengths(20) == [1, 2, 3, 5, 10, 20]
     assert spectral_lengths(32) == [1, 2, 4, 8, 16, 32]
@@ -80,7 +80,7 @@ def test_spectral_lengths_halve_from_the_band_count():
 @pytest.mark.parametrize("bands, window", [(1, 1), (7, 1), (20, 1), (32, 1), (205, 1),
                                            (20, 3), (13, 5), (32, 5)])
 def test_network_shapes(torch, bands, window):
-    from hsanomaly.train.networks import Critic, Generator
+    from hsanomaly.training.networks import Critic, Generator
 
     generator, critic = Generator(bands, window), Critic(bands, window)
     x = generator(torch.randn(5, 4))
@@ -94,7 +94,7 @@ def test_window_one_layers_are_spectral_convolutions(torch):
     """The channels-last matrix products equal kernel-2/3 Conv1d layers with the same weights."""
     from torch import nn
 
-    from hsanomaly.train.networks import _PixelDown, _PixelSameConv, _PixelUp
+    from hsanomaly.training.networks import _PixelDown, _PixelSameConv, _PixelUp
 
     cin, cout, n = 3, 4, 2
     for length, odd in ((4, False), (5, True)):
@@ -125,8 +125,8 @@ def test_window_one_layers_are_spectral_convolutions(torch):
 
 
 def test_gradient_penalty_is_per_sample(torch):
-    from hsanomaly.train.networks import Critic
-    from hsanomaly.train.wgan import gradient_penalty
+    from hsanomaly.training.networks import Critic
+    from hsanomaly.training.wgan import gradient_penalty
 
     torch.manual_seed(0)
     critic = Critic(9, 1)
@@ -141,9 +141,9 @@ def test_gradient_penalty_is_per_sample(torch):
 
 
 def _trainer(torch, bands=8, seed=0, **settings):
-    from hsanomaly.train.networks import Critic, Generator
-    from hsanomaly.train.settings import Settings
-    from hsanomaly.train.wgan import WGANGP
+    from hsanomaly.training.networks import Critic, Generator
+    from hsanomaly.training.settings import Settings
+    from hsanomaly.training.wgan import WGANGP
 
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -177,8 +177,8 @@ def test_training_steps_repeat_exactly_with_a_seed(torch):
 @pytest.mark.parametrize("bands, window", [(20, 1), (7, 3)])
 def test_onnx_export_matches_torch(torch, tmp_path, bands, window):
     ort = pytest.importorskip("onnxruntime")
-    from hsanomaly.train.export import export_networks
-    from hsanomaly.train.networks import Critic, Generator
+    from hsanomaly.training.export import export_networks
+    from hsanomaly.training.networks import Critic, Generator
 
     torch.manual_seed(0)
     generator, critic = Generator(bands, window), Critic(bands, window)
@@ -204,7 +204,7 @@ def _files(out):
 
 
 def test_train_writes_a_loadable_bundle_repeatably(torch, synthetic_raster, tmp_path):
-    from hsanomaly.train import checkpoint_dir, train
+    from hsanomaly.training import checkpoint_dir, train
 
     path, _, _ = synthetic_raster
     bundle = train([path], tmp_path / "a", iterations=6, batch=32, critic_steps=2, threads=1,
@@ -224,7 +224,7 @@ def test_train_writes_a_loadable_bundle_repeatably(torch, synthetic_raster, tmp_
 
 
 def test_train_with_a_window_mask_and_rare_spectra_boost(torch, synthetic_raster, tmp_path):
-    from hsanomaly.train import train
+    from hsanomaly.training import train
 
     path, truth, _ = synthetic_raster
     mask = write_raster(tmp_path / "mask.tif", truth[None].astype(np.float32))
@@ -237,7 +237,7 @@ def test_train_with_a_window_mask_and_rare_spectra_boost(torch, synthetic_raster
 
 def test_cancel_leaves_no_bundle_and_resume_finishes_the_same_run(torch, synthetic_raster,
                                                                   tmp_path):
-    from hsanomaly.train import checkpoint_dir, train
+    from hsanomaly.training import checkpoint_dir, train
 
     path, _, _ = synthetic_raster
     settings = dict(iterations=8, batch=32, critic_steps=2, threads=1, progress=False)
@@ -272,7 +272,7 @@ def test_generated_spectra_match_a_real_scene(torch, example_scene, tmp_path):
     onto a few spectra or drops a band's variation.
     """
     from hsanomaly.io import read_scene
-    from hsanomaly.train import train
+    from hsanomaly.training import train
 
     ort = pytest.importorskip("onnxruntime")
     scene, _ = example_scene

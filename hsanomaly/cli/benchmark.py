@@ -39,7 +39,7 @@ def _list(text, cast=str):
 def benchmark(data_dir, scores, seeds, scenes, iterations, models_dir, jobs, out, markdown,
               reference, quick, quiet):
     """Run every score on every scene with ground truth under DATA_DIR and tabulate the results."""
-    from ..benchmark import format_markdown, format_table, run_benchmark, write_results
+    from ..experiments.benchmark import format_markdown, format_table, run_benchmark, write_results
     from ..io import atomic_path
 
     log = None if quiet else (lambda message: click.echo(message, err=True))

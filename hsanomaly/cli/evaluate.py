@@ -15,8 +15,8 @@ def evaluate(heatmap, truth, outer, plots_dir, json_path):
     AUC, logAUC, lgFAR overall and per target (connected components T1..Tn)."""
     from pathlib import Path
 
-    from ..evaluate.plots import write_plots
-    from ..evaluate.report import evaluate_files, format_summary, write_json
+    from ..evaluation.plots import write_plots
+    from ..evaluation.report import evaluate_files, format_summary, write_json
     from ..io.atomic import check_writable
 
     if json_path:

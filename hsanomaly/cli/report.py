@@ -28,7 +28,7 @@ import click
 def report(data_dir, out, scenes, iterations, seed, solver_pixels, codebook, window,
            window_iterations, models_dir, jobs, quiet):
     """Run the thesis's experiments on scenes under DATA_DIR; write OUT/report.md and figures."""
-    from ..report import ReportConfig, generate_report
+    from ..experiments.thesis import ReportConfig, generate_report
 
     chosen = tuple(s.strip() for s in scenes.split(",") if s.strip())
     config = ReportConfig(iterations=iterations, seed=seed, solver_pixels=solver_pixels,

@@ -1,9 +1,9 @@
-"""``hsanomaly train``: a thin shell over hsanomaly.train.train (torch is imported only when run)."""
+"""``hsanomaly train``: a thin shell over hsanomaly.training.train (torch is imported only when run)."""
 
 import click
 
 from ..errors import HsanomalyError
-from ..train.settings import Settings
+from ..training.settings import Settings
 
 
 @click.command()
@@ -31,7 +31,7 @@ def train(inputs, out, mask, background_only, window, bands, sqrt, iterations, s
           boost_rare, threads, resume, quiet):
     """Train a WGAN-GP on INPUTS (rasters or .mat scenes) and write an ONNX model bundle."""
     try:
-        from ..train import train as train_model
+        from ..training import train as train_model
 
         bundle = train_model(list(inputs), out, mask=mask, window=window, bands=bands, sqrt=sqrt,
                              iterations=iterations, seed=seed, device=device,

@@ -59,8 +59,8 @@ class Evaluate(HsanomalyAlgorithm):
         plots = None if is_empty(parameters, self.PLOTS) else \
             self.parameterAsFileOutput(parameters, self.PLOTS, context)
         with library_errors():
-            from hsanomaly.evaluate.plots import write_plots
-            from hsanomaly.evaluate.report import evaluate_files, format_summary
+            from hsanomaly.evaluation.plots import write_plots
+            from hsanomaly.evaluation.report import evaluate_files, format_summary
 
             report, scores, truth_mask, outer_mask = evaluate_files(heatmap, truth, outer)
             feedback.pushInfo(format_summary(report))

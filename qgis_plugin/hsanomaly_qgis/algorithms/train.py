@@ -55,7 +55,7 @@ class TrainModel(HsanomalyAlgorithm):
             self.parameterAsInt(parameters, self.BANDS, context)
         out = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
         with library_errors():
-            from hsanomaly.train import train
+            from hsanomaly.training import train
 
             bundle = train(inputs, out, mask=mask, bands=bands,
                            window=self.parameterAsInt(parameters, self.WINDOW, context),

@@ -1,12 +1,12 @@
 """Benchmark: every score on every scene with ground truth under a folder, through the same
 path as ``detect`` (the tiled engine writing a heatmap GeoTIFF), evaluated with
-``hsanomaly.evaluate``.
+``hsanomaly.evaluation``.
 
 Scenes are .mat files with a cube and a truth variable, and rasters (.tif/.tiff) with a truth
 raster beside them named ``<stem>-truth.tif`` or ``<stem>_truth.tif``. Seeds multiply only
 the seeded scores (gmm and the model scores); deterministic scores run once. The model scores
 (critic, recon, anogan, and resrx, context from hsanomaly.scorers.context) score with one GAN
-trained per scene and seed (fully unsupervised, ``hsanomaly.train.train`` defaults), which
+trained per scene and seed (fully unsupervised, ``hsanomaly.training.train`` defaults), which
 they share through a ``ModelCache``.
 
 Per run it records AUC, logAUC, lgFAR, wall and CPU seconds of fit + score (``detect``), wall
@@ -30,12 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from .engine import detect
-from .errors import HsanomalyError
-from .evaluate import evaluate, read_heatmap
-from .io import ArraySource, atomic_path, read_scene
-from .io.atomic import check_writable
-from .scorers import BASELINES, GAN_SCORES, MODEL_SCORES, SCORES, make_scorer
+from ..engine import detect
+from ..errors import HsanomalyError
+from ..evaluation import evaluate, read_heatmap
+from ..io import ArraySource, atomic_path, read_scene
+from ..io.atomic import check_writable
+from ..scorers import BASELINES, GAN_SCORES, MODEL_SCORES, SCORES, make_scorer
 
 SEEDED = frozenset({"gmm", *MODEL_SCORES})
 TRUTH_SUFFIXES = ("-truth", "_truth")
@@ -128,11 +128,11 @@ class ModelCache:
     one scene and seed share a model, and a later benchmark or report with the same
     ``root`` trains nothing again. Concurrent runs may share ``root``: a ``.lock`` file
     beside a bundle in training makes the others wait for it instead of training it twice.
-    Training options are ``hsanomaly.train.train`` keywords.
+    Training options are ``hsanomaly.training.train`` keywords.
     """
 
     def __init__(self, root, iterations=None, log=None):
-        from .train.settings import Settings
+        from ..training.settings import Settings
 
         self.root = Path(root)
         self.iterations = Settings.iterations if iterations is None else int(iterations)
@@ -152,7 +152,7 @@ class ModelCache:
             cached = self._cached(out)
             if cached is not None:
                 return cached
-            from .train import train
+            from ..training import train
 
             self.log(f"  training {out.relative_to(self.root)}")
             wall, cpu = time.perf_counter(), time.process_time()
@@ -299,7 +299,7 @@ def run_benchmark(data_dir, methods, seeds=(0, 1, 2), *, scenes=None, iterations
                   models_dir=None, jobs=1, quick=False, reference=None, log=None):
     """Run ``methods`` on the scenes under ``data_dir`` (``scenes``: names or stems, default all).
 
-    iterations: generator iterations per GAN model (default hsanomaly.train's).
+    iterations: generator iterations per GAN model (default hsanomaly.training's).
     models_dir: keep (and reuse) the trained GAN models there; default a temporary folder.
     jobs: benchmark this many scenes at a time in worker processes (one torch thread each).
     quick: the first seed only, the first QUICK_SCENES scenes unless ``scenes`` is given,

@@ -27,12 +27,12 @@ from pathlib import Path
 import numpy as np
 
 from .benchmark import ModelCache, find_scenes, map_scenes, select_scenes
-from .errors import HsanomalyError
-from .evaluate import evaluate, roc_curve, score_targets
-from .evaluate.plots import plot_heatmap, plot_log_roc, plot_roc
-from .io import ArraySource, atomic_path
-from .io.atomic import check_writable
-from .scorers import make_scorer
+from ..errors import HsanomalyError
+from ..evaluation import evaluate, roc_curve, score_targets
+from ..evaluation.plots import plot_heatmap, plot_log_roc, plot_roc
+from ..io import ArraySource, atomic_path
+from ..io.atomic import check_writable
+from ..scorers import make_scorer
 
 DEFAULT_SCENES = ("abu-airport-1", "abu-airport-2", "sandiego", "HYDICE")
 FALSE_COLOUR = (0.8, 0.5, 0.2)    # preprocessed bands (fractions of the band count) shown as RGB

@@ -1,6 +1,6 @@
 """Training a WGAN-GP on hyperspectral windows and exporting it as an ONNX model bundle.
 
-Needs the ``[train]`` extra (torch, onnx); ``hsanomaly.train.data`` and ``.settings`` need
+Needs the ``[train]`` extra (torch, onnx); ``hsanomaly.training.data`` and ``.settings`` need
 neither, and detection never imports this package: it reads bundles with hsanomaly.model.
 Default hyperparameters and how they compare with the seed's are in ``settings``.
 """

@@ -1,0 +1,39 @@
+"""Every default the user meets, in one place: the library, the CLI, QGIS and Dask read them here.
+
+Changing a value here changes it everywhere, help texts included; ``tests/test_defaults.py``
+checks that no shell restates one by hand. Nothing here imports beyond the standard library.
+"""
+
+# The score ``hsanomaly detect`` and ``Detector`` use when none is named (docs/benchmark.md).
+SCORE = "context"
+
+# Tiles: the engine's unit of reading, scoring, storing and resuming.
+TILE = 256
+
+# Training (hsanomaly.training.settings.Settings reads these).
+ITERATIONS = 800
+TRAIN_WINDOW = 1           # spatial window of the training patches (odd; 1 = spectra only)
+TRAIN_SEED = 0
+
+# Latent search for the reconstruction cost (hsanomaly.latent).
+SOLVER = "fast"            # "fast" (codebook + Gauss-Newton) or "thesis" (restarts x steps)
+CODEBOOK = 65536           # fast solver: codebook entries
+RESTARTS = 16              # thesis solver: random restarts
+STEPS = 100                # thesis solver: gradient steps per restart
+C1 = 1.0                   # weight of the reconstruction error
+C2 = 0.0                   # weight of the latent prior ||z||
+LAM = 0.1                  # anogan: weight of the critic-feature distance
+
+# Local RX rings (outer / guard window, odd pixel sizes).
+LRX_OUTER, LRX_GUARD = 15, 5              # the lrx baseline
+CONTEXT_OUTER, CONTEXT_GUARD = 21, 7      # the local term of the context score
+LRX_COMPONENTS = 10                       # principal components local RX works in
+
+# Residual scores: pixels drawn to fit the residual statistics.
+RESIDUAL_SAMPLE = 20000
+
+# Gaussian mixture baseline.
+GMM_COMPONENTS, GMM_PCA, GMM_SAMPLE = 5, 25, 50_000
+
+# Scoring runtime.
+DEVICE = "cpu"
