@@ -62,7 +62,7 @@ def main():
 
     from distributed import Client, LocalCluster
 
-    from hsanomaly.distributed import DistributedSource, detect_distributed
+    from hsanomaly.distributed import DaskExecutor, DistributedSource
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -88,9 +88,9 @@ def main():
                 client.run(__import__, "hsanomaly.distributed")  # workers' imports are start-up
                 cluster_source = DistributedSource(source, client)
                 run = {"statistics pass": timed(lambda: cluster_source.reduce(moments, tile=args.tile)),
-                       "detect (rx)": timed(lambda: detect_distributed(
+                       "detect (rx)": timed(lambda: detect(
                            src, tmp / f"dask{workers}.tif", GlobalRX(), tile=args.tile,
-                           scheduler=client, progress=False))}
+                           executor=DaskExecutor(client)))}
                 trivial = timed(lambda: client.gather(client.map(_noop, range(args.trivial_tasks))))
                 seconds[workers] = run
                 print(f"{workers} worker(s): " + ", ".join(

@@ -21,8 +21,8 @@ from rasterio.windows import Window
 
 CHILD = """
 import resource, sys
-from hsanomaly.api import detect_anomalies
-detect_anomalies(sys.argv[1], sys.argv[2], score=sys.argv[3], progress=False)
+import hsanomaly
+hsanomaly.detect(sys.argv[1], sys.argv[2], score=sys.argv[3], progress=False)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 

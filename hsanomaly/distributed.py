@@ -16,15 +16,11 @@ computed in parallel and folded in tile order, and samples draw the same pixels.
 
 import contextlib
 import socket
-import time
-from dataclasses import dataclass
-from pathlib import Path
 
-from .api import DEFAULT_SCORE
-from .engine import TileStore, finish, plan, score_tile, store_path
-from .engine.detect import manifest
+from .defaults import TILE
+from .engine import score_tile
 from .errors import HsanomalyError
-from .io.source import DEFAULT_TILE, add, open_source
+from .io.source import add
 
 # Per-tile parts folded by one task; the fold itself is sequential, in tile order.
 FOLD_CHUNK = 32
@@ -100,7 +96,7 @@ class DistributedSource:
     def __getattr__(self, name):
         return getattr(self.source, name)
 
-    def reduce(self, fn, tile=DEFAULT_TILE, combine=None):
+    def reduce(self, fn, tile=TILE, combine=None):
         """``combine`` of ``fn(valid pixels (n, bands))`` over all tiles, computed on the workers.
 
         Tiles are mapped in parallel and their parts folded in tile order, so the result is
@@ -116,7 +112,7 @@ class DistributedSource:
                                        pure=False)
         return None if total is None else total.result()
 
-    def sample(self, n, seed=0, tile=DEFAULT_TILE):
+    def sample(self, n, seed=0, tile=TILE):
         """The pixels ``source.sample(n, seed, tile)`` draws: same per-tile keys, same order."""
         jobs = self.source.sample_plan(n, seed, tile)
         parts = self.client.map(_sample_tile, [self.shared] * len(jobs), *zip(*jobs), pure=False)
@@ -137,103 +133,34 @@ def _score_into_store(source, job, index, window):
     return index
 
 
-def detect_distributed(src, dst, scorer, *, extras=None, tile=DEFAULT_TILE, resume=False, fit=True,
-                       workers=None, scheduler=None, progress=True):
-    """``engine.detect`` with fitting and tiles run on a Dask cluster; same outputs, same result.
+class DaskExecutor:
+    """The engine's tiles as Dask tasks on ``client``: ``engine.detect(..., executor=DaskExecutor(c))``.
 
-    scheduler: a scheduler address or a connected ``distributed.Client``; otherwise a local
-    cluster of ``workers`` processes is started for this run.
+    Fitting statistics run on the workers through ``DistributedSource``; workers write their
+    tiles into the run's store, which must be on storage they share with the driver.
     """
-    from tqdm.auto import tqdm
 
-    distributed = _distributed()
-    start = time.perf_counter()
-    with dask_client(workers, scheduler) as client:
-        source = src if hasattr(src, "read") else open_source(src)
+    def __init__(self, client):
+        self.client = client
+        self._shared = None
+
+    def fit_source(self, source):
+        cluster_source = DistributedSource(source, self.client)
+        self._shared = cluster_source.shared
+        return cluster_source
+
+    def run(self, source, scorer, store, windows, todo):
+        distributed = _distributed()
+        shared = self._shared if self._shared is not None else _share(self.client, source)
+        job = _share(self.client, (scorer, store))
+        futures = self.client.map(_score_into_store, [shared] * len(todo), [job] * len(todo), todo,
+                                  [windows[i] for i in todo], pure=False)
         try:
-            windows, outputs = plan(source, scorer, dst, extras, tile)
-            cluster_source = DistributedSource(source, client)
-            if fit:
-                scorer.fit(cluster_source)
-            store = TileStore(store_path(dst),
-                              manifest(source, scorer, outputs, tile), resume)
-            done = store.done()
-            todo = [i for i in range(len(windows)) if i not in done]
-            job = _share(client, (scorer, store))
-            futures = client.map(_score_into_store, [cluster_source.shared] * len(todo),
-                                 [job] * len(todo), todo, [windows[i] for i in todo], pure=False)
-            try:
-                with tqdm(total=len(windows), initial=len(done), unit="tile", disable=not progress,
-                          desc=f"{scorer.name} {Path(str(dst)).name}") as bar:
-                    for future in distributed.as_completed(futures, loop=client.loop):
-                        future.result()
-                        bar.update()
-            except distributed.KilledWorker as err:
-                raise HsanomalyError(f"{dst}: the workers scoring one tile died {err.allowed_failures + 1} "
-                                     "times (out of memory? try a smaller --tile); rerun with --resume "
-                                     "to keep the finished tiles") from None
-            finally:
-                client.cancel(futures)
-            missing = set(range(len(windows))) - store.done()
-            if missing:
-                raise HsanomalyError(f"{store.path}: {len(missing)} tiles written by workers are not "
-                                     "visible here; the output must be on storage the workers share")
-            return finish(store, source, scorer, windows, outputs, len(done), start)
+            for future in distributed.as_completed(futures, loop=self.client.loop):
+                yield future.result()
+        except distributed.KilledWorker as err:
+            raise HsanomalyError(f"{store.path}: the workers scoring one tile died "
+                                 f"{err.allowed_failures + 1} times (out of memory? try a smaller "
+                                 "--tile); rerun with --resume to keep the finished tiles") from None
         finally:
-            source.close()
-
-
-@dataclass
-class BatchItem:
-    src: str
-    dst: str
-    status: str                   # "scored", "skipped" (finished before) or "failed"
-    result: object = None         # DetectResult when scored
-    error: str = None             # one-line message when failed
-
-
-def output_path(src, out_dir, score):
-    return Path(out_dir) / f"{Path(str(src)).stem}_{score}.tif"
-
-
-def detect_many(inputs, out_dir, *, score=None, model=None, options=None, tile=DEFAULT_TILE,
-                overwrite=False, workers=None, scheduler=None, progress=True):
-    """Score every raster of ``inputs`` into ``out_dir/<stem>_<score>.tif`` on one cluster.
-
-    Rasters whose output is finished are skipped and interrupted ones resumed, so a batch
-    can simply be rerun; ``overwrite`` scores everything from scratch. A raster that fails
-    is reported and the batch goes on. Without ``workers`` or ``scheduler`` the rasters are
-    scored in this process.
-    """
-    from tqdm.auto import tqdm
-
-    from .api import detect_anomalies
-
-    score = score or DEFAULT_SCORE
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    targets = [(str(src), output_path(src, out_dir, score)) for src in inputs]
-    seen = {}
-    for src, dst in targets:
-        if dst in seen:
-            raise HsanomalyError(f"{src}: its output {dst} would overwrite that of {seen[dst]}")
-        seen[dst] = src
-
-    def finished(dst):
-        return not overwrite and dst.exists() and not Path(str(dst) + ".partial").exists()
-
-    items = [BatchItem(src, str(dst), "skipped") if finished(dst) else None for src, dst in targets]
-    pending = [i for i, item in enumerate(items) if item is None]
-    use_cluster = (workers or scheduler) and pending
-    with dask_client(workers, scheduler) if use_cluster else contextlib.nullcontext() as client, \
-            tqdm(pending, unit="raster", disable=not progress) as bar:
-        for i in bar:
-            src, dst = targets[i]
-            try:
-                result = detect_anomalies(src, dst, score=score, model=model, options=options,
-                                          tile=tile, resume=not overwrite, scheduler=client,
-                                          progress=False)
-                items[i] = BatchItem(src, str(dst), "scored", result=result)
-            except HsanomalyError as err:
-                items[i] = BatchItem(src, str(dst), "failed", error=str(err))
-    return items
+            self.client.cancel(futures)

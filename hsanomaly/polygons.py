@@ -151,6 +151,25 @@ class _Regions:
         return records
 
 
+def check_threshold(gpkg_path, threshold, far):
+    """Refuse, before any scoring, a polygon request that cannot work."""
+    if threshold is None and far is None:
+        raise HsanomalyError(f"{gpkg_path}: polygons need --threshold or --far")
+    if threshold is not None and far is not None:
+        raise HsanomalyError(f"{gpkg_path}: give --threshold or --far, not both")
+    if threshold is not None and not math.isfinite(threshold):
+        raise HsanomalyError(f"{gpkg_path}: --threshold must be a finite number, got {threshold}")
+    if far is not None and far != "auto":
+        try:
+            rate = float(far)
+        except (TypeError, ValueError):
+            raise HsanomalyError(f"{gpkg_path}: --far must be a rate in (0, 1) or 'auto', "
+                                 f"got {far!r}") from None
+        if not 0 < rate < 1:
+            raise HsanomalyError(f"{gpkg_path}: --far must be a rate in (0, 1) or 'auto', got {far}")
+    check_writable(gpkg_path)
+
+
 def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, window=DEFAULT_WINDOW):
     """Vectorise the targets of a heatmap GeoTIFF into a GeoPackage; returns their number.
 
@@ -165,13 +184,7 @@ def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, window=
     """
     import geopandas as gpd
 
-    if threshold is None and far is None:
-        raise HsanomalyError(f"{gpkg_path}: polygons need a threshold or a false-alarm rate (far)")
-    if threshold is not None and far is not None:
-        raise HsanomalyError(f"{gpkg_path}: give a threshold or a false-alarm rate (far), not both")
-    if threshold is not None and not math.isfinite(threshold):
-        raise HsanomalyError(f"{gpkg_path}: the threshold must be a finite number, got {threshold}")
-    check_writable(gpkg_path)
+    check_threshold(gpkg_path, threshold, far)
     with open_heatmap(heatmap_path) as ds:
         crs, transform, width = ds.crs, ds.transform, ds.width
     if threshold is None:

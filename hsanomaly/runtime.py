@@ -25,6 +25,12 @@ def providers(device="cpu"):
     raise HsanomalyError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
 
 
+def check_threads(threads):
+    """Refuse a thread count onnxruntime cannot use, before any work starts."""
+    if threads is not None and (isinstance(threads, bool) or int(threads) != threads or threads < 1):
+        raise HsanomalyError(f"--threads must be a whole number of at least 1, got {threads}")
+
+
 def open_session(path, device="cpu", threads=None):
     """An InferenceSession on ``path``; ``threads`` sets intra-op threads (None: onnxruntime's choice)."""
     import onnxruntime as ort
@@ -33,11 +39,14 @@ def open_session(path, device="cpu", threads=None):
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
+    check_threads(threads)
     if threads is not None:
-        if threads < 1:
-            raise HsanomalyError(f"--threads must be at least 1, got {threads}")
         options.intra_op_num_threads = int(threads)
         options.inter_op_num_threads = 1
+    if device == "cpu":
+        # Idle pool threads sleep instead of spinning: on a shared or busy machine spinning
+        # threads burn the cores the other threads (and processes) need; docs/training/graphs.md
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         session = ort.InferenceSession(str(path), sess_options=options, providers=chosen)
     except Exception as err:  # onnxruntime raises its own exception types for unreadable graphs

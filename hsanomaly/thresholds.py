@@ -12,14 +12,12 @@ pass its own ``reduce``. Memory is bounded by the window size, not the raster si
 
 
 import math
-import warnings
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 
 from .errors import HsanomalyError
-from .io.source import iter_windows
+from .io.source import iter_windows, open_raster as open_heatmap
 
 DEFAULT_WINDOW = 1024         # pixels a side; a multiple of the engine's 256-pixel output blocks
 HALF_BITS = 16
@@ -56,20 +54,6 @@ def score_histogram(scores, prefixes=None):
 
 
 # --- reading heatmaps by window ---------------------------------------------------------------
-
-def open_heatmap(path):
-    import rasterio
-    from rasterio.errors import NotGeoreferencedWarning
-
-    if not Path(path).exists():
-        raise HsanomalyError(f"{path}: file not found")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            return rasterio.open(path)
-    except rasterio.errors.RasterioIOError:
-        raise HsanomalyError(f"{path}: not a raster GDAL can read") from None
-
 
 def read_scores(dataset, window):
     """Band 1 of an open heatmap in ``window`` as float32, NaN where masked (nodata)."""

@@ -29,10 +29,10 @@ def scene_and_model(tmp_path_factory):
 
 
 def test_resrx_scores_pixels_alike_alone_and_in_blocks(scene_and_model):
-    from hsanomaly.scorers.context import make_residual_scorer
+    from hsanomaly.scorers import make_scorer
 
     cube, _, model = scene_and_model
-    scorer = make_residual_scorer("resrx", model=model, sample=500).fit(ArraySource(cube))
+    scorer = make_scorer("resrx", model=model, sample=500).fit(ArraySource(cube))
     assert scorer.halo == 0 and scorer.params()["name"] == "resrx"
     valid = np.ones(cube.shape[1:], bool)
     valid[0, :3] = False
@@ -44,13 +44,13 @@ def test_resrx_scores_pixels_alike_alone_and_in_blocks(scene_and_model):
 
 
 def test_context_adds_local_rx_and_needs_spatial_blocks(scene_and_model):
-    from hsanomaly.scorers.context import make_residual_scorer
+    from hsanomaly.scorers import make_scorer
     from hsanomaly.scorers.rx import LocalRX
 
     cube, _, model = scene_and_model
     source = ArraySource(cube)
-    resrx = make_residual_scorer("resrx", model=model, sample=500).fit(source)
-    context = make_residual_scorer("context", model=model, sample=500, outer=9, guard=3).fit(source)
+    resrx = make_scorer("resrx", model=model, sample=500).fit(source)
+    context = make_scorer("context", model=model, sample=500, outer=9, guard=3).fit(source)
     h = context.halo
     assert h == 4
     block = np.pad(cube, ((0, 0), (h, h), (h, h)), constant_values=np.nan)
@@ -61,5 +61,7 @@ def test_context_adds_local_rx_and_needs_spatial_blocks(scene_and_model):
                                rtol=1e-4, atol=1e-4)
     with pytest.raises(HsanomalyError, match="use score_block"):
         context.score_samples(cube[:, 0, :].T)
-    with pytest.raises(HsanomalyError, match="unknown residual score"):
-        make_residual_scorer("bogus", model=model)
+    with pytest.raises(HsanomalyError, match="unknown score"):
+        make_scorer("bogus", model=model)
+    with pytest.raises(HsanomalyError, match="--outer: score 'resrx' does not take"):
+        make_scorer("resrx", model=model, outer=9)

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from synthetic import synthetic_cube, write_raster
-from hsanomaly.api import detect_anomalies
+import hsanomaly
 from hsanomaly.errors import HsanomalyError
 from hsanomaly.io.source import RasterSource
 from hsanomaly.scorers import GlobalRX
@@ -21,7 +21,8 @@ from hsanomaly.scorers.base import moments
 distributed = pytest.importorskip("distributed", reason="needs dask[distributed] (the [dask] extra)")
 
 from hsanomaly.cli.detect_many import detect_many as detect_many_command  # noqa: E402
-from hsanomaly.distributed import DistributedSource, detect_distributed, detect_many  # noqa: E402
+from hsanomaly.distributed import DaskExecutor, DistributedSource, dask_client  # noqa: E402
+from hsanomaly.engine import detect as run_engine  # noqa: E402
 
 TILE = 16
 
@@ -34,11 +35,17 @@ def client():
         yield client
 
 
+def detect_on_cluster(src, dst, scorer, cluster, **kwargs):
+    """The engine with its Dask executor on ``cluster`` (a Client or a scheduler address)."""
+    with dask_client(scheduler=cluster) as client:
+        return run_engine(src, dst, scorer, executor=DaskExecutor(client), **kwargs)
+
+
 def local_and_distributed(src, tmp_path, client, score, **kwargs):
     """Bytes of the single-process and the distributed heatmap of ``src``."""
     local, remote = tmp_path / f"{score}-local.tif", tmp_path / f"{score}-dask.tif"
-    detect_anomalies(src, local, score=score, tile=TILE, progress=False)
-    result = detect_anomalies(src, remote, score=score, tile=TILE, scheduler=client, progress=False,
+    hsanomaly.detect(src, local, score=score, tile=TILE, progress=False)
+    result = hsanomaly.detect(src, remote, score=score, tile=TILE, scheduler=client, progress=False,
                               **kwargs)
     return local.read_bytes(), remote.read_bytes(), result
 
@@ -78,11 +85,11 @@ class KillsItsWorker(GlobalRX):
 
 def test_killed_worker_loses_no_tile(synthetic_raster, tmp_path, client):
     path, _, _ = synthetic_raster
-    detect_anomalies(path, tmp_path / "local.tif", score="rx", tile=TILE, progress=False)
+    hsanomaly.detect(path, tmp_path / "local.tif", score="rx", tile=TILE, progress=False)
     pids = set(client.run(os.getpid).values())
     marker = tmp_path / "killed"
-    result = detect_distributed(path, tmp_path / "dask.tif", KillsItsWorker(marker), tile=TILE,
-                                scheduler=client, progress=False)
+    result = detect_on_cluster(path, tmp_path / "dask.tif", KillsItsWorker(marker), tile=TILE,
+                                cluster=client)
     assert marker.exists() and pids - set(client.run(os.getpid).values())
     assert result.tiles == 12
     assert (tmp_path / "dask.tif").read_bytes() == (tmp_path / "local.tif").read_bytes()
@@ -100,8 +107,8 @@ def test_a_tile_that_keeps_killing_workers_stops_the_run(synthetic_raster, tmp_p
             distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
                                      dashboard_address=":0") as cluster:
         with pytest.raises(HsanomalyError, match="died 1 times .* --resume"):
-            detect_distributed(synthetic_raster[0], tmp_path / "x.tif", AlwaysKillsItsWorker(),
-                               scheduler=cluster.scheduler_address, progress=False)
+            detect_on_cluster(synthetic_raster[0], tmp_path / "x.tif", AlwaysKillsItsWorker(),
+                               cluster=cluster.scheduler_address)
     assert not (tmp_path / "x.tif").exists()
 
 
@@ -121,8 +128,8 @@ def test_interrupted_run_resumes_to_the_same_bytes(tmp_path, client):
     cube, _ = synthetic_cube(rows=48, cols=64)
     path = write_raster(tmp_path / "scene.tif", cube)
     with pytest.raises(RuntimeError, match="interrupted"):
-        detect_distributed(path, tmp_path / "rx-dask.tif", FailsOnFourthTile(), tile=TILE,
-                           scheduler=client, progress=False)
+        detect_on_cluster(path, tmp_path / "rx-dask.tif", FailsOnFourthTile(), tile=TILE,
+                           cluster=client)
     assert not (tmp_path / "rx-dask.tif").exists()
     local, remote, result = local_and_distributed(path, tmp_path, client, "rx", resume=True)
     assert 0 < result.tiles_resumed < result.tiles == 12
@@ -143,10 +150,10 @@ def test_detect_many_skips_finished_rasters(tmp_path, client):
     assert "2 scored, 0 skipped, 0 failed" in first.output
     written = out_dir / "scene1_lrx.tif"
     single = tmp_path / "single.tif"
-    detect_anomalies(inputs[1], single, score="lrx", options={"outer": 7, "guard": 3}, progress=False)
+    hsanomaly.detect(inputs[1], single, score="lrx", outer=7, guard=3, progress=False)
     assert written.read_bytes() == single.read_bytes()
     mtime = written.stat().st_mtime_ns
-    again = detect_many(inputs, out_dir, score="lrx", options={"outer": 7, "guard": 3},
+    again = hsanomaly.detect_many(inputs, out_dir, score="lrx", outer=7, guard=3,
                         scheduler=address, progress=False)
     assert [item.status for item in again] == ["skipped", "skipped"]
     assert written.stat().st_mtime_ns == mtime
@@ -157,17 +164,17 @@ def test_detect_many_reports_a_failed_raster_and_goes_on(tmp_path):
     good = write_raster(tmp_path / "good.tif", cube)
     bad = tmp_path / "bad.tif"
     bad.write_text("not a raster")
-    items = detect_many([bad, good], tmp_path / "out", score="rx", progress=False)
+    items = hsanomaly.detect_many([bad, good], tmp_path / "out", score="rx", progress=False)
     assert [item.status for item in items] == ["failed", "scored"]
     assert "not a raster GDAL can read" in items[0].error
 
 
 def test_outputs_that_would_collide_are_refused(tmp_path):
     with pytest.raises(HsanomalyError, match="would overwrite"):
-        detect_many([tmp_path / "a" / "x.tif", tmp_path / "b" / "x.tif"], tmp_path, progress=False)
+        hsanomaly.detect_many([tmp_path / "a" / "x.tif", tmp_path / "b" / "x.tif"], tmp_path, progress=False)
 
 
 def test_workers_and_scheduler_exclude_each_other(synthetic_raster, tmp_path):
     with pytest.raises(HsanomalyError, match="either"):
-        detect_anomalies(synthetic_raster[0], tmp_path / "x.tif", score="rx", workers=2,
+        hsanomaly.detect(synthetic_raster[0], tmp_path / "x.tif", score="rx", workers=2,
                          scheduler="tcp://127.0.0.1:1", progress=False)

@@ -10,7 +10,7 @@ import pytest
 import rasterio
 from click.testing import CliRunner
 
-from hsanomaly.api import detect_anomalies
+import hsanomaly
 from hsanomaly.errors import HsanomalyError
 from hsanomaly.latent import reconstruction_cost
 from hsanomaly.scorers import make_scorer
@@ -112,8 +112,8 @@ def test_windows_are_cut_around_each_pixel_and_holes_take_the_centre():
 def test_detect_writes_the_extra_rasters(bundle, raster, tmp_path):
     path, _, _ = raster
     extras = {name: tmp_path / f"{name}.tif" for name in ("recon", "latent", "convergence")}
-    result = detect_anomalies(path, tmp_path / "score.tif", score="recon", model=bundle.path,
-                              options={"threads": 1}, extras=extras, progress=False)
+    result = hsanomaly.detect(path, tmp_path / "score.tif", score="recon", model=bundle.path,
+                              threads=1, extras=extras, progress=False)
     assert result.scorer.name == "recon"
     for name, bands in (("recon", bundle.bands), ("latent", bundle.latent_dim), ("convergence", 1)):
         with rasterio.open(extras[name]) as ds:
@@ -127,7 +127,7 @@ def test_band_mismatch_is_refused_in_one_line(bundle, tmp_path):
     cube, _ = synthetic_cube(bands=7, rows=10, cols=10)
     path = write_raster(tmp_path / "seven.tif", cube)
     with pytest.raises(HsanomalyError) as err:
-        detect_anomalies(path, tmp_path / "out.tif", score="critic", model=bundle.path, progress=False)
+        hsanomaly.detect(path, tmp_path / "out.tif", score="critic", model=bundle.path, progress=False)
     message = str(err.value)
     assert "\n" not in message and "7 bands" in message and f"trained on {bundle.bands_in}" in message
 
@@ -172,13 +172,19 @@ def test_bad_options_are_refused(bundle):
     with pytest.raises(HsanomalyError, match="--c1 and --c2"):
         make_scorer("recon", model=bundle.path, c1=0.0, c2=0.0)
     with pytest.raises(HsanomalyError, match="model bundle"):
-        make_scorer("recon", model=bundle.path / "missing")
+        make_scorer("recon", model=bundle.path / "missing").bundle   # loaded on first use
+    with pytest.raises(HsanomalyError, match="--lam: score 'recon' does not take"):
+        make_scorer("recon", model=bundle.path, lam=0.5)
+    with pytest.raises(HsanomalyError, match="--codebook: score 'critic' does not take"):
+        make_scorer("critic", model=bundle.path, codebook=64)
+    with pytest.raises(HsanomalyError, match="--threads must be a whole number"):
+        make_scorer("recon", model=bundle.path, threads=0)
     with pytest.raises(HsanomalyError, match="--codebook must be at least 16"):
         make_scorer("recon", model=bundle.path, codebook=4)
 
 
 def test_params_tell_configurations_apart(bundle, recon):
-    seed = make_scorer("recon", model=bundle.path, solver="seed", restarts=4, steps=50)
+    seed = make_scorer("recon", model=bundle.path, solver="thesis", restarts=4, steps=50)
     assert seed.params() != recon.params()
     assert seed.params()["restarts"] == 4
     assert make_scorer("critic", model=bundle.path).params() == {
@@ -199,10 +205,10 @@ def test_scoring_does_not_import_torch(bundle, raster, tmp_path):
     path, _, _ = raster
     code = (
         "import sys\n"
-        "from hsanomaly.api import detect_anomalies\n"
+        "import hsanomaly\n"
         f"for score in ('critic', 'recon', 'anogan'):\n"
-        f"    detect_anomalies({str(path)!r}, {str(tmp_path)!r} + '/' + score + '.tif', score=score,\n"
-        f"                     model={str(bundle.path)!r}, options={{'threads': 1}}, progress=False)\n"
+        f"    hsanomaly.detect({str(path)!r}, {str(tmp_path)!r} + '/' + score + '.tif', score=score,\n"
+        f"                     model={str(bundle.path)!r}, threads=1, progress=False)\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)

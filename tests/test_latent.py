@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from hsanomaly.errors import HsanomalyError
-from hsanomaly.latent import FastSolver, GeneratorFunction, SeedSolver, make_solver, reconstruction_cost
+from hsanomaly.latent import FastSolver, GeneratorFunction, ThesisSolver, make_solver, reconstruction_cost
 from hsanomaly.runtime import open_session
 
 from synthetic import synthetic_cube, write_raster
@@ -68,7 +68,7 @@ def test_solvers_find_a_known_z(generator):
     x = generator(z_true)
     guesses = np.random.default_rng(5).standard_normal((16 * len(x), generator.latent_dim)).astype(np.float32)
     chance = reconstruction_cost(np.repeat(x, 16, axis=0), generator(guesses), guesses).reshape(-1, 16).mean(1)
-    seed = SeedSolver(restarts=4, steps=100, seed=0).solve(generator, x)
+    seed = ThesisSolver(restarts=4, steps=100, seed=0).solve(generator, x)
     # G(z*) reproduces each sample far better than a random z does: the seed's gradient descent
     # gets within 5 % of chance everywhere and 0.2 % typically; the fast solver lands on it.
     assert np.all(seed.cost < 0.05 * chance) and np.median(seed.cost / chance) < 2e-3
@@ -81,7 +81,7 @@ def test_fast_solver_matches_the_seed_solver(generator, pixels):
     x, target = pixels
     rng = np.random.default_rng(0)
     batch = np.concatenate([x[target][:8], x[rng.choice(np.flatnonzero(~target), 56, replace=False)]])
-    seed = SeedSolver(restarts=16, steps=100, seed=0).solve(generator, batch)
+    seed = ThesisSolver(restarts=16, steps=100, seed=0).solve(generator, batch)
     fast = FastSolver(codebook=16384, seed=0).solve(generator, batch)
     # The benchmark's target on the mean (1 %); per pixel a 10 % margin, since the seed search is
     # itself noisy (a rerun with another seed lands within 1 % on only about 3/4 of pixels).
@@ -153,15 +153,15 @@ def test_codebook_survives_a_saturated_generator():
 
 def test_results_depend_only_on_the_seed(generator, pixels):
     x, _ = pixels
-    a = SeedSolver(restarts=2, steps=5, seed=1).solve(generator, x[:10])
-    b = SeedSolver(restarts=2, steps=5, seed=1).solve(generator, x[:10])
+    a = ThesisSolver(restarts=2, steps=5, seed=1).solve(generator, x[:10])
+    b = ThesisSolver(restarts=2, steps=5, seed=1).solve(generator, x[:10])
     np.testing.assert_array_equal(a.z, b.z)
 
 
 def test_make_solver_options():
-    assert make_solver("seed", restarts=4, steps=50).params()["restarts"] == 4
+    assert make_solver("thesis", restarts=4, steps=50).params()["restarts"] == 4
     assert make_solver("fast").params()["solver"] == "fast"
     with pytest.raises(HsanomalyError, match="--restarts and --steps must be at least 1"):
-        make_solver("seed", restarts=0)
+        make_solver("thesis", restarts=0)
     with pytest.raises(HsanomalyError, match="unknown solver"):
         make_solver("newton")

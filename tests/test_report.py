@@ -28,7 +28,7 @@ def _result(name, **aucs):
         "c2": variants(["C2=0", "C2=0.1", "C2=1"], aucs["c2"]),
         "early_critic": variants(["latent 4, 8 it", "latent 4, 4 it", "latent 64, 4 it"],
                                  aucs["early"]),
-        "solver": variants(["seed 4x50", "seed 16x100", "fast"], aucs["solver"]),
+        "solver": variants(["thesis 4x50", "thesis 16x100", "fast"], aucs["solver"]),
         "window": variants(["1x1 critic", "1x1 recon", "5x5 critic", "5x5 recon"],
                            aucs["window"])})
 

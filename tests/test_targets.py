@@ -10,7 +10,7 @@ import pytest
 import rasterio
 from scipy import ndimage
 
-from hsanomaly.api import detect_anomalies
+import hsanomaly
 from hsanomaly.errors import HsanomalyError
 from hsanomaly.polygons import write_polygons
 from hsanomaly.thresholds import key_scores, order_keys, score_windows, threshold_from_far
@@ -197,7 +197,7 @@ def test_detect_writes_polygons_of_the_planted_targets(synthetic_raster, tmp_pat
     false alarms (about one pixel expected) are single pixels."""
     src, truth, _ = synthetic_raster
     gpkg = tmp_path / "targets.gpkg"
-    result = detect_anomalies(src, tmp_path / "heat.tif", score="rx", polygons=gpkg, far="auto",
+    result = hsanomaly.detect(src, tmp_path / "heat.tif", score="rx", polygons=gpkg, far="auto",
                               tile=16, progress=False)
     layer = read_layer(gpkg)
     assert result.polygons == len(layer)
@@ -211,10 +211,10 @@ def test_detect_writes_polygons_of_the_planted_targets(synthetic_raster, tmp_pat
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({}, "need a threshold"),
+    ({}, "need --threshold or --far"),
     ({"threshold": 1.0, "far": 0.1}, "not both"),
     ({"threshold": float("nan")}, "finite"),
-    ({"far": 2.0}, "between 0 and 1"),
+    ({"far": 2.0}, r"rate in \(0, 1\)"),
 ])
 def test_bad_options_are_refused_with_one_line(tmp_path, kwargs, message):
     path = write_heatmap(tmp_path / "heat.tif", planted_heatmap())

@@ -1,6 +1,10 @@
+"""``hsanomaly detect``: a thin click layer over ``hsanomaly.api.detect``."""
+
 import click
 
+from .. import defaults
 from ..scorers import SCORES
+from ..runtime import DEVICES
 
 
 def _far(value):
@@ -15,21 +19,32 @@ def _far(value):
 @click.command()
 @click.argument("src", type=click.Path(dir_okay=False))
 @click.argument("dst", type=click.Path(dir_okay=False))
-@click.option("--score", type=click.Choice(SCORES), default=None,
-              help="Anomaly score (default context: the GAN residual times local RX). GAN scores without --model train a quick "
-                   "model on SRC first (needs torch) and keep it as DST's stem + .model.")
+@click.option("--score", type=click.Choice(SCORES), default=defaults.SCORE, show_default=True,
+              help="Anomaly score. Scores that need a model train a quick one on SRC when no "
+                   "--model is given (needs torch) and keep it as DST's stem + .model.")
 @click.option("--model", type=click.Path(), help="Model bundle from `hsanomaly train`.")
-@click.option("--solver", type=click.Choice(["fast", "seed"]), default=None,
-              help="Latent search for recon/anogan: fast (default) or the thesis's restarts x steps.")
-@click.option("--restarts", type=int, default=None, help="Seed solver: random restarts (16).")
-@click.option("--steps", type=int, default=None, help="Seed solver: gradient steps per restart (100).")
-@click.option("--codebook", type=int, default=None,
-              help="Fast solver: codebook entries (65536); fewer build faster, more start closer.")
-@click.option("--c1", type=float, default=None, help="Weight of ||x - G(z)|| in the reconstruction cost (1).")
-@click.option("--c2", type=float, default=None, help="Weight of ||z|| in the reconstruction cost (0).")
-@click.option("--lam", type=float, default=None, help="anogan: weight of the critic-feature distance (0.1).")
-@click.option("--outer", type=int, default=None, help="lrx: outer window (15).")
-@click.option("--guard", type=int, default=None, help="lrx: guard window (5).")
+@click.option("--solver", type=click.Choice(["fast", "thesis", "seed"]), default=None,
+              help=f"Latent search for the GAN scores: fast, or the thesis's restarts x steps "
+                   f"('seed' is a deprecated name for thesis) [default: {defaults.SOLVER}].")
+@click.option("--restarts", type=click.IntRange(min=1), default=None,
+              help=f"Thesis solver: random restarts [default: {defaults.RESTARTS}].")
+@click.option("--steps", type=click.IntRange(min=1), default=None,
+              help=f"Thesis solver: gradient steps per restart [default: {defaults.STEPS}].")
+@click.option("--codebook", type=click.IntRange(min=16), default=None,
+              help=f"Fast solver: codebook entries [default: {defaults.CODEBOOK}]; fewer build "
+                   "faster, more start closer.")
+@click.option("--c1", type=click.FloatRange(min=0), default=None,
+              help=f"Weight of ||x - G(z)|| in the reconstruction cost [default: {defaults.C1:g}].")
+@click.option("--c2", type=click.FloatRange(min=0), default=None,
+              help=f"Weight of ||z|| in the reconstruction cost [default: {defaults.C2:g}].")
+@click.option("--lam", type=click.FloatRange(0, 1), default=None,
+              help=f"anogan: weight of the critic-feature distance [default: {defaults.LAM:g}].")
+@click.option("--outer", type=click.IntRange(min=3), default=None,
+              help=f"Local RX ring, outer window [default: {defaults.LRX_OUTER} for lrx, "
+                   f"{defaults.CONTEXT_OUTER} for context].")
+@click.option("--guard", type=click.IntRange(min=1), default=None,
+              help=f"Local RX ring, guard window [default: {defaults.LRX_GUARD} for lrx, "
+                   f"{defaults.CONTEXT_GUARD} for context].")
 @click.option("--recon-out", type=click.Path(dir_okay=False), help="Write the reconstruction G(z*) here.")
 @click.option("--latent-out", type=click.Path(dir_okay=False), help="Write the latent z* raster here.")
 @click.option("--convergence-out", type=click.Path(dir_okay=False),
@@ -38,29 +53,31 @@ def _far(value):
 @click.option("--threshold", type=float, default=None, help="Score threshold for --polygons.")
 @click.option("--far", default=None, help="False-alarm rate for the polygon threshold, or 'auto'.")
 @click.option("--png", type=click.Path(dir_okay=False), help="Also write a quick-look PNG heatmap.")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None, help="onnxruntime provider.")
-@click.option("--threads", type=int, default=None, help="onnxruntime intra-op threads.")
-@click.option("--tile", type=int, default=256, show_default=True, help="Tile size in pixels.")
+@click.option("--device", type=click.Choice(DEVICES), default=None,
+              help=f"onnxruntime provider for the GAN scores [default: {defaults.DEVICE}].")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="onnxruntime intra-op threads for the GAN scores.")
+@click.option("--tile", type=click.IntRange(min=8), default=defaults.TILE, show_default=True,
+              help="Tile size in pixels.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its finished tiles.")
-@click.option("--workers", type=int, default=None, help="Score tiles on a local Dask cluster of N processes.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Score tiles on a local Dask cluster of N processes.")
 @click.option("--scheduler", default=None, help="Score tiles on the Dask cluster at this address.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def detect(src, dst, score, model, solver, restarts, steps, codebook, c1, c2, lam, outer, guard,
            recon_out, latent_out, convergence_out, polygons, threshold, far, png, device, threads,
            tile, resume, workers, scheduler, quiet):
     """Score raster SRC and write the anomaly heatmap GeoTIFF DST."""
-    from ..api import detect_anomalies
+    from ..api import detect as run
 
-    options = {k: v for k, v in dict(solver=solver, restarts=restarts, steps=steps,
-                                     codebook=codebook, c1=c1, c2=c2, lam=lam, outer=outer,
-                                     guard=guard, device=device,
-                                     threads=threads).items() if v is not None}
+    options = scorer_options(solver=solver, restarts=restarts, steps=steps, codebook=codebook,
+                             c1=c1, c2=c2, lam=lam, outer=outer, guard=guard, device=device,
+                             threads=threads)
     extras = {k: v for k, v in dict(recon=recon_out, latent=latent_out,
                                     convergence=convergence_out).items() if v}
-    result = detect_anomalies(src, dst, score=score, model=model, options=options, extras=extras,
-                              polygons=polygons, threshold=threshold, far=_far(far), png=png,
-                              tile=tile, resume=resume, workers=workers, scheduler=scheduler,
-                              progress=not quiet)
+    result = run(src, dst, score=score, model=model, extras=extras, polygons=polygons,
+                 threshold=threshold, far=_far(far), png=png, tile=tile, resume=resume,
+                 workers=workers, scheduler=scheduler, progress=not quiet, **options)
     click.echo(f"{dst}: {result.scorer.name} heatmap, {result.tiles} tiles in {result.seconds:.1f} s"
                + (f" ({result.tiles_resumed} resumed)" if result.tiles_resumed else ""))
     if result.model and not model:
@@ -70,3 +87,8 @@ def detect(src, dst, score, model, solver, restarts, steps, codebook, c1, c2, la
             click.echo(f"{path}: {name}")
     if result.polygons is not None:
         click.echo(f"{polygons}: {result.polygons} target polygons")
+
+
+def scorer_options(**given):
+    """The scorer options the user gave (None = not given, so the score's default applies)."""
+    return {k: v for k, v in given.items() if v is not None}

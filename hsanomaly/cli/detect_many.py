@@ -1,6 +1,8 @@
+"""``hsanomaly detect-many``: a thin click layer over ``hsanomaly.api.detect_many``."""
+
 import click
 
-from .detect import detect
+from .detect import detect, scorer_options
 
 # Scoring options shared with `hsanomaly detect`, so both commands accept the same ones.
 SCORING = ("score", "model", "solver", "restarts", "steps", "codebook", "c1", "c2", "lam", "outer",
@@ -13,7 +15,8 @@ SCORING = ("score", "model", "solver", "restarts", "steps", "codebook", "c1", "c
               help="Write <input stem>_<score>.tif heatmaps here.")
 @click.option("--overwrite", is_flag=True,
               help="Score every raster from scratch instead of skipping finished ones and resuming others.")
-@click.option("--workers", type=int, default=None, help="Score tiles on a local Dask cluster of N processes.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Score tiles on a local Dask cluster of N processes.")
 @click.option("--scheduler", default=None, help="Score tiles on the Dask cluster at this address.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def detect_many(inputs, out_dir, overwrite, workers, scheduler, quiet, **scoring):
@@ -23,12 +26,12 @@ def detect_many(inputs, out_dir, overwrite, workers, scheduler, quiet, **scoring
     """
     import sys
 
-    from ..distributed import detect_many as run
+    from ..api import detect_many as run
 
     score, model, tile = scoring.pop("score"), scoring.pop("model"), scoring.pop("tile")
-    options = {k: v for k, v in scoring.items() if v is not None}
-    items = run(inputs, out_dir, score=score, model=model, options=options, tile=tile,
-                overwrite=overwrite, workers=workers, scheduler=scheduler, progress=not quiet)
+    items = run(inputs, out_dir, score=score, model=model, tile=tile, overwrite=overwrite,
+                workers=workers, scheduler=scheduler, progress=not quiet,
+                **scorer_options(**scoring))
     for item in items:
         if item.status == "failed":
             click.echo(f"Error: {item.error}", err=True)

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import click
 
 
@@ -13,20 +15,12 @@ import click
 def evaluate(heatmap, truth, outer, plots_dir, json_path):
     """Score anomaly HEATMAP (band 1 of a raster) against TRUTH (non-zero = target):
     AUC, logAUC, lgFAR overall and per target (connected components T1..Tn)."""
-    from pathlib import Path
+    from ..api import evaluate as run
+    from ..evaluation.files import format_summary
 
-    from ..evaluation.plots import write_plots
-    from ..evaluation.report import evaluate_files, format_summary, write_json
-    from ..io.atomic import check_writable
-
-    if json_path:
-        check_writable(json_path)
-    report, scores, truth_mask, outer_mask = evaluate_files(heatmap, truth, outer)
+    report = run(heatmap, truth, outer=outer, plots=plots_dir, json=json_path)
     click.echo(format_summary(report))
     if plots_dir:
-        paths = write_plots(report, scores, truth_mask, plots_dir, title=Path(heatmap).stem,
-                            outer=outer_mask)
-        click.echo(f"{plots_dir}: {', '.join(p.name for p in paths.values())}")
+        click.echo(f"{plots_dir}: {', '.join(Path(p).name for p in report['plots'].values())}")
     if json_path:
-        write_json(report, json_path)
         click.echo(f"{json_path}: report")

@@ -15,7 +15,8 @@ import numpy as np
 
 from ..errors import HsanomalyError
 from ..io.atomic import atomic_path, check_writable
-from ..io.source import DEFAULT_TILE, gdal_env, open_source
+from ..defaults import TILE
+from ..io.source import gdal_env, open_source
 from .store import TileStore, store_path
 
 OUTPUT_BLOCK = 256
@@ -33,7 +34,7 @@ class DetectResult:
     polygons: int = None          # number of target polygons written, if asked for
 
 
-def plan(source, scorer, dst, extras=None, tile=DEFAULT_TILE):
+def plan(source, scorer, dst, extras=None, tile=TILE):
     """Windows to score and output name -> (path, bands); refuses impossible jobs up front."""
     scorer.check(source)
     size = 2 * scorer.halo + 1
@@ -99,43 +100,78 @@ def assemble(store, source, windows, outputs, band_names=None):
                                              (name if bands == 1 else f"{name} {b + 1}"))
 
 
-def detect(src, dst, scorer, *, extras=None, tile=DEFAULT_TILE, resume=False, fit=True,
-           progress=True, callback=None):
-    """Score raster ``src`` into GeoTIFF ``dst`` with ``scorer``.
+class LocalExecutor:
+    """Tiles scored one after another in this process."""
+
+    def fit_source(self, source):
+        return source
+
+    def run(self, source, scorer, store, windows, todo):
+        """Score and store the tiles ``todo``; yield each index once it is stored."""
+        for index in todo:
+            store.put(index, score_tile(source, scorer, windows[index]))
+            yield index
+
+
+def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, fit=None, executor=None,
+           progress=False, callback=None):
+    """Score raster ``src`` into GeoTIFF ``dst`` with ``scorer``: plan, fit, store, assemble.
 
     extras: optional {output name: path} for the scorer's extra outputs (e.g. "recon").
-    fit: fit the scorer on ``src`` first (baselines); model-based scorers come fitted.
+    fit: fit the scorer on ``src`` first; default: what the scorer declares (``fits_on_scene``).
+    executor: where tiles are scored; this process by default, or
+    ``hsanomaly.distributed.DaskExecutor(client)`` for a Dask cluster. The output is the same.
     callback(fraction, message) -> True cancels: nothing is written, the tile store is removed.
     """
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
+    executor = executor or LocalExecutor()
     source = src if hasattr(src, "read") else open_source(src)
     try:
         windows, outputs = plan(source, scorer, dst, extras, tile)
-        if fit:
+        if scorer.fits_on_scene if fit is None else fit:
             if callback and callback(0.0, f"fitting {scorer.name} on {source.name}"):
                 raise HsanomalyError(f"{dst}: cancelled")
-            scorer.fit(source)
+            scorer.fit(executor.fit_source(source))
         store = TileStore(store_path(dst), manifest(source, scorer, outputs, tile), resume)
         done = store.done()
         todo = [i for i in range(len(windows)) if i not in done]
         with tqdm(total=len(windows), initial=len(done), desc=f"{scorer.name} {Path(str(dst)).name}",
                   unit="tile", disable=not progress) as bar:
-            for count, index in enumerate(todo, start=len(done) + 1):
-                store.put(index, score_tile(source, scorer, windows[index]))
+            tiles = executor.run(source, scorer, store, windows, todo)
+            for count, _ in enumerate(tiles, start=len(done) + 1):
                 bar.update()
                 if callback and callback(count / len(windows), f"tile {count}/{len(windows)}"):
+                    tiles.close()
                     store.remove()
                     raise HsanomalyError(f"{dst}: cancelled")
-        return finish(store, source, scorer, windows, outputs, len(done), start)
+        missing = set(range(len(windows))) - store.done()
+        if missing:
+            raise HsanomalyError(f"{store.path}: {len(missing)} tiles written by workers are not "
+                                 "visible here; the output must be on storage the workers share")
+        assemble(store, source, windows, outputs, getattr(scorer, "band_names", None))
+        store.remove()
+        return DetectResult(outputs["score"][0], {k: v[0] for k, v in outputs.items()},
+                            len(windows), len(done), time.perf_counter() - start, scorer)
     finally:
         source.close()
 
 
-def finish(store, source, scorer, windows, outputs, resumed, start):
-    """Assemble the outputs from a complete tile store, remove the store, describe the run."""
-    assemble(store, source, windows, outputs, getattr(scorer, "band_names", None))
-    store.remove()
-    return DetectResult(outputs["score"][0], {k: v[0] for k, v in outputs.items()}, len(windows),
-                        resumed, time.perf_counter() - start, scorer)
+def score_array(source, scorer, tile=TILE):
+    """Every output of a fitted ``scorer`` over an in-memory-sized ``source``, as whole arrays.
+
+    The same tiles as ``detect`` (so the same numbers), without a tile store or a GeoTIFF:
+    the path for small scenes, the ``Detector`` and the research harness.
+    """
+    scorer.check(source)
+    windows = source.windows(tile)
+    arrays = {}
+    for window in windows:
+        for name, value in score_tile(source, scorer, window).items():
+            if name not in arrays:
+                arrays[name] = np.full((value.shape[0], source.height, source.width), np.nan,
+                                       np.float32)
+            rows, cols = window.toslices()
+            arrays[name][:, rows, cols] = value
+    return arrays

@@ -1,7 +1,7 @@
 """Evaluation of anomaly heatmaps against truth masks: AUC, logAUC, lgFAR, per target, plots."""
 
 from .metrics import RocCurve, Target, class_masks, evaluate, label_targets, roc_curve, score_targets
-from .report import evaluate_files, format_summary, read_heatmap, read_mask, write_json
+from .files import evaluate_files, format_summary, read_heatmap, read_mask, write_json
 
 __all__ = ["RocCurve", "Target", "class_masks", "evaluate", "evaluate_files", "format_summary",
            "label_targets", "read_heatmap", "read_mask", "roc_curve", "score_targets",

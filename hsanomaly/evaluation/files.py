@@ -7,20 +7,14 @@ import numpy as np
 
 from ..errors import HsanomalyError
 from ..io import atomic_path, read_truth
+from ..io.source import open_raster, read_checked
 from .metrics import evaluate
 
 
 def read_heatmap(path):
     """Band 1 of a score raster as float, with nodata and masked pixels as NaN."""
-    import rasterio
-
-    if not Path(path).exists():
-        raise HsanomalyError(f"{path}: file not found")
-    try:
-        with rasterio.open(path) as ds:
-            band = ds.read(1, masked=True)
-    except rasterio.errors.RasterioIOError:
-        raise HsanomalyError(f"{path}: not a raster GDAL can read") from None
+    with open_raster(path) as ds:
+        band = read_checked(ds, 1, masked=True)
     return band.astype(np.float64).filled(np.nan)
 
 

@@ -25,17 +25,16 @@ import statistics
 import tempfile
 import time
 import tracemalloc
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ..engine import detect
+from ..engine import score_array
 from ..errors import HsanomalyError
-from ..evaluation import evaluate, read_heatmap
+from ..evaluation import evaluate
 from ..io import ArraySource, atomic_path, read_scene
 from ..io.atomic import check_writable
-from ..scorers import BASELINES, GAN_SCORES, MODEL_SCORES, SCORES, make_scorer
+from ..scorers import BASELINES, MODEL_SCORES, SCORES, make_scorer, scorer_class
 
 SEEDED = frozenset({"gmm", *MODEL_SCORES})
 TRUTH_SUFFIXES = ("-truth", "_truth")
@@ -223,34 +222,33 @@ def _option_text(value):
 
 def method_scorer(method, scene, seed, models):
     """The scorer for ``method`` on ``scene`` with ``seed``, and the TrainedModel it scores
-    with (None for the baselines). ``models``: a ModelCache."""
-    if method in BASELINES:
-        options = {"seed": seed} if method in SEEDED else {}
+    with (None for scores without a model). ``models``: a ModelCache."""
+    cls = scorer_class(method)
+    options = {"seed": seed} if "seed" in cls.options else {}
+    if not cls.needs_model:
         return make_scorer(method, **options), None
     model = models.get(scene, seed)
-    return make_scorer(method, model=model.path, seed=seed), model
+    return make_scorer(method, model=model.path, **options), model
 
 
 def run_one(scene, data, method, seed, workdir, models):
     """Score one loaded scene with one method and seed; returns the run's record."""
     scorer, model = method_scorer(method, scene, seed, models)
     source = ArraySource(data.cube, valid=data.valid, profile=data.profile, name=scene.name)
-    heatmap = Path(workdir) / "heatmap.tif"
-    cpu = time.process_time()
+    wall, cpu = time.perf_counter(), time.process_time()
     tracemalloc.start()
     try:
-        result = detect(source, heatmap, scorer, fit=method not in GAN_SCORES, progress=False)
+        if scorer.fits_on_scene:
+            scorer.fit(source)
+        scores = score_array(source, scorer)["score"][0]
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    cpu = time.process_time() - cpu
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")          # .mat heatmaps carry no georeferencing
-        scores = read_heatmap(heatmap)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     report = evaluate(scores, data.truth, valid=data.valid)
     return {"scene": scene.name, "method": method, "seed": seed, "auc": report["auc"],
             "log_auc": report["log_auc"], "lg_far": report["lg_far"],
-            "seconds": result.seconds, "cpu_seconds": cpu,
+            "seconds": wall, "cpu_seconds": cpu,
             "train_seconds": model.seconds if model else 0.0,
             "train_cpu_seconds": model.cpu_seconds if model else 0.0,
             "peak_mib": peak / 2**20, "pixels": int(data.valid.sum()),

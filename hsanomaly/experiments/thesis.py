@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .benchmark import ModelCache, find_scenes, map_scenes, select_scenes
+from ..engine import score_array
 from ..errors import HsanomalyError
 from ..evaluation import evaluate, roc_curve, score_targets
 from ..evaluation.plots import plot_heatmap, plot_log_roc, plot_roc
@@ -80,11 +81,10 @@ SAME = 0.01      # AUC differences below this count as "alike"
 def score_scene(scorer, data, fit=False):
     """All outputs of ``scorer`` on the whole in-memory scene, with its wall and CPU seconds."""
     wall, cpu = time.perf_counter(), time.process_time()
+    source = ArraySource(data.cube, valid=data.valid, name=data.name)
     if fit:
-        scorer.fit(ArraySource(data.cube, valid=data.valid, name=data.name))
-    h = scorer.halo
-    block = np.pad(data.cube, ((0, 0), (h, h), (h, h)), constant_values=np.nan)
-    outputs = scorer.score_block(block, np.pad(data.valid, h))
+        scorer.fit(source)
+    outputs = score_array(source, scorer)
     outputs["seconds"] = time.perf_counter() - wall
     outputs["cpu_seconds"] = time.process_time() - cpu
     return outputs
@@ -201,9 +201,8 @@ def run_window(scene, data, models, config, result, fig, log):
         options = {"window": window} if window != 1 else {}
         model = models.get(scene, config.seed, iterations=config.window_iterations, **options)
         for score in ("critic", "recon"):
-            options = {"codebook": config.codebook} if score == "recon" else {}
-            out = score_scene(make_scorer(score, model=model.path, seed=config.seed, **options),
-                              data)
+            options = {"codebook": config.codebook, "seed": config.seed} if score == "recon" else {}
+            out = score_scene(make_scorer(score, model=model.path, **options), data)
             name = f"{window}x{window} {score}"
             rows[name] = {**_metrics(out["score"][0], data), "seconds": out["cpu_seconds"]}
             if window == size and score == "recon":
@@ -223,8 +222,8 @@ def compare_solvers(model, data, config):
         [np.flatnonzero(target.ravel()), chosen])].T
     n_target = int(target.sum())
     rows = {}
-    for name, options in (("seed 4x50", {"solver": "seed", "restarts": 4, "steps": 50}),
-                          ("seed 16x100", {"solver": "seed", "restarts": 16, "steps": 100}),
+    for name, options in (("thesis 4x50", {"solver": "thesis", "restarts": 4, "steps": 50}),
+                          ("thesis 16x100", {"solver": "thesis", "restarts": 16, "steps": 100}),
                           ("fast", {"solver": "fast"})):
         scorer = make_scorer("recon", model=model, seed=config.seed, codebook=config.codebook,
                              **options)
@@ -290,7 +289,7 @@ def check_findings(results, config):
     full, large = auc("early_critic", variants[0]), auc("early_critic", variants[2])
     checks["early_critic"] = (large > full + SAME, ", ".join(
         f"{v} {auc('early_critic', v):.4f}" for v in variants))
-    small, thorough, fast = (auc("solver", v) for v in ("seed 4x50", "seed 16x100", "fast"))
+    small, thorough, fast = (auc("solver", v) for v in ("thesis 4x50", "thesis 16x100", "fast"))
     checks["solver"] = (thorough > small + SAME,
                         f"4x50 {small:.4f}, 16x100 {thorough:.4f}, fast {fast:.4f}")
     if config.large_window:

@@ -7,7 +7,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import HsanomalyError
-from .source import open_raster, open_source
+from .source import open_raster, open_source, read_checked
 
 
 @dataclass
@@ -53,15 +53,8 @@ def read_truth(path, shape=None):
         if gt is None:
             raise HsanomalyError(f"{path}: no ground-truth variable found in the .mat file")
     else:
-        import rasterio
-
-        if not Path(path).exists():
-            raise HsanomalyError(f"{path}: file not found")
-        try:
-            with open_raster(path) as ds:
-                gt = ds.read(1)
-        except rasterio.errors.RasterioIOError:
-            raise HsanomalyError(f"{path}: not a raster GDAL can read") from None
+        with open_raster(path) as ds:
+            gt = read_checked(ds, 1)
         gt = (np.nan_to_num(gt) != 0).astype(np.uint8)
     if shape is not None and gt.shape != tuple(shape):
         raise HsanomalyError(f"{path}: truth is {gt.shape[0]}x{gt.shape[1]}, "

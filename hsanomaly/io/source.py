@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 from rasterio.windows import Window
 
+from ..defaults import TILE
 from ..errors import HsanomalyError
 
-DEFAULT_TILE = 256
 # GDAL's block cache defaults to 5% of RAM; cap it so memory is bounded by the tile size.
 GDAL_CACHE_BYTES = 256 * 2**20
 
@@ -28,7 +28,7 @@ def gdal_env():
     return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES)
 
 
-def iter_windows(height, width, tile=DEFAULT_TILE):
+def iter_windows(height, width, tile=TILE):
     """Row-major tiles covering the raster; the last row/column of tiles may be smaller."""
     for row in range(0, height, tile):
         for col in range(0, width, tile):
@@ -54,10 +54,10 @@ class _Source:
             valid[r0 - row0:r1 - row0, c0 - col0:c1 - col0] = ok
         return block, valid
 
-    def windows(self, tile=DEFAULT_TILE):
+    def windows(self, tile=TILE):
         return list(iter_windows(self.height, self.width, tile))
 
-    def reduce(self, fn, tile=DEFAULT_TILE, combine=None):
+    def reduce(self, fn, tile=TILE, combine=None):
         """Fold ``fn(pixels)`` over all tiles in order, where ``pixels`` are a tile's valid
         (n, bands) pixels; ``combine`` (default: sum) may be any associative function."""
         combine = combine or add
@@ -71,7 +71,7 @@ class _Source:
         block, valid = self.read(window)
         return fn(block[:, valid].T)
 
-    def sample_plan(self, n, seed=0, tile=DEFAULT_TILE):
+    def sample_plan(self, n, seed=0, tile=TILE):
         """(window, key, fraction) per tile: each tile keeps the ``fraction`` of its valid
         pixels that its own random ``key`` picks, so tiles can be sampled in any order."""
         windows = self.windows(tile)
@@ -83,7 +83,7 @@ class _Source:
         pixels = self.reduce_tile(window, lambda X: X)
         return pixels[np.random.default_rng(key).random(len(pixels)) < fraction]
 
-    def sample(self, n, seed=0, tile=DEFAULT_TILE):
+    def sample(self, n, seed=0, tile=TILE):
         """About ``n`` valid pixels (n, bands) drawn uniformly without replacement, repeatably."""
         return self.join_samples([self.sample_tile(*job) for job in self.sample_plan(n, seed, tile)])
 
@@ -105,25 +105,36 @@ class RasterSource(_Source):
     """Any raster GDAL reads, opened lazily so the source can travel to worker processes."""
 
     def __init__(self, path):
-        import rasterio
-
         self.path = str(path)
         self.name = self.path
-        if not Path(path).exists() and "://" not in self.path and not self.path.startswith("/vsi"):
-            raise HsanomalyError(f"{path}: file not found")
-        try:
-            with open_raster(self.path) as ds:
-                self.count, self.height, self.width = ds.count, ds.height, ds.width
-                self.profile = {"crs": ds.crs, "transform": ds.transform,
-                                "width": ds.width, "height": ds.height}
-                self.wavelengths = _wavelengths(ds)
-                self.band_names = [d or f"band {i + 1}" for i, d in enumerate(ds.descriptions)]
-                self.dtype = ds.dtypes[0]
-        except rasterio.errors.RasterioIOError:
-            raise HsanomalyError(f"{path}: not a raster GDAL can read") from None
-        self._ds = None
+        with open_raster(self.path) as ds:
+            self._describe(ds)
+        self._ds, self._owned = None, True
+
+    @classmethod
+    def from_dataset(cls, dataset):
+        """A source reading an already open rasterio dataset, which stays open and the caller's."""
+        source = cls.__new__(cls)
+        source.path = source.name = dataset.name
+        source._describe(dataset)
+        source._ds, source._owned = dataset, False
+        return source
+
+    def _describe(self, ds):
+        if ds.dtypes[0].startswith("complex"):
+            raise HsanomalyError(f"{self.name}: complex pixels ({ds.dtypes[0]}) are not supported; "
+                                 "convert to amplitude or real/imaginary bands first")
+        self.count, self.height, self.width = ds.count, ds.height, ds.width
+        self.profile = {"crs": ds.crs, "transform": ds.transform,
+                        "width": ds.width, "height": ds.height}
+        self.wavelengths = _wavelengths(ds)
+        self.band_names = [d or f"band {i + 1}" for i, d in enumerate(ds.descriptions)]
+        self.dtype = ds.dtypes[0]
 
     def __getstate__(self):
+        if not self._owned:
+            raise HsanomalyError(f"{self.name}: a source over an open dataset stays in this process; "
+                                 "pass the raster's path to score it on a cluster")
         return {k: v for k, v in vars(self).items() if k != "_ds"} | {"_ds": None}
 
     def _dataset(self):
@@ -132,13 +143,13 @@ class RasterSource(_Source):
         return self._ds
 
     def close(self):
-        if self._ds is not None:
+        if self._ds is not None and self._owned:
             self._ds.close()
             self._ds = None
 
     def _read(self, window):
         with gdal_env():
-            data = self._dataset().read(window=window, masked=True, out_dtype="float32")
+            data = read_checked(self._dataset(), window=window, masked=True, out_dtype="float32")
         valid = ~np.ma.getmaskarray(data).any(axis=0)
         return np.ma.getdata(data).astype(np.float32, copy=False), valid
 
@@ -147,7 +158,14 @@ class ArraySource(_Source):
     """An in-memory cube (bands, rows, cols); used for .mat scenes and tests."""
 
     def __init__(self, cube, valid=None, profile=None, name="<array>", wavelengths=None):
-        self.cube = np.asarray(cube, dtype=np.float32)
+        cube = np.asarray(cube)
+        if cube.ndim != 3:
+            raise HsanomalyError(f"{name}: expected a cube of shape (bands, rows, cols), "
+                                 f"got shape {cube.shape}")
+        if cube.dtype.kind not in "uif":
+            raise HsanomalyError(f"{name}: pixels of type {cube.dtype} are not supported "
+                                 "(expected integers or floats)")
+        self.cube = cube.astype(np.float32, copy=False)
         self.count, self.height, self.width = self.cube.shape
         self.valid = np.ones(self.cube.shape[1:], bool) if valid is None else np.asarray(valid, bool)
         self.profile = profile or {"crs": None, "transform": None,
@@ -164,14 +182,43 @@ class ArraySource(_Source):
         pass
 
 
+# A GDAL dataset name that is not a plain file path: a subdataset (NETCDF:"f.nc":var, HDF5:...,
+# GTIFF_DIR:2:f.tif), a virtual file system path (/vsizip/..., /vsicurl/...) or a URL.
+_GDAL_NAME = re.compile(r"^([A-Za-z0-9_]{2,}:|/vsi[a-z0-9_]+/|[a-z][a-z0-9+.-]*://)")
+
+
+def is_gdal_name(path):
+    """True for dataset names GDAL resolves itself, which are not files on disk."""
+    return bool(_GDAL_NAME.match(str(path)))
+
+
 def open_raster(path):
-    """rasterio.open without the warning for rasters that carry no georeferencing."""
+    """rasterio.open for reading, with one-line errors for a missing or unreadable raster
+    and without the warning for rasters that carry no georeferencing."""
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        return rasterio.open(path)
+    if not is_gdal_name(path) and not Path(path).exists():
+        raise HsanomalyError(f"{path}: file not found")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            return rasterio.open(path)
+    except rasterio.errors.RasterioIOError as err:
+        detail = str(err).splitlines()[0] if str(err) else "unreadable"
+        raise HsanomalyError(f"{path}: not a raster GDAL can read ({detail})") from None
+
+
+def read_checked(dataset, *args, **kwargs):
+    """``dataset.read`` with a one-line error for a raster that is truncated or corrupt."""
+    import rasterio
+
+    try:
+        return dataset.read(*args, **kwargs)
+    except rasterio.errors.RasterioIOError as err:
+        detail = str(err).splitlines()[0] if str(err) else "read error"
+        raise HsanomalyError(f"{dataset.name}: cannot read pixels, the file is truncated or "
+                             f"corrupt ({detail})") from None
 
 
 def _wavelengths(ds):

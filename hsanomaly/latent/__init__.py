@@ -1,31 +1,41 @@
 """Latent search: z* = argmin_z c1 mean((x - G(z))^2) + c2 mean(z^2), per pixel, through ONNX.
 
-``seed``: the thesis's restarts x gradient steps (the reference). ``fast``: a linearised
-codebook and chord Gauss-Newton steps (the default). Both are numpy + onnxruntime only.
+``thesis``: the thesis's restarts x gradient steps (the reference; once called ``seed``).
+``fast``: a linearised codebook and chord Gauss-Newton steps (the default). Both are numpy +
+onnxruntime only.
 """
 
+from .. import defaults
 from ..errors import HsanomalyError
 from .fast import Codebook, FastSolver
 from .generator import GeneratorFunction, reconstruction_cost
 from .result import LatentResult
-from .seed import SeedSolver
+from .thesis import ThesisSolver
 
-SOLVERS = {"fast": FastSolver, "seed": SeedSolver}
+SOLVERS = {"fast": FastSolver, "thesis": ThesisSolver}
+DEPRECATED_NAMES = {"seed": "thesis"}   # accepted for one release, with a warning
 
 
-def make_solver(name, *, c1=1.0, c2=0.0, restarts=16, steps=100, codebook=65536, seed=0):
-    """A solver by its CLI name; ``restarts``/``steps`` configure the seed solver only,
-    ``codebook`` (entries) the fast solver only."""
-    if name == "seed":
+def make_solver(name, *, c1=defaults.C1, c2=defaults.C2, restarts=defaults.RESTARTS,
+                steps=defaults.STEPS, codebook=defaults.CODEBOOK, seed=0):
+    """A solver by its CLI name; ``restarts``/``steps`` configure the thesis solver only,
+    ``codebook`` (entries) the fast solver only. ``seed`` is the random seed."""
+    if name in DEPRECATED_NAMES:
+        import warnings
+
+        warnings.warn(f"solver {name!r} is now called {DEPRECATED_NAMES[name]!r}",
+                      DeprecationWarning, stacklevel=2)
+        name = DEPRECATED_NAMES[name]
+    if name == "thesis":
         if restarts < 1 or steps < 1:
             raise HsanomalyError(f"--restarts and --steps must be at least 1, got {restarts} and {steps}")
-        return SeedSolver(c1=c1, c2=c2, restarts=restarts, steps=steps, seed=seed)
+        return ThesisSolver(c1=c1, c2=c2, restarts=restarts, steps=steps, seed=seed)
     if name == "fast":
         if codebook < 16:
             raise HsanomalyError(f"--codebook must be at least 16 entries, got {codebook}")
         return FastSolver(c1=c1, c2=c2, codebook=codebook, seed=seed)
-    raise HsanomalyError(f"unknown solver {name!r}; choose one of {', '.join(SOLVERS)}")
+    raise HsanomalyError(f"--solver: unknown solver {name!r}; choose one of {', '.join(SOLVERS)}")
 
 
-__all__ = ["Codebook", "FastSolver", "GeneratorFunction", "LatentResult", "SOLVERS", "SeedSolver",
+__all__ = ["Codebook", "FastSolver", "GeneratorFunction", "LatentResult", "SOLVERS", "ThesisSolver",
            "make_solver", "reconstruction_cost"]

@@ -16,14 +16,14 @@ from .result import LatentResult
 CHUNK = 2048   # pixels optimised together: (latent_dim + 1) * CHUNK vectors per generator call
 
 
-class SeedSolver:
+class ThesisSolver:
     """``restarts`` x ``steps`` momentum gradient descent; convergence = |cost change| of the last step."""
 
-    name = "seed"
+    name = "thesis"
 
     def __init__(self, c1=1.0, c2=0.0, restarts=16, steps=100, lr=0.1, momentum=0.9, seed=0):
         if restarts < 1 or steps < 1:
-            raise ValueError(f"the seed solver needs restarts >= 1 and steps >= 1, got {restarts}x{steps}")
+            raise ValueError(f"the thesis solver needs restarts >= 1 and steps >= 1, got {restarts}x{steps}")
         self.c1, self.c2 = float(c1), float(c2)
         self.restarts, self.steps = int(restarts), int(steps)
         self.lr, self.momentum, self.seed = float(lr), float(momentum), int(seed)

@@ -1,32 +1,53 @@
-"""Anomaly scorers. ``make_scorer(name, **options)`` builds one by its CLI name."""
+"""The scorer registry: one place that says what each score name means.
+
+Each scorer class declares its ``name``, whether it ``needs_model``, whether it
+``fits_on_scene`` and the ``options`` it takes; ``make_scorer`` reads those declarations,
+so an option a score does not take is refused with one line instead of a TypeError.
+"""
 
 from ..errors import HsanomalyError
 from .base import Scorer
+from .context import ContextScorer, ResidualRXScorer
+from .gan import AnoganScorer, CriticScorer, ReconScorer
 from .gmm import GaussianMixtureScorer
 from .rx import GlobalRX, LocalRX
 
-BASELINES = {"rx": GlobalRX, "lrx": LocalRX, "gmm": GaussianMixtureScorer}
-GAN_SCORES = ("critic", "recon", "anogan")
-# Scores of the GAN's reconstruction residual, fitted on the scene (see scorers/context.py).
-RESIDUAL_SCORES = ("resrx", "context")
-MODEL_SCORES = GAN_SCORES + RESIDUAL_SCORES
-SCORES = tuple(BASELINES) + MODEL_SCORES
+REGISTRY = {cls.name: cls for cls in (GlobalRX, LocalRX, GaussianMixtureScorer, CriticScorer,
+                                      ReconScorer, AnoganScorer, ResidualRXScorer, ContextScorer)}
+SCORES = tuple(REGISTRY)
+BASELINES = tuple(name for name, cls in REGISTRY.items() if not cls.needs_model)
+MODEL_SCORES = tuple(name for name, cls in REGISTRY.items() if cls.needs_model)
+
+
+def scorer_class(name):
+    """The class behind a score name; an unknown name is refused with the list of names."""
+    if name not in REGISTRY:
+        raise HsanomalyError(f"unknown score {name!r}; choose one of {', '.join(SCORES)}")
+    return REGISTRY[name]
+
+
+def check_options(name, options):
+    """Refuse, with one line naming it, an option that score ``name`` does not take."""
+    cls = scorer_class(name)
+    allowed = set(cls.options) | ({"model"} if cls.needs_model else set())
+    for option in options:
+        if option not in allowed:
+            takes = ", ".join(f"--{o.replace('_', '-')}" for o in cls.options) or "no options"
+            if option == "model":
+                raise HsanomalyError(f"--model: score {name!r} takes no model (a baseline "
+                                     "fitted on the scene itself)")
+            raise HsanomalyError(f"--{option.replace('_', '-')}: score {name!r} does not take "
+                                 f"this option (it takes {takes})")
+    return cls
 
 
 def make_scorer(name, **options):
     """A scorer by name; model scores need ``model=<bundle path>`` among the options."""
-    if name in BASELINES:
-        return BASELINES[name](**options)
-    if name in GAN_SCORES:
-        from .gan import GanScorer
-
-        return GanScorer(score=name, **options)
-    if name in RESIDUAL_SCORES:
-        from .context import make_residual_scorer
-
-        return make_residual_scorer(name, **options)
-    raise HsanomalyError(f"unknown score {name!r}; choose one of {', '.join(SCORES)}")
+    cls = check_options(name, options)
+    if cls.needs_model and options.get("model") is None:
+        raise HsanomalyError(f"score {name!r} needs a model bundle (model=..., from hsanomaly train)")
+    return cls(**options)
 
 
-__all__ = ["BASELINES", "GAN_SCORES", "MODEL_SCORES", "RESIDUAL_SCORES", "SCORES", "Scorer", "GaussianMixtureScorer",
-           "GlobalRX", "LocalRX", "make_scorer"]
+__all__ = ["BASELINES", "MODEL_SCORES", "REGISTRY", "SCORES", "Scorer", "check_options",
+           "make_scorer", "scorer_class"]

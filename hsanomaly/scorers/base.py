@@ -10,9 +10,14 @@ import numpy as np
 
 
 class Scorer:
+    """What every score declares about itself; the registry (scorers/__init__.py) reads it."""
+
     name = "base"
-    halo = 0          # neighbour pixels each tile needs on every side
-    extras = {}       # optional per-pixel outputs besides "score": name -> band count
+    needs_model = False   # takes ``model=<bundle path>``
+    fits_on_scene = True  # ``fit(source)`` must run on the scene being scored
+    options = ()          # keyword options the constructor takes, besides ``model``
+    halo = 0              # neighbour pixels each tile needs on every side
+    extras = {}           # optional per-pixel outputs besides "score": name -> band count
 
     def check(self, source):
         """Refuse a source this scorer cannot score (e.g. a band count a model was not trained on)."""

@@ -17,33 +17,35 @@ model trained on 1x1 windows.
 import numpy as np
 
 from ..errors import HsanomalyError
+from .. import defaults
 from .base import Scorer, inverse, mean_cov, moments
+from .gan import ReconScorer
 from .rx import LocalRX
 
-SCORES = ("resrx", "context")
-SAMPLE_PIXELS = 20000       # pixels drawn to fit the residual statistics
-CONTEXT_OUTER, CONTEXT_GUARD = 21, 7
 TINY = 1e-12                # keeps log() finite for a zero distance
 
 
 class ResidualScorer(Scorer):
-    """resrx (``local=False``) or context (``local=True``) on top of the bundle's recon score."""
+    """The residual statistics on top of the bundle's recon score; subclasses add the context."""
 
-    def __init__(self, model, local=True, outer=CONTEXT_OUTER, guard=CONTEXT_GUARD,
-                 components=10, sample=SAMPLE_PIXELS, seed=0, **gan_options):
-        from .gan import GanScorer
+    needs_model = True
+    fits_on_scene = True
+    options = ReconScorer.options + ("sample",)
+    local = None
 
-        self.gan = GanScorer("recon", model, seed=seed, **gan_options)
-        if self.gan.bundle.window != 1:
-            raise HsanomalyError(f"{model}: the residual scores need a model trained on 1x1 "
-                                 f"windows, this one uses {self.gan.bundle.window}x"
-                                 f"{self.gan.bundle.window}")
-        self.name = "context" if local else "resrx"
-        self.local = LocalRX(outer, guard, components) if local else None
-        self.halo = self.local.halo if local else 0
+    def __init__(self, model, sample=defaults.RESIDUAL_SAMPLE, seed=0, **gan_options):
+        if sample < 2:
+            raise HsanomalyError(f"--sample must be at least 2, got {sample}")
+        self.gan = ReconScorer(model, seed=seed, **gan_options)
         self.sample, self.seed = int(sample), int(seed)
-        self.extras = self.gan.extras
-        self.band_names = self.gan.band_names
+
+    @property
+    def extras(self):
+        return self.gan.extras
+
+    @property
+    def band_names(self):
+        return self.gan.band_names
 
     def params(self):
         params = {**self.gan.params(), "name": self.name, "sample": self.sample}
@@ -52,6 +54,10 @@ class ResidualScorer(Scorer):
         return params
 
     def check(self, source):
+        window = self.gan.bundle.window
+        if window != 1:
+            raise HsanomalyError(f"{self.gan.model}: score {self.name!r} needs a model trained on "
+                                 f"1x1 windows, this one uses {window}x{window}")
         self.gan.check(source)
 
     def fit(self, source):
@@ -102,8 +108,16 @@ class ResidualScorer(Scorer):
         return result
 
 
-def make_residual_scorer(name, model, **options):
-    """``resrx`` or ``context`` with ``model=<bundle path>``."""
-    if name not in SCORES:
-        raise HsanomalyError(f"unknown residual score {name!r}; choose one of {', '.join(SCORES)}")
-    return ResidualScorer(model, local=name == "context", **options)
+class ResidualRXScorer(ResidualScorer):
+    name = "resrx"
+
+
+class ContextScorer(ResidualScorer):
+    name = "context"
+    options = ResidualScorer.options + LocalRX.options
+
+    def __init__(self, model, outer=defaults.CONTEXT_OUTER, guard=defaults.CONTEXT_GUARD,
+                 components=defaults.LRX_COMPONENTS, **options):
+        super().__init__(model, **options)
+        self.local = LocalRX(outer, guard, components)
+        self.halo = self.local.halo

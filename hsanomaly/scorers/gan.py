@@ -1,8 +1,8 @@
 """GAN scores from an ONNX model bundle, through onnxruntime only (torch is never imported).
 
 critic  -D(x): the critic's output, negated so that high means anomalous.
-recon   R(x) = min_z c1 mean((x - G(z))^2) + c2 mean(z^2), the seed's reconstruction cost,
-        found by a latent search (hsanomaly.latent: "fast" by default, "seed" for the thesis's
+recon   R(x) = min_z c1 mean((x - G(z))^2) + c2 mean(z^2), the thesis's reconstruction cost,
+        found by a latent search (hsanomaly.latent: "fast" by default, "thesis" for the thesis's
         restarts x steps).
 anogan  (1 - lam) R(x) + lam D_f(x), D_f = mean((f(x) - f(G(z*)))^2) over the critic's
         penultimate features f (Schlegl et al.'s feature residual, squared like R).
@@ -18,43 +18,70 @@ import hashlib
 
 import numpy as np
 
+from .. import defaults
 from ..errors import HsanomalyError
 from .base import Scorer
 
-SCORES = ("critic", "recon", "anogan")
+SOLVER_OPTIONS = ("solver", "restarts", "steps", "codebook", "c1", "c2", "seed")
+RUNTIME_OPTIONS = ("device", "threads")
 
 
 class GanScorer(Scorer):
-    """Score pixels with a trained bundle; picklable (onnxruntime sessions reopen lazily)."""
+    """Score pixels with a trained bundle; picklable (onnxruntime sessions reopen lazily).
 
-    def __init__(self, score, model, solver="fast", restarts=16, steps=100, codebook=65536, c1=1.0,
-                 c2=0.0, lam=0.1, device="cpu", threads=None, seed=0):
+    The bundle is loaded on first use (``check``, ``fit`` or scoring), not in ``__init__``,
+    so a scorer is cheap to build and its options are checked before any model is read.
+    """
+
+    needs_model = True
+    fits_on_scene = False
+    options = SOLVER_OPTIONS + RUNTIME_OPTIONS
+
+    def __init__(self, model, solver=defaults.SOLVER, restarts=defaults.RESTARTS,
+                 steps=defaults.STEPS, codebook=defaults.CODEBOOK, c1=defaults.C1, c2=defaults.C2,
+                 lam=defaults.LAM, device=defaults.DEVICE, threads=None, seed=0):
         from ..latent import make_solver
-        from ..model import load_bundle
-        from ..runtime import providers
+        from ..runtime import check_threads, providers
 
-        if score not in SCORES:
-            raise HsanomalyError(f"unknown GAN score {score!r}; choose one of {', '.join(SCORES)}")
         if not 0.0 <= lam <= 1.0:
             raise HsanomalyError(f"--lam must lie in [0, 1], got {lam}")
         if c1 < 0 or c2 < 0 or c1 + c2 == 0:
             raise HsanomalyError(f"--c1 and --c2 must be non-negative and not both 0, got {c1} and {c2}")
+        check_threads(threads)
         providers(device)   # refuse an unavailable device before any work
-        self.name, self.model, self.device, self.threads = score, str(model), device, threads
+        self.model, self.device, self.threads = str(model), device, threads
         self.c1, self.c2, self.lam = float(c1), float(c2), float(lam)
-        self.bundle = load_bundle(model)
         self.solver = make_solver(solver, c1=c1, c2=c2, restarts=restarts, steps=steps,
                                   codebook=codebook, seed=seed)
-        self.halo = self.bundle.window // 2
-        bands, k = self.bundle.bands, self.bundle.latent_dim
-        self.extras = {} if score == "critic" else {"recon": bands, "latent": k, "convergence": 1}
-        self.band_names = {
+        self._bundle = None
+        self._sessions = {}
+
+    @property
+    def bundle(self):
+        if self._bundle is None:
+            from ..model import load_bundle
+
+            self._bundle = load_bundle(self.model)
+        return self._bundle
+
+    @property
+    def halo(self):
+        return self.bundle.window // 2
+
+    @property
+    def extras(self):
+        if self.name == "critic":
+            return {}
+        return {"recon": self.bundle.bands, "latent": self.bundle.latent_dim, "convergence": 1}
+
+    @property
+    def band_names(self):
+        return {
             "recon": [f"G(z*) band {i + 1} ({span}), preprocessed units"
                       for i, span in enumerate(_input_bands(self.bundle.preprocessor))],
-            "latent": [f"z*[{i}]" for i in range(k)],
+            "latent": [f"z*[{i}]" for i in range(self.bundle.latent_dim)],
             "convergence": ["cost decrease of the latent search's last step"],
         }
-        self._sessions = {}
 
     def __getstate__(self):
         return {**vars(self), "_sessions": {}}
@@ -84,7 +111,8 @@ class GanScorer(Scorer):
         from ..latent import GeneratorFunction
 
         return GeneratorFunction(self._session("generator"), self.bundle.latent_dim,
-                                 key=self.bundle.meta["files"]["generator.onnx"])
+                                 key=self.bundle.meta["files"]["generator.onnx"],
+                                 codebook=self.bundle.codebook)
 
     def critic(self, windows):
         """(score (n,), features (n, F)) for preprocessed windows (n, bands, window, window)."""
@@ -177,3 +205,19 @@ def _bundle_digest(bundle):
     for name in sorted(bundle.meta.get("files", {})):
         digest.update(f"{name}:{bundle.meta['files'][name]};".encode())
     return digest.hexdigest()[:16]
+
+
+class CriticScorer(GanScorer):
+    """-D(x): fast, but diagnostic only: its sign is not tied to anomalousness (docs/benchmark.md)."""
+
+    name = "critic"
+    options = RUNTIME_OPTIONS
+
+
+class ReconScorer(GanScorer):
+    name = "recon"
+
+
+class AnoganScorer(GanScorer):
+    name = "anogan"
+    options = GanScorer.options + ("lam",)

@@ -2,13 +2,20 @@
 
 import numpy as np
 
+from .. import defaults
+from ..errors import HsanomalyError
 from .base import Scorer
 
 
 class GaussianMixtureScorer(Scorer):
     name = "gmm"
+    options = ("components", "pca", "sample", "seed")
 
-    def __init__(self, components=5, pca=25, sample=50_000, seed=0):
+    def __init__(self, components=defaults.GMM_COMPONENTS, pca=defaults.GMM_PCA,
+                 sample=defaults.GMM_SAMPLE, seed=0):
+        for option, value in (("components", components), ("pca", pca), ("sample", sample)):
+            if value < 1:
+                raise HsanomalyError(f"--{option} must be at least 1, got {value}")
         self.components, self.pca, self.sample, self.seed = components, pca, sample, seed
 
     def params(self):

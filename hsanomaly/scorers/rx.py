@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from .. import defaults
 from ..errors import HsanomalyError
 from .base import Scorer, inverse, mean_cov, moments
 
@@ -34,10 +35,15 @@ class LocalRX(Scorer):
     """
 
     name = "lrx"
+    options = ("outer", "guard", "components")
 
-    def __init__(self, outer=15, guard=5, components=10, ridge=1e-6):
+    def __init__(self, outer=defaults.LRX_OUTER, guard=defaults.LRX_GUARD,
+                 components=defaults.LRX_COMPONENTS, ridge=1e-6):
         if outer % 2 == 0 or guard % 2 == 0 or not 0 < guard < outer:
-            raise HsanomalyError(f"local RX needs odd windows with guard < outer, got {guard}/{outer}")
+            raise HsanomalyError(f"--outer/--guard: local RX needs odd ring sizes with "
+                                 f"0 < guard < outer, got {guard}/{outer}")
+        if components < 1:
+            raise HsanomalyError(f"--components must be at least 1, got {components}")
         self.outer, self.guard, self.components, self.ridge = outer, guard, components, ridge
         self.halo = outer // 2
 

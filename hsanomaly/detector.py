@@ -1,0 +1,149 @@
+"""``Detector``: the scikit-learn face of every score, on arrays, open rasters and xarray.
+
+    import hsanomaly
+    heat = hsanomaly.Detector("rx").fit(cube).score(cube)      # (rows, cols) float32
+
+It runs the engine's own tiles in memory (``engine.score_array``), so its numbers are the
+ones ``hsanomaly detect`` writes for the same raster and tile size. Halos, nodata (NaN or
+the dataset's mask) and the model's preprocessing are handled inside.
+"""
+
+import numpy as np
+
+from . import defaults
+from .errors import HsanomalyError
+from .io.source import ArraySource, RasterSource
+from .scorers import check_options, make_scorer, scorer_class
+
+
+class Detector:
+    """An anomaly detector with scikit-learn's contract.
+
+    score: a name from ``hsanomaly.scorers.SCORES``; model: a bundle directory for the scores
+    that need one (without it, ``fit`` trains a quick model on X, which needs torch);
+    tile: the tile size the engine scores in; options: the score's own (``outer``,
+    ``guard``, ``solver``, ``codebook``, ``c1``, ``c2``, ``device``, ``threads``, ...), refused
+    with one line when the score does not take them. After ``fit``: ``scorer_`` (the fitted
+    scorer), ``model_`` (the bundle used, if any) and ``n_bands_in_``.
+    """
+
+    def __init__(self, score=defaults.SCORE, model=None, tile=defaults.TILE, **options):
+        self.score_name = score
+        self.model = model
+        self.tile = tile
+        self.options = options
+        check_options(score, {**options, **({"model": model} if model is not None else {})})
+
+    # scikit-learn's parameter protocol -------------------------------------------------------
+    def get_params(self, deep=True):
+        return {"score": self.score_name, "model": self.model, "tile": self.tile, **self.options}
+
+    def set_params(self, **params):
+        merged = {**self.get_params(), **params}
+        self.__init__(**merged)
+        return self
+
+    def __repr__(self):
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items() if v is not None)
+        return f"Detector({params})"
+
+    # fitting and scoring ------------------------------------------------------------------------
+    @property
+    def fits_on_scene(self):
+        """Whether ``fit`` learns from the scene (False: a model-only score; fit loads the model)."""
+        return scorer_class(self.score_name).fits_on_scene
+
+    def fit(self, X, y=None):
+        """Fit on X (a cube (bands, rows, cols), an open rasterio dataset or an xarray
+        DataArray (band, y, x)); returns self."""
+        source, _ = as_source(X)
+        cls = scorer_class(self.score_name)
+        model = self.model
+        if cls.needs_model and model is None:
+            model = self._train_quick_model(source)
+        scorer = make_scorer(self.score_name, **self.options,
+                             **({"model": model} if cls.needs_model else {}))
+        scorer.check(source)
+        if cls.fits_on_scene:
+            scorer.fit(source)
+        self.scorer_, self.model_, self.n_bands_in_ = scorer, model, source.count
+        return self
+
+    def score(self, X):
+        """Anomaly scores of X, float32 (rows, cols), NaN where X is invalid; high = anomalous.
+        An xarray input gives an xarray result with X's coordinates and attributes."""
+        return self.score_outputs(X, extras=False)["score"]
+
+    def score_outputs(self, X, extras=True):
+        """{"score": (rows, cols)} plus, with ``extras``, the score's extra outputs (e.g. "recon"
+        (bands, rows, cols)) when it has any."""
+        if not hasattr(self, "scorer_"):
+            raise HsanomalyError(f"{self!r} is not fitted yet: call fit(X) first")
+        from .engine import score_array
+
+        source, wrap = as_source(X)
+        arrays = score_array(source, self.scorer_, tile=self.tile)
+        if not extras:
+            arrays = {"score": arrays["score"]}
+        return {name: wrap(value[0] if name == "score" else value) for name, value in arrays.items()}
+
+    def fit_score(self, X):
+        """``fit(X).score(X)``: the usual way, a scene scored against itself."""
+        return self.fit(X).score(X)
+
+    def _train_quick_model(self, source):
+        import tempfile
+
+        from .api import train
+        from .io.convert import write_geotiff
+        from .io.source import iter_windows
+
+        self._workdir = tempfile.TemporaryDirectory(prefix="hsanomaly-model-")
+        scene = f"{self._workdir.name}/scene.tif"
+        cube = np.full((source.count, source.height, source.width), np.nan, np.float32)
+        for window in iter_windows(source.height, source.width):
+            block, _ = source.read(window)
+            rows, cols = window.toslices()
+            cube[:, rows, cols] = block
+        write_geotiff(scene, cube, nodata=float("nan"))
+        return train(scene, f"{self._workdir.name}/model").path
+
+
+def as_source(X):
+    """(a pixel source over X, a function giving a (rows, cols) or (k, rows, cols) result X's
+    form back): numpy arrays stay numpy, xarray DataArrays come back with coordinates."""
+    if hasattr(X, "read") and hasattr(X, "profile"):          # an open rasterio dataset
+        return RasterSource.from_dataset(X), _same
+    if type(X).__module__.startswith("xarray"):
+        return _xarray_source(X)
+    if isinstance(X, np.ndarray) or hasattr(X, "__array__"):
+        return ArraySource(np.asarray(X)), _same
+    raise HsanomalyError(f"{type(X).__name__}: expected a numpy cube (bands, rows, cols), an open "
+                         "rasterio dataset or an xarray DataArray (band, y, x)")
+
+
+def _same(value):
+    return value
+
+
+def _xarray_source(X):
+    if X.ndim != 3:
+        raise HsanomalyError(f"DataArray {X.name!r}: expected dimensions (band, y, x), got {X.dims}")
+    band_dim = next((d for d in X.dims if d in ("band", "bands", "wavelength")), X.dims[0])
+    spatial = [d for d in X.dims if d != band_dim]
+    X = X.transpose(band_dim, *spatial)
+    source = ArraySource(np.asarray(X.values), name=str(X.name or "<DataArray>"))
+
+    def wrap(value):
+        import xarray as xr
+
+        coords = {d: X.coords[d] for d in spatial if d in X.coords}
+        coords.update({name: c for name, c in X.coords.items()
+                       if not set(c.dims) & {band_dim} and name not in coords})
+        if value.ndim == 2:
+            return xr.DataArray(value, dims=spatial, coords=coords, attrs=dict(X.attrs),
+                                name="score")
+        dims = ("output_band", *spatial)
+        return xr.DataArray(value, dims=dims, coords=coords, attrs=dict(X.attrs))
+
+    return source, wrap
