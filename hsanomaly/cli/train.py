@@ -2,6 +2,7 @@
 
 import click
 
+from .. import defaults
 from ..errors import HsanomalyError
 from ..training.settings import Settings
 
@@ -14,13 +15,13 @@ from ..training.settings import Settings
               help="Exclusion raster (non-zero = leave out of training), same size as the inputs.")
 @click.option("--background-only", is_flag=True,
               help="With --mask, also drop windows that merely touch a masked pixel.")
-@click.option("--window", default=1, show_default=True, type=click.IntRange(min=1),
+@click.option("--window", default=defaults.TRAIN_WINDOW, show_default=True, type=click.IntRange(min=1),
               help="Odd window size in pixels; >1 makes the networks convolve spatially.")
 @click.option("--bands", type=int, help="Bin the spectrum to this many bands [default: min(32, bands)].")
 @click.option("--sqrt", is_flag=True, help="Square-root noise transform before binning.")
 @click.option("--iterations", default=Settings.iterations, show_default=True,
               type=click.IntRange(min=1), help="Generator iterations.")
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=defaults.TRAIN_SEED, show_default=True, type=int)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--boost-rare", is_flag=True, help="Draw rare (but not singular) spectra more often.")
 @click.option("--threads", type=click.IntRange(min=1),

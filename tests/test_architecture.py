@@ -1,0 +1,74 @@
+"""The floor plan holds: no import circle, small root modules, the harness apart from the product."""
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "hsanomaly"
+ROOT_MODULE_LINES = 250
+
+
+def module_name(path):
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path, modules):
+    """The hsanomaly modules ``path`` imports (at any depth, lazy imports included)."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package
+            for _ in range(node.level - 1):
+                base = base.rsplit(".", 1)[0]
+            base = (f"{base}.{node.module}" if node.module else base) if node.level else node.module
+            targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
+                       for alias in node.names]
+        else:
+            continue
+        found |= {t for t in targets if t in modules and t != name}
+    return found
+
+
+def graph():
+    paths = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    return {name: imports(path, paths) for name, path in paths.items()}
+
+
+def test_no_import_circle_between_modules():
+    edges = graph()
+    # a package's __init__ re-exporting its children is not a circle: drop child -> own package
+    for name in edges:
+        edges[name] = {t for t in edges[name] if not name.startswith(t + ".")}
+    state, cycles = {}, []
+
+    def visit(node, stack):
+        state[node] = "open"
+        for nxt in sorted(edges[node]):
+            if state.get(nxt) == "open":
+                cycles.append(stack[stack.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, stack + [nxt])
+        state[node] = "done"
+
+    for node in sorted(edges):
+        if node not in state:
+            visit(node, [node])
+    assert not cycles, cycles
+
+
+def test_root_modules_stay_small():
+    sizes = {p.name: len(p.read_text().splitlines()) for p in PACKAGE.glob("*.py")}
+    assert all(n <= ROOT_MODULE_LINES for n in sizes.values()), sizes
+
+
+def test_product_never_imports_the_research_harness_or_torch_when_scoring():
+    edges = graph()
+    product = [m for m in edges if not m.startswith(("hsanomaly.experiments", "hsanomaly.cli"))]
+    assert not [m for m in product if any(t.startswith("hsanomaly.experiments") for t in edges[m])]
+    scoring = ("hsanomaly.scorers", "hsanomaly.engine", "hsanomaly.latent", "hsanomaly.model")
+    for module in (m for m in edges if m.startswith(scoring)):
+        assert not any(t.startswith("hsanomaly.training") for t in edges[module]), module

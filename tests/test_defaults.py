@@ -1,0 +1,51 @@
+"""Every shell reads its defaults from hsanomaly.defaults instead of restating them."""
+
+import inspect
+
+from hsanomaly import Detector, defaults
+from hsanomaly.cli.detect import detect
+from hsanomaly.cli.detect_many import detect_many
+from hsanomaly.cli.train import train as train_command
+from hsanomaly.latent import make_solver
+from hsanomaly.scorers import scorer_class
+from hsanomaly.training.settings import Settings
+
+
+def option(command, name):
+    return next(p for p in command.params if p.name == name)
+
+
+def keyword_default(function, name):
+    return inspect.signature(function).parameters[name].default
+
+
+def test_score_and_tile_defaults():
+    assert option(detect, "score").default == defaults.SCORE == Detector().get_params()["score"]
+    assert option(detect_many, "score").default == defaults.SCORE
+    assert option(detect, "tile").default == defaults.TILE == Detector().tile
+    import hsanomaly.api as api
+
+    assert keyword_default(api.detect, "tile") == keyword_default(api.detect_many, "tile") == defaults.TILE
+
+
+def test_training_defaults():
+    assert option(train_command, "iterations").default == Settings.iterations == defaults.ITERATIONS
+    assert option(train_command, "window").default == defaults.TRAIN_WINDOW
+    from hsanomaly.training import train
+
+    assert keyword_default(train, "iterations") == defaults.ITERATIONS
+    assert keyword_default(train, "window") == defaults.TRAIN_WINDOW
+
+
+def test_scorer_defaults_and_help_texts():
+    lrx, context, gan = scorer_class("lrx"), scorer_class("context"), scorer_class("recon")
+    assert (keyword_default(lrx, "outer"), keyword_default(lrx, "guard")) == \
+        (defaults.LRX_OUTER, defaults.LRX_GUARD)
+    assert (keyword_default(context, "outer"), keyword_default(context, "guard")) == \
+        (defaults.CONTEXT_OUTER, defaults.CONTEXT_GUARD)
+    assert keyword_default(gan, "codebook") == keyword_default(make_solver, "codebook") == defaults.CODEBOOK
+    assert keyword_default(gan, "solver") == defaults.SOLVER
+    for name, value in (("codebook", defaults.CODEBOOK), ("outer", defaults.CONTEXT_OUTER),
+                        ("outer", defaults.LRX_OUTER), ("guard", defaults.CONTEXT_GUARD),
+                        ("restarts", defaults.RESTARTS), ("steps", defaults.STEPS)):
+        assert str(value) in option(detect, name).help, (name, value)

@@ -1,0 +1,65 @@
+"""The README's Python examples run as written and give what `hsanomaly detect` writes."""
+
+import importlib.util
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import rasterio
+
+from synthetic import EXAMPLE, ROOT
+
+BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+
+
+def run_block(code, workdir):
+    """Run one README block in a fresh interpreter in ``workdir``; returns its ``heat``."""
+    (workdir / "examples").mkdir(exist_ok=True)
+    for path in (ROOT / "examples").glob("abu-airport-2*"):
+        link = workdir / "examples" / path.name
+        if not link.exists():
+            link.symlink_to(path)
+    out = workdir / "heat.npy"
+    save = f"\nimport numpy\nnumpy.save({str(out)!r}, numpy.asarray(heat))\n"
+    subprocess.run([sys.executable, "-c", code + save], cwd=workdir, check=True, timeout=600)
+    return np.load(out)
+
+
+def cli_heatmap(workdir, score, *options):
+    out = workdir / f"{score}.tif"
+    subprocess.run([sys.executable, "-m", "hsanomaly.cli", "detect", str(EXAMPLE), str(out),
+                    "--score", score, "-q", *options], check=True, timeout=600)
+    with rasterio.open(out) as ds:
+        return ds.read(1)
+
+
+def block_using(score):
+    found = [code for code in BLOCKS if f'Detector("{score}"' in code]
+    assert len(found) == 1, f"the README has no single Python example for {score}"
+    return found[0]
+
+
+def test_readme_has_an_example_per_input_kind():
+    assert len(BLOCKS) >= 3
+    text = "".join(BLOCKS)
+    assert "rasterio.open" in text and "xr.DataArray" in text and ".read()" in text
+    assert all(len(block.strip().splitlines()) <= 4 for block in BLOCKS)
+
+
+@pytest.mark.parametrize("score", ["rx", "lrx"])
+def test_baseline_examples_equal_the_cli(tmp_path, score):
+    heat = run_block(block_using(score), tmp_path)
+    expected = cli_heatmap(tmp_path, score)
+    assert heat.shape == expected.shape == (100, 100) and heat.dtype == np.float32
+    np.testing.assert_allclose(heat, expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.train
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None or
+                    importlib.util.find_spec("xarray") is None, reason="needs torch and xarray")
+def test_default_score_example_on_xarray_equals_the_cli(tmp_path):
+    heat = run_block(block_using("context"), tmp_path)
+    expected = cli_heatmap(tmp_path, "context", "--model", str(tmp_path / "airport-2.model"))
+    np.testing.assert_allclose(heat, expected, rtol=1e-6, atol=1e-6)
