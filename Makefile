@@ -9,7 +9,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q --upgrade pip
 	# torch 2.13.0 CPU build: pinned so pip never pulls a multi-GB CUDA build.
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[train,dev]'
+	# [cpu]: the CPU onnxruntime (the runtime is an extra; README, Installing).
+	$(PIP) install -q -e '.[cpu,train,dev]'
 	touch $@
 
 venv: $(VENV)/.installed
@@ -22,6 +23,11 @@ demo: venv
 test: venv
 	$(VENV)/bin/python -m pytest -q
 	scripts/qgis-tests.sh
+
+# Build the sdist and wheel, install the wheel in a clean venv, run it, and check that the
+# QGIS plugin zip carries the package's version (CI runs this after `make test`).
+wheel-check:
+	scripts/wheel-check.sh
 
 # Regenerate docs/benchmark.md and docs/report.md from the shared scenes. Both keep their GAN
 # models in $(MODELS), so the report reuses the benchmark's seed-0 models.
@@ -38,4 +44,4 @@ benchmark: venv
 report: venv
 	$(VENV)/bin/hsanomaly report $(DATA) --out docs --models $(MODELS) --jobs $(JOBS)
 
-.PHONY: venv demo test benchmark report
+.PHONY: venv demo test wheel-check benchmark report

@@ -21,7 +21,7 @@ if [ ! -f "$VENV/.installed" ] || [ pyproject.toml -nt "$VENV/.installed" ]; the
     # QGIS's Python stack is built for Debian's numpy 1.x: keep exactly that numpy.
     /usr/bin/python3 -c 'import numpy; print(f"numpy=={numpy.__version__}")' > "$VENV/constraints.txt"
     # Debian's attrs (22.2) is too old for the affine that rasterio pulls in.
-    "$VENV/bin/pip" install -q -c "$VENV/constraints.txt" "$TORCH" -e '.[train]' pytest 'attrs>=23.2'
+    "$VENV/bin/pip" install -q -c "$VENV/constraints.txt" "$TORCH" -e '.[cpu,train]' pytest 'attrs>=23.2'
     touch "$VENV/.installed"
 fi
 

@@ -2,7 +2,7 @@
 
 from qgis.core import Qgis, QgsApplication
 
-from .dependencies import install_hint, missing
+from .dependencies import conflicting_runtimes, install_hint, missing
 from .provider import HsanomalyProvider
 
 STARTUP_CHECK = ("hsanomaly", "onnxruntime")
@@ -22,6 +22,9 @@ class HsanomalyPlugin:
         absent = missing(*STARTUP_CHECK)
         if absent:
             self.iface.messageBar().pushMessage("hsanomaly", install_hint(absent), Qgis.Warning, 0)
+        conflict = conflicting_runtimes()
+        if conflict:
+            self.iface.messageBar().pushMessage("hsanomaly", conflict, Qgis.Warning, 0)
 
     def unload(self):
         QgsApplication.processingRegistry().removeProvider(self.provider)

@@ -1,8 +1,13 @@
 """The "hsanomaly" Processing provider."""
 
+from pathlib import Path
+
 from qgis.core import QgsProcessingProvider
+from qgis.PyQt.QtGui import QIcon
 
 from .algorithms import ALGORITHMS
+
+ICON = Path(__file__).resolve().parent / "icon.png"
 
 
 class HsanomalyProvider(QgsProcessingProvider):
@@ -14,6 +19,12 @@ class HsanomalyProvider(QgsProcessingProvider):
 
     def longName(self):
         return "hsanomaly: hyperspectral anomaly detection"
+
+    def icon(self):
+        return QIcon(str(ICON))
+
+    def svgIconPath(self):
+        return str(ICON)
 
     def loadAlgorithms(self):
         for algorithm in ALGORITHMS:

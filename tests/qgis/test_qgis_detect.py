@@ -40,15 +40,15 @@ def test_baseline_heatmap_is_the_library_heatmap(scene, tmp_path, score):
                                rtol=1e-6, equal_nan=True)
 
 
-def test_rx_without_model_by_default_finds_the_targets(scene, tmp_path):
+def test_rx_finds_the_targets(scene, tmp_path):
     raster, truth_path = scene
-    result = run_detect(INPUT=raster, OUTPUT=tmp_path / "heat.tif")
+    result = run_detect(INPUT=raster, SCORE="rx", OUTPUT=tmp_path / "heat.tif")
     scores, truth = read_band(result["OUTPUT"]), read_band(truth_path).astype(bool)
     assert np.isnan(scores[:5, :7]).all()              # the nodata corner
     assert np.nanmin(scores[truth]) > np.nanpercentile(scores[~truth], 99)
 
 
-def test_progress_and_log_reach_the_feedback(scene, tmp_path):
+def test_progress_and_throttled_log_reach_the_feedback(scene, tmp_path):
     from qgis.core import QgsProcessingFeedback
 
     feedback = QgsProcessingFeedback()
@@ -57,10 +57,12 @@ def test_progress_and_log_reach_the_feedback(scene, tmp_path):
     feedback.pushInfo = log.append
     import processing
 
-    processing.run("hsanomaly:detect", {"INPUT": str(scene[0]), "TILE": 16,
+    processing.run("hsanomaly:detect", {"INPUT": str(scene[0]), "SCORE": "rx", "TILE": 16,
                                         "OUTPUT": str(tmp_path / "heat.tif")}, feedback=feedback)
-    assert progress[-1] == 100 and len(progress) >= 12   # 3 x 4 tiles
-    assert "tile 12/12" in log
+    assert progress[-1] == 100 and len(progress) >= 12   # 3 x 4 tiles: the bar moves every tile
+    tiles = [line for line in log if line.startswith("tile ")]
+    assert tiles[0] == "tile 1/12" and tiles[-1] == "tile 12/12"
+    assert len(tiles) < 12                               # the log only every 10 % (or 2 s)
 
 
 def test_cancel_between_tiles_leaves_no_output(scene, tmp_path):
@@ -74,7 +76,7 @@ def test_cancel_between_tiles_leaves_no_output(scene, tmp_path):
     feedback.progressChanged.connect(progress.append)
     feedback.progressChanged.connect(lambda percent: percent > 0 and feedback.cancel())
     with pytest.raises(QgsProcessingException, match="cancelled"):
-        processing.run("hsanomaly:detect", {"INPUT": str(scene[0]), "TILE": 16,
+        processing.run("hsanomaly:detect", {"INPUT": str(scene[0]), "SCORE": "rx", "TILE": 16,
                                             "OUTPUT": str(out / "heat.tif"),
                                             "POLYGONS": str(out / "targets.gpkg"),
                                             "FAR": "0.01"}, feedback=feedback)
@@ -85,7 +87,7 @@ def test_cancel_between_tiles_leaves_no_output(scene, tmp_path):
 def test_polygons_are_a_layer_in_the_input_crs(scene, tmp_path):
     from qgis.core import QgsVectorLayer
 
-    result = run_detect(INPUT=scene[0], OUTPUT=tmp_path / "heat.tif", FAR="0.005",
+    result = run_detect(INPUT=scene[0], SCORE="rx", OUTPUT=tmp_path / "heat.tif", FAR="0.005",
                         POLYGONS=tmp_path / "targets.gpkg")
     layer = QgsVectorLayer(result["POLYGONS"], "targets", "ogr")
     assert layer.isValid()
@@ -97,10 +99,11 @@ def test_library_errors_become_one_line_processing_errors(scene, tmp_path):
     from qgis.core import QgsProcessingException
 
     with pytest.raises(QgsProcessingException) as err:
-        run_detect(INPUT=scene[0], OUTPUT=tmp_path / "heat.tif", POLYGONS=tmp_path / "t.gpkg")
+        run_detect(INPUT=scene[0], SCORE="rx", OUTPUT=tmp_path / "heat.tif",
+                   POLYGONS=tmp_path / "t.gpkg")
     assert str(err.value) == f"{tmp_path / 't.gpkg'}: polygons need --threshold or --far"
     with pytest.raises(QgsProcessingException, match="neither a number nor 'auto'"):
-        run_detect(INPUT=scene[0], OUTPUT=tmp_path / "heat.tif", FAR="often")
+        run_detect(INPUT=scene[0], SCORE="rx", OUTPUT=tmp_path / "heat.tif", FAR="often")
     assert list(tmp_path.glob("heat*")) == []
 
 

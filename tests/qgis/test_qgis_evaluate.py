@@ -10,7 +10,7 @@ def test_evaluate_reports_metrics_table_and_plots(scene, tmp_path):
     from qgis.core import QgsVectorLayer
 
     raster, truth = scene
-    heatmap = processing.run("hsanomaly:detect", {"INPUT": str(raster),
+    heatmap = processing.run("hsanomaly:detect", {"INPUT": str(raster), "SCORE": "rx",
                                                   "OUTPUT": str(tmp_path / "heat.tif")})["OUTPUT"]
     result = processing.run("hsanomaly:evaluate", {
         "HEATMAP": heatmap, "TRUTH": str(truth), "PLOTS": str(tmp_path / "plots"),
@@ -37,7 +37,7 @@ def test_evaluate_empty_truth_gives_the_library_message(scene, tmp_path):
     empty = tmp_path / "empty.tif"
     with rasterio.open(empty, "w", **profile) as dst:
         dst.write(np.zeros((1, 40, 50), np.uint8))
-    heatmap = processing.run("hsanomaly:detect", {"INPUT": str(raster),
+    heatmap = processing.run("hsanomaly:detect", {"INPUT": str(raster), "SCORE": "rx",
                                                   "OUTPUT": str(tmp_path / "heat.tif")})["OUTPUT"]
     with pytest.raises(QgsProcessingException) as err:
         processing.run("hsanomaly:evaluate", {"HEATMAP": heatmap, "TRUTH": str(empty),

@@ -34,8 +34,22 @@ def test_zip_installs_a_processing_plugin(plugin, tmp_path):
 def test_score_choices_match_the_library(plugin):
     from hsanomaly.scorers import MODEL_SCORES, SCORES
 
-    detect = sys.modules["hsanomaly_qgis.algorithms.detect"]
-    assert detect.SCORES == SCORES and detect.MODEL_SCORES == MODEL_SCORES
+    library = sys.modules["hsanomaly_qgis.library"].load()
+    assert library.scores == SCORES and library.model_scores == MODEL_SCORES
+
+
+def test_zip_metadata_has_the_library_version(plugin, tmp_path):
+    import hsanomaly
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "qgis_plugin"))
+    from build_zip import build_zip
+
+    path = build_zip(tmp_path)
+    assert path.name == f"hsanomaly_qgis-{hsanomaly.__version__}.zip"
+    with zipfile.ZipFile(path) as archive:
+        metadata = ConfigParser(interpolation=None)
+        metadata.read_string(archive.read("hsanomaly_qgis/metadata.txt").decode())
+    assert metadata["general"]["version"] == hsanomaly.__version__
 
 
 def test_load_warns_about_missing_packages_with_the_pip_command(plugin, monkeypatch):
@@ -50,7 +64,50 @@ def test_load_warns_about_missing_packages_with_the_pip_command(plugin, monkeypa
     plugin.initGui()
     assert QgsApplication.processingRegistry().providerById("hsanomaly") is not None
     assert len(notices) == 1
-    assert 'python3 -m pip install "onnxruntime"' in notices[0][1]
+    assert '-m pip install "onnxruntime"' in notices[0][1]
+
+
+def test_install_hint_keeps_qgis_numpy_and_takes_torch_from_the_cpu_index(plugin):
+    import re
+
+    import numpy
+
+    dependencies = sys.modules["hsanomaly_qgis.dependencies"]
+    script = (Path(__file__).resolve().parents[2] / "scripts" / "qgis-tests.sh").read_text()
+    hint = dependencies.install_hint(["hsanomaly"])
+    assert f'"numpy=={numpy.__version__}"' in hint and '"attrs>=23.2"' in hint
+    assert '"hsanomaly[cpu]"' in hint
+    assert "attrs>=23.2" in script                      # the constraints the test setup needs
+    hint = dependencies.install_hint(["hsanomaly", "torch", "onnx"])
+    torch_pin = re.search(r"^TORCH=(\S+)", script, re.M).group(1)
+    assert f'"{torch_pin}"' in hint and "--index-url https://download.pytorch.org/whl/cpu" in hint
+    assert '"hsanomaly[cpu,train]"' in hint
+    assert hint.index("torch==") < hint.index("hsanomaly[cpu,train]")   # torch first
+
+
+def test_both_onnx_runtimes_installed_is_reported(plugin, monkeypatch):
+    import importlib.metadata
+
+    dependencies = sys.modules["hsanomaly_qgis.dependencies"]
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "1.0")
+    assert "pip uninstall -y onnxruntime onnxruntime-gpu" in dependencies.conflicting_runtimes()
+
+
+def test_log_is_throttled_but_progress_is_not(plugin):
+    base = sys.modules["hsanomaly_qgis.algorithms.base"]
+    now = [0.0]
+    progress, log = [], []
+    feedback = SimpleNamespace(setProgress=progress.append, pushInfo=log.append,
+                               isCanceled=lambda: False)
+    callback = base.progress_callback(feedback, clock=lambda: now[0])
+    callback(0.0, "fitting rx on scene")
+    for tile in range(1, 1001):
+        now[0] += 0.01                                   # 10 s for 1000 tiles
+        callback(tile / 1000, f"tile {tile}/1000")
+    assert len(progress) == 1001
+    assert log[0] == "fitting rx on scene" and log[1] == "tile 1/1000"
+    assert log[-1] == "tile 1000/1000"
+    assert 5 <= len(log) <= 12                           # every 2 s or 10 %, not every tile
 
 
 def test_algorithm_refuses_to_run_without_its_packages(plugin, scene, tmp_path, monkeypatch):

@@ -1,10 +1,21 @@
 """What every hsanomaly algorithm shares: dependency checks, progress, error translation."""
 
 import contextlib
+import re
+import time
+from pathlib import Path
 
 from qgis.core import QgsProcessingAlgorithm, QgsProcessingException
 
 from ..dependencies import install_hint, missing
+
+LOG_INTERVAL = 2.0   # seconds between progress lines in the log, at most
+LOG_STEP = 0.1       # or this much progress
+# A GDAL dataset name that is not a plain file path: a subdataset (NETCDF:"f.nc":var, HDF5:...,
+# GTIFF_DIR:2:f.tif), a virtual file system path (/vsizip/..., /vsicurl/...) or a URL.
+GDAL_NAME = re.compile(r"^(?:[A-Za-z0-9_]{2,}:|/vsi[a-z0-9_]+/|[a-z][a-z0-9+.-]*://)")
+RASTER_TYPES = ("raster", "multilayer")
+NUMBER = re.compile(r"[-+]?[0-9][0-9.]*(?:e[-+]?[0-9]+)?")   # messages of one kind differ in these
 
 
 class HsanomalyAlgorithm(QgsProcessingAlgorithm):
@@ -20,14 +31,54 @@ class HsanomalyAlgorithm(QgsProcessingAlgorithm):
         absent = missing(*self.required_modules(parameters, context))
         if absent:
             return False, install_hint(absent)
-        return super().checkParameterValues(parameters, context)
+        if not any(gdal_names(parameters.get(d.name())) for d in self.parameterDefinitions()
+                   if d.type() in RASTER_TYPES):
+            return super().checkParameterValues(parameters, context)
+        return self.check_with_gdal_names(parameters, context)
+
+    def check_with_gdal_names(self, parameters, context):
+        """QGIS's own checks, except for rasters given as GDAL dataset names: QGIS 3.22 loads a
+        layer from a string only where it names an existing file, so subdatasets and /vsi
+        paths go to the library as they are, and the library says what is wrong with them."""
+        for definition in self.parameterDefinitions():
+            name, value = definition.name(), parameters.get(definition.name())
+            if definition.type() in RASTER_TYPES and gdal_names(value):
+                rest = [v for v in value if v not in gdal_names(value)] \
+                    if isinstance(value, (list, tuple)) else []
+                if not rest or definition.checkValueIsAcceptable(rest, context):
+                    continue
+            elif definition.checkValueIsAcceptable(value, context):
+                continue
+            if definition.type() in RASTER_TYPES:
+                return False, self.invalidRasterError(parameters, name)
+            return False, f"Incorrect parameter value for {name}"
+        return True, ""
 
 
-def progress_callback(feedback):
-    """The library's ``callback(fraction, message)``: report to ``feedback``; True cancels."""
+def gdal_names(value):
+    """The GDAL dataset names (not existing files) in a parameter value: a string or a list."""
+    values = value if isinstance(value, (list, tuple)) else [value]
+    return [v for v in values
+            if isinstance(v, str) and GDAL_NAME.match(v) and not Path(v).exists()]
+
+
+def progress_callback(feedback, interval=LOG_INTERVAL, step=LOG_STEP, clock=time.monotonic):
+    """The library's ``callback(fraction, message)``: report to ``feedback``; True cancels.
+
+    The progress bar moves on every call. The log gets a line only for a new kind of message
+    (a new stage: fitting, training, tiles), the last one, and otherwise at most every
+    ``interval`` seconds or every ``step`` of progress, so a raster of thousands of tiles
+    does not flood the log.
+    """
+    last = {"time": None, "fraction": 0.0, "kind": None}
+
     def callback(fraction, message):
         feedback.setProgress(100 * fraction)
-        feedback.pushInfo(message)
+        now, kind = clock(), NUMBER.sub("#", str(message))
+        if (kind != last["kind"] or fraction >= 1 or now - last["time"] >= interval
+                or fraction - last["fraction"] >= step):
+            feedback.pushInfo(message)
+            last.update(time=now, fraction=fraction, kind=kind)
         return feedback.isCanceled()
     return callback
 
@@ -49,6 +100,38 @@ def library_errors():
         if not absent:
             raise
         raise QgsProcessingException(install_hint(absent)) from None
+
+
+def named_source(value, context):
+    """The dataset name for a parameter value given as a string: the source of the project
+    layer whose id or name it is, or else the string itself, unchanged (a file, a GDAL
+    subdataset such as NETCDF:"f.nc":var, HDF5:..., GTIFF_DIR:2:f.tif, or a /vsizip/... path;
+    never QGIS's rewriting of it)."""
+    layer = context.getMapLayer(value)
+    if layer is not None and value in (layer.id(), layer.name()):
+        return layer.source()
+    return value
+
+
+def raster_source(algorithm, parameters, name, context):
+    """The dataset name to give the library for raster parameter ``name``: a string passes
+    through ``named_source``; a layer object gives its source."""
+    value = parameters.get(name)
+    if isinstance(value, str) and value:
+        return named_source(value, context)
+    layer = algorithm.parameterAsRasterLayer(parameters, name, context)
+    if layer is None:
+        raise QgsProcessingException(f"{value}: not a raster layer QGIS can open")
+    return layer.source()
+
+
+def raster_sources(algorithm, parameters, name, context):
+    """``raster_source`` for each raster of a multiple-layers parameter, in order."""
+    values = parameters.get(name)
+    values = values if isinstance(values, (list, tuple)) else [values]
+    if all(isinstance(value, str) and value for value in values):
+        return [named_source(value, context) for value in values]
+    return [layer.source() for layer in algorithm.parameterAsLayerList(parameters, name, context)]
 
 
 def is_empty(parameters, name):

@@ -6,11 +6,10 @@ from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingParam
                        QgsProcessingParameterRasterLayer, QgsProcessingParameterString,
                        QgsProcessingParameterVectorDestination)
 
-from .base import HsanomalyAlgorithm, is_empty, library_errors, progress_callback
-
-SCORES = ("rx", "lrx", "gmm", "critic", "recon", "anogan", "resrx", "context")  # hsanomaly.scorers.SCORES
-MODEL_SCORES = ("critic", "recon", "anogan", "resrx", "context")  # hsanomaly.scorers.MODEL_SCORES
-SOLVERS = ("fast", "seed")
+from .. import library
+from ..dependencies import install_hint
+from ..styles import style_heatmap_on_load, style_targets_on_load
+from .base import HsanomalyAlgorithm, is_empty, library_errors, progress_callback, raster_source
 
 
 class DetectAnomalies(HsanomalyAlgorithm):
@@ -31,23 +30,33 @@ class DetectAnomalies(HsanomalyAlgorithm):
         return "Detect anomalies"
 
     def shortHelpString(self):
-        return ("Scores every pixel of a hyperspectral raster: high score = anomalous. The "
-                "baselines rx, lrx (local RX) and gmm (Gaussian mixture) are fitted on the input "
-                "and take no model. The GAN scores critic, recon, anogan, resrx and context use a model bundle "
-                "from 'Train model' (without one, the library trains a quick model on the input "
-                "if torch is installed). Target polygons need a score threshold or a false-alarm "
-                "rate.")
+        lib = library.load()
+        baselines = [score for score in lib.scores if score not in lib.model_scores]
+        note = "" if lib.available else install_hint(["hsanomaly"]) + "\n\n"
+        return note + (
+            "Scores every pixel of a hyperspectral raster: high score = anomalous. The baselines "
+            f"{', '.join(baselines)} are fitted on the input and take no model. The GAN scores "
+            f"{', '.join(lib.model_scores)} use a model bundle from 'Train model' (without one, "
+            "the library trains a quick model on the input if torch is installed). Target "
+            "polygons need a score threshold or a false-alarm rate. The defaults are the "
+            f"library's: score {lib.score}, latent search {lib.solver}, tiles of {lib.tile} "
+            "pixels. The input may also be a GDAL subdataset (NETCDF:..., HDF5:..., "
+            "GTIFF_DIR:...) or a /vsizip/... path, passed to the library unchanged.")
 
     def initAlgorithm(self, config=None):
+        # read from the library here, not at import: where hsanomaly is not installed yet
+        # the plugin still loads, the dialog opens and its help says how to install it
+        lib = library.load()
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Hyperspectral raster"))
         self.addParameter(QgsProcessingParameterFile(
             self.MODEL, "Model bundle folder (from Train model)",
             behavior=QgsProcessingParameterFile.Folder, optional=True))
         self.addParameter(QgsProcessingParameterEnum(
-            self.SCORE, "Score", options=list(SCORES), defaultValue="rx", usesStaticStrings=True))
+            self.SCORE, "Score", options=list(lib.scores), defaultValue=lib.score,
+            usesStaticStrings=True))
         self.addParameter(QgsProcessingParameterEnum(
-            self.SOLVER, "Latent search (GAN scores)", options=list(SOLVERS),
-            defaultValue=SOLVERS[0], usesStaticStrings=True))
+            self.SOLVER, "Latent search (GAN scores)", options=list(lib.solvers),
+            defaultValue=lib.solver, usesStaticStrings=True))
         self.addParameter(QgsProcessingParameterNumber(
             self.THRESHOLD, "Polygon score threshold", QgsProcessingParameterNumber.Double,
             optional=True))
@@ -55,7 +64,7 @@ class DetectAnomalies(HsanomalyAlgorithm):
             self.FAR, "Polygon false-alarm rate (e.g. 0.001, or auto)", optional=True))
         tile = QgsProcessingParameterNumber(self.TILE, "Tile size (pixels)",
                                             QgsProcessingParameterNumber.Integer,
-                                            defaultValue=256, minValue=8)
+                                            defaultValue=lib.tile, minValue=8)
         tile.setFlags(tile.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self.addParameter(tile)
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Anomaly heatmap"))
@@ -64,7 +73,8 @@ class DetectAnomalies(HsanomalyAlgorithm):
             optional=True, createByDefault=False))
 
     def required_modules(self, parameters, context):
-        if self.parameterAsEnumString(parameters, self.SCORE, context) in MODEL_SCORES:
+        if self.parameterAsEnumString(parameters, self.SCORE, context) in \
+                library.load().model_scores:
             return ("hsanomaly", "onnxruntime")
         return ("hsanomaly",)
 
@@ -79,7 +89,7 @@ class DetectAnomalies(HsanomalyAlgorithm):
                 f"false-alarm rate {text!r} is neither a number nor 'auto'") from None
 
     def processAlgorithm(self, parameters, context, feedback):
-        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        source = raster_source(self, parameters, self.INPUT, context)
         model = None if is_empty(parameters, self.MODEL) else \
             self.parameterAsFile(parameters, self.MODEL, context)
         heatmap = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
@@ -89,20 +99,22 @@ class DetectAnomalies(HsanomalyAlgorithm):
         far = self._far(parameters, context)
         score = self.parameterAsEnumString(parameters, self.SCORE, context)
         options = {}
-        if score in MODEL_SCORES:
+        if library.takes_solver(score):
             options["solver"] = self.parameterAsEnumString(parameters, self.SOLVER, context)
         with library_errors():
             from hsanomaly.api import detect_anomalies
 
             result = detect_anomalies(
-                layer.source(), heatmap, score=score, model=model, options=options,
+                source, heatmap, score=score, model=model, options=options,
                 polygons=polygons, threshold=threshold, far=far,
                 tile=self.parameterAsInt(parameters, self.TILE, context),
                 progress=False, callback=progress_callback(feedback))
         feedback.pushInfo(f"{heatmap}: {result.scorer.name} heatmap, {result.tiles} tiles "
                           f"in {result.seconds:.1f} s")
+        style_heatmap_on_load(context, heatmap)
         outputs = {self.OUTPUT: heatmap}
         if polygons:
             feedback.pushInfo(f"{polygons}: {result.polygons} target polygons")
+            style_targets_on_load(context, polygons)
             outputs[self.POLYGONS] = polygons
         return outputs

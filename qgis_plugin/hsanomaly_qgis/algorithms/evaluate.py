@@ -8,7 +8,7 @@ from qgis.core import (QgsCoordinateReferenceSystem, QgsFeature, QgsFeatureSink,
                        QgsProcessingParameterRasterLayer, QgsWkbTypes)
 from qgis.PyQt.QtCore import QVariant
 
-from .base import HsanomalyAlgorithm, is_empty, library_errors
+from .base import HsanomalyAlgorithm, is_empty, library_errors, raster_source
 
 # per-target report key -> table field type
 TARGET_FIELDS = {"id": QVariant.String, "pixels": QVariant.Int, "auc": QVariant.Double,
@@ -52,10 +52,10 @@ class Evaluate(HsanomalyAlgorithm):
         self.addOutput(QgsProcessingOutputNumber(self.N_TARGETS, "number of targets"))
 
     def processAlgorithm(self, parameters, context, feedback):
-        heatmap = self.parameterAsRasterLayer(parameters, self.HEATMAP, context).source()
-        truth = self.parameterAsRasterLayer(parameters, self.TRUTH, context).source()
+        heatmap = raster_source(self, parameters, self.HEATMAP, context)
+        truth = raster_source(self, parameters, self.TRUTH, context)
         outer = None if is_empty(parameters, self.OUTER) else \
-            self.parameterAsRasterLayer(parameters, self.OUTER, context).source()
+            raster_source(self, parameters, self.OUTER, context)
         plots = None if is_empty(parameters, self.PLOTS) else \
             self.parameterAsFileOutput(parameters, self.PLOTS, context)
         with library_errors():

@@ -4,7 +4,10 @@ from qgis.core import (QgsProcessing, QgsProcessingParameterFolderDestination,
                        QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber,
                        QgsProcessingParameterRasterLayer)
 
-from .base import HsanomalyAlgorithm, is_empty, library_errors, progress_callback
+from .. import library
+from ..dependencies import install_hint, missing
+from .base import (HsanomalyAlgorithm, is_empty, library_errors, progress_callback,
+                   raster_source, raster_sources)
 
 
 class TrainModel(HsanomalyAlgorithm):
@@ -23,34 +26,38 @@ class TrainModel(HsanomalyAlgorithm):
         return "Train model"
 
     def shortHelpString(self):
-        return ("Trains a Wasserstein GAN on pixel windows of the input rasters and writes a "
-                "model bundle folder for 'Detect anomalies' (GAN scores). Pixels where the "
-                "exclusion mask is non-zero (e.g. known targets) are left out. Needs torch: "
-                "pip install \"hsanomaly[train]\".")
+        absent = missing(*self.required_modules({}, None))
+        note = install_hint(absent) + "\n\n" if absent else ""
+        return note + (
+            "Trains a Wasserstein GAN on pixel windows of the input rasters and writes a model "
+            "bundle folder for 'Detect anomalies' (GAN scores). Pixels where the exclusion mask "
+            "is non-zero (e.g. known targets) are left out. Needs torch and onnx (the [train] "
+            "extra). Inputs may also be GDAL subdatasets or /vsizip/... paths.")
 
     def initAlgorithm(self, config=None):
+        lib = library.load()   # the library's defaults, read when QGIS builds the algorithm
         self.addParameter(QgsProcessingParameterMultipleLayers(
             self.INPUTS, "Hyperspectral rasters", QgsProcessing.TypeRaster))
         self.addParameter(QgsProcessingParameterRasterLayer(
             self.MASK, "Exclusion mask (non-zero = leave out)", optional=True))
         self.addParameter(QgsProcessingParameterNumber(
-            self.WINDOW, "Window size (odd, pixels)", defaultValue=1, minValue=1))
+            self.WINDOW, "Window size (odd, pixels)", defaultValue=lib.train_window, minValue=1))
         self.addParameter(QgsProcessingParameterNumber(
             self.BANDS, "Bin to this many bands (default: at most 32)", optional=True,
             minValue=1))
         self.addParameter(QgsProcessingParameterNumber(
-            self.ITERATIONS, "Generator iterations", defaultValue=1000, minValue=1))
-        self.addParameter(QgsProcessingParameterNumber(self.SEED, "Random seed", defaultValue=0))
+            self.ITERATIONS, "Generator iterations", defaultValue=lib.iterations, minValue=1))
+        self.addParameter(QgsProcessingParameterNumber(self.SEED, "Random seed",
+                                                       defaultValue=lib.train_seed))
         self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT, "Model bundle"))
 
     def required_modules(self, parameters, context):
         return ("hsanomaly", "torch", "onnx")
 
     def processAlgorithm(self, parameters, context, feedback):
-        inputs = [layer.source() for layer in
-                  self.parameterAsLayerList(parameters, self.INPUTS, context)]
+        inputs = raster_sources(self, parameters, self.INPUTS, context)
         mask = None if is_empty(parameters, self.MASK) else \
-            self.parameterAsRasterLayer(parameters, self.MASK, context).source()
+            raster_source(self, parameters, self.MASK, context)
         bands = None if is_empty(parameters, self.BANDS) else \
             self.parameterAsInt(parameters, self.BANDS, context)
         out = self.parameterAsFileOutput(parameters, self.OUTPUT, context)

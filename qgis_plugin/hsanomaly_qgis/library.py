@@ -1,0 +1,61 @@
+"""What the algorithms show that the hsanomaly library decides: score names, solvers, defaults.
+
+Read from the library when the algorithms are built (``initAlgorithm``), never restated by
+hand, so QGIS offers what the command line offers. Only where hsanomaly cannot be imported
+does ``FALLBACK`` stand in: the dialogs still open (and say how to install the library),
+but nothing can run until it is installed. ``tests/qgis`` checks the fallback against the
+library so it cannot drift.
+"""
+
+import importlib
+from types import SimpleNamespace
+
+FALLBACK = SimpleNamespace(
+    available=False,
+    version=None,
+    scores=("rx", "lrx", "gmm", "critic", "recon", "anogan", "resrx", "context"),
+    model_scores=("critic", "recon", "anogan", "resrx", "context"),
+    solvers=("fast", "thesis"),
+    score="context",
+    solver="fast",
+    tile=256,
+    iterations=800,
+    train_window=1,
+    train_seed=0,
+)
+
+
+def load():
+    """The library's choices and defaults, or ``FALLBACK`` where hsanomaly is not importable."""
+    try:
+        hsanomaly = importlib.import_module("hsanomaly")
+        defaults = importlib.import_module("hsanomaly.defaults")
+        scorers = importlib.import_module("hsanomaly.scorers")
+        latent = importlib.import_module("hsanomaly.latent")
+    except ImportError:
+        return FALLBACK
+    return SimpleNamespace(
+        available=True,
+        version=hsanomaly.__version__,
+        scores=tuple(scorers.SCORES),
+        model_scores=tuple(scorers.MODEL_SCORES),
+        solvers=tuple(latent.SOLVERS),
+        score=defaults.SCORE,
+        solver=defaults.SOLVER,
+        tile=defaults.TILE,
+        iterations=defaults.ITERATIONS,
+        train_window=defaults.TRAIN_WINDOW,
+        train_seed=defaults.TRAIN_SEED,
+    )
+
+
+def takes_solver(score):
+    """True when ``score`` searches the latent space (and so takes the ``solver`` option)."""
+    try:
+        scorers = importlib.import_module("hsanomaly.scorers")
+    except ImportError:
+        return score in FALLBACK.model_scores and score != "critic"
+    registry = getattr(scorers, "REGISTRY", None)
+    if registry is not None and score in registry:
+        return "solver" in getattr(registry[score], "options", ())
+    return score in scorers.MODEL_SCORES

@@ -1,0 +1,93 @@
+"""How the algorithms' outputs look when QGIS loads them: a styled heatmap, outlined targets.
+
+Processing loads an algorithm's outputs after it finishes and then hands each layer to the
+post-processor set on it (``QgsProcessingContext.LayerDetails.setPostProcessor``).
+"""
+
+import math
+from collections import deque
+
+from qgis.core import (QgsColorRampShader, QgsFillSymbol, QgsGradientColorRamp,
+                       QgsProcessingLayerPostProcessorInterface, QgsRasterBandStats,
+                       QgsRasterLayer, QgsRasterShader, QgsSingleBandPseudoColorRenderer,
+                       QgsSingleSymbolRenderer, QgsStyle, QgsVectorLayer)
+from qgis.PyQt.QtGui import QColor
+
+HEATMAP_RAMP = "Magma"          # QGIS's default style has it: dark background, bright anomalies
+TARGET_OUTLINE = {"style": "no", "outline_color": "0,255,255,255", "outline_width": "0.6",
+                  "outline_width_unit": "MM", "joinstyle": "miter"}
+
+
+def heatmap_ramp():
+    """The colour ramp of heatmaps (a two-colour magma-like gradient where the style lacks it)."""
+    ramp = QgsStyle.defaultStyle().colorRamp(HEATMAP_RAMP)
+    return ramp if ramp is not None else QgsGradientColorRamp(QColor(0, 0, 4),
+                                                              QColor(252, 253, 191))
+
+
+def style_heatmap(layer):
+    """Single-band pseudocolour on band 1, the ramp stretched from the band's minimum to its
+    maximum (NaN nodata excluded): high scores, the anomalies, come out bright."""
+    provider = layer.dataProvider()
+    stats = provider.bandStatistics(1, QgsRasterBandStats.Min | QgsRasterBandStats.Max,
+                                    layer.extent(), 0)
+    low, high = stats.minimumValue, stats.maximumValue
+    if not (math.isfinite(low) and math.isfinite(high)) or high <= low:
+        low, high = (low, low + 1) if math.isfinite(low) else (0.0, 1.0)
+    function = QgsColorRampShader(low, high, heatmap_ramp(), QgsColorRampShader.Interpolated,
+                                  QgsColorRampShader.Continuous)
+    function.classifyColorRamp()
+    shader = QgsRasterShader(low, high)
+    shader.setRasterShaderFunction(function)
+    renderer = QgsSingleBandPseudoColorRenderer(provider, 1, shader)
+    renderer.setClassificationMin(low)
+    renderer.setClassificationMax(high)
+    layer.setRenderer(renderer)
+    layer.triggerRepaint()
+
+
+def style_targets(layer):
+    """Target polygons as outlines without fill, so the heatmap stays visible under them."""
+    layer.setRenderer(QgsSingleSymbolRenderer(QgsFillSymbol.createSimple(TARGET_OUTLINE)))
+    layer.triggerRepaint()
+
+
+class LayerStyler(QgsProcessingLayerPostProcessorInterface):
+    """Styles a layer after Processing loads it. ``create`` keeps the Python object alive
+    until QGIS has used it (QGIS owns it on the C++ side only)."""
+
+    _alive = deque(maxlen=64)
+
+    def __init__(self, style, kind):
+        super().__init__()
+        self.style, self.kind = style, kind
+
+    def postProcessLayer(self, layer, context, feedback):
+        if not isinstance(layer, self.kind) or not layer.isValid():
+            return
+        try:
+            self.style(layer)
+        except Exception as err:   # noqa: BLE001 - a failed style must not fail the run
+            if feedback is not None:
+                feedback.reportError(f"{layer.source()}: could not style the layer ({err})")
+
+    @classmethod
+    def create(cls, style, kind):
+        styler = cls(style, kind)
+        cls._alive.append(styler)
+        return styler
+
+
+def style_on_load(context, path, style, kind):
+    """Style output ``path`` with ``style`` when Processing loads it into the project."""
+    if path and context.willLoadLayerOnCompletion(path):
+        context.layerToLoadOnCompletionDetails(path).setPostProcessor(
+            LayerStyler.create(style, kind))
+
+
+def style_heatmap_on_load(context, path):
+    style_on_load(context, path, style_heatmap, QgsRasterLayer)
+
+
+def style_targets_on_load(context, path):
+    style_on_load(context, path, style_targets, QgsVectorLayer)

@@ -1,0 +1,149 @@
+"""Inputs as hyperspectral products arrive: GDAL subdatasets and /vsizip/ paths reach the
+library exactly as given; a layer picked in QGIS gives its source."""
+
+import sys
+import zipfile
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+
+class LibrarySpy(SimpleNamespace):
+    """Stands in for hsanomaly.api: records the dataset names it is called with, then stops
+    the run with a library error (whatever the function is called)."""
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+
+        def call(src, dst, **options):
+            from hsanomaly.errors import HsanomalyError
+
+            self.calls.append(src)
+            raise HsanomalyError("spy: stop")
+        return call
+
+
+def gdal_names(raster, tmp_path):
+    """GDAL dataset names for the scene in several containers: {kind: name}."""
+    names = {}
+    archive = tmp_path / "scene.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(raster, "inside/scene.tif")
+    names["vsizip"] = f"/vsizip/{archive}/inside/scene.tif"
+    names["gtiff_dir"] = f"GTIFF_DIR:1:{raster}"
+    try:
+        from osgeo import gdal
+    except ImportError:
+        return names
+    gdal.UseExceptions()
+    netcdf = tmp_path / "scene.nc"
+    if gdal.GetDriverByName("netCDF") is not None:
+        gdal.Translate(str(netcdf), str(raster), format="netCDF")
+        names["netcdf"] = f'NETCDF:"{netcdf}":Band1'
+    if gdal.GetDriverByName("HDF5") is not None:
+        import h5py
+        import rasterio
+
+        with rasterio.open(raster) as src, h5py.File(tmp_path / "scene.h5", "w") as h5:
+            h5["radiance"] = src.read()
+        names["hdf5"] = f'HDF5:"{tmp_path / "scene.h5"}"://radiance'
+    return names
+
+
+@pytest.mark.parametrize("kind", ["vsizip", "gtiff_dir", "netcdf", "hdf5"])
+def test_dataset_names_reach_the_library_unchanged(scene, tmp_path, monkeypatch, kind):
+    import processing
+    from qgis.core import QgsProcessingException, QgsProject, QgsRasterLayer
+
+    names = gdal_names(scene[0], tmp_path)
+    if kind not in names:
+        pytest.skip(f"this GDAL cannot make a {kind} dataset")
+    spy = LibrarySpy(calls=[])
+    monkeypatch.setitem(sys.modules, "hsanomaly.api", spy)
+    with pytest.raises(QgsProcessingException, match="spy: stop"):
+        processing.run("hsanomaly:detect", {"INPUT": names[kind], "SCORE": "rx",
+                                            "OUTPUT": str(tmp_path / "heat.tif")})
+    assert spy.calls == [names[kind]]
+
+    # the same dataset added to the project in QGIS (Add Raster Layer), then picked
+    layer = QgsRasterLayer(names[kind], kind, "gdal")
+    assert layer.isValid()
+    QgsProject.instance().addMapLayer(layer)
+    try:
+        with pytest.raises(QgsProcessingException, match="spy: stop"):
+            processing.run("hsanomaly:detect", {"INPUT": layer.id(), "SCORE": "rx",
+                                                "OUTPUT": str(tmp_path / "heat.tif")})
+    finally:
+        QgsProject.instance().removeAllMapLayers()
+    assert spy.calls[1] == names[kind]
+
+
+def test_train_inputs_and_mask_pass_through(scene, tmp_path, monkeypatch):
+    import processing
+    from qgis.core import QgsProcessingException
+
+    names = gdal_names(scene[0], tmp_path)
+    training = sys.modules["hsanomaly_qgis.algorithms.train"]
+    monkeypatch.setattr(training, "missing", lambda *modules: [])   # torch not needed: a spy
+    seen = {}
+
+    def train(inputs, out, **options):
+        from hsanomaly.errors import HsanomalyError
+
+        seen.update(inputs=inputs, mask=options["mask"])
+        raise HsanomalyError("spy: stop")
+
+    monkeypatch.setitem(sys.modules, "hsanomaly.training", SimpleNamespace(train=train))
+    monkeypatch.setattr(sys.modules["hsanomaly_qgis.algorithms.base"], "missing",
+                        lambda *modules: [])
+    with pytest.raises(QgsProcessingException, match="spy: stop"):
+        processing.run("hsanomaly:train", {"INPUTS": [names["vsizip"], str(scene[0])],
+                                           "MASK": names["gtiff_dir"].replace(
+                                               str(scene[0]), str(scene[1])),
+                                           "OUTPUT": str(tmp_path / "model")})
+    assert seen == {"inputs": [names["vsizip"], str(scene[0])],
+                    "mask": f"GTIFF_DIR:1:{scene[1]}"}
+
+
+def test_a_raster_qgis_cannot_take_is_refused_before_the_library(scene, tmp_path):
+    import processing
+    from qgis.core import QgsProcessingException
+
+    with pytest.raises(QgsProcessingException, match="Could not load source layer for INPUT"):
+        processing.run("hsanomaly:detect", {"INPUT": str(tmp_path / "missing.tif"),
+                                            "SCORE": "rx", "OUTPUT": str(tmp_path / "h.tif")})
+
+
+def test_a_project_layer_gives_its_source(scene, tmp_path, monkeypatch):
+    import processing
+    from qgis.core import QgsProcessingException, QgsProject, QgsRasterLayer
+
+    layer = QgsRasterLayer(str(scene[0]), "my scene")
+    QgsProject.instance().addMapLayer(layer)
+    spy = LibrarySpy(calls=[])
+    monkeypatch.setitem(sys.modules, "hsanomaly.api", spy)
+    try:
+        for value in (layer.id(), "my scene", layer):
+            with pytest.raises(QgsProcessingException, match="spy: stop"):
+                processing.run("hsanomaly:detect", {"INPUT": value, "SCORE": "rx",
+                                                    "OUTPUT": str(tmp_path / "heat.tif")})
+    finally:
+        QgsProject.instance().removeAllMapLayers()
+    assert spy.calls == [str(scene[0])] * 3
+
+
+def test_vsizip_scene_detects_like_the_file(scene, tmp_path):
+    import processing
+    import rasterio
+
+    names = gdal_names(scene[0], tmp_path)
+    heat = {}
+    for kind, name in (("file", str(scene[0])), ("vsizip", names["vsizip"])):
+        out = tmp_path / f"{kind}.tif"
+        processing.run("hsanomaly:detect", {"INPUT": name, "SCORE": "rx", "TILE": 16,
+                                            "OUTPUT": str(out)})
+        with rasterio.open(out) as ds:
+            heat[kind] = ds.read(1)
+    np.testing.assert_array_equal(heat["vsizip"], heat["file"])

@@ -1,0 +1,120 @@
+"""What a QGIS user sees: the heatmap styled with a colour ramp, outlined targets, an icon and
+complete plugin metadata carrying the library's version."""
+
+import configparser
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def project():
+    from qgis.core import QgsProject
+
+    project = QgsProject.instance()
+    yield project
+    project.removeAllMapLayers()
+
+
+def loaded_layer(project, path):
+    """The project layer loaded from ``path``."""
+    layers = [layer for layer in project.mapLayers().values()
+              if layer.source().split("|")[0] == str(path)]
+    assert len(layers) == 1, [layer.source() for layer in project.mapLayers().values()]
+    return layers[0]
+
+
+def test_heatmap_and_targets_load_styled(scene, tmp_path, project):
+    import processing
+    import rasterio
+    from qgis.core import QgsProcessingFeedback, QgsStyle
+    from qgis.PyQt.QtCore import Qt
+
+    errors = []
+    feedback = QgsProcessingFeedback()
+    feedback.reportError = lambda message, fatal=False: errors.append(message)
+    heatmap, targets = tmp_path / "heat.tif", tmp_path / "targets.gpkg"
+    processing.runAndLoadResults("hsanomaly:detect", {
+        "INPUT": str(scene[0]), "SCORE": "rx", "FAR": "0.005", "OUTPUT": str(heatmap),
+        "POLYGONS": str(targets)}, feedback=feedback)
+    assert errors == []
+
+    layer = loaded_layer(project, heatmap)
+    renderer = layer.renderer()
+    assert renderer.type() == "singlebandpseudocolor" and renderer.band() == 1
+    with rasterio.open(heatmap) as ds:
+        scores = ds.read(1)
+    assert renderer.classificationMin() == pytest.approx(np.nanmin(scores), rel=1e-5)
+    assert renderer.classificationMax() == pytest.approx(np.nanmax(scores), rel=1e-5)
+    function = renderer.shader().rasterShaderFunction()
+    items = function.colorRampItemList()
+    magma = QgsStyle.defaultStyle().colorRamp("Magma")
+    assert len(items) > 2
+    assert items[0].color.name() == magma.color(0).name()      # dark: the background
+    assert items[-1].color.name() == magma.color(1).name()     # bright: the anomalies
+    assert items[0].value == pytest.approx(renderer.classificationMin())
+    assert items[-1].value == pytest.approx(renderer.classificationMax())
+
+    polygons = loaded_layer(project, targets)
+    assert polygons.featureCount() >= 2
+    assert polygons.renderer().type() == "singleSymbol"
+    outline = polygons.renderer().symbol().symbolLayer(0)
+    assert outline.brushStyle() == Qt.NoBrush                  # the heatmap shows through
+    assert outline.strokeColor().name() == "#00ffff"
+
+
+def test_processing_run_without_loading_styles_nothing(scene, tmp_path, project):
+    import processing
+
+    processing.run("hsanomaly:detect", {"INPUT": str(scene[0]), "SCORE": "rx",
+                                        "OUTPUT": str(tmp_path / "heat.tif")})
+    assert project.mapLayers() == {}
+
+
+def test_a_constant_heatmap_still_gets_a_ramp(plugin, tmp_path):
+    import rasterio
+    from hsanomaly_qgis.styles import style_heatmap
+    from qgis.core import QgsRasterLayer
+
+    path = tmp_path / "flat.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=4, height=3, count=1,
+                       dtype="float32") as ds:
+        ds.write(np.full((1, 3, 4), 7.0, np.float32))
+    layer = QgsRasterLayer(str(path), "flat")
+    style_heatmap(layer)
+    renderer = layer.renderer()
+    assert renderer.type() == "singlebandpseudocolor"
+    assert renderer.classificationMax() > renderer.classificationMin() == 7.0
+
+
+def installed_metadata():
+    plugin_dir = Path(sys.modules["hsanomaly_qgis"].__file__).parent
+    metadata = configparser.ConfigParser(interpolation=None)   # as QGIS's plugin manager reads it
+    metadata.read(plugin_dir / "metadata.txt", encoding="utf-8")
+    return plugin_dir, metadata["general"]
+
+
+def test_installed_plugin_metadata_is_complete(plugin):
+    import hsanomaly
+
+    plugin_dir, metadata = installed_metadata()
+    assert metadata["version"] == hsanomaly.__version__
+    for key in ("homepage", "repository", "tracker"):
+        assert metadata[key].startswith("https://github.com/hsanomaly/hsanomaly"), key
+    assert metadata["changelog"].strip().startswith(hsanomaly.__version__)
+    assert metadata["hasProcessingProvider"] == "yes"
+    assert (plugin_dir / metadata["icon"]).is_file()
+
+
+def test_provider_and_algorithms_show_the_icon(plugin):
+    from qgis.core import QgsApplication
+    from qgis.PyQt.QtGui import QIcon
+
+    plugin_dir, metadata = installed_metadata()
+    assert not QIcon(str(plugin_dir / metadata["icon"])).isNull()
+    provider = QgsApplication.processingRegistry().providerById("hsanomaly")
+    assert not provider.icon().isNull()
+    assert Path(provider.svgIconPath()) == plugin_dir / metadata["icon"]
+    assert all(not algorithm.icon().isNull() for algorithm in provider.algorithms())
