@@ -6,6 +6,7 @@ from ``hsanomaly.defaults``. Every check that can fail runs before the work star
 
 import contextlib
 import importlib.util
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,31 +57,43 @@ def detect(src, dst, *, score=None, model=None, extras=None, polygons=None, thre
     path}. polygons: a GeoPackage of the regions above ``threshold`` or above the threshold
     of false-alarm rate ``far`` (a number or "auto"). workers/scheduler: score the tiles on a
     Dask cluster (a local one of N processes, or an address or Client). callback(fraction,
-    message) -> True cancels. Returns an ``engine.DetectResult``.
+    message) -> True cancels. Every option and path is checked before any work; the heatmap,
+    extras, PNG and polygons are replaced together, only once all are written and checked.
+    Returns an ``engine.DetectResult``.
     """
     from .engine import detect as run_engine
+    from .io.atomic import staged
+    from .validate import check_request, detect_paths
 
     score = score or defaults.SCORE
-    cls = check_options(score, {**options, **({"model": model} if model is not None else {})})
+    cls = check_request(score, model, options, extras, tile, workers, scheduler, resume)
     if polygons is not None:
         from .polygons import check_threshold
 
         check_threshold(polygons, threshold, far)
-    if cls.needs_model and model is None:
+    elif threshold is not None or far is not None:
+        raise HsanomalyError("--threshold/--far: they set the --polygons threshold, and no "
+                             "--polygons was given")
+    quick = scene_model_path(dst) if cls.needs_model and model is None else None
+    detect_paths(src, dst, model=model, extras=extras, png=png, polygons=polygons,
+                 quick_model=quick)
+    make_scorer(score, **options, **({"model": model or quick} if cls.needs_model else {}))
+    if quick is not None:
         model = train_on_scene(src, dst, callback=callback, progress=progress)
     scorer = make_scorer(score, **options, **({"model": model} if cls.needs_model else {}))
-    with _executor(workers, scheduler) as executor:
+    with _executor(workers, scheduler) as executor, staged() as stage:
         result = run_engine(src, dst, scorer, extras=extras, tile=tile, resume=resume,
-                            executor=executor, progress=progress, callback=callback)
+                            executor=executor, progress=progress, callback=callback, stage=stage)
+        if png is not None:
+            from .quicklook import write_png
+
+            write_png(stage.temporary(dst), png, stage=stage)
+        if polygons is not None:
+            from .polygons import write_polygons
+
+            result.polygons = write_polygons(stage.temporary(dst), polygons, threshold=threshold,
+                                             far=far, stage=stage, name=dst)
     result.model = None if model is None else str(model)
-    if png is not None:
-        from .quicklook import write_png
-
-        write_png(dst, png)
-    if polygons is not None:
-        from .polygons import write_polygons
-
-        result.polygons = write_polygons(dst, polygons, threshold=threshold, far=far)
     return result
 
 
@@ -114,27 +127,33 @@ def detect_many(inputs, out_dir, *, score=None, model=None, tile=defaults.TILE, 
                 workers=None, scheduler=None, progress=False, **options):
     """Score every raster of ``inputs`` into ``out_dir/<stem>_<score>.tif``, on one cluster.
 
-    Rasters whose output is finished are skipped and interrupted ones resumed, so a batch
-    can simply be rerun; ``overwrite`` scores everything from scratch. A raster that fails
-    is reported in its ``BatchItem`` and the batch goes on.
+    A raster whose heatmap carries the fingerprint of its current input and these settings
+    is skipped, an interrupted one resumed, so a batch can simply be rerun; a changed input or
+    setting is scored again. ``overwrite`` scores everything from scratch. A raster that fails
+    is reported in its ``BatchItem`` (one line) and the batch goes on.
     """
     from tqdm.auto import tqdm
 
+    from .validate import batch_paths, check_request
+
     score = score or defaults.SCORE
-    check_options(score, {**options, **({"model": model} if model is not None else {})})
+    cls = check_request(score, model, options, None, tile, workers, scheduler)
+    inputs = [str(inputs)] if isinstance(inputs, (str, Path)) else [str(p) for p in inputs]
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    targets = [(str(src), batch_output(src, out_dir, score)) for src in inputs]
-    seen = {}
-    for src, dst in targets:
-        if dst in seen:
-            raise HsanomalyError(f"{src}: its output {dst} would overwrite that of {seen[dst]}")
-        seen[dst] = src
+    targets = [(src, batch_output(src, out_dir, score)) for src in inputs]
+    batch_paths(targets, out_dir, cls.needs_model and model is None)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise HsanomalyError(f"{out_dir}: cannot create --out-dir ({err.strerror})") from None
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise HsanomalyError(f"{out_dir}: --out-dir is not writable")
 
-    def finished(dst):
-        return not overwrite and dst.exists() and not Path(str(dst) + ".partial").exists()
+    def finished(src, dst):
+        return not overwrite and _current(src, dst, score, model, tile, options)
 
-    items = [BatchItem(src, str(dst), "skipped") if finished(dst) else None for src, dst in targets]
+    items = [BatchItem(src, str(dst), "skipped") if finished(src, dst) else None
+             for src, dst in targets]
     pending = [i for i, item in enumerate(items) if item is None]
     with _client(workers, scheduler, pending) as client, \
             tqdm(pending, unit="raster", disable=not progress) as bar:
@@ -144,9 +163,34 @@ def detect_many(inputs, out_dir, *, score=None, model=None, tile=defaults.TILE, 
                 result = detect(src, dst, score=score, model=model, tile=tile,
                                 resume=not overwrite, scheduler=client, **options)
                 items[i] = BatchItem(src, str(dst), "scored", result=result)
-            except HsanomalyError as err:
-                items[i] = BatchItem(src, str(dst), "failed", error=str(err))
+            except Exception as err:       # one raster's failure never stops the batch
+                items[i] = BatchItem(src, str(dst), "failed", error=_one_line(src, err))
     return items
+
+
+def _current(src, dst, score, model, tile, options):
+    """True when ``dst`` is finished and carries the fingerprint of ``src`` scored now."""
+    from .engine.detect import expected_fingerprint, read_fingerprint
+    from .engine.store import store_path
+    from .scorers import scorer_class
+
+    if not dst.exists() or store_path(dst).exists():
+        return False
+    needs_model = scorer_class(score).needs_model
+    model = scene_model_path(dst) if needs_model and model is None else model
+    try:
+        scorer = make_scorer(score, **options, **({"model": model} if needs_model else {}))
+        return read_fingerprint(dst) == expected_fingerprint(src, scorer, tile=tile)
+    except Exception:            # anything wrong with the input or model: detect will say what
+        return False
+
+
+def _one_line(src, err):
+    if isinstance(err, HsanomalyError):
+        return str(err)
+    from .io.atomic import describe
+
+    return f"{src}: {type(err).__name__}: {describe(err)}"
 
 
 @contextlib.contextmanager
@@ -166,20 +210,22 @@ def evaluate(heatmap, truth, *, outer=None, plots=None, json=None, title=None):
 
     outer: a mask of ambiguous pixels around the targets, excluded. plots: a directory for
     ROC, semi-log ROC, histogram and heatmap PNGs. json: write the report there. Returns
-    the report (a dict); with ``plots`` its "plots" key lists the files written.
+    the report (a dict); with ``plots`` its "plots" key lists the files written. Paths are
+    checked before anything is read; the JSON and plots are replaced together at the end.
     """
     from .evaluation.files import evaluate_files, write_json
-    from .io.atomic import check_writable
+    from .io.atomic import staged
+    from .validate import evaluate_paths
 
-    if json is not None:
-        check_writable(json)
+    evaluate_paths(heatmap, truth, outer, plots, json)
     report, scores, truth_mask, outer_mask = evaluate_files(heatmap, truth, outer)
-    if plots is not None:
-        from .evaluation.plots import write_plots
+    with staged() as stage:
+        if plots is not None:
+            from .evaluation.plots import write_plots
 
-        paths = write_plots(report, scores, truth_mask, plots, title=title or Path(heatmap).stem,
-                            outer=outer_mask)
-        report["plots"] = {name: str(path) for name, path in paths.items()}
-    if json is not None:
-        write_json(report, json)
+            paths = write_plots(report, scores, truth_mask, plots, title=title or Path(heatmap).stem,
+                                outer=outer_mask, stage=stage)
+            report["plots"] = {name: str(path) for name, path in paths.items()}
+        if json is not None:
+            write_json(report, json, stage=stage)
     return report

@@ -15,6 +15,7 @@ computed in parallel and folded in tile order, and samples draw the same pixels.
 """
 
 import contextlib
+import re
 import socket
 
 from .defaults import TILE
@@ -24,6 +25,22 @@ from .io.source import add
 
 # Per-tile parts folded by one task; the fold itself is sequential, in tile order.
 FOLD_CHUNK = 32
+
+# Seconds to wait for a scheduler to answer before giving up with one line.
+CONNECT_TIMEOUT = 10
+
+_HOST = r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?)"
+_ADDRESS = re.compile(rf"^((tcp|tls|ucx|ws|wss)://)?{_HOST}(:[0-9]{{1,5}})?/?$|^inproc://\S+$")
+
+
+def check_address(address):
+    """Refuse, before anything connects, a scheduler address Dask could not parse."""
+    if not isinstance(address, str) or not _ADDRESS.match(address.strip()):
+        raise HsanomalyError(f"--scheduler {address!r}: not a Dask scheduler address "
+                             "(expected e.g. tcp://host:8786 or host:8786)")
+    port = re.search(r":([0-9]{1,5})/?$", address.strip())
+    if port and not 0 < int(port.group(1)) < 65536:
+        raise HsanomalyError(f"--scheduler {address!r}: port {port.group(1)} is out of range")
 
 
 def _distributed():
@@ -44,10 +61,13 @@ def dask_client(workers=None, scheduler=None):
     if isinstance(scheduler, distributed.Client):
         yield scheduler
     elif scheduler:
+        check_address(scheduler)
         try:
-            client = distributed.Client(scheduler, set_as_default=False)
-        except OSError as err:
-            raise HsanomalyError(f"{scheduler}: no Dask scheduler answers ({err})") from None
+            client = distributed.Client(scheduler, set_as_default=False, timeout=CONNECT_TIMEOUT)
+        except (OSError, TimeoutError, ValueError) as err:
+            detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise HsanomalyError(f"{scheduler}: no Dask scheduler answers within "
+                                 f"{CONNECT_TIMEOUT} s ({detail})") from None
         with client:
             yield client
     else:

@@ -5,6 +5,7 @@ per window and merged across window borders with a union-find, so a target that 
 tiles comes out as one polygon, and memory is bounded by the window plus the targets.
 """
 
+import contextlib
 import math
 import warnings
 from collections import defaultdict
@@ -170,7 +171,8 @@ def check_threshold(gpkg_path, threshold, far):
     check_writable(gpkg_path)
 
 
-def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, window=DEFAULT_WINDOW):
+def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, window=DEFAULT_WINDOW,
+                   stage=None, name=None):
     """Vectorise the targets of a heatmap GeoTIFF into a GeoPackage; returns their number.
 
     Targets are 8-connected regions of pixels scoring strictly above ``threshold``, or above
@@ -179,8 +181,10 @@ def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, window=
     units squared; null when the raster has no CRS, whose coordinates are pixel
     coordinates, as the layer description says), max_score, mean_score, centroid_x and
     centroid_y (map coordinates of the mean pixel centre). Memory is bounded by ``window``
-    plus the targets themselves; the file is written atomically, and no target writes a
-    valid empty layer.
+    plus the targets themselves; the file is written through the one write path (read back
+    and its features counted before it replaces ``gpkg_path``; with ``stage``, together with
+    that stage's other outputs), and no target writes a valid empty layer. ``name``: how the
+    layer description names the heatmap (default ``heatmap_path``).
     """
     import geopandas as gpd
 
@@ -210,11 +214,26 @@ def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, window=
     columns["centroid_y"] = transform.f + transform.d * cols + transform.e * rows
     frame = gpd.GeoDataFrame(columns, geometry=[r["geometry"] for r in records],
                              crs=crs.to_wkt() if crs is not None else None)
-    description = f"{heatmap_path}: pixels with score > {threshold:.6g}"
+    description = f"{name or heatmap_path}: pixels with score > {threshold:.6g}"
     if crs is None:
         description += "; no CRS: coordinates are pixel coordinates, area is null"
-    with atomic_path(gpkg_path) as tmp, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "'crs' was not provided")   # said in the description
-        frame.to_file(tmp, layer=LAYER, driver="GPKG", engine="pyogrio",
-                      geometry_type="MultiPolygon", layer_options={"DESCRIPTION": description})
+    check = _gpkg_check(len(records))
+    with contextlib.ExitStack() as stack:
+        tmp = (stage.path(gpkg_path, check=check, create=False) if stage is not None else
+               stack.enter_context(atomic_path(gpkg_path, check=check, create=False)))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "'crs' was not provided")   # said in the description
+            frame.to_file(tmp, layer=LAYER, driver="GPKG", engine="pyogrio",
+                          geometry_type="MultiPolygon", layer_options={"DESCRIPTION": description})
     return len(records)
+
+
+def _gpkg_check(count):
+    """Re-open a written GeoPackage and count its targets."""
+    def check(path):
+        import pyogrio
+
+        found = pyogrio.read_info(path, layer=LAYER)["features"]
+        if found != count:
+            raise HsanomalyError(f"{path}: {found} targets written, {count} expected")
+    return check

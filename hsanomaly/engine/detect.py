@@ -1,11 +1,15 @@
 """Tiled detection: read a window (plus halo), score it, keep the tile, assemble a GeoTIFF.
 
 Memory is bounded by the tile size: a tile is read, scored and written to the tile store
-before the next one is read. The output GeoTIFF is assembled from the store into a
-temporary file and renamed only when complete, so a failed or cancelled run never leaves
-a half-written output, and an interrupted run can ``resume`` from the tiles it finished.
+before the next one is read. The output GeoTIFFs are assembled from the store through the
+one write path (``hsanomaly.io.atomic``): private temporary files, read back and checked,
+then renamed, so a failed or cancelled run never leaves a half-written output and never
+touches an earlier one, and an interrupted run can ``resume`` from the tiles it finished.
 """
 
+import contextlib
+import os
+import shutil
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -14,10 +18,17 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import HsanomalyError
-from ..io.atomic import atomic_path, check_writable
+from ..io.atomic import check_writable, describe, raster_check, staged
 from ..defaults import TILE
+from ..io.fingerprint import input_fingerprint
 from ..io.source import gdal_env, open_source
-from .store import TileStore, store_path
+from .store import TileStore, run_fingerprint, store_path
+
+MIN_TILE = 8
+RUN_TAG = "HSANOMALY_RUN_FINGERPRINT"      # what detect-many compares to know a result is current
+MODEL_TAG = "HSANOMALY_MODEL_DIGEST"       # the model bundle a heatmap was scored with
+NEAR_CONSTANT = 1e-5                       # relative band range below which a raster is "constant"
+RANGE = "_range"                           # per-tile input band minima and maxima, stored with the tile
 
 OUTPUT_BLOCK = 256
 
@@ -34,8 +45,16 @@ class DetectResult:
     polygons: int = None          # number of target polygons written, if asked for
 
 
+def check_tile(tile):
+    """Refuse, with one line, a tile size that is not a whole number of at least MIN_TILE."""
+    if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile < MIN_TILE:
+        raise HsanomalyError(f"--tile must be a whole number of at least {MIN_TILE} pixels, "
+                             f"got {tile!r}")
+
+
 def plan(source, scorer, dst, extras=None, tile=TILE):
     """Windows to score and output name -> (path, bands); refuses impossible jobs up front."""
+    check_tile(tile)
     scorer.check(source)
     size = 2 * scorer.halo + 1
     if size > min(source.height, source.width):
@@ -62,13 +81,44 @@ def score_tile(source, scorer, window):
         value = np.asarray(value, dtype=np.float32)
         value[:, ~inner_valid] = np.nan
         result[name] = value
+    pixels = block[:, h:block.shape[1] - h, h:block.shape[2] - h][:, inner_valid]
+    result[RANGE] = (np.stack([pixels.min(axis=1), pixels.max(axis=1)]).astype(np.float64)
+                     if pixels.size else np.full((2, block.shape[0]), np.nan))
     return result
 
 
-def manifest(source, scorer, outputs, tile):
-    return {"input": source.name, "shape": [source.count, source.height, source.width],
-            "scorer": scorer.params(), "outputs": {k: v[1] for k, v in outputs.items()},
-            "tile": tile}
+def config(source, scorer, outputs, tile):
+    """The configuration a run's tiles depend on, as plain JSON (the model digest among the
+    scorer's parameters)."""
+    return {"shape": [source.count, source.height, source.width], "scorer": scorer.params(),
+            "outputs": {k: v[1] for k, v in outputs.items()}, "tile": int(tile)}
+
+
+def manifest(src, source, scorer, outputs, tile):
+    return {"input": input_fingerprint(src, source), "config": config(source, scorer, outputs, tile)}
+
+
+def expected_fingerprint(src, scorer, extras=None, tile=TILE):
+    """The run fingerprint a heatmap of ``src`` scored now by ``scorer`` would carry."""
+    source = src if hasattr(src, "read") else open_source(src)
+    try:
+        _, outputs = plan(source, scorer, "unused.tif", {k: "unused" for k in extras or {}}, tile)
+        job = manifest(src, source, scorer, outputs, tile)
+    finally:
+        if source is not src:
+            source.close()
+    return run_fingerprint(job["input"], job["config"])
+
+
+def read_fingerprint(path):
+    """The run fingerprint recorded in heatmap ``path``, or None."""
+    import rasterio
+
+    try:
+        with rasterio.open(path) as ds:
+            return ds.tags().get(RUN_TAG)
+    except rasterio.errors.RasterioError:
+        return None
 
 
 def _profile(source, bands):
@@ -83,21 +133,28 @@ def _profile(source, bands):
     return profile
 
 
-def assemble(store, source, windows, outputs, band_names=None):
-    """Write every output GeoTIFF from the stored tiles, each atomically."""
+def assemble(store, source, windows, outputs, band_names=None, tags=None, stage=None):
+    """Write every output GeoTIFF from the stored tiles through one staged write: each into a
+    private temporary file, read back and checked, then all renamed into place (by ``stage``'s
+    owner when one is given). ``tags``: dataset tags for every output."""
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning
 
-    for name, (path, bands) in outputs.items():
-        with atomic_path(path) as tmp, warnings.catch_warnings(), gdal_env():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(tmp, "w", **_profile(source, bands)) as dst:
-                for index, window in enumerate(windows):
-                    dst.write(store.get(index)[name], window=window)
-                names = (band_names or {}).get(name)
-                for b in range(bands):
-                    dst.set_band_description(b + 1, names[b] if names else
-                                             (name if bands == 1 else f"{name} {b + 1}"))
+    with contextlib.ExitStack() as stack:
+        stage = stage if stage is not None else stack.enter_context(staged())
+        for name, (path, bands) in outputs.items():
+            tmp = stage.path(path, check=raster_check(source.width, source.height, bands))
+            with warnings.catch_warnings(), gdal_env():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                with rasterio.open(tmp, "w", **_profile(source, bands)) as dst:
+                    for index, window in enumerate(windows):
+                        dst.write(store.get(index)[name], window=window)
+                    names = (band_names or {}).get(name)
+                    for b in range(bands):
+                        dst.set_band_description(b + 1, names[b] if names else
+                                                 (name if bands == 1 else f"{name} {b + 1}"))
+                    if tags:
+                        dst.update_tags(**tags)
 
 
 class LocalExecutor:
@@ -114,7 +171,7 @@ class LocalExecutor:
 
 
 def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, fit=None, executor=None,
-           progress=False, callback=None):
+           progress=False, callback=None, stage=None):
     """Score raster ``src`` into GeoTIFF ``dst`` with ``scorer``: plan, fit, store, assemble.
 
     extras: optional {output name: path} for the scorer's extra outputs (e.g. "recon").
@@ -122,40 +179,140 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, fit=None, 
     executor: where tiles are scored; this process by default, or
     ``hsanomaly.distributed.DaskExecutor(client)`` for a Dask cluster. The output is the same.
     callback(fraction, message) -> True cancels: nothing is written, the tile store is removed.
+    stage: an ``hsanomaly.io.atomic.Staging`` to assemble into; its owner commits it (and the
+    tile store is removed then), so more outputs can be written and replaced together.
+    On an error the outputs keep their previous content and finished tiles are kept for
+    ``resume``; errors are one line (``HsanomalyError``).
     """
-    from tqdm.auto import tqdm
-
     start = time.perf_counter()
     executor = executor or LocalExecutor()
     source = src if hasattr(src, "read") else open_source(src)
+    store = None
     try:
         windows, outputs = plan(source, scorer, dst, extras, tile)
+        job = manifest(src, source, scorer, outputs, tile)
+        check_space(store_path(dst), outputs, source, resume)
         if scorer.fits_on_scene if fit is None else fit:
             if callback and callback(0.0, f"fitting {scorer.name} on {source.name}"):
                 raise HsanomalyError(f"{dst}: cancelled")
             scorer.fit(executor.fit_source(source))
-        store = TileStore(store_path(dst), manifest(source, scorer, outputs, tile), resume)
-        done = store.done()
-        todo = [i for i in range(len(windows)) if i not in done]
-        with tqdm(total=len(windows), initial=len(done), desc=f"{scorer.name} {Path(str(dst)).name}",
-                  unit="tile", disable=not progress) as bar:
-            tiles = executor.run(source, scorer, store, windows, todo)
-            for count, _ in enumerate(tiles, start=len(done) + 1):
-                bar.update()
-                if callback and callback(count / len(windows), f"tile {count}/{len(windows)}"):
-                    tiles.close()
-                    store.remove()
-                    raise HsanomalyError(f"{dst}: cancelled")
-        missing = set(range(len(windows))) - store.done()
-        if missing:
-            raise HsanomalyError(f"{store.path}: {len(missing)} tiles written by workers are not "
-                                 "visible here; the output must be on storage the workers share")
-        assemble(store, source, windows, outputs, getattr(scorer, "band_names", None))
-        store.remove()
+        store = TileStore(store_path(dst), job, resume)
+        done = _score(executor, source, scorer, store, windows, outputs, dst, progress, callback)
+        constant = _is_constant(store, len(windows))
+        tags = {RUN_TAG: store.fingerprint}
+        if "model" in job["config"]["scorer"]:
+            tags[MODEL_TAG] = job["config"]["scorer"]["model"]
+        with contextlib.ExitStack() as stack:
+            own = stage is None
+            stage = stack.enter_context(staged()) if own else stage
+            assemble(store, source, windows, outputs, getattr(scorer, "band_names", None), tags,
+                     stage)
+            stage.on_commit(store.remove)
+        if constant:
+            from ..io.checks import warn
+
+            warn(f"{source.name}: every band is constant or nearly so (varies by less than "
+                 f"{NEAR_CONSTANT:g} of its value); the scores carry no information")
         return DetectResult(outputs["score"][0], {k: v[0] for k, v in outputs.items()},
                             len(windows), len(done), time.perf_counter() - start, scorer)
+    except Exception as err:
+        if store is not None and not store.resumed and not store.done():
+            store.remove()      # nothing finished: nothing to resume
+        one_line = runtime_error(err, dst)
+        if one_line is None:
+            raise
+        raise one_line from None
     finally:
         source.close()
+
+
+def _score(executor, source, scorer, store, windows, outputs, dst, progress, callback):
+    """Score the tiles the store lacks (a damaged or misshapen stored tile counts as lacking);
+    returns the indices that were already done."""
+    from tqdm.auto import tqdm
+
+    def expected(index):
+        window = windows[index]
+        return {name: (bands, int(window.height), int(window.width))
+                for name, (_, bands) in outputs.items()}
+
+    done = store.discard_bad(store.done(), expected) if store.resumed else set()
+    todo = [i for i in range(len(windows)) if i not in done]
+    with tqdm(total=len(windows), initial=len(done), desc=f"{scorer.name} {Path(str(dst)).name}",
+              unit="tile", disable=not progress) as bar:
+        tiles = executor.run(source, scorer, store, windows, todo)
+        for count, _ in enumerate(tiles, start=len(done) + 1):
+            bar.update()
+            if callback and callback(count / len(windows), f"tile {count}/{len(windows)}"):
+                tiles.close()
+                store.remove()
+                raise HsanomalyError(f"{dst}: cancelled")
+    missing = set(range(len(windows))) - store.done()
+    if missing:
+        raise HsanomalyError(f"{store.path}: {len(missing)} tiles written by workers are not "
+                             "visible here; the output must be on storage the workers share")
+    return done
+
+
+def runtime_error(err, dst):
+    """A one-line HsanomalyError for the ways scoring fails under the user (memory, disk,
+    onnxruntime), or None for anything else (a bug, which keeps its traceback)."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    resume = "finished tiles are kept: rerun with --resume"
+    if isinstance(err, HsanomalyError):
+        return None
+    if isinstance(err, MemoryError) or (type(err).__module__.startswith("onnxruntime") and
+                                        ("alloc" in text.lower() or "memory" in text.lower())):
+        return HsanomalyError(f"{dst}: out of memory while scoring (try a smaller --tile or "
+                              f"fewer workers); {resume}")
+    if type(err).__module__.startswith("onnxruntime"):
+        return HsanomalyError(f"{dst}: onnxruntime failed while scoring ({text}); {resume}")
+    if isinstance(err, OSError):
+        where = err.filename or dst
+        return HsanomalyError(f"{where}: {describe(err)}; {resume}")
+    return None
+
+
+def check_space(store, outputs, source, resume=False):
+    """Refuse a run whose tile store and outputs (float32, at most their raw size) would not
+    fit on their file systems, saying how much is needed."""
+    from ..io.checks import size_text
+
+    pixels = source.height * source.width * 4
+    need = {}
+
+    def add(path, nbytes):
+        folder = os.path.dirname(os.path.abspath(path))
+        device = os.stat(folder).st_dev
+        need[device] = (folder, need.get(device, (folder, 0))[1] + nbytes)
+
+    stored = sum(f.stat().st_size for f in Path(store).glob("tile_*.npz")) if resume else 0
+    add(store, max(0, pixels * sum(b for _, b in outputs.values()) - stored))
+    for path, bands in outputs.values():
+        add(path, pixels * bands)
+    for folder, nbytes in need.values():
+        free = shutil.disk_usage(folder).free
+        if nbytes > free:
+            raise HsanomalyError(f"{folder}: the tile store and outputs need about "
+                                 f"{size_text(nbytes)} of disk, only {size_text(free)} is free")
+
+
+def _is_constant(store, count):
+    """True when every band of the input, over the stored tiles, is constant or nearly so."""
+    lo = hi = None
+    for index in range(count):
+        try:
+            with np.load(store.path / f"tile_{index:07d}.npz", allow_pickle=False) as z:
+                r = z[RANGE]
+        except Exception:         # a tile without the range or damaged: assemble will say
+            return False
+        lo = r[0] if lo is None else np.fmin(lo, r[0])
+        hi = r[1] if hi is None else np.fmax(hi, r[1])
+    if lo is None or not np.isfinite(lo).any():
+        return False
+    span = np.nan_to_num(hi - lo)
+    scale = np.maximum(np.abs(np.nan_to_num(lo)), np.abs(np.nan_to_num(hi)))
+    return bool(np.all(span <= NEAR_CONSTANT * scale))
 
 
 def score_array(source, scorer, tile=TILE):
@@ -169,6 +326,8 @@ def score_array(source, scorer, tile=TILE):
     arrays = {}
     for window in windows:
         for name, value in score_tile(source, scorer, window).items():
+            if name == RANGE:
+                continue
             if name not in arrays:
                 arrays[name] = np.full((value.shape[0], source.height, source.width), np.nan,
                                        np.float32)

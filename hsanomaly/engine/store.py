@@ -1,19 +1,35 @@
 """Finished tiles on disk, one file each: what makes --resume and distributed workers safe.
 
-A run's tiles live in ``<output>.partial/`` next to the output. Each tile is written to a
-temporary name and renamed, so a tile file is either whole or absent; a tile written twice
-(a retried task) is simply replaced by identical content. ``manifest.json`` records the
-run's configuration, and a resume with another configuration is refused.
+A run's tiles live in ``<output>.partial/`` next to the output. ``manifest.json`` records the
+fingerprint of the input (``hsanomaly.io.fingerprint``: its bytes, or a sample of them for
+large files) and the configuration (score and its parameters, among them the model bundle's
+digest, outputs, tile size); a resume after either changed is refused. Each tile is a
+compressed ``.npz`` written to an exclusively created temporary file, fsync'd and renamed, so
+a tile file is either whole or absent; it carries the sha256 of its arrays together with the
+run's fingerprint and its index, so a tile that is corrupt, of the wrong shape, or from
+another run is found and scored again, never used. A tile written twice (a retried task) is
+simply replaced by identical content.
 """
 
+import hashlib
 import json
 import os
+import re
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import HsanomalyError
+from ..io.atomic import describe, fsync_path
+from ..io.fingerprint import digest
+
+FORMAT = "hsanomaly-tiles"
+FORMAT_VERSION = 2
+MANIFEST = "manifest.json"
+CHECKSUM = "_sha256"
+OWN_FILES = re.compile(r"^(manifest\.json|\.?tile_\d+.*|\.manifest.*)$")
 
 
 def store_path(dst):
@@ -21,37 +37,147 @@ def store_path(dst):
     return Path(os.path.abspath(str(dst) + ".partial"))
 
 
+def run_fingerprint(input_fingerprint, config):
+    """The fingerprint of a run: its input and its configuration (plain JSON)."""
+    return digest({"input": input_fingerprint, "config": json.loads(json.dumps(config))})
+
+
+def is_tile_store(path):
+    """True for a directory holding nothing but a tile store's own files."""
+    path = Path(path)
+    return path.is_dir() and not path.is_symlink() and all(
+        OWN_FILES.match(p.name) and p.is_file() and not p.is_symlink() for p in path.iterdir())
+
+
 class TileStore:
     def __init__(self, path, manifest, resume=False):
+        """``manifest``: {"input": fingerprint, "config": plain JSON}. With ``resume`` an
+        existing store of the same input and configuration is continued."""
         self.path = Path(path)
-        manifest_path = self.path / "manifest.json"
-        manifest = json.loads(json.dumps(manifest))  # normalise to plain JSON
-        if self.path.exists() and resume and manifest_path.exists():
-            previous = json.loads(manifest_path.read_text())
-            if previous != manifest:
-                raise HsanomalyError(
-                    f"{self.path}: an interrupted run with other settings is here; "
-                    "rerun without --resume to start over")
-        else:
+        manifest = json.loads(json.dumps(manifest))
+        self.fingerprint = run_fingerprint(manifest["input"], manifest["config"])
+        manifest = {"format": FORMAT, "format_version": FORMAT_VERSION,
+                    "fingerprint": self.fingerprint, **manifest}
+        if self.path.is_symlink() or (self.path.exists() and not self.path.is_dir()):
+            raise HsanomalyError(f"{self.path}: the tile store's name is taken by a symbolic "
+                                 "link or a file; remove it or choose another output")
+        self.resumed = resume and (self.path / MANIFEST).is_file()
+        if self.resumed:
+            self._check_previous(manifest)
+            for stray in self.path.glob(".*"):
+                stray.unlink(missing_ok=True)
+            return
+        if self.path.exists():
+            if not is_tile_store(self.path):
+                raise HsanomalyError(f"{self.path}: holds files that are not hsanomaly tiles; "
+                                     "refusing to replace it")
+            shutil.rmtree(self.path)
+        try:
+            self.path.mkdir()
+            self._write_manifest(manifest)
+        except OSError as err:
             shutil.rmtree(self.path, ignore_errors=True)
-            self.path.mkdir(parents=True)
-            manifest_path.write_text(json.dumps(manifest, indent=1))
+            raise HsanomalyError(f"{self.path}: cannot create the tile store ({describe(err)})") from None
+
+    def _check_previous(self, manifest):
+        try:
+            previous = json.loads((self.path / MANIFEST).read_text())
+        except (OSError, ValueError):
+            previous = {}
+        rerun = "; rerun without --resume to start over"
+        if not isinstance(previous, dict) or previous.get("format") != FORMAT or \
+                previous.get("format_version") != FORMAT_VERSION:
+            raise HsanomalyError(f"{self.path}: the interrupted run here was written by another "
+                                 f"hsanomaly version or is damaged{rerun}")
+        if previous.get("input") != manifest["input"]:
+            raise HsanomalyError(f"{self.path}: the input changed since the interrupted run "
+                                 f"(its fingerprint differs){rerun}")
+        if previous.get("config") != manifest["config"]:
+            raise HsanomalyError(f"{self.path}: an interrupted run with other settings is "
+                                 f"here{rerun}")
+
+    def _write_manifest(self, manifest):
+        fd, tmp = tempfile.mkstemp(prefix=".manifest.", dir=self.path)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(manifest, indent=1))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path / MANIFEST)
 
     def _file(self, index):
         return self.path / f"tile_{index:07d}.npz"
 
     def done(self):
-        return {int(p.stem[5:]) for p in self.path.glob("tile_*.npz")}
+        return {int(p.name[5:12]) for p in self.path.glob("tile_*.npz")}
+
+    def _checksum(self, index, arrays):
+        h = hashlib.sha256(f"{self.fingerprint}:{index};".encode())
+        for name in sorted(arrays):
+            a = np.ascontiguousarray(arrays[name])
+            h.update(f"{name}:{a.dtype.str}:{a.shape};".encode())
+            h.update(a.data)
+        return h.hexdigest()
 
     def put(self, index, outputs):
-        tmp = self.path / f".tile_{index:07d}.{os.getpid()}.npz"
-        with open(tmp, "wb") as f:
-            np.savez(f, **outputs)
-        os.replace(tmp, self._file(index))
+        """Store tile ``index`` whole (compressed, checksummed, fsync'd) or raise one line."""
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".tile_{index:07d}.", suffix=".tmp", dir=self.path)
+        except OSError as err:
+            raise self._write_error(err) from None
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez_compressed(f, **outputs, **{CHECKSUM: np.array(self._checksum(index, outputs))})
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self._file(index))
+        except OSError as err:
+            os.unlink(tmp) if os.path.lexists(tmp) else None
+            raise self._write_error(err) from None
+        except BaseException:
+            os.unlink(tmp) if os.path.lexists(tmp) else None
+            raise
 
-    def get(self, index):
-        with np.load(self._file(index), allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+    def _write_error(self, err):
+        return HsanomalyError(f"{self.path}: cannot write a tile ({describe(err)}); the finished "
+                              "tiles are kept, free space and rerun with --resume")
+
+    def load(self, index, expected=None):
+        """Tile ``index`` as {name: array}, or None when it is missing, corrupt, from another run
+        or (``expected``: {name: shape}) of the wrong shape."""
+        try:
+            with np.load(self._file(index), allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except Exception:          # a damaged file raises zipfile, zlib, ValueError, OSError...
+            return None
+        stored = arrays.pop(CHECKSUM, None)
+        if stored is None or str(stored) != self._checksum(index, arrays):
+            return None
+        if expected is not None and any(name not in arrays or arrays[name].shape != tuple(shape)
+                                        for name, shape in expected.items()):
+            return None
+        return arrays
+
+    def get(self, index, expected=None):
+        arrays = self.load(index, expected)
+        if arrays is None:
+            raise HsanomalyError(f"{self._file(index)}: tile damaged or of the wrong shape; "
+                                 "rerun with --resume to score it again")
+        return arrays
+
+    def discard_bad(self, indices, expected):
+        """Remove the tiles among ``indices`` that do not load whole with ``expected(index)``
+        shapes, so they are scored again; returns the indices kept."""
+        kept = set()
+        for index in indices:
+            if self.load(index, expected(index)) is None:
+                self._file(index).unlink(missing_ok=True)
+            else:
+                kept.add(index)
+        return kept
 
     def remove(self):
         shutil.rmtree(self.path, ignore_errors=True)
+        try:
+            fsync_path(self.path.parent, directory=True)
+        except OSError:
+            pass

@@ -6,14 +6,25 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import HsanomalyError
-from ..io import atomic_path, read_truth
+from ..io import read_truth
+from ..io.atomic import atomic_path
+from ..io.checks import check_memory
 from ..io.source import open_raster, read_checked
 from .metrics import evaluate
 
+# Bytes per pixel an evaluation holds at its peak: the float64 scores, their sort order and
+# sorted copy, the masks and the ROC arrays (measured on the example scene, rounded up).
+EVALUATE_BYTES_PER_PIXEL = 64
+
 
 def read_heatmap(path):
-    """Band 1 of a score raster as float, with nodata and masked pixels as NaN."""
+    """Band 1 of a score raster as float, with nodata and masked pixels as NaN. A raster too
+    large for the memory available, or with complex pixels, is refused before it is read."""
     with open_raster(path) as ds:
+        if ds.dtypes[0].startswith("complex"):
+            raise HsanomalyError(f"{path}: complex pixels ({ds.dtypes[0]}) are not scores")
+        check_memory(path, ds.width * ds.height * EVALUATE_BYTES_PER_PIXEL,
+                     f"evaluating the {ds.width}x{ds.height} heatmap")
         band = read_checked(ds, 1, masked=True)
     return band.astype(np.float64).filled(np.nan)
 
@@ -45,10 +56,22 @@ def evaluate_files(heatmap_path, truth_path, outer_path=None):
     return report, scores, truth, outer
 
 
-def write_json(report, path):
-    """Write the report as indented JSON, whole or not at all."""
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(json.dumps(report, indent=2) + "\n")
+def write_json(report, path, stage=None):
+    """Write the report as indented JSON, whole or not at all (read back and parsed before
+    it replaces ``path``; with ``stage``, together with that stage's other outputs)."""
+    text = json.dumps(report, indent=2) + "\n"
+    if stage is not None:
+        Path(stage.path(path, check=_json_check)).write_text(text)
+        return
+    with atomic_path(path, check=_json_check) as tmp:
+        Path(tmp).write_text(text)
+
+
+def _json_check(path):
+    try:
+        json.loads(Path(path).read_text())
+    except ValueError as err:
+        raise HsanomalyError(f"{path}: the written report does not parse ({err})") from None
 
 
 def format_summary(report):

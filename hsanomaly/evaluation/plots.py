@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import HsanomalyError
-from ..io import atomic_path
+from ..io.atomic import atomic_path
 from .metrics import HALF_FALSE_POSITIVE, class_masks, label_targets, score_targets
 
 STRETCH_PERCENTILES = (1, 99)   # heatmap colour range: robust to a few extreme scores
@@ -27,9 +27,26 @@ def _figure(size=(6, 5)):
     return fig
 
 
-def _save(fig, path):
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
+def png_check(path):
+    """Re-open a written PNG and decode it whole (a truncated file fails here)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image.load()
+
+
+def _written(path, stage, write):
+    """``write(tmp)`` into a temporary file for ``path``: replaced with ``stage``'s other
+    outputs when one is given, else on its own once checked."""
+    if stage is not None:
+        write(stage.path(path, check=png_check))
+        return
+    with atomic_path(path, check=png_check) as tmp:
+        write(tmp)
+
+
+def _save(fig, path, stage=None):
+    _written(path, stage, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
 
 
 def _draw_curves(ax, overall, targets, log_x):
@@ -51,7 +68,7 @@ def _draw_curves(ax, overall, targets, log_x):
     ax.legend(fontsize="x-small", ncol=1 + len(targets) // 12, loc="lower right")
 
 
-def plot_roc(overall, path, title="", targets=None):
+def plot_roc(overall, path, title="", targets=None, stage=None):
     """Linear ROC curve of ``overall`` (a RocCurve), plus optional {name: RocCurve} ``targets``."""
     fig = _figure()
     ax = fig.subplots()
@@ -60,10 +77,10 @@ def plot_roc(overall, path, title="", targets=None):
     ax.set_xlabel("false positive rate")
     ax.set_xlim(0, 1)
     ax.set_title(title or "ROC")
-    _save(fig, path)
+    _save(fig, path, stage)
 
 
-def plot_log_roc(overall, path, title="", targets=None):
+def plot_log_roc(overall, path, title="", targets=None, stage=None):
     """ROC on a log10 FPR axis from 0.5/N_background, the range logAUC integrates over."""
     fig = _figure()
     ax = fig.subplots()
@@ -75,10 +92,10 @@ def plot_log_roc(overall, path, title="", targets=None):
     ax.set_xlim(floor, 1)
     ax.set_xlabel("false positive rate (zero counted as half a false positive)")
     ax.set_title(title or "semi-log ROC")
-    _save(fig, path)
+    _save(fig, path, stage)
 
 
-def plot_histograms(background, targets, path, title="", bins=100):
+def plot_histograms(background, targets, path, title="", bins=100, stage=None):
     """Score histograms of background vs target pixels on shared bins, log counts."""
     background = np.asarray(background).ravel()
     targets = np.asarray(targets).ravel()
@@ -92,10 +109,10 @@ def plot_histograms(background, targets, path, title="", bins=100):
     ax.set_ylabel("density")
     ax.legend(fontsize="small")
     ax.set_title(title or "score histograms")
-    _save(fig, path)
+    _save(fig, path, stage)
 
 
-def _stretch(scores, valid=None):
+def stretch_limits(scores, valid=None):
     """Colour limits from percentiles of the finite (and valid) scores."""
     finite = np.isfinite(scores)
     if valid is not None:
@@ -106,7 +123,7 @@ def _stretch(scores, valid=None):
     return float(low), float(max(high, low + np.finfo(np.float32).eps))
 
 
-def plot_heatmap(scores, truth, path, title=""):
+def plot_heatmap(scores, truth, path, title="", stage=None):
     """The score map (percentile-stretched, NaN grey) with truth outlines labelled T1..Tn."""
     scores = np.asarray(scores, dtype=np.float64)
     rows, cols = scores.shape
@@ -116,7 +133,7 @@ def plot_heatmap(scores, truth, path, title=""):
     import matplotlib
 
     cmap = matplotlib.colormaps[COLORMAP].with_extremes(bad=NODATA_GREY)
-    low, high = _stretch(scores)
+    low, high = stretch_limits(scores)
     image = ax.imshow(np.ma.masked_invalid(scores), cmap=cmap, vmin=low, vmax=high)
     fig.colorbar(image, ax=ax, shrink=0.8, label="score")
     labels, n_targets = label_targets(truth)
@@ -131,7 +148,7 @@ def plot_heatmap(scores, truth, path, title=""):
             ax.annotate(f"T{k}", (col_slice.stop, row_slice.start), color="cyan",
                         fontsize="x-small")
     ax.set_title(title or "heatmap")
-    _save(fig, path)
+    _save(fig, path, stage)
 
 
 def _pixel_outline(mask):
@@ -147,44 +164,69 @@ def _pixel_outline(mask):
     return np.concatenate([horizontal, vertical])
 
 
-def save_heatmap_png(scores, path, valid=None):
+def save_heatmap_png(scores, path, valid=None, stage=None):
     """The score map as a full-resolution colour PNG (percentile stretch), for ``detect --png``;
     NaN and invalid pixels are transparent."""
     import matplotlib
     from matplotlib.image import imsave
 
     scores = np.asarray(scores, dtype=np.float64)
-    low, high = _stretch(scores, valid)
+    low, high = stretch_limits(scores, valid)
     rgba = matplotlib.colormaps[COLORMAP](np.clip((scores - low) / (high - low), 0, 1))
     hidden = ~np.isfinite(scores)
     if valid is not None:
         hidden |= ~np.asarray(valid, bool)
     rgba[hidden] = 0.0
-    with atomic_path(path) as tmp:
-        imsave(tmp, rgba, format="png")
+    _written(path, stage, lambda tmp: imsave(tmp, rgba, format="png"))
 
 
 PLOT_FILES = {"roc": "roc.png", "log_roc": "log_roc.png",
               "histograms": "histograms.png", "heatmap": "heatmap.png"}
 
 
-def write_plots(report, scores, truth, outdir, title="", outer=None, valid=None):
+def write_plots(report, scores, truth, outdir, title="", outer=None, valid=None, stage=None):
     """Write the four plots of an evaluation into ``outdir`` (created if needed); returns
-    {plot name: path}. ``outer`` and ``valid`` must be those ``report`` was computed with."""
+    {plot name: path}. ``outer`` and ``valid`` must be those ``report`` was computed with.
+    The files are replaced together (with ``stage``'s other outputs when one is given) once
+    all are written and checked; a directory that did not exist appears whole."""
+    from ..io.atomic import staged
+
+    if stage is None:
+        with staged() as own:
+            return write_plots(report, scores, truth, outdir, title, outer, valid, own)
     outdir = Path(outdir)
-    try:
-        outdir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise HsanomalyError(f"{outdir}: cannot create the plots directory ({err.strerror})") from None
     paths = {name: outdir / filename for name, filename in PLOT_FILES.items()}
+    if not outdir.exists():
+        try:
+            outdir.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise HsanomalyError(f"{outdir}: cannot create the plots directory "
+                                 f"({err.strerror})") from None
+        stage = _InDirectory(stage.directory(
+            outdir, check=lambda folder: [png_check(p) for p in sorted(folder.iterdir())]))
+    _draw_plots(report, scores, truth, outer, valid, paths, title, stage)
+    return paths
+
+
+class _InDirectory:
+    """Writes into a staged directory, which appears whole with its stage's commit."""
+
+    def __init__(self, folder):
+        self.folder = folder
+
+    def path(self, path, check=None):
+        return self.folder / Path(path).name
+
+
+def _draw_plots(report, scores, truth, outer, valid, paths, title, stage):
     overall, targets = score_targets(scores, truth, outer, valid)
     curves = {t.id: t.curve for t in targets if t.curve is not None}
     prefix = f"{title}: " if title else ""
     headline = f"AUC {report['auc']:.4f}, logAUC {report['log_auc']:.4f}"
-    plot_roc(overall, paths["roc"], f"{prefix}ROC ({headline})", curves)
-    plot_log_roc(overall, paths["log_roc"], f"{prefix}semi-log ROC ({headline})", curves)
+    plot_roc(overall, paths["roc"], f"{prefix}ROC ({headline})", curves, stage)
+    plot_log_roc(overall, paths["log_roc"], f"{prefix}semi-log ROC ({headline})", curves, stage)
     target_scores = np.concatenate([t.scores for t in targets])
     background = np.asarray(scores)[class_masks(scores, truth, outer, valid)[1]]
-    plot_histograms(background, target_scores, paths["histograms"], f"{prefix}score histograms")
-    plot_heatmap(scores, truth, paths["heatmap"], f"{prefix}heatmap ({headline})")
-    return paths
+    plot_histograms(background, target_scores, paths["histograms"], f"{prefix}score histograms",
+                    stage=stage)
+    plot_heatmap(scores, truth, paths["heatmap"], f"{prefix}heatmap ({headline})", stage)

@@ -1,33 +1,251 @@
-"""Outputs appear whole or not at all: write to a temporary sibling, rename on success."""
+"""The one write path: every file and directory hsanomaly produces appears whole or not at all.
+
+A write is staged. Each destination gets a private temporary directory created exclusively
+beside it (``tempfile.mkdtemp``: an unpredictable name, mode 0700, ``mkdir`` never follows
+a symlink), and the writer writes the file inside it under the destination's own name, a
+file first created with ``O_CREAT | O_EXCL | O_NOFOLLOW`` where the writer allows it. Nothing
+another user planted (a symlink at a predictable name, say) is ever opened or followed.
+On commit each staged file is flushed to disk (``fsync``), re-opened and checked by the
+writer's ``check`` (readable; for rasters the expected size and band count, every block
+read back), then renamed over its destination with ``os.replace`` (atomic on one file
+system) and the destination's directory is fsync'd. Several outputs of one job (a heatmap,
+its extras, the PNG and polygons) are all written and checked before any is replaced.
+
+On any error (disk full, ``EFBIG`` under a file-size limit, an unreadable result) the
+destination keeps its previous content, the temporaries are removed and the error is one
+line (``HsanomalyError``). ``SIGXFSZ`` kills a process that exceeds ``RLIMIT_FSIZE`` before
+it can clean up, so ``ignore_file_size_signal`` (the CLI calls it) turns it into ``EFBIG``.
+"""
 
 import contextlib
+import errno
 import os
 import shutil
+import signal
+import tempfile
+import threading
+import warnings
 from pathlib import Path
 
 from ..errors import HsanomalyError
 
+TMP_SUFFIX = ".hsanomaly-tmp"
 
-def check_writable(path):
-    """Fail early, with one line, when ``path`` cannot be created."""
-    parent = Path(path).resolve().parent
+
+def ignore_file_size_signal():
+    """Make writes beyond ``RLIMIT_FSIZE`` fail with EFBIG instead of killing the process."""
+    if hasattr(signal, "SIGXFSZ") and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
+def describe(err):
+    """A short reason for an OSError, a GDAL error or MemoryError."""
+    if isinstance(err, MemoryError):
+        return "out of memory"
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "no space left on the device"
+    if isinstance(err, OSError) and err.errno == errno.EFBIG:
+        return "file too large (a file-size limit, ulimit -f, or the file system's maximum)"
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror.lower()
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def write_failure(path, err):
+    """The one-line HsanomalyError for a failed write of ``path``."""
+    return HsanomalyError(f"{path}: cannot write ({describe(err)}); nothing was replaced")
+
+
+def is_write_error(err):
+    """Errors a writer raises when the disk, the file system or GDAL fails under it."""
+    return isinstance(err, (OSError, MemoryError)) or type(err).__module__.startswith(
+        ("rasterio", "pyogrio", "fiona", "PIL", "zipfile", "zlib"))
+
+
+def check_writable(path, directory=False):
+    """Fail early, with one line, when ``path`` cannot be created or replaced."""
+    path = Path(path)
+    parent = Path(os.path.abspath(path)).parent
     if not parent.is_dir():
         raise HsanomalyError(f"{path}: output directory {parent} does not exist")
-    if not os.access(parent, os.W_OK):
+    if not os.access(parent, os.W_OK | os.X_OK):
         raise HsanomalyError(f"{path}: output directory {parent} is not writable")
+    if not directory and path.is_dir() and not path.is_symlink():
+        raise HsanomalyError(f"{path}: is a directory, not a file")
+
+
+def fsync_path(path, directory=False):
+    """Flush ``path`` (a file, or with ``directory`` a directory entry list) to disk."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | (getattr(os, "O_DIRECTORY", 0)
+                                                         if directory else 0)
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    except OSError as err:
+        if err.errno not in (errno.EINVAL, errno.EROFS):   # some file systems cannot sync dirs
+            raise
+    finally:
+        os.close(fd)
+
+
+def _create_exclusive(path):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    os.close(fd)
+
+
+class Staging:
+    """Temporary siblings for several outputs, checked and then replaced together."""
+
+    def __init__(self):
+        self._entries = []            # (destination, temporary path, private dir, check, is_dir)
+        self._after = []
+
+    def path(self, dst, check=None, create=True):
+        """A temporary path for file ``dst``; ``check(tmp)`` re-reads it before the replace."""
+        dst = Path(dst)
+        check_writable(dst)
+        private = self._private_dir(dst)
+        tmp = private / dst.name
+        if create:
+            _create_exclusive(tmp)
+        self._entries.append((dst, tmp, private, check, False))
+        return tmp
+
+    def directory(self, dst, check=None):
+        """An empty temporary directory that will replace directory ``dst``."""
+        dst = Path(dst)
+        check_writable(dst, directory=True)
+        private = self._private_dir(dst)
+        tmp = private / dst.name
+        tmp.mkdir()
+        self._entries.append((dst, tmp, private, check, True))
+        return tmp
+
+    def temporary(self, dst):
+        """The temporary path staged for ``dst`` (to read back an output before the commit)."""
+        for entry in self._entries:
+            if entry[0] == Path(dst):
+                return entry[1]
+        raise KeyError(dst)
+
+    def on_commit(self, fn):
+        """Run ``fn()`` once every output is in place (e.g. remove the tile store)."""
+        self._after.append(fn)
+
+    def _private_dir(self, dst):
+        try:
+            return Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=TMP_SUFFIX,
+                                         dir=os.path.dirname(os.path.abspath(dst))))
+        except OSError as err:
+            raise write_failure(dst, err) from None
+
+    def commit(self):
+        for dst, tmp, _, check, is_dir in self._entries:
+            try:
+                if not tmp.exists() or tmp.is_symlink():
+                    raise HsanomalyError(f"{dst}: the writer produced no output")
+                _fsync_tree(tmp) if is_dir else fsync_path(tmp)
+                if check is not None:
+                    check(tmp)
+            except HsanomalyError as err:
+                raise HsanomalyError(f"{err}; nothing was replaced") from None
+            except Exception as err:
+                if is_write_error(err):
+                    raise write_failure(dst, err) from None
+                raise
+        for dst, tmp, _, _, is_dir in self._entries:
+            try:
+                _replace_dir(tmp, dst) if is_dir else os.replace(tmp, dst)
+                fsync_path(os.path.dirname(os.path.abspath(dst)), directory=True)
+            except OSError as err:
+                raise HsanomalyError(f"{dst}: cannot replace it ({describe(err)})") from None
+        for fn in self._after:
+            fn()
+
+    def discard(self):
+        for _, _, private, _, _ in self._entries:
+            shutil.rmtree(private, ignore_errors=True)
+        self._entries = []
 
 
 @contextlib.contextmanager
-def atomic_path(path):
-    """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds."""
-    path = Path(path)
-    check_writable(path)
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
+def staged():
+    """``with staged() as stage: tmp = stage.path(dst, check)`` ... every output replaced at
+    the end if the block and every check succeed; otherwise nothing is."""
+    stage = Staging()
     try:
-        yield tmp
-        os.replace(tmp, path)
+        yield stage
+        stage.commit()
+    except HsanomalyError:
+        raise
+    except Exception as err:
+        if is_write_error(err) and stage._entries:
+            raise write_failure(stage._entries[0][0], err) from None
+        raise
     finally:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif tmp.exists():
-            tmp.unlink()
+        stage.discard()
+
+
+@contextlib.contextmanager
+def atomic_path(path, check=None, create=True):
+    """Yield a temporary path for ``path``; it replaces ``path`` only if the block and ``check``
+    succeed. ``create=False`` leaves the file for the writer to create (e.g. GeoPackages)."""
+    with staged() as stage:
+        yield stage.path(path, check=check or _non_empty, create=create)
+
+
+@contextlib.contextmanager
+def atomic_directory(path, check=None):
+    """Yield an empty temporary directory that replaces directory ``path`` on success."""
+    with staged() as stage:
+        yield stage.directory(path, check=check)
+
+
+def _non_empty(path):
+    with open(path, "rb") as f:
+        if not f.read(1):
+            raise HsanomalyError(f"{path}: the written file is empty")
+
+
+def _fsync_tree(root):
+    for folder, _, files in os.walk(root):
+        for name in files:
+            fsync_path(os.path.join(folder, name))
+        fsync_path(folder, directory=True)
+
+
+def _replace_dir(tmp, dst):
+    """Move directory ``tmp`` to ``dst``; an existing ``dst`` is moved aside first and
+    restored if the move fails, then removed."""
+    if not os.path.lexists(dst):
+        os.replace(tmp, dst)
+        return
+    aside = Path(tempfile.mkdtemp(prefix=f".{Path(dst).name}.", suffix=".old" + TMP_SUFFIX,
+                                  dir=os.path.dirname(os.path.abspath(dst))))
+    os.replace(dst, aside)           # rename(2) onto the empty directory just made
+    try:
+        os.replace(tmp, dst)
+    except OSError:
+        os.replace(aside, dst)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def raster_check(width, height, count):
+    """A ``check`` that re-opens a written raster, compares its size and band count, and
+    reads every block back (a truncated or corrupt file fails here, not in the user's hands)."""
+    def check(path):
+        import rasterio
+        from rasterio.errors import NotGeoreferencedWarning
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            ds = rasterio.open(path)
+        with ds:
+            if (ds.width, ds.height, ds.count) != (width, height, count):
+                raise HsanomalyError(f"{path}: written as {ds.width}x{ds.height}x{ds.count}, "
+                                     f"expected {width}x{height}x{count}")
+            for _, window in ds.block_windows(1):
+                ds.read(window=window)
+    return check

@@ -5,16 +5,23 @@ import warnings
 import numpy as np
 
 from ..errors import HsanomalyError
-from .atomic import atomic_path
+from .atomic import raster_check, staged
 from .mat import read_mat
+from .paths import check_paths
 
 
-def write_geotiff(path, array, crs=None, transform=None, nodata=None, descriptions=None):
-    """Write (bands, rows, cols) ``array`` as a tiled deflate GeoTIFF, atomically.
+def write_geotiff(path, array, crs=None, transform=None, nodata=None, descriptions=None,
+                  stage=None):
+    """Write (bands, rows, cols) ``array`` as a tiled deflate GeoTIFF through the one write
+    path: read back and checked before it replaces ``path`` (with ``stage``, together with
+    that stage's other outputs).
 
     With no ``crs``/``transform`` the file carries no georeferencing at all rather than
     an invented one (GDAL then reports pixel coordinates).
     """
+    if stage is None:
+        with staged() as own:
+            return write_geotiff(path, array, crs, transform, nodata, descriptions, own)
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning
 
@@ -31,7 +38,8 @@ def write_geotiff(path, array, crs=None, transform=None, nodata=None, descriptio
     for key, value in (("crs", crs), ("transform", transform), ("nodata", nodata)):
         if value is not None:
             profile[key] = value
-    with atomic_path(path) as tmp, warnings.catch_warnings():
+    tmp = stage.path(path, check=raster_check(cols, rows, bands))
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         with rasterio.open(tmp, "w", **profile) as dst:
             dst.write(array)
@@ -40,7 +48,12 @@ def write_geotiff(path, array, crs=None, transform=None, nodata=None, descriptio
 
 
 def convert_mat(src, dst, truth=None):
-    """Convert a .mat scene; returns (bands, rows, cols, anomaly pixel count or None)."""
+    """Convert a .mat scene; returns (bands, rows, cols, anomaly pixel count or None).
+
+    The cube and truth GeoTIFFs are replaced together, once both are written and checked;
+    an output that names the input or the other output is refused before anything is read.
+    """
+    check_paths([("SRC", src)], [("DST", dst), ("--truth", truth)])
     cube, gt = read_mat(src)
     if truth is not None and gt is None:
         raise HsanomalyError(f"{src}: --truth asked for, but the .mat file has no ground-truth variable")
@@ -50,7 +63,8 @@ def convert_mat(src, dst, truth=None):
             if info.min <= cube.min() and cube.max() <= info.max:
                 cube = cube.astype(dtype)
                 break
-    write_geotiff(dst, cube)
-    if truth is not None:
-        write_geotiff(truth, gt.astype(np.uint8))
+    with staged() as stage:
+        write_geotiff(dst, cube, stage=stage)
+        if truth is not None:
+            write_geotiff(truth, gt.astype(np.uint8), stage=stage)
     return cube.shape + ((int(gt.sum()) if gt is not None else None),)

@@ -1,50 +1,108 @@
-"""Benchmark scenes distributed as MATLAB files (v5 through scipy, v7.3 through h5py)."""
+"""Benchmark scenes distributed as MATLAB files (v5 through scipy, v7.3 through h5py).
+
+The variables are chosen from the file's header (``scipy.io.whosmat``, HDF5 dataset shapes)
+and only the cube and truth are loaded, after checking that the memory available can hold
+them: a file that declares a huge cube is refused with one line, not a MemoryError.
+"""
 
 import numpy as np
 
 from ..errors import HsanomalyError
+from .checks import check_memory
 
 CUBE_NAMES = ("data", "image", "img", "hsi", "cube", "X", "Y")
 TRUTH_NAMES = ("map", "mask", "gt", "groundtruth", "ground_truth", "label", "labels")
+# MATLAB classes of numeric arrays -> bytes per element (whosmat reports classes, not dtypes)
+ITEMSIZE = {"double": 8, "single": 4, "int8": 1, "uint8": 1, "int16": 2, "uint16": 2,
+            "int32": 4, "uint32": 4, "int64": 8, "uint64": 8, "logical": 1}
+# Bytes per cube element at the peak of loading: the file's own type plus two float32 copies.
+LOAD_OVERHEAD = 8
 
 
-def _load_variables(path):
+def _unreadable(path, err):
+    detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return HsanomalyError(f"{path}: not a readable MATLAB file ({detail})")
+
+
+def _headers(path):
+    """{name: (shape in loadmat's order, bytes per element, complex?)} of numeric variables."""
     import h5py
     import scipy.io
 
     if h5py.is_hdf5(path):  # MATLAB v7.3; h5py sees arrays transposed (column-major)
+        found = {}
         with h5py.File(path, "r") as f:
-            return {k: np.asarray(v).T for k, v in f.items() if isinstance(v, h5py.Dataset)}
+            for name, item in f.items():
+                if not isinstance(item, h5py.Dataset):
+                    continue
+                dtype = item.dtype
+                is_complex = dtype.kind == "c" or (dtype.names is not None and
+                                                   set(dtype.names) == {"real", "imag"})
+                if dtype.kind in "uifbc" or is_complex:
+                    found[name] = (tuple(item.shape[::-1]), dtype.itemsize, is_complex)
+        return found
     try:
-        return scipy.io.loadmat(str(path))
+        listing = scipy.io.whosmat(str(path))
     except (ValueError, TypeError, OSError, NotImplementedError) as err:
-        raise HsanomalyError(f"{path}: not a readable MATLAB file ({err})") from None
+        raise _unreadable(path, err) from None
+    return {name: (tuple(shape), ITEMSIZE[cls], False) for name, shape, cls in listing
+            if cls in ITEMSIZE}
 
 
-def _pick(variables, names, ndim):
-    arrays = {k: v for k, v in variables.items()
-              if not k.startswith("__") and isinstance(v, np.ndarray) and v.ndim == ndim
-              and v.dtype.kind in "uifb"}
-    lower = {k.lower(): k for k in arrays}
+def _pick(headers, names, ndim):
+    candidates = {k: v for k, v in headers.items() if not k.startswith("__") and len(v[0]) == ndim}
+    lower = {k.lower(): k for k in candidates}
     for name in names:
         if name.lower() in lower:
-            return arrays[lower[name.lower()]]
-    if len(arrays) == 1:
-        return next(iter(arrays.values()))
+            return lower[name.lower()]
+    if len(candidates) == 1:
+        return next(iter(candidates))
     return None
+
+
+def _load(path, names):
+    import h5py
+    import scipy.io
+
+    try:
+        if h5py.is_hdf5(path):
+            with h5py.File(path, "r") as f:
+                return {k: np.asarray(f[k]).T for k in names}
+        return scipy.io.loadmat(str(path), variable_names=list(names))
+    except MemoryError:
+        raise HsanomalyError(f"{path}: not enough memory to load the .mat file") from None
+    except (ValueError, TypeError, OSError, NotImplementedError, KeyError) as err:
+        raise _unreadable(path, err) from None
 
 
 def read_mat(path):
     """Return (cube float32 (bands, rows, cols), truth uint8 (rows, cols) or None)."""
-    variables = _load_variables(path)
-    cube = _pick(variables, CUBE_NAMES, 3)
-    if cube is None:
+    headers = _headers(path)
+    cube_name = _pick(headers, CUBE_NAMES, 3)
+    if cube_name is None:
         raise HsanomalyError(f"{path}: no 3-D hyperspectral cube variable found in the .mat file")
+    shape, itemsize, is_complex = headers[cube_name]
+    if is_complex:
+        raise HsanomalyError(f"{path}: the cube {cube_name!r} has complex pixels, which are not "
+                             "supported; convert to amplitude or real/imaginary bands first")
+    check_memory(path, int(np.prod(shape, dtype=np.float64)) * (itemsize + LOAD_OVERHEAD),
+                 f"loading the {'x'.join(map(str, shape))} cube {cube_name!r}")
+    truth_name = _pick({k: v for k, v in headers.items() if k != cube_name}, TRUTH_NAMES, 2)
+    variables = _load(path, [cube_name] + ([truth_name] if truth_name else []))
+    cube = variables[cube_name]
+    if cube.dtype.kind == "c":
+        raise HsanomalyError(f"{path}: the cube {cube_name!r} has complex pixels ({cube.dtype}), "
+                             "which are not supported; convert to amplitude or real/imaginary "
+                             "bands first")
+    if cube.dtype.kind not in "uifb" or cube.ndim != 3:
+        raise HsanomalyError(f"{path}: the variable {cube_name!r} is not a numeric 3-D cube")
     cube = np.ascontiguousarray(np.moveaxis(cube, -1, 0), dtype=np.float32)
-    truth = _pick(variables, TRUTH_NAMES, 2)
-    if truth is not None:
+    truth = variables.get(truth_name) if truth_name else None
+    if truth is not None and truth.dtype.kind in "uifb" and truth.ndim == 2:
         if truth.shape != cube.shape[1:]:
             raise HsanomalyError(
                 f"{path}: ground truth shape {truth.shape} does not match cube {cube.shape[1:]}")
         truth = (truth != 0).astype(np.uint8)
+    else:
+        truth = None
     return cube, truth

@@ -1,0 +1,51 @@
+"""Checks that refuse, before any work, a job the machine cannot hold; and one-line warnings.
+
+The whole-raster paths (.mat scenes are loaded whole, ``evaluate`` reads whole heatmaps and
+masks) compare what they would need, computed from the file's header (HDF5 dataset shapes,
+``scipy.io.whosmat``, GDAL's size), with the memory available now (``MemAvailable`` in
+/proc/meminfo, else free physical pages), so a file that declares a huge size is refused
+with one line instead of a MemoryError after minutes.
+"""
+
+import os
+import warnings
+
+from ..errors import HsanomalyError
+
+
+class HsanomalyWarning(UserWarning):
+    """A one-line warning about the data (the CLI prints it as ``Warning: ...``)."""
+
+
+def warn(message):
+    warnings.warn(message, HsanomalyWarning, stacklevel=3)
+
+
+def available_memory():
+    """Bytes of memory available to a new allocation now, or None when unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def size_text(nbytes):
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if nbytes < 1024 or unit == "PiB":
+            return f"{nbytes:.0f} {unit}" if unit == "bytes" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1024
+
+
+def check_memory(path, nbytes, what):
+    """Refuse ``what`` (e.g. "loading the 610x340x103 cube") when it needs more than is free."""
+    free = available_memory()
+    if free is not None and nbytes > free:
+        raise HsanomalyError(f"{path}: {what} needs about {size_text(nbytes)} of memory, "
+                             f"only {size_text(free)} is available")

@@ -1,0 +1,106 @@
+"""Every path of a job resolved and checked before any work starts.
+
+``check_paths`` takes the job's inputs and outputs, each with the option that named it,
+resolves them (real paths, and ``os.path.samefile`` for files that exist, so symbolic and
+hard links are seen through) and refuses with one line naming the option: an output that
+names an input, two outputs that name one file, an output directory that holds an input or
+another output, and an output whose directory does not exist or is not writable.
+"""
+
+import json
+import os
+from pathlib import Path
+
+from ..errors import HsanomalyError
+from .atomic import check_writable
+
+FILE, DIRECTORY = "file", "directory"
+
+
+class Item:
+    """One path of a job: ``label`` is how the user named it (SRC, --png, ...)."""
+
+    def __init__(self, label, path, kind=FILE):
+        from .source import is_gdal_name
+
+        self.label, self.path, self.kind = label, str(path), kind
+        self.virtual = is_gdal_name(self.path)
+        self.real = self.path if self.virtual else os.path.realpath(self.path)
+
+    def __str__(self):
+        return f"{self.label} ({self.path})"
+
+    def same(self, other):
+        if self.virtual or other.virtual:
+            return self.path == other.path
+        if self.real == other.real:
+            return True
+        try:
+            return os.path.samefile(self.path, other.path)
+        except OSError:
+            return False
+
+    def holds(self, other):
+        """True when ``other`` lies inside this directory."""
+        return (self.kind == DIRECTORY and not self.virtual and not other.virtual
+                and other.real.startswith(self.real.rstrip(os.sep) + os.sep))
+
+
+def check_paths(inputs, outputs, writable=True):
+    """Refuse colliding or (``writable``) unwritable outputs. ``inputs``/``outputs``: (label,
+    path[, kind]) tuples; a None path is skipped. Directory outputs are replaced by the job."""
+    ins = [Item(*entry) for entry in inputs if entry[1] is not None]
+    outs = [Item(*entry) for entry in outputs if entry[1] is not None]
+    for i, out in enumerate(outs):
+        for src in ins:
+            if out.same(src) or out.holds(src) or src.holds(out):
+                relation = "is" if out.same(src) else "holds" if out.holds(src) else "lies in"
+                raise HsanomalyError(f"{out.path}: {out.label} {relation} the input {src}; "
+                                     "choose another output")
+        for other in outs[:i]:
+            if out.same(other) or out.holds(other) or other.holds(out):
+                raise HsanomalyError(f"{out.path}: {out.label} collides with {other}; "
+                                     "give each output its own name")
+        if out.virtual:
+            raise HsanomalyError(f"{out.path}: {out.label} must be a file path")
+        if writable:
+            check_writable(out.path, directory=out.kind == DIRECTORY)
+        if out.kind == FILE and Path(out.path).is_dir():
+            raise HsanomalyError(f"{out.path}: {out.label} is a directory, not a file")
+
+
+def check_replaceable_dir(path, label, allowed=None):
+    """Refuse to replace directory ``path`` unless it is empty or ``allowed(path)`` says it is
+    the job's own kind (a model bundle, a tile store); never the current directory or above it,
+    never through a symbolic link."""
+    path = Path(path)
+    if path.is_symlink():
+        raise HsanomalyError(f"{path}: {label} is a symbolic link; refusing to replace it")
+    real = os.path.realpath(path)
+    cwd = os.path.realpath(os.getcwd())
+    if real == cwd or cwd.startswith(real.rstrip(os.sep) + os.sep):
+        raise HsanomalyError(f"{path}: {label} is the current directory or one above it; "
+                             "name a new directory")
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise HsanomalyError(f"{path}: {label} exists and is not a directory")
+    if any(path.iterdir()) and not (allowed and allowed(path)):
+        raise HsanomalyError(f"{path}: {label} is a directory that is not an hsanomaly "
+                             "output; refusing to replace it (name a new or empty directory)")
+
+
+def is_model_bundle(path):
+    """True for a directory holding only an hsanomaly model bundle's files (its ``model.json``
+    says ``"format": "hsanomaly-model"`` and lists the others)."""
+    from ..model.bundle import FORMAT, META_FILE
+
+    try:
+        meta = json.loads((Path(path) / META_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        return False
+    own = set(meta.get("files") or {}) | {META_FILE, "training.csv", "training.png"}
+    return all(entry.is_file() and not entry.is_symlink() and entry.name in own
+               for entry in Path(path).iterdir())

@@ -1,0 +1,145 @@
+"""Checks every job runs before any work: options, then every path of the job.
+
+``hsanomaly.api`` calls these first, so the CLI, QGIS and Dask users all get one line naming
+the option or path at fault, before a model is trained or a tile is scored.
+"""
+
+import math
+import numbers
+from pathlib import Path
+
+from .errors import HsanomalyError
+from .io.paths import DIRECTORY, FILE, check_paths, check_replaceable_dir, is_model_bundle
+
+EXTRA_NAMES = ("recon", "latent", "convergence")
+
+
+def check_numbers(options):
+    """Refuse an option that is not a finite number where a number is expected."""
+    for name, value in options.items():
+        flag = f"--{name.replace('_', '-')}"
+        if isinstance(value, bool) or value is None or isinstance(value, str):
+            continue
+        if isinstance(value, numbers.Real) and not math.isfinite(value):
+            raise HsanomalyError(f"{flag} must be a finite number, got {value}")
+
+
+def check_whole(name, value, minimum):
+    """Refuse ``value`` unless it is None or a whole number of at least ``minimum``."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise HsanomalyError(f"{name} must be a whole number of at least {minimum}, got {value!r}")
+
+
+def check_extras(cls, extras):
+    """Refuse an extra output the score cannot write, before a model is trained or read."""
+    if isinstance(cls.extras, dict):
+        allowed = tuple(cls.extras)
+    else:
+        allowed = () if cls.name == "critic" else EXTRA_NAMES
+    for name in extras or {}:
+        if name not in allowed:
+            raise HsanomalyError(f"--{name}-out: score {cls.name!r} has no {name!r} output "
+                                 f"(it offers: {', '.join(allowed) or 'none'})")
+
+
+def check_execution(workers, scheduler):
+    """--workers and --scheduler: a positive count, a well-formed address, not both."""
+    from .distributed import check_address
+
+    check_whole("--workers", workers, 1)
+    if workers and scheduler:
+        raise HsanomalyError(f"{scheduler}: give either --scheduler or --workers, not both")
+    if scheduler is not None and isinstance(scheduler, (str, Path)):
+        check_address(str(scheduler))
+
+
+def is_path(value):
+    return isinstance(value, (str, Path))
+
+
+def detect_paths(src, dst, *, model=None, extras=None, png=None, polygons=None, quick_model=None,
+                 more_inputs=()):
+    """Refuse colliding, unwritable or unreplaceable outputs of one detect run."""
+    from .engine.store import is_tile_store, store_path
+
+    inputs = [("SRC", src)] if is_path(src) else []
+    inputs += [("--model", model, DIRECTORY)] if is_path(model) else []
+    inputs += list(more_inputs)
+    store = store_path(dst)
+    outputs = [("DST", dst)] + [(f"--{k}-out", v) for k, v in (extras or {}).items()]
+    outputs += [("--png", png), ("--polygons", polygons), ("the tile store", store, DIRECTORY),
+                ("the quick model", quick_model, DIRECTORY)]
+    check_paths(inputs, outputs)
+    if store.is_symlink() or (store.exists() and not is_tile_store(store)):
+        raise HsanomalyError(f"{store}: the tile store's name is taken by something that is not "
+                             "an hsanomaly tile store; remove it or choose another output")
+    if quick_model is not None:
+        check_replaceable_dir(quick_model, "the quick model directory", is_model_bundle)
+
+
+def batch_paths(targets, out_dir, quick):
+    """detect-many: distinct outputs, none of them an input, in a directory that is or can be
+    made; ``targets``: [(src, dst)]; ``quick``: a quick model is trained beside each output."""
+    from .api import scene_model_path
+    from .engine.store import store_path
+
+    seen = {}
+    for src, dst in targets:
+        if dst in seen:
+            raise HsanomalyError(f"{src}: its output {dst} would overwrite that of {seen[dst]}")
+        seen[dst] = src
+    if out_dir.exists() and not out_dir.is_dir():
+        raise HsanomalyError(f"{out_dir}: --out-dir exists and is not a directory")
+    outputs = []
+    for src, dst in targets:
+        outputs += [(f"the output of {src}", dst),
+                    (f"the tile store of {src}", store_path(dst), DIRECTORY)]
+        outputs += [(f"the quick model of {src}", scene_model_path(dst), DIRECTORY)] if quick else []
+    check_paths([("INPUTS", src) for src, _ in targets], outputs, writable=False)
+
+
+def evaluate_paths(heatmap, truth, outer, plots, json):
+    from .evaluation.plots import PLOT_FILES
+
+    inputs = [("HEATMAP", heatmap), ("TRUTH", truth), ("--outer", outer)]
+    outputs = [("--json", json)]
+    if plots is not None:
+        _check_plots_dir(Path(plots))
+        outputs += [(f"--plots ({name})", Path(plots) / name, FILE)
+                    for name in PLOT_FILES.values()]
+    check_paths(inputs, outputs, writable=False)
+    check_paths([], [("--json", json)])
+
+
+def _check_plots_dir(plots):
+    """The plots directory may not exist yet; the nearest existing folder must be writable."""
+    import os
+
+    if plots.exists() and not plots.is_dir():
+        raise HsanomalyError(f"{plots}: --plots exists and is not a directory")
+    folder = Path(os.path.abspath(plots))
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise HsanomalyError(f"{plots}: cannot create the plots directory (--plots; {folder} "
+                             "is not a writable directory)")
+
+
+def check_request(score, model, options, extras=None, tile=None, workers=None, scheduler=None,
+                  resume=False):
+    """The options of a detect run: names the score takes, finite numbers, whole counts, the
+    extras, the executor. Returns the score's class."""
+    from .engine.detect import check_tile
+    from .scorers import check_options
+
+    cls = check_options(score, {**options, **({"model": model} if model is not None else {})})
+    check_numbers(options)
+    if tile is not None:
+        check_tile(tile)
+    if not isinstance(resume, bool):
+        raise HsanomalyError(f"--resume must be True or False, got {resume!r}")
+    check_extras(cls, extras)
+    check_execution(workers, scheduler)
+    return cls
