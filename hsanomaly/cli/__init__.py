@@ -1,11 +1,14 @@
 """The ``hsanomaly`` command (also ``rio hsanomaly``): a thin click layer over the library.
 
 Commands are imported only when invoked, so ``hsanomaly detect`` never imports torch.
-Library errors (HsanomalyError) are printed as one line and exit with status 1.
+Library errors (HsanomalyError), running out of memory and a disk or file-size limit are
+printed as one line and exit with status 1; a bad option or argument is one line too (status
+2), and a warning about the data is one ``Warning:`` line.
 """
 
 import importlib
 import sys
+import warnings
 
 import click
 
@@ -33,11 +36,37 @@ class LazyGroup(click.Group):
         return getattr(importlib.import_module(module), attr)
 
     def invoke(self, ctx):
+        from ..io.atomic import describe, ignore_file_size_signal
+
+        ignore_file_size_signal()     # past ulimit -f a write fails (EFBIG), the process lives
+        warnings.showwarning = _show_warning
         try:
             return super().invoke(ctx)
         except HsanomalyError as err:
-            click.echo(f"Error: {err}", err=True)
-            sys.exit(1)
+            _fail(str(err), 1)
+        except click.exceptions.UsageError as err:
+            command = f" {ctx.invoked_subcommand}" if ctx.invoked_subcommand else ""
+            _fail(f"{err.format_message()} (see: {ctx.command_path}{command} --help)", 2)
+        except MemoryError:
+            _fail("out of memory; try a smaller --tile or a machine with more memory", 1)
+        except OSError as err:
+            _fail(f"{err.filename or ctx.command_path}: {describe(err)}", 1)
+
+
+def _fail(message, status):
+    click.echo(f"Error: {' '.join(str(message).split())}", err=True)
+    sys.exit(status)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """Warnings about the data as one line; others as Python prints them."""
+    from ..io.checks import HsanomalyWarning
+
+    if issubclass(category, HsanomalyWarning):
+        click.echo(f"Warning: {' '.join(str(message).split())}", err=True)
+    else:
+        click.echo(warnings.formatwarning(message, category, filename, lineno, line).rstrip(),
+                   err=True)
 
 
 @click.group(name="hsanomaly", cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -54,7 +54,8 @@ def check_paths(inputs, outputs, writable=True):
     for i, out in enumerate(outs):
         for src in ins:
             if out.same(src) or out.holds(src) or src.holds(out):
-                relation = "is" if out.same(src) else "holds" if out.holds(src) else "lies in"
+                relation = ("is the same file as" if out.same(src) else
+                            "holds" if out.holds(src) else "lies in")
                 raise HsanomalyError(f"{out.path}: {out.label} {relation} the input {src}; "
                                      "choose another output")
         for other in outs[:i]:

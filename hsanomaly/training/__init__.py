@@ -50,7 +50,7 @@ def train(inputs, out, *, mask=None, window=1, bands=None, sqrt=False,
         raise HsanomalyError(f"{out}: {err}") from None
     if dim < 1 or latent_dim < 1:
         raise HsanomalyError(f"{out}: dim and latent_dim must be at least 1")
-    _check_out(out)
+    _check_out(out, inputs, mask)
     torch = _import_torch()
     _check_device(torch, device)
     report = callback or (lambda fraction, message: False)
@@ -147,12 +147,21 @@ def _metadata(data, trainer, options, inputs, log):
     }
 
 
-def _check_out(out):
-    if out.exists() and not out.is_dir():
-        raise HsanomalyError(f"{out}: exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not (out / "model.json").exists():
-        raise HsanomalyError(f"{out}: exists and is not a model bundle; refusing to overwrite it")
-    check_writable(out)
+def _check_out(out, inputs=(), mask=None):
+    """Refuse, before any work, an ``out`` that is an input, holds one, or is a directory that
+    is not an hsanomaly model bundle (and not empty): replacing it would lose the user's files."""
+    from ..io.paths import DIRECTORY, check_paths, check_replaceable_dir, is_model_bundle
+
+    masks = list(mask) if isinstance(mask, (list, tuple)) else [mask]
+    check_replaceable_dir(out, "--out", is_model_bundle)
+    checkpoints = checkpoint_dir(Path(os.path.abspath(out)))
+    check_paths([("INPUTS", p) for p in inputs if isinstance(p, (str, os.PathLike))] +
+                [("--mask", m) for m in masks],
+                [("--out", out, DIRECTORY), ("the checkpoint directory", checkpoints, DIRECTORY)])
+    check_replaceable_dir(checkpoints, "the checkpoint directory",
+                          lambda path: all(p.name.startswith("state") and p.is_file()
+                                           for p in path.iterdir()))
+    check_writable(out, directory=True)
     if out.is_dir() and not os.access(out, os.W_OK):
         raise HsanomalyError(f"{out}: is not writable")
 

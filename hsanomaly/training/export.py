@@ -9,9 +9,6 @@ import contextlib
 import copy
 import io
 import json
-import os
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -57,17 +54,12 @@ def export_networks(generator, critic, meta, directory):
 
 @contextlib.contextmanager
 def staged_directory(out):
-    """Yield an empty temporary directory next to ``out``; on success it replaces ``out``."""
-    out = Path(out)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    try:
+    """Yield an empty private temporary directory beside ``out``; on success it replaces
+    ``out`` through the one write path (``hsanomaly.io.atomic``): every file fsync'd and the
+    bundle loaded and checked (checksums, ONNX metadata) before the rename, so a failed export
+    leaves the previous bundle as it was."""
+    from ..io.atomic import atomic_directory
+    from ..model import load_bundle
+
+    with atomic_directory(out, check=load_bundle) as tmp:
         yield tmp
-        if out.exists():
-            old = tmp.with_suffix(".old")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
