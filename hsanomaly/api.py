@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import defaults
 from .errors import HsanomalyError
-from .scorers import check_options, make_scorer
+from .scorers import make_scorer
 
 NO_MODEL_HELP = ("pass --model DIR (from `hsanomaly train`), choose a baseline with "
                  "--score rx|lrx|gmm, or install torch (pip install 'hsanomaly[train]') so detect "

@@ -13,7 +13,7 @@ from collections import defaultdict
 import numpy as np
 
 from .errors import HsanomalyError
-from .io.atomic import atomic_path, check_writable
+from .io.atomic import atomic_path, check_writable, native_quiet
 from .thresholds import DEFAULT_WINDOW, open_heatmap, score_windows, threshold_from_far
 
 EIGHT_CONNECTED = np.ones((3, 3), bool)
@@ -221,7 +221,7 @@ def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, window=
     with contextlib.ExitStack() as stack:
         tmp = (stage.path(gpkg_path, check=check, create=False) if stage is not None else
                stack.enter_context(atomic_path(gpkg_path, check=check, create=False)))
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), native_quiet():
             warnings.filterwarnings("ignore", "'crs' was not provided")   # said in the description
             frame.to_file(tmp, layer=LAYER, driver="GPKG", engine="pyogrio",
                           geometry_type="MultiPolygon", layer_options={"DESCRIPTION": description})

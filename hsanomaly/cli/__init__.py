@@ -7,6 +7,7 @@ printed as one line and exit with status 1; a bad option or argument is one line
 """
 
 import importlib
+import logging
 import sys
 import warnings
 
@@ -40,6 +41,8 @@ class LazyGroup(click.Group):
 
         ignore_file_size_signal()     # past ulimit -f a write fails (EFBIG), the process lives
         warnings.showwarning = _show_warning
+        for name in ("rasterio", "pyogrio", "fiona"):   # GDAL's errors arrive as exceptions
+            logging.getLogger(name).addHandler(logging.NullHandler())
         try:
             return super().invoke(ctx)
         except HsanomalyError as err:

@@ -17,7 +17,8 @@ from ..training.settings import Settings
               help="With --mask, also drop windows that merely touch a masked pixel.")
 @click.option("--window", default=defaults.TRAIN_WINDOW, show_default=True, type=click.IntRange(min=1),
               help="Odd window size in pixels; >1 makes the networks convolve spatially.")
-@click.option("--bands", type=int, help="Bin the spectrum to this many bands [default: min(32, bands)].")
+@click.option("--bands", type=click.IntRange(min=1),
+              help="Bin the spectrum to this many bands [default: min(32, bands)].")
 @click.option("--sqrt", is_flag=True, help="Square-root noise transform before binning.")
 @click.option("--iterations", default=Settings.iterations, show_default=True,
               type=click.IntRange(min=1), help="Generator iterations.")

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import HsanomalyError
-from ..io.atomic import check_writable, describe, raster_check, staged
+from ..io.atomic import check_writable, describe, native_quiet, raster_check, staged
 from ..defaults import TILE
 from ..io.fingerprint import input_fingerprint
 from ..io.source import gdal_env, open_source
@@ -144,7 +144,7 @@ def assemble(store, source, windows, outputs, band_names=None, tags=None, stage=
         stage = stage if stage is not None else stack.enter_context(staged())
         for name, (path, bands) in outputs.items():
             tmp = stage.path(path, check=raster_check(source.width, source.height, bands))
-            with warnings.catch_warnings(), gdal_env():
+            with warnings.catch_warnings(), gdal_env(), native_quiet():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 with rasterio.open(tmp, "w", **_profile(source, bands)) as dst:
                     for index, window in enumerate(windows):

@@ -138,8 +138,8 @@ class TileStore:
             raise
 
     def _write_error(self, err):
-        return HsanomalyError(f"{self.path}: cannot write a tile ({describe(err)}); the finished "
-                              "tiles are kept, free space and rerun with --resume")
+        return HsanomalyError(f"{self.path}: cannot write a tile ({describe(err)}); make room "
+                              "and rerun with --resume to keep the tiles already finished")
 
     def load(self, index, expected=None):
         """Tile ``index`` as {name: array}, or None when it is missing, corrupt, from another run

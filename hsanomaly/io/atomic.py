@@ -32,10 +32,39 @@ from ..errors import HsanomalyError
 TMP_SUFFIX = ".hsanomaly-tmp"
 
 
+_QUIET_NATIVE = False
+
+
 def ignore_file_size_signal():
-    """Make writes beyond ``RLIMIT_FSIZE`` fail with EFBIG instead of killing the process."""
+    """Make writes beyond ``RLIMIT_FSIZE`` fail with EFBIG instead of killing the process, and
+    keep libtiff's own messages about such failures off stderr (the write path reports them
+    as one line). The CLI calls this; a library caller's process is left as it is."""
+    global _QUIET_NATIVE
     if hasattr(signal, "SIGXFSZ") and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        _QUIET_NATIVE = True
+
+
+@contextlib.contextmanager
+def native_quiet():
+    """Around a GDAL write or read-back: libtiff prints write failures straight to file
+    descriptor 2, which the one-line error already covers. Silenced only in the CLI's process
+    (see ``ignore_file_size_signal``), and only for the block."""
+    if not _QUIET_NATIVE:
+        yield
+        return
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def describe(err):
@@ -147,12 +176,15 @@ class Staging:
                     raise HsanomalyError(f"{dst}: the writer produced no output")
                 _fsync_tree(tmp) if is_dir else fsync_path(tmp)
                 if check is not None:
-                    check(tmp)
+                    with native_quiet():
+                        check(tmp)
             except HsanomalyError as err:
                 raise HsanomalyError(f"{err}; nothing was replaced") from None
             except Exception as err:
                 if is_write_error(err):
-                    raise write_failure(dst, err) from None
+                    raise HsanomalyError(f"{dst}: the written file does not read back whole "
+                                         f"({describe(err)}; disk full or a file-size limit?); "
+                                         "nothing was replaced") from None
                 raise
         for dst, tmp, _, _, is_dir in self._entries:
             try:

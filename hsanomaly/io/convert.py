@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 
 from ..errors import HsanomalyError
-from .atomic import raster_check, staged
+from .atomic import native_quiet, raster_check, staged
 from .mat import read_mat
 from .paths import check_paths
 
@@ -39,7 +39,7 @@ def write_geotiff(path, array, crs=None, transform=None, nodata=None, descriptio
         if value is not None:
             profile[key] = value
     tmp = stage.path(path, check=raster_check(cols, rows, bands))
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), native_quiet():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         with rasterio.open(tmp, "w", **profile) as dst:
             dst.write(array)
