@@ -29,8 +29,8 @@ test: venv
 wheel-check:
 	scripts/wheel-check.sh
 
-# Regenerate docs/benchmark.md and docs/report.md from the shared scenes. Both keep their GAN
-# models in $(MODELS), so the report reuses the benchmark's seed-0 models.
+# Regenerate docs/benchmark.md and docs/report.md (the thesis reproduction) from the shared
+# scenes. Both keep their GAN models in $(MODELS), so `thesis` reuses the benchmark's seed-0 models.
 DATA ?= ../shared/data
 MODELS ?= .models
 JOBS ?= 2
@@ -41,7 +41,7 @@ benchmark: venv
 		--seeds 0,1,2 --jobs $(JOBS) --models $(MODELS) --out out/benchmark \
 		--markdown docs/benchmark.md --reference benchmarks/reference-shared-data.csv
 
-report: venv
-	$(VENV)/bin/hsanomaly report $(DATA) --out docs --models $(MODELS) --jobs $(JOBS)
+thesis: venv
+	$(VENV)/bin/hsanomaly thesis $(DATA) --out docs --models $(MODELS) --jobs $(JOBS)
 
-.PHONY: venv demo test wheel-check benchmark report
+.PHONY: venv demo test wheel-check benchmark thesis

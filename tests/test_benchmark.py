@@ -1,4 +1,4 @@
-"""The benchmark harness on a tiny synthetic scene set (hsanomaly.experiments.benchmark, cli/benchmark.py)."""
+"""The benchmark harness on a tiny synthetic scene set (hsanomaly.experiments, cli/benchmark.py)."""
 
 import csv
 import importlib.util
@@ -11,9 +11,12 @@ import pytest
 import scipy.io
 from click.testing import CliRunner
 
-from hsanomaly.experiments.benchmark import (MEAN, QUICK_ITERATIONS, RUN_COLUMNS, SUMMARY_COLUMNS,
-                                 ModelCache, find_scenes, run_benchmark, runs_for,
-                                 select_scenes, summarise, write_results)
+from hsanomaly.experiments.benchmark import QUICK_ITERATIONS, parse_method, run_benchmark, runs_for
+from hsanomaly.experiments.cache import ModelCache
+from hsanomaly.experiments.scenes import find_scenes, select_scenes
+from hsanomaly.experiments.selection import select_held_out
+from hsanomaly.experiments.tables import (MEAN, RUN_COLUMNS, SUMMARY_COLUMNS, summarise,
+                                         write_results)
 from hsanomaly.cli.benchmark import benchmark
 from hsanomaly.errors import HsanomalyError
 
@@ -220,3 +223,85 @@ def test_rx_reproduces_the_reference_aucs(tmp_path):
         "Auto-AD/HYDICE1": 0.9932, "OT-AD/abu-airport-1": 0.8221}
     assert result.reference == {"Auto-AD/HYDICE1": {"rx": 0.9932, "gmm": 0.9919},
                                 "OT-AD/abu-airport-1": {"rx": 0.8221, "gmm": 0.9162}}
+
+
+def test_methods_carry_their_options_and_seeds_follow_the_registry():
+    assert parse_method("lrx:outer=21:guard=7") == ("lrx", {"outer": 21, "guard": 7})
+    assert parse_method("rx") == ("rx", {})
+    with pytest.raises(HsanomalyError, match="name:key=value"):
+        parse_method("lrx:outer")
+    assert runs_for(["lrx:outer=9:guard=3", "gmm:components=2"], [0]) == [
+        ("lrx:outer=9:guard=3", None), ("gmm:components=2", 0)]
+
+
+def test_a_method_with_options_runs_like_the_score_with_them(scene_dir):
+    result = run_benchmark(scene_dir, ["lrx", "lrx:outer=9:guard=3"], [0], scenes=["alpha"])
+    assert [r["method"] for r in result.runs] == ["lrx", "lrx:outer=9:guard=3"]
+    with pytest.raises(HsanomalyError, match="--bogus"):
+        run_benchmark(scene_dir, ["lrx:bogus=1"], [0])
+    with pytest.raises(HsanomalyError, match="not among the scores run"):
+        run_benchmark(scene_dir, ["rx"], [0], select=["lrx"])
+
+
+def test_held_out_selection_never_sees_the_scene_it_scores():
+    aucs = {("A/a1", "m1"): 0.9, ("A/a1", "m2"): 0.8, ("A/a2", "m1"): 0.9, ("A/a2", "m2"): 0.8,
+            ("B/b1", "m1"): 0.5, ("B/b1", "m2"): 1.0, ("A/a1", "base"): 0.7,
+            ("A/a2", "base"): 0.7, ("B/b1", "base"): 0.7}
+    runs = [{"scene": s, "method": m, "seed": seed, "auc": a + 0.01 * seed}
+            for (s, m), a in aucs.items() for seed in (0, 1)]
+    datasets = {"A/a1": "A", "A/a2": "A", "B/b1": "B"}
+    selection = select_held_out(runs, ["m1", "m2"], datasets, ablation=["base"])
+    # in sample m2 (0.8667 + 0.005) beats m1 (0.7667 + 0.005)
+    assert selection.selected == "m2"
+    scene_out, dataset_out = selection.protocols
+    # leaving a1 out: m1 0.7 vs m2 0.9 on a2, b1 -> m2; leaving b1 out: m1 wins on a1, a2
+    assert scene_out.chosen == {"A/a1": "m2", "A/a2": "m2", "B/b1": "m1"}
+    assert scene_out.mean == pytest.approx((0.805 + 0.805 + 0.505) / 3)
+    # leaving A out chooses on b1 only (m2), leaving B out on A (m1)
+    assert dataset_out.chosen == {"A": "m2", "B": "m1"}
+    assert dataset_out.per_seed == pytest.approx([0.7, 0.71])
+    titles = [title for title, _, _ in selection.tables()]
+    assert titles[0].startswith("Held-out selection") and titles[2].startswith("Ablation")
+    gain = selection.tables()[2][2][0]
+    assert gain[0] == "leave-one-scene-out" and gain[2] == "0.7050"
+
+
+def test_the_model_cache_locks_with_filelock_and_retrains_a_bundle_that_no_longer_loads(
+        tmp_path, monkeypatch):
+    import hsanomaly.experiments.cache as cache
+    import hsanomaly.training
+
+    trained = []
+
+    def fake_train(inputs, out, **options):
+        Path(out).mkdir(parents=True)
+        (Path(out) / "model.json").write_text("{}")
+        trained.append(out)
+
+    monkeypatch.setattr(hsanomaly.training, "train", fake_train)
+    loads = {"ok": True}
+
+    def fake_load(path):
+        if not loads["ok"]:
+            raise HsanomalyError(f"{path}: an older bundle format")
+
+    monkeypatch.setattr("hsanomaly.model.load_bundle", fake_load)
+    from hsanomaly.experiments.scenes import BenchmarkScene
+
+    scene = BenchmarkScene("set/one", tmp_path / "one.mat", None)
+    models = cache.ModelCache(tmp_path / "models", iterations=5)
+    first = models.get(scene, 0)
+    assert models.get(scene, 0).path == first.path and len(trained) == 1
+    assert (tmp_path / "models" / "set__one" / "seed0-it5.lock").exists()
+    loads["ok"] = False
+    models.get(scene, 0)
+    assert len(trained) == 2 and scene.dataset == "set"
+
+
+def test_nothing_in_the_product_imports_the_research_harness():
+    root = Path(__file__).parents[1] / "hsanomaly"
+    for path in root.rglob("*.py"):
+        relative = path.relative_to(root).parts
+        if relative[0] in ("experiments", "cli"):
+            continue
+        assert "experiments" not in path.read_text(), path

@@ -1,4 +1,4 @@
-"""The thesis-reproduction report on a tiny configuration (hsanomaly.experiments.thesis, cli/report.py)."""
+"""The thesis reproduction on a tiny configuration (hsanomaly.experiments.thesis, cli/thesis.py)."""
 
 import importlib.util
 import json
@@ -8,13 +8,13 @@ import pytest
 import scipy.io
 from click.testing import CliRunner
 
-from hsanomaly.experiments.thesis import (THESIS_FINDINGS, ReportConfig, SceneResult, check_findings,
-                              generate_report)
+from hsanomaly.experiments.thesis import (THESIS_FINDINGS, SceneResult, ThesisConfig,
+                                         check_findings, generate_thesis)
 
 from synthetic import synthetic_cube
 
 needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
-                                 reason="the report trains models: needs torch")
+                                 reason="the thesis reproduction trains models: needs torch")
 
 
 def _result(name, **aucs):
@@ -34,7 +34,7 @@ def _result(name, **aucs):
 
 
 def test_findings_are_checked_against_the_measured_means():
-    config = ReportConfig(iterations=8, c2_values=(0.1, 1.0))
+    config = ThesisConfig(iterations=8, c2_values=(0.1, 1.0))
     agreeing = _result("a", cvr=[0.9, 0.9, 0.5, 0.9], bg=[0.9, 0.905], c2=[0.9, 0.8, 0.7],
                        early=[0.5, 0.6, 0.7], solver=[0.8, 0.95, 0.9],
                        window=[0.6, 0.9, 0.5, 0.85])
@@ -50,21 +50,21 @@ def test_findings_are_checked_against_the_measured_means():
     means = check_findings([agreeing, differing], config)      # means over the scenes
     assert means["critic_vs_recon"] == (True, "recon 0.9000, critic 0.7250")
     del agreeing.rows["window"]
-    assert "window" not in check_findings([agreeing], ReportConfig(large_window=0,
+    assert "window" not in check_findings([agreeing], ThesisConfig(large_window=0,
                                                                    c2_values=(0.1, 1.0)))
 
 
 @needs_torch
-def test_report_runs_every_experiment_and_writes_markdown_with_figures(tmp_path):
+def test_thesis_runs_every_experiment_and_writes_markdown_with_figures(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     cube, truth = synthetic_cube(rows=24, cols=24, targets=((5, 5), (15, 17)), seed=3)
     scipy.io.savemat(data / "tiny.mat", {"data": np.moveaxis(cube, 0, -1).astype(np.float64),
                                          "map": truth})
     out = tmp_path / "docs"
-    config = ReportConfig(scenes=("tiny",), iterations=2, solver_pixels=20, c2_values=(1.0,),
+    config = ThesisConfig(scenes=("tiny",), iterations=2, solver_pixels=20, c2_values=(1.0,),
                           window_iterations=2, codebook=1024)
-    path = generate_report(data, out, config, models_dir=tmp_path / "models")
+    path = generate_thesis(data, out, config, models_dir=tmp_path / "models")
     text = path.read_text()
     assert path == out / "report.md"
     assert "2 generator iterations" in text and "plus 20 background pixels" in text
@@ -83,12 +83,12 @@ def test_report_runs_every_experiment_and_writes_markdown_with_figures(tmp_path)
 
 def test_cli_passes_its_configuration(tmp_path, monkeypatch):
     import hsanomaly.experiments.thesis
-    from hsanomaly.cli.report import report
+    from hsanomaly.cli.thesis import thesis
 
     calls = []
-    monkeypatch.setattr(hsanomaly.experiments.thesis, "generate_report",
+    monkeypatch.setattr(hsanomaly.experiments.thesis, "generate_thesis",
                         lambda *args, **kwargs: calls.append((args, kwargs)) or "docs/report.md")
-    outcome = CliRunner().invoke(report, [str(tmp_path), "--scenes", "a, b", "--iterations", "10",
+    outcome = CliRunner().invoke(thesis, [str(tmp_path), "--scenes", "a, b", "--iterations", "10",
                                           "--solver-pixels", "5", "--window-iterations", "7",
                                           "--codebook", "512",
                                           "--jobs", "2", "-q"])
@@ -98,5 +98,5 @@ def test_cli_passes_its_configuration(tmp_path, monkeypatch):
             config.window_iterations, config.codebook) == (
         str(tmp_path), "docs", ("a", "b"), 10, 5, 7, 512)
     assert kwargs["jobs"] == 2 and "docs/report.md" in outcome.output
-    CliRunner().invoke(report, [str(tmp_path), "-q"])
-    assert calls[1][0][2].scenes == ReportConfig().scenes
+    CliRunner().invoke(thesis, [str(tmp_path), "-q"])
+    assert calls[1][0][2].scenes == ThesisConfig().scenes

@@ -19,7 +19,7 @@ COMMANDS = {
     "detect": "hsanomaly.cli.detect:detect",
     "detect-many": "hsanomaly.cli.detect_many:detect_many",
     "benchmark": "hsanomaly.cli.benchmark:benchmark",
-    "report": "hsanomaly.cli.report:report",
+    "thesis": "hsanomaly.cli.thesis:thesis",
     "convert": "hsanomaly.cli.convert:convert",
     "evaluate": "hsanomaly.cli.evaluate:evaluate",
     "train": "hsanomaly.cli.train:train",

@@ -11,8 +11,14 @@ def _list(text, cast=str):
 @click.command()
 @click.argument("data_dir", type=click.Path(file_okay=False))
 @click.option("--scores", default="rx,lrx,gmm", show_default=True,
-              help="Comma-separated scores to benchmark: rx, lrx, gmm, critic, recon, anogan, "
-                   "resrx, context.")
+              help="Comma-separated scores to benchmark, each a score name with optional "
+                   "options: rx, lrx:outer=21:guard=7, context, ...")
+@click.option("--select", default="", help="Comma-separated candidates (among --scores) of the "
+                                           "held-out selection protocol (leave one scene out, "
+                                           "leave one dataset out); default: no protocol.")
+@click.option("--ablation", default="", help="Comma-separated scores without a GAN (among "
+                                             "--scores) whose best is set beside the selected "
+                                             "candidate.")
 @click.option("--seeds", default="0,1,2", show_default=True,
               help="Comma-separated seeds for the seeded scores (gmm and the GAN scores, which "
                    "train one model per scene and seed); the others run once.")
@@ -36,16 +42,18 @@ def _list(text, cast=str):
 @click.option("--quick", is_flag=True, help="First seed, first 3 scenes (unless --scenes) and "
                                             "200 iterations (unless --iterations).")
 @click.option("--quiet", "-q", is_flag=True, help="No per-run progress lines.")
-def benchmark(data_dir, scores, seeds, scenes, iterations, models_dir, jobs, out, markdown,
+def benchmark(data_dir, scores, select, ablation, seeds, scenes, iterations, models_dir, jobs, out, markdown,
               reference, quick, quiet):
     """Run every score on every scene with ground truth under DATA_DIR and tabulate the results."""
-    from ..experiments.benchmark import format_markdown, format_table, run_benchmark, write_results
+    from ..experiments.benchmark import run_benchmark
+    from ..experiments.tables import format_markdown, format_table, write_results
     from ..io import atomic_path
 
     log = None if quiet else (lambda message: click.echo(message, err=True))
     result = run_benchmark(data_dir, _list(scores), _list(seeds, int), scenes=_list(scenes),
                            iterations=iterations, models_dir=models_dir, jobs=jobs, quick=quick,
-                           reference=reference, log=log)
+                           reference=reference, select=_list(select),
+                           ablation=_list(ablation), log=log)
     paths = write_results(result, out)
     if markdown:
         with atomic_path(markdown) as tmp, open(tmp, "w") as f:

@@ -1,5 +1,7 @@
 import click
 
+from .. import defaults
+
 
 @click.command()
 @click.argument("data_dir", type=click.Path(file_okay=False))
@@ -7,12 +9,12 @@ import click
               help="Folder for report.md and figures/.")
 @click.option("--scenes", default="", help="Comma-separated scene names or file stems (default: "
                                            "abu-airport-1, abu-airport-2, sandiego, HYDICE).")
-@click.option("--iterations", type=click.IntRange(min=2), default=800, show_default=True,
+@click.option("--iterations", type=click.IntRange(min=2), default=defaults.ITERATIONS, show_default=True,
               help="Generator iterations per model (early-stopped critics get half).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--solver-pixels", type=click.IntRange(min=1), default=300, show_default=True,
               help="Background pixels sampled for the latent-solver comparison.")
-@click.option("--codebook", type=click.IntRange(min=16), default=65536, show_default=True,
+@click.option("--codebook", type=click.IntRange(min=16), default=defaults.CODEBOOK, show_default=True,
               help="Fast-solver codebook entries of every reconstruction score.")
 @click.option("--window", type=click.IntRange(min=0), default=5, show_default=True,
               help="Window of the larger-window experiment (odd); 0 skips it.")
@@ -25,15 +27,15 @@ import click
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Run this many scenes at a time (worker processes, one torch thread each).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
-def report(data_dir, out, scenes, iterations, seed, solver_pixels, codebook, window,
+def thesis(data_dir, out, scenes, iterations, seed, solver_pixels, codebook, window,
            window_iterations, models_dir, jobs, quiet):
-    """Run the thesis's experiments on scenes under DATA_DIR; write OUT/report.md and figures."""
-    from ..experiments.thesis import ReportConfig, generate_report
+    """Reproduce the thesis's experiments on scenes under DATA_DIR; write OUT/report.md and figures."""
+    from ..experiments.thesis import ThesisConfig, generate_thesis
 
     chosen = tuple(s.strip() for s in scenes.split(",") if s.strip())
-    config = ReportConfig(iterations=iterations, seed=seed, solver_pixels=solver_pixels,
+    config = ThesisConfig(iterations=iterations, seed=seed, solver_pixels=solver_pixels,
                           codebook=codebook,
                           large_window=window, window_iterations=window_iterations,
                           **({"scenes": chosen} if chosen else {}))
     log = None if quiet else (lambda message: click.echo(message, err=True))
-    click.echo(generate_report(data_dir, out, config, models_dir=models_dir, jobs=jobs, log=log))
+    click.echo(generate_thesis(data_dir, out, config, models_dir=models_dir, jobs=jobs, log=log))

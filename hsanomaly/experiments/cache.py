@@ -1,0 +1,91 @@
+"""The model cache: GAN bundles trained per scene, seed and training options, kept on disk.
+
+A bundle already in the cache (with its ``.timing.json``) is reused, so the GAN scores of one
+scene and seed share a model, and a later benchmark or thesis run with the same folder trains
+nothing again. Concurrent runs may share the folder: a ``filelock`` lock beside a bundle in
+training makes the others wait for it instead of training it twice (it works on Windows and
+is released by the operating system when its holder dies). A cached bundle that no longer
+loads (for example written by an older bundle format) is trained again.
+"""
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock
+
+from ..errors import HsanomalyError
+from ..io import atomic_path
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    path: Path                # the model bundle
+    seconds: float            # wall time of its training
+    cpu_seconds: float        # CPU time of its training (all threads)
+
+
+class ModelCache:
+    """Trained bundles under ``root``: ``<scene>/seed<seed>-it<iterations>[-<option><value>...]``.
+
+    iterations: the default generator iterations (``hsanomaly.training``'s when None);
+    training options of ``get`` are ``hsanomaly.training.train`` keywords.
+    """
+
+    def __init__(self, root, iterations=None, log=None):
+        from ..training.settings import Settings
+
+        self.root = Path(root)
+        self.iterations = Settings.iterations if iterations is None else int(iterations)
+        self.log = log or (lambda message: None)
+
+    def path(self, scene, seed, iterations, options):
+        extra = "".join(f"-{k}{_option_text(v)}" for k, v in sorted(options.items()))
+        return self.root / scene.name.replace("/", "__") / f"seed{seed}-it{iterations}{extra}"
+
+    def get(self, scene, seed, iterations=None, **options):
+        """The TrainedModel for ``scene`` and ``seed`` (``iterations``: default the cache's),
+        trained now unless already cached."""
+        iterations = self.iterations if iterations is None else int(iterations)
+        out = self.path(scene, seed, iterations, options)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(out.with_name(out.name + ".lock"))):
+            cached = self._cached(out)
+            if cached is not None:
+                return cached
+            from ..training import train
+
+            self.log(f"  training {out.relative_to(self.root)}")
+            if out.exists():
+                import shutil
+
+                shutil.rmtree(out)
+            wall, cpu = time.perf_counter(), time.process_time()
+            train([scene.path], out, iterations=iterations, seed=seed, progress=False, **options)
+            spent = {"seconds": time.perf_counter() - wall,
+                     "cpu_seconds": time.process_time() - cpu}
+            with atomic_path(self._timing(out)) as tmp:
+                Path(tmp).write_text(json.dumps(spent))
+        return TrainedModel(out, **spent)
+
+    @staticmethod
+    def _timing(out):
+        return out.with_name(out.name + ".timing.json")
+
+    def _cached(self, out):
+        timing = self._timing(out)
+        if not ((out / "model.json").exists() and timing.exists()):
+            return None
+        from ..model import load_bundle
+
+        try:
+            load_bundle(out)
+        except HsanomalyError as error:
+            self.log(f"  {out.relative_to(self.root)} no longer loads ({error}); training again")
+            return None
+        return TrainedModel(out, **json.loads(timing.read_text()))
+
+
+def _option_text(value):
+    return Path(value).stem if isinstance(value, (str, Path)) else str(value)

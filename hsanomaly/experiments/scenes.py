@@ -1,0 +1,68 @@
+"""Scene discovery: every scene with ground truth under a data folder.
+
+Scenes are .mat files with a cube and a truth variable, and rasters (.tif/.tiff) with a truth
+raster beside them named ``<stem>-truth.tif`` or ``<stem>_truth.tif``. A scene's dataset is
+the top-level folder it lies in (``OT-AD/abu-airport-1`` belongs to ``OT-AD``), the unit the
+leave-one-dataset-out protocol holds out.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from ..errors import HsanomalyError
+from ..io import read_scene
+
+TRUTH_SUFFIXES = ("-truth", "_truth")
+RASTER_SUFFIXES = (".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class BenchmarkScene:
+    name: str                 # path relative to the data folder, without suffix
+    path: Path
+    truth: Optional[Path]     # truth raster; None for .mat scenes (truth inside)
+
+    @property
+    def dataset(self):
+        """The top-level folder of the scene under the data folder ("" for a scene at the top)."""
+        return self.name.split("/")[0] if "/" in self.name else ""
+
+    def load(self):
+        """The whole scene in memory (hsanomaly.io.Scene); truth is None when the .mat has none."""
+        return read_scene(self.path, truth=self.truth)
+
+
+def find_scenes(data_dir):
+    """Every benchmark scene under ``data_dir`` (recursively), sorted by name."""
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise HsanomalyError(f"{data_dir}: not a directory")
+    scenes = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        suffix = path.suffix.lower()
+        name = path.relative_to(root).with_suffix("").as_posix()
+        if suffix == ".mat":
+            scenes.append(BenchmarkScene(name, path, None))
+        elif suffix in RASTER_SUFFIXES and not path.stem.lower().endswith(TRUTH_SUFFIXES):
+            truths = [path.with_name(path.stem + mark + path.suffix) for mark in TRUTH_SUFFIXES]
+            truth = next((t for t in truths if t.exists()), None)
+            if truth is not None:
+                scenes.append(BenchmarkScene(name, path, truth))
+    if not scenes:
+        raise HsanomalyError(f"{data_dir}: no scene with ground truth found (.mat with a truth "
+                             "variable, or a GeoTIFF with <stem>-truth.tif beside it)")
+    return scenes
+
+
+def select_scenes(scenes, names):
+    """The scenes whose name or file stem is in ``names`` (all when ``names`` is empty)."""
+    if not names:
+        return scenes
+    known = {s.name: s for s in scenes} | {s.path.stem: s for s in scenes}
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise HsanomalyError(f"no scene named {', '.join(missing)}; found "
+                             f"{', '.join(s.name for s in scenes)}")
+    chosen = {known[n].name for n in names}
+    return [s for s in scenes if s.name in chosen]

@@ -1,0 +1,149 @@
+"""The held-out selection protocol: which configuration would be chosen without seeing the
+scene it is scored on.
+
+For every held-out unit (one scene: leave-one-scene-out; one dataset, the scenes of one
+top-level folder: leave-one-dataset-out), the candidate with the best mean AUC on the *other*
+scenes is chosen and scores the held-out scene(s). The held-out mean is the mean over scenes
+of those scores; the in-sample mean is that of the candidate chosen on every scene. A scene's
+AUC is the mean over its seeds; the spread is the std over seeds of the per-seed held-out mean.
+
+The ablation sets the best of the methods without a GAN (chosen the same way) beside the
+selected one: the GAN must carry the gain.
+"""
+
+from dataclasses import dataclass, field
+
+from .tables import mean, std
+
+PROTOCOLS = ("leave-one-scene-out", "leave-one-dataset-out")
+
+
+def _auc_table(runs, methods):
+    """{method: {scene: {seed: auc}}} for ``methods``."""
+    table = {m: {} for m in methods}
+    for r in runs:
+        if r["method"] in table:
+            table[r["method"]].setdefault(r["scene"], {})[r["seed"]] = r["auc"]
+    return table
+
+
+def _scene_auc(table, method, scene):
+    return mean(list(table[method][scene].values()))
+
+
+def _best(table, candidates, scenes):
+    """The candidate with the best mean AUC over ``scenes`` (ties: the first listed)."""
+    return max(candidates, key=lambda m: mean([_scene_auc(table, m, s) for s in scenes]))
+
+
+@dataclass
+class Protocol:
+    name: str
+    chosen: dict              # held-out unit -> candidate chosen on the other scenes
+    held_out: dict            # scene -> AUC (seed mean) of the candidate chosen without it
+    per_seed: list            # held-out mean per seed (the spread)
+
+    @property
+    def mean(self):
+        return mean(list(self.held_out.values()))
+
+
+def run_protocol(name, table, candidates, units):
+    """``units``: {unit: [scenes]}; every scene in exactly one unit."""
+    scenes = [s for members in units.values() for s in members]
+    chosen, held_out, seeded = {}, {}, {}
+    for unit, members in units.items():
+        others = [s for s in scenes if s not in members]
+        pick = _best(table, candidates, others or scenes)
+        chosen[unit] = pick
+        for scene in members:
+            held_out[scene] = _scene_auc(table, pick, scene)
+            for seed, auc in table[pick][scene].items():
+                seeded.setdefault(seed, {})[scene] = auc
+    per_seed = [mean([aucs.get(s, held_out[s]) for s in scenes]) for aucs in seeded.values()]
+    return Protocol(name, chosen, held_out, per_seed)
+
+
+@dataclass
+class Selection:
+    candidates: list
+    scenes: list
+    in_sample: dict           # candidate -> mean AUC over every scene
+    selected: str             # the candidate chosen on every scene
+    protocols: list           # Protocol per PROTOCOLS, over the candidates
+    ablation: list = field(default_factory=list)       # methods without a GAN
+    ablation_protocols: list = field(default_factory=list)
+
+    def tables(self):
+        """(title, header, rows): the protocols first, then every candidate, then the ablation."""
+        out = []
+        header = ["protocol", "held-out mean AUC", "std over seeds", "in-sample mean of the "
+                  "selected", "chosen per held-out unit"]
+        rows = []
+        for p in self.protocols:
+            picks = {}
+            for unit, pick in p.chosen.items():
+                picks.setdefault(pick, []).append(unit.split("/")[-1])
+            rows.append([p.name, f"{p.mean:.4f}", f"{std(p.per_seed):.4f}",
+                         f"{self.in_sample[self.selected]:.4f} ({self.selected})",
+                         "; ".join(f"{k}: {', '.join(v)}" for k, v in picks.items())])
+        out.append(("Held-out selection (the configuration is chosen without the scene it "
+                    "scores)", header, rows))
+        cand = []
+        for m in sorted(self.candidates, key=lambda m: -self.in_sample[m]):
+            times = [sum(pick == m for pick in p.chosen.values()) for p in self.protocols]
+            cand.append([m, f"{self.in_sample[m]:.4f}"] + [f"{t}/{len(p.chosen)}" for t, p in
+                                                            zip(times, self.protocols)])
+        out.append(("Every candidate: in-sample mean AUC and how often each protocol chose it",
+                    ["candidate", "in-sample mean", *(f"chosen ({p})" for p in PROTOCOLS)], cand))
+        if self.ablation:
+            best = max(self.ablation, key=lambda m: self.in_sample[m])
+            rows = []
+            for p, a in zip(self.protocols, self.ablation_protocols):
+                rows.append([p.name, f"{p.mean:.4f}", f"{a.mean:.4f}", f"{p.mean - a.mean:+.4f}"])
+            rows.append(["in-sample", f"{self.in_sample[self.selected]:.4f} ({self.selected})",
+                         f"{self.in_sample[best]:.4f} ({best})",
+                         f"{self.in_sample[self.selected] - self.in_sample[best]:+.4f}"])
+            out.append(("Ablation: the selected GAN configuration against the best fusion of "
+                        "the same parts without a GAN (chosen by the same protocol)",
+                        ["", "GAN candidates", "without a GAN", "GAN gain"], rows))
+        return out
+
+    def explanation(self):
+        return ("Held-out protocol: for every held-out scene (leave-one-scene-out) or dataset "
+                "(leave-one-dataset-out: the top-level folders), the candidate with the best "
+                "mean AUC on the other scenes scores the held-out scene(s); the held-out mean "
+                "averages those scores over all scenes. Candidates: "
+                f"{', '.join(self.candidates)}."
+                + (f" Without a GAN: {', '.join(self.ablation)}." if self.ablation else ""))
+
+    def to_dict(self):
+        def proto(p):
+            return {"name": p.name, "mean": p.mean, "per_seed": p.per_seed, "chosen": p.chosen,
+                    "held_out": p.held_out}
+
+        return {"candidates": self.candidates, "in_sample": self.in_sample,
+                "selected": self.selected, "protocols": [proto(p) for p in self.protocols],
+                "ablation": self.ablation,
+                "ablation_protocols": [proto(p) for p in self.ablation_protocols]}
+
+
+def select_held_out(runs, candidates, datasets, ablation=None):
+    """The protocols over ``candidates`` (and ``ablation``) on ``runs``; ``datasets``:
+    {scene: dataset name}."""
+    ablation = [m for m in (ablation or []) if m not in candidates]
+    table = _auc_table(runs, candidates + ablation)
+    scenes = sorted({s for m in candidates for s in table[m]})
+    in_sample = {m: mean([_scene_auc(table, m, s) for s in scenes])
+                 for m in candidates + ablation}
+    by_dataset = {}
+    for scene in scenes:
+        by_dataset.setdefault(datasets.get(scene, ""), []).append(scene)
+    units = {"leave-one-scene-out": {s: [s] for s in scenes},
+             "leave-one-dataset-out": by_dataset}
+
+    def protocols(methods):
+        return [run_protocol(name, table, methods, units[name]) for name in PROTOCOLS]
+
+    return Selection(candidates, scenes, in_sample, _best(table, candidates, scenes),
+                     protocols(candidates), ablation, protocols(ablation) if ablation else [])

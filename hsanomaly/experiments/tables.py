@@ -1,0 +1,192 @@
+"""Statistics over runs and the benchmark's tables (plain text, Markdown, CSV/JSON files)."""
+
+import csv
+import json
+import statistics
+from pathlib import Path
+
+from ..io import atomic_path
+from ..io.atomic import check_writable
+
+MEAN = "mean"                 # the scene name of the rows averaged over scenes
+RUN_COLUMNS = ["scene", "method", "seed", "auc", "log_auc", "lg_far", "seconds", "cpu_seconds",
+               "train_seconds", "train_cpu_seconds", "peak_mib", "pixels", "bands",
+               "target_pixels"]
+SUMMARY_COLUMNS = ["scene", "method", "seeds", "auc", "auc_std", "log_auc", "log_auc_std",
+                   "lg_far", "seconds", "cpu_seconds", "train_seconds", "train_cpu_seconds",
+                   "peak_mib"]
+TIME_KEYS = ("seconds", "cpu_seconds", "train_seconds", "train_cpu_seconds")
+
+
+def mean(values):
+    return statistics.fmean(values)
+
+
+def std(values):
+    """Sample standard deviation; 0 for a single value."""
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summarise(runs, methods):
+    """Per scene x method: mean and std over seeds. Then per method (scene MEAN): the mean over
+    scenes, with the std over seeds of the per-seed means over scenes (the spread a rerun
+    with another seed would show); seconds are means, peak memory the maximum."""
+    scenes = list(dict.fromkeys(r["scene"] for r in runs))
+    rows = []
+    for scene in scenes:
+        for method in methods:
+            group = [r for r in runs if r["scene"] == scene and r["method"] == method]
+            rows.append(_summary_row(scene, method, group, [[r] for r in group]))
+    for method in methods:
+        group = [r for r in runs if r["method"] == method]
+        by_seed = {}
+        for r in group:
+            by_seed.setdefault(r["seed"], []).append(r)
+        rows.append(_summary_row(MEAN, method, group, list(by_seed.values())))
+    return rows
+
+
+def _summary_row(scene, method, group, per_seed):
+    """``per_seed``: the runs of each seed; a seed's value is the mean over its runs."""
+    def seed_values(key):
+        return [mean([r[key] for r in runs]) for runs in per_seed]
+
+    auc, log_auc = seed_values("auc"), seed_values("log_auc")
+    return {"scene": scene, "method": method, "seeds": len(per_seed),
+            "auc": mean(auc), "auc_std": std(auc),
+            "log_auc": mean(log_auc), "log_auc_std": std(log_auc),
+            "lg_far": mean([r["lg_far"] for r in group]),
+            **{key: mean([r[key] for r in group]) for key in TIME_KEYS},
+            "peak_mib": max(r["peak_mib"] for r in group)}
+
+
+def _cell(row, key):
+    value = f"{row[key]:.4f}"
+    return value + (f" ± {row[key + '_std']:.4f}" if row["seeds"] > 1 else "")
+
+
+def tables(result):
+    """(title, header, rows) for the held-out protocol (when run), AUC, logAUC, cost and
+    reference tables."""
+    by_key = {(r["scene"], r["method"]): r for r in result.summary}
+    scenes = list(dict.fromkeys(r["scene"] for r in result.summary))
+    out = list(result.selection.tables()) if result.selection else []
+    for key, title in (("auc", "ROC AUC"), ("log_auc", "logAUC")):
+        rows = [[scene] + [_cell(by_key[scene, m], key) for m in result.methods] for scene in scenes]
+        out.append((f"{title} (mean ± std over seeds)", ["scene"] + result.methods, rows))
+    cost = [[m] + [f"{by_key[MEAN, m][key]:.2f}" for key in TIME_KEYS]
+            + [f"{by_key[MEAN, m]['peak_mib']:.1f}"] for m in result.methods]
+    out.append(("Cost per run (mean over scenes; CPU = all threads; peak = tracemalloc maximum)",
+                ["method", "fit+score s", "fit+score CPU s", "train s", "train CPU s",
+                 "peak MiB"], cost))
+    if result.reference:
+        out.append(_reference_table(result, by_key, scenes))
+    return out
+
+
+def _reference_table(result, by_key, scenes):
+    """Per scene: each published AUC beside ours, the better published one, and our best method
+    (by mean AUC over scenes) with its margin over that."""
+    published = sorted({m for aucs in result.reference.values() for m in aucs})
+    best = max(result.methods, key=lambda m: by_key[MEAN, m]["auc"])
+    header = ["scene"]
+    for m in published:
+        header += [f"{m} reference"] + ([f"{m} here"] if m in result.methods else [])
+    header += ["better reference", f"{best} here", "margin"]
+    rows, bests, ours = [], [], []
+    for scene in scenes:
+        if scene == MEAN:
+            continue
+        ref = result.reference.get(scene, {})
+        row = [scene]
+        for m in published:
+            row.append(f"{ref[m]:.4f}" if m in ref else "-")
+            if m in result.methods:
+                row.append(f"{by_key[scene, m]['auc']:.4f}")
+        top = max(ref.values()) if ref else None
+        mine = by_key[scene, best]["auc"]
+        row += ["-" if top is None else f"{top:.4f}", f"{mine:.4f}",
+                "-" if top is None else f"{mine - top:+.4f}"]
+        rows.append(row)
+        if top is not None:
+            bests.append(top)
+            ours.append(mine)
+    if bests:
+        mean_row = [MEAN]
+        for m in published:
+            values = [result.reference[s][m] for s in scenes if m in result.reference.get(s, {})]
+            mean_row.append(f"{mean(values):.4f}" if len(values) == len(bests) else "-")
+            if m in result.methods:
+                mean_row.append(f"{by_key[MEAN, m]['auc']:.4f}")
+        mean_row += [f"{mean(bests):.4f}", f"{mean(ours):.4f}",
+                     f"{mean(ours) - mean(bests):+.4f}"]
+        rows.append(mean_row)
+    return ("Against the published reference AUCs (ours: mean over seeds)", header, rows)
+
+
+def format_table(result):
+    """The result tables as aligned plain text."""
+    blocks = []
+    for title, header, rows in tables(result):
+        widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
+        lines = [title, "  ".join(h.ljust(w) for h, w in zip(header, widths))]
+        lines += ["  ".join(str(x).ljust(w) for x, w in zip(row, widths)) for row in rows]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def format_markdown(result):
+    """The result tables as Markdown, with what was run."""
+    seeded = [m for m in result.methods if m in result.seeded]
+    parts = ["# hsanomaly benchmark", "",
+             f"Scores: {', '.join(result.methods)}. Seeds {', '.join(map(str, result.seeds))} "
+             f"for the seeded scores ({', '.join(seeded) or 'none here'}); the others run once. "
+             f"Rows named `{MEAN}` average over scenes; their spread is the std over seeds of "
+             "the per-seed mean."]
+    setup = result.setup
+    if setup:
+        if setup.get("gan_iterations"):
+            parts += ["", f"GAN scores: one model per scene and seed, {setup['gan_iterations']} "
+                          "generator iterations, fully unsupervised, shared by the GAN scores."]
+        parts += ["", f"Ran in {setup['total_seconds']:.0f} s wall, "
+                      f"{setup['total_cpu_seconds']:.0f} s CPU on {setup['cpus']} CPUs (1-minute "
+                      f"load average {setup['load_average_1min']} at the end: wall times on a "
+                      "shared machine overstate the cost; CPU times are the better measure)."]
+    if result.selection:
+        parts += ["", result.selection.explanation()]
+    for title, header, rows in tables(result):
+        parts += ["", f"## {title}", "", "| " + " | ".join(header) + " |",
+                  "|" + "---|" * len(header)]
+        parts += ["| " + " | ".join(str(x) for x in row) + " |" for row in rows]
+    if result.skipped:
+        parts += ["", "Skipped: " + "; ".join(result.skipped)]
+    return "\n".join(parts) + "\n"
+
+
+def _write_csv(path, rows, columns):
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_results(result, out_dir):
+    """results.csv (one row per run), summary.csv, results.json and results.md in ``out_dir``
+    (created if its parent exists), each written atomically; returns their paths."""
+    out = Path(out_dir)
+    check_writable(out)
+    out.mkdir(exist_ok=True)
+    paths = {name: out / name for name in ("results.csv", "summary.csv", "results.json",
+                                           "results.md")}
+    _write_csv(paths["results.csv"], result.runs, RUN_COLUMNS)
+    _write_csv(paths["summary.csv"], result.summary, SUMMARY_COLUMNS)
+    document = {"methods": result.methods, "seeds": result.seeds, "skipped": result.skipped,
+                "setup": result.setup, "reference": result.reference,
+                "memory": "tracemalloc peak (Python and numpy allocations), MiB",
+                "selection": result.selection.to_dict() if result.selection else None,
+                "runs": result.runs, "summary": result.summary}
+    with atomic_path(paths["results.json"]) as tmp:
+        Path(tmp).write_text(json.dumps(document, indent=1) + "\n")
+    with atomic_path(paths["results.md"]) as tmp:
+        Path(tmp).write_text(format_markdown(result))
+    return paths

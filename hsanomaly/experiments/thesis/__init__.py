@@ -1,0 +1,96 @@
+"""The thesis reproduction: Eide (2018)'s experiments on public scenes, written by one call into
+a Markdown file with PNG figures (``hsanomaly thesis``, ``make thesis``; docs/report.md).
+
+Per scene, with models trained on the scene itself through the benchmark's ModelCache, one
+function per experiment (``experiments.py``):
+
+- critic vs reconstruction score, with RX and GMM for reference (thesis figure 12), their
+  heatmaps (figure 13), the scene against its reconstruction G(z*) (figure 14) and per-target
+  ROC curves (figure 21);
+- training on background only vs fully unsupervised (figure 15);
+- the z-norm penalty C2 of the reconstruction cost (figure 17);
+- the critic after half the iterations, with latent size 4 and 64 (figure 19);
+- the latent search: the thesis's 4x50 and 16x100 against the fast solver (figure 20);
+- 1x1 against larger windows (section 5.5).
+
+The thesis's findings (``config.THESIS_FINDINGS``) are checked against the numbers measured
+here (``document.check_findings``), so the document says where the public scenes agree.
+"""
+
+import json
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from ...errors import HsanomalyError
+from ...io import atomic_path
+from ...io.atomic import check_writable
+from ..cache import ModelCache
+from ..pool import map_scenes
+from ..scenes import find_scenes, select_scenes
+from .config import THESIS_FINDINGS, ThesisConfig
+from .document import check_findings, format_thesis
+from .experiments import EXPERIMENTS, SceneResult, SceneRun
+
+OUTPUT = "report.md"      # the document's file name in the output folder
+
+
+def run_scene(scene, data, models, config, figures, log):
+    """Every experiment on one loaded scene (the window one only with ``large_window``)."""
+    run = SceneRun(scene, data, models, config, figures, log)
+    for name, experiment in EXPERIMENTS.items():
+        if name == "window" and not config.large_window:
+            continue
+        log(f"  {name}")
+        run.result.rows[name] = experiment(run)
+    return run.result
+
+
+def thesis_scene(scene, config, figures, models_root, log=None):
+    """Load ``scene`` and run every experiment on it."""
+    data = scene.load()
+    if data.truth is None or not data.truth.any():
+        raise HsanomalyError(f"{scene.path}: no target pixel in the ground truth")
+
+    def scene_log(message):
+        if log:
+            log(f"{scene.name}: {message.strip()}")
+
+    models = ModelCache(models_root, config.iterations, scene_log)
+    return run_scene(scene, data, models, config, figures, scene_log)
+
+
+def generate_thesis(data_dir, out_dir="docs", config=None, models_dir=None, jobs=1, log=None):
+    """Run the experiments on ``config.scenes`` under ``data_dir`` and write ``out_dir``/report.md,
+    ``out_dir``/figures/*.png and ``out_dir``/figures/report.json; returns the document's path.
+
+    models_dir: keep (and reuse) trained models there, e.g. the benchmark's ``--models``.
+    jobs: run this many scenes at a time in worker processes (one torch thread each).
+    """
+    config = config or ThesisConfig()
+    log = log or (lambda message: None)
+    out = Path(out_dir)
+    check_writable(out)
+    figures = out / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    scenes = select_scenes(find_scenes(data_dir), list(config.scenes))
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="hsanomaly-thesis-") as workdir:
+        root = Path(models_dir or Path(workdir) / "models")
+        work = [(scene, config, figures, root) for scene in scenes]
+        results = map_scenes(thesis_scene, work, jobs, log)
+    checks = check_findings(results, config)
+    with atomic_path(figures / "report.json") as tmp:
+        Path(tmp).write_text(json.dumps({"config": asdict(config),
+                                         "scenes": [asdict(r) for r in results],
+                                         "checks": checks}, indent=1) + "\n")
+    path = out / OUTPUT
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(format_thesis(results, config, checks,
+                                           time.perf_counter() - start, figures.name))
+    return path
+
+
+__all__ = ["THESIS_FINDINGS", "SceneResult", "ThesisConfig", "check_findings", "generate_thesis",
+           "run_scene"]
