@@ -121,3 +121,36 @@ def test_shared_v73_scene_reads():
         pytest.skip("shared data absent")
     scene = read_scene(path)
     assert scene.cube.shape == (162, 80, 100) and scene.truth.sum() == 17
+
+
+def test_wavelength_units_are_honoured(tmp_path):
+    """ENVI micrometres and GDAL band metadata come out in nanometres."""
+    from hsanomaly.io.source import RasterSource
+
+    cube = np.ones((3, 4, 5), np.float32)
+    path = tmp_path / "scene.tif"
+    with rasterio.open(path, "w", driver="GTiff", dtype="float32", count=3, height=4, width=5) as ds:
+        ds.write(cube)
+        for band, value in enumerate((0.45, 0.55, 0.65), start=1):
+            ds.update_tags(band, wavelength=str(value), wavelength_units="Micrometers")
+    assert RasterSource(path).wavelengths == pytest.approx([450.0, 550.0, 650.0])
+    envi = tmp_path / "scene.img"
+    with rasterio.open(envi, "w", driver="ENVI", dtype="float32", count=3, height=4, width=5) as ds:
+        ds.write(cube)
+    header = envi.with_suffix(".hdr")
+    header.write_text(header.read_text() + "wavelength units = Nanometers\n"
+                      "wavelength = {450.5, 551, 652.25}\n")
+    assert RasterSource(envi).wavelengths == pytest.approx([450.5, 551.0, 652.25])
+
+
+def test_model_refuses_a_raster_with_other_wavelengths(tmp_path):
+    from types import SimpleNamespace
+
+    from hsanomaly.model import check_wavelengths
+
+    bundle = SimpleNamespace(wavelengths=[0.45, 0.55, 0.65], path=tmp_path / "model")
+    check_wavelengths(bundle, [450.2, 550.0, 650.4], "scene.tif")     # micrometre-era bundle
+    check_wavelengths(bundle, None, "scene.tif")                      # nothing to compare
+    with pytest.raises(HsanomalyError, match="band 2 is centred at 600 nm .* 550 nm .*"
+                                             "--ignore-wavelengths"):
+        check_wavelengths(bundle, [450.0, 600.0, 650.0], "scene.tif")

@@ -7,7 +7,8 @@ from ..scorers import SCORES
 from ..runtime import DEVICES
 
 
-def _far(value):
+def _far(ctx, param, value):
+    """--far: a number or 'auto' (its range is checked with the other polygon options)."""
     if value is None or value == "auto":
         return value
     try:
@@ -51,12 +52,16 @@ def _far(value):
               help="Write the latent search's convergence band here.")
 @click.option("--polygons", type=click.Path(dir_okay=False), help="Write target polygons (GeoPackage).")
 @click.option("--threshold", type=float, default=None, help="Score threshold for --polygons.")
-@click.option("--far", default=None, help="False-alarm rate for the polygon threshold, or 'auto'.")
+@click.option("--far", default=None, callback=_far,
+              help="False-alarm rate for the polygon threshold, or 'auto'.")
 @click.option("--png", type=click.Path(dir_okay=False), help="Also write a quick-look PNG heatmap.")
 @click.option("--device", type=click.Choice(DEVICES), default=None,
               help=f"onnxruntime provider for the GAN scores [default: {defaults.DEVICE}].")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="onnxruntime intra-op threads for the GAN scores.")
+@click.option("--ignore-wavelengths", is_flag=True, default=None,
+              help="Score with a model even where the raster's band wavelengths differ from "
+                   "the ones it was trained on.")
 @click.option("--tile", type=click.IntRange(min=8), default=defaults.TILE, show_default=True,
               help="Tile size in pixels.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its finished tiles.")
@@ -66,17 +71,17 @@ def _far(value):
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def detect(src, dst, score, model, solver, restarts, steps, codebook, c1, c2, lam, outer, guard,
            recon_out, latent_out, convergence_out, polygons, threshold, far, png, device, threads,
-           tile, resume, workers, scheduler, quiet):
+           ignore_wavelengths, tile, resume, workers, scheduler, quiet):
     """Score raster SRC and write the anomaly heatmap GeoTIFF DST."""
     from ..api import detect as run
 
     options = scorer_options(solver=solver, restarts=restarts, steps=steps, codebook=codebook,
                              c1=c1, c2=c2, lam=lam, outer=outer, guard=guard, device=device,
-                             threads=threads)
+                             threads=threads, ignore_wavelengths=ignore_wavelengths or None)
     extras = {k: v for k, v in dict(recon=recon_out, latent=latent_out,
                                     convergence=convergence_out).items() if v}
     result = run(src, dst, score=score, model=model, extras=extras, polygons=polygons,
-                 threshold=threshold, far=_far(far), png=png, tile=tile, resume=resume,
+                 threshold=threshold, far=far, png=png, tile=tile, resume=resume,
                  workers=workers, scheduler=scheduler, progress=not quiet, **options)
     click.echo(f"{dst}: {result.scorer.name} heatmap, {result.tiles} tiles in {result.seconds:.1f} s"
                + (f" ({result.tiles_resumed} resumed)" if result.tiles_resumed else ""))

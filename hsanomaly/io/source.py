@@ -125,8 +125,12 @@ class RasterSource(_Source):
             raise HsanomalyError(f"{self.name}: complex pixels ({ds.dtypes[0]}) are not supported; "
                                  "convert to amplitude or real/imaginary bands first")
         self.count, self.height, self.width = ds.count, ds.height, ds.width
-        self.profile = {"crs": ds.crs, "transform": ds.transform,
-                        "width": ds.width, "height": ds.height}
+        georeferenced = not ds.transform.is_identity or ds.crs is not None
+        gcps, gcp_crs = ds.gcps
+        self.profile = {"crs": ds.crs if georeferenced or not gcps else None,
+                        "transform": ds.transform if georeferenced else None,
+                        "width": ds.width, "height": ds.height,
+                        "gcps": (gcps, gcp_crs) if gcps else None, "rpcs": ds.rpcs}
         self.wavelengths = _wavelengths(ds)
         self.band_names = [d or f"band {i + 1}" for i, d in enumerate(ds.descriptions)]
         self.dtype = ds.dtypes[0]
@@ -221,21 +225,38 @@ def read_checked(dataset, *args, **kwargs):
                              f"corrupt ({detail})") from None
 
 
+# Units in ENVI headers and GDAL band metadata -> factor to nanometres.
+_UNITS = {"nanometers": 1.0, "nanometer": 1.0, "nm": 1.0, "micrometers": 1e3, "micrometer": 1e3,
+          "microns": 1e3, "micron": 1e3, "um": 1e3, "µm": 1e3, "millimeters": 1e6, "mm": 1e6}
+MICROMETRE_GUESS = 30.0   # unitless centre wavelengths all below this are taken as micrometres
+
+
 def _wavelengths(ds):
-    """Band centre wavelengths from ENVI headers or GDAL band metadata, or None."""
-    envi = ds.tags(ns="ENVI").get("wavelength")
-    if envi:
-        values = [float(v) for v in re.findall(r"[-+0-9.eE]+", envi)]
-        if len(values) == ds.count:
-            return values
-    per_band = [ds.tags(i + 1).get("wavelength") or ds.tags(i + 1).get("WAVELENGTH")
-                for i in range(ds.count)]
-    if all(per_band):
+    """Band centre wavelengths in nanometres from ENVI headers or GDAL band metadata, or None.
+
+    Units come from ``wavelength_units`` where given; unitless values that all lie below
+    MICROMETRE_GUESS are micrometres (no sensor measures 0.4-30 nm), anything else nanometres.
+    """
+    envi = ds.tags(ns="ENVI")
+    values, units = None, envi.get("wavelength_units")
+    if envi.get("wavelength"):
+        found = [float(v) for v in re.findall(r"[-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?",
+                                               envi["wavelength"])]
+        values = found if len(found) == ds.count else None
+    if values is None:
+        per_band = [ds.tags(i + 1).get("wavelength") or ds.tags(i + 1).get("WAVELENGTH")
+                    for i in range(ds.count)]
+        if not all(per_band):
+            return None
         try:
-            return [float(v) for v in per_band]
+            values = [float(v) for v in per_band]
         except ValueError:
             return None
-    return None
+        units = units or ds.tags(1).get("wavelength_units") or ds.tags(1).get("WAVELENGTH_UNITS")
+    factor = _UNITS.get(str(units).strip().lower()) if units else None
+    if factor is None:
+        factor = 1e3 if max(values) < MICROMETRE_GUESS else 1.0
+    return [v * factor for v in values]
 
 
 def open_source(path):

@@ -23,7 +23,7 @@ from ..errors import HsanomalyError
 from .base import Scorer
 
 SOLVER_OPTIONS = ("solver", "restarts", "steps", "codebook", "c1", "c2", "seed")
-RUNTIME_OPTIONS = ("device", "threads")
+RUNTIME_OPTIONS = ("device", "threads", "ignore_wavelengths")
 
 
 class GanScorer(Scorer):
@@ -39,7 +39,8 @@ class GanScorer(Scorer):
 
     def __init__(self, model, solver=defaults.SOLVER, restarts=defaults.RESTARTS,
                  steps=defaults.STEPS, codebook=defaults.CODEBOOK, c1=defaults.C1, c2=defaults.C2,
-                 lam=defaults.LAM, device=defaults.DEVICE, threads=None, seed=0):
+                 lam=defaults.LAM, device=defaults.DEVICE, threads=None, seed=0,
+                 ignore_wavelengths=False):
         from ..latent import make_solver
         from ..runtime import check_threads, providers
 
@@ -50,6 +51,7 @@ class GanScorer(Scorer):
         check_threads(threads)
         providers(device)   # refuse an unavailable device before any work
         self.model, self.device, self.threads = str(model), device, threads
+        self.ignore_wavelengths = bool(ignore_wavelengths)
         self.c1, self.c2, self.lam = float(c1), float(c2), float(lam)
         self.solver = make_solver(solver, c1=c1, c2=c2, restarts=restarts, steps=steps,
                                   codebook=codebook, seed=seed)
@@ -95,9 +97,11 @@ class GanScorer(Scorer):
         return params
 
     def check(self, source):
-        from ..model import check_bands
+        from ..model import check_bands, check_wavelengths
 
         check_bands(self.bundle, source.count, source.name)
+        if not self.ignore_wavelengths:
+            check_wavelengths(self.bundle, source.wavelengths, source.name)
 
     def _session(self, name):
         if name not in self._sessions:

@@ -1,0 +1,158 @@
+"""Heatmap GeoTIFFs that describe themselves: profile, tags, band descriptions, overviews,
+statistics, and optionally a Cloud-Optimized GeoTIFF.
+
+A heatmap carries what made it (score, every parameter, the model bundle's digest and its
+training data fingerprint, the hsanomaly version, the input's name) as GeoTIFF tags, so a
+result can be traced to its model years later; statistics and internal overviews so QGIS
+styles and pans it at once. Nothing time-dependent is written: the same run gives the same
+bytes, which is what ``--resume`` and the Dask runner are checked against.
+"""
+
+import json
+from pathlib import Path
+
+OUTPUT_BLOCK = 256
+OVERVIEW_MIN = 256        # build overview levels until the smaller side is below this
+TAG_PREFIX = "HSANOMALY_"
+
+
+def heatmap_profile(source, bands, block=OUTPUT_BLOCK):
+    """The creation profile of every float32 output: tiled, deflate + float predictor, NaN
+    nodata, the input's CRS and transform (or GCPs/RPCs, added by ``describe``)."""
+    profile = {"driver": "GTiff", "dtype": "float32", "count": bands,
+               "width": source.width, "height": source.height, "nodata": float("nan"),
+               "tiled": True, "blockxsize": block, "blockysize": block,
+               "compress": "deflate", "predictor": 3, "BIGTIFF": "IF_SAFER"}
+    if source.profile.get("crs") is not None:
+        profile["crs"] = source.profile["crs"]
+    if source.profile.get("transform") is not None:
+        profile["transform"] = source.profile["transform"]
+    return profile
+
+
+def heatmap_tags(scorer, source):
+    """Dataset tags naming the score, its parameters, the model and the input."""
+    from .._version import __version__
+
+    params = scorer.params()
+    tags = {"SCORE": scorer.name, "PARAMETERS": json.dumps(params, sort_keys=True),
+            "VERSION": __version__, "INPUT": Path(str(source.name)).name}
+    bundle = getattr(scorer, "bundle", None) or getattr(getattr(scorer, "gan", None), "bundle", None)
+    if bundle is not None:
+        tags["MODEL_DIGEST"] = params.get("model", "")
+        tags["MODEL_FINGERPRINT"] = str(bundle.meta.get("fingerprint", ""))
+        tags["MODEL_PATH"] = Path(str(bundle.path)).name
+    return {TAG_PREFIX + key: value for key, value in tags.items()} | {
+        "TIFFTAG_SOFTWARE": f"hsanomaly {__version__}"}
+
+
+SCORE_MEANINGS = {
+    "rx": "RX: Mahalanobis distance to the scene",
+    "lrx": "local RX: Mahalanobis distance to the surrounding ring",
+    "gmm": "Gaussian mixture: -log likelihood",
+    "critic": "GAN critic: -D(x), diagnostic",
+    "recon": "GAN reconstruction cost",
+    "anogan": "GAN reconstruction and critic-feature cost",
+    "resrx": "GAN residual: log Mahalanobis distance",
+    "context": "GAN residual x local RX (log)",
+}
+
+
+def score_description(name):
+    """Band 1's description: the score's name and what high values mean."""
+    return f"{name} anomaly score ({SCORE_MEANINGS.get(name, name)}; high = anomalous)"
+
+
+def describe(dataset, source, names):
+    """Band descriptions ``names`` (one per band) and the input's GCPs or RPCs on an open
+    output ``dataset``, so georeferencing without a transform is not lost."""
+    for band, text in enumerate(names, start=1):
+        dataset.set_band_description(band, text)
+    gcps, rpcs = source.profile.get("gcps"), source.profile.get("rpcs")
+    if source.profile.get("transform") is None and gcps:
+        dataset.gcps = gcps
+    if rpcs:
+        dataset.rpcs = rpcs
+
+
+def band_descriptions(scorer, output, bands):
+    """What each band of output ``output`` ("score" or an extra's name) holds."""
+    if output == "score":
+        return [score_description(scorer.name)]
+    names = (getattr(scorer, "band_names", None) or {}).get(output)
+    return list(names) if names else [f"{output} {b + 1}" for b in range(bands)]
+
+
+def overview_factors(width, height, minimum=OVERVIEW_MIN):
+    """Powers of two until the smaller side of the coarsest overview is below ``minimum``."""
+    factors, factor = [], 2
+    while min(width, height) // (factor // 2) > minimum:
+        factors.append(factor)
+        factor *= 2
+    return factors
+
+
+def add_overviews_and_statistics(path):
+    """Internal average overviews and per-band STATISTICS_* tags (what QGIS reads to style)."""
+    import numpy as np
+    import rasterio
+    from rasterio.enums import Resampling
+
+    from .source import gdal_env
+
+    with gdal_env(), rasterio.open(path, "r+") as ds:
+        factors = overview_factors(ds.width, ds.height)
+        if factors:
+            ds.build_overviews(factors, Resampling.average)
+            ds.update_tags(ns="rio_overview", resampling="average")
+        for b in range(1, ds.count + 1):
+            stats = _band_statistics(ds, b, np)
+            if stats is not None:
+                ds.update_tags(b, **stats)
+
+
+def _band_statistics(ds, band, np):
+    """Exact min, max, mean and standard deviation of a band's finite values, window by window."""
+    n, total, square = 0, 0.0, 0.0
+    low, high = np.inf, -np.inf
+    for _, window in ds.block_windows(band):
+        values = ds.read(band, window=window)
+        values = values[np.isfinite(values)].astype(np.float64)
+        if values.size:
+            n += values.size
+            total += values.sum()
+            square += np.square(values).sum()
+            low, high = min(low, values.min()), max(high, values.max())
+    if n == 0:
+        return None
+    mean = total / n
+    std = max(square / n - mean * mean, 0.0) ** 0.5
+    return {"STATISTICS_MINIMUM": f"{low:.9g}", "STATISTICS_MAXIMUM": f"{high:.9g}",
+            "STATISTICS_MEAN": f"{mean:.9g}", "STATISTICS_STDDEV": f"{std:.9g}",
+            "STATISTICS_VALID_PERCENT": f"{100.0 * n / (ds.width * ds.height):.6g}"}
+
+
+def to_cog(path, dst):
+    """Copy the finished GeoTIFF ``path`` to ``dst`` as a Cloud-Optimized GeoTIFF (GDAL's COG
+    driver: tiled, overviews, header first), keeping tags, descriptions and statistics."""
+    import rasterio
+    from rasterio.shutil import copy
+
+    from .source import gdal_env
+
+    with gdal_env():
+        copy(path, dst, driver="COG", COMPRESS="DEFLATE", PREDICTOR="FLOATING_POINT",
+             BLOCKSIZE=OUTPUT_BLOCK, OVERVIEWS="IGNORE_EXISTING", RESAMPLING="AVERAGE",
+             BIGTIFF="IF_SAFER")
+    with rasterio.open(dst) as ds:
+        if ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") != "COG":
+            raise OSError(f"{dst}: GDAL did not write a Cloud-Optimized layout")
+
+
+def is_cog(path):
+    """True when GDAL reads ``path`` as a Cloud-Optimized GeoTIFF with overviews."""
+    import rasterio
+
+    with rasterio.open(path) as ds:
+        return (ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+                and bool(ds.overviews(1)) and ds.profile.get("tiled", False))

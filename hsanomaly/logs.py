@@ -1,0 +1,41 @@
+"""Logging: the library logs to the ``hsanomaly`` logger and prints nothing by itself.
+
+A library call is silent unless the application configures logging (or passes
+``progress=True`` for tqdm bars); the CLI calls ``configure`` from ``-v``/``-q``, so a
+command shows each long stage by name, with its time when verbose.
+"""
+
+import contextlib
+import logging
+import sys
+import time
+
+LOGGER = logging.getLogger("hsanomaly")
+LOGGER.addHandler(logging.NullHandler())
+LEVELS = {-1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}
+
+
+def configure(verbosity=0, stream=None):
+    """Send hsanomaly's log to ``stream`` (stderr): -1 warnings only, 0 stages, 1 debug."""
+    handler = next((h for h in LOGGER.handlers if getattr(h, "hsanomaly_cli", False)), None)
+    if handler is None:
+        handler = logging.StreamHandler(stream or sys.stderr)
+        handler.hsanomaly_cli = True
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        LOGGER.addHandler(handler)
+    LOGGER.setLevel(LEVELS[max(-1, min(1, verbosity))])
+    LOGGER.propagate = False
+    logging.captureWarnings(True)
+    warnings_logger = logging.getLogger("py.warnings")
+    if handler not in warnings_logger.handlers:
+        warnings_logger.addHandler(handler)
+    return handler
+
+
+@contextlib.contextmanager
+def stage(message, logger=LOGGER):
+    """Log ``message`` when a long stage starts and its duration when it ends (debug)."""
+    logger.info("%s ...", message)
+    start = time.perf_counter()
+    yield
+    logger.debug("%s: done in %.1f s", message, time.perf_counter() - start)
