@@ -29,13 +29,13 @@ def assert_raster_layer_like_input(path, rows=40, cols=50):
 
 @pytest.mark.parametrize("score", ["rx", "lrx", "gmm"])
 def test_baseline_heatmap_is_the_library_heatmap(scene, tmp_path, score):
-    from hsanomaly.api import detect_anomalies
+    from hsanomaly.api import detect
 
     raster, _ = scene
     result = run_detect(INPUT=raster, SCORE=score, TILE=16, OUTPUT=tmp_path / "qgis.tif")
     assert result["OUTPUT"] == str(tmp_path / "qgis.tif")
     assert_raster_layer_like_input(result["OUTPUT"])
-    detect_anomalies(str(raster), tmp_path / "library.tif", score=score, tile=16, progress=False)
+    detect(str(raster), tmp_path / "library.tif", score=score, tile=16, progress=False)
     np.testing.assert_allclose(read_band(result["OUTPUT"]), read_band(tmp_path / "library.tif"),
                                rtol=1e-6, equal_nan=True)
 
@@ -108,13 +108,13 @@ def test_library_errors_become_one_line_processing_errors(scene, tmp_path):
 
 
 def test_missing_model_gives_the_library_message(scene, tmp_path):
-    from hsanomaly.api import detect_anomalies
+    from hsanomaly.api import detect
     from hsanomaly.errors import HsanomalyError
     from qgis.core import QgsProcessingException
 
     missing = tmp_path / "no-such-bundle"
     with pytest.raises(HsanomalyError) as library:
-        detect_anomalies(str(scene[0]), tmp_path / "library.tif", score="recon", model=str(missing),
+        detect(str(scene[0]), tmp_path / "library.tif", score="recon", model=str(missing),
                          progress=False)
     with pytest.raises(QgsProcessingException) as err:
         run_detect(INPUT=scene[0], SCORE="recon", MODEL=missing, OUTPUT=tmp_path / "heat.tif")

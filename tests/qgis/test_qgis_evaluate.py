@@ -6,7 +6,7 @@ import pytest
 
 def test_evaluate_reports_metrics_table_and_plots(scene, tmp_path):
     import processing
-    from hsanomaly.evaluation.report import evaluate_files
+    from hsanomaly.evaluation.files import evaluate_files
     from qgis.core import QgsVectorLayer
 
     raster, truth = scene

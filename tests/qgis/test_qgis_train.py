@@ -10,7 +10,7 @@ ITERATIONS = 4
 def test_trained_bundle_detects_like_the_library(scene, tmp_path):
     import processing
     import rasterio
-    from hsanomaly.api import detect_anomalies
+    from hsanomaly.api import detect
     from hsanomaly.model import load_bundle
     from qgis.core import QgsRasterLayer
 
@@ -29,7 +29,7 @@ def test_trained_bundle_detects_like_the_library(scene, tmp_path):
                                                  "OUTPUT": str(tmp_path / "qgis.tif")})
     layer = QgsRasterLayer(result["OUTPUT"], "critic")
     assert layer.isValid() and layer.crs().authid() == "EPSG:32633"
-    detect_anomalies(str(raster), tmp_path / "library.tif", score="critic", model=model,
+    detect(str(raster), tmp_path / "library.tif", score="critic", model=model,
                      tile=16, progress=False)
     with rasterio.open(result["OUTPUT"]) as a, rasterio.open(tmp_path / "library.tif") as b:
         np.testing.assert_allclose(a.read(1), b.read(1), rtol=1e-5, equal_nan=True)

@@ -102,13 +102,13 @@ class DetectAnomalies(HsanomalyAlgorithm):
         if library.takes_solver(score):
             options["solver"] = self.parameterAsEnumString(parameters, self.SOLVER, context)
         with library_errors():
-            from hsanomaly.api import detect_anomalies
+            from hsanomaly.api import detect
 
-            result = detect_anomalies(
-                source, heatmap, score=score, model=model, options=options,
-                polygons=polygons, threshold=threshold, far=far,
+            result = detect(
+                source, heatmap, score=score, model=model, polygons=polygons,
+                threshold=threshold, far=far,
                 tile=self.parameterAsInt(parameters, self.TILE, context),
-                progress=False, callback=progress_callback(feedback))
+                progress=False, callback=progress_callback(feedback), **options)
         feedback.pushInfo(f"{heatmap}: {result.scorer.name} heatmap, {result.tiles} tiles "
                           f"in {result.seconds:.1f} s")
         style_heatmap_on_load(context, heatmap)

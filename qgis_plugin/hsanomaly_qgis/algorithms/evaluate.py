@@ -59,14 +59,12 @@ class Evaluate(HsanomalyAlgorithm):
         plots = None if is_empty(parameters, self.PLOTS) else \
             self.parameterAsFileOutput(parameters, self.PLOTS, context)
         with library_errors():
-            from hsanomaly.evaluation.plots import write_plots
-            from hsanomaly.evaluation.report import evaluate_files, format_summary
+            from hsanomaly.api import evaluate
+            from hsanomaly.evaluation.files import format_summary
 
-            report, scores, truth_mask, outer_mask = evaluate_files(heatmap, truth, outer)
+            report = evaluate(heatmap, truth, outer=outer, plots=plots, title=Path(heatmap).stem)
             feedback.pushInfo(format_summary(report))
             if plots:
-                write_plots(report, scores, truth_mask, plots, title=Path(heatmap).stem,
-                            outer=outer_mask)
                 feedback.pushInfo(f"{plots}: plots")
 
         fields = QgsFields()

@@ -62,7 +62,7 @@ class TrainModel(HsanomalyAlgorithm):
             self.parameterAsInt(parameters, self.BANDS, context)
         out = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
         with library_errors():
-            from hsanomaly.training import train
+            from hsanomaly.api import train
 
             bundle = train(inputs, out, mask=mask, bands=bands,
                            window=self.parameterAsInt(parameters, self.WINDOW, context),
