@@ -10,9 +10,19 @@ from .errors import HsanomalyError
 DEVICES = ("cpu", "cuda")
 
 
+def import_onnxruntime():
+    """onnxruntime, or a one-line error saying which extra installs it."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise HsanomalyError("the model scores need the ONNX runtime: pip install 'hsanomaly[cpu]' "
+                             "(or 'hsanomaly[gpu]' for --device cuda)") from None
+    return onnxruntime
+
+
 def providers(device="cpu"):
     """The onnxruntime execution providers for ``device``; raises a one-line error if unavailable."""
-    import onnxruntime as ort
+    ort = import_onnxruntime()
 
     if device == "cpu":
         return ["CPUExecutionProvider"]
@@ -31,13 +41,14 @@ def check_threads(threads):
         raise HsanomalyError(f"--threads must be a whole number of at least 1, got {threads}")
 
 
-def open_session(path, device="cpu", threads=None):
-    """An InferenceSession on ``path``; ``threads`` sets intra-op threads (None: onnxruntime's choice)."""
-    import onnxruntime as ort
-
+def open_session(path, device="cpu", threads=None, optimize=True):
+    """An InferenceSession on ``path``; ``threads`` sets intra-op threads (None: onnxruntime's
+    choice); ``optimize=False`` loads the graph as written (for checking a bundle)."""
+    ort = import_onnxruntime()
     chosen = providers(device)
     options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
+                                        else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
     options.log_severity_level = 3
     check_threads(threads)
     if threads is not None:
@@ -50,7 +61,8 @@ def open_session(path, device="cpu", threads=None):
     try:
         session = ort.InferenceSession(str(path), sess_options=options, providers=chosen)
     except Exception as err:  # onnxruntime raises its own exception types for unreadable graphs
-        raise HsanomalyError(f"{path}: onnxruntime cannot load this graph ({err})") from None
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise HsanomalyError(f"{path}: not a loadable ONNX model ({detail})") from None
     if device == "cuda" and "CUDAExecutionProvider" not in session.get_providers():
         raise HsanomalyError(f"{path}: onnxruntime could not start its CUDA provider "
                              "(check the CUDA and cuDNN libraries, or use --device cpu)")
