@@ -54,6 +54,11 @@ def check_tile(tile):
 
 def plan(source, scorer, dst, extras=None, tile=TILE):
     """Windows to score and output name -> (path, bands); refuses impossible jobs up front."""
+    return source.windows(tile), plan_outputs(source, scorer, dst, extras, tile)
+
+
+def plan_outputs(source, scorer, dst, extras=None, tile=TILE):
+    """Output name -> (path, bands), after checking the tile size, the source and the paths."""
     check_tile(tile)
     scorer.check(source)
     size = 2 * scorer.halo + 1
@@ -68,7 +73,7 @@ def plan(source, scorer, dst, extras=None, tile=TILE):
         outputs[name] = (str(path), scorer.extras[name])
     for path, _ in outputs.values():
         check_writable(path)
-    return source.windows(tile), outputs
+    return outputs
 
 
 def score_tile(source, scorer, window):
@@ -102,7 +107,7 @@ def expected_fingerprint(src, scorer, extras=None, tile=TILE):
     """The run fingerprint a heatmap of ``src`` scored now by ``scorer`` would carry."""
     source = src if hasattr(src, "read") else open_source(src)
     try:
-        _, outputs = plan(source, scorer, "unused.tif", {k: "unused" for k in extras or {}}, tile)
+        outputs = {"score": (None, 1), **{k: (None, scorer.extras[k]) for k in extras or {}}}
         job = manifest(src, source, scorer, outputs, tile)
     finally:
         if source is not src:
@@ -189,9 +194,10 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, fit=None, 
     source = src if hasattr(src, "read") else open_source(src)
     store = None
     try:
-        windows, outputs = plan(source, scorer, dst, extras, tile)
-        job = manifest(src, source, scorer, outputs, tile)
+        outputs = plan_outputs(source, scorer, dst, extras, tile)
         check_space(store_path(dst), outputs, source, resume)
+        job = manifest(src, source, scorer, outputs, tile)
+        windows = source.windows(tile)
         if scorer.fits_on_scene if fit is None else fit:
             if callback and callback(0.0, f"fitting {scorer.name} on {source.name}"):
                 raise HsanomalyError(f"{dst}: cancelled")

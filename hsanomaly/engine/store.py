@@ -43,10 +43,11 @@ def run_fingerprint(input_fingerprint, config):
 
 
 def is_tile_store(path):
-    """True for a directory holding nothing but a tile store's own files."""
+    """True for a directory holding nothing but entries named as a tile store's own files
+    (links among them are removed or ignored, never followed)."""
     path = Path(path)
     return path.is_dir() and not path.is_symlink() and all(
-        OWN_FILES.match(p.name) and p.is_file() and not p.is_symlink() for p in path.iterdir())
+        OWN_FILES.match(p.name) and (p.is_symlink() or p.is_file()) for p in path.iterdir())
 
 
 class TileStore:
@@ -144,8 +145,11 @@ class TileStore:
     def load(self, index, expected=None):
         """Tile ``index`` as {name: array}, or None when it is missing, corrupt, from another run
         or (``expected``: {name: shape}) of the wrong shape."""
+        path = self._file(index)
+        if path.is_symlink() or not path.is_file():
+            return None
         try:
-            with np.load(self._file(index), allow_pickle=False) as z:
+            with np.load(path, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
         except Exception:          # a damaged file raises zipfile, zlib, ValueError, OSError...
             return None

@@ -212,8 +212,8 @@ def staged():
     except HsanomalyError:
         raise
     except Exception as err:
-        if is_write_error(err) and stage._entries:
-            raise write_failure(stage._entries[0][0], err) from None
+        if is_write_error(err) and stage._entries:   # the output being written: the last staged
+            raise write_failure(stage._entries[-1][0], err) from None
         raise
     finally:
         stage.discard()

@@ -1,0 +1,61 @@
+"""Data loss: two outputs of one command that name the same file (or one inside the other)."""
+
+import pytest
+
+from .conftest import Tree, assert_one_error, run_cli
+
+MODEL = ["--score", "recon", "--model", "no-model"]   # refused before any model is read
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--png", "{heat}", "--score", "rx"], "--png"),
+    (["--polygons", "{heat}", "--threshold", "1", "--score", "rx"], "--polygons"),
+    (["--png", "{tmp}/x.gpkg", "--polygons", "{tmp}/x.gpkg", "--far", "auto", "--score", "rx"],
+     "--polygons"),
+    (["--recon-out", "{heat}"] + MODEL, "--recon-out"),
+    (["--latent-out", "{tmp}/z.tif", "--convergence-out", "{tmp}/z.tif"] + MODEL,
+     "--convergence-out"),
+    (["--png", "{heat}.partial", "--score", "rx"], "--png"),
+    (["--png", "{tmp}/heat.model", "--score", "context"], "quick model"),
+], ids=["png=dst", "polygons=dst", "png=polygons", "recon=dst", "latent=convergence",
+        "png=tile-store", "png=quick-model"])
+def test_detect_outputs_collide(tmp_path, scene, earlier, args, fragment):
+    args = [a.format(heat=earlier, tmp=tmp_path) for a in args]
+    tree = Tree(tmp_path)
+    result = run_cli("detect", scene, earlier, *args, "-q", cwd=tmp_path)
+    assert_one_error(result, fragment)
+    tree.assert_unchanged()
+
+
+def test_evaluate_json_is_one_of_the_plots(tmp_path, earlier, truth):
+    plots = tmp_path / "plots"
+    plots.mkdir()
+    (plots / "roc.png").write_bytes(b"an earlier plot")
+    tree = Tree(tmp_path)
+    result = run_cli("evaluate", earlier, truth, "--plots", plots, "--json", plots / "roc.png")
+    assert_one_error(result, "--json", "--plots")
+    tree.assert_unchanged()
+
+
+def test_convert_truth_is_dst(tmp_path):
+    import numpy as np
+    import scipy.io
+
+    scipy.io.savemat(tmp_path / "s.mat", {"data": np.ones((5, 6, 3), np.uint16),
+                                          "map": np.eye(5, 6)})
+    (tmp_path / "c.tif").write_bytes(b"an earlier conversion")
+    tree = Tree(tmp_path)
+    result = run_cli("convert", tmp_path / "s.mat", tmp_path / "c.tif", "--truth", tmp_path / "c.tif")
+    assert_one_error(result, "--truth", "DST")
+    tree.assert_unchanged()
+
+
+def test_detect_many_two_inputs_one_output(tmp_path, scene):
+    from .conftest import make_scene
+
+    (tmp_path / "b").mkdir()
+    other = make_scene(tmp_path / "b" / "scene.tif", seed=1)
+    tree = Tree(tmp_path)
+    result = run_cli("detect-many", scene, other, "--out-dir", tmp_path / "out", "--score", "rx")
+    assert_one_error(result, "would overwrite")
+    tree.assert_unchanged()

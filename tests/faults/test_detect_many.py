@@ -1,0 +1,51 @@
+"""detect-many: every raster it can is scored, failures are one line each at the end, and a
+rerun rescores exactly the rasters whose input or settings changed."""
+
+import os
+
+import pytest
+
+from .conftest import Tree, assert_ok, make_scene, run_cli
+
+RX = ["--score", "rx", "--tile", "16", "-q"]
+
+
+def truncate(path, fraction=0.6):
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * fraction)])
+    return path
+
+
+@pytest.fixture
+def batch(tmp_path):
+    return [make_scene(tmp_path / f"{name}.tif", seed=i) for i, name in enumerate("abc")]
+
+
+def test_one_truncated_raster_among_good_ones(tmp_path, batch):
+    truncate(batch[1])
+    tree = Tree(tmp_path)
+    result = run_cli("detect-many", *batch, "--out-dir", tmp_path / "out", *RX)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "b.tif" in lines[0], lines
+    assert "truncated or corrupt" in lines[0]
+    assert "2 scored, 0 skipped, 1 failed" in result.stdout
+    tree.assert_unchanged(new=["out", "out/a_rx.tif", "out/c_rx.tif"])
+
+
+def test_rerun_rescores_what_changed(tmp_path, batch):
+    out = tmp_path / "out"
+    assert "3 scored" in assert_ok(run_cli("detect-many", *batch, "--out-dir", out, *RX)).stdout
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    result = assert_ok(run_cli("detect-many", *batch, "--out-dir", out, *RX))
+    assert "0 scored, 3 skipped" in result.stdout                      # nothing changed
+    make_scene(batch[0], seed=9)                                        # same path, same shape
+    os.utime(batch[2], (0, 0))                                          # only touched
+    result = assert_ok(run_cli("detect-many", *batch, "--out-dir", out, *RX))
+    assert "1 scored, 2 skipped" in result.stdout
+    after = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert after["a_rx.tif"] != before["a_rx.tif"]
+    assert after["b_rx.tif"] == before["b_rx.tif"] and after["c_rx.tif"] == before["c_rx.tif"]
+    result = assert_ok(run_cli("detect-many", *batch, "--out-dir", out, "--score", "rx",
+                               "--tile", "32", "-q"))
+    assert "3 scored, 0 skipped" in result.stdout                      # a setting changed

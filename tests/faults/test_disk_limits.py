@@ -1,0 +1,70 @@
+"""Disk full and file-size limits (RLIMIT_FSIZE in the child): one line, nothing replaced,
+finished tiles kept for --resume, and a resumed run byte-identical to an uninterrupted one."""
+
+import numpy as np
+import rasterio
+import scipy.io
+
+from .conftest import Tree, assert_ok, assert_one_error, reference, run_cli
+
+DETECT = ["--score", "rx", "--tile", "16", "-q"]   # 12 tiles of 1-2 KiB, a 9.5 KiB heatmap
+
+
+def test_limit_while_writing_tiles(tmp_path, scene, earlier):
+    tree = Tree(tmp_path)
+    result = run_cli("detect", scene, earlier, *DETECT, fsize=1024)
+    assert_one_error(result, "cannot write a tile", "file too large")
+    tree.assert_unchanged()          # no tile finished: no store left
+
+
+def test_limit_while_assembling_then_resume(tmp_path, scene, earlier):
+    tree = Tree(tmp_path)
+    result = run_cli("detect", scene, earlier, *DETECT, fsize=4096)
+    assert_one_error(result, "heat.tif", "nothing was replaced")
+    after = tree.assert_unchanged(new=["heat.tif.partial/"])
+    assert sum(name.startswith("heat.tif.partial/tile_") for name in after) == 12
+    resumed = assert_ok(run_cli("detect", scene, earlier, *DETECT, "--resume"))
+    assert "(12 resumed)" in resumed.stdout
+    assert earlier.read_bytes() == reference(scene, tmp_path / "ref.tif")
+    assert not (tmp_path / "heat.tif.partial").exists()
+
+
+def test_limit_while_writing_polygons_keeps_every_output(tmp_path, scene, earlier):
+    """The GeoPackage (~100 KiB) fails after the heatmap was written: neither is replaced."""
+    gpkg = tmp_path / "targets.gpkg"
+    gpkg.write_bytes(b"earlier polygons")
+    tree = Tree(tmp_path)
+    result = run_cli("detect", scene, earlier, *DETECT, "--polygons", gpkg, "--threshold", "50",
+                     fsize=32768)
+    assert_one_error(result, "targets.gpkg")
+    tree.assert_unchanged(new=["heat.tif.partial/"])
+
+
+def test_convert_under_a_limit(tmp_path):
+    scipy.io.savemat(tmp_path / "s.mat", {"data": np.random.default_rng(0).random((60, 60, 8))})
+    (tmp_path / "s.tif").write_bytes(b"an earlier conversion")
+    tree = Tree(tmp_path)
+    assert_one_error(run_cli("convert", tmp_path / "s.mat", tmp_path / "s.tif", fsize=8192),
+                     "s.tif")
+    tree.assert_unchanged()
+
+
+def test_evaluate_json_under_a_limit(tmp_path, earlier, truth):
+    (tmp_path / "report.json").write_text('{"earlier": true}')
+    tree = Tree(tmp_path)
+    result = run_cli("evaluate", earlier, truth, "--json", tmp_path / "report.json", fsize=200)
+    assert_one_error(result, "report.json", "file too large")
+    tree.assert_unchanged()
+
+
+def test_tile_store_larger_than_the_free_disk(tmp_path):
+    """A raster that declares 10^12 pixels (a sparse GeoTIFF of a few KiB)."""
+    huge = tmp_path / "huge.tif"
+    with rasterio.open(huge, "w", driver="GTiff", width=10**6, height=10**6, count=2,
+                       dtype="float32", tiled=True, blockxsize=16384, blockysize=16384,
+                       sparse_ok=True, BIGTIFF="YES"):
+        pass
+    tree = Tree(tmp_path)
+    result = run_cli("detect", huge, tmp_path / "heat.tif", "--score", "rx", "-q")
+    assert_one_error(result, "need about", "TiB of disk", "free")
+    tree.assert_unchanged()

@@ -1,0 +1,103 @@
+"""--resume: SIGKILL mid-run, a changed input or setting, damaged or foreign tiles.
+
+A run stopped after its last tile leaves a complete tile store (12 tiles of 16x16) to tamper
+with; SIGKILL stops a run of 130 tiles wherever it is.
+"""
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from .conftest import (Tree, assert_ok, assert_one_error, interrupted, kill, make_scene, reference,
+                       run_cli, start_cli)
+
+DETECT = ["--score", "rx", "--tile", "16", "-q"]
+
+
+@pytest.fixture
+def store(tmp_path, scene):
+    """The tile store of an interrupted run writing heat.tif (all 12 tiles finished)."""
+    return interrupted(scene, tmp_path / "heat.tif")
+
+
+def resume(tmp_path, scene, resumed):
+    result = assert_ok(run_cli("detect", scene, tmp_path / "heat.tif", *DETECT, "--resume"))
+    assert f"({resumed} resumed)" in result.stdout
+    assert (tmp_path / "heat.tif").read_bytes() == reference(scene, tmp_path / "ref.tif")
+    assert not (tmp_path / "heat.tif.partial").exists()
+
+
+def test_sigkill_mid_run_then_resume_is_byte_identical(tmp_path):
+    scene = make_scene(tmp_path / "scene.tif", rows=80, cols=100)
+    args = ["detect", scene, tmp_path / "heat.tif", "--score", "rx", "--tile", "8", "-q"]
+    process = start_cli(*args)
+    store = tmp_path / "heat.tif.partial"
+    deadline = time.monotonic() + 60
+    while len(list(store.glob("tile_*.npz"))) < 10 and process.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    kill(process)
+    finished = len(list(store.glob("tile_*.npz")))
+    assert 10 <= finished < 130 and not (tmp_path / "heat.tif").exists()
+    result = assert_ok(run_cli(*args, "--resume"))
+    assert "resumed" in result.stdout
+    assert (tmp_path / "heat.tif").read_bytes() == reference(scene, tmp_path / "ref.tif", tile=8)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["heat.tif", "ref.tif", "scene.tif"]
+
+
+def test_resume_after_the_input_changed_is_refused(tmp_path, scene, store):
+    make_scene(scene, seed=3)                    # same path, same shape, other pixels
+    tree = Tree(tmp_path)
+    result = run_cli("detect", scene, tmp_path / "heat.tif", *DETECT, "--resume")
+    assert_one_error(result, "input changed", "rerun without --resume")
+    tree.assert_unchanged()
+
+
+def test_resume_with_other_settings_is_refused(tmp_path, scene, store):
+    tree = Tree(tmp_path)
+    result = run_cli("detect", scene, tmp_path / "heat.tif", "--score", "lrx", "--tile", "16",
+                     "--resume", "-q")
+    assert_one_error(result, "other settings", "rerun without --resume")
+    tree.assert_unchanged()
+
+
+def test_resume_with_a_damaged_manifest_is_refused(tmp_path, scene, store):
+    (store / "manifest.json").write_text('{"format": "hsanomaly-tiles", "format_vers')
+    tree = Tree(tmp_path)
+    result = run_cli("detect", scene, tmp_path / "heat.tif", *DETECT, "--resume")
+    assert_one_error(result, "damaged", "rerun without --resume")
+    tree.assert_unchanged()
+
+
+@pytest.mark.parametrize("damage", ["flipped bytes", "truncated", "empty", "other index",
+                                    "wrong shape"])
+def test_damaged_tile_is_scored_again(tmp_path, scene, store, damage):
+    tile = store / "tile_0000005.npz"
+    data = bytearray(tile.read_bytes())
+    if damage == "flipped bytes":
+        data[len(data) // 2:len(data) // 2 + 8] = bytes(8)
+        tile.write_bytes(bytes(data))
+    elif damage == "truncated":
+        tile.write_bytes(bytes(data[:len(data) // 2]))
+    elif damage == "empty":
+        tile.write_bytes(b"")
+    elif damage == "other index":
+        tile.write_bytes((store / "tile_0000000.npz").read_bytes())
+    else:   # a checksum that matches, over an array of the wrong shape
+        from hsanomaly.engine.store import TileStore
+
+        fake = TileStore.__new__(TileStore)
+        fake.fingerprint = json.loads((store / "manifest.json").read_text())["fingerprint"]
+        arrays = {"score": np.zeros((1, 8, 8), np.float32)}
+        with open(tile, "wb") as f:
+            np.savez_compressed(f, **arrays, _sha256=np.array(fake._checksum(5, arrays)))
+    resume(tmp_path, scene, resumed=11)
+
+
+def test_old_store_without_resume_is_replaced(tmp_path, scene, store):
+    """Without --resume an interrupted run's store is simply started over."""
+    assert_ok(run_cli("detect", scene, tmp_path / "heat.tif", *DETECT))
+    assert (tmp_path / "heat.tif").read_bytes() == reference(scene, tmp_path / "ref.tif")
+    assert not store.exists()

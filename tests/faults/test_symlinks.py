@@ -1,0 +1,80 @@
+"""Planted symbolic links at every name the write path could use: never followed, never
+replaced by a link; a link where hsanomaly must create a directory of its own is refused."""
+
+import os
+
+import pytest
+
+from .conftest import Tree, assert_ok, assert_one_error, interrupted, reference, run_cli
+
+
+@pytest.fixture
+def victim(tmp_path):
+    """Somebody else's file, which a followed link would overwrite."""
+    path = tmp_path / "victim.txt"
+    path.write_text("not yours")
+    return path
+
+
+# Names a writer might predict: hsanomaly's old temporary names and the usual conventions.
+PREDICTABLE = [".heat.tif.tmp.tif", ".heat.tmp.tif", "heat.tif.tmp", ".heat.tif.tmp", "heat.tmp.tif",
+               ".heat.png.tmp.png", ".heat.tmp.png", "heat.png.tmp", ".report.tmp.json",
+               ".report.json.tmp", "report.json.tmp"]
+
+
+def test_links_at_predictable_temporary_names(tmp_path, scene, truth, victim):
+    for name in PREDICTABLE:
+        os.symlink(victim, tmp_path / name)
+    tree = Tree(tmp_path)
+    assert_ok(run_cli("detect", scene, tmp_path / "heat.tif", "--png", tmp_path / "heat.png",
+                      "--score", "rx", "-q"))
+    assert_ok(run_cli("evaluate", tmp_path / "heat.tif", truth, "--json", tmp_path / "report.json"))
+    tree.assert_unchanged(new=["heat.tif", "heat.png", "report.json"])
+    for name in ("heat.tif", "heat.png", "report.json"):
+        assert not (tmp_path / name).is_symlink()
+
+
+@pytest.mark.parametrize("name", ["heat.tif", "heat.png"])
+def test_link_at_the_destination_is_replaced_not_followed(tmp_path, scene, victim, name):
+    os.symlink(victim, tmp_path / name)
+    tree = Tree(tmp_path)
+    assert_ok(run_cli("detect", scene, tmp_path / "heat.tif", "--png", tmp_path / "heat.png",
+                      "--score", "rx", "-q"))
+    after = tree.snapshot()
+    assert after["victim.txt"] == tree.before["victim.txt"]
+    assert not (tmp_path / name).is_symlink()
+
+
+def test_link_at_the_tile_store_is_refused(tmp_path, scene):
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(tmp_path / "elsewhere", tmp_path / "heat.tif.partial")
+    tree = Tree(tmp_path)
+    result = run_cli("detect", scene, tmp_path / "heat.tif", "--score", "rx", "-q")
+    assert_one_error(result, "heat.tif.partial", "tile store")
+    tree.assert_unchanged()
+
+
+def test_link_at_the_quick_model_directory_is_refused(tmp_path, scene):
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(tmp_path / "elsewhere", tmp_path / "heat.model")
+    tree = Tree(tmp_path)
+    result = run_cli("detect", scene, tmp_path / "heat.tif", "--score", "critic", "-q")
+    assert_one_error(result, "heat.model", "symbolic link")
+    tree.assert_unchanged()
+
+
+def test_links_inside_an_interrupted_tile_store(tmp_path, scene, victim):
+    """A tile replaced by a link and a link at a temporary tile name: the tile is scored
+    again, the links are removed, the victim is untouched."""
+    dst = tmp_path / "heat.tif"
+    store = interrupted(scene, dst)
+    (store / "tile_0000003.npz").unlink()
+    os.symlink(victim, store / "tile_0000003.npz")
+    os.symlink(victim, store / ".tile_0000004.tmp")
+    tree = Tree(tmp_path)
+    result = assert_ok(run_cli("detect", scene, dst, "--score", "rx", "--tile", "16", "-q",
+                               "--resume"))
+    assert "(11 resumed)" in result.stdout
+    assert tree.snapshot()["victim.txt"] == tree.before["victim.txt"]
+    assert dst.read_bytes() == reference(scene, tmp_path / "ref.tif")
+    assert not store.exists()
