@@ -50,8 +50,14 @@ def _critic_graph(bands, window):
         [axes])
 
 
-def write_bundle(path, latent_graph=LATENT, **overrides):
-    """A valid bundle as hsanomaly.training writes it; ``overrides`` change model.json and metadata."""
+CODEBOOK_ENTRIES = 64
+
+
+def write_bundle(path, latent_graph=LATENT, codebook=False, **overrides):
+    """A valid bundle as hsanomaly.training writes it; ``overrides`` change model.json and metadata.
+
+    codebook: also store a (random) fast-solver codebook of CODEBOOK_ENTRIES entries, as the
+    export does for 1x1-window models."""
     path.mkdir()
     X = np.random.default_rng(0).normal(size=(50, BANDS_IN))
     meta = {"format": "hsanomaly-model", "format_version": 1, "hsanomaly_version": "0.1.0",
@@ -60,6 +66,9 @@ def write_bundle(path, latent_graph=LATENT, **overrides):
             "preprocess": json.loads(json.dumps(Preprocessor(n_bands=BANDS).fit(X).to_dict())),
             "training": {"iterations": 1, "seed": 0}, "fingerprint": "0" * 64, "opset": 17,
             "versions": {"hsanomaly": "0.1.0"}}
+    if codebook:
+        meta["codebook"] = {"size": CODEBOOK_ENTRIES, "scale": 2.0, "seed": 0, "jacobian_step": 1e-3,
+                            "arrays": {n: f"codebook.{n}.npy" for n in ("z", "g", "jacobian")}}
     meta.update(overrides)
     graphs = {"generator.onnx": _generator_graph(latent_graph, BANDS, WINDOW),
               "critic.onnx": _critic_graph(BANDS, WINDOW)}
@@ -71,6 +80,15 @@ def write_bundle(path, latent_graph=LATENT, **overrides):
         entry.key, entry.value = "hsanomaly", embedded_metadata(meta)
         onnx.save(model, path / name)
         files[name] = file_sha256(path / name)
+    if codebook:
+        rng = np.random.default_rng(1)
+        d = BANDS * WINDOW * WINDOW
+        shapes = {"z": (CODEBOOK_ENTRIES, LATENT), "g": (CODEBOOK_ENTRIES, d),
+                  "jacobian": (CODEBOOK_ENTRIES, d, LATENT)}
+        for name, shape in shapes.items():
+            file = f"codebook.{name}.npy"
+            np.save(path / file, rng.normal(size=shape).astype(np.float32), allow_pickle=False)
+            files[file] = file_sha256(path / file)
     meta["files"] = files
     (path / "model.json").write_text(json.dumps(meta, indent=2))
     return path
@@ -164,3 +182,81 @@ def test_loading_does_not_import_torch(bundle_dir):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(BANDS)
+
+
+# --- the stored fast-solver codebook ----------------------------------------------------------
+
+@pytest.fixture
+def codebook_dir(tmp_path):
+    return write_bundle(tmp_path / "model", codebook=True)
+
+
+def test_bundles_without_a_codebook_still_load(bundle_dir):
+    bundle = load_bundle(bundle_dir)
+    assert "codebook" not in bundle.meta and bundle.codebook is None
+
+
+def test_stored_codebook_round_trip(codebook_dir):
+    stored = load_bundle(codebook_dir).codebook
+    z, g, jac = stored.load()
+    assert z.shape == (CODEBOOK_ENTRIES, LATENT) and g.shape == (CODEBOOK_ENTRIES, BANDS)
+    assert jac.shape == (CODEBOOK_ENTRIES, BANDS, LATENT) and jac.dtype == np.float32
+    np.testing.assert_array_equal(z, np.load(codebook_dir / "codebook.z.npy"))
+    assert stored.matches(CODEBOOK_ENTRIES, 2.0, 0, 1e-3)
+    assert not stored.matches(4096, 2.0, 0, 1e-3)          # e.g. detect --codebook 4096
+    assert not stored.matches(CODEBOOK_ENTRIES, 2.0, 1, 1e-3)
+    assert not stored.matches(CODEBOOK_ENTRIES, 3.0, 0, 1e-3)
+
+
+def test_tampered_codebook_is_refused(codebook_dir):
+    file = codebook_dir / "codebook.g.npy"
+    array = np.load(file)
+    array[0, 0] += 1e-3
+    np.save(file, array, allow_pickle=False)
+    message = refused(codebook_dir, "codebook.g.npy does not match its sha256 in model.json")
+    assert message.startswith(f"{codebook_dir}: codebook.g.npy")
+
+
+@pytest.mark.parametrize("damage, fragment", [
+    (lambda p: (p / "codebook.jacobian.npy").unlink(), "codebook.jacobian.npy is missing"),
+    (lambda p: edit_json(p, files={k: v for k, v in json.loads((p / "model.json").read_text())
+                                   ["files"].items() if k != "codebook.z.npy"}),
+     "codebook file 'codebook.z.npy' has no sha256 in files"),
+    (lambda p: edit_json(p, files={**json.loads((p / "model.json").read_text())["files"],
+                                   "../elsewhere.npy": "0" * 64}),
+     "which is not a file name in the bundle"),
+])
+def test_damaged_codebooks_are_refused(codebook_dir, damage, fragment):
+    damage(codebook_dir)
+    refused(codebook_dir, fragment)
+
+
+def test_codebook_settings_are_part_of_the_checked_metadata(codebook_dir):
+    meta = json.loads((codebook_dir / "model.json").read_text())
+    meta["codebook"]["seed"] = 7          # claims another seed than the arrays were built with
+    (codebook_dir / "model.json").write_text(json.dumps(meta))
+    refused(codebook_dir, "disagrees with model.json")
+
+
+def test_codebook_arrays_are_never_unpickled(codebook_dir):
+    """An object array (which only pickle can read) in place of a codebook array, with its
+    checksum updated as an attacker would, is refused on loading the arrays, never executed."""
+    file = codebook_dir / "codebook.z.npy"
+    np.save(file, np.array([{"not": "numbers"}], dtype=object), allow_pickle=True)
+    meta = json.loads((codebook_dir / "model.json").read_text())
+    meta["files"]["codebook.z.npy"] = file_sha256(file)
+    (codebook_dir / "model.json").write_text(json.dumps(meta))
+    stored = load_bundle(codebook_dir).codebook
+    with pytest.raises(HsanomalyError, match=r"codebook.z.npy is not a plain .npy array"):
+        stored.load()
+
+
+def test_codebook_of_the_wrong_shape_is_refused_on_loading(codebook_dir):
+    file = codebook_dir / "codebook.g.npy"
+    np.save(file, np.zeros((CODEBOOK_ENTRIES, BANDS + 1), np.float32), allow_pickle=False)
+    meta = json.loads((codebook_dir / "model.json").read_text())
+    meta["files"]["codebook.g.npy"] = file_sha256(file)
+    (codebook_dir / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(HsanomalyError, match=r"codebook.g.npy holds float32 \(64, 4\), "
+                                             r"expected float32 \(64, 3\)"):
+        load_bundle(codebook_dir).codebook.load()

@@ -165,3 +165,51 @@ def test_make_solver_options():
         make_solver("thesis", restarts=0)
     with pytest.raises(HsanomalyError, match="unknown solver"):
         make_solver("newton")
+
+
+# --- the codebook a model bundle stores -----------------------------------------------------------
+
+def _recon_scores(bundle, pixels, **options):
+    from hsanomaly.latent import fast
+    from hsanomaly.scorers import make_scorer
+
+    fast._shared.clear()          # no codebook left over from another scorer in this process
+    try:
+        return make_scorer("recon", model=str(bundle.path), **options).score_samples(pixels)
+    finally:
+        fast._shared.clear()
+
+
+def _never(*args, **kwargs):
+    raise AssertionError("the codebook was built instead of loaded")
+
+
+def test_export_stores_the_codebook_scoring_would_build(bundle, generator):
+    from hsanomaly.latent.fast import codebook_samples
+
+    stored = bundle.codebook
+    assert stored is not None and stored.settings["size"] == 65536 and stored.settings["seed"] == 0
+    z, g, jac = stored.load()
+    assert len(z) == 65536
+    z_new, g_new, jac_new = codebook_samples(generator, 1024, stored.settings["scale"], 0)
+    np.testing.assert_array_equal(z_new, z[:1024])   # the first Sobol points of the same sequence
+    np.testing.assert_allclose(g_new, g[:1024], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(jac_new, jac[:1024], rtol=0, atol=2e-3)
+
+
+def test_scoring_loads_the_stored_codebook_and_scores_as_if_it_built_it(bundle, monkeypatch):
+    from hsanomaly.latent import fast
+    from hsanomaly.model.bundle import StoredCodebook
+
+    cube, _ = synthetic_cube(rows=40, cols=50)
+    raw = cube.reshape(cube.shape[0], -1).T[::5]
+    with monkeypatch.context() as m:
+        m.setattr(StoredCodebook, "matches", lambda self, *a: False)   # as for an old bundle
+        built = _recon_scores(bundle, raw)
+    monkeypatch.setattr(fast, "codebook_samples", _never)
+    loaded = _recon_scores(bundle, raw)
+    np.testing.assert_allclose(loaded, built, rtol=1e-5, atol=1e-7)
+    # asking for another codebook (detect --codebook 4096, or another seed) builds it as before
+    for options in ({"codebook": 4096}, {"seed": 1}):
+        with pytest.raises(AssertionError, match="built instead of loaded"):
+            _recon_scores(bundle, raw, **options)

@@ -182,7 +182,7 @@ def test_onnx_export_matches_torch(torch, tmp_path, bands, window):
 
     torch.manual_seed(0)
     generator, critic = Generator(bands, window), Critic(bands, window)
-    export_networks(generator, critic, {"bands": bands}, tmp_path)
+    export_networks(generator, critic, {"bands": bands}, tmp_path, codebook=None)
     z = torch.randn(37, 4)
     x = torch.rand(37, bands, window, window) * 2 - 1
     with torch.no_grad():
@@ -211,7 +211,11 @@ def test_train_writes_a_loadable_bundle_repeatably(torch, synthetic_raster, tmp_
                    progress=False)
     assert (bundle.bands_in, bundle.bands, bundle.window, bundle.latent_dim) == (12, 12, 1, 4)
     names = {p.name for p in bundle.path.iterdir()}
-    assert names == {"generator.onnx", "critic.onnx", "model.json", "training.csv", "training.png"}
+    codebook = {"codebook.z.npy", "codebook.g.npy", "codebook.jacobian.npy"}
+    assert names == {"generator.onnx", "critic.onnx", "model.json", "training.csv",
+                     "training.png"} | codebook
+    assert set(_files(bundle.path)) == {"generator.onnx", "critic.onnx"} | codebook
+    assert bundle.meta["codebook"]["seed"] == 0 and bundle.codebook.load()[0].shape == (65536, 4)
     rows = (bundle.path / "training.csv").read_text().splitlines()
     assert rows[0].startswith("iteration,seconds,critic_loss") and len(rows) == 7
     assert bundle.meta["training"]["iterations"] == 6
@@ -233,6 +237,24 @@ def test_train_with_a_window_mask_and_rare_spectra_boost(torch, synthetic_raster
     assert (bundle.window, bundle.bands, bundle.bands_in) == (3, 6, 12)
     settings = bundle.meta["training"]["settings"]
     assert settings["mask"] and settings["background_only"] and settings["boost_rare"]
+    assert bundle.codebook is None     # windows > 1 build theirs when scoring, as before
+
+
+def test_train_defaults_to_one_torch_thread_and_restores_the_callers(torch, synthetic_raster,
+                                                                      tmp_path, monkeypatch):
+    from hsanomaly.training import train
+    from hsanomaly.training import wgan
+
+    path, _, _ = synthetic_raster
+    seen = []
+    step = wgan.WGANGP.step
+    monkeypatch.setattr(wgan.WGANGP, "step",
+                        lambda self, *a, **k: seen.append(torch.get_num_threads()) or step(self, *a, **k))
+    before = torch.get_num_threads()
+    settings = dict(iterations=2, batch=16, critic_steps=1, progress=False)
+    train([path], tmp_path / "one", **settings)
+    train([path], tmp_path / "two", threads=2, **settings)
+    assert seen == [1, 1, 2, 2] and torch.get_num_threads() == before
 
 
 def test_cancel_leaves_no_bundle_and_resume_finishes_the_same_run(torch, synthetic_raster,

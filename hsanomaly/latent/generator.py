@@ -11,7 +11,10 @@ descent and Gauss-Newton steps, which only need a descent direction.
 import numpy as np
 
 JACOBIAN_STEP = 1e-3
-BATCH = 16384   # latent vectors per onnxruntime call: bounds the activations' memory
+# Latent vectors (or windows, for the critic) per onnxruntime call: small enough that a call's
+# activations stay in the CPU's caches, large enough that the per-call overhead vanishes
+# (benchmarks/graph_speed.py measures the choice; figures in docs/training/graphs.md).
+BATCH = 4096
 
 
 def reconstruction_cost(x, g, z, c1=1.0, c2=0.0):
@@ -32,12 +35,15 @@ class GeneratorFunction:
     Counts the latent vectors it has evaluated (``forwards``), so solvers can be compared by
     generator work as well as by wall time. ``key`` identifies the network (e.g. its file's
     sha256), so work done once per generator can be shared by every solver that uses it.
+    ``codebook``: the codebook its model bundle stores (hsanomaly.model.bundle.StoredCodebook),
+    which the fast solver loads instead of building when it asks for the same one.
     """
 
-    def __init__(self, session, latent_dim, key=None):
+    def __init__(self, session, latent_dim, key=None, codebook=None):
         self.session = session
         self.latent_dim = int(latent_dim)
         self.key = key
+        self.codebook = codebook
         self.forwards = 0
 
     def __call__(self, z):

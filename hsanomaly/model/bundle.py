@@ -1,11 +1,20 @@
-"""The model bundle: ``generator.onnx``, ``critic.onnx`` and ``model.json``, validated without torch.
+"""The model bundle: ``generator.onnx``, ``critic.onnx``, ``model.json`` and, for 1x1-window
+models, the fast solver's codebook (``codebook.z.npy``, ``codebook.g.npy``,
+``codebook.jacobian.npy``), validated without torch.
 
 ``model.json`` says what the networks expect (raw and preprocessed band counts, window, latent
-size, the fitted preprocessing) and holds the sha256 of each ONNX file; each ONNX file carries
-the same JSON (minus ``files``) in its metadata under ``hsanomaly``. Loading checks all three
-agree, so a bundle edited by hand, corrupted, or written by an incompatible format version is
-refused with one line instead of producing silently wrong scores. Only onnxruntime is used to
-read the ONNX metadata; torch and the onnx package are never imported here.
+size, the fitted preprocessing) and holds the sha256 of every other file of the bundle (its
+``files``); each ONNX file carries the same JSON (minus ``files``) in its metadata under
+``hsanomaly``. Loading checks they all agree, so a bundle edited by hand, corrupted, or written
+by an incompatible format version is refused with one line instead of producing silently wrong
+scores. Only onnxruntime is used to read the ONNX metadata; torch and the onnx package are never
+imported here.
+
+The codebook (optional, format version 1 bundles written before it existed have none) is
+described by model.json's ``codebook``: the settings it was built with (entries requested,
+scale, Sobol seed, the Jacobian's finite-difference step) and its array files, plain float32
+``.npy`` files read with ``allow_pickle=False``: ``z`` (K, latent), ``g`` = G(z) (K, d) and
+``jacobian`` = dG/dz (K, d, latent), d = bands x window x window.
 """
 
 import hashlib
@@ -22,6 +31,9 @@ METADATA_KEY = "hsanomaly"
 GENERATOR = "generator.onnx"
 CRITIC = "critic.onnx"
 META_FILE = "model.json"
+CODEBOOK_FILE = "codebook.{}.npy"
+CODEBOOK_ARRAYS = ("z", "g", "jacobian")
+CODEBOOK_KEYS = ("size", "scale", "seed", "jacobian_step", "arrays")
 REQUIRED_KEYS = ("hsanomaly_version", "bands_in", "bands", "wavelengths", "window", "latent_dim",
                  "preprocess", "training", "fingerprint", "opset", "versions", "files")
 # name -> expected inputs and outputs: (tensor name, shape with None for the batch axis)
@@ -67,6 +79,52 @@ class Bundle:
     def wavelengths(self):
         return self.meta["wavelengths"]
 
+    @property
+    def codebook(self):
+        """The stored fast-solver codebook (a StoredCodebook), or None when the bundle has none."""
+        if "codebook" not in self.meta:
+            return None
+        return StoredCodebook(self.path, self.meta["codebook"], self.latent_dim,
+                              self.bands * self.window * self.window)
+
+
+@dataclass(frozen=True)
+class StoredCodebook:
+    """A codebook's settings and arrays as the bundle stores them; ``load`` reads the arrays."""
+
+    path: Path          # the bundle directory
+    settings: dict      # model.json's "codebook"
+    latent_dim: int
+    output_size: int
+
+    def matches(self, size, scale, seed, jacobian_step):
+        """Whether a solver asking for this codebook gets exactly these arrays by building them."""
+        s = self.settings
+        return (int(size), float(scale), int(seed), float(jacobian_step)) == \
+            (s["size"], float(s["scale"]), s["seed"], float(s["jacobian_step"]))
+
+    def load(self):
+        """(z (K, k), g (K, d), jacobian (K, d, k)) as float32 arrays; no pickle is ever read."""
+        import numpy as np
+
+        arrays = []
+        for name in CODEBOOK_ARRAYS:
+            file = self.path / self.settings["arrays"][name]
+            try:
+                array = np.load(file, allow_pickle=False)
+            except (OSError, ValueError) as err:
+                _fail(self.path, f"{file.name} is not a plain .npy array ({err})")
+            arrays.append(array)
+        z, g, jac = arrays
+        n = len(z)
+        expected = ((n, self.latent_dim), (n, self.output_size),
+                    (n, self.output_size, self.latent_dim))
+        for name, array, shape in zip(CODEBOOK_ARRAYS, arrays, expected):
+            if array.dtype != np.float32 or array.shape != shape or n < 1:
+                _fail(self.path, f"{self.settings['arrays'][name]} holds {array.dtype} "
+                                 f"{array.shape}, expected float32 {shape}")
+        return z, g, jac
+
 
 def file_sha256(path):
     digest = hashlib.sha256()
@@ -88,6 +146,9 @@ def load_bundle(path):
     preprocessor = _check_meta(path, meta)
     for name in (GENERATOR, CRITIC):
         _check_network(path, name, meta)
+    _check_codebook(path, meta)
+    for name in sorted(set(meta["files"]) - {GENERATOR, CRITIC}):
+        _check_file(path, name, meta)
     return Bundle(path, meta, preprocessor)
 
 
@@ -142,14 +203,41 @@ def _check_meta(path, meta):
     return pre
 
 
-def _check_network(path, name, meta):
-    import onnxruntime as ort
-
+def _check_file(path, name, meta):
+    """Any file listed in model.json's ``files``: present and with its recorded sha256."""
     file = path / name
+    if Path(name).name != name or name in ("", ".", ".."):
+        _fail(path, f"{META_FILE}: files lists {name!r}, which is not a file name in the bundle")
     if not file.is_file():
         _fail(path, f"{name} is missing")
     if meta["files"].get(name) != file_sha256(file):
         _fail(path, f"{name} does not match its sha256 in {META_FILE} (modified or corrupt)")
+
+
+def _check_codebook(path, meta):
+    """model.json's ``codebook``, when present: complete, and every array covered by ``files``."""
+    if "codebook" not in meta:
+        return
+    book = meta["codebook"]
+    if not isinstance(book, dict) or any(k not in book for k in CODEBOOK_KEYS):
+        _fail(path, f"{META_FILE}: codebook must give {', '.join(CODEBOOK_KEYS)}")
+    arrays = book["arrays"]
+    if not isinstance(arrays, dict) or set(arrays) != set(CODEBOOK_ARRAYS):
+        _fail(path, f"{META_FILE}: codebook arrays must be {', '.join(CODEBOOK_ARRAYS)}")
+    for name in arrays.values():
+        if name not in meta["files"]:
+            _fail(path, f"{META_FILE}: codebook file {name!r} has no sha256 in files")
+    numbers = {"size": int, "seed": int, "scale": (int, float), "jacobian_step": (int, float)}
+    for key, kind in numbers.items():
+        if not isinstance(book[key], kind) or isinstance(book[key], bool):
+            _fail(path, f"{META_FILE}: codebook {key} must be a number, got {book[key]!r}")
+
+
+def _check_network(path, name, meta):
+    import onnxruntime as ort
+
+    _check_file(path, name, meta)
+    file = path / name
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.intra_op_num_threads = 1

@@ -12,7 +12,7 @@ from pathlib import Path
 from ..errors import HsanomalyError
 from ..io.atomic import check_writable
 from .data import load_training_data
-from .settings import Settings
+from .settings import THREADS, Settings
 
 LOG_ROWS = 200
 CHECKPOINTS = 10
@@ -37,8 +37,9 @@ def train(inputs, out, *, mask=None, window=1, bands=None, sqrt=False,
     background_only: with a mask, drop windows touching a masked pixel, not only centred on one.
     boost_rare: draw rare (not singular) spectra more often, see data.rare_spectra_weights.
     resume: continue from ``<out>.checkpoint/`` when it exists and matches these settings.
-    threads: torch CPU threads for this run (default: torch's setting). The networks' matrix
-    products are small, so on a busy machine 1 thread can be several times faster than 2.
+    threads: torch CPU threads for this run (default: ``settings.THREADS``, one thread: the
+    networks' matrix products are too small for a second thread to pay, and on a busy machine
+    extra threads spin against the other processes).
     callback(fraction, message): progress; returning True cancels (HsanomalyError, nothing
     written, a checkpoint kept for ``resume``). Returns the loaded hsanomaly.model.Bundle.
     """
@@ -59,8 +60,7 @@ def train(inputs, out, *, mask=None, window=1, bands=None, sqrt=False,
     data = load_training_data(inputs, mask=mask, window=window, bands=bands, sqrt=sqrt,
                               background_only=background_only, boost_rare=boost_rare, seed=seed)
     previous_threads = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
+    torch.set_num_threads(int(threads or THREADS))
     try:
         options = {"window": window, "bands": data.bands, "sqrt": sqrt, "dim": dim,
                    "latent_dim": latent_dim, "background_only": background_only,
@@ -110,7 +110,8 @@ def _train(torch, data, inputs, out, settings, options, device, resume, progress
         raise TrainingCancelled(f"{out}: training cancelled (resume with resume=True)")
     meta = _metadata(data, trainer, options, inputs, log)
     with staged_directory(out) as tmp:
-        export_networks(trainer.generator, trainer.critic, meta, tmp)
+        export_networks(trainer.generator, trainer.critic, meta, tmp,
+                        codebook_seed=settings.seed)   # the codebook a same-seed run scores with
         write_csv(tmp / "training.csv", log)
         plot(tmp / "training.png", log, title=f"{', '.join(meta['training']['inputs'])}: "
                                                f"{data.bands} bands, window {data.window}")

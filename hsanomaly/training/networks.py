@@ -18,9 +18,11 @@ and trains values that are thrown away.
 
 Window 1 (the default) uses a channels-last formulation, tensors (N, length, channels): a
 kernel-2 stride-2 convolution over a 1x1 window is exactly a matrix product followed by a
-reshape, and the same-length convolution one product over three shifted copies. onnxruntime
-then runs a handful of large GEMMs (about 15 us per pixel on one core for 32 bands, DIM 8)
-instead of a Conv node that loops over the batch (about 55 us with Conv1d, 80 with Conv3d).
+reshape, and the same-length convolution one product over three shifted copies; this is the
+shape torch trains. The ONNX export does not keep it: every layer is then an affine map of the
+pixel's flattened activations, and hsanomaly.training.export lowers each network to a chain of
+dense Gemm nodes, which onnxruntime runs about twice as fast as these products with their pads
+and shifted copies (docs/training/graphs.md).
 Windows of 3 or 5 pixels use Conv3d over (band, row, col) with a 3x3 spatial kernel and
 spatial padding 1, so the networks also convolve spatially.
 """

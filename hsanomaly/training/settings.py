@@ -14,10 +14,18 @@ with these defaults: no better, and less steady. The thesis's 5e-6 had hardly mo
 
 from dataclasses import asdict, dataclass
 
+from .. import defaults
+
+# torch CPU threads for training unless the caller asks for more (``threads=``, ``--threads``):
+# the networks' matrix products (batch 64, at most 256 x 256) are too small for a second thread
+# to pay for its synchronisation, and on a busy machine torch's extra threads spin against the
+# other processes instead of waiting. docs/training/threads.md has the measurements.
+THREADS = 1
+
 
 @dataclass
 class Settings:
-    iterations: int = 800
+    iterations: int = defaults.ITERATIONS
     critic_steps: int = 5
     batch: int = 64
     lr: float = 1e-3

@@ -1,0 +1,305 @@
+"""One prepared run on a machine with an NVIDIA GPU: does the CUDA path work, agree and pay?
+
+    python benchmarks/gpu_check.py [--model DIR] [--scene examples/abu-airport-2.tif]
+                                   [--batches 1024,4096,16384,65536] [--out gpu.json]
+
+1. Providers: onnxruntime's CUDA execution provider is available and a session of the model's
+   generator actually runs on it (``hsanomaly.runtime.open_session(device="cuda")``).
+2. Parity: every model score (critic, recon, anogan, resrx, context) of ``hsanomaly detect`` on
+   the example scene with ``--device cpu`` and ``--device cuda`` (fresh processes): the largest
+   absolute difference per score, and whether it is within 1e-4 (the latent search makes
+   discrete choices, so a pixel whose nearest codebook entries tie may differ more; the count
+   of such pixels is printed).
+3. Throughput: pixels per second of the critic and generator networks on the GPU at several
+   batch sizes with IO binding (inputs and outputs resident on the device, so PCIe copies are
+   not timed), against the CPU provider; then the critic, recon and context scores end to end
+   through the library (``score_block`` on the whole example) with ``hsanomaly.latent.generator
+   .BATCH`` set to each batch size.
+4. Training: WGAN-GP iterations per second with torch on CUDA against the CPU (1 thread, the
+   training default), default networks and settings on the example.
+
+Without a GPU (no CUDA provider in onnxruntime, or no device behind it) it says so in one line
+and exits with status 0: nothing can be measured. ``--simulate-on-cpu`` runs every step with
+the CPU provider standing in for CUDA, to check the script itself on a machine without one.
+The model: ``--model``, or one trained here on the scene with the defaults (on the GPU when
+torch has one). Figures go to the terminal and, with ``--out``, to a JSON file.
+
+Last line: gpu_check=<ok|failed|skipped> parity_max_abs=<x> critic_px_s=<best> recon_px_s=<best>
+context_px_s=<best> train_it_s_cuda=<x> train_it_s_cpu=<x>
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL_SCORES = ("critic", "recon", "anogan", "resrx", "context")
+END_TO_END = ("critic", "recon", "context")
+TOLERANCE = 1e-4
+
+
+def gpu_available(simulate):
+    """(device name for hsanomaly, why not) where name is "cuda", or "cpu" when simulating."""
+    import onnxruntime as ort
+
+    if simulate:
+        return "cpu", None
+    available = ort.get_available_providers()
+    if "CUDAExecutionProvider" not in available:
+        return None, (f"onnxruntime {ort.__version__} has no CUDA execution provider "
+                      f"(providers: {', '.join(available)}; install onnxruntime-gpu, the [gpu] "
+                      "extra)")
+    try:
+        done = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
+        if done.returncode != 0 or "GPU" not in done.stdout:
+            return None, f"nvidia-smi finds no GPU ({(done.stderr or done.stdout).strip()[:200]})"
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return None, f"nvidia-smi cannot run ({err})"
+    return "cuda", None
+
+
+def check_provider(model, device):
+    from hsanomaly.model import load_bundle
+    from hsanomaly.runtime import open_session
+
+    bundle = load_bundle(model)
+    session = open_session(bundle.generator_path, device=device)
+    z = np.zeros((4, bundle.latent_dim), np.float32)
+    x = session.run(["x"], {"z": z})[0]
+    return {"providers": session.get_providers(), "output_shape": list(x.shape)}
+
+
+def train_model(scene, out, device):
+    from hsanomaly.training import train
+
+    start = time.perf_counter()
+    train([str(scene)], out, device=device, progress=False)
+    return time.perf_counter() - start
+
+
+def detect(scene, dst, score, model, device):
+    command = [sys.executable, "-c", "from hsanomaly.cli import main; main()", "detect",
+               str(scene), str(dst), "--score", score, "--model", str(model), "--device", device,
+               "--quiet"]
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"detect --score {score} --device {device}: {done.stderr.strip()}")
+    return time.perf_counter() - start
+
+
+def parity(scene, model, device, tmp):
+    import rasterio
+
+    results = {}
+    for score in MODEL_SCORES:
+        seconds = {d: detect(scene, tmp / f"{score}-{d}.tif", score, model, d)
+                   for d in ("cpu", device)}
+        with rasterio.open(tmp / f"{score}-cpu.tif") as a, \
+                rasterio.open(tmp / f"{score}-{device}.tif") as b:
+            x, y = a.read(1), b.read(1)
+        both = np.isfinite(x) & np.isfinite(y)
+        diff = np.abs(x[both] - y[both])
+        results[score] = {"max_abs": float(diff.max()) if diff.size else 0.0,
+                          "pixels_over": int(np.sum(diff > TOLERANCE)),
+                          "nan_mismatch": int(np.sum(np.isfinite(x) != np.isfinite(y))),
+                          "seconds_cpu": seconds["cpu"], f"seconds_{device}": seconds[device]}
+        r = results[score]
+        print(f"  {score:8s} max |cpu - {device}| {r['max_abs']:.2e}, {r['pixels_over']} pixels "
+              f"over {TOLERANCE:g}, {r['nan_mismatch']} NaN mismatches; detect {seconds['cpu']:.1f} s "
+              f"cpu, {seconds[device]:.1f} s {device}", flush=True)
+    return results
+
+
+def _bound_rate(session, name, array, device, repeats):
+    """Pixels per second of ``session`` with input and outputs bound on ``device``."""
+    import onnxruntime as ort
+
+    where = "cuda" if device == "cuda" else "cpu"
+    value = ort.OrtValue.ortvalue_from_numpy(array, where, 0)
+    binding = session.io_binding()
+    binding.bind_ortvalue_input(name, value)
+    for output in session.get_outputs():
+        binding.bind_output(output.name, where, 0)
+    session.run_with_iobinding(binding)        # warm-up: kernels, memory arenas
+    binding.synchronize_outputs()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        session.run_with_iobinding(binding)
+    binding.synchronize_outputs()
+    return repeats * len(array) / (time.perf_counter() - start)
+
+
+def network_rates(model, device, batches, seconds=2.0):
+    from hsanomaly.model import load_bundle
+    from hsanomaly.runtime import open_session
+
+    bundle = load_bundle(model)
+    rng = np.random.default_rng(0)
+    rates = {}
+    for net, path, name, shape in (
+            ("generator", bundle.generator_path, "z", (bundle.latent_dim,)),
+            ("critic", bundle.critic_path, "x", (bundle.bands, bundle.window, bundle.window))):
+        for dev in dict.fromkeys(("cpu", device)):
+            session = open_session(path, device=dev)
+            for batch in batches:
+                array = rng.standard_normal((batch, *shape)).astype(np.float32)
+                probe = _bound_rate(session, name, array, dev, 1)
+                repeats = max(2, int(seconds * probe / batch))
+                rate = _bound_rate(session, name, array, dev, repeats)
+                rates[f"{net}/{dev}/{batch}"] = rate
+                print(f"  {net:9s} {dev:4s} batch {batch:6d}: {rate:12.0f} px/s (IO binding)",
+                      flush=True)
+    return rates
+
+
+def score_rates(scene, model, device, batches):
+    """Pixels per second of whole-scene scoring through the library, per BATCH."""
+    import hsanomaly.latent.generator as generator_module
+    from hsanomaly.io.scene import read_scene
+    from hsanomaly.io.source import ArraySource
+    from hsanomaly.latent import fast
+    from hsanomaly.scorers import make_scorer
+
+    data = read_scene(str(scene))
+    source = ArraySource(data.cube, valid=data.valid, profile=data.profile, name="scene")
+    pixels = int(data.valid.sum())
+    rates = {}
+    original = generator_module.BATCH
+    try:
+        for batch in batches:
+            generator_module.BATCH = batch
+            for score in END_TO_END:
+                fast._shared.clear()
+                scorer = make_scorer(score, model=str(model), device=device)
+                scorer.check(source)
+                fit = getattr(scorer, "fit", None)
+                if fit is not None:
+                    fit(source)
+                halo = scorer.halo
+                block = np.pad(data.cube.astype(np.float32), ((0, 0), (halo, halo), (halo, halo)),
+                               constant_values=np.nan)
+                valid = np.pad(data.valid, halo)
+                scorer.score_block(block, valid)               # warm: sessions, codebook
+                start = time.perf_counter()
+                scorer.score_block(block, valid)
+                rate = pixels / (time.perf_counter() - start)
+                rates[f"{score}/{batch}"] = rate
+                print(f"  {score:8s} BATCH {batch:6d}: {rate:10.0f} px/s", flush=True)
+    finally:
+        generator_module.BATCH = original
+    return rates
+
+
+def training_rates(scene, device, iterations=30):
+    import torch
+
+    from hsanomaly.training.data import load_training_data
+    from hsanomaly.training.networks import Critic, Generator
+    from hsanomaly.training.settings import THREADS, Settings
+    from hsanomaly.training.wgan import WGANGP
+
+    data = load_training_data([str(scene)])
+    rates = {}
+    torch_device = "cuda" if device == "cuda" else "cpu"
+    for dev in dict.fromkeys(("cpu", torch_device)):
+        previous = torch.get_num_threads()
+        if dev == "cpu":
+            torch.set_num_threads(THREADS)
+        try:
+            torch.manual_seed(0)
+            trainer = WGANGP(Generator(data.bands), Critic(data.bands),
+                             Settings(iterations=10**6), device=dev)
+            windows = torch.from_numpy(data.train).to(dev)
+            for _ in range(3):
+                trainer.step(windows)
+            if dev == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            for _ in range(iterations):
+                trainer.step(windows)
+            if dev == "cuda":
+                torch.cuda.synchronize()
+            rates[dev] = iterations / (time.perf_counter() - start)
+        finally:
+            torch.set_num_threads(previous)
+        print(f"  torch {dev:4s}: {rates[dev]:.1f} generator iterations/s (batch "
+              f"{Settings.batch}, {Settings.critic_steps} critic steps)", flush=True)
+    return rates
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="model bundle for the scene (default: train one here)")
+    parser.add_argument("--scene", default=str(ROOT / "examples" / "abu-airport-2.tif"))
+    parser.add_argument("--batches", default="1024,4096,16384,65536")
+    parser.add_argument("--out", help="also write the figures to this JSON file")
+    parser.add_argument("--simulate-on-cpu", action="store_true",
+                        help="use the CPU provider in place of CUDA (checks this script only)")
+    args = parser.parse_args()
+    batches = [int(b) for b in args.batches.split(",")]
+
+    device, why = gpu_available(args.simulate_on_cpu)
+    if device is None:
+        print(f"gpu_check: no GPU to measure: {why}. Nothing was measured.")
+        print("gpu_check=skipped parity_max_abs=nan critic_px_s=nan recon_px_s=nan "
+              "context_px_s=nan train_it_s_cuda=nan train_it_s_cpu=nan")
+        return 0
+    import torch
+
+    torch_cuda = torch.cuda.is_available()
+    report = {"device": device, "simulated": args.simulate_on_cpu, "torch_cuda": torch_cuda,
+              "load": os.getloadavg()[0]}
+    if torch_cuda:
+        report["gpu"] = torch.cuda.get_device_name(0)
+    print(f"gpu_check on {report.get('gpu', 'no torch GPU')} "
+          f"({'simulated on the CPU' if args.simulate_on_cpu else 'CUDA'})", flush=True)
+    ok = True
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        model = args.model
+        if model is None:
+            model = tmp / "model"
+            seconds = train_model(args.scene, model, "cuda" if torch_cuda else "cpu")
+            report["train_seconds"] = seconds
+            print(f"trained the default model in {seconds:.0f} s "
+                  f"({'cuda' if torch_cuda else 'cpu'})", flush=True)
+        print("1. providers", flush=True)
+        report["provider"] = check_provider(model, device)
+        print(f"  generator session providers: {report['provider']['providers']}")
+        if not args.simulate_on_cpu and report["provider"]["providers"][0] != "CUDAExecutionProvider":
+            ok = False
+        print("2. parity cpu vs " + device, flush=True)
+        report["parity"] = parity(args.scene, model, device, tmp)
+        worst = max(r["max_abs"] for r in report["parity"].values())
+        ok = ok and all(r["pixels_over"] == 0 and r["nan_mismatch"] == 0
+                        for r in report["parity"].values())
+        print("3. throughput", flush=True)
+        report["networks"] = network_rates(model, device, batches)
+        report["scores"] = score_rates(args.scene, model, device, batches)
+        print("4. training", flush=True)
+        report["training"] = training_rates(args.scene, device)
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+
+    def best(score):
+        return max(v for k, v in report["scores"].items() if k.startswith(score + "/"))
+
+    train = report["training"]
+    print(f"gpu_check={'ok' if ok else 'failed'} parity_max_abs={worst:.2e} "
+          f"critic_px_s={best('critic'):.0f} recon_px_s={best('recon'):.0f} "
+          f"context_px_s={best('context'):.0f} "
+          f"train_it_s_cuda={train.get('cuda', float('nan')):.1f} "
+          f"train_it_s_cpu={train['cpu']:.1f}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
