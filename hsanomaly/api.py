@@ -141,7 +141,7 @@ def detect_many(inputs, out_dir, *, score=None, model=None, tile=defaults.TILE, 
     inputs = [str(inputs)] if isinstance(inputs, (str, Path)) else [str(p) for p in inputs]
     out_dir = Path(out_dir)
     targets = [(src, batch_output(src, out_dir, score)) for src in inputs]
-    batch_paths(targets, out_dir, cls.needs_model and model is None)
+    batch_paths(targets, out_dir, scene_model_path if cls.needs_model and model is None else None)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:

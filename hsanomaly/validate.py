@@ -76,13 +76,13 @@ def detect_paths(src, dst, *, model=None, extras=None, png=None, polygons=None, 
         raise HsanomalyError(f"{store}: the tile store's name is taken by something that is not "
                              "an hsanomaly tile store; remove it or choose another output")
     if quick_model is not None:
-        check_replaceable_dir(quick_model, "the quick model directory", is_model_bundle)
+        check_replaceable_dir(quick_model, "the quick model directory", is_model_bundle,
+                              "a model bundle")
 
 
-def batch_paths(targets, out_dir, quick):
+def batch_paths(targets, out_dir, quick_model=None):
     """detect-many: distinct outputs, none of them an input, in a directory that is or can be
-    made; ``targets``: [(src, dst)]; ``quick``: a quick model is trained beside each output."""
-    from .api import scene_model_path
+    made; ``targets``: [(src, dst)]; ``quick_model(dst)``: where a quick model is trained."""
     from .engine.store import store_path
 
     seen = {}
@@ -96,7 +96,8 @@ def batch_paths(targets, out_dir, quick):
     for src, dst in targets:
         outputs += [(f"the output of {src}", dst),
                     (f"the tile store of {src}", store_path(dst), DIRECTORY)]
-        outputs += [(f"the quick model of {src}", scene_model_path(dst), DIRECTORY)] if quick else []
+        if quick_model is not None:
+            outputs.append((f"the quick model of {src}", quick_model(dst), DIRECTORY))
     check_paths([("INPUTS", src) for src, _ in targets], outputs, writable=False)
 
 

@@ -70,10 +70,10 @@ def check_paths(inputs, outputs, writable=True):
             raise HsanomalyError(f"{out.path}: {out.label} is a directory, not a file")
 
 
-def check_replaceable_dir(path, label, allowed=None):
+def check_replaceable_dir(path, label, allowed=None, kind="an hsanomaly output"):
     """Refuse to replace directory ``path`` unless it is empty or ``allowed(path)`` says it is
-    the job's own kind (a model bundle, a tile store); never the current directory or above it,
-    never through a symbolic link."""
+    ``kind``, the job's own (a model bundle, a tile store); never the current directory or
+    above it, never through a symbolic link."""
     path = Path(path)
     if path.is_symlink():
         raise HsanomalyError(f"{path}: {label} is a symbolic link; refusing to replace it")
@@ -87,8 +87,8 @@ def check_replaceable_dir(path, label, allowed=None):
     if not path.is_dir():
         raise HsanomalyError(f"{path}: {label} exists and is not a directory")
     if any(path.iterdir()) and not (allowed and allowed(path)):
-        raise HsanomalyError(f"{path}: {label} is a directory that is not an hsanomaly "
-                             "output; refusing to replace it (name a new or empty directory)")
+        raise HsanomalyError(f"{path}: {label} is a directory that is not {kind}; refusing to "
+                             "replace it (name a new or empty directory)")
 
 
 def is_model_bundle(path):

@@ -154,7 +154,7 @@ def _check_out(out, inputs=(), mask=None):
     from ..io.paths import DIRECTORY, check_paths, check_replaceable_dir, is_model_bundle
 
     masks = list(mask) if isinstance(mask, (list, tuple)) else [mask]
-    check_replaceable_dir(out, "--out", is_model_bundle)
+    check_replaceable_dir(out, "--out", is_model_bundle, "a model bundle")
     checkpoints = checkpoint_dir(Path(os.path.abspath(out)))
     check_paths([("INPUTS", p) for p in inputs if isinstance(p, (str, os.PathLike))] +
                 [("--mask", m) for m in masks],

@@ -16,7 +16,7 @@ def test_directory_with_a_foreign_model_json(tmp_path, scene):
     (out / "notes.txt").write_text("keep me")
     (out / "sub" / "data.csv").write_text("1,2,3")
     tree = Tree(tmp_path)
-    assert_one_error(run_cli("train", scene, "--out", out, "-q"), "--out", "not an hsanomaly")
+    assert_one_error(run_cli("train", scene, "--out", out, "-q"), "--out", "not a model bundle")
     tree.assert_unchanged()
 
 
@@ -26,7 +26,7 @@ def test_bundle_marker_with_the_users_files_beside_it(tmp_path, scene):
     (out / "model.json").write_text(json.dumps({"format": "hsanomaly-model", "files": {}}))
     (out / "thesis-draft.docx").write_text("keep me")
     tree = Tree(tmp_path)
-    assert_one_error(run_cli("train", scene, "--out", out, "-q"), "--out", "not an hsanomaly")
+    assert_one_error(run_cli("train", scene, "--out", out, "-q"), "--out", "not a model bundle")
     tree.assert_unchanged()
 
 
