@@ -105,3 +105,18 @@ def test_no_model_without_torch_names_the_options(tmp_path, monkeypatch):
     assert_one_line_error(result, "no model given and torch is not installed", "--model DIR",
                           "--score rx|lrx|gmm", "hsanomaly[train]")
     assert not (tmp_path / "out.tif").exists()
+
+
+def test_usage_errors_and_data_warnings_are_one_line(tmp_path):
+    path = write_raster(tmp_path / "scene.tif", synthetic_cube()[0])
+    result = subprocess.run([sys.executable, "-m", "hsanomaly.cli", "detect", str(path),
+                             str(tmp_path / "o.tif"), "--tile", "3"], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "Error: Invalid value for '--tile': 3 is not in the range x>=8. "
+        "(see: hsanomaly detect --help)"]
+    flat = write_raster(tmp_path / "flat.tif", np.ones((4, 10, 10), np.float32))
+    result = run("detect", flat, tmp_path / "f.tif", "--score", "rx", "-q")
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith("Warning:")]
+    assert len(warnings) == 1 and "constant" in warnings[0]

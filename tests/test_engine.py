@@ -115,3 +115,131 @@ def test_window_larger_than_image(tmp_path):
 def test_unknown_score():
     with pytest.raises(HsanomalyError, match="unknown score 'foo'"):
         make_scorer("foo")
+
+
+# --- the tile store, fingerprints and failures (issue 11) -------------------------------------
+
+def test_tile_store_checksums_catch_damage_other_runs_and_shapes(tmp_path):
+    from hsanomaly.engine.store import TileStore
+
+    job = {"input": {"sha256": "a"}, "config": {"tile": 16}}
+    store = TileStore(tmp_path / "s.partial", job)
+    arrays = {"score": np.arange(6, dtype=np.float32).reshape(1, 2, 3)}
+    store.put(0, arrays)
+    store.put(1, arrays)
+    np.testing.assert_array_equal(store.load(0)["score"], arrays["score"])
+    assert store.load(0, {"score": (1, 2, 4)}) is None                    # wrong shape
+    tile = tmp_path / "s.partial" / "tile_0000001.npz"
+    tile.write_bytes(tile.read_bytes()[:-20])                              # truncated
+    assert store.load(1) is None
+    (tmp_path / "s.partial" / "tile_0000002.npz").write_bytes(
+        (tmp_path / "s.partial" / "tile_0000000.npz").read_bytes())       # another index
+    assert store.load(2) is None
+    assert store.discard_bad({0, 1, 2}, lambda i: {"score": (1, 2, 3)}) == {0}
+    assert store.done() == {0}
+    other = TileStore(tmp_path / "o.partial", {"input": {"sha256": "b"}, "config": {"tile": 16}})
+    (tmp_path / "o.partial" / "tile_0000000.npz").write_bytes(
+        (tmp_path / "s.partial" / "tile_0000000.npz").read_bytes())       # another run's tile
+    assert other.load(0) is None
+    with pytest.raises(HsanomalyError, match="input changed.*without --resume"):
+        TileStore(tmp_path / "s.partial", {**job, "input": {"sha256": "c"}}, resume=True)
+    assert TileStore(tmp_path / "s.partial", job, resume=True).done() == {0}
+
+
+def test_tile_store_never_replaces_a_foreign_folder(tmp_path):
+    from hsanomaly.engine.store import TileStore
+
+    (tmp_path / "s.partial").mkdir()
+    (tmp_path / "s.partial" / "thesis.tex").write_text("mine")
+    with pytest.raises(HsanomalyError, match="not hsanomaly tiles"):
+        TileStore(tmp_path / "s.partial", {"input": {}, "config": {}})
+    assert (tmp_path / "s.partial" / "thesis.tex").read_text() == "mine"
+
+
+def test_heatmap_carries_the_run_fingerprint(tmp_path, synthetic_raster):
+    from hsanomaly.engine.detect import expected_fingerprint, read_fingerprint
+
+    path = synthetic_raster[0]
+    detect(path, tmp_path / "out.tif", GlobalRX(), tile=16, progress=False)
+    found = read_fingerprint(tmp_path / "out.tif")
+    assert found and found == expected_fingerprint(path, GlobalRX(), tile=16)
+    assert found != expected_fingerprint(path, GlobalRX(), tile=32)
+    assert found != expected_fingerprint(path, LocalRX(), tile=16)
+
+
+def test_tile_size_is_checked_by_the_engine(tmp_path):
+    cube, _ = synthetic_cube()
+    for tile in (0, -5, 7, 8.5, True):
+        with pytest.raises(HsanomalyError, match="--tile must be a whole number of at least 8"):
+            detect(ArraySource(cube), tmp_path / "o.tif", GlobalRX(), tile=tile, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+class RuntimeException(Exception):
+    """Stands in for onnxruntime's exception type (same module, so recognised the same way)."""
+
+
+RuntimeException.__module__ = "onnxruntime.capi.onnxruntime_pybind11_state"
+
+
+@pytest.mark.parametrize("error", [MemoryError(), RuntimeException(
+    "Failed to allocate memory for requested buffer of size 123456789")])
+def test_running_out_of_memory_while_scoring_is_one_line(tmp_path, error):
+    cube, _ = synthetic_cube()
+    scorer = GlobalRX()
+
+    def fail(block, valid):
+        raise error
+
+    scorer.score_block = fail
+    with pytest.raises(HsanomalyError, match="out of memory while scoring"):
+        detect(ArraySource(cube), tmp_path / "o.tif", scorer, tile=16, progress=False)
+    assert list(tmp_path.iterdir()) == []        # no tile finished: no store left
+
+
+def test_a_failing_write_leaves_the_earlier_output(tmp_path, monkeypatch):
+    import hsanomaly.io.atomic as atomic
+
+    cube, _ = synthetic_cube()
+    detect(ArraySource(cube), tmp_path / "o.tif", GlobalRX(), tile=16, progress=False)
+    before = (tmp_path / "o.tif").read_bytes()
+
+    def broken(width, height, count):
+        def check(path):
+            raise OSError(28, "No space left on device")
+        return check
+
+    import sys
+
+    monkeypatch.setattr(sys.modules["hsanomaly.engine.detect"], "raster_check", broken)
+    with pytest.raises(HsanomalyError, match="o.tif.*no space left.*nothing was replaced"):
+        detect(ArraySource(cube * 2), tmp_path / "o.tif", GlobalRX(), tile=16, progress=False)
+    assert (tmp_path / "o.tif").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.tif", "o.tif.partial"]
+    assert not list(tmp_path.glob(f"*{atomic.TMP_SUFFIX}"))
+
+
+def test_library_calls_validate_like_the_cli(tmp_path, synthetic_raster):
+    import hsanomaly
+
+    path = synthetic_raster[0]
+    cases = [
+        (dict(tile=0), "--tile"),
+        (dict(scheduler="not a url"), "--scheduler"),
+        (dict(workers=0), "--workers"),
+        (dict(png=path), "--png"),
+        (dict(threshold=1.0), "--polygons"),
+        (dict(polygons=tmp_path / "t.gpkg", far=float("nan")), "--far"),
+        (dict(threads=2), "--threads"),
+        (dict(extras={"recon": tmp_path / "r.tif"}), "--recon-out"),
+    ]
+    for kwargs, fragment in cases:
+        with pytest.raises(HsanomalyError, match=fragment):
+            hsanomaly.detect(path, tmp_path / "heat.tif", score="rx", **kwargs)
+    with pytest.raises(HsanomalyError, match="DST"):
+        hsanomaly.detect(path, path, score="rx")
+    with pytest.raises(HsanomalyError, match="--c1 must be a finite number"):
+        hsanomaly.detect(path, tmp_path / "heat.tif", score="recon", model=tmp_path, c1=float("nan"))
+    with pytest.raises(HsanomalyError, match="--json"):
+        hsanomaly.evaluate(path, path, json=path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]

@@ -154,3 +154,127 @@ def test_model_refuses_a_raster_with_other_wavelengths(tmp_path):
     with pytest.raises(HsanomalyError, match="band 2 is centred at 600 nm .* 550 nm .*"
                                              "--ignore-wavelengths"):
         check_wavelengths(bundle, [450.0, 600.0, 650.0], "scene.tif")
+
+
+# --- the one write path, paths, fingerprints, memory checks (issue 11) ------------------------
+
+def test_staged_outputs_are_replaced_together_or_not_at_all(tmp_path):
+    from hsanomaly.io.atomic import TMP_SUFFIX, staged
+
+    for name in ("a.txt", "b.txt"):
+        (tmp_path / name).write_text("earlier")
+
+    def refuse(path):
+        raise HsanomalyError(f"{path}: not good")
+
+    with pytest.raises(HsanomalyError, match="not good; nothing was replaced"):
+        with staged() as stage:
+            stage.path(tmp_path / "a.txt").write_text("new a")
+            stage.path(tmp_path / "b.txt", check=refuse).write_text("new b")
+    assert [(tmp_path / n).read_text() for n in ("a.txt", "b.txt")] == ["earlier", "earlier"]
+    with staged() as stage:
+        for name in ("a.txt", "b.txt"):
+            tmp = stage.path(tmp_path / name)
+            assert tmp.parent.name.startswith(f".{name}.") and tmp.parent.name.endswith(TMP_SUFFIX)
+            assert oct(tmp.parent.stat().st_mode & 0o777) == "0o700"       # private
+            tmp.write_text("new")
+    assert [(tmp_path / n).read_text() for n in ("a.txt", "b.txt")] == ["new", "new"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt"]
+
+
+def test_staged_write_error_is_one_line_and_leaves_nothing(tmp_path):
+    import errno
+
+    from hsanomaly.io.atomic import atomic_path
+
+    (tmp_path / "out.json").write_text("earlier")
+    with pytest.raises(HsanomalyError, match="out.json: cannot write .file too large"):
+        with atomic_path(tmp_path / "out.json"):
+            raise OSError(errno.EFBIG, "File too large")
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+    assert (tmp_path / "out.json").read_text() == "earlier"
+
+
+def test_atomic_directory_replaces_a_folder_whole(tmp_path):
+    from hsanomaly.io.atomic import atomic_directory
+
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "old.txt").write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_directory(tmp_path / "model") as tmp:
+            (tmp / "new.txt").write_text("new")
+            raise RuntimeError("export failed")
+    assert [p.name for p in (tmp_path / "model").iterdir()] == ["old.txt"]
+    with atomic_directory(tmp_path / "model") as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert [p.name for p in (tmp_path / "model").iterdir()] == ["new.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_check_paths_sees_through_links_and_folders(tmp_path):
+    import os
+
+    from hsanomaly.io.paths import DIRECTORY, check_paths
+
+    src = tmp_path / "in.tif"
+    src.write_bytes(b"x")
+    os.symlink(src, tmp_path / "soft.tif")
+    os.link(src, tmp_path / "hard.tif")
+    for out in ("in.tif", "soft.tif", "hard.tif", "./in.tif"):
+        with pytest.raises(HsanomalyError, match="DST is the same file as the input SRC"):
+            check_paths([("SRC", src)], [("DST", tmp_path / out)])
+    with pytest.raises(HsanomalyError, match="--png collides with DST"):
+        check_paths([("SRC", src)], [("DST", tmp_path / "o.tif"), ("--png", tmp_path / "o.tif")])
+    with pytest.raises(HsanomalyError, match="store holds the input SRC"):
+        check_paths([("SRC", src)], [("the store", tmp_path, DIRECTORY)])
+    check_paths([("SRC", src)], [("DST", tmp_path / "o.tif"), ("--png", tmp_path / "o.png")])
+
+
+def test_model_bundle_marker(tmp_path):
+    import json
+
+    from hsanomaly.io.paths import is_model_bundle
+
+    (tmp_path / "model.json").write_text(json.dumps({"format": "hsanomaly-model",
+                                                     "files": {"generator.onnx": "0"}}))
+    (tmp_path / "generator.onnx").write_bytes(b"")
+    assert is_model_bundle(tmp_path)
+    (tmp_path / "notes.txt").write_text("mine")
+    assert not is_model_bundle(tmp_path)
+    (tmp_path / "notes.txt").unlink()
+    (tmp_path / "model.json").write_text(json.dumps({"format": "something-else"}))
+    assert not is_model_bundle(tmp_path)
+
+
+def test_file_fingerprint_hashes_small_files_whole_and_samples_large_ones(tmp_path, monkeypatch):
+    from hsanomaly.io import fingerprint
+
+    path = tmp_path / "f.bin"
+    path.write_bytes(bytes(300_000))
+    small = fingerprint.file_fingerprint(path)
+    assert set(small) == {"size", "sha256"}
+    monkeypatch.setattr(fingerprint, "FULL_HASH_BYTES", 1000)
+    large = fingerprint.file_fingerprint(path)
+    assert set(large) == {"size", "mtime_ns", "sample_sha256"}
+    data = bytearray(path.read_bytes())
+    data[-1] = 1                                        # the last block is always sampled
+    path.write_bytes(bytes(data))
+    assert fingerprint.file_fingerprint(path) != large
+
+
+def test_mat_larger_than_memory_is_refused_before_loading(tmp_path, monkeypatch):
+    from hsanomaly.io import checks
+
+    scipy.io.savemat(tmp_path / "s.mat", {"data": np.ones((40, 50, 12)), "map": np.eye(40, 50)})
+    with h5py.File(tmp_path / "v73.mat", "w") as f:
+        f.create_dataset("data", data=np.ones((12, 50, 40)))
+    monkeypatch.setattr(checks, "available_memory", lambda: 100_000)
+    for name in ("s.mat", "v73.mat"):
+        with pytest.raises(HsanomalyError, match=f"{name}: loading the .* needs about .* memory"):
+            read_mat(tmp_path / name)
+
+
+def test_complex_mat_is_refused(tmp_path):
+    scipy.io.savemat(tmp_path / "c.mat", {"data": np.ones((4, 5, 3)) * 1j})
+    with pytest.raises(HsanomalyError, match="complex pixels"):
+        read_mat(tmp_path / "c.mat")

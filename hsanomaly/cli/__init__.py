@@ -40,9 +40,9 @@ class LazyGroup(click.Group):
         from ..io.atomic import describe, ignore_file_size_signal
 
         ignore_file_size_signal()     # past ulimit -f a write fails (EFBIG), the process lives
-        warnings.showwarning = _show_warning
         for name in ("rasterio", "pyogrio", "fiona"):   # GDAL's errors arrive as exceptions
             logging.getLogger(name).addHandler(logging.NullHandler())
+        shown, warnings.showwarning = warnings.showwarning, _show_warning
         try:
             return super().invoke(ctx)
         except HsanomalyError as err:
@@ -54,6 +54,8 @@ class LazyGroup(click.Group):
             _fail("out of memory; try a smaller --tile or a machine with more memory", 1)
         except OSError as err:
             _fail(f"{err.filename or ctx.command_path}: {describe(err)}", 1)
+        finally:
+            warnings.showwarning = shown
 
 
 def _fail(message, status):
