@@ -1,14 +1,15 @@
 """Fingerprints of inputs: what ``--resume`` and ``detect-many`` compare to know a result is current.
 
-A file up to ``FULL_HASH_BYTES`` is hashed whole (sha256 of every byte, with its size): that
-reads it once more, which costs well under a second, and catches any change at all. A larger
-file is fingerprinted by its size, its modification time (nanoseconds) and the sha256 of a
-deterministic sample: its first and last ``SAMPLE_BLOCK`` bytes (the headers and directories
-GeoTIFF, ENVI and HDF5 keep there) and ``SAMPLE_BLOCKS`` blocks spread evenly between. Hashing
-all of a multi-gigabyte raster would read it once more for every run and every batch check;
-the sample reads a few MiB. A replaced file changes its mtime (and almost always its size
-and sampled bytes); what the sample can miss is an edit confined to unsampled bytes that also
-restores the mtime, which no ordinary tool does. In-memory cubes are hashed whole.
+A file up to ``FULL_HASH_BYTES`` is hashed whole (sha256 of every byte, with its size): at that
+size reading it once more is cheap, and it catches any change at all (a file that was only
+touched keeps its fingerprint). A larger file is fingerprinted by its size, its modification
+time (nanoseconds) and the sha256 of a deterministic sample: its first and last
+``SAMPLE_BLOCK`` bytes (the headers and directories GeoTIFF, ENVI and HDF5 keep there) and
+``SAMPLE_BLOCKS`` blocks spread evenly between. Hashing all of a large raster would read it
+once more for every run and every batch check; the sample reads a small, fixed amount. A
+replaced file changes its mtime (and almost always its size and sampled bytes); what the sample
+can miss is an edit confined to unsampled bytes that also restores the mtime, which no ordinary
+tool does. In-memory cubes are hashed whole.
 """
 
 import hashlib
