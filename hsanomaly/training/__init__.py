@@ -160,8 +160,8 @@ def _check_out(out, inputs=(), mask=None):
                 [("--mask", m) for m in masks],
                 [("--out", out, DIRECTORY), ("the checkpoint directory", checkpoints, DIRECTORY)])
     check_replaceable_dir(checkpoints, "the checkpoint directory",
-                          lambda path: all(p.name.startswith("state") and p.is_file()
-                                           for p in path.iterdir()))
+                          lambda path: all(p.name.startswith("state") and p.is_file() and
+                                           not p.is_symlink() for p in path.iterdir()))
     check_writable(out, directory=True)
     if out.is_dir() and not os.access(out, os.W_OK):
         raise HsanomalyError(f"{out}: is not writable")
