@@ -278,3 +278,19 @@ def test_complex_mat_is_refused(tmp_path):
     scipy.io.savemat(tmp_path / "c.mat", {"data": np.ones((4, 5, 3)) * 1j})
     with pytest.raises(HsanomalyError, match="complex pixels"):
         read_mat(tmp_path / "c.mat")
+
+
+def test_another_users_file_in_a_sticky_directory_is_refused_up_front(tmp_path, monkeypatch):
+    import os
+
+    from hsanomaly.io.atomic import check_writable
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    (shared / "theirs.tif").write_bytes(b"x")
+    check_writable(shared / "theirs.tif")                       # as its owner: fine
+    monkeypatch.setattr(os, "geteuid", lambda: os.stat(shared).st_uid + 4242)
+    with pytest.raises(HsanomalyError, match="another user in a shared .sticky. directory"):
+        check_writable(shared / "theirs.tif")
+    check_writable(shared / "new.tif")                          # a new name is fine

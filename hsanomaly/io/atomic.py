@@ -22,6 +22,7 @@ import errno
 import os
 import shutil
 import signal
+import stat
 import tempfile
 import threading
 import warnings
@@ -102,6 +103,19 @@ def check_writable(path, directory=False):
         raise HsanomalyError(f"{path}: output directory {parent} is not writable")
     if not directory and path.is_dir() and not path.is_symlink():
         raise HsanomalyError(f"{path}: is a directory, not a file")
+    if os.path.lexists(path) and not _may_replace(path, parent):
+        raise HsanomalyError(f"{path}: belongs to another user in a shared (sticky) directory, "
+                             "so it cannot be replaced; choose another output")
+
+
+def _may_replace(path, parent):
+    """False when the sticky bit of ``parent`` forbids renaming over ``path`` (another user's
+    file in a shared directory such as /tmp), which would only fail after all the work."""
+    euid = os.geteuid() if hasattr(os, "geteuid") else None
+    folder = os.stat(parent)
+    if euid in (None, 0) or not folder.st_mode & stat.S_ISVTX:
+        return True
+    return euid in (os.lstat(path).st_uid, folder.st_uid)
 
 
 def fsync_path(path, directory=False):

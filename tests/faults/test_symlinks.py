@@ -78,3 +78,12 @@ def test_links_inside_an_interrupted_tile_store(tmp_path, scene, victim):
     assert tree.snapshot()["victim.txt"] == tree.before["victim.txt"]
     assert dst.read_bytes() == reference(scene, tmp_path / "ref.tif")
     assert not store.exists()
+
+
+def test_link_planted_in_the_training_checkpoint_directory_is_refused(tmp_path, scene, victim):
+    (tmp_path / "model.checkpoint").mkdir()
+    os.symlink(victim, tmp_path / "model.checkpoint" / "state.npz.tmp")
+    tree = Tree(tmp_path)
+    result = run_cli("train", scene, "--out", tmp_path / "model", "-q")
+    assert_one_error(result, "checkpoint directory")
+    tree.assert_unchanged()
