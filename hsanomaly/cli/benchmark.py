@@ -48,7 +48,10 @@ def benchmark(data_dir, scores, select, ablation, seeds, scenes, iterations, mod
     from ..experiments.benchmark import run_benchmark
     from ..experiments.tables import format_markdown, format_table, write_results
     from ..io import atomic_path
+    from ..io.paths import check_paths
 
+    if markdown:       # before hours of work: --markdown may not replace --reference
+        check_paths([("--reference", reference)], [("--markdown", markdown)])
     log = None if quiet else (lambda message: click.echo(message, err=True))
     result = run_benchmark(data_dir, _list(scores), _list(seeds, int), scenes=_list(scenes),
                            iterations=iterations, models_dir=models_dir, jobs=jobs, quick=quick,

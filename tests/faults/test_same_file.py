@@ -127,3 +127,13 @@ def test_detect_many_output_is_another_input(tmp_path, scene):
     result = run_cli("detect-many", scene, other, "--out-dir", out, "--score", "rx", "-q")
     assert_one_error(result, "scene_rx.tif", "input")
     tree.assert_unchanged()
+
+
+def test_benchmark_markdown_is_the_reference(tmp_path):
+    reference = tmp_path / "reference.csv"
+    reference.write_text("scene,method,auc\n")
+    tree = Tree(tmp_path)
+    result = run_cli("benchmark", tmp_path, "--reference", reference, "--markdown", reference,
+                     "--out", tmp_path / "results", "-q")
+    assert_one_error(result, "--markdown", "--reference")
+    tree.assert_unchanged()
