@@ -168,7 +168,7 @@ def check_threshold(gpkg_path, threshold, far):
                                  f"got {far!r}") from None
         if not 0 < rate < 1:
             raise HsanomalyError(f"{gpkg_path}: --far must be a rate in (0, 1) or 'auto', got {far}")
-    check_writable(gpkg_path)
+    check_writable(gpkg_path, directory=False)
 
 
 def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, window=DEFAULT_WINDOW,

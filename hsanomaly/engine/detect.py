@@ -72,7 +72,7 @@ def plan_outputs(source, scorer, dst, extras=None, tile=TILE):
                                  f"(it offers: {', '.join(scorer.extras) or 'none'})")
         outputs[name] = (str(path), scorer.extras[name])
     for path, _ in outputs.values():
-        check_writable(path)
+        check_writable(path, directory=False)
     return outputs
 
 

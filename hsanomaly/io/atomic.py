@@ -93,15 +93,17 @@ def is_write_error(err):
         ("rasterio", "pyogrio", "fiona", "PIL", "zipfile", "zlib"))
 
 
-def check_writable(path, directory=False):
-    """Fail early, with one line, when ``path`` cannot be created or replaced."""
+def check_writable(path, directory=None):
+    """Fail early, with one line, when ``path`` cannot be created or replaced: its folder must
+    exist and be writable; with ``directory=False`` it is to be a file, so it must not be an
+    existing directory."""
     path = Path(path)
     parent = Path(os.path.abspath(path)).parent
     if not parent.is_dir():
         raise HsanomalyError(f"{path}: output directory {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise HsanomalyError(f"{path}: output directory {parent} is not writable")
-    if not directory and path.is_dir() and not path.is_symlink():
+    if directory is False and path.is_dir() and not path.is_symlink():
         raise HsanomalyError(f"{path}: is a directory, not a file")
     if os.path.lexists(path) and not _may_replace(path, parent):
         raise HsanomalyError(f"{path}: belongs to another user in a shared (sticky) directory, "
@@ -147,7 +149,7 @@ class Staging:
     def path(self, dst, check=None, create=True):
         """A temporary path for file ``dst``; ``check(tmp)`` re-reads it before the replace."""
         dst = Path(dst)
-        check_writable(dst)
+        check_writable(dst, directory=False)
         private = self._private_dir(dst)
         tmp = private / dst.name
         if create:
