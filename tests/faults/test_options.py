@@ -36,18 +36,18 @@ GAN = ["--score", "recon", "--model", "no-model"]     # refused before the model
     (["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "--workers", 1),
     (["--solver", "magic"], "--solver", 2),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
-def test_detect_option(tmp_path, scene, args, fragment, status):
-    tree = Tree(tmp_path)
+def test_detect_option(tmp_path, scene, earlier, args, fragment, status):
+    tree = Tree(tmp_path)          # heat.tif, the destination, holds an earlier good heatmap
     base = [] if "--score" in args else ["--score", "rx"]
     result = run_cli("detect", scene, "heat.tif", *base, *args, "-q", cwd=tmp_path)
     assert_one_error(result, fragment, status=status)
     tree.assert_unchanged()
 
 
-def test_scheduler_that_is_not_an_address_fails_fast(tmp_path, scene):
+def test_scheduler_that_is_not_an_address_fails_fast(tmp_path, scene, earlier):
     tree = Tree(tmp_path)
     start = time.monotonic()
-    result = run_cli("detect", scene, tmp_path / "heat.tif", "--score", "rx", "--scheduler",
+    result = run_cli("detect", scene, earlier, "--score", "rx", "--scheduler",
                      "not a url", "-q")
     assert_one_error(result, "--scheduler", "not a Dask scheduler address")
     assert time.monotonic() - start < 20
