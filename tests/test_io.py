@@ -294,3 +294,21 @@ def test_another_users_file_in_a_sticky_directory_is_refused_up_front(tmp_path, 
     with pytest.raises(HsanomalyError, match="another user in a shared .sticky. directory"):
         check_writable(shared / "theirs.tif")
     check_writable(shared / "new.tif")                          # a new name is fine
+
+
+def test_temporaries_of_a_killed_writer_are_removed_by_the_next_write(tmp_path):
+    import subprocess
+    import sys
+
+    from hsanomaly.io.atomic import TMP_SUFFIX, atomic_path
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    stale = tmp_path / f".out.txt.{dead}.abc123{TMP_SUFFIX}"
+    stale.mkdir()
+    (stale / "out.txt").write_text("half")
+    alive = tmp_path / f".out.txt.1.abc123{TMP_SUFFIX}"          # pid 1 always runs
+    alive.mkdir()
+    with atomic_path(tmp_path / "out.txt") as tmp:
+        tmp.write_text("whole")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [alive.name, "out.txt"]

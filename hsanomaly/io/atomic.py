@@ -31,6 +31,7 @@ from pathlib import Path
 from ..errors import HsanomalyError
 
 TMP_SUFFIX = ".hsanomaly-tmp"
+OLD = ".old"               # a directory moved aside while its replacement moves in: kept if killed
 
 
 _QUIET_NATIVE = False
@@ -179,9 +180,11 @@ class Staging:
         self._after.append(fn)
 
     def _private_dir(self, dst):
+        folder = os.path.dirname(os.path.abspath(dst))
+        _remove_stale(folder, dst.name)
         try:
-            return Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=TMP_SUFFIX,
-                                         dir=os.path.dirname(os.path.abspath(dst))))
+            return Path(tempfile.mkdtemp(prefix=f".{dst.name}.{os.getpid()}.", suffix=TMP_SUFFIX,
+                                         dir=folder))
         except OSError as err:
             raise write_failure(dst, err) from None
 
@@ -263,13 +266,58 @@ def _fsync_tree(root):
         fsync_path(folder, directory=True)
 
 
+def _remove_stale(folder, name):
+    """Remove this user's temporaries for ``name`` left by a process that no longer runs (one
+    killed while writing): their names carry the writer's process id. A directory moved aside
+    during a replace is left for the user, as it may be the only copy."""
+    prefix = f".{name}."
+    try:
+        entries = [e for e in os.scandir(folder) if e.name.startswith(prefix)
+                   and e.name.endswith(TMP_SUFFIX) and not e.name.endswith(OLD + TMP_SUFFIX)
+                   and e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return
+    for entry in entries:
+        pid = entry.name[len(prefix):].split(".", 1)[0]
+        if not pid.isdigit() or entry.stat(follow_symlinks=False).st_uid != os.geteuid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(entry.path, ignore_errors=True)
+        except (PermissionError, OverflowError, ValueError):
+            pass
+
+
+def _exchange(a, b):
+    """Swap two paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``); False where
+    the system or file system cannot."""
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(str(a)), at_fdcwd, os.fsencode(str(b)), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
 def _replace_dir(tmp, dst):
-    """Move directory ``tmp`` to ``dst``; an existing ``dst`` is moved aside first and
-    restored if the move fails, then removed."""
+    """Move directory ``tmp`` to ``dst``. An existing ``dst`` is swapped with ``tmp`` in one
+    atomic step where the system can (the old one then lies in ``tmp``, removed with its private
+    folder); elsewhere it is moved aside first, restored if the move fails, then removed."""
     if not os.path.lexists(dst):
         os.replace(tmp, dst)
         return
-    aside = Path(tempfile.mkdtemp(prefix=f".{Path(dst).name}.", suffix=".old" + TMP_SUFFIX,
+    if _exchange(tmp, dst):
+        return
+    aside = Path(tempfile.mkdtemp(prefix=f".{Path(dst).name}.{os.getpid()}.",
+                                  suffix=OLD + TMP_SUFFIX,
                                   dir=os.path.dirname(os.path.abspath(dst))))
     os.replace(dst, aside)           # rename(2) onto the empty directory just made
     try:
