@@ -46,8 +46,8 @@ def train_on_scene(src, dst, callback=None, progress=False):
 
 
 def detect(src, dst, *, score=None, model=None, extras=None, polygons=None, threshold=None,
-           far=None, png=None, tile=defaults.TILE, resume=False, workers=None, scheduler=None,
-           progress=False, callback=None, **options):
+           far=None, png=None, tile=defaults.TILE, resume=False, cog=False, workers=None,
+           scheduler=None, progress=False, callback=None, **options):
     """Score raster ``src`` into the heatmap GeoTIFF ``dst``; optionally a PNG and polygons.
 
     score: a name from ``hsanomaly.scorers.SCORES`` (default ``defaults.SCORE``). Scores that
@@ -83,7 +83,8 @@ def detect(src, dst, *, score=None, model=None, extras=None, polygons=None, thre
     scorer = make_scorer(score, **options, **({"model": model} if cls.needs_model else {}))
     with _executor(workers, scheduler) as executor, staged() as stage:
         result = run_engine(src, dst, scorer, extras=extras, tile=tile, resume=resume,
-                            executor=executor, progress=progress, callback=callback, stage=stage)
+                            executor=executor, progress=progress, callback=callback, stage=stage,
+                            cog=cog)
         if png is not None:
             from .quicklook import write_png
 

@@ -64,6 +64,8 @@ def _far(ctx, param, value):
                    "the ones it was trained on.")
 @click.option("--tile", type=click.IntRange(min=8), default=defaults.TILE, show_default=True,
               help="Tile size in pixels.")
+@click.option("--cog", is_flag=True,
+              help="Write Cloud-Optimized GeoTIFFs (GDAL's COG driver) for the heatmap and extras.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its finished tiles.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Score tiles on a local Dask cluster of N processes.")
@@ -71,7 +73,7 @@ def _far(ctx, param, value):
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def detect(src, dst, score, model, solver, restarts, steps, codebook, c1, c2, lam, outer, guard,
            recon_out, latent_out, convergence_out, polygons, threshold, far, png, device, threads,
-           ignore_wavelengths, tile, resume, workers, scheduler, quiet):
+           ignore_wavelengths, tile, cog, resume, workers, scheduler, quiet):
     """Score raster SRC and write the anomaly heatmap GeoTIFF DST."""
     from ..api import detect as run
 
@@ -81,7 +83,7 @@ def detect(src, dst, score, model, solver, restarts, steps, codebook, c1, c2, la
     extras = {k: v for k, v in dict(recon=recon_out, latent=latent_out,
                                     convergence=convergence_out).items() if v}
     result = run(src, dst, score=score, model=model, extras=extras, polygons=polygons,
-                 threshold=threshold, far=far, png=png, tile=tile, resume=resume,
+                 threshold=threshold, far=far, png=png, tile=tile, cog=cog, resume=resume,
                  workers=workers, scheduler=scheduler, progress=not quiet, **options)
     click.echo(f"{dst}: {result.scorer.name} heatmap, {result.tiles} tiles in {result.seconds:.1f} s"
                + (f" ({result.tiles_resumed} resumed)" if result.tiles_resumed else ""))

@@ -17,20 +17,21 @@ from pathlib import Path
 
 import numpy as np
 
+from ..defaults import TILE
 from ..errors import HsanomalyError
 from ..io.atomic import check_writable, describe, native_quiet, raster_check, staged
-from ..defaults import TILE
 from ..io.fingerprint import input_fingerprint
+from ..io.heatmap import (add_overviews_and_statistics, band_descriptions, describe_bands,
+                          heatmap_profile, heatmap_tags, to_cog)
 from ..io.source import gdal_env, open_source
+from ..logs import stage as stage_log
 from .store import TileStore, run_fingerprint, store_path
 
 MIN_TILE = 8
 RUN_TAG = "HSANOMALY_RUN_FINGERPRINT"      # what detect-many compares to know a result is current
-MODEL_TAG = "HSANOMALY_MODEL_DIGEST"       # the model bundle a heatmap was scored with
 NEAR_CONSTANT = 1e-5                       # relative band range below which a raster is "constant"
 RANGE = "_range"                           # per-tile input band minima and maxima, stored with the tile
 
-OUTPUT_BLOCK = 256
 
 
 @dataclass
@@ -126,22 +127,12 @@ def read_fingerprint(path):
         return None
 
 
-def _profile(source, bands):
-    profile = {"driver": "GTiff", "dtype": "float32", "count": bands,
-               "width": source.width, "height": source.height, "nodata": float("nan"),
-               "tiled": True, "blockxsize": OUTPUT_BLOCK, "blockysize": OUTPUT_BLOCK,
-               "compress": "deflate", "predictor": 3, "BIGTIFF": "IF_SAFER"}
-    if source.profile.get("crs") is not None:
-        profile["crs"] = source.profile["crs"]
-    if source.profile.get("transform") is not None:
-        profile["transform"] = source.profile["transform"]
-    return profile
-
-
-def assemble(store, source, windows, outputs, band_names=None, tags=None, stage=None):
+def assemble(store, source, windows, outputs, descriptions=None, tags=None, stage=None,
+             cog=False):
     """Write every output GeoTIFF from the stored tiles through one staged write: each into a
-    private temporary file, read back and checked, then all renamed into place (by ``stage``'s
-    owner when one is given). ``tags``: dataset tags for every output."""
+    private temporary file, with ``descriptions`` ({output: band descriptions}), dataset
+    ``tags``, overviews and statistics (a Cloud-Optimized GeoTIFF with ``cog``), read back and
+    checked, then all renamed into place (by ``stage``'s owner when one is given)."""
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning
 
@@ -149,17 +140,20 @@ def assemble(store, source, windows, outputs, band_names=None, tags=None, stage=
         stage = stage if stage is not None else stack.enter_context(staged())
         for name, (path, bands) in outputs.items():
             tmp = stage.path(path, check=raster_check(source.width, source.height, bands))
+            written = tmp.with_name(tmp.name + ".gtiff") if cog else tmp
             with warnings.catch_warnings(), gdal_env(), native_quiet():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                with rasterio.open(tmp, "w", **_profile(source, bands)) as dst:
+                with rasterio.open(written, "w", **heatmap_profile(source, bands)) as dst:
                     for index, window in enumerate(windows):
                         dst.write(store.get(index)[name], window=window)
-                    names = (band_names or {}).get(name)
-                    for b in range(bands):
-                        dst.set_band_description(b + 1, names[b] if names else
-                                                 (name if bands == 1 else f"{name} {b + 1}"))
+                    describe_bands(dst, source, (descriptions or {}).get(name) or
+                             [name if bands == 1 else f"{name} {b + 1}" for b in range(bands)])
                     if tags:
                         dst.update_tags(**tags)
+                add_overviews_and_statistics(written)
+                if cog:
+                    to_cog(written, tmp)
+                    written.unlink()
 
 
 class LocalExecutor:
@@ -176,7 +170,7 @@ class LocalExecutor:
 
 
 def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, fit=None, executor=None,
-           progress=False, callback=None, stage=None):
+           progress=False, callback=None, stage=None, cog=False):
     """Score raster ``src`` into GeoTIFF ``dst`` with ``scorer``: plan, fit, store, assemble.
 
     extras: optional {output name: path} for the scorer's extra outputs (e.g. "recon").
@@ -184,6 +178,7 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, fit=None, 
     executor: where tiles are scored; this process by default, or
     ``hsanomaly.distributed.DaskExecutor(client)`` for a Dask cluster. The output is the same.
     callback(fraction, message) -> True cancels: nothing is written, the tile store is removed.
+    cog: write Cloud-Optimized GeoTIFFs (GDAL's COG driver) instead of tiled GeoTIFFs.
     stage: an ``hsanomaly.io.atomic.Staging`` to assemble into; its owner commits it (and the
     tile store is removed then), so more outputs can be written and replaced together.
     On an error the outputs keep their previous content and finished tiles are kept for
@@ -201,18 +196,18 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, fit=None, 
         if scorer.fits_on_scene if fit is None else fit:
             if callback and callback(0.0, f"fitting {scorer.name} on {source.name}"):
                 raise HsanomalyError(f"{dst}: cancelled")
-            scorer.fit(executor.fit_source(source))
+            with stage_log(f"fitting {scorer.name} on {source.name}"):
+                scorer.fit(executor.fit_source(source))
         store = TileStore(store_path(dst), job, resume)
         done = _score(executor, source, scorer, store, windows, outputs, dst, progress, callback)
         constant = _is_constant(store, len(windows))
-        tags = {RUN_TAG: store.fingerprint}
-        if "model" in job["config"]["scorer"]:
-            tags[MODEL_TAG] = job["config"]["scorer"]["model"]
-        with contextlib.ExitStack() as stack:
+        tags = {**heatmap_tags(scorer, source), RUN_TAG: store.fingerprint}
+        descriptions = {name: band_descriptions(scorer, name, bands)
+                        for name, (_, bands) in outputs.items()}
+        with contextlib.ExitStack() as stack, stage_log("assembling " + str(dst)):
             own = stage is None
             stage = stack.enter_context(staged()) if own else stage
-            assemble(store, source, windows, outputs, getattr(scorer, "band_names", None), tags,
-                     stage)
+            assemble(store, source, windows, outputs, descriptions, tags, stage, cog)
             stage.on_commit(store.remove)
         if constant:
             from ..io.checks import warn

@@ -63,7 +63,7 @@ def score_description(name):
     return f"{name} anomaly score ({SCORE_MEANINGS.get(name, name)}; high = anomalous)"
 
 
-def describe(dataset, source, names):
+def describe_bands(dataset, source, names):
     """Band descriptions ``names`` (one per band) and the input's GCPs or RPCs on an open
     output ``dataset``, so georeferencing without a transform is not lost."""
     for band, text in enumerate(names, start=1):

@@ -1,0 +1,96 @@
+"""Heatmaps describe themselves: tags, band descriptions, statistics, overviews, COG, GCPs."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.control import GroundControlPoint
+
+import hsanomaly
+from hsanomaly.io.heatmap import is_cog, overview_factors
+
+from synthetic import synthetic_cube, write_raster
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "hsanomaly.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_tags_name_the_score_every_parameter_and_the_input(synthetic_raster, tmp_path):
+    path, _, _ = synthetic_raster
+    out = tmp_path / "heat.tif"
+    assert cli("detect", path, out, "--score", "lrx", "--outer", 7, "--guard", 3, "-q").returncode == 0
+    with rasterio.open(out) as ds:
+        tags = ds.tags()
+        assert tags["HSANOMALY_SCORE"] == "lrx" and tags["HSANOMALY_INPUT"] == "scene.tif"
+        assert json.loads(tags["HSANOMALY_PARAMETERS"]) == {"name": "lrx", "outer": 7, "guard": 3,
+                                                            "components": 10}
+        assert tags["HSANOMALY_VERSION"] == hsanomaly.__version__
+        assert ds.descriptions[0].startswith("lrx anomaly score")
+        stats = ds.tags(1)
+        values = ds.read(1)
+        assert float(stats["STATISTICS_MAXIMUM"]) == pytest.approx(np.nanmax(values), rel=1e-6)
+        assert float(stats["STATISTICS_MEAN"]) == pytest.approx(np.nanmean(values), rel=1e-5)
+        assert float(stats["STATISTICS_VALID_PERCENT"]) < 100      # the nodata corner
+
+
+@pytest.mark.train
+def test_model_scores_record_the_bundle_digest_and_band_meanings(tmp_path):
+    pytest.importorskip("torch")
+    cube, _ = synthetic_cube(rows=24, cols=24, targets=((5, 5),))
+    path = write_raster(tmp_path / "scene.tif", cube)
+    bundle = hsanomaly.train(path, tmp_path / "model", iterations=3)
+    out, recon = tmp_path / "heat.tif", tmp_path / "recon.tif"
+    result = cli("detect", path, out, "--score", "recon", "--model", bundle.path, "--codebook", 64,
+                 "--recon-out", recon, "-q")
+    assert result.returncode == 0, result.stderr
+    with rasterio.open(out) as ds:
+        tags = ds.tags()
+        params = json.loads(tags["HSANOMALY_PARAMETERS"])
+        assert tags["HSANOMALY_MODEL_DIGEST"] == params["model"] and len(params["model"]) == 16
+        assert tags["HSANOMALY_MODEL_FINGERPRINT"] == bundle.meta["fingerprint"]
+        assert params["codebook"] == 64 and ds.descriptions[0].startswith("recon anomaly score")
+    with rasterio.open(recon) as ds:
+        assert ds.descriptions[0].startswith("G(z*) band 1 (input band")
+
+
+def test_cog_output_is_a_valid_cloud_optimized_geotiff_with_overviews(tmp_path):
+    cube, _ = synthetic_cube(bands=4, rows=600, cols=520, targets=((100, 100),))
+    path = write_raster(tmp_path / "scene.tif", cube)
+    out = tmp_path / "heat.tif"
+    assert cli("detect", path, out, "--score", "rx", "--cog", "-q").returncode == 0
+    assert is_cog(out)
+    with rasterio.open(out) as ds:
+        assert ds.overviews(1) == [2, 4] and ds.profile["blockxsize"] == 256
+        assert ds.tags()["HSANOMALY_SCORE"] == "rx" and "STATISTICS_MEAN" in ds.tags(1)
+        assert ds.crs == "EPSG:32633"
+    plain = tmp_path / "plain.tif"
+    assert cli("detect", path, plain, "--score", "rx", "-q").returncode == 0
+    assert not is_cog(plain)
+    with rasterio.open(plain) as a, rasterio.open(out) as b:
+        np.testing.assert_array_equal(a.read(1), b.read(1))
+        assert a.overviews(1) == [2, 4]                 # internal overviews either way
+
+
+def test_gcps_of_the_input_are_kept(tmp_path):
+    cube, _ = synthetic_cube(bands=3, rows=20, cols=30)
+    gcps = [GroundControlPoint(0, 0, 10.0, 60.0), GroundControlPoint(0, 30, 10.3, 60.0),
+            GroundControlPoint(20, 0, 10.0, 59.8)]
+    path = tmp_path / "gcps.tif"
+    with rasterio.open(path, "w", driver="GTiff", dtype="float32", count=3, height=20, width=30,
+                       gcps=gcps, crs="EPSG:4326") as ds:
+        ds.write(cube)
+    out = tmp_path / "heat.tif"
+    assert cli("detect", path, out, "--score", "rx", "-q").returncode == 0
+    with rasterio.open(out) as ds:
+        kept, crs = ds.gcps
+        assert len(kept) == 3 and crs == "EPSG:4326"
+
+
+def test_overview_levels_stop_below_one_block():
+    assert overview_factors(100, 100) == [] and overview_factors(600, 520) == [2, 4]
+    assert overview_factors(4096, 3000) == [2, 4, 8, 16]
