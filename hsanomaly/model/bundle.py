@@ -234,17 +234,10 @@ def _check_codebook(path, meta):
 
 
 def _check_network(path, name, meta):
-    import onnxruntime as ort
+    from ..runtime import open_session
 
     _check_file(path, name, meta)
-    file = path / name
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.intra_op_num_threads = 1
-    try:
-        session = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
-    except Exception as err:  # noqa: BLE001 - onnxruntime raises several unrelated types
-        _fail(path, f"{name} is not a loadable ONNX model ({str(err).splitlines()[0]})")
+    session = open_session(path / name, threads=1, optimize=False)
     embedded = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
     if embedded is None:
         _fail(path, f"{name} carries no hsanomaly metadata")

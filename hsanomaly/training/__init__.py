@@ -9,6 +9,7 @@ import os
 import shutil
 from pathlib import Path
 
+from .. import defaults
 from ..errors import HsanomalyError
 from ..io.atomic import check_writable
 from .data import load_training_data
@@ -25,8 +26,8 @@ def checkpoint_dir(out):
     return out.with_name(out.name + ".checkpoint")
 
 
-def train(inputs, out, *, mask=None, window=1, bands=None, sqrt=False,
-          iterations=Settings.iterations, seed=0, device="cpu", dim=8, latent_dim=4,
+def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, sqrt=False,
+          iterations=Settings.iterations, seed=defaults.TRAIN_SEED, device="cpu", dim=8, latent_dim=4,
           critic_steps=Settings.critic_steps, batch=Settings.batch, lr=Settings.lr,
           background_only=False, boost_rare=False, resume=False, threads=None, progress=True,
           callback=None):
