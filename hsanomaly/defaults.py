@@ -28,9 +28,12 @@ LAM = 0.1                  # anogan: weight of the critic-feature distance
 LRX_OUTER, LRX_GUARD = 15, 5              # the lrx baseline
 CONTEXT_OUTER, CONTEXT_GUARD = 21, 7      # the local term of the context score
 LRX_COMPONENTS = 10                       # principal components local RX works in
+RINGS = ((7, 3), (11, 5), (15, 5), (21, 7), (25, 9), (31, 11), (41, 15))  # multi-ring scores
 
 # Residual scores: pixels drawn to fit the residual statistics.
 RESIDUAL_SAMPLE = 20000
+RESIDUAL_TRIM = 0.0        # fraction of the most distant residuals left out of their statistics
+DUAL_WEIGHT = 1.0          # dualcontext: weight of the resrx term beside the two spatial terms
 
 # Gaussian mixture baseline.
 GMM_COMPONENTS, GMM_PCA, GMM_SAMPLE = 5, 25, 50_000

@@ -261,8 +261,10 @@ def test_held_out_selection_never_sees_the_scene_it_scores():
     assert dataset_out.chosen == {"A": "m2", "B": "m1"}
     assert dataset_out.per_seed == pytest.approx([0.7, 0.71])
     titles = [title for title, _, _ in selection.tables()]
-    assert titles[0].startswith("Held-out selection") and titles[2].startswith("Ablation")
-    gain = selection.tables()[2][2][0]
+    assert titles[0].startswith("Held-out selection") and titles[3].startswith("Ablation")
+    per_scene = selection.tables()[1][2]
+    assert per_scene[2] == ["B/b1", "m1", "0.5050", "base", "0.7050", "-0.2000"]
+    gain = selection.tables()[3][2][0]
     assert gain[0] == "leave-one-scene-out" and gain[2] == "0.7050"
 
 

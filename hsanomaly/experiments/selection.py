@@ -89,6 +89,19 @@ class Selection:
                          "; ".join(f"{k}: {', '.join(v)}" for k, v in picks.items())])
         out.append(("Held-out selection (the configuration is chosen without the scene it "
                     "scores)", header, rows))
+        scene_out = self.protocols[0]
+        rows = []
+        for scene in self.scenes:
+            row = [scene, scene_out.chosen[scene], f"{scene_out.held_out[scene]:.4f}"]
+            if self.ablation_protocols:
+                base = self.ablation_protocols[0]
+                row += [base.chosen[scene], f"{base.held_out[scene]:.4f}",
+                        f"{scene_out.held_out[scene] - base.held_out[scene]:+.4f}"]
+            rows.append(row)
+        out.append(("Leave-one-scene-out, per scene: the configuration chosen on the other "
+                    "scenes and its AUC on this one",
+                    ["scene", "chosen", "AUC"] + (["chosen without a GAN", "AUC", "GAN gain"]
+                                                  if self.ablation_protocols else []), rows))
         cand = []
         for m in sorted(self.candidates, key=lambda m: -self.in_sample[m]):
             times = [sum(pick == m for pick in p.chosen.values()) for p in self.protocols]

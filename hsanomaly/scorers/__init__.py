@@ -7,13 +7,17 @@ so an option a score does not take is refused with one line instead of a TypeErr
 
 from ..errors import HsanomalyError
 from .base import Scorer
-from .context import ContextScorer, ResidualRXScorer
+from .context import (ContextScorer, DualContextScorer, MultiContextScorer,
+                      ResidualContextScorer, ResidualRXScorer)
 from .gan import AnoganScorer, CriticScorer, ReconScorer
 from .gmm import GaussianMixtureScorer
+from .rings import MultiRingLRX, RXMultiRingLRX
 from .rx import GlobalRX, LocalRX
 
 REGISTRY = {cls.name: cls for cls in (GlobalRX, LocalRX, GaussianMixtureScorer, CriticScorer,
-                                      ReconScorer, AnoganScorer, ResidualRXScorer, ContextScorer)}
+                                      ReconScorer, AnoganScorer, ResidualRXScorer, ContextScorer,
+                                      MultiRingLRX, RXMultiRingLRX, MultiContextScorer,
+                                      ResidualContextScorer, DualContextScorer)}
 SCORES = tuple(REGISTRY)
 BASELINES = tuple(name for name, cls in REGISTRY.items() if not cls.needs_model)
 MODEL_SCORES = tuple(name for name, cls in REGISTRY.items() if cls.needs_model)

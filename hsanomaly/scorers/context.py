@@ -8,6 +8,16 @@ resrx    log squared Mahalanobis distance of the reconstruction residual x - G(z
 context  resrx plus log local RX (hsanomaly.scorers.rx.LocalRX against the ring between a
          guard and an outer window), i.e. the product of the two distances: a pixel must
          both be poorly explained by the generator and stand out from its neighbours.
+mcontext resrx plus the multi-ring local RX of the pixels (hsanomaly.scorers.rings: the mean
+         log local RX over several rings, small to large).
+rescontext resrx plus the multi-ring local RX of the *residuals*: a pixel's residual against
+         its neighbours' residuals, so the spatial term too sees only what the generator
+         does not explain.
+dualcontext ``weight`` x resrx plus the multi-ring local RX of both the pixels and the
+         residuals.
+
+``trim`` (all of them) refits the residual statistics without the most distant fraction of
+the sample (a trimmed covariance, robust to the anomalies in the scene it is fitted on).
 
 Both are fitted on the scene they score (the residual statistics on a sample of its pixels,
 local RX's projection in a streaming pass) and then score tiles independently. They need a
@@ -20,6 +30,7 @@ from ..errors import HsanomalyError
 from .. import defaults
 from .base import Scorer, inverse, mean_cov, moments
 from .gan import ReconScorer
+from .rings import MultiRingLRX
 from .rx import LocalRX
 
 TINY = 1e-12                # keeps log() finite for a zero distance
@@ -30,14 +41,19 @@ class ResidualScorer(Scorer):
 
     needs_model = True
     fits_on_scene = True
-    options = ReconScorer.options + ("sample",)
-    local = None
+    options = ReconScorer.options + ("sample", "trim")
+    local = None              # spatial term on the pixels (LocalRX or MultiRingLRX)
+    residual_local = None     # spatial term on the residuals (MultiRingLRX)
+    weight = 1.0              # weight of the resrx term
 
-    def __init__(self, model, sample=defaults.RESIDUAL_SAMPLE, seed=0, **gan_options):
+    def __init__(self, model, sample=defaults.RESIDUAL_SAMPLE, seed=0, trim=defaults.RESIDUAL_TRIM,
+                 **gan_options):
         if sample < 2:
             raise HsanomalyError(f"--sample must be at least 2, got {sample}")
+        if not 0 <= trim < 0.5:
+            raise HsanomalyError(f"--trim must lie in [0, 0.5), got {trim}")
         self.gan = ReconScorer(model, seed=seed, **gan_options)
-        self.sample, self.seed = int(sample), int(seed)
+        self.sample, self.seed, self.trim = int(sample), int(seed), float(trim)
 
     @property
     def extras(self):
@@ -49,8 +65,14 @@ class ResidualScorer(Scorer):
 
     def params(self):
         params = {**self.gan.params(), "name": self.name, "sample": self.sample}
+        if self.trim:
+            params["trim"] = self.trim
         if self.local is not None:
             params["local"] = self.local.params()
+        if self.residual_local is not None:
+            params["residual_local"] = self.residual_local.params()
+        if self.weight != 1.0:
+            params["weight"] = self.weight
         return params
 
     def check(self, source):
@@ -66,6 +88,13 @@ class ResidualScorer(Scorer):
             raise HsanomalyError(f"{source.name}: {self.name} needs at least two valid pixels")
         self.mean_, cov = mean_cov(*moments(residual))
         self.precision_ = inverse(cov)
+        if self.trim:
+            distance = self._log_distance(residual)
+            kept = residual[distance <= np.quantile(distance, 1 - self.trim)]
+            self.mean_, cov = mean_cov(*moments(kept))
+            self.precision_ = inverse(cov)
+        if self.residual_local is not None:
+            self.residual_local.fit_pixels(residual)
         if self.local is not None:
             self.local.fit(source)
         return self
@@ -82,7 +111,7 @@ class ResidualScorer(Scorer):
         return np.log(np.einsum("ij,jk,ik->i", d, self.precision_, d) + TINY)
 
     def score_samples(self, X):
-        if self.local is not None:
+        if self.local is not None or self.residual_local is not None:
             raise HsanomalyError("the context score compares pixels with their neighbours; "
                                  "use score_block")
         return self._log_distance(self._residual(X)[0]).astype(np.float32)
@@ -95,17 +124,37 @@ class ResidualScorer(Scorer):
                   for name, count in {"score": 1, **self.extras}.items()}
         if not inner.any():
             return result
-        pixels = block[:, h:h + rows, h:h + cols][:, inner].T
-        residual, outputs = self._residual(pixels)
-        score = self._log_distance(residual)
-        if self.local is not None:
+        if self.residual_local is not None:      # residuals of the halo's pixels too
+            residual, outputs = self._residual(block[:, valid].T)
+            cube = np.full((residual.shape[1],) + valid.shape, np.nan, np.float32)
+            cube[:, valid] = residual.T
+            at_inner = inner_of(valid, h)
+            score = self.residual_local.log_score(cube, valid)[inner]
+            residual = residual[at_inner]
+            outputs = {name: np.asarray(outputs[name]).reshape(len(at_inner), -1)[at_inner]
+                       for name in self.extras}
+        else:
+            residual, outputs = self._residual(block[:, h:h + rows, h:h + cols][:, inner].T)
+            score = 0.0
+        if self.weight:
+            score = score + self.weight * self._log_distance(residual)
+        if isinstance(self.local, MultiRingLRX):
+            score = score + self.local.log_score(block, valid)[inner]
+        elif self.local is not None:
             local = self.local.score_block(block, valid)["score"][0][inner]
             score = score + np.log(np.maximum(local, 0) + TINY)
         result["score"][0, inner] = score
         for name in self.extras:
-            values = np.asarray(outputs[name], np.float32).reshape(len(pixels), -1)
+            values = np.asarray(outputs[name], np.float32).reshape(len(residual), -1)
             result[name][:, inner] = values.T
         return result
+
+
+def inner_of(valid, halo):
+    """For the valid pixels of a padded block (in row-major order), which lie in its inner part."""
+    rows, cols = np.nonzero(valid)
+    return ((rows >= halo) & (rows < valid.shape[0] - halo)
+            & (cols >= halo) & (cols < valid.shape[1] - halo))
 
 
 class ResidualRXScorer(ResidualScorer):
@@ -120,4 +169,41 @@ class ContextScorer(ResidualScorer):
                  components=defaults.LRX_COMPONENTS, **options):
         super().__init__(model, **options)
         self.local = LocalRX(outer, guard, components)
+        self.halo = self.local.halo
+
+
+class MultiContextScorer(ResidualScorer):
+    name = "mcontext"
+    options = ResidualScorer.options + MultiRingLRX.options
+
+    def __init__(self, model, rings=defaults.RINGS, components=defaults.LRX_COMPONENTS,
+                 **options):
+        super().__init__(model, **options)
+        self.local = MultiRingLRX(rings, components)
+        self.halo = self.local.halo
+
+
+class ResidualContextScorer(ResidualScorer):
+    name = "rescontext"
+    options = ResidualScorer.options + MultiRingLRX.options
+
+    def __init__(self, model, rings=defaults.RINGS, components=defaults.LRX_COMPONENTS,
+                 **options):
+        super().__init__(model, **options)
+        self.residual_local = MultiRingLRX(rings, components)
+        self.halo = self.residual_local.halo
+
+
+class DualContextScorer(ResidualScorer):
+    name = "dualcontext"
+    options = ResidualScorer.options + MultiRingLRX.options + ("weight",)
+
+    def __init__(self, model, rings=defaults.RINGS, components=defaults.LRX_COMPONENTS,
+                 weight=defaults.DUAL_WEIGHT, **options):
+        super().__init__(model, **options)
+        if weight < 0:
+            raise HsanomalyError(f"--weight must be non-negative, got {weight}")
+        self.weight = float(weight)
+        self.local = MultiRingLRX(rings, components)
+        self.residual_local = MultiRingLRX(rings, components)
         self.halo = self.local.halo
