@@ -16,7 +16,8 @@ LEVELS = {-1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}
 
 
 def configure(verbosity=0, stream=None):
-    """Send hsanomaly's log to ``stream`` (stderr): -1 warnings only, 0 stages, 1 debug."""
+    """Send hsanomaly's log to ``stream`` (stderr): -1 warnings only, 0 stage names, 1 stage
+    names with their times and debug lines."""
     handler = next((h for h in LOGGER.handlers if getattr(h, "hsanomaly_cli", False)), None)
     if handler is None:
         handler = logging.StreamHandler(stream or sys.stderr)
@@ -25,10 +26,6 @@ def configure(verbosity=0, stream=None):
         LOGGER.addHandler(handler)
     LOGGER.setLevel(LEVELS[max(-1, min(1, verbosity))])
     LOGGER.propagate = False
-    logging.captureWarnings(True)
-    warnings_logger = logging.getLogger("py.warnings")
-    if handler not in warnings_logger.handlers:
-        warnings_logger.addHandler(handler)
     return handler
 
 

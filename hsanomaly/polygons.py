@@ -13,6 +13,8 @@ from collections import defaultdict
 import numpy as np
 
 from .errors import HsanomalyError
+from .io.styles import write_default_style
+from .logs import stage as log_stage
 from .io.atomic import atomic_path, check_writable, native_quiet
 from .thresholds import DEFAULT_WINDOW, open_heatmap, score_windows, threshold_from_far
 
@@ -191,13 +193,15 @@ def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, window=
     check_threshold(gpkg_path, threshold, far)
     with open_heatmap(heatmap_path) as ds:
         crs, transform, width = ds.crs, ds.transform, ds.width
+        score = ds.tags().get("HSANOMALY_SCORE", "")
     if threshold is None:
-        threshold = threshold_from_far(heatmap_path, far, window=window)
-
-    regions = _Regions(width, transform)
-    for win, scores in score_windows(heatmap_path, window):
-        regions.add(win, scores, threshold)
-    records = regions.targets()
+        with log_stage(f"threshold at false-alarm rate {far} of {heatmap_path}"):
+            threshold = threshold_from_far(heatmap_path, far, window=window)
+    with log_stage(f"vectorising the pixels above {threshold:.6g} into {gpkg_path}"):
+        regions = _Regions(width, transform)
+        for win, scores in score_windows(heatmap_path, window):
+            regions.add(win, scores, threshold)
+        records = regions.targets()
 
     pixel_area = abs(transform.determinant) if crs is not None else None
     columns = {
@@ -212,6 +216,8 @@ def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, window=
     cols = np.array([r["col"] for r in records], dtype=np.float64)
     columns["centroid_x"] = transform.c + transform.a * cols + transform.b * rows
     columns["centroid_y"] = transform.f + transform.d * cols + transform.e * rows
+    columns["score"] = np.array([score] * len(records), dtype=object)
+    columns["threshold"] = np.full(len(records), threshold, dtype=np.float64)
     frame = gpd.GeoDataFrame(columns, geometry=[r["geometry"] for r in records],
                              crs=crs.to_wkt() if crs is not None else None)
     description = f"{name or heatmap_path}: pixels with score > {threshold:.6g}"
@@ -225,6 +231,7 @@ def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, window=
             warnings.filterwarnings("ignore", "'crs' was not provided")   # said in the description
             frame.to_file(tmp, layer=LAYER, driver="GPKG", engine="pyogrio",
                           geometry_type="MultiPolygon", layer_options={"DESCRIPTION": description})
+            write_default_style(tmp, LAYER, frame.geometry.name)
     return len(records)
 
 

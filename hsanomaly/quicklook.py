@@ -1,21 +1,87 @@
-"""A quick-look PNG of a heatmap GeoTIFF, for eyes rather than analysis."""
+"""A quick-look PNG of a heatmap GeoTIFF: the scores in colour above a colour bar with its
+limits, plus a world file (``.pgw``) and GDAL's ``.png.aux.xml`` with the CRS, so a GIS puts
+the picture on the map. The picture's top rows are the raster; the bar lies below its edge."""
+
+import contextlib
+from pathlib import Path
 
 import numpy as np
 
 MAX_SIZE = 2048   # pixels on the longer side; larger heatmaps are decimated
+BAR_HEIGHT = 28   # pixels of the colour-bar strip appended below the scores
+
+
+def sidecars(png):
+    """The files written beside ``png`` for a georeferenced heatmap: world file, CRS."""
+    png = Path(png)
+    return [png.with_suffix(".pgw"), Path(str(png) + ".aux.xml")]
 
 
 def write_png(heatmap, png, max_size=MAX_SIZE, stage=None):
-    """Write a PNG of band 1 of ``heatmap``, decimated to at most ``max_size`` pixels a side.
+    """Write ``png`` (band 1 of ``heatmap``, decimated to at most ``max_size`` pixels a side)
+    and, when the heatmap is georeferenced, its ``sidecars``; all through the one write path
+    (replaced with ``stage``'s other outputs when one is given)."""
+    from PIL import Image
 
-    The PNG is written through the one write path (``hsanomaly.io.atomic``), read back and
-    checked; with ``stage`` it is replaced together with that stage's other outputs.
-    """
-    from .evaluation.plots import save_heatmap_png
+    from .evaluation.plots import png_check, stretch_limits
+    from .io.atomic import staged
     from .io.source import open_raster, read_checked
 
     with open_raster(heatmap) as ds:
         step = max(1, -(-max(ds.height, ds.width) // max_size))
         shape = (max(1, ds.height // step), max(1, ds.width // step))
         scores = read_checked(ds, 1, out_shape=shape, masked=True).filled(np.nan)
-    save_heatmap_png(scores, png, stage=stage)
+        name = ds.tags().get("HSANOMALY_SCORE", "score")
+        transform = ds.transform * ds.transform.scale(ds.width / shape[1], ds.height / shape[0])
+        crs = ds.crs
+    scores = np.asarray(scores, dtype=np.float64)
+    image = render(scores, *stretch_limits(scores), name)
+    files = {Path(png): lambda tmp: Image.fromarray(image, "RGBA").save(tmp, format="PNG")}
+    if crs is not None and not transform.is_identity:
+        world, aux = sidecars(png)
+        files[world] = lambda tmp: Path(tmp).write_text(world_file_text(transform))
+        files[aux] = lambda tmp: Path(tmp).write_text(_aux_xml(crs))
+    with staged() if stage is None else contextlib.nullcontext(stage) as into:
+        for path, write in files.items():
+            write(into.path(path, check=png_check if path.suffix == ".png" else None))
+
+
+def render(scores, low, high, name):
+    """RGBA uint8 picture: the scores (NaN transparent) over a colour bar labelled with the
+    stretch's limits and the score's name (as far as the width allows)."""
+    import matplotlib
+    from PIL import Image, ImageDraw
+
+    from .evaluation.plots import COLORMAP
+
+    cmap = matplotlib.colormaps[COLORMAP]
+    rgba = cmap(np.clip((scores - low) / (high - low if high > low else 1.0), 0, 1))
+    rgba[~np.isfinite(scores)] = 0.0
+    rows, cols = scores.shape
+    bar = np.ones((BAR_HEIGHT, cols, 4))
+    bar[3:12] = cmap(np.linspace(0, 1, cols))[None]
+    picture = Image.fromarray((np.concatenate([rgba, bar]) * 255).round().astype(np.uint8), "RGBA")
+    draw = ImageDraw.Draw(picture)
+    labels, y = [f"{low:.4g}", name, f"{high:.4g}"], rows + 14
+    widths = [draw.textlength(text) for text in labels]
+    black = (0, 0, 0, 255)
+    draw.text((1, y), labels[0], fill=black)
+    if widths[0] + widths[2] + 6 < cols:
+        draw.text((cols - widths[2] - 1, y), labels[2], fill=black)
+    if sum(widths) + 12 < cols:
+        draw.text(((cols - widths[1]) / 2, y), labels[1], fill=black)
+    return np.asarray(picture)
+
+
+def world_file_text(transform):
+    """The six lines of an ESRI world file: pixel size and rotation terms, then the centre
+    of the top-left pixel."""
+    x, y = transform * (0.5, 0.5)
+    return "\n".join(f"{v:.12g}" for v in (transform.a, transform.d, transform.b, transform.e,
+                                           x, y)) + "\n"
+
+
+def _aux_xml(crs):
+    from xml.sax.saxutils import escape
+
+    return f"<PAMDataset>\n  <SRS>{escape(crs.to_wkt())}</SRS>\n</PAMDataset>\n"

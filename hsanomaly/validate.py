@@ -63,13 +63,16 @@ def detect_paths(src, dst, *, model=None, extras=None, png=None, polygons=None, 
                  more_inputs=()):
     """Refuse colliding, unwritable or unreplaceable outputs of one detect run."""
     from .engine.store import is_tile_store, store_path
+    from .quicklook import sidecars
 
     inputs = [("SRC", src)] if is_path(src) else []
     inputs += [("--model", model, DIRECTORY)] if is_path(model) else []
     inputs += list(more_inputs)
     store = store_path(dst)
     outputs = [("DST", dst)] + [(f"--{k}-out", v) for k, v in (extras or {}).items()]
-    outputs += [("--png", png), ("--polygons", polygons), ("the tile store", store, DIRECTORY),
+    outputs += [("--png", png)] + ([("--png's world file", side) for side in sidecars(png)]
+                                   if png is not None else [])
+    outputs += [("--polygons", polygons), ("the tile store", store, DIRECTORY),
                 ("the quick model", quick_model, DIRECTORY)]
     check_paths(inputs, outputs)
     if store.is_symlink() or (store.exists() and not is_tile_store(store)):

@@ -6,14 +6,13 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from matplotlib.image import imread
 from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sklearn_roc_curve
 
 from hsanomaly.cli.evaluate import evaluate as evaluate_command
 from hsanomaly.errors import HsanomalyError
 from hsanomaly.evaluation import evaluate, label_targets, read_heatmap, roc_curve
-from hsanomaly.evaluation.plots import _pixel_outline, save_heatmap_png, write_plots
+from hsanomaly.evaluation.plots import _pixel_outline, write_plots
 
 from synthetic import write_raster
 
@@ -200,17 +199,6 @@ def test_target_outline_follows_pixel_edges():
         ((0.5, 0.5), (1.5, 0.5)), ((1.5, 0.5), (2.5, 0.5)),     # top
         ((0.5, 1.5), (1.5, 1.5)), ((1.5, 1.5), (2.5, 1.5)),     # bottom
         ((0.5, 0.5), (0.5, 1.5)), ((2.5, 0.5), (2.5, 1.5))}     # left, right
-
-
-def test_save_heatmap_png_is_full_size_with_nodata_transparent(tmp_path):
-    scores, _ = scene()
-    scores[5, 7] = np.nan
-    valid = np.ones(scores.shape, bool)
-    valid[0, 0] = False
-    save_heatmap_png(scores, tmp_path / "heat.png", valid=valid)
-    image = imread(tmp_path / "heat.png")
-    assert image.shape == (*scores.shape, 4)
-    assert image[5, 7, 3] == 0 and image[0, 0, 3] == 0 and image[1, 1, 3] == 1
 
 
 # --- files and the command ----------------------------------------------------------------

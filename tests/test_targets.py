@@ -236,3 +236,19 @@ def test_bad_inputs_are_refused(tmp_path):
     with pytest.raises(HsanomalyError, match="2-D"):
         list(score_windows(np.zeros((2, 3, 3))))
     assert not (tmp_path / "out.gpkg").exists()
+
+
+def test_layer_carries_score_threshold_and_a_default_qgis_style(tmp_path):
+    import sqlite3
+
+    path = write_heatmap(tmp_path / "heat.tif", planted_heatmap())
+    with rasterio.open(path, "r+") as ds:
+        ds.update_tags(HSANOMALY_SCORE="context")
+    gpkg = tmp_path / "targets.gpkg"
+    assert write_polygons(path, gpkg, threshold=1.0, window=16) > 0
+    layer = read_layer(gpkg)
+    assert set(layer["score"]) == {"context"} and set(layer["threshold"]) == {1.0}
+    with sqlite3.connect(gpkg) as db:
+        (name, qml, default), = db.execute(
+            "SELECT f_table_name, styleQML, useAsDefault FROM layer_styles").fetchall()
+    assert name == "targets" and default and 'class="SimpleLine"' in qml

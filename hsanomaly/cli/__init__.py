@@ -6,6 +6,7 @@ printed as one line and exit with status 1; a bad option or argument is one line
 2), and a warning about the data is one ``Warning:`` line.
 """
 
+import functools
 import importlib
 import logging
 import sys
@@ -34,7 +35,7 @@ class LazyGroup(click.Group):
         if name not in COMMANDS:
             return None
         module, attr = COMMANDS[name].split(":")
-        return getattr(importlib.import_module(module), attr)
+        return with_verbosity(getattr(importlib.import_module(module), attr))
 
     def invoke(self, ctx):
         from ..io.atomic import describe, ignore_file_size_signal
@@ -56,6 +57,37 @@ class LazyGroup(click.Group):
             _fail(f"{err.filename or ctx.command_path}: {describe(err)}", 1)
         finally:
             warnings.showwarning = shown
+
+
+def with_verbosity(command):
+    """Give ``command`` -v/--verbose and -q/--quiet and configure the library's log from them.
+
+    Stage names (fitting, assembling, ...) are shown on an interactive terminal, with their
+    times under -v; -q shows warnings and errors only. A command's own ``quiet`` parameter
+    (which also turns its progress bar off) is kept and read.
+    """
+    if getattr(command, "hsanomaly_verbosity", False):
+        return command
+    names = {param.name for param in command.params}
+    command.params.append(click.Option(["--verbose", "-v"], count=True,
+                                       help="Log each stage with its time."))
+    owns_quiet = "quiet" not in names
+    if owns_quiet:
+        command.params.append(click.Option(["--quiet", "-q"], is_flag=True,
+                                           help="Only warnings and errors."))
+    callback = command.callback
+
+    def run(**kwargs):
+        from ..logs import configure
+
+        verbose = kwargs.pop("verbose")
+        quiet = kwargs.pop("quiet") if owns_quiet else kwargs["quiet"]
+        configure(-1 if quiet else 1 if verbose else 0 if sys.stderr.isatty() else -1)
+        return callback(**kwargs)
+
+    command.callback = functools.update_wrapper(run, callback)
+    command.hsanomaly_verbosity = True
+    return command
 
 
 def _fail(message, status):

@@ -164,22 +164,6 @@ def _pixel_outline(mask):
     return np.concatenate([horizontal, vertical])
 
 
-def save_heatmap_png(scores, path, valid=None, stage=None):
-    """The score map as a full-resolution colour PNG (percentile stretch), for ``detect --png``;
-    NaN and invalid pixels are transparent."""
-    import matplotlib
-    from matplotlib.image import imsave
-
-    scores = np.asarray(scores, dtype=np.float64)
-    low, high = stretch_limits(scores, valid)
-    rgba = matplotlib.colormaps[COLORMAP](np.clip((scores - low) / (high - low), 0, 1))
-    hidden = ~np.isfinite(scores)
-    if valid is not None:
-        hidden |= ~np.asarray(valid, bool)
-    rgba[hidden] = 0.0
-    _written(path, stage, lambda tmp: imsave(tmp, rgba, format="png"))
-
-
 PLOT_FILES = {"roc": "roc.png", "log_roc": "log_roc.png",
               "histograms": "histograms.png", "heatmap": "heatmap.png"}
 

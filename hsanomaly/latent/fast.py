@@ -56,11 +56,14 @@ def codebook_samples(generator, size, scale, seed):
     from scipy.special import ndtri
     from scipy.stats import qmc
 
+    from ..logs import stage
+
     k, d = generator.latent_dim, generator.output_size
     n = codebook_size(size, k, d)
-    uniform = qmc.Sobol(k, scramble=True, seed=seed).random_base2(int(np.log2(n)))
-    z = (scale * ndtri(np.clip(uniform, 1e-6, 1 - 1e-6))).astype(np.float32)
-    g, jac = generator.with_jacobian(z)
+    with stage(f"building a latent codebook of {n} entries"):
+        uniform = qmc.Sobol(k, scramble=True, seed=seed).random_base2(int(np.log2(n)))
+        z = (scale * ndtri(np.clip(uniform, 1e-6, 1 - 1e-6))).astype(np.float32)
+        g, jac = generator.with_jacobian(z)
     return z, g, jac
 
 

@@ -59,7 +59,7 @@ def export_networks(generator, critic, meta, directory, codebook=defaults.CODEBO
     directory = Path(directory)
     generator = copy.deepcopy(generator).cpu().eval()
     critic = copy.deepcopy(critic).cpu().eval()
-    window, bands = generator.window, generator.bands
+    window = generator.window
     dense = window == 1 if dense is None else bool(dense)
     meta = json.loads(json.dumps(meta))  # plain JSON types, so the embedded copy compares equal
     stored = _codebook_settings(codebook, codebook_seed) if window == 1 else None

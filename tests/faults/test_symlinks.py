@@ -29,7 +29,7 @@ def test_links_at_predictable_temporary_names(tmp_path, scene, truth, victim):
     assert_ok(run_cli("detect", scene, tmp_path / "heat.tif", "--png", tmp_path / "heat.png",
                       "--score", "rx", "-q"))
     assert_ok(run_cli("evaluate", tmp_path / "heat.tif", truth, "--json", tmp_path / "report.json"))
-    tree.assert_unchanged(new=["heat.tif", "heat.png", "report.json"])
+    tree.assert_unchanged(new=["heat.tif", "heat.png", "heat.pgw", "heat.png.aux.xml", "report.json"])
     for name in ("heat.tif", "heat.png", "report.json"):
         assert not (tmp_path / name).is_symlink()
 

@@ -1,0 +1,37 @@
+"""Default QGIS styles stored inside the files we write, so layers open styled anywhere."""
+
+# QGIS's default style for the targets layer: cyan outlines, no fill, so the heatmap beneath
+# stays visible. QGIS reads it from the GeoPackage's layer_styles table when the layer loads.
+TARGETS_QML = """<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
+<qgis version="3.22" styleCategories="Symbology">
+ <renderer-v2 type="singleSymbol" symbollevels="0" enableorderby="0" forceraster="0">
+  <symbols>
+   <symbol type="fill" name="0" alpha="1" clip_to_extent="1" force_rhr="0">
+    <layer class="SimpleLine" enabled="1" pass="0" locked="0">
+     <Option type="Map">
+      <Option type="QString" name="line_color" value="0,229,255,255"/>
+      <Option type="QString" name="line_style" value="solid"/>
+      <Option type="QString" name="line_width" value="0.6"/>
+      <Option type="QString" name="line_width_unit" value="MM"/>
+     </Option>
+    </layer>
+   </symbol>
+  </symbols>
+ </renderer-v2>
+</qgis>
+"""
+
+
+def write_default_style(path, layer, geometry_column):
+    """The layer_styles table QGIS looks for in a GeoPackage, holding TARGETS_QML as default."""
+    import pandas as pd
+    import pyogrio
+
+    style = pd.DataFrame({
+        "f_table_catalog": [""], "f_table_schema": [""], "f_table_name": [layer],
+        "f_geometry_column": [geometry_column], "styleName": ["hsanomaly targets"],
+        "styleQML": [TARGETS_QML], "styleSLD": [""], "useAsDefault": [True],
+        "description": ["target outlines (hsanomaly)"], "owner": [""], "ui": [""],
+        "update_time": ["2000-01-01T00:00:00"]})
+    pyogrio.write_dataframe(style, path, layer="layer_styles", driver="GPKG",
+                            layer_options={"FID": "id"})

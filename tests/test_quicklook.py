@@ -1,0 +1,40 @@
+"""The --png quick look: scores above a labelled colour bar, placed on the map by a world file."""
+
+import numpy as np
+import rasterio
+from matplotlib.image import imread
+
+import hsanomaly
+from hsanomaly.quicklook import BAR_HEIGHT, sidecars, world_file_text
+
+from synthetic import TRANSFORM
+
+
+def test_png_has_a_colour_bar_and_a_world_file_that_places_it(synthetic_raster, tmp_path):
+    path, _, nodata = synthetic_raster
+    png = tmp_path / "heat.png"
+    hsanomaly.detect(path, tmp_path / "heat.tif", score="rx", png=png)
+    image = imread(png)
+    assert image.shape == (40 + BAR_HEIGHT, 50, 4)
+    assert (image[:40][nodata][:, 3] == 0).all() and (image[:40][~nodata][:, 3] == 1).all()
+    bar = image[40 + 5, :, :3]
+    assert np.abs(np.diff(bar, axis=0)).sum() > 0            # a colour ramp, left to right
+    world, aux = sidecars(png)
+    a, d, b, e, x, y = map(float, world.read_text().split())
+    assert (a, e, b, d) == (TRANSFORM.a, TRANSFORM.e, 0, 0)
+    assert (x, y) == (TRANSFORM.c + 0.5 * TRANSFORM.a, TRANSFORM.f + 0.5 * TRANSFORM.e)
+    assert "32633" in aux.read_text()
+    with rasterio.open(png) as ds:                            # GDAL reads it georeferenced
+        assert ds.crs == "EPSG:32633" and ds.transform.c == TRANSFORM.c
+
+
+def test_world_file_is_the_gdal_convention():
+    assert world_file_text(TRANSFORM).split() == ["2", "0", "0", "-2", "500001", "6699999"]
+
+
+def test_png_sidecars_count_as_outputs(synthetic_raster, tmp_path):
+    import pytest
+
+    path, _, _ = synthetic_raster
+    with pytest.raises(hsanomaly.HsanomalyError, match="world file"):
+        hsanomaly.detect(path, tmp_path / "heat.pgw", score="rx", png=tmp_path / "heat.png")
