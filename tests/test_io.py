@@ -312,3 +312,26 @@ def test_temporaries_of_a_killed_writer_are_removed_by_the_next_write(tmp_path):
     with atomic_path(tmp_path / "out.txt") as tmp:
         tmp.write_text("whole")
     assert sorted(p.name for p in tmp_path.iterdir()) == [alive.name, "out.txt"]
+
+
+def test_gdal_subdataset_and_vsi_names_are_read_end_to_end(synthetic_raster, tmp_path):
+    """GTIFF_DIR:, /vsizip/ (and NETCDF:/HDF5: alike) reach GDAL unchanged, as QGIS passes them."""
+    import zipfile
+
+    import hsanomaly
+
+    path, _, _ = synthetic_raster
+    archive = tmp_path / "scene.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.write(path, "scene.tif")
+    outputs = {}
+    for label, name in (("plain", str(path)), ("dir", f"GTIFF_DIR:1:{path}"),
+                        ("zip", f"/vsizip/{archive}/scene.tif")):
+        outputs[label] = tmp_path / f"{label}.tif"
+        hsanomaly.detect(name, outputs[label], score="rx")
+    with rasterio.open(outputs["plain"]) as a:
+        for label in ("dir", "zip"):
+            with rasterio.open(outputs[label]) as b:
+                np.testing.assert_array_equal(a.read(1), b.read(1))
+    with pytest.raises(HsanomalyError, match="not a raster GDAL can read"):
+        hsanomaly.detect(f"/vsizip/{tmp_path}/missing.zip/scene.tif", tmp_path / "x.tif", score="rx")

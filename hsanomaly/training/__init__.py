@@ -32,7 +32,7 @@ def checkpoint_dir(out):
 def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, sqrt=False,
           iterations=Settings.iterations, seed=defaults.TRAIN_SEED, device="cpu", dim=8, latent_dim=4,
           critic_steps=Settings.critic_steps, batch=Settings.batch, lr=Settings.lr,
-          background_only=False, boost_rare=False, resume=False, threads=None, progress=True,
+          background_only=False, boost_rare=False, resume=False, threads=None, progress=False,
           callback=None):
     """Train on windows from ``inputs`` (rasters or .mat scenes) and write the bundle ``out``.
 

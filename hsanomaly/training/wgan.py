@@ -187,7 +187,7 @@ def load_checkpoint(path, trainer, key):
     return [list(row) for row in state["log"]]
 
 
-def fit(trainer, train, val, *, weights=None, log=None, log_every=10, progress=True,
+def fit(trainer, train, val, *, weights=None, log=None, log_every=10, progress=False,
         callback=None, on_checkpoint=None, checkpoint_every=None):
     """Run ``trainer`` up to ``settings.iterations``; returns the log (rows of LOG_COLUMNS).
 
