@@ -16,7 +16,7 @@ from .errors import HsanomalyError
 from .io.styles import write_default_style
 from .logs import stage as log_stage
 from .io.atomic import atomic_path, check_writable, native_quiet
-from .thresholds import DEFAULT_WINDOW, open_heatmap, score_windows, threshold_from_far
+from .thresholds import READ_CHUNK, open_heatmap, score_chunks, threshold_from_far
 
 EIGHT_CONNECTED = np.ones((3, 3), bool)
 LAYER = "targets"
@@ -173,7 +173,7 @@ def check_threshold(gpkg_path, threshold, far):
     check_writable(gpkg_path, directory=False)
 
 
-def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, window=DEFAULT_WINDOW,
+def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, chunk=READ_CHUNK,
                    stage=None, name=None):
     """Vectorise the targets of a heatmap GeoTIFF into a GeoPackage; returns their number.
 
@@ -196,10 +196,10 @@ def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, window=
         score = ds.tags().get("HSANOMALY_SCORE", "")
     if threshold is None:
         with log_stage(f"threshold at false-alarm rate {far} of {heatmap_path}"):
-            threshold = threshold_from_far(heatmap_path, far, window=window)
+            threshold = threshold_from_far(heatmap_path, far, chunk=chunk)
     with log_stage(f"vectorising the pixels above {threshold:.6g} into {gpkg_path}"):
         regions = _Regions(width, transform)
-        for win, scores in score_windows(heatmap_path, window):
+        for win, scores in score_chunks(heatmap_path, chunk):
             regions.add(win, scores, threshold)
         records = regions.targets()
 

@@ -1,11 +1,11 @@
-"""A score threshold from a false-alarm rate, read window by window from a heatmap GeoTIFF.
+"""A score threshold from a false-alarm rate, read chunk by chunk from a heatmap GeoTIFF.
 
 Thresholds are exact order statistics of the finite scores, found by a two-pass radix
 select: every float32 score maps to a 32-bit key that sorts like the score; a first pass
 counts keys by their high 16 bits, a second counts the low 16 bits inside the few bins that
-hold the wanted ranks. Each pass is a sum of fixed-size histograms over windows
-(``score_histogram``), so a distributed runner can map it over windows on a cluster and
-pass its own ``reduce``. Memory is bounded by the window size, not the raster size.
+hold the wanted ranks. Each pass is a sum of fixed-size histograms over chunks
+(``score_histogram``), so a distributed runner can map it over chunks on a cluster and
+pass its own ``reduce``. Memory is bounded by the chunk size, not the raster size.
 
 ``far="auto"`` fits the upper tail instead (see ``auto_threshold``).
 """
@@ -19,13 +19,13 @@ import numpy as np
 from .errors import HsanomalyError
 from .io.source import iter_windows, open_raster as open_heatmap
 
-DEFAULT_WINDOW = 1024         # pixels a side; a multiple of the engine's 256-pixel output blocks
+READ_CHUNK = 1024             # pixels a side read at once; a multiple of the 256-pixel output blocks
 HALF_BITS = 16
 HALF = 1 << HALF_BITS         # histogram bins per pass
 AUTO_MIN_RATE = 1e-6          # auto: the tail fit is extrapolated at most this far
 
 
-# --- order keys and histograms: the per-window pieces a distributed reduce maps -------------
+# --- order keys and histograms: the per-chunk pieces a distributed reduce maps -------------
 
 def order_keys(scores):
     """uint32 keys that sort like the finite scores (as float32); NaN and inf are dropped."""
@@ -42,9 +42,9 @@ def key_scores(keys):
 
 
 def score_histogram(scores, prefixes=None):
-    """Counts of one window's finite scores by key: by the high 16 bits (``prefixes=None``,
+    """Counts of one chunk's finite scores by key: by the high 16 bits (``prefixes=None``,
     shape (65536,)), or by the low 16 bits of the keys whose high bits are each of
-    ``prefixes`` (shape (len(prefixes), 65536)). Sums over windows give the raster's counts."""
+    ``prefixes`` (shape (len(prefixes), 65536)). Sums over chunks give the raster's counts."""
     keys = order_keys(scores)
     high = keys >> HALF_BITS
     if prefixes is None:
@@ -53,14 +53,14 @@ def score_histogram(scores, prefixes=None):
     return np.stack([np.bincount(low[high == p], minlength=HALF) for p in prefixes])
 
 
-# --- reading heatmaps by window ---------------------------------------------------------------
+# --- reading heatmaps by chunk ---------------------------------------------------------------
 
 def read_scores(dataset, window):
     """Band 1 of an open heatmap in ``window`` as float32, NaN where masked (nodata)."""
     return dataset.read(1, window=window, masked=True).astype(np.float32).filled(np.nan)
 
 
-def score_windows(heatmap, window=DEFAULT_WINDOW):
+def score_chunks(heatmap, chunk=READ_CHUNK):
     """Yield (window, float32 scores) over a heatmap GeoTIFF path or a 2-D array."""
     if isinstance(heatmap, np.ndarray):
         scores = np.asarray(heatmap, dtype=np.float32)
@@ -68,19 +68,19 @@ def score_windows(heatmap, window=DEFAULT_WINDOW):
             scores = scores[0]
         if scores.ndim != 2:
             raise HsanomalyError(f"<array>: a heatmap is 2-D, got shape {heatmap.shape}")
-        for win in iter_windows(*scores.shape, window):
+        for win in iter_windows(*scores.shape, chunk):
             yield win, scores[win.toslices()]
         return
     with open_heatmap(heatmap) as ds:
-        for win in iter_windows(ds.height, ds.width, window):
+        for win in iter_windows(ds.height, ds.width, chunk):
             yield win, read_scores(ds, win)
 
 
-def window_reduce(heatmap, window=DEFAULT_WINDOW):
-    """``reduce(fn)``: the sum of ``fn(scores)`` over the heatmap's windows, in this process."""
+def chunk_reduce(heatmap, chunk=READ_CHUNK):
+    """``reduce(fn)``: the sum of ``fn(scores)`` over the heatmap's chunks, in this process."""
     def reduce(fn):
         total = None
-        for _, scores in score_windows(heatmap, window):
+        for _, scores in score_chunks(heatmap, chunk):
             part = fn(scores)
             total = part if total is None else total + part
         return total
@@ -102,7 +102,7 @@ def _order_statistics(coarse, ranks, reduce):
 
 # --- thresholds --------------------------------------------------------------------------------
 
-def threshold_from_far(heatmap, far, *, window=DEFAULT_WINDOW, reduce=None):
+def threshold_from_far(heatmap, far, *, chunk=READ_CHUNK, reduce=None):
     """The score threshold at which a fraction ``far`` of the pixels lies above, from the
     scores alone (no labels).
 
@@ -111,7 +111,7 @@ def threshold_from_far(heatmap, far, *, window=DEFAULT_WINDOW, reduce=None):
     at most ``floor(far * n)`` of the n scores strictly above it. Targets are part of the
     distribution, so on a scene with targets slightly fewer background pixels pass.
     Or "auto": see ``auto_threshold``.
-    reduce: ``reduce(fn)`` returning the sum of ``fn(scores)`` over all windows of the
+    reduce: ``reduce(fn)`` returning the sum of ``fn(scores)`` over all chunks of the
     heatmap; pass a cluster version to run the passes distributed (default: this process).
     """
     if far != "auto":
@@ -122,7 +122,7 @@ def threshold_from_far(heatmap, far, *, window=DEFAULT_WINDOW, reduce=None):
                 raise HsanomalyError(f"far: {far!r} is neither a number nor 'auto'") from None
         if not 0 < far < 1:
             raise HsanomalyError(f"far: a false-alarm rate is between 0 and 1, got {far}")
-    reduce = reduce or window_reduce(heatmap, window)
+    reduce = reduce or chunk_reduce(heatmap, chunk)
     coarse = reduce(score_histogram)
     n = int(coarse.sum())
     if n == 0:

@@ -13,7 +13,7 @@ from scipy import ndimage
 import hsanomaly
 from hsanomaly.errors import HsanomalyError
 from hsanomaly.polygons import write_polygons
-from hsanomaly.thresholds import key_scores, order_keys, score_windows, threshold_from_far
+from hsanomaly.thresholds import key_scores, order_keys, score_chunks, threshold_from_far
 
 from synthetic import CRS, TRANSFORM
 
@@ -50,7 +50,7 @@ def test_threshold_is_the_exact_order_statistic(far):
     scores = rng.normal(size=(300, 417)).astype(np.float32)
     scores[5:9, 5:50] = np.nan
     finite = np.sort(scores[np.isfinite(scores)])
-    threshold = threshold_from_far(scores, far, window=64)   # 5 x 7 windows, ragged edges
+    threshold = threshold_from_far(scores, far, chunk=64)   # 5 x 7 windows, ragged edges
     assert threshold == finite[len(finite) - 1 - math.floor(far * len(finite))]
     assert (finite > threshold).sum() == math.floor(far * len(finite))
 
@@ -59,7 +59,7 @@ def test_threshold_from_a_geotiff_matches_the_array(tmp_path):
     scores = np.random.default_rng(1).gamma(2.0, size=(70, 90)).astype(np.float32)
     scores[:3, :3] = np.nan
     path = write_heatmap(tmp_path / "heat.tif", scores)
-    assert threshold_from_far(str(path), 0.01, window=32) == threshold_from_far(scores, 0.01)
+    assert threshold_from_far(str(path), 0.01, chunk=32) == threshold_from_far(scores, 0.01)
 
 
 def test_passes_run_through_a_given_reduce():
@@ -95,7 +95,7 @@ def test_auto_finds_planted_targets_with_few_false_alarms():
     for r, c, level in ((20, 30, 90.0), (100, 150, 70.0), (170, 60, 60.0)):
         truth[r:r + 3, c:c + 3] = True
         scores[r:r + 3, c:c + 3] = level + rng.normal(0, 1, (3, 3))
-    threshold = threshold_from_far(scores, "auto", window=64)
+    threshold = threshold_from_far(scores, "auto", chunk=64)
     assert (scores[truth] > threshold).all()
     assert (scores[~truth] > threshold).sum() <= 5
 
@@ -128,7 +128,7 @@ def planted_heatmap():
 
 def test_polygons_merge_targets_across_window_borders(tmp_path):
     path = write_heatmap(tmp_path / "heat.tif", planted_heatmap())
-    n = write_polygons(path, tmp_path / "targets.gpkg", threshold=1.0, window=16)
+    n = write_polygons(path, tmp_path / "targets.gpkg", threshold=1.0, chunk=16)
     layer = read_layer(tmp_path / "targets.gpkg")
     assert n == 2 and len(layer) == 2
     assert layer.crs == CRS
@@ -156,7 +156,7 @@ def test_polygons_match_whole_raster_labelling_for_any_window(tmp_path):
     sizes = np.sort(np.bincount(labels.ravel())[1:])
     for window in (7, 16, 1024):
         out = tmp_path / f"targets{window}.gpkg"
-        assert write_polygons(path, out, threshold=threshold, window=window) == count
+        assert write_polygons(path, out, threshold=threshold, chunk=window) == count
         layer = read_layer(out)
         assert np.array_equal(np.sort(layer["pixels"]), sizes)
         assert np.allclose(layer.geometry.area, layer["area"])
@@ -167,7 +167,7 @@ def test_diagonal_neighbours_across_window_corners_and_borders_are_one_target(tm
     for pixel in ((3, 3), (4, 4), (3, 8), (4, 7), (9, 3), (10, 4)):   # 4-pixel windows
         scores[pixel] = 1.0
     path = write_heatmap(tmp_path / "heat.tif", scores)
-    assert write_polygons(path, tmp_path / "targets.gpkg", threshold=0.5, window=4) == 3
+    assert write_polygons(path, tmp_path / "targets.gpkg", threshold=0.5, chunk=4) == 3
     assert list(read_layer(tmp_path / "targets.gpkg")["pixels"]) == [2, 2, 2]
 
 
@@ -183,7 +183,7 @@ def test_no_target_writes_a_valid_empty_layer(tmp_path):
 
 def test_without_crs_area_is_null_and_coordinates_are_pixels(tmp_path):
     path = write_heatmap(tmp_path / "heat.tif", planted_heatmap(), crs=None)
-    write_polygons(path, tmp_path / "targets.gpkg", threshold=1.0, window=16)
+    write_polygons(path, tmp_path / "targets.gpkg", threshold=1.0, chunk=16)
     layer = read_layer(tmp_path / "targets.gpkg")
     assert layer.crs is None
     assert layer["area"].isna().all()
@@ -234,7 +234,7 @@ def test_bad_inputs_are_refused(tmp_path):
     with pytest.raises(HsanomalyError, match="does not exist"):
         write_polygons(path, tmp_path / "nowhere" / "out.gpkg", threshold=1.0)
     with pytest.raises(HsanomalyError, match="2-D"):
-        list(score_windows(np.zeros((2, 3, 3))))
+        list(score_chunks(np.zeros((2, 3, 3))))
     assert not (tmp_path / "out.gpkg").exists()
 
 
@@ -245,7 +245,7 @@ def test_layer_carries_score_threshold_and_a_default_qgis_style(tmp_path):
     with rasterio.open(path, "r+") as ds:
         ds.update_tags(HSANOMALY_SCORE="context")
     gpkg = tmp_path / "targets.gpkg"
-    assert write_polygons(path, gpkg, threshold=1.0, window=16) > 0
+    assert write_polygons(path, gpkg, threshold=1.0, chunk=16) > 0
     layer = read_layer(gpkg)
     assert set(layer["score"]) == {"context"} and set(layer["threshold"]) == {1.0}
     with sqlite3.connect(gpkg) as db:
