@@ -200,11 +200,7 @@ def _dense_generator(generator):
         w_up, b_up = _affine(block.resample, shape)
         w_conv, b_conv = _affine(block.conv, (lengths[i + 1], widths[i + 1]))
         name = f"blocks.{i}"
-        if linear_in is not None:        # fold the shortcut into the preceding affine map
-            source, w0, b0 = linear_in
-            shortcut = g.affine(source, w0 @ w_sc, b0 @ w_sc + b_sc + b_conv, name + ".shortcut")
-        else:
-            shortcut = g.affine(x, w_sc, b_sc + b_conv, name + ".shortcut")
+        shortcut = _shortcut(g, x, linear_in, w_sc, b_sc + b_conv, name)
         h = g.relu(g.affine(g.relu(x, name + ".in"), w_up, b_up, name + ".resample"), name + ".mid")
         x = g.affine(h, w_conv, None, name + ".conv", residual=shortcut)
         linear_in = None
@@ -216,6 +212,14 @@ def _dense_generator(generator):
     y = g.node("Reshape", [y, shape], "image")
     g.node("Tanh", [y], "tanh", output="x")
     return g.graph("generator", [("z", ["batch", k])], [("x", ["batch", generator.bands, 1, 1])])
+
+
+def _shortcut(g, x, linear_in, w_sc, bias, name):
+    """A block's shortcut branch, folded into the preceding affine map when there is one."""
+    if linear_in is None:
+        return g.affine(x, w_sc, bias, name + ".shortcut")
+    source, w0, b0 = linear_in
+    return g.affine(source, w0 @ w_sc, b0 @ w_sc + bias, name + ".shortcut")
 
 
 def _dense_critic(critic):
@@ -233,11 +237,7 @@ def _dense_critic(critic):
         w_conv, b_conv = _affine(block.conv, shape)
         w_down, b_down = _affine(block.resample, shape)
         name = f"blocks.{i}"
-        if linear_in is not None:
-            source, w0, b0 = linear_in
-            shortcut = g.affine(source, w0 @ w_sc, b0 @ w_sc + b_sc + b_down, name + ".shortcut")
-        else:
-            shortcut = g.affine(h, w_sc, b_sc + b_down, name + ".shortcut")
+        shortcut = _shortcut(g, h, linear_in, w_sc, b_sc + b_down, name)
         c = g.relu(g.affine(g.relu(h, name + ".in"), w_conv, b_conv, name + ".conv"), name + ".mid")
         h = g.affine(c, w_down, None, name + ".resample", residual=shortcut)
         linear_in = None
