@@ -17,7 +17,7 @@ from ..io.atomic import check_writable
 from .data import load_training_data
 from .settings import THREADS, Settings
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 LOG_ROWS = 200
 CHECKPOINTS = 10
 VAL_EVAL_WINDOWS = 4096
@@ -59,7 +59,7 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
     torch = _import_torch()
     _check_device(torch, device)
     report = callback or (lambda fraction, message: False)
-    log.info("%s: reading training windows", out)
+    logger.info("%s: reading training windows", out)
     if report(0.0, "reading training windows"):
         raise HsanomalyError(f"{out}: training cancelled")
     data = load_training_data(inputs, mask=mask, window=window, bands=bands, sqrt=sqrt,
@@ -110,7 +110,7 @@ def _train(torch, data, inputs, out, settings, options, device, resume, progress
         if checkpoints.is_dir() and not any(checkpoints.iterdir()):
             checkpoints.rmdir()  # interrupted before the first checkpoint: nothing to resume
 
-    log.info("%s: exporting the model bundle", out)
+    logger.info("%s: exporting the model bundle", out)
     if report(1.0, "exporting the model bundle"):
         save_checkpoint(state, trainer, log, key)
         raise TrainingCancelled(f"{out}: training cancelled (resume with resume=True)")
