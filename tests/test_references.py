@@ -18,7 +18,7 @@ from synthetic import synthetic_cube, write_raster
 
 needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
                                  reason="the GAN references train a model: needs torch")
-TARGETS = ((4, 4), (9, 18), (17, 7))
+TARGETS = ((4, 4), (9, 30), (30, 7), (38, 40))
 
 
 def _cli(*args):
@@ -34,9 +34,10 @@ def _read(path):
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
-    """A tiny scene (22 x 24 pixels, 12 bands) with three planted 2x2 targets."""
+    """A small scene (44 x 46 pixels, 12 bands: the default score's largest ring is 41x41) with
+    four planted 2x2 targets."""
     root = tmp_path_factory.mktemp("references")
-    cube, truth = synthetic_cube(rows=22, cols=24, targets=TARGETS, seed=7)
+    cube, truth = synthetic_cube(rows=44, cols=46, targets=TARGETS, seed=7)
     return root, write_raster(root / "scene.tif", cube), cube, truth
 
 
@@ -77,7 +78,7 @@ def test_rx_and_multi_ring_local_rx_equal_plain_numpy(scene):
     ours = score_array(ArraySource(cube), mlrx)["score"][0]
     vecs = np.linalg.eigh(np.cov(X, rowvar=False))[1][:, ::-1][:, :4]
     P = ((X - X.mean(0)) @ vecs).reshape(cube.shape[1], cube.shape[2], 4)
-    for r, c in ((11, 12), (2, 20), (17, 8)):
+    for r, c in ((11, 12), (2, 20), (31, 8)):
         logs = []
         for outer, guard in rings:
             ring = [P[i, j] for i in range(r - outer // 2, r + outer // 2 + 1)

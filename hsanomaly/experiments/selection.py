@@ -128,7 +128,8 @@ class Selection:
                 "mean AUC on the other scenes scores the held-out scene(s); the held-out mean "
                 "averages those scores over all scenes. Candidates: "
                 f"{', '.join(self.candidates)}."
-                + (f" Without a GAN: {', '.join(self.ablation)}." if self.ablation else ""))
+                + (f" Without a GAN: {', '.join(self.ablation)}." if self.ablation else "")
+                + " What was tried and lost before these candidates: docs/ablations.md.")
 
     def to_dict(self):
         def proto(p):
