@@ -3,7 +3,7 @@
 Writes a synthetic raster (--size, default the seed's 1600 x 700 x 20: three endmembers mixed
 per pixel plus noise, a few planted targets), trains a model on it with the defaults unless
 --model is given, then runs ``hsanomaly detect`` for RX, the critic, the reconstruction score
-(fast solver) and the default score (``context``), each in a fresh process, and records its
+(fast solver) and the default score (``hsanomaly.defaults.SCORE``), each in a fresh process, and records its
 wall time (start-up, imports, model load, fits, scoring and writing: everything) and its peak
 resident memory (the child's own rusage).
 
@@ -21,6 +21,7 @@ Last line: default_s=<s> critic_s=<s> recon_s=<s> rx_s=<s> floor_s=<s> peak_rss_
 """
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -34,7 +35,9 @@ import rasterio.transform
 
 from hsanomaly.io.source import iter_windows
 
-SCORES = (("rx", "rx"), ("critic", "critic"), ("recon", "recon"), ("default", "context"))
+from hsanomaly.defaults import SCORE as DEFAULT_SCORE
+
+SCORES = (("rx", "rx"), ("critic", "critic"), ("recon", "recon"), ("default", DEFAULT_SCORE))
 GEMM = (4096, 256, 256)       # M, K, N: a batch through the networks' widest layer
 
 
@@ -159,6 +162,8 @@ def main():
     parser.add_argument("--size", type=parse_size, default=(1600, 700, 20),
                         help="ROWSxCOLS[xBANDS] of the synthetic raster [1600x700x20]")
     parser.add_argument("--model", help="model bundle for BANDS bands; default: train one")
+    parser.add_argument("--workdir", help="keep the raster and the model here and reuse them "
+                        "(default: a temporary folder)")
     parser.add_argument("--threads", type=int, default=2, help="onnxruntime threads of detect")
     parser.add_argument("--iterations", type=int, default=None,
                         help="training iterations [hsanomaly's default]")
@@ -167,10 +172,13 @@ def main():
     args = parser.parse_args()
     rows, cols, bands = args.size
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with (contextlib.nullcontext(args.workdir) if args.workdir else
+          tempfile.TemporaryDirectory()) as tmp:
         tmp = Path(tmp)
-        src = write_synthetic(tmp / "scene.tif", rows, cols, bands)
-        model = args.model
+        src = tmp / "scene.tif"
+        if not src.exists():
+            write_synthetic(src, rows, cols, bands)
+        model = args.model or (tmp / "model" if (tmp / "model" / "model.json").exists() else None)
         if model is None:
             from hsanomaly.training import train
 

@@ -60,6 +60,6 @@ def test_baseline_examples_equal_the_cli(tmp_path, score):
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None or
                     importlib.util.find_spec("xarray") is None, reason="needs torch and xarray")
 def test_default_score_example_on_xarray_equals_the_cli(tmp_path):
-    heat = run_block(block_using("context"), tmp_path)
-    expected = cli_heatmap(tmp_path, "context", "--model", str(tmp_path / "airport-2.model"))
+    heat = run_block(block_using("dualcontext"), tmp_path)
+    expected = cli_heatmap(tmp_path, "dualcontext", "--model", str(tmp_path / "airport-2.model"))
     np.testing.assert_allclose(heat, expected, rtol=1e-6, atol=1e-6)

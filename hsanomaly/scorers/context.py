@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import HsanomalyError
 from .. import defaults
-from .base import Scorer, inverse, mean_cov, moments
+from .base import Scorer, inverse, mahalanobis_sq, mean_cov, moments
 from .gan import ReconScorer
 from .rings import MultiRingLRX
 from .rx import LocalRX
@@ -108,7 +108,7 @@ class ResidualScorer(Scorer):
     def _log_distance(self, residual):
         """log of the residuals' squared Mahalanobis distance (the resrx score)."""
         d = np.asarray(residual, np.float64) - self.mean_
-        return np.log(np.einsum("ij,jk,ik->i", d, self.precision_, d) + TINY)
+        return np.log(mahalanobis_sq(d, self.precision_) + TINY)
 
     def score_samples(self, X):
         if self.local is not None or self.residual_local is not None:

@@ -4,7 +4,7 @@ import numpy as np
 
 from .. import defaults
 from ..errors import HsanomalyError
-from .base import Scorer, inverse, mean_cov, moments
+from .base import Scorer, inverse, mahalanobis_sq, mean_cov, moments
 
 
 class GlobalRX(Scorer):
@@ -22,7 +22,7 @@ class GlobalRX(Scorer):
 
     def score_samples(self, X):
         d = np.asarray(X, dtype=np.float64) - self.mean_
-        return np.einsum("ij,jk,ik->i", d, self.precision_, d).astype(np.float32)
+        return mahalanobis_sq(d, self.precision_).astype(np.float32)
 
 
 class LocalRX(Scorer):
