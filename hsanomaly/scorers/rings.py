@@ -77,12 +77,11 @@ class MultiRingLRX(Scorer):
 
     def log_score(self, block, valid):
         """Mean log local RX of the inner pixels of a block padded by ``self.halo``."""
+        x, integral = self.locals[0].features(block, valid)     # shared by every ring
         total = 0.0
         for local in self.locals:
-            cut = self.halo - local.halo
-            b = block[:, cut:block.shape[1] - cut, cut:block.shape[2] - cut]
-            v = valid[cut:valid.shape[0] - cut, cut:valid.shape[1] - cut]
-            total = total + np.log(np.maximum(local.score_block(b, v)["score"][0], 0) + TINY)
+            score = local.ring_score(x, integral, valid, self.halo)
+            total = total + np.log(np.maximum(score, 0) + TINY)
         return total / len(self.locals)
 
     def score_block(self, block, valid):

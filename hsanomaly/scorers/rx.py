@@ -65,8 +65,14 @@ class LocalRX(Scorer):
         raise HsanomalyError("local RX scores pixels in their spatial context; use score_block")
 
     def score_block(self, block, valid):
-        h = self.halo
-        bands, rows, cols = block.shape
+        x, integral = self.features(block, valid)
+        return {"score": self.ring_score(x, integral, valid, self.halo)[None]}
+
+    def features(self, block, valid):
+        """The block's pixels projected on the components, x (rows, cols, k), and the integral
+        image of [1, x, upper triangle of x x'] over valid pixels: what every ring's sums of
+        counts, means and second moments are read from, so rings can share it."""
+        rows, cols = valid.shape
         k = self.projection_.shape[1]
         x = np.zeros((rows, cols, k))
         x[valid] = (block[:, valid].T - self.mean_) @ self.projection_
@@ -74,14 +80,22 @@ class LocalRX(Scorer):
         feats = np.concatenate([np.ones((rows, cols, 1)) * valid[..., None], x,
                                 (x[..., :, None] * x[..., None, :])[..., iu[0], iu[1]]], axis=-1)
         feats[~valid] = 0
-        outer, guard = _box_sum(feats, self.outer), _box_sum(feats, self.guard)
-        g = (self.outer - self.guard) // 2
-        guard = guard[g:guard.shape[0] - g, g:guard.shape[1] - g]
-        ring = outer - guard
-        count = ring[..., 0:1]
-        inner_valid = valid[h:rows - h, h:cols - h] & (count[..., 0] > k + 1)
-        score = np.full(count.shape[:2], np.nan, dtype=np.float32)
+        integral = np.zeros((rows + 1, cols + 1, feats.shape[2]))
+        integral[1:, 1:] = feats.cumsum(0).cumsum(1)
+        return x, integral
+
+    def ring_score(self, x, integral, valid, halo):
+        """RX of the inner pixels of a block padded by ``halo`` (at least this ring's) against
+        their ring, from ``features``; float32 (rows, cols), NaN where the ring is too empty."""
+        k = x.shape[2]
+        rows, cols = valid.shape[0] - 2 * halo, valid.shape[1] - 2 * halo
+        ring = (_window_sums(integral, self.outer, halo - self.outer // 2, rows, cols)
+                - _window_sums(integral, self.guard, halo - self.guard // 2, rows, cols))
+        count = ring[..., 0]
+        inner_valid = valid[halo:halo + rows, halo:halo + cols] & (count > k + 1)
+        score = np.full((rows, cols), np.nan, dtype=np.float32)
         if inner_valid.any():
+            iu = np.triu_indices(k)
             ring = ring[inner_valid]
             n = ring[:, 0:1]
             mean = ring[:, 1:1 + k] / n
@@ -90,13 +104,14 @@ class LocalRX(Scorer):
             second[:, iu[1], iu[0]] = ring[:, 1 + k:]
             cov = (second - n[:, :, None] * mean[:, :, None] * mean[:, None, :]) / (n[:, :, None] - 1)
             cov += self.ridge * np.trace(cov, axis1=1, axis2=2)[:, None, None] * np.eye(k) + 1e-12 * np.eye(k)
-            d = x[h:rows - h, h:cols - h][inner_valid] - mean
+            d = x[halo:halo + rows, halo:halo + cols][inner_valid] - mean
             score[inner_valid] = np.einsum("ij,ij->i", d, np.linalg.solve(cov, d[..., None])[..., 0])
-        return {"score": score[None]}
+        return score
 
 
-def _box_sum(a, size):
-    """Sums over every ``size x size`` window of a (rows, cols, c) array, 'valid' mode."""
-    c = np.zeros((a.shape[0] + 1, a.shape[1] + 1, a.shape[2]))
-    c[1:, 1:] = a.cumsum(0).cumsum(1)
-    return c[size:, size:] - c[:-size, size:] - c[size:, :-size] + c[:-size, :-size]
+def _window_sums(integral, size, offset, rows, cols):
+    """Sums over the ``size x size`` windows whose top-left corners are (offset + i, offset + j),
+    i < rows, j < cols, read off an integral image (a leading row and column of zeros)."""
+    a, b = offset, offset + size
+    return (integral[b:b + rows, b:b + cols] - integral[a:a + rows, b:b + cols]
+            - integral[b:b + rows, a:a + cols] + integral[a:a + rows, a:a + cols])
