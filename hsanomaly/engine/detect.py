@@ -138,18 +138,28 @@ def assemble(store, source, windows, outputs, descriptions=None, tags=None, stag
 
     with contextlib.ExitStack() as stack:
         stage = stage if stage is not None else stack.enter_context(staged())
+        files = {}        # output name -> (staged path, path GDAL writes first)
         for name, (path, bands) in outputs.items():
             tmp = stage.path(path, check=raster_check(source.width, source.height, bands))
-            written = tmp.with_name(tmp.name + ".gtiff") if cog else tmp
-            with warnings.catch_warnings(), gdal_env(), native_quiet():
-                warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                with rasterio.open(written, "w", **heatmap_profile(source, bands)) as dst:
-                    for index, window in enumerate(windows):
-                        dst.write(store.get(index)[name], window=window)
+            files[name] = (tmp, tmp.with_name(tmp.name + ".gtiff") if cog else tmp)
+        with warnings.catch_warnings(), gdal_env(), native_quiet():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with contextlib.ExitStack() as datasets:
+                open_outputs = {
+                    name: datasets.enter_context(rasterio.open(
+                        files[name][1], "w", **heatmap_profile(source, bands)))
+                    for name, (_, bands) in outputs.items()}
+                for index, window in enumerate(windows):    # each tile read once for all outputs
+                    tile = store.get(index)
+                    for name, dst in open_outputs.items():
+                        dst.write(tile[name], window=window)
+                for name, dst in open_outputs.items():
+                    bands = outputs[name][1]
                     describe_bands(dst, source, (descriptions or {}).get(name) or
-                             [name if bands == 1 else f"{name} {b + 1}" for b in range(bands)])
+                                   [name if bands == 1 else f"{name} {b + 1}" for b in range(bands)])
                     if tags:
                         dst.update_tags(**tags)
+            for tmp, written in files.values():
                 add_overviews_and_statistics(written)
                 if cog:
                     to_cog(written, tmp)
@@ -302,10 +312,8 @@ def _is_constant(store, count):
     """True when every band of the input, over the stored tiles, is constant or nearly so."""
     lo = hi = None
     for index in range(count):
-        try:
-            with np.load(store.path / f"tile_{index:07d}.npz", allow_pickle=False) as z:
-                r = z[RANGE]
-        except Exception:         # a tile without the range or damaged: assemble will say
+        r = store.member(index, RANGE)
+        if r is None:             # a tile without the range or damaged: assemble will say
             return False
         lo = r[0] if lo is None else np.fmin(lo, r[0])
         hi = r[1] if hi is None else np.fmax(hi, r[1])

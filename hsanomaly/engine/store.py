@@ -173,6 +173,14 @@ class TileStore:
             return None
         return arrays
 
+    def member(self, index, name):
+        """One array of tile ``index`` without reading (or checking) the others, or None."""
+        try:
+            with np.load(self._file(index), allow_pickle=False) as z:
+                return z[name]
+        except Exception:          # missing, damaged or without ``name``
+            return None
+
     def get(self, index, expected=None):
         arrays = self.load(index, expected)
         if arrays is None:
