@@ -77,10 +77,10 @@ def detect(src, dst, *, score=None, model=None, extras=None, polygons=None, thre
     quick = scene_model_path(dst) if cls.needs_model and model is None else None
     detect_paths(src, dst, model=model, extras=extras, png=png, polygons=polygons,
                  quick_model=quick)
-    make_scorer(score, **options, **({"model": model or quick} if cls.needs_model else {}))
+    # built (and its options checked) before any training; the bundle loads on first use
+    scorer = make_scorer(score, **options, **({"model": model or quick} if cls.needs_model else {}))
     if quick is not None:
         model = train_on_scene(src, dst, callback=callback, progress=progress)
-    scorer = make_scorer(score, **options, **({"model": model} if cls.needs_model else {}))
     with _executor(workers, scheduler) as executor, staged() as stage:
         result = run_engine(src, dst, scorer, extras=extras, tile=tile, resume=resume,
                             executor=executor, progress=progress, callback=callback, stage=stage,
