@@ -243,3 +243,25 @@ def test_library_calls_validate_like_the_cli(tmp_path, synthetic_raster):
     with pytest.raises(HsanomalyError, match="--json"):
         hsanomaly.evaluate(path, path, json=path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
+
+
+def test_tiles_scored_in_threads_equal_one_at_a_time_and_stop_when_closed():
+    from hsanomaly.engine.detect import scored_tiles
+
+    cube, _ = synthetic_cube()
+    source = ArraySource(cube)
+    scorer = make_scorer("lrx", outer=7, guard=3).fit(source)
+    windows = source.windows(16)
+    alone = list(scored_tiles(source, scorer, windows, range(len(windows)), threads=1))
+    together = list(scored_tiles(source, scorer, windows, range(len(windows)), threads=3))
+    assert [i for i, _ in together] == list(range(len(windows)))     # in order
+    for (_, a), (_, b) in zip(alone, together):
+        np.testing.assert_array_equal(a["score"], b["score"])
+
+    reads = []
+    original = source.read
+    source.read = lambda *args: reads.append(args) or original(*args)
+    tiles = scored_tiles(source, scorer, windows, range(len(windows)), threads=2)
+    next(tiles), next(tiles)
+    tiles.close()                    # e.g. a cancelled run: the pending tiles are not started
+    assert len(reads) <= 2 + 3

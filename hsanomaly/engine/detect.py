@@ -1,23 +1,27 @@
 """Tiled detection: read a window (plus halo), score it, keep the tile, assemble a GeoTIFF.
 
-Memory is bounded by the tile size: a tile is read, scored and written to the tile store
-before the next one is read. The output GeoTIFFs are assembled from the store through the
+Memory is bounded by the tile size: a few tiles are in flight at once (``scored_tiles``:
+reads, scoring and storing overlap), each written to the tile store as soon as it is scored. The output GeoTIFFs are assembled from the store through the
 one write path (``hsanomaly.io.atomic``): private temporary files, read back and checked,
 then renamed, so a failed or cancelled run never leaves a half-written output and never
 touches an earlier one, and an interrupted run can ``resume`` from the tiles it finished.
 """
 
+import collections
 import contextlib
+import itertools
 import os
+import threading
 import shutil
 import time
 import warnings
 from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from ..defaults import TILE
+from ..defaults import TILE, TILE_THREADS
 from ..errors import HsanomalyError
 from ..io.atomic import check_writable, describe, native_quiet, raster_check, staged
 from ..io.fingerprint import input_fingerprint
@@ -79,7 +83,11 @@ def plan_outputs(source, scorer, dst, extras=None, tile=TILE):
 
 def score_tile(source, scorer, window):
     """All outputs of one tile as float32 arrays (bands, rows, cols), NaN where input is invalid."""
-    block, valid = source.read(window, scorer.halo)
+    return score_block(scorer, *source.read(window, scorer.halo))
+
+
+def score_block(scorer, block, valid):
+    """``score_tile`` for a block already read with the scorer's halo."""
     h = scorer.halo
     inner_valid = valid[h:valid.shape[0] - h, h:valid.shape[1] - h]
     result = {}
@@ -166,16 +174,59 @@ def assemble(store, source, windows, outputs, descriptions=None, tags=None, stag
                     written.unlink()
 
 
+def scored_tiles(source, scorer, windows, todo, threads=TILE_THREADS):
+    """(index, outputs) of each tile in ``todo``, in order, with ``threads`` tiles in flight.
+
+    Reading, scoring and the caller's writing overlap: worker threads score tiles at once
+    (numpy and onnxruntime release the GIL) while the caller stores the previous one. Reads
+    take turns (one dataset handle is not thread-safe). The first tile is scored alone, so
+    state a scorer builds on first use (sessions, codebooks) is built once, not raced.
+    """
+    todo = list(todo)
+    if not todo:
+        return
+    yield todo[0], score_tile(source, scorer, windows[todo[0]])
+    rest = iter(todo[1:])
+    if threads <= 1:
+        for index in rest:
+            yield index, score_tile(source, scorer, windows[index])
+        return
+    lock = threading.Lock()
+
+    def job(index):
+        with lock:
+            block, valid = source.read(windows[index], scorer.halo)
+        return score_block(scorer, block, valid)
+
+    pending = collections.deque()
+    with ThreadPoolExecutor(threads, thread_name_prefix="hsanomaly-tile") as pool:
+        try:
+            for index in itertools.islice(rest, threads + 1):
+                pending.append((index, pool.submit(job, index)))
+            while pending:
+                index, future = pending.popleft()
+                result = future.result()
+                for following in itertools.islice(rest, 1):
+                    pending.append((following, pool.submit(job, following)))
+                yield index, result
+        finally:
+            for _, future in pending:       # cancelled or failed: start nothing more
+                future.cancel()
+
+
 class LocalExecutor:
-    """Tiles scored one after another in this process."""
+    """Tiles scored in this process, ``threads`` at once (``scored_tiles``)."""
+
+    def __init__(self, threads=TILE_THREADS):
+        self.threads = threads
 
     def fit_source(self, source):
         return source
 
     def run(self, source, scorer, store, windows, todo):
         """Score and store the tiles ``todo``; yield each index once it is stored."""
-        for index in todo:
-            store.put(index, score_tile(source, scorer, windows[index]))
+        for index, outputs in scored_tiles(source, scorer, windows, todo, self.threads):
+            store.put(index, outputs)
             yield index
 
 
@@ -324,7 +375,7 @@ def _is_constant(store, count):
     return bool(np.all(span <= NEAR_CONSTANT * scale))
 
 
-def score_array(source, scorer, tile=TILE):
+def score_array(source, scorer, tile=TILE, threads=TILE_THREADS):
     """Every output of a fitted ``scorer`` over an in-memory-sized ``source``, as whole arrays.
 
     The same tiles as ``detect`` (so the same numbers), without a tile store or a GeoTIFF:
@@ -333,8 +384,9 @@ def score_array(source, scorer, tile=TILE):
     scorer.check(source)
     windows = source.windows(tile)
     arrays = {}
-    for window in windows:
-        for name, value in score_tile(source, scorer, window).items():
+    for index, outputs in scored_tiles(source, scorer, windows, range(len(windows)), threads):
+        window = windows[index]
+        for name, value in outputs.items():
             if name == RANGE:
                 continue
             if name not in arrays:

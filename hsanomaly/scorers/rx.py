@@ -6,6 +6,8 @@ from .. import defaults
 from ..errors import HsanomalyError
 from .base import Scorer, inverse, mahalanobis_sq, mean_cov, moments
 
+RING_PIXELS = 4096     # pixels per band of rows in local RX's vectorised covariance solves
+
 
 class GlobalRX(Scorer):
     """Squared Mahalanobis distance to the scene's mean and covariance, fitted in one streaming pass."""
@@ -77,41 +79,75 @@ class LocalRX(Scorer):
         x = np.zeros((rows, cols, k))
         x[valid] = (block[:, valid].T - self.mean_) @ self.projection_
         iu = np.triu_indices(k)
-        feats = np.concatenate([np.ones((rows, cols, 1)) * valid[..., None], x,
-                                (x[..., :, None] * x[..., None, :])[..., iu[0], iu[1]]], axis=-1)
-        feats[~valid] = 0
-        integral = np.zeros((rows + 1, cols + 1, feats.shape[2]))
-        integral[1:, 1:] = feats.cumsum(0).cumsum(1)
+        integral = np.zeros((rows + 1, cols + 1, 1 + k + len(iu[0])))
+        feats = integral[1:, 1:]        # x is 0 outside valid pixels, and so are its products
+        feats[..., 0] = valid
+        feats[..., 1:1 + k] = x
+        np.multiply(x[..., iu[0]], x[..., iu[1]], out=feats[..., 1 + k:])
+        np.cumsum(feats, axis=0, out=feats)
+        np.cumsum(feats, axis=1, out=feats)
         return x, integral
 
     def ring_score(self, x, integral, valid, halo):
         """RX of the inner pixels of a block padded by ``halo`` (at least this ring's) against
-        their ring, from ``features``; float32 (rows, cols), NaN where the ring is too empty."""
+        their ring, from ``features``; float32 (rows, cols), NaN where the ring is too empty.
+
+        Rows are scored in bands of about ``RING_PIXELS`` pixels, so each band's ring sums and
+        covariance systems stay in the CPU's caches."""
         k = x.shape[2]
         rows, cols = valid.shape[0] - 2 * halo, valid.shape[1] - 2 * halo
-        ring = (_window_sums(integral, self.outer, halo - self.outer // 2, rows, cols)
-                - _window_sums(integral, self.guard, halo - self.guard // 2, rows, cols))
-        count = ring[..., 0]
-        inner_valid = valid[halo:halo + rows, halo:halo + cols] & (count > k + 1)
         score = np.full((rows, cols), np.nan, dtype=np.float32)
-        if inner_valid.any():
-            iu = np.triu_indices(k)
-            ring = ring[inner_valid]
-            n = ring[:, 0:1]
-            mean = ring[:, 1:1 + k] / n
-            second = np.zeros((len(ring), k, k))
-            second[:, iu[0], iu[1]] = ring[:, 1 + k:]
-            second[:, iu[1], iu[0]] = ring[:, 1 + k:]
-            cov = (second - n[:, :, None] * mean[:, :, None] * mean[:, None, :]) / (n[:, :, None] - 1)
-            cov += self.ridge * np.trace(cov, axis1=1, axis2=2)[:, None, None] * np.eye(k) + 1e-12 * np.eye(k)
-            d = x[halo:halo + rows, halo:halo + cols][inner_valid] - mean
-            score[inner_valid] = np.einsum("ij,ij->i", d, np.linalg.solve(cov, d[..., None])[..., 0])
+        band = max(1, RING_PIXELS // max(cols, 1))
+        outer, guard = halo - self.outer // 2, halo - self.guard // 2
+        buffer = np.empty((min(band, rows), cols, integral.shape[2]))
+        for top in range(0, rows, band):
+            height = min(band, rows - top)
+            ring = buffer[:height]
+            _window_sums(integral, self.outer, outer + top, outer, height, cols, out=ring)
+            ring -= _window_sums(integral, self.guard, guard + top, guard, height, cols)
+            ring = ring.reshape(height * cols, -1)
+            ok = (valid[halo + top:halo + top + height, halo:halo + cols].ravel()
+                  & (ring[:, 0] > k + 1))
+            if ok.any():
+                centre = x[halo + top:halo + top + height, halo:halo + cols].reshape(-1, k)
+                values = np.full(len(ring), np.nan, dtype=np.float32)
+                values[ok] = self._rx(ring[ok].T, centre[ok].T)
+                score[top:top + height] = values.reshape(height, cols)
         return score
 
+    def _rx(self, ring, centre):
+        """d' C^-1 d per pixel, d = centre - ring mean, C = ring covariance (+ ridge), from the
+        ring sums [n, sum x, upper triangle of sum x x'] (features, pixels) and the centres
+        (k, pixels).
 
-def _window_sums(integral, size, offset, rows, cols):
-    """Sums over the ``size x size`` windows whose top-left corners are (offset + i, offset + j),
+        Pixels lie along the last axis (structure of arrays), and the quadratic form is minus
+        the last pivot of the bordered matrix [[C, d], [d', 0]] once its first k are
+        eliminated (C is positive definite, so no pivoting is needed); only the lower triangle
+        is kept. That is some 2k^2 vectorised operations per band of pixels instead of one
+        small LAPACK solve per pixel."""
+        k = len(centre)
+        iu = np.triu_indices(k)
+        n = ring[0]
+        mean = ring[1:1 + k] / n
+        m = np.empty((k + 1, k + 1, len(n)))
+        m[iu[1], iu[0]] = (ring[1 + k:] - ring[1 + iu[0]] * mean[iu[1]]) / (n - 1)
+        diag = np.arange(k)
+        m[diag, diag] += self.ridge * m[diag, diag].sum(0) + 1e-12
+        np.subtract(centre, mean, out=m[k, :k])
+        m[k, k] = 0
+        for j in range(k):
+            factor = m[j + 1:, j] / m[j, j]
+            for i in range(j + 1, k + 1):
+                m[i, j + 1:i + 1] -= factor[i - j - 1] * m[j + 1:i + 1, j]
+        return -m[k, k]
+
+
+def _window_sums(integral, size, top, left, rows, cols, out=None):
+    """Sums over the ``size x size`` windows whose top-left corners are (top + i, left + j),
     i < rows, j < cols, read off an integral image (a leading row and column of zeros)."""
-    a, b = offset, offset + size
-    return (integral[b:b + rows, b:b + cols] - integral[a:a + rows, b:b + cols]
-            - integral[b:b + rows, a:a + cols] + integral[a:a + rows, a:a + cols])
+    r, c = slice(top, top + rows), slice(left, left + cols)
+    r2, c2 = slice(top + size, top + size + rows), slice(left + size, left + size + cols)
+    out = np.subtract(integral[r2, c2], integral[r, c2], out=out)
+    out -= integral[r2, c]
+    out += integral[r, c]
+    return out
