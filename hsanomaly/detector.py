@@ -65,7 +65,9 @@ class Detector:
                              **({"model": model} if cls.needs_model else {}))
         scorer.check(source)
         if cls.fits_on_scene:
-            scorer.fit(source)
+            from .engine import fit_scorer
+
+            fit_scorer(scorer, source)
         self.scorer_, self.model_, self.n_bands_in_ = scorer, model, source.count
         return self
 

@@ -1,4 +1,5 @@
-"""onnxruntime sessions for the model bundle: one place that picks the provider and threads.
+"""onnxruntime sessions for the model bundle: one place that picks the provider and threads
+(numpy's BLAS threads too).
 
 Detection runs ONNX graphs only (never torch), on the CPU provider by default or the CUDA
 provider on request. Asking for CUDA where onnxruntime cannot use it is an error, not a
@@ -33,6 +34,16 @@ def providers(device="cpu"):
                 "onnxruntime-gpu, on a machine with an NVIDIA GPU, or use --device cpu)")
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     raise HsanomalyError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+
+
+def one_blas_thread():
+    """A context in which numpy's BLAS and LAPACK run on one thread. The engine parallelises
+    over tiles itself, and the small products and eigendecompositions of fitting and scoring
+    run several times slower when BLAS threads compete with tile threads or other processes
+    (docs/speed.md)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def check_threads(threads):

@@ -265,3 +265,23 @@ def test_tiles_scored_in_threads_equal_one_at_a_time_and_stop_when_closed():
     next(tiles), next(tiles)
     tiles.close()                    # e.g. a cancelled run: the pending tiles are not started
     assert len(reads) <= 2 + 3
+
+
+def test_fitting_and_scoring_run_numpy_blas_on_one_thread(tmp_path):
+    """The engine parallelises over tiles; BLAS threads would compete with them."""
+    from threadpoolctl import threadpool_info
+
+    seen = []
+
+    class Recording(GlobalRX):
+        def fit(self, source):
+            seen.append({lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"})
+            return super().fit(source)
+
+        def score_samples(self, X):
+            seen.append({lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"})
+            return super().score_samples(X)
+
+    cube, _ = synthetic_cube()
+    detect(ArraySource(cube), tmp_path / "rx.tif", Recording(), tile=16, progress=False)
+    assert len(seen) > 2 and all(threads == {1} for threads in seen if threads)

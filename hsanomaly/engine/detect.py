@@ -29,6 +29,7 @@ from ..io.heatmap import (add_overviews_and_statistics, band_descriptions, descr
                           heatmap_profile, heatmap_tags, to_cog)
 from ..io.source import gdal_env, open_source
 from ..logs import stage as stage_log
+from ..runtime import one_blas_thread
 from .store import TileStore, run_fingerprint, store_path
 
 MIN_TILE = 8
@@ -185,6 +186,11 @@ def scored_tiles(source, scorer, windows, todo, threads=TILE_THREADS):
     todo = list(todo)
     if not todo:
         return
+    with one_blas_thread():
+        yield from _scored_tiles(source, scorer, windows, todo, threads)
+
+
+def _scored_tiles(source, scorer, windows, todo, threads):
     yield todo[0], score_tile(source, scorer, windows[todo[0]])
     rest = iter(todo[1:])
     if threads <= 1:
@@ -212,6 +218,12 @@ def scored_tiles(source, scorer, windows, todo, threads=TILE_THREADS):
         finally:
             for _, future in pending:       # cancelled or failed: start nothing more
                 future.cancel()
+
+
+def fit_scorer(scorer, source):
+    """``scorer.fit(source)`` with one BLAS thread (``runtime.one_blas_thread``); returns it."""
+    with one_blas_thread():
+        return scorer.fit(source)
 
 
 class LocalExecutor:
@@ -258,7 +270,7 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, fit=None, 
             if callback and callback(0.0, f"fitting {scorer.name} on {source.name}"):
                 raise HsanomalyError(f"{dst}: cancelled")
             with stage_log(f"fitting {scorer.name} on {source.name}"):
-                scorer.fit(executor.fit_source(source))
+                fit_scorer(scorer, executor.fit_source(source))
         store = TileStore(store_path(dst), job, resume)
         done = _score(executor, source, scorer, store, windows, outputs, dst, progress, callback)
         constant = _is_constant(store, len(windows))

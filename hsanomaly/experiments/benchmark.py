@@ -24,7 +24,7 @@ import tracemalloc
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..engine import score_array
+from ..engine import fit_scorer, score_array
 from ..errors import HsanomalyError
 from ..evaluation import evaluate
 from ..io import ArraySource
@@ -105,7 +105,7 @@ def run_one(scene, data, method, seed, models):
     tracemalloc.start()
     try:
         if scorer.fits_on_scene:
-            scorer.fit(source)
+            fit_scorer(scorer, source)
         scores = score_array(source, scorer)["score"][0]
         peak = tracemalloc.get_traced_memory()[1]
     finally:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...engine import score_array
+from ...engine import fit_scorer, score_array
 from ...evaluation import evaluate, roc_curve, score_targets
 from ...evaluation.plots import plot_heatmap, plot_log_roc, plot_roc
 from ...io import ArraySource
@@ -74,7 +74,7 @@ def score_scene(scorer, data):
     wall, cpu = time.perf_counter(), time.process_time()
     source = ArraySource(data.cube, valid=data.valid, name=data.name)
     if scorer.fits_on_scene:
-        scorer.fit(source)
+        fit_scorer(scorer, source)
     outputs = score_array(source, scorer)
     outputs["seconds"] = time.perf_counter() - wall
     outputs["cpu_seconds"] = time.process_time() - cpu
