@@ -285,3 +285,14 @@ def test_fitting_and_scoring_run_numpy_blas_on_one_thread(tmp_path):
     cube, _ = synthetic_cube()
     detect(ArraySource(cube), tmp_path / "rx.tif", Recording(), tile=16, progress=False)
     assert len(seen) > 2 and all(threads == {1} for threads in seen if threads)
+
+
+def test_tile_store_keeps_only_the_planned_outputs(tmp_path):
+    """A scorer's extras nobody asked for (e.g. recon's reconstruction) are not written."""
+    from hsanomaly.engine import TileStore
+
+    job = {"input": {"sha256": "a"}, "config": {"tile": 16, "outputs": {"score": 1}}}
+    store = TileStore(tmp_path / "s.partial", job)
+    tile = np.ones((1, 4, 4), np.float32)
+    store.put(0, {"score": tile, "recon": np.ones((20, 4, 4), np.float32), "_range": np.zeros((2, 3))})
+    assert sorted(store.load(0)) == ["_range", "score"]

@@ -69,6 +69,8 @@ class TileStore:
         self.path = Path(path)
         manifest = json.loads(json.dumps(manifest))
         self.fingerprint = run_fingerprint(manifest["input"], manifest["config"])
+        planned = manifest["config"].get("outputs")
+        self.keep = None if planned is None else set(planned)
         manifest = {"format": FORMAT, "format_version": FORMAT_VERSION,
                     "fingerprint": self.fingerprint, **manifest}
         if self.path.is_symlink() or (self.path.exists() and not self.path.is_dir()):
@@ -132,7 +134,13 @@ class TileStore:
         return h.hexdigest()
 
     def put(self, index, outputs):
-        """Store tile ``index`` whole (compressed, checksummed, fsync'd) or raise one line."""
+        """Store tile ``index`` whole (compressed, checksummed, fsync'd) or raise one line.
+
+        Only the run's planned outputs (the manifest's ``config["outputs"]``) and private
+        entries (names starting with "_") are kept: a scorer's other extras are dropped here
+        rather than compressed and written for nothing."""
+        if self.keep is not None:
+            outputs = {k: v for k, v in outputs.items() if k in self.keep or k.startswith("_")}
         try:
             fd, tmp = tempfile.mkstemp(prefix=f".tile_{index:07d}.", suffix=".tmp", dir=self.path)
         except OSError as err:
