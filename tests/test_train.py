@@ -381,3 +381,23 @@ def test_cli_cuda_without_cuda(torch, synthetic_raster, tmp_path):
     path, _, _ = synthetic_raster
     _one_line_error(_cli(path, "--out", tmp_path / "m", "--device", "cuda"), "CUDA is not available")
     _nothing_written(tmp_path, "scene.tif")
+
+
+def test_checkpoint_is_never_written_through_a_link_at_a_predictable_name(tmp_path):
+    import torch
+
+    from hsanomaly.training.wgan import save_checkpoint
+
+    class Trainer:
+        def state_dict(self):
+            return {"w": torch.ones(3)}
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    state = tmp_path / "state.npz"
+    (tmp_path / "state.npz.tmp").symlink_to(victim)     # the old fixed temporary name
+    save_checkpoint(state, Trainer(), [{"step": 1}], "key")
+    assert victim.read_text() == "keep me"
+    with np.load(state, allow_pickle=False) as z:
+        assert "__tree__" in z.files
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.npz", "state.npz.tmp", "victim.txt"]

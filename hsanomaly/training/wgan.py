@@ -161,13 +161,14 @@ def _unpack(node, arrays):
 
 def save_checkpoint(path, trainer, log, key):
     """Tensors in an .npz and everything else as JSON: no pickle, so resuming never runs code
-    from a file. Written whole, then renamed."""
+    from a file. Written whole to a private temporary (``io.atomic``: never a predictable name
+    a link could redirect), then renamed."""
+    from ..io.atomic import atomic_path
+
     arrays = {}
     tree = _pack({"trainer": trainer.state_dict(), "log": log, "key": key}, arrays)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, __tree__=np.array(json.dumps(tree)), **arrays)
-    tmp.replace(path)
 
 
 def load_checkpoint(path, trainer, key):
