@@ -66,7 +66,7 @@ def main():
         fast.codebook(generator)
         build = time.perf_counter() - start
         fast_seconds, fast_result, fast_forwards = _timed(fast, generator, x, repeats=3)
-        seed = make_solver("seed", restarts=args.restarts, steps=args.steps, seed=args.seed)
+        seed = make_solver("thesis", restarts=args.restarts, steps=args.steps, seed=args.seed)
         seed_seconds, seed_result, seed_forwards = _timed(seed, generator, x, repeats=1)
 
     n = len(x)

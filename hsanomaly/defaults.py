@@ -19,6 +19,7 @@ TRAIN_SEED = 0
 # Latent search for the reconstruction cost (hsanomaly.latent).
 SOLVER = "fast"            # "fast" (codebook + Gauss-Newton) or "thesis" (restarts x steps)
 CODEBOOK = 65536           # fast solver: codebook entries
+REFINE = 2                 # fast solver: Gauss-Newton steps from the best codebook entry
 RESTARTS = 16              # thesis solver: random restarts
 STEPS = 100                # thesis solver: gradient steps per restart
 C1 = 1.0                   # weight of the reconstruction error

@@ -45,7 +45,10 @@ def test_scorer_defaults_and_help_texts():
         (defaults.CONTEXT_OUTER, defaults.CONTEXT_GUARD)
     assert keyword_default(gan, "codebook") == keyword_default(make_solver, "codebook") == defaults.CODEBOOK
     assert keyword_default(gan, "solver") == defaults.SOLVER
+    assert keyword_default(gan, "refine") == keyword_default(make_solver, "refine") == defaults.REFINE
+    assert make_solver("fast").steps == defaults.REFINE
     for name, value in (("codebook", defaults.CODEBOOK), ("outer", defaults.CONTEXT_OUTER),
                         ("outer", defaults.LRX_OUTER), ("guard", defaults.CONTEXT_GUARD),
-                        ("restarts", defaults.RESTARTS), ("steps", defaults.STEPS)):
+                        ("restarts", defaults.RESTARTS), ("steps", defaults.STEPS),
+                        ("refine", defaults.REFINE)):
         assert str(value) in option(detect, name).help, (name, value)

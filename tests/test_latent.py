@@ -165,6 +165,25 @@ def test_make_solver_options():
         make_solver("thesis", restarts=0)
     with pytest.raises(HsanomalyError, match="unknown solver"):
         make_solver("newton")
+    assert make_solver("fast", refine=0).params()["steps"] == 0
+    with pytest.raises(HsanomalyError, match="--refine must be a whole number of at least 0"):
+        make_solver("fast", refine=-1)
+
+
+def test_fast_solver_without_refinement_is_its_best_codebook_candidate(generator, pixels):
+    """refine=0: the exact best of the nearest codebook entries, with no generator call."""
+    x = pixels[0][:200]
+    solver = FastSolver(codebook=4096, candidates=4, steps=0)
+    book = solver.codebook(generator)
+    generator.forwards = 0
+    result = solver.solve(generator, x)
+    assert generator.forwards == 0
+    _, entries = book.tree.query(book.project(x), k=4)
+    candidates = np.mean((x[:, None, :] - book.g[entries]) ** 2, axis=2)
+    np.testing.assert_allclose(result.cost, candidates.min(axis=1), rtol=1e-6)
+    best = entries[np.arange(len(x)), candidates.argmin(axis=1)]
+    np.testing.assert_array_equal(result.z, book.z[best])
+    np.testing.assert_array_equal(result.recon, book.g[best])
 
 
 # --- the codebook a model bundle stores -----------------------------------------------------------

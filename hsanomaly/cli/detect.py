@@ -34,6 +34,9 @@ def _far(ctx, param, value):
 @click.option("--codebook", type=click.IntRange(min=16), default=None,
               help=f"Fast solver: codebook entries [default: {defaults.CODEBOOK}]; fewer build "
                    "faster, more start closer.")
+@click.option("--refine", type=click.IntRange(min=0), default=None,
+              help=f"Fast solver: Gauss-Newton steps from the best codebook entry "
+                   f"[default: {defaults.REFINE}].")
 @click.option("--c1", type=click.FloatRange(min=0), default=None,
               help=f"Weight of ||x - G(z)|| in the reconstruction cost [default: {defaults.C1:g}].")
 @click.option("--c2", type=click.FloatRange(min=0), default=None,
@@ -71,14 +74,14 @@ def _far(ctx, param, value):
               help="Score tiles on a local Dask cluster of N processes.")
 @click.option("--scheduler", default=None, help="Score tiles on the Dask cluster at this address.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def detect(src, dst, score, model, solver, restarts, steps, codebook, c1, c2, lam, outer, guard,
-           recon_out, latent_out, convergence_out, polygons, threshold, far, png, device, threads,
+def detect(src, dst, score, model, solver, restarts, steps, codebook, refine, c1, c2, lam, outer,
+           guard, recon_out, latent_out, convergence_out, polygons, threshold, far, png, device, threads,
            ignore_wavelengths, tile, cog, resume, workers, scheduler, quiet):
     """Score raster SRC and write the anomaly heatmap GeoTIFF DST."""
     from ..api import detect as run
 
     options = scorer_options(solver=solver, restarts=restarts, steps=steps, codebook=codebook,
-                             c1=c1, c2=c2, lam=lam, outer=outer, guard=guard, device=device,
+                             refine=refine, c1=c1, c2=c2, lam=lam, outer=outer, guard=guard, device=device,
                              threads=threads, ignore_wavelengths=ignore_wavelengths or None)
     extras = {k: v for k, v in dict(recon=recon_out, latent=latent_out,
                                     convergence=convergence_out).items() if v}

@@ -5,8 +5,8 @@ import click
 from .detect import detect, scorer_options
 
 # Scoring options shared with `hsanomaly detect`, so both commands accept the same ones.
-SCORING = ("score", "model", "solver", "restarts", "steps", "codebook", "c1", "c2", "lam", "outer",
-           "guard", "device", "threads", "ignore_wavelengths", "tile")
+SCORING = ("score", "model", "solver", "restarts", "steps", "codebook", "refine", "c1", "c2", "lam",
+           "outer", "guard", "device", "threads", "ignore_wavelengths", "tile")
 
 
 @click.command()

@@ -17,9 +17,10 @@ DEPRECATED_NAMES = {"seed": "thesis"}   # accepted for one release, with a warni
 
 
 def make_solver(name, *, c1=defaults.C1, c2=defaults.C2, restarts=defaults.RESTARTS,
-                steps=defaults.STEPS, codebook=defaults.CODEBOOK, seed=0):
+                steps=defaults.STEPS, codebook=defaults.CODEBOOK, refine=defaults.REFINE, seed=0):
     """A solver by its CLI name; ``restarts``/``steps`` configure the thesis solver only,
-    ``codebook`` (entries) the fast solver only. ``seed`` is the random seed."""
+    ``codebook`` (entries) and ``refine`` (Gauss-Newton steps) the fast solver only. ``seed``
+    is the random seed."""
     if name in DEPRECATED_NAMES:
         import warnings
 
@@ -33,7 +34,9 @@ def make_solver(name, *, c1=defaults.C1, c2=defaults.C2, restarts=defaults.RESTA
     if name == "fast":
         if codebook < 16:
             raise HsanomalyError(f"--codebook must be at least 16 entries, got {codebook}")
-        return FastSolver(c1=c1, c2=c2, codebook=codebook, seed=seed)
+        if isinstance(refine, bool) or int(refine) != refine or refine < 0:
+            raise HsanomalyError(f"--refine must be a whole number of at least 0, got {refine!r}")
+        return FastSolver(c1=c1, c2=c2, codebook=codebook, steps=int(refine), seed=seed)
     raise HsanomalyError(f"--solver: unknown solver {name!r}; choose one of {', '.join(SOLVERS)}")
 
 

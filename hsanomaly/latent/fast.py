@@ -187,13 +187,15 @@ class FastSolver:
         exact = self.c1 * np.mean(np.square(residual), axis=2)
         if self.c2:
             exact += self.c2 * np.mean(np.square(z0), axis=2)
-        decrease, steps = book.model_step(entries, residual, z0)
-        pick = np.argmin(exact - decrease, axis=1)
         rows = np.arange(n)
         start = np.argmin(exact, axis=1)
-        entry = entries[rows, pick]
         best = LatentResult(z0[rows, start], exact[rows, start], book.g[entries[rows, start]],
                             np.zeros(n, np.float32))
+        if not self.steps:
+            return best
+        decrease, steps = book.model_step(entries, residual, z0)
+        pick = np.argmin(exact - decrease, axis=1)
+        entry = entries[rows, pick]
         z, step, cost = z0[rows, pick], steps[rows, pick], exact[rows, pick]
         for _ in range(self.steps):
             trial = z + step

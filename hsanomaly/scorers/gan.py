@@ -22,7 +22,7 @@ from .. import defaults
 from ..errors import HsanomalyError
 from .base import Scorer
 
-SOLVER_OPTIONS = ("solver", "restarts", "steps", "codebook", "c1", "c2", "seed")
+SOLVER_OPTIONS = ("solver", "restarts", "steps", "codebook", "refine", "c1", "c2", "seed")
 RUNTIME_OPTIONS = ("device", "threads", "ignore_wavelengths")
 
 
@@ -38,7 +38,8 @@ class GanScorer(Scorer):
     options = SOLVER_OPTIONS + RUNTIME_OPTIONS
 
     def __init__(self, model, solver=defaults.SOLVER, restarts=defaults.RESTARTS,
-                 steps=defaults.STEPS, codebook=defaults.CODEBOOK, c1=defaults.C1, c2=defaults.C2,
+                 steps=defaults.STEPS, codebook=defaults.CODEBOOK, refine=defaults.REFINE,
+                 c1=defaults.C1, c2=defaults.C2,
                  lam=defaults.LAM, device=defaults.DEVICE, threads=None, seed=0,
                  ignore_wavelengths=False):
         from ..latent import make_solver
@@ -54,7 +55,7 @@ class GanScorer(Scorer):
         self.ignore_wavelengths = bool(ignore_wavelengths)
         self.c1, self.c2, self.lam = float(c1), float(c2), float(lam)
         self.solver = make_solver(solver, c1=c1, c2=c2, restarts=restarts, steps=steps,
-                                  codebook=codebook, seed=seed)
+                                  codebook=codebook, refine=refine, seed=seed)
         self._bundle = None
         self._sessions = {}
 
