@@ -111,7 +111,7 @@ class LocalRX(Scorer):
             if ok.any():
                 centre = x[halo + top:halo + top + height, halo:halo + cols].reshape(-1, k)
                 values = np.full(len(ring), np.nan, dtype=np.float32)
-                values[ok] = self._rx(ring[ok].T, centre[ok].T)
+                values[ok] = self._rx(np.ascontiguousarray(ring[ok].T), centre[ok].T)
                 score[top:top + height] = values.reshape(height, cols)
         return score
 
