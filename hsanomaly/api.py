@@ -45,6 +45,23 @@ def train_on_scene(src, dst, callback=None, progress=False):
     return train(src, scene_model_path(dst), progress=progress, callback=callback).path
 
 
+def _resumable_quick_model(dst, quick):
+    """Whether ``--resume`` can reuse the quick model an interrupted run trained: its tile store
+    is there and the model loads. The store's fingerprint holds the model's digest and the
+    input's, so the engine refuses to mix it with any other model or input."""
+    from .engine.store import MANIFEST, is_tile_store, store_path
+    from .model import load_bundle
+
+    store = store_path(dst)
+    if not (is_tile_store(store) and (store / MANIFEST).is_file()):
+        return False
+    try:
+        load_bundle(quick)
+    except HsanomalyError:
+        return False
+    return True
+
+
 def detect(src, dst, *, score=None, model=None, extras=None, polygons=None, threshold=None,
            far=None, png=None, tile=defaults.TILE, resume=False, cog=False, workers=None,
            scheduler=None, progress=False, callback=None, **options):
@@ -80,7 +97,8 @@ def detect(src, dst, *, score=None, model=None, extras=None, polygons=None, thre
     # built (and its options checked) before any training; the bundle loads on first use
     scorer = make_scorer(score, **options, **({"model": model or quick} if cls.needs_model else {}))
     if quick is not None:
-        model = train_on_scene(src, dst, callback=callback, progress=progress)
+        model = (quick if resume and _resumable_quick_model(dst, quick) else
+                 train_on_scene(src, dst, callback=callback, progress=progress))
     with _executor(workers, scheduler) as executor, staged() as stage:
         result = run_engine(src, dst, scorer, extras=extras, tile=tile, resume=resume,
                             executor=executor, progress=progress, callback=callback, stage=stage,

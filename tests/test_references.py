@@ -177,3 +177,35 @@ def test_the_first_path_a_user_meets_trains_then_scores_resumes_and_scales_out(
 
     layer = pyogrio.read_dataframe(gpkg, layer="targets")
     assert len(layer) >= 1 and layer.crs is not None
+
+
+@needs_torch
+def test_resume_reuses_the_quick_model_of_the_interrupted_run(scene, tmp_path, monkeypatch):
+    """`detect in.tif out.tif --resume` after a failure: the quick model the first run trained
+    is reused (the store's fingerprint vouches for it), and the result equals a run that was
+    never interrupted."""
+    import hsanomaly.api
+    from hsanomaly.engine import TileStore
+    from hsanomaly.errors import HsanomalyError
+
+    trained = []
+    train = hsanomaly.api.train
+    monkeypatch.setattr(hsanomaly.api, "train", lambda *args, **options: trained.append(args) or
+                        train(*args, **{**options, "iterations": 30}))
+    put = TileStore.put
+
+    def disk_full_at_tile_3(self, index, outputs):
+        if index == 3:
+            raise HsanomalyError(f"{self.path}: cannot write a tile (disk full)")
+        return put(self, index, outputs)
+
+    _, path, _, _ = scene
+    dst = tmp_path / "out.tif"
+    monkeypatch.setattr(TileStore, "put", disk_full_at_tile_3)
+    with pytest.raises(HsanomalyError, match="disk full"):
+        hsanomaly.api.detect(path, dst, tile=16)
+    monkeypatch.setattr(TileStore, "put", put)
+    resumed = hsanomaly.api.detect(path, dst, tile=16, resume=True)
+    assert len(trained) == 1 and resumed.tiles_resumed >= 1
+    fresh = hsanomaly.api.detect(path, tmp_path / "fresh.tif", model=tmp_path / "out.model", tile=16)
+    np.testing.assert_array_equal(_read(dst), _read(fresh.path))
