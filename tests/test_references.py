@@ -79,18 +79,43 @@ def test_rx_and_multi_ring_local_rx_equal_plain_numpy(scene):
     vecs = np.linalg.eigh(np.cov(X, rowvar=False))[1][:, ::-1][:, :4]
     P = ((X - X.mean(0)) @ vecs).reshape(cube.shape[1], cube.shape[2], 4)
     for r, c in ((11, 12), (2, 20), (31, 8)):
-        logs = []
-        for outer, guard in rings:
-            ring = [P[i, j] for i in range(r - outer // 2, r + outer // 2 + 1)
-                    for j in range(c - outer // 2, c + outer // 2 + 1)
-                    if 0 <= i < P.shape[0] and 0 <= j < P.shape[1]
-                    and max(abs(i - r), abs(j - c)) > guard // 2]
-            ring = np.array(ring)
-            cov = np.cov(ring, rowvar=False)
-            cov += 1e-6 * np.trace(cov) * np.eye(4) + 1e-12 * np.eye(4)
-            e = P[r, c] - ring.mean(0)
-            logs.append(np.log(e @ np.linalg.solve(cov, e) + 1e-12))
-        assert ours[r, c] == pytest.approx(np.mean(logs), abs=1e-3)
+        assert ours[r, c] == pytest.approx(_ring_log_rx(P, r, c, rings), abs=1e-3)
+
+
+def test_purged_rings_leave_the_excluded_pixels_out_of_their_statistics(scene):
+    """``purge``: excluded pixels (say a cluster of anomalies) are not part of any ring's
+    background, and are still scored."""
+    _, _, cube, _ = scene
+    X = cube.reshape(cube.shape[0], -1).T.astype(np.float64)
+    rings = ((5, 3), (7, 3))
+    mlrx = make_scorer("mlrx", rings="5/3;7/3", components=4).fit(ArraySource(cube))
+    h = mlrx.halo
+    block = np.pad(cube, ((0, 0), (h, h), (h, h)), constant_values=np.nan)
+    valid = np.pad(np.ones(cube.shape[1:], bool), h)
+    skip = np.zeros(cube.shape[1:], bool)
+    skip[10:13, 11:14] = True
+    ours = mlrx.log_score(block, valid, np.pad(skip, h))
+    vecs = np.linalg.eigh(np.cov(X, rowvar=False))[1][:, ::-1][:, :4]
+    P = ((X - X.mean(0)) @ vecs).reshape(cube.shape[1], cube.shape[2], 4)
+    for r, c in ((11, 12), (9, 10), (13, 15), (31, 8)):
+        assert ours[r, c] == pytest.approx(_ring_log_rx(P, r, c, rings, skip), abs=1e-3)
+    assert abs(ours[9, 10] - mlrx.log_score(block, valid)[9, 10]) > 1e-3   # it did change
+
+
+def _ring_log_rx(P, r, c, rings, skip=None):
+    """Mean over rings of log local RX at (r, c), as plain loops over each ring's pixels."""
+    logs = []
+    for outer, guard in rings:
+        ring = np.array([P[i, j] for i in range(r - outer // 2, r + outer // 2 + 1)
+                         for j in range(c - outer // 2, c + outer // 2 + 1)
+                         if 0 <= i < P.shape[0] and 0 <= j < P.shape[1]
+                         and max(abs(i - r), abs(j - c)) > guard // 2
+                         and (skip is None or not skip[i, j])])
+        cov = np.cov(ring, rowvar=False)
+        cov += 1e-6 * np.trace(cov) * np.eye(P.shape[2]) + 1e-12 * np.eye(P.shape[2])
+        e = P[r, c] - ring.mean(0)
+        logs.append(np.log(e @ np.linalg.solve(cov, e) + 1e-12))
+    return np.mean(logs)
 
 
 def _generator(bundle):

@@ -65,6 +65,15 @@ def inverse(cov):
         return np.linalg.pinv(cov, hermitian=True)
 
 
+TINY = 1e-12     # keeps log() finite for a zero distance
+
+
+def log_distance(squared):
+    """log of squared distances (negative round-off clipped to 0): how distances are fused, so
+    a sum of logs is a product of distances."""
+    return np.log(np.maximum(squared, 0) + TINY)
+
+
 def mahalanobis_sq(d, precision):
     """Squared Mahalanobis distances d_i' P d_i of the rows of ``d``, through one matrix product
     (BLAS) rather than an einsum over three operands, which numpy evaluates without BLAS."""

@@ -18,6 +18,9 @@ dualcontext ``weight`` x resrx plus the multi-ring local RX of both the pixels a
 
 ``trim`` (all of them) refits the residual statistics without the most distant fraction of
 the sample (a trimmed covariance, robust to the anomalies in the scene it is fitted on).
+``purge`` (the scores with local rings) leaves the pixels whose residual distance lies in that
+top fraction of the scene's out of every ring's statistics: a cluster of anomalous pixels (a
+parked aircraft) then no longer makes up its own members' background. They are still scored.
 
 Both are fitted on the scene they score (the residual statistics on a sample of its pixels,
 local RX's projection in a streaming pass) and then score tiles independently. They need a
@@ -28,12 +31,11 @@ import numpy as np
 
 from ..errors import HsanomalyError
 from .. import defaults
-from .base import Scorer, inverse, mahalanobis_sq, mean_cov, moments
+from .base import Scorer, inverse, log_distance, mahalanobis_sq, mean_cov, moments
 from .gan import ReconScorer
 from .rings import MultiRingLRX
 from .rx import LocalRX
 
-TINY = 1e-12                # keeps log() finite for a zero distance
 
 
 class ResidualScorer(Scorer):
@@ -47,13 +49,15 @@ class ResidualScorer(Scorer):
     weight = 1.0              # weight of the resrx term
 
     def __init__(self, model, sample=defaults.RESIDUAL_SAMPLE, seed=0, trim=defaults.RESIDUAL_TRIM,
-                 **gan_options):
+                 purge=defaults.PURGE, **gan_options):
         if sample < 2:
             raise HsanomalyError(f"--sample must be at least 2, got {sample}")
-        if not 0 <= trim < 0.5:
-            raise HsanomalyError(f"--trim must lie in [0, 0.5), got {trim}")
+        for name, value in (("trim", trim), ("purge", purge)):
+            if not 0 <= value < 0.5:
+                raise HsanomalyError(f"--{name} must lie in [0, 0.5), got {value}")
         self.gan = ReconScorer(model, seed=seed, **gan_options)
         self.sample, self.seed, self.trim = int(sample), int(seed), float(trim)
+        self.purge = float(purge)
 
     @property
     def extras(self):
@@ -67,6 +71,8 @@ class ResidualScorer(Scorer):
         params = {**self.gan.params(), "name": self.name, "sample": self.sample}
         if self.trim:
             params["trim"] = self.trim
+        if self.purge:
+            params["purge"] = self.purge
         if self.local is not None:
             params["local"] = self.local.params()
         if self.residual_local is not None:
@@ -93,6 +99,8 @@ class ResidualScorer(Scorer):
             kept = residual[distance <= np.quantile(distance, 1 - self.trim)]
             self.mean_, cov = mean_cov(*moments(kept))
             self.precision_ = inverse(cov)
+        if self.purge:
+            self.purge_threshold_ = np.quantile(self._log_distance(residual), 1 - self.purge)
         if self.residual_local is not None:
             self.residual_local.fit_pixels(residual)
         if self.local is not None:
@@ -108,7 +116,7 @@ class ResidualScorer(Scorer):
     def _log_distance(self, residual):
         """log of the residuals' squared Mahalanobis distance (the resrx score)."""
         d = np.asarray(residual, np.float64) - self.mean_
-        return np.log(mahalanobis_sq(d, self.precision_) + TINY)
+        return log_distance(mahalanobis_sq(d, self.precision_))
 
     def score_samples(self, X):
         if self.local is not None or self.residual_local is not None:
@@ -124,28 +132,29 @@ class ResidualScorer(Scorer):
                   for name, count in {"score": 1, **self.extras}.items()}
         if not inner.any():
             return result
-        if self.residual_local is not None:      # residuals of the halo's pixels too
+        if self.residual_local is not None or self.purge:      # the halo's residuals too
             residual, outputs = self._residual(block[:, valid].T)
-            cube = np.full((residual.shape[1],) + valid.shape, np.nan, np.float32)
-            cube[:, valid] = residual.T
             at_inner = inner_of(valid, h)
-            score = self.residual_local.log_score(cube, valid)[inner]
-            residual = residual[at_inner]
             outputs = {name: np.asarray(outputs[name]).reshape(len(at_inner), -1)[at_inner]
                        for name in self.extras}
         else:
             residual, outputs = self._residual(block[:, h:h + rows, h:h + cols][:, inner].T)
-            score = 0.0
-        if self.weight:
-            score = score + self.weight * self._log_distance(residual)
-        if isinstance(self.local, MultiRingLRX):
-            score = score + self.local.log_score(block, valid)[inner]
-        elif self.local is not None:
-            local = self.local.score_block(block, valid)["score"][0][inner]
-            score = score + np.log(np.maximum(local, 0) + TINY)
+            at_inner = slice(None)
+        distance = self._log_distance(residual)
+        exclude = None
+        if self.purge:
+            exclude = np.zeros(valid.shape, bool)
+            exclude[valid] = distance > self.purge_threshold_
+        score = self.weight * distance[at_inner]
+        if self.residual_local is not None:
+            cube = np.full((residual.shape[1],) + valid.shape, np.nan, np.float32)
+            cube[:, valid] = residual.T
+            score = score + self.residual_local.log_score(cube, valid, exclude)[inner]
+        if self.local is not None:
+            score = score + self.local.log_score(block, valid, exclude)[inner]
         result["score"][0, inner] = score
         for name in self.extras:
-            values = np.asarray(outputs[name], np.float32).reshape(len(residual), -1)
+            values = np.asarray(outputs[name], np.float32).reshape(inner.sum(), -1)
             result[name][:, inner] = values.T
         return result
 
@@ -163,7 +172,7 @@ class ResidualRXScorer(ResidualScorer):
 
 class ContextScorer(ResidualScorer):
     name = "context"
-    options = ResidualScorer.options + LocalRX.options
+    options = ResidualScorer.options + LocalRX.options + ("purge",)
 
     def __init__(self, model, outer=defaults.CONTEXT_OUTER, guard=defaults.CONTEXT_GUARD,
                  components=defaults.LRX_COMPONENTS, **options):
@@ -174,7 +183,7 @@ class ContextScorer(ResidualScorer):
 
 class MultiContextScorer(ResidualScorer):
     name = "mcontext"
-    options = ResidualScorer.options + MultiRingLRX.options
+    options = ResidualScorer.options + MultiRingLRX.options + ("purge",)
 
     def __init__(self, model, rings=defaults.RINGS, components=defaults.LRX_COMPONENTS,
                  **options):
@@ -185,7 +194,7 @@ class MultiContextScorer(ResidualScorer):
 
 class ResidualContextScorer(ResidualScorer):
     name = "rescontext"
-    options = ResidualScorer.options + MultiRingLRX.options
+    options = ResidualScorer.options + MultiRingLRX.options + ("purge",)
 
     def __init__(self, model, rings=defaults.RINGS, components=defaults.LRX_COMPONENTS,
                  **options):
@@ -196,7 +205,7 @@ class ResidualContextScorer(ResidualScorer):
 
 class DualContextScorer(ResidualScorer):
     name = "dualcontext"
-    options = ResidualScorer.options + MultiRingLRX.options + ("weight",)
+    options = ResidualScorer.options + MultiRingLRX.options + ("weight", "purge")
 
     def __init__(self, model, rings=defaults.RINGS, components=defaults.LRX_COMPONENTS,
                  weight=defaults.DUAL_WEIGHT, **options):

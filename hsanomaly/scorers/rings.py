@@ -16,11 +16,8 @@ import numpy as np
 
 from .. import defaults
 from ..errors import HsanomalyError
-from .base import Scorer
+from .base import Scorer, log_distance
 from .rx import GlobalRX, LocalRX
-
-TINY = 1e-12
-
 
 def parse_rings(rings):
     """Rings as ((outer, guard), ...) from a tuple or a text like "7/3;15/5;31/11"."""
@@ -75,13 +72,14 @@ class MultiRingLRX(Scorer):
     def score_samples(self, X):
         raise HsanomalyError("local RX scores pixels in their spatial context; use score_block")
 
-    def log_score(self, block, valid):
-        """Mean log local RX of the inner pixels of a block padded by ``self.halo``."""
-        x, integral = self.locals[0].features(block, valid)     # shared by every ring
+    def log_score(self, block, valid, exclude=None):
+        """Mean log local RX of the inner pixels of a block padded by ``self.halo``; pixels
+        where ``exclude`` is True are left out of every ring's statistics."""
+        x, integral = self.locals[0].features(block, valid, exclude)     # shared by every ring
         total = 0.0
         for local in self.locals:
             score = local.ring_score(x, integral, valid, self.halo)
-            total = total + np.log(np.maximum(score, 0) + TINY)
+            total = total + log_distance(score)
         return total / len(self.locals)
 
     def score_block(self, block, valid):
@@ -104,5 +102,5 @@ class RXMultiRingLRX(MultiRingLRX):
         h = self.halo
         inner = block[:, h:block.shape[1] - h, h:block.shape[2] - h]
         ok = valid[h:valid.shape[0] - h, h:valid.shape[1] - h]
-        rx = np.log(np.maximum(self.rx_.score_block(inner, ok)["score"][0], 0) + TINY)
+        rx = log_distance(self.rx_.score_block(inner, ok)["score"][0])
         return {"score": (rx + self.log_score(block, valid)).astype(np.float32)[None]}

@@ -4,7 +4,7 @@ import numpy as np
 
 from .. import defaults
 from ..errors import HsanomalyError
-from .base import Scorer, inverse, mahalanobis_sq, mean_cov, moments
+from .base import Scorer, inverse, log_distance, mahalanobis_sq, mean_cov, moments
 
 RING_PIXELS = 4096     # pixels per band of rows in local RX's vectorised covariance solves
 
@@ -70,10 +70,17 @@ class LocalRX(Scorer):
         x, integral = self.features(block, valid)
         return {"score": self.ring_score(x, integral, valid, self.halo)[None]}
 
-    def features(self, block, valid):
+    def log_score(self, block, valid, exclude=None):
+        """log local RX of the inner pixels of a block padded by ``self.halo``; pixels where
+        ``exclude`` is True are left out of the ring statistics."""
+        x, integral = self.features(block, valid, exclude)
+        return log_distance(self.ring_score(x, integral, valid, self.halo))
+
+    def features(self, block, valid, exclude=None):
         """The block's pixels projected on the components, x (rows, cols, k), and the integral
         image of [1, x, upper triangle of x x'] over valid pixels: what every ring's sums of
-        counts, means and second moments are read from, so rings can share it."""
+        counts, means and second moments are read from, so rings can share it. Pixels where
+        ``exclude`` is True are left out of the sums (still scored against their rings)."""
         rows, cols = valid.shape
         k = self.projection_.shape[1]
         x = np.zeros((rows, cols, k))
@@ -84,6 +91,8 @@ class LocalRX(Scorer):
         feats[..., 0] = valid
         feats[..., 1:1 + k] = x
         np.multiply(x[..., iu[0]], x[..., iu[1]], out=feats[..., 1 + k:])
+        if exclude is not None:
+            feats[exclude] = 0
         np.cumsum(feats, axis=0, out=feats)
         np.cumsum(feats, axis=1, out=feats)
         return x, integral
