@@ -35,8 +35,8 @@ DATA ?= ../shared/data
 MODELS ?= .models
 JOBS ?= 2
 
-GAN_CANDIDATES = context,resrx,resrx:trim=0.05,mcontext,rescontext,dualcontext:weight=0,dualcontext:weight=0.5,dualcontext:weight=1,dualcontext:weight=0:refine=0,dualcontext:weight=0.5:refine=0,dualcontext:weight=1:refine=0
-WITHOUT_GAN = rx,lrx,lrx:outer=21:guard=7,gmm,mlrx,rxmlrx
+GAN_CANDIDATES = context,resrx,resrx:trim=0.05,mcontext,rescontext,dualcontext:weight=0,dualcontext:weight=0.5,dualcontext:weight=1,dualcontext:weight=0:refine=0,dualcontext:weight=0.5:refine=0,dualcontext:weight=1:refine=0,dualcontext:weight=0.5:refine=0:purge=0.01,dualcontext:weight=0.5:refine=0:purge=0.03
+WITHOUT_GAN = rx,lrx,lrx:outer=21:guard=7,gmm,mlrx,rxmlrx,mlrx:purge=0.01,mlrx:purge=0.03,rxmlrx:purge=0.01,rxmlrx:purge=0.03
 
 benchmark: venv
 	mkdir -p out

@@ -234,3 +234,19 @@ def test_resume_reuses_the_quick_model_of_the_interrupted_run(scene, tmp_path, m
     assert len(trained) == 1 and resumed.tiles_resumed >= 1
     fresh = hsanomaly.api.detect(path, tmp_path / "fresh.tif", model=tmp_path / "out.model", tile=16)
     np.testing.assert_array_equal(_read(dst), _read(fresh.path))
+
+
+def test_mlrx_purge_leaves_the_scenes_top_global_rx_pixels_out_of_the_rings(scene):
+    """mlrx's purge (no GAN): the excluded pixels are those above the sample's RX quantile."""
+    _, _, cube, _ = scene
+    source = ArraySource(cube)
+    purged = make_scorer("mlrx", rings="5/3;7/3", components=4, purge=0.05).fit(source)
+    plain = make_scorer("mlrx", rings="5/3;7/3", components=4).fit(source)
+    h = purged.halo
+    block = np.pad(cube, ((0, 0), (h, h), (h, h)), constant_values=np.nan)
+    valid = np.pad(np.ones(cube.shape[1:], bool), h)
+    rx = make_scorer("rx").fit(source).score_samples(cube.reshape(cube.shape[0], -1).T)
+    skip = (np.log(rx + 1e-12) > purged.purge_threshold_).reshape(cube.shape[1:])
+    assert 0.03 < skip.mean() < 0.07
+    np.testing.assert_allclose(purged.log_score(block, valid),
+                               plain.log_score(block, valid, np.pad(skip, h)), rtol=1e-6)

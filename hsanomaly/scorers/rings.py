@@ -8,6 +8,9 @@ that stands out at every scale scores high and one ring's blind spot is outvoted
 mlrx     the fused multi-ring local RX alone (no model);
 rxmlrx   log global RX plus mlrx: the best fusion of the classic parts without a GAN, the
          ablation the GAN scores are measured against (docs/benchmark.md).
+
+``purge`` leaves the pixels whose global RX distance lies in the scene's top fraction out of
+every ring's statistics: the counterpart, without a GAN, of the residual scores' ``purge``.
 """
 
 import re
@@ -41,23 +44,42 @@ class MultiRingLRX(Scorer):
     """Mean over rings of log local RX; the rings share the scene's principal components."""
 
     name = "mlrx"
-    options = ("rings", "components")
+    options = ("rings", "components", "purge")
+    adds_rx = False          # rxmlrx adds log global RX to the score
 
-    def __init__(self, rings=defaults.RINGS, components=defaults.LRX_COMPONENTS):
+    def __init__(self, rings=defaults.RINGS, components=defaults.LRX_COMPONENTS,
+                 purge=defaults.PURGE):
+        if not 0 <= purge < 0.5:
+            raise HsanomalyError(f"--purge must lie in [0, 0.5), got {purge}")
         self.rings = parse_rings(rings)
         self.locals = [LocalRX(o, g, components) for o, g in self.rings]
-        self.components = components
+        self.components, self.purge = components, float(purge)
         self.halo = max(local.halo for local in self.locals)
 
     def params(self):
-        return {"name": self.name, "rings": rings_text(self.rings),
-                "components": self.components}
+        params = {"name": self.name, "rings": rings_text(self.rings),
+                  "components": self.components}
+        if self.purge:
+            params["purge"] = self.purge
+        return params
 
     def fit(self, source):
         self.locals[0].fit(source)
         for local in self.locals[1:]:
             local.mean_, local.projection_ = self.locals[0].mean_, self.locals[0].projection_
+        if self.purge or self.adds_rx:
+            self.rx_ = GlobalRX().fit(source)
+        if self.purge:        # the no-GAN counterpart of the residual scores' purge: by global RX
+            sample = source.sample(defaults.RESIDUAL_SAMPLE)
+            distance = log_distance(self.rx_.score_samples(sample))
+            self.purge_threshold_ = np.quantile(distance, 1 - self.purge)
         return self
+
+    def _purged(self, block, valid):
+        """Where the block's global RX distance lies in the scene's top ``purge`` fraction."""
+        exclude = np.zeros(valid.shape, bool)
+        exclude[valid] = log_distance(self.rx_.score_samples(block[:, valid].T)) > self.purge_threshold_
+        return exclude
 
     def fit_pixels(self, X):
         """Fit the shared projection on pixels X (n, bands) in memory (e.g. GAN residuals)."""
@@ -75,6 +97,8 @@ class MultiRingLRX(Scorer):
     def log_score(self, block, valid, exclude=None):
         """Mean log local RX of the inner pixels of a block padded by ``self.halo``; pixels
         where ``exclude`` is True are left out of every ring's statistics."""
+        if exclude is None and self.purge:
+            exclude = self._purged(block, valid)
         x, integral = self.locals[0].features(block, valid, exclude)     # shared by every ring
         total = 0.0
         for local in self.locals:
@@ -90,10 +114,7 @@ class RXMultiRingLRX(MultiRingLRX):
     """log global RX + mean log multi-ring local RX (no model)."""
 
     name = "rxmlrx"
-
-    def fit(self, source):
-        self.rx_ = GlobalRX().fit(source)
-        return super().fit(source)
+    adds_rx = True
 
     def params(self):
         return {**super().params(), "name": self.name}
