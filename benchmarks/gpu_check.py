@@ -5,14 +5,14 @@
 
 1. Providers: onnxruntime's CUDA execution provider is available and a session of the model's
    generator actually runs on it (``hsanomaly.runtime.open_session(device="cuda")``).
-2. Parity: every model score (critic, recon, anogan, resrx, context) of ``hsanomaly detect`` on
+2. Parity: every model score (``hsanomaly.scorers.MODEL_SCORES``) of ``hsanomaly detect`` on
    the example scene with ``--device cpu`` and ``--device cuda`` (fresh processes): the largest
    absolute difference per score, and whether it is within 1e-4 (the latent search makes
    discrete choices, so a pixel whose nearest codebook entries tie may differ more; the count
    of such pixels is printed).
 3. Throughput: pixels per second of the critic and generator networks on the GPU at several
    batch sizes with IO binding (inputs and outputs resident on the device, so PCIe copies are
-   not timed), against the CPU provider; then the critic, recon and context scores end to end
+   not timed), against the CPU provider; then the critic, recon and default scores end to end
    through the library (``score_block`` on the whole example) with ``hsanomaly.latent.generator
    .BATCH`` set to each batch size.
 4. Training: WGAN-GP iterations per second with torch on CUDA against the CPU (1 thread, the
@@ -25,7 +25,7 @@ The model: ``--model``, or one trained here on the scene with the defaults (on t
 torch has one). Figures go to the terminal and, with ``--out``, to a JSON file.
 
 Last line: gpu_check=<ok|failed|skipped> parity_max_abs=<x> critic_px_s=<best> recon_px_s=<best>
-context_px_s=<best> train_it_s_cuda=<x> train_it_s_cpu=<x>
+default_px_s=<best> train_it_s_cuda=<x> train_it_s_cpu=<x>
 """
 
 import argparse
@@ -39,9 +39,11 @@ from pathlib import Path
 
 import numpy as np
 
+from hsanomaly.defaults import SCORE as DEFAULT_SCORE
+from hsanomaly.scorers import MODEL_SCORES
+
 ROOT = Path(__file__).resolve().parents[1]
-MODEL_SCORES = ("critic", "recon", "anogan", "resrx", "context")
-END_TO_END = ("critic", "recon", "context")
+END_TO_END = ("critic", "recon", DEFAULT_SCORE)
 TOLERANCE = 1e-4
 
 
@@ -250,7 +252,7 @@ def main():
     if device is None:
         print(f"gpu_check: no GPU to measure: {why}. Nothing was measured.")
         print("gpu_check=skipped parity_max_abs=nan critic_px_s=nan recon_px_s=nan "
-              "context_px_s=nan train_it_s_cuda=nan train_it_s_cpu=nan")
+              "default_px_s=nan train_it_s_cuda=nan train_it_s_cpu=nan")
         return 0
     import torch
 
@@ -295,7 +297,7 @@ def main():
     train = report["training"]
     print(f"gpu_check={'ok' if ok else 'failed'} parity_max_abs={worst:.2e} "
           f"critic_px_s={best('critic'):.0f} recon_px_s={best('recon'):.0f} "
-          f"context_px_s={best('context'):.0f} "
+          f"default_px_s={best(DEFAULT_SCORE):.0f} "
           f"train_it_s_cuda={train.get('cuda', float('nan')):.1f} "
           f"train_it_s_cpu={train['cpu']:.1f}")
     return 0 if ok else 1
