@@ -90,7 +90,10 @@ class LocalRX(Scorer):
         feats = integral[1:, 1:]        # x is 0 outside valid pixels, and so are its products
         feats[..., 0] = valid
         feats[..., 1:1 + k] = x
-        np.multiply(x[..., iu[0]], x[..., iu[1]], out=feats[..., 1 + k:])
+        start = 1 + k                    # x_i x_j, j >= i: the upper triangle, row by row
+        for i in range(k):
+            np.multiply(x[..., i:i + 1], x[..., i:], out=feats[..., start:start + k - i])
+            start += k - i
         if exclude is not None:
             feats[exclude] = 0
         np.cumsum(feats, axis=0, out=feats)
