@@ -12,7 +12,8 @@ TILE = 256
 TILE_THREADS = 2           # tiles scored at once in one process (numpy and onnxruntime release the GIL)
 
 # Training (hsanomaly.training.settings.Settings reads these).
-ITERATIONS = 800
+ITERATIONS = 250           # generator iterations (docs/training/quality.md)
+CRITIC_STEPS = 2           # critic updates per generator iteration
 TRAIN_WINDOW = 1           # spatial window of the training patches (odd; 1 = spectra only)
 TRAIN_SEED = 0
 

@@ -21,7 +21,7 @@ FALLBACK = SimpleNamespace(
     score="dualcontext",
     solver="fast",
     tile=256,
-    iterations=800,
+    iterations=250,
     train_window=1,
     train_seed=0,
 )
