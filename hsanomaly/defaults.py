@@ -20,7 +20,7 @@ TRAIN_SEED = 0
 # Latent search for the reconstruction cost (hsanomaly.latent).
 SOLVER = "fast"            # "fast" (codebook + Gauss-Newton) or "thesis" (restarts x steps)
 CODEBOOK = 65536           # fast solver: codebook entries
-REFINE = 2                 # fast solver: Gauss-Newton steps from the best codebook entry
+REFINE = 0                 # fast solver: Gauss-Newton steps from the best codebook entry
 RESTARTS = 16              # thesis solver: random restarts
 STEPS = 100                # thesis solver: gradient steps per restart
 C1 = 1.0                   # weight of the reconstruction error
@@ -37,7 +37,8 @@ RINGS = ((7, 3), (11, 5), (15, 5), (21, 7), (25, 9), (31, 11), (41, 15))  # mult
 RESIDUAL_SAMPLE = 20000
 RESIDUAL_TRIM = 0.0        # fraction of the most distant residuals left out of their statistics
 DUAL_WEIGHT = 0.5          # dualcontext: weight of the resrx term beside the two spatial terms
-PURGE = 0.0                # fraction of the most distant residuals left out of the local rings
+PURGE = 0.0                # fraction of the most distant pixels left out of the local rings
+DUAL_PURGE = 0.01          # dualcontext's purge (docs/benchmark.md: the held-out selection)
 
 # Gaussian mixture baseline.
 GMM_COMPONENTS, GMM_PCA, GMM_SAMPLE = 5, 25, 50_000

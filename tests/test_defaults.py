@@ -7,7 +7,7 @@ from hsanomaly.cli.detect import detect
 from hsanomaly.cli.detect_many import detect_many
 from hsanomaly.cli.train import train as train_command
 from hsanomaly.latent import make_solver
-from hsanomaly.scorers import scorer_class
+from hsanomaly.scorers import make_scorer, scorer_class
 from hsanomaly.training.settings import Settings
 
 
@@ -47,6 +47,11 @@ def test_scorer_defaults_and_help_texts():
     assert keyword_default(gan, "solver") == defaults.SOLVER
     assert keyword_default(gan, "refine") == keyword_default(make_solver, "refine") == defaults.REFINE
     assert make_solver("fast").steps == defaults.REFINE
+    dual = scorer_class("dualcontext")
+    assert (keyword_default(dual, "weight"), keyword_default(dual, "purge")) == \
+        (defaults.DUAL_WEIGHT, defaults.DUAL_PURGE)
+    default = make_scorer(defaults.SCORE, model="m")
+    assert default.gan.solver.steps == defaults.REFINE and default.purge == defaults.DUAL_PURGE
     for name, value in (("codebook", defaults.CODEBOOK), ("outer", defaults.CONTEXT_OUTER),
                         ("outer", defaults.LRX_OUTER), ("guard", defaults.CONTEXT_GUARD),
                         ("restarts", defaults.RESTARTS), ("steps", defaults.STEPS),

@@ -208,8 +208,8 @@ class DualContextScorer(ResidualScorer):
     options = ResidualScorer.options + MultiRingLRX.options + ("weight", "purge")
 
     def __init__(self, model, rings=defaults.RINGS, components=defaults.LRX_COMPONENTS,
-                 weight=defaults.DUAL_WEIGHT, **options):
-        super().__init__(model, **options)
+                 weight=defaults.DUAL_WEIGHT, purge=defaults.DUAL_PURGE, **options):
+        super().__init__(model, purge=purge, **options)
         if weight < 0:
             raise HsanomalyError(f"--weight must be non-negative, got {weight}")
         self.weight = float(weight)
