@@ -9,8 +9,10 @@ scenes and 3 seeds; benchmarks/train_quality.py, docs/training/quality.md). Earl
 measurements (benchmarks/train_speed.py), at 800 iterations and 5 critic steps:
 Given the same 100 CPU-seconds on airport-2, batch 64 (850 iterations) and batch 256 (350)
 fitted equally well (sliced Wasserstein distance 0.039 to held-out pixels, against 0.013 between
-training and held-out pixels); 2 critic steps per generator step fitted worse (0.057), which
-the detection figures above show does not cost the default score any accuracy. Batch 64
+training and held-out pixels); 2 critic steps per generator step fitted worse (0.057; at 300
+iterations on airport-2 its worst band's mean is 0.61 data standard deviations off, against
+0.25-0.35 with 5), which the detection figures above show does not cost the default score
+any accuracy. Batch 64
 is kept because short runs then still take many steps and log finely. With the upstream
 WGAN-GP optimiser (1e-4, betas (0, 0.9)) two seeds gave 0.037 and 0.056 against 0.039 and 0.040
 with these defaults: no better, and less steady. The thesis's 5e-6 had hardly moved (0.31).
