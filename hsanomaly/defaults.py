@@ -9,7 +9,7 @@ SCORE = "dualcontext"
 
 # Tiles: the engine's unit of reading, scoring, storing and resuming.
 TILE = 256
-TILE_THREADS = 2           # tiles scored at once in one process (numpy and onnxruntime release the GIL)
+TILE_THREADS = 2           # tiles scored at once in a process (numpy, onnxruntime release the GIL)
 
 # Training (hsanomaly.training.settings.Settings reads these).
 ITERATIONS = 250           # generator iterations (docs/training/quality.md)

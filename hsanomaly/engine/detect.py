@@ -1,9 +1,10 @@
 """Tiled detection: read a window (plus halo), score it, keep the tile, assemble a GeoTIFF.
 
 Memory is bounded by the tile size: a few tiles are in flight at once (``scored_tiles``:
-reads, scoring and storing overlap), each written to the tile store as soon as it is scored. The output GeoTIFFs are assembled from the store through the
-one write path (``hsanomaly.io.atomic``): private temporary files, read back and checked,
-then renamed, so a failed or cancelled run never leaves a half-written output and never
+reads, scoring and storing overlap), each written to the tile store as soon as it is scored.
+The output GeoTIFFs are assembled from the store through the one write path
+(``hsanomaly.io.atomic``): private temporary files, read back and checked, then renamed, so a
+failed or cancelled run never leaves a half-written output and never
 touches an earlier one, and an interrupted run can ``resume`` from the tiles it finished.
 """
 
@@ -11,12 +12,12 @@ import collections
 import contextlib
 import itertools
 import os
-import threading
 import shutil
+import threading
 import time
 import warnings
-from dataclasses import dataclass, field
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np

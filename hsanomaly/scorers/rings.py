@@ -19,8 +19,9 @@ import numpy as np
 
 from .. import defaults
 from ..errors import HsanomalyError
-from .base import Scorer, log_distance
+from .base import Scorer, log_distance, mean_cov, moments
 from .rx import GlobalRX, LocalRX
+
 
 def parse_rings(rings):
     """Rings as ((outer, guard), ...) from a tuple or a text like "7/3;15/5;31/11"."""
@@ -75,16 +76,18 @@ class MultiRingLRX(Scorer):
             self.purge_threshold_ = np.quantile(distance, 1 - self.purge)
         return self
 
-    def _purged(self, block, valid):
-        """Where the block's global RX distance lies in the scene's top ``purge`` fraction."""
-        exclude = np.zeros(valid.shape, bool)
-        exclude[valid] = log_distance(self.rx_.score_samples(block[:, valid].T)) > self.purge_threshold_
-        return exclude
+    def _rx_map(self, block, valid):
+        """log global RX of every valid pixel of the block (NaN elsewhere)."""
+        distance = np.full(valid.shape, np.nan, np.float32)
+        distance[valid] = log_distance(self.rx_.score_samples(block[:, valid].T))
+        return distance
+
+    def _purged(self, distance):
+        """Where the global RX distance map lies in the scene's top ``purge`` fraction."""
+        return distance > self.purge_threshold_            # NaN (invalid): never
 
     def fit_pixels(self, X):
         """Fit the shared projection on pixels X (n, bands) in memory (e.g. GAN residuals)."""
-        from .base import mean_cov, moments
-
         mean, cov = mean_cov(*moments(X))
         vecs = np.linalg.eigh(cov)[1][:, ::-1][:, :min(self.components, len(cov))]
         for local in self.locals:
@@ -98,7 +101,7 @@ class MultiRingLRX(Scorer):
         """Mean log local RX of the inner pixels of a block padded by ``self.halo``; pixels
         where ``exclude`` is True are left out of every ring's statistics."""
         if exclude is None and self.purge:
-            exclude = self._purged(block, valid)
+            exclude = self._purged(self._rx_map(block, valid))
         x, integral = self.locals[0].features(block, valid, exclude)     # shared by every ring
         total = 0.0
         for local in self.locals:
@@ -121,7 +124,8 @@ class RXMultiRingLRX(MultiRingLRX):
 
     def score_block(self, block, valid):
         h = self.halo
-        inner = block[:, h:block.shape[1] - h, h:block.shape[2] - h]
-        ok = valid[h:valid.shape[0] - h, h:valid.shape[1] - h]
-        rx = log_distance(self.rx_.score_block(inner, ok)["score"][0])
-        return {"score": (rx + self.log_score(block, valid)).astype(np.float32)[None]}
+        distance = self._rx_map(block, valid)      # the score's RX term, and purge's too
+        exclude = self._purged(distance) if self.purge else None
+        rx = distance[h:valid.shape[0] - h, h:valid.shape[1] - h]
+        score = rx + self.log_score(block, valid, exclude)
+        return {"score": score.astype(np.float32)[None]}
