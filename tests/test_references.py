@@ -236,17 +236,25 @@ def test_resume_reuses_the_quick_model_of_the_interrupted_run(scene, tmp_path, m
     np.testing.assert_array_equal(_read(dst), _read(fresh.path))
 
 
-def test_mlrx_purge_leaves_the_scenes_top_global_rx_pixels_out_of_the_rings(scene):
-    """mlrx's purge (no GAN): the excluded pixels are those above the sample's RX quantile."""
+def test_purge_leaves_the_pixels_the_first_pass_ranks_highest_out_of_the_rings(scene):
+    """purge (mlrx, no GAN): the first pass is the plain score; the pixels above its scene
+    quantile are left out of every ring in the second, which is the score, at any tile size."""
     _, _, cube, _ = scene
     source = ArraySource(cube)
-    purged = make_scorer("mlrx", rings="5/3;7/3", components=4, purge=0.05).fit(source)
+    rings = ((5, 3), (7, 3))
     plain = make_scorer("mlrx", rings="5/3;7/3", components=4).fit(source)
-    h = purged.halo
-    block = np.pad(cube, ((0, 0), (h, h), (h, h)), constant_values=np.nan)
-    valid = np.pad(np.ones(cube.shape[1:], bool), h)
-    rx = make_scorer("rx").fit(source).score_samples(cube.reshape(cube.shape[0], -1).T)
-    skip = (np.log(rx + 1e-12) > purged.purge_threshold_).reshape(cube.shape[1:])
-    assert 0.03 < skip.mean() < 0.07
-    np.testing.assert_allclose(purged.log_score(block, valid),
-                               plain.log_score(block, valid, np.pad(skip, h)), rtol=1e-6)
+    first = score_array(source, plain)["score"][0]
+    threshold = np.quantile(first[np.isfinite(first)], 0.95)
+    skip = first > threshold
+    purged = make_scorer("mlrx", rings="5/3;7/3", components=4, purge=0.05).fit(source)
+    assert purged.purge_threshold_ == pytest.approx(threshold, rel=1e-6)
+    ours = score_array(source, purged)["score"][0]
+    X = cube.reshape(cube.shape[0], -1).T.astype(np.float64)
+    vecs = np.linalg.eigh(np.cov(X, rowvar=False))[1][:, ::-1][:, :4]
+    P = ((X - X.mean(0)) @ vecs).reshape(cube.shape[1], cube.shape[2], 4)
+    near = np.argwhere(skip[4:-4, 4:-4])[0] + 4 + 2        # a purged pixel in its rings
+    for r, c in ((11, 12), (31, 8), tuple(near)):
+        assert ours[r, c] == pytest.approx(_ring_log_rx(P, r, c, rings, skip), abs=1e-3)
+    assert abs(ours[tuple(near)] - first[tuple(near)]) > 1e-3             # it did change
+    np.testing.assert_allclose(score_array(source, purged, tile=16)["score"][0], ours,
+                               rtol=1e-5, atol=1e-5)

@@ -68,7 +68,7 @@ def plan_outputs(source, scorer, dst, extras=None, tile=TILE):
     """Output name -> (path, bands), after checking the tile size, the source and the paths."""
     check_tile(tile)
     scorer.check(source)
-    size = 2 * scorer.halo + 1
+    size = scorer.window
     if size > min(source.height, source.width):
         raise HsanomalyError(f"{source.name}: the {size}x{size} window of score {scorer.name!r} is "
                              f"larger than the {source.height}x{source.width} image")

@@ -19,6 +19,11 @@ class Scorer:
     halo = 0              # neighbour pixels each tile needs on every side
     extras = {}           # optional per-pixel outputs besides "score": name -> band count
 
+    @property
+    def window(self):
+        """The widest neighbourhood (pixels across) a pixel's score looks at; it must fit the image."""
+        return 2 * self.halo + 1
+
     def check(self, source):
         """Refuse a source this scorer cannot score (e.g. a band count a model was not trained on)."""
 

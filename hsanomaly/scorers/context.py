@@ -18,9 +18,10 @@ dualcontext ``weight`` x resrx plus the multi-ring local RX of both the pixels a
 
 ``trim`` (all of them) refits the residual statistics without the most distant fraction of
 the sample (a trimmed covariance, robust to the anomalies in the scene it is fitted on).
-``purge`` (the scores with local rings) leaves the pixels whose residual distance lies in that
-top fraction of the scene's out of every ring's statistics: a cluster of anomalous pixels (a
-parked aircraft) then no longer makes up its own members' background. They are still scored.
+``purge`` (the scores with local rings; hsanomaly.scorers.purge) leaves the pixels that the
+score's own first pass ranks highest out of every ring's statistics: a cluster of anomalous
+pixels (a parked aircraft) then no longer makes up its own members' background. They are
+still scored.
 
 Both are fitted on the scene they score (the residual statistics on a sample of its pixels,
 local RX's projection in a streaming pass) and then score tiles independently. They need a
@@ -33,12 +34,13 @@ from ..errors import HsanomalyError
 from .. import defaults
 from .base import Scorer, inverse, log_distance, mahalanobis_sq, mean_cov, moments
 from .gan import ReconScorer
+from .purge import Purged, check_purge
 from .rings import MultiRingLRX
 from .rx import LocalRX
 
 
 
-class ResidualScorer(Scorer):
+class ResidualScorer(Purged, Scorer):
     """The residual statistics on top of the bundle's recon score; subclasses add the context."""
 
     needs_model = True
@@ -52,16 +54,20 @@ class ResidualScorer(Scorer):
                  purge=defaults.PURGE, **gan_options):
         if sample < 2:
             raise HsanomalyError(f"--sample must be at least 2, got {sample}")
-        for name, value in (("trim", trim), ("purge", purge)):
-            if not 0 <= value < 0.5:
-                raise HsanomalyError(f"--{name} must lie in [0, 0.5), got {value}")
+        if not 0 <= trim < 0.5:
+            raise HsanomalyError(f"--trim must lie in [0, 0.5), got {trim}")
+        self.purge = check_purge(purge)
         self.gan = ReconScorer(model, seed=seed, **gan_options)
         self.sample, self.seed, self.trim = int(sample), int(seed), float(trim)
-        self.purge = float(purge)
 
     @property
     def extras(self):
         return self.gan.extras
+
+    @property
+    def ring_halo(self):
+        rings = self.local if self.local is not None else self.residual_local
+        return 0 if rings is None else rings.halo
 
     @property
     def band_names(self):
@@ -99,12 +105,11 @@ class ResidualScorer(Scorer):
             kept = residual[distance <= np.quantile(distance, 1 - self.trim)]
             self.mean_, cov = mean_cov(*moments(kept))
             self.precision_ = inverse(cov)
-        if self.purge:
-            self.purge_threshold_ = np.quantile(self._log_distance(residual), 1 - self.purge)
         if self.residual_local is not None:
             self.residual_local.fit_pixels(residual)
         if self.local is not None:
             self.local.fit(source)
+        self.fit_purge(source)
         return self
 
     def _residual(self, pixels):
@@ -132,31 +137,46 @@ class ResidualScorer(Scorer):
                   for name, count in {"score": 1, **self.extras}.items()}
         if not inner.any():
             return result
+        fused, outputs = self._fusion(block, valid)
+        result["score"][0, inner] = self.purged(fused, valid)[inner]
+        for name in self.extras:
+            values = np.asarray(outputs[name], np.float32).reshape(inner.sum(), -1)
+            result[name][:, inner] = values.T
+        return result
+
+    def fusion(self, block, valid):
+        return self._fusion(block, valid)[0]
+
+    def _fusion(self, block, valid):
+        """(fused(exclude, crop), the GAN outputs of the inner pixels): the residuals are
+        solved once per block, for the halo too when the rings need them there."""
+        h = self.halo
+        rows, cols = valid.shape[0] - 2 * h, valid.shape[1] - 2 * h
+        inner = valid[h:h + rows, h:h + cols]
         if self.residual_local is not None or self.purge:      # the halo's residuals too
             residual, outputs = self._residual(block[:, valid].T)
             at_inner = inner_of(valid, h)
             outputs = {name: np.asarray(outputs[name]).reshape(len(at_inner), -1)[at_inner]
                        for name in self.extras}
+            distance = np.full(valid.shape, np.nan)
+            distance[valid] = self._log_distance(residual)
         else:
             residual, outputs = self._residual(block[:, h:h + rows, h:h + cols][:, inner].T)
-            at_inner = slice(None)
-        distance = self._log_distance(residual)
-        exclude = None
-        if self.purge:
-            exclude = np.zeros(valid.shape, bool)
-            exclude[valid] = distance > self.purge_threshold_
-        score = self.weight * distance[at_inner]
+            distance = np.full(valid.shape, np.nan)
+            distance[h:h + rows, h:h + cols][inner] = self._log_distance(residual)
+        cube = None
         if self.residual_local is not None:
             cube = np.full((residual.shape[1],) + valid.shape, np.nan, np.float32)
             cube[:, valid] = residual.T
-            score = score + self.residual_local.log_score(cube, valid, exclude)[inner]
-        if self.local is not None:
-            score = score + self.local.log_score(block, valid, exclude)[inner]
-        result["score"][0, inner] = score
-        for name in self.extras:
-            values = np.asarray(outputs[name], np.float32).reshape(inner.sum(), -1)
-            result[name][:, inner] = values.T
-        return result
+
+        def fused(exclude, crop):
+            score = self.weight * distance[crop:valid.shape[0] - crop, crop:valid.shape[1] - crop]
+            if cube is not None:
+                score = score + self.residual_local.log_score(cube, valid, exclude, crop)
+            if self.local is not None:
+                score = score + self.local.log_score(block, valid, exclude, crop)
+            return score
+        return fused, outputs
 
 
 def inner_of(valid, halo):
@@ -178,7 +198,6 @@ class ContextScorer(ResidualScorer):
                  components=defaults.LRX_COMPONENTS, **options):
         super().__init__(model, **options)
         self.local = LocalRX(outer, guard, components)
-        self.halo = self.local.halo
 
 
 class MultiContextScorer(ResidualScorer):
@@ -189,7 +208,6 @@ class MultiContextScorer(ResidualScorer):
                  **options):
         super().__init__(model, **options)
         self.local = MultiRingLRX(rings, components)
-        self.halo = self.local.halo
 
 
 class ResidualContextScorer(ResidualScorer):
@@ -200,7 +218,6 @@ class ResidualContextScorer(ResidualScorer):
                  **options):
         super().__init__(model, **options)
         self.residual_local = MultiRingLRX(rings, components)
-        self.halo = self.residual_local.halo
 
 
 class DualContextScorer(ResidualScorer):
@@ -215,4 +232,3 @@ class DualContextScorer(ResidualScorer):
         self.weight = float(weight)
         self.local = MultiRingLRX(rings, components)
         self.residual_local = MultiRingLRX(rings, components)
-        self.halo = self.local.halo

@@ -9,8 +9,8 @@ mlrx     the fused multi-ring local RX alone (no model);
 rxmlrx   log global RX plus mlrx: the best fusion of the classic parts without a GAN, the
          ablation the GAN scores are measured against (docs/benchmark.md).
 
-``purge`` leaves the pixels whose global RX distance lies in the scene's top fraction out of
-every ring's statistics: the counterpart, without a GAN, of the residual scores' ``purge``.
+``purge`` (hsanomaly.scorers.purge) leaves the pixels the score's own first pass ranks
+highest out of every ring's statistics.
 """
 
 import re
@@ -20,6 +20,7 @@ import numpy as np
 from .. import defaults
 from ..errors import HsanomalyError
 from .base import Scorer, log_distance, mean_cov, moments
+from .purge import Purged, check_purge
 from .rx import GlobalRX, LocalRX
 
 
@@ -41,7 +42,7 @@ def rings_text(rings):
     return ";".join(f"{o}/{g}" for o, g in rings)
 
 
-class MultiRingLRX(Scorer):
+class MultiRingLRX(Purged, Scorer):
     """Mean over rings of log local RX; the rings share the scene's principal components."""
 
     name = "mlrx"
@@ -50,12 +51,10 @@ class MultiRingLRX(Scorer):
 
     def __init__(self, rings=defaults.RINGS, components=defaults.LRX_COMPONENTS,
                  purge=defaults.PURGE):
-        if not 0 <= purge < 0.5:
-            raise HsanomalyError(f"--purge must lie in [0, 0.5), got {purge}")
         self.rings = parse_rings(rings)
         self.locals = [LocalRX(o, g, components) for o, g in self.rings]
-        self.components, self.purge = components, float(purge)
-        self.halo = max(local.halo for local in self.locals)
+        self.components, self.purge = components, check_purge(purge)
+        self.ring_halo = max(local.halo for local in self.locals)
 
     def params(self):
         params = {"name": self.name, "rings": rings_text(self.rings),
@@ -68,23 +67,10 @@ class MultiRingLRX(Scorer):
         self.locals[0].fit(source)
         for local in self.locals[1:]:
             local.mean_, local.projection_ = self.locals[0].mean_, self.locals[0].projection_
-        if self.purge or self.adds_rx:
+        if self.adds_rx:
             self.rx_ = GlobalRX().fit(source)
-        if self.purge:        # the no-GAN counterpart of the residual scores' purge: by global RX
-            sample = source.sample(defaults.RESIDUAL_SAMPLE)
-            distance = log_distance(self.rx_.score_samples(sample))
-            self.purge_threshold_ = np.quantile(distance, 1 - self.purge)
+        self.fit_purge(source)
         return self
-
-    def _rx_map(self, block, valid):
-        """log global RX of every valid pixel of the block (NaN elsewhere)."""
-        distance = np.full(valid.shape, np.nan, np.float32)
-        distance[valid] = log_distance(self.rx_.score_samples(block[:, valid].T))
-        return distance
-
-    def _purged(self, distance):
-        """Where the global RX distance map lies in the scene's top ``purge`` fraction."""
-        return distance > self.purge_threshold_            # NaN (invalid): never
 
     def fit_pixels(self, X):
         """Fit the shared projection on pixels X (n, bands) in memory (e.g. GAN residuals)."""
@@ -97,20 +83,33 @@ class MultiRingLRX(Scorer):
     def score_samples(self, X):
         raise HsanomalyError("local RX scores pixels in their spatial context; use score_block")
 
-    def log_score(self, block, valid, exclude=None):
-        """Mean log local RX of the inner pixels of a block padded by ``self.halo``; pixels
-        where ``exclude`` is True are left out of every ring's statistics."""
-        if exclude is None and self.purge:
-            exclude = self._purged(self._rx_map(block, valid))
+    def log_score(self, block, valid, exclude=None, crop=None):
+        """Mean log local RX of the pixels of a block padded by ``self.halo``, cropped by
+        ``crop`` (default ``self.halo``) on every side; pixels where ``exclude`` is True are
+        left out of every ring's statistics (no purge here: ``score_block`` purges)."""
+        crop = self.halo if crop is None else crop
         x, integral = self.locals[0].features(block, valid, exclude)     # shared by every ring
         total = 0.0
         for local in self.locals:
-            score = local.ring_score(x, integral, valid, self.halo)
-            total = total + log_distance(score)
+            total = total + log_distance(local.ring_score(x, integral, valid, crop))
         return total / len(self.locals)
 
+    def fusion(self, block, valid):
+        rx = None
+        if self.adds_rx:
+            rx = np.full(valid.shape, np.nan, np.float32)
+            rx[valid] = log_distance(self.rx_.score_samples(block[:, valid].T))
+
+        def fused(exclude, crop):
+            score = self.log_score(block, valid, exclude, crop)
+            if rx is not None:
+                score = score + rx[crop:valid.shape[0] - crop, crop:valid.shape[1] - crop]
+            return score
+        return fused
+
     def score_block(self, block, valid):
-        return {"score": self.log_score(block, valid).astype(np.float32)[None]}
+        score = self.purged(self.fusion(block, valid), valid)
+        return {"score": score.astype(np.float32)[None]}
 
 
 class RXMultiRingLRX(MultiRingLRX):
@@ -121,11 +120,3 @@ class RXMultiRingLRX(MultiRingLRX):
 
     def params(self):
         return {**super().params(), "name": self.name}
-
-    def score_block(self, block, valid):
-        h = self.halo
-        distance = self._rx_map(block, valid)      # the score's RX term, and purge's too
-        exclude = self._purged(distance) if self.purge else None
-        rx = distance[h:valid.shape[0] - h, h:valid.shape[1] - h]
-        score = rx + self.log_score(block, valid, exclude)
-        return {"score": score.astype(np.float32)[None]}

@@ -70,11 +70,13 @@ class LocalRX(Scorer):
         x, integral = self.features(block, valid)
         return {"score": self.ring_score(x, integral, valid, self.halo)[None]}
 
-    def log_score(self, block, valid, exclude=None):
-        """log local RX of the inner pixels of a block padded by ``self.halo``; pixels where
-        ``exclude`` is True are left out of the ring statistics."""
+    def log_score(self, block, valid, exclude=None, crop=None):
+        """log local RX of the pixels of a block padded by ``self.halo``, cropped by ``crop``
+        (default ``self.halo``); pixels where ``exclude`` is True are left out of the ring
+        statistics."""
         x, integral = self.features(block, valid, exclude)
-        return log_distance(self.ring_score(x, integral, valid, self.halo))
+        crop = self.halo if crop is None else crop
+        return log_distance(self.ring_score(x, integral, valid, crop))
 
     def features(self, block, valid, exclude=None):
         """The block's pixels projected on the components, x (rows, cols, k), and the integral

@@ -1,0 +1,76 @@
+"""Purge: the pixels a score ranks highest are left out of its own rings' background.
+
+A ring's statistics should describe background. A cluster of anomalous pixels (a parked
+aircraft, a row of panels) otherwise makes up its own members' background and hides them,
+and a bright target beside a pixel inflates that pixel's ring covariance. A purged score
+runs twice: the first pass (no purge) ranks the pixels; those above the scene's
+``1 - purge`` quantile of the first pass are left out of every ring's statistics in the
+second, which is the score (they are still scored). This is the detector purifying its own
+background, without labels.
+
+The quantile is fitted on the scene, from the first pass over a few tiles spread across it,
+so that tiles then score independently. A block needs twice the rings' halo: the first pass
+must score every pixel that the second pass's rings reach.
+"""
+
+import numpy as np
+
+from ..defaults import TILE
+from ..errors import HsanomalyError
+
+FIT_TILES = 4        # tiles the first pass scores at fit time, spread across the scene
+
+
+def check_purge(purge):
+    if not 0 <= purge < 0.5:
+        raise HsanomalyError(f"--purge must lie in [0, 0.5), got {purge}")
+    return float(purge)
+
+
+class Purged:
+    """For scores fused over rings. A subclass sets ``purge`` and ``ring_halo`` and defines
+    ``fusion(block, valid)``, which returns ``fused(exclude, crop)``: the block's score
+    cropped by ``crop`` pixels on every side, with the pixels where ``exclude`` is True left
+    out of the rings' statistics."""
+
+    purge = 0.0
+    ring_halo = 0
+
+    @property
+    def halo(self):
+        return 2 * self.ring_halo if self.purge else self.ring_halo
+
+    @property
+    def window(self):
+        return 2 * self.ring_halo + 1
+
+    def fit_purge(self, source):
+        """Fit ``purge_threshold_``: the first pass's ``1 - purge`` quantile on the scene."""
+        if not self.purge:
+            return
+        windows = source.windows(TILE)
+        picked = np.unique(np.linspace(0, len(windows) - 1, min(FIT_TILES, len(windows)))
+                           .round().astype(int))
+        h = self.halo
+        values = []
+        for index in picked:
+            block, valid = source.read(windows[index], h)
+            first = self.fusion(block, valid)(None, h)
+            values.append(first[valid[h:valid.shape[0] - h, h:valid.shape[1] - h]])
+        values = np.concatenate(values)
+        values = values[np.isfinite(values)]
+        if not len(values):
+            raise HsanomalyError(f"{source.name}: {self.name} found no pixel to fit its purge on")
+        self.purge_threshold_ = float(np.quantile(values, 1 - self.purge))
+
+    def purged(self, fused, valid):
+        """The score of the inner pixels: ``fused`` once, or twice when purging."""
+        exclude = None
+        if self.purge:
+            h = self.ring_halo
+            first = fused(None, h)
+            exclude = np.zeros(valid.shape, bool)
+            with np.errstate(invalid="ignore"):              # NaN (invalid): never excluded
+                exclude[h:valid.shape[0] - h, h:valid.shape[1] - h] = \
+                    first > self.purge_threshold_
+        return fused(exclude, self.halo)
