@@ -2,6 +2,7 @@
 directly), and the default path a user meets first, end to end through the CLI."""
 
 import importlib.util
+import json
 
 import numpy as np
 import pytest
@@ -100,6 +101,36 @@ def test_purged_rings_leave_the_excluded_pixels_out_of_their_statistics(scene):
     for r, c in ((11, 12), (9, 10), (13, 15), (31, 8)):
         assert ours[r, c] == pytest.approx(_ring_log_rx(P, r, c, rings, skip), abs=1e-3)
     assert abs(ours[9, 10] - mlrx.log_score(block, valid)[9, 10]) > 1e-3   # it did change
+
+
+def test_purge_threshold_comes_from_windows_spread_across_a_larger_scene():
+    """On a scene of several fit windows, the threshold is the first pass's quantile over the
+    windows picked across it (the first and the last among them), as the plain score gives."""
+    from hsanomaly.scorers import purge
+
+    cube, _ = synthetic_cube(rows=300, cols=140, targets=TARGETS, seed=3)
+    source = ArraySource(cube)
+    first = score_array(source, make_scorer("mlrx", rings="5/3;7/3", components=4)
+                        .fit(source))["score"][0]
+    windows = source.windows(purge.FIT_WINDOW)
+    picked = np.unique(np.linspace(0, len(windows) - 1, purge.FIT_WINDOWS).round().astype(int))
+    assert len(windows) > len(picked) > 1 and picked[0] == 0 and picked[-1] == len(windows) - 1
+    values = np.concatenate([first[windows[i].toslices()].ravel() for i in picked])
+    purged = make_scorer("mlrx", rings="5/3;7/3", components=4, purge=0.05).fit(source)
+    values = values[np.isfinite(values)]
+    assert purged.purge_threshold_ == pytest.approx(np.quantile(values, 0.95), rel=1e-6)
+
+
+def test_purge_reaches_the_score_from_the_cli(scene, tmp_path):
+    """``--purge`` is the library's ``purge``: the same heatmap, and its tags say so."""
+    _, path, cube, _ = scene
+    heat = tmp_path / "heat.tif"
+    _cli("detect", path, heat, "--score", "mlrx", "--purge", "0.05", "-q")
+    source = ArraySource(cube)
+    expected = score_array(source, make_scorer("mlrx", purge=0.05).fit(source))["score"][0]
+    np.testing.assert_allclose(_read(heat), expected, rtol=1e-5, atol=1e-5)
+    with rasterio.open(heat) as ds:
+        assert json.loads(ds.tags()["HSANOMALY_PARAMETERS"])["purge"] == 0.05
 
 
 def _ring_log_rx(P, r, c, rings, skip=None):

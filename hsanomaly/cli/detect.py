@@ -49,6 +49,11 @@ def _far(ctx, param, value):
 @click.option("--guard", type=click.IntRange(min=1), default=None,
               help=f"Local RX ring, guard window [default: {defaults.LRX_GUARD} for lrx, "
                    f"{defaults.CONTEXT_GUARD} for context].")
+@click.option("--purge", type=float, default=None,
+              help=f"Scores with local RX rings: the fraction of pixels, those the score's own "
+                   f"first pass ranks highest, left out of the rings' statistics in a second "
+                   f"pass; 0 scores in one pass, about twice as fast [default: "
+                   f"{defaults.DUAL_PURGE:g} for dualcontext, {defaults.PURGE:g} otherwise].")
 @click.option("--recon-out", type=click.Path(dir_okay=False), help="Write the reconstruction G(z*) here.")
 @click.option("--latent-out", type=click.Path(dir_okay=False), help="Write the latent z* raster here.")
 @click.option("--convergence-out", type=click.Path(dir_okay=False),
@@ -75,14 +80,14 @@ def _far(ctx, param, value):
 @click.option("--scheduler", default=None, help="Score tiles on the Dask cluster at this address.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def detect(src, dst, score, model, solver, restarts, steps, codebook, refine, c1, c2, lam, outer,
-           guard, recon_out, latent_out, convergence_out, polygons, threshold, far, png, device,
+           guard, purge, recon_out, latent_out, convergence_out, polygons, threshold, far, png, device,
            threads, ignore_wavelengths, tile, cog, resume, workers, scheduler, quiet):
     """Score raster SRC and write the anomaly heatmap GeoTIFF DST."""
     from ..api import detect as run
 
     options = scorer_options(solver=solver, restarts=restarts, steps=steps, codebook=codebook,
                              refine=refine, c1=c1, c2=c2, lam=lam, outer=outer, guard=guard,
-                             device=device, threads=threads, ignore_wavelengths=ignore_wavelengths or None)
+                             purge=purge, device=device, threads=threads, ignore_wavelengths=ignore_wavelengths or None)
     extras = {k: v for k, v in dict(recon=recon_out, latent=latent_out,
                                     convergence=convergence_out).items() if v}
     result = run(src, dst, score=score, model=model, extras=extras, polygons=polygons,

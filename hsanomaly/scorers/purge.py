@@ -8,17 +8,22 @@ runs twice: the first pass (no purge) ranks the pixels; those above the scene's
 second, which is the score (they are still scored). This is the detector purifying its own
 background, without labels.
 
-The quantile is fitted on the scene, from the first pass over a few tiles spread across it,
+The quantile is fitted on the scene, from the first pass over a few windows spread across it,
 so that tiles then score independently. A block needs twice the rings' halo: the first pass
 must score every pixel that the second pass's rings reach.
 """
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
-from ..defaults import TILE
+from ..defaults import TILE_THREADS
 from ..errors import HsanomalyError
 
-FIT_TILES = 4        # tiles the first pass scores at fit time, spread across the scene
+# The first pass at fit time scores this many windows of FIT_WINDOW pixels, spread across the
+# scene: small windows see more of it for the same cost (each also pays the doubled halo).
+FIT_WINDOWS, FIT_WINDOW = 4, 128
 
 
 def check_purge(purge):
@@ -48,20 +53,26 @@ class Purged:
         """Fit ``purge_threshold_``: the first pass's ``1 - purge`` quantile on the scene."""
         if not self.purge:
             return
-        windows = source.windows(TILE)
-        picked = np.unique(np.linspace(0, len(windows) - 1, min(FIT_TILES, len(windows)))
+        windows = source.windows(FIT_WINDOW)
+        picked = np.unique(np.linspace(0, len(windows) - 1, min(FIT_WINDOWS, len(windows)))
                            .round().astype(int))
-        h = self.halo
-        values = []
-        for index in picked:
-            block, valid = source.read(windows[index], h)
-            first = self.fusion(block, valid)(None, h)
-            values.append(first[valid[h:valid.shape[0] - h, h:valid.shape[1] - h]])
+        reading = threading.Lock()        # a raster handle reads one window at a time
+        with ThreadPoolExecutor(TILE_THREADS) as pool:
+            values = list(pool.map(lambda i: self._first_pass(source, windows[i], reading),
+                                   picked))
         values = np.concatenate(values)
         values = values[np.isfinite(values)]
         if not len(values):
             raise HsanomalyError(f"{source.name}: {self.name} found no pixel to fit its purge on")
         self.purge_threshold_ = float(np.quantile(values, 1 - self.purge))
+
+    def _first_pass(self, source, window, reading):
+        """The first pass's scores of the valid pixels of one window."""
+        h = self.halo
+        with reading:
+            block, valid = source.read(window, h)
+        first = self.fusion(block, valid)(None, h)
+        return first[valid[h:valid.shape[0] - h, h:valid.shape[1] - h]]
 
     def purged(self, fused, valid):
         """The score of the inner pixels: ``fused`` once, or twice when purging."""

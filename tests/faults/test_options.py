@@ -19,6 +19,9 @@ GAN = ["--score", "recon", "--model", "no-model"]     # refused before the model
     (["--score", "critic", "--model", "m", "--outer", "9"], "--outer", 1),
     (["--score", "lrx", "--outer", "4"], "--outer", 1),
     (["--score", "lrx", "--outer", "9", "--guard", "11"], "--outer/--guard", 1),
+    (["--score", "mlrx", "--purge", "0.5"], "--purge", 1),
+    (["--score", "mlrx", "--purge", "nan"], "--purge", 1),
+    (["--purge", "0.05"], "--purge", 1),                  # rx has no rings
     (GAN + ["--c1", "nan"], "--c1", 1),
     (GAN + ["--c2", "inf"], "--c2", 1),
     (GAN + ["--c1", "0", "--c2", "0"], "--c1", 1),
