@@ -83,6 +83,20 @@ def test_rx_and_multi_ring_local_rx_equal_plain_numpy(scene):
         assert ours[r, c] == pytest.approx(_ring_log_rx(P, r, c, rings), abs=1e-3)
 
 
+def test_a_ring_too_short_of_pixels_leaves_the_pixel_to_the_other_rings(scene):
+    """At a corner the 3/1 ring holds 3 pixels, too few for a 4 x 4 covariance: the corner is
+    scored by its 9/3 ring alone, not left without a score."""
+    _, _, cube, _ = scene
+    X = cube.reshape(cube.shape[0], -1).T.astype(np.float64)
+    mlrx = make_scorer("mlrx", rings="3/1;9/3", components=4).fit(ArraySource(cube))
+    ours = score_array(ArraySource(cube), mlrx)["score"][0]
+    vecs = np.linalg.eigh(np.cov(X, rowvar=False))[1][:, ::-1][:, :4]
+    P = ((X - X.mean(0)) @ vecs).reshape(cube.shape[1], cube.shape[2], 4)
+    assert not np.isnan(ours).any()
+    assert ours[0, 0] == pytest.approx(_ring_log_rx(P, 0, 0, ((9, 3),)), abs=1e-3)
+    assert ours[20, 20] == pytest.approx(_ring_log_rx(P, 20, 20, ((3, 1), (9, 3))), abs=1e-3)
+
+
 def test_purged_rings_leave_the_excluded_pixels_out_of_their_statistics(scene):
     """``purge``: excluded pixels (say a cluster of anomalies) are not part of any ring's
     background, and are still scored."""
@@ -187,6 +201,35 @@ def test_resrx_equals_numpy_log_mahalanobis_of_the_residual(scene, model):
     reference = np.log(np.einsum("ij,jk,ik->i", d, np.linalg.pinv(np.cov(residual, rowvar=False)),
                                  d) + 1e-12)
     np.testing.assert_allclose(out["score"][0].ravel(), reference, rtol=1e-3, atol=1e-3)
+
+
+@needs_torch
+def test_purged_dualcontext_is_its_one_pass_terms_with_the_top_pixels_left_out(scene, model):
+    """The default's purge: the one-pass score ranks the pixels; with its top 5 % left out of
+    the rings, the resrx term (numpy-checked above) and the two ring terms make the score."""
+    _, _, cube, _ = scene
+    source = ArraySource(cube)
+    options = dict(model=model, rings="5/3;7/3", components=4, sample=10**6)
+    one = make_scorer("dualcontext", purge=0, **options).fit(source)
+    out = score_array(source, one)
+    first = out["score"][0]
+    skip = first > np.quantile(first[np.isfinite(first)], 0.95)
+    ours = score_array(source, make_scorer("dualcontext", purge=0.05, **options)
+                       .fit(source))["score"][0]
+    h = one.halo
+    pad = ((0, 0), (h, h), (h, h))
+    x = one.gan.bundle.preprocessor.transform(cube.reshape(cube.shape[0], -1).T)
+    residual = (x - out["recon"].reshape(out["recon"].shape[0], -1).T).T
+    residual = np.pad(residual.reshape(-1, *cube.shape[1:]), pad, constant_values=np.nan)
+    valid, exclude = np.pad(np.ones(cube.shape[1:], bool), h), np.pad(skip, h)
+    resrx = score_array(source, make_scorer("resrx", model=model, sample=10**6)
+                        .fit(source))["score"][0]
+    expected = (0.5 * resrx
+                + one.local.log_score(np.pad(cube, pad, constant_values=np.nan), valid, exclude)
+                + one.residual_local.log_score(residual, valid, exclude))
+    np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-4)
+    assert not np.isnan(ours).any()
+    assert np.abs(ours - first).max() > 1e-2                  # the purge did change the score
 
 
 @needs_torch

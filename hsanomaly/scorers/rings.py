@@ -86,13 +86,21 @@ class MultiRingLRX(Purged, Scorer):
     def log_score(self, block, valid, exclude=None, crop=None):
         """Mean log local RX of the pixels of a block padded by ``self.halo``, cropped by
         ``crop`` (default ``self.halo``) on every side; pixels where ``exclude`` is True are
-        left out of every ring's statistics (no purge here: ``score_block`` purges)."""
+        left out of every ring's statistics (no purge here: ``score_block`` purges).
+
+        The mean is over the rings that hold enough pixels for their covariance: near an edge,
+        nodata or purged pixels a small ring can run short, and the pixel is then scored by
+        its other rings rather than not at all (NaN only where every ring runs short)."""
         crop = self.halo if crop is None else crop
         x, integral = self.locals[0].features(block, valid, exclude)     # shared by every ring
-        total = 0.0
+        total, count = 0.0, 0
         for local in self.locals:
-            total = total + log_distance(local.ring_score(x, integral, valid, crop))
-        return total / len(self.locals)
+            score = log_distance(local.ring_score(x, integral, valid, crop))
+            scored = np.isfinite(score)
+            total = total + np.where(scored, score, 0.0)
+            count = count + scored
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(count > 0, total / count, np.nan).astype(np.float32)
 
     def fusion(self, block, valid):
         rx = None
