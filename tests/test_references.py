@@ -119,20 +119,29 @@ def test_purged_rings_leave_the_excluded_pixels_out_of_their_statistics(scene):
 
 def test_purge_threshold_comes_from_windows_spread_across_a_larger_scene():
     """On a scene of several fit windows, the threshold is the first pass's quantile over the
-    windows picked across it (the first and the last among them), as the plain score gives."""
+    windows picked across it (the first and the last among them), as the plain score gives;
+    where those are nodata (a swath's corners), the windows that hold pixels serve instead."""
     from hsanomaly.scorers import purge
 
     cube, _ = synthetic_cube(rows=300, cols=140, targets=TARGETS, seed=3)
-    source = ArraySource(cube)
-    first = score_array(source, make_scorer("mlrx", rings="5/3;7/3", components=4)
-                        .fit(source))["score"][0]
-    windows = source.windows(purge.FIT_WINDOW)
-    picked = np.unique(np.linspace(0, len(windows) - 1, purge.FIT_WINDOWS).round().astype(int))
-    assert len(windows) > len(picked) > 1 and picked[0] == 0 and picked[-1] == len(windows) - 1
-    values = np.concatenate([first[windows[i].toslices()].ravel() for i in picked])
-    purged = make_scorer("mlrx", rings="5/3;7/3", components=4, purge=0.05).fit(source)
-    values = values[np.isfinite(values)]
-    assert purged.purge_threshold_ == pytest.approx(np.quantile(values, 0.95), rel=1e-6)
+    for holes in ((), (0, 2, 3, 5)):          # 6 windows of 128 px; 0, 2, 3, 5 picked first
+        cube = cube.copy()
+        source = ArraySource(cube)
+        for index in holes:
+            cube[(slice(None),) + source.windows(purge.FIT_WINDOW)[index].toslices()] = np.nan
+        source = ArraySource(cube)
+        windows = source.windows(purge.FIT_WINDOW)
+        picked = purge.fit_windows(source)
+        if not holes:
+            assert picked == [windows[i] for i in (0, 2, 3, 5)]
+        else:
+            assert picked == [windows[1], windows[4]] or picked == [windows[4], windows[1]]
+        first = score_array(source, make_scorer("mlrx", rings="5/3;7/3", components=4)
+                            .fit(source))["score"][0]
+        values = np.concatenate([first[w.toslices()].ravel() for w in picked])
+        values = values[np.isfinite(values)]
+        purged = make_scorer("mlrx", rings="5/3;7/3", components=4, purge=0.05).fit(source)
+        assert purged.purge_threshold_ == pytest.approx(np.quantile(values, 0.95), rel=1e-6)
 
 
 def test_purge_reaches_the_score_from_the_cli(scene, tmp_path):

@@ -32,6 +32,24 @@ def check_purge(purge):
     return float(purge)
 
 
+def fit_windows(source):
+    """Up to FIT_WINDOWS windows of FIT_WINDOW pixels that hold valid pixels, spread across the
+    scene: evenly spaced ones first, then the others in a fixed shuffled order, so that a
+    swath with nodata corners still finds its pixels."""
+    windows = source.windows(FIT_WINDOW)
+    spread = np.unique(np.linspace(0, len(windows) - 1, min(FIT_WINDOWS, len(windows)))
+                       .round().astype(int))
+    rest = np.setdiff1d(np.random.default_rng(0).permutation(len(windows)), spread,
+                        assume_unique=True)
+    picked = []
+    for index in np.concatenate([spread, rest]):
+        if len(picked) == FIT_WINDOWS:
+            break
+        if source.read(windows[index])[1].any():
+            picked.append(windows[index])
+    return picked
+
+
 class Purged:
     """For scores fused over rings. A subclass sets ``purge`` and ``ring_halo`` and defines
     ``fusion(block, valid)``, which returns ``fused(exclude, crop)``: the block's score
@@ -53,14 +71,11 @@ class Purged:
         """Fit ``purge_threshold_``: the first pass's ``1 - purge`` quantile on the scene."""
         if not self.purge:
             return
-        windows = source.windows(FIT_WINDOW)
-        picked = np.unique(np.linspace(0, len(windows) - 1, min(FIT_WINDOWS, len(windows)))
-                           .round().astype(int))
+        picked = fit_windows(source)
         reading = threading.Lock()        # a raster handle reads one window at a time
         with ThreadPoolExecutor(TILE_THREADS) as pool:
-            values = list(pool.map(lambda i: self._first_pass(source, windows[i], reading),
-                                   picked))
-        values = np.concatenate(values)
+            values = list(pool.map(lambda w: self._first_pass(source, w, reading), picked))
+        values = np.concatenate(values) if values else np.empty(0)
         values = values[np.isfinite(values)]
         if not len(values):
             raise HsanomalyError(f"{source.name}: {self.name} found no pixel to fit its purge on")
