@@ -21,7 +21,8 @@ class Scorer:
 
     @property
     def window(self):
-        """The widest neighbourhood (pixels across) a pixel's score looks at; it must fit the image."""
+        """The widest neighbourhood (pixels across) a pixel's score looks at; it must fit
+        the image."""
         return 2 * self.halo + 1
 
     def check(self, source):

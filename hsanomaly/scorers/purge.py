@@ -13,7 +13,6 @@ so that tiles then score independently. A block needs twice the rings' halo: the
 must score every pixel that the second pass's rings reach.
 """
 
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -32,10 +31,11 @@ def check_purge(purge):
     return float(purge)
 
 
-def fit_windows(source):
-    """Up to FIT_WINDOWS windows of FIT_WINDOW pixels that hold valid pixels, spread across the
-    scene: evenly spaced ones first, then the others in a fixed shuffled order, so that a
-    swath with nodata corners still finds its pixels."""
+def fit_blocks(source, halo):
+    """(window, block, valid) for up to FIT_WINDOWS windows of FIT_WINDOW pixels that hold
+    valid pixels, read with ``halo`` and spread across the scene: evenly spaced ones first,
+    then the others in a fixed shuffled order, so that a swath with nodata corners still
+    finds its pixels. Each window is read once."""
     windows = source.windows(FIT_WINDOW)
     spread = np.unique(np.linspace(0, len(windows) - 1, min(FIT_WINDOWS, len(windows)))
                        .round().astype(int))
@@ -45,8 +45,9 @@ def fit_windows(source):
     for index in np.concatenate([spread, rest]):
         if len(picked) == FIT_WINDOWS:
             break
-        if source.read(windows[index])[1].any():
-            picked.append(windows[index])
+        block, valid = source.read(windows[index], halo)
+        if valid[halo:valid.shape[0] - halo, halo:valid.shape[1] - halo].any():
+            picked.append((windows[index], block, valid))
     return picked
 
 
@@ -71,21 +72,19 @@ class Purged:
         """Fit ``purge_threshold_``: the first pass's ``1 - purge`` quantile on the scene."""
         if not self.purge:
             return
-        picked = fit_windows(source)
-        reading = threading.Lock()        # a raster handle reads one window at a time
+        h = self.halo
         with ThreadPoolExecutor(TILE_THREADS) as pool:
-            values = list(pool.map(lambda w: self._first_pass(source, w, reading), picked))
+            jobs = [pool.submit(self._first_pass, block, valid, h)
+                    for _, block, valid in fit_blocks(source, h)]
+            values = [job.result() for job in jobs]
         values = np.concatenate(values) if values else np.empty(0)
         values = values[np.isfinite(values)]
         if not len(values):
             raise HsanomalyError(f"{source.name}: {self.name} found no pixel to fit its purge on")
         self.purge_threshold_ = float(np.quantile(values, 1 - self.purge))
 
-    def _first_pass(self, source, window, reading):
-        """The first pass's scores of the valid pixels of one window."""
-        h = self.halo
-        with reading:
-            block, valid = source.read(window, h)
+    def _first_pass(self, block, valid, h):
+        """The first pass's scores of the valid pixels of one block read with halo ``h``."""
         first = self.fusion(block, valid)(None, h)
         return first[valid[h:valid.shape[0] - h, h:valid.shape[1] - h]]
 
