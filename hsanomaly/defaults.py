@@ -38,7 +38,7 @@ RESIDUAL_SAMPLE = 20000
 RESIDUAL_TRIM = 0.0        # fraction of the most distant residuals left out of their statistics
 DUAL_WEIGHT = 0.5          # dualcontext: weight of the resrx term beside the two spatial terms
 PURGE = 0.0                # fraction of pixels (the score's own first pass ranks them highest) left out of the rings
-DUAL_PURGE = 0.05          # dualcontext's purge (docs/benchmark.md: the held-out selection)
+DUAL_PURGE = 0.03          # dualcontext's purge (docs/benchmark.md: the held-out selection)
 
 # Gaussian mixture baseline.
 GMM_COMPONENTS, GMM_PCA, GMM_SAMPLE = 5, 25, 50_000

@@ -53,11 +53,12 @@ def _critic_graph(bands, window):
 CODEBOOK_ENTRIES = 64
 
 
-def write_bundle(path, latent_graph=LATENT, codebook=False, **overrides):
+def write_bundle(path, latent_graph=LATENT, codebook=False, external=False, **overrides):
     """A valid bundle as hsanomaly.training writes it; ``overrides`` change model.json and metadata.
 
     codebook: also store a (random) fast-solver codebook of CODEBOOK_ENTRIES entries, as the
-    export does for 1x1-window models."""
+    export does for 1x1-window models. external: save the generator's weights in an external
+    data file (listed with its sha256), which the exporter never does."""
     path.mkdir()
     X = np.random.default_rng(0).normal(size=(50, BANDS_IN))
     meta = {"format": "hsanomaly-model", "format_version": 1, "hsanomaly_version": "0.1.0",
@@ -78,7 +79,12 @@ def write_bundle(path, latent_graph=LATENT, codebook=False, **overrides):
         model.ir_version = 8
         entry = model.metadata_props.add()
         entry.key, entry.value = "hsanomaly", embedded_metadata(meta)
-        onnx.save(model, path / name)
+        if external and name == "generator.onnx":
+            onnx.save(model, path / name, save_as_external_data=True, size_threshold=0,
+                      location="generator.data")
+            files["generator.data"] = file_sha256(path / "generator.data")
+        else:
+            onnx.save(model, path / name)
         files[name] = file_sha256(path / name)
     if codebook:
         rng = np.random.default_rng(1)
@@ -166,6 +172,31 @@ def test_missing_directory_is_refused(tmp_path):
 def test_network_that_disagrees_with_its_metadata_is_refused(tmp_path):
     path = write_bundle(tmp_path / "model", latent_graph=LATENT + 1)
     refused(path, "generator.onnx has tensors")
+
+
+def test_networks_with_external_data_are_refused(tmp_path):
+    """Weights in another file would load from beside the network (swappable, unchecked)."""
+    path = write_bundle(tmp_path / "model", external=True)
+    refused(path, "generator.onnx keeps tensors in external data files")
+    from hsanomaly.model.external import uses_external_data
+
+    assert not uses_external_data((path / "critic.onnx").read_bytes())
+
+
+def test_external_data_in_a_constant_node_is_found(tmp_path):
+    from hsanomaly.model.external import MalformedProtobuf, uses_external_data
+
+    value = numpy_helper.from_array(np.ones((8, 8), np.float32), "value")
+    graph = helper.make_graph([helper.make_node("Constant", [], ["y"], value=value)], "g", [],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [8, 8])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    assert not uses_external_data(model.SerializeToString())
+    onnx.save(model, tmp_path / "c.onnx", save_as_external_data=True, size_threshold=0,
+              location="c.data", convert_attribute=True)
+    assert (tmp_path / "c.data").is_file()
+    assert uses_external_data((tmp_path / "c.onnx").read_bytes())
+    with pytest.raises(MalformedProtobuf):
+        uses_external_data(b"\x3a\x10abc")         # a graph of 16 bytes holding 3
 
 
 def test_check_bands(bundle_dir):

@@ -187,6 +187,17 @@ def test_fast_solver_without_refinement_is_its_best_codebook_candidate(generator
     np.testing.assert_array_equal(result.recon, book.g[best])
 
 
+
+def test_the_default_search_finds_the_best_codebook_entry(generator, pixels):
+    """The KD-tree's few candidates stand in for a scan of the whole codebook: with the default
+    number of axes they hold its best entry on (nearly) every pixel. On this model 6 axes (the
+    former default) missed it on about 4 % of these pixels, 4 axes on over 40 %."""
+    x = pixels[0][:300]
+    solver = FastSolver(codebook=4096, steps=0)
+    book = solver.codebook(generator)
+    scan = np.stack([np.mean((row - book.g) ** 2, axis=1).min() for row in x])
+    assert np.mean(solver.solve(generator, x).cost <= scan * (1 + 1e-4)) >= 0.99
+
 # --- the codebook a model bundle stores -----------------------------------------------------------
 
 def _recon_scores(bundle, pixels, **options):

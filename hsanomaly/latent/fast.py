@@ -8,8 +8,9 @@ Once per model (``Codebook``): K latent vectors spread over the prior (a scrambl
 sequence mapped through the normal quantile and widened by ``scale``, so that off-manifold
 pixels whose best z lies in the prior's tails are covered), their outputs G(z_k), a KD-tree on
 the outputs' ``projection`` leading principal axes (a KD-tree in all ~20 output dimensions
-degrades to brute force, about 1 ms a query), and at each entry the finite-difference Jacobian
-J_k, factored for the damped Gauss-Newton normal equations
+degrades to brute force; on fewer axes than 8 its nearest entries often miss the best one, and
+the search then ends above the thesis's optimum on most pixels; docs/ablations.md), and at
+each entry the finite-difference Jacobian J_k, factored for the damped Gauss-Newton normal equations
 ``A_k = c1/d J_k^T J_k + (c2/k + mu) I = L_k L_k^T``. The generator calls (z_k, G(z_k), J_k:
 ``codebook_samples``) are nearly all of that work and depend on the generator alone, so a model
 bundle stores them (hsanomaly.model.bundle.StoredCodebook) and ``FastSolver.codebook`` loads
@@ -125,7 +126,7 @@ class FastSolver:
     name = "fast"
 
     def __init__(self, c1=1.0, c2=0.0, codebook=65536, candidates=8, steps=2, scale=2.0,
-                 damping=0.0, projection=6, seed=0):
+                 damping=0.0, projection=8, seed=0):
         self.c1, self.c2 = float(c1), float(c2)
         self.codebook_size, self.candidates, self.steps = int(codebook), int(candidates), int(steps)
         self.scale, self.damping, self.seed = float(scale), float(damping), int(seed)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ..errors import HsanomalyError
 from ..preprocess import Preprocessor
+from .external import MalformedProtobuf, uses_external_data
 
 FORMAT = "hsanomaly-model"
 FORMAT_VERSION = 1
@@ -237,6 +238,13 @@ def _check_network(path, name, meta):
     from ..runtime import open_session
 
     _check_file(path, name, meta)
+    try:
+        external = uses_external_data((path / name).read_bytes())
+    except MalformedProtobuf:
+        external = False          # not ONNX at all: onnxruntime says so below
+    if external:
+        _fail(path, f"{name} keeps tensors in external data files, which the bundle's checksums "
+                    "do not cover (export the network as one file)")
     session = open_session(path / name, threads=1, optimize=False)
     embedded = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
     if embedded is None:

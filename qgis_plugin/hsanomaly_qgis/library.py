@@ -8,6 +8,7 @@ library so it cannot drift.
 """
 
 import importlib
+import inspect
 from types import SimpleNamespace
 
 FALLBACK = SimpleNamespace(
@@ -19,6 +20,7 @@ FALLBACK = SimpleNamespace(
                   "dualcontext"),
     solvers=("fast", "thesis"),
     score="dualcontext",
+    purge=0.03,
     solver="fast",
     tile=256,
     iterations=250,
@@ -43,6 +45,7 @@ def load():
         model_scores=tuple(scorers.MODEL_SCORES),
         solvers=tuple(latent.SOLVERS),
         score=defaults.SCORE,
+        purge=inspect.signature(scorers.REGISTRY[defaults.SCORE]).parameters["purge"].default,
         solver=defaults.SOLVER,
         tile=defaults.TILE,
         iterations=defaults.ITERATIONS,

@@ -40,6 +40,29 @@ def test_baseline_heatmap_is_the_library_heatmap(scene, tmp_path, score):
                                rtol=1e-6, equal_nan=True)
 
 
+def test_purge_reaches_the_library_and_a_score_without_rings_refuses_it(plugin, tmp_path):
+    from hsanomaly.api import detect
+    from qgis.core import QgsProcessingException
+    from synthetic import synthetic_cube, write_raster
+
+    cube, _ = synthetic_cube(rows=60, cols=70, targets=((15, 15), (44, 52)))
+    raster = write_raster(tmp_path / "wide.tif", cube)          # wider than the largest ring
+    purged = run_detect(INPUT=raster, SCORE="mlrx", PURGE=0.1, TILE=16, OUTPUT=tmp_path / "p.tif")
+    plain = run_detect(INPUT=raster, SCORE="mlrx", TILE=16, OUTPUT=tmp_path / "plain.tif")
+    detect(str(raster), tmp_path / "library.tif", score="mlrx", purge=0.1, tile=16,
+           progress=False)
+    np.testing.assert_allclose(read_band(purged["OUTPUT"]), read_band(tmp_path / "library.tif"),
+                               rtol=1e-6, equal_nan=True)
+    assert not np.allclose(read_band(purged["OUTPUT"]), read_band(plain["OUTPUT"]),
+                           equal_nan=True)
+    with pytest.raises(QgsProcessingException) as err:
+        run_detect(INPUT=raster, SCORE="rx", PURGE=0.1, OUTPUT=tmp_path / "rx.tif")
+    assert str(err.value).startswith("--purge: score 'rx' does not take this option")
+    with pytest.raises(QgsProcessingException, match=r"--purge must lie in \[0, 0.5\)"):
+        run_detect(INPUT=raster, SCORE="mlrx", PURGE=0.7, OUTPUT=tmp_path / "big.tif")
+    assert not list(tmp_path.glob("rx*")) and not list(tmp_path.glob("big*"))
+
+
 def test_rx_finds_the_targets(scene, tmp_path):
     raster, truth_path = scene
     result = run_detect(INPUT=raster, SCORE="rx", OUTPUT=tmp_path / "heat.tif")

@@ -17,6 +17,7 @@ class DetectAnomalies(HsanomalyAlgorithm):
     MODEL = "MODEL"
     SCORE = "SCORE"
     SOLVER = "SOLVER"
+    PURGE = "PURGE"
     THRESHOLD = "THRESHOLD"
     FAR = "FAR"
     TILE = "TILE"
@@ -57,6 +58,12 @@ class DetectAnomalies(HsanomalyAlgorithm):
         self.addParameter(QgsProcessingParameterEnum(
             self.SOLVER, "Latent search (GAN scores)", options=list(lib.solvers),
             defaultValue=lib.solver, usesStaticStrings=True))
+        purge = QgsProcessingParameterNumber(
+            self.PURGE, f"Purge: share of pixels left out of the rings' background (scores "
+            f"with rings; empty: the score's own, {lib.score} {lib.purge:g})",
+            QgsProcessingParameterNumber.Double, optional=True)    # the library checks it
+        purge.setFlags(purge.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(purge)
         self.addParameter(QgsProcessingParameterNumber(
             self.THRESHOLD, "Polygon score threshold", QgsProcessingParameterNumber.Double,
             optional=True))
@@ -101,6 +108,8 @@ class DetectAnomalies(HsanomalyAlgorithm):
         options = {}
         if library.takes_solver(score):
             options["solver"] = self.parameterAsEnumString(parameters, self.SOLVER, context)
+        if not is_empty(parameters, self.PURGE):     # a score without rings refuses it
+            options["purge"] = self.parameterAsDouble(parameters, self.PURGE, context)
         with library_errors():
             from hsanomaly.api import detect
 

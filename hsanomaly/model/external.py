@@ -1,0 +1,80 @@
+"""Whether an ONNX file keeps tensors outside itself ("external data"), read without the onnx package.
+
+A bundle's checksums cover the files model.json lists. An ONNX file can point at weights in
+other files, which onnxruntime then loads from beside it; swapping those would change the
+scores with every checksum still matching. The exporter never writes external data, so a
+bundle whose networks use it is refused. This walks the protobuf wire format of the messages
+that can hold tensors (ModelProto -> graphs, functions, nodes, attributes, sparse tensors ->
+TensorProto) and looks for a tensor's ``data_location = EXTERNAL`` or ``external_data``.
+"""
+
+# message kind -> {field number: kind of the message in that field} (onnx.proto3)
+_CHILDREN = {
+    "model": {7: "graph", 25: "function"},
+    "graph": {1: "node", 5: "tensor", 15: "sparse"},
+    "function": {7: "node"},
+    "node": {5: "attribute"},
+    "attribute": {5: "tensor", 6: "graph", 10: "tensor", 11: "graph", 22: "sparse",
+                  23: "sparse"},
+    "sparse": {1: "tensor", 2: "tensor"},
+    "tensor": {},
+}
+_TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION, _EXTERNAL = 13, 14, 1
+
+
+class MalformedProtobuf(ValueError):
+    pass
+
+
+def uses_external_data(data):
+    """True when any tensor of the serialised ModelProto ``data`` (bytes) lives in another file."""
+    return _walk(memoryview(data), "model")
+
+
+def _walk(buf, kind):
+    children = _CHILDREN[kind]
+    for field, wire, value in _fields(buf):
+        if kind == "tensor":
+            if field == _TENSOR_EXTERNAL_DATA and wire == 2:
+                return True
+            if field == _TENSOR_DATA_LOCATION and wire == 0 and value == _EXTERNAL:
+                return True
+        elif field in children and wire == 2 and _walk(value, children[field]):
+            return True
+    return False
+
+
+def _fields(buf):
+    """(field number, wire type, value) of each field of one message: an int for varints,
+    a memoryview for length-delimited fields, None for fixed-width ones."""
+    pos, end = 0, len(buf)
+    while pos < end:
+        key, pos = _varint(buf, pos)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = _varint(buf, pos)
+        elif wire == 2:
+            size, pos = _varint(buf, pos)
+            if pos + size > end:
+                raise MalformedProtobuf("a field runs past the end of its message")
+            value, pos = buf[pos:pos + size], pos + size
+        elif wire in (1, 5):
+            value, pos = None, pos + (8 if wire == 1 else 4)
+            if pos > end:
+                raise MalformedProtobuf("a field runs past the end of its message")
+        else:
+            raise MalformedProtobuf(f"unsupported wire type {wire}")
+        yield field, wire, value
+
+
+def _varint(buf, pos):
+    result = shift = 0
+    while True:
+        if pos >= len(buf) or shift > 63:
+            raise MalformedProtobuf("a truncated varint")
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
