@@ -1,4 +1,4 @@
-"""Whether an ONNX file keeps tensors outside itself ("external data"), read without the onnx package.
+"""Whether an ONNX file keeps tensors outside itself ("external data"), without the onnx package.
 
 A bundle's checksums cover the files model.json lists. An ONNX file can point at weights in
 other files, which onnxruntime then loads from beside it; swapping those would change the
