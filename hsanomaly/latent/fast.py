@@ -12,10 +12,10 @@ degrades to brute force; on fewer axes than 8 its nearest entries often miss the
 the search then ends above the thesis's optimum on most pixels; docs/ablations.md), and at
 each entry the finite-difference Jacobian J_k, factored for the damped Gauss-Newton normal
 equations ``A_k = c1/d J_k^T J_k + (c2/k + mu) I = L_k L_k^T``. The generator calls
-(z_k, G(z_k), J_k: ``codebook_samples``) are nearly all of that work and depend on the generator alone, so a model
-bundle stores them (hsanomaly.model.bundle.StoredCodebook) and ``FastSolver.codebook`` loads
-them when the requested size, scale and seed match; the rest is derived per solver in a
-fraction of the time.
+(z_k, G(z_k), J_k: ``codebook_samples``) are nearly all of that work and depend on the
+generator alone, so a model bundle stores them (hsanomaly.model.bundle.StoredCodebook) and
+``FastSolver.codebook`` loads them when the requested size, scale and seed match; the rest is
+derived per solver in a fraction of the time.
 
 Per pixel x:
 1. the ``candidates`` entries nearest to x in the projected output space;
