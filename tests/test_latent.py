@@ -187,7 +187,6 @@ def test_fast_solver_without_refinement_is_its_best_codebook_candidate(generator
     np.testing.assert_array_equal(result.recon, book.g[best])
 
 
-
 def test_the_default_search_finds_the_best_codebook_entry(generator, pixels):
     """The KD-tree's few candidates stand in for a scan of the whole codebook: with the default
     number of axes they hold its best entry on (nearly) every pixel. On this model 6 axes (the
@@ -197,6 +196,7 @@ def test_the_default_search_finds_the_best_codebook_entry(generator, pixels):
     book = solver.codebook(generator)
     scan = np.stack([np.mean((row - book.g) ** 2, axis=1).min() for row in x])
     assert np.mean(solver.solve(generator, x).cost <= scan * (1 + 1e-4)) >= 0.99
+
 
 # --- the codebook a model bundle stores -----------------------------------------------------------
 

@@ -214,7 +214,7 @@ def test_resrx_equals_numpy_log_mahalanobis_of_the_residual(scene, model):
 
 @needs_torch
 def test_purged_dualcontext_is_its_one_pass_terms_with_the_top_pixels_left_out(scene, model):
-    """The default's purge: the one-pass score ranks the pixels; with its top 5 % left out of
+    """dualcontext's purge: the one-pass score ranks the pixels; with its top 5 % left out of
     the rings, the resrx term (numpy-checked above) and the two ring terms make the score."""
     _, _, cube, _ = scene
     source = ArraySource(cube)

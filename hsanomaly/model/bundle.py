@@ -7,7 +7,8 @@ size, the fitted preprocessing) and holds the sha256 of every other file of the 
 ``files``); each ONNX file carries the same JSON (minus ``files``) in its metadata under
 ``hsanomaly``. Loading checks they all agree, so a bundle edited by hand, corrupted, or written
 by an incompatible format version is refused with one line instead of producing silently wrong
-scores; so is a network that keeps tensors in external data files, which no checksum covers. Only onnxruntime is used to read the ONNX metadata; torch and the onnx package are never
+scores; so is a network that keeps tensors in external data files, which no checksum covers.
+Only onnxruntime is used to read the ONNX metadata; torch and the onnx package are never
 imported here.
 
 The codebook (optional, format version 1 bundles written before it existed have none) is

@@ -45,13 +45,19 @@ def load():
         model_scores=tuple(scorers.MODEL_SCORES),
         solvers=tuple(latent.SOLVERS),
         score=defaults.SCORE,
-        purge=inspect.signature(scorers.REGISTRY[defaults.SCORE]).parameters["purge"].default,
+        purge=_default_purge(scorers.REGISTRY[defaults.SCORE]),
         solver=defaults.SOLVER,
         tile=defaults.TILE,
         iterations=defaults.ITERATIONS,
         train_window=defaults.TRAIN_WINDOW,
         train_seed=defaults.TRAIN_SEED,
     )
+
+
+def _default_purge(scorer_class):
+    """The purge a score uses when none is given, as its class declares it (None: no rings)."""
+    parameter = inspect.signature(scorer_class).parameters.get("purge")
+    return None if parameter is None else parameter.default
 
 
 def takes_solver(score):

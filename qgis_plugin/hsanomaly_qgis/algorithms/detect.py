@@ -58,9 +58,10 @@ class DetectAnomalies(HsanomalyAlgorithm):
         self.addParameter(QgsProcessingParameterEnum(
             self.SOLVER, "Latent search (GAN scores)", options=list(lib.solvers),
             defaultValue=lib.solver, usesStaticStrings=True))
+        own = "" if lib.purge is None else f", {lib.score} {lib.purge:g}"
         purge = QgsProcessingParameterNumber(
             self.PURGE, f"Purge: share of pixels left out of the rings' background (scores "
-            f"with rings; empty: the score's own, {lib.score} {lib.purge:g})",
+            f"with rings; empty: the score's own{own})",
             QgsProcessingParameterNumber.Double, optional=True)    # the library checks it
         purge.setFlags(purge.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self.addParameter(purge)
