@@ -60,7 +60,7 @@ class Detector:
         cls = scorer_class(self.score_name)
         model = self.model
         if cls.needs_model and model is None:
-            model = self._train_quick_model(source)
+            model = self._train_quick_model(source, cls.model_training)
         scorer = make_scorer(self.score_name, **self.options,
                              **({"model": model} if cls.needs_model else {}))
         scorer.check(source)
@@ -93,7 +93,7 @@ class Detector:
         """``fit(X).score(X)``: the usual way, a scene scored against itself."""
         return self.fit(X).score(X)
 
-    def _train_quick_model(self, source):
+    def _train_quick_model(self, source, training):
         import tempfile
 
         from .api import train
@@ -108,7 +108,7 @@ class Detector:
             rows, cols = window.toslices()
             cube[:, rows, cols] = block
         write_geotiff(scene, cube, nodata=float("nan"))
-        return train(scene, f"{self._workdir.name}/model").path
+        return train(scene, f"{self._workdir.name}/model", **training).path
 
 
 def as_source(X):

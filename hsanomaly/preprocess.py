@@ -16,11 +16,12 @@ from .errors import HsanomalyError
 class Preprocessor:
     """Fit on pixels ``X`` of shape (n_pixels, n_bands); transform pixels or (bands, rows, cols) blocks."""
 
-    def __init__(self, n_bands=None, sqrt=False, scale=True, quantile=0.001):
+    def __init__(self, n_bands=None, sqrt=False, scale=True, quantile=0.001, whiten=False):
         self.n_bands = n_bands
         self.sqrt = sqrt
         self.scale = scale
         self.quantile = quantile
+        self.whiten = whiten
 
     def fit(self, X):
         X = np.asarray(X, dtype=np.float64)
@@ -42,6 +43,12 @@ class Preprocessor:
             raise HsanomalyError(f"cannot bin {kept} usable bands into {n_out} bands")
         self.bin_edges_ = [int(a[0]) for a in np.array_split(np.arange(kept), n_out)] + [kept]
         X = self._bin(X)
+        if self.whiten:
+            self.whiten_mean_ = X.mean(axis=0).tolist()
+            lam, vec = np.linalg.eigh(np.cov(X, rowvar=False).reshape(n_out, n_out))
+            lam = np.maximum(lam, lam.max() * 1e-9 + 1e-300)
+            self.whiten_matrix_ = (vec[:, ::-1] / np.sqrt(lam[::-1])).tolist()
+            X = self._whiten(X)
         if self.scale:
             lo, hi = np.quantile(X, [self.quantile, 1 - self.quantile], axis=0)
             hi = np.where(hi > lo, hi, lo + 1.0)
@@ -49,6 +56,9 @@ class Preprocessor:
             self.half_range_ = ((hi - lo) / 2).tolist()
         self.n_features_out_ = n_out
         return self
+
+    def _whiten(self, X):
+        return (X - np.asarray(self.whiten_mean_)) @ np.asarray(self.whiten_matrix_)
 
     def _bin(self, X):
         edges = self.bin_edges_
@@ -66,6 +76,8 @@ class Preprocessor:
         if self.sqrt:
             X = np.sqrt(np.maximum(X - np.asarray(self.offset_), 0.0))
         X = self._bin(X)
+        if self.whiten:
+            X = self._whiten(X)
         if self.scale:
             X = (X - np.asarray(self.center_)) / np.asarray(self.half_range_)
         return X.astype(np.float32)
@@ -80,7 +92,7 @@ class Preprocessor:
         return out.T.reshape(-1, r, c)
 
     def to_dict(self):
-        params = {k: getattr(self, k) for k in ("n_bands", "sqrt", "scale", "quantile")}
+        params = {k: getattr(self, k) for k in ("n_bands", "sqrt", "scale", "quantile", "whiten")}
         state = {k: getattr(self, k) for k in vars(self) if k.endswith("_")}
         return {"params": params, "state": state}
 
@@ -93,6 +105,8 @@ class Preprocessor:
                     raise KeyError(k)
                 setattr(pre, k, v)
             pre.n_features_in_, pre.keep_, pre.bin_edges_  # noqa: B018 - required state
+            if pre.whiten:
+                pre.whiten_mean_, pre.whiten_matrix_  # noqa: B018
         except (KeyError, TypeError, AttributeError) as err:
             raise HsanomalyError(f"preprocessing parameters are incomplete or invalid ({err})") from None
         return pre

@@ -152,22 +152,33 @@ def test_cli_prints_the_table_and_writes_the_files(scene_dir, tmp_path):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="training needs torch")
-def test_gan_scores_share_one_model_per_scene_and_seed(scene_dir, tmp_path):
+def test_gan_scores_share_one_model_per_scene_seed_and_declared_training(scene_dir, tmp_path):
+    """critic and resrx share the plain model; recon gets the model its class declares
+    (``model_training``: whitened), trained once and reused like the other."""
     models = tmp_path / "models"
-    result = run_benchmark(scene_dir, ["rx", "critic", "recon"], [0], scenes=["alpha"],
+    result = run_benchmark(scene_dir, ["rx", "critic", "resrx", "recon"], [0], scenes=["alpha"],
                            iterations=3, models_dir=models)
     assert [(r["method"], r["seed"]) for r in result.runs] == [
-        ("rx", None), ("critic", 0), ("recon", 0)]
-    assert [p.name for p in (models / "mat__alpha").iterdir() if p.is_dir()] == ["seed0-it3"]
-    rx, critic, recon = result.runs
+        ("rx", None), ("critic", 0), ("resrx", 0), ("recon", 0)]
+    assert sorted(p.name for p in (models / "mat__alpha").iterdir() if p.is_dir()) == [
+        "seed0-it3", "seed0-it3-whitenTrue"]
+    rx, critic, resrx, recon = result.runs
     assert rx["train_seconds"] == rx["train_cpu_seconds"] == 0.0
-    assert critic["train_seconds"] == recon["train_seconds"] > 0
-    assert critic["train_cpu_seconds"] == recon["train_cpu_seconds"] > 0
+    assert critic["train_seconds"] == resrx["train_seconds"] > 0
+    assert critic["train_cpu_seconds"] == resrx["train_cpu_seconds"] > 0
+    assert recon["train_seconds"] > 0 and recon["train_seconds"] != critic["train_seconds"]
     assert 0.0 <= recon["auc"] <= 1.0 and recon["cpu_seconds"] > 0
     assert result.setup["gan_iterations"] == 3
 
-    again = ModelCache(models, iterations=3).get(find_scenes(scene_dir)[0], 0)
-    assert again.seconds == recon["train_seconds"]      # reused, not retrained
+    cache = ModelCache(models, iterations=3)
+    scene = find_scenes(scene_dir)[0]
+    assert cache.get(scene, 0).seconds == critic["train_seconds"]      # reused, not retrained
+    whitened = cache.get(scene, 0, whiten=True)
+    assert whitened.seconds == recon["train_seconds"]
+    from hsanomaly.model import load_bundle
+
+    assert load_bundle(whitened.path).preprocessor.whiten
+    assert not load_bundle(cache.get(scene, 0).path).preprocessor.whiten
 
 
 def test_scenes_in_worker_processes_give_the_same_runs(scene_dir):

@@ -55,3 +55,34 @@ def test_bad_inputs():
         Preprocessor().fit(pixels()).transform(np.zeros((2, 4)))
     with pytest.raises(HsanomalyError, match="incomplete"):
         Preprocessor.from_dict({"params": {}, "state": {}})
+
+
+def correlated_pixels(n=2000, bands=12, seed=1):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, 4)) @ rng.normal(size=(4, bands)) * 30 + rng.normal(size=(n, bands)) + 100
+
+
+def test_whitening_makes_euclidean_distances_mahalanobis_distances():
+    X = correlated_pixels()
+    binned = Preprocessor(n_bands=6, scale=False).fit(X).transform(X).astype(np.float64)
+    white = Preprocessor(n_bands=6, scale=False, whiten=True).fit(X).transform(X).astype(np.float64)
+    np.testing.assert_allclose(np.cov(white, rowvar=False), np.eye(6), atol=1e-4)
+    centred = binned - binned.mean(axis=0)
+    mahalanobis = np.einsum("ij,jk,ik->i", centred, np.linalg.inv(np.cov(binned, rowvar=False)),
+                            centred)
+    np.testing.assert_allclose((white ** 2).sum(axis=1), mahalanobis, rtol=1e-3)
+
+
+def test_whitening_round_trips_and_older_models_load_unwhitened():
+    X = correlated_pixels()
+    pre = Preprocessor(n_bands=6, whiten=True).fit(X)
+    again = Preprocessor.from_json(pre.to_json())
+    np.testing.assert_array_equal(pre.transform(X), again.transform(X))
+    plain = Preprocessor(n_bands=6).fit(X)
+    older = plain.to_dict()
+    older["params"].pop("whiten")   # written before whitening existed
+    np.testing.assert_array_equal(Preprocessor.from_dict(older).transform(X), plain.transform(X))
+    broken = pre.to_dict()
+    broken["state"].pop("whiten_matrix_")
+    with pytest.raises(HsanomalyError, match="incomplete"):
+        Preprocessor.from_dict(broken)

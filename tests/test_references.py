@@ -268,6 +268,9 @@ def test_the_first_path_a_user_meets_trains_then_scores_resumes_and_scales_out(
     assert "model trained on" in outcome.output
     model = tmp_path / "out.model"
     assert (model / "model.json").exists()
+    from hsanomaly.model import load_bundle
+
+    assert not load_bundle(model).preprocessor.whiten     # the default score's plain model
     heat = _read(first)
     assert evaluate(heat, truth)["auc"] > 0.99
 
@@ -285,6 +288,26 @@ def test_the_first_path_a_user_meets_trains_then_scores_resumes_and_scales_out(
 
     layer = pyogrio.read_dataframe(gpkg, layer="targets")
     assert len(layer) >= 1 and layer.crs is not None
+
+
+@needs_torch
+def test_recon_trains_its_quick_model_on_whitened_bands_through_detect_and_detector(
+        scene, tmp_path, monkeypatch):
+    """A score's quick model gets the training its class declares (``model_training``): recon's
+    whitens, through ``hsanomaly.detect`` (the CLI's path) and through ``Detector.fit``."""
+    import hsanomaly
+    import hsanomaly.api
+    from hsanomaly.model import load_bundle
+
+    train = hsanomaly.api.train
+    monkeypatch.setattr(hsanomaly.api, "train",
+                        lambda *args, **options: train(*args, **{**options, "iterations": 30}))
+    _, path, cube, truth = scene
+    hsanomaly.detect(path, tmp_path / "recon.tif", score="recon")
+    assert load_bundle(tmp_path / "recon.model").preprocessor.whiten
+    detector = hsanomaly.Detector("recon").fit(cube)
+    assert load_bundle(detector.model_).preprocessor.whiten
+    assert evaluate(detector.score(cube), truth)["auc"] > 0.9
 
 
 @needs_torch

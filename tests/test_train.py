@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import rasterio
 from click.testing import CliRunner
 
 from hsanomaly.errors import HsanomalyError
@@ -337,6 +338,24 @@ def test_cli_trains_with_defaults_otherwise(torch, synthetic_raster, tmp_path):
     assert result.exit_code == 0, result.output
     assert "12 -> 12 bands, window 1, 3 iterations" in result.output
     assert (tmp_path / "model" / "model.json").is_file()
+    from hsanomaly.model import load_bundle
+
+    assert not load_bundle(tmp_path / "model").preprocessor.whiten
+
+
+def test_cli_whiten_trains_on_decorrelated_bands(torch, synthetic_raster, tmp_path):
+    from hsanomaly.model import load_bundle
+
+    path, _, nodata = synthetic_raster
+    result = _cli(path, "--out", tmp_path / "model", "--iterations", 2, "--whiten", "--quiet")
+    assert result.exit_code == 0, result.output
+    bundle = load_bundle(tmp_path / "model")
+    assert bundle.preprocessor.whiten and bundle.meta["training"]["settings"]["whiten"]
+    with rasterio.open(path) as ds:
+        pixels = ds.read()[:, ~nodata].T
+    white = bundle.preprocessor.transform(pixels).astype(np.float64)
+    correlation = np.corrcoef(white, rowvar=False)
+    assert np.abs(correlation - np.eye(len(correlation))).max() < 0.05
 
 
 def test_cli_band_counts_that_differ_between_inputs(torch, synthetic_raster, tmp_path):

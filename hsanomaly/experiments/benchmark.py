@@ -93,7 +93,7 @@ def method_scorer(method, scene, seed, models):
         options = {"seed": seed, **options}
     if not cls.needs_model:
         return make_scorer(name, **options), None
-    model = models.get(scene, seed)
+    model = models.get(scene, seed, **cls.model_training)
     return make_scorer(name, model=model.path, **options), model
 
 

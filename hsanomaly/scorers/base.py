@@ -18,6 +18,8 @@ class Scorer:
     options = ()          # keyword options the constructor takes, besides ``model``
     halo = 0              # neighbour pixels each tile needs on every side
     extras = {}           # optional per-pixel outputs besides "score": name -> band count
+    model_training = {}   # training options of the model trained for this score when none is
+                          # given (``hsanomaly.training.train`` keywords)
 
     @property
     def window(self):

@@ -79,9 +79,12 @@ class GanScorer(Scorer):
 
     @property
     def band_names(self):
+        pre = self.bundle.preprocessor
+        spans = (["a whitened principal component of the binned bands"] * pre.n_features_out_
+                 if pre.whiten else _input_bands(pre))
         return {
             "recon": [f"G(z*) band {i + 1} ({span}), preprocessed units"
-                      for i, span in enumerate(_input_bands(self.bundle.preprocessor))],
+                      for i, span in enumerate(spans)],
             "latent": [f"z*[{i}]" for i in range(self.bundle.latent_dim)],
             "convergence": ["cost decrease of the latent search's last step"],
         }
@@ -220,9 +223,14 @@ class CriticScorer(GanScorer):
 
 
 class ReconScorer(GanScorer):
+    """The thesis's reconstruction cost. Its Euclidean distance ranks anomalies best on whitened
+    bands, where it is a Mahalanobis distance (docs/ablations.md), so its quick model whitens."""
+
     name = "recon"
+    model_training = {"whiten": True}
 
 
 class AnoganScorer(GanScorer):
     name = "anogan"
+    model_training = ReconScorer.model_training
     options = GanScorer.options + ("lam",)

@@ -30,6 +30,7 @@ def checkpoint_dir(out):
 
 
 def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, sqrt=False,
+          whiten=False,
           iterations=Settings.iterations, seed=defaults.TRAIN_SEED, device="cpu", dim=8, latent_dim=4,
           critic_steps=Settings.critic_steps, batch=Settings.batch, lr=Settings.lr,
           background_only=False, boost_rare=False, resume=False, threads=None, progress=False,
@@ -38,6 +39,9 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
 
     mask: exclusion raster(s) (non-zero = leave out); one path for all inputs or one per input.
     bands: bin to this many bands (default min(32, usable bands)); sqrt: square-root transform.
+    whiten: decorrelate the binned bands (principal components scaled to unit variance), so the
+    reconstruction cost's Euclidean distance becomes a Mahalanobis distance: what ``recon``
+    asks of its quick model (``Scorer.model_training``).
     background_only: with a mask, drop windows touching a masked pixel, not only centred on one.
     boost_rare: draw rare (not singular) spectra more often, see data.rare_spectra_weights.
     resume: continue from ``<out>.checkpoint/`` when it exists and matches these settings.
@@ -63,11 +67,13 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
     if report(0.0, "reading training windows"):
         raise HsanomalyError(f"{out}: training cancelled")
     data = load_training_data(inputs, mask=mask, window=window, bands=bands, sqrt=sqrt,
+                              whiten=whiten,
                               background_only=background_only, boost_rare=boost_rare, seed=seed)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(int(threads or THREADS))
     try:
-        options = {"window": window, "bands": data.bands, "sqrt": sqrt, "dim": dim,
+        options = {"window": window, "bands": data.bands, "sqrt": sqrt, "whiten": whiten,
+                   "dim": dim,
                    "latent_dim": latent_dim, "background_only": background_only,
                    "boost_rare": boost_rare, "mask": mask is not None}
         return _train(torch, data, inputs, out, settings, options, device, resume, progress,

@@ -45,7 +45,7 @@ class TrainingData:
         return self.train.shape[1]
 
 
-def load_training_data(inputs, *, mask=None, window=1, bands=None, sqrt=False,
+def load_training_data(inputs, *, mask=None, window=1, bands=None, sqrt=False, whiten=False,
                        background_only=False, boost_rare=False, seed=0,
                        max_pixels=MAX_SAMPLE_PIXELS, val_fraction=VAL_FRACTION):
     """Sample, preprocess and split training windows; every bad input is a one-line HsanomalyError."""
@@ -74,7 +74,7 @@ def load_training_data(inputs, *, mask=None, window=1, bands=None, sqrt=False,
         raise HsanomalyError(f"{inputs[0]}: only {len(raw)} usable {window}x{window} windows, "
                              f"training needs at least {MIN_WINDOWS}")
     fingerprint = hashlib.sha256(np.ascontiguousarray(raw).tobytes()).hexdigest()
-    preprocessor = _fit_preprocessor(inputs[0], raw, bands, sqrt)
+    preprocessor = _fit_preprocessor(inputs[0], raw, bands, sqrt, whiten)
     windows = _transform(preprocessor, raw)
     order = rng.permutation(len(windows))
     n_val = max(1, int(round(val_fraction * len(windows))))
@@ -140,7 +140,7 @@ def _sample_windows(path, source, window, exclude, background_only, fraction, rn
     return np.concatenate(parts).astype(np.float32, copy=False)
 
 
-def _fit_preprocessor(path, raw, bands, sqrt):
+def _fit_preprocessor(path, raw, bands, sqrt, whiten):
     """Fit on every sampled pixel; ``bands`` None means min(DEFAULT_BANDS, usable bands)."""
     n_in = raw.shape[1]
     if bands is not None and not 1 <= bands <= n_in:
@@ -148,9 +148,9 @@ def _fit_preprocessor(path, raw, bands, sqrt):
                              f"(choose 1 to {n_in})")
     pixels = np.moveaxis(raw, 1, -1).reshape(-1, n_in)
     try:
-        pre = Preprocessor(n_bands=bands, sqrt=sqrt).fit(pixels)
+        pre = Preprocessor(n_bands=bands, sqrt=sqrt, whiten=whiten).fit(pixels)
         if bands is None and pre.n_features_out_ > DEFAULT_BANDS:
-            pre = Preprocessor(n_bands=DEFAULT_BANDS, sqrt=sqrt).fit(pixels)
+            pre = Preprocessor(n_bands=DEFAULT_BANDS, sqrt=sqrt, whiten=whiten).fit(pixels)
     except HsanomalyError as err:
         raise HsanomalyError(f"{path}: {err}") from None
     return pre
