@@ -92,7 +92,7 @@ def test_train_inputs_and_mask_pass_through(scene, tmp_path, monkeypatch):
     def train(inputs, out, **options):
         from hsanomaly.errors import HsanomalyError
 
-        seen.update(inputs=inputs, mask=options["mask"])
+        seen.update(inputs=inputs, mask=options["mask"], whiten=options["whiten"])
         raise HsanomalyError("spy: stop")
 
     monkeypatch.setitem(sys.modules, "hsanomaly.training", SimpleNamespace(train=train))
@@ -102,9 +102,9 @@ def test_train_inputs_and_mask_pass_through(scene, tmp_path, monkeypatch):
         processing.run("hsanomaly:train", {"INPUTS": [names["vsizip"], str(scene[0])],
                                            "MASK": names["gtiff_dir"].replace(
                                                str(scene[0]), str(scene[1])),
-                                           "OUTPUT": str(tmp_path / "model")})
+                                           "WHITEN": True, "OUTPUT": str(tmp_path / "model")})
     assert seen == {"inputs": [names["vsizip"], str(scene[0])],
-                    "mask": f"GTIFF_DIR:1:{scene[1]}"}
+                    "mask": f"GTIFF_DIR:1:{scene[1]}", "whiten": True}
 
 
 def test_a_raster_qgis_cannot_take_is_refused_before_the_library(scene, tmp_path):

@@ -1,6 +1,7 @@
 """Train model: hyperspectral raster(s) in, a model bundle folder out (for Detect anomalies)."""
 
-from qgis.core import (QgsProcessing, QgsProcessingParameterFolderDestination,
+from qgis.core import (QgsProcessing, QgsProcessingParameterBoolean,
+                       QgsProcessingParameterFolderDestination,
                        QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber,
                        QgsProcessingParameterRasterLayer)
 
@@ -15,6 +16,7 @@ class TrainModel(HsanomalyAlgorithm):
     MASK = "MASK"
     WINDOW = "WINDOW"
     BANDS = "BANDS"
+    WHITEN = "WHITEN"
     ITERATIONS = "ITERATIONS"
     SEED = "SEED"
     OUTPUT = "OUTPUT"
@@ -45,6 +47,9 @@ class TrainModel(HsanomalyAlgorithm):
         self.addParameter(QgsProcessingParameterNumber(
             self.BANDS, "Bin to this many bands (default: at most 32)", optional=True,
             minValue=1))
+        self.addParameter(QgsProcessingParameterBoolean(
+            self.WHITEN, "Whiten the bands (the model the recon and anogan scores want)",
+            defaultValue=False))
         self.addParameter(QgsProcessingParameterNumber(
             self.ITERATIONS, "Generator iterations", defaultValue=lib.iterations, minValue=1))
         self.addParameter(QgsProcessingParameterNumber(self.SEED, "Random seed",
@@ -65,6 +70,7 @@ class TrainModel(HsanomalyAlgorithm):
             from hsanomaly.api import train
 
             bundle = train(inputs, out, mask=mask, bands=bands,
+                           whiten=self.parameterAsBool(parameters, self.WHITEN, context),
                            window=self.parameterAsInt(parameters, self.WINDOW, context),
                            iterations=self.parameterAsInt(parameters, self.ITERATIONS, context),
                            seed=self.parameterAsInt(parameters, self.SEED, context),
