@@ -37,14 +37,12 @@ def scene_model_path(dst):
     return dst.with_name(dst.stem + ".model")
 
 
-def train_on_scene(src, dst, training=None, callback=None, progress=False):
-    """Train a quick model on the raster being scored (fully unsupervised, as the thesis's
-    figure 15 found as good as background-only training) and keep it beside the output.
-    training: the score's ``model_training`` options."""
+def train_on_scene(src, dst, training, callback=None, progress=False):
+    """Train a quick model on the raster being scored, as the score's ``model_training`` says
+    (fully unsupervised: the thesis's figure 15), and keep it beside the output."""
     if importlib.util.find_spec("torch") is None:
         raise HsanomalyError(f"{src}: no model given and torch is not installed; {NO_MODEL_HELP}")
-    return train(src, scene_model_path(dst), progress=progress, callback=callback,
-                 **(training or {})).path
+    return train(src, scene_model_path(dst), progress=progress, callback=callback, **training).path
 
 
 def _resumable_quick_model(dst, quick):
@@ -100,8 +98,7 @@ def detect(src, dst, *, score=None, model=None, extras=None, polygons=None, thre
     scorer = make_scorer(score, **options, **({"model": model or quick} if cls.needs_model else {}))
     if quick is not None:
         model = (quick if resume and _resumable_quick_model(dst, quick) else
-                 train_on_scene(src, dst, cls.model_training, callback=callback,
-                                progress=progress))
+                 train_on_scene(src, dst, cls.model_training, callback, progress))
     with _executor(workers, scheduler) as executor, staged() as stage:
         result = run_engine(src, dst, scorer, extras=extras, tile=tile, resume=resume,
                             executor=executor, progress=progress, callback=callback, stage=stage,

@@ -32,8 +32,8 @@ from ..training.settings import Settings
               help="CPU threads for torch [default: 1; more do not pay on networks this small].")
 @click.option("--resume", is_flag=True, help="Continue from OUT.checkpoint/ if a run was interrupted.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def train(inputs, out, mask, background_only, window, bands, sqrt, whiten, iterations, seed, device,
-          boost_rare, threads, resume, quiet):
+def train(inputs, out, mask, background_only, window, bands, sqrt, whiten, iterations, seed,
+          device, boost_rare, threads, resume, quiet):
     """Train a WGAN-GP on INPUTS (rasters or .mat scenes) and write an ONNX model bundle."""
     try:
         from ..training import train as train_model

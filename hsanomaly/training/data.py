@@ -45,8 +45,8 @@ class TrainingData:
         return self.train.shape[1]
 
 
-def load_training_data(inputs, *, mask=None, window=1, bands=None, sqrt=False, whiten=False,
-                       background_only=False, boost_rare=False, seed=0,
+def load_training_data(inputs, *, mask=None, window=1, bands=None, sqrt=False,
+                       whiten=False, background_only=False, boost_rare=False, seed=0,
                        max_pixels=MAX_SAMPLE_PIXELS, val_fraction=VAL_FRACTION):
     """Sample, preprocess and split training windows; every bad input is a one-line HsanomalyError."""
     inputs = [str(p) for p in inputs]
