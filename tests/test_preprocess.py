@@ -86,3 +86,13 @@ def test_whitening_round_trips_and_older_models_load_unwhitened():
     broken["state"].pop("whiten_matrix_")
     with pytest.raises(HsanomalyError, match="incomplete"):
         Preprocessor.from_dict(broken)
+
+
+def test_whitening_collinear_bands_stays_finite():
+    X = correlated_pixels(n=300, bands=6)
+    X = np.hstack([X, X[:, :2] * 2.0])              # two bands that repeat others exactly
+    out = Preprocessor(whiten=True).fit(X).transform(X)
+    assert np.isfinite(out).all()
+    lo, hi = np.quantile(out, [0.001, 0.999], axis=0)
+    np.testing.assert_allclose(lo, -1, atol=1e-4)   # the scaling still bounds every component
+    np.testing.assert_allclose(hi, 1, atol=1e-4)
