@@ -364,3 +364,25 @@ def test_purge_leaves_the_pixels_the_first_pass_ranks_highest_out_of_the_rings(s
     assert abs(ours[tuple(near)] - first[tuple(near)]) > 1e-3             # it did change
     np.testing.assert_allclose(score_array(source, purged, tile=16)["score"][0], ours,
                                rtol=1e-5, atol=1e-5)
+
+
+@needs_torch
+def test_a_model_trained_otherwise_than_the_score_declares_is_named_in_a_warning(
+        scene, model, caplog):
+    """recon on a plain model still scores, with one warning naming the flag; on a whitened
+    model, and for scores that declare no training, there is none."""
+    from hsanomaly.training import train
+
+    root, path, cube, _ = scene
+    whitened = train([path], root / "whitened", iterations=5, whiten=True, progress=False).path
+    source = ArraySource(cube)
+    for score, bundle, warned in (("recon", model, True), ("recon", whitened, False),
+                                  ("critic", model, False)):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="hsanomaly"):
+            scores = score_array(source, make_scorer(score, model=bundle))["score"][0]
+        assert np.isfinite(scores).all()
+        messages = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert len(messages) == int(warned), messages
+        if warned:
+            assert "--whiten" in messages[0] and str(model) in messages[0]

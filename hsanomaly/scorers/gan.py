@@ -15,6 +15,7 @@ are invalid or outside the raster are replaced by the centre pixel's spectrum.
 """
 
 import hashlib
+import logging
 
 import numpy as np
 
@@ -24,6 +25,8 @@ from .base import Scorer
 
 SOLVER_OPTIONS = ("solver", "restarts", "steps", "codebook", "refine", "c1", "c2", "seed")
 RUNTIME_OPTIONS = ("device", "threads", "ignore_wavelengths")
+
+logger = logging.getLogger(__name__)
 
 
 class GanScorer(Scorer):
@@ -65,6 +68,7 @@ class GanScorer(Scorer):
             from ..model import load_bundle
 
             self._bundle = load_bundle(self.model)
+            _warn_if_trained_otherwise(self)
         return self._bundle
 
     @property
@@ -179,6 +183,17 @@ class GanScorer(Scorer):
                 out[:, inner] = np.asarray(outputs[name], np.float32).reshape(len(windows), count).T
             result[name] = out
         return result
+
+
+def _warn_if_trained_otherwise(scorer):
+    """A model trained otherwise than the score declares (``model_training``) still scores,
+    but not as the score was measured: say so once, when it loads."""
+    settings = scorer.bundle.meta.get("training", {}).get("settings", {})
+    unlike = [key for key, value in scorer.model_training.items() if settings.get(key) != value]
+    if unlike:
+        flags = " ".join(f"--{key.replace('_', '-')}" for key in unlike)
+        logger.warning("%s: %s ranks best on a model trained with %s (hsanomaly train %s); "
+                       "this one was not", scorer.model, scorer.name, flags, flags)
 
 
 def _windows(pre, inner, window):
