@@ -1,9 +1,11 @@
 """Spectral preprocessing fitted on training pixels and stored as plain JSON.
 
 Order of operations (each optional step is a parameter): drop constant/NaN bands ->
-square-root noise transform -> bin adjacent bands to ``n_bands`` -> robust per-band
-scaling so the central ``1 - 2*quantile`` of each band maps to [-1, 1]. Anomalies may
-land outside [-1, 1]; they are not clipped, because that is where they stand out.
+square-root noise transform -> bin adjacent bands to ``n_bands`` -> whiten (the binned bands'
+principal components, each divided by its standard deviation, so a Euclidean distance is a
+Mahalanobis one) -> robust per-band scaling so the central ``1 - 2*quantile`` of each band
+maps to [-1, 1]. Anomalies may land outside [-1, 1]; they are not clipped, because that is
+where they stand out.
 """
 
 import json
@@ -46,7 +48,7 @@ class Preprocessor:
         if self.whiten:
             self.whiten_mean_ = X.mean(axis=0).tolist()
             lam, vec = np.linalg.eigh(np.cov(X, rowvar=False).reshape(n_out, n_out))
-            lam = np.maximum(lam, lam.max() * 1e-9 + 1e-300)
+            lam = np.maximum(lam, lam.max() * 1e-9 + 1e-300)   # collinear bands stay finite
             self.whiten_matrix_ = (vec[:, ::-1] / np.sqrt(lam[::-1])).tolist()
             X = self._whiten(X)
         if self.scale:

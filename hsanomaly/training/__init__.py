@@ -30,11 +30,10 @@ def checkpoint_dir(out):
 
 
 def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, sqrt=False,
-          whiten=False,
-          iterations=Settings.iterations, seed=defaults.TRAIN_SEED, device="cpu", dim=8, latent_dim=4,
-          critic_steps=Settings.critic_steps, batch=Settings.batch, lr=Settings.lr,
-          background_only=False, boost_rare=False, resume=False, threads=None, progress=False,
-          callback=None):
+          whiten=False, iterations=Settings.iterations, seed=defaults.TRAIN_SEED, device="cpu",
+          dim=8, latent_dim=4, critic_steps=Settings.critic_steps, batch=Settings.batch,
+          lr=Settings.lr, background_only=False, boost_rare=False, resume=False, threads=None,
+          progress=False, callback=None):
     """Train on windows from ``inputs`` (rasters or .mat scenes) and write the bundle ``out``.
 
     mask: exclusion raster(s) (non-zero = leave out); one path for all inputs or one per input.
@@ -67,14 +66,13 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
     if report(0.0, "reading training windows"):
         raise HsanomalyError(f"{out}: training cancelled")
     data = load_training_data(inputs, mask=mask, window=window, bands=bands, sqrt=sqrt,
-                              whiten=whiten,
-                              background_only=background_only, boost_rare=boost_rare, seed=seed)
+                              whiten=whiten, background_only=background_only,
+                              boost_rare=boost_rare, seed=seed)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(int(threads or THREADS))
     try:
         options = {"window": window, "bands": data.bands, "sqrt": sqrt, "whiten": whiten,
-                   "dim": dim,
-                   "latent_dim": latent_dim, "background_only": background_only,
+                   "dim": dim, "latent_dim": latent_dim, "background_only": background_only,
                    "boost_rare": boost_rare, "mask": mask is not None}
         return _train(torch, data, inputs, out, settings, options, device, resume, progress,
                       report)
