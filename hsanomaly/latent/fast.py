@@ -30,6 +30,7 @@ Per pixel x:
 
 import numpy as np
 
+from .. import defaults
 from .generator import reconstruction_cost
 from .result import LatentResult
 
@@ -127,8 +128,8 @@ class FastSolver:
 
     name = "fast"
 
-    def __init__(self, c1=1.0, c2=0.0, codebook=65536, candidates=8, steps=2, scale=2.0,
-                 damping=0.0, projection=8, seed=0):
+    def __init__(self, c1=defaults.C1, c2=defaults.C2, codebook=defaults.CODEBOOK, candidates=8,
+                 steps=defaults.REFINE, scale=2.0, damping=0.0, projection=8, seed=0):
         self.c1, self.c2 = float(c1), float(c2)
         self.codebook_size, self.candidates, self.steps = int(codebook), int(candidates), int(steps)
         self.scale, self.damping, self.seed = float(scale), float(damping), int(seed)
