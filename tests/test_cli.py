@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from sklearn.metrics import roc_auc_score
 
 from hsanomaly.cli import main
+from hsanomaly.errors import HsanomalyError
 
 from synthetic import synthetic_cube, write_raster
 
@@ -120,3 +121,29 @@ def test_usage_errors_and_data_warnings_are_one_line(tmp_path):
     assert result.exit_code == 0, result.output
     warnings = [line for line in result.output.splitlines() if line.startswith("Warning:")]
     assert len(warnings) == 1 and "constant" in warnings[0]
+
+
+@pytest.mark.parametrize("score", ["rx", "gmm", "lrx"])
+def test_a_band_without_values_is_named_before_any_output(tmp_path, score):
+    """A pixel is valid only in every band, so one all-NaN band (a masked water vapour band,
+    say) leaves nothing to score: the error names that band, and nothing is written."""
+    cube = synthetic_cube()[0]
+    cube[3] = np.nan
+    path = write_raster(tmp_path / "scene.tif", cube)
+    result = run("detect", path, tmp_path / "o.tif", "--score", score, "-q")
+    assert_one_line_error(result, "scene.tif", "no pixel is valid in every band",
+                          "band 4 holds only NaN or nodata")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
+
+
+def test_no_valid_pixel_at_all_and_none_in_every_band_are_told_apart(tmp_path):
+    from hsanomaly.io import ArraySource
+
+    nothing = ArraySource(np.full((3, 6, 6), np.nan, np.float32), name="void")
+    assert "void: the raster has no valid pixels" in str(nothing.no_valid_pixels())
+    staggered = np.ones((3, 6, 6), np.float32)
+    staggered[0, :3], staggered[1, 3:] = np.nan, np.nan          # each band has values somewhere
+    message = str(ArraySource(staggered, name="cube").no_valid_pixels())
+    assert "each pixel is NaN, infinite or nodata in at least one band" in message
+    with pytest.raises(HsanomalyError, match="cube: no pixel is valid in every band"):
+        ArraySource(staggered, name="cube").sample(10)

@@ -387,6 +387,15 @@ def test_cli_all_nodata_raster(torch, tmp_path):
     _nothing_written(tmp_path, "empty.tif")
 
 
+def test_cli_names_a_band_without_values(torch, tmp_path):
+    cube = np.random.default_rng(0).normal(100, 5, (5, 20, 20)).astype(np.float32)
+    cube[1] = np.nan
+    path = write_raster(tmp_path / "scene.tif", cube)
+    _one_line_error(_cli(path, "--out", tmp_path / "m"),
+                    "scene.tif: no pixel is valid in every band: band 2 holds only NaN")
+    _nothing_written(tmp_path, "scene.tif")
+
+
 def test_cli_unwritable_out(torch, synthetic_raster, tmp_path):
     path, _, _ = synthetic_raster
     _one_line_error(_cli(path, "--out", tmp_path / "missing" / "m"), "does not exist")

@@ -90,8 +90,32 @@ class _Source:
     def join_samples(self, parts):
         pixels = np.concatenate(parts) if parts else np.empty((0, self.count), np.float32)
         if len(pixels) == 0:
-            raise HsanomalyError(f"{self.name}: the raster has no valid pixels")
+            raise self.no_valid_pixels()
         return pixels
+
+    def no_valid_pixels(self, tile=TILE):
+        """The error for a raster where no pixel is valid in every band. A pixel counts only
+        when all its bands are finite and not nodata, so one dead or masked band (NaN water
+        vapour bands, say) voids the whole raster: the message names such bands."""
+        seen = np.zeros(self.count, bool)
+        for window in self.windows(tile):
+            seen |= self._bands_with_values(window)
+        if not seen.any():
+            return HsanomalyError(f"{self.name}: the raster has no valid pixels "
+                                  "(every value is NaN, infinite or nodata)")
+        empty = [self.band_names[i] for i in np.flatnonzero(~seen)]
+        if empty:
+            shown = ", ".join(empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
+            return HsanomalyError(f"{self.name}: no pixel is valid in every band: {shown} "
+                                  f"{'holds' if len(empty) == 1 else 'hold'} only NaN or nodata; "
+                                  "leave such bands out first (for example gdal_translate -b)")
+        return HsanomalyError(f"{self.name}: no pixel is valid in every band (each pixel is NaN, "
+                              "infinite or nodata in at least one band)")
+
+    def _bands_with_values(self, window):
+        """Per band: whether ``window`` holds a finite, non-nodata value in it."""
+        data, valid = self._read_bands(window)
+        return (valid & np.isfinite(data)).any(axis=(1, 2))
 
 
 def add(a, b):
@@ -152,10 +176,14 @@ class RasterSource(_Source):
             self._ds = None
 
     def _read(self, window):
+        data, valid = self._read_bands(window)
+        return data, valid.all(axis=0)
+
+    def _read_bands(self, window):
+        """(data, valid) with validity per band: False where that band is nodata."""
         with gdal_env():
             data = read_checked(self._dataset(), window=window, masked=True, out_dtype="float32")
-        valid = ~np.ma.getmaskarray(data).any(axis=0)
-        return np.ma.getdata(data).astype(np.float32, copy=False), valid
+        return np.ma.getdata(data).astype(np.float32, copy=False), ~np.ma.getmaskarray(data)
 
 
 class ArraySource(_Source):
@@ -181,6 +209,10 @@ class ArraySource(_Source):
     def _read(self, window):
         sl = window.toslices()
         return self.cube[(slice(None),) + sl].copy(), self.valid[sl].copy()
+
+    def _read_bands(self, window):
+        data, valid = self._read(window)
+        return data, np.broadcast_to(valid, data.shape)
 
     def close(self):
         pass

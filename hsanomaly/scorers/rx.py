@@ -16,6 +16,8 @@ class GlobalRX(Scorer):
 
     def fit(self, source):
         n, s, ss = source.reduce(moments)
+        if n == 0:
+            raise source.no_valid_pixels()
         if n < 2:
             raise HsanomalyError(f"{source.name}: RX needs at least two valid pixels")
         self.mean_, cov = mean_cov(n, s, ss)
@@ -55,6 +57,8 @@ class LocalRX(Scorer):
 
     def fit(self, source):
         n, s, ss = source.reduce(moments)
+        if n == 0:
+            raise source.no_valid_pixels()
         if n < 2:
             raise HsanomalyError(f"{source.name}: local RX needs at least two valid pixels")
         self.mean_, cov = mean_cov(n, s, ss)

@@ -131,7 +131,7 @@ def _sample_windows(path, source, window, exclude, background_only, fraction, rn
             view = sliding_window_view(block, (window, window), axis=(1, 2))
             parts.append(np.moveaxis(view[:, rows, cols], 1, 0))
     if not any_valid:
-        raise HsanomalyError(f"{path}: the raster has no valid pixels (all nodata)")
+        raise source.no_valid_pixels()
     if not any_window:
         raise HsanomalyError(f"{path}: no {window}x{window} window is free of nodata"
                              + (" and masked pixels" if exclude is not None else ""))
