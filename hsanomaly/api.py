@@ -63,8 +63,8 @@ def _resumable_quick_model(dst, quick):
 
 
 def detect(src, dst, *, score=None, model=None, extras=None, polygons=None, threshold=None,
-           far=None, png=None, tile=defaults.TILE, resume=False, cog=False, workers=None,
-           scheduler=None, progress=False, callback=None, **options):
+           far=None, png=None, tile=defaults.TILE, resume=False, cog=False, overwrite=False,
+           workers=None, scheduler=None, progress=False, callback=None, **options):
     """Score raster ``src`` into the heatmap GeoTIFF ``dst``; optionally a PNG and polygons.
 
     score: a name from ``hsanomaly.scorers.SCORES`` (default ``defaults.SCORE``). Scores that
@@ -76,8 +76,10 @@ def detect(src, dst, *, score=None, model=None, extras=None, polygons=None, thre
     Dask cluster (a local one of N processes, or an address or Client). callback(fraction,
     message) -> True cancels. Every option and path is checked before any work; the heatmap,
     extras, PNG and polygons are replaced together, only once all are written and checked.
+    An existing output file hsanomaly did not write is refused unless ``overwrite``.
     Returns an ``engine.DetectResult``.
     """
+    from .distributed import DaskExecutor
     from .engine import detect as run_engine
     from .io.atomic import staged
     from .validate import check_request, detect_paths
@@ -93,13 +95,14 @@ def detect(src, dst, *, score=None, model=None, extras=None, polygons=None, thre
                              "--polygons was given")
     quick = scene_model_path(dst) if cls.needs_model and model is None else None
     detect_paths(src, dst, model=model, extras=extras, png=png, polygons=polygons,
-                 quick_model=quick)
+                 quick_model=quick, overwrite=overwrite)
     # built (and its options checked) before any training; the bundle loads on first use
     scorer = make_scorer(score, **options, **({"model": model or quick} if cls.needs_model else {}))
     if quick is not None:
         model = (quick if resume and _resumable_quick_model(dst, quick) else
                  train_on_scene(src, dst, cls.model_training, callback, progress))
-    with _executor(workers, scheduler) as executor, staged() as stage:
+    with _client(workers, scheduler) as client, staged() as stage:
+        executor = None if client is None else DaskExecutor(client)
         result = run_engine(src, dst, scorer, extras=extras, tile=tile, resume=resume,
                             executor=executor, progress=progress, callback=callback, stage=stage,
                             cog=cog)
@@ -114,18 +117,6 @@ def detect(src, dst, *, score=None, model=None, extras=None, polygons=None, thre
                                              far=far, stage=stage, name=dst)
     result.model = None if model is None else str(model)
     return result
-
-
-@contextlib.contextmanager
-def _executor(workers, scheduler):
-    """None (this process), or a Dask executor for ``workers`` / ``scheduler``."""
-    if not (workers or scheduler):
-        yield None
-        return
-    from .distributed import DaskExecutor, dask_client
-
-    with dask_client(workers, scheduler) as client:
-        yield DaskExecutor(client)
 
 
 @dataclass
@@ -148,7 +139,8 @@ def detect_many(inputs, out_dir, *, score=None, model=None, tile=defaults.TILE, 
 
     A raster whose heatmap carries the fingerprint of its current input and these settings
     is skipped, an interrupted one resumed, so a batch can simply be rerun; a changed input or
-    setting is scored again. ``overwrite`` scores everything from scratch. A raster that fails
+    setting is scored again. ``overwrite`` scores everything from scratch and replaces output
+    files hsanomaly did not write (refused otherwise, before any work). A raster that fails
     is reported in its ``BatchItem`` (one line) and the batch goes on.
     """
     from tqdm.auto import tqdm
@@ -160,7 +152,8 @@ def detect_many(inputs, out_dir, *, score=None, model=None, tile=defaults.TILE, 
     inputs = [str(inputs)] if isinstance(inputs, (str, Path)) else [str(p) for p in inputs]
     out_dir = Path(out_dir)
     targets = [(src, batch_output(src, out_dir, score)) for src in inputs]
-    batch_paths(targets, out_dir, scene_model_path if cls.needs_model and model is None else None)
+    batch_paths(targets, out_dir, scene_model_path if cls.needs_model and model is None else None,
+                overwrite)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -174,13 +167,13 @@ def detect_many(inputs, out_dir, *, score=None, model=None, tile=defaults.TILE, 
     items = [BatchItem(src, str(dst), "skipped") if finished(src, dst) else None
              for src, dst in targets]
     pending = [i for i, item in enumerate(items) if item is None]
-    with _client(workers, scheduler, pending) as client, \
+    with (_client(workers, scheduler) if pending else contextlib.nullcontext()) as client, \
             tqdm(pending, unit="raster", disable=not progress) as bar:
         for i in bar:
             src, dst = targets[i]
             try:
-                result = detect(src, dst, score=score, model=model, tile=tile,
-                                resume=not overwrite, scheduler=client, **options)
+                result = detect(src, dst, score=score, model=model, tile=tile, resume=not overwrite,
+                                overwrite=overwrite, scheduler=client, **options)
                 items[i] = BatchItem(src, str(dst), "scored", result=result)
             except Exception as err:       # one raster's failure never stops the batch
                 items[i] = BatchItem(src, str(dst), "failed", error=_one_line(src, err))
@@ -213,9 +206,10 @@ def _one_line(src, err):
 
 
 @contextlib.contextmanager
-def _client(workers, scheduler, pending):
-    """One Dask client for the whole batch, or None to score in this process."""
-    if not ((workers or scheduler) and pending):
+def _client(workers, scheduler):
+    """A Dask client for ``workers`` / ``scheduler`` (an address or a Client), or None to work
+    in this process."""
+    if not (workers or scheduler):
         yield None
         return
     from .distributed import dask_client

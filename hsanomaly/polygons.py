@@ -13,13 +13,18 @@ from collections import defaultdict
 import numpy as np
 
 from .errors import HsanomalyError
-from .io.styles import write_default_style
+from .io.styles import STYLE_TABLE, gpkg_tables, write_default_style
 from .logs import stage as log_stage
 from .io.atomic import atomic_path, check_writable, native_quiet
 from .thresholds import READ_CHUNK, open_heatmap, score_chunks, threshold_from_far
 
 EIGHT_CONNECTED = np.ones((3, 3), bool)
 LAYER = "targets"
+
+
+def is_targets_file(path):
+    """True for a GeoPackage ``write_polygons`` wrote: the targets layer and its style only."""
+    return LAYER in (tables := gpkg_tables(path)) and tables <= {LAYER, STYLE_TABLE}
 
 
 class _UnionFind:
@@ -43,8 +48,7 @@ class _UnionFind:
 
     def union(self, a, b):
         ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
+        self.parent[max(ra, rb)] = min(ra, rb)      # a no-op when they share a root
 
     def roots(self):
         roots = self.parent.copy()

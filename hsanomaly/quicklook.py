@@ -11,6 +11,17 @@ MAX_SIZE = 2048   # pixels on the longer side; larger heatmaps are decimated
 BAR_HEIGHT = 28   # pixels of the colour-bar strip appended below the scores
 
 
+def is_quicklook(png):
+    """True for a PNG ``write_png`` wrote: its Software text chunk names hsanomaly."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(png) as image:
+            return str(getattr(image, "text", {}).get("Software", "")).startswith("hsanomaly")
+    except (OSError, UnidentifiedImageError):
+        return False
+
+
 def sidecars(png):
     """The files written beside ``png`` for a georeferenced heatmap: world file, CRS."""
     png = Path(png)
@@ -22,7 +33,9 @@ def write_png(heatmap, png, max_size=MAX_SIZE, stage=None):
     and, when the heatmap is georeferenced, its ``sidecars``; all through the one write path
     (replaced with ``stage``'s other outputs when one is given)."""
     from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
 
+    from ._version import __version__
     from .evaluation.plots import png_check, stretch_limits
     from .io.atomic import staged
     from .io.source import open_raster, read_checked
@@ -36,7 +49,10 @@ def write_png(heatmap, png, max_size=MAX_SIZE, stage=None):
         crs = ds.crs
     scores = np.asarray(scores, dtype=np.float64)
     image = render(scores, *stretch_limits(scores), name)
-    files = {Path(png): lambda tmp: Image.fromarray(image, "RGBA").save(tmp, format="PNG")}
+    info = PngInfo()
+    info.add_text("Software", f"hsanomaly {__version__}")   # what marks the file as ours
+    files = {Path(png): lambda tmp: Image.fromarray(image, "RGBA").save(tmp, format="PNG",
+                                                                        pnginfo=info)}
     if crs is not None and not transform.is_identity:
         world, aux = sidecars(png)
         files[world] = lambda tmp: Path(tmp).write_text(world_file_text(transform))

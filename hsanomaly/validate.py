@@ -9,7 +9,8 @@ import numbers
 from pathlib import Path
 
 from .errors import HsanomalyError
-from .io.paths import DIRECTORY, FILE, check_paths, check_replaceable_dir, is_model_bundle
+from .io.paths import (DIRECTORY, FILE, check_paths, check_replaceable_dir,
+                       check_replaceable_file, is_model_bundle)
 
 EXTRA_NAMES = ("recon", "latent", "convergence")
 
@@ -60,8 +61,9 @@ def is_path(value):
 
 
 def detect_paths(src, dst, *, model=None, extras=None, png=None, polygons=None, quick_model=None,
-                 more_inputs=()):
-    """Refuse colliding, unwritable or unreplaceable outputs of one detect run."""
+                 more_inputs=(), overwrite=False):
+    """Refuse colliding, unwritable or unreplaceable outputs of one detect run; without
+    ``overwrite``, also existing output files that hsanomaly did not write."""
     from .engine.store import is_tile_store, store_path
     from .quicklook import sidecars
 
@@ -81,11 +83,31 @@ def detect_paths(src, dst, *, model=None, extras=None, png=None, polygons=None, 
     if quick_model is not None:
         check_replaceable_dir(quick_model, "the quick model directory", is_model_bundle,
                               "a model bundle")
+    if not overwrite:
+        own_outputs([("DST", dst)] + [(f"--{k}-out", v) for k, v in (extras or {}).items()],
+                    png, polygons)
 
 
-def batch_paths(targets, out_dir, quick_model=None):
+def own_outputs(rasters, png=None, polygons=None):
+    """Refuse existing output files of a run that hsanomaly did not write (see
+    ``check_replaceable_file``); ``rasters``: (label, path) of GeoTIFF outputs."""
+    from .io.heatmap import is_heatmap
+    from .polygons import is_targets_file
+    from .quicklook import is_quicklook
+
+    for label, path in rasters:
+        if is_path(path):
+            check_replaceable_file(path, label, is_heatmap, "a GeoTIFF")
+    if is_path(png):
+        check_replaceable_file(png, "--png", is_quicklook, "a quick-look PNG")
+    if is_path(polygons):
+        check_replaceable_file(polygons, "--polygons", is_targets_file, "a targets GeoPackage")
+
+
+def batch_paths(targets, out_dir, quick_model=None, overwrite=False):
     """detect-many: distinct outputs, none of them an input, in a directory that is or can be
-    made; ``targets``: [(src, dst)]; ``quick_model(dst)``: where a quick model is trained."""
+    made, and (without ``overwrite``) none a file hsanomaly did not write; ``targets``:
+    [(src, dst)]; ``quick_model(dst)``: where a quick model is trained."""
     from .engine.store import store_path
 
     seen = {}
@@ -102,6 +124,8 @@ def batch_paths(targets, out_dir, quick_model=None):
         if quick_model is not None:
             outputs.append((f"the quick model of {src}", quick_model(dst), DIRECTORY))
     check_paths([("INPUTS", src) for src, _ in targets], outputs, writable=False)
+    if not overwrite:
+        own_outputs([(f"the output of {src}", dst) for src, dst in targets])
 
 
 def evaluate_paths(heatmap, truth, outer, plots, json):

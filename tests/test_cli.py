@@ -147,3 +147,32 @@ def test_no_valid_pixel_at_all_and_none_in_every_band_are_told_apart(tmp_path):
     assert "each pixel is NaN, infinite or nodata in at least one band" in message
     with pytest.raises(HsanomalyError, match="cube: no pixel is valid in every band"):
         ArraySource(staggered, name="cube").sample(10)
+
+
+def test_an_existing_file_hsanomaly_did_not_write_is_never_replaced(tmp_path):
+    """Re-running over an earlier run's outputs replaces them; a user's own raster, PNG or
+    GeoPackage named as an output is refused whole, before any work, unless --overwrite."""
+    cube = synthetic_cube()[0]
+    scene = write_raster(tmp_path / "scene.tif", cube)
+    outputs = ["--png", tmp_path / "heat.png", "--polygons", tmp_path / "t.gpkg", "--threshold", "30"]
+    first = run("detect", scene, tmp_path / "heat.tif", "--score", "rx", *outputs, "-q")
+    assert first.exit_code == 0, first.output
+    again = run("detect", scene, tmp_path / "heat.tif", "--score", "rx", *outputs, "-q")
+    assert again.exit_code == 0, again.output                       # our own outputs: replaced
+    user_raster = write_raster(tmp_path / "mine.tif", cube[:3])
+    (tmp_path / "mine.png").write_bytes((tmp_path / "heat.png").read_bytes()[:8] + b"not ours")
+    (tmp_path / "mine.gpkg").write_text("a user's notes")
+    cases = [(["mine.tif"], "DST exists and is not a GeoTIFF"),
+             (["o.tif", "--png", "mine.png"], "--png exists and is not a quick-look PNG"),
+             (["o.tif", "--polygons", "mine.gpkg", "--threshold", "30"],
+              "--polygons exists and is not a targets GeoPackage")]
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    for args, message in cases:
+        result = run("detect", scene, *[tmp_path / a if a.endswith((".tif", ".png", ".gpkg")) else a
+                                        for a in args], "--score", "rx", "-q")
+        assert_one_line_error(result, message, "--overwrite")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+    replaced = run("detect", scene, tmp_path / "mine.tif", "--score", "rx", "--overwrite", "-q")
+    assert replaced.exit_code == 0, replaced.output
+    with rasterio.open(tmp_path / "mine.tif") as ds:
+        assert ds.count == 1 and ds.tags()["HSANOMALY_SCORE"] == "rx"

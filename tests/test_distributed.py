@@ -178,3 +178,20 @@ def test_workers_and_scheduler_exclude_each_other(synthetic_raster, tmp_path):
     with pytest.raises(HsanomalyError, match="either"):
         hsanomaly.detect(synthetic_raster[0], tmp_path / "x.tif", score="rx", workers=2,
                          scheduler="tcp://127.0.0.1:1", progress=False)
+
+
+def test_detect_many_never_replaces_a_file_it_did_not_write(tmp_path):
+    cube, _ = synthetic_cube()
+    scene = write_raster(tmp_path / "scene.tif", cube)
+    other = write_raster(tmp_path / "other.tif", synthetic_cube(seed=1)[0])
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    theirs = write_raster(out_dir / "other_rx.tif", cube[:2])       # a user's file, same name
+    before = theirs.read_bytes()
+    with pytest.raises(HsanomalyError, match="other_rx.tif: the output of .*other.tif exists and "
+                                             "is not a GeoTIFF written by hsanomaly"):
+        hsanomaly.detect_many([scene, other], out_dir, score="rx", progress=False)
+    assert theirs.read_bytes() == before and sorted(p.name for p in out_dir.iterdir()) == ["other_rx.tif"]
+    items = hsanomaly.detect_many([scene, other], out_dir, score="rx", overwrite=True, progress=False)
+    assert [item.status for item in items] == ["scored", "scored"]
+    assert theirs.read_bytes() != before

@@ -75,13 +75,17 @@ def _far(ctx, param, value):
 @click.option("--cog", is_flag=True,
               help="Write Cloud-Optimized GeoTIFFs (GDAL's COG driver) for the heatmap and extras.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its finished tiles.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace existing output files even when hsanomaly did not write them "
+                   "(without it, only an earlier run's outputs are replaced).")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Score tiles on a local Dask cluster of N processes.")
 @click.option("--scheduler", default=None, help="Score tiles on the Dask cluster at this address.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def detect(src, dst, score, model, solver, restarts, steps, codebook, refine, c1, c2, lam, outer,
            guard, purge, recon_out, latent_out, convergence_out, polygons, threshold, far, png,
-           device, threads, ignore_wavelengths, tile, cog, resume, workers, scheduler, quiet):
+           device, threads, ignore_wavelengths, tile, cog, resume, overwrite, workers, scheduler,
+           quiet):
     """Score raster SRC and write the anomaly heatmap GeoTIFF DST."""
     from ..api import detect as run
 
@@ -93,7 +97,8 @@ def detect(src, dst, score, model, solver, restarts, steps, codebook, refine, c1
                                     convergence=convergence_out).items() if v}
     result = run(src, dst, score=score, model=model, extras=extras, polygons=polygons,
                  threshold=threshold, far=far, png=png, tile=tile, cog=cog, resume=resume,
-                 workers=workers, scheduler=scheduler, progress=not quiet, **options)
+                 overwrite=overwrite, workers=workers, scheduler=scheduler, progress=not quiet,
+                 **options)
     click.echo(f"{dst}: {result.scorer.name} heatmap, {result.tiles} tiles in {result.seconds:.1f} s"
                + (f" ({result.tiles_resumed} resumed)" if result.tiles_resumed else ""))
     if result.model and not model:

@@ -14,7 +14,8 @@ SCORING = ("score", "model", "solver", "restarts", "steps", "codebook", "refine"
 @click.option("--out-dir", required=True, type=click.Path(file_okay=False),
               help="Write <input stem>_<score>.tif heatmaps here.")
 @click.option("--overwrite", is_flag=True,
-              help="Score every raster from scratch instead of skipping finished ones and resuming others.")
+              help="Score every raster from scratch instead of skipping finished ones and resuming "
+                   "others, and replace output files hsanomaly did not write.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Score tiles on a local Dask cluster of N processes.")
 @click.option("--scheduler", default=None, help="Score tiles on the Dask cluster at this address.")

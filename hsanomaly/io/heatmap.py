@@ -46,6 +46,19 @@ def heatmap_tags(scorer, source):
         "TIFFTAG_SOFTWARE": f"hsanomaly {__version__}"}
 
 
+def is_heatmap(path):
+    """True for a GeoTIFF hsanomaly wrote (a heatmap or an extra output): it carries the tags."""
+    from ..errors import HsanomalyError
+    from .atomic import native_quiet
+    from .source import open_raster
+
+    try:
+        with native_quiet(), open_raster(path) as ds:
+            return any(key.startswith(TAG_PREFIX) for key in ds.tags())
+    except HsanomalyError:
+        return False
+
+
 SCORE_MEANINGS = {
     "rx": "RX: Mahalanobis distance to the scene",
     "lrx": "local RX: Mahalanobis distance to the surrounding ring",

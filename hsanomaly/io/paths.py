@@ -70,6 +70,19 @@ def check_paths(inputs, outputs, writable=True):
             raise HsanomalyError(f"{out.path}: {out.label} is a directory, not a file")
 
 
+def check_replaceable_file(path, label, is_own, kind):
+    """Refuse to replace an existing file unless ``is_own(path)`` says it is ``kind`` written by
+    hsanomaly (an earlier run's output): a user's raster named as the output by mistake is
+    never overwritten without ``overwrite`` (``--overwrite``). A symbolic link there is
+    replaced, never followed, so what it points to is never at stake."""
+    path = Path(path)
+    if path.is_symlink() or not path.is_file() or is_own(path):
+        return
+    raise HsanomalyError(f"{path}: {label} exists and is not {kind} written by hsanomaly; "
+                         "refusing to replace it (delete it, choose another name, or pass "
+                         "--overwrite)")
+
+
 def check_replaceable_dir(path, label, allowed=None, kind="an hsanomaly output"):
     """Refuse to replace directory ``path`` unless it is empty or ``allowed(path)`` says it is
     ``kind``, the job's own (a model bundle, a tile store); never the current directory or

@@ -1,5 +1,7 @@
 """Default QGIS styles stored inside the files we write, so layers open styled anywhere."""
 
+STYLE_TABLE = "layer_styles"      # where QGIS looks for a GeoPackage layer's default style
+
 # QGIS's default style for the targets layer: cyan outlines, no fill, so the heatmap beneath
 # stays visible. QGIS reads it from the GeoPackage's layer_styles table when the layer loads.
 TARGETS_QML = """<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
@@ -33,5 +35,20 @@ def write_default_style(path, layer, geometry_column):
         "styleQML": [TARGETS_QML], "styleSLD": [""], "useAsDefault": [True],
         "description": ["target outlines (hsanomaly)"], "owner": [""], "ui": [""],
         "update_time": ["2000-01-01T00:00:00"]})
-    pyogrio.write_dataframe(style, path, layer="layer_styles", driver="GPKG",
+    pyogrio.write_dataframe(style, path, layer=STYLE_TABLE, driver="GPKG",
                             layer_options={"FID": "id"})
+
+
+def gpkg_tables(path):
+    """The tables a GeoPackage lists in ``gpkg_contents``; none for a file that is not one
+    (read only; nothing is created)."""
+    import contextlib
+    import sqlite3
+    from pathlib import Path
+
+    try:
+        uri = f"{Path(path).resolve().as_uri()}?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+            return {row[0] for row in db.execute("SELECT table_name FROM gpkg_contents")}
+    except sqlite3.Error:
+        return set()

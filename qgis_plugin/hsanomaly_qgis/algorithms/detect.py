@@ -118,6 +118,7 @@ class DetectAnomalies(HsanomalyAlgorithm):
                 source, heatmap, score=score, model=model, polygons=polygons,
                 threshold=threshold, far=far,
                 tile=self.parameterAsInt(parameters, self.TILE, context),
+                overwrite=True,   # QGIS replaces an algorithm's output files (its dialog asks)
                 progress=False, callback=progress_callback(feedback), **options)
         feedback.pushInfo(f"{heatmap}: {result.scorer.name} heatmap, {result.tiles} tiles "
                           f"in {result.seconds:.1f} s")
