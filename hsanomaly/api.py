@@ -218,19 +218,20 @@ def _client(workers, scheduler):
         yield client
 
 
-def evaluate(heatmap, truth, *, outer=None, plots=None, json=None, title=None):
+def evaluate(heatmap, truth, *, outer=None, plots=None, json=None, title=None, overwrite=False):
     """Score a heatmap raster against a truth mask: AUC, logAUC, lgFAR overall and per target.
 
     outer: a mask of ambiguous pixels around the targets, excluded. plots: a directory for
     ROC, semi-log ROC, histogram and heatmap PNGs. json: write the report there. Returns
     the report (a dict); with ``plots`` its "plots" key lists the files written. Paths are
-    checked before anything is read; the JSON and plots are replaced together at the end.
+    checked before anything is read (an existing file hsanomaly did not write is refused
+    unless ``overwrite``); the JSON and plots are replaced together at the end.
     """
     from .evaluation.files import evaluate_files, write_json
     from .io.atomic import staged
     from .validate import evaluate_paths
 
-    evaluate_paths(heatmap, truth, outer, plots, json)
+    evaluate_paths(heatmap, truth, outer, plots, json, overwrite)
     report, scores, truth_mask, outer_mask = evaluate_files(heatmap, truth, outer)
     with staged() as stage:
         if plots is not None:

@@ -11,17 +11,6 @@ MAX_SIZE = 2048   # pixels on the longer side; larger heatmaps are decimated
 BAR_HEIGHT = 28   # pixels of the colour-bar strip appended below the scores
 
 
-def is_quicklook(png):
-    """True for a PNG ``write_png`` wrote: its Software text chunk names hsanomaly."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(png) as image:
-            return str(getattr(image, "text", {}).get("Software", "")).startswith("hsanomaly")
-    except (OSError, UnidentifiedImageError):
-        return False
-
-
 def sidecars(png):
     """The files written beside ``png`` for a georeferenced heatmap: world file, CRS."""
     png = Path(png)
@@ -35,9 +24,9 @@ def write_png(heatmap, png, max_size=MAX_SIZE, stage=None):
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
 
-    from ._version import __version__
     from .evaluation.plots import png_check, stretch_limits
     from .io.atomic import staged
+    from .io.ownership import SOFTWARE
     from .io.source import open_raster, read_checked
 
     with open_raster(heatmap) as ds:
@@ -50,7 +39,7 @@ def write_png(heatmap, png, max_size=MAX_SIZE, stage=None):
     scores = np.asarray(scores, dtype=np.float64)
     image = render(scores, *stretch_limits(scores), name)
     info = PngInfo()
-    info.add_text("Software", f"hsanomaly {__version__}")   # what marks the file as ours
+    info.add_text("Software", SOFTWARE)          # what marks the file as ours
     files = {Path(png): lambda tmp: Image.fromarray(image, "RGBA").save(tmp, format="PNG",
                                                                         pnginfo=info)}
     if crs is not None and not transform.is_identity:

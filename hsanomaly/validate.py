@@ -91,15 +91,14 @@ def detect_paths(src, dst, *, model=None, extras=None, png=None, polygons=None, 
 def own_outputs(rasters, png=None, polygons=None):
     """Refuse existing output files of a run that hsanomaly did not write (see
     ``check_replaceable_file``); ``rasters``: (label, path) of GeoTIFF outputs."""
-    from .io.heatmap import is_heatmap
+    from .io.ownership import is_own_geotiff, is_own_png
     from .polygons import is_targets_file
-    from .quicklook import is_quicklook
 
     for label, path in rasters:
         if is_path(path):
-            check_replaceable_file(path, label, is_heatmap, "a GeoTIFF")
+            check_replaceable_file(path, label, is_own_geotiff, "a GeoTIFF")
     if is_path(png):
-        check_replaceable_file(png, "--png", is_quicklook, "a quick-look PNG")
+        check_replaceable_file(png, "--png", is_own_png, "a quick-look PNG")
     if is_path(polygons):
         check_replaceable_file(polygons, "--polygons", is_targets_file, "a targets GeoPackage")
 
@@ -128,8 +127,9 @@ def batch_paths(targets, out_dir, quick_model=None, overwrite=False):
         own_outputs([(f"the output of {src}", dst) for src, dst in targets])
 
 
-def evaluate_paths(heatmap, truth, outer, plots, json):
+def evaluate_paths(heatmap, truth, outer, plots, json, overwrite=False):
     from .evaluation.plots import PLOT_FILES
+    from .io.ownership import is_own_png, is_own_report
 
     inputs = [("HEATMAP", heatmap), ("TRUTH", truth), ("--outer", outer)]
     outputs = [("--json", json)]
@@ -139,6 +139,11 @@ def evaluate_paths(heatmap, truth, outer, plots, json):
                     for name in PLOT_FILES.values()]
     check_paths(inputs, outputs, writable=False)
     check_paths([], [("--json", json)])
+    if not overwrite:
+        if is_path(json):
+            check_replaceable_file(json, "--json", is_own_report, "an evaluation report")
+        for label, path, *_ in outputs[1:]:
+            check_replaceable_file(path, label, is_own_png, "a plot")
 
 
 def _check_plots_dir(plots):

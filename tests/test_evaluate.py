@@ -239,6 +239,30 @@ def test_cli_prints_summary_and_writes_report_and_plots(heat_and_truth, tmp_path
     assert len(list((tmp_path / "plots").glob("*.png"))) == 4
 
 
+def test_cli_replaces_its_own_report_and_plots_and_nothing_else(heat_and_truth, tmp_path):
+    heat, truth_path, _, _ = heat_and_truth
+    args = [str(heat), str(truth_path), "--plots", str(tmp_path / "plots"),
+            "--json", str(tmp_path / "report.json")]
+    for _ in range(2):                                     # a rerun replaces the first run's files
+        result = CliRunner().invoke(evaluate_command, args)
+        assert result.exit_code == 0, result.output
+    (tmp_path / "notes.json").write_text('{"mine": true}')
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "roc.png").write_bytes(b"a user's picture")
+    for extra, fragment in ((["--json", str(tmp_path / "notes.json")],
+                             "notes.json: --json exists and is not an evaluation report"),
+                            (["--plots", str(tmp_path / "mine")],
+                             "roc.png: --plots (roc.png) exists and is not a plot")):
+        result = CliRunner().invoke(evaluate_command, [str(heat), str(truth_path), *extra])
+        assert result.exit_code != 0
+        assert fragment in str(result.exception) and "--overwrite" in str(result.exception)
+    assert (tmp_path / "notes.json").read_text() == '{"mine": true}'
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["roc.png"]
+    result = CliRunner().invoke(evaluate_command, [str(heat), str(truth_path), "--json",
+                                                   str(tmp_path / "notes.json"), "--overwrite"])
+    assert result.exit_code == 0 and "auc" in json.loads((tmp_path / "notes.json").read_text())
+
+
 def run_failing(args):
     result = CliRunner().invoke(evaluate_command, [str(a) for a in args])
     assert result.exit_code != 0

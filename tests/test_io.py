@@ -101,6 +101,24 @@ def test_convert_writes_cube_and_truth_without_crs(tmp_path):
     assert scene.truth.sum() == 1 and scene.cube.shape == (4, 6, 7)
 
 
+def test_convert_replaces_its_own_outputs_and_nothing_else(tmp_path, synthetic_raster):
+    cube = np.random.default_rng(0).integers(0, 300, (6, 7, 4)).astype(np.int16)
+    scipy.io.savemat(tmp_path / "s.mat", {"data": cube, "map": np.eye(6, 7, dtype=np.uint8)})
+    convert_mat(tmp_path / "s.mat", tmp_path / "s.tif", truth=tmp_path / "t.tif")
+    convert_mat(tmp_path / "s.mat", tmp_path / "s.tif", truth=tmp_path / "t.tif")   # a rerun
+    theirs = tmp_path / "theirs.tif"
+    theirs.write_bytes(open(synthetic_raster[0], "rb").read())       # a raster we did not write
+    for dst, truth, label in ((theirs, None, "DST"), (tmp_path / "new.tif", theirs, "--truth")):
+        with pytest.raises(HsanomalyError, match=f"theirs.tif: {label} exists and is not a "
+                                                 "GeoTIFF written by hsanomaly"):
+            convert_mat(tmp_path / "s.mat", dst, truth=truth)
+    assert theirs.read_bytes() == open(synthetic_raster[0], "rb").read()
+    assert not (tmp_path / "new.tif").exists()
+    convert_mat(tmp_path / "s.mat", theirs, overwrite=True)
+    with rasterio.open(theirs) as ds:
+        assert ds.count == 4
+
+
 def test_truth_shape_mismatch(tmp_path, synthetic_raster):
     path, _, _ = synthetic_raster
     with pytest.raises(HsanomalyError, match="truth is 40x50, the scene is 3x3"):

@@ -12,13 +12,15 @@ import click
               help="Write ROC, semi-log ROC, histogram and heatmap PNGs into this directory.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False),
               help="Write the full report (overall and per target) as JSON.")
-def evaluate(heatmap, truth, outer, plots_dir, json_path):
+@click.option("--overwrite", is_flag=True,
+              help="Replace existing report or plot files even when hsanomaly did not write them.")
+def evaluate(heatmap, truth, outer, plots_dir, json_path, overwrite):
     """Score anomaly HEATMAP (band 1 of a raster) against TRUTH (non-zero = target):
     AUC, logAUC, lgFAR overall and per target (connected components T1..Tn)."""
     from ..api import evaluate as run
     from ..evaluation.files import format_summary
 
-    report = run(heatmap, truth, outer=outer, plots=plots_dir, json=json_path)
+    report = run(heatmap, truth, outer=outer, plots=plots_dir, json=json_path, overwrite=overwrite)
     click.echo(format_summary(report))
     if plots_dir:
         click.echo(f"{plots_dir}: {', '.join(Path(p).name for p in report['plots'].values())}")

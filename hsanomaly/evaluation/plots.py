@@ -46,7 +46,10 @@ def _written(path, stage, write):
 
 
 def _save(fig, path, stage=None):
-    _written(path, stage, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    from ..io.ownership import SOFTWARE
+
+    _written(path, stage, lambda tmp: fig.savefig(tmp, format="png", dpi=120,
+                                                  metadata={"Software": SOFTWARE}))
 
 
 def _draw_curves(ax, overall, targets, log_x):

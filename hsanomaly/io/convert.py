@@ -7,7 +7,8 @@ import numpy as np
 from ..errors import HsanomalyError
 from .atomic import native_quiet, raster_check, staged
 from .mat import read_mat
-from .paths import check_paths
+from .ownership import SOFTWARE, is_own_geotiff
+from .paths import check_paths, check_replaceable_file
 
 
 def write_geotiff(path, array, crs=None, transform=None, nodata=None, descriptions=None,
@@ -43,17 +44,22 @@ def write_geotiff(path, array, crs=None, transform=None, nodata=None, descriptio
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         with rasterio.open(tmp, "w", **profile) as dst:
             dst.write(array)
+            dst.update_tags(TIFFTAG_SOFTWARE=SOFTWARE)
             for i, d in enumerate(descriptions or []):
                 dst.set_band_description(i + 1, d)
 
 
-def convert_mat(src, dst, truth=None):
+def convert_mat(src, dst, truth=None, overwrite=False):
     """Convert a .mat scene; returns (bands, rows, cols, anomaly pixel count or None).
 
     The cube and truth GeoTIFFs are replaced together, once both are written and checked;
-    an output that names the input or the other output is refused before anything is read.
+    an output that names the input or the other output, or (without ``overwrite``) an
+    existing file hsanomaly did not write, is refused before anything is read.
     """
     check_paths([("SRC", src)], [("DST", dst), ("--truth", truth)])
+    for label, path in (("DST", dst), ("--truth", truth)):
+        if path is not None and not overwrite:
+            check_replaceable_file(path, label, is_own_geotiff, "a GeoTIFF")
     cube, gt = read_mat(src)
     if truth is not None and gt is None:
         raise HsanomalyError(f"{src}: --truth asked for, but the .mat file has no ground-truth variable")

@@ -11,9 +11,10 @@ bytes, which is what ``--resume`` and the Dask runner are checked against.
 import json
 from pathlib import Path
 
+from .ownership import SOFTWARE, TAG_PREFIX
+
 OUTPUT_BLOCK = 256
 OVERVIEW_MIN = 256        # build overview levels until the smaller side is below this
-TAG_PREFIX = "HSANOMALY_"
 
 
 def heatmap_profile(source, bands, block=OUTPUT_BLOCK):
@@ -42,21 +43,7 @@ def heatmap_tags(scorer, source):
         tags["MODEL_DIGEST"] = params.get("model", "")
         tags["MODEL_FINGERPRINT"] = str(bundle.meta.get("fingerprint", ""))
         tags["MODEL_PATH"] = Path(str(bundle.path)).name
-    return {TAG_PREFIX + key: value for key, value in tags.items()} | {
-        "TIFFTAG_SOFTWARE": f"hsanomaly {__version__}"}
-
-
-def is_heatmap(path):
-    """True for a GeoTIFF hsanomaly wrote (a heatmap or an extra output): it carries the tags."""
-    from ..errors import HsanomalyError
-    from .atomic import native_quiet
-    from .source import open_raster
-
-    try:
-        with native_quiet(), open_raster(path) as ds:
-            return any(key.startswith(TAG_PREFIX) for key in ds.tags())
-    except HsanomalyError:
-        return False
+    return {TAG_PREFIX + key: value for key, value in tags.items()} | {"TIFFTAG_SOFTWARE": SOFTWARE}
 
 
 SCORE_MEANINGS = {

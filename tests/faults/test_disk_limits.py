@@ -50,7 +50,7 @@ def test_convert_under_a_limit(tmp_path):
 
 
 def test_evaluate_json_under_a_limit(tmp_path, earlier, truth):
-    (tmp_path / "report.json").write_text('{"earlier": true}')
+    (tmp_path / "report.json").write_text('{"auc": 0.9, "log_auc": 0.5, "lg_far": -2, "earlier": true}')
     tree = Tree(tmp_path)
     result = run_cli("evaluate", earlier, truth, "--json", tmp_path / "report.json", fsize=200)
     assert_one_error(result, "report.json", "file too large")

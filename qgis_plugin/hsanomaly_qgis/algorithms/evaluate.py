@@ -62,7 +62,8 @@ class Evaluate(HsanomalyAlgorithm):
             from hsanomaly.api import evaluate
             from hsanomaly.evaluation.files import format_summary
 
-            report = evaluate(heatmap, truth, outer=outer, plots=plots, title=Path(heatmap).stem)
+            report = evaluate(heatmap, truth, outer=outer, plots=plots, title=Path(heatmap).stem,
+                              overwrite=True)   # QGIS replaces an algorithm's outputs
             feedback.pushInfo(format_summary(report))
             if plots:
                 feedback.pushInfo(f"{plots}: plots")

@@ -1,0 +1,50 @@
+"""What marks a file as written by hsanomaly, so that a run replaces its own earlier outputs
+and refuses to replace anything else (``paths.check_replaceable_file``): GeoTIFFs and PNGs
+carry ``SOFTWARE`` (a TIFF tag, a PNG text chunk), evaluation reports their own keys, and
+target GeoPackages their tables (``hsanomaly.polygons.is_targets_file``)."""
+
+import json
+
+from .._version import __version__
+from ..errors import HsanomalyError
+
+SOFTWARE = f"hsanomaly {__version__}"
+TAG_PREFIX = "HSANOMALY_"          # the namespace of the tags a heatmap describes itself with
+
+
+def _ours(text):
+    return str(text or "").startswith("hsanomaly")
+
+
+def is_own_geotiff(path):
+    """A raster hsanomaly wrote: heatmaps, extras, converted scenes."""
+    from .atomic import native_quiet
+    from .source import open_raster
+
+    try:
+        with native_quiet(), open_raster(path) as ds:
+            tags = ds.tags()
+    except HsanomalyError:
+        return False
+    return _ours(tags.get("TIFFTAG_SOFTWARE")) or any(k.startswith(TAG_PREFIX) for k in tags)
+
+
+def is_own_png(path):
+    """A quick look or an evaluation plot: its Software text chunk names hsanomaly."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return _ours(getattr(image, "text", {}).get("Software"))
+    except (OSError, UnidentifiedImageError):
+        return False
+
+
+def is_own_report(path):
+    """An ``hsanomaly evaluate --json`` report."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            report = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return isinstance(report, dict) and {"auc", "log_auc", "lg_far"} <= report.keys()
