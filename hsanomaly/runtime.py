@@ -52,9 +52,10 @@ def check_threads(threads):
         raise HsanomalyError(f"--threads must be a whole number of at least 1, got {threads}")
 
 
-def open_session(path, device="cpu", threads=None, optimize=True):
-    """An InferenceSession on ``path``; ``threads`` sets intra-op threads (None: onnxruntime's
-    choice); ``optimize=False`` loads the graph as written (for checking a bundle)."""
+def open_session(path, device="cpu", threads=None, optimize=True, label=None):
+    """An InferenceSession on ``path`` (a file, or the model's bytes with ``label`` naming it
+    in errors); ``threads`` sets intra-op threads (None: onnxruntime's choice);
+    ``optimize=False`` loads the graph as written (for checking a bundle)."""
     ort = import_onnxruntime()
     chosen = providers(device)
     options = ort.SessionOptions()
@@ -69,12 +70,13 @@ def open_session(path, device="cpu", threads=None, optimize=True):
         # Idle pool threads sleep instead of spinning: on a shared or busy machine spinning
         # threads burn the cores the other threads (and processes) need; docs/training/graphs.md
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    model, name = (path, label) if isinstance(path, bytes) else (str(path), path)
     try:
-        session = ort.InferenceSession(str(path), sess_options=options, providers=chosen)
+        session = ort.InferenceSession(model, sess_options=options, providers=chosen)
     except Exception as err:  # onnxruntime raises its own exception types for unreadable graphs
         detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise HsanomalyError(f"{path}: not a loadable ONNX model ({detail})") from None
+        raise HsanomalyError(f"{name}: not a loadable ONNX model ({detail})") from None
     if device == "cuda" and "CUDAExecutionProvider" not in session.get_providers():
-        raise HsanomalyError(f"{path}: onnxruntime could not start its CUDA provider "
+        raise HsanomalyError(f"{name}: onnxruntime could not start its CUDA provider "
                              "(check the CUDA and cuDNN libraries, or use --device cpu)")
     return session

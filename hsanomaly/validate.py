@@ -84,11 +84,11 @@ def detect_paths(src, dst, *, model=None, extras=None, png=None, polygons=None, 
         check_replaceable_dir(quick_model, "the quick model directory", is_model_bundle,
                               "a model bundle")
     if not overwrite:
-        own_outputs([("DST", dst)] + [(f"--{k}-out", v) for k, v in (extras or {}).items()],
-                    png, polygons)
+        rasters = [("DST", dst)] + [(f"--{k}-out", v) for k, v in (extras or {}).items()]
+        refuse_foreign_outputs(rasters, png, polygons)
 
 
-def own_outputs(rasters, png=None, polygons=None):
+def refuse_foreign_outputs(rasters, png=None, polygons=None):
     """Refuse existing output files of a run that hsanomaly did not write (see
     ``check_replaceable_file``); ``rasters``: (label, path) of GeoTIFF outputs."""
     from .io.ownership import is_own_geotiff, is_own_png
@@ -124,7 +124,7 @@ def batch_paths(targets, out_dir, quick_model=None, overwrite=False):
             outputs.append((f"the quick model of {src}", quick_model(dst), DIRECTORY))
     check_paths([("INPUTS", src) for src, _ in targets], outputs, writable=False)
     if not overwrite:
-        own_outputs([(f"the output of {src}", dst) for src, dst in targets])
+        refuse_foreign_outputs([(f"the output of {src}", dst) for src, dst in targets])
 
 
 def evaluate_paths(heatmap, truth, outer, plots, json, overwrite=False):

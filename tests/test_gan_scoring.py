@@ -212,3 +212,31 @@ def test_scoring_does_not_import_torch(bundle, raster, tmp_path):
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+
+
+def test_a_run_scores_with_the_bundle_it_loaded_even_if_the_folder_changes(bundle, raster, tmp_path):
+    """A training into the same --out (or any edit) while a run is going never mixes another
+    model's networks into it: scoring runs the networks' bytes checked at load, and the stored
+    codebook, read when the search starts, must still match its checksums."""
+    import shutil
+
+    from hsanomaly.latent import fast
+
+    _, cube, _ = raster
+    X = cube.reshape(cube.shape[0], -1).T[:200]
+    copy = tmp_path / "model"
+    shutil.copytree(bundle.path, copy)
+    expected = make_scorer("critic", model=copy, threads=1).score_samples(X)
+    critic, recon = (make_scorer(name, model=copy, threads=1) for name in ("critic", "recon"))
+    assert critic.bundle and recon.bundle                       # both loaded (and checked) now
+    for name in ("critic.onnx", "generator.onnx"):
+        (copy / name).write_bytes(b"replaced by another training")
+    np.testing.assert_array_equal(critic.score_samples(X), expected)
+    array = next(copy.glob("codebook.*.npy"))
+    np.save(array, np.zeros_like(np.load(array)))
+    fast._shared.clear()
+    try:
+        with pytest.raises(HsanomalyError, match=f"{array.name} changed since the model was loaded"):
+            recon.score_samples(X)
+    finally:
+        fast._shared.clear()

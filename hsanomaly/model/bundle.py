@@ -20,7 +20,7 @@ scale, Sobol seed, the Jacobian's finite-difference step) and its array files, p
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import HsanomalyError
@@ -52,6 +52,13 @@ class Bundle:
     path: Path
     meta: dict
     preprocessor: Preprocessor
+    # the networks' bytes as checked at load: scoring runs exactly these, even if the folder is
+    # replaced meanwhile (say, by a training into the same --out), and they travel to Dask workers
+    networks: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def network(self, name):
+        """The ONNX bytes of ``GENERATOR`` or ``CRITIC``, as checked when the bundle loaded."""
+        return self.networks[name]
 
     @property
     def generator_path(self):
@@ -86,8 +93,10 @@ class Bundle:
         """The stored fast-solver codebook (a StoredCodebook), or None when the bundle has none."""
         if "codebook" not in self.meta:
             return None
-        return StoredCodebook(self.path, self.meta["codebook"], self.latent_dim,
-                              self.bands * self.window * self.window)
+        book = self.meta["codebook"]
+        digests = {name: self.meta["files"][book["arrays"][name]] for name in CODEBOOK_ARRAYS}
+        return StoredCodebook(self.path, book, self.latent_dim,
+                              self.bands * self.window * self.window, digests)
 
 
 @dataclass(frozen=True)
@@ -98,6 +107,7 @@ class StoredCodebook:
     settings: dict      # model.json's "codebook"
     latent_dim: int
     output_size: int
+    digests: dict       # array name -> sha256 of its file, as model.json records it
 
     def matches(self, size, scale, seed, jacobian_step):
         """Whether a solver asking for this codebook gets exactly these arrays by building them."""
@@ -106,14 +116,22 @@ class StoredCodebook:
             (s["size"], float(s["scale"]), s["seed"], float(s["jacobian_step"]))
 
     def load(self):
-        """(z (K, k), g (K, d), jacobian (K, d, k)) as float32 arrays; no pickle is ever read."""
+        """(z (K, k), g (K, d), jacobian (K, d, k)) as float32 arrays; no pickle is ever read.
+        Each file is checked against its sha256 as read: the arrays are read when scoring
+        starts, and must still be the bundle's that was loaded."""
+        import io
+
         import numpy as np
 
         arrays = []
         for name in CODEBOOK_ARRAYS:
             file = self.path / self.settings["arrays"][name]
             try:
-                array = np.load(file, allow_pickle=False)
+                data = file.read_bytes()
+                if hashlib.sha256(data).hexdigest() != self.digests[name]:
+                    _fail(self.path, f"{file.name} changed since the model was loaded "
+                                     "(replaced or modified); load it again")
+                array = np.load(io.BytesIO(data), allow_pickle=False)
             except (OSError, ValueError) as err:
                 _fail(self.path, f"{file.name} is not a plain .npy array ({err})")
             arrays.append(array)
@@ -146,12 +164,11 @@ def load_bundle(path):
     path = Path(path)
     meta = _read_meta(path)
     preprocessor = _check_meta(path, meta)
-    for name in (GENERATOR, CRITIC):
-        _check_network(path, name, meta)
+    networks = {name: _check_network(path, name, meta) for name in (GENERATOR, CRITIC)}
     _check_codebook(path, meta)
     for name in sorted(set(meta["files"]) - {GENERATOR, CRITIC}):
         _check_file(path, name, meta)
-    return Bundle(path, meta, preprocessor)
+    return Bundle(path, meta, preprocessor, networks)
 
 
 def check_bands(bundle, n_bands, path):
@@ -206,14 +223,19 @@ def _check_meta(path, meta):
 
 
 def _check_file(path, name, meta):
-    """Any file listed in model.json's ``files``: present and with its recorded sha256."""
+    """Any file listed in model.json's ``files``: present and with its recorded sha256.
+    Returns its bytes (read once, so what was checked is what is used) for the small files,
+    the networks; None for the others, hashed as a stream."""
     file = path / name
     if Path(name).name != name or name in ("", ".", ".."):
         _fail(path, f"{META_FILE}: files lists {name!r}, which is not a file name in the bundle")
     if not file.is_file():
         _fail(path, f"{name} is missing")
-    if meta["files"].get(name) != file_sha256(file):
+    data = file.read_bytes() if name in (GENERATOR, CRITIC) else None
+    digest = file_sha256(file) if data is None else hashlib.sha256(data).hexdigest()
+    if meta["files"].get(name) != digest:
         _fail(path, f"{name} does not match its sha256 in {META_FILE} (modified or corrupt)")
+    return data
 
 
 def _check_codebook(path, meta):
@@ -236,17 +258,18 @@ def _check_codebook(path, meta):
 
 
 def _check_network(path, name, meta):
+    """Check one network, read once, and return its bytes."""
     from ..runtime import open_session
 
-    _check_file(path, name, meta)
+    data = _check_file(path, name, meta)
     try:
-        external = uses_external_data((path / name).read_bytes())
+        external = uses_external_data(data)
     except MalformedProtobuf:
         external = False          # not ONNX at all: onnxruntime says so below
     if external:
         _fail(path, f"{name} keeps tensors in external data files, which the bundle's checksums "
                     "do not cover (export the network as one file)")
-    session = open_session(path / name, threads=1, optimize=False)
+    session = open_session(data, threads=1, optimize=False, label=path / name)
     embedded = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
     if embedded is None:
         _fail(path, f"{name} carries no hsanomaly metadata")
@@ -257,6 +280,7 @@ def _check_network(path, name, meta):
         got = [(a.name, [d if isinstance(d, int) else None for d in a.shape]) for a in actual]
         if not _signature_matches(expected, got):
             _fail(path, f"{name} has tensors {got}, expected {expected} (None = any size)")
+    return data
 
 
 def _signature_matches(expected, got):

@@ -116,7 +116,8 @@ class GanScorer(Scorer):
             from ..runtime import open_session
 
             path = self.bundle.generator_path if name == "generator" else self.bundle.critic_path
-            self._sessions[name] = open_session(path, self.device, self.threads)
+            self._sessions[name] = open_session(self.bundle.network(path.name), self.device,
+                                                self.threads, label=path)
         return self._sessions[name]
 
     def generator(self):
