@@ -132,17 +132,16 @@ def evaluate_paths(heatmap, truth, outer, plots, json, overwrite=False):
     from .io.ownership import is_own_png, is_own_report
 
     inputs = [("HEATMAP", heatmap), ("TRUTH", truth), ("--outer", outer)]
-    outputs = [("--json", json)]
+    figures = []
     if plots is not None:
         _check_plots_dir(Path(plots))
-        outputs += [(f"--plots ({name})", Path(plots) / name, FILE)
-                    for name in PLOT_FILES.values()]
-    check_paths(inputs, outputs, writable=False)
+        figures = [(f"--plots ({name})", Path(plots) / name, FILE) for name in PLOT_FILES.values()]
+    check_paths(inputs, [("--json", json)] + figures, writable=False)
     check_paths([], [("--json", json)])
     if not overwrite:
         if is_path(json):
             check_replaceable_file(json, "--json", is_own_report, "an evaluation report")
-        for label, path, *_ in outputs[1:]:
+        for label, path, _ in figures:
             check_replaceable_file(path, label, is_own_png, "a plot")
 
 

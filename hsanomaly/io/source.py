@@ -114,8 +114,8 @@ class _Source:
 
     def _bands_with_values(self, window):
         """Per band: whether ``window`` holds a finite, non-nodata value in it."""
-        data, valid = self._read_bands(window)
-        return (valid & np.isfinite(data)).any(axis=(1, 2))
+        data, nodata = self._read_bands(window)
+        return (~nodata & np.isfinite(data)).any(axis=(1, 2))
 
 
 def add(a, b):
@@ -176,14 +176,14 @@ class RasterSource(_Source):
             self._ds = None
 
     def _read(self, window):
-        data, valid = self._read_bands(window)
-        return data, valid.all(axis=0)
+        data, nodata = self._read_bands(window)
+        return data, ~nodata.any(axis=0)
 
     def _read_bands(self, window):
-        """(data, valid) with validity per band: False where that band is nodata."""
+        """(data, nodata) with the nodata mask per band."""
         with gdal_env():
             data = read_checked(self._dataset(), window=window, masked=True, out_dtype="float32")
-        return np.ma.getdata(data).astype(np.float32, copy=False), ~np.ma.getmaskarray(data)
+        return np.ma.getdata(data).astype(np.float32, copy=False), np.ma.getmaskarray(data)
 
 
 class ArraySource(_Source):
@@ -212,7 +212,7 @@ class ArraySource(_Source):
 
     def _read_bands(self, window):
         data, valid = self._read(window)
-        return data, np.broadcast_to(valid, data.shape)
+        return data, np.broadcast_to(~valid, data.shape)
 
     def close(self):
         pass

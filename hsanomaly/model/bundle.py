@@ -222,16 +222,16 @@ def _check_meta(path, meta):
     return pre
 
 
-def _check_file(path, name, meta):
+def _check_file(path, name, meta, keep=False):
     """Any file listed in model.json's ``files``: present and with its recorded sha256.
-    Returns its bytes (read once, so what was checked is what is used) for the small files,
-    the networks; None for the others, hashed as a stream."""
+    ``keep``: read it whole and return the bytes that were checked (for the small networks,
+    so what runs is what was checked); otherwise it is hashed as a stream."""
     file = path / name
     if Path(name).name != name or name in ("", ".", ".."):
         _fail(path, f"{META_FILE}: files lists {name!r}, which is not a file name in the bundle")
     if not file.is_file():
         _fail(path, f"{name} is missing")
-    data = file.read_bytes() if name in (GENERATOR, CRITIC) else None
+    data = file.read_bytes() if keep else None
     digest = file_sha256(file) if data is None else hashlib.sha256(data).hexdigest()
     if meta["files"].get(name) != digest:
         _fail(path, f"{name} does not match its sha256 in {META_FILE} (modified or corrupt)")
@@ -261,7 +261,7 @@ def _check_network(path, name, meta):
     """Check one network, read once, and return its bytes."""
     from ..runtime import open_session
 
-    data = _check_file(path, name, meta)
+    data = _check_file(path, name, meta, keep=True)
     try:
         external = uses_external_data(data)
     except MalformedProtobuf:
