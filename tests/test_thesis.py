@@ -79,6 +79,12 @@ def test_thesis_runs_every_experiment_and_writes_markdown_with_figures(tmp_path)
     assert set(rows["window"]) == {"1x1 critic", "1x1 recon", "5x5 critic", "5x5 recon"}
     assert set(rows["c2"]) == {"C2=0", "C2=1"}
     assert all(0.0 <= v["auc"] <= 1.0 for experiment in rows.values() for v in experiment.values())
+    # every file is marked as ours, so a rerun replaces them without --overwrite
+    from hsanomaly.experiments.scenes import find_scenes
+    from hsanomaly.experiments.thesis import _outputs
+
+    outputs = _outputs(out, out / "figures", find_scenes(data))
+    assert len(outputs) == 2 + len(figures) and all(is_own(p) for p, is_own, _ in outputs)
 
 
 def test_cli_passes_its_configuration(tmp_path, monkeypatch):

@@ -41,23 +41,23 @@ def _list(text, cast=str):
                    "stem) to tabulate beside ours, e.g. benchmarks/reference-shared-data.csv.")
 @click.option("--quick", is_flag=True, help="First seed, first 3 scenes (unless --scenes) and "
                                             "200 iterations (unless --iterations).")
+@click.option("--overwrite", is_flag=True, help="Replace files in --out and --markdown that an "
+                                               "earlier benchmark did not write.")
 @click.option("--quiet", "-q", is_flag=True, help="No per-run progress lines.")
 def benchmark(data_dir, scores, select, ablation, seeds, scenes, iterations, models_dir, jobs, out, markdown,
-              reference, quick, quiet):
+              reference, quick, overwrite, quiet):
     """Run every score on every scene with ground truth under DATA_DIR and tabulate the results."""
     from ..experiments.benchmark import run_benchmark
-    from ..experiments.tables import format_markdown, format_table, write_results
+    from ..experiments.tables import check_results, format_markdown, format_table, write_results
     from ..io import atomic_path
-    from ..io.paths import check_paths
 
-    if markdown:       # before hours of work: --markdown may not replace --reference
-        check_paths([("--reference", reference)], [("--markdown", markdown)])
+    check_results(out, markdown, reference, overwrite)     # before hours of work
     log = None if quiet else (lambda message: click.echo(message, err=True))
     result = run_benchmark(data_dir, _list(scores), _list(seeds, int), scenes=_list(scenes),
                            iterations=iterations, models_dir=models_dir, jobs=jobs, quick=quick,
                            reference=reference, select=_list(select),
                            ablation=_list(ablation), log=log)
-    paths = write_results(result, out)
+    paths = write_results(result, out, overwrite)
     if markdown:
         with atomic_path(markdown) as tmp, open(tmp, "w") as f:
             f.write(format_markdown(result))

@@ -26,9 +26,12 @@ from .. import defaults
                    "(the benchmark's --models folder works too).")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Run this many scenes at a time (worker processes, one torch thread each).")
+@click.option("--overwrite", is_flag=True, help="Replace report.md, figures/report.json and the "
+                                               "scenes' figures in --out when an earlier "
+                                               "reproduction did not write them.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
 def thesis(data_dir, out, scenes, iterations, seed, solver_pixels, codebook, window,
-           window_iterations, models_dir, jobs, quiet):
+           window_iterations, models_dir, jobs, overwrite, quiet):
     """Reproduce the thesis's experiments on scenes under DATA_DIR; write OUT/report.md and figures."""
     from ..experiments.thesis import ThesisConfig, generate_thesis
 
@@ -38,4 +41,5 @@ def thesis(data_dir, out, scenes, iterations, seed, solver_pixels, codebook, win
                           large_window=window, window_iterations=window_iterations,
                           **({"scenes": chosen} if chosen else {}))
     log = None if quiet else (lambda message: click.echo(message, err=True))
-    click.echo(generate_thesis(data_dir, out, config, models_dir=models_dir, jobs=jobs, log=log))
+    click.echo(generate_thesis(data_dir, out, config, models_dir=models_dir, jobs=jobs, log=log,
+                               overwrite=overwrite))

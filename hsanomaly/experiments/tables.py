@@ -3,11 +3,14 @@
 import csv
 import json
 import statistics
+from functools import partial
 from pathlib import Path
 
 from ..io import atomic_path
-from ..io.atomic import check_writable
+from ..io.ownership import has_json_keys, starts_with
+from ..io.paths import DIRECTORY, check_paths, check_replaceable_file, check_report_folder
 
+TITLE = "# hsanomaly benchmark"   # the Markdown's first line, which also marks it as ours
 MEAN = "mean"                 # the scene name of the rows averaged over scenes
 RUN_COLUMNS = ["scene", "method", "seed", "auc", "log_auc", "lg_far", "seconds", "cpu_seconds",
                "train_seconds", "train_cpu_seconds", "peak_mib", "pixels", "bands",
@@ -138,7 +141,7 @@ def format_table(result):
 def format_markdown(result):
     """The result tables as Markdown, with what was run."""
     seeded = [m for m in result.methods if m in result.seeded]
-    parts = ["# hsanomaly benchmark", "",
+    parts = [TITLE, "",
              f"Scores: {', '.join(result.methods)}. Seeds {', '.join(map(str, result.seeds))} "
              f"for the seeded scores ({', '.join(seeded) or 'none here'}); the others run once. "
              f"Rows named `{MEAN}` average over scenes; their spread is the std over seeds of "
@@ -170,14 +173,38 @@ def _write_csv(path, rows, columns):
         writer.writerows(rows)
 
 
-def write_results(result, out_dir):
-    """results.csv (one row per run), summary.csv, results.json and results.md in ``out_dir``
-    (created if its parent exists), each written atomically; returns their paths."""
+def _result_files(out_dir):
+    """{name: (path, is_own, kind)} of the files ``write_results`` writes."""
     out = Path(out_dir)
-    check_writable(out)
+    table = partial(starts_with, first_line="scene,method,")
+    return {"results.csv": (out / "results.csv", table, "a benchmark table"),
+            "summary.csv": (out / "summary.csv", table, "a benchmark table"),
+            "results.json": (out / "results.json",
+                             partial(has_json_keys, keys=("methods", "runs", "summary")),
+                             "a benchmark's results"),
+            "results.md": (out / "results.md", partial(starts_with, first_line=TITLE),
+                           "a benchmark's tables")}
+
+
+def check_results(out_dir, markdown=None, reference=None, overwrite=False):
+    """Before a benchmark runs: ``out_dir`` and ``markdown`` can be written without replacing
+    ``reference`` or a file someone else wrote (unless ``overwrite``), so hours of work never
+    end in a refusal, nor in a user's file replaced."""
+    check_paths([("--reference", reference)], [("--out", out_dir, DIRECTORY), ("--markdown", markdown)])
+    check_report_folder(out_dir, "--out", _result_files(out_dir).values(), overwrite)
+    if markdown and not overwrite:
+        check_replaceable_file(markdown, "--markdown", partial(starts_with, first_line=TITLE),
+                               "a benchmark's tables")
+
+
+def write_results(result, out_dir, overwrite=False):
+    """results.csv (one row per run), summary.csv, results.json and results.md in ``out_dir``
+    (created if its parent exists), each written atomically; returns their paths. A file
+    there that an earlier benchmark did not write is refused unless ``overwrite``."""
+    check_results(out_dir, overwrite=overwrite)
+    out = Path(out_dir)
     out.mkdir(exist_ok=True)
-    paths = {name: out / name for name in ("results.csv", "summary.csv", "results.json",
-                                           "results.md")}
+    paths = {name: path for name, (path, _, _) in _result_files(out).items()}
     _write_csv(paths["results.csv"], result.runs, RUN_COLUMNS)
     _write_csv(paths["summary.csv"], result.summary, SUMMARY_COLUMNS)
     document = {"methods": result.methods, "seeds": result.seeds, "skipped": result.skipped,

@@ -1,7 +1,8 @@
 """What marks a file as written by hsanomaly, so that a run replaces its own earlier outputs
 and refuses to replace anything else (``paths.check_replaceable_file``): GeoTIFFs and PNGs
-carry ``SOFTWARE`` (a TIFF tag, a PNG text chunk), evaluation reports their own keys, and
-target GeoPackages their tables (``hsanomaly.polygons.is_targets_file``)."""
+carry ``SOFTWARE`` (a TIFF tag, a PNG text chunk), JSON reports their own keys, Markdown and
+CSV tables their first line, and target GeoPackages their tables
+(``hsanomaly.polygons.is_targets_file``)."""
 
 import json
 
@@ -40,11 +41,26 @@ def is_own_png(path):
         return False
 
 
-def is_own_report(path):
-    """An ``hsanomaly evaluate --json`` report."""
+def has_json_keys(path, keys):
+    """A JSON object holding every one of ``keys``: how a report of ours is told apart."""
     try:
         with open(path, encoding="utf-8") as f:
             report = json.load(f)
     except (OSError, ValueError):
         return False
-    return isinstance(report, dict) and {"auc", "log_auc", "lg_far"} <= report.keys()
+    return isinstance(report, dict) and set(keys) <= report.keys()
+
+
+def is_own_report(path):
+    """An ``hsanomaly evaluate --json`` report."""
+    return has_json_keys(path, ("auc", "log_auc", "lg_far"))
+
+
+def starts_with(path, first_line):
+    """A text file whose first line begins with ``first_line``: a Markdown document's title or
+    a CSV table's leading columns, which is all such a file can carry to say it is ours."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.readline().rstrip("\r\n").startswith(first_line)
+    except (OSError, UnicodeDecodeError):
+        return False

@@ -83,6 +83,24 @@ def check_replaceable_file(path, label, is_own, kind):
                          "--overwrite)")
 
 
+def check_report_folder(folder, label, files, overwrite=False):
+    """Before a long job that writes ``files`` into ``folder`` (named by ``label``): the folder
+    exists and is writable or can be created, and each file already there is the job's own
+    earlier output unless ``overwrite``. ``files``: (path, is_own, kind) as
+    ``check_replaceable_file`` takes them."""
+    folder = Path(folder)
+    if folder.is_dir():
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise HsanomalyError(f"{folder}: {label} is not writable")
+    elif os.path.lexists(folder):
+        raise HsanomalyError(f"{folder}: {label} exists and is not a directory")
+    else:
+        check_writable(folder, directory=True)
+    if not overwrite:
+        for path, is_own, kind in files:
+            check_replaceable_file(path, f"this file of {label}", is_own, kind)
+
+
 def check_replaceable_dir(path, label, allowed=None, kind="an hsanomaly output"):
     """Refuse to replace directory ``path`` unless it is empty or ``allowed(path)`` says it is
     ``kind``, the job's own (a model bundle, a tile store); never the current directory or

@@ -21,16 +21,18 @@ import json
 import tempfile
 import time
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 from ...errors import HsanomalyError
 from ...io import atomic_path
-from ...io.atomic import check_writable
+from ...io.ownership import has_json_keys, is_own_png, starts_with
+from ...io.paths import check_report_folder
 from ..cache import ModelCache
 from ..pool import map_scenes
 from ..scenes import find_scenes, select_scenes
 from .config import THESIS_FINDINGS, ThesisConfig
-from .document import check_findings, format_thesis
+from .document import TITLE, check_findings, format_thesis
 from .experiments import EXPERIMENTS, SceneResult, SceneRun
 
 OUTPUT = "report.md"      # the document's file name in the output folder
@@ -61,20 +63,23 @@ def thesis_scene(scene, config, figures, models_root, log=None):
     return run_scene(scene, data, models, config, figures, scene_log)
 
 
-def generate_thesis(data_dir, out_dir="docs", config=None, models_dir=None, jobs=1, log=None):
+def generate_thesis(data_dir, out_dir="docs", config=None, models_dir=None, jobs=1, log=None,
+                    overwrite=False):
     """Run the experiments on ``config.scenes`` under ``data_dir`` and write ``out_dir``/report.md,
     ``out_dir``/figures/*.png and ``out_dir``/figures/report.json; returns the document's path.
 
     models_dir: keep (and reuse) trained models there, e.g. the benchmark's ``--models``.
     jobs: run this many scenes at a time in worker processes (one torch thread each).
+    overwrite: replace files there that an earlier reproduction did not write (refused
+    otherwise, before any work).
     """
     config = config or ThesisConfig()
     log = log or (lambda message: None)
     out = Path(out_dir)
-    check_writable(out)
     figures = out / "figures"
-    figures.mkdir(parents=True, exist_ok=True)
     scenes = select_scenes(find_scenes(data_dir), list(config.scenes))
+    check_report_folder(out, "--out", _outputs(out, figures, scenes), overwrite)
+    figures.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="hsanomaly-thesis-") as workdir:
         root = Path(models_dir or Path(workdir) / "models")
@@ -90,6 +95,20 @@ def generate_thesis(data_dir, out_dir="docs", config=None, models_dir=None, jobs
         Path(tmp).write_text(format_thesis(results, config, checks,
                                            time.perf_counter() - start, figures.name))
     return path
+
+
+def _outputs(out, figures, scenes):
+    """(path, is_own, kind) of the files a reproduction of ``scenes`` may replace: the document,
+    its JSON and every PNG in ``figures`` named after one of the scenes (``SceneRun.fig``)."""
+    if figures.exists() and not figures.is_dir():
+        raise HsanomalyError(f"{figures}: exists and is not a directory; the figures go there")
+    prefixes = tuple(f"{scene.path.stem}-" for scene in scenes)
+    pngs = sorted(p for p in figures.glob("*.png") if p.name.startswith(prefixes)) \
+        if figures.is_dir() else []
+    return ([(out / OUTPUT, partial(starts_with, first_line=TITLE), "a thesis reproduction"),
+             (figures / "report.json", partial(has_json_keys, keys=("config", "scenes", "checks")),
+              "a thesis reproduction's results")]
+            + [(png, is_own_png, "a thesis figure") for png in pngs])
 
 
 __all__ = ["THESIS_FINDINGS", "SceneResult", "ThesisConfig", "check_findings", "generate_thesis",

@@ -3,6 +3,7 @@
 import numpy as np
 
 from ...io import atomic_path
+from ...io.ownership import SOFTWARE
 
 FALSE_COLOUR = (0.8, 0.5, 0.2)    # preprocessed bands (fractions of the band count) shown as RGB
 COLOUR_PERCENTILES = (2, 98)
@@ -33,4 +34,4 @@ def plot_reconstruction(scorer, data, recon, path, title):
         ax.set_axis_off()
     fig.suptitle(f"{title}: scene and reconstruction (preprocessed units)")
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+        fig.savefig(tmp, format="png", dpi=110, metadata={"Software": SOFTWARE})

@@ -1,0 +1,94 @@
+"""Data loss and late failure in the research commands: `benchmark` and `thesis` refuse, before
+any work, an output folder they cannot write and a file there that they did not write."""
+
+import os
+
+import numpy as np
+import pytest
+import scipy.io
+
+from synthetic import synthetic_cube
+
+from .conftest import Tree, assert_ok, assert_one_error, run_cli
+
+MINE = "my own notes\n"
+
+
+@pytest.fixture
+def data(tmp_path):
+    """A folder with one small .mat scene with ground truth."""
+    root = tmp_path / "data"
+    root.mkdir()
+    cube, truth = synthetic_cube(rows=20, cols=20, targets=((5, 5), (14, 12)), seed=1)
+    scipy.io.savemat(root / "alpha.mat", {"data": np.moveaxis(cube, 0, -1).astype(np.float64),
+                                          "map": truth})
+    return root
+
+
+def benchmark(data, out, *args):
+    return run_cli("benchmark", data, "--scores", "rx", "--quick", "--out", out, "-q", *args)
+
+
+@pytest.mark.parametrize("name", ["results.csv", "summary.csv", "results.json", "results.md"])
+def test_benchmark_refuses_to_replace_a_file_it_did_not_write(tmp_path, data, name):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / name).write_text(MINE)
+    tree = Tree(tmp_path)
+    assert_one_error(benchmark(data, out), str(out / name), "--out", "--overwrite")
+    tree.assert_unchanged()
+
+
+def test_benchmark_refuses_a_markdown_it_did_not_write(tmp_path, data):
+    notes = tmp_path / "notes.md"
+    notes.write_text(MINE)
+    tree = Tree(tmp_path)
+    assert_one_error(benchmark(data, tmp_path / "out", "--markdown", notes), "notes.md",
+                     "--markdown", "--overwrite")
+    tree.assert_unchanged()
+
+
+def test_benchmark_refuses_an_out_that_is_a_file(tmp_path, data):
+    (tmp_path / "out").write_text(MINE)
+    tree = Tree(tmp_path)
+    assert_one_error(benchmark(data, tmp_path / "out"), "out", "is a file", status=2)
+    tree.assert_unchanged()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into any folder")
+def test_benchmark_refuses_an_out_it_cannot_write_into(tmp_path, data):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        tree = Tree(tmp_path)
+        assert_one_error(benchmark(data, locked), "--out", "not writable")
+        tree.assert_unchanged()
+    finally:
+        locked.chmod(0o755)
+
+
+def test_benchmark_replaces_its_own_files_and_others_only_with_overwrite(tmp_path, data):
+    out, markdown = tmp_path / "out", tmp_path / "benchmark.md"
+    assert_ok(benchmark(data, out, "--markdown", markdown))
+    assert {p.name for p in out.iterdir()} == {"results.csv", "summary.csv", "results.json",
+                                               "results.md"}
+    assert_ok(benchmark(data, out, "--markdown", markdown))      # a rerun over its own files
+    (out / "results.csv").write_text(MINE)
+    markdown.write_text(MINE)
+    assert_ok(benchmark(data, out, "--markdown", markdown, "--overwrite"))
+    assert (out / "results.csv").read_text().startswith("scene,method,seed,auc")
+    assert markdown.read_text().startswith("# hsanomaly benchmark")
+
+
+@pytest.mark.parametrize("planted", ["report.md", "figures/report.json",
+                                     "figures/alpha-fig12-log-roc.png"])
+def test_thesis_refuses_to_replace_a_file_it_did_not_write(tmp_path, data, planted):
+    out = tmp_path / "docs"
+    (out / "figures").mkdir(parents=True)
+    (out / planted).write_text(MINE)
+    (out / "figures" / "beta-fig12-log-roc.png").write_text(MINE)   # another scene's: not at stake
+    tree = Tree(tmp_path)
+    result = run_cli("thesis", data, "--out", out, "--scenes", "alpha", "-q")
+    assert_one_error(result, str(out / planted), "--out", "--overwrite")
+    tree.assert_unchanged()
