@@ -292,6 +292,55 @@ def test_cli_shape_mismatch_names_the_mask(heat_and_truth, tmp_path, option):
     assert message.startswith(str(small)) and "30x30" in message and "60x80" in message
 
 
+@pytest.mark.parametrize("option", [None, "--outer"])
+def test_cli_refuses_a_mask_on_another_grid(heat_and_truth, tmp_path, option):
+    """Same size, another place: a mask cut for a neighbouring window (shifted 10 pixels),
+    resampled to another pixel size, or in another CRS would score the wrong pixels."""
+    from affine import Affine
+    from rasterio.crs import CRS
+
+    from synthetic import TRANSFORM
+
+    heat, truth_path, _, truth = heat_and_truth
+    cases = [(dict(transform=TRANSFORM * Affine.translation(10, 0)), "not on the grid"),
+             (dict(transform=TRANSFORM * Affine.scale(2)), "not on the grid"),
+             (dict(crs=CRS.from_epsg(4326)), "EPSG:4326")]
+    for i, (where, fragment) in enumerate(cases):
+        other = write_raster(tmp_path / f"other{i}.tif", truth[None].astype(np.float32), **where)
+        args = [heat, other] if option is None else [heat, truth_path, option, other]
+        message = run_failing(args)
+        assert message.startswith(str(other)) and fragment in message and str(heat) in message
+    # a mask without georeferencing (a .mat's, a plain image) is taken as on the grid
+    plain = write_raster(tmp_path / "plain.tif", truth[None].astype(np.float32), crs=None,
+                         transform=Affine.identity())
+    result = CliRunner().invoke(evaluate_command, [str(heat), str(plain)])
+    assert result.exit_code == 0, result.output
+
+
+def test_cli_leaves_out_the_pixels_where_the_truth_is_nodata(heat_and_truth, tmp_path):
+    """A truth known only inside an area (nodata 255 outside) is not read as targets there."""
+    heat, _, scores, truth = heat_and_truth
+    partial = truth.astype(np.float32)
+    partial[:, 60:] = 255                                   # unknown: no target, no background
+    path = write_raster(tmp_path / "partial.tif", partial[None], nodata=255)
+    result = CliRunner().invoke(evaluate_command, [str(heat), str(path), "--json",
+                                                   str(tmp_path / "r.json")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    kept = scores.copy()
+    kept[:, 60:] = np.nan
+    expected = evaluate(kept, truth)
+    assert report["auc"] == pytest.approx(expected["auc"])
+    assert report["n_excluded_pixels"] == 6 + 60 * 20
+    assert report["n_excluded_pixels"] == expected["n_excluded_pixels"]
+    # nodata 0 is what a mask already reads as background: nothing is left out
+    zero = write_raster(tmp_path / "zero.tif", truth[None].astype(np.float32), nodata=0)
+    result = CliRunner().invoke(evaluate_command, [str(heat), str(zero), "--json",
+                                                   str(tmp_path / "z.json")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "z.json").read_text())["n_excluded_pixels"] == 6
+
+
 def test_cli_truth_without_targets_or_background(heat_and_truth, tmp_path):
     heat, _, _, truth = heat_and_truth
     empty = write_raster(tmp_path / "empty.tif", np.zeros((1, *truth.shape), np.float32))

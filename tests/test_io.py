@@ -96,7 +96,9 @@ def test_convert_writes_cube_and_truth_without_crs(tmp_path):
         assert ds.crs is None and ds.count == 4 and ds.profile["tiled"]
         assert ds.dtypes[0] == "int16" and ds.compression.value == "DEFLATE"
         np.testing.assert_array_equal(ds.read()[:, 5, 6], cube[5, 6])
-    np.testing.assert_array_equal(read_truth(tmp_path / "t.tif"), truth)
+    mask, known = read_truth(tmp_path / "t.tif")
+    np.testing.assert_array_equal(mask, truth)
+    assert known is None
     scene = read_scene(tmp_path / "s.tif", truth=tmp_path / "t.tif")
     assert scene.truth.sum() == 1 and scene.cube.shape == (4, 6, 7)
 
@@ -117,6 +119,25 @@ def test_convert_replaces_its_own_outputs_and_nothing_else(tmp_path, synthetic_r
     convert_mat(tmp_path / "s.mat", theirs, overwrite=True)
     with rasterio.open(theirs) as ds:
         assert ds.count == 4
+
+
+def test_a_scene_leaves_out_the_pixels_whose_truth_is_nodata_and_needs_its_grid(
+        tmp_path, synthetic_raster):
+    from affine import Affine
+
+    from synthetic import TRANSFORM, write_raster
+
+    path, truth, nodata_mask = synthetic_raster
+    partial = truth.astype(np.float32)
+    partial[30:, :] = 255
+    write_raster(tmp_path / "t.tif", partial[None], nodata=255)
+    scene = read_scene(path, truth=tmp_path / "t.tif")
+    np.testing.assert_array_equal(scene.valid, ~nodata_mask & (np.arange(40) < 30)[:, None])
+    assert np.isnan(scene.cube[:, 30:]).all() and scene.truth[30:].sum() == 0
+    write_raster(tmp_path / "moved.tif", truth[None].astype(np.float32),
+                 transform=TRANSFORM * Affine.translation(0, 3))
+    with pytest.raises(HsanomalyError, match="moved.tif: the mask is not on the grid of"):
+        read_scene(path, truth=tmp_path / "moved.tif")
 
 
 def test_truth_shape_mismatch(tmp_path, synthetic_raster):

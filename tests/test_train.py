@@ -44,6 +44,14 @@ def test_windows_skip_nodata_and_masked_pixels(synthetic_raster, tmp_path):
     n_centre, n_touching = (len(d.train) + len(d.val) for d in (centre, touching))
     assert n_centre == len(windows) - 8          # the two 2x2 targets' centres
     assert n_touching == len(windows) - 2 * 16   # every window touching them (4x4 each)
+    # a mask's nodata pixels are excluded too (nothing says they are background)
+    unknown = truth.astype(np.float32)
+    unknown[20:, :] = -1
+    mask = write_raster(tmp_path / "unknown.tif", unknown[None], nodata=-1)
+    partial = load_training_data([path], window=3, mask=mask)
+    centres = inside & ~touches_nodata & (truth == 0)
+    centres[20:, :] = False
+    assert len(partial.train) + len(partial.val) == centres.sum() < n_centre
 
 
 def test_sampling_is_repeatable_and_split(synthetic_raster):

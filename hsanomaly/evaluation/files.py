@@ -7,6 +7,7 @@ import numpy as np
 
 from ..errors import HsanomalyError
 from ..io import read_truth
+from ..io.scene import check_same_grid
 from ..io.atomic import atomic_path
 from ..io.checks import check_memory
 from ..io.source import open_raster, read_checked
@@ -29,24 +30,34 @@ def read_heatmap(path):
     return band.astype(np.float64).filled(np.nan)
 
 
-def read_mask(path, shape):
-    """A binary mask (non-zero = 1) from a raster or .mat truth, which must have ``shape``."""
-    mask = read_truth(path)
+def read_mask(path, shape, heatmap=None):
+    """(mask, known): a binary mask (non-zero = 1) from a raster or .mat truth, which must have
+    ``shape`` and lie on the grid of raster ``heatmap`` (io.read_truth)."""
+    mask, known = read_truth(path)
     if mask.shape != tuple(shape):
         raise HsanomalyError(f"{path}: mask is {mask.shape[0]}x{mask.shape[1]}, "
                              f"the heatmap is {shape[0]}x{shape[1]}")
-    return mask
+    if heatmap is not None:
+        check_same_grid(path, heatmap)
+    return mask, known
 
 
 def evaluate_files(heatmap_path, truth_path, outer_path=None):
-    """Read the inputs and evaluate; returns (report, scores, truth, outer)."""
+    """Read the inputs and evaluate; returns (report, scores, truth, outer). Pixels where a
+    mask is nodata are left out, as the heatmap's own nodata pixels are."""
     scores = read_heatmap(heatmap_path)
-    truth = read_mask(truth_path, scores.shape)
+    truth, known = read_mask(truth_path, scores.shape, heatmap_path)
+    if known is not None:
+        scores[~known] = np.nan
     if not truth.any():
         raise HsanomalyError(f"{truth_path}: the truth mask has no target pixel (all zero)")
-    if truth.all():
+    if truth[known if known is not None else ...].all():
         raise HsanomalyError(f"{truth_path}: the truth mask has no background (no zero pixel)")
-    outer = None if outer_path is None else read_mask(outer_path, scores.shape)
+    outer = None
+    if outer_path is not None:
+        outer, outer_known = read_mask(outer_path, scores.shape, heatmap_path)
+        if outer_known is not None:
+            scores[~outer_known] = np.nan
     try:
         report = evaluate(scores, truth, outer=outer)
     except ValueError as err:

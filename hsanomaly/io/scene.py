@@ -26,7 +26,8 @@ class Scene:
 
 
 def read_scene(path, truth=None):
-    """Read a raster or .mat scene whole; ``truth`` is an optional truth raster path."""
+    """Read a raster or .mat scene whole; ``truth`` is an optional truth raster path (on the
+    scene's grid; pixels whose truth is nodata are left out as invalid)."""
     source = open_source(path)
     try:
         from rasterio.windows import Window
@@ -40,12 +41,23 @@ def read_scene(path, truth=None):
 
         gt = read_mat(path)[1]
     if truth is not None:
-        gt = read_truth(truth, shape=cube.shape[1:])
+        gt, known = read_truth(truth, shape=cube.shape[1:], grid_of=path)
+        if known is not None:
+            valid = valid & known
+            cube[:, ~valid] = np.nan
     return Scene(cube, valid, gt, source.profile, source.wavelengths, Path(str(path)).stem)
 
 
-def read_truth(path, shape=None):
-    """A binary truth mask (uint8) from a raster or the truth variable of a .mat file."""
+def read_truth(path, shape=None, grid_of=None):
+    """(mask, known): a binary mask (uint8, non-zero = 1) from a raster or the truth variable of
+    a .mat file, and where it is known (bool, or None when everywhere). A raster's nodata
+    pixels are unknown, unless its nodata value is 0, which a mask already reads as 0.
+
+    shape: the (rows, cols) it must have; grid_of: a raster it must line up with where both
+    are georeferenced (same CRS, origin and pixel size), so that a mask cut or resampled for
+    another grid is refused instead of scoring the wrong pixels.
+    """
+    known = None
     if str(path).lower().endswith(".mat"):
         from .mat import read_mat
 
@@ -54,9 +66,49 @@ def read_truth(path, shape=None):
             raise HsanomalyError(f"{path}: no ground-truth variable found in the .mat file")
     else:
         with open_raster(path) as ds:
-            gt = read_checked(ds, 1)
-        gt = (np.nan_to_num(gt) != 0).astype(np.uint8)
+            band = read_checked(ds, 1, masked=True)
+            nodata = ds.nodata
+        values = np.ma.getdata(band)
+        unknown = np.ma.getmaskarray(band) | np.isnan(values.astype(np.float64))
+        if nodata is not None and nodata == 0:
+            unknown &= np.isnan(values.astype(np.float64))
+        gt = (np.nan_to_num(values) != 0).astype(np.uint8)
+        if unknown.any():
+            if unknown.all():
+                raise HsanomalyError(f"{path}: every pixel of the mask is nodata")
+            gt[unknown] = 0
+            known = ~unknown
     if shape is not None and gt.shape != tuple(shape):
         raise HsanomalyError(f"{path}: truth is {gt.shape[0]}x{gt.shape[1]}, "
                              f"the scene is {shape[0]}x{shape[1]}")
-    return gt
+    if grid_of is not None:
+        check_same_grid(path, grid_of)
+    return gt, known
+
+
+def _grid(path):
+    """(crs, transform) of a georeferenced raster; None for .mat files and plain images."""
+    if str(path).lower().endswith(".mat"):
+        return None
+    with open_raster(path) as ds:
+        if ds.transform.is_identity and ds.crs is None:
+            return None
+        return ds.crs, ds.transform
+
+
+def check_same_grid(path, other):
+    """Refuse mask ``path`` unless it lies on raster ``other``'s grid, where both say where they
+    are: same CRS, same pixel size and an origin within a hundredth of a pixel."""
+    mine, theirs = _grid(path), _grid(other)
+    if mine is None or theirs is None:
+        return
+    (crs, t), (other_crs, o) = mine, theirs
+    if crs is not None and other_crs is not None and crs != other_crs:
+        raise HsanomalyError(f"{path}: the mask is in {crs.to_string()} but {other} is in "
+                             f"{other_crs.to_string()}; reproject it onto that raster's grid")
+    size = max(abs(o.a), abs(o.e), abs(o.b), abs(o.d))
+    steps = np.abs(np.subtract(t[:6], o[:6]))
+    if steps[[0, 1, 3, 4]].max() > 1e-6 * size or steps[[2, 5]].max() > 0.01 * size:
+        raise HsanomalyError(f"{path}: the mask is not on the grid of {other} (pixel "
+                             f"{t.a:g} x {-t.e:g} at {t.c:g}, {t.f:g} against {o.a:g} x {-o.e:g} "
+                             f"at {o.c:g}, {o.f:g}); resample it onto that raster's grid")

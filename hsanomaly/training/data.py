@@ -96,13 +96,18 @@ def _check_inputs(inputs, sources, window):
 
 
 def _exclusion_masks(mask, inputs, sources):
-    """One boolean exclusion mask (or None) per input; a single mask path applies to all."""
+    """One boolean exclusion mask (or None) per input; a single mask path applies to all. A
+    mask's nodata pixels are excluded too: nothing says they are background."""
     if mask is None:
         return [None] * len(inputs)
     paths = list(mask) if isinstance(mask, (list, tuple)) else [mask] * len(inputs)
     if len(paths) != len(inputs):
         raise HsanomalyError(f"{paths[0]}: {len(paths)} masks given for {len(inputs)} inputs")
-    return [read_truth(p, shape=(s.height, s.width)).astype(bool) for p, s in zip(paths, sources)]
+    masks = []
+    for path, scene, source in zip(paths, inputs, sources):
+        mask, known = read_truth(path, shape=(source.height, source.width), grid_of=scene)
+        masks.append(mask.astype(bool) if known is None else mask.astype(bool) | ~known)
+    return masks
 
 
 def _sample_windows(path, source, window, exclude, background_only, fraction, rng):
