@@ -9,10 +9,12 @@ issue 15's unseen scenes showed a ring failing where targets are large or cluste
 from ``DATA_DIR`` keeps its background: its own targets (dilated by ``--margin`` pixels) become
 invalid (NaN, so they neither train a model nor count in the AUC), and ``--targets`` squares of
 ``size`` x ``size`` pixels are implanted where the square and ``size`` pixels around it are
-valid background, ``size`` pixels apart at least. Every implanted pixel mixes a real rare material of
-the same scene (the valid pixel at the ``--rare`` quantile of global RX) into the pixel's own
-spectrum with an abundance drawn uniformly from [``--abundance``, 1]: a subpixel-to-full target
-that varies like a real one. The truth is the implanted squares. Each size goes to its own
+valid background, ``size`` pixels apart at least. Every implanted pixel is shifted towards a
+real rare material of the same scene (the valid pixel at the ``--rare`` quantile of global RX)
+by ``a`` (material - scene mean), with ``a`` drawn uniformly from [``--abundance``, 1]: the pixel
+keeps its own texture and sensor noise (a linear mix ``(1 - a) x + a m`` would shrink the noise
+and make a target *quieter* than any real pixel, which RX then ranks last), and the targets
+vary like real ones. The truth is the implanted squares. Each size goes to its own
 folder (``OUT/size<k>/<dataset>/<scene>.mat``, with the ``data`` and ``map`` variables of the
 shared scenes), which ``hsanomaly benchmark`` reads as it is; every model is trained on the
 implanted scene, as ``detect`` would. Deterministic for a given ``--seed``.
@@ -27,7 +29,7 @@ import numpy as np
 
 def implant(cube, valid, truth, size, targets, rare, abundance, margin, rng):
     """(cube with NaN for the scene's own targets and the implants mixed in, valid, implant
-    truth, (row, col) of each square's corner, the material's spectrum)."""
+    truth, (row, col) of each square's corner, the material's shift from the scene mean)."""
     from scipy.ndimage import binary_dilation
 
     cube = cube.copy()
@@ -53,8 +55,9 @@ def implant(cube, valid, truth, size, targets, rare, abundance, margin, rng):
             free[r:r + size, c:c + size] = False       # the next keeps ``size`` pixels away
             corners.append((int(r), int(c)))
     share = rng.uniform(abundance, 1.0, int(placed.sum()))
-    cube[:, placed] = ((1 - share) * cube[:, placed] + share * material[:, None]).astype(cube.dtype)
-    return cube, valid, placed.astype(np.uint8), corners, material
+    shift = material - pixels.mean(axis=0)
+    cube[:, placed] = (cube[:, placed] + share * shift[:, None]).astype(cube.dtype)
+    return cube, valid, placed.astype(np.uint8), corners, shift
 
 
 def main(argv=None):

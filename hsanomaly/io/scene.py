@@ -50,8 +50,8 @@ def read_scene(path, truth=None):
 
 def read_truth(path, shape=None, grid_of=None):
     """(mask, known): a binary mask (uint8, non-zero = 1) from a raster or the truth variable of
-    a .mat file, and where it is known (bool, or None when everywhere). A raster's nodata
-    pixels are unknown, unless its nodata value is 0, which a mask already reads as 0.
+    a .mat file, and where it is known (bool, or None when everywhere). A raster's NaN and
+    nodata pixels are unknown, unless its nodata value is 0, which a mask already reads as 0.
 
     shape: the (rows, cols) it must have; grid_of: a raster it must line up with where both
     are georeferenced (same CRS, origin and pixel size), so that a mask cut or resampled for
@@ -69,9 +69,8 @@ def read_truth(path, shape=None, grid_of=None):
             band = read_checked(ds, 1, masked=True)
             nodata = ds.nodata
         values = np.ma.getdata(band)
-        unknown = np.ma.getmaskarray(band) | np.isnan(values.astype(np.float64))
-        if nodata is not None and nodata == 0:
-            unknown &= np.isnan(values.astype(np.float64))
+        nan = np.isnan(values) if values.dtype.kind == "f" else np.zeros(values.shape, bool)
+        unknown = nan if nodata == 0 else np.ma.getmaskarray(band) | nan
         gt = (np.nan_to_num(values) != 0).astype(np.uint8)
         if unknown.any():
             if unknown.all():
