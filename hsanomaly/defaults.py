@@ -32,6 +32,7 @@ LRX_OUTER, LRX_GUARD = 15, 5              # the lrx baseline
 CONTEXT_OUTER, CONTEXT_GUARD = 21, 7      # the local term of the context score
 LRX_COMPONENTS = 10                       # principal components local RX works in
 RINGS = ((7, 3), (11, 5), (15, 5), (21, 7), (25, 9), (31, 11), (41, 15))  # multi-ring scores
+TOP_RINGS = 0              # multi-ring scores: average a pixel's largest ring distances only (0: all)
 
 # Residual scores: pixels drawn to fit the residual statistics.
 RESIDUAL_SAMPLE = 20000
@@ -39,6 +40,7 @@ RESIDUAL_TRIM = 0.0        # fraction of the most distant residuals left out of 
 DUAL_WEIGHT = 0.5          # dualcontext: weight of the resrx term beside the two spatial terms
 PURGE = 0.0                # fraction of pixels (the score's own first pass ranks them highest) left out of the rings
 DUAL_PURGE = 0.03          # dualcontext's purge (docs/benchmark.md: the held-out selection)
+DUAL_TOP_RINGS = 0         # dualcontext's top_rings (docs/ablations.md: the target-size test)
 
 # Gaussian mixture baseline.
 GMM_COMPONENTS, GMM_PCA, GMM_SAMPLE = 5, 25, 50_000

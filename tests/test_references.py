@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from hsanomaly.cli import main
 from hsanomaly.engine import score_array
+from hsanomaly.errors import HsanomalyError
 from hsanomaly.evaluation import evaluate
 from hsanomaly.io import ArraySource
 from hsanomaly.scorers import make_scorer
@@ -81,6 +82,29 @@ def test_rx_and_multi_ring_local_rx_equal_plain_numpy(scene):
     P = ((X - X.mean(0)) @ vecs).reshape(cube.shape[1], cube.shape[2], 4)
     for r, c in ((11, 12), (2, 20), (31, 8)):
         assert ours[r, c] == pytest.approx(_ring_log_rx(P, r, c, rings), abs=1e-3)
+
+
+def test_top_rings_average_each_pixels_largest_ring_distances(scene):
+    """top_rings=2 of 3 rings: each pixel's two largest log local RX, whichever rings they are
+    (they differ from pixel to pixel), against plain loops; the mean of all 3 differs."""
+    _, _, cube, _ = scene
+    X = cube.reshape(cube.shape[0], -1).T.astype(np.float64)
+    rings = ((5, 3), (7, 3), (11, 5))
+    top = make_scorer("mlrx", rings="5/3;7/3;11/5", components=4, top_rings=2)
+    ours = score_array(ArraySource(cube), top.fit(ArraySource(cube)))["score"][0]
+    vecs = np.linalg.eigh(np.cov(X, rowvar=False))[1][:, ::-1][:, :4]
+    P = ((X - X.mean(0)) @ vecs).reshape(cube.shape[1], cube.shape[2], 4)
+    dropped = set()
+    for r, c in ((11, 12), (2, 20), (31, 8), (20, 30), (9, 30)):
+        assert ours[r, c] == pytest.approx(_ring_log_rx(P, r, c, rings, top=2), abs=1e-3)
+        assert abs(ours[r, c] - _ring_log_rx(P, r, c, rings)) > 1e-3
+        logs = [_ring_log_rx(P, r, c, (ring,)) for ring in rings]
+        dropped.add(int(np.argmin(logs)))
+    assert len(dropped) > 1
+    assert top.params()["top_rings"] == 2
+    assert "top_rings" not in make_scorer("mlrx", rings="5/3;7/3", top_rings=2).params()  # = all
+    with pytest.raises(HsanomalyError, match="--top-rings"):
+        make_scorer("mlrx", top_rings=-1)
 
 
 def test_a_ring_too_short_of_pixels_leaves_the_pixel_to_the_other_rings(scene):
@@ -156,8 +180,9 @@ def test_purge_reaches_the_score_from_the_cli(scene, tmp_path):
         assert json.loads(ds.tags()["HSANOMALY_PARAMETERS"])["purge"] == 0.05
 
 
-def _ring_log_rx(P, r, c, rings, skip=None):
-    """Mean over rings of log local RX at (r, c), as plain loops over each ring's pixels."""
+def _ring_log_rx(P, r, c, rings, skip=None, top=None):
+    """Mean over rings (``top``: the ``top`` largest only) of log local RX at (r, c), as plain
+    loops over each ring's pixels."""
     logs = []
     for outer, guard in rings:
         ring = np.array([P[i, j] for i in range(r - outer // 2, r + outer // 2 + 1)
@@ -169,7 +194,7 @@ def _ring_log_rx(P, r, c, rings, skip=None):
         cov += 1e-6 * np.trace(cov) * np.eye(P.shape[2]) + 1e-12 * np.eye(P.shape[2])
         e = P[r, c] - ring.mean(0)
         logs.append(np.log(e @ np.linalg.solve(cov, e) + 1e-12))
-    return np.mean(logs)
+    return np.mean(sorted(logs)[-top:] if top else logs)
 
 
 def _generator(bundle):

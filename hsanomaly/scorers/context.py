@@ -205,9 +205,9 @@ class MultiContextScorer(ResidualScorer):
     options = ResidualScorer.options + MultiRingLRX.options + ("purge",)
 
     def __init__(self, model, rings=defaults.RINGS, components=defaults.LRX_COMPONENTS,
-                 **options):
+                 top_rings=defaults.TOP_RINGS, **options):
         super().__init__(model, **options)
-        self.local = MultiRingLRX(rings, components)
+        self.local = MultiRingLRX(rings, components, top_rings)
 
 
 class ResidualContextScorer(ResidualScorer):
@@ -215,9 +215,9 @@ class ResidualContextScorer(ResidualScorer):
     options = ResidualScorer.options + MultiRingLRX.options + ("purge",)
 
     def __init__(self, model, rings=defaults.RINGS, components=defaults.LRX_COMPONENTS,
-                 **options):
+                 top_rings=defaults.TOP_RINGS, **options):
         super().__init__(model, **options)
-        self.residual_local = MultiRingLRX(rings, components)
+        self.residual_local = MultiRingLRX(rings, components, top_rings)
 
 
 class DualContextScorer(ResidualScorer):
@@ -225,10 +225,11 @@ class DualContextScorer(ResidualScorer):
     options = ResidualScorer.options + MultiRingLRX.options + ("weight", "purge")
 
     def __init__(self, model, rings=defaults.RINGS, components=defaults.LRX_COMPONENTS,
-                 weight=defaults.DUAL_WEIGHT, purge=defaults.DUAL_PURGE, **options):
+                 top_rings=defaults.DUAL_TOP_RINGS, weight=defaults.DUAL_WEIGHT,
+                 purge=defaults.DUAL_PURGE, **options):
         super().__init__(model, purge=purge, **options)
         if weight < 0:
             raise HsanomalyError(f"--weight must be non-negative, got {weight}")
         self.weight = float(weight)
-        self.local = MultiRingLRX(rings, components)
-        self.residual_local = MultiRingLRX(rings, components)
+        self.local = MultiRingLRX(rings, components, top_rings)
+        self.residual_local = MultiRingLRX(rings, components, top_rings)

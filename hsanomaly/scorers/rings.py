@@ -3,7 +3,10 @@
 One fixed ring (outer 21, guard 7) lifts small targets and hurts large or clustered ones,
 whose own pixels fill the ring. Several rings (small to large) share one principal-component
 projection; their log distances are averaged (a geometric mean of the distances), so a pixel
-that stands out at every scale scores high and one ring's blind spot is outvoted.
+that stands out at every scale scores high and one ring's blind spot is outvoted. With
+``top_rings`` = k, each pixel averages only its k largest: a target larger than the small
+rings' guards fills them and looks ordinary there, and only the rings that reach past it say
+it stands out, so those are the ones its score should hear (docs/ablations.md).
 
 mlrx     the fused multi-ring local RX alone (no model);
 rxmlrx   log global RX plus mlrx: the best fusion of the classic parts without a GAN, the
@@ -42,23 +45,33 @@ def rings_text(rings):
     return ";".join(f"{o}/{g}" for o, g in rings)
 
 
+def check_top_rings(top_rings):
+    if isinstance(top_rings, bool) or int(top_rings) != top_rings or top_rings < 0:
+        raise HsanomalyError(f"--top-rings must be a whole number of at least 0 (0: every ring), "
+                             f"got {top_rings!r}")
+    return int(top_rings)
+
+
 class MultiRingLRX(Purged, Scorer):
     """Mean over rings of log local RX; the rings share the scene's principal components."""
 
     name = "mlrx"
-    options = ("rings", "components", "purge")
+    options = ("rings", "components", "top_rings", "purge")
     adds_rx = False          # rxmlrx adds log global RX to the score
 
     def __init__(self, rings=defaults.RINGS, components=defaults.LRX_COMPONENTS,
-                 purge=defaults.PURGE):
+                 top_rings=defaults.TOP_RINGS, purge=defaults.PURGE):
         self.rings = parse_rings(rings)
         self.locals = [LocalRX(o, g, components) for o, g in self.rings]
         self.components, self.purge = components, check_purge(purge)
+        self.top_rings = check_top_rings(top_rings)
         self.ring_halo = max(local.halo for local in self.locals)
 
     def params(self):
         params = {"name": self.name, "rings": rings_text(self.rings),
                   "components": self.components}
+        if self.top_rings and self.top_rings < len(self.rings):
+            params["top_rings"] = self.top_rings
         if self.purge:
             params["purge"] = self.purge
         return params
@@ -90,9 +103,12 @@ class MultiRingLRX(Purged, Scorer):
 
         The mean is over the rings that hold enough pixels for their covariance: near an edge,
         nodata or purged pixels a small ring can run short, and the pixel is then scored by
-        its other rings rather than not at all (NaN only where every ring runs short)."""
+        its other rings rather than not at all (NaN only where every ring runs short); with
+        ``top_rings`` = k over the k largest of those."""
         crop = self.halo if crop is None else crop
         x, integral = self.locals[0].features(block, valid, exclude)     # shared by every ring
+        if self.top_rings and self.top_rings < len(self.locals):
+            return self._top_mean(x, integral, valid, crop)
         total, count = 0.0, 0
         for local in self.locals:
             score = log_distance(local.ring_score(x, integral, valid, crop))
@@ -101,6 +117,18 @@ class MultiRingLRX(Purged, Scorer):
             count = count + scored
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(count > 0, total / count, np.nan).astype(np.float32)
+
+    def _top_mean(self, x, integral, valid, crop):
+        """Per pixel, the mean of its ``top_rings`` largest finite ring log distances."""
+        scores = np.stack([log_distance(local.ring_score(x, integral, valid, crop))
+                           for local in self.locals])
+        scored = np.isfinite(scores)
+        largest = np.sort(np.where(scored, scores, -np.inf), axis=0)[-self.top_rings:]
+        kept = np.isfinite(largest)
+        count = kept.sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(count > 0, np.where(kept, largest, 0.0).sum(axis=0) / count,
+                            np.nan).astype(np.float32)
 
     def fusion(self, block, valid):
         rx = None
