@@ -40,7 +40,7 @@ RESIDUAL_TRIM = 0.0        # fraction of the most distant residuals left out of 
 DUAL_WEIGHT = 0.5          # dualcontext: weight of the resrx term beside the two spatial terms
 PURGE = 0.0                # fraction of pixels (the score's own first pass ranks them highest) left out of the rings
 DUAL_PURGE = 0.03          # dualcontext's purge (docs/benchmark.md: the held-out selection)
-DUAL_TOP_RINGS = 0         # dualcontext's top_rings (docs/ablations.md: the target-size test)
+DUAL_TOP_RINGS = 4         # dualcontext: rings averaged per pixel (docs/benchmark.md: the held-out selection)
 
 # Gaussian mixture baseline.
 GMM_COMPONENTS, GMM_PCA, GMM_SAMPLE = 5, 25, 50_000
