@@ -122,8 +122,8 @@ class MultiRingLRX(Purged, Scorer):
         """Per pixel, the mean of its ``top_rings`` largest finite ring log distances."""
         scores = np.stack([log_distance(local.ring_score(x, integral, valid, crop))
                            for local in self.locals])
-        scored = np.isfinite(scores)
-        largest = np.sort(np.where(scored, scores, -np.inf), axis=0)[-self.top_rings:]
+        low = np.where(np.isfinite(scores), -scores, np.inf)    # the k largest: the k lowest here
+        largest = -np.partition(low, self.top_rings - 1, axis=0)[:self.top_rings]
         kept = np.isfinite(largest)
         count = kept.sum(axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
