@@ -180,6 +180,22 @@ def test_purge_reaches_the_score_from_the_cli(scene, tmp_path):
         assert json.loads(ds.tags()["HSANOMALY_PARAMETERS"])["purge"] == 0.05
 
 
+def test_top_rings_reaches_the_score_from_the_cli(scene, tmp_path):
+    """``--top-rings`` is the library's ``top_rings``; a score without rings refuses it."""
+    _, path, cube, _ = scene
+    heat = tmp_path / "heat.tif"
+    _cli("detect", path, heat, "--score", "mlrx", "--top-rings", "3", "-q")
+    source = ArraySource(cube)
+    expected = score_array(source, make_scorer("mlrx", top_rings=3).fit(source))["score"][0]
+    np.testing.assert_allclose(_read(heat), expected, rtol=1e-5, atol=1e-5)
+    with rasterio.open(heat) as ds:
+        assert json.loads(ds.tags()["HSANOMALY_PARAMETERS"])["top_rings"] == 3
+    outcome = CliRunner().invoke(main, ["detect", str(path), str(tmp_path / "rx.tif"), "--score",
+                                        "rx", "--top-rings", "3", "-q"])
+    assert outcome.exit_code == 1 and "--top-rings" in outcome.output, outcome.output
+    assert not (tmp_path / "rx.tif").exists()
+
+
 def _ring_log_rx(P, r, c, rings, skip=None, top=None):
     """Mean over rings (``top``: the ``top`` largest only) of log local RX at (r, c), as plain
     loops over each ring's pixels."""

@@ -54,6 +54,10 @@ def _far(ctx, param, value):
                    f"first pass ranks highest, left out of the rings' statistics in a second "
                    f"pass; 0 scores in one pass, about twice as fast [default: "
                    f"{defaults.DUAL_PURGE:g} for dualcontext, {defaults.PURGE:g} otherwise].")
+@click.option("--top-rings", type=click.IntRange(min=0), default=None,
+              help=f"Scores with several local RX rings: each pixel averages its this many "
+                   f"largest ring distances; 0 averages every ring [default: "
+                   f"{defaults.DUAL_TOP_RINGS} for dualcontext, {defaults.TOP_RINGS} otherwise].")
 @click.option("--recon-out", type=click.Path(dir_okay=False), help="Write the reconstruction G(z*) here.")
 @click.option("--latent-out", type=click.Path(dir_okay=False), help="Write the latent z* raster here.")
 @click.option("--convergence-out", type=click.Path(dir_okay=False),
@@ -83,7 +87,7 @@ def _far(ctx, param, value):
 @click.option("--scheduler", default=None, help="Score tiles on the Dask cluster at this address.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def detect(src, dst, score, model, solver, restarts, steps, codebook, refine, c1, c2, lam, outer,
-           guard, purge, recon_out, latent_out, convergence_out, polygons, threshold, far, png,
+           guard, purge, top_rings, recon_out, latent_out, convergence_out, polygons, threshold, far, png,
            device, threads, ignore_wavelengths, tile, cog, resume, overwrite, workers, scheduler,
            quiet):
     """Score raster SRC and write the anomaly heatmap GeoTIFF DST."""
@@ -91,7 +95,7 @@ def detect(src, dst, score, model, solver, restarts, steps, codebook, refine, c1
 
     options = scorer_options(solver=solver, restarts=restarts, steps=steps, codebook=codebook,
                              refine=refine, c1=c1, c2=c2, lam=lam, outer=outer, guard=guard,
-                             purge=purge, device=device, threads=threads,
+                             purge=purge, top_rings=top_rings, device=device, threads=threads,
                              ignore_wavelengths=ignore_wavelengths or None)
     extras = {k: v for k, v in dict(recon=recon_out, latent=latent_out,
                                     convergence=convergence_out).items() if v}
