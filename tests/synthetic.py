@@ -44,3 +44,11 @@ def write_raster(path, cube, nodata=None, crs=CRS, transform=TRANSFORM):
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(cube.astype(np.float32))
     return path
+
+
+def write_mat(path, cube, truth):
+    """A benchmark-style .mat scene: the cube as rows x cols x bands ("data") and its truth ("map")."""
+    import scipy.io
+
+    scipy.io.savemat(path, {"data": np.moveaxis(cube, 0, -1).astype(np.float64), "map": truth})
+    return path

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import scipy.io
 from click.testing import CliRunner
 
 from hsanomaly.experiments.benchmark import QUICK_ITERATIONS, parse_method, run_benchmark, runs_for
@@ -20,7 +19,7 @@ from hsanomaly.experiments.tables import (MEAN, RUN_COLUMNS, SUMMARY_COLUMNS, su
 from hsanomaly.cli.benchmark import benchmark
 from hsanomaly.errors import HsanomalyError
 
-from synthetic import SHARED_DATA, synthetic_cube, write_raster
+from synthetic import SHARED_DATA, synthetic_cube, write_mat, write_raster
 
 REFERENCE = Path(__file__).parents[1] / "benchmarks" / "reference-shared-data.csv"
 
@@ -33,8 +32,7 @@ def scene_dir(tmp_path):
     (root / "mat").mkdir(parents=True)
     (root / "tif").mkdir()
     cube, truth = synthetic_cube(rows=30, cols=30, targets=((5, 5), (20, 22)), seed=1)
-    scipy.io.savemat(root / "mat" / "alpha.mat",
-                     {"data": np.moveaxis(cube, 0, -1).astype(np.float64), "map": truth})
+    write_mat(root / "mat" / "alpha.mat", cube, truth)
     cube, truth = synthetic_cube(rows=24, cols=36, targets=((4, 30), (18, 8)), seed=2)
     write_raster(root / "tif" / "beta.tif", cube)
     write_raster(root / "tif" / "beta-truth.tif", truth[None].astype(np.float32))

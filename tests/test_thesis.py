@@ -3,15 +3,13 @@
 import importlib.util
 import json
 
-import numpy as np
 import pytest
-import scipy.io
 from click.testing import CliRunner
 
 from hsanomaly.experiments.thesis import (THESIS_FINDINGS, SceneResult, ThesisConfig,
                                          check_findings, generate_thesis)
 
-from synthetic import synthetic_cube
+from synthetic import synthetic_cube, write_mat
 
 needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
                                  reason="the thesis reproduction trains models: needs torch")
@@ -59,8 +57,7 @@ def test_thesis_runs_every_experiment_and_writes_markdown_with_figures(tmp_path)
     data = tmp_path / "data"
     data.mkdir()
     cube, truth = synthetic_cube(rows=24, cols=24, targets=((5, 5), (15, 17)), seed=3)
-    scipy.io.savemat(data / "tiny.mat", {"data": np.moveaxis(cube, 0, -1).astype(np.float64),
-                                         "map": truth})
+    write_mat(data / "tiny.mat", cube, truth)
     out = tmp_path / "docs"
     config = ThesisConfig(scenes=("tiny",), iterations=2, solver_pixels=20, c2_values=(1.0,),
                           window_iterations=2, codebook=1024)

@@ -107,27 +107,15 @@ class MultiRingLRX(Purged, Scorer):
         ``top_rings`` = k over the k largest of those."""
         crop = self.halo if crop is None else crop
         x, integral = self.locals[0].features(block, valid, exclude)     # shared by every ring
-        if self.top_rings and self.top_rings < len(self.locals):
-            return self._top_mean(x, integral, valid, crop)
-        total, count = 0.0, 0
-        for local in self.locals:
-            score = log_distance(local.ring_score(x, integral, valid, crop))
-            scored = np.isfinite(score)
-            total = total + np.where(scored, score, 0.0)
-            count = count + scored
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(count > 0, total / count, np.nan).astype(np.float32)
-
-    def _top_mean(self, x, integral, valid, crop):
-        """Per pixel, the mean of its ``top_rings`` largest finite ring log distances."""
         scores = np.stack([log_distance(local.ring_score(x, integral, valid, crop))
                            for local in self.locals])
-        low = np.where(np.isfinite(scores), -scores, np.inf)    # the k largest: the k lowest here
-        largest = -np.partition(low, self.top_rings - 1, axis=0)[:self.top_rings]
-        kept = np.isfinite(largest)
-        count = kept.sum(axis=0)
+        if self.top_rings and self.top_rings < len(self.locals):
+            low = np.where(np.isfinite(scores), -scores, np.inf)   # the k largest: the k lowest here
+            scores = -np.partition(low, self.top_rings - 1, axis=0)[:self.top_rings]
+        scored = np.isfinite(scores)
+        count = scored.sum(axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(count > 0, np.where(kept, largest, 0.0).sum(axis=0) / count,
+            return np.where(count > 0, np.where(scored, scores, 0.0).sum(axis=0) / count,
                             np.nan).astype(np.float32)
 
     def fusion(self, block, valid):

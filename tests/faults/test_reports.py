@@ -3,11 +3,9 @@ any work, an output folder they cannot write and a file there that they did not 
 
 import os
 
-import numpy as np
 import pytest
-import scipy.io
 
-from synthetic import synthetic_cube
+from synthetic import synthetic_cube, write_mat
 
 from .conftest import Tree, assert_ok, assert_one_error, run_cli
 
@@ -20,8 +18,7 @@ def data(tmp_path):
     root = tmp_path / "data"
     root.mkdir()
     cube, truth = synthetic_cube(rows=20, cols=20, targets=((5, 5), (14, 12)), seed=1)
-    scipy.io.savemat(root / "alpha.mat", {"data": np.moveaxis(cube, 0, -1).astype(np.float64),
-                                          "map": truth})
+    write_mat(root / "alpha.mat", cube, truth)
     return root
 
 
