@@ -285,7 +285,7 @@ def test_the_model_cache_locks_with_filelock_and_retrains_a_bundle_that_no_longe
     trained = []
 
     def fake_train(inputs, out, **options):
-        Path(out).mkdir(parents=True)
+        Path(out).mkdir(parents=True, exist_ok=True)
         (Path(out) / "model.json").write_text("{}")
         trained.append(out)
 
@@ -307,6 +307,25 @@ def test_the_model_cache_locks_with_filelock_and_retrains_a_bundle_that_no_longe
     loads["ok"] = False
     models.get(scene, 0)
     assert len(trained) == 2 and scene.dataset == "set"
+
+
+def test_the_model_cache_refuses_a_folder_of_the_users_at_a_bundles_path(scene_dir, tmp_path):
+    """The cache trains into ``<models>/<scene>/seed<k>-it<n>``; a folder there that is not a
+    bundle is the user's, refused in one line before any training, and left as it was."""
+    scene = find_scenes(scene_dir)[0]
+    cache = ModelCache(tmp_path / "models", iterations=3)
+    taken = cache.path(scene, 0, 3, {})
+    taken.mkdir(parents=True)
+    (taken / "notes.txt").write_text("keep me")
+    with pytest.raises(HsanomalyError, match="not a model bundle"):
+        cache.get(scene, 0)
+    messages = []
+    with pytest.raises(HsanomalyError, match="cached model's path is a directory that is not"):
+        run_benchmark(scene_dir, ["rx", "resrx"], [0], iterations=3,
+                      models_dir=tmp_path / "models", log=messages.append)
+    assert messages == []                       # refused before the first scene
+    assert [p.name for p in taken.iterdir()] == ["notes.txt"]
+    assert (taken / "notes.txt").read_text() == "keep me"
 
 
 def test_nothing_in_the_product_imports_the_research_harness():

@@ -196,6 +196,11 @@ def run_benchmark(data_dir, methods, seeds=(0, 1, 2), *, scenes=None, iterations
         seeds = seeds[:1]
         chosen = chosen if scenes else chosen[:QUICK_SCENES]
         iterations = QUICK_ITERATIONS if iterations is None else iterations
+    if models_dir and any(scorer_class(parse_method(m)[0]).needs_model for m in methods):
+        models = ModelCache(models_dir, iterations)
+        for scene in chosen:
+            for seed in seeds:
+                models.check(scene, seed)
     log = log or (lambda message: None)
     wall, cpu = time.perf_counter(), cpu_seconds()
     with tempfile.TemporaryDirectory(prefix="hsanomaly-benchmark-") as workdir:

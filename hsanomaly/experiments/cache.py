@@ -5,7 +5,8 @@ scene and seed share a model, and a later benchmark or thesis run with the same 
 nothing again. Concurrent runs may share the folder: a ``filelock`` lock beside a bundle in
 training makes the others wait for it instead of training it twice (it works on Windows and
 is released by the operating system when its holder dies). A cached bundle that no longer
-loads (for example written by an older bundle format) is trained again.
+loads (for example written by an older bundle format) is trained again; ``train`` replaces
+it as its own output and refuses, before any work, a folder there that is not a bundle.
 """
 
 import json
@@ -44,6 +45,20 @@ class ModelCache:
         extra = "".join(f"-{k}{_option_text(v)}" for k, v in sorted(options.items()))
         return self.root / scene.name.replace("/", "__") / f"seed{seed}-it{iterations}{extra}"
 
+    def check(self, scene, seed, iterations=None):
+        """Refuse, in one line, a folder at any path ``get`` may train ``scene``, ``seed`` and
+        ``iterations`` (default the cache's) into, whatever the training options, that is
+        neither a bundle nor empty: ``get`` would refuse it only when it came to train there."""
+        from ..io.paths import check_replaceable_dir, is_model_bundle
+
+        iterations = self.iterations if iterations is None else int(iterations)
+        stem = self.path(scene, seed, iterations, {}).name
+        folder = self.root / scene.name.replace("/", "__")
+        for path in sorted(folder.glob(f"{stem}*")) if folder.is_dir() else []:
+            if path.name == stem or (path.name.startswith(stem + "-") and path.is_dir()):
+                check_replaceable_dir(path, "a cached model's path", is_model_bundle,
+                                      "a model bundle")
+
     def get(self, scene, seed, iterations=None, **options):
         """The TrainedModel for ``scene`` and ``seed`` (``iterations``: default the cache's),
         trained now unless already cached."""
@@ -57,10 +72,6 @@ class ModelCache:
             from ..training import train
 
             self.log(f"  training {out.relative_to(self.root)}")
-            if out.exists():
-                import shutil
-
-                shutil.rmtree(out)
             wall, cpu = time.perf_counter(), time.process_time()
             train([scene.path], out, iterations=iterations, seed=seed, progress=False, **options)
             spent = {"seconds": time.perf_counter() - wall,

@@ -89,3 +89,26 @@ def test_thesis_refuses_to_replace_a_file_it_did_not_write(tmp_path, data, plant
     result = run_cli("thesis", data, "--out", out, "--scenes", "alpha", "-q")
     assert_one_error(result, str(out / planted), "--out", "--overwrite")
     tree.assert_unchanged()
+
+
+@pytest.mark.parametrize("command", ["benchmark", "thesis"])
+def test_a_users_folder_at_a_cached_models_path_is_refused_before_any_work(tmp_path, data,
+                                                                         command):
+    """``--models`` keeps bundles at ``<scene>/seed<k>-it<n>[-options]``; a folder of the user's
+    there (here where the thesis's half-length critics, or the whitened recon model, go) would
+    be refused only when its model came to be trained, after hours; it is refused first."""
+    folder = "seed0-it10-whitenTrue" if command == "benchmark" else "seed0-it5-latent_dim4"
+    taken = tmp_path / "models" / "alpha" / folder
+    taken.mkdir(parents=True)
+    (taken / "notes.txt").write_text(MINE)
+    tree = Tree(tmp_path)
+    if command == "benchmark":
+        result = run_cli("benchmark", data, "--scores", "rx,recon", "--seeds", "0",
+                         "--iterations", "10", "--models", tmp_path / "models",
+                         "--out", tmp_path / "results", "-q")
+    else:
+        result = run_cli("thesis", data, "--out", tmp_path / "docs", "--scenes", "alpha",
+                         "--iterations", "10",
+                         "--models", tmp_path / "models", "-q")
+    assert_one_error(result, str(taken), "not a model bundle")
+    tree.assert_unchanged()

@@ -79,6 +79,12 @@ def generate_thesis(data_dir, out_dir="docs", config=None, models_dir=None, jobs
     figures = out / "figures"
     scenes = select_scenes(find_scenes(data_dir), list(config.scenes))
     check_report_folder(out, "--out", _outputs(out, figures, scenes), overwrite)
+    if models_dir:
+        models = ModelCache(models_dir)
+        for scene in scenes:
+            for iterations in {config.iterations, config.early_iterations,
+                               config.window_iterations}:
+                models.check(scene, config.seed, iterations)
     figures.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="hsanomaly-thesis-") as workdir:
