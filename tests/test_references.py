@@ -169,10 +169,11 @@ def test_purge_threshold_comes_from_windows_spread_across_a_larger_scene():
 
 
 @pytest.mark.parametrize("flag, value, option", [("--purge", "0.05", {"purge": 0.05}),
-                                                 ("--top-rings", "3", {"top_rings": 3})])
+                                                 ("--top-rings", "3", {"top_rings": 3}),
+                                                 ("--rings", "5/3;11/5", {"rings": "5/3;11/5"})])
 def test_ring_options_reach_the_score_from_the_cli(scene, tmp_path, flag, value, option):
-    """``--purge`` and ``--top-rings`` are the library's options: the same heatmap, and its
-    tags say so; a score without rings refuses them."""
+    """``--purge``, ``--top-rings`` and ``--rings`` are the library's options: the same
+    heatmap, and its tags say so; a score without rings refuses them."""
     _, path, cube, _ = scene
     heat = tmp_path / "heat.tif"
     _cli("detect", path, heat, "--score", "mlrx", flag, value, "-q")

@@ -54,6 +54,11 @@ def _far(ctx, param, value):
                    f"first pass ranks highest, left out of the rings' statistics in a second "
                    f"pass; 0 scores in one pass, about twice as fast [default: "
                    f"{defaults.DUAL_PURGE:g} for dualcontext, {defaults.PURGE:g} otherwise].")
+@click.option("--rings", default=None,
+              help=f"Scores with several local RX rings: their outer/guard windows, e.g. "
+                   f"'7/3;15/5;41/15;61/23' (rings wider than the default's reach targets "
+                   f"wider than about 15 pixels; docs/ablations.md) [default: "
+                   f"{';'.join(f'{o}/{g}' for o, g in defaults.RINGS)}].")
 @click.option("--top-rings", type=click.IntRange(min=0), default=None,
               help=f"Scores with several local RX rings: each pixel averages its this many "
                    f"largest ring distances; 0 averages every ring [default: "
@@ -87,7 +92,7 @@ def _far(ctx, param, value):
 @click.option("--scheduler", default=None, help="Score tiles on the Dask cluster at this address.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def detect(src, dst, score, model, solver, restarts, steps, codebook, refine, c1, c2, lam, outer,
-           guard, purge, top_rings, recon_out, latent_out, convergence_out, polygons, threshold, far, png,
+           guard, purge, rings, top_rings, recon_out, latent_out, convergence_out, polygons, threshold, far, png,
            device, threads, ignore_wavelengths, tile, cog, resume, overwrite, workers, scheduler,
            quiet):
     """Score raster SRC and write the anomaly heatmap GeoTIFF DST."""
@@ -95,7 +100,7 @@ def detect(src, dst, score, model, solver, restarts, steps, codebook, refine, c1
 
     options = scorer_options(solver=solver, restarts=restarts, steps=steps, codebook=codebook,
                              refine=refine, c1=c1, c2=c2, lam=lam, outer=outer, guard=guard,
-                             purge=purge, top_rings=top_rings, device=device, threads=threads,
+                             purge=purge, rings=rings, top_rings=top_rings, device=device, threads=threads,
                              ignore_wavelengths=ignore_wavelengths or None)
     extras = {k: v for k, v in dict(recon=recon_out, latent=latent_out,
                                     convergence=convergence_out).items() if v}

@@ -6,7 +6,7 @@ from .detect import detect, scorer_options
 
 # Scoring options shared with `hsanomaly detect`, so both commands accept the same ones.
 SCORING = ("score", "model", "solver", "restarts", "steps", "codebook", "refine", "c1", "c2", "lam",
-           "outer", "guard", "purge", "top_rings", "device", "threads", "ignore_wavelengths",
+           "outer", "guard", "purge", "rings", "top_rings", "device", "threads", "ignore_wavelengths",
            "tile")
 
 
