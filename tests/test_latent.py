@@ -6,6 +6,7 @@ import pytest
 
 from hsanomaly.errors import HsanomalyError
 from hsanomaly.latent import FastSolver, GeneratorFunction, ThesisSolver, make_solver, reconstruction_cost
+from hsanomaly.latent.fast import morton_order
 from hsanomaly.runtime import open_session
 
 from synthetic import synthetic_cube, write_raster
@@ -100,6 +101,27 @@ def test_fast_solver_is_never_worse_than_its_codebook_candidates(generator, pixe
     _, entries = book.tree.query(book.project(x), k=4)
     candidates = np.mean((x[:, None, :] - book.g[entries]) ** 2, axis=2)
     assert np.all(result.cost <= candidates.min(axis=1) + 1e-7)
+
+
+def test_fast_solver_answers_each_pixel_whatever_order_it_searches_them_in(generator, pixels):
+    """The search runs in a Z-curve order of the pixels; its answers come back in the caller's
+    order and are the plain in-order query's: the best of each pixel's nearest entries."""
+    x = pixels[0][:3000]
+    solver = FastSolver(codebook=4096)
+    book = solver.codebook(generator)
+    result = solver.solve(generator, x)
+    _, entries = book.tree.query(book.project(x), k=solver.candidates)
+    costs = np.mean((x[:, None, :] - book.g[entries]) ** 2, axis=2)
+    best = entries[np.arange(len(x)), np.argmin(costs, axis=1)]
+    np.testing.assert_array_equal(result.z, book.z[best])
+    np.testing.assert_array_equal(result.recon, book.g[best])
+    np.testing.assert_allclose(result.cost, costs.min(axis=1), rtol=1e-6)
+    order = morton_order(book.project(x))
+    assert sorted(order) == list(range(len(x))) and not np.array_equal(order, np.arange(len(x)))
+    shuffled = np.random.default_rng(1).permutation(len(x))
+    again = solver.solve(generator, x[shuffled])
+    np.testing.assert_array_equal(again.z, result.z[shuffled])
+    np.testing.assert_array_equal(again.cost, result.cost[shuffled])
 
 
 def test_codebook_linear_model_matches_a_direct_gauss_newton_step(generator):

@@ -20,6 +20,11 @@ class LatentResult:
                             np.where(better[:, None], other.recon, self.recon),
                             np.where(better, other.convergence, self.convergence))
 
+    def take(self, index):
+        """The results of the samples at ``index``, in that order."""
+        return LatentResult(self.z[index], self.cost[index], self.recon[index],
+                            self.convergence[index])
+
     @classmethod
     def concatenate(cls, parts, generator):
         if not parts:
