@@ -21,6 +21,8 @@ FALLBACK = SimpleNamespace(
     solvers=("fast", "thesis"),
     score="dualcontext",
     purge=0.03,
+    top_rings=4,
+    rings="7/3;11/5;15/5;21/7;25/9;31/11;41/15",
     solver="fast",
     tile=256,
     iterations=250,
@@ -45,7 +47,9 @@ def load():
         model_scores=tuple(scorers.MODEL_SCORES),
         solvers=tuple(latent.SOLVERS),
         score=defaults.SCORE,
-        purge=_default_purge(scorers.REGISTRY[defaults.SCORE]),
+        purge=_default(scorers.REGISTRY[defaults.SCORE], "purge"),
+        top_rings=_default(scorers.REGISTRY[defaults.SCORE], "top_rings"),
+        rings=";".join(f"{outer}/{guard}" for outer, guard in defaults.RINGS),
         solver=defaults.SOLVER,
         tile=defaults.TILE,
         iterations=defaults.ITERATIONS,
@@ -54,9 +58,10 @@ def load():
     )
 
 
-def _default_purge(scorer_class):
-    """The purge a score uses when none is given, as its class declares it (None: no rings)."""
-    parameter = inspect.signature(scorer_class).parameters.get("purge")
+def _default(scorer_class, option):
+    """The value of ``option`` a score uses when none is given, as its class declares it
+    (None: the score does not take it)."""
+    parameter = inspect.signature(scorer_class).parameters.get(option)
     return None if parameter is None else parameter.default
 
 

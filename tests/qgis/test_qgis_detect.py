@@ -63,6 +63,37 @@ def test_purge_reaches_the_library_and_a_score_without_rings_refuses_it(plugin, 
     assert not list(tmp_path.glob("rx*")) and not list(tmp_path.glob("big*"))
 
 
+@pytest.mark.parametrize("parameter, value, option, flag, bad", [
+    ("TOP_RINGS", 1, {"top_rings": 1}, "--top-rings", None),
+    ("RINGS", "5/3;9/5", {"rings": "5/3;9/5"}, "--rings", "5/3;abc")])
+def test_ring_parameters_reach_the_library(plugin, tmp_path, parameter, value, option, flag, bad):
+    """*Top rings* and *Rings* are the library's options: the same heatmap; a score without
+    rings refuses them, and so does the library a ring text it cannot read, writing nothing."""
+    from hsanomaly.api import detect
+    from qgis.core import QgsProcessingException
+    from synthetic import synthetic_cube, write_raster
+
+    cube, _ = synthetic_cube(rows=50, cols=60, targets=((15, 15), (34, 42)))
+    raster = write_raster(tmp_path / "wide.tif", cube)
+    given = run_detect(INPUT=raster, SCORE="mlrx", TILE=16, OUTPUT=tmp_path / "given.tif",
+                       **{parameter: value})
+    plain = run_detect(INPUT=raster, SCORE="mlrx", TILE=16, OUTPUT=tmp_path / "plain.tif")
+    detect(str(raster), tmp_path / "library.tif", score="mlrx", tile=16, progress=False,
+           **option)
+    np.testing.assert_allclose(read_band(given["OUTPUT"]), read_band(tmp_path / "library.tif"),
+                               rtol=1e-6, equal_nan=True)
+    assert not np.allclose(read_band(given["OUTPUT"]), read_band(plain["OUTPUT"]),
+                           equal_nan=True)
+    with pytest.raises(QgsProcessingException) as err:
+        run_detect(INPUT=raster, SCORE="rx", OUTPUT=tmp_path / "rx.tif", **{parameter: value})
+    assert str(err.value).startswith(f"{flag}: score 'rx' does not take this option")
+    if bad is not None:
+        with pytest.raises(QgsProcessingException, match=flag):
+            run_detect(INPUT=raster, SCORE="mlrx", OUTPUT=tmp_path / "bad.tif",
+                       **{parameter: bad})
+    assert not list(tmp_path.glob("rx*")) and not list(tmp_path.glob("bad*"))
+
+
 def test_rx_finds_the_targets(scene, tmp_path):
     raster, truth_path = scene
     result = run_detect(INPUT=raster, SCORE="rx", OUTPUT=tmp_path / "heat.tif")

@@ -18,6 +18,8 @@ class DetectAnomalies(HsanomalyAlgorithm):
     SCORE = "SCORE"
     SOLVER = "SOLVER"
     PURGE = "PURGE"
+    TOP_RINGS = "TOP_RINGS"
+    RINGS = "RINGS"
     THRESHOLD = "THRESHOLD"
     FAR = "FAR"
     TILE = "TILE"
@@ -63,8 +65,17 @@ class DetectAnomalies(HsanomalyAlgorithm):
             self.PURGE, f"Purge: share of pixels left out of the rings' background (scores "
             f"with rings; empty: the score's own{own})",
             QgsProcessingParameterNumber.Double, optional=True)    # the library checks it
-        purge.setFlags(purge.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-        self.addParameter(purge)
+        own_top = "" if lib.top_rings is None else f", {lib.score} {lib.top_rings}"
+        top_rings = QgsProcessingParameterNumber(
+            self.TOP_RINGS, f"Top rings: each pixel averages its this many largest ring "
+            f"distances (scores with rings; 0: every ring; empty: the score's own{own_top})",
+            QgsProcessingParameterNumber.Integer, optional=True, minValue=0)
+        rings = QgsProcessingParameterString(
+            self.RINGS, f"Rings: outer/guard windows (scores with rings; wider ones reach "
+            f"wider targets; empty: {lib.rings})", optional=True)
+        for advanced in (purge, top_rings, rings):
+            advanced.setFlags(advanced.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            self.addParameter(advanced)
         self.addParameter(QgsProcessingParameterNumber(
             self.THRESHOLD, "Polygon score threshold", QgsProcessingParameterNumber.Double,
             optional=True))
@@ -111,6 +122,11 @@ class DetectAnomalies(HsanomalyAlgorithm):
             options["solver"] = self.parameterAsEnumString(parameters, self.SOLVER, context)
         if not is_empty(parameters, self.PURGE):     # a score without rings refuses it
             options["purge"] = self.parameterAsDouble(parameters, self.PURGE, context)
+        if not is_empty(parameters, self.TOP_RINGS):
+            options["top_rings"] = self.parameterAsInt(parameters, self.TOP_RINGS, context)
+        rings = self.parameterAsString(parameters, self.RINGS, context).strip()
+        if rings:
+            options["rings"] = rings
         with library_errors():
             from hsanomaly.api import detect
 
