@@ -24,7 +24,7 @@ from .. import defaults
 from ..errors import HsanomalyError
 from .base import Scorer, log_distance, mean_cov, moments
 from .purge import Purged, check_purge
-from .rx import GlobalRX, LocalRX
+from .rx import GlobalRX, LocalRX, check_ring
 
 
 def parse_rings(rings):
@@ -36,6 +36,8 @@ def parse_rings(rings):
                                  f"{rings!r}")
         rings = [(int(o), int(g)) for o, g in pairs]
     rings = tuple((int(o), int(g)) for o, g in rings)
+    for outer, guard in rings:
+        check_ring(outer, guard, "--rings")
     if not rings:
         raise HsanomalyError("--rings: at least one ring")
     return rings

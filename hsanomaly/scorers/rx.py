@@ -29,6 +29,13 @@ class GlobalRX(Scorer):
         return mahalanobis_sq(d, self.precision_).astype(np.float32)
 
 
+def check_ring(outer, guard, label):
+    """Refuse a ring that is not odd outer and guard windows with 0 < guard < outer."""
+    if outer % 2 == 0 or guard % 2 == 0 or not 0 < guard < outer:
+        raise HsanomalyError(f"{label}: local RX needs odd ring sizes with 0 < guard < outer, "
+                             f"got outer {outer}, guard {guard}")
+
+
 class LocalRX(Scorer):
     """RX against the ring between a guard window and an outer window around each pixel.
 
@@ -43,9 +50,7 @@ class LocalRX(Scorer):
 
     def __init__(self, outer=defaults.LRX_OUTER, guard=defaults.LRX_GUARD,
                  components=defaults.LRX_COMPONENTS, ridge=1e-6):
-        if outer % 2 == 0 or guard % 2 == 0 or not 0 < guard < outer:
-            raise HsanomalyError(f"--outer/--guard: local RX needs odd ring sizes with "
-                                 f"0 < guard < outer, got {guard}/{outer}")
+        check_ring(outer, guard, "--outer/--guard")
         if components < 1:
             raise HsanomalyError(f"--components must be at least 1, got {components}")
         self.outer, self.guard, self.components, self.ridge = outer, guard, components, ridge

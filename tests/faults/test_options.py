@@ -19,6 +19,11 @@ GAN = ["--score", "recon", "--model", "no-model"]     # refused before the model
     (["--score", "critic", "--model", "m", "--outer", "9"], "--outer", 1),
     (["--score", "lrx", "--outer", "4"], "--outer", 1),
     (["--score", "lrx", "--outer", "9", "--guard", "11"], "--outer/--guard", 1),
+    (["--score", "mlrx", "--rings", "7/3;3/5"], "--rings: local RX needs odd ring sizes with "
+                                               "0 < guard < outer, got outer 3, guard 5", 1),
+    (["--score", "mlrx", "--rings", "7/3;abc"], "--rings", 1),
+    (["--score", "mlrx", "--top-rings", "-1"], "--top-rings", 2),
+    (["--rings", "7/3"], "--rings", 1),                   # rx has no rings
     (["--score", "mlrx", "--purge", "0.5"], "--purge", 1),
     (["--score", "mlrx", "--purge", "nan"], "--purge", 1),
     (["--purge", "0.05"], "--purge", 1),                  # rx has no rings
