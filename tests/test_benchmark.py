@@ -277,14 +277,17 @@ def test_held_out_selection_never_sees_the_scene_it_scores():
     assert gain[0] == "leave-one-scene-out" and gain[2] == "0.7050"
 
 
-def test_the_model_cache_locks_with_filelock_and_retrains_a_bundle_that_no_longer_loads(
+def test_the_model_cache_reuses_a_bundle_only_while_it_is_what_training_would_give(
         tmp_path, monkeypatch):
+    """Reused while it loads and its scene file and training settings (defaults included) are
+    unchanged; trained again when it no longer loads, the scene file changed or a default of
+    ``train`` did; one lock file per bundle."""
     import hsanomaly.experiments.cache as cache
     import hsanomaly.training
 
-    trained = []
+    trained, messages = [], []
 
-    def fake_train(inputs, out, **options):
+    def fake_train(inputs, out, dim=8, **options):
         Path(out).mkdir(parents=True, exist_ok=True)
         (Path(out) / "model.json").write_text("{}")
         trained.append(out)
@@ -299,14 +302,29 @@ def test_the_model_cache_locks_with_filelock_and_retrains_a_bundle_that_no_longe
     monkeypatch.setattr("hsanomaly.model.load_bundle", fake_load)
     from hsanomaly.experiments.scenes import BenchmarkScene
 
+    (tmp_path / "one.mat").write_bytes(b"scene v1")
     scene = BenchmarkScene("set/one", tmp_path / "one.mat", None)
-    models = cache.ModelCache(tmp_path / "models", iterations=5)
+    models = cache.ModelCache(tmp_path / "models", iterations=5, log=messages.append)
     first = models.get(scene, 0)
     assert models.get(scene, 0).path == first.path and len(trained) == 1
     assert (tmp_path / "models" / "set__one" / "seed0-it5.lock").exists()
     loads["ok"] = False
     models.get(scene, 0)
-    assert len(trained) == 2 and scene.dataset == "set"
+    assert len(trained) == 2 and "no longer loads" in messages[-2]
+    loads["ok"] = True
+    (tmp_path / "one.mat").write_bytes(b"scene v2")
+    models.get(scene, 0)
+    assert len(trained) == 3 and "the scene file changed" in messages[-2]
+    models.get(scene, 0)
+    assert len(trained) == 3                                    # current again: reused
+
+    def wider_train(inputs, out, dim=16, **options):
+        fake_train(inputs, out, **options)
+
+    monkeypatch.setattr(hsanomaly.training, "train", wider_train)
+    models.get(scene, 0)
+    assert len(trained) == 4 and "the training settings changed" in messages[-2]
+    assert scene.dataset == "set"
 
 
 def test_the_model_cache_refuses_a_folder_of_the_users_at_a_bundles_path(scene_dir, tmp_path):

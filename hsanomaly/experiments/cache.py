@@ -1,8 +1,11 @@
 """The model cache: GAN bundles trained per scene, seed and training options, kept on disk.
 
-A bundle already in the cache (with its ``.timing.json``) is reused, so the GAN scores of one
-scene and seed share a model, and a later benchmark or thesis run with the same folder trains
-nothing again. Concurrent runs may share the folder: a ``filelock`` lock beside a bundle in
+A bundle already in the cache is reused, so the GAN scores of one scene and seed share a
+model, and a later benchmark or thesis run with the same folder trains nothing again, as long
+as it is still what training would give: its ``.timing.json`` records, besides the training's
+time, the scene file's fingerprint and every training setting, defaults included. A scene
+file that changed since, or a version of hsanomaly whose training defaults differ, trains the
+model again instead of scoring with a stale one. Concurrent runs may share the folder: a ``filelock`` lock beside a bundle in
 training makes the others wait for it instead of training it twice (it works on Windows and
 is released by the operating system when its holder dies). A cached bundle that no longer
 loads (for example written by an older bundle format) is trained again; ``train`` replaces
@@ -18,6 +21,7 @@ from filelock import FileLock
 
 from ..errors import HsanomalyError
 from ..io import atomic_path
+from ..io.fingerprint import file_fingerprint
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,9 @@ class ModelCache:
         out = self.path(scene, seed, iterations, options)
         out.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(out.with_name(out.name + ".lock"))):
-            cached = self._cached(out)
+            origin = {"scene": file_fingerprint(scene.path),
+                      "training": training_settings(iterations=iterations, seed=seed, **options)}
+            cached = self._cached(out, origin)
             if cached is not None:
                 return cached
             from ..training import train
@@ -77,25 +83,56 @@ class ModelCache:
             spent = {"seconds": time.perf_counter() - wall,
                      "cpu_seconds": time.process_time() - cpu}
             with atomic_path(self._timing(out)) as tmp:
-                Path(tmp).write_text(json.dumps(spent))
+                Path(tmp).write_text(json.dumps({**spent, **origin}))
         return TrainedModel(out, **spent)
 
     @staticmethod
     def _timing(out):
         return out.with_name(out.name + ".timing.json")
 
-    def _cached(self, out):
+    def _cached(self, out, origin):
+        """The cached TrainedModel at ``out`` if it loads and was trained from ``origin`` (the
+        scene's fingerprint and the training settings), else None (with a line why)."""
         timing = self._timing(out)
         if not ((out / "model.json").exists() and timing.exists()):
             return None
         from ..model import load_bundle
 
+        name = out.relative_to(self.root)
         try:
             load_bundle(out)
-        except HsanomalyError as error:
-            self.log(f"  {out.relative_to(self.root)} no longer loads ({error}); training again")
+            record = json.loads(timing.read_text())
+        except (HsanomalyError, ValueError) as error:
+            self.log(f"  {name} no longer loads ({error}); training again")
             return None
-        return TrainedModel(out, **json.loads(timing.read_text()))
+        changed = [what for what in ("scene", "training") if record.get(what) != origin[what]]
+        if changed:
+            self.log(f"  {name}: {' and '.join(CHANGED[what] for what in changed)} since it was "
+                     "trained; training again")
+            return None
+        return TrainedModel(out, record["seconds"], record["cpu_seconds"])
+
+
+CHANGED = {"scene": "the scene file changed", "training": "the training settings changed"}
+
+
+def training_settings(**given):
+    """Every setting a ``hsanomaly.training.train`` call with the keywords ``given`` trains
+    with, its defaults and ``Settings``' included (not the run's own switches such as
+    progress): what a cached model must have been trained with to be reused."""
+    import inspect
+
+    from ..training import train
+    from ..training.settings import Settings
+
+    parameters = inspect.signature(train).parameters.values()
+    settings = {**Settings().to_dict(),
+                **{p.name: p.default for p in parameters if p.default is not p.empty
+                   and p.name not in RUN_SWITCHES}, **given}
+    return json.loads(json.dumps(settings, default=str))     # as the record reads back
+
+
+RUN_SWITCHES = ("device", "resume", "threads", "progress", "callback")   # not the model's
 
 
 def _option_text(value):
