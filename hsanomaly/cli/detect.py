@@ -92,16 +92,16 @@ def _far(ctx, param, value):
 @click.option("--scheduler", default=None, help="Score tiles on the Dask cluster at this address.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def detect(src, dst, score, model, solver, restarts, steps, codebook, refine, c1, c2, lam, outer,
-           guard, purge, rings, top_rings, recon_out, latent_out, convergence_out, polygons, threshold, far, png,
-           device, threads, ignore_wavelengths, tile, cog, resume, overwrite, workers, scheduler,
-           quiet):
+           guard, purge, rings, top_rings, recon_out, latent_out, convergence_out, polygons,
+           threshold, far, png, device, threads, ignore_wavelengths, tile, cog, resume, overwrite,
+           workers, scheduler, quiet):
     """Score raster SRC and write the anomaly heatmap GeoTIFF DST."""
     from ..api import detect as run
 
     options = scorer_options(solver=solver, restarts=restarts, steps=steps, codebook=codebook,
                              refine=refine, c1=c1, c2=c2, lam=lam, outer=outer, guard=guard,
-                             purge=purge, rings=rings, top_rings=top_rings, device=device, threads=threads,
-                             ignore_wavelengths=ignore_wavelengths or None)
+                             purge=purge, rings=rings, top_rings=top_rings, device=device,
+                             threads=threads, ignore_wavelengths=ignore_wavelengths or None)
     extras = {k: v for k, v in dict(recon=recon_out, latent=latent_out,
                                     convergence=convergence_out).items() if v}
     result = run(src, dst, score=score, model=model, extras=extras, polygons=polygons,

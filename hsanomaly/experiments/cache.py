@@ -5,9 +5,10 @@ model, and a later benchmark or thesis run with the same folder trains nothing a
 as it is still what training would give: its ``.timing.json`` records, besides the training's
 time, the scene file's fingerprint and every training setting, defaults included. A scene
 file that changed since, or a version of hsanomaly whose training defaults differ, trains the
-model again instead of scoring with a stale one. Concurrent runs may share the folder: a ``filelock`` lock beside a bundle in
-training makes the others wait for it instead of training it twice (it works on Windows and
-is released by the operating system when its holder dies). A cached bundle that no longer
+model again instead of scoring with a stale one. Concurrent runs may share the folder: a
+``filelock`` lock beside a bundle in training makes the others wait for it instead of
+training it twice (it works on Windows and is released by the operating system when its
+holder dies). A cached bundle that no longer
 loads (for example written by an older bundle format) is trained again; ``train`` replaces
 it as its own output and refuses, before any work, a folder there that is not a bundle.
 """
@@ -22,6 +23,9 @@ from filelock import FileLock
 from ..errors import HsanomalyError
 from ..io import atomic_path
 from ..io.fingerprint import file_fingerprint
+
+CHANGED = {"scene": "the scene file changed", "training": "the training settings changed"}
+RUN_SWITCHES = ("device", "resume", "threads", "progress", "callback")   # train's, not the model's
 
 
 @dataclass(frozen=True)
@@ -113,9 +117,6 @@ class ModelCache:
         return TrainedModel(out, record["seconds"], record["cpu_seconds"])
 
 
-CHANGED = {"scene": "the scene file changed", "training": "the training settings changed"}
-
-
 def training_settings(**given):
     """Every setting a ``hsanomaly.training.train`` call with the keywords ``given`` trains
     with, its defaults and ``Settings``' included (not the run's own switches such as
@@ -130,9 +131,6 @@ def training_settings(**given):
                 **{p.name: p.default for p in parameters if p.default is not p.empty
                    and p.name not in RUN_SWITCHES}, **given}
     return json.loads(json.dumps(settings, default=str))     # as the record reads back
-
-
-RUN_SWITCHES = ("device", "resume", "threads", "progress", "callback")   # not the model's
 
 
 def _option_text(value):
