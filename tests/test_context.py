@@ -75,3 +75,40 @@ def test_purge_is_checked_and_offered_only_where_there_are_rings():
     with pytest.raises(HsanomalyError, match="does not take this option"):
         check_options("resrx", {"purge": 0.01})
     check_options("dualcontext", {"purge": 0.01})
+
+
+@pytest.mark.parametrize("score, names", [
+    ("resrx", ["resrx"]), ("context", ["resrx", "pixel rings"]),
+    ("rescontext", ["resrx", "residual rings"]),
+    ("dualcontext", ["resrx", "residual rings", "pixel rings"])])
+def test_a_scores_terms_are_what_it_sums(scene_and_model, score, names):
+    """``terms`` names each log term; the score of a block is ``weight`` x resrx plus the
+    others, in both purge passes (the second leaves the first's top pixels out of the rings)."""
+    from hsanomaly.scorers import make_scorer
+
+    cube, _, model = scene_and_model
+    options = {"rings": "5/3;9/5", "weight": 0.5, "purge": 0.05} if score == "dualcontext" \
+        else {}
+    scorer = make_scorer(score, model=model, sample=500, **options).fit(ArraySource(cube))
+    h = scorer.halo
+    block = np.pad(cube, ((0, 0), (h, h), (h, h)), constant_values=np.nan)
+    valid = np.pad(np.ones(cube.shape[1:], bool), h)
+    terms = scorer.terms(block, valid)[0]
+    first = terms(None, h)
+    assert list(first) == names and all(t.shape == (30, 30) for t in first.values())
+    weight = scorer.weight
+    by_hand = weight * first["resrx"] + sum(first[n] for n in names[1:])
+    if not scorer.purge:
+        np.testing.assert_allclose(scorer.score_block(block, valid)["score"][0], by_hand,
+                                   rtol=1e-6)
+        return
+    assert weight == 0.5
+    ring = scorer.ring_halo
+    first = terms(None, ring)
+    exclude = np.zeros(valid.shape, bool)
+    exclude[ring:-ring, ring:-ring] = (weight * first["resrx"] + first["residual rings"]
+                                       + first["pixel rings"]) > scorer.purge_threshold_
+    second = terms(exclude, h)
+    by_hand = weight * second["resrx"] + second["residual rings"] + second["pixel rings"]
+    np.testing.assert_allclose(scorer.score_block(block, valid)["score"][0], by_hand, rtol=1e-6)
+    assert exclude.any() and not np.allclose(second["pixel rings"], terms(None, h)["pixel rings"])

@@ -148,8 +148,25 @@ class ResidualScorer(Purged, Scorer):
         return self._fusion(block, valid)[0]
 
     def _fusion(self, block, valid):
-        """(fused(exclude, crop), the GAN outputs of the inner pixels): the residuals are
-        solved once per block, for the halo too when the rings need them there."""
+        """(fused(exclude, crop), the GAN outputs of the inner pixels): the weighted sum of
+        ``terms``."""
+        terms, outputs = self.terms(block, valid)
+
+        def fused(exclude, crop):
+            parts = terms(exclude, crop)
+            score = self.weight * parts["resrx"]
+            for name in ("residual rings", "pixel rings"):
+                if name in parts:
+                    score = score + parts[name]
+            return score
+        return fused, outputs
+
+    def terms(self, block, valid):
+        """(terms(exclude, crop), the GAN outputs of the inner pixels): the score's log terms
+        by name ("resrx", and "residual rings" and "pixel rings" where the score has them),
+        each cropped by ``crop`` pixels with the ``exclude`` pixels left out of the rings.
+        The residuals are solved once per block, for the halo too when the rings need them
+        there; what each term adds is there to see (docs/ablations.md weighs them)."""
         h = self.halo
         rows, cols = valid.shape[0] - 2 * h, valid.shape[1] - 2 * h
         inner = valid[h:h + rows, h:h + cols]
@@ -169,14 +186,15 @@ class ResidualScorer(Purged, Scorer):
             cube = np.full((residual.shape[1],) + valid.shape, np.nan, np.float32)
             cube[:, valid] = residual.T
 
-        def fused(exclude, crop):
-            score = self.weight * distance[crop:valid.shape[0] - crop, crop:valid.shape[1] - crop]
+        def terms(exclude, crop):
+            parts = {"resrx": distance[crop:valid.shape[0] - crop, crop:valid.shape[1] - crop]}
             if cube is not None:
-                score = score + self.residual_local.log_score(cube, valid, exclude, crop)
+                parts["residual rings"] = self.residual_local.log_score(cube, valid, exclude,
+                                                                        crop)
             if self.local is not None:
-                score = score + self.local.log_score(block, valid, exclude, crop)
-            return score
-        return fused, outputs
+                parts["pixel rings"] = self.local.log_score(block, valid, exclude, crop)
+            return parts
+        return terms, outputs
 
 
 def inner_of(valid, halo):
