@@ -355,13 +355,43 @@ def test_nothing_in_the_product_imports_the_research_harness():
         assert "experiments" not in path.read_text(), path
 
 
+def _benchmark_script(name):
+    spec = importlib.util.spec_from_file_location(
+        name, Path(__file__).parents[1] / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="trains models")
+def test_fusion_ablations_second_pass_is_the_benchmarks_default_score(tmp_path, capsys):
+    """benchmarks/fusion_ablations.py takes the default score apart on the benchmark's cached
+    models; its 2-pass row and its default fusion are the benchmark's AUC for that score."""
+    from hsanomaly import defaults
+
+    data = tmp_path / "data"
+    data.mkdir()
+    cube, truth = synthetic_cube(rows=50, cols=50, targets=((10, 10), (30, 36)), seed=3)
+    truth.flat[np.random.default_rng(0).choice(truth.size, 60, replace=False)] = 1
+    write_mat(data / "alpha.mat", cube, truth)     # background labelled target: AUC < 1
+    models = tmp_path / "models"
+    result = run_benchmark(data, [defaults.SCORE], [0], iterations=3, models_dir=models)
+    _benchmark_script("fusion_ablations").main(
+        [str(data), "--models", str(models), "--seeds", "0", "--iterations", "3",
+         "--passes", "3"])
+    rows = {line.split("|")[1].strip(): float(line.split("|")[2])
+            for line in capsys.readouterr().out.splitlines() if line.startswith("| ")
+            and line.split("|")[2].strip()[:1].isdigit()}
+    assert rows["2 passes"] == rows["fusion: default"] == pytest.approx(result.runs[0]["auc"],
+                                                                        abs=1e-4)
+    assert {"1 pass", "3 passes", "fusion: equal weights"} <= rows.keys()
+    assert rows["1 pass"] != rows["2 passes"] and rows["2 passes"] < 0.99
+
+
 def test_implanted_targets_replace_the_scenes_own_and_mix_a_real_material(tmp_path):
     """benchmarks/implant_targets.py: the scene's own targets become invalid, the implants are
     squares apart from each other in valid background, shifted towards one real pixel's spectrum."""
-    spec = importlib.util.spec_from_file_location(
-        "implant_targets", Path(__file__).parents[1] / "benchmarks" / "implant_targets.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _benchmark_script("implant_targets")
     cube, truth = synthetic_cube(rows=60, cols=60, targets=((10, 10), (40, 45)), seed=4)
     valid = np.ones(truth.shape, bool)
     out, kept, implanted, corners, shift = module.implant(
