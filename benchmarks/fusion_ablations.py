@@ -34,19 +34,23 @@ from hsanomaly.runtime import one_blas_thread
 from hsanomaly.scorers import make_scorer
 
 
-def robust_z(x, valid):
-    """(x - median) / median absolute deviation over the valid pixels."""
+def spread(x, valid):
+    """(median, median absolute deviation) of x over its valid, finite pixels."""
     values = x[valid & np.isfinite(x)]
     median = np.median(values)
-    return (x - median) / np.median(np.abs(values - median))
+    return median, np.median(np.abs(values - median))
+
+
+def robust_z(x, valid):
+    median, deviation = spread(x, valid)
+    return (x - median) / deviation
 
 
 def fusions(terms, weight, valid):
     """Other fusions of one pass's terms {name: map}, by name."""
     resrx, residual, pixel = terms["resrx"], terms["residual rings"], terms["pixel rings"]
     default = weight * resrx + residual + pixel
-    spread = {name: np.median(np.abs(t[valid] - np.median(t[valid]))) for name, t in terms.items()}
-    scaled = {name: t / spread[name] for name, t in terms.items()}
+    scaled = {name: t / spread(t, valid)[1] for name, t in terms.items()}
     return {"default": default,
             "equal weights": resrx + residual + pixel,
             "each / its spread": sum(scaled.values()),

@@ -4,6 +4,7 @@ import click
 
 from .. import defaults
 from ..scorers import SCORES
+from ..scorers.rings import rings_text
 from ..runtime import DEVICES
 
 
@@ -58,7 +59,7 @@ def _far(ctx, param, value):
               help=f"Scores with several local RX rings: their outer/guard windows, e.g. "
                    f"'7/3;15/5;41/15;61/23' (rings wider than the default's reach targets "
                    f"wider than about 15 pixels; docs/ablations.md) [default: "
-                   f"{';'.join(f'{o}/{g}' for o, g in defaults.RINGS)}].")
+                   f"{rings_text(defaults.RINGS)}].")
 @click.option("--top-rings", type=click.IntRange(min=0), default=None,
               help=f"Scores with several local RX rings: each pixel averages its this many "
                    f"largest ring distances; 0 averages every ring [default: "

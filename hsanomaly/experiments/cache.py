@@ -8,9 +8,9 @@ file that changed since, or a version of hsanomaly whose training defaults diffe
 model again instead of scoring with a stale one. Concurrent runs may share the folder: a
 ``filelock`` lock beside a bundle in training makes the others wait for it instead of
 training it twice (it works on Windows and is released by the operating system when its
-holder dies). A cached bundle that no longer
-loads (for example written by an older bundle format) is trained again; ``train`` replaces
-it as its own output and refuses, before any work, a folder there that is not a bundle.
+holder dies). A cached bundle that no longer loads (for example written by an older bundle
+format) is trained again; ``train`` replaces it as its own output and refuses, before any
+work, a folder there that is not a bundle.
 """
 
 import json
@@ -60,8 +60,8 @@ class ModelCache:
         from ..io.paths import check_replaceable_dir, is_model_bundle
 
         iterations = self.iterations if iterations is None else int(iterations)
-        stem = self.path(scene, seed, iterations, {}).name
-        folder = self.root / scene.name.replace("/", "__")
+        plain = self.path(scene, seed, iterations, {})
+        stem, folder = plain.name, plain.parent
         for path in sorted(folder.glob(f"{stem}*")) if folder.is_dir() else []:
             if path.name == stem or (path.name.startswith(stem + "-") and path.is_dir()):
                 check_replaceable_dir(path, "a cached model's path", is_model_bundle,

@@ -49,7 +49,7 @@ def load():
         score=defaults.SCORE,
         purge=_default(scorers.REGISTRY[defaults.SCORE], "purge"),
         top_rings=_default(scorers.REGISTRY[defaults.SCORE], "top_rings"),
-        rings=";".join(f"{outer}/{guard}" for outer, guard in defaults.RINGS),
+        rings=importlib.import_module("hsanomaly.scorers.rings").rings_text(defaults.RINGS),
         solver=defaults.SOLVER,
         tile=defaults.TILE,
         iterations=defaults.ITERATIONS,
