@@ -6,7 +6,7 @@ from hsanomaly import Detector, defaults
 from hsanomaly.cli.detect import detect
 from hsanomaly.cli.detect_many import detect_many
 from hsanomaly.cli.train import train as train_command
-from hsanomaly.latent import make_solver
+from hsanomaly.latent import FastSolver, make_solver
 from hsanomaly.scorers import make_scorer, scorer_class
 from hsanomaly.training.settings import Settings
 
@@ -47,6 +47,9 @@ def test_scorer_defaults_and_help_texts():
     assert keyword_default(gan, "solver") == defaults.SOLVER
     assert keyword_default(gan, "refine") == keyword_default(make_solver, "refine") == defaults.REFINE
     assert make_solver("fast").steps == defaults.REFINE
+    assert keyword_default(gan, "codebook_scale") == keyword_default(make_solver, "codebook_scale") \
+        == keyword_default(FastSolver, "scale") == defaults.CODEBOOK_SCALE
+    assert make_solver("fast").scale == defaults.CODEBOOK_SCALE
     dual = scorer_class("dualcontext")
     assert (keyword_default(dual, "weight"), keyword_default(dual, "purge")) == \
         (defaults.DUAL_WEIGHT, defaults.DUAL_PURGE)
@@ -55,5 +58,5 @@ def test_scorer_defaults_and_help_texts():
     for name, value in (("codebook", defaults.CODEBOOK), ("outer", defaults.CONTEXT_OUTER),
                         ("outer", defaults.LRX_OUTER), ("guard", defaults.CONTEXT_GUARD),
                         ("restarts", defaults.RESTARTS), ("steps", defaults.STEPS),
-                        ("refine", defaults.REFINE)):
+                        ("refine", defaults.REFINE), ("codebook_scale", f"{defaults.CODEBOOK_SCALE:g}")):
         assert str(value) in option(detect, name).help, (name, value)

@@ -8,6 +8,7 @@ from hsanomaly.errors import HsanomalyError
 from hsanomaly.latent import FastSolver, GeneratorFunction, ThesisSolver, make_solver, reconstruction_cost
 from hsanomaly.latent.fast import morton_order
 from hsanomaly.runtime import open_session
+from hsanomaly.scorers import make_scorer
 
 from synthetic import synthetic_cube, write_raster
 
@@ -191,6 +192,18 @@ def test_make_solver_options():
     assert make_solver("fast", refine=0).params()["steps"] == 0
     with pytest.raises(HsanomalyError, match="--refine must be a whole number of at least 0"):
         make_solver("fast", refine=-1)
+    assert make_solver("fast", codebook_scale=1.0).params()["scale"] == 1.0
+    for bad in (0, -1, float("nan"), float("inf")):
+        with pytest.raises(HsanomalyError, match="--codebook-scale must be a finite number above 0"):
+            make_solver("fast", codebook_scale=bad)
+
+
+def test_codebook_scale_sets_the_spread_of_its_latent_vectors(generator):
+    """The codebook's z cover the prior widened by ``scale``: the same Sobol points, scaled."""
+    narrow = FastSolver(codebook=1024, scale=1.0).codebook(generator).z
+    wide = make_scorer("recon", model="m", codebook=1024, codebook_scale=3.0).solver.codebook(generator).z
+    np.testing.assert_allclose(wide, 3.0 * narrow, rtol=1e-6)
+    assert 0.9 < narrow.std() < 1.1
 
 
 def test_fast_solver_without_refinement_is_its_best_codebook_candidate(generator, pixels):
@@ -228,7 +241,6 @@ def test_the_default_search_finds_the_best_codebook_entry(generator, pixels):
 
 def _recon_scores(bundle, pixels, **options):
     from hsanomaly.latent import fast
-    from hsanomaly.scorers import make_scorer
 
     fast._shared.clear()          # no codebook left over from another scorer in this process
     try:

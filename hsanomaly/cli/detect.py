@@ -38,6 +38,10 @@ def _far(ctx, param, value):
 @click.option("--refine", type=click.IntRange(min=0), default=None,
               help=f"Fast solver: Gauss-Newton steps from the best codebook entry "
                    f"[default: {defaults.REFINE}].")
+@click.option("--codebook-scale", type=click.FloatRange(min=0, min_open=True), default=None,
+              help=f"Fast solver: the codebook's latent spread, in the prior's standard "
+                   f"deviations; wider also fits pixels the generator explains only far from "
+                   f"what it was trained on [default: {defaults.CODEBOOK_SCALE:g}].")
 @click.option("--c1", type=click.FloatRange(min=0), default=None,
               help=f"Weight of ||x - G(z)|| in the reconstruction cost [default: {defaults.C1:g}].")
 @click.option("--c2", type=click.FloatRange(min=0), default=None,
@@ -92,17 +96,18 @@ def _far(ctx, param, value):
               help="Score tiles on a local Dask cluster of N processes.")
 @click.option("--scheduler", default=None, help="Score tiles on the Dask cluster at this address.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def detect(src, dst, score, model, solver, restarts, steps, codebook, refine, c1, c2, lam, outer,
-           guard, purge, rings, top_rings, recon_out, latent_out, convergence_out, polygons,
-           threshold, far, png, device, threads, ignore_wavelengths, tile, cog, resume, overwrite,
-           workers, scheduler, quiet):
+def detect(src, dst, score, model, solver, restarts, steps, codebook, refine, codebook_scale,
+           c1, c2, lam, outer, guard, purge, rings, top_rings, recon_out, latent_out,
+           convergence_out, polygons, threshold, far, png, device, threads, ignore_wavelengths,
+           tile, cog, resume, overwrite, workers, scheduler, quiet):
     """Score raster SRC and write the anomaly heatmap GeoTIFF DST."""
     from ..api import detect as run
 
     options = scorer_options(solver=solver, restarts=restarts, steps=steps, codebook=codebook,
-                             refine=refine, c1=c1, c2=c2, lam=lam, outer=outer, guard=guard,
-                             purge=purge, rings=rings, top_rings=top_rings, device=device,
-                             threads=threads, ignore_wavelengths=ignore_wavelengths or None)
+                             refine=refine, codebook_scale=codebook_scale, c1=c1, c2=c2, lam=lam,
+                             outer=outer, guard=guard, purge=purge, rings=rings,
+                             top_rings=top_rings, device=device, threads=threads,
+                             ignore_wavelengths=ignore_wavelengths or None)
     extras = {k: v for k, v in dict(recon=recon_out, latent=latent_out,
                                     convergence=convergence_out).items() if v}
     result = run(src, dst, score=score, model=model, extras=extras, polygons=polygons,

@@ -5,9 +5,9 @@ import click
 from .detect import detect, scorer_options
 
 # Scoring options shared with `hsanomaly detect`, so both commands accept the same ones.
-SCORING = ("score", "model", "solver", "restarts", "steps", "codebook", "refine", "c1", "c2", "lam",
-           "outer", "guard", "purge", "rings", "top_rings", "device", "threads",
-           "ignore_wavelengths", "tile")
+SCORING = ("score", "model", "solver", "restarts", "steps", "codebook", "refine",
+           "codebook_scale", "c1", "c2", "lam", "outer", "guard", "purge", "rings", "top_rings",
+           "device", "threads", "ignore_wavelengths", "tile")
 
 
 @click.command()

@@ -5,6 +5,8 @@
 onnxruntime only.
 """
 
+import math
+
 from .. import defaults
 from ..errors import HsanomalyError
 from .fast import Codebook, FastSolver
@@ -17,10 +19,12 @@ DEPRECATED_NAMES = {"seed": "thesis"}   # accepted for one release, with a warni
 
 
 def make_solver(name, *, c1=defaults.C1, c2=defaults.C2, restarts=defaults.RESTARTS,
-                steps=defaults.STEPS, codebook=defaults.CODEBOOK, refine=defaults.REFINE, seed=0):
+                steps=defaults.STEPS, codebook=defaults.CODEBOOK, refine=defaults.REFINE,
+                codebook_scale=defaults.CODEBOOK_SCALE, seed=0):
     """A solver by its CLI name; ``restarts``/``steps`` configure the thesis solver only,
-    ``codebook`` (entries) and ``refine`` (Gauss-Newton steps) the fast solver only. ``seed``
-    is the random seed."""
+    ``codebook`` (entries), ``refine`` (Gauss-Newton steps) and ``codebook_scale`` (the
+    codebook's latent spread, in the prior's standard deviations) the fast solver only.
+    ``seed`` is the random seed."""
     if name in DEPRECATED_NAMES:
         import warnings
 
@@ -36,7 +40,11 @@ def make_solver(name, *, c1=defaults.C1, c2=defaults.C2, restarts=defaults.RESTA
             raise HsanomalyError(f"--codebook must be at least 16 entries, got {codebook}")
         if isinstance(refine, bool) or int(refine) != refine or refine < 0:
             raise HsanomalyError(f"--refine must be a whole number of at least 0, got {refine!r}")
-        return FastSolver(c1=c1, c2=c2, codebook=codebook, steps=int(refine), seed=seed)
+        if not 0 < codebook_scale < math.inf:
+            raise HsanomalyError(f"--codebook-scale must be a finite number above 0, "
+                                 f"got {codebook_scale}")
+        return FastSolver(c1=c1, c2=c2, codebook=codebook, steps=int(refine),
+                          scale=codebook_scale, seed=seed)
     raise HsanomalyError(f"--solver: unknown solver {name!r}; choose one of {', '.join(SOLVERS)}")
 
 

@@ -146,7 +146,7 @@ class FastSolver:
     name = "fast"
 
     def __init__(self, c1=defaults.C1, c2=defaults.C2, codebook=defaults.CODEBOOK, candidates=8,
-                 steps=defaults.REFINE, scale=2.0, damping=0.0, projection=8, seed=0):
+                 steps=defaults.REFINE, scale=defaults.CODEBOOK_SCALE, damping=0.0, projection=8, seed=0):
         self.c1, self.c2 = float(c1), float(c2)
         self.codebook_size, self.candidates, self.steps = int(codebook), int(candidates), int(steps)
         self.scale, self.damping, self.seed = float(scale), float(damping), int(seed)

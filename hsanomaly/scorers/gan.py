@@ -23,7 +23,8 @@ from .. import defaults
 from ..errors import HsanomalyError
 from .base import Scorer
 
-SOLVER_OPTIONS = ("solver", "restarts", "steps", "codebook", "refine", "c1", "c2", "seed")
+SOLVER_OPTIONS = ("solver", "restarts", "steps", "codebook", "refine", "codebook_scale", "c1",
+                  "c2", "seed")
 RUNTIME_OPTIONS = ("device", "threads", "ignore_wavelengths")
 
 logger = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ class GanScorer(Scorer):
 
     def __init__(self, model, solver=defaults.SOLVER, restarts=defaults.RESTARTS,
                  steps=defaults.STEPS, codebook=defaults.CODEBOOK, refine=defaults.REFINE,
-                 c1=defaults.C1, c2=defaults.C2,
+                 codebook_scale=defaults.CODEBOOK_SCALE, c1=defaults.C1, c2=defaults.C2,
                  lam=defaults.LAM, device=defaults.DEVICE, threads=None, seed=0,
                  ignore_wavelengths=False):
         from ..latent import make_solver
@@ -58,7 +59,8 @@ class GanScorer(Scorer):
         self.ignore_wavelengths = bool(ignore_wavelengths)
         self.c1, self.c2, self.lam = float(c1), float(c2), float(lam)
         self.solver = make_solver(solver, c1=c1, c2=c2, restarts=restarts, steps=steps,
-                                  codebook=codebook, refine=refine, seed=seed)
+                                  codebook=codebook, refine=refine,
+                                  codebook_scale=codebook_scale, seed=seed)
         self._bundle = None
         self._sessions = {}
 

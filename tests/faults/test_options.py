@@ -31,6 +31,10 @@ GAN = ["--score", "recon", "--model", "no-model"]     # refused before the model
     (GAN + ["--c2", "inf"], "--c2", 1),
     (GAN + ["--c1", "0", "--c2", "0"], "--c1", 1),
     (GAN + ["--lam", "2"], "--lam", 2),
+    (GAN + ["--codebook-scale", "0"], "--codebook-scale", 2),
+    (GAN + ["--codebook-scale", "nan"], "--codebook-scale", 1),
+    (GAN + ["--codebook-scale", "inf"], "--codebook-scale", 1),
+    (["--codebook-scale", "1"], "--codebook-scale", 1),   # rx has no latent search
     (["--far", "2", "--polygons", "t.gpkg"], "--far", 1),
     (["--far", "nan", "--polygons", "t.gpkg"], "--far", 1),
     (["--far", "often", "--polygons", "t.gpkg"], "--far", 2),
