@@ -18,6 +18,7 @@ from hsanomaly.experiments.tables import (MEAN, RUN_COLUMNS, SUMMARY_COLUMNS, su
                                          write_results)
 from hsanomaly.cli.benchmark import benchmark
 from hsanomaly.errors import HsanomalyError
+from hsanomaly.training import checkpoint_dir
 
 from synthetic import SHARED_DATA, synthetic_cube, write_mat, write_raster
 
@@ -344,6 +345,30 @@ def test_the_model_cache_refuses_a_folder_of_the_users_at_a_bundles_path(scene_d
     assert messages == []                       # refused before the first scene
     assert [p.name for p in taken.iterdir()] == ["notes.txt"]
     assert (taken / "notes.txt").read_text() == "keep me"
+
+
+def test_the_model_cache_trains_past_an_interrupted_trainings_checkpoint(scene_dir, tmp_path):
+    """A training stopped short leaves its checkpoint beside the model's path; that is train's
+    own, so the benchmark trains there again. A folder of the user's at the checkpoint's path is
+    refused in one line before any work, and left as it was."""
+    scene = find_scenes(scene_dir)[0]
+    cache = ModelCache(tmp_path / "models", iterations=3)
+    out = cache.path(scene, 0, 3, {"whiten": True})
+    checkpoint = checkpoint_dir(out)
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "state.npz").write_bytes(b"stopped short")
+    run_benchmark(scene_dir, ["recon"], [0], iterations=3, models_dir=tmp_path / "models",
+                  log=lambda message: None, scenes=[scene.name])
+    assert (out / "model.json").exists() and not checkpoint.exists()
+
+    user = checkpoint_dir(cache.path(scene, 1, 3, {}))
+    user.mkdir()
+    (user / "notes.txt").write_text("keep me")
+    messages = []
+    with pytest.raises(HsanomalyError, match="checkpoint directory is a directory that is not"):
+        run_benchmark(scene_dir, ["rx", "resrx"], [1], iterations=3,
+                      models_dir=tmp_path / "models", log=messages.append)
+    assert messages == [] and [p.name for p in user.iterdir()] == ["notes.txt"]
 
 
 def test_nothing_in_the_product_imports_the_research_harness():

@@ -54,18 +54,22 @@ class ModelCache:
         return self.root / scene.name.replace("/", "__") / f"seed{seed}-it{iterations}{extra}"
 
     def check(self, scene, seed, iterations=None):
-        """Refuse, in one line, a folder at any path ``get`` may train ``scene``, ``seed`` and
-        ``iterations`` (default the cache's) into, whatever the training options, that is
-        neither a bundle nor empty: ``get`` would refuse it only when it came to train there."""
-        from ..io.paths import check_replaceable_dir, is_model_bundle
+        """Refuse, in one line, what ``train`` would refuse at any path ``get`` may train
+        ``scene``, ``seed`` and ``iterations`` (default the cache's) into, whatever the training
+        options: a folder there, or at its checkpoint's path, that is not train's own. ``get``
+        would refuse it only when it came to train there."""
+        from ..training import CHECKPOINT_SUFFIX, check_out
 
         iterations = self.iterations if iterations is None else int(iterations)
         plain = self.path(scene, seed, iterations, {})
         stem, folder = plain.name, plain.parent
-        for path in sorted(folder.glob(f"{stem}*")) if folder.is_dir() else []:
-            if path.name == stem or (path.name.startswith(stem + "-") and path.is_dir()):
-                check_replaceable_dir(path, "a cached model's path", is_model_bundle,
-                                      "a model bundle")
+        outs = set()
+        for path in folder.glob(f"{stem}*") if folder.is_dir() else []:
+            out = path.with_name(path.name.removesuffix(CHECKPOINT_SUFFIX))
+            if out.name == stem or (out.name.startswith(stem + "-") and path.is_dir()):
+                outs.add(out)
+        for out in sorted(outs):
+            check_out(out, label="a cached model's path")
 
     def get(self, scene, seed, iterations=None, **options):
         """The TrainedModel for ``scene`` and ``seed`` (``iterations``: default the cache's),

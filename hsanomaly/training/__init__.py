@@ -23,10 +23,13 @@ CHECKPOINTS = 10
 VAL_EVAL_WINDOWS = 4096
 
 
+CHECKPOINT_SUFFIX = ".checkpoint"
+
+
 def checkpoint_dir(out):
     """Checkpoints live beside the bundle, never in it: ``<out>.checkpoint/``."""
     out = Path(out)
-    return out.with_name(out.name + ".checkpoint")
+    return out.with_name(out.name + CHECKPOINT_SUFFIX)
 
 
 def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, sqrt=False,
@@ -58,7 +61,7 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
         raise HsanomalyError(f"{out}: {err}") from None
     if dim < 1 or latent_dim < 1:
         raise HsanomalyError(f"{out}: dim and latent_dim must be at least 1")
-    _check_out(out, inputs, mask)
+    check_out(out, inputs, mask)
     torch = _import_torch()
     _check_device(torch, device)
     report = callback or (lambda fraction, message: False)
@@ -158,17 +161,19 @@ def _metadata(data, trainer, options, inputs, log):
     }
 
 
-def _check_out(out, inputs=(), mask=None):
-    """Refuse, before any work, an ``out`` that is an input, holds one, or is a directory that
-    is not an hsanomaly model bundle (and not empty): replacing it would lose the user's files."""
+def check_out(out, inputs=(), mask=None, label="--out"):
+    """Refuse, before any work, an ``out`` (called ``label`` in the message) that is an input,
+    holds one, or is a directory that is not an hsanomaly model bundle (and not empty), or
+    whose checkpoint directory holds anything but checkpoints: replacing it would lose the
+    user's files."""
     from ..io.paths import DIRECTORY, check_paths, check_replaceable_dir, is_model_bundle
 
     masks = list(mask) if isinstance(mask, (list, tuple)) else [mask]
-    check_replaceable_dir(out, "--out", is_model_bundle, "a model bundle")
+    check_replaceable_dir(out, label, is_model_bundle, "a model bundle")
     checkpoints = checkpoint_dir(Path(os.path.abspath(out)))
     check_paths([("INPUTS", p) for p in inputs if isinstance(p, (str, os.PathLike))] +
                 [("--mask", m) for m in masks],
-                [("--out", out, DIRECTORY), ("the checkpoint directory", checkpoints, DIRECTORY)])
+                [(label, out, DIRECTORY), ("the checkpoint directory", checkpoints, DIRECTORY)])
     check_replaceable_dir(checkpoints, "the checkpoint directory",
                           lambda path: all(p.name.startswith("state") and p.is_file() and
                                            not p.is_symlink() for p in path.iterdir()))
