@@ -35,7 +35,7 @@ DATA ?= ../shared/data
 MODELS ?= .models
 JOBS ?= 2
 
-GAN_CANDIDATES = context,resrx,mcontext,rescontext,dualcontext:top_rings=0:purge=0,dualcontext:top_rings=0:purge=0.03,dualcontext:top_rings=0:purge=0.05,dualcontext:top_rings=0:purge=0.08,dualcontext:top_rings=2:purge=0.03,dualcontext:top_rings=3:purge=0.03,dualcontext:top_rings=4:purge=0.03
+GAN_CANDIDATES = context,resrx,mcontext,rescontext,dualcontext:top_rings=0:purge=0,dualcontext:top_rings=0:purge=0.03,dualcontext:top_rings=0:purge=0.05,dualcontext:top_rings=0:purge=0.08,dualcontext:top_rings=2:purge=0.03,dualcontext:top_rings=3:purge=0.03,dualcontext:top_rings=4:purge=0.03,dualcontext:top_rings=4:purge=0.03:codebook_scale=2
 # dualcontext's weight is held at 0.5, not selected (docs/ablations.md); these show what 0 and 1 give.
 WEIGHTS = dualcontext:top_rings=0:weight=0:purge=0.03,dualcontext:top_rings=0:weight=1:purge=0.03
 WITHOUT_GAN = rx,lrx,lrx:outer=21:guard=7,gmm,mlrx,rxmlrx,mlrx:purge=0.03,mlrx:purge=0.05,mlrx:purge=0.08,mlrx:top_rings=2:purge=0.08,mlrx:top_rings=3:purge=0.08,rxmlrx:purge=0.03,rxmlrx:purge=0.05
@@ -43,7 +43,7 @@ WITHOUT_GAN = rx,lrx,lrx:outer=21:guard=7,gmm,mlrx,rxmlrx,mlrx:purge=0.03,mlrx:p
 benchmark: venv
 	mkdir -p out
 	$(VENV)/bin/hsanomaly benchmark $(DATA) \
-		--scores $(WITHOUT_GAN),critic,recon,recon:refine=2,recon:c2=0.1,anogan,$(GAN_CANDIDATES),$(WEIGHTS) \
+		--scores $(WITHOUT_GAN),critic,recon,recon:codebook_scale=2,recon:refine=2,recon:c2=0.1,anogan,$(GAN_CANDIDATES),$(WEIGHTS) \
 		--select $(GAN_CANDIDATES) --ablation $(WITHOUT_GAN) \
 		--seeds 0,1,2 --jobs $(JOBS) --models $(MODELS) --out out/benchmark \
 		--markdown docs/benchmark.md --reference benchmarks/reference-shared-data.csv

@@ -12,6 +12,7 @@ where the thesis's TensorFlow took a forward and a backward pass (about 3 evalua
 so the line "autodiff-equivalent speedup" rescales the speedup to that reference.
 
     python benchmarks/solver_vs_seed.py examples/abu-airport-2.tif [--model DIR] [--threads 2]
+        [--codebook-scale S]
 
 Last line: speedup=<x> cost_ratio=<mean fast / mean seed> auc_fast=<a> auc_seed=<b>
 """
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hsanomaly import defaults
 from hsanomaly.evaluation import roc_curve
 from hsanomaly.io.scene import read_scene
 from hsanomaly.latent import GeneratorFunction, make_solver
@@ -44,6 +46,8 @@ def main():
     parser.add_argument("--restarts", type=int, default=16)
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2, help="onnxruntime threads for both")
+    parser.add_argument("--codebook-scale", type=float, default=defaults.CODEBOOK_SCALE,
+                        help="the fast solver's codebook spread (default: the product's)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -61,7 +65,7 @@ def main():
         print(f"{Path(args.scene).name}: {len(x)} pixels ({truth.sum()} target), {bundle.bands} bands, "
               f"latent {bundle.latent_dim}, {args.threads} threads, load {os.getloadavg()[0]:.1f}")
 
-        fast = make_solver("fast", seed=args.seed)
+        fast = make_solver("fast", codebook_scale=args.codebook_scale, seed=args.seed)
         start = time.perf_counter()
         fast.codebook(generator)
         build = time.perf_counter() - start

@@ -21,7 +21,8 @@ TRAIN_SEED = 0
 SOLVER = "fast"            # "fast" (codebook + Gauss-Newton) or "thesis" (restarts x steps)
 CODEBOOK = 65536           # fast solver: codebook entries
 REFINE = 0                 # fast solver: Gauss-Newton steps from the best codebook entry
-CODEBOOK_SCALE = 2.0       # fast solver: the codebook's latent spread, in the prior's standard deviations
+CODEBOOK_SCALE = 1.0       # fast solver: the codebook's latent spread, in the prior's standard deviations
+                           # (the prior the generator was trained on; docs/ablations.md)
 RESTARTS = 16              # thesis solver: random restarts
 STEPS = 100                # thesis solver: gradient steps per restart
 C1 = 1.0                   # weight of the reconstruction error

@@ -5,8 +5,10 @@ the latent space is tiny (4 dims) and the output short (about 20 values), so nea
 work can be done once per model instead of once per pixel.
 
 Once per model (``Codebook``): K latent vectors spread over the prior (a scrambled Sobol
-sequence mapped through the normal quantile and widened by ``scale``, so that off-manifold
-pixels whose best z lies in the prior's tails are covered), their outputs G(z_k), a KD-tree on
+sequence mapped through the normal quantile and scaled by ``scale``: 1 covers the prior the
+generator was trained on; a wider codebook also reaches latent vectors the generator never saw
+in training, where it extrapolates and fits the anomalies too, docs/ablations.md), their
+outputs G(z_k), a KD-tree on
 the outputs' ``projection`` leading principal axes (a KD-tree in all ~20 output dimensions
 degrades to brute force; on fewer axes than 8 its nearest entries often miss the best one, and
 the search then ends above the thesis's optimum on most pixels; docs/ablations.md), and at
