@@ -7,11 +7,11 @@ work can be done once per model instead of once per pixel.
 Once per model (``Codebook``): K latent vectors spread over the prior (a scrambled Sobol
 sequence mapped through the normal quantile and scaled by ``scale``: 1 covers the prior the
 generator was trained on; a wider codebook also reaches latent vectors the generator never saw
-in training, where it extrapolates and fits the anomalies too, docs/ablations.md), their
-outputs G(z_k), a KD-tree on
-the outputs' ``projection`` leading principal axes (a KD-tree in all ~20 output dimensions
-degrades to brute force; on fewer axes than 8 its nearest entries often miss the best one, and
-the search then ends above the thesis's optimum on most pixels; docs/ablations.md), and at
+in training, where it extrapolates and fits the anomalies too; docs/ablations.md), their
+outputs G(z_k), a KD-tree on the outputs' ``projection`` leading principal axes (a KD-tree in
+all ~20 output dimensions degrades to brute force; on fewer axes than 8 its nearest entries
+often miss the best one, and the search then ends above the thesis's optimum on most pixels;
+docs/ablations.md), and at
 each entry the finite-difference Jacobian J_k, factored for the damped Gauss-Newton normal
 equations ``A_k = c1/d J_k^T J_k + (c2/k + mu) I = L_k L_k^T``. The generator calls
 (z_k, G(z_k), J_k: ``codebook_samples``) are nearly all of that work and depend on the
