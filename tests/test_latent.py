@@ -192,7 +192,7 @@ def test_make_solver_options():
     assert make_solver("fast", refine=0).params()["steps"] == 0
     with pytest.raises(HsanomalyError, match="--refine must be a whole number of at least 0"):
         make_solver("fast", refine=-1)
-    assert make_solver("fast", codebook_scale=1.0).params()["scale"] == 1.0
+    assert make_solver("fast", codebook_scale=1.0).params()["codebook_scale"] == 1.0
     for bad in (0, -1, float("nan"), float("inf")):
         with pytest.raises(HsanomalyError, match="--codebook-scale must be a finite number above 0"):
             make_solver("fast", codebook_scale=bad)

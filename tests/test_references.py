@@ -214,6 +214,23 @@ def _generator(bundle):
 
 
 @needs_torch
+def test_codebook_scale_reaches_the_latent_search_from_the_cli(scene, model, tmp_path):
+    """``--codebook-scale`` is the library's ``codebook_scale``: the same heatmap, its tags say
+    so, and it is not the default's (whose codebook covers the prior, scale 1)."""
+    _, path, cube, _ = scene
+    heat = tmp_path / "heat.tif"
+    _cli("detect", path, heat, "--score", "recon", "--model", model, "--codebook-scale", "2.5",
+         "-q")
+    source = ArraySource(cube)
+    expected = score_array(source, make_scorer("recon", model=model, codebook_scale=2.5))
+    np.testing.assert_allclose(_read(heat), expected["score"][0], rtol=1e-5, atol=1e-7)
+    with rasterio.open(heat) as ds:
+        assert json.loads(ds.tags()["HSANOMALY_PARAMETERS"])["codebook_scale"] == 2.5
+    default = score_array(source, make_scorer("recon", model=model))["score"][0]
+    assert not np.allclose(default, expected["score"][0])
+
+
+@needs_torch
 def test_reconstruction_cost_with_c1_c2_equals_the_formula(scene, model):
     _, _, cube, _ = scene
     scorer = make_scorer("recon", model=model, c1=2.5, c2=0.7)

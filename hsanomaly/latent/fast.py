@@ -11,13 +11,13 @@ in training, where it extrapolates and fits the anomalies too; docs/ablations.md
 outputs G(z_k), a KD-tree on the outputs' ``projection`` leading principal axes (a KD-tree in
 all ~20 output dimensions degrades to brute force; on fewer axes than 8 its nearest entries
 often miss the best one, and the search then ends above the thesis's optimum on most pixels;
-docs/ablations.md), and at
-each entry the finite-difference Jacobian J_k, factored for the damped Gauss-Newton normal
-equations ``A_k = c1/d J_k^T J_k + (c2/k + mu) I = L_k L_k^T``. The generator calls
-(z_k, G(z_k), J_k: ``codebook_samples``) are nearly all of that work and depend on the
-generator alone, so a model bundle stores them (hsanomaly.model.bundle.StoredCodebook) and
-``FastSolver.codebook`` loads them when the requested size, scale and seed match; the rest is
-derived per solver in a fraction of the time.
+docs/ablations.md), and at each entry the finite-difference Jacobian J_k, factored for the
+damped Gauss-Newton normal equations ``A_k = c1/d J_k^T J_k + (c2/k + mu) I = L_k L_k^T``.
+The generator calls (z_k, G(z_k), J_k: ``codebook_samples``) are nearly all of that work and
+depend on the generator alone, so a model bundle stores them
+(hsanomaly.model.bundle.StoredCodebook) and ``FastSolver.codebook`` loads them when the
+requested size, scale and seed match; the rest is derived per solver in a fraction of the
+time.
 
 Per pixel x:
 1. the ``candidates`` entries nearest to x in the projected output space;
@@ -148,7 +148,8 @@ class FastSolver:
     name = "fast"
 
     def __init__(self, c1=defaults.C1, c2=defaults.C2, codebook=defaults.CODEBOOK, candidates=8,
-                 steps=defaults.REFINE, scale=defaults.CODEBOOK_SCALE, damping=0.0, projection=8, seed=0):
+                 steps=defaults.REFINE, scale=defaults.CODEBOOK_SCALE, damping=0.0, projection=8,
+                 seed=0):
         self.c1, self.c2 = float(c1), float(c2)
         self.codebook_size, self.candidates, self.steps = int(codebook), int(candidates), int(steps)
         self.scale, self.damping, self.seed = float(scale), float(damping), int(seed)
@@ -157,7 +158,7 @@ class FastSolver:
 
     def params(self):
         return {"solver": self.name, "codebook": self.codebook_size, "candidates": self.candidates,
-                "steps": self.steps, "scale": self.scale, "damping": self.damping,
+                "steps": self.steps, "codebook_scale": self.scale, "damping": self.damping,
                 "projection": self.projection, "seed": self.seed}
 
     def __getstate__(self):

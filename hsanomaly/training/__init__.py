@@ -21,9 +21,7 @@ logger = logging.getLogger(__name__)
 LOG_ROWS = 200
 CHECKPOINTS = 10
 VAL_EVAL_WINDOWS = 4096
-
-
-CHECKPOINT_SUFFIX = ".checkpoint"
+CHECKPOINT_SUFFIX = ".checkpoint"   # <out>.checkpoint/ holds a training's resumable state
 
 
 def checkpoint_dir(out):
