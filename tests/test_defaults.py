@@ -58,5 +58,6 @@ def test_scorer_defaults_and_help_texts():
     for name, value in (("codebook", defaults.CODEBOOK), ("outer", defaults.CONTEXT_OUTER),
                         ("outer", defaults.LRX_OUTER), ("guard", defaults.CONTEXT_GUARD),
                         ("restarts", defaults.RESTARTS), ("steps", defaults.STEPS),
-                        ("refine", defaults.REFINE), ("codebook_scale", f"{defaults.CODEBOOK_SCALE:g}")):
+                        ("refine", defaults.REFINE),
+                        ("codebook_scale", f"[default: {defaults.CODEBOOK_SCALE:g}]")):
         assert str(value) in option(detect, name).help, (name, value)

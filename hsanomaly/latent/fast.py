@@ -58,7 +58,7 @@ def codebook_samples(generator, size, scale, seed):
     """(z (K, k), G(z) (K, d), J (K, d, k)): the codebook's generator work, float32.
 
     z: a scrambled Sobol sequence of ``codebook_size`` points mapped through the normal
-    quantile and widened by ``scale``; J by forward differences (GeneratorFunction.with_jacobian).
+    quantile and scaled by ``scale``; J by forward differences (GeneratorFunction.with_jacobian).
     """
     from scipy.special import ndtri
     from scipy.stats import qmc
