@@ -257,8 +257,9 @@ def test_held_out_selection_never_sees_the_scene_it_scores():
     aucs = {("A/a1", "m1"): 0.9, ("A/a1", "m2"): 0.8, ("A/a2", "m1"): 0.9, ("A/a2", "m2"): 0.8,
             ("B/b1", "m1"): 0.5, ("B/b1", "m2"): 1.0, ("A/a1", "base"): 0.7,
             ("A/a2", "base"): 0.7, ("B/b1", "base"): 0.7}
-    runs = [{"scene": s, "method": m, "seed": seed, "auc": a + 0.01 * seed}
-            for (s, m), a in aucs.items() for seed in (0, 1)]
+    log_aucs = {"m1": 0.4, "m2": 0.6, "base": 0.3}
+    runs = [{"scene": s, "method": m, "seed": seed, "auc": a + 0.01 * seed,
+             "log_auc": log_aucs[m] + 0.01 * seed} for (s, m), a in aucs.items() for seed in (0, 1)]
     datasets = {"A/a1": "A", "A/a2": "A", "B/b1": "B"}
     selection = select_held_out(runs, ["m1", "m2"], datasets, ablation=["base"])
     # in sample m2 (0.8667 + 0.005) beats m1 (0.7667 + 0.005)
@@ -274,8 +275,15 @@ def test_held_out_selection_never_sees_the_scene_it_scores():
     assert titles[0].startswith("Held-out selection") and titles[3].startswith("Ablation")
     per_scene = selection.tables()[1][2]
     assert per_scene[2] == ["B/b1", "m1", "0.5050", "base", "0.7050", "-0.2000"]
-    gain = selection.tables()[3][2][0]
-    assert gain[0] == "leave-one-scene-out" and gain[2] == "0.7050"
+    gain = selection.tables()[3][2]
+    assert gain[0][0] == "leave-one-scene-out" and gain[0][2] == "0.7050"
+    # the same choices' logAUC: m2 on a1 and a2, m1 on b1, against base everywhere
+    assert gain[0][4:] == ["0.5383", "0.3050", "+0.2333"]
+    assert gain[2][0] == "in-sample" and gain[2][4:] == ["0.6050", "0.3050", "+0.3000"]
+    assert selection.to_dict()["protocols"][0]["log_auc_mean"] == pytest.approx(0.5383, abs=1e-4)
+    for r in runs[:1]:
+        del r["log_auc"]                          # one run without it: AUC only
+    assert len(select_held_out(runs, ["m1", "m2"], datasets, ["base"]).tables()[3][1]) == 4
 
 
 def test_the_model_cache_reuses_a_bundle_only_while_it_is_what_training_would_give(

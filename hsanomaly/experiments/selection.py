@@ -8,7 +8,9 @@ of those scores; the in-sample mean is that of the candidate chosen on every sce
 AUC is the mean over its seeds; the spread is the std over seeds of the per-seed held-out mean.
 
 The ablation sets the best of the methods without a GAN (chosen the same way) beside the
-selected one: the GAN must carry the gain.
+selected one: the GAN must carry the gain. Choices are made by AUC; the ablation also gives
+the same choices' logAUC, which weighs the low false-alarm rates an analyst works at, where
+a whole-curve AUC near 1 hides most of the difference.
 """
 
 from dataclasses import dataclass, field
@@ -18,12 +20,12 @@ from .tables import mean, std
 PROTOCOLS = ("leave-one-scene-out", "leave-one-dataset-out")
 
 
-def _auc_table(runs, methods):
-    """{method: {scene: {seed: auc}}} for ``methods``."""
+def _auc_table(runs, methods, key="auc"):
+    """{method: {scene: {seed: runs' key}}} for ``methods``; None where a run lacks ``key``."""
     table = {m: {} for m in methods}
     for r in runs:
         if r["method"] in table:
-            table[r["method"]].setdefault(r["scene"], {})[r["seed"]] = r["auc"]
+            table[r["method"]].setdefault(r["scene"], {})[r["seed"]] = r.get(key)
     return table
 
 
@@ -31,15 +33,20 @@ def _scene_auc(table, method, scene):
     return mean(list(table[method][scene].values()))
 
 
+def _mean(table, method, scenes):
+    return mean([_scene_auc(table, method, s) for s in scenes])
+
+
 def _best(table, candidates, scenes):
     """The candidate with the best mean AUC over ``scenes`` (ties: the first listed)."""
-    return max(candidates, key=lambda m: mean([_scene_auc(table, m, s) for s in scenes]))
+    return max(candidates, key=lambda m: _mean(table, m, scenes))
 
 
 @dataclass
 class Protocol:
     name: str
     chosen: dict              # held-out unit -> candidate chosen on the other scenes
+    scored_by: dict           # scene -> the candidate chosen without it
     held_out: dict            # scene -> AUC (seed mean) of the candidate chosen without it
     per_seed: list            # held-out mean per seed (the spread)
 
@@ -47,21 +54,26 @@ class Protocol:
     def mean(self):
         return mean(list(self.held_out.values()))
 
+    def mean_of(self, table):
+        """The held-out mean of the same choices in another metric's ``table``."""
+        return mean([_scene_auc(table, pick, scene) for scene, pick in self.scored_by.items()])
+
 
 def run_protocol(name, table, candidates, units):
     """``units``: {unit: [scenes]}; every scene in exactly one unit."""
     scenes = [s for members in units.values() for s in members]
-    chosen, held_out, seeded = {}, {}, {}
+    chosen, scored_by, held_out, seeded = {}, {}, {}, {}
     for unit, members in units.items():
         others = [s for s in scenes if s not in members]
         pick = _best(table, candidates, others or scenes)
         chosen[unit] = pick
         for scene in members:
+            scored_by[scene] = pick
             held_out[scene] = _scene_auc(table, pick, scene)
             for seed, auc in table[pick][scene].items():
                 seeded.setdefault(seed, {})[scene] = auc
     per_seed = [mean([aucs.get(s, held_out[s]) for s in scenes]) for aucs in seeded.values()]
-    return Protocol(name, chosen, held_out, per_seed)
+    return Protocol(name, chosen, scored_by, held_out, per_seed)
 
 
 @dataclass
@@ -73,6 +85,7 @@ class Selection:
     protocols: list           # Protocol per PROTOCOLS, over the candidates
     ablation: list = field(default_factory=list)       # methods without a GAN
     ablation_protocols: list = field(default_factory=list)
+    log_auc: dict = None      # the logAUC table of every method, None where a run lacks it
 
     def tables(self):
         """(title, header, rows): the protocols first, then every candidate, then the ablation."""
@@ -111,15 +124,25 @@ class Selection:
                     ["candidate", "in-sample mean", *(f"chosen ({p})" for p in PROTOCOLS)], cand))
         if self.ablation:
             best = max(self.ablation, key=lambda m: self.in_sample[m])
+            log = self.log_auc
+
+            def gain(gan, base):
+                return [f"{gan:.4f}", f"{base:.4f}", f"{gan - base:+.4f}"]
+
             rows = []
             for p, a in zip(self.protocols, self.ablation_protocols):
-                rows.append([p.name, f"{p.mean:.4f}", f"{a.mean:.4f}", f"{p.mean - a.mean:+.4f}"])
-            rows.append(["in-sample", f"{self.in_sample[self.selected]:.4f} ({self.selected})",
-                         f"{self.in_sample[best]:.4f} ({best})",
-                         f"{self.in_sample[self.selected] - self.in_sample[best]:+.4f}"])
+                rows.append([p.name, *gain(p.mean, a.mean)]
+                            + (gain(p.mean_of(log), a.mean_of(log)) if log else []))
+            in_sample = gain(self.in_sample[self.selected], self.in_sample[best])
+            in_sample[0] += f" ({self.selected})"
+            in_sample[1] += f" ({best})"
+            rows.append(["in-sample", *in_sample] + (gain(
+                _mean(log, self.selected, self.scenes), _mean(log, best, self.scenes))
+                if log else []))
             out.append(("Ablation: the selected GAN configuration against the best fusion of "
-                        "the same parts without a GAN (chosen by the same protocol)",
-                        ["", "GAN candidates", "without a GAN", "GAN gain"], rows))
+                        "the same parts without a GAN (chosen by the same protocol, by AUC)",
+                        ["", "GAN candidates", "without a GAN", "GAN gain"]
+                        + (["logAUC: GAN", "without a GAN", "GAN gain"] if log else []), rows))
         return out
 
     def explanation(self):
@@ -134,7 +157,8 @@ class Selection:
     def to_dict(self):
         def proto(p):
             return {"name": p.name, "mean": p.mean, "per_seed": p.per_seed, "chosen": p.chosen,
-                    "held_out": p.held_out}
+                    "held_out": p.held_out,
+                    "log_auc_mean": p.mean_of(self.log_auc) if self.log_auc else None}
 
         return {"candidates": self.candidates, "in_sample": self.in_sample,
                 "selected": self.selected, "protocols": [proto(p) for p in self.protocols],
@@ -147,9 +171,11 @@ def select_held_out(runs, candidates, datasets, ablation=None):
     {scene: dataset name}."""
     ablation = [m for m in (ablation or []) if m not in candidates]
     table = _auc_table(runs, candidates + ablation)
+    log_auc = _auc_table(runs, candidates + ablation, "log_auc")
+    complete = all(v is not None for m in log_auc.values() for seeds in m.values()
+                   for v in seeds.values())
     scenes = sorted({s for m in candidates for s in table[m]})
-    in_sample = {m: mean([_scene_auc(table, m, s) for s in scenes])
-                 for m in candidates + ablation}
+    in_sample = {m: _mean(table, m, scenes) for m in candidates + ablation}
     by_dataset = {}
     for scene in scenes:
         by_dataset.setdefault(datasets.get(scene, ""), []).append(scene)
@@ -160,4 +186,5 @@ def select_held_out(runs, candidates, datasets, ablation=None):
         return [run_protocol(name, table, methods, units[name]) for name in PROTOCOLS]
 
     return Selection(candidates, scenes, in_sample, _best(table, candidates, scenes),
-                     protocols(candidates), ablation, protocols(ablation) if ablation else [])
+                     protocols(candidates), ablation, protocols(ablation) if ablation else [],
+                     log_auc if complete else None)
