@@ -87,43 +87,58 @@ def tables(result):
     return out
 
 
-def _reference_table(result, by_key, scenes):
-    """Per scene: each published AUC beside ours, the better published one, and our best method
-    (by mean AUC over scenes) with its margin over that."""
-    published = sorted({m for aucs in result.reference.values() for m in aucs})
+def _ours(result, by_key, scenes):
+    """Per scene, the AUC set beside the published ones, and its column's name: the
+    configuration chosen without the scene (leave-one-scene-out) when the held-out protocol
+    ran, else the method with the best mean AUC (chosen in sample)."""
+    if result.selection:
+        protocol = result.selection.protocols[0]
+        return protocol.held_out, f"held out ({protocol.name}) here"
     best = max(result.methods, key=lambda m: by_key[MEAN, m]["auc"])
+    return {s: by_key[s, best]["auc"] for s in scenes}, f"{best} here"
+
+
+def _reference_table(result, by_key, scenes):
+    """Per scene: each published AUC beside ours, the better published one, and ours (see
+    ``_ours``) with its margin over that; then the means, over every scene with a published
+    figure and over each smaller set of scenes that a published method covers."""
+    reference = result.reference
+    published = sorted({m for aucs in reference.values() for m in aucs})
+    scenes = [s for s in scenes if s != MEAN]
+    ours, label = _ours(result, by_key, scenes)
     header = ["scene"]
     for m in published:
         header += [f"{m} reference"] + ([f"{m} here"] if m in result.methods else [])
-    header += ["better reference", f"{best} here", "margin"]
-    rows, bests, ours = [], [], []
-    for scene in scenes:
-        if scene == MEAN:
-            continue
-        ref = result.reference.get(scene, {})
-        row = [scene]
+    header += ["better reference", label, "margin"]
+
+    def row(name, members):
+        """``members``: the scenes averaged (one scene: that scene's row)."""
+        cells = [name]
         for m in published:
-            row.append(f"{ref[m]:.4f}" if m in ref else "-")
+            covered = all(m in reference.get(s, {}) for s in members)
+            cells.append(f"{mean([reference[s][m] for s in members]):.4f}" if covered else "-")
             if m in result.methods:
-                row.append(f"{by_key[scene, m]['auc']:.4f}")
-        top = max(ref.values()) if ref else None
-        mine = by_key[scene, best]["auc"]
-        row += ["-" if top is None else f"{top:.4f}", f"{mine:.4f}",
-                "-" if top is None else f"{mine - top:+.4f}"]
-        rows.append(row)
-        if top is not None:
-            bests.append(top)
-            ours.append(mine)
-    if bests:
-        mean_row = [MEAN]
+                cells.append(f"{mean([by_key[s, m]['auc'] for s in members]):.4f}")
+        tops = [max(reference[s].values()) for s in members if reference.get(s)]
+        mine = [ours[s] for s in members if s in ours]
+        top = mean(tops) if len(tops) == len(members) else None
+        mine = mean(mine) if len(mine) == len(members) else None
+        cells += ["-" if top is None else f"{top:.4f}", "-" if mine is None else f"{mine:.4f}",
+                  "-" if None in (top, mine) else f"{mine - top:+.4f}"]
+        return cells
+
+    rows = [row(s, [s]) for s in scenes]
+    with_figures = [s for s in scenes if reference.get(s)]
+    if with_figures:
+        rows.append(row(MEAN, with_figures))
+        coverage = {}
         for m in published:
-            values = [result.reference[s][m] for s in scenes if m in result.reference.get(s, {})]
-            mean_row.append(f"{mean(values):.4f}" if len(values) == len(bests) else "-")
-            if m in result.methods:
-                mean_row.append(f"{by_key[MEAN, m]['auc']:.4f}")
-        mean_row += [f"{mean(bests):.4f}", f"{mean(ours):.4f}",
-                     f"{mean(ours) - mean(bests):+.4f}"]
-        rows.append(mean_row)
+            members = tuple(s for s in with_figures if m in reference.get(s, {}))
+            if 1 < len(members) < len(with_figures):
+                coverage.setdefault(members, []).append(m)
+        for members, methods in sorted(coverage.items(), key=lambda c: -len(c[0])):
+            rows.append(row(f"{MEAN}, the {len(members)} scenes with a {' / '.join(methods)} "
+                            "figure", list(members)))
     return ("Against the published reference AUCs (ours: mean over seeds)", header, rows)
 
 
