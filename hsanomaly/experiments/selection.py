@@ -15,7 +15,7 @@ a whole-curve AUC near 1 hides most of the difference.
 
 from dataclasses import dataclass, field
 
-from .tables import mean, std
+from .tables import mean, signed, std
 
 PROTOCOLS = ("leave-one-scene-out", "leave-one-dataset-out")
 
@@ -109,7 +109,7 @@ class Selection:
             if self.ablation_protocols:
                 base = self.ablation_protocols[0]
                 row += [base.chosen[scene], f"{base.held_out[scene]:.4f}",
-                        f"{scene_out.held_out[scene] - base.held_out[scene]:+.4f}"]
+                        signed(scene_out.held_out[scene] - base.held_out[scene])]
             rows.append(row)
         out.append(("Leave-one-scene-out, per scene: the configuration chosen on the other "
                     "scenes and its AUC on this one",
@@ -127,7 +127,7 @@ class Selection:
             log = self.log_auc
 
             def gain(gan, base):
-                return [f"{gan:.4f}", f"{base:.4f}", f"{gan - base:+.4f}"]
+                return [f"{gan:.4f}", f"{base:.4f}", signed(gan - base)]
 
             rows = []
             for p, a in zip(self.protocols, self.ablation_protocols):

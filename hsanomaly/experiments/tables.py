@@ -25,6 +25,11 @@ def mean(values):
     return statistics.fmean(values)
 
 
+def signed(difference):
+    """A difference to 4 decimals with its sign; one that rounds to nothing is +0.0000."""
+    return f"{round(difference, 4) + 0.0:+.4f}"
+
+
 def std(values):
     """Sample standard deviation; 0 for a single value."""
     return statistics.stdev(values) if len(values) > 1 else 0.0
@@ -124,7 +129,7 @@ def _reference_table(result, by_key, scenes):
         top = mean(tops) if len(tops) == len(members) else None
         mine = mean(mine) if len(mine) == len(members) else None
         cells += ["-" if top is None else f"{top:.4f}", "-" if mine is None else f"{mine:.4f}",
-                  "-" if None in (top, mine) else f"{mine - top:+.4f}"]
+                  "-" if None in (top, mine) else signed(mine - top)]
         return cells
 
     rows = [row(s, [s]) for s in scenes]
