@@ -6,7 +6,7 @@ The front door:
     hsanomaly.train(inputs, out)            # a GAN model bundle (needs the [train] extra)
     hsanomaly.detect(src, dst)              # a heatmap GeoTIFF, tiled, resumable
     hsanomaly.detect_many(inputs, out_dir)  # many rasters, optionally on a Dask cluster
-    hsanomaly.evaluate(heatmap, truth)      # AUC, logAUC, lgFAR, per target
+    hsanomaly.evaluate(heatmap, truth)      # AUC, logAUC, lgFAR, Pd, per target
 """
 
 from ._version import __version__

@@ -219,7 +219,8 @@ def _client(workers, scheduler):
 
 
 def evaluate(heatmap, truth, *, outer=None, plots=None, json=None, title=None, overwrite=False):
-    """Score a heatmap raster against a truth mask: AUC, logAUC, lgFAR overall and per target.
+    """Score a heatmap raster against a truth mask: AUC, logAUC, lgFAR and Pd (the share of
+    target pixels found at a false-alarm rate of ``pd_far``) overall and per target.
 
     outer: a mask of ambiguous pixels around the targets, excluded. plots: a directory for
     ROC, semi-log ROC, histogram and heatmap PNGs. json: write the report there. Returns

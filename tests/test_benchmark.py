@@ -94,7 +94,7 @@ def test_scenes_are_chosen_by_name_or_stem(scene_dir):
 def test_summary_means_over_scenes_and_spread_over_seeds():
     def run(scene, method, seed, auc):
         return {"scene": scene, "method": method, "seed": seed, "auc": auc, "log_auc": auc / 2,
-                "lg_far": -1.0, "seconds": 1.0, "cpu_seconds": 2.0, "train_seconds": 0.0,
+                "pd": auc / 4, "lg_far": -1.0, "seconds": 1.0, "cpu_seconds": 2.0, "train_seconds": 0.0,
                 "train_cpu_seconds": 0.0, "peak_mib": auc * 10}
 
     runs = [run("A", "gmm", 0, 0.8), run("A", "gmm", 1, 0.9), run("B", "gmm", 0, 0.6),
@@ -218,7 +218,8 @@ def test_the_published_figures_face_the_configuration_chosen_without_the_scene()
     its own over those scenes."""
     aucs = {"A/a1": {"m1": 0.9, "m2": 0.8}, "A/a2": {"m1": 0.9, "m2": 0.8},
             "B/b1": {"m1": 0.5, "m2": 1.0}}
-    runs = [{"scene": s, "method": m, "seed": 0, "auc": a, "log_auc": a / 2, "lg_far": 1.0,
+    runs = [{"scene": s, "method": m, "seed": 0, "auc": a, "log_auc": a / 2, "pd": a / 4,
+             "lg_far": 1.0,
              "peak_mib": 1.0, **dict.fromkeys(TIME_KEYS, 0.0)}
             for s, by_method in aucs.items() for m, a in by_method.items()]
     selection = select_held_out(runs, ["m1", "m2"], {"A/a1": "A", "A/a2": "A", "B/b1": "B"})
@@ -286,7 +287,8 @@ def test_held_out_selection_never_sees_the_scene_it_scores():
             ("A/a2", "base"): 0.7, ("B/b1", "base"): 0.7}
     log_aucs = {"m1": 0.4, "m2": 0.6, "base": 0.3}
     runs = [{"scene": s, "method": m, "seed": seed, "auc": a + 0.01 * seed,
-             "log_auc": log_aucs[m] + 0.01 * seed} for (s, m), a in aucs.items() for seed in (0, 1)]
+             "log_auc": log_aucs[m] + 0.01 * seed, "pd": log_aucs[m] / 2}
+            for (s, m), a in aucs.items() for seed in (0, 1)]
     datasets = {"A/a1": "A", "A/a2": "A", "B/b1": "B"}
     selection = select_held_out(runs, ["m1", "m2"], datasets, ablation=["base"])
     # in sample m2 (0.8667 + 0.005) beats m1 (0.7667 + 0.005)
@@ -304,12 +306,17 @@ def test_held_out_selection_never_sees_the_scene_it_scores():
     assert per_scene[2] == ["B/b1", "m1", "0.5050", "base", "0.7050", "-0.2000"]
     gain = selection.tables()[3][2]
     assert gain[0][0] == "leave-one-scene-out" and gain[0][2] == "0.7050"
-    # the same choices' logAUC: m2 on a1 and a2, m1 on b1, against base everywhere
-    assert gain[0][4:] == ["0.5383", "0.3050", "+0.2333"]
-    assert gain[2][0] == "in-sample" and gain[2][4:] == ["0.6050", "0.3050", "+0.3000"]
-    assert selection.to_dict()["protocols"][0]["log_auc_mean"] == pytest.approx(0.5383, abs=1e-4)
-    for r in runs[:1]:
-        del r["log_auc"]                          # one run without it: AUC only
+    # the same choices' logAUC and Pd: m2 on a1 and a2, m1 on b1, against base everywhere
+    assert gain[0][4:] == ["0.5383", "0.3050", "+0.2333", "0.2667", "0.1500", "+0.1167"]
+    assert gain[2][0] == "in-sample" and gain[2][4:7] == ["0.6050", "0.3050", "+0.3000"]
+    assert selection.tables()[3][1][4:] == ["logAUC: GAN", "without a GAN", "GAN gain",
+                                            "Pd: GAN", "without a GAN", "GAN gain"]
+    assert selection.to_dict()["protocols"][0]["other_means"]["logAUC"] == pytest.approx(
+        0.5383, abs=1e-4)
+    del runs[0]["log_auc"]                        # one run without it: no logAUC columns
+    assert select_held_out(runs, ["m1", "m2"], datasets, ["base"]).tables()[3][1][4] == "Pd: GAN"
+    for r in runs:
+        r.pop("pd")
     assert len(select_held_out(runs, ["m1", "m2"], datasets, ["base"]).tables()[3][1]) == 4
 
 

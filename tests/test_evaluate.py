@@ -85,6 +85,31 @@ def test_lg_far_counts_background_at_or_above_the_top_target():
     assert roc_curve([3], [3, 0, 0, 0]).lg_far == pytest.approx(np.log10(1 / 4))   # tie = alarm
 
 
+def test_pd_is_the_share_of_targets_above_the_lowest_threshold_within_the_false_alarms():
+    neg = np.arange(1000) / 100                       # 0 .. 9.99
+    curve = roc_curve([10, 5, 1], neg)
+    assert curve.pd == pytest.approx(1 / 3)           # only 10 beats all but 0.1 % of it
+    assert curve.pd_at(0.5) == pytest.approx(2 / 3)   # >= 5: 500 false alarms, allowed
+
+
+@pytest.mark.parametrize("far", [0.001, 0.01, 0.2])
+def test_pd_equals_a_scan_of_every_threshold_with_ties(far):
+    rng = np.random.default_rng(3)
+    pos, neg = np.round(rng.normal(2, 1, 120), 1), np.round(rng.normal(0, 1, 5000), 1)
+    best = 0
+    for t in np.r_[np.unique(np.r_[pos, neg]), np.inf]:
+        if (neg >= t).sum() <= far * neg.size:
+            best = max(best, (pos >= t).sum())
+    assert roc_curve(pos, neg).pd_at(far) == pytest.approx(best / pos.size, abs=1e-12)
+
+
+def test_the_cli_help_names_the_false_alarm_rate_of_pd():
+    from hsanomaly.evaluation.metrics import DETECTION_FAR
+
+    help_text = " ".join(CliRunner().invoke(evaluate_command, ["--help"]).output.split())
+    assert f"false-alarm rate of {DETECTION_FAR:g}" in help_text
+
+
 def test_roc_curve_runs_from_origin_to_one_one():
     curve = roc_curve([0.2, 0.9, 0.9], [0.1, 0.5, 0.95])
     assert (curve.fpr[0], curve.tpr[0]) == (0, 0)
@@ -158,6 +183,10 @@ def test_per_target_metrics_compare_each_target_with_all_background():
         assert (target["centroid_row"], target["centroid_col"]) == (rows.mean(), cols.mean())
     assert report["targets"][1]["pixels"] == 3        # the diagonal line is one target
     assert report["lg_far"] == pytest.approx(min(t["lg_far"] for t in report["targets"]))
+    assert report["pd_far"] == 0.001
+    assert report["pd"] == pytest.approx(roc_curve(scores[truth > 0], scores[background]).pd)
+    assert report["targets"][0]["pd"] == pytest.approx(
+        roc_curve(scores[labels == 1], scores[background]).pd)
 
 
 def test_target_without_scored_pixels_has_no_metrics():
@@ -165,7 +194,7 @@ def test_target_without_scored_pixels_has_no_metrics():
     scores[40:45, 30:32] = np.nan    # all of T3
     t3 = evaluate(scores, truth)["targets"][2]
     assert t3["pixels"] == 0
-    assert t3["auc"] is t3["log_auc"] is t3["lg_far"] is t3["max_score"] is None
+    assert t3["auc"] is t3["log_auc"] is t3["lg_far"] is t3["pd"] is t3["max_score"] is None
     assert t3["centroid_row"] == 42.0
 
 
@@ -235,6 +264,8 @@ def test_cli_prints_summary_and_writes_report_and_plots(heat_and_truth, tmp_path
     assert report["auc"] == pytest.approx(expected["auc"])
     assert report["n_excluded_pixels"] == 6 + 18
     assert f"AUC {expected['auc']:.4f}" in result.output
+    assert f"Pd {expected['pd']:.4f} at a false-alarm rate of 0.001" in result.output
+    assert report["pd"] == pytest.approx(expected["pd"])
     assert all(f"T{k} " in result.output for k in (1, 2, 3))
     assert len(list((tmp_path / "plots").glob("*.png"))) == 4
 

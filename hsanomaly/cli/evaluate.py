@@ -16,7 +16,8 @@ import click
               help="Replace existing report or plot files even when hsanomaly did not write them.")
 def evaluate(heatmap, truth, outer, plots_dir, json_path, overwrite):
     """Score anomaly HEATMAP (band 1 of a raster) against TRUTH (non-zero = target):
-    AUC, logAUC, lgFAR overall and per target (connected components T1..Tn)."""
+    AUC, logAUC, lgFAR and Pd (the share of target pixels found at a false-alarm rate of
+    0.001) overall and per target (connected components T1..Tn)."""
     from ..api import evaluate as run
     from ..evaluation.files import format_summary
 

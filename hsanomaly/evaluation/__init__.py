@@ -1,4 +1,5 @@
-"""Evaluation of anomaly heatmaps against truth masks: AUC, logAUC, lgFAR, per target, plots."""
+"""Evaluation of anomaly heatmaps against truth masks: AUC, logAUC, lgFAR, Pd, per target,
+plots."""
 
 from .metrics import RocCurve, Target, class_masks, evaluate, label_targets, roc_curve, score_targets
 from .files import evaluate_files, format_summary, read_heatmap, read_mask, write_json

@@ -88,16 +88,18 @@ def _json_check(path):
 def format_summary(report):
     """A short plain-text summary: overall metrics, then one line per target."""
     lines = [f"AUC {report['auc']:.4f}   logAUC {report['log_auc']:.4f}   "
-             f"lgFAR {report['lg_far']:.2f}",
+             f"lgFAR {report['lg_far']:.2f}   Pd {report['pd']:.4f} at a false-alarm rate of "
+             f"{report['pd_far']:g}",
              f"{report['n_target_pixels']} target pixels in {report['n_targets']} targets, "
              f"{report['n_background_pixels']} background pixels, "
              f"{report['n_excluded_pixels']} excluded"]
     if report["targets"]:
-        lines.append(f"{'target':<7}{'pixels':>7}{'AUC':>8}{'logAUC':>8}{'lgFAR':>7}"
+        lines.append(f"{'target':<7}{'pixels':>7}{'AUC':>8}{'logAUC':>8}{'lgFAR':>7}{'Pd':>7}"
                      f"{'max score':>12}{'row':>8}{'col':>8}")
     for t in report["targets"]:
         lines.append(f"{t['id']:<7}{t['pixels']:>7}{_num(t['auc'], '8.4f')}"
                      f"{_num(t['log_auc'], '8.4f')}{_num(t['lg_far'], '7.2f')}"
+                     f"{_num(t['pd'], '7.3f')}"
                      f"{_num(t['max_score'], '12.4g')}{t['centroid_row']:>8.1f}"
                      f"{t['centroid_col']:>8.1f}")
     return "\n".join(lines)

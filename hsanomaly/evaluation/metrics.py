@@ -1,4 +1,5 @@
-"""Detection metrics: ROC AUC, the seed's logAUC and lgFAR, overall and per target.
+"""Detection metrics: ROC AUC, the seed's logAUC and lgFAR, and the detection rate at a
+false-alarm rate an analyst would threshold at; overall and per target.
 
 The ROC curve of a score map only changes slope where a target (positive) score lies, so
 it is represented exactly by two points per distinct positive score: just before and just
@@ -13,6 +14,7 @@ from typing import Optional
 import numpy as np
 
 HALF_FALSE_POSITIVE = 0.5   # zero-FP thresholds count as half a false positive (thesis, 3.2)
+DETECTION_FAR = 0.001       # the false-alarm rate of ``pd``: one false pixel in a thousand
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,16 @@ class RocCurve:
         """TPR integrated over log10 FPR from 0.5/N_neg to 1, divided by |log10(0.5/N_neg)|."""
         width = -np.log10(HALF_FALSE_POSITIVE / self.n_neg)
         return float(_trapezoid(self.tpr, self.log_fpr) / width)
+
+    @property
+    def pd(self):
+        """The share of target pixels found at the lowest threshold whose false-alarm rate is
+        at most ``DETECTION_FAR``: where an analyst works, which a whole-curve AUC near 1 hides."""
+        return self.pd_at(DETECTION_FAR)
+
+    def pd_at(self, far):
+        """The detection rate at the lowest threshold with at most ``far`` false alarms."""
+        return float(self.tp[self.fp <= far * self.n_neg].max() / self.n_pos)
 
     @property
     def lg_far(self):
@@ -155,10 +167,11 @@ def _target_pixels(labels, n_targets):
 
 def evaluate(scores, truth, outer=None, valid=None):
     """A JSON-ready report of how well ``scores`` (rows, cols) find the ``truth`` targets:
-    overall and per-target AUC, logAUC and lgFAR (see ``score_targets``)."""
+    overall and per-target AUC, logAUC, lgFAR and Pd at ``pd_far`` (see ``score_targets``)."""
     overall, targets = score_targets(scores, truth, outer, valid)
     return {
         **_curve_metrics(overall),
+        "pd_far": DETECTION_FAR,
         "n_target_pixels": overall.n_pos,
         "n_background_pixels": overall.n_neg,
         "n_excluded_pixels": int(np.size(scores) - overall.n_pos - overall.n_neg),
@@ -169,8 +182,8 @@ def evaluate(scores, truth, outer=None, valid=None):
 
 def _curve_metrics(curve):
     if curve is None:
-        return {"auc": None, "log_auc": None, "lg_far": None}
-    return {"auc": curve.auc, "log_auc": curve.log_auc, "lg_far": curve.lg_far}
+        return {"auc": None, "log_auc": None, "lg_far": None, "pd": None}
+    return {"auc": curve.auc, "log_auc": curve.log_auc, "lg_far": curve.lg_far, "pd": curve.pd}
 
 
 def _target_report(target):

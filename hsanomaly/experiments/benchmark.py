@@ -9,7 +9,7 @@ per scene and seed (fully unsupervised, ``hsanomaly.training.train`` defaults) t
 ``ModelCache``. With ``select``, the held-out selection protocol (``selection.py``) runs over
 the methods and its tables come first.
 
-Per run it records AUC, logAUC, lgFAR, wall and CPU seconds of fit + score, wall and CPU
+Per run it records AUC, logAUC, lgFAR, Pd (see ``evaluation.metrics``), wall and CPU seconds of fit + score, wall and CPU
 seconds of training the run's model (0 for the baselines; a model shared by several GAN scores
 is counted in each of their rows), and the peak of memory traced by ``tracemalloc`` (Python
 and numpy allocations; not BLAS, torch or onnxruntime internals) during scoring.
@@ -113,7 +113,7 @@ def run_one(scene, data, method, seed, models):
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     report = evaluate(scores, data.truth, valid=data.valid)
     return {"scene": scene.name, "method": method, "seed": seed, "auc": report["auc"],
-            "log_auc": report["log_auc"], "lg_far": report["lg_far"],
+            "log_auc": report["log_auc"], "lg_far": report["lg_far"], "pd": report["pd"],
             "seconds": wall, "cpu_seconds": cpu,
             "train_seconds": model.seconds if model else 0.0,
             "train_cpu_seconds": model.cpu_seconds if model else 0.0,
@@ -242,7 +242,7 @@ def benchmark_scene(scene, methods, seeds, models_root, iterations, log=None):
         record = run_one(scene, data, method, seed, models)
         records.append(record)
         log(f"  {scene.name} {method:<7} seed {'-' if seed is None else seed}: "
-            f"AUC {record['auc']:.4f} logAUC {record['log_auc']:.4f} "
+            f"AUC {record['auc']:.4f} logAUC {record['log_auc']:.4f} Pd {record['pd']:.3f} "
             f"{record['seconds']:.2f} s ({record['cpu_seconds']:.2f} s CPU) "
             f"{record['peak_mib']:.1f} MiB")
     return records, None

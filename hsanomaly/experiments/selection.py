@@ -9,8 +9,8 @@ AUC is the mean over its seeds; the spread is the std over seeds of the per-seed
 
 The ablation sets the best of the methods without a GAN (chosen the same way) beside the
 selected one: the GAN must carry the gain. Choices are made by AUC; the ablation also gives
-the same choices' logAUC, which weighs the low false-alarm rates an analyst works at, where
-a whole-curve AUC near 1 hides most of the difference.
+the same choices' logAUC and Pd (``OTHER_METRICS``), which weigh the low false-alarm rates an
+analyst works at, where a whole-curve AUC near 1 hides most of the difference.
 """
 
 from dataclasses import dataclass, field
@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from .tables import mean, signed, std
 
 PROTOCOLS = ("leave-one-scene-out", "leave-one-dataset-out")
+OTHER_METRICS = {"logAUC": "log_auc", "Pd": "pd"}   # the ablation's columns beside the AUC
 
 
 def _auc_table(runs, methods, key="auc"):
@@ -85,7 +86,7 @@ class Selection:
     protocols: list           # Protocol per PROTOCOLS, over the candidates
     ablation: list = field(default_factory=list)       # methods without a GAN
     ablation_protocols: list = field(default_factory=list)
-    log_auc: dict = None      # the logAUC table of every method, None where a run lacks it
+    metrics: dict = field(default_factory=dict)   # OTHER_METRICS' tables that every run has
 
     def tables(self):
         """(title, header, rows): the protocols first, then every candidate, then the ablation."""
@@ -124,25 +125,25 @@ class Selection:
                     ["candidate", "in-sample mean", *(f"chosen ({p})" for p in PROTOCOLS)], cand))
         if self.ablation:
             best = max(self.ablation, key=lambda m: self.in_sample[m])
-            log = self.log_auc
-
             def gain(gan, base):
                 return [f"{gan:.4f}", f"{base:.4f}", signed(gan - base)]
 
             rows = []
             for p, a in zip(self.protocols, self.ablation_protocols):
-                rows.append([p.name, *gain(p.mean, a.mean)]
-                            + (gain(p.mean_of(log), a.mean_of(log)) if log else []))
+                rows.append([p.name, *gain(p.mean, a.mean)] + [
+                    cell for table in self.metrics.values()
+                    for cell in gain(p.mean_of(table), a.mean_of(table))])
             in_sample = gain(self.in_sample[self.selected], self.in_sample[best])
             in_sample[0] += f" ({self.selected})"
             in_sample[1] += f" ({best})"
-            rows.append(["in-sample", *in_sample] + (gain(
-                _mean(log, self.selected, self.scenes), _mean(log, best, self.scenes))
-                if log else []))
+            rows.append(["in-sample", *in_sample] + [
+                cell for table in self.metrics.values() for cell in gain(
+                    _mean(table, self.selected, self.scenes), _mean(table, best, self.scenes))])
             out.append(("Ablation: the selected GAN configuration against the best fusion of "
                         "the same parts without a GAN (chosen by the same protocol, by AUC)",
                         ["", "GAN candidates", "without a GAN", "GAN gain"]
-                        + (["logAUC: GAN", "without a GAN", "GAN gain"] if log else []), rows))
+                        + [h for label in self.metrics
+                           for h in (f"{label}: GAN", "without a GAN", "GAN gain")], rows))
         return out
 
     def explanation(self):
@@ -158,7 +159,8 @@ class Selection:
         def proto(p):
             return {"name": p.name, "mean": p.mean, "per_seed": p.per_seed, "chosen": p.chosen,
                     "held_out": p.held_out,
-                    "log_auc_mean": p.mean_of(self.log_auc) if self.log_auc else None}
+                    "other_means": {label: p.mean_of(table)
+                                    for label, table in self.metrics.items()}}
 
         return {"candidates": self.candidates, "in_sample": self.in_sample,
                 "selected": self.selected, "protocols": [proto(p) for p in self.protocols],
@@ -171,9 +173,12 @@ def select_held_out(runs, candidates, datasets, ablation=None):
     {scene: dataset name}."""
     ablation = [m for m in (ablation or []) if m not in candidates]
     table = _auc_table(runs, candidates + ablation)
-    log_auc = _auc_table(runs, candidates + ablation, "log_auc")
-    complete = all(v is not None for m in log_auc.values() for seeds in m.values()
-                   for v in seeds.values())
+    metrics = {}
+    for label, key in OTHER_METRICS.items():
+        other = _auc_table(runs, candidates + ablation, key)
+        if all(v is not None for m in other.values() for seeds in m.values()
+               for v in seeds.values()):
+            metrics[label] = other
     scenes = sorted({s for m in candidates for s in table[m]})
     in_sample = {m: _mean(table, m, scenes) for m in candidates + ablation}
     by_dataset = {}
@@ -187,4 +192,4 @@ def select_held_out(runs, candidates, datasets, ablation=None):
 
     return Selection(candidates, scenes, in_sample, _best(table, candidates, scenes),
                      protocols(candidates), ablation, protocols(ablation) if ablation else [],
-                     log_auc if complete else None)
+                     metrics)

@@ -6,17 +6,19 @@ import statistics
 from functools import partial
 from pathlib import Path
 
+from ..evaluation.metrics import DETECTION_FAR
 from ..io import atomic_path
 from ..io.ownership import has_json_keys, starts_with
 from ..io.paths import DIRECTORY, check_paths, check_replaceable_file, check_report_folder
 
 TITLE = "# hsanomaly benchmark"   # the Markdown's first line, which also marks it as ours
 MEAN = "mean"                 # the scene name of the rows averaged over scenes
-RUN_COLUMNS = ["scene", "method", "seed", "auc", "log_auc", "lg_far", "seconds", "cpu_seconds",
+RUN_COLUMNS = ["scene", "method", "seed", "auc", "log_auc", "lg_far", "pd", "seconds",
+               "cpu_seconds",
                "train_seconds", "train_cpu_seconds", "peak_mib", "pixels", "bands",
                "target_pixels"]
 SUMMARY_COLUMNS = ["scene", "method", "seeds", "auc", "auc_std", "log_auc", "log_auc_std",
-                   "lg_far", "seconds", "cpu_seconds", "train_seconds", "train_cpu_seconds",
+                   "pd", "pd_std", "lg_far", "seconds", "cpu_seconds", "train_seconds", "train_cpu_seconds",
                    "peak_mib"]
 TIME_KEYS = ("seconds", "cpu_seconds", "train_seconds", "train_cpu_seconds")
 
@@ -59,10 +61,11 @@ def _summary_row(scene, method, group, per_seed):
     def seed_values(key):
         return [mean([r[key] for r in runs]) for runs in per_seed]
 
-    auc, log_auc = seed_values("auc"), seed_values("log_auc")
+    auc, log_auc, pd = seed_values("auc"), seed_values("log_auc"), seed_values("pd")
     return {"scene": scene, "method": method, "seeds": len(per_seed),
             "auc": mean(auc), "auc_std": std(auc),
             "log_auc": mean(log_auc), "log_auc_std": std(log_auc),
+            "pd": mean(pd), "pd_std": std(pd),
             "lg_far": mean([r["lg_far"] for r in group]),
             **{key: mean([r[key] for r in group]) for key in TIME_KEYS},
             "peak_mib": max(r["peak_mib"] for r in group)}
@@ -79,7 +82,9 @@ def tables(result):
     by_key = {(r["scene"], r["method"]): r for r in result.summary}
     scenes = list(dict.fromkeys(r["scene"] for r in result.summary))
     out = list(result.selection.tables()) if result.selection else []
-    for key, title in (("auc", "ROC AUC"), ("log_auc", "logAUC")):
+    for key, title in (("auc", "ROC AUC"), ("log_auc", "logAUC"),
+                       ("pd", f"Pd: the share of target pixels found at a false-alarm rate of "
+                              f"{DETECTION_FAR:g}")):
         rows = [[scene] + [_cell(by_key[scene, m], key) for m in result.methods] for scene in scenes]
         out.append((f"{title} (mean ± std over seeds)", ["scene"] + result.methods, rows))
     cost = [[m] + [f"{by_key[MEAN, m][key]:.2f}" for key in TIME_KEYS]

@@ -16,12 +16,16 @@ def test_evaluate_reports_metrics_table_and_plots(scene, tmp_path):
         "HEATMAP": heatmap, "TRUTH": str(truth), "PLOTS": str(tmp_path / "plots"),
         "TARGETS": str(tmp_path / "targets.csv")})
     report = evaluate_files(heatmap, str(truth))[0]
-    assert (result["AUC"], result["LOG_AUC"], result["LG_FAR"], result["N_TARGETS"]) == \
-        (report["auc"], report["log_auc"], report["lg_far"], 2)
+    assert (result["AUC"], result["LOG_AUC"], result["LG_FAR"], result["PD"],
+            result["N_TARGETS"]) == (report["auc"], report["log_auc"], report["lg_far"],
+                                     report["pd"], 2)
     table = QgsVectorLayer(result["TARGETS"], "targets", "ogr")
     assert table.isValid() and not table.isSpatial()
     rows = [f.attributes() for f in table.getFeatures()]
     assert [(r[0], int(r[1])) for r in rows] == [(t["id"], t["pixels"]) for t in report["targets"]]
+    names = table.fields().names()
+    assert [float(r[names.index("pd")]) for r in rows] == pytest.approx(
+        [t["pd"] for t in report["targets"]])
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == \
         ["heatmap.png", "histograms.png", "log_roc.png", "roc.png"]
 

@@ -1,4 +1,4 @@
-"""Evaluate a heatmap against a truth mask: AUC, logAUC, lgFAR, a per-target table, plots."""
+"""Evaluate a heatmap against a truth mask: AUC, logAUC, lgFAR, Pd, a per-target table, plots."""
 
 from pathlib import Path
 
@@ -12,10 +12,10 @@ from .base import HsanomalyAlgorithm, is_empty, library_errors, raster_source
 
 # per-target report key -> table field type
 TARGET_FIELDS = {"id": QVariant.String, "pixels": QVariant.Int, "auc": QVariant.Double,
-                 "log_auc": QVariant.Double, "lg_far": QVariant.Double,
+                 "log_auc": QVariant.Double, "lg_far": QVariant.Double, "pd": QVariant.Double,
                  "max_score": QVariant.Double, "centroid_row": QVariant.Double,
                  "centroid_col": QVariant.Double}
-METRICS = {"AUC": "auc", "LOG_AUC": "log_auc", "LG_FAR": "lg_far"}
+METRICS = {"AUC": "auc", "LOG_AUC": "log_auc", "LG_FAR": "lg_far", "PD": "pd"}
 
 
 class Evaluate(HsanomalyAlgorithm):
@@ -34,7 +34,8 @@ class Evaluate(HsanomalyAlgorithm):
 
     def shortHelpString(self):
         return ("Scores band 1 of an anomaly heatmap against a truth mask (non-zero = target): "
-                "AUC, logAUC and lgFAR overall and per target (connected components T1..Tn). "
+                "AUC, logAUC, lgFAR and Pd (the share of target pixels found at a false-alarm "
+                "rate of 0.001) overall and per target (connected components T1..Tn). "
                 "Pixels inside the optional outer mask but outside the truth are excluded. "
                 "Optionally writes ROC, semi-log ROC, histogram and heatmap PNGs.")
 
