@@ -218,7 +218,8 @@ def _client(workers, scheduler):
         yield client
 
 
-def evaluate(heatmap, truth, *, outer=None, plots=None, json=None, title=None, overwrite=False):
+def evaluate(heatmap, truth, *, outer=None, plots=None, json=None, title=None, overwrite=False,
+             pd_far=defaults.PD_FAR):
     """Score a heatmap raster against a truth mask: AUC, logAUC, lgFAR and Pd (the share of
     target pixels found at a false-alarm rate of ``pd_far``) overall and per target.
 
@@ -229,11 +230,13 @@ def evaluate(heatmap, truth, *, outer=None, plots=None, json=None, title=None, o
     unless ``overwrite``); the JSON and plots are replaced together at the end.
     """
     from .evaluation.files import evaluate_files, write_json
+    from .evaluation.metrics import check_pd_far
     from .io.atomic import staged
     from .validate import evaluate_paths
 
+    pd_far = check_pd_far(pd_far)
     evaluate_paths(heatmap, truth, outer, plots, json, overwrite)
-    report, scores, truth_mask, outer_mask = evaluate_files(heatmap, truth, outer)
+    report, scores, truth_mask, outer_mask = evaluate_files(heatmap, truth, outer, pd_far)
     with staged() as stage:
         if plots is not None:
             from .evaluation.plots import write_plots

@@ -49,3 +49,6 @@ GMM_COMPONENTS, GMM_PCA, GMM_SAMPLE = 5, 25, 50_000
 
 # Scoring runtime.
 DEVICE = "cpu"
+
+# Evaluation: the false-alarm rate at which Pd (the share of target pixels found) is reported.
+PD_FAR = 0.001             # one false pixel in a thousand

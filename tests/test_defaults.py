@@ -28,6 +28,17 @@ def test_score_and_tile_defaults():
     assert keyword_default(api.detect, "tile") == keyword_default(api.detect_many, "tile") == defaults.TILE
 
 
+def test_evaluation_defaults():
+    import hsanomaly.api as api
+    from hsanomaly.cli.evaluate import evaluate
+    from hsanomaly.evaluation import metrics
+    from hsanomaly.evaluation.files import evaluate_files
+
+    assert option(evaluate, "pd_far").default == keyword_default(api.evaluate, "pd_far") == \
+        keyword_default(metrics.evaluate, "pd_far") == keyword_default(evaluate_files, "pd_far") \
+        == keyword_default(metrics.RocCurve.pd_at, "far") == defaults.PD_FAR
+
+
 def test_training_defaults():
     assert option(train_command, "iterations").default == Settings.iterations == defaults.ITERATIONS
     assert option(train_command, "window").default == defaults.TRAIN_WINDOW

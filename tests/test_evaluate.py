@@ -88,7 +88,7 @@ def test_lg_far_counts_background_at_or_above_the_top_target():
 def test_pd_is_the_share_of_targets_above_the_lowest_threshold_within_the_false_alarms():
     neg = np.arange(1000) / 100                       # 0 .. 9.99
     curve = roc_curve([10, 5, 1], neg)
-    assert curve.pd == pytest.approx(1 / 3)           # only 10 beats all but 0.1 % of it
+    assert curve.pd_at() == pytest.approx(1 / 3)      # only 10 beats all but 0.1 % of it
     assert curve.pd_at(0.5) == pytest.approx(2 / 3)   # >= 5: 500 false alarms, allowed
 
 
@@ -103,11 +103,26 @@ def test_pd_equals_a_scan_of_every_threshold_with_ties(far):
     assert roc_curve(pos, neg).pd_at(far) == pytest.approx(best / pos.size, abs=1e-12)
 
 
-def test_the_cli_help_names_the_false_alarm_rate_of_pd():
-    from hsanomaly.evaluation.metrics import DETECTION_FAR
+def test_pd_far_outside_zero_one_is_refused_before_anything_is_written(heat_and_truth, tmp_path):
+    heat, truth_path, _, _ = heat_and_truth
+    for bad in ("0", "1", "-0.1", "nan", "inf"):
+        message = run_failing([heat, truth_path, "--pd-far", bad, "--json", tmp_path / "r.json"])
+        assert message == f"--pd-far must be a false-alarm rate in (0, 1), got {float(bad)}"
+    assert not (tmp_path / "r.json").exists()
+    with pytest.raises(HsanomalyError, match="--pd-far must be"):
+        evaluate(np.zeros((2, 2)), np.eye(2), pd_far="often")
 
-    help_text = " ".join(CliRunner().invoke(evaluate_command, ["--help"]).output.split())
-    assert f"false-alarm rate of {DETECTION_FAR:g}" in help_text
+
+def test_pd_at_another_false_alarm_rate_through_the_cli_and_library(heat_and_truth, tmp_path):
+    heat, truth_path, scores, truth = heat_and_truth
+    result = CliRunner().invoke(evaluate_command, [str(heat), str(truth_path), "--pd-far", "0.05",
+                                                   "--json", str(tmp_path / "r.json")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    expected = roc_curve(scores[truth > 0], scores[truth == 0]).pd_at(0.05)
+    assert report["pd_far"] == 0.05 and report["pd"] == pytest.approx(expected)
+    assert report["pd"] != evaluate(scores, truth)["pd"]       # the default rate gives another
+    assert f"Pd {expected:.4f} at a false-alarm rate of 0.05" in result.output
 
 
 def test_roc_curve_runs_from_origin_to_one_one():
@@ -184,9 +199,9 @@ def test_per_target_metrics_compare_each_target_with_all_background():
     assert report["targets"][1]["pixels"] == 3        # the diagonal line is one target
     assert report["lg_far"] == pytest.approx(min(t["lg_far"] for t in report["targets"]))
     assert report["pd_far"] == 0.001
-    assert report["pd"] == pytest.approx(roc_curve(scores[truth > 0], scores[background]).pd)
+    assert report["pd"] == pytest.approx(roc_curve(scores[truth > 0], scores[background]).pd_at())
     assert report["targets"][0]["pd"] == pytest.approx(
-        roc_curve(scores[labels == 1], scores[background]).pd)
+        roc_curve(scores[labels == 1], scores[background]).pd_at())
 
 
 def test_target_without_scored_pixels_has_no_metrics():

@@ -2,6 +2,8 @@ from pathlib import Path
 
 import click
 
+from .. import defaults
+
 
 @click.command()
 @click.argument("heatmap", type=click.Path(dir_okay=False))
@@ -12,16 +14,19 @@ import click
               help="Write ROC, semi-log ROC, histogram and heatmap PNGs into this directory.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False),
               help="Write the full report (overall and per target) as JSON.")
+@click.option("--pd-far", type=float, default=defaults.PD_FAR, show_default=True,
+              help="The false-alarm rate at which Pd is reported.")
 @click.option("--overwrite", is_flag=True,
               help="Replace existing report or plot files even when hsanomaly did not write them.")
-def evaluate(heatmap, truth, outer, plots_dir, json_path, overwrite):
+def evaluate(heatmap, truth, outer, plots_dir, json_path, pd_far, overwrite):
     """Score anomaly HEATMAP (band 1 of a raster) against TRUTH (non-zero = target):
     AUC, logAUC, lgFAR and Pd (the share of target pixels found at a false-alarm rate of
-    0.001) overall and per target (connected components T1..Tn)."""
+    --pd-far) overall and per target (connected components T1..Tn)."""
     from ..api import evaluate as run
     from ..evaluation.files import format_summary
 
-    report = run(heatmap, truth, outer=outer, plots=plots_dir, json=json_path, overwrite=overwrite)
+    report = run(heatmap, truth, outer=outer, plots=plots_dir, json=json_path, overwrite=overwrite,
+                 pd_far=pd_far)
     click.echo(format_summary(report))
     if plots_dir:
         click.echo(f"{plots_dir}: {', '.join(Path(p).name for p in report['plots'].values())}")

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import defaults
 from ..errors import HsanomalyError
 from ..io import read_truth
 from ..io.scene import check_same_grid
@@ -42,7 +43,7 @@ def read_mask(path, shape, heatmap=None):
     return mask, known
 
 
-def evaluate_files(heatmap_path, truth_path, outer_path=None):
+def evaluate_files(heatmap_path, truth_path, outer_path=None, pd_far=defaults.PD_FAR):
     """Read the inputs and evaluate; returns (report, scores, truth, outer). Pixels where a
     mask is nodata are left out, as the heatmap's own nodata pixels are."""
     scores = read_heatmap(heatmap_path)
@@ -59,7 +60,7 @@ def evaluate_files(heatmap_path, truth_path, outer_path=None):
         if outer_known is not None:
             scores[~outer_known] = np.nan
     try:
-        report = evaluate(scores, truth, outer=outer)
+        report = evaluate(scores, truth, outer=outer, pd_far=pd_far)
     except ValueError as err:
         raise HsanomalyError(f"{heatmap_path}: {err}") from None
     report["inputs"] = {"heatmap": str(heatmap_path), "truth": str(truth_path),

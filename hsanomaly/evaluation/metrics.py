@@ -8,13 +8,16 @@ after the threshold passes it. With the background scores sorted once, each poin
 over the whole scene.
 """
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 
+from .. import defaults
+from ..errors import HsanomalyError
+
 HALF_FALSE_POSITIVE = 0.5   # zero-FP thresholds count as half a false positive (thesis, 3.2)
-DETECTION_FAR = 0.001       # the false-alarm rate of ``pd``: one false pixel in a thousand
 
 
 @dataclass(frozen=True)
@@ -50,14 +53,9 @@ class RocCurve:
         width = -np.log10(HALF_FALSE_POSITIVE / self.n_neg)
         return float(_trapezoid(self.tpr, self.log_fpr) / width)
 
-    @property
-    def pd(self):
-        """The share of target pixels found at the lowest threshold whose false-alarm rate is
-        at most ``DETECTION_FAR``: where an analyst works, which a whole-curve AUC near 1 hides."""
-        return self.pd_at(DETECTION_FAR)
-
-    def pd_at(self, far):
-        """The detection rate at the lowest threshold with at most ``far`` false alarms."""
+    def pd_at(self, far=defaults.PD_FAR):
+        """Pd: the share of target pixels found at the lowest threshold whose false-alarm rate
+        is at most ``far``; where an analyst works, which a whole-curve AUC near 1 hides."""
         return float(self.tp[self.fp <= far * self.n_neg].max() / self.n_pos)
 
     @property
@@ -165,28 +163,42 @@ def _target_pixels(labels, n_targets):
     return [(rows[a:b], cols[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def evaluate(scores, truth, outer=None, valid=None):
+def check_pd_far(pd_far):
+    """Refuse a false-alarm rate for Pd that is not a number in (0, 1)."""
+    try:
+        rate = float(pd_far)
+    except (TypeError, ValueError):
+        rate = math.nan
+    if not 0 < rate < 1:
+        raise HsanomalyError(f"--pd-far must be a false-alarm rate in (0, 1), got {pd_far}")
+    return rate
+
+
+def evaluate(scores, truth, outer=None, valid=None, pd_far=defaults.PD_FAR):
     """A JSON-ready report of how well ``scores`` (rows, cols) find the ``truth`` targets:
     overall and per-target AUC, logAUC, lgFAR and Pd at ``pd_far`` (see ``score_targets``)."""
+    pd_far = check_pd_far(pd_far)
     overall, targets = score_targets(scores, truth, outer, valid)
     return {
-        **_curve_metrics(overall),
-        "pd_far": DETECTION_FAR,
+        **_curve_metrics(overall, pd_far),
+        "pd_far": pd_far,
         "n_target_pixels": overall.n_pos,
         "n_background_pixels": overall.n_neg,
         "n_excluded_pixels": int(np.size(scores) - overall.n_pos - overall.n_neg),
         "n_targets": len(targets),
-        "targets": [_target_report(t) for t in targets],
+        "targets": [_target_report(t, pd_far) for t in targets],
     }
 
 
-def _curve_metrics(curve):
+def _curve_metrics(curve, pd_far):
     if curve is None:
         return {"auc": None, "log_auc": None, "lg_far": None, "pd": None}
-    return {"auc": curve.auc, "log_auc": curve.log_auc, "lg_far": curve.lg_far, "pd": curve.pd}
+    return {"auc": curve.auc, "log_auc": curve.log_auc, "lg_far": curve.lg_far,
+            "pd": curve.pd_at(pd_far)}
 
 
-def _target_report(target):
-    return {"id": target.id, "pixels": int(target.scores.size), **_curve_metrics(target.curve),
+def _target_report(target, pd_far):
+    return {"id": target.id, "pixels": int(target.scores.size),
+            **_curve_metrics(target.curve, pd_far),
             "max_score": float(target.scores.max()) if target.scores.size else None,
             "centroid_row": float(target.rows.mean()), "centroid_col": float(target.cols.mean())}

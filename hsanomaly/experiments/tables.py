@@ -6,7 +6,7 @@ import statistics
 from functools import partial
 from pathlib import Path
 
-from ..evaluation.metrics import DETECTION_FAR
+from .. import defaults
 from ..io import atomic_path
 from ..io.ownership import has_json_keys, starts_with
 from ..io.paths import DIRECTORY, check_paths, check_replaceable_file, check_report_folder
@@ -84,7 +84,7 @@ def tables(result):
     out = list(result.selection.tables()) if result.selection else []
     for key, title in (("auc", "ROC AUC"), ("log_auc", "logAUC"),
                        ("pd", f"Pd: the share of target pixels found at a false-alarm rate of "
-                              f"{DETECTION_FAR:g}")):
+                              f"{defaults.PD_FAR:g}")):
         rows = [[scene] + [_cell(by_key[scene, m], key) for m in result.methods] for scene in scenes]
         out.append((f"{title} (mean ± std over seeds)", ["scene"] + result.methods, rows))
     cost = [[m] + [f"{by_key[MEAN, m][key]:.2f}" for key in TIME_KEYS]

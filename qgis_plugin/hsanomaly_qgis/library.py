@@ -28,6 +28,7 @@ FALLBACK = SimpleNamespace(
     iterations=250,
     train_window=1,
     train_seed=0,
+    pd_far=0.001,
 )
 
 
@@ -55,6 +56,7 @@ def load():
         iterations=defaults.ITERATIONS,
         train_window=defaults.TRAIN_WINDOW,
         train_seed=defaults.TRAIN_SEED,
+        pd_far=defaults.PD_FAR,
     )
 
 

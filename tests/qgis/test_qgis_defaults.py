@@ -25,6 +25,7 @@ def test_every_qgis_default_is_the_librarys(plugin):
     assert default("train", "ITERATIONS") == defaults.ITERATIONS
     assert default("train", "WINDOW") == defaults.TRAIN_WINDOW
     assert default("train", "SEED") == defaults.TRAIN_SEED
+    assert default("evaluate", "PD_FAR") == defaults.PD_FAR
 
 
 def test_choices_are_the_librarys(plugin):

@@ -28,6 +28,10 @@ def test_evaluate_reports_metrics_table_and_plots(scene, tmp_path):
         [t["pd"] for t in report["targets"]])
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == \
         ["heatmap.png", "histograms.png", "log_roc.png", "roc.png"]
+    wider = processing.run("hsanomaly:evaluate", {
+        "HEATMAP": heatmap, "TRUTH": str(truth), "PD_FAR": 0.2,
+        "TARGETS": str(tmp_path / "wider.csv")})
+    assert wider["PD"] == evaluate_files(heatmap, str(truth), pd_far=0.2)[0]["pd"]
 
 
 def test_evaluate_empty_truth_gives_the_library_message(scene, tmp_path):
@@ -47,3 +51,7 @@ def test_evaluate_empty_truth_gives_the_library_message(scene, tmp_path):
         processing.run("hsanomaly:evaluate", {"HEATMAP": heatmap, "TRUTH": str(empty),
                                               "TARGETS": "TEMPORARY_OUTPUT"})
     assert str(err.value) == f"{empty}: the truth mask has no target pixel (all zero)"
+    with pytest.raises(QgsProcessingException) as err:
+        processing.run("hsanomaly:evaluate", {"HEATMAP": heatmap, "TRUTH": str(truth),
+                                              "PD_FAR": 1.5, "TARGETS": "TEMPORARY_OUTPUT"})
+    assert str(err.value) == "--pd-far must be a false-alarm rate in (0, 1), got 1.5"

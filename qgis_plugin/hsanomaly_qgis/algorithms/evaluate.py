@@ -4,10 +4,12 @@ from pathlib import Path
 
 from qgis.core import (QgsCoordinateReferenceSystem, QgsFeature, QgsFeatureSink, QgsField,
                        QgsFields, QgsProcessing, QgsProcessingOutputNumber,
-                       QgsProcessingParameterFeatureSink, QgsProcessingParameterFolderDestination,
+                       QgsProcessingParameterDefinition, QgsProcessingParameterFeatureSink,
+                       QgsProcessingParameterFolderDestination, QgsProcessingParameterNumber,
                        QgsProcessingParameterRasterLayer, QgsWkbTypes)
 from qgis.PyQt.QtCore import QVariant
 
+from .. import library
 from .base import HsanomalyAlgorithm, is_empty, library_errors, raster_source
 
 # per-target report key -> table field type
@@ -24,6 +26,7 @@ class Evaluate(HsanomalyAlgorithm):
     OUTER = "OUTER"
     TARGETS = "TARGETS"
     PLOTS = "PLOTS"
+    PD_FAR = "PD_FAR"
     N_TARGETS = "N_TARGETS"
 
     def name(self):
@@ -34,8 +37,8 @@ class Evaluate(HsanomalyAlgorithm):
 
     def shortHelpString(self):
         return ("Scores band 1 of an anomaly heatmap against a truth mask (non-zero = target): "
-                "AUC, logAUC, lgFAR and Pd (the share of target pixels found at a false-alarm "
-                "rate of 0.001) overall and per target (connected components T1..Tn). "
+                "AUC, logAUC, lgFAR and Pd (the share of target pixels found at a chosen "
+                "false-alarm rate) overall and per target (connected components T1..Tn). "
                 "Pixels inside the optional outer mask but outside the truth are excluded. "
                 "Optionally writes ROC, semi-log ROC, histogram and heatmap PNGs.")
 
@@ -48,6 +51,11 @@ class Evaluate(HsanomalyAlgorithm):
             self.TARGETS, "Per-target metrics", QgsProcessing.TypeVector))
         self.addParameter(QgsProcessingParameterFolderDestination(
             self.PLOTS, "Plots folder", optional=True, createByDefault=False))
+        pd_far = QgsProcessingParameterNumber(
+            self.PD_FAR, "False-alarm rate at which Pd is reported",
+            QgsProcessingParameterNumber.Double, defaultValue=library.load().pd_far)
+        pd_far.setFlags(pd_far.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(pd_far)     # the library refuses a rate outside (0, 1)
         for output, key in METRICS.items():
             self.addOutput(QgsProcessingOutputNumber(output, key))
         self.addOutput(QgsProcessingOutputNumber(self.N_TARGETS, "number of targets"))
@@ -64,7 +72,8 @@ class Evaluate(HsanomalyAlgorithm):
             from hsanomaly.evaluation.files import format_summary
 
             report = evaluate(heatmap, truth, outer=outer, plots=plots, title=Path(heatmap).stem,
-                              overwrite=True)   # QGIS replaces an algorithm's outputs
+                              overwrite=True,   # QGIS replaces an algorithm's outputs
+                              pd_far=self.parameterAsDouble(parameters, self.PD_FAR, context))
             feedback.pushInfo(format_summary(report))
             if plots:
                 feedback.pushInfo(f"{plots}: plots")
