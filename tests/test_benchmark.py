@@ -285,9 +285,10 @@ def test_held_out_selection_never_sees_the_scene_it_scores():
     aucs = {("A/a1", "m1"): 0.9, ("A/a1", "m2"): 0.8, ("A/a2", "m1"): 0.9, ("A/a2", "m2"): 0.8,
             ("B/b1", "m1"): 0.5, ("B/b1", "m2"): 1.0, ("A/a1", "base"): 0.7,
             ("A/a2", "base"): 0.7, ("B/b1", "base"): 0.7}
-    log_aucs = {"m1": 0.4, "m2": 0.6, "base": 0.3}
+    # logAUC ranks m1 and m2 the other way round (1 - AUC); Pd is half the logAUC
+    log_aucs = {key: 0.3 if key[1] == "base" else 1 - a for key, a in aucs.items()}
     runs = [{"scene": s, "method": m, "seed": seed, "auc": a + 0.01 * seed,
-             "log_auc": log_aucs[m] + 0.01 * seed, "pd": log_aucs[m] / 2}
+             "log_auc": log_aucs[s, m] + 0.01 * seed, "pd": (log_aucs[s, m] + 0.01 * seed) / 2}
             for (s, m), a in aucs.items() for seed in (0, 1)]
     datasets = {"A/a1": "A", "A/a2": "A", "B/b1": "B"}
     selection = select_held_out(runs, ["m1", "m2"], datasets, ablation=["base"])
@@ -305,14 +306,17 @@ def test_held_out_selection_never_sees_the_scene_it_scores():
     per_scene = selection.tables()[1][2]
     assert per_scene[2] == ["B/b1", "m1", "0.5050", "base", "0.7050", "-0.2000"]
     gain = selection.tables()[3][2]
-    assert gain[0][0] == "leave-one-scene-out" and gain[0][2] == "0.7050"
-    # the same choices' logAUC and Pd: m2 on a1 and a2, m1 on b1, against base everywhere
-    assert gain[0][4:] == ["0.5383", "0.3050", "+0.2333", "0.2667", "0.1500", "+0.1167"]
-    assert gain[2][0] == "in-sample" and gain[2][4:7] == ["0.6050", "0.3050", "+0.3000"]
+    assert gain[0][:4] == ["leave-one-scene-out", "0.7050", "0.7050", "+0.0000"]
+    # on logAUC the protocol chooses anew: m1 without a1 (a2, b1) and without a2, m2 without b1
+    assert gain[0][4:] == ["0.0717", "0.3050", "-0.2333", "0.0358", "0.1525", "-0.1167"]
+    assert gain[2] == ["in-sample", "0.8717 (m2)", "0.7050 (base)", "+0.1667",
+                       "0.2383 (m1)", "0.3050 (base)", "-0.0667",
+                       "0.1192 (m1)", "0.1525 (base)", "-0.0333"]
     assert selection.tables()[3][1][4:] == ["logAUC: GAN", "without a GAN", "GAN gain",
                                             "Pd: GAN", "without a GAN", "GAN gain"]
-    assert selection.to_dict()["protocols"][0]["other_means"]["logAUC"] == pytest.approx(
-        0.5383, abs=1e-4)
+    logauc = selection.to_dict()["other_ablations"][0]
+    assert logauc["metric"] == "logAUC" and logauc["gan"][0]["chosen"] == {
+        "A/a1": "m1", "A/a2": "m1", "B/b1": "m2"}
     del runs[0]["log_auc"]                        # one run without it: no logAUC columns
     assert select_held_out(runs, ["m1", "m2"], datasets, ["base"]).tables()[3][1][4] == "Pd: GAN"
     for r in runs:

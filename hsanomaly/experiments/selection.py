@@ -8,9 +8,10 @@ of those scores; the in-sample mean is that of the candidate chosen on every sce
 AUC is the mean over its seeds; the spread is the std over seeds of the per-seed held-out mean.
 
 The ablation sets the best of the methods without a GAN (chosen the same way) beside the
-selected one: the GAN must carry the gain. Choices are made by AUC; the ablation also gives
-the same choices' logAUC and Pd (``OTHER_METRICS``), which weigh the low false-alarm rates an
-analyst works at, where a whole-curve AUC near 1 hides most of the difference.
+selected one: the GAN must carry the gain. The default is chosen by AUC; the ablation is also
+run on logAUC and Pd (``OTHER_METRICS``), each side choosing by that metric with the same
+protocols: they weigh the low false-alarm rates an analyst works at, where a whole-curve AUC
+near 1 hides most of the difference.
 """
 
 from dataclasses import dataclass, field
@@ -47,7 +48,6 @@ def _best(table, candidates, scenes):
 class Protocol:
     name: str
     chosen: dict              # held-out unit -> candidate chosen on the other scenes
-    scored_by: dict           # scene -> the candidate chosen without it
     held_out: dict            # scene -> AUC (seed mean) of the candidate chosen without it
     per_seed: list            # held-out mean per seed (the spread)
 
@@ -55,26 +55,36 @@ class Protocol:
     def mean(self):
         return mean(list(self.held_out.values()))
 
-    def mean_of(self, table):
-        """The held-out mean of the same choices in another metric's ``table``."""
-        return mean([_scene_auc(table, pick, scene) for scene, pick in self.scored_by.items()])
-
 
 def run_protocol(name, table, candidates, units):
     """``units``: {unit: [scenes]}; every scene in exactly one unit."""
     scenes = [s for members in units.values() for s in members]
-    chosen, scored_by, held_out, seeded = {}, {}, {}, {}
+    chosen, held_out, seeded = {}, {}, {}
     for unit, members in units.items():
         others = [s for s in scenes if s not in members]
         pick = _best(table, candidates, others or scenes)
         chosen[unit] = pick
         for scene in members:
-            scored_by[scene] = pick
             held_out[scene] = _scene_auc(table, pick, scene)
             for seed, auc in table[pick][scene].items():
                 seeded.setdefault(seed, {})[scene] = auc
     per_seed = [mean([aucs.get(s, held_out[s]) for s in scenes]) for aucs in seeded.values()]
-    return Protocol(name, chosen, scored_by, held_out, per_seed)
+    return Protocol(name, chosen, held_out, per_seed)
+
+
+@dataclass
+class Ablation:
+    """One metric's ablation: the protocols run on ``table`` (that metric) over the GAN
+    candidates and over the methods without a GAN, each side choosing by the metric."""
+    label: str
+    table: dict
+    gan: list                 # Protocol per PROTOCOLS
+    base: list
+
+    def best(self, methods, scenes):
+        """(method, in-sample mean) of the best of ``methods`` on this metric."""
+        pick = _best(self.table, methods, scenes)
+        return pick, _mean(self.table, pick, scenes)
 
 
 @dataclass
@@ -86,7 +96,7 @@ class Selection:
     protocols: list           # Protocol per PROTOCOLS, over the candidates
     ablation: list = field(default_factory=list)       # methods without a GAN
     ablation_protocols: list = field(default_factory=list)
-    metrics: dict = field(default_factory=dict)   # OTHER_METRICS' tables that every run has
+    other_ablations: list = field(default_factory=list)   # Ablation per OTHER_METRICS every run has
 
     def tables(self):
         """(title, header, rows): the protocols first, then every candidate, then the ablation."""
@@ -124,26 +134,32 @@ class Selection:
         out.append(("Every candidate: in-sample mean AUC and how often each protocol chose it",
                     ["candidate", "in-sample mean", *(f"chosen ({p})" for p in PROTOCOLS)], cand))
         if self.ablation:
-            best = max(self.ablation, key=lambda m: self.in_sample[m])
+            ablations = [Ablation("AUC", None, self.protocols, self.ablation_protocols),
+                         *self.other_ablations]
+
             def gain(gan, base):
                 return [f"{gan:.4f}", f"{base:.4f}", signed(gan - base)]
 
-            rows = []
-            for p, a in zip(self.protocols, self.ablation_protocols):
-                rows.append([p.name, *gain(p.mean, a.mean)] + [
-                    cell for table in self.metrics.values()
-                    for cell in gain(p.mean_of(table), a.mean_of(table))])
-            in_sample = gain(self.in_sample[self.selected], self.in_sample[best])
-            in_sample[0] += f" ({self.selected})"
-            in_sample[1] += f" ({best})"
-            rows.append(["in-sample", *in_sample] + [
-                cell for table in self.metrics.values() for cell in gain(
-                    _mean(table, self.selected, self.scenes), _mean(table, best, self.scenes))])
-            out.append(("Ablation: the selected GAN configuration against the best fusion of "
-                        "the same parts without a GAN (chosen by the same protocol, by AUC)",
-                        ["", "GAN candidates", "without a GAN", "GAN gain"]
-                        + [h for label in self.metrics
-                           for h in (f"{label}: GAN", "without a GAN", "GAN gain")], rows))
+            rows = [[p.name] + [cell for a in ablations
+                                for cell in gain(a.gan[i].mean, a.base[i].mean)]
+                    for i, p in enumerate(self.protocols)]
+            in_sample = ["in-sample"]
+            for a in ablations:
+                if a.table is None:
+                    best = max(self.ablation, key=lambda m: self.in_sample[m])
+                    gan, base = ((self.selected, self.in_sample[self.selected]),
+                                 (best, self.in_sample[best]))
+                else:
+                    gan, base = a.best(self.candidates, self.scenes), a.best(self.ablation,
+                                                                               self.scenes)
+                cells = gain(gan[1], base[1])
+                in_sample += [f"{cells[0]} ({gan[0]})", f"{cells[1]} ({base[0]})", cells[2]]
+            rows.append(in_sample)
+            out.append(("Ablation: the GAN candidates against the best fusion of the same parts "
+                        "without a GAN, each side chosen by the same protocol on the metric of "
+                        "its columns",
+                        [""] + [h for a in ablations for h in (
+                            f"{a.label}: GAN", "without a GAN", "GAN gain")], rows))
         return out
 
     def explanation(self):
@@ -158,14 +174,15 @@ class Selection:
     def to_dict(self):
         def proto(p):
             return {"name": p.name, "mean": p.mean, "per_seed": p.per_seed, "chosen": p.chosen,
-                    "held_out": p.held_out,
-                    "other_means": {label: p.mean_of(table)
-                                    for label, table in self.metrics.items()}}
+                    "held_out": p.held_out}
 
         return {"candidates": self.candidates, "in_sample": self.in_sample,
                 "selected": self.selected, "protocols": [proto(p) for p in self.protocols],
                 "ablation": self.ablation,
-                "ablation_protocols": [proto(p) for p in self.ablation_protocols]}
+                "ablation_protocols": [proto(p) for p in self.ablation_protocols],
+                "other_ablations": [{"metric": a.label, "gan": [proto(p) for p in a.gan],
+                                     "without_gan": [proto(p) for p in a.base]}
+                                    for a in self.other_ablations]}
 
 
 def select_held_out(runs, candidates, datasets, ablation=None):
@@ -173,12 +190,6 @@ def select_held_out(runs, candidates, datasets, ablation=None):
     {scene: dataset name}."""
     ablation = [m for m in (ablation or []) if m not in candidates]
     table = _auc_table(runs, candidates + ablation)
-    metrics = {}
-    for label, key in OTHER_METRICS.items():
-        other = _auc_table(runs, candidates + ablation, key)
-        if all(v is not None for m in other.values() for seeds in m.values()
-               for v in seeds.values()):
-            metrics[label] = other
     scenes = sorted({s for m in candidates for s in table[m]})
     in_sample = {m: _mean(table, m, scenes) for m in candidates + ablation}
     by_dataset = {}
@@ -187,9 +198,16 @@ def select_held_out(runs, candidates, datasets, ablation=None):
     units = {"leave-one-scene-out": {s: [s] for s in scenes},
              "leave-one-dataset-out": by_dataset}
 
-    def protocols(methods):
-        return [run_protocol(name, table, methods, units[name]) for name in PROTOCOLS]
+    def protocols(methods, metric=table):
+        return [run_protocol(name, metric, methods, units[name]) for name in PROTOCOLS]
 
+    others = []
+    for label, key in OTHER_METRICS.items() if ablation else ():
+        other = _auc_table(runs, candidates + ablation, key)
+        if all(v is not None for m in other.values() for seeds in m.values()
+               for v in seeds.values()):
+            others.append(Ablation(label, other, protocols(candidates, other),
+                                   protocols(ablation, other)))
     return Selection(candidates, scenes, in_sample, _best(table, candidates, scenes),
                      protocols(candidates), ablation, protocols(ablation) if ablation else [],
-                     metrics)
+                     others)
