@@ -314,7 +314,7 @@ def test_held_out_selection_never_sees_the_scene_it_scores():
                        "0.1192 (m1)", "0.1525 (base)", "-0.0333"]
     assert selection.tables()[3][1][4:] == ["logAUC: GAN", "without a GAN", "GAN gain",
                                             "Pd: GAN", "without a GAN", "GAN gain"]
-    logauc = selection.to_dict()["other_ablations"][0]
+    logauc = selection.to_dict()["ablations"][1]
     assert logauc["metric"] == "logAUC" and logauc["gan"][0]["chosen"] == {
         "A/a1": "m1", "A/a2": "m1", "B/b1": "m2"}
     del runs[0]["log_auc"]                        # one run without it: no logAUC columns

@@ -9,10 +9,11 @@ per scene and seed (fully unsupervised, ``hsanomaly.training.train`` defaults) t
 ``ModelCache``. With ``select``, the held-out selection protocol (``selection.py``) runs over
 the methods and its tables come first.
 
-Per run it records AUC, logAUC, lgFAR, Pd (see ``evaluation.metrics``), wall and CPU seconds of fit + score, wall and CPU
-seconds of training the run's model (0 for the baselines; a model shared by several GAN scores
-is counted in each of their rows), and the peak of memory traced by ``tracemalloc`` (Python
-and numpy allocations; not BLAS, torch or onnxruntime internals) during scoring.
+Per run it records AUC, logAUC, lgFAR, Pd (``evaluation.metrics``), wall and CPU seconds of
+fit + score, wall and CPU seconds of training the run's model (0 for the baselines; a model
+shared by several GAN scores is counted in each of their rows), and the peak of memory traced
+by ``tracemalloc`` (Python and numpy allocations; not BLAS, torch or onnxruntime internals)
+during scoring.
 """
 
 import csv

@@ -22,7 +22,7 @@ PROTOCOLS = ("leave-one-scene-out", "leave-one-dataset-out")
 OTHER_METRICS = {"logAUC": "log_auc", "Pd": "pd"}   # the ablation's columns beside the AUC
 
 
-def _auc_table(runs, methods, key="auc"):
+def _metric_table(runs, methods, key="auc"):
     """{method: {scene: {seed: runs' key}}} for ``methods``; None where a run lacks ``key``."""
     table = {m: {} for m in methods}
     for r in runs:
@@ -31,12 +31,12 @@ def _auc_table(runs, methods, key="auc"):
     return table
 
 
-def _scene_auc(table, method, scene):
+def _scene_value(table, method, scene):
     return mean(list(table[method][scene].values()))
 
 
 def _mean(table, method, scenes):
-    return mean([_scene_auc(table, method, s) for s in scenes])
+    return mean([_scene_value(table, method, s) for s in scenes])
 
 
 def _best(table, candidates, scenes):
@@ -65,7 +65,7 @@ def run_protocol(name, table, candidates, units):
         pick = _best(table, candidates, others or scenes)
         chosen[unit] = pick
         for scene in members:
-            held_out[scene] = _scene_auc(table, pick, scene)
+            held_out[scene] = _scene_value(table, pick, scene)
             for seed, auc in table[pick][scene].items():
                 seeded.setdefault(seed, {})[scene] = auc
     per_seed = [mean([aucs.get(s, held_out[s]) for s in scenes]) for aucs in seeded.values()]
@@ -95,8 +95,12 @@ class Selection:
     selected: str             # the candidate chosen on every scene
     protocols: list           # Protocol per PROTOCOLS, over the candidates
     ablation: list = field(default_factory=list)       # methods without a GAN
-    ablation_protocols: list = field(default_factory=list)
-    other_ablations: list = field(default_factory=list)   # Ablation per OTHER_METRICS every run has
+    ablations: list = field(default_factory=list)   # Ablation: AUC, then OTHER_METRICS runs have
+
+    @property
+    def ablation_protocols(self):
+        """The protocols over the methods without a GAN, by AUC."""
+        return self.ablations[0].base if self.ablations else []
 
     def tables(self):
         """(title, header, rows): the protocols first, then every candidate, then the ablation."""
@@ -134,31 +138,22 @@ class Selection:
         out.append(("Every candidate: in-sample mean AUC and how often each protocol chose it",
                     ["candidate", "in-sample mean", *(f"chosen ({p})" for p in PROTOCOLS)], cand))
         if self.ablation:
-            ablations = [Ablation("AUC", None, self.protocols, self.ablation_protocols),
-                         *self.other_ablations]
-
             def gain(gan, base):
                 return [f"{gan:.4f}", f"{base:.4f}", signed(gan - base)]
 
-            rows = [[p.name] + [cell for a in ablations
+            rows = [[p.name] + [cell for a in self.ablations
                                 for cell in gain(a.gan[i].mean, a.base[i].mean)]
                     for i, p in enumerate(self.protocols)]
             in_sample = ["in-sample"]
-            for a in ablations:
-                if a.table is None:
-                    best = max(self.ablation, key=lambda m: self.in_sample[m])
-                    gan, base = ((self.selected, self.in_sample[self.selected]),
-                                 (best, self.in_sample[best]))
-                else:
-                    gan, base = a.best(self.candidates, self.scenes), a.best(self.ablation,
-                                                                               self.scenes)
+            for a in self.ablations:
+                gan, base = a.best(self.candidates, self.scenes), a.best(self.ablation, self.scenes)
                 cells = gain(gan[1], base[1])
                 in_sample += [f"{cells[0]} ({gan[0]})", f"{cells[1]} ({base[0]})", cells[2]]
             rows.append(in_sample)
             out.append(("Ablation: the GAN candidates against the best fusion of the same parts "
                         "without a GAN, each side chosen by the same protocol on the metric of "
                         "its columns",
-                        [""] + [h for a in ablations for h in (
+                        [""] + [h for a in self.ablations for h in (
                             f"{a.label}: GAN", "without a GAN", "GAN gain")], rows))
         return out
 
@@ -180,16 +175,16 @@ class Selection:
                 "selected": self.selected, "protocols": [proto(p) for p in self.protocols],
                 "ablation": self.ablation,
                 "ablation_protocols": [proto(p) for p in self.ablation_protocols],
-                "other_ablations": [{"metric": a.label, "gan": [proto(p) for p in a.gan],
-                                     "without_gan": [proto(p) for p in a.base]}
-                                    for a in self.other_ablations]}
+                "ablations": [{"metric": a.label, "gan": [proto(p) for p in a.gan],
+                               "without_gan": [proto(p) for p in a.base]}
+                              for a in self.ablations]}
 
 
 def select_held_out(runs, candidates, datasets, ablation=None):
     """The protocols over ``candidates`` (and ``ablation``) on ``runs``; ``datasets``:
     {scene: dataset name}."""
     ablation = [m for m in (ablation or []) if m not in candidates]
-    table = _auc_table(runs, candidates + ablation)
+    table = _metric_table(runs, candidates + ablation)
     scenes = sorted({s for m in candidates for s in table[m]})
     in_sample = {m: _mean(table, m, scenes) for m in candidates + ablation}
     by_dataset = {}
@@ -201,13 +196,14 @@ def select_held_out(runs, candidates, datasets, ablation=None):
     def protocols(methods, metric=table):
         return [run_protocol(name, metric, methods, units[name]) for name in PROTOCOLS]
 
-    others = []
-    for label, key in OTHER_METRICS.items() if ablation else ():
-        other = _auc_table(runs, candidates + ablation, key)
-        if all(v is not None for m in other.values() for seeds in m.values()
-               for v in seeds.values()):
-            others.append(Ablation(label, other, protocols(candidates, other),
-                                   protocols(ablation, other)))
-    return Selection(candidates, scenes, in_sample, _best(table, candidates, scenes),
-                     protocols(candidates), ablation, protocols(ablation) if ablation else [],
-                     others)
+    chosen, ablations = protocols(candidates), []
+    if ablation:
+        ablations.append(Ablation("AUC", table, chosen, protocols(ablation)))
+        for label, key in OTHER_METRICS.items():
+            other = _metric_table(runs, candidates + ablation, key)
+            if all(v is not None for m in other.values() for seeds in m.values()
+                   for v in seeds.values()):
+                ablations.append(Ablation(label, other, protocols(candidates, other),
+                                          protocols(ablation, other)))
+    return Selection(candidates, scenes, in_sample, _best(table, candidates, scenes), chosen,
+                     ablation, ablations)
