@@ -40,7 +40,8 @@ def _mean(table, method, scenes):
 
 
 def _best(table, candidates, scenes):
-    """The candidate with the best mean AUC over ``scenes`` (ties: the first listed)."""
+    """The candidate with the best mean of ``table``'s metric over ``scenes`` (ties: the first
+    listed)."""
     return max(candidates, key=lambda m: _mean(table, m, scenes))
 
 
@@ -48,7 +49,7 @@ def _best(table, candidates, scenes):
 class Protocol:
     name: str
     chosen: dict              # held-out unit -> candidate chosen on the other scenes
-    held_out: dict            # scene -> AUC (seed mean) of the candidate chosen without it
+    held_out: dict            # scene -> the metric (seed mean) of the candidate chosen without it
     per_seed: list            # held-out mean per seed (the spread)
 
     @property
@@ -196,14 +197,14 @@ def select_held_out(runs, candidates, datasets, ablation=None):
     def protocols(methods, metric=table):
         return [run_protocol(name, metric, methods, units[name]) for name in PROTOCOLS]
 
-    chosen, ablations = protocols(candidates), []
+    by_auc, ablations = protocols(candidates), []
     if ablation:
-        ablations.append(Ablation("AUC", table, chosen, protocols(ablation)))
+        ablations.append(Ablation("AUC", table, by_auc, protocols(ablation)))
         for label, key in OTHER_METRICS.items():
             other = _metric_table(runs, candidates + ablation, key)
             if all(v is not None for m in other.values() for seeds in m.values()
                    for v in seeds.values()):
                 ablations.append(Ablation(label, other, protocols(candidates, other),
                                           protocols(ablation, other)))
-    return Selection(candidates, scenes, in_sample, _best(table, candidates, scenes), chosen,
+    return Selection(candidates, scenes, in_sample, _best(table, candidates, scenes), by_auc,
                      ablation, ablations)
