@@ -281,6 +281,14 @@ def test_a_method_with_options_runs_like_the_score_with_them(scene_dir):
         run_benchmark(scene_dir, ["rx"], [0], select=["lrx"])
 
 
+def test_a_bad_option_value_is_refused_before_any_model_is_trained(scene_dir, tmp_path):
+    for method, message in (("recon:codebook_scale=abc", "--codebook-scale must be a finite"),
+                            ("mlrx:purge=0.9", "--purge must lie in")):
+        with pytest.raises(HsanomalyError, match=message):
+            run_benchmark(scene_dir, ["rx", method], [0], models_dir=tmp_path / "models")
+    assert not (tmp_path / "models").exists()
+
+
 def test_held_out_selection_never_sees_the_scene_it_scores():
     aucs = {("A/a1", "m1"): 0.9, ("A/a1", "m2"): 0.8, ("A/a2", "m1"): 0.9, ("A/a2", "m2"): 0.8,
             ("B/b1", "m1"): 0.5, ("B/b1", "m2"): 1.0, ("A/a1", "base"): 0.7,

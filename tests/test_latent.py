@@ -193,7 +193,7 @@ def test_make_solver_options():
     with pytest.raises(HsanomalyError, match="--refine must be a whole number of at least 0"):
         make_solver("fast", refine=-1)
     assert make_solver("fast", codebook_scale=1.0).params()["codebook_scale"] == 1.0
-    for bad in (0, -1, float("nan"), float("inf")):
+    for bad in (0, -1, float("nan"), float("inf"), "abc", None, True):
         with pytest.raises(HsanomalyError, match="--codebook-scale must be a finite number above 0"):
             make_solver("fast", codebook_scale=bad)
 

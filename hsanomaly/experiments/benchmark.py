@@ -66,13 +66,13 @@ def is_seeded(method):
 
 
 def check_methods(methods):
-    """Refuse unknown scores and options, and model scores when torch (needed to train models)
-    is missing."""
+    """Refuse unknown scores, options and option values (each scorer is built once, without
+    its model, which loads only when it scores), and model scores when torch (needed to train
+    models) is missing: all before any model is trained."""
     for method in methods:
         name, options = parse_method(method)
-        from ..scorers import check_options
-
-        check_options(name, options)
+        make_scorer(name, **options, **({"model": "not loaded"} if scorer_class(name).needs_model
+                                        and "model" not in options else {}))
         if scorer_class(name).needs_model and importlib.util.find_spec("torch") is None:
             raise HsanomalyError(f"score {name!r} needs a model trained per scene and seed, "
                                  "and training needs torch: pip install 'hsanomaly[train]'")

@@ -6,6 +6,7 @@ onnxruntime only.
 """
 
 import math
+import numbers
 
 from .. import defaults
 from ..errors import HsanomalyError
@@ -40,7 +41,8 @@ def make_solver(name, *, c1=defaults.C1, c2=defaults.C2, restarts=defaults.RESTA
             raise HsanomalyError(f"--codebook must be at least 16 entries, got {codebook}")
         if isinstance(refine, bool) or int(refine) != refine or refine < 0:
             raise HsanomalyError(f"--refine must be a whole number of at least 0, got {refine!r}")
-        if not 0 < codebook_scale < math.inf:
+        if (isinstance(codebook_scale, bool) or not isinstance(codebook_scale, numbers.Real)
+                or not 0 < codebook_scale < math.inf):
             raise HsanomalyError(f"--codebook-scale must be a finite number above 0, "
                                  f"got {codebook_scale}")
         return FastSolver(c1=c1, c2=c2, codebook=codebook, steps=int(refine),
