@@ -13,7 +13,7 @@ import numpy as np
 from . import defaults
 from .errors import HsanomalyError
 from .io.source import ArraySource, RasterSource
-from .scorers import check_options, make_scorer, scorer_class
+from .scorers import check_scorer, make_scorer, scorer_class
 
 
 class Detector:
@@ -32,7 +32,8 @@ class Detector:
         self.model = model
         self.tile = tile
         self.options = options
-        check_options(score, {**options, **({"model": model} if model is not None else {})})
+        # every option's kind and range, before fit trains a quick model
+        check_scorer(score, {**options, **({"model": model} if model is not None else {})})
 
     # scikit-learn's parameter protocol -------------------------------------------------------
     def get_params(self, deep=True):

@@ -4,33 +4,14 @@
 the option or path at fault, before a model is trained or a tile is scored.
 """
 
-import math
-import numbers
 from pathlib import Path
 
 from .errors import HsanomalyError
+from .options import check_whole
 from .io.paths import (DIRECTORY, FILE, check_paths, check_replaceable_dir,
                        check_replaceable_file, is_model_bundle)
 
 EXTRA_NAMES = ("recon", "latent", "convergence")
-
-
-def check_numbers(options):
-    """Refuse an option that is not a finite number where a number is expected."""
-    for name, value in options.items():
-        flag = f"--{name.replace('_', '-')}"
-        if isinstance(value, bool) or value is None or isinstance(value, str):
-            continue
-        if isinstance(value, numbers.Real) and not math.isfinite(value):
-            raise HsanomalyError(f"{flag} must be a finite number, got {value}")
-
-
-def check_whole(name, value, minimum):
-    """Refuse ``value`` unless it is None or a whole number of at least ``minimum``."""
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise HsanomalyError(f"{name} must be a whole number of at least {minimum}, got {value!r}")
 
 
 def check_extras(cls, extras):
@@ -49,7 +30,7 @@ def check_execution(workers, scheduler):
     """--workers and --scheduler: a positive count, a well-formed address, not both."""
     from .distributed import check_address
 
-    check_whole("--workers", workers, 1)
+    check_whole("--workers", workers, 1, optional=True)
     if workers and scheduler:
         raise HsanomalyError(f"{scheduler}: give either --scheduler or --workers, not both")
     if scheduler is not None and isinstance(scheduler, (str, Path)):
@@ -161,13 +142,12 @@ def _check_plots_dir(plots):
 
 def check_request(score, model, options, extras=None, tile=None, workers=None, scheduler=None,
                   resume=False):
-    """The options of a detect run: names the score takes, finite numbers, whole counts, the
+    """The options of a detect run: names the score takes and values of their kinds, the
     extras, the executor. Returns the score's class."""
     from .engine.detect import check_tile
     from .scorers import check_options
 
     cls = check_options(score, {**options, **({"model": model} if model is not None else {})})
-    check_numbers(options)
     if tile is not None:
         check_tile(tile)
     if not isinstance(resume, bool):

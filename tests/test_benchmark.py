@@ -283,7 +283,11 @@ def test_a_method_with_options_runs_like_the_score_with_them(scene_dir):
 
 def test_a_bad_option_value_is_refused_before_any_model_is_trained(scene_dir, tmp_path):
     for method, message in (("recon:codebook_scale=abc", "--codebook-scale must be a finite"),
-                            ("mlrx:purge=0.9", "--purge must lie in")):
+                            ("mlrx:purge=0.9", "--purge must lie in"),
+                            ("recon:c2=abc", "--c2 must be a finite number, got 'abc'"),
+                            ("dualcontext:top_rings=two", "--top-rings must be a whole number"),
+                            ("resrx:refine=1.5", "--refine must be a whole number"),
+                            ("gmm:seed=-1", "--seed must be a whole number from 0")):
         with pytest.raises(HsanomalyError, match=message):
             run_benchmark(scene_dir, ["rx", method], [0], models_dir=tmp_path / "models")
     assert not (tmp_path / "models").exists()

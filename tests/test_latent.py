@@ -185,7 +185,7 @@ def test_results_depend_only_on_the_seed(generator, pixels):
 def test_make_solver_options():
     assert make_solver("thesis", restarts=4, steps=50).params()["restarts"] == 4
     assert make_solver("fast").params()["solver"] == "fast"
-    with pytest.raises(HsanomalyError, match="--restarts and --steps must be at least 1"):
+    with pytest.raises(HsanomalyError, match="--restarts must be a whole number of at least 1"):
         make_solver("thesis", restarts=0)
     with pytest.raises(HsanomalyError, match="unknown solver"):
         make_solver("newton")
@@ -196,6 +196,17 @@ def test_make_solver_options():
     for bad in (0, -1, float("nan"), float("inf"), "abc", None, True):
         with pytest.raises(HsanomalyError, match="--codebook-scale must be a finite number above 0"):
             make_solver("fast", codebook_scale=bad)
+
+
+@pytest.mark.parametrize("solver", ["fast", "thesis"])
+@pytest.mark.parametrize("option, bad", [("restarts", 0), ("restarts", "abc"), ("steps", 2.5),
+                                         ("codebook", 8), ("codebook", None), ("refine", -1),
+                                         ("refine", "2"), ("codebook_scale", "abc")])
+def test_make_solver_refuses_a_bad_value_whichever_solver_takes_it(solver, option, bad):
+    """A bad value is refused in one line even where the chosen solver ignores the option
+    (it was a TypeError or, for the other solver's options, silently accepted)."""
+    with pytest.raises(HsanomalyError, match=f"--{option.replace('_', '-')} must be"):
+        make_solver(solver, **{option: bad})
 
 
 def test_codebook_scale_sets_the_spread_of_its_latent_vectors(generator):

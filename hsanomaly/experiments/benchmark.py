@@ -29,7 +29,7 @@ from ..engine import fit_scorer, score_array
 from ..errors import HsanomalyError
 from ..evaluation import evaluate
 from ..io import ArraySource
-from ..scorers import make_scorer, scorer_class
+from ..scorers import check_scorer, make_scorer, scorer_class
 from .cache import ModelCache
 from .pool import cpu_seconds, map_scenes
 from .scenes import find_scenes, select_scenes
@@ -71,9 +71,7 @@ def check_methods(methods):
     models) is missing: all before any model is trained."""
     for method in methods:
         name, options = parse_method(method)
-        make_scorer(name, **options, **({"model": "not loaded"} if scorer_class(name).needs_model
-                                        and "model" not in options else {}))
-        if scorer_class(name).needs_model and importlib.util.find_spec("torch") is None:
+        if check_scorer(name, options).needs_model and importlib.util.find_spec("torch") is None:
             raise HsanomalyError(f"score {name!r} needs a model trained per scene and seed, "
                                  "and training needs torch: pip install 'hsanomaly[train]'")
 

@@ -10,6 +10,7 @@ import numbers
 
 from .. import defaults
 from ..errors import HsanomalyError
+from ..options import check_whole
 from .fast import Codebook, FastSolver
 from .generator import GeneratorFunction, reconstruction_cost
 from .result import LatentResult
@@ -32,21 +33,20 @@ def make_solver(name, *, c1=defaults.C1, c2=defaults.C2, restarts=defaults.RESTA
         warnings.warn(f"solver {name!r} is now called {DEPRECATED_NAMES[name]!r}",
                       DeprecationWarning, stacklevel=2)
         name = DEPRECATED_NAMES[name]
+    # every option is checked whichever solver takes it: a bad value is a mistake either way
+    check_whole("--restarts", restarts, 1)
+    check_whole("--steps", steps, 1)
+    check_whole("--codebook", codebook, 16)
+    check_whole("--refine", refine, 0)
+    if (isinstance(codebook_scale, bool) or not isinstance(codebook_scale, numbers.Real)
+            or not 0 < codebook_scale < math.inf):
+        raise HsanomalyError(f"--codebook-scale must be a finite number above 0, "
+                             f"got {codebook_scale!r}")
     if name == "thesis":
-        if restarts < 1 or steps < 1:
-            raise HsanomalyError(f"--restarts and --steps must be at least 1, got {restarts} and {steps}")
         return ThesisSolver(c1=c1, c2=c2, restarts=restarts, steps=steps, seed=seed)
     if name == "fast":
-        if codebook < 16:
-            raise HsanomalyError(f"--codebook must be at least 16 entries, got {codebook}")
-        if isinstance(refine, bool) or int(refine) != refine or refine < 0:
-            raise HsanomalyError(f"--refine must be a whole number of at least 0, got {refine!r}")
-        if (isinstance(codebook_scale, bool) or not isinstance(codebook_scale, numbers.Real)
-                or not 0 < codebook_scale < math.inf):
-            raise HsanomalyError(f"--codebook-scale must be a finite number above 0, "
-                                 f"got {codebook_scale}")
-        return FastSolver(c1=c1, c2=c2, codebook=codebook, steps=int(refine),
-                          scale=codebook_scale, seed=seed)
+        return FastSolver(c1=c1, c2=c2, codebook=codebook, steps=refine, scale=codebook_scale,
+                          seed=seed)
     raise HsanomalyError(f"--solver: unknown solver {name!r}; choose one of {', '.join(SOLVERS)}")
 
 

@@ -2,10 +2,12 @@
 
 Each scorer class declares its ``name``, whether it ``needs_model``, whether it
 ``fits_on_scene`` and the ``options`` it takes; ``make_scorer`` reads those declarations,
-so an option a score does not take is refused with one line instead of a TypeError.
+so an option a score does not take, or a value of the wrong kind (``hsanomaly.options``), is refused
+with one line instead of a TypeError.
 """
 
 from ..errors import HsanomalyError
+from ..options import check_values
 from .base import Scorer
 from .context import (ContextScorer, DualContextScorer, MultiContextScorer,
                       ResidualContextScorer, ResidualRXScorer)
@@ -31,7 +33,8 @@ def scorer_class(name):
 
 
 def check_options(name, options):
-    """Refuse, with one line naming it, an option that score ``name`` does not take."""
+    """Refuse, with one line naming it, an option that score ``name`` does not take or a value
+    that is not of the option's kind."""
     cls = scorer_class(name)
     allowed = set(cls.options) | ({"model"} if cls.needs_model else set())
     for option in options:
@@ -42,6 +45,7 @@ def check_options(name, options):
                                      "fitted on the scene itself)")
             raise HsanomalyError(f"--{option.replace('_', '-')}: score {name!r} does not take "
                                  f"this option (it takes {takes})")
+    check_values(options)
     return cls
 
 
@@ -53,5 +57,14 @@ def make_scorer(name, **options):
     return cls(**options)
 
 
+def check_scorer(name, options):
+    """Build the scorer once without reading a model (model scores load theirs on first use),
+    so that every option's kind and range is refused before a model is trained or a pixel read."""
+    cls = scorer_class(name)
+    placeholder = {"model": "not loaded"} if cls.needs_model and options.get("model") is None else {}
+    make_scorer(name, **options, **placeholder)
+    return cls
+
+
 __all__ = ["BASELINES", "MODEL_SCORES", "REGISTRY", "SCORES", "Scorer", "check_options",
-           "make_scorer", "scorer_class"]
+           "check_scorer", "make_scorer", "scorer_class"]

@@ -1,0 +1,84 @@
+"""The kind of value each scorer option takes, checked in one place before a scorer is built.
+
+The CLI's click types and QGIS's parameters already hand over numbers; the library, the
+benchmark's ``name:key=value`` methods and scripts hand over whatever they were given. A text
+where a count belongs would otherwise surface as a TypeError from deep inside a scorer, or
+only after a model was trained. Ranges stay with the scorer that knows them; here only the
+kind is checked, and a seed's range, which numpy and scikit-learn enforce only when they draw.
+Only numpy and ``errors`` are imported, so the lightest modules can use it.
+"""
+
+import math
+import numbers
+
+import numpy as np
+
+from .errors import HsanomalyError
+
+SEED_MAX = 2**32 - 1        # numpy's and scikit-learn's seeds
+
+
+def _whole(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _real(value):
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def _rings(value):
+    """A text like "7/3;15/5" (parsed by the ring scorers) or (outer, guard) pairs."""
+    if isinstance(value, str):
+        return True
+    try:
+        pairs = list(value)
+    except TypeError:
+        return False
+    return all(isinstance(p, (tuple, list)) and len(p) == 2 and all(_whole(v) for v in p)
+               for p in pairs)
+
+
+KINDS = {   # kind -> (test, what the value must be)
+    "whole": (_whole, "a whole number"),
+    "threads": (lambda v: v is None or _whole(v), "a whole number or None"),
+    "seed": (lambda v: _whole(v) and 0 <= v <= SEED_MAX,
+             f"a whole number from 0 to {SEED_MAX}"),
+    "real": (_real, "a finite number"),
+    "flag": (lambda v: isinstance(v, (bool, np.bool_)), "True or False"),
+    "text": (lambda v: isinstance(v, str), "a text"),
+    "rings": (_rings, "outer/guard pairs like '7/3;15/5' or ((7, 3), (15, 5))"),
+}
+
+OPTION_KINDS = {
+    # latent search and the reconstruction cost
+    "solver": "text", "restarts": "whole", "steps": "whole", "codebook": "whole",
+    "refine": "whole", "codebook_scale": "real", "c1": "real", "c2": "real", "lam": "real",
+    # the runtime
+    "device": "text", "threads": "threads", "ignore_wavelengths": "flag",
+    # the statistics a score fits
+    "components": "whole", "pca": "whole", "sample": "whole", "seed": "seed", "trim": "real",
+    # spatial context
+    "outer": "whole", "guard": "whole", "rings": "rings", "top_rings": "whole",
+    "purge": "real", "weight": "real",
+}
+
+
+def check_whole(flag, value, minimum, optional=False):
+    """Refuse ``value`` unless it is a whole number of at least ``minimum`` (or None, if
+    ``optional``)."""
+    if optional and value is None:
+        return
+    if not _whole(value) or value < minimum:
+        raise HsanomalyError(f"{flag} must be a whole number of at least {minimum}, got {value!r}")
+
+
+def check_values(options):
+    """Refuse, with one line naming it, an option whose value is not of its kind."""
+    for option, value in options.items():
+        kind = OPTION_KINDS.get(option)
+        if kind is None:
+            continue
+        test, what = KINDS[kind]
+        if not test(value):
+            raise HsanomalyError(f"--{option.replace('_', '-')} must be {what}, got {value!r}")

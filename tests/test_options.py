@@ -1,0 +1,61 @@
+"""Every scorer option has a kind, and a value of another kind is refused in one line, naming
+the option, before anything is built, trained or read: through make_scorer and Detector (the
+benchmark's methods: test_benchmark.py)."""
+
+import numpy as np
+import pytest
+
+from hsanomaly import Detector
+from hsanomaly.errors import HsanomalyError
+from hsanomaly.options import KINDS, OPTION_KINDS, check_values
+from hsanomaly.scorers import REGISTRY, make_scorer
+
+CASES = [(name, option) for name, cls in REGISTRY.items() for option in cls.options]
+
+# values of another kind, per kind; each was a TypeError, a ValueError or silently accepted
+WRONG = {
+    "whole": ["abc", None, True, 2.5, float("nan")],
+    "threads": ["abc", 1.5, True],
+    "seed": ["abc", None, -1, 2**32, 1.0],
+    "real": ["abc", None, True, float("nan"), float("inf")],
+    "flag": ["abc", 1, None],
+    "text": [3, None],
+    "rings": [3, None, ((7.5, 3),), ((7, 3, 1),), "7/3;x"],
+}
+
+
+def _model(name):
+    return {"model": "not loaded"} if REGISTRY[name].needs_model else {}
+
+
+def test_every_option_has_a_kind_and_every_kind_is_used():
+    assert set(OPTION_KINDS) == {option for _, option in CASES}
+    assert set(OPTION_KINDS.values()) == set(KINDS) == set(WRONG)
+
+
+@pytest.mark.parametrize("name, option", CASES)
+def test_a_value_of_another_kind_is_refused_in_one_line(name, option):
+    flag = f"--{option.replace('_', '-')}"
+    for bad in WRONG[OPTION_KINDS[option]]:
+        with pytest.raises(HsanomalyError, match=flag) as refused:
+            make_scorer(name, **_model(name), **{option: bad})
+        assert "\n" not in str(refused.value)
+
+
+def test_numpy_scalars_and_ring_pairs_are_of_their_kinds():
+    check_values({"codebook": np.int64(1024), "c2": np.float32(0.5), "seed": np.uint32(7),
+                  "ignore_wavelengths": np.bool_(True), "threads": None,
+                  "rings": [(7, 3), (15, 5)], "purge": 0})
+    scorer = make_scorer("dualcontext", model="not loaded", codebook=np.int64(1024),
+                         rings="7/3;15/5", purge=np.float64(0.05))
+    assert scorer.purge == 0.05
+
+
+def test_detector_refuses_a_bad_option_when_built_not_after_training():
+    """Detector.fit trains a quick model for a model score; a bad value must stop it first."""
+    for options, flag in (({"codebook": "abc"}, "--codebook"), ({"purge": 0.9}, "--purge"),
+                          ({"score": "recon", "c2": -1.0}, "--c1 and --c2"),
+                          ({"score": "gmm", "seed": -1}, "--seed")):
+        with pytest.raises(HsanomalyError, match=flag):
+            Detector(**options)
+    assert Detector(purge=0.05).get_params()["purge"] == 0.05
