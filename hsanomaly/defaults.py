@@ -42,6 +42,7 @@ RESIDUAL_TRIM = 0.0        # fraction of the most distant residuals left out of 
 DUAL_WEIGHT = 0.5          # dualcontext: weight of the resrx term beside the two spatial terms
 PURGE = 0.0                # fraction of pixels (the score's own first pass ranks them highest) left out of the rings
 DUAL_PURGE = 0.03          # dualcontext's purge (docs/benchmark.md: the held-out selection)
+NEIGHBOUR_WEIGHT = 0.0     # ring and residual scores: the 3x3 neighbourhood's highest score, weighted, is added
 DUAL_TOP_RINGS = 4         # dualcontext: rings averaged per pixel (docs/benchmark.md: the held-out selection)
 
 # Gaussian mixture baseline.

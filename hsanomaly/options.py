@@ -60,7 +60,7 @@ OPTION_KINDS = {
     "components": "whole", "pca": "whole", "sample": "whole", "seed": "seed", "trim": "real",
     # spatial context
     "outer": "whole", "guard": "whole", "rings": "rings", "top_rings": "whole",
-    "purge": "real", "weight": "real",
+    "purge": "real", "weight": "real", "neighbour_weight": "real",
 }
 
 

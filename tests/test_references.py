@@ -291,6 +291,53 @@ def test_purged_dualcontext_is_its_one_pass_terms_with_the_top_pixels_left_out(s
     assert np.abs(ours - first).max() > 1e-2                  # the purge did change the score
 
 
+def _lift_by_loops(score, weight):
+    """Each pixel plus ``weight`` x the highest finite score among its 3x3 neighbours (itself
+    included), by plain loops; NaN stays NaN."""
+    rows, cols = score.shape
+    out = np.full(score.shape, np.nan)
+    for r in range(rows):
+        for c in range(cols):
+            if np.isnan(score[r, c]):
+                continue
+            around = score[max(r - 1, 0):r + 2, max(c - 1, 0):c + 2]
+            out[r, c] = score[r, c] + weight * np.nanmax(around)
+    return out
+
+
+def test_neighbour_weight_adds_the_highest_score_around_each_pixel_on_every_tile(scene):
+    """``neighbour_weight`` on a purged ring score: the unlifted score plus w x its 3x3
+    neighbourhood's maximum, against loops, with nodata pixels inside, tiled or whole."""
+    _, _, cube, _ = scene
+    cube = cube.copy()
+    cube[:, 20:23, 5] = np.nan                               # nodata among the pixels
+    source = ArraySource(cube)
+    options = dict(rings="5/3;7/3", components=4, purge=0.05)
+    plain = score_array(source, make_scorer("mlrx", **options).fit(source))["score"][0]
+    lifted = make_scorer("mlrx", neighbour_weight=0.7, **options).fit(source)
+    expected = _lift_by_loops(plain.astype(np.float64), 0.7)
+    for tile in (16, 64):
+        ours = score_array(source, lifted, tile=tile)["score"][0]
+        np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-5)
+    assert np.nanmax(np.abs(expected - plain)) > 0.5      # the lift did change the score
+    assert lifted.halo == make_scorer("mlrx", **options).halo + 1
+    assert lifted.params()["neighbour_weight"] == 0.7
+    assert "neighbour_weight" not in make_scorer("mlrx", **options).params()
+    with pytest.raises(HsanomalyError, match="--neighbour-weight must be at least 0"):
+        make_scorer("mlrx", neighbour_weight=-0.5)
+
+
+def test_neighbour_weight_on_the_default_score_lifts_its_purged_score(scene, model):
+    _, _, cube, _ = scene
+    source = ArraySource(cube)
+    options = dict(model=model, rings="5/3;7/3", components=4, sample=10**6, purge=0.05)
+    plain = score_array(source, make_scorer("dualcontext", **options).fit(source))["score"][0]
+    lifted = make_scorer("dualcontext", neighbour_weight=0.5, **options).fit(source)
+    np.testing.assert_allclose(score_array(source, lifted, tile=16)["score"][0],
+                               _lift_by_loops(plain.astype(np.float64), 0.5),
+                               rtol=1e-4, atol=1e-4)
+
+
 @needs_torch
 def test_the_default_score_ranks_planted_targets_through_the_cli(scene, model, tmp_path):
     _, path, _, truth = scene

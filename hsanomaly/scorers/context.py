@@ -21,7 +21,8 @@ the sample (a trimmed covariance, robust to the anomalies in the scene it is fit
 ``purge`` (the scores with local rings; hsanomaly.scorers.purge) leaves the pixels that the
 score's own first pass ranks highest out of every ring's statistics: a cluster of anomalous
 pixels (a parked aircraft) then no longer makes up its own members' background. They are
-still scored.
+still scored. ``neighbour_weight`` (all of them; the same module) adds to each pixel's score
+that weight times the highest score in its 3x3 neighbourhood.
 
 Both are fitted on the scene they score (the residual statistics on a sample of its pixels,
 local RX's projection in a streaming pass) and then score tiles independently. They need a
@@ -34,7 +35,7 @@ from ..errors import HsanomalyError
 from .. import defaults
 from .base import Scorer, inverse, log_distance, mahalanobis_sq, mean_cov, moments
 from .gan import ReconScorer
-from .purge import Purged, check_purge
+from .purge import Purged, check_neighbour_weight, check_purge
 from .rings import MultiRingLRX
 from .rx import LocalRX
 
@@ -45,18 +46,19 @@ class ResidualScorer(Purged, Scorer):
 
     needs_model = True
     fits_on_scene = True
-    options = ReconScorer.options + ("sample", "trim")
+    options = ReconScorer.options + ("sample", "trim", "neighbour_weight")
     local = None              # spatial term on the pixels (LocalRX or MultiRingLRX)
     residual_local = None     # spatial term on the residuals (MultiRingLRX)
     weight = 1.0              # weight of the resrx term
 
     def __init__(self, model, sample=defaults.RESIDUAL_SAMPLE, seed=0, trim=defaults.RESIDUAL_TRIM,
-                 purge=defaults.PURGE, **gan_options):
+                 purge=defaults.PURGE, neighbour_weight=defaults.NEIGHBOUR_WEIGHT, **gan_options):
         if sample < 2:
             raise HsanomalyError(f"--sample must be at least 2, got {sample}")
         if not 0 <= trim < 0.5:
             raise HsanomalyError(f"--trim must lie in [0, 0.5), got {trim}")
         self.purge = check_purge(purge)
+        self.neighbour_weight = check_neighbour_weight(neighbour_weight)
         self.gan = ReconScorer(model, seed=seed, **gan_options)
         self.sample, self.seed, self.trim = int(sample), int(seed), float(trim)
 
@@ -79,6 +81,8 @@ class ResidualScorer(Purged, Scorer):
             params["trim"] = self.trim
         if self.purge:
             params["purge"] = self.purge
+        if self.neighbour_weight:
+            params["neighbour_weight"] = self.neighbour_weight
         if self.local is not None:
             params["local"] = self.local.params()
         if self.residual_local is not None:

@@ -11,6 +11,11 @@ background, without labels.
 The quantile is fitted on the scene, from the first pass over a few windows spread across it,
 so that tiles then score independently. A block needs twice the rings' halo: the first pass
 must score every pixel that the second pass's rings reach.
+
+``neighbour_weight`` = w, the last step of these scores: each pixel's score plus w times the
+highest score in its 3x3 neighbourhood. A target's edge pixels are mixtures of target and
+background and rank below its core; beside that core they are lifted, while background far
+from any high score is not (docs/ablations.md). It needs one more pixel of halo.
 """
 
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +34,25 @@ def check_purge(purge):
     if not 0 <= purge < 0.5:
         raise HsanomalyError(f"--purge must lie in [0, 0.5), got {purge}")
     return float(purge)
+
+
+def check_neighbour_weight(weight):
+    if not weight >= 0:
+        raise HsanomalyError(f"--neighbour-weight must be at least 0, got {weight}")
+    return float(weight)
+
+
+def lift_neighbours(score, weight):
+    """``score`` (padded by one pixel) cropped by one pixel, plus ``weight`` times the highest
+    score in each pixel's 3x3 neighbourhood, itself included (NaN neighbours are skipped; an
+    invalid pixel stays NaN)."""
+    rows, cols = score.shape[0] - 2, score.shape[1] - 2
+    inner = score[1:1 + rows, 1:1 + cols]
+    highest = inner
+    for dr in range(3):
+        for dc in range(3):
+            highest = np.fmax(highest, score[dr:dr + rows, dc:dc + cols])
+    return inner + weight * highest
 
 
 def fit_blocks(source, halo):
@@ -52,17 +76,19 @@ def fit_blocks(source, halo):
 
 
 class Purged:
-    """For scores fused over rings. A subclass sets ``purge`` and ``ring_halo`` and defines
-    ``fusion(block, valid)``, which returns ``fused(exclude, crop)``: the block's score
-    cropped by ``crop`` pixels on every side, with the pixels where ``exclude`` is True left
-    out of the rings' statistics."""
+    """For scores fused over rings. A subclass sets ``purge``, ``neighbour_weight`` and
+    ``ring_halo`` and defines ``fusion(block, valid)``, which returns ``fused(exclude, crop)``:
+    the block's score cropped by ``crop`` pixels on every side, with the pixels where
+    ``exclude`` is True left out of the rings' statistics."""
 
     purge = 0.0
+    neighbour_weight = 0.0
     ring_halo = 0
 
     @property
     def halo(self):
-        return 2 * self.ring_halo if self.purge else self.ring_halo
+        return ((2 * self.ring_halo if self.purge else self.ring_halo)
+                + (1 if self.neighbour_weight else 0))
 
     @property
     def window(self):
@@ -89,7 +115,8 @@ class Purged:
         return first[valid[h:valid.shape[0] - h, h:valid.shape[1] - h]]
 
     def purged(self, fused, valid):
-        """The score of the inner pixels: ``fused`` once, or twice when purging."""
+        """The score of the inner pixels: ``fused`` once, or twice when purging, then the
+        neighbours' lift."""
         exclude = None
         if self.purge:
             h = self.ring_halo
@@ -98,4 +125,6 @@ class Purged:
             with np.errstate(invalid="ignore"):              # NaN (invalid): never excluded
                 exclude[h:valid.shape[0] - h, h:valid.shape[1] - h] = \
                     first > self.purge_threshold_
-        return fused(exclude, self.halo)
+        if not self.neighbour_weight:
+            return fused(exclude, self.halo)
+        return lift_neighbours(fused(exclude, self.halo - 1), self.neighbour_weight)

@@ -23,7 +23,7 @@ import numpy as np
 from .. import defaults
 from ..errors import HsanomalyError
 from .base import Scorer, log_distance, mean_cov, moments
-from .purge import Purged, check_purge
+from .purge import Purged, check_neighbour_weight, check_purge
 from .rx import GlobalRX, LocalRX, check_ring
 
 
@@ -58,14 +58,16 @@ class MultiRingLRX(Purged, Scorer):
     """Mean over rings of log local RX; the rings share the scene's principal components."""
 
     name = "mlrx"
-    options = ("rings", "components", "top_rings", "purge")
+    options = ("rings", "components", "top_rings", "purge", "neighbour_weight")
     adds_rx = False          # rxmlrx adds log global RX to the score
 
     def __init__(self, rings=defaults.RINGS, components=defaults.LRX_COMPONENTS,
-                 top_rings=defaults.TOP_RINGS, purge=defaults.PURGE):
+                 top_rings=defaults.TOP_RINGS, purge=defaults.PURGE,
+                 neighbour_weight=defaults.NEIGHBOUR_WEIGHT):
         self.rings = parse_rings(rings)
         self.locals = [LocalRX(o, g, components) for o, g in self.rings]
         self.components, self.purge = components, check_purge(purge)
+        self.neighbour_weight = check_neighbour_weight(neighbour_weight)
         self.top_rings = check_top_rings(top_rings)
         self.ring_halo = max(local.halo for local in self.locals)
 
@@ -76,6 +78,8 @@ class MultiRingLRX(Purged, Scorer):
             params["top_rings"] = self.top_rings
         if self.purge:
             params["purge"] = self.purge
+        if self.neighbour_weight:
+            params["neighbour_weight"] = self.neighbour_weight
         return params
 
     def fit(self, source):
