@@ -179,7 +179,7 @@ def test_bad_options_are_refused(bundle):
         make_scorer("critic", model=bundle.path, codebook=64)
     with pytest.raises(HsanomalyError, match="--threads must be a whole number"):
         make_scorer("recon", model=bundle.path, threads=0)
-    with pytest.raises(HsanomalyError, match="--codebook must be at least 16"):
+    with pytest.raises(HsanomalyError, match="--codebook must be a whole number of at least 16, got 4"):
         make_scorer("recon", model=bundle.path, codebook=4)
 
 
