@@ -35,9 +35,9 @@ DATA ?= ../shared/data
 MODELS ?= .models
 JOBS ?= 2
 
-GAN_CANDIDATES = context,resrx,mcontext,rescontext,dualcontext:top_rings=0:purge=0,dualcontext:top_rings=0:purge=0.03,dualcontext:top_rings=0:purge=0.05,dualcontext:top_rings=0:purge=0.08,dualcontext:top_rings=2:purge=0.03,dualcontext:top_rings=3:purge=0.03,dualcontext:top_rings=4:purge=0.03,dualcontext:top_rings=4:purge=0.03:codebook_scale=2,dualcontext:top_rings=4:purge=0.03:neighbour_weight=0.25,dualcontext:top_rings=4:purge=0.03:neighbour_weight=0.5,dualcontext:top_rings=4:purge=0.03:neighbour_weight=1
+GAN_CANDIDATES = context,resrx,mcontext,rescontext,dualcontext:top_rings=0:purge=0:neighbour_weight=0,dualcontext:top_rings=0:purge=0.03:neighbour_weight=0,dualcontext:top_rings=0:purge=0.05:neighbour_weight=0,dualcontext:top_rings=0:purge=0.08:neighbour_weight=0,dualcontext:top_rings=2:purge=0.03:neighbour_weight=0,dualcontext:top_rings=3:purge=0.03:neighbour_weight=0,dualcontext:top_rings=4:purge=0.03:neighbour_weight=0,dualcontext:top_rings=4:purge=0.03:codebook_scale=2:neighbour_weight=0,dualcontext:top_rings=4:purge=0.03:neighbour_weight=0.25,dualcontext:top_rings=4:purge=0.03:neighbour_weight=0.5,dualcontext:top_rings=4:purge=0.03:neighbour_weight=1
 # dualcontext's weight is held at 0.5, not selected (docs/ablations.md); these show what 0 and 1 give.
-WEIGHTS = dualcontext:top_rings=0:weight=0:purge=0.03,dualcontext:top_rings=0:weight=1:purge=0.03
+WEIGHTS = dualcontext:top_rings=0:weight=0:purge=0.03:neighbour_weight=0,dualcontext:top_rings=0:weight=1:purge=0.03:neighbour_weight=0
 WITHOUT_GAN = rx,lrx,lrx:outer=21:guard=7,gmm,mlrx,rxmlrx,mlrx:purge=0.03,mlrx:purge=0.05,mlrx:purge=0.08,mlrx:top_rings=2:purge=0.08,mlrx:top_rings=3:purge=0.08,rxmlrx:purge=0.03,rxmlrx:purge=0.05,mlrx:purge=0.08:neighbour_weight=0.25,mlrx:purge=0.08:neighbour_weight=0.5,mlrx:purge=0.03:neighbour_weight=0.5,rxmlrx:purge=0.03:neighbour_weight=0.5
 
 benchmark: venv

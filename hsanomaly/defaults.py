@@ -44,6 +44,7 @@ PURGE = 0.0                # fraction of pixels (the score's own first pass rank
 DUAL_PURGE = 0.03          # dualcontext's purge (docs/benchmark.md: the held-out selection)
 NEIGHBOUR_WEIGHT = 0.0     # ring and residual scores: the 3x3 neighbourhood's highest score, weighted, is added
 DUAL_TOP_RINGS = 4         # dualcontext: rings averaged per pixel (docs/benchmark.md: the held-out selection)
+DUAL_NEIGHBOUR_WEIGHT = 0.5  # dualcontext's neighbour_weight (docs/benchmark.md: the held-out selection)
 
 # Gaussian mixture baseline.
 GMM_COMPONENTS, GMM_PCA, GMM_SAMPLE = 5, 25, 50_000

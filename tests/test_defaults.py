@@ -62,13 +62,18 @@ def test_scorer_defaults_and_help_texts():
         == keyword_default(FastSolver, "scale") == defaults.CODEBOOK_SCALE
     assert make_solver("fast").scale == defaults.CODEBOOK_SCALE
     dual = scorer_class("dualcontext")
-    assert (keyword_default(dual, "weight"), keyword_default(dual, "purge")) == \
-        (defaults.DUAL_WEIGHT, defaults.DUAL_PURGE)
+    assert (keyword_default(dual, "weight"), keyword_default(dual, "purge"),
+            keyword_default(dual, "neighbour_weight")) == \
+        (defaults.DUAL_WEIGHT, defaults.DUAL_PURGE, defaults.DUAL_NEIGHBOUR_WEIGHT)
     default = make_scorer(defaults.SCORE, model="m")
     assert default.gan.solver.steps == defaults.REFINE and default.purge == defaults.DUAL_PURGE
+    assert default.neighbour_weight == defaults.DUAL_NEIGHBOUR_WEIGHT
+    assert make_scorer("mlrx").neighbour_weight == defaults.NEIGHBOUR_WEIGHT
     for name, value in (("codebook", defaults.CODEBOOK), ("outer", defaults.CONTEXT_OUTER),
                         ("outer", defaults.LRX_OUTER), ("guard", defaults.CONTEXT_GUARD),
                         ("restarts", defaults.RESTARTS), ("steps", defaults.STEPS),
                         ("refine", defaults.REFINE),
-                        ("codebook_scale", f"[default: {defaults.CODEBOOK_SCALE:g}]")):
+                        ("codebook_scale", f"[default: {defaults.CODEBOOK_SCALE:g}]"),
+                        ("neighbour_weight", f"[default: {defaults.DUAL_NEIGHBOUR_WEIGHT:g} for "
+                                             f"dualcontext, {defaults.NEIGHBOUR_WEIGHT:g} otherwise]")):
         assert str(value) in option(detect, name).help, (name, value)

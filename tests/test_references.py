@@ -331,8 +331,10 @@ def test_neighbour_weight_on_the_default_score_lifts_its_purged_score(scene, mod
     _, _, cube, _ = scene
     source = ArraySource(cube)
     options = dict(model=model, rings="5/3;7/3", components=4, sample=10**6, purge=0.05)
-    plain = score_array(source, make_scorer("dualcontext", **options).fit(source))["score"][0]
-    lifted = make_scorer("dualcontext", neighbour_weight=0.5, **options).fit(source)
+    plain = score_array(source, make_scorer("dualcontext", neighbour_weight=0,
+                                            **options).fit(source))["score"][0]
+    lifted = make_scorer("dualcontext", **options).fit(source)       # the default lifts by 0.5
+    assert lifted.neighbour_weight == 0.5
     np.testing.assert_allclose(score_array(source, lifted, tile=16)["score"][0],
                                _lift_by_loops(plain.astype(np.float64), 0.5),
                                rtol=1e-4, atol=1e-4)

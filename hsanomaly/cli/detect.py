@@ -68,6 +68,12 @@ def _far(ctx, param, value):
               help=f"Scores with several local RX rings: each pixel averages its this many "
                    f"largest ring distances; 0 averages every ring [default: "
                    f"{defaults.DUAL_TOP_RINGS} for dualcontext, {defaults.TOP_RINGS} otherwise].")
+@click.option("--neighbour-weight", type=float, default=None,
+              help=f"Scores with local RX rings or a GAN residual: add this weight times the "
+                   f"highest score of each pixel's 3x3 neighbourhood, so a target's pixels "
+                   f"lift each other; 0 leaves the score as it is [default: "
+                   f"{defaults.DUAL_NEIGHBOUR_WEIGHT:g} for dualcontext, "
+                   f"{defaults.NEIGHBOUR_WEIGHT:g} otherwise].")
 @click.option("--recon-out", type=click.Path(dir_okay=False), help="Write the reconstruction G(z*) here.")
 @click.option("--latent-out", type=click.Path(dir_okay=False), help="Write the latent z* raster here.")
 @click.option("--convergence-out", type=click.Path(dir_okay=False),
@@ -97,16 +103,17 @@ def _far(ctx, param, value):
 @click.option("--scheduler", default=None, help="Score tiles on the Dask cluster at this address.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def detect(src, dst, score, model, solver, restarts, steps, codebook, refine, codebook_scale,
-           c1, c2, lam, outer, guard, purge, rings, top_rings, recon_out, latent_out,
-           convergence_out, polygons, threshold, far, png, device, threads, ignore_wavelengths,
-           tile, cog, resume, overwrite, workers, scheduler, quiet):
+           c1, c2, lam, outer, guard, purge, rings, top_rings, neighbour_weight, recon_out,
+           latent_out, convergence_out, polygons, threshold, far, png, device, threads,
+           ignore_wavelengths, tile, cog, resume, overwrite, workers, scheduler, quiet):
     """Score raster SRC and write the anomaly heatmap GeoTIFF DST."""
     from ..api import detect as run
 
     options = scorer_options(solver=solver, restarts=restarts, steps=steps, codebook=codebook,
                              refine=refine, codebook_scale=codebook_scale, c1=c1, c2=c2, lam=lam,
                              outer=outer, guard=guard, purge=purge, rings=rings,
-                             top_rings=top_rings, device=device, threads=threads,
+                             top_rings=top_rings, neighbour_weight=neighbour_weight,
+                             device=device, threads=threads,
                              ignore_wavelengths=ignore_wavelengths or None)
     extras = {k: v for k, v in dict(recon=recon_out, latent=latent_out,
                                     convergence=convergence_out).items() if v}

@@ -7,7 +7,7 @@ from .detect import detect, scorer_options
 # Scoring options shared with `hsanomaly detect`, so both commands accept the same ones.
 SCORING = ("score", "model", "solver", "restarts", "steps", "codebook", "refine",
            "codebook_scale", "c1", "c2", "lam", "outer", "guard", "purge", "rings", "top_rings",
-           "device", "threads", "ignore_wavelengths", "tile")
+           "neighbour_weight", "device", "threads", "ignore_wavelengths", "tile")
 
 
 @click.command()

@@ -248,8 +248,9 @@ class DualContextScorer(ResidualScorer):
 
     def __init__(self, model, rings=defaults.RINGS, components=defaults.LRX_COMPONENTS,
                  top_rings=defaults.DUAL_TOP_RINGS, weight=defaults.DUAL_WEIGHT,
-                 purge=defaults.DUAL_PURGE, **options):
-        super().__init__(model, purge=purge, **options)
+                 purge=defaults.DUAL_PURGE, neighbour_weight=defaults.DUAL_NEIGHBOUR_WEIGHT,
+                 **options):
+        super().__init__(model, purge=purge, neighbour_weight=neighbour_weight, **options)
         if weight < 0:
             raise HsanomalyError(f"--weight must be non-negative, got {weight}")
         self.weight = float(weight)

@@ -65,9 +65,10 @@ def test_purge_reaches_the_library_and_a_score_without_rings_refuses_it(plugin, 
 
 @pytest.mark.parametrize("parameter, value, option, flag, bad", [
     ("TOP_RINGS", 1, {"top_rings": 1}, "--top-rings", None),
+    ("NEIGHBOUR_WEIGHT", 0.5, {"neighbour_weight": 0.5}, "--neighbour-weight", -1.0),
     ("RINGS", "5/3;9/5", {"rings": "5/3;9/5"}, "--rings", "5/3;abc")])
 def test_ring_parameters_reach_the_library(plugin, tmp_path, parameter, value, option, flag, bad):
-    """*Top rings* and *Rings* are the library's options: the same heatmap; a score without
+    """*Top rings*, *Neighbour weight* and *Rings* are the library's options: the same heatmap; a score without
     rings refuses them, and so does the library a ring text it cannot read, writing nothing."""
     from hsanomaly.api import detect
     from qgis.core import QgsProcessingException

@@ -19,6 +19,7 @@ class DetectAnomalies(HsanomalyAlgorithm):
     SOLVER = "SOLVER"
     PURGE = "PURGE"
     TOP_RINGS = "TOP_RINGS"
+    NEIGHBOUR_WEIGHT = "NEIGHBOUR_WEIGHT"
     RINGS = "RINGS"
     THRESHOLD = "THRESHOLD"
     FAR = "FAR"
@@ -70,10 +71,17 @@ class DetectAnomalies(HsanomalyAlgorithm):
             self.TOP_RINGS, f"Top rings: each pixel averages its this many largest ring "
             f"distances (scores with rings; 0: every ring; empty: the score's own{own_top})",
             QgsProcessingParameterNumber.Integer, optional=True, minValue=0)
+        own_lift = "" if lib.neighbour_weight is None else \
+            f", {lib.score} {lib.neighbour_weight:g}"
+        neighbour_weight = QgsProcessingParameterNumber(
+            self.NEIGHBOUR_WEIGHT, f"Neighbour weight: adds this times the highest score of "
+            f"each pixel's 3x3 neighbourhood (scores with rings or a GAN residual; 0: none; "
+            f"empty: the score's own{own_lift})",
+            QgsProcessingParameterNumber.Double, optional=True)    # the library checks it
         rings = QgsProcessingParameterString(
             self.RINGS, f"Rings: outer/guard windows (scores with rings; wider ones reach "
             f"wider targets; empty: {lib.rings})", optional=True)
-        for advanced in (purge, top_rings, rings):
+        for advanced in (purge, top_rings, neighbour_weight, rings):
             advanced.setFlags(advanced.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(advanced)
         self.addParameter(QgsProcessingParameterNumber(
@@ -124,6 +132,9 @@ class DetectAnomalies(HsanomalyAlgorithm):
             options["purge"] = self.parameterAsDouble(parameters, self.PURGE, context)
         if not is_empty(parameters, self.TOP_RINGS):
             options["top_rings"] = self.parameterAsInt(parameters, self.TOP_RINGS, context)
+        if not is_empty(parameters, self.NEIGHBOUR_WEIGHT):
+            options["neighbour_weight"] = self.parameterAsDouble(parameters, self.NEIGHBOUR_WEIGHT,
+                                                                 context)
         rings = self.parameterAsString(parameters, self.RINGS, context).strip()
         if rings:
             options["rings"] = rings
