@@ -305,14 +305,15 @@ def _lift_by_loops(score, weight):
     return out
 
 
-def test_neighbour_weight_adds_the_highest_score_around_each_pixel_on_every_tile(scene):
-    """``neighbour_weight`` on a purged ring score: the unlifted score plus w x its 3x3
-    neighbourhood's maximum, against loops, with nodata pixels inside, tiled or whole."""
+@pytest.mark.parametrize("purge", [0.05, 0.0])
+def test_neighbour_weight_adds_the_highest_score_around_each_pixel_on_every_tile(scene, purge):
+    """``neighbour_weight`` on a ring score, purged or not: the unlifted score plus w x its
+    3x3 neighbourhood's maximum, against loops, with nodata pixels inside, tiled or whole."""
     _, _, cube, _ = scene
     cube = cube.copy()
     cube[:, 20:23, 5] = np.nan                               # nodata among the pixels
     source = ArraySource(cube)
-    options = dict(rings="5/3;7/3", components=4, purge=0.05)
+    options = dict(rings="5/3;7/3", components=4, purge=purge)
     plain = score_array(source, make_scorer("mlrx", **options).fit(source))["score"][0]
     lifted = make_scorer("mlrx", neighbour_weight=0.7, **options).fit(source)
     expected = _lift_by_loops(plain.astype(np.float64), 0.7)
@@ -338,6 +339,25 @@ def test_neighbour_weight_on_the_default_score_lifts_its_purged_score(scene, mod
     np.testing.assert_allclose(score_array(source, lifted, tile=16)["score"][0],
                                _lift_by_loops(plain.astype(np.float64), 0.5),
                                rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name, options", [
+    ("resrx", {}), ("context", dict(outer=7, guard=3, components=4))])
+def test_neighbour_weight_lifts_unpurged_residual_scores_across_tiles(scene, model, name,
+                                                                      options):
+    """Without a purge the residual scores solve only the pixels they score, unless the lift
+    needs the halo's: a tile's edge pixels are lifted by their neighbours in the next tile.
+    resrx scores pixels alone; lifted, ``score_samples`` refuses instead of not lifting."""
+    _, _, cube, _ = scene
+    source = ArraySource(cube)
+    options = dict(model=model, sample=10**6, **options)
+    plain = score_array(source, make_scorer(name, **options).fit(source))["score"][0]
+    lifted = make_scorer(name, neighbour_weight=2.0, **options).fit(source)
+    np.testing.assert_allclose(score_array(source, lifted, tile=16)["score"][0],
+                               _lift_by_loops(plain.astype(np.float64), 2.0),
+                               rtol=1e-4, atol=1e-4)
+    with pytest.raises(HsanomalyError, match=f"'{name}' compares pixels with their neighbours"):
+        lifted.score_samples(cube[:, 0, :].T)
 
 
 @needs_torch

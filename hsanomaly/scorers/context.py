@@ -128,9 +128,9 @@ class ResidualScorer(Purged, Scorer):
         return log_distance(mahalanobis_sq(d, self.precision_))
 
     def score_samples(self, X):
-        if self.local is not None or self.residual_local is not None:
-            raise HsanomalyError("the context score compares pixels with their neighbours; "
-                                 "use score_block")
+        if self.local is not None or self.residual_local is not None or self.neighbour_weight:
+            raise HsanomalyError(f"score {self.name!r} compares pixels with their neighbours; "
+                                 f"use score_block")
         return self._log_distance(self._residual(X)[0]).astype(np.float32)
 
     def score_block(self, block, valid):
@@ -174,7 +174,8 @@ class ResidualScorer(Purged, Scorer):
         h = self.halo
         rows, cols = valid.shape[0] - 2 * h, valid.shape[1] - 2 * h
         inner = valid[h:h + rows, h:h + cols]
-        if self.residual_local is not None or self.purge:      # the halo's residuals too
+        if self.residual_local is not None or self.purge or self.neighbour_weight:
+            # the halo's residuals too: the rings, the first pass or the lift reach them
             residual, outputs = self._residual(block[:, valid].T)
             at_inner = inner_of(valid, h)
             outputs = {name: np.asarray(outputs[name]).reshape(len(at_inner), -1)[at_inner]
