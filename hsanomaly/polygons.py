@@ -6,6 +6,7 @@ tiles comes out as one polygon, and memory is bounded by the window plus the tar
 """
 
 import contextlib
+import logging
 import math
 import warnings
 from collections import defaultdict
@@ -17,6 +18,8 @@ from .io.styles import STYLE_TABLE, gpkg_tables, write_default_style
 from .logs import stage as log_stage
 from .io.atomic import atomic_path, check_writable, native_quiet
 from .thresholds import READ_CHUNK, open_heatmap, score_chunks, threshold_from_far
+
+logger = logging.getLogger(__name__)
 
 EIGHT_CONNECTED = np.ones((3, 3), bool)
 LAYER = "targets"
@@ -203,9 +206,17 @@ def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, chunk=R
             threshold = threshold_from_far(heatmap_path, far, chunk=chunk)
     with log_stage(f"vectorising the pixels above {threshold:.6g} into {gpkg_path}"):
         regions = _Regions(width, transform)
+        highest = -math.inf
         for win, scores in score_chunks(heatmap_path, chunk):
             regions.add(win, scores, threshold)
+            if np.isfinite(scores).any():
+                highest = max(highest, float(np.nanmax(scores)))
         records = regions.targets()
+    if not records and far == "auto":
+        logger.warning("%s: the automatic threshold %.6g lies above every score (the highest is "
+                       "%.6g), so no target was found; the tail fit extrapolates far on a small "
+                       "or heavy-tailed heatmap: pass --far (e.g. 1e-3) or --threshold instead",
+                       name or heatmap_path, threshold, highest)
 
     pixel_area = abs(transform.determinant) if crs is not None else None
     columns = {

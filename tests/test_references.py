@@ -489,17 +489,21 @@ def test_purge_leaves_the_pixels_the_first_pass_ranks_highest_out_of_the_rings(s
 def test_a_model_trained_otherwise_than_the_score_declares_is_named_in_a_warning(
         scene, model, caplog):
     """recon on a plain model still scores, with one warning naming the flag; on a whitened
-    model, and for scores that declare no training, there is none."""
+    model, and for scores that declare no training (the default's residual scores among them,
+    though they solve recon's latent search inside), there is none."""
     from hsanomaly.training import train
 
     root, path, cube, _ = scene
     whitened = train([path], root / "whitened", iterations=5, whiten=True, progress=False).path
     source = ArraySource(cube)
     for score, bundle, warned in (("recon", model, True), ("recon", whitened, False),
-                                  ("critic", model, False)):
+                                  ("critic", model, False), ("resrx", model, False),
+                                  ("dualcontext", model, False)):
         caplog.clear()
+        options = dict(rings="5/3;7/3", components=4) if score == "dualcontext" else {}
         with caplog.at_level("WARNING", logger="hsanomaly"):
-            scores = score_array(source, make_scorer(score, model=bundle))["score"][0]
+            scorer = make_scorer(score, model=bundle, **options).fit(source)
+            scores = score_array(source, scorer)["score"][0]
         assert np.isfinite(scores).all()
         messages = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
         assert len(messages) == int(warned), messages

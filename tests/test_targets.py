@@ -100,6 +100,25 @@ def test_auto_finds_planted_targets_with_few_false_alarms():
     assert (scores[~truth] > threshold).sum() <= 5
 
 
+def test_auto_above_every_score_says_so_instead_of_only_finding_nothing(tmp_path, caplog):
+    """A heavy-looking tail that stops short (as the default score's does on a 100 x 100
+    scene): the fit extrapolates past the highest score. No polygon is written, and the
+    warning names the heatmap, both numbers and what to pass instead; a rate finds targets."""
+    u = np.random.default_rng(5).uniform(size=(100, 100))
+    path = write_heatmap(tmp_path / "heat.tif", np.minimum(1 / u, 200.0))
+    with caplog.at_level("WARNING", logger="hsanomaly"):
+        assert write_polygons(path, tmp_path / "auto.gpkg", far="auto") == 0
+    threshold = threshold_from_far(str(path), "auto")
+    assert threshold > 200
+    [message] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert str(path) in message and f"{threshold:.6g}" in message and "highest is 200" in message
+    assert "--far" in message
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="hsanomaly"):
+        assert write_polygons(path, tmp_path / "rate.gpkg", far=1e-2) >= 1
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
 @pytest.mark.parametrize("far", [0, 1, -0.1, "often"])
 def test_bad_far_is_refused(far):
     with pytest.raises(HsanomalyError, match="far"):

@@ -60,6 +60,7 @@ class ResidualScorer(Purged, Scorer):
         self.purge = check_purge(purge)
         self.neighbour_weight = check_neighbour_weight(neighbour_weight)
         self.gan = ReconScorer(model, seed=seed, **gan_options)
+        self.gan.model_training = self.model_training   # the model this score wants, not recon's
         self.sample, self.seed, self.trim = int(sample), int(seed), float(trim)
 
     @property
