@@ -8,7 +8,8 @@ score's ``terms`` (``hsanomaly.scorers.context``): the log distance of the GAN r
 
 passes: pass p leaves out of the rings the pixels that pass p - 1 ranks above its own
 ``1 - purge`` quantile over the scene (the shipped score is pass 2, with the quantile fitted on
-a few windows: on a scene of one window they agree to 1e-6);
+a few windows: on a scene of one window they agree to 1e-6); each row is lifted by the score's
+``neighbour_weight`` as the shipped score is, the ranking for the next pass is not;
 fusions: the second pass's terms added with other weights than the default's (0.5, 1, 1):
 each divided by its spread over the scene, and the default or resrx, whichever stands out more.
 
@@ -32,6 +33,7 @@ from hsanomaly.experiments.scenes import find_scenes
 from hsanomaly.io.source import ArraySource
 from hsanomaly.runtime import one_blas_thread
 from hsanomaly.scorers import make_scorer
+from hsanomaly.scorers.purge import lift_neighbours
 
 
 def spread(x, valid):
@@ -62,9 +64,16 @@ def fusions(terms, weight, valid):
                                                                 robust_z(resrx, valid))}
 
 
+def lifted(score, weight):
+    """The shipped score's last step on a whole scene: outside it there are no pixels."""
+    if not weight:
+        return score
+    return lift_neighbours(np.pad(score, 1, constant_values=np.nan), weight)
+
+
 def scene_rows(scorer, data, passes):
     """{row name: AUC} for one fitted scorer on one loaded scene."""
-    h = scorer.ring_halo
+    h, lift = scorer.ring_halo, scorer.neighbour_weight
     source = ArraySource(data.cube, valid=data.valid)
     window = source.windows(max(data.valid.shape))[0]
     block, valid = source.read(window, passes * h)
@@ -76,13 +85,14 @@ def scene_rows(scorer, data, passes):
             + region["pixel rings"]
         edge = (passes - p) * h                    # cut to the scene
         inner = score[edge:score.shape[0] - edge, edge:score.shape[1] - edge]
-        rows[f"{p} pass{'es' if p > 1 else ''}"] = evaluate(inner, data.truth,
+        rows[f"{p} pass{'es' if p > 1 else ''}"] = evaluate(lifted(inner, lift), data.truth,
                                                            valid=data.valid)["auc"]
         if p == 2:
             parts = {name: t[edge:t.shape[0] - edge, edge:t.shape[1] - edge]
                      for name, t in region.items()}
             for name, fused in fusions(parts, scorer.weight, data.valid).items():
-                rows[f"fusion: {name}"] = evaluate(fused, data.truth, valid=data.valid)["auc"]
+                rows[f"fusion: {name}"] = evaluate(lifted(fused, lift), data.truth,
+                                                   valid=data.valid)["auc"]
         threshold = np.nanquantile(inner[data.valid], 1 - scorer.purge)
         exclude = np.zeros(valid.shape, bool)
         with np.errstate(invalid="ignore"):

@@ -87,8 +87,8 @@ def test_a_scores_terms_are_what_it_sums(scene_and_model, score, names):
     from hsanomaly.scorers import make_scorer
 
     cube, _, model = scene_and_model
-    options = {"rings": "5/3;9/5", "weight": 0.5, "purge": 0.05} if score == "dualcontext" \
-        else {}
+    options = {"rings": "5/3;9/5", "weight": 0.5, "purge": 0.05, "neighbour_weight": 0} \
+        if score == "dualcontext" else {}             # the lift: tests/test_references.py
     scorer = make_scorer(score, model=model, sample=500, **options).fit(ArraySource(cube))
     h = scorer.halo
     block = np.pad(cube, ((0, 0), (h, h), (h, h)), constant_values=np.nan)

@@ -268,7 +268,8 @@ def test_purged_dualcontext_is_its_one_pass_terms_with_the_top_pixels_left_out(s
     the rings, the resrx term (numpy-checked above) and the two ring terms make the score."""
     _, _, cube, _ = scene
     source = ArraySource(cube)
-    options = dict(model=model, rings="5/3;7/3", components=4, sample=10**6)
+    options = dict(model=model, rings="5/3;7/3", components=4, sample=10**6,
+                   neighbour_weight=0)                  # the lift is tested below
     one = make_scorer("dualcontext", purge=0, **options).fit(source)
     out = score_array(source, one)
     first = out["score"][0]
@@ -401,7 +402,7 @@ def test_the_first_path_a_user_meets_trains_then_scores_resumes_and_scales_out(
     spread = tmp_path / "workers.tif"
     gpkg = tmp_path / "targets.gpkg"
     _cli("detect", path, spread, "--model", model, "--workers", "2", "--tile", "16",
-         "--polygons", gpkg, "--far", "auto", "-q")
+         "--polygons", gpkg, "--far", "0.005", "-q")   # auto on so small a scene: test_targets
     np.testing.assert_array_equal(_read(spread), _read(resumed))
     import pyogrio
 
