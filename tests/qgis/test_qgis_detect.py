@@ -174,3 +174,34 @@ def test_missing_model_gives_the_library_message(scene, tmp_path):
     with pytest.raises(QgsProcessingException) as err:
         run_detect(INPUT=scene[0], SCORE="recon", MODEL=missing, OUTPUT=tmp_path / "heat.tif")
     assert str(err.value) == str(library.value)
+
+
+def test_library_warnings_reach_the_algorithm_log(plugin, tmp_path):
+    """A warning of the library (here --far auto above every score, from write_polygons) is
+    pushed to the algorithm's feedback while the library runs, and only then."""
+    import logging
+
+    import rasterio
+    from hsanomaly.polygons import write_polygons
+    from hsanomaly_qgis.algorithms.base import library_errors
+    from qgis.core import QgsProcessingFeedback
+
+    class Log(QgsProcessingFeedback):
+        def __init__(self):
+            super().__init__()
+            self.warnings = []
+
+        def pushWarning(self, text):
+            self.warnings.append(text)
+
+    scores = np.minimum(1 / np.random.default_rng(5).uniform(size=(100, 100)), 200.0)
+    heat = tmp_path / "heat.tif"
+    with rasterio.open(heat, "w", driver="GTiff", dtype="float32", count=1, height=100,
+                       width=100) as dst:
+        dst.write(scores.astype(np.float32)[None])
+    log = Log()
+    with library_errors(log):
+        assert write_polygons(heat, tmp_path / "auto.gpkg", far="auto") == 0
+    logging.getLogger("hsanomaly").warning("after the algorithm")
+    assert len(log.warnings) == 1
+    assert str(heat) in log.warnings[0] and "lies above every score" in log.warnings[0]

@@ -1,6 +1,7 @@
 """What every hsanomaly algorithm shares: dependency checks, progress, error translation."""
 
 import contextlib
+import logging
 import re
 import time
 from pathlib import Path
@@ -83,14 +84,30 @@ def progress_callback(feedback, interval=LOG_INTERVAL, step=LOG_STEP, clock=time
     return callback
 
 
+class FeedbackWarnings(logging.Handler):
+    """The library's warnings (logger "hsanomaly"), shown in the algorithm's log as warnings."""
+
+    def __init__(self, feedback):
+        super().__init__(logging.WARNING)
+        self.feedback = feedback
+
+    def emit(self, record):
+        self.feedback.pushWarning(record.getMessage())
+
+
 @contextlib.contextmanager
-def library_errors():
+def library_errors(feedback=None):
     """Raise library failures as QgsProcessingException with their one-line message, and a
-    missing package as the pip command that installs it."""
+    missing package as the pip command that installs it; with ``feedback``, the library's
+    warnings go to its log meanwhile (a dialog shows no terminal)."""
     try:
         from hsanomaly.errors import HsanomalyError
     except ImportError:
         raise QgsProcessingException(install_hint(["hsanomaly"])) from None
+    logger, handler = logging.getLogger("hsanomaly"), None
+    if feedback is not None:
+        handler = FeedbackWarnings(feedback)
+        logger.addHandler(handler)
     try:
         yield
     except HsanomalyError as err:
@@ -100,6 +117,9 @@ def library_errors():
         if not absent:
             raise
         raise QgsProcessingException(install_hint(absent)) from None
+    finally:
+        if handler is not None:
+            logger.removeHandler(handler)
 
 
 def named_source(value, context):

@@ -138,7 +138,7 @@ class DetectAnomalies(HsanomalyAlgorithm):
         rings = self.parameterAsString(parameters, self.RINGS, context).strip()
         if rings:
             options["rings"] = rings
-        with library_errors():
+        with library_errors(feedback):
             from hsanomaly.api import detect
 
             result = detect(

@@ -67,7 +67,7 @@ class Evaluate(HsanomalyAlgorithm):
             raster_source(self, parameters, self.OUTER, context)
         plots = None if is_empty(parameters, self.PLOTS) else \
             self.parameterAsFileOutput(parameters, self.PLOTS, context)
-        with library_errors():
+        with library_errors(feedback):
             from hsanomaly.api import evaluate
             from hsanomaly.evaluation.files import format_summary
 

@@ -66,7 +66,7 @@ class TrainModel(HsanomalyAlgorithm):
         bands = None if is_empty(parameters, self.BANDS) else \
             self.parameterAsInt(parameters, self.BANDS, context)
         out = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
-        with library_errors():
+        with library_errors(feedback):
             from hsanomaly.api import train
 
             bundle = train(inputs, out, mask=mask, bands=bands,
