@@ -74,8 +74,7 @@ def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, chunk=R
         highest = -math.inf
         for win, scores in score_chunks(heatmap_path, chunk):
             regions.add(win, scores, threshold)
-            if np.isfinite(scores).any():
-                highest = max(highest, float(np.nanmax(scores)))
+            highest = max(highest, float(np.nanmax(scores, initial=-math.inf)))  # for the warning
         records = regions.targets()
     if not records and far == "auto":
         logger.warning("%s: the automatic threshold %.6g lies above every score (the highest is "

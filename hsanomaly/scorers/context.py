@@ -80,10 +80,7 @@ class ResidualScorer(Purged, Scorer):
         params = {**self.gan.params(), "name": self.name, "sample": self.sample}
         if self.trim:
             params["trim"] = self.trim
-        if self.purge:
-            params["purge"] = self.purge
-        if self.neighbour_weight:
-            params["neighbour_weight"] = self.neighbour_weight
+        params.update(self.purged_params())
         if self.local is not None:
             params["local"] = self.local.params()
         if self.residual_local is not None:
@@ -210,13 +207,18 @@ def inner_of(valid, halo):
             & (cols >= halo) & (cols < valid.shape[1] - halo))
 
 
+def _each_once(*groups):
+    """The options of a score's parts, each named once, in order."""
+    return tuple(dict.fromkeys(option for group in groups for option in group))
+
+
 class ResidualRXScorer(ResidualScorer):
     name = "resrx"
 
 
 class ContextScorer(ResidualScorer):
     name = "context"
-    options = ResidualScorer.options + LocalRX.options + ("purge",)
+    options = _each_once(ResidualScorer.options, LocalRX.options, ("purge",))
 
     def __init__(self, model, outer=defaults.CONTEXT_OUTER, guard=defaults.CONTEXT_GUARD,
                  components=defaults.LRX_COMPONENTS, **options):
@@ -226,7 +228,7 @@ class ContextScorer(ResidualScorer):
 
 class MultiContextScorer(ResidualScorer):
     name = "mcontext"
-    options = ResidualScorer.options + MultiRingLRX.options + ("purge",)
+    options = _each_once(ResidualScorer.options, MultiRingLRX.options)
 
     def __init__(self, model, rings=defaults.RINGS, components=defaults.LRX_COMPONENTS,
                  top_rings=defaults.TOP_RINGS, **options):
@@ -236,7 +238,7 @@ class MultiContextScorer(ResidualScorer):
 
 class ResidualContextScorer(ResidualScorer):
     name = "rescontext"
-    options = ResidualScorer.options + MultiRingLRX.options + ("purge",)
+    options = _each_once(ResidualScorer.options, MultiRingLRX.options)
 
     def __init__(self, model, rings=defaults.RINGS, components=defaults.LRX_COMPONENTS,
                  top_rings=defaults.TOP_RINGS, **options):
@@ -246,7 +248,7 @@ class ResidualContextScorer(ResidualScorer):
 
 class DualContextScorer(ResidualScorer):
     name = "dualcontext"
-    options = ResidualScorer.options + MultiRingLRX.options + ("weight", "purge")
+    options = _each_once(ResidualScorer.options, MultiRingLRX.options, ("weight",))
 
     def __init__(self, model, rings=defaults.RINGS, components=defaults.LRX_COMPONENTS,
                  top_rings=defaults.DUAL_TOP_RINGS, weight=defaults.DUAL_WEIGHT,

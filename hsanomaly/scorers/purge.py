@@ -85,6 +85,13 @@ class Purged:
     neighbour_weight = 0.0
     ring_halo = 0
 
+    def purged_params(self):
+        """``purge`` and ``neighbour_weight`` for ``params``, only where they are on, so a
+        score without them keeps the params it always had."""
+        return {name: value for name, value in (("purge", self.purge),
+                                                ("neighbour_weight", self.neighbour_weight))
+                if value}
+
     @property
     def halo(self):
         return ((2 * self.ring_halo if self.purge else self.ring_halo)

@@ -76,11 +76,7 @@ class MultiRingLRX(Purged, Scorer):
                   "components": self.components}
         if self.top_rings and self.top_rings < len(self.rings):
             params["top_rings"] = self.top_rings
-        if self.purge:
-            params["purge"] = self.purge
-        if self.neighbour_weight:
-            params["neighbour_weight"] = self.neighbour_weight
-        return params
+        return {**params, **self.purged_params()}
 
     def fit(self, source):
         self.locals[0].fit(source)

@@ -61,22 +61,22 @@ class DetectAnomalies(HsanomalyAlgorithm):
         self.addParameter(QgsProcessingParameterEnum(
             self.SOLVER, "Latent search (GAN scores)", options=list(lib.solvers),
             defaultValue=lib.solver, usesStaticStrings=True))
-        own = "" if lib.purge is None else f", {lib.score} {lib.purge:g}"
+        def own(default):       # the default score's value, where it takes the option
+            return "" if default is None else f", {lib.score} {default:g}"
+
         purge = QgsProcessingParameterNumber(
             self.PURGE, f"Purge: share of pixels left out of the rings' background (scores "
-            f"with rings; empty: the score's own{own})",
+            f"with rings; empty: the score's own{own(lib.purge)})",
             QgsProcessingParameterNumber.Double, optional=True)    # the library checks it
-        own_top = "" if lib.top_rings is None else f", {lib.score} {lib.top_rings}"
         top_rings = QgsProcessingParameterNumber(
             self.TOP_RINGS, f"Top rings: each pixel averages its this many largest ring "
-            f"distances (scores with rings; 0: every ring; empty: the score's own{own_top})",
+            f"distances (scores with rings; 0: every ring; empty: the score's "
+            f"own{own(lib.top_rings)})",
             QgsProcessingParameterNumber.Integer, optional=True, minValue=0)
-        own_lift = "" if lib.neighbour_weight is None else \
-            f", {lib.score} {lib.neighbour_weight:g}"
         neighbour_weight = QgsProcessingParameterNumber(
             self.NEIGHBOUR_WEIGHT, f"Neighbour weight: adds this times the highest score of "
             f"each pixel's 3x3 neighbourhood (scores with rings or a GAN residual; 0: none; "
-            f"empty: the score's own{own_lift})",
+            f"empty: the score's own{own(lib.neighbour_weight)})",
             QgsProcessingParameterNumber.Double, optional=True)    # the library checks it
         rings = QgsProcessingParameterString(
             self.RINGS, f"Rings: outer/guard windows (scores with rings; wider ones reach "
