@@ -67,12 +67,26 @@ def test_log_auc_counts_zero_false_positives_as_half():
 def test_log_auc_perfect_worst_and_tied_detectors():
     assert roc_curve([5, 6], [1, 2, 4]).log_auc == pytest.approx(1.0)
     assert roc_curve([0], [1, 2, 4]).log_auc == pytest.approx(0.0)
-    assert roc_curve([2], [2]).log_auc == pytest.approx(0.5)   # linear in log FPR across the tie
+    assert roc_curve([2], [2]).log_auc == pytest.approx(0.5)   # the tie broken either way
+
+
+def test_log_auc_of_tied_scores_is_the_mean_over_random_tie_breaks():
+    """A constant map scored 0.5 (a straight line in log FPR across its one tie), above real
+    detectors; it is the chance level now, and every tie counts as breaking it at random."""
+    rng = np.random.default_rng(3)
+    pos, neg = rng.integers(0, 3, 5).astype(float), rng.integers(0, 3, 30).astype(float)
+    broken = [roc_curve(pos + rng.random(5) * 1e-6, neg + rng.random(30) * 1e-6).log_auc
+              for _ in range(20000)]
+    assert roc_curve(pos, neg).log_auc == pytest.approx(np.mean(broken), abs=4 * np.std(broken)
+                                                         / np.sqrt(len(broken)))
+    constant = roc_curve(np.full(50, 5.0), np.full(10000, 5.0)).log_auc
+    noise = roc_curve(rng.random(50), rng.random(10000)).log_auc
+    assert constant == pytest.approx(noise, abs=0.02) and constant < 0.15
 
 
 def test_log_auc_equals_trapezoid_over_full_sklearn_curve():
     rng = np.random.default_rng(2)
-    pos, neg = np.round(rng.normal(1, 1, 150), 1), np.round(rng.normal(0, 1, 4000), 1)
+    pos, neg = rng.normal(1, 1, 150), rng.normal(0, 1, 4000)        # no ties
     fpr, tpr, _ = sklearn_roc_curve(np.r_[np.ones(pos.size), np.zeros(neg.size)],
                                     np.r_[pos, neg], drop_intermediate=False)
     log_fpr = np.log10(np.maximum(fpr * neg.size, 0.5) / neg.size)

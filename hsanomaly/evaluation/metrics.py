@@ -49,9 +49,28 @@ class RocCurve:
 
     @property
     def log_auc(self):
-        """TPR integrated over log10 FPR from 0.5/N_neg to 1, divided by |log10(0.5/N_neg)|."""
-        width = -np.log10(HALF_FALSE_POSITIVE / self.n_neg)
-        return float(_trapezoid(self.tpr, self.log_fpr) / width)
+        """TPR integrated over log10 FPR from 0.5/N_neg to 1, divided by |log10(0.5/N_neg)|.
+
+        Tied scores count as the expected curve of breaking the ties at random, as the AUC's
+        trapezoids count them: between the k-th and (k+1)-th of D tied background pixels, TPR
+        has risen by (k + 1) / (D + 1) of the tied targets. (A straight line in log FPR across
+        a tie credited a map of tied scores with detections it never ranks: a constant map
+        scored 0.5, above real detectors.) Without ties this is the trapezoid rule.
+        """
+        from scipy.special import gammaln
+
+        f0, f1 = self.fp[:-1].astype(np.float64), self.fp[1:].astype(np.float64)
+        t0, rise = self.tp[:-1].astype(np.float64), (self.tp[1:] - self.tp[:-1]).astype(np.float64)
+        log = np.log(np.maximum(self.fp, HALF_FALSE_POSITIVE))
+        steps = log[1:] - log[:-1]                  # sum of the log widths of the unit steps
+        # sum over k = f0 .. f1 - 1 of k (log(k + 1) - log k); the k = 0 term is 0
+        m, top = np.maximum(f0, 1.0), np.maximum(f1, 1.0)
+        weighted = np.where(top > m, (top - 1) * np.log(top) - m * np.log(m)
+                            - (gammaln(top) - gammaln(m + 1)), 0.0)
+        share = rise / (f1 - f0 + 1)                # of the tied targets, per background pixel
+        area = (t0 + share * (1 - f0)) * steps + share * weighted
+        width = np.log(self.n_neg / HALF_FALSE_POSITIVE)
+        return float(area.sum() / self.n_pos / width)
 
     def pd_at(self, far=defaults.PD_FAR):
         """Pd: the share of target pixels found at the lowest threshold whose false-alarm rate
