@@ -5,19 +5,14 @@ from ``hsanomaly.defaults``. Every check that can fail runs before the work star
 """
 
 import contextlib
-import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import defaults
 from .errors import HsanomalyError
+from .quickmodel import resumable_quick_model, scene_model_path, train_on_scene
 from .scorers import make_scorer
-
-NO_MODEL_HELP = ("pass --model DIR (from `hsanomaly train`), choose a baseline with "
-                 "--score rx|lrx|gmm, or install torch (pip install 'hsanomaly[train]') so detect "
-                 "can train a quick model on the scene itself")
-
 
 def train(inputs, out, **options):
     """Train a WGAN-GP on ``inputs`` (raster or .mat paths) and write the model bundle ``out``.
@@ -29,37 +24,6 @@ def train(inputs, out, **options):
 
     inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     return train_bundle(inputs, out, **options)
-
-
-def scene_model_path(dst):
-    """Where a model trained on the scene itself is kept: ``out/heat.tif`` -> ``out/heat.model``."""
-    dst = Path(dst)
-    return dst.with_name(dst.stem + ".model")
-
-
-def train_on_scene(src, dst, training, callback=None, progress=False):
-    """Train a quick model on the raster being scored, as the score's ``model_training`` says
-    (fully unsupervised: the thesis's figure 15), and keep it beside the output."""
-    if importlib.util.find_spec("torch") is None:
-        raise HsanomalyError(f"{src}: no model given and torch is not installed; {NO_MODEL_HELP}")
-    return train(src, scene_model_path(dst), progress=progress, callback=callback, **training).path
-
-
-def _resumable_quick_model(dst, quick):
-    """Whether ``--resume`` can reuse the quick model an interrupted run trained: its tile store
-    is there and the model loads. The store's fingerprint holds the model's digest and the
-    input's, so the engine refuses to mix it with any other model or input."""
-    from .engine.store import MANIFEST, is_tile_store, store_path
-    from .model import load_bundle
-
-    store = store_path(dst)
-    if not (is_tile_store(store) and (store / MANIFEST).is_file()):
-        return False
-    try:
-        load_bundle(quick)
-    except HsanomalyError:
-        return False
-    return True
 
 
 def detect(src, dst, *, score=None, model=None, extras=None, polygons=None, threshold=None,
@@ -84,8 +48,9 @@ def detect(src, dst, *, score=None, model=None, extras=None, polygons=None, thre
     from .io.atomic import staged
     from .validate import check_request, detect_paths
 
-    score = score or defaults.SCORE
-    cls = check_request(score, model, options, extras, tile, workers, scheduler, resume)
+    score = defaults.SCORE if score is None else score
+    cls = check_request(score, model, options, extras, tile, workers, scheduler, resume=resume,
+                        cog=cog, overwrite=overwrite, progress=progress)
     if polygons is not None:
         from .polygons import check_threshold
 
@@ -99,7 +64,7 @@ def detect(src, dst, *, score=None, model=None, extras=None, polygons=None, thre
     # built (and its options checked) before any training; the bundle loads on first use
     scorer = make_scorer(score, **options, **({"model": model or quick} if cls.needs_model else {}))
     if quick is not None:
-        model = (quick if resume and _resumable_quick_model(dst, quick) else
+        model = (quick if resume and resumable_quick_model(dst, quick) else
                  train_on_scene(src, dst, cls.model_training, callback, progress))
     with _client(workers, scheduler) as client, staged() as stage:
         executor = None if client is None else DaskExecutor(client)
@@ -147,8 +112,9 @@ def detect_many(inputs, out_dir, *, score=None, model=None, tile=defaults.TILE, 
 
     from .validate import batch_paths, check_request
 
-    score = score or defaults.SCORE
-    cls = check_request(score, model, options, None, tile, workers, scheduler)
+    score = defaults.SCORE if score is None else score
+    cls = check_request(score, model, options, None, tile, workers, scheduler,
+                        overwrite=overwrite, progress=progress)
     inputs = [str(inputs)] if isinstance(inputs, (str, Path)) else [str(p) for p in inputs]
     out_dir = Path(out_dir)
     targets = [(src, batch_output(src, out_dir, score)) for src in inputs]

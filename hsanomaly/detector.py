@@ -28,12 +28,16 @@ class Detector:
     """
 
     def __init__(self, score=defaults.SCORE, model=None, tile=defaults.TILE, **options):
+        # every option's kind and range, before fit trains a quick model, and before anything
+        # is set: a set_params that is refused leaves the detector as it was
+        from .engine.detect import check_tile
+
+        check_scorer(score, {**options, **({"model": model} if model is not None else {})})
+        check_tile(tile)
         self.score_name = score
         self.model = model
         self.tile = tile
         self.options = options
-        # every option's kind and range, before fit trains a quick model
-        check_scorer(score, {**options, **({"model": model} if model is not None else {})})
 
     # scikit-learn's parameter protocol -------------------------------------------------------
     def get_params(self, deep=True):
@@ -85,6 +89,9 @@ class Detector:
         from .engine import score_array
 
         source, wrap = as_source(X)
+        if source.count != self.n_bands_in_:
+            raise HsanomalyError(f"{source.name}: has {source.count} bands, but {self!r} was "
+                                 f"fitted on {self.n_bands_in_}")
         arrays = score_array(source, self.scorer_, tile=self.tile)
         if not extras:
             arrays = {"score": arrays["score"]}
@@ -115,11 +122,15 @@ class Detector:
 def as_source(X):
     """(a pixel source over X, a function giving a (rows, cols) or (k, rows, cols) result X's
     form back): numpy arrays stay numpy, xarray DataArrays come back with coordinates."""
+    if hasattr(X, "read") and getattr(X, "closed", False) is True:   # asked before GDAL is
+        raise HsanomalyError(f"{X.name}: the rasterio dataset is closed")
     if hasattr(X, "read") and hasattr(X, "profile"):          # an open rasterio dataset
         return RasterSource.from_dataset(X), _same
-    if type(X).__module__.startswith("xarray"):
+    if type(X).__module__.startswith("xarray") and type(X).__name__ == "DataArray":
         return _xarray_source(X)
-    if isinstance(X, np.ndarray) or hasattr(X, "__array__"):
+    if isinstance(X, np.ma.MaskedArray):
+        return _masked_source(X), _same
+    if isinstance(X, np.ndarray) or (hasattr(X, "__array__") and not hasattr(X, "data_vars")):
         return ArraySource(np.asarray(X)), _same
     raise HsanomalyError(f"{type(X).__name__}: expected a numpy cube (bands, rows, cols), an open "
                          "rasterio dataset or an xarray DataArray (band, y, x)")
@@ -129,10 +140,42 @@ def _same(value):
     return value
 
 
+def _masked_source(X):
+    """A masked pixel is left out (NaN score, not in the fit), as nodata is in a raster; a pixel
+    masked in one band is masked, as a raster's per-band nodata makes it."""
+    if X.ndim != 3:
+        raise HsanomalyError(f"<array>: expected a cube of shape (bands, rows, cols), got shape "
+                             f"{X.shape}")
+    return ArraySource(np.ma.getdata(X), valid=~np.ma.getmaskarray(X).any(axis=0))
+
+
+# names of the band and of the spatial dimensions in the xarray conventions users meet
+# (rioxarray's band/y/x, xarray's own lat/lon, image rows/cols)
+BAND_DIMS = ("band", "bands", "wavelength", "wavelengths", "wl", "channel", "channels")
+SPATIAL_DIMS = ("y", "x", "lat", "lon", "latitude", "longitude", "row", "rows", "col", "cols",
+                "column", "columns", "line", "lines", "sample", "samples", "northing", "easting")
+
+
+def band_dimension(X):
+    """The band dimension of a 3-D DataArray: the one named like a band, else the one left
+    beside two spatially named ones, else (no dimension named either way, as xarray's
+    dim_0, dim_1, dim_2) the first, as documented. Anything else is refused, not guessed."""
+    bands = [d for d in X.dims if str(d).lower() in BAND_DIMS]
+    spatial = [d for d in X.dims if str(d).lower() in SPATIAL_DIMS]
+    if len(bands) == 1 and len(spatial) <= 2:
+        return bands[0]
+    if not bands and len(spatial) == 2:
+        return next(d for d in X.dims if d not in spatial)
+    if not bands and not spatial:
+        return X.dims[0]
+    raise HsanomalyError(f"DataArray {X.name!r}: cannot tell which of its dimensions {X.dims} "
+                         "holds the bands; name it 'band' (X.rename({...: 'band'}))")
+
+
 def _xarray_source(X):
     if X.ndim != 3:
         raise HsanomalyError(f"DataArray {X.name!r}: expected dimensions (band, y, x), got {X.dims}")
-    band_dim = next((d for d in X.dims if d in ("band", "bands", "wavelength")), X.dims[0])
+    band_dim = band_dimension(X)
     spatial = [d for d in X.dims if d != band_dim]
     X = X.transpose(band_dim, *spatial)
     source = ArraySource(np.asarray(X.values), name=str(X.name or "<DataArray>"))

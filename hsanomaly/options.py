@@ -22,7 +22,8 @@ def _whole(value):
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _real(value):
+def is_real(value):
+    """A finite real number (not a bool, which Python counts as one)."""
     return (isinstance(value, numbers.Real) and not isinstance(value, bool)
             and math.isfinite(value))
 
@@ -41,10 +42,10 @@ def _rings(value):
 
 KINDS = {   # kind -> (test, what the value must be)
     "whole": (_whole, "a whole number"),
-    "threads": (lambda v: v is None or _whole(v), "a whole number or None"),
+    "optional_whole": (lambda v: v is None or _whole(v), "a whole number or None"),
     "seed": (lambda v: _whole(v) and 0 <= v <= SEED_MAX,
              f"a whole number from 0 to {SEED_MAX}"),
-    "real": (_real, "a finite number"),
+    "real": (is_real, "a finite number"),
     "flag": (lambda v: isinstance(v, (bool, np.bool_)), "True or False"),
     "text": (lambda v: isinstance(v, str), "a text"),
     "rings": (_rings, "outer/guard pairs like '7/3;15/5' or ((7, 3), (15, 5))"),
@@ -55,7 +56,7 @@ OPTION_KINDS = {
     "solver": "text", "restarts": "whole", "steps": "whole", "codebook": "whole",
     "refine": "whole", "codebook_scale": "real", "c1": "real", "c2": "real", "lam": "real",
     # the runtime
-    "device": "text", "threads": "threads", "ignore_wavelengths": "flag",
+    "device": "text", "threads": "optional_whole", "ignore_wavelengths": "flag",
     # the statistics a score fits
     "components": "whole", "pca": "whole", "sample": "whole", "seed": "seed", "trim": "real",
     # spatial context
@@ -73,12 +74,28 @@ def check_whole(flag, value, minimum, optional=False):
         raise HsanomalyError(f"{flag} must be a whole number of at least {minimum}, got {value!r}")
 
 
-def check_values(options):
-    """Refuse, with one line naming it, an option whose value is not of its kind."""
+TRAINING_KINDS = {   # hsanomaly.train's options; ranges stay with training.Settings
+    "window": "whole", "bands": "optional_whole", "iterations": "whole", "seed": "seed",
+    "dim": "whole", "latent_dim": "whole", "critic_steps": "whole", "batch": "whole",
+    "lr": "real", "threads": "optional_whole", "device": "text",
+    "sqrt": "flag", "whiten": "flag", "background_only": "flag", "boost_rare": "flag",
+    "resume": "flag", "progress": "flag",
+}
+
+
+def check_values(options, kinds=OPTION_KINDS):
+    """Refuse, with one line naming it, an option whose value is not of its kind in ``kinds``
+    (options without a kind there are left to their owner)."""
     for option, value in options.items():
-        kind = OPTION_KINDS.get(option)
+        kind = kinds.get(option)
         if kind is None:
             continue
         test, what = KINDS[kind]
         if not test(value):
             raise HsanomalyError(f"--{option.replace('_', '-')} must be {what}, got {value!r}")
+
+
+def check_flags(**flags):
+    """Refuse a switch that is not True or False: a text such as "no" is truthy, and an
+    ``overwrite="no"`` taken as True would replace a file the caller meant to keep."""
+    check_values(flags, dict.fromkeys(flags, "flag"))

@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 
 from .errors import HsanomalyError
+from .options import is_real
 from .io.styles import STYLE_TABLE, gpkg_tables, write_default_style
 from .logs import stage as log_stage
 from .regions import Regions
@@ -32,7 +33,7 @@ def check_threshold(gpkg_path, threshold, far):
         raise HsanomalyError(f"{gpkg_path}: polygons need --threshold or --far")
     if threshold is not None and far is not None:
         raise HsanomalyError(f"{gpkg_path}: give --threshold or --far, not both")
-    if threshold is not None and not math.isfinite(threshold):
+    if threshold is not None and not is_real(threshold):
         raise HsanomalyError(f"{gpkg_path}: --threshold must be a finite number, got {threshold}")
     if far is not None and far != "auto":
         try:
@@ -66,6 +67,10 @@ def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, chunk=R
     with open_heatmap(heatmap_path) as ds:
         crs, transform, width = ds.crs, ds.transform, ds.width
         score = ds.tags().get("HSANOMALY_SCORE", "")
+        if crs is None and ds.gcps[0]:
+            logger.warning("%s: the raster is placed on the map by ground control points, which "
+                           "polygons do not follow: they are in pixel coordinates (gdalwarp "
+                           "the input to a map grid first)", name or heatmap_path)
     if threshold is None:
         with log_stage(f"threshold at false-alarm rate {far} of {heatmap_path}"):
             threshold = threshold_from_far(heatmap_path, far, chunk=chunk)

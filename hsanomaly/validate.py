@@ -7,9 +7,9 @@ the option or path at fault, before a model is trained or a tile is scored.
 from pathlib import Path
 
 from .errors import HsanomalyError
-from .options import check_whole
+from .options import check_flags, check_whole
 from .io.paths import (DIRECTORY, FILE, check_paths, check_replaceable_dir,
-                       check_replaceable_file, is_model_bundle)
+                       check_replaceable_file, is_model_bundle, is_quick_model)
 
 EXTRA_NAMES = ("recon", "latent", "convergence")
 
@@ -62,6 +62,10 @@ def detect_paths(src, dst, *, model=None, extras=None, png=None, polygons=None, 
         raise HsanomalyError(f"{store}: the tile store's name is taken by something that is not "
                              "an hsanomaly tile store; remove it or choose another output")
     if quick_model is not None:
+        if is_model_bundle(quick_model) and not (overwrite or is_quick_model(quick_model, dst)):
+            raise HsanomalyError(f"{quick_model}: a model bundle that detect did not train for "
+                                 f"{Path(dst).name} is where it keeps its quick model; pass it "
+                                 "as --model, or --overwrite to train a new quick model there")
         check_replaceable_dir(quick_model, "the quick model directory", is_model_bundle,
                               "a model bundle")
     if not overwrite:
@@ -72,14 +76,19 @@ def detect_paths(src, dst, *, model=None, extras=None, png=None, polygons=None, 
 def refuse_foreign_outputs(rasters, png=None, polygons=None):
     """Refuse existing output files of a run that hsanomaly did not write (see
     ``check_replaceable_file``); ``rasters``: (label, path) of GeoTIFF outputs."""
-    from .io.ownership import is_own_geotiff, is_own_png
+    from .io.ownership import is_own_detect_output, is_own_png
     from .polygons import is_targets_file
 
     for label, path in rasters:
         if is_path(path):
-            check_replaceable_file(path, label, is_own_geotiff, "a GeoTIFF")
+            check_replaceable_file(path, label, is_own_detect_output, "a heatmap")
     if is_path(png):
+        from .quicklook import sidecars
+
         check_replaceable_file(png, "--png", is_own_png, "a quick-look PNG")
+        for side in sidecars(png):     # ours when the picture they describe is ours
+            check_replaceable_file(side, "--png's world file", lambda _: is_own_png(png),
+                                   "the world file of a quick look")
     if is_path(polygons):
         check_replaceable_file(polygons, "--polygons", is_targets_file, "a targets GeoPackage")
 
@@ -141,17 +150,18 @@ def _check_plots_dir(plots):
 
 
 def check_request(score, model, options, extras=None, tile=None, workers=None, scheduler=None,
-                  resume=False):
-    """The options of a detect run: names the score takes and values of their kinds, the
-    extras, the executor. Returns the score's class."""
+                  **flags):
+    """The options of a detect run: names the score takes and values of their kinds and
+    ranges, the extras, the executor, and its switches (``flags``: resume, overwrite, ...).
+    Returns the score's class."""
     from .engine.detect import check_tile
-    from .scorers import check_options
+    from .scorers import check_scorer
 
-    cls = check_options(score, {**options, **({"model": model} if model is not None else {})})
+    # built once without its model: every option's kind and range, before any raster is read
+    cls = check_scorer(score, {**options, **({"model": model} if model is not None else {})})
     if tile is not None:
         check_tile(tile)
-    if not isinstance(resume, bool):
-        raise HsanomalyError(f"--resume must be True or False, got {resume!r}")
+    check_flags(**flags)
     check_extras(cls, extras)
     check_execution(workers, scheduler)
     return cls

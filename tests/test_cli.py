@@ -162,7 +162,7 @@ def test_an_existing_file_hsanomaly_did_not_write_is_never_replaced(tmp_path):
     user_raster = write_raster(tmp_path / "mine.tif", cube[:3])
     (tmp_path / "mine.png").write_bytes((tmp_path / "heat.png").read_bytes()[:8] + b"not ours")
     (tmp_path / "mine.gpkg").write_text("a user's notes")
-    cases = [(["mine.tif"], "DST exists and is not a GeoTIFF"),
+    cases = [(["mine.tif"], "DST exists and is not a heatmap"),
              (["o.tif", "--png", "mine.png"], "--png exists and is not a quick-look PNG"),
              (["o.tif", "--polygons", "mine.gpkg", "--threshold", "30"],
               "--polygons exists and is not a targets GeoPackage")]

@@ -32,6 +32,21 @@ def test_params_round_trip_and_sklearn_clone():
         detector.set_params(score="rx")
 
 
+def test_a_refused_set_params_leaves_the_detector_as_it_was():
+    detector = hsanomaly.Detector("lrx", outer=11, guard=3)
+    for bad in ({"outer": 4}, {"bogus": 1}, {"tile": 0}, {"score": "bogus"}):
+        with pytest.raises(HsanomalyError):
+            detector.set_params(**bad)
+        assert detector.get_params() == {"score": "lrx", "model": None, "tile": 256,
+                                         "outer": 11, "guard": 3}
+
+
+@pytest.mark.parametrize("tile", [0, 7, 1.5, "256", True])
+def test_a_bad_tile_is_refused_when_built(tile):
+    with pytest.raises(HsanomalyError, match="--tile must be a whole number of at least 8"):
+        hsanomaly.Detector("rx", tile=tile)
+
+
 def test_scores_match_the_scorer_and_mark_invalid_pixels():
     cube, truth = synthetic_cube()
     cube[:, 0, :4] = np.nan
@@ -77,15 +92,69 @@ def test_xarray_result_keeps_coordinates_and_attributes():
     np.testing.assert_allclose(heat.values, hsanomaly.Detector("rx").fit_score(cube))
 
 
+def test_masked_pixels_are_left_out_like_nodata():
+    """A masked array's mask is its nodata: the pixel scores NaN and stays out of the fit."""
+    cube, _ = synthetic_cube()
+    masked = np.ma.masked_array(cube.copy(), mask=np.zeros(cube.shape, bool))
+    masked.data[:, 5, 5] = 1e6
+    masked.mask[3, 5, 5] = True                 # masked in one band: the pixel is masked
+    heat = hsanomaly.Detector("rx").fit_score(masked)
+    unmasked = cube.copy()
+    unmasked[:, 5, 5] = np.nan
+    assert np.isnan(heat[5, 5])
+    np.testing.assert_array_equal(heat, hsanomaly.Detector("rx").fit_score(unmasked))
+
+
+def test_the_band_dimension_of_a_data_array_is_found_by_name_or_refused():
+    xr = pytest.importorskip("xarray")
+    cube, _ = synthetic_cube()
+    expected = hsanomaly.Detector("rx").fit_score(cube)
+    for da in (xr.DataArray(cube.transpose(1, 2, 0), dims=("y", "x", "channel")),
+               xr.DataArray(cube.transpose(1, 0, 2), dims=("lat", "wl", "lon")),
+               xr.DataArray(cube)):                            # dim_0, dim_1, dim_2: as documented
+        heat = hsanomaly.Detector("rx").fit_score(da)       # rows first in every one of them
+        np.testing.assert_array_equal(heat.values, expected)
+    with pytest.raises(HsanomalyError, match="cannot tell which of its dimensions"):
+        hsanomaly.Detector("rx").fit(xr.DataArray(cube, dims=("y", "a", "b")))
+
+
+def test_scoring_other_bands_than_fitted_is_refused():
+    """A baseline broadcast one band against twelve and returned a plausible heatmap."""
+    cube, _ = synthetic_cube()
+    for score in ("rx", "lrx", "gmm"):
+        detector = hsanomaly.Detector(score).fit(cube)
+        for bands in (1, 11, 13):
+            other = np.resize(cube, (bands,) + cube.shape[1:])
+            with pytest.raises(HsanomalyError, match=f"has {bands} bands, but .* fitted on 12"):
+                detector.score(other)
+
+
 @pytest.mark.parametrize("bad, message", [
     (np.zeros((4, 5)), "expected a cube of shape"),
     (np.zeros((3, 4, 5), np.complex64), "complex64 are not supported"),
     ("scene.tif", "expected a numpy cube"),
+    (np.zeros((3, 0, 5)), r"the cube is empty \(shape \(3, 0, 5\)\)"),
+    (np.zeros((0, 4, 5)), "the cube is empty"),
+    (np.ma.masked_array(np.zeros((4, 5))), "expected a cube of shape"),
 ])
 def test_bad_inputs_are_refused_with_one_line(bad, message):
     with pytest.raises(HsanomalyError, match=message) as err:
         hsanomaly.Detector("rx").fit(bad)
     assert "\n" not in str(err.value)
+
+
+def test_a_dataset_and_a_closed_raster_are_refused_with_one_line(tmp_path, capfd):
+    xr = pytest.importorskip("xarray")
+    cube, _ = synthetic_cube()
+    with pytest.raises(HsanomalyError, match="Dataset: expected a numpy cube"):
+        hsanomaly.Detector("rx").fit(xr.DataArray(cube).to_dataset(name="cube"))
+    path = write_raster(tmp_path / "scene.tif", cube)
+    with rasterio.open(path) as ds:
+        detector = hsanomaly.Detector("rx").fit(ds)
+    capfd.readouterr()
+    with pytest.raises(HsanomalyError, match="scene.tif: the rasterio dataset is closed"):
+        detector.score(ds)
+    assert "ERROR" not in capfd.readouterr().err              # GDAL was not asked
 
 
 def test_scoring_before_fit_and_unknown_scores_are_refused():

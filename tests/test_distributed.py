@@ -189,7 +189,7 @@ def test_detect_many_never_replaces_a_file_it_did_not_write(tmp_path):
     theirs = write_raster(out_dir / "other_rx.tif", cube[:2])       # a user's file, same name
     before = theirs.read_bytes()
     with pytest.raises(HsanomalyError, match="other_rx.tif: the output of .*other.tif exists and "
-                                             "is not a GeoTIFF written by hsanomaly"):
+                                             "is not a heatmap written by hsanomaly"):
         hsanomaly.detect_many([scene, other], out_dir, score="rx", progress=False)
     assert theirs.read_bytes() == before and sorted(p.name for p in out_dir.iterdir()) == ["other_rx.tif"]
     items = hsanomaly.detect_many([scene, other], out_dir, score="rx", overwrite=True, progress=False)

@@ -85,10 +85,14 @@ def test_gcps_of_the_input_are_kept(tmp_path):
                        gcps=gcps, crs="EPSG:4326") as ds:
         ds.write(cube)
     out = tmp_path / "heat.tif"
-    assert cli("detect", path, out, "--score", "rx", "-q").returncode == 0
+    result = cli("detect", path, out, "--score", "rx", "--polygons", tmp_path / "t.gpkg",
+                 "--far", "0.01", "-q")
+    assert result.returncode == 0
     with rasterio.open(out) as ds:
         kept, crs = ds.gcps
         assert len(kept) == 3 and crs == "EPSG:4326"
+    # the polygons cannot follow GCPs: said, not left for the user to find on the map
+    assert "ground control points" in result.stderr and "pixel coordinates" in result.stderr
 
 
 def test_overview_levels_stop_below_one_block():

@@ -9,7 +9,7 @@ from hsanomaly.errors import HsanomalyError
 from hsanomaly.io import ArraySource, RasterSource, open_source, read_mat, read_scene, read_truth
 from hsanomaly.io.convert import convert_mat
 
-from synthetic import NODATA, SHARED_DATA
+from synthetic import NODATA, SHARED_DATA, synthetic_cube, write_raster
 
 
 def test_mat_v5_finds_cube_and_truth_and_casts(tmp_path):
@@ -51,6 +51,26 @@ def test_raster_source_masks_nodata_and_pads_halo(synthetic_raster):
     np.testing.assert_array_equal(valid[2:12, 2:12], ~nodata_mask[:10, :10])
     assert np.isnan(block[:, ~valid]).all() and np.isfinite(block[:, valid]).all()
     assert not (block == NODATA).any()
+
+
+def test_band_scale_and_offset_are_applied(tmp_path):
+    """A product stored as (value - offset) / scale, with GDAL's scale/offset metadata, reads
+    as its values (it was scored in its stored counts, with no word); nodata stays nodata."""
+    cube, _ = synthetic_cube()
+    scales = np.linspace(0.5, 4, 12)
+    offsets = np.linspace(-100, 1000, 12)
+    stored = ((cube - offsets[:, None, None]) / scales[:, None, None]).astype(np.float32)
+    stored[:, 0, 0] = NODATA
+    path = write_raster(tmp_path / "scaled.tif", stored, nodata=NODATA)
+    with rasterio.open(path, "r+") as ds:
+        ds.scales, ds.offsets = tuple(scales), tuple(offsets)
+    block, valid = RasterSource(path).read(Window(0, 0, 50, 40))
+    assert not valid[0, 0] and np.isnan(block[:, 0, 0]).all()
+    np.testing.assert_allclose(block[:, valid], cube[:, valid], rtol=1e-4, atol=1e-4)
+    with rasterio.open(path, "r+") as ds:
+        ds.scales = (0.0,) + tuple(scales[1:])
+    with pytest.raises(HsanomalyError, match="scaled.tif: band scale/offset metadata is not usable"):
+        RasterSource(path)
 
 
 def test_streaming_reduce_and_sample_match_memory(synthetic_raster):
@@ -142,7 +162,7 @@ def test_a_scene_leaves_out_the_pixels_whose_truth_is_nodata_and_needs_its_grid(
 
 def test_truth_shape_mismatch(tmp_path, synthetic_raster):
     path, _, _ = synthetic_raster
-    with pytest.raises(HsanomalyError, match="truth is 40x50, the scene is 3x3"):
+    with pytest.raises(HsanomalyError, match="the mask is 40x50 pixels, the scene is 3x3"):
         read_truth(path, shape=(3, 3))
 
 

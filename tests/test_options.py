@@ -15,7 +15,7 @@ CASES = [(name, option) for name, cls in REGISTRY.items() for option in cls.opti
 # values of another kind, per kind; each was a TypeError, a ValueError or silently accepted
 WRONG = {
     "whole": ["abc", None, True, 2.5, float("nan")],
-    "threads": ["abc", 1.5, True],
+    "optional_whole": ["abc", 1.5, True],
     "seed": ["abc", None, -1, 2**32, 1.0],
     "real": ["abc", None, True, float("nan"), float("inf")],
     "flag": ["abc", 1, None],

@@ -416,11 +416,11 @@ def test_recon_trains_its_quick_model_on_whitened_bands_through_detect_and_detec
     """A score's quick model gets the training its class declares (``model_training``): recon's
     whitens, through ``hsanomaly.detect`` (the CLI's path) and through ``Detector.fit``."""
     import hsanomaly
-    import hsanomaly.api
+    import hsanomaly.training
     from hsanomaly.model import load_bundle
 
-    train = hsanomaly.api.train
-    monkeypatch.setattr(hsanomaly.api, "train",
+    train = hsanomaly.training.train
+    monkeypatch.setattr(hsanomaly.training, "train",
                         lambda *args, **options: train(*args, **{**options, "iterations": 30}))
     _, path, cube, truth = scene
     hsanomaly.detect(path, tmp_path / "recon.tif", score="recon")
@@ -439,10 +439,12 @@ def test_resume_reuses_the_quick_model_of_the_interrupted_run(scene, tmp_path, m
     from hsanomaly.engine import TileStore
     from hsanomaly.errors import HsanomalyError
 
+    import hsanomaly.training
+
     trained = []
-    train = hsanomaly.api.train
-    monkeypatch.setattr(hsanomaly.api, "train", lambda *args, **options: trained.append(args) or
-                        train(*args, **{**options, "iterations": 30}))
+    train = hsanomaly.training.train
+    monkeypatch.setattr(hsanomaly.training, "train", lambda *args, **options: trained.append(args)
+                        or train(*args, **{**options, "iterations": 30}))
     put = TileStore.put
 
     def disk_full_at_tile_3(self, index, outputs):
@@ -460,6 +462,37 @@ def test_resume_reuses_the_quick_model_of_the_interrupted_run(scene, tmp_path, m
     assert len(trained) == 1 and resumed.tiles_resumed >= 1
     fresh = hsanomaly.api.detect(path, tmp_path / "fresh.tif", model=tmp_path / "out.model", tile=16)
     np.testing.assert_array_equal(_read(dst), _read(fresh.path))
+
+
+@needs_torch
+def test_detect_replaces_only_its_own_quick_model(scene, tmp_path, monkeypatch):
+    """Without --model, detect keeps its quick model at out/heat.model. A bundle someone trained
+    there with `hsanomaly train` is refused, not silently retrained over; with overwrite it is
+    replaced, and a quick model detect trained itself is replaced by a rerun."""
+    import hashlib
+
+    import hsanomaly
+    import hsanomaly.training
+
+    train = hsanomaly.training.train
+    monkeypatch.setattr(hsanomaly.training, "train",
+                        lambda *args, **options: train(*args, **{**options, "iterations": 30}))
+    _, path, _, _ = scene
+    model = tmp_path / "heat.model"
+    hsanomaly.train(path, model, iterations=10)
+
+    def digest():
+        return hashlib.sha256((model / "model.json").read_bytes()).hexdigest()
+
+    users = digest()
+    with pytest.raises(HsanomalyError, match="heat.model: a model bundle that detect did not "
+                                             "train for heat.tif .* pass it as --model"):
+        hsanomaly.detect(path, tmp_path / "heat.tif", score="resrx", tile=16)
+    assert digest() == users and not (tmp_path / "heat.tif").exists()
+    hsanomaly.detect(path, tmp_path / "heat.tif", score="resrx", tile=16, overwrite=True)
+    meta = json.loads((model / "model.json").read_text())
+    assert meta["training"]["quick_model_of"] == "heat.tif" and digest() != users
+    hsanomaly.detect(path, tmp_path / "heat.tif", score="resrx", tile=16)     # its own: replaced
 
 
 def test_purge_leaves_the_pixels_the_first_pass_ranks_highest_out_of_the_rings(scene):

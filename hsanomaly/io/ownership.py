@@ -17,17 +17,30 @@ def _ours(text):
     return str(text or "").startswith("hsanomaly")
 
 
-def is_own_geotiff(path):
-    """A raster hsanomaly wrote: heatmaps, extras, converted scenes."""
+def _geotiff_tags(path):
     from .atomic import native_quiet
     from .source import open_raster
 
     try:
         with native_quiet(), open_raster(path) as ds:
-            tags = ds.tags()
+            return ds.tags()
     except HsanomalyError:
-        return False
-    return _ours(tags.get("TIFFTAG_SOFTWARE")) or any(k.startswith(TAG_PREFIX) for k in tags)
+        return None
+
+
+def is_own_geotiff(path):
+    """A raster hsanomaly wrote: heatmaps, extras, converted scenes (what ``convert`` replaces)."""
+    tags = _geotiff_tags(path)
+    return tags is not None and (_ours(tags.get("TIFFTAG_SOFTWARE"))
+                                 or any(k.startswith(TAG_PREFIX) for k in tags))
+
+
+def is_own_detect_output(path):
+    """A heatmap or extra raster of ``detect``: it describes itself with HSANOMALY_ tags. A
+    scene ``convert`` wrote names hsanomaly too, but it is someone's input, not a result a
+    detect run may replace."""
+    tags = _geotiff_tags(path)
+    return tags is not None and any(k.startswith(TAG_PREFIX) for k in tags)
 
 
 def is_own_png(path):

@@ -122,17 +122,35 @@ def check_replaceable_dir(path, label, allowed=None, kind="an hsanomaly output")
                              "replace it (name a new or empty directory)")
 
 
-def is_model_bundle(path):
-    """True for a directory holding only an hsanomaly model bundle's files (its ``model.json``
-    says ``"format": "hsanomaly-model"`` and lists the others)."""
+def _bundle_meta(path):
+    """The ``model.json`` of an hsanomaly model bundle at ``path``, or None."""
     from ..model.bundle import FORMAT, META_FILE
 
     try:
         meta = json.loads((Path(path) / META_FILE).read_text())
     except (OSError, ValueError):
-        return False
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        return None
+    return meta if isinstance(meta, dict) and meta.get("format") == FORMAT else None
+
+
+def is_model_bundle(path):
+    """True for a directory holding only an hsanomaly model bundle's files (its ``model.json``
+    says ``"format": "hsanomaly-model"`` and lists the others)."""
+    from ..model.bundle import META_FILE
+
+    meta = _bundle_meta(path)
+    if meta is None:
         return False
     own = set(meta.get("files") or {}) | {META_FILE, "training.csv", "training.png"}
     return all(entry.is_file() and not entry.is_symlink() and entry.name in own
                for entry in Path(path).iterdir())
+
+
+def is_quick_model(path, dst):
+    """True for a model bundle that ``detect`` trained as the quick model of heatmap ``dst``
+    (its ``model.json`` says so): the only bundle a detect run replaces on its own. A bundle
+    from ``hsanomaly train`` that happens to sit there is someone's work."""
+    meta = _bundle_meta(path)
+    training = meta.get("training") if meta else None
+    return (isinstance(training, dict) and training.get("quick_model_of") == Path(dst).name
+            and is_model_bundle(path))

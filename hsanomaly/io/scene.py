@@ -78,7 +78,7 @@ def read_truth(path, shape=None, grid_of=None):
             gt[unknown] = 0
             known = ~unknown
     if shape is not None and gt.shape != tuple(shape):
-        raise HsanomalyError(f"{path}: truth is {gt.shape[0]}x{gt.shape[1]}, "
+        raise HsanomalyError(f"{path}: the mask is {gt.shape[0]}x{gt.shape[1]} pixels, "
                              f"the scene is {shape[0]}x{shape[1]}")
     if grid_of is not None:
         check_same_grid(path, grid_of)

@@ -158,6 +158,16 @@ class RasterSource(_Source):
         self.wavelengths = _wavelengths(ds)
         self.band_names = [d or f"band {i + 1}" for i, d in enumerate(ds.descriptions)]
         self.dtype = ds.dtypes[0]
+        # a band's value is its stored value * scale + offset (GDAL's metadata, which reads leave
+        # to the reader): applied here, or a scaled product would be scored in its raw counts
+        scales = np.array([1.0 if v is None else v for v in ds.scales], np.float64)
+        offsets = np.array([0.0 if v is None else v for v in ds.offsets], np.float64)
+        if not (np.isfinite(scales).all() and np.isfinite(offsets).all()) or (scales == 0).any():
+            raise HsanomalyError(f"{self.name}: band scale/offset metadata is not usable "
+                                 f"(scales {ds.scales}, offsets {ds.offsets})")
+        trivial = (scales == 1).all() and (offsets == 0).all()
+        self.scaling = None if trivial else (scales.astype(np.float32)[:, None, None],
+                                             offsets.astype(np.float32)[:, None, None])
 
     def __getstate__(self):
         if not self._owned:
@@ -183,7 +193,11 @@ class RasterSource(_Source):
         """(data, nodata) with the nodata mask per band."""
         with gdal_env():
             data = read_checked(self._dataset(), window=window, masked=True, out_dtype="float32")
-        return np.ma.getdata(data).astype(np.float32, copy=False), np.ma.getmaskarray(data)
+        values = np.ma.getdata(data).astype(np.float32, copy=False)
+        if self.scaling is not None:
+            scale, offset = self.scaling
+            values = values * scale + offset
+        return values, np.ma.getmaskarray(data)
 
 
 class ArraySource(_Source):
@@ -194,6 +208,8 @@ class ArraySource(_Source):
         if cube.ndim != 3:
             raise HsanomalyError(f"{name}: expected a cube of shape (bands, rows, cols), "
                                  f"got shape {cube.shape}")
+        if 0 in cube.shape:
+            raise HsanomalyError(f"{name}: the cube is empty (shape {cube.shape})")
         if cube.dtype.kind not in "uif":
             raise HsanomalyError(f"{name}: pixels of type {cube.dtype} are not supported "
                                  "(expected integers or floats)")

@@ -8,6 +8,8 @@ treat every scorer alike. High scores mean anomalous.
 
 import numpy as np
 
+from ..errors import HsanomalyError
+
 
 class Scorer:
     """What every score declares about itself; the registry (scorers/__init__.py) reads it."""
@@ -63,6 +65,17 @@ def mean_cov(n, s, ss):
     mean = s / n
     cov = (ss - n * np.outer(mean, mean)) / max(n - 1, 1)
     return mean, cov
+
+
+def check_pixels(source, n, needed, what, why):
+    """Refuse a fit on fewer than ``needed`` valid pixels: a covariance from no more pixels
+    than dimensions is singular, and the distances it gives, negative ones included, would be
+    written as if they meant something."""
+    if n == 0:
+        raise source.no_valid_pixels()
+    if n < needed:
+        raise HsanomalyError(f"{source.name}: {what} needs at least {needed} valid pixels "
+                             f"({why}); the raster has {n}")
 
 
 def inverse(cov):

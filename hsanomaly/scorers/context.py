@@ -33,7 +33,7 @@ import numpy as np
 
 from ..errors import HsanomalyError
 from .. import defaults
-from .base import Scorer, inverse, log_distance, mahalanobis_sq, mean_cov, moments
+from .base import Scorer, check_pixels, inverse, log_distance, mahalanobis_sq, mean_cov, moments
 from .gan import ReconScorer
 from .purge import Purged, check_neighbour_weight, check_purge
 from .rings import MultiRingLRX
@@ -98,8 +98,9 @@ class ResidualScorer(Purged, Scorer):
 
     def fit(self, source):
         residual = self._residual(source.sample(self.sample, self.seed))[0]
-        if len(residual) < 2:
-            raise HsanomalyError(f"{source.name}: {self.name} needs at least two valid pixels")
+        bands = residual.shape[1]
+        check_pixels(source, len(residual), bands + 1,
+                     f"{self.name}'s residual statistics on {bands} bands", "one more than bands")
         self.mean_, cov = mean_cov(*moments(residual))
         self.precision_ = inverse(cov)
         if self.trim:

@@ -4,7 +4,7 @@ import numpy as np
 
 from .. import defaults
 from ..errors import HsanomalyError
-from .base import Scorer
+from .base import Scorer, check_pixels
 
 
 class GaussianMixtureScorer(Scorer):
@@ -27,6 +27,8 @@ class GaussianMixtureScorer(Scorer):
         from sklearn.mixture import GaussianMixture
 
         X = source.sample(self.sample, seed=self.seed).astype(np.float64)
+        check_pixels(source, len(X), max(2, self.components),
+                     f"a mixture of {self.components} components", "one per component")
         self.pca_ = PCA(n_components=min(self.pca, X.shape[1], len(X)), random_state=self.seed).fit(X)
         self.mixture_ = GaussianMixture(self.components, covariance_type="full",
                                         random_state=self.seed, reg_covar=1e-6)

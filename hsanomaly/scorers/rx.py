@@ -4,7 +4,7 @@ import numpy as np
 
 from .. import defaults
 from ..errors import HsanomalyError
-from .base import Scorer, inverse, log_distance, mahalanobis_sq, mean_cov, moments
+from .base import Scorer, check_pixels, inverse, log_distance, mahalanobis_sq, mean_cov, moments
 
 RING_PIXELS = 4096     # pixels per band of rows in local RX's vectorised covariance solves
 
@@ -16,10 +16,8 @@ class GlobalRX(Scorer):
 
     def fit(self, source):
         n, s, ss = source.reduce(moments)
-        if n == 0:
-            raise source.no_valid_pixels()
-        if n < 2:
-            raise HsanomalyError(f"{source.name}: RX needs at least two valid pixels")
+        check_pixels(source, n, source.count + 1, f"RX on {source.count} bands",
+                     "one more than bands")
         self.mean_, cov = mean_cov(n, s, ss)
         self.precision_ = inverse(cov)
         return self
@@ -62,10 +60,7 @@ class LocalRX(Scorer):
 
     def fit(self, source):
         n, s, ss = source.reduce(moments)
-        if n == 0:
-            raise source.no_valid_pixels()
-        if n < 2:
-            raise HsanomalyError(f"{source.name}: local RX needs at least two valid pixels")
+        check_pixels(source, n, 2, "local RX", "a mean and a spread")
         self.mean_, cov = mean_cov(n, s, ss)
         vals, vecs = np.linalg.eigh(cov)
         k = min(self.components, len(vals))

@@ -14,6 +14,7 @@ import logging
 from .. import defaults
 from ..errors import HsanomalyError
 from ..io.atomic import check_writable
+from ..options import TRAINING_KINDS, check_values
 from .data import load_training_data
 from .settings import THREADS, Settings
 
@@ -34,7 +35,7 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
           whiten=False, iterations=Settings.iterations, seed=defaults.TRAIN_SEED, device="cpu",
           dim=8, latent_dim=4, critic_steps=Settings.critic_steps, batch=Settings.batch,
           lr=Settings.lr, background_only=False, boost_rare=False, resume=False, threads=None,
-          progress=False, callback=None):
+          progress=False, callback=None, quick_model_of=None):
     """Train on windows from ``inputs`` (rasters or .mat scenes) and write the bundle ``out``.
 
     mask: exclusion raster(s) (non-zero = leave out); one path for all inputs or one per input.
@@ -49,8 +50,11 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
     networks' matrix products are too small for a second thread to pay, and on a busy machine
     extra threads spin against the other processes).
     callback(fraction, message): progress; returning True cancels (HsanomalyError, nothing
-    written, a checkpoint kept for ``resume``). Returns the loaded hsanomaly.model.Bundle.
+    written, a checkpoint kept for ``resume``). quick_model_of: the heatmap this bundle is
+    ``detect``'s quick model for, recorded so that detect replaces its own quick models only.
+    Returns the loaded hsanomaly.model.Bundle.
     """
+    check_values({k: v for k, v in locals().items() if k in TRAINING_KINDS}, TRAINING_KINDS)
     out = Path(out)
     try:
         settings = Settings(iterations=iterations, critic_steps=critic_steps, batch=batch, lr=lr,
@@ -76,12 +80,13 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
                    "dim": dim, "latent_dim": latent_dim, "background_only": background_only,
                    "boost_rare": boost_rare, "mask": mask is not None}
         return _train(torch, data, inputs, out, settings, options, device, resume, progress,
-                      report)
+                      report, quick_model_of)
     finally:
         torch.set_num_threads(previous_threads)
 
 
-def _train(torch, data, inputs, out, settings, options, device, resume, progress, report):
+def _train(torch, data, inputs, out, settings, options, device, resume, progress, report,
+           quick_model_of=None):
     """Networks, the WGAN-GP loop with checkpoints, and the bundle export."""
     from .export import export_networks, staged_directory
     from .log import plot, write_csv
@@ -120,6 +125,8 @@ def _train(torch, data, inputs, out, settings, options, device, resume, progress
         save_checkpoint(state, trainer, log, key)
         raise TrainingCancelled(f"{out}: training cancelled (resume with resume=True)")
     meta = _metadata(data, trainer, options, inputs, log)
+    if quick_model_of is not None:
+        meta["training"]["quick_model_of"] = Path(str(quick_model_of)).name
     with staged_directory(out) as tmp:
         export_networks(trainer.generator, trainer.critic, meta, tmp,
                         codebook_seed=settings.seed)   # the codebook a same-seed run scores with

@@ -111,3 +111,20 @@ def test_not_a_mat_file(tmp_path):
     tree = Tree(tmp_path)
     assert_one_error(run_cli("convert", tmp_path / "x.mat", tmp_path / "x.tif"), "x.mat")
     tree.assert_unchanged()
+
+
+@pytest.mark.parametrize("score, valid, fragment", [
+    ("rx", 3, "RX on 12 bands needs at least 13 valid pixels (one more than bands); the raster has 3"),
+    ("rx", 12, "the raster has 12"),
+    ("gmm", 3, "a mixture of 5 components needs at least 5 valid pixels"),
+])
+def test_too_few_valid_pixels_for_the_statistics(tmp_path, score, valid, fragment):
+    """RX fitted on 3 pixels of 12 bands wrote negative squared distances with exit 0, and the
+    mixture stopped with scikit-learn's traceback: both are refused in one line."""
+    cube = np.full((12, 20, 30), np.nan, np.float32)
+    cube[:, 0, :valid] = np.random.default_rng(0).normal(100, 5, (12, valid))
+    src = write_raster(tmp_path / "sparse.tif", cube)
+    tree = Tree(tmp_path)
+    assert_one_error(run_cli("detect", src, tmp_path / "heat.tif", "--score", score, "-q"),
+                     "sparse.tif", fragment)
+    tree.assert_unchanged()

@@ -70,10 +70,12 @@ def test_scheduler_that_is_not_an_address_fails_fast(tmp_path, scene, earlier):
     (["--tile", "0"], "--tile", 2),
     (["--threads", "1"], "--threads", 1),
     (["--scheduler", "::bad::"], "--scheduler", 1),
+    (["--outer", "4", "--score", "lrx"], "--outer/--guard", 1),    # a range: before any raster
 ])
 def test_detect_many_option(tmp_path, scene, args, fragment, status):
     tree = Tree(tmp_path)
-    result = run_cli("detect-many", scene, "--out-dir", tmp_path / "out", "--score", "rx", *args)
+    base = [] if "--score" in args else ["--score", "rx"]
+    result = run_cli("detect-many", scene, "--out-dir", tmp_path / "out", *base, *args)
     assert_one_error(result, fragment, status=status)
     tree.assert_unchanged()
 
@@ -95,4 +97,38 @@ def test_evaluate_plots_is_a_file(tmp_path, earlier, truth):
     tree = Tree(tmp_path)
     assert_one_error(run_cli("evaluate", earlier, truth, "--plots", tmp_path / "plots"), "--plots",
                      status=2)
+    tree.assert_unchanged()
+
+
+# The library's one-call functions get whatever a script hands them: a switch given as text
+# ("no" is truthy), a number as text, an empty score name. Each is refused in one line before
+# anything is read or written, and an earlier output is left as it was.
+@pytest.mark.parametrize("call, kwargs, fragment", [
+    ("detect", {"score": "rx", "overwrite": "no"}, "--overwrite must be True or False"),
+    ("detect", {"score": "rx", "cog": "no"}, "--cog must be True or False"),
+    ("detect", {"score": "rx", "progress": 1}, "--progress must be True or False"),
+    ("detect", {"score": "rx", "resume": "yes"}, "--resume must be True or False"),
+    ("detect", {"score": ""}, "unknown score ''"),
+    ("detect", {"score": "rx", "polygons": "t.gpkg", "threshold": "5"},
+     "--threshold must be a finite number"),
+    ("detect_many", {"score": "rx", "overwrite": "no"}, "--overwrite must be True or False"),
+    ("detect_many", {"score": "lrx", "outer": 4}, "--outer/--guard"),
+    ("train", {"iterations": "5"}, "--iterations must be a whole number"),
+    ("train", {"seed": -1}, "--seed must be a whole number from 0"),
+    ("train", {"sqrt": "yes"}, "--sqrt must be True or False"),
+    ("train", {"bands": 2.5}, "--bands must be a whole number or None"),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_library_call_refuses_a_value_of_the_wrong_kind(tmp_path, scene, call, kwargs, fragment):
+    import hsanomaly
+    from hsanomaly.errors import HsanomalyError
+
+    (tmp_path / "heat.tif").write_bytes(b"an earlier file of the user's")
+    tree = Tree(tmp_path)
+    where = {"detect": ("heat.tif",), "detect_many": ("out",), "train": ("model",)}[call]
+    args = [scene] + [str(tmp_path / w) for w in where]
+    if "polygons" in kwargs:
+        kwargs = {**kwargs, "polygons": str(tmp_path / kwargs["polygons"])}
+    with pytest.raises(HsanomalyError, match=fragment) as refused:
+        getattr(hsanomaly, call)(*args, **kwargs)
+    assert "\n" not in str(refused.value)
     tree.assert_unchanged()

@@ -1,0 +1,45 @@
+"""detect's quick model: the model it trains on the scene itself when none is given (the
+thesis's fully unsupervised setting), where it keeps it, and when a rerun may reuse it."""
+
+import importlib.util
+from pathlib import Path
+
+from .errors import HsanomalyError
+
+NO_MODEL_HELP = ("pass --model DIR (from `hsanomaly train`), choose a baseline with "
+                 "--score rx|lrx|gmm, or install torch (pip install 'hsanomaly[train]') so detect "
+                 "can train a quick model on the scene itself")
+
+
+def scene_model_path(dst):
+    """Where a model trained on the scene itself is kept: ``out/heat.tif`` -> ``out/heat.model``."""
+    dst = Path(dst)
+    return dst.with_name(dst.stem + ".model")
+
+
+def train_on_scene(src, dst, training, callback=None, progress=False):
+    """Train a quick model on the raster being scored, as the score's ``model_training`` says
+    (fully unsupervised: the thesis's figure 15), and keep it beside the output."""
+    if importlib.util.find_spec("torch") is None:
+        raise HsanomalyError(f"{src}: no model given and torch is not installed; {NO_MODEL_HELP}")
+    from .training import train
+
+    return train([src], scene_model_path(dst), progress=progress, callback=callback,
+                 quick_model_of=dst, **training).path
+
+
+def resumable_quick_model(dst, quick):
+    """Whether ``--resume`` can reuse the quick model an interrupted run trained: its tile store
+    is there and the model loads. The store's fingerprint holds the model's digest and the
+    input's, so the engine refuses to mix it with any other model or input."""
+    from .engine.store import MANIFEST, is_tile_store, store_path
+    from .model import load_bundle
+
+    store = store_path(dst)
+    if not (is_tile_store(store) and (store / MANIFEST).is_file()):
+        return False
+    try:
+        load_bundle(quick)
+    except HsanomalyError:
+        return False
+    return True
