@@ -59,8 +59,8 @@ class Detector:
         return scorer_class(self.score_name).fits_on_scene
 
     def fit(self, X, y=None):
-        """Fit on X (a cube (bands, rows, cols), an open rasterio dataset or an xarray
-        DataArray (band, y, x)); returns self."""
+        """Fit on X (a cube (bands, rows, cols), whose mask, if a masked array, is nodata; an
+        open rasterio dataset; or an xarray DataArray, see ``band_dimension``); returns self."""
         source, _ = as_source(X)
         cls = scorer_class(self.score_name)
         model = self.model
