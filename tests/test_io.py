@@ -39,6 +39,9 @@ def test_mat_without_cube_is_refused(tmp_path):
     scipy.io.savemat(tmp_path / "s.mat", {"map": np.zeros((3, 3))})
     with pytest.raises(HsanomalyError, match="no 3-D hyperspectral cube"):
         read_mat(tmp_path / "s.mat")
+    scipy.io.savemat(tmp_path / "two.mat", {"a": np.zeros((3, 3, 4)), "b": np.ones((3, 3, 4))})
+    with pytest.raises(HsanomalyError, match=r"two.mat: 2 3-D variables \(a, b\) and none named"):
+        read_mat(tmp_path / "two.mat")
 
 
 def test_raster_source_masks_nodata_and_pads_halo(synthetic_raster):

@@ -80,6 +80,11 @@ def read_mat(path):
     headers = _headers(path)
     cube_name = _pick(headers, CUBE_NAMES, 3)
     if cube_name is None:
+        cubes = sorted(k for k, v in headers.items() if not k.startswith("__") and len(v[0]) == 3)
+        if cubes:
+            raise HsanomalyError(f"{path}: {len(cubes)} 3-D variables ({', '.join(cubes)}) and "
+                                 f"none named as a cube ({', '.join(CUBE_NAMES)}); keep or rename "
+                                 "one")
         raise HsanomalyError(f"{path}: no 3-D hyperspectral cube variable found in the .mat file")
     shape, itemsize, is_complex = headers[cube_name]
     if is_complex:
