@@ -134,9 +134,12 @@ class DistributedSource:
 
     def sample(self, n, seed=0, tile=TILE):
         """The pixels ``source.sample(n, seed, tile)`` draws: same per-tile keys, same order."""
-        jobs = self.source.sample_plan(n, seed, tile)
-        parts = self.client.map(_sample_tile, [self.shared] * len(jobs), *zip(*jobs), pure=False)
-        return self.source.join_samples(self.client.gather(parts))
+        def run(jobs):
+            parts = self.client.map(_sample_tile, [self.shared] * len(jobs), *zip(*jobs),
+                                    pure=False)
+            return self.client.gather(parts)
+
+        return self.source.draw_sample(n, seed, tile, run)
 
 
 def _sample_tile(source, window, key, fraction):

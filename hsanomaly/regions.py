@@ -77,8 +77,8 @@ class Regions:
         h, w = scores.shape
         if col0 == 0 and row0 > 0:
             self.row_above, self.row_below = self.row_below, np.zeros(self.width, dtype=np.int64)
-        with np.errstate(invalid="ignore"):
-            mask = scores > threshold
+        with np.errstate(invalid="ignore"):   # in float64: a float32 score just above 0.3 is
+            mask = scores > np.float64(threshold)   # above --threshold 0.3, not equal to it
         local, count = ndimage.label(mask, structure=EIGHT_CONNECTED)
         offset = self.uf.add(count)
         labels = np.where(mask, local + offset, 0)

@@ -28,9 +28,10 @@ AUTO_MIN_RATE = 1e-6          # auto: the tail fit is extrapolated at most this 
 # --- order keys and histograms: the per-chunk pieces a distributed reduce maps -------------
 
 def order_keys(scores):
-    """uint32 keys that sort like the finite scores (as float32); NaN and inf are dropped."""
+    """uint32 keys that sort like the scores (as float32); NaN is dropped, +-inf kept (an
+    infinite score is above every threshold, so it counts among the pixels above)."""
     values = np.asarray(scores, dtype=np.float32).ravel()
-    bits = values[np.isfinite(values)].view(np.uint32)
+    bits = values[~np.isnan(values)].view(np.uint32)
     return np.where(bits >> 31, ~bits, bits | np.uint32(0x80000000)).astype(np.uint32)
 
 
@@ -106,7 +107,8 @@ def threshold_from_far(heatmap, far, *, chunk=READ_CHUNK, reduce=None):
     """The score threshold at which a fraction ``far`` of the pixels lies above, from the
     scores alone (no labels).
 
-    heatmap: a heatmap GeoTIFF path or a 2-D array; NaN/nodata pixels are ignored.
+    heatmap: a heatmap GeoTIFF path or a 2-D array; NaN/nodata pixels are ignored. An array
+    of another type than float32 is selected in its own precision, in memory.
     far: a false-alarm rate in (0, 1): the threshold is the exact order statistic with
     at most ``floor(far * n)`` of the n scores strictly above it. Targets are part of the
     distribution, so on a scene with targets slightly fewer background pixels pass.
@@ -122,14 +124,22 @@ def threshold_from_far(heatmap, far, *, chunk=READ_CHUNK, reduce=None):
                 raise HsanomalyError(f"far: {far!r} is neither a number nor 'auto'") from None
         if not 0 < far < 1:
             raise HsanomalyError(f"far: a false-alarm rate is between 0 and 1, got {far}")
+    name = "<array>" if isinstance(heatmap, np.ndarray) else heatmap
+    if far != "auto" and reduce is None and isinstance(heatmap, np.ndarray) \
+            and heatmap.dtype != np.float32:
+        values = np.asarray(heatmap, dtype=np.float64).ravel()
+        values = values[~np.isnan(values)]
+        if len(values) == 0:
+            raise HsanomalyError(f"{name}: the heatmap has no score")
+        rank = len(values) - 1 - math.floor(far * len(values))
+        return float(np.partition(values, rank)[rank])
     reduce = reduce or chunk_reduce(heatmap, chunk)
     coarse = reduce(score_histogram)
     n = int(coarse.sum())
     if n == 0:
-        name = "<array>" if isinstance(heatmap, np.ndarray) else heatmap
-        raise HsanomalyError(f"{name}: the heatmap has no finite score")
+        raise HsanomalyError(f"{name}: the heatmap has no score")
     if far == "auto":
-        return auto_threshold(coarse, reduce)
+        return auto_threshold(coarse, reduce, name)
     return float(_order_statistics(coarse, [n - 1 - math.floor(far * n)], reduce)[0])
 
 
@@ -142,7 +152,7 @@ def auto_tail(n):
     return min(0.1, max(0.01, 10 / math.sqrt(n)))
 
 
-def auto_threshold(coarse, reduce):
+def auto_threshold(coarse, reduce, name="<heatmap>"):
     """A threshold with about one false-alarm pixel per raster, from a fit of the upper tail.
 
     Extreme-value theory (Pickands-Balkema-de Haan) says the excess of a score over a high
@@ -162,12 +172,16 @@ def auto_threshold(coarse, reduce):
     lognormal; 2e3, 1e4 and 1e6 pixels): 1 to 7 false-alarm pixels on average, up to 18 in
     one raster out of ten. (A least-squares fit over nine tail quantiles was no steadier.)
 
-    coarse: the summed first-pass ``score_histogram``; reduce: as in ``threshold_from_far``.
+    coarse: the summed first-pass ``score_histogram``; reduce: as in ``threshold_from_far``;
+    name: the heatmap, for the error when infinite scores reach into the quantiles fitted.
     """
     n = int(coarse.sum())
     tail = auto_tail(n)
     tails = np.array([tail, tail / 2, tail / 4])
     q0, q1, q2 = _order_statistics(coarse, n - 1 - np.floor(tails * n).astype(np.int64), reduce)
+    if not np.isfinite([q0, q1, q2]).all():
+        raise HsanomalyError(f"{name}: infinite scores reach into the top {tail:.0%} the "
+                             "automatic threshold fits; pass --far or --threshold instead")
     rate = max(1.0 / n, AUTO_MIN_RATE)
     return float(pickands_quantile(float(q0), float(q1), float(q2), tail / rate))
 

@@ -86,6 +86,18 @@ def test_streaming_reduce_and_sample_match_memory(synthetic_raster):
     assert 150 < len(a) < 450 and np.isfinite(a).all()
 
 
+def test_a_sample_is_about_n_valid_pixels_however_much_is_nodata():
+    """The fraction drawn was n over every pixel, so a raster three quarters nodata gave a
+    quarter of the sample the statistics (gmm, the residual scores) asked for."""
+    cube = np.random.default_rng(0).normal(size=(4, 200, 200)).astype(np.float32)
+    cube[:, :, :150] = np.nan                                   # 10,000 valid pixels
+    source = ArraySource(cube)
+    for n in (2000, 5000, 50000):
+        drawn = source.sample(n, seed=3, tile=64)
+        assert abs(len(drawn) - min(n, 10000)) < 0.05 * min(n, 10000) + 100, (n, len(drawn))
+        np.testing.assert_array_equal(drawn, source.sample(n, seed=3, tile=64))
+
+
 def test_envi_wavelengths_and_geotiff_descriptions(tmp_path):
     cube = np.random.default_rng(0).random((3, 4, 5)).astype(np.float32)
     with rasterio.open(tmp_path / "s.img", "w", driver="ENVI", count=3, height=4, width=5,

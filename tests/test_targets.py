@@ -15,7 +15,7 @@ from hsanomaly.errors import HsanomalyError
 from hsanomaly.polygons import write_polygons
 from hsanomaly.thresholds import key_scores, order_keys, score_chunks, threshold_from_far
 
-from synthetic import CRS, TRANSFORM
+from synthetic import CRS, TRANSFORM, write_raster
 
 
 def write_heatmap(path, scores, crs=CRS, transform=TRANSFORM):
@@ -39,9 +39,9 @@ def read_layer(path):
 def test_order_keys_sort_like_scores_and_invert():
     values = np.array([-np.inf, -3.5, -1e-30, -0.0, 1e-30, 2.0, 7e30, np.inf, np.nan], np.float32)
     keys = order_keys(values)
-    assert len(keys) == 6                                   # NaN and +-inf dropped
+    assert len(keys) == 8                                   # NaN dropped, +-inf kept
     assert np.all(np.diff(keys.astype(np.int64)) > 0)
-    assert np.array_equal(key_scores(keys), values[1:7])
+    assert np.array_equal(key_scores(keys), values[:8])
 
 
 @pytest.mark.parametrize("far", [0.5, 0.1, 1e-3, 1e-5])
@@ -126,8 +126,39 @@ def test_bad_far_is_refused(far):
 
 
 def test_all_nan_heatmap_is_refused():
-    with pytest.raises(HsanomalyError, match="no finite score"):
-        threshold_from_far(np.full((4, 4), np.nan), 0.1)
+    for dtype in (np.float32, np.float64):
+        with pytest.raises(HsanomalyError, match="the heatmap has no score"):
+            threshold_from_far(np.full((4, 4), np.nan, dtype), 0.1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_infinite_scores_count_among_those_above(dtype):
+    """+inf (a float64 score overflowing float32) was dropped from n, so more than floor(far n)
+    scores lay above the threshold; -inf is a score below every other."""
+    scores = np.random.default_rng(0).normal(size=(40, 50)).astype(dtype)
+    scores[10, 10] = scores[20, 30] = scores[30, 40] = np.inf
+    scores[0, 0] = -np.inf
+    for far in (0.001, 0.002, 0.01):
+        threshold = threshold_from_far(scores, far)
+        assert (scores > threshold).sum() <= math.floor(far * scores.size)
+        assert threshold == np.sort(scores.ravel())[scores.size - 1 - math.floor(far * scores.size)]
+    with pytest.raises(HsanomalyError, match="infinite scores reach into the top 10%"):
+        threshold_from_far(np.full((40, 50), np.inf, dtype), "auto")
+
+
+def test_a_float64_array_is_selected_in_its_own_precision():
+    scores = np.array([[0, 1, 2, 3, 4], [5, 6, 7, 8.00000001, 8.00000002]])
+    assert threshold_from_far(scores, 0.1) == 8.00000001         # float32 made it 8.0: 2 above
+
+
+def test_polygons_take_the_pixels_strictly_above_the_threshold_as_given(tmp_path):
+    """The float32 scores were compared with the threshold rounded to float32: a pixel stored
+    as 0.30000001 was not above --threshold 0.3."""
+    scores = np.zeros((20, 20), np.float32)
+    scores[5, 5], scores[15, 15] = np.float32(0.1), np.float32(0.3)
+    heat = write_raster(tmp_path / "heat.tif", scores[None])
+    for threshold, found in ((0.1, 2), (0.3, 1), (0.1000000010, 2), (0.30000002, 0)):
+        assert write_polygons(heat, tmp_path / "t.gpkg", threshold=threshold) == found, threshold
 
 
 # --- polygons -----------------------------------------------------------------------------------

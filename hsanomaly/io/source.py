@@ -19,6 +19,7 @@ from ..errors import HsanomalyError
 
 # GDAL's block cache defaults to 5% of RAM; cap it so memory is bounded by the tile size.
 GDAL_CACHE_BYTES = 256 * 2**20
+SAMPLE_REDRAW = 1.1   # sample again when nodata left a tenth fewer valid pixels than drawn for
 
 
 def gdal_env():
@@ -71,21 +72,36 @@ class _Source:
         block, valid = self.read(window)
         return fn(block[:, valid].T)
 
-    def sample_plan(self, n, seed=0, tile=TILE):
+    def sample_plan(self, n, seed=0, tile=TILE, valid=None):
         """(window, key, fraction) per tile: each tile keeps the ``fraction`` of its valid
-        pixels that its own random ``key`` picks, so tiles can be sampled in any order."""
+        pixels that its own random ``key`` picks, so tiles can be sampled in any order. The
+        fraction is n over ``valid`` pixels (default: every pixel of the raster)."""
         windows = self.windows(tile)
         keys = np.random.default_rng(seed).integers(0, 2**31, len(windows))
-        fraction = min(1.0, n / max(1, self.height * self.width))
+        fraction = min(1.0, n / max(1, self.height * self.width if valid is None else valid))
         return [(window, key, fraction) for window, key in zip(windows, keys)]
 
     def sample_tile(self, window, key, fraction):
+        """(the tile's drawn valid pixels, how many valid pixels it has)."""
         pixels = self.reduce_tile(window, lambda X: X)
-        return pixels[np.random.default_rng(key).random(len(pixels)) < fraction]
+        return pixels[np.random.default_rng(key).random(len(pixels)) < fraction], len(pixels)
 
     def sample(self, n, seed=0, tile=TILE):
         """About ``n`` valid pixels (n, bands) drawn uniformly without replacement, repeatably."""
-        return self.join_samples([self.sample_tile(*job) for job in self.sample_plan(n, seed, tile)])
+        return self.draw_sample(n, seed, tile, lambda jobs: [self.sample_tile(*job) for job in jobs])
+
+    def draw_sample(self, n, seed, tile, run):
+        """``sample``, with ``run(jobs)`` giving ``sample_tile`` of each job (here or on a
+        cluster). The first draw assumes every pixel valid; where nodata leaves noticeably
+        fewer (a swath's empty corners), it draws again at n over the valid pixels counted,
+        with the same keys, so the sample is about n either way and the same wherever run."""
+        jobs = self.sample_plan(n, seed, tile)
+        parts = run(jobs)
+        valid = sum(count for _, count in parts)
+        again = self.sample_plan(n, seed, tile, valid)
+        if again[0][2] > SAMPLE_REDRAW * jobs[0][2]:
+            parts = run(again)
+        return self.join_samples([pixels for pixels, _ in parts])
 
     def join_samples(self, parts):
         pixels = np.concatenate(parts) if parts else np.empty((0, self.count), np.float32)
