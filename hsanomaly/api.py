@@ -5,6 +5,7 @@ from ``hsanomaly.defaults``. Every check that can fail runs before the work star
 """
 
 import contextlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,40 +128,49 @@ def detect_many(inputs, out_dir, *, score=None, model=None, tile=defaults.TILE, 
     if not os.access(out_dir, os.W_OK | os.X_OK):
         raise HsanomalyError(f"{out_dir}: --out-dir is not writable")
 
-    def finished(src, dst):
-        return not overwrite and _current(src, dst, score, model, tile, options)
-
-    items = [BatchItem(src, str(dst), "skipped") if finished(src, dst) else None
-             for src, dst in targets]
+    states = [("score" if overwrite else _batch_state(src, dst, score, model, tile, options))
+              for src, dst in targets]
+    items = [BatchItem(src, str(dst), "skipped") if state == "skip" else None
+             for (src, dst), state in zip(targets, states)]
     pending = [i for i, item in enumerate(items) if item is None]
     with (_client(workers, scheduler) if pending else contextlib.nullcontext()) as client, \
             tqdm(pending, unit="raster", disable=not progress) as bar:
         for i in bar:
             src, dst = targets[i]
             try:
-                result = detect(src, dst, score=score, model=model, tile=tile, resume=not overwrite,
-                                overwrite=overwrite, scheduler=client, **options)
+                result = detect(src, dst, score=score, model=model, tile=tile,
+                                resume=states[i] == "resume", overwrite=overwrite,
+                                scheduler=client, **options)
                 items[i] = BatchItem(src, str(dst), "scored", result=result)
             except Exception as err:       # one raster's failure never stops the batch
                 items[i] = BatchItem(src, str(dst), "failed", error=_one_line(src, err))
     return items
 
 
-def _current(src, dst, score, model, tile, options):
-    """True when ``dst`` is finished and carries the fingerprint of ``src`` scored now."""
+def _batch_state(src, dst, score, model, tile, options):
+    """What ``detect_many`` does with ``dst``: "skip" it (finished, and carrying the fingerprint
+    of ``src`` scored now), "resume" its interrupted run (of that same fingerprint), or "score"
+    it from the start (an interrupted run of another input or settings is not resumed: its
+    tiles could never be used, and resuming it would fail on every rerun)."""
     from .engine.detect import expected_fingerprint, read_fingerprint
-    from .engine.store import store_path
+    from .engine.store import MANIFEST, store_path
     from .scorers import scorer_class
 
-    if not dst.exists() or store_path(dst).exists():
-        return False
     needs_model = scorer_class(score).needs_model
     model = scene_model_path(dst) if needs_model and model is None else model
     try:
         scorer = make_scorer(score, **options, **({"model": model} if needs_model else {}))
-        return read_fingerprint(dst) == expected_fingerprint(src, scorer, tile=tile)
+        expected = expected_fingerprint(src, scorer, tile=tile)
     except Exception:            # anything wrong with the input or model: detect will say what
-        return False
+        return "resume"
+    store = store_path(dst)
+    if store.exists():
+        try:
+            interrupted = json.loads((store / MANIFEST).read_text()).get("fingerprint")
+        except (OSError, ValueError, AttributeError):
+            interrupted = None
+        return "resume" if interrupted == expected else "score"
+    return "skip" if dst.exists() and read_fingerprint(dst) == expected else "score"
 
 
 def _one_line(src, err):

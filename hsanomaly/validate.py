@@ -102,6 +102,8 @@ def batch_paths(targets, out_dir, quick_model=None, overwrite=False):
     seen = {}
     for src, dst in targets:
         if dst in seen:
+            if Path(src) == Path(seen[dst]):
+                raise HsanomalyError(f"{src}: listed twice among the inputs")
             raise HsanomalyError(f"{src}: its output {dst} would overwrite that of {seen[dst]}")
         seen[dst] = src
     if out_dir.exists() and not out_dir.is_dir():

@@ -195,3 +195,17 @@ def test_detect_many_never_replaces_a_file_it_did_not_write(tmp_path):
     items = hsanomaly.detect_many([scene, other], out_dir, score="rx", overwrite=True, progress=False)
     assert [item.status for item in items] == ["scored", "scored"]
     assert theirs.read_bytes() != before
+
+
+def test_a_lost_cluster_is_one_line_with_the_way_to_resume():
+    """The scheduler killed mid-run ended in an 81-line traceback; the tiles were kept."""
+    from distributed.client import FutureCancelledError
+    from distributed.comm.core import CommClosedError
+
+    from hsanomaly.engine.detect import runtime_error
+
+    for err in (FutureCancelledError("tile-3", "scheduler-connection-lost"),
+                CommClosedError("in <TCP (closed)>: Stream is closed")):
+        message = str(runtime_error(err, "heat.tif"))
+        assert message.startswith("heat.tif: ") and "rerun with --resume" in message, message
+        assert "\n" not in message

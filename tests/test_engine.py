@@ -141,6 +141,10 @@ def test_tile_store_checksums_catch_damage_other_runs_and_shapes(tmp_path):
     (tmp_path / "o.partial" / "tile_0000000.npz").write_bytes(
         (tmp_path / "s.partial" / "tile_0000000.npz").read_bytes())       # another run's tile
     assert other.load(0) is None
+    with pytest.raises(HsanomalyError, match="another hsanomaly run is writing this output"):
+        TileStore(tmp_path / "s.partial", job, resume=True)      # the first run holds it
+    assert store.done() == {0}                                   # and keeps its tiles
+    store.release()                                              # the first run ends
     with pytest.raises(HsanomalyError, match="input changed.*without --resume"):
         TileStore(tmp_path / "s.partial", {**job, "input": {"sha256": "c"}}, resume=True)
     assert TileStore(tmp_path / "s.partial", job, resume=True).done() == {0}

@@ -16,7 +16,7 @@ import shutil
 import threading
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +31,7 @@ from ..io.heatmap import (add_overviews_and_statistics, band_descriptions, descr
 from ..io.source import gdal_env, open_source
 from ..logs import stage as stage_log
 from ..runtime import one_blas_thread
-from .store import TileStore, run_fingerprint, store_path
+from .store import TileStore, check_unlocked, run_fingerprint, store_path
 
 MIN_TILE = 8
 RUN_TAG = "HSANOMALY_RUN_FINGERPRINT"      # what detect-many compares to know a result is current
@@ -261,10 +261,11 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, fit=None, 
     start = time.perf_counter()
     executor = executor or LocalExecutor()
     source = src if hasattr(src, "read") else open_source(src)
-    store = None
+    store, handed = None, False
     try:
         outputs = plan_outputs(source, scorer, dst, extras, tile)
         check_space(store_path(dst), outputs, source, resume)
+        check_unlocked(store_path(dst))
         job = manifest(src, source, scorer, outputs, tile)
         windows = source.windows(tile)
         if scorer.fits_on_scene if fit is None else fit:
@@ -283,6 +284,8 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, fit=None, 
             stage = stack.enter_context(staged()) if own else stage
             assemble(store, source, windows, outputs, descriptions, tags, stage, cog)
             stage.on_commit(store.remove)
+            stage.on_end(store.release)     # the stage's owner ends it: the lock lasts till then
+            handed = True
         if constant:
             from ..io.checks import warn
 
@@ -298,6 +301,8 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, fit=None, 
             raise
         raise one_line from None
     finally:
+        if store is not None and not handed:
+            store.release()     # failed, cancelled or interrupted: another run may go on
         source.close()
 
 
@@ -342,6 +347,9 @@ def runtime_error(err, dst):
                               f"fewer workers); {resume}")
     if type(err).__module__.startswith("onnxruntime"):
         return HsanomalyError(f"{dst}: onnxruntime failed while scoring ({text}); {resume}")
+    if type(err).__module__.startswith("distributed") or isinstance(err, CancelledError):
+        return HsanomalyError(f"{dst}: the Dask cluster was lost while scoring "
+                              f"({type(err).__name__}: {text}); {resume}")
     if isinstance(err, OSError):
         where = err.filename or dst
         return HsanomalyError(f"{where}: {describe(err)}; {resume}")

@@ -8,7 +8,9 @@ compressed ``.npz`` written to an exclusively created temporary file, fsync'd an
 a tile file is either whole or absent; it carries the sha256 of its arrays together with the
 run's fingerprint and its index, so a tile that is corrupt, of the wrong shape, or from
 another run is found and scored again, never used. A tile written twice (a retried task) is
-simply replaced by identical content.
+simply replaced by identical content. The run holds an exclusive lock on the store's folder
+(``flock``, released when the process ends however it ends), so a second run on the same output
+is refused instead of removing or mixing the first one's tiles.
 """
 
 import hashlib
@@ -17,12 +19,18 @@ import os
 import re
 import shutil
 import tempfile
+import weakref
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import HsanomalyError
+
+try:
+    import fcntl
+except ImportError:          # Windows: no advisory locks; runs on one output must not overlap
+    fcntl = None
 from ..io.atomic import describe, fsync_path
 from ..io.fingerprint import digest
 
@@ -62,6 +70,28 @@ def write_npz(file, arrays):
                 np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
 
 
+def lock_store(path):
+    """An exclusive lock on the tile store folder ``path`` (its descriptor, or None where there
+    is nothing to lock), or one line saying another run holds it."""
+    if fcntl is None or not Path(path).is_dir():
+        return None
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise HsanomalyError(f"{path}: another hsanomaly run is writing this output now; wait "
+                             "for it to finish or choose another output") from None
+    return fd
+
+
+def check_unlocked(path):
+    """Refuse early, before a long fit, when another run holds the store at ``path``."""
+    fd = lock_store(path)
+    if fd is not None:
+        os.close(fd)
+
+
 class TileStore:
     def __init__(self, path, manifest, resume=False):
         """``manifest``: {"input": fingerprint, "config": plain JSON}. With ``resume`` an
@@ -76,23 +106,39 @@ class TileStore:
         if self.path.is_symlink() or (self.path.exists() and not self.path.is_dir()):
             raise HsanomalyError(f"{self.path}: the tile store's name is taken by a symbolic "
                                  "link or a file; remove it or choose another output")
-        self.resumed = resume and (self.path / MANIFEST).is_file()
-        if self.resumed:
-            self._check_previous(manifest)
-            for stray in self.path.glob(".*"):
-                stray.unlink(missing_ok=True)
-            return
-        if self.path.exists():
-            if not is_tile_store(self.path):
-                raise HsanomalyError(f"{self.path}: holds files that are not hsanomaly tiles; "
-                                     "refusing to replace it")
-            shutil.rmtree(self.path)
+        held = lock_store(self.path)      # an earlier store: nobody else may be writing it
         try:
-            self.path.mkdir()
-            self._write_manifest(manifest)
-        except OSError as err:
-            shutil.rmtree(self.path, ignore_errors=True)
-            raise HsanomalyError(f"{self.path}: cannot create the tile store ({describe(err)})") from None
+            self.resumed = resume and (self.path / MANIFEST).is_file()
+            if self.resumed:
+                self._check_previous(manifest)
+                for stray in self.path.glob(".*"):
+                    stray.unlink(missing_ok=True)
+                self._hold(held)
+                held = None
+                return
+            if self.path.exists():
+                if not is_tile_store(self.path):
+                    raise HsanomalyError(f"{self.path}: holds files that are not hsanomaly "
+                                         "tiles; refusing to replace it")
+                shutil.rmtree(self.path)
+            try:
+                self.path.mkdir()
+                self._hold(lock_store(self.path))
+                self._write_manifest(manifest)
+            except OSError as err:
+                shutil.rmtree(self.path, ignore_errors=True)
+                raise HsanomalyError(f"{self.path}: cannot create the tile store "
+                                     f"({describe(err)})") from None
+        finally:
+            if held is not None:
+                os.close(held)
+
+    def _hold(self, fd):
+        """Keep the store's lock until ``remove`` or until this object (or the process) goes."""
+        self._release = weakref.finalize(self, os.close, fd) if fd is not None else None
+
+    def __getstate__(self):        # a Dask worker writes tiles under the driver's lock
+        return {k: v for k, v in vars(self).items() if k != "_release"}
 
     def _check_previous(self, manifest):
         try:
@@ -213,3 +259,9 @@ class TileStore:
             fsync_path(self.path.parent, directory=True)
         except OSError:
             pass
+        self.release()
+
+    def release(self):
+        """Let another run have the store (its tiles stay for ``--resume``)."""
+        if getattr(self, "_release", None) is not None:
+            self._release()

@@ -146,6 +146,7 @@ class Staging:
     def __init__(self):
         self._entries = []            # (destination, temporary path, private dir, check, is_dir)
         self._after = []
+        self._finally = []
 
     def path(self, dst, check=None, create=True):
         """A temporary path for file ``dst``; ``check(tmp)`` re-reads it before the replace."""
@@ -178,6 +179,10 @@ class Staging:
     def on_commit(self, fn):
         """Run ``fn()`` once every output is in place (e.g. remove the tile store)."""
         self._after.append(fn)
+
+    def on_end(self, fn):
+        """Run ``fn()`` when the staging ends, committed or not (e.g. release a lock)."""
+        self._finally.append(fn)
 
     def _private_dir(self, dst):
         folder = os.path.dirname(os.path.abspath(dst))
@@ -218,6 +223,9 @@ class Staging:
         for _, _, private, _, _ in self._entries:
             shutil.rmtree(private, ignore_errors=True)
         self._entries = []
+        for fn in self._finally:
+            fn()
+        self._finally = []
 
 
 @contextlib.contextmanager

@@ -59,3 +59,10 @@ def test_detect_many_two_inputs_one_output(tmp_path, scene):
     result = run_cli("detect-many", scene, other, "--out-dir", tmp_path / "out", "--score", "rx")
     assert_one_error(result, "would overwrite")
     tree.assert_unchanged()
+
+
+def test_detect_many_input_listed_twice(tmp_path, scene):
+    tree = Tree(tmp_path)
+    result = run_cli("detect-many", scene, scene, "--out-dir", tmp_path / "out", "--score", "rx")
+    assert_one_error(result, "scene.tif: listed twice among the inputs")
+    tree.assert_unchanged()

@@ -101,3 +101,35 @@ def test_old_store_without_resume_is_replaced(tmp_path, scene, store):
     assert_ok(run_cli("detect", scene, tmp_path / "heat.tif", *DETECT))
     assert (tmp_path / "heat.tif").read_bytes() == reference(scene, tmp_path / "ref.tif")
     assert not store.exists()
+
+
+def test_a_second_run_on_the_same_output_is_refused_while_the_first_holds_it(tmp_path, scene,
+                                                                             store):
+    """Two runs on one output: the second removed the first's tiles (or mixed its own in).
+    The store is locked while a run writes it; the second run is refused before any work."""
+    from hsanomaly.engine.store import lock_store
+
+    held = lock_store(store)                     # the first run, still writing
+    tree = Tree(tmp_path)
+    for args in (DETECT, DETECT + ["--resume"], ["--score", "lrx", "-q"]):
+        result = run_cli("detect", scene, tmp_path / "heat.tif", *args)
+        assert_one_error(result, "heat.tif.partial: another hsanomaly run is writing this output")
+        tree.assert_unchanged()
+    import os
+
+    os.close(held)                               # the first run ends (or dies)
+    resume(tmp_path, scene, 12)
+
+
+def test_detect_many_starts_over_an_interrupted_run_of_another_input(tmp_path, scene, store):
+    """detect-many resumed every interrupted run, so one whose input changed failed on every
+    rerun ("rerun without --resume", a flag detect-many does not have)."""
+    out = tmp_path / "heat.tif"
+    make_scene(scene, seed=3)                    # the input changes after the interruption
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    (tmp_path / "heat.tif.partial").rename(folder / "scene_rx.tif.partial")
+    result = assert_ok(run_cli("detect-many", scene, "--out-dir", folder, *DETECT))
+    assert "1 scored" in result.stdout
+    assert (folder / "scene_rx.tif").read_bytes() == reference(scene, out, tile=16)
+    assert not (folder / "scene_rx.tif.partial").exists()
