@@ -383,6 +383,8 @@ def test_temporaries_of_a_killed_writer_are_removed_by_the_next_write(tmp_path):
     (stale / "out.txt").write_text("half")
     alive = tmp_path / f".out.txt.1.abc123{TMP_SUFFIX}"          # pid 1 always runs
     alive.mkdir()
+    other = tmp_path / f".t.gpkg.{dead}.xyz789{TMP_SUFFIX}"   # a killed run's other output, which
+    other.mkdir()                                               # this run does not write
     with atomic_path(tmp_path / "out.txt") as tmp:
         tmp.write_text("whole")
     assert sorted(p.name for p in tmp_path.iterdir()) == [alive.name, "out.txt"]

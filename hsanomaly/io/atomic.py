@@ -186,7 +186,7 @@ class Staging:
 
     def _private_dir(self, dst):
         folder = os.path.dirname(os.path.abspath(dst))
-        _remove_stale(folder, dst.name)
+        _remove_stale(folder)
         try:
             return Path(tempfile.mkdtemp(prefix=f".{dst.name}.{os.getpid()}.", suffix=TMP_SUFFIX,
                                          dir=folder))
@@ -274,19 +274,20 @@ def _fsync_tree(root):
         fsync_path(folder, directory=True)
 
 
-def _remove_stale(folder, name):
-    """Remove this user's temporaries for ``name`` left by a process that no longer runs (one
-    killed while writing): their names carry the writer's process id. A directory moved aside
-    during a replace is left for the user, as it may be the only copy."""
-    prefix = f".{name}."
+def _remove_stale(folder):
+    """Remove this user's temporaries in ``folder`` left by a process that no longer runs (one
+    killed while writing), whatever output they were for: their names (``.<output>.<pid>.<random>``)
+    carry the writer's process id, and a live process's are never touched. A directory moved
+    aside during a replace is left for the user, as it may be the only copy."""
     try:
-        entries = [e for e in os.scandir(folder) if e.name.startswith(prefix)
+        entries = [e for e in os.scandir(folder) if e.name.startswith(".")
                    and e.name.endswith(TMP_SUFFIX) and not e.name.endswith(OLD + TMP_SUFFIX)
                    and e.is_dir(follow_symlinks=False)]
     except OSError:
         return
     for entry in entries:
-        pid = entry.name[len(prefix):].split(".", 1)[0]
+        parts = entry.name[:-len(TMP_SUFFIX)].split(".")
+        pid = parts[-2] if len(parts) >= 4 else ""
         if not pid.isdigit() or entry.stat(follow_symlinks=False).st_uid != os.geteuid():
             continue
         try:
