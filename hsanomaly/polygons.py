@@ -6,6 +6,7 @@ import contextlib
 import logging
 import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 
@@ -29,6 +30,8 @@ def is_targets_file(path):
 
 def check_threshold(gpkg_path, threshold, far):
     """Refuse, before any scoring, a polygon request that cannot work."""
+    if Path(str(gpkg_path)).suffix.lower() != ".gpkg":   # a .shp name held a GeoPackage
+        raise HsanomalyError(f"{gpkg_path}: --polygons writes a GeoPackage; give it a .gpkg name")
     if threshold is None and far is None:
         raise HsanomalyError(f"{gpkg_path}: polygons need --threshold or --far")
     if threshold is not None and far is not None:

@@ -7,6 +7,7 @@ the option or path at fault, before a model is trained or a tile is scored.
 from pathlib import Path
 
 from .errors import HsanomalyError
+from .io.source import dataset_files
 from .options import check_flags, check_whole
 from .io.paths import (DIRECTORY, FILE, check_paths, check_replaceable_dir,
                        check_replaceable_file, is_model_bundle, is_quick_model)
@@ -48,7 +49,7 @@ def detect_paths(src, dst, *, model=None, extras=None, png=None, polygons=None, 
     from .engine.store import is_tile_store, store_path
     from .quicklook import sidecars
 
-    inputs = [("SRC", src)] if is_path(src) else []
+    inputs = [("SRC", src)] + [("SRC", f) for f in dataset_files(src)] if is_path(src) else []
     inputs += [("--model", model, DIRECTORY)] if is_path(model) else []
     inputs += list(more_inputs)
     store = store_path(dst)
@@ -62,10 +63,12 @@ def detect_paths(src, dst, *, model=None, extras=None, png=None, polygons=None, 
         raise HsanomalyError(f"{store}: the tile store's name is taken by something that is not "
                              "an hsanomaly tile store; remove it or choose another output")
     if quick_model is not None:
-        if is_model_bundle(quick_model) and not (overwrite or is_quick_model(quick_model, dst)):
+        # never with --overwrite either: it confirms the outputs named (QGIS always passes
+        # it), and nobody named the quick model's folder
+        if is_model_bundle(quick_model) and not is_quick_model(quick_model, dst):
             raise HsanomalyError(f"{quick_model}: a model bundle that detect did not train for "
                                  f"{Path(dst).name} is where it keeps its quick model; pass it "
-                                 "as --model, or --overwrite to train a new quick model there")
+                                 "as --model, or move it away to train a new quick model")
         check_replaceable_dir(quick_model, "the quick model directory", is_model_bundle,
                               "a model bundle")
     if not overwrite:
@@ -114,7 +117,8 @@ def batch_paths(targets, out_dir, quick_model=None, overwrite=False):
                     (f"the tile store of {src}", store_path(dst), DIRECTORY)]
         if quick_model is not None:
             outputs.append((f"the quick model of {src}", quick_model(dst), DIRECTORY))
-    check_paths([("INPUTS", src) for src, _ in targets], outputs, writable=False)
+    check_paths([("INPUTS", path) for src, _ in targets for path in [src, *dataset_files(src)]],
+                outputs, writable=False)
     if not overwrite:
         refuse_foreign_outputs([(f"the output of {src}", dst) for src, dst in targets])
 

@@ -467,8 +467,8 @@ def test_resume_reuses_the_quick_model_of_the_interrupted_run(scene, tmp_path, m
 @needs_torch
 def test_detect_replaces_only_its_own_quick_model(scene, tmp_path, monkeypatch):
     """Without --model, detect keeps its quick model at out/heat.model. A bundle someone trained
-    there with `hsanomaly train` is refused, not silently retrained over; with overwrite it is
-    replaced, and a quick model detect trained itself is replaced by a rerun."""
+    there with `hsanomaly train` is refused, not silently retrained over, with overwrite too
+    (QGIS always passes it); a quick model detect trained itself is replaced by a rerun."""
     import hashlib
 
     import hsanomaly
@@ -489,10 +489,16 @@ def test_detect_replaces_only_its_own_quick_model(scene, tmp_path, monkeypatch):
                                              "train for heat.tif .* pass it as --model"):
         hsanomaly.detect(path, tmp_path / "heat.tif", score="resrx", tile=16)
     assert digest() == users and not (tmp_path / "heat.tif").exists()
-    hsanomaly.detect(path, tmp_path / "heat.tif", score="resrx", tile=16, overwrite=True)
+    with pytest.raises(HsanomalyError, match="move it away"):
+        hsanomaly.detect(path, tmp_path / "heat.tif", score="resrx", tile=16, overwrite=True)
+    assert digest() == users
+    model.rename(tmp_path / "mine.model")
+    hsanomaly.detect(path, tmp_path / "heat.tif", score="resrx", tile=16)
     meta = json.loads((model / "model.json").read_text())
-    assert meta["training"]["quick_model_of"] == "heat.tif" and digest() != users
-    hsanomaly.detect(path, tmp_path / "heat.tif", score="resrx", tile=16)     # its own: replaced
+    assert meta["training"]["quick_model_of"] == "heat.tif"
+    quick = (model / "model.json").stat().st_ino
+    hsanomaly.detect(path, tmp_path / "heat.tif", score="resrx", tile=16, overwrite=True)
+    assert (model / "model.json").stat().st_ino != quick   # its own: trained again, replaced
 
 
 def test_purge_leaves_the_pixels_the_first_pass_ranks_highest_out_of_the_rings(scene):

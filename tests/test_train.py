@@ -373,6 +373,23 @@ def test_cli_band_counts_that_differ_between_inputs(torch, synthetic_raster, tmp
     _nothing_written(tmp_path, "scene.tif", "ten.tif")
 
 
+def test_cli_wavelengths_that_differ_between_inputs(torch, tmp_path):
+    """Inputs of other wavelengths trained one model, which recorded the first's and then
+    refused the second's pixels."""
+    import rasterio
+
+    cube = synthetic_cube()[0]
+    paths = []
+    for name, start in (("visible.tif", 400.0), ("swir.tif", 1400.0)):
+        paths.append(write_raster(tmp_path / name, cube))
+        with rasterio.open(paths[-1], "r+") as ds:
+            for band in range(1, 13):
+                ds.update_tags(band, wavelength=str(start + 10 * band))
+    _one_line_error(_cli(*paths, "--out", tmp_path / "m"),
+                    f"swir.tif: band 1 is centred at 1410 nm but {paths[0]} has 410 nm there")
+    _nothing_written(tmp_path, "visible.tif", "swir.tif")
+
+
 def test_cli_more_bins_than_bands(torch, synthetic_raster, tmp_path):
     path, _, _ = synthetic_raster
     _one_line_error(_cli(path, "--out", tmp_path / "m", "--bands", 50),

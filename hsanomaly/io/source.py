@@ -277,6 +277,17 @@ def open_raster(path):
         raise HsanomalyError(f"{path}: not a raster GDAL can read ({detail})") from None
 
 
+def dataset_files(path):
+    """The files on disk that raster ``path`` reads: itself, or those a VRT, a subdataset name
+    (GTIFF_DIR:1:f.tif) or an archive path points at (GDAL's file list); none where it does not
+    open. An output must not be one of them, whatever name the input reaches it by."""
+    try:
+        with open_raster(path) as ds:
+            return [f for f in ds.files if not is_gdal_name(f)]
+    except HsanomalyError:
+        return []
+
+
 def read_checked(dataset, *args, **kwargs):
     """``dataset.read`` with a one-line error for a raster that is truncated or corrupt."""
     import rasterio

@@ -14,11 +14,21 @@ def check_wavelengths(bundle, wavelengths, path):
     trained = bundle.wavelengths
     if trained and max(trained) < MICROMETRE_GUESS:     # bundles written before units were read
         trained = [value * 1e3 for value in trained]
-    if not trained or not wavelengths or len(trained) != len(wavelengths):
-        return
-    for band, (expected, found) in enumerate(zip(trained, wavelengths), start=1):
-        if abs(expected - found) > max(TOLERANCE_NM, TOLERANCE_FRACTION * abs(expected)):
-            raise HsanomalyError(
-                f"{path}: band {band} is centred at {found:g} nm but the model {bundle.path} "
-                f"was trained with {expected:g} nm there (another sensor or band subset?); "
-                "pass --ignore-wavelengths to score it anyway")
+    mismatch = first_mismatch(trained, wavelengths)
+    if mismatch:
+        band, expected, found = mismatch
+        raise HsanomalyError(
+            f"{path}: band {band} is centred at {found:g} nm but the model {bundle.path} "
+            f"was trained with {expected:g} nm there (another sensor or band subset?); "
+            "pass --ignore-wavelengths to score it anyway")
+
+
+def first_mismatch(expected, found):
+    """(band number, expected, found) of the first band whose centres differ, or None; two
+    lists of centres in nm (either None: nothing to compare)."""
+    if not expected or not found or len(expected) != len(found):
+        return None
+    for band, (a, b) in enumerate(zip(expected, found), start=1):
+        if abs(a - b) > max(TOLERANCE_NM, TOLERANCE_FRACTION * abs(a)):
+            return band, a, b
+    return None

@@ -115,7 +115,7 @@ def _train(torch, data, inputs, out, settings, options, device, resume, progress
                   on_checkpoint=lambda rows: save_checkpoint(state, trainer, rows, key),
                   checkpoint_every=checkpoint_every)
     except TrainingCancelled:
-        raise TrainingCancelled(f"{out}: training cancelled (resume with resume=True)") from None
+        raise TrainingCancelled(_cancelled(out, checkpoints)) from None
     finally:
         if checkpoints.is_dir() and not any(checkpoints.iterdir()):
             checkpoints.rmdir()  # interrupted before the first checkpoint: nothing to resume
@@ -123,7 +123,7 @@ def _train(torch, data, inputs, out, settings, options, device, resume, progress
     logger.info("%s: exporting the model bundle", out)
     if report(1.0, "exporting the model bundle"):
         save_checkpoint(state, trainer, log, key)
-        raise TrainingCancelled(f"{out}: training cancelled (resume with resume=True)")
+        raise TrainingCancelled(_cancelled(out, checkpoints))
     meta = _metadata(data, trainer, options, inputs, log)
     if quick_model_of is not None:
         meta["training"]["quick_model_of"] = Path(str(quick_model_of)).name
@@ -138,6 +138,14 @@ def _train(torch, data, inputs, out, settings, options, device, resume, progress
     from ..model import load_bundle
 
     return load_bundle(out)
+
+
+def _cancelled(out, checkpoints):
+    """Where the cancelled run's state is, for whichever face resumes it (or removes it)."""
+    if not Path(checkpoints).is_dir():
+        return f"{out}: training cancelled"
+    return (f"{out}: training cancelled; its state is kept in {checkpoints} (`hsanomaly train "
+            "--resume` or resume=True continues it; delete the folder otherwise)")
 
 
 def _metadata(data, trainer, options, inputs, log):

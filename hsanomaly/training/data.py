@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import HsanomalyError
 from ..io import open_source, read_truth
+from ..model.compat import first_mismatch
 from ..preprocess import Preprocessor
 
 DEFAULT_BANDS = 32
@@ -90,6 +91,11 @@ def _check_inputs(inputs, sources, window):
         if source.count != first.count:
             raise HsanomalyError(f"{path}: has {source.count} bands but {inputs[0]} has "
                                  f"{first.count}; all inputs must have the same bands")
+        mismatch = first_mismatch(first.wavelengths, source.wavelengths)
+        if mismatch:    # the model would record the first's and refuse this one's pixels
+            band, expected, found = mismatch
+            raise HsanomalyError(f"{path}: band {band} is centred at {found:g} nm but {inputs[0]} "
+                                 f"has {expected:g} nm there; all inputs must have the same bands")
         if window > min(source.height, source.width):
             raise HsanomalyError(f"{path}: window {window} is larger than the "
                                  f"{source.height}x{source.width} image")

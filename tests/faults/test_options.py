@@ -41,6 +41,7 @@ GAN = ["--score", "recon", "--model", "no-model"]     # refused before the model
     (["--threshold", "nan", "--polygons", "t.gpkg"], "--threshold", 1),
     (["--threshold", "3"], "--polygons", 1),
     (["--polygons", "t.gpkg"], "--threshold or --far", 1),
+    (["--polygons", "t.shp", "--far", "0.01"], "t.shp: --polygons writes a GeoPackage", 1),
     (["--png", "missing/q.png"], "does not exist", 1),
     (["--polygons", "missing/t.gpkg", "--far", "auto"], "does not exist", 1),
     (["--recon-out", "r.tif"], "--recon-out", 1),         # rx has no reconstruction

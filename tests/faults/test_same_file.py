@@ -137,3 +137,37 @@ def test_benchmark_markdown_is_the_reference(tmp_path):
                      "--out", tmp_path / "results", "-q")
     assert_one_error(result, "--markdown", "--reference")
     tree.assert_unchanged()
+
+
+def _vrt(path, source, bands=12, rows=40, cols=50):
+    """A VRT of ``source``'s bands, written by hand (no gdalbuildvrt needed)."""
+    band = ('<VRTRasterBand dataType="Float32" band="{b}"><SimpleSource>'
+            '<SourceFilename relativeToVRT="1">{name}</SourceFilename><SourceBand>{b}</SourceBand>'
+            '</SimpleSource></VRTRasterBand>')
+    path.write_text(f'<VRTDataset rasterXSize="{cols}" rasterYSize="{rows}">'
+                    + "".join(band.format(b=b, name=source.name) for b in range(1, bands + 1))
+                    + "</VRTDataset>")
+    return path
+
+
+@pytest.mark.parametrize("through", ["vrt", "subdataset"])
+def test_detect_dst_is_the_file_an_input_reads(tmp_path, scene, through):
+    """A VRT over scene.tif (or GTIFF_DIR:1:scene.tif) as the input, scene.tif as the output:
+    only paths were compared, and with --overwrite (QGIS always passes it) the scene became a
+    heatmap. GDAL's own file list of the input is compared now."""
+    src = _vrt(tmp_path / "scene.vrt", scene) if through == "vrt" else f"GTIFF_DIR:1:{scene}"
+    tree = Tree(tmp_path)
+    for extra in ([], ["--overwrite"]):
+        assert_one_error(run_cli("detect", src, scene, "--score", "rx", "-q", *extra),
+                         "scene.tif: DST is the same file as the input")
+        tree.assert_unchanged()
+
+
+
+def test_detect_many_output_is_the_file_an_input_reads(tmp_path, scene):
+    scene.rename(tmp_path / "a_rx.tif")                  # a.vrt's heatmap would be a_rx.tif
+    src = _vrt(tmp_path / "a.vrt", tmp_path / "a_rx.tif")
+    tree = Tree(tmp_path)
+    assert_one_error(run_cli("detect-many", src, "--out-dir", tmp_path, "--score", "rx"),
+                     "a_rx.tif", "is the same file as the input")
+    tree.assert_unchanged()

@@ -55,3 +55,26 @@ def test_evaluate_empty_truth_gives_the_library_message(scene, tmp_path):
         processing.run("hsanomaly:evaluate", {"HEATMAP": heatmap, "TRUTH": str(truth),
                                               "PD_FAR": 1.5, "TARGETS": "TEMPORARY_OUTPUT"})
     assert str(err.value) == "--pd-far must be a false-alarm rate in (0, 1), got 1.5"
+
+
+def test_evaluate_refuses_a_table_folder_that_does_not_exist_and_a_cancel_before_writing(
+        scene, tmp_path):
+    """The table was checked only after the plots were written; a cancelled evaluation ran to
+    the end and wrote them."""
+    import processing
+    from qgis.core import QgsProcessingException, QgsProcessingFeedback
+
+    raster, truth = scene
+    heatmap = processing.run("hsanomaly:detect", {"INPUT": str(raster), "SCORE": "rx",
+                                                  "OUTPUT": str(tmp_path / "heat.tif")})["OUTPUT"]
+    with pytest.raises(QgsProcessingException, match="the folder of the per-target table"):
+        processing.run("hsanomaly:evaluate", {
+            "HEATMAP": heatmap, "TRUTH": str(truth), "PLOTS": str(tmp_path / "plots"),
+            "TARGETS": str(tmp_path / "missing" / "t.gpkg")})
+    feedback = QgsProcessingFeedback()
+    feedback.cancel()
+    with pytest.raises(QgsProcessingException, match="evaluation cancelled"):
+        processing.run("hsanomaly:evaluate", {
+            "HEATMAP": heatmap, "TRUTH": str(truth), "PLOTS": str(tmp_path / "plots"),
+            "TARGETS": str(tmp_path / "t.gpkg")}, feedback=feedback)
+    assert not (tmp_path / "plots").exists()

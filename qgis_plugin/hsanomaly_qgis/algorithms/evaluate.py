@@ -3,7 +3,8 @@
 from pathlib import Path
 
 from qgis.core import (QgsCoordinateReferenceSystem, QgsFeature, QgsFeatureSink, QgsField,
-                       QgsFields, QgsProcessing, QgsProcessingOutputNumber,
+                       QgsFields, QgsProcessing, QgsProcessingException,
+                       QgsProcessingOutputNumber,
                        QgsProcessingParameterDefinition, QgsProcessingParameterFeatureSink,
                        QgsProcessingParameterFolderDestination, QgsProcessingParameterNumber,
                        QgsProcessingParameterRasterLayer, QgsWkbTypes)
@@ -67,6 +68,13 @@ class Evaluate(HsanomalyAlgorithm):
             raster_source(self, parameters, self.OUTER, context)
         plots = None if is_empty(parameters, self.PLOTS) else \
             self.parameterAsFileOutput(parameters, self.PLOTS, context)
+        # the table is written last: a folder it cannot go in is refused before the plots are
+        table = self.parameterAsOutputLayer(parameters, self.TARGETS, context)
+        if table and Path(table).is_absolute() and not Path(table).parent.is_dir():
+            raise QgsProcessingException(f"{table}: the folder of the per-target table does "
+                                         "not exist")
+        if feedback.isCanceled():
+            raise QgsProcessingException(f"{heatmap}: evaluation cancelled")
         with library_errors(feedback):
             from hsanomaly.api import evaluate
             from hsanomaly.evaluation.files import format_summary
