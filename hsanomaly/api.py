@@ -52,16 +52,16 @@ def detect(src, dst, *, score=None, model=None, extras=None, polygons=None, thre
     score = defaults.SCORE if score is None else score
     cls = check_request(score, model, options, extras, tile, workers, scheduler, resume=resume,
                         cog=cog, overwrite=overwrite, progress=progress)
-    if polygons is not None:
-        from .polygons import check_threshold
-
-        check_threshold(polygons, threshold, far)
-    elif threshold is not None or far is not None:
+    if polygons is None and (threshold is not None or far is not None):
         raise HsanomalyError("--threshold/--far: they set the --polygons threshold, and no "
                              "--polygons was given")
     quick = scene_model_path(dst) if cls.needs_model and model is None else None
     detect_paths(src, dst, model=model, extras=extras, png=png, polygons=polygons,
                  quick_model=quick, overwrite=overwrite)
+    if polygons is not None:
+        from .polygons import check_threshold
+
+        check_threshold(polygons, threshold, far)
     # built (and its options checked) before any training; the bundle loads on first use
     scorer = make_scorer(score, **options, **({"model": model or quick} if cls.needs_model else {}))
     if quick is not None:

@@ -110,7 +110,7 @@ def test_evaluate_plots_is_a_file(tmp_path, earlier, truth):
     ("detect", {"score": "rx", "progress": 1}, "--progress must be True or False"),
     ("detect", {"score": "rx", "resume": "yes"}, "--resume must be True or False"),
     ("detect", {"score": ""}, "unknown score ''"),
-    ("detect", {"score": "rx", "polygons": "t.gpkg", "threshold": "5"},
+    ("detect", {"score": "rx", "polygons": "t.gpkg", "threshold": "5", "overwrite": True},
      "--threshold must be a finite number"),
     ("detect_many", {"score": "rx", "overwrite": "no"}, "--overwrite must be True or False"),
     ("detect_many", {"score": "lrx", "outer": 4}, "--outer/--guard"),
