@@ -167,12 +167,32 @@ def test_a_scene_leaves_out_the_pixels_whose_truth_is_nodata_and_needs_its_grid(
     partial[30:, :] = 255
     write_raster(tmp_path / "t.tif", partial[None], nodata=255)
     scene = read_scene(path, truth=tmp_path / "t.tif")
-    np.testing.assert_array_equal(scene.valid, ~nodata_mask & (np.arange(40) < 30)[:, None])
-    assert np.isnan(scene.cube[:, 30:]).all() and scene.truth[30:].sum() == 0
+    # evaluated where the truth is known; scored (the cube) on every valid pixel, as detect
+    # scores it: the benchmark's AUC was of another scene than detect + evaluate's
+    np.testing.assert_array_equal(scene.valid, ~nodata_mask)
+    np.testing.assert_array_equal(scene.evaluated, ~nodata_mask & (np.arange(40) < 30)[:, None])
+    assert np.isfinite(scene.cube[:, 30:]).all() and scene.truth[30:].sum() == 0
     write_raster(tmp_path / "moved.tif", truth[None].astype(np.float32),
                  transform=TRANSFORM * Affine.translation(0, 3))
     with pytest.raises(HsanomalyError, match="moved.tif: the mask is not on the grid of"):
         read_scene(path, truth=tmp_path / "moved.tif")
+
+
+def test_nan_in_a_mat_truth_is_unknown_not_a_target(tmp_path):
+    """NaN != 0, so a .mat truth's NaN pixels were read as 200 target pixels."""
+    cube = (np.arange(20 * 20 * 6).reshape(20, 20, 6) % 11).astype(np.float64)
+    truth = np.zeros((20, 20))
+    truth[2, 2] = 1
+    truth[10:] = np.nan
+    scipy.io.savemat(tmp_path / "s.mat", {"data": cube, "map": truth})
+    mask, known = read_truth(tmp_path / "s.mat")
+    assert mask.sum() == 1 and known.sum() == 200 and not known[10:].any()
+    scene = read_scene(tmp_path / "s.mat")
+    assert scene.truth.sum() == 1 and scene.evaluated.sum() == 200 and scene.valid.all()
+    assert convert_mat(tmp_path / "s.mat", tmp_path / "c.tif", truth=tmp_path / "t.tif")[3] == 1
+    with rasterio.open(tmp_path / "t.tif") as ds:
+        written = ds.read(1, masked=True)
+    assert written.mask[10:].all() and not written.mask[:10].any() and written.sum() == 1
 
 
 def test_truth_shape_mismatch(tmp_path, synthetic_raster):

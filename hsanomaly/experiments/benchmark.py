@@ -110,13 +110,13 @@ def run_one(scene, data, method, seed, models):
     finally:
         tracemalloc.stop()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    report = evaluate(scores, data.truth, valid=data.valid)
+    report = evaluate(scores, data.truth, valid=data.evaluated)
     return {"scene": scene.name, "method": method, "seed": seed, "auc": report["auc"],
             "log_auc": report["log_auc"], "lg_far": report["lg_far"], "pd": report["pd"],
             "seconds": wall, "cpu_seconds": cpu,
             "train_seconds": model.seconds if model else 0.0,
             "train_cpu_seconds": model.cpu_seconds if model else 0.0,
-            "peak_mib": peak / 2**20, "pixels": int(data.valid.sum()),
+            "peak_mib": peak / 2**20, "pixels": int(data.evaluated.sum()),
             "bands": int(data.cube.shape[0]), "target_pixels": report["n_target_pixels"]}
 
 

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..errors import HsanomalyError
 from .atomic import native_quiet, raster_check, staged
-from .mat import read_mat
+from .mat import UNKNOWN, read_mat
 from .ownership import SOFTWARE, is_own_geotiff
 from .paths import check_paths, check_replaceable_file
 
@@ -71,6 +71,8 @@ def convert_mat(src, dst, truth=None, overwrite=False):
                 break
     with staged() as stage:
         write_geotiff(dst, cube, stage=stage)
-        if truth is not None:
-            write_geotiff(truth, gt.astype(np.uint8), stage=stage)
-    return cube.shape + ((int(gt.sum()) if gt is not None else None),)
+        if truth is not None:      # NaN in the .mat truth: nodata, never a target
+            unknown = bool((gt == UNKNOWN).any())
+            write_geotiff(truth, gt.astype(np.uint8), nodata=UNKNOWN if unknown else None,
+                          stage=stage)
+    return cube.shape + ((int((gt == 1).sum()) if gt is not None else None),)

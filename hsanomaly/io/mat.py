@@ -15,6 +15,7 @@ TRUTH_NAMES = ("map", "mask", "gt", "groundtruth", "ground_truth", "label", "lab
 # MATLAB classes of numeric arrays -> bytes per element (whosmat reports classes, not dtypes)
 ITEMSIZE = {"double": 8, "single": 4, "int8": 1, "uint8": 1, "int16": 2, "uint16": 2,
             "int32": 4, "uint32": 4, "int64": 8, "uint64": 8, "logical": 1}
+UNKNOWN = 255   # a truth pixel that is NaN in the file: left out of evaluations, as nodata is
 # Bytes per cube element at the peak of loading: the file's own type plus two float32 copies.
 LOAD_OVERHEAD = 8
 
@@ -76,7 +77,8 @@ def _load(path, names):
 
 
 def read_mat(path):
-    """Return (cube float32 (bands, rows, cols), truth uint8 (rows, cols) or None)."""
+    """Return (cube float32 (bands, rows, cols), truth uint8 (rows, cols) or None); a truth's NaN
+    pixels (not known either way) are ``UNKNOWN``, never targets."""
     headers = _headers(path)
     cube_name = _pick(headers, CUBE_NAMES, 3)
     if cube_name is None:
@@ -107,7 +109,8 @@ def read_mat(path):
         if truth.shape != cube.shape[1:]:
             raise HsanomalyError(
                 f"{path}: ground truth shape {truth.shape} does not match cube {cube.shape[1:]}")
-        truth = (truth != 0).astype(np.uint8)
+        unknown = np.isnan(truth) if truth.dtype.kind == "f" else np.zeros(truth.shape, bool)
+        truth = np.where(unknown, UNKNOWN, np.nan_to_num(truth) != 0).astype(np.uint8)
     else:
         truth = None
     return cube, truth

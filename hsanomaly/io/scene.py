@@ -18,6 +18,13 @@ class Scene:
     profile: dict = field(default_factory=dict)
     wavelengths: Optional[list] = None
     name: str = ""
+    known: Optional[np.ndarray] = None  # bool (rows, cols): where the truth is known; None: everywhere
+
+    @property
+    def evaluated(self):
+        """The pixels an evaluation counts: valid, and with a known truth. (Scores are computed
+        on every valid pixel, as ``detect`` computes them: a truth never changes a score.)"""
+        return self.valid if self.known is None else self.valid & self.known
 
     @property
     def pixels(self):
@@ -27,7 +34,7 @@ class Scene:
 
 def read_scene(path, truth=None):
     """Read a raster or .mat scene whole; ``truth`` is an optional truth raster path (on the
-    scene's grid; pixels whose truth is nodata are left out as invalid)."""
+    scene's grid; pixels whose truth is nodata are not known: ``Scene.evaluated``)."""
     source = open_source(path)
     try:
         from rasterio.windows import Window
@@ -35,17 +42,24 @@ def read_scene(path, truth=None):
         cube, valid = source.read(Window(0, 0, source.width, source.height))
     finally:
         source.close()
-    gt = None
+    gt = known = None
     if str(path).lower().endswith(".mat"):
         from .mat import read_mat
 
-        gt = read_mat(path)[1]
+        gt, known = split_unknown(read_mat(path)[1])
     if truth is not None:
         gt, known = read_truth(truth, shape=cube.shape[1:], grid_of=path)
-        if known is not None:
-            valid = valid & known
-            cube[:, ~valid] = np.nan
-    return Scene(cube, valid, gt, source.profile, source.wavelengths, Path(str(path)).stem)
+    return Scene(cube, valid, gt, source.profile, source.wavelengths, Path(str(path)).stem, known)
+
+
+def split_unknown(truth):
+    """(truth with its ``mat.UNKNOWN`` pixels as 0, where it is known or None) of a .mat truth."""
+    from .mat import UNKNOWN
+
+    if truth is None or not (truth == UNKNOWN).any():
+        return truth, None
+    known = truth != UNKNOWN
+    return np.where(known, truth, 0).astype(np.uint8), known
 
 
 def read_truth(path, shape=None, grid_of=None):
@@ -61,7 +75,7 @@ def read_truth(path, shape=None, grid_of=None):
     if str(path).lower().endswith(".mat"):
         from .mat import read_mat
 
-        gt = read_mat(path)[1]
+        gt, known = split_unknown(read_mat(path)[1])
         if gt is None:
             raise HsanomalyError(f"{path}: no ground-truth variable found in the .mat file")
     else:

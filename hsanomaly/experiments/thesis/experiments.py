@@ -61,11 +61,11 @@ class SceneRun:
         return score_scene(make_scorer(name, **options), self.data)
 
     def metrics(self, scores):
-        report = evaluate(scores, self.data.truth, valid=self.data.valid)
+        report = evaluate(scores, self.data.truth, valid=self.data.evaluated)
         return {"auc": report["auc"], "log_auc": report["log_auc"]}
 
     def curve(self, scores):
-        return score_targets(scores, self.data.truth, valid=self.data.valid)[0]
+        return score_targets(scores, self.data.truth, valid=self.data.evaluated)[0]
 
 
 def score_scene(scorer, data):
@@ -105,7 +105,7 @@ def critic_vs_recon(run):
                      f"{run.stem}: {name} (AUC {rows[name]['auc']:.4f})")
     plot_reconstruction(make_scorer("recon", model=baseline), run.data, maps["recon"]["recon"],
                         run.fig("reconstruction", "fig14-false-colour"), run.stem)
-    overall, targets = score_targets(scores["recon"], run.data.truth, valid=run.data.valid)
+    overall, targets = score_targets(scores["recon"], run.data.truth, valid=run.data.evaluated)
     plot_roc(overall, run.fig("targets", "fig21-target-roc"), f"{run.stem}: recon, per target",
              {t.id: t.curve for t in targets if t.curve is not None})
     run.result.rows["targets"] = {t.id: {"auc": t.curve.auc, "log_auc": t.curve.log_auc,
@@ -160,8 +160,8 @@ def solvers(run):
     background pixels (scored as a one-row scene through the engine)."""
     data, config = run.data, run.config
     rng = np.random.default_rng(config.seed)
-    target = data.valid & (data.truth > 0)
-    background = np.flatnonzero(data.valid.ravel() & ~target.ravel())
+    target = data.evaluated & (data.truth > 0)
+    background = np.flatnonzero(data.evaluated.ravel() & ~target.ravel())
     chosen = rng.choice(background, min(config.solver_pixels, background.size), replace=False)
     picked = np.concatenate([np.flatnonzero(target.ravel()), chosen])
     pixels = data.cube.reshape(data.cube.shape[0], -1)[:, picked][:, None, :]
