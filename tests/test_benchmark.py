@@ -68,6 +68,15 @@ def test_seeds_multiply_only_seeded_methods():
         ("rx", None), ("lrx", None), ("gmm", 0), ("recon", 0), ("gmm", 1), ("recon", 1)]
 
 
+def test_seeds_are_checked_up_front_and_counted_once(scene_dir):
+    """A negative seed failed only once a model was being trained; 0,0 ran every run twice
+    and reported seeds=2 with a spread of 0."""
+    with pytest.raises(HsanomalyError, match="--seeds: -1 is not a whole number from 0"):
+        run_benchmark(scene_dir, ["rx", "gmm"], [-1])
+    result = run_benchmark(scene_dir, ["gmm"], [0, 0])
+    assert result.seeds == [0] and len(result.runs) == len({r["scene"] for r in result.runs})
+
+
 def test_unknown_scores_are_refused_up_front(scene_dir):
     with pytest.raises(HsanomalyError, match="unknown score"):
         run_benchmark(scene_dir, ["rx", "bogus"], [0])

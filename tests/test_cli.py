@@ -176,3 +176,19 @@ def test_an_existing_file_hsanomaly_did_not_write_is_never_replaced(tmp_path):
     assert replaced.exit_code == 0, replaced.output
     with rasterio.open(tmp_path / "mine.tif") as ds:
         assert ds.count == 1 and ds.tags()["HSANOMALY_SCORE"] == "rx"
+
+
+def test_version_names_hsanomaly_also_under_rio():
+    """`rio hsanomaly --version` printed "rio, version ..."."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from hsanomaly import __version__
+
+    rio = Path(sys.executable).with_name("rio")
+    if not rio.exists():
+        pytest.skip("rio is not installed beside this Python")
+    out = subprocess.run([str(rio), "hsanomaly", "--version"], capture_output=True, text=True,
+                         timeout=60).stdout
+    assert out.strip() == f"hsanomaly, version {__version__}"

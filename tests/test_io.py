@@ -187,6 +187,9 @@ def test_nan_in_a_mat_truth_is_unknown_not_a_target(tmp_path):
     scipy.io.savemat(tmp_path / "s.mat", {"data": cube, "map": truth})
     mask, known = read_truth(tmp_path / "s.mat")
     assert mask.sum() == 1 and known.sum() == 200 and not known[10:].any()
+    scipy.io.savemat(tmp_path / "alone.mat", {"map": truth})     # a truth saved on its own
+    alone, known_alone = read_truth(tmp_path / "alone.mat")
+    assert np.array_equal(alone, mask) and np.array_equal(known_alone, known)
     scene = read_scene(tmp_path / "s.mat")
     assert scene.truth.sum() == 1 and scene.evaluated.sum() == 200 and scene.valid.all()
     assert convert_mat(tmp_path / "s.mat", tmp_path / "c.tif", truth=tmp_path / "t.tif")[3] == 1

@@ -103,3 +103,12 @@ def test_cli_passes_its_configuration(tmp_path, monkeypatch):
     assert kwargs["jobs"] == 2 and "docs/report.md" in outcome.output
     CliRunner().invoke(thesis, [str(tmp_path), "-q"])
     assert calls[1][0][2].scenes == ThesisConfig().scenes
+
+
+def test_an_even_window_is_refused_before_any_work():
+    """--window 2 ran the other experiments and trained for minutes before failing."""
+    from hsanomaly.errors import HsanomalyError
+
+    with pytest.raises(HsanomalyError, match="--window must be odd"):
+        ThesisConfig(large_window=2)
+    assert ThesisConfig(large_window=0).large_window == 0

@@ -9,6 +9,8 @@ printed as one line and exit with status 1; a bad option or argument is one line
 import functools
 import importlib
 import logging
+import os
+import signal
 import sys
 import warnings
 
@@ -53,6 +55,9 @@ class LazyGroup(click.Group):
             _fail(f"{err.format_message()} (see: {ctx.command_path}{command} --help)", 2)
         except MemoryError:
             _fail("out of memory; try a smaller --tile or a machine with more memory", 1)
+        except BrokenPipeError:     # `hsanomaly evaluate ... | head`: the reader had enough
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(128 + signal.SIGPIPE)      # as a tool killed by SIGPIPE, without a word
         except OSError as err:
             _fail(f"{err.filename or ctx.command_path}: {describe(err)}", 1)
         finally:
@@ -107,6 +112,6 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 
 @click.group(name="hsanomaly", cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="hsanomaly")
+@click.version_option(package_name="hsanomaly", prog_name="hsanomaly")   # also under rio
 def main():
     """Find anomalies in hyperspectral rasters (RX, Gaussian mixture, Wasserstein GANs)."""

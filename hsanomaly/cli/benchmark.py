@@ -1,11 +1,12 @@
 import click
 
 
-def _list(text, cast=str):
+def _list(text, cast=str, hint=None):
     try:
         return [cast(item.strip()) for item in text.split(",") if item.strip()]
     except ValueError:
-        raise click.BadParameter(f"{text!r} is not a comma-separated list of integers") from None
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of integers",
+                                 param_hint=hint) from None
 
 
 @click.command()
@@ -53,7 +54,7 @@ def benchmark(data_dir, scores, select, ablation, seeds, scenes, iterations, mod
 
     check_results(out, markdown, reference, overwrite)     # before hours of work
     log = None if quiet else (lambda message: click.echo(message, err=True))
-    result = run_benchmark(data_dir, _list(scores), _list(seeds, int), scenes=_list(scenes),
+    result = run_benchmark(data_dir, _list(scores), _list(seeds, int, "'--seeds'"), scenes=_list(scenes),
                            iterations=iterations, models_dir=models_dir, jobs=jobs, quick=quick,
                            reference=reference, select=_list(select),
                            ablation=_list(ablation), log=log)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ..engine import fit_scorer, score_array
 from ..errors import HsanomalyError
+from ..options import KINDS
 from ..evaluation import evaluate
 from ..io import ArraySource
 from ..scorers import check_scorer, make_scorer, scorer_class
@@ -180,11 +181,14 @@ def run_benchmark(data_dir, methods, seeds=(0, 1, 2), *, scenes=None, iterations
     log(message): called before each scene and after each run (e.g. click.echo); worker
     processes print their progress to stderr instead.
     """
-    methods, seeds = list(dict.fromkeys(methods)), list(seeds)
+    methods, seeds = list(dict.fromkeys(methods)), list(dict.fromkeys(seeds))
     if not methods:
         raise HsanomalyError("benchmark: no score given")
     if not seeds:
         raise HsanomalyError("benchmark: no seed given")
+    bad = [seed for seed in seeds if not KINDS["seed"][0](seed)]
+    if bad:
+        raise HsanomalyError(f"--seeds: {bad[0]!r} is not {KINDS['seed'][1]}")
     check_methods(methods)
     outside = [m for m in list(select or []) + list(ablation or []) if m not in methods]
     if outside:

@@ -104,13 +104,25 @@ def read_mat(path):
     if cube.dtype.kind not in "uifb" or cube.ndim != 3:
         raise HsanomalyError(f"{path}: the variable {cube_name!r} is not a numeric 3-D cube")
     cube = np.ascontiguousarray(np.moveaxis(cube, -1, 0), dtype=np.float32)
-    truth = variables.get(truth_name) if truth_name else None
-    if truth is not None and truth.dtype.kind in "uifb" and truth.ndim == 2:
-        if truth.shape != cube.shape[1:]:
-            raise HsanomalyError(
-                f"{path}: ground truth shape {truth.shape} does not match cube {cube.shape[1:]}")
-        unknown = np.isnan(truth) if truth.dtype.kind == "f" else np.zeros(truth.shape, bool)
-        truth = np.where(unknown, UNKNOWN, np.nan_to_num(truth) != 0).astype(np.uint8)
-    else:
-        truth = None
+    truth = _mask(variables.get(truth_name) if truth_name else None)
+    if truth is not None and truth.shape != cube.shape[1:]:
+        raise HsanomalyError(
+            f"{path}: ground truth shape {truth.shape} does not match cube {cube.shape[1:]}")
     return cube, truth
+
+
+def read_mat_truth(path):
+    """The truth of a .mat file as ``read_mat`` gives it, or None; the file may hold a scene
+    or only its 2-D mask (a truth saved on its own), and no cube is loaded."""
+    headers = _headers(path)
+    cube_name = _pick(headers, CUBE_NAMES, 3)
+    name = _pick({k: v for k, v in headers.items() if k != cube_name}, TRUTH_NAMES, 2)
+    return _mask(_load(path, [name])[name]) if name else None
+
+
+def _mask(truth):
+    """uint8: 1 where non-zero, 0 where zero, UNKNOWN where NaN; None for no usable mask."""
+    if truth is None or truth.dtype.kind not in "uifb" or truth.ndim != 2:
+        return None
+    unknown = np.isnan(truth) if truth.dtype.kind == "f" else np.zeros(truth.shape, bool)
+    return np.where(unknown, UNKNOWN, np.nan_to_num(truth) != 0).astype(np.uint8)

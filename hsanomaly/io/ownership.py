@@ -47,8 +47,10 @@ def is_own_png(path):
     """A quick look or an evaluation plot: its Software text chunk names hsanomaly."""
     from PIL import Image, UnidentifiedImageError
 
+    from .atomic import native_quiet
+
     try:
-        with Image.open(path) as image:
+        with native_quiet(), Image.open(path) as image:     # libtiff talks about other files
             return _ours(getattr(image, "text", {}).get("Software"))
     except (OSError, UnidentifiedImageError):
         return False

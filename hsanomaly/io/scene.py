@@ -73,9 +73,9 @@ def read_truth(path, shape=None, grid_of=None):
     """
     known = None
     if str(path).lower().endswith(".mat"):
-        from .mat import read_mat
+        from .mat import read_mat_truth
 
-        gt, known = split_unknown(read_mat(path)[1])
+        gt, known = split_unknown(read_mat_truth(path))
         if gt is None:
             raise HsanomalyError(f"{path}: no ground-truth variable found in the .mat file")
     else:

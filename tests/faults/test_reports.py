@@ -112,3 +112,21 @@ def test_a_users_folder_at_a_cached_models_path_is_refused_before_any_work(tmp_p
                          "--models", tmp_path / "models", "-q")
     assert_one_error(result, str(taken), "not a model bundle")
     tree.assert_unchanged()
+
+
+def test_a_reader_that_stops_early_is_not_an_error(tmp_path, earlier, truth):
+    """`hsanomaly evaluate ... | head -1` printed "Error: hsanomaly: broken pipe". It ends as a
+    tool killed by SIGPIPE does: nothing on stderr, status 141."""
+    import os
+    import subprocess
+    import sys
+
+    read, write = os.pipe()
+    os.close(read)                                # the reader is gone before the first line
+    try:
+        result = subprocess.run([sys.executable, "-m", "hsanomaly.cli", "evaluate", str(earlier),
+                                 str(truth)], stdout=write, stderr=subprocess.PIPE, text=True,
+                                timeout=120)
+    finally:
+        os.close(write)
+    assert result.returncode == 141 and result.stderr == "", result.stderr

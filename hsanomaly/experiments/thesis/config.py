@@ -22,6 +22,13 @@ class ThesisConfig:
     window_iterations: int = 100       # iterations of both models of the window experiment: a
                                        # 5x5 model costs ~35x a 1x1 one per iteration on a CPU
 
+    def __post_init__(self):
+        if self.large_window and self.large_window % 2 == 0:   # checked before hours of work
+            from ...errors import HsanomalyError
+
+            raise HsanomalyError(f"--window must be odd (or 0 to skip the window experiment), "
+                                 f"got {self.large_window}")
+
     @property
     def early_iterations(self):
         return max(1, self.iterations // 2)
