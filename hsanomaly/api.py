@@ -64,6 +64,12 @@ def detect(src, dst, *, score=None, model=None, extras=None, polygons=None, thre
         check_threshold(polygons, threshold, far)
     # built (and its options checked) before any training; the bundle loads on first use
     scorer = make_scorer(score, **options, **({"model": model or quick} if cls.needs_model else {}))
+    solver = getattr(getattr(scorer, "gan", scorer), "solver", None)
+    if "convergence" in (extras or {}) and getattr(solver, "name", "") == "fast" \
+            and solver.steps == 0:
+        raise HsanomalyError("--convergence-out: the fast solver with --refine 0 (the default) "
+                             "takes no step, so the band would be all zeros; pass --refine N "
+                             "or --solver thesis")
     if quick is not None:
         model = (quick if resume and resumable_quick_model(dst, quick) else
                  train_on_scene(src, dst, cls.model_training, callback, progress))

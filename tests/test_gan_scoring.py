@@ -112,8 +112,13 @@ def test_windows_are_cut_around_each_pixel_and_holes_take_the_centre():
 def test_detect_writes_the_extra_rasters(bundle, raster, tmp_path):
     path, _, _ = raster
     extras = {name: tmp_path / f"{name}.tif" for name in ("recon", "latent", "convergence")}
+    with pytest.raises(HsanomalyError, match="--convergence-out: the fast solver with "
+                                             "--refine 0 .* takes no step"):
+        hsanomaly.detect(path, tmp_path / "score.tif", score="recon", model=bundle.path,
+                         extras=extras)                       # it wrote a band of zeros
+    assert not any(p.exists() for p in extras.values())
     result = hsanomaly.detect(path, tmp_path / "score.tif", score="recon", model=bundle.path,
-                              threads=1, extras=extras, progress=False)
+                              threads=1, extras=extras, progress=False, refine=2)
     assert result.scorer.name == "recon"
     for name, bands in (("recon", bundle.bands), ("latent", bundle.latent_dim), ("convergence", 1)):
         with rasterio.open(extras[name]) as ds:

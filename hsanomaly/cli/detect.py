@@ -77,7 +77,8 @@ def _far(ctx, param, value):
 @click.option("--recon-out", type=click.Path(dir_okay=False), help="Write the reconstruction G(z*) here.")
 @click.option("--latent-out", type=click.Path(dir_okay=False), help="Write the latent z* raster here.")
 @click.option("--convergence-out", type=click.Path(dir_okay=False),
-              help="Write the latent search's convergence band here.")
+              help="Write the latent search's convergence band here (the last step's cost "
+                   "decrease; needs --refine N or --solver thesis).")
 @click.option("--polygons", type=click.Path(dir_okay=False), help="Write target polygons (GeoPackage).")
 @click.option("--threshold", type=float, default=None, help="Score threshold for --polygons.")
 @click.option("--far", default=None, callback=_far,
