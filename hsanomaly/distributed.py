@@ -15,6 +15,7 @@ computed in parallel and folded in tile order, and samples draw the same pixels.
 """
 
 import contextlib
+import logging
 import re
 import socket
 
@@ -22,6 +23,8 @@ from .defaults import TILE
 from .engine import score_tile
 from .errors import HsanomalyError
 from .io.source import add
+
+logger = logging.getLogger(__name__)
 
 # Per-tile parts folded by one task; the fold itself is sequential, in tile order.
 FOLD_CHUNK = 32
@@ -69,6 +72,9 @@ def dask_client(workers=None, scheduler=None):
             raise HsanomalyError(f"{scheduler}: no Dask scheduler answers within "
                                  f"{CONNECT_TIMEOUT} s ({detail})") from None
         with client:
+            if not client.scheduler_info().get("workers"):   # tasks would wait without a word
+                logger.warning("%s: the Dask scheduler has no worker yet; the run waits until "
+                               "one joins (dask worker %s)", scheduler, scheduler)
             yield client
     else:
         if not workers or workers < 1:

@@ -209,3 +209,18 @@ def test_a_lost_cluster_is_one_line_with_the_way_to_resume():
         message = str(runtime_error(err, "heat.tif"))
         assert message.startswith("heat.tif: ") and "rerun with --resume" in message, message
         assert "\n" not in message
+
+
+def test_a_scheduler_without_workers_is_said(caplog):
+    """--scheduler with no worker waited silently (611 s in the audit) until one joined."""
+    import logging
+
+    from distributed import LocalCluster
+
+    from hsanomaly.distributed import dask_client
+
+    with LocalCluster(n_workers=0, dashboard_address=":0") as cluster, \
+            caplog.at_level(logging.WARNING, logger="hsanomaly"):
+        with dask_client(scheduler=cluster.scheduler_address):
+            pass
+    assert "has no worker yet" in caplog.text
