@@ -5,7 +5,6 @@ from ``hsanomaly.defaults``. Every check that can fail runs before the work star
 """
 
 import contextlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,9 +158,12 @@ def _batch_state(src, dst, score, model, tile, options):
     it from the start (an interrupted run of another input or settings is not resumed: its
     tiles could never be used, and resuming it would fail on every rerun)."""
     from .engine.detect import expected_fingerprint, read_fingerprint
-    from .engine.store import MANIFEST, store_path
+    from .engine.store import read_manifest, store_path
     from .scorers import scorer_class
 
+    store = store_path(dst)
+    if not (store.exists() or dst.exists()):
+        return "score"           # nothing earlier: no fingerprint to compute before detect does
     needs_model = scorer_class(score).needs_model
     model = scene_model_path(dst) if needs_model and model is None else model
     try:
@@ -169,13 +171,8 @@ def _batch_state(src, dst, score, model, tile, options):
         expected = expected_fingerprint(src, scorer, tile=tile)
     except Exception:            # anything wrong with the input or model: detect will say what
         return "resume"
-    store = store_path(dst)
     if store.exists():
-        try:
-            interrupted = json.loads((store / MANIFEST).read_text()).get("fingerprint")
-        except (OSError, ValueError, AttributeError):
-            interrupted = None
-        return "resume" if interrupted == expected else "score"
+        return "resume" if read_manifest(store).get("fingerprint") == expected else "score"
     return "skip" if dst.exists() and read_fingerprint(dst) == expected else "score"
 
 

@@ -143,9 +143,6 @@ def _same(value):
 def _masked_source(X):
     """A masked pixel is left out (NaN score, not in the fit), as nodata is in a raster; a pixel
     masked in one band is masked, as a raster's per-band nodata makes it."""
-    if X.ndim != 3:
-        raise HsanomalyError(f"<array>: expected a cube of shape (bands, rows, cols), got shape "
-                             f"{X.shape}")
     return ArraySource(np.ma.getdata(X), valid=~np.ma.getmaskarray(X).any(axis=0))
 
 

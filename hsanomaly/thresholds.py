@@ -61,14 +61,20 @@ def read_scores(dataset, window):
     return dataset.read(1, window=window, masked=True).astype(np.float32).filled(np.nan)
 
 
+def heatmap_array(heatmap):
+    """A heatmap array as 2-D (one band of a (1, rows, cols) array), in its own type."""
+    scores = np.asarray(heatmap)
+    if scores.ndim == 3 and scores.shape[0] == 1:
+        scores = scores[0]
+    if scores.ndim != 2:
+        raise HsanomalyError(f"<array>: a heatmap is 2-D, got shape {scores.shape}")
+    return scores
+
+
 def score_chunks(heatmap, chunk=READ_CHUNK):
     """Yield (window, float32 scores) over a heatmap GeoTIFF path or a 2-D array."""
     if isinstance(heatmap, np.ndarray):
-        scores = np.asarray(heatmap, dtype=np.float32)
-        if scores.ndim == 3 and scores.shape[0] == 1:
-            scores = scores[0]
-        if scores.ndim != 2:
-            raise HsanomalyError(f"<array>: a heatmap is 2-D, got shape {heatmap.shape}")
+        scores = heatmap_array(heatmap).astype(np.float32, copy=False)
         for win in iter_windows(*scores.shape, chunk):
             yield win, scores[win.toslices()]
         return
@@ -108,7 +114,7 @@ def threshold_from_far(heatmap, far, *, chunk=READ_CHUNK, reduce=None):
     scores alone (no labels).
 
     heatmap: a heatmap GeoTIFF path or a 2-D array; NaN/nodata pixels are ignored. An array
-    of another type than float32 is selected in its own precision, in memory.
+    is selected in memory, in its own precision.
     far: a false-alarm rate in (0, 1): the threshold is the exact order statistic with
     at most ``floor(far * n)`` of the n scores strictly above it. Targets are part of the
     distribution, so on a scene with targets slightly fewer background pixels pass.
@@ -125,9 +131,8 @@ def threshold_from_far(heatmap, far, *, chunk=READ_CHUNK, reduce=None):
         if not 0 < far < 1:
             raise HsanomalyError(f"far: a false-alarm rate is between 0 and 1, got {far}")
     name = "<array>" if isinstance(heatmap, np.ndarray) else heatmap
-    if far != "auto" and reduce is None and isinstance(heatmap, np.ndarray) \
-            and heatmap.dtype != np.float32:
-        values = np.asarray(heatmap, dtype=np.float64).ravel()
+    if far != "auto" and reduce is None and isinstance(heatmap, np.ndarray):
+        values = heatmap_array(heatmap).astype(np.float64).ravel()
         values = values[~np.isnan(values)]
         if len(values) == 0:
             raise HsanomalyError(f"{name}: the heatmap has no score")

@@ -159,7 +159,7 @@ def test_an_existing_file_hsanomaly_did_not_write_is_never_replaced(tmp_path):
     assert first.exit_code == 0, first.output
     again = run("detect", scene, tmp_path / "heat.tif", "--score", "rx", *outputs, "-q")
     assert again.exit_code == 0, again.output                       # our own outputs: replaced
-    user_raster = write_raster(tmp_path / "mine.tif", cube[:3])
+    write_raster(tmp_path / "mine.tif", cube[:3])
     (tmp_path / "mine.png").write_bytes((tmp_path / "heat.png").read_bytes()[:8] + b"not ours")
     (tmp_path / "mine.gpkg").write_text("a user's notes")
     cases = [(["mine.tif"], "DST exists and is not a heatmap"),

@@ -26,13 +26,13 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import HsanomalyError
+from ..io.atomic import describe, fsync_path
+from ..io.fingerprint import digest
 
 try:
     import fcntl
 except ImportError:          # Windows: no advisory locks; runs on one output must not overlap
     fcntl = None
-from ..io.atomic import describe, fsync_path
-from ..io.fingerprint import digest
 
 FORMAT = "hsanomaly-tiles"
 FORMAT_VERSION = 2
@@ -68,6 +68,15 @@ def write_npz(file, arrays):
         for name, value in arrays.items():
             with z.open(f"{name}.npy", "w", force_zip64=True) as member:
                 np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
+
+
+def read_manifest(path):
+    """The manifest of the tile store at ``path`` (a dict), or {} where there is none to read."""
+    try:
+        manifest = json.loads((Path(path) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
 
 
 def lock_store(path):
@@ -141,13 +150,9 @@ class TileStore:
         return {k: v for k, v in vars(self).items() if k != "_release"}
 
     def _check_previous(self, manifest):
-        try:
-            previous = json.loads((self.path / MANIFEST).read_text())
-        except (OSError, ValueError):
-            previous = {}
+        previous = read_manifest(self.path)
         rerun = "; rerun without --resume to start over"
-        if not isinstance(previous, dict) or previous.get("format") != FORMAT or \
-                previous.get("format_version") != FORMAT_VERSION:
+        if previous.get("format") != FORMAT or previous.get("format_version") != FORMAT_VERSION:
             raise HsanomalyError(f"{self.path}: the interrupted run here was written by another "
                                  f"hsanomaly version or is damaged{rerun}")
         if previous.get("input") != manifest["input"]:

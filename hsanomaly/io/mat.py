@@ -94,7 +94,7 @@ def read_mat(path):
                              "supported; convert to amplitude or real/imaginary bands first")
     check_memory(path, int(np.prod(shape, dtype=np.float64)) * (itemsize + LOAD_OVERHEAD),
                  f"loading the {'x'.join(map(str, shape))} cube {cube_name!r}")
-    truth_name = _pick({k: v for k, v in headers.items() if k != cube_name}, TRUTH_NAMES, 2)
+    truth_name = _truth_name(headers, cube_name)
     variables = _load(path, [cube_name] + ([truth_name] if truth_name else []))
     cube = variables[cube_name]
     if cube.dtype.kind == "c":
@@ -115,9 +115,12 @@ def read_mat_truth(path):
     """The truth of a .mat file as ``read_mat`` gives it, or None; the file may hold a scene
     or only its 2-D mask (a truth saved on its own), and no cube is loaded."""
     headers = _headers(path)
-    cube_name = _pick(headers, CUBE_NAMES, 3)
-    name = _pick({k: v for k, v in headers.items() if k != cube_name}, TRUTH_NAMES, 2)
+    name = _truth_name(headers, _pick(headers, CUBE_NAMES, 3))
     return _mask(_load(path, [name])[name]) if name else None
+
+
+def _truth_name(headers, cube_name):
+    return _pick({k: v for k, v in headers.items() if k != cube_name}, TRUTH_NAMES, 2)
 
 
 def _mask(truth):

@@ -44,9 +44,9 @@ def read_scene(path, truth=None):
         source.close()
     gt = known = None
     if str(path).lower().endswith(".mat"):
-        from .mat import read_mat
+        from .mat import read_mat_truth
 
-        gt, known = split_unknown(read_mat(path)[1])
+        gt, known = split_unknown(read_mat_truth(path))    # the cube is read above
     if truth is not None:
         gt, known = read_truth(truth, shape=cube.shape[1:], grid_of=path)
     return Scene(cube, valid, gt, source.profile, source.wavelengths, Path(str(path)).stem, known)

@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass
 
+from ...errors import HsanomalyError
+
 DEFAULT_SCENES = ("abu-airport-1", "abu-airport-2", "sandiego", "HYDICE")
 SAME = 0.01      # AUC differences below this count as "alike"
 
@@ -24,8 +26,6 @@ class ThesisConfig:
 
     def __post_init__(self):
         if self.large_window and self.large_window % 2 == 0:   # checked before hours of work
-            from ...errors import HsanomalyError
-
             raise HsanomalyError(f"--window must be odd (or 0 to skip the window experiment), "
                                  f"got {self.large_window}")
 
