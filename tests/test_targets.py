@@ -149,6 +149,10 @@ def test_infinite_scores_count_among_those_above(dtype):
 def test_a_float64_array_is_selected_in_its_own_precision():
     scores = np.array([[0, 1, 2, 3, 4], [5, 6, 7, 8.00000001, 8.00000002]])
     assert threshold_from_far(scores, 0.1) == 8.00000001         # float32 made it 8.0: 2 above
+    assert threshold_from_far(scores[None], 0.1) == 8.00000001   # one band of (1, rows, cols)
+    for dtype in (np.float32, np.float64):                       # and still a heatmap's shape
+        with pytest.raises(HsanomalyError, match="a heatmap is 2-D, got shape"):
+            threshold_from_far(np.zeros((2, 3, 4), dtype), 0.1)
 
 
 def test_polygons_take_the_pixels_strictly_above_the_threshold_as_given(tmp_path):
