@@ -549,3 +549,15 @@ def test_a_model_trained_otherwise_than_the_score_declares_is_named_in_a_warning
         assert len(messages) == int(warned), messages
         if warned:
             assert "--whiten" in messages[0] and str(model) in messages[0]
+
+
+def test_rx_statistics_keep_their_precision_at_a_large_offset():
+    """Reflectance stored with a large constant offset: the covariance summed over tiles must
+    match numpy's two-pass one, not lose the spread to a one-pass sum of squares."""
+    rng = np.random.default_rng(5)
+    cube = (1e6 + rng.normal(size=(6, 300, 280)) * rng.uniform(0.5, 2, (6, 1, 1))).astype(np.float32)
+    X = cube.reshape(6, -1).T.astype(np.float64)
+    scorer = make_scorer("rx").fit(ArraySource(cube))
+    np.testing.assert_allclose(scorer.mean_, X.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(np.linalg.inv(scorer.precision_), np.cov(X, rowvar=False),
+                               rtol=1e-9, atol=1e-9)

@@ -55,16 +55,35 @@ class Scorer:
 
 
 def moments(X):
-    """Pixel count, sum and sum of outer products in float64: the pieces of a streaming covariance."""
+    """Pixel count, mean and scatter (the sum of outer products about that mean) of pixels X
+    (n, bands), in float64: one tile's share of a covariance. Centring on the tile's own
+    mean keeps the precision a raster stored with a large offset would lose to a sum of
+    squares."""
     X = np.asarray(X, dtype=np.float64)
-    return np.array(len(X), dtype=np.float64), X.sum(axis=0), X.T @ X
+    mean = X.mean(axis=0) if len(X) else np.zeros(X.shape[1])
+    centred = X - mean
+    return np.array(len(X), dtype=np.float64), mean, centred.T @ centred
 
 
-def mean_cov(n, s, ss):
-    """Mean and unbiased covariance from ``moments`` summed over tiles."""
-    mean = s / n
-    cov = (ss - n * np.outer(mean, mean)) / max(n - 1, 1)
-    return mean, cov
+def merge_moments(a, b):
+    """The ``moments`` of two tiles' pixels together (Chan, Golub and LeVeque's pairwise
+    update), so a streaming or cluster fold stays as precise as one pass over all pixels."""
+    (na, mean_a, scatter_a), (nb, mean_b, scatter_b) = a, b
+    if na == 0 or nb == 0:
+        return b if na == 0 else a
+    n = na + nb
+    delta = mean_b - mean_a
+    return n, mean_a + delta * (nb / n), scatter_a + scatter_b + np.outer(delta, delta) * (na * nb / n)
+
+
+def scene_moments(source):
+    """``moments`` of every valid pixel of a source, in one streaming pass over its tiles."""
+    return source.reduce(moments, combine=merge_moments)
+
+
+def mean_cov(n, mean, scatter):
+    """Mean and unbiased covariance from ``moments``."""
+    return mean, scatter / max(n - 1, 1)
 
 
 def check_pixels(source, n, needed, what, why):

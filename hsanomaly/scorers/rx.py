@@ -4,7 +4,8 @@ import numpy as np
 
 from .. import defaults
 from ..errors import HsanomalyError
-from .base import Scorer, check_pixels, inverse, log_distance, mahalanobis_sq, mean_cov, moments
+from .base import (Scorer, check_pixels, inverse, log_distance, mahalanobis_sq, mean_cov,
+                   scene_moments)
 
 RING_PIXELS = 4096     # pixels per band of rows in local RX's vectorised covariance solves
 
@@ -15,10 +16,10 @@ class GlobalRX(Scorer):
     name = "rx"
 
     def fit(self, source):
-        n, s, ss = source.reduce(moments)
+        n, mean, scatter = scene_moments(source)
         check_pixels(source, n, source.count + 1, f"RX on {source.count} bands",
                      "one more than bands")
-        self.mean_, cov = mean_cov(n, s, ss)
+        self.mean_, cov = mean_cov(n, mean, scatter)
         self.precision_ = inverse(cov)
         return self
 
@@ -59,9 +60,9 @@ class LocalRX(Scorer):
                 "components": self.components}
 
     def fit(self, source):
-        n, s, ss = source.reduce(moments)
+        n, mean, scatter = scene_moments(source)
         check_pixels(source, n, 2, "local RX", "a mean and a spread")
-        self.mean_, cov = mean_cov(n, s, ss)
+        self.mean_, cov = mean_cov(n, mean, scatter)
         vals, vecs = np.linalg.eigh(cov)
         k = min(self.components, len(vals))
         self.projection_ = vecs[:, ::-1][:, :k]
