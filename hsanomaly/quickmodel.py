@@ -5,10 +5,11 @@ import importlib.util
 from pathlib import Path
 
 from .errors import HsanomalyError
+from .scorers import BASELINES
 
-NO_MODEL_HELP = ("pass --model DIR (from `hsanomaly train`), choose a baseline with "
-                 "--score rx|lrx|gmm, or install torch (pip install 'hsanomaly[train]') so detect "
-                 "can train a quick model on the scene itself")
+NO_MODEL_HELP = (f"pass a model (--model DIR, from `hsanomaly train`), choose a baseline score "
+                 f"({'|'.join(BASELINES)}), or install torch (pip install 'hsanomaly[train]') so "
+                 "a quick model can be trained on the scene itself")
 
 
 def scene_model_path(dst):
@@ -17,11 +18,16 @@ def scene_model_path(dst):
     return dst.with_name(dst.stem + ".model")
 
 
+def check_torch(name):
+    """Refuse, with what to do instead, a quick model where torch is not installed."""
+    if importlib.util.find_spec("torch") is None:
+        raise HsanomalyError(f"{name}: no model given and torch is not installed; {NO_MODEL_HELP}")
+
+
 def train_on_scene(src, dst, training, callback=None, progress=False):
     """Train a quick model on the raster being scored, as the score's ``model_training`` says
     (fully unsupervised: the thesis's figure 15), and keep it beside the output."""
-    if importlib.util.find_spec("torch") is None:
-        raise HsanomalyError(f"{src}: no model given and torch is not installed; {NO_MODEL_HELP}")
+    check_torch(src)
     from .training import train
 
     return train([src], scene_model_path(dst), progress=progress, callback=callback,

@@ -169,3 +169,14 @@ def test_scoring_before_fit_and_unknown_scores_are_refused():
 def test_scorers_declare_whether_they_fit_on_the_scene():
     assert hsanomaly.Detector("rx").fits_on_scene and hsanomaly.Detector("context").fits_on_scene
     assert not hsanomaly.Detector("critic").fits_on_scene
+
+
+def test_a_model_score_without_a_model_or_torch_says_what_to_do(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "torch" else real(name, *a))
+    with pytest.raises(HsanomalyError, match=r"no model given and torch is not installed; .*"
+                                             r"baseline score \(rx\|lrx\|gmm\|mlrx\|rxmlrx\)"):
+        hsanomaly.Detector("dualcontext").fit(synthetic_cube()[0])

@@ -10,7 +10,8 @@ import rasterio
 from rasterio.control import GroundControlPoint
 
 import hsanomaly
-from hsanomaly.io.heatmap import is_cog, overview_factors
+from hsanomaly.io.heatmap import is_cog, overview_factors, score_description
+from hsanomaly.scorers import SCORES, scorer_class
 
 from synthetic import synthetic_cube, write_raster
 
@@ -18,6 +19,13 @@ from synthetic import synthetic_cube, write_raster
 def cli(*args):
     return subprocess.run([sys.executable, "-m", "hsanomaly.cli", *map(str, args)],
                           capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("name", SCORES)
+def test_every_score_says_what_it_measures_in_its_band_description(name):
+    scorer = scorer_class(name)
+    assert scorer.meaning
+    assert score_description(scorer) == f"{name} anomaly score ({scorer.meaning}; high = anomalous)"
 
 
 def test_tags_name_the_score_every_parameter_and_the_input(synthetic_raster, tmp_path):
@@ -30,7 +38,8 @@ def test_tags_name_the_score_every_parameter_and_the_input(synthetic_raster, tmp
         assert json.loads(tags["HSANOMALY_PARAMETERS"]) == {"name": "lrx", "outer": 7, "guard": 3,
                                                             "components": 10}
         assert tags["HSANOMALY_VERSION"] == hsanomaly.__version__
-        assert ds.descriptions[0].startswith("lrx anomaly score")
+        assert ds.descriptions[0] == ("lrx anomaly score (local RX: Mahalanobis distance to the "
+                                      "surrounding ring; high = anomalous)")
         stats = ds.tags(1)
         values = ds.read(1)
         assert float(stats["STATISTICS_MAXIMUM"]) == pytest.approx(np.nanmax(values), rel=1e-6)

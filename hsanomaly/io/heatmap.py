@@ -46,21 +46,9 @@ def heatmap_tags(scorer, source):
     return {TAG_PREFIX + key: value for key, value in tags.items()} | {"TIFFTAG_SOFTWARE": SOFTWARE}
 
 
-SCORE_MEANINGS = {
-    "rx": "RX: Mahalanobis distance to the scene",
-    "lrx": "local RX: Mahalanobis distance to the surrounding ring",
-    "gmm": "Gaussian mixture: -log likelihood",
-    "critic": "GAN critic: -D(x), diagnostic",
-    "recon": "GAN reconstruction cost",
-    "anogan": "GAN reconstruction and critic-feature cost",
-    "resrx": "GAN residual: log Mahalanobis distance",
-    "context": "GAN residual x local RX (log)",
-}
-
-
-def score_description(name):
-    """Band 1's description: the score's name and what high values mean."""
-    return f"{name} anomaly score ({SCORE_MEANINGS.get(name, name)}; high = anomalous)"
+def score_description(scorer):
+    """Band 1's description: the score's name, what it measures and what high values mean."""
+    return f"{scorer.name} anomaly score ({scorer.meaning or scorer.name}; high = anomalous)"
 
 
 def describe_bands(dataset, source, names):
@@ -78,7 +66,7 @@ def describe_bands(dataset, source, names):
 def band_descriptions(scorer, output, bands):
     """What each band of output ``output`` ("score" or an extra's name) holds."""
     if output == "score":
-        return [score_description(scorer.name)]
+        return [score_description(scorer)]
     names = (getattr(scorer, "band_names", None) or {}).get(output)
     return list(names) if names else [f"{output} {b + 1}" for b in range(bands)]
 

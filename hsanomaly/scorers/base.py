@@ -15,6 +15,7 @@ class Scorer:
     """What every score declares about itself; the registry (scorers/__init__.py) reads it."""
 
     name = "base"
+    meaning = ""          # what the score measures, for the heatmap's band description
     needs_model = False   # takes ``model=<bundle path>``
     fits_on_scene = True  # ``fit(source)`` must run on the scene being scored
     options = ()          # keyword options the constructor takes, besides ``model``

@@ -215,10 +215,12 @@ def _each_once(*groups):
 
 class ResidualRXScorer(ResidualScorer):
     name = "resrx"
+    meaning = "GAN residual: log Mahalanobis distance"
 
 
 class ContextScorer(ResidualScorer):
     name = "context"
+    meaning = "GAN residual x local RX (log)"
     options = _each_once(ResidualScorer.options, LocalRX.options, ("purge",))
 
     def __init__(self, model, outer=defaults.CONTEXT_OUTER, guard=defaults.CONTEXT_GUARD,
@@ -229,6 +231,7 @@ class ContextScorer(ResidualScorer):
 
 class MultiContextScorer(ResidualScorer):
     name = "mcontext"
+    meaning = "GAN residual x multi-ring local RX (log)"
     options = _each_once(ResidualScorer.options, MultiRingLRX.options)
 
     def __init__(self, model, rings=defaults.RINGS, components=defaults.LRX_COMPONENTS,
@@ -239,6 +242,7 @@ class MultiContextScorer(ResidualScorer):
 
 class ResidualContextScorer(ResidualScorer):
     name = "rescontext"
+    meaning = "GAN residual x multi-ring local RX of the residuals (log)"
     options = _each_once(ResidualScorer.options, MultiRingLRX.options)
 
     def __init__(self, model, rings=defaults.RINGS, components=defaults.LRX_COMPONENTS,
@@ -249,6 +253,7 @@ class ResidualContextScorer(ResidualScorer):
 
 class DualContextScorer(ResidualScorer):
     name = "dualcontext"
+    meaning = "GAN residual x multi-ring local RX of the pixels and the residuals (log)"
     options = _each_once(ResidualScorer.options, MultiRingLRX.options, ("weight",))
 
     def __init__(self, model, rings=defaults.RINGS, components=defaults.LRX_COMPONENTS,

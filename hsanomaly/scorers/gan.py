@@ -237,6 +237,7 @@ class CriticScorer(GanScorer):
     """-D(x): fast, but diagnostic only: its sign is not tied to anomalousness (docs/benchmark.md)."""
 
     name = "critic"
+    meaning = "GAN critic: -D(x), diagnostic"
     options = RUNTIME_OPTIONS
 
 
@@ -245,10 +246,12 @@ class ReconScorer(GanScorer):
     bands, where it is a Mahalanobis distance (docs/ablations.md), so its quick model whitens."""
 
     name = "recon"
+    meaning = "GAN reconstruction cost"
     model_training = {"whiten": True}
 
 
 class AnoganScorer(GanScorer):
     name = "anogan"
+    meaning = "GAN reconstruction and critic-feature cost"
     model_training = ReconScorer.model_training
     options = GanScorer.options + ("lam",)

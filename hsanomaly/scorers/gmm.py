@@ -9,6 +9,7 @@ from .base import Scorer, check_pixels
 
 class GaussianMixtureScorer(Scorer):
     name = "gmm"
+    meaning = "Gaussian mixture: -log likelihood"
     options = ("components", "pca", "sample", "seed")
 
     def __init__(self, components=defaults.GMM_COMPONENTS, pca=defaults.GMM_PCA,

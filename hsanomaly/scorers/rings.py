@@ -58,6 +58,7 @@ class MultiRingLRX(Purged, Scorer):
     """Mean over rings of log local RX; the rings share the scene's principal components."""
 
     name = "mlrx"
+    meaning = "multi-ring local RX: mean log distance to the rings"
     options = ("rings", "components", "top_rings", "purge", "neighbour_weight")
     adds_rx = False          # rxmlrx adds log global RX to the score
 
@@ -142,7 +143,5 @@ class RXMultiRingLRX(MultiRingLRX):
     """log global RX + mean log multi-ring local RX (no model)."""
 
     name = "rxmlrx"
+    meaning = "RX x multi-ring local RX (log)"
     adds_rx = True
-
-    def params(self):
-        return {**super().params(), "name": self.name}
