@@ -24,7 +24,7 @@ from threadpoolctl import threadpool_limits
 from hsanomaly.engine import detect
 from hsanomaly.io.source import RasterSource, iter_windows
 from hsanomaly.scorers import GlobalRX
-from hsanomaly.scorers.base import merge_moments, moments
+from hsanomaly.scorers.base import scene_moments
 
 
 def write_synthetic(path, rows, cols, bands, tile):
@@ -73,7 +73,7 @@ def main():
 
         source = RasterSource(src)
         with threadpool_limits(1):
-            reference = {"statistics pass": timed(lambda: source.reduce(moments, tile=args.tile, combine=merge_moments)),
+            reference = {"statistics pass": timed(lambda: scene_moments(source, tile=args.tile)),
                          "detect (rx)": timed(lambda: detect(src, tmp / "local.tif", GlobalRX(),
                                                              tile=args.tile, progress=False))}
         loop = timed(lambda: [_noop(i) for i in range(args.trivial_tasks)]) / args.trivial_tasks
@@ -87,7 +87,7 @@ def main():
                     Client(cluster, set_as_default=False) as client:
                 client.run(__import__, "hsanomaly.distributed")  # workers' imports are start-up
                 cluster_source = DistributedSource(source, client)
-                run = {"statistics pass": timed(lambda: cluster_source.reduce(moments, tile=args.tile, combine=merge_moments)),
+                run = {"statistics pass": timed(lambda: scene_moments(cluster_source, tile=args.tile)),
                        "detect (rx)": timed(lambda: detect(
                            src, tmp / f"dask{workers}.tif", GlobalRX(), tile=args.tile,
                            executor=DaskExecutor(client)))}

@@ -9,6 +9,7 @@ SCORE = "dualcontext"
 
 # Tiles: the engine's unit of reading, scoring, storing and resuming.
 TILE = 256
+MIN_TILE = 8               # the smallest tile the engine takes
 TILE_THREADS = 2           # tiles scored at once in a process (numpy, onnxruntime release the GIL)
 
 # Training (hsanomaly.training.settings.Settings reads these).
@@ -17,9 +18,13 @@ CRITIC_STEPS = 2           # critic updates per generator iteration
 TRAIN_WINDOW = 1           # spatial window of the training patches (odd; 1 = spectra only)
 TRAIN_SEED = 0
 
+# The random seed of scoring: sample draws, latent codebooks, mixtures.
+SEED = 0
+
 # Latent search for the reconstruction cost (hsanomaly.latent).
 SOLVER = "fast"            # "fast" (codebook + Gauss-Newton) or "thesis" (restarts x steps)
 CODEBOOK = 65536           # fast solver: codebook entries
+MIN_CODEBOOK = 16          # fast solver: the fewest codebook entries
 REFINE = 0                 # fast solver: Gauss-Newton steps from the best codebook entry
 CODEBOOK_SCALE = 1.0       # fast solver: the codebook's latent spread, in the prior's standard deviations
                            # (the prior the generator was trained on; docs/ablations.md)

@@ -15,12 +15,12 @@ LOGGER.addHandler(logging.NullHandler())
 LEVELS = {-1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}
 
 
-def configure(verbosity=0, stream=None):
-    """Send hsanomaly's log to ``stream`` (stderr): -1 warnings only, 0 stage names, 1 stage
+def configure(verbosity=0):
+    """Send hsanomaly's log to stderr: -1 warnings only, 0 stage names, 1 stage
     names with their times and debug lines."""
     handler = next((h for h in LOGGER.handlers if getattr(h, "hsanomaly_cli", False)), None)
     if handler is None:
-        handler = logging.StreamHandler(stream or sys.stderr)
+        handler = logging.StreamHandler(sys.stderr)
         handler.hsanomaly_cli = True
         handler.setFormatter(logging.Formatter("%(message)s"))
         LOGGER.addHandler(handler)

@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from .errors import HsanomalyError
-from .options import is_real
+from .io.atomic import atomic_path, check_writable, native_quiet
+from .io.heatmap import SCORE_TAG
 from .io.styles import STYLE_TABLE, gpkg_tables, write_default_style
+from .options import is_real
 from .logs import stage as log_stage
 from .regions import Regions
-from .io.atomic import atomic_path, check_writable, native_quiet
 from .thresholds import READ_CHUNK, open_heatmap, score_chunks, threshold_from_far
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, chunk=R
     is in the raster's CRS with, per target: id (1 = highest max score), pixels, area (map
     units squared; null when the raster has no CRS, whose coordinates are pixel
     coordinates, as the layer description says), max_score, mean_score, centroid_x and
-    centroid_y (map coordinates of the mean pixel centre). Memory is bounded by ``window``
+    centroid_y (map coordinates of the mean pixel centre). Memory is bounded by ``chunk``
     plus the targets themselves; the file is written through the one write path (read back
     and its features counted before it replaces ``gpkg_path``; with ``stage``, together with
     that stage's other outputs), and no target writes a valid empty layer. ``name``: how the
@@ -69,7 +70,7 @@ def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, chunk=R
     check_threshold(gpkg_path, threshold, far)
     with open_heatmap(heatmap_path) as ds:
         crs, transform, width = ds.crs, ds.transform, ds.width
-        score = ds.tags().get("HSANOMALY_SCORE", "")
+        score = ds.tags().get(SCORE_TAG, "")
         if crs is None and ds.gcps[0]:
             logger.warning("%s: the raster is placed on the map by ground control points, which "
                            "polygons do not follow: they are in pixel coordinates (gdalwarp "

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .io.heatmap import SCORE_TAG
+
 MAX_SIZE = 2048   # pixels on the longer side; larger heatmaps are decimated
 BAR_HEIGHT = 28   # pixels of the colour-bar strip appended below the scores
 
@@ -33,7 +35,7 @@ def write_png(heatmap, png, max_size=MAX_SIZE, stage=None):
         step = max(1, -(-max(ds.height, ds.width) // max_size))
         shape = (max(1, ds.height // step), max(1, ds.width // step))
         scores = read_checked(ds, 1, out_shape=shape, masked=True).filled(np.nan)
-        name = ds.tags().get("HSANOMALY_SCORE", "score")
+        name = ds.tags().get(SCORE_TAG, "score")
         transform = ds.transform * ds.transform.scale(ds.width / shape[1], ds.height / shape[0])
         crs = ds.crs
     scores = np.asarray(scores, dtype=np.float64)

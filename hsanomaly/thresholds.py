@@ -173,9 +173,9 @@ def auto_threshold(coarse, reduce, name="<heatmap>"):
     Student backgrounds), and the fit only uses quantiles at or below the top t/4, so
     targets covering fewer pixels than that do not move it; more target pixels make the
     tail look heavier and the threshold higher: the rule errs towards fewer false alarms.
-    Measured on pure backgrounds (normal, chi-square 12 and 150, Student 5, exponential,
-    lognormal; 2e3, 1e4 and 1e6 pixels): 1 to 7 false-alarm pixels on average, up to 18 in
-    one raster out of ten. (A least-squares fit over nine tail quantiles was no steadier.)
+    Its false alarms on pure backgrounds of several tail shapes and sizes are measured in
+    tests/test_targets.py and docs/ablations.md (a least-squares fit over nine tail quantiles
+    was no steadier).
 
     coarse: the summed first-pass ``score_histogram``; reduce: as in ``threshold_from_far``;
     name: the heatmap, for the error when infinite scores reach into the quantiles fitted.

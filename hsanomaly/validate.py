@@ -43,7 +43,7 @@ def is_path(value):
 
 
 def detect_paths(src, dst, *, model=None, extras=None, png=None, polygons=None, quick_model=None,
-                 more_inputs=(), overwrite=False):
+                 overwrite=False):
     """Refuse colliding, unwritable or unreplaceable outputs of one detect run; without
     ``overwrite``, also existing output files that hsanomaly did not write."""
     from .engine.store import is_tile_store, store_path
@@ -51,7 +51,6 @@ def detect_paths(src, dst, *, model=None, extras=None, png=None, polygons=None, 
 
     inputs = [("SRC", src)] + [("SRC", f) for f in dataset_files(src)] if is_path(src) else []
     inputs += [("--model", model, DIRECTORY)] if is_path(model) else []
-    inputs += list(more_inputs)
     store = store_path(dst)
     outputs = [("DST", dst)] + [(f"--{k}-out", v) for k, v in (extras or {}).items()]
     outputs += [("--png", png)] + ([("--png's world file", side) for side in sidecars(png)]

@@ -77,3 +77,26 @@ def test_scorer_defaults_and_help_texts():
                         ("neighbour_weight", f"[default: {defaults.DUAL_NEIGHBOUR_WEIGHT:g} for "
                                              f"dualcontext, {defaults.NEIGHBOUR_WEIGHT:g} otherwise]")):
         assert str(value) in option(detect, name).help, (name, value)
+
+
+def test_seeds_limits_and_the_thesis_defaults():
+    from hsanomaly.cli.thesis import thesis
+    from hsanomaly.engine.detect import check_tile
+    from hsanomaly.experiments.thesis import ThesisConfig
+
+    for name in ("gmm", "recon", "resrx"):
+        assert keyword_default(scorer_class(name), "seed") == defaults.SEED
+    assert keyword_default(make_solver, "seed") == defaults.SEED
+    assert Settings.seed == defaults.TRAIN_SEED
+    assert option(detect, "tile").type.min == defaults.MIN_TILE
+    assert option(detect, "codebook").type.min == option(thesis, "codebook").type.min == \
+        defaults.MIN_CODEBOOK
+    check_tile(defaults.MIN_TILE)
+    assert make_solver("fast", codebook=defaults.MIN_CODEBOOK).codebook_size == defaults.MIN_CODEBOOK
+    config = ThesisConfig()
+    assert (config.iterations, config.seed, config.codebook) == \
+        (defaults.ITERATIONS, defaults.TRAIN_SEED, defaults.CODEBOOK)
+    for name, field in (("iterations", "iterations"), ("seed", "seed"), ("codebook", "codebook"),
+                        ("solver_pixels", "solver_pixels"), ("window", "large_window"),
+                        ("window_iterations", "window_iterations")):
+        assert option(thesis, name).default == getattr(config, field)

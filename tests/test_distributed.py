@@ -16,7 +16,7 @@ import hsanomaly
 from hsanomaly.errors import HsanomalyError
 from hsanomaly.io.source import RasterSource
 from hsanomaly.scorers import GlobalRX
-from hsanomaly.scorers.base import merge_moments, moments
+from hsanomaly.scorers.base import scene_moments
 
 distributed = pytest.importorskip("distributed", reason="needs dask[distributed] (the [dask] extra)")
 
@@ -62,8 +62,7 @@ def test_statistics_match_the_local_pass(synthetic_raster, client):
     """Many tiles, so the ordered fold spans several chunks; samples pick the same pixels."""
     source = RasterSource(synthetic_raster[0])
     cluster_source = DistributedSource(source, client)
-    for local, remote in zip(source.reduce(moments, tile=4, combine=merge_moments),
-                             cluster_source.reduce(moments, tile=4, combine=merge_moments)):
+    for local, remote in zip(scene_moments(source, tile=4), scene_moments(cluster_source, tile=4)):
         assert np.array_equal(local, remote)
     assert np.array_equal(source.sample(300, seed=3, tile=4), cluster_source.sample(300, seed=3, tile=4))
     maximum = cluster_source.reduce(lambda X: X.max(axis=0, initial=-np.inf), tile=4, combine=np.maximum)

@@ -3,6 +3,7 @@
 import click
 
 from .. import defaults
+from ..latent import DEPRECATED_NAMES, SOLVERS
 from ..scorers import SCORES
 from ..scorers.rings import rings_text
 from ..runtime import DEVICES
@@ -25,14 +26,14 @@ def _far(ctx, param, value):
               help="Anomaly score. Scores that need a model train a quick one on SRC when no "
                    "--model is given (needs torch) and keep it as DST's stem + .model.")
 @click.option("--model", type=click.Path(), help="Model bundle from `hsanomaly train`.")
-@click.option("--solver", type=click.Choice(["fast", "thesis", "seed"]), default=None,
+@click.option("--solver", type=click.Choice([*SOLVERS, *DEPRECATED_NAMES]), default=None,
               help=f"Latent search for the GAN scores: fast, or the thesis's restarts x steps "
                    f"('seed' is a deprecated name for thesis) [default: {defaults.SOLVER}].")
 @click.option("--restarts", type=click.IntRange(min=1), default=None,
               help=f"Thesis solver: random restarts [default: {defaults.RESTARTS}].")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
               help=f"Thesis solver: gradient steps per restart [default: {defaults.STEPS}].")
-@click.option("--codebook", type=click.IntRange(min=16), default=None,
+@click.option("--codebook", type=click.IntRange(min=defaults.MIN_CODEBOOK), default=None,
               help=f"Fast solver: codebook entries [default: {defaults.CODEBOOK}]; fewer build "
                    "faster, more start closer.")
 @click.option("--refine", type=click.IntRange(min=0), default=None,
@@ -91,7 +92,7 @@ def _far(ctx, param, value):
 @click.option("--ignore-wavelengths", is_flag=True, default=None,
               help="Score with a model even where the raster's band wavelengths differ from "
                    "the ones it was trained on.")
-@click.option("--tile", type=click.IntRange(min=8), default=defaults.TILE, show_default=True,
+@click.option("--tile", type=click.IntRange(min=defaults.MIN_TILE), default=defaults.TILE, show_default=True,
               help="Tile size in pixels.")
 @click.option("--cog", is_flag=True,
               help="Write Cloud-Optimized GeoTIFFs (GDAL's COG driver) for the heatmap and extras.")

@@ -1,6 +1,9 @@
 import click
 
-from .. import defaults
+from ..experiments.thesis.config import ThesisConfig
+from ..defaults import MIN_CODEBOOK
+
+DEFAULT = ThesisConfig()
 
 
 @click.command()
@@ -8,17 +11,18 @@ from .. import defaults
 @click.option("--out", type=click.Path(file_okay=False), default="docs", show_default=True,
               help="Folder for report.md and figures/.")
 @click.option("--scenes", default="", help="Comma-separated scene names or file stems (default: "
-                                           "abu-airport-1, abu-airport-2, sandiego, HYDICE).")
-@click.option("--iterations", type=click.IntRange(min=2), default=defaults.ITERATIONS, show_default=True,
-              help="Generator iterations per model (early-stopped critics get half).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--solver-pixels", type=click.IntRange(min=1), default=300, show_default=True,
-              help="Background pixels sampled for the latent-solver comparison.")
-@click.option("--codebook", type=click.IntRange(min=16), default=defaults.CODEBOOK, show_default=True,
-              help="Fast-solver codebook entries of every reconstruction score.")
-@click.option("--window", type=click.IntRange(min=0), default=5, show_default=True,
+                                           f"{', '.join(DEFAULT.scenes)}).")
+@click.option("--iterations", type=click.IntRange(min=2), default=DEFAULT.iterations,
+              show_default=True, help="Generator iterations per model (early-stopped critics get half).")
+@click.option("--seed", type=int, default=DEFAULT.seed, show_default=True)
+@click.option("--solver-pixels", type=click.IntRange(min=1), default=DEFAULT.solver_pixels,
+              show_default=True, help="Background pixels sampled for the latent-solver comparison.")
+@click.option("--codebook", type=click.IntRange(min=MIN_CODEBOOK), default=DEFAULT.codebook,
+              show_default=True, help="Fast-solver codebook entries of every reconstruction score.")
+@click.option("--window", type=click.IntRange(min=0), default=DEFAULT.large_window, show_default=True,
               help="Window of the larger-window experiment (odd); 0 skips it.")
-@click.option("--window-iterations", type=click.IntRange(min=1), default=100, show_default=True,
+@click.option("--window-iterations", type=click.IntRange(min=1), default=DEFAULT.window_iterations,
+              show_default=True,
               help="Generator iterations of both models (1x1 and the larger window) of the "
                    "window experiment.")
 @click.option("--models", "models_dir", type=click.Path(file_okay=False), default=None,

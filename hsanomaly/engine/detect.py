@@ -22,19 +22,20 @@ from pathlib import Path
 
 import numpy as np
 
-from ..defaults import TILE, TILE_THREADS
+from ..defaults import MIN_TILE, TILE, TILE_THREADS
 from ..errors import HsanomalyError
 from ..io.atomic import check_writable, describe, native_quiet, raster_check, staged
 from ..io.fingerprint import input_fingerprint
 from ..io.heatmap import (add_overviews_and_statistics, band_descriptions, describe_bands,
                           heatmap_profile, heatmap_tags, to_cog)
+from ..io.ownership import TAG_PREFIX
 from ..io.source import gdal_env, open_source
 from ..logs import stage as stage_log
+from ..options import check_whole
 from ..runtime import one_blas_thread
 from .store import TileStore, check_unlocked, run_fingerprint, store_path
 
-MIN_TILE = 8
-RUN_TAG = "HSANOMALY_RUN_FINGERPRINT"      # what detect-many compares to know a result is current
+RUN_TAG = TAG_PREFIX + "RUN_FINGERPRINT"      # what detect-many compares to know a result is current
 NEAR_CONSTANT = 1e-5                       # relative band range below which a raster is "constant"
 RANGE = "_range"                           # per-tile input band minima and maxima, stored with the tile
 
@@ -54,14 +55,7 @@ class DetectResult:
 
 def check_tile(tile):
     """Refuse, with one line, a tile size that is not a whole number of at least MIN_TILE."""
-    if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile < MIN_TILE:
-        raise HsanomalyError(f"--tile must be a whole number of at least {MIN_TILE} pixels, "
-                             f"got {tile!r}")
-
-
-def plan(source, scorer, dst, extras=None, tile=TILE):
-    """Windows to score and output name -> (path, bands); refuses impossible jobs up front."""
-    return source.windows(tile), plan_outputs(source, scorer, dst, extras, tile)
+    check_whole("--tile", tile, MIN_TILE)
 
 
 def plan_outputs(source, scorer, dst, extras=None, tile=TILE):
@@ -114,12 +108,11 @@ def manifest(src, source, scorer, outputs, tile):
     return {"input": input_fingerprint(src, source), "config": config(source, scorer, outputs, tile)}
 
 
-def expected_fingerprint(src, scorer, extras=None, tile=TILE):
+def expected_fingerprint(src, scorer, tile=TILE):
     """The run fingerprint a heatmap of ``src`` scored now by ``scorer`` would carry."""
     source = src if hasattr(src, "read") else open_source(src)
     try:
-        outputs = {"score": (None, 1), **{k: (None, scorer.extras[k]) for k in extras or {}}}
-        job = manifest(src, source, scorer, outputs, tile)
+        job = manifest(src, source, scorer, {"score": (None, 1)}, tile)
     finally:
         if source is not src:
             source.close()
@@ -243,12 +236,11 @@ class LocalExecutor:
             yield index
 
 
-def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, fit=None, executor=None,
+def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=None,
            progress=False, callback=None, stage=None, cog=False):
     """Score raster ``src`` into GeoTIFF ``dst`` with ``scorer``: plan, fit, store, assemble.
 
     extras: optional {output name: path} for the scorer's extra outputs (e.g. "recon").
-    fit: fit the scorer on ``src`` first; default: what the scorer declares (``fits_on_scene``).
     executor: where tiles are scored; this process by default, or
     ``hsanomaly.distributed.DaskExecutor(client)`` for a Dask cluster. The output is the same.
     callback(fraction, message) -> True cancels: nothing is written, the tile store is removed.
@@ -268,7 +260,7 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, fit=None, 
         check_unlocked(store_path(dst))
         job = manifest(src, source, scorer, outputs, tile)
         windows = source.windows(tile)
-        if scorer.fits_on_scene if fit is None else fit:
+        if scorer.fits_on_scene:
             if callback and callback(0.0, f"fitting {scorer.name} on {source.name}"):
                 raise HsanomalyError(f"{dst}: cancelled")
             with stage_log(f"fitting {scorer.name} on {source.name}"):

@@ -31,6 +31,9 @@ def heatmap_profile(source, bands, block=OUTPUT_BLOCK):
     return profile
 
 
+SCORE_TAG = TAG_PREFIX + "SCORE"     # the score's name, which readers of a heatmap go by
+
+
 def heatmap_tags(scorer, source):
     """Dataset tags naming the score, its parameters, the model and the input."""
     from .._version import __version__

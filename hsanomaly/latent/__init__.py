@@ -5,12 +5,9 @@
 onnxruntime only.
 """
 
-import math
-import numbers
-
 from .. import defaults
 from ..errors import HsanomalyError
-from ..options import check_whole
+from ..options import check_whole, is_real
 from .fast import Codebook, FastSolver
 from .generator import GeneratorFunction, reconstruction_cost
 from .result import LatentResult
@@ -22,7 +19,7 @@ DEPRECATED_NAMES = {"seed": "thesis"}   # accepted for one release, with a warni
 
 def make_solver(name, *, c1=defaults.C1, c2=defaults.C2, restarts=defaults.RESTARTS,
                 steps=defaults.STEPS, codebook=defaults.CODEBOOK, refine=defaults.REFINE,
-                codebook_scale=defaults.CODEBOOK_SCALE, seed=0):
+                codebook_scale=defaults.CODEBOOK_SCALE, seed=defaults.SEED):
     """A solver by its CLI name; ``restarts``/``steps`` configure the thesis solver only,
     ``codebook`` (entries), ``refine`` (Gauss-Newton steps) and ``codebook_scale`` (the
     codebook's latent spread, in the prior's standard deviations) the fast solver only.
@@ -36,10 +33,9 @@ def make_solver(name, *, c1=defaults.C1, c2=defaults.C2, restarts=defaults.RESTA
     # every option is checked whichever solver takes it: a bad value is a mistake either way
     check_whole("--restarts", restarts, 1)
     check_whole("--steps", steps, 1)
-    check_whole("--codebook", codebook, 16)
+    check_whole("--codebook", codebook, defaults.MIN_CODEBOOK)
     check_whole("--refine", refine, 0)
-    if (isinstance(codebook_scale, bool) or not isinstance(codebook_scale, numbers.Real)
-            or not 0 < codebook_scale < math.inf):
+    if not is_real(codebook_scale) or codebook_scale <= 0:
         raise HsanomalyError(f"--codebook-scale must be a finite number above 0, "
                              f"got {codebook_scale!r}")
     if name == "thesis":

@@ -1,8 +1,8 @@
 """The default latent search: a linearised codebook, then chord Gauss-Newton steps.
 
-Why it is fast: the generator is the expensive part (about 0.7 MFLOP per evaluation) while
-the latent space is tiny (4 dims) and the output short (about 20 values), so nearly all the
-work can be done once per model instead of once per pixel.
+Why it is fast: the generator is the expensive part while the latent space is tiny (a few
+dimensions) and the output short (the model's bands), so nearly all the work can be done
+once per model instead of once per pixel.
 
 Once per model (``Codebook``): K latent vectors spread over the prior (a scrambled Sobol
 sequence mapped through the normal quantile and scaled by ``scale``: 1 covers the prior the
@@ -47,11 +47,11 @@ _shared = {}            # (generator key, solver params) -> Codebook, oldest fir
 
 def codebook_size(size, latent_dim, output_size):
     """The entries a codebook of ``size`` requested entries gets: capped by CODEBOOK_BYTES,
-    rounded down to a power of two (Sobol points come in powers of two), at least 16."""
+    rounded down to a power of two (Sobol points come in powers of two), at least MIN_CODEBOOK."""
     k, d = latent_dim, output_size
     per_entry = 4 * (d + 2 * k * d + k * k + k)
     size = min(int(size), CODEBOOK_BYTES // per_entry)
-    return 2 ** max(4, int(np.log2(max(size, 1))))
+    return 2 ** max(int(np.log2(defaults.MIN_CODEBOOK)), int(np.log2(max(size, 1))))
 
 
 def codebook_samples(generator, size, scale, seed):
@@ -96,7 +96,7 @@ class Codebook:
         self.c2_over_k = np.float32(c2 / k)
         self.mean = self.g.mean(axis=0)
         # leading principal axes of the outputs: eigenvectors of their (d, d) scatter matrix,
-        # largest first (the SVD of the (K, d) outputs gives the same axes, 50x slower)
+        # largest first (the SVD of the (K, d) outputs gives the same axes, far slower)
         centred = (self.g - self.mean).astype(np.float64)
         values, vectors = np.linalg.eigh(centred.T @ centred)
         order = np.argsort(values)[::-1][:min(projection, d)]
@@ -200,7 +200,7 @@ class FastSolver:
 
         The pixels are searched in the Z-curve order of their projected coordinates
         (``morton_order``): consecutive KD-tree queries then walk the same branches while they
-        are in the caches, which makes the search about a third faster with the same answers."""
+        are in the caches, which makes the search faster with the same answers (docs/speed.md)."""
         x = np.asarray(x, dtype=np.float32)
         book = self.codebook(generator)
         points = book.project(x)

@@ -8,6 +8,7 @@ treat every scorer alike. High scores mean anomalous.
 
 import numpy as np
 
+from ..defaults import TILE
 from ..errors import HsanomalyError
 
 
@@ -59,7 +60,7 @@ def moments(X):
     """Pixel count, mean and scatter (the sum of outer products about that mean) of pixels X
     (n, bands), in float64: one tile's share of a covariance. Centring on the tile's own
     mean keeps the precision a raster stored with a large offset would lose to a sum of
-    squares."""
+    squares. Tiles' moments are folded with ``merge_moments`` (``scene_moments``), never summed."""
     X = np.asarray(X, dtype=np.float64)
     mean = X.mean(axis=0) if len(X) else np.zeros(X.shape[1])
     centred = X - mean
@@ -77,9 +78,9 @@ def merge_moments(a, b):
     return n, mean_a + delta * (nb / n), scatter_a + scatter_b + np.outer(delta, delta) * (na * nb / n)
 
 
-def scene_moments(source):
+def scene_moments(source, tile=TILE):
     """``moments`` of every valid pixel of a source, in one streaming pass over its tiles."""
-    return source.reduce(moments, combine=merge_moments)
+    return source.reduce(moments, tile=tile, combine=merge_moments)
 
 
 def mean_cov(n, mean, scatter):

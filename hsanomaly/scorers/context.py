@@ -24,7 +24,7 @@ pixels (a parked aircraft) then no longer makes up its own members' background. 
 still scored. ``neighbour_weight`` (all of them; the same module) adds to each pixel's score
 that weight times the highest score in its 3x3 neighbourhood.
 
-Both are fitted on the scene they score (the residual statistics on a sample of its pixels,
+All of them are fitted on the scene they score (the residual statistics on a sample of its pixels,
 local RX's projection in a streaming pass) and then score tiles independently. They need a
 model trained on 1x1 windows.
 """
@@ -51,7 +51,7 @@ class ResidualScorer(Purged, Scorer):
     residual_local = None     # spatial term on the residuals (MultiRingLRX)
     weight = 1.0              # weight of the resrx term
 
-    def __init__(self, model, sample=defaults.RESIDUAL_SAMPLE, seed=0, trim=defaults.RESIDUAL_TRIM,
+    def __init__(self, model, sample=defaults.RESIDUAL_SAMPLE, seed=defaults.SEED, trim=defaults.RESIDUAL_TRIM,
                  purge=defaults.PURGE, neighbour_weight=defaults.NEIGHBOUR_WEIGHT, **gan_options):
         if sample < 2:
             raise HsanomalyError(f"--sample must be at least 2, got {sample}")

@@ -44,7 +44,7 @@ class GanScorer(Scorer):
     def __init__(self, model, solver=defaults.SOLVER, restarts=defaults.RESTARTS,
                  steps=defaults.STEPS, codebook=defaults.CODEBOOK, refine=defaults.REFINE,
                  codebook_scale=defaults.CODEBOOK_SCALE, c1=defaults.C1, c2=defaults.C2,
-                 lam=defaults.LAM, device=defaults.DEVICE, threads=None, seed=0,
+                 lam=defaults.LAM, device=defaults.DEVICE, threads=None, seed=defaults.SEED,
                  ignore_wavelengths=False):
         from ..latent import make_solver
         from ..runtime import check_threads, providers

@@ -13,7 +13,7 @@ class GaussianMixtureScorer(Scorer):
     options = ("components", "pca", "sample", "seed")
 
     def __init__(self, components=defaults.GMM_COMPONENTS, pca=defaults.GMM_PCA,
-                 sample=defaults.GMM_SAMPLE, seed=0):
+                 sample=defaults.GMM_SAMPLE, seed=defaults.SEED):
         for option, value in (("components", components), ("pca", pca), ("sample", sample)):
             if value < 1:
                 raise HsanomalyError(f"--{option} must be at least 1, got {value}")

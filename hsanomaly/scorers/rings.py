@@ -1,6 +1,6 @@
 """Local RX over several rings, fused: spatial context that adapts to the target's size.
 
-One fixed ring (outer 21, guard 7) lifts small targets and hurts large or clustered ones,
+One fixed ring (the context score's) lifts small targets and hurts large or clustered ones,
 whose own pixels fill the ring. Several rings (small to large) share one principal-component
 projection; their log distances are averaged (a geometric mean of the distances), so a pixel
 that stands out at every scale scores high and one ring's blind spot is outvoted. With

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+from ... import defaults
 from ...errors import HsanomalyError
 
 DEFAULT_SCENES = ("abu-airport-1", "abu-airport-2", "sandiego", "HYDICE")
@@ -10,19 +11,18 @@ SAME = 0.01      # AUC differences below this count as "alike"
 
 @dataclass
 class ThesisConfig:
-    """What the thesis reproduction runs; the defaults are the configuration the repository's
-    docs/report.md was generated with (see its first lines): 4 scenes, to keep it near an hour
-    on 2 cores."""
+    """What the thesis reproduction runs; its defaults are those of ``hsanomaly thesis`` and
+    ``make thesis``, which docs/report.md was generated with (see its first lines)."""
     scenes: tuple = DEFAULT_SCENES     # names or file stems under the data folder
-    iterations: int = 800              # generator iterations of every full-length model
-    seed: int = 0
+    iterations: int = defaults.ITERATIONS   # generator iterations of every full-length model
+    seed: int = defaults.TRAIN_SEED
     solver_pixels: int = 300           # background pixels sampled for the solver comparison
     c2_values: tuple = (0.01, 0.1, 1.0)
     large_latent: int = 64
     large_window: int = 5              # 0 skips the window experiment
-    codebook: int = 65536              # fast-solver codebook entries of every recon score
-    window_iterations: int = 100       # iterations of both models of the window experiment: a
-                                       # 5x5 model costs ~35x a 1x1 one per iteration on a CPU
+    codebook: int = defaults.CODEBOOK  # fast-solver codebook entries of every recon score
+    window_iterations: int = 100       # iterations of both models of the window experiment,
+                                       # short: a larger window costs far more per iteration
 
     def __post_init__(self):
         if self.large_window and self.large_window % 2 == 0:   # checked before hours of work

@@ -91,7 +91,7 @@ class DetectAnomalies(HsanomalyAlgorithm):
             self.FAR, "Polygon false-alarm rate (e.g. 0.001, or auto)", optional=True))
         tile = QgsProcessingParameterNumber(self.TILE, "Tile size (pixels)",
                                             QgsProcessingParameterNumber.Integer,
-                                            defaultValue=lib.tile, minValue=8)
+                                            defaultValue=lib.tile, minValue=lib.min_tile)
         tile.setFlags(tile.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self.addParameter(tile)
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Anomaly heatmap"))
