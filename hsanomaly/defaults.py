@@ -17,6 +17,7 @@ ITERATIONS = 250           # generator iterations (docs/training/quality.md)
 CRITIC_STEPS = 2           # critic updates per generator iteration
 TRAIN_WINDOW = 1           # spatial window of the training patches (odd; 1 = spectra only)
 TRAIN_SEED = 0
+TRAIN_BANDS = 32           # training bins the spectrum to at most this many bands
 
 # The random seed of scoring: sample draws, latent codebooks, mixtures.
 SEED = 0
@@ -54,7 +55,7 @@ DUAL_NEIGHBOUR_WEIGHT = 0.5  # dualcontext's neighbour_weight (docs/benchmark.md
 # Gaussian mixture baseline.
 GMM_COMPONENTS, GMM_PCA, GMM_SAMPLE = 5, 25, 50_000
 
-# Scoring runtime.
+# Where the networks run (scoring and training): cpu, cuda or cuda:N.
 DEVICE = "cpu"
 
 # Evaluation: the false-alarm rate at which Pd (the share of target pixels found) is reported.

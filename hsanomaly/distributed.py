@@ -58,13 +58,13 @@ def _distributed():
 def dask_client(workers=None, scheduler=None):
     """A Client for ``scheduler`` (an address, or a Client used as is) or a local cluster of
     ``workers`` single-threaded processes, closed on exit unless it was passed in."""
+    from .validate import check_execution
+
+    check_execution(workers, scheduler)
     distributed = _distributed()
-    if workers and scheduler:
-        raise HsanomalyError(f"{scheduler}: give either a scheduler address or a number of workers")
     if isinstance(scheduler, distributed.Client):
         yield scheduler
     elif scheduler:
-        check_address(scheduler)
         try:
             client = distributed.Client(scheduler, set_as_default=False, timeout=CONNECT_TIMEOUT)
         except (OSError, TimeoutError, ValueError) as err:
@@ -77,8 +77,8 @@ def dask_client(workers=None, scheduler=None):
                                "one joins (dask worker %s)", scheduler, scheduler)
             yield client
     else:
-        if not workers or workers < 1:
-            raise HsanomalyError(f"--workers {workers}: need at least one worker")
+        if not workers:
+            raise HsanomalyError("a Dask cluster needs --workers N or --scheduler ADDRESS")
         with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                       dashboard_address=":0") as cluster, \
                 distributed.Client(cluster, set_as_default=False) as client:

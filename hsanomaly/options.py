@@ -28,6 +28,24 @@ def is_real(value):
             and math.isfinite(value))
 
 
+def check_rate(flag, value, auto=False):
+    """A false-alarm rate in (0, 1) as a float (or "auto", where ``auto`` allows it); text that
+    reads as a number is taken, as a command line or a QGIS field gives it."""
+    if auto and value == "auto":
+        return value
+    rate = value
+    if isinstance(value, str):
+        try:
+            rate = float(value)
+        except ValueError:
+            rate = None
+    if not is_real(rate) or not 0 < rate < 1:
+        shown = repr(value) if isinstance(value, str) else value
+        raise HsanomalyError(f"{flag} must be a false-alarm rate in (0, 1)"
+                             f"{' or auto' if auto else ''}, got {shown}")
+    return float(rate)
+
+
 def _rings(value):
     """A text like "7/3;15/5" (parsed by the ring scorers) or (outer, guard) pairs."""
     if isinstance(value, str):

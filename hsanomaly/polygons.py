@@ -14,7 +14,7 @@ from .errors import HsanomalyError
 from .io.atomic import atomic_path, check_writable, native_quiet
 from .io.heatmap import SCORE_TAG
 from .io.styles import STYLE_TABLE, gpkg_tables, write_default_style
-from .options import is_real
+from .options import check_rate, is_real
 from .logs import stage as log_stage
 from .regions import Regions
 from .thresholds import READ_CHUNK, open_heatmap, score_chunks, threshold_from_far
@@ -39,14 +39,8 @@ def check_threshold(gpkg_path, threshold, far):
         raise HsanomalyError(f"{gpkg_path}: give --threshold or --far, not both")
     if threshold is not None and not is_real(threshold):
         raise HsanomalyError(f"{gpkg_path}: --threshold must be a finite number, got {threshold}")
-    if far is not None and far != "auto":
-        try:
-            rate = float(far)
-        except (TypeError, ValueError):
-            raise HsanomalyError(f"{gpkg_path}: --far must be a rate in (0, 1) or 'auto', "
-                                 f"got {far!r}") from None
-        if not 0 < rate < 1:
-            raise HsanomalyError(f"{gpkg_path}: --far must be a rate in (0, 1) or 'auto', got {far}")
+    if far is not None:
+        check_rate(f"{gpkg_path}: --far", far, auto=True)
     check_writable(gpkg_path, directory=False)
 
 

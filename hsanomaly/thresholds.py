@@ -18,6 +18,7 @@ import numpy as np
 
 from .errors import HsanomalyError
 from .io.source import iter_windows, open_raster as open_heatmap
+from .options import check_rate
 
 READ_CHUNK = 1024             # pixels a side read at once; a multiple of the 256-pixel output blocks
 HALF_BITS = 16
@@ -122,14 +123,7 @@ def threshold_from_far(heatmap, far, *, chunk=READ_CHUNK, reduce=None):
     reduce: ``reduce(fn)`` returning the sum of ``fn(scores)`` over all chunks of the
     heatmap; pass a cluster version to run the passes distributed (default: this process).
     """
-    if far != "auto":
-        if isinstance(far, str):
-            try:
-                far = float(far)
-            except ValueError:
-                raise HsanomalyError(f"far: {far!r} is neither a number nor 'auto'") from None
-        if not 0 < far < 1:
-            raise HsanomalyError(f"far: a false-alarm rate is between 0 and 1, got {far}")
+    far = check_rate("far", far, auto=True)
     name = "<array>" if isinstance(heatmap, np.ndarray) else heatmap
     if far != "auto" and reduce is None and isinstance(heatmap, np.ndarray):
         values = heatmap_array(heatmap).astype(np.float64).ravel()

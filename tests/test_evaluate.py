@@ -418,3 +418,14 @@ def test_cli_plots_dir_not_creatable_and_json_dir_missing(heat_and_truth, tmp_pa
     missing = tmp_path / "missing" / "report.json"
     assert "does not exist" in run_failing([heat, truth_path, "--json", missing])
     assert not missing.parent.exists()
+
+
+def test_a_mask_of_another_size_than_the_heatmap_is_refused(heat_and_truth, tmp_path):
+    import hsanomaly
+
+    heat, _, scores, truth = heat_and_truth
+    small = write_raster(tmp_path / "small.tif", truth[None, :-1].astype(np.float32))
+    rows, cols = scores.shape
+    with pytest.raises(HsanomalyError, match=f"small.tif: the mask is {rows - 1}x{cols} pixels, "
+                                             f"the heatmap is {rows}x{cols}"):
+        hsanomaly.evaluate(heat, small)

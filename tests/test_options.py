@@ -5,6 +5,7 @@ benchmark's methods: test_benchmark.py)."""
 import numpy as np
 import pytest
 
+import hsanomaly
 from hsanomaly import Detector
 from hsanomaly.errors import HsanomalyError
 from hsanomaly.options import KINDS, OPTION_KINDS, check_values
@@ -59,3 +60,20 @@ def test_detector_refuses_a_bad_option_when_built_not_after_training():
         with pytest.raises(HsanomalyError, match=flag):
             Detector(**options)
     assert Detector(purge=0.05).get_params()["purge"] == 0.05
+
+
+@pytest.mark.parametrize("bad", [0, 1, -0.1, float("nan"), float("inf"), "often", "", None, True,
+                                 [0.1]])
+def test_every_false_alarm_rate_is_checked_by_one_rule(bad):
+    from hsanomaly.evaluation.metrics import check_pd_far
+    from hsanomaly.thresholds import threshold_from_far
+
+    scores = np.arange(100, dtype=np.float32).reshape(10, 10)
+    refusals = [lambda: threshold_from_far(scores, bad), lambda: check_pd_far(bad)]
+    if bad is not None:     # polygons without a rate ask for --threshold or --far instead
+        refusals.append(lambda: hsanomaly.detect("in.tif", "out.tif", score="rx",
+                                                 polygons="t.gpkg", far=bad))
+    for refuse in refusals:
+        with pytest.raises(HsanomalyError, match="must be a false-alarm rate in \\(0, 1\\)"):
+            refuse()
+    assert threshold_from_far(scores, "0.1") == threshold_from_far(scores, 0.1) == 89

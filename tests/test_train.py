@@ -324,9 +324,9 @@ def test_generated_spectra_match_a_real_scene(torch, example_scene, tmp_path):
 # --- the CLI ----------------------------------------------------------------------------------
 
 def _cli(*args):
-    from hsanomaly.cli.train import train
+    from hsanomaly.cli import main
 
-    return CliRunner().invoke(train, [str(a) for a in args])
+    return CliRunner().invoke(main, ["train", *map(str, args)])
 
 
 def _one_line_error(result, fragment):

@@ -1,5 +1,7 @@
 import click
 
+from ..experiments.benchmark import QUICK_ITERATIONS, QUICK_SCENES, SEEDS
+
 
 def _list(text, cast=str, hint=None):
     try:
@@ -20,7 +22,7 @@ def _list(text, cast=str, hint=None):
 @click.option("--ablation", default="", help="Comma-separated scores without a GAN (among "
                                              "--scores) whose best is set beside the selected "
                                              "candidate.")
-@click.option("--seeds", default="0,1,2", show_default=True,
+@click.option("--seeds", default=",".join(map(str, SEEDS)), show_default=True,
               help="Comma-separated seeds for the seeded scores (gmm and the GAN scores, which "
                    "train one model per scene and seed); the others run once.")
 @click.option("--scenes", default="", help="Comma-separated scene names or file stems "
@@ -40,8 +42,9 @@ def _list(text, cast=str, hint=None):
 @click.option("--reference", type=click.Path(dir_okay=False), default=None,
               help="CSV of published AUCs (columns scene, method, auc; scene = name or file "
                    "stem) to tabulate beside ours, e.g. benchmarks/reference-shared-data.csv.")
-@click.option("--quick", is_flag=True, help="First seed, first 3 scenes (unless --scenes) and "
-                                            "200 iterations (unless --iterations).")
+@click.option("--quick", is_flag=True, help=f"First seed, first {QUICK_SCENES} scenes (unless "
+                                            f"--scenes) and {QUICK_ITERATIONS} iterations "
+                                            "(unless --iterations).")
 @click.option("--overwrite", is_flag=True, help="Replace files in --out and --markdown that an "
                                                "earlier benchmark did not write.")
 @click.option("--quiet", "-q", is_flag=True, help="No per-run progress lines.")
@@ -49,8 +52,7 @@ def benchmark(data_dir, scores, select, ablation, seeds, scenes, iterations, mod
               reference, quick, overwrite, quiet):
     """Run every score on every scene with ground truth under DATA_DIR and tabulate the results."""
     from ..experiments.benchmark import run_benchmark
-    from ..experiments.tables import check_results, format_markdown, format_table, write_results
-    from ..io import atomic_path
+    from ..experiments.tables import check_results, format_table, write_markdown, write_results
 
     check_results(out, markdown, reference, overwrite)     # before hours of work
     log = None if quiet else (lambda message: click.echo(message, err=True))
@@ -60,7 +62,6 @@ def benchmark(data_dir, scores, select, ablation, seeds, scenes, iterations, mod
                            ablation=_list(ablation), log=log)
     paths = write_results(result, out, overwrite)
     if markdown:
-        with atomic_path(markdown) as tmp, open(tmp, "w") as f:
-            f.write(format_markdown(result))
+        write_markdown(result, markdown)
     click.echo(format_table(result))
     click.echo(f"\n{out}: {', '.join(p.name for p in paths.values())}")

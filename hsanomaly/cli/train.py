@@ -3,8 +3,7 @@
 import click
 
 from .. import defaults
-from ..errors import HsanomalyError
-from ..training.settings import Settings
+from ..training.settings import THREADS, Settings
 
 
 @click.command()
@@ -18,7 +17,7 @@ from ..training.settings import Settings
 @click.option("--window", default=defaults.TRAIN_WINDOW, show_default=True, type=click.IntRange(min=1),
               help="Odd window size in pixels; >1 makes the networks convolve spatially.")
 @click.option("--bands", type=click.IntRange(min=1),
-              help="Bin the spectrum to this many bands [default: min(32, bands)].")
+              help=f"Bin the spectrum to this many bands [default: min({defaults.TRAIN_BANDS}, bands)].")
 @click.option("--sqrt", is_flag=True, help="Square-root noise transform before binning.")
 @click.option("--whiten", is_flag=True,
               help="Decorrelate the binned bands, so that recon's distance is a Mahalanobis "
@@ -26,24 +25,21 @@ from ..training.settings import Settings
 @click.option("--iterations", default=Settings.iterations, show_default=True,
               type=click.IntRange(min=1), help="Generator iterations.")
 @click.option("--seed", default=defaults.TRAIN_SEED, show_default=True, type=int)
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--device", default=defaults.DEVICE, show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--boost-rare", is_flag=True, help="Draw rare (but not singular) spectra more often.")
 @click.option("--threads", type=click.IntRange(min=1),
-              help="CPU threads for torch [default: 1; more do not pay on networks this small].")
+              help=f"CPU threads for torch [default: {THREADS}; more do not pay on networks this small].")
 @click.option("--resume", is_flag=True, help="Continue from OUT.checkpoint/ if a run was interrupted.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def train(inputs, out, mask, background_only, window, bands, sqrt, whiten, iterations, seed,
           device, boost_rare, threads, resume, quiet):
     """Train a WGAN-GP on INPUTS (rasters or .mat scenes) and write an ONNX model bundle."""
-    try:
-        from ..training import train as train_model
+    from ..training import train as train_model
 
-        bundle = train_model(list(inputs), out, mask=mask, window=window, bands=bands, sqrt=sqrt,
-                             whiten=whiten, iterations=iterations, seed=seed, device=device,
-                             background_only=background_only, boost_rare=boost_rare,
-                             resume=resume, threads=threads, progress=not quiet)
-    except HsanomalyError as err:
-        raise click.ClickException(str(err)) from None
+    bundle = train_model(list(inputs), out, mask=mask, window=window, bands=bands, sqrt=sqrt,
+                         whiten=whiten, iterations=iterations, seed=seed, device=device,
+                         background_only=background_only, boost_rare=boost_rare,
+                         resume=resume, threads=threads, progress=not quiet)
     losses = bundle.meta["training"]["losses"]
     click.echo(f"{bundle.path}: {bundle.bands_in} -> {bundle.bands} bands, window {bundle.window}, "
                f"{bundle.meta['training']['iterations']} iterations, "

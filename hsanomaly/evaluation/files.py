@@ -8,7 +8,6 @@ import numpy as np
 from .. import defaults
 from ..errors import HsanomalyError
 from ..io import read_truth
-from ..io.scene import check_same_grid
 from ..io.atomic import atomic_path
 from ..io.checks import check_memory
 from ..io.source import open_raster, read_checked
@@ -34,13 +33,7 @@ def read_heatmap(path):
 def read_mask(path, shape, heatmap=None):
     """(mask, known): a binary mask (non-zero = 1) from a raster or .mat truth, which must have
     ``shape`` and lie on the grid of raster ``heatmap`` (io.read_truth)."""
-    mask, known = read_truth(path)
-    if mask.shape != tuple(shape):
-        raise HsanomalyError(f"{path}: mask is {mask.shape[0]}x{mask.shape[1]}, "
-                             f"the heatmap is {shape[0]}x{shape[1]}")
-    if heatmap is not None:
-        check_same_grid(path, heatmap)
-    return mask, known
+    return read_truth(path, shape=shape, grid_of=heatmap, what="heatmap")
 
 
 def evaluate_files(heatmap_path, truth_path, outer_path=None, pd_far=defaults.PD_FAR):

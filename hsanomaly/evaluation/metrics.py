@@ -8,14 +8,13 @@ after the threshold passes it. With the background scores sorted once, each poin
 over the whole scene.
 """
 
-import math
 from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 
 from .. import defaults
-from ..errors import HsanomalyError
+from ..options import check_rate
 
 HALF_FALSE_POSITIVE = 0.5   # zero-FP thresholds count as half a false positive (thesis, 3.2)
 
@@ -184,13 +183,7 @@ def _target_pixels(labels, n_targets):
 
 def check_pd_far(pd_far):
     """Refuse a false-alarm rate for Pd that is not a number in (0, 1)."""
-    try:
-        rate = float(pd_far)
-    except (TypeError, ValueError):
-        rate = math.nan
-    if not 0 < rate < 1:
-        raise HsanomalyError(f"--pd-far must be a false-alarm rate in (0, 1), got {pd_far}")
-    return rate
+    return check_rate("--pd-far", pd_far)
 
 
 def evaluate(scores, truth, outer=None, valid=None, pd_far=defaults.PD_FAR):

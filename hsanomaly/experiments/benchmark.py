@@ -36,6 +36,7 @@ from .pool import cpu_seconds, map_scenes
 from .scenes import find_scenes, select_scenes
 from .tables import summarise
 
+SEEDS = (0, 1, 2)             # training seeds of the seeded scores
 QUICK_SCENES = 3              # --quick: the first scenes only
 QUICK_ITERATIONS = 200        # --quick: generator iterations per GAN model
 
@@ -164,7 +165,7 @@ def _match_reference(reference, scenes):
     return matched
 
 
-def run_benchmark(data_dir, methods, seeds=(0, 1, 2), *, scenes=None, iterations=None,
+def run_benchmark(data_dir, methods, seeds=SEEDS, *, scenes=None, iterations=None,
                   models_dir=None, jobs=1, quick=False, reference=None, select=None,
                   ablation=None, log=None):
     """Run ``methods`` on the scenes under ``data_dir`` (``scenes``: names or stems, default all).

@@ -239,6 +239,11 @@ def write_results(result, out_dir, overwrite=False):
                 "runs": result.runs, "summary": result.summary}
     with atomic_path(paths["results.json"]) as tmp:
         Path(tmp).write_text(json.dumps(document, indent=1) + "\n")
-    with atomic_path(paths["results.md"]) as tmp:
-        Path(tmp).write_text(format_markdown(result))
+    write_markdown(result, paths["results.md"])
     return paths
+
+
+def write_markdown(result, path):
+    """The result's Markdown tables (``format_markdown``), written atomically to ``path``."""
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(format_markdown(result))

@@ -62,14 +62,15 @@ def split_unknown(truth):
     return np.where(known, truth, 0).astype(np.uint8), known
 
 
-def read_truth(path, shape=None, grid_of=None):
+def read_truth(path, shape=None, grid_of=None, what="scene"):
     """(mask, known): a binary mask (uint8, non-zero = 1) from a raster or the truth variable of
     a .mat file, and where it is known (bool, or None when everywhere). A raster's NaN and
     nodata pixels are unknown, unless its nodata value is 0, which a mask already reads as 0.
 
     shape: the (rows, cols) it must have; grid_of: a raster it must line up with where both
     are georeferenced (same CRS, origin and pixel size), so that a mask cut or resampled for
-    another grid is refused instead of scoring the wrong pixels.
+    another grid is refused instead of scoring the wrong pixels; what: what ``shape`` is of,
+    for the message.
     """
     known = None
     if str(path).lower().endswith(".mat"):
@@ -93,7 +94,7 @@ def read_truth(path, shape=None, grid_of=None):
             known = ~unknown
     if shape is not None and gt.shape != tuple(shape):
         raise HsanomalyError(f"{path}: the mask is {gt.shape[0]}x{gt.shape[1]} pixels, "
-                             f"the scene is {shape[0]}x{shape[1]}")
+                             f"the {what} is {shape[0]}x{shape[1]}")
     if grid_of is not None:
         check_same_grid(path, grid_of)
     return gt, known

@@ -32,14 +32,14 @@ def checkpoint_dir(out):
 
 
 def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, sqrt=False,
-          whiten=False, iterations=Settings.iterations, seed=defaults.TRAIN_SEED, device="cpu",
+          whiten=False, iterations=Settings.iterations, seed=defaults.TRAIN_SEED, device=defaults.DEVICE,
           dim=8, latent_dim=4, critic_steps=Settings.critic_steps, batch=Settings.batch,
           lr=Settings.lr, background_only=False, boost_rare=False, resume=False, threads=None,
           progress=False, callback=None, quick_model_of=None):
     """Train on windows from ``inputs`` (rasters or .mat scenes) and write the bundle ``out``.
 
     mask: exclusion raster(s) (non-zero = leave out); one path for all inputs or one per input.
-    bands: bin to this many bands (default min(32, usable bands)); sqrt: square-root transform.
+    bands: bin to this many bands (default min(defaults.TRAIN_BANDS, usable bands)); sqrt: square-root transform.
     whiten: decorrelate the binned bands (principal components scaled to unit variance), so the
     reconstruction cost's Euclidean distance becomes a Mahalanobis distance: what ``recon``
     asks of its quick model (``Scorer.model_training``).

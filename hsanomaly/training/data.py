@@ -17,12 +17,12 @@ from typing import Optional
 
 import numpy as np
 
+from .. import defaults
 from ..errors import HsanomalyError
 from ..io import open_source, read_truth
 from ..model.compat import first_mismatch
 from ..preprocess import Preprocessor
 
-DEFAULT_BANDS = 32
 MAX_SAMPLE_PIXELS = 2**17
 VAL_FRACTION = 0.1
 MIN_WINDOWS = 64
@@ -152,7 +152,7 @@ def _sample_windows(path, source, window, exclude, background_only, fraction, rn
 
 
 def _fit_preprocessor(path, raw, bands, sqrt, whiten):
-    """Fit on every sampled pixel; ``bands`` None means min(DEFAULT_BANDS, usable bands)."""
+    """Fit on every sampled pixel; ``bands`` None means min(defaults.TRAIN_BANDS, usable bands)."""
     n_in = raw.shape[1]
     if bands is not None and not 1 <= bands <= n_in:
         raise HsanomalyError(f"{path}: cannot bin {n_in} bands into {bands} bands "
@@ -160,8 +160,8 @@ def _fit_preprocessor(path, raw, bands, sqrt, whiten):
     pixels = np.moveaxis(raw, 1, -1).reshape(-1, n_in)
     try:
         pre = Preprocessor(n_bands=bands, sqrt=sqrt, whiten=whiten).fit(pixels)
-        if bands is None and pre.n_features_out_ > DEFAULT_BANDS:
-            pre = Preprocessor(n_bands=DEFAULT_BANDS, sqrt=sqrt, whiten=whiten).fit(pixels)
+        if bands is None and pre.n_features_out_ > defaults.TRAIN_BANDS:
+            pre = Preprocessor(n_bands=defaults.TRAIN_BANDS, sqrt=sqrt, whiten=whiten).fit(pixels)
     except HsanomalyError as err:
         raise HsanomalyError(f"{path}: {err}") from None
     return pre
