@@ -106,12 +106,40 @@ class Preprocessor:
                 if not k.endswith("_"):
                     raise KeyError(k)
                 setattr(pre, k, v)
-            pre.n_features_in_, pre.keep_, pre.bin_edges_  # noqa: B018 - required state
-            if pre.whiten:
-                pre.whiten_mean_, pre.whiten_matrix_  # noqa: B018
-        except (KeyError, TypeError, AttributeError) as err:
+            problem = pre._state_problem()
+        except (KeyError, TypeError, AttributeError, ValueError) as err:
             raise HsanomalyError(f"preprocessing parameters are incomplete or invalid ({err})") from None
+        if problem:
+            raise HsanomalyError(f"preprocessing parameters are invalid: {problem}")
         return pre
+
+    def _state_problem(self):
+        """What makes a stored state unusable (None if nothing): a state read from a file must
+        fit together, or transform would fail with an IndexError or score every pixel NaN."""
+        n_in = self.n_features_in_
+        if not isinstance(n_in, int) or isinstance(n_in, bool) or n_in < 1:
+            return f"n_features_in_ is {n_in!r}"
+        if len(self.keep_) != n_in or not all(isinstance(k, bool) for k in self.keep_):
+            return f"keep_ is not {n_in} true/false values"
+        kept, edges = sum(self.keep_), self.bin_edges_
+        if (len(edges) < 2 or not all(isinstance(e, int) and not isinstance(e, bool) for e in edges)
+                or edges[0] != 0 or edges[-1] != kept or any(b <= a for a, b in zip(edges, edges[1:]))):
+            return f"bin_edges_ do not split the {kept} kept bands"
+        n_out = len(edges) - 1
+        if self.n_features_out_ != n_out:
+            return f"n_features_out_ is {self.n_features_out_!r}, the bins make {n_out}"
+        shapes = {"offset_": (kept,)} if self.sqrt else {}
+        if self.whiten:
+            shapes.update(whiten_mean_=(n_out,), whiten_matrix_=(n_out, n_out))
+        if self.scale:
+            shapes.update(center_=(n_out,), half_range_=(n_out,))
+        for name, shape in shapes.items():
+            value = np.asarray(getattr(self, name), dtype=np.float64)
+            if value.shape != shape or not np.isfinite(value).all():
+                return f"{name} is not {' x '.join(map(str, shape))} finite numbers"
+        if self.scale and not (np.asarray(self.half_range_) > 0).all():
+            return "half_range_ has a value that is not above 0"
+        return None
 
     def to_json(self):
         return json.dumps(self.to_dict())

@@ -291,3 +291,50 @@ def test_codebook_of_the_wrong_shape_is_refused_on_loading(codebook_dir):
     with pytest.raises(HsanomalyError, match=r"codebook.g.npy holds float32 \(64, 4\), "
                                              r"expected float32 \(64, 3\)"):
         load_bundle(codebook_dir).codebook.load()
+
+
+def _preprocess_with(**state):
+    X = np.random.default_rng(0).normal(size=(50, BANDS_IN))
+    pre = json.loads(json.dumps(Preprocessor(n_bands=BANDS).fit(X).to_dict()))
+    pre["state"].update(state)
+    return pre
+
+
+@pytest.mark.parametrize("state, fragment", [
+    ({"half_range_": [float("nan"), 1.0, 1.0]}, "half_range_ is not 3 finite numbers"),
+    ({"half_range_": [0.0, 1.0, 1.0]}, "half_range_ has a value that is not above 0"),
+    ({"keep_": [True] * (BANDS_IN - 1)}, f"keep_ is not {BANDS_IN} true/false values"),
+    ({"bin_edges_": [0, 50, BANDS_IN]}, "bin_edges_ do not split"),
+    ({"center_": [0.0, 0.0]}, "center_ is not 3 finite numbers"),
+])
+def test_preprocessing_state_that_does_not_fit_together_is_refused(tmp_path, state, fragment):
+    """A bundle consistent in every checksum, but whose preprocessing would raise an
+    IndexError or turn every pixel NaN when scoring."""
+    path = write_bundle(tmp_path / "model", preprocess=_preprocess_with(**state))
+    refused(path, fragment)
+
+
+def test_json_nested_past_pythons_limit_is_refused_with_one_line(bundle_dir):
+    (bundle_dir / "model.json").write_text("[" * 100_000 + "]" * 100_000)
+    refused(bundle_dir, "not valid JSON (nested too deeply)")
+    from hsanomaly.io.paths import is_model_bundle
+
+    assert not is_model_bundle(bundle_dir)
+
+
+def test_embedded_metadata_that_is_not_json_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "embedded_metadata", lambda meta: "{not json")
+    path = write_bundle(tmp_path / "model")
+    refused(path, "generator.onnx: its embedded hsanomaly metadata is not valid JSON")
+
+
+def test_codebook_with_values_that_are_not_finite_is_refused_on_loading(codebook_dir):
+    file = codebook_dir / "codebook.g.npy"
+    g = np.load(file)
+    g[3, 1] = np.nan
+    np.save(file, g, allow_pickle=False)
+    meta = json.loads((codebook_dir / "model.json").read_text())
+    meta["files"]["codebook.g.npy"] = file_sha256(file)
+    (codebook_dir / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(HsanomalyError, match="codebook.g.npy holds values that are not finite"):
+        load_bundle(codebook_dir).codebook.load()

@@ -293,6 +293,19 @@ def test_cancel_leaves_no_bundle_and_resume_finishes_the_same_run(torch, synthet
     assert calls[0] == "reading training windows"
 
 
+def test_a_diverged_training_writes_no_model(torch, synthetic_raster, tmp_path):
+    """A learning rate far too high sends the weights to NaN: no bundle that loads and scores
+    every pixel NaN, and no checkpoint to resume the same weights from."""
+    from hsanomaly.training import checkpoint_dir, train
+
+    path, _, _ = synthetic_raster
+    out = tmp_path / "model"
+    with pytest.raises(HsanomalyError, match="training diverged .* no model was written"):
+        train([path], out, iterations=30, batch=32, critic_steps=2, lr=100.0, threads=1)
+    assert not out.exists() and not checkpoint_dir(out).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
+
+
 def test_generated_spectra_match_a_real_scene(torch, example_scene, tmp_path):
     """Per-band mean and std of generator samples against every pixel of airport-2 (32 bins).
 

@@ -128,7 +128,7 @@ def _bundle_meta(path):
 
     try:
         meta = json.loads((Path(path) / META_FILE).read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     return meta if isinstance(meta, dict) and meta.get("format") == FORMAT else None
 

@@ -143,6 +143,9 @@ class StoredCodebook:
             if array.dtype != np.float32 or array.shape != shape or n < 1:
                 _fail(self.path, f"{self.settings['arrays'][name]} holds {array.dtype} "
                                  f"{array.shape}, expected float32 {shape}")
+            if not np.isfinite(array).all():
+                _fail(self.path, f"{self.settings['arrays'][name]} holds values that are not "
+                                 "finite (a diverged training?)")
         return z, g, jac
 
 
@@ -190,8 +193,12 @@ def _read_meta(path):
         _fail(path, f"not a model bundle: {META_FILE} is missing")
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as err:
+    except OSError as err:
+        _fail(path, f"{META_FILE} cannot be read ({err.strerror or err})")
+    except ValueError as err:
         _fail(path, f"{META_FILE} is not valid JSON ({err})")
+    except RecursionError:
+        _fail(path, f"{META_FILE} is not valid JSON (nested too deeply)")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         _fail(path, f"{META_FILE} does not describe an hsanomaly model")
     version = meta.get("format_version")
@@ -231,8 +238,11 @@ def _check_file(path, name, meta, keep=False):
         _fail(path, f"{META_FILE}: files lists {name!r}, which is not a file name in the bundle")
     if not file.is_file():
         _fail(path, f"{name} is missing")
-    data = file.read_bytes() if keep else None
-    digest = file_sha256(file) if data is None else hashlib.sha256(data).hexdigest()
+    try:
+        data = file.read_bytes() if keep else None
+        digest = file_sha256(file) if data is None else hashlib.sha256(data).hexdigest()
+    except OSError as err:
+        _fail(path, f"{name} cannot be read ({err.strerror or err})")
     if meta["files"].get(name) != digest:
         _fail(path, f"{name} does not match its sha256 in {META_FILE} (modified or corrupt)")
     return data
@@ -273,7 +283,11 @@ def _check_network(path, name, meta):
     embedded = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
     if embedded is None:
         _fail(path, f"{name} carries no hsanomaly metadata")
-    if json.loads(embedded) != json.loads(embedded_metadata(meta)):
+    try:
+        embedded = json.loads(embedded)
+    except (ValueError, RecursionError):
+        _fail(path, f"{name}: its embedded hsanomaly metadata is not valid JSON")
+    if embedded != json.loads(embedded_metadata(meta)):
         _fail(path, f"{name}: its embedded metadata disagrees with {META_FILE} (edited by hand?)")
     inputs, outputs = SIGNATURES[name](meta)
     for expected, actual in ((inputs, session.get_inputs()), (outputs, session.get_outputs())):

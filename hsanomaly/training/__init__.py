@@ -85,6 +85,19 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
         torch.set_num_threads(previous_threads)
 
 
+def _check_finite(torch, trainer, out, checkpoints):
+    """Refuse to export networks whose weights are no longer finite: a diverged training
+    would be a bundle that loads and scores every pixel NaN. Its checkpoints hold the same
+    weights, so they go too."""
+    diverged = [name for name, net in (("generator", trainer.generator), ("critic", trainer.critic))
+                if not all(bool(torch.isfinite(p).all()) for p in net.parameters())]
+    if diverged:
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        raise HsanomalyError(f"{out}: training diverged (the {' and the '.join(diverged)}'s "
+                             "weights are not finite), so no model was written; lower the "
+                             "learning rate or check the inputs for extreme values")
+
+
 def _train(torch, data, inputs, out, settings, options, device, resume, progress, report,
            quick_model_of=None):
     """Networks, the WGAN-GP loop with checkpoints, and the bundle export."""
@@ -119,6 +132,7 @@ def _train(torch, data, inputs, out, settings, options, device, resume, progress
     finally:
         if checkpoints.is_dir() and not any(checkpoints.iterdir()):
             checkpoints.rmdir()  # interrupted before the first checkpoint: nothing to resume
+    _check_finite(torch, trainer, out, checkpoints)
 
     logger.info("%s: exporting the model bundle", out)
     if report(1.0, "exporting the model bundle"):
