@@ -4,6 +4,7 @@ windows, refusals (band count, CUDA), no torch on the scoring path, pickling."""
 import pickle
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import rasterio
 from click.testing import CliRunner
 
 import hsanomaly
+import hsanomaly.cli
 from hsanomaly.errors import HsanomalyError
 from hsanomaly.latent import reconstruction_cost
 from hsanomaly.scorers import make_scorer
@@ -135,6 +137,25 @@ def test_band_mismatch_is_refused_in_one_line(bundle, tmp_path):
         hsanomaly.detect(path, tmp_path / "out.tif", score="critic", model=bundle.path, progress=False)
     message = str(err.value)
     assert "\n" not in message and "7 bands" in message and f"trained on {bundle.bands_in}" in message
+
+
+def test_a_raster_in_other_units_than_the_training_data_is_warned_about(bundle, raster, tmp_path):
+    """The same scene times 10,000 (reflectance stored as integers): scoring it against the
+    model trained on the plain values would rank pixels by the unit difference, silently."""
+    from hsanomaly.io.checks import HsanomalyWarning
+
+    path, cube, _ = raster
+    scaled = write_raster(tmp_path / "scaled.tif", cube * 10_000)
+    with pytest.warns(HsanomalyWarning, match=r"scaled.tif: its values lie far outside those "
+                                              r"the model .* was trained on"):
+        hsanomaly.Detector("critic", model=bundle.path).fit(rasterio.open(scaled))
+    with rasterio.open(path) as ds, warnings.catch_warnings():
+        warnings.simplefilter("error", HsanomalyWarning)
+        hsanomaly.Detector("critic", model=bundle.path).fit(ds)    # the training's own units
+    result = CliRunner().invoke(hsanomaly.cli.main, ["detect", str(scaled), str(tmp_path / "h.tif"),
+                                                     "--model", str(bundle.path), "--score",
+                                                     "critic", "-q"])
+    assert result.exit_code == 0 and "Warning: " in result.output and "other units" in result.output
 
 
 def test_cuda_without_a_gpu_is_a_clear_line(bundle, raster, tmp_path):

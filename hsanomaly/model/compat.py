@@ -1,8 +1,19 @@
-"""Whether a raster is one a model can score: same band count, and the same wavelengths
-where both the model and the raster carry them."""
+"""Whether a raster is one a model can score: same band count, the same wavelengths where
+both the model and the raster carry them, and values in the units the model was trained on."""
+
+import numpy as np
+from rasterio.windows import Window
 
 from ..errors import HsanomalyError
+from ..io.checks import warn
 from ..io.source import MICROMETRE_GUESS
+
+# The model's preprocessing maps the central range of its training values to [-1, 1]; a
+# raster whose typical preprocessed value lies beyond OUT_OF_RANGE is in other units (raw
+# counts against reflectance, a scale factor missing) or another band order.
+OUT_OF_RANGE = 4.0
+PROBE = 64                   # pixels across the central window the values are probed on
+PROBE_MIN_PIXELS = 16
 
 # Two centre wavelengths are "the same band" within this many nanometres, or this fraction.
 TOLERANCE_NM, TOLERANCE_FRACTION = 1.0, 1e-3
@@ -21,6 +32,27 @@ def check_wavelengths(bundle, wavelengths, path):
             f"{path}: band {band} is centred at {found:g} nm but the model {bundle.path} "
             f"was trained with {expected:g} nm there (another sensor or band subset?); "
             "pass --ignore-wavelengths to score it anyway")
+
+
+def check_value_range(bundle, source):
+    """Warn, with the typical value found, when a raster's values lie far outside those the
+    model was trained on: its scores would rank pixels by that difference, silently. Probed
+    on one central window, so the check costs one small read."""
+    pre = bundle.preprocessor
+    if not pre.scale:
+        return
+    size_r, size_c = min(PROBE, source.height), min(PROBE, source.width)
+    window = Window((source.width - size_c) // 2, (source.height - size_r) // 2, size_c, size_r)
+    block, valid = source.read(window)
+    if valid.sum() < PROBE_MIN_PIXELS:
+        return
+    values = np.abs(pre.transform(block[:, valid].T))
+    typical = float(np.median(np.median(values, axis=1)))
+    if typical > OUT_OF_RANGE:
+        warn(f"{source.name}: its values lie far outside those the model {bundle.path} was "
+             f"trained on (a typical pixel at {typical:.3g} times the training range's "
+             "half-width): other units, a missing scale factor or another band order? Its "
+             "scores would mostly measure that difference")
 
 
 def first_mismatch(expected, found):

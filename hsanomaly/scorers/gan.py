@@ -107,11 +107,12 @@ class GanScorer(Scorer):
         return params
 
     def check(self, source):
-        from ..model import check_bands, check_wavelengths
+        from ..model import check_bands, check_value_range, check_wavelengths
 
         check_bands(self.bundle, source.count, source.name)
         if not self.ignore_wavelengths:
             check_wavelengths(self.bundle, source.wavelengths, source.name)
+        check_value_range(self.bundle, source)
 
     def _session(self, name):
         if name not in self._sessions:
