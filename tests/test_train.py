@@ -293,6 +293,42 @@ def test_cancel_leaves_no_bundle_and_resume_finishes_the_same_run(torch, synthet
     assert calls[0] == "reading training windows"
 
 
+def test_a_second_training_into_the_same_out_is_refused_up_front(torch, synthetic_raster, tmp_path):
+    """Two trainings shared <out>.checkpoint/: the first to finish removed it under the other,
+    which failed after all its work (or left a bundle of mixed checkpoints)."""
+    import os
+
+    from hsanomaly.io.lock import lock_folder
+    from hsanomaly.training import checkpoint_dir, train
+
+    path, _, _ = synthetic_raster
+    out = tmp_path / "model"
+    checkpoint_dir(out).mkdir()
+    (checkpoint_dir(out) / "state.npz").write_bytes(b"the first run's")
+    held = lock_folder(checkpoint_dir(out))                 # the first training, still running
+    try:
+        with pytest.raises(HsanomalyError, match="another hsanomaly run is writing this output"):
+            train([path], out, iterations=4, batch=32, critic_steps=2, threads=1)
+        assert (checkpoint_dir(out) / "state.npz").read_bytes() == b"the first run's"
+        assert not out.exists()
+    finally:
+        os.close(held)
+
+
+def test_starting_over_beside_an_interrupted_training_says_so(torch, synthetic_raster, tmp_path):
+    from hsanomaly.io.checks import HsanomalyWarning
+    from hsanomaly.training import checkpoint_dir, train
+
+    path, _, _ = synthetic_raster
+    out = tmp_path / "model"
+    settings = dict(iterations=8, batch=32, critic_steps=2, threads=1)
+    with pytest.raises(HsanomalyError, match="cancelled; its state is kept"):
+        train([path], out, callback=lambda fraction, message: fraction >= 0.5, **settings)
+    with pytest.warns(HsanomalyWarning, match="interrupted training's checkpoint .* starts over"):
+        train([path], out, **settings)
+    assert not checkpoint_dir(out).exists() and (out / "model.json").is_file()
+
+
 def test_a_diverged_training_writes_no_model(torch, synthetic_raster, tmp_path):
     """A learning rate far too high sends the weights to NaN: no bundle that loads and scores
     every pixel NaN, and no checkpoint to resume the same weights from."""

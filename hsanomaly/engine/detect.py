@@ -28,12 +28,13 @@ from ..io.atomic import check_writable, describe, native_quiet, raster_check, st
 from ..io.fingerprint import input_fingerprint
 from ..io.heatmap import (add_overviews_and_statistics, band_descriptions, describe_bands,
                           heatmap_profile, heatmap_tags, to_cog)
+from ..io.lock import check_unlocked
 from ..io.ownership import TAG_PREFIX
 from ..io.source import gdal_env, open_source
 from ..logs import stage as stage_log
 from ..options import check_whole
 from ..runtime import one_blas_thread
-from .store import TileStore, check_unlocked, run_fingerprint, store_path
+from .store import TileStore, run_fingerprint, store_path
 
 RUN_TAG = TAG_PREFIX + "RUN_FINGERPRINT"      # what detect-many compares to know a result is current
 NEAR_CONSTANT = 1e-5                       # relative band range below which a raster is "constant"

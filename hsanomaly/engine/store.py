@@ -10,7 +10,7 @@ run's fingerprint and its index, so a tile that is corrupt, of the wrong shape, 
 another run is found and scored again, never used. A tile written twice (a retried task) is
 simply replaced by identical content. The run holds an exclusive lock on the store's folder
 (``flock``, released when the process ends however it ends), so a second run on the same output
-is refused instead of removing or mixing the first one's tiles.
+is refused instead of removing or mixing the first one's tiles (``hsanomaly.io.lock``).
 """
 
 import hashlib
@@ -28,11 +28,7 @@ import numpy as np
 from ..errors import HsanomalyError
 from ..io.atomic import describe, fsync_path
 from ..io.fingerprint import digest
-
-try:
-    import fcntl
-except ImportError:          # Windows: no advisory locks; runs on one output must not overlap
-    fcntl = None
+from ..io.lock import lock_folder
 
 FORMAT = "hsanomaly-tiles"
 FORMAT_VERSION = 2
@@ -79,28 +75,6 @@ def read_manifest(path):
     return manifest if isinstance(manifest, dict) else {}
 
 
-def lock_store(path):
-    """An exclusive lock on the tile store folder ``path`` (its descriptor, or None where there
-    is nothing to lock), or one line saying another run holds it."""
-    if fcntl is None or not Path(path).is_dir():
-        return None
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise HsanomalyError(f"{path}: another hsanomaly run is writing this output now; wait "
-                             "for it to finish or choose another output") from None
-    return fd
-
-
-def check_unlocked(path):
-    """Refuse early, before a long fit, when another run holds the store at ``path``."""
-    fd = lock_store(path)
-    if fd is not None:
-        os.close(fd)
-
-
 class TileStore:
     def __init__(self, path, manifest, resume=False):
         """``manifest``: {"input": fingerprint, "config": plain JSON}. With ``resume`` an
@@ -115,7 +89,7 @@ class TileStore:
         if self.path.is_symlink() or (self.path.exists() and not self.path.is_dir()):
             raise HsanomalyError(f"{self.path}: the tile store's name is taken by a symbolic "
                                  "link or a file; remove it or choose another output")
-        held = lock_store(self.path)      # an earlier store: nobody else may be writing it
+        held = lock_folder(self.path)      # an earlier store: nobody else may be writing it
         try:
             self.resumed = resume and (self.path / MANIFEST).is_file()
             if self.resumed:
@@ -132,7 +106,7 @@ class TileStore:
                 shutil.rmtree(self.path)
             try:
                 self.path.mkdir()
-                self._hold(lock_store(self.path))
+                self._hold(lock_folder(self.path))
                 self._write_manifest(manifest)
             except OSError as err:
                 shutil.rmtree(self.path, ignore_errors=True)

@@ -2,18 +2,20 @@
 
 Needs the ``[train]`` extra (torch, onnx); ``hsanomaly.training.data`` and ``.settings`` need
 neither, and detection never imports this package: it reads bundles with hsanomaly.model.
-Default hyperparameters and how they compare with the seed's are in ``settings``.
+Default hyperparameters and how they compare with the thesis code's are in ``settings``.
 """
 
+import contextlib
+import logging
 import os
 import shutil
 from pathlib import Path
 
-import logging
-
 from .. import defaults
 from ..errors import HsanomalyError
 from ..io.atomic import check_writable
+from ..io.checks import warn
+from ..io.lock import lock_folder
 from ..options import TRAINING_KINDS, check_values
 from .data import load_training_data
 from .settings import THREADS, Settings
@@ -23,6 +25,7 @@ LOG_ROWS = 200
 CHECKPOINTS = 10
 VAL_EVAL_WINDOWS = 4096
 CHECKPOINT_SUFFIX = ".checkpoint"   # <out>.checkpoint/ holds a training's resumable state
+STATE_FILE = "state.npz"           # the checkpoint itself, in that folder
 
 
 def checkpoint_dir(out):
@@ -67,22 +70,41 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
     torch = _import_torch()
     _check_device(torch, device)
     report = callback or (lambda fraction, message: False)
-    logger.info("%s: reading training windows", out)
-    if report(0.0, "reading training windows"):
-        raise HsanomalyError(f"{out}: training cancelled")
-    data = load_training_data(inputs, mask=mask, window=window, bands=bands, sqrt=sqrt,
-                              whiten=whiten, background_only=background_only,
-                              boost_rare=boost_rare, seed=seed)
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(int(threads or THREADS))
+    with _held_checkpoints(out):
+        logger.info("%s: reading training windows", out)
+        if report(0.0, "reading training windows"):
+            raise HsanomalyError(f"{out}: training cancelled")
+        data = load_training_data(inputs, mask=mask, window=window, bands=bands, sqrt=sqrt,
+                                  whiten=whiten, background_only=background_only,
+                                  boost_rare=boost_rare, seed=seed)
+        previous_threads = torch.get_num_threads()
+        torch.set_num_threads(int(threads or THREADS))
+        try:
+            options = {"window": window, "bands": data.bands, "sqrt": sqrt, "whiten": whiten,
+                       "dim": dim, "latent_dim": latent_dim, "background_only": background_only,
+                       "boost_rare": boost_rare, "mask": mask is not None}
+            return _train(torch, data, inputs, out, settings, options, device, resume, progress,
+                          report, quick_model_of)
+        finally:
+            torch.set_num_threads(previous_threads)
+
+
+@contextlib.contextmanager
+def _held_checkpoints(out):
+    """The run's checkpoint folder, locked while it trains (``io.lock``): a second training
+    into the same ``out`` is refused up front, where it used to remove the first one's
+    checkpoints, or have its own removed, when one of them finished. Left empty, it goes."""
+    checkpoints = checkpoint_dir(out)
+    checkpoints.mkdir(exist_ok=True)
+    held = lock_folder(checkpoints)
     try:
-        options = {"window": window, "bands": data.bands, "sqrt": sqrt, "whiten": whiten,
-                   "dim": dim, "latent_dim": latent_dim, "background_only": background_only,
-                   "boost_rare": boost_rare, "mask": mask is not None}
-        return _train(torch, data, inputs, out, settings, options, device, resume, progress,
-                      report, quick_model_of)
+        yield checkpoints
     finally:
-        torch.set_num_threads(previous_threads)
+        if held is not None:
+            os.close(held)
+        with contextlib.suppress(OSError):
+            if checkpoints.is_dir() and not any(checkpoints.iterdir()):
+                checkpoints.rmdir()
 
 
 def _check_finite(torch, trainer, out, checkpoints):
@@ -114,9 +136,11 @@ def _train(torch, data, inputs, out, settings, options, device, resume, progress
     key = {**settings.to_dict(), **options, "fingerprint": data.fingerprint}
 
     checkpoints = checkpoint_dir(out)
-    state = checkpoints / "state.npz"
+    state = checkpoints / STATE_FILE
+    if state.exists() and not resume:
+        warn(f"{checkpoints}: an interrupted training's checkpoint is there; this run starts "
+             "over and replaces it (--resume continues it instead)")
     log = load_checkpoint(state, trainer, key) if resume and state.exists() else None
-    checkpoints.mkdir(exist_ok=True)
     log_every = max(1, settings.iterations // LOG_ROWS)
     checkpoint_every = log_every * max(1, settings.iterations // (CHECKPOINTS * log_every))
     train_tensor = torch.from_numpy(data.train).to(device)
@@ -129,9 +153,6 @@ def _train(torch, data, inputs, out, settings, options, device, resume, progress
                   checkpoint_every=checkpoint_every)
     except TrainingCancelled:
         raise TrainingCancelled(_cancelled(out, checkpoints)) from None
-    finally:
-        if checkpoints.is_dir() and not any(checkpoints.iterdir()):
-            checkpoints.rmdir()  # interrupted before the first checkpoint: nothing to resume
     _check_finite(torch, trainer, out, checkpoints)
 
     logger.info("%s: exporting the model bundle", out)
@@ -156,7 +177,7 @@ def _train(torch, data, inputs, out, settings, options, device, resume, progress
 
 def _cancelled(out, checkpoints):
     """Where the cancelled run's state is, for whichever face resumes it (or removes it)."""
-    if not Path(checkpoints).is_dir():
+    if not (Path(checkpoints) / STATE_FILE).is_file():
         return f"{out}: training cancelled"
     return (f"{out}: training cancelled; its state is kept in {checkpoints} (`hsanomaly train "
             "--resume` or resume=True continues it; delete the folder otherwise)")

@@ -107,9 +107,9 @@ def test_a_second_run_on_the_same_output_is_refused_while_the_first_holds_it(tmp
                                                                              store):
     """Two runs on one output: the second removed the first's tiles (or mixed its own in).
     The store is locked while a run writes it; the second run is refused before any work."""
-    from hsanomaly.engine.store import lock_store
+    from hsanomaly.io.lock import lock_folder
 
-    held = lock_store(store)                     # the first run, still writing
+    held = lock_folder(store)                     # the first run, still writing
     tree = Tree(tmp_path)
     for args in (DETECT, DETECT + ["--resume"], ["--score", "lrx", "-q"]):
         result = run_cli("detect", scene, tmp_path / "heat.tif", *args)

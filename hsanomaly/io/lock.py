@@ -1,0 +1,36 @@
+"""One writer per output: an exclusive ``flock`` on the folder a run keeps its state in (a
+detect run's tile store, a training's checkpoints), released when the process ends however
+it ends. A second run on the same output is refused instead of removing or mixing the first
+one's state."""
+
+import os
+from pathlib import Path
+
+from ..errors import HsanomalyError
+
+try:
+    import fcntl
+except ImportError:          # Windows: no advisory locks; runs on one output must not overlap
+    fcntl = None
+
+
+def lock_folder(path):
+    """An exclusive lock on the folder ``path`` (its descriptor, or None where there is nothing
+    to lock), or one line saying another run holds it."""
+    if fcntl is None or not Path(path).is_dir():
+        return None
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise HsanomalyError(f"{path}: another hsanomaly run is writing this output now; wait "
+                             "for it to finish or choose another output") from None
+    return fd
+
+
+def check_unlocked(path):
+    """Refuse early, before a long fit, when another run holds the folder at ``path``."""
+    fd = lock_folder(path)
+    if fd is not None:
+        os.close(fd)
