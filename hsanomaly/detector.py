@@ -107,9 +107,9 @@ class Detector:
         from .api import train
         from .io.convert import write_geotiff
         from .io.source import iter_windows
-        from .quickmodel import check_torch
+        from .quickmodel import check_training
 
-        check_torch(source.name)
+        check_training(source.name)
         self._workdir = tempfile.TemporaryDirectory(prefix="hsanomaly-model-")
         scene = f"{self._workdir.name}/scene.tif"
         cube = np.full((source.count, source.height, source.width), np.nan, np.float32)

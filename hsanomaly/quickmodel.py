@@ -1,15 +1,15 @@
 """detect's quick model: the model it trains on the scene itself when none is given (the
 thesis's fully unsupervised setting), where it keeps it, and when a rerun may reuse it."""
 
-import importlib.util
 from pathlib import Path
 
 from .errors import HsanomalyError
 from .scorers import BASELINES
+from .runtime import TRAINING_INSTALL, missing_for_training
 
 NO_MODEL_HELP = (f"pass a model (--model DIR, from `hsanomaly train`), choose a baseline score "
-                 f"({'|'.join(BASELINES)}), or install torch (pip install 'hsanomaly[train]') so "
-                 "a quick model can be trained on the scene itself")
+                 f"({'|'.join(BASELINES)}), or install training ({TRAINING_INSTALL}) so a "
+                 "quick model can be trained on the scene itself")
 
 
 def scene_model_path(dst):
@@ -18,16 +18,18 @@ def scene_model_path(dst):
     return dst.with_name(dst.stem + ".model")
 
 
-def check_torch(name):
-    """Refuse, with what to do instead, a quick model where torch is not installed."""
-    if importlib.util.find_spec("torch") is None:
-        raise HsanomalyError(f"{name}: no model given and torch is not installed; {NO_MODEL_HELP}")
+def check_training(name):
+    """Refuse, with what to do instead, a quick model where training cannot run."""
+    missing = missing_for_training()
+    if missing:
+        raise HsanomalyError(f"{name}: no model given and {' and '.join(missing)} "
+                             f"{'is' if len(missing) == 1 else 'are'} not installed; {NO_MODEL_HELP}")
 
 
 def train_on_scene(src, dst, training, callback=None, progress=False):
     """Train a quick model on the raster being scored, as the score's ``model_training`` says
     (fully unsupervised: the thesis's figure 15), and keep it beside the output."""
-    check_torch(src)
+    check_training(src)
     from .training import train
 
     return train([src], scene_model_path(dst), progress=progress, callback=callback,

@@ -1,14 +1,24 @@
 """onnxruntime sessions for the model bundle: one place that picks the provider and threads
-(numpy's BLAS threads too).
+(numpy's BLAS threads too), and says what this installation can run.
 
 Detection runs ONNX graphs only (never torch), on the CPU provider by default or the CUDA
 provider on request. Asking for CUDA where onnxruntime cannot use it is an error, not a
 silent fallback: a user who asked for the GPU should learn that the GPU is not being used.
 """
 
+import importlib.util
+
 from .errors import HsanomalyError
 
 DEVICES = ("cpu", "cuda")
+TRAINING_MODULES = ("torch", "onnx", "onnxruntime")   # train, export, check the export
+TRAINING_INSTALL = "pip install 'hsanomaly[cpu,train]'"
+
+
+def missing_for_training():
+    """The modules training needs that are not installed, asked before any work: torch
+    trains, onnx exports and onnxruntime checks the export, which comes last."""
+    return [name for name in TRAINING_MODULES if importlib.util.find_spec(name) is None]
 
 
 def import_onnxruntime():

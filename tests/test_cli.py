@@ -104,7 +104,7 @@ def test_no_model_without_torch_names_the_options(tmp_path, monkeypatch):
     path = write_raster(tmp_path / "scene.tif", synthetic_cube()[0])
     result = run("detect", path, tmp_path / "out.tif")
     assert_one_line_error(result, "no model given and torch is not installed", "--model DIR",
-                          "baseline score (rx|lrx|gmm|mlrx|rxmlrx)", "hsanomaly[train]")
+                          "baseline score (rx|lrx|gmm|mlrx|rxmlrx)", "hsanomaly[cpu,train]")
     assert not (tmp_path / "out.tif").exists()
 
 

@@ -293,3 +293,13 @@ def test_scoring_loads_the_stored_codebook_and_scores_as_if_it_built_it(bundle, 
     for options in ({"codebook": 4096}, {"seed": 1}):
         with pytest.raises(AssertionError, match="built instead of loaded"):
             _recon_scores(bundle, raw, **options)
+
+
+def test_a_deprecated_solver_name_is_said_to_users():
+    """A DeprecationWarning is hidden outside tests and __main__: a user of --solver seed
+    never learnt that the name goes."""
+    from hsanomaly.io.checks import HsanomalyWarning
+    from hsanomaly.latent import make_solver
+
+    with pytest.warns(HsanomalyWarning, match="--solver 'seed' is now called 'thesis'"):
+        assert make_solver("seed").name == "thesis"

@@ -506,3 +506,22 @@ def test_checkpoint_is_never_written_through_a_link_at_a_predictable_name(tmp_pa
     with np.load(state, allow_pickle=False) as z:
         assert "__tree__" in z.files
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state.npz", "state.npz.tmp", "victim.txt"]
+
+
+def test_training_without_onnx_or_its_runtime_is_refused_before_any_work(synthetic_raster,
+                                                                          tmp_path, monkeypatch):
+    """The export and its check come last: without onnx or onnxruntime every iteration ran
+    before the failure."""
+    import importlib.util
+
+    from hsanomaly.training import train
+
+    real = importlib.util.find_spec
+    path, _, _ = synthetic_raster
+    for missing in ("onnx", "onnxruntime"):
+        monkeypatch.setattr(importlib.util, "find_spec",
+                            lambda name, *a, missing=missing: None if name == missing else real(name, *a))
+        with pytest.raises(HsanomalyError, match=f"training needs {missing}: pip install "
+                                                 r"'hsanomaly\[cpu,train\]'"):
+            train([path], tmp_path / "model", iterations=4)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]

@@ -79,7 +79,7 @@ def with_verbosity(command):
     owns_quiet = "quiet" not in names
     if owns_quiet:
         command.params.append(click.Option(["--quiet", "-q"], is_flag=True,
-                                           help="Only warnings and errors."))
+                                           help="No stage lines: only warnings and errors on stderr."))
     callback = command.callback
 
     def run(**kwargs):

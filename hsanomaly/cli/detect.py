@@ -23,8 +23,9 @@ def _far(ctx, param, value):
 @click.argument("src", type=click.Path(dir_okay=False))
 @click.argument("dst", type=click.Path(dir_okay=False))
 @click.option("--score", type=click.Choice(SCORES), default=defaults.SCORE, show_default=True,
-              help="Anomaly score. Scores that need a model train a quick one on SRC when no "
-                   "--model is given (needs torch) and keep it as DST's stem + .model.")
+              help="Anomaly score. Scores that need a model train a quick one on the raster "
+                   "scored when no --model is given (needs torch) and keep it beside the "
+                   "heatmap as <heatmap stem>.model.")
 @click.option("--model", type=click.Path(), help="Model bundle from `hsanomaly train`.")
 @click.option("--solver", type=click.Choice([*SOLVERS, *DEPRECATED_NAMES]), default=None,
               help=f"Latent search for the GAN scores: fast, or the thesis's restarts x steps "

@@ -30,7 +30,7 @@ from ..io.heatmap import (add_overviews_and_statistics, band_descriptions, descr
                           heatmap_profile, heatmap_tags, to_cog)
 from ..io.lock import check_unlocked
 from ..io.ownership import TAG_PREFIX
-from ..io.source import gdal_env, open_source
+from ..io.source import gdal_env, open_raster, open_source
 from ..logs import stage as stage_log
 from ..options import check_whole
 from ..runtime import one_blas_thread
@@ -125,9 +125,9 @@ def read_fingerprint(path):
     import rasterio
 
     try:
-        with rasterio.open(path) as ds:
+        with open_raster(path) as ds:
             return ds.tags().get(RUN_TAG)
-    except rasterio.errors.RasterioError:
+    except (HsanomalyError, rasterio.errors.RasterioError):
         return None
 
 

@@ -17,7 +17,6 @@ during scoring.
 """
 
 import csv
-import importlib.util
 import os
 import tempfile
 import time
@@ -27,10 +26,11 @@ from pathlib import Path
 
 from ..engine import fit_scorer, score_array
 from ..errors import HsanomalyError
-from ..options import KINDS
 from ..evaluation import evaluate
 from ..io import ArraySource
+from ..options import KINDS
 from ..scorers import check_scorer, make_scorer, scorer_class
+from ..runtime import TRAINING_INSTALL, missing_for_training
 from .cache import ModelCache
 from .pool import cpu_seconds, map_scenes
 from .scenes import find_scenes, select_scenes
@@ -73,9 +73,10 @@ def check_methods(methods):
     models) is missing: all before any model is trained."""
     for method in methods:
         name, options = parse_method(method)
-        if check_scorer(name, options).needs_model and importlib.util.find_spec("torch") is None:
+        missing = missing_for_training()
+        if check_scorer(name, options).needs_model and missing:
             raise HsanomalyError(f"score {name!r} needs a model trained per scene and seed, "
-                                 "and training needs torch: pip install 'hsanomaly[train]'")
+                                 f"and training needs {' and '.join(missing)}: {TRAINING_INSTALL}")
 
 
 def runs_for(methods, seeds):

@@ -25,7 +25,6 @@ import signal
 import stat
 import tempfile
 import threading
-import warnings
 from pathlib import Path
 
 from ..errors import HsanomalyError
@@ -341,13 +340,9 @@ def raster_check(width, height, count):
     """A ``check`` that re-opens a written raster, compares its size and band count, and
     reads every block back (a truncated or corrupt file fails here, not in the user's hands)."""
     def check(path):
-        import rasterio
-        from rasterio.errors import NotGeoreferencedWarning
+        from .source import open_raster
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            ds = rasterio.open(path)
-        with ds:
+        with open_raster(path) as ds:
             if (ds.width, ds.height, ds.count) != (width, height, count):
                 raise HsanomalyError(f"{path}: written as {ds.width}x{ds.height}x{ds.count}, "
                                      f"expected {width}x{height}x{count}")

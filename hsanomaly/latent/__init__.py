@@ -24,11 +24,11 @@ def make_solver(name, *, c1=defaults.C1, c2=defaults.C2, restarts=defaults.RESTA
     ``codebook`` (entries), ``refine`` (Gauss-Newton steps) and ``codebook_scale`` (the
     codebook's latent spread, in the prior's standard deviations) the fast solver only.
     ``seed`` is the random seed."""
-    if name in DEPRECATED_NAMES:
-        import warnings
+    if name in DEPRECATED_NAMES:     # said to users (DeprecationWarning is shown to developers only)
+        from ..io.checks import warn
 
-        warnings.warn(f"solver {name!r} is now called {DEPRECATED_NAMES[name]!r}",
-                      DeprecationWarning, stacklevel=2)
+        warn(f"--solver {name!r} is now called {DEPRECATED_NAMES[name]!r}; the old name goes "
+             "in the next release")
         name = DEPRECATED_NAMES[name]
     # every option is checked whichever solver takes it: a bad value is a mistake either way
     check_whole("--restarts", restarts, 1)

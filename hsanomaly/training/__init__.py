@@ -17,6 +17,7 @@ from ..io.atomic import check_writable
 from ..io.checks import warn
 from ..io.lock import lock_folder
 from ..options import TRAINING_KINDS, check_values
+from ..runtime import TRAINING_INSTALL, missing_for_training
 from .data import load_training_data
 from .settings import THREADS, Settings
 
@@ -231,10 +232,11 @@ def check_out(out, inputs=(), mask=None, label="--out"):
 
 
 def _import_torch():
-    try:
-        import torch
-    except ImportError:
-        raise HsanomalyError("training needs torch: pip install 'hsanomaly[train]'") from None
+    missing = missing_for_training()
+    if missing:
+        raise HsanomalyError(f"training needs {' and '.join(missing)}: {TRAINING_INSTALL}")
+    import torch
+
     return torch
 
 

@@ -49,3 +49,16 @@ def test_rerun_rescores_what_changed(tmp_path, batch):
     result = assert_ok(run_cli("detect-many", *batch, "--out-dir", out, "--score", "rx",
                                "--tile", "32", "-q"))
     assert "3 scored, 0 skipped" in result.stdout                      # a setting changed
+
+
+def test_a_rerun_over_rasters_without_georeferencing_is_quiet(tmp_path):
+    """The skip check read each finished heatmap with a bare rasterio.open: two lines of
+    NotGeoreferencedWarning per raster, even with -q."""
+    from synthetic import synthetic_cube, write_raster
+
+    cube, _ = synthetic_cube(bands=12, rows=40, cols=50)
+    plain = write_raster(tmp_path / "plain.tif", cube, crs=None, transform=None)
+    out = tmp_path / "out"
+    assert_ok(run_cli("detect-many", plain, "--out-dir", out, *RX))
+    result = assert_ok(run_cli("detect-many", plain, "--out-dir", out, *RX))
+    assert "0 scored, 1 skipped" in result.stdout and result.stderr == "", result.stderr
