@@ -53,7 +53,7 @@ def test_findings_are_checked_against_the_measured_means():
 
 
 @needs_torch
-def test_thesis_runs_every_experiment_and_writes_markdown_with_figures(tmp_path):
+def test_thesis_runs_every_experiment_and_writes_markdown_with_figures(tmp_path, caplog):
     data = tmp_path / "data"
     data.mkdir()
     cube, truth = synthetic_cube(rows=24, cols=24, targets=((5, 5), (15, 17)), seed=3)
@@ -63,6 +63,8 @@ def test_thesis_runs_every_experiment_and_writes_markdown_with_figures(tmp_path)
                           window_iterations=2, codebook=1024)
     path = generate_thesis(data, out, config, models_dir=tmp_path / "models")
     text = path.read_text()
+    # recon on models trained as the thesis trained them is the point: no advice to retrain
+    assert not [r for r in caplog.records if "ranks best on a model trained with" in r.getMessage()]
     assert path == out / "report.md"
     assert "2 generator iterations" in text and "plus 20 background pixels" in text
     assert "window experiment 5x5 at 2 iterations" in text
@@ -112,3 +114,17 @@ def test_an_even_window_is_refused_before_any_work():
     with pytest.raises(HsanomalyError, match="--window must be odd"):
         ThesisConfig(large_window=2)
     assert ThesisConfig(large_window=0).large_window == 0
+
+
+def test_without_training_installed_nothing_is_started(tmp_path, monkeypatch):
+    """It scored, then failed at its first model, leaving an empty figures/ folder."""
+    import importlib.util
+
+    from hsanomaly.errors import HsanomalyError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "torch" else real(name, *a))
+    with pytest.raises(HsanomalyError, match=r"training needs torch: pip install 'hsanomaly\[cpu,train\]'"):
+        generate_thesis(tmp_path, tmp_path / "docs", ThesisConfig(scenes=("tiny",)))
+    assert not (tmp_path / "docs").exists()

@@ -189,6 +189,9 @@ class GanScorer(Scorer):
         return result
 
 
+TRAINING_ADVICE = "hsanomaly_training_advice"   # marks the log record below, for a filter
+
+
 def _warn_if_trained_otherwise(scorer):
     """A model trained otherwise than the score declares (``model_training``) still scores,
     but not as the score was measured: say so once, when it loads."""
@@ -197,7 +200,8 @@ def _warn_if_trained_otherwise(scorer):
     if unlike:
         flags = " ".join(f"--{key.replace('_', '-')}" for key in unlike)
         logger.warning("%s: %s ranks best on a model trained with %s (hsanomaly train %s); "
-                       "this one was not", scorer.model, scorer.name, flags, flags)
+                       "this one was not", scorer.model, scorer.name, flags, flags,
+                       extra={TRAINING_ADVICE: True})
 
 
 def _windows(pre, inner, window):

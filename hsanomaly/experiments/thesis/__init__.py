@@ -17,7 +17,9 @@ The thesis's findings (``config.THESIS_FINDINGS``) are checked against the numbe
 here (``document.check_findings``), so the document says where the public scenes agree.
 """
 
+import contextlib
 import json
+import logging
 import tempfile
 import time
 from dataclasses import asdict
@@ -28,6 +30,8 @@ from ...errors import HsanomalyError
 from ...io import atomic_path
 from ...io.ownership import has_json_keys, is_own_png, starts_with
 from ...io.paths import check_report_folder
+from ...runtime import TRAINING_INSTALL, missing_for_training
+from ...scorers import gan
 from ..cache import ModelCache
 from ..pool import map_scenes
 from ..scenes import find_scenes, select_scenes
@@ -41,12 +45,27 @@ OUTPUT = "report.md"      # the document's file name in the output folder
 def run_scene(scene, data, models, config, figures, log):
     """Every experiment on one loaded scene (the window one only with ``large_window``)."""
     run = SceneRun(scene, data, models, config, figures, log)
-    for name, experiment in EXPERIMENTS.items():
-        if name == "window" and not config.large_window:
-            continue
-        log(f"  {name}")
-        run.result.rows[name] = experiment(run)
+    with _trained_as_the_thesis():
+        for name, experiment in EXPERIMENTS.items():
+            if name == "window" and not config.large_window:
+                continue
+            log(f"  {name}")
+            run.result.rows[name] = experiment(run)
     return run.result
+
+
+@contextlib.contextmanager
+def _trained_as_the_thesis():
+    """The reproduction scores models trained as the thesis trained them, on purpose: the
+    scores' advice to train otherwise (``--whiten`` for recon) is not for it."""
+    gan_log = logging.getLogger(gan.__name__)
+    advice = logging.Filter()
+    advice.filter = lambda record: not getattr(record, gan.TRAINING_ADVICE, False)
+    gan_log.addFilter(advice)
+    try:
+        yield
+    finally:
+        gan_log.removeFilter(advice)
 
 
 def thesis_scene(scene, config, figures, models_root, log=None):
@@ -75,6 +94,10 @@ def generate_thesis(data_dir, out_dir="docs", config=None, models_dir=None, jobs
     """
     config = config or ThesisConfig()
     log = log or (lambda message: None)
+    missing = missing_for_training()
+    if missing:
+        raise HsanomalyError(f"the thesis reproduction trains its models, and training needs "
+                             f"{' and '.join(missing)}: {TRAINING_INSTALL}")
     out = Path(out_dir)
     figures = out / "figures"
     scenes = select_scenes(find_scenes(data_dir), list(config.scenes))
