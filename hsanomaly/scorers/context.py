@@ -77,15 +77,13 @@ class ResidualScorer(Purged, Scorer):
         return self.gan.band_names
 
     def params(self):
-        params = {**self.gan.params(), "name": self.name, "sample": self.sample}
-        if self.trim:
-            params["trim"] = self.trim
-        params.update(self.purged_params())
+        params = {**self.gan.params(), "name": self.name, "sample": self.sample,
+                  "trim": self.trim, **self.purged_params()}
         if self.local is not None:
             params["local"] = self.local.params()
         if self.residual_local is not None:
             params["residual_local"] = self.residual_local.params()
-        if self.weight != 1.0:
+        if "weight" in self.options:
             params["weight"] = self.weight
         return params
 

@@ -86,11 +86,9 @@ class Purged:
     ring_halo = 0
 
     def purged_params(self):
-        """``purge`` and ``neighbour_weight`` for ``params``, only where they are on, so a
-        score without them keeps the params it always had."""
-        return {name: value for name, value in (("purge", self.purge),
-                                                ("neighbour_weight", self.neighbour_weight))
-                if value}
+        """``purge`` and ``neighbour_weight`` for ``params``, off (0) included: a heatmap's
+        parameters tell a run with them off from one with the score's defaults."""
+        return {"purge": self.purge, "neighbour_weight": self.neighbour_weight}
 
     @property
     def halo(self):

@@ -74,9 +74,8 @@ class MultiRingLRX(Purged, Scorer):
 
     def params(self):
         params = {"name": self.name, "rings": rings_text(self.rings),
-                  "components": self.components}
-        if self.top_rings and self.top_rings < len(self.rings):
-            params["top_rings"] = self.top_rings
+                  "components": self.components,
+                  "top_rings": self.top_rings if self.top_rings < len(self.rings) else 0}
         return {**params, **self.purged_params()}
 
     def fit(self, source):
