@@ -15,6 +15,7 @@ computed in parallel and folded in tile order, and samples draw the same pixels.
 """
 
 import contextlib
+import os
 import logging
 import re
 import socket
@@ -22,6 +23,7 @@ import socket
 from .defaults import TILE
 from .engine import score_tile
 from .errors import HsanomalyError
+from .options import check_whole
 from .io.source import add
 
 logger = logging.getLogger(__name__)
@@ -46,6 +48,15 @@ def check_address(address):
         raise HsanomalyError(f"--scheduler {address!r}: port {port.group(1)} is out of range")
 
 
+def check_execution(workers, scheduler):
+    """--workers and --scheduler: a positive count, a well-formed address, not both."""
+    check_whole("--workers", workers, 1, optional=True)
+    if workers and scheduler:
+        raise HsanomalyError(f"{scheduler}: give either --scheduler or --workers, not both")
+    if scheduler is not None and isinstance(scheduler, (str, os.PathLike)):
+        check_address(str(scheduler))
+
+
 def _distributed():
     try:
         import distributed
@@ -58,8 +69,6 @@ def _distributed():
 def dask_client(workers=None, scheduler=None):
     """A Client for ``scheduler`` (an address, or a Client used as is) or a local cluster of
     ``workers`` single-threaded processes, closed on exit unless it was passed in."""
-    from .validate import check_execution
-
     check_execution(workers, scheduler)
     distributed = _distributed()
     if isinstance(scheduler, distributed.Client):

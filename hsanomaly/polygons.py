@@ -6,13 +6,13 @@ import contextlib
 import logging
 import math
 import warnings
-from pathlib import Path
 
 import numpy as np
 
 from .errors import HsanomalyError
 from .io.atomic import atomic_path, check_writable, native_quiet
 from .io.heatmap import SCORE_TAG
+from .io.paths import check_suffix
 from .io.styles import STYLE_TABLE, gpkg_tables, write_default_style
 from .options import check_rate, is_real
 from .logs import stage as log_stage
@@ -31,8 +31,7 @@ def is_targets_file(path):
 
 def check_threshold(gpkg_path, threshold, far):
     """Refuse, before any scoring, a polygon request that cannot work."""
-    if Path(str(gpkg_path)).suffix.lower() != ".gpkg":   # a .shp name held a GeoPackage
-        raise HsanomalyError(f"{gpkg_path}: --polygons writes a GeoPackage; give it a .gpkg name")
+    check_suffix(gpkg_path, "--polygons", (".gpkg",), "a GeoPackage")
     if threshold is None and far is None:
         raise HsanomalyError(f"{gpkg_path}: polygons need --threshold or --far")
     if threshold is not None and far is not None:

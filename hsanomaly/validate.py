@@ -7,10 +7,10 @@ the option or path at fault, before a model is trained or a tile is scored.
 from pathlib import Path
 
 from .errors import HsanomalyError
+from .io.paths import (DIRECTORY, FILE, GEOTIFF_SUFFIXES, check_paths, check_replaceable_dir,
+                       check_replaceable_file, check_suffix, is_model_bundle, is_quick_model)
 from .io.source import dataset_files
-from .options import check_flags, check_whole
-from .io.paths import (DIRECTORY, FILE, check_paths, check_replaceable_dir,
-                       check_replaceable_file, is_model_bundle, is_quick_model)
+from .options import check_flags
 
 EXTRA_NAMES = ("recon", "latent", "convergence")
 
@@ -27,17 +27,6 @@ def check_extras(cls, extras):
                                  f"(it offers: {', '.join(allowed) or 'none'})")
 
 
-def check_execution(workers, scheduler):
-    """--workers and --scheduler: a positive count, a well-formed address, not both."""
-    from .distributed import check_address
-
-    check_whole("--workers", workers, 1, optional=True)
-    if workers and scheduler:
-        raise HsanomalyError(f"{scheduler}: give either --scheduler or --workers, not both")
-    if scheduler is not None and isinstance(scheduler, (str, Path)):
-        check_address(str(scheduler))
-
-
 def is_path(value):
     return isinstance(value, (str, Path))
 
@@ -52,12 +41,17 @@ def detect_paths(src, dst, *, model=None, extras=None, png=None, polygons=None, 
     inputs = [("SRC", src)] + [("SRC", f) for f in dataset_files(src)] if is_path(src) else []
     inputs += [("--model", model, DIRECTORY)] if is_path(model) else []
     store = store_path(dst)
-    outputs = [("DST", dst)] + [(f"--{k}-out", v) for k, v in (extras or {}).items()]
+    rasters = [("DST", dst)] + [(f"--{k}-out", v) for k, v in (extras or {}).items()]
+    outputs = list(rasters)
     outputs += [("--png", png)] + ([("--png's world file", side) for side in sidecars(png)]
                                    if png is not None else [])
     outputs += [("--polygons", polygons), ("the tile store", store, DIRECTORY),
                 ("the quick model", quick_model, DIRECTORY)]
     check_paths(inputs, outputs)
+    for label, path in rasters:      # after check_paths: a collision is the clearer message
+        check_suffix(path, label, GEOTIFF_SUFFIXES, "a GeoTIFF")
+    if png is not None:
+        check_suffix(png, "--png", (".png",), "a PNG")
     if store.is_symlink() or (store.exists() and not is_tile_store(store)):
         raise HsanomalyError(f"{store}: the tile store's name is taken by something that is not "
                              "an hsanomaly tile store; remove it or choose another output")
@@ -71,7 +65,6 @@ def detect_paths(src, dst, *, model=None, extras=None, png=None, polygons=None, 
         check_replaceable_dir(quick_model, "the quick model directory", is_model_bundle,
                               "a model bundle")
     if not overwrite:
-        rasters = [("DST", dst)] + [(f"--{k}-out", v) for k, v in (extras or {}).items()]
         refuse_foreign_outputs(rasters, png, polygons)
 
 
@@ -159,6 +152,7 @@ def check_request(score, model, options, extras=None, tile=None, workers=None, s
     """The options of a detect run: names the score takes and values of their kinds and
     ranges, the extras, the executor, and its switches (``flags``: resume, overwrite, ...).
     Returns the score's class."""
+    from .distributed import check_execution
     from .engine.detect import check_tile
     from .scorers import check_scorer
 

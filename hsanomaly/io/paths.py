@@ -70,6 +70,17 @@ def check_paths(inputs, outputs, writable=True):
             raise HsanomalyError(f"{out.path}: {out.label} is a directory, not a file")
 
 
+GEOTIFF_SUFFIXES = (".tif", ".tiff")
+
+
+def check_suffix(path, label, suffixes, kind):
+    """Refuse an output name whose extension says another format than the one written
+    (a GeoTIFF named .png, a GeoPackage named .shp): tools that go by the name misread it."""
+    if Path(str(path)).suffix.lower() not in suffixes:
+        raise HsanomalyError(f"{path}: {label} writes {kind}; give it a "
+                             f"{' or '.join(suffixes)} name")
+
+
 def check_replaceable_file(path, label, is_own, kind):
     """Refuse to replace an existing file unless ``is_own(path)`` says it is ``kind`` written by
     hsanomaly (an earlier run's output): a user's raster named as the output by mistake is

@@ -66,3 +66,21 @@ def test_detect_many_input_listed_twice(tmp_path, scene):
     result = run_cli("detect-many", scene, scene, "--out-dir", tmp_path / "out", "--score", "rx")
     assert_one_error(result, "scene.tif: listed twice among the inputs")
     tree.assert_unchanged()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["ext.png"], "ext.png: DST writes a GeoTIFF; give it a .tif or .tiff name"),
+    (["h.tif", "--png", "q.tif"], "q.tif: --png writes a PNG; give it a .png name"),
+    (["h.tif", "--polygons", "t.shp", "--far", "0.01"],
+     "t.shp: --polygons writes a GeoPackage; give it a .gpkg name"),
+])
+def test_an_output_name_that_says_another_format_is_refused(tmp_path, scene, args, message):
+    """A GeoTIFF written under a .png name (or a PNG under .tif) misleads every tool that goes
+    by the name; the polygons' .gpkg rule now holds for every output."""
+    tree = Tree(tmp_path)
+    result = run_cli("detect", scene, *[tmp_path / a if a[-1].isalpha() and "." in a else a
+                                        for a in args],
+                     "--score", "rx", "-q", cwd=tmp_path)
+    assert result.returncode == 1 and result.stderr.strip().endswith(message.split(": ", 1)[1])
+    assert message.split(":")[0] in result.stderr
+    tree.assert_unchanged()
