@@ -69,14 +69,19 @@ def detect(src, dst, *, score=None, model=None, extras=None, polygons=None, thre
         raise HsanomalyError("--convergence-out: the fast solver with --refine 0 (the default) "
                              "takes no step, so the band would be all zeros; pass --refine N "
                              "or --solver thesis")
-    if quick is not None:
-        model = (quick if resume and resumable_quick_model(dst, quick) else
-                 train_on_scene(src, dst, cls.model_training, callback, progress))
-    with _client(workers, scheduler) as client, staged() as stage:
-        executor = None if client is None else DaskExecutor(client)
-        result = run_engine(src, dst, scorer, extras=extras, tile=tile, resume=resume,
-                            executor=executor, progress=progress, callback=callback, stage=stage,
-                            cog=cog)
+    with staged() as stage:
+        if quick is not None:
+            if resume and resumable_quick_model(dst, quick):
+                model = quick
+            else:     # staged: replaced with the heatmap, so a failed run keeps the earlier pair
+                trained = train_on_scene(src, dst, cls.model_training, callback, progress,
+                                         stage.directory(quick))
+                scorer, model = make_scorer(score, **options, model=trained), quick
+        with _client(workers, scheduler) as client:
+            executor = None if client is None else DaskExecutor(client)
+            result = run_engine(src, dst, scorer, extras=extras, tile=tile, resume=resume,
+                                executor=executor, progress=progress, callback=callback,
+                                stage=stage, cog=cog)
         if png is not None:
             from .quicklook import write_png
 

@@ -26,28 +26,33 @@ def check_training(name):
                              f"{'is' if len(missing) == 1 else 'are'} not installed; {NO_MODEL_HELP}")
 
 
-def train_on_scene(src, dst, training, callback=None, progress=False):
+def train_on_scene(src, dst, training, callback=None, progress=False, out=None):
     """Train a quick model on the raster being scored, as the score's ``model_training`` says
-    (fully unsupervised: the thesis's figure 15), and keep it beside the output."""
+    (fully unsupervised: the thesis's figure 15), into ``out`` (default: its place beside the
+    output; detect stages it there, to be replaced together with the heatmap)."""
     check_training(src)
     from .training import train
 
-    return train([src], scene_model_path(dst), progress=progress, callback=callback,
+    return train([src], out or scene_model_path(dst), progress=progress, callback=callback,
                  quick_model_of=dst, **training).path
 
 
 def resumable_quick_model(dst, quick):
-    """Whether ``--resume`` can reuse the quick model an interrupted run trained: its tile store
-    is there and the model loads. The store's fingerprint holds the model's digest and the
-    input's, so the engine refuses to mix it with any other model or input."""
-    from .engine.store import MANIFEST, is_tile_store, store_path
+    """Whether ``--resume`` can reuse the quick model at ``quick``: the interrupted run's tile
+    store is there and was scored with this very model (its digest). An interrupted run's own
+    quick model was staged and is gone with it; training it again gives the same model, whose
+    tiles then resume."""
+    from .engine.store import is_tile_store, read_manifest, store_path
     from .model import load_bundle
+    from .scorers.gan import bundle_digest
 
     store = store_path(dst)
-    if not (is_tile_store(store) and (store / MANIFEST).is_file()):
+    manifest = read_manifest(store)
+    if not (is_tile_store(store) and manifest):
         return False
     try:
-        load_bundle(quick)
+        bundle = load_bundle(quick)
     except HsanomalyError:
         return False
-    return True
+    scored_with = (manifest.get("config") or {}).get("scorer") or {}
+    return scored_with.get("model") == bundle_digest(bundle)

@@ -432,9 +432,10 @@ def test_recon_trains_its_quick_model_on_whitened_bands_through_detect_and_detec
 
 @needs_torch
 def test_resume_reuses_the_quick_model_of_the_interrupted_run(scene, tmp_path, monkeypatch):
-    """`detect in.tif out.tif --resume` after a failure: the quick model the first run trained
-    is reused (the store's fingerprint vouches for it), and the result equals a run that was
-    never interrupted."""
+    """`detect in.tif out.tif --resume` after a failure: the failed run's quick model was staged
+    with its heatmap and went with it, so the resume trains it again; training is repeatable,
+    so the model is the same (the store's fingerprint vouches for it), the finished tiles are
+    reused and the result equals a run that was never interrupted."""
     import hsanomaly.api
     from hsanomaly.engine import TileStore
     from hsanomaly.errors import HsanomalyError
@@ -458,10 +459,37 @@ def test_resume_reuses_the_quick_model_of_the_interrupted_run(scene, tmp_path, m
     with pytest.raises(HsanomalyError, match="disk full"):
         hsanomaly.api.detect(path, dst, tile=16)
     monkeypatch.setattr(TileStore, "put", put)
+    assert not (tmp_path / "out.model").exists()
     resumed = hsanomaly.api.detect(path, dst, tile=16, resume=True)
-    assert len(trained) == 1 and resumed.tiles_resumed >= 1
+    assert len(trained) == 2 and resumed.tiles_resumed >= 1
     fresh = hsanomaly.api.detect(path, tmp_path / "fresh.tif", model=tmp_path / "out.model", tile=16)
     np.testing.assert_array_equal(_read(dst), _read(fresh.path))
+
+
+@needs_torch
+def test_a_failed_run_keeps_the_earlier_heatmap_and_its_quick_model(scene, tmp_path, monkeypatch):
+    """The quick model was put in place before scoring: a run cancelled or failed over an
+    earlier output kept that heatmap beside a model trained on the new input."""
+    import hsanomaly.api
+    import hsanomaly.training
+    from hsanomaly.errors import HsanomalyError
+    from hsanomaly.io.convert import write_geotiff
+
+    train = hsanomaly.training.train
+    monkeypatch.setattr(hsanomaly.training, "train",
+                        lambda *args, **options: train(*args, **{**options, "iterations": 10}))
+    _, path, cube, _ = scene
+    dst = tmp_path / "out.tif"
+    hsanomaly.api.detect(path, dst, tile=16)
+    before = {p.name: p.read_bytes() for p in [dst, *(tmp_path / "out.model").iterdir()]}
+    other = tmp_path / "other.tif"
+    write_geotiff(other, cube[:, ::-1].copy())
+    with pytest.raises(HsanomalyError, match="cancelled"):
+        hsanomaly.api.detect(other, dst, tile=16, overwrite=True,
+                             callback=lambda fraction, message: "tile" in message)
+    after = {p.name: p.read_bytes() for p in [dst, *(tmp_path / "out.model").iterdir()]}
+    assert after == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.tif", "out.model", "out.tif"]
 
 
 @needs_torch

@@ -99,7 +99,7 @@ class GanScorer(Scorer):
         return {**vars(self), "_sessions": {}}
 
     def params(self):
-        params = {"name": self.name, "model": _bundle_digest(self.bundle)}
+        params = {"name": self.name, "model": bundle_digest(self.bundle)}
         if self.name != "critic":
             params.update(self.solver.params(), c1=self.c1, c2=self.c2)
         if self.name == "anogan":
@@ -230,7 +230,7 @@ def _input_bands(preprocessor):
     return spans
 
 
-def _bundle_digest(bundle):
+def bundle_digest(bundle):
     """Identifies the model's networks and preprocessing, so --resume refuses another model."""
     digest = hashlib.sha256()
     for name in sorted(bundle.meta.get("files", {})):
