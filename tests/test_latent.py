@@ -303,3 +303,27 @@ def test_a_deprecated_solver_name_is_said_to_users():
 
     with pytest.warns(HsanomalyWarning, match="--solver 'seed' is now called 'thesis'"):
         assert make_solver("seed").name == "thesis"
+
+
+def test_a_codebook_that_is_not_its_generators_is_refused(bundle, tmp_path):
+    """Checksums tie the codebook to model.json, not to the networks: one copied from another
+    training (its checksums refreshed) scored silently with the wrong outputs."""
+    import hashlib
+    import json
+    import shutil
+
+    from hsanomaly.engine import score_array
+    from hsanomaly.io import ArraySource
+
+    copy = tmp_path / "model"
+    shutil.copytree(bundle.path, copy)
+    meta = json.loads((copy / "model.json").read_text())
+    name = meta["codebook"]["arrays"]["g"]
+    g = np.load(copy / name)
+    np.save(copy / name, (g[::-1] + 0.25).astype(np.float32), allow_pickle=False)
+    meta["files"][name] = hashlib.sha256((copy / name).read_bytes()).hexdigest()
+    (copy / "model.json").write_text(json.dumps(meta))
+    cube, _ = synthetic_cube(rows=8, cols=8)
+    with pytest.raises(HsanomalyError, match="its codebook's outputs are not its generator's"):
+        score_array(ArraySource(cube), make_scorer("recon", model=copy, threads=1))
+    assert score_array(ArraySource(cube), make_scorer("recon", model=bundle.path, threads=1))

@@ -33,6 +33,7 @@ Per pixel x:
 import numpy as np
 
 from .. import defaults
+from ..errors import HsanomalyError
 from .generator import reconstruction_cost
 from .result import LatentResult
 
@@ -72,6 +73,21 @@ def codebook_samples(generator, size, scale, seed):
         z = (scale * ndtri(np.clip(uniform, 1e-6, 1 - 1e-6))).astype(np.float32)
         g, jac = generator.with_jacobian(z)
     return z, g, jac
+
+
+CHECKED_ENTRIES = 16    # stored codebook entries whose outputs are checked against the generator
+OUTPUT_TOLERANCE = 1e-3
+
+
+def check_outputs(generator, z, g, path):
+    """Refuse a stored codebook whose outputs are not this generator's: entries spread over it
+    are run through the generator and compared. Checksums tie the arrays to model.json, not
+    to the networks, so a codebook copied from another training would score silently."""
+    rows = np.linspace(0, len(z) - 1, min(CHECKED_ENTRIES, len(z))).astype(int)
+    error = np.abs(generator(z[rows]) - g[rows]).max()
+    if not error <= OUTPUT_TOLERANCE * max(1.0, float(np.abs(g[rows]).max())):
+        raise HsanomalyError(f"{path}: its codebook's outputs are not its generator's (off by "
+                             f"{error:.3g}; copied from another model?); train it again")
 
 
 class Codebook:
@@ -193,7 +209,10 @@ class FastSolver:
             return None
         samples = stored.load()
         expected = codebook_size(self.codebook_size, generator.latent_dim, generator.output_size)
-        return samples if len(samples[0]) == expected else None
+        if len(samples[0]) != expected:
+            return None
+        check_outputs(generator, *samples[:2], stored.path)
+        return samples
 
     def solve(self, generator, x):
         """The best z found for each pixel of x (n, d), in x's order.
