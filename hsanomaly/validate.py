@@ -12,20 +12,6 @@ from .io.paths import (DIRECTORY, FILE, GEOTIFF_SUFFIXES, check_paths, check_rep
 from .io.source import dataset_files
 from .options import check_flags
 
-EXTRA_NAMES = ("recon", "latent", "convergence")
-
-
-def check_extras(cls, extras):
-    """Refuse an extra output the score cannot write, before a model is trained or read."""
-    if isinstance(cls.extras, dict):
-        allowed = tuple(cls.extras)
-    else:
-        allowed = () if cls.name == "critic" else EXTRA_NAMES
-    for name in extras or {}:
-        if name not in allowed:
-            raise HsanomalyError(f"--{name}-out: score {cls.name!r} has no {name!r} output "
-                                 f"(it offers: {', '.join(allowed) or 'none'})")
-
 
 def is_path(value):
     return isinstance(value, (str, Path))
@@ -154,7 +140,7 @@ def check_request(score, model, options, extras=None, tile=None, workers=None, s
     Returns the score's class."""
     from .distributed import check_execution
     from .engine.detect import check_tile
-    from .scorers import check_scorer
+    from .scorers import check_extras, check_scorer
 
     # built once without its model: every option's kind and range, before any raster is read
     cls = check_scorer(score, {**options, **({"model": model} if model is not None else {})})

@@ -34,6 +34,7 @@ from ..io.source import gdal_env, open_raster, open_source
 from ..logs import stage as stage_log
 from ..options import check_whole
 from ..runtime import one_blas_thread
+from ..scorers import check_extras
 from .store import TileStore, run_fingerprint, store_path
 
 RUN_TAG = TAG_PREFIX + "RUN_FINGERPRINT"      # what detect-many compares to know a result is current
@@ -68,10 +69,8 @@ def plan_outputs(source, scorer, dst, extras=None, tile=TILE):
         raise HsanomalyError(f"{source.name}: the {size}x{size} window of score {scorer.name!r} is "
                              f"larger than the {source.height}x{source.width} image")
     outputs = {"score": (str(dst), 1)}
+    check_extras(type(scorer), extras)
     for name, path in (extras or {}).items():
-        if name not in scorer.extras:
-            raise HsanomalyError(f"score {scorer.name!r} has no {name!r} output "
-                                 f"(it offers: {', '.join(scorer.extras) or 'none'})")
         outputs[name] = (str(path), scorer.extras[name])
     for path, _ in outputs.values():
         check_writable(path, directory=False)

@@ -49,6 +49,15 @@ def check_options(name, options):
     return cls
 
 
+def check_extras(cls, extras):
+    """Refuse an extra output (``extras``: names, e.g. {"recon": path}) that score class
+    ``cls`` cannot write, before a model is trained or read."""
+    for name in extras or {}:
+        if name not in cls.extra_outputs:
+            raise HsanomalyError(f"--{name}-out: score {cls.name!r} has no {name!r} output "
+                                 f"(it offers: {', '.join(cls.extra_outputs) or 'none'})")
+
+
 def make_scorer(name, **options):
     """A scorer by name; model scores need ``model=<bundle path>`` among the options."""
     cls = check_options(name, options)
@@ -66,5 +75,5 @@ def check_scorer(name, options):
     return cls
 
 
-__all__ = ["BASELINES", "MODEL_SCORES", "REGISTRY", "SCORES", "Scorer", "check_options",
+__all__ = ["BASELINES", "MODEL_SCORES", "REGISTRY", "SCORES", "Scorer", "check_extras", "check_options",
            "check_scorer", "make_scorer", "scorer_class"]

@@ -21,7 +21,8 @@ class Scorer:
     fits_on_scene = True  # ``fit(source)`` must run on the scene being scored
     options = ()          # keyword options the constructor takes, besides ``model``
     halo = 0              # neighbour pixels each tile needs on every side
-    extras = {}           # optional per-pixel outputs besides "score": name -> band count
+    extra_outputs = ()    # the optional per-pixel outputs besides "score" it can write
+    extras = {}           # those outputs of a built scorer: name -> band count
     model_training = {}   # training options of the model trained for this score when none is
                           # given (``hsanomaly.training.train`` keywords)
 

@@ -34,7 +34,7 @@ import numpy as np
 from ..errors import HsanomalyError
 from .. import defaults
 from .base import Scorer, check_pixels, inverse, log_distance, mahalanobis_sq, mean_cov, moments
-from .gan import ReconScorer
+from .gan import GanScorer, ReconScorer
 from .purge import Purged, check_neighbour_weight, check_purge
 from .rings import MultiRingLRX
 from .rx import LocalRX
@@ -62,6 +62,8 @@ class ResidualScorer(Purged, Scorer):
         self.gan = ReconScorer(model, seed=seed, **gan_options)
         self.gan.model_training = self.model_training   # the model this score wants, not recon's
         self.sample, self.seed, self.trim = int(sample), int(seed), float(trim)
+
+    extra_outputs = GanScorer.extra_outputs
 
     @property
     def extras(self):

@@ -77,11 +77,12 @@ class GanScorer(Scorer):
     def halo(self):
         return self.bundle.window // 2
 
+    extra_outputs = ("recon", "latent", "convergence")
+
     @property
     def extras(self):
-        if self.name == "critic":
-            return {}
-        return {"recon": self.bundle.bands, "latent": self.bundle.latent_dim, "convergence": 1}
+        bands = {"recon": self.bundle.bands, "latent": self.bundle.latent_dim, "convergence": 1}
+        return {name: bands[name] for name in self.extra_outputs}
 
     @property
     def band_names(self):
@@ -99,12 +100,8 @@ class GanScorer(Scorer):
         return {**vars(self), "_sessions": {}}
 
     def params(self):
-        params = {"name": self.name, "model": bundle_digest(self.bundle)}
-        if self.name != "critic":
-            params.update(self.solver.params(), c1=self.c1, c2=self.c2)
-        if self.name == "anogan":
-            params["lam"] = self.lam
-        return params
+        return {"name": self.name, "model": bundle_digest(self.bundle), **self.solver.params(),
+                "c1": self.c1, "c2": self.c2}
 
     def check(self, source):
         from ..model import check_bands, check_value_range, check_wavelengths
@@ -144,20 +141,15 @@ class GanScorer(Scorer):
     def score_windows(self, windows):
         """All outputs for preprocessed windows (n, bands, w, w): score (n,) and the extras per pixel."""
         windows = np.ascontiguousarray(windows, dtype=np.float32)
-        if self.name == "critic":
-            return {"score": -self.critic(windows)[0]}
-        n = len(windows)
-        result = self.solver.solve(self.generator(), windows.reshape(n, -1))
-        score = result.cost
-        if self.name == "anogan":
-            recon = result.recon.reshape(windows.shape)
-            _, features = self.critic(np.concatenate([windows, recon]))
-            distance = np.mean(np.square(features[:n] - features[n:]), axis=1)
-            score = (1 - self.lam) * score + self.lam * distance
+        result = self.solver.solve(self.generator(), windows.reshape(len(windows), -1))
         c = self.halo
         centre = result.recon.reshape(windows.shape)[:, :, c, c]
-        return {"score": score, "recon": centre, "latent": result.z,
+        return {"score": self.cost(windows, result), "recon": centre, "latent": result.z,
                 "convergence": result.convergence}
+
+    def cost(self, windows, result):
+        """The score of each window from its latent search's ``result``."""
+        return result.cost
 
     def score_samples(self, X):
         if self.bundle.window != 1:
@@ -244,6 +236,13 @@ class CriticScorer(GanScorer):
     name = "critic"
     meaning = "GAN critic: -D(x), diagnostic"
     options = RUNTIME_OPTIONS
+    extra_outputs = ()
+
+    def params(self):
+        return {"name": self.name, "model": bundle_digest(self.bundle)}
+
+    def score_windows(self, windows):
+        return {"score": -self.critic(np.ascontiguousarray(windows, dtype=np.float32))[0]}
 
 
 class ReconScorer(GanScorer):
@@ -260,3 +259,14 @@ class AnoganScorer(GanScorer):
     meaning = "GAN reconstruction and critic-feature cost"
     model_training = ReconScorer.model_training
     options = GanScorer.options + ("lam",)
+
+    def params(self):
+        return {**super().params(), "lam": self.lam}
+
+    def cost(self, windows, result):
+        """(1 - lam) x the reconstruction cost + lam x the critic-feature distance between each
+        window and its reconstruction."""
+        n = len(windows)
+        _, features = self.critic(np.concatenate([windows, result.recon.reshape(windows.shape)]))
+        distance = np.mean(np.square(features[:n] - features[n:]), axis=1)
+        return (1 - self.lam) * result.cost + self.lam * distance
