@@ -44,7 +44,7 @@ def main():
                                       bundle.latent_dim)
         aucs = []
         for scale, refine in SETTINGS:
-            cost = FastSolver(scale=scale, steps=refine, seed=args.seed).solve(generator, x).cost
+            cost = FastSolver(codebook_scale=scale, refine=refine, seed=args.seed).solve(generator, x).cost
             aucs.append(roc_curve(cost[truth], cost[~truth]).auc)
             table[(scale, refine)].append(aucs[-1])
         print(scene.name, " ".join(f"{a:.4f}" for a in aucs), flush=True)

@@ -64,8 +64,7 @@ def detect(src, dst, *, score=None, model=None, extras=None, polygons=None, thre
     # built (and its options checked) before any training; the bundle loads on first use
     scorer = make_scorer(score, **options, **({"model": model or quick} if cls.needs_model else {}))
     solver = getattr(getattr(scorer, "gan", scorer), "solver", None)
-    if "convergence" in (extras or {}) and getattr(solver, "name", "") == "fast" \
-            and solver.steps == 0:
+    if "convergence" in (extras or {}) and not solver.measures_convergence:
         raise HsanomalyError("--convergence-out: the fast solver with --refine 0 (the default) "
                              "takes no step, so the band would be all zeros; pass --refine N "
                              "or --solver thesis")

@@ -57,16 +57,16 @@ def test_scorer_defaults_and_help_texts():
     assert keyword_default(gan, "codebook") == keyword_default(make_solver, "codebook") == defaults.CODEBOOK
     assert keyword_default(gan, "solver") == defaults.SOLVER
     assert keyword_default(gan, "refine") == keyword_default(make_solver, "refine") == defaults.REFINE
-    assert make_solver("fast").steps == defaults.REFINE
+    assert make_solver("fast").refine == defaults.REFINE
     assert keyword_default(gan, "codebook_scale") == keyword_default(make_solver, "codebook_scale") \
-        == keyword_default(FastSolver, "scale") == defaults.CODEBOOK_SCALE
-    assert make_solver("fast").scale == defaults.CODEBOOK_SCALE
+        == keyword_default(FastSolver, "codebook_scale") == defaults.CODEBOOK_SCALE
+    assert make_solver("fast").codebook_scale == defaults.CODEBOOK_SCALE
     dual = scorer_class("dualcontext")
     assert (keyword_default(dual, "weight"), keyword_default(dual, "purge"),
             keyword_default(dual, "neighbour_weight")) == \
         (defaults.DUAL_WEIGHT, defaults.DUAL_PURGE, defaults.DUAL_NEIGHBOUR_WEIGHT)
     default = make_scorer(defaults.SCORE, model="m")
-    assert default.gan.solver.steps == defaults.REFINE and default.purge == defaults.DUAL_PURGE
+    assert default.gan.solver.refine == defaults.REFINE and default.purge == defaults.DUAL_PURGE
     assert default.neighbour_weight == defaults.DUAL_NEIGHBOUR_WEIGHT
     assert make_scorer("mlrx").neighbour_weight == defaults.NEIGHBOUR_WEIGHT
     for name, value in (("codebook", defaults.CODEBOOK), ("outer", defaults.CONTEXT_OUTER),

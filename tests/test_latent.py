@@ -76,7 +76,7 @@ def test_solvers_find_a_known_z(generator):
     # gets within 5 % of chance everywhere and 0.2 % typically; the fast solver lands on it.
     assert np.all(seed.cost < 0.05 * chance) and np.median(seed.cost / chance) < 2e-3
     np.testing.assert_allclose(seed.recon, generator(seed.z), atol=1e-6)
-    fast = FastSolver(codebook=16384, steps=2, seed=0).solve(generator, x)
+    fast = FastSolver(codebook=16384, refine=2, seed=0).solve(generator, x)
     assert np.median(fast.cost / chance) < 1e-4
 
 
@@ -85,7 +85,7 @@ def test_fast_solver_matches_the_seed_solver(generator, pixels):
     rng = np.random.default_rng(0)
     batch = np.concatenate([x[target][:8], x[rng.choice(np.flatnonzero(~target), 56, replace=False)]])
     seed = ThesisSolver(restarts=16, steps=100, seed=0).solve(generator, batch)
-    fast = FastSolver(codebook=16384, steps=2, seed=0).solve(generator, batch)
+    fast = FastSolver(codebook=16384, refine=2, seed=0).solve(generator, batch)
     # The benchmark's target on the mean (1 %); per pixel a 10 % margin, since the seed search is
     # itself noisy (a rerun with another seed lands within 1 % on only about 3/4 of pixels).
     assert fast.cost.mean() <= 1.01 * seed.cost.mean()
@@ -96,7 +96,7 @@ def test_fast_solver_matches_the_seed_solver(generator, pixels):
 
 def test_fast_solver_is_never_worse_than_its_codebook_candidates(generator, pixels):
     x = pixels[0][:200]
-    solver = FastSolver(codebook=4096, candidates=4, steps=1)
+    solver = FastSolver(codebook=4096, candidates=4, refine=1)
     book = solver.codebook(generator)
     result = solver.solve(generator, x)
     _, entries = book.tree.query(book.project(x), k=4)
@@ -167,7 +167,7 @@ class _SaturatingGenerator(GeneratorFunction):
 
 def test_codebook_survives_a_saturated_generator():
     generator = _SaturatingGenerator()
-    solver = FastSolver(codebook=256, steps=2)
+    solver = FastSolver(codebook=256, refine=2)
     _, jac = generator.with_jacobian(solver.codebook(generator).z)
     assert np.any(np.all(jac == 0, axis=(1, 2)))            # singular J^T J entries exist
     x = np.array([[0.3, -0.6, -0.2], [1.0, 1.0, 1.0]], np.float32)
@@ -189,7 +189,7 @@ def test_make_solver_options():
         make_solver("thesis", restarts=0)
     with pytest.raises(HsanomalyError, match="unknown solver"):
         make_solver("newton")
-    assert make_solver("fast", refine=0).params()["steps"] == 0
+    assert make_solver("fast", refine=0).params()["refine"] == 0
     with pytest.raises(HsanomalyError, match="--refine must be a whole number of at least 0"):
         make_solver("fast", refine=-1)
     assert make_solver("fast", codebook_scale=1.0).params()["codebook_scale"] == 1.0
@@ -211,7 +211,7 @@ def test_make_solver_refuses_a_bad_value_whichever_solver_takes_it(solver, optio
 
 def test_codebook_scale_sets_the_spread_of_its_latent_vectors(generator):
     """The codebook's z cover the prior widened by ``scale``: the same Sobol points, scaled."""
-    narrow = FastSolver(codebook=1024, scale=1.0).codebook(generator).z
+    narrow = FastSolver(codebook=1024, codebook_scale=1.0).codebook(generator).z
     wide = make_scorer("recon", model="m", codebook=1024, codebook_scale=3.0).solver.codebook(generator).z
     np.testing.assert_allclose(wide, 3.0 * narrow, rtol=1e-6)
     assert 0.9 < narrow.std() < 1.1
@@ -220,7 +220,7 @@ def test_codebook_scale_sets_the_spread_of_its_latent_vectors(generator):
 def test_fast_solver_without_refinement_is_its_best_codebook_candidate(generator, pixels):
     """refine=0: the exact best of the nearest codebook entries, with no generator call."""
     x = pixels[0][:200]
-    solver = FastSolver(codebook=4096, candidates=4, steps=0)
+    solver = FastSolver(codebook=4096, candidates=4, refine=0)
     book = solver.codebook(generator)
     generator.forwards = 0
     result = solver.solve(generator, x)
@@ -239,7 +239,7 @@ def test_the_default_search_finds_the_best_codebook_entry(generator, pixels):
     everywhere. Which pixels miss the very best entry depends on the trained model's exact
     weights (they differ between CPUs), so the bound is on costs; 4 axes fail it on this model."""
     x = pixels[0][:300]
-    solver = FastSolver(codebook=4096, steps=0)
+    solver = FastSolver(codebook=4096, refine=0)
     book = solver.codebook(generator)
     scan = np.stack([np.mean((row - book.g) ** 2, axis=1).min() for row in x])
     cost = solver.solve(generator, x).cost

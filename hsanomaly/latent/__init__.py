@@ -41,8 +41,8 @@ def make_solver(name, *, c1=defaults.C1, c2=defaults.C2, restarts=defaults.RESTA
     if name == "thesis":
         return ThesisSolver(c1=c1, c2=c2, restarts=restarts, steps=steps, seed=seed)
     if name == "fast":
-        return FastSolver(c1=c1, c2=c2, codebook=codebook, steps=refine, scale=codebook_scale,
-                          seed=seed)
+        return FastSolver(c1=c1, c2=c2, codebook=codebook, refine=refine,
+                          codebook_scale=codebook_scale, seed=seed)
     raise HsanomalyError(f"--solver: unknown solver {name!r}; choose one of {', '.join(SOLVERS)}")
 
 

@@ -5,7 +5,7 @@ dimensions) and the output short (the model's bands), so nearly all the work can
 once per model instead of once per pixel.
 
 Once per model (``Codebook``): K latent vectors spread over the prior (a scrambled Sobol
-sequence mapped through the normal quantile and scaled by ``scale``: 1 covers the prior the
+sequence mapped through the normal quantile and scaled by ``codebook_scale``: 1 covers the prior the
 generator was trained on; a wider codebook also reaches latent vectors the generator never saw
 in training, where it extrapolates and fits the anomalies too; docs/ablations.md), their
 outputs G(z_k), a KD-tree on the outputs' ``projection`` leading principal axes (a KD-tree in
@@ -24,7 +24,7 @@ Per pixel x:
 2. for each, the Gauss-Newton model's optimum without any generator call: with
    ``u = L_k^-1 (c1/d J_k^T r_k - c2/k z_k)`` (``r_k = x - G(z_k)``, one k x d product),
    the model's best cost is ``cost_k - |u|^2`` and its step ``L_k^-T u``;
-3. from the candidate with the lowest predicted cost, ``steps`` chord Gauss-Newton steps that
+3. from the candidate with the lowest predicted cost, ``refine`` chord Gauss-Newton steps that
    reuse that entry's factored Jacobian, one generator call each; a step that raises the cost
    is undone and the next one halved. The exact cost of every codebook candidate is known for
    free, so the result is never worse than the best of them.
@@ -164,18 +164,25 @@ class FastSolver:
     name = "fast"
 
     def __init__(self, c1=defaults.C1, c2=defaults.C2, codebook=defaults.CODEBOOK, candidates=8,
-                 steps=defaults.REFINE, scale=defaults.CODEBOOK_SCALE, damping=0.0, projection=8,
+                 refine=defaults.REFINE, codebook_scale=defaults.CODEBOOK_SCALE, damping=0.0,
+                 projection=8,
                  seed=0):
         self.c1, self.c2 = float(c1), float(c2)
-        self.codebook_size, self.candidates, self.steps = int(codebook), int(candidates), int(steps)
-        self.scale, self.damping, self.seed = float(scale), float(damping), int(seed)
+        self.codebook_size, self.candidates, self.refine = int(codebook), int(candidates), int(refine)
+        self.codebook_scale, self.damping, self.seed = float(codebook_scale), float(damping), int(seed)
         self.projection = int(projection)
         self._codebook = None
 
     def params(self):
         return {"solver": self.name, "codebook": self.codebook_size, "candidates": self.candidates,
-                "steps": self.steps, "codebook_scale": self.scale, "damping": self.damping,
+                "refine": self.refine, "codebook_scale": self.codebook_scale, "damping": self.damping,
                 "projection": self.projection, "seed": self.seed}
+
+    @property
+    def measures_convergence(self):
+        """Whether its convergence output means something: without a refinement step there is
+        no last decrease to measure, and the band would be all zeros."""
+        return self.refine > 0
 
     def __getstate__(self):
         return {**vars(self), "_codebook": None}   # rebuilt (deterministically) where it is used
@@ -189,7 +196,7 @@ class FastSolver:
             if key in _shared:
                 self._codebook = _shared.pop(key)          # re-inserted below as the newest
             else:
-                self._codebook = Codebook(generator, self.codebook_size, self.scale, self.c1,
+                self._codebook = Codebook(generator, self.codebook_size, self.codebook_scale, self.c1,
                                           self.c2, self.damping, self.projection, self.seed,
                                           samples=self._stored_samples(generator))
             if key is not None:
@@ -204,7 +211,7 @@ class FastSolver:
         from .generator import JACOBIAN_STEP
 
         stored = getattr(generator, "codebook", None)
-        if stored is None or not stored.matches(self.codebook_size, self.scale, self.seed,
+        if stored is None or not stored.matches(self.codebook_size, self.codebook_scale, self.seed,
                                                 JACOBIAN_STEP):
             return None
         samples = stored.load()
@@ -243,13 +250,13 @@ class FastSolver:
         start = np.argmin(exact, axis=1)
         best = LatentResult(z0[rows, start], exact[rows, start], book.g[entries[rows, start]],
                             np.zeros(n, np.float32))
-        if not self.steps:
+        if not self.refine:
             return best
         decrease, steps = book.model_step(entries, residual, z0)
         pick = np.argmin(exact - decrease, axis=1)
         entry = entries[rows, pick]
         z, step, cost = z0[rows, pick], steps[rows, pick], exact[rows, pick]
-        for _ in range(self.steps):
+        for _ in range(self.refine):
             trial = z + step
             g = generator(trial)
             trial_cost = reconstruction_cost(x, g, trial, self.c1, self.c2)

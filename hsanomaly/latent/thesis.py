@@ -28,6 +28,8 @@ class ThesisSolver:
         self.restarts, self.steps = int(restarts), int(steps)
         self.lr, self.momentum, self.seed = float(lr), float(momentum), int(seed)
 
+    measures_convergence = True
+
     def params(self):
         return {"solver": self.name, "restarts": self.restarts, "steps": self.steps,
                 "lr": self.lr, "momentum": self.momentum, "seed": self.seed}

@@ -277,7 +277,7 @@ def _codebook_settings(size, seed):
 
     if not size:
         return None
-    return {"size": int(size), "scale": FastSolver().scale, "seed": int(seed),
+    return {"size": int(size), "scale": FastSolver().codebook_scale, "seed": int(seed),
             "jacobian_step": JACOBIAN_STEP,
             "arrays": {name: CODEBOOK_FILE.format(name) for name in CODEBOOK_ARRAYS}}
 
