@@ -4,10 +4,11 @@ import click
 
 from .detect import detect, scorer_options
 
-# Scoring options shared with `hsanomaly detect`, so both commands accept the same ones.
-SCORING = ("score", "model", "solver", "restarts", "steps", "codebook", "refine",
-           "codebook_scale", "c1", "c2", "lam", "outer", "guard", "purge", "rings", "top_rings",
-           "neighbour_weight", "device", "threads", "ignore_wavelengths", "tile")
+# Options shared with `hsanomaly detect`, so both commands accept the same ones.
+SHARED = ("score", "model", "solver", "restarts", "steps", "codebook", "refine",
+          "codebook_scale", "c1", "c2", "lam", "outer", "guard", "purge", "rings", "top_rings",
+          "neighbour_weight", "device", "threads", "ignore_wavelengths", "tile", "workers",
+          "scheduler", "quiet")
 
 
 @click.command()
@@ -17,10 +18,6 @@ SCORING = ("score", "model", "solver", "restarts", "steps", "codebook", "refine"
 @click.option("--overwrite", is_flag=True,
               help="Score every raster from scratch instead of skipping finished ones and resuming "
                    "others, and replace output files hsanomaly did not write.")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Score tiles on a local Dask cluster of N processes.")
-@click.option("--scheduler", default=None, help="Score tiles on the Dask cluster at this address.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def detect_many(inputs, out_dir, overwrite, workers, scheduler, quiet, **scoring):
     """Score rasters INPUTS, on one Dask cluster with --workers or --scheduler; reruns skip finished ones.
 
@@ -45,4 +42,4 @@ def detect_many(inputs, out_dir, overwrite, workers, scheduler, quiet, **scoring
         sys.exit(1)
 
 
-detect_many.params[1:1] = [param for param in detect.params if param.name in SCORING]
+detect_many.params[1:1] = [param for param in detect.params if param.name in SHARED]

@@ -229,40 +229,45 @@ class ContextScorer(ResidualScorer):
         self.local = LocalRX(outer, guard, components)
 
 
-class MultiContextScorer(ResidualScorer):
+class RingContextScorer(ResidualScorer):
+    """resrx plus the multi-ring local RX of the pixels, of the residuals, or of both
+    (``rings_on``), each with the same rings."""
+
+    options = _each_once(ResidualScorer.options, MultiRingLRX.options)
+    rings_on = ()
+
+    def __init__(self, model, rings=defaults.RINGS, components=defaults.LRX_COMPONENTS,
+                 top_rings=defaults.TOP_RINGS, **options):
+        super().__init__(model, **options)
+        if "pixels" in self.rings_on:
+            self.local = MultiRingLRX(rings, components, top_rings)
+        if "residuals" in self.rings_on:
+            self.residual_local = MultiRingLRX(rings, components, top_rings)
+
+
+class MultiContextScorer(RingContextScorer):
     name = "mcontext"
     meaning = "GAN residual x multi-ring local RX (log)"
-    options = _each_once(ResidualScorer.options, MultiRingLRX.options)
-
-    def __init__(self, model, rings=defaults.RINGS, components=defaults.LRX_COMPONENTS,
-                 top_rings=defaults.TOP_RINGS, **options):
-        super().__init__(model, **options)
-        self.local = MultiRingLRX(rings, components, top_rings)
+    rings_on = ("pixels",)
 
 
-class ResidualContextScorer(ResidualScorer):
+class ResidualContextScorer(RingContextScorer):
     name = "rescontext"
     meaning = "GAN residual x multi-ring local RX of the residuals (log)"
-    options = _each_once(ResidualScorer.options, MultiRingLRX.options)
-
-    def __init__(self, model, rings=defaults.RINGS, components=defaults.LRX_COMPONENTS,
-                 top_rings=defaults.TOP_RINGS, **options):
-        super().__init__(model, **options)
-        self.residual_local = MultiRingLRX(rings, components, top_rings)
+    rings_on = ("residuals",)
 
 
-class DualContextScorer(ResidualScorer):
+class DualContextScorer(RingContextScorer):
     name = "dualcontext"
     meaning = "GAN residual x multi-ring local RX of the pixels and the residuals (log)"
-    options = _each_once(ResidualScorer.options, MultiRingLRX.options, ("weight",))
+    options = _each_once(RingContextScorer.options, ("weight",))
+    rings_on = ("pixels", "residuals")
 
-    def __init__(self, model, rings=defaults.RINGS, components=defaults.LRX_COMPONENTS,
-                 top_rings=defaults.DUAL_TOP_RINGS, weight=defaults.DUAL_WEIGHT,
+    def __init__(self, model, top_rings=defaults.DUAL_TOP_RINGS, weight=defaults.DUAL_WEIGHT,
                  purge=defaults.DUAL_PURGE, neighbour_weight=defaults.DUAL_NEIGHBOUR_WEIGHT,
                  **options):
-        super().__init__(model, purge=purge, neighbour_weight=neighbour_weight, **options)
         if weight < 0:
             raise HsanomalyError(f"--weight must be non-negative, got {weight}")
+        super().__init__(model, top_rings=top_rings, purge=purge,
+                         neighbour_weight=neighbour_weight, **options)
         self.weight = float(weight)
-        self.local = MultiRingLRX(rings, components, top_rings)
-        self.residual_local = MultiRingLRX(rings, components, top_rings)
