@@ -18,7 +18,8 @@ COLORMAP = "inferno"
 NODATA_GREY = (0.5, 0.5, 0.5, 1.0)
 
 
-def _figure(size=(6, 5)):
+def new_figure(size=(6, 5)):
+    """A matplotlib figure on its own Agg canvas (no pyplot: no global backend, safe in QGIS)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -45,10 +46,12 @@ def _written(path, stage, write):
         write(tmp)
 
 
-def _save(fig, path, stage=None):
+def save_png(fig, path, stage=None, dpi=120):
+    """``fig`` as a PNG marked as hsanomaly's, written atomically (with ``stage``'s outputs when
+    one is given) and decoded whole before it replaces ``path``."""
     from ..io.ownership import SOFTWARE
 
-    _written(path, stage, lambda tmp: fig.savefig(tmp, format="png", dpi=120,
+    _written(path, stage, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi,
                                                   metadata={"Software": SOFTWARE}))
 
 
@@ -73,19 +76,19 @@ def _draw_curves(ax, overall, targets, log_x):
 
 def plot_roc(overall, path, title="", targets=None, stage=None):
     """Linear ROC curve of ``overall`` (a RocCurve), plus optional {name: RocCurve} ``targets``."""
-    fig = _figure()
+    fig = new_figure()
     ax = fig.subplots()
     ax.plot([0, 1], [0, 1], ls="--", color="red", lw=0.8)
     _draw_curves(ax, overall, targets, log_x=False)
     ax.set_xlabel("false positive rate")
     ax.set_xlim(0, 1)
     ax.set_title(title or "ROC")
-    _save(fig, path, stage)
+    save_png(fig, path, stage)
 
 
 def plot_log_roc(overall, path, title="", targets=None, stage=None):
     """ROC on a log10 FPR axis from 0.5/N_background, the range logAUC integrates over."""
-    fig = _figure()
+    fig = new_figure()
     ax = fig.subplots()
     floor = HALF_FALSE_POSITIVE / overall.n_neg
     guess = np.logspace(np.log10(floor), 0, 200)
@@ -95,7 +98,7 @@ def plot_log_roc(overall, path, title="", targets=None, stage=None):
     ax.set_xlim(floor, 1)
     ax.set_xlabel("false positive rate (zero counted as half a false positive)")
     ax.set_title(title or "semi-log ROC")
-    _save(fig, path, stage)
+    save_png(fig, path, stage)
 
 
 def plot_histograms(background, targets, path, title="", bins=100, stage=None):
@@ -103,7 +106,7 @@ def plot_histograms(background, targets, path, title="", bins=100, stage=None):
     background = np.asarray(background).ravel()
     targets = np.asarray(targets).ravel()
     edges = np.histogram_bin_edges(np.concatenate([background, targets]), bins=bins)
-    fig = _figure()
+    fig = new_figure()
     ax = fig.subplots()
     ax.hist(background, bins=edges, density=True, alpha=0.6, label=f"background ({background.size})")
     ax.hist(targets, bins=edges, density=True, alpha=0.6, label=f"targets ({targets.size})")
@@ -112,7 +115,7 @@ def plot_histograms(background, targets, path, title="", bins=100, stage=None):
     ax.set_ylabel("density")
     ax.legend(fontsize="small")
     ax.set_title(title or "score histograms")
-    _save(fig, path, stage)
+    save_png(fig, path, stage)
 
 
 def stretch_limits(scores, valid=None):
@@ -131,7 +134,7 @@ def plot_heatmap(scores, truth, path, title="", stage=None):
     scores = np.asarray(scores, dtype=np.float64)
     rows, cols = scores.shape
     scale = 9.0 / max(rows, cols)
-    fig = _figure(size=(max(cols * scale, 3) + 1.2, max(rows * scale, 3) + 0.6))
+    fig = new_figure(size=(max(cols * scale, 3) + 1.2, max(rows * scale, 3) + 0.6))
     ax = fig.subplots()
     import matplotlib
 
@@ -151,7 +154,7 @@ def plot_heatmap(scores, truth, path, title="", stage=None):
             ax.annotate(f"T{k}", (col_slice.stop, row_slice.start), color="cyan",
                         fontsize="x-small")
     ax.set_title(title or "heatmap")
-    _save(fig, path, stage)
+    save_png(fig, path, stage)
 
 
 def _pixel_outline(mask):

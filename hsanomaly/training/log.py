@@ -17,11 +17,11 @@ def write_csv(path, log):
 
 def plot(path, log, title=""):
     """Losses on the left, the critic's Wasserstein estimate (train and held-out) on the right."""
-    from matplotlib.figure import Figure  # no pyplot: no global backend, safe inside QGIS
+    from ..evaluation.plots import new_figure, save_png
 
     data = np.asarray(log, dtype=float).reshape(-1, len(LOG_COLUMNS))
     col = {name: data[:, i] for i, name in enumerate(LOG_COLUMNS)}
-    fig = Figure(figsize=(10, 4), layout="constrained")
+    fig = new_figure((10, 4))
     losses, distance = fig.subplots(1, 2)
     losses.plot(col["iteration"], col["critic_loss"], label="critic loss")
     losses.plot(col["iteration"], col["generator_loss"], label="generator loss")
@@ -35,4 +35,4 @@ def plot(path, log, title=""):
     distance.legend()
     if title:
         fig.suptitle(title)
-    fig.savefig(path, dpi=100)
+    save_png(fig, path, dpi=100)

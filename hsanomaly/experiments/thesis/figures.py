@@ -2,8 +2,7 @@
 
 import numpy as np
 
-from ...io import atomic_path
-from ...io.ownership import SOFTWARE
+from ...evaluation.plots import new_figure, save_png
 
 FALSE_COLOUR = (0.8, 0.5, 0.2)    # preprocessed bands (fractions of the band count) shown as RGB
 COLOUR_PERCENTILES = (2, 98)
@@ -12,9 +11,6 @@ COLOUR_PERCENTILES = (2, 98)
 def plot_reconstruction(scorer, data, recon, path, title):
     """The scene and its reconstruction G(z*) side by side in false colour (thesis figure 14),
     both in the model's preprocessed units with the scene's colour stretch."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     bands = recon.shape[0]
     pick = [min(bands - 1, int(f * bands)) for f in FALSE_COLOUR]
     real = np.full_like(recon, np.nan)
@@ -25,13 +21,11 @@ def plot_reconstruction(scorer, data, recon, path, title):
         image = (cube[pick] - low[:, None, None]) / (high - low)[:, None, None]
         return np.nan_to_num(np.clip(np.moveaxis(image, 0, -1), 0, 1))
 
-    fig = Figure(figsize=(8, 4.2), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = new_figure((8, 4.2))
     for ax, image, label in zip(fig.subplots(1, 2), (real, recon), ("scene", "G(z*)")):
         ax.imshow(rgb(image), interpolation="nearest")
         ax.set_title(f"{label}, bands {', '.join(str(b + 1) for b in pick)} as RGB",
                      fontsize="small")
         ax.set_axis_off()
     fig.suptitle(f"{title}: scene and reconstruction (preprocessed units)")
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, metadata={"Software": SOFTWARE})
+    save_png(fig, path, dpi=110)
