@@ -1,4 +1,4 @@
-"""Detection metrics: ROC AUC, the seed's logAUC and lgFAR, and the detection rate at a
+"""Detection metrics: ROC AUC, the thesis code's logAUC and lgFAR, and the detection rate at a
 false-alarm rate an analyst would threshold at; overall and per target.
 
 The ROC curve of a score map only changes slope where a target (positive) score lies, so

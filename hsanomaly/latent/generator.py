@@ -18,7 +18,7 @@ BATCH = 4096
 
 
 def reconstruction_cost(x, g, z, c1=1.0, c2=0.0):
-    """The seed's cost per sample: ``c1 * mean((x - G(z))^2) + c2 * mean(z^2)``.
+    """The thesis code's cost per sample: ``c1 * mean((x - G(z))^2) + c2 * mean(z^2)``.
 
     x, g: (n, d) flattened windows; z: (n, k). The means over the d output values and the k
     latent values are the thesis code's ``sum(...)/bands`` and ``w * sum(z^2)/NOISE_DIM``.

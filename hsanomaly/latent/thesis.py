@@ -3,7 +3,7 @@
 R random restarts z ~ N(0, 1), each followed by S momentum gradient-descent steps on the
 reconstruction cost (learning rate 0.1, momentum 0.9, TensorFlow's MomentumOptimizer update
 ``v = 0.9 v + grad; z -= 0.1 v``); per pixel the restart whose *final* iterate has the lowest
-cost is kept, as in the seed's ``batch_minimize``. The only departure is the gradient: dG/dz
+cost is kept, as in the thesis code's ``batch_minimize``. The only departure is the gradient: dG/dz
 comes from forward differences through the ONNX generator (see ``generator.py``), so a step
 costs ``latent_dim + 1`` generator evaluations instead of a forward and a backward pass.
 """

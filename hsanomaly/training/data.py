@@ -3,8 +3,8 @@
 A window is the ``window`` x ``window`` neighbourhood of a centre pixel, kept only if every pixel
 in it is valid (no nodata, inside the raster). An optional exclusion mask (non-zero = exclude,
 e.g. known targets) drops windows centred on a masked pixel, or with ``background_only`` every
-window touching one (the seed's rule: train on background only). With no mask the training is
-fully unsupervised, which the seed's figure 15 showed to work as well.
+window touching one (the thesis code's rule: train on background only). With no mask the training is
+fully unsupervised, which the thesis's figure 15 showed to work as well.
 
 At most ``max_pixels`` pixels are kept (about 2**17, e.g. 131,072 1x1 windows or 5,242 5x5
 windows), drawn uniformly and repeatably, so memory stays bounded on large rasters. The
@@ -179,7 +179,7 @@ def _centres(windows):
 
 
 def rare_spectra_weights(X, seed=0, clusters=RARE_CLUSTERS, floor=RARE_FLOOR):
-    """Sampling weights that boost rare but not singular spectra (the seed's road experiment).
+    """Sampling weights that boost rare but not singular spectra (the thesis's road experiment).
 
     Spectra are grouped by k-means; each cluster's share of the draws becomes proportional to
     the square root of its size (a 4 % cluster beside a 64 % one gets a quarter as many draws

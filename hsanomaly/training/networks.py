@@ -1,4 +1,4 @@
-"""The seed's ResNet generator and critic, convolving along the spectral axis.
+"""The thesis code's ResNet generator and critic, convolving along the spectral axis.
 
 Both networks follow the thesis (section 4.3 and its public code): five residual blocks, no
 normalisation, ReLU, a dense layer between the latent vector (or the critic score) and the
@@ -6,7 +6,7 @@ convolutions, tanh on the generator output. Each block's shortcut and its second
 change the spectral length with a kernel-2, stride-2 convolution (transposed in the generator);
 its other convolution keeps the length (kernel 3, "same").
 
-Any band count: the seed reached 20 bands from a spectral length of 1 by doubling or adding one
+Any band count: the thesis code reached 20 bands from a spectral length of 1 by doubling or adding one
 (1, 2, 4, 5, 10, 20). We instead halve, rounding up, from the band count backwards
 (20, 10, 5, 3, 2, 1; 205 bands start from 7). An odd length is produced by cropping the first
 output of the transposed convolution (padding 1, output padding 1) and consumed by padding one
@@ -43,7 +43,7 @@ def spectral_lengths(bands, blocks=BLOCKS):
 
 
 def generator_widths(dim):
-    """Channel counts of the seed's generator: 16, 16, 8, 2, 1, 1 times DIM."""
+    """Channel counts of the thesis code's generator: 16, 16, 8, 2, 1, 1 times DIM."""
     return [16 * dim, 16 * dim, 8 * dim, 2 * dim, dim, dim]
 
 

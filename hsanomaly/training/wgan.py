@@ -1,4 +1,4 @@
-"""WGAN-GP training (Gulrajani et al. 2017, the seed's training logic) and resumable checkpoints.
+"""WGAN-GP training (Gulrajani et al. 2017, the thesis code's training logic) and resumable checkpoints.
 
 Per generator iteration the critic takes ``critic_steps`` Adam steps on
 ``D(G(z)) - D(x) + lambda * (||grad D(x_hat)||_2 - 1)^2``, with the penalty computed per sample at
