@@ -45,6 +45,7 @@ def detect(src, dst, *, score=None, model=None, extras=None, polygons=None, thre
     """
     from .distributed import DaskExecutor
     from .engine import detect as run_engine
+    from .engine.detect import check_resumed_input
     from .io.atomic import staged
     from .validate import check_request, detect_paths
 
@@ -73,6 +74,8 @@ def detect(src, dst, *, score=None, model=None, extras=None, polygons=None, thre
             if resume and resumable_quick_model(dst, quick):
                 model = quick
             else:     # staged: replaced with the heatmap, so a failed run keeps the earlier pair
+                if resume:
+                    check_resumed_input(src, dst)
                 trained = train_on_scene(src, dst, cls.model_training, callback, progress,
                                          stage.directory(quick))
                 scorer, model = make_scorer(score, **options, model=trained), quick

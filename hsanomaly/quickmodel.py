@@ -32,9 +32,17 @@ def train_on_scene(src, dst, training, callback=None, progress=False, out=None):
     output; detect stages it there, to be replaced together with the heatmap)."""
     check_training(src)
     from .training import train
+    from .training.wgan import TrainingCancelled
 
-    return train([src], out or scene_model_path(dst), progress=progress, callback=callback,
-                 quick_model_of=dst, **training).path
+    place = scene_model_path(dst)
+    try:
+        return train([src], out or place, progress=progress, callback=callback,
+                     quick_model_of=dst, name=place, **training).path
+    except TrainingCancelled:
+        if out is None:
+            raise
+        # a staged training's checkpoint goes with its temporary folder: nothing to resume
+        raise HsanomalyError(f"{place}: training cancelled") from None
 
 
 def resumable_quick_model(dst, quick):
@@ -54,5 +62,6 @@ def resumable_quick_model(dst, quick):
         bundle = load_bundle(quick)
     except HsanomalyError:
         return False
-    scored_with = (manifest.get("config") or {}).get("scorer") or {}
-    return scored_with.get("model") == bundle_digest(bundle)
+    config = manifest.get("config")
+    scored_with = config.get("scorer") if isinstance(config, dict) else None
+    return isinstance(scored_with, dict) and scored_with.get("model") == bundle_digest(bundle)

@@ -109,17 +109,19 @@ def test_overview_levels_stop_below_one_block():
     assert overview_factors(4096, 3000) == [2, 4, 8, 16]
 
 
-def test_the_parameters_tag_tells_an_option_turned_off_from_the_default(synthetic_raster, tmp_path):
-    """purge 0 was left out of HSANOMALY_PARAMETERS, so a heatmap of mlrx without its purge
-    read as one with the default purge."""
+def test_the_parameters_tag_holds_the_options_that_are_off(synthetic_raster, tmp_path):
+    """Options at 0 were left out of HSANOMALY_PARAMETERS, so a heatmap did not say whether a
+    run had them off or was made by a version whose defaults were otherwise."""
     path, _, _ = synthetic_raster
     tags = {}
-    for name, extra in (("default", []), ("off", ["--purge", 0, "--neighbour-weight", 0])):
+    for name, extra in (("default", []), ("on", ["--purge", 0.05, "--neighbour-weight", 0.5])):
         out = tmp_path / f"{name}.tif"
         assert cli("detect", path, out, "--score", "mlrx", "--rings", "5/3;7/3", *extra,
                    "-q").returncode == 0
         with rasterio.open(out) as ds:
             tags[name] = json.loads(ds.tags()["HSANOMALY_PARAMETERS"])
-    assert tags["off"]["purge"] == 0 and tags["off"]["neighbour_weight"] == 0
-    assert tags["default"]["purge"] == hsanomaly.scorers.scorer_class("mlrx")().purge
-    assert tags["off"]["top_rings"] == tags["default"]["top_rings"] == 0
+    default = hsanomaly.scorers.scorer_class("mlrx")()
+    assert (tags["default"]["purge"], tags["default"]["neighbour_weight"]) == \
+        (default.purge, default.neighbour_weight) == (0, 0)
+    assert (tags["on"]["purge"], tags["on"]["neighbour_weight"]) == (0.05, 0.5)
+    assert tags["on"]["top_rings"] == tags["default"]["top_rings"] == 0

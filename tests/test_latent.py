@@ -327,3 +327,18 @@ def test_a_codebook_that_is_not_its_generators_is_refused(bundle, tmp_path):
     with pytest.raises(HsanomalyError, match="its codebook's outputs are not its generator's"):
         score_array(ArraySource(cube), make_scorer("recon", model=copy, threads=1))
     assert score_array(ArraySource(cube), make_scorer("recon", model=bundle.path, threads=1))
+
+
+def test_the_deprecated_solver_name_is_said_once_however_often_a_run_builds_it():
+    import warnings
+
+    from hsanomaly.latent import make_solver
+
+    import hsanomaly.latent as latent
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("default")
+        getattr(latent, "__warningregistry__", {}).clear()
+        make_solver("seed")          # as check_request builds it,
+        make_solver("seed")          # then detect, from another place
+    assert len([w for w in seen if "is now called" in str(w.message)]) == 1

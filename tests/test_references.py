@@ -493,6 +493,67 @@ def test_a_failed_run_keeps_the_earlier_heatmap_and_its_quick_model(scene, tmp_p
 
 
 @needs_torch
+def test_a_cancelled_quick_model_training_names_its_place_and_leaves_nothing(scene, tmp_path):
+    """Staged, the quick model trains in a temporary folder that goes when the run is cancelled:
+    the message must name the model's place and promise no checkpoint to resume."""
+    import hsanomaly.api
+    from hsanomaly.errors import HsanomalyError
+
+    _, path, _, _ = scene
+    with pytest.raises(HsanomalyError) as err:
+        hsanomaly.api.detect(path, tmp_path / "out.tif", tile=16,
+                             callback=lambda fraction, message: fraction >= 0.5)
+    assert str(err.value) == f"{tmp_path / 'out.model'}: training cancelled"
+    assert list(tmp_path.iterdir()) == []
+
+
+@needs_torch
+def test_resume_on_another_input_is_refused_before_a_quick_model_is_trained(scene, tmp_path,
+                                                                         monkeypatch):
+    import hsanomaly.api
+    import hsanomaly.training
+    from hsanomaly.engine import TileStore
+    from hsanomaly.errors import HsanomalyError
+    from hsanomaly.io.convert import write_geotiff
+
+    trained = []
+    train = hsanomaly.training.train
+    monkeypatch.setattr(hsanomaly.training, "train", lambda *args, **options: trained.append(args)
+                        or train(*args, **{**options, "iterations": 10}))
+    put = TileStore.put
+
+    def disk_full_at_tile_3(self, index, outputs):
+        if index == 3:
+            raise HsanomalyError(f"{self.path}: cannot write a tile (disk full)")
+        return put(self, index, outputs)
+
+    _, _, cube, _ = scene
+    src, dst = tmp_path / "in.tif", tmp_path / "out.tif"
+    write_geotiff(src, cube)
+    monkeypatch.setattr(TileStore, "put", disk_full_at_tile_3)
+    with pytest.raises(HsanomalyError, match="disk full"):
+        hsanomaly.api.detect(src, dst, tile=16)
+    write_geotiff(src, cube[:, ::-1].copy())                    # the input changed meanwhile
+    with pytest.raises(HsanomalyError, match="the input changed since the interrupted run"):
+        hsanomaly.api.detect(src, dst, tile=16, resume=True)
+    assert len(trained) == 1
+
+
+@needs_torch
+def test_a_damaged_tile_store_manifest_does_not_make_resume_fail(model, tmp_path):
+    import json
+
+    from hsanomaly.engine.store import MANIFEST, store_path
+    from hsanomaly.quickmodel import resumable_quick_model
+
+    store = store_path(tmp_path / "out.tif")
+    store.mkdir()
+    for damaged in ({"config": "damaged"}, {"config": {"scorer": 3}}, []):
+        (store / MANIFEST).write_text(json.dumps(damaged))
+        assert resumable_quick_model(tmp_path / "out.tif", model) is False
+
+
+@needs_torch
 def test_detect_replaces_only_its_own_quick_model(scene, tmp_path, monkeypatch):
     """Without --model, detect keeps its quick model at out/heat.model. A bundle someone trained
     there with `hsanomaly train` is refused, not silently retrained over, with overwrite too

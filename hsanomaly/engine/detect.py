@@ -35,7 +35,7 @@ from ..logs import stage as stage_log
 from ..options import check_whole
 from ..runtime import one_blas_thread
 from ..scorers import check_extras
-from .store import TileStore, run_fingerprint, store_path
+from .store import TileStore, check_same_input, read_manifest, run_fingerprint, store_path
 
 RUN_TAG = TAG_PREFIX + "RUN_FINGERPRINT"      # what detect-many compares to know a result is current
 NEAR_CONSTANT = 1e-5                       # relative band range below which a raster is "constant"
@@ -117,6 +117,20 @@ def expected_fingerprint(src, scorer, tile=TILE):
         if source is not src:
             source.close()
     return run_fingerprint(job["input"], job["config"])
+
+
+def check_resumed_input(src, dst):
+    """Refuse --resume up front, before a quick model is trained for it, when the interrupted
+    run of ``dst`` scored another input."""
+    store = store_path(dst)
+    if not read_manifest(store):
+        return
+    source = open_source(src)
+    try:
+        fingerprint = input_fingerprint(src, source)
+    finally:
+        source.close()
+    check_same_input(store, fingerprint)
 
 
 def read_fingerprint(path):

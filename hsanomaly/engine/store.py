@@ -75,6 +75,15 @@ def read_manifest(path):
     return manifest if isinstance(manifest, dict) else {}
 
 
+def check_same_input(path, fingerprint, previous=None):
+    """Refuse to resume the interrupted run in the store at ``path`` (its manifest
+    ``previous``, read if not given) on an input of another ``fingerprint``."""
+    previous = read_manifest(path) if previous is None else previous
+    if previous and previous.get("input") != fingerprint:
+        raise HsanomalyError(f"{path}: the input changed since the interrupted run (its "
+                             "fingerprint differs); rerun without --resume to start over")
+
+
 class TileStore:
     def __init__(self, path, manifest, resume=False):
         """``manifest``: {"input": fingerprint, "config": plain JSON}. With ``resume`` an
@@ -129,9 +138,7 @@ class TileStore:
         if previous.get("format") != FORMAT or previous.get("format_version") != FORMAT_VERSION:
             raise HsanomalyError(f"{self.path}: the interrupted run here was written by another "
                                  f"hsanomaly version or is damaged{rerun}")
-        if previous.get("input") != manifest["input"]:
-            raise HsanomalyError(f"{self.path}: the input changed since the interrupted run "
-                                 f"(its fingerprint differs){rerun}")
+        check_same_input(self.path, manifest["input"], previous)
         if previous.get("config") != manifest["config"]:
             raise HsanomalyError(f"{self.path}: an interrupted run with other settings is "
                                  f"here{rerun}")

@@ -3,6 +3,7 @@ detect run's tile store, a training's checkpoints), released when the process en
 it ends. A second run on the same output is refused instead of removing or mixing the first
 one's state."""
 
+import errno
 import os
 from pathlib import Path
 
@@ -13,19 +14,29 @@ try:
 except ImportError:          # Windows: no advisory locks; runs on one output must not overlap
     fcntl = None
 
+UNLOCKABLE = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL}
+
 
 def lock_folder(path):
     """An exclusive lock on the folder ``path`` (its descriptor, or None where there is nothing
     to lock), or one line saying another run holds it."""
     if fcntl is None or not Path(path).is_dir():
         return None
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as err:
+        raise HsanomalyError(f"{path}: cannot be opened to lock it ({err.strerror})") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
         raise HsanomalyError(f"{path}: another hsanomaly run is writing this output now; wait "
                              "for it to finish or choose another output") from None
+    except OSError as err:
+        os.close(fd)
+        if err.errno in UNLOCKABLE:      # a file system without locks: as on Windows
+            return None
+        raise HsanomalyError(f"{path}: cannot be locked ({err.strerror})") from None
     return fd
 
 

@@ -76,7 +76,8 @@ def codebook_samples(generator, size, scale, seed):
 
 
 CHECKED_ENTRIES = 16    # stored codebook entries whose outputs are checked against the generator
-OUTPUT_TOLERANCE = 1e-3
+OUTPUT_TOLERANCE = 1e-2    # relative: a GPU's reduced-precision products stay far inside it,
+                           # another training's outputs (up to 1 apart) far outside
 
 
 def check_outputs(generator, z, g, path):

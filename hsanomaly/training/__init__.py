@@ -39,7 +39,7 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
           whiten=False, iterations=Settings.iterations, seed=defaults.TRAIN_SEED, device=defaults.DEVICE,
           dim=8, latent_dim=4, critic_steps=Settings.critic_steps, batch=Settings.batch,
           lr=Settings.lr, background_only=False, boost_rare=False, resume=False, threads=None,
-          progress=False, callback=None, quick_model_of=None):
+          progress=False, callback=None, quick_model_of=None, name=None):
     """Train on windows from ``inputs`` (rasters or .mat scenes) and write the bundle ``out``.
 
     mask: exclusion raster(s) (non-zero = leave out); one path for all inputs or one per input.
@@ -56,25 +56,28 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
     callback(fraction, message): progress; returning True cancels (HsanomalyError, nothing
     written, a checkpoint kept for ``resume``). quick_model_of: the heatmap this bundle is
     ``detect``'s quick model for, recorded so that detect replaces its own quick models only.
+    name: what messages call the model (default ``out``; detect trains its quick model in a
+    temporary folder and names it by the place it will have).
     Returns the loaded hsanomaly.model.Bundle.
     """
     check_values({k: v for k, v in locals().items() if k in TRAINING_KINDS}, TRAINING_KINDS)
     out = Path(out)
+    name = name or out
     try:
         settings = Settings(iterations=iterations, critic_steps=critic_steps, batch=batch, lr=lr,
                             seed=seed)
     except ValueError as err:
-        raise HsanomalyError(f"{out}: {err}") from None
+        raise HsanomalyError(f"{name}: {err}") from None
     if dim < 1 or latent_dim < 1:
-        raise HsanomalyError(f"{out}: dim and latent_dim must be at least 1")
+        raise HsanomalyError(f"{name}: dim and latent_dim must be at least 1")
     check_out(out, inputs, mask)
     torch = _import_torch()
     _check_device(torch, device)
     report = callback or (lambda fraction, message: False)
     with _held_checkpoints(out):
-        logger.info("%s: reading training windows", out)
+        logger.info("%s: reading training windows", name)
         if report(0.0, "reading training windows"):
-            raise HsanomalyError(f"{out}: training cancelled")
+            raise HsanomalyError(f"{name}: training cancelled")
         data = load_training_data(inputs, mask=mask, window=window, bands=bands, sqrt=sqrt,
                                   whiten=whiten, background_only=background_only,
                                   boost_rare=boost_rare, seed=seed)
@@ -85,7 +88,7 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
                        "dim": dim, "latent_dim": latent_dim, "background_only": background_only,
                        "boost_rare": boost_rare, "mask": mask is not None}
             return _train(torch, data, inputs, out, settings, options, device, resume, progress,
-                          report, quick_model_of)
+                          report, quick_model_of, name)
         finally:
             torch.set_num_threads(previous_threads)
 
@@ -122,7 +125,7 @@ def _check_finite(torch, trainer, out, checkpoints):
 
 
 def _train(torch, data, inputs, out, settings, options, device, resume, progress, report,
-           quick_model_of=None):
+           quick_model_of=None, name=None):
     """Networks, the WGAN-GP loop with checkpoints, and the bundle export."""
     from .export import export_networks, staged_directory
     from .log import plot, write_csv
@@ -153,13 +156,13 @@ def _train(torch, data, inputs, out, settings, options, device, resume, progress
                   on_checkpoint=lambda rows: save_checkpoint(state, trainer, rows, key),
                   checkpoint_every=checkpoint_every)
     except TrainingCancelled:
-        raise TrainingCancelled(_cancelled(out, checkpoints)) from None
-    _check_finite(torch, trainer, out, checkpoints)
+        raise TrainingCancelled(_cancelled(name, checkpoints)) from None
+    _check_finite(torch, trainer, name, checkpoints)
 
-    logger.info("%s: exporting the model bundle", out)
+    logger.info("%s: exporting the model bundle", name)
     if report(1.0, "exporting the model bundle"):
         save_checkpoint(state, trainer, log, key)
-        raise TrainingCancelled(_cancelled(out, checkpoints))
+        raise TrainingCancelled(_cancelled(name, checkpoints))
     meta = _metadata(data, trainer, options, inputs, log)
     if quick_model_of is not None:
         meta["training"]["quick_model_of"] = Path(str(quick_model_of)).name

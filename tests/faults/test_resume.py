@@ -5,6 +5,7 @@ with; SIGKILL stops a run of 130 tiles wherever it is.
 """
 
 import json
+import os
 import time
 
 import numpy as np
@@ -133,3 +134,24 @@ def test_detect_many_starts_over_an_interrupted_run_of_another_input(tmp_path, s
     assert "1 scored" in result.stdout
     assert (folder / "scene_rx.tif").read_bytes() == reference(scene, out, tile=16)
     assert not (folder / "scene_rx.tif.partial").exists()
+
+
+def test_a_file_system_without_locks_runs_unlocked_and_other_lock_errors_are_one_line(
+        tmp_path, monkeypatch):
+    import errno
+
+    import hsanomaly.io.lock as lock
+    from hsanomaly.errors import HsanomalyError
+
+    def refuse(code):
+        def flock(fd, operation):
+            raise OSError(code, os.strerror(code))
+        return flock
+
+    open_fds = len(os.listdir("/proc/self/fd"))
+    monkeypatch.setattr(lock.fcntl, "flock", refuse(errno.ENOLCK))
+    assert lock.lock_folder(tmp_path) is None
+    monkeypatch.setattr(lock.fcntl, "flock", refuse(errno.EIO))
+    with pytest.raises(HsanomalyError, match="cannot be locked"):
+        lock.lock_folder(tmp_path)
+    assert len(os.listdir("/proc/self/fd")) == open_fds          # no descriptor left open

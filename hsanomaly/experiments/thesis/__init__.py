@@ -95,7 +95,7 @@ def generate_thesis(data_dir, out_dir="docs", config=None, models_dir=None, jobs
     config = config or ThesisConfig()
     log = log or (lambda message: None)
     missing = missing_for_training()
-    if missing:
+    if missing and not models_dir:     # with a model cache, every model may be there already
         raise HsanomalyError(f"the thesis reproduction trains its models, and training needs "
                              f"{' and '.join(missing)}: {TRAINING_INSTALL}")
     out = Path(out_dir)
@@ -108,12 +108,18 @@ def generate_thesis(data_dir, out_dir="docs", config=None, models_dir=None, jobs
             for iterations in {config.iterations, config.early_iterations,
                                config.window_iterations}:
                 models.check(scene, config.seed, iterations)
+    created = not figures.exists()
     figures.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="hsanomaly-thesis-") as workdir:
-        root = Path(models_dir or Path(workdir) / "models")
-        work = [(scene, config, figures, root) for scene in scenes]
-        results = map_scenes(thesis_scene, work, jobs, log)
+    try:
+        with tempfile.TemporaryDirectory(prefix="hsanomaly-thesis-") as workdir:
+            root = Path(models_dir or Path(workdir) / "models")
+            work = [(scene, config, figures, root) for scene in scenes]
+            results = map_scenes(thesis_scene, work, jobs, log)
+    except BaseException:
+        if created and not any(figures.iterdir()):     # nothing done: leave no empty folder
+            figures.rmdir()
+        raise
     checks = check_findings(results, config)
     with atomic_path(figures / "report.json") as tmp:
         Path(tmp).write_text(json.dumps({"config": asdict(config),

@@ -57,7 +57,7 @@ class TrainModel(HsanomalyAlgorithm):
         self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT, "Model bundle"))
 
     def required_modules(self, parameters, context):
-        return ("hsanomaly", "torch", "onnx")
+        return ("hsanomaly", "torch", "onnx", "onnxruntime")
 
     def processAlgorithm(self, parameters, context, feedback):
         inputs = raster_sources(self, parameters, self.INPUTS, context)
