@@ -1,6 +1,7 @@
 """Every score against an independent reference (scikit-learn, plain numpy, onnxruntime called
 directly), and the default path a user meets first, end to end through the CLI."""
 
+import contextlib
 import importlib.util
 import json
 
@@ -430,6 +431,35 @@ def test_recon_trains_its_quick_model_on_whitened_bands_through_detect_and_detec
     assert evaluate(detector.score(cube), truth)["auc"] > 0.9
 
 
+def short_trainings(monkeypatch, iterations):
+    """The calls of hsanomaly.training.train from now on (a list), each cut to ``iterations``."""
+    import hsanomaly.training
+
+    trained, train = [], hsanomaly.training.train
+    monkeypatch.setattr(hsanomaly.training, "train", lambda *args, **options: trained.append(args)
+                        or train(*args, **{**options, "iterations": iterations}))
+    return trained
+
+
+@contextlib.contextmanager
+def disk_full_at_tile(index):
+    """Within the block, storing tile ``index`` fails as a full disk would."""
+    from hsanomaly.engine import TileStore
+
+    put = TileStore.put
+
+    def put_or_fail(self, i, outputs):
+        if i == index:
+            raise HsanomalyError(f"{self.path}: cannot write a tile (disk full)")
+        return put(self, i, outputs)
+
+    TileStore.put = put_or_fail
+    try:
+        yield
+    finally:
+        TileStore.put = put
+
+
 @needs_torch
 def test_resume_reuses_the_quick_model_of_the_interrupted_run(scene, tmp_path, monkeypatch):
     """`detect in.tif out.tif --resume` after a failure: the failed run's quick model was staged
@@ -437,28 +467,12 @@ def test_resume_reuses_the_quick_model_of_the_interrupted_run(scene, tmp_path, m
     so the model is the same (the store's fingerprint vouches for it), the finished tiles are
     reused and the result equals a run that was never interrupted."""
     import hsanomaly.api
-    from hsanomaly.engine import TileStore
-    from hsanomaly.errors import HsanomalyError
 
-    import hsanomaly.training
-
-    trained = []
-    train = hsanomaly.training.train
-    monkeypatch.setattr(hsanomaly.training, "train", lambda *args, **options: trained.append(args)
-                        or train(*args, **{**options, "iterations": 30}))
-    put = TileStore.put
-
-    def disk_full_at_tile_3(self, index, outputs):
-        if index == 3:
-            raise HsanomalyError(f"{self.path}: cannot write a tile (disk full)")
-        return put(self, index, outputs)
-
+    trained = short_trainings(monkeypatch, 30)
     _, path, _, _ = scene
     dst = tmp_path / "out.tif"
-    monkeypatch.setattr(TileStore, "put", disk_full_at_tile_3)
-    with pytest.raises(HsanomalyError, match="disk full"):
+    with disk_full_at_tile(3), pytest.raises(HsanomalyError, match="disk full"):
         hsanomaly.api.detect(path, dst, tile=16)
-    monkeypatch.setattr(TileStore, "put", put)
     assert not (tmp_path / "out.model").exists()
     resumed = hsanomaly.api.detect(path, dst, tile=16, resume=True)
     assert len(trained) == 2 and resumed.tiles_resumed >= 1
@@ -471,13 +485,9 @@ def test_a_failed_run_keeps_the_earlier_heatmap_and_its_quick_model(scene, tmp_p
     """The quick model was put in place before scoring: a run cancelled or failed over an
     earlier output kept that heatmap beside a model trained on the new input."""
     import hsanomaly.api
-    import hsanomaly.training
-    from hsanomaly.errors import HsanomalyError
     from hsanomaly.io.convert import write_geotiff
 
-    train = hsanomaly.training.train
-    monkeypatch.setattr(hsanomaly.training, "train",
-                        lambda *args, **options: train(*args, **{**options, "iterations": 10}))
+    short_trainings(monkeypatch, 10)
     _, path, cube, _ = scene
     dst = tmp_path / "out.tif"
     hsanomaly.api.detect(path, dst, tile=16)
@@ -497,7 +507,6 @@ def test_a_cancelled_quick_model_training_names_its_place_and_leaves_nothing(sce
     """Staged, the quick model trains in a temporary folder that goes when the run is cancelled:
     the message must name the model's place and promise no checkpoint to resume."""
     import hsanomaly.api
-    from hsanomaly.errors import HsanomalyError
 
     _, path, _, _ = scene
     with pytest.raises(HsanomalyError) as err:
@@ -511,27 +520,13 @@ def test_a_cancelled_quick_model_training_names_its_place_and_leaves_nothing(sce
 def test_resume_on_another_input_is_refused_before_a_quick_model_is_trained(scene, tmp_path,
                                                                          monkeypatch):
     import hsanomaly.api
-    import hsanomaly.training
-    from hsanomaly.engine import TileStore
-    from hsanomaly.errors import HsanomalyError
     from hsanomaly.io.convert import write_geotiff
 
-    trained = []
-    train = hsanomaly.training.train
-    monkeypatch.setattr(hsanomaly.training, "train", lambda *args, **options: trained.append(args)
-                        or train(*args, **{**options, "iterations": 10}))
-    put = TileStore.put
-
-    def disk_full_at_tile_3(self, index, outputs):
-        if index == 3:
-            raise HsanomalyError(f"{self.path}: cannot write a tile (disk full)")
-        return put(self, index, outputs)
-
+    trained = short_trainings(monkeypatch, 10)
     _, _, cube, _ = scene
     src, dst = tmp_path / "in.tif", tmp_path / "out.tif"
     write_geotiff(src, cube)
-    monkeypatch.setattr(TileStore, "put", disk_full_at_tile_3)
-    with pytest.raises(HsanomalyError, match="disk full"):
+    with disk_full_at_tile(3), pytest.raises(HsanomalyError, match="disk full"):
         hsanomaly.api.detect(src, dst, tile=16)
     write_geotiff(src, cube[:, ::-1].copy())                    # the input changed meanwhile
     with pytest.raises(HsanomalyError, match="the input changed since the interrupted run"):
