@@ -69,6 +69,7 @@ def detect(src, dst, *, score=None, model=None, extras=None, polygons=None, thre
         raise HsanomalyError("--convergence-out: the fast solver with --refine 0 (the default) "
                              "takes no step, so the band would be all zeros; pass --refine N "
                              "or --solver thesis")
+    trained = None
     with staged() as stage:
         if quick is not None:
             if resume and resumable_quick_model(dst, quick):
@@ -93,6 +94,8 @@ def detect(src, dst, *, score=None, model=None, extras=None, polygons=None, thre
 
             result.polygons = write_polygons(stage.temporary(dst), polygons, threshold=threshold,
                                              far=far, stage=stage, name=dst)
+    if trained is not None:
+        getattr(scorer, "gan", scorer).moved_to(quick)
     result.model = None if model is None else str(model)
     return result
 

@@ -490,7 +490,11 @@ def test_a_failed_run_keeps_the_earlier_heatmap_and_its_quick_model(scene, tmp_p
     short_trainings(monkeypatch, 10)
     _, path, cube, _ = scene
     dst = tmp_path / "out.tif"
-    hsanomaly.api.detect(path, dst, tile=16)
+    first = hsanomaly.api.detect(path, dst, tile=16)
+    # the run's scorer outlives the staging folder its quick model was trained in
+    assert first.scorer.gan.bundle.path == tmp_path / "out.model"
+    np.testing.assert_array_equal(score_array(ArraySource(cube), first.scorer)["score"][0],
+                                  _read(dst))
     before = {p.name: p.read_bytes() for p in [dst, *(tmp_path / "out.model").iterdir()]}
     other = tmp_path / "other.tif"
     write_geotiff(other, cube[:, ::-1].copy())

@@ -73,6 +73,11 @@ class GanScorer(Scorer):
             _warn_if_trained_otherwise(self)
         return self._bundle
 
+    def moved_to(self, path):
+        """The same model, now at ``path`` (a staged quick model once in place): read from
+        there when next needed, so the scorer outlives its temporary folder."""
+        self.model, self._bundle = str(path), None
+
     @property
     def halo(self):
         return self.bundle.window // 2
