@@ -38,7 +38,7 @@ def test_resrx_scores_pixels_alike_alone_and_in_blocks(scene_and_model):
     valid[0, :3] = False
     out = scorer.score_block(cube, valid)
     assert out["score"].shape == (1, 30, 30) and np.isnan(out["score"][0, 0, :3]).all()
-    assert out["recon"].shape[0] == scorer.extras["recon"]
+    assert out["recon"].shape[0] == scorer.extra_bands["recon"]
     alone = scorer.score_samples(cube[:, valid].T)
     np.testing.assert_allclose(out["score"][0][valid], alone, rtol=1e-5)
 

@@ -45,7 +45,7 @@ def test_critic_score_is_the_negated_critic_output(bundle, raster):
     pre = bundle.preprocessor.transform(X)[:, :, None, None]
     raw = scorer._session("critic").run(["score"], {"x": pre})[0]
     np.testing.assert_allclose(scorer.score_samples(X), -raw, rtol=1e-6)
-    assert scorer.extras == {}
+    assert scorer.extra_bands == {}
 
 
 def test_recon_score_is_the_cost_at_the_latent_output(recon, bundle, raster):
@@ -89,7 +89,7 @@ def test_score_block_shapes_and_invalid_pixels(recon, bundle, raster):
     valid[0, :3] = False
     block[:, ~valid] = np.nan
     out = recon.score_block(block, valid)
-    assert recon.extras == {"recon": bundle.bands, "latent": bundle.latent_dim, "convergence": 1}
+    assert recon.extra_bands == {"recon": bundle.bands, "latent": bundle.latent_dim, "convergence": 1}
     assert {k: v.shape for k, v in out.items()} == {
         "score": (1, 6, 7), "recon": (bundle.bands, 6, 7), "latent": (bundle.latent_dim, 6, 7),
         "convergence": (1, 6, 7)}

@@ -153,9 +153,9 @@ def test_purge_threshold_comes_from_windows_spread_across_a_larger_scene():
         cube = cube.copy()
         source = ArraySource(cube)
         for index in holes:
-            cube[(slice(None),) + source.windows(purge.FIT_WINDOW)[index].toslices()] = np.nan
+            cube[(slice(None),) + source.windows(purge.FIT_TILE)[index].toslices()] = np.nan
         source = ArraySource(cube)
-        windows = source.windows(purge.FIT_WINDOW)
+        windows = source.windows(purge.FIT_TILE)
         picked = [window for window, _, _ in purge.fit_blocks(source, 0)]
         if not holes:
             assert picked == [windows[i] for i in (0, 2, 3, 5)]

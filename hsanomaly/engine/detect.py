@@ -64,14 +64,14 @@ def plan_outputs(source, scorer, dst, extras=None, tile=TILE):
     """Output name -> (path, bands), after checking the tile size, the source and the paths."""
     check_tile(tile)
     scorer.check(source)
-    size = scorer.window
+    size = scorer.footprint
     if size > min(source.height, source.width):
         raise HsanomalyError(f"{source.name}: the {size}x{size} window of score {scorer.name!r} is "
                              f"larger than the {source.height}x{source.width} image")
     outputs = {"score": (str(dst), 1)}
     check_extras(type(scorer), extras)
     for name, path in (extras or {}).items():
-        outputs[name] = (str(path), scorer.extras[name])
+        outputs[name] = (str(path), scorer.extra_bands[name])
     for path, _ in outputs.values():
         check_writable(path, directory=False)
     return outputs

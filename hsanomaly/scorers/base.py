@@ -22,14 +22,14 @@ class Scorer:
     options = ()          # keyword options the constructor takes, besides ``model``
     halo = 0              # neighbour pixels each tile needs on every side
     extra_outputs = ()    # the optional per-pixel outputs besides "score" it can write
-    extras = {}           # those outputs of a built scorer: name -> band count
+    extra_bands = {}      # those outputs of a built scorer: name -> band count
     model_training = {}   # training options of the model trained for this score when none is
                           # given (``hsanomaly.training.train`` keywords)
 
     @property
-    def window(self):
+    def footprint(self):
         """The widest neighbourhood (pixels across) a pixel's score looks at; it must fit
-        the image."""
+        the image. (A tile's region is its window; a training patch, the model's window.)"""
         return 2 * self.halo + 1
 
     def check(self, source):

@@ -66,8 +66,8 @@ class ResidualScorer(Purged, Scorer):
     extra_outputs = GanScorer.extra_outputs
 
     @property
-    def extras(self):
-        return self.gan.extras
+    def extra_bands(self):
+        return self.gan.extra_bands
 
     @property
     def ring_halo(self):
@@ -137,12 +137,12 @@ class ResidualScorer(Purged, Scorer):
         rows, cols = block.shape[1] - 2 * h, block.shape[2] - 2 * h
         inner = valid[h:h + rows, h:h + cols]
         result = {name: np.full((count, rows, cols), np.nan, np.float32)
-                  for name, count in {"score": 1, **self.extras}.items()}
+                  for name, count in {"score": 1, **self.extra_bands}.items()}
         if not inner.any():
             return result
         fused, outputs = self._fusion(block, valid)
         result["score"][0, inner] = self.purged(fused, valid)[inner]
-        for name in self.extras:
+        for name in self.extra_bands:
             values = np.asarray(outputs[name], np.float32).reshape(inner.sum(), -1)
             result[name][:, inner] = values.T
         return result
@@ -178,7 +178,7 @@ class ResidualScorer(Purged, Scorer):
             residual, outputs = self._residual(block[:, valid].T)
             at_inner = inner_of(valid, h)
             outputs = {name: np.asarray(outputs[name]).reshape(len(at_inner), -1)[at_inner]
-                       for name in self.extras}
+                       for name in self.extra_bands}
             distance = np.full(valid.shape, np.nan)
             distance[valid] = self._log_distance(residual)
         else:

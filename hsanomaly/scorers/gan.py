@@ -85,7 +85,7 @@ class GanScorer(Scorer):
     extra_outputs = ("recon", "latent", "convergence")
 
     @property
-    def extras(self):
+    def extra_bands(self):
         bands = {"recon": self.bundle.bands, "latent": self.bundle.latent_dim, "convergence": 1}
         return {name: bands[name] for name in self.extra_outputs}
 
@@ -144,7 +144,7 @@ class GanScorer(Scorer):
         return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
 
     def score_windows(self, windows):
-        """All outputs for preprocessed windows (n, bands, w, w): score (n,) and the extras per pixel."""
+        """All outputs for preprocessed windows (n, bands, w, w): score (n,) and the extra outputs per pixel."""
         windows = np.ascontiguousarray(windows, dtype=np.float32)
         result = self.solver.solve(self.generator(), windows.reshape(len(windows), -1))
         c = self.halo
@@ -176,7 +176,7 @@ class GanScorer(Scorer):
             pre[:, valid] = self.bundle.preprocessor.transform(block[:, valid].T).T
         windows = _windows(pre, inner, self.bundle.window)
         outputs = self.score_windows(windows) if len(windows) else None
-        bands = {"score": 1, **self.extras}
+        bands = {"score": 1, **self.extra_bands}
         result = {}
         for name, count in bands.items():
             out = np.full((count, rows, cols), np.nan, np.float32)

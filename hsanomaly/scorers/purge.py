@@ -25,9 +25,9 @@ import numpy as np
 from ..defaults import TILE_THREADS
 from ..errors import HsanomalyError
 
-# The first pass at fit time scores this many windows of FIT_WINDOW pixels, spread across the
-# scene: small windows see more of it for the same cost (each also pays the doubled halo).
-FIT_WINDOWS, FIT_WINDOW = 4, 128
+# The first pass at fit time scores this many tiles of FIT_TILE pixels, spread across the
+# scene: small tiles see more of it for the same cost (each also pays the doubled halo).
+FIT_TILES, FIT_TILE = 4, 128
 
 
 def check_purge(purge):
@@ -56,18 +56,18 @@ def lift_neighbours(score, weight):
 
 
 def fit_blocks(source, halo):
-    """(window, block, valid) for up to FIT_WINDOWS windows of FIT_WINDOW pixels that hold
+    """(window, block, valid) for up to FIT_TILES tiles of FIT_TILE pixels that hold
     valid pixels, read with ``halo`` and spread across the scene: evenly spaced ones first,
     then the others in a fixed shuffled order, so that a swath with nodata corners still
     finds its pixels. Each window is read once."""
-    windows = source.windows(FIT_WINDOW)
-    spread = np.unique(np.linspace(0, len(windows) - 1, min(FIT_WINDOWS, len(windows)))
+    windows = source.windows(FIT_TILE)
+    spread = np.unique(np.linspace(0, len(windows) - 1, min(FIT_TILES, len(windows)))
                        .round().astype(int))
     rest = np.setdiff1d(np.random.default_rng(0).permutation(len(windows)), spread,
                         assume_unique=True)
     picked = []
     for index in np.concatenate([spread, rest]):
-        if len(picked) == FIT_WINDOWS:
+        if len(picked) == FIT_TILES:
             break
         block, valid = source.read(windows[index], halo)
         if valid[halo:valid.shape[0] - halo, halo:valid.shape[1] - halo].any():
@@ -96,7 +96,7 @@ class Purged:
                 + (1 if self.neighbour_weight else 0))
 
     @property
-    def window(self):
+    def footprint(self):
         return 2 * self.ring_halo + 1
 
     def fit_purge(self, source):
