@@ -4,8 +4,8 @@ thesis's fully unsupervised setting), where it keeps it, and when a rerun may re
 from pathlib import Path
 
 from .errors import HsanomalyError
-from .scorers import BASELINES
 from .runtime import TRAINING_INSTALL, missing_for_training
+from .scorers import BASELINES
 
 NO_MODEL_HELP = (f"pass a model (--model DIR, from `hsanomaly train`), choose a baseline score "
                  f"({'|'.join(BASELINES)}), or install training ({TRAINING_INSTALL}) so a "
