@@ -8,6 +8,8 @@ ones ``hsanomaly detect`` writes for the same raster and tile size. Halos, nodat
 the dataset's mask) and the model's preprocessing are handled inside.
 """
 
+from pathlib import Path
+
 import numpy as np
 
 from . import defaults
@@ -51,6 +53,32 @@ class Detector:
     def __repr__(self):
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items() if v is not None)
         return f"Detector({params})"
+
+    # pickling: a quick model lives in a temporary folder that goes with this object, so a
+    # pickled detector carries its files and unpacks them into a folder of its own
+    def __getstate__(self):
+        state = {k: v for k, v in vars(self).items() if k != "_workdir"}
+        if getattr(self, "_workdir", None) is not None:
+            state["_quick_model_files"] = {p.name: p.read_bytes()
+                                           for p in Path(self.model_).iterdir()}
+        return state
+
+    def __setstate__(self, state):
+        files = state.pop("_quick_model_files", None)
+        self.__dict__.update(state)
+        if files is not None:
+            model = self._new_workdir() / "model"
+            model.mkdir()
+            for name, data in files.items():
+                (model / name).write_bytes(data)
+            self.model_ = str(model)
+            getattr(self.scorer_, "gan", self.scorer_).moved_to(model)
+
+    def _new_workdir(self):
+        import tempfile
+
+        self._workdir = tempfile.TemporaryDirectory(prefix="hsanomaly-model-")
+        return Path(self._workdir.name)
 
     # fitting and scoring ------------------------------------------------------------------------
     @property
@@ -102,23 +130,24 @@ class Detector:
         return self.fit(X).score(X)
 
     def _train_quick_model(self, source, training):
-        import tempfile
-
         from .api import train
         from .io.convert import write_geotiff
         from .io.source import iter_windows
         from .quickmodel import check_training
 
         check_training(source.name)
-        self._workdir = tempfile.TemporaryDirectory(prefix="hsanomaly-model-")
-        scene = f"{self._workdir.name}/scene.tif"
+        folder = self._new_workdir()
+        scene = folder / "scene.tif"
         cube = np.full((source.count, source.height, source.width), np.nan, np.float32)
         for window in iter_windows(source.height, source.width):
             block, _ = source.read(window)
             rows, cols = window.toslices()
             cube[:, rows, cols] = block
         write_geotiff(scene, cube, nodata=float("nan"))
-        return train(scene, f"{self._workdir.name}/model", **training).path
+        try:
+            return train(str(scene), str(folder / "model"), **training).path
+        finally:
+            scene.unlink()           # the model stays as long as the detector; its copy of X need not
 
 
 def as_source(X):

@@ -1,5 +1,7 @@
 """hsanomaly.Detector: scikit-learn's contract over the engine's own tiles."""
 
+import os
+
 import numpy as np
 import pytest
 import rasterio
@@ -180,3 +182,37 @@ def test_a_model_score_without_a_model_or_torch_says_what_to_do(monkeypatch):
     with pytest.raises(HsanomalyError, match=r"no model given and torch is not installed; .*"
                                              r"baseline score \(rx\|lrx\|gmm\|mlrx\|rxmlrx\)"):
         hsanomaly.Detector("dualcontext").fit(synthetic_cube()[0])
+
+
+def test_a_fitted_detector_with_a_quick_model_pickles_and_scores_in_another_process(tmp_path,
+                                                                                   monkeypatch):
+    """Its quick model lived in a temporary folder that went with the object: unpickled in
+    another process (joblib, Dask), the detector could not find its codebook."""
+    pytest.importorskip("torch")
+    import pickle
+    import subprocess
+    import sys
+
+    import hsanomaly.training
+
+    train = hsanomaly.training.train
+    monkeypatch.setattr(hsanomaly.training, "train",
+                        lambda *args, **options: train(*args, **{**options, "iterations": 5}))
+    cube, _ = synthetic_cube(rows=40, cols=50)
+    detector = hsanomaly.Detector("resrx").fit(cube)
+    np.save(tmp_path / "expected.npy", detector.score(cube))
+    np.save(tmp_path / "cube.npy", cube)
+    (tmp_path / "detector.pkl").write_bytes(pickle.dumps(detector))
+    folder = detector.model_
+    del detector
+    import gc
+
+    gc.collect()
+    assert not os.path.exists(folder)                 # gone with the object, as before
+    code = ("import pickle, sys, numpy as np; d = pickle.load(open(sys.argv[1], 'rb')); "
+            "out = d.score(np.load(sys.argv[2])); "
+            "assert np.array_equal(out, np.load(sys.argv[3]), equal_nan=True); print(d.model_)")
+    result = subprocess.run([sys.executable, "-c", code, tmp_path / "detector.pkl",
+                             tmp_path / "cube.npy", tmp_path / "expected.npy"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
