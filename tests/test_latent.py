@@ -149,6 +149,32 @@ def test_codebooks_are_shared_by_solvers_of_one_generator_and_settings(bundle, g
     assert FastSolver(codebook=1024).codebook(generator) is not FastSolver(codebook=1024).codebook(generator)
 
 
+def test_threads_asking_for_one_codebook_at_once_build_it_once(bundle, generator, monkeypatch):
+    """Two threads scoring with one model built the codebook twice, racing on the shared cache."""
+    import threading
+    import time
+
+    import hsanomaly.latent.fast as fast
+
+    built, real = [], fast.Codebook
+
+    def slow_codebook(*args, **kwargs):
+        built.append(1)
+        time.sleep(0.3)                   # the other thread asks meanwhile
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fast, "Codebook", slow_codebook)
+    keyed = GeneratorFunction(generator.session, bundle.latent_dim, key="raced")
+    books = []
+    threads = [threading.Thread(target=lambda: books.append(FastSolver(codebook=512).codebook(keyed)))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(built) == 1 and books[0] is books[1]
+
+
 class _SaturatingGenerator(GeneratorFunction):
     """G(z) = clip(W z, -1, 1): flat (J = 0) wherever every output is clipped, as a tanh output
     layer is deep in the prior's tails."""

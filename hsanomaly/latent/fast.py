@@ -30,6 +30,8 @@ Per pixel x:
    free, so the result is never worse than the best of them.
 """
 
+import threading
+
 import numpy as np
 
 from .. import defaults
@@ -44,6 +46,7 @@ KDTREE_LEAF = 64        # entries per KD-tree leaf: queries in 8 dimensions run 
                         # scipy's 16 (the neighbours found are the same)
 MORTON_AXES, MORTON_BITS = 3, 10   # queries are ordered along a Z-curve over these leading axes
 _shared = {}            # (generator key, solver params) -> Codebook, oldest first
+_shared_lock = threading.RLock()
 
 
 def codebook_size(size, latent_dim, output_size):
@@ -190,21 +193,23 @@ class FastSolver:
 
     def codebook(self, generator):
         """This solver's codebook for ``generator``; built once per process and generator key, so
-        several scores of one model (e.g. a benchmark's recon, anogan and context) share it."""
-        if self._codebook is None:
-            key = None if generator.key is None else (generator.key, self.c1, self.c2,
-                                                    *self.params().items())
-            if key in _shared:
-                self._codebook = _shared.pop(key)          # re-inserted below as the newest
-            else:
-                self._codebook = Codebook(generator, self.codebook_size, self.codebook_scale, self.c1,
-                                          self.c2, self.damping, self.projection, self.seed,
-                                          samples=self._stored_samples(generator))
-            if key is not None:
-                _shared[key] = self._codebook
-                while len(_shared) > SHARED_CODEBOOKS:
-                    _shared.pop(next(iter(_shared)))
-        return self._codebook
+        several scores of one model (e.g. a benchmark's recon, anogan and context) share it.
+        Threads that ask at once (a library user scoring in several) wait for one build."""
+        with _shared_lock:
+            if self._codebook is None:
+                key = None if generator.key is None else (generator.key, self.c1, self.c2,
+                                                        *self.params().items())
+                if key in _shared:
+                    self._codebook = _shared.pop(key)          # re-inserted below as the newest
+                else:
+                    self._codebook = Codebook(generator, self.codebook_size, self.codebook_scale,
+                                              self.c1, self.c2, self.damping, self.projection,
+                                              self.seed, samples=self._stored_samples(generator))
+                if key is not None:
+                    _shared[key] = self._codebook
+                    while len(_shared) > SHARED_CODEBOOKS:
+                        _shared.pop(next(iter(_shared)))
+            return self._codebook
 
     def _stored_samples(self, generator):
         """The generator's stored codebook arrays (GeneratorFunction.codebook, from its model
