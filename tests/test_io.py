@@ -138,6 +138,14 @@ def test_convert_writes_cube_and_truth_without_crs(tmp_path):
     assert scene.truth.sum() == 1 and scene.cube.shape == (4, 6, 7)
 
 
+@pytest.mark.parametrize("dst, truth, label", [("s.img", "t.tif", "DST"), ("s.tif", "t.png", "--truth")])
+def test_convert_refuses_an_output_named_for_another_format(tmp_path, dst, truth, label):
+    scipy.io.savemat(tmp_path / "s.mat", {"data": np.ones((6, 7, 4)), "map": np.eye(6, 7)})
+    with pytest.raises(HsanomalyError, match=f"{label} writes a GeoTIFF; give it a .tif or .tiff name"):
+        convert_mat(tmp_path / "s.mat", tmp_path / dst, truth=tmp_path / truth)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.mat"]
+
+
 def test_convert_replaces_its_own_outputs_and_nothing_else(tmp_path, synthetic_raster):
     cube = np.random.default_rng(0).integers(0, 300, (6, 7, 4)).astype(np.int16)
     scipy.io.savemat(tmp_path / "s.mat", {"data": cube, "map": np.eye(6, 7, dtype=np.uint8)})

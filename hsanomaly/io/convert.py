@@ -8,7 +8,7 @@ from ..errors import HsanomalyError
 from .atomic import native_quiet, raster_check, staged
 from .mat import UNKNOWN, read_mat
 from .ownership import SOFTWARE, is_own_geotiff
-from .paths import check_paths, check_replaceable_file
+from .paths import GEOTIFF_SUFFIXES, check_paths, check_replaceable_file, check_suffix
 
 
 def write_geotiff(path, array, crs=None, transform=None, nodata=None, descriptions=None,
@@ -58,6 +58,8 @@ def convert_mat(src, dst, truth=None, overwrite=False):
     """
     check_paths([("SRC", src)], [("DST", dst), ("--truth", truth)])
     for label, path in (("DST", dst), ("--truth", truth)):
+        if path is not None:
+            check_suffix(path, label, GEOTIFF_SUFFIXES, "a GeoTIFF")
         if path is not None and not overwrite:
             check_replaceable_file(path, label, is_own_geotiff, "a GeoTIFF")
     cube, gt = read_mat(src)
