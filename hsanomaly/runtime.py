@@ -21,6 +21,12 @@ def missing_for_training():
     return [name for name in TRAINING_MODULES if importlib.util.find_spec(name) is None]
 
 
+def training_unavailable():
+    """Why training cannot run here ("training needs torch: pip install ..."), or None."""
+    missing = missing_for_training()
+    return f"training needs {' and '.join(missing)}: {TRAINING_INSTALL}" if missing else None
+
+
 def import_onnxruntime():
     """onnxruntime, or a one-line error saying which extra installs it."""
     try:

@@ -1,6 +1,7 @@
 """The tiled detection engine: every scorer, local or distributed, runs through it."""
 
-from .detect import (DetectResult, LocalExecutor, assemble, detect, fit_scorer, score_array, score_tile)
+from .detect import (DetectResult, LocalExecutor, assemble, detect, fit_scorer, score_array,
+                     score_tile)
 from .store import TileStore, store_path
 
 __all__ = ["DetectResult", "LocalExecutor", "TileStore", "assemble", "detect", "fit_scorer",

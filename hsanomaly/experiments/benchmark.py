@@ -30,7 +30,7 @@ from ..evaluation import evaluate
 from ..io import ArraySource
 from ..options import KINDS
 from ..scorers import check_scorer, make_scorer, scorer_class
-from ..runtime import TRAINING_INSTALL, missing_for_training
+from ..runtime import training_unavailable
 from .cache import ModelCache
 from .pool import cpu_seconds, map_scenes
 from .scenes import find_scenes, select_scenes
@@ -71,12 +71,12 @@ def check_methods(methods):
     """Refuse unknown scores, options and option values (each scorer is built once, without
     its model, which loads only when it scores), and model scores when torch (needed to train
     models) is missing: all before any model is trained."""
+    unavailable = training_unavailable()
     for method in methods:
         name, options = parse_method(method)
-        missing = missing_for_training()
-        if check_scorer(name, options).needs_model and missing:
+        if check_scorer(name, options).needs_model and unavailable:
             raise HsanomalyError(f"score {name!r} needs a model trained per scene and seed, "
-                                 f"and training needs {' and '.join(missing)}: {TRAINING_INSTALL}")
+                                 f"and {unavailable}")
 
 
 def runs_for(methods, seeds):

@@ -17,7 +17,7 @@ from ..io.atomic import check_writable
 from ..io.checks import warn
 from ..io.lock import lock_folder
 from ..options import TRAINING_KINDS, check_values
-from ..runtime import TRAINING_INSTALL, missing_for_training
+from ..runtime import training_unavailable
 from .data import load_training_data
 from .settings import THREADS, Settings
 
@@ -235,9 +235,9 @@ def check_out(out, inputs=(), mask=None, label="--out"):
 
 
 def _import_torch():
-    missing = missing_for_training()
-    if missing:
-        raise HsanomalyError(f"training needs {' and '.join(missing)}: {TRAINING_INSTALL}")
+    unavailable = training_unavailable()
+    if unavailable:
+        raise HsanomalyError(unavailable)
     import torch
 
     return torch

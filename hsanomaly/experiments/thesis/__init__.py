@@ -30,7 +30,7 @@ from ...errors import HsanomalyError
 from ...io import atomic_path
 from ...io.ownership import has_json_keys, is_own_png, starts_with
 from ...io.paths import check_report_folder
-from ...runtime import TRAINING_INSTALL, missing_for_training
+from ...runtime import training_unavailable
 from ...scorers import gan
 from ..cache import ModelCache
 from ..pool import map_scenes
@@ -94,10 +94,9 @@ def generate_thesis(data_dir, out_dir="docs", config=None, models_dir=None, jobs
     """
     config = config or ThesisConfig()
     log = log or (lambda message: None)
-    missing = missing_for_training()
-    if missing and not models_dir:     # with a model cache, every model may be there already
-        raise HsanomalyError(f"the thesis reproduction trains its models, and training needs "
-                             f"{' and '.join(missing)}: {TRAINING_INSTALL}")
+    unavailable = training_unavailable()
+    if unavailable and not models_dir:     # with a model cache, every model may be there already
+        raise HsanomalyError(f"the thesis reproduction trains its models, and {unavailable}")
     out = Path(out_dir)
     figures = out / "figures"
     scenes = select_scenes(find_scenes(data_dir), list(config.scenes))
