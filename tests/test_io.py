@@ -442,3 +442,77 @@ def test_gdal_subdataset_and_vsi_names_are_read_end_to_end(synthetic_raster, tmp
                 np.testing.assert_array_equal(a.read(1), b.read(1))
     with pytest.raises(HsanomalyError, match="not a raster GDAL can read"):
         hsanomaly.detect(f"/vsizip/{tmp_path}/missing.zip/scene.tif", tmp_path / "x.tif", score="rx")
+
+
+KILLED_WHILE_REPLACING = """
+import os, sys
+from pathlib import Path
+from hsanomaly.io import atomic
+
+folder = Path(sys.argv[1])
+real = os.replace
+
+def replace_then_die(src, dst):
+    real(src, dst)
+    if Path(dst) == folder / "a.txt":          # the first output in place, the others not yet
+        os._exit(9)
+
+atomic.os.replace = replace_then_die
+with atomic.staged() as stage:
+    stage.path(folder / "a.txt").write_text("new a")
+    stage.path(folder / "b.txt").write_text("new b")
+    (stage.directory(folder / "model") / "w").write_text("new model")
+"""
+
+
+def _killed_while_replacing(folder):
+    import subprocess
+    import sys
+
+    (folder / "a.txt").write_text("old a")
+    (folder / "b.txt").write_text("old b")
+    (folder / "model").mkdir()
+    (folder / "model" / "w").write_text("old model")
+    died = subprocess.run([sys.executable, "-c", KILLED_WHILE_REPLACING, str(folder)])
+    assert died.returncode == 9
+    assert (folder / "a.txt").read_text() == "new a" and (folder / "b.txt").read_text() == "old b"
+
+
+def test_a_run_killed_between_its_renames_is_completed_by_the_next_write(tmp_path):
+    """Outputs of one run belong together: the next write in the folder finishes the renames."""
+    from hsanomaly.io.atomic import atomic_path
+    from hsanomaly.io.checks import HsanomalyWarning
+
+    _killed_while_replacing(tmp_path)
+    with pytest.warns(HsanomalyWarning, match="b.txt, .*model: completed, as the run"):
+        with atomic_path(tmp_path / "other.txt") as tmp:
+            tmp.write_text("x")
+    assert (tmp_path / "b.txt").read_text() == "new b"
+    assert (tmp_path / "model" / "w").read_text() == "new model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt", "model", "other.txt"]
+
+
+def test_an_output_changed_since_the_killed_run_is_left_as_it_is(tmp_path):
+    from hsanomaly.io.atomic import atomic_path
+    from hsanomaly.io.checks import HsanomalyWarning
+
+    _killed_while_replacing(tmp_path)
+    (tmp_path / "b.txt").write_text("the user's b")
+    with pytest.warns(HsanomalyWarning) as caught:
+        with atomic_path(tmp_path / "other.txt") as tmp:
+            tmp.write_text("x")
+    messages = " ".join(str(w.message) for w in caught)
+    assert "b.txt: changed since a run that was stopped" in messages
+    assert (tmp_path / "b.txt").read_text() == "the user's b"
+    assert (tmp_path / "model" / "w").read_text() == "new model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt", "model", "other.txt"]
+
+
+def test_an_output_named_like_the_journal_is_written(tmp_path):
+    from hsanomaly.io.atomic import JOURNAL, staged
+
+    with staged() as stage:
+        stage.path(tmp_path / JOURNAL).write_text("mine")
+        stage.path(tmp_path / "b.txt").write_text("b")
+    assert (tmp_path / JOURNAL).read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.txt", JOURNAL]

@@ -11,6 +11,13 @@ read back), then renamed over its destination with ``os.replace`` (atomic on one
 system) and the destination's directory is fsync'd. Several outputs of one job (a heatmap,
 its extras, the PNG and polygons) are all written and checked before any is replaced.
 
+Replacing several outputs takes several renames, and a process killed between them would
+leave a new heatmap beside the polygons of an earlier run. So before the first rename a
+journal (``commit.json``: each destination, its staged path, and the identities both had)
+goes into every staged output's private directory. The next write in any of those folders
+finds a dead process's journal and finishes its renames, so the outputs belong to one run
+again; a destination changed since (by the user, say) is left as it is.
+
 On any error (disk full, ``EFBIG`` under a file-size limit, an unreadable result) the
 destination keeps its previous content, the temporaries are removed and the error is one
 line (``HsanomalyError``). ``SIGXFSZ`` kills a process that exceeds ``RLIMIT_FSIZE`` before
@@ -19,6 +26,7 @@ it can clean up, so ``ignore_file_size_signal`` (the CLI calls it) turns it into
 
 import contextlib
 import errno
+import json
 import os
 import shutil
 import signal
@@ -28,9 +36,16 @@ import threading
 from pathlib import Path
 
 from ..errors import HsanomalyError
+from .checks import warn
 
 TMP_SUFFIX = ".hsanomaly-tmp"
 OLD = ".old"               # a directory moved aside while its replacement moves in: kept if killed
+JOURNAL = "commit.json"    # in each private directory while several outputs are replaced
+
+try:
+    import fcntl
+except ImportError:        # Windows: journals are finished without a lock
+    fcntl = None
 
 
 _QUIET_NATIVE = False
@@ -209,10 +224,11 @@ class Staging:
                                          f"({describe(err)}; disk full or a file-size limit?); "
                                          "nothing was replaced") from None
                 raise
+        if len(self._entries) > 1 or any(entry[4] for entry in self._entries):
+            _write_journal([(dst, tmp, is_dir) for dst, tmp, _, _, is_dir in self._entries])
         for dst, tmp, _, _, is_dir in self._entries:
             try:
-                _replace_dir(tmp, dst) if is_dir else os.replace(tmp, dst)
-                fsync_path(os.path.dirname(os.path.abspath(dst)), directory=True)
+                _replace(tmp, dst, is_dir)
             except OSError as err:
                 raise HsanomalyError(f"{dst}: cannot replace it ({describe(err)})") from None
         for fn in self._after:
@@ -287,14 +303,100 @@ def _remove_stale(folder):
     for entry in entries:
         parts = entry.name[:-len(TMP_SUFFIX)].split(".")
         pid = parts[-2] if len(parts) >= 4 else ""
-        if not pid.isdigit() or entry.stat(follow_symlinks=False).st_uid != os.geteuid():
+        try:
+            if not pid.isdigit() or entry.stat(follow_symlinks=False).st_uid != os.geteuid():
+                continue
+        except FileNotFoundError:      # removed with its journal's other directories
             continue
         try:
             os.kill(int(pid), 0)
         except ProcessLookupError:
+            _finish_journal(Path(entry.path), pid)
             shutil.rmtree(entry.path, ignore_errors=True)
         except (PermissionError, OverflowError, ValueError):
             pass
+
+
+def _identity(path, is_dir=False):
+    """What tells a path's content apart: a directory's inode, a file's inode, size and
+    modification time; None where nothing is there."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    return [st.st_dev, st.st_ino] if is_dir else [st.st_dev, st.st_ino, st.st_size,
+                                                  st.st_mtime_ns]
+
+
+def _replace(tmp, dst, is_dir):
+    _replace_dir(tmp, dst) if is_dir else os.replace(tmp, dst)
+    fsync_path(os.path.dirname(os.path.abspath(dst)), directory=True)
+
+
+def _write_journal(entries):
+    """Record the renames about to happen in every private directory, on disk before the first."""
+    record = json.dumps({"entries": [
+        {"dst": os.path.abspath(dst), "tmp": os.path.abspath(tmp), "dir": is_dir,
+         "tmp_was": _identity(tmp, True), "dst_was": _identity(dst, is_dir)}
+        for dst, tmp, is_dir in entries]})
+    for _, tmp, _ in entries:
+        journal = _journal_path(tmp)
+        fd = os.open(journal, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0),
+                     0o600)
+        try:
+            os.write(fd, record.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        fsync_path(journal.parent, directory=True)
+
+
+def _journal_path(tmp):
+    """The journal beside staged ``tmp``, under a name that is not the output's own."""
+    tmp = Path(tmp)
+    return tmp.parent / (JOURNAL if tmp.name != JOURNAL else "." + JOURNAL)
+
+
+def _finish_journal(private, pid):
+    """Finish the renames a dead process recorded in the journal in directory ``private`` (if
+    there is one) and remove its private directories. Taken under a lock on the first
+    directory's journal, so two processes never swap one directory twice."""
+    journals = [private / name for name in (JOURNAL, "." + JOURNAL)
+                if os.path.isfile(private / name) and not os.path.islink(private / name)]
+    try:
+        entries = json.loads(journals[0].read_text())["entries"]
+        first = _journal_path(entries[0]["tmp"])
+        fd = os.open(first, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return                     # no journal, a damaged one, or finished by another process
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        if not os.path.lexists(first):
+            return                 # another process finished it while this one waited
+        done, left = [], []
+        for entry in entries:
+            tmp, dst, is_dir = entry["tmp"], entry["dst"], entry["dir"]
+            if _identity(tmp, True) != entry["tmp_was"]:
+                continue           # renamed before the process died
+            if _identity(dst, is_dir) not in (entry["dst_was"], None):
+                left.append(dst)   # changed since: the user's now
+                continue
+            try:
+                _replace(tmp, dst, is_dir)
+                done.append(dst)
+            except OSError as err:
+                left.append(f"{dst} ({describe(err)})")
+        if done:
+            warn(f"{', '.join(done)}: completed, as the run that wrote them (process {pid}) "
+                 "was stopped while replacing its outputs")
+        if left:
+            warn(f"{', '.join(left)}: changed since a run that was stopped while replacing its "
+                 "outputs, so its own were not put in their place")
+        for entry in entries:
+            shutil.rmtree(Path(entry["tmp"]).parent, ignore_errors=True)
+    finally:
+        os.close(fd)
 
 
 def _exchange(a, b):
