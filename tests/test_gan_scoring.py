@@ -18,7 +18,7 @@ from hsanomaly.latent import reconstruction_cost
 from hsanomaly.scorers import make_scorer
 from hsanomaly.scorers.gan import _windows
 
-from synthetic import synthetic_cube, write_raster
+from synthetic import NODATA, synthetic_cube, write_raster
 from test_latent import tiny_bundle
 
 
@@ -156,6 +156,18 @@ def test_a_raster_in_other_units_than_the_training_data_is_warned_about(bundle, 
                                                      "--model", str(bundle.path), "--score",
                                                      "critic", "-q"])
     assert result.exit_code == 0 and "Warning: " in result.output and "other units" in result.output
+
+
+def test_the_value_range_is_probed_beyond_a_centre_of_nodata(bundle, tmp_path):
+    """A scene in other units whose centre (wider than the probe window) is nodata."""
+    from hsanomaly.io.checks import HsanomalyWarning
+
+    cube, _ = synthetic_cube(rows=150, cols=150)
+    cube = cube * 10_000
+    cube[:, 35:115, 35:115] = NODATA
+    path = write_raster(tmp_path / "holed.tif", cube, nodata=NODATA)
+    with pytest.warns(HsanomalyWarning, match=r"holed.tif: its values lie far outside"):
+        hsanomaly.Detector("critic", model=bundle.path).fit(rasterio.open(path))
 
 
 def test_cuda_without_a_gpu_is_a_clear_line(bundle, raster, tmp_path):

@@ -12,8 +12,9 @@ from ..io.source import MICROMETRE_GUESS
 # raster whose typical preprocessed value lies beyond OUT_OF_RANGE is in other units (raw
 # counts against reflectance, a scale factor missing) or another band order.
 OUT_OF_RANGE = 4.0
-PROBE = 64                   # pixels across the central window the values are probed on
+PROBE = 64                   # pixels across a window the values are probed on
 PROBE_MIN_PIXELS = 16
+PROBE_AT = ((0.5, 0.5), (0.25, 0.25), (0.25, 0.75), (0.75, 0.25), (0.75, 0.75))  # fractions
 
 # Two centre wavelengths are "the same band" within this many nanometres, or this fraction.
 TOLERANCE_NM, TOLERANCE_FRACTION = 1.0, 1e-3
@@ -37,22 +38,34 @@ def check_wavelengths(bundle, wavelengths, path):
 def check_value_range(bundle, source):
     """Warn, with the typical value found, when a raster's values lie far outside those the
     model was trained on: its scores would rank pixels by that difference, silently. Probed
-    on one central window, so the check costs one small read."""
+    on the central window, or where that holds too little valid data (a scene whose centre is
+    nodata) on windows about its quarter points, so the check costs a few small reads."""
     pre = bundle.preprocessor
     if not pre.scale:
         return
-    size_r, size_c = min(PROBE, source.height), min(PROBE, source.width)
-    window = Window((source.width - size_c) // 2, (source.height - size_r) // 2, size_c, size_r)
-    block, valid = source.read(window)
-    if valid.sum() < PROBE_MIN_PIXELS:
+    pixels = _probe_pixels(source)
+    if pixels is None:
         return
-    values = np.abs(pre.transform(block[:, valid].T))
+    values = np.abs(pre.transform(pixels))
     typical = float(np.median(np.median(values, axis=1)))
     if typical > OUT_OF_RANGE:
         warn(f"{source.name}: its values lie far outside those the model {bundle.path} was "
              f"trained on (a typical pixel at {typical:.3g} times the training range's "
              "half-width): other units, a missing scale factor or another band order? Its "
              "scores would mostly measure that difference")
+
+
+def _probe_pixels(source):
+    """(pixels, bands) valid pixels of the first probe window holding PROBE_MIN_PIXELS of
+    them, windows taken from the centre outwards; None if none does."""
+    size_r, size_c = min(PROBE, source.height), min(PROBE, source.width)
+    for fr, fc in PROBE_AT:
+        row = min(max(int(source.height * fr) - size_r // 2, 0), source.height - size_r)
+        col = min(max(int(source.width * fc) - size_c // 2, 0), source.width - size_c)
+        block, valid = source.read(Window(col, row, size_c, size_r))
+        if valid.sum() >= PROBE_MIN_PIXELS:
+            return block[:, valid].T
+    return None
 
 
 def first_mismatch(expected, found):
