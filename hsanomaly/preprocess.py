@@ -63,20 +63,25 @@ class Preprocessor:
         return (X - np.asarray(self.whiten_mean_)) @ np.asarray(self.whiten_matrix_)
 
     def _bin(self, X):
+        """Adjacent bands averaged, in float64 whatever X's type (float32 pixels are summed in
+        float64 as they are read, with no float64 copy of every band first)."""
         edges = self.bin_edges_
         if len(edges) - 1 == X.shape[1]:
-            return X
-        return np.add.reduceat(X, edges[:-1], axis=1) / np.diff(edges)
+            return np.asarray(X, np.float64)
+        return np.add.reduceat(X, edges[:-1], axis=1, dtype=np.float64) / np.diff(edges)
 
     def transform(self, X):
         """(n, bands_in) -> (n, bands_out) float32."""
-        X = np.asarray(X, dtype=np.float64)
+        X = np.asarray(X)
+        if X.dtype != np.float32:
+            X = np.asarray(X, dtype=np.float64)
         if X.shape[-1] != self.n_features_in_:
             raise HsanomalyError(
                 f"preprocessing was fitted on {self.n_features_in_} bands, got {X.shape[-1]}")
-        X = X[:, np.asarray(self.keep_)]
+        if not all(self.keep_):
+            X = X[:, np.asarray(self.keep_)]
         if self.sqrt:
-            X = np.sqrt(np.maximum(X - np.asarray(self.offset_), 0.0))
+            X = np.sqrt(np.maximum(np.asarray(X, np.float64) - np.asarray(self.offset_), 0.0))
         X = self._bin(X)
         if self.whiten:
             X = self._whiten(X)

@@ -96,3 +96,15 @@ def test_whitening_collinear_bands_stays_finite():
     lo, hi = np.quantile(out, [0.001, 0.999], axis=0)
     np.testing.assert_allclose(lo, -1, atol=1e-4)   # the scaling still bounds every component
     np.testing.assert_allclose(hi, 1, atol=1e-4)
+
+
+@pytest.mark.parametrize("options", [{}, {"n_bands": 5}, {"n_bands": 5, "whiten": True},
+                                     {"n_bands": 4, "sqrt": True}])
+def test_float32_pixels_are_transformed_as_their_float64_values(options):
+    """float32 pixels (as rasters are read) are binned in float64 without a float64 copy of
+    every band first; the result is the float64 path's, bit for bit."""
+    X = (np.random.default_rng(3).random((3000, 17)) * 100).astype(np.float32)
+    X[:, 2] = 7.0                                    # a constant band, dropped
+    pre = Preprocessor(**options).fit(X)
+    np.testing.assert_array_equal(pre.transform(X), pre.transform(X.astype(np.float64)))
+    np.testing.assert_array_equal(pre.transform(np.asfortranarray(X)), pre.transform(X))
