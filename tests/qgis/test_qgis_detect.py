@@ -57,16 +57,16 @@ def test_purge_reaches_the_library_and_a_score_without_rings_refuses_it(plugin, 
                            equal_nan=True)
     with pytest.raises(QgsProcessingException) as err:
         run_detect(INPUT=raster, SCORE="rx", PURGE=0.1, OUTPUT=tmp_path / "rx.tif")
-    assert str(err.value).startswith("--purge: score 'rx' does not take this option")
-    with pytest.raises(QgsProcessingException, match=r"--purge must lie in \[0, 0.5\)"):
+    assert str(err.value).startswith("'Purge': score 'rx' does not take this option")
+    with pytest.raises(QgsProcessingException, match=r"'Purge' must lie in \[0, 0.5\)"):
         run_detect(INPUT=raster, SCORE="mlrx", PURGE=0.7, OUTPUT=tmp_path / "big.tif")
     assert not list(tmp_path.glob("rx*")) and not list(tmp_path.glob("big*"))
 
 
 @pytest.mark.parametrize("parameter, value, option, flag, bad", [
-    ("TOP_RINGS", 1, {"top_rings": 1}, "--top-rings", None),
-    ("NEIGHBOUR_WEIGHT", 0.5, {"neighbour_weight": 0.5}, "--neighbour-weight", -1.0),
-    ("RINGS", "5/3;9/5", {"rings": "5/3;9/5"}, "--rings", "5/3;abc")])
+    ("TOP_RINGS", 1, {"top_rings": 1}, "'Top rings'", None),
+    ("NEIGHBOUR_WEIGHT", 0.5, {"neighbour_weight": 0.5}, "'Neighbour weight'", -1.0),
+    ("RINGS", "5/3;9/5", {"rings": "5/3;9/5"}, "'Rings'", "5/3;abc")])
 def test_ring_parameters_reach_the_library(plugin, tmp_path, parameter, value, option, flag, bad):
     """*Top rings*, *Neighbour weight* and *Rings* are the library's options: the same heatmap; a score without
     rings refuses them, and so does the library a ring text it cannot read, writing nothing."""
@@ -156,7 +156,8 @@ def test_library_errors_become_one_line_processing_errors(scene, tmp_path):
     with pytest.raises(QgsProcessingException) as err:
         run_detect(INPUT=scene[0], SCORE="rx", OUTPUT=tmp_path / "heat.tif",
                    POLYGONS=tmp_path / "t.gpkg")
-    assert str(err.value) == f"{tmp_path / 't.gpkg'}: polygons need --threshold or --far"
+    assert str(err.value) == (f"{tmp_path / 't.gpkg'}: polygons need 'Polygon score threshold' "
+                              "or 'Polygon false-alarm rate'")
     with pytest.raises(QgsProcessingException, match="neither a number nor 'auto'"):
         run_detect(INPUT=scene[0], SCORE="rx", OUTPUT=tmp_path / "heat.tif", FAR="often")
     assert list(tmp_path.glob("heat*")) == []

@@ -54,7 +54,8 @@ def test_evaluate_empty_truth_gives_the_library_message(scene, tmp_path):
     with pytest.raises(QgsProcessingException) as err:
         processing.run("hsanomaly:evaluate", {"HEATMAP": heatmap, "TRUTH": str(truth),
                                               "PD_FAR": 1.5, "TARGETS": "TEMPORARY_OUTPUT"})
-    assert str(err.value) == "--pd-far must be a false-alarm rate in (0, 1), got 1.5"
+    assert str(err.value) == ("'False-alarm rate at which Pd is reported' must be a false-alarm "
+                              "rate in (0, 1), got 1.5")
 
 
 def test_evaluate_refuses_a_table_folder_that_does_not_exist_and_a_cancel_before_writing(

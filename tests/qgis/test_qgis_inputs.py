@@ -107,13 +107,47 @@ def test_train_inputs_and_mask_pass_through(scene, tmp_path, monkeypatch):
                     "mask": f"GTIFF_DIR:1:{scene[1]}", "whiten": True}
 
 
-def test_a_raster_qgis_cannot_take_is_refused_before_the_library(scene, tmp_path):
+@pytest.mark.parametrize("given, expected", [
+    ({"INPUT": "{tmp}/missing.tif"}, "{tmp}/missing.tif: no such file or folder "
+                                     "(Hyperspectral raster)"),
+    ({"INPUT": "{tmp}/notes.txt"}, "{tmp}/notes.txt: not a raster QGIS can open "
+                                   "(Hyperspectral raster)"),
+    ({"SCORE": "nosuch"}, "'nosuch': not one of "),
+    ({"TILE": -5}, "-5: Tile size must be at least "),
+])
+def test_a_value_qgis_cannot_take_is_named_in_one_line_before_the_library(scene, tmp_path,
+                                                                          given, expected):
+    """Not QGIS's "Could not load source layer for INPUT: ... not found" for a file that is
+    there, nor "Incorrect parameter value for TILE"."""
     import processing
     from qgis.core import QgsProcessingException
 
-    with pytest.raises(QgsProcessingException, match="Could not load source layer for INPUT"):
-        processing.run("hsanomaly:detect", {"INPUT": str(tmp_path / "missing.tif"),
-                                            "SCORE": "rx", "OUTPUT": str(tmp_path / "h.tif")})
+    (tmp_path / "notes.txt").write_text("not a raster")
+    params = {"INPUT": str(scene[0]), "SCORE": "rx", "OUTPUT": str(tmp_path / "h.tif")}
+    params.update({k: v.format(tmp=tmp_path) if isinstance(v, str) else v
+                   for k, v in given.items()})
+    with pytest.raises(QgsProcessingException) as err:
+        processing.run("hsanomaly:detect", params)
+    assert str(err.value).splitlines()[-1].startswith(expected.format(tmp=tmp_path))
+    assert not (tmp_path / "h.tif").exists()
+
+
+def test_the_librarys_messages_name_the_dialogs_fields_not_the_command_line_options(scene,
+                                                                                     tmp_path):
+    import processing
+    from qgis.core import QgsProcessingException
+
+    model = tmp_path / "model"
+    model.mkdir()
+    with pytest.raises(QgsProcessingException) as err:
+        processing.run("hsanomaly:detect", {"INPUT": str(scene[0]), "SCORE": "rx",
+                                            "MODEL": str(model),
+                                            "OUTPUT": str(tmp_path / "h.tif")})
+    assert str(err.value).startswith("'Model bundle folder': score 'rx' takes no model")
+    with pytest.raises(QgsProcessingException) as err:
+        processing.run("hsanomaly:detect", {"INPUT": str(scene[0]), "SCORE": "mlrx",
+                                            "PURGE": 0.7, "OUTPUT": str(tmp_path / "h.tif")})
+    assert "'Purge' must lie in [0, 0.5)" in str(err.value) and "--" not in str(err.value)
 
 
 def test_a_project_layer_gives_its_source(scene, tmp_path, monkeypatch):

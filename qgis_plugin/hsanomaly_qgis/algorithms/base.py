@@ -29,31 +29,66 @@ class HsanomalyAlgorithm(QgsProcessingAlgorithm):
         return type(self)()
 
     def checkParameterValues(self, parameters, context):
+        """QGIS's own check of each value, with one line naming the value and what is wrong
+        where QGIS would say only "Incorrect parameter value for TILE"; rasters given as GDAL
+        dataset names pass to the library as they are: QGIS 3.22 loads a layer from a string
+        only where it names an existing file, so subdatasets and /vsi paths go to the library,
+        which says what is wrong with them."""
         absent = missing(*self.required_modules(parameters, context))
         if absent:
             return False, install_hint(absent)
-        if not any(gdal_names(parameters.get(d.name())) for d in self.parameterDefinitions()
-                   if d.type() in RASTER_TYPES):
-            return super().checkParameterValues(parameters, context)
-        return self.check_with_gdal_names(parameters, context)
-
-    def check_with_gdal_names(self, parameters, context):
-        """QGIS's own checks, except for rasters given as GDAL dataset names: QGIS 3.22 loads a
-        layer from a string only where it names an existing file, so subdatasets and /vsi
-        paths go to the library as they are, and the library says what is wrong with them."""
         for definition in self.parameterDefinitions():
-            name, value = definition.name(), parameters.get(definition.name())
+            value = parameters.get(definition.name())
             if definition.type() in RASTER_TYPES and gdal_names(value):
                 rest = [v for v in value if v not in gdal_names(value)] \
                     if isinstance(value, (list, tuple)) else []
                 if not rest or definition.checkValueIsAcceptable(rest, context):
                     continue
+                value = rest
             elif definition.checkValueIsAcceptable(value, context):
                 continue
-            if definition.type() in RASTER_TYPES:
-                return False, self.invalidRasterError(parameters, name)
-            return False, f"Incorrect parameter value for {name}"
+            return False, parameter_problem(definition, value)
         return True, ""
+
+    def library_errors(self, feedback=None):
+        """``library_errors`` for this algorithm: the library's messages name its options
+        as the command line spells them (--tile); here they name this dialog's fields."""
+        return library_errors(feedback, labels={
+            "--" + d.name().lower().replace("_", "-"): label(d) for d in self.parameterDefinitions()})
+
+
+def label(definition):
+    """A parameter's short name as its dialog shows it: "Tile size (pixels)" -> "Tile size"."""
+    return definition.description().split(":")[0].split(" (")[0].strip()
+
+
+def parameter_problem(definition, value):
+    """One line for a value QGIS does not accept: the value first, then what is wrong."""
+    name = label(definition)
+    values = value if isinstance(value, (list, tuple)) else [value]
+    kind = definition.type()
+    if kind in RASTER_TYPES or kind in ("file", "vector", "source"):
+        for item in values:
+            if isinstance(item, str) and item:
+                if not Path(item).exists():
+                    return f"{item}: no such file or folder ({name})"
+                if kind in RASTER_TYPES:
+                    return f"{item}: not a raster QGIS can open ({name})"
+                return f"{item}: not one QGIS can take as {name}"
+        if definition.flags() & definition.FlagOptional == 0 and not any(values):
+            return f"{name}: required"
+    if kind == "enum":
+        return f"{value!r}: not one of {', '.join(definition.options())} ({name})"
+    if kind == "number":
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            return f"{value!r}: not a number ({name})"
+        if number < definition.minimum():
+            return f"{value}: {name} must be at least {definition.minimum():g}"
+        if number > definition.maximum():
+            return f"{value}: {name} must be at most {definition.maximum():g}"
+    return f"{value!r}: not a value {name} takes"
 
 
 def gdal_names(value):
@@ -96,10 +131,11 @@ class FeedbackWarnings(logging.Handler):
 
 
 @contextlib.contextmanager
-def library_errors(feedback=None):
+def library_errors(feedback=None, labels=None):
     """Raise library failures as QgsProcessingException with their one-line message, and a
     missing package as the pip command that installs it; with ``feedback``, the library's
-    warnings go to its log meanwhile (a dialog shows no terminal)."""
+    warnings go to its log meanwhile (a dialog shows no terminal); with ``labels``
+    ({"--tile": "Tile size"}), the options a message names become the dialog's fields."""
     try:
         from hsanomaly.errors import HsanomalyError
     except ImportError:
@@ -111,7 +147,10 @@ def library_errors(feedback=None):
     try:
         yield
     except HsanomalyError as err:
-        raise QgsProcessingException(str(err)) from None
+        message = str(err)
+        for option, field in (labels or {}).items():
+            message = re.sub(re.escape(option) + r"(?![\w-])", f"'{field}'", message)
+        raise QgsProcessingException(message) from None
     except ImportError as err:
         absent = missing(err.name.split(".")[0]) if err.name else []
         if not absent:

@@ -9,7 +9,7 @@ from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingParam
 from .. import library
 from ..dependencies import install_hint
 from ..styles import style_heatmap_on_load, style_targets_on_load
-from .base import HsanomalyAlgorithm, is_empty, library_errors, progress_callback, raster_source
+from .base import HsanomalyAlgorithm, is_empty, progress_callback, raster_source
 
 
 class DetectAnomalies(HsanomalyAlgorithm):
@@ -138,7 +138,7 @@ class DetectAnomalies(HsanomalyAlgorithm):
         rings = self.parameterAsString(parameters, self.RINGS, context).strip()
         if rings:
             options["rings"] = rings
-        with library_errors(feedback):
+        with self.library_errors(feedback):
             from hsanomaly.api import detect
 
             result = detect(

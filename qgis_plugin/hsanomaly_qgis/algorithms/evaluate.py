@@ -11,7 +11,7 @@ from qgis.core import (QgsCoordinateReferenceSystem, QgsFeature, QgsFeatureSink,
 from qgis.PyQt.QtCore import QVariant
 
 from .. import library
-from .base import HsanomalyAlgorithm, is_empty, library_errors, raster_source
+from .base import HsanomalyAlgorithm, is_empty, raster_source
 
 # per-target report key -> table field type
 TARGET_FIELDS = {"id": QVariant.String, "pixels": QVariant.Int, "auc": QVariant.Double,
@@ -75,7 +75,7 @@ class Evaluate(HsanomalyAlgorithm):
                                          "not exist")
         if feedback.isCanceled():
             raise QgsProcessingException(f"{heatmap}: evaluation cancelled")
-        with library_errors(feedback):
+        with self.library_errors(feedback):
             from hsanomaly.api import evaluate
             from hsanomaly.evaluation.files import format_summary
 

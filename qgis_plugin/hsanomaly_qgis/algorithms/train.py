@@ -7,7 +7,7 @@ from qgis.core import (QgsProcessing, QgsProcessingParameterBoolean,
 
 from .. import library
 from ..dependencies import install_hint, missing
-from .base import (HsanomalyAlgorithm, is_empty, library_errors, progress_callback,
+from .base import (HsanomalyAlgorithm, is_empty, progress_callback,
                    raster_source, raster_sources)
 
 
@@ -66,7 +66,7 @@ class TrainModel(HsanomalyAlgorithm):
         bands = None if is_empty(parameters, self.BANDS) else \
             self.parameterAsInt(parameters, self.BANDS, context)
         out = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
-        with library_errors(feedback):
+        with self.library_errors(feedback):
             from hsanomaly.api import train
 
             bundle = train(inputs, out, mask=mask, bands=bands,
