@@ -59,9 +59,10 @@ def test_gmm_equals_scikit_learn_pca_and_mixture(scene):
     _, _, cube, _ = scene
     pixels = cube.reshape(cube.shape[0], -1).T.astype(np.float64)   # the sample is every pixel
     pca = PCA(n_components=5, random_state=3).fit(pixels)
+    components = pca.transform(pixels) / np.sqrt(np.mean(pca.explained_variance_))
     mixture = GaussianMixture(3, covariance_type="full", random_state=3, reg_covar=1e-6)
-    mixture.fit(pca.transform(pixels))
-    reference = -mixture.score_samples(pca.transform(pixels))
+    mixture.fit(components)
+    reference = -mixture.score_samples(components)
     scorer = make_scorer("gmm", components=3, pca=5, seed=3).fit(ArraySource(cube))
     ours = score_array(ArraySource(cube), scorer)["score"][0].ravel()
     np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-4)
@@ -649,3 +650,21 @@ def test_rx_statistics_keep_their_precision_at_a_large_offset():
     np.testing.assert_allclose(scorer.mean_, X.mean(0), rtol=1e-12)
     np.testing.assert_allclose(np.linalg.inv(scorer.precision_), np.cov(X, rowvar=False),
                                rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("score, options", [("rx", {}), ("lrx", {"outer": 7, "guard": 3}),
+                                            ("mlrx", {"rings": "5/3;9/5"}),
+                                            ("mlrx", {"rings": "5/3;9/5", "purge": 0.05}),
+                                            ("gmm", {"components": 3, "pca": 5})])
+def test_scores_do_not_depend_on_the_datas_units(scene, score, options):
+    """The same scene in units a million times smaller (radiance in W instead of uW) or ten
+    thousand times larger (reflectance stored as integers) scores the same: no constant in
+    the data's own units takes over a covariance."""
+    _, _, cube, _ = scene
+    scores = {}
+    for unit in (1.0, 1e-6, 1e4):
+        source = ArraySource((cube * unit).astype(np.float32))
+        scorer = make_scorer(score, **options).fit(source)
+        scores[unit] = score_array(source, scorer)["score"][0]
+    for unit in (1e-6, 1e4):
+        np.testing.assert_allclose(scores[unit], scores[1.0], rtol=2e-3, atol=2e-3)

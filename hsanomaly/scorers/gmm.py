@@ -6,6 +6,8 @@ from .. import defaults
 from ..errors import HsanomalyError
 from .base import Scorer, check_pixels
 
+REG_COVAR = 1e-6      # added to each mixture covariance's diagonal, in units of the data's spread
+
 
 class GaussianMixtureScorer(Scorer):
     name = "gmm"
@@ -31,11 +33,17 @@ class GaussianMixtureScorer(Scorer):
         check_pixels(source, len(X), max(2, self.components),
                      f"a mixture of {self.components} components", "one per component")
         self.pca_ = PCA(n_components=min(self.pca, X.shape[1], len(X)), random_state=self.seed).fit(X)
+        self.unit_ = float(np.sqrt(np.mean(self.pca_.explained_variance_))) or 1.0
         self.mixture_ = GaussianMixture(self.components, covariance_type="full",
-                                        random_state=self.seed, reg_covar=1e-6)
-        self.mixture_.fit(self.pca_.transform(X))
+                                        random_state=self.seed, reg_covar=REG_COVAR)
+        self.mixture_.fit(self._components(X))
         return self
 
+    def _components(self, X):
+        """The principal components in units of their root mean variance, so that the
+        mixture's covariance floor (``reg_covar``) is relative to the data's spread and the
+        scores do not depend on the data's units."""
+        return self.pca_.transform(np.asarray(X, dtype=np.float64)) / self.unit_
+
     def score_samples(self, X):
-        Z = self.pca_.transform(np.asarray(X, dtype=np.float64))
-        return (-self.mixture_.score_samples(Z)).astype(np.float32)
+        return (-self.mixture_.score_samples(self._components(X))).astype(np.float32)

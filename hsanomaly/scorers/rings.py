@@ -80,8 +80,7 @@ class MultiRingLRX(Purged, Scorer):
 
     def fit(self, source):
         self.locals[0].fit(source)
-        for local in self.locals[1:]:
-            local.mean_, local.projection_ = self.locals[0].mean_, self.locals[0].projection_
+        self._share_basis()
         if self.adds_rx:
             self.rx_ = GlobalRX().fit(source)
         self.fit_purge(source)
@@ -89,11 +88,15 @@ class MultiRingLRX(Purged, Scorer):
 
     def fit_pixels(self, X):
         """Fit the shared projection on pixels X (n, bands) in memory (e.g. GAN residuals)."""
-        mean, cov = mean_cov(*moments(X))
-        vecs = np.linalg.eigh(cov)[1][:, ::-1][:, :min(self.components, len(cov))]
-        for local in self.locals:
-            local.mean_, local.projection_ = mean, vecs
+        self.locals[0].set_basis(*mean_cov(*moments(X)))
+        self._share_basis()
         return self
+
+    def _share_basis(self):
+        """One projection for every ring: the first ring's."""
+        for local in self.locals[1:]:
+            local.mean_, local.projection_, local.floor_ = (
+                self.locals[0].mean_, self.locals[0].projection_, self.locals[0].floor_)
 
     def score_samples(self, X):
         raise HsanomalyError("local RX scores pixels in their spatial context; use score_block")

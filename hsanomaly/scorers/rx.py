@@ -8,6 +8,7 @@ from .base import (Scorer, check_pixels, inverse, log_distance, mahalanobis_sq, 
                    scene_moments)
 
 RING_PIXELS = 4096     # pixels per band of rows in local RX's vectorised covariance solves
+RING_FLOOR = 1e-12     # added to a ring covariance's diagonal, times the scene's variance
 
 
 class GlobalRX(Scorer):
@@ -64,10 +65,17 @@ class LocalRX(Scorer):
     def fit(self, source):
         n, mean, scatter = scene_moments(source)
         check_pixels(source, n, 2, "local RX", "a mean and a spread")
-        self.mean_, cov = mean_cov(n, mean, scatter)
+        return self.set_basis(*mean_cov(n, mean, scatter))
+
+    def set_basis(self, mean, cov):
+        """Project on the leading principal axes of the scene's (mean, covariance). Their
+        total variance scales the floor added to every ring's covariance, so that the
+        scores do not depend on the data's units (a constant in the data's own units would
+        take over the covariances of data in small ones, such as radiance in W)."""
         vals, vecs = np.linalg.eigh(cov)
         k = min(self.components, len(vals))
-        self.projection_ = vecs[:, ::-1][:, :k]
+        self.mean_, self.projection_ = mean, vecs[:, ::-1][:, :k]
+        self.floor_ = RING_FLOOR * float(vals[::-1][:k].sum()) or np.finfo(float).tiny
         return self
 
     def score_samples(self, X):
@@ -153,7 +161,7 @@ class LocalRX(Scorer):
         m = np.empty((k + 1, k + 1, len(n)))
         m[iu[1], iu[0]] = (ring[1 + k:] - ring[1 + iu[0]] * mean[iu[1]]) / (n - 1)
         diag = np.arange(k)
-        m[diag, diag] += self.ridge * m[diag, diag].sum(0) + 1e-12
+        m[diag, diag] += self.ridge * m[diag, diag].sum(0) + self.floor_
         np.subtract(centre, mean, out=m[k, :k])
         m[k, k] = 0
         for j in range(k):
