@@ -35,14 +35,14 @@ def synthetic_cube(bands=12, rows=40, cols=50, targets=((10, 10), (30, 40)), see
     return cube.astype(np.float32), truth
 
 
-def write_raster(path, cube, nodata=None, crs=CRS, transform=TRANSFORM):
-    profile = {"driver": "GTiff", "dtype": "float32", "count": cube.shape[0],
+def write_raster(path, cube, nodata=None, crs=CRS, transform=TRANSFORM, dtype="float32"):
+    profile = {"driver": "GTiff", "dtype": dtype, "count": cube.shape[0],
                "height": cube.shape[1], "width": cube.shape[2], "crs": crs,
                "transform": transform}
     if nodata is not None:
         profile["nodata"] = nodata
     with rasterio.open(path, "w", **profile) as dst:
-        dst.write(cube.astype(np.float32))
+        dst.write(cube.astype(dtype))
     return path
 
 

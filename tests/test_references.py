@@ -668,3 +668,12 @@ def test_scores_do_not_depend_on_the_datas_units(scene, score, options):
         scores[unit] = score_array(source, scorer)["score"][0]
     for unit in (1e-6, 1e4):
         np.testing.assert_allclose(scores[unit], scores[1.0], rtol=2e-3, atol=2e-3)
+
+
+def test_a_duplicated_band_leaves_rx_as_it_was(scene):
+    """The copy carries no information; its singular covariance must not add round-off."""
+    _, _, cube, _ = scene
+    doubled = np.concatenate([cube, cube[3:4]]).astype(np.float32)
+    scores = [score_array(ArraySource(c), make_scorer("rx").fit(ArraySource(c)))["score"][0]
+              for c in (cube.astype(np.float32), doubled)]
+    np.testing.assert_allclose(scores[1], scores[0], rtol=1e-4, atol=1e-4)

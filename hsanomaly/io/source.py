@@ -161,23 +161,34 @@ class RasterSource(_Source):
         return source
 
     def _describe(self, ds):
-        if ds.dtypes[0].startswith("complex"):
-            raise HsanomalyError(f"{self.name}: complex pixels ({ds.dtypes[0]}) are not supported; "
-                                 "convert to amplitude or real/imaginary bands first")
-        self.count, self.height, self.width = ds.count, ds.height, ds.width
+        for band, dtype in enumerate(ds.dtypes, start=1):
+            if dtype.startswith("complex"):
+                raise HsanomalyError(f"{self.name}: complex pixels ({dtype}, band {band}) are not "
+                                     "supported; convert to amplitude or real/imaginary bands first")
+        # an alpha band says which pixels are there (0: transparent); it is no spectral band.
+        # GDAL masks with it only in 2- and 4-band rasters, so it is read here as the mask
+        alpha = [b for b, c in enumerate(ds.colorinterp, start=1) if c.name == "alpha"]
+        self.bands = [b for b in range(1, ds.count + 1) if b not in alpha]
+        if not self.bands:
+            raise HsanomalyError(f"{self.name}: every band is an alpha band; no spectra to score")
+        self.alpha_bands = alpha
+        self.mixed_types = len({ds.dtypes[b - 1] for b in self.bands}) > 1
+        self.count, self.height, self.width = len(self.bands), ds.height, ds.width
         georeferenced = not ds.transform.is_identity or ds.crs is not None
         gcps, gcp_crs = ds.gcps
         self.profile = {"crs": ds.crs if georeferenced or not gcps else None,
                         "transform": ds.transform if georeferenced else None,
                         "width": ds.width, "height": ds.height,
                         "gcps": (gcps, gcp_crs) if gcps else None, "rpcs": ds.rpcs}
-        self.wavelengths = _wavelengths(ds)
-        self.band_names = [d or f"band {i + 1}" for i, d in enumerate(ds.descriptions)]
-        self.dtype = ds.dtypes[0]
+        self.wavelengths = _wavelengths(ds, self.bands)
+        self.band_names = [ds.descriptions[b - 1] or f"band {b}" for b in self.bands]
+        self.dtype = ds.dtypes[self.bands[0] - 1]
         # a band's value is its stored value * scale + offset (GDAL's metadata, which reads leave
         # to the reader): applied here, or a scaled product would be scored in its raw counts
-        scales = np.array([1.0 if v is None else v for v in ds.scales], np.float64)
-        offsets = np.array([0.0 if v is None else v for v in ds.offsets], np.float64)
+        scales = np.array([1.0 if ds.scales[b - 1] is None else ds.scales[b - 1]
+                           for b in self.bands], np.float64)
+        offsets = np.array([0.0 if ds.offsets[b - 1] is None else ds.offsets[b - 1]
+                            for b in self.bands], np.float64)
         if not (np.isfinite(scales).all() and np.isfinite(offsets).all()) or (scales == 0).any():
             raise HsanomalyError(f"{self.name}: band scale/offset metadata is not usable "
                                  f"(scales {ds.scales}, offsets {ds.offsets})")
@@ -206,14 +217,23 @@ class RasterSource(_Source):
         return data, ~nodata.any(axis=0)
 
     def _read_bands(self, window):
-        """(data, nodata) with the nodata mask per band."""
+        """(data, nodata) with the nodata mask per band (and where an alpha band is 0)."""
+        ds = self._dataset()
+        indexes = self.bands if self.alpha_bands else None
         with gdal_env():
-            data = read_checked(self._dataset(), window=window, masked=True, out_dtype="float32")
+            if self.mixed_types:        # rasterio reads several bands at once only of one type
+                data = np.ma.stack([read_checked(ds, b, window=window, masked=True,
+                                                 out_dtype="float32") for b in self.bands])
+            else:
+                data = read_checked(ds, indexes, window=window, masked=True, out_dtype="float32")
+            nodata = np.ma.getmaskarray(data)
+            for band in self.alpha_bands:
+                nodata = nodata | (read_checked(ds, band, window=window) == 0)
         values = np.ma.getdata(data).astype(np.float32, copy=False)
         if self.scaling is not None:
             scale, offset = self.scaling
             values = values * scale + offset
-        return values, np.ma.getmaskarray(data)
+        return values, nodata
 
 
 class ArraySource(_Source):
@@ -306,21 +326,22 @@ _UNITS = {"nanometers": 1.0, "nanometer": 1.0, "nm": 1.0, "micrometers": 1e3, "m
 MICROMETRE_GUESS = 30.0   # unitless centre wavelengths all below this are taken as micrometres
 
 
-def _wavelengths(ds):
-    """Band centre wavelengths in nanometres from ENVI headers or GDAL band metadata, or None.
+def _wavelengths(ds, bands=None):
+    """Band centre wavelengths in nanometres from ENVI headers or GDAL band metadata, or None;
+    of ``bands`` (numbers from 1; default: every band).
 
     Units come from ``wavelength_units`` where given; unitless values that all lie below
     MICROMETRE_GUESS are micrometres (no sensor measures 0.4-30 nm), anything else nanometres.
     """
     envi = ds.tags(ns="ENVI")
     values, units = None, envi.get("wavelength_units")
+    bands = bands or range(1, ds.count + 1)
     if envi.get("wavelength"):
         found = [float(v) for v in re.findall(r"[-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?",
                                                envi["wavelength"])]
-        values = found if len(found) == ds.count else None
+        values = [found[b - 1] for b in bands] if len(found) == ds.count else None
     if values is None:
-        per_band = [ds.tags(i + 1).get("wavelength") or ds.tags(i + 1).get("WAVELENGTH")
-                    for i in range(ds.count)]
+        per_band = [ds.tags(b).get("wavelength") or ds.tags(b).get("WAVELENGTH") for b in bands]
         if not all(per_band):
             return None
         try:

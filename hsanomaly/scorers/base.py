@@ -100,12 +100,19 @@ def check_pixels(source, n, needed, what, why):
                              f"({why}); the raster has {n}")
 
 
+SINGULAR = 1e-12   # an eigenvalue below this fraction of the largest: the covariance is singular
+
+
 def inverse(cov):
-    """Inverse covariance, falling back to the pseudo-inverse for singular matrices."""
-    try:
+    """Inverse covariance; where it is singular (a band duplicated, a constant band) the
+    pseudo-inverse, which leaves out the directions without spread instead of amplifying
+    round-off along them into the scores. Hyperspectral scenes' covariances stay well above
+    that threshold (their smallest eigenvalue is some 1e-9 of the largest)."""
+    vals, vecs = np.linalg.eigh(cov)
+    if vals[0] > SINGULAR * vals[-1]:
         return np.linalg.inv(cov)
-    except np.linalg.LinAlgError:
-        return np.linalg.pinv(cov, hermitian=True)
+    keep = vals > SINGULAR * vals[-1]
+    return (vecs[:, keep] / vals[keep]) @ vecs[:, keep].T
 
 
 TINY = 1e-12     # keeps log() finite for a zero distance

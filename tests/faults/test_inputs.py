@@ -128,3 +128,73 @@ def test_too_few_valid_pixels_for_the_statistics(tmp_path, score, valid, fragmen
     assert_one_error(run_cli("detect", src, tmp_path / "heat.tif", "--score", score, "-q"),
                      "sparse.tif", fragment)
     tree.assert_unchanged()
+
+
+def _vrt(path, width, height, bands):
+    """A VRT stacking (file, band, GDAL type) sources, as gdalbuildvrt -separate makes."""
+    xml = [f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">']
+    for i, (source, band, kind) in enumerate(bands, start=1):
+        xml.append(f'<VRTRasterBand dataType="{kind}" band="{i}"><SimpleSource><SourceFilename '
+                   f'relativeToVRT="0">{source}</SourceFilename><SourceBand>{band}</SourceBand>'
+                   '</SimpleSource></VRTRasterBand>')
+    path.write_text("".join(xml) + "</VRTDataset>")
+    return path
+
+
+def test_bands_of_different_types_are_scored_as_their_values(tmp_path):
+    """A stack of an int16 and a float32 product scores as the same values stored as float32."""
+    from synthetic import synthetic_cube
+
+    cube, _ = synthetic_cube(bands=6, rows=30, cols=30)
+    counts = write_raster(tmp_path / "a.tif", np.round(cube[:3] * 1000), dtype="int16")
+    floats = write_raster(tmp_path / "b.tif", cube[3:])
+    stack = _vrt(tmp_path / "stack.vrt", 30, 30, [(counts, b, "Int16") for b in (1, 2, 3)]
+                 + [(floats, b, "Float32") for b in (1, 2, 3)])
+    same = write_raster(tmp_path / "same.tif",
+                        np.concatenate([np.round(cube[:3] * 1000), cube[3:]]))
+    for raster, out in ((stack, "stack-heat.tif"), (same, "same-heat.tif")):
+        result = run_cli("detect", raster, tmp_path / out, "--score", "rx", "-q")
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    with rasterio.open(tmp_path / "stack-heat.tif") as a, rasterio.open(tmp_path / "same-heat.tif") as b:
+        np.testing.assert_array_equal(a.read(1), b.read(1))
+
+
+def test_a_complex_band_that_is_not_the_first_is_refused_in_one_line(tmp_path):
+    from synthetic import synthetic_cube
+
+    cube, _ = synthetic_cube(bands=2, rows=10, cols=10)
+    real = write_raster(tmp_path / "real.tif", cube)
+    path = tmp_path / "cplx.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=10, height=10, count=1,
+                       dtype="complex64") as ds:
+        ds.write((cube[:1] * (1 + 1j)).astype(np.complex64))
+    stack = _vrt(tmp_path / "stack.vrt", 10, 10, [(real, 1, "Float32"), (path, 1, "CFloat32")])
+    tree = Tree(tmp_path)
+    assert_one_error(run_cli("detect", stack, tmp_path / "heat.tif", "--score", "rx", "-q"),
+                     "stack.vrt", "complex pixels", "band 2")
+    tree.assert_unchanged()
+
+
+def test_an_alpha_band_is_the_mask_not_a_spectral_band(tmp_path):
+    """With more than 4 bands GDAL does not mask with alpha: the transparent pixels must still
+    be nodata, and alpha must not be fitted or scored as a band."""
+    import hsanomaly
+    from rasterio.enums import ColorInterp
+    from synthetic import synthetic_cube
+
+    cube, _ = synthetic_cube(bands=12, rows=40, cols=50)
+    transparent = np.zeros((40, 50), bool)
+    transparent[:, :5] = transparent[20:30, 20:30] = True
+    alpha = np.where(transparent, 0, 255)[None].astype(np.float32)
+    path = write_raster(tmp_path / "rgba-like.tif", np.concatenate([cube, alpha]))
+    with rasterio.open(path, "r+") as ds:
+        ds.colorinterp = [ColorInterp.gray] + [ColorInterp.undefined] * 11 + [ColorInterp.alpha]
+    plain = ~transparent
+    expected = hsanomaly.Detector("rx").fit_score(np.ma.masked_array(
+        cube, np.broadcast_to(transparent, cube.shape)))
+    with rasterio.open(path) as ds:
+        detector = hsanomaly.Detector("rx").fit(ds)
+        scores = detector.score(ds)
+    assert detector.n_bands_in_ == 12
+    assert np.isnan(scores[transparent]).all() and np.isfinite(scores[plain]).all()
+    np.testing.assert_allclose(scores[plain], expected[plain], rtol=1e-5)
