@@ -50,7 +50,7 @@ def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, chunk=R
     Targets are 8-connected regions of pixels scoring strictly above ``threshold``, or above
     ``threshold_from_far(heatmap_path, far)`` (far: a rate or "auto"). The layer "targets"
     is in the raster's CRS with, per target: id (1 = highest max score), pixels, area (map
-    units squared; null when the raster has no CRS, whose coordinates are pixel
+    units squared; null when the raster has no geotransform, whose coordinates are pixel
     coordinates, as the layer description says), max_score, mean_score, centroid_x and
     centroid_y (map coordinates of the mean pixel centre). Memory is bounded by ``chunk``
     plus the targets themselves; the file is written through the one write path (read back
@@ -64,10 +64,12 @@ def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, chunk=R
     with open_heatmap(heatmap_path) as ds:
         crs, transform, width = ds.crs, ds.transform, ds.width
         score = ds.tags().get(SCORE_TAG, "")
-        if crs is None and ds.gcps[0]:
-            logger.warning("%s: the raster is placed on the map by ground control points, which "
-                           "polygons do not follow: they are in pixel coordinates (gdalwarp "
-                           "the input to a map grid first)", name or heatmap_path)
+        placed_by = ("ground control points" if ds.gcps[0] else
+                     "rational polynomial coefficients (RPCs)" if ds.rpcs else None)
+        if transform.is_identity and placed_by:
+            logger.warning("%s: the raster is placed on the map by %s, which polygons do not "
+                           "follow: they are in pixel coordinates (gdalwarp the input to a map "
+                           "grid first)", name or heatmap_path, placed_by)
     if threshold is None:
         with log_stage(f"threshold at false-alarm rate {far} of {heatmap_path}"):
             threshold = threshold_from_far(heatmap_path, far, chunk=chunk)
@@ -84,7 +86,7 @@ def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, chunk=R
                        "or heavy-tailed heatmap: pass --far (e.g. 1e-3) or --threshold instead",
                        name or heatmap_path, threshold, highest)
 
-    pixel_area = abs(transform.determinant) if crs is not None else None
+    pixel_area = None if transform.is_identity else abs(transform.determinant)
     columns = {
         "id": np.arange(1, len(records) + 1, dtype=np.int64),
         "pixels": np.array([r["pixels"] for r in records], dtype=np.int64),
@@ -102,8 +104,10 @@ def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, chunk=R
     frame = gpd.GeoDataFrame(columns, geometry=[r["geometry"] for r in records],
                              crs=crs.to_wkt() if crs is not None else None)
     description = f"{name or heatmap_path}: pixels with score > {threshold:.6g}"
-    if crs is None:
-        description += "; no CRS: coordinates are pixel coordinates, area is null"
+    if transform.is_identity and crs is None:
+        description += "; not georeferenced: coordinates are pixel coordinates, area is null"
+    elif crs is None:
+        description += "; no CRS: map coordinates of a reference system the raster does not name"
     check = _gpkg_check(len(records))
     with contextlib.ExitStack() as stack:
         tmp = (stage.path(gpkg_path, check=check, create=False) if stage is not None else

@@ -44,10 +44,11 @@ def write_png(heatmap, png, max_size=MAX_SIZE, stage=None):
     info.add_text("Software", SOFTWARE)          # what marks the file as ours
     files = {Path(png): lambda tmp: Image.fromarray(image, "RGBA").save(tmp, format="PNG",
                                                                         pnginfo=info)}
-    if crs is not None and not transform.is_identity:
+    if not transform.is_identity:        # a world file needs no CRS; the .aux.xml holds it
         world, aux = sidecars(png)
         files[world] = lambda tmp: Path(tmp).write_text(world_file_text(transform))
-        files[aux] = lambda tmp: Path(tmp).write_text(_aux_xml(crs))
+        if crs is not None:
+            files[aux] = lambda tmp: Path(tmp).write_text(_aux_xml(crs))
     with staged() if stage is None else contextlib.nullcontext(stage) as into:
         for path, write in files.items():
             write(into.path(path, check=png_check if path.suffix == ".png" else None))

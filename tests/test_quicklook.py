@@ -38,3 +38,23 @@ def test_png_sidecars_count_as_outputs(synthetic_raster, tmp_path):
     path, _, _ = synthetic_raster
     with pytest.raises(hsanomaly.HsanomalyError, match="world file"):
         hsanomaly.detect(path, tmp_path / "heat.pgw", score="rx", png=tmp_path / "heat.png")
+
+
+def test_a_geotransform_without_crs_still_gets_a_world_file(synthetic_raster, tmp_path):
+    path, _, _ = synthetic_raster
+    with rasterio.open(path) as src:
+        profile = {**src.profile, "crs": None}
+        cube = src.read()
+    unplaced = tmp_path / "no-crs.tif"
+    with rasterio.open(unplaced, "w", **profile) as dst:
+        dst.write(cube)
+    heat = tmp_path / "heat.tif"
+    hsanomaly.detect(unplaced, heat, score="rx")
+    with rasterio.open(heat) as ds:
+        assert ds.crs is None and not ds.transform.is_identity
+        transform = ds.transform
+    from hsanomaly.quicklook import write_png
+
+    write_png(heat, tmp_path / "q.png")
+    assert (tmp_path / "q.pgw").read_text() == world_file_text(transform)
+    assert not (tmp_path / "q.png.aux.xml").exists()

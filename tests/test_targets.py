@@ -235,7 +235,7 @@ def test_no_target_writes_a_valid_empty_layer(tmp_path):
     assert pyogrio.read_info(tmp_path / "empty.gpkg", layer="targets")["geometry_type"] == "MultiPolygon"
 
 
-def test_without_crs_area_is_null_and_coordinates_are_pixels(tmp_path):
+def test_without_georeferencing_area_is_null_and_coordinates_are_pixels(tmp_path):
     path = write_heatmap(tmp_path / "heat.tif", planted_heatmap(), crs=None)
     write_polygons(path, tmp_path / "targets.gpkg", threshold=1.0, chunk=16)
     layer = read_layer(tmp_path / "targets.gpkg")
@@ -243,7 +243,41 @@ def test_without_crs_area_is_null_and_coordinates_are_pixels(tmp_path):
     assert layer["area"].isna().all()
     assert (layer.iloc[1].centroid_x, layer.iloc[1].centroid_y) == pytest.approx((36.0, 41.5))
     info = pyogrio.read_info(tmp_path / "targets.gpkg", layer="targets")
-    assert "no CRS" in info["layer_metadata"]["DESCRIPTION"]
+    assert "not georeferenced: coordinates are pixel coordinates" in \
+        info["layer_metadata"]["DESCRIPTION"]
+
+
+def test_a_geotransform_without_crs_gives_map_coordinates_and_areas(tmp_path):
+    """Not "pixel coordinates": the polygons follow the geotransform, which gives areas too."""
+    path = tmp_path / "heat.tif"
+    scores = planted_heatmap()
+    with rasterio.open(path, "w", driver="GTiff", dtype="float32", count=1, height=scores.shape[0],
+                       width=scores.shape[1], nodata=float("nan"), transform=TRANSFORM) as dst:
+        dst.write(scores.astype(np.float32)[None])
+    write_polygons(path, tmp_path / "targets.gpkg", threshold=1.0, chunk=16)
+    layer = read_layer(tmp_path / "targets.gpkg")
+    assert layer.crs is None
+    np.testing.assert_allclose(layer["area"], layer["pixels"] * 4.0)     # 2 m pixels
+    x, y = TRANSFORM * (36.0, 41.5)
+    assert (layer.iloc[1].centroid_x, layer.iloc[1].centroid_y) == pytest.approx((x, y))
+    description = pyogrio.read_info(tmp_path / "targets.gpkg", layer="targets")[
+        "layer_metadata"]["DESCRIPTION"]
+    assert "no CRS: map coordinates" in description and "pixel coordinates" not in description
+
+
+def test_polygons_of_a_raster_placed_by_rpcs_say_they_are_in_pixel_coordinates(tmp_path, caplog):
+    from rasterio.rpc import RPC
+
+    path = write_heatmap(tmp_path / "heat.tif", planted_heatmap(), crs=None)
+    with rasterio.open(path, "r+") as ds:
+        ds.rpcs = RPC(height_off=0, height_scale=1, lat_off=45, lat_scale=1, line_den_coeff=[1] + [0] * 19,
+                      line_num_coeff=[0, 1] + [0] * 18, line_off=0, line_scale=1, long_off=10,
+                      long_scale=1, samp_den_coeff=[1] + [0] * 19, samp_num_coeff=[0, 0, 1] + [0] * 17,
+                      samp_off=0, samp_scale=1)
+    with caplog.at_level("WARNING", logger="hsanomaly"):
+        write_polygons(path, tmp_path / "targets.gpkg", threshold=1.0, chunk=16)
+    assert "rational polynomial coefficients (RPCs)" in caplog.text
+    assert "pixel coordinates" in caplog.text
 
 
 def test_detect_writes_polygons_of_the_planted_targets(synthetic_raster, tmp_path):
