@@ -11,7 +11,8 @@ from pathlib import Path
 
 from . import defaults
 from .errors import HsanomalyError
-from .quickmodel import resumable_quick_model, scene_model_path, train_on_scene
+from .quickmodel import (check_training, resumable_quick_model, scene_model_path,
+                         train_on_scene)
 from .scorers import make_scorer
 
 def train(inputs, out, **options):
@@ -45,8 +46,9 @@ def detect(src, dst, *, score=None, model=None, extras=None, polygons=None, thre
     """
     from .distributed import DaskExecutor
     from .engine import detect as run_engine
-    from .engine.detect import check_resumed_input
+    from .engine.detect import check_footprint, check_resumed_input
     from .io.atomic import staged
+    from .io.source import open_source
     from .validate import check_request, detect_paths
 
     score = defaults.SCORE if score is None else score
@@ -77,6 +79,9 @@ def detect(src, dst, *, score=None, model=None, extras=None, polygons=None, thre
             else:     # staged: replaced with the heatmap, so a failed run keeps the earlier pair
                 if resume:
                     check_resumed_input(src, dst)
+                check_training(src)
+                with contextlib.closing(open_source(src)) as source:
+                    check_footprint(source, scorer)
                 trained = train_on_scene(src, dst, cls.model_training, callback, progress,
                                          stage.directory(quick))
                 scorer, model = make_scorer(score, **options, model=trained), quick

@@ -89,14 +89,24 @@ class Detector:
     def fit(self, X, y=None):
         """Fit on X (a cube (bands, rows, cols), whose mask, if a masked array, is nodata; an
         open rasterio dataset; or an xarray DataArray, see ``band_dimension``); returns self."""
+        from .engine.detect import check_footprint
+        from .quickmodel import check_training
+
         source, _ = as_source(X)
         cls = scorer_class(self.score_name)
         model = self.model
         if cls.needs_model and model is None:
+            # training must be possible here, and the score's window fit X, before a model is
+            # trained for it (a scorer's bundle loads on first use: one named for the quick
+            # model can tell its window)
+            check_training(source.name)
+            check_footprint(source, make_scorer(self.score_name, **self.options,
+                                                model=f"{source.name} (quick model)"))
             model = self._train_quick_model(source, cls.model_training)
         scorer = make_scorer(self.score_name, **self.options,
                              **({"model": model} if cls.needs_model else {}))
         scorer.check(source)
+        check_footprint(source, scorer)
         if cls.fits_on_scene:
             from .engine import fit_scorer
 
@@ -133,9 +143,7 @@ class Detector:
         from .api import train
         from .io.convert import write_geotiff
         from .io.source import iter_windows
-        from .quickmodel import check_training
 
-        check_training(source.name)
         folder = self._new_workdir()
         scene = folder / "scene.tif"
         cube = np.full((source.count, source.height, source.width), np.nan, np.float32)
@@ -200,13 +208,33 @@ def band_dimension(X):
                          "holds the bands; name it 'band' (X.rename({...: 'band'}))")
 
 
+# where a DataArray read without masking (rioxarray's open_rasterio, xarray's
+# decode_cf=False) names its nodata value
+FILL_ATTRS = ("_FillValue", "nodata", "missing_value")
+
+
+def _filled(values, attrs):
+    """The valid pixels of a cube whose attributes name a fill value: a pixel holding it in
+    any band is nodata, as in a raster (None: no fill value named)."""
+    fill = next((attrs[name] for name in FILL_ATTRS if attrs.get(name) is not None), None)
+    try:
+        fill = float(np.ravel(fill)[0])
+    except (TypeError, ValueError, IndexError):
+        return None
+    if not np.isfinite(fill):
+        return None                 # NaN fills are nodata anyway
+    return ~(values == fill).any(axis=0)
+
+
 def _xarray_source(X):
     if X.ndim != 3:
         raise HsanomalyError(f"DataArray {X.name!r}: expected dimensions (band, y, x), got {X.dims}")
     band_dim = band_dimension(X)
     spatial = [d for d in X.dims if d != band_dim]
     X = X.transpose(band_dim, *spatial)
-    source = ArraySource(np.asarray(X.values), name=str(X.name or "<DataArray>"))
+    values = np.asarray(X.values)
+    source = ArraySource(values, valid=_filled(values, X.attrs),
+                         name=str(X.name or "<DataArray>"))
 
     def wrap(value):
         import xarray as xr

@@ -216,3 +216,33 @@ def test_a_fitted_detector_with_a_quick_model_pickles_and_scores_in_another_proc
                              tmp_path / "cube.npy", tmp_path / "expected.npy"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_data_arrays_fill_value_is_nodata_as_in_the_raster():
+    """rioxarray's open_rasterio without masked=True keeps -9999 and names it _FillValue."""
+    xr = pytest.importorskip("xarray")
+    cube, _ = synthetic_cube()
+    cube[:, :3, :3] = -9999
+    da = xr.DataArray(cube, dims=("band", "y", "x"), attrs={"_FillValue": -9999.0})
+    heat = hsanomaly.Detector("rx").fit_score(da).values
+    masked = np.ma.masked_equal(cube, -9999)
+    assert np.isnan(heat[:3, :3]).all() and np.isfinite(heat[3:, 3:]).all()
+    np.testing.assert_array_equal(heat, hsanomaly.Detector("rx").fit_score(masked))
+
+
+def test_an_image_smaller_than_the_scores_window_is_refused_as_by_the_cli():
+    cube, _ = synthetic_cube(rows=10, cols=10, targets=())
+    with pytest.raises(HsanomalyError, match="15x15 window of score 'lrx' is larger than the 10x10"):
+        hsanomaly.Detector("lrx").fit(cube)
+
+
+def test_the_window_is_checked_before_a_quick_model_is_trained(monkeypatch):
+    from hsanomaly.detector import Detector
+
+    def never(*args, **kwargs):
+        raise AssertionError("trained a quick model for an image the score cannot take")
+
+    monkeypatch.setattr(Detector, "_train_quick_model", never)
+    cube, _ = synthetic_cube(rows=20, cols=30, targets=())
+    with pytest.raises(HsanomalyError, match="window of score 'dualcontext' is larger than the 20x30"):
+        hsanomaly.Detector().fit(cube)

@@ -8,7 +8,7 @@ from hsanomaly.errors import HsanomalyError
 from hsanomaly.io import ArraySource
 from hsanomaly.scorers import GlobalRX, LocalRX, make_scorer
 
-from synthetic import CRS, TRANSFORM, synthetic_cube
+from synthetic import CRS, TRANSFORM, synthetic_cube, write_raster
 
 
 def read(path):
@@ -300,3 +300,18 @@ def test_tile_store_keeps_only_the_planned_outputs(tmp_path):
     tile = np.ones((1, 4, 4), np.float32)
     store.put(0, {"score": tile, "recon": np.ones((20, 4, 4), np.float32), "_range": np.zeros((2, 3))})
     assert sorted(store.load(0)) == ["_range", "score"]
+
+
+def test_an_image_smaller_than_the_window_is_refused_before_a_quick_model_is_trained(
+        tmp_path, monkeypatch):
+    import hsanomaly.api
+
+    def never(*args, **kwargs):
+        raise AssertionError("trained a quick model for an image the score cannot take")
+
+    monkeypatch.setattr(hsanomaly.api, "train_on_scene", never)
+    cube, _ = synthetic_cube(rows=20, cols=30, targets=())
+    path = write_raster(tmp_path / "small.tif", cube)
+    with pytest.raises(HsanomalyError, match="window of score 'dualcontext' is larger than the 20x30"):
+        hsanomaly.api.detect(path, tmp_path / "heat.tif")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["small.tif"]

@@ -60,14 +60,20 @@ def check_tile(tile):
     check_whole("--tile", tile, MIN_TILE)
 
 
-def plan_outputs(source, scorer, dst, extras=None, tile=TILE):
-    """Output name -> (path, bands), after checking the tile size, the source and the paths."""
-    check_tile(tile)
-    scorer.check(source)
+def check_footprint(source, scorer):
+    """Refuse an image smaller than the neighbourhood the score looks at (a ring would run
+    past every edge); before a quick model is trained for it, too."""
     size = scorer.footprint
     if size > min(source.height, source.width):
         raise HsanomalyError(f"{source.name}: the {size}x{size} window of score {scorer.name!r} is "
                              f"larger than the {source.height}x{source.width} image")
+
+
+def plan_outputs(source, scorer, dst, extras=None, tile=TILE):
+    """Output name -> (path, bands), after checking the tile size, the source and the paths."""
+    check_tile(tile)
+    scorer.check(source)
+    check_footprint(source, scorer)
     outputs = {"score": (str(dst), 1)}
     check_extras(type(scorer), extras)
     for name, path in (extras or {}).items():
@@ -409,6 +415,7 @@ def score_array(source, scorer, tile=TILE, threads=TILE_THREADS):
     the path for small scenes, the ``Detector`` and the research harness.
     """
     scorer.check(source)
+    check_footprint(source, scorer)
     windows = source.windows(tile)
     arrays = {}
     for index, outputs in scored_tiles(source, scorer, windows, range(len(windows)), threads):
