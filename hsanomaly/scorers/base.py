@@ -97,7 +97,7 @@ def check_pixels(source, n, needed, what, why):
         raise source.no_valid_pixels()
     if n < needed:
         raise HsanomalyError(f"{source.name}: {what} needs at least {needed} valid pixels "
-                             f"({why}); the raster has {n}")
+                             f"({why}); the raster has {int(n)}")
 
 
 SINGULAR = 1e-12   # an eigenvalue below this fraction of the largest: the covariance is singular
