@@ -89,7 +89,7 @@ class Detector:
     def fit(self, X, y=None):
         """Fit on X (a cube (bands, rows, cols), whose mask, if a masked array, is nodata; an
         open rasterio dataset; or an xarray DataArray, see ``band_dimension``); returns self."""
-        from .engine.detect import check_footprint
+        from .engine.detect import check_footprint, check_scorable
         from .quickmodel import check_training
 
         source, _ = as_source(X)
@@ -105,8 +105,7 @@ class Detector:
             model = self._train_quick_model(source, cls.model_training)
         scorer = make_scorer(self.score_name, **self.options,
                              **({"model": model} if cls.needs_model else {}))
-        scorer.check(source)
-        check_footprint(source, scorer)
+        check_scorable(source, scorer)
         if cls.fits_on_scene:
             from .engine import fit_scorer
 

@@ -69,11 +69,18 @@ def check_footprint(source, scorer):
                              f"larger than the {source.height}x{source.width} image")
 
 
+def check_scorable(source, scorer):
+    """Everything about the source that can refuse or warn before the work: the scorer's own
+    check (a model's bands, wavelengths, value range), its window, and nodata in few bands."""
+    scorer.check(source)
+    check_footprint(source, scorer)
+    source.check_partial_nodata()
+
+
 def plan_outputs(source, scorer, dst, extras=None, tile=TILE):
     """Output name -> (path, bands), after checking the tile size, the source and the paths."""
     check_tile(tile)
-    scorer.check(source)
-    check_footprint(source, scorer)
+    check_scorable(source, scorer)
     outputs = {"score": (str(dst), 1)}
     check_extras(type(scorer), extras)
     for name, path in (extras or {}).items():
@@ -414,8 +421,7 @@ def score_array(source, scorer, tile=TILE, threads=TILE_THREADS):
     The same tiles as ``detect`` (so the same numbers), without a tile store or a GeoTIFF:
     the path for small scenes, the ``Detector`` and the research harness.
     """
-    scorer.check(source)
-    check_footprint(source, scorer)
+    check_scorable(source, scorer)
     windows = source.windows(tile)
     arrays = {}
     for index, outputs in scored_tiles(source, scorer, windows, range(len(windows)), threads):

@@ -16,6 +16,11 @@ from rasterio.windows import Window
 
 from ..defaults import TILE
 from ..errors import HsanomalyError
+from .checks import warn
+
+PROBE = 64              # pixels across a window the data is probed on before the work
+PROBE_AT = ((0.5, 0.5), (0.25, 0.25), (0.25, 0.75), (0.75, 0.25), (0.75, 0.75))  # fractions
+PARTIAL_NODATA = 0.05   # share of probed pixels nodata in a few bands only, beyond which to warn
 
 # GDAL's block cache defaults to 5% of RAM; cap it so memory is bounded by the tile size.
 GDAL_CACHE_BYTES = 256 * 2**20
@@ -57,6 +62,35 @@ class _Source:
 
     def windows(self, tile=TILE):
         return list(iter_windows(self.height, self.width, tile))
+
+    def probe_windows(self, size=PROBE):
+        """Windows of ``size`` pixels (at most the image) for a quick look at the data: the
+        centre first, then about the quarter points (the centre may be nodata)."""
+        rows, cols = min(size, self.height), min(size, self.width)
+        found = []
+        for fr, fc in PROBE_AT:
+            row = min(max(int(self.height * fr) - rows // 2, 0), self.height - rows)
+            col = min(max(int(self.width * fc) - cols // 2, 0), self.width - cols)
+            if (row, col) not in [(w.row_off, w.col_off) for w in found]:
+                found.append(Window(col, row, cols, rows))
+        return found
+
+    def check_partial_nodata(self):
+        """Warn when a large share of the probed pixels is nodata in only a few bands: GDAL's
+        rule leaves a pixel out whole once one band says nodata, so a nodata value that some
+        band holds as real data (0 in a band over water, say) silently removes those pixels."""
+        total, partial, per_band = 0, 0, np.zeros(self.count)
+        for window in self.probe_windows():
+            _, nodata = self._read_bands(window)
+            bad = nodata.sum(axis=0)
+            few = (bad > 0) & (bad <= self.count // 2)
+            total, partial = total + bad.size, partial + int(few.sum())
+            per_band += nodata[:, few].sum(axis=1)
+        if total and partial > PARTIAL_NODATA * total:
+            warn(f"{self.name}: {partial / total:.0%} of the pixels probed are nodata in only a "
+                 f"few bands (band {int(np.argmax(per_band)) + 1} most often), so they are left "
+                 "out whole; is the nodata value also real data there (0 over water, say)? If "
+                 "so, set another nodata value, or none")
 
     def reduce(self, fn, tile=TILE, combine=None):
         """Fold ``fn(pixels)`` over all tiles in order, where ``pixels`` are a tile's valid

@@ -2,7 +2,6 @@
 both the model and the raster carry them, and values in the units the model was trained on."""
 
 import numpy as np
-from rasterio.windows import Window
 
 from ..errors import HsanomalyError
 from ..io.checks import warn
@@ -12,9 +11,7 @@ from ..io.source import MICROMETRE_GUESS
 # raster whose typical preprocessed value lies beyond OUT_OF_RANGE is in other units (raw
 # counts against reflectance, a scale factor missing) or another band order.
 OUT_OF_RANGE = 4.0
-PROBE = 64                   # pixels across a window the values are probed on
-PROBE_MIN_PIXELS = 16
-PROBE_AT = ((0.5, 0.5), (0.25, 0.25), (0.25, 0.75), (0.75, 0.25), (0.75, 0.75))  # fractions
+PROBE_MIN_PIXELS = 16        # valid pixels a probe window (io.source) must hold to judge by
 
 # Two centre wavelengths are "the same band" within this many nanometres, or this fraction.
 TOLERANCE_NM, TOLERANCE_FRACTION = 1.0, 1e-3
@@ -38,8 +35,8 @@ def check_wavelengths(bundle, wavelengths, path):
 def check_value_range(bundle, source):
     """Warn, with the typical value found, when a raster's values lie far outside those the
     model was trained on: its scores would rank pixels by that difference, silently. Probed
-    on the central window, or where that holds too little valid data (a scene whose centre is
-    nodata) on windows about its quarter points, so the check costs a few small reads."""
+    on the source's probe windows (the centre, or where that holds too little valid data, about
+    the quarter points), so the check costs a few small reads."""
     pre = bundle.preprocessor
     if not pre.scale:
         return
@@ -57,12 +54,9 @@ def check_value_range(bundle, source):
 
 def _probe_pixels(source):
     """(pixels, bands) valid pixels of the first probe window holding PROBE_MIN_PIXELS of
-    them, windows taken from the centre outwards; None if none does."""
-    size_r, size_c = min(PROBE, source.height), min(PROBE, source.width)
-    for fr, fc in PROBE_AT:
-        row = min(max(int(source.height * fr) - size_r // 2, 0), source.height - size_r)
-        col = min(max(int(source.width * fc) - size_c // 2, 0), source.width - size_c)
-        block, valid = source.read(Window(col, row, size_c, size_r))
+    them; None if none does."""
+    for window in source.probe_windows():
+        block, valid = source.read(window)
         if valid.sum() >= PROBE_MIN_PIXELS:
             return block[:, valid].T
     return None

@@ -199,3 +199,21 @@ def test_an_alpha_band_is_the_mask_not_a_spectral_band(tmp_path):
     assert detector.n_bands_in_ == 12
     assert np.isnan(scores[transparent]).all() and np.isfinite(scores[plain]).all()
     np.testing.assert_allclose(scores[plain], expected[plain], rtol=1e-5)
+
+
+def test_a_nodata_value_that_one_band_holds_as_data_is_warned_about(tmp_path):
+    """nodata=0 and a band that reads 0 over water: GDAL leaves those pixels out whole."""
+    from synthetic import synthetic_cube
+
+    cube, _ = synthetic_cube(bands=12, rows=80, cols=90)
+    counts = np.round(cube * 1000)
+    counts[:, :10, :10] = 0                            # a real nodata corner: every band
+    plain = write_raster(tmp_path / "plain.tif", counts, nodata=0, dtype="uint16")
+    counts[7, 30:, :] = 0                              # "water": band 8 only
+    water = write_raster(tmp_path / "water.tif", counts, nodata=0, dtype="uint16")
+    result = run_cli("detect", water, tmp_path / "heat.tif", "--score", "rx", "-q")
+    assert result.returncode == 0, result.stderr
+    warning = [line for line in result.stderr.splitlines() if line.startswith("Warning:")]
+    assert len(warning) == 1 and "water.tif" in warning[0] and "band 8 most often" in warning[0]
+    quiet = run_cli("detect", plain, tmp_path / "heat2.tif", "--score", "rx", "-q")
+    assert quiet.returncode == 0 and "Warning" not in quiet.stderr, quiet.stderr
