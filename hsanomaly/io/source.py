@@ -20,6 +20,7 @@ from .checks import warn
 
 PROBE = 64              # pixels across a window the data is probed on before the work
 PROBE_AT = ((0.5, 0.5), (0.25, 0.25), (0.25, 0.75), (0.75, 0.25), (0.75, 0.75))  # fractions
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 PARTIAL_NODATA = 0.05   # share of probed pixels nodata in a few bands only, beyond which to warn
 
 # GDAL's block cache defaults to 5% of RAM; cap it so memory is bounded by the tile size.
@@ -207,6 +208,7 @@ class RasterSource(_Source):
             raise HsanomalyError(f"{self.name}: every band is an alpha band; no spectra to score")
         self.alpha_bands = alpha
         self.mixed_types = len({ds.dtypes[b - 1] for b in self.bands}) > 1
+        self.wide = any(ds.dtypes[b - 1] == "float64" for b in self.bands)
         self.count, self.height, self.width = len(self.bands), ds.height, ds.width
         georeferenced = not ds.transform.is_identity or ds.crs is not None
         gcps, gcp_crs = ds.gcps
@@ -254,20 +256,36 @@ class RasterSource(_Source):
         """(data, nodata) with the nodata mask per band (and where an alpha band is 0)."""
         ds = self._dataset()
         indexes = self.bands if self.alpha_bands else None
+        kind = "float64" if self.wide else "float32"     # float64 read as is, checked below
         with gdal_env():
             if self.mixed_types:        # rasterio reads several bands at once only of one type
                 data = np.ma.stack([read_checked(ds, b, window=window, masked=True,
-                                                 out_dtype="float32") for b in self.bands])
+                                                 out_dtype=kind) for b in self.bands])
             else:
-                data = read_checked(ds, indexes, window=window, masked=True, out_dtype="float32")
+                data = read_checked(ds, indexes, window=window, masked=True, out_dtype=kind)
             nodata = np.ma.getmaskarray(data)
             for band in self.alpha_bands:
                 nodata = nodata | (read_checked(ds, band, window=window) == 0)
-        values = np.ma.getdata(data).astype(np.float32, copy=False)
+        values = np.ma.getdata(data)
+        if self.wide:
+            self._check_float32_range(values, nodata)
+        values = values.astype(np.float32, copy=False)
         if self.scaling is not None:
             scale, offset = self.scaling
             values = values * scale + offset
         return values, nodata
+
+
+    def _check_float32_range(self, values, nodata):
+        """Refuse float64 values beyond float32's range, which pixels are scored in: they
+        would become infinite, then nodata, silently (the most anomalous pixel among them)."""
+        with np.errstate(invalid="ignore"):
+            beyond = (np.abs(values) > FLOAT32_MAX) & np.isfinite(values) & ~nodata
+        if beyond.any():
+            band = self.bands[int(np.nonzero(beyond.any(axis=(1, 2)))[0][0])]
+            raise HsanomalyError(f"{self.name}: band {band} holds values beyond float32's range "
+                                 f"(up to {np.abs(values[beyond]).max():.3g}), in which pixels "
+                                 "are scored; rescale the data first")
 
 
 class ArraySource(_Source):

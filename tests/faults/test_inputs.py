@@ -217,3 +217,20 @@ def test_a_nodata_value_that_one_band_holds_as_data_is_warned_about(tmp_path):
     assert len(warning) == 1 and "water.tif" in warning[0] and "band 8 most often" in warning[0]
     quiet = run_cli("detect", plain, tmp_path / "heat2.tif", "--score", "rx", "-q")
     assert quiet.returncode == 0 and "Warning" not in quiet.stderr, quiet.stderr
+
+
+def test_float64_values_beyond_float32s_range_are_refused_not_made_nodata(tmp_path):
+    from synthetic import synthetic_cube
+
+    cube, _ = synthetic_cube(bands=6, rows=20, cols=20)
+    cube = cube.astype(np.float64)
+    cube[4, 10, 10] = 1e40                       # finite in the file, infinite in float32
+    path = write_raster(tmp_path / "wide.tif", cube, dtype="float64")
+    tree = Tree(tmp_path)
+    assert_one_error(run_cli("detect", path, tmp_path / "heat.tif", "--score", "rx", "-q"),
+                     "wide.tif", "band 5 holds values beyond float32's range", "1e+40")
+    tree.assert_unchanged()
+    cube[4, 10, 10] = 1.5                         # within range: scored as before
+    path = write_raster(tmp_path / "fine.tif", cube, dtype="float64")
+    result = run_cli("detect", path, tmp_path / "heat.tif", "--score", "rx", "-q")
+    assert result.returncode == 0, result.stderr
