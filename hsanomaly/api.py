@@ -80,8 +80,9 @@ def detect(src, dst, *, score=None, model=None, extras=None, polygons=None, thre
                 if resume:
                     check_resumed_input(src, dst)
                 check_training(src)
-                with contextlib.closing(open_source(src)) as source:
-                    check_footprint(source, scorer)
+                if not scorer.window_from_model:
+                    with contextlib.closing(open_source(src)) as source:
+                        check_footprint(source, scorer)
                 trained = train_on_scene(src, dst, cls.model_training, callback, progress,
                                          stage.directory(quick))
                 scorer, model = make_scorer(score, **options, model=trained), quick

@@ -100,8 +100,9 @@ class Detector:
             # trained for it (a scorer's bundle loads on first use: one named for the quick
             # model can tell its window)
             check_training(source.name)
-            check_footprint(source, make_scorer(self.score_name, **self.options,
-                                                model=f"{source.name} (quick model)"))
+            if not cls.window_from_model:
+                check_footprint(source, make_scorer(self.score_name, **self.options,
+                                                    model=f"{source.name} (quick model)"))
             model = self._train_quick_model(source, cls.model_training)
         scorer = make_scorer(self.score_name, **self.options,
                              **({"model": model} if cls.needs_model else {}))

@@ -112,3 +112,46 @@ def test_a_scores_terms_are_what_it_sums(scene_and_model, score, names):
     by_hand = weight * second["resrx"] + second["residual rings"] + second["pixel rings"]
     np.testing.assert_allclose(scorer.score_block(block, valid)["score"][0], by_hand, rtol=1e-6)
     assert exclude.any() and not np.allclose(second["pixel rings"], terms(None, h)["pixel rings"])
+
+
+def test_the_latent_search_treats_pixels_alike_in_any_batch(scene_and_model):
+    """What lets neighbouring blocks share their halo's residuals (scorers/halo.py): a pixel's
+    residual and outputs are the same bits whatever other pixels it is solved with."""
+    from hsanomaly.scorers import make_scorer
+
+    cube, _, model = scene_and_model
+    scorer = make_scorer("dualcontext", model=model, rings="5/3;9/5").fit(ArraySource(cube))
+    pixels = cube.reshape(cube.shape[0], -1).T
+    whole, outputs = scorer._residual(pixels)
+    for start, stop in ((0, 1), (7, 300), (301, 900), (123, 124)):
+        part, part_outputs = scorer._residual(pixels[start:stop])
+        np.testing.assert_array_equal(part, whole[start:stop])
+        for name in ("recon", "latent", "convergence"):
+            np.testing.assert_array_equal(part_outputs[name], outputs[name][start:stop])
+
+
+@pytest.mark.parametrize("score, options", [
+    ("dualcontext", {"rings": "5/3;9/5"}),
+    ("rescontext", {"rings": "5/3;9/5", "purge": 0.0, "neighbour_weight": 0.5}),
+    ("resrx", {"neighbour_weight": 0.5})])
+def test_blocks_sharing_their_halos_score_as_blocks_alone(scene_and_model, score, options):
+    """The engine's tiles (two at a time in threads, neighbours taking the residuals their
+    neighbours kept) give every output bit for bit as each block scored on its own."""
+    from hsanomaly.engine import score_array
+    from hsanomaly.engine.detect import score_block
+    from hsanomaly.scorers import make_scorer
+
+    _, _, model = scene_and_model
+    cube, _ = synthetic_cube(rows=61, cols=70, targets=((10, 10), (40, 50)), seed=9)
+    cube[:, 20:26, 33:37] = np.nan                       # nodata inside shared halos
+    source = ArraySource(cube)
+    scorer = make_scorer(score, model=model, **options).fit(source)
+    assert scorer.shares_halo
+    shared = score_array(source, scorer, tile=16)
+    assert scorer._cache is not None and scorer._cache._strips    # they were shared
+    for window in source.windows(16):
+        alone = score_block(scorer, *source.read(window, scorer.halo))
+        rows, cols = window.toslices()
+        for name, value in alone.items():
+            if name in shared:
+                np.testing.assert_array_equal(shared[name][:, rows, cols], value, err_msg=name)

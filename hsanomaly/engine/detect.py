@@ -35,6 +35,7 @@ from ..logs import stage as stage_log
 from ..options import check_whole
 from ..runtime import one_blas_thread
 from ..scorers import check_extras
+from ..scorers.halo import Place
 from .store import TileStore, check_same_input, read_manifest, run_fingerprint, store_path
 
 RUN_TAG = TAG_PREFIX + "RUN_FINGERPRINT"      # what detect-many compares to know a result is current
@@ -92,15 +93,25 @@ def plan_outputs(source, scorer, dst, extras=None, tile=TILE):
 
 def score_tile(source, scorer, window):
     """All outputs of one tile as float32 arrays (bands, rows, cols), NaN where input is invalid."""
-    return score_block(scorer, *source.read(window, scorer.halo))
+    return score_block(scorer, *source.read(window, scorer.halo), place_of(source, scorer, window))
 
 
-def score_block(scorer, block, valid):
+def place_of(source, scorer, window):
+    """Where the block of ``window`` lies, for a scorer whose neighbouring blocks share results
+    (``Scorer.shares_halo``); None for the others."""
+    if not scorer.shares_halo:
+        return None
+    return Place(source.token, int(window.row_off) - scorer.halo, int(window.col_off) - scorer.halo)
+
+
+def score_block(scorer, block, valid, place=None):
     """``score_tile`` for a block already read with the scorer's halo."""
     h = scorer.halo
     inner_valid = valid[h:valid.shape[0] - h, h:valid.shape[1] - h]
     result = {}
-    for name, value in scorer.score_block(block, valid).items():
+    found = scorer.score_block(block, valid, place) if place is not None else \
+        scorer.score_block(block, valid)
+    for name, value in found.items():
         value = np.asarray(value, dtype=np.float32)
         value[:, ~inner_valid] = np.nan
         result[name] = value
@@ -223,7 +234,7 @@ def _scored_tiles(source, scorer, windows, todo, threads):
     def job(index):
         with lock:
             block, valid = source.read(windows[index], scorer.halo)
-        return score_block(scorer, block, valid)
+        return score_block(scorer, block, valid, place_of(source, scorer, windows[index]))
 
     pending = collections.deque()
     with ThreadPoolExecutor(threads, thread_name_prefix="hsanomaly-tile") as pool:

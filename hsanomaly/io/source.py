@@ -8,6 +8,8 @@ runner can wrap a source and replace ``reduce`` and ``sample`` with cluster vers
 """
 
 import re
+import threading
+import uuid
 import warnings
 from pathlib import Path
 
@@ -44,6 +46,17 @@ def iter_windows(height, width, tile=TILE):
 
 class _Source:
     """Shared tile logic; subclasses provide ``count``, ``height``, ``width`` and ``_read``."""
+
+    _token_lock = threading.Lock()
+
+    @property
+    def token(self):
+        """A name drawn for this source, which its copies on other workers keep: what results
+        kept for its pixels are filed under (``scorers.halo``)."""
+        with self._token_lock:
+            if getattr(self, "_token", None) is None:
+                self._token = uuid.uuid4().hex
+            return self._token
 
     def read(self, window, halo=0):
         """Return (block, valid) for ``window`` grown by ``halo`` pixels, NaN/False outside."""

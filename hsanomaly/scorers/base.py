@@ -25,6 +25,9 @@ class Scorer:
     extra_bands = {}      # those outputs of a built scorer: name -> band count
     model_training = {}   # training options of the model trained for this score when none is
                           # given (``hsanomaly.training.train`` keywords)
+    window_from_model = False  # the footprint is the model's window: unknown until it exists
+    shares_halo = False   # ``score_block`` takes a third argument, the block's ``halo.Place``,
+                          # and keeps per-pixel results its neighbouring blocks share
 
     @property
     def footprint(self):

@@ -29,15 +29,20 @@ local RX's projection in a streaming pass) and then score tiles independently. T
 model trained on 1x1 windows.
 """
 
+import threading
+
 import numpy as np
 
 from ..errors import HsanomalyError
 from .. import defaults
 from .base import Scorer, check_pixels, inverse, log_distance, mahalanobis_sq, mean_cov, moments
 from .gan import GanScorer, ReconScorer
+from .halo import HaloCache
 from .purge import Purged, check_neighbour_weight, check_purge
 from .rings import MultiRingLRX
 from .rx import LocalRX
+
+_CACHE_LOCK = threading.Lock()
 
 
 
@@ -121,6 +126,47 @@ class ResidualScorer(Purged, Scorer):
         outputs = self.gan.score_windows(pre[:, :, None, None])
         return pre - outputs["recon"], outputs
 
+    @property
+    def shares_halo(self):
+        """Whether the halo's residuals are solved (the rings, the purge's first pass or the
+        neighbours' lift reach them), and so worth sharing between neighbouring blocks."""
+        return self.residual_local is not None or bool(self.purge or self.neighbour_weight)
+
+    def _block_residual(self, block, valid, place):
+        """(residuals (n, bands), {extra output: (n, channels)}) of the block's n valid
+        pixels in order. With ``place``, pixels a neighbouring block solved are taken from
+        the halo cache (``scorers.halo``: the latent search treats pixels independently, so
+        they are the values solved here) and this block keeps its strips for its neighbours."""
+        if place is None:
+            residual, outputs = self._residual(block[:, valid].T)
+            return residual, {name: np.asarray(outputs[name]).reshape(len(residual), -1)
+                              for name in self.extra_bands}
+        sizes = {"residual": self.gan.bundle.bands, **self.extra_bands}
+        values = np.empty((sum(sizes.values()),) + valid.shape, np.float32)
+        known = np.zeros(valid.shape, bool)
+        cache = self._halo_cache()
+        cache.fill(place, values, known)
+        need = valid & ~known
+        if need.any():
+            residual, outputs = self._residual(block[:, need].T)
+            parts = [residual] + [np.asarray(outputs[name]).reshape(len(residual), -1)
+                                  for name in self.extra_bands]
+            values[:, need] = np.concatenate(parts, axis=1).T
+        cache.keep(place, values, known | need)
+        pixels = values[:, valid].T
+        bounds = np.cumsum([0, *sizes.values()])
+        split = {name: pixels[:, a:b] for name, a, b in zip(sizes, bounds[:-1], bounds[1:])}
+        return split.pop("residual"), split
+
+    def _halo_cache(self):
+        with _CACHE_LOCK:
+            if getattr(self, "_cache", None) is None:
+                self._cache = HaloCache(self.halo)
+            return self._cache
+
+    def __getstate__(self):
+        return {k: v for k, v in vars(self).items() if k != "_cache"}
+
     def _log_distance(self, residual):
         """log of the residuals' squared Mahalanobis distance (the resrx score)."""
         d = np.asarray(residual, np.float64) - self.mean_
@@ -132,7 +178,7 @@ class ResidualScorer(Purged, Scorer):
                                  f"use score_block")
         return self._log_distance(self._residual(X)[0]).astype(np.float32)
 
-    def score_block(self, block, valid):
+    def score_block(self, block, valid, place=None):
         h = self.halo
         rows, cols = block.shape[1] - 2 * h, block.shape[2] - 2 * h
         inner = valid[h:h + rows, h:h + cols]
@@ -140,7 +186,7 @@ class ResidualScorer(Purged, Scorer):
                   for name, count in {"score": 1, **self.extra_bands}.items()}
         if not inner.any():
             return result
-        fused, outputs = self._fusion(block, valid)
+        fused, outputs = self._fusion(block, valid, place)
         result["score"][0, inner] = self.purged(fused, valid)[inner]
         for name in self.extra_bands:
             values = np.asarray(outputs[name], np.float32).reshape(inner.sum(), -1)
@@ -150,10 +196,10 @@ class ResidualScorer(Purged, Scorer):
     def fusion(self, block, valid):
         return self._fusion(block, valid)[0]
 
-    def _fusion(self, block, valid):
+    def _fusion(self, block, valid, place=None):
         """(fused(exclude, crop), the GAN outputs of the inner pixels): the weighted sum of
         ``terms``."""
-        terms, outputs = self.terms(block, valid)
+        terms, outputs = self.terms(block, valid, place)
 
         def fused(exclude, crop):
             parts = terms(exclude, crop)
@@ -164,21 +210,21 @@ class ResidualScorer(Purged, Scorer):
             return score
         return fused, outputs
 
-    def terms(self, block, valid):
+    def terms(self, block, valid, place=None):
         """(terms(exclude, crop), the GAN outputs of the inner pixels): the score's log terms
         by name ("resrx", and "residual rings" and "pixel rings" where the score has them),
         each cropped by ``crop`` pixels with the ``exclude`` pixels left out of the rings.
         The residuals are solved once per block, for the halo too when the rings need them
-        there; what each term adds is there to see (docs/ablations.md weighs them)."""
+        there (taken from the neighbouring blocks' where ``place`` says where the block
+        lies); what each term adds is there to see (docs/ablations.md weighs them)."""
         h = self.halo
         rows, cols = valid.shape[0] - 2 * h, valid.shape[1] - 2 * h
         inner = valid[h:h + rows, h:h + cols]
-        if self.residual_local is not None or self.purge or self.neighbour_weight:
+        if self.shares_halo:
             # the halo's residuals too: the rings, the first pass or the lift reach them
-            residual, outputs = self._residual(block[:, valid].T)
+            residual, outputs = self._block_residual(block, valid, place)
             at_inner = inner_of(valid, h)
-            outputs = {name: np.asarray(outputs[name]).reshape(len(at_inner), -1)[at_inner]
-                       for name in self.extra_bands}
+            outputs = {name: values[at_inner] for name, values in outputs.items()}
             distance = np.full(valid.shape, np.nan)
             distance[valid] = self._log_distance(residual)
         else:

@@ -78,6 +78,8 @@ class GanScorer(Scorer):
         there when next needed, so the scorer outlives its temporary folder."""
         self.model, self._bundle = str(path), None
 
+    window_from_model = True
+
     @property
     def halo(self):
         return self.bundle.window // 2
