@@ -155,3 +155,23 @@ def test_blocks_sharing_their_halos_score_as_blocks_alone(scene_and_model, score
         for name, value in alone.items():
             if name in shared:
                 np.testing.assert_array_equal(shared[name][:, rows, cols], value, err_msg=name)
+
+
+def test_the_halo_cache_keeps_one_source_and_a_bounded_size():
+    from hsanomaly.scorers.halo import HaloCache, Place
+
+    cache = HaloCache(halo=2, max_bytes=3 * 2 * 4 * 10 * 4)   # room for three 2x4x10 strips
+    values, known = np.arange(2 * 10 * 10, dtype=np.float32).reshape(2, 10, 10), np.ones((10, 10), bool)
+    cache.keep(Place("a", 0, 0), values, known)
+    assert len(cache._strips) == 2                              # its right and lower strips
+    found, have = np.zeros((2, 10, 10), np.float32), np.zeros((10, 10), bool)
+    cache.fill(Place("a", 0, 6), found, have)                   # the right neighbour's block
+    assert have[:, :4].all() and not have[:, 4:].any()
+    np.testing.assert_array_equal(found[:, :, :4], values[:, :, 6:])
+    cache.keep(Place("a", 6, 0), values, known)
+    assert len(cache._strips) == 3 and cache._bytes <= cache.max_bytes   # the oldest dropped
+    cache.keep(Place("b", 0, 0), values, known)
+    assert {key[0].source for key in cache._strips} == {"b"}    # another source: only its own
+    have[:] = False
+    cache.fill(Place("a", 0, 6), found, have)
+    assert not have.any()

@@ -8,8 +8,9 @@ lower neighbours' blocks overlap, and a block takes what its left and upper neig
 
 This is exact only for work that treats pixels independently, whatever batch they are solved
 in (tests/test_context.py checks it of the latent search): a kept value is then the value the
-neighbour would compute. Strips are kept per source (``Place.source``, a token each source
-draws), oldest dropped first beyond ``max_bytes``; a strip not found is simply solved again.
+neighbour would compute. Strips are kept for one source at a time (``Place.source``, a token
+each source draws), oldest dropped first beyond ``max_bytes``; a strip not found is simply
+solved again.
 """
 
 import collections
@@ -79,6 +80,8 @@ class HaloCache:
             strip = _Strip(at, values[(slice(None),) + part].copy(), known[part].copy())
             key = (at, strip.known.shape)
             with self._lock:
+                for other in [k for k in self._strips if k[0].source != at.source]:
+                    self._bytes -= self._strips.pop(other).values.nbytes   # one source at a time
                 if key in self._strips:
                     self._bytes -= self._strips.pop(key).values.nbytes
                 self._strips[key] = strip
