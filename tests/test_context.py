@@ -157,21 +157,24 @@ def test_blocks_sharing_their_halos_score_as_blocks_alone(scene_and_model, score
                 np.testing.assert_array_equal(shared[name][:, rows, cols], value, err_msg=name)
 
 
-def test_the_halo_cache_keeps_one_source_and_a_bounded_size():
+def test_the_halo_cache_keeps_lower_strips_until_passed_for_one_source_within_its_size():
     from hsanomaly.scorers.halo import HaloCache, Place
 
-    cache = HaloCache(halo=2, max_bytes=3 * 2 * 4 * 10 * 4)   # room for three 2x4x10 strips
-    values, known = np.arange(2 * 10 * 10, dtype=np.float32).reshape(2, 10, 10), np.ones((10, 10), bool)
+    strip = 2 * 4 * 10 * 4                                     # bytes: 2 channels, 4 rows, 10 cols
+    cache = HaloCache(halo=2, max_bytes=2 * strip)
+    values = np.arange(2 * 10 * 10, dtype=np.float32).reshape(2, 10, 10)
+    known = np.ones((10, 10), bool)
     cache.keep(Place("a", 0, 0), values, known)
-    assert len(cache._strips) == 2                              # its right and lower strips
+    assert list(cache._strips) == [Place("a", 6, 0)]             # its last 2 * halo rows
     found, have = np.zeros((2, 10, 10), np.float32), np.zeros((10, 10), bool)
-    cache.fill(Place("a", 0, 6), found, have)                   # the right neighbour's block
-    assert have[:, :4].all() and not have[:, 4:].any()
-    np.testing.assert_array_equal(found[:, :, :4], values[:, :, 6:])
-    cache.keep(Place("a", 6, 0), values, known)
-    assert len(cache._strips) == 3 and cache._bytes <= cache.max_bytes   # the oldest dropped
+    cache.fill(Place("a", 6, 6), found, have)                    # the block below and right
+    assert have[:4, :4].all() and have.sum() == 16
+    np.testing.assert_array_equal(found[:, :4, :4], values[:, 6:, 6:])
+    cache.keep(Place("a", 0, 6), values, known)
+    cache.keep(Place("a", 0, 12), values, known)                 # beyond max_bytes: not kept
+    assert list(cache._strips) == [Place("a", 6, 0), Place("a", 6, 6)]
+    cache.keep(Place("a", 6, 17), values, known)                 # the row below, past both
+    assert list(cache._strips) == [Place("a", 12, 17)]
     cache.keep(Place("b", 0, 0), values, known)
-    assert {key[0].source for key in cache._strips} == {"b"}    # another source: only its own
-    have[:] = False
-    cache.fill(Place("a", 0, 6), found, have)
-    assert not have.any()
+    assert list(cache._strips) == [Place("b", 6, 0)]             # another source: only its own
+    assert cache._bytes == strip

@@ -3,14 +3,14 @@
 A tile is scored from a block that reaches ``halo`` pixels into its neighbours, so a score
 whose per-pixel work is costly (the GAN residual's latent search, of every pixel the rings
 reach) would do that work again for each pixel in a halo: for the default score at 256-pixel
-tiles, a block holds 1.7 times the tile's pixels. A block keeps the strips its right and
-lower neighbours' blocks overlap, and a block takes what its left and upper neighbours kept.
+tiles, a block holds 1.7 times the tile's pixels. A block keeps the strip the blocks below it
+overlap, and takes what the blocks above it kept.
 
 This is exact only for work that treats pixels independently, whatever batch they are solved
 in (tests/test_context.py checks it of the latent search): a kept value is then the value the
 neighbour would compute. Strips are kept for one source at a time (``Place.source``, a token
-each source draws), oldest dropped first beyond ``max_bytes``; a strip not found is simply
-solved again.
+each source draws), until the tiles have passed them, and within ``max_bytes``; a strip not
+kept is simply solved again.
 """
 
 import collections
@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-MAX_BYTES = 128 * 2**20   # strips kept per scorer: a row of tiles' lower strips on wide rasters
+MAX_BYTES = 128 * 2**20   # strips kept per scorer: a row of the default score's, 4,000 pixels wide
 
 
 class Place(NamedTuple):
@@ -67,24 +67,32 @@ class HaloCache:
             known[mine] |= take
 
     def keep(self, place, values, known):
-        """Keep the strips of the block at ``place`` that its right and lower neighbours'
-        blocks overlap: its last ``2 * halo`` columns and rows."""
+        """Keep the strip of the block at ``place`` that the blocks below it overlap: its last
+        ``2 * halo`` rows. (Tiles run in rows, two at a time: a block's right neighbour is
+        solved beside it, not after it, so what it would keep for that neighbour goes unused.)
+        Strips that no later block in raster order reaches are dropped first; beyond
+        ``max_bytes`` this one is not kept (dropping an older one would drop the next needed)."""
         width = 2 * self.halo
         rows, cols = known.shape
-        if width <= 0 or width >= min(rows, cols):
+        if width <= 0 or width >= rows:
             return
-        for part in ((slice(None), slice(cols - width, None)),      # right
-                     (slice(rows - width, None), slice(None))):     # lower
-            at = Place(place.source, place.row + (part[0].start or 0),
-                       place.col + (part[1].start or 0))
-            strip = _Strip(at, values[(slice(None),) + part].copy(), known[part].copy())
-            key = (at, strip.known.shape)
-            with self._lock:
-                for other in [k for k in self._strips if k[0].source != at.source]:
-                    self._bytes -= self._strips.pop(other).values.nbytes   # one source at a time
-                if key in self._strips:
-                    self._bytes -= self._strips.pop(key).values.nbytes
-                self._strips[key] = strip
-                self._bytes += strip.values.nbytes
-                while self._bytes > self.max_bytes and len(self._strips) > 1:
-                    self._bytes -= self._strips.popitem(last=False)[1].values.nbytes
+        at = Place(place.source, place.row + rows - width, place.col)
+        with self._lock:
+            for key in [k for k, s in self._strips.items() if k.source != at.source
+                        or _passed(s, place, cols)]:
+                self._bytes -= self._strips.pop(key).values.nbytes
+            size = values[:, rows - width:].nbytes
+            if at in self._strips or self._bytes + size > self.max_bytes:
+                return
+            self._strips[at] = _Strip(at, values[:, rows - width:].copy(),
+                                      known[rows - width:].copy())
+            self._bytes += size
+
+
+def _passed(strip, place, cols):
+    """Whether no block at or after ``place`` (raster order) reaches ``strip``: it lies wholly
+    above the block, or it was kept by the row of blocks above (its top is this row's) and lies
+    wholly left of the block, whose row's blocks further right do not reach it."""
+    bottom = strip.place.row + strip.known.shape[0]
+    right = strip.place.col + strip.known.shape[1]
+    return bottom <= place.row or (strip.place.row <= place.row and right <= place.col)
