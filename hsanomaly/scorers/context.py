@@ -147,15 +147,16 @@ class ResidualScorer(Purged, Scorer):
         cache = self._halo_cache()
         cache.fill(place, values, known)
         need = valid & ~known
+        bounds = dict(zip(sizes, np.cumsum([0, *sizes.values()])))
         if need.any():
             residual, outputs = self._residual(block[:, need].T)
-            parts = [residual] + [np.asarray(outputs[name]).reshape(len(residual), -1)
-                                  for name in self.extra_bands]
-            values[:, need] = np.concatenate(parts, axis=1).T
+            for name, part in (("residual", residual), *((n, outputs[n]) for n in self.extra_bands)):
+                start = bounds[name]
+                values[start:start + sizes[name], need] = \
+                    np.asarray(part).reshape(len(residual), -1).T
         cache.keep(place, values, known | need)
-        pixels = values[:, valid].T
-        bounds = np.cumsum([0, *sizes.values()])
-        split = {name: pixels[:, a:b] for name, a, b in zip(sizes, bounds[:-1], bounds[1:])}
+        split = {name: values[start:start + sizes[name], valid].T
+                 for name, start in bounds.items()}
         return split.pop("residual"), split
 
     def _halo_cache(self):
