@@ -394,6 +394,13 @@ def test_the_model_cache_reuses_a_bundle_only_while_it_is_what_training_would_gi
     assert len(trained) == 4 and "the training settings changed" in messages[-2]
     assert scene.dataset == "set"
 
+    def named_train(inputs, out, dim=16, name=None, quick_model_of=None, threads=1, **options):
+        fake_train(inputs, out, **options)
+
+    monkeypatch.setattr(hsanomaly.training, "train", named_train)   # new switches of the run,
+    models.get(scene, 0)                                            # not of the model: reused
+    assert len(trained) == 4
+
 
 def test_the_model_cache_refuses_a_folder_of_the_users_at_a_bundles_path(scene_dir, tmp_path):
     """The cache trains into ``<models>/<scene>/seed<k>-it<n>``; a folder there that is not a

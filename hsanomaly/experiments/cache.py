@@ -25,7 +25,8 @@ from ..io import atomic_path
 from ..io.fingerprint import file_fingerprint
 
 CHANGED = {"scene": "the scene file changed", "training": "the training settings changed"}
-RUN_SWITCHES = ("device", "resume", "threads", "progress", "callback")   # train's, not the model's
+# train's keywords that say how to run or what to call it, not what model to train
+RUN_SWITCHES = ("device", "resume", "threads", "progress", "callback", "quick_model_of", "name")
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,8 @@ class ModelCache:
         except (HsanomalyError, ValueError) as error:
             self.log(f"  {name} no longer loads ({error}); training again")
             return None
-        changed = [what for what in ("scene", "training") if record.get(what) != origin[what]]
+        changed = [what for what in ("scene", "training")
+                   if _model_part(record.get(what)) != _model_part(origin[what])]
         if changed:
             self.log(f"  {name}: {' and '.join(CHANGED[what] for what in changed)} since it was "
                      "trained; training again")
@@ -135,6 +137,14 @@ def training_settings(**given):
                 **{p.name: p.default for p in parameters if p.default is not p.empty
                    and p.name not in RUN_SWITCHES}, **given}
     return json.loads(json.dumps(settings, default=str))     # as the record reads back
+
+
+def _model_part(settings):
+    """The settings without the run's switches, which records of some versions hold: a model
+    trained alike is reused whatever they were."""
+    if not isinstance(settings, dict):
+        return settings
+    return {k: v for k, v in settings.items() if k not in RUN_SWITCHES}
 
 
 def _option_text(value):
