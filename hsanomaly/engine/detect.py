@@ -72,10 +72,11 @@ def check_footprint(source, scorer):
 
 def check_scorable(source, scorer):
     """Everything about the source that can refuse or warn before the work: the scorer's own
-    check (a model's bands, wavelengths, value range), its window, and nodata in few bands."""
+    check (a model's bands, wavelengths, value range), its window, and what the data warns of
+    (``check_data``: values float32 rounds, nodata in a few bands only)."""
     scorer.check(source)
     check_footprint(source, scorer)
-    source.check_partial_nodata()
+    source.check_data()
 
 
 def plan_outputs(source, scorer, dst, extras=None, tile=TILE):

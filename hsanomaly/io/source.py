@@ -24,6 +24,7 @@ PROBE = 64              # pixels across a window the data is probed on before th
 PROBE_AT = ((0.5, 0.5), (0.25, 0.25), (0.25, 0.75), (0.75, 0.25), (0.75, 0.75))  # fractions
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 PARTIAL_NODATA = 0.05   # share of probed pixels nodata in a few bands only, beyond which to warn
+PRECISION_RATIO = 0.01 * 2**23   # largest value over spread float32 resolves to 1 % of the spread
 
 # GDAL's block cache defaults to 5% of RAM; cap it so memory is bounded by the tile size.
 GDAL_CACHE_BYTES = 256 * 2**20
@@ -89,17 +90,22 @@ class _Source:
                 found.append(Window(col, row, cols, rows))
         return found
 
-    def check_partial_nodata(self):
-        """Warn when a large share of the probed pixels is nodata in only a few bands: GDAL's
-        rule leaves a pixel out whole once one band says nodata, so a nodata value that some
-        band holds as real data (0 in a band over water, say) silently removes those pixels."""
-        total, partial, per_band = 0, 0, np.zeros(self.count)
+    def check_data(self):
+        """Warn, from the probe windows, about what would make the scores silently worse:
+        values float32 rounds by more than a hundredth of their spread (``coarsest_in_float32``),
+        and a large share of pixels nodata in only a few bands (GDAL's rule leaves a pixel out
+        whole once one band says nodata, so a nodata value that some band holds as real data,
+        0 over water, say, silently removes those pixels)."""
+        total, partial, per_band, coarse = 0, 0, np.zeros(self.count), []
         for window in self.probe_windows():
-            _, nodata = self._read_bands(window)
+            values, nodata = self._read_bands(window, stored=True)
+            if values.dtype != np.float32:
+                coarse.append(coarsest_in_float32(values, nodata, self.bands))
             bad = nodata.sum(axis=0)
             few = (bad > 0) & (bad <= self.count // 2)
             total, partial = total + bad.size, partial + int(few.sum())
             per_band += nodata[:, few].sum(axis=1)
+        warn_coarse(self.name, max((c for c in coarse if c), key=lambda c: c[1], default=None))
         if total and partial > PARTIAL_NODATA * total:
             warn(f"{self.name}: {partial / total:.0%} of the pixels probed are nodata in only a "
                  f"few bands (band {int(np.argmax(per_band)) + 1} most often), so they are left "
@@ -265,8 +271,9 @@ class RasterSource(_Source):
         data, nodata = self._read_bands(window)
         return data, ~nodata.any(axis=0)
 
-    def _read_bands(self, window):
-        """(data, nodata) with the nodata mask per band (and where an alpha band is 0)."""
+    def _read_bands(self, window, stored=False):
+        """(data, nodata) with the nodata mask per band (and where an alpha band is 0); with
+        ``stored``, the values as stored (float64 where the raster holds it), unscaled."""
         ds = self._dataset()
         indexes = self.bands if self.alpha_bands else None
         kind = "float64" if self.wide else "float32"     # float64 read as is, checked below
@@ -280,8 +287,10 @@ class RasterSource(_Source):
             for band in self.alpha_bands:
                 nodata = nodata | (read_checked(ds, band, window=window) == 0)
         values = np.ma.getdata(data)
+        if stored:
+            return values, nodata
         if self.wide:
-            self._check_float32_range(values, nodata)
+            check_float32_range(self.name, values, nodata, self.bands)
         values = values.astype(np.float32, copy=False)
         if self.scaling is not None:
             scale, offset = self.scaling
@@ -289,16 +298,43 @@ class RasterSource(_Source):
         return values, nodata
 
 
-    def _check_float32_range(self, values, nodata):
-        """Refuse float64 values beyond float32's range, which pixels are scored in: they
-        would become infinite, then nodata, silently (the most anomalous pixel among them)."""
-        with np.errstate(invalid="ignore"):
-            beyond = (np.abs(values) > FLOAT32_MAX) & np.isfinite(values) & ~nodata
-        if beyond.any():
-            band = self.bands[int(np.nonzero(beyond.any(axis=(1, 2)))[0][0])]
-            raise HsanomalyError(f"{self.name}: band {band} holds values beyond float32's range "
-                                 f"(up to {np.abs(values[beyond]).max():.3g}), in which pixels "
-                                 "are scored; rescale the data first")
+
+def check_float32_range(name, values, nodata, bands):
+    """Refuse values beyond float32's range, which pixels are scored in: they would become
+    infinite, then nodata, silently (the most anomalous pixels among them). ``bands``: the
+    band numbers of ``values``' rows."""
+    with np.errstate(invalid="ignore"):
+        beyond = (np.abs(values) > FLOAT32_MAX) & np.isfinite(values) & ~nodata
+    if beyond.any():
+        band = bands[int(np.nonzero(beyond.any(axis=(1, 2)))[0][0])]
+        raise HsanomalyError(f"{name}: band {band} holds values beyond float32's range (up to "
+                             f"{np.abs(values[beyond]).max():.3g}), in which pixels are scored; "
+                             "rescale the data first")
+
+
+def coarsest_in_float32(values, nodata, bands):
+    """(band, ratio) of the band whose values float32, in which pixels are scored, cannot tell
+    apart to a hundredth of their spread, the largest value over the spread the worst; None
+    if every band is fine. Values stored in float64 or wide integers far from zero against
+    their spread (temperatures in kelvin varying by millikelvins, say) are."""
+    worst = None
+    for row, band in enumerate(bands):
+        ok = ~nodata[row] & np.isfinite(values[row])
+        if ok.sum() < 2:
+            continue
+        v = np.asarray(values[row][ok], np.float64)
+        spread = v.std()
+        ratio = np.abs(v).max() / spread if spread > 0 else 0.0
+        if ratio > PRECISION_RATIO and (worst is None or ratio > worst[1]):
+            worst = (band, ratio)
+    return worst
+
+
+def warn_coarse(name, worst):
+    if worst is not None:
+        warn(f"{name}: band {worst[0]}'s values lie {worst[1]:.3g} times their spread from zero, "
+             "so float32, in which pixels are scored, rounds them by more than a hundredth of "
+             "that spread; subtract an offset from the data first")
 
 
 class ArraySource(_Source):
@@ -314,9 +350,13 @@ class ArraySource(_Source):
         if cube.dtype.kind not in "uif":
             raise HsanomalyError(f"{name}: pixels of type {cube.dtype} are not supported "
                                  "(expected integers or floats)")
+        self.valid = np.ones(cube.shape[1:], bool) if valid is None else np.asarray(valid, bool)
+        if cube.dtype.itemsize > 2 and cube.dtype != np.float32:     # wider than float32 holds
+            invalid = np.broadcast_to(~self.valid, cube.shape)
+            check_float32_range(name, cube, invalid, range(1, len(cube) + 1))
+            warn_coarse(name, coarsest_in_float32(cube, invalid, range(1, len(cube) + 1)))
         self.cube = cube.astype(np.float32, copy=False)
         self.count, self.height, self.width = self.cube.shape
-        self.valid = np.ones(self.cube.shape[1:], bool) if valid is None else np.asarray(valid, bool)
         self.profile = profile or {"crs": None, "transform": None,
                                    "width": self.width, "height": self.height}
         self.name = name
@@ -327,8 +367,8 @@ class ArraySource(_Source):
         sl = window.toslices()
         return self.cube[(slice(None),) + sl].copy(), self.valid[sl].copy()
 
-    def _read_bands(self, window):
-        data, valid = self._read(window)
+    def _read_bands(self, window, stored=False):
+        data, valid = self._read(window)        # checked as the cube came in (float32 since)
         return data, np.broadcast_to(~valid, data.shape)
 
     def close(self):

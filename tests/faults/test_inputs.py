@@ -234,3 +234,28 @@ def test_float64_values_beyond_float32s_range_are_refused_not_made_nodata(tmp_pa
     path = write_raster(tmp_path / "fine.tif", cube, dtype="float64")
     result = run_cli("detect", path, tmp_path / "heat.tif", "--score", "rx", "-q")
     assert result.returncode == 0, result.stderr
+
+
+def test_float64_values_float32_rounds_coarsely_are_warned_about(tmp_path):
+    """Kelvin-like values (300 +- a thousandth) in float64: float32 keeps steps of 3e-5, a
+    good part of the spread; reflectance-like values are fine."""
+    import hsanomaly
+    from hsanomaly.io.checks import HsanomalyWarning
+    from synthetic import synthetic_cube
+
+    cube, _ = synthetic_cube(bands=6, rows=30, cols=30)
+    cube = cube.astype(np.float64)
+    coarse = cube.copy()
+    coarse[2] = 300.0 + (cube[2] - cube[2].mean()) * 1e-3
+    path = write_raster(tmp_path / "kelvin.tif", coarse, dtype="float64")
+    result = run_cli("detect", path, tmp_path / "heat.tif", "--score", "rx", "-q")
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("Warning:")]
+    assert len(warnings) == 1 and "kelvin.tif: band 3's values lie" in warnings[0]
+    fine = write_raster(tmp_path / "fine.tif", cube, dtype="float64")
+    result = run_cli("detect", fine, tmp_path / "heat2.tif", "--score", "rx", "-q")
+    assert result.returncode == 0 and "Warning" not in result.stderr, result.stderr
+    with pytest.warns(HsanomalyWarning, match="band 3's values lie"):     # the library: arrays
+        hsanomaly.Detector("rx").fit(coarse)
+    with pytest.raises(Exception, match="beyond float32's range"):
+        hsanomaly.Detector("rx").fit(cube * 1e300)
