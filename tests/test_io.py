@@ -449,33 +449,41 @@ import os, sys
 from pathlib import Path
 from hsanomaly.io import atomic
 
-folder = Path(sys.argv[1])
-real = os.replace
+folder, when, first = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+real_replace, real_journal_path = os.replace, atomic._journal_path
+journals = []
 
 def replace_then_die(src, dst):
-    real(src, dst)
-    if Path(dst) == folder / "a.txt":          # the first output in place, the others not yet
+    real_replace(src, dst)
+    if when == "renames" and Path(dst) == folder / first:    # the first in place, not the rest
         os._exit(9)
 
-atomic.os.replace = replace_then_die
+def journal_path_or_die(tmp):
+    journals.append(tmp)
+    if when == "journals" and len(journals) == 2:             # one journal written, not the mark
+        os._exit(9)
+    return real_journal_path(tmp)
+
+atomic.os.replace, atomic._journal_path = replace_then_die, journal_path_or_die
 with atomic.staged() as stage:
-    stage.path(folder / "a.txt").write_text("new a")
+    stage.path(folder / first).write_text("new a")
     stage.path(folder / "b.txt").write_text("new b")
     (stage.directory(folder / "model") / "w").write_text("new model")
 """
 
 
-def _killed_while_replacing(folder):
+def _killed_while_replacing(folder, when="renames", first="a.txt"):
     import subprocess
     import sys
 
-    (folder / "a.txt").write_text("old a")
+    (folder / first).write_text("old a")
     (folder / "b.txt").write_text("old b")
     (folder / "model").mkdir()
     (folder / "model" / "w").write_text("old model")
-    died = subprocess.run([sys.executable, "-c", KILLED_WHILE_REPLACING, str(folder)])
+    died = subprocess.run([sys.executable, "-c", KILLED_WHILE_REPLACING, str(folder), when, first])
     assert died.returncode == 9
-    assert (folder / "a.txt").read_text() == "new a" and (folder / "b.txt").read_text() == "old b"
+    assert (folder / first).read_text() == ("new a" if when == "renames" else "old a")
+    assert (folder / "b.txt").read_text() == "old b"
 
 
 def test_a_run_killed_between_its_renames_is_completed_by_the_next_write(tmp_path):
@@ -506,6 +514,70 @@ def test_an_output_changed_since_the_killed_run_is_left_as_it_is(tmp_path):
     assert (tmp_path / "b.txt").read_text() == "the user's b"
     assert (tmp_path / "model" / "w").read_text() == "new model"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt", "model", "other.txt"]
+
+
+@pytest.mark.parametrize("first", ["commit.json", ".commit.json"])
+def test_outputs_named_like_the_journal_are_completed_too(tmp_path, first):
+    from hsanomaly.io.atomic import atomic_path
+    from hsanomaly.io.checks import HsanomalyWarning
+
+    _killed_while_replacing(tmp_path, first=first)
+    with pytest.warns(HsanomalyWarning, match="completed"):
+        with atomic_path(tmp_path / "other.txt") as tmp:
+            tmp.write_text("x")
+    assert (tmp_path / first).read_text() == "new a"
+    assert (tmp_path / "b.txt").read_text() == "new b"
+    assert (tmp_path / "model" / "w").read_text() == "new model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first, "b.txt", "model",
+                                                                  "other.txt"])
+
+
+def test_a_run_killed_while_writing_its_journals_replaced_nothing_and_leaves_nothing(tmp_path):
+    """The first output's journal marks the commit: before it, no rename has happened, and
+    the staged files go (in whatever order the folder lists them)."""
+    import warnings
+
+    from hsanomaly.io.atomic import atomic_path
+    from hsanomaly.io.checks import HsanomalyWarning
+
+    _killed_while_replacing(tmp_path, when="journals")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", HsanomalyWarning)
+        with atomic_path(tmp_path / "other.txt") as tmp:
+            tmp.write_text("x")
+    assert [(tmp_path / n).read_text() for n in ("a.txt", "b.txt")] == ["old a", "old b"]
+    assert (tmp_path / "model" / "w").read_text() == "old model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt", "model", "other.txt"]
+
+
+def test_a_damaged_or_foreign_journal_is_ignored_and_names_no_folder_to_remove(tmp_path):
+    """A journal that lists a folder other than the dead process's private ones (damaged, or
+    planted) moves and removes nothing outside them, and the write goes on."""
+    import json
+    import subprocess
+    import sys
+
+    from hsanomaly.io.atomic import JOURNAL, JOURNAL_MARK, TMP_SUFFIX, atomic_path
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "keep.txt").write_text("mine")
+    private = tmp_path / f".x.txt.{dead}.abc{TMP_SUFFIX}"
+    private.mkdir()
+    for record in ({"mark": JOURNAL_MARK, "entries": [{"dst": str(tmp_path / "x.txt"),
+                                                       "tmp": str(precious / "keep.txt"),
+                                                       "dir": False, "tmp_was": None,
+                                                       "dst_was": None}]},
+                   {"mark": JOURNAL_MARK, "entries": [{"tmp": 3}]}, "not json at all"):
+        (private / JOURNAL).write_text(json.dumps(record))
+        with atomic_path(tmp_path / "other.txt") as tmp:
+            tmp.write_text("x")
+        assert (precious / "keep.txt").read_text() == "mine"
+        assert not private.exists()
+        private.mkdir()
+    private.rmdir()
 
 
 def test_an_output_named_like_the_journal_is_written(tmp_path):

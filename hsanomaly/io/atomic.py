@@ -41,6 +41,7 @@ from .checks import warn
 TMP_SUFFIX = ".hsanomaly-tmp"
 OLD = ".old"               # a directory moved aside while its replacement moves in: kept if killed
 JOURNAL = "commit.json"    # in each private directory while several outputs are replaced
+JOURNAL_MARK = "hsanomaly commit journal"
 
 try:
     import fcntl
@@ -301,10 +302,9 @@ def _remove_stale(folder):
     except OSError:
         return
     for entry in entries:
-        parts = entry.name[:-len(TMP_SUFFIX)].split(".")
-        pid = parts[-2] if len(parts) >= 4 else ""
+        pid = _writer_pid(entry.name)
         try:
-            if not pid.isdigit() or entry.stat(follow_symlinks=False).st_uid != os.geteuid():
+            if pid is None or entry.stat(follow_symlinks=False).st_uid != os.geteuid():
                 continue
         except FileNotFoundError:      # removed with its journal's other directories
             continue
@@ -317,15 +317,26 @@ def _remove_stale(folder):
             pass
 
 
-def _identity(path, is_dir=False):
-    """What tells a path's content apart: a directory's inode, a file's inode, size and
-    modification time; None where nothing is there."""
+def _inode(path):
+    """(device, inode) of ``path``, or None where nothing is there: the staged file or folder
+    itself, wherever a rename has moved it."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
         return None
-    return [st.st_dev, st.st_ino] if is_dir else [st.st_dev, st.st_ino, st.st_size,
-                                                  st.st_mtime_ns]
+    return [st.st_dev, st.st_ino]
+
+
+def _identity(path, is_dir=False):
+    """What tells a path's content apart: its inode and change time (a deleted inode reused by
+    a new file or folder has another), and a file's size and modification time; None where
+    nothing is there."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    found = [st.st_dev, st.st_ino, st.st_ctime_ns]
+    return found if is_dir else found + [st.st_size, st.st_mtime_ns]
 
 
 def _replace(tmp, dst, is_dir):
@@ -334,12 +345,14 @@ def _replace(tmp, dst, is_dir):
 
 
 def _write_journal(entries):
-    """Record the renames about to happen in every private directory, on disk before the first."""
-    record = json.dumps({"entries": [
+    """Record the renames about to happen in every private directory, on disk before the
+    first. The first output's journal is written last: it marks the commit, and without it the
+    others are ignored (a run killed while writing them had replaced nothing)."""
+    record = json.dumps({"mark": JOURNAL_MARK, "entries": [
         {"dst": os.path.abspath(dst), "tmp": os.path.abspath(tmp), "dir": is_dir,
-         "tmp_was": _identity(tmp, True), "dst_was": _identity(dst, is_dir)}
+         "tmp_was": _inode(tmp), "dst_was": _identity(dst, is_dir)}
         for dst, tmp, is_dir in entries]})
-    for _, tmp, _ in entries:
+    for _, tmp, _ in entries[1:] + entries[:1]:
         journal = _journal_path(tmp)
         fd = os.open(journal, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0),
                      0o600)
@@ -357,33 +370,67 @@ def _journal_path(tmp):
     return tmp.parent / (JOURNAL if tmp.name != JOURNAL else "." + JOURNAL)
 
 
+def _writer_pid(name):
+    """The process id in a private directory's name (``.<output>.<pid>.<random><suffix>``)."""
+    parts = name[:-len(TMP_SUFFIX)].split(".") if name.endswith(TMP_SUFFIX) else []
+    pid = parts[-2] if len(parts) >= 4 and name.startswith(".") else ""
+    return pid if pid.isdigit() else None
+
+
+def _read_journal(private, pid):
+    """The entries of the journal in private directory ``private`` of dead process ``pid``,
+    or None: no journal (an output may be named like one: the mark tells), a damaged one, or
+    one naming places that are not that process's private directories."""
+    for name in (JOURNAL, "." + JOURNAL):
+        path = private / name
+        if not path.is_file() or path.is_symlink():
+            continue
+        try:
+            record = json.loads(path.read_text())
+            entries = record["entries"]
+            if record.get("mark") != JOURNAL_MARK or not entries:
+                continue
+            for entry in entries:
+                folder = Path(entry["tmp"]).parent
+                if (_writer_pid(folder.name) != pid or not isinstance(entry["dir"], bool)
+                        or not {"dst", "tmp_was", "dst_was"} <= set(entry)):
+                    return None
+            return entries
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None
+    return None
+
+
 def _finish_journal(private, pid):
     """Finish the renames a dead process recorded in the journal in directory ``private`` (if
     there is one) and remove its private directories. Taken under a lock on the first
-    directory's journal, so two processes never swap one directory twice."""
-    journals = [private / name for name in (JOURNAL, "." + JOURNAL)
-                if os.path.isfile(private / name) and not os.path.islink(private / name)]
+    output's journal, the commit's mark, so two processes never swap one directory twice."""
+    entries = _read_journal(private, pid)
+    if entries is None:
+        return
+    first = _journal_path(entries[0]["tmp"])
     try:
-        entries = json.loads(journals[0].read_text())["entries"]
-        first = _journal_path(entries[0]["tmp"])
         fd = os.open(first, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except (OSError, ValueError, KeyError, IndexError, TypeError):
-        return                     # no journal, a damaged one, or finished by another process
+    except OSError:
+        return          # never marked (nothing was replaced), or finished by another process
     try:
         if fcntl is not None:
             fcntl.flock(fd, fcntl.LOCK_EX)
         if not os.path.lexists(first):
             return                 # another process finished it while this one waited
+        staged = [_inode(e["tmp"]) == e["tmp_was"] for e in entries]
+        placed = [_inode(e["dst"]) == e["tmp_was"] for e in entries]
+        lost = [e["dst"] for e, s, d in zip(entries, staged, placed) if not (s or d)]
         done, left = [], []
-        for entry in entries:
-            tmp, dst, is_dir = entry["tmp"], entry["dst"], entry["dir"]
-            if _identity(tmp, True) != entry["tmp_was"]:
-                continue           # renamed before the process died
+        for entry, waiting in zip(entries, staged):
+            if lost or not waiting:
+                continue
+            dst, is_dir = entry["dst"], entry["dir"]
             if _identity(dst, is_dir) not in (entry["dst_was"], None):
                 left.append(dst)   # changed since: the user's now
                 continue
             try:
-                _replace(tmp, dst, is_dir)
+                _replace(entry["tmp"], dst, is_dir)
                 done.append(dst)
             except OSError as err:
                 left.append(f"{dst} ({describe(err)})")
@@ -393,6 +440,10 @@ def _finish_journal(private, pid):
         if left:
             warn(f"{', '.join(left)}: changed since a run that was stopped while replacing its "
                  "outputs, so its own were not put in their place")
+        if lost:
+            warn(f"{', '.join(lost)}: the staged output of a run that was stopped while "
+                 "replacing its outputs is gone, so they could not be completed; the outputs "
+                 "beside it may come from two runs")
         for entry in entries:
             shutil.rmtree(Path(entry["tmp"]).parent, ignore_errors=True)
     finally:
