@@ -677,3 +677,15 @@ def test_a_duplicated_band_leaves_rx_as_it_was(scene):
     scores = [score_array(ArraySource(c), make_scorer("rx").fit(ArraySource(c)))["score"][0]
               for c in (cube.astype(np.float32), doubled)]
     np.testing.assert_allclose(scores[1], scores[0], rtol=1e-4, atol=1e-4)
+
+
+def test_bands_in_very_different_units_leave_rx_as_it_was(scene):
+    """A stack of products (one band in W, another in counts): Mahalanobis distances do not
+    depend on each band's unit, and such a covariance is not a singular one."""
+    _, _, cube, _ = scene
+    mixed = cube.astype(np.float64).copy()
+    mixed[2] *= 1e-7
+    mixed[5] *= 1e5
+    scores = [score_array(ArraySource(c), make_scorer("rx").fit(ArraySource(c)))["score"][0]
+              for c in (cube.astype(np.float32), mixed.astype(np.float32))]
+    np.testing.assert_allclose(scores[1], scores[0], rtol=1e-3, atol=1e-3)

@@ -103,19 +103,25 @@ def check_pixels(source, n, needed, what, why):
                              f"({why}); the raster has {int(n)}")
 
 
-SINGULAR = 1e-12   # an eigenvalue below this fraction of the largest: the covariance is singular
+SINGULAR = 1e-12   # a correlation eigenvalue below this fraction of the largest: singular
 
 
 def inverse(cov):
     """Inverse covariance; where it is singular (a band duplicated, a constant band) the
     pseudo-inverse, which leaves out the directions without spread instead of amplifying
-    round-off along them into the scores. Hyperspectral scenes' covariances stay well above
-    that threshold (their smallest eigenvalue is some 1e-9 of the largest)."""
-    vals, vecs = np.linalg.eigh(cov)
-    if vals[0] > SINGULAR * vals[-1]:
+    round-off along them into the scores. Judged on the correlation matrix, so that bands in
+    very different units (a stack of products) are not taken for singular ones; hyperspectral
+    scenes stay far above the threshold."""
+    spread = np.sqrt(np.clip(np.diag(cov), 0, None))
+    live = spread > 0
+    scale = np.outer(spread[live], spread[live])
+    vals, vecs = np.linalg.eigh(cov[np.ix_(live, live)] / scale)
+    if live.all() and vals[0] > SINGULAR * vals[-1]:
         return np.linalg.inv(cov)
     keep = vals > SINGULAR * vals[-1]
-    return (vecs[:, keep] / vals[keep]) @ vecs[:, keep].T
+    result = np.zeros_like(cov)
+    result[np.ix_(live, live)] = (vecs[:, keep] / vals[keep]) @ vecs[:, keep].T / scale
+    return result
 
 
 TINY = 1e-12     # keeps log() finite for a zero distance
