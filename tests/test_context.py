@@ -123,11 +123,18 @@ def test_the_latent_search_treats_pixels_alike_in_any_batch(scene_and_model):
     scorer = make_scorer("dualcontext", model=model, rings="5/3;9/5").fit(ArraySource(cube))
     pixels = cube.reshape(cube.shape[0], -1).T
     whole, outputs = scorer._residual(pixels)
-    for start, stop in ((0, 1), (7, 300), (301, 900), (123, 124)):
-        part, part_outputs = scorer._residual(pixels[start:stop])
-        np.testing.assert_array_equal(part, whole[start:stop])
+    picks = [np.arange(a, b) for a, b in ((0, 1), (7, 300), (301, 900), (123, 124), (40, 42))]
+    picks += [np.arange(a, a + n) for a in range(0, 880, 97) for n in (3, 13, 17)]
+    picks.append(np.random.default_rng(0).permutation(len(pixels))[:211])
+    for pick in picks:
+        part, part_outputs = scorer._residual(pixels[pick])
+        np.testing.assert_array_equal(part, whole[pick])
         for name in ("recon", "latent", "convergence"):
-            np.testing.assert_array_equal(part_outputs[name], outputs[name][start:stop])
+            np.testing.assert_array_equal(part_outputs[name], outputs[name][pick])
+    # where a pixel's answer may depend on its batch, blocks do not share them
+    assert scorer.shares_halo
+    assert not make_scorer("dualcontext", model=model, rings="5/3;9/5", refine=1).shares_halo
+    assert not make_scorer("dualcontext", model=model, rings="5/3;9/5", solver="thesis").shares_halo
 
 
 @pytest.mark.parametrize("score, options", [

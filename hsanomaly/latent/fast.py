@@ -124,8 +124,10 @@ class Codebook:
         self.tree = cKDTree(self.project(self.g), leafsize=KDTREE_LEAF)
 
     def project(self, x):
-        """Coordinates on the codebook outputs' leading principal axes, where the KD-tree lives."""
-        return (x - self.mean) @ self.basis
+        """Coordinates on the codebook outputs' leading principal axes, where the KD-tree lives.
+        numpy's own loop, not BLAS: a BLAS product may round a row differently with the batch
+        it is in, and a pixel's search must not depend on its neighbours (scorers/halo.py)."""
+        return np.einsum("nd,dp->np", x - self.mean, self.basis)
 
     def __len__(self):
         return len(self.z)
@@ -187,6 +189,13 @@ class FastSolver:
         """Whether its convergence output means something: without a refinement step there is
         no last decrease to measure, and the band would be all zeros."""
         return self.refine > 0
+
+    @property
+    def pixelwise(self):
+        """Whether each pixel's answer is the same whatever other pixels it is solved with:
+        without refinement (whose generator steps run in batches, and an ONNX product may
+        round a row differently with the batch it is in)."""
+        return self.refine == 0
 
     def __getstate__(self):
         return {**vars(self), "_codebook": None}   # rebuilt (deterministically) where it is used

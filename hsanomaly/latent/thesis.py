@@ -29,6 +29,7 @@ class ThesisSolver:
         self.lr, self.momentum, self.seed = float(lr), float(momentum), int(seed)
 
     measures_convergence = True
+    pixelwise = False       # gradient steps through the generator, in batches
 
     def params(self):
         return {"solver": self.name, "restarts": self.restarts, "steps": self.steps,

@@ -127,10 +127,19 @@ class ResidualScorer(Purged, Scorer):
         return pre - outputs["recon"], outputs
 
     @property
-    def shares_halo(self):
-        """Whether the halo's residuals are solved (the rings, the purge's first pass or the
-        neighbours' lift reach them), and so worth sharing between neighbouring blocks."""
+    def solves_halo(self):
+        """Whether the halo's residuals are solved: the rings, the purge's first pass or the
+        neighbours' lift reach them."""
         return self.residual_local is not None or bool(self.purge or self.neighbour_weight)
+
+    @property
+    def shares_halo(self):
+        """Whether neighbouring blocks share the halo's residuals: they are solved, and pixel
+        by pixel whatever the batch, so a shared one is the one a block would solve (the fast
+        solver without refinement, on a model without whitening, whose matrix product may
+        round a row differently with the batch it is in)."""
+        return (self.solves_halo and getattr(self.gan.solver, "pixelwise", False)
+                and not self.gan.bundle.preprocessor.whiten)
 
     def _block_residual(self, block, valid, place):
         """(residuals (n, bands), {extra output: (n, channels)}) of the block's n valid
@@ -221,9 +230,10 @@ class ResidualScorer(Purged, Scorer):
         h = self.halo
         rows, cols = valid.shape[0] - 2 * h, valid.shape[1] - 2 * h
         inner = valid[h:h + rows, h:h + cols]
-        if self.shares_halo:
+        if self.solves_halo:
             # the halo's residuals too: the rings, the first pass or the lift reach them
-            residual, outputs = self._block_residual(block, valid, place)
+            residual, outputs = self._block_residual(block, valid,
+                                                     place if self.shares_halo else None)
             at_inner = inner_of(valid, h)
             outputs = {name: values[at_inner] for name, values in outputs.items()}
             distance = np.full(valid.shape, np.nan)
