@@ -44,11 +44,10 @@ def write_png(heatmap, png, max_size=MAX_SIZE, stage=None):
     info.add_text("Software", SOFTWARE)          # what marks the file as ours
     files = {Path(png): lambda tmp: Image.fromarray(image, "RGBA").save(tmp, format="PNG",
                                                                         pnginfo=info)}
-    if not transform.is_identity:        # a world file needs no CRS; the .aux.xml holds it
-        world, aux = sidecars(png)
+    if not transform.is_identity:        # a world file needs no CRS; the .aux.xml holds it, or
+        world, aux = sidecars(png)       # none: an earlier run's must not place this picture
         files[world] = lambda tmp: Path(tmp).write_text(world_file_text(transform))
-        if crs is not None:
-            files[aux] = lambda tmp: Path(tmp).write_text(_aux_xml(crs))
+        files[aux] = lambda tmp: Path(tmp).write_text(_aux_xml(crs))
     with staged() if stage is None else contextlib.nullcontext(stage) as into:
         for path, write in files.items():
             write(into.path(path, check=png_check if path.suffix == ".png" else None))
@@ -90,6 +89,9 @@ def world_file_text(transform):
 
 
 def _aux_xml(crs):
+    """GDAL's sidecar with the picture's CRS; without one, a sidecar that names none."""
     from xml.sax.saxutils import escape
 
+    if crs is None:
+        return "<PAMDataset>\n</PAMDataset>\n"
     return f"<PAMDataset>\n  <SRS>{escape(crs.to_wkt())}</SRS>\n</PAMDataset>\n"

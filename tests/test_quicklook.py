@@ -55,6 +55,8 @@ def test_a_geotransform_without_crs_still_gets_a_world_file(synthetic_raster, tm
         transform = ds.transform
     from hsanomaly.quicklook import write_png
 
+    hsanomaly.detect(path, tmp_path / "placed.tif", score="rx", png=tmp_path / "q.png")
+    assert "<SRS>" in (tmp_path / "q.png.aux.xml").read_text()      # an earlier run's, with CRS
     write_png(heat, tmp_path / "q.png")
     assert (tmp_path / "q.pgw").read_text() == world_file_text(transform)
-    assert not (tmp_path / "q.png.aux.xml").exists()
+    assert "SRS" not in (tmp_path / "q.png.aux.xml").read_text()    # not the earlier CRS

@@ -219,8 +219,11 @@ def scored_tiles(source, scorer, windows, todo, threads=TILE_THREADS):
     todo = list(todo)
     if not todo:
         return
-    with one_blas_thread():
-        yield from _scored_tiles(source, scorer, windows, todo, threads)
+    try:
+        with one_blas_thread():
+            yield from _scored_tiles(source, scorer, windows, todo, threads)
+    finally:
+        scorer.release()
 
 
 def _scored_tiles(source, scorer, windows, todo, threads):

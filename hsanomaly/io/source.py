@@ -303,13 +303,13 @@ def check_float32_range(name, values, nodata, bands):
     """Refuse values beyond float32's range, which pixels are scored in: they would become
     infinite, then nodata, silently (the most anomalous pixels among them). ``bands``: the
     band numbers of ``values``' rows."""
-    with np.errstate(invalid="ignore"):
-        beyond = (np.abs(values) > FLOAT32_MAX) & np.isfinite(values) & ~nodata
-    if beyond.any():
-        band = bands[int(np.nonzero(beyond.any(axis=(1, 2)))[0][0])]
-        raise HsanomalyError(f"{name}: band {band} holds values beyond float32's range (up to "
-                             f"{np.abs(values[beyond]).max():.3g}), in which pixels are scored; "
-                             "rescale the data first")
+    for row, band in enumerate(bands):          # band by band: no cube-sized temporaries
+        with np.errstate(invalid="ignore"):
+            beyond = (np.abs(values[row]) > FLOAT32_MAX) & np.isfinite(values[row]) & ~nodata[row]
+        if beyond.any():
+            raise HsanomalyError(f"{name}: band {band} holds values beyond float32's range (up "
+                                 f"to {np.abs(values[row][beyond]).max():.3g}), in which pixels "
+                                 "are scored; rescale the data first")
 
 
 def coarsest_in_float32(values, nodata, bands):

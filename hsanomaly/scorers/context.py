@@ -174,6 +174,9 @@ class ResidualScorer(Purged, Scorer):
                 self._cache = HaloCache(self.halo)
             return self._cache
 
+    def release(self):
+        self._cache = None
+
     def __getstate__(self):
         return {k: v for k, v in vars(self).items() if k != "_cache"}
 

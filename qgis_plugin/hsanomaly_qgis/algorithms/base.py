@@ -66,6 +66,8 @@ def parameter_problem(definition, value):
     """One line for a value QGIS does not accept: the value first, then what is wrong."""
     name = label(definition)
     values = value if isinstance(value, (list, tuple)) else [value]
+    if isinstance(value, (list, tuple)):          # name the item refused, not the first one
+        values = [v for v in values if not definition.checkValueIsAcceptable([v])] or values
     kind = definition.type()
     if kind in RASTER_TYPES or kind in ("file", "vector", "source"):
         for item in values:
@@ -148,8 +150,9 @@ def library_errors(feedback=None, labels=None):
         yield
     except HsanomalyError as err:
         message = str(err)
-        for option, field in (labels or {}).items():
-            message = re.sub(re.escape(option) + r"(?![\w-])", f"'{field}'", message)
+        for option, field in (labels or {}).items():     # an option, not part of a path
+            message = re.sub(r"(?<![\w/\\-])" + re.escape(option) + r"(?![\w-])",
+                             lambda _, field=field: f"'{field}'", message)
         raise QgsProcessingException(message) from None
     except ImportError as err:
         absent = missing(err.name.split(".")[0]) if err.name else []
