@@ -96,9 +96,8 @@ class Detector:
         cls = scorer_class(self.score_name)
         model = self.model
         if cls.needs_model and model is None:
-            # training must be possible here, and the score's window fit X, before a model is
-            # trained for it (a scorer's bundle loads on first use: one named for the quick
-            # model can tell its window)
+            # training must be possible, and the score's window fit X, before a model is trained
+            # (a scorer's bundle loads on first use: one named for the quick model tells it)
             check_training(source.name)
             if not cls.window_from_model:
                 check_footprint(source, make_scorer(self.score_name, **self.options,
@@ -208,8 +207,7 @@ def band_dimension(X):
                          "holds the bands; name it 'band' (X.rename({...: 'band'}))")
 
 
-# where a DataArray read without masking (rioxarray's open_rasterio, xarray's
-# decode_cf=False) names its nodata value
+# where an unmasked DataArray (rioxarray's open_rasterio, decode_cf=False) names its nodata
 FILL_ATTRS = ("_FillValue", "nodata", "missing_value")
 
 

@@ -118,6 +118,8 @@ def inverse(cov):
     scenes stay far above the threshold."""
     spread = np.sqrt(np.clip(np.diag(cov), 0, None))
     live = spread > 0
+    if not live.any():
+        return np.zeros_like(cov)                 # every band constant: no direction to weigh
     scale = np.outer(spread[live], spread[live])
     vals, vecs = np.linalg.eigh(cov[np.ix_(live, live)] / scale)
     if live.all() and vals[0] > SINGULAR * vals[-1]:
