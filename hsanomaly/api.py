@@ -11,7 +11,7 @@ from pathlib import Path
 
 from . import defaults
 from .errors import HsanomalyError
-from .quickmodel import (check_training, resumable_quick_model, scene_model_path,
+from .quickmodel import (check_quick_model, resumable_quick_model, scene_model_path,
                          train_on_scene)
 from .scorers import make_scorer
 
@@ -46,7 +46,7 @@ def detect(src, dst, *, score=None, model=None, extras=None, polygons=None, thre
     """
     from .distributed import DaskExecutor
     from .engine import detect as run_engine
-    from .engine.detect import check_footprint, check_resumed_input
+    from .engine.detect import check_resumed_input
     from .io.atomic import staged
     from .io.source import open_source
     from .validate import check_request, detect_paths
@@ -79,10 +79,8 @@ def detect(src, dst, *, score=None, model=None, extras=None, polygons=None, thre
             else:     # staged: replaced with the heatmap, so a failed run keeps the earlier pair
                 if resume:
                     check_resumed_input(src, dst)
-                check_training(src)
-                if not scorer.window_from_model:
-                    with contextlib.closing(open_source(src)) as source:
-                        check_footprint(source, scorer)
+                with contextlib.closing(open_source(src)) as source:
+                    check_quick_model(source, scorer)
                 trained = train_on_scene(src, dst, cls.model_training, callback, progress,
                                          stage.directory(quick))
                 scorer, model = make_scorer(score, **options, model=trained), quick

@@ -89,19 +89,16 @@ class Detector:
     def fit(self, X, y=None):
         """Fit on X (a cube (bands, rows, cols), whose mask, if a masked array, is nodata; an
         open rasterio dataset; or an xarray DataArray, see ``band_dimension``); returns self."""
-        from .engine.detect import check_footprint, check_scorable
-        from .quickmodel import check_training
+        from .engine.detect import check_scorable
+        from .quickmodel import check_quick_model
 
         source, _ = as_source(X)
         cls = scorer_class(self.score_name)
         model = self.model
         if cls.needs_model and model is None:
-            # training must be possible, and the score's window fit X, before a model is trained
-            # (a scorer's bundle loads on first use: one named for the quick model tells it)
-            check_training(source.name)
-            if not cls.window_from_model:
-                check_footprint(source, make_scorer(self.score_name, **self.options,
-                                                    model=f"{source.name} (quick model)"))
+            # a scorer's bundle loads on first use: one named for the quick model can be checked
+            check_quick_model(source, make_scorer(self.score_name, **self.options,
+                                                  model=f"{source.name} (quick model)"))
             model = self._train_quick_model(source, cls.model_training)
         scorer = make_scorer(self.score_name, **self.options,
                              **({"model": model} if cls.needs_model else {}))

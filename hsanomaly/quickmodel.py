@@ -26,11 +26,22 @@ def check_training(name):
                              f"{'is' if len(missing) == 1 else 'are'} not installed; {NO_MODEL_HELP}")
 
 
+def check_quick_model(source, scorer):
+    """Refuse, before a quick model is trained for ``scorer`` on ``source``, what would refuse
+    it once trained: training cannot run here, or the image is smaller than the score's window
+    (a GAN score's window is its model's, known only once the model exists)."""
+    check_training(source.name)
+    if not scorer.window_from_model:
+        from .engine.detect import check_footprint
+
+        check_footprint(source, scorer)
+
+
 def train_on_scene(src, dst, training, callback=None, progress=False, out=None):
     """Train a quick model on the raster being scored, as the score's ``model_training`` says
     (fully unsupervised: the thesis's figure 15), into ``out`` (default: its place beside the
-    output; detect stages it there, to be replaced together with the heatmap)."""
-    check_training(src)
+    output; detect stages it there, to be replaced together with the heatmap). The caller
+    checks first (``check_quick_model``)."""
     from .training import train
     from .training.wgan import TrainingCancelled
 

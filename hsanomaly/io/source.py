@@ -46,7 +46,8 @@ def iter_windows(height, width, tile=TILE):
 
 
 class _Source:
-    """Shared tile logic; subclasses provide ``count``, ``height``, ``width`` and ``_read``."""
+    """Shared tile logic; subclasses provide ``count``, ``bands`` (the numbers, from 1, of the
+    bands read), ``height``, ``width``, ``_read`` and ``_read_bands``."""
 
     _token_lock = threading.Lock()
 
@@ -227,7 +228,7 @@ class RasterSource(_Source):
             raise HsanomalyError(f"{self.name}: every band is an alpha band; no spectra to score")
         self.alpha_bands = alpha
         self.mixed_types = len({ds.dtypes[b - 1] for b in self.bands}) > 1
-        self.wide = any(ds.dtypes[b - 1] == "float64" for b in self.bands)
+        self.has_float64 = any(ds.dtypes[b - 1] == "float64" for b in self.bands)
         self.count, self.height, self.width = len(self.bands), ds.height, ds.width
         georeferenced = not ds.transform.is_identity or ds.crs is not None
         gcps, gcp_crs = ds.gcps
@@ -276,7 +277,7 @@ class RasterSource(_Source):
         ``stored``, the values as stored (float64 where the raster holds it), unscaled."""
         ds = self._dataset()
         indexes = self.bands if self.alpha_bands else None
-        kind = "float64" if self.wide else "float32"     # float64 read as is, checked below
+        kind = "float64" if self.has_float64 else "float32"     # float64 read as is, checked below
         with gdal_env():
             if self.mixed_types:        # rasterio reads several bands at once only of one type
                 data = np.ma.stack([read_checked(ds, b, window=window, masked=True,
@@ -289,14 +290,13 @@ class RasterSource(_Source):
         values = np.ma.getdata(data)
         if stored:
             return values, nodata
-        if self.wide:
+        if self.has_float64:
             check_float32_range(self.name, values, nodata, self.bands)
         values = values.astype(np.float32, copy=False)
         if self.scaling is not None:
             scale, offset = self.scaling
             values = values * scale + offset
         return values, nodata
-
 
 
 def check_float32_range(name, values, nodata, bands):
@@ -351,10 +351,11 @@ class ArraySource(_Source):
             raise HsanomalyError(f"{name}: pixels of type {cube.dtype} are not supported "
                                  "(expected integers or floats)")
         self.valid = np.ones(cube.shape[1:], bool) if valid is None else np.asarray(valid, bool)
+        self.bands = list(range(1, len(cube) + 1))
         if cube.dtype.itemsize > 2 and cube.dtype != np.float32:     # wider than float32 holds
             invalid = np.broadcast_to(~self.valid, cube.shape)
-            check_float32_range(name, cube, invalid, range(1, len(cube) + 1))
-            warn_coarse(name, coarsest_in_float32(cube, invalid, range(1, len(cube) + 1)))
+            check_float32_range(name, cube, invalid, self.bands)
+            warn_coarse(name, coarsest_in_float32(cube, invalid, self.bands))
         self.cube = cube.astype(np.float32, copy=False)
         self.count, self.height, self.width = self.cube.shape
         self.profile = profile or {"crs": None, "transform": None,

@@ -45,7 +45,6 @@ from .rx import LocalRX
 _CACHE_LOCK = threading.Lock()
 
 
-
 class ResidualScorer(Purged, Scorer):
     """The residual statistics on top of the bundle's recon score; subclasses add the context."""
 
