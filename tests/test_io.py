@@ -316,6 +316,55 @@ def test_atomic_directory_replaces_a_folder_whole(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
 
 
+@pytest.mark.parametrize("exchange", [True, False])
+def test_a_rename_that_fails_mid_commit_puts_back_the_ones_before_it(tmp_path, monkeypatch,
+                                                                      exchange):
+    from hsanomaly.io import atomic
+
+    if not exchange:              # where renameat2 cannot swap, the old folder is moved aside
+        monkeypatch.setattr(atomic, "_exchange", lambda a, b: False)
+    (tmp_path / "a.txt").write_text("earlier a")
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "old.txt").write_text("old")
+    (tmp_path / "b.txt").write_text("earlier b")
+    with pytest.raises(HsanomalyError, match=r"b.txt: cannot replace it \(is a directory\); "
+                                             "nothing was replaced"):
+        with atomic.staged() as stage:
+            stage.path(tmp_path / "a.txt").write_text("new a")
+            (stage.directory(tmp_path / "model") / "new.txt").write_text("new")
+            stage.path(tmp_path / "c.txt").write_text("new c")
+            stage.path(tmp_path / "b.txt").write_text("new b")
+            (tmp_path / "b.txt").unlink()           # the last rename will fail
+            (tmp_path / "b.txt").mkdir()
+            (tmp_path / "b.txt" / "user.txt").write_text("user's")
+    assert (tmp_path / "a.txt").read_text() == "earlier a"
+    assert [p.name for p in (tmp_path / "model").iterdir()] == ["old.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt", "model"]
+    assert (tmp_path / "b.txt" / "user.txt").read_text() == "user's"
+
+
+def test_a_failed_commit_names_the_outputs_it_could_not_put_back(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from hsanomaly.io import atomic
+
+    def no_links(*args, **kwargs):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)     # a file system without hard links
+    for name in ("a.txt", "b.txt"):
+        (tmp_path / name).write_text("earlier")
+    with pytest.raises(HsanomalyError, match=r"b.txt: cannot replace it \(is a directory\); "
+                                             r"these were replaced and could not be put back: "
+                                             r".*a.txt \(no copy of the earlier one was kept\)$"):
+        with atomic.staged() as stage:
+            for name in ("a.txt", "b.txt"):
+                stage.path(tmp_path / name).write_text("new")
+            (tmp_path / "b.txt").unlink()
+            (tmp_path / "b.txt").mkdir()
+    assert (tmp_path / "a.txt").read_text() == "new"
+
 def test_check_paths_sees_through_links_and_folders(tmp_path):
     import os
 

@@ -18,6 +18,10 @@ goes into every staged output's private directory. The next write in any of thos
 finds a dead process's journal and finishes its renames, so the outputs belong to one run
 again; a destination changed since (by the user, say) is left as it is.
 
+A rename that fails (a destination made a directory or unwritable meanwhile) undoes the ones
+before it: each replaced file was kept as a hard link in its private directory, each replaced
+directory lies in it (or moved aside), so every output is put back as it was.
+
 On any error (disk full, ``EFBIG`` under a file-size limit, an unreadable result) the
 destination keeps its previous content, the temporaries are removed and the error is one
 line (``HsanomalyError``). ``SIGXFSZ`` kills a process that exceeds ``RLIMIT_FSIZE`` before
@@ -227,11 +231,15 @@ class Staging:
                 raise
         if len(self._entries) > 1 or any(entry[4] for entry in self._entries):
             _write_journal([(dst, tmp, is_dir) for dst, tmp, _, _, is_dir in self._entries])
+        undos, moved_aside = [], []
         for dst, tmp, _, _, is_dir in self._entries:
             try:
-                _replace(tmp, dst, is_dir)
+                undos.append((dst, _replace(tmp, dst, is_dir, moved_aside)))
             except OSError as err:
-                raise HsanomalyError(f"{dst}: cannot replace it ({describe(err)})") from None
+                raise HsanomalyError(f"{dst}: cannot replace it ({describe(err)}); "
+                                     f"{_put_back(undos)}") from None
+        for aside in moved_aside:
+            shutil.rmtree(aside, ignore_errors=True)
         for fn in self._after:
             fn()
 
@@ -339,9 +347,48 @@ def _identity(path, is_dir=False):
     return found if is_dir else found + [st.st_size, st.st_mtime_ns]
 
 
-def _replace(tmp, dst, is_dir):
-    _replace_dir(tmp, dst) if is_dir else os.replace(tmp, dst)
+def _replace(tmp, dst, is_dir, moved_aside=None):
+    """Put staged ``tmp`` in ``dst``'s place. Returns a function that puts back what ``dst``
+    was, so a commit whose later rename fails leaves every output as it was (None where that
+    cannot be done: a file system without hard links). An old directory moved aside is added
+    to ``moved_aside``, for the caller to remove once the commit stands (without the list it
+    is removed at once)."""
+    undo = _replace_dir(tmp, dst, moved_aside) if is_dir else _replace_file(tmp, dst)
     fsync_path(os.path.dirname(os.path.abspath(dst)), directory=True)
+    return undo
+
+
+def _replace_file(tmp, dst):
+    """``os.replace`` with the old file kept as a hard link beside ``tmp`` (in the private
+    directory, removed with it)."""
+    kept = Path(tmp).parent / (".was." + Path(tmp).name)
+    existed = os.path.lexists(dst)
+    try:
+        if existed:
+            os.link(dst, kept, follow_symlinks=False)
+    except OSError:
+        kept = None
+    os.replace(tmp, dst)
+    if not existed:
+        return lambda: os.unlink(dst)
+    return None if kept is None else lambda: os.replace(kept, dst)
+
+
+def _put_back(undos):
+    """Undo the renames in ``undos`` ((destination, undo) pairs, latest last); says what the
+    outputs are now."""
+    stuck = []
+    for dst, undo in reversed(undos):
+        try:
+            if undo is None:
+                raise OSError(errno.EPERM, "no copy of the earlier one was kept")
+            undo()
+            fsync_path(os.path.dirname(os.path.abspath(dst)), directory=True)
+        except OSError as err:
+            stuck.append(f"{dst} ({describe(err)})")
+    if not stuck:
+        return "nothing was replaced"
+    return f"these were replaced and could not be put back: {', '.join(reversed(stuck))}"
 
 
 def _write_journal(entries):
@@ -468,15 +515,16 @@ def _exchange(a, b):
     raise OSError(code, os.strerror(code), str(b))
 
 
-def _replace_dir(tmp, dst):
-    """Move directory ``tmp`` to ``dst``. An existing ``dst`` is swapped with ``tmp`` in one
-    atomic step where the system can (the old one then lies in ``tmp``, removed with its private
-    folder); elsewhere it is moved aside first, restored if the move fails, then removed."""
+def _replace_dir(tmp, dst, moved_aside=None):
+    """Move directory ``tmp`` to ``dst`` and return the undo. An existing ``dst`` is swapped
+    with ``tmp`` in one atomic step where the system can (the old one then lies in ``tmp``,
+    removed with its private folder); elsewhere it is moved aside first and restored if the
+    move fails."""
     if not os.path.lexists(dst):
         os.replace(tmp, dst)
-        return
+        return lambda: os.replace(dst, tmp)
     if _exchange(tmp, dst):
-        return
+        return lambda: _exchange(tmp, dst) or _refuse_swap(dst)
     aside = Path(tempfile.mkdtemp(prefix=f".{Path(dst).name}.{os.getpid()}.",
                                   suffix=OLD + TMP_SUFFIX,
                                   dir=os.path.dirname(os.path.abspath(dst))))
@@ -486,7 +534,19 @@ def _replace_dir(tmp, dst):
     except OSError:
         os.replace(aside, dst)
         raise
-    shutil.rmtree(aside, ignore_errors=True)
+    if moved_aside is None:
+        shutil.rmtree(aside, ignore_errors=True)
+        return None
+    moved_aside.append(aside)
+
+    def undo():
+        os.replace(dst, tmp)
+        os.replace(aside, dst)
+    return undo
+
+
+def _refuse_swap(dst):
+    raise OSError(errno.EOPNOTSUPP, "the system cannot swap it back", str(dst))
 
 
 def raster_check(width, height, count):
