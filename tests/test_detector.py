@@ -246,3 +246,26 @@ def test_the_window_is_checked_before_a_quick_model_is_trained(monkeypatch):
     cube, _ = synthetic_cube(rows=20, cols=30, targets=())
     with pytest.raises(HsanomalyError, match="window of score 'dualcontext' is larger than the 20x30"):
         hsanomaly.Detector().fit(cube)
+
+
+@pytest.mark.parametrize("score", ["lrx", "mlrx", "gmm"])
+def test_a_detector_pickled_before_the_unit_fix_scores_as_it_did(score):
+    """Detectors pickled before the ring floor was relative to the scene (``floor_``) and the
+    mixture's components were scaled (``unit_``) lacked those attributes and failed to score;
+    they score as they were fitted: an absolute floor, unscaled components."""
+    import pickle
+
+    from hsanomaly.scorers.rx import RING_FLOOR
+
+    cube, _ = synthetic_cube(rows=60, cols=60)
+    detector = hsanomaly.Detector(score).fit(cube)
+    scorer = detector.scorer_
+    fitted = getattr(scorer, "locals", None) or [scorer]
+    for part in fitted:
+        old = ("floor_", RING_FLOOR) if score != "gmm" else ("unit_", 1.0)
+        setattr(part, *old)
+    expected = detector.score(cube)
+    for part in fitted:
+        delattr(part, old[0])
+    assert np.array_equal(pickle.loads(pickle.dumps(detector)).score(cube), expected,
+                          equal_nan=True)

@@ -45,5 +45,10 @@ class GaussianMixtureScorer(Scorer):
         scores do not depend on the data's units."""
         return self.pca_.transform(np.asarray(X, dtype=np.float64)) / self.unit_
 
+    def __setstate__(self, state):
+        if "mixture_" in state:       # pickled before the components were scaled: unscaled
+            state.setdefault("unit_", 1.0)
+        self.__dict__.update(state)
+
     def score_samples(self, X):
         return (-self.mixture_.score_samples(self._components(X))).astype(np.float32)

@@ -78,6 +78,11 @@ class LocalRX(Scorer):
         self.floor_ = RING_FLOOR * float(vals[::-1][:k].sum()) or np.finfo(float).tiny
         return self
 
+    def __setstate__(self, state):
+        if "projection_" in state:    # pickled before the floor was relative: it was absolute
+            state.setdefault("floor_", RING_FLOOR)
+        self.__dict__.update(state)
+
     def score_samples(self, X):
         raise HsanomalyError("local RX scores pixels in their spatial context; use score_block")
 
