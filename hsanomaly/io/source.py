@@ -229,6 +229,7 @@ class RasterSource(_Source):
         self.alpha_bands = alpha
         self.mixed_types = len({ds.dtypes[b - 1] for b in self.bands}) > 1
         self.has_float64 = any(ds.dtypes[b - 1] == "float64" for b in self.bands)
+        self.wider_than_float32 = any(_wider_than_float32(ds.dtypes[b - 1]) for b in self.bands)
         self.count, self.height, self.width = len(self.bands), ds.height, ds.width
         georeferenced = not ds.transform.is_identity or ds.crs is not None
         gcps, gcp_crs = ds.gcps
@@ -274,10 +275,12 @@ class RasterSource(_Source):
 
     def _read_bands(self, window, stored=False):
         """(data, nodata) with the nodata mask per band (and where an alpha band is 0); with
-        ``stored``, the values as stored (float64 where the raster holds it), unscaled."""
+        ``stored``, the values as stored (in float64 where float32 cannot hold them all:
+        float64 and wide integers), unscaled."""
         ds = self._dataset()
         indexes = self.bands if self.alpha_bands else None
-        kind = "float64" if self.has_float64 else "float32"     # float64 read as is, checked below
+        wide = self.wider_than_float32 if stored else self.has_float64   # float64: checked below
+        kind = "float64" if wide else "float32"
         with gdal_env():
             if self.mixed_types:        # rasterio reads several bands at once only of one type
                 data = np.ma.stack([read_checked(ds, b, window=window, masked=True,
@@ -297,6 +300,13 @@ class RasterSource(_Source):
             scale, offset = self.scaling
             values = values * scale + offset
         return values, nodata
+
+
+def _wider_than_float32(dtype):
+    """Whether float32, in which pixels are scored, cannot hold every value of ``dtype``
+    exactly (float64, and integers wider than 16 bits)."""
+    dtype = np.dtype(dtype)
+    return dtype.itemsize > 2 and dtype != np.float32
 
 
 def check_float32_range(name, values, nodata, bands):
@@ -352,7 +362,7 @@ class ArraySource(_Source):
                                  "(expected integers or floats)")
         self.valid = np.ones(cube.shape[1:], bool) if valid is None else np.asarray(valid, bool)
         self.bands = list(range(1, len(cube) + 1))
-        if cube.dtype.itemsize > 2 and cube.dtype != np.float32:     # wider than float32 holds
+        if _wider_than_float32(cube.dtype):
             invalid = np.broadcast_to(~self.valid, cube.shape)
             check_float32_range(name, cube, invalid, self.bands)
             warn_coarse(name, coarsest_in_float32(cube, invalid, self.bands))

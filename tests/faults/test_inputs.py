@@ -259,3 +259,24 @@ def test_float64_values_float32_rounds_coarsely_are_warned_about(tmp_path):
         hsanomaly.Detector("rx").fit(coarse)
     with pytest.raises(Exception, match="beyond float32's range"):
         hsanomaly.Detector("rx").fit(cube * 1e300)
+
+
+@pytest.mark.parametrize("dtype", ["int32", "uint32"])
+def test_wide_integers_float32_rounds_coarsely_are_warned_about(tmp_path, dtype):
+    """Counts near 2e8 varying by a few hundred: GDAL reads them into float32, in steps of 16,
+    a good part of the spread; the same counts near zero are fine."""
+    from synthetic import synthetic_cube
+
+    cube, _ = synthetic_cube(bands=6, rows=30, cols=30)
+    counts = np.round((cube - cube.mean()) * 300 / cube.std()).astype(np.int64)
+    coarse = counts + 0
+    coarse[3] += 200_000_000
+    path = write_raster(tmp_path / "counts.tif", coarse - coarse.min() * (dtype == "uint32"),
+                        dtype=dtype)
+    result = run_cli("detect", path, tmp_path / "heat.tif", "--score", "rx", "-q")
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("Warning:")]
+    assert len(warnings) == 1 and "counts.tif: band 4's values lie" in warnings[0], warnings
+    fine = write_raster(tmp_path / "fine.tif", counts - counts.min(), dtype=dtype)
+    result = run_cli("detect", fine, tmp_path / "heat2.tif", "--score", "rx", "-q")
+    assert result.returncode == 0 and "Warning" not in result.stderr, result.stderr
