@@ -451,23 +451,31 @@ def test_another_users_file_in_a_sticky_directory_is_refused_up_front(tmp_path, 
 
 
 def test_temporaries_of_a_killed_writer_are_removed_by_the_next_write(tmp_path):
+    import os
     import subprocess
     import sys
 
+    from hsanomaly.io import atomic
     from hsanomaly.io.atomic import TMP_SUFFIX, atomic_path
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()
-    stale = tmp_path / f".out.txt.{dead}.abc123{TMP_SUFFIX}"
+    stale = tmp_path / f".out.txt.{dead}.abc123{TMP_SUFFIX}"     # named before hosts were
     stale.mkdir()
     (stale / "out.txt").write_text("half")
     alive = tmp_path / f".out.txt.1.abc123{TMP_SUFFIX}"          # pid 1 always runs
     alive.mkdir()
     other = tmp_path / f".t.gpkg.{dead}.xyz789{TMP_SUFFIX}"   # a killed run's other output, which
     other.mkdir()                                               # this run does not write
+    here = tmp_path / f".out.txt.{dead}-{atomic._host()}.abc{TMP_SUFFIX}"      # named with the host
+    here.mkdir()
+    elsewhere = tmp_path / f".out.txt.{dead}-0123abcd.abc{TMP_SUFFIX}"   # another host's (a shared
+    elsewhere.mkdir()                                          # folder): its pid means nothing here
     with atomic_path(tmp_path / "out.txt") as tmp:
+        assert tmp.parent.name.startswith(f".out.txt.{os.getpid()}-{atomic._host()}.")
         tmp.write_text("whole")
-    assert sorted(p.name for p in tmp_path.iterdir()) == [alive.name, "out.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, elsewhere.name,
+                                                                 "out.txt"])
 
 
 def test_gdal_subdataset_and_vsi_names_are_read_end_to_end(synthetic_raster, tmp_path):

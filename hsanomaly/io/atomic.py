@@ -30,10 +30,12 @@ it can clean up, so ``ignore_file_size_signal`` (the CLI calls it) turns it into
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import shutil
 import signal
+import socket
 import stat
 import tempfile
 import threading
@@ -46,6 +48,7 @@ TMP_SUFFIX = ".hsanomaly-tmp"
 OLD = ".old"               # a directory moved aside while its replacement moves in: kept if killed
 JOURNAL = "commit.json"    # in each private directory while several outputs are replaced
 JOURNAL_MARK = "hsanomaly commit journal"
+HOST_TAG = 8               # hex digits of the host's name hash in a private directory's name
 
 try:
     import fcntl
@@ -207,7 +210,7 @@ class Staging:
         folder = os.path.dirname(os.path.abspath(dst))
         _remove_stale(folder)
         try:
-            return Path(tempfile.mkdtemp(prefix=f".{dst.name}.{os.getpid()}.", suffix=TMP_SUFFIX,
+            return Path(tempfile.mkdtemp(prefix=f".{dst.name}.{_this_writer()}.", suffix=TMP_SUFFIX,
                                          dir=folder))
         except OSError as err:
             raise write_failure(dst, err) from None
@@ -300,8 +303,9 @@ def _fsync_tree(root):
 
 def _remove_stale(folder):
     """Remove this user's temporaries in ``folder`` left by a process that no longer runs (one
-    killed while writing), whatever output they were for: their names (``.<output>.<pid>.<random>``)
-    carry the writer's process id, and a live process's are never touched. A directory moved
+    killed while writing), whatever output they were for: their names
+    (``.<output>.<pid>-<host>.<random>``) carry the writer's process id and host, and those of a
+    live process, or of another host's (a shared folder), are never touched. A directory moved
     aside during a replace is left for the user, as it may be the only copy."""
     try:
         entries = [e for e in os.scandir(folder) if e.name.startswith(".")
@@ -310,19 +314,39 @@ def _remove_stale(folder):
     except OSError:
         return
     for entry in entries:
-        pid = _writer_pid(entry.name)
+        writer = _writer(entry.name)
         try:
-            if pid is None or entry.stat(follow_symlinks=False).st_uid != os.geteuid():
+            if writer is None or entry.stat(follow_symlinks=False).st_uid != os.geteuid():
                 continue
         except FileNotFoundError:      # removed with its journal's other directories
             continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            _finish_journal(Path(entry.path), pid)
+        if _has_ended(writer):
+            _finish_journal(Path(entry.path), writer)
             shutil.rmtree(entry.path, ignore_errors=True)
-        except (PermissionError, OverflowError, ValueError):
-            pass
+
+
+def _host():
+    """A short tag of this host's name: a process id means something on its own host only."""
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:HOST_TAG]
+
+
+def _this_writer():
+    return f"{os.getpid()}-{_host()}"
+
+
+def _has_ended(writer):
+    """Whether the process that wrote under ``writer`` (``<pid>-<host>``; names before hosts
+    were recorded hold the pid alone) has ended; another host's process cannot be judged."""
+    pid, _, host = writer.partition("-")
+    if host and host != _host():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError, ValueError):
+        pass
+    return False
 
 
 def _inode(path):
@@ -417,15 +441,19 @@ def _journal_path(tmp):
     return tmp.parent / (JOURNAL if tmp.name != JOURNAL else "." + JOURNAL)
 
 
-def _writer_pid(name):
-    """The process id in a private directory's name (``.<output>.<pid>.<random><suffix>``)."""
+def _writer(name):
+    """The writer in a private directory's name (``.<output>.<pid>-<host>.<random><suffix>``),
+    or None where the name is not one."""
     parts = name[:-len(TMP_SUFFIX)].split(".") if name.endswith(TMP_SUFFIX) else []
-    pid = parts[-2] if len(parts) >= 4 and name.startswith(".") else ""
-    return pid if pid.isdigit() else None
+    writer = parts[-2] if len(parts) >= 4 and name.startswith(".") else ""
+    pid, dash, host = writer.partition("-")
+    if pid.isdigit() and (not dash or (len(host) == HOST_TAG and host.isalnum())):
+        return writer
+    return None
 
 
-def _read_journal(private, pid):
-    """The entries of the journal in private directory ``private`` of dead process ``pid``,
+def _read_journal(private, writer):
+    """The entries of the journal in private directory ``private`` of dead ``writer``,
     or None: no journal (an output may be named like one: the mark tells), a damaged one, or
     one naming places that are not that process's private directories."""
     for name in (JOURNAL, "." + JOURNAL):
@@ -439,7 +467,7 @@ def _read_journal(private, pid):
                 continue
             for entry in entries:
                 folder = Path(entry["tmp"]).parent
-                if (_writer_pid(folder.name) != pid or not isinstance(entry["dir"], bool)
+                if (_writer(folder.name) != writer or not isinstance(entry["dir"], bool)
                         or not {"dst", "tmp_was", "dst_was"} <= set(entry)):
                     return None
             return entries
@@ -448,11 +476,11 @@ def _read_journal(private, pid):
     return None
 
 
-def _finish_journal(private, pid):
+def _finish_journal(private, writer):
     """Finish the renames a dead process recorded in the journal in directory ``private`` (if
     there is one) and remove its private directories. Taken under a lock on the first
     output's journal, the commit's mark, so two processes never swap one directory twice."""
-    entries = _read_journal(private, pid)
+    entries = _read_journal(private, writer)
     if entries is None:
         return
     first = _journal_path(entries[0]["tmp"])
@@ -482,8 +510,9 @@ def _finish_journal(private, pid):
             except OSError as err:
                 left.append(f"{dst} ({describe(err)})")
         if done:
-            warn(f"{', '.join(done)}: completed, as the run that wrote them (process {pid}) "
-                 "was stopped while replacing its outputs")
+            pid = writer.partition("-")[0]
+            warn(f"{', '.join(done)}: completed, as the run that wrote them (process {pid}) was "
+                 "stopped while replacing its outputs")
         if left:
             warn(f"{', '.join(left)}: changed since a run that was stopped while replacing its "
                  "outputs, so its own were not put in their place")
@@ -525,7 +554,7 @@ def _replace_dir(tmp, dst, moved_aside=None):
         return lambda: os.replace(dst, tmp)
     if _exchange(tmp, dst):
         return lambda: _exchange(tmp, dst) or _refuse_swap(dst)
-    aside = Path(tempfile.mkdtemp(prefix=f".{Path(dst).name}.{os.getpid()}.",
+    aside = Path(tempfile.mkdtemp(prefix=f".{Path(dst).name}.{_this_writer()}.",
                                   suffix=OLD + TMP_SUFFIX,
                                   dir=os.path.dirname(os.path.abspath(dst))))
     os.replace(dst, aside)           # rename(2) onto the empty directory just made
