@@ -269,3 +269,18 @@ def test_a_detector_pickled_before_the_unit_fix_scores_as_it_did(score):
         delattr(part, old[0])
     assert np.array_equal(pickle.loads(pickle.dumps(detector)).score(cube), expected,
                           equal_nan=True)
+
+
+@pytest.mark.parametrize("score, options, ring", [
+    ("lrx", {"outer": 3, "guard": 1}, "3/1 holds 8 pixels"),
+    ("lrx", {"outer": 5, "guard": 3, "components": 15}, "5/3 holds 16 pixels"),
+    ("mlrx", {"rings": "3/1;15/5"}, "3/1 holds 8 pixels"),
+])
+def test_a_ring_too_small_for_its_covariance_is_refused_not_scored_nan(score, options, ring):
+    """Such a ring scored no pixel: lrx gave an all-NaN heatmap, and mlrx silently averaged
+    the other rings only."""
+    cube, _ = synthetic_cube(bands=20)
+    with pytest.raises(HsanomalyError, match=f"local RX ring {ring}, too few for a covariance"):
+        hsanomaly.Detector(score, **options).fit(cube)
+    few = cube[:4]                 # 4 bands: 4 components, and 8 pixels are enough
+    assert np.isfinite(hsanomaly.Detector("lrx", outer=3, guard=1).fit_score(few)).any()

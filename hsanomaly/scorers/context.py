@@ -99,6 +99,8 @@ class ResidualScorer(Purged, Scorer):
             raise HsanomalyError(f"{self.gan.model}: score {self.name!r} needs a model trained on "
                                  f"1x1 windows, this one uses {window}x{window}")
         self.gan.check(source)
+        if self.local is not None:
+            self.local.check(source)
 
     def fit(self, source):
         residual = self._residual(source.sample(self.sample, self.seed))[0]

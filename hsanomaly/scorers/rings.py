@@ -92,9 +92,14 @@ class MultiRingLRX(Purged, Scorer):
         self._share_basis()
         return self
 
+    def check(self, source):
+        for local in self.locals:
+            local.check_ring_size(source.count)
+
     def _share_basis(self):
         """One projection for every ring: the first ring's."""
         for local in self.locals[1:]:
+            local.check_ring_size(len(self.locals[0].mean_))
             local.mean_, local.projection_, local.floor_ = (
                 self.locals[0].mean_, self.locals[0].projection_, self.locals[0].floor_)
 

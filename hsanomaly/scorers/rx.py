@@ -62,6 +62,20 @@ class LocalRX(Scorer):
         return {"name": self.name, "outer": self.outer, "guard": self.guard,
                 "components": self.components}
 
+    def check(self, source):
+        self.check_ring_size(source.count)
+
+    def check_ring_size(self, bands):
+        """Refuse a ring with too few pixels for a covariance on the components local RX works
+        in for ``bands`` bands: every pixel would be NaN (a ring scores a pixel only when it
+        holds more than components + 1 of them)."""
+        k = min(self.components, bands)
+        pixels = self.outer ** 2 - self.guard ** 2
+        if pixels <= k + 1:
+            raise HsanomalyError(f"local RX ring {self.outer}/{self.guard} holds {pixels} pixels, "
+                                 f"too few for a covariance on {k} components (it needs more than "
+                                 f"{k + 1}); choose a larger ring or fewer components")
+
     def fit(self, source):
         n, mean, scatter = scene_moments(source)
         check_pixels(source, n, 2, "local RX", "a mean and a spread")
@@ -72,6 +86,7 @@ class LocalRX(Scorer):
         total variance scales the floor added to every ring's covariance, so that the
         scores do not depend on the data's units (a constant in the data's own units would
         take over the covariances of data in small ones, such as radiance in W)."""
+        self.check_ring_size(len(cov))
         vals, vecs = np.linalg.eigh(cov)
         k = min(self.components, len(vals))
         self.mean_, self.projection_ = mean, vecs[:, ::-1][:, :k]
