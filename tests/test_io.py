@@ -365,6 +365,23 @@ def test_a_failed_commit_names_the_outputs_it_could_not_put_back(tmp_path, monke
             (tmp_path / "b.txt").mkdir()
     assert (tmp_path / "a.txt").read_text() == "new"
 
+def test_outputs_in_a_folder_reached_through_a_link_are_replaced_together(tmp_path):
+    """The folder's flush after each rename refused the link (O_NOFOLLOW), so the first output
+    was replaced, the run said it failed, and the rest stayed from the earlier run."""
+    import os
+
+    from hsanomaly.io import atomic
+
+    (tmp_path / "real").mkdir()
+    os.symlink(tmp_path / "real", tmp_path / "link")
+    for name in ("a.txt", "b.txt"):
+        (tmp_path / "real" / name).write_text("earlier")
+    with atomic.staged() as stage:
+        for name in ("a.txt", "b.txt"):
+            stage.path(tmp_path / "link" / name).write_text("new")
+    assert [(tmp_path / "real" / n).read_text() for n in ("a.txt", "b.txt")] == ["new", "new"]
+    assert sorted(p.name for p in (tmp_path / "real").iterdir()) == ["a.txt", "b.txt"]
+
 def test_check_paths_sees_through_links_and_folders(tmp_path):
     import os
 

@@ -144,9 +144,11 @@ def _may_replace(path, parent):
 
 
 def fsync_path(path, directory=False):
-    """Flush ``path`` (a file, or with ``directory`` a directory entry list) to disk."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | (getattr(os, "O_DIRECTORY", 0)
-                                                         if directory else 0)
+    """Flush ``path`` (a file, or with ``directory`` a directory entry list) to disk. A file is
+    never opened through a symlink; a directory may be one (an output folder reached through a
+    link is still the folder the outputs were renamed in)."""
+    flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory
+                           else getattr(os, "O_NOFOLLOW", 0))
     fd = os.open(path, flags)
     try:
         os.fsync(fd)
@@ -378,8 +380,19 @@ def _replace(tmp, dst, is_dir, moved_aside=None):
     to ``moved_aside``, for the caller to remove once the commit stands (without the list it
     is removed at once)."""
     undo = _replace_dir(tmp, dst, moved_aside) if is_dir else _replace_file(tmp, dst)
-    fsync_path(os.path.dirname(os.path.abspath(dst)), directory=True)
+    _sync_folder(dst)
     return undo
+
+
+def _sync_folder(dst):
+    """Flush the folder of ``dst`` after a rename in it. The rename has happened, so a failure
+    to flush is a warning, not a failed replace."""
+    folder = os.path.dirname(os.path.abspath(dst))
+    try:
+        fsync_path(folder, directory=True)
+    except OSError as err:
+        warn(f"{folder}: cannot flush the folder to disk ({describe(err)}); {Path(dst).name} is in "
+             "place, but a system crash now could undo that")
 
 
 def _replace_file(tmp, dst):
@@ -407,7 +420,7 @@ def _put_back(undos):
             if undo is None:
                 raise OSError(errno.EPERM, "no copy of the earlier one was kept")
             undo()
-            fsync_path(os.path.dirname(os.path.abspath(dst)), directory=True)
+            _sync_folder(dst)
         except OSError as err:
             stuck.append(f"{dst} ({describe(err)})")
     if not stuck:
