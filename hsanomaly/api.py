@@ -49,8 +49,9 @@ def detect(src, dst, *, score=None, model=None, extras=None, polygons=None, thre
     from .engine.detect import check_resumed_input
     from .io.atomic import staged
     from .io.source import open_source
-    from .validate import check_request, detect_paths
+    from .validate import check_raster_path, check_request, detect_paths
 
+    check_raster_path(src)
     score = defaults.SCORE if score is None else score
     cls = check_request(score, model, options, extras, tile, workers, scheduler, resume=resume,
                         cog=cog, overwrite=overwrite, progress=progress)
@@ -130,12 +131,17 @@ def detect_many(inputs, out_dir, *, score=None, model=None, tile=defaults.TILE, 
     """
     from tqdm.auto import tqdm
 
-    from .validate import batch_paths, check_request
+    from .validate import batch_paths, check_raster_path, check_request
 
     score = defaults.SCORE if score is None else score
     cls = check_request(score, model, options, None, tile, workers, scheduler,
                         overwrite=overwrite, progress=progress)
-    inputs = [str(inputs)] if isinstance(inputs, (str, Path)) else [str(p) for p in inputs]
+    one = isinstance(inputs, (str, Path)) or hasattr(inputs, "__array__") or not hasattr(
+        inputs, "__iter__")
+    inputs = [inputs] if one else list(inputs)
+    for src in inputs:
+        check_raster_path(src, "INPUTS")
+    inputs = [str(src) for src in inputs]
     out_dir = Path(out_dir)
     targets = [(src, batch_output(src, out_dir, score)) for src in inputs]
     batch_paths(targets, out_dir, scene_model_path if cls.needs_model and model is None else None,

@@ -17,6 +17,15 @@ def is_path(value):
     return isinstance(value, (str, Path))
 
 
+def check_raster_path(src, label="SRC"):
+    """Refuse, in one line, a raster given as anything but its name (a str or Path): an open
+    dataset, an array or a DataArray is the Detector's, and an array's text is no file name."""
+    if not is_path(src):
+        raise HsanomalyError(f"{label}: expected a raster's path (a str or Path), got a "
+                             f"{type(src).__name__}; to score an open dataset, an array or a "
+                             "DataArray, use hsanomaly.Detector")
+
+
 def detect_paths(src, dst, *, model=None, extras=None, png=None, polygons=None, quick_model=None,
                  overwrite=False):
     """Refuse colliding, unwritable or unreplaceable outputs of one detect run; without

@@ -284,3 +284,21 @@ def test_a_ring_too_small_for_its_covariance_is_refused_not_scored_nan(score, op
         hsanomaly.Detector(score, **options).fit(cube)
     few = cube[:4]                 # 4 bands: 4 components, and 8 pixels are enough
     assert np.isfinite(hsanomaly.Detector("lrx", outer=3, guard=1).fit_score(few)).any()
+
+
+def test_the_file_jobs_refuse_an_array_or_a_dataset_in_one_line(synthetic_raster, tmp_path):
+    """detect took an open dataset for its own pixel source (AttributeError deep inside) and
+    an array's text for a file name (OSError: file name too long)."""
+    path, _, _ = synthetic_raster
+    cube, _ = synthetic_cube()
+    tmp_path = tmp_path / "out"
+    tmp_path.mkdir()
+    with rasterio.open(path) as ds:
+        for src in (cube, ds):
+            for job in (lambda: hsanomaly.detect(src, tmp_path / "heat.tif", score="rx"),
+                        lambda: hsanomaly.detect_many(src, tmp_path, score="rx"),
+                        lambda: hsanomaly.detect_many([path, src], tmp_path, score="rx")):
+                with pytest.raises(HsanomalyError, match=r"expected a raster's path .*"
+                                                         r"use hsanomaly.Detector"):
+                    job()
+    assert not list(tmp_path.iterdir())
