@@ -44,10 +44,15 @@ def _headers(path):
         return found
     try:
         listing = scipy.io.whosmat(str(path))
-    except (ValueError, TypeError, OSError, NotImplementedError) as err:
+    except READ_ERRORS + (scipy.io.matlab.MatReadError,) as err:
         raise _unreadable(path, err) from None
     return {name: (tuple(shape), ITEMSIZE[cls], False) for name, shape, cls in listing
             if cls in ITEMSIZE}
+
+
+# what scipy's and h5py's readers raise on a file that is not, or not all, a .mat (a truncated
+# header ends in an IndexError inside scipy's parser)
+READ_ERRORS = (ValueError, TypeError, OSError, NotImplementedError, IndexError)
 
 
 def _pick(headers, names, ndim):
@@ -72,7 +77,7 @@ def _load(path, names):
         return scipy.io.loadmat(str(path), variable_names=list(names))
     except MemoryError:
         raise HsanomalyError(f"{path}: not enough memory to load the .mat file") from None
-    except (ValueError, TypeError, OSError, NotImplementedError, KeyError) as err:
+    except READ_ERRORS + (scipy.io.matlab.MatReadError, KeyError) as err:
         raise _unreadable(path, err) from None
 
 

@@ -113,6 +113,22 @@ def test_not_a_mat_file(tmp_path):
     tree.assert_unchanged()
 
 
+@pytest.mark.parametrize("cut", [None, 100], ids=["text", "truncated"])
+def test_a_mat_file_of_text_or_cut_short(tmp_path, cut):
+    """scipy's MatReadError (text) and an IndexError in its header parser (a real .mat cut
+    to 100 bytes) were tracebacks."""
+    if cut is None:
+        (tmp_path / "x.mat").write_text("garbage\n")
+    else:
+        scipy.io.savemat(tmp_path / "x.mat", {"data": np.ones((5, 6, 3))})
+        (tmp_path / "x.mat").write_bytes((tmp_path / "x.mat").read_bytes()[:cut])
+    tree = Tree(tmp_path)
+    for command in (("convert", tmp_path / "x.mat", tmp_path / "x.tif"),
+                    ("detect", tmp_path / "x.mat", tmp_path / "h.tif", "--score", "rx", "-q")):
+        assert_one_error(run_cli(*command), "x.mat")
+    tree.assert_unchanged()
+
+
 @pytest.mark.parametrize("score, valid, fragment", [
     ("rx", 3, "RX on 12 bands needs at least 13 valid pixels (one more than bands); the raster has 3"),
     ("rx", 12, "the raster has 12"),
