@@ -44,13 +44,16 @@ def write_png(heatmap, png, max_size=MAX_SIZE, stage=None):
     info.add_text("Software", SOFTWARE)          # what marks the file as ours
     files = {Path(png): lambda tmp: Image.fromarray(image, "RGBA").save(tmp, format="PNG",
                                                                         pnginfo=info)}
-    if not transform.is_identity:        # a world file needs no CRS; the .aux.xml holds it, or
+    georeferenced = not transform.is_identity
+    if georeferenced:                    # a world file needs no CRS; the .aux.xml holds it, or
         world, aux = sidecars(png)       # none: an earlier run's must not place this picture
         files[world] = lambda tmp: Path(tmp).write_text(world_file_text(transform))
         files[aux] = lambda tmp: Path(tmp).write_text(_aux_xml(crs))
     with staged() if stage is None else contextlib.nullcontext(stage) as into:
         for path, write in files.items():
-            write(into.path(path, check=png_check if path.suffix == ".png" else None))
+            is_png = path.suffix == ".png"
+            stale = sidecars(png) if is_png and not georeferenced else ()   # an earlier run's
+            write(into.path(path, check=png_check if is_png else None, stale=stale))
 
 
 def render(scores, low, high, name):

@@ -60,3 +60,26 @@ def test_a_geotransform_without_crs_still_gets_a_world_file(synthetic_raster, tm
     write_png(heat, tmp_path / "q.png")
     assert (tmp_path / "q.pgw").read_text() == world_file_text(transform)
     assert "SRS" not in (tmp_path / "q.png.aux.xml").read_text()    # not the earlier CRS
+
+
+def test_an_earlier_runs_side_files_never_describe_the_new_outputs(synthetic_raster, tmp_path):
+    """A rerun left the earlier heatmap's GDAL side files (.aux.xml, .ovr), which GDAL laid
+    over the new heatmap (CRS, tags, statistics), and, for a heatmap without georeferencing,
+    the earlier quick look's world file and CRS, which placed the new picture on the map."""
+    from synthetic import synthetic_cube, write_raster
+
+    path, _, _ = synthetic_raster
+    heat, png = tmp_path / "heat.tif", tmp_path / "heat.png"
+    hsanomaly.detect(path, heat, score="rx", png=png)
+    assert all(side.exists() for side in sidecars(png))
+    (tmp_path / "heat.tif.aux.xml").write_text(
+        '<PAMDataset><SRS>EPSG:4326</SRS><Metadata><MDI key="HSANOMALY_SCORE">gmm</MDI>'
+        '</Metadata></PAMDataset>')
+    (tmp_path / "heat.tif.ovr").write_bytes(b"an earlier heatmap's overviews")
+    cube, _ = synthetic_cube(rows=40, cols=50)
+    unplaced = write_raster(tmp_path / "unplaced.tif", cube, crs=None, transform=None)
+    hsanomaly.detect(unplaced, heat, score="lrx", png=png)
+    with rasterio.open(heat) as ds:
+        assert ds.crs is None and ds.tags()["HSANOMALY_SCORE"] == "lrx"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["heat.png", "heat.tif", "scene.tif",
+                                                         "unplaced.tif"]

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..defaults import MIN_TILE, TILE, TILE_THREADS
 from ..errors import HsanomalyError
-from ..io.atomic import check_writable, describe, native_quiet, raster_check, staged
+from ..io.atomic import check_writable, describe, native_quiet, stage_raster, staged
 from ..io.fingerprint import input_fingerprint
 from ..io.heatmap import (add_overviews_and_statistics, band_descriptions, describe_bands,
                           heatmap_profile, heatmap_tags, to_cog)
@@ -182,7 +182,7 @@ def assemble(store, source, windows, outputs, descriptions=None, tags=None, stag
         stage = stage if stage is not None else stack.enter_context(staged())
         files = {}        # output name -> (staged path, path GDAL writes first)
         for name, (path, bands) in outputs.items():
-            tmp = stage.path(path, check=raster_check(source.width, source.height, bands))
+            tmp = stage_raster(stage, path, source.width, source.height, bands)
             files[name] = (tmp, tmp.with_name(tmp.name + ".gtiff") if cog else tmp)
         with warnings.catch_warnings(), gdal_env(), native_quiet():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)

@@ -169,11 +169,14 @@ class Staging:
 
     def __init__(self):
         self._entries = []            # (destination, temporary path, private dir, check, is_dir)
+        self._stale = []              # files removed once every output is in place
         self._after = []
         self._finally = []
 
-    def path(self, dst, check=None, create=True):
-        """A temporary path for file ``dst``; ``check(tmp)`` re-reads it before the replace."""
+    def path(self, dst, check=None, create=True, stale=()):
+        """A temporary path for file ``dst``; ``check(tmp)`` re-reads it before the replace.
+        ``stale``: files beside ``dst`` that describe its earlier content (GDAL's side files,
+        a world file), removed once the commit stands, or a GIS would lay them over the new."""
         dst = Path(dst)
         check_writable(dst, directory=False)
         private = self._private_dir(dst)
@@ -181,6 +184,7 @@ class Staging:
         if create:
             _create_exclusive(tmp)
         self._entries.append((dst, tmp, private, check, False))
+        self._stale.extend(Path(path) for path in stale)
         return tmp
 
     def directory(self, dst, check=None):
@@ -245,6 +249,8 @@ class Staging:
                                      f"{_put_back(undos)}") from None
         for aside in moved_aside:
             shutil.rmtree(aside, ignore_errors=True)
+        for path in self._stale:
+            _remove_stale_file(path)
         for fn in self._after:
             fn()
 
@@ -589,6 +595,29 @@ def _replace_dir(tmp, dst, moved_aside=None):
 
 def _refuse_swap(dst):
     raise OSError(errno.EOPNOTSUPP, "the system cannot swap it back", str(dst))
+
+
+def _remove_stale_file(path):
+    """Remove ``path`` if it is a file (or a link), warning where it cannot be removed."""
+    try:
+        if os.path.lexists(path) and not os.path.isdir(path):
+            os.unlink(path)
+    except OSError as err:
+        warn(f"{path}: cannot remove it ({describe(err)}); it describes the earlier output, "
+             "so remove it by hand")
+
+
+def gdal_side_files(path):
+    """The files GDAL reads beside raster ``path`` and lays over it: its PAM ``.aux.xml``
+    (georeferencing, tags, statistics), external overviews ``.ovr`` and mask ``.msk``. An
+    earlier raster's would describe a new one written in its place."""
+    return [Path(f"{path}{suffix}") for suffix in (".aux.xml", ".ovr", ".msk")]
+
+
+def stage_raster(stage, dst, width, height, count):
+    """``stage.path`` for a GeoTIFF: checked with ``raster_check``, the earlier raster's GDAL
+    side files removed once it is replaced."""
+    return stage.path(dst, check=raster_check(width, height, count), stale=gdal_side_files(dst))
 
 
 def raster_check(width, height, count):

@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 
 from ..errors import HsanomalyError
-from .atomic import native_quiet, raster_check, staged
+from .atomic import native_quiet, stage_raster, staged
 from .mat import UNKNOWN, read_mat
 from .ownership import SOFTWARE, is_own_geotiff
 from .paths import GEOTIFF_SUFFIXES, check_paths, check_replaceable_file, check_suffix
@@ -39,7 +39,7 @@ def write_geotiff(path, array, crs=None, transform=None, nodata=None, descriptio
     for key, value in (("crs", crs), ("transform", transform), ("nodata", nodata)):
         if value is not None:
             profile[key] = value
-    tmp = stage.path(path, check=raster_check(cols, rows, bands))
+    tmp = stage_raster(stage, path, cols, rows, bands)
     with warnings.catch_warnings(), native_quiet():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         with rasterio.open(tmp, "w", **profile) as dst:
