@@ -29,6 +29,20 @@ def is_targets_file(path):
     return LAYER in (tables := gpkg_tables(path)) and tables <= {LAYER, STYLE_TABLE}
 
 
+def check_not_in_use(gpkg_path, label="--polygons"):
+    """Refuse to replace a GeoPackage with changes still in its write-ahead log (``-wal``): a
+    program has it open (QGIS opens GeoPackages in WAL mode), and SQLite would lay those pages
+    of the old database over the new file."""
+    from pathlib import Path
+
+    wal = Path(f"{gpkg_path}-wal")
+    with contextlib.suppress(OSError):
+        if wal.stat().st_size > 0:
+            raise HsanomalyError(f"{gpkg_path}: {label} is open in another program with changes "
+                                 f"not yet written into it ({wal.name}); close it there (or "
+                                 "choose another name) and run again")
+
+
 def check_threshold(gpkg_path, threshold, far):
     """Refuse, before any scoring, a polygon request that cannot work."""
     check_suffix(gpkg_path, "--polygons", (".gpkg",), "a GeoPackage")

@@ -47,6 +47,10 @@ def detect_paths(src, dst, *, model=None, extras=None, png=None, polygons=None, 
         check_suffix(path, label, GEOTIFF_SUFFIXES, "a GeoTIFF")
     if png is not None:
         check_suffix(png, "--png", (".png",), "a PNG")
+    if is_path(polygons):
+        from .polygons import check_not_in_use
+
+        check_not_in_use(polygons)
     if store.is_symlink() or (store.exists() and not is_tile_store(store)):
         raise HsanomalyError(f"{store}: the tile store's name is taken by something that is not "
                              "an hsanomaly tile store; remove it or choose another output")

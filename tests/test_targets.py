@@ -340,3 +340,29 @@ def test_layer_carries_score_threshold_and_a_default_qgis_style(tmp_path):
         (name, qml, default), = db.execute(
             "SELECT f_table_name, styleQML, useAsDefault FROM layer_styles").fetchall()
     assert name == "targets" and default and 'class="SimpleLine"' in qml
+
+
+def test_a_geopackage_open_with_changes_in_its_write_ahead_log_is_not_replaced(synthetic_raster,
+                                                                               tmp_path):
+    """Renamed over while another program (QGIS opens GeoPackages in WAL mode) held changes in
+    its -wal, the new file got the old database's pages laid over it."""
+    import sqlite3
+
+    path, _, _ = synthetic_raster
+    gpkg = tmp_path / "t.gpkg"
+    hsanomaly.detect(path, tmp_path / "h.tif", score="rx", polygons=gpkg, far=1e-2)
+    holder = sqlite3.connect(gpkg)
+    try:
+        holder.execute("PRAGMA journal_mode=WAL")
+        holder.execute("PRAGMA wal_autocheckpoint=0")
+        holder.execute("CREATE TABLE notes (text TEXT)")
+        holder.execute("INSERT INTO notes VALUES ('an edit in QGIS')")
+        holder.commit()
+        before = gpkg.read_bytes()
+        with pytest.raises(HsanomalyError, match=r"t.gpkg: --polygons is open in another program "
+                                                 r"with changes not yet written into it"):
+            hsanomaly.detect(path, tmp_path / "h.tif", score="lrx", polygons=gpkg, far=1e-2)
+        assert gpkg.read_bytes() == before
+    finally:
+        holder.close()                 # the changes go into the file, the log goes
+    hsanomaly.detect(path, tmp_path / "h.tif", score="lrx", polygons=gpkg, far=1e-2)
