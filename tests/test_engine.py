@@ -213,9 +213,7 @@ def test_a_failing_write_leaves_the_earlier_output(tmp_path, monkeypatch):
             raise OSError(28, "No space left on device")
         return check
 
-    import sys
-
-    monkeypatch.setattr(sys.modules["hsanomaly.engine.detect"], "raster_check", broken)
+    monkeypatch.setattr(atomic, "raster_check", broken)
     with pytest.raises(HsanomalyError, match="o.tif.*no space left.*nothing was replaced"):
         detect(ArraySource(cube * 2), tmp_path / "o.tif", GlobalRX(), tile=16, progress=False)
     assert (tmp_path / "o.tif").read_bytes() == before

@@ -433,6 +433,34 @@ def test_file_fingerprint_hashes_small_files_whole_and_samples_large_ones(tmp_pa
     assert fingerprint.file_fingerprint(path) != large
 
 
+def test_an_inputs_fingerprint_covers_every_file_gdal_reads_for_it(tmp_path):
+    """A VRT's source pixels or an ENVI header could change while the fingerprint (of the file
+    named alone) did not: detect-many skipped the scene as current, --resume mixed two inputs."""
+    import rasterio
+
+    from hsanomaly.io.fingerprint import file_fingerprint, input_fingerprint
+    from synthetic import synthetic_cube, write_raster
+
+    cube, _ = synthetic_cube(bands=3, rows=20, cols=20)
+    data = write_raster(tmp_path / "data.tif", cube)
+    assert input_fingerprint(str(data)) == file_fingerprint(data)     # a file read alone: as before
+    vrt = tmp_path / "scene.vrt"
+    bands = "".join(
+        f'<VRTRasterBand dataType="Float32" band="{b}"><SimpleSource><SourceFilename '
+        f'relativeToVRT="1">data.tif</SourceFilename><SourceBand>{b}</SourceBand></SimpleSource>'
+        "</VRTRasterBand>" for b in (1, 2, 3))
+    vrt.write_text(f'<VRTDataset rasterXSize="20" rasterYSize="20">{bands}</VRTDataset>')
+    before = input_fingerprint(str(vrt))
+    write_raster(data, cube[:, ::-1])                                   # other pixels, same XML
+    assert input_fingerprint(str(vrt)) != before
+    with rasterio.open(tmp_path / "scene.img", "w", driver="ENVI", count=3, width=20, height=20,
+                       dtype="float32") as dst:
+        dst.write(cube)
+    before = input_fingerprint(str(tmp_path / "scene.img"))
+    header = tmp_path / "scene.hdr"
+    header.write_text(header.read_text().replace("byte order = 0", "byte order = 1"))
+    assert input_fingerprint(str(tmp_path / "scene.img")) != before
+
 def test_mat_larger_than_memory_is_refused_before_loading(tmp_path, monkeypatch):
     from hsanomaly.io import checks
 

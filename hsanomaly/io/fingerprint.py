@@ -49,13 +49,14 @@ def array_fingerprint(*arrays):
 
 
 def input_fingerprint(src, source=None):
-    """The fingerprint of an input: ``src`` a path (a file is fingerprinted as a file, whatever
-    reads it, so a .mat scene need not be loaded) or a pixel source (its in-memory cube)."""
+    """The fingerprint of an input: ``src`` a path (a file is fingerprinted as files, with
+    those GDAL reads beside it, so a .mat scene need not be loaded) or a pixel source (its
+    in-memory cube)."""
     from .source import is_gdal_name
 
     if isinstance(src, (str, os.PathLike)):
         if not is_gdal_name(src) and os.path.isfile(src):
-            return file_fingerprint(src)
+            return path_fingerprint(src)
         if source is None:
             from .source import open_source
 
@@ -70,8 +71,21 @@ def input_fingerprint(src, source=None):
         return array_fingerprint(cube, source.valid)
     path = getattr(source, "path", None)
     if path and not is_gdal_name(path) and os.path.isfile(path):
-        return file_fingerprint(path)
+        return path_fingerprint(path)
     return _pixel_fingerprint(source)
+
+
+def path_fingerprint(path):
+    """The fingerprint of file ``path`` and of the other files GDAL reads for it (a VRT's
+    sources, an ENVI header, side files such as .aux.xml or .msk): a change to any of them
+    changes the pixels read. A file read alone keeps its ``file_fingerprint``."""
+    from .source import dataset_files
+
+    own = os.path.abspath(path)
+    others = sorted({os.path.abspath(f) for f in dataset_files(path)} - {own})
+    fingerprint = file_fingerprint(path)
+    found = {f: file_fingerprint(f) for f in others if os.path.isfile(f)}
+    return {**fingerprint, "with": found} if found else fingerprint
 
 
 def _pixel_fingerprint(source):
