@@ -146,6 +146,27 @@ def test_benchmark_runs_every_scene_and_writes_consistent_files(scene_dir, tmp_p
     markdown = paths["results.md"].read_text()
     assert "| scene | rx | gmm |" in markdown and "| mean |" in markdown
 
+    # the result set is replaced whole: a failure in the last file (a file-size limit, say)
+    # left the tables of this run beside the JSON and Markdown of the earlier one
+    import errno
+
+    import hsanomaly.experiments.tables as tables_module
+
+    before = {name: path.read_bytes() for name, path in paths.items()}
+    fewer = run_benchmark(scene_dir, ["rx"], [0])
+
+    def too_large(result):
+        raise OSError(errno.EFBIG, "File too large")
+
+    real = tables_module.format_markdown
+    tables_module.format_markdown = too_large
+    try:
+        with pytest.raises(HsanomalyError, match="results.md: cannot write .file too large"):
+            write_results(fewer, tmp_path / "out")
+    finally:
+        tables_module.format_markdown = real
+    assert {name: path.read_bytes() for name, path in paths.items()} == before
+
 
 def test_cli_prints_the_table_and_writes_the_files(scene_dir, tmp_path):
     out = tmp_path / "results"

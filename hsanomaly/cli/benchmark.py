@@ -52,7 +52,7 @@ def benchmark(data_dir, scores, select, ablation, seeds, scenes, iterations, mod
               reference, quick, overwrite, quiet):
     """Run every score on every scene with ground truth under DATA_DIR and tabulate the results."""
     from ..experiments.benchmark import run_benchmark
-    from ..experiments.tables import check_results, format_table, write_markdown, write_results
+    from ..experiments.tables import check_results, format_table, write_results
 
     check_results(out, markdown, reference, overwrite)     # before hours of work
     log = None if quiet else (lambda message: click.echo(message, err=True))
@@ -60,8 +60,6 @@ def benchmark(data_dir, scores, select, ablation, seeds, scenes, iterations, mod
                            iterations=iterations, models_dir=models_dir, jobs=jobs, quick=quick,
                            reference=reference, select=_list(select),
                            ablation=_list(ablation), log=log)
-    paths = write_results(result, out, overwrite)
-    if markdown:
-        write_markdown(result, markdown)
+    paths = write_results(result, out, overwrite, markdown)
     click.echo(format_table(result))
     click.echo(f"\n{out}: {', '.join(p.name for p in paths.values())}")

@@ -7,7 +7,7 @@ from functools import partial
 from pathlib import Path
 
 from .. import defaults
-from ..io import atomic_path
+from ..io.atomic import staged
 from ..io.ownership import has_json_keys, starts_with
 from ..io.paths import DIRECTORY, check_paths, check_replaceable_file, check_report_folder
 
@@ -192,7 +192,7 @@ def format_markdown(result):
 
 
 def _write_csv(path, rows, columns):
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+    with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
@@ -222,28 +222,29 @@ def check_results(out_dir, markdown=None, reference=None, overwrite=False):
                                "a benchmark's tables")
 
 
-def write_results(result, out_dir, overwrite=False):
+def _same_file(a, b):
+    return Path(a).resolve() == Path(b).resolve()
+
+
+def write_results(result, out_dir, overwrite=False, markdown=None):
     """results.csv (one row per run), summary.csv, results.json and results.md in ``out_dir``
-    (created if its parent exists), each written atomically; returns their paths. A file
-    there that an earlier benchmark did not write is refused unless ``overwrite``."""
-    check_results(out_dir, overwrite=overwrite)
+    (created if its parent exists), and the tables again at ``markdown`` if given, replaced
+    together (a failure leaves every one as it was); returns their paths. A file there that
+    an earlier benchmark did not write is refused unless ``overwrite``."""
+    check_results(out_dir, markdown, overwrite=overwrite)
     out = Path(out_dir)
     out.mkdir(exist_ok=True)
     paths = {name: path for name, (path, _, _) in _result_files(out).items()}
-    _write_csv(paths["results.csv"], result.runs, RUN_COLUMNS)
-    _write_csv(paths["summary.csv"], result.summary, SUMMARY_COLUMNS)
     document = {"methods": result.methods, "seeds": result.seeds, "skipped": result.skipped,
                 "setup": result.setup, "reference": result.reference,
                 "memory": "tracemalloc peak (Python and numpy allocations), MiB",
                 "selection": result.selection.to_dict() if result.selection else None,
                 "runs": result.runs, "summary": result.summary}
-    with atomic_path(paths["results.json"]) as tmp:
-        Path(tmp).write_text(json.dumps(document, indent=1) + "\n")
-    write_markdown(result, paths["results.md"])
+    with staged() as stage:
+        _write_csv(stage.path(paths["results.csv"]), result.runs, RUN_COLUMNS)
+        _write_csv(stage.path(paths["summary.csv"]), result.summary, SUMMARY_COLUMNS)
+        stage.path(paths["results.json"]).write_text(json.dumps(document, indent=1) + "\n")
+        extra = [Path(markdown)] if markdown and not _same_file(markdown, paths["results.md"]) else []
+        for path in [paths["results.md"]] + extra:
+            stage.path(path).write_text(format_markdown(result))
     return paths
-
-
-def write_markdown(result, path):
-    """The result's Markdown tables (``format_markdown``), written atomically to ``path``."""
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(format_markdown(result))
