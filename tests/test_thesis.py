@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+from dataclasses import asdict
 
 import pytest
 from click.testing import CliRunner
@@ -9,6 +10,7 @@ from click.testing import CliRunner
 from hsanomaly.experiments.thesis import (THESIS_FINDINGS, SceneResult, ThesisConfig,
                                          check_findings, generate_thesis)
 
+from hsanomaly.errors import HsanomalyError
 from synthetic import synthetic_cube, write_mat
 
 needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
@@ -84,6 +86,26 @@ def test_thesis_runs_every_experiment_and_writes_markdown_with_figures(tmp_path,
 
     outputs = _outputs(out, out / "figures", find_scenes(data))
     assert len(outputs) == 2 + len(figures) and all(is_own(p) for p, is_own, _ in outputs)
+
+    # the figures are replaced with the document that describes them, or not at all: each
+    # figure was replaced as its scene finished, beside the earlier run's document
+    import errno
+
+    import hsanomaly.experiments.thesis as thesis
+
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def too_large(*args):
+        raise OSError(errno.EFBIG, "File too large")
+
+    real, thesis.format_thesis = thesis.format_thesis, too_large
+    try:
+        with pytest.raises(HsanomalyError, match="report.md: cannot write .file too large"):
+            generate_thesis(data, out, ThesisConfig(**{**asdict(config), "seed": 1}),
+                            models_dir=tmp_path / "models")
+    finally:
+        thesis.format_thesis = real
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
 def test_cli_passes_its_configuration(tmp_path, monkeypatch):

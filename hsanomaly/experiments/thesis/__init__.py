@@ -20,6 +20,7 @@ here (``document.check_findings``), so the document says where the public scenes
 import contextlib
 import json
 import logging
+import os
 import tempfile
 import time
 from dataclasses import asdict
@@ -27,7 +28,8 @@ from functools import partial
 from pathlib import Path
 
 from ...errors import HsanomalyError
-from ...io import atomic_path
+from ...evaluation.plots import png_check
+from ...io.atomic import staged
 from ...io.ownership import has_json_keys, is_own_png, starts_with
 from ...io.paths import check_report_folder
 from ...runtime import training_unavailable
@@ -111,23 +113,27 @@ def generate_thesis(data_dir, out_dir="docs", config=None, models_dir=None, jobs
     figures.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     try:
-        with tempfile.TemporaryDirectory(prefix="hsanomaly-thesis-") as workdir:
+        # the figures are drawn into a folder of their own beside ``figures``, then replace the
+        # earlier ones together with the document that describes them
+        with tempfile.TemporaryDirectory(prefix="hsanomaly-thesis-") as workdir, \
+                tempfile.TemporaryDirectory(prefix=".figures.", dir=out) as drawn:
             root = Path(models_dir or Path(workdir) / "models")
-            work = [(scene, config, figures, root) for scene in scenes]
+            work = [(scene, config, Path(drawn), root) for scene in scenes]
             results = map_scenes(thesis_scene, work, jobs, log)
+            checks = check_findings(results, config)
+            path = out / OUTPUT
+            with staged() as stage:
+                for png in sorted(Path(drawn).glob("*.png")):
+                    os.replace(png, stage.path(figures / png.name, check=png_check, create=False))
+                stage.path(figures / "report.json").write_text(json.dumps(
+                    {"config": asdict(config), "scenes": [asdict(r) for r in results],
+                     "checks": checks}, indent=1) + "\n")
+                stage.path(path).write_text(format_thesis(
+                    results, config, checks, time.perf_counter() - start, figures.name))
     except BaseException:
         if created and not any(figures.iterdir()):     # nothing done: leave no empty folder
             figures.rmdir()
         raise
-    checks = check_findings(results, config)
-    with atomic_path(figures / "report.json") as tmp:
-        Path(tmp).write_text(json.dumps({"config": asdict(config),
-                                         "scenes": [asdict(r) for r in results],
-                                         "checks": checks}, indent=1) + "\n")
-    path = out / OUTPUT
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(format_thesis(results, config, checks,
-                                           time.perf_counter() - start, figures.name))
     return path
 
 
