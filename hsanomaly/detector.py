@@ -14,7 +14,7 @@ import numpy as np
 
 from . import defaults
 from .errors import HsanomalyError
-from .io.source import ArraySource, RasterSource
+from .io.inputs import as_source
 from .scorers import check_scorer, make_scorer, scorer_class
 
 
@@ -112,7 +112,8 @@ class Detector:
 
     def score(self, X):
         """Anomaly scores of X, float32 (rows, cols), NaN where X is invalid; high = anomalous.
-        An xarray input gives an xarray result with X's coordinates and attributes."""
+        An xarray input gives an xarray result with X's coordinates and the attributes that
+        place it (``io.inputs.PLACE_ATTRS``)."""
         return self.score_outputs(X, extras=False)["score"]
 
     def score_outputs(self, X, extras=True):
@@ -152,95 +153,3 @@ class Detector:
             return train(str(scene), str(folder / "model"), **training).path
         finally:
             scene.unlink()           # the model stays as long as the detector; its copy of X need not
-
-
-def as_source(X):
-    """(a pixel source over X, a function giving a (rows, cols) or (k, rows, cols) result X's
-    form back): numpy arrays stay numpy, xarray DataArrays come back with coordinates."""
-    if hasattr(X, "read") and getattr(X, "closed", False) is True:   # asked before GDAL is
-        raise HsanomalyError(f"{X.name}: the rasterio dataset is closed")
-    if hasattr(X, "read") and hasattr(X, "profile"):          # an open rasterio dataset
-        return RasterSource.from_dataset(X), _same
-    if type(X).__module__.startswith("xarray") and type(X).__name__ == "DataArray":
-        return _xarray_source(X)
-    if isinstance(X, np.ma.MaskedArray):
-        return _masked_source(X), _same
-    if isinstance(X, np.ndarray) or (hasattr(X, "__array__") and not hasattr(X, "data_vars")):
-        return ArraySource(np.asarray(X)), _same
-    raise HsanomalyError(f"{type(X).__name__}: expected a numpy cube (bands, rows, cols), an open "
-                         "rasterio dataset or an xarray DataArray (band, y, x)")
-
-
-def _same(value):
-    return value
-
-
-def _masked_source(X):
-    """A masked pixel is left out (NaN score, not in the fit), as nodata is in a raster; a pixel
-    masked in one band is masked, as a raster's per-band nodata makes it."""
-    return ArraySource(np.ma.getdata(X), valid=~np.ma.getmaskarray(X).any(axis=0))
-
-
-# names of the band and of the spatial dimensions in the xarray conventions users meet
-# (rioxarray's band/y/x, xarray's own lat/lon, image rows/cols)
-BAND_DIMS = ("band", "bands", "wavelength", "wavelengths", "wl", "channel", "channels")
-SPATIAL_DIMS = ("y", "x", "lat", "lon", "latitude", "longitude", "row", "rows", "col", "cols",
-                "column", "columns", "line", "lines", "sample", "samples", "northing", "easting")
-
-
-def band_dimension(X):
-    """The band dimension of a 3-D DataArray: the one named like a band, else the one left
-    beside two spatially named ones, else (no dimension named either way, as xarray's
-    dim_0, dim_1, dim_2) the first, as documented. Anything else is refused, not guessed."""
-    bands = [d for d in X.dims if str(d).lower() in BAND_DIMS]
-    spatial = [d for d in X.dims if str(d).lower() in SPATIAL_DIMS]
-    if len(bands) == 1 and len(spatial) <= 2:
-        return bands[0]
-    if not bands and len(spatial) == 2:
-        return next(d for d in X.dims if d not in spatial)
-    if not bands and not spatial:
-        return X.dims[0]
-    raise HsanomalyError(f"DataArray {X.name!r}: cannot tell which of its dimensions {X.dims} "
-                         "holds the bands; name it 'band' (X.rename({...: 'band'}))")
-
-
-# where an unmasked DataArray (rioxarray's open_rasterio, decode_cf=False) names its nodata
-FILL_ATTRS = ("_FillValue", "nodata", "missing_value")
-
-
-def _filled(values, attrs):
-    """The valid pixels of a cube whose attributes name a fill value: a pixel holding it in
-    any band is nodata, as in a raster (None: no fill value named)."""
-    fill = next((attrs[name] for name in FILL_ATTRS if attrs.get(name) is not None), None)
-    try:
-        fill = float(np.ravel(fill)[0])
-    except (TypeError, ValueError, IndexError):
-        return None
-    if not np.isfinite(fill):
-        return None                 # NaN fills are nodata anyway
-    return ~(values == fill).any(axis=0)
-
-
-def _xarray_source(X):
-    if X.ndim != 3:
-        raise HsanomalyError(f"DataArray {X.name!r}: expected dimensions (band, y, x), got {X.dims}")
-    band_dim = band_dimension(X)
-    spatial = [d for d in X.dims if d != band_dim]
-    X = X.transpose(band_dim, *spatial)
-    values = np.asarray(X.values)
-    source = ArraySource(values, valid=_filled(values, X.attrs),
-                         name=str(X.name or "<DataArray>"))
-
-    def wrap(value):
-        import xarray as xr
-
-        coords = {d: X.coords[d] for d in spatial if d in X.coords}
-        coords.update({name: c for name, c in X.coords.items()
-                       if not set(c.dims) & {band_dim} and name not in coords})
-        if value.ndim == 2:
-            return xr.DataArray(value, dims=spatial, coords=coords, attrs=dict(X.attrs),
-                                name="score")
-        dims = ("output_band", *spatial)
-        return xr.DataArray(value, dims=dims, coords=coords, attrs=dict(X.attrs))
-
-    return source, wrap

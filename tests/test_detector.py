@@ -302,3 +302,26 @@ def test_the_file_jobs_refuse_an_array_or_a_dataset_in_one_line(synthetic_raster
                                                          r"use hsanomaly.Detector"):
                     job()
     assert not list(tmp_path.iterdir())
+
+
+def test_a_data_arrays_scale_and_offset_apply_and_its_value_attributes_stay_behind(tmp_path):
+    """An unmasked rioxarray read carries scale_factor/add_offset beside _FillValue: they were
+    ignored on the way in (model scores then differed from the raster's), and every attribute
+    was copied onto the scores, so a netCDF round trip scaled the scores by scale_factor."""
+    xr = pytest.importorskip("xarray")
+    cube, _ = synthetic_cube()
+    counts = np.round(cube * 1000).astype(np.int16)
+    scaled = counts * np.float32(0.001) + np.float32(2.0)
+    attrs = {"scale_factor": 0.001, "add_offset": 2.0, "_FillValue": -1, "units": "reflectance",
+             "crs": "EPSG:32633"}
+    raw = xr.DataArray(counts, dims=("band", "y", "x"), attrs=attrs)
+    detector = hsanomaly.Detector("rx").fit(raw)
+    np.testing.assert_allclose(detector.scorer_.mean_, hsanomaly.Detector("rx").fit(
+        scaled).scorer_.mean_, rtol=1e-6)                   # fitted on the values, not the counts
+    heat = detector.score(raw)
+    assert heat.attrs == {"crs": "EPSG:32633", "long_name": "anomaly score (high = anomalous)"}
+    heat.to_netcdf(tmp_path / "heat.nc")
+    with xr.open_dataarray(tmp_path / "heat.nc") as back:
+        np.testing.assert_array_equal(back.values, heat.values)
+    with pytest.raises(HsanomalyError, match="scale_factor/add_offset attributes are not usable"):
+        hsanomaly.Detector("rx").fit(raw.assign_attrs(scale_factor=[1.0, 2.0]))

@@ -1,0 +1,131 @@
+"""The in-memory inputs ``Detector`` takes, each as a pixel source and a way back to its form:
+numpy cubes (bands, rows, cols), masked arrays (the mask is nodata), open rasterio datasets,
+and xarray DataArrays (the band dimension found by name; fill values, scale and offset in
+the attributes, as an unmasked rioxarray read carries them, honoured as a raster's are)."""
+
+import numpy as np
+
+from ..errors import HsanomalyError
+from .source import ArraySource, RasterSource
+
+
+def as_source(X):
+    """(a pixel source over X, a function giving a (rows, cols) or (k, rows, cols) result X's
+    form back): numpy arrays stay numpy, xarray DataArrays come back with coordinates."""
+    if hasattr(X, "read") and getattr(X, "closed", False) is True:   # asked before GDAL is
+        raise HsanomalyError(f"{X.name}: the rasterio dataset is closed")
+    if hasattr(X, "read") and hasattr(X, "profile"):          # an open rasterio dataset
+        return RasterSource.from_dataset(X), _same
+    if type(X).__module__.startswith("xarray") and type(X).__name__ == "DataArray":
+        return _xarray_source(X)
+    if isinstance(X, np.ma.MaskedArray):
+        return _masked_source(X), _same
+    if isinstance(X, np.ndarray) or (hasattr(X, "__array__") and not hasattr(X, "data_vars")):
+        return ArraySource(np.asarray(X)), _same
+    raise HsanomalyError(f"{type(X).__name__}: expected a numpy cube (bands, rows, cols), an open "
+                         "rasterio dataset or an xarray DataArray (band, y, x)")
+
+
+def _same(value):
+    return value
+
+
+def _masked_source(X):
+    """A masked pixel is left out (NaN score, not in the fit), as nodata is in a raster; a pixel
+    masked in one band is masked, as a raster's per-band nodata makes it."""
+    return ArraySource(np.ma.getdata(X), valid=~np.ma.getmaskarray(X).any(axis=0))
+
+
+# names of the band and of the spatial dimensions in the xarray conventions users meet
+# (rioxarray's band/y/x, xarray's own lat/lon, image rows/cols)
+BAND_DIMS = ("band", "bands", "wavelength", "wavelengths", "wl", "channel", "channels")
+SPATIAL_DIMS = ("y", "x", "lat", "lon", "latitude", "longitude", "row", "rows", "col", "cols",
+                "column", "columns", "line", "lines", "sample", "samples", "northing", "easting")
+
+
+def band_dimension(X):
+    """The band dimension of a 3-D DataArray: the one named like a band, else the one left
+    beside two spatially named ones, else (no dimension named either way, as xarray's
+    dim_0, dim_1, dim_2) the first, as documented. Anything else is refused, not guessed."""
+    bands = [d for d in X.dims if str(d).lower() in BAND_DIMS]
+    spatial = [d for d in X.dims if str(d).lower() in SPATIAL_DIMS]
+    if len(bands) == 1 and len(spatial) <= 2:
+        return bands[0]
+    if not bands and len(spatial) == 2:
+        return next(d for d in X.dims if d not in spatial)
+    if not bands and not spatial:
+        return X.dims[0]
+    raise HsanomalyError(f"{_name(X)}: cannot tell which of its dimensions {X.dims} "
+                         "holds the bands; name it 'band' (X.rename({...: 'band'}))")
+
+
+def _name(X):
+    """How messages name a DataArray (an unnamed one's name is None)."""
+    return "an unnamed DataArray" if X.name is None else f"DataArray {X.name!r}"
+
+
+# where an unmasked DataArray (rioxarray's open_rasterio, decode_cf=False) names its nodata
+FILL_ATTRS = ("_FillValue", "nodata", "missing_value")
+
+
+def _filled(values, attrs):
+    """The valid pixels of a cube whose attributes name a fill value: a pixel holding it in
+    any band is nodata, as in a raster (None: no fill value named)."""
+    fill = next((attrs[name] for name in FILL_ATTRS if attrs.get(name) is not None), None)
+    try:
+        fill = float(np.ravel(fill)[0])
+    except (TypeError, ValueError, IndexError):
+        return None
+    if not np.isfinite(fill):
+        return None                 # NaN fills are nodata anyway
+    return ~(values == fill).any(axis=0)
+
+
+def _scaled(values, attrs, name):
+    """The values with the attributes' ``scale_factor`` and ``add_offset`` applied (one number,
+    or one per band), as GDAL's band scale and offset are for a raster; as they are without."""
+    scale, offset = attrs.get("scale_factor"), attrs.get("add_offset")
+    if scale is None and offset is None:
+        return values
+    try:
+        scale = np.asarray(1.0 if scale is None else scale, np.float64).reshape(-1, 1, 1)
+        offset = np.asarray(0.0 if offset is None else offset, np.float64).reshape(-1, 1, 1)
+        if not (np.isfinite(scale).all() and np.isfinite(offset).all()) or (scale == 0).any():
+            raise ValueError
+        return values * scale + offset
+    except (TypeError, ValueError):
+        raise HsanomalyError(f"{name}: its scale_factor/add_offset attributes are not usable "
+                             f"(scale_factor {attrs.get('scale_factor')!r}, add_offset "
+                             f"{attrs.get('add_offset')!r}, for {len(values)} bands)") from None
+
+
+# the attributes a score keeps from its input: where it lies, not what its values mean (a
+# fill value, scale or units copied onto the scores would be applied to them by the next reader)
+PLACE_ATTRS = ("crs", "transform", "grid_mapping", "spatial_ref", "AREA_OR_POINT", "res")
+
+
+def _xarray_source(X):
+    name = str(X.name) if X.name is not None else "<DataArray>"
+    if X.ndim != 3:
+        raise HsanomalyError(f"{_name(X)}: expected dimensions (band, y, x), got {X.dims}")
+    band_dim = band_dimension(X)
+    spatial = [d for d in X.dims if d != band_dim]
+    X = X.transpose(band_dim, *spatial)
+    values = np.asarray(X.values)
+    source = ArraySource(_scaled(values, X.attrs, name), valid=_filled(values, X.attrs),
+                         name=name)
+    attrs = {k: v for k, v in X.attrs.items() if k in PLACE_ATTRS}
+
+    def wrap(value):
+        import xarray as xr
+
+        coords = {d: X.coords[d] for d in spatial if d in X.coords}
+        coords.update({name: c for name, c in X.coords.items()
+                       if not set(c.dims) & {band_dim} and name not in coords})
+        if value.ndim == 2:
+            return xr.DataArray(value, dims=spatial, coords=coords, name="score",
+                                attrs={**attrs, "long_name": "anomaly score (high = anomalous)"})
+        dims = ("output_band", *spatial)
+        return xr.DataArray(value, dims=dims, coords=coords, attrs=dict(attrs))
+
+    return source, wrap
