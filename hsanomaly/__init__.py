@@ -12,8 +12,8 @@ The front door:
 from ._version import __version__
 from .api import detect, detect_many, evaluate, train
 from .detector import Detector
-from .errors import HsanomalyError
+from .errors import HsanomalyError, HsanomalyWarning, NotFittedError
 from .scorers import SCORES
 
-__all__ = ["Detector", "HsanomalyError", "SCORES", "__version__", "detect", "detect_many",
-           "evaluate", "train"]
+__all__ = ["Detector", "HsanomalyError", "HsanomalyWarning", "NotFittedError", "SCORES",
+           "__version__", "detect", "detect_many", "evaluate", "train"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from . import defaults
-from .errors import HsanomalyError
+from .errors import HsanomalyError, NotFittedError
 from .io.inputs import as_source
 from .scorers import check_scorer, make_scorer, scorer_class
 
@@ -34,6 +34,7 @@ class Detector:
         # is set: a set_params that is refused leaves the detector as it was
         from .engine.detect import check_tile
 
+        options = {k: v for k, v in options.items() if v is not None}   # None: the default
         check_scorer(score, {**options, **({"model": model} if model is not None else {})})
         check_tile(tile)
         self.score_name = score
@@ -43,11 +44,19 @@ class Detector:
 
     # scikit-learn's parameter protocol -------------------------------------------------------
     def get_params(self, deep=True):
+        """The constructor's parameters: score, model, tile and the options given."""
         return {"score": self.score_name, "model": self.model, "tile": self.tile, **self.options}
 
     def set_params(self, **params):
-        merged = {**self.get_params(), **params}
-        self.__init__(**merged)
+        """Change parameters; an option set to None goes back to the score's default (so
+        ``set_params(score="rx", outer=None)`` leaves local RX's options behind). A fitted
+        detector whose parameters change is no longer fitted: what it learned was learned
+        with the others, so ``score`` asks for ``fit`` again."""
+        before = self.get_params()
+        self.__init__(**{**before, **params})
+        if self.get_params() != before:
+            for name in ("scorer_", "model_", "n_bands_in_", "_workdir"):
+                self.__dict__.pop(name, None)
         return self
 
     def __repr__(self):
@@ -120,7 +129,7 @@ class Detector:
         """{"score": (rows, cols)} plus, with ``extras``, the score's extra outputs (e.g. "recon"
         (bands, rows, cols)) when it has any."""
         if not hasattr(self, "scorer_"):
-            raise HsanomalyError(f"{self!r} is not fitted yet: call fit(X) first")
+            raise NotFittedError(f"{self!r} is not fitted yet: call fit(X) first")
         from .engine import score_array
 
         source, wrap = as_source(X)

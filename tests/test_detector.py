@@ -43,6 +43,24 @@ def test_a_refused_set_params_leaves_the_detector_as_it_was():
                                          "outer": 11, "guard": 3}
 
 
+def test_changed_parameters_unfit_the_detector_and_none_is_the_default():
+    """set_params(score="gmm") on a fitted RX detector printed as gmm and scored RX; an option
+    could not go back to its default, so a detector could not leave local RX's options."""
+    from hsanomaly.errors import NotFittedError
+
+    cube, _ = synthetic_cube()
+    detector = hsanomaly.Detector("rx").fit(cube)
+    assert detector.set_params(tile=256).score(cube).shape == cube.shape[1:]   # unchanged: fitted
+    detector.set_params(score="gmm")
+    with pytest.raises(NotFittedError, match=r"Detector\(score='gmm', tile=256\) is not fitted"):
+        detector.score(cube)
+    assert issubclass(NotFittedError, (HsanomalyError, ValueError, AttributeError))
+    local = hsanomaly.Detector("lrx", outer=11, guard=3, components=None)
+    assert local.get_params() == {"score": "lrx", "model": None, "tile": 256, "outer": 11,
+                                  "guard": 3}
+    assert local.set_params(score="rx", outer=None, guard=None).get_params() == {
+        "score": "rx", "model": None, "tile": 256}
+
 @pytest.mark.parametrize("tile", [0, 7, 1.5, "256", True])
 def test_a_bad_tile_is_refused_when_built(tile):
     with pytest.raises(HsanomalyError, match="--tile must be a whole number of at least 8"):

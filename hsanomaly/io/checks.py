@@ -8,17 +8,21 @@ with one line instead of a MemoryError after minutes.
 """
 
 import os
+import sys
 import warnings
 
-from ..errors import HsanomalyError
+from ..errors import HsanomalyError, HsanomalyWarning
 
-
-class HsanomalyWarning(UserWarning):
-    """A one-line warning about the data (the CLI prints it as ``Warning: ...``)."""
+PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def warn(message):
-    warnings.warn(message, HsanomalyWarning, stacklevel=3)
+    """Warn with ``HsanomalyWarning``, attributed to the first line outside hsanomaly (the
+    caller's own, in a script or a notebook), not to the library line that noticed."""
+    frame, level = sys._getframe(1), 2
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(PACKAGE):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, HsanomalyWarning, stacklevel=level)
 
 
 def available_memory():

@@ -271,8 +271,10 @@ def test_float64_values_float32_rounds_coarsely_are_warned_about(tmp_path):
     fine = write_raster(tmp_path / "fine.tif", cube, dtype="float64")
     result = run_cli("detect", fine, tmp_path / "heat2.tif", "--score", "rx", "-q")
     assert result.returncode == 0 and "Warning" not in result.stderr, result.stderr
-    with pytest.warns(HsanomalyWarning, match="band 3's values lie"):     # the library: arrays
+    with pytest.warns(HsanomalyWarning, match="band 3's values lie") as caught:   # arrays
         hsanomaly.Detector("rx").fit(coarse)
+    assert caught[0].filename == __file__         # the caller's line, not the library's
+    assert hsanomaly.HsanomalyWarning is HsanomalyWarning                 # public, to filter
     with pytest.raises(Exception, match="beyond float32's range"):
         hsanomaly.Detector("rx").fit(cube * 1e300)
 
