@@ -103,7 +103,9 @@ class Detector:
 
         source, _ = as_source(X)
         cls = scorer_class(self.score_name)
-        model = self.model
+        # absolute: a pickled detector is unpickled wherever it goes (another process, another
+        # working directory) and reads the bundle's codebook there
+        model = None if self.model is None else str(Path(self.model).resolve())
         if cls.needs_model and model is None:
             # a scorer's bundle loads on first use: one named for the quick model can be checked
             check_quick_model(source, make_scorer(self.score_name, **self.options,

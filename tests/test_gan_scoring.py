@@ -278,3 +278,39 @@ def test_a_run_scores_with_the_bundle_it_loaded_even_if_the_folder_changes(bundl
             recon.score_samples(X)
     finally:
         fast._shared.clear()
+
+
+def test_a_pickled_detector_finds_its_model_from_another_working_directory(bundle, raster,
+                                                                            tmp_path, monkeypatch):
+    """A model given by a relative path (as the README's example leaves it) was read again,
+    codebook and all, relative to wherever the detector was unpickled; and a bundle moved
+    away was "not a plain .npy array"."""
+    import pickle
+    import shutil
+    import subprocess
+    import sys
+
+    import hsanomaly
+
+    _, cube, _ = raster
+    block = cube[:, :20, :20]
+    shutil.copytree(bundle.path, tmp_path / "m")
+    monkeypatch.chdir(tmp_path)
+    detector = hsanomaly.Detector("recon", model="m", threads=1).fit(block)
+    np.save(tmp_path / "expected.npy", detector.score(block))
+    np.save(tmp_path / "block.npy", block)
+    (tmp_path / "detector.pkl").write_bytes(pickle.dumps(detector))
+    (tmp_path / "elsewhere").mkdir()
+    code = ("import pickle, numpy as np; d = pickle.load(open('../detector.pkl', 'rb')); "
+            "assert np.array_equal(d.score(np.load('../block.npy')), np.load('../expected.npy'), "
+            "equal_nan=True)")
+
+    def in_another_process():
+        return subprocess.run([sys.executable, "-c", code], cwd=tmp_path / "elsewhere",
+                              capture_output=True, text=True, timeout=300)
+
+    result = in_another_process()
+    assert result.returncode == 0, result.stderr
+    shutil.move(tmp_path / "m", tmp_path / "moved")
+    result = in_another_process()
+    assert "codebook.z.npy is gone since the model was loaded" in result.stderr

@@ -128,6 +128,13 @@ class StoredCodebook:
             file = self.path / self.settings["arrays"][name]
             try:
                 data = file.read_bytes()
+            except FileNotFoundError:
+                _fail(self.path, f"{file.name} is gone since the model was loaded (moved or "
+                                 "removed?); a detector fitted on it needs the bundle where it "
+                                 "was, so put it back or fit again")
+            except OSError as err:
+                _fail(self.path, f"{file.name} cannot be read ({err.strerror or err})")
+            try:
                 if hashlib.sha256(data).hexdigest() != self.digests[name]:
                     _fail(self.path, f"{file.name} changed since the model was loaded "
                                      "(replaced or modified); load it again")
