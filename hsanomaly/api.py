@@ -67,8 +67,7 @@ def detect(src, dst, *, score=None, model=None, extras=None, polygons=None, thre
         check_threshold(polygons, threshold, far)
     # built (and its options checked) before any training; the bundle loads on first use
     scorer = make_scorer(score, **options, **({"model": model or quick} if cls.needs_model else {}))
-    solver = getattr(getattr(scorer, "gan", scorer), "solver", None)
-    if "convergence" in (extras or {}) and not solver.measures_convergence:
+    if "convergence" in (extras or {}) and "convergence" in scorer.unmeasured_outputs():
         raise HsanomalyError("--convergence-out: the fast solver with --refine 0 (the default) "
                              "takes no step, so the band would be all zeros; pass --refine N "
                              "or --solver thesis")

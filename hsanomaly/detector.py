@@ -129,7 +129,8 @@ class Detector:
 
     def score_outputs(self, X, extras=True):
         """{"score": (rows, cols)} plus, with ``extras``, the score's extra outputs (e.g. "recon"
-        (bands, rows, cols)) when it has any."""
+        (bands, rows, cols)) when it has any, but for those its configuration cannot measure
+        ("convergence" of a search that takes no step)."""
         if not hasattr(self, "scorer_"):
             raise NotFittedError(f"{self!r} is not fitted yet: call fit(X) first")
         from .engine import score_array
@@ -139,8 +140,9 @@ class Detector:
             raise HsanomalyError(f"{source.name}: has {source.count} bands, but {self!r} was "
                                  f"fitted on {self.n_bands_in_}")
         arrays = score_array(source, self.scorer_, tile=self.tile)
-        if not extras:
-            arrays = {"score": arrays["score"]}
+        kept = ("score",) if not extras else [name for name in arrays
+                                               if name not in self.scorer_.unmeasured_outputs()]
+        arrays = {name: arrays[name] for name in kept}
         return {name: wrap(value[0] if name == "score" else value) for name, value in arrays.items()}
 
     def fit_score(self, X):

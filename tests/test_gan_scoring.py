@@ -314,3 +314,18 @@ def test_a_pickled_detector_finds_its_model_from_another_working_directory(bundl
     shutil.move(tmp_path / "m", tmp_path / "moved")
     result = in_another_process()
     assert "codebook.z.npy is gone since the model was loaded" in result.stderr
+
+
+def test_score_outputs_leaves_out_what_the_search_cannot_measure(bundle, raster):
+    """With refine 0 (the default) the search takes no step: its "convergence" band was all
+    zeros in score_outputs, while detect refuses to write it."""
+    import hsanomaly
+
+    _, cube, _ = raster
+    block = cube[:, :20, :20]
+    plain = hsanomaly.Detector("recon", model=bundle.path, threads=1).fit(block)
+    assert sorted(plain.score_outputs(block)) == ["latent", "recon", "score"]
+    refined = hsanomaly.Detector("recon", model=bundle.path, threads=1, refine=2).fit(block)
+    outputs = refined.score_outputs(block)
+    assert sorted(outputs) == ["convergence", "latent", "recon", "score"]
+    assert (outputs["convergence"] > 0).any()

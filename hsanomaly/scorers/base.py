@@ -59,6 +59,10 @@ class Scorer:
         """Plain-JSON description of the configuration; a resumed run must match it."""
         return {"name": self.name}
 
+    def unmeasured_outputs(self):
+        """Extra outputs this configuration cannot measure (they would be all zeros)."""
+        return ()
+
     def release(self):
         """Let go of what scoring one source kept (results its tiles shared): the engine
         calls it when the tiles are done."""

@@ -73,6 +73,9 @@ class ResidualScorer(Purged, Scorer):
     def extra_bands(self):
         return self.gan.extra_bands
 
+    def unmeasured_outputs(self):
+        return self.gan.unmeasured_outputs()
+
     @property
     def ring_halo(self):
         rings = self.local if self.local is not None else self.residual_local

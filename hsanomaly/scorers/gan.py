@@ -86,6 +86,11 @@ class GanScorer(Scorer):
 
     extra_outputs = ("recon", "latent", "convergence")
 
+    def unmeasured_outputs(self):
+        """"convergence" where the latent search takes no step to measure."""
+        measured = self.solver.measures_convergence or "convergence" not in self.extra_outputs
+        return () if measured else ("convergence",)
+
     @property
     def extra_bands(self):
         bands = {"recon": self.bundle.bands, "latent": self.bundle.latent_dim, "convergence": 1}
