@@ -123,6 +123,9 @@ class Detector:
 
     def score(self, X):
         """Anomaly scores of X, float32 (rows, cols), NaN where X is invalid; high = anomalous.
+        X may be another cube of the same bands than the one fitted on: what ``fit`` learned
+        (the scene's mean and covariance, principal axes, mixture, purge threshold, a model)
+        is kept, while rings and neighbours are X's own.
         An xarray input gives an xarray result with X's coordinates and the attributes that
         place it (``io.inputs.PLACE_ATTRS``)."""
         return self.score_outputs(X, extras=False)["score"]

@@ -15,7 +15,7 @@ class GlobalRX(Scorer):
     """Squared Mahalanobis distance to the scene's mean and covariance, fitted in one streaming pass."""
 
     name = "rx"
-    meaning = "RX: Mahalanobis distance to the scene"
+    meaning = "RX: squared Mahalanobis distance to the scene"
 
     def fit(self, source):
         n, mean, scatter = scene_moments(source)
@@ -47,7 +47,7 @@ class LocalRX(Scorer):
     """
 
     name = "lrx"
-    meaning = "local RX: Mahalanobis distance to the surrounding ring"
+    meaning = "local RX: squared Mahalanobis distance to the surrounding ring"
     options = ("outer", "guard", "components")
 
     def __init__(self, outer=defaults.LRX_OUTER, guard=defaults.LRX_GUARD,
