@@ -160,6 +160,49 @@ def test_tile_store_never_replaces_a_foreign_folder(tmp_path):
     assert (tmp_path / "s.partial" / "thesis.tex").read_text() == "mine"
 
 
+@pytest.mark.parametrize("when", ["before the check", "after the check"])
+def test_a_store_another_run_makes_meanwhile_is_never_removed(tmp_path, monkeypatch, when):
+    """A run that found no store took no lock; another run then made and locked the store, and
+    the first removed it (rmtree when it saw it, or on its own mkdir's FileExistsError)."""
+    import fcntl
+    import os
+
+    import hsanomaly.engine.store as store
+
+    path = tmp_path / "s.partial"
+    held = []
+    real_lock = store.lock_folder
+
+    def other_run_gets_in_first():
+        os.mkdir(path)
+        (path / "tile_0000000.npz").write_bytes(b"the other run's tile")
+        held.append(os.open(path, os.O_RDONLY))
+        fcntl.flock(held[-1], fcntl.LOCK_EX)
+
+    def lock_folder(folder):
+        fd = real_lock(folder)
+        if fd is None and not held and when == "before the check":
+            other_run_gets_in_first()
+        return fd
+
+    monkeypatch.setattr(store, "lock_folder", lock_folder)
+    if when == "after the check":
+        real_mkdir = type(path).mkdir
+
+        def mkdir(self, *args, **kwargs):
+            if self == path and not held:
+                other_run_gets_in_first()
+            return real_mkdir(self, *args, **kwargs)
+
+        monkeypatch.setattr(type(path), "mkdir", mkdir)
+    try:
+        with pytest.raises(HsanomalyError, match="another hsanomaly run is writing this output"):
+            store.TileStore(path, {"input": {}, "config": {}})
+        assert (path / "tile_0000000.npz").read_bytes() == b"the other run's tile"
+    finally:
+        for fd in held:
+            os.close(fd)
+
 def test_heatmap_carries_the_run_fingerprint(tmp_path, synthetic_raster):
     from hsanomaly.engine.detect import expected_fingerprint, read_fingerprint
 

@@ -109,12 +109,22 @@ class TileStore:
                 held = None
                 return
             if self.path.exists():
+                if held is None:       # made since this run looked: another run's, maybe
+                    held = lock_folder(self.path)
                 if not is_tile_store(self.path):
                     raise HsanomalyError(f"{self.path}: holds files that are not hsanomaly "
                                          "tiles; refusing to replace it")
                 shutil.rmtree(self.path)
             try:
                 self.path.mkdir()
+            except FileExistsError:    # another run made it meanwhile: it is that run's
+                raise HsanomalyError(f"{self.path}: another hsanomaly run is writing this "
+                                     "output now; wait for it to finish or choose another "
+                                     "output") from None
+            except OSError as err:
+                raise HsanomalyError(f"{self.path}: cannot create the tile store "
+                                     f"({describe(err)})") from None
+            try:
                 self._hold(lock_folder(self.path))
                 self._write_manifest(manifest)
             except OSError as err:
