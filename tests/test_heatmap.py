@@ -38,8 +38,8 @@ def test_tags_name_the_score_every_parameter_and_the_input(synthetic_raster, tmp
         assert json.loads(tags["HSANOMALY_PARAMETERS"]) == {"name": "lrx", "outer": 7, "guard": 3,
                                                             "components": 10}
         assert tags["HSANOMALY_VERSION"] == hsanomaly.__version__
-        assert ds.descriptions[0] == ("lrx anomaly score (local RX: Mahalanobis distance to the "
-                                      "surrounding ring; high = anomalous)")
+        assert ds.descriptions[0] == ("lrx anomaly score (local RX: squared Mahalanobis distance "
+                                      "to the surrounding ring; high = anomalous)")
         stats = ds.tags(1)
         values = ds.read(1)
         assert float(stats["STATISTICS_MAXIMUM"]) == pytest.approx(np.nanmax(values), rel=1e-6)
