@@ -365,6 +365,31 @@ def test_a_failed_commit_names_the_outputs_it_could_not_put_back(tmp_path, monke
             (tmp_path / "b.txt").mkdir()
     assert (tmp_path / "a.txt").read_text() == "new"
 
+def test_an_interrupt_between_the_renames_puts_back_the_ones_before_it(tmp_path, monkeypatch):
+    """Ctrl-C between two renames left the first output new and the second old, and the
+    journals went with the staging, so nothing ever completed or undid it."""
+    import os
+
+    from hsanomaly.io import atomic
+
+    for name in ("a.txt", "b.txt"):
+        (tmp_path / name).write_text("earlier")
+    real_replace = os.replace
+
+    def interrupted(src, dst):
+        if os.path.basename(dst) == "b.txt" and atomic.TMP_SUFFIX in str(src):
+            raise KeyboardInterrupt
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        with atomic.staged() as stage:
+            for name in ("a.txt", "b.txt"):
+                stage.path(tmp_path / name).write_text("new")
+    monkeypatch.undo()
+    assert [(tmp_path / n).read_text() for n in ("a.txt", "b.txt")] == ["earlier", "earlier"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt"]
+
 def test_outputs_in_a_folder_reached_through_a_link_are_replaced_together(tmp_path):
     """The folder's flush after each rename refused the link (O_NOFOLLOW), so the first output
     was replaced, the run said it failed, and the rest stayed from the earlier run."""
@@ -556,6 +581,8 @@ real_replace, real_journal_path = os.replace, atomic._journal_path
 journals = []
 
 def replace_then_die(src, dst):
+    if when == "first rename" and Path(dst) == folder / first:   # linked and journaled only
+        os._exit(9)
     real_replace(src, dst)
     if when == "renames" and Path(dst) == folder / first:    # the first in place, not the rest
         os._exit(9)
@@ -600,6 +627,21 @@ def test_a_run_killed_between_its_renames_is_completed_by_the_next_write(tmp_pat
     assert (tmp_path / "b.txt").read_text() == "new b"
     assert (tmp_path / "model" / "w").read_text() == "new model"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt", "model", "other.txt"]
+
+
+def test_a_run_killed_before_its_first_rename_is_completed_whole(tmp_path):
+    """The earlier file, kept as a hard link to put back if a rename failed, changed its
+    change time after the journal had recorded it: the next write took the first output for
+    one the user had changed and completed only the others (outputs from two runs)."""
+    from hsanomaly.io.atomic import atomic_path
+    from hsanomaly.io.checks import HsanomalyWarning
+
+    _killed_while_replacing(tmp_path, when="first rename")
+    with pytest.warns(HsanomalyWarning, match="a.txt, .*b.txt, .*model: completed, as the run"):
+        with atomic_path(tmp_path / "other.txt") as tmp:
+            tmp.write_text("x")
+    assert [(tmp_path / n).read_text() for n in ("a.txt", "b.txt")] == ["new a", "new b"]
+    assert (tmp_path / "model" / "w").read_text() == "new model"
 
 
 def test_an_output_changed_since_the_killed_run_is_left_as_it_is(tmp_path):

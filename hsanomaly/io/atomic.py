@@ -238,15 +238,22 @@ class Staging:
                                          f"({describe(err)}; disk full or a file-size limit?); "
                                          "nothing was replaced") from None
                 raise
+        for dst, tmp, _, _, is_dir in self._entries:
+            if not is_dir:         # before the journal: a new link changes the file's identity
+                _keep_earlier(tmp, dst)
         if len(self._entries) > 1 or any(entry[4] for entry in self._entries):
             _write_journal([(dst, tmp, is_dir) for dst, tmp, _, _, is_dir in self._entries])
         undos, moved_aside = [], []
-        for dst, tmp, _, _, is_dir in self._entries:
-            try:
+        try:
+            for dst, tmp, _, _, is_dir in self._entries:
                 undos.append((dst, _replace(tmp, dst, is_dir, moved_aside)))
-            except OSError as err:
-                raise HsanomalyError(f"{dst}: cannot replace it ({describe(err)}); "
-                                     f"{_put_back(undos)}") from None
+                _sync_folder(dst)
+        except OSError as err:
+            raise HsanomalyError(f"{dst}: cannot replace it ({describe(err)}); "
+                                 f"{_put_back(undos)}") from None
+        except BaseException:      # interrupted (Ctrl-C) between the renames: put back too
+            _put_back(undos)
+            raise
         for aside in moved_aside:
             shutil.rmtree(aside, ignore_errors=True)
         for path in self._stale:
@@ -380,20 +387,20 @@ def _identity(path, is_dir=False):
 
 
 def _replace(tmp, dst, is_dir, moved_aside=None):
-    """Put staged ``tmp`` in ``dst``'s place. Returns a function that puts back what ``dst``
-    was, so a commit whose later rename fails leaves every output as it was (None where that
-    cannot be done: a file system without hard links). An old directory moved aside is added
-    to ``moved_aside``, for the caller to remove once the commit stands (without the list it
-    is removed at once)."""
-    undo = _replace_dir(tmp, dst, moved_aside) if is_dir else _replace_file(tmp, dst)
-    _sync_folder(dst)
-    return undo
+    """Put staged ``tmp`` in ``dst``'s place (the caller flushes the folder). Returns a
+    function that puts back what ``dst`` was, so a commit whose later rename fails leaves every
+    output as it was (None where that cannot be done: a file system without hard links). An
+    old directory moved aside is added to ``moved_aside``, for the caller to remove once the
+    commit stands (without the list it is removed at once)."""
+    return _replace_dir(tmp, dst, moved_aside) if is_dir else _replace_file(tmp, dst)
 
 
 def _sync_folder(dst):
     """Flush the folder of ``dst`` after a rename in it. The rename has happened, so a failure
     to flush is a warning, not a failed replace."""
     folder = os.path.dirname(os.path.abspath(dst))
+    if os.name == "nt":            # Windows opens no folder to flush; its renames are durable
+        return
     try:
         fsync_path(folder, directory=True)
     except OSError as err:
@@ -401,20 +408,27 @@ def _sync_folder(dst):
              "place, but a system crash now could undo that")
 
 
+def _kept(tmp):
+    """Where the earlier file of staged ``tmp``'s destination is kept during the commit."""
+    return Path(tmp).parent / (".was." + Path(tmp).name)
+
+
+def _keep_earlier(tmp, dst):
+    """Keep the file at ``dst`` as a hard link in ``tmp``'s private directory (removed with it),
+    to put it back if the commit fails; nothing where it cannot be linked."""
+    with contextlib.suppress(OSError):
+        if os.path.lexists(dst):
+            os.link(dst, _kept(tmp), follow_symlinks=False)
+
+
 def _replace_file(tmp, dst):
-    """``os.replace`` with the old file kept as a hard link beside ``tmp`` (in the private
-    directory, removed with it)."""
-    kept = Path(tmp).parent / (".was." + Path(tmp).name)
-    existed = os.path.lexists(dst)
-    try:
-        if existed:
-            os.link(dst, kept, follow_symlinks=False)
-    except OSError:
-        kept = None
+    """``os.replace``, returning the undo: the earlier file back from ``_keep_earlier``'s link,
+    or the new one removed where there was none."""
+    existed, kept = os.path.lexists(dst), _kept(tmp)
     os.replace(tmp, dst)
     if not existed:
         return lambda: os.unlink(dst)
-    return None if kept is None else lambda: os.replace(kept, dst)
+    return (lambda: os.replace(kept, dst)) if os.path.lexists(kept) else None
 
 
 def _put_back(undos):
@@ -525,6 +539,7 @@ def _finish_journal(private, writer):
                 continue
             try:
                 _replace(entry["tmp"], dst, is_dir)
+                _sync_folder(dst)
                 done.append(dst)
             except OSError as err:
                 left.append(f"{dst} ({describe(err)})")

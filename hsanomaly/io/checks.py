@@ -13,7 +13,7 @@ import warnings
 
 from ..errors import HsanomalyError, HsanomalyWarning
 
-PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
 def warn(message):
