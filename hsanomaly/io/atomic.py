@@ -399,7 +399,7 @@ def _sync_folder(dst):
     """Flush the folder of ``dst`` after a rename in it. The rename has happened, so a failure
     to flush is a warning, not a failed replace."""
     folder = os.path.dirname(os.path.abspath(dst))
-    if os.name == "nt":            # Windows opens no folder to flush; its renames are durable
+    if os.name == "nt":            # Windows cannot open a folder to flush it
         return
     try:
         fsync_path(folder, directory=True)
