@@ -469,6 +469,19 @@ def test_an_inputs_fingerprint_covers_every_file_gdal_reads_for_it(tmp_path):
     cube, _ = synthetic_cube(bands=3, rows=20, cols=20)
     data = write_raster(tmp_path / "data.tif", cube)
     assert input_fingerprint(str(data)) == file_fingerprint(data)     # a file read alone: as before
+    # what a viewer writes beside it (QGIS's statistics and histograms, overviews) is no change
+    (tmp_path / "data.tif.aux.xml").write_text(
+        '<PAMDataset><PAMRasterBand band="1"><Histograms><HistItem><HistMin>0</HistMin>'
+        '</HistItem></Histograms><Metadata><MDI key="STATISTICS_MAXIMUM">3</MDI></Metadata>'
+        '</PAMRasterBand></PAMDataset>')
+    (tmp_path / "data.tif.ovr").write_bytes(b"overviews")
+    assert input_fingerprint(str(data)) == file_fingerprint(data)
+    (tmp_path / "data.tif.aux.xml").write_text(        # a nodata value there changes the pixels
+        '<PAMDataset><PAMRasterBand band="1"><NoDataValue>0</NoDataValue></PAMRasterBand>'
+        '</PAMDataset>')
+    assert input_fingerprint(str(data)) != file_fingerprint(data)
+    for side in ("data.tif.aux.xml", "data.tif.ovr"):
+        (tmp_path / side).unlink()
     vrt = tmp_path / "scene.vrt"
     bands = "".join(
         f'<VRTRasterBand dataType="Float32" band="{b}"><SimpleSource><SourceFilename '

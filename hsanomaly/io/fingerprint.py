@@ -18,6 +18,7 @@ import os
 import numpy as np
 
 FULL_HASH_BYTES = 64 * 2**20
+SIDE_HASH_BYTES = 2**20      # the other files an input reads: by content up to this size
 SAMPLE_BLOCK = 2**16
 SAMPLE_BLOCKS = 64
 
@@ -77,15 +78,65 @@ def input_fingerprint(src, source=None):
 
 def path_fingerprint(path):
     """The fingerprint of file ``path`` and of the other files GDAL reads for it (a VRT's
-    sources, an ENVI header, side files such as .aux.xml or .msk): a change to any of them
-    changes the pixels read. A file read alone keeps its ``file_fingerprint``."""
+    sources, an ENVI header, a mask, a .aux.xml): a change to any of them changes the pixels
+    read. A file read alone keeps its ``file_fingerprint``. Overviews (.ovr) are left out,
+    as is what a viewer writes into a .aux.xml on its own (statistics, histograms: QGIS
+    does when it draws the layer), so looking at an input never makes it "changed"."""
     from .source import dataset_files
 
     own = os.path.abspath(path)
     others = sorted({os.path.abspath(f) for f in dataset_files(path)} - {own})
     fingerprint = file_fingerprint(path)
-    found = {f: file_fingerprint(f) for f in others if os.path.isfile(f)}
+    found = {f: _side_fingerprint(f) for f in others if not f.lower().endswith(".ovr")}
+    found = {f: v for f, v in found.items() if v is not None}
     return {**fingerprint, "with": found} if found else fingerprint
+
+
+def _side_fingerprint(path):
+    """A cheap fingerprint of a file GDAL reads beside an input, None where there is nothing
+    that changes the pixels: small files (headers, .aux.xml) by content, large ones (a VRT's
+    many sources) by size and modification time, an unreadable one by what ``stat`` says."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    try:
+        if path.lower().endswith(".aux.xml"):
+            return _pam_fingerprint(path)
+        if st.st_size <= SIDE_HASH_BYTES:
+            return file_fingerprint(path)
+    except (OSError, ValueError):
+        pass
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+VIEWER_WRITTEN = ("Histograms",)          # .aux.xml elements a viewer adds on its own
+
+
+def _pam_fingerprint(path):
+    """sha256 of a GDAL .aux.xml without its statistics and histograms (None if nothing else
+    is left): its nodata, scale, offset or georeferencing change the pixels read."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as err:
+        raise ValueError(str(err)) from None
+
+    def prune(element):
+        for child in list(element):
+            key = child.get("key") or ""
+            if child.tag in VIEWER_WRITTEN or (child.tag == "MDI" and key.startswith("STATISTICS_")):
+                element.remove(child)
+                continue
+            prune(child)
+            if child.tag in ("Metadata", "PAMRasterBand") and not len(child) and not (
+                    child.text or "").strip():
+                element.remove(child)
+    prune(root)
+    if not len(root):
+        return None
+    return {"pam_sha256": hashlib.sha256(ET.tostring(root)).hexdigest()}
 
 
 def _pixel_fingerprint(source):
