@@ -52,6 +52,7 @@ def detect(src, dst, *, score=None, model=None, extras=None, polygons=None, thre
     from .validate import check_raster_path, check_request, detect_paths
 
     check_raster_path(src)
+    src = os.fspath(src)
     score = defaults.SCORE if score is None else score
     cls = check_request(score, model, options, extras, tile, workers, scheduler, resume=resume,
                         cog=cog, overwrite=overwrite, progress=progress)
@@ -135,12 +136,10 @@ def detect_many(inputs, out_dir, *, score=None, model=None, tile=defaults.TILE, 
     score = defaults.SCORE if score is None else score
     cls = check_request(score, model, options, None, tile, workers, scheduler,
                         overwrite=overwrite, progress=progress)
-    one = isinstance(inputs, (str, Path)) or hasattr(inputs, "__array__") or not hasattr(
-        inputs, "__iter__")
-    inputs = [inputs] if one else list(inputs)
+    inputs = _inputs(inputs)
     for src in inputs:
         check_raster_path(src, "INPUTS")
-    inputs = [str(src) for src in inputs]
+    inputs = [os.fspath(src) for src in inputs]
     out_dir = Path(out_dir)
     targets = [(src, batch_output(src, out_dir, score)) for src in inputs]
     batch_paths(targets, out_dir, scene_model_path if cls.needs_model and model is None else None,
@@ -169,6 +168,21 @@ def detect_many(inputs, out_dir, *, score=None, model=None, tile=defaults.TILE, 
             except Exception as err:       # one raster's failure never stops the batch
                 items[i] = BatchItem(src, str(dst), "failed", error=_one_line(src, err))
     return items
+
+
+def _inputs(inputs):
+    """``detect_many``'s inputs as a list: one path, or the names in a list, a pandas Series
+    or a numpy array of them; anything else (a cube, a dataset) is one input, refused by
+    name rather than taken apart."""
+    import numpy as np
+
+    from .validate import is_path
+
+    if is_path(inputs) or not hasattr(inputs, "__iter__"):
+        return [inputs]
+    if hasattr(inputs, "__array__") and np.asarray(inputs).dtype.kind not in "USO":
+        return [inputs]
+    return list(inputs)
 
 
 def _batch_state(src, dst, score, model, tile, options):

@@ -4,6 +4,7 @@
 the option or path at fault, before a model is trained or a tile is scored.
 """
 
+import os
 from pathlib import Path
 
 from .errors import HsanomalyError
@@ -14,12 +15,13 @@ from .options import check_flags
 
 
 def is_path(value):
-    return isinstance(value, (str, Path))
+    return isinstance(value, (str, os.PathLike))
 
 
 def check_raster_path(src, label="SRC"):
-    """Refuse, in one line, a raster given as anything but its name (a str or Path): an open
-    dataset, an array or a DataArray is the Detector's, and an array's text is no file name."""
+    """Refuse, in one line, a raster given as anything but its name (a str or path-like): an
+    open dataset, an array or a DataArray is the Detector's, and an array's text is no file
+    name."""
     if not is_path(src):
         raise HsanomalyError(f"{label}: expected a raster's path (a str or Path), got a "
                              f"{type(src).__name__}; to score an open dataset, an array or a "

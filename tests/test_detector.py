@@ -320,6 +320,14 @@ def test_the_file_jobs_refuse_an_array_or_a_dataset_in_one_line(synthetic_raster
                                                          r"use hsanomaly.Detector"):
                     job()
     assert not list(tmp_path.iterdir())
+    import pathlib
+
+    import pandas as pd
+
+    hsanomaly.detect(pathlib.PurePosixPath(path), tmp_path / "heat.tif", score="rx")
+    for names in (np.array([str(path)]), pd.Series([str(path)])):      # names, not a cube
+        assert [item.status for item in hsanomaly.detect_many(
+            names, tmp_path / "many", score="rx", overwrite=True)] == ["scored"]
 
 
 def test_a_data_arrays_scale_and_offset_apply_and_its_value_attributes_stay_behind(tmp_path):
