@@ -351,3 +351,9 @@ def test_a_data_arrays_scale_and_offset_apply_and_its_value_attributes_stay_behi
         np.testing.assert_array_equal(back.values, heat.values)
     with pytest.raises(HsanomalyError, match="scale_factor/add_offset attributes are not usable"):
         hsanomaly.Detector("rx").fit(raw.assign_attrs(scale_factor=[1.0, 2.0]))
+    from hsanomaly.io.inputs import _scaled
+
+    assert _scaled(counts, {"scale_factor": 1.0, "add_offset": 0.0}, "x") is counts  # no copy
+    one = raw[:1].assign_attrs(scale_factor=[1.0, 2.0, 3.0])      # 3 scales for 1 band
+    with pytest.raises(HsanomalyError, match="scale_factor/add_offset attributes are not usable"):
+        hsanomaly.Detector("rx").fit(one)

@@ -90,8 +90,11 @@ def _scaled(values, attrs, name):
     try:
         scale = np.asarray(1.0 if scale is None else scale, np.float64).reshape(-1, 1, 1)
         offset = np.asarray(0.0 if offset is None else offset, np.float64).reshape(-1, 1, 1)
-        if not (np.isfinite(scale).all() and np.isfinite(offset).all()) or (scale == 0).any():
+        if not (np.isfinite(scale).all() and np.isfinite(offset).all()) or (scale == 0).any() \
+                or len(scale) not in (1, len(values)) or len(offset) not in (1, len(values)):
             raise ValueError
+        if (scale == 1).all() and (offset == 0).all():
+            return values               # rioxarray writes them always: no float64 copy then
         return values * scale + offset
     except (TypeError, ValueError):
         raise HsanomalyError(f"{name}: its scale_factor/add_offset attributes are not usable "
