@@ -40,7 +40,9 @@ def check_not_in_use(gpkg_path, label="--polygons"):
         if wal.stat().st_size > 0:
             raise HsanomalyError(f"{gpkg_path}: {label} is open in another program with changes "
                                  f"not yet written into it ({wal.name}); close it there (or "
-                                 "choose another name) and run again")
+                                 "choose another name) and run again. If no program has it "
+                                 "open, one stopped before merging them: open it once (QGIS, "
+                                 "ogrinfo) to merge them")
 
 
 def check_threshold(gpkg_path, threshold, far):
@@ -122,7 +124,11 @@ def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, chunk=R
         description += "; not georeferenced: coordinates are pixel coordinates, area is null"
     elif crs is None:
         description += "; no CRS: map coordinates of a reference system the raster does not name"
-    check = _gpkg_check(len(records))
+    counted = _gpkg_check(len(records))
+
+    def check(tmp):                # at the commit too: a program may have opened it since
+        counted(tmp)
+        check_not_in_use(gpkg_path)
     with contextlib.ExitStack() as stack:
         tmp = (stage.path(gpkg_path, check=check, create=False) if stage is not None else
                stack.enter_context(atomic_path(gpkg_path, check=check, create=False)))

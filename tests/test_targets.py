@@ -366,3 +366,22 @@ def test_a_geopackage_open_with_changes_in_its_write_ahead_log_is_not_replaced(s
     finally:
         holder.close()                 # the changes go into the file, the log goes
     hsanomaly.detect(path, tmp_path / "h.tif", score="lrx", polygons=gpkg, far=1e-2)
+    # a program that opens it while the run scores: refused at the commit, nothing replaced
+    import hsanomaly.polygons as polygons
+
+    real = polygons._gpkg_check
+
+    def opened_meanwhile(count):
+        def check(tmp):
+            (tmp_path / "t.gpkg-wal").write_bytes(b"pages of an edit")
+            return real(count)(tmp)
+        return check
+
+    before = gpkg.read_bytes()
+    polygons._gpkg_check = opened_meanwhile
+    try:
+        with pytest.raises(HsanomalyError, match="changes not yet written into it"):
+            hsanomaly.detect(path, tmp_path / "h.tif", score="rx", polygons=gpkg, far=1e-2)
+    finally:
+        polygons._gpkg_check = real
+    assert gpkg.read_bytes() == before
