@@ -97,7 +97,7 @@ class Detector:
 
     def fit(self, X, y=None):
         """Fit on X (a cube (bands, rows, cols), whose mask, if a masked array, is nodata; an
-        open rasterio dataset; or an xarray DataArray, see ``band_dimension``); returns self."""
+        open rasterio dataset; or an xarray DataArray, see ``io.inputs``); returns self."""
         from .engine.detect import check_scorable
         from .quickmodel import check_quick_model
 

@@ -7,7 +7,7 @@ from functools import partial
 from pathlib import Path
 
 from .. import defaults
-from ..io.atomic import staged
+from ..io.atomic import non_empty, staged
 from ..io.ownership import has_json_keys, starts_with
 from ..io.paths import DIRECTORY, check_paths, check_replaceable_file, check_report_folder
 
@@ -241,10 +241,11 @@ def write_results(result, out_dir, overwrite=False, markdown=None):
                 "selection": result.selection.to_dict() if result.selection else None,
                 "runs": result.runs, "summary": result.summary}
     with staged() as stage:
-        _write_csv(stage.path(paths["results.csv"]), result.runs, RUN_COLUMNS)
-        _write_csv(stage.path(paths["summary.csv"]), result.summary, SUMMARY_COLUMNS)
-        stage.path(paths["results.json"]).write_text(json.dumps(document, indent=1) + "\n")
+        _write_csv(stage.path(paths["results.csv"], non_empty), result.runs, RUN_COLUMNS)
+        _write_csv(stage.path(paths["summary.csv"], non_empty), result.summary, SUMMARY_COLUMNS)
+        stage.path(paths["results.json"], non_empty).write_text(json.dumps(document, indent=1)
+                                                                + "\n")
         extra = [Path(markdown)] if markdown and not _same_file(markdown, paths["results.md"]) else []
         for path in [paths["results.md"]] + extra:
-            stage.path(path).write_text(format_markdown(result))
+            stage.path(path, non_empty).write_text(format_markdown(result))
     return paths

@@ -289,11 +289,25 @@ def staged():
 
 
 @contextlib.contextmanager
+def drawing_folder(folder):
+    """A private folder inside ``folder`` to draw many outputs into before they are staged
+    (on the same file system, so they move into the stage by rename). Named as the stage's
+    own are, so what a killed run left is removed by the next write in ``folder``."""
+    _remove_stale(folder)
+    path = Path(tempfile.mkdtemp(prefix=f".drawn.{_this_writer()}.", suffix=TMP_SUFFIX,
+                                 dir=folder))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def atomic_path(path, check=None, create=True):
     """Yield a temporary path for ``path``; it replaces ``path`` only if the block and ``check``
     succeed. ``create=False`` leaves the file for the writer to create (e.g. GeoPackages)."""
     with staged() as stage:
-        yield stage.path(path, check=check or _non_empty, create=create)
+        yield stage.path(path, check=check or non_empty, create=create)
 
 
 @contextlib.contextmanager
@@ -303,7 +317,7 @@ def atomic_directory(path, check=None):
         yield stage.directory(path, check=check)
 
 
-def _non_empty(path):
+def non_empty(path):
     with open(path, "rb") as f:
         if not f.read(1):
             raise HsanomalyError(f"{path}: the written file is empty")

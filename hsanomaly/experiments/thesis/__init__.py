@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ...errors import HsanomalyError
 from ...evaluation.plots import png_check
-from ...io.atomic import staged
+from ...io.atomic import drawing_folder, staged
 from ...io.ownership import has_json_keys, is_own_png, starts_with
 from ...io.paths import check_report_folder
 from ...runtime import training_unavailable
@@ -116,7 +116,7 @@ def generate_thesis(data_dir, out_dir="docs", config=None, models_dir=None, jobs
         # the figures are drawn into a folder of their own beside ``figures``, then replace the
         # earlier ones together with the document that describes them
         with tempfile.TemporaryDirectory(prefix="hsanomaly-thesis-") as workdir, \
-                tempfile.TemporaryDirectory(prefix=".figures.", dir=out) as drawn:
+                drawing_folder(figures) as drawn:
             root = Path(models_dir or Path(workdir) / "models")
             work = [(scene, config, Path(drawn), root) for scene in scenes]
             results = map_scenes(thesis_scene, work, jobs, log)
