@@ -102,6 +102,8 @@ class TileStore:
         try:
             self.resumed = resume and (self.path / MANIFEST).is_file()
             if self.resumed:
+                if held is None:       # made since this run looked: another run's, maybe
+                    held = lock_folder(self.path)
                 self._check_previous(manifest)
                 for stray in self.path.glob(".*"):
                     stray.unlink(missing_ok=True)
