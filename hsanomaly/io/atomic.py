@@ -102,12 +102,41 @@ def describe(err):
     if isinstance(err, OSError) and err.strerror:
         return err.strerror.lower()
     text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
+    text = text[0] if text else type(err).__name__
+    return text if len(text) <= DESCRIBED else text[:DESCRIBED - 3] + "..."   # SQL, say
 
 
 def write_failure(path, err):
     """The one-line HsanomalyError for a failed write of ``path``."""
-    return HsanomalyError(f"{path}: cannot write ({describe(err)}); nothing was replaced")
+    return HsanomalyError(f"{path}: cannot write ({describe(err)}{_space_hint(path, err)}); "
+                          "nothing was replaced")
+
+
+DESCRIBED = 160             # characters of a library's own message kept in the one line
+LOW_SPACE = 16 * 2**20      # free bytes under which a failed write names the free space
+
+
+def _space_hint(path, err):
+    """What a writer's own message may hide (SQLite says "no such table", numpy "N requested
+    and M written"): little space left in the folder, or a file-size limit."""
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return ""                  # ``describe`` says so already
+    hints = []
+    with contextlib.suppress(OSError):
+        free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
+        if free < LOW_SPACE:
+            hints.append(f"only {_size(free)} free on its disk")
+    with contextlib.suppress(ImportError, OSError, ValueError):
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if limit != resource.RLIM_INFINITY:
+            hints.append(f"a file-size limit of {_size(limit)} (ulimit -f)")
+    return f"; {' and '.join(hints)}" if hints else ""
+
+
+def _size(n):
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.0f} KiB"
 
 
 def is_write_error(err):

@@ -35,9 +35,9 @@ def test_limit_while_writing_polygons_keeps_every_output(tmp_path, scene, earlie
     gpkg.write_bytes(b"earlier polygons")
     tree = Tree(tmp_path)
     result = run_cli("detect", scene, earlier, *DETECT, "--polygons", gpkg, "--threshold", "50",
-                     fsize=32768)
-    assert_one_error(result, "targets.gpkg")
-    tree.assert_unchanged(new=["heat.tif.partial/"])
+                     "--overwrite", fsize=32768)       # (without it, refused before any work)
+    assert_one_error(result, "targets.gpkg", "a file-size limit of 32 KiB (ulimit -f)")
+    tree.assert_unchanged(new=["heat.tif.partial/"])       # (SQLite only says "no such table")
 
 
 def test_convert_under_a_limit(tmp_path):
