@@ -131,15 +131,12 @@ def detect_many(inputs, out_dir, *, score=None, model=None, tile=defaults.TILE, 
     """
     from tqdm.auto import tqdm
 
-    from .validate import batch_paths, check_raster_path, check_request
+    from .validate import batch_inputs, batch_paths, check_request
 
     score = defaults.SCORE if score is None else score
     cls = check_request(score, model, options, None, tile, workers, scheduler,
                         overwrite=overwrite, progress=progress)
-    inputs = _inputs(inputs)
-    for src in inputs:
-        check_raster_path(src, "INPUTS")
-    inputs = [os.fspath(src) for src in inputs]
+    inputs = batch_inputs(inputs)
     out_dir = Path(out_dir)
     targets = [(src, batch_output(src, out_dir, score)) for src in inputs]
     batch_paths(targets, out_dir, scene_model_path if cls.needs_model and model is None else None,
@@ -168,21 +165,6 @@ def detect_many(inputs, out_dir, *, score=None, model=None, tile=defaults.TILE, 
             except Exception as err:       # one raster's failure never stops the batch
                 items[i] = BatchItem(src, str(dst), "failed", error=_one_line(src, err))
     return items
-
-
-def _inputs(inputs):
-    """``detect_many``'s inputs as a list: one path, or the names in a list, a pandas Series
-    or a numpy array of them; anything else (a cube, a dataset) is one input, refused by
-    name rather than taken apart."""
-    import numpy as np
-
-    from .validate import is_path
-
-    if is_path(inputs) or not hasattr(inputs, "__iter__"):
-        return [inputs]
-    if hasattr(inputs, "__array__") and np.asarray(inputs).dtype.kind not in "USO":
-        return [inputs]
-    return list(inputs)
 
 
 def _batch_state(src, dst, score, model, tile, options):

@@ -28,6 +28,23 @@ def check_raster_path(src, label="SRC"):
                              "DataArray, use hsanomaly.Detector")
 
 
+def batch_inputs(inputs):
+    """``detect_many``'s inputs as a list of names: one path, or those in a list, a pandas
+    Series or a numpy array; anything else (a cube, a dataset) is one input, refused in one
+    line rather than taken apart."""
+    import numpy as np
+
+    if is_path(inputs) or not hasattr(inputs, "__iter__"):
+        inputs = [inputs]
+    elif hasattr(inputs, "__array__") and np.asarray(inputs).dtype.kind not in "USO":
+        inputs = [inputs]
+    else:
+        inputs = list(inputs)       # a generator is read once
+    for src in inputs:
+        check_raster_path(src, "INPUTS")
+    return [os.fspath(src) for src in inputs]
+
+
 def detect_paths(src, dst, *, model=None, extras=None, png=None, polygons=None, quick_model=None,
                  overwrite=False):
     """Refuse colliding, unwritable or unreplaceable outputs of one detect run; without
