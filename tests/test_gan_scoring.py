@@ -329,3 +329,20 @@ def test_score_outputs_leaves_out_what_the_search_cannot_measure(bundle, raster)
     outputs = refined.score_outputs(block)
     assert sorted(outputs) == ["convergence", "latent", "recon", "score"]
     assert (outputs["convergence"] > 0).any()
+
+
+def test_a_residual_ring_too_small_is_refused_before_the_residuals(bundle, raster, monkeypatch):
+    """The rings over the GAN residuals were checked only when fitted on them, after the
+    latent search over the sample (or, without a model, after training a quick one)."""
+    import hsanomaly
+    from hsanomaly.errors import HsanomalyError
+    from hsanomaly.scorers.gan import GanScorer
+
+    def searched(*args):
+        raise AssertionError("the latent search ran")
+
+    monkeypatch.setattr(GanScorer, "score_windows", searched)
+    _, cube, _ = raster
+    with pytest.raises(HsanomalyError, match="local RX ring 3/1 holds 8 pixels, too few for a "
+                                             "covariance on 10 components"):
+        hsanomaly.Detector("rescontext", model=bundle.path, rings="3/1").fit(cube)   # residuals only

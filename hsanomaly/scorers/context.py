@@ -104,6 +104,9 @@ class ResidualScorer(Purged, Scorer):
         self.gan.check(source)
         if self.local is not None:
             self.local.check(source)
+        if self.residual_local is not None:     # rings over the residuals: the model's bands
+            for local in self.residual_local.locals:
+                local.check_ring_size(self.gan.bundle.bands)
 
     def fit(self, source):
         residual = self._residual(source.sample(self.sample, self.seed))[0]
