@@ -479,7 +479,13 @@ def test_an_inputs_fingerprint_covers_every_file_gdal_reads_for_it(tmp_path):
     (tmp_path / "data.tif.aux.xml").write_text(        # a nodata value there changes the pixels
         '<PAMDataset><PAMRasterBand band="1"><NoDataValue>0</NoDataValue></PAMRasterBand>'
         '</PAMDataset>')
-    assert input_fingerprint(str(data)) != file_fingerprint(data)
+    with_nodata = input_fingerprint(str(data))
+    assert with_nodata != file_fingerprint(data)
+    (tmp_path / "data.tif.aux.xml").write_text(        # ... and statistics added beside it do not
+        '<PAMDataset>\n  <PAMRasterBand band="1">\n    <Histograms />\n    <NoDataValue>0'
+        '</NoDataValue>\n    <Metadata>\n      <MDI key="STATISTICS_MEAN">1</MDI>\n    '
+        '</Metadata>\n  </PAMRasterBand>\n</PAMDataset>\n')
+    assert input_fingerprint(str(data)) == with_nodata
     for side in ("data.tif.aux.xml", "data.tif.ovr"):
         (tmp_path / side).unlink()
     vrt = tmp_path / "scene.vrt"

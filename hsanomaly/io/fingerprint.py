@@ -136,6 +136,9 @@ def _pam_fingerprint(path):
     prune(root)
     if not len(root):
         return None
+    for element in root.iter():          # GDAL re-indents the file whenever it rewrites it
+        element.text = (element.text or "").strip() or None
+        element.tail = None
     return {"pam_sha256": hashlib.sha256(ET.tostring(root)).hexdigest()}
 
 
