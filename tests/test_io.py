@@ -495,12 +495,20 @@ def test_an_inputs_fingerprint_covers_every_file_gdal_reads_for_it(tmp_path):
         "</VRTRasterBand>" for b in (1, 2, 3))
     vrt.write_text(f'<VRTDataset rasterXSize="20" rasterYSize="20">{bands}</VRTDataset>')
     before = input_fingerprint(str(vrt))
+    import shutil
+
+    moved = shutil.copytree(tmp_path, tmp_path.parent / f"{tmp_path.name}-moved")
+    assert input_fingerprint(str(moved / "scene.vrt")) == before        # a moved project
     write_raster(data, cube[:, ::-1])                                   # other pixels, same XML
     assert input_fingerprint(str(vrt)) != before
     with rasterio.open(tmp_path / "scene.img", "w", driver="ENVI", count=3, width=20, height=20,
                        dtype="float32") as dst:
         dst.write(cube)
     before = input_fingerprint(str(tmp_path / "scene.img"))
+    with rasterio.open(tmp_path / "scene.img") as ds:     # statistics, as QGIS asks for them:
+        ds.stats(indexes=[1])                             # GDAL copies the header into PAM too
+    assert (tmp_path / "scene.img.aux.xml").exists()
+    assert input_fingerprint(str(tmp_path / "scene.img")) == before
     header = tmp_path / "scene.hdr"
     header.write_text(header.read_text().replace("byte order = 0", "byte order = 1"))
     assert input_fingerprint(str(tmp_path / "scene.img")) != before

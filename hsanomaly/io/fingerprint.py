@@ -79,15 +79,18 @@ def input_fingerprint(src, source=None):
 def path_fingerprint(path):
     """The fingerprint of file ``path`` and of the other files GDAL reads for it (a VRT's
     sources, an ENVI header, a mask, a .aux.xml): a change to any of them changes the pixels
-    read. A file read alone keeps its ``file_fingerprint``. Overviews (.ovr) are left out,
-    as is what a viewer writes into a .aux.xml on its own (statistics, histograms: QGIS
-    does when it draws the layer), so looking at an input never makes it "changed"."""
+    read. A file read alone keeps its ``file_fingerprint``. Side files are named relative to
+    the input's folder (a moved project keeps its fingerprints); overviews (.ovr) are left
+    out, and of a .aux.xml only what changes the pixels read counts (``_pam_fingerprint``),
+    so a viewer's statistics never make an input "changed"."""
     from .source import dataset_files
 
     own = os.path.abspath(path)
+    folder = os.path.dirname(own)
     others = sorted({os.path.abspath(f) for f in dataset_files(path)} - {own})
     fingerprint = file_fingerprint(path)
-    found = {f: _side_fingerprint(f) for f in others if not f.lower().endswith(".ovr")}
+    found = {os.path.relpath(f, folder): _side_fingerprint(f) for f in others
+             if os.path.isfile(f) and not f.lower().endswith(".ovr")}
     found = {f: v for f, v in found.items() if v is not None}
     return {**fingerprint, "with": found} if found else fingerprint
 
@@ -110,12 +113,16 @@ def _side_fingerprint(path):
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-VIEWER_WRITTEN = ("Histograms",)          # .aux.xml elements a viewer adds on its own
+# what in a GDAL .aux.xml changes the pixels read or where they lie; the rest (statistics,
+# histograms, and the metadata GDAL copies there from an ENVI header when a viewer asks for
+# statistics) does not
+PAM_PIXELS = ("SRS", "GeoTransform", "GCPList", "NoDataValue", "Offset", "Scale", "ColorInterp")
 
 
 def _pam_fingerprint(path):
-    """sha256 of a GDAL .aux.xml without its statistics and histograms (None if nothing else
-    is left): its nodata, scale, offset or georeferencing change the pixels read."""
+    """sha256 of what in a GDAL .aux.xml changes the pixels read (``PAM_PIXELS``, of the
+    dataset and of each band), None if nothing does."""
+    import json
     import xml.etree.ElementTree as ET
 
     try:
@@ -123,23 +130,20 @@ def _pam_fingerprint(path):
     except ET.ParseError as err:
         raise ValueError(str(err)) from None
 
-    def prune(element):
-        for child in list(element):
-            key = child.get("key") or ""
-            if child.tag in VIEWER_WRITTEN or (child.tag == "MDI" and key.startswith("STATISTICS_")):
-                element.remove(child)
-                continue
-            prune(child)
-            if child.tag in ("Metadata", "PAMRasterBand") and not len(child) and not (
-                    child.text or "").strip():
-                element.remove(child)
-    prune(root)
-    if not len(root):
-        return None
     for element in root.iter():          # GDAL re-indents the file whenever it rewrites it
         element.text = (element.text or "").strip() or None
         element.tail = None
-    return {"pam_sha256": hashlib.sha256(ET.tostring(root)).hexdigest()}
+
+    def kept(element):
+        return [[child.tag, sorted(child.attrib.items()), ET.tostring(child).decode()]
+                for child in element if child.tag in PAM_PIXELS]
+    found = {"dataset": kept(root)}
+    for band in root.iter("PAMRasterBand"):
+        found[f"band {band.get('band')}"] = kept(band)
+    found = {k: v for k, v in found.items() if v}
+    if not found:
+        return None
+    return {"pam_sha256": hashlib.sha256(json.dumps(found, sort_keys=True).encode()).hexdigest()}
 
 
 def _pixel_fingerprint(source):
