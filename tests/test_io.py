@@ -376,19 +376,52 @@ def test_an_interrupt_between_the_renames_puts_back_the_ones_before_it(tmp_path,
         (tmp_path / name).write_text("earlier")
     real_replace = os.replace
 
-    def interrupted(src, dst):
-        if os.path.basename(dst) == "b.txt" and atomic.TMP_SUFFIX in str(src):
-            raise KeyboardInterrupt
-        return real_replace(src, dst)
+    for after_the_rename in (False, True):        # before b's rename, or in it once done
+        def interrupted(src, dst):
+            if os.path.basename(src) == "b.txt" and atomic.TMP_SUFFIX in str(src):   # staged
+                if after_the_rename:
+                    real_replace(src, dst)
+                raise KeyboardInterrupt
+            return real_replace(src, dst)
 
-    monkeypatch.setattr(os, "replace", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        with atomic.staged() as stage:
-            for name in ("a.txt", "b.txt"):
-                stage.path(tmp_path / name).write_text("new")
-    monkeypatch.undo()
-    assert [(tmp_path / n).read_text() for n in ("a.txt", "b.txt")] == ["earlier", "earlier"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt"]
+        monkeypatch.setattr(os, "replace", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            with atomic.staged() as stage:
+                for name in ("a.txt", "b.txt"):
+                    stage.path(tmp_path / name).write_text("new")
+        monkeypatch.undo()
+        assert [(tmp_path / n).read_text() for n in ("a.txt", "b.txt")] == ["earlier", "earlier"]
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt"]
+
+def test_a_folder_that_cannot_be_flushed_stops_no_rollback(tmp_path, monkeypatch):
+    """With warnings made errors, the flush warning of the first undo ended the rollback
+    half way, and the earlier files went with the private folders."""
+    import errno
+    import warnings
+
+    from hsanomaly.errors import HsanomalyWarning
+    from hsanomaly.io import atomic
+
+    real_fsync, flushes = atomic.fsync_path, []
+
+    def no_folder_flush(path, directory=False):       # the first output's flush goes well
+        if directory and not str(path).endswith(atomic.TMP_SUFFIX):
+            flushes.append(path)
+            if len(flushes) > 1:
+                raise OSError(errno.EIO, "Input/output error")
+        return real_fsync(path, directory)
+
+    monkeypatch.setattr(atomic, "fsync_path", no_folder_flush)
+    for name in ("a.txt", "b.txt", "c.txt"):
+        (tmp_path / name).write_text("earlier")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", HsanomalyWarning)
+        with pytest.raises(HsanomalyWarning, match="cannot flush the folder"):
+            with atomic.staged() as stage:
+                for name in ("a.txt", "b.txt", "c.txt"):
+                    stage.path(tmp_path / name).write_text("new")
+    assert [(tmp_path / n).read_text() for n in ("a.txt", "b.txt", "c.txt")] == ["earlier"] * 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt", "c.txt"]
 
 def test_outputs_in_a_folder_reached_through_a_link_are_replaced_together(tmp_path):
     """The folder's flush after each rename refused the link (O_NOFOLLOW), so the first output

@@ -175,7 +175,10 @@ def _may_replace(path, parent):
 def fsync_path(path, directory=False):
     """Flush ``path`` (a file, or with ``directory`` a directory entry list) to disk. A file is
     never opened through a symlink; a directory may be one (an output folder reached through a
-    link is still the folder the outputs were renamed in)."""
+    link is still the folder the outputs were renamed in). Windows cannot open a folder to
+    flush it, so a folder is left to the system there."""
+    if directory and os.name == "nt":
+        return
     flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory
                            else getattr(os, "O_NOFOLLOW", 0))
     fd = os.open(path, flags)
@@ -272,15 +275,21 @@ class Staging:
                 _keep_earlier(tmp, dst)
         if len(self._entries) > 1 or any(entry[4] for entry in self._entries):
             _write_journal([(dst, tmp, is_dir) for dst, tmp, _, _, is_dir in self._entries])
-        undos, moved_aside = [], []
+        undos, moved_aside, renaming = [], [], None
         try:
             for dst, tmp, _, _, is_dir in self._entries:
+                renaming = (dst, tmp, _inode(tmp), os.path.lexists(dst)) if not is_dir else None
                 undos.append((dst, _replace(tmp, dst, is_dir, moved_aside)))
+                renaming = None
                 _sync_folder(dst)
         except OSError as err:
             raise HsanomalyError(f"{dst}: cannot replace it ({describe(err)}); "
                                  f"{_put_back(undos)}") from None
-        except BaseException:      # interrupted (Ctrl-C) between the renames: put back too
+        except BaseException:
+            # interrupted (Ctrl-C): put back the renames done, the one the interrupt came in
+            # the middle of too when it had happened (its staged file is at the destination)
+            if renaming is not None and _inode(renaming[0]) == renaming[2]:
+                undos.append((renaming[0], _file_undo(renaming[1], renaming[0], renaming[3])))
             _put_back(undos)
             raise
         for aside in moved_aside:
@@ -374,7 +383,7 @@ def _remove_stale(folder):
     for entry in entries:
         writer = _writer(entry.name)
         try:
-            if writer is None or entry.stat(follow_symlinks=False).st_uid != os.geteuid():
+            if writer is None or entry.stat(follow_symlinks=False).st_uid != _euid():
                 continue
         except FileNotFoundError:      # removed with its journal's other directories
             continue
@@ -392,11 +401,16 @@ def _this_writer():
     return f"{os.getpid()}-{_host()}"
 
 
+def _euid():
+    return os.geteuid() if hasattr(os, "geteuid") else None     # Windows: no user ids here
+
+
 def _has_ended(writer):
     """Whether the process that wrote under ``writer`` (``<pid>-<host>``; names before hosts
-    were recorded hold the pid alone) has ended; another host's process cannot be judged."""
+    were recorded hold the pid alone) has ended; another host's process cannot be judged, nor
+    any on Windows (where signal 0 would interrupt the process, not probe it)."""
     pid, _, host = writer.partition("-")
-    if host and host != _host():
+    if (host and host != _host()) or os.name == "nt":
         return False
     try:
         os.kill(int(pid), 0)
@@ -442,8 +456,6 @@ def _sync_folder(dst):
     """Flush the folder of ``dst`` after a rename in it. The rename has happened, so a failure
     to flush is a warning, not a failed replace."""
     folder = os.path.dirname(os.path.abspath(dst))
-    if os.name == "nt":            # Windows cannot open a folder to flush it
-        return
     try:
         fsync_path(folder, directory=True)
     except OSError as err:
@@ -465,10 +477,16 @@ def _keep_earlier(tmp, dst):
 
 
 def _replace_file(tmp, dst):
-    """``os.replace``, returning the undo: the earlier file back from ``_keep_earlier``'s link,
-    or the new one removed where there was none."""
-    existed, kept = os.path.lexists(dst), _kept(tmp)
+    """``os.replace``, returning its undo (``_file_undo``)."""
+    existed = os.path.lexists(dst)
     os.replace(tmp, dst)
+    return _file_undo(tmp, dst, existed)
+
+
+def _file_undo(tmp, dst, existed):
+    """What puts back ``dst`` after staged ``tmp`` replaced it: the earlier file from
+    ``_keep_earlier``'s link, or the new one removed where there was none; None if neither."""
+    kept = _kept(tmp)
     if not existed:
         return lambda: os.unlink(dst)
     return (lambda: os.replace(kept, dst)) if os.path.lexists(kept) else None
@@ -483,9 +501,11 @@ def _put_back(undos):
             if undo is None:
                 raise OSError(errno.EPERM, "no copy of the earlier one was kept")
             undo()
-            _sync_folder(dst)
         except OSError as err:
             stuck.append(f"{dst} ({describe(err)})")
+            continue
+        with contextlib.suppress(Exception):   # a flush warning made an error stops no undo
+            _sync_folder(dst)
     if not stuck:
         return "nothing was replaced"
     return f"these were replaced and could not be put back: {', '.join(reversed(stuck))}"
