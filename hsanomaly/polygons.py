@@ -29,10 +29,11 @@ def is_targets_file(path):
     return LAYER in (tables := gpkg_tables(path)) and tables <= {LAYER, STYLE_TABLE}
 
 
-def check_not_in_use(gpkg_path, label="--polygons"):
+def check_not_in_use(gpkg_path, label="--polygons", scored=False):
     """Refuse to replace a GeoPackage with changes still in its write-ahead log (``-wal``): a
     program has it open (QGIS opens GeoPackages in WAL mode), and SQLite would lay those pages
-    of the old database over the new file."""
+    of the old database over the new file. ``scored``: refused at the end of a run, whose
+    scored tiles ``--resume`` keeps."""
     from pathlib import Path
 
     wal = Path(f"{gpkg_path}-wal")
@@ -40,9 +41,10 @@ def check_not_in_use(gpkg_path, label="--polygons"):
         if wal.stat().st_size > 0:
             raise HsanomalyError(f"{gpkg_path}: {label} is open in another program with changes "
                                  f"not yet written into it ({wal.name}); close it there (or "
-                                 "choose another name) and run again. If no program has it "
-                                 "open, one stopped before merging them: open it once (QGIS, "
-                                 "ogrinfo) to merge them")
+                                 "choose another name) and run again"
+                                 f"{' with --resume (the scored tiles are kept)' if scored else ''}"
+                                 ". If no program has it open, one stopped before merging "
+                                 "them: open it once (QGIS, ogrinfo) to merge them")
 
 
 def check_threshold(gpkg_path, threshold, far):
@@ -128,7 +130,7 @@ def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, chunk=R
 
     def check(tmp):                # at the commit too: a program may have opened it since
         counted(tmp)
-        check_not_in_use(gpkg_path)
+        check_not_in_use(gpkg_path, scored=True)
     with contextlib.ExitStack() as stack:
         tmp = (stage.path(gpkg_path, check=check, create=False) if stage is not None else
                stack.enter_context(atomic_path(gpkg_path, check=check, create=False)))

@@ -23,7 +23,7 @@ def check_raster_path(src, label="SRC"):
     open dataset, an array or a DataArray is the Detector's, and an array's text is no file
     name."""
     if not is_path(src):
-        raise HsanomalyError(f"{label}: expected a raster's path (a str or Path), got a "
+        raise HsanomalyError(f"{label}: expected a raster's path (a str or path-like), got a "
                              f"{type(src).__name__}; to score an open dataset, an array or a "
                              "DataArray, use hsanomaly.Detector")
 
@@ -32,17 +32,23 @@ def batch_inputs(inputs):
     """``detect_many``'s inputs as a list of names: one path, or those in a list, a pandas
     Series or a numpy array; anything else (a cube, a dataset) is one input, refused in one
     line rather than taken apart."""
-    import numpy as np
-
-    if is_path(inputs) or not hasattr(inputs, "__iter__"):
-        inputs = [inputs]
-    elif hasattr(inputs, "__array__") and np.asarray(inputs).dtype.kind not in "USO":
-        inputs = [inputs]
-    else:
-        inputs = list(inputs)       # a generator is read once
+    one = (is_path(inputs) or not hasattr(inputs, "__iter__") or hasattr(inputs, "columns")
+           or getattr(inputs, "ndim", 1) == 0 or _holds_numbers(inputs))
+    inputs = [inputs] if one else list(inputs)     # a generator is read once
     for src in inputs:
         check_raster_path(src, "INPUTS")
-    return [os.fspath(src) for src in inputs]
+    return [str(os.fspath(src)) for src in inputs]
+
+
+def _holds_numbers(inputs):
+    """Whether ``inputs`` is an array of numbers (a cube), told by its dtype alone (a lazy
+    cube is never read for it)."""
+    import numpy as np
+
+    try:
+        return np.dtype(getattr(inputs, "dtype", object)).kind not in "USO"
+    except TypeError:              # pandas' own string types
+        return False
 
 
 def detect_paths(src, dst, *, model=None, extras=None, png=None, polygons=None, quick_model=None,

@@ -325,6 +325,8 @@ def test_the_file_jobs_refuse_an_array_or_a_dataset_in_one_line(synthetic_raster
     import pandas as pd
 
     hsanomaly.detect(pathlib.PurePosixPath(path), tmp_path / "heat.tif", score="rx")
+    with pytest.raises(HsanomalyError, match="expected a raster's path .* got a DataFrame"):
+        hsanomaly.detect_many(pd.DataFrame({"path": [str(path)]}), tmp_path / "many")
     for names in (np.array([str(path)]), pd.Series([str(path)])):      # names, not a cube
         assert [item.status for item in hsanomaly.detect_many(
             names, tmp_path / "many", score="rx", overwrite=True)] == ["scored"]

@@ -380,7 +380,8 @@ def test_a_geopackage_open_with_changes_in_its_write_ahead_log_is_not_replaced(s
     before = gpkg.read_bytes()
     polygons._gpkg_check = opened_meanwhile
     try:
-        with pytest.raises(HsanomalyError, match="changes not yet written into it"):
+        with pytest.raises(HsanomalyError, match="changes not yet written into it .* run again "
+                                                 r"with --resume \(the scored tiles are kept\)"):
             hsanomaly.detect(path, tmp_path / "h.tif", score="rx", polygons=gpkg, far=1e-2)
     finally:
         polygons._gpkg_check = real

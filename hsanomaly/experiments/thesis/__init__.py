@@ -113,7 +113,7 @@ def generate_thesis(data_dir, out_dir="docs", config=None, models_dir=None, jobs
     figures.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     try:
-        # the figures are drawn into a folder of their own beside ``figures``, then replace the
+        # the figures are drawn into a private folder inside ``figures``, then replace the
         # earlier ones together with the document that describes them
         with tempfile.TemporaryDirectory(prefix="hsanomaly-thesis-") as workdir, \
                 drawing_folder(figures) as drawn:
