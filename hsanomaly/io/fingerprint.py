@@ -89,10 +89,17 @@ def path_fingerprint(path):
     folder = os.path.dirname(own)
     others = sorted({os.path.abspath(f) for f in dataset_files(path)} - {own})
     fingerprint = file_fingerprint(path)
-    found = {os.path.relpath(f, folder): _side_fingerprint(f) for f in others
+    found = {_relative(f, folder): _side_fingerprint(f) for f in others
              if os.path.isfile(f) and not f.lower().endswith(".ovr")}
     found = {f: v for f, v in found.items() if v is not None}
     return {**fingerprint, "with": found} if found else fingerprint
+
+
+def _relative(path, folder):
+    try:
+        return os.path.relpath(path, folder)
+    except ValueError:             # Windows: another drive
+        return path
 
 
 def _side_fingerprint(path):
