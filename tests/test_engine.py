@@ -160,7 +160,7 @@ def test_tile_store_never_replaces_a_foreign_folder(tmp_path):
     assert (tmp_path / "s.partial" / "thesis.tex").read_text() == "mine"
 
 
-@pytest.mark.parametrize("when", ["before the check", "after the check"])
+@pytest.mark.parametrize("when", ["before the check", "after the check", "resuming"])
 def test_a_store_another_run_makes_meanwhile_is_never_removed(tmp_path, monkeypatch, when):
     """A run that found no store took no lock; another run then made and locked the store, and
     the first removed it (rmtree when it saw it, or on its own mkdir's FileExistsError)."""
@@ -176,12 +176,13 @@ def test_a_store_another_run_makes_meanwhile_is_never_removed(tmp_path, monkeypa
     def other_run_gets_in_first():
         os.mkdir(path)
         (path / "tile_0000000.npz").write_bytes(b"the other run's tile")
+        (path / store.MANIFEST).write_text("{}")
         held.append(os.open(path, os.O_RDONLY))
         fcntl.flock(held[-1], fcntl.LOCK_EX)
 
     def lock_folder(folder):
         fd = real_lock(folder)
-        if fd is None and not held and when == "before the check":
+        if fd is None and not held and when in ("before the check", "resuming"):
             other_run_gets_in_first()
         return fd
 
@@ -197,7 +198,7 @@ def test_a_store_another_run_makes_meanwhile_is_never_removed(tmp_path, monkeypa
         monkeypatch.setattr(type(path), "mkdir", mkdir)
     try:
         with pytest.raises(HsanomalyError, match="another hsanomaly run is writing this output"):
-            store.TileStore(path, {"input": {}, "config": {}})
+            store.TileStore(path, {"input": {}, "config": {}}, resume=when == "resuming")
         assert (path / "tile_0000000.npz").read_bytes() == b"the other run's tile"
     finally:
         for fd in held:

@@ -423,6 +423,26 @@ def test_a_folder_that_cannot_be_flushed_stops_no_rollback(tmp_path, monkeypatch
     assert [(tmp_path / n).read_text() for n in ("a.txt", "b.txt", "c.txt")] == ["earlier"] * 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt", "c.txt"]
 
+def test_a_killed_runs_drawing_folder_goes_with_the_next_one(tmp_path):
+    """Figures drawn before they are staged (the thesis) lie in a private folder inside the
+    figures' folder: a killed run's is removed by the next, a live one's is left alone."""
+    import subprocess
+    import sys
+
+    from hsanomaly.io import atomic
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    killed = tmp_path / f".drawn.{dead}-{atomic._host()}.abc{atomic.TMP_SUFFIX}"
+    alive = tmp_path / f".drawn.1-{atomic._host()}.abc{atomic.TMP_SUFFIX}"     # pid 1 runs
+    for folder in (killed, alive):
+        folder.mkdir()
+        (folder / "scene-roc.png").write_bytes(b"half drawn")
+    with atomic.drawing_folder(tmp_path) as drawn:
+        assert drawn.parent == tmp_path and not killed.exists() and alive.exists()
+        (drawn / "scene-roc.png").write_bytes(b"drawn")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [alive.name]
+
 def test_outputs_in_a_folder_reached_through_a_link_are_replaced_together(tmp_path):
     """The folder's flush after each rename refused the link (O_NOFOLLOW), so the first output
     was replaced, the run said it failed, and the rest stayed from the earlier run."""
