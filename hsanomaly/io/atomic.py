@@ -245,11 +245,8 @@ class Staging:
         self._finally.append(fn)
 
     def _private_dir(self, dst):
-        folder = os.path.dirname(os.path.abspath(dst))
-        _remove_stale(folder)
         try:
-            return Path(tempfile.mkdtemp(prefix=f".{dst.name}.{_this_writer()}.", suffix=TMP_SUFFIX,
-                                         dir=folder))
+            return _private_folder(os.path.dirname(os.path.abspath(dst)), dst.name)
         except OSError as err:
             raise write_failure(dst, err) from None
 
@@ -331,9 +328,7 @@ def drawing_folder(folder):
     """A private folder inside ``folder`` to draw many outputs into before they are staged
     (on the same file system, so they move into the stage by rename). Named as the stage's
     own are, so what a killed run left is removed by the next write in ``folder``."""
-    _remove_stale(folder)
-    path = Path(tempfile.mkdtemp(prefix=f".drawn.{_this_writer()}.", suffix=TMP_SUFFIX,
-                                 dir=folder))
+    path = _private_folder(folder, "drawn")
     try:
         yield path
     finally:
@@ -353,6 +348,14 @@ def atomic_directory(path, check=None):
     """Yield an empty temporary directory that replaces directory ``path`` on success."""
     with staged() as stage:
         yield stage.directory(path, check=check)
+
+
+def _private_folder(folder, name):
+    """A new private folder in ``folder`` (``.<name>.<pid>-<host>.<random><suffix>``), once
+    the temporaries dead writers left there are gone."""
+    _remove_stale(folder)
+    return Path(tempfile.mkdtemp(prefix=f".{name}.{_this_writer()}.", suffix=TMP_SUFFIX,
+                                 dir=folder))
 
 
 def non_empty(path):

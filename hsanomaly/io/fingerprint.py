@@ -142,8 +142,7 @@ def _pam_fingerprint(path):
         element.tail = None
 
     def kept(element):
-        return [[child.tag, sorted(child.attrib.items()), ET.tostring(child).decode()]
-                for child in element if child.tag in PAM_PIXELS]
+        return [ET.tostring(child).decode() for child in element if child.tag in PAM_PIXELS]
     found = {"dataset": kept(root)}
     for band in root.iter("PAMRasterBand"):
         found[f"band {band.get('band')}"] = kept(band)

@@ -6,7 +6,7 @@ the attributes, as an unmasked rioxarray read carries them, honoured as a raster
 import numpy as np
 
 from ..errors import HsanomalyError
-from .source import ArraySource, RasterSource
+from .source import ArraySource, RasterSource, band_scaling
 
 
 def as_source(X):
@@ -83,23 +83,17 @@ def _filled(values, attrs):
 
 def _scaled(values, attrs, name):
     """The values with the attributes' ``scale_factor`` and ``add_offset`` applied (one number,
-    or one per band), as GDAL's band scale and offset are for a raster; as they are without."""
+    or one per band), as GDAL's band scale and offset are for a raster; as they are without
+    (rioxarray writes 1 and 0 always: no float64 copy then)."""
     scale, offset = attrs.get("scale_factor"), attrs.get("add_offset")
     if scale is None and offset is None:
         return values
-    try:
-        scale = np.asarray(1.0 if scale is None else scale, np.float64).reshape(-1, 1, 1)
-        offset = np.asarray(0.0 if offset is None else offset, np.float64).reshape(-1, 1, 1)
-        if not (np.isfinite(scale).all() and np.isfinite(offset).all()) or (scale == 0).any() \
-                or len(scale) not in (1, len(values)) or len(offset) not in (1, len(values)):
-            raise ValueError
-        if (scale == 1).all() and (offset == 0).all():
-            return values               # rioxarray writes them always: no float64 copy then
-        return values * scale + offset
-    except (TypeError, ValueError):
-        raise HsanomalyError(f"{name}: its scale_factor/add_offset attributes are not usable "
-                             f"(scale_factor {attrs.get('scale_factor')!r}, add_offset "
-                             f"{attrs.get('add_offset')!r}, for {len(values)} bands)") from None
+    scaling = band_scaling(1.0 if scale is None else scale, 0.0 if offset is None else offset,
+                           len(values), lambda: HsanomalyError(
+                               f"{name}: its scale_factor/add_offset attributes are not usable "
+                               f"(scale_factor {scale!r}, add_offset {offset!r}, for "
+                               f"{len(values)} bands)"))
+    return values if scaling is None else values * scaling[0] + scaling[1]
 
 
 # the attributes a score keeps from its input: where it lies, not what its values mean (a

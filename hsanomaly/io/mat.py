@@ -20,6 +20,11 @@ UNKNOWN = 255   # a truth pixel that is NaN in the file: left out of evaluations
 LOAD_OVERHEAD = 8
 
 
+# what scipy's and h5py's readers raise on a file that is not, or not all, a .mat (a truncated
+# header ends in an IndexError inside scipy's parser)
+READ_ERRORS = (ValueError, TypeError, OSError, NotImplementedError, IndexError)
+
+
 def _unreadable(path, err):
     detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return HsanomalyError(f"{path}: not a readable MATLAB file ({detail})")
@@ -48,11 +53,6 @@ def _headers(path):
         raise _unreadable(path, err) from None
     return {name: (tuple(shape), ITEMSIZE[cls], False) for name, shape, cls in listing
             if cls in ITEMSIZE}
-
-
-# what scipy's and h5py's readers raise on a file that is not, or not all, a .mat (a truncated
-# header ends in an IndexError inside scipy's parser)
-READ_ERRORS = (ValueError, TypeError, OSError, NotImplementedError, IndexError)
 
 
 def _pick(headers, names, ndim):

@@ -246,12 +246,10 @@ class RasterSource(_Source):
                            for b in self.bands], np.float64)
         offsets = np.array([0.0 if ds.offsets[b - 1] is None else ds.offsets[b - 1]
                             for b in self.bands], np.float64)
-        if not (np.isfinite(scales).all() and np.isfinite(offsets).all()) or (scales == 0).any():
-            raise HsanomalyError(f"{self.name}: band scale/offset metadata is not usable "
-                                 f"(scales {ds.scales}, offsets {ds.offsets})")
-        trivial = (scales == 1).all() and (offsets == 0).all()
-        self.scaling = None if trivial else (scales.astype(np.float32)[:, None, None],
-                                             offsets.astype(np.float32)[:, None, None])
+        scaling = band_scaling(scales, offsets, len(self.bands), lambda: HsanomalyError(
+            f"{self.name}: band scale/offset metadata is not usable (scales {ds.scales}, "
+            f"offsets {ds.offsets})"))
+        self.scaling = None if scaling is None else tuple(a.astype(np.float32) for a in scaling)
 
     def __getstate__(self):
         if not self._owned:
@@ -300,6 +298,24 @@ class RasterSource(_Source):
             scale, offset = self.scaling
             values = values * scale + offset
         return values, nodata
+
+
+def band_scaling(scales, offsets, bands, refuse):
+    """Per-band (scale, offset) arrays, (bands or 1, 1, 1) float64, from one value or one per
+    band; None where every scale is 1 and every offset 0 (nothing to apply). ``refuse()``
+    gives the one-line error for values that cannot be used: not finite, a zero scale, or
+    another count than ``bands``."""
+    try:
+        scale = np.asarray(scales, np.float64).reshape(-1, 1, 1)
+        offset = np.asarray(offsets, np.float64).reshape(-1, 1, 1)
+    except (TypeError, ValueError):
+        raise refuse() from None
+    if not (np.isfinite(scale).all() and np.isfinite(offset).all()) or (scale == 0).any() \
+            or len(scale) not in (1, bands) or len(offset) not in (1, bands):
+        raise refuse()
+    if (scale == 1).all() and (offset == 0).all():
+        return None
+    return scale, offset
 
 
 def _wider_than_float32(dtype):
