@@ -38,7 +38,7 @@ LAM = 0.1                  # anogan: weight of the critic-feature distance
 # Local RX rings (outer / guard window, odd pixel sizes).
 LRX_OUTER, LRX_GUARD = 15, 5              # the lrx baseline
 CONTEXT_OUTER, CONTEXT_GUARD = 21, 7      # the local term of the context score
-LRX_COMPONENTS = 10                       # principal components local RX works in
+LRX_PCA = 10                              # principal components local RX works in
 RINGS = ((7, 3), (11, 5), (15, 5), (21, 7), (25, 9), (31, 11), (41, 15))  # multi-ring scores
 TOP_RINGS = 0              # multi-ring scores: average a pixel's largest ring distances only (0: all)
 

@@ -55,7 +55,7 @@ def test_changed_parameters_unfit_the_detector_and_none_is_the_default():
     with pytest.raises(NotFittedError, match=r"Detector\(score='gmm', tile=256\) is not fitted"):
         detector.score(cube)
     assert issubclass(NotFittedError, (HsanomalyError, ValueError, AttributeError))
-    local = hsanomaly.Detector("lrx", outer=11, guard=3, components=None)
+    local = hsanomaly.Detector("lrx", outer=11, guard=3, pca=None)
     assert local.get_params() == {"score": "lrx", "model": None, "tile": 256, "outer": 11,
                                   "guard": 3}
     assert local.set_params(score="rx", outer=None, guard=None).get_params() == {
@@ -289,9 +289,27 @@ def test_a_detector_pickled_before_the_unit_fix_scores_as_it_did(score):
                           equal_nan=True)
 
 
+@pytest.mark.parametrize("score", ["lrx", "mlrx"])
+def test_a_detector_pickled_before_pca_was_renamed_scores_as_it_did(score):
+    """Local RX's option was ``components`` until it took gmm's name for the same thing,
+    ``pca``; ring scorers pickled with the former attribute score as they were fitted (the
+    GAN context scores hold these same scorers)."""
+    import pickle
+
+    cube, _ = synthetic_cube(rows=60, cols=60)
+    detector = hsanomaly.Detector(score, pca=4).fit(cube)
+    expected = detector.score(cube)
+    scorer = detector.scorer_
+    for part in [scorer, *getattr(scorer, "locals", [])]:
+        part.components = part.__dict__.pop("pca")
+    restored = pickle.loads(pickle.dumps(detector))
+    assert np.array_equal(restored.score(cube), expected, equal_nan=True)
+    assert restored.scorer_.params()["pca"] == 4
+
+
 @pytest.mark.parametrize("score, options, ring", [
     ("lrx", {"outer": 3, "guard": 1}, "3/1 holds 8 pixels"),
-    ("lrx", {"outer": 5, "guard": 3, "components": 15}, "5/3 holds 16 pixels"),
+    ("lrx", {"outer": 5, "guard": 3, "pca": 15}, "5/3 holds 16 pixels"),
     ("mlrx", {"rings": "3/1;15/5"}, "3/1 holds 8 pixels"),
 ])
 def test_a_ring_too_small_for_its_covariance_is_refused_not_scored_nan(score, options, ring):

@@ -52,7 +52,7 @@ def test_global_rx_equals_mahalanobis_in_memory():
 
 def test_local_rx_matches_brute_force_ring():
     cube, _ = synthetic_cube(bands=6, rows=20, cols=20)
-    lrx = LocalRX(outer=7, guard=3, components=4, ridge=0).fit(ArraySource(cube))
+    lrx = LocalRX(outer=7, guard=3, pca=4, ridge=0).fit(ArraySource(cube))
     block, valid = ArraySource(cube).read(ArraySource(cube).windows()[0], lrx.halo)
     heat = lrx.score_block(block, valid)["score"][0]
     x = (cube.reshape(6, -1).T - lrx.mean_) @ lrx.projection_

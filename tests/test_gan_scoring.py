@@ -344,5 +344,5 @@ def test_a_residual_ring_too_small_is_refused_before_the_residuals(bundle, raste
     monkeypatch.setattr(GanScorer, "score_windows", searched)
     _, cube, _ = raster
     with pytest.raises(HsanomalyError, match="local RX ring 3/1 holds 8 pixels, too few for a "
-                                             "covariance on 10 components"):
+                                             "covariance on 10 principal components"):
         hsanomaly.Detector("rescontext", model=bundle.path, rings="3/1").fit(cube)   # residuals only

@@ -36,7 +36,7 @@ def test_tags_name_the_score_every_parameter_and_the_input(synthetic_raster, tmp
         tags = ds.tags()
         assert tags["HSANOMALY_SCORE"] == "lrx" and tags["HSANOMALY_INPUT"] == "scene.tif"
         assert json.loads(tags["HSANOMALY_PARAMETERS"]) == {"name": "lrx", "outer": 7, "guard": 3,
-                                                            "components": 10}
+                                                            "pca": 10}
         assert tags["HSANOMALY_VERSION"] == hsanomaly.__version__
         assert ds.descriptions[0] == ("lrx anomaly score (local RX: squared Mahalanobis distance "
                                       "to the surrounding ring; high = anomalous)")

@@ -77,3 +77,41 @@ def test_every_false_alarm_rate_is_checked_by_one_rule(bad):
         with pytest.raises(HsanomalyError, match="must be a false-alarm rate in \\(0, 1\\)"):
             refuse()
     assert threshold_from_far(scores, "0.1") == threshold_from_far(scores, 0.1) == 89
+
+
+def test_every_score_option_is_a_flag_of_detect_and_detect_many():
+    """The CLI is a thin layer: an option the library takes can be given from the shell
+    (gmm's ``components``, ``pca``, ``sample`` and ``seed``, ``trim``, dualcontext's
+    ``weight`` had no flag), and a message's ``--<option>`` names a flag that exists."""
+    from hsanomaly.cli.detect import detect
+    from hsanomaly.cli.detect_many import detect_many
+
+    options = {option for cls in REGISTRY.values() for option in cls.options}
+    for command in (detect, detect_many):
+        flags = {param.name for param in command.params}
+        assert options <= flags, options - flags
+
+
+def test_a_former_option_name_still_works_with_a_warning(recwarn):
+    """Local RX's ``components`` (principal components kept) is called ``pca`` now, as gmm's
+    option of that meaning is, so ``components`` means a mixture's components only. The former
+    name gives the same scorer and a warning naming the new one; giving both is refused."""
+    from hsanomaly.errors import HsanomalyWarning
+
+    cube = np.random.default_rng(0).normal(size=(6, 45, 45)).astype(np.float32)
+    for score in ("lrx", "mlrx"):
+        with pytest.warns(HsanomalyWarning, match="now calls this option --pca"):
+            former = Detector(score, components=4)
+        assert former.get_params() == Detector(score, pca=4).get_params()
+        assert "components" not in former.get_params()
+        assert np.array_equal(former.fit_score(cube), Detector(score, pca=4).fit_score(cube),
+                              equal_nan=True)
+        with pytest.raises(HsanomalyError, match="give --pca only"):
+            make_scorer(score, components=4, pca=3)
+    for score in ("context", "dualcontext"):
+        with pytest.warns(HsanomalyWarning, match="--pca"):
+            scorer = make_scorer(score, model="not loaded", components=4)
+        assert scorer.local.pca == 4
+    recwarn.clear()
+    assert make_scorer("gmm", components=3, pca=4).params()["components"] == 3
+    assert not [w for w in recwarn if issubclass(w.category, HsanomalyWarning)]

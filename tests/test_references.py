@@ -78,7 +78,7 @@ def test_rx_and_multi_ring_local_rx_equal_plain_numpy(scene):
                                rtol=1e-4)
     # multi-ring local RX: the mean of the rings' log local RX, each a plain loop here
     rings = ((5, 3), (7, 3))
-    mlrx = make_scorer("mlrx", rings="5/3;7/3", components=4).fit(ArraySource(cube))
+    mlrx = make_scorer("mlrx", rings="5/3;7/3", pca=4).fit(ArraySource(cube))
     ours = score_array(ArraySource(cube), mlrx)["score"][0]
     vecs = np.linalg.eigh(np.cov(X, rowvar=False))[1][:, ::-1][:, :4]
     P = ((X - X.mean(0)) @ vecs).reshape(cube.shape[1], cube.shape[2], 4)
@@ -92,7 +92,7 @@ def test_top_rings_average_each_pixels_largest_ring_distances(scene):
     _, _, cube, _ = scene
     X = cube.reshape(cube.shape[0], -1).T.astype(np.float64)
     rings = ((5, 3), (7, 3), (11, 5))
-    top = make_scorer("mlrx", rings="5/3;7/3;11/5", components=4, top_rings=2)
+    top = make_scorer("mlrx", rings="5/3;7/3;11/5", pca=4, top_rings=2)
     ours = score_array(ArraySource(cube), top.fit(ArraySource(cube)))["score"][0]
     vecs = np.linalg.eigh(np.cov(X, rowvar=False))[1][:, ::-1][:, :4]
     P = ((X - X.mean(0)) @ vecs).reshape(cube.shape[1], cube.shape[2], 4)
@@ -114,7 +114,7 @@ def test_a_ring_too_short_of_pixels_leaves_the_pixel_to_the_other_rings(scene):
     scored by its 9/3 ring alone, not left without a score."""
     _, _, cube, _ = scene
     X = cube.reshape(cube.shape[0], -1).T.astype(np.float64)
-    mlrx = make_scorer("mlrx", rings="3/1;9/3", components=4).fit(ArraySource(cube))
+    mlrx = make_scorer("mlrx", rings="3/1;9/3", pca=4).fit(ArraySource(cube))
     ours = score_array(ArraySource(cube), mlrx)["score"][0]
     vecs = np.linalg.eigh(np.cov(X, rowvar=False))[1][:, ::-1][:, :4]
     P = ((X - X.mean(0)) @ vecs).reshape(cube.shape[1], cube.shape[2], 4)
@@ -129,7 +129,7 @@ def test_purged_rings_leave_the_excluded_pixels_out_of_their_statistics(scene):
     _, _, cube, _ = scene
     X = cube.reshape(cube.shape[0], -1).T.astype(np.float64)
     rings = ((5, 3), (7, 3))
-    mlrx = make_scorer("mlrx", rings="5/3;7/3", components=4).fit(ArraySource(cube))
+    mlrx = make_scorer("mlrx", rings="5/3;7/3", pca=4).fit(ArraySource(cube))
     h = mlrx.halo
     block = np.pad(cube, ((0, 0), (h, h), (h, h)), constant_values=np.nan)
     valid = np.pad(np.ones(cube.shape[1:], bool), h)
@@ -162,11 +162,11 @@ def test_purge_threshold_comes_from_windows_spread_across_a_larger_scene():
             assert picked == [windows[i] for i in (0, 2, 3, 5)]
         else:
             assert picked == [windows[1], windows[4]] or picked == [windows[4], windows[1]]
-        first = score_array(source, make_scorer("mlrx", rings="5/3;7/3", components=4)
+        first = score_array(source, make_scorer("mlrx", rings="5/3;7/3", pca=4)
                             .fit(source))["score"][0]
         values = np.concatenate([first[w.toslices()].ravel() for w in picked])
         values = values[np.isfinite(values)]
-        purged = make_scorer("mlrx", rings="5/3;7/3", components=4, purge=0.05).fit(source)
+        purged = make_scorer("mlrx", rings="5/3;7/3", pca=4, purge=0.05).fit(source)
         assert purged.purge_threshold_ == pytest.approx(np.quantile(values, 0.95), rel=1e-6)
 
 
@@ -270,7 +270,7 @@ def test_purged_dualcontext_is_its_one_pass_terms_with_the_top_pixels_left_out(s
     the rings, the resrx term (numpy-checked above) and the two ring terms make the score."""
     _, _, cube, _ = scene
     source = ArraySource(cube)
-    options = dict(model=model, rings="5/3;7/3", components=4, sample=10**6,
+    options = dict(model=model, rings="5/3;7/3", pca=4, sample=10**6,
                    neighbour_weight=0)                  # the lift is tested below
     one = make_scorer("dualcontext", purge=0, **options).fit(source)
     out = score_array(source, one)
@@ -316,7 +316,7 @@ def test_neighbour_weight_adds_the_highest_score_around_each_pixel_on_every_tile
     cube = cube.copy()
     cube[:, 20:23, 5] = np.nan                               # nodata among the pixels
     source = ArraySource(cube)
-    options = dict(rings="5/3;7/3", components=4, purge=purge)
+    options = dict(rings="5/3;7/3", pca=4, purge=purge)
     plain = score_array(source, make_scorer("mlrx", **options).fit(source))["score"][0]
     lifted = make_scorer("mlrx", neighbour_weight=0.7, **options).fit(source)
     expected = _lift_by_loops(plain.astype(np.float64), 0.7)
@@ -334,7 +334,7 @@ def test_neighbour_weight_adds_the_highest_score_around_each_pixel_on_every_tile
 def test_neighbour_weight_on_the_default_score_lifts_its_purged_score(scene, model):
     _, _, cube, _ = scene
     source = ArraySource(cube)
-    options = dict(model=model, rings="5/3;7/3", components=4, sample=10**6, purge=0.05)
+    options = dict(model=model, rings="5/3;7/3", pca=4, sample=10**6, purge=0.05)
     plain = score_array(source, make_scorer("dualcontext", neighbour_weight=0,
                                             **options).fit(source))["score"][0]
     lifted = make_scorer("dualcontext", **options).fit(source)       # the default lifts by 0.5
@@ -345,7 +345,7 @@ def test_neighbour_weight_on_the_default_score_lifts_its_purged_score(scene, mod
 
 
 @pytest.mark.parametrize("name, options", [
-    ("resrx", {}), ("context", dict(outer=7, guard=3, components=4))])
+    ("resrx", {}), ("context", dict(outer=7, guard=3, pca=4))])
 def test_neighbour_weight_lifts_unpurged_residual_scores_across_tiles(scene, model, name,
                                                                       options):
     """Without a purge the residual scores solve only the pixels they score, unless the lift
@@ -596,11 +596,11 @@ def test_purge_leaves_the_pixels_the_first_pass_ranks_highest_out_of_the_rings(s
     _, _, cube, _ = scene
     source = ArraySource(cube)
     rings = ((5, 3), (7, 3))
-    plain = make_scorer("mlrx", rings="5/3;7/3", components=4).fit(source)
+    plain = make_scorer("mlrx", rings="5/3;7/3", pca=4).fit(source)
     first = score_array(source, plain)["score"][0]
     threshold = np.quantile(first[np.isfinite(first)], 0.95)
     skip = first > threshold
-    purged = make_scorer("mlrx", rings="5/3;7/3", components=4, purge=0.05).fit(source)
+    purged = make_scorer("mlrx", rings="5/3;7/3", pca=4, purge=0.05).fit(source)
     assert purged.purge_threshold_ == pytest.approx(threshold, rel=1e-6)
     ours = score_array(source, purged)["score"][0]
     X = cube.reshape(cube.shape[0], -1).T.astype(np.float64)
@@ -629,7 +629,7 @@ def test_a_model_trained_otherwise_than_the_score_declares_is_named_in_a_warning
                                   ("critic", model, False), ("resrx", model, False),
                                   ("dualcontext", model, False)):
         caplog.clear()
-        options = dict(rings="5/3;7/3", components=4) if score == "dualcontext" else {}
+        options = dict(rings="5/3;7/3", pca=4) if score == "dualcontext" else {}
         with caplog.at_level("WARNING", logger="hsanomaly"):
             scorer = make_scorer(score, model=bundle, **options).fit(source)
             scores = score_array(source, scorer)["score"][0]

@@ -76,6 +76,25 @@ def _far(ctx, param, value):
                    f"lift each other; 0 leaves the score as it is [default: "
                    f"{defaults.DUAL_NEIGHBOUR_WEIGHT:g} for dualcontext, "
                    f"{defaults.NEIGHBOUR_WEIGHT:g} otherwise].")
+@click.option("--pca", type=click.IntRange(min=1), default=None,
+              help=f"Principal components kept: local RX's rings work in this many "
+                   f"[default: {defaults.LRX_PCA}]; gmm's mixture is fitted on this many "
+                   f"[default: {defaults.GMM_PCA}].")
+@click.option("--components", type=click.IntRange(min=1), default=None,
+              help=f"gmm: Gaussian components of the mixture [default: {defaults.GMM_COMPONENTS}].")
+@click.option("--sample", type=click.IntRange(min=1), default=None,
+              help=f"Pixels drawn to fit the score's statistics: gmm's mixture [default: "
+                   f"{defaults.GMM_SAMPLE}], the GAN residuals' mean and covariance [default: "
+                   f"{defaults.RESIDUAL_SAMPLE}].")
+@click.option("--trim", type=float, default=None,
+              help=f"Scores with a GAN residual: the fraction of the most distant residuals "
+                   f"left out of their statistics [default: {defaults.RESIDUAL_TRIM:g}].")
+@click.option("--weight", type=float, default=None,
+              help=f"dualcontext: the weight of the GAN residual term beside the two ring terms "
+                   f"[default: {defaults.DUAL_WEIGHT:g}].")
+@click.option("--seed", type=click.IntRange(min=0), default=None,
+              help=f"Random seed of scoring: sample draws, latent codebooks, mixtures "
+                   f"[default: {defaults.SEED}].")
 @click.option("--recon-out", type=click.Path(dir_okay=False), help="Write the reconstruction G(z*) here.")
 @click.option("--latent-out", type=click.Path(dir_okay=False), help="Write the latent z* raster here.")
 @click.option("--convergence-out", type=click.Path(dir_okay=False),
@@ -106,7 +125,8 @@ def _far(ctx, param, value):
 @click.option("--scheduler", default=None, help="Score tiles on the Dask cluster at this address.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def detect(src, dst, score, model, solver, restarts, steps, codebook, refine, codebook_scale,
-           c1, c2, lam, outer, guard, purge, rings, top_rings, neighbour_weight, recon_out,
+           c1, c2, lam, outer, guard, purge, rings, top_rings, neighbour_weight, pca,
+           components, sample, trim, weight, seed, recon_out,
            latent_out, convergence_out, polygons, threshold, far, png, device, threads,
            ignore_wavelengths, tile, cog, resume, overwrite, workers, scheduler, quiet):
     """Score raster SRC and write the anomaly heatmap GeoTIFF DST."""
@@ -116,7 +136,8 @@ def detect(src, dst, score, model, solver, restarts, steps, codebook, refine, co
                              refine=refine, codebook_scale=codebook_scale, c1=c1, c2=c2, lam=lam,
                              outer=outer, guard=guard, purge=purge, rings=rings,
                              top_rings=top_rings, neighbour_weight=neighbour_weight,
-                             device=device, threads=threads,
+                             pca=pca, components=components, sample=sample, trim=trim,
+                             weight=weight, seed=seed, device=device, threads=threads,
                              ignore_wavelengths=ignore_wavelengths or None)
     extras = {k: v for k, v in dict(recon=recon_out, latent=latent_out,
                                     convergence=convergence_out).items() if v}

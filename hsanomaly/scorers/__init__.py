@@ -6,7 +6,9 @@ so an option a score does not take, or a value of the wrong kind (``hsanomaly.op
 with one line instead of a TypeError.
 """
 
-from ..errors import HsanomalyError
+import warnings
+
+from ..errors import HsanomalyError, HsanomalyWarning
 from ..options import check_values
 from .base import Scorer
 from .context import (ContextScorer, DualContextScorer, MultiContextScorer,
@@ -32,10 +34,30 @@ def scorer_class(name):
     return REGISTRY[name]
 
 
+def current_options(name, options):
+    """``options`` under their names now: a former name of an option of score ``name``
+    (``Scorer.renamed_options``) still works, and a warning gives the name now."""
+    cls = scorer_class(name)
+    current = dict(options)
+    for old, new in cls.renamed_options.items():
+        if old not in current:
+            continue
+        if new in current:
+            raise HsanomalyError(f"--{old}: score {name!r} now calls this option --{new}, "
+                                 f"and both were given; give --{new} only")
+        # stacklevel 1: one location, so Python says it once however often a run builds it
+        warnings.warn(f"--{old}: score {name!r} now calls this option --{new} ({new}= in "
+                      "Python); the former name goes in the next release",
+                      HsanomalyWarning, stacklevel=1)
+        current[new] = current.pop(old)
+    return current
+
+
 def check_options(name, options):
     """Refuse, with one line naming it, an option that score ``name`` does not take or a value
     that is not of the option's kind."""
     cls = scorer_class(name)
+    options = current_options(name, options)
     allowed = set(cls.options) | ({"model"} if cls.needs_model else set())
     for option in options:
         if option not in allowed:
@@ -60,6 +82,7 @@ def check_extras(cls, extras):
 
 def make_scorer(name, **options):
     """A scorer by name; model scores need ``model=<bundle path>`` among the options."""
+    options = current_options(name, options)
     cls = check_options(name, options)
     if cls.needs_model and options.get("model") is None:
         raise HsanomalyError(f"score {name!r} needs a model bundle (model=..., from hsanomaly train)")
@@ -76,4 +99,4 @@ def check_scorer(name, options):
 
 
 __all__ = ["BASELINES", "MODEL_SCORES", "REGISTRY", "SCORES", "Scorer", "check_extras", "check_options",
-           "check_scorer", "make_scorer", "scorer_class"]
+           "check_scorer", "current_options", "make_scorer", "scorer_class"]

@@ -20,6 +20,7 @@ class Scorer:
     needs_model = False   # takes ``model=<bundle path>``
     fits_on_scene = True  # ``fit(source)`` must run on the scene being scored
     options = ()          # keyword options the constructor takes, besides ``model``
+    renamed_options = {}  # an option's former name -> its name now (the former still works)
     halo = 0              # neighbour pixels each tile needs on every side
     extra_outputs = ()    # the optional per-pixel outputs besides "score" it can write
     extra_bands = {}      # those outputs of a built scorer: name -> band count

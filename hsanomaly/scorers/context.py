@@ -289,11 +289,12 @@ class ContextScorer(ResidualScorer):
     name = "context"
     meaning = "GAN residual x local RX (log)"
     options = _each_once(ResidualScorer.options, LocalRX.options, ("purge",))
+    renamed_options = LocalRX.renamed_options
 
     def __init__(self, model, outer=defaults.CONTEXT_OUTER, guard=defaults.CONTEXT_GUARD,
-                 components=defaults.LRX_COMPONENTS, **options):
+                 pca=defaults.LRX_PCA, **options):
         super().__init__(model, **options)
-        self.local = LocalRX(outer, guard, components)
+        self.local = LocalRX(outer, guard, pca)
 
 
 class RingContextScorer(ResidualScorer):
@@ -301,15 +302,16 @@ class RingContextScorer(ResidualScorer):
     (``rings_on``), each with the same rings."""
 
     options = _each_once(ResidualScorer.options, MultiRingLRX.options)
+    renamed_options = MultiRingLRX.renamed_options
     rings_on = ()
 
-    def __init__(self, model, rings=defaults.RINGS, components=defaults.LRX_COMPONENTS,
+    def __init__(self, model, rings=defaults.RINGS, pca=defaults.LRX_PCA,
                  top_rings=defaults.TOP_RINGS, **options):
         super().__init__(model, **options)
         if "pixels" in self.rings_on:
-            self.local = MultiRingLRX(rings, components, top_rings)
+            self.local = MultiRingLRX(rings, pca, top_rings)
         if "residuals" in self.rings_on:
-            self.residual_local = MultiRingLRX(rings, components, top_rings)
+            self.residual_local = MultiRingLRX(rings, pca, top_rings)
 
 
 class MultiContextScorer(RingContextScorer):

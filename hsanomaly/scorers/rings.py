@@ -59,22 +59,28 @@ class MultiRingLRX(Purged, Scorer):
 
     name = "mlrx"
     meaning = "multi-ring local RX: mean log distance to the rings"
-    options = ("rings", "components", "top_rings", "purge", "neighbour_weight")
+    options = ("rings", "pca", "top_rings", "purge", "neighbour_weight")
+    renamed_options = LocalRX.renamed_options
     adds_rx = False          # rxmlrx adds log global RX to the score
 
-    def __init__(self, rings=defaults.RINGS, components=defaults.LRX_COMPONENTS,
+    def __init__(self, rings=defaults.RINGS, pca=defaults.LRX_PCA,
                  top_rings=defaults.TOP_RINGS, purge=defaults.PURGE,
                  neighbour_weight=defaults.NEIGHBOUR_WEIGHT):
         self.rings = parse_rings(rings)
-        self.locals = [LocalRX(o, g, components) for o, g in self.rings]
-        self.components, self.purge = components, check_purge(purge)
+        self.locals = [LocalRX(o, g, pca) for o, g in self.rings]
+        self.pca, self.purge = pca, check_purge(purge)
         self.neighbour_weight = check_neighbour_weight(neighbour_weight)
         self.top_rings = check_top_rings(top_rings)
         self.ring_halo = max(local.halo for local in self.locals)
 
+    def __setstate__(self, state):
+        if "components" in state:     # pickled before the option was called pca
+            state["pca"] = state.pop("components")
+        self.__dict__.update(state)
+
     def params(self):
         params = {"name": self.name, "rings": rings_text(self.rings),
-                  "components": self.components,
+                  "pca": self.pca,
                   "top_rings": self.top_rings if self.top_rings < len(self.rings) else 0}
         return {**params, **self.purged_params()}
 

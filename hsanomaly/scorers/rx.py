@@ -41,40 +41,41 @@ class LocalRX(Scorer):
     """RX against the ring between a guard window and an outer window around each pixel.
 
     Spectra are first projected on the scene's leading principal components (fitted in a
-    streaming pass), so each pixel's local covariance is ``components x components``
-    instead of ``bands x bands``; ring sums come from integral images, so the cost per
+    streaming pass), so each pixel's local covariance is ``pca x pca`` instead of
+    ``bands x bands``; ring sums come from integral images, so the cost per
     pixel does not grow with the window.
     """
 
     name = "lrx"
     meaning = "local RX: squared Mahalanobis distance to the surrounding ring"
-    options = ("outer", "guard", "components")
+    options = ("outer", "guard", "pca")
+    renamed_options = {"components": "pca"}
 
     def __init__(self, outer=defaults.LRX_OUTER, guard=defaults.LRX_GUARD,
-                 components=defaults.LRX_COMPONENTS, ridge=1e-6):
+                 pca=defaults.LRX_PCA, ridge=1e-6):
         check_ring(outer, guard, "--outer/--guard")
-        if components < 1:
-            raise HsanomalyError(f"--components must be at least 1, got {components}")
-        self.outer, self.guard, self.components, self.ridge = outer, guard, components, ridge
+        if pca < 1:
+            raise HsanomalyError(f"--pca must be at least 1, got {pca}")
+        self.outer, self.guard, self.pca, self.ridge = outer, guard, pca, ridge
         self.halo = outer // 2
 
     def params(self):
         return {"name": self.name, "outer": self.outer, "guard": self.guard,
-                "components": self.components}
+                "pca": self.pca}
 
     def check(self, source):
         self.check_ring_size(source.count)
 
     def check_ring_size(self, bands):
-        """Refuse a ring with too few pixels for a covariance on the components local RX works
-        in for ``bands`` bands: every pixel would be NaN (a ring scores a pixel only when it
-        holds more than components + 1 of them)."""
-        k = min(self.components, bands)
+        """Refuse a ring with too few pixels for a covariance on the principal components
+        local RX works in for ``bands`` bands: every pixel would be NaN (a ring scores a pixel
+        only when it holds more than pca + 1 of them)."""
+        k = min(self.pca, bands)
         pixels = self.outer ** 2 - self.guard ** 2
         if pixels <= k + 1:
             raise HsanomalyError(f"local RX ring {self.outer}/{self.guard} holds {pixels} pixels, "
-                                 f"too few for a covariance on {k} components (it needs more than "
-                                 f"{k + 1}); choose a larger ring or fewer components")
+                                 f"too few for a covariance on {k} principal components (it needs "
+                                 f"more than {k + 1}); choose a larger ring or a smaller --pca")
 
     def fit(self, source):
         n, mean, scatter = scene_moments(source)
@@ -88,7 +89,7 @@ class LocalRX(Scorer):
         take over the covariances of data in small ones, such as radiance in W)."""
         self.check_ring_size(len(cov))
         vals, vecs = np.linalg.eigh(cov)
-        k = min(self.components, len(vals))
+        k = min(self.pca, len(vals))
         self.mean_, self.projection_ = mean, vecs[:, ::-1][:, :k]
         self.floor_ = RING_FLOOR * float(vals[::-1][:k].sum()) or np.finfo(float).tiny
         return self
@@ -96,6 +97,8 @@ class LocalRX(Scorer):
     def __setstate__(self, state):
         if "projection_" in state:    # pickled before the floor was relative: it was absolute
             state.setdefault("floor_", RING_FLOOR)
+        if "components" in state:     # pickled before the option was called pca
+            state["pca"] = state.pop("components")
         self.__dict__.update(state)
 
     def score_samples(self, X):
