@@ -53,6 +53,10 @@ def model(scene):
 
 
 def test_gmm_equals_scikit_learn_pca_and_mixture(scene):
+    """scikit-learn's PCA and mixture, less the components under 1 % of the pixels, and
+    scipy's densities."""
+    from scipy.special import logsumexp
+    from scipy.stats import multivariate_normal
     from sklearn.decomposition import PCA
     from sklearn.mixture import GaussianMixture
 
@@ -62,10 +66,50 @@ def test_gmm_equals_scikit_learn_pca_and_mixture(scene):
     components = pca.transform(pixels) / np.sqrt(np.mean(pca.explained_variance_))
     mixture = GaussianMixture(3, covariance_type="full", random_state=3, reg_covar=1e-6)
     mixture.fit(components)
-    reference = -mixture.score_samples(components)
+    kept = mixture.weights_ >= 0.01                  # a smaller component is the anomalies'
+    assert not kept.all()                            # (the planted targets have one here)
+    weights = mixture.weights_[kept] / mixture.weights_[kept].sum()
+    reference = -logsumexp([np.log(w) + multivariate_normal(m, c).logpdf(components) for w, m, c
+                            in zip(weights, mixture.means_[kept], mixture.covariances_[kept])],
+                           axis=0)
     scorer = make_scorer("gmm", components=3, pca=5, seed=3).fit(ArraySource(cube))
     ours = score_array(ArraySource(cube), scorer)["score"][0].ravel()
     np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-4)
+
+
+def _isolated_outliers():
+    """Two background materials, 100x100 pixels, 20 bands, and five one-pixel anomalies."""
+    rng = np.random.default_rng(0)
+    bands, rows, cols = 20, 100, 100
+    two = rng.random((rows, cols)) < 0.5
+    first, second = rng.normal(size=bands) * 5 + 100, rng.normal(size=bands) * 5 + 80
+    mixing = rng.normal(size=(bands, bands)) * 0.3
+    cube = (np.where(two, first[:, None, None], second[:, None, None])
+            + np.einsum("ij,jrc->irc", mixing, rng.normal(size=(bands, rows, cols))))
+    targets = [(10, 10), (30, 70), (50, 50), (80, 20), (90, 90)]
+    for r, c in targets:
+        cube[:, r, c] += 3 * rng.normal(size=bands)
+    return cube.astype(np.float32), targets
+
+
+def test_gmm_ranks_isolated_outliers_highest_not_lowest():
+    """EM gave the five outliers components of their own (weights 4e-4, 9e-4), whose
+    collapsed covariances made them the scene's most normal pixels (ranks 9987-9997 of
+    10000). Components under 1 % of the pixels are dropped; the score is then -log of the
+    rest's density, renormalised, as scipy computes it from the fitted parameters."""
+    from scipy.special import logsumexp
+    from scipy.stats import multivariate_normal
+
+    cube, targets = _isolated_outliers()
+    scorer = make_scorer("gmm").fit(ArraySource(cube))
+    heat = score_array(ArraySource(cube), scorer)["score"][0]
+    assert max(int((heat > heat[r, c]).sum()) for r, c in targets) < len(targets)
+    mixture = scorer.mixture_
+    assert mixture.weights_.min() >= 0.01 and mixture.weights_.sum() == pytest.approx(1)
+    X = scorer._components(cube.reshape(cube.shape[0], -1).T)
+    density = logsumexp([np.log(w) + multivariate_normal(m, c).logpdf(X) for w, m, c in
+                         zip(mixture.weights_, mixture.means_, mixture.covariances_)], axis=0)
+    np.testing.assert_allclose(heat.ravel(), -density, rtol=1e-4, atol=1e-3)
 
 
 def test_rx_and_multi_ring_local_rx_equal_plain_numpy(scene):
