@@ -88,9 +88,15 @@ def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, chunk=R
             logger.warning("%s: the raster is placed on the map by %s, which polygons do not "
                            "follow: they are in pixel coordinates (gdalwarp the input to a map "
                            "grid first)", name or heatmap_path, placed_by)
+        elif transform.is_identity and crs is not None:
+            logger.warning("%s: the raster names a CRS but has no geotransform, so polygons "
+                           "are in pixel coordinates and their layer names no CRS (give the "
+                           "input a geotransform to place them)", name or heatmap_path)
+        if transform.is_identity:          # pixel coordinates are in no reference system
+            crs = None
     if threshold is None:
         with log_stage(f"threshold at false-alarm rate {far} of {heatmap_path}"):
-            threshold = threshold_from_far(heatmap_path, far, chunk=chunk)
+            threshold = threshold_from_far(heatmap_path, far, chunk=chunk, name=name)
     with log_stage(f"vectorising the pixels above {threshold:.6g} into {gpkg_path}"):
         regions = Regions(width, transform)
         highest = -math.inf
@@ -103,6 +109,11 @@ def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, chunk=R
                        "%.6g), so no target was found; the tail fit extrapolates far on a small "
                        "or heavy-tailed heatmap: pass --far (e.g. 1e-3) or --threshold instead",
                        name or heatmap_path, threshold, highest)
+    elif not records and far is not None:
+        logger.warning("%s: no target found: at false-alarm rate %g the threshold is the highest "
+                       "score, %.6g, and no pixel lies above it (the rate allows fewer pixels "
+                       "than share that score); pass a larger --far or a --threshold",
+                       name or heatmap_path, far, threshold)
 
     pixel_area = None if transform.is_identity else abs(transform.determinant)
     columns = {
@@ -122,7 +133,7 @@ def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, chunk=R
     frame = gpd.GeoDataFrame(columns, geometry=[r["geometry"] for r in records],
                              crs=crs.to_wkt() if crs is not None else None)
     description = f"{name or heatmap_path}: pixels with score > {threshold:.6g}"
-    if transform.is_identity and crs is None:
+    if transform.is_identity:
         description += "; not georeferenced: coordinates are pixel coordinates, area is null"
     elif crs is None:
         description += "; no CRS: map coordinates of a reference system the raster does not name"

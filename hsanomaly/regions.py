@@ -116,7 +116,6 @@ class Regions:
     def targets(self):
         """One record per merged region: pixels, max and mean score, centroid (row, col) and
         geometry (a MultiPolygon in map coordinates), strongest first."""
-        from shapely.geometry import MultiPolygon
         from shapely.ops import unary_union
 
         if not self.stats:
@@ -133,11 +132,21 @@ class Regions:
             pieces[group[label - 1]].extend(parts)
         records = []
         for g in np.argsort(-peak, kind="stable"):
-            geometry = unary_union(pieces[g])
-            if geometry.geom_type == "Polygon":
-                geometry = MultiPolygon([geometry])
+            geometry = _polygonal(unary_union(pieces[g]))
             records.append({"pixels": int(pixels[g]), "max_score": float(peak[g]),
                             "mean_score": float(total[g] / pixels[g]),
                             "row": row_sum[g] / pixels[g], "col": col_sum[g] / pixels[g],
                             "geometry": geometry})
         return records
+
+
+def _polygonal(geometry):
+    """A valid MultiPolygon of ``geometry``: pixels that touch only at a corner trace a ring
+    that touches itself, which GEOS (and QGIS's tools) refuse; ``make_valid`` splits it there."""
+    import shapely
+    from shapely.geometry import MultiPolygon
+
+    geometry = shapely.make_valid(geometry)
+    parts = getattr(geometry, "geoms", [geometry])
+    return MultiPolygon([p for part in parts if part.geom_type in ("Polygon", "MultiPolygon")
+                         for p in getattr(part, "geoms", [part])])

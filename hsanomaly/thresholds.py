@@ -110,7 +110,7 @@ def _order_statistics(coarse, ranks, reduce):
 
 # --- thresholds --------------------------------------------------------------------------------
 
-def threshold_from_far(heatmap, far, *, chunk=READ_CHUNK, reduce=None):
+def threshold_from_far(heatmap, far, *, chunk=READ_CHUNK, reduce=None, name=None):
     """The score threshold at which a fraction ``far`` of the pixels lies above, from the
     scores alone (no labels).
 
@@ -122,9 +122,11 @@ def threshold_from_far(heatmap, far, *, chunk=READ_CHUNK, reduce=None):
     Or "auto": see ``auto_threshold``.
     reduce: ``reduce(fn)`` returning the sum of ``fn(scores)`` over all chunks of the
     heatmap; pass a cluster version to run the passes distributed (default: this process).
+    name: how messages name the heatmap (default: its path), e.g. the output a staged
+    temporary file becomes.
     """
     far = check_rate("far", far, auto=True)
-    name = "<array>" if isinstance(heatmap, np.ndarray) else heatmap
+    name = name or ("<array>" if isinstance(heatmap, np.ndarray) else heatmap)
     if far != "auto" and reduce is None and isinstance(heatmap, np.ndarray):
         values = heatmap_array(heatmap).astype(np.float64).ravel()
         values = values[~np.isnan(values)]

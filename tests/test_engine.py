@@ -357,3 +357,39 @@ def test_an_image_smaller_than_the_window_is_refused_before_a_quick_model_is_tra
     with pytest.raises(HsanomalyError, match="window of score 'dualcontext' is larger than the 20x30"):
         hsanomaly.api.detect(path, tmp_path / "heat.tif")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["small.tif"]
+
+
+def test_valid_pixels_a_ring_cannot_score_are_counted_not_passed_for_nodata(tmp_path):
+    """Local RX leaves NaN (the heatmap's nodata) where a ring holds too few valid pixels.
+    On a one-row strip of valid pixels that was every pixel, written with exit 0; near
+    nodata blobs, a few pixels no message mentioned. Now all is an error (no output, no
+    tile store left), some a warning with the count; a score with several rings scores
+    them from its others."""
+    import hsanomaly
+    from hsanomaly.errors import HsanomalyWarning
+
+    rng = np.random.default_rng(0)
+    cube = (100 + rng.normal(size=(6, 40, 40))).astype(np.float32)
+    strip = cube.copy()
+    strip[:, np.arange(40) != 20] = -9999
+    path = write_raster(tmp_path / "strip.tif", strip, nodata=-9999)
+    with pytest.raises(HsanomalyError, match="left every valid pixel without a value: the local "
+                                             "RX ring"):
+        detect(path, tmp_path / "heat.tif", make_scorer("lrx", outer=7, guard=3))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["strip.tif"]
+
+    holes = np.ma.masked_array(cube, np.zeros(cube.shape, bool))
+    holes[:, 3:, 3:] = np.ma.masked                      # a corner's ring runs short
+    valid = int((~holes.mask[0]).sum())
+    with pytest.warns(HsanomalyWarning, match=rf"of {valid} valid pixels .* have no lrx score"):
+        heat = hsanomaly.Detector("lrx", outer=7, guard=3).fit_score(holes)
+    unscored = np.isnan(heat) & ~holes.mask[0]
+    assert 0 < unscored.sum() < valid
+    path = write_raster(tmp_path / "holes.tif", holes.filled(-9999), nodata=-9999)
+    with pytest.warns(HsanomalyWarning, match=f"{unscored.sum()} of {valid} valid pixels"):
+        detect(path, tmp_path / "heat.tif", make_scorer("lrx", outer=7, guard=3))
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", HsanomalyWarning)
+        lifted = hsanomaly.Detector("mlrx", rings="7/3;15/5").fit_score(holes)
+    assert not np.isnan(lifted[~holes.mask[0]]).any()

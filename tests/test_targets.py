@@ -225,6 +225,24 @@ def test_diagonal_neighbours_across_window_corners_and_borders_are_one_target(tm
     assert list(read_layer(tmp_path / "targets.gpkg")["pixels"]) == [2, 2, 2]
 
 
+@pytest.mark.parametrize("chunk", [16, 1024])
+def test_pixels_touching_at_corners_make_a_valid_multipolygon(tmp_path, chunk):
+    """A diagonal streak is one 8-connected target; traced whole, its ring touched itself
+    ("Ring Self-intersection"), and QGIS's tools stop on such a feature."""
+    scores = np.zeros((40, 40), np.float32)
+    for i in range(6):
+        scores[3 + i, 10 + i] = 5.0                      # inside one 16-pixel window
+        scores[20 + i, 30 - i] = 5.0                     # an anti-diagonal across row 24
+    scores[30:32, 3:5], scores[32, 5] = 5.0, 5.0         # a block and a corner neighbour
+    path = write_heatmap(tmp_path / "heat.tif", scores)
+    write_polygons(path, tmp_path / "targets.gpkg", threshold=1.0, chunk=chunk)
+    layer = read_layer(tmp_path / "targets.gpkg")
+    assert sorted(layer["pixels"]) == [5, 6, 6]
+    assert layer.geometry.is_valid.all()
+    assert (layer.geometry.geom_type == "MultiPolygon").all()
+    np.testing.assert_allclose(layer.geometry.area, layer["pixels"] * 4.0)    # 2 m pixels
+
+
 def test_no_target_writes_a_valid_empty_layer(tmp_path):
     path = write_heatmap(tmp_path / "heat.tif", np.zeros((20, 20), np.float32))
     assert write_polygons(path, tmp_path / "empty.gpkg", threshold=1.0) == 0
@@ -245,6 +263,23 @@ def test_without_georeferencing_area_is_null_and_coordinates_are_pixels(tmp_path
     info = pyogrio.read_info(tmp_path / "targets.gpkg", layer="targets")
     assert "not georeferenced: coordinates are pixel coordinates" in \
         info["layer_metadata"]["DESCRIPTION"]
+
+
+def test_a_crs_without_geotransform_gives_pixel_coordinates_in_no_crs(tmp_path, caplog):
+    """The polygons were pixel coordinates in a layer that claimed the raster's CRS, so a GIS
+    drew them next to the CRS's origin, mirrored; now the layer names no CRS and says so."""
+    path = write_heatmap(tmp_path / "heat.tif", planted_heatmap(), crs=None)
+    with rasterio.open(path, "r+") as ds:
+        ds.crs = CRS
+    with caplog.at_level("WARNING", logger="hsanomaly"):
+        write_polygons(path, tmp_path / "targets.gpkg", threshold=1.0, chunk=16)
+    assert "names a CRS but has no geotransform" in caplog.text
+    layer = read_layer(tmp_path / "targets.gpkg")
+    assert layer.crs is None and layer["area"].isna().all()
+    assert (layer.iloc[1].centroid_x, layer.iloc[1].centroid_y) == pytest.approx((36.0, 41.5))
+    description = pyogrio.read_info(tmp_path / "targets.gpkg", layer="targets")[
+        "layer_metadata"]["DESCRIPTION"]
+    assert "coordinates are pixel coordinates" in description
 
 
 def test_a_geotransform_without_crs_gives_map_coordinates_and_areas(tmp_path):

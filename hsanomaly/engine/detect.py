@@ -41,6 +41,7 @@ from .store import TileStore, check_same_input, read_manifest, run_fingerprint, 
 RUN_TAG = TAG_PREFIX + "RUN_FINGERPRINT"      # what detect-many compares to know a result is current
 NEAR_CONSTANT = 1e-5                       # relative band range below which a raster is "constant"
 RANGE = "_range"                           # per-tile input band minima and maxima, stored with the tile
+COUNTS = "_counts"                         # per tile: valid pixels, and those the score left NaN
 
 
 
@@ -119,7 +120,29 @@ def score_block(scorer, block, valid, place=None):
     pixels = block[:, h:block.shape[1] - h, h:block.shape[2] - h][:, inner_valid]
     result[RANGE] = (np.stack([pixels.min(axis=1), pixels.max(axis=1)]).astype(np.float64)
                      if pixels.size else np.full((2, block.shape[0]), np.nan))
+    result[COUNTS] = np.array([inner_valid.sum(), np.isnan(result["score"][0][inner_valid]).sum()],
+                              dtype=np.int64)
     return result
+
+
+def check_scored(name, scorer, counts):
+    """Say how many valid pixels ``scorer`` could not score (``counts``: per tile, valid
+    pixels and those left NaN, as ``score_block`` counts them; None for a tile stored by an
+    earlier version): a warning for some, an error for all. The heatmap shows them as
+    nodata, so without this they would pass for it."""
+    if any(c is None for c in counts) or not counts:
+        return
+    valid, unscored = (int(v) for v in np.sum(counts, axis=0))
+    if not unscored:
+        return
+    cause = scorer.unscored_cause
+    if unscored == valid:
+        raise HsanomalyError(f"{name}: the {scorer.name} score left every valid pixel without a "
+                             f"value: {cause}")
+    from ..io.checks import warn
+
+    warn(f"{name}: {unscored} of {valid} valid pixels ({unscored / valid:.2%}) have no "
+         f"{scorer.name} score (NaN in the heatmap, like nodata): {cause}")
 
 
 def config(source, scorer, outputs, tile):
@@ -310,6 +333,12 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
         store = TileStore(store_path(dst), job, resume)
         done = _score(executor, source, scorer, store, windows, outputs, dst, progress, callback)
         constant = _is_constant(store, len(windows))
+        try:
+            check_scored(source.name, scorer, [store.member(i, COUNTS)
+                                               for i in range(len(windows))])
+        except HsanomalyError:
+            store.remove()          # a rerun would score the same: nothing to resume
+            raise
         tags = {**heatmap_tags(scorer, source), RUN_TAG: store.fingerprint}
         descriptions = {name: band_descriptions(scorer, name, bands)
                         for name, (_, bands) in outputs.items()}
@@ -438,15 +467,17 @@ def score_array(source, scorer, tile=TILE, threads=TILE_THREADS):
     """
     check_scorable(source, scorer)
     windows = source.windows(tile)
-    arrays = {}
+    arrays, counts = {}, []
     for index, outputs in scored_tiles(source, scorer, windows, range(len(windows)), threads):
         window = windows[index]
+        counts.append(outputs[COUNTS])
         for name, value in outputs.items():
-            if name == RANGE:
+            if name in (RANGE, COUNTS):
                 continue
             if name not in arrays:
                 arrays[name] = np.full((value.shape[0], source.height, source.width), np.nan,
                                        np.float32)
             rows, cols = window.toslices()
             arrays[name][:, rows, cols] = value
+    check_scored(source.name, scorer, counts)
     return arrays

@@ -22,6 +22,7 @@ class Scorer:
     options = ()          # keyword options the constructor takes, besides ``model``
     renamed_options = {}  # an option's former name -> its name now (the former still works)
     halo = 0              # neighbour pixels each tile needs on every side
+    unscored_cause = "its value is not a number there"   # why a valid pixel may get no score
     extra_outputs = ()    # the optional per-pixel outputs besides "score" it can write
     extra_bands = {}      # those outputs of a built scorer: name -> band count
     model_training = {}   # training options of the model trained for this score when none is

@@ -290,6 +290,7 @@ class ContextScorer(ResidualScorer):
     meaning = "GAN residual x local RX (log)"
     options = _each_once(ResidualScorer.options, LocalRX.options, ("purge",))
     renamed_options = LocalRX.renamed_options
+    unscored_cause = LocalRX.unscored_cause
 
     def __init__(self, model, outer=defaults.CONTEXT_OUTER, guard=defaults.CONTEXT_GUARD,
                  pca=defaults.LRX_PCA, **options):
@@ -303,6 +304,7 @@ class RingContextScorer(ResidualScorer):
 
     options = _each_once(ResidualScorer.options, MultiRingLRX.options)
     renamed_options = MultiRingLRX.renamed_options
+    unscored_cause = MultiRingLRX.unscored_cause
     rings_on = ()
 
     def __init__(self, model, rings=defaults.RINGS, pca=defaults.LRX_PCA,

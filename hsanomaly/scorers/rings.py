@@ -61,6 +61,8 @@ class MultiRingLRX(Purged, Scorer):
     meaning = "multi-ring local RX: mean log distance to the rings"
     options = ("rings", "pca", "top_rings", "purge", "neighbour_weight")
     renamed_options = LocalRX.renamed_options
+    unscored_cause = ("every local RX ring around them holds too few valid pixels for a "
+                      "covariance (nodata or the image's edge nearby)")
     adds_rx = False          # rxmlrx adds log global RX to the score
 
     def __init__(self, rings=defaults.RINGS, pca=defaults.LRX_PCA,

@@ -50,6 +50,9 @@ class LocalRX(Scorer):
     meaning = "local RX: squared Mahalanobis distance to the surrounding ring"
     options = ("outer", "guard", "pca")
     renamed_options = {"components": "pca"}
+    unscored_cause = ("the local RX ring around them holds too few valid pixels for a "
+                      "covariance (nodata or the image's edge nearby; a score with several "
+                      "rings, such as mlrx, scores them from its others)")
 
     def __init__(self, outer=defaults.LRX_OUTER, guard=defaults.LRX_GUARD,
                  pca=defaults.LRX_PCA, ridge=1e-6):
