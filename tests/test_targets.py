@@ -243,6 +243,18 @@ def test_pixels_touching_at_corners_make_a_valid_multipolygon(tmp_path, chunk):
     np.testing.assert_allclose(layer.geometry.area, layer["pixels"] * 4.0)    # 2 m pixels
 
 
+def test_a_rate_that_ties_leave_without_a_target_says_so(tmp_path, caplog):
+    """10 pixels share the top score and the rate allows 4 above the threshold: the
+    threshold is that score, nothing lies above it, and the empty layer was all one saw."""
+    scores = np.zeros((20, 20), np.float32)
+    scores[5, 5:15] = 7.0
+    path = write_heatmap(tmp_path / "heat.tif", scores)
+    with caplog.at_level("WARNING", logger="hsanomaly"):
+        assert write_polygons(path, tmp_path / "t.gpkg", far=0.01, name="heat.tif") == 0
+    assert "heat.tif: no target found: at false-alarm rate 0.01 the threshold is the highest " \
+           "score, 7" in caplog.text
+
+
 def test_no_target_writes_a_valid_empty_layer(tmp_path):
     path = write_heatmap(tmp_path / "heat.tif", np.zeros((20, 20), np.float32))
     assert write_polygons(path, tmp_path / "empty.gpkg", threshold=1.0) == 0
