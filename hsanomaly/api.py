@@ -230,13 +230,13 @@ def evaluate(heatmap, truth, *, outer=None, plots=None, json=None, title=None, o
 
     pd_far = check_pd_far(pd_far)
     evaluate_paths(heatmap, truth, outer, plots, json, overwrite)
-    report, scores, truth_mask, outer_mask = evaluate_files(heatmap, truth, outer, pd_far)
+    report, scores, truth_mask, outer_mask, valid = evaluate_files(heatmap, truth, outer, pd_far)
     with staged() as stage:
         if plots is not None:
             from .evaluation.plots import write_plots
 
             paths = write_plots(report, scores, truth_mask, plots, title=title or Path(heatmap).stem,
-                                outer=outer_mask, stage=stage)
+                                outer=outer_mask, valid=valid, stage=stage)
             report["plots"] = {name: str(path) for name, path in paths.items()}
         if json is not None:
             write_json(report, json, stage=stage)

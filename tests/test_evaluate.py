@@ -168,19 +168,41 @@ def test_outer_mask_pixels_are_excluded_from_background():
     assert report["auc"] == pytest.approx(roc_auc_score(truth[keep], scores[keep]), abs=1e-12)
 
 
-def test_nan_scores_and_invalid_pixels_are_excluded():
+def test_unscored_background_and_invalid_pixels_are_excluded_unscored_targets_missed():
+    """A target pixel the heatmap gives no score was left out, which flattered the detector
+    (a whole target without a score: AUC 0.89 and Pd 0.5 instead of 0.36); it now counts as
+    missed, ranked below every score, with a warning. Background without a score (nodata)
+    and invalid pixels stay out of the rates."""
+    from hsanomaly.errors import HsanomalyWarning
+
     scores, truth = scene()
     scores[0, :10] = np.nan                      # 10 background pixels without a score
     scores[10, 50] = np.nan                      # one T1 pixel without a score
     valid = np.ones(truth.shape, bool)
     valid[59, :5] = False                        # 5 invalid background pixels
-    report = evaluate(scores, truth, valid=valid)
-    keep = ~np.isnan(scores) & valid
-    assert report["n_target_pixels"] == truth.sum() - 1
+    with pytest.warns(HsanomalyWarning, match="1 target pixels have no score .* missed: T1 1"):
+        report = evaluate(scores, truth, valid=valid)
+    keep = (~np.isnan(scores) | (truth > 0)) & valid
+    found = np.where(np.isnan(scores), np.nanmin(scores) - 1, scores)     # below every score
+    assert report["n_target_pixels"] == truth.sum()
+    assert report["n_unscored_target_pixels"] == 1
     assert report["n_background_pixels"] == truth.size - truth.sum() - 15
-    assert report["n_excluded_pixels"] == 16
-    assert report["auc"] == pytest.approx(roc_auc_score(truth[keep], scores[keep]), abs=1e-12)
-    assert report["targets"][0]["pixels"] == 11
+    assert report["n_excluded_pixels"] == 15
+    assert report["auc"] == pytest.approx(roc_auc_score(truth[keep], found[keep]), abs=1e-12)
+    assert report["targets"][0]["pixels"] == 12
+
+
+def test_a_target_without_any_score_is_missed_whole():
+    scores, truth = scene()
+    labels, _ = label_targets(truth)
+    scores[labels == 1] = np.nan
+    with pytest.warns(match="have no score"):
+        report = evaluate(scores, truth)
+    first = report["targets"][0]
+    assert first["auc"] == 0 and first["pd"] == 0 and first["max_score"] is None
+    found = np.where(np.isnan(scores), np.nanmin(scores) - 1, scores)
+    assert report["auc"] == pytest.approx(roc_auc_score(truth.ravel() > 0, found.ravel()),
+                                          abs=1e-12)
 
 
 def test_targets_are_8_connected_and_numbered_in_row_major_order():
@@ -218,10 +240,11 @@ def test_per_target_metrics_compare_each_target_with_all_background():
         roc_curve(scores[labels == 1], scores[background]).pd_at())
 
 
-def test_target_without_scored_pixels_has_no_metrics():
+def test_target_without_evaluated_pixels_has_no_metrics():
     scores, truth = scene()
-    scores[40:45, 30:32] = np.nan    # all of T3
-    t3 = evaluate(scores, truth)["targets"][2]
+    valid = np.ones(truth.shape, bool)
+    valid[40:45, 30:32] = False      # all of T3 (nodata in the truth, say)
+    t3 = evaluate(scores, truth, valid=valid)["targets"][2]
     assert t3["pixels"] == 0
     assert t3["auc"] is t3["log_auc"] is t3["lg_far"] is t3["pd"] is t3["max_score"] is None
     assert t3["centroid_row"] == 42.0
@@ -246,6 +269,17 @@ def test_write_plots_writes_four_non_empty_pngs(tmp_path):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == sorted(
         p.name for p in paths.values())      # no temporary files left behind
+
+
+def test_plots_of_infinite_scores_and_missed_targets(tmp_path):
+    """A histogram's bins come from the finite scores; an infinite one was a traceback, and
+    the staged JSON report went with it. Its legend counts what no bin holds."""
+    scores, truth = scene()
+    scores[0, 0], scores[0, 1], scores[10, 50] = np.inf, -np.inf, np.nan
+    with pytest.warns(match="have no score"):
+        report = evaluate(scores, truth)
+    paths = write_plots(report, scores, truth, tmp_path / "plots", "scene")
+    assert all(path.stat().st_size > 5000 for path in paths.values())
 
 
 def test_target_outline_follows_pixel_edges():
@@ -405,6 +439,11 @@ def test_cli_truth_without_targets_or_background(heat_and_truth, tmp_path):
     heat, _, _, truth = heat_and_truth
     empty = write_raster(tmp_path / "empty.tif", np.zeros((1, *truth.shape), np.float32))
     assert run_failing([heat, empty]) == f"{empty}: the truth mask has no target pixel (all zero)"
+    # 0/255 whose nodata is 255: its targets are "all zero" only in that they are nodata
+    masked = write_raster(tmp_path / "masked.tif", truth[None].astype(np.float32) * 255, nodata=255)
+    assert run_failing([heat, masked]) == (f"{masked}: the truth mask has no target pixel (all "
+                                           f"zero, or the mask's nodata value in "
+                                           f"{int(truth.sum())} pixels)")
     full = write_raster(tmp_path / "full.tif", np.ones((1, *truth.shape), np.float32))
     assert run_failing([heat, full]) == f"{full}: the truth mask has no background (no zero pixel)"
 

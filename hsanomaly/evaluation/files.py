@@ -37,28 +37,31 @@ def read_mask(path, shape, heatmap=None):
 
 
 def evaluate_files(heatmap_path, truth_path, outer_path=None, pd_far=defaults.PD_FAR):
-    """Read the inputs and evaluate; returns (report, scores, truth, outer). Pixels where a
-    mask is nodata are left out, as the heatmap's own nodata pixels are."""
+    """Read the inputs and evaluate; returns (report, scores, truth, outer, valid). Pixels
+    where a mask is nodata are left out (``valid`` is False there); target pixels where the
+    heatmap has none count as missed (``metrics.class_masks``)."""
     scores = read_heatmap(heatmap_path)
     truth, known = read_mask(truth_path, scores.shape, heatmap_path)
-    if known is not None:
-        scores[~known] = np.nan
-    if not truth.any():
-        raise HsanomalyError(f"{truth_path}: the truth mask has no target pixel (all zero)")
+    valid = known
+    if not truth[known if known is not None else ...].any():
+        nodata = 0 if known is None else int((~known).sum())
+        raise HsanomalyError(f"{truth_path}: the truth mask has no target pixel (all zero"
+                             + (f", or the mask's nodata value in {nodata} pixels)" if nodata
+                                else ")"))
     if truth[known if known is not None else ...].all():
         raise HsanomalyError(f"{truth_path}: the truth mask has no background (no zero pixel)")
     outer = None
     if outer_path is not None:
         outer, outer_known = read_mask(outer_path, scores.shape, heatmap_path)
         if outer_known is not None:
-            scores[~outer_known] = np.nan
+            valid = outer_known if valid is None else valid & outer_known
     try:
-        report = evaluate(scores, truth, outer=outer, pd_far=pd_far)
+        report = evaluate(scores, truth, outer=outer, valid=valid, pd_far=pd_far)
     except ValueError as err:
         raise HsanomalyError(f"{heatmap_path}: {err}") from None
     report["inputs"] = {"heatmap": str(heatmap_path), "truth": str(truth_path),
                         "outer": None if outer_path is None else str(outer_path)}
-    return report, scores, truth, outer
+    return report, scores, truth, outer, valid
 
 
 def write_json(report, path, stage=None):

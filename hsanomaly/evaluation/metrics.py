@@ -121,20 +121,28 @@ def label_targets(truth):
 
 
 def class_masks(scores, truth, outer=None, valid=None):
-    """(target, background) pixel masks; pixels with a NaN score, invalid pixels, and pixels
-    in ``outer`` but not in ``truth`` (ambiguous object edges, as in the thesis) are in neither."""
+    """(target, background) pixel masks of the pixels evaluated: ``valid`` ones (default
+    all), less those in ``outer`` but not in ``truth`` (ambiguous object edges, as in the
+    thesis). A background pixel without a score (NaN: the heatmap's nodata) is in neither;
+    a target pixel without one stays a target, which the detector did not find
+    (``score_targets`` ranks it below every score)."""
     scores = np.asarray(scores)
     truth = np.asarray(truth) != 0
     for name, mask in (("truth", truth), ("outer", outer), ("valid", valid)):
         if mask is not None and np.shape(mask) != scores.shape:
             raise ValueError(f"{name} is {np.shape(mask)}, the scores are {scores.shape}")
-    scored = ~np.isnan(scores)
-    if valid is not None:
-        scored &= np.asarray(valid, bool)
-    background = scored & ~truth
+    evaluated = np.ones(scores.shape, bool) if valid is None else np.asarray(valid, bool)
+    background = evaluated & ~truth & ~np.isnan(scores)
     if outer is not None:
         background &= np.asarray(outer) == 0
-    return scored & truth, background
+    return evaluated & truth, background
+
+
+def found_scores(scores):
+    """``scores`` with NaN (no score) as -inf: below every score, so a target pixel without
+    one is missed at every threshold, not left out of the rates."""
+    scores = np.asarray(scores)
+    return np.where(np.isnan(scores), -np.inf, scores) if np.isnan(scores).any() else scores
 
 
 @dataclass(frozen=True)
@@ -144,7 +152,7 @@ class Target:
     id: str
     rows: np.ndarray
     cols: np.ndarray
-    scores: np.ndarray          # scores of the target's scored pixels (NaN/invalid dropped)
+    scores: np.ndarray          # scores of the target's evaluated pixels (-inf: no score)
     curve: Optional[RocCurve]   # None when no pixel of the target has a score
 
 
@@ -156,16 +164,17 @@ def score_targets(scores, truth, outer=None, valid=None):
     scores = np.asarray(scores)
     target_mask, background_mask = class_masks(scores, truth, outer, valid)
     if not target_mask.any():
-        raise ValueError("no target pixel has a score (the truth mask is empty or all NaN)")
+        raise ValueError("no target pixel is evaluated (the truth mask is empty or all nodata)")
     if not background_mask.any():
         raise ValueError("no background pixel has a score")
     background = np.sort(scores[background_mask])
-    overall = roc_curve(scores[target_mask], background, neg_sorted=True)
+    found = found_scores(scores)
+    overall = roc_curve(found[target_mask], background, neg_sorted=True)
 
     targets = []
     for k, (rows, cols) in enumerate(_target_pixels(*label_targets(truth)), start=1):
-        scored = target_mask[rows, cols]
-        values = scores[rows[scored], cols[scored]]
+        evaluated = target_mask[rows, cols]
+        values = found[rows[evaluated], cols[evaluated]]
         curve = roc_curve(values, background, neg_sorted=True) if values.size else None
         targets.append(Target(f"T{k}", rows, cols, values, curve))
     return overall, targets
@@ -191,10 +200,18 @@ def evaluate(scores, truth, outer=None, valid=None, pd_far=defaults.PD_FAR):
     overall and per-target AUC, logAUC, lgFAR and Pd at ``pd_far`` (see ``score_targets``)."""
     pd_far = check_pd_far(pd_far)
     overall, targets = score_targets(scores, truth, outer, valid)
+    unscored = {t.id: int(np.isneginf(t.scores).sum()) for t in targets}
+    missed = sum(unscored.values())
+    if missed:
+        from ..io.checks import warn
+
+        warn(f"{missed} target pixels have no score (NaN, the heatmap's nodata) and count as "
+             f"missed: {', '.join(f'{k} {n}' for k, n in unscored.items() if n)}")
     return {
         **_curve_metrics(overall, pd_far),
         "pd_far": pd_far,
         "n_target_pixels": overall.n_pos,
+        "n_unscored_target_pixels": missed,
         "n_background_pixels": overall.n_neg,
         "n_excluded_pixels": int(np.size(scores) - overall.n_pos - overall.n_neg),
         "n_targets": len(targets),
@@ -212,5 +229,6 @@ def _curve_metrics(curve, pd_far):
 def _target_report(target, pd_far):
     return {"id": target.id, "pixels": int(target.scores.size),
             **_curve_metrics(target.curve, pd_far),
-            "max_score": float(target.scores.max()) if target.scores.size else None,
+            "max_score": (float(target.scores.max()) if np.isfinite(target.scores).any()
+                          else None),
             "centroid_row": float(target.rows.mean()), "centroid_col": float(target.cols.mean())}

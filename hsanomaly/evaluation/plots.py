@@ -102,14 +102,19 @@ def plot_log_roc(overall, path, title="", targets=None, stage=None):
 
 
 def plot_histograms(background, targets, path, title="", bins=100, stage=None):
-    """Score histograms of background vs target pixels on shared bins, log counts."""
-    background = np.asarray(background).ravel()
-    targets = np.asarray(targets).ravel()
-    edges = np.histogram_bin_edges(np.concatenate([background, targets]), bins=bins)
+    """Score histograms of background vs target pixels on shared bins, log counts; the
+    legend counts the pixels whose score is infinite or missing, which no bin holds."""
+    background = np.asarray(background, dtype=np.float64).ravel()
+    targets = np.asarray(targets, dtype=np.float64).ravel()
+    finite = [values[np.isfinite(values)] for values in (background, targets)]
+    edges = np.histogram_bin_edges(np.concatenate(finite), bins=bins)
     fig = new_figure()
     ax = fig.subplots()
-    ax.hist(background, bins=edges, density=True, alpha=0.6, label=f"background ({background.size})")
-    ax.hist(targets, bins=edges, density=True, alpha=0.6, label=f"targets ({targets.size})")
+    for values, shown, label in zip((background, targets), finite, ("background", "targets")):
+        left_out = values.size - shown.size
+        ax.hist(shown, bins=edges, density=bool(shown.size), alpha=0.6,
+                label=f"{label} ({values.size}" + (f", {left_out} not finite, not shown)"
+                                                    if left_out else ")"))
     ax.set_yscale("log")
     ax.set_xlabel("score")
     ax.set_ylabel("density")
