@@ -12,15 +12,72 @@ from hsanomaly.io.convert import convert_mat
 from synthetic import NODATA, SHARED_DATA, synthetic_cube, write_raster
 
 
-def test_mat_v5_finds_cube_and_truth_and_casts(tmp_path):
+def test_mat_v5_finds_cube_and_truth_in_its_own_type(tmp_path):
     cube = np.arange(4 * 5 * 3, dtype=np.uint16).reshape(4, 5, 3)  # rows, cols, bands
     truth = np.zeros((4, 5), np.uint8)
     truth[1, 2] = 1
     scipy.io.savemat(tmp_path / "s.mat", {"data": cube, "map": truth})
     got, gt = read_mat(tmp_path / "s.mat")
-    assert got.dtype == np.float32 and got.shape == (3, 4, 5)
+    assert got.dtype == np.uint16 and got.shape == (3, 4, 5)
     np.testing.assert_array_equal(got[:, 1, 2], cube[1, 2])
     assert gt.sum() == 1 and gt[1, 2] == 1
+
+
+def test_mat_cube_saved_bands_first_is_read_by_its_truth(tmp_path):
+    """Bands last is the benchmark files' layout; a (bands, rows, cols) cube was read as if
+    it were one, and its truth then refused as "does not match cube"."""
+    cube = np.arange(3 * 7 * 5, dtype=np.float32).reshape(3, 7, 5)      # bands, rows, cols
+    truth = np.zeros((7, 5), np.uint8)
+    truth[2, 4] = 1
+    scipy.io.savemat(tmp_path / "s.mat", {"data": cube, "map": truth})
+    got, gt = read_mat(tmp_path / "s.mat")
+    np.testing.assert_array_equal(got, cube)
+    assert gt.shape == (7, 5) and gt[2, 4] == 1
+    scipy.io.savemat(tmp_path / "bad.mat", {"data": cube, "map": np.zeros((4, 4))})
+    with pytest.raises(HsanomalyError, match="the ground truth 'map' is 4 x 4 pixels, and the "
+                                             "cube .3 x 7 x 5. has no two axes of that size"):
+        read_mat(tmp_path / "bad.mat")
+
+
+def test_mat_beside_a_wavelength_vector_or_text_is_read(tmp_path):
+    """A lone 2-D variable was taken for the truth whatever its shape, so a 1 x bands
+    wavelength vector (or a v7.3 text variable) made the file unreadable to every command."""
+    cube = np.random.default_rng(0).random((6, 8, 4))
+    scipy.io.savemat(tmp_path / "v5.mat", {"data": cube, "wavelength": np.arange(4.0)[None]})
+    got, gt = read_mat(tmp_path / "v5.mat")
+    assert got.shape == (4, 6, 8) and gt is None
+    with h5py.File(tmp_path / "v73.mat", "w") as f:
+        f["data"] = cube.T
+        text = f.create_dataset("sensor", data=np.frombuffer(b"A\0V\0I\0", np.uint16)[None])
+        text.attrs["MATLAB_class"] = np.bytes_(b"char")
+        f["map"] = np.eye(6, 8).T
+    got, gt = read_mat(tmp_path / "v73.mat")
+    np.testing.assert_allclose(got, np.moveaxis(cube, -1, 0))
+    assert gt.sum() == 6
+
+
+def test_convert_keeps_wide_integers_and_labels_exact(tmp_path):
+    """The cube was cast to float32 before its integer test (16777217 -> 16777216), values
+    beyond float32 became inf (nodata), and a labelled truth was written as 0/1."""
+    cube = np.full((4, 4, 3), 16777217, np.int32)
+    cube[0, 0, 0] = 0
+    labels = np.zeros((4, 4))
+    labels[1, 1], labels[2, 2], labels[3, 3] = 1, 2, np.nan
+    scipy.io.savemat(tmp_path / "s.mat", {"data": cube, "map": labels})
+    assert convert_mat(tmp_path / "s.mat", tmp_path / "s.tif", tmp_path / "gt.tif")[3] == 2
+    with rasterio.open(tmp_path / "s.tif") as ds:
+        assert ds.dtypes[0] == "int32" and ds.read(1)[1, 1] == 16777217
+    with rasterio.open(tmp_path / "gt.tif") as ds:
+        assert ds.nodata == 255
+        np.testing.assert_array_equal(ds.read(1), np.nan_to_num(labels, nan=255))
+    huge = np.random.default_rng(0).random((4, 4, 3))
+    huge[1, 1, 0] = 1e39
+    scipy.io.savemat(tmp_path / "huge.mat", {"data": huge})
+    for read in (lambda: convert_mat(tmp_path / "huge.mat", tmp_path / "huge.tif"),
+                 lambda: open_source(tmp_path / "huge.mat")):
+        with pytest.raises(HsanomalyError, match="band 1 holds values beyond float32's range"):
+            read()
+    assert not (tmp_path / "huge.tif").exists()
 
 
 def test_mat_v73_is_transposed_back(tmp_path):
@@ -246,6 +303,28 @@ def test_wavelength_units_are_honoured(tmp_path):
     header.write_text(header.read_text() + "wavelength units = Nanometers\n"
                       "wavelength = {450.5, 551, 652.25}\n")
     assert RasterSource(envi).wavelengths == pytest.approx([450.5, 551.0, 652.25])
+
+
+@pytest.mark.parametrize("units, values, expected", [
+    ("Index", "1, 2, 3", None),                     # band numbers were 1000, 2000, 3000 nm
+    ("GHz", "5, 6, 7", None),
+    ("Wavenumber", "2500, 2000, 1000", [4000.0, 5000.0, 10000.0]),   # cm^-1: 1e7 / v nm
+    ("Unknown", "0.45, 0.55, 0.65", [450.0, 550.0, 650.0]),          # not given: guessed
+    ("Centimeters", "4.5e-5, 5.5e-5, 6.5e-5", [450.0, 550.0, 650.0]),
+])
+def test_envi_units_that_are_no_length_give_no_wavelengths(tmp_path, units, values, expected):
+    """ENVI's other units were taken for nanometres or micrometres, and a model trained on
+    such a file recorded them, so the same sensor's files were later refused by them."""
+    from hsanomaly.io.source import RasterSource
+
+    envi = tmp_path / "scene.img"
+    with rasterio.open(envi, "w", driver="ENVI", dtype="float32", count=3, height=4, width=5) as ds:
+        ds.write(np.ones((3, 4, 5), np.float32))
+    header = envi.with_suffix(".hdr")
+    header.write_text(header.read_text() + f"wavelength units = {units}\n"
+                      f"wavelength = {{{values}}}\n")
+    found = RasterSource(envi).wavelengths
+    assert found == (None if expected is None else pytest.approx(expected))
 
 
 def test_model_refuses_a_raster_with_other_wavelengths(tmp_path):

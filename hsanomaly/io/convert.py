@@ -6,7 +6,7 @@ import numpy as np
 
 from ..errors import HsanomalyError
 from .atomic import native_quiet, stage_raster, staged
-from .mat import UNKNOWN, read_mat
+from .mat import read_mat
 from .ownership import SOFTWARE, is_own_geotiff
 from .paths import GEOTIFF_SUFFIXES, check_paths, check_replaceable_file, check_suffix
 
@@ -62,19 +62,55 @@ def convert_mat(src, dst, truth=None, overwrite=False):
             check_suffix(path, label, GEOTIFF_SUFFIXES, "a GeoTIFF")
         if path is not None and not overwrite:
             check_replaceable_file(path, label, is_own_geotiff, "a GeoTIFF")
-    cube, gt = read_mat(src)
-    if truth is not None and gt is None:
+    cube, labels = read_mat(src, labels=True)
+    if truth is not None and labels is None:
         raise HsanomalyError(f"{src}: --truth asked for, but the .mat file has no ground-truth variable")
-    if np.all(cube == np.round(cube)):  # integer benchmark cubes stay compact and exact
-        for dtype in (np.uint16, np.int16):
-            info = np.iinfo(dtype)
-            if info.min <= cube.min() and cube.max() <= info.max:
-                cube = cube.astype(dtype)
-                break
+    cube = _exact_type(src, cube)
     with staged() as stage:
         write_geotiff(dst, cube, stage=stage)
-        if truth is not None:      # NaN in the .mat truth: nodata, never a target
-            unknown = bool((gt == UNKNOWN).any())
-            write_geotiff(truth, gt.astype(np.uint8), nodata=UNKNOWN if unknown else None,
-                          stage=stage)
-    return cube.shape + ((int((gt == 1).sum()) if gt is not None else None),)
+        if truth is not None:
+            array, nodata = _truth_raster(labels)
+            write_geotiff(truth, array, nodata=nodata, stage=stage)
+    targets = None if labels is None else int(np.count_nonzero(np.nan_to_num(labels)))
+    return cube.shape + (targets,)
+
+
+def _truth_raster(labels):
+    """(array (1, rows, cols), nodata) holding the truth as the file does: its labels in the
+    smallest integer type (a labelled map keeps its labels), NaN (not known either way) as
+    nodata, never a target."""
+    labels = np.asarray(labels)
+    unknown = np.isnan(labels) if labels.dtype.kind == "f" else np.zeros(labels.shape, bool)
+    known = labels[~unknown]
+    if labels.dtype.kind in "uib" or np.all(known == np.round(known)):
+        low, high = (known.min(), known.max()) if known.size else (0, 0)
+        for dtype in (np.uint8, np.uint16, np.int16, np.int32):
+            info = np.iinfo(dtype)
+            nodata = info.max if unknown.any() else None    # a value no label takes
+            if info.min <= low and high <= info.max - (nodata is not None):
+                array = np.where(unknown, nodata or 0, np.nan_to_num(labels)).astype(dtype)
+                return array[None], nodata
+    return labels.astype(np.float32)[None], (float("nan") if unknown.any() else None)
+
+
+def _exact_type(src, cube):
+    """The cube in the smallest GeoTIFF type that holds its values exactly: whole numbers in
+    16 or 32 bits (a float64 file of counts too), other floats in float32, which pixels are
+    scored in, once the checks that a float64 raster gets have passed (values beyond its
+    range refused, too coarse a rounding said)."""
+    from .source import check_float32_range, coarsest_in_float32, warn_coarse
+
+    whole = cube.dtype.kind in "ui" or bool(np.all(cube == np.round(cube)))
+    if whole and cube.size:
+        low, high = cube.min(), cube.max()
+        for dtype in (np.uint16, np.int16, np.int32, np.uint32):
+            info = np.iinfo(dtype)
+            if info.min <= low and high <= info.max:
+                return cube.astype(dtype)
+    if cube.dtype.kind in "ui":
+        return cube                                  # 64-bit integers: GeoTIFF holds them
+    if cube.dtype != np.float32:
+        nodata, bands = np.isnan(cube), list(range(1, len(cube) + 1))
+        check_float32_range(src, cube, nodata, bands)
+        warn_coarse(src, coarsest_in_float32(cube, nodata, bands))
+    return cube.astype(np.float32, copy=False)

@@ -15,6 +15,7 @@ TRUTH_NAMES = ("map", "mask", "gt", "groundtruth", "ground_truth", "label", "lab
 # MATLAB classes of numeric arrays -> bytes per element (whosmat reports classes, not dtypes)
 ITEMSIZE = {"double": 8, "single": 4, "int8": 1, "uint8": 1, "int16": 2, "uint16": 2,
             "int32": 4, "uint32": 4, "int64": 8, "uint64": 8, "logical": 1}
+NOT_NUMERIC = ("char", "cell", "struct", "function_handle")   # v7.3 classes stored as numbers
 UNKNOWN = 255   # a truth pixel that is NaN in the file: left out of evaluations, as nodata is
 # Bytes per cube element at the peak of loading: the file's own type plus two float32 copies.
 LOAD_OVERHEAD = 8
@@ -39,7 +40,7 @@ def _headers(path):
         found = {}
         with h5py.File(path, "r") as f:
             for name, item in f.items():
-                if not isinstance(item, h5py.Dataset):
+                if not isinstance(item, h5py.Dataset) or _matlab_class(item) in NOT_NUMERIC:
                     continue
                 dtype = item.dtype
                 is_complex = dtype.kind == "c" or (dtype.names is not None and
@@ -53,6 +54,12 @@ def _headers(path):
         raise _unreadable(path, err) from None
     return {name: (tuple(shape), ITEMSIZE[cls], False) for name, shape, cls in listing
             if cls in ITEMSIZE}
+
+
+def _matlab_class(dataset):
+    """The MATLAB class v7.3 records with each variable (text is stored as uint16 codes)."""
+    value = dataset.attrs.get("MATLAB_class", b"")
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _pick(headers, names, ndim):
@@ -81,9 +88,10 @@ def _load(path, names):
         raise _unreadable(path, err) from None
 
 
-def read_mat(path):
-    """Return (cube float32 (bands, rows, cols), truth uint8 (rows, cols) or None); a truth's NaN
-    pixels (not known either way) are ``UNKNOWN``, never targets."""
+def read_mat(path, labels=False):
+    """Return (cube (bands, rows, cols) in the file's numeric type, truth uint8 (rows, cols) or
+    None); a truth's NaN pixels (not known either way) are ``UNKNOWN``, never targets. With
+    ``labels`` the truth is the file's own array (labels, NaN), not that mask."""
     headers = _headers(path)
     cube_name = _pick(headers, CUBE_NAMES, 3)
     if cube_name is None:
@@ -100,6 +108,7 @@ def read_mat(path):
     check_memory(path, int(np.prod(shape, dtype=np.float64)) * (itemsize + LOAD_OVERHEAD),
                  f"loading the {'x'.join(map(str, shape))} cube {cube_name!r}")
     truth_name = _truth_name(headers, cube_name)
+    bands_first = _bands_first(path, shape, truth_name and headers[truth_name][0], truth_name)
     variables = _load(path, [cube_name] + ([truth_name] if truth_name else []))
     cube = variables[cube_name]
     if cube.dtype.kind == "c":
@@ -108,12 +117,26 @@ def read_mat(path):
                              "bands first")
     if cube.dtype.kind not in "uifb" or cube.ndim != 3:
         raise HsanomalyError(f"{path}: the variable {cube_name!r} is not a numeric 3-D cube")
-    cube = np.ascontiguousarray(np.moveaxis(cube, -1, 0), dtype=np.float32)
-    truth = _mask(variables.get(truth_name) if truth_name else None)
-    if truth is not None and truth.shape != cube.shape[1:]:
-        raise HsanomalyError(
-            f"{path}: ground truth shape {truth.shape} does not match cube {cube.shape[1:]}")
-    return cube, truth
+    # in the file's own type: ArraySource and convert check what float32 would lose
+    cube = np.ascontiguousarray(cube if bands_first else np.moveaxis(cube, -1, 0))
+    cube = cube.astype(np.uint8) if cube.dtype.kind == "b" else cube
+    truth = variables.get(truth_name) if truth_name else None
+    if labels:
+        return cube, truth if _mask(truth) is not None else None
+    return cube, _mask(truth)
+
+
+def _bands_first(path, shape, truth_shape, truth_name):
+    """Whether a cube of ``shape`` (the file's order) holds its bands first: benchmark scenes
+    keep them last, (rows, cols, bands), but some are saved (bands, rows, cols); the truth's
+    (rows, cols) tells which. Without a truth, last."""
+    if truth_shape is None or tuple(truth_shape) == tuple(shape[:2]):
+        return False
+    if tuple(truth_shape) == tuple(shape[1:]):
+        return True
+    raise HsanomalyError(f"{path}: the ground truth {truth_name!r} is {truth_shape[0]} x "
+                         f"{truth_shape[1]} pixels, and the cube ({' x '.join(map(str, shape))}) "
+                         f"has no two axes of that size to be its rows and columns")
 
 
 def read_mat_truth(path):
@@ -125,7 +148,17 @@ def read_mat_truth(path):
 
 
 def _truth_name(headers, cube_name):
-    return _pick({k: v for k, v in headers.items() if k != cube_name}, TRUTH_NAMES, 2)
+    """The truth variable: one named as a truth, or else the only 2-D variable that has the
+    size of two of the cube's axes (a wavelength vector, 1 x bands, is no truth)."""
+    others = {k: v for k, v in headers.items() if k != cube_name}
+    named = _pick(others, TRUTH_NAMES, 2)
+    if named is not None and named.lower() in (n.lower() for n in TRUTH_NAMES):
+        return named
+    if cube_name is not None:
+        shape = headers[cube_name][0]
+        others = {k: v for k, v in others.items()
+                  if len(v[0]) != 2 or tuple(v[0]) in (tuple(shape[:2]), tuple(shape[1:]))}
+    return _pick(others, (), 2)
 
 
 def _mask(truth):

@@ -454,7 +454,10 @@ def read_checked(dataset, *args, **kwargs):
 
 # Units in ENVI headers and GDAL band metadata -> factor to nanometres.
 _UNITS = {"nanometers": 1.0, "nanometer": 1.0, "nm": 1.0, "micrometers": 1e3, "micrometer": 1e3,
-          "microns": 1e3, "micron": 1e3, "um": 1e3, "µm": 1e3, "millimeters": 1e6, "mm": 1e6}
+          "microns": 1e3, "micron": 1e3, "um": 1e3, "µm": 1e3, "millimeters": 1e6, "mm": 1e6,
+          "centimeters": 1e7, "cm": 1e7, "meters": 1e9, "m": 1e9, "angstroms": 0.1}
+WAVENUMBERS = ("wavenumber", "wavenumbers", "cm-1", "1/cm")   # cm^-1: 1e7 / v nanometres
+UNITLESS = ("", "unknown")        # ENVI's word for units not given: guessed from the values
 MICROMETRE_GUESS = 30.0   # unitless centre wavelengths all below this are taken as micrometres
 
 
@@ -462,8 +465,10 @@ def _wavelengths(ds, bands=None):
     """Band centre wavelengths in nanometres from ENVI headers or GDAL band metadata, or None;
     of ``bands`` (numbers from 1; default: every band).
 
-    Units come from ``wavelength_units`` where given; unitless values that all lie below
-    MICROMETRE_GUESS are micrometres (no sensor measures 0.4-30 nm), anything else nanometres.
+    Units come from ``wavelength_units`` where given (lengths, or wavenumbers in cm^-1);
+    unitless values that all lie below MICROMETRE_GUESS are micrometres (no sensor measures
+    0.4-30 nm), anything else nanometres. Units that are no length (ENVI's Index, GHz) give
+    None: band numbers or frequencies are no centre wavelengths to check bands by.
     """
     envi = ds.tags(ns="ENVI")
     values, units = None, envi.get("wavelength_units")
@@ -481,9 +486,15 @@ def _wavelengths(ds, bands=None):
         except ValueError:
             return None
         units = units or ds.tags(1).get("wavelength_units") or ds.tags(1).get("WAVELENGTH_UNITS")
-    factor = _UNITS.get(str(units).strip().lower()) if units else None
-    if factor is None:
+    units = str(units or "").strip().lower()
+    if units in WAVENUMBERS:
+        return [1e7 / v if v > 0 else float("nan") for v in values]
+    if units in UNITLESS:
         factor = 1e3 if max(values) < MICROMETRE_GUESS else 1.0
+    elif units in _UNITS:
+        factor = _UNITS[units]
+    else:
+        return None
     return [v * factor for v in values]
 
 
