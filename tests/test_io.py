@@ -133,6 +133,44 @@ def test_band_scale_and_offset_are_applied(tmp_path):
         RasterSource(path)
 
 
+def test_a_scale_beyond_float32_is_refused_not_turned_into_nodata(tmp_path):
+    """int16 counts times a scale of 1e35 overflow float32, in which pixels are scored: the
+    brightest pixels became infinite, then nodata, and the run said nothing but numpy's
+    overflow warning."""
+    import warnings
+
+    stored = np.full((2, 20, 20), 100, np.int16)
+    stored[0, 10, 12] = 30000                               # 3e39 once scaled
+    stored[:, 0, 0] = -32768
+    path = write_raster(tmp_path / "scaled.tif", stored, nodata=-32768)
+    with rasterio.open(path, "r+") as ds:
+        ds.scales = (1e35, 1e35)
+    with pytest.raises(HsanomalyError, match="scaled.tif: band 1 holds values beyond float32's "
+                                             "range .* once scaled"):
+        RasterSource(path).read(Window(0, 0, 20, 20))
+    with rasterio.open(path, "r+") as ds:
+        ds.scales = (1e33, 1e33)                            # 3e37: within float32
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        block, valid = RasterSource(path).read(Window(0, 0, 20, 20))
+    assert valid.sum() == 399 and block[0, 10, 12] == pytest.approx(3e37, rel=1e-6)
+
+
+def test_float64_nodata_beyond_float32_reads_without_warnings(tmp_path):
+    import warnings
+
+    stored = np.ones((2, 10, 10))
+    stored[:, 0, 0] = -np.finfo(np.float64).max
+    path = tmp_path / "f64.tif"
+    with rasterio.open(path, "w", driver="GTiff", dtype="float64", count=2, height=10, width=10,
+                       nodata=-np.finfo(np.float64).max) as ds:
+        ds.write(stored)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        block, valid = RasterSource(path).read(Window(0, 0, 10, 10))
+    assert not valid[0, 0] and valid.sum() == 99
+
+
 def test_streaming_reduce_and_sample_match_memory(synthetic_raster):
     path, _, nodata_mask = synthetic_raster
     src = RasterSource(path)

@@ -293,10 +293,18 @@ class RasterSource(_Source):
             return values, nodata
         if self.has_float64:
             check_float32_range(self.name, values, nodata, self.bands)
-        values = values.astype(np.float32, copy=False)
+        with np.errstate(over="ignore"):    # nodata only, once checked (-DBL_MAX fills, say)
+            values = values.astype(np.float32, copy=False)
         if self.scaling is not None:
             scale, offset = self.scaling
-            values = values * scale + offset
+            with np.errstate(over="ignore", invalid="ignore"):
+                scaled = values * scale + offset
+            # a scale can carry stored values beyond float32, in which pixels are scored: the
+            # brightest would turn infinite, then nodata
+            if (np.isinf(scaled) & np.isfinite(values) & ~nodata).any():
+                exact = values.astype(np.float64) * scale.astype(np.float64) + offset
+                check_float32_range(self.name, exact, nodata, self.bands, scaled=True)
+            values = scaled
         return values, nodata
 
 
@@ -325,17 +333,20 @@ def _wider_than_float32(dtype):
     return dtype.itemsize > 2 and dtype != np.float32
 
 
-def check_float32_range(name, values, nodata, bands):
+def check_float32_range(name, values, nodata, bands, scaled=False):
     """Refuse values beyond float32's range, which pixels are scored in: they would become
     infinite, then nodata, silently (the most anomalous pixels among them). ``bands``: the
-    band numbers of ``values``' rows."""
+    band numbers of ``values``' rows; ``scaled``: the values are the stored ones times the
+    band's scale, plus its offset."""
     for row, band in enumerate(bands):          # band by band: no cube-sized temporaries
         with np.errstate(invalid="ignore"):
             beyond = (np.abs(values[row]) > FLOAT32_MAX) & np.isfinite(values[row]) & ~nodata[row]
         if beyond.any():
             raise HsanomalyError(f"{name}: band {band} holds values beyond float32's range (up "
-                                 f"to {np.abs(values[row][beyond]).max():.3g}), in which pixels "
-                                 "are scored; rescale the data first")
+                                 f"to {np.abs(values[row][beyond]).max():.3g}"
+                                 + (", once scaled by the band's scale and offset" if scaled
+                                    else "") + "), in which pixels are scored; rescale the "
+                                 "data first")
 
 
 def coarsest_in_float32(values, nodata, bands):
