@@ -28,6 +28,12 @@ def is_real(value):
             and math.isfinite(value))
 
 
+def rate_count(rate, n):
+    """How many of ``n`` pixels a false-alarm ``rate`` allows: floor(rate * n), where the
+    product is taken as the whole number it stands for (0.29 * 100 is 28.999... in floats)."""
+    return math.floor(rate * n * (1 + 1e-12))
+
+
 def check_rate(flag, value, auto=False):
     """A false-alarm rate in (0, 1) as a float (or "auto", where ``auto`` allows it); text that
     reads as a number is taken, as a command line or a QGIS field gives it."""

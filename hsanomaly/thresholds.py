@@ -18,7 +18,7 @@ import numpy as np
 
 from .errors import HsanomalyError
 from .io.source import iter_windows, open_raster as open_heatmap
-from .options import check_rate
+from .options import check_rate, rate_count
 
 READ_CHUNK = 1024             # pixels a side read at once; a multiple of the 256-pixel output blocks
 HALF_BITS = 16
@@ -132,7 +132,7 @@ def threshold_from_far(heatmap, far, *, chunk=READ_CHUNK, reduce=None, name=None
         values = values[~np.isnan(values)]
         if len(values) == 0:
             raise HsanomalyError(f"{name}: the heatmap has no score")
-        rank = len(values) - 1 - math.floor(far * len(values))
+        rank = len(values) - 1 - rate_count(far, len(values))
         return float(np.partition(values, rank)[rank])
     reduce = reduce or chunk_reduce(heatmap, chunk)
     coarse = reduce(score_histogram)
@@ -141,7 +141,7 @@ def threshold_from_far(heatmap, far, *, chunk=READ_CHUNK, reduce=None, name=None
         raise HsanomalyError(f"{name}: the heatmap has no score")
     if far == "auto":
         return auto_threshold(coarse, reduce, name)
-    return float(_order_statistics(coarse, [n - 1 - math.floor(far * n)], reduce)[0])
+    return float(_order_statistics(coarse, [n - 1 - rate_count(far, n)], reduce)[0])
 
 
 def auto_tail(n):

@@ -205,6 +205,20 @@ def test_a_target_without_any_score_is_missed_whole():
                                           abs=1e-12)
 
 
+@pytest.mark.parametrize("far", [0.29, 0.57, 0.58])
+def test_a_rate_that_allows_a_whole_number_of_false_alarms_allows_that_many(far):
+    """0.29 x 100 is 28.999... in floats: Pd at 0.29 ignored the threshold with 29 of 100
+    false alarms, and the --far threshold let 28 of 100 pixels above it instead of 29."""
+    from hsanomaly.thresholds import threshold_from_far
+
+    allowed = round(far * 100)
+    background = np.arange(100.0)                     # the top `allowed` lie above the targets
+    targets = np.full(5, 100 - allowed - 0.5)
+    curve = roc_curve(targets, background)
+    assert curve.pd_at(far) == 1.0
+    assert (background > threshold_from_far(background[None], far)).sum() == allowed
+
+
 def test_targets_are_8_connected_and_numbered_in_row_major_order():
     truth = np.zeros((6, 6), np.uint8)
     truth[0, 4] = 1                  # T1, first in row-major order although right of T2

@@ -14,7 +14,7 @@ from typing import Optional
 import numpy as np
 
 from .. import defaults
-from ..options import check_rate
+from ..options import check_rate, rate_count
 
 HALF_FALSE_POSITIVE = 0.5   # zero-FP thresholds count as half a false positive (thesis, 3.2)
 
@@ -74,7 +74,7 @@ class RocCurve:
     def pd_at(self, far=defaults.PD_FAR):
         """Pd: the share of target pixels found at the lowest threshold whose false-alarm rate
         is at most ``far``; where an analyst works, which a whole-curve AUC near 1 hides."""
-        return float(self.tp[self.fp <= far * self.n_neg].max() / self.n_pos)
+        return float(self.tp[self.fp <= rate_count(far, self.n_neg)].max() / self.n_pos)
 
     @property
     def lg_far(self):
