@@ -929,3 +929,12 @@ def test_an_output_named_like_the_journal_is_written(tmp_path):
         stage.path(tmp_path / "b.txt").write_text("b")
     assert (tmp_path / JOURNAL).read_text() == "mine"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.txt", JOURNAL]
+
+
+def test_convert_names_what_it_reads_when_given_another_raster(synthetic_raster, tmp_path):
+    """An ENVI or GeoTIFF input was "not a readable MATLAB file (... corrupt ...)"."""
+    path, _, _ = synthetic_raster
+    with pytest.raises(HsanomalyError, match="convert reads MATLAB .mat scenes; train and detect "
+                                             "read GeoTIFF, ENVI"):
+        convert_mat(path, tmp_path / "out.tif")
+    assert not (tmp_path / "out.tif").exists()

@@ -525,3 +525,13 @@ def test_training_without_onnx_or_its_runtime_is_refused_before_any_work(synthet
                                                  r"'hsanomaly\[cpu,train\]'"):
             train([path], tmp_path / "model", iterations=4)
         assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
+
+
+def test_background_only_without_a_mask_is_refused(synthetic_raster, tmp_path):
+    """It was accepted and did nothing: windows are dropped for touching mask pixels only."""
+    from hsanomaly.training import train
+
+    path, _, _ = synthetic_raster
+    with pytest.raises(HsanomalyError, match="--background-only: .* no --mask was given"):
+        train([path], tmp_path / "m", background_only=True)
+    assert not (tmp_path / "m").exists()

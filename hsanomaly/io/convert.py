@@ -57,6 +57,9 @@ def convert_mat(src, dst, truth=None, overwrite=False):
     existing file hsanomaly did not write, is refused before anything is read.
     """
     check_paths([("SRC", src)], [("DST", dst), ("--truth", truth)])
+    if not str(src).lower().endswith(".mat"):
+        raise HsanomalyError(f"{src}: convert reads MATLAB .mat scenes; train and detect read "
+                             "GeoTIFF, ENVI and every other raster GDAL reads as they are")
     for label, path in (("DST", dst), ("--truth", truth)):
         if path is not None:
             check_suffix(path, label, GEOTIFF_SUFFIXES, "a GeoTIFF")

@@ -70,6 +70,9 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
         raise HsanomalyError(f"{name}: {err}") from None
     if dim < 1 or latent_dim < 1:
         raise HsanomalyError(f"{name}: dim and latent_dim must be at least 1")
+    if background_only and mask is None:
+        raise HsanomalyError("--background-only: it drops the windows that touch a --mask "
+                             "pixel, and no --mask was given")
     check_out(out, inputs, mask)
     torch = _import_torch()
     _check_device(torch, device)
