@@ -535,3 +535,22 @@ def test_background_only_without_a_mask_is_refused(synthetic_raster, tmp_path):
     with pytest.raises(HsanomalyError, match="--background-only: .* no --mask was given"):
         train([path], tmp_path / "m", background_only=True)
     assert not (tmp_path / "m").exists()
+
+
+def test_pooled_inputs_keep_the_wavelengths_of_any_and_differing_units_are_said(tmp_path):
+    """The bundle took its band centres from the first input only (none, so detect's
+    wavelength check was off for the model) and inputs 10,000 times apart trained as one."""
+    from hsanomaly.errors import HsanomalyWarning
+
+    cube, _ = synthetic_cube()
+    plain = write_raster(tmp_path / "plain.tif", cube)
+    named = write_raster(tmp_path / "named.tif", cube)
+    centres = [400.0 + 10 * b for b in range(len(cube))]
+    with rasterio.open(named, "r+") as ds:
+        for band, centre in enumerate(centres, start=1):
+            ds.update_tags(band, wavelength=str(centre), wavelength_units="nm")
+    assert load_training_data([plain, named]).wavelengths == pytest.approx(centres)
+    scaled = write_raster(tmp_path / "scaled.tif", cube * 10000)
+    with pytest.warns(HsanomalyWarning, match=r"scaled.tif: its values are typically 1e\+04 times "
+                                              r"those of .*plain.tif"):
+        load_training_data([plain, scaled])

@@ -20,12 +20,14 @@ import numpy as np
 from .. import defaults
 from ..errors import HsanomalyError
 from ..io import open_source, read_truth
+from ..io.checks import warn
 from ..model.compat import first_mismatch
 from ..preprocess import Preprocessor
 
 MAX_SAMPLE_PIXELS = 2**17
 VAL_FRACTION = 0.1
 MIN_WINDOWS = 64
+INPUT_RANGE_RATIO = 10   # inputs whose typical values differ more are warned about
 RARE_CLUSTERS = 16
 RARE_FLOOR = 0.01
 
@@ -57,7 +59,7 @@ def load_training_data(inputs, *, mask=None, window=1, bands=None, sqrt=False,
         raise HsanomalyError(f"{inputs[0]}: window must be a positive odd number, got {window}")
     sources = [open_source(p) for p in inputs]
     try:
-        _check_inputs(inputs, sources, window)
+        wavelengths = _check_inputs(inputs, sources, window)
         masks = _exclusion_masks(mask, inputs, sources)
         total = sum(s.height * s.width for s in sources)
         max_windows = max(1, max_pixels // (window * window))
@@ -68,6 +70,7 @@ def load_training_data(inputs, *, mask=None, window=1, bands=None, sqrt=False,
     finally:
         for source in sources:
             source.close()
+    _check_value_ranges(inputs, raw)
     raw = np.concatenate(raw)
     if len(raw) > max_windows:
         raw = raw[np.sort(rng.choice(len(raw), max_windows, replace=False))]
@@ -82,23 +85,44 @@ def load_training_data(inputs, *, mask=None, window=1, bands=None, sqrt=False,
     train, val = windows[order[n_val:]], windows[order[:n_val]]
     weights = rare_spectra_weights(_centres(train), seed) if boost_rare else None
     return TrainingData(train, val, preprocessor, sources[0].count, window,
-                        sources[0].wavelengths, fingerprint, weights)
+                        wavelengths, fingerprint, weights)
 
 
 def _check_inputs(inputs, sources, window):
+    """Refuse inputs that are not of one sensor's bands; returns the band centres the model
+    records: those of the first input that has any (an input without them is taken as of
+    the same bands, as detect takes a raster without them)."""
     first = sources[0]
+    named = next(((p, s.wavelengths) for p, s in zip(inputs, sources) if s.wavelengths),
+                 (None, None))
     for path, source in zip(inputs, sources):
         if source.count != first.count:
             raise HsanomalyError(f"{path}: has {source.count} bands but {inputs[0]} has "
                                  f"{first.count}; all inputs must have the same bands")
-        mismatch = first_mismatch(first.wavelengths, source.wavelengths)
+        mismatch = first_mismatch(named[1], source.wavelengths)
         if mismatch:    # the model would record the first's and refuse this one's pixels
             band, expected, found = mismatch
-            raise HsanomalyError(f"{path}: band {band} is centred at {found:g} nm but {inputs[0]} "
+            raise HsanomalyError(f"{path}: band {band} is centred at {found:g} nm but {named[0]} "
                                  f"has {expected:g} nm there; all inputs must have the same bands")
         if window > min(source.height, source.width):
             raise HsanomalyError(f"{path}: window {window} is larger than the "
                                  f"{source.height}x{source.width} image")
+    return named[1]
+
+
+def _check_value_ranges(inputs, raw):
+    """Warn when the inputs' typical values differ by more than ``INPUT_RANGE_RATIO``: other
+    units or a missing scale factor, which one model would learn as two materials."""
+    typical = [float(np.median(np.median(np.abs(r), axis=(0, 2, 3)))) if len(r) else np.nan
+               for r in raw]
+    known = [(t, p) for t, p in zip(typical, inputs) if np.isfinite(t) and t > 0]
+    if len(known) < 2:
+        return
+    (low, low_path), (high, high_path) = min(known), max(known)
+    if high > INPUT_RANGE_RATIO * low:
+        warn(f"{high_path}: its values are typically {high / low:.3g} times those of "
+             f"{low_path} ({high:.3g} against {low:.3g}): other units or a missing scale "
+             "factor? One model learns them as they are")
 
 
 def _exclusion_masks(mask, inputs, sources):
