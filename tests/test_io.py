@@ -938,3 +938,22 @@ def test_convert_names_what_it_reads_when_given_another_raster(synthetic_raster,
                                              "read GeoTIFF, ENVI"):
         convert_mat(path, tmp_path / "out.tif")
     assert not (tmp_path / "out.tif").exists()
+
+
+def test_envi_bad_bands_are_left_out(tmp_path):
+    """The header's bad band list (bbl: AVIRIS's water-vapour bands) was read as good bands,
+    noise and all, by train and detect alike."""
+    from hsanomaly.io.source import RasterSource
+
+    cube = np.stack([np.full((4, 5), b, np.float32) for b in range(1, 7)])
+    envi = tmp_path / "scene.img"
+    with rasterio.open(envi, "w", driver="ENVI", dtype="float32", count=6, height=4, width=5) as ds:
+        ds.write(cube)
+    header = envi.with_suffix(".hdr")
+    header.write_text(header.read_text() + "wavelength units = Nanometers\n"
+                      "wavelength = {400, 500, 600, 700, 800, 900}\n"
+                      "bbl = {1, 1, 0, 1, 0, 1}\n")
+    source = RasterSource(envi)
+    assert source.count == 4 and source.wavelengths == [400, 500, 700, 900]
+    block, _ = source.read(Window(0, 0, 5, 4))
+    assert block[:, 0, 0].tolist() == [1, 2, 4, 6]

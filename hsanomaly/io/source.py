@@ -223,10 +223,13 @@ class RasterSource(_Source):
         # an alpha band says which pixels are there (0: transparent); it is no spectral band.
         # GDAL masks with it only in 2- and 4-band rasters, so it is read here as the mask
         alpha = [b for b, c in enumerate(ds.colorinterp, start=1) if c.name == "alpha"]
-        self.bands = [b for b in range(1, ds.count + 1) if b not in alpha]
+        bad = _bad_bands(ds)
+        self.bands = [b for b in range(1, ds.count + 1) if b not in alpha and b not in bad]
         if not self.bands:
-            raise HsanomalyError(f"{self.name}: every band is an alpha band; no spectra to score")
+            raise HsanomalyError(f"{self.name}: every band is an alpha band or marked bad in the "
+                                 "ENVI header's bbl; no spectra to score")
         self.alpha_bands = alpha
+        self.all_bands = len(self.bands) == ds.count
         self.mixed_types = len({ds.dtypes[b - 1] for b in self.bands}) > 1
         self.has_float64 = any(ds.dtypes[b - 1] == "float64" for b in self.bands)
         self.wider_than_float32 = any(_wider_than_float32(ds.dtypes[b - 1]) for b in self.bands)
@@ -276,7 +279,7 @@ class RasterSource(_Source):
         ``stored``, the values as stored (in float64 where float32 cannot hold them all:
         float64 and wide integers), unscaled."""
         ds = self._dataset()
-        indexes = self.bands if self.alpha_bands else None
+        indexes = None if self.all_bands else self.bands
         wide = self.wider_than_float32 if stored else self.has_float64   # float64: checked below
         kind = "float64" if wide else "float32"
         with gdal_env():
@@ -470,6 +473,18 @@ _UNITS = {"nanometers": 1.0, "nanometer": 1.0, "nm": 1.0, "micrometers": 1e3, "m
 WAVENUMBERS = ("wavenumber", "wavenumbers", "cm-1", "1/cm")   # cm^-1: 1e7 / v nanometres
 UNITLESS = ("", "unknown")        # ENVI's word for units not given: guessed from the values
 MICROMETRE_GUESS = 30.0   # unitless centre wavelengths all below this are taken as micrometres
+
+
+def _bad_bands(ds):
+    """Band numbers an ENVI header's bad band list (``bbl``: 1 good, 0 bad) marks bad, such as
+    an AVIRIS scene's water-vapour bands: left out, as ENVI leaves them out."""
+    listed = ds.tags(ns="ENVI").get("bbl")
+    if not listed:
+        return set()
+    flags = re.findall(r"[-+]?[0-9]*\.?[0-9]+", listed)
+    if len(flags) != ds.count:
+        return set()                 # a list of another length names no band for certain
+    return {b for b, flag in enumerate(flags, start=1) if float(flag) == 0}
 
 
 def _wavelengths(ds, bands=None):
