@@ -36,23 +36,33 @@ def write_png(heatmap, png, max_size=MAX_SIZE, stage=None):
         shape = (max(1, ds.height // step), max(1, ds.width // step))
         scores = read_checked(ds, 1, out_shape=shape, masked=True).filled(np.nan)
         name = ds.tags().get(SCORE_TAG, "score")
-        transform = ds.transform * ds.transform.scale(ds.width / shape[1], ds.height / shape[0])
+        scale = (ds.width / shape[1], ds.height / shape[0])
+        transform = ds.transform * ds.transform.scale(*scale)
         crs = ds.crs
+        georeferenced = not ds.transform.is_identity   # (a decimated identity is not one)
+        gcps, gcp_crs = ds.gcps
+        if not georeferenced and ds.rpcs and not gcps:
+            from .io.checks import warn
+
+            warn(f"{png}: the heatmap is placed on the map by RPCs, which a PNG cannot carry; "
+                 "the quick look is not georeferenced")
     scores = np.asarray(scores, dtype=np.float64)
     image = render(scores, *stretch_limits(scores), name)
     info = PngInfo()
     info.add_text("Software", SOFTWARE)          # what marks the file as ours
     files = {Path(png): lambda tmp: Image.fromarray(image, "RGBA").save(tmp, format="PNG",
                                                                         pnginfo=info)}
-    georeferenced = not transform.is_identity
     if georeferenced:                    # a world file needs no CRS; the .aux.xml holds it, or
         world, aux = sidecars(png)       # none: an earlier run's must not place this picture
         files[world] = lambda tmp: Path(tmp).write_text(world_file_text(transform))
         files[aux] = lambda tmp: Path(tmp).write_text(_aux_xml(crs))
+    elif gcps:                           # ground control points, at the picture's pixels
+        files[sidecars(png)[1]] = lambda tmp: Path(tmp).write_text(
+            _gcp_aux_xml(gcps, gcp_crs, scale))
     with staged() if stage is None else contextlib.nullcontext(stage) as into:
         for path, write in files.items():
             is_png = path.suffix == ".png"
-            stale = sidecars(png) if is_png and not georeferenced else ()   # an earlier run's
+            stale = [p for p in sidecars(png) if p not in files] if is_png else ()  # earlier
             write(into.path(path, check=png_check if is_png else None, stale=stale))
 
 
@@ -89,6 +99,18 @@ def world_file_text(transform):
     x, y = transform * (0.5, 0.5)
     return "\n".join(f"{v:.12g}" for v in (transform.a, transform.d, transform.b, transform.e,
                                            x, y)) + "\n"
+
+
+def _gcp_aux_xml(gcps, crs, scale):
+    """GDAL's sidecar with the heatmap's ground control points, their pixel and line divided
+    by the picture's decimation (``scale``: heatmap pixels per picture pixel, across, down)."""
+    from xml.sax.saxutils import quoteattr
+
+    points = "".join(f'    <GCP Id={quoteattr(str(g.id))} Pixel="{g.col / scale[0]!r}" '
+                     f'Line="{g.row / scale[1]!r}" X="{g.x!r}" Y="{g.y!r}" Z="{g.z or 0.0!r}"/>\n'
+                     for g in gcps)
+    projection = f" Projection={quoteattr(crs.to_wkt())}" if crs is not None else ""
+    return f"<PAMDataset>\n  <GCPList{projection}>\n{points}  </GCPList>\n</PAMDataset>\n"
 
 
 def _aux_xml(crs):

@@ -83,3 +83,26 @@ def test_an_earlier_runs_side_files_never_describe_the_new_outputs(synthetic_ras
         assert ds.crs is None and ds.tags()["HSANOMALY_SCORE"] == "lrx"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["heat.png", "heat.tif", "scene.tif",
                                                          "unplaced.tif"]
+
+
+def test_a_heatmap_placed_by_ground_control_points_gives_a_png_placed_by_them(tmp_path):
+    """The GeoTIFF kept its GCPs, but the quick look had neither a world file nor GCPs, and a
+    GIS could not place it; they go into its .aux.xml, scaled to a decimated picture."""
+    from rasterio.control import GroundControlPoint
+    from rasterio.crs import CRS as RasterCRS
+
+    from hsanomaly.quicklook import write_png
+
+    heat = tmp_path / "heat.tif"
+    gcps = [GroundControlPoint(row=r, col=c, x=500000 + 2 * c, y=4000000 - 2 * r, id=f"p{i}")
+            for i, (r, c) in enumerate([(0, 0), (0, 3000), (3000, 0), (3000, 3000)])]
+    with rasterio.open(heat, "w", driver="GTiff", dtype="float32", count=1, height=3000,
+                       width=3000) as ds:
+        ds.write(np.random.default_rng(0).random((1, 3000, 3000), np.float32))
+        ds.gcps = (gcps, RasterCRS.from_epsg(32633))
+    write_png(heat, tmp_path / "q.png", max_size=1000)
+    assert not (tmp_path / "q.pgw").exists()
+    with rasterio.open(tmp_path / "q.png") as png:
+        found, crs = png.gcps
+    assert crs.to_epsg() == 32633 and [(g.row, g.col, g.x, g.y) for g in found] == [
+        (g.row / 3, g.col / 3, g.x, g.y) for g in gcps]
