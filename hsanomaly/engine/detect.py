@@ -332,10 +332,10 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
                 fit_scorer(scorer, executor.fit_source(source))
         store = TileStore(store_path(dst), job, resume)
         done = _score(executor, source, scorer, store, windows, outputs, dst, progress, callback)
-        constant = _is_constant(store, len(windows))
+        summaries = [store.members(i, (RANGE, COUNTS)) for i in range(len(windows))]
+        constant = _is_constant([summary.get(RANGE) for summary in summaries])
         try:
-            check_scored(source.name, scorer, [store.member(i, COUNTS)
-                                               for i in range(len(windows))])
+            check_scored(source.name, scorer, [summary.get(COUNTS) for summary in summaries])
         except HsanomalyError:
             store.remove()          # a rerun would score the same: nothing to resume
             raise
@@ -443,11 +443,11 @@ def check_space(store, outputs, source, resume=False):
                                  f"{size_text(nbytes)} of disk, only {size_text(free)} is free")
 
 
-def _is_constant(store, count):
-    """True when every band of the input, over the stored tiles, is constant or nearly so."""
+def _is_constant(ranges):
+    """True when every band of the input, over the stored tiles' ``ranges`` (None for a tile
+    without one), is constant or nearly so."""
     lo = hi = None
-    for index in range(count):
-        r = store.member(index, RANGE)
+    for r in ranges:
         if r is None:             # a tile without the range or damaged: assemble will say
             return False
         lo = r[0] if lo is None else np.fmin(lo, r[0])

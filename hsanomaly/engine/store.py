@@ -225,13 +225,18 @@ class TileStore:
             return None
         return arrays
 
-    def member(self, index, name):
-        """One array of tile ``index`` without reading (or checking) the others, or None."""
+    def members(self, index, names):
+        """{name: array} of those ``names`` that tile ``index`` holds, without reading (or
+        checking) its other arrays; empty for a missing or damaged tile."""
+        found = {}
         try:
             with np.load(self._file(index), allow_pickle=False) as z:
-                return z[name]
-        except Exception:          # missing, damaged or without ``name``
-            return None
+                for name in names:
+                    if name in z.files:
+                        found[name] = z[name]
+        except Exception:          # missing or damaged
+            return {}
+        return found
 
     def get(self, index, expected=None):
         arrays = self.load(index, expected)
