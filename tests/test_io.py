@@ -372,7 +372,10 @@ def test_model_refuses_a_raster_with_other_wavelengths(tmp_path):
 
     bundle = SimpleNamespace(wavelengths=[0.45, 0.55, 0.65], path=tmp_path / "model")
     check_wavelengths(bundle, [450.2, 550.0, 650.4], "scene.tif")     # micrometre-era bundle
-    check_wavelengths(bundle, None, "scene.tif")                      # nothing to compare
+    from hsanomaly.errors import HsanomalyWarning
+    with pytest.warns(HsanomalyWarning, match="scene.tif: has no band centres to check against "
+                                              "the 450-650 nm the model"):
+        check_wavelengths(bundle, None, "scene.tif")     # nothing vouches for its band order
     with pytest.raises(HsanomalyError, match="band 2 is centred at 600 nm .* 550 nm .*"
                                              "--ignore-wavelengths"):
         check_wavelengths(bundle, [450.0, 600.0, 650.0], "scene.tif")
@@ -957,3 +960,17 @@ def test_envi_bad_bands_are_left_out(tmp_path):
     assert source.count == 4 and source.wavelengths == [400, 500, 700, 900]
     block, _ = source.read(Window(0, 0, 5, 4))
     assert block[:, 0, 0].tolist() == [1, 2, 4, 6]
+
+
+def test_gdal_imagery_domain_wavelengths_are_read(tmp_path):
+    """GDAL 3.10's standard band metadata (IMAGERY domain, micrometres) was ignored, so a
+    band-reversed raster that stated its centres only there was scored without a check."""
+    from hsanomaly.io.source import RasterSource
+
+    path = tmp_path / "scene.tif"
+    with rasterio.open(path, "w", driver="GTiff", dtype="float32", count=3, height=4,
+                       width=5) as ds:
+        ds.write(np.ones((3, 4, 5), np.float32))
+        for band, centre in enumerate((0.45, 0.55, 0.65), start=1):
+            ds.update_tags(band, ns="IMAGERY", CENTRAL_WAVELENGTH_UM=str(centre))
+    assert RasterSource(path).wavelengths == pytest.approx([450.0, 550.0, 650.0])

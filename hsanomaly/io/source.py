@@ -504,14 +504,21 @@ def _wavelengths(ds, bands=None):
                                                envi["wavelength"])]
         values = [found[b - 1] for b in bands] if len(found) == ds.count else None
     if values is None:
-        per_band = [ds.tags(b).get("wavelength") or ds.tags(b).get("WAVELENGTH") for b in bands]
+        # GDAL's own band metadata (3.10 on: the IMAGERY domain, in micrometres)
+        per_band = [ds.tags(b, ns="IMAGERY").get("CENTRAL_WAVELENGTH_UM") for b in bands]
+        if all(per_band):
+            units = "micrometers"
+        else:
+            per_band = [ds.tags(b).get("wavelength") or ds.tags(b).get("WAVELENGTH")
+                        for b in bands]
+            units = units or ds.tags(1).get("wavelength_units") or ds.tags(1).get(
+                "WAVELENGTH_UNITS")
         if not all(per_band):
             return None
         try:
             values = [float(v) for v in per_band]
         except ValueError:
             return None
-        units = units or ds.tags(1).get("wavelength_units") or ds.tags(1).get("WAVELENGTH_UNITS")
     units = str(units or "").strip().lower()
     if units in WAVENUMBERS:
         return [1e7 / v if v > 0 else float("nan") for v in values]
