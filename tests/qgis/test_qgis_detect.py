@@ -206,3 +206,16 @@ def test_library_warnings_reach_the_algorithm_log(plugin, tmp_path):
     logging.getLogger("hsanomaly").warning("after the algorithm")
     assert len(log.warnings) == 1
     assert str(heat) in log.warnings[0] and "lies above every score" in log.warnings[0]
+
+
+def test_ignore_wavelengths_reaches_the_library(scene, tmp_path):
+    """The wavelength refusal told QGIS users to pass --ignore-wavelengths, which the dialog
+    did not have; it is *Ignore wavelengths*, and a score without a model refuses it."""
+    from qgis.core import QgsProcessingException
+
+    raster, _ = scene
+    with pytest.raises(QgsProcessingException) as err:
+        run_detect(INPUT=raster, SCORE="rx", IGNORE_WAVELENGTHS=True, OUTPUT=tmp_path / "rx.tif")
+    assert str(err.value).startswith("'Ignore wavelengths': score 'rx' does not take this "
+                                     "option")
+    assert not list(tmp_path.glob("rx*"))

@@ -1,7 +1,7 @@
 """Detect anomalies: a raster layer in, a heatmap raster (and target polygons) out."""
 
-from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingParameterDefinition,
-                       QgsProcessingParameterEnum, QgsProcessingParameterFile,
+from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingParameterBoolean,
+                       QgsProcessingParameterDefinition, QgsProcessingParameterEnum, QgsProcessingParameterFile,
                        QgsProcessingParameterNumber, QgsProcessingParameterRasterDestination,
                        QgsProcessingParameterRasterLayer, QgsProcessingParameterString,
                        QgsProcessingParameterVectorDestination)
@@ -21,6 +21,7 @@ class DetectAnomalies(HsanomalyAlgorithm):
     TOP_RINGS = "TOP_RINGS"
     NEIGHBOUR_WEIGHT = "NEIGHBOUR_WEIGHT"
     RINGS = "RINGS"
+    IGNORE_WAVELENGTHS = "IGNORE_WAVELENGTHS"
     THRESHOLD = "THRESHOLD"
     FAR = "FAR"
     TILE = "TILE"
@@ -81,7 +82,10 @@ class DetectAnomalies(HsanomalyAlgorithm):
         rings = QgsProcessingParameterString(
             self.RINGS, f"Rings: outer/guard windows (scores with rings; wider ones reach "
             f"wider targets; empty: {lib.rings})", optional=True)
-        for advanced in (purge, top_rings, neighbour_weight, rings):
+        ignore = QgsProcessingParameterBoolean(
+            self.IGNORE_WAVELENGTHS, "Ignore wavelengths: score with a model even where the "
+            "raster's band centres differ from those it was trained on", defaultValue=False)
+        for advanced in (purge, top_rings, neighbour_weight, rings, ignore):
             advanced.setFlags(advanced.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(advanced)
         self.addParameter(QgsProcessingParameterNumber(
@@ -138,6 +142,8 @@ class DetectAnomalies(HsanomalyAlgorithm):
         rings = self.parameterAsString(parameters, self.RINGS, context).strip()
         if rings:
             options["rings"] = rings
+        if self.parameterAsBool(parameters, self.IGNORE_WAVELENGTHS, context):
+            options["ignore_wavelengths"] = True     # a baseline refuses it: it has no model
         with self.library_errors(feedback):
             from hsanomaly.api import detect
 
