@@ -103,6 +103,10 @@ def test_resume_with_other_settings_is_refused(tmp_path):
     with pytest.raises(HsanomalyError, match="other settings"):
         detect(ArraySource(cube), tmp_path / "out.tif", LocalRX(), tile=16, progress=False,
                resume=True)
+    with pytest.raises(HsanomalyError) as refused:      # it says what changed
+        detect(ArraySource(cube), tmp_path / "out.tif", GlobalRX(), tile=32, progress=False,
+               resume=True)
+    assert "other settings is here (tile: 16 -> 32); rerun without --resume" in str(refused.value)
 
 
 def test_window_larger_than_image(tmp_path):

@@ -75,6 +75,19 @@ def read_manifest(path):
     return manifest if isinstance(manifest, dict) else {}
 
 
+def _differences(before, now, prefix=""):
+    """What changed between two run configurations, one "name: before -> now" each, nested
+    names joined by dots (scorer.c2, outputs.recon)."""
+    found = []
+    for key in sorted(set(before) | set(now), key=str):
+        a, b = before.get(key, "none"), now.get(key, "none")
+        if isinstance(a, dict) and isinstance(b, dict):
+            found += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            found.append(f"{prefix}{key}: {a} -> {b}")
+    return found
+
+
 def check_same_input(path, fingerprint, previous=None):
     """Refuse to resume the interrupted run in the store at ``path`` (its manifest
     ``previous``, read if not given) on an input of another ``fingerprint``."""
@@ -152,8 +165,9 @@ class TileStore:
                                  f"hsanomaly version or is damaged{rerun}")
         check_same_input(self.path, manifest["input"], previous)
         if previous.get("config") != manifest["config"]:
+            changed = "; ".join(_differences(previous.get("config") or {}, manifest["config"]))
             raise HsanomalyError(f"{self.path}: an interrupted run with other settings is "
-                                 f"here{rerun}")
+                                 f"here ({changed}){rerun}")
 
     def _write_manifest(self, manifest):
         fd, tmp = tempfile.mkstemp(prefix=".manifest.", dir=self.path)
