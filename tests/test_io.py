@@ -974,3 +974,26 @@ def test_gdal_imagery_domain_wavelengths_are_read(tmp_path):
         for band, centre in enumerate((0.45, 0.55, 0.65), start=1):
             ds.update_tags(band, ns="IMAGERY", CENTRAL_WAVELENGTH_UM=str(centre))
     assert RasterSource(path).wavelengths == pytest.approx([450.0, 550.0, 650.0])
+
+
+def test_a_damaged_tile_is_named_by_gdals_own_reason(tmp_path):
+    """The message ended "(Read failed. See previous exception for details.)", an exception
+    never shown; GDAL's reason (the block, the codec) is in the chain of causes."""
+    cube, _ = synthetic_cube(bands=4, rows=64, cols=64)
+    path = tmp_path / "damaged.tif"
+    with rasterio.open(path, "w", driver="GTiff", dtype="float32", count=4, height=64, width=64,
+                       tiled=True, blockxsize=16, blockysize=16, compress="deflate",
+                       interleave="pixel") as ds:
+        ds.write(cube)
+    with rasterio.open(path) as ds:
+        offset = int(ds.get_tag_item("BLOCK_OFFSET_3_3", "TIFF", bidx=1))
+        size = int(ds.get_tag_item("BLOCK_SIZE_3_3", "TIFF", bidx=1))
+    data = bytearray(path.read_bytes())
+    data[offset:offset + size] = bytes(size)
+    path.write_bytes(bytes(data))
+    with pytest.raises(HsanomalyError) as refused:
+        RasterSource(path).read(Window(0, 0, 64, 64))
+    message = str(refused.value)
+    assert "cannot read pixels, the file is truncated or corrupt (" in message
+    assert "IReadBlock failed at X offset 3, Y offset 3" in message
+    assert "See previous exception" not in message and "\n" not in message

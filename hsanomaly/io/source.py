@@ -461,9 +461,21 @@ def read_checked(dataset, *args, **kwargs):
     try:
         return dataset.read(*args, **kwargs)
     except rasterio.errors.RasterioIOError as err:
-        detail = str(err).splitlines()[0] if str(err) else "read error"
         raise HsanomalyError(f"{dataset.name}: cannot read pixels, the file is truncated or "
-                             f"corrupt ({detail})") from None
+                             f"corrupt ({_gdal_reason(err)})") from None
+
+
+def _gdal_reason(err):
+    """GDAL's own reason for a failed read: rasterio's message is often "Read failed. See
+    previous exception for details.", and the details are in the chain of causes (where the
+    block failed, then the codec's complaint)."""
+    chain = []
+    while err is not None and len(chain) < 10:
+        text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        if text and "See previous exception" not in text and text not in chain:
+            chain.append(text)
+        err = err.__cause__
+    return ": ".join(chain[:1] + chain[-1:] if len(chain) > 1 else chain) or "read error"
 
 
 # Units in ENVI headers and GDAL band metadata -> factor to nanometres.
