@@ -100,7 +100,11 @@ def _share(client, obj):
     A task result rather than ``scatter``: if the worker holding it dies, the scheduler
     recomputes it from the task instead of losing it.
     """
-    return client.submit(_identity, obj, pure=False)
+    import warnings
+
+    with warnings.catch_warnings():    # a model's networks are large on purpose: sent once
+        warnings.filterwarnings("ignore", "Sending large graph", UserWarning)
+        return client.submit(_identity, obj, pure=False)
 
 
 def _identity(obj):

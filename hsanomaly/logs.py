@@ -22,11 +22,20 @@ def configure(verbosity=0):
     if handler is None:
         handler = logging.StreamHandler(sys.stderr)
         handler.hsanomaly_cli = True
-        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.setFormatter(_CliFormatter("%(message)s"))
         LOGGER.addHandler(handler)
     LOGGER.setLevel(LEVELS[max(-1, min(1, verbosity))])
     LOGGER.propagate = False
     return handler
+
+
+class _CliFormatter(logging.Formatter):
+    """Messages as they are; a warning begins ``Warning:``, as the CLI prints warnings about
+    the data, so the two read alike."""
+
+    def format(self, record):
+        text = super().format(record)
+        return f"Warning: {text}" if record.levelno == logging.WARNING else text
 
 
 @contextlib.contextmanager

@@ -192,3 +192,17 @@ def test_version_names_hsanomaly_also_under_rio():
     out = subprocess.run([str(rio), "hsanomaly", "--version"], capture_output=True, text=True,
                          timeout=60).stdout
     assert out.strip() == f"hsanomaly, version {__version__}"
+
+
+def test_logged_warnings_read_like_data_warnings(synthetic_raster, tmp_path):
+    """The library's logged warnings (no target at a rate, a model's advice) came without
+    the ``Warning:`` that warnings about the data begin with."""
+    path, _, _ = synthetic_raster
+    result = subprocess.run([sys.executable, "-m", "hsanomaly.cli", "detect", str(path),
+                             str(tmp_path / "heat.tif"), "--score", "rx", "--polygons",
+                             str(tmp_path / "t.gpkg"), "--far", "1e-4", "-q"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "Warning: " in result.stderr and "no target found" in result.stderr
+    line = next(line for line in result.stderr.splitlines() if "no target found" in line)
+    assert line.startswith("Warning: ")

@@ -2,8 +2,11 @@
 
 Commands are imported only when invoked, so ``hsanomaly detect`` never imports torch.
 Library errors (HsanomalyError), running out of memory and a disk or file-size limit are
-printed as one line and exit with status 1; a bad option or argument is one line too (status
-2), and a warning about the data is one ``Warning:`` line.
+printed as one line and exit with status 1; an option click itself refuses (an unknown one,
+a value of the wrong type or outside its range) is one line too, with status 2, as click
+gives it, while a value the library refuses (an option the score does not take, rings it
+cannot read) is a library error. A warning, about the data or logged, is one ``Warning:``
+line.
 """
 
 import functools
