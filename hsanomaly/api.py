@@ -57,7 +57,7 @@ def detect(src, dst, *, score=None, model=None, extras=None, polygons=None, thre
     cls = check_request(score, model, options, extras, tile, workers, scheduler, resume=resume,
                         cog=cog, overwrite=overwrite, progress=progress)
     if polygons is None and (threshold is not None or far is not None):
-        raise HsanomalyError("--threshold/--far: they set the --polygons threshold, and no "
+        raise HsanomalyError("--threshold or --far: they set the --polygons threshold, and no "
                              "--polygons was given")
     quick = scene_model_path(dst) if cls.needs_model and model is None else None
     detect_paths(src, dst, model=model, extras=extras, png=png, polygons=polygons,

@@ -161,6 +161,14 @@ def test_library_errors_become_one_line_processing_errors(scene, tmp_path):
     with pytest.raises(QgsProcessingException, match="neither a number nor 'auto'"):
         run_detect(INPUT=scene[0], SCORE="rx", OUTPUT=tmp_path / "heat.tif", FAR="often")
     assert list(tmp_path.glob("heat*")) == []
+    # the command line's names become the dialog's: --threshold or --far, SRC and DST
+    with pytest.raises(QgsProcessingException) as err:
+        run_detect(INPUT=scene[0], SCORE="rx", OUTPUT=tmp_path / "heat.tif", FAR="0.01")
+    assert str(err.value).startswith("'Polygon score threshold' or 'Polygon false-alarm rate':")
+    with pytest.raises(QgsProcessingException) as err:
+        run_detect(INPUT=scene[0], SCORE="rx", OUTPUT=scene[0])
+    assert "'Anomaly heatmap' is the same file as the input 'Hyperspectral raster'" in \
+        str(err.value)
 
 
 def test_missing_model_gives_the_library_message(scene, tmp_path):

@@ -56,6 +56,9 @@ def test_evaluate_empty_truth_gives_the_library_message(scene, tmp_path):
                                               "PD_FAR": 1.5, "TARGETS": "TEMPORARY_OUTPUT"})
     assert str(err.value) == ("'False-alarm rate at which Pd is reported' must be a false-alarm "
                               "rate in (0, 1), got 1.5")
+    with pytest.raises(QgsProcessingException) as err:    # was "None: not a value ... takes"
+        processing.run("hsanomaly:evaluate", {"HEATMAP": heatmap, "TRUTH": str(truth)})
+    assert str(err.value).endswith("Per-target metrics: required")
 
 
 def test_evaluate_refuses_a_table_folder_that_does_not_exist_and_a_cancel_before_writing(

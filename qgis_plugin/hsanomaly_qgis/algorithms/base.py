@@ -22,6 +22,10 @@ NUMBER = re.compile(r"[-+]?[0-9][0-9.]*(?:e[-+]?[0-9]+)?")   # messages of one k
 class HsanomalyAlgorithm(QgsProcessingAlgorithm):
     """Base class; subclasses name the modules they need in ``required_modules``."""
 
+    # the command line's argument names (SRC, --out) the library's messages use -> the
+    # parameter that stands for each here
+    ARGUMENTS = {}
+
     def required_modules(self, parameters, context):
         return ("hsanomaly",)
 
@@ -53,8 +57,11 @@ class HsanomalyAlgorithm(QgsProcessingAlgorithm):
     def library_errors(self, feedback=None):
         """``library_errors`` for this algorithm: the library's messages name its options
         as the command line spells them (--tile); here they name this dialog's fields."""
-        return library_errors(feedback, labels={
-            "--" + d.name().lower().replace("_", "-"): label(d) for d in self.parameterDefinitions()})
+        labels = {"--" + d.name().lower().replace("_", "-"): label(d)
+                  for d in self.parameterDefinitions()}
+        labels.update({argument: label(self.parameterDefinition(name))
+                       for argument, name in self.ARGUMENTS.items()})
+        return library_errors(feedback, labels=labels)
 
 
 def label(definition):
@@ -77,7 +84,9 @@ def parameter_problem(definition, value):
                 if kind in RASTER_TYPES:
                     return f"{item}: not a raster QGIS can open ({name})"
                 return f"{item}: not one QGIS can take as {name}"
-        if definition.flags() & definition.FlagOptional == 0 and not any(values):
+    if kind in RASTER_TYPES or kind in ("file", "vector", "source", "sink") or \
+            kind.endswith("Destination"):
+        if not definition.flags() & definition.FlagOptional and not any(values):
             return f"{name}: required"
     if kind == "enum":
         return f"{value!r}: not one of {', '.join(definition.options())} ({name})"

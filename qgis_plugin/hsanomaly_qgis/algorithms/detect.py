@@ -26,6 +26,7 @@ class DetectAnomalies(HsanomalyAlgorithm):
     FAR = "FAR"
     TILE = "TILE"
     OUTPUT = "OUTPUT"
+    ARGUMENTS = {"SRC": INPUT, "DST": OUTPUT}
     POLYGONS = "POLYGONS"
 
     def name(self):
