@@ -115,3 +115,10 @@ def test_a_former_option_name_still_works_with_a_warning(recwarn):
     recwarn.clear()
     assert make_scorer("gmm", components=3, pca=4).params()["components"] == 3
     assert not [w for w in recwarn if issubclass(w.category, HsanomalyWarning)]
+
+
+def test_a_ring_given_twice_is_refused():
+    """'7/3;7/3' counted that ring twice in every pixel's average, with no word."""
+    for rings in ("7/3;15/5;7/3", ((7, 3), (7, 3))):
+        with pytest.raises(HsanomalyError, match="--rings: 7/3 given more than once"):
+            make_scorer("mlrx", rings=rings)

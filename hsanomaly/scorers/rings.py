@@ -40,6 +40,9 @@ def parse_rings(rings):
         check_ring(outer, guard, "--rings")
     if not rings:
         raise HsanomalyError("--rings: at least one ring")
+    twice = sorted({rings_text([ring]) for ring in rings if rings.count(ring) > 1})
+    if twice:                      # it would count twice in every pixel's average
+        raise HsanomalyError(f"--rings: {', '.join(twice)} given more than once")
     return rings
 
 
