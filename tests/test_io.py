@@ -997,3 +997,21 @@ def test_a_damaged_tile_is_named_by_gdals_own_reason(tmp_path):
     assert "cannot read pixels, the file is truncated or corrupt (" in message
     assert "IReadBlock failed at X offset 3, Y offset 3" in message
     assert "See previous exception" not in message and "\n" not in message
+
+
+def test_an_undeclared_fill_value_is_warned_about(tmp_path):
+    """-9999 around a swath, not declared as nodata, entered the scene's statistics (and a
+    model's training range) with no word."""
+    from hsanomaly.errors import HsanomalyWarning
+
+    cube, _ = synthetic_cube()
+    cube[:, :, :15] = -9999
+    path = write_raster(tmp_path / "filled.tif", cube)
+    with pytest.warns(HsanomalyWarning, match=r"filled.tif: 30% of the pixels probed hold -9999 "
+                                              r"in every band.* gdal_edit.py -a_nodata -9999"):
+        RasterSource(path).check_data()
+    declared = write_raster(tmp_path / "declared.tif", cube, nodata=-9999)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", HsanomalyWarning)
+        RasterSource(declared).check_data()

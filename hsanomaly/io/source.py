@@ -24,6 +24,8 @@ PROBE = 64              # pixels across a window the data is probed on before th
 PROBE_AT = ((0.5, 0.5), (0.25, 0.25), (0.25, 0.75), (0.75, 0.25), (0.75, 0.75))  # fractions
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 PARTIAL_NODATA = 0.05   # share of probed pixels nodata in a few bands only, beyond which to warn
+                        # (and of pixels holding one fill value in every band)
+FILL_MIN_BANDS = 3      # fewer bands may well hold one value in all of them
 PRECISION_RATIO = 0.01 * 2**23   # largest value over spread float32 resolves to 1 % of the spread
 
 # GDAL's block cache defaults to 5% of RAM; cap it so memory is bounded by the tile size.
@@ -96,8 +98,11 @@ class _Source:
         values float32 rounds by more than a hundredth of their spread (``coarsest_in_float32``),
         and a large share of pixels nodata in only a few bands (GDAL's rule leaves a pixel out
         whole once one band says nodata, so a nodata value that some band holds as real data,
-        0 over water, say, silently removes those pixels)."""
+        0 over water, say, silently removes those pixels), and a large share of pixels that
+        hold one value in every band, which no spectrum does: a fill value not declared as
+        nodata (-9999 around a swath), which the scene's statistics would then take in."""
         total, partial, per_band, coarse = 0, 0, np.zeros(self.count), []
+        flat = []                 # the value of each valid pixel that is one value in every band
         for window in self.probe_windows():
             values, nodata = self._read_bands(window, stored=True)
             if values.dtype != np.float32:
@@ -106,12 +111,24 @@ class _Source:
             few = (bad > 0) & (bad <= self.count // 2)
             total, partial = total + bad.size, partial + int(few.sum())
             per_band += nodata[:, few].sum(axis=1)
+            if self.count >= FILL_MIN_BANDS:
+                same = (bad == 0) & (values == values[:1]).all(axis=0)
+                flat.append(values[0][same])
         warn_coarse(self.name, max((c for c in coarse if c), key=lambda c: c[1], default=None))
         if total and partial > PARTIAL_NODATA * total:
             warn(f"{self.name}: {partial / total:.0%} of the pixels probed are nodata in only a "
                  f"few bands (band {int(np.argmax(per_band)) + 1} most often), so they are left "
                  "out whole; is the nodata value also real data there (0 over water, say)? If "
                  "so, set another nodata value, or none")
+        flat = np.concatenate(flat) if flat else np.empty(0)
+        if total and len(flat) > PARTIAL_NODATA * total:
+            fills, counts = np.unique(flat, return_counts=True)
+            fill, count = fills[np.argmax(counts)], int(counts.max())
+            if count > PARTIAL_NODATA * total:
+                warn(f"{self.name}: {count / total:.0%} of the pixels probed hold {fill:g} in "
+                     "every band, which no spectrum does: a fill value not declared as nodata? "
+                     f"Declare it (gdal_edit.py -a_nodata {fill:g}), or the scene's statistics "
+                     "take those pixels in")
 
     def reduce(self, fn, tile=TILE, combine=None):
         """Fold ``fn(pixels)`` over all tiles in order, where ``pixels`` are a tile's valid

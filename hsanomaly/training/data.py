@@ -107,6 +107,7 @@ def _check_inputs(inputs, sources, window):
         if window > min(source.height, source.width):
             raise HsanomalyError(f"{path}: window {window} is larger than the "
                                  f"{source.height}x{source.width} image")
+        source.check_data()        # what detect warns of, before the model learns it
     return named[1]
 
 
