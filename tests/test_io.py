@@ -1008,7 +1008,7 @@ def test_an_undeclared_fill_value_is_warned_about(tmp_path):
     cube[:, :, :15] = -9999
     path = write_raster(tmp_path / "filled.tif", cube)
     with pytest.warns(HsanomalyWarning, match=r"filled.tif: 30% of the pixels probed hold -9999 "
-                                              r"in every band.* gdal_edit.py -a_nodata -9999"):
+                                              r"in every band.*gdal_edit.py -a_nodata -9999"):
         RasterSource(path).check_data()
     declared = write_raster(tmp_path / "declared.tif", cube, nodata=-9999)
     import warnings
