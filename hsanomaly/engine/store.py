@@ -29,6 +29,7 @@ from ..errors import HsanomalyError
 from ..io.atomic import describe, fsync_path
 from ..io.fingerprint import digest
 from ..io.lock import lock_folder
+from ..logs import LOGGER
 
 FORMAT = "hsanomaly-tiles"
 FORMAT_VERSION = 2
@@ -114,6 +115,9 @@ class TileStore:
         held = lock_folder(self.path)      # an earlier store: nobody else may be writing it
         try:
             self.resumed = resume and (self.path / MANIFEST).is_file()
+            if resume and not self.resumed:
+                LOGGER.info("%s: no interrupted run here to resume; scoring from the start",
+                            self.path)
             if self.resumed:
                 if held is None:       # made since this run looked: another run's, maybe
                     held = lock_folder(self.path)
