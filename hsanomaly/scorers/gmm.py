@@ -7,7 +7,6 @@ from ..errors import HsanomalyError
 from .base import Scorer, check_pixels
 
 REG_COVAR = 1e-6      # added to each mixture covariance's diagonal, in units of the data's spread
-MIN_WEIGHT = 0.01     # a component holding fewer of the fitted pixels is taken for anomalies
 
 
 class GaussianMixtureScorer(Scorer):
@@ -38,16 +37,18 @@ class GaussianMixtureScorer(Scorer):
         self.mixture_ = GaussianMixture(self.components, covariance_type="full",
                                         random_state=self.seed, reg_covar=REG_COVAR)
         self.mixture_.fit(self._components(X))
-        self._drop_small_components()
+        self._drop_collapsed_components(len(X))
         return self
 
-    def _drop_small_components(self):
-        """Drop the components that hold under ``MIN_WEIGHT`` of the pixels, and scale the
-        others' weights back to a sum of 1. EM gives a handful of strong, isolated outliers a
-        component of their own; its covariance shrinks to the floor, so the density at those
+    def _drop_collapsed_components(self, pixels):
+        """Drop the components that hold fewer of the ``pixels`` fitted than their covariance
+        needs (dimensions + 1), and scale the others' weights back to a sum of 1. EM gives a
+        handful of strong, isolated outliers a component of their own; its covariance, of
+        too few pixels for its dimensions, shrinks to the floor, so the density at those
         pixels is the scene's highest and they would score as its most normal pixels."""
         mixture = self.mixture_
-        kept = mixture.weights_ >= min(MIN_WEIGHT, mixture.weights_.max())
+        held = mixture.weights_ * pixels
+        kept = held >= min(mixture.means_.shape[1] + 1, held.max())
         if kept.all():
             return
         for name in ("means_", "covariances_", "precisions_", "precisions_cholesky_"):
