@@ -168,11 +168,11 @@ def test_outer_mask_pixels_are_excluded_from_background():
     assert report["auc"] == pytest.approx(roc_auc_score(truth[keep], scores[keep]), abs=1e-12)
 
 
-def test_unscored_background_and_invalid_pixels_are_excluded_unscored_targets_missed():
-    """A target pixel the heatmap gives no score was left out, which flattered the detector
-    (a whole target without a score: AUC 0.89 and Pd 0.5 instead of 0.36); it now counts as
-    missed, ranked below every score, with a warning. Background without a score (nodata)
-    and invalid pixels stay out of the rates."""
+def test_nan_scores_and_invalid_pixels_are_excluded_and_unscored_targets_said():
+    """A target pixel the heatmap gives no score (the input's nodata, a saturated pixel say)
+    is left out of the rates, as the benchmark leaves out nodata; but not silently: a
+    warning names the targets, and the report counts them (a whole target without a score
+    moved the AUC from 0.36 to 0.89 with no word)."""
     from hsanomaly.errors import HsanomalyWarning
 
     scores, truth = scene()
@@ -180,29 +180,16 @@ def test_unscored_background_and_invalid_pixels_are_excluded_unscored_targets_mi
     scores[10, 50] = np.nan                      # one T1 pixel without a score
     valid = np.ones(truth.shape, bool)
     valid[59, :5] = False                        # 5 invalid background pixels
-    with pytest.warns(HsanomalyWarning, match="1 target pixels have no score .* missed: T1 1"):
+    with pytest.warns(HsanomalyWarning, match="1 target pixels have no score .* left out of "
+                                              "the rates, which measure the rest: T1 1"):
         report = evaluate(scores, truth, valid=valid)
-    keep = (~np.isnan(scores) | (truth > 0)) & valid
-    found = np.where(np.isnan(scores), np.nanmin(scores) - 1, scores)     # below every score
-    assert report["n_target_pixels"] == truth.sum()
+    keep = ~np.isnan(scores) & valid
+    assert report["n_target_pixels"] == truth.sum() - 1
     assert report["n_unscored_target_pixels"] == 1
     assert report["n_background_pixels"] == truth.size - truth.sum() - 15
-    assert report["n_excluded_pixels"] == 15
-    assert report["auc"] == pytest.approx(roc_auc_score(truth[keep], found[keep]), abs=1e-12)
-    assert report["targets"][0]["pixels"] == 12
-
-
-def test_a_target_without_any_score_is_missed_whole():
-    scores, truth = scene()
-    labels, _ = label_targets(truth)
-    scores[labels == 1] = np.nan
-    with pytest.warns(match="have no score"):
-        report = evaluate(scores, truth)
-    first = report["targets"][0]
-    assert first["auc"] == 0 and first["pd"] == 0 and first["max_score"] is None
-    found = np.where(np.isnan(scores), np.nanmin(scores) - 1, scores)
-    assert report["auc"] == pytest.approx(roc_auc_score(truth.ravel() > 0, found.ravel()),
-                                          abs=1e-12)
+    assert report["n_excluded_pixels"] == 16
+    assert report["auc"] == pytest.approx(roc_auc_score(truth[keep], scores[keep]), abs=1e-12)
+    assert report["targets"][0]["pixels"] == 11
 
 
 @pytest.mark.parametrize("far", [0.29, 0.57, 0.58])
@@ -254,11 +241,13 @@ def test_per_target_metrics_compare_each_target_with_all_background():
         roc_curve(scores[labels == 1], scores[background]).pd_at())
 
 
-def test_target_without_evaluated_pixels_has_no_metrics():
+def test_target_without_scored_pixels_has_no_metrics():
     scores, truth = scene()
-    valid = np.ones(truth.shape, bool)
-    valid[40:45, 30:32] = False      # all of T3 (nodata in the truth, say)
-    t3 = evaluate(scores, truth, valid=valid)["targets"][2]
+    scores[40:45, 30:32] = np.nan    # all of T3
+    with pytest.warns(match="10 target pixels have no score .*: T3 10"):
+        report = evaluate(scores, truth)
+    assert report["n_unscored_target_pixels"] == 10
+    t3 = report["targets"][2]
     assert t3["pixels"] == 0
     assert t3["auc"] is t3["log_auc"] is t3["lg_far"] is t3["pd"] is t3["max_score"] is None
     assert t3["centroid_row"] == 42.0
@@ -285,7 +274,7 @@ def test_write_plots_writes_four_non_empty_pngs(tmp_path):
         p.name for p in paths.values())      # no temporary files left behind
 
 
-def test_plots_of_infinite_scores_and_missed_targets(tmp_path):
+def test_plots_of_infinite_scores_and_unscored_targets(tmp_path):
     """A histogram's bins come from the finite scores; an infinite one was a traceback, and
     the staged JSON report went with it. Its legend counts what no bin holds."""
     scores, truth = scene()

@@ -121,28 +121,22 @@ def label_targets(truth):
 
 
 def class_masks(scores, truth, outer=None, valid=None):
-    """(target, background) pixel masks of the pixels evaluated: ``valid`` ones (default
-    all), less those in ``outer`` but not in ``truth`` (ambiguous object edges, as in the
-    thesis). A background pixel without a score (NaN: the heatmap's nodata) is in neither;
-    a target pixel without one stays a target, which the detector did not find
-    (``score_targets`` ranks it below every score)."""
+    """(target, background) pixel masks; pixels with a NaN score (the heatmap's nodata: the
+    input had none there, or, as ``detect`` says when it happens, the score could not be
+    computed), invalid pixels, and pixels in ``outer`` but not in ``truth`` (ambiguous object
+    edges, as in the thesis) are in neither. ``evaluate`` counts the target pixels left out."""
     scores = np.asarray(scores)
     truth = np.asarray(truth) != 0
     for name, mask in (("truth", truth), ("outer", outer), ("valid", valid)):
         if mask is not None and np.shape(mask) != scores.shape:
             raise ValueError(f"{name} is {np.shape(mask)}, the scores are {scores.shape}")
-    evaluated = np.ones(scores.shape, bool) if valid is None else np.asarray(valid, bool)
-    background = evaluated & ~truth & ~np.isnan(scores)
+    scored = ~np.isnan(scores)
+    if valid is not None:
+        scored &= np.asarray(valid, bool)
+    background = scored & ~truth
     if outer is not None:
         background &= np.asarray(outer) == 0
-    return evaluated & truth, background
-
-
-def found_scores(scores):
-    """``scores`` with NaN (no score) as -inf: below every score, so a target pixel without
-    one is missed at every threshold, not left out of the rates."""
-    scores = np.asarray(scores)
-    return np.where(np.isnan(scores), -np.inf, scores) if np.isnan(scores).any() else scores
+    return scored & truth, background
 
 
 @dataclass(frozen=True)
@@ -152,7 +146,7 @@ class Target:
     id: str
     rows: np.ndarray
     cols: np.ndarray
-    scores: np.ndarray          # scores of the target's evaluated pixels (-inf: no score)
+    scores: np.ndarray          # scores of the target's scored pixels (NaN/invalid dropped)
     curve: Optional[RocCurve]   # None when no pixel of the target has a score
 
 
@@ -164,20 +158,32 @@ def score_targets(scores, truth, outer=None, valid=None):
     scores = np.asarray(scores)
     target_mask, background_mask = class_masks(scores, truth, outer, valid)
     if not target_mask.any():
-        raise ValueError("no target pixel is evaluated (the truth mask is empty or all nodata)")
+        raise ValueError("no target pixel has a score (the truth mask is empty or all NaN)")
     if not background_mask.any():
         raise ValueError("no background pixel has a score")
     background = np.sort(scores[background_mask])
-    found = found_scores(scores)
-    overall = roc_curve(found[target_mask], background, neg_sorted=True)
+    overall = roc_curve(scores[target_mask], background, neg_sorted=True)
 
     targets = []
     for k, (rows, cols) in enumerate(_target_pixels(*label_targets(truth)), start=1):
-        evaluated = target_mask[rows, cols]
-        values = found[rows[evaluated], cols[evaluated]]
+        scored = target_mask[rows, cols]
+        values = scores[rows[scored], cols[scored]]
         curve = roc_curve(values, background, neg_sorted=True) if values.size else None
         targets.append(Target(f"T{k}", rows, cols, values, curve))
     return overall, targets
+
+
+def unscored_targets(scores, truth, valid=None):
+    """{target id: its pixels that are evaluated (``valid``) but have no score (NaN)}, for the
+    targets that have any: what the rates leave out."""
+    scores = np.asarray(scores)
+    missing = np.isnan(scores) if valid is None else np.isnan(scores) & np.asarray(valid, bool)
+    found = {}
+    for k, (rows, cols) in enumerate(_target_pixels(*label_targets(truth)), start=1):
+        count = int(missing[rows, cols].sum())
+        if count:
+            found[f"T{k}"] = count
+    return found
 
 
 def _target_pixels(labels, n_targets):
@@ -200,13 +206,14 @@ def evaluate(scores, truth, outer=None, valid=None, pd_far=defaults.PD_FAR):
     overall and per-target AUC, logAUC, lgFAR and Pd at ``pd_far`` (see ``score_targets``)."""
     pd_far = check_pd_far(pd_far)
     overall, targets = score_targets(scores, truth, outer, valid)
-    unscored = {t.id: int(np.isneginf(t.scores).sum()) for t in targets}
+    unscored = unscored_targets(scores, truth, valid)
     missed = sum(unscored.values())
     if missed:
         from ..io.checks import warn
 
-        warn(f"{missed} target pixels have no score (NaN, the heatmap's nodata) and count as "
-             f"missed: {', '.join(f'{k} {n}' for k, n in unscored.items() if n)}")
+        warn(f"{missed} target pixels have no score (NaN, the heatmap's nodata) and are left "
+             f"out of the rates, which measure the rest: "
+             f"{', '.join(f'{k} {n}' for k, n in unscored.items())}")
     return {
         **_curve_metrics(overall, pd_far),
         "pd_far": pd_far,
@@ -229,6 +236,5 @@ def _curve_metrics(curve, pd_far):
 def _target_report(target, pd_far):
     return {"id": target.id, "pixels": int(target.scores.size),
             **_curve_metrics(target.curve, pd_far),
-            "max_score": (float(target.scores.max()) if np.isfinite(target.scores).any()
-                          else None),
+            "max_score": float(target.scores.max()) if target.scores.size else None,
             "centroid_row": float(target.rows.mean()), "centroid_col": float(target.cols.mean())}
