@@ -39,6 +39,15 @@ def test_mat_cube_saved_bands_first_is_read_by_its_truth(tmp_path):
         read_mat(tmp_path / "bad.mat")
 
 
+def test_mat_layout_is_told_by_a_named_truth_only(tmp_path):
+    """An unnamed 2-D variable (a cols x bands calibration matrix) turned a (rows, cols, bands)
+    cube around as if it were a truth of a bands-first one."""
+    cube = np.random.default_rng(0).random((30, 40, 12))                 # rows, cols, bands
+    scipy.io.savemat(tmp_path / "s.mat", {"data": cube, "gain": np.ones((40, 12))})
+    got, gt = read_mat(tmp_path / "s.mat")
+    assert got.shape == (12, 30, 40) and gt is None
+
+
 def test_mat_beside_a_wavelength_vector_or_text_is_read(tmp_path):
     """A lone 2-D variable was taken for the truth whatever its shape, so a 1 x bands
     wavelength vector (or a v7.3 text variable) made the file unreadable to every command."""

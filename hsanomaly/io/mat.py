@@ -148,16 +148,17 @@ def read_mat_truth(path):
 
 
 def _truth_name(headers, cube_name):
-    """The truth variable: one named as a truth, or else the only 2-D variable that has the
-    size of two of the cube's axes (a wavelength vector, 1 x bands, is no truth)."""
+    """The truth variable: one named as a truth, or else the only 2-D variable of the size of
+    a (rows, cols, bands) cube's rows and columns (a wavelength vector, 1 x bands, or a
+    calibration matrix is no truth; only a variable named as one may say the cube is saved
+    bands first)."""
     others = {k: v for k, v in headers.items() if k != cube_name}
     named = _pick(others, TRUTH_NAMES, 2)
     if named is not None and named.lower() in (n.lower() for n in TRUTH_NAMES):
         return named
     if cube_name is not None:
-        shape = headers[cube_name][0]
-        others = {k: v for k, v in others.items()
-                  if len(v[0]) != 2 or tuple(v[0]) in (tuple(shape[:2]), tuple(shape[1:]))}
+        rows_cols = tuple(headers[cube_name][0][:2])
+        others = {k: v for k, v in others.items() if len(v[0]) != 2 or tuple(v[0]) == rows_cols}
     return _pick(others, (), 2)
 
 
