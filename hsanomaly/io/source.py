@@ -500,7 +500,8 @@ _UNITS = {"nanometers": 1.0, "nanometer": 1.0, "nm": 1.0, "micrometers": 1e3, "m
           "microns": 1e3, "micron": 1e3, "um": 1e3, "µm": 1e3, "millimeters": 1e6, "mm": 1e6,
           "centimeters": 1e7, "cm": 1e7, "meters": 1e9, "m": 1e9, "angstroms": 0.1}
 WAVENUMBERS = ("wavenumber", "wavenumbers", "cm-1", "1/cm")   # cm^-1: 1e7 / v nanometres
-UNITLESS = ("", "unknown")        # ENVI's word for units not given: guessed from the values
+NOT_LENGTHS = ("index", "band", "bands", "band number", "channel", "hz", "khz", "mhz", "ghz",
+               "thz")         # band numbers or frequencies: no centre wavelengths
 MICROMETRE_GUESS = 30.0   # unitless centre wavelengths all below this are taken as micrometres
 
 
@@ -548,16 +549,23 @@ def _wavelengths(ds, bands=None):
             values = [float(v) for v in per_band]
         except ValueError:
             return None
-    units = str(units or "").strip().lower()
+    units = _unit_name(units)
     if units in WAVENUMBERS:
         return [1e7 / v if v > 0 else float("nan") for v in values]
-    if units in UNITLESS:
-        factor = 1e3 if max(values) < MICROMETRE_GUESS else 1.0
-    elif units in _UNITS:
-        factor = _UNITS[units]
-    else:
+    if units in NOT_LENGTHS:
         return None
+    factor = _UNITS.get(units)
+    if factor is None:             # not given, ENVI's "Unknown", or a spelling not listed
+        factor = 1e3 if max(values) < MICROMETRE_GUESS else 1.0
     return [v * factor for v in values]
+
+
+def _unit_name(units):
+    """A unit as ``_UNITS`` spells it: lower case, British "-metres" as "-meters", Greek mu
+    as the micro sign, and a gloss in brackets dropped ("nm (nanometers)")."""
+    text = str(units or "").strip().lower().replace("\u03bc", "\u00b5")
+    text = text.split("(")[0].strip() or text
+    return text.replace("metre", "meter")
 
 
 def open_source(path):
