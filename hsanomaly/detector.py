@@ -15,7 +15,7 @@ import numpy as np
 from . import defaults
 from .errors import HsanomalyError, NotFittedError
 from .io.inputs import as_source
-from .scorers import check_scorer, current_options, make_scorer, scorer_class
+from .scorers import check_scorer, make_scorer, scorer_class
 
 
 class Detector:
@@ -34,8 +34,7 @@ class Detector:
         # is set: a set_params that is refused leaves the detector as it was
         from .engine.detect import check_tile
 
-        options = current_options(score, {k: v for k, v in options.items()
-                                          if v is not None})          # None: the default
+        options = {k: v for k, v in options.items() if v is not None}   # None: the default
         check_scorer(score, {**options, **({"model": model} if model is not None else {})})
         check_tile(tile)
         self.score_name = score

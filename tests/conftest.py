@@ -24,3 +24,11 @@ def example_scene():
     if not EXAMPLE.exists():
         pytest.skip("examples/abu-airport-2.tif missing")
     return EXAMPLE, EXAMPLE_TRUTH
+
+
+@pytest.fixture(autouse=True)
+def _warnings_said_once_are_said_again():
+    """``warn_once`` says a deprecation once per process; each test is a run of its own."""
+    from hsanomaly.io import checks
+
+    checks._SAID.clear()

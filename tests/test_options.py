@@ -95,18 +95,25 @@ def test_every_score_option_is_a_flag_of_detect_and_detect_many():
 def test_a_former_option_name_still_works_with_a_warning(recwarn):
     """Local RX's ``components`` (principal components kept) is called ``pca`` now, as gmm's
     option of that meaning is, so ``components`` means a mixture's components only. The former
-    name gives the same scorer and a warning naming the new one; giving both is refused."""
+    name gives the same scores and one warning naming the new one (it was said at every
+    build of the scorer); giving both is refused. A detector keeps its parameters as given,
+    so scikit-learn's ``clone`` and ``set_params`` round trips hold."""
+    from sklearn.base import clone
+
     from hsanomaly.errors import HsanomalyWarning
 
     cube = np.random.default_rng(0).normal(size=(6, 45, 45)).astype(np.float32)
     for score in ("lrx", "mlrx"):
-        with pytest.warns(HsanomalyWarning, match="now calls this option --pca"):
+        with pytest.warns(HsanomalyWarning, match="calls this option pca now") as said:
             former = Detector(score, components=4)
-        assert former.get_params() == Detector(score, pca=4).get_params()
-        assert "components" not in former.get_params()
-        assert np.array_equal(former.fit_score(cube), Detector(score, pca=4).fit_score(cube),
-                              equal_nan=True)
-        with pytest.raises(HsanomalyError, match="give --pca only"):
+            heat = former.fit_score(cube)
+        assert former.get_params()["components"] == 4
+        assert len([w for w in said if "calls this option" in str(w.message)]) == 1
+        assert former.scorer_.params()["pca"] == 4
+        assert np.array_equal(heat, Detector(score, pca=4).fit_score(cube), equal_nan=True)
+        assert clone(former).get_params() == former.get_params()
+        assert former.set_params(components=7).get_params()["components"] == 7
+        with pytest.raises(HsanomalyError, match="give pca only"):
             make_scorer(score, components=4, pca=3)
     for score in ("context", "dualcontext"):
         with pytest.warns(HsanomalyWarning, match="--pca"):

@@ -25,6 +25,18 @@ def warn(message):
     warnings.warn(message, HsanomalyWarning, stacklevel=level)
 
 
+_SAID = set()
+
+
+def warn_once(message):
+    """``warn``, once per process for each message: a deprecation said at every use would
+    repeat for each tile or scene (Python's own once-per-line rule forgets whenever a
+    ``catch_warnings`` block ends, which reading rasters does often)."""
+    if message not in _SAID:
+        _SAID.add(message)
+        warn(message)
+
+
 def available_memory():
     """Bytes of memory available to a new allocation now, or None when unknown."""
     try:

@@ -25,13 +25,10 @@ def make_solver(name, *, c1=defaults.C1, c2=defaults.C2, restarts=defaults.RESTA
     codebook's latent spread, in the prior's standard deviations) the fast solver only.
     ``seed`` is the random seed."""
     if name in DEPRECATED_NAMES:     # said to users (DeprecationWarning is shown to developers only)
-        import warnings
+        from ..io.checks import warn_once
 
-        from ..io.checks import HsanomalyWarning
-
-        # stacklevel 1: one location, so Python says it once however often a run builds it
-        warnings.warn(f"--solver {name!r} is now called {DEPRECATED_NAMES[name]!r}; the old "
-                      "name goes in the next release", HsanomalyWarning, stacklevel=1)
+        warn_once(f"--solver {name!r} is now called {DEPRECATED_NAMES[name]!r}; the old name "
+                  "goes in the next release")
         name = DEPRECATED_NAMES[name]
     # every option is checked whichever solver takes it: a bad value is a mistake either way
     check_whole("--restarts", restarts, 1)

@@ -6,9 +6,8 @@ so an option a score does not take, or a value of the wrong kind (``hsanomaly.op
 with one line instead of a TypeError.
 """
 
-import warnings
-
-from ..errors import HsanomalyError, HsanomalyWarning
+from ..errors import HsanomalyError
+from ..io.checks import warn_once
 from ..options import check_values
 from .base import Scorer
 from .context import (ContextScorer, DualContextScorer, MultiContextScorer,
@@ -43,12 +42,10 @@ def current_options(name, options):
         if old not in current:
             continue
         if new in current:
-            raise HsanomalyError(f"--{old}: score {name!r} now calls this option --{new}, "
-                                 f"and both were given; give --{new} only")
-        # stacklevel 1: one location, so Python says it once however often a run builds it
-        warnings.warn(f"--{old}: score {name!r} now calls this option --{new} ({new}= in "
-                      "Python); the former name goes in the next release",
-                      HsanomalyWarning, stacklevel=1)
+            raise HsanomalyError(f"--{old}: score {name!r} calls this option {new} now, and "
+                                 f"both were given; give {new} only")
+        warn_once(f"{old}: score {name!r} calls this option {new} now (--{new}); its former "
+                  "name goes in the next release")
         current[new] = current.pop(old)
     return current
 
