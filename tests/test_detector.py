@@ -377,3 +377,26 @@ def test_a_data_arrays_scale_and_offset_apply_and_its_value_attributes_stay_behi
     one = raw[:1].assign_attrs(scale_factor=[1.0, 2.0, 3.0])      # 3 scales for 1 band
     with pytest.raises(HsanomalyError, match="scale_factor/add_offset attributes are not usable"):
         hsanomaly.Detector("rx").fit(one)
+
+
+def test_a_dataarrays_band_centres_reach_the_model_check():
+    """A wavelength coordinate was not read, so a DataArray counted as having no band
+    centres and a band-reversed one was scored by a model that records them."""
+    xr = pytest.importorskip("xarray")
+    from types import SimpleNamespace
+
+    from hsanomaly.io.inputs import as_source
+    from hsanomaly.model import check_wavelengths
+
+    cube = np.ones((3, 4, 5), np.float32)
+    microns = xr.DataArray(cube, dims=("wavelength", "y", "x"),
+                           coords={"wavelength": ("wavelength", [0.45, 0.55, 0.65],
+                                                  {"units": "micrometers"})})
+    assert as_source(microns)[0].wavelengths == pytest.approx([450.0, 550.0, 650.0])
+    numbered = xr.DataArray(cube, dims=("band", "y", "x"),     # rioxarray's band numbers
+                            coords={"band": [1, 2, 3], "wavelength": ("band", [650, 550, 450])})
+    reversed_centres = as_source(numbered)[0].wavelengths
+    assert reversed_centres == [650.0, 550.0, 450.0]
+    bundle = SimpleNamespace(wavelengths=[450.0, 550.0, 650.0], path="model")
+    with pytest.raises(HsanomalyError, match="band 1 is centred at 650 nm"):
+        check_wavelengths(bundle, reversed_centres, "<DataArray>")

@@ -6,7 +6,7 @@ the attributes, as an unmasked rioxarray read carries them, honoured as a raster
 import numpy as np
 
 from ..errors import HsanomalyError
-from .source import ArraySource, RasterSource, band_scaling
+from .source import ArraySource, RasterSource, band_scaling, nanometres
 
 
 def as_source(X):
@@ -96,6 +96,22 @@ def _scaled(values, attrs, name):
     return values if scaling is None else values * scaling[0] + scaling[1]
 
 
+# coordinates along the band dimension that give each band's centre wavelength
+CENTRE_COORDS = ("wavelength", "wavelengths", "wl", "center_wavelength", "centre_wavelength")
+
+
+def _band_centres(X, band_dim):
+    """The bands' centre wavelengths in nm from a numeric coordinate along the band dimension
+    named like one (the dimension's own, or another such as rioxarray's band numbers beside
+    a ``wavelength`` coordinate), in its ``units`` attribute; None without one, so a model's
+    band check has what a raster's header gives it."""
+    for coord_name, coord in X.coords.items():
+        if (str(coord_name).lower() in CENTRE_COORDS and coord.dims == (band_dim,)
+                and np.issubdtype(coord.dtype, np.number)):
+            return nanometres(np.asarray(coord.values).tolist(), coord.attrs.get("units"))
+    return None
+
+
 # the attributes a score keeps from its input: where it lies, not what its values mean (a
 # fill value, scale or units copied onto the scores would be applied to them by the next reader)
 PLACE_ATTRS = ("crs", "transform", "grid_mapping", "spatial_ref", "AREA_OR_POINT", "res")
@@ -110,7 +126,7 @@ def _xarray_source(X):
     X = X.transpose(band_dim, *spatial)
     values = np.asarray(X.values)
     source = ArraySource(_scaled(values, X.attrs, name), valid=_filled(values, X.attrs),
-                         name=name)
+                         name=name, wavelengths=_band_centres(X, band_dim))
     attrs = {k: v for k, v in X.attrs.items() if k in PLACE_ATTRS}
 
     def wrap(value):

@@ -549,10 +549,17 @@ def _wavelengths(ds, bands=None):
             values = [float(v) for v in per_band]
         except ValueError:
             return None
+    return nanometres(values, units)
+
+
+def nanometres(values, units):
+    """Band centres ``values`` given in ``units`` as nanometres (see ``_wavelengths``), or
+    None for units that are no length."""
+    values = [float(v) for v in values]
     units = _unit_name(units)
     if units in WAVENUMBERS:
         return [1e7 / v if v > 0 else float("nan") for v in values]
-    if units in NOT_LENGTHS:
+    if units in NOT_LENGTHS or not values:
         return None
     factor = _UNITS.get(units)
     if factor is None:             # not given, ENVI's "Unknown", or a spelling not listed
