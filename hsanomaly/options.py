@@ -31,7 +31,7 @@ def is_real(value):
 def rate_count(rate, n):
     """How many of ``n`` pixels a false-alarm ``rate`` allows: floor(rate * n), where the
     product is taken as the whole number it stands for (0.29 * 100 is 28.999... in floats)."""
-    return math.floor(rate * n * (1 + 1e-12))
+    return min(math.floor(rate * n * (1 + 1e-12)), max(n - 1, 0))
 
 
 def check_rate(flag, value, auto=False):

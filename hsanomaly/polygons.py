@@ -14,7 +14,7 @@ from .io.atomic import atomic_path, check_writable, native_quiet
 from .io.heatmap import SCORE_TAG
 from .io.paths import check_suffix
 from .io.styles import STYLE_TABLE, gpkg_tables, write_default_style
-from .options import check_rate, is_real
+from .options import check_rate, is_real, rate_count
 from .logs import stage as log_stage
 from .regions import Regions
 from .thresholds import READ_CHUNK, open_heatmap, score_chunks, threshold_from_far
@@ -99,10 +99,11 @@ def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, chunk=R
             threshold = threshold_from_far(heatmap_path, far, chunk=chunk, name=name)
     with log_stage(f"vectorising the pixels above {threshold:.6g} into {gpkg_path}"):
         regions = Regions(width, transform)
-        highest = -math.inf
+        highest, scored = -math.inf, 0               # for the warnings
         for win, scores in score_chunks(heatmap_path, chunk):
             regions.add(win, scores, threshold)
-            highest = max(highest, float(np.nanmax(scores, initial=-math.inf)))  # for the warning
+            highest = max(highest, float(np.nanmax(scores, initial=-math.inf)))
+            scored += int(np.count_nonzero(~np.isnan(scores)))
         records = regions.targets()
     if not records and far == "auto":
         logger.warning("%s: the automatic threshold %.6g lies above every score (the highest is "
@@ -110,10 +111,12 @@ def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, chunk=R
                        "or heavy-tailed heatmap: pass --far (e.g. 1e-3) or --threshold instead",
                        name or heatmap_path, threshold, highest)
     elif not records and far is not None:
-        logger.warning("%s: no target found: at false-alarm rate %g the threshold is the highest "
-                       "score, %.6g, and no pixel lies above it (the rate allows fewer pixels "
-                       "than share that score); pass a larger --far or a --threshold",
-                       name or heatmap_path, far, threshold)
+        allowed = rate_count(far, scored)
+        why = (f"the rate allows no pixel of these {scored} (it needs at least 1/{scored})"
+               if not allowed else f"the rate allows {allowed} of {scored} pixels above it, "
+               "and more share the highest score")
+        logger.warning("%s: no target found at false-alarm rate %g: %s; pass a larger --far or "
+                       "a --threshold", name or heatmap_path, far, why)
 
     pixel_area = None if transform.is_identity else abs(transform.determinant)
     columns = {

@@ -108,7 +108,7 @@ def test_resume_with_other_settings_is_refused(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         detect(ArraySource(cube), tmp_path / "out.tif", GlobalRX(), tile=16, progress=False,
                callback=lambda f, m: f > 0 and (_ for _ in ()).throw(KeyboardInterrupt))
-    with pytest.raises(HsanomalyError, match="other settings"):
+    with pytest.raises(HsanomalyError, match=r"other settings is here \(scorer: rx -> lrx\)"):
         detect(ArraySource(cube), tmp_path / "out.tif", LocalRX(), tile=16, progress=False,
                resume=True)
     with pytest.raises(HsanomalyError) as refused:      # it says what changed

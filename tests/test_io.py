@@ -971,6 +971,14 @@ def test_envi_bad_bands_are_left_out(tmp_path):
                       "bbl = {1, 1, 0, 1, 0, 1}\n")
     source = RasterSource(envi)
     assert source.count == 4 and source.wavelengths == [400, 500, 700, 900]
+    assert source.left_out == "of its 6 bands, 2 marked bad in the ENVI header's bbl left out"
+    from types import SimpleNamespace
+
+    from hsanomaly.model import check_bands
+    with pytest.raises(HsanomalyError, match=r"has 4 bands \(of its 6 bands, 2 marked bad in "
+                                             r"the ENVI header's bbl left out\) but the model"):
+        check_bands(SimpleNamespace(bands_in=6, path="model"), source.count, envi,
+                    source.left_out)
     block, _ = source.read(Window(0, 0, 5, 4))
     assert block[:, 0, 0].tolist() == [1, 2, 4, 6]
 

@@ -251,8 +251,12 @@ def test_a_rate_that_ties_leave_without_a_target_says_so(tmp_path, caplog):
     path = write_heatmap(tmp_path / "heat.tif", scores)
     with caplog.at_level("WARNING", logger="hsanomaly"):
         assert write_polygons(path, tmp_path / "t.gpkg", far=0.01, name="heat.tif") == 0
-    assert "heat.tif: no target found: at false-alarm rate 0.01 the threshold is the highest " \
-           "score, 7" in caplog.text
+    assert "heat.tif: no target found at false-alarm rate 0.01: the rate allows 4 of 400 " \
+           "pixels above it, and more share the highest score" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="hsanomaly"):
+        assert write_polygons(path, tmp_path / "t.gpkg", far=0.001, name="heat.tif") == 0
+    assert "the rate allows no pixel of these 400 (it needs at least 1/400)" in caplog.text
 
 
 def test_no_target_writes_a_valid_empty_layer(tmp_path):

@@ -7,7 +7,8 @@ from .detect import detect, scorer_options
 # Options shared with `hsanomaly detect`, so both commands accept the same ones.
 SHARED = ("score", "model", "solver", "restarts", "steps", "codebook", "refine",
           "codebook_scale", "c1", "c2", "lam", "outer", "guard", "purge", "rings", "top_rings",
-          "neighbour_weight", "pca", "components", "sample", "trim", "weight", "seed", "device", "threads", "ignore_wavelengths", "tile", "workers",
+          "neighbour_weight", "pca", "components", "sample", "trim", "weight", "seed",
+          "device", "threads", "ignore_wavelengths", "tile", "workers",
           "scheduler", "quiet")
 
 

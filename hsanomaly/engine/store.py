@@ -82,7 +82,9 @@ def _differences(before, now, prefix=""):
     found = []
     for key in sorted(set(before) | set(now), key=str):
         a, b = before.get(key, "none"), now.get(key, "none")
-        if isinstance(a, dict) and isinstance(b, dict):
+        if isinstance(a, dict) and isinstance(b, dict) and a.get("name") != b.get("name"):
+            found.append(f"{prefix}{key}: {a.get('name')} -> {b.get('name')}")   # another score
+        elif isinstance(a, dict) and isinstance(b, dict):
             found += _differences(a, b, f"{prefix}{key}.")
         elif a != b:
             found.append(f"{prefix}{key}: {a} -> {b}")

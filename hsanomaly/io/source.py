@@ -247,6 +247,10 @@ class RasterSource(_Source):
                                  "ENVI header's bbl; no spectra to score")
         self.alpha_bands = alpha
         self.all_bands = len(self.bands) == ds.count
+        dropped = [f"{len(bad)} marked bad in the ENVI header's bbl"] if bad else []
+        dropped += [f"{len(alpha)} alpha"] if alpha else []
+        self.left_out = (f"of its {ds.count} bands, {' and '.join(dropped)} left out"
+                         if dropped else "")
         self.mixed_types = len({ds.dtypes[b - 1] for b in self.bands}) > 1
         self.has_float64 = any(ds.dtypes[b - 1] == "float64" for b in self.bands)
         self.wider_than_float32 = any(_wider_than_float32(ds.dtypes[b - 1]) for b in self.bands)
@@ -409,6 +413,7 @@ class ArraySource(_Source):
                                  "(expected integers or floats)")
         self.valid = np.ones(cube.shape[1:], bool) if valid is None else np.asarray(valid, bool)
         self.bands = list(range(1, len(cube) + 1))
+        self.left_out = ""             # every band of the cube is a band of the spectra
         if _wider_than_float32(cube.dtype):
             invalid = np.broadcast_to(~self.valid, cube.shape)
             check_float32_range(name, cube, invalid, self.bands)

@@ -181,11 +181,13 @@ def load_bundle(path):
     return Bundle(path, meta, preprocessor, networks)
 
 
-def check_bands(bundle, n_bands, path):
-    """Refuse a raster whose band count is not the one the model was trained on."""
+def check_bands(bundle, n_bands, path, left_out=""):
+    """Refuse a raster whose band count is not the one the model was trained on;
+    ``left_out`` says which of its bands reading left out (alpha, bad bands), if any."""
     if n_bands != bundle.bands_in:
-        raise HsanomalyError(f"{path}: has {n_bands} bands but the model {bundle.path} was "
-                             f"trained on {bundle.bands_in}")
+        note = f" ({left_out})" if left_out else ""
+        raise HsanomalyError(f"{path}: has {n_bands} bands{note} but the model {bundle.path} "
+                             f"was trained on {bundle.bands_in}")
 
 
 def _fail(path, problem):

@@ -27,7 +27,8 @@ def check_wavelengths(bundle, wavelengths, path):
     if trained and not wavelengths:
         warn(f"{path}: has no band centres to check against the {trained[0]:g}-"
              f"{trained[-1]:g} nm the model {bundle.path} was trained with; its bands are "
-             "taken as the model's, in that order")
+             "taken as the model's, in that order (--ignore-wavelengths, or "
+             "ignore_wavelengths=True, says that is meant)")
         return
     mismatch = first_mismatch(trained, wavelengths)
     if mismatch:

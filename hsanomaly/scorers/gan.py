@@ -118,7 +118,7 @@ class GanScorer(Scorer):
     def check(self, source):
         from ..model import check_bands, check_value_range, check_wavelengths
 
-        check_bands(self.bundle, source.count, source.name)
+        check_bands(self.bundle, source.count, source.name, source.left_out)
         if not self.ignore_wavelengths:
             check_wavelengths(self.bundle, source.wavelengths, source.name)
         check_value_range(self.bundle, source)

@@ -27,7 +27,8 @@ from ..preprocess import Preprocessor
 MAX_SAMPLE_PIXELS = 2**17
 VAL_FRACTION = 0.1
 MIN_WINDOWS = 64
-INPUT_RANGE_RATIO = 10   # inputs whose typical values differ more are warned about
+INPUT_RANGE_RATIO = 100  # inputs whose typical values differ more are warned about (water
+                         # and desert reflectance may differ 10 times; units or scaling, more)
 RARE_CLUSTERS = 16
 RARE_FLOOR = 0.01
 

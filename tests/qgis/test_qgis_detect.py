@@ -216,14 +216,29 @@ def test_library_warnings_reach_the_algorithm_log(plugin, tmp_path):
     assert str(heat) in log.warnings[0] and "lies above every score" in log.warnings[0]
 
 
-def test_ignore_wavelengths_reaches_the_library(scene, tmp_path):
+def test_ignore_wavelengths_reaches_a_model_score_and_leaves_baselines_alone(scene, tmp_path,
+                                                                             monkeypatch):
     """The wavelength refusal told QGIS users to pass --ignore-wavelengths, which the dialog
-    did not have; it is *Ignore wavelengths*, and a score without a model refuses it."""
+    did not have; it is *Ignore wavelengths*. A dialog remembers it ticked, so a baseline
+    run after a model run must not fail for it."""
+    from hsanomaly.api import detect
     from qgis.core import QgsProcessingException
 
     raster, _ = scene
-    with pytest.raises(QgsProcessingException) as err:
-        run_detect(INPUT=raster, SCORE="rx", IGNORE_WAVELENGTHS=True, OUTPUT=tmp_path / "rx.tif")
-    assert str(err.value).startswith("'Ignore wavelengths': score 'rx' does not take this "
-                                     "option")
-    assert not list(tmp_path.glob("rx*"))
+    ticked = run_detect(INPUT=raster, SCORE="rx", IGNORE_WAVELENGTHS=True, TILE=16,
+                        OUTPUT=tmp_path / "rx.tif")
+    detect(str(raster), tmp_path / "library.tif", score="rx", tile=16, progress=False)
+    np.testing.assert_array_equal(read_band(ticked["OUTPUT"]), read_band(tmp_path / "library.tif"))
+    import hsanomaly.api
+    from hsanomaly.errors import HsanomalyError
+
+    given = {}
+
+    def recorded(*args, **options):                # what the library is asked
+        given.update(options)
+        raise HsanomalyError("recorded")
+    monkeypatch.setattr(hsanomaly.api, "detect", recorded)
+    with pytest.raises(QgsProcessingException, match="recorded"):
+        run_detect(INPUT=raster, SCORE="recon", IGNORE_WAVELENGTHS=True,
+                   OUTPUT=tmp_path / "recon.tif")
+    assert given["score"] == "recon" and given["ignore_wavelengths"] is True

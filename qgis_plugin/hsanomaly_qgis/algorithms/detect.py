@@ -85,7 +85,8 @@ class DetectAnomalies(HsanomalyAlgorithm):
             f"wider targets; empty: {lib.rings})", optional=True)
         ignore = QgsProcessingParameterBoolean(
             self.IGNORE_WAVELENGTHS, "Ignore wavelengths: score with a model even where the "
-            "raster's band centres differ from those it was trained on", defaultValue=False)
+            "raster's band centres differ from those it was trained on (GAN scores)",
+            defaultValue=False)
         for advanced in (purge, top_rings, neighbour_weight, rings, ignore):
             advanced.setFlags(advanced.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(advanced)
@@ -143,8 +144,9 @@ class DetectAnomalies(HsanomalyAlgorithm):
         rings = self.parameterAsString(parameters, self.RINGS, context).strip()
         if rings:
             options["rings"] = rings
-        if self.parameterAsBool(parameters, self.IGNORE_WAVELENGTHS, context):
-            options["ignore_wavelengths"] = True     # a baseline refuses it: it has no model
+        if self.parameterAsBool(parameters, self.IGNORE_WAVELENGTHS, context) and \
+                score in library.load().model_scores:    # a baseline has no model to ignore
+            options["ignore_wavelengths"] = True
         with self.library_errors(feedback):
             from hsanomaly.api import detect
 
