@@ -129,3 +129,23 @@ def test_a_ring_given_twice_is_refused():
     for rings in ("7/3;15/5;7/3", ((7, 3), (7, 3))):
         with pytest.raises(HsanomalyError, match="--rings: 7/3 given more than once"):
             make_scorer("mlrx", rings=rings)
+
+
+def test_the_cli_refuses_a_former_name_that_never_was_a_flag(synthetic_raster, tmp_path):
+    """``--components`` is gmm's mixture count; given for lrx it was taken for local RX's
+    principal components (its Python-only former name) with a deprecation warning."""
+    from click.testing import CliRunner
+
+    from hsanomaly.cli import main
+
+    path, _, _ = synthetic_raster
+    for command in (["detect", str(path), str(tmp_path / "heat.tif")],
+                    ["detect-many", str(path), "--out-dir", str(tmp_path / "many")]):
+        result = CliRunner().invoke(main, [*command, "--score", "lrx", "--components", "4"])
+        assert result.exit_code == 2
+        assert "--components: score 'lrx' has no such option (--pca sets its principal " \
+               "components)" in result.output
+    assert [p.name for p in tmp_path.iterdir()] == ["scene.tif"]
+    result = CliRunner().invoke(main, ["detect", str(path), str(tmp_path / "gmm.tif"), "--score",
+                                       "gmm", "--components", "2", "-q"])
+    assert result.exit_code == 0, result.output

@@ -132,7 +132,7 @@ def detect(src, dst, score, model, solver, restarts, steps, codebook, refine, co
     """Score raster SRC and write the anomaly heatmap GeoTIFF DST."""
     from ..api import detect as run
 
-    options = scorer_options(solver=solver, restarts=restarts, steps=steps, codebook=codebook,
+    options = scorer_options(score, solver=solver, restarts=restarts, steps=steps, codebook=codebook,
                              refine=refine, codebook_scale=codebook_scale, c1=c1, c2=c2, lam=lam,
                              outer=outer, guard=guard, purge=purge, rings=rings,
                              top_rings=top_rings, neighbour_weight=neighbour_weight,
@@ -156,6 +156,15 @@ def detect(src, dst, score, model, solver, restarts, steps, codebook, refine, co
         click.echo(f"{polygons}: {result.polygons} target polygons")
 
 
-def scorer_options(**given):
-    """The scorer options the user gave (None = not given, so the score's default applies)."""
-    return {k: v for k, v in given.items() if v is not None}
+def scorer_options(score, **given):
+    """The scorer options the user gave (None = not given, so the score's default applies).
+    A library option's former name was never a flag for the score: refused here, not taken
+    for the option it names now (``--components`` is a mixture's, not local RX's ``--pca``)."""
+    from ..scorers import scorer_class
+
+    options = {k: v for k, v in given.items() if v is not None}
+    for former, now in scorer_class(score).renamed_options.items():
+        if former in options:
+            raise click.UsageError(f"--{former}: score {score!r} has no such option (--{now} "
+                                   "sets its principal components)")
+    return options

@@ -31,7 +31,7 @@ def detect_many(inputs, out_dir, overwrite, workers, scheduler, quiet, **scoring
     score, model, tile = scoring.pop("score"), scoring.pop("model"), scoring.pop("tile")
     items = run(inputs, out_dir, score=score, model=model, tile=tile, overwrite=overwrite,
                 workers=workers, scheduler=scheduler, progress=not quiet,
-                **scorer_options(**scoring))
+                **scorer_options(score, **scoring))
     for item in items:
         if item.status == "failed":
             click.echo(f"Error: {item.error}", err=True)
