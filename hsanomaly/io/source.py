@@ -102,7 +102,8 @@ class _Source:
         hold one value in every band, which no spectrum does: a fill value not declared as
         nodata (-9999 around a swath), which the scene's statistics would then take in."""
         total, partial, per_band, coarse = 0, 0, np.zeros(self.count), []
-        flat = []                 # the value of each valid pixel that is one value in every band
+        flat, whole = [], 0       # the value of each valid pixel that is one value in every
+                                  # band; the valid pixels
         for window in self.probe_windows():
             values, nodata = self._read_bands(window, stored=True)
             if values.dtype != np.float32:
@@ -114,6 +115,7 @@ class _Source:
             if self.count >= FILL_MIN_BANDS:
                 same = (bad == 0) & (values == values[:1]).all(axis=0)
                 flat.append(values[0][same])
+                whole += int((bad == 0).sum())
         warn_coarse(self.name, max((c for c in coarse if c), key=lambda c: c[1], default=None))
         if total and partial > PARTIAL_NODATA * total:
             warn(f"{self.name}: {partial / total:.0%} of the pixels probed are nodata in only a "
@@ -124,7 +126,7 @@ class _Source:
         if total and len(flat) > PARTIAL_NODATA * total:
             fills, counts = np.unique(flat, return_counts=True)
             fill, count = fills[np.argmax(counts)], int(counts.max())
-            if count > PARTIAL_NODATA * total:
+            if PARTIAL_NODATA * total < count < whole:   # all: a constant raster, said so
                 warn(f"{self.name}: {count / total:.0%} of the pixels probed hold {fill:g} in "
                      "every band, which no spectrum does: a fill value not declared as nodata? "
                      f"Declare it (gdal_edit.py -a_nodata {fill:g}), or the scene's statistics "
