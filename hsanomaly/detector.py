@@ -166,6 +166,7 @@ class Detector:
             cube[:, rows, cols] = block
         write_geotiff(scene, cube, nodata=float("nan"))
         try:
-            return train(str(scene), str(folder / "model"), **training).path
+            return train(str(scene), str(folder / "model"), data_checked=True,
+                         **training).path
         finally:
             scene.unlink()           # the model stays as long as the detector; its copy of X need not

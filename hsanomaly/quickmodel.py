@@ -48,7 +48,7 @@ def train_on_scene(src, dst, training, callback=None, progress=False, out=None):
     place = scene_model_path(dst)
     try:
         return train([src], out or place, progress=progress, callback=callback,
-                     quick_model_of=dst, name=place, **training).path
+                     quick_model_of=dst, name=place, data_checked=True, **training).path
     except TrainingCancelled:
         if out is None:
             raise

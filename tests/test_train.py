@@ -554,3 +554,21 @@ def test_pooled_inputs_keep_the_wavelengths_of_any_and_differing_units_are_said(
     with pytest.warns(HsanomalyWarning, match=r"scaled.tif: its values are typically 1e\+04 times "
                                               r"those of .*plain.tif"):
         load_training_data([plain, scaled])
+
+
+def test_training_warns_of_the_data_as_detect_does_but_not_twice_for_a_quick_model(tmp_path):
+    """An undeclared fill value entered a model's training range without a word; a quick
+    model's raster is checked by detect as it scores it, so its training says nothing more
+    (it named the temporary copy a Detector trains on)."""
+    import warnings
+
+    from hsanomaly.errors import HsanomalyWarning
+
+    cube, _ = synthetic_cube()
+    cube[:, :, :15] = -9999
+    path = write_raster(tmp_path / "filled.tif", cube)
+    with pytest.warns(HsanomalyWarning, match="filled.tif: 30% of the pixels probed hold -9999"):
+        load_training_data([path])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", HsanomalyWarning)
+        load_training_data([path], check_data=False)

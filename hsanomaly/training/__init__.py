@@ -39,7 +39,7 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
           whiten=False, iterations=Settings.iterations, seed=defaults.TRAIN_SEED, device=defaults.DEVICE,
           dim=8, latent_dim=4, critic_steps=Settings.critic_steps, batch=Settings.batch,
           lr=Settings.lr, background_only=False, boost_rare=False, resume=False, threads=None,
-          progress=False, callback=None, quick_model_of=None, name=None):
+          progress=False, callback=None, quick_model_of=None, name=None, data_checked=False):
     """Train on windows from ``inputs`` (rasters or .mat scenes) and write the bundle ``out``.
 
     mask: exclusion raster(s) (non-zero = leave out); one path for all inputs or one per input.
@@ -57,7 +57,9 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
     written, a checkpoint kept for ``resume``). quick_model_of: the heatmap this bundle is
     ``detect``'s quick model for, recorded so that detect replaces its own quick models only.
     name: what messages call the model (default ``out``; detect trains its quick model in a
-    temporary folder and names it by the place it will have).
+    temporary folder and names it by the place it will have). data_checked: the inputs'
+    data were checked and warned of already (a quick model's raster, which detect checks
+    as it scores it); otherwise training warns as detect does (``check_data``).
     Returns the loaded hsanomaly.model.Bundle.
     """
     check_values({k: v for k, v in locals().items() if k in TRAINING_KINDS}, TRAINING_KINDS)
@@ -83,7 +85,8 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
             raise HsanomalyError(f"{name}: training cancelled")
         data = load_training_data(inputs, mask=mask, window=window, bands=bands, sqrt=sqrt,
                                   whiten=whiten, background_only=background_only,
-                                  boost_rare=boost_rare, seed=seed)
+                                  boost_rare=boost_rare, seed=seed,
+                                  check_data=not data_checked)
         previous_threads = torch.get_num_threads()
         torch.set_num_threads(int(threads or THREADS))
         try:

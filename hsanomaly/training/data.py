@@ -51,7 +51,8 @@ class TrainingData:
 
 def load_training_data(inputs, *, mask=None, window=1, bands=None, sqrt=False,
                        whiten=False, background_only=False, boost_rare=False, seed=0,
-                       max_pixels=MAX_SAMPLE_PIXELS, val_fraction=VAL_FRACTION):
+                       max_pixels=MAX_SAMPLE_PIXELS, val_fraction=VAL_FRACTION,
+                       check_data=True):
     """Sample, preprocess and split training windows; every bad input is a one-line HsanomalyError."""
     inputs = [str(p) for p in inputs]
     if not inputs:
@@ -60,7 +61,7 @@ def load_training_data(inputs, *, mask=None, window=1, bands=None, sqrt=False,
         raise HsanomalyError(f"{inputs[0]}: window must be a positive odd number, got {window}")
     sources = [open_source(p) for p in inputs]
     try:
-        wavelengths = _check_inputs(inputs, sources, window)
+        wavelengths = _check_inputs(inputs, sources, window, check_data)
         masks = _exclusion_masks(mask, inputs, sources)
         total = sum(s.height * s.width for s in sources)
         max_windows = max(1, max_pixels // (window * window))
@@ -89,7 +90,7 @@ def load_training_data(inputs, *, mask=None, window=1, bands=None, sqrt=False,
                         wavelengths, fingerprint, weights)
 
 
-def _check_inputs(inputs, sources, window):
+def _check_inputs(inputs, sources, window, check_data=True):
     """Refuse inputs that are not of one sensor's bands; returns the band centres the model
     records: those of the first input that has any (an input without them is taken as of
     the same bands, as detect takes a raster without them)."""
@@ -108,7 +109,8 @@ def _check_inputs(inputs, sources, window):
         if window > min(source.height, source.width):
             raise HsanomalyError(f"{path}: window {window} is larger than the "
                                  f"{source.height}x{source.width} image")
-        source.check_data()        # what detect warns of, before the model learns it
+        if check_data:             # what detect warns of, before the model learns it
+            source.check_data()
     return named[1]
 
 
