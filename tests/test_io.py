@@ -52,9 +52,16 @@ def test_mat_beside_a_wavelength_vector_or_text_is_read(tmp_path):
     """A lone 2-D variable was taken for the truth whatever its shape, so a 1 x bands
     wavelength vector (or a v7.3 text variable) made the file unreadable to every command."""
     cube = np.random.default_rng(0).random((6, 8, 4))
-    scipy.io.savemat(tmp_path / "v5.mat", {"data": cube, "wavelength": np.arange(4.0)[None]})
+    microns = np.array([[0.45, 0.55, 0.65, 0.75]])
+    scipy.io.savemat(tmp_path / "v5.mat", {"data": cube, "wavelength": microns})
     got, gt = read_mat(tmp_path / "v5.mat")
     assert got.shape == (4, 6, 8) and gt is None
+    # and the vector gives the bands' centres, to train and detect, and to convert's GeoTIFF
+    # (they were dropped: a model trained on the scene could not check a raster's bands)
+    centres = [450.0, 550.0, 650.0, 750.0]
+    assert open_source(tmp_path / "v5.mat").wavelengths == pytest.approx(centres)
+    convert_mat(tmp_path / "v5.mat", tmp_path / "v5.tif")
+    assert RasterSource(tmp_path / "v5.tif").wavelengths == pytest.approx(centres)
     with h5py.File(tmp_path / "v73.mat", "w") as f:
         f["data"] = cube.T
         text = f.create_dataset("sensor", data=np.frombuffer(b"A\0V\0I\0", np.uint16)[None])

@@ -6,23 +6,25 @@ import numpy as np
 
 from ..errors import HsanomalyError
 from .atomic import native_quiet, stage_raster, staged
-from .mat import read_mat
+from .mat import read_mat, read_mat_wavelengths
 from .ownership import SOFTWARE, is_own_geotiff
 from .paths import GEOTIFF_SUFFIXES, check_paths, check_replaceable_file, check_suffix
 
 
 def write_geotiff(path, array, crs=None, transform=None, nodata=None, descriptions=None,
-                  stage=None):
+                  stage=None, wavelengths=None):
     """Write (bands, rows, cols) ``array`` as a tiled deflate GeoTIFF through the one write
     path: read back and checked before it replaces ``path`` (with ``stage``, together with
-    that stage's other outputs).
+    that stage's other outputs). ``wavelengths``: band centres in nm, written as each band's
+    ``wavelength`` metadata (what GDAL's ENVI driver writes and hsanomaly reads back).
 
     With no ``crs``/``transform`` the file carries no georeferencing at all rather than
     an invented one (GDAL then reports pixel coordinates).
     """
     if stage is None:
         with staged() as own:
-            return write_geotiff(path, array, crs, transform, nodata, descriptions, own)
+            return write_geotiff(path, array, crs, transform, nodata, descriptions, own,
+                                 wavelengths)
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning
 
@@ -47,6 +49,8 @@ def write_geotiff(path, array, crs=None, transform=None, nodata=None, descriptio
             dst.update_tags(TIFFTAG_SOFTWARE=SOFTWARE)
             for i, d in enumerate(descriptions or []):
                 dst.set_band_description(i + 1, d)
+            for i, centre in enumerate(wavelengths or []):
+                dst.update_tags(i + 1, wavelength=f"{centre:.6g}", wavelength_units="nanometers")
 
 
 def convert_mat(src, dst, truth=None, overwrite=False):
@@ -70,7 +74,7 @@ def convert_mat(src, dst, truth=None, overwrite=False):
         raise HsanomalyError(f"{src}: --truth asked for, but the .mat file has no ground-truth variable")
     cube = _exact_type(src, cube)
     with staged() as stage:
-        write_geotiff(dst, cube, stage=stage)
+        write_geotiff(dst, cube, stage=stage, wavelengths=read_mat_wavelengths(src, len(cube)))
         if truth is not None:
             array, nodata = _truth_raster(labels)
             write_geotiff(truth, array, nodata=nodata, stage=stage)

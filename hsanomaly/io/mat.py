@@ -12,6 +12,7 @@ from .checks import check_memory
 
 CUBE_NAMES = ("data", "image", "img", "hsi", "cube", "X", "Y")
 TRUTH_NAMES = ("map", "mask", "gt", "groundtruth", "ground_truth", "label", "labels")
+WAVELENGTH_NAMES = ("wavelength", "wavelengths", "wl", "wave", "lambda", "centers", "centres")
 # MATLAB classes of numeric arrays -> bytes per element (whosmat reports classes, not dtypes)
 ITEMSIZE = {"double": 8, "single": 4, "int8": 1, "uint8": 1, "int16": 2, "uint16": 2,
             "int32": 4, "uint32": 4, "int64": 8, "uint64": 8, "logical": 1}
@@ -137,6 +138,24 @@ def _bands_first(path, shape, truth_shape, truth_name):
     raise HsanomalyError(f"{path}: the ground truth {truth_name!r} is {truth_shape[0]} x "
                          f"{truth_shape[1]} pixels, and the cube ({' x '.join(map(str, shape))}) "
                          f"has no two axes of that size to be its rows and columns")
+
+
+def read_mat_wavelengths(path, bands):
+    """The band centres in nm of a .mat scene of ``bands`` bands: a vector named like one
+    (``WAVELENGTH_NAMES``, 1 x bands or bands x 1), in micrometres where every value is
+    below 30 (the rule for unitless centres), else nanometres; None without one."""
+    from .source import nanometres
+
+    headers = _headers(path)
+    lower = {k.lower(): k for k in headers if not k.startswith("__")}
+    for name in WAVELENGTH_NAMES:
+        found = lower.get(name)
+        if found is not None and sorted(headers[found][0]) in ([1, bands], [bands]) \
+                and not headers[found][2]:
+            values = np.asarray(_load(path, [found])[found], dtype=np.float64).ravel()
+            if np.isfinite(values).all():
+                return nanometres(values.tolist(), None)
+    return None
 
 
 def read_mat_truth(path):

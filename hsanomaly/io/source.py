@@ -585,10 +585,10 @@ def _unit_name(units):
 def open_source(path):
     """A source for ``path``: .mat scenes are loaded into memory, anything else read by window."""
     if str(path).lower().endswith(".mat"):
-        from .mat import read_mat
+        from .mat import read_mat, read_mat_wavelengths
 
         if not Path(path).exists():
             raise HsanomalyError(f"{path}: file not found")
         cube, _ = read_mat(path)
-        return ArraySource(cube, name=str(path))
+        return ArraySource(cube, name=str(path), wavelengths=read_mat_wavelengths(path, len(cube)))
     return RasterSource(path)
