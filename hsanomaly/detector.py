@@ -53,6 +53,13 @@ class Detector:
         detector whose parameters change is no longer fitted: what it learned was learned
         with the others, so ``score`` asks for ``fit`` again."""
         before = self.get_params()
+        score = params.get("score", self.score_name)
+        renamed = scorer_class(score).renamed_options
+        carried = [k for k in self.options if k in renamed and k not in params]
+        if score != self.score_name and carried:    # another score's option, not the alias
+            raise HsanomalyError(f"--{carried[0]}: score {score!r} does not take this option "
+                                 f"(score {self.score_name!r} did; set it to None to leave it "
+                                 "behind)")
         self.__init__(**{**before, **params})
         if self.get_params() != before:
             for name in ("scorer_", "model_", "n_bands_in_", "_workdir"):

@@ -149,3 +149,14 @@ def test_the_cli_refuses_a_former_name_that_never_was_a_flag(synthetic_raster, t
     result = CliRunner().invoke(main, ["detect", str(path), str(tmp_path / "gmm.tif"), "--score",
                                        "gmm", "--components", "2", "-q"])
     assert result.exit_code == 0, result.output
+
+
+def test_switching_score_does_not_carry_an_option_into_its_former_name():
+    """gmm's mixture components became lrx's principal components through the alias."""
+    detector = Detector("gmm", components=3)
+    with pytest.raises(HsanomalyError, match="--components: score 'lrx' does not take this "
+                                             "option .score 'gmm' did; set it to None"):
+        detector.set_params(score="lrx")
+    assert detector.get_params()["score"] == "gmm"
+    assert detector.set_params(score="lrx", components=None).get_params() == {
+        "score": "lrx", "model": None, "tile": Detector().tile}
