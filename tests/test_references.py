@@ -54,7 +54,7 @@ def model(scene):
 
 def test_gmm_equals_scikit_learn_pca_and_mixture(scene):
     """scikit-learn's PCA and mixture, less the components that hold fewer pixels than their
-    covariance needs, and scipy's densities."""
+    covariance needs or than a tenth of their fair share, and scipy's densities."""
     from scipy.special import logsumexp
     from scipy.stats import multivariate_normal
     from sklearn.decomposition import PCA
@@ -66,7 +66,9 @@ def test_gmm_equals_scikit_learn_pca_and_mixture(scene):
     components = pca.transform(pixels) / np.sqrt(np.mean(pca.explained_variance_))
     mixture = GaussianMixture(3, covariance_type="full", random_state=3, reg_covar=1e-6)
     mixture.fit(components)
-    kept = mixture.weights_ * len(pixels) >= 5 + 1   # enough pixels for a covariance on 5
+    held = mixture.weights_ * len(pixels)          # a covariance on 5 dimensions needs 6, and
+    kept = held >= max(5 + 1, 0.1 * len(pixels) / 3)  # a tenth of a fair share of 3 components
+    assert not kept.all()                            # the planted targets' component goes
     weights = mixture.weights_[kept] / mixture.weights_[kept].sum()
     reference = -logsumexp([np.log(w) + multivariate_normal(m, c).logpdf(components) for w, m, c
                             in zip(weights, mixture.means_[kept], mixture.covariances_[kept])],
@@ -110,6 +112,25 @@ def test_gmm_ranks_isolated_outliers_highest_not_lowest():
     density = logsumexp([np.log(w) + multivariate_normal(m, c).logpdf(X) for w, m, c in
                          zip(mixture.weights_, mixture.means_, mixture.covariances_)], axis=0)
     np.testing.assert_allclose(heat.ravel(), -density, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("side", [6, 9])
+def test_gmm_ranks_a_compact_target_highest_not_lowest(side):
+    """EM gives a spare component to a compact target of a few dozen pixels: enough for a
+    covariance, so it was kept, and the target scored as the scene's most normal pixels
+    (AUC 0.00). A component under a tenth of its fair share goes."""
+    rng = np.random.default_rng(0)
+    two = rng.random((100, 100)) < 0.5
+    first, second = rng.normal(size=20) * 5 + 100, rng.normal(size=20) * 5 + 80
+    cube = (np.where(two, first[:, None, None], second[:, None, None])
+            + 0.3 * rng.normal(size=(20, 100, 100)))
+    truth = np.zeros((100, 100), bool)
+    truth[40:40 + side, 60:60 + side] = True
+    cube[:, truth] = (first + 15 * rng.normal(size=20))[:, None] + 0.3 * rng.normal(
+        size=(20, side * side))
+    source = ArraySource(cube.astype(np.float32))
+    heat = score_array(source, make_scorer("gmm").fit(source))["score"][0]
+    assert evaluate(heat, truth)["auc"] == 1.0
 
 
 def test_gmm_with_many_components_keeps_every_background_class():

@@ -7,6 +7,7 @@ from ..errors import HsanomalyError
 from .base import Scorer, check_pixels
 
 REG_COVAR = 1e-6      # added to each mixture covariance's diagonal, in units of the data's spread
+FAIR_SHARE = 0.1      # a component holding under this fraction of its fair share (1/k) is a target's
 
 
 class GaussianMixtureScorer(Scorer):
@@ -37,18 +38,22 @@ class GaussianMixtureScorer(Scorer):
         self.mixture_ = GaussianMixture(self.components, covariance_type="full",
                                         random_state=self.seed, reg_covar=REG_COVAR)
         self.mixture_.fit(self._components(X))
-        self._drop_collapsed_components(len(X))
+        self._drop_small_components(len(X))
         return self
 
-    def _drop_collapsed_components(self, pixels):
+    def _drop_small_components(self, pixels):
         """Drop the components that hold fewer of the ``pixels`` fitted than their covariance
-        needs (dimensions + 1), and scale the others' weights back to a sum of 1. EM gives a
-        handful of strong, isolated outliers a component of their own; its covariance, of
-        too few pixels for its dimensions, shrinks to the floor, so the density at those
-        pixels is the scene's highest and they would score as its most normal pixels."""
+        needs (dimensions + 1) or than a tenth of their fair share (``FAIR_SHARE`` / k), and
+        scale the others' weights back to a sum of 1. EM gives the spare components to what
+        stands out: strong, isolated outliers (a covariance of too few pixels for its
+        dimensions, shrunk to the floor) or a compact target of a few dozen pixels. Kept, the
+        density there is the scene's highest, and the anomalies would score as its most
+        normal pixels. With many components (a scene of many classes) each fair share is
+        small, and every class that fills a covariance stays."""
         mixture = self.mixture_
         held = mixture.weights_ * pixels
-        kept = held >= min(mixture.means_.shape[1] + 1, held.max())
+        floor = max(mixture.means_.shape[1] + 1, FAIR_SHARE * pixels / len(held))
+        kept = held >= min(floor, held.max())
         if kept.all():
             return
         for name in ("means_", "covariances_", "precisions_", "precisions_cholesky_"):
