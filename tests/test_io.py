@@ -41,11 +41,21 @@ def test_mat_cube_saved_bands_first_is_read_by_its_truth(tmp_path):
 
 def test_mat_layout_is_told_by_a_named_truth_only(tmp_path):
     """An unnamed 2-D variable (a cols x bands calibration matrix) turned a (rows, cols, bands)
-    cube around as if it were a truth of a bands-first one."""
+    cube around as if it were a truth of a bands-first one; it is refused now, naming it. A
+    truth named 'truth' or 'target' says the layout as 'map' does."""
     cube = np.random.default_rng(0).random((30, 40, 12))                 # rows, cols, bands
     scipy.io.savemat(tmp_path / "s.mat", {"data": cube, "gain": np.ones((40, 12))})
-    got, gt = read_mat(tmp_path / "s.mat")
-    assert got.shape == (12, 30, 40) and gt is None
+    with pytest.raises(HsanomalyError, match="the variable 'gain' .40 x 12. has the size of the "
+                                             "cube's last two axes"):
+        read_mat(tmp_path / "s.mat")
+    scipy.io.savemat(tmp_path / "t.mat", {"data": cube, "gain": np.ones((40, 12)),
+                                          "map": np.eye(30, 40)})
+    assert read_mat(tmp_path / "t.mat")[0].shape == (12, 30, 40)
+    first = np.moveaxis(cube, -1, 0)                                      # bands, rows, cols
+    for name in ("truth", "target"):
+        scipy.io.savemat(tmp_path / f"{name}.mat", {"data": first, name: np.eye(30, 40)})
+        got, gt = read_mat(tmp_path / f"{name}.mat")
+        assert got.shape == (12, 30, 40) and gt.sum() == 30
 
 
 def test_mat_beside_a_wavelength_vector_or_text_is_read(tmp_path):

@@ -11,7 +11,8 @@ from ..errors import HsanomalyError
 from .checks import check_memory
 
 CUBE_NAMES = ("data", "image", "img", "hsi", "cube", "X", "Y")
-TRUTH_NAMES = ("map", "mask", "gt", "groundtruth", "ground_truth", "label", "labels")
+TRUTH_NAMES = ("map", "mask", "gt", "groundtruth", "ground_truth", "gt_map", "truth",
+               "label", "labels", "target", "targets", "anomaly", "anomalies", "anomaly_map")
 WAVELENGTH_NAMES = ("wavelength", "wavelengths", "wl", "wave", "lambda", "centers", "centres")
 # MATLAB classes of numeric arrays -> bytes per element (whosmat reports classes, not dtypes)
 ITEMSIZE = {"double": 8, "single": 4, "int8": 1, "uint8": 1, "int16": 2, "uint16": 2,
@@ -108,7 +109,7 @@ def read_mat(path, labels=False):
                              "supported; convert to amplitude or real/imaginary bands first")
     check_memory(path, int(np.prod(shape, dtype=np.float64)) * (itemsize + LOAD_OVERHEAD),
                  f"loading the {'x'.join(map(str, shape))} cube {cube_name!r}")
-    truth_name = _truth_name(headers, cube_name)
+    truth_name = _truth_name(path, headers, cube_name)
     bands_first = _bands_first(path, shape, truth_name and headers[truth_name][0], truth_name)
     variables = _load(path, [cube_name] + ([truth_name] if truth_name else []))
     cube = variables[cube_name]
@@ -162,23 +163,34 @@ def read_mat_truth(path):
     """The truth of a .mat file as ``read_mat`` gives it, or None; the file may hold a scene
     or only its 2-D mask (a truth saved on its own), and no cube is loaded."""
     headers = _headers(path)
-    name = _truth_name(headers, _pick(headers, CUBE_NAMES, 3))
+    name = _truth_name(path, headers, _pick(headers, CUBE_NAMES, 3))
     return _mask(_load(path, [name])[name]) if name else None
 
 
-def _truth_name(headers, cube_name):
+def _truth_name(path, headers, cube_name):
     """The truth variable: one named as a truth, or else the only 2-D variable of the size of
-    a (rows, cols, bands) cube's rows and columns (a wavelength vector, 1 x bands, or a
-    calibration matrix is no truth; only a variable named as one may say the cube is saved
-    bands first)."""
+    a (rows, cols, bands) cube's rows and columns (a wavelength vector, 1 x bands, is no
+    truth). Only a variable named as one may say the cube is saved bands first: an unnamed
+    one of the size of the cube's last two axes (a truth? a cols x bands calibration?) is
+    refused, not guessed."""
     others = {k: v for k, v in headers.items() if k != cube_name}
     named = _pick(others, TRUTH_NAMES, 2)
     if named is not None and named.lower() in (n.lower() for n in TRUTH_NAMES):
         return named
-    if cube_name is not None:
-        rows_cols = tuple(headers[cube_name][0][:2])
-        others = {k: v for k, v in others.items() if len(v[0]) != 2 or tuple(v[0]) == rows_cols}
-    return _pick(others, (), 2)
+    if cube_name is None:
+        return _pick(others, (), 2)
+    shape = headers[cube_name][0]
+    flat = {k: tuple(v[0]) for k, v in others.items() if len(v[0]) == 2 and not k.startswith("__")}
+    if not any(s == tuple(shape[:2]) for s in flat.values()):
+        last = [k for k, s in flat.items() if s == tuple(shape[1:])]
+        if last:
+            raise HsanomalyError(
+                f"{path}: the variable {last[0]!r} ({shape[1]} x {shape[2]}) has the size of the "
+                f"cube's last two axes: the truth of a cube saved (bands, rows, cols), or "
+                f"something else? Name a truth {TRUTH_NAMES[0]!r} (or gt, mask, truth), or "
+                "remove the variable")
+    return _pick({k: v for k, v in others.items()
+                  if len(v[0]) != 2 or tuple(v[0]) == tuple(shape[:2])}, (), 2)
 
 
 def _mask(truth):
