@@ -1048,6 +1048,14 @@ def test_an_undeclared_fill_value_is_warned_about(tmp_path):
     with pytest.warns(HsanomalyWarning, match=r"filled.tif: 30% of the pixels probed hold -9999 "
                                               r"in every band.*gdal_edit.py -a_nodata -9999"):
         RasterSource(path).check_data()
+    with pytest.warns(HsanomalyWarning, match="<array>: 30% .* mask it, or set it to NaN"):
+        ArraySource(cube).check_data()
+    rgb = np.full((3, 20, 20), 255, np.uint8)        # saturated pixels of a few-band image
+    rgb[:, :10] = 7
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", HsanomalyWarning)
+        ArraySource(rgb).check_data()
     declared = write_raster(tmp_path / "declared.tif", cube, nodata=-9999)
     import warnings
     with warnings.catch_warnings():

@@ -25,7 +25,8 @@ PROBE_AT = ((0.5, 0.5), (0.25, 0.25), (0.25, 0.75), (0.75, 0.25), (0.75, 0.75)) 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 PARTIAL_NODATA = 0.05   # share of probed pixels nodata in a few bands only, beyond which to warn
                         # (and of pixels holding one fill value in every band)
-FILL_MIN_BANDS = 3      # fewer bands may well hold one value in all of them
+FILL_MIN_BANDS = 10     # fewer bands may well hold one value in all of them (a saturated or
+                        # black pixel of a few-band image)
 PRECISION_RATIO = 0.01 * 2**23   # largest value over spread float32 resolves to 1 % of the spread
 
 # GDAL's block cache defaults to 5% of RAM; cap it so memory is bounded by the tile size.
@@ -127,10 +128,11 @@ class _Source:
             fills, counts = np.unique(flat, return_counts=True)
             fill, count = fills[np.argmax(counts)], int(counts.max())
             if PARTIAL_NODATA * total < count < whole:   # all: a constant raster, said so
+                declare = (f"declare it (gdal_edit.py -a_nodata {fill:g})"
+                           if isinstance(self, RasterSource) else "mask it, or set it to NaN")
                 warn(f"{self.name}: {count / total:.0%} of the pixels probed hold {fill:g} in "
                      "every band, which no spectrum does: a fill value not declared as nodata? "
-                     f"Declare it (gdal_edit.py -a_nodata {fill:g}), or the scene's statistics "
-                     "take those pixels in")
+                     f"If so, {declare}, or the scene's statistics take those pixels in")
 
     def reduce(self, fn, tile=TILE, combine=None):
         """Fold ``fn(pixels)`` over all tiles in order, where ``pixels`` are a tile's valid
