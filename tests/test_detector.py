@@ -400,3 +400,24 @@ def test_a_dataarrays_band_centres_reach_the_model_check():
     bundle = SimpleNamespace(wavelengths=[450.0, 550.0, 650.0], path="model")
     with pytest.raises(HsanomalyError, match="band 1 is centred at 650 nm"):
         check_wavelengths(bundle, reversed_centres, "<DataArray>")
+
+
+def test_a_quick_models_training_leaves_the_data_checks_to_the_scoring(monkeypatch):
+    """The raster a quick model is trained on is the one detect and Detector check as they
+    score it: its training warned a second time, naming the Detector's temporary copy."""
+    import hsanomaly.training
+
+    asked = []
+
+    def recorded(*args, **options):
+        asked.append(options.get("data_checked"))
+        raise HsanomalyError("recorded")
+    monkeypatch.setattr(hsanomaly.training, "train", recorded)
+    monkeypatch.setattr("hsanomaly.quickmodel.check_training", lambda name: None)
+    cube, _ = synthetic_cube(rows=60, cols=60)
+    with pytest.raises(HsanomalyError, match="recorded"):
+        hsanomaly.Detector("resrx").fit(cube)
+    from hsanomaly.quickmodel import train_on_scene
+    with pytest.raises(HsanomalyError, match="recorded"):
+        train_on_scene("scene.tif", "heat.tif", {})
+    assert asked == [True, True]

@@ -95,12 +95,15 @@ def test_resume_after_interruption_gives_identical_output(tmp_path):
     np.testing.assert_array_equal(read(tmp_path / "out.tif")[0], read(tmp_path / "full.tif")[0])
 
 
-def test_resume_with_nothing_to_resume_says_so(tmp_path, caplog):
+def test_resume_with_nothing_to_resume_says_so(tmp_path):
+    """A warning: a script asked to resume and should hear that it did not (a log line at
+    INFO reached nobody without -v)."""
+    from hsanomaly.errors import HsanomalyWarning
+
     cube, _ = synthetic_cube()
-    with caplog.at_level("INFO", logger="hsanomaly"):
+    with pytest.warns(HsanomalyWarning, match="out.tif.partial: no interrupted run here to "
+                                              "resume; scoring from the start"):
         detect(ArraySource(cube), tmp_path / "out.tif", GlobalRX(), tile=16, resume=True)
-    assert "out.tif.partial: no interrupted run here to resume; scoring from the start" in \
-        caplog.text
 
 
 def test_resume_with_other_settings_is_refused(tmp_path):

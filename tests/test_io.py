@@ -379,6 +379,10 @@ def test_wavelength_units_are_honoured(tmp_path):
     ("Micrometres", "0.45, 0.55, 0.65", [450.0, 550.0, 650.0]),
     ("\u03bcm", "0.45, 0.55, 0.65", [450.0, 550.0, 650.0]),          # Greek mu
     ("nm (nanometers)", "450, 550, 650", [450.0, 550.0, 650.0]),
+    ("centimeter", "4.5e-5, 5.5e-5, 6.5e-5", [450.0, 550.0, 650.0]),    # singular
+    ("meter", "4.5e-7, 5.5e-7, 6.5e-7", [450.0, 550.0, 650.0]),
+    ("angstrom", "4500, 5500, 6500", [450.0, 550.0, 650.0]),
+    ("cm^-1", "2500, 2000, 1000", [4000.0, 5000.0, 10000.0]),
 ])
 def test_envi_units_that_are_no_length_give_no_wavelengths(tmp_path, units, values, expected):
     """ENVI's other units were taken for nanometres or micrometres, and a model trained on

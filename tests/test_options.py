@@ -160,3 +160,13 @@ def test_switching_score_does_not_carry_an_option_into_its_former_name():
     assert detector.get_params()["score"] == "gmm"
     assert detector.set_params(score="lrx", components=None).get_params() == {
         "score": "lrx", "model": None, "tile": Detector().tile}
+
+
+def test_a_rate_never_allows_every_pixel():
+    """Within 1e-12 of 1 the rounding guard counted n of n pixels, a rank below the lowest
+    score: the threshold became the highest score instead of the lowest."""
+    from hsanomaly.options import rate_count
+    from hsanomaly.thresholds import threshold_from_far
+
+    assert rate_count(0.29, 100) == 29 and rate_count(1 - 1e-13, 100) == 99
+    assert threshold_from_far(np.arange(100.0).reshape(10, 10), 1 - 1e-13) == 0.0

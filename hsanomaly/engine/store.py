@@ -27,9 +27,9 @@ import numpy as np
 
 from ..errors import HsanomalyError
 from ..io.atomic import describe, fsync_path
+from ..io.checks import warn
 from ..io.fingerprint import digest
 from ..io.lock import lock_folder
-from ..logs import LOGGER
 
 FORMAT = "hsanomaly-tiles"
 FORMAT_VERSION = 2
@@ -118,8 +118,7 @@ class TileStore:
         try:
             self.resumed = resume and (self.path / MANIFEST).is_file()
             if resume and not self.resumed:
-                LOGGER.info("%s: no interrupted run here to resume; scoring from the start",
-                            self.path)
+                warn(f"{self.path}: no interrupted run here to resume; scoring from the start")
             if self.resumed:
                 if held is None:       # made since this run looked: another run's, maybe
                     held = lock_folder(self.path)

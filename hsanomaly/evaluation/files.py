@@ -38,8 +38,9 @@ def read_mask(path, shape, heatmap=None):
 
 def evaluate_files(heatmap_path, truth_path, outer_path=None, pd_far=defaults.PD_FAR):
     """Read the inputs and evaluate; returns (report, scores, truth, outer, valid). Pixels
-    where a mask is nodata are left out (``valid`` is False there); target pixels where the
-    heatmap has none count as missed (``metrics.class_masks``)."""
+    where a mask is nodata are left out (``valid`` is False there), as are the heatmap's
+    own NaN pixels (``metrics.class_masks``; ``evaluate`` counts the target pixels among
+    them)."""
     scores = read_heatmap(heatmap_path)
     truth, known = read_mask(truth_path, scores.shape, heatmap_path)
     valid = known

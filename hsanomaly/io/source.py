@@ -506,9 +506,10 @@ def _gdal_reason(err):
 
 # Units in ENVI headers and GDAL band metadata -> factor to nanometres.
 _UNITS = {"nanometers": 1.0, "nanometer": 1.0, "nm": 1.0, "micrometers": 1e3, "micrometer": 1e3,
-          "microns": 1e3, "micron": 1e3, "um": 1e3, "µm": 1e3, "millimeters": 1e6, "mm": 1e6,
-          "centimeters": 1e7, "cm": 1e7, "meters": 1e9, "m": 1e9, "angstroms": 0.1}
-WAVENUMBERS = ("wavenumber", "wavenumbers", "cm-1", "1/cm")   # cm^-1: 1e7 / v nanometres
+          "microns": 1e3, "micron": 1e3, "um": 1e3, "µm": 1e3, "millimeters": 1e6,
+          "millimeter": 1e6, "mm": 1e6, "centimeters": 1e7, "centimeter": 1e7, "cm": 1e7,
+          "meters": 1e9, "meter": 1e9, "m": 1e9, "angstroms": 0.1, "angstrom": 0.1, "å": 0.1}
+WAVENUMBERS = ("wavenumber", "wavenumbers", "cm-1", "cm^-1", "1/cm")   # 1e7 / v nanometres
 NOT_LENGTHS = ("index", "band", "bands", "band number", "channel", "hz", "khz", "mhz", "ghz",
                "thz")         # band numbers or frequencies: no centre wavelengths
 MICROMETRE_GUESS = 30.0   # unitless centre wavelengths all below this are taken as micrometres
