@@ -29,12 +29,14 @@ def check_training(name):
 def check_quick_model(source, scorer):
     """Refuse, before a quick model is trained for ``scorer`` on ``source``, what would refuse
     it once trained: training cannot run here, or the image is smaller than the score's window
-    (a GAN score's window is its model's, known only once the model exists)."""
+    (a GAN score's window is its model's, known only once the model exists); and warn of the
+    data before the model learns it (``check_data``, said once: scoring checks it again)."""
     check_training(source.name)
     if not scorer.window_from_model:
         from .engine.detect import check_footprint
 
         check_footprint(source, scorer)
+    source.check_data()
 
 
 def train_on_scene(src, dst, training, callback=None, progress=False, out=None):

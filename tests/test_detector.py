@@ -403,8 +403,9 @@ def test_a_dataarrays_band_centres_reach_the_model_check():
 
 
 def test_a_quick_models_training_leaves_the_data_checks_to_the_scoring(monkeypatch):
-    """The raster a quick model is trained on is the one detect and Detector check as they
-    score it: its training warned a second time, naming the Detector's temporary copy."""
+    """The raster a quick model is trained on is checked before it trains (the warning came
+    only once the model had learnt the fill) and once: its training warned a second time,
+    naming the Detector's temporary copy."""
     import hsanomaly.training
 
     asked = []
@@ -415,8 +416,12 @@ def test_a_quick_models_training_leaves_the_data_checks_to_the_scoring(monkeypat
     monkeypatch.setattr(hsanomaly.training, "train", recorded)
     monkeypatch.setattr("hsanomaly.quickmodel.check_training", lambda name: None)
     cube, _ = synthetic_cube(rows=60, cols=60)
-    with pytest.raises(HsanomalyError, match="recorded"):
-        hsanomaly.Detector("resrx").fit(cube)
+    cube[:, :, :20] = -9999                  # said before the model trains on it, and once
+    from hsanomaly.errors import HsanomalyWarning
+    with pytest.warns(HsanomalyWarning, match="hold -9999 in every band") as said:
+        with pytest.raises(HsanomalyError, match="recorded"):
+            hsanomaly.Detector("resrx").fit(cube)
+    assert len([w for w in said if "-9999" in str(w.message)]) == 1
     from hsanomaly.quickmodel import train_on_scene
     with pytest.raises(HsanomalyError, match="recorded"):
         train_on_scene("scene.tif", "heat.tif", {})

@@ -18,7 +18,7 @@ from rasterio.windows import Window
 
 from ..defaults import TILE
 from ..errors import HsanomalyError
-from .checks import warn
+from .checks import warn_once
 
 PROBE = 64              # pixels across a window the data is probed on before the work
 PROBE_AT = ((0.5, 0.5), (0.25, 0.25), (0.25, 0.75), (0.75, 0.25), (0.75, 0.75))  # fractions
@@ -119,10 +119,10 @@ class _Source:
                 whole += int((bad == 0).sum())
         warn_coarse(self.name, max((c for c in coarse if c), key=lambda c: c[1], default=None))
         if total and partial > PARTIAL_NODATA * total:
-            warn(f"{self.name}: {partial / total:.0%} of the pixels probed are nodata in only a "
-                 f"few bands (band {int(np.argmax(per_band)) + 1} most often), so they are left "
-                 "out whole; is the nodata value also real data there (0 over water, say)? If "
-                 "so, set another nodata value, or none")
+            warn_once(f"{self.name}: {partial / total:.0%} of the pixels probed are nodata in "
+                      f"only a few bands (band {int(np.argmax(per_band)) + 1} most often), so "
+                      "they are left out whole; is the nodata value also real data there (0 "
+                      "over water, say)? If so, set another nodata value, or none")
         flat = np.concatenate(flat) if flat else np.empty(0)
         if total and len(flat) > PARTIAL_NODATA * total:
             fills, counts = np.unique(flat, return_counts=True)
@@ -130,9 +130,10 @@ class _Source:
             if PARTIAL_NODATA * total < count < whole:   # all: a constant raster, said so
                 declare = (f"declare it (gdal_edit.py -a_nodata {fill:g})"
                            if isinstance(self, RasterSource) else "mask it, or set it to NaN")
-                warn(f"{self.name}: {count / total:.0%} of the pixels probed hold {fill:g} in "
-                     "every band, which no spectrum does: a fill value not declared as nodata? "
-                     f"If so, {declare}, or the scene's statistics take those pixels in")
+                warn_once(f"{self.name}: {count / total:.0%} of the pixels probed hold {fill:g} "
+                          "in every band, which no spectrum does: a fill value not declared as "
+                          f"nodata? If so, {declare}, or the scene's statistics take those "
+                          "pixels in")
 
     def reduce(self, fn, tile=TILE, combine=None):
         """Fold ``fn(pixels)`` over all tiles in order, where ``pixels`` are a tile's valid
@@ -397,9 +398,9 @@ def coarsest_in_float32(values, nodata, bands):
 
 def warn_coarse(name, worst):
     if worst is not None:
-        warn(f"{name}: band {worst[0]}'s values lie {worst[1]:.3g} times their spread from zero, "
-             "so float32, in which pixels are scored, rounds them by more than a hundredth of "
-             "that spread; subtract an offset from the data first")
+        warn_once(f"{name}: band {worst[0]}'s values lie {worst[1]:.3g} times their spread "
+                  "from zero, so float32, in which pixels are scored, rounds them by more than "
+                  "a hundredth of that spread; subtract an offset from the data first")
 
 
 class ArraySource(_Source):
