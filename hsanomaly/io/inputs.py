@@ -6,7 +6,8 @@ the attributes, as an unmasked rioxarray read carries them, honoured as a raster
 import numpy as np
 
 from ..errors import HsanomalyError
-from .source import ArraySource, RasterSource, band_scaling, nanometres
+from .source import ArraySource, RasterSource, band_scaling
+from .units import nanometres
 
 
 def as_source(X):

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..errors import HsanomalyError
 from .checks import check_memory
+from .units import nanometres
 
 CUBE_NAMES = ("data", "image", "img", "hsi", "cube", "X", "Y")
 TRUTH_NAMES = ("map", "mask", "gt", "groundtruth", "ground_truth", "gt_map", "truth",
@@ -145,8 +146,6 @@ def read_mat_wavelengths(path, bands):
     """The band centres in nm of a .mat scene of ``bands`` bands: a vector named like one
     (``WAVELENGTH_NAMES``, 1 x bands or bands x 1), in micrometres where every value is
     below 30 (the rule for unitless centres), else nanometres; None without one."""
-    from .source import nanometres
-
     headers = _headers(path)
     lower = {k.lower(): k for k in headers if not k.startswith("__")}
     for name in WAVELENGTH_NAMES:

@@ -19,6 +19,7 @@ from rasterio.windows import Window
 from ..defaults import TILE
 from ..errors import HsanomalyError
 from .checks import warn_once
+from .units import nanometres
 
 PROBE = 64              # pixels across a window the data is probed on before the work
 PROBE_AT = ((0.5, 0.5), (0.25, 0.25), (0.25, 0.75), (0.75, 0.25), (0.75, 0.75))  # fractions
@@ -505,17 +506,6 @@ def _gdal_reason(err):
     return ": ".join(chain[:1] + chain[-1:] if len(chain) > 1 else chain) or "read error"
 
 
-# Units in ENVI headers and GDAL band metadata -> factor to nanometres.
-_UNITS = {"nanometers": 1.0, "nanometer": 1.0, "nm": 1.0, "micrometers": 1e3, "micrometer": 1e3,
-          "microns": 1e3, "micron": 1e3, "um": 1e3, "µm": 1e3, "millimeters": 1e6,
-          "millimeter": 1e6, "mm": 1e6, "centimeters": 1e7, "centimeter": 1e7, "cm": 1e7,
-          "meters": 1e9, "meter": 1e9, "m": 1e9, "angstroms": 0.1, "angstrom": 0.1, "å": 0.1}
-WAVENUMBERS = ("wavenumber", "wavenumbers", "cm-1", "cm^-1", "1/cm")   # 1e7 / v nanometres
-NOT_LENGTHS = ("index", "band", "bands", "band number", "channel", "hz", "khz", "mhz", "ghz",
-               "thz")         # band numbers or frequencies: no centre wavelengths
-MICROMETRE_GUESS = 30.0   # unitless centre wavelengths all below this are taken as micrometres
-
-
 def _bad_bands(ds):
     """Band numbers an ENVI header's bad band list (``bbl``: 1 good, 0 bad) marks bad, such as
     an AVIRIS scene's water-vapour bands: left out, as ENVI leaves them out."""
@@ -561,29 +551,6 @@ def _wavelengths(ds, bands=None):
         except ValueError:
             return None
     return nanometres(values, units)
-
-
-def nanometres(values, units):
-    """Band centres ``values`` given in ``units`` as nanometres (see ``_wavelengths``), or
-    None for units that are no length."""
-    values = [float(v) for v in values]
-    units = _unit_name(units)
-    if units in WAVENUMBERS:
-        return [1e7 / v if v > 0 else float("nan") for v in values]
-    if units in NOT_LENGTHS or not values:
-        return None
-    factor = _UNITS.get(units)
-    if factor is None:             # not given, ENVI's "Unknown", or a spelling not listed
-        factor = 1e3 if max(values) < MICROMETRE_GUESS else 1.0
-    return [v * factor for v in values]
-
-
-def _unit_name(units):
-    """A unit as ``_UNITS`` spells it: lower case, British "-metres" as "-meters", Greek mu
-    as the micro sign, and a gloss in brackets dropped ("nm (nanometers)")."""
-    text = str(units or "").strip().lower().replace("\u03bc", "\u00b5")
-    text = text.split("(")[0].strip() or text
-    return text.replace("metre", "meter")
 
 
 def open_source(path):

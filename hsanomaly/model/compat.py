@@ -5,7 +5,7 @@ import numpy as np
 
 from ..errors import HsanomalyError
 from ..io.checks import warn
-from ..io.source import MICROMETRE_GUESS
+from ..io.units import MICROMETRE_GUESS
 
 # The model's preprocessing maps the central range of its training values to [-1, 1]; a
 # raster whose typical preprocessed value lies beyond OUT_OF_RANGE is in other units (raw
