@@ -101,6 +101,9 @@ def _check_inputs(inputs, sources, window, check_data=True):
         if source.count != first.count:
             raise HsanomalyError(f"{path}: has {source.count} bands but {inputs[0]} has "
                                  f"{first.count}; all inputs must have the same bands")
+        if named[1] and not source.wavelengths:    # as detect says of such a raster
+            warn(f"{path}: has no band centres to check against those of {named[0]}; its "
+                 "bands are taken as theirs, in that order")
         mismatch = first_mismatch(named[1], source.wavelengths)
         if mismatch:    # the model would record the first's and refuse this one's pixels
             band, expected, found = mismatch
