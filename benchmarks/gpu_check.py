@@ -17,6 +17,10 @@
    .BATCH`` set to each batch size.
 4. Training: WGAN-GP iterations per second with torch on CUDA against the CPU (1 thread, the
    training default), default networks and settings on the example.
+5. A larger raster: the example tiled ``--mosaic`` times in each direction, scored by
+   ``hsanomaly detect`` with ``--device cpu`` and ``--device cuda`` (fresh processes, all the
+   machine's cores): wall seconds, pixels per second and the largest difference, for the
+   critic, recon and default scores.
 
 Without a GPU (no CUDA provider in onnxruntime, or no device behind it) it says so in one line
 and exits with status 0: nothing can be measured. ``--simulate-on-cpu`` runs every step with
@@ -25,7 +29,7 @@ The model: ``--model``, or one trained here on the scene with the defaults (on t
 torch has one). Figures go to the terminal and, with ``--out``, to a JSON file.
 
 Last line: gpu_check=<ok|failed|skipped> parity_max_abs=<x> critic_px_s=<best> recon_px_s=<best>
-default_px_s=<best> train_it_s_cuda=<x> train_it_s_cpu=<x>
+default_px_s=<best> train_it_s_cuda=<x> train_it_s_cpu=<x> mosaic_default_speedup=<cpu s / cuda s>
 """
 
 import argparse
@@ -200,6 +204,53 @@ def score_rates(scene, model, device, batches):
     return rates
 
 
+def write_mosaic(scene, dst, repeat):
+    """The scene tiled ``repeat`` x ``repeat`` times, with its profile (a larger raster of the
+    same bands, so the same model scores it)."""
+    import rasterio
+
+    with rasterio.open(scene) as src:
+        cube, profile = src.read(), src.profile
+        descriptions = src.descriptions
+        band_tags = [src.tags(b) for b in src.indexes]
+    cube = np.tile(cube, (1, repeat, repeat))
+    profile.update(width=cube.shape[2], height=cube.shape[1], tiled=True, blockxsize=256,
+                   blockysize=256, compress="deflate")
+    with rasterio.open(dst, "w", **profile) as out:
+        out.write(cube)
+        for b, (text, tags) in enumerate(zip(descriptions, band_tags), start=1):
+            if text:
+                out.set_band_description(b, text)
+            if tags:
+                out.update_tags(b, **tags)
+    return cube.shape[1] * cube.shape[2]
+
+
+def mosaic_rates(scene, model, device, tmp, repeat):
+    """Wall seconds of ``detect`` on the tiled scene, CPU against ``device``, per score."""
+    import rasterio
+
+    mosaic = tmp / "mosaic.tif"
+    pixels = write_mosaic(scene, mosaic, repeat)
+    results = {}
+    for score in END_TO_END:
+        seconds = {d: detect(mosaic, tmp / f"mosaic-{score}-{d}.tif", score, model, d)
+                   for d in ("cpu", device)}
+        with rasterio.open(tmp / f"mosaic-{score}-cpu.tif") as a, \
+                rasterio.open(tmp / f"mosaic-{score}-{device}.tif") as b:
+            x, y = a.read(1), b.read(1)
+        both = np.isfinite(x) & np.isfinite(y)
+        results[score] = {"pixels": pixels, "seconds_cpu": seconds["cpu"],
+                          f"seconds_{device}": seconds[device],
+                          "speedup": seconds["cpu"] / seconds[device],
+                          "max_abs": float(np.abs(x[both] - y[both]).max()) if both.any() else 0.0}
+        r = results[score]
+        print(f"  {score:8s} {pixels} px: {r['seconds_cpu']:.1f} s cpu ({pixels / r['seconds_cpu']:.0f} "
+              f"px/s), {r[f'seconds_{device}']:.1f} s {device} ({pixels / r[f'seconds_{device}']:.0f} "
+              f"px/s), x{r['speedup']:.2f}, max |cpu - {device}| {r['max_abs']:.2e}", flush=True)
+    return results
+
+
 def training_rates(scene, device, iterations=30):
     import torch
 
@@ -242,6 +293,8 @@ def main():
     parser.add_argument("--model", help="model bundle for the scene (default: train one here)")
     parser.add_argument("--scene", default=str(ROOT / "examples" / "abu-airport-2.tif"))
     parser.add_argument("--batches", default="1024,4096,16384,65536")
+    parser.add_argument("--mosaic", type=int, default=5,
+                        help="step 5 tiles the scene this many times each way (0: skip it)")
     parser.add_argument("--out", help="also write the figures to this JSON file")
     parser.add_argument("--simulate-on-cpu", action="store_true",
                         help="use the CPU provider in place of CUDA (checks this script only)")
@@ -252,7 +305,7 @@ def main():
     if device is None:
         print(f"gpu_check: no GPU to measure: {why}. Nothing was measured.")
         print("gpu_check=skipped parity_max_abs=nan critic_px_s=nan recon_px_s=nan "
-              "default_px_s=nan train_it_s_cuda=nan train_it_s_cpu=nan")
+              "default_px_s=nan train_it_s_cuda=nan train_it_s_cpu=nan mosaic_default_speedup=nan")
         return 0
     import torch
 
@@ -288,6 +341,11 @@ def main():
         report["scores"] = score_rates(args.scene, model, device, batches)
         print("4. training", flush=True)
         report["training"] = training_rates(args.scene, device)
+        if args.out:                      # what was measured so far survives a later failure
+            Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+        if args.mosaic > 0:
+            print(f"5. a {args.mosaic}x{args.mosaic} mosaic of the scene", flush=True)
+            report["mosaic"] = mosaic_rates(args.scene, model, device, tmp, args.mosaic)
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
 
@@ -299,7 +357,8 @@ def main():
           f"critic_px_s={best('critic'):.0f} recon_px_s={best('recon'):.0f} "
           f"default_px_s={best(DEFAULT_SCORE):.0f} "
           f"train_it_s_cuda={train.get('cuda', float('nan')):.1f} "
-          f"train_it_s_cpu={train['cpu']:.1f}")
+          f"train_it_s_cpu={train['cpu']:.1f} mosaic_default_speedup="
+          f"{report.get('mosaic', {}).get(DEFAULT_SCORE, {}).get('speedup', float('nan')):.2f}")
     return 0 if ok else 1
 
 

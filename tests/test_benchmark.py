@@ -533,3 +533,38 @@ def test_implanted_targets_replace_the_scenes_own_and_mix_a_real_material(tmp_pa
     share = moved @ shift / (shift @ shift)
     np.testing.assert_allclose(moved, share[:, None] * shift, atol=1e-4)
     assert share.min() >= 0.5 - 1e-4 and share.max() <= 1 + 1e-4 and share.std() > 0.05
+
+
+def test_gpu_check_mosaic_tiles_the_scene_with_its_band_metadata(tmp_path):
+    """benchmarks/gpu_check.py's larger raster is the scene tiled, bands and their metadata kept,
+    so the scene's model scores it."""
+    import rasterio
+
+    module = _benchmark_script("gpu_check")
+    cube, _ = synthetic_cube(rows=7, cols=5, targets=((2, 2),), seed=5)
+    src = tmp_path / "scene.tif"
+    write_raster(src, cube)
+    with rasterio.open(src, "r+") as ds:
+        ds.set_band_description(2, "second")
+        ds.update_tags(2, wavelength="512.5")
+    assert module.write_mosaic(src, tmp_path / "mosaic.tif", 3) == 21 * 15
+    with rasterio.open(tmp_path / "mosaic.tif") as ds:
+        np.testing.assert_array_equal(ds.read(), np.tile(cube, (1, 3, 3)))
+        assert ds.descriptions[1] == "second" and ds.tags(2)["wavelength"] == "512.5"
+
+
+@pytest.mark.skipif("CUDAExecutionProvider" in __import__("onnxruntime").get_available_providers(),
+                    reason="this machine has a CUDA runtime: the check would measure it")
+def test_gpu_check_without_a_gpu_measures_nothing_and_says_so():
+    """Without CUDA the prepared GPU check says why in one line, and its last line, the one a
+    device run reports, holds no figure."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "benchmarks" /
+                                               "gpu_check.py")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert lines[0].startswith("gpu_check: no GPU to measure:")
+    assert lines[-1].startswith("gpu_check=skipped") and lines[-1].endswith("=nan")
