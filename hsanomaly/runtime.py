@@ -48,7 +48,9 @@ def providers(device="cpu"):
             raise HsanomalyError(
                 "--device cuda: onnxruntime has no CUDA provider here (install the [gpu] extra, "
                 "onnxruntime-gpu, on a machine with an NVIDIA GPU, or use --device cpu)")
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        # TF32 matrix products (onnxruntime's default on Ampere and later) round to 10 bits of
+        # mantissa: scores would differ from the CPU's in the third digit (benchmarks/gpu_check.py)
+        return [("CUDAExecutionProvider", {"use_tf32": "0"}), "CPUExecutionProvider"]
     raise HsanomalyError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
 
 
