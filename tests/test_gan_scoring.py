@@ -186,6 +186,20 @@ def test_cuda_without_a_gpu_is_a_clear_line(bundle, raster, tmp_path):
     assert not (tmp_path / "out.tif").exists()
 
 
+def test_cuda_sessions_compute_in_full_float32(monkeypatch):
+    """The CUDA provider is asked for without TF32: its default TF32 products made the critic's
+    scores differ from the CPU's in the third digit on an H200 (docs/speed.md)."""
+    import onnxruntime
+
+    from hsanomaly.runtime import providers
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers",
+                        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    chosen = providers("cuda")
+    assert chosen[0] == ("CUDAExecutionProvider", {"use_tf32": "0"})
+    assert chosen[1:] == ["CPUExecutionProvider"] and providers("cpu") == ["CPUExecutionProvider"]
+
+
 def test_cli_solver_options_reach_the_scorer(bundle, raster, tmp_path):
     from hsanomaly.cli import main
 
