@@ -215,18 +215,14 @@ def score_rates(scene, model, device, batches):
     return rates
 
 
-def write_mosaic(scene, dst, repeat):
-    """The scene tiled ``repeat`` x ``repeat`` times, with its profile (a larger raster of the
-    same bands, so the same model scores it)."""
+def write_like(scene, dst, cube, **profile):
+    """``cube`` written to ``dst`` with the profile (updated by ``profile``), band descriptions
+    and band tags of ``scene``: a raster of the same bands, so the same model scores it."""
     import rasterio
 
     with rasterio.open(scene) as src:
-        cube, profile = src.read(), src.profile
-        descriptions = src.descriptions
-        band_tags = [src.tags(b) for b in src.indexes]
-    cube = np.tile(cube, (1, repeat, repeat))
-    profile.update(width=cube.shape[2], height=cube.shape[1], tiled=True, blockxsize=256,
-                   blockysize=256, compress="deflate")
+        profile = {**src.profile, "width": cube.shape[2], "height": cube.shape[1], **profile}
+        descriptions, band_tags = src.descriptions, [src.tags(b) for b in src.indexes]
     with rasterio.open(dst, "w", **profile) as out:
         out.write(cube)
         for b, (text, tags) in enumerate(zip(descriptions, band_tags), start=1):
@@ -235,6 +231,16 @@ def write_mosaic(scene, dst, repeat):
             if tags:
                 out.update_tags(b, **tags)
     return cube.shape[1] * cube.shape[2]
+
+
+def write_mosaic(scene, dst, repeat):
+    """The scene tiled ``repeat`` x ``repeat`` times."""
+    import rasterio
+
+    with rasterio.open(scene) as src:
+        cube = np.tile(src.read(), (1, repeat, repeat))
+    return write_like(scene, dst, cube, tiled=True, blockxsize=256, blockysize=256,
+                      compress="deflate")
 
 
 def mosaic_rates(scene, model, device, tmp, repeat):
@@ -263,24 +269,14 @@ def mosaic_rates(scene, model, device, tmp, repeat):
 
 
 def write_crop(scene, dst, size):
-    """The scene's top-left ``size`` x ``size`` pixels, with its profile and band metadata."""
+    """The scene's top-left ``size`` x ``size`` pixels."""
     import rasterio
     from rasterio.windows import Window
 
     with rasterio.open(scene) as src:
         window = Window(0, 0, min(size, src.width), min(size, src.height))
-        cube, profile = src.read(window=window), src.profile
-        profile.update(width=cube.shape[2], height=cube.shape[1],
-                       transform=src.window_transform(window))
-        descriptions, band_tags = src.descriptions, [src.tags(b) for b in src.indexes]
-    with rasterio.open(dst, "w", **profile) as out:
-        out.write(cube)
-        for b, (text, tags) in enumerate(zip(descriptions, band_tags), start=1):
-            if text:
-                out.set_band_description(b, text)
-            if tags:
-                out.update_tags(b, **tags)
-    return cube.shape[1] * cube.shape[2]
+        cube, transform = src.read(window=window), src.window_transform(window)
+    return write_like(scene, dst, cube, transform=transform)
 
 
 def thesis_rates(scene, model, device, tmp, size):

@@ -4,16 +4,33 @@ The front door:
 
     hsanomaly.Detector(score, model, **options).fit(X).score(X)   # arrays, datasets, xarray
     hsanomaly.train(inputs, out)            # a GAN model bundle (needs the [train] extra)
-    hsanomaly.detect(src, dst)              # a heatmap GeoTIFF, tiled, resumable
-    hsanomaly.detect_many(inputs, out_dir)  # many rasters, optionally on a Dask cluster
+    hsanomaly.detect(src, dst)              # a heatmap GeoTIFF, tiled, resumable: DetectResult
+    hsanomaly.detect_many(inputs, out_dir)  # many rasters, optionally on Dask: [BatchItem]
     hsanomaly.evaluate(heatmap, truth)      # AUC, logAUC, lgFAR, Pd, per target
 """
 
 from ._version import __version__
-from .api import detect, detect_many, evaluate, train
+from .api import BatchItem, detect, detect_many, evaluate, train
 from .detector import Detector
-from .errors import HsanomalyError, HsanomalyWarning, NotFittedError
+from .errors import HsanomalyDeprecationWarning, HsanomalyError, HsanomalyWarning
 from .scorers import SCORES
 
-__all__ = ["Detector", "HsanomalyError", "HsanomalyWarning", "NotFittedError", "SCORES",
-           "__version__", "detect", "detect_many", "evaluate", "train"]
+__all__ = ["BatchItem", "DetectResult", "Detector", "HsanomalyDeprecationWarning", "HsanomalyError",
+           "HsanomalyWarning", "NotFittedError", "SCORES", "__version__", "detect", "detect_many",
+           "evaluate", "train"]
+
+
+def __getattr__(name):
+    if name == "NotFittedError":       # made on first use: it imports scikit-learn
+        from . import errors
+
+        return errors.NotFittedError
+    if name == "DetectResult":         # what ``detect`` returns; the engine loads on first use
+        from .engine import DetectResult
+
+        return DetectResult
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), "DetectResult", "NotFittedError"])

@@ -11,22 +11,24 @@ from pathlib import Path
 
 from . import defaults
 from .errors import HsanomalyError
-from .quickmodel import (check_quick_model, resumable_quick_model, scene_model_path,
-                         train_on_scene)
+from .io.checks import one_job
+from .quickmodel import check_quick_model, resumable_quick_model, scene_model_path, train_on_scene
 from .scorers import make_scorer
 
+@one_job()
 def train(inputs, out, **options):
-    """Train a WGAN-GP on ``inputs`` (raster or .mat paths) and write the model bundle ``out``.
-
-    Options are those of ``hsanomaly.training.train`` (iterations, window, bands, seed,
-    device, mask, ...). Needs torch (the ``[train]`` extra). Returns the loaded bundle.
-    """
+    """Train a WGAN-GP on ``inputs`` (raster or .mat paths) into the model bundle ``out``.
+    Options: those of ``hsanomaly.training.train`` (iterations, window, bands, seed, device,
+    mask, whiten, ...; another is refused). Needs torch (``[train]``). Returns the loaded
+    ``hsanomaly.model.Bundle``, which ``Detector`` and ``detect`` take as ``model``."""
     from .training import train as train_bundle
+    from .validate import batch_inputs, check_keywords
 
-    inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
-    return train_bundle(inputs, out, **options)
+    check_keywords("train", train_bundle, options, ("quick_model_of", "name", "data_checked"))
+    return train_bundle(batch_inputs(inputs), out, **options)
 
 
+@one_job()
 def detect(src, dst, *, score=None, model=None, extras=None, polygons=None, threshold=None,
            far=None, png=None, tile=defaults.TILE, resume=False, cog=False, overwrite=False,
            workers=None, scheduler=None, progress=False, callback=None, **options):
@@ -49,10 +51,11 @@ def detect(src, dst, *, score=None, model=None, extras=None, polygons=None, thre
     from .engine.detect import check_resumed_input
     from .io.atomic import staged
     from .io.source import open_source
-    from .validate import check_raster_path, check_request, detect_paths
+    from .validate import check_raster_path, check_request, detect_paths, model_path
 
     check_raster_path(src)
     src = os.fspath(src)
+    model = model_path(model)
     score = defaults.SCORE if score is None else score
     cls = check_request(score, model, options, extras, tile, workers, scheduler, resume=resume,
                         cog=cog, overwrite=overwrite, progress=progress)
@@ -107,6 +110,7 @@ def detect(src, dst, *, score=None, model=None, extras=None, polygons=None, thre
 
 @dataclass
 class BatchItem:
+    """One raster of ``detect_many``: its input, its heatmap and what became of it."""
     src: str
     dst: str
     status: str                   # "scored", "skipped" (finished before) or "failed"
@@ -119,6 +123,7 @@ def batch_output(src, out_dir, score):
     return Path(out_dir) / f"{Path(str(src)).stem}_{score}.tif"
 
 
+@one_job()
 def detect_many(inputs, out_dir, *, score=None, model=None, tile=defaults.TILE, overwrite=False,
                 workers=None, scheduler=None, progress=False, **options):
     """Score every raster of ``inputs`` into ``out_dir/<stem>_<score>.tif``, on one cluster.
@@ -131,8 +136,9 @@ def detect_many(inputs, out_dir, *, score=None, model=None, tile=defaults.TILE, 
     """
     from tqdm.auto import tqdm
 
-    from .validate import batch_inputs, batch_paths, check_request
+    from .validate import batch_inputs, batch_paths, check_request, model_path
 
+    model = model_path(model)
     score = defaults.SCORE if score is None else score
     cls = check_request(score, model, options, None, tile, workers, scheduler,
                         overwrite=overwrite, progress=progress)
@@ -212,6 +218,7 @@ def _client(workers, scheduler):
         yield client
 
 
+@one_job()
 def evaluate(heatmap, truth, *, outer=None, plots=None, json=None, title=None, overwrite=False,
              pd_far=defaults.PD_FAR):
     """Score a heatmap raster against a truth mask: AUC, logAUC, lgFAR and Pd (the share of

@@ -13,9 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from . import defaults
-from .errors import HsanomalyError, NotFittedError
+from . import errors
+from .errors import HsanomalyError
+from .io.checks import one_job
 from .io.inputs import as_source
-from .scorers import check_scorer, make_scorer, scorer_class
+from .scorers import check_scorer, current_options, make_scorer, scorer_class
 
 
 class Detector:
@@ -29,13 +31,17 @@ class Detector:
     scorer), ``model_`` (the bundle used, if any) and ``n_bands_in_``.
     """
 
+    @one_job()
     def __init__(self, score=defaults.SCORE, model=None, tile=defaults.TILE, **options):
         # every option's kind and range, before fit trains a quick model, and before anything
         # is set: a set_params that is refused leaves the detector as it was
         from .engine.detect import check_tile
 
+        from .validate import model_path
+
         options = {k: v for k, v in options.items() if v is not None}   # None: the default
-        check_scorer(score, {**options, **({"model": model} if model is not None else {})})
+        path = model_path(model)
+        check_scorer(score, {**options, **({"model": path} if path is not None else {})})
         check_tile(tile)
         self.score_name = score
         self.model = model
@@ -54,17 +60,30 @@ class Detector:
         with the others, so ``score`` asks for ``fit`` again."""
         before = self.get_params()
         score = params.get("score", self.score_name)
-        renamed = scorer_class(score).renamed_options
-        carried = [k for k in self.options if k in renamed and k not in params]
-        if score != self.score_name and carried:    # another score's option, not the alias
-            raise HsanomalyError(f"--{carried[0]}: score {score!r} does not take this option "
-                                 f"(score {self.score_name!r} did; set it to None to leave it "
-                                 "behind)")
+        # a former option name means what its score made of it: carried to another score it
+        # must mean the same there (gmm's mixture components are not local RX's principal ones)
+        old, new = scorer_class(self.score_name), scorer_class(score)
+        for name in self.options:
+            meaning = (old.renamed_options.get(name, name), new.renamed_options.get(name, name))
+            if name not in params and meaning[0] != meaning[1] and meaning[1] in new.options:
+                raise HsanomalyError(
+                    f"{name}: score {self.score_name!r} takes it as {meaning[0]}, score "
+                    f"{score!r} as {meaning[1]}; set it to None to leave it behind, and give "
+                    "the new score's option by its name")
         self.__init__(**{**before, **params})
         if self.get_params() != before:
             for name in ("scorer_", "model_", "n_bands_in_", "_workdir"):
                 self.__dict__.pop(name, None)
         return self
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "scorer_")
+
+    def __sklearn_tags__(self):
+        """scikit-learn's tags (its ``check_is_fitted`` asks for them): no target needed."""
+        from sklearn.utils import Tags, TargetTags
+
+        return Tags(estimator_type=None, target_tags=TargetTags(required=False))
 
     def __repr__(self):
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items() if v is not None)
@@ -102,6 +121,7 @@ class Detector:
         """Whether ``fit`` learns from the scene (False: a model-only score; fit loads the model)."""
         return scorer_class(self.score_name).fits_on_scene
 
+    @one_job()
     def fit(self, X, y=None):
         """Fit on X (a cube (bands, rows, cols), whose mask, if a masked array, is nodata; an
         open rasterio dataset; or an xarray DataArray, see ``io.inputs``); returns self."""
@@ -110,15 +130,18 @@ class Detector:
 
         source, _ = as_source(X)
         cls = scorer_class(self.score_name)
+        options = current_options(self.score_name, self.options, warn=False)   # said when built
         # absolute: a pickled detector is unpickled wherever it goes (another process, another
         # working directory) and reads the bundle's codebook there
-        model = None if self.model is None else str(Path(self.model).resolve())
+        from .validate import model_path
+
+        model = None if self.model is None else str(Path(model_path(self.model)).resolve())
         if cls.needs_model and model is None:
             # a scorer's bundle loads on first use: one named for the quick model can be checked
-            check_quick_model(source, make_scorer(self.score_name, **self.options,
+            check_quick_model(source, make_scorer(self.score_name, **options,
                                                   model=f"{source.name} (quick model)"))
             model = self._train_quick_model(source, cls.model_training)
-        scorer = make_scorer(self.score_name, **self.options,
+        scorer = make_scorer(self.score_name, **options,
                              **({"model": model} if cls.needs_model else {}))
         check_scorable(source, scorer)
         if cls.fits_on_scene:
@@ -137,12 +160,13 @@ class Detector:
         place it (``io.inputs.PLACE_ATTRS``)."""
         return self.score_outputs(X, extras=False)["score"]
 
+    @one_job()
     def score_outputs(self, X, extras=True):
         """{"score": (rows, cols)} plus, with ``extras``, the score's extra outputs (e.g. "recon"
         (bands, rows, cols)) when it has any, but for those its configuration cannot measure
         ("convergence" of a search that takes no step)."""
         if not hasattr(self, "scorer_"):
-            raise NotFittedError(f"{self!r} is not fitted yet: call fit(X) first")
+            raise errors.NotFittedError(f"{self!r} is not fitted yet: call fit(X) first")
         from .engine import score_array
 
         source, wrap = as_source(X)

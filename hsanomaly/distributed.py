@@ -35,14 +35,16 @@ FOLD_CHUNK = 32
 CONNECT_TIMEOUT = 10
 
 _HOST = r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?)"
-_ADDRESS = re.compile(rf"^((tcp|tls|ucx|ws|wss)://)?{_HOST}(:[0-9]{{1,5}})?/?$|^inproc://\S+$")
+# the port is required: Dask refuses an address without one only after a half-built Client
+# has started, whose clean-up prints a traceback 20 s later
+_ADDRESS = re.compile(rf"^((tcp|tls|ucx|ws|wss)://)?{_HOST}:[0-9]{{1,5}}/?$|^inproc://\S+$")
 
 
 def check_address(address):
     """Refuse, before anything connects, a scheduler address Dask could not parse."""
     if not isinstance(address, str) or not _ADDRESS.match(address.strip()):
         raise HsanomalyError(f"--scheduler {address!r}: not a Dask scheduler address "
-                             "(expected e.g. tcp://host:8786 or host:8786)")
+                             "(expected host:port, e.g. tcp://host:8786 or host:8786)")
     port = re.search(r":([0-9]{1,5})/?$", address.strip())
     if port and not 0 < int(port.group(1)) < 65536:
         raise HsanomalyError(f"--scheduler {address!r}: port {port.group(1)} is out of range")

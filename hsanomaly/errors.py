@@ -6,13 +6,36 @@ class HsanomalyError(Exception):
     """A user-facing error; the CLI prints ``str(err)`` on one line and exits non-zero."""
 
 
-class NotFittedError(HsanomalyError, ValueError, AttributeError):
-    """Scoring before ``fit``: an ``HsanomalyError`` that code written for scikit-learn's
-    ``NotFittedError`` (a ValueError and an AttributeError) catches as it does that one."""
+def _not_fitted_error():
+    """scikit-learn's NotFittedError as an ``HsanomalyError`` too; made on first use, since
+    importing scikit-learn takes most of a second that ``hsanomaly detect`` need not wait."""
+    try:
+        from sklearn.exceptions import NotFittedError as base
+    except ImportError:            # a dependency; a broken one is no reason to fail here
+        base = type("NotFittedError", (ValueError, AttributeError), {})
+
+    class NotFittedError(HsanomalyError, base):
+        """Scoring before ``fit``: an ``HsanomalyError`` that is also scikit-learn's
+        ``NotFittedError`` (a ValueError and an AttributeError), caught as that one is."""
+
+    NotFittedError.__module__, NotFittedError.__qualname__ = __name__, "NotFittedError"
+    return NotFittedError
+
+
+def __getattr__(name):
+    if name == "NotFittedError":
+        globals()[name] = _not_fitted_error()
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class HsanomalyWarning(UserWarning):
     """A one-line warning about the data (the CLI prints it as ``Warning: ...``)."""
+
+
+class HsanomalyDeprecationWarning(HsanomalyWarning, FutureWarning):
+    """A former name or option that still works and goes in the next release (a
+    FutureWarning, so it is shown to users of a script, not only to its tests)."""
 
 
 def fail(path, problem):

@@ -3,7 +3,6 @@
 GeoPackage."""
 
 import contextlib
-import logging
 import math
 import warnings
 
@@ -11,22 +10,32 @@ import numpy as np
 
 from .errors import HsanomalyError
 from .io.atomic import atomic_path, check_writable, native_quiet
+from .io.checks import warn
 from .io.heatmap import SCORE_TAG
 from .io.paths import check_suffix
-from .io.styles import STYLE_TABLE, gpkg_tables, write_default_style
+from .io.styles import STYLE_TABLE, gpkg_tables, sqlite_tables, write_default_style
 from .options import check_rate, is_real, rate_count
 from .logs import stage as log_stage
 from .regions import Regions
 from .thresholds import READ_CHUNK, open_heatmap, score_chunks, threshold_from_far
 
-logger = logging.getLogger(__name__)
 
 LAYER = "targets"
 
 
+TARGET_COLUMNS = {"pixels", "area", "max_score", "mean_score", "centroid_x", "centroid_y"}
+
+
 def is_targets_file(path):
-    """True for a GeoPackage ``write_polygons`` wrote: the targets layer and its style only."""
-    return LAYER in (tables := gpkg_tables(path)) and tables <= {LAYER, STYLE_TABLE}
+    """True for a GeoPackage ``write_polygons`` wrote: the targets layer, with the columns it
+    writes, and its style; no table of anyone else's (a user's own layer named "targets",
+    or a table added to ours, is not replaced without --overwrite)."""
+    tables = sqlite_tables(path)
+    ours = {LAYER, STYLE_TABLE}
+    return (LAYER in gpkg_tables(path) and gpkg_tables(path) <= ours
+            and TARGET_COLUMNS <= tables.get(LAYER, set())
+            and all(name in ours or name.startswith(("gpkg_", "rtree_", "sqlite_"))
+                    for name in tables))
 
 
 def check_not_in_use(gpkg_path, label="--polygons", scored=False):
@@ -85,13 +94,13 @@ def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, chunk=R
         placed_by = ("ground control points" if ds.gcps[0] else
                      "rational polynomial coefficients (RPCs)" if ds.rpcs else None)
         if transform.is_identity and placed_by:
-            logger.warning("%s: the raster is placed on the map by %s, which polygons do not "
-                           "follow: they are in pixel coordinates (gdalwarp the input to a map "
-                           "grid first)", name or heatmap_path, placed_by)
+            warn(f"{name or heatmap_path}: the raster is placed on the map by {placed_by}, which "
+                 "polygons do not follow: they are in pixel coordinates (gdalwarp the input to "
+                 "a map grid first)")
         elif transform.is_identity and crs is not None:
-            logger.warning("%s: the raster names a CRS but has no geotransform, so polygons "
-                           "are in pixel coordinates and their layer names no CRS (give the "
-                           "input a geotransform to place them)", name or heatmap_path)
+            warn(f"{name or heatmap_path}: the raster names a CRS but has no geotransform, so "
+                 "polygons are in pixel coordinates and their layer names no CRS (give the "
+                 "input a geotransform to place them)")
         if transform.is_identity:          # pixel coordinates are in no reference system
             crs = None
     if threshold is None:
@@ -106,17 +115,21 @@ def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, chunk=R
             scored += int(np.count_nonzero(~np.isnan(scores)))
         records = regions.targets()
     if not records and far == "auto":
-        logger.warning("%s: the automatic threshold %.6g lies above every score (the highest is "
-                       "%.6g), so no target was found; the tail fit extrapolates far on a small "
-                       "or heavy-tailed heatmap: pass --far (e.g. 1e-3) or --threshold instead",
-                       name or heatmap_path, threshold, highest)
+        warn(f"{name or heatmap_path}: the automatic threshold {threshold:.6g} lies above every "
+             f"score (the highest is {highest:.6g}), so no target was found; the tail fit "
+             "extrapolates far on a small or heavy-tailed heatmap: pass --far (e.g. 1e-3) or "
+             "--threshold instead")
+    elif not records and far is None and scored and highest <= threshold:
+        warn(f"{name or heatmap_path}: the threshold {threshold:.6g} lies at or above every "
+             f"score (the highest is {highest:.6g}), so no target was found; pass a lower "
+             "--threshold or a --far")
     elif not records and far is not None:
         allowed = rate_count(far, scored)
         why = (f"the rate allows no pixel of these {scored} (it needs at least 1/{scored})"
                if not allowed else f"the rate allows {allowed} of {scored} pixels above it, "
                "and more share the highest score")
-        logger.warning("%s: no target found at false-alarm rate %g: %s; pass a larger --far or "
-                       "a --threshold", name or heatmap_path, far, why)
+        warn(f"{name or heatmap_path}: no target found at false-alarm rate {far:g}: {why}; pass "
+             "a larger --far or a --threshold")
 
     pixel_area = None if transform.is_identity else abs(transform.determinant)
     columns = {

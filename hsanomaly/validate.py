@@ -9,7 +9,8 @@ from pathlib import Path
 
 from .errors import HsanomalyError
 from .io.paths import (DIRECTORY, FILE, GEOTIFF_SUFFIXES, check_paths, check_replaceable_dir,
-                       check_replaceable_file, check_suffix, is_model_bundle, is_quick_model)
+                       check_replaceable_file, check_suffix, is_model_bundle, is_quick_model,
+                       refuse_foreign_side_files, side_files)
 from .io.source import dataset_files
 from .options import check_flags
 
@@ -18,14 +19,51 @@ def is_path(value):
     return isinstance(value, (str, os.PathLike))
 
 
-def check_raster_path(src, label="SRC"):
+def check_raster_path(src, label="SRC", use="to score an open dataset, an array or a "
+                                             "DataArray, use hsanomaly.Detector"):
     """Refuse, in one line, a raster given as anything but its name (a str or path-like): an
     open dataset, an array or a DataArray is the Detector's, and an array's text is no file
     name."""
     if not is_path(src):
         raise HsanomalyError(f"{label}: expected a raster's path (a str or path-like), got a "
-                             f"{type(src).__name__}; to score an open dataset, an array or a "
-                             "DataArray, use hsanomaly.Detector")
+                             f"{type(src).__name__}; {use}")
+
+
+def model_path(model):
+    """``model`` as a bundle's folder: None, a path, or the ``Bundle`` that ``train`` returns
+    (its folder); anything else is refused in one line."""
+    if model is None or is_path(model):
+        return model
+    from .model import Bundle
+
+    if isinstance(model, Bundle):
+        return model.path
+    raise HsanomalyError(f"--model: expected a model bundle's folder (a str or path-like) or the "
+                         f"Bundle hsanomaly.train returns, got a {type(model).__name__}")
+
+
+def check_keywords(job, function, options, internal=()):
+    """Refuse, in one line listing the others, a keyword ``function`` does not take (a
+    misspelt option raised TypeError deep in the job)."""
+    import inspect
+
+    parameters = inspect.signature(function).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return
+    known = [k for k, p in parameters.items() if p.kind is p.KEYWORD_ONLY and k not in internal]
+    for name in options:
+        if name not in parameters:
+            raise HsanomalyError(f"{job}: no option {name!r} (the options: {', '.join(known)})")
+
+
+def check_extras_kind(extras):
+    """Refuse extras that are not a mapping of output names to paths, in one line."""
+    from collections.abc import Mapping
+
+    if extras is not None and not (isinstance(extras, Mapping)
+                                   and all(is_path(v) for v in extras.values())):
+        raise HsanomalyError("extras: expected a mapping of output names to paths, e.g. "
+                             "{'recon': 'recon.tif'}, got " + type(extras).__name__)
 
 
 def batch_inputs(inputs):
@@ -62,7 +100,7 @@ def detect_paths(src, dst, *, model=None, extras=None, png=None, polygons=None, 
     inputs += [("--model", model, DIRECTORY)] if is_path(model) else []
     store = store_path(dst)
     rasters = [("DST", dst)] + [(f"--{k}-out", v) for k, v in (extras or {}).items()]
-    outputs = list(rasters)
+    outputs = list(rasters) + side_files(rasters)
     outputs += [("--png", png)] + ([("--png's world file", side) for side in sidecars(png)]
                                    if png is not None else [])
     outputs += [("--polygons", polygons), ("the tile store", store, DIRECTORY),
@@ -101,6 +139,7 @@ def refuse_foreign_outputs(rasters, png=None, polygons=None):
     for label, path in rasters:
         if is_path(path):
             check_replaceable_file(path, label, is_own_detect_output, "a heatmap")
+    refuse_foreign_side_files(rasters, is_own_detect_output)
     if is_path(png):
         from .quicklook import sidecars
 
@@ -130,7 +169,8 @@ def batch_paths(targets, out_dir, quick_model=None, overwrite=False):
     outputs = []
     for src, dst in targets:
         outputs += [(f"the output of {src}", dst),
-                    (f"the tile store of {src}", store_path(dst), DIRECTORY)]
+                    (f"the tile store of {src}", store_path(dst), DIRECTORY),
+                    *side_files([(f"the output of {src}", dst)])]
         if quick_model is not None:
             outputs.append((f"the quick model of {src}", quick_model(dst), DIRECTORY))
     check_paths([("INPUTS", path) for src, _ in targets for path in [src, *dataset_files(src)]],
@@ -143,6 +183,10 @@ def evaluate_paths(heatmap, truth, outer, plots, json, overwrite=False):
     from .evaluation.plots import PLOT_FILES
     from .io.ownership import is_own_png, is_own_report
 
+    for label, path in (("HEATMAP", heatmap), ("TRUTH", truth), ("--outer", outer)):
+        if path is not None:
+            check_raster_path(path, label, use="read them with rasterio and use "
+                              "hsanomaly.evaluation.metrics on the arrays")
     inputs = [("HEATMAP", heatmap), ("TRUTH", truth), ("--outer", outer)]
     figures = []
     if plots is not None:
@@ -181,6 +225,8 @@ def check_request(score, model, options, extras=None, tile=None, workers=None, s
     from .scorers import check_extras, check_scorer
 
     # built once without its model: every option's kind and range, before any raster is read
+    model = model_path(model)
+    check_extras_kind(extras)
     cls = check_scorer(score, {**options, **({"model": model} if model is not None else {})})
     if tile is not None:
         check_tile(tile)

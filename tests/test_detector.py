@@ -426,3 +426,99 @@ def test_a_quick_models_training_leaves_the_data_checks_to_the_scoring(monkeypat
     with pytest.raises(HsanomalyError, match="recorded"):
         train_on_scene("scene.tif", "heat.tif", {})
     assert asked == [True, True]
+
+
+def test_the_jobs_refuse_wrong_kinds_of_arguments_in_one_line(synthetic_raster, tmp_path):
+    """A list of extras, an array to train on, a misspelt training option and arrays to
+    evaluate raised AttributeError, OSError (file name too long) and TypeError."""
+    path, _, _ = synthetic_raster
+    cube, truth = synthetic_cube()
+    tmp_path = tmp_path / "out"
+    tmp_path.mkdir()
+    cases = [
+        (lambda: hsanomaly.detect(path, tmp_path / "h.tif", score="recon", model="m",
+                                  extras=["recon"]), "extras: expected a mapping"),
+        (lambda: hsanomaly.train(cube, tmp_path / "m"), "INPUTS: expected a raster's path"),
+        (lambda: hsanomaly.train(path, tmp_path / "m", iteration=3),
+         r"train: no option 'iteration' \(the options: mask, window, .*iterations"),
+        (lambda: hsanomaly.evaluate(cube[0], truth), "HEATMAP: expected a raster's path"),
+        (lambda: hsanomaly.evaluate(path, truth), "TRUTH: expected a raster's path"),
+        (lambda: hsanomaly.Detector("resrx", model=3), "--model: expected a model bundle's "
+                                                       "folder .* got a int"),
+        (lambda: hsanomaly.detect(path, tmp_path / "h.tif", model=[path]),
+         "--model: expected a model bundle's folder"),
+    ]
+    for job, message in cases:
+        with pytest.raises(HsanomalyError, match=message):
+            job()
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_bundle_that_train_returned_is_a_model(tmp_path):
+    """``hsanomaly.train`` returns a Bundle; passing it on as ``model`` raised TypeError in
+    Detector.fit and a page-long 'file name too long' in detect."""
+    pytest.importorskip("torch")
+    cube, _ = synthetic_cube(rows=24, cols=24)
+    path = write_raster(tmp_path / "scene.tif", cube)
+    bundle = hsanomaly.train(path, tmp_path / "m", iterations=2)
+    by_path = hsanomaly.Detector("resrx", model=bundle.path).fit(cube).score(cube)
+    detector = hsanomaly.Detector("resrx", model=bundle)
+    assert detector.get_params()["model"] is bundle
+    np.testing.assert_array_equal(detector.fit(cube).score(cube), by_path)
+    result = hsanomaly.detect(path, tmp_path / "heat.tif", score="resrx", model=bundle)
+    assert result.model == str(bundle.path)
+    with rasterio.open(tmp_path / "heat.tif") as ds:
+        np.testing.assert_array_equal(ds.read(1), by_path)
+
+
+def test_scikit_learns_fitted_checks_see_the_detector():
+    """scikit-learn's NotFittedError catches ours, and its check_is_fitted works (it needs
+    the estimator's tags since scikit-learn 1.6)."""
+    from sklearn.exceptions import NotFittedError as SklearnNotFitted
+    from sklearn.utils.validation import check_is_fitted
+
+    cube, _ = synthetic_cube(rows=20, cols=20)
+    detector = hsanomaly.Detector("rx")
+    with pytest.raises(SklearnNotFitted):
+        detector.score(cube)
+    with pytest.raises(SklearnNotFitted):
+        check_is_fitted(detector)
+    check_is_fitted(detector.fit(cube))
+    assert issubclass(hsanomaly.NotFittedError, (ValueError, AttributeError, HsanomalyError))
+
+
+def test_each_job_says_its_warnings_again_under_the_users_filters():
+    """warn_once said a warning once per process: after one silenced (or caught by a test's
+    pytest.warns), no later job could record or escalate it. Now each job says it once."""
+    import warnings
+
+    with pytest.warns(hsanomaly.HsanomalyDeprecationWarning) as said:
+        hsanomaly.Detector("lrx", components=5)
+    assert issubclass(said[0].category, FutureWarning)
+    for _ in range(2):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", hsanomaly.HsanomalyWarning)
+            with pytest.raises(hsanomaly.HsanomalyDeprecationWarning):
+                hsanomaly.Detector("lrx", components=5)
+    cube, _ = synthetic_cube(rows=20, cols=20)
+    cube = cube.astype(np.float64) + 1e12        # float32 rounds these: a data warning
+    for _ in range(2):
+        with pytest.warns(hsanomaly.HsanomalyWarning, match="float32, in which pixels are scored"):
+            hsanomaly.Detector("rx").fit(cube)
+
+
+def test_a_cube_that_looks_bands_last_is_warned_about():
+    """scipy's loadmat gives the benchmark scenes as (rows, cols, bands); Detector scored such a
+    cube as (bands, rows, cols) without a word (a square one even came back square)."""
+    import warnings
+
+    cube, _ = synthetic_cube(bands=40, rows=40, cols=40)
+    with pytest.warns(hsanomaly.HsanomalyWarning, match=r"the array of shape \(40, 40, 40\): its "
+                      r"last axis varies as smoothly as spectra do.*np.moveaxis\(X, -1, 0\)"):
+        hsanomaly.Detector("rx").fit(np.moveaxis(cube, 0, -1))
+    with pytest.warns(hsanomaly.HsanomalyWarning, match="the masked array of shape"):
+        hsanomaly.Detector("rx").fit(np.ma.masked_invalid(np.moveaxis(cube, 0, -1)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", hsanomaly.HsanomalyWarning)
+        hsanomaly.Detector("rx").fit(cube)                              # bands first: quiet
+        hsanomaly.Detector("rx").fit(synthetic_cube(bands=12)[0])

@@ -408,3 +408,25 @@ def test_valid_pixels_a_ring_cannot_score_are_counted_not_passed_for_nodata(tmp_
         warnings.simplefilter("error", HsanomalyWarning)
         lifted = hsanomaly.Detector("mlrx", rings="7/3;15/5").fit_score(holes)
     assert not np.isnan(lifted[~holes.mask[0]]).any()
+
+
+def test_an_input_rewritten_while_it_is_scored_is_refused_not_mixed(tmp_path):
+    """An input rewritten in place during scoring gave a heatmap mixing both contents, with
+    exit 0 and the first content's fingerprint (the input was fingerprinted once, at the start)."""
+    import hsanomaly
+
+    cube, _ = synthetic_cube(rows=48, cols=48)
+    src = write_raster(tmp_path / "scene.tif", cube)
+    rewritten = []
+
+    def rewrite_once(fraction, message):
+        if fraction > 0 and not rewritten:
+            write_raster(src, cube[:, ::-1].copy())          # same layout, other pixels
+            rewritten.append(message)
+        return False
+
+    with pytest.raises(HsanomalyError, match="scene.tif: the input changed while it was scored"):
+        hsanomaly.detect(src, tmp_path / "heat.tif", score="rx", tile=16, callback=rewrite_once)
+    assert rewritten
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
+    hsanomaly.detect(src, tmp_path / "heat.tif", score="rx", tile=16)    # a rerun scores it

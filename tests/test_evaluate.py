@@ -153,6 +153,18 @@ def test_roc_curve_needs_both_classes():
         roc_curve([1.0], [])
 
 
+def test_a_heatmap_without_a_score_on_the_targets_is_blamed_not_the_truth():
+    """An all-NaN heatmap was reported as 'the truth mask is empty or all NaN'."""
+    from hsanomaly.evaluation.metrics import score_targets
+
+    truth = np.zeros((10, 10))
+    truth[4:6, 4:6] = 1
+    with pytest.raises(ValueError, match="the heatmap is NaN on every target pixel"):
+        score_targets(np.where(truth > 0, np.nan, 1.0), truth)
+    with pytest.raises(ValueError, match="the truth mask is empty"):
+        score_targets(np.ones((10, 10)), np.zeros((10, 10)))
+
+
 # --- masks and per-target results ---------------------------------------------------------
 
 def test_outer_mask_pixels_are_excluded_from_background():

@@ -7,7 +7,7 @@ import pytest
 
 import hsanomaly
 from hsanomaly import Detector
-from hsanomaly.errors import HsanomalyError
+from hsanomaly.errors import HsanomalyError, HsanomalyWarning
 from hsanomaly.options import KINDS, OPTION_KINDS, check_values
 from hsanomaly.scorers import REGISTRY, make_scorer
 
@@ -131,6 +131,24 @@ def test_a_ring_given_twice_is_refused():
             make_scorer("mlrx", rings=rings)
 
 
+def test_rings_text_is_pairs_and_nothing_else():
+    """'21/7/3' was read as the one ring 21/7, the '/3' dropped without a word."""
+    assert make_scorer("mlrx", rings="7/3; 15/5,21/7 25/9;").rings == ((7, 3), (15, 5), (21, 7),
+                                                                       (25, 9))
+    for rings in ("21/7/3", "21", "21/7;;15/5", "7/3 and 15/5"):
+        with pytest.raises(HsanomalyError, match="--rings: expected outer/guard pairs"):
+            make_scorer("mlrx", rings=rings)
+
+
+def test_more_pca_than_bands_is_said():
+    """gmm's --pca 300 on fewer bands ran with as many components as bands and recorded 300,
+    without a word."""
+    cube = np.random.default_rng(0).normal(size=(6, 30, 30)).astype(np.float32)
+    with pytest.warns(HsanomalyWarning, match="--pca 10 is more than the bands .6.; the "
+                                              "mixture is fitted on 6 principal components"):
+        Detector("gmm", pca=10).fit(cube)
+
+
 def test_the_cli_refuses_a_former_name_that_never_was_a_flag(synthetic_raster, tmp_path):
     """``--components`` is gmm's mixture count; given for lrx it was taken for local RX's
     principal components (its Python-only former name) with a deprecation warning."""
@@ -152,14 +170,21 @@ def test_the_cli_refuses_a_former_name_that_never_was_a_flag(synthetic_raster, t
 
 
 def test_switching_score_does_not_carry_an_option_into_its_former_name():
-    """gmm's mixture components became lrx's principal components through the alias."""
+    """gmm's mixture components became lrx's principal components through the alias, and lrx's
+    former name for its principal components became gmm's mixture components."""
     detector = Detector("gmm", components=3)
-    with pytest.raises(HsanomalyError, match="--components: score 'lrx' does not take this "
-                                             "option .score 'gmm' did; set it to None"):
+    with pytest.raises(HsanomalyError, match="components: score 'gmm' takes it as components, "
+                                             "score 'lrx' as pca; set it to None"):
         detector.set_params(score="lrx")
     assert detector.get_params()["score"] == "gmm"
     assert detector.set_params(score="lrx", components=None).get_params() == {
         "score": "lrx", "model": None, "tile": Detector().tile}
+    with pytest.warns(HsanomalyWarning):
+        local = Detector("lrx", components=5)
+    with pytest.raises(HsanomalyError, match="score 'lrx' takes it as pca, score 'gmm' as "
+                                             "components"):
+        local.set_params(score="gmm")
+    assert local.set_params(score="mlrx").get_params()["components"] == 5   # pca there too
 
 
 def test_a_rate_never_allows_every_pixel():

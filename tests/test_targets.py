@@ -2,6 +2,7 @@
 
 import math
 import pickle
+import warnings
 
 import geopandas as gpd
 import numpy as np
@@ -11,7 +12,7 @@ import rasterio
 from scipy import ndimage
 
 import hsanomaly
-from hsanomaly.errors import HsanomalyError
+from hsanomaly.errors import HsanomalyError, HsanomalyWarning
 from hsanomaly.polygons import write_polygons
 from hsanomaly.thresholds import key_scores, order_keys, score_chunks, threshold_from_far
 
@@ -100,23 +101,24 @@ def test_auto_finds_planted_targets_with_few_false_alarms():
     assert (scores[~truth] > threshold).sum() <= 5
 
 
-def test_auto_above_every_score_says_so_instead_of_only_finding_nothing(tmp_path, caplog):
+def test_auto_above_every_score_says_so_instead_of_only_finding_nothing(tmp_path):
     """A heavy-looking tail that stops short (as the default score's does on a 100 x 100
     scene): the fit extrapolates past the highest score. No polygon is written, and the
     warning names the heatmap, both numbers and what to pass instead; a rate finds targets."""
     u = np.random.default_rng(5).uniform(size=(100, 100))
     path = write_heatmap(tmp_path / "heat.tif", np.minimum(1 / u, 200.0))
-    with caplog.at_level("WARNING", logger="hsanomaly"):
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
         assert write_polygons(path, tmp_path / "auto.gpkg", far="auto") == 0
     threshold = threshold_from_far(str(path), "auto")
     assert threshold > 200
-    [message] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    [message] = [str(w.message) for w in said if issubclass(w.category, HsanomalyWarning)]
     assert str(path) in message and f"{threshold:.6g}" in message and "highest is 200" in message
     assert "--far" in message
-    caplog.clear()
-    with caplog.at_level("WARNING", logger="hsanomaly"):
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
         assert write_polygons(path, tmp_path / "rate.gpkg", far=1e-2) >= 1
-    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    assert not [w for w in said if issubclass(w.category, HsanomalyWarning)]
 
 
 @pytest.mark.parametrize("far", [0, 1, -0.1, "often"])
@@ -243,25 +245,28 @@ def test_pixels_touching_at_corners_make_a_valid_multipolygon(tmp_path, chunk):
     np.testing.assert_allclose(layer.geometry.area, layer["pixels"] * 4.0)    # 2 m pixels
 
 
-def test_a_rate_that_ties_leave_without_a_target_says_so(tmp_path, caplog):
+def test_a_rate_that_ties_leave_without_a_target_says_so(tmp_path):
     """10 pixels share the top score and the rate allows 4 above the threshold: the
     threshold is that score, nothing lies above it, and the empty layer was all one saw."""
     scores = np.zeros((20, 20), np.float32)
     scores[5, 5:15] = 7.0
     path = write_heatmap(tmp_path / "heat.tif", scores)
-    with caplog.at_level("WARNING", logger="hsanomaly"):
+    with pytest.warns(HsanomalyWarning) as said:
         assert write_polygons(path, tmp_path / "t.gpkg", far=0.01, name="heat.tif") == 0
     assert "heat.tif: no target found at false-alarm rate 0.01: the rate allows 4 of 400 " \
-           "pixels above it, and more share the highest score" in caplog.text
-    caplog.clear()
-    with caplog.at_level("WARNING", logger="hsanomaly"):
+           "pixels above it, and more share the highest score" in str(said[0].message)
+    with pytest.warns(HsanomalyWarning, match=r"the rate allows no pixel of these 400 \(it "
+                      r"needs at least 1/400\)"):
         assert write_polygons(path, tmp_path / "t.gpkg", far=0.001, name="heat.tif") == 0
-    assert "the rate allows no pixel of these 400 (it needs at least 1/400)" in caplog.text
 
 
 def test_no_target_writes_a_valid_empty_layer(tmp_path):
+    """... and says why, as a rate that finds nothing does (a threshold above every score
+    wrote the empty layer without a word)."""
     path = write_heatmap(tmp_path / "heat.tif", np.zeros((20, 20), np.float32))
-    assert write_polygons(path, tmp_path / "empty.gpkg", threshold=1.0) == 0
+    with pytest.warns(HsanomalyWarning, match="the threshold 1 lies at or above every score "
+                                              r"\(the highest is 0\)"):
+        assert write_polygons(path, tmp_path / "empty.gpkg", threshold=1.0) == 0
     layer = read_layer(tmp_path / "empty.gpkg")
     assert len(layer) == 0
     assert {"id", "pixels", "area", "max_score", "mean_score", "centroid_x",
@@ -281,15 +286,14 @@ def test_without_georeferencing_area_is_null_and_coordinates_are_pixels(tmp_path
         info["layer_metadata"]["DESCRIPTION"]
 
 
-def test_a_crs_without_geotransform_gives_pixel_coordinates_in_no_crs(tmp_path, caplog):
+def test_a_crs_without_geotransform_gives_pixel_coordinates_in_no_crs(tmp_path):
     """The polygons were pixel coordinates in a layer that claimed the raster's CRS, so a GIS
     drew them next to the CRS's origin, mirrored; now the layer names no CRS and says so."""
     path = write_heatmap(tmp_path / "heat.tif", planted_heatmap(), crs=None)
     with rasterio.open(path, "r+") as ds:
         ds.crs = CRS
-    with caplog.at_level("WARNING", logger="hsanomaly"):
+    with pytest.warns(HsanomalyWarning, match="names a CRS but has no geotransform"):
         write_polygons(path, tmp_path / "targets.gpkg", threshold=1.0, chunk=16)
-    assert "names a CRS but has no geotransform" in caplog.text
     layer = read_layer(tmp_path / "targets.gpkg")
     assert layer.crs is None and layer["area"].isna().all()
     assert (layer.iloc[1].centroid_x, layer.iloc[1].centroid_y) == pytest.approx((36.0, 41.5))
@@ -316,7 +320,7 @@ def test_a_geotransform_without_crs_gives_map_coordinates_and_areas(tmp_path):
     assert "no CRS: map coordinates" in description and "pixel coordinates" not in description
 
 
-def test_polygons_of_a_raster_placed_by_rpcs_say_they_are_in_pixel_coordinates(tmp_path, caplog):
+def test_polygons_of_a_raster_placed_by_rpcs_say_they_are_in_pixel_coordinates(tmp_path):
     from rasterio.rpc import RPC
 
     path = write_heatmap(tmp_path / "heat.tif", planted_heatmap(), crs=None)
@@ -325,10 +329,9 @@ def test_polygons_of_a_raster_placed_by_rpcs_say_they_are_in_pixel_coordinates(t
                       line_num_coeff=[0, 1] + [0] * 18, line_off=0, line_scale=1, long_off=10,
                       long_scale=1, samp_den_coeff=[1] + [0] * 19, samp_num_coeff=[0, 0, 1] + [0] * 17,
                       samp_off=0, samp_scale=1)
-    with caplog.at_level("WARNING", logger="hsanomaly"):
+    with pytest.warns(HsanomalyWarning, match=r"rational polynomial coefficients \(RPCs\).*"
+                      "pixel coordinates"):
         write_polygons(path, tmp_path / "targets.gpkg", threshold=1.0, chunk=16)
-    assert "rational polynomial coefficients (RPCs)" in caplog.text
-    assert "pixel coordinates" in caplog.text
 
 
 def test_detect_writes_polygons_of_the_planted_targets(synthetic_raster, tmp_path):
@@ -408,6 +411,8 @@ def test_a_geopackage_open_with_changes_in_its_write_ahead_log_is_not_replaced(s
         holder.execute("PRAGMA wal_autocheckpoint=0")
         holder.execute("CREATE TABLE notes (text TEXT)")
         holder.execute("INSERT INTO notes VALUES ('an edit in QGIS')")
+        holder.commit()
+        holder.execute("DROP TABLE notes")      # edited back: the file is ours, its log is not empty
         holder.commit()
         before = gpkg.read_bytes()
         with pytest.raises(HsanomalyError, match=r"t.gpkg: --polygons is open in another program "

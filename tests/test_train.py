@@ -291,6 +291,10 @@ def test_cancel_leaves_no_bundle_and_resume_finishes_the_same_run(torch, synthet
     resumed = train([path], out, resume=True, **settings)
     assert _files(resumed.path) == _files(whole.path)
     assert calls[0] == "reading training windows"
+    from hsanomaly.errors import HsanomalyWarning
+
+    with pytest.warns(HsanomalyWarning, match="no interrupted training here to resume"):
+        train([path], tmp_path / "fresh", resume=True, **settings)     # as detect says it
 
 
 def test_a_second_training_into_the_same_out_is_refused_up_front(torch, synthetic_raster, tmp_path):
@@ -574,3 +578,13 @@ def test_training_warns_of_the_data_as_detect_does_but_not_twice_for_a_quick_mod
     with warnings.catch_warnings():
         warnings.simplefilter("error", HsanomalyWarning)
         load_training_data([path], check_data=False)
+
+
+def test_a_device_torch_does_not_know_is_named_by_its_option(torch, synthetic_raster, tmp_path):
+    from hsanomaly.training import train
+
+    path, _, _ = synthetic_raster
+    with pytest.raises(HsanomalyError, match=r"^--device 'gpu': not a torch device \(use cpu, "
+                                             r"cuda or cuda:N\)$"):
+        train([path], tmp_path / "m", device="gpu", iterations=1)
+    assert not (tmp_path / "m").exists()

@@ -49,15 +49,27 @@ class LazyGroup(click.Group):
         for name in ("rasterio", "pyogrio", "fiona"):   # GDAL's errors arrive as exceptions
             logging.getLogger(name).addHandler(logging.NullHandler())
         shown, warnings.showwarning = warnings.showwarning, _show_warning
+        received = []
+        try:    # SIGTERM (kill, systemd, Slurm, docker stop) cleans up as Ctrl-C does
+            signal.signal(signal.SIGTERM, lambda number, _: (received.append(number),
+                                                             _interrupt()))
+        except ValueError:           # not the main thread (a caller's own thread): left as is
+            pass
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            number = received[0] if received else signal.SIGINT
+            what = "terminated (SIGTERM)" if number == signal.SIGTERM else "interrupted"
+            _fail(what + _kept(ctx), 128 + number)
         except HsanomalyError as err:
             _fail(str(err), 1)
         except click.exceptions.UsageError as err:
             command = f" {ctx.invoked_subcommand}" if ctx.invoked_subcommand else ""
             _fail(f"{err.format_message()} (see: {ctx.command_path}{command} --help)", 2)
         except MemoryError:
-            _fail("out of memory; try a smaller --tile or a machine with more memory", 1)
+            tile = ctx.invoked_subcommand in ("detect", "detect-many")
+            _fail(f"out of memory; try {'a smaller --tile or ' if tile else ''}a machine with "
+                  "more memory", 1)
         except BrokenPipeError:     # `hsanomaly evaluate ... | head`: the reader had enough
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(128 + signal.SIGPIPE)      # as a tool killed by SIGPIPE, without a word
@@ -96,6 +108,18 @@ def with_verbosity(command):
     command.callback = functools.update_wrapper(run, callback)
     command.hsanomaly_verbosity = True
     return command
+
+
+def _interrupt():
+    raise KeyboardInterrupt
+
+
+def _kept(ctx):
+    """What an interrupted command keeps for its next run; nothing else was replaced."""
+    kept = {"detect": "finished tiles are kept: rerun with --resume",
+            "detect-many": "finished rasters and tiles are kept: rerun the same command",
+            "train": "its checkpoint is kept: rerun with --resume"}.get(ctx.invoked_subcommand)
+    return f"; nothing was replaced{'; ' + kept if kept else ''}"
 
 
 def _fail(message, status):

@@ -1,12 +1,19 @@
 """``hsanomaly detect``: a thin click layer over ``hsanomaly.api.detect``."""
 
+import time
+
 import click
 
 from .. import defaults
 from ..latent import DEPRECATED_NAMES, SOLVERS
-from ..scorers import SCORES
+from ..scorers import REGISTRY, SCORES
 from ..scorers.rings import rings_text
 from ..runtime import DEVICES
+
+
+def _taking(option):
+    """The scores that take ``option``, for its help: the registry says, not the help's words."""
+    return ", ".join(name for name, cls in REGISTRY.items() if option in cls.options)
 
 
 def _far(ctx, param, value):
@@ -57,21 +64,25 @@ def _far(ctx, param, value):
               help=f"Local RX ring, guard window [default: {defaults.LRX_GUARD} for lrx, "
                    f"{defaults.CONTEXT_GUARD} for context].")
 @click.option("--purge", type=float, default=None,
-              help=f"Scores with local RX rings: the fraction of pixels, those the score's own "
+              help=f"Scores with local RX rings ({_taking('purge')}): the fraction of pixels, "
+                   f"those the score's own "
                    f"first pass ranks highest, left out of the rings' statistics in a second "
                    f"pass; 0 scores in one pass, about twice as fast [default: "
                    f"{defaults.DUAL_PURGE:g} for dualcontext, {defaults.PURGE:g} otherwise].")
 @click.option("--rings", default=None,
-              help=f"Scores with several local RX rings: their outer/guard windows, e.g. "
+              help=f"Scores with several local RX rings ({_taking('rings')}): their "
+                   f"outer/guard windows, e.g. "
                    f"'7/3;15/5;41/15;61/23' (rings wider than the default's reach targets "
                    f"wider than about 15 pixels; docs/ablations.md) [default: "
                    f"{rings_text(defaults.RINGS)}].")
 @click.option("--top-rings", type=click.IntRange(min=0), default=None,
-              help=f"Scores with several local RX rings: each pixel averages its this many "
+              help=f"Scores with several local RX rings ({_taking('top_rings')}): each pixel "
+                   f"averages its this many "
                    f"largest ring distances; 0 averages every ring [default: "
                    f"{defaults.DUAL_TOP_RINGS} for dualcontext, {defaults.TOP_RINGS} otherwise].")
 @click.option("--neighbour-weight", type=float, default=None,
-              help=f"Scores with local RX rings or a GAN residual: add this weight times the "
+              help=f"Scores with local RX rings or a GAN residual "
+                   f"({_taking('neighbour_weight')}): add this weight times the "
                    f"highest score of each pixel's 3x3 neighbourhood, so a target's pixels "
                    f"lift each other; 0 leaves the score as it is [default: "
                    f"{defaults.DUAL_NEIGHBOUR_WEIGHT:g} for dualcontext, "
@@ -141,11 +152,13 @@ def detect(src, dst, score, model, solver, restarts, steps, codebook, refine, co
                              ignore_wavelengths=ignore_wavelengths or None)
     extras = {k: v for k, v in dict(recon=recon_out, latent=latent_out,
                                     convergence=convergence_out).items() if v}
+    start = time.perf_counter()        # the whole run: a quick model's training too
     result = run(src, dst, score=score, model=model, extras=extras, polygons=polygons,
                  threshold=threshold, far=far, png=png, tile=tile, cog=cog, resume=resume,
                  overwrite=overwrite, workers=workers, scheduler=scheduler, progress=not quiet,
                  **options)
-    click.echo(f"{dst}: {result.scorer.name} heatmap, {result.tiles} tiles in {result.seconds:.1f} s"
+    seconds = time.perf_counter() - start
+    click.echo(f"{dst}: {result.scorer.name} heatmap, {result.tiles} tiles in {seconds:.1f} s"
                + (f" ({result.tiles_resumed} resumed)" if result.tiles_resumed else ""))
     if result.model and not model:
         click.echo(f"{result.model}: model trained on {src}; reuse it with --model")

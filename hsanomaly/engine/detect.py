@@ -47,6 +47,8 @@ COUNTS = "_counts"                         # per tile: valid pixels, and those t
 
 @dataclass
 class DetectResult:
+    """What ``hsanomaly.detect`` did: the heatmap and other files written, the tiles scored
+    (and of them resumed), the seconds taken, the model used and the polygons' count."""
     path: str
     outputs: dict                 # output name -> path written
     tiles: int
@@ -332,6 +334,10 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
                 fit_scorer(scorer, executor.fit_source(source))
         store = TileStore(store_path(dst), job, resume)
         done = _score(executor, source, scorer, store, windows, outputs, dst, progress, callback)
+        if input_fingerprint(src, source) != job["input"]:   # rewritten in place meanwhile
+            store.remove()          # tiles of two inputs: none is worth resuming
+            raise HsanomalyError(f"{source.name}: the input changed while it was scored, so the "
+                                 "heatmap would mix both; nothing was replaced: rerun")
         summaries = [store.members(i, (RANGE, COUNTS)) for i in range(len(windows))]
         constant = _is_constant([summary.get(RANGE) for summary in summaries])
         try:

@@ -222,8 +222,10 @@ class TileStore:
             raise
 
     def _write_error(self, err):
+        kept = ("rerun with --resume to keep the tiles already finished" if self.done() else
+                "rerun (no tile was finished)")
         return HsanomalyError(f"{self.path}: cannot write a tile ({describe(err)}); make room "
-                              "and rerun with --resume to keep the tiles already finished")
+                              f"and {kept}")
 
     def load(self, index, expected=None):
         """Tile ``index`` as {name: array}, or None when it is missing, corrupt, from another run

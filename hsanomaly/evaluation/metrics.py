@@ -158,7 +158,12 @@ def score_targets(scores, truth, outer=None, valid=None):
     scores = np.asarray(scores)
     target_mask, background_mask = class_masks(scores, truth, outer, valid)
     if not target_mask.any():
-        raise ValueError("no target pixel has a score (the truth mask is empty or all NaN)")
+        truth_known = np.asarray(truth) > 0
+        if valid is not None:
+            truth_known &= np.asarray(valid)
+        raise ValueError("no target pixel has a score (the heatmap is NaN on every target pixel)"
+                         if truth_known.any() else
+                         "no target pixel has a score (the truth mask is empty or all NaN)")
     if not background_mask.any():
         raise ValueError("no background pixel has a score")
     background = np.sort(scores[background_mask])

@@ -7,6 +7,8 @@ masks) compare what they would need, computed from the file's header (HDF5 datas
 with one line instead of a MemoryError after minutes.
 """
 
+import contextlib
+import contextvars
 import os
 import sys
 import warnings
@@ -16,25 +18,42 @@ from ..errors import HsanomalyError, HsanomalyWarning
 PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
-def warn(message):
-    """Warn with ``HsanomalyWarning``, attributed to the first line outside hsanomaly (the
-    caller's own, in a script or a notebook), not to the library line that noticed."""
+def warn(message, category=HsanomalyWarning):
+    """Warn with ``category``, attributed to the first line outside hsanomaly (the caller's
+    own, in a script or a notebook), not to the library line that noticed."""
     frame, level = sys._getframe(1), 2
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(PACKAGE):
-        frame, level = frame.f_back, level + 1
-    warnings.warn(message, HsanomalyWarning, stacklevel=level)
+    while frame is not None and (os.path.abspath(frame.f_code.co_filename).startswith(PACKAGE)
+                                 or frame.f_code.co_filename == contextlib.__file__):
+        frame, level = frame.f_back, level + 1      # contextlib: the jobs' ``one_job`` scope
+    warnings.warn(message, category, stacklevel=level)
 
 
-_SAID = set()
+_SAID = set()                     # outside any job: once per process
+_SAID_IN_JOB = contextvars.ContextVar("hsanomaly_said_in_job", default=None)
 
 
-def warn_once(message):
-    """``warn``, once per process for each message: a deprecation said at every use would
-    repeat for each tile or scene (Python's own once-per-line rule forgets whenever a
-    ``catch_warnings`` block ends, which reading rasters does often)."""
-    if message not in _SAID:
-        _SAID.add(message)
-        warn(message)
+@contextlib.contextmanager
+def one_job():
+    """The scope of ``warn_once``: each job of the library (a ``train``, ``detect``,
+    ``evaluate``, ``Detector.fit`` or ``score``) says each warning once, and the next job
+    says it again, as the user's warning filters decide. Usable as a decorator."""
+    token = _SAID_IN_JOB.set(set())
+    try:
+        yield
+    finally:
+        _SAID_IN_JOB.reset(token)
+
+
+def warn_once(message, category=HsanomalyWarning):
+    """``warn``, once per job (``one_job``) for each message, or once per process outside
+    one: a warning said at every use would repeat for each tile or scene (Python's own
+    once-per-line rule forgets whenever a ``catch_warnings`` block ends, which reading
+    rasters does often)."""
+    said = _SAID_IN_JOB.get()
+    said = _SAID if said is None else said
+    if message not in said:
+        said.add(message)
+        warn(message, category)
 
 
 def available_memory():

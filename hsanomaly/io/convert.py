@@ -8,7 +8,8 @@ from ..errors import HsanomalyError
 from .atomic import native_quiet, stage_raster, staged
 from .mat import read_mat, read_mat_wavelengths
 from .ownership import SOFTWARE, is_own_geotiff
-from .paths import GEOTIFF_SUFFIXES, check_paths, check_replaceable_file, check_suffix
+from .paths import (GEOTIFF_SUFFIXES, check_paths, check_replaceable_file, check_suffix,
+                    refuse_foreign_side_files, side_files)
 
 
 def write_geotiff(path, array, crs=None, transform=None, nodata=None, descriptions=None,
@@ -60,7 +61,8 @@ def convert_mat(src, dst, truth=None, overwrite=False):
     an output that names the input or the other output, or (without ``overwrite``) an
     existing file hsanomaly did not write, is refused before anything is read.
     """
-    check_paths([("SRC", src)], [("DST", dst), ("--truth", truth)])
+    rasters = [("DST", dst), ("--truth", truth)]
+    check_paths([("SRC", src)], rasters + side_files(rasters))
     if not str(src).lower().endswith(".mat"):
         raise HsanomalyError(f"{src}: convert reads MATLAB .mat scenes; train and detect read "
                              "GeoTIFF, ENVI and every other raster GDAL reads as they are")
@@ -69,6 +71,8 @@ def convert_mat(src, dst, truth=None, overwrite=False):
             check_suffix(path, label, GEOTIFF_SUFFIXES, "a GeoTIFF")
         if path is not None and not overwrite:
             check_replaceable_file(path, label, is_own_geotiff, "a GeoTIFF")
+    if not overwrite:
+        refuse_foreign_side_files(rasters, is_own_geotiff)
     cube, labels = read_mat(src, labels=True)
     if truth is not None and labels is None:
         raise HsanomalyError(f"{src}: --truth asked for, but the .mat file has no ground-truth variable")

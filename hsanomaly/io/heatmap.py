@@ -8,6 +8,7 @@ styles and pans it at once. Nothing time-dependent is written: the same run give
 bytes, which is what ``--resume`` and the Dask runner are checked against.
 """
 
+import errno
 import json
 from pathlib import Path
 
@@ -83,6 +84,17 @@ def overview_factors(width, height, minimum=OVERVIEW_MIN):
     return factors
 
 
+def _reopen(rasterio, path, mode="r"):
+    """Open a raster just written. GDAL's block writes and close do not fail on a full disk or
+    past a file-size limit, so a file cut short is first seen here, where rasterio raises
+    TypeError for a file GDAL cannot identify: that is a failed write (an OSError)."""
+    try:
+        return rasterio.open(path, mode)
+    except (TypeError, rasterio.errors.RasterioIOError) as err:
+        raise OSError(errno.EIO, "the file written cannot be read back: the disk is full, or "
+                      "a file-size limit cut it short", str(path)) from err
+
+
 def add_overviews_and_statistics(path):
     """Internal average overviews and per-band STATISTICS_* tags (what QGIS reads to style)."""
     import numpy as np
@@ -91,7 +103,7 @@ def add_overviews_and_statistics(path):
 
     from .source import gdal_env
 
-    with gdal_env(), rasterio.open(path, "r+") as ds:
+    with gdal_env(), _reopen(rasterio, path, "r+") as ds:
         factors = overview_factors(ds.width, ds.height)
         if factors:
             ds.build_overviews(factors, Resampling.average)
@@ -135,7 +147,7 @@ def to_cog(path, dst):
         copy(path, dst, driver="COG", COMPRESS="DEFLATE", PREDICTOR="FLOATING_POINT",
              BLOCKSIZE=OUTPUT_BLOCK, OVERVIEWS="IGNORE_EXISTING", RESAMPLING="AVERAGE",
              BIGTIFF="IF_SAFER")
-    with rasterio.open(dst) as ds:
+    with _reopen(rasterio, dst) as ds:
         if ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") != "COG":
             raise OSError(f"{dst}: GDAL did not write a Cloud-Optimized layout")
 

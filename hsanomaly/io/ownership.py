@@ -14,7 +14,9 @@ TAG_PREFIX = "HSANOMALY_"          # the namespace of the tags a heatmap describ
 
 
 def _ours(text):
-    return str(text or "").startswith("hsanomaly")
+    """``hsanomaly`` or ``hsanomaly <version>``: not another program whose name begins so."""
+    text = str(text or "")
+    return text == "hsanomaly" or text.startswith("hsanomaly ")
 
 
 def _geotiff_tags(path):

@@ -64,6 +64,9 @@ def check_paths(inputs, outputs, writable=True):
                                      "give each output its own name")
         if out.virtual:
             raise HsanomalyError(f"{out.path}: {out.label} must be a file path")
+        if out.kind == FILE and str(out.path).endswith(("/", os.sep)):   # a name said as a folder
+            raise HsanomalyError(f"{out.path}: {out.label} ends in '/', as a folder's name does; "
+                                 "give it a file name")
         if writable:
             check_writable(out.path, directory=out.kind == DIRECTORY)
         if out.kind == FILE and Path(out.path).is_dir():
@@ -129,6 +132,10 @@ def check_replaceable_dir(path, label, allowed=None, kind="an hsanomaly output")
     if not path.is_dir():
         raise HsanomalyError(f"{path}: {label} exists and is not a directory")
     if any(path.iterdir()) and not (allowed and allowed(path)):
+        strays = foreign_entries(path) if allowed is is_model_bundle else []
+        if strays:             # a bundle and more: the more is someone's
+            raise HsanomalyError(f"{path}: {label} holds {kind} and {strays[0].name}, which is "
+                                 "not part of one; refusing to replace it (move that away)")
         raise HsanomalyError(f"{path}: {label} is a directory that is not {kind}; refusing to "
                              "replace it (name a new or empty directory)")
 
@@ -144,17 +151,23 @@ def _bundle_meta(path):
     return meta if isinstance(meta, dict) and meta.get("format") == FORMAT else None
 
 
-def is_model_bundle(path):
-    """True for a directory holding only an hsanomaly model bundle's files (its ``model.json``
-    says ``"format": "hsanomaly-model"`` and lists the others)."""
+def foreign_entries(path):
+    """The entries of a model bundle's folder that are not the bundle's own files (its
+    ``model.json`` lists them); [] for a folder that holds no bundle."""
     from ..model.bundle import META_FILE
 
     meta = _bundle_meta(path)
     if meta is None:
-        return False
+        return []
     own = set(meta.get("files") or {}) | {META_FILE, "training.csv", "training.png"}
-    return all(entry.is_file() and not entry.is_symlink() and entry.name in own
-               for entry in Path(path).iterdir())
+    return sorted(entry for entry in Path(path).iterdir()
+                  if not (entry.is_file() and not entry.is_symlink() and entry.name in own))
+
+
+def is_model_bundle(path):
+    """True for a directory holding only an hsanomaly model bundle's files (its ``model.json``
+    says ``"format": "hsanomaly-model"`` and lists the others)."""
+    return _bundle_meta(path) is not None and not foreign_entries(path)
 
 
 def is_quick_model(path, dst):
@@ -165,3 +178,30 @@ def is_quick_model(path, dst):
     training = meta.get("training") if meta else None
     return (isinstance(training, dict) and training.get("quick_model_of") == Path(dst).name
             and is_model_bundle(path))
+
+
+def _is_path(value):
+    return isinstance(value, (str, os.PathLike))
+
+
+def side_files(rasters):
+    """(label, path) of the GDAL side files of raster outputs (``.aux.xml``, ``.ovr``,
+    ``.msk``): a run removes an earlier raster's with it, so they are outputs too, checked
+    against the inputs (an input named ``heat.tif.ovr`` was deleted by ``detect ... heat.tif``)."""
+    from .atomic import gdal_side_files
+
+    return [(f"{label}'s GDAL side file", side) for label, path in rasters if _is_path(path)
+            for side in gdal_side_files(path)]
+
+
+def refuse_foreign_side_files(rasters, is_own):
+    """Refuse a GDAL side file beside a raster output that is not an earlier output of ours
+    (``is_own``): GDAL would lay it over the new raster, and it is someone's to remove."""
+    for label, path in rasters:
+        if not _is_path(path) or (os.path.lexists(path) and is_own(path)):
+            continue                       # an earlier output's side files go with it
+        for side_label, side in side_files([(label, path)]):
+            if os.path.lexists(side):
+                raise HsanomalyError(f"{side}: a file GDAL would read as part of {label} "
+                                     f"{path}, which hsanomaly did not write; remove it, or "
+                                     "pass --overwrite to have it removed")

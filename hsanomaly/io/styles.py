@@ -39,6 +39,24 @@ def write_default_style(path, layer, geometry_column):
                             layer_options={"FID": "id"})
 
 
+def sqlite_tables(path):
+    """{table: its column names} for every table of SQLite database ``path`` (a GeoPackage's
+    own included); empty for a file that is not one (read only; nothing is created)."""
+    import contextlib
+    import sqlite3
+    from pathlib import Path
+
+    try:
+        uri = f"{Path(path).resolve().as_uri()}?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+            names = [row[0] for row in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")]
+            return {name: {row[1] for row in db.execute(f'PRAGMA table_info("{name}")')}
+                    for name in names}
+    except sqlite3.Error:
+        return {}
+
+
 def gpkg_tables(path):
     """The tables a GeoPackage lists in ``gpkg_contents``; none for a file that is not one
     (read only; nothing is created)."""

@@ -25,10 +25,11 @@ def make_solver(name, *, c1=defaults.C1, c2=defaults.C2, restarts=defaults.RESTA
     codebook's latent spread, in the prior's standard deviations) the fast solver only.
     ``seed`` is the random seed."""
     if name in DEPRECATED_NAMES:     # said to users (DeprecationWarning is shown to developers only)
+        from ..errors import HsanomalyDeprecationWarning
         from ..io.checks import warn_once
 
         warn_once(f"--solver {name!r} is now called {DEPRECATED_NAMES[name]!r}; the old name "
-                  "goes in the next release")
+                  "goes in the next release", HsanomalyDeprecationWarning)
         name = DEPRECATED_NAMES[name]
     # every option is checked whichever solver takes it: a bad value is a mistake either way
     check_whole("--restarts", restarts, 1)

@@ -7,6 +7,7 @@ with one line instead of a TypeError.
 """
 
 from ..errors import HsanomalyError
+from ..errors import HsanomalyDeprecationWarning
 from ..io.checks import warn_once
 from ..options import check_values
 from .base import Scorer
@@ -33,9 +34,10 @@ def scorer_class(name):
     return REGISTRY[name]
 
 
-def current_options(name, options):
+def current_options(name, options, warn=True):
     """``options`` under their names now: a former name of an option of score ``name``
-    (``Scorer.renamed_options``) still works, and a warning gives the name now."""
+    (``Scorer.renamed_options``) still works, and a warning gives the name now (``warn``:
+    a Detector said it when it was built, and its fit need not say it again)."""
     cls = scorer_class(name)
     current = dict(options)
     for old, new in cls.renamed_options.items():
@@ -44,8 +46,9 @@ def current_options(name, options):
         if new in current:
             raise HsanomalyError(f"--{old}: score {name!r} calls this option {new} now, and "
                                  f"both were given; give {new} only")
-        warn_once(f"{old}: score {name!r} calls this option {new} now (--{new}); its former "
-                  "name goes in the next release")
+        if warn:
+            warn_once(f"{old}: score {name!r} calls this option {new} now (--{new}); its "
+                      "former name goes in the next release", HsanomalyDeprecationWarning)
         current[new] = current.pop(old)
     return current
 

@@ -4,6 +4,7 @@ import numpy as np
 
 from .. import defaults
 from ..errors import HsanomalyError
+from ..io.checks import warn_once
 from .base import Scorer, check_pixels
 
 REG_COVAR = 1e-6      # added to each mixture covariance's diagonal, in units of the data's spread
@@ -33,7 +34,12 @@ class GaussianMixtureScorer(Scorer):
         X = source.sample(self.sample, seed=self.seed).astype(np.float64)
         check_pixels(source, len(X), max(2, self.components),
                      f"a mixture of {self.components} components", "one per component")
-        self.pca_ = PCA(n_components=min(self.pca, X.shape[1], len(X)), random_state=self.seed).fit(X)
+        kept = min(self.pca, X.shape[1], len(X))
+        if kept < self.pca:          # the heatmap's tag records the value asked for
+            warn_once(f"{source.name}: --pca {self.pca} is more than the "
+                      f"{'bands' if kept == X.shape[1] else 'pixels sampled'} ({kept}); the "
+                      f"mixture is fitted on {kept} principal components")
+        self.pca_ = PCA(n_components=kept, random_state=self.seed).fit(X)
         self.unit_ = float(np.sqrt(np.mean(self.pca_.explained_variance_))) or 1.0
         self.mixture_ = GaussianMixture(self.components, covariance_type="full",
                                         random_state=self.seed, reg_covar=REG_COVAR)

@@ -31,7 +31,8 @@ def parse_rings(rings):
     """Rings as ((outer, guard), ...) from a tuple or a text like "7/3;15/5;31/11"."""
     if isinstance(rings, str):
         pairs = re.findall(r"(\d+)\s*/\s*(\d+)", rings)
-        if not pairs or re.sub(r"[\d\s/;,+]", "", rings):
+        pair = r"\s*\d+\s*/\s*\d+\s*"         # '21/7/3' is no pair and a ring: not '21/7'
+        if not re.fullmatch(rf"{pair}([;,+\s]{pair})*[;,]?\s*", rings):
             raise HsanomalyError(f"--rings: expected outer/guard pairs like '7/3;15/5', got "
                                  f"{rings!r}")
         rings = [(int(o), int(g)) for o, g in pairs]

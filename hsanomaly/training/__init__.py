@@ -150,6 +150,8 @@ def _train(torch, data, inputs, out, settings, options, device, resume, progress
     if state.exists() and not resume:
         warn(f"{checkpoints}: an interrupted training's checkpoint is there; this run starts "
              "over and replaces it (--resume continues it instead)")
+    if resume and not state.exists():      # as detect says of a tile store
+        warn(f"{checkpoints}: no interrupted training here to resume; training from the start")
     log = load_checkpoint(state, trainer, key) if resume and state.exists() else None
     log_every = max(1, settings.iterations // LOG_ROWS)
     checkpoint_every = log_every * max(1, settings.iterations // (CHECKPOINTS * log_every))
@@ -253,9 +255,9 @@ def _check_device(torch, device):
     try:
         kind = torch.device(device).type
     except RuntimeError:
-        raise HsanomalyError(f"device {device!r}: not a torch device (use cpu or cuda)") from None
+        raise HsanomalyError(f"--device {device!r}: not a torch device (use cpu, cuda or cuda:N)") from None
     if kind == "cuda" and not torch.cuda.is_available():
-        raise HsanomalyError(f"device {device!r}: CUDA is not available to torch on this machine")
+        raise HsanomalyError(f"--device {device!r}: CUDA is not available to torch on this machine")
 
 
 def _summary(log, tail=0.1):

@@ -58,7 +58,7 @@ def load_training_data(inputs, *, mask=None, window=1, bands=None, sqrt=False,
     if not inputs:
         raise HsanomalyError("no input rasters given")
     if window < 1 or window % 2 == 0:
-        raise HsanomalyError(f"{inputs[0]}: window must be a positive odd number, got {window}")
+        raise HsanomalyError(f"--window must be a positive odd number, got {window}")
     sources = [open_source(p) for p in inputs]
     try:
         wavelengths = _check_inputs(inputs, sources, window, check_data)

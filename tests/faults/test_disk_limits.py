@@ -68,3 +68,17 @@ def test_tile_store_larger_than_the_free_disk(tmp_path):
     result = run_cli("detect", huge, tmp_path / "heat.tif", "--score", "rx", "-q")
     assert_one_error(result, "need about", "TiB of disk", "free")
     tree.assert_unchanged()
+
+
+def test_a_limit_that_cuts_the_heatmap_short_is_one_line(tmp_path):
+    """GDAL's block writes do not fail past the limit; the cut file was first seen when
+    re-opened for overviews, where rasterio raised TypeError: a 57-line traceback."""
+    from synthetic import synthetic_cube, write_raster
+
+    cube, _ = synthetic_cube(rows=360, cols=360, bands=8)
+    scene = write_raster(tmp_path / "scene.tif", cube)
+    tree = Tree(tmp_path)
+    result = run_cli("detect", scene, tmp_path / "heat.tif", "--score", "rx", "--tile", "64",
+                     "-q", fsize=100 * 1024)
+    assert_one_error(result, "heat.tif", "cannot be read back", "--resume")
+    tree.assert_unchanged(new=["heat.tif.partial/"])

@@ -37,3 +37,69 @@ def test_a_world_file_beside_a_new_quick_look_is_not_ours(tmp_path, scene):
     assert_ok(run_cli("detect", scene, tmp_path / "q.tif", "--score", "rx", "--png",
                       tmp_path / "q.png", "-q"))
     assert {p for p in again.snapshot()} == {p for p in again.before}
+
+
+def test_an_input_named_as_a_side_file_of_the_output_is_never_removed(tmp_path, scene):
+    """GDAL side files of the heatmap (.ovr, .msk, .aux.xml) are removed with an earlier
+    heatmap; an input named ``heat.tif.ovr`` was deleted by ``detect heat.tif.ovr heat.tif``,
+    and a user's ``fresh.tif.aux.xml`` by a first ``detect ... fresh.tif``."""
+    import shutil
+
+    for suffix in (".ovr", ".msk"):
+        src = shutil.copy(scene, tmp_path / f"heat.tif{suffix}")
+        tree = Tree(tmp_path)
+        assert_one_error(run_cli("detect", src, tmp_path / "heat.tif", "--score", "rx", "-q"),
+                         f"heat.tif{suffix}: DST's GDAL side file is the same file as the input")
+        tree.assert_unchanged()
+        (tmp_path / f"heat.tif{suffix}").unlink()
+    (tmp_path / "fresh.tif.aux.xml").write_text("<PAMDataset/>\n")
+    tree = Tree(tmp_path)
+    for extra in ([], ["--resume"]):
+        assert_one_error(run_cli("detect", scene, tmp_path / "fresh.tif", "--score", "rx", "-q",
+                                 *extra), "fresh.tif.aux.xml: a file GDAL would read as part "
+                                          "of DST", "--overwrite")
+        tree.assert_unchanged()
+    assert_ok(run_cli("detect", scene, tmp_path / "fresh.tif", "--score", "rx", "-q",
+                      "--overwrite"))
+    assert not (tmp_path / "fresh.tif.aux.xml").exists()
+    (tmp_path / "fresh.tif.aux.xml").write_text("<PAMDataset/>\n")    # an earlier heatmap's
+    assert_ok(run_cli("detect", scene, tmp_path / "fresh.tif", "--score", "rx", "-q"))
+    assert not (tmp_path / "fresh.tif.aux.xml").exists()
+    cube, truth = synthetic_cube()
+    mat = write_mat(tmp_path / "scene.mat", cube, truth)
+    (tmp_path / "cube.tif.msk").write_text("mine\n")
+    assert_one_error(run_cli("convert", mat, tmp_path / "cube.tif"),
+                     "cube.tif.msk: a file GDAL would read as part of DST")
+
+
+def test_a_users_geopackage_with_a_targets_layer_is_not_ours(tmp_path, scene):
+    """Only the table names told a targets GeoPackage: a user's own layer named ``targets``
+    (hand-digitised truth, say) was replaced by ``--polygons``; so was a table added to ours."""
+    import sqlite3
+
+    import geopandas as gpd
+    from shapely.geometry import Point
+
+    mine = tmp_path / "truth.gpkg"
+    gpd.GeoDataFrame({"name": ["a plane"]}, geometry=[Point(3, 4).buffer(1)]).to_file(
+        mine, layer="targets")
+    tree = Tree(tmp_path)
+    assert_one_error(run_cli("detect", scene, tmp_path / "heat.tif", "--score", "rx", "-q",
+                             "--polygons", mine, "--threshold", "5"),
+                     "truth.gpkg: --polygons exists and is not a targets GeoPackage")
+    tree.assert_unchanged()
+    ours = tmp_path / "ours.gpkg"
+    args = ["detect", scene, tmp_path / "heat.tif", "--score", "rx", "-q", "--polygons", ours,
+            "--threshold", "5"]
+    assert_ok(run_cli(*args))
+    assert_ok(run_cli(*args))                    # a rerun replaces its own
+    with sqlite3.connect(ours) as db:
+        db.execute("CREATE TABLE notes (text TEXT)")
+    assert_one_error(run_cli(*args), "ours.gpkg: --polygons exists and is not a targets")
+
+
+def test_a_program_whose_name_begins_with_hsanomaly_is_not_hsanomaly():
+    from hsanomaly.io.ownership import _ours
+
+    assert _ours("hsanomaly 0.2.0") and _ours("hsanomaly")
+    assert not _ours("hsanomaly-viewer 3.1") and not _ours("hsanomalyx") and not _ours(None)

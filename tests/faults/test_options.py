@@ -60,9 +60,10 @@ def test_detect_option(tmp_path, scene, earlier, args, fragment, status):
 def test_scheduler_that_is_not_an_address_fails_fast(tmp_path, scene, earlier):
     tree = Tree(tmp_path)
     start = time.monotonic()
-    result = run_cli("detect", scene, earlier, "--score", "rx", "--scheduler",
-                     "not a url", "-q")
-    assert_one_error(result, "--scheduler", "not a Dask scheduler address")
+    for address in ("not a url", "garbage"):       # Dask needs a port: 20 s, then a traceback
+        result = run_cli("detect", scene, earlier, "--score", "rx", "--scheduler", address, "-q")
+        assert_one_error(result, "--scheduler", "not a Dask scheduler address", "host:port")
+        assert "Traceback" not in result.stderr
     assert time.monotonic() - start < 20
     tree.assert_unchanged()
 
@@ -132,4 +133,15 @@ def test_library_call_refuses_a_value_of_the_wrong_kind(tmp_path, scene, call, k
     with pytest.raises(HsanomalyError, match=fragment) as refused:
         getattr(hsanomaly, call)(*args, **kwargs)
     assert "\n" not in str(refused.value)
+    tree.assert_unchanged()
+
+
+def test_an_output_file_named_as_a_folder_is_refused(tmp_path, scene, earlier, truth):
+    """``detect in.tif out.tif/`` blamed a '.partial' path nobody typed, and ``evaluate
+    --json r.json/`` wrote the file r.json."""
+    tree = Tree(tmp_path)
+    assert_one_error(run_cli("detect", scene, f"{tmp_path}/out.tif/", "--score", "rx", "-q"),
+                     "out.tif/: DST ends in '/'")
+    assert_one_error(run_cli("evaluate", earlier, truth, "--json", f"{tmp_path}/r.json/"),
+                     "r.json/: --json ends in '/'")
     tree.assert_unchanged()

@@ -6,6 +6,7 @@ with; SIGKILL stops a run of 130 tiles wherever it is.
 
 import json
 import os
+import signal
 import time
 
 import numpy as np
@@ -30,15 +31,23 @@ def resume(tmp_path, scene, resumed):
     assert not (tmp_path / "heat.tif.partial").exists()
 
 
-def test_sigkill_mid_run_then_resume_is_byte_identical(tmp_path):
+def started_run(tmp_path, tiles=10):
+    """(a detect of 130 tiles started in the background, once ``tiles`` are stored; its
+    arguments; its tile store)."""
     scene = make_scene(tmp_path / "scene.tif", rows=80, cols=100)
     args = ["detect", scene, tmp_path / "heat.tif", "--score", "rx", "--tile", "8", "-q"]
     process = start_cli(*args)
     store = tmp_path / "heat.tif.partial"
     deadline = time.monotonic() + 60
-    while len(list(store.glob("tile_*.npz"))) < 10 and process.poll() is None:
+    while len(list(store.glob("tile_*.npz"))) < tiles and process.poll() is None:
         assert time.monotonic() < deadline
         time.sleep(0.005)
+    return process, args, store
+
+
+def test_sigkill_mid_run_then_resume_is_byte_identical(tmp_path):
+    process, args, store = started_run(tmp_path)
+    scene = args[1]
     kill(process)
     finished = len(list(store.glob("tile_*.npz")))
     assert 10 <= finished < 130 and not (tmp_path / "heat.tif").exists()
@@ -46,6 +55,21 @@ def test_sigkill_mid_run_then_resume_is_byte_identical(tmp_path):
     assert "resumed" in result.stdout
     assert (tmp_path / "heat.tif").read_bytes() == reference(scene, tmp_path / "ref.tif", tile=8)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["heat.tif", "ref.tif", "scene.tif"]
+
+
+@pytest.mark.parametrize("number, status, said", [(signal.SIGINT, 130, "interrupted"),
+                                                  (signal.SIGTERM, 143, "terminated (SIGTERM)")])
+def test_ctrl_c_and_sigterm_are_one_line_and_keep_the_tiles(tmp_path, number, status, said):
+    """Ctrl-C ended in click's bare 'Aborted!' with status 1, and SIGTERM (kill, systemd,
+    Slurm, docker stop) killed the process without a word or a clean-up of its staging."""
+    process, args, _ = started_run(tmp_path)
+    process.send_signal(number)
+    _, stderr = process.communicate()
+    assert process.returncode == status
+    assert stderr.strip() == (f"Error: {said}; nothing was replaced; finished tiles are kept: "
+                              "rerun with --resume")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["heat.tif.partial", "scene.tif"]
+    assert "resumed" in assert_ok(run_cli(*args, "--resume")).stdout
 
 
 def test_resume_after_the_input_changed_is_refused(tmp_path, scene, store):

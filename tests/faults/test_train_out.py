@@ -26,7 +26,8 @@ def test_bundle_marker_with_the_users_files_beside_it(tmp_path, scene):
     (out / "model.json").write_text(json.dumps({"format": "hsanomaly-model", "files": {}}))
     (out / "thesis-draft.docx").write_text("keep me")
     tree = Tree(tmp_path)
-    assert_one_error(run_cli("train", scene, "--out", out, "-q"), "--out", "not a model bundle")
+    assert_one_error(run_cli("train", scene, "--out", out, "-q"), "--out holds a model bundle "
+                     "and thesis-draft.docx, which is not part of one")
     tree.assert_unchanged()
 
 

@@ -185,6 +185,19 @@ def test_missing_model_gives_the_library_message(scene, tmp_path):
     assert str(err.value) == str(library.value)
 
 
+def warning_log(feedback_class):
+    """A QGIS feedback that keeps the warnings pushed to it (``.warnings``)."""
+    class Log(feedback_class):
+        def __init__(self):
+            super().__init__()
+            self.warnings = []
+
+        def pushWarning(self, text):
+            self.warnings.append(text)
+
+    return Log()
+
+
 def test_library_warnings_reach_the_algorithm_log(plugin, tmp_path):
     """A warning of the library (here --far auto above every score, from write_polygons) is
     pushed to the algorithm's feedback while the library runs, and only then."""
@@ -195,20 +208,12 @@ def test_library_warnings_reach_the_algorithm_log(plugin, tmp_path):
     from hsanomaly_qgis.algorithms.base import library_errors
     from qgis.core import QgsProcessingFeedback
 
-    class Log(QgsProcessingFeedback):
-        def __init__(self):
-            super().__init__()
-            self.warnings = []
-
-        def pushWarning(self, text):
-            self.warnings.append(text)
-
     scores = np.minimum(1 / np.random.default_rng(5).uniform(size=(100, 100)), 200.0)
     heat = tmp_path / "heat.tif"
     with rasterio.open(heat, "w", driver="GTiff", dtype="float32", count=1, height=100,
                        width=100) as dst:
         dst.write(scores.astype(np.float32)[None])
-    log = Log()
+    log = warning_log(QgsProcessingFeedback)
     with library_errors(log):
         assert write_polygons(heat, tmp_path / "auto.gpkg", far="auto") == 0
     logging.getLogger("hsanomaly").warning("after the algorithm")
@@ -242,3 +247,21 @@ def test_ignore_wavelengths_reaches_a_model_score_and_leaves_baselines_alone(sce
         run_detect(INPUT=raster, SCORE="recon", IGNORE_WAVELENGTHS=True,
                    OUTPUT=tmp_path / "recon.tif")
     assert given["score"] == "recon" and given["ignore_wavelengths"] is True
+
+
+def test_the_librarys_warnings_about_the_data_reach_the_algorithms_log(plugin):
+    """Data warnings are Python warnings (``HsanomalyWarning``): a dialog showed none of them,
+    only the logged ones."""
+    import warnings
+
+    from hsanomaly.io.checks import warn
+    from hsanomaly_qgis.algorithms.base import library_errors
+    from qgis.core import QgsProcessingFeedback
+
+    log = warning_log(QgsProcessingFeedback)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        with library_errors(log):
+            warn("scene.tif: band 3's values lie 1e12 times\n   their spread")
+        warn("after the algorithm")
+    assert log.warnings == ["scene.tif: band 3's values lie 1e12 times their spread"]

@@ -19,10 +19,11 @@ here (``document.check_findings``), so the document says where the public scenes
 
 import contextlib
 import json
-import logging
 import os
+import re
 import tempfile
 import time
+import warnings
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
@@ -60,14 +61,9 @@ def run_scene(scene, data, models, config, figures, log):
 def _trained_as_the_thesis():
     """The reproduction scores models trained as the thesis trained them, on purpose: the
     scores' advice to train otherwise (``--whiten`` for recon) is not for it."""
-    gan_log = logging.getLogger(gan.__name__)
-    advice = logging.Filter()
-    advice.filter = lambda record: not getattr(record, gan.TRAINING_ADVICE, False)
-    gan_log.addFilter(advice)
-    try:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*" + re.escape(gan.TRAINING_ADVICE))
         yield
-    finally:
-        gan_log.removeFilter(advice)
 
 
 def thesis_scene(scene, config, figures, models_root, log=None):

@@ -4,6 +4,7 @@ import contextlib
 import logging
 import re
 import time
+import warnings
 from pathlib import Path
 
 from qgis.core import QgsProcessingAlgorithm, QgsProcessingException
@@ -145,16 +146,27 @@ class FeedbackWarnings(logging.Handler):
 def library_errors(feedback=None, labels=None):
     """Raise library failures as QgsProcessingException with their one-line message, and a
     missing package as the pip command that installs it; with ``feedback``, the library's
-    warnings go to its log meanwhile (a dialog shows no terminal); with ``labels``
+    warnings (its log's and its ``HsanomalyWarning``s) go to its log meanwhile (a dialog shows
+    no terminal); with ``labels``
     ({"--tile": "Tile size"}), the options a message names become the dialog's fields."""
     try:
-        from hsanomaly.errors import HsanomalyError
+        from hsanomaly.errors import HsanomalyError, HsanomalyWarning
     except ImportError:
         raise QgsProcessingException(install_hint(["hsanomaly"])) from None
     logger, handler = logging.getLogger("hsanomaly"), None
+    shown = warnings.showwarning
     if feedback is not None:
         handler = FeedbackWarnings(feedback)
         logger.addHandler(handler)
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            """The library's warnings about the data, in the log as one line each."""
+            if issubclass(category, HsanomalyWarning):
+                feedback.pushWarning(" ".join(str(message).split()))
+            else:
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
     try:
         yield
     except HsanomalyError as err:
@@ -169,6 +181,7 @@ def library_errors(feedback=None, labels=None):
             raise
         raise QgsProcessingException(install_hint(absent)) from None
     finally:
+        warnings.showwarning = shown
         if handler is not None:
             logger.removeHandler(handler)
 
