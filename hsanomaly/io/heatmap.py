@@ -12,7 +12,7 @@ import errno
 import json
 from pathlib import Path
 
-from .ownership import SOFTWARE, TAG_PREFIX
+from .ownership import SOFTWARE, TAG_PREFIX, grid_text
 
 OUTPUT_BLOCK = 256
 OVERVIEW_MIN = 256        # build overview levels until the smaller side is below this
@@ -41,7 +41,8 @@ def heatmap_tags(scorer, source):
 
     params = scorer.params()
     tags = {"SCORE": scorer.name, "PARAMETERS": json.dumps(params, sort_keys=True),
-            "VERSION": __version__, "INPUT": Path(str(source.name)).name}
+            "VERSION": __version__, "INPUT": Path(str(source.name)).name,
+            "GRID": grid_text(source.width, source.height, source.profile.get("transform"))}
     bundle = getattr(scorer, "bundle", None) or getattr(getattr(scorer, "gan", None), "bundle", None)
     if bundle is not None:
         tags["MODEL_DIGEST"] = params.get("model", "")

@@ -19,13 +19,25 @@ def _ours(text):
     return text == "hsanomaly" or text.startswith("hsanomaly ")
 
 
-def _geotiff_tags(path):
+GRID_TAG = TAG_PREFIX + "GRID"      # the heatmap's own size and geotransform
+
+
+def grid_text(width, height, transform):
+    """A raster's grid as a heatmap records it: a copy that GDAL cut, resampled or warped
+    keeps the heatmap's tags, but not this."""
+    place = (1, 0, 0, 0, 1, 0) if transform is None else tuple(transform)[:6]   # GDAL's default
+    return f"{width}x{height} " + ",".join(f"{float(v):.12g}" for v in place)
+
+
+def _geotiff_tags(path, grid=False):
+    """A raster's dataset tags (with ``grid``: and its ``grid_text``), or None."""
     from .atomic import native_quiet
     from .source import open_raster
 
     try:
         with native_quiet(), open_raster(path) as ds:
-            return ds.tags()
+            tags = ds.tags()
+            return (tags, grid_text(ds.width, ds.height, ds.transform)) if grid else tags
     except HsanomalyError:
         return None
 
@@ -41,8 +53,12 @@ def is_own_detect_output(path):
     """A heatmap or extra raster of ``detect``: it describes itself with HSANOMALY_ tags. A
     scene ``convert`` wrote names hsanomaly too, but it is someone's input, not a result a
     detect run may replace."""
-    tags = _geotiff_tags(path)
-    return tags is not None and any(k.startswith(TAG_PREFIX) for k in tags)
+    found = _geotiff_tags(path, grid=True)
+    if found is None:
+        return False
+    tags, grid = found
+    return (any(k.startswith(TAG_PREFIX) for k in tags)
+            and tags.get(GRID_TAG, grid) == grid)     # heatmaps before this tag: by the tags
 
 
 def is_own_png(path):

@@ -200,7 +200,7 @@ def refuse_foreign_side_files(rasters, is_own):
     for label, path in rasters:
         if not _is_path(path) or (os.path.lexists(path) and is_own(path)):
             continue                       # an earlier output's side files go with it
-        for side_label, side in side_files([(label, path)]):
+        for _, side in side_files([(label, path)]):
             if os.path.lexists(side):
                 raise HsanomalyError(f"{side}: a file GDAL would read as part of {label} "
                                      f"{path}, which hsanomaly did not write; remove it, or "

@@ -103,3 +103,27 @@ def test_a_program_whose_name_begins_with_hsanomaly_is_not_hsanomaly():
 
     assert _ours("hsanomaly 0.2.0") and _ours("hsanomaly")
     assert not _ours("hsanomaly-viewer 3.1") and not _ours("hsanomalyx") and not _ours(None)
+
+
+def test_a_heatmap_cut_by_gdal_keeps_our_tags_but_is_not_ours(tmp_path, scene, earlier):
+    """gdal_translate, gdalwarp and QGIS's Save As copy a heatmap's HSANOMALY_ tags: a clip of
+    an earlier heatmap was replaced by the next detect named after it. The heatmap records its
+    own grid; a copy on another grid is someone's file, a copy on the same grid is ours."""
+    import rasterio
+    import rasterio.shutil
+    from rasterio.windows import Window
+
+    rasterio.shutil.copy(earlier, tmp_path / "copy.tif", driver="GTiff")
+    with rasterio.open(earlier) as ds:
+        window = Window(2, 3, 20, 15)
+        profile = {**ds.profile, "width": 20, "height": 15,
+                   "transform": ds.window_transform(window)}
+        data, tags = ds.read(window=window), ds.tags()
+    with rasterio.open(tmp_path / "clip.tif", "w", **profile) as out:
+        out.write(data)
+        out.update_tags(**tags)
+    tree = Tree(tmp_path)
+    assert_one_error(run_cli("detect", scene, tmp_path / "clip.tif", "--score", "rx", "-q"),
+                     "clip.tif: DST exists and is not a heatmap written by hsanomaly")
+    tree.assert_unchanged()
+    assert_ok(run_cli("detect", scene, tmp_path / "copy.tif", "--score", "rx", "-q"))
