@@ -195,3 +195,18 @@ def test_a_rate_never_allows_every_pixel():
 
     assert rate_count(0.29, 100) == 29 and rate_count(1 - 1e-13, 100) == 99
     assert threshold_from_far(np.arange(100.0).reshape(10, 10), 1 - 1e-13) == 0.0
+
+
+def test_an_option_of_the_other_latent_search_is_said_to_do_nothing():
+    """--restarts with the fast solver, --refine with the thesis's: ignored without a word."""
+    import warnings
+
+    with pytest.warns(HsanomalyWarning, match="--restarts, --steps: an option of the other "
+                                              "latent search, which --solver fast does not use"):
+        make_scorer("recon", model="not loaded", restarts=64, steps=5)
+    with pytest.warns(HsanomalyWarning, match="--refine: .*--solver thesis does not use"):
+        make_scorer("resrx", model="not loaded", solver="thesis", refine=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", HsanomalyWarning)
+        make_scorer("recon", model="not loaded", refine=2, codebook=1024)
+        make_scorer("recon", model="not loaded", solver="thesis", restarts=2, steps=3)

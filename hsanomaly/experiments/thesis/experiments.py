@@ -168,8 +168,8 @@ def solvers(run):
     n_target = int(target.sum())
     rows = {}
     for name, options in SOLVERS:
-        scorer = make_scorer("recon", model=run.model(), seed=config.seed,
-                             codebook=config.codebook, **options)
+        own = {"codebook": config.codebook} if options.get("solver") != "thesis" else {}
+        scorer = make_scorer("recon", model=run.model(), seed=config.seed, **own, **options)
         cpu = time.process_time()
         cost = score_array(ArraySource(pixels, name=run.stem), scorer)["score"][0, 0]
         curve = roc_curve(cost[:n_target], cost[n_target:])
