@@ -16,6 +16,7 @@ from . import defaults
 from . import errors
 from .errors import HsanomalyError
 from .io.checks import one_job
+from .latent import DEPRECATED_NAMES
 from .io.inputs import as_source
 from .scorers import check_scorer, current_options, make_scorer, scorer_class
 
@@ -86,7 +87,10 @@ class Detector:
         return Tags(estimator_type=None, target_tags=TargetTags(required=False))
 
     def __repr__(self):
-        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items() if v is not None)
+        from .validate import model_path
+
+        shown = {**self.get_params(), "model": model_path(self.model)}   # a Bundle by its folder
+        params = ", ".join(f"{k}={v!r}" for k, v in shown.items() if v is not None)
         return f"Detector({params})"
 
     # pickling: a quick model lives in a temporary folder that goes with this object, so a
@@ -131,6 +135,8 @@ class Detector:
         source, _ = as_source(X)
         cls = scorer_class(self.score_name)
         options = current_options(self.score_name, self.options, warn=False)   # said when built
+        if options.get("solver") in DEPRECATED_NAMES:                           # so was this
+            options["solver"] = DEPRECATED_NAMES[options["solver"]]
         # absolute: a pickled detector is unpickled wherever it goes (another process, another
         # working directory) and reads the bundle's codebook there
         from .validate import model_path

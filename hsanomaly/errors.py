@@ -1,6 +1,8 @@
 """What users see when something is wrong: one exception type (a one-line message naming the
 file and the problem) and one warning type."""
 
+import threading
+
 
 class HsanomalyError(Exception):
     """A user-facing error; the CLI prints ``str(err)`` on one line and exits non-zero."""
@@ -22,9 +24,14 @@ def _not_fitted_error():
     return NotFittedError
 
 
+_MAKING = threading.Lock()
+
+
 def __getattr__(name):
     if name == "NotFittedError":
-        globals()[name] = _not_fitted_error()
+        with _MAKING:        # one class for every thread, or an ``except`` could miss another's
+            if name not in globals():
+                globals()[name] = _not_fitted_error()
         return globals()[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

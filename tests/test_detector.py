@@ -464,6 +464,7 @@ def test_a_bundle_that_train_returned_is_a_model(tmp_path):
     by_path = hsanomaly.Detector("resrx", model=bundle.path).fit(cube).score(cube)
     detector = hsanomaly.Detector("resrx", model=bundle)
     assert detector.get_params()["model"] is bundle
+    assert repr(detector) == f"Detector(score='resrx', model={bundle.path!r}, tile=256)"
     np.testing.assert_array_equal(detector.fit(cube).score(cube), by_path)
     result = hsanomaly.detect(path, tmp_path / "heat.tif", score="resrx", model=bundle)
     assert result.model == str(bundle.path)
@@ -514,11 +515,39 @@ def test_a_cube_that_looks_bands_last_is_warned_about():
 
     cube, _ = synthetic_cube(bands=40, rows=40, cols=40)
     with pytest.warns(hsanomaly.HsanomalyWarning, match=r"the array of shape \(40, 40, 40\): its "
-                      r"last axis varies as smoothly as spectra do.*np.moveaxis\(X, -1, 0\)"):
+                      r"last axis varies far more smoothly than its first two, as spectra do.*"
+                      r"if the bands are last, pass np.moveaxis\(X, -1, 0\)"):
         hsanomaly.Detector("rx").fit(np.moveaxis(cube, 0, -1))
     with pytest.warns(hsanomaly.HsanomalyWarning, match="the masked array of shape"):
         hsanomaly.Detector("rx").fit(np.ma.masked_invalid(np.moveaxis(cube, 0, -1)))
+    masked = np.ma.masked_array(cube.copy(), np.zeros(cube.shape, bool))
+    masked[:, :, :15] = -9999.0                 # a float product's nodata under the mask
+    masked[:, :, :15] = np.ma.masked
     with warnings.catch_warnings():
         warnings.simplefilter("error", hsanomaly.HsanomalyWarning)
+        warnings.simplefilter("error", RuntimeWarning)    # nor numpy's of an all-NaN line
         hsanomaly.Detector("rx").fit(cube)                              # bands first: quiet
+        hsanomaly.Detector("rx").fit(masked)
         hsanomaly.Detector("rx").fit(synthetic_cube(bands=12)[0])
+
+
+def test_the_not_fitted_error_is_one_class_in_every_thread():
+    """Made on first use, it was made once per thread that asked at the same moment, and an
+    ``except`` naming one missed another's."""
+    import threading
+
+    from hsanomaly import errors
+
+    errors.__dict__.pop("NotFittedError", None)
+    seen, start = [], threading.Barrier(8)
+
+    def ask():
+        start.wait()
+        seen.append(errors.NotFittedError)
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(seen)) == 1 and seen[0] is hsanomaly.NotFittedError

@@ -143,10 +143,15 @@ def test_rings_text_is_pairs_and_nothing_else():
 def test_more_pca_than_bands_is_said():
     """gmm's --pca 300 on fewer bands ran with as many components as bands and recorded 300,
     without a word."""
+    import warnings
+
     cube = np.random.default_rng(0).normal(size=(6, 30, 30)).astype(np.float32)
     with pytest.warns(HsanomalyWarning, match="--pca 10 is more than the bands .6.; the "
                                               "mixture is fitted on 6 principal components"):
         Detector("gmm", pca=10).fit(cube)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", HsanomalyWarning)
+        Detector("gmm").fit(cube)             # the default is no request: no word
 
 
 def test_the_cli_refuses_a_former_name_that_never_was_a_flag(synthetic_raster, tmp_path):
@@ -210,3 +215,19 @@ def test_an_option_of_the_other_latent_search_is_said_to_do_nothing():
         warnings.simplefilter("error", HsanomalyWarning)
         make_scorer("recon", model="not loaded", refine=2, codebook=1024)
         make_scorer("recon", model="not loaded", solver="thesis", restarts=2, steps=3)
+
+
+def test_a_batch_is_one_job_and_says_a_warning_once(synthetic_raster, tmp_path):
+    """detect_many's detects are jobs inside its job: a deprecation was said once for the batch
+    and once more for each raster."""
+    import shutil
+
+    import hsanomaly
+
+    path, _, _ = synthetic_raster
+    other = shutil.copy(path, tmp_path / "other.tif")
+    with pytest.warns(hsanomaly.HsanomalyDeprecationWarning) as said:
+        items = hsanomaly.detect_many([path, other], tmp_path / "out", score="lrx",
+                                      components=4)
+    assert [item.status for item in items] == ["scored", "scored"]
+    assert len([w for w in said if "calls this option pca now" in str(w.message)]) == 1

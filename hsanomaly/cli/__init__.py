@@ -49,10 +49,10 @@ class LazyGroup(click.Group):
         for name in ("rasterio", "pyogrio", "fiona"):   # GDAL's errors arrive as exceptions
             logging.getLogger(name).addHandler(logging.NullHandler())
         shown, warnings.showwarning = warnings.showwarning, _show_warning
-        received = []
+        received, terminate = [], None
         try:    # SIGTERM (kill, systemd, Slurm, docker stop) cleans up as Ctrl-C does
-            signal.signal(signal.SIGTERM, lambda number, _: (received.append(number),
-                                                             _interrupt()))
+            terminate = signal.signal(signal.SIGTERM, lambda number, _: (received.append(number),
+                                                                         _interrupt()))
         except ValueError:           # not the main thread (a caller's own thread): left as is
             pass
         try:
@@ -77,6 +77,8 @@ class LazyGroup(click.Group):
             _fail(f"{err.filename or ctx.command_path}: {describe(err)}", 1)
         finally:
             warnings.showwarning = shown
+            if terminate is not None:
+                signal.signal(signal.SIGTERM, terminate)
 
 
 def with_verbosity(command):
@@ -115,11 +117,14 @@ def _interrupt():
 
 
 def _kept(ctx):
-    """What an interrupted command keeps for its next run; nothing else was replaced."""
-    kept = {"detect": "finished tiles are kept: rerun with --resume",
-            "detect-many": "finished rasters and tiles are kept: rerun the same command",
-            "train": "its checkpoint is kept: rerun with --resume"}.get(ctx.invoked_subcommand)
-    return f"; nothing was replaced{'; ' + kept if kept else ''}"
+    """What an interrupted command leaves: its outputs as they were, and what its next run
+    can take up (it cannot tell here how far it got, so "if any")."""
+    return {"detect": "; nothing was replaced; the tiles finished, if any, are kept for "
+                      "--resume",
+            "detect-many": "; the rasters finished are kept, the one being scored was not "
+                           "replaced; rerun without --overwrite to go on",
+            "train": "; nothing was replaced; a checkpoint, if one was written, is kept for "
+                     "--resume"}.get(ctx.invoked_subcommand, "; nothing was replaced")
 
 
 def _fail(message, status):

@@ -95,7 +95,9 @@ def method_scorer(method, scene, seed, models):
         options = {"seed": seed, **options}
     if not cls.needs_model:
         return make_scorer(name, **options), None
-    model = models.get(scene, seed, **cls.model_training)
+    # a training option at its default (the residual scores' whiten=False) is the shared
+    # plain model, not a model of its own
+    model = models.get(scene, seed, **{k: v for k, v in cls.model_training.items() if v})
     return make_scorer(name, model=model.path, **options), model
 
 

@@ -37,6 +37,9 @@ def one_job():
     """The scope of ``warn_once``: each job of the library (a ``train``, ``detect``,
     ``evaluate``, ``Detector.fit`` or ``score``) says each warning once, and the next job
     says it again, as the user's warning filters decide. Usable as a decorator."""
+    if _SAID_IN_JOB.get() is not None:      # a job inside a job (detect_many's detects)
+        yield
+        return
     token = _SAID_IN_JOB.set(set())
     try:
         yield

@@ -203,5 +203,6 @@ def refuse_foreign_side_files(rasters, is_own):
         for _, side in side_files([(label, path)]):
             if os.path.lexists(side):
                 raise HsanomalyError(f"{side}: a file GDAL would read as part of {label} "
-                                     f"{path}, which hsanomaly did not write; remove it, or "
-                                     "pass --overwrite to have it removed")
+                                     f"{path}, and no raster of hsanomaly's is there for it to "
+                                     "belong to; remove it, or pass --overwrite to have it "
+                                     "removed")

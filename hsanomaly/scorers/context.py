@@ -53,6 +53,7 @@ class ResidualScorer(Purged, Scorer):
     options = ReconScorer.options + ("sample", "trim", "neighbour_weight")
     local = None              # spatial term on the pixels (LocalRX or MultiRingLRX)
     residual_local = None     # spatial term on the residuals (MultiRingLRX)
+    model_training = {"whiten": False}   # measured on plain models: a whitened one loses 0.007
     weight = 1.0              # weight of the resrx term
 
     def __init__(self, model, sample=defaults.RESIDUAL_SAMPLE, seed=defaults.SEED, trim=defaults.RESIDUAL_TRIM,
@@ -65,6 +66,7 @@ class ResidualScorer(Purged, Scorer):
         self.neighbour_weight = check_neighbour_weight(neighbour_weight)
         self.gan = ReconScorer(model, seed=seed, **gan_options)
         self.gan.model_training = self.model_training   # the model this score wants, not recon's
+        self.gan.shown_as = self.name                   # and what its warnings call it
         self.sample, self.seed, self.trim = int(sample), int(seed), float(trim)
 
     extra_outputs = GanScorer.extra_outputs

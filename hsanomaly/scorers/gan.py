@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import defaults
 from ..errors import HsanomalyError
-from ..io.checks import warn
+from ..io.checks import warn_once
 from .base import Scorer
 
 SOLVER_OPTIONS = ("solver", "restarts", "steps", "codebook", "refine", "codebook_scale", "c1",
@@ -201,8 +201,6 @@ OWN_OPTIONS = {"fast": ("codebook", "refine", "codebook_scale"), "thesis": ("res
 def _warn_of_the_other_solvers_options(solver, given):
     """An option of the other latent search, set away from its default, does nothing here:
     say so (it was ignored without a word)."""
-    from ..io.checks import warn_once
-
     other = [name for owner, names in OWN_OPTIONS.items() if owner != solver for name in names
              if given[name] != getattr(defaults, name.upper())]
     if other:
@@ -212,22 +210,20 @@ def _warn_of_the_other_solvers_options(solver, given):
 
 
 TRAINING_ADVICE = "ranks best on a model trained"   # the warning below, for a filter
-TRAINING_DEFAULTS = {"whiten": False}   # what a score that declares no training was measured on
 
 
 def _warn_if_trained_otherwise(scorer):
-    """A model trained otherwise than the score was measured on (its ``model_training``, else
-    the training defaults: a whitened model costs the default score 0.007 AUC) still scores,
-    but say so once, when it loads."""
+    """A model trained otherwise than the score declares (``model_training``) still scores,
+    but not as the score was measured: say so once, when it loads. ``scorer.shown_as``: the
+    score that uses this one inside (the residual scores' own GAN part)."""
     settings = scorer.bundle.meta.get("training", {}).get("settings", {})
-    wanted = {**TRAINING_DEFAULTS, **scorer.model_training}
-    unlike = [key for key, value in wanted.items()
-              if bool(settings.get(key, TRAINING_DEFAULTS.get(key))) != bool(value)]
+    unlike = [key for key, value in scorer.model_training.items()
+              if bool(settings.get(key, False)) != bool(value)]
     if unlike:
-        how = " ".join(f"{'with' if wanted[key] else 'without'} --{key.replace('_', '-')}"
-                       for key in unlike)
-        warn(f"{scorer.model}: {scorer.name} {TRAINING_ADVICE} {how} (hsanomaly train); this "
-             "one was not")
+        how = " ".join(f"{'with' if scorer.model_training[key] else 'without'} "
+                       f"--{key.replace('_', '-')}" for key in unlike)
+        warn_once(f"{scorer.model}: {getattr(scorer, 'shown_as', scorer.name)} "
+                  f"{TRAINING_ADVICE} {how} (hsanomaly train); this one was not")
 
 
 def _windows(pre, inner, window):

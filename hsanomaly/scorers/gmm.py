@@ -35,7 +35,7 @@ class GaussianMixtureScorer(Scorer):
         check_pixels(source, len(X), max(2, self.components),
                      f"a mixture of {self.components} components", "one per component")
         kept = min(self.pca, X.shape[1], len(X))
-        if kept < self.pca:          # the heatmap's tag records the value asked for
+        if kept < self.pca != defaults.GMM_PCA:   # asked for (the tag records it)
             warn_once(f"{source.name}: --pca {self.pca} is more than the "
                       f"{'bands' if kept == X.shape[1] else 'pixels sampled'} ({kept}); the "
                       f"mixture is fitted on {kept} principal components")

@@ -265,3 +265,38 @@ def test_the_librarys_warnings_about_the_data_reach_the_algorithms_log(plugin):
             warn("scene.tif: band 3's values lie 1e12 times\n   their spread")
         warn("after the algorithm")
     assert log.warnings == ["scene.tif: band 3's values lie 1e12 times their spread"]
+
+
+def test_overlapping_algorithms_each_log_their_own_warnings(plugin):
+    """QGIS runs algorithms in threads, several at once: each swapped the process's
+    showwarning and put back what it found, so the first to end left the second's in place
+    (its warnings went to a finished algorithm's log, or raised on a deleted one)."""
+    import threading
+    import warnings
+
+    from hsanomaly.io.checks import warn
+    from hsanomaly_qgis.algorithms.base import library_errors
+    from qgis.core import QgsProcessingFeedback
+
+    original = warnings.showwarning
+    logs = [warning_log(QgsProcessingFeedback) for _ in range(2)]
+    inside, leave = threading.Barrier(2), [threading.Event(), threading.Event()]
+
+    def algorithm(i):
+        with library_errors(logs[i]):
+            inside.wait()
+            warn(f"from algorithm {i}")
+            leave[i].wait()
+
+    threads = [threading.Thread(target=algorithm, args=(i,)) for i in range(2)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = original          # catch_warnings restores it; keep the real one
+        for thread in threads:
+            thread.start()
+        leave[0].set()
+        threads[0].join()
+        leave[1].set()
+        threads[1].join()
+        assert warnings.showwarning is original
+    assert [log.warnings for log in logs] == [["from algorithm 0"], ["from algorithm 1"]]

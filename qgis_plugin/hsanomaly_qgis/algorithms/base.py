@@ -3,6 +3,7 @@
 import contextlib
 import logging
 import re
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -150,25 +151,16 @@ def library_errors(feedback=None, labels=None):
     no terminal); with ``labels``
     ({"--tile": "Tile size"}), the options a message names become the dialog's fields."""
     try:
-        from hsanomaly.errors import HsanomalyError, HsanomalyWarning
+        from hsanomaly.errors import HsanomalyError
     except ImportError:
         raise QgsProcessingException(install_hint(["hsanomaly"])) from None
     logger, handler = logging.getLogger("hsanomaly"), None
-    shown = warnings.showwarning
     if feedback is not None:
         handler = FeedbackWarnings(feedback)
         logger.addHandler(handler)
-
-        def show(message, category, filename, lineno, file=None, line=None):
-            """The library's warnings about the data, in the log as one line each."""
-            if issubclass(category, HsanomalyWarning):
-                feedback.pushWarning(" ".join(str(message).split()))
-            else:
-                shown(message, category, filename, lineno, file, line)
-
-        warnings.showwarning = show
     try:
-        yield
+        with warnings_to(feedback) if feedback is not None else contextlib.nullcontext():
+            yield
     except HsanomalyError as err:
         message = str(err)
         for option, field in (labels or {}).items():     # an option, not part of a path
@@ -181,9 +173,45 @@ def library_errors(feedback=None, labels=None):
             raise
         raise QgsProcessingException(install_hint(absent)) from None
     finally:
-        warnings.showwarning = shown
         if handler is not None:
             logger.removeHandler(handler)
+
+
+# QGIS runs algorithms in worker threads, several at once: one ``showwarning`` for the process
+# sends each library warning to the log of the algorithm running in the warning's thread (or,
+# from a thread of the library's own, to the one algorithm running), and is put back when none is
+_ROUTES, _ROUTES_LOCK, _SHOWN = {}, threading.Lock(), []
+
+
+def _show(message, category, filename, lineno, file=None, line=None):
+    from hsanomaly.errors import HsanomalyWarning
+
+    with _ROUTES_LOCK:
+        feedback = _ROUTES.get(threading.get_ident())
+        if feedback is None and len(_ROUTES) == 1:
+            feedback = next(iter(_ROUTES.values()))
+        shown = _SHOWN[0]          # set before _show is ever put in place
+    if feedback is not None and issubclass(category, HsanomalyWarning):
+        feedback.pushWarning(" ".join(str(message).split()))
+    else:
+        shown(message, category, filename, lineno, file, line)
+
+
+@contextlib.contextmanager
+def warnings_to(feedback):
+    """The library's ``HsanomalyWarning``s raised meanwhile, one line each in ``feedback``."""
+    with _ROUTES_LOCK:
+        if not _ROUTES:
+            _SHOWN[:] = [warnings.showwarning]
+            warnings.showwarning = _show
+        _ROUTES[threading.get_ident()] = feedback
+    try:
+        yield
+    finally:
+        with _ROUTES_LOCK:
+            _ROUTES.pop(threading.get_ident(), None)
+            if not _ROUTES and warnings.showwarning is _show:
+                warnings.showwarning = _SHOWN[0]
 
 
 def named_source(value, context):
