@@ -16,8 +16,8 @@ from . import defaults
 from . import errors
 from .errors import HsanomalyError
 from .io.checks import one_job
-from .latent import DEPRECATED_NAMES
 from .io.inputs import as_source
+from .latent import DEPRECATED_NAMES
 from .scorers import check_scorer, current_options, make_scorer, scorer_class
 
 
