@@ -174,10 +174,9 @@ def detect_many(inputs, out_dir, *, score=None, model=None, tile=defaults.TILE, 
 
 
 def _batch_state(src, dst, score, model, tile, options):
-    """What ``detect_many`` does with ``dst``: "skip" it (finished, and carrying the fingerprint
-    of ``src`` scored now), "resume" its interrupted run (of that same fingerprint), or "score"
-    it from the start (an interrupted run of another input or settings is not resumed: its
-    tiles could never be used, and resuming it would fail on every rerun)."""
+    """What ``detect_many`` does with ``dst``: "skip" it (finished, with the fingerprint of
+    ``src`` scored now), "resume" its interrupted run of that fingerprint, or "score" it from
+    the start (another run's tiles could never be used; resuming them would fail every time)."""
     from .engine.detect import expected_fingerprint, read_fingerprint
     from .engine.store import read_manifest, store_path
     from .scorers import scorer_class
@@ -192,9 +191,10 @@ def _batch_state(src, dst, score, model, tile, options):
         expected = expected_fingerprint(src, scorer, tile=tile)
     except Exception:            # anything wrong with the input or model: detect will say what
         return "resume"
-    if store.exists():
-        return "resume" if read_manifest(store).get("fingerprint") == expected else "score"
-    return "skip" if dst.exists() and read_fingerprint(dst) == expected else "score"
+    if dst.exists() and read_fingerprint(dst) == expected:   # a store beside it: left over
+        return "skip"                                          # from a commit another finished
+    return "resume" if store.exists() and read_manifest(store).get("fingerprint") == expected \
+        else "score"
 
 
 def _one_line(src, err):

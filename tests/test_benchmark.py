@@ -242,6 +242,22 @@ def test_published_aucs_are_tabulated_beside_ours(scene_dir, tmp_path):
     assert "| mean | - | 0.8500 | 1.0000 | 0.8750 | 1.0000 | +0.1250 |" in table
 
 
+def test_a_reference_that_is_no_table_or_names_no_scene_here_is_said(scene_dir, tmp_path):
+    """A text file or an empty one was taken as no reference at all, and a table of other
+    scenes was dropped, all without a word."""
+    from hsanomaly.errors import HsanomalyWarning
+
+    for text in ("hello\n", ""):
+        (tmp_path / "r.csv").write_text(text)
+        with pytest.raises(HsanomalyError, match="r.csv: not a CSV with columns scene, method, "
+                                                 "auc"):
+            run_benchmark(scene_dir, ["rx"], [0], reference=tmp_path / "r.csv")
+    (tmp_path / "r.csv").write_text("scene,method,auc\nelsewhere,rx,0.5\n")
+    with pytest.warns(HsanomalyWarning, match="--reference: none of its scenes .elsewhere"):
+        result = run_benchmark(scene_dir, ["rx"], [0], reference=tmp_path / "r.csv")
+    assert result.reference == {}
+
+
 def test_the_published_figures_face_the_configuration_chosen_without_the_scene():
     """With the held-out protocol run, the reference table's "ours" is each scene's held-out
     AUC, never the in-sample best; a method published for only some scenes gets a mean row of
@@ -305,19 +321,22 @@ def test_methods_carry_their_options_and_seeds_follow_the_registry():
 def test_a_method_with_options_runs_like_the_score_with_them(scene_dir):
     result = run_benchmark(scene_dir, ["lrx", "lrx:outer=9:guard=3"], [0], scenes=["alpha"])
     assert [r["method"] for r in result.runs] == ["lrx", "lrx:outer=9:guard=3"]
-    with pytest.raises(HsanomalyError, match="--bogus"):
-        run_benchmark(scene_dir, ["lrx:bogus=1"], [0])
+    with pytest.raises(HsanomalyError, match=r"score 'lrx:bogus=1': bogus: score 'lrx' does "
+                                             r"not take this option \(it takes outer, guard, pca"):
+        run_benchmark(scene_dir, ["lrx:bogus=1"], [0])        # the spec's terms, not flags
+    with pytest.raises(HsanomalyError, match="score 'lrx:outer=21:outer=7': outer given twice"):
+        run_benchmark(scene_dir, ["lrx:outer=21:outer=7"], [0])
     with pytest.raises(HsanomalyError, match="not among the scores run"):
         run_benchmark(scene_dir, ["rx"], [0], select=["lrx"])
 
 
 def test_a_bad_option_value_is_refused_before_any_model_is_trained(scene_dir, tmp_path):
-    for method, message in (("recon:codebook_scale=abc", "--codebook-scale must be a finite"),
-                            ("mlrx:purge=0.9", "--purge must lie in"),
-                            ("recon:c2=abc", "--c2 must be a finite number, got 'abc'"),
-                            ("dualcontext:top_rings=two", "--top-rings must be a whole number"),
-                            ("resrx:refine=1.5", "--refine must be a whole number"),
-                            ("gmm:seed=-1", "--seed must be a whole number from 0")):
+    for method, message in (("recon:codebook_scale=abc", "codebook_scale must be a finite"),
+                            ("mlrx:purge=0.9", ": purge must lie in"),
+                            ("recon:c2=abc", ": c2 must be a finite number, got 'abc'"),
+                            ("dualcontext:top_rings=two", "top_rings must be a whole number"),
+                            ("resrx:refine=1.5", ": refine must be a whole number"),
+                            ("gmm:seed=-1", ": seed must be a whole number from 0")):
         with pytest.raises(HsanomalyError, match=message):
             run_benchmark(scene_dir, ["rx", method], [0], models_dir=tmp_path / "models")
     assert not (tmp_path / "models").exists()

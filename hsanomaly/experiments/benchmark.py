@@ -18,6 +18,7 @@ during scoring.
 
 import csv
 import os
+import re
 import tempfile
 import time
 import tracemalloc
@@ -28,6 +29,7 @@ from ..engine import fit_scorer, score_array
 from ..errors import HsanomalyError
 from ..evaluation import evaluate
 from ..io import ArraySource
+from ..io.checks import warn
 from ..options import KINDS
 from ..scorers import check_scorer, make_scorer, scorer_class
 from ..runtime import training_unavailable
@@ -48,7 +50,9 @@ def parse_method(method):
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise HsanomalyError(f"method {method!r}: options are written name:key=value")
+            raise HsanomalyError(f"score {method!r}: options are written name:key=value")
+        if key.replace("-", "_") in options:          # the last one won, under both in the label
+            raise HsanomalyError(f"score {method!r}: {key} given twice")
         options[key.replace("-", "_")] = _value(value)
     return name, options
 
@@ -74,7 +78,12 @@ def check_methods(methods):
     unavailable = training_unavailable()
     for method in methods:
         name, options = parse_method(method)
-        if check_scorer(name, options).needs_model and unavailable:
+        try:
+            cls = check_scorer(name, options)
+        except HsanomalyError as err:     # the command line's words, in the spec's own terms
+            raise HsanomalyError(f"score {method!r}: " + re.sub(
+                r"--([a-z][a-z-]*)", lambda m: m.group(1).replace("-", "_"), str(err))) from None
+        if cls.needs_model and unavailable:
             raise HsanomalyError(f"score {name!r} needs a model trained per scene and seed, "
                                  f"and {unavailable}")
 
@@ -154,6 +163,8 @@ def read_reference(path):
         raise HsanomalyError(f"{path}: cannot read ({error.strerror})") from None
     except (KeyError, TypeError, ValueError):
         raise HsanomalyError(f"{path}: not a CSV with columns scene, method, auc") from None
+    if not reference:                 # a text file or an empty one read as no rows at all
+        raise HsanomalyError(f"{path}: not a CSV with columns scene, method, auc (no rows)")
     return reference
 
 
@@ -165,6 +176,9 @@ def _match_reference(reference, scenes):
             if key in reference:
                 matched[scene.name] = reference[key]
                 break
+    if reference and scenes and not matched:
+        warn(f"--reference: none of its scenes ({', '.join(sorted(reference)[:5])}...) is a "
+             "scene of this benchmark (a scene name or file stem), so no reference table")
     return matched
 
 

@@ -62,3 +62,17 @@ def test_a_rerun_over_rasters_without_georeferencing_is_quiet(tmp_path):
     assert_ok(run_cli("detect-many", plain, "--out-dir", out, *RX))
     result = assert_ok(run_cli("detect-many", plain, "--out-dir", out, *RX))
     assert "0 scored, 1 skipped" in result.stdout and result.stderr == "", result.stderr
+
+
+def test_a_finished_heatmap_with_a_tile_store_left_beside_it_is_skipped(tmp_path, batch):
+    """A run killed between its commit's renames is completed by the next write, but its tile
+    store stays: a rerun saw the store and scored the finished raster again."""
+    from .conftest import interrupted
+
+    out = tmp_path / "out"
+    assert_ok(run_cli("detect-many", *batch, "--out-dir", out, *RX))
+    before = (out / "a_rx.tif").read_bytes()
+    assert interrupted(batch[0], out / "a_rx.tif").exists()     # same input and settings
+    result = assert_ok(run_cli("detect-many", *batch, "--out-dir", out, *RX))
+    assert "0 scored, 3 skipped" in result.stdout
+    assert (out / "a_rx.tif").read_bytes() == before
