@@ -34,11 +34,9 @@ def _same(value):
 
 
 # Spectra are smooth: the step from one band to the next is a small part of a pixel's spread,
-# while the step from one pixel to the next is not. Over the 8 shared scenes read bands first,
-# the median step over the spread along the bands is 0.04-0.14, along rows and columns
-# 0.15-0.42; read bands last, the other way round. The margin is wide (7 of the 8 scenes read
-# bands last are 2.2-4.3 times smoother along the bands, one 1.35 times): a false warning
-# would give bad advice.
+# while the step from one pixel to the next is not (on the shared scenes, several times
+# smaller). The margin is wide, since a false warning would give bad advice: a cube is warned
+# about when its last axis is this many times smoother than each of the others.
 SMOOTHER = 2.0
 
 

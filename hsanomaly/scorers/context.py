@@ -53,7 +53,7 @@ class ResidualScorer(Purged, Scorer):
     options = ReconScorer.options + ("sample", "trim", "neighbour_weight")
     local = None              # spatial term on the pixels (LocalRX or MultiRingLRX)
     residual_local = None     # spatial term on the residuals (MultiRingLRX)
-    model_training = {"whiten": False}   # measured on plain models: a whitened one loses 0.007
+    model_training = {"whiten": False}   # measured on plain models (docs/ablations.md)
     weight = 1.0              # weight of the resrx term
 
     def __init__(self, model, sample=defaults.RESIDUAL_SAMPLE, seed=defaults.SEED, trim=defaults.RESIDUAL_TRIM,
