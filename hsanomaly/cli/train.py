@@ -15,7 +15,8 @@ from ..training.settings import THREADS, Settings
 @click.option("--background-only", is_flag=True,
               help="With --mask, also drop windows that merely touch a masked pixel.")
 @click.option("--window", default=defaults.TRAIN_WINDOW, show_default=True, type=click.IntRange(min=1),
-              help="Odd window size in pixels; >1 makes the networks convolve spatially.")
+              help="Odd window size in pixels; >1 makes the networks convolve spatially (such "
+                   "a model serves critic, recon and anogan; the default score needs 1).")
 @click.option("--bands", type=click.IntRange(min=1),
               help=f"Bin the spectrum to this many bands [default: min({defaults.TRAIN_BANDS}, bands)].")
 @click.option("--sqrt", is_flag=True, help="Square-root noise transform before binning.")
