@@ -19,6 +19,7 @@ from .io.checks import one_job
 from .io.inputs import as_source
 from .latent import DEPRECATED_NAMES
 from .scorers import check_scorer, current_options, make_scorer, scorer_class
+from .validate import model_path
 
 
 class Detector:
@@ -37,8 +38,6 @@ class Detector:
         # every option's kind and range, before fit trains a quick model, and before anything
         # is set: a set_params that is refused leaves the detector as it was
         from .engine.detect import check_tile
-
-        from .validate import model_path
 
         options = {k: v for k, v in options.items() if v is not None}   # None: the default
         path = model_path(model)
@@ -87,8 +86,6 @@ class Detector:
         return Tags(estimator_type=None, target_tags=TargetTags(required=False))
 
     def __repr__(self):
-        from .validate import model_path
-
         shown = {**self.get_params(), "model": model_path(self.model)}   # a Bundle by its folder
         params = ", ".join(f"{k}={v!r}" for k, v in shown.items() if v is not None)
         return f"Detector({params})"
@@ -139,8 +136,6 @@ class Detector:
             options["solver"] = DEPRECATED_NAMES[options["solver"]]
         # absolute: a pickled detector is unpickled wherever it goes (another process, another
         # working directory) and reads the bundle's codebook there
-        from .validate import model_path
-
         model = None if self.model is None else str(Path(model_path(self.model)).resolve())
         if cls.needs_model and model is None:
             # a scorer's bundle loads on first use: one named for the quick model can be checked

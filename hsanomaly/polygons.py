@@ -19,10 +19,7 @@ from .logs import stage as log_stage
 from .regions import Regions
 from .thresholds import READ_CHUNK, open_heatmap, score_chunks, threshold_from_far
 
-
 LAYER = "targets"
-
-
 TARGET_COLUMNS = {"pixels", "area", "max_score", "mean_score", "centroid_x", "centroid_y"}
 
 
@@ -30,10 +27,8 @@ def is_targets_file(path):
     """True for a GeoPackage ``write_polygons`` wrote: the targets layer, with the columns it
     writes, and its style; no table of anyone else's (a user's own layer named "targets",
     or a table added to ours, is not replaced without --overwrite)."""
-    tables = sqlite_tables(path)
-    ours = {LAYER, STYLE_TABLE}
-    return (LAYER in gpkg_tables(path) and gpkg_tables(path) <= ours
-            and TARGET_COLUMNS <= tables.get(LAYER, set())
+    tables, listed, ours = sqlite_tables(path), gpkg_tables(path), {LAYER, STYLE_TABLE}
+    return (LAYER in listed and listed <= ours and TARGET_COLUMNS <= tables.get(LAYER, set())
             and all(name in ours or name.startswith(("gpkg_", "rtree_", "sqlite_"))
                     for name in tables))
 

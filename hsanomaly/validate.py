@@ -9,14 +9,10 @@ from pathlib import Path
 
 from .errors import HsanomalyError
 from .io.paths import (DIRECTORY, FILE, GEOTIFF_SUFFIXES, check_paths, check_replaceable_dir,
-                       check_replaceable_file, check_suffix, is_model_bundle, is_quick_model,
-                       refuse_foreign_side_files, side_files)
+                       check_replaceable_file, check_suffix, is_model_bundle, is_path,
+                       is_quick_model, refuse_foreign_side_files, side_files)
 from .io.source import dataset_files
 from .options import check_flags
-
-
-def is_path(value):
-    return isinstance(value, (str, os.PathLike))
 
 
 def check_raster_path(src, label="SRC", use="to score an open dataset, an array or a "
@@ -225,7 +221,6 @@ def check_request(score, model, options, extras=None, tile=None, workers=None, s
     from .scorers import check_extras, check_scorer
 
     # built once without its model: every option's kind and range, before any raster is read
-    model = model_path(model)
     check_extras_kind(extras)
     cls = check_scorer(score, {**options, **({"model": model} if model is not None else {})})
     if tile is not None:

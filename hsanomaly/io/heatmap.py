@@ -85,10 +85,12 @@ def overview_factors(width, height, minimum=OVERVIEW_MIN):
     return factors
 
 
-def _reopen(rasterio, path, mode="r"):
+def _reopen(path, mode="r"):
     """Open a raster just written. GDAL's block writes and close do not fail on a full disk or
     past a file-size limit, so a file cut short is first seen here, where rasterio raises
     TypeError for a file GDAL cannot identify: that is a failed write (an OSError)."""
+    import rasterio
+
     try:
         return rasterio.open(path, mode)
     except (TypeError, rasterio.errors.RasterioIOError) as err:
@@ -99,12 +101,11 @@ def _reopen(rasterio, path, mode="r"):
 def add_overviews_and_statistics(path):
     """Internal average overviews and per-band STATISTICS_* tags (what QGIS reads to style)."""
     import numpy as np
-    import rasterio
     from rasterio.enums import Resampling
 
     from .source import gdal_env
 
-    with gdal_env(), _reopen(rasterio, path, "r+") as ds:
+    with gdal_env(), _reopen(path, "r+") as ds:
         factors = overview_factors(ds.width, ds.height)
         if factors:
             ds.build_overviews(factors, Resampling.average)
@@ -139,7 +140,6 @@ def _band_statistics(ds, band, np):
 def to_cog(path, dst):
     """Copy the finished GeoTIFF ``path`` to ``dst`` as a Cloud-Optimized GeoTIFF (GDAL's COG
     driver: tiled, overviews, header first), keeping tags, descriptions and statistics."""
-    import rasterio
     from rasterio.shutil import copy
 
     from .source import gdal_env
@@ -148,7 +148,7 @@ def to_cog(path, dst):
         copy(path, dst, driver="COG", COMPRESS="DEFLATE", PREDICTOR="FLOATING_POINT",
              BLOCKSIZE=OUTPUT_BLOCK, OVERVIEWS="IGNORE_EXISTING", RESAMPLING="AVERAGE",
              BIGTIFF="IF_SAFER")
-    with _reopen(rasterio, dst) as ds:
+    with _reopen(dst) as ds:
         if ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") != "COG":
             raise OSError(f"{dst}: GDAL did not write a Cloud-Optimized layout")
 

@@ -23,8 +23,9 @@ def as_source(X):
         check_band_axis(np.ma.getdata(X), "the masked array", mask=np.ma.getmaskarray(X))
         return _masked_source(X), _same
     if isinstance(X, np.ndarray) or (hasattr(X, "__array__") and not hasattr(X, "data_vars")):
-        check_band_axis(np.asarray(X), "the array")
-        return ArraySource(np.asarray(X)), _same
+        cube = np.asarray(X)          # once: a dask or torch array computes or copies each time
+        check_band_axis(cube, "the array")
+        return ArraySource(cube), _same
     raise HsanomalyError(f"{type(X).__name__}: expected a numpy cube (bands, rows, cols), an open "
                          "rasterio dataset or an xarray DataArray (band, y, x)")
 

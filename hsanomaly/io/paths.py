@@ -180,7 +180,7 @@ def is_quick_model(path, dst):
             and is_model_bundle(path))
 
 
-def _is_path(value):
+def is_path(value):
     return isinstance(value, (str, os.PathLike))
 
 
@@ -190,17 +190,19 @@ def side_files(rasters):
     against the inputs (an input named ``heat.tif.ovr`` was deleted by ``detect ... heat.tif``)."""
     from .atomic import gdal_side_files
 
-    return [(f"{label}'s GDAL side file", side) for label, path in rasters if _is_path(path)
+    return [(f"{label}'s GDAL side file", side) for label, path in rasters if is_path(path)
             for side in gdal_side_files(path)]
 
 
 def refuse_foreign_side_files(rasters, is_own):
     """Refuse a GDAL side file beside a raster output that is not an earlier output of ours
     (``is_own``): GDAL would lay it over the new raster, and it is someone's to remove."""
+    from .atomic import gdal_side_files
+
     for label, path in rasters:
-        if not _is_path(path) or (os.path.lexists(path) and is_own(path)):
+        if not is_path(path) or (os.path.lexists(path) and is_own(path)):
             continue                       # an earlier output's side files go with it
-        for _, side in side_files([(label, path)]):
+        for side in gdal_side_files(path):
             if os.path.lexists(side):
                 raise HsanomalyError(f"{side}: a file GDAL would read as part of {label} "
                                      f"{path}, and no raster of hsanomaly's is there for it to "

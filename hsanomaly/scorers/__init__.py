@@ -6,8 +6,7 @@ so an option a score does not take, or a value of the wrong kind (``hsanomaly.op
 with one line instead of a TypeError.
 """
 
-from ..errors import HsanomalyError
-from ..errors import HsanomalyDeprecationWarning
+from ..errors import HsanomalyDeprecationWarning, HsanomalyError
 from ..io.checks import warn_once
 from ..options import check_values
 from .base import Scorer

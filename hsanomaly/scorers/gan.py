@@ -28,7 +28,6 @@ SOLVER_OPTIONS = ("solver", "restarts", "steps", "codebook", "refine", "codebook
 RUNTIME_OPTIONS = ("device", "threads", "ignore_wavelengths")
 
 
-
 class GanScorer(Scorer):
     """Score pixels with a trained bundle; picklable (onnxruntime sessions reopen lazily).
 

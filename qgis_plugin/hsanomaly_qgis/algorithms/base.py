@@ -148,8 +148,8 @@ def library_errors(feedback=None, labels=None):
     """Raise library failures as QgsProcessingException with their one-line message, and a
     missing package as the pip command that installs it; with ``feedback``, the library's
     warnings (its log's and its ``HsanomalyWarning``s) go to its log meanwhile (a dialog shows
-    no terminal); with ``labels``
-    ({"--tile": "Tile size"}), the options a message names become the dialog's fields."""
+    no terminal); with ``labels`` ({"--tile": "Tile size"}), the options a message names
+    become the dialog's fields."""
     try:
         from hsanomaly.errors import HsanomalyError
     except ImportError:
