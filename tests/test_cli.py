@@ -206,3 +206,11 @@ def test_logged_warnings_read_like_data_warnings(synthetic_raster, tmp_path):
     assert "Warning: " in result.stderr and "no target found" in result.stderr
     line = next(line for line in result.stderr.splitlines() if "no target found" in line)
     assert line.startswith("Warning: ")
+
+
+@pytest.mark.parametrize("module", ["hsanomaly", "hsanomaly.cli"])
+def test_python_dash_m_runs_the_command(module):
+    result = subprocess.run([sys.executable, "-m", module, "detect", "--help"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Usage: hsanomaly detect ")
