@@ -55,7 +55,7 @@ DUAL_NEIGHBOUR_WEIGHT = 0.5  # dualcontext's neighbour_weight (docs/benchmark.md
 # Gaussian mixture baseline.
 GMM_COMPONENTS, GMM_PCA, GMM_SAMPLE = 5, 25, 50_000
 
-# Where the networks run (scoring and training): cpu or cuda (the first GPU; CUDA_VISIBLE_DEVICES picks another).
+# Where the networks run (scoring and training): cpu, cuda (the first GPU) or cuda:N.
 DEVICE = "cpu"
 
 # Evaluation: the false-alarm rate at which Pd (the share of target pixels found) is reported.

@@ -37,21 +37,31 @@ def import_onnxruntime():
     return onnxruntime
 
 
+def parse_device(device):
+    """``(kind, index)`` of a device named as training names it: ``cpu``, ``cuda`` (the first
+    GPU) or ``cuda:N``; anything else is refused in one line, before any work."""
+    kind, colon, index = str(device).partition(":")
+    if kind in DEVICES and not colon:
+        return kind, 0
+    if kind == "cuda" and index.isdigit():
+        return kind, int(index)
+    raise HsanomalyError(f"--device {device!r}: unknown device; use cpu, cuda or cuda:N")
+
+
 def providers(device="cpu"):
     """The onnxruntime execution providers for ``device``; raises a one-line error if unavailable."""
+    kind, index = parse_device(device)
     ort = import_onnxruntime()
-
-    if device == "cpu":
+    if kind == "cpu":
         return ["CPUExecutionProvider"]
-    if device == "cuda":
-        if "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise HsanomalyError(
-                "--device cuda: onnxruntime has no CUDA provider here (install the [gpu] extra, "
-                "onnxruntime-gpu, on a machine with an NVIDIA GPU, or use --device cpu)")
-        # TF32 matrix products (onnxruntime's default on Ampere and later) round to 10 bits of
-        # mantissa: scores would differ from the CPU's in the third digit (benchmarks/gpu_check.py)
-        return [("CUDAExecutionProvider", {"use_tf32": "0"}), "CPUExecutionProvider"]
-    raise HsanomalyError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        raise HsanomalyError(
+            f"--device {device}: onnxruntime has no CUDA provider here (install the [gpu] extra, "
+            "onnxruntime-gpu, on a machine with an NVIDIA GPU, or use --device cpu)")
+    # TF32 matrix products (onnxruntime's default on Ampere and later) round to 10 bits of
+    # mantissa: scores would differ from the CPU's in the third digit (benchmarks/gpu_check.py)
+    options = {"use_tf32": "0", **({"device_id": str(index)} if index else {})}
+    return [("CUDAExecutionProvider", options), "CPUExecutionProvider"]
 
 
 def one_blas_thread():
@@ -84,7 +94,7 @@ def open_session(path, device="cpu", threads=None, optimize=True, label=None):
     if threads is not None:
         options.intra_op_num_threads = int(threads)
         options.inter_op_num_threads = 1
-    if device == "cpu":
+    if parse_device(device)[0] == "cpu":
         # Idle pool threads sleep instead of spinning: on a shared or busy machine spinning
         # threads burn the cores the other threads (and processes) need; docs/training/graphs.md
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -94,7 +104,7 @@ def open_session(path, device="cpu", threads=None, optimize=True, label=None):
     except Exception as err:  # onnxruntime raises its own exception types for unreadable graphs
         detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise HsanomalyError(f"{name}: not a loadable ONNX model ({detail})") from None
-    if device == "cuda" and "CUDAExecutionProvider" not in session.get_providers():
+    if chosen[0] != "CPUExecutionProvider" and "CUDAExecutionProvider" not in session.get_providers():
         raise HsanomalyError(f"{name}: onnxruntime could not start its CUDA provider "
                              "(check the CUDA and cuDNN libraries, or use --device cpu)")
     return session

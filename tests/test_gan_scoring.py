@@ -178,12 +178,13 @@ def test_cuda_without_a_gpu_is_a_clear_line(bundle, raster, tmp_path):
     from hsanomaly.cli import main
 
     path, _, _ = raster
-    result = CliRunner().invoke(main, ["detect", str(path), str(tmp_path / "out.tif"),
-                                       "--model", str(bundle.path), "--device", "cuda", "-q"])
-    assert result.exit_code == 1
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and "CUDA" in lines[0] and "--device cpu" in lines[0]
-    assert not (tmp_path / "out.tif").exists()
+    for device in ("cuda", "cuda:1"):
+        result = CliRunner().invoke(main, ["detect", str(path), str(tmp_path / "out.tif"),
+                                           "--model", str(bundle.path), "--device", device, "-q"])
+        assert result.exit_code == 1
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and f"--device {device}: " in lines[0] and "--device cpu" in lines[0]
+        assert not (tmp_path / "out.tif").exists()
 
 
 def test_cuda_sessions_compute_in_full_float32(monkeypatch):
@@ -198,6 +199,24 @@ def test_cuda_sessions_compute_in_full_float32(monkeypatch):
     chosen = providers("cuda")
     assert chosen[0] == ("CUDAExecutionProvider", {"use_tf32": "0"})
     assert chosen[1:] == ["CPUExecutionProvider"] and providers("cpu") == ["CPUExecutionProvider"]
+    # the GPUs are named as training names them
+    assert providers("cuda:0")[0] == ("CUDAExecutionProvider", {"use_tf32": "0"})
+    assert providers("cuda:2")[0] == ("CUDAExecutionProvider", {"use_tf32": "0", "device_id": "2"})
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:", "cuda:x", "cpu:0", "CUDA", ""])
+def test_an_unknown_device_is_one_line_before_any_work(bundle, raster, tmp_path, device):
+    from hsanomaly.cli import main
+
+    path, _, _ = raster
+    result = CliRunner().invoke(main, ["detect", str(path), str(tmp_path / "out.tif"),
+                                       "--model", str(bundle.path), "--device", device, "-q"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"Error: --device {device!r}: unknown device; use cpu, cuda or cuda:N"]
+    assert not (tmp_path / "out.tif").exists()
+    with pytest.raises(HsanomalyError, match="unknown device"):
+        hsanomaly.Detector("recon", model=bundle.path, device=device)
 
 
 def test_cli_solver_options_reach_the_scorer(bundle, raster, tmp_path):

@@ -8,7 +8,6 @@ from .. import defaults
 from ..latent import DEPRECATED_NAMES, SOLVERS
 from ..scorers import REGISTRY, SCORES
 from ..scorers.rings import rings_text
-from ..runtime import DEVICES
 
 
 def _taking(option):
@@ -116,8 +115,9 @@ def _far(ctx, param, value):
 @click.option("--far", default=None, callback=_far,
               help="False-alarm rate for the polygon threshold, or 'auto'.")
 @click.option("--png", type=click.Path(dir_okay=False), help="Also write a quick-look PNG heatmap.")
-@click.option("--device", type=click.Choice(DEVICES), default=None,
-              help=f"onnxruntime provider for the GAN scores [default: {defaults.DEVICE}].")
+@click.option("--device", default=None,
+              help=f"Where the GAN scores' networks run: cpu, cuda or cuda:N "
+                   f"[default: {defaults.DEVICE}].")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="onnxruntime intra-op threads for the GAN scores.")
 @click.option("--ignore-wavelengths", is_flag=True, default=None,
