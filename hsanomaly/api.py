@@ -11,6 +11,7 @@ from pathlib import Path
 
 from . import defaults
 from .errors import HsanomalyError
+from .io.atomic import describe
 from .io.checks import one_job
 from .quickmodel import check_quick_model, resumable_quick_model, scene_model_path, train_on_scene
 from .scorers import make_scorer
@@ -178,7 +179,7 @@ def _batch_state(src, dst, score, model, tile, options):
     ``src`` scored now), "resume" its interrupted run of that fingerprint, or "score" it from
     the start (another run's tiles could never be used; resuming them would fail every time)."""
     from .engine.detect import expected_fingerprint, read_fingerprint
-    from .engine.store import read_manifest, store_path
+    from .engine.store import read_manifest, remove_finished, store_path
     from .scorers import scorer_class
 
     store = store_path(dst)
@@ -191,8 +192,9 @@ def _batch_state(src, dst, score, model, tile, options):
         expected = expected_fingerprint(src, scorer, tile=tile)
     except Exception:            # anything wrong with the input or model: detect will say what
         return "resume"
-    if dst.exists() and read_fingerprint(dst) == expected:   # a store beside it: left over
-        return "skip"                                          # from a commit another finished
+    if dst.exists() and read_fingerprint(dst) == expected:
+        remove_finished(store, expected)     # left by a commit that a later write finished
+        return "skip"
     return "resume" if store.exists() and read_manifest(store).get("fingerprint") == expected \
         else "score"
 
@@ -200,8 +202,6 @@ def _batch_state(src, dst, score, model, tile, options):
 def _one_line(src, err):
     if isinstance(err, HsanomalyError):
         return str(err)
-    from .io.atomic import describe
-
     return f"{src}: {type(err).__name__}: {describe(err)}"
 
 

@@ -100,6 +100,27 @@ def check_same_input(path, fingerprint, previous=None):
                              "fingerprint differs); rerun without --resume to start over")
 
 
+def remove_finished(path, fingerprint):
+    """Remove the tile store at ``path`` if a finished heatmap was assembled from it (the run
+    ``fingerprint`` its heatmap records): what a run killed between its commit's renames leaves
+    once a later write has completed that commit. Another run's store, or one in use, stays."""
+    path = Path(path)
+    if not (is_tile_store(path) and read_manifest(path).get("fingerprint") == fingerprint):
+        return False
+    try:
+        held = lock_folder(path)
+    except HsanomalyError:          # another run is writing it now
+        return False
+    try:                            # looked at again under the lock: it may have been replaced
+        if read_manifest(path).get("fingerprint") != fingerprint:
+            return False
+        shutil.rmtree(path, ignore_errors=True)
+        return True
+    finally:
+        if held is not None:
+            os.close(held)
+
+
 class TileStore:
     def __init__(self, path, manifest, resume=False):
         """``manifest``: {"input": fingerprint, "config": plain JSON}. With ``resume`` an

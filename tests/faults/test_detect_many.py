@@ -66,13 +66,24 @@ def test_a_rerun_over_rasters_without_georeferencing_is_quiet(tmp_path):
 
 def test_a_finished_heatmap_with_a_tile_store_left_beside_it_is_skipped(tmp_path, batch):
     """A run killed between its commit's renames is completed by the next write, but its tile
-    store stays: a rerun saw the store and scored the finished raster again."""
+    store stays: a rerun saw the store and scored the finished raster again. Now the rerun
+    skips the raster and removes the store; another settings' store, or one in use, stays."""
+    from hsanomaly.io.lock import lock_folder
+
     from .conftest import interrupted
 
     out = tmp_path / "out"
     assert_ok(run_cli("detect-many", *batch, "--out-dir", out, *RX))
     before = (out / "a_rx.tif").read_bytes()
     assert interrupted(batch[0], out / "a_rx.tif").exists()     # same input and settings
-    result = assert_ok(run_cli("detect-many", *batch, "--out-dir", out, *RX))
+    in_use = interrupted(batch[1], out / "b_rx.tif")
+    held = lock_folder(in_use)                                  # another run writing it now
+    other = interrupted(batch[2], out / "c_rx.tif", tile=32)    # another run's settings
+    try:
+        result = assert_ok(run_cli("detect-many", *batch, "--out-dir", out, *RX))
+    finally:
+        os.close(held)
     assert "0 scored, 3 skipped" in result.stdout
     assert (out / "a_rx.tif").read_bytes() == before
+    assert not (out / "a_rx.tif.partial").exists()
+    assert in_use.is_dir() and other.is_dir()
