@@ -588,3 +588,26 @@ def test_a_device_torch_does_not_know_is_named_by_its_option(torch, synthetic_ra
                                              r"cuda or cuda:N\)$"):
         train([path], tmp_path / "m", device="gpu", iterations=1)
     assert not (tmp_path / "m").exists()
+
+
+def test_the_log_cadence_leaves_the_model_as_it_is(torch, synthetic_raster, tmp_path, monkeypatch):
+    """training.csv gets at most LOG_ROWS rows, each with the held-out estimate (both networks
+    over the held-out windows: as costly as training when run every iteration). How often it
+    is measured never changes the networks: it draws nothing from the training's stream."""
+    import hsanomaly.training as training
+
+    path, _, _ = synthetic_raster
+    bundles = []
+    for rows in (10, 2):
+        monkeypatch.setattr(training, "LOG_ROWS", rows)
+        bundles.append(training.train([path], tmp_path / f"rows{rows}", iterations=10, batch=32,
+                                      threads=1, progress=False))
+    import onnx
+    from onnx import numpy_helper
+
+    logged = [len((b.path / "training.csv").read_text().splitlines()) - 1 for b in bundles]
+    assert logged == [10, 2]
+    for network in ("generator.onnx", "critic.onnx"):   # the weights (the metadata holds the log)
+        weights = [[numpy_helper.to_array(w) for w in onnx.load(b.path / network).graph.initializer]
+                   for b in bundles]
+        assert len(weights[0]) > 5 and all(np.array_equal(*pair) for pair in zip(*weights))

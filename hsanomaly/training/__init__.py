@@ -22,7 +22,8 @@ from .data import load_training_data
 from .settings import THREADS, Settings
 
 logger = logging.getLogger(__name__)
-LOG_ROWS = 200
+LOG_ROWS = 50          # rows of training.csv; each one runs both networks over the held-out
+                       # windows, which cost as much as the training steps at every iteration
 CHECKPOINTS = 10
 VAL_EVAL_WINDOWS = 4096
 CHECKPOINT_SUFFIX = ".checkpoint"   # <out>.checkpoint/ holds a training's resumable state
