@@ -29,12 +29,12 @@ def write_png(heatmap, png, max_size=MAX_SIZE, stage=None):
     from .evaluation.plots import png_check, stretch_limits
     from .io.atomic import staged
     from .io.ownership import SOFTWARE
-    from .io.source import open_raster, read_checked
+    from .io.source import open_raster, read_masked
 
     with open_raster(heatmap) as ds:
         step = max(1, -(-max(ds.height, ds.width) // max_size))
         shape = (max(1, ds.height // step), max(1, ds.width // step))
-        scores = read_checked(ds, 1, out_shape=shape, masked=True).filled(np.nan)
+        scores = read_masked(ds, 1, out_shape=shape).filled(np.nan)
         name = ds.tags().get(SCORE_TAG, "score")
         scale = (ds.width / shape[1], ds.height / shape[0])
         transform = ds.transform * ds.transform.scale(*scale)

@@ -17,7 +17,7 @@ from functools import partial
 import numpy as np
 
 from .errors import HsanomalyError
-from .io.source import iter_windows, open_raster as open_heatmap
+from .io.source import iter_windows, open_raster as open_heatmap, read_masked
 from .options import check_rate, rate_count
 
 READ_CHUNK = 1024             # pixels a side read at once; a multiple of the 256-pixel output blocks
@@ -59,7 +59,7 @@ def score_histogram(scores, prefixes=None):
 
 def read_scores(dataset, window):
     """Band 1 of an open heatmap in ``window`` as float32, NaN where masked (nodata)."""
-    return dataset.read(1, window=window, masked=True).astype(np.float32).filled(np.nan)
+    return read_masked(dataset, 1, window=window).astype(np.float32).filled(np.nan)
 
 
 def heatmap_array(heatmap):

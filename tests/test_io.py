@@ -1065,3 +1065,33 @@ def test_an_undeclared_fill_value_is_warned_about(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", HsanomalyWarning)
         RasterSource(declared).check_data()
+
+
+def test_declared_nodata_counts_beside_a_mask_band(tmp_path):
+    """A mask band replaces GDAL's nodata test: pixels holding the declared nodata value read
+    as data, entered the scene's statistics and were scored; an "unknown" truth pixel (255)
+    was read as a target. Both the mask and the nodata value count now."""
+    import hsanomaly
+
+    cube, truth = synthetic_cube(bands=12, rows=30, cols=40)
+    cube[:, 0, :] = -9999                                     # a fill row, declared nodata
+    hidden = np.zeros(cube.shape[1:], bool)
+    hidden[25:, :] = True                                     # what the mask band hides
+    masked = write_raster(tmp_path / "masked.tif", cube, nodata=-9999)
+    with rasterio.open(masked, "r+") as ds:
+        ds.write_mask(np.where(hidden, 0, 255).astype(np.uint8))
+    plain = cube.copy()
+    plain[:, hidden] = -9999
+    plain = write_raster(tmp_path / "plain.tif", plain, nodata=-9999)
+    heat = hsanomaly.Detector("rx").fit(rasterio.open(masked)).score(rasterio.open(masked))
+    reference = hsanomaly.Detector("rx").fit(rasterio.open(plain)).score(rasterio.open(plain))
+    assert np.isnan(heat[0]).all() and np.isnan(heat[hidden]).all()
+    np.testing.assert_array_equal(heat, reference)
+    unknown = truth.astype(np.uint8)
+    unknown[:3] = 255                                         # truth unknown in the top rows
+    path = write_raster(tmp_path / "truth.tif", unknown[None], nodata=255, dtype="uint8")
+    with rasterio.open(path, "r+") as ds:
+        ds.write_mask(np.where(hidden, 0, 255).astype(np.uint8))
+    gt, known = read_truth(path)
+    assert not known[:3].any() and not known[hidden].any() and gt[:3].sum() == 0
+    assert gt.sum() == truth[3:25].sum()

@@ -10,7 +10,7 @@ from ..errors import HsanomalyError
 from ..io import read_truth
 from ..io.atomic import atomic_path
 from ..io.checks import check_memory
-from ..io.source import open_raster, read_checked
+from ..io.source import open_raster, read_masked
 from .metrics import evaluate
 
 # Bytes per pixel an evaluation holds at its peak: the float64 scores, their sort order and
@@ -26,7 +26,7 @@ def read_heatmap(path):
             raise HsanomalyError(f"{path}: complex pixels ({ds.dtypes[0]}) are not scores")
         check_memory(path, ds.width * ds.height * EVALUATE_BYTES_PER_PIXEL,
                      f"evaluating the {ds.width}x{ds.height} heatmap")
-        band = read_checked(ds, 1, masked=True)
+        band = read_masked(ds, 1)
     return band.astype(np.float64).filled(np.nan)
 
 

@@ -7,7 +7,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import HsanomalyError
-from .source import open_raster, open_source, read_checked
+from .source import open_raster, open_source, read_masked
 
 
 @dataclass
@@ -81,7 +81,7 @@ def read_truth(path, shape=None, grid_of=None, what="scene"):
             raise HsanomalyError(f"{path}: no ground-truth variable found in the .mat file")
     else:
         with open_raster(path) as ds:
-            band = read_checked(ds, 1, masked=True)
+            band = read_masked(ds, 1)
             nodata = ds.nodata
         values = np.ma.getdata(band)
         nan = np.isnan(values) if values.dtype.kind == "f" else np.zeros(values.shape, bool)

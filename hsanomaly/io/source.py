@@ -311,10 +311,10 @@ class RasterSource(_Source):
         kind = "float64" if wide else "float32"
         with gdal_env():
             if self.mixed_types:        # rasterio reads several bands at once only of one type
-                data = np.ma.stack([read_checked(ds, b, window=window, masked=True,
-                                                 out_dtype=kind) for b in self.bands])
+                data = np.ma.stack([read_masked(ds, b, window=window, out_dtype=kind)
+                                    for b in self.bands])
             else:
-                data = read_checked(ds, indexes, window=window, masked=True, out_dtype=kind)
+                data = read_masked(ds, indexes, window=window, out_dtype=kind)
             nodata = np.ma.getmaskarray(data)
             for band in self.alpha_bands:
                 nodata = nodata | (read_checked(ds, band, window=window) == 0)
@@ -480,6 +480,30 @@ def dataset_files(path):
             return [f for f in ds.files if not is_gdal_name(f)]
     except HsanomalyError:
         return []
+
+
+def read_masked(dataset, indexes=None, **kwargs):
+    """``dataset.read(indexes, masked=True)``, with every band's declared nodata value masked
+    too: where a raster carries a mask band (internal, .msk or per dataset), GDAL's mask
+    replaces its nodata test, and pixels holding the declared nodata value would read as
+    data (a fill row scored, an "unknown" truth pixel read as a target)."""
+    from rasterio.enums import MaskFlags
+
+    data = read_checked(dataset, indexes, masked=True, **kwargs)
+    bands = ([indexes] if isinstance(indexes, int) else
+             list(range(1, dataset.count + 1)) if indexes is None else list(indexes))
+    values, mask = np.ma.getdata(data), np.ma.getmaskarray(data)
+    for row, band in enumerate(bands):
+        nodata = dataset.nodatavals[band - 1]
+        if nodata is None or MaskFlags.nodata in dataset.mask_flag_enums[band - 1]:
+            continue                        # none declared, or GDAL's mask is that test
+        plane = values if values.ndim == 2 else values[row]
+        hit = np.isnan(plane) if np.isnan(nodata) else plane == np.asarray(nodata).astype(plane.dtype)
+        if values.ndim == 2:
+            mask = mask | hit
+        else:
+            mask[row] |= hit
+    return np.ma.MaskedArray(values, mask)
 
 
 def read_checked(dataset, *args, **kwargs):
