@@ -159,6 +159,27 @@ def test_band_scale_and_offset_are_applied(tmp_path):
         RasterSource(path)
 
 
+def test_scaled_values_float32_cannot_resolve_are_warned_about(tmp_path):
+    """uint16 counts with an offset of 1e5 and a scale of 1e-3: float32 rounds the scaled
+    values by more than their spread allows. The same values stored as float64 were warned
+    about; scaled, the check saw only the stored counts, and the scores were silently off."""
+    import warnings
+
+    from hsanomaly.errors import HsanomalyWarning
+
+    stored = np.random.default_rng(0).integers(0, 1000, (12, 20, 20)).astype(np.uint16)
+    path = write_raster(tmp_path / "scaled.tif", stored, dtype="uint16")
+    for offset, said in ((1e5, True), (0.0, False)):
+        with rasterio.open(path, "r+") as ds:
+            ds.scales, ds.offsets = (1e-3,) * 12, (offset,) * 12
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            RasterSource(path).check_data()
+        said_now = [str(w.message) for w in caught if issubclass(w.category, HsanomalyWarning)]
+        assert any("once scaled by its scale and offset" in m and "gdal_edit.py -offset" in m
+                   for m in said_now) == said, said_now
+
+
 def test_a_scale_beyond_float32_is_refused_not_turned_into_nodata(tmp_path):
     """int16 counts times a scale of 1e35 overflow float32, in which pixels are scored: the
     brightest pixels became infinite, then nodata, and the run said nothing but numpy's

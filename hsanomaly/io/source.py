@@ -54,6 +54,7 @@ class _Source:
     bands read), ``height``, ``width``, ``_read`` and ``_read_bands``."""
 
     _token_lock = threading.Lock()
+    exact_scaling = None     # a raster's band (scale, offset), float64: see RasterSource
 
     @property
     def token(self):
@@ -108,7 +109,10 @@ class _Source:
                                   # band; the valid pixels
         for window in self.probe_windows():
             values, nodata = self._read_bands(window, stored=True)
-            if values.dtype != np.float32:
+            if self.exact_scaling is not None:      # scored once scaled
+                scale, offset = self.exact_scaling
+                coarse.append(coarsest_in_float32(values * scale + offset, nodata, self.bands))
+            elif values.dtype != np.float32:
                 coarse.append(coarsest_in_float32(values, nodata, self.bands))
             bad = nodata.sum(axis=0)
             few = (bad > 0) & (bad <= self.count // 2)
@@ -118,7 +122,8 @@ class _Source:
                 same = (bad == 0) & (values == values[:1]).all(axis=0)
                 flat.append(values[0][same])
                 whole += int((bad == 0).sum())
-        warn_coarse(self.name, max((c for c in coarse if c), key=lambda c: c[1], default=None))
+        warn_coarse(self.name, max((c for c in coarse if c), key=lambda c: c[1], default=None),
+                    scaled=self.exact_scaling is not None)
         if total and partial > PARTIAL_NODATA * total:
             warn_once(f"{self.name}: {partial / total:.0%} of the pixels probed are nodata in "
                       f"only a few bands (band {int(np.argmax(per_band)) + 1} most often), so "
@@ -279,6 +284,7 @@ class RasterSource(_Source):
         scaling = band_scaling(scales, offsets, len(self.bands), lambda: HsanomalyError(
             f"{self.name}: band scale/offset metadata is not usable (scales {ds.scales}, "
             f"offsets {ds.offsets})"))
+        self.exact_scaling = scaling        # float64: what the precision check scales by
         self.scaling = None if scaling is None else tuple(a.astype(np.float32) for a in scaling)
 
     def __getstate__(self):
@@ -397,11 +403,14 @@ def coarsest_in_float32(values, nodata, bands):
     return worst
 
 
-def warn_coarse(name, worst):
+def warn_coarse(name, worst, scaled=False):
+    """``scaled``: the values are the stored ones times the band's scale, plus its offset."""
     if worst is not None:
         warn_once(f"{name}: band {worst[0]}'s values lie {worst[1]:.3g} times their spread "
-                  "from zero, so float32, in which pixels are scored, rounds them by more than "
-                  "a hundredth of that spread; subtract an offset from the data first")
+                  "from zero" + (" once scaled by its scale and offset" if scaled else "")
+                  + ", so float32, in which pixels are scored, rounds them by more than "
+                  "a hundredth of that spread; subtract an offset from the data first"
+                  + (" (or set a smaller offset: gdal_edit.py -offset)" if scaled else ""))
 
 
 class ArraySource(_Source):
