@@ -1116,3 +1116,42 @@ def test_declared_nodata_counts_beside_a_mask_band(tmp_path):
     gt, known = read_truth(path)
     assert not known[:3].any() and not known[hidden].any() and gt[:3].sum() == 0
     assert gt.sum() == truth[3:25].sum()
+
+
+@pytest.mark.parametrize("fill", [-3.4028235e38, 1e20])
+def test_a_few_extreme_fill_pixels_are_warned_about(tmp_path, fill):
+    """Three pixels holding an undeclared float fill outweigh every other pixel in the
+    scene's covariance beyond float64's precision: every score flattened, and nothing was
+    said (the fill check needed 5 % of the pixels)."""
+    import warnings
+
+    from hsanomaly.errors import HsanomalyWarning
+
+    cube, _ = synthetic_cube(bands=12, rows=30, cols=40)
+    for case, pixels in (("clean", []), ("filled", [(0, 0), (0, 1), (29, 39)])):
+        filled = cube.copy()
+        for row, col in pixels:
+            filled[:, row, col] = fill
+        path = write_raster(tmp_path / f"{case}.tif", filled)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            RasterSource(path).check_data()
+        said = [str(w.message) for w in caught if issubclass(w.category, HsanomalyWarning)]
+        if not pixels:
+            assert said == []
+            continue
+        [message] = said
+        assert message.startswith(f"{path}: 3 of the pixels probed hold values such as {fill:g}")
+        assert f"gdal_edit.py -a_nodata {fill:g}" in message
+
+
+@pytest.mark.skipif(not SHARED_DATA.exists(), reason="../shared/data not available")
+def test_no_shared_scene_has_extreme_pixels():
+    """The fill warning's margin on real scenes: their farthest values lie at most about a
+    thousand deviations out, the warning starts at a million."""
+    from hsanomaly.io.source import extreme_values
+
+    for path in sorted(SHARED_DATA.glob("*/*.mat")):
+        cube = read_mat(path)[0]
+        pixels = cube.reshape(len(cube), -1)
+        assert extreme_values(pixels[:, np.isfinite(pixels).all(axis=0)]) is None, path

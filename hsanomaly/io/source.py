@@ -28,6 +28,7 @@ PARTIAL_NODATA = 0.05   # share of probed pixels nodata in a few bands only, bey
                         # (and of pixels holding one fill value in every band)
 FILL_MIN_BANDS = 10     # fewer bands may well hold one value in all of them (a saturated or
                         # black pixel of a few-band image)
+EXTREME = 1e6           # deviations from a band's median beyond which a value is a fill
 PRECISION_RATIO = 0.01 * 2**23   # largest value over spread float32 resolves to 1 % of the spread
 
 # GDAL's block cache defaults to 5% of RAM; cap it so memory is bounded by the tile size.
@@ -107,8 +108,10 @@ class _Source:
         total, partial, per_band, coarse = 0, 0, np.zeros(self.count), []
         flat, whole = [], 0       # the value of each valid pixel that is one value in every
                                   # band; the valid pixels
+        pixels = []               # every valid pixel, for the extreme ones
         for window in self.probe_windows():
             values, nodata = self._read_bands(window, stored=True)
+            pixels.append(values[:, ~nodata.any(axis=0) & np.isfinite(values).all(axis=0)])
             if self.exact_scaling is not None:      # scored once scaled
                 scale, offset = self.exact_scaling
                 coarse.append(coarsest_in_float32(values * scale + offset, nodata, self.bands))
@@ -124,6 +127,15 @@ class _Source:
                 whole += int((bad == 0).sum())
         warn_coarse(self.name, max((c for c in coarse if c), key=lambda c: c[1], default=None),
                     scaled=self.exact_scaling is not None)
+        extreme = extreme_values(np.concatenate(pixels, axis=1))
+        if extreme is not None:
+            count, value = extreme
+            declare = (f"declare it nodata (gdal_edit.py -a_nodata {value:g})"
+                       if isinstance(self, RasterSource) else "mask them, or set them to NaN")
+            warn_once(f"{self.name}: {count} of the pixels probed hold values such as {value:g}, "
+                      f"more than {EXTREME:g} times the other pixels' spread away from them: a "
+                      "fill value not declared as nodata? A few such pixels outweigh every "
+                      f"other in the scene's statistics, and the scores flatten; {declare}")
         if total and partial > PARTIAL_NODATA * total:
             warn_once(f"{self.name}: {partial / total:.0%} of the pixels probed are nodata in "
                       f"only a few bands (band {int(np.argmax(per_band)) + 1} most often), so "
@@ -401,6 +413,27 @@ def coarsest_in_float32(values, nodata, bands):
         if ratio > PRECISION_RATIO and (worst is None or ratio > worst[1]):
             worst = (band, ratio)
     return worst
+
+
+def extreme_values(pixels):
+    """(how many, the commonest value) of the pixels (bands, n) lying more than EXTREME
+    median absolute deviations from a band's median, in any band that has a spread; None
+    where there are none. No spectrum lies so far out (a bright target is a few hundred
+    deviations out); -3.4e38 or 1e20 fills do, and a handful of them outweighs every other
+    pixel in a covariance, beyond float64's precision."""
+    if pixels.shape[1] < 2:
+        return None
+    pixels = pixels.astype(np.float64)
+    median = np.median(pixels, axis=1, keepdims=True)
+    spread = np.median(np.abs(pixels - median), axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        far = (np.abs(pixels - median) > EXTREME * spread) & (spread > 0)
+    out = far.any(axis=0)
+    if not out.any():
+        return None
+    found = pixels[far]
+    values, counts = np.unique(found, return_counts=True)
+    return int(out.sum()), float(values[np.argmax(counts)])
 
 
 def warn_coarse(name, worst, scaled=False):
