@@ -224,3 +224,34 @@ def test_a_scheduler_without_workers_is_said(caplog):
         with dask_client(scheduler=cluster.scheduler_address):
             pass
     assert "has no worker yet" in caplog.text
+
+
+def test_a_source_and_a_model_travel_by_absolute_path(tmp_path, monkeypatch):
+    """A Dask worker runs in its own working directory: a relative input or model given to
+    the driver was opened there relative to the worker's ("file not found"; "codebook.z.npy
+    is gone since the model was loaded"). Both travel by their absolute paths now, messages
+    keep the names given, and an input a worker cannot see says so and where."""
+    import pickle
+
+    from rasterio.windows import Window
+
+    from hsanomaly.model import load_bundle
+    from test_latent import tiny_bundle
+
+    monkeypatch.chdir(tmp_path)
+    write_raster(tmp_path / "scene.tif", synthetic_cube(bands=6, rows=12, cols=10)[0])
+    tiny_bundle(tmp_path)
+    source, bundle = RasterSource("scene.tif"), load_bundle("tiny-model")
+    expected = source.read(Window(0, 0, 10, 12))[0]
+    travelled = pickle.loads(pickle.dumps((source, bundle)))
+    lost = pickle.loads(pickle.dumps(source))
+    (tmp_path / "worker").mkdir()
+    monkeypatch.chdir(tmp_path / "worker")
+    copy, model = travelled
+    assert copy.name == "scene.tif"
+    np.testing.assert_array_equal(copy.read(Window(0, 0, 10, 12))[0], expected)
+    assert model.path == tmp_path / "tiny-model" and len(model.codebook.load()[0]) > 0
+    os.rename(tmp_path / "scene.tif", tmp_path / "moved.tif")
+    with pytest.raises(HsanomalyError, match=r"^scene.tif: not found on worker host .* \(as "
+                                             f"{tmp_path}/scene.tif\\); inputs must be readable"):
+        lost.read(Window(0, 0, 10, 12))

@@ -7,7 +7,9 @@ pixels on every side (NaN outside the raster) and a boolean validity mask, plus
 runner can wrap a source and replace ``reduce`` and ``sample`` with cluster versions.
 """
 
+import os
 import re
+import socket
 import threading
 import uuid
 import warnings
@@ -300,13 +302,24 @@ class RasterSource(_Source):
         self.scaling = None if scaling is None else tuple(a.astype(np.float32) for a in scaling)
 
     def __getstate__(self):
+        """What travels to a worker: a local file by its absolute path (a worker of another
+        host or working directory reads it there, on storage it shares), messages by its name."""
         if not self._owned:
             raise HsanomalyError(f"{self.name}: a source over an open dataset stays in this process; "
                                  "pass the raster's path to score it on a cluster")
-        return {k: v for k, v in vars(self).items() if k != "_ds"} | {"_ds": None}
+        state = {k: v for k, v in vars(self).items() if k != "_ds"} | {"_ds": None}
+        if Path(self.path).exists():
+            state["path"] = os.path.abspath(self.path)
+        return state | {"_travelled": True}
 
     def _dataset(self):
         if self._ds is None or self._ds.closed:
+            if getattr(self, "_travelled", False) and Path(self.path).is_absolute() \
+                    and not Path(self.path).exists():
+                raise HsanomalyError(
+                    f"{self.name}: not found on worker host {socket.gethostname()} (as "
+                    f"{self.path}); inputs must be readable under the same name on every "
+                    "worker: shared storage or a URL (docs/distributed.md)")
             self._ds = open_raster(self.path)
         return self._ds
 

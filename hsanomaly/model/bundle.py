@@ -20,6 +20,7 @@ scale, Sobol seed, the Jacobian's finite-difference step) and its array files, p
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -170,8 +171,10 @@ def embedded_metadata(meta):
 
 
 def load_bundle(path):
-    """Load and validate a bundle directory; raise a one-line HsanomalyError naming what is wrong."""
-    path = Path(path)
+    """Load and validate a bundle directory; raise a one-line HsanomalyError naming what is wrong.
+    The bundle keeps its absolute path: its arrays are read when first needed, maybe by a Dask
+    worker in another working directory, or after the caller's ``os.chdir``."""
+    path = Path(os.path.abspath(path))
     meta = _read_meta(path)
     preprocessor = _check_meta(path, meta)
     networks = {name: _check_network(path, name, meta) for name in (GENERATOR, CRITIC)}
