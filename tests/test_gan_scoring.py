@@ -156,6 +156,11 @@ def test_a_raster_in_other_units_than_the_training_data_is_warned_about(bundle, 
                                                      "--model", str(bundle.path), "--score",
                                                      "critic", "-q"])
     assert result.exit_code == 0 and "Warning: " in result.output and "other units" in result.output
+    # and the other way: the scene in ten-thousandths (reflectance against counts) passed
+    smaller = write_raster(tmp_path / "smaller.tif", cube * 1e-4)
+    with pytest.warns(HsanomalyWarning, match=r"smaller.tif: its values vary far less than "
+                                              r"those the model .* was trained on"):
+        hsanomaly.Detector("critic", model=bundle.path).fit(rasterio.open(smaller))
 
 
 def test_the_value_range_is_probed_beyond_a_centre_of_nodata(bundle, tmp_path):

@@ -11,6 +11,9 @@ from ..io.units import MICROMETRE_GUESS
 # raster whose typical preprocessed value lies beyond OUT_OF_RANGE is in other units (raw
 # counts against reflectance, a scale factor missing) or another band order.
 OUT_OF_RANGE = 4.0
+# ... and one whose bands vary over less than UNDER_RANGE of it (a training scene's own bands
+# spread over a tenth to a half) is in smaller units: reflectance against raw counts, say.
+UNDER_RANGE = 0.01
 PROBE_MIN_PIXELS = 16        # valid pixels a probe window (io.source) must hold to judge by
 
 # Two centre wavelengths are "the same band" within this many nanometres, or this fraction.
@@ -50,13 +53,19 @@ def check_value_range(bundle, source):
     pixels = _probe_pixels(source)
     if pixels is None:
         return
-    values = np.abs(pre.transform(pixels))
-    typical = float(np.median(np.median(values, axis=1)))
+    values = pre.transform(pixels)
+    typical = float(np.median(np.median(np.abs(values), axis=1)))
+    spread = float(np.median(values.std(axis=0)))
     if typical > OUT_OF_RANGE:
         warn(f"{source.name}: its values lie far outside those the model {bundle.path} was "
              f"trained on (a typical pixel at {typical:.3g} times the training range's "
              "half-width): other units, a missing scale factor or another band order? Its "
              "scores would mostly measure that difference")
+    elif spread < UNDER_RANGE:
+        warn(f"{source.name}: its values vary far less than those the model {bundle.path} "
+             f"was trained on (a typical band spreads over {spread:.3g} of the training "
+             "range's half-width): other units, or a scale factor applied twice? The whole "
+             "scene sits on one point of what the model learned, and its scores would say little")
 
 
 def _probe_pixels(source):
