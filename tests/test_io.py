@@ -1155,3 +1155,32 @@ def test_no_shared_scene_has_extreme_pixels():
         cube = read_mat(path)[0]
         pixels = cube.reshape(len(cube), -1)
         assert extreme_values(pixels[:, np.isfinite(pixels).all(axis=0)]) is None, path
+
+
+def test_masks_of_rasters_placed_by_ground_control_points_are_checked(tmp_path):
+    """A raster placed only by GCPs (an airborne line not yet orthorectified) counted as not
+    georeferenced, so a truth 5 km away, or one on a map grid, was evaluated without a word."""
+    from rasterio.control import GroundControlPoint
+
+    cube, truth = synthetic_cube(bands=6, rows=30, cols=40)
+    def gcps(east=0.0):
+        return [GroundControlPoint(row=r, col=c, x=5e5 + 2 * c + east, y=6.7e6 - 2 * r)
+                for r, c in ((0, 0), (0, 40), (30, 0), (30, 40))]
+
+    def placed(name, data, points, **kwargs):
+        path = write_raster(tmp_path / name, data, crs=None, transform=None, **kwargs)
+        if points is not None:
+            with rasterio.open(path, "r+") as ds:
+                ds.gcps = (points, rasterio.crs.CRS.from_epsg(32633))
+        return path
+
+    scene = placed("scene.tif", cube, gcps())
+    mask = truth[None].astype(np.float32)
+    assert read_truth(placed("same.tif", mask, gcps()), grid_of=scene)[0].sum() == truth.sum()
+    read_truth(placed("none.tif", mask, None), grid_of=scene)       # nothing to check by
+    with pytest.raises(HsanomalyError, match="far.tif: the mask's ground control points are "
+                                             "not those of .*scene.tif"):
+        read_truth(placed("far.tif", mask, gcps(east=5000.0)), grid_of=scene)
+    with pytest.raises(HsanomalyError, match="map.tif: the mask is placed by a map grid and "
+                                             ".*scene.tif by ground control points"):
+        read_truth(write_raster(tmp_path / "map.tif", mask), grid_of=scene)

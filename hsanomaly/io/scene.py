@@ -101,28 +101,58 @@ def read_truth(path, shape=None, grid_of=None, what="scene"):
 
 
 def _grid(path):
-    """(crs, transform) of a georeferenced raster; None for .mat files and plain images."""
+    """(kind, crs, placement) of a georeferenced raster: ("map", crs, transform), or
+    ("gcps", crs, ground control points) for a raster placed only by them (an airborne line
+    not yet orthorectified); None for .mat files and plain images."""
     if str(path).lower().endswith(".mat"):
         return None
     with open_raster(path) as ds:
-        if ds.transform.is_identity and ds.crs is None:
-            return None
-        return ds.crs, ds.transform
+        if not ds.transform.is_identity or ds.crs is not None:
+            return "map", ds.crs, ds.transform
+        gcps, gcp_crs = ds.gcps
+        return ("gcps", gcp_crs, gcps) if gcps else None
+
+
+PLACED_BY = {"map": "a map grid", "gcps": "ground control points"}
 
 
 def check_same_grid(path, other):
     """Refuse mask ``path`` unless it lies on raster ``other``'s grid, where both say where they
-    are: same CRS, same pixel size and an origin within a hundredth of a pixel."""
+    are: same CRS, same pixel size and an origin within a hundredth of a pixel; or, placed by
+    ground control points, the same points to a hundredth of a pixel."""
     mine, theirs = _grid(path), _grid(other)
     if mine is None or theirs is None:
         return
-    (crs, t), (other_crs, o) = mine, theirs
+    (kind, crs, t), (other_kind, other_crs, o) = mine, theirs
+    if kind != other_kind:
+        raise HsanomalyError(f"{path}: the mask is placed by {PLACED_BY[kind]} and {other} by "
+                             f"{PLACED_BY[other_kind]}, so nothing says they line up; give the "
+                             "mask that raster's own georeferencing")
     if crs is not None and other_crs is not None and crs != other_crs:
         raise HsanomalyError(f"{path}: the mask is in {crs.to_string()} but {other} is in "
                              f"{other_crs.to_string()}; reproject it onto that raster's grid")
+    if kind == "gcps":
+        if not _same_points(t, o):
+            raise HsanomalyError(f"{path}: the mask's ground control points are not those of "
+                                 f"{other}; give the mask that raster's georeferencing")
+        return
     size = max(abs(o.a), abs(o.e), abs(o.b), abs(o.d))
     steps = np.abs(np.subtract(t[:6], o[:6]))
     if steps[[0, 1, 3, 4]].max() > 1e-6 * size or steps[[2, 5]].max() > 0.01 * size:
         raise HsanomalyError(f"{path}: the mask is not on the grid of {other} (pixel "
                              f"{t.a:g} x {-t.e:g} at {t.c:g}, {t.f:g} against {o.a:g} x {-o.e:g} "
                              f"at {o.c:g}, {o.f:g}); resample it onto that raster's grid")
+
+
+def _same_points(mine, theirs):
+    """Whether two lists of ground control points place the same pixels at the same spots,
+    to a hundredth of a pixel (its size estimated from the points' spread)."""
+    if len(mine) != len(theirs):
+        return False
+    key = lambda p: (p.row, p.col)              # noqa: E731
+    a = np.array([(p.row, p.col, p.x, p.y) for p in sorted(mine, key=key)], np.float64)
+    b = np.array([(p.row, p.col, p.x, p.y) for p in sorted(theirs, key=key)], np.float64)
+    pixels = np.ptp(a[:, :2], axis=0).max()
+    size = np.ptp(a[:, 2:], axis=0).max() / pixels if pixels > 0 else 1.0
+    return bool(np.abs(a[:, :2] - b[:, :2]).max() <= 0.01
+                and np.abs(a[:, 2:] - b[:, 2:]).max() <= 0.01 * size)
