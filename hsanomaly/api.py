@@ -129,20 +129,20 @@ def detect_many(inputs, out_dir, *, score=None, model=None, tile=defaults.TILE, 
                 workers=None, scheduler=None, progress=False, **options):
     """Score every raster of ``inputs`` into ``out_dir/<stem>_<score>.tif``, on one cluster.
 
-    A raster whose heatmap carries the fingerprint of its current input and these settings
-    is skipped, an interrupted one resumed, so a batch can simply be rerun; a changed input or
-    setting is scored again. ``overwrite`` scores everything from scratch and replaces output
-    files hsanomaly did not write (refused otherwise, before any work). A raster that fails
-    is reported in its ``BatchItem`` (one line) and the batch goes on.
+    A raster whose heatmap carries the fingerprint of its input and these settings is skipped,
+    an interrupted one resumed, so a batch can simply be rerun; a changed input or setting is
+    scored again. ``overwrite`` scores all anew and replaces files hsanomaly did not write
+    (refused otherwise, before any work). A failed raster's ``BatchItem`` says why in one line.
     """
     from tqdm.auto import tqdm
 
+    from .engine.store import batch_resumes
     from .validate import batch_inputs, batch_paths, check_request, model_path
 
     model = model_path(model)
     score = defaults.SCORE if score is None else score
     cls = check_request(score, model, options, None, tile, workers, scheduler,
-                        overwrite=overwrite, progress=progress)
+                        overwrite=overwrite, progress=progress, batch=True)
     inputs = batch_inputs(inputs)
     out_dir = Path(out_dir)
     targets = [(src, batch_output(src, out_dir, score)) for src in inputs]
@@ -161,7 +161,7 @@ def detect_many(inputs, out_dir, *, score=None, model=None, tile=defaults.TILE, 
              for (src, dst), state in zip(targets, states)]
     pending = [i for i, item in enumerate(items) if item is None]
     with (_client(workers, scheduler) if pending else contextlib.nullcontext()) as client, \
-            tqdm(pending, unit="raster", disable=not progress) as bar:
+            tqdm(pending, unit="raster", disable=not progress) as bar, batch_resumes():
         for i in bar:
             src, dst = targets[i]
             try:

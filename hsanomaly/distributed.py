@@ -22,6 +22,7 @@ import socket
 
 from .defaults import TILE
 from .engine import score_tile
+from .engine.store import resume_hint
 from .errors import HsanomalyError
 from .options import check_whole
 from .io.source import add
@@ -59,11 +60,26 @@ def check_execution(workers, scheduler):
         check_address(str(scheduler))
 
 
+_quiet = False
+
+
+def quiet_dask():
+    """Keep Dask's own logging (its tracebacks of a lost scheduler, a worker's heartbeat) off
+    stderr from the next cluster on: the command line says what went wrong in one line. Dask
+    sets its loggers' levels when first imported, so they are lowered after that import."""
+    global _quiet
+    _quiet = True
+
+
 def _distributed():
     try:
         import distributed
     except ImportError:
         raise HsanomalyError("--workers/--scheduler need Dask: pip install 'hsanomaly[dask]'") from None
+    if _quiet:
+        for name in [n for n in logging.root.manager.loggerDict if n.split(".")[0] == "distributed"]:
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+        logging.getLogger("distributed").setLevel(logging.CRITICAL)
     return distributed
 
 
@@ -90,8 +106,9 @@ def dask_client(workers=None, scheduler=None):
     else:
         if not workers:
             raise HsanomalyError("a Dask cluster needs --workers N or --scheduler ADDRESS")
+        # the workers' own logs stay quiet: a failure that matters reaches the run as one line
         with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                      dashboard_address=":0") as cluster, \
+                                      dashboard_address=":0", silence_logs=logging.CRITICAL) as cluster, \
                 distributed.Client(cluster, set_as_default=False) as client:
             yield client
 
@@ -205,6 +222,6 @@ class DaskExecutor:
         except distributed.KilledWorker as err:
             raise HsanomalyError(f"{store.path}: the workers scoring one tile died "
                                  f"{err.allowed_failures + 1} times (out of memory? try a smaller "
-                                 "--tile); rerun with --resume to keep the finished tiles") from None
+                                 f"--tile); {resume_hint()}: the finished tiles are kept") from None
         finally:
             self.client.cancel(futures)

@@ -52,6 +52,22 @@ def check_keywords(job, function, options, internal=()):
             raise HsanomalyError(f"{job}: no option {name!r} (the options: {', '.join(known)})")
 
 
+def check_batch_keywords(options):
+    """Refuse, as what they are, the job options of ``detect`` that ``detect_many`` does not
+    take (it writes heatmaps only): they were refused as options of the score."""
+    import inspect
+
+    from .api import detect, detect_many
+
+    only = set(inspect.signature(detect).parameters) - set(inspect.signature(detect_many).parameters)
+    why = {"resume": "a rerun of the batch resumes by itself", "callback": "a batch runs to its end"}
+    for name in options:
+        if name in only:
+            raise HsanomalyError(f"detect_many: no option {name!r}: "
+                                 + why.get(name, "a batch writes heatmaps only")
+                                 + f" (detect takes {name}= for one raster)")
+
+
 def check_extras_kind(extras):
     """Refuse extras that are not a mapping of output names to paths, in one line."""
     from collections.abc import Mapping
@@ -69,9 +85,23 @@ def batch_inputs(inputs):
     one = (is_path(inputs) or not hasattr(inputs, "__iter__") or hasattr(inputs, "columns")
            or getattr(inputs, "ndim", 1) == 0 or _holds_numbers(inputs))
     inputs = [inputs] if one else list(inputs)     # a generator is read once
+    inputs = [match for src in inputs for match in _expand(src)]
     for src in inputs:
         check_raster_path(src, "INPUTS")
     return [str(os.fspath(src)) for src in inputs]
+
+
+def _expand(src):
+    """A wildcard pattern (``inputs/*.tif``) as the files it matches, sorted, where no file has
+    that very name: a shell expands it, but not Windows' cmd or PowerShell, nor a quoted one."""
+    import glob
+
+    if not (isinstance(src, str) and any(c in src for c in "*?[")) or os.path.lexists(src):
+        return [src]
+    found = sorted(glob.glob(src))
+    if not found:
+        raise HsanomalyError(f"{src}: no file matches this pattern")
+    return found
 
 
 def _holds_numbers(inputs):
@@ -222,6 +252,8 @@ def check_request(score, model, options, extras=None, tile=None, workers=None, s
 
     # built once without its model: every option's kind and range, before any raster is read
     check_extras_kind(extras)
+    if flags.pop("batch", False):
+        check_batch_keywords(options)
     cls = check_scorer(score, {**options, **({"model": model} if model is not None else {})})
     if tile is not None:
         check_tile(tile)

@@ -203,12 +203,16 @@ def test_a_lost_cluster_is_one_line_with_the_way_to_resume():
     from distributed.comm.core import CommClosedError
 
     from hsanomaly.engine.detect import runtime_error
+    from hsanomaly.engine.store import batch_resumes
 
     for err in (FutureCancelledError("tile-3", "scheduler-connection-lost"),
                 CommClosedError("in <TCP (closed)>: Stream is closed")):
         message = str(runtime_error(err, "heat.tif"))
         assert message.startswith("heat.tif: ") and "rerun with --resume" in message, message
         assert "\n" not in message
+        with batch_resumes():       # detect-many has no --resume: rerunning it resumes
+            message = str(runtime_error(err, "heat.tif"))
+        assert message.endswith("finished tiles are kept: rerun the batch, which resumes it")
 
 
 def test_a_scheduler_without_workers_is_said(caplog):
@@ -255,3 +259,25 @@ def test_a_source_and_a_model_travel_by_absolute_path(tmp_path, monkeypatch):
     with pytest.raises(HsanomalyError, match=r"^scene.tif: not found on worker host .* \(as "
                                              f"{tmp_path}/scene.tif\\); inputs must be readable"):
         lost.read(Window(0, 0, 10, 12))
+
+
+def test_the_command_line_keeps_dask_s_own_logs_quiet(monkeypatch):
+    """A scheduler lost mid-run printed about 35 lines of Dask's tracebacks (its client
+    logger's) before the command's one line. The CLI lowers Dask's loggers, which Dask sets
+    when first imported, so they are lowered after that import."""
+    import logging
+
+    import hsanomaly.distributed as dist
+
+    names = ["distributed", "distributed.client", "distributed.worker"]
+    before = {name: logging.getLogger(name).level for name in names}
+    monkeypatch.setattr(dist, "_quiet", False)
+    dist._distributed()
+    assert logging.getLogger("distributed.client").getEffectiveLevel() < logging.CRITICAL
+    try:
+        dist.quiet_dask()
+        dist._distributed()
+        assert all(logging.getLogger(n).getEffectiveLevel() == logging.CRITICAL for n in names)
+    finally:
+        for name, level in before.items():
+            logging.getLogger(name).setLevel(level)

@@ -231,3 +231,19 @@ def test_a_batch_is_one_job_and_says_a_warning_once(synthetic_raster, tmp_path):
                                       components=4)
     assert [item.status for item in items] == ["scored", "scored"]
     assert len([w for w in said if "calls this option pca now" in str(w.message)]) == 1
+
+
+@pytest.mark.parametrize("name, why", [("cog", "a batch writes heatmaps only"),
+                                       ("polygons", "a batch writes heatmaps only"),
+                                       ("resume", "a rerun of the batch resumes by itself"),
+                                       ("callback", "a batch runs to its end")])
+def test_detect_many_refuses_detect_s_job_options_as_such(tmp_path, name, why):
+    """They were refused as options of the score ("--cog: score 'rx' does not take this option")."""
+    import hsanomaly
+    from hsanomaly.errors import HsanomalyError
+
+    with pytest.raises(HsanomalyError) as err:
+        hsanomaly.detect_many([tmp_path / "a.tif"], tmp_path / "out", score="rx", **{name: True})
+    assert str(err.value) == (f"detect_many: no option {name!r}: {why} (detect takes {name}= for "
+                              "one raster)")
+    assert not (tmp_path / "out").exists()

@@ -43,11 +43,13 @@ class LazyGroup(click.Group):
         return with_verbosity(getattr(importlib.import_module(module), attr))
 
     def invoke(self, ctx):
+        from ..distributed import quiet_dask
         from ..io.atomic import describe, ignore_file_size_signal
 
         ignore_file_size_signal()     # past ulimit -f a write fails (EFBIG), the process lives
         for name in ("rasterio", "pyogrio", "fiona"):   # GDAL's errors arrive as exceptions
             logging.getLogger(name).addHandler(logging.NullHandler())
+        quiet_dask()        # a lost scheduler or worker is one line, not Dask's tracebacks
         shown, warnings.showwarning = warnings.showwarning, _show_warning
         received, terminate = [], None
         try:    # SIGTERM (kill, systemd, Slurm, docker stop) cleans up as Ctrl-C does

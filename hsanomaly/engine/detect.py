@@ -36,7 +36,8 @@ from ..options import check_whole
 from ..runtime import one_blas_thread
 from ..scorers import check_extras
 from ..scorers.halo import Place
-from .store import TileStore, check_same_input, read_manifest, run_fingerprint, store_path
+from .store import (TileStore, check_same_input, read_manifest, resume_hint, run_fingerprint,
+                    store_path)
 
 RUN_TAG = TAG_PREFIX + "RUN_FINGERPRINT"      # what detect-many compares to know a result is current
 NEAR_CONSTANT = 1e-5                       # relative band range below which a raster is "constant"
@@ -407,7 +408,7 @@ def runtime_error(err, dst):
     """A one-line HsanomalyError for the ways scoring fails under the user (memory, disk,
     onnxruntime), or None for anything else (a bug, which keeps its traceback)."""
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    resume = "finished tiles are kept: rerun with --resume"
+    resume = f"finished tiles are kept: {resume_hint()}"
     if isinstance(err, HsanomalyError):
         return None
     if isinstance(err, MemoryError) or (type(err).__module__.startswith("onnxruntime") and

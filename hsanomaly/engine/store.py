@@ -13,6 +13,8 @@ simply replaced by identical content. The run holds an exclusive lock on the sto
 is refused instead of removing or mixing the first one's tiles (``hsanomaly.io.lock``).
 """
 
+import contextlib
+import contextvars
 import hashlib
 import json
 import os
@@ -36,6 +38,24 @@ FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 CHECKSUM = "_sha256"
 OWN_FILES = re.compile(r"^(manifest\.json|\.?tile_\d+.*|\.manifest.*)$")
+
+
+# How a message tells the user to resume: ``detect_many`` resumes by itself on a rerun (it has
+# no --resume), so it words this for its batch while it runs (``batch_resumes``).
+_RESUME_HINT = contextvars.ContextVar("resume_hint", default="rerun with --resume")
+
+
+def resume_hint():
+    return _RESUME_HINT.get()
+
+
+@contextlib.contextmanager
+def batch_resumes():
+    token = _RESUME_HINT.set("rerun the batch, which resumes it")
+    try:
+        yield
+    finally:
+        _RESUME_HINT.reset(token)
 
 
 def store_path(dst):
@@ -243,7 +263,7 @@ class TileStore:
             raise
 
     def _write_error(self, err):
-        kept = ("rerun with --resume to keep the tiles already finished" if self.done() else
+        kept = (f"{resume_hint()}: the tiles already finished are kept" if self.done() else
                 "rerun (no tile was finished)")
         return HsanomalyError(f"{self.path}: cannot write a tile ({describe(err)}); make room "
                               f"and {kept}")
@@ -284,7 +304,7 @@ class TileStore:
         arrays = self.load(index, expected)
         if arrays is None:
             raise HsanomalyError(f"{self._file(index)}: tile damaged or of the wrong shape; "
-                                 "rerun with --resume to score it again")
+                                 f"{resume_hint()}, which scores it again")
         return arrays
 
     def discard_bad(self, indices, expected):

@@ -87,3 +87,15 @@ def test_a_finished_heatmap_with_a_tile_store_left_beside_it_is_skipped(tmp_path
     assert (out / "a_rx.tif").read_bytes() == before
     assert not (out / "a_rx.tif.partial").exists()
     assert in_use.is_dir() and other.is_dir()
+
+
+def test_a_pattern_is_expanded_where_no_shell_did(tmp_path, batch):
+    """Windows' cmd and PowerShell, and a quoted pattern, hand the pattern itself over: it was
+    refused as "file not found"."""
+    out = tmp_path / "out"
+    result = assert_ok(run_cli("detect-many", str(tmp_path / "*.tif"), "--out-dir", out, *RX))
+    assert "3 scored" in result.stdout
+    assert sorted(p.name for p in out.glob("*.tif")) == ["a_rx.tif", "b_rx.tif", "c_rx.tif"]
+    result = run_cli("detect-many", str(tmp_path / "x*.tif"), "--out-dir", out, *RX)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"Error: {tmp_path / 'x*.tif'}: no file matches this pattern"
