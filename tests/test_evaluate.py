@@ -331,6 +331,23 @@ def test_read_heatmap_turns_nodata_into_nan(heat_and_truth):
     np.testing.assert_array_equal(read_heatmap(heat), scores)
 
 
+def test_multi_band_inputs_are_not_read_as_their_first_band_without_a_word(heat_and_truth, tmp_path):
+    """A 2-band truth with its targets in band 2 gave "no target pixel"; a scene passed as the
+    heatmap gave an AUC from its first band, silently."""
+    import hsanomaly
+    from hsanomaly.errors import HsanomalyWarning
+
+    heat, truth_path, scores, truth = heat_and_truth
+    two = write_raster(tmp_path / "two.tif", np.stack([np.zeros_like(truth), truth]).astype(np.float32))
+    with pytest.raises(HsanomalyError, match="two.tif: a mask has one band, this raster 2; "
+                                             r"pick the one meant \(gdal_translate -b N\)"):
+        hsanomaly.evaluate(heat, two)
+    stacked = write_raster(tmp_path / "stack.tif", np.stack([np.nan_to_num(scores)] * 3))
+    with pytest.warns(HsanomalyWarning, match="stack.tif: has 3 bands; the first is read as the "
+                                              "scores"):
+        read_heatmap(stacked)
+
+
 def test_cli_prints_summary_and_writes_report_and_plots(heat_and_truth, tmp_path):
     heat, truth_path, scores, truth = heat_and_truth
     outer = truth.copy()

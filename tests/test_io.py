@@ -1184,3 +1184,34 @@ def test_masks_of_rasters_placed_by_ground_control_points_are_checked(tmp_path):
     with pytest.raises(HsanomalyError, match="map.tif: the mask is placed by a map grid and "
                                              ".*scene.tif by ground control points"):
         read_truth(write_raster(tmp_path / "map.tif", mask), grid_of=scene)
+
+
+def test_a_container_of_datasets_names_them(tmp_path):
+    """An HDF5 or NetCDF file of several datasets has no bands of its own: it was refused as
+    "every band is an alpha band or marked bad in the ENVI header's bbl"."""
+    path = tmp_path / "multi.h5"
+    with h5py.File(path, "w") as f:
+        f["radiance"] = np.zeros((6, 10, 12), np.float32)
+        f["reflectance"] = np.zeros((6, 10, 12), np.float32)
+    with pytest.raises(HsanomalyError) as err:
+        RasterSource(str(path))
+    message = str(err.value)
+    assert message.startswith(f"{path}: a container of 2 datasets and no bands of its own; "
+                              "name one: HDF5:")
+    assert "://radiance" in message and "://reflectance" in message
+
+
+def test_a_vrt_whose_source_is_gone_says_so(tmp_path):
+    """It was "the file is truncated or corrupt"; the VRT is whole, its source is missing."""
+    cube, _ = synthetic_cube(bands=3, rows=10, cols=12)
+    source = write_raster(tmp_path / "source.tif", cube)
+    bands = "".join(f'<VRTRasterBand dataType="Float32" band="{b}"><SimpleSource>'
+                    f'<SourceFilename relativeToVRT="1">source.tif</SourceFilename>'
+                    f'<SourceBand>{b}</SourceBand></SimpleSource></VRTRasterBand>'
+                    for b in (1, 2, 3))
+    vrt = tmp_path / "stack.vrt"
+    vrt.write_text(f'<VRTDataset rasterXSize="12" rasterYSize="10">{bands}</VRTDataset>')
+    source.unlink()
+    with pytest.raises(HsanomalyError, match=r"stack.vrt: cannot read pixels, a file it reads "
+                                             r"from is missing \(.*source.tif"):
+        RasterSource(str(vrt)).read(Window(0, 0, 12, 10))

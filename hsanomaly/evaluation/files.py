@@ -9,7 +9,7 @@ from .. import defaults
 from ..errors import HsanomalyError
 from ..io import read_truth
 from ..io.atomic import atomic_path
-from ..io.checks import check_memory
+from ..io.checks import check_memory, warn
 from ..io.source import open_raster, read_masked
 from .metrics import evaluate
 
@@ -26,6 +26,9 @@ def read_heatmap(path):
             raise HsanomalyError(f"{path}: complex pixels ({ds.dtypes[0]}) are not scores")
         check_memory(path, ds.width * ds.height * EVALUATE_BYTES_PER_PIXEL,
                      f"evaluating the {ds.width}x{ds.height} heatmap")
+        if ds.count > 1:
+            warn(f"{path}: has {ds.count} bands; the first is read as the scores (a heatmap "
+                 "of hsanomaly has one)")
         band = read_masked(ds, 1)
     return band.astype(np.float64).filled(np.nan)
 

@@ -81,6 +81,9 @@ def read_truth(path, shape=None, grid_of=None, what="scene"):
             raise HsanomalyError(f"{path}: no ground-truth variable found in the .mat file")
     else:
         with open_raster(path) as ds:
+            if ds.count != 1:
+                raise HsanomalyError(f"{path}: a mask has one band, this raster {ds.count}; "
+                                     "pick the one meant (gdal_translate -b N)")
             band = read_masked(ds, 1)
             nodata = ds.nodata
         values = np.ma.getdata(band)

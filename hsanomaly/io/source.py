@@ -267,6 +267,12 @@ class RasterSource(_Source):
         alpha = [b for b, c in enumerate(ds.colorinterp, start=1) if c.name == "alpha"]
         bad = _bad_bands(ds)
         self.bands = [b for b in range(1, ds.count + 1) if b not in alpha and b not in bad]
+        if not ds.count:
+            inside = ds.subdatasets
+            shown = ", ".join(inside[:3]) + (f" and {len(inside) - 3} more" if len(inside) > 3 else "")
+            raise HsanomalyError(f"{self.name}: " + (f"a container of {len(inside)} datasets and "
+                                                     f"no bands of its own; name one: {shown}"
+                                                     if inside else "has no bands"))
         if not self.bands:
             raise HsanomalyError(f"{self.name}: every band is an alpha band or marked bad in the "
                                  "ENVI header's bbl; no spectra to score")
@@ -568,8 +574,12 @@ def read_checked(dataset, *args, **kwargs):
     try:
         return dataset.read(*args, **kwargs)
     except rasterio.errors.RasterioIOError as err:
+        reason = _gdal_reason(err)
+        if "No such file or directory" in reason:      # a VRT's source, a .hdr's data file
+            raise HsanomalyError(f"{dataset.name}: cannot read pixels, a file it reads from is "
+                                 f"missing ({reason})") from None
         raise HsanomalyError(f"{dataset.name}: cannot read pixels, the file is truncated or "
-                             f"corrupt ({_gdal_reason(err)})") from None
+                             f"corrupt ({reason})") from None
 
 
 def _gdal_reason(err):
