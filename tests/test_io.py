@@ -349,7 +349,8 @@ def test_nan_in_a_mat_truth_is_unknown_not_a_target(tmp_path):
 
 
 def test_truth_shape_mismatch(tmp_path, synthetic_raster):
-    path, _, _ = synthetic_raster
+    _, truth, _ = synthetic_raster
+    path = write_raster(tmp_path / "truth.tif", truth[None].astype(np.float32))
     with pytest.raises(HsanomalyError, match="the mask is 40x50 pixels, the scene is 3x3"):
         read_truth(path, shape=(3, 3))
 

@@ -113,7 +113,9 @@ class _Source:
         pixels = []               # every valid pixel, for the extreme ones
         for window in self.probe_windows():
             values, nodata = self._read_bands(window, stored=True)
-            pixels.append(values[:, ~nodata.any(axis=0) & np.isfinite(values).all(axis=0)])
+            with np.errstate(invalid="ignore"):     # beyond float32: refused when read
+                usable = ~nodata.any(axis=0) & (np.abs(values) <= FLOAT32_MAX).all(axis=0)
+            pixels.append(values[:, usable])
             if self.exact_scaling is not None:      # scored once scaled
                 scale, offset = self.exact_scaling
                 coarse.append(coarsest_in_float32(values * scale + offset, nodata, self.bands))

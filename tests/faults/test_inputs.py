@@ -90,7 +90,12 @@ def test_truncated_geotiff(tmp_path, command, earlier, truth):
                                  "--score", "rx", "-q"], capture_output=True, text=True)
     elif command == "train":
         result = run_cli("train", bad, "--out", tmp_path / "model", "--iterations", "2", "-q")
-    else:
+    else:                             # a heatmap has one band
+        from synthetic import write_raster
+
+        write_raster(bad, rasterio.open(truth).read())
+        bad.write_bytes(bad.read_bytes()[:int(bad.stat().st_size * 0.6)])
+        tree = Tree(tmp_path)
         result = run_cli("evaluate", bad, truth)
     assert_one_error(result, "cut.tif", "truncated or corrupt")
     tree.assert_unchanged()
