@@ -214,3 +214,25 @@ def test_python_dash_m_runs_the_command(module):
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("Usage: hsanomaly detect ")
+
+
+def test_the_libraries_own_warnings_are_debug_lines(capsys):
+    """numpy's overflow, rasterio's nodata shadowing or scikit-learn's convergence warnings
+    reached stderr as two-line Python warnings, with -q too; they are -v's debug lines now."""
+    from hsanomaly.cli import _show_warning
+    from hsanomaly.errors import HsanomalyWarning
+    from hsanomaly.logs import LOGGER, configure
+
+    for handler in [h for h in LOGGER.handlers if getattr(h, "hsanomaly_cli", False)]:
+        LOGGER.removeHandler(handler)             # made by an earlier test: its stderr
+    for verbosity, shown in ((-1, False), (0, False), (1, True)):
+        configure(verbosity)
+        _show_warning(RuntimeWarning("overflow encountered in square"), RuntimeWarning,
+                      "numpy/core.py", 12)
+        _show_warning(HsanomalyWarning("scene.tif: about the data"), HsanomalyWarning, "x.py", 1)
+        err = capsys.readouterr().err.splitlines()
+        assert err[-1] == "Warning: scene.tif: about the data"
+        assert (err[:-1] == ["RuntimeWarning: overflow encountered in square (numpy/core.py:12)"]) \
+            if shown else err == ["Warning: scene.tif: about the data"], err
+    for handler in [h for h in LOGGER.handlers if getattr(h, "hsanomaly_cli", False)]:
+        LOGGER.removeHandler(handler)             # bound to this test's captured stderr

@@ -135,14 +135,17 @@ def _fail(message, status):
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
-    """Warnings about the data as one line; others as Python prints them."""
+    """Warnings about the data as one line; the libraries' own (numpy's overflow, rasterio's
+    nodata shadowing, scikit-learn's convergence) are the developers' diagnostics, a debug
+    line under -v: what matters to the user of them hsanomaly says itself."""
     from ..io.checks import HsanomalyWarning
+    from ..logs import LOGGER
 
     if issubclass(category, HsanomalyWarning):
         click.echo(f"Warning: {' '.join(str(message).split())}", err=True)
     else:
-        click.echo(warnings.formatwarning(message, category, filename, lineno, line).rstrip(),
-                   err=True)
+        LOGGER.debug("%s: %s (%s:%s)", category.__name__, " ".join(str(message).split()),
+                     filename, lineno)
 
 
 @click.group(name="hsanomaly", cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

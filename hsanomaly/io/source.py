@@ -429,7 +429,8 @@ def coarsest_in_float32(values, nodata, bands):
         if ok.sum() < 2:
             continue
         v = np.asarray(values[row][ok], np.float64)
-        spread = v.std()
+        with np.errstate(over="ignore", invalid="ignore"):   # 1e300: refused when read
+            spread = v.std()
         ratio = np.abs(v).max() / spread if spread > 0 else 0.0
         if ratio > PRECISION_RATIO and (worst is None or ratio > worst[1]):
             worst = (band, ratio)
