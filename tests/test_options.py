@@ -247,3 +247,16 @@ def test_detect_many_refuses_detect_s_job_options_as_such(tmp_path, name, why):
     assert str(err.value) == (f"detect_many: no option {name!r}: {why} (detect takes {name}= for "
                               "one raster)")
     assert not (tmp_path / "out").exists()
+
+
+def test_gmm_needs_the_pixels_a_covariance_of_its_components_needs(tmp_path):
+    """gmm fitted 5 full covariances in 9 dimensions on 9 valid pixels and wrote scores from
+    -43 to 3e6 where rx refuses the same raster."""
+    from synthetic import synthetic_cube
+
+    cube = synthetic_cube(bands=30, rows=3, cols=3)[0]
+    with pytest.raises(HsanomalyError, match=r"a mixture of 5 components needs at least 26 valid "
+                                             r"pixels \(one per component, and a covariance of 25 "
+                                             r"principal components needs 26\); the raster has 9"):
+        Detector("gmm").fit(cube)
+    Detector("gmm", pca=4).fit(cube)            # 5 components, 4 dimensions: 9 pixels do

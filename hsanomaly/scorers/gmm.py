@@ -32,14 +32,15 @@ class GaussianMixtureScorer(Scorer):
         from sklearn.mixture import GaussianMixture
 
         X = source.sample(self.sample, seed=self.seed).astype(np.float64)
-        check_pixels(source, len(X), max(2, self.components),
-                     f"a mixture of {self.components} components", "one per component")
-        kept = min(self.pca, X.shape[1], len(X))
-        if kept < self.pca != defaults.GMM_PCA:   # asked for (the tag records it)
-            warn_once(f"{source.name}: --pca {self.pca} is more than the "
-                      f"{'bands' if kept == X.shape[1] else 'pixels sampled'} ({kept}); the "
-                      f"mixture is fitted on {kept} principal components")
-        self.pca_ = PCA(n_components=kept, random_state=self.seed).fit(X)
+        dims = min(self.pca, X.shape[1])
+        check_pixels(source, len(X), max(self.components, dims + 1),
+                     f"a mixture of {self.components} components",
+                     f"one per component, and a covariance of {dims} principal components "
+                     f"needs {dims + 1}")
+        if dims < self.pca != defaults.GMM_PCA:   # asked for (the tag records it)
+            warn_once(f"{source.name}: --pca {self.pca} is more than the bands ({dims}); the "
+                      f"mixture is fitted on {dims} principal components")
+        self.pca_ = PCA(n_components=dims, random_state=self.seed).fit(X)
         self.unit_ = float(np.sqrt(np.mean(self.pca_.explained_variance_))) or 1.0
         self.mixture_ = GaussianMixture(self.components, covariance_type="full",
                                         random_state=self.seed, reg_covar=REG_COVAR)
