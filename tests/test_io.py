@@ -1216,3 +1216,22 @@ def test_a_vrt_whose_source_is_gone_says_so(tmp_path):
     with pytest.raises(HsanomalyError, match=r"stack.vrt: cannot read pixels, a file it reads "
                                              r"from is missing \(.*source.tif"):
         RasterSource(str(vrt)).read(Window(0, 0, 12, 10))
+
+
+def test_infinite_pixels_are_said_to_be_left_out(tmp_path):
+    """+-Inf pixels became nodata without a word, while float64 values beyond float32 (which
+    would become infinite) are refused for that very reason."""
+    import warnings
+
+    from hsanomaly.errors import HsanomalyWarning
+
+    cube, _ = synthetic_cube(bands=6, rows=20, cols=20)
+    cube[2, 3, 4], cube[5, 10, 10] = np.inf, -np.inf
+    path = write_raster(tmp_path / "inf.tif", cube)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        RasterSource(path).check_data()
+    said = [str(w.message) for w in caught if issubclass(w.category, HsanomalyWarning)]
+    assert said == [f"{path}: 2 of the pixels probed are infinite in some band; they are left "
+                    "out like nodata (NaN in the heatmap), though such a value may mark the "
+                    "scene's most anomalous pixels (saturated?)"]

@@ -111,11 +111,13 @@ class _Source:
         flat, whole = [], 0       # the value of each valid pixel that is one value in every
                                   # band; the valid pixels
         pixels = []               # every valid pixel, for the extreme ones
+        infinite = 0              # pixels infinite in some band: left out like nodata
         for window in self.probe_windows():
             values, nodata = self._read_bands(window, stored=True)
             with np.errstate(invalid="ignore"):     # beyond float32: refused when read
                 usable = ~nodata.any(axis=0) & (np.abs(values) <= FLOAT32_MAX).all(axis=0)
             pixels.append(values[:, usable])
+            infinite += int((np.isinf(values) & ~nodata).any(axis=0).sum())
             if self.exact_scaling is not None:      # scored once scaled
                 scale, offset = self.exact_scaling
                 coarse.append(coarsest_in_float32(values * scale + offset, nodata, self.bands))
@@ -131,6 +133,10 @@ class _Source:
                 whole += int((bad == 0).sum())
         warn_coarse(self.name, max((c for c in coarse if c), key=lambda c: c[1], default=None),
                     scaled=self.exact_scaling is not None)
+        if infinite:
+            warn_once(f"{self.name}: {infinite} of the pixels probed are infinite in some band; "
+                      "they are left out like nodata (NaN in the heatmap), though such a value "
+                      "may mark the scene's most anomalous pixels (saturated?)")
         extreme = extreme_values(np.concatenate(pixels, axis=1))
         if extreme is not None:
             count, value = extreme
