@@ -65,15 +65,35 @@ def check_threshold(gpkg_path, threshold, far):
     check_writable(gpkg_path, directory=False)
 
 
+def target_areas(records, transform, crs):
+    """(each target's area, its unit): square metres from a pixel's area in a projected CRS
+    (its linear unit converted: US feet, say), or the geodesic area of the target's polygon on
+    the ellipsoid of a geographic one (a pixel in degrees has no one area); the map's own units
+    squared where the CRS is missing or local; NaN without a geotransform."""
+    pixels = np.array([r["pixels"] for r in records], dtype=np.float64)
+    if transform.is_identity:
+        return np.full(len(records), np.nan), None
+    if crs is not None and crs.is_geographic:
+        import pyproj
+
+        geod = pyproj.CRS.from_wkt(crs.to_wkt()).get_geod()
+        return np.array([abs(geod.geometry_area_perimeter(r["geometry"])[0]) for r in records],
+                        dtype=np.float64), "square metres"
+    if crs is not None and crs.is_projected:
+        metres = crs.linear_units_factor[1]
+        return pixels * abs(transform.determinant) * metres ** 2, "square metres"
+    return pixels * abs(transform.determinant), "map units squared"
+
+
 def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, chunk=READ_CHUNK,
                    stage=None, name=None):
     """Vectorise the targets of a heatmap GeoTIFF into a GeoPackage; returns their number.
 
     Targets are 8-connected regions of pixels scoring strictly above ``threshold``, or above
     ``threshold_from_far(heatmap_path, far)`` (far: a rate or "auto"). The layer "targets"
-    is in the raster's CRS with, per target: id (1 = highest max score), pixels, area (map
-    units squared; null when the raster has no geotransform, whose coordinates are pixel
-    coordinates, as the layer description says), max_score, mean_score, centroid_x and
+    is in the raster's CRS with, per target: id (1 = highest max score), pixels, area (square
+    metres, ``target_areas``; null when the raster has no geotransform, whose coordinates are
+    pixel coordinates, as the layer description says), max_score, mean_score, centroid_x and
     centroid_y (map coordinates of the mean pixel centre). Memory is bounded by ``chunk``
     plus the targets themselves; the file is written through the one write path (read back
     and its features counted before it replaces ``gpkg_path``; with ``stage``, together with
@@ -126,12 +146,11 @@ def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, chunk=R
         warn(f"{name or heatmap_path}: no target found at false-alarm rate {far:g}: {why}; pass "
              "a larger --far or a --threshold")
 
-    pixel_area = None if transform.is_identity else abs(transform.determinant)
+    areas, area_unit = target_areas(records, transform, crs)
     columns = {
         "id": np.arange(1, len(records) + 1, dtype=np.int64),
         "pixels": np.array([r["pixels"] for r in records], dtype=np.int64),
-        "area": np.array([r["pixels"] * pixel_area if pixel_area else np.nan for r in records],
-                         dtype=np.float64),
+        "area": areas,
         "max_score": np.array([r["max_score"] for r in records], dtype=np.float64),
         "mean_score": np.array([r["mean_score"] for r in records], dtype=np.float64),
     }
@@ -146,8 +165,10 @@ def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, chunk=R
     description = f"{name or heatmap_path}: pixels with score > {threshold:.6g}"
     if transform.is_identity:
         description += "; not georeferenced: coordinates are pixel coordinates, area is null"
-    elif crs is None:
-        description += "; no CRS: map coordinates of a reference system the raster does not name"
+    else:
+        if crs is None:
+            description += "; no CRS: map coordinates of a reference system the raster does not name"
+        description += f"; area in {area_unit}"
     counted = _gpkg_check(len(records))
 
     def check(tmp):                # at the commit too: a program may have opened it since

@@ -442,3 +442,31 @@ def test_a_geopackage_open_with_changes_in_its_write_ahead_log_is_not_replaced(s
     finally:
         polygons._gpkg_check = real
     assert gpkg.read_bytes() == before
+
+
+@pytest.mark.parametrize("epsg, pixel, metres", [(32633, 2.0, 2.0), (2263, 2.0, 2.0 * 0.3048006096),
+                                                 (4326, 1e-4, None)])
+def test_target_areas_are_in_square_metres(tmp_path, epsg, pixel, metres):
+    """The area column was in the CRS's units squared with no word of which: square degrees
+    (8e-08 for a target of 700 square metres) or square US feet."""
+    from affine import Affine
+    from pyproj import Geod
+
+    scores = planted_heatmap()
+    transform = Affine(pixel, 0, 10.0 if epsg == 4326 else 5e5, 0, -pixel,
+                       60.0 if epsg == 4326 else 6.7e6)
+    path = tmp_path / "heat.tif"
+    with rasterio.open(path, "w", driver="GTiff", dtype="float32", count=1, crs=f"EPSG:{epsg}",
+                       height=scores.shape[0], width=scores.shape[1], transform=transform) as dst:
+        dst.write(scores.astype(np.float32)[None])
+    write_polygons(path, tmp_path / "targets.gpkg", threshold=1.0, chunk=16)
+    layer = read_layer(tmp_path / "targets.gpkg")
+    if metres is not None:
+        np.testing.assert_allclose(layer["area"], layer["pixels"] * metres ** 2)
+    else:           # on the ellipsoid: a pixel of 1e-4 degrees at 60 N is about 11 x 5.6 m
+        expected = [abs(Geod(ellps="WGS84").geometry_area_perimeter(g)[0]) for g in layer.geometry]
+        np.testing.assert_allclose(layer["area"], expected)
+        assert 50 < layer["area"].iloc[0] / layer["pixels"].iloc[0] < 70
+    description = pyogrio.read_info(tmp_path / "targets.gpkg", layer="targets")[
+        "layer_metadata"]["DESCRIPTION"]
+    assert description.endswith("; area in square metres")
