@@ -179,8 +179,11 @@ def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, chunk=R
                stack.enter_context(atomic_path(gpkg_path, check=check, create=False)))
         with warnings.catch_warnings(), native_quiet():
             warnings.filterwarnings("ignore", "'crs' was not provided")   # said in the description
+            # GeoPackage 1.2: the GDAL of QGIS 3.22 (the plugin's LTR) warns on each read of
+            # the 1.4 that newer GDALs write by default
             frame.to_file(tmp, layer=LAYER, driver="GPKG", engine="pyogrio",
-                          geometry_type="MultiPolygon", layer_options={"DESCRIPTION": description})
+                          geometry_type="MultiPolygon", dataset_options={"VERSION": "1.2"},
+                          layer_options={"DESCRIPTION": description})
             write_default_style(tmp, LAYER, frame.geometry.name)
     return len(records)
 

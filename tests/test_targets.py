@@ -1,5 +1,6 @@
 """Thresholds from false-alarm rates and target polygons (hsanomaly.thresholds, hsanomaly.polygons)."""
 
+import contextlib
 import math
 import pickle
 import warnings
@@ -470,3 +471,14 @@ def test_target_areas_are_in_square_metres(tmp_path, epsg, pixel, metres):
     description = pyogrio.read_info(tmp_path / "targets.gpkg", layer="targets")[
         "layer_metadata"]["DESCRIPTION"]
     assert description.endswith("; area in square metres")
+
+
+def test_targets_are_written_as_geopackage_1_2(tmp_path):
+    """GDAL 3.8+ writes GeoPackage 1.4 by default, which the GDAL of QGIS 3.22 (the plugin's
+    long-term release) warns about three times on each load."""
+    import sqlite3
+
+    path = write_heatmap(tmp_path / "heat.tif", planted_heatmap())
+    write_polygons(path, tmp_path / "targets.gpkg", threshold=1.0)
+    with contextlib.closing(sqlite3.connect(tmp_path / "targets.gpkg")) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 10200
