@@ -300,3 +300,41 @@ def test_overlapping_algorithms_each_log_their_own_warnings(plugin):
         threads[1].join()
         assert warnings.showwarning is original
     assert [log.warnings for log in logs] == [["from algorithm 0"], ["from algorithm 1"]]
+
+
+def test_fields_a_baseline_does_not_use_are_said_not_dropped(scene, tmp_path):
+    """A non-default latent search or a ticked *Ignore wavelengths* was dropped for a baseline
+    without a word (the command line refuses them; a dialog keeps its fields, so it says so)."""
+    import processing
+    from qgis.core import QgsProcessingFeedback
+
+    log = warning_log(QgsProcessingFeedback)
+    processing.run("hsanomaly:detect", {"INPUT": str(scene[0]), "SCORE": "rx", "SOLVER": "thesis",
+                                        "IGNORE_WAVELENGTHS": True, "TILE": 16,
+                                        "OUTPUT": str(tmp_path / "rx.tif")}, feedback=log)
+    assert log.warnings == [
+        "Latent search 'thesis': not used by score 'rx', which takes no model",
+        "Ignore wavelengths: not used by score 'rx', which takes no model"]
+    log = warning_log(QgsProcessingFeedback)
+    processing.run("hsanomaly:detect", {"INPUT": str(scene[0]), "SCORE": "rx", "TILE": 16,
+                                        "OUTPUT": str(tmp_path / "rx2.tif")}, feedback=log)
+    assert log.warnings == []                      # the defaults: nothing to say
+
+
+@pytest.mark.parametrize("form", ["ogr:dbname='{path}' table=\"targets\" (geom)",
+                                  "{path}|layername=targets", "{path}"])
+def test_the_dialogs_geopackage_destinations_are_taken(scene, tmp_path, form):
+    """*Save to GeoPackage...* gives ``ogr:dbname='...' table="..." (geom)``, and a layer can
+    be named ``path|layername=...``: both were refused, one as "must be a file path"."""
+    from qgis.core import QgsProcessingException, QgsVectorLayer
+
+    path = tmp_path / "t.gpkg"
+    result = run_detect(INPUT=scene[0], SCORE="rx", OUTPUT=tmp_path / "heat.tif", FAR="0.005",
+                        POLYGONS=form.format(path=path))
+    assert result["POLYGONS"] == str(path)
+    assert QgsVectorLayer(f"{path}|layername=targets", "t", "ogr").featureCount() >= 2
+    with pytest.raises(QgsProcessingException, match="layer 'mine' cannot be chosen"):
+        run_detect(INPUT=scene[0], SCORE="rx", OUTPUT=tmp_path / "heat2.tif", FAR="0.005",
+                   POLYGONS=form.replace("targets", "mine").format(path=tmp_path / "u.gpkg")
+                   if "targets" in form else f"{tmp_path / 'u.gpkg'}|layername=mine")
+    assert not (tmp_path / "heat2.tif").exists() and not (tmp_path / "u.gpkg").exists()

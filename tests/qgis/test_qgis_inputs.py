@@ -181,3 +181,27 @@ def test_vsizip_scene_detects_like_the_file(scene, tmp_path):
         with rasterio.open(out) as ds:
             heat[kind] = ds.read(1)
     np.testing.assert_array_equal(heat["vsizip"], heat["file"])
+
+
+def test_a_layer_that_is_no_raster_file_is_named_as_such(scene, tmp_path):
+    """A vector layer's id was "no such file or folder"; a web raster layer's source
+    ("type=xyz&url=...") reached the library as a file name: "file not found"."""
+    import processing
+    from qgis.core import QgsProcessingException, QgsProject, QgsRasterLayer, QgsVectorLayer
+
+    vector = QgsVectorLayer("Point?crs=EPSG:4326", "points", "memory")
+    tiles = QgsRasterLayer("type=xyz&url=http://127.0.0.1:9/{z}/{x}/{y}.png&zmax=19&zmin=0",
+                           "tiles", "wms")
+    QgsProject.instance().addMapLayers([vector, tiles])
+    try:
+        for value, expected in ((vector.id(), "points: a vector layer, not a raster"),
+                                (tiles.id(), "tiles: a wms layer, not a raster file; save it as "
+                                             "a GeoTIFF first"),
+                                (tiles, "tiles: a wms layer, not a raster file")):
+            with pytest.raises(QgsProcessingException) as err:
+                processing.run("hsanomaly:detect", {"INPUT": value, "SCORE": "rx",
+                                                    "OUTPUT": str(tmp_path / "h.tif")})
+            assert str(err.value).splitlines()[-1].startswith(expected), str(err.value)
+    finally:
+        QgsProject.instance().removeAllMapLayers()
+    assert not (tmp_path / "h.tif").exists()

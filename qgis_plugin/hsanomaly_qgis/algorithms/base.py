@@ -53,7 +53,7 @@ class HsanomalyAlgorithm(QgsProcessingAlgorithm):
                 value = rest
             elif definition.checkValueIsAcceptable(value, context):
                 continue
-            return False, parameter_problem(definition, value)
+            return False, parameter_problem(definition, value, context)
         return True, ""
 
     def library_errors(self, feedback=None):
@@ -71,7 +71,7 @@ def label(definition):
     return definition.description().split(":")[0].split(" (")[0].strip()
 
 
-def parameter_problem(definition, value):
+def parameter_problem(definition, value, context=None):
     """One line for a value QGIS does not accept: the value first, then what is wrong."""
     name = label(definition)
     values = value if isinstance(value, (list, tuple)) else [value]
@@ -80,6 +80,10 @@ def parameter_problem(definition, value):
     kind = definition.type()
     if kind in RASTER_TYPES or kind in ("file", "vector", "source"):
         for item in values:
+            layer = context.getMapLayer(item) if context is not None and isinstance(item, str) \
+                and item else None
+            if layer is not None and kind in RASTER_TYPES:     # a project layer's id or name
+                return layer_problem(layer, name) or f"{item}: not a value {name} takes"
             if isinstance(item, str) and item:
                 if not Path(item).exists():
                     return f"{item}: no such file or folder ({name})"
@@ -102,6 +106,19 @@ def parameter_problem(definition, value):
         if number > definition.maximum():
             return f"{value}: {name} must be at most {definition.maximum():g}"
     return f"{value!r}: not a value {name} takes"
+
+
+def layer_problem(layer, name):
+    """Why a project layer cannot be read as a raster file by the library, or None: a vector
+    layer, or a raster served by another provider than GDAL (WMS, XYZ tiles, a database)."""
+    from qgis.core import QgsMapLayerType
+
+    if layer.type() != QgsMapLayerType.RasterLayer:
+        return f"{layer.name()}: a vector layer, not a raster ({name})"
+    if layer.providerType() != "gdal":
+        return (f"{layer.name()}: a {layer.providerType()} layer, not a raster file; save it as "
+                f"a GeoTIFF first ({name})")
+    return None
 
 
 def gdal_names(value):
@@ -214,13 +231,16 @@ def warnings_to(feedback):
                 warnings.showwarning = _SHOWN[0]
 
 
-def named_source(value, context):
+def named_source(value, context, name="raster"):
     """The dataset name for a parameter value given as a string: the source of the project
     layer whose id or name it is, or else the string itself, unchanged (a file, a GDAL
     subdataset such as NETCDF:"f.nc":var, HDF5:..., GTIFF_DIR:2:f.tif, or a /vsizip/... path;
-    never QGIS's rewriting of it)."""
+    never QGIS's rewriting of it). ``name``: the parameter, for a layer that is no file."""
     layer = context.getMapLayer(value)
     if layer is not None and value in (layer.id(), layer.name()):
+        problem = layer_problem(layer, name)
+        if problem:
+            raise QgsProcessingException(problem)
         return layer.source()
     return value
 
@@ -228,22 +248,49 @@ def named_source(value, context):
 def raster_source(algorithm, parameters, name, context):
     """The dataset name to give the library for raster parameter ``name``: a string passes
     through ``named_source``; a layer object gives its source."""
-    value = parameters.get(name)
+    value, shown = parameters.get(name), label(algorithm.parameterDefinition(name))
     if isinstance(value, str) and value:
-        return named_source(value, context)
+        return named_source(value, context, shown)
     layer = algorithm.parameterAsRasterLayer(parameters, name, context)
     if layer is None:
         raise QgsProcessingException(f"{value}: not a raster layer QGIS can open")
+    problem = layer_problem(layer, shown)
+    if problem:
+        raise QgsProcessingException(problem)
     return layer.source()
 
 
 def raster_sources(algorithm, parameters, name, context):
     """``raster_source`` for each raster of a multiple-layers parameter, in order."""
-    values = parameters.get(name)
+    values, shown = parameters.get(name), label(algorithm.parameterDefinition(name))
     values = values if isinstance(values, (list, tuple)) else [values]
     if all(isinstance(value, str) and value for value in values):
-        return [named_source(value, context) for value in values]
-    return [layer.source() for layer in algorithm.parameterAsLayerList(parameters, name, context)]
+        return [named_source(value, context, shown) for value in values]
+    layers = algorithm.parameterAsLayerList(parameters, name, context)
+    for problem in filter(None, (layer_problem(layer, shown) for layer in layers)):
+        raise QgsProcessingException(problem)
+    return [layer.source() for layer in layers]
+
+
+OGR_DESTINATION = re.compile(r"""^ogr:dbname='(?P<path>[^']*)'(?:\s+table="(?P<layer>[^"]*)")?""")
+
+
+def geopackage_file(destination, layer="targets"):
+    """The file of a GeoPackage destination as the dialog gives it: a path, QGIS's
+    ``ogr:dbname='f.gpkg' table="name" (geom)`` ("Save to GeoPackage...") or
+    ``f.gpkg|layername=name``; None when empty. The library writes one layer of its own name
+    into a file of its own, so another layer name is refused rather than ignored."""
+    if not destination:
+        return None
+    found = OGR_DESTINATION.match(destination)
+    path, name = (found["path"], found["layer"]) if found else \
+        (destination.split("|")[0], dict(part.split("=", 1) for part in destination.split("|")[1:]
+                                         if "=" in part).get("layername"))
+    if name not in (None, "", layer):
+        raise QgsProcessingException(
+            f"{path}: the polygons are written as layer {layer!r} of a GeoPackage of their own; "
+            f"layer {name!r} cannot be chosen (give a file name)")
+    return path
 
 
 def is_empty(parameters, name):

@@ -9,7 +9,8 @@ from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingParam
 from .. import library
 from ..dependencies import install_hint
 from ..styles import style_heatmap_on_load, style_targets_on_load
-from .base import HsanomalyAlgorithm, is_empty, progress_callback, raster_source
+from .base import (HsanomalyAlgorithm, geopackage_file, is_empty, progress_callback,
+                   raster_source)
 
 
 class DetectAnomalies(HsanomalyAlgorithm):
@@ -126,14 +127,17 @@ class DetectAnomalies(HsanomalyAlgorithm):
         model = None if is_empty(parameters, self.MODEL) else \
             self.parameterAsFile(parameters, self.MODEL, context)
         heatmap = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        polygons = self.parameterAsOutputLayer(parameters, self.POLYGONS, context) or None
+        polygons = geopackage_file(self.parameterAsOutputLayer(parameters, self.POLYGONS, context))
         threshold = None if is_empty(parameters, self.THRESHOLD) else \
             self.parameterAsDouble(parameters, self.THRESHOLD, context)
         far = self._far(parameters, context)
         score = self.parameterAsEnumString(parameters, self.SCORE, context)
-        options = {}
+        options, unused = {}, []     # a dialog keeps its fields: said, not refused, when unused
+        solver = self.parameterAsEnumString(parameters, self.SOLVER, context)
         if library.takes_solver(score):
-            options["solver"] = self.parameterAsEnumString(parameters, self.SOLVER, context)
+            options["solver"] = solver
+        elif solver != library.load().solver:
+            unused.append(f"Latent search {solver!r}")
         if not is_empty(parameters, self.PURGE):     # a score without rings refuses it
             options["purge"] = self.parameterAsDouble(parameters, self.PURGE, context)
         if not is_empty(parameters, self.TOP_RINGS):
@@ -144,9 +148,13 @@ class DetectAnomalies(HsanomalyAlgorithm):
         rings = self.parameterAsString(parameters, self.RINGS, context).strip()
         if rings:
             options["rings"] = rings
-        if self.parameterAsBool(parameters, self.IGNORE_WAVELENGTHS, context) and \
-                score in library.load().model_scores:    # a baseline has no model to ignore
-            options["ignore_wavelengths"] = True
+        if self.parameterAsBool(parameters, self.IGNORE_WAVELENGTHS, context):
+            if score in library.load().model_scores:
+                options["ignore_wavelengths"] = True
+            else:                                        # a baseline has no model to ignore
+                unused.append("Ignore wavelengths")
+        for what in unused:
+            feedback.pushWarning(f"{what}: not used by score {score!r}, which takes no model")
         with self.library_errors(feedback):
             from hsanomaly.api import detect
 
