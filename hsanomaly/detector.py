@@ -40,6 +40,7 @@ class Detector:
         from .engine.detect import check_tile
 
         options = {k: v for k, v in options.items() if v is not None}   # None: the default
+        score = defaults.SCORE if score is None else score               # as detect takes it
         path = model_path(model)
         check_scorer(score, {**options, **({"model": path} if path is not None else {})})
         check_tile(tile)
@@ -60,6 +61,7 @@ class Detector:
         with the others, so ``score`` asks for ``fit`` again."""
         before = self.get_params()
         score = params.get("score", self.score_name)
+        score = defaults.SCORE if score is None else score
         # a former option name means what its score made of it: carried to another score it
         # must mean the same there (gmm's mixture components are not local RX's principal ones)
         old, new = scorer_class(self.score_name), scorer_class(score)

@@ -551,3 +551,12 @@ def test_the_not_fitted_error_is_one_class_in_every_thread():
     for thread in threads:
         thread.join()
     assert len(set(seen)) == 1 and seen[0] is hsanomaly.NotFittedError
+
+
+def test_score_none_is_the_default_score_as_in_detect():
+    """``hsanomaly.detect(score=None)`` scores with the default; ``Detector(score=None)`` was
+    refused as "unknown score None"."""
+    from hsanomaly import defaults
+
+    assert hsanomaly.Detector(score=None).get_params()["score"] == defaults.SCORE
+    assert hsanomaly.Detector("rx").set_params(score=None).get_params()["score"] == defaults.SCORE
