@@ -1,4 +1,4 @@
-"""``hsanomaly train``: a thin shell over hsanomaly.training.train (torch is imported only when run)."""
+"""``hsanomaly train``: a thin shell over hsanomaly.train (torch is imported only when run)."""
 
 import click
 
@@ -35,7 +35,7 @@ from ..training.settings import THREADS, Settings
 def train(inputs, out, mask, background_only, window, bands, sqrt, whiten, iterations, seed,
           device, boost_rare, threads, resume, quiet):
     """Train a WGAN-GP on INPUTS (rasters or .mat scenes) and write an ONNX model bundle."""
-    from ..training import train as train_model
+    from ..api import train as train_model
 
     bundle = train_model(list(inputs), out, mask=mask, window=window, bands=bands, sqrt=sqrt,
                          whiten=whiten, iterations=iterations, seed=seed, device=device,

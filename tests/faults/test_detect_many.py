@@ -99,3 +99,12 @@ def test_a_pattern_is_expanded_where_no_shell_did(tmp_path, batch):
     result = run_cli("detect-many", str(tmp_path / "x*.tif"), "--out-dir", out, *RX)
     assert result.returncode == 1
     assert result.stderr.strip() == f"Error: {tmp_path / 'x*.tif'}: no file matches this pattern"
+
+
+def test_train_takes_patterns_through_the_front_door(tmp_path):
+    """The train command called the training module past hsanomaly.train, the front door
+    that reads its inputs (patterns included) as detect-many's are read."""
+    result = run_cli("train", str(tmp_path / "x*.tif"), "--out", tmp_path / "m", "-q")
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"Error: {tmp_path / 'x*.tif'}: no file matches this pattern"
+    assert not (tmp_path / "m").exists()
