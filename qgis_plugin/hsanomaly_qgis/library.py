@@ -31,7 +31,12 @@ FALLBACK = SimpleNamespace(
     train_window=1,
     train_seed=0,
     pd_far=0.001,
+    taking={"outer": ("lrx", "context"), "guard": ("lrx", "context"),
+            "pca": ("lrx", "gmm", "context", "mlrx", "rxmlrx", "mcontext", "rescontext",
+                    "dualcontext"),
+            "components": ("gmm",)},
 )
+TAKING = ("outer", "guard", "pca", "components")   # options whose scores the dialog names
 
 
 def load():
@@ -61,6 +66,8 @@ def load():
         train_window=defaults.TRAIN_WINDOW,
         train_seed=defaults.TRAIN_SEED,
         pd_far=defaults.PD_FAR,
+        taking={option: tuple(name for name, cls in scorers.REGISTRY.items()
+                              if option in cls.options) for option in TAKING},
     )
 
 

@@ -338,3 +338,22 @@ def test_the_dialogs_geopackage_destinations_are_taken(scene, tmp_path, form):
                    POLYGONS=form.replace("targets", "mine").format(path=tmp_path / "u.gpkg")
                    if "targets" in form else f"{tmp_path / 'u.gpkg'}|layername=mine")
     assert not (tmp_path / "heat2.tif").exists() and not (tmp_path / "u.gpkg").exists()
+
+
+@pytest.mark.parametrize("score, fields, options", [
+    ("lrx", {"OUTER": 9, "GUARD": 3, "PCA": 4}, {"outer": 9, "guard": 3, "pca": 4}),
+    ("gmm", {"PCA": 6, "COMPONENTS": 2}, {"pca": 6, "components": 2})])
+def test_window_and_component_fields_reach_the_library(plugin, tmp_path, score, fields, options):
+    """lrx ran at 15/5 with 10 components whatever the user wanted: the dialog had no field
+    for its window or components, nor for gmm's mixture."""
+    from hsanomaly.api import detect
+    from qgis.core import QgsProcessingException
+    from synthetic import synthetic_cube, write_raster
+
+    raster = write_raster(tmp_path / "scene.tif", synthetic_cube(rows=40, cols=50)[0])
+    given = run_detect(INPUT=raster, SCORE=score, TILE=16, OUTPUT=tmp_path / "given.tif", **fields)
+    detect(str(raster), tmp_path / "library.tif", score=score, tile=16, progress=False, **options)
+    np.testing.assert_array_equal(read_band(given["OUTPUT"]), read_band(tmp_path / "library.tif"))
+    with pytest.raises(QgsProcessingException) as err:
+        run_detect(INPUT=raster, SCORE="rx", OUTPUT=tmp_path / "rx.tif", PCA=4)
+    assert str(err.value).startswith("'Principal components kept': score 'rx' does not take")

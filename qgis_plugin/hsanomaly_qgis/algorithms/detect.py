@@ -23,6 +23,12 @@ class DetectAnomalies(HsanomalyAlgorithm):
     NEIGHBOUR_WEIGHT = "NEIGHBOUR_WEIGHT"
     RINGS = "RINGS"
     IGNORE_WAVELENGTHS = "IGNORE_WAVELENGTHS"
+    OUTER = "OUTER"
+    GUARD = "GUARD"
+    PCA = "PCA"
+    COMPONENTS = "COMPONENTS"
+    # optional whole-number fields passed to the library as these options when filled in
+    WHOLE_OPTIONS = {OUTER: "outer", GUARD: "guard", PCA: "pca", COMPONENTS: "components"}
     THRESHOLD = "THRESHOLD"
     FAR = "FAR"
     TILE = "TILE"
@@ -88,7 +94,19 @@ class DetectAnomalies(HsanomalyAlgorithm):
             self.IGNORE_WAVELENGTHS, "Ignore wavelengths: score with a model even where the "
             "raster's band centres differ from those it was trained on (GAN scores)",
             defaultValue=False)
-        for advanced in (purge, top_rings, neighbour_weight, rings, ignore):
+        def taking(option):     # the scores that take it, as the library's registry says
+            return ", ".join(lib.taking.get(option, ()))
+
+        whole = [QgsProcessingParameterNumber(
+            field, text.format(taking(option)), QgsProcessingParameterNumber.Integer,
+            optional=True, minValue=1) for field, option, text in (
+            (self.OUTER, "outer", "Outer window: the local RX ring's outer size in pixels "
+                                  "({}; empty: the score's own)"),
+            (self.GUARD, "guard", "Guard window: the local RX ring's inner size left out "
+                                  "({}; empty: the score's own)"),
+            (self.PCA, "pca", "Principal components kept ({}; empty: the score's own)"),
+            (self.COMPONENTS, "components", "Mixture components ({}; empty: the score's own)"))]
+        for advanced in (purge, top_rings, neighbour_weight, rings, ignore, *whole):
             advanced.setFlags(advanced.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(advanced)
         self.addParameter(QgsProcessingParameterNumber(
@@ -145,6 +163,9 @@ class DetectAnomalies(HsanomalyAlgorithm):
         if not is_empty(parameters, self.NEIGHBOUR_WEIGHT):
             options["neighbour_weight"] = self.parameterAsDouble(parameters, self.NEIGHBOUR_WEIGHT,
                                                                  context)
+        for field, option in self.WHOLE_OPTIONS.items():   # a score without it refuses it
+            if not is_empty(parameters, field):
+                options[option] = self.parameterAsInt(parameters, field, context)
         rings = self.parameterAsString(parameters, self.RINGS, context).strip()
         if rings:
             options["rings"] = rings
