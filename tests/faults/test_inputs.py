@@ -137,7 +137,7 @@ def test_a_mat_file_of_text_or_cut_short(tmp_path, cut):
 @pytest.mark.parametrize("score, valid, fragment", [
     ("rx", 3, "RX on 12 bands needs at least 13 valid pixels (one more than bands); the raster has 3"),
     ("rx", 12, "the raster has 12"),
-    ("gmm", 3, "a mixture of 5 components needs at least 5 valid pixels"),
+    ("gmm", 3, "a mixture of 5 components needs at least 13 valid pixels"),
 ])
 def test_too_few_valid_pixels_for_the_statistics(tmp_path, score, valid, fragment):
     """RX fitted on 3 pixels of 12 bands wrote negative squared distances with exit 0, and the
