@@ -440,6 +440,18 @@ def test_the_model_cache_reuses_a_bundle_only_while_it_is_what_training_would_gi
     monkeypatch.setattr(hsanomaly.training, "train", named_train)   # new switches of the run,
     models.get(scene, 0)                                            # not of the model: reused
     assert len(trained) == 4
+    # a file GDAL reads beside a raster scene changes the pixels training reads: its
+    # .aux.xml declaring a nodata value trained a model on the old pixels' behalf
+    raster = write_raster(tmp_path / "two.tif", synthetic_cube(rows=10, cols=10)[0])
+    tif = BenchmarkScene("set/two", raster, None)
+    models.get(tif, 0)
+    models.get(tif, 0)
+    assert len(trained) == 5
+    Path(str(raster) + ".aux.xml").write_text(
+        '<PAMDataset><PAMRasterBand band="1"><NoDataValue>0</NoDataValue></PAMRasterBand>'
+        "</PAMDataset>")
+    models.get(tif, 0)
+    assert len(trained) == 6 and "the scene file changed" in messages[-2]
 
 
 def test_the_model_cache_refuses_a_folder_of_the_users_at_a_bundles_path(scene_dir, tmp_path):
@@ -587,3 +599,87 @@ def test_gpu_check_without_a_gpu_measures_nothing_and_says_so():
     lines = done.stdout.strip().splitlines()
     assert lines[0].startswith("gpu_check: no GPU to measure:")
     assert lines[-1].startswith("gpu_check=skipped") and lines[-1].endswith("=nan")
+
+
+def _runs(aucs, seeds=(0,)):
+    """Benchmark records of {(scene, method): auc}; seed None for methods named 'u*'."""
+    return [{"scene": s, "method": m, "seed": None if m.startswith("u") else seed, "auc": a,
+             "log_auc": a / 2, "pd": a / 4, "lg_far": 1.0}
+            for (s, m), a in aucs.items() for seed in ((None,) if m.startswith("u") else seeds)]
+
+
+def test_a_protocol_with_one_unit_is_not_possible_rather_than_in_sample():
+    """With every scene in one dataset, leave-one-dataset-out chose on every scene, the one it
+    scored included, and printed that in-sample mean as the held-out one."""
+    aucs = {("A/a1", "m1"): 0.9, ("A/a1", "m2"): 0.5, ("A/a2", "m1"): 0.6, ("A/a2", "m2"): 1.0}
+    selection = select_held_out(_runs(aucs), ["m1", "m2"], {"A/a1": "A", "A/a2": "A"})
+    scene_out, dataset_out = selection.protocols
+    assert scene_out.possible and scene_out.chosen == {"A/a1": "m2", "A/a2": "m1"}
+    assert not dataset_out.possible and dataset_out.mean is None
+    row = selection.tables()[0][2][1]
+    assert row[:3] == ["leave-one-dataset-out", "n/a", ""] and "not possible" in row[4]
+    assert selection.to_dict()["protocols"][1]["mean"] is None
+    with pytest.raises(HsanomalyError, match="needs two scenes or more"):
+        select_held_out(_runs({("A/a1", "m1"): 0.9, ("A/a1", "m2"): 0.5}), ["m1", "m2"], {})
+    with pytest.raises(HsanomalyError, match="m2: no result on scene A/a2"):
+        select_held_out(_runs({k: v for k, v in aucs.items() if k != ("A/a2", "m2")}),
+                        ["m1", "m2"], {})
+
+
+def test_the_spread_over_seeds_counts_an_unseeded_choice_once_per_seed():
+    """An unseeded pick (seed None) was a "seed" of its own: 4 values for 3 seeds, and a
+    std of 0.0047 where the 3 seeds' held-out means give 0.0057."""
+    runs = _runs({("A/a", "u"): 0.9, ("A/a", "s"): 0.1, ("B/b", "u"): 0.8, ("B/b", "s"): 0.5,
+                  ("C/c", "u"): 0.1, ("C/c", "s"): 0.5}, seeds=(0, 1, 2))
+    for r in runs:
+        if r["method"] == "s":
+            r["auc"] += 0.03 * r["seed"]
+    protocol = select_held_out(runs, ["u", "s"], {}).protocols[0]
+    # a is chosen for on b, c (s: 0.53 against u: 0.45); b and c on the others (u)
+    assert protocol.chosen == {"A/a": "s", "B/b": "u", "C/c": "u"}
+    assert protocol.per_seed == pytest.approx([(0.1 + 0.03 * k + 0.8 + 0.1) / 3 for k in range(3)])
+
+
+def test_scene_names_the_tables_cannot_tell_apart_are_refused(scene_dir, tmp_path):
+    """A scene called "mean" hid among the mean rows; two scenes of one stem: --scenes took
+    one of them, and --reference set one published figure beside both."""
+    other = scene_dir / "more"
+    other.mkdir()
+    cube, truth = synthetic_cube(rows=20, cols=20, targets=((5, 5),), seed=3)
+    write_mat(other / "alpha.mat", cube, truth)
+    scenes = find_scenes(scene_dir)
+    with pytest.raises(HsanomalyError, match=r"alpha: names 2 scenes \(mat/alpha, more/alpha\); "
+                                             "name the one meant by its folder too"):
+        select_scenes(scenes, ["alpha"])
+    assert [s.name for s in select_scenes(scenes, ["more/alpha"])] == ["more/alpha"]
+    reference = tmp_path / "reference.csv"
+    reference.write_text("scene,method,auc\nalpha,rx,0.9\n")
+    with pytest.raises(HsanomalyError, match="--reference: alpha: names 2 scenes"):
+        run_benchmark(scene_dir, ["rx"], [0], reference=reference)
+    write_mat(scene_dir / f"{MEAN}.mat", cube, truth)
+    with pytest.raises(HsanomalyError, match="a scene may not be called 'mean'"):
+        find_scenes(scene_dir)
+
+
+def test_a_seed_in_a_seeded_scores_spec_is_refused(scene_dir):
+    """gmm:seed=5 ran seed 5 under every --seeds label: three identical runs, '± 0.0000'."""
+    with pytest.raises(HsanomalyError, match=r"score 'gmm:seed=5': its seed comes from --seeds"):
+        run_benchmark(scene_dir, ["gmm:seed=5"], [0, 1])
+
+
+def test_a_target_a_method_cannot_score_counts_as_missed(tmp_path):
+    """Methods were compared on different pixels: a target pixel lrx could not score was left
+    out of lrx's AUC (1.0 on 3 targets) while rx was judged on all 4 (0.92)."""
+    from hsanomaly.experiments.benchmark import run_one
+    from hsanomaly.experiments.scenes import BenchmarkScene
+
+    cube, truth = synthetic_cube(bands=8, rows=30, cols=30, targets=((5, 5), (20, 20)), seed=4)
+    write_raster(tmp_path / "s.tif", cube)
+    write_raster(tmp_path / "s-truth.tif", truth[None].astype(np.float32))
+    scene = BenchmarkScene("s", tmp_path / "s.tif", tmp_path / "s-truth.tif")
+    data = scene.load()
+    data.valid[:12, :12] = False           # an island of nodata around the first target ...
+    data.valid[5, 5] = data.valid[5, 6] = True   # ... whose pixels lrx's rings cannot reach
+    data.evaluated[:] = data.valid
+    record = run_one(scene, data, "lrx:outer=9:guard=3", None, None)
+    assert record["target_pixels"] == int(truth[data.evaluated].sum())

@@ -503,3 +503,18 @@ def test_a_mask_of_another_size_than_the_heatmap_is_refused(heat_and_truth, tmp_
     with pytest.raises(HsanomalyError, match=f"small.tif: the mask is {rows - 1}x{cols} pixels, "
                                              f"the heatmap is {rows}x{cols}"):
         hsanomaly.evaluate(heat, small)
+
+
+def test_nan_in_an_array_truth_is_unknown_not_a_target():
+    """NaN != 0: the array evaluate counted NaN truth pixels as targets (51 for 1), where a
+    truth file's nodata is left out."""
+    scores = np.arange(100, dtype=np.float64).reshape(10, 10)
+    truth = np.zeros((10, 10))
+    truth[9, 9] = 1
+    truth[:5] = np.nan
+    report = evaluate(scores, truth)
+    assert report["n_target_pixels"] == 1 and report["auc"] == 1.0
+    cropped = evaluate(scores[5:], truth[5:])
+    assert report["n_excluded_pixels"] == 50
+    assert {k: v for k, v in report.items() if k not in ("targets", "n_excluded_pixels")} == \
+        {k: v for k, v in cropped.items() if k not in ("targets", "n_excluded_pixels")}

@@ -210,6 +210,11 @@ def evaluate(scores, truth, outer=None, valid=None, pd_far=defaults.PD_FAR):
     """A JSON-ready report of how well ``scores`` (rows, cols) find the ``truth`` targets:
     overall and per-target AUC, logAUC, lgFAR and Pd at ``pd_far`` (see ``score_targets``)."""
     pd_far = check_pd_far(pd_far)
+    truth = np.asarray(truth)
+    if truth.dtype.kind == "f" and np.isnan(truth).any():   # unknown, as a truth file's nodata
+        unknown = np.isnan(truth)
+        valid = ~unknown if valid is None else np.asarray(valid, bool) & ~unknown
+        truth = np.where(unknown, 0, truth)
     overall, targets = score_targets(scores, truth, outer, valid)
     unscored = unscored_targets(scores, truth, valid)
     missed = sum(unscored.values())

@@ -25,6 +25,8 @@ import tracemalloc
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from ..engine import fit_scorer, score_array
 from ..errors import HsanomalyError
 from ..evaluation import evaluate
@@ -35,7 +37,7 @@ from ..scorers import check_scorer, make_scorer, scorer_class
 from ..runtime import training_unavailable
 from .cache import ModelCache
 from .pool import cpu_seconds, map_scenes
-from .scenes import find_scenes, select_scenes
+from .scenes import ambiguous, find_scenes, scenes_by_stem, select_scenes
 from .tables import summarise
 
 SEEDS = (0, 1, 2)             # training seeds of the seeded scores
@@ -86,6 +88,9 @@ def check_methods(methods):
         if cls.needs_model and unavailable:
             raise HsanomalyError(f"score {name!r} needs a model trained per scene and seed, "
                                  f"and {unavailable}")
+        if "seed" in options and is_seeded(method):   # it would stand in for every --seeds
+            raise HsanomalyError(f"score {method!r}: its seed comes from --seeds (each seed is "
+                                 "one run); leave seed out of the spec")
 
 
 def runs_for(methods, seeds):
@@ -124,6 +129,9 @@ def run_one(scene, data, method, seed, models):
     finally:
         tracemalloc.stop()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    # a pixel the method leaves without a score ranks below every scored one: every method
+    # is compared on the same pixels, a target it cannot score counting as missed
+    scores = np.where(data.evaluated & np.isnan(scores), -np.inf, scores)
     report = evaluate(scores, data.truth, valid=data.evaluated)
     return {"scene": scene.name, "method": method, "seed": seed, "auc": report["auc"],
             "log_auc": report["log_auc"], "lg_far": report["lg_far"], "pd": report["pd"],
@@ -170,10 +178,12 @@ def read_reference(path):
 
 def _match_reference(reference, scenes):
     """``reference`` keyed by our scene names (a reference scene may be a name or file stem)."""
-    matched = {}
+    matched, stems = {}, scenes_by_stem(scenes)
     for scene in scenes:
         for key in (scene.name, scene.path.stem):
             if key in reference:
+                if key == scene.path.stem != scene.name and len(stems[key]) > 1:
+                    raise ambiguous(f"--reference: {key}", stems[key])
                 matched[scene.name] = reference[key]
                 break
     if reference and scenes and not matched:

@@ -22,7 +22,7 @@ from filelock import FileLock
 
 from ..errors import HsanomalyError
 from ..io import atomic_path
-from ..io.fingerprint import file_fingerprint
+from ..io.fingerprint import path_fingerprint
 
 CHANGED = {"scene": "the scene file changed", "training": "the training settings changed"}
 # train's keywords that say how to run or what to call it, not what model to train
@@ -79,7 +79,7 @@ class ModelCache:
         out = self.path(scene, seed, iterations, options)
         out.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(out.with_name(out.name + ".lock"))):
-            origin = {"scene": file_fingerprint(scene.path),
+            origin = {"scene": path_fingerprint(scene.path),   # side files read with it too
                       "training": training_settings(iterations=iterations, seed=seed, **options)}
             cached = self._cached(out, origin)
             if cached is not None:

@@ -12,6 +12,7 @@ from typing import Optional
 
 from ..errors import HsanomalyError
 from ..io import read_scene
+from .tables import MEAN
 
 TRUTH_SUFFIXES = ("-truth", "_truth")
 RASTER_SUFFIXES = (".tif", ".tiff")
@@ -52,14 +53,35 @@ def find_scenes(data_dir):
     if not scenes:
         raise HsanomalyError(f"{data_dir}: no scene with ground truth found (.mat with a truth "
                              "variable, or a GeoTIFF with <stem>-truth.tif beside it)")
+    if any(s.name == MEAN for s in scenes):         # the tables' rows averaged over scenes
+        raise HsanomalyError(f"{root / MEAN}: a scene may not be called {MEAN!r}, the name of "
+                             "the tables' mean rows; rename it or put it in a folder")
     return scenes
+
+
+def scenes_by_stem(scenes):
+    """{file stem: the scenes of that stem}: two folders may hold scenes of one stem."""
+    found = {}
+    for scene in scenes:
+        found.setdefault(scene.path.stem, []).append(scene)
+    return found
+
+
+def ambiguous(stem, scenes):
+    """The error for a stem that names several scenes, where a name is needed."""
+    return HsanomalyError(f"{stem}: names {len(scenes)} scenes ({', '.join(s.name for s in scenes)}); "
+                          "name the one meant by its folder too")
 
 
 def select_scenes(scenes, names):
     """The scenes whose name or file stem is in ``names`` (all when ``names`` is empty)."""
     if not names:
         return scenes
-    known = {s.name: s for s in scenes} | {s.path.stem: s for s in scenes}
+    stems = scenes_by_stem(scenes)
+    for name in names:
+        if name not in {s.name for s in scenes} and len(stems.get(name, [])) > 1:
+            raise ambiguous(name, stems[name])
+    known = {s.path.stem: s for s in scenes} | {s.name: s for s in scenes}
     missing = [n for n in names if n not in known]
     if missing:
         raise HsanomalyError(f"no scene named {', '.join(missing)}; found "

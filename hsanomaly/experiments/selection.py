@@ -16,6 +16,7 @@ near 1 hides most of the difference.
 
 from dataclasses import dataclass, field
 
+from ..errors import HsanomalyError
 from .tables import mean, signed, std
 
 PROTOCOLS = ("leave-one-scene-out", "leave-one-dataset-out")
@@ -53,24 +54,33 @@ class Protocol:
     per_seed: list            # held-out mean per seed (the spread)
 
     @property
+    def possible(self):
+        """False where all scenes are one unit (one dataset): nothing is left to choose on."""
+        return bool(self.held_out)
+
+    @property
     def mean(self):
-        return mean(list(self.held_out.values()))
+        return mean(list(self.held_out.values())) if self.possible else None
 
 
 def run_protocol(name, table, candidates, units):
-    """``units``: {unit: [scenes]}; every scene in exactly one unit."""
+    """``units``: {unit: [scenes]}; every scene in exactly one unit. With a single unit no
+    scene can be held out (choosing on every scene would be in-sample under the held-out
+    name): the protocol is not possible and says so."""
+    if len(units) < 2:
+        return Protocol(name, {}, {}, [])
     scenes = [s for members in units.values() for s in members]
     chosen, held_out, seeded = {}, {}, {}
     for unit, members in units.items():
-        others = [s for s in scenes if s not in members]
-        pick = _best(table, candidates, others or scenes)
+        pick = _best(table, candidates, [s for s in scenes if s not in members])
         chosen[unit] = pick
         for scene in members:
             held_out[scene] = _scene_value(table, pick, scene)
             for seed, auc in table[pick][scene].items():
-                seeded.setdefault(seed, {})[scene] = auc
+                if seed is not None:      # an unseeded pick's one value stands for every seed
+                    seeded.setdefault(seed, {})[scene] = auc
     per_seed = [mean([aucs.get(s, held_out[s]) for s in scenes]) for aucs in seeded.values()]
-    return Protocol(name, chosen, held_out, per_seed)
+    return Protocol(name, chosen, held_out, per_seed or [mean(list(held_out.values()))])
 
 
 @dataclass
@@ -113,9 +123,11 @@ class Selection:
             picks = {}
             for unit, pick in p.chosen.items():
                 picks.setdefault(pick, []).append(unit.split("/")[-1])
-            rows.append([p.name, f"{p.mean:.4f}", f"{std(p.per_seed):.4f}",
+            rows.append([p.name, f"{p.mean:.4f}" if p.possible else "n/a",
+                         f"{std(p.per_seed):.4f}" if p.possible else "",
                          f"{self.in_sample[self.selected]:.4f} ({self.selected})",
-                         "; ".join(f"{k}: {', '.join(v)}" for k, v in picks.items())])
+                         "; ".join(f"{k}: {', '.join(v)}" for k, v in picks.items())
+                         if p.possible else "not possible: every scene is in one unit"])
         out.append(("Held-out selection (the configuration is chosen without the scene it "
                     "scores)", header, rows))
         scene_out = self.protocols[0]
@@ -144,7 +156,7 @@ class Selection:
 
             rows = [[p.name] + [cell for a in self.ablations
                                 for cell in gain(a.gan[i].mean, a.base[i].mean)]
-                    for i, p in enumerate(self.protocols)]
+                    for i, p in enumerate(self.protocols) if p.possible]
             in_sample = ["in-sample"]
             for a in self.ablations:
                 gan, base = a.best(self.candidates, self.scenes), a.best(self.ablation, self.scenes)
@@ -187,6 +199,13 @@ def select_held_out(runs, candidates, datasets, ablation=None):
     ablation = [m for m in (ablation or []) if m not in candidates]
     table = _metric_table(runs, candidates + ablation)
     scenes = sorted({s for m in candidates for s in table[m]})
+    if len(scenes) < 2:
+        raise HsanomalyError("--select: a held-out selection needs two scenes or more (one "
+                             "to choose on, one to score); give more scenes")
+    missing = [(m, s) for m in candidates + ablation for s in scenes if s not in table[m]]
+    if missing:
+        raise HsanomalyError(f"{missing[0][0]}: no result on scene {missing[0][1]}; every "
+                             "candidate needs one on every scene to be compared")
     in_sample = {m: _mean(table, m, scenes) for m in candidates + ablation}
     by_dataset = {}
     for scene in scenes:
