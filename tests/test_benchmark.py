@@ -683,3 +683,15 @@ def test_a_target_a_method_cannot_score_counts_as_missed(tmp_path):
     data.evaluated[:] = data.valid
     record = run_one(scene, data, "lrx:outer=9:guard=3", None, None)
     assert record["target_pixels"] == int(truth[data.evaluated].sum())
+
+
+def test_a_selection_that_cannot_run_is_refused_before_any_scoring(scene_dir, monkeypatch):
+    """--select on one scene failed only after every run; --ablation without --select was
+    ignored without a word."""
+    import hsanomaly.experiments.benchmark as bench
+
+    monkeypatch.setattr(bench, "map_scenes", lambda *a, **k: pytest.fail("scored"))
+    with pytest.raises(HsanomalyError, match="--select: a held-out selection needs two scenes"):
+        run_benchmark(scene_dir, ["rx", "gmm"], [0], scenes=["alpha"], select=["rx", "gmm"])
+    with pytest.raises(HsanomalyError, match="--ablation: .* give --select too"):
+        run_benchmark(scene_dir, ["rx", "gmm"], [0], ablation=["rx"])

@@ -221,12 +221,18 @@ def run_benchmark(data_dir, methods, seeds=SEEDS, *, scenes=None, iterations=Non
     outside = [m for m in list(select or []) + list(ablation or []) if m not in methods]
     if outside:
         raise HsanomalyError(f"--select/--ablation: {', '.join(outside)} not among the scores run")
+    if ablation and not select:
+        raise HsanomalyError("--ablation: its methods are set beside the --select candidates' "
+                             "choice; give --select too")
     published = read_reference(reference) if reference else {}
     chosen = select_scenes(find_scenes(data_dir), scenes)
     if quick:
         seeds = seeds[:1]
         chosen = chosen if scenes else chosen[:QUICK_SCENES]
         iterations = QUICK_ITERATIONS if iterations is None else iterations
+    if select and len(chosen) < 2:      # said before any scoring, as select_held_out would
+        raise HsanomalyError("--select: a held-out selection needs two scenes or more (one "
+                             "to choose on, one to score); give more scenes")
     if models_dir and any(scorer_class(parse_method(m)[0]).needs_model for m in methods):
         models = ModelCache(models_dir, iterations)
         for scene in chosen:
