@@ -142,7 +142,7 @@ def detect_many(inputs, out_dir, *, score=None, model=None, tile=defaults.TILE, 
     model = model_path(model)
     score = defaults.SCORE if score is None else score
     cls = check_request(score, model, options, None, tile, workers, scheduler,
-                        overwrite=overwrite, progress=progress, batch=True)
+                        overwrite=overwrite, progress=progress, batch=(detect, detect_many))
     inputs = batch_inputs(inputs)
     out_dir = Path(out_dir)
     targets = [(src, batch_output(src, out_dir, score)) for src in inputs]

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from .errors import HsanomalyError
 from .io.paths import (DIRECTORY, FILE, GEOTIFF_SUFFIXES, check_paths, check_replaceable_dir,
-                       check_replaceable_file, check_suffix, is_model_bundle, is_path,
-                       is_quick_model, refuse_foreign_side_files, side_files)
+                       check_replaceable_file, check_suffix, expand_pattern, holds_numbers,
+                       is_model_bundle, is_path, is_quick_model, refuse_foreign_side_files,
+                       side_files)
 from .io.source import dataset_files
 from .options import check_flags
 
@@ -52,12 +53,10 @@ def check_keywords(job, function, options, internal=()):
             raise HsanomalyError(f"{job}: no option {name!r} (the options: {', '.join(known)})")
 
 
-def check_batch_keywords(options):
+def check_batch_keywords(options, detect, detect_many):
     """Refuse, as what they are, the job options of ``detect`` that ``detect_many`` does not
     take (it writes heatmaps only): they were refused as options of the score."""
     import inspect
-
-    from .api import detect, detect_many
 
     only = set(inspect.signature(detect).parameters) - set(inspect.signature(detect_many).parameters)
     why = {"resume": "a rerun of the batch resumes by itself", "callback": "a batch runs to its end"}
@@ -83,36 +82,12 @@ def batch_inputs(inputs):
     Series or a numpy array; anything else (a cube, a dataset) is one input, refused in one
     line rather than taken apart."""
     one = (is_path(inputs) or not hasattr(inputs, "__iter__") or hasattr(inputs, "columns")
-           or getattr(inputs, "ndim", 1) == 0 or _holds_numbers(inputs))
+           or getattr(inputs, "ndim", 1) == 0 or holds_numbers(inputs))
     inputs = [inputs] if one else list(inputs)     # a generator is read once
-    inputs = [match for src in inputs for match in _expand(src)]
+    inputs = [match for src in inputs for match in expand_pattern(src)]
     for src in inputs:
         check_raster_path(src, "INPUTS")
     return [str(os.fspath(src)) for src in inputs]
-
-
-def _expand(src):
-    """A wildcard pattern (``inputs/*.tif``) as the files it matches, sorted, where no file has
-    that very name: a shell expands it, but not Windows' cmd or PowerShell, nor a quoted one."""
-    import glob
-
-    if not (isinstance(src, str) and any(c in src for c in "*?[")) or os.path.lexists(src):
-        return [src]
-    found = sorted(glob.glob(src))
-    if not found:
-        raise HsanomalyError(f"{src}: no file matches this pattern")
-    return found
-
-
-def _holds_numbers(inputs):
-    """Whether ``inputs`` is an array of numbers (a cube), told by its dtype alone (a lazy
-    cube is never read for it)."""
-    import numpy as np
-
-    try:
-        return np.dtype(getattr(inputs, "dtype", object)).kind not in "USO"
-    except TypeError:              # pandas' own string types
-        return False
 
 
 def detect_paths(src, dst, *, model=None, extras=None, png=None, polygons=None, quick_model=None,
@@ -252,8 +227,9 @@ def check_request(score, model, options, extras=None, tile=None, workers=None, s
 
     # built once without its model: every option's kind and range, before any raster is read
     check_extras_kind(extras)
-    if flags.pop("batch", False):
-        check_batch_keywords(options)
+    batch = flags.pop("batch", None)          # (detect, detect_many): a batch's options
+    if batch:
+        check_batch_keywords(options, *batch)
     cls = check_scorer(score, {**options, **({"model": model} if model is not None else {})})
     if tile is not None:
         check_tile(tile)

@@ -208,3 +208,27 @@ def refuse_foreign_side_files(rasters, is_own):
                                      f"{path}, and no raster of hsanomaly's is there for it to "
                                      "belong to; remove it, or pass --overwrite to have it "
                                      "removed")
+
+
+def expand_pattern(src):
+    """A wildcard pattern (``inputs/*.tif``) as the files it matches, sorted, where no file has
+    that very name: a shell expands it, but not Windows' cmd or PowerShell, nor a quoted one."""
+    import glob
+
+    if not (isinstance(src, str) and any(c in src for c in "*?[")) or os.path.lexists(src):
+        return [src]
+    found = sorted(glob.glob(src))
+    if not found:
+        raise HsanomalyError(f"{src}: no file matches this pattern")
+    return found
+
+
+def holds_numbers(inputs):
+    """Whether ``inputs`` is an array of numbers (a cube), told by its dtype alone (a lazy
+    cube is never read for it)."""
+    import numpy as np
+
+    try:
+        return np.dtype(getattr(inputs, "dtype", object)).kind not in "USO"
+    except TypeError:              # pandas' own string types
+        return False
