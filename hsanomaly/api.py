@@ -19,14 +19,14 @@ from .scorers import make_scorer
 @one_job()
 def train(inputs, out, **options):
     """Train a WGAN-GP on ``inputs`` (raster or .mat paths) into the model bundle ``out``.
-    Options: those of ``hsanomaly.training.train`` (iterations, window, bands, seed, device,
-    mask, whiten, ...; another is refused). Needs torch (``[train]``). Returns the loaded
-    ``hsanomaly.model.Bundle``, which ``Detector`` and ``detect`` take as ``model``."""
+    Options: ``hsanomaly.training.train``'s (iterations, window, bands, seed, mask, whiten, ...;
+    another is refused). Needs torch (``[train]``). Returns the Bundle Detector/detect take."""
+    from .options import plain_values
     from .training import train as train_bundle
     from .validate import batch_inputs, check_keywords
 
     check_keywords("train", train_bundle, options, ("quick_model_of", "name", "data_checked"))
-    return train_bundle(batch_inputs(inputs), out, **options)
+    return train_bundle(batch_inputs(inputs), out, **plain_values(options))
 
 
 @one_job()

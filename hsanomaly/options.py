@@ -107,6 +107,12 @@ TRAINING_KINDS = {   # hsanomaly.train's options; ranges stay with training.Sett
 }
 
 
+def plain_values(options):
+    """numpy scalars among ``options`` as the Python numbers they stand for: JSON (manifests,
+    model.json, checkpoints) and torch's seeds take only those."""
+    return {k: v.item() if isinstance(v, np.generic) else v for k, v in options.items()}
+
+
 def check_values(options, kinds=OPTION_KINDS):
     """Refuse, with one line naming it, an option whose value is not of its kind in ``kinds``
     (options without a kind there are left to their owner)."""

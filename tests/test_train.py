@@ -611,3 +611,76 @@ def test_the_log_cadence_leaves_the_model_as_it_is(torch, synthetic_raster, tmp_
         weights = [[numpy_helper.to_array(w) for w in onnx.load(b.path / network).graph.initializer]
                    for b in bundles]
         assert len(weights[0]) > 5 and all(np.array_equal(*pair) for pair in zip(*weights))
+
+
+def test_a_checkpoint_write_cut_short_by_a_kill_blocks_nothing(synthetic_raster, tmp_path):
+    """A SIGKILL while state.npz was written left the writer's private folder in the
+    checkpoint directory; every later train on that --out was refused ("not an hsanomaly
+    output"), --resume included, until the user found and deleted it."""
+    import subprocess
+    import sys
+
+    from hsanomaly.training import check_out, checkpoint_dir
+
+    path, _, _ = synthetic_raster
+    checkpoints = checkpoint_dir(tmp_path / "m")
+    checkpoints.mkdir()
+    (checkpoints / "state.npz").write_bytes(b"the last whole checkpoint")
+    killed = subprocess.run([sys.executable, "-c", (
+        "import os\nfrom hsanomaly.io.atomic import atomic_path\n"
+        f"with atomic_path({str(checkpoints / 'state.npz')!r}) as tmp:\n"
+        "    open(tmp, 'wb').write(b'half')\n    os._exit(9)\n")])
+    assert killed.returncode == 9 and len(list(checkpoints.iterdir())) == 2
+    check_out(tmp_path / "m", [path])
+    assert [p.name for p in checkpoints.iterdir()] == ["state.npz"]
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"threads": -1}, "--threads must be a whole number of at least 1, got -1"),
+    ({"threads": 0}, "--threads must be a whole number of at least 1, got 0"),
+    ({"mask": ()}, "--mask: expected one raster for every input or one per input (1), got ()"),
+    ({"mask": [None]}, "--mask: expected one raster for every input or one per input (1), got [None]")])
+def test_bad_thread_counts_and_masks_are_one_line_before_any_work(synthetic_raster, tmp_path,
+                                                                  options, message):
+    """They ended in torch's RuntimeError after the data were read, an IndexError while the
+    error message itself was built, or a TypeError; 0 threads was taken as 1."""
+    import hsanomaly
+
+    path, _, _ = synthetic_raster
+    with pytest.raises(HsanomalyError) as err:
+        hsanomaly.train(path, tmp_path / "m", iterations=1, **options)
+    assert str(err.value) == message
+    assert not (tmp_path / "m").exists()
+
+
+def test_numpy_numbers_train_as_the_numbers_they_are(torch, synthetic_raster, tmp_path):
+    """np.int64 iterations, seed or bands passed the checks, then crashed at the first
+    checkpoint or, for bands, at export after the whole training."""
+    import hsanomaly
+
+    path, _, _ = synthetic_raster
+    plain = hsanomaly.train(path, tmp_path / "plain", iterations=2, seed=1, bands=6, lr=1e-3)
+    typed = hsanomaly.train(path, tmp_path / "typed", iterations=np.int64(2), seed=np.int64(1),
+                            bands=np.int64(6), lr=np.float64(1e-3))
+    assert _files(typed.path) == _files(plain.path)
+
+
+def test_the_command_line_takes_one_mask_per_input(torch, synthetic_raster, tmp_path):
+    """--mask given twice kept the last for every input: the first input's masked targets
+    were trained on. It is one mask per input now, as hsanomaly.train(mask=[...]) takes."""
+    import hsanomaly
+    from hsanomaly.cli import main
+
+    path, truth, _ = synthetic_raster
+    other = write_raster(tmp_path / "other.tif", synthetic_cube(seed=7)[0])
+    masks = [write_raster(tmp_path / f"mask{i}.tif", m[None].astype(np.float32))
+             for i, m in enumerate((truth, np.zeros_like(truth)))]
+    result = CliRunner().invoke(main, ["train", str(path), str(other), "--out", str(tmp_path / "cli"),
+                                       "--mask", str(masks[0]), "--mask", str(masks[1]),
+                                       "--iterations", "2", "-q"])
+    assert result.exit_code == 0, result.output
+    library = hsanomaly.train([path, other], tmp_path / "lib", mask=masks, iterations=2)
+    assert _files(tmp_path / "cli") == _files(library.path)
+    result = CliRunner().invoke(main, ["train", str(path), str(other), "--out", str(tmp_path / "x"),
+                                       *[a for m in masks + masks[:1] for a in ("--mask", str(m))]])
+    assert result.exit_code == 1 and "one per input (2)" in result.output

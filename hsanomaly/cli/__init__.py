@@ -83,6 +83,12 @@ class LazyGroup(click.Group):
                 signal.signal(signal.SIGTERM, terminate)
 
 
+def show_progress(quiet):
+    """Whether a command draws its progress bar: not under -q, and only on a terminal (in a
+    log file or a pipe its redrawn lines are noise)."""
+    return not quiet and sys.stderr.isatty()
+
+
 def with_verbosity(command):
     """Give ``command`` -v/--verbose and -q/--quiet and configure the library's log from them.
 

@@ -5,6 +5,7 @@ import time
 import click
 
 from .. import defaults
+from . import show_progress
 from ..latent import DEPRECATED_NAMES, SOLVERS
 from ..scorers import REGISTRY, SCORES
 from ..scorers.rings import rings_text
@@ -155,8 +156,8 @@ def detect(src, dst, score, model, solver, restarts, steps, codebook, refine, co
     start = time.perf_counter()        # the whole run: a quick model's training too
     result = run(src, dst, score=score, model=model, extras=extras, polygons=polygons,
                  threshold=threshold, far=far, png=png, tile=tile, cog=cog, resume=resume,
-                 overwrite=overwrite, workers=workers, scheduler=scheduler, progress=not quiet,
-                 **options)
+                 overwrite=overwrite, workers=workers, scheduler=scheduler,
+                 progress=show_progress(quiet), **options)
     seconds = time.perf_counter() - start
     click.echo(f"{dst}: {result.scorer.name} heatmap, {result.tiles} tiles in {seconds:.1f} s"
                + (f" ({result.tiles_resumed} resumed)" if result.tiles_resumed else ""))

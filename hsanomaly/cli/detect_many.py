@@ -2,6 +2,7 @@
 
 import click
 
+from . import show_progress
 from .detect import detect, scorer_options
 
 # Options shared with `hsanomaly detect`, so both commands accept the same ones.
@@ -30,7 +31,7 @@ def detect_many(inputs, out_dir, overwrite, workers, scheduler, quiet, **scoring
 
     score, model, tile = scoring.pop("score"), scoring.pop("model"), scoring.pop("tile")
     items = run(inputs, out_dir, score=score, model=model, tile=tile, overwrite=overwrite,
-                workers=workers, scheduler=scheduler, progress=not quiet,
+                workers=workers, scheduler=scheduler, progress=show_progress(quiet),
                 **scorer_options(score, **scoring))
     for item in items:
         if item.status == "failed":

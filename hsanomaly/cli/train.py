@@ -3,6 +3,7 @@
 import click
 
 from .. import defaults
+from . import show_progress
 from ..training.settings import THREADS, Settings
 
 
@@ -10,8 +11,9 @@ from ..training.settings import THREADS, Settings
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
               help="Model bundle directory to write (replaced if it is an existing bundle).")
-@click.option("--mask", type=click.Path(dir_okay=False),
-              help="Exclusion raster (non-zero = leave out of training), same size as the inputs.")
+@click.option("--mask", type=click.Path(dir_okay=False), multiple=True,
+              help="Exclusion raster (non-zero = leave out of training) on the inputs' grid: "
+                   "once for every input, or once per input, in their order.")
 @click.option("--background-only", is_flag=True,
               help="With --mask, also drop windows that merely touch a masked pixel.")
 @click.option("--window", default=defaults.TRAIN_WINDOW, show_default=True, type=click.IntRange(min=1),
@@ -37,10 +39,11 @@ def train(inputs, out, mask, background_only, window, bands, sqrt, whiten, itera
     """Train a WGAN-GP on INPUTS (rasters or .mat scenes) and write an ONNX model bundle."""
     from ..api import train as train_model
 
+    mask = None if not mask else mask[0] if len(mask) == 1 else list(mask)
     bundle = train_model(list(inputs), out, mask=mask, window=window, bands=bands, sqrt=sqrt,
                          whiten=whiten, iterations=iterations, seed=seed, device=device,
                          background_only=background_only, boost_rare=boost_rare,
-                         resume=resume, threads=threads, progress=not quiet)
+                         resume=resume, threads=threads, progress=show_progress(quiet))
     losses = bundle.meta["training"]["losses"]
     click.echo(f"{bundle.path}: {bundle.bands_in} -> {bundle.bands} bands, window {bundle.window}, "
                f"{bundle.meta['training']['iterations']} iterations, "

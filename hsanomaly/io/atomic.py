@@ -353,7 +353,7 @@ def atomic_directory(path, check=None):
 def _private_folder(folder, name):
     """A new private folder in ``folder`` (``.<name>.<pid>-<host>.<random><suffix>``), once
     the temporaries dead writers left there are gone."""
-    _remove_stale(folder)
+    remove_stale(folder)
     return Path(tempfile.mkdtemp(prefix=f".{name}.{_this_writer()}.", suffix=TMP_SUFFIX,
                                  dir=folder))
 
@@ -371,7 +371,7 @@ def _fsync_tree(root):
         fsync_path(folder, directory=True)
 
 
-def _remove_stale(folder):
+def remove_stale(folder):
     """Remove this user's temporaries in ``folder`` left by a process that no longer runs (one
     killed while writing), whatever output they were for: their names
     (``.<output>.<pid>-<host>.<random>``) carry the writer's process id and host, and those of a

@@ -17,7 +17,7 @@ from ..io.atomic import check_writable
 from ..io.checks import warn
 from ..io.lock import lock_folder
 from ..options import TRAINING_KINDS, check_values
-from ..runtime import training_unavailable
+from ..runtime import check_threads, training_unavailable
 from .data import load_training_data
 from .settings import THREADS, Settings
 
@@ -64,6 +64,7 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
     Returns the loaded hsanomaly.model.Bundle.
     """
     check_values({k: v for k, v in locals().items() if k in TRAINING_KINDS}, TRAINING_KINDS)
+    check_threads(threads)
     out = Path(out)
     name = name or out
     try:
@@ -89,7 +90,7 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
                                   boost_rare=boost_rare, seed=seed,
                                   check_data=not data_checked)
         previous_threads = torch.get_num_threads()
-        torch.set_num_threads(int(threads or THREADS))
+        torch.set_num_threads(int(THREADS if threads is None else threads))
         try:
             options = {"window": window, "bands": data.bands, "sqrt": sqrt, "whiten": whiten,
                        "dim": dim, "latent_dim": latent_dim, "background_only": background_only,
@@ -227,11 +228,17 @@ def check_out(out, inputs=(), mask=None, label="--out"):
     holds one, or is a directory that is not an hsanomaly model bundle (and not empty), or
     whose checkpoint directory holds anything but checkpoints: replacing it would lose the
     user's files."""
-    from ..io.paths import DIRECTORY, check_paths, check_replaceable_dir, is_model_bundle
+    from ..io.atomic import remove_stale
+    from ..io.paths import DIRECTORY, check_paths, check_replaceable_dir, is_model_bundle, is_path
 
     masks = list(mask) if isinstance(mask, (list, tuple)) else [mask]
+    if mask is not None and (not masks or not all(is_path(m) for m in masks)
+                             or len(masks) not in (1, len(inputs))):
+        raise HsanomalyError(f"--mask: expected one raster for every input or one per input "
+                             f"({len(inputs)}), got {mask!r}")
     check_replaceable_dir(out, label, is_model_bundle, "a model bundle")
     checkpoints = checkpoint_dir(Path(os.path.abspath(out)))
+    remove_stale(checkpoints)       # a checkpoint write that a kill cut short
     check_paths([("INPUTS", p) for p in inputs if isinstance(p, (str, os.PathLike))] +
                 [("--mask", m) for m in masks],
                 [(label, out, DIRECTORY), ("the checkpoint directory", checkpoints, DIRECTORY)])
