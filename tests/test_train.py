@@ -684,3 +684,13 @@ def test_the_command_line_takes_one_mask_per_input(torch, synthetic_raster, tmp_
     result = CliRunner().invoke(main, ["train", str(path), str(other), "--out", str(tmp_path / "x"),
                                        *[a for m in masks + masks[:1] for a in ("--mask", str(m))]])
     assert result.exit_code == 1 and "one per input (2)" in result.output
+
+
+def test_an_input_given_twice_is_said(torch, synthetic_raster, tmp_path):
+    """Its windows counted twice and held-out windows duplicated training ones, silently."""
+    import hsanomaly
+    from hsanomaly.errors import HsanomalyWarning
+
+    path, _, _ = synthetic_raster
+    with pytest.warns(HsanomalyWarning, match=f"{path}: given 2 times; its windows count"):
+        hsanomaly.train([path, path], tmp_path / "m", iterations=1)

@@ -20,7 +20,8 @@ from ..training.settings import THREADS, Settings
               help="Odd window size in pixels; >1 makes the networks convolve spatially (such "
                    "a model serves critic, recon and anogan; the default score needs 1).")
 @click.option("--bands", type=click.IntRange(min=1),
-              help=f"Bin the spectrum to this many bands [default: min({defaults.TRAIN_BANDS}, bands)].")
+              help=f"Bin the spectrum to this many bands; the bundle's latent codebook grows "
+                   f"with them (about 1.3 MB a band) [default: min({defaults.TRAIN_BANDS}, bands)].")
 @click.option("--sqrt", is_flag=True, help="Square-root noise transform before binning.")
 @click.option("--whiten", is_flag=True,
               help="Decorrelate the binned bands, so that recon's distance is a Mahalanobis "

@@ -78,6 +78,10 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
         raise HsanomalyError("--background-only: it drops the windows that touch a --mask "
                              "pixel, and no --mask was given")
     check_out(out, inputs, mask)
+    repeated = sorted({str(p) for p in inputs if list(map(str, inputs)).count(str(p)) > 1})
+    if repeated:
+        warn(f"{repeated[0]}: given {list(map(str, inputs)).count(repeated[0])} times; its "
+             "windows count that many times, and some held-out windows are training windows")
     torch = _import_torch()
     _check_device(torch, device)
     report = callback or (lambda fraction, message: False)
