@@ -1143,7 +1143,16 @@ def test_a_few_extreme_fill_pixels_are_warned_about(tmp_path, fill):
             continue
         [message] = said
         assert message.startswith(f"{path}: 3 of the pixels probed hold values such as {fill:g}")
-        assert f"gdal_edit.py -a_nodata {fill:g}" in message
+        declared = message.split("gdal_edit.py -a_nodata ")[1].split(")")[0]
+        assert np.float32(float(declared)) == np.float32(fill)      # the very value, not :g's
+    near_constant = cube.copy()
+    near_constant[0] = 1.0 + np.random.default_rng(1).normal(0, 1e-7, cube.shape[1:])
+    near_constant[0, 3, 3:8] = 0.8              # real pixels, not a fill
+    path = write_raster(tmp_path / "flat_band.tif", near_constant)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        RasterSource(path).check_data()
+    assert not [w for w in caught if "pixels probed hold values such as" in str(w.message)]
 
 
 @pytest.mark.skipif(not SHARED_DATA.exists(), reason="../shared/data not available")
@@ -1235,3 +1244,36 @@ def test_infinite_pixels_are_said_to_be_left_out(tmp_path):
     assert said == [f"{path}: 2 of the pixels probed are infinite in some band; they are left "
                     "out like nodata (NaN in the heatmap), though such a value may mark the "
                     "scene's most anomalous pixels (saturated?)"]
+
+
+def test_a_nodata_value_the_band_cannot_hold_masks_nothing(tmp_path):
+    """A nodata of 0.5 on a uint8 band beside a mask band was cut to 0, masking every 0."""
+    from hsanomaly.io.source import read_masked
+
+    values = np.array([[[0, 1], [2, 0]]], np.uint8)
+    path = write_raster(tmp_path / "u8.tif", values, nodata=0.5, dtype="uint8")
+    with rasterio.open(path, "r+") as ds:
+        ds.write_mask(np.full((2, 2), 255, np.uint8))
+    with rasterio.open(path) as ds:
+        assert not np.ma.getmaskarray(read_masked(ds, np.int64(1))).any()
+
+
+def test_gdal_names_travel_to_workers_as_they_are(tmp_path):
+    """A /vsi name (or a URL) is no file on the driver's disk: a worker refused it as "not
+    found on worker host", though GDAL reads it there."""
+    import pickle
+
+    from rasterio.shutil import delete
+    from rasterio.windows import Window
+
+    cube, _ = synthetic_cube(bands=3, rows=6, cols=5)
+    name = "/vsimem/travel.tif"
+    with rasterio.open(name, "w", driver="GTiff", width=5, height=6, count=3,
+                       dtype="float32") as ds:
+        ds.write(cube.astype(np.float32))
+    try:
+        copy = pickle.loads(pickle.dumps(RasterSource(name)))
+        assert copy.path == name
+        np.testing.assert_array_equal(copy.read(Window(0, 0, 5, 6))[0], cube)
+    finally:
+        delete(name)

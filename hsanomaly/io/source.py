@@ -7,6 +7,7 @@ pixels on every side (NaN outside the raster) and a boolean validity mask, plus
 runner can wrap a source and replace ``reduce`` and ``sample`` with cluster versions.
 """
 
+import numbers
 import os
 import re
 import socket
@@ -26,6 +27,7 @@ from .units import nanometres
 PROBE = 64              # pixels across a window the data is probed on before the work
 PROBE_AT = ((0.5, 0.5), (0.25, 0.25), (0.25, 0.75), (0.75, 0.25), (0.75, 0.75))  # fractions
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+FLOAT32_EPS = float(np.finfo(np.float32).eps)
 PARTIAL_NODATA = 0.05   # share of probed pixels nodata in a few bands only, beyond which to warn
                         # (and of pixels holding one fill value in every band)
 FILL_MIN_BANDS = 10     # fewer bands may well hold one value in all of them (a saturated or
@@ -140,7 +142,7 @@ class _Source:
         extreme = extreme_values(np.concatenate(pixels, axis=1))
         if extreme is not None:
             count, value = extreme
-            declare = (f"declare it nodata (gdal_edit.py -a_nodata {value:g})"
+            declare = (f"declare it nodata (gdal_edit.py -a_nodata {exact(value)})"
                        if isinstance(self, RasterSource) else "mask them, or set them to NaN")
             warn_once(f"{self.name}: {count} of the pixels probed hold values such as {value:g}, "
                       f"more than {EXTREME:g} times the other pixels' spread away from them: a "
@@ -156,7 +158,7 @@ class _Source:
             fills, counts = np.unique(flat, return_counts=True)
             fill, count = fills[np.argmax(counts)], int(counts.max())
             if PARTIAL_NODATA * total < count < whole:   # all: a constant raster, said so
-                declare = (f"declare it (gdal_edit.py -a_nodata {fill:g})"
+                declare = (f"declare it (gdal_edit.py -a_nodata {exact(fill)})"
                            if isinstance(self, RasterSource) else "mask it, or set it to NaN")
                 warn_once(f"{self.name}: {count / total:.0%} of the pixels probed hold {fill:g} "
                           "in every band, which no spectrum does: a fill value not declared as "
@@ -322,14 +324,14 @@ class RasterSource(_Source):
             raise HsanomalyError(f"{self.name}: a source over an open dataset stays in this process; "
                                  "pass the raster's path to score it on a cluster")
         state = {k: v for k, v in vars(self).items() if k != "_ds"} | {"_ds": None}
-        if Path(self.path).exists():
-            state["path"] = os.path.abspath(self.path)
-        return state | {"_travelled": True}
+        if not is_gdal_name(self.path) and Path(self.path).exists():   # a URL or /vsi name
+            state["path"] = os.path.abspath(self.path)                 # travels as it is
+            state["_local_file"] = True
+        return state
 
     def _dataset(self):
         if self._ds is None or self._ds.closed:
-            if getattr(self, "_travelled", False) and Path(self.path).is_absolute() \
-                    and not Path(self.path).exists():
+            if getattr(self, "_local_file", False) and not Path(self.path).exists():
                 raise HsanomalyError(
                     f"{self.name}: not found on worker host {socket.gethostname()} (as "
                     f"{self.path}); inputs must be readable under the same name on every "
@@ -443,6 +445,13 @@ def coarsest_in_float32(values, nodata, bands):
     return worst
 
 
+def exact(value):
+    """A value as text that reads back as the same number (a nodata value to declare must
+    match the pixels exactly; ``:g`` rounds -3.4028235e38 to another float32)."""
+    value = float(value)
+    return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
+
+
 def extreme_values(pixels):
     """(how many, the commonest value) of the pixels (bands, n) lying more than EXTREME
     median absolute deviations from a band's median, in any band that has a spread; None
@@ -454,6 +463,8 @@ def extreme_values(pixels):
     pixels = pixels.astype(np.float64)
     median = np.median(pixels, axis=1, keepdims=True)
     spread = np.median(np.abs(pixels - median), axis=1, keepdims=True)
+    # a band at one value give or take float32's rounding has no spread to count in
+    spread = np.where(spread < 1e3 * FLOAT32_EPS * np.abs(median), 0, spread)
     with np.errstate(invalid="ignore", divide="ignore"):
         far = (np.abs(pixels - median) > EXTREME * spread) & (spread > 0)
     out = far.any(axis=0)
@@ -559,14 +570,18 @@ def read_masked(dataset, indexes=None, **kwargs):
     data (a fill row scored, an "unknown" truth pixel read as a target)."""
     from rasterio.enums import MaskFlags
 
+    if isinstance(indexes, numbers.Integral):
+        indexes = int(indexes)                 # rasterio reads a Python int as one band
     data = read_checked(dataset, indexes, masked=True, **kwargs)
     bands = ([indexes] if isinstance(indexes, int) else
              list(range(1, dataset.count + 1)) if indexes is None else list(indexes))
     values, mask = np.ma.getdata(data), np.ma.getmaskarray(data)
     for row, band in enumerate(bands):
         nodata = dataset.nodatavals[band - 1]
-        if nodata is None or MaskFlags.nodata in dataset.mask_flag_enums[band - 1]:
-            continue                        # none declared, or GDAL's mask is that test
+        if nodata is None or MaskFlags.nodata in dataset.mask_flag_enums[band - 1] or (
+                not np.isnan(nodata) and np.asarray(nodata).astype(dataset.dtypes[band - 1])
+                != nodata):
+            continue     # none declared, GDAL's mask is that test, or no stored value is it
         plane = values if values.ndim == 2 else values[row]
         hit = np.isnan(plane) if np.isnan(nodata) else plane == np.asarray(nodata).astype(plane.dtype)
         if values.ndim == 2:
