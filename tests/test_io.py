@@ -1277,3 +1277,27 @@ def test_gdal_names_travel_to_workers_as_they_are(tmp_path):
         np.testing.assert_array_equal(copy.read(Window(0, 0, 5, 6))[0], cube)
     finally:
         delete(name)
+
+
+def test_a_mask_with_an_alpha_band_reads_its_one_data_band(tmp_path):
+    """A grey + alpha mask (what many editors write) was refused as two bands."""
+    from rasterio.enums import ColorInterp
+
+    truth = np.zeros((2, 10, 12), np.uint8)
+    truth[0, 3, 4] = 1
+    truth[1] = 255
+    truth[1, 0] = 0                              # transparent: unknown
+    path = write_raster(tmp_path / "alpha.tif", truth, dtype="uint8")
+    with rasterio.open(path, "r+") as ds:
+        ds.colorinterp = (ColorInterp.gray, ColorInterp.alpha)
+    gt, known = read_truth(path)
+    assert gt.sum() == 1 and not known[0].any() and known[1:].all()
+
+
+def test_patterns_leave_urls_and_gdal_names_alone():
+    """A presigned URL's query (?sig=...) was taken for a pattern: "no file matches"."""
+    from hsanomaly.io.paths import expand_pattern
+
+    for name in ("https://example.com/x.tif?sig=abc", "/vsicurl/https://h/x.tif?t=1",
+                 'HDF5:"f.h5"://x', "scene[1].tif"):
+        assert expand_pattern(name) == [name]

@@ -13,7 +13,7 @@ from ..training.settings import THREADS, Settings
               help="Model bundle directory to write (replaced if it is an existing bundle).")
 @click.option("--mask", type=click.Path(dir_okay=False), multiple=True,
               help="Exclusion raster (non-zero = leave out of training) on the inputs' grid: "
-                   "once for every input, or once per input, in their order.")
+                   "one mask for all inputs, or one per input, in their order.")
 @click.option("--background-only", is_flag=True,
               help="With --mask, also drop windows that merely touch a masked pixel.")
 @click.option("--window", default=defaults.TRAIN_WINDOW, show_default=True, type=click.IntRange(min=1),
@@ -40,7 +40,7 @@ def train(inputs, out, mask, background_only, window, bands, sqrt, whiten, itera
     """Train a WGAN-GP on INPUTS (rasters or .mat scenes) and write an ONNX model bundle."""
     from ..api import train as train_model
 
-    mask = None if not mask else mask[0] if len(mask) == 1 else list(mask)
+    mask = None if not mask else mask[0] if len(mask) == 1 else list(mask)   # one: for all
     bundle = train_model(list(inputs), out, mask=mask, window=window, bands=bands, sqrt=sqrt,
                          whiten=whiten, iterations=iterations, seed=seed, device=device,
                          background_only=background_only, boost_rare=boost_rare,

@@ -215,12 +215,15 @@ def expand_pattern(src):
     that very name: a shell expands it, but not Windows' cmd or PowerShell, nor a quoted one."""
     import glob
 
-    if not (isinstance(src, str) and any(c in src for c in "*?[")) or os.path.lexists(src):
+    from .source import is_gdal_name
+
+    if not (isinstance(src, str) and any(c in src for c in "*?[")) or os.path.lexists(src) \
+            or is_gdal_name(src):       # a URL's query (?sig=...), a /vsi or driver name
         return [src]
     found = sorted(glob.glob(src))
-    if not found:
+    if not found and "*" in src:
         raise HsanomalyError(f"{src}: no file matches this pattern")
-    return found
+    return found or [src]               # a name with ? or [ alone: "not found" says it
 
 
 def holds_numbers(inputs):

@@ -81,10 +81,11 @@ def read_truth(path, shape=None, grid_of=None, what="scene"):
             raise HsanomalyError(f"{path}: no ground-truth variable found in the .mat file")
     else:
         with open_raster(path) as ds:
-            if ds.count != 1:
-                raise HsanomalyError(f"{path}: a mask has one band, this raster {ds.count}; "
+            data = [b for b, c in enumerate(ds.colorinterp, start=1) if c.name != "alpha"]
+            if len(data) != 1:          # an alpha band beside the mask masks it, as GDAL reads
+                raise HsanomalyError(f"{path}: a mask has one band, this raster {len(data)}; "
                                      "pick the one meant (gdal_translate -b N)")
-            band = read_masked(ds, 1)
+            band = read_masked(ds, data[0])
             nodata = ds.nodata
         values = np.ma.getdata(band)
         nan = np.isnan(values) if values.dtype.kind == "f" else np.zeros(values.shape, bool)

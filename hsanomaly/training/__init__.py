@@ -237,8 +237,8 @@ def check_out(out, inputs=(), mask=None, label="--out"):
 
     masks = list(mask) if isinstance(mask, (list, tuple)) else [mask]
     if mask is not None and (not masks or not all(is_path(m) for m in masks)
-                             or len(masks) not in (1, len(inputs))):
-        raise HsanomalyError(f"--mask: expected one raster for every input or one per input "
+                             or (isinstance(mask, (list, tuple)) and len(masks) != len(inputs))):
+        raise HsanomalyError(f"--mask: expected one mask for all inputs, or one per input "
                              f"({len(inputs)}), got {mask!r}")
     check_replaceable_dir(out, label, is_model_bundle, "a model bundle")
     checkpoints = checkpoint_dir(Path(os.path.abspath(out)))
