@@ -106,9 +106,10 @@ def dask_client(workers=None, scheduler=None):
     else:
         if not workers:
             raise HsanomalyError("a Dask cluster needs --workers N or --scheduler ADDRESS")
-        # the workers' own logs stay quiet: a failure that matters reaches the run as one line
+        # under the command line the workers' own logs stay quiet too (``quiet_dask``)
+        quiet = logging.CRITICAL if _quiet else logging.WARN
         with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                      dashboard_address=":0", silence_logs=logging.CRITICAL) as cluster, \
+                                      dashboard_address=":0", silence_logs=quiet) as cluster, \
                 distributed.Client(cluster, set_as_default=False) as client:
             yield client
 

@@ -7,6 +7,7 @@ silent fallback: a user who asked for the GPU should learn that the GPU is not b
 """
 
 import importlib.util
+import re
 
 from .errors import HsanomalyError
 
@@ -43,7 +44,7 @@ def parse_device(device):
     kind, colon, index = str(device).partition(":")
     if kind in DEVICES and not colon:
         return kind, 0
-    if kind == "cuda" and index.isdigit():
+    if kind == "cuda" and re.fullmatch(r"[0-9]+", index):
         return kind, int(index)
     raise HsanomalyError(f"--device {device!r}: unknown device; use cpu, cuda or cuda:N")
 

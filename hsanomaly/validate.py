@@ -59,7 +59,8 @@ def check_batch_keywords(options, detect, detect_many):
     import inspect
 
     only = set(inspect.signature(detect).parameters) - set(inspect.signature(detect_many).parameters)
-    why = {"resume": "a rerun of the batch resumes by itself", "callback": "a batch runs to its end"}
+    why = {"resume": "a rerun of the batch resumes by itself", "callback": "a batch runs to its end",
+           "cog": "a batch writes tiled GeoTIFF heatmaps"}
     for name in options:
         if name in only:
             raise HsanomalyError(f"detect_many: no option {name!r}: "

@@ -283,3 +283,20 @@ def test_the_command_line_keeps_dask_s_own_logs_quiet(monkeypatch):
     finally:
         for name, level in before.items():
             logging.getLogger(name).setLevel(level)
+
+
+def test_a_batch_store_keeps_its_resume_hint_on_a_worker(tmp_path):
+    """A tile write that failed on a Dask worker advised --resume, which detect-many lacks:
+    the batch's wording lived in the driver's context only."""
+    import pickle
+
+    from hsanomaly.engine.store import TileStore, batch_resumes
+
+    with batch_resumes():
+        store = TileStore(tmp_path / "h.tif.partial", {"input": {"size": 1}, "config": {}})
+    store.put(0, {"score": np.zeros((1, 2, 2), np.float32)})
+    on_worker = pickle.loads(pickle.dumps(store))
+    message = str(on_worker._write_error(OSError(28, "No space left on device")))
+    assert message.endswith("make room and rerun the batch, which resumes it: the tiles "
+                            "already finished are kept")
+    store.release()

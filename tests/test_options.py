@@ -233,7 +233,7 @@ def test_a_batch_is_one_job_and_says_a_warning_once(synthetic_raster, tmp_path):
     assert len([w for w in said if "calls this option pca now" in str(w.message)]) == 1
 
 
-@pytest.mark.parametrize("name, why", [("cog", "a batch writes heatmaps only"),
+@pytest.mark.parametrize("name, why", [("cog", "a batch writes tiled GeoTIFF heatmaps"),
                                        ("polygons", "a batch writes heatmaps only"),
                                        ("resume", "a rerun of the batch resumes by itself"),
                                        ("callback", "a batch runs to its end")])

@@ -146,6 +146,7 @@ class TileStore:
         """``manifest``: {"input": fingerprint, "config": plain JSON}. With ``resume`` an
         existing store of the same input and configuration is continued."""
         self.path = Path(path)
+        self.resume_hint = resume_hint()     # kept: a Dask worker writes tiles outside the job
         manifest = json.loads(json.dumps(manifest))
         self.fingerprint = run_fingerprint(manifest["input"], manifest["config"])
         planned = manifest["config"].get("outputs")
@@ -263,7 +264,7 @@ class TileStore:
             raise
 
     def _write_error(self, err):
-        kept = (f"{resume_hint()}: the tiles already finished are kept" if self.done() else
+        kept = (f"{self.resume_hint}: the tiles already finished are kept" if self.done() else
                 "rerun (no tile was finished)")
         return HsanomalyError(f"{self.path}: cannot write a tile ({describe(err)}); make room "
                               f"and {kept}")
@@ -304,7 +305,7 @@ class TileStore:
         arrays = self.load(index, expected)
         if arrays is None:
             raise HsanomalyError(f"{self._file(index)}: tile damaged or of the wrong shape; "
-                                 f"{resume_hint()}, which scores it again")
+                                 f"{self.resume_hint}, which scores it again")
         return arrays
 
     def discard_bad(self, indices, expected):

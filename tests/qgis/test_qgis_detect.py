@@ -313,7 +313,7 @@ def test_fields_a_baseline_does_not_use_are_said_not_dropped(scene, tmp_path):
                                         "IGNORE_WAVELENGTHS": True, "TILE": 16,
                                         "OUTPUT": str(tmp_path / "rx.tif")}, feedback=log)
     assert log.warnings == [
-        "Latent search 'thesis': not used by score 'rx', which takes no model",
+        "Latent search 'thesis': not used by score 'rx', which searches no latent space",
         "Ignore wavelengths: not used by score 'rx', which takes no model"]
     log = warning_log(QgsProcessingFeedback)
     processing.run("hsanomaly:detect", {"INPUT": str(scene[0]), "SCORE": "rx", "TILE": 16,

@@ -155,7 +155,7 @@ class DetectAnomalies(HsanomalyAlgorithm):
         if library.takes_solver(score):
             options["solver"] = solver
         elif solver != library.load().solver:
-            unused.append(f"Latent search {solver!r}")
+            unused.append((f"Latent search {solver!r}", "which searches no latent space"))
         if not is_empty(parameters, self.PURGE):     # a score without rings refuses it
             options["purge"] = self.parameterAsDouble(parameters, self.PURGE, context)
         if not is_empty(parameters, self.TOP_RINGS):
@@ -173,9 +173,9 @@ class DetectAnomalies(HsanomalyAlgorithm):
             if score in library.load().model_scores:
                 options["ignore_wavelengths"] = True
             else:                                        # a baseline has no model to ignore
-                unused.append("Ignore wavelengths")
-        for what in unused:
-            feedback.pushWarning(f"{what}: not used by score {score!r}, which takes no model")
+                unused.append(("Ignore wavelengths", "which takes no model"))
+        for what, why in unused:
+            feedback.pushWarning(f"{what}: not used by score {score!r}, {why}")
         with self.library_errors(feedback):
             from hsanomaly.api import detect
 
