@@ -695,3 +695,21 @@ def test_a_selection_that_cannot_run_is_refused_before_any_scoring(scene_dir, mo
         run_benchmark(scene_dir, ["rx", "gmm"], [0], scenes=["alpha"], select=["rx", "gmm"])
     with pytest.raises(HsanomalyError, match="--ablation: .* give --select too"):
         run_benchmark(scene_dir, ["rx", "gmm"], [0], ablation=["rx"])
+
+
+def test_a_selection_that_fails_after_scoring_keeps_the_runs(scene_dir, monkeypatch):
+    """A scene skipped as it ran (no target pixel) left one scene to select on: the error came
+    after every run, and none was written."""
+    import hsanomaly.experiments.benchmark as bench
+    from hsanomaly.errors import HsanomalyWarning
+
+    real = bench.benchmark_scene
+
+    def skip_beta(scene, *args, **kwargs):
+        return ([], "no target pixel") if "beta" in scene.name else real(scene, *args, **kwargs)
+
+    monkeypatch.setattr(bench, "benchmark_scene", skip_beta)
+    with pytest.warns(HsanomalyWarning, match="no held-out selection: --select: a held-out "
+                                              "selection needs two scenes or more"):
+        result = run_benchmark(scene_dir, ["rx", "gmm"], [0], select=["rx", "gmm"])
+    assert result.selection is None and {r["method"] for r in result.runs} == {"rx", "gmm"}

@@ -259,7 +259,10 @@ def run_benchmark(data_dir, methods, seeds=SEEDS, *, scenes=None, iterations=Non
         from .selection import select_held_out
 
         datasets = {s.name: s.dataset for s in chosen}
-        selection = select_held_out(runs, list(select), datasets, ablation=ablation)
+        try:
+            selection = select_held_out(runs, list(select), datasets, ablation=ablation)
+        except HsanomalyError as err:   # scenes skipped as they ran: keep the runs all the same
+            warn(f"no held-out selection: {err}")
     return BenchmarkResult(runs, summarise(runs, methods), methods, seeds, skipped, setup,
                            _match_reference(published, chosen), selection)
 

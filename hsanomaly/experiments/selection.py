@@ -146,7 +146,8 @@ class Selection:
         cand = []
         for m in sorted(self.candidates, key=lambda m: -self.in_sample[m]):
             times = [sum(pick == m for pick in p.chosen.values()) for p in self.protocols]
-            cand.append([m, f"{self.in_sample[m]:.4f}"] + [f"{t}/{len(p.chosen)}" for t, p in
+            cand.append([m, f"{self.in_sample[m]:.4f}"] + [f"{t}/{len(p.chosen)}" if p.possible
+                                                            else "n/a" for t, p in
                                                             zip(times, self.protocols)])
         out.append(("Every candidate: in-sample mean AUC and how often each protocol chose it",
                     ["candidate", "in-sample mean", *(f"chosen ({p})" for p in PROTOCOLS)], cand))

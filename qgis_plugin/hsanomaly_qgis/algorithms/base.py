@@ -272,25 +272,23 @@ def raster_sources(algorithm, parameters, name, context):
     return [layer.source() for layer in layers]
 
 
-OGR_DESTINATION = re.compile(r"""^ogr:dbname='(?P<path>[^']*)'(?:\s+table="(?P<layer>[^"]*)")?""")
+# QGIS's "Save to GeoPackage...": ogr:dbname='f.gpkg' table="name" (geom), quotes and
+# backslashes in the path escaped with a backslash (QgsDataSourceUri::escape)
+OGR_DESTINATION = re.compile(r"""^ogr:dbname='(?P<path>(?:\\.|[^'\\])*)'"""
+                             r"""(?:\s+table="(?P<layer>[^"]*)")?""")
 
 
-def geopackage_file(destination, layer="targets"):
-    """The file of a GeoPackage destination as the dialog gives it: a path, QGIS's
-    ``ogr:dbname='f.gpkg' table="name" (geom)`` ("Save to GeoPackage...") or
-    ``f.gpkg|layername=name``; None when empty. The library writes one layer of its own name
-    into a file of its own, so another layer name is refused rather than ignored."""
+def geopackage_file(destination):
+    """(file, layer name asked for or None) of a GeoPackage destination as the dialog gives
+    it: a path, QGIS's ``ogr:dbname='f.gpkg' table="name" (geom)`` or ``f.gpkg|layername=name``;
+    (None, None) when empty. The library writes its own file with one layer, "targets"."""
     if not destination:
-        return None
+        return None, None
     found = OGR_DESTINATION.match(destination)
-    path, name = (found["path"], found["layer"]) if found else \
-        (destination.split("|")[0], dict(part.split("=", 1) for part in destination.split("|")[1:]
-                                         if "=" in part).get("layername"))
-    if name not in (None, "", layer):
-        raise QgsProcessingException(
-            f"{path}: the polygons are written as layer {layer!r} of a GeoPackage of their own; "
-            f"layer {name!r} cannot be chosen (give a file name)")
-    return path
+    if found:
+        return re.sub(r"\\(.)", r"\1", found["path"]), found["layer"] or None
+    path, *parts = destination.split("|")
+    return path, dict(p.split("=", 1) for p in parts if "=" in p).get("layername") or None
 
 
 def is_empty(parameters, name):

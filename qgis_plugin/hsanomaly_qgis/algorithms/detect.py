@@ -145,7 +145,11 @@ class DetectAnomalies(HsanomalyAlgorithm):
         model = None if is_empty(parameters, self.MODEL) else \
             self.parameterAsFile(parameters, self.MODEL, context)
         heatmap = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        polygons = geopackage_file(self.parameterAsOutputLayer(parameters, self.POLYGONS, context))
+        polygons, layer = geopackage_file(
+            self.parameterAsOutputLayer(parameters, self.POLYGONS, context))
+        if layer not in (None, "targets"):
+            feedback.pushWarning(f"Target polygons: written as layer 'targets' of {polygons}, "
+                                 f"not {layer!r}: hsanomaly writes a GeoPackage of its own")
         threshold = None if is_empty(parameters, self.THRESHOLD) else \
             self.parameterAsDouble(parameters, self.THRESHOLD, context)
         far = self._far(parameters, context)
