@@ -260,3 +260,18 @@ def test_gmm_needs_the_pixels_a_covariance_of_its_components_needs(tmp_path):
                                              r"principal components needs 26\); the raster has 9"):
         Detector("gmm").fit(cube)
     Detector("gmm", pca=4).fit(cube)            # 5 components, 4 dimensions: 9 pixels do
+
+
+def test_a_mixture_that_did_not_converge_is_said(monkeypatch):
+    """The command line shows scikit-learn's own warnings only under -v; a mixture whose EM
+    stopped before converging is hsanomaly's to say."""
+    import sklearn.mixture
+
+    from synthetic import synthetic_cube
+
+    real = sklearn.mixture.GaussianMixture
+    monkeypatch.setattr(sklearn.mixture, "GaussianMixture",
+                        lambda *args, **kwargs: real(*args, **{**kwargs, "max_iter": 1}))
+    with pytest.warns(HsanomalyWarning, match="the Gaussian mixture did not converge in 1 EM "
+                                              "iterations"):
+        Detector("gmm").fit(synthetic_cube()[0])

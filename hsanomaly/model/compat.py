@@ -11,9 +11,9 @@ from ..io.units import MICROMETRE_GUESS
 # raster whose typical preprocessed value lies beyond OUT_OF_RANGE is in other units (raw
 # counts against reflectance, a scale factor missing) or another band order.
 OUT_OF_RANGE = 4.0
-# ... and one whose bands vary over less than UNDER_RANGE of it (a training scene's own bands
-# spread over a tenth to a half) is in smaller units: reflectance against raw counts, say.
-UNDER_RANGE = 0.01
+# ... and one whose bands vary over less than UNDER_RANGE of it, far less than even a uniform
+# patch of the training's own units does, is in smaller ones: reflectance against raw counts.
+UNDER_RANGE = 1e-3
 PROBE_MIN_PIXELS = 16        # valid pixels a probe window (io.source) must hold to judge by
 
 # Two centre wavelengths are "the same band" within this many nanometres, or this fraction.

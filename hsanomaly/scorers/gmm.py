@@ -45,6 +45,9 @@ class GaussianMixtureScorer(Scorer):
         self.mixture_ = GaussianMixture(self.components, covariance_type="full",
                                         random_state=self.seed, reg_covar=REG_COVAR)
         self.mixture_.fit(self._components(X))
+        if not self.mixture_.converged_:     # scikit-learn's own warning is a developer's
+            warn_once(f"{source.name}: the Gaussian mixture did not converge in "
+                      f"{self.mixture_.max_iter} EM iterations; its scores are those of the last")
         self._drop_small_components(len(X))
         return self
 
