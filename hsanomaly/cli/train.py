@@ -21,7 +21,8 @@ from ..training.settings import THREADS, Settings
                    "a model serves critic, recon and anogan; the default score needs 1).")
 @click.option("--bands", type=click.IntRange(min=1),
               help=f"Bin the spectrum to this many bands; the bundle's latent codebook grows "
-                   f"with them (about 1.3 MB a band) [default: min({defaults.TRAIN_BANDS}, bands)].")
+                   f"with them ({defaults.CODEBOOK:,} entries, each an output and a Jacobian "
+                   f"per band) [default: min({defaults.TRAIN_BANDS}, bands)].")
 @click.option("--sqrt", is_flag=True, help="Square-root noise transform before binning.")
 @click.option("--whiten", is_flag=True,
               help="Decorrelate the binned bands, so that recon's distance is a Mahalanobis "
