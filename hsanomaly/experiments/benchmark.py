@@ -230,9 +230,10 @@ def run_benchmark(data_dir, methods, seeds=SEEDS, *, scenes=None, iterations=Non
         seeds = seeds[:1]
         chosen = chosen if scenes else chosen[:QUICK_SCENES]
         iterations = QUICK_ITERATIONS if iterations is None else iterations
-    if select and len(chosen) < 2:      # said before any scoring, as select_held_out would
-        raise HsanomalyError("--select: a held-out selection needs two scenes or more (one "
-                             "to choose on, one to score); give more scenes")
+    if select:                          # said before any scoring, as select_held_out would
+        from .selection import check_scene_count
+
+        check_scene_count(len(chosen))
     if models_dir and any(scorer_class(parse_method(m)[0]).needs_model for m in methods):
         models = ModelCache(models_dir, iterations)
         for scene in chosen:

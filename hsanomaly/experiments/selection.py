@@ -194,15 +194,20 @@ class Selection:
                               for a in self.ablations]}
 
 
+def check_scene_count(count):
+    """Refuse a selection on fewer than two scenes: nothing would be left to choose on."""
+    if count < 2:
+        raise HsanomalyError("--select: a held-out selection needs two scenes or more (one "
+                             "to choose on, one to score); give more scenes")
+
+
 def select_held_out(runs, candidates, datasets, ablation=None):
     """The protocols over ``candidates`` (and ``ablation``) on ``runs``; ``datasets``:
     {scene: dataset name}."""
     ablation = [m for m in (ablation or []) if m not in candidates]
     table = _metric_table(runs, candidates + ablation)
     scenes = sorted({s for m in candidates for s in table[m]})
-    if len(scenes) < 2:
-        raise HsanomalyError("--select: a held-out selection needs two scenes or more (one "
-                             "to choose on, one to score); give more scenes")
+    check_scene_count(len(scenes))
     missing = [(m, s) for m in candidates + ablation for s in scenes if s not in table[m]]
     if missing:
         raise HsanomalyError(f"{missing[0][0]}: no result on scene {missing[0][1]}; every "

@@ -575,19 +575,18 @@ def read_masked(dataset, indexes=None, **kwargs):
     data = read_checked(dataset, indexes, masked=True, **kwargs)
     bands = ([indexes] if isinstance(indexes, int) else
              list(range(1, dataset.count + 1)) if indexes is None else list(indexes))
-    values, mask = np.ma.getdata(data), np.ma.getmaskarray(data)
+    # read once: each of rasterio's properties asks GDAL about every band
+    nodatavals, flags, dtypes = dataset.nodatavals, dataset.mask_flag_enums, dataset.dtypes
+    values, mask = np.ma.getdata(data), np.array(np.ma.getmaskarray(data))   # a copy of our own
+    planes, masks = values.reshape(-1, *values.shape[-2:]), mask.reshape(-1, *mask.shape[-2:])
     for row, band in enumerate(bands):
-        nodata = dataset.nodatavals[band - 1]
-        if nodata is None or MaskFlags.nodata in dataset.mask_flag_enums[band - 1] or (
-                not np.isnan(nodata) and np.asarray(nodata).astype(dataset.dtypes[band - 1])
-                != nodata):
+        nodata = nodatavals[band - 1]
+        if nodata is None or MaskFlags.nodata in flags[band - 1] or (
+                not np.isnan(nodata) and np.asarray(nodata).astype(dtypes[band - 1]) != nodata):
             continue     # none declared, GDAL's mask is that test, or no stored value is it
-        plane = values if values.ndim == 2 else values[row]
-        hit = np.isnan(plane) if np.isnan(nodata) else plane == np.asarray(nodata).astype(plane.dtype)
-        if values.ndim == 2:
-            mask = mask | hit
-        else:
-            mask[row] |= hit
+        plane = planes[row]
+        masks[row] |= np.isnan(plane) if np.isnan(nodata) else \
+            plane == np.asarray(nodata).astype(plane.dtype)
     return np.ma.MaskedArray(values, mask)
 
 

@@ -9,6 +9,7 @@ import contextlib
 import logging
 import os
 import shutil
+from collections import Counter
 from pathlib import Path
 
 from .. import defaults
@@ -78,10 +79,11 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
         raise HsanomalyError("--background-only: it drops the windows that touch a --mask "
                              "pixel, and no --mask was given")
     check_out(out, inputs, mask)
-    repeated = sorted({str(p) for p in inputs if list(map(str, inputs)).count(str(p)) > 1})
+    given = Counter(map(str, inputs))
+    repeated = sorted(p for p, times in given.items() if times > 1)
     if repeated:
-        warn(f"{repeated[0]}: given {list(map(str, inputs)).count(repeated[0])} times; its "
-             "windows count that many times, and some held-out windows are training windows")
+        warn(f"{repeated[0]}: given {given[repeated[0]]} times; its windows count that many "
+             "times, and some held-out windows are training windows")
     torch = _import_torch()
     _check_device(torch, device)
     report = callback or (lambda fraction, message: False)
