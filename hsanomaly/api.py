@@ -14,7 +14,9 @@ from .errors import HsanomalyError
 from .io.atomic import describe
 from .io.checks import one_job
 from .quickmodel import check_quick_model, resumable_quick_model, scene_model_path, train_on_scene
-from .scorers import make_scorer
+from .polygons import check_threshold
+from .scorers import extra_label, make_scorer
+from .spelling import spell
 
 @one_job()
 def train(inputs, out, **options):
@@ -60,22 +62,17 @@ def detect(src, dst, *, score=None, model=None, extras=None, polygons=None, thre
     score = defaults.SCORE if score is None else score
     cls = check_request(score, model, options, extras, tile, workers, scheduler, resume=resume,
                         cog=cog, overwrite=overwrite, progress=progress)
-    if polygons is None and (threshold is not None or far is not None):
-        raise HsanomalyError("--threshold or --far: they set the --polygons threshold, and no "
-                             "--polygons was given")
     quick = scene_model_path(dst) if cls.needs_model and model is None else None
     detect_paths(src, dst, model=model, extras=extras, png=png, polygons=polygons,
                  quick_model=quick, overwrite=overwrite)
-    if polygons is not None:
-        from .polygons import check_threshold
-
-        check_threshold(polygons, threshold, far)
+    check_threshold(polygons, threshold, far)
     # built (and its options checked) before any training; the bundle loads on first use
     scorer = make_scorer(score, **options, **({"model": model or quick} if cls.needs_model else {}))
     if "convergence" in (extras or {}) and "convergence" in scorer.unmeasured_outputs():
-        raise HsanomalyError("--convergence-out: the fast solver with --refine 0 (the default) "
-                             "takes no step, so the band would be all zeros; pass --refine N "
-                             "or --solver thesis")
+        raise HsanomalyError(f"{extra_label('convergence')}: the fast solver with "
+                             f"{spell('refine', 0)} (the default) takes no step, so the band "
+                             f"would be all zeros; pass {spell('refine', 'N')} or "
+                             f"{spell('solver', 'thesis')}")
     trained = None
     with staged() as stage:
         if quick is not None:
@@ -151,9 +148,9 @@ def detect_many(inputs, out_dir, *, score=None, model=None, tile=defaults.TILE, 
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise HsanomalyError(f"{out_dir}: cannot create --out-dir ({err.strerror})") from None
+        raise HsanomalyError(f"{out_dir}: cannot create {spell('out_dir')} ({err.strerror})") from None
     if not os.access(out_dir, os.W_OK | os.X_OK):
-        raise HsanomalyError(f"{out_dir}: --out-dir is not writable")
+        raise HsanomalyError(f"{out_dir}: {spell('out_dir')} is not writable")
 
     states = [("score" if overwrite else _batch_state(src, dst, score, model, tile, options))
               for src, dst in targets]

@@ -25,6 +25,7 @@ from .engine import score_tile
 from .engine.store import resume_hint
 from .errors import HsanomalyError
 from .options import check_whole
+from .spelling import current, spell, spelled
 from .io.source import add
 
 logger = logging.getLogger(__name__)
@@ -44,18 +45,19 @@ _ADDRESS = re.compile(rf"^((tcp|tls|ucx|ws|wss)://)?{_HOST}:[0-9]{{1,5}}/?$|^inp
 def check_address(address):
     """Refuse, before anything connects, a scheduler address Dask could not parse."""
     if not isinstance(address, str) or not _ADDRESS.match(address.strip()):
-        raise HsanomalyError(f"--scheduler {address!r}: not a Dask scheduler address "
+        raise HsanomalyError(f"{spell('scheduler')} {address!r}: not a Dask scheduler address "
                              "(expected host:port, e.g. tcp://host:8786 or host:8786)")
     port = re.search(r":([0-9]{1,5})/?$", address.strip())
     if port and not 0 < int(port.group(1)) < 65536:
-        raise HsanomalyError(f"--scheduler {address!r}: port {port.group(1)} is out of range")
+        raise HsanomalyError(f"{spell('scheduler')} {address!r}: port {port.group(1)} is out of range")
 
 
 def check_execution(workers, scheduler):
-    """--workers and --scheduler: a positive count, a well-formed address, not both."""
-    check_whole("--workers", workers, 1, optional=True)
+    """workers and scheduler: a positive count, a well-formed address, not both."""
+    check_whole("workers", workers, 1, optional=True)
     if workers and scheduler:
-        raise HsanomalyError(f"{scheduler}: give either --scheduler or --workers, not both")
+        raise HsanomalyError(f"{scheduler}: give either {spell('scheduler')} or {spell('workers')}, "
+                             "not both")
     if scheduler is not None and isinstance(scheduler, (str, os.PathLike)):
         check_address(str(scheduler))
 
@@ -75,7 +77,8 @@ def _distributed():
     try:
         import distributed
     except ImportError:
-        raise HsanomalyError("--workers/--scheduler need Dask: pip install 'hsanomaly[dask]'") from None
+        raise HsanomalyError(f"{spell('workers')}/{spell('scheduler')} need Dask: pip install "
+                             "'hsanomaly[dask]'") from None
     if _quiet:
         for name in [n for n in logging.root.manager.loggerDict if n.split(".")[0] == "distributed"]:
             logging.getLogger(name).setLevel(logging.CRITICAL)
@@ -105,7 +108,8 @@ def dask_client(workers=None, scheduler=None):
             yield client
     else:
         if not workers:
-            raise HsanomalyError("a Dask cluster needs --workers N or --scheduler ADDRESS")
+            raise HsanomalyError(f"a Dask cluster needs {spell('workers', 'N')} or "
+                                 f"{spell('scheduler', 'ADDRESS')}")
         # under the command line the workers' own logs stay quiet too (``quiet_dask``)
         quiet = logging.CRITICAL if _quiet else logging.WARN
         with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
@@ -187,11 +191,12 @@ def _sample_tile(source, window, key, fraction):
 
 def _score_into_store(source, job, index, window):
     """Score one tile on a worker and write it to the shared store; only the index goes back."""
-    scorer, store = job
+    scorer, store, spelling = job
     if not store.path.is_dir():
         raise HsanomalyError(f"{store.path}: not found on worker host {socket.gethostname()}; "
                              "the output must be on storage the workers share")
-    store.put(index, score_tile(source, scorer, window))
+    with spelled(spelling):      # the worker's messages name options as the caller's door does
+        store.put(index, score_tile(source, scorer, window))
     return index
 
 
@@ -214,7 +219,7 @@ class DaskExecutor:
     def run(self, source, scorer, store, windows, todo):
         distributed = _distributed()
         shared = self._shared if self._shared is not None else _share(self.client, source)
-        job = _share(self.client, (scorer, store))
+        job = _share(self.client, (scorer, store, current()))
         futures = self.client.map(_score_into_store, [shared] * len(todo), [job] * len(todo), todo,
                                   [windows[i] for i in todo], pure=False)
         try:
@@ -223,6 +228,6 @@ class DaskExecutor:
         except distributed.KilledWorker as err:
             raise HsanomalyError(f"{store.path}: the workers scoring one tile died "
                                  f"{err.allowed_failures + 1} times (out of memory? try a smaller "
-                                 f"--tile); {resume_hint()}: the finished tiles are kept") from None
+                                 f"{spell('tile')}); {resume_hint()}: the finished tiles are kept") from None
         finally:
             self.client.cancel(futures)

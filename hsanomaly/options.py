@@ -5,7 +5,7 @@ benchmark's ``name:key=value`` methods and scripts hand over whatever they were 
 where a count belongs would otherwise surface as a TypeError from deep inside a scorer, or
 only after a model was trained. Ranges stay with the scorer that knows them; here only the
 kind is checked, and a seed's range, which numpy and scikit-learn enforce only when they draw.
-Only numpy and ``errors`` are imported, so the lightest modules can use it.
+Only numpy, ``errors`` and ``spelling`` are imported, so the lightest modules can use it.
 """
 
 import math
@@ -14,6 +14,7 @@ import numbers
 import numpy as np
 
 from .errors import HsanomalyError
+from .spelling import spell
 
 SEED_MAX = 2**32 - 1        # numpy's and scikit-learn's seeds
 
@@ -34,7 +35,7 @@ def rate_count(rate, n):
     return min(math.floor(rate * n * (1 + 1e-12)), max(n - 1, 0))
 
 
-def check_rate(flag, value, auto=False):
+def check_rate(label, value, auto=False):
     """A false-alarm rate in (0, 1) as a float (or "auto", where ``auto`` allows it); text that
     reads as a number is taken, as a command line or a QGIS field gives it."""
     if auto and value == "auto":
@@ -47,7 +48,7 @@ def check_rate(flag, value, auto=False):
             rate = None
     if not is_real(rate) or not 0 < rate < 1:
         shown = repr(value) if isinstance(value, str) else value
-        raise HsanomalyError(f"{flag} must be a false-alarm rate in (0, 1)"
+        raise HsanomalyError(f"{label} must be a false-alarm rate in (0, 1)"
                              f"{' or auto' if auto else ''}, got {shown}")
     return float(rate)
 
@@ -89,13 +90,14 @@ OPTION_KINDS = {
 }
 
 
-def check_whole(flag, value, minimum, optional=False):
-    """Refuse ``value`` unless it is a whole number of at least ``minimum`` (or None, if
-    ``optional``)."""
+def check_whole(name, value, minimum, optional=False):
+    """Refuse ``value`` of argument ``name`` unless it is a whole number of at least
+    ``minimum`` (or None, if ``optional``)."""
     if optional and value is None:
         return
     if not _whole(value) or value < minimum:
-        raise HsanomalyError(f"{flag} must be a whole number of at least {minimum}, got {value!r}")
+        raise HsanomalyError(f"{spell(name)} must be a whole number of at least {minimum}, "
+                             f"got {value!r}")
 
 
 TRAINING_KINDS = {   # hsanomaly.train's options; ranges stay with training.Settings
@@ -122,7 +124,7 @@ def check_values(options, kinds=OPTION_KINDS):
             continue
         test, what = KINDS[kind]
         if not test(value):
-            raise HsanomalyError(f"--{option.replace('_', '-')} must be {what}, got {value!r}")
+            raise HsanomalyError(f"{spell(option)} must be {what}, got {value!r}")
 
 
 def check_flags(**flags):

@@ -17,6 +17,7 @@ from .io.styles import STYLE_TABLE, gpkg_tables, sqlite_tables, write_default_st
 from .options import check_rate, is_real, rate_count
 from .logs import stage as log_stage
 from .regions import Regions
+from .spelling import spell
 from .thresholds import READ_CHUNK, open_heatmap, score_chunks, threshold_from_far
 
 LAYER = "targets"
@@ -33,35 +34,44 @@ def is_targets_file(path):
                     for name in tables))
 
 
-def check_not_in_use(gpkg_path, label="--polygons", scored=False):
+def check_not_in_use(gpkg_path, scored=False):
     """Refuse to replace a GeoPackage with changes still in its write-ahead log (``-wal``): a
     program has it open (QGIS opens GeoPackages in WAL mode), and SQLite would lay those pages
     of the old database over the new file. ``scored``: refused at the end of a run, whose
-    scored tiles ``--resume`` keeps."""
+    scored tiles a resumed run keeps."""
     from pathlib import Path
 
-    wal = Path(f"{gpkg_path}-wal")
+    wal, resume = Path(f"{gpkg_path}-wal"), spell("resume", True)
     with contextlib.suppress(OSError):
         if wal.stat().st_size > 0:
-            raise HsanomalyError(f"{gpkg_path}: {label} is open in another program with changes "
+            raise HsanomalyError(f"{gpkg_path}: {spell('polygons')} is open in another program with changes "
                                  f"not yet written into it ({wal.name}); close it there (or "
                                  "choose another name) and run again"
-                                 f"{' with --resume (the scored tiles are kept)' if scored else ''}"
+                                 f"{f' with {resume} (the scored tiles are kept)' if scored else ''}"
                                  ". If no program has it open, one stopped before merging "
                                  "them: open it once (QGIS, ogrinfo) to merge them")
 
 
 def check_threshold(gpkg_path, threshold, far):
-    """Refuse, before any scoring, a polygon request that cannot work."""
-    check_suffix(gpkg_path, "--polygons", (".gpkg",), "a GeoPackage")
-    if threshold is None and far is None:
-        raise HsanomalyError(f"{gpkg_path}: polygons need --threshold or --far")
+    """Refuse, before any scoring, a polygon request that cannot work (or a threshold
+    without one: ``gpkg_path`` None)."""
+    given = threshold is not None or far is not None
+    either = f"{spell('threshold')} or {spell('far')}"
+    if gpkg_path is None:
+        if given:
+            raise HsanomalyError(f"{either}: they set the {spell('polygons')} threshold, and no "
+                                 f"{spell('polygons')} was given")
+        return
+    check_suffix(gpkg_path, spell("polygons"), (".gpkg",), "a GeoPackage")
+    if not given:
+        raise HsanomalyError(f"{gpkg_path}: polygons need {either}")
     if threshold is not None and far is not None:
-        raise HsanomalyError(f"{gpkg_path}: give --threshold or --far, not both")
+        raise HsanomalyError(f"{gpkg_path}: give {either}, not both")
     if threshold is not None and not is_real(threshold):
-        raise HsanomalyError(f"{gpkg_path}: --threshold must be a finite number, got {threshold}")
+        raise HsanomalyError(f"{gpkg_path}: {spell('threshold')} must be a finite number, got "
+                             f"{threshold}")
     if far is not None:
-        check_rate(f"{gpkg_path}: --far", far, auto=True)
+        check_rate(f"{gpkg_path}: {spell('far')}", far, auto=True)
     check_writable(gpkg_path, directory=False)
 
 
@@ -132,19 +142,19 @@ def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, chunk=R
     if not records and far == "auto":
         warn(f"{name or heatmap_path}: the automatic threshold {threshold:.6g} lies above every "
              f"score (the highest is {highest:.6g}), so no target was found; the tail fit "
-             "extrapolates far on a small or heavy-tailed heatmap: pass --far (e.g. 1e-3) or "
-             "--threshold instead")
+             f"extrapolates far on a small or heavy-tailed heatmap: pass {spell('far')} (e.g. "
+             f"1e-3) or {spell('threshold')} instead")
     elif not records and far is None and scored and highest <= threshold:
         warn(f"{name or heatmap_path}: the threshold {threshold:.6g} lies at or above every "
              f"score (the highest is {highest:.6g}), so no target was found; pass a lower "
-             "--threshold or a --far")
+             f"{spell('threshold')} or a {spell('far')}")
     elif not records and far is not None:
         allowed = rate_count(far, scored)
         why = (f"the rate allows no pixel of these {scored} (it needs at least 1/{scored})"
                if not allowed else f"the rate allows {allowed} of {scored} pixels above it, "
                "and more share the highest score")
         warn(f"{name or heatmap_path}: no target found at false-alarm rate {far:g}: {why}; pass "
-             "a larger --far or a --threshold")
+             f"a larger {spell('far')} or a {spell('threshold')}")
 
     areas, area_unit = target_areas(records, transform, crs)
     columns = {

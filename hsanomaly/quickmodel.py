@@ -6,11 +6,7 @@ from pathlib import Path
 from .errors import HsanomalyError
 from .runtime import TRAINING_INSTALL, missing_for_training
 from .scorers import BASELINES
-
-NO_MODEL_HELP = (f"pass a model (--model DIR, from `hsanomaly train`), choose a baseline score "
-                 f"({'|'.join(BASELINES)}), or install training ({TRAINING_INSTALL}) so a "
-                 "quick model can be trained on the scene itself")
-
+from .spelling import spell
 
 def scene_model_path(dst):
     """Where a model trained on the scene itself is kept: ``out/heat.tif`` -> ``out/heat.model``."""
@@ -23,7 +19,10 @@ def check_training(name):
     missing = missing_for_training()
     if missing:
         raise HsanomalyError(f"{name}: no model given and {' and '.join(missing)} "
-                             f"{'is' if len(missing) == 1 else 'are'} not installed; {NO_MODEL_HELP}")
+                             f"{'is' if len(missing) == 1 else 'are'} not installed; pass a model "
+                             f"({spell('model', 'DIR')}, from training), choose a baseline score "
+                             f"({'|'.join(BASELINES)}), or install training ({TRAINING_INSTALL}) "
+                             "so a quick model can be trained on the scene itself")
 
 
 def check_quick_model(source, scorer):

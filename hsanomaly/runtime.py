@@ -10,6 +10,7 @@ import importlib.util
 import re
 
 from .errors import HsanomalyError
+from .spelling import spell
 
 DEVICES = ("cpu", "cuda")
 TRAINING_MODULES = ("torch", "onnx", "onnxruntime")   # train, export, check the export
@@ -34,7 +35,7 @@ def import_onnxruntime():
         import onnxruntime
     except ImportError:
         raise HsanomalyError("the model scores need the ONNX runtime: pip install 'hsanomaly[cpu]' "
-                             "(or 'hsanomaly[gpu]' for --device cuda)") from None
+                             f"(or 'hsanomaly[gpu]' for {spell('device', 'cuda')})") from None
     return onnxruntime
 
 
@@ -46,7 +47,7 @@ def parse_device(device):
         return kind, 0
     if kind == "cuda" and re.fullmatch(r"[0-9]+", index):
         return kind, int(index)
-    raise HsanomalyError(f"--device {device!r}: unknown device; use cpu, cuda or cuda:N")
+    raise HsanomalyError(f"{spell('device')} {device!r}: unknown device; use cpu, cuda or cuda:N")
 
 
 def providers(device="cpu"):
@@ -57,8 +58,8 @@ def providers(device="cpu"):
         return ["CPUExecutionProvider"]
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         raise HsanomalyError(
-            f"--device {device}: onnxruntime has no CUDA provider here (install the [gpu] extra, "
-            "onnxruntime-gpu, on a machine with an NVIDIA GPU, or use --device cpu)")
+            f"{spell('device', device)}: onnxruntime has no CUDA provider here (install the [gpu] "
+            f"extra, onnxruntime-gpu, on a machine with an NVIDIA GPU, or use {spell('device', 'cpu')})")
     # TF32 matrix products (onnxruntime's default on Ampere and later) round to 10 bits of
     # mantissa: scores would differ from the CPU's in the third digit (benchmarks/gpu_check.py)
     options = {"use_tf32": "0", **({"device_id": str(index)} if index else {})}
@@ -78,7 +79,7 @@ def one_blas_thread():
 def check_threads(threads):
     """Refuse a thread count onnxruntime cannot use, before any work starts."""
     if threads is not None and (isinstance(threads, bool) or int(threads) != threads or threads < 1):
-        raise HsanomalyError(f"--threads must be a whole number of at least 1, got {threads}")
+        raise HsanomalyError(f"{spell('threads')} must be a whole number of at least 1, got {threads}")
 
 
 def open_session(path, device="cpu", threads=None, optimize=True, label=None):
@@ -107,5 +108,5 @@ def open_session(path, device="cpu", threads=None, optimize=True, label=None):
         raise HsanomalyError(f"{name}: not a loadable ONNX model ({detail})") from None
     if chosen[0] != "CPUExecutionProvider" and "CUDAExecutionProvider" not in session.get_providers():
         raise HsanomalyError(f"{name}: onnxruntime could not start its CUDA provider "
-                             "(check the CUDA and cuDNN libraries, or use --device cpu)")
+                             f"(check the CUDA and cuDNN libraries, or use {spell('device', 'cpu')})")
     return session

@@ -19,6 +19,7 @@ import numpy as np
 from .errors import HsanomalyError
 from .io.source import iter_windows, open_raster as open_heatmap, read_masked
 from .options import check_rate, rate_count
+from .spelling import spell
 
 READ_CHUNK = 1024             # pixels a side read at once; a multiple of the 256-pixel output blocks
 HALF_BITS = 16
@@ -182,7 +183,8 @@ def auto_threshold(coarse, reduce, name="<heatmap>"):
     q0, q1, q2 = _order_statistics(coarse, n - 1 - np.floor(tails * n).astype(np.int64), reduce)
     if not np.isfinite([q0, q1, q2]).all():
         raise HsanomalyError(f"{name}: infinite scores reach into the top {tail:.0%} the "
-                             "automatic threshold fits; pass --far or --threshold instead")
+                             f"automatic threshold fits; pass {spell('far')} or "
+                             f"{spell('threshold')} instead")
     rate = max(1.0 / n, AUTO_MIN_RATE)
     return float(pickands_quantile(float(q0), float(q1), float(q2), tail / rate))
 

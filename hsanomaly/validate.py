@@ -14,15 +14,16 @@ from .io.paths import (DIRECTORY, FILE, GEOTIFF_SUFFIXES, check_paths, check_rep
                        side_files)
 from .io.source import dataset_files
 from .options import check_flags
+from .spelling import spell
 
 
-def check_raster_path(src, label="SRC", use="to score an open dataset, an array or a "
-                                             "DataArray, use hsanomaly.Detector"):
+def check_raster_path(src, label=None, use="to score an open dataset, an array or a "
+                                            "DataArray, use hsanomaly.Detector"):
     """Refuse, in one line, a raster given as anything but its name (a str or path-like): an
     open dataset, an array or a DataArray is the Detector's, and an array's text is no file
     name."""
     if not is_path(src):
-        raise HsanomalyError(f"{label}: expected a raster's path (a str or path-like), got a "
+        raise HsanomalyError(f"{label or spell('src')}: expected a raster's path (a str or path-like), got a "
                              f"{type(src).__name__}; {use}")
 
 
@@ -35,7 +36,7 @@ def model_path(model):
 
     if isinstance(model, Bundle):
         return model.path
-    raise HsanomalyError(f"--model: expected a model bundle's folder (a str or path-like) or the "
+    raise HsanomalyError(f"{spell('model')}: expected a model bundle's folder (a str or path-like) or the "
                          f"Bundle hsanomaly.train returns, got a {type(model).__name__}")
 
 
@@ -87,7 +88,7 @@ def batch_inputs(inputs):
     inputs = [inputs] if one else list(inputs)     # a generator is read once
     inputs = [match for src in inputs for match in expand_pattern(src)]
     for src in inputs:
-        check_raster_path(src, "INPUTS")
+        check_raster_path(src, spell("inputs"))
     return [str(os.fspath(src)) for src in inputs]
 
 
@@ -97,21 +98,22 @@ def detect_paths(src, dst, *, model=None, extras=None, png=None, polygons=None, 
     ``overwrite``, also existing output files that hsanomaly did not write."""
     from .engine.store import is_tile_store, store_path
     from .quicklook import sidecars
+    from .scorers import extra_label
 
-    inputs = [("SRC", src)] + [("SRC", f) for f in dataset_files(src)] if is_path(src) else []
-    inputs += [("--model", model, DIRECTORY)] if is_path(model) else []
+    inputs = [(spell("src"), f) for f in [src, *dataset_files(src)]] if is_path(src) else []
+    inputs += [(spell("model"), model, DIRECTORY)] if is_path(model) else []
     store = store_path(dst)
-    rasters = [("DST", dst)] + [(f"--{k}-out", v) for k, v in (extras or {}).items()]
+    rasters = [(spell("dst"), dst)] + [(extra_label(k), v) for k, v in (extras or {}).items()]
     outputs = list(rasters) + side_files(rasters)
-    outputs += [("--png", png)] + ([("--png's world file", side) for side in sidecars(png)]
-                                   if png is not None else [])
-    outputs += [("--polygons", polygons), ("the tile store", store, DIRECTORY),
+    outputs += [(spell("png"), png)] + ([(f"{spell('png')}'s world file", side)
+                                         for side in sidecars(png)] if png is not None else [])
+    outputs += [(spell("polygons"), polygons), ("the tile store", store, DIRECTORY),
                 ("the quick model", quick_model, DIRECTORY)]
     check_paths(inputs, outputs)
     for label, path in rasters:      # after check_paths: a collision is the clearer message
         check_suffix(path, label, GEOTIFF_SUFFIXES, "a GeoTIFF")
     if png is not None:
-        check_suffix(png, "--png", (".png",), "a PNG")
+        check_suffix(png, spell("png"), (".png",), "a PNG")
     if is_path(polygons):
         from .polygons import check_not_in_use
 
@@ -125,7 +127,7 @@ def detect_paths(src, dst, *, model=None, extras=None, png=None, polygons=None, 
         if is_model_bundle(quick_model) and not is_quick_model(quick_model, dst):
             raise HsanomalyError(f"{quick_model}: a model bundle that detect did not train for "
                                  f"{Path(dst).name} is where it keeps its quick model; pass it "
-                                 "as --model, or move it away to train a new quick model")
+                                 f"as {spell('model')}, or move it away to train a new quick model")
         check_replaceable_dir(quick_model, "the quick model directory", is_model_bundle,
                               "a model bundle")
     if not overwrite:
@@ -145,12 +147,13 @@ def refuse_foreign_outputs(rasters, png=None, polygons=None):
     if is_path(png):
         from .quicklook import sidecars
 
-        check_replaceable_file(png, "--png", is_own_png, "a quick-look PNG")
+        check_replaceable_file(png, spell("png"), is_own_png, "a quick-look PNG")
         for side in sidecars(png):     # ours when the picture they describe is ours
-            check_replaceable_file(side, "--png's world file", lambda _: is_own_png(png),
+            check_replaceable_file(side, f"{spell('png')}'s world file", lambda _: is_own_png(png),
                                    "the world file of a quick look")
     if is_path(polygons):
-        check_replaceable_file(polygons, "--polygons", is_targets_file, "a targets GeoPackage")
+        check_replaceable_file(polygons, spell("polygons"), is_targets_file,
+                               "a targets GeoPackage")
 
 
 def batch_paths(targets, out_dir, quick_model=None, overwrite=False):
@@ -167,7 +170,7 @@ def batch_paths(targets, out_dir, quick_model=None, overwrite=False):
             raise HsanomalyError(f"{src}: its output {dst} would overwrite that of {seen[dst]}")
         seen[dst] = src
     if out_dir.exists() and not out_dir.is_dir():
-        raise HsanomalyError(f"{out_dir}: --out-dir exists and is not a directory")
+        raise HsanomalyError(f"{out_dir}: {spell('out_dir')} exists and is not a directory")
     outputs = []
     for src, dst in targets:
         outputs += [(f"the output of {src}", dst),
@@ -175,7 +178,7 @@ def batch_paths(targets, out_dir, quick_model=None, overwrite=False):
                     *side_files([(f"the output of {src}", dst)])]
         if quick_model is not None:
             outputs.append((f"the quick model of {src}", quick_model(dst), DIRECTORY))
-    check_paths([("INPUTS", path) for src, _ in targets for path in [src, *dataset_files(src)]],
+    check_paths([(spell("inputs"), path) for src, _ in targets for path in [src, *dataset_files(src)]],
                 outputs, writable=False)
     if not overwrite:
         refuse_foreign_outputs([(f"the output of {src}", dst) for src, dst in targets])
@@ -185,20 +188,21 @@ def evaluate_paths(heatmap, truth, outer, plots, json, overwrite=False):
     from .evaluation.plots import PLOT_FILES
     from .io.ownership import is_own_png, is_own_report
 
-    for label, path in (("HEATMAP", heatmap), ("TRUTH", truth), ("--outer", outer)):
+    inputs = [(spell("heatmap"), heatmap), (spell("truth"), truth), (spell("outer"), outer)]
+    for label, path in inputs:
         if path is not None:
             check_raster_path(path, label, use="read them with rasterio and use "
                               "hsanomaly.evaluation.metrics on the arrays")
-    inputs = [("HEATMAP", heatmap), ("TRUTH", truth), ("--outer", outer)]
     figures = []
     if plots is not None:
         _check_plots_dir(Path(plots))
-        figures = [(f"--plots ({name})", Path(plots) / name, FILE) for name in PLOT_FILES.values()]
-    check_paths(inputs, [("--json", json)] + figures, writable=False)
-    check_paths([], [("--json", json)])
+        figures = [(f"{spell('plots')} ({name})", Path(plots) / name, FILE)
+                   for name in PLOT_FILES.values()]
+    check_paths(inputs, [(spell("json"), json)] + figures, writable=False)
+    check_paths([], [(spell("json"), json)])
     if not overwrite:
         if is_path(json):
-            check_replaceable_file(json, "--json", is_own_report, "an evaluation report")
+            check_replaceable_file(json, spell("json"), is_own_report, "an evaluation report")
         for label, path, _ in figures:
             check_replaceable_file(path, label, is_own_png, "a plot")
 
@@ -208,13 +212,13 @@ def _check_plots_dir(plots):
     import os
 
     if plots.exists() and not plots.is_dir():
-        raise HsanomalyError(f"{plots}: --plots exists and is not a directory")
+        raise HsanomalyError(f"{plots}: {spell('plots')} exists and is not a directory")
     folder = Path(os.path.abspath(plots))
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        raise HsanomalyError(f"{plots}: cannot create the plots directory (--plots; {folder} "
-                             "is not a writable directory)")
+        raise HsanomalyError(f"{plots}: cannot create the plots directory ({spell('plots')}; "
+                             f"{folder} is not a writable directory)")
 
 
 def check_request(score, model, options, extras=None, tile=None, workers=None, scheduler=None,

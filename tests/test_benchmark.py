@@ -71,7 +71,7 @@ def test_seeds_multiply_only_seeded_methods():
 def test_seeds_are_checked_up_front_and_counted_once(scene_dir):
     """A negative seed failed only once a model was being trained; 0,0 ran every run twice
     and reported seeds=2 with a spread of 0."""
-    with pytest.raises(HsanomalyError, match="--seeds: -1 is not a whole number from 0"):
+    with pytest.raises(HsanomalyError, match="'seeds': -1 is not a whole number from 0"):
         run_benchmark(scene_dir, ["rx", "gmm"], [-1])
     result = run_benchmark(scene_dir, ["gmm"], [0, 0])
     assert result.seeds == [0] and len(result.runs) == len({r["scene"] for r in result.runs})
@@ -253,7 +253,7 @@ def test_a_reference_that_is_no_table_or_names_no_scene_here_is_said(scene_dir, 
                                                  "auc"):
             run_benchmark(scene_dir, ["rx"], [0], reference=tmp_path / "r.csv")
     (tmp_path / "r.csv").write_text("scene,method,auc\nelsewhere,rx,0.5\n")
-    with pytest.warns(HsanomalyWarning, match="--reference: none of its scenes .elsewhere"):
+    with pytest.warns(HsanomalyWarning, match="'reference': none of its scenes .elsewhere"):
         result = run_benchmark(scene_dir, ["rx"], [0], reference=tmp_path / "r.csv")
     assert result.reference == {}
 
@@ -321,8 +321,8 @@ def test_methods_carry_their_options_and_seeds_follow_the_registry():
 def test_a_method_with_options_runs_like_the_score_with_them(scene_dir):
     result = run_benchmark(scene_dir, ["lrx", "lrx:outer=9:guard=3"], [0], scenes=["alpha"])
     assert [r["method"] for r in result.runs] == ["lrx", "lrx:outer=9:guard=3"]
-    with pytest.raises(HsanomalyError, match=r"score 'lrx:bogus=1': bogus: score 'lrx' does "
-                                             r"not take this option \(it takes outer, guard, pca"):
+    with pytest.raises(HsanomalyError, match=r"score 'lrx:bogus=1': 'bogus': score 'lrx' does "
+                                             r"not take this option \(it takes 'outer', 'guard', 'pca'"):
         run_benchmark(scene_dir, ["lrx:bogus=1"], [0])        # the spec's terms, not flags
     with pytest.raises(HsanomalyError, match="score 'lrx:outer=21:outer=7': outer given twice"):
         run_benchmark(scene_dir, ["lrx:outer=21:outer=7"], [0])
@@ -331,12 +331,12 @@ def test_a_method_with_options_runs_like_the_score_with_them(scene_dir):
 
 
 def test_a_bad_option_value_is_refused_before_any_model_is_trained(scene_dir, tmp_path):
-    for method, message in (("recon:codebook_scale=abc", "codebook_scale must be a finite"),
-                            ("mlrx:purge=0.9", ": purge must lie in"),
-                            ("recon:c2=abc", ": c2 must be a finite number, got 'abc'"),
-                            ("dualcontext:top_rings=two", "top_rings must be a whole number"),
-                            ("resrx:refine=1.5", ": refine must be a whole number"),
-                            ("gmm:seed=-1", ": seed must be a whole number from 0")):
+    for method, message in (("recon:codebook_scale=abc", "'codebook_scale' must be a finite"),
+                            ("mlrx:purge=0.9", ": 'purge' must lie in"),
+                            ("recon:c2=abc", ": 'c2' must be a finite number, got 'abc'"),
+                            ("dualcontext:top_rings=two", "'top_rings' must be a whole number"),
+                            ("resrx:refine=1.5", ": 'refine' must be a whole number"),
+                            ("gmm:seed=-1", ": 'seed' must be a whole number from 0")):
         with pytest.raises(HsanomalyError, match=message):
             run_benchmark(scene_dir, ["rx", method], [0], models_dir=tmp_path / "models")
     assert not (tmp_path / "models").exists()
@@ -654,7 +654,7 @@ def test_scene_names_the_tables_cannot_tell_apart_are_refused(scene_dir, tmp_pat
     assert [s.name for s in select_scenes(scenes, ["more/alpha"])] == ["more/alpha"]
     reference = tmp_path / "reference.csv"
     reference.write_text("scene,method,auc\nalpha,rx,0.9\n")
-    with pytest.raises(HsanomalyError, match="--reference: alpha: names 2 scenes"):
+    with pytest.raises(HsanomalyError, match="'reference': alpha: names 2 scenes"):
         run_benchmark(scene_dir, ["rx"], [0], reference=reference)
     write_mat(scene_dir / f"{MEAN}.mat", cube, truth)
     with pytest.raises(HsanomalyError, match="a scene may not be called 'mean'"):
@@ -663,7 +663,7 @@ def test_scene_names_the_tables_cannot_tell_apart_are_refused(scene_dir, tmp_pat
 
 def test_a_seed_in_a_seeded_scores_spec_is_refused(scene_dir):
     """gmm:seed=5 ran seed 5 under every --seeds label: three identical runs, '± 0.0000'."""
-    with pytest.raises(HsanomalyError, match=r"score 'gmm:seed=5': its seed comes from --seeds"):
+    with pytest.raises(HsanomalyError, match=r"score 'gmm:seed=5': its seed comes from 'seeds'"):
         run_benchmark(scene_dir, ["gmm:seed=5"], [0, 1])
 
 
@@ -691,9 +691,9 @@ def test_a_selection_that_cannot_run_is_refused_before_any_scoring(scene_dir, mo
     import hsanomaly.experiments.benchmark as bench
 
     monkeypatch.setattr(bench, "map_scenes", lambda *a, **k: pytest.fail("scored"))
-    with pytest.raises(HsanomalyError, match="--select: a held-out selection needs two scenes"):
+    with pytest.raises(HsanomalyError, match="'select': a held-out selection needs two scenes"):
         run_benchmark(scene_dir, ["rx", "gmm"], [0], scenes=["alpha"], select=["rx", "gmm"])
-    with pytest.raises(HsanomalyError, match="--ablation: .* give --select too"):
+    with pytest.raises(HsanomalyError, match="'ablation': .* give 'select' too"):
         run_benchmark(scene_dir, ["rx", "gmm"], [0], ablation=["rx"])
 
 
@@ -709,7 +709,7 @@ def test_a_selection_that_fails_after_scoring_keeps_the_runs(scene_dir, monkeypa
         return ([], "no target pixel") if "beta" in scene.name else real(scene, *args, **kwargs)
 
     monkeypatch.setattr(bench, "benchmark_scene", skip_beta)
-    with pytest.warns(HsanomalyWarning, match="no held-out selection: --select: a held-out "
+    with pytest.warns(HsanomalyWarning, match="no held-out selection: 'select': a held-out "
                                               "selection needs two scenes or more"):
         result = run_benchmark(scene_dir, ["rx", "gmm"], [0], select=["rx", "gmm"])
     assert result.selection is None and {r["method"] for r in result.runs} == {"rx", "gmm"}

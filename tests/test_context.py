@@ -63,14 +63,14 @@ def test_context_adds_local_rx_and_needs_spatial_blocks(scene_and_model):
         context.score_samples(cube[:, 0, :].T)
     with pytest.raises(HsanomalyError, match="unknown score"):
         make_scorer("bogus", model=model)
-    with pytest.raises(HsanomalyError, match="--outer: score 'resrx' does not take"):
+    with pytest.raises(HsanomalyError, match="'outer': score 'resrx' does not take"):
         make_scorer("resrx", model=model, outer=9)
 
 
 def test_purge_is_checked_and_offered_only_where_there_are_rings():
     from hsanomaly.scorers import check_options, make_scorer
 
-    with pytest.raises(HsanomalyError, match="--purge must lie in"):
+    with pytest.raises(HsanomalyError, match="'purge' must lie in"):
         make_scorer("dualcontext", model="m", purge=0.5)
     with pytest.raises(HsanomalyError, match="does not take this option"):
         check_options("resrx", {"purge": 0.01})

@@ -30,7 +30,7 @@ def test_params_round_trip_and_sklearn_clone():
     copy = clone(detector)
     assert copy is not detector and copy.get_params() == detector.get_params()
     assert detector.set_params(outer=11).get_params()["outer"] == 11
-    with pytest.raises(HsanomalyError, match="--outer: score 'rx' does not take"):
+    with pytest.raises(HsanomalyError, match="'outer': score 'rx' does not take"):
         detector.set_params(score="rx")
 
 
@@ -63,7 +63,7 @@ def test_changed_parameters_unfit_the_detector_and_none_is_the_default():
 
 @pytest.mark.parametrize("tile", [0, 7, 1.5, "256", True])
 def test_a_bad_tile_is_refused_when_built(tile):
-    with pytest.raises(HsanomalyError, match="--tile must be a whole number of at least 8"):
+    with pytest.raises(HsanomalyError, match="'tile' must be a whole number of at least 8"):
         hsanomaly.Detector("rx", tile=tile)
 
 
@@ -182,7 +182,7 @@ def test_scoring_before_fit_and_unknown_scores_are_refused():
         hsanomaly.Detector("rx").score(np.zeros((3, 4, 5)))
     with pytest.raises(HsanomalyError, match="unknown score 'bogus'"):
         hsanomaly.Detector("bogus")
-    with pytest.raises(HsanomalyError, match="--model: score 'gmm' takes no model"):
+    with pytest.raises(HsanomalyError, match="'model': score 'gmm' takes no model"):
         hsanomaly.Detector("gmm", model="m")
 
 
@@ -438,15 +438,15 @@ def test_the_jobs_refuse_wrong_kinds_of_arguments_in_one_line(synthetic_raster, 
     cases = [
         (lambda: hsanomaly.detect(path, tmp_path / "h.tif", score="recon", model="m",
                                   extras=["recon"]), "extras: expected a mapping"),
-        (lambda: hsanomaly.train(cube, tmp_path / "m"), "INPUTS: expected a raster's path"),
+        (lambda: hsanomaly.train(cube, tmp_path / "m"), "'inputs': expected a raster's path"),
         (lambda: hsanomaly.train(path, tmp_path / "m", iteration=3),
          r"train: no option 'iteration' \(the options: mask, window, .*iterations"),
-        (lambda: hsanomaly.evaluate(cube[0], truth), "HEATMAP: expected a raster's path"),
-        (lambda: hsanomaly.evaluate(path, truth), "TRUTH: expected a raster's path"),
-        (lambda: hsanomaly.Detector("resrx", model=3), "--model: expected a model bundle's "
+        (lambda: hsanomaly.evaluate(cube[0], truth), "'heatmap': expected a raster's path"),
+        (lambda: hsanomaly.evaluate(path, truth), "'truth': expected a raster's path"),
+        (lambda: hsanomaly.Detector("resrx", model=3), "'model': expected a model bundle's "
                                                        "folder .* got a int"),
         (lambda: hsanomaly.detect(path, tmp_path / "h.tif", model=[path]),
-         "--model: expected a model bundle's folder"),
+         "'model': expected a model bundle's folder"),
     ]
     for job, message in cases:
         with pytest.raises(HsanomalyError, match=message):

@@ -106,7 +106,7 @@ def test_a_tile_that_keeps_killing_workers_stops_the_run(synthetic_raster, tmp_p
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
             distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
                                      dashboard_address=":0") as cluster:
-        with pytest.raises(HsanomalyError, match="died 1 times .* --resume"):
+        with pytest.raises(HsanomalyError, match="died 1 times .* resume=True"):
             detect_on_cluster(synthetic_raster[0], tmp_path / "x.tif", AlwaysKillsItsWorker(),
                                cluster=cluster.scheduler_address)
     assert not (tmp_path / "x.tif").exists()
@@ -208,7 +208,7 @@ def test_a_lost_cluster_is_one_line_with_the_way_to_resume():
     for err in (FutureCancelledError("tile-3", "scheduler-connection-lost"),
                 CommClosedError("in <TCP (closed)>: Stream is closed")):
         message = str(runtime_error(err, "heat.tif"))
-        assert message.startswith("heat.tif: ") and "rerun with --resume" in message, message
+        assert message.startswith("heat.tif: ") and "rerun with resume=True" in message, message
         assert "\n" not in message
         with batch_resumes():       # detect-many has no --resume: rerunning it resumes
             message = str(runtime_error(err, "heat.tif"))

@@ -123,7 +123,7 @@ def test_pd_far_outside_zero_one_is_refused_before_anything_is_written(heat_and_
         message = run_failing([heat, truth_path, "--pd-far", bad, "--json", tmp_path / "r.json"])
         assert message == f"--pd-far must be a false-alarm rate in (0, 1), got {float(bad)}"
     assert not (tmp_path / "r.json").exists()
-    with pytest.raises(HsanomalyError, match="--pd-far must be"):
+    with pytest.raises(HsanomalyError, match="'pd_far' must be"):    # the library's name
         evaluate(np.zeros((2, 2)), np.eye(2), pd_far="often")
 
 

@@ -280,7 +280,7 @@ def test_convert_writes_cube_and_truth_without_crs(tmp_path):
     assert scene.truth.sum() == 1 and scene.cube.shape == (4, 6, 7)
 
 
-@pytest.mark.parametrize("dst, truth, label", [("s.img", "t.tif", "DST"), ("s.tif", "t.png", "--truth")])
+@pytest.mark.parametrize("dst, truth, label", [("s.img", "t.tif", "'dst'"), ("s.tif", "t.png", "'truth'")])
 def test_convert_refuses_an_output_named_for_another_format(tmp_path, dst, truth, label):
     scipy.io.savemat(tmp_path / "s.mat", {"data": np.ones((6, 7, 4)), "map": np.eye(6, 7)})
     with pytest.raises(HsanomalyError, match=f"{label} writes a GeoTIFF; give it a .tif or .tiff name"):
@@ -295,7 +295,7 @@ def test_convert_replaces_its_own_outputs_and_nothing_else(tmp_path, synthetic_r
     convert_mat(tmp_path / "s.mat", tmp_path / "s.tif", truth=tmp_path / "t.tif")   # a rerun
     theirs = tmp_path / "theirs.tif"
     theirs.write_bytes(open(synthetic_raster[0], "rb").read())       # a raster we did not write
-    for dst, truth, label in ((theirs, None, "DST"), (tmp_path / "new.tif", theirs, "--truth")):
+    for dst, truth, label in ((theirs, None, "'dst'"), (tmp_path / "new.tif", theirs, "'truth'")):
         with pytest.raises(HsanomalyError, match=f"theirs.tif: {label} exists and is not a "
                                                  "GeoTIFF written by hsanomaly"):
             convert_mat(tmp_path / "s.mat", dst, truth=truth)
@@ -433,7 +433,7 @@ def test_model_refuses_a_raster_with_other_wavelengths(tmp_path):
                                               "the 450-650 nm the model"):
         check_wavelengths(bundle, None, "scene.tif")     # nothing vouches for its band order
     with pytest.raises(HsanomalyError, match="band 2 is centred at 600 nm .* 550 nm .*"
-                                             "--ignore-wavelengths"):
+                                             "ignore_wavelengths=True"):
         check_wavelengths(bundle, [450.0, 600.0, 650.0], "scene.tif")
 
 

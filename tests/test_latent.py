@@ -211,16 +211,16 @@ def test_results_depend_only_on_the_seed(generator, pixels):
 def test_make_solver_options():
     assert make_solver("thesis", restarts=4, steps=50).params()["restarts"] == 4
     assert make_solver("fast").params()["solver"] == "fast"
-    with pytest.raises(HsanomalyError, match="--restarts must be a whole number of at least 1"):
+    with pytest.raises(HsanomalyError, match="'restarts' must be a whole number of at least 1"):
         make_solver("thesis", restarts=0)
     with pytest.raises(HsanomalyError, match="unknown solver"):
         make_solver("newton")
     assert make_solver("fast", refine=0).params()["refine"] == 0
-    with pytest.raises(HsanomalyError, match="--refine must be a whole number of at least 0"):
+    with pytest.raises(HsanomalyError, match="'refine' must be a whole number of at least 0"):
         make_solver("fast", refine=-1)
     assert make_solver("fast", codebook_scale=1.0).params()["codebook_scale"] == 1.0
     for bad in (0, -1, float("nan"), float("inf"), "abc", None, True):
-        with pytest.raises(HsanomalyError, match="--codebook-scale must be a finite number above 0"):
+        with pytest.raises(HsanomalyError, match="'codebook_scale' must be a finite number above 0"):
             make_solver("fast", codebook_scale=bad)
 
 
@@ -231,7 +231,7 @@ def test_make_solver_options():
 def test_make_solver_refuses_a_bad_value_whichever_solver_takes_it(solver, option, bad):
     """A bad value is refused in one line even where the chosen solver ignores the option
     (it was a TypeError or, for the other solver's options, silently accepted)."""
-    with pytest.raises(HsanomalyError, match=f"--{option.replace('_', '-')} must be"):
+    with pytest.raises(HsanomalyError, match=f"'{option}' must be"):
         make_solver(solver, **{option: bad})
 
 
@@ -327,7 +327,7 @@ def test_a_deprecated_solver_name_is_said_to_users():
     from hsanomaly.io.checks import HsanomalyWarning
     from hsanomaly.latent import make_solver
 
-    with pytest.warns(HsanomalyWarning, match="--solver 'seed' is now called 'thesis'"):
+    with pytest.warns(HsanomalyWarning, match="'solver' 'seed' is now called 'thesis'"):
         assert make_solver("seed").name == "thesis"
 
 

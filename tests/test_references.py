@@ -183,7 +183,7 @@ def test_top_rings_average_each_pixels_largest_ring_distances(scene):
     assert len(dropped) > 1
     assert top.params()["top_rings"] == 2
     assert make_scorer("mlrx", rings="5/3;7/3", top_rings=2).params()["top_rings"] == 0  # = all
-    with pytest.raises(HsanomalyError, match="--top-rings"):
+    with pytest.raises(HsanomalyError, match="'top_rings' must be a whole number"):
         make_scorer("mlrx", top_rings=-1)
 
 
@@ -405,7 +405,7 @@ def test_neighbour_weight_adds_the_highest_score_around_each_pixel_on_every_tile
     assert lifted.halo == make_scorer("mlrx", **options).halo + 1
     assert lifted.params()["neighbour_weight"] == 0.7
     assert make_scorer("mlrx", **options).params()["neighbour_weight"] == 0     # said when off
-    with pytest.raises(HsanomalyError, match="--neighbour-weight must be at least 0"):
+    with pytest.raises(HsanomalyError, match="'neighbour_weight' must be at least 0"):
         make_scorer("mlrx", neighbour_weight=-0.5)
 
 
@@ -653,7 +653,7 @@ def test_detect_replaces_only_its_own_quick_model(scene, tmp_path, monkeypatch):
 
     users = digest()
     with pytest.raises(HsanomalyError, match="heat.model: a model bundle that detect did not "
-                                             "train for heat.tif .* pass it as --model"):
+                                             "train for heat.tif .* pass it as 'model'"):
         hsanomaly.detect(path, tmp_path / "heat.tif", score="resrx", tile=16)
     assert digest() == users and not (tmp_path / "heat.tif").exists()
     with pytest.raises(HsanomalyError, match="move it away"):
@@ -718,7 +718,7 @@ def test_a_model_trained_otherwise_than_the_score_declares_is_named_in_a_warning
         assert len(messages) == int(warned), messages
         if warned:                       # named by the score asked for, not its GAN part
             assert f"{bundle}: {score} ranks best" in messages[0]
-            assert ("with --whiten" if score == "recon" else "without --whiten") in messages[0]
+            assert ("with 'whiten'" if score == "recon" else "without 'whiten'") in messages[0]
 
 
 def test_rx_statistics_keep_their_precision_at_a_large_offset():

@@ -115,7 +115,7 @@ def test_auto_above_every_score_says_so_instead_of_only_finding_nothing(tmp_path
     assert threshold > 200
     [message] = [str(w.message) for w in said if issubclass(w.category, HsanomalyWarning)]
     assert str(path) in message and f"{threshold:.6g}" in message and "highest is 200" in message
-    assert "--far" in message
+    assert "'far'" in message
     with warnings.catch_warnings(record=True) as said:
         warnings.simplefilter("always")
         assert write_polygons(path, tmp_path / "rate.gpkg", far=1e-2) >= 1
@@ -354,7 +354,7 @@ def test_detect_writes_polygons_of_the_planted_targets(synthetic_raster, tmp_pat
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({}, "need --threshold or --far"),
+    ({}, "need 'threshold' or 'far'"),
     ({"threshold": 1.0, "far": 0.1}, "not both"),
     ({"threshold": float("nan")}, "finite"),
     ({"far": 2.0}, r"rate in \(0, 1\)"),
@@ -416,7 +416,7 @@ def test_a_geopackage_open_with_changes_in_its_write_ahead_log_is_not_replaced(s
         holder.execute("DROP TABLE notes")      # edited back: the file is ours, its log is not empty
         holder.commit()
         before = gpkg.read_bytes()
-        with pytest.raises(HsanomalyError, match=r"t.gpkg: --polygons is open in another program "
+        with pytest.raises(HsanomalyError, match=r"t.gpkg: 'polygons' is open in another program "
                                                  r"with changes not yet written into it"):
             hsanomaly.detect(path, tmp_path / "h.tif", score="lrx", polygons=gpkg, far=1e-2)
         assert gpkg.read_bytes() == before
@@ -438,7 +438,7 @@ def test_a_geopackage_open_with_changes_in_its_write_ahead_log_is_not_replaced(s
     polygons._gpkg_check = opened_meanwhile
     try:
         with pytest.raises(HsanomalyError, match="changes not yet written into it .* run again "
-                                                 r"with --resume \(the scored tiles are kept\)"):
+                                                 r"with resume=True \(the scored tiles are kept\)"):
             hsanomaly.detect(path, tmp_path / "h.tif", score="rx", polygons=gpkg, far=1e-2)
     finally:
         polygons._gpkg_check = real

@@ -136,7 +136,7 @@ def test_an_even_window_is_refused_before_any_work():
     """--window 2 ran the other experiments and trained for minutes before failing."""
     from hsanomaly.errors import HsanomalyError
 
-    with pytest.raises(HsanomalyError, match="--window must be odd"):
+    with pytest.raises(HsanomalyError, match="'large_window' must be odd"):
         ThesisConfig(large_window=2)
     assert ThesisConfig(large_window=0).large_window == 0
 

@@ -536,7 +536,7 @@ def test_background_only_without_a_mask_is_refused(synthetic_raster, tmp_path):
     from hsanomaly.training import train
 
     path, _, _ = synthetic_raster
-    with pytest.raises(HsanomalyError, match="--background-only: .* no --mask was given"):
+    with pytest.raises(HsanomalyError, match="'background_only': .* no 'mask' was given"):
         train([path], tmp_path / "m", background_only=True)
     assert not (tmp_path / "m").exists()
 
@@ -584,7 +584,7 @@ def test_a_device_torch_does_not_know_is_named_by_its_option(torch, synthetic_ra
     from hsanomaly.training import train
 
     path, _, _ = synthetic_raster
-    with pytest.raises(HsanomalyError, match=r"^--device 'gpu': not a torch device \(use cpu, "
+    with pytest.raises(HsanomalyError, match=r"^'device' 'gpu': not a torch device \(use cpu, "
                                              r"cuda or cuda:N\)$"):
         train([path], tmp_path / "m", device="gpu", iterations=1)
     assert not (tmp_path / "m").exists()
@@ -636,10 +636,10 @@ def test_a_checkpoint_write_cut_short_by_a_kill_blocks_nothing(synthetic_raster,
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"threads": -1}, "--threads must be a whole number of at least 1, got -1"),
-    ({"threads": 0}, "--threads must be a whole number of at least 1, got 0"),
-    ({"mask": ()}, "--mask: expected one mask for all inputs, or one per input (1), got ()"),
-    ({"mask": [None]}, "--mask: expected one mask for all inputs, or one per input (1), got [None]")])
+    ({"threads": -1}, "'threads' must be a whole number of at least 1, got -1"),
+    ({"threads": 0}, "'threads' must be a whole number of at least 1, got 0"),
+    ({"mask": ()}, "'mask': expected one mask for all inputs, or one per input (1), got ()"),
+    ({"mask": [None]}, "'mask': expected one mask for all inputs, or one per input (1), got [None]")])
 def test_bad_thread_counts_and_masks_are_one_line_before_any_work(synthetic_raster, tmp_path,
                                                                   options, message):
     """They ended in torch's RuntimeError after the data were read, an IndexError while the

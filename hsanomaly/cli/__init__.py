@@ -20,6 +20,7 @@ import warnings
 import click
 
 from ..errors import HsanomalyError
+from ..spelling import command_line, spelled
 
 COMMANDS = {
     "detect": "hsanomaly.cli.detect:detect",
@@ -40,7 +41,7 @@ class LazyGroup(click.Group):
         if name not in COMMANDS:
             return None
         module, attr = COMMANDS[name].split(":")
-        return with_verbosity(getattr(importlib.import_module(module), attr))
+        return getattr(importlib.import_module(module), attr)
 
     def invoke(self, ctx):
         from ..distributed import quiet_dask
@@ -90,7 +91,8 @@ def show_progress(quiet):
 
 
 def with_verbosity(command):
-    """Give ``command`` -v/--verbose and -q/--quiet and configure the library's log from them.
+    """Give ``command`` -v/--verbose and -q/--quiet and configure the library's log from them;
+    while it runs, the library's messages name its flags and arguments (``spelling``).
 
     Stage names (fitting, assembling, ...) are shown on an interactive terminal, with their
     times under -v; -q shows warnings and errors only. A command's own ``quiet`` parameter
@@ -106,6 +108,8 @@ def with_verbosity(command):
         command.params.append(click.Option(["--quiet", "-q"], is_flag=True,
                                            help="No stage lines: only warnings and errors on stderr."))
     callback = command.callback
+    spelling = command_line({param.name: param.human_readable_name if isinstance(param, click.Argument)
+                             else max(param.opts, key=len) for param in command.params})
 
     def run(**kwargs):
         from ..logs import configure
@@ -113,7 +117,8 @@ def with_verbosity(command):
         verbose = kwargs.pop("verbose")
         quiet = kwargs.pop("quiet") if owns_quiet else kwargs["quiet"]
         configure(-1 if quiet else 1 if verbose else 0 if sys.stderr.isatty() else -1)
-        return callback(**kwargs)
+        with spelled(spelling):      # the library's messages name this command's flags
+            return callback(**kwargs)
 
     command.callback = functools.update_wrapper(run, callback)
     command.hsanomaly_verbosity = True

@@ -1,6 +1,7 @@
 import click
 
 from ..experiments.benchmark import QUICK_ITERATIONS, QUICK_SCENES, SEEDS
+from . import with_verbosity
 
 
 def _list(text, cast=str, hint=None):
@@ -11,6 +12,7 @@ def _list(text, cast=str, hint=None):
                                  param_hint=hint) from None
 
 
+@with_verbosity
 @click.command()
 @click.argument("data_dir", type=click.Path(file_okay=False))
 @click.option("--scores", default="rx,lrx,gmm", show_default=True,

@@ -1,6 +1,9 @@
 import click
 
+from . import with_verbosity
 
+
+@with_verbosity
 @click.command()
 @click.argument("src", type=click.Path(dir_okay=False))
 @click.argument("dst", type=click.Path(dir_okay=False))

@@ -5,7 +5,7 @@ import time
 import click
 
 from .. import defaults
-from . import show_progress
+from . import show_progress, with_verbosity
 from ..latent import DEPRECATED_NAMES, SOLVERS
 from ..scorers import REGISTRY, SCORES
 from ..scorers.rings import rings_text
@@ -26,6 +26,7 @@ def _far(ctx, param, value):
         raise click.BadParameter(f"{value!r} is neither a number nor 'auto'") from None
 
 
+@with_verbosity
 @click.command()
 @click.argument("src", type=click.Path(dir_okay=False))
 @click.argument("dst", type=click.Path(dir_okay=False))

@@ -2,7 +2,7 @@
 
 import click
 
-from . import show_progress
+from . import show_progress, with_verbosity
 from .detect import detect, scorer_options
 
 # Options shared with `hsanomaly detect`, so both commands accept the same ones.
@@ -45,3 +45,4 @@ def detect_many(inputs, out_dir, overwrite, workers, scheduler, quiet, **scoring
 
 
 detect_many.params[1:1] = [param for param in detect.params if param.name in SHARED]
+with_verbosity(detect_many)     # after the shared options, which it reads (--quiet, spelling)

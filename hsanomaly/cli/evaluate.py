@@ -3,8 +3,10 @@ from pathlib import Path
 import click
 
 from .. import defaults
+from . import with_verbosity
 
 
+@with_verbosity
 @click.command()
 @click.argument("heatmap", type=click.Path(dir_okay=False))
 @click.argument("truth", type=click.Path(dir_okay=False))

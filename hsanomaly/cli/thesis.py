@@ -2,10 +2,12 @@ import click
 
 from ..experiments.thesis.config import ThesisConfig
 from ..defaults import MIN_CODEBOOK
+from . import with_verbosity
 
 DEFAULT = ThesisConfig()
 
 
+@with_verbosity
 @click.command()
 @click.argument("data_dir", type=click.Path(file_okay=False))
 @click.option("--out", type=click.Path(file_okay=False), default="docs", show_default=True,

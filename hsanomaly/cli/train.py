@@ -3,10 +3,11 @@
 import click
 
 from .. import defaults
-from . import show_progress
+from . import show_progress, with_verbosity
 from ..training.settings import THREADS, Settings
 
 
+@with_verbosity
 @click.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False),

@@ -36,6 +36,7 @@ from ..options import check_whole
 from ..runtime import one_blas_thread
 from ..scorers import check_extras
 from ..scorers.halo import Place
+from ..spelling import spell, submit
 from .store import (TileStore, check_same_input, read_manifest, resume_hint, run_fingerprint,
                     store_path)
 
@@ -62,7 +63,7 @@ class DetectResult:
 
 def check_tile(tile):
     """Refuse, with one line, a tile size that is not a whole number of at least MIN_TILE."""
-    check_whole("--tile", tile, MIN_TILE)
+    check_whole("tile", tile, MIN_TILE)
 
 
 def check_footprint(source, scorer):
@@ -270,12 +271,12 @@ def _scored_tiles(source, scorer, windows, todo, threads):
     with ThreadPoolExecutor(threads, thread_name_prefix="hsanomaly-tile") as pool:
         try:
             for index in itertools.islice(rest, threads + 1):
-                pending.append((index, pool.submit(job, index)))
+                pending.append((index, submit(pool, job, index)))
             while pending:
                 index, future = pending.popleft()
                 result = future.result()
                 for following in itertools.islice(rest, 1):
-                    pending.append((following, pool.submit(job, following)))
+                    pending.append((following, submit(pool, job, following)))
                 yield index, result
         finally:
             for _, future in pending:       # cancelled or failed: start nothing more
@@ -413,7 +414,7 @@ def runtime_error(err, dst):
         return None
     if isinstance(err, MemoryError) or (type(err).__module__.startswith("onnxruntime") and
                                         ("alloc" in text.lower() or "memory" in text.lower())):
-        return HsanomalyError(f"{dst}: out of memory while scoring (try a smaller --tile or "
+        return HsanomalyError(f"{dst}: out of memory while scoring (try a smaller {spell('tile')} or "
                               f"fewer workers); {resume}")
     if type(err).__module__.startswith("onnxruntime"):
         return HsanomalyError(f"{dst}: onnxruntime failed while scoring ({text}); {resume}")

@@ -32,6 +32,7 @@ from ..io.atomic import describe, fsync_path
 from ..io.checks import warn
 from ..io.fingerprint import digest
 from ..io.lock import lock_folder
+from ..spelling import spell
 
 FORMAT = "hsanomaly-tiles"
 FORMAT_VERSION = 2
@@ -42,11 +43,11 @@ OWN_FILES = re.compile(r"^(manifest\.json|\.?tile_\d+.*|\.manifest.*)$")
 
 # How a message tells the user to resume: ``detect_many`` resumes by itself on a rerun (it has
 # no --resume), so it words this for its batch while it runs (``batch_resumes``).
-_RESUME_HINT = contextvars.ContextVar("resume_hint", default="rerun with --resume")
+_RESUME_HINT = contextvars.ContextVar("resume_hint", default=None)
 
 
 def resume_hint():
-    return _RESUME_HINT.get()
+    return _RESUME_HINT.get() or f"rerun with {spell('resume', True)}"
 
 
 @contextlib.contextmanager
@@ -117,7 +118,8 @@ def check_same_input(path, fingerprint, previous=None):
     previous = read_manifest(path) if previous is None else previous
     if previous and previous.get("input") != fingerprint:
         raise HsanomalyError(f"{path}: the input changed since the interrupted run (its "
-                             "fingerprint differs); rerun without --resume to start over")
+                             f"fingerprint differs); rerun without {spell('resume', True)} to "
+                             "start over")
 
 
 def remove_finished(path, fingerprint):
@@ -206,7 +208,7 @@ class TileStore:
 
     def _check_previous(self, manifest):
         previous = read_manifest(self.path)
-        rerun = "; rerun without --resume to start over"
+        rerun = f"; rerun without {spell('resume', True)} to start over"
         if previous.get("format") != FORMAT or previous.get("format_version") != FORMAT_VERSION:
             raise HsanomalyError(f"{self.path}: the interrupted run here was written by another "
                                  f"hsanomaly version or is damaged{rerun}")

@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import defaults
 from ..options import check_rate, rate_count
+from ..spelling import spell
 
 HALF_FALSE_POSITIVE = 0.5   # zero-FP thresholds count as half a false positive (thesis, 3.2)
 
@@ -203,7 +204,7 @@ def _target_pixels(labels, n_targets):
 
 def check_pd_far(pd_far):
     """Refuse a false-alarm rate for Pd that is not a number in (0, 1)."""
-    return check_rate("--pd-far", pd_far)
+    return check_rate(spell("pd_far"), pd_far)
 
 
 def evaluate(scores, truth, outer=None, valid=None, pd_far=defaults.PD_FAR):

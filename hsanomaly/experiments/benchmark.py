@@ -18,7 +18,6 @@ during scoring.
 
 import csv
 import os
-import re
 import tempfile
 import time
 import tracemalloc
@@ -35,6 +34,7 @@ from ..io.checks import warn
 from ..options import KINDS
 from ..scorers import check_scorer, make_scorer, scorer_class
 from ..runtime import training_unavailable
+from ..spelling import PYTHON, spell, spelled
 from .cache import ModelCache
 from .pool import cpu_seconds, map_scenes
 from .scenes import ambiguous, find_scenes, scenes_by_stem, select_scenes
@@ -81,15 +81,15 @@ def check_methods(methods):
     for method in methods:
         name, options = parse_method(method)
         try:
-            cls = check_scorer(name, options)
-        except HsanomalyError as err:     # the command line's words, in the spec's own terms
-            raise HsanomalyError(f"score {method!r}: " + re.sub(
-                r"--([a-z][a-z-]*)", lambda m: m.group(1).replace("-", "_"), str(err))) from None
+            with spelled(PYTHON):         # options named as the spec names them
+                cls = check_scorer(name, options)
+        except HsanomalyError as err:
+            raise HsanomalyError(f"score {method!r}: {err}") from None
         if cls.needs_model and unavailable:
             raise HsanomalyError(f"score {name!r} needs a model trained per scene and seed, "
                                  f"and {unavailable}")
-        if "seed" in options and is_seeded(method):   # it would stand in for every --seeds
-            raise HsanomalyError(f"score {method!r}: its seed comes from --seeds (each seed is "
+        if "seed" in options and is_seeded(method):   # it would stand in for every seed run
+            raise HsanomalyError(f"score {method!r}: its seed comes from {spell('seeds')} (each seed is "
                                  "one run); leave seed out of the spec")
 
 
@@ -183,11 +183,11 @@ def _match_reference(reference, scenes):
         for key in (scene.name, scene.path.stem):
             if key in reference:
                 if key == scene.path.stem != scene.name and len(stems[key]) > 1:
-                    raise ambiguous(f"--reference: {key}", stems[key])
+                    raise ambiguous(f"{spell('reference')}: {key}", stems[key])
                 matched[scene.name] = reference[key]
                 break
     if reference and scenes and not matched:
-        warn(f"--reference: none of its scenes ({', '.join(sorted(reference)[:5])}...) is a "
+        warn(f"{spell('reference')}: none of its scenes ({', '.join(sorted(reference)[:5])}...) is a "
              "scene of this benchmark (a scene name or file stem), so no reference table")
     return matched
 
@@ -216,14 +216,15 @@ def run_benchmark(data_dir, methods, seeds=SEEDS, *, scenes=None, iterations=Non
         raise HsanomalyError("benchmark: no seed given")
     bad = [seed for seed in seeds if not KINDS["seed"][0](seed)]
     if bad:
-        raise HsanomalyError(f"--seeds: {bad[0]!r} is not {KINDS['seed'][1]}")
+        raise HsanomalyError(f"{spell('seeds')}: {bad[0]!r} is not {KINDS['seed'][1]}")
     check_methods(methods)
     outside = [m for m in list(select or []) + list(ablation or []) if m not in methods]
     if outside:
-        raise HsanomalyError(f"--select/--ablation: {', '.join(outside)} not among the scores run")
+        raise HsanomalyError(f"{spell('select')}/{spell('ablation')}: {', '.join(outside)} not "
+                             f"among the scores run")
     if ablation and not select:
-        raise HsanomalyError("--ablation: its methods are set beside the --select candidates' "
-                             "choice; give --select too")
+        raise HsanomalyError(f"{spell('ablation')}: its methods are set beside the "
+                             f"{spell('select')} candidates' choice; give {spell('select')} too")
     published = read_reference(reference) if reference else {}
     chosen = select_scenes(find_scenes(data_dir), scenes)
     if quick:

@@ -17,6 +17,7 @@ near 1 hides most of the difference.
 from dataclasses import dataclass, field
 
 from ..errors import HsanomalyError
+from ..spelling import spell
 from .tables import mean, signed, std
 
 PROTOCOLS = ("leave-one-scene-out", "leave-one-dataset-out")
@@ -197,7 +198,7 @@ class Selection:
 def check_scene_count(count):
     """Refuse a selection on fewer than two scenes: nothing would be left to choose on."""
     if count < 2:
-        raise HsanomalyError("--select: a held-out selection needs two scenes or more (one "
+        raise HsanomalyError(f"{spell('select')}: a held-out selection needs two scenes or more (one "
                              "to choose on, one to score); give more scenes")
 
 

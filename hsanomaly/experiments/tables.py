@@ -10,6 +10,7 @@ from .. import defaults
 from ..io.atomic import non_empty, staged
 from ..io.ownership import has_json_keys, starts_with
 from ..io.paths import DIRECTORY, check_paths, check_replaceable_file, check_report_folder
+from ..spelling import spell
 
 TITLE = "# hsanomaly benchmark"   # the Markdown's first line, which also marks it as ours
 MEAN = "mean"                 # the scene name of the rows averaged over scenes
@@ -215,10 +216,12 @@ def check_results(out_dir, markdown=None, reference=None, overwrite=False):
     """Before a benchmark runs: ``out_dir`` and ``markdown`` can be written without replacing
     ``reference`` or a file someone else wrote (unless ``overwrite``), so hours of work never
     end in a refusal, nor in a user's file replaced."""
-    check_paths([("--reference", reference)], [("--out", out_dir, DIRECTORY), ("--markdown", markdown)])
-    check_report_folder(out_dir, "--out", _result_files(out_dir).values(), overwrite)
+    out = spell("out", python="out_dir")
+    check_paths([(spell("reference"), reference)],
+                [(out, out_dir, DIRECTORY), (spell("markdown"), markdown)])
+    check_report_folder(out_dir, out, _result_files(out_dir).values(), overwrite)
     if markdown and not overwrite:
-        check_replaceable_file(markdown, "--markdown", partial(starts_with, first_line=TITLE),
+        check_replaceable_file(markdown, spell("markdown"), partial(starts_with, first_line=TITLE),
                                "a benchmark's tables")
 
 

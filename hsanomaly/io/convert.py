@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 
 from ..errors import HsanomalyError
+from ..spelling import spell
 from .atomic import native_quiet, stage_raster, staged
 from .mat import read_mat, read_mat_wavelengths
 from .ownership import SOFTWARE, is_own_geotiff
@@ -61,12 +62,12 @@ def convert_mat(src, dst, truth=None, overwrite=False):
     an output that names the input or the other output, or (without ``overwrite``) an
     existing file hsanomaly did not write, is refused before anything is read.
     """
-    rasters = [("DST", dst), ("--truth", truth)]
-    check_paths([("SRC", src)], rasters + side_files(rasters))
+    rasters = [(spell("dst"), dst), (spell("truth"), truth)]
+    check_paths([(spell("src"), src)], rasters + side_files(rasters))
     if not str(src).lower().endswith(".mat"):
         raise HsanomalyError(f"{src}: convert reads MATLAB .mat scenes; train and detect read "
                              "GeoTIFF, ENVI and every other raster GDAL reads as they are")
-    for label, path in (("DST", dst), ("--truth", truth)):
+    for label, path in rasters:
         if path is not None:
             check_suffix(path, label, GEOTIFF_SUFFIXES, "a GeoTIFF")
         if path is not None and not overwrite:
@@ -75,7 +76,7 @@ def convert_mat(src, dst, truth=None, overwrite=False):
         refuse_foreign_side_files(rasters, is_own_geotiff)
     cube, labels = read_mat(src, labels=True)
     if truth is not None and labels is None:
-        raise HsanomalyError(f"{src}: --truth asked for, but the .mat file has no ground-truth variable")
+        raise HsanomalyError(f"{src}: {spell('truth')} asked for, but the .mat file has no ground-truth variable")
     cube = _exact_type(src, cube)
     with staged() as stage:
         write_geotiff(dst, cube, stage=stage, wavelengths=read_mat_wavelengths(src, len(cube)))

@@ -12,13 +12,14 @@ import os
 from pathlib import Path
 
 from ..errors import HsanomalyError
+from ..spelling import spell
 from .atomic import check_writable
 
 FILE, DIRECTORY = "file", "directory"
 
 
 class Item:
-    """One path of a job: ``label`` is how the user named it (SRC, --png, ...)."""
+    """One path of a job: ``label`` is how the user named it (``spell("png")``, ...)."""
 
     def __init__(self, label, path, kind=FILE):
         from .source import is_gdal_name
@@ -94,7 +95,7 @@ def check_replaceable_file(path, label, is_own, kind):
         return
     raise HsanomalyError(f"{path}: {label} exists and is not {kind} written by hsanomaly; "
                          "refusing to replace it (delete it, choose another name, or pass "
-                         "--overwrite)")
+                         f"{spell('overwrite', True)})")
 
 
 def check_report_folder(folder, label, files, overwrite=False):
@@ -206,7 +207,7 @@ def refuse_foreign_side_files(rasters, is_own):
             if os.path.lexists(side):
                 raise HsanomalyError(f"{side}: a file GDAL would read as part of {label} "
                                      f"{path}, and no raster of hsanomaly's is there for it to "
-                                     "belong to; remove it, or pass --overwrite to have it "
+                                     f"belong to; remove it, or pass {spell('overwrite', True)} to have it "
                                      "removed")
 
 

@@ -8,6 +8,7 @@ onnxruntime only.
 from .. import defaults
 from ..errors import HsanomalyError
 from ..options import check_whole, is_real
+from ..spelling import spell
 from .fast import Codebook, FastSolver
 from .generator import GeneratorFunction, reconstruction_cost
 from .result import LatentResult
@@ -28,23 +29,23 @@ def make_solver(name, *, c1=defaults.C1, c2=defaults.C2, restarts=defaults.RESTA
         from ..errors import HsanomalyDeprecationWarning
         from ..io.checks import warn_once
 
-        warn_once(f"--solver {name!r} is now called {DEPRECATED_NAMES[name]!r}; the old name "
+        warn_once(f"{spell('solver')} {name!r} is now called {DEPRECATED_NAMES[name]!r}; the old name "
                   "goes in the next release", HsanomalyDeprecationWarning)
         name = DEPRECATED_NAMES[name]
     # every option is checked whichever solver takes it: a bad value is a mistake either way
-    check_whole("--restarts", restarts, 1)
-    check_whole("--steps", steps, 1)
-    check_whole("--codebook", codebook, defaults.MIN_CODEBOOK)
-    check_whole("--refine", refine, 0)
+    check_whole("restarts", restarts, 1)
+    check_whole("steps", steps, 1)
+    check_whole("codebook", codebook, defaults.MIN_CODEBOOK)
+    check_whole("refine", refine, 0)
     if not is_real(codebook_scale) or codebook_scale <= 0:
-        raise HsanomalyError(f"--codebook-scale must be a finite number above 0, "
+        raise HsanomalyError(f"{spell('codebook_scale')} must be a finite number above 0, "
                              f"got {codebook_scale!r}")
     if name == "thesis":
         return ThesisSolver(c1=c1, c2=c2, restarts=restarts, steps=steps, seed=seed)
     if name == "fast":
         return FastSolver(c1=c1, c2=c2, codebook=codebook, refine=refine,
                           codebook_scale=codebook_scale, seed=seed)
-    raise HsanomalyError(f"--solver: unknown solver {name!r}; choose one of {', '.join(SOLVERS)}")
+    raise HsanomalyError(f"{spell('solver')}: unknown solver {name!r}; choose one of {', '.join(SOLVERS)}")
 
 
 __all__ = ["Codebook", "FastSolver", "GeneratorFunction", "LatentResult", "SOLVERS", "ThesisSolver",

@@ -6,6 +6,7 @@ import numpy as np
 from ..errors import HsanomalyError
 from ..io.checks import warn
 from ..io.units import MICROMETRE_GUESS
+from ..spelling import spell
 
 # The model's preprocessing maps the central range of its training values to [-1, 1]; a
 # raster whose typical preprocessed value lies beyond OUT_OF_RANGE is in other units (raw
@@ -30,8 +31,8 @@ def check_wavelengths(bundle, wavelengths, path):
     if trained and not wavelengths:
         warn(f"{path}: has no band centres to check against the {trained[0]:g}-"
              f"{trained[-1]:g} nm the model {bundle.path} was trained with; its bands are "
-             "taken as the model's, in that order (--ignore-wavelengths, or "
-             "ignore_wavelengths=True, says that is meant)")
+             f"taken as the model's, in that order ({spell('ignore_wavelengths', True)} "
+             "says that is meant)")
         return
     mismatch = first_mismatch(trained, wavelengths)
     if mismatch:
@@ -39,7 +40,7 @@ def check_wavelengths(bundle, wavelengths, path):
         raise HsanomalyError(
             f"{path}: band {band} is centred at {found:g} nm but the model {bundle.path} "
             f"was trained with {expected:g} nm there (another sensor or band subset?); "
-            "pass --ignore-wavelengths to score it anyway")
+            f"pass {spell('ignore_wavelengths', True)} to score it anyway")
 
 
 def check_value_range(bundle, source):

@@ -9,6 +9,7 @@ with one line instead of a TypeError.
 from ..errors import HsanomalyDeprecationWarning, HsanomalyError
 from ..io.checks import warn_once
 from ..options import check_values
+from ..spelling import spell
 from .base import Scorer
 from .context import (ContextScorer, DualContextScorer, MultiContextScorer,
                       ResidualContextScorer, ResidualRXScorer)
@@ -43,13 +44,18 @@ def current_options(name, options, warn=True):
         if old not in current:
             continue
         if new in current:
-            raise HsanomalyError(f"--{old}: score {name!r} calls this option {new} now, and "
-                                 f"both were given; give {new} only")
+            raise HsanomalyError(f"{spell(old)}: score {name!r} calls this option {spell(new)} "
+                                 f"now, and both were given; give {spell(new)} only")
         if warn:
-            warn_once(f"{old}: score {name!r} calls this option {new} now (--{new}); its "
+            warn_once(f"{spell(old)}: score {name!r} calls this option {spell(new)} now; its "
                       "former name goes in the next release", HsanomalyDeprecationWarning)
         current[new] = current.pop(old)
     return current
+
+
+def extra_label(kind):
+    """An extra output as the door in use names it: ``--recon-out``, ``extras['recon']``."""
+    return spell(f"{kind}_out", python=f"extras[{kind!r}]")
 
 
 def check_options(name, options):
@@ -60,11 +66,11 @@ def check_options(name, options):
     allowed = set(cls.options) | ({"model"} if cls.needs_model else set())
     for option in options:
         if option not in allowed:
-            takes = ", ".join(f"--{o.replace('_', '-')}" for o in cls.options) or "no options"
+            takes = ", ".join(spell(o) for o in cls.options) or "no options"
             if option == "model":
-                raise HsanomalyError(f"--model: score {name!r} takes no model (a baseline "
+                raise HsanomalyError(f"{spell('model')}: score {name!r} takes no model (a baseline "
                                      "fitted on the scene itself)")
-            raise HsanomalyError(f"--{option.replace('_', '-')}: score {name!r} does not take "
+            raise HsanomalyError(f"{spell(option)}: score {name!r} does not take "
                                  f"this option (it takes {takes})")
     check_values(options)
     return cls
@@ -75,7 +81,7 @@ def check_extras(cls, extras):
     ``cls`` cannot write, before a model is trained or read."""
     for name in extras or {}:
         if name not in cls.extra_outputs:
-            raise HsanomalyError(f"--{name}-out: score {cls.name!r} has no {name!r} output "
+            raise HsanomalyError(f"{extra_label(name)}: score {cls.name!r} has no {name!r} output "
                                  f"(it offers: {', '.join(cls.extra_outputs) or 'none'})")
 
 

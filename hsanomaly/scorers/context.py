@@ -34,6 +34,7 @@ import threading
 import numpy as np
 
 from ..errors import HsanomalyError
+from ..spelling import spell
 from .. import defaults
 from .base import Scorer, check_pixels, inverse, log_distance, mahalanobis_sq, mean_cov, moments
 from .gan import GanScorer, ReconScorer
@@ -59,9 +60,9 @@ class ResidualScorer(Purged, Scorer):
     def __init__(self, model, sample=defaults.RESIDUAL_SAMPLE, seed=defaults.SEED, trim=defaults.RESIDUAL_TRIM,
                  purge=defaults.PURGE, neighbour_weight=defaults.NEIGHBOUR_WEIGHT, **gan_options):
         if sample < 2:
-            raise HsanomalyError(f"--sample must be at least 2, got {sample}")
+            raise HsanomalyError(f"{spell('sample')} must be at least 2, got {sample}")
         if not 0 <= trim < 0.5:
-            raise HsanomalyError(f"--trim must lie in [0, 0.5), got {trim}")
+            raise HsanomalyError(f"{spell('trim')} must lie in [0, 0.5), got {trim}")
         self.purge = check_purge(purge)
         self.neighbour_weight = check_neighbour_weight(neighbour_weight)
         self.gan = ReconScorer(model, seed=seed, **gan_options)
@@ -340,7 +341,7 @@ class DualContextScorer(RingContextScorer):
                  purge=defaults.DUAL_PURGE, neighbour_weight=defaults.DUAL_NEIGHBOUR_WEIGHT,
                  **options):
         if weight < 0:
-            raise HsanomalyError(f"--weight must be non-negative, got {weight}")
+            raise HsanomalyError(f"{spell('weight')} must be non-negative, got {weight}")
         super().__init__(model, top_rings=top_rings, purge=purge,
                          neighbour_weight=neighbour_weight, **options)
         self.weight = float(weight)

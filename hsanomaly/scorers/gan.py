@@ -21,6 +21,7 @@ import numpy as np
 from .. import defaults
 from ..errors import HsanomalyError
 from ..io.checks import warn_once
+from ..spelling import spell
 from .base import Scorer
 
 SOLVER_OPTIONS = ("solver", "restarts", "steps", "codebook", "refine", "codebook_scale", "c1",
@@ -48,9 +49,10 @@ class GanScorer(Scorer):
         from ..runtime import check_threads, providers
 
         if not 0.0 <= lam <= 1.0:
-            raise HsanomalyError(f"--lam must lie in [0, 1], got {lam}")
+            raise HsanomalyError(f"{spell('lam')} must lie in [0, 1], got {lam}")
         if c1 < 0 or c2 < 0 or c1 + c2 == 0:
-            raise HsanomalyError(f"--c1 and --c2 must be non-negative and not both 0, got {c1} and {c2}")
+            raise HsanomalyError(f"{spell('c1')} and {spell('c2')} must be non-negative and not both 0, "
+                                 f"got {c1} and {c2}")
         check_threads(threads)
         providers(device)   # refuse an unavailable device before any work
         self.model, self.device, self.threads = str(model), device, threads
@@ -203,8 +205,8 @@ def _warn_of_the_other_solvers_options(solver, given):
     other = [name for owner, names in OWN_OPTIONS.items() if owner != solver for name in names
              if given[name] != getattr(defaults, name.upper())]
     if other:
-        flags = ", ".join(f"--{name.replace('_', '-')}" for name in other)
-        warn_once(f"{flags}: an option of the other latent search, which --solver {solver} "
+        names = ", ".join(spell(name) for name in other)
+        warn_once(f"{names}: an option of the other latent search, which {spell('solver', solver)} "
                   "does not use; it has no effect")
 
 
@@ -219,10 +221,10 @@ def _warn_if_trained_otherwise(scorer):
     unlike = [key for key, value in scorer.model_training.items()
               if bool(settings.get(key, False)) != bool(value)]
     if unlike:
-        how = " ".join(f"{'with' if scorer.model_training[key] else 'without'} "
-                       f"--{key.replace('_', '-')}" for key in unlike)
+        how = " ".join(f"{'with' if scorer.model_training[key] else 'without'} {spell(key)}"
+                       for key in unlike)
         warn_once(f"{scorer.model}: {getattr(scorer, 'shown_as', scorer.name)} "
-                  f"{TRAINING_ADVICE} {how} (hsanomaly train); this one was not")
+                  f"{TRAINING_ADVICE} {how} (training); this one was not")
 
 
 def _windows(pre, inner, window):

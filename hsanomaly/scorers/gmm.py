@@ -5,6 +5,7 @@ import numpy as np
 from .. import defaults
 from ..errors import HsanomalyError
 from ..io.checks import warn_once
+from ..spelling import spell
 from .base import Scorer, check_pixels
 
 REG_COVAR = 1e-6      # added to each mixture covariance's diagonal, in units of the data's spread
@@ -20,7 +21,7 @@ class GaussianMixtureScorer(Scorer):
                  sample=defaults.GMM_SAMPLE, seed=defaults.SEED):
         for option, value in (("components", components), ("pca", pca), ("sample", sample)):
             if value < 1:
-                raise HsanomalyError(f"--{option} must be at least 1, got {value}")
+                raise HsanomalyError(f"{spell(option)} must be at least 1, got {value}")
         self.components, self.pca, self.sample, self.seed = components, pca, sample, seed
 
     def params(self):
@@ -38,7 +39,7 @@ class GaussianMixtureScorer(Scorer):
                      f"one per component, and a covariance of {dims} principal components "
                      f"needs {dims + 1}")
         if dims < self.pca != defaults.GMM_PCA:   # asked for (the tag records it)
-            warn_once(f"{source.name}: --pca {self.pca} is more than the bands ({dims}); the "
+            warn_once(f"{source.name}: {spell('pca', self.pca)} is more than the bands ({dims}); the "
                       f"mixture is fitted on {dims} principal components")
         self.pca_ = PCA(n_components=dims, random_state=self.seed).fit(X)
         self.unit_ = float(np.sqrt(np.mean(self.pca_.explained_variance_))) or 1.0

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..defaults import TILE_THREADS
 from ..errors import HsanomalyError
+from ..spelling import spell, submit
 
 # The first pass at fit time scores this many tiles of FIT_TILE pixels, spread across the
 # scene: small tiles see more of it for the same cost (each also pays the doubled halo).
@@ -32,13 +33,13 @@ FIT_TILES, FIT_TILE = 4, 128
 
 def check_purge(purge):
     if not 0 <= purge < 0.5:
-        raise HsanomalyError(f"--purge must lie in [0, 0.5), got {purge}")
+        raise HsanomalyError(f"{spell('purge')} must lie in [0, 0.5), got {purge}")
     return float(purge)
 
 
 def check_neighbour_weight(weight):
     if not weight >= 0:
-        raise HsanomalyError(f"--neighbour-weight must be at least 0, got {weight}")
+        raise HsanomalyError(f"{spell('neighbour_weight')} must be at least 0, got {weight}")
     return float(weight)
 
 
@@ -105,7 +106,7 @@ class Purged:
             return
         h = self.halo
         with ThreadPoolExecutor(TILE_THREADS) as pool:
-            jobs = [pool.submit(self._first_pass, block, valid, h)
+            jobs = [submit(pool, self._first_pass, block, valid, h)
                     for _, block, valid in fit_blocks(source, h)]
             values = [job.result() for job in jobs]
         values = np.concatenate(values) if values else np.empty(0)

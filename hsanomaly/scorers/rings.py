@@ -22,6 +22,7 @@ import numpy as np
 
 from .. import defaults
 from ..errors import HsanomalyError
+from ..spelling import spell
 from .base import Scorer, log_distance, mean_cov, moments
 from .purge import Purged, check_neighbour_weight, check_purge
 from .rx import GlobalRX, LocalRX, check_ring
@@ -33,17 +34,17 @@ def parse_rings(rings):
         pairs = re.findall(r"(\d+)\s*/\s*(\d+)", rings)
         pair = r"\s*\d+\s*/\s*\d+\s*"         # '21/7/3' is no pair and a ring: not '21/7'
         if not re.fullmatch(rf"{pair}([;,+\s]{pair})*[;,]?\s*", rings):
-            raise HsanomalyError(f"--rings: expected outer/guard pairs like '7/3;15/5', got "
+            raise HsanomalyError(f"{spell('rings')}: expected outer/guard pairs like '7/3;15/5', got "
                                  f"{rings!r}")
         rings = [(int(o), int(g)) for o, g in pairs]
     rings = tuple((int(o), int(g)) for o, g in rings)
     for outer, guard in rings:
-        check_ring(outer, guard, "--rings")
+        check_ring(outer, guard, spell("rings"))
     if not rings:
-        raise HsanomalyError("--rings: at least one ring")
+        raise HsanomalyError(f"{spell('rings')}: at least one ring")
     twice = sorted({rings_text([ring]) for ring in rings if rings.count(ring) > 1})
     if twice:                      # it would count twice in every pixel's average
-        raise HsanomalyError(f"--rings: {', '.join(twice)} given more than once")
+        raise HsanomalyError(f"{spell('rings')}: {', '.join(twice)} given more than once")
     return rings
 
 
@@ -53,7 +54,7 @@ def rings_text(rings):
 
 def check_top_rings(top_rings):
     if isinstance(top_rings, bool) or int(top_rings) != top_rings or top_rings < 0:
-        raise HsanomalyError(f"--top-rings must be a whole number of at least 0 (0: every ring), "
+        raise HsanomalyError(f"{spell('top_rings')} must be a whole number of at least 0 (0: every ring), "
                              f"got {top_rings!r}")
     return int(top_rings)
 

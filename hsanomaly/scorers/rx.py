@@ -4,6 +4,7 @@ import numpy as np
 
 from .. import defaults
 from ..errors import HsanomalyError
+from ..spelling import spell
 from .base import (Scorer, check_pixels, inverse, log_distance, mahalanobis_sq, mean_cov,
                    scene_moments)
 
@@ -56,9 +57,9 @@ class LocalRX(Scorer):
 
     def __init__(self, outer=defaults.LRX_OUTER, guard=defaults.LRX_GUARD,
                  pca=defaults.LRX_PCA, ridge=1e-6):
-        check_ring(outer, guard, "--outer/--guard")
+        check_ring(outer, guard, f"{spell('outer')}/{spell('guard')}")
         if pca < 1:
-            raise HsanomalyError(f"--pca must be at least 1, got {pca}")
+            raise HsanomalyError(f"{spell('pca')} must be at least 1, got {pca}")
         self.outer, self.guard, self.pca, self.ridge = outer, guard, pca, ridge
         self.halo = outer // 2
 
@@ -78,7 +79,7 @@ class LocalRX(Scorer):
         if pixels <= k + 1:
             raise HsanomalyError(f"local RX ring {self.outer}/{self.guard} holds {pixels} pixels, "
                                  f"too few for a covariance on {k} principal components (it needs "
-                                 f"more than {k + 1}); choose a larger ring or a smaller --pca")
+                                 f"more than {k + 1}); choose a larger ring or a smaller {spell('pca')}")
 
     def fit(self, source):
         n, mean, scatter = scene_moments(source)

@@ -19,6 +19,7 @@ from ..io.checks import warn
 from ..io.lock import lock_folder
 from ..options import TRAINING_KINDS, check_values
 from ..runtime import check_threads, training_unavailable
+from ..spelling import spell
 from .data import load_training_data
 from .settings import THREADS, Settings
 
@@ -74,10 +75,10 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
     except ValueError as err:
         raise HsanomalyError(f"{name}: {err}") from None
     if dim < 1 or latent_dim < 1:
-        raise HsanomalyError(f"{name}: dim and latent_dim must be at least 1")
+        raise HsanomalyError(f"{name}: {spell('dim')} and {spell('latent_dim')} must be at least 1")
     if background_only and mask is None:
-        raise HsanomalyError("--background-only: it drops the windows that touch a --mask "
-                             "pixel, and no --mask was given")
+        raise HsanomalyError(f"{spell('background_only')}: it drops the windows that touch a "
+                             f"{spell('mask')} pixel, and no {spell('mask')} was given")
     check_out(out, inputs, mask)
     given = Counter(map(str, inputs))
     repeated = sorted(p for p, times in given.items() if times > 1)
@@ -157,7 +158,7 @@ def _train(torch, data, inputs, out, settings, options, device, resume, progress
     state = checkpoints / STATE_FILE
     if state.exists() and not resume:
         warn(f"{checkpoints}: an interrupted training's checkpoint is there; this run starts "
-             "over and replaces it (--resume continues it instead)")
+             f"over and replaces it ({spell('resume', True)} continues it instead)")
     if resume and not state.exists():      # as detect says of a tile store
         warn(f"{checkpoints}: no interrupted training here to resume; training from the start")
     log = load_checkpoint(state, trainer, key) if resume and state.exists() else None
@@ -199,8 +200,8 @@ def _cancelled(out, checkpoints):
     """Where the cancelled run's state is, for whichever face resumes it (or removes it)."""
     if not (Path(checkpoints) / STATE_FILE).is_file():
         return f"{out}: training cancelled"
-    return (f"{out}: training cancelled; its state is kept in {checkpoints} (`hsanomaly train "
-            "--resume` or resume=True continues it; delete the folder otherwise)")
+    return (f"{out}: training cancelled; its state is kept in {checkpoints} "
+            f"({spell('resume', True)} continues it; delete the folder otherwise)")
 
 
 def _metadata(data, trainer, options, inputs, log):
@@ -229,7 +230,7 @@ def _metadata(data, trainer, options, inputs, log):
     }
 
 
-def check_out(out, inputs=(), mask=None, label="--out"):
+def check_out(out, inputs=(), mask=None, label=None):
     """Refuse, before any work, an ``out`` (called ``label`` in the message) that is an input,
     holds one, or is a directory that is not an hsanomaly model bundle (and not empty), or
     whose checkpoint directory holds anything but checkpoints: replacing it would lose the
@@ -237,16 +238,17 @@ def check_out(out, inputs=(), mask=None, label="--out"):
     from ..io.atomic import remove_stale
     from ..io.paths import DIRECTORY, check_paths, check_replaceable_dir, is_model_bundle, is_path
 
+    label = label or spell("out")
     masks = list(mask) if isinstance(mask, (list, tuple)) else [mask]
     if mask is not None and (not masks or not all(is_path(m) for m in masks)
                              or (isinstance(mask, (list, tuple)) and len(masks) != len(inputs))):
-        raise HsanomalyError(f"--mask: expected one mask for all inputs, or one per input "
+        raise HsanomalyError(f"{spell('mask')}: expected one mask for all inputs, or one per input "
                              f"({len(inputs)}), got {mask!r}")
     check_replaceable_dir(out, label, is_model_bundle, "a model bundle")
     checkpoints = checkpoint_dir(Path(os.path.abspath(out)))
     remove_stale(checkpoints)       # a checkpoint write that a kill cut short
-    check_paths([("INPUTS", p) for p in inputs if isinstance(p, (str, os.PathLike))] +
-                [("--mask", m) for m in masks],
+    check_paths([(spell("inputs"), p) for p in inputs if isinstance(p, (str, os.PathLike))] +
+                [(spell("mask"), m) for m in masks],
                 [(label, out, DIRECTORY), ("the checkpoint directory", checkpoints, DIRECTORY)])
     check_replaceable_dir(checkpoints, "the checkpoint directory",
                           lambda path: all(p.name.startswith("state") and p.is_file() and
@@ -269,9 +271,9 @@ def _check_device(torch, device):
     try:
         kind = torch.device(device).type
     except RuntimeError:
-        raise HsanomalyError(f"--device {device!r}: not a torch device (use cpu, cuda or cuda:N)") from None
+        raise HsanomalyError(f"{spell('device')} {device!r}: not a torch device (use cpu, cuda or cuda:N)") from None
     if kind == "cuda" and not torch.cuda.is_available():
-        raise HsanomalyError(f"--device {device!r}: CUDA is not available to torch on this machine")
+        raise HsanomalyError(f"{spell('device')} {device!r}: CUDA is not available to torch on this machine")
 
 
 def _summary(log, tail=0.1):

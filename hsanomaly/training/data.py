@@ -23,6 +23,7 @@ from ..io import open_source, read_truth
 from ..io.checks import warn
 from ..model.compat import first_mismatch
 from ..preprocess import Preprocessor
+from ..spelling import spell
 
 MAX_SAMPLE_PIXELS = 2**17
 VAL_FRACTION = 0.1
@@ -58,7 +59,7 @@ def load_training_data(inputs, *, mask=None, window=1, bands=None, sqrt=False,
     if not inputs:
         raise HsanomalyError("no input rasters given")
     if window < 1 or window % 2 == 0:
-        raise HsanomalyError(f"--window must be a positive odd number, got {window}")
+        raise HsanomalyError(f"{spell('window')} must be a positive odd number, got {window}")
     sources = [open_source(p) for p in inputs]
     try:
         wavelengths = _check_inputs(inputs, sources, window, check_data)

@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import HsanomalyError
+from ..spelling import spell
 
 
 class TrainingCancelled(HsanomalyError):
@@ -183,7 +184,7 @@ def load_checkpoint(path, trainer, key):
     if saved != key:
         changed = sorted(k for k in key.keys() | saved.keys() if key.get(k) != saved.get(k))
         raise HsanomalyError(f"{path}: checkpoint was made with different data or settings "
-                             f"({', '.join(changed)}); delete it or train without --resume")
+                             f"({', '.join(changed)}); delete it or train without {spell('resume', True)}")
     trainer.load_state_dict(state["trainer"])
     return [list(row) for row in state["log"]]
 

@@ -106,19 +106,19 @@ def test_evaluate_plots_is_a_file(tmp_path, earlier, truth):
 # ("no" is truthy), a number as text, an empty score name. Each is refused in one line before
 # anything is read or written, and an earlier output is left as it was.
 @pytest.mark.parametrize("call, kwargs, fragment", [
-    ("detect", {"score": "rx", "overwrite": "no"}, "--overwrite must be True or False"),
-    ("detect", {"score": "rx", "cog": "no"}, "--cog must be True or False"),
-    ("detect", {"score": "rx", "progress": 1}, "--progress must be True or False"),
-    ("detect", {"score": "rx", "resume": "yes"}, "--resume must be True or False"),
+    ("detect", {"score": "rx", "overwrite": "no"}, "'overwrite' must be True or False"),
+    ("detect", {"score": "rx", "cog": "no"}, "'cog' must be True or False"),
+    ("detect", {"score": "rx", "progress": 1}, "'progress' must be True or False"),
+    ("detect", {"score": "rx", "resume": "yes"}, "'resume' must be True or False"),
     ("detect", {"score": ""}, "unknown score ''"),
     ("detect", {"score": "rx", "polygons": "t.gpkg", "threshold": "5", "overwrite": True},
-     "--threshold must be a finite number"),
-    ("detect_many", {"score": "rx", "overwrite": "no"}, "--overwrite must be True or False"),
-    ("detect_many", {"score": "lrx", "outer": 4}, "--outer/--guard"),
-    ("train", {"iterations": "5"}, "--iterations must be a whole number"),
-    ("train", {"seed": -1}, "--seed must be a whole number from 0"),
-    ("train", {"sqrt": "yes"}, "--sqrt must be True or False"),
-    ("train", {"bands": 2.5}, "--bands must be a whole number or None"),
+     "'threshold' must be a finite number"),
+    ("detect_many", {"score": "rx", "overwrite": "no"}, "'overwrite' must be True or False"),
+    ("detect_many", {"score": "lrx", "outer": 4}, "'outer'/'guard'"),
+    ("train", {"iterations": "5"}, "'iterations' must be a whole number"),
+    ("train", {"seed": -1}, "'seed' must be a whole number from 0"),
+    ("train", {"sqrt": "yes"}, "'sqrt' must be True or False"),
+    ("train", {"bands": 2.5}, "'bands' must be a whole number or None"),
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_library_call_refuses_a_value_of_the_wrong_kind(tmp_path, scene, call, kwargs, fragment):
     import hsanomaly

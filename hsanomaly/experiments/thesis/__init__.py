@@ -34,6 +34,7 @@ from ...io.atomic import drawing_folder, staged
 from ...io.ownership import has_json_keys, is_own_png, starts_with
 from ...io.paths import check_report_folder
 from ...runtime import training_unavailable
+from ...spelling import spell
 from ...scorers import gan
 from ..cache import ModelCache
 from ..pool import map_scenes
@@ -98,7 +99,7 @@ def generate_thesis(data_dir, out_dir="docs", config=None, models_dir=None, jobs
     out = Path(out_dir)
     figures = out / "figures"
     scenes = select_scenes(find_scenes(data_dir), list(config.scenes))
-    check_report_folder(out, "--out", _outputs(out, figures, scenes), overwrite)
+    check_report_folder(out, spell("out", python="out_dir"), _outputs(out, figures, scenes), overwrite)
     if models_dir:
         models = ModelCache(models_dir)
         for scene in scenes:

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from ... import defaults
 from ...errors import HsanomalyError
+from ...spelling import spell
 
 DEFAULT_SCENES = ("abu-airport-1", "abu-airport-2", "sandiego", "HYDICE")
 SAME = 0.01      # AUC differences below this count as "alike"
@@ -26,7 +27,8 @@ class ThesisConfig:
 
     def __post_init__(self):
         if self.large_window and self.large_window % 2 == 0:   # checked before hours of work
-            raise HsanomalyError(f"--window must be odd (or 0 to skip the window experiment), "
+            raise HsanomalyError(f"{spell('window', python='large_window')} must be odd (or 0 to "
+                                 "skip the window experiment), "
                                  f"got {self.large_window}")
 
     @property

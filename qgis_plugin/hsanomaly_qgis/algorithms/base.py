@@ -24,8 +24,8 @@ NUMBER = re.compile(r"[-+]?[0-9][0-9.]*(?:e[-+]?[0-9]+)?")   # messages of one k
 class HsanomalyAlgorithm(QgsProcessingAlgorithm):
     """Base class; subclasses name the modules they need in ``required_modules``."""
 
-    # the command line's argument names (SRC, --out) the library's messages use -> the
-    # parameter that stands for each here
+    # the library's argument names (src, out) that are not a parameter's name here -> the
+    # parameter that stands for each
     ARGUMENTS = {}
 
     def required_modules(self, parameters, context):
@@ -57,10 +57,9 @@ class HsanomalyAlgorithm(QgsProcessingAlgorithm):
         return True, ""
 
     def library_errors(self, feedback=None):
-        """``library_errors`` for this algorithm: the library's messages name its options
-        as the command line spells them (--tile); here they name this dialog's fields."""
-        labels = {"--" + d.name().lower().replace("_", "-"): label(d)
-                  for d in self.parameterDefinitions()}
+        """``library_errors`` for this algorithm: the library's messages name its arguments
+        by this dialog's fields ("'Tile size'" for ``tile``)."""
+        labels = {d.name().lower(): label(d) for d in self.parameterDefinitions()}
         labels.update({argument: label(self.parameterDefinition(name))
                        for argument, name in self.ARGUMENTS.items()})
         return library_errors(feedback, labels=labels)
@@ -165,10 +164,11 @@ def library_errors(feedback=None, labels=None):
     """Raise library failures as QgsProcessingException with their one-line message, and a
     missing package as the pip command that installs it; with ``feedback``, the library's
     warnings (its log's and its ``HsanomalyWarning``s) go to its log meanwhile (a dialog shows
-    no terminal); with ``labels`` ({"--tile": "Tile size"}), the options a message names
-    become the dialog's fields."""
+    no terminal); with ``labels`` ({"tile": "Tile size"}), the arguments a message names
+    are the dialog's fields."""
     try:
         from hsanomaly.errors import HsanomalyError
+        from hsanomaly.spelling import fields, spelled
     except ImportError:
         raise QgsProcessingException(install_hint(["hsanomaly"])) from None
     logger, handler = logging.getLogger("hsanomaly"), None
@@ -176,14 +176,11 @@ def library_errors(feedback=None, labels=None):
         handler = FeedbackWarnings(feedback)
         logger.addHandler(handler)
     try:
-        with warnings_to(feedback) if feedback is not None else contextlib.nullcontext():
+        with warnings_to(feedback) if feedback is not None else contextlib.nullcontext(), \
+                spelled(fields(labels or {})):
             yield
     except HsanomalyError as err:
-        message = str(err)
-        for option, field in (labels or {}).items():     # an option, not part of a path
-            message = re.sub(r"(?<![\w/\\-])" + re.escape(option) + r"(?![\w-])",
-                             lambda _, field=field: f"'{field}'", message)
-        raise QgsProcessingException(message) from None
+        raise QgsProcessingException(str(err)) from None
     except ImportError as err:
         absent = missing(err.name.split(".")[0]) if err.name else []
         if not absent:

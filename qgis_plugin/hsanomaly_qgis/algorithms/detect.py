@@ -33,7 +33,7 @@ class DetectAnomalies(HsanomalyAlgorithm):
     FAR = "FAR"
     TILE = "TILE"
     OUTPUT = "OUTPUT"
-    ARGUMENTS = {"SRC": INPUT, "DST": OUTPUT}
+    ARGUMENTS = {"src": INPUT, "dst": OUTPUT}
     POLYGONS = "POLYGONS"
 
     def name(self):

@@ -29,7 +29,6 @@ class Evaluate(HsanomalyAlgorithm):
     PLOTS = "PLOTS"
     PD_FAR = "PD_FAR"
     N_TARGETS = "N_TARGETS"
-    ARGUMENTS = {"HEATMAP": HEATMAP, "TRUTH": TRUTH}
 
     def name(self):
         return "evaluate"

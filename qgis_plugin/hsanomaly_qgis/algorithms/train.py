@@ -20,7 +20,7 @@ class TrainModel(HsanomalyAlgorithm):
     ITERATIONS = "ITERATIONS"
     SEED = "SEED"
     OUTPUT = "OUTPUT"
-    ARGUMENTS = {"INPUTS": INPUTS, "--out": OUTPUT}
+    ARGUMENTS = {"out": OUTPUT}
 
     def name(self):
         return "train"

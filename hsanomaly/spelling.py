@@ -1,0 +1,66 @@
+"""How a message names an argument: as the front door in use spells it.
+
+The library's checks run behind every door, so a message names an argument with
+``spell("neighbour_weight")``: a Python caller reads ``'neighbour_weight'``, the command line
+``--neighbour-weight`` (``SRC`` for an argument it takes by position), QGIS its dialog's field.
+The command line and QGIS choose their spelling for the duration of a call (``spelled``); the
+engine's threads and Dask's workers carry it with their tasks (``current``).
+"""
+
+import contextlib
+import contextvars
+
+PYTHON = None
+_SPELLING = contextvars.ContextVar("hsanomaly_spelling", default=PYTHON)
+
+
+def command_line(names):
+    """The command line's spelling: ``names`` maps a keyword to its flag or argument
+    (``{"tile": "--tile", "src": "SRC"}``); a keyword it lacks is spelt ``--key-word``."""
+    return ("cli", dict(names))
+
+
+def fields(labels):
+    """A dialog's spelling: ``labels`` maps a keyword to its field's label; a keyword without
+    a field keeps its Python name."""
+    return ("fields", dict(labels))
+
+
+def current():
+    """The spelling in use, to hand to ``spelled`` in another thread or process."""
+    return _SPELLING.get()
+
+
+@contextlib.contextmanager
+def spelled(spelling):
+    """Name arguments as ``spelling`` does (PYTHON, ``command_line`` or ``fields``) while the
+    block runs."""
+    token = _SPELLING.set(spelling)
+    try:
+        yield
+    finally:
+        _SPELLING.reset(token)
+
+
+def spell(name, value=None, python=None):
+    """Keyword argument ``name`` as the door in use spells it, with ``value`` after it if
+    given (True for a switch, a placeholder in capitals such as ``N``, or a value). ``python``:
+    how a Python caller names it where that is not the keyword (``extras['recon']``)."""
+    kind, table = _SPELLING.get() or (None, {})
+    if kind == "cli":
+        shown = table.get(name) or "--" + name.replace("_", "-")
+        flag = shown.startswith("-")
+        return shown if value is None or value is True or not flag else f"{shown} {value}"
+    if kind == "fields" and name in table:
+        shown = f"'{table[name]}'"
+        return shown if value is None or value is True else f"{shown} {value}"
+    shown = python or name
+    if value is not None:
+        return f"{shown}={value if isinstance(value, str) and value.isupper() else repr(value)}"
+    return f"'{shown}'" if shown.isidentifier() else shown     # as scikit-learn names them
+
+
+def submit(pool, fn, *args):
+    """``pool.submit(fn, *args)`` in a copy of the caller's context: a thread of the pool
+    names arguments as the caller's door does (and counts its warnings in the caller's job)."""
+    return pool.submit(contextvars.copy_context().run, fn, *args)
