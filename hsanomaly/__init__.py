@@ -13,11 +13,12 @@ from ._version import __version__
 from .api import BatchItem, detect, detect_many, evaluate, train
 from .detector import Detector
 from .errors import HsanomalyDeprecationWarning, HsanomalyError, HsanomalyWarning
+from . import model            # hsanomaly.model.Bundle: what train returns, what model= takes
 from .scorers import SCORES
 
 __all__ = ["BatchItem", "DetectResult", "Detector", "HsanomalyDeprecationWarning", "HsanomalyError",
            "HsanomalyWarning", "NotFittedError", "SCORES", "__version__", "detect", "detect_many",
-           "evaluate", "train"]
+           "evaluate", "model", "train"]
 
 
 def __getattr__(name):

@@ -100,8 +100,6 @@ def detect(src, dst, *, score=None, model=None, extras=None, polygons=None, thre
 
             result.polygons = write_polygons(stage.temporary(dst), polygons, threshold=threshold,
                                              far=far, stage=stage, name=dst)
-    if trained is not None:
-        getattr(scorer, "gan", scorer).moved_to(quick)
     result.model = None if model is None else str(model)
     return result
 
@@ -124,7 +122,9 @@ def batch_output(src, out_dir, score):
 @one_job()
 def detect_many(inputs, out_dir, *, score=None, model=None, tile=defaults.TILE, overwrite=False,
                 workers=None, scheduler=None, progress=False, **options):
-    """Score every raster of ``inputs`` into ``out_dir/<stem>_<score>.tif``, on one cluster.
+    """Score every raster of ``inputs`` (a path, a wildcard pattern or a list of them) into
+    ``out_dir/<stem>_<score>.tif``, on one cluster; returns a ``BatchItem`` per raster, in order.
+    A model score without ``model`` trains a quick model per raster, as ``detect`` does.
 
     A raster whose heatmap carries the fingerprint of its input and these settings is skipped,
     an interrupted one resumed, so a batch can simply be rerun; a changed input or setting is
@@ -223,7 +223,9 @@ def evaluate(heatmap, truth, *, outer=None, plots=None, json=None, title=None, o
 
     outer: a mask of ambiguous pixels around the targets, excluded. plots: a directory for
     ROC, semi-log ROC, histogram and heatmap PNGs. json: write the report there. Returns
-    the report (a dict); with ``plots`` its "plots" key lists the files written. Paths are
+    the report (a dict: "auc", "log_auc", "lg_far", "pd", "pd_far", the pixel counts "n_*",
+    "targets" (the same per target) and "inputs"); with ``plots`` its "plots" key lists the
+    files written. Paths are
     checked before anything is read (an existing file hsanomaly did not write is refused
     unless ``overwrite``); the JSON and plots are replaced together at the end.
     """

@@ -18,6 +18,7 @@ from .errors import HsanomalyError
 from .io.checks import one_job
 from .io.inputs import as_source
 from .latent import DEPRECATED_NAMES
+from .options import plain_values
 from .scorers import check_scorer, current_options, make_scorer, scorer_class
 from .validate import model_path
 
@@ -88,7 +89,8 @@ class Detector:
         return Tags(estimator_type=None, target_tags=TargetTags(required=False))
 
     def __repr__(self):
-        shown = {**self.get_params(), "model": model_path(self.model)}   # a Bundle by its folder
+        model = model_path(self.model)                      # a Bundle by its folder
+        shown = plain_values({**self.get_params(), "model": None if model is None else str(model)})
         params = ", ".join(f"{k}={v!r}" for k, v in shown.items() if v is not None)
         return f"Detector({params})"
 
@@ -105,18 +107,13 @@ class Detector:
         files = state.pop("_quick_model_files", None)
         self.__dict__.update(state)
         if files is not None:
-            model = self._new_workdir() / "model"
+            self._workdir = _temporary_folder()
+            model = Path(self._workdir.name) / "model"
             model.mkdir()
             for name, data in files.items():
                 (model / name).write_bytes(data)
             self.model_ = str(model)
             getattr(self.scorer_, "gan", self.scorer_).moved_to(model)
-
-    def _new_workdir(self):
-        import tempfile
-
-        self._workdir = tempfile.TemporaryDirectory(prefix="hsanomaly-model-")
-        return Path(self._workdir.name)
 
     # fitting and scoring ------------------------------------------------------------------------
     @property
@@ -139,11 +136,12 @@ class Detector:
         # absolute: a pickled detector is unpickled wherever it goes (another process, another
         # working directory) and reads the bundle's codebook there
         model = None if self.model is None else str(Path(model_path(self.model)).resolve())
+        workdir = None      # a quick model's; the fitted one's stays until this fit succeeds
         if cls.needs_model and model is None:
             # a scorer's bundle loads on first use: one named for the quick model can be checked
             check_quick_model(source, make_scorer(self.score_name, **options,
                                                   model=f"{source.name} (quick model)"))
-            model = self._train_quick_model(source, cls.model_training)
+            workdir, model = self._train_quick_model(source, cls.model_training)
         scorer = make_scorer(self.score_name, **options,
                              **({"model": model} if cls.needs_model else {}))
         check_scorable(source, scorer)
@@ -152,6 +150,7 @@ class Detector:
 
             fit_scorer(scorer, source)
         self.scorer_, self.model_, self.n_bands_in_ = scorer, model, source.count
+        self._workdir = workdir
         return self
 
     def score(self, X):
@@ -187,11 +186,13 @@ class Detector:
         return self.fit(X).score(X)
 
     def _train_quick_model(self, source, training):
-        from .api import train
+        """(its temporary folder, the model trained there on ``source``)."""
         from .io.convert import write_geotiff
         from .io.source import iter_windows
+        from .training import train
 
-        folder = self._new_workdir()
+        workdir = _temporary_folder()
+        folder = Path(workdir.name)
         scene = folder / "scene.tif"
         cube = np.full((source.count, source.height, source.width), np.nan, np.float32)
         for window in iter_windows(source.height, source.width):
@@ -200,7 +201,14 @@ class Detector:
             cube[:, rows, cols] = block
         write_geotiff(scene, cube, nodata=float("nan"))
         try:
-            return train(str(scene), str(folder / "model"), data_checked=True,
-                         **training).path
+            return workdir, train([str(scene)], str(folder / "model"), data_checked=True,
+                                  **training).path
         finally:
             scene.unlink()           # the model stays as long as the detector; its copy of X need not
+
+
+def _temporary_folder():
+    """A quick model's folder: removed with the detector that owns it."""
+    import tempfile
+
+    return tempfile.TemporaryDirectory(prefix="hsanomaly-model-")

@@ -6,8 +6,10 @@ provider on request. Asking for CUDA where onnxruntime cannot use it is an error
 silent fallback: a user who asked for the GPU should learn that the GPU is not being used.
 """
 
+import contextlib
 import importlib.util
 import re
+import threading
 
 from .errors import HsanomalyError
 from .spelling import spell
@@ -66,14 +68,31 @@ def providers(device="cpu"):
     return [("CUDAExecutionProvider", options), "CPUExecutionProvider"]
 
 
+@contextlib.contextmanager
 def one_blas_thread():
     """A context in which numpy's BLAS and LAPACK run on one thread. The engine parallelises
     over tiles itself, and the small products and eigendecompositions of fitting and scoring
     run several times slower when BLAS threads compete with tile threads or other processes
-    (docs/speed.md)."""
+    (docs/speed.md). The limit is the process's: calls that overlap in a caller's threads
+    share one, and the last to leave restores what the first found (each restoring what it
+    saw on entry left the process on one thread for good)."""
+    global _blas_users, _blas_limit
     from threadpoolctl import threadpool_limits
 
-    return threadpool_limits(limits=1, user_api="blas")
+    with _BLAS_LOCK:
+        if not _blas_users:
+            _blas_limit = threadpool_limits(limits=1, user_api="blas")
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _blas_users -= 1
+            if not _blas_users:
+                _blas_limit.restore_original_limits()
+
+
+_BLAS_LOCK, _blas_users, _blas_limit = threading.Lock(), 0, None
 
 
 def check_threads(threads):

@@ -42,7 +42,8 @@ def model_path(model):
 
 def check_keywords(job, function, options, internal=()):
     """Refuse, in one line listing the others, a keyword ``function`` does not take (a
-    misspelt option raised TypeError deep in the job)."""
+    misspelt option raised TypeError deep in the job) or keeps for the library's own calls
+    (``internal``: skipping the data checks, say)."""
     import inspect
 
     parameters = inspect.signature(function).parameters
@@ -50,7 +51,7 @@ def check_keywords(job, function, options, internal=()):
         return
     known = [k for k, p in parameters.items() if p.kind is p.KEYWORD_ONLY and k not in internal]
     for name in options:
-        if name not in parameters:
+        if name not in parameters or name in internal:
             raise HsanomalyError(f"{job}: no option {name!r} (the options: {', '.join(known)})")
 
 

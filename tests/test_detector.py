@@ -441,6 +441,8 @@ def test_the_jobs_refuse_wrong_kinds_of_arguments_in_one_line(synthetic_raster, 
         (lambda: hsanomaly.train(cube, tmp_path / "m"), "'inputs': expected a raster's path"),
         (lambda: hsanomaly.train(path, tmp_path / "m", iteration=3),
          r"train: no option 'iteration' \(the options: mask, window, .*iterations"),
+        (lambda: hsanomaly.train(path, tmp_path / "m", data_checked=True),   # the library's own
+         r"train: no option 'data_checked'"),
         (lambda: hsanomaly.evaluate(cube[0], truth), "'heatmap': expected a raster's path"),
         (lambda: hsanomaly.evaluate(path, truth), "'truth': expected a raster's path"),
         (lambda: hsanomaly.Detector("resrx", model=3), "'model': expected a model bundle's "
@@ -464,7 +466,10 @@ def test_a_bundle_that_train_returned_is_a_model(tmp_path):
     by_path = hsanomaly.Detector("resrx", model=bundle.path).fit(cube).score(cube)
     detector = hsanomaly.Detector("resrx", model=bundle)
     assert detector.get_params()["model"] is bundle
-    assert repr(detector) == f"Detector(score='resrx', model={bundle.path!r}, tile=256)"
+    assert repr(detector) == f"Detector(score='resrx', model={str(bundle.path)!r}, tile=256)"
+    assert repr(bundle) == f"Bundle({str(bundle.path)!r}, bands={bundle.bands}, window=1, latent_dim={bundle.latent_dim})"
+    assert repr(hsanomaly.Detector("lrx", outer=np.int64(15))) == \
+        "Detector(score='lrx', tile=256, outer=15)"          # plain numbers, as the user reads them
     np.testing.assert_array_equal(detector.fit(cube).score(cube), by_path)
     result = hsanomaly.detect(path, tmp_path / "heat.tif", score="resrx", model=bundle)
     assert result.model == str(bundle.path)
@@ -520,6 +525,11 @@ def test_a_cube_that_looks_bands_last_is_warned_about():
         hsanomaly.Detector("rx").fit(np.moveaxis(cube, 0, -1))
     with pytest.warns(hsanomaly.HsanomalyWarning, match="the masked array of shape"):
         hsanomaly.Detector("rx").fit(np.ma.masked_invalid(np.moveaxis(cube, 0, -1)))
+    xr = pytest.importorskip("xarray")
+    last = xr.DataArray(np.moveaxis(cube, 0, -1))        # dims dim_0..dim_2: the first guessed
+    with pytest.warns(hsanomaly.HsanomalyWarning, match=r"an unnamed DataArray of shape .*"
+                      r"if the bands are last, name it: X.rename\(\{'dim_2': 'band'\}\)"):
+        hsanomaly.Detector("rx").fit(last)
     masked = np.ma.masked_array(cube.copy(), np.zeros(cube.shape, bool))
     masked[:, :, :15] = -9999.0                 # a float product's nodata under the mask
     masked[:, :, :15] = np.ma.masked
@@ -529,6 +539,9 @@ def test_a_cube_that_looks_bands_last_is_warned_about():
         hsanomaly.Detector("rx").fit(cube)                              # bands first: quiet
         hsanomaly.Detector("rx").fit(masked)
         hsanomaly.Detector("rx").fit(synthetic_cube(bands=12)[0])
+        hsanomaly.Detector("rx").fit(xr.DataArray(cube))                # bands first: quiet
+        hsanomaly.Detector("rx").fit(xr.DataArray(np.moveaxis(cube, 0, -1),   # named: as said
+                                                  dims=("y", "x", "band")))
 
 
 def test_the_not_fitted_error_is_one_class_in_every_thread():
@@ -560,3 +573,60 @@ def test_score_none_is_the_default_score_as_in_detect():
 
     assert hsanomaly.Detector(score=None).get_params()["score"] == defaults.SCORE
     assert hsanomaly.Detector("rx").set_params(score=None).get_params()["score"] == defaults.SCORE
+
+
+def test_overlapping_calls_leave_the_process_blas_threads_as_they_were():
+    """Two calls in a caller's threads, the first ending first, left the whole process on one
+    BLAS thread: each restored what it saw on entry, the second the first one's limit."""
+    from threadpoolctl import threadpool_info
+
+    from hsanomaly.runtime import one_blas_thread
+
+    def blas_threads():
+        return sorted(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+
+    before = blas_threads()
+    first, second = one_blas_thread(), one_blas_thread()
+    first.__enter__()
+    second.__enter__()
+    assert set(blas_threads()) == {1}
+    first.__exit__(None, None, None)
+    assert set(blas_threads()) == {1}          # the second still runs
+    second.__exit__(None, None, None)
+    assert blas_threads() == before
+
+
+def test_a_failed_refit_keeps_the_fitted_quick_model(monkeypatch):
+    """A refit interrupted while its quick model trained had already removed the fitted one's
+    folder: the detector still counted as fitted, and pickling it raised FileNotFoundError."""
+    pytest.importorskip("torch")
+    import pickle
+
+    import hsanomaly.training
+
+    train = hsanomaly.training.train
+    monkeypatch.setattr(hsanomaly.training, "train",
+                        lambda *args, **options: train(*args, **{**options, "iterations": 5}))
+    cube, _ = synthetic_cube(rows=40, cols=40)
+    detector = hsanomaly.Detector("resrx").fit(cube)
+    expected, folder = detector.score(cube), detector.model_
+
+    def interrupted(*args, **options):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(hsanomaly.training, "train", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        detector.fit(cube)
+    assert detector.model_ == folder and os.path.isdir(folder)
+    again = pickle.loads(pickle.dumps(detector))
+    assert np.array_equal(again.score(cube), expected, equal_nan=True)
+
+
+def test_the_model_package_is_there_after_import_hsanomaly():
+    """The README names hsanomaly.model.Bundle as what train returns; after a plain
+    ``import hsanomaly`` it was an AttributeError."""
+    import subprocess
+    import sys
+
+    code = "import hsanomaly; print(hsanomaly.model.Bundle.__name__, hsanomaly.model.load_bundle.__name__)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.split() == ["Bundle", "load_bundle"]

@@ -430,3 +430,20 @@ def test_an_input_rewritten_while_it_is_scored_is_refused_not_mixed(tmp_path):
     assert rewritten
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
     hsanomaly.detect(src, tmp_path / "heat.tif", score="rx", tile=16)    # a rerun scores it
+
+
+def test_a_result_is_plain_values_that_hold_no_model(tmp_path, synthetic_raster):
+    """Each result kept the live scorer, and with it the model's codebook and ONNX session: a
+    batch held one model per raster, and a result could not be written as JSON."""
+    import dataclasses
+    import json
+
+    import hsanomaly
+
+    path = synthetic_raster[0]
+    items = hsanomaly.detect_many([path], tmp_path / "out", score="rx")
+    result = items[0].result
+    assert result.score == "rx" and result.model is None
+    json.dumps(dataclasses.asdict(result))
+    assert {f.name for f in dataclasses.fields(result)} == {
+        "path", "outputs", "tiles", "tiles_resumed", "seconds", "score", "model", "polygons"}

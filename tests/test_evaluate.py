@@ -2,6 +2,7 @@
 plots and the ``evaluate`` command."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sklearn_roc_curve
 
 from hsanomaly.cli.evaluate import evaluate as evaluate_command
-from hsanomaly.errors import HsanomalyError
+from hsanomaly.errors import HsanomalyError, HsanomalyWarning
 from hsanomaly.evaluation import evaluate, label_targets, read_heatmap, roc_curve
 from hsanomaly.evaluation.plots import _pixel_outline, write_plots
 
@@ -192,8 +193,9 @@ def test_nan_scores_and_invalid_pixels_are_excluded_and_unscored_targets_said():
     scores[10, 50] = np.nan                      # one T1 pixel without a score
     valid = np.ones(truth.shape, bool)
     valid[59, :5] = False                        # 5 invalid background pixels
-    with pytest.warns(HsanomalyWarning, match="1 target pixels have no score .* left out of "
-                                              "the rates, which measure the rest: T1 1"):
+    with pytest.warns(HsanomalyWarning, match=r"the heatmap: 1 target pixel has no score .* is "
+                                              r"left out of the rates, which measure the rest: "
+                                              r"T1 \(1 pixel\)$"):
         report = evaluate(scores, truth, valid=valid)
     keep = ~np.isnan(scores) & valid
     assert report["n_target_pixels"] == truth.sum() - 1
@@ -259,7 +261,7 @@ def test_per_target_metrics_compare_each_target_with_all_background():
 def test_target_without_scored_pixels_has_no_metrics():
     scores, truth = scene()
     scores[40:45, 30:32] = np.nan    # all of T3
-    with pytest.warns(match="10 target pixels have no score .*: T3 10"):
+    with pytest.warns(match=r"10 target pixels have no score .*: T3 \(10 pixels\)"):
         report = evaluate(scores, truth)
     assert report["n_unscored_target_pixels"] == 10
     t3 = report["targets"][2]
@@ -294,7 +296,7 @@ def test_plots_of_infinite_scores_and_unscored_targets(tmp_path):
     the staged JSON report went with it. Its legend counts what no bin holds."""
     scores, truth = scene()
     scores[0, 0], scores[0, 1], scores[10, 50] = np.inf, -np.inf, np.nan
-    with pytest.warns(match="have no score"):
+    with pytest.warns(match="has no score"):
         report = evaluate(scores, truth)
     paths = write_plots(report, scores, truth, tmp_path / "plots", "scene")
     assert all(path.stat().st_size > 5000 for path in paths.values())
@@ -518,3 +520,16 @@ def test_nan_in_an_array_truth_is_unknown_not_a_target():
     assert report["n_excluded_pixels"] == 50
     assert {k: v for k, v in report.items() if k not in ("targets", "n_excluded_pixels")} == \
         {k: v for k, v in cropped.items() if k not in ("targets", "n_excluded_pixels")}
+
+
+def test_unscored_targets_are_said_of_the_heatmap_file(tmp_path):
+    """The warning named neither file: '1 target pixels have no score ...: T1 1'."""
+    import hsanomaly
+
+    scores, truth = scene()
+    scores[10, 50] = NODATA                      # one T1 pixel without a score
+    heat = write_raster(tmp_path / "heat.tif", scores[None], nodata=NODATA)
+    truth_path = write_raster(tmp_path / "truth.tif", truth[None].astype(np.float32))
+    with pytest.warns(HsanomalyWarning, match=rf"^{re.escape(str(heat))}: 1 target pixel has no "
+                                              r"score .*: T1 \(1 pixel\)$"):
+        hsanomaly.evaluate(heat, truth_path)

@@ -121,7 +121,7 @@ def test_detect_writes_the_extra_rasters(bundle, raster, tmp_path):
     assert not any(p.exists() for p in extras.values())
     result = hsanomaly.detect(path, tmp_path / "score.tif", score="recon", model=bundle.path,
                               threads=1, extras=extras, progress=False, refine=2)
-    assert result.scorer.name == "recon"
+    assert result.score == "recon"
     for name, bands in (("recon", bundle.bands), ("latent", bundle.latent_dim), ("convergence", 1)):
         with rasterio.open(extras[name]) as ds:
             assert ds.count == bands and (ds.height, ds.width) == (40, 50)

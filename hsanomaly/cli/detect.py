@@ -160,7 +160,7 @@ def detect(src, dst, score, model, solver, restarts, steps, codebook, refine, co
                  overwrite=overwrite, workers=workers, scheduler=scheduler,
                  progress=show_progress(quiet), **options)
     seconds = time.perf_counter() - start
-    click.echo(f"{dst}: {result.scorer.name} heatmap, {result.tiles} tiles in {seconds:.1f} s"
+    click.echo(f"{dst}: {result.score} heatmap, {result.tiles} tiles in {seconds:.1f} s"
                + (f" ({result.tiles_resumed} resumed)" if result.tiles_resumed else ""))
     if result.model and not model:
         click.echo(f"{result.model}: model trained on {src}; reuse it with --model")

@@ -17,7 +17,7 @@ import threading
 import time
 import warnings
 from concurrent.futures import CancelledError, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -50,13 +50,14 @@ COUNTS = "_counts"                         # per tile: valid pixels, and those t
 @dataclass
 class DetectResult:
     """What ``hsanomaly.detect`` did: the heatmap and other files written, the tiles scored
-    (and of them resumed), the seconds taken, the model used and the polygons' count."""
+    (and of them resumed), the seconds taken, the score, the model used and the polygons'
+    count. Plain values only: a batch keeps one per raster (a scorer here kept its model)."""
     path: str
     outputs: dict                 # output name -> path written
     tiles: int
     tiles_resumed: int
     seconds: float
-    scorer: object = field(repr=False)
+    score: str                    # the score's name
     model: str = None             # the model bundle used, if any
     polygons: int = None          # number of target polygons written, if asked for
 
@@ -363,7 +364,7 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
             warn(f"{source.name}: every band is constant or nearly so (varies by less than "
                  f"{NEAR_CONSTANT:g} of its value); the scores carry no information")
         return DetectResult(outputs["score"][0], {k: v[0] for k, v in outputs.items()},
-                            len(windows), len(done), time.perf_counter() - start, scorer)
+                            len(windows), len(done), time.perf_counter() - start, scorer.name)
     except Exception as err:
         if store is not None and not store.resumed and not store.done():
             store.remove()      # nothing finished: nothing to resume

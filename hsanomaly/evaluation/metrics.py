@@ -207,9 +207,10 @@ def check_pd_far(pd_far):
     return check_rate(spell("pd_far"), pd_far)
 
 
-def evaluate(scores, truth, outer=None, valid=None, pd_far=defaults.PD_FAR):
+def evaluate(scores, truth, outer=None, valid=None, pd_far=defaults.PD_FAR, name="the heatmap"):
     """A JSON-ready report of how well ``scores`` (rows, cols) find the ``truth`` targets:
-    overall and per-target AUC, logAUC, lgFAR and Pd at ``pd_far`` (see ``score_targets``)."""
+    overall and per-target AUC, logAUC, lgFAR and Pd at ``pd_far`` (see ``score_targets``).
+    ``name``: how a warning names the scores."""
     pd_far = check_pd_far(pd_far)
     truth = np.asarray(truth)
     if truth.dtype.kind == "f" and np.isnan(truth).any():   # unknown, as a truth file's nodata
@@ -222,9 +223,11 @@ def evaluate(scores, truth, outer=None, valid=None, pd_far=defaults.PD_FAR):
     if missed:
         from ..io.checks import warn
 
-        warn(f"{missed} target pixels have no score (NaN, the heatmap's nodata) and are left "
-             f"out of the rates, which measure the rest: "
-             f"{', '.join(f'{k} {n}' for k, n in unscored.items())}")
+        many = missed > 1
+        warn(f"{name}: {missed} target pixel{'s have' if many else ' has'} no score (NaN, the "
+             f"heatmap's nodata) and {'are' if many else 'is'} left out of the rates, which "
+             "measure the rest: " + ", ".join(f"{k} ({n} pixel{'s' if n > 1 else ''})"
+                                  for k, n in unscored.items()))
     return {
         **_curve_metrics(overall, pd_far),
         "pd_far": pd_far,

@@ -57,6 +57,11 @@ class Bundle:
     # replaced meanwhile (say, by a training into the same --out), and they travel to Dask workers
     networks: dict = field(default_factory=dict, repr=False, compare=False)
 
+    def __repr__(self):      # the folder and the shape of the model, not every band's scaling
+        meta = self.meta
+        return (f"Bundle({str(self.path)!r}, bands={meta.get('bands')}, "
+                f"window={meta.get('window')}, latent_dim={meta.get('latent_dim')})")
+
     def network(self, name):
         """The ONNX bytes of ``GENERATOR`` or ``CRITIC``, as checked when the bundle loaded."""
         return self.networks[name]

@@ -189,7 +189,7 @@ class DetectAnomalies(HsanomalyAlgorithm):
                 tile=self.parameterAsInt(parameters, self.TILE, context),
                 overwrite=True,   # QGIS replaces an algorithm's output files (its dialog asks)
                 progress=False, callback=progress_callback(feedback), **options)
-        feedback.pushInfo(f"{heatmap}: {result.scorer.name} heatmap, {result.tiles} tiles "
+        feedback.pushInfo(f"{heatmap}: {result.score} heatmap, {result.tiles} tiles "
                           f"in {result.seconds:.1f} s")
         style_heatmap_on_load(context, heatmap)
         outputs = {self.OUTPUT: heatmap}
