@@ -13,22 +13,26 @@ from . import defaults
 from .errors import HsanomalyError
 from .io.atomic import describe
 from .io.checks import one_job
-from .quickmodel import check_quick_model, resumable_quick_model, scene_model_path, train_on_scene
+from .options import check_keywords, plain_values, public_signature
 from .polygons import check_threshold
-from .scorers import extra_label, make_scorer
+from .quickmodel import check_quick_model, resumable_quick_model, scene_model_path, train_on_scene
+from .scorers import extra_label, make_scorer, scorer_class
 from .spelling import spell
+from .training import LIBRARY_ONLY, train as train_bundle
+from .validate import (batch_inputs, batch_paths, check_raster_path, check_request, detect_paths,
+                       evaluate_paths, model_path)
+
 
 @one_job()
 def train(inputs, out, **options):
-    """Train a WGAN-GP on ``inputs`` (raster or .mat paths) into the model bundle ``out``.
-    Options: ``hsanomaly.training.train``'s (iterations, window, bands, seed, mask, whiten, ...;
-    another is refused). Needs torch (``[train]``). Returns the Bundle Detector/detect take."""
-    from .options import plain_values
-    from .training import train as train_bundle
-    from .validate import batch_inputs, check_keywords
-
-    check_keywords("train", train_bundle, options, ("quick_model_of", "name", "data_checked"))
+    """Train a WGAN-GP on ``inputs`` (raster or .mat paths) into the model bundle ``out``, with
+    ``hsanomaly.training.train``'s options (another is refused). Needs torch (``[train]``).
+    Returns the Bundle Detector/detect take."""
+    check_keywords("train", train_bundle, options, LIBRARY_ONLY)
     return train_bundle(batch_inputs(inputs), out, **plain_values(options))
+
+
+train.__signature__ = public_signature(train_bundle, LIBRARY_ONLY)   # help() shows the options
 
 
 @one_job()
@@ -54,7 +58,6 @@ def detect(src, dst, *, score=None, model=None, extras=None, polygons=None, thre
     from .engine.detect import check_resumed_input
     from .io.atomic import staged
     from .io.source import open_source
-    from .validate import check_raster_path, check_request, detect_paths, model_path
 
     check_raster_path(src)
     src = os.fspath(src)
@@ -134,7 +137,6 @@ def detect_many(inputs, out_dir, *, score=None, model=None, tile=defaults.TILE, 
     from tqdm.auto import tqdm
 
     from .engine.store import batch_resumes
-    from .validate import batch_inputs, batch_paths, check_request, model_path
 
     model = model_path(model)
     score = defaults.SCORE if score is None else score
@@ -177,7 +179,6 @@ def _batch_state(src, dst, score, model, tile, options):
     the start (another run's tiles could never be used; resuming them would fail every time)."""
     from .engine.detect import expected_fingerprint, read_fingerprint
     from .engine.store import read_manifest, remove_finished, store_path
-    from .scorers import scorer_class
 
     store = store_path(dst)
     if not (store.exists() or dst.exists()):
@@ -232,7 +233,6 @@ def evaluate(heatmap, truth, *, outer=None, plots=None, json=None, title=None, o
     from .evaluation.files import evaluate_files, write_json
     from .evaluation.metrics import check_pd_far
     from .io.atomic import staged
-    from .validate import evaluate_paths
 
     pd_far = check_pd_far(pd_far)
     evaluate_paths(heatmap, truth, outer, plots, json, overwrite)

@@ -6,8 +6,10 @@ where a count belongs would otherwise surface as a TypeError from deep inside a 
 only after a model was trained. Ranges stay with the scorer that knows them; here only the
 kind is checked, and a seed's range, which numpy and scikit-learn enforce only when they draw.
 Only numpy, ``errors`` and ``spelling`` are imported, so the lightest modules can use it.
+The keywords a job takes are checked here too (``check_keywords``).
 """
 
+import inspect
 import math
 import numbers
 
@@ -131,3 +133,36 @@ def check_flags(**flags):
     """Refuse a switch that is not True or False: a text such as "no" is truthy, and an
     ``overwrite="no"`` taken as True would replace a file the caller meant to keep."""
     check_values(flags, dict.fromkeys(flags, "flag"))
+
+
+def check_keywords(job, function, options, internal=()):
+    """Refuse, in one line listing the others, a keyword ``function`` does not take (a
+    misspelt option raised TypeError deep in the job) or keeps for the library's own calls
+    (``internal``: skipping the data checks, say)."""
+    parameters = inspect.signature(function).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return
+    known = [k for k, p in parameters.items() if p.kind is p.KEYWORD_ONLY and k not in internal]
+    for name in options:
+        if name not in parameters or name in internal:
+            raise HsanomalyError(f"{job}: no option {name!r} (the options: {', '.join(known)})")
+
+
+def public_signature(function, internal):
+    """``function``'s signature without the keywords kept for the library's own calls."""
+    signature = inspect.signature(function)
+    return signature.replace(parameters=[p for p in signature.parameters.values()
+                                         if p.name not in internal])
+
+
+def check_batch_keywords(options, detect, detect_many):
+    """Refuse, as what they are, the job options of ``detect`` that ``detect_many`` does not
+    take (it writes heatmaps only): they were refused as options of the score."""
+    only = set(inspect.signature(detect).parameters) - set(inspect.signature(detect_many).parameters)
+    why = {"resume": "a rerun of the batch resumes by itself", "callback": "a batch runs to its end",
+           "cog": "a batch writes tiled GeoTIFF heatmaps"}
+    for name in options:
+        if name in only:
+            raise HsanomalyError(f"detect_many: no option {name!r}: "
+                                 + why.get(name, "a batch writes heatmaps only")
+                                 + f" (detect takes {name}= for one raster)")

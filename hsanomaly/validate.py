@@ -13,7 +13,7 @@ from .io.paths import (DIRECTORY, FILE, GEOTIFF_SUFFIXES, check_paths, check_rep
                        is_model_bundle, is_path, is_quick_model, refuse_foreign_side_files,
                        side_files)
 from .io.source import dataset_files
-from .options import check_flags
+from .options import check_batch_keywords, check_flags
 from .spelling import spell
 
 
@@ -38,36 +38,6 @@ def model_path(model):
         return model.path
     raise HsanomalyError(f"{spell('model')}: expected a model bundle's folder (a str or path-like) or the "
                          f"Bundle hsanomaly.train returns, got a {type(model).__name__}")
-
-
-def check_keywords(job, function, options, internal=()):
-    """Refuse, in one line listing the others, a keyword ``function`` does not take (a
-    misspelt option raised TypeError deep in the job) or keeps for the library's own calls
-    (``internal``: skipping the data checks, say)."""
-    import inspect
-
-    parameters = inspect.signature(function).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
-        return
-    known = [k for k, p in parameters.items() if p.kind is p.KEYWORD_ONLY and k not in internal]
-    for name in options:
-        if name not in parameters or name in internal:
-            raise HsanomalyError(f"{job}: no option {name!r} (the options: {', '.join(known)})")
-
-
-def check_batch_keywords(options, detect, detect_many):
-    """Refuse, as what they are, the job options of ``detect`` that ``detect_many`` does not
-    take (it writes heatmaps only): they were refused as options of the score."""
-    import inspect
-
-    only = set(inspect.signature(detect).parameters) - set(inspect.signature(detect_many).parameters)
-    why = {"resume": "a rerun of the batch resumes by itself", "callback": "a batch runs to its end",
-           "cog": "a batch writes tiled GeoTIFF heatmaps"}
-    for name in options:
-        if name in only:
-            raise HsanomalyError(f"detect_many: no option {name!r}: "
-                                 + why.get(name, "a batch writes heatmaps only")
-                                 + f" (detect takes {name}= for one raster)")
 
 
 def check_extras_kind(extras):

@@ -630,3 +630,13 @@ def test_the_model_package_is_there_after_import_hsanomaly():
     code = "import hsanomaly; print(hsanomaly.model.Bundle.__name__, hsanomaly.model.load_bundle.__name__)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.split() == ["Bundle", "load_bundle"]
+
+
+def test_train_shows_its_options_and_hides_the_librarys_own():
+    """``help(hsanomaly.train)`` showed ``(inputs, out, **options)``: none of its options."""
+    import inspect
+
+    shown = inspect.signature(hsanomaly.train).parameters
+    assert {"iterations", "window", "bands", "seed", "mask", "whiten", "resume"} <= set(shown)
+    assert not {"quick_model_of", "name", "data_checked"} & set(shown)
+    assert shown["iterations"].default == hsanomaly.defaults.ITERATIONS

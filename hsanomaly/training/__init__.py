@@ -30,6 +30,8 @@ CHECKPOINTS = 10
 VAL_EVAL_WINDOWS = 4096
 CHECKPOINT_SUFFIX = ".checkpoint"   # <out>.checkpoint/ holds a training's resumable state
 STATE_FILE = "state.npz"           # the checkpoint itself, in that folder
+LIBRARY_ONLY = ("quick_model_of", "name", "data_checked")   # train's keywords for the library's
+                                                            # own calls (the quick models')
 
 
 def checkpoint_dir(out):
