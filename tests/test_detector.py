@@ -640,3 +640,14 @@ def test_train_shows_its_options_and_hides_the_librarys_own():
     assert {"iterations", "window", "bands", "seed", "mask", "whiten", "resume"} <= set(shown)
     assert not {"quick_model_of", "name", "data_checked"} & set(shown)
     assert shown["iterations"].default == hsanomaly.defaults.ITERATIONS
+
+
+def test_a_training_option_given_to_a_model_score_says_where_it_belongs():
+    """``Detector(iterations=30)`` was refused as an option the score does not take, with
+    nothing said of how to train the quick model otherwise."""
+    with pytest.raises(HsanomalyError, match="^'iterations': an option of training, not of "
+                                             "score 'dualcontext'; train a model with it and "
+                                             "pass that as 'model'$"):
+        hsanomaly.Detector(iterations=30)
+    with pytest.raises(HsanomalyError, match="'iterations': score 'rx' does not take"):
+        hsanomaly.Detector("rx", iterations=30)            # a baseline trains nothing

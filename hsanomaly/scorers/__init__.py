@@ -8,7 +8,7 @@ with one line instead of a TypeError.
 
 from ..errors import HsanomalyDeprecationWarning, HsanomalyError
 from ..io.checks import warn_once
-from ..options import check_values
+from ..options import TRAINING_KINDS, check_values
 from ..spelling import spell
 from .base import Scorer
 from .context import (ContextScorer, DualContextScorer, MultiContextScorer,
@@ -70,6 +70,10 @@ def check_options(name, options):
             if option == "model":
                 raise HsanomalyError(f"{spell('model')}: score {name!r} takes no model (a baseline "
                                      "fitted on the scene itself)")
+            if option in TRAINING_KINDS and cls.needs_model:    # asked of the quick model
+                raise HsanomalyError(f"{spell(option)}: an option of training, not of score "
+                                     f"{name!r}; train a model with it and pass that as "
+                                     f"{spell('model')}")
             raise HsanomalyError(f"{spell(option)}: score {name!r} does not take "
                                  f"this option (it takes {takes})")
     check_values(options)
