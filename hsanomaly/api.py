@@ -74,9 +74,8 @@ def detect(src, dst, *, score=None, model=None, extras=None, polygons=None, thre
     if "convergence" in (extras or {}) and "convergence" in scorer.unmeasured_outputs():
         raise HsanomalyError(f"{extra_label('convergence')}: the fast solver with "
                              f"{spell('refine', 0)} (the default) takes no step, so the band "
-                             f"would be all zeros; pass {spell('refine', 'N')} or "
+                             f"would be all zeros; pass {spell('refine', placeholder='N')} or "
                              f"{spell('solver', 'thesis')}")
-    trained = None
     with staged() as stage:
         if quick is not None:
             if resume and resumable_quick_model(dst, quick):

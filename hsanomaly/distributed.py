@@ -45,11 +45,11 @@ _ADDRESS = re.compile(rf"^((tcp|tls|ucx|ws|wss)://)?{_HOST}:[0-9]{{1,5}}/?$|^inp
 def check_address(address):
     """Refuse, before anything connects, a scheduler address Dask could not parse."""
     if not isinstance(address, str) or not _ADDRESS.match(address.strip()):
-        raise HsanomalyError(f"{spell('scheduler')} {address!r}: not a Dask scheduler address "
+        raise HsanomalyError(f"{spell('scheduler', address)}: not a Dask scheduler address "
                              "(expected host:port, e.g. tcp://host:8786 or host:8786)")
     port = re.search(r":([0-9]{1,5})/?$", address.strip())
     if port and not 0 < int(port.group(1)) < 65536:
-        raise HsanomalyError(f"{spell('scheduler')} {address!r}: port {port.group(1)} is out of range")
+        raise HsanomalyError(f"{spell('scheduler', address)}: port {port.group(1)} is out of range")
 
 
 def check_execution(workers, scheduler):
@@ -108,8 +108,8 @@ def dask_client(workers=None, scheduler=None):
             yield client
     else:
         if not workers:
-            raise HsanomalyError(f"a Dask cluster needs {spell('workers', 'N')} or "
-                                 f"{spell('scheduler', 'ADDRESS')}")
+            raise HsanomalyError(f"a Dask cluster needs {spell('workers', placeholder='N')} or "
+                                 f"{spell('scheduler', placeholder='ADDRESS')}")
         # under the command line the workers' own logs stay quiet too (``quiet_dask``)
         quiet = logging.CRITICAL if _quiet else logging.WARN
         with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,

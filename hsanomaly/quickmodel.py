@@ -20,7 +20,7 @@ def check_training(name):
     if missing:
         raise HsanomalyError(f"{name}: no model given and {' and '.join(missing)} "
                              f"{'is' if len(missing) == 1 else 'are'} not installed; pass a model "
-                             f"({spell('model', 'DIR')}, from training), choose a baseline score "
+                             f"({spell('model', placeholder='DIR')}, from training), choose a baseline score "
                              f"({'|'.join(BASELINES)}), or install training ({TRAINING_INSTALL}) "
                              "so a quick model can be trained on the scene itself")
 

@@ -49,7 +49,7 @@ def parse_device(device):
         return kind, 0
     if kind == "cuda" and re.fullmatch(r"[0-9]+", index):
         return kind, int(index)
-    raise HsanomalyError(f"{spell('device')} {device!r}: unknown device; use cpu, cuda or cuda:N")
+    raise HsanomalyError(f"{spell('device', device)}: unknown device; use cpu, cuda or cuda:N")
 
 
 def providers(device="cpu"):
@@ -73,26 +73,27 @@ def one_blas_thread():
     """A context in which numpy's BLAS and LAPACK run on one thread. The engine parallelises
     over tiles itself, and the small products and eigendecompositions of fitting and scoring
     run several times slower when BLAS threads compete with tile threads or other processes
-    (docs/speed.md). The limit is the process's: calls that overlap in a caller's threads
-    share one, and the last to leave restores what the first found (each restoring what it
-    saw on entry left the process on one thread for good)."""
-    global _blas_users, _blas_limit
+    (docs/speed.md). The limit is the process's: of calls that overlap in a caller's threads,
+    the first sets it and restores it when it ends, in its own thread (OpenBLAS lets no other
+    thread raise a count the main thread set); the others run within it meanwhile. Each call
+    restoring what it saw on entry left the process on one thread for good."""
+    global _blas_limit
     from threadpoolctl import threadpool_limits
 
     with _BLAS_LOCK:
-        if not _blas_users:
+        mine = _blas_limit is None
+        if mine:
             _blas_limit = threadpool_limits(limits=1, user_api="blas")
-        _blas_users += 1
     try:
         yield
     finally:
-        with _BLAS_LOCK:
-            _blas_users -= 1
-            if not _blas_users:
+        if mine:
+            with _BLAS_LOCK:
                 _blas_limit.restore_original_limits()
+                _blas_limit = None
 
 
-_BLAS_LOCK, _blas_users, _blas_limit = threading.Lock(), 0, None
+_BLAS_LOCK, _blas_limit = threading.Lock(), None
 
 
 def check_threads(threads):

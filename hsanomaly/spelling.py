@@ -9,6 +9,7 @@ engine's threads and Dask's workers carry it with their tasks (``current``).
 
 import contextlib
 import contextvars
+import shlex
 
 PYTHON = None
 _SPELLING = contextvars.ContextVar("hsanomaly_spelling", default=PYTHON)
@@ -42,21 +43,22 @@ def spelled(spelling):
         _SPELLING.reset(token)
 
 
-def spell(name, value=None, python=None):
-    """Keyword argument ``name`` as the door in use spells it, with ``value`` after it if
-    given (True for a switch, a placeholder in capitals such as ``N``, or a value). ``python``:
-    how a Python caller names it where that is not the keyword (``extras['recon']``)."""
+def spell(name, value=None, *, placeholder=None, python=None):
+    """Keyword argument ``name`` as the door in use spells it, with ``value`` after it if given
+    (True for a switch) or else a ``placeholder`` (``N``). ``python``: how a Python caller
+    names it where that is not the keyword (``extras['recon']``)."""
     kind, table = _SPELLING.get() or (None, {})
     if kind == "cli":
         shown = table.get(name) or "--" + name.replace("_", "-")
-        flag = shown.startswith("-")
-        return shown if value is None or value is True or not flag else f"{shown} {value}"
-    if kind == "fields" and name in table:
-        shown = f"'{table[name]}'"
-        return shown if value is None or value is True else f"{shown} {value}"
+        after = placeholder if value is None else shlex.quote(str(value))   # as typed
+        return shown if after is None or value is True or not shown.startswith("-") \
+            else f"{shown} {after}"
+    if kind == "fields" and name in table:      # a field shows its value itself
+        return f"'{table[name]}'" if value is None or value is True else \
+            f"'{table[name]}' ({value})"
     shown = python or name
-    if value is not None:
-        return f"{shown}={value if isinstance(value, str) and value.isupper() else repr(value)}"
+    if value is not None or placeholder is not None:
+        return f"{shown}={placeholder if value is None else repr(value)}"
     return f"'{shown}'" if shown.isidentifier() else shown     # as scikit-learn names them
 
 

@@ -181,6 +181,18 @@ def test_cli_prints_the_table_and_writes_the_files(scene_dir, tmp_path):
                                                "results.md"}
 
 
+def test_a_methods_options_are_named_as_its_spec_names_them(scene_dir, tmp_path):
+    """The benchmark has no --pca: a score's warning named it so while the scenes were scored
+    in the command's process, and pca=50 in worker processes."""
+    from hsanomaly.cli import main
+
+    outcome = CliRunner().invoke(main, ["benchmark", str(scene_dir), "--scores", "gmm:pca=500",
+                                        "--seeds", "0", "--quick", "--out",
+                                        str(tmp_path / "results"), "-q"])
+    assert outcome.exit_code == 0, outcome.output
+    assert "pca=500 is more than the bands" in outcome.output and "--pca" not in outcome.output
+
+
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="training needs torch")
 def test_gan_scores_share_one_model_per_scene_seed_and_declared_training(scene_dir, tmp_path):
     """critic and resrx share the plain model; recon gets the model its class declares

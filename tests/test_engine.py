@@ -286,7 +286,7 @@ def test_library_calls_validate_like_the_cli(tmp_path, synthetic_raster):
     path = synthetic_raster[0]
     cases = [
         (dict(tile=0), "'tile'"),
-        (dict(scheduler="not a url"), "'scheduler'"),
+        (dict(scheduler="not a url"), "scheduler='not a url'"),
         (dict(workers=0), "'workers'"),
         (dict(png=path), "'png'"),
         (dict(threshold=1.0), "'polygons'"),

@@ -2,6 +2,7 @@
 windows, refusals (band count, CUDA), no torch on the scoring path, pickling."""
 
 import pickle
+import shlex
 import subprocess
 import sys
 import warnings
@@ -218,7 +219,7 @@ def test_an_unknown_device_is_one_line_before_any_work(bundle, raster, tmp_path,
                                        "--model", str(bundle.path), "--device", device, "-q"])
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
-        f"Error: --device {device!r}: unknown device; use cpu, cuda or cuda:N"]
+        f"Error: --device {shlex.quote(device)}: unknown device; use cpu, cuda or cuda:N"]
     assert not (tmp_path / "out.tif").exists()
     with pytest.raises(HsanomalyError, match="unknown device"):
         hsanomaly.Detector("recon", model=bundle.path, device=device)

@@ -20,16 +20,21 @@ PACKAGE = Path(hsanomaly.__file__).parent
 
 def test_each_door_spells_an_argument_its_own_way():
     assert spell("neighbour_weight") == "'neighbour_weight'"
-    assert spell("refine", "N") == "refine=N" and spell("solver", "thesis") == "solver='thesis'"
+    assert spell("refine", placeholder="N") == "refine=N" and spell("solver", "thesis") == "solver='thesis'"
+    assert spell("device", "CUDA") == "device='CUDA'"                 # a value, not a placeholder
     assert spell("resume", True) == "resume=True"
     assert spell("recon_out", python="extras['recon']") == "extras['recon']"
     with spelled(command_line({"src": "SRC", "out": "--out"})):
         assert spell("src") == "SRC" and spell("out") == "--out"
         assert spell("neighbour_weight") == "--neighbour-weight"      # not in the table: a flag
-        assert spell("refine", "N") == "--refine N" and spell("resume", True) == "--resume"
+        assert spell("refine", placeholder="N") == "--refine N" and spell("resume", True) == "--resume"
+        assert spell("scheduler", "not a url") == "--scheduler 'not a url'"    # as typed
+        assert spell("device", "") == "--device ''"
         assert spell("recon_out", python="extras['recon']") == "--recon-out"
-    with spelled(fields({"tile": "Tile size"})):
+    with spelled(fields({"tile": "Tile size", "model": "Model bundle folder"})):
         assert spell("tile") == "'Tile size'" and spell("resume", True) == "resume=True"
+        assert spell("model", placeholder="DIR") == "'Model bundle folder'"   # the field says it
+        assert spell("tile", 7) == "'Tile size' (7)"
     assert current() is None                                          # put back
 
 
@@ -72,21 +77,34 @@ def test_a_dask_worker_names_arguments_as_the_caller(monkeypatch, tmp_path):
     assert seen == ["--tile"]
 
 
-def _strings_outside_docstrings(tree):
+FLAG = re.compile(r"(?<![\w-])--[a-z]")
+
+
+def _flags_written(tree):
+    """Strings outside docstrings that spell a flag: ``"--tile"``, or ``f"--{name}"``, whose
+    text before the name ends in "--"."""
     docstrings = {id(node.body[0].value) for node in ast.walk(tree)
                   if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef))
                   and node.body and isinstance(node.body[0], ast.Expr)
                   and isinstance(node.body[0].value, ast.Constant)}
-    return [node for node in ast.walk(tree) if isinstance(node, ast.Constant)
-            and isinstance(node.value, str) and id(node) not in docstrings]
+    found = [node for node in ast.walk(tree) if isinstance(node, ast.Constant)
+             and isinstance(node.value, str) and id(node) not in docstrings
+             and FLAG.search(node.value)]
+    for text in (node for node in ast.walk(tree) if isinstance(node, ast.JoinedStr)):
+        found += [part for part, after in zip(text.values, text.values[1:])
+                  if isinstance(part, ast.Constant) and isinstance(after, ast.FormattedValue)
+                  and re.search(r"(?<![\w-])--$", part.value)]
+    return found
 
 
 def test_no_message_outside_the_command_line_spells_a_flag():
-    """A flag written into a library message reads wrong to a Python caller and in QGIS:
-    messages name arguments with ``spell``."""
-    flag = re.compile(r"(?<![\w-])--[a-z]")
-    written = [f"{path.relative_to(PACKAGE)}:{node.lineno}: {node.value!r}"
-               for path in PACKAGE.rglob("*.py") if "cli" not in path.relative_to(PACKAGE).parts
-               for node in _strings_outside_docstrings(ast.parse(path.read_text()))
-               if flag.search(node.value) and path.name != "spelling.py"]
+    """A flag written into a library or QGIS message reads wrong to a Python caller and in
+    QGIS: messages name arguments with ``spell``."""
+    plugin = PACKAGE.parent / "qgis_plugin"
+    files = [p for p in PACKAGE.rglob("*.py") if "cli" not in p.relative_to(PACKAGE).parts
+             and p.name != "spelling.py"] + [p for p in sorted(plugin.rglob("*.py"))
+                                             if p.name != "dependencies.py"]   # pip's own flags
+    written = [f"{path}:{node.lineno}: {node.value!r}" for path in files
+               for node in _flags_written(ast.parse(path.read_text()))]
     assert not written, written
+    assert _flags_written(ast.parse('x = f"--{name}: bad"'))      # the form the old code had

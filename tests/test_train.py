@@ -584,7 +584,7 @@ def test_a_device_torch_does_not_know_is_named_by_its_option(torch, synthetic_ra
     from hsanomaly.training import train
 
     path, _, _ = synthetic_raster
-    with pytest.raises(HsanomalyError, match=r"^'device' 'gpu': not a torch device \(use cpu, "
+    with pytest.raises(HsanomalyError, match=r"^device='gpu': not a torch device \(use cpu, "
                                              r"cuda or cuda:N\)$"):
         train([path], tmp_path / "m", device="gpu", iterations=1)
     assert not (tmp_path / "m").exists()

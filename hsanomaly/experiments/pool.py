@@ -4,10 +4,13 @@ import importlib.util
 import sys
 import time
 
+from ..spelling import PYTHON, spelled
+
 
 def map_scenes(fn, tasks, jobs, log):
     """``fn(*task, log=log)`` for every task: here, or in up to ``jobs`` spawned worker processes
-    (one torch thread each, logging to stderr) when ``jobs > 1``. Results keep the task order."""
+    (one torch thread each, logging to stderr) when ``jobs > 1``. Results keep the task order.
+    Messages name options as the methods' specs do (``gmm:pca=50``: 'pca'), as a worker's do."""
     if jobs > 1 and len(tasks) > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
@@ -15,7 +18,8 @@ def map_scenes(fn, tasks, jobs, log):
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(min(jobs, len(tasks)), mp_context=context) as pool:
             return list(pool.map(_run_in_worker, [(fn, task) for task in tasks]))
-    return [fn(*task, log=log) for task in tasks]
+    with spelled(PYTHON):
+        return [fn(*task, log=log) for task in tasks]
 
 
 def _run_in_worker(fn_task):

@@ -41,13 +41,15 @@ def _same(value):
 SMOOTHER = 2.0
 
 
-def check_band_axis(cube, name, mask=None, lines=200, fix="pass np.moveaxis(X, -1, 0)"):
+def check_band_axis(cube, name, mask=None, lines=200,
+                    advice="Detector takes (bands, rows, cols): if the bands are last, pass "
+                           "np.moveaxis(X, -1, 0)"):
     """Warn when a cube's last axis varies much more smoothly than its first two, as a
     spectrum does: a (rows, cols, bands) cube, as scipy's loadmat and spectral python give
     them, would be scored as (bands, rows, cols) without a word. A hint, so a warning, from
     ``lines`` lines along each axis (read alone: a memory-mapped cube is not loaded), masked
     values (``mask``, True = left out) and NaN left out; only cubes of 20 and more values
-    along the last axis are looked at. ``fix``: how to put the bands first."""
+    along the last axis are looked at. ``advice``: how to put the bands first."""
     if cube.ndim != 3 or cube.shape[2] < 20 or cube.dtype.kind not in "uif" or min(cube.shape) < 3:
         return
     rng = np.random.default_rng(0)
@@ -59,8 +61,7 @@ def check_band_axis(cube, name, mask=None, lines=200, fix="pass np.moveaxis(X, -
     rows, cols, bands = cube.shape
     warn_once(f"{name} of shape {cube.shape}: its last axis varies far more smoothly than its "
               f"first two, as spectra do, so it may be (rows, cols, bands); it is scored as "
-              f"{rows} bands of {cols} x {bands} pixels. Detector takes (bands, rows, cols): if "
-              f"the bands are last, {fix}")
+              f"{rows} bands of {cols} x {bands} pixels. {advice}")
 
 
 def _median_step(cube, mask, axis, lines, rng):
@@ -182,7 +183,9 @@ def _xarray_source(X):
     X = X.transpose(band_dim, *spatial)
     values = np.asarray(X.values)
     if not any(str(d).lower() in BAND_DIMS + SPATIAL_DIMS for d in X.dims):   # the first guessed
-        check_band_axis(values, _name(X), fix=f"name it: X.rename({{{X.dims[-1]!r}: 'band'}})")
+        check_band_axis(values, _name(X), advice="No dimension is named, so the first was "
+                        f"taken for the bands: if they are last, name theirs: "
+                        f"X.rename({{{X.dims[-1]!r}: 'band'}})")
     source = ArraySource(_scaled(values, X.attrs, name), valid=_filled(values, X.attrs),
                          name=name, wavelengths=_band_centres(X, band_dim))
     attrs = {k: v for k, v in X.attrs.items() if k in PLACE_ATTRS}

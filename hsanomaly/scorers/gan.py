@@ -224,7 +224,8 @@ def _warn_if_trained_otherwise(scorer):
         how = " ".join(f"{'with' if scorer.model_training[key] else 'without'} {spell(key)}"
                        for key in unlike)
         warn_once(f"{scorer.model}: {getattr(scorer, 'shown_as', scorer.name)} "
-                  f"{TRAINING_ADVICE} {how} (training); this one was not")
+                  f"{TRAINING_ADVICE} {how} (an option of training: hsanomaly train, "
+                  "hsanomaly.train); this one was not")
 
 
 def _windows(pre, inner, window):

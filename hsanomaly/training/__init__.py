@@ -273,9 +273,9 @@ def _check_device(torch, device):
     try:
         kind = torch.device(device).type
     except RuntimeError:
-        raise HsanomalyError(f"{spell('device')} {device!r}: not a torch device (use cpu, cuda or cuda:N)") from None
+        raise HsanomalyError(f"{spell('device', device)}: not a torch device (use cpu, cuda or cuda:N)") from None
     if kind == "cuda" and not torch.cuda.is_available():
-        raise HsanomalyError(f"{spell('device')} {device!r}: CUDA is not available to torch on this machine")
+        raise HsanomalyError(f"{spell('device', device)}: CUDA is not available to torch on this machine")
 
 
 def _summary(log, tail=0.1):

@@ -10,6 +10,7 @@ docs/training/quality.md (benchmarks/train_quality.py) and benchmarks/train_spee
 from dataclasses import asdict, dataclass
 
 from .. import defaults
+from ..spelling import spell
 
 # torch CPU threads for training unless the caller asks for more (``threads=``, ``--threads``):
 # the networks' matrix products (batch 64, at most 256 x 256) are too small for a second thread
@@ -32,9 +33,9 @@ class Settings:
     def __post_init__(self):
         for name in ("iterations", "critic_steps", "batch"):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+                raise ValueError(f"{spell(name)} must be at least 1, got {getattr(self, name)}")
         if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
+            raise ValueError(f"{spell('lr')} must be positive, got {self.lr}")
 
     def to_dict(self):
         return asdict(self)
