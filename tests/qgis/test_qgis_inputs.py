@@ -95,7 +95,7 @@ def test_train_inputs_and_mask_pass_through(scene, tmp_path, monkeypatch):
         seen.update(inputs=inputs, mask=options["mask"], whiten=options["whiten"])
         raise HsanomalyError("spy: stop")
 
-    monkeypatch.setitem(sys.modules, "hsanomaly.training", SimpleNamespace(train=train))
+    monkeypatch.setattr("hsanomaly.api.train_bundle", train)
     monkeypatch.setattr(sys.modules["hsanomaly_qgis.algorithms.base"], "missing",
                         lambda *modules: [])
     with pytest.raises(QgsProcessingException, match="spy: stop"):
