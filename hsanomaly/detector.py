@@ -203,6 +203,8 @@ class Detector:
         try:
             return workdir, train([str(scene)], str(folder / "model"), data_checked=True,
                                   **training).path
+        except HsanomalyError as err:       # said of X, not of its temporary copy
+            raise HsanomalyError(str(err).replace(str(scene), source.name)) from None
         finally:
             scene.unlink()           # the model stays as long as the detector; its copy of X need not
 

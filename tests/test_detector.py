@@ -676,3 +676,12 @@ def test_a_training_option_given_to_a_model_score_says_where_it_belongs():
         hsanomaly.Detector(iterations=30)
     with pytest.raises(HsanomalyError, match="'iterations': score 'rx' does not take"):
         hsanomaly.Detector("rx", iterations=30)            # a baseline trains nothing
+
+
+def test_a_quick_model_that_cannot_train_names_the_input_not_its_copy():
+    """The message named the Detector's temporary copy of X (/tmp/hsanomaly-model-.../scene.tif)."""
+    pytest.importorskip("torch")
+    with pytest.raises(HsanomalyError) as refused:
+        hsanomaly.Detector("recon").fit(np.full((12, 30, 30), np.nan, np.float32))
+    assert "hsanomaly-model-" not in str(refused.value) and "scene.tif" not in str(refused.value)
+    assert str(refused.value).startswith("<array>"), str(refused.value)
