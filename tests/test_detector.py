@@ -202,20 +202,25 @@ def test_a_model_score_without_a_model_or_torch_says_what_to_do(monkeypatch):
         hsanomaly.Detector("dualcontext").fit(synthetic_cube()[0])
 
 
-def test_a_fitted_detector_with_a_quick_model_pickles_and_scores_in_another_process(tmp_path,
-                                                                                   monkeypatch):
-    """Its quick model lived in a temporary folder that went with the object: unpickled in
-    another process (joblib, Dask), the detector could not find its codebook."""
+def short_quick_models(monkeypatch):
+    """Quick models of 5 iterations from now on (skips the test without torch)."""
     pytest.importorskip("torch")
-    import pickle
-    import subprocess
-    import sys
-
     import hsanomaly.training
 
     train = hsanomaly.training.train
     monkeypatch.setattr(hsanomaly.training, "train",
                         lambda *args, **options: train(*args, **{**options, "iterations": 5}))
+
+
+def test_a_fitted_detector_with_a_quick_model_pickles_and_scores_in_another_process(tmp_path,
+                                                                                   monkeypatch):
+    """Its quick model lived in a temporary folder that went with the object: unpickled in
+    another process (joblib, Dask), the detector could not find its codebook."""
+    import pickle
+    import subprocess
+    import sys
+
+    short_quick_models(monkeypatch)
     cube, _ = synthetic_cube(rows=40, cols=50)
     detector = hsanomaly.Detector("resrx").fit(cube)
     np.save(tmp_path / "expected.npy", detector.score(cube))
@@ -624,14 +629,11 @@ def test_overlapping_calls_leave_the_process_blas_threads_as_they_were():
 def test_a_failed_refit_keeps_the_fitted_quick_model(monkeypatch):
     """A refit interrupted while its quick model trained had already removed the fitted one's
     folder: the detector still counted as fitted, and pickling it raised FileNotFoundError."""
-    pytest.importorskip("torch")
     import pickle
 
     import hsanomaly.training
 
-    train = hsanomaly.training.train
-    monkeypatch.setattr(hsanomaly.training, "train",
-                        lambda *args, **options: train(*args, **{**options, "iterations": 5}))
+    short_quick_models(monkeypatch)
     cube, _ = synthetic_cube(rows=40, cols=40)
     detector = hsanomaly.Detector("resrx").fit(cube)
     expected, folder = detector.score(cube), detector.model_
