@@ -49,7 +49,8 @@ COUNTS = "_counts"                         # per tile: valid pixels, and those t
 
 @dataclass
 class DetectResult:
-    """What ``hsanomaly.detect`` did: the heatmap and other files written, the tiles scored
+    """What ``hsanomaly.detect`` did: the rasters written (``outputs``: the heatmap and any extra
+    outputs; ``polygons``: the count written, if asked for), the tiles scored
     (and of them resumed), the seconds taken, the score, the model used and the polygons'
     count. Plain values only: a batch keeps one per raster (a scorer here kept its model)."""
     path: str
