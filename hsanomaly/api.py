@@ -13,7 +13,7 @@ from . import defaults
 from .errors import HsanomalyError
 from .io.atomic import describe
 from .io.checks import one_job
-from .options import check_keywords, plain_values, public_signature
+from .options import check_keywords, plain_values, public_signature, renamed_keywords
 from .polygons import check_threshold
 from .quickmodel import check_quick_model, resumable_quick_model, scene_model_path, train_on_scene
 from .scorers import extra_label, make_scorer, scorer_class
@@ -216,12 +216,14 @@ def _client(workers, scheduler):
 
 
 @one_job()
-def evaluate(heatmap, truth, *, outer=None, plots=None, json=None, title=None, overwrite=False,
-             pd_far=defaults.PD_FAR):
+@renamed_keywords(outer="outer_mask")         # outer: a ring's window size, as Detector takes it
+def evaluate(heatmap, truth, *, outer_mask=None, plots=None, json=None, title=None,
+             overwrite=False, pd_far=defaults.PD_FAR):
     """Score a heatmap raster against a truth mask: AUC, logAUC, lgFAR and Pd (the share of
     target pixels found at a false-alarm rate of ``pd_far``) overall and per target.
 
-    outer: a mask of ambiguous pixels around the targets, excluded. plots: a directory for
+    outer_mask: an outer target mask, whose pixels outside the truth are ambiguous and left
+    out. plots: a directory for
     ROC, semi-log ROC, histogram and heatmap PNGs. json: write the report there. Returns
     the report (a dict: "auc", "log_auc", "lg_far", "pd", "pd_far", the pixel counts "n_*",
     "targets" (the same per target) and "inputs"); with ``plots`` its "plots" key lists the
@@ -234,14 +236,14 @@ def evaluate(heatmap, truth, *, outer=None, plots=None, json=None, title=None, o
     from .io.atomic import staged
 
     pd_far = check_pd_far(pd_far)
-    evaluate_paths(heatmap, truth, outer, plots, json, overwrite)
-    report, scores, truth_mask, outer_mask, valid = evaluate_files(heatmap, truth, outer, pd_far)
+    evaluate_paths(heatmap, truth, outer_mask, plots, json, overwrite)
+    report, scores, truth_mask, outer, valid = evaluate_files(heatmap, truth, outer_mask, pd_far)
     with staged() as stage:
         if plots is not None:
             from .evaluation.plots import write_plots
 
             paths = write_plots(report, scores, truth_mask, plots, title=title or Path(heatmap).stem,
-                                outer=outer_mask, valid=valid, stage=stage)
+                                outer=outer, valid=valid, stage=stage)
             report["plots"] = {name: str(path) for name, path in paths.items()}
         if json is not None:
             write_json(report, json, stage=stage)

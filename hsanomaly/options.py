@@ -166,3 +166,30 @@ def check_batch_keywords(options, detect, detect_many):
             raise HsanomalyError(f"detect_many: no option {name!r}: "
                                  + why.get(name, "a batch writes heatmaps only")
                                  + f" (detect takes {name}= for one raster)")
+
+
+def renamed_keywords(**renames):
+    """Let a function's former keyword names (``outer="outer_mask"``) still work for a release,
+    with a deprecation warning giving the name now; the former and the new name together are
+    refused. The signature shown is the function's own."""
+    import functools
+
+    def wrap(function):
+        @functools.wraps(function)
+        def call(*args, **kwargs):
+            for old, new in renames.items():
+                if old not in kwargs:
+                    continue
+                if new in kwargs:
+                    raise HsanomalyError(f"{spell(old)}: {function.__name__} calls it "
+                                         f"{spell(new)} now, and both were given; give "
+                                         f"{spell(new)} only")
+                from .errors import HsanomalyDeprecationWarning
+                from .io.checks import warn_once
+
+                warn_once(f"{spell(old)}: {function.__name__} calls it {spell(new)} now; the "
+                          "former name goes in the next release", HsanomalyDeprecationWarning)
+                kwargs[new] = kwargs.pop(old)
+            return function(*args, **kwargs)
+        return call
+    return wrap

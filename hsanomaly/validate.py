@@ -155,11 +155,12 @@ def batch_paths(targets, out_dir, quick_model=None, overwrite=False):
         refuse_foreign_outputs([(f"the output of {src}", dst) for src, dst in targets])
 
 
-def evaluate_paths(heatmap, truth, outer, plots, json, overwrite=False):
+def evaluate_paths(heatmap, truth, outer_mask, plots, json, overwrite=False):
     from .evaluation.plots import PLOT_FILES
     from .io.ownership import is_own_png, is_own_report
 
-    inputs = [(spell("heatmap"), heatmap), (spell("truth"), truth), (spell("outer"), outer)]
+    inputs = [(spell("heatmap"), heatmap), (spell("truth"), truth),
+              (spell("outer_mask"), outer_mask)]
     for label, path in inputs:
         if path is not None:
             check_raster_path(path, label, use="read them with rasterio and use "

@@ -172,7 +172,7 @@ def test_outer_mask_pixels_are_excluded_from_background():
     scores, truth = scene()
     outer = truth.copy()
     outer[9:14, 49:55] = 1           # a one-pixel ring around T1: 30 - 12 = 18 ambiguous pixels
-    report = evaluate(scores, truth, outer=outer)
+    report = evaluate(scores, truth, outer_mask=outer)
     plain = evaluate(scores, truth)
     assert report["n_target_pixels"] == plain["n_target_pixels"]
     assert report["n_background_pixels"] == plain["n_background_pixels"] - 18
@@ -356,11 +356,11 @@ def test_cli_prints_summary_and_writes_report_and_plots(heat_and_truth, tmp_path
     outer[9:14, 49:55] = 1
     outer_path = write_raster(tmp_path / "outer.tif", outer[None].astype(np.float32))
     result = CliRunner().invoke(evaluate_command, [
-        str(heat), str(truth_path), "--outer", str(outer_path),
+        str(heat), str(truth_path), "--outer-mask", str(outer_path),
         "--plots", str(tmp_path / "plots"), "--json", str(tmp_path / "report.json")])
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "report.json").read_text())
-    expected = evaluate(scores, truth, outer=outer)
+    expected = evaluate(scores, truth, outer_mask=outer)
     assert report["auc"] == pytest.approx(expected["auc"])
     assert report["n_excluded_pixels"] == 6 + 18
     assert f"AUC {expected['auc']:.4f}" in result.output
@@ -414,7 +414,7 @@ def test_cli_not_a_raster(heat_and_truth, tmp_path):
     assert run_failing([text, truth_path]).startswith(f"{text}: not a raster")
 
 
-@pytest.mark.parametrize("option", [None, "--outer"])
+@pytest.mark.parametrize("option", [None, "--outer-mask"])
 def test_cli_shape_mismatch_names_the_mask(heat_and_truth, tmp_path, option):
     heat, truth_path, _, truth = heat_and_truth
     small = write_raster(tmp_path / "small.tif", truth[None, :30, :30].astype(np.float32))
@@ -533,3 +533,23 @@ def test_unscored_targets_are_said_of_the_heatmap_file(tmp_path):
     with pytest.warns(HsanomalyWarning, match=rf"^{re.escape(str(heat))}: 1 target pixel has no "
                                               r"score .*: T1 \(1 pixel\)$"):
         hsanomaly.evaluate(heat, truth_path)
+
+
+def test_the_outer_mask_has_a_name_of_its_own(heat_and_truth, tmp_path):
+    """``outer`` was a ring's window size to Detector and an outer target mask to evaluate;
+    the mask is ``outer_mask`` now, and its former name works for a release, with a warning."""
+    import inspect
+
+    import hsanomaly
+    from hsanomaly.errors import HsanomalyDeprecationWarning
+
+    heat, truth_path, _, truth = heat_and_truth
+    outer = write_raster(tmp_path / "outer.tif", truth[None].astype(np.float32))
+    report = hsanomaly.evaluate(heat, truth_path, outer_mask=outer)
+    assert report["inputs"]["outer_mask"] == str(outer)
+    with pytest.warns(HsanomalyDeprecationWarning, match="'outer': evaluate calls it "
+                                                         "'outer_mask' now"):
+        assert hsanomaly.evaluate(heat, truth_path, outer=outer)["auc"] == report["auc"]
+    with pytest.raises(HsanomalyError, match="both were given"):
+        hsanomaly.evaluate(heat, truth_path, outer=outer, outer_mask=outer)
+    assert "outer_mask" in inspect.signature(hsanomaly.evaluate).parameters

@@ -10,7 +10,7 @@ from . import with_verbosity
 @click.command()
 @click.argument("heatmap", type=click.Path(dir_okay=False))
 @click.argument("truth", type=click.Path(dir_okay=False))
-@click.option("--outer", type=click.Path(dir_okay=False),
+@click.option("--outer-mask", "--outer", "outer_mask", type=click.Path(dir_okay=False),
               help="Outer target mask: pixels in it but not in TRUTH are ambiguous and excluded.")
 @click.option("--plots", "plots_dir", type=click.Path(file_okay=False),
               help="Write ROC, semi-log ROC, histogram and heatmap PNGs into this directory.")
@@ -20,14 +20,14 @@ from . import with_verbosity
               help="The false-alarm rate at which Pd is reported.")
 @click.option("--overwrite", is_flag=True,
               help="Replace existing report or plot files even when hsanomaly did not write them.")
-def evaluate(heatmap, truth, outer, plots_dir, json_path, pd_far, overwrite):
+def evaluate(heatmap, truth, outer_mask, plots_dir, json_path, pd_far, overwrite):
     """Score anomaly HEATMAP (band 1 of a raster) against TRUTH (non-zero = target):
     AUC, logAUC, lgFAR and Pd (the share of target pixels found at a false-alarm rate of
     --pd-far) overall and per target (connected components T1..Tn)."""
     from ..api import evaluate as run
     from ..evaluation.files import format_summary
 
-    report = run(heatmap, truth, outer=outer, plots=plots_dir, json=json_path, overwrite=overwrite,
+    report = run(heatmap, truth, outer_mask=outer_mask, plots=plots_dir, json=json_path, overwrite=overwrite,
                  pd_far=pd_far)
     click.echo(format_summary(report))
     if plots_dir:

@@ -60,12 +60,12 @@ def evaluate_files(heatmap_path, truth_path, outer_path=None, pd_far=defaults.PD
         if outer_known is not None:
             valid = outer_known if valid is None else valid & outer_known
     try:
-        report = evaluate(scores, truth, outer=outer, valid=valid, pd_far=pd_far,
+        report = evaluate(scores, truth, outer_mask=outer, valid=valid, pd_far=pd_far,
                           name=heatmap_path)
     except ValueError as err:
         raise HsanomalyError(f"{heatmap_path}: {err}") from None
     report["inputs"] = {"heatmap": str(heatmap_path), "truth": str(truth_path),
-                        "outer": None if outer_path is None else str(outer_path)}
+                        "outer_mask": None if outer_path is None else str(outer_path)}
     return report, scores, truth, outer, valid
 
 

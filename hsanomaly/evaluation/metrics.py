@@ -14,7 +14,7 @@ from typing import Optional
 import numpy as np
 
 from .. import defaults
-from ..options import check_rate, rate_count
+from ..options import check_rate, rate_count, renamed_keywords
 from ..spelling import spell
 
 HALF_FALSE_POSITIVE = 0.5   # zero-FP thresholds count as half a false positive (thesis, 3.2)
@@ -128,7 +128,7 @@ def class_masks(scores, truth, outer=None, valid=None):
     edges, as in the thesis) are in neither. ``evaluate`` counts the target pixels left out."""
     scores = np.asarray(scores)
     truth = np.asarray(truth) != 0
-    for name, mask in (("truth", truth), ("outer", outer), ("valid", valid)):
+    for name, mask in (("truth", truth), ("the outer mask", outer), ("valid", valid)):
         if mask is not None and np.shape(mask) != scores.shape:
             raise ValueError(f"{name} is {np.shape(mask)}, the scores are {scores.shape}")
     scored = ~np.isnan(scores)
@@ -207,7 +207,9 @@ def check_pd_far(pd_far):
     return check_rate(spell("pd_far"), pd_far)
 
 
-def evaluate(scores, truth, outer=None, valid=None, pd_far=defaults.PD_FAR, name="the heatmap"):
+@renamed_keywords(outer="outer_mask")
+def evaluate(scores, truth, outer_mask=None, valid=None, pd_far=defaults.PD_FAR,
+             name="the heatmap"):
     """A JSON-ready report of how well ``scores`` (rows, cols) find the ``truth`` targets:
     overall and per-target AUC, logAUC, lgFAR and Pd at ``pd_far`` (see ``score_targets``).
     ``name``: how a warning names the scores."""
@@ -217,7 +219,7 @@ def evaluate(scores, truth, outer=None, valid=None, pd_far=defaults.PD_FAR, name
         unknown = np.isnan(truth)
         valid = ~unknown if valid is None else np.asarray(valid, bool) & ~unknown
         truth = np.where(unknown, 0, truth)
-    overall, targets = score_targets(scores, truth, outer, valid)
+    overall, targets = score_targets(scores, truth, outer_mask, valid)
     unscored = unscored_targets(scores, truth, valid)
     missed = sum(unscored.values())
     if missed:

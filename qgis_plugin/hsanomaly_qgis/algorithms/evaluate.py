@@ -29,6 +29,7 @@ class Evaluate(HsanomalyAlgorithm):
     PLOTS = "PLOTS"
     PD_FAR = "PD_FAR"
     N_TARGETS = "N_TARGETS"
+    ARGUMENTS = {"outer_mask": OUTER}
 
     def name(self):
         return "evaluate"
@@ -79,7 +80,7 @@ class Evaluate(HsanomalyAlgorithm):
             from hsanomaly.api import evaluate
             from hsanomaly.evaluation.files import format_summary
 
-            report = evaluate(heatmap, truth, outer=outer, plots=plots, title=Path(heatmap).stem,
+            report = evaluate(heatmap, truth, outer_mask=outer, plots=plots, title=Path(heatmap).stem,
                               overwrite=True,   # QGIS replaces an algorithm's outputs
                               pd_far=self.parameterAsDouble(parameters, self.PD_FAR, context))
             feedback.pushInfo(format_summary(report))
