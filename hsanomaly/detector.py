@@ -18,7 +18,7 @@ from .errors import HsanomalyError
 from .io.checks import one_job
 from .io.inputs import as_source
 from .latent import DEPRECATED_NAMES
-from .options import plain_values
+from .options import plain_values, renamed_keywords
 from .scorers import check_scorer, current_options, make_scorer, scorer_class
 from .validate import model_path
 
@@ -160,11 +160,12 @@ class Detector:
         is kept, while rings and neighbours are X's own.
         An xarray input gives an xarray result with X's coordinates and the attributes that
         place it (``io.inputs.PLACE_ATTRS``)."""
-        return self.score_outputs(X, extras=False)["score"]
+        return self.score_outputs(X, with_extras=False)["score"]
 
     @one_job()
-    def score_outputs(self, X, extras=True):
-        """{"score": (rows, cols)} plus, with ``extras``, the score's extra outputs (e.g. "recon"
+    @renamed_keywords(extras="with_extras")    # extras: detect's {output: path}
+    def score_outputs(self, X, with_extras=True):
+        """{"score": (rows, cols)} plus, ``with_extras``, the score's extra outputs (e.g. "recon"
         (bands, rows, cols)) when it has any, but for those its configuration cannot measure
         ("convergence" of a search that takes no step)."""
         if not hasattr(self, "scorer_"):
@@ -176,8 +177,8 @@ class Detector:
             raise HsanomalyError(f"{source.name}: has {source.count} bands, but {self!r} was "
                                  f"fitted on {self.n_bands_in_}")
         arrays = score_array(source, self.scorer_, tile=self.tile)
-        kept = ("score",) if not extras else [name for name in arrays
-                                               if name not in self.scorer_.unmeasured_outputs()]
+        kept = ("score",) if not with_extras else [
+            name for name in arrays if name not in self.scorer_.unmeasured_outputs()]
         arrays = {name: arrays[name] for name in kept}
         return {name: wrap(value[0] if name == "score" else value) for name, value in arrays.items()}
 

@@ -385,3 +385,15 @@ def test_a_residual_ring_too_small_is_refused_before_the_residuals(bundle, raste
     with pytest.raises(HsanomalyError, match="local RX ring 3/1 holds 8 pixels, too few for a "
                                              "covariance on 10 principal components"):
         hsanomaly.Detector("rescontext", model=bundle.path, rings="3/1").fit(cube)   # residuals only
+
+
+def test_score_outputs_takes_with_extras_and_its_former_name(bundle, raster):
+    """``extras`` was detect's {output: path} and score_outputs' switch."""
+    from hsanomaly.errors import HsanomalyDeprecationWarning
+
+    block = raster[1]
+    detector = hsanomaly.Detector("recon", model=bundle.path, threads=1).fit(block)
+    assert sorted(detector.score_outputs(block, with_extras=False)) == ["score"]
+    with pytest.warns(HsanomalyDeprecationWarning, match="'extras': score_outputs calls it "
+                                                         "'with_extras' now"):
+        assert sorted(detector.score_outputs(block, extras=False)) == ["score"]
