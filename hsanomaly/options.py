@@ -9,13 +9,14 @@ Only numpy, ``errors`` and ``spelling`` are imported, so the lightest modules ca
 The keywords a job takes are checked here too (``check_keywords``).
 """
 
+import functools
 import inspect
 import math
 import numbers
 
 import numpy as np
 
-from .errors import HsanomalyError
+from .errors import HsanomalyDeprecationWarning, HsanomalyError
 from .spelling import spell
 
 SEED_MAX = 2**32 - 1        # numpy's and scikit-learn's seeds
@@ -172,8 +173,6 @@ def renamed_keywords(**renames):
     """Let a function's former keyword names (``outer="outer_mask"``) still work for a release,
     with a deprecation warning giving the name now; the former and the new name together are
     refused. The signature shown is the function's own."""
-    import functools
-
     def wrap(function):
         @functools.wraps(function)
         def call(*args, **kwargs):
@@ -184,7 +183,6 @@ def renamed_keywords(**renames):
                     raise HsanomalyError(f"{spell(old)}: {function.__name__} calls it "
                                          f"{spell(new)} now, and both were given; give "
                                          f"{spell(new)} only")
-                from .errors import HsanomalyDeprecationWarning
                 from .io.checks import warn_once
 
                 warn_once(f"{spell(old)}: {function.__name__} calls it {spell(new)} now; the "
