@@ -23,7 +23,7 @@ def command_line(names):
 
 def fields(labels):
     """A dialog's spelling: ``labels`` maps a keyword to its field's label; a keyword without
-    a field keeps its Python name."""
+    a field is named as from Python, and said to be (``resume=True (from Python)``)."""
     return ("fields", dict(labels))
 
 
@@ -53,9 +53,16 @@ def spell(name, value=None, *, placeholder=None, python=None):
         after = placeholder if value is None else shlex.quote(str(value))   # as typed
         return shown if after is None or value is True or not shown.startswith("-") \
             else f"{shown} {after}"
-    if kind == "fields" and name in table:      # a field shows its value itself
-        return f"'{table[name]}'" if value is None or value is True else \
-            f"'{table[name]}' ({value})"
+    if kind == "fields":
+        if name in table:                       # a field shows its value itself
+            return f"'{table[name]}'" if value is None or value is True else \
+                f"'{table[name]}' ({value})"
+        return f"{_in_python(name, value, placeholder, python)} (from Python)"  # no field
+    return _in_python(name, value, placeholder, python)
+
+
+def _in_python(name, value=None, placeholder=None, python=None):
+    """As a Python caller writes it: ``'tile'``, ``refine=2``, ``refine=N``."""
     shown = python or name
     if value is not None or placeholder is not None:
         return f"{shown}={placeholder if value is None else repr(value)}"
