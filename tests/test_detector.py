@@ -687,3 +687,17 @@ def test_a_quick_model_that_cannot_train_names_the_input_not_its_copy():
         hsanomaly.Detector("recon").fit(np.full((12, 30, 30), np.nan, np.float32))
     assert "hsanomaly-model-" not in str(refused.value) and "scene.tif" not in str(refused.value)
     assert str(refused.value).startswith("<array>"), str(refused.value)
+
+
+def test_a_heatmap_of_one_value_is_said_through_every_door():
+    """A constant scene was warned about by detect but not by the Detector; a scene of two
+    equally common spectra gave rx one score everywhere, without a word."""
+    constant = np.full((8, 30, 30), 0.3, np.float32)
+    with pytest.warns(hsanomaly.HsanomalyWarning, match="every band is constant"):
+        hsanomaly.Detector("rx").fit_score(constant)
+    two = np.zeros((8, 30, 30), np.float32)
+    two[:, ::2] = np.linspace(0.1, 0.9, 8)[:, None, None]
+    two[:, 1::2] = np.linspace(0.9, 0.1, 8)[:, None, None]
+    with pytest.warns(hsanomaly.HsanomalyWarning, match="every pixel has the same rx score"):
+        heat = hsanomaly.Detector("rx").fit_score(two)
+    assert np.unique(heat).size == 1

@@ -397,3 +397,18 @@ def test_score_outputs_takes_with_extras_and_its_former_name(bundle, raster):
     with pytest.warns(HsanomalyDeprecationWarning, match="'extras': score_outputs calls it "
                                                          "'with_extras' now"):
         assert sorted(detector.score_outputs(block, extras=False)) == ["score"]
+
+
+def test_scores_that_overflow_are_refused_not_written(bundle, raster, tmp_path):
+    """Values 1e20 times the model's squared to infinity in the reconstruction cost: detect
+    wrote an all-inf heatmap and said it had succeeded. Values near float32's limit became
+    inf once scaled and ended in scipy's traceback."""
+    path, cube, _ = raster
+    huge = write_raster(tmp_path / "huge.tif", cube * np.float32(1e20))
+    with pytest.raises(HsanomalyError, match="every recon score overflowed to infinity"):
+        hsanomaly.detect(huge, tmp_path / "heat.tif", score="recon", model=bundle.path,
+                         threads=1)
+    assert not (tmp_path / "heat.tif").exists()
+    limit = cube / np.float32(cube.max()) * np.float32(3e38)
+    with pytest.raises(HsanomalyError, match="exceed float32's range"):
+        hsanomaly.Detector("dualcontext", model=bundle.path, threads=1).fit(limit)

@@ -44,6 +44,9 @@ RUN_TAG = TAG_PREFIX + "RUN_FINGERPRINT"      # what detect-many compares to kno
 NEAR_CONSTANT = 1e-5                       # relative band range below which a raster is "constant"
 RANGE = "_range"                           # per-tile input band minima and maxima, stored with the tile
 COUNTS = "_counts"                         # per tile: valid pixels, and those the score left NaN
+SPREAD = "_spread"                         # per tile: the finite scores' least and greatest, and
+                                           # how many valid pixels scored infinite
+SUMMARIES = (RANGE, COUNTS, SPREAD)        # a tile's arrays that are no output
 
 
 
@@ -126,9 +129,46 @@ def score_block(scorer, block, valid, place=None):
     pixels = block[:, h:block.shape[1] - h, h:block.shape[2] - h][:, inner_valid]
     result[RANGE] = (np.stack([pixels.min(axis=1), pixels.max(axis=1)]).astype(np.float64)
                      if pixels.size else np.full((2, block.shape[0]), np.nan))
-    result[COUNTS] = np.array([inner_valid.sum(), np.isnan(result["score"][0][inner_valid]).sum()],
-                              dtype=np.int64)
+    scores = result["score"][0][inner_valid]
+    finite = scores[np.isfinite(scores)]
+    result[COUNTS] = np.array([inner_valid.sum(), np.isnan(scores).sum()], dtype=np.int64)
+    result[SPREAD] = np.array([finite.min() if finite.size else np.nan,
+                               finite.max() if finite.size else np.nan,
+                               np.isinf(scores).sum()], dtype=np.float64)
     return result
+
+
+def check_outcome(name, scorer, summaries):
+    """What the scores of a whole raster say about it, from its tiles' ``summaries`` (RANGE,
+    COUNTS, SPREAD; a tile stored by an earlier version may lack some): a constant input, valid
+    pixels left without a score (``check_scored``), scores that overflowed to infinity (an
+    error when every one did: the heatmap would be one value), and a heatmap of one value."""
+    from ..io.checks import warn
+
+    if _is_constant([summary.get(RANGE) for summary in summaries]):
+        warn(f"{name}: every band is constant or nearly so (varies by less than "
+             f"{NEAR_CONSTANT:g} of its value); the scores carry no information")
+        return
+    counts = [summary.get(COUNTS) for summary in summaries]
+    check_scored(name, scorer, counts)
+    spreads = [summary.get(SPREAD) for summary in summaries]
+    if not spreads or any(s is None for s in spreads + counts):
+        return
+    spreads = np.array(spreads)
+    infinite, low, high = int(spreads[:, 2].sum()), np.nanmin(spreads[:, 0], initial=np.inf), \
+        np.nanmax(spreads[:, 1], initial=-np.inf)
+    valid, unscored = (int(v) for v in np.sum(counts, axis=0))
+    if infinite and not np.isfinite(low):
+        raise HsanomalyError(f"{name}: every {scorer.name} score overflowed to infinity, so the "
+                             "heatmap would hold one value: its values are far too large for "
+                             "the score's arithmetic (other units than the model's training "
+                             "data?)")
+    if infinite:
+        warn(f"{name}: {infinite} pixels have an infinite {scorer.name} score (values too "
+             "large for the score's arithmetic); they rank above every other")
+    elif low == high and valid - unscored > 1:
+        warn(f"{name}: every pixel has the same {scorer.name} score ({low:g}), so the heatmap "
+             "ranks nothing: the scene holds too few distinct spectra for this score")
 
 
 def check_scored(name, scorer, counts):
@@ -342,10 +382,9 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
             store.remove()          # tiles of two inputs: none is worth resuming
             raise HsanomalyError(f"{source.name}: the input changed while it was scored, so the "
                                  "heatmap would mix both; nothing was replaced: rerun")
-        summaries = [store.members(i, (RANGE, COUNTS)) for i in range(len(windows))]
-        constant = _is_constant([summary.get(RANGE) for summary in summaries])
+        summaries = [store.members(i, SUMMARIES) for i in range(len(windows))]
         try:
-            check_scored(source.name, scorer, [summary.get(COUNTS) for summary in summaries])
+            check_outcome(source.name, scorer, summaries)
         except HsanomalyError:
             store.remove()          # a rerun would score the same: nothing to resume
             raise
@@ -359,11 +398,6 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
             stage.on_commit(store.remove)
             stage.on_end(store.release)     # the stage's owner ends it: the lock lasts till then
             handed = True
-        if constant:
-            from ..io.checks import warn
-
-            warn(f"{source.name}: every band is constant or nearly so (varies by less than "
-                 f"{NEAR_CONSTANT:g} of its value); the scores carry no information")
         return DetectResult(outputs["score"][0], {k: v[0] for k, v in outputs.items()},
                             len(windows), len(done), time.perf_counter() - start, scorer.name)
     except Exception as err:
@@ -477,17 +511,17 @@ def score_array(source, scorer, tile=TILE, threads=TILE_THREADS):
     """
     check_scorable(source, scorer)
     windows = source.windows(tile)
-    arrays, counts = {}, []
+    arrays, summaries = {}, []
     for index, outputs in scored_tiles(source, scorer, windows, range(len(windows)), threads):
         window = windows[index]
-        counts.append(outputs[COUNTS])
+        summaries.append({name: outputs[name] for name in SUMMARIES})
         for name, value in outputs.items():
-            if name in (RANGE, COUNTS):
+            if name in SUMMARIES:
                 continue
             if name not in arrays:
                 arrays[name] = np.full((value.shape[0], source.height, source.width), np.nan,
                                        np.float32)
             rows, cols = window.toslices()
             arrays[name][:, rows, cols] = value
-    check_scored(source.name, scorer, counts)
+    check_outcome(source.name, scorer, summaries)
     return arrays

@@ -54,7 +54,12 @@ def check_value_range(bundle, source):
     pixels = _probe_pixels(source)
     if pixels is None:
         return
-    values = pre.transform(pixels)
+    with np.errstate(over="ignore"):
+        values = pre.transform(pixels)
+    if not np.isfinite(values).all():       # the networks and the latent search would fail
+        raise HsanomalyError(f"{source.name}: its values, scaled as the model {bundle.path} was "
+                             "trained, exceed float32's range: other units than its training "
+                             "data, or a missing scale factor?")
     typical = float(np.median(np.median(np.abs(values), axis=1)))
     spread = float(np.median(values.std(axis=0)))
     if typical > OUT_OF_RANGE:
