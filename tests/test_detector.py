@@ -255,7 +255,8 @@ def test_a_data_arrays_fill_value_is_nodata_as_in_the_raster():
 
 def test_an_image_smaller_than_the_scores_window_is_refused_as_by_the_cli():
     cube, _ = synthetic_cube(rows=10, cols=10, targets=())
-    with pytest.raises(HsanomalyError, match="15x15 window of score 'lrx' is larger than the 10x10"):
+    with pytest.raises(HsanomalyError, match="15x15 window of score 'lrx' is larger than the 10x10 "
+                                             "image; smaller 'outer' would fit it"):
         hsanomaly.Detector("lrx").fit(cube)
 
 
@@ -267,7 +268,8 @@ def test_the_window_is_checked_before_a_quick_model_is_trained(monkeypatch):
 
     monkeypatch.setattr(Detector, "_train_quick_model", never)
     cube, _ = synthetic_cube(rows=20, cols=30, targets=())
-    with pytest.raises(HsanomalyError, match="window of score 'dualcontext' is larger than the 20x30"):
+    with pytest.raises(HsanomalyError, match="window of score 'dualcontext' is larger than the 20x30 "
+                                             "image; smaller 'rings' would fit it"):
         hsanomaly.Detector().fit(cube)
 
 

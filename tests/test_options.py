@@ -255,7 +255,7 @@ def test_gmm_needs_the_pixels_a_covariance_of_its_components_needs(tmp_path):
 
     cube = synthetic_cube(bands=30, rows=3, cols=3)[0]
     with pytest.raises(HsanomalyError, match=r"a mixture of 5 components needs at least 26 valid "
-                                             r"pixels \(one per component, and a covariance of 25 "
+                                             r"pixels \(one per component, and a covariance on 25 "
                                              r"principal components needs 26\); the raster has 9"):
         Detector("gmm").fit(cube)
     Detector("gmm", pca=4).fit(cube)            # 5 components, 4 dimensions: 9 pixels do

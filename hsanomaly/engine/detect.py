@@ -76,8 +76,10 @@ def check_footprint(source, scorer):
     past every edge); before a quick model is trained for it, too."""
     size = scorer.footprint
     if size > min(source.height, source.width):
+        way = next((spell(o) for o in ("rings", "outer") if o in scorer.options), None)
         raise HsanomalyError(f"{source.name}: the {size}x{size} window of score {scorer.name!r} is "
-                             f"larger than the {source.height}x{source.width} image")
+                             f"larger than the {source.height}x{source.width} image"
+                             + (f"; smaller {way} would fit it" if way else ""))
 
 
 def check_scorable(source, scorer):

@@ -115,7 +115,8 @@ class ResidualScorer(Purged, Scorer):
         residual = self._residual(source.sample(self.sample, self.seed))[0]
         bands = residual.shape[1]
         check_pixels(source, len(residual), bands + 1,
-                     f"{self.name}'s residual statistics on {bands} bands", "one more than bands")
+                     f"the {self.name} score's residual covariance on {bands} bands",
+                     "one more than bands")
         self.mean_, cov = mean_cov(*moments(residual))
         self.precision_ = inverse(cov)
         if self.trim:

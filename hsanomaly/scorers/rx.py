@@ -20,7 +20,8 @@ class GlobalRX(Scorer):
 
     def fit(self, source):
         n, mean, scatter = scene_moments(source)
-        check_pixels(source, n, source.count + 1, f"RX on {source.count} bands",
+        check_pixels(source, n, source.count + 1,
+                     f"RX on {source.count} band{'s' if source.count > 1 else ''}",
                      "one more than bands")
         self.mean_, cov = mean_cov(n, mean, scatter)
         self.precision_ = inverse(cov)
