@@ -44,7 +44,7 @@ def test_detect_rx_on_the_example_reproduces_reference_auc(tmp_path, example_sce
     (None, ["missing.tif"], ["missing.tif", "file not found"]),
     ("junk", ["junk.tif"], ["junk.tif", "not a raster GDAL can read"]),
     ("nocube", ["nocube.mat"], ["nocube.mat", "no 3-D hyperspectral cube"]),
-    ("scene", ["scene.tif", "--score", "lrx", "--outer", "61"], ["61x61 window", "larger than the 40x50 image; smaller --outer would fit it"]),
+    ("scene", ["scene.tif", "--score", "lrx", "--outer", "61"], ["61x61 window", "larger than the 40x50 image; a smaller --outer would fit it"]),
 ])
 def test_detect_bad_inputs(tmp_path, make, args, fragments):
     if make == "junk":

@@ -256,7 +256,7 @@ def test_a_data_arrays_fill_value_is_nodata_as_in_the_raster():
 def test_an_image_smaller_than_the_scores_window_is_refused_as_by_the_cli():
     cube, _ = synthetic_cube(rows=10, cols=10, targets=())
     with pytest.raises(HsanomalyError, match="15x15 window of score 'lrx' is larger than the 10x10 "
-                                             "image; smaller 'outer' would fit it"):
+                                             "image; a smaller 'outer' would fit it"):
         hsanomaly.Detector("lrx").fit(cube)
 
 
@@ -269,7 +269,7 @@ def test_the_window_is_checked_before_a_quick_model_is_trained(monkeypatch):
     monkeypatch.setattr(Detector, "_train_quick_model", never)
     cube, _ = synthetic_cube(rows=20, cols=30, targets=())
     with pytest.raises(HsanomalyError, match="window of score 'dualcontext' is larger than the 20x30 "
-                                             "image; smaller 'rings' would fit it"):
+                                             "image; a smaller 'rings' would fit it"):
         hsanomaly.Detector().fit(cube)
 
 
@@ -703,3 +703,12 @@ def test_a_heatmap_of_one_value_is_said_through_every_door():
     with pytest.warns(hsanomaly.HsanomalyWarning, match="every pixel has the same rx score"):
         heat = hsanomaly.Detector("rx").fit_score(two)
     assert np.unique(heat).size == 1
+
+
+def test_a_constant_scene_left_unscored_is_still_refused():
+    """The constant-scene warning came first and ended the checks: a scene no ring could score
+    gave an all-NaN heatmap without the refusal that says so."""
+    cube = np.ma.masked_array(np.ones((5, 30, 30), np.float32), np.ones((5, 30, 30), bool))
+    cube.mask[:, ::5, ::5] = False                # one valid pixel in 25: no ring holds enough
+    with pytest.raises(HsanomalyError, match="left every valid pixel without a value"):
+        hsanomaly.Detector("lrx", outer=7, guard=3).fit_score(cube)

@@ -412,3 +412,7 @@ def test_scores_that_overflow_are_refused_not_written(bundle, raster, tmp_path):
     limit = cube / np.float32(cube.max()) * np.float32(3e38)
     with pytest.raises(HsanomalyError, match="exceed float32's range"):
         hsanomaly.Detector("dualcontext", model=bundle.path, threads=1).fit(limit)
+    fill = cube.copy()
+    fill[:, 20, 25] = np.float32(3e38)            # one undeclared fill pixel, mid-scene
+    heat = hsanomaly.Detector("critic", model=bundle.path, threads=1).fit_score(fill)
+    assert np.isnan(heat[20, 25]) and np.isfinite(np.delete(heat.ravel(), 20 * 50 + 25)).all()

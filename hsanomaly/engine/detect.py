@@ -79,7 +79,7 @@ def check_footprint(source, scorer):
         way = next((spell(o) for o in ("rings", "outer") if o in scorer.options), None)
         raise HsanomalyError(f"{source.name}: the {size}x{size} window of score {scorer.name!r} is "
                              f"larger than the {source.height}x{source.width} image"
-                             + (f"; smaller {way} would fit it" if way else ""))
+                             + (f"; a smaller {way} would fit it" if way else ""))
 
 
 def check_scorable(source, scorer):
@@ -147,12 +147,12 @@ def check_outcome(name, scorer, summaries):
     error when every one did: the heatmap would be one value), and a heatmap of one value."""
     from ..io.checks import warn
 
+    counts = [summary.get(COUNTS) for summary in summaries]
+    check_scored(name, scorer, counts)
     if _is_constant([summary.get(RANGE) for summary in summaries]):
         warn(f"{name}: every band is constant or nearly so (varies by less than "
              f"{NEAR_CONSTANT:g} of its value); the scores carry no information")
         return
-    counts = [summary.get(COUNTS) for summary in summaries]
-    check_scored(name, scorer, counts)
     spreads = [summary.get(SPREAD) for summary in summaries]
     if not spreads or any(s is None for s in spreads + counts):
         return
@@ -167,7 +167,7 @@ def check_outcome(name, scorer, summaries):
                              "data?)")
     if infinite:
         warn(f"{name}: {infinite} pixels have an infinite {scorer.name} score (values too "
-             "large for the score's arithmetic); they rank above every other")
+             "large for the score's arithmetic); they rank beyond every other")
     elif low == high and valid - unscored > 1:
         warn(f"{name}: every pixel has the same {scorer.name} score ({low:g}), so the heatmap "
              "ranks nothing: the scene holds too few distinct spectra for this score")
