@@ -243,6 +243,9 @@ class FastSolver:
         (``morton_order``): consecutive KD-tree queries then walk the same branches while they
         are in the caches, which makes the search faster with the same answers (docs/speed.md)."""
         x = np.asarray(x, dtype=np.float32)
+        if not np.isfinite(x).all():        # the KD-tree would raise scipy's ValueError
+            raise HsanomalyError("a pixel's values overflow float32 once scaled for the model: "
+                                 "an undeclared fill value (declare it nodata) or other units")
         book = self.codebook(generator)
         points = book.project(x)
         order = morton_order(points)
