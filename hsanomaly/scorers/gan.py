@@ -39,6 +39,8 @@ class GanScorer(Scorer):
     needs_model = True
     fits_on_scene = False
     options = SOLVER_OPTIONS + RUNTIME_OPTIONS
+    unscored_cause = ("the networks gave no number there: values that overflow once scaled "
+                      "for the model (an undeclared fill value? declare it nodata)")
 
     def __init__(self, model, solver=defaults.SOLVER, restarts=defaults.RESTARTS,
                  steps=defaults.STEPS, codebook=defaults.CODEBOOK, refine=defaults.REFINE,
