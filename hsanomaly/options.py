@@ -169,25 +169,33 @@ def check_batch_keywords(options, detect, detect_many):
                                  + f" (detect takes {name}= for one raster)")
 
 
+def under_current_names(values, renames, owner, what="it", warn=True):
+    """``values`` (name -> value) under their names now: a former name (``renames``: former ->
+    now) still works for a release, with a deprecation warning giving the name now (``warn``);
+    both names together are refused. ``owner`` and ``what`` word the messages ("score 'lrx'
+    calls this option 'pca' now")."""
+    current = dict(values)
+    for old, new in renames.items():
+        if old not in current:
+            continue
+        if new in current:
+            raise HsanomalyError(f"{spell(old)}: {owner} calls {what} {spell(new)} now, and both "
+                                 f"were given; give {spell(new)} only")
+        if warn:
+            from .io.checks import warn_once
+
+            warn_once(f"{spell(old)}: {owner} calls {what} {spell(new)} now; its former name "
+                      "goes in the next release", HsanomalyDeprecationWarning)
+        current[new] = current.pop(old)
+    return current
+
+
 def renamed_keywords(**renames):
-    """Let a function's former keyword names (``outer="outer_mask"``) still work for a release,
-    with a deprecation warning giving the name now; the former and the new name together are
-    refused. The signature shown is the function's own."""
+    """Let a function's former keyword names (``outer="outer_mask"``) still work for a release
+    (``under_current_names``). The signature shown is the function's own."""
     def wrap(function):
         @functools.wraps(function)
         def call(*args, **kwargs):
-            for old, new in renames.items():
-                if old not in kwargs:
-                    continue
-                if new in kwargs:
-                    raise HsanomalyError(f"{spell(old)}: {function.__name__} calls it "
-                                         f"{spell(new)} now, and both were given; give "
-                                         f"{spell(new)} only")
-                from .io.checks import warn_once
-
-                warn_once(f"{spell(old)}: {function.__name__} calls it {spell(new)} now; the "
-                          "former name goes in the next release", HsanomalyDeprecationWarning)
-                kwargs[new] = kwargs.pop(old)
-            return function(*args, **kwargs)
+            return function(*args, **under_current_names(kwargs, renames, function.__name__))
         return call
     return wrap

@@ -148,18 +148,21 @@ def check_outcome(name, scorer, summaries):
     from ..io.checks import warn
 
     counts = [summary.get(COUNTS) for summary in summaries]
-    check_scored(name, scorer, counts)
+    totals = None if not counts or any(c is None for c in counts) else \
+        [int(v) for v in np.sum(counts, axis=0)]      # valid pixels, those left without a score
+    if totals is not None:
+        check_scored(name, scorer, *totals)
     if _is_constant([summary.get(RANGE) for summary in summaries]):
         warn(f"{name}: every band is constant or nearly so (varies by less than "
              f"{NEAR_CONSTANT:g} of its value); the scores carry no information")
         return
     spreads = [summary.get(SPREAD) for summary in summaries]
-    if not spreads or any(s is None for s in spreads + counts):
+    if totals is None or any(s is None for s in spreads):
         return
     spreads = np.array(spreads)
     infinite, low, high = int(spreads[:, 2].sum()), np.nanmin(spreads[:, 0], initial=np.inf), \
         np.nanmax(spreads[:, 1], initial=-np.inf)
-    valid, unscored = (int(v) for v in np.sum(counts, axis=0))
+    valid, unscored = totals
     if infinite and not np.isfinite(low):
         raise HsanomalyError(f"{name}: every {scorer.name} score overflowed to infinity, so the "
                              "heatmap would hold one value: its values are far too large for "
@@ -173,14 +176,10 @@ def check_outcome(name, scorer, summaries):
              "ranks nothing: the scene holds too few distinct spectra for this score")
 
 
-def check_scored(name, scorer, counts):
-    """Say how many valid pixels ``scorer`` could not score (``counts``: per tile, valid
-    pixels and those left NaN, as ``score_block`` counts them; None for a tile stored by an
-    earlier version): a warning for some, an error for all. The heatmap shows them as
-    nodata, so without this they would pass for it."""
-    if any(c is None for c in counts) or not counts:
-        return
-    valid, unscored = (int(v) for v in np.sum(counts, axis=0))
+def check_scored(name, scorer, valid, unscored):
+    """Say how many of the ``valid`` pixels ``scorer`` could not score (``unscored``, left
+    NaN): a warning for some, an error for all. The heatmap shows them as nodata, so without
+    this they would pass for it."""
     if not unscored:
         return
     cause = scorer.unscored_cause

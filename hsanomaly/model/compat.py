@@ -56,11 +56,12 @@ def check_value_range(bundle, source):
         return
     with np.errstate(over="ignore"):
         values = pre.transform(pixels)
-    if not np.isfinite(values).all(axis=1).mean() > 0.5:   # the scene overflows, not a fill
+    finite = np.isfinite(values).all(axis=1)
+    if not finite.mean() > 0.5:                  # the scene overflows, not a fill value or two
         raise HsanomalyError(f"{source.name}: its values, scaled as the model {bundle.path} was "
                              "trained, exceed float32's range: other units than its training "
                              "data, or a missing scale factor?")
-    values = values[np.isfinite(values).all(axis=1)]      # fill values: check_data says so
+    values = values[finite]                      # fill values: check_data says so
     typical = float(np.median(np.median(np.abs(values), axis=1)))
     spread = float(np.median(values.std(axis=0)))
     if typical > OUT_OF_RANGE:

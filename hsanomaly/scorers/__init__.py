@@ -6,9 +6,8 @@ so an option a score does not take, or a value of the wrong kind (``hsanomaly.op
 with one line instead of a TypeError.
 """
 
-from ..errors import HsanomalyDeprecationWarning, HsanomalyError
-from ..io.checks import warn_once
-from ..options import TRAINING_KINDS, check_values
+from ..errors import HsanomalyError
+from ..options import TRAINING_KINDS, check_values, under_current_names
 from ..spelling import spell
 from .base import Scorer
 from .context import (ContextScorer, DualContextScorer, MultiContextScorer,
@@ -38,19 +37,8 @@ def current_options(name, options, warn=True):
     """``options`` under their names now: a former name of an option of score ``name``
     (``Scorer.renamed_options``) still works, and a warning gives the name now (``warn``:
     a Detector said it when it was built, and its fit need not say it again)."""
-    cls = scorer_class(name)
-    current = dict(options)
-    for old, new in cls.renamed_options.items():
-        if old not in current:
-            continue
-        if new in current:
-            raise HsanomalyError(f"{spell(old)}: score {name!r} calls this option {spell(new)} "
-                                 f"now, and both were given; give {spell(new)} only")
-        if warn:
-            warn_once(f"{spell(old)}: score {name!r} calls this option {spell(new)} now; its "
-                      "former name goes in the next release", HsanomalyDeprecationWarning)
-        current[new] = current.pop(old)
-    return current
+    return under_current_names(options, scorer_class(name).renamed_options, f"score {name!r}",
+                               "this option", warn)
 
 
 def extra_label(kind):
