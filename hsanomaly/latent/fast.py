@@ -36,7 +36,7 @@ import numpy as np
 
 from .. import defaults
 from ..errors import HsanomalyError
-from .generator import reconstruction_cost
+from .generator import finite_pixels, reconstruction_cost
 from .result import LatentResult
 
 CHUNK = 8192            # pixels per vectorised pass: bounds the gathered (chunk, candidates, k, d) arrays
@@ -242,10 +242,7 @@ class FastSolver:
         The pixels are searched in the Z-curve order of their projected coordinates
         (``morton_order``): consecutive KD-tree queries then walk the same branches while they
         are in the caches, which makes the search faster with the same answers (docs/speed.md)."""
-        x = np.asarray(x, dtype=np.float32)
-        if not np.isfinite(x).all():        # the KD-tree would raise scipy's ValueError
-            raise HsanomalyError("a pixel's values overflow float32 once scaled for the model: "
-                                 "an undeclared fill value (declare it nodata) or other units")
+        x = finite_pixels(x)
         book = self.codebook(generator)
         points = book.project(x)
         order = morton_order(points)

@@ -10,11 +10,24 @@ descent and Gauss-Newton steps, which only need a descent direction.
 
 import numpy as np
 
+from ..errors import HsanomalyError
+
 JACOBIAN_STEP = 1e-3
 # Latent vectors (or windows, for the critic) per onnxruntime call: small enough that a call's
 # activations stay in the CPU's caches, large enough that the per-call overhead vanishes
 # (benchmarks/graph_speed.py measures the choice; figures in docs/training/graphs.md).
 BATCH = 4096
+
+
+def finite_pixels(x):
+    """x (n, d) as float32, refused in one line where a pixel overflowed once scaled for the
+    model: no search finds a reconstruction of an infinite value (the fast solver's KD-tree
+    raised scipy's traceback; the thesis's descent gave NaN steps)."""
+    x = np.asarray(x, dtype=np.float32)
+    if not np.isfinite(x).all():
+        raise HsanomalyError("a pixel's values overflow float32 once scaled for the model: "
+                             "an undeclared fill value (declare it nodata) or other units")
+    return x
 
 
 def reconstruction_cost(x, g, z, c1=1.0, c2=0.0):

@@ -10,7 +10,7 @@ costs ``latent_dim + 1`` generator evaluations instead of a forward and a backwa
 
 import numpy as np
 
-from .generator import reconstruction_cost
+from .generator import finite_pixels, reconstruction_cost
 from .result import LatentResult
 
 CHUNK = 2048   # pixels optimised together: (latent_dim + 1) * CHUNK vectors per generator call
@@ -37,7 +37,7 @@ class ThesisSolver:
 
     def solve(self, generator, x):
         """Best latent vector per row of ``x`` (n, d); starts are drawn from ``seed`` on every call."""
-        x = np.asarray(x, dtype=np.float32)
+        x = finite_pixels(x)
         rng = np.random.default_rng(self.seed)
         starts = rng.standard_normal((self.restarts, len(x), generator.latent_dim)).astype(np.float32)
         parts = [self._solve_chunk(generator, x[i:i + CHUNK], starts[:, i:i + CHUNK])
