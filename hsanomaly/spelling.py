@@ -1,4 +1,4 @@
-"""How a message names an argument: as the front door in use spells it.
+"""How a message names an argument: as the front door in use spells it (and how it counts).
 
 The library's checks run behind every door, so a message names an argument with
 ``spell("neighbour_weight")``: a Python caller reads ``'neighbour_weight'``, the command line
@@ -67,6 +67,11 @@ def _in_python(name, value=None, placeholder=None, python=None):
     if value is not None or placeholder is not None:
         return f"{shown}={placeholder if value is None else repr(value)}"
     return f"'{shown}'" if shown.isidentifier() else shown     # as scikit-learn names them
+
+
+def counted(n, noun, plural=None):
+    """``n`` things in words: "1 tile", "2 tiles", "16,384 pixels"."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
 
 
 def submit(pool, fn, *args):

@@ -40,6 +40,24 @@ def test_detect_rx_on_the_example_reproduces_reference_auc(tmp_path, example_sce
     assert (tmp_path / "heat.png").stat().st_size > 1000
 
 
+def test_the_result_line_counts_the_pixels_left_out_as_nodata(tmp_path):
+    """A pixel nodata in a few bands is left out whole; under 5 % of the probe no warning
+    says so, so the one-line result counts what was scored and what was left out."""
+    cube, _ = synthetic_cube(rows=40, cols=50)
+    cube[:, 0, :7] = -9999                  # 7 pixels nodata in every band
+    cube[3, 10, 10:12] = -9999              # 2 in one band only
+    path = write_raster(tmp_path / "scene.tif", cube, nodata=-9999)
+    result = run("detect", path, tmp_path / "heat.tif", "--score", "rx", "-q")
+    assert result.exit_code == 0, result.output
+    line = result.stdout.strip().splitlines()[0]
+    assert line.startswith(f"{tmp_path / 'heat.tif'}: rx heatmap, 1 tile in ")
+    assert line.endswith("; 1,991 pixels scored, 9 nodata")
+    import hsanomaly
+
+    detected = hsanomaly.detect(path, tmp_path / "heat2.tif", score="rx")
+    assert (detected.scored, detected.nodata, detected.tiles) == (1991, 9, 1)
+
+
 @pytest.mark.parametrize("make, args, fragments", [
     (None, ["missing.tif"], ["missing.tif", "file not found"]),
     ("junk", ["junk.tif"], ["junk.tif", "not a raster GDAL can read"]),

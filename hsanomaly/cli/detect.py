@@ -9,6 +9,7 @@ from . import show_progress, with_verbosity
 from ..latent import DEPRECATED_NAMES, SOLVERS
 from ..scorers import REGISTRY, SCORES
 from ..scorers.rings import rings_text
+from ..spelling import counted
 
 
 def _taking(option):
@@ -160,15 +161,14 @@ def detect(src, dst, score, model, solver, restarts, steps, codebook, refine, co
                  overwrite=overwrite, workers=workers, scheduler=scheduler,
                  progress=show_progress(quiet), **options)
     seconds = time.perf_counter() - start
-    click.echo(f"{dst}: {result.score} heatmap, {result.tiles} tiles in {seconds:.1f} s"
-               + (f" ({result.tiles_resumed} resumed)" if result.tiles_resumed else ""))
+    click.echo(result.describe(seconds))
     if result.model and not model:
         click.echo(f"{result.model}: model trained on {src}; reuse it with --model")
     for name, path in result.outputs.items():
         if name != "score":
             click.echo(f"{path}: {name}")
     if result.polygons is not None:
-        click.echo(f"{polygons}: {result.polygons} target polygons")
+        click.echo(f"{polygons}: {counted(result.polygons, 'target polygon')}")
 
 
 def scorer_options(score, **given):

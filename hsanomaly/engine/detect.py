@@ -36,7 +36,7 @@ from ..options import check_whole
 from ..runtime import one_blas_thread
 from ..scorers import check_extras
 from ..scorers.halo import Place
-from ..spelling import spell, submit
+from ..spelling import counted, spell, submit
 from .store import (TileStore, check_same_input, read_manifest, resume_hint, run_fingerprint,
                     store_path)
 
@@ -55,7 +55,8 @@ class DetectResult:
     """What ``hsanomaly.detect`` did: the rasters written (``outputs``: the heatmap and any extra
     outputs; ``polygons``: the count written, if asked for), the tiles scored
     (and of them resumed), the seconds taken, the score, the model used and the polygons'
-    count. Plain values only: a batch keeps one per raster (a scorer here kept its model)."""
+    count, and the pixels scored and left out as nodata. Plain values only: a batch keeps one
+    per raster (a scorer here kept its model)."""
     path: str
     outputs: dict                 # output name -> path written
     tiles: int
@@ -64,6 +65,17 @@ class DetectResult:
     score: str                    # the score's name
     model: str = None             # the model bundle used, if any
     polygons: int = None          # number of target polygons written, if asked for
+    scored: int = None            # pixels with a score (None: tiles of an earlier version)
+    nodata: int = None            # pixels left out as nodata, whole or in some bands
+
+    def describe(self, seconds=None):
+        """One line on what was written: tiles, time, pixels scored and left out."""
+        seconds = self.seconds if seconds is None else seconds
+        line = (f"{self.path}: {self.score} heatmap, {counted(self.tiles, 'tile')} in "
+                f"{seconds:.1f} s" + (f" ({self.tiles_resumed} resumed)" if self.tiles_resumed else ""))
+        if self.scored is not None:
+            line += f"; {counted(self.scored, 'pixel')} scored, {self.nodata:,} nodata"
+        return line
 
 
 def check_tile(tile):
@@ -144,21 +156,22 @@ def check_outcome(name, scorer, summaries):
     """What the scores of a whole raster say about it, from its tiles' ``summaries`` (RANGE,
     COUNTS, SPREAD; a tile stored by an earlier version may lack some): a constant input, valid
     pixels left without a score (``check_scored``), scores that overflowed to infinity (an
-    error when every one did: the heatmap would be one value), and a heatmap of one value."""
+    error when every one did: the heatmap would be one value), and a heatmap of one value.
+    Returns (valid pixels, those left without a score), or None where a tile lacks them."""
     from ..io.checks import warn
 
     counts = [summary.get(COUNTS) for summary in summaries]
     totals = None if not counts or any(c is None for c in counts) else \
-        [int(v) for v in np.sum(counts, axis=0)]      # valid pixels, those left without a score
+        tuple(int(v) for v in np.sum(counts, axis=0))
     if totals is not None:
         check_scored(name, scorer, *totals)
     if _is_constant([summary.get(RANGE) for summary in summaries]):
         warn(f"{name}: every band is constant or nearly so (varies by less than "
              f"{NEAR_CONSTANT:g} of its value); the scores carry no information")
-        return
+        return totals
     spreads = [summary.get(SPREAD) for summary in summaries]
     if totals is None or any(s is None for s in spreads):
-        return
+        return totals
     spreads = np.array(spreads)
     infinite, low, high = int(spreads[:, 2].sum()), np.nanmin(spreads[:, 0], initial=np.inf), \
         np.nanmax(spreads[:, 1], initial=-np.inf)
@@ -169,11 +182,13 @@ def check_outcome(name, scorer, summaries):
                              "the score's arithmetic (other units than the model's training "
                              "data?)")
     if infinite:
-        warn(f"{name}: {infinite} pixels have an infinite {scorer.name} score (values too "
-             "large for the score's arithmetic); they rank beyond every other")
+        warn(f"{name}: {counted(infinite, 'pixel')} {'has' if infinite == 1 else 'have'} an "
+             f"infinite {scorer.name} score (values too large for the score's arithmetic); "
+             f"{'it ranks' if infinite == 1 else 'they rank'} beyond every other")
     elif low == high and valid - unscored > 1:
         warn(f"{name}: every pixel has the same {scorer.name} score ({low:g}), so the heatmap "
              "ranks nothing: the scene holds too few distinct spectra for this score")
+    return totals
 
 
 def check_scored(name, scorer, valid, unscored):
@@ -385,7 +400,7 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
                                  "heatmap would mix both; nothing was replaced: rerun")
         summaries = [store.members(i, SUMMARIES) for i in range(len(windows))]
         try:
-            check_outcome(source.name, scorer, summaries)
+            totals = check_outcome(source.name, scorer, summaries)
         except HsanomalyError:
             store.remove()          # a rerun would score the same: nothing to resume
             raise
@@ -399,8 +414,12 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
             stage.on_commit(store.remove)
             stage.on_end(store.release)     # the stage's owner ends it: the lock lasts till then
             handed = True
+        valid, unscored = totals or (None, None)
         return DetectResult(outputs["score"][0], {k: v[0] for k, v in outputs.items()},
-                            len(windows), len(done), time.perf_counter() - start, scorer.name)
+                            len(windows), len(done), time.perf_counter() - start, scorer.name,
+                            scored=None if totals is None else valid - unscored,
+                            nodata=None if totals is None else
+                            source.height * source.width - valid)
     except Exception as err:
         if store is not None and not store.resumed and not store.done():
             store.remove()      # nothing finished: nothing to resume

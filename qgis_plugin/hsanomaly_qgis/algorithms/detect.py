@@ -182,6 +182,7 @@ class DetectAnomalies(HsanomalyAlgorithm):
             feedback.pushWarning(f"{what}: not used by score {score!r}, {why}")
         with self.library_errors(feedback):
             from hsanomaly.api import detect
+            from hsanomaly.spelling import counted
 
             result = detect(
                 source, heatmap, score=score, model=model, polygons=polygons,
@@ -189,12 +190,11 @@ class DetectAnomalies(HsanomalyAlgorithm):
                 tile=self.parameterAsInt(parameters, self.TILE, context),
                 overwrite=True,   # QGIS replaces an algorithm's output files (its dialog asks)
                 progress=False, callback=progress_callback(feedback), **options)
-        feedback.pushInfo(f"{heatmap}: {result.score} heatmap, {result.tiles} tiles "
-                          f"in {result.seconds:.1f} s")
+        feedback.pushInfo(result.describe())
         style_heatmap_on_load(context, heatmap)
         outputs = {self.OUTPUT: heatmap}
         if polygons:
-            feedback.pushInfo(f"{polygons}: {result.polygons} target polygons")
+            feedback.pushInfo(f"{polygons}: {counted(result.polygons, 'target polygon')}")
             style_targets_on_load(context, polygons)
             outputs[self.POLYGONS] = polygons
         return outputs
