@@ -10,7 +10,8 @@ The front door:
 """
 
 from ._version import __version__
-from .api import BatchItem, detect, detect_many, evaluate, train
+from .api import detect, evaluate, train
+from .batch import BatchItem, detect_many
 from .detector import Detector
 from .errors import HsanomalyDeprecationWarning, HsanomalyError, HsanomalyWarning
 from . import model            # hsanomaly.model.Bundle: what train returns, what model= takes

@@ -1,26 +1,24 @@
-"""One call per job: ``train``, ``detect``, ``detect_many``, ``evaluate``.
+"""One call per job: ``train``, ``detect``, ``evaluate`` (and, in ``batch``, ``detect_many``).
 
-The CLI, the QGIS provider and the Dask runner call exactly these; their defaults come
-from ``hsanomaly.defaults``. Every check that can fail runs before the work starts.
+The CLI and the QGIS provider call exactly these; their defaults come from
+``hsanomaly.defaults``. Every check that can fail runs before the work starts.
 """
 
 import contextlib
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from . import defaults
 from .errors import HsanomalyError
-from .io.atomic import describe
 from .io.checks import one_job
 from .options import check_keywords, plain_values, public_signature, renamed_keywords
 from .polygons import check_threshold
 from .quickmodel import check_quick_model, resumable_quick_model, scene_model_path, train_on_scene
-from .scorers import extra_label, make_scorer, scorer_class
+from .scorers import extra_label, make_scorer
 from .spelling import spell
 from .training import LIBRARY_ONLY, train as train_bundle
-from .validate import (batch_inputs, batch_paths, check_raster_path, check_request, detect_paths,
-                       evaluate_paths, model_path)
+from .validate import (batch_inputs, check_raster_path, check_request, detect_paths, evaluate_paths,
+                       model_path)
 
 
 @one_job()
@@ -53,7 +51,7 @@ def detect(src, dst, *, score=None, model=None, extras=None, polygons=None, thre
     An existing output file hsanomaly did not write is refused unless ``overwrite``.
     Returns an ``engine.DetectResult``.
     """
-    from .distributed import DaskExecutor
+    from .distributed import DaskExecutor, optional_client
     from .engine import detect as run_engine
     from .engine.detect import check_resumed_input
     from .io.atomic import staged
@@ -88,7 +86,7 @@ def detect(src, dst, *, score=None, model=None, extras=None, polygons=None, thre
                 trained = train_on_scene(src, dst, cls.model_training, callback, progress,
                                          stage.directory(quick))
                 scorer, model = make_scorer(score, **options, model=trained), quick
-        with _client(workers, scheduler) as client:
+        with optional_client(workers, scheduler) as client:
             executor = None if client is None else DaskExecutor(client)
             result = run_engine(src, dst, scorer, extras=extras, tile=tile, resume=resume,
                                 executor=executor, progress=progress, callback=callback,
@@ -104,115 +102,6 @@ def detect(src, dst, *, score=None, model=None, extras=None, polygons=None, thre
                                              far=far, stage=stage, name=dst)
     result.model = None if model is None else str(model)
     return result
-
-
-@dataclass
-class BatchItem:
-    """One raster of ``detect_many``: its input, its heatmap and what became of it."""
-    src: str
-    dst: str
-    status: str                   # "scored", "skipped" (finished before) or "failed"
-    result: object = None         # DetectResult when scored
-    error: str = None             # one-line message when failed
-
-
-def batch_output(src, out_dir, score):
-    """Where ``detect_many`` writes the heatmap of ``src``: ``out_dir/<stem>_<score>.tif``."""
-    return Path(out_dir) / f"{Path(str(src)).stem}_{score}.tif"
-
-
-@one_job()
-def detect_many(inputs, out_dir, *, score=None, model=None, tile=defaults.TILE, overwrite=False,
-                workers=None, scheduler=None, progress=False, **options):
-    """Score every raster of ``inputs`` (a path, a wildcard pattern or a list of them) into
-    ``out_dir/<stem>_<score>.tif``, on one cluster; returns a ``BatchItem`` per raster, in order.
-    A model score without ``model`` trains a quick model per raster, as ``detect`` does.
-
-    A raster whose heatmap carries the fingerprint of its input and these settings is skipped,
-    an interrupted one resumed, so a batch can simply be rerun; a changed input or setting is
-    scored again. ``overwrite`` scores all anew and replaces files hsanomaly did not write
-    (refused otherwise, before any work). A failed raster's ``BatchItem`` says why in one line.
-    """
-    from tqdm.auto import tqdm
-
-    from .engine.store import batch_resumes
-
-    model = model_path(model)
-    score = defaults.SCORE if score is None else score
-    cls = check_request(score, model, options, None, tile, workers, scheduler,
-                        overwrite=overwrite, progress=progress, batch=(detect, detect_many))
-    inputs = batch_inputs(inputs)
-    out_dir = Path(out_dir)
-    targets = [(src, batch_output(src, out_dir, score)) for src in inputs]
-    batch_paths(targets, out_dir, scene_model_path if cls.needs_model and model is None else None,
-                overwrite)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise HsanomalyError(f"{out_dir}: cannot create {spell('out_dir')} ({err.strerror})") from None
-    if not os.access(out_dir, os.W_OK | os.X_OK):
-        raise HsanomalyError(f"{out_dir}: {spell('out_dir')} is not writable")
-
-    states = [("score" if overwrite else _batch_state(src, dst, score, model, tile, options))
-              for src, dst in targets]
-    items = [BatchItem(src, str(dst), "skipped") if state == "skip" else None
-             for (src, dst), state in zip(targets, states)]
-    pending = [i for i, item in enumerate(items) if item is None]
-    with (_client(workers, scheduler) if pending else contextlib.nullcontext()) as client, \
-            tqdm(pending, unit="raster", disable=not progress) as bar, batch_resumes():
-        for i in bar:
-            src, dst = targets[i]
-            try:
-                result = detect(src, dst, score=score, model=model, tile=tile,
-                                resume=states[i] == "resume", overwrite=overwrite,
-                                scheduler=client, **options)
-                items[i] = BatchItem(src, str(dst), "scored", result=result)
-            except Exception as err:       # one raster's failure never stops the batch
-                items[i] = BatchItem(src, str(dst), "failed", error=_one_line(src, err))
-    return items
-
-
-def _batch_state(src, dst, score, model, tile, options):
-    """What ``detect_many`` does with ``dst``: "skip" it (finished, with the fingerprint of
-    ``src`` scored now), "resume" its interrupted run of that fingerprint, or "score" it from
-    the start (another run's tiles could never be used; resuming them would fail every time)."""
-    from .engine.detect import expected_fingerprint, read_fingerprint
-    from .engine.store import read_manifest, remove_finished, store_path
-
-    store = store_path(dst)
-    if not (store.exists() or dst.exists()):
-        return "score"           # nothing earlier: no fingerprint to compute before detect does
-    needs_model = scorer_class(score).needs_model
-    model = scene_model_path(dst) if needs_model and model is None else model
-    try:
-        scorer = make_scorer(score, **options, **({"model": model} if needs_model else {}))
-        expected = expected_fingerprint(src, scorer, tile=tile)
-    except Exception:            # anything wrong with the input or model: detect will say what
-        return "resume"
-    if dst.exists() and read_fingerprint(dst) == expected:
-        remove_finished(store, expected)     # left by a commit that a later write finished
-        return "skip"
-    return "resume" if store.exists() and read_manifest(store).get("fingerprint") == expected \
-        else "score"
-
-
-def _one_line(src, err):
-    if isinstance(err, HsanomalyError):
-        return str(err)
-    return f"{src}: {type(err).__name__}: {describe(err)}"
-
-
-@contextlib.contextmanager
-def _client(workers, scheduler):
-    """A Dask client for ``workers`` / ``scheduler`` (an address or a Client), or None to work
-    in this process."""
-    if not (workers or scheduler):
-        yield None
-        return
-    from .distributed import dask_client
-
-    with dask_client(workers, scheduler) as client:
-        yield client
 
 
 @one_job()

@@ -87,6 +87,17 @@ def _distributed():
 
 
 @contextlib.contextmanager
+def optional_client(workers=None, scheduler=None):
+    """``dask_client`` for ``workers`` / ``scheduler``, or None (work in this process) without
+    either."""
+    if not (workers or scheduler):
+        yield None
+        return
+    with dask_client(workers, scheduler) as client:
+        yield client
+
+
+@contextlib.contextmanager
 def dask_client(workers=None, scheduler=None):
     """A Client for ``scheduler`` (an address, or a Client used as is) or a local cluster of
     ``workers`` single-threaded processes, closed on exit unless it was passed in."""

@@ -1,4 +1,4 @@
-"""``hsanomaly detect-many``: a thin click layer over ``hsanomaly.api.detect_many``."""
+"""``hsanomaly detect-many``: a thin click layer over ``hsanomaly.batch.detect_many``."""
 
 import click
 
@@ -27,7 +27,7 @@ def detect_many(inputs, out_dir, overwrite, workers, scheduler, quiet, **scoring
     """
     import sys
 
-    from ..api import detect_many as run
+    from ..batch import detect_many as run
 
     score, model, tile = scoring.pop("score"), scoring.pop("model"), scoring.pop("tile")
     items = run(inputs, out_dir, score=score, model=model, tile=tile, overwrite=overwrite,

@@ -1,0 +1,117 @@
+"""``detect_many``: ``detect`` over many rasters, resumable as a batch, optionally on Dask.
+
+A rerun is the way to finish a batch: each heatmap carries the fingerprint of its input and
+settings, so finished rasters are skipped, interrupted ones resumed, changed ones scored again.
+"""
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import defaults
+from .api import detect
+from .errors import HsanomalyError
+from .io.atomic import describe
+from .io.checks import one_job
+from .quickmodel import scene_model_path
+from .scorers import make_scorer, scorer_class
+from .spelling import spell
+from .validate import batch_inputs, batch_paths, check_request, model_path
+
+
+@dataclass
+class BatchItem:
+    """One raster of ``detect_many``: its input, its heatmap and what became of it."""
+    src: str
+    dst: str
+    status: str                   # "scored", "skipped" (finished before) or "failed"
+    result: object = None         # DetectResult when scored
+    error: str = None             # one-line message when failed
+
+
+def batch_output(src, out_dir, score):
+    """Where ``detect_many`` writes the heatmap of ``src``: ``out_dir/<stem>_<score>.tif``."""
+    return Path(out_dir) / f"{Path(str(src)).stem}_{score}.tif"
+
+
+@one_job()
+def detect_many(inputs, out_dir, *, score=None, model=None, tile=defaults.TILE, overwrite=False,
+                workers=None, scheduler=None, progress=False, **options):
+    """Score every raster of ``inputs`` (a path, a wildcard pattern or a list of them) into
+    ``out_dir/<stem>_<score>.tif``, on one cluster; returns a ``BatchItem`` per raster, in order.
+    A model score without ``model`` trains a quick model per raster, as ``detect`` does.
+
+    A raster whose heatmap carries the fingerprint of its input and these settings is skipped,
+    an interrupted one resumed, so a batch can simply be rerun; a changed input or setting is
+    scored again. ``overwrite`` scores all anew and replaces files hsanomaly did not write
+    (refused otherwise, before any work). A failed raster's ``BatchItem`` says why in one line.
+    """
+    from tqdm.auto import tqdm
+
+    from .distributed import optional_client
+    from .engine.store import batch_resumes
+
+    model = model_path(model)
+    score = defaults.SCORE if score is None else score
+    cls = check_request(score, model, options, None, tile, workers, scheduler,
+                        overwrite=overwrite, progress=progress, batch=(detect, detect_many))
+    inputs = batch_inputs(inputs)
+    out_dir = Path(out_dir)
+    targets = [(src, batch_output(src, out_dir, score)) for src in inputs]
+    batch_paths(targets, out_dir, scene_model_path if cls.needs_model and model is None else None,
+                overwrite)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise HsanomalyError(f"{out_dir}: cannot create {spell('out_dir')} ({err.strerror})") from None
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise HsanomalyError(f"{out_dir}: {spell('out_dir')} is not writable")
+
+    states = [("score" if overwrite else _batch_state(src, dst, score, model, tile, options))
+              for src, dst in targets]
+    items = [BatchItem(src, str(dst), "skipped") if state == "skip" else None
+             for (src, dst), state in zip(targets, states)]
+    pending = [i for i, item in enumerate(items) if item is None]
+    with (optional_client(workers, scheduler) if pending else contextlib.nullcontext()) as client, \
+            tqdm(pending, unit="raster", disable=not progress) as bar, batch_resumes():
+        for i in bar:
+            src, dst = targets[i]
+            try:
+                result = detect(src, dst, score=score, model=model, tile=tile,
+                                resume=states[i] == "resume", overwrite=overwrite,
+                                scheduler=client, **options)
+                items[i] = BatchItem(src, str(dst), "scored", result=result)
+            except Exception as err:       # one raster's failure never stops the batch
+                items[i] = BatchItem(src, str(dst), "failed", error=_one_line(src, err))
+    return items
+
+
+def _batch_state(src, dst, score, model, tile, options):
+    """What ``detect_many`` does with ``dst``: "skip" it (finished, with the fingerprint of
+    ``src`` scored now), "resume" its interrupted run of that fingerprint, or "score" it from
+    the start (another run's tiles could never be used; resuming them would fail every time)."""
+    from .engine.detect import expected_fingerprint, read_fingerprint
+    from .engine.store import read_manifest, remove_finished, store_path
+
+    store = store_path(dst)
+    if not (store.exists() or dst.exists()):
+        return "score"           # nothing earlier: no fingerprint to compute before detect does
+    needs_model = scorer_class(score).needs_model
+    model = scene_model_path(dst) if needs_model and model is None else model
+    try:
+        scorer = make_scorer(score, **options, **({"model": model} if needs_model else {}))
+        expected = expected_fingerprint(src, scorer, tile=tile)
+    except Exception:            # anything wrong with the input or model: detect will say what
+        return "resume"
+    if dst.exists() and read_fingerprint(dst) == expected:
+        remove_finished(store, expected)     # left by a commit that a later write finished
+        return "skip"
+    return "resume" if store.exists() and read_manifest(store).get("fingerprint") == expected \
+        else "score"
+
+
+def _one_line(src, err):
+    if isinstance(err, HsanomalyError):
+        return str(err)
+    return f"{src}: {type(err).__name__}: {describe(err)}"
