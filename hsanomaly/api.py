@@ -7,9 +7,11 @@ The CLI and the QGIS provider call exactly these; their defaults come from
 import contextlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, Optional, Union
 
 from . import defaults
 from .errors import HsanomalyError
+from .hints import Inputs, ModelArg, PathArg, Progress, Report, Scheduler
 from .io.checks import one_job
 from .options import check_keywords, plain_values, public_signature, renamed_keywords
 from .polygons import check_threshold
@@ -20,9 +22,13 @@ from .training import LIBRARY_ONLY, train as train_bundle
 from .validate import (batch_inputs, check_raster_path, check_request, detect_paths, evaluate_paths,
                        model_path)
 
+if TYPE_CHECKING:          # the engine and the bundle load on first use
+    from .engine.detect import DetectResult
+    from .model.bundle import Bundle
+
 
 @one_job()
-def train(inputs, out, **options):
+def train(inputs: Inputs, out: PathArg, **options: Any) -> "Bundle":
     """Train a WGAN-GP on ``inputs`` (raster or .mat paths) into the model bundle ``out``, with
     ``hsanomaly.training.train``'s options (another is refused). Needs torch (``[train]``).
     Returns the Bundle Detector/detect take."""
@@ -30,13 +36,18 @@ def train(inputs, out, **options):
     return train_bundle(batch_inputs(inputs), out, **plain_values(options))
 
 
-train.__signature__ = public_signature(train_bundle, LIBRARY_ONLY)   # help() shows the options
+setattr(train, "__signature__", public_signature(train_bundle, LIBRARY_ONLY))   # help() shows them
 
 
 @one_job()
-def detect(src, dst, *, score=None, model=None, extras=None, polygons=None, threshold=None,
-           far=None, png=None, tile=defaults.TILE, resume=False, cog=False, overwrite=False,
-           workers=None, scheduler=None, progress=False, callback=None, **options):
+def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
+           model: Optional[ModelArg] = None, extras: Optional[Dict[str, PathArg]] = None,
+           polygons: Optional[PathArg] = None, threshold: Optional[float] = None,
+           far: Union[float, str, None] = None, png: Optional[PathArg] = None,
+           tile: int = defaults.TILE, resume: bool = False, cog: bool = False,
+           overwrite: bool = False, workers: Optional[int] = None,
+           scheduler: Optional[Scheduler] = None, progress: bool = False,
+           callback: Optional[Progress] = None, **options: Any) -> "DetectResult":
     """Score raster ``src`` into the heatmap GeoTIFF ``dst``; optionally a PNG and polygons.
 
     score: a name from ``hsanomaly.scorers.SCORES`` (default ``defaults.SCORE``). Scores that
@@ -106,8 +117,10 @@ def detect(src, dst, *, score=None, model=None, extras=None, polygons=None, thre
 
 @one_job()
 @renamed_keywords(outer="outer_mask")         # outer: a ring's window size, as Detector takes it
-def evaluate(heatmap, truth, *, outer_mask=None, plots=None, json=None, title=None,
-             overwrite=False, pd_far=defaults.PD_FAR):
+def evaluate(heatmap: PathArg, truth: PathArg, *, outer_mask: Optional[PathArg] = None,
+             plots: Optional[PathArg] = None, json: Optional[PathArg] = None,
+             title: Optional[str] = None, overwrite: bool = False,
+             pd_far: float = defaults.PD_FAR) -> Report:
     """Score a heatmap raster against a truth mask: AUC, logAUC, lgFAR and Pd (the share of
     target pixels found at a false-alarm rate of ``pd_far``) overall and per target.
 

@@ -8,16 +8,21 @@ import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, List, Optional, cast
 
 from . import defaults
 from .api import detect
 from .errors import HsanomalyError
+from .hints import Inputs, ModelArg, PathArg, Scheduler
 from .io.atomic import describe
 from .io.checks import one_job
 from .quickmodel import scene_model_path
 from .scorers import make_scorer, scorer_class
 from .spelling import spell
 from .validate import batch_inputs, batch_paths, check_request, model_path
+
+if TYPE_CHECKING:          # the engine loads on first use: ``import hsanomaly`` stays light
+    from .engine.detect import DetectResult
 
 
 @dataclass
@@ -26,18 +31,21 @@ class BatchItem:
     src: str
     dst: str
     status: str                   # "scored", "skipped" (finished before) or "failed"
-    result: object = None         # DetectResult when scored
-    error: str = None             # one-line message when failed
+    result: Optional["DetectResult"] = None   # when scored
+    error: Optional[str] = None             # one-line message when failed
 
 
-def batch_output(src, out_dir, score):
+def batch_output(src: PathArg, out_dir: PathArg, score: str) -> Path:
     """Where ``detect_many`` writes the heatmap of ``src``: ``out_dir/<stem>_<score>.tif``."""
     return Path(out_dir) / f"{Path(str(src)).stem}_{score}.tif"
 
 
 @one_job()
-def detect_many(inputs, out_dir, *, score=None, model=None, tile=defaults.TILE, overwrite=False,
-                workers=None, scheduler=None, progress=False, **options):
+def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None,
+                model: Optional[ModelArg] = None, tile: int = defaults.TILE,
+                overwrite: bool = False, workers: Optional[int] = None,
+                scheduler: Optional[Scheduler] = None, progress: bool = False,
+                **options: Any) -> List[BatchItem]:
     """Score every raster of ``inputs`` (a path, a wildcard pattern or a list of them) into
     ``out_dir/<stem>_<score>.tif``, on one cluster; returns a ``BatchItem`` per raster, in order.
     A model score without ``model`` trains a quick model per raster, as ``detect`` does.
@@ -56,9 +64,8 @@ def detect_many(inputs, out_dir, *, score=None, model=None, tile=defaults.TILE, 
     score = defaults.SCORE if score is None else score
     cls = check_request(score, model, options, None, tile, workers, scheduler,
                         overwrite=overwrite, progress=progress, batch=(detect, detect_many))
-    inputs = batch_inputs(inputs)
     out_dir = Path(out_dir)
-    targets = [(src, batch_output(src, out_dir, score)) for src in inputs]
+    targets = [(src, batch_output(src, out_dir, score)) for src in batch_inputs(inputs)]
     batch_paths(targets, out_dir, scene_model_path if cls.needs_model and model is None else None,
                 overwrite)
     try:
@@ -70,8 +77,8 @@ def detect_many(inputs, out_dir, *, score=None, model=None, tile=defaults.TILE, 
 
     states = [("score" if overwrite else _batch_state(src, dst, score, model, tile, options))
               for src, dst in targets]
-    items = [BatchItem(src, str(dst), "skipped") if state == "skip" else None
-             for (src, dst), state in zip(targets, states)]
+    items: List[Optional[BatchItem]] = [BatchItem(src, str(dst), "skipped") if state == "skip"
+                                        else None for (src, dst), state in zip(targets, states)]
     pending = [i for i, item in enumerate(items) if item is None]
     with (optional_client(workers, scheduler) if pending else contextlib.nullcontext()) as client, \
             tqdm(pending, unit="raster", disable=not progress) as bar, batch_resumes():
@@ -84,7 +91,7 @@ def detect_many(inputs, out_dir, *, score=None, model=None, tile=defaults.TILE, 
                 items[i] = BatchItem(src, str(dst), "scored", result=result)
             except Exception as err:       # one raster's failure never stops the batch
                 items[i] = BatchItem(src, str(dst), "failed", error=_one_line(src, err))
-    return items
+    return cast(List[BatchItem], items)      # every pending one was filled in
 
 
 def _batch_state(src, dst, score, model, tile, options):

@@ -9,18 +9,23 @@ the dataset's mask) and the model's preprocessing are handled inside.
 """
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, Optional, overload
 
 import numpy as np
 
 from . import defaults
 from . import errors
 from .errors import HsanomalyError
+from .hints import ModelArg, Scene
 from .io.checks import one_job
 from .io.inputs import as_source
 from .latent import DEPRECATED_NAMES
 from .options import plain_values, renamed_keywords
 from .scorers import check_scorer, current_options, make_scorer, scorer_class
 from .validate import model_path
+
+if TYPE_CHECKING:
+    from xarray import DataArray
 
 
 class Detector:
@@ -35,7 +40,8 @@ class Detector:
     """
 
     @one_job()
-    def __init__(self, score=defaults.SCORE, model=None, tile=defaults.TILE, **options):
+    def __init__(self, score: Optional[str] = defaults.SCORE, model: Optional[ModelArg] = None,
+                 tile: int = defaults.TILE, **options: Any) -> None:
         # every option's kind and range, before fit trains a quick model, and before anything
         # is set: a set_params that is refused leaves the detector as it was
         from .engine.detect import check_tile
@@ -51,11 +57,11 @@ class Detector:
         self.options = options
 
     # scikit-learn's parameter protocol -------------------------------------------------------
-    def get_params(self, deep=True):
+    def get_params(self, deep: bool = True) -> Dict[str, Any]:
         """The constructor's parameters: score, model, tile and the options given."""
         return {"score": self.score_name, "model": self.model, "tile": self.tile, **self.options}
 
-    def set_params(self, **params):
+    def set_params(self, **params: Any) -> "Detector":
         """Change parameters; an option set to None goes back to the score's default (so
         ``set_params(score="rx", outer=None)`` leaves local RX's options behind). A fitted
         detector whose parameters change is no longer fitted: what it learned was learned
@@ -73,7 +79,7 @@ class Detector:
                     f"{name}: score {self.score_name!r} takes it as {meaning[0]}, score "
                     f"{score!r} as {meaning[1]}; set it to None to leave it behind, and give "
                     "the new score's option by its name")
-        self.__init__(**{**before, **params})
+        type(self).__init__(self, **{**before, **params})
         if self.get_params() != before:
             for name in ("scorer_", "model_", "n_bands_in_", "_workdir"):
                 self.__dict__.pop(name, None)
@@ -122,7 +128,7 @@ class Detector:
         return scorer_class(self.score_name).fits_on_scene
 
     @one_job()
-    def fit(self, X, y=None):
+    def fit(self, X: Scene, y: Any = None) -> "Detector":
         """Fit on X (a cube (bands, rows, cols), whose mask, if a masked array, is nodata; an
         open rasterio dataset; or an xarray DataArray, see ``io.inputs``); returns self."""
         from .engine.detect import check_scorable
@@ -153,6 +159,10 @@ class Detector:
         self._workdir = workdir
         return self
 
+    @overload       # the runtime tells a DataArray from other arrays
+    def score(self, X: "DataArray") -> "DataArray": ...  # type: ignore[overload-overlap]
+    @overload
+    def score(self, X: Scene) -> np.ndarray: ...
     def score(self, X):
         """Anomaly scores of X, float32 (rows, cols), NaN where X is invalid; high = anomalous.
         X may be another cube of the same bands than the one fitted on: what ``fit`` learned
@@ -164,7 +174,7 @@ class Detector:
 
     @one_job()
     @renamed_keywords(extras="with_extras")    # extras: detect's {output: path}
-    def score_outputs(self, X, with_extras=True):
+    def score_outputs(self, X: Scene, with_extras: bool = True) -> Dict[str, Any]:
         """{"score": (rows, cols)} plus, ``with_extras``, the score's extra outputs (e.g. "recon"
         (bands, rows, cols)) when it has any, but for those its configuration cannot measure
         ("convergence" of a search that takes no step)."""
@@ -182,6 +192,10 @@ class Detector:
         arrays = {name: arrays[name] for name in kept}
         return {name: wrap(value[0] if name == "score" else value) for name, value in arrays.items()}
 
+    @overload
+    def fit_score(self, X: "DataArray") -> "DataArray": ...  # type: ignore[overload-overlap]
+    @overload
+    def fit_score(self, X: Scene) -> np.ndarray: ...
     def fit_score(self, X):
         """``fit(X).score(X)``: the usual way, a scene scored against itself."""
         return self.fit(X).score(X)

@@ -13,11 +13,14 @@ import functools
 import inspect
 import math
 import numbers
+from typing import Any, Callable, TypeVar, cast
 
 import numpy as np
 
 from .errors import HsanomalyDeprecationWarning, HsanomalyError
 from .spelling import spell
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 SEED_MAX = 2**32 - 1        # numpy's and scikit-learn's seeds
 
@@ -190,12 +193,12 @@ def under_current_names(values, renames, owner, what="it", warn=True):
     return current
 
 
-def renamed_keywords(**renames):
+def renamed_keywords(**renames: str) -> Callable[[F], F]:
     """Let a function's former keyword names (``outer="outer_mask"``) still work for a release
     (``under_current_names``). The signature shown is the function's own."""
     def wrap(function):
         @functools.wraps(function)
         def call(*args, **kwargs):
             return function(*args, **under_current_names(kwargs, renames, function.__name__))
-        return call
+        return cast(F, call)
     return wrap

@@ -55,6 +55,7 @@ with zipfile.ZipFile(wheel) as archive:
     meta = Parser().parsestr(archive.read(info).decode())
 assert any(n.endswith(".dist-info/licenses/LICENSE") for n in files), "wheel lacks LICENSE"
 assert not any(n.startswith(("tests/", "qgis_plugin/", "examples/")) for n in files), files
+assert "hsanomaly/py.typed" in files, "wheel lacks hsanomaly/py.typed (the hints' marker)"
 assert meta["License-Expression"] == "MIT", meta["License-Expression"]
 urls = {u.split(",")[0] for u in meta.get_all("Project-URL")}
 assert {"Homepage", "Repository", "Issues", "Changelog"} <= urls, urls

@@ -19,6 +19,7 @@ import warnings
 from concurrent.futures import CancelledError, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -63,10 +64,10 @@ class DetectResult:
     tiles_resumed: int
     seconds: float
     score: str                    # the score's name
-    model: str = None             # the model bundle used, if any
-    polygons: int = None          # number of target polygons written, if asked for
-    scored: int = None            # pixels with a score (None: tiles of an earlier version)
-    nodata: int = None            # pixels left out as nodata, whole or in some bands
+    model: Optional[str] = None       # the model bundle used, if any
+    polygons: Optional[int] = None    # number of target polygons written, if asked for
+    scored: Optional[int] = None      # pixels with a score (None: tiles of an earlier version)
+    nodata: Optional[int] = None      # pixels left out as nodata, whole or in some bands
 
     def describe(self, seconds=None):
         """One line on what was written: tiles, time, pixels scored and left out."""

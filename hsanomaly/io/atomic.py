@@ -53,7 +53,7 @@ HOST_TAG = 8               # hex digits of the host's name hash in a private dir
 try:
     import fcntl
 except ImportError:        # Windows: journals are finished without a lock
-    fcntl = None
+    fcntl = None          # type: ignore[assignment]
 
 
 _QUIET_NATIVE = False

@@ -28,7 +28,7 @@ def warn(message, category=HsanomalyWarning):
     warnings.warn(message, category, stacklevel=level)
 
 
-_SAID = set()                     # outside any job: once per process
+_SAID: set = set()                # outside any job: once per process
 _SAID_IN_JOB = contextvars.ContextVar("hsanomaly_said_in_job", default=None)
 
 

@@ -12,7 +12,7 @@ from ..errors import HsanomalyError
 try:
     import fcntl
 except ImportError:          # Windows: no advisory locks; runs on one output must not overlap
-    fcntl = None
+    fcntl = None            # type: ignore[assignment]
 
 UNLOCKABLE = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL}
 

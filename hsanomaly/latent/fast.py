@@ -45,7 +45,7 @@ SHARED_CODEBOOKS = 2    # codebooks kept per process for generators that carry a
 KDTREE_LEAF = 64        # entries per KD-tree leaf: queries in 8 dimensions run faster than with
                         # scipy's 16 (the neighbours found are the same)
 MORTON_AXES, MORTON_BITS = 3, 10   # queries are ordered along a Z-curve over these leading axes
-_shared = {}            # (generator key, solver params) -> Codebook, oldest first
+_shared: dict = {}      # (generator key, solver params) -> Codebook, oldest first
 _shared_lock = threading.RLock()
 
 

@@ -19,17 +19,21 @@ class Scorer:
     meaning = ""          # what the score measures, for the heatmap's band description
     needs_model = False   # takes ``model=<bundle path>``
     fits_on_scene = True  # ``fit(source)`` must run on the scene being scored
-    options = ()          # keyword options the constructor takes, besides ``model``
-    renamed_options = {}  # an option's former name -> its name now (the former still works)
-    halo = 0              # neighbour pixels each tile needs on every side
+    options: tuple[str, ...] = ()   # keyword options the constructor takes, besides ``model``
+    renamed_options: dict = {}      # an option's former name -> its name now (the former still works)
     unscored_cause = "its value is not a number there"   # why a valid pixel may get no score
-    extra_outputs = ()    # the optional per-pixel outputs besides "score" it can write
-    extra_bands = {}      # those outputs of a built scorer: name -> band count
-    model_training = {}   # training options of the model trained for this score when none is
-                          # given (``hsanomaly.training.train`` keywords)
+    extra_outputs: tuple[str, ...] = ()   # the optional per-pixel outputs besides "score" it can write
+    extra_bands: dict = {}          # those outputs of a built scorer: name -> band count
+    model_training: dict = {}       # training options of the model trained for this score when
+                                    # none is given (``hsanomaly.training.train`` keywords)
     window_from_model = False  # the footprint is the model's window: unknown until it exists
     shares_halo = False   # ``score_block`` takes a third argument, the block's ``halo.Place``,
                           # and keeps per-pixel results its neighbouring blocks share
+
+    @property
+    def halo(self):
+        """Neighbour pixels each tile needs on every side."""
+        return 0
 
     @property
     def footprint(self):

@@ -309,7 +309,7 @@ class RingContextScorer(ResidualScorer):
     options = _each_once(ResidualScorer.options, MultiRingLRX.options)
     renamed_options = MultiRingLRX.renamed_options
     unscored_cause = MultiRingLRX.unscored_cause
-    rings_on = ()
+    rings_on: tuple[str, ...] = ()
 
     def __init__(self, model, rings=defaults.RINGS, pca=defaults.LRX_PCA,
                  top_rings=defaults.TOP_RINGS, **options):

@@ -38,7 +38,7 @@ class GanScorer(Scorer):
 
     needs_model = True
     fits_on_scene = False
-    options = SOLVER_OPTIONS + RUNTIME_OPTIONS
+    options: tuple[str, ...] = SOLVER_OPTIONS + RUNTIME_OPTIONS
     unscored_cause = ("the networks gave no number there: values that overflow once scaled "
                       "for the model (an undeclared fill value? declare it nodata)")
 
@@ -89,7 +89,7 @@ class GanScorer(Scorer):
     def halo(self):
         return self.bundle.window // 2
 
-    extra_outputs = ("recon", "latent", "convergence")
+    extra_outputs: tuple[str, ...] = ("recon", "latent", "convergence")
 
     def unmeasured_outputs(self):
         """"convergence" where the latent search takes no step to measure."""

@@ -62,7 +62,10 @@ class LocalRX(Scorer):
         if pca < 1:
             raise HsanomalyError(f"{spell('pca')} must be at least 1, got {pca}")
         self.outer, self.guard, self.pca, self.ridge = outer, guard, pca, ridge
-        self.halo = outer // 2
+
+    @property
+    def halo(self):
+        return self.outer // 2
 
     def params(self):
         return {"name": self.name, "outer": self.outer, "guard": self.guard,

@@ -8,6 +8,7 @@ scorer is fitted on the scene exactly when it says so (``fits_on_scene``).
 
 import time
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 
@@ -34,7 +35,7 @@ class SceneRun:
     config: object            # config.ThesisConfig
     figures: object           # folder for the PNGs
     log: object
-    result: SceneResult = None
+    result: Optional[SceneResult] = None
     shared: dict = field(default_factory=dict)    # scores reused across experiments
 
     def __post_init__(self):

@@ -1,0 +1,83 @@
+"""The public API's type hints, as a type checker reads them (the package ships ``py.typed``).
+
+mypy checks the package itself, then a user's script written against the front door: a
+correct one passes, and one with mistakes a hint should catch is refused at those lines.
+"""
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("mypy")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+GOOD = """
+    import numpy as np
+    import hsanomaly
+
+    result = hsanomaly.detect("in.tif", "out.tif", score="rx", tile=128, far="auto")
+    tiles: int = result.tiles
+    scored = result.scored
+    if scored is not None:
+        share: float = scored / (scored + (result.nodata or 0))
+    cube = np.zeros((3, 8, 8), np.float32)
+    heat: np.ndarray = hsanomaly.Detector("rx", outer=9).fit(cube).score(cube)
+    also: np.ndarray = hsanomaly.Detector().fit_score(cube)
+    items = hsanomaly.detect_many(["a.tif", "b.tif"], "out", workers=2)
+    first: hsanomaly.BatchItem = items[0]
+    report = hsanomaly.evaluate("heat.tif", "truth.tif", pd_far=1e-3)
+    auc: float = report["auc"]
+    bundle = hsanomaly.train(["a.tif"], "model", iterations=50)
+    hsanomaly.detect("a.tif", "b.tif", model=bundle,
+                     callback=lambda fraction, message: fraction > 0.5)
+"""
+
+BAD = """
+    import numpy as np
+    import hsanomaly
+
+    result = hsanomaly.detect("in.tif", "out.tif", tile="big")
+    result.tilez
+    cube = np.zeros((3, 8, 8), np.float32)
+    hsanomaly.Detector("rx").fit(cube).score(cube).no_such_thing
+    hsanomaly.detect_many("a.tif", "out")[0].results
+    hsanomaly.evaluate("heat.tif", "truth.tif", pd_far="high")
+    count: int = result.scored
+"""
+
+
+@pytest.fixture(scope="module")
+def mypy(tmp_path_factory):
+    """mypy with this project's settings, its cache shared by the module's checks."""
+    cache = tmp_path_factory.mktemp("mypy-cache")
+    env = {**os.environ, "MYPYPATH": str(ROOT)}      # the editable install hides it from mypy
+
+    def run(*args, cwd=ROOT):
+        return subprocess.run([sys.executable, "-m", "mypy", "--config-file",
+                               str(ROOT / "pyproject.toml"), "--cache-dir", str(cache), *args],
+                              capture_output=True, text=True, cwd=cwd, env=env)
+    return run
+
+
+def test_the_package_type_checks(mypy):
+    run = mypy("-p", "hsanomaly")
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_a_users_script_is_checked_against_the_hints(mypy, tmp_path):
+    assert (ROOT / "hsanomaly" / "py.typed").exists()
+    good = tmp_path / "good.py"
+    good.write_text(textwrap.dedent(GOOD))
+    run = mypy(str(good), cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    bad = tmp_path / "bad.py"
+    bad.write_text(textwrap.dedent(BAD))
+    run = mypy(str(bad), cwd=tmp_path)
+    lines = {int(m.group(1)) for m in re.finditer(r"bad\.py:(\d+): error", run.stdout)}
+    assert lines == {5, 6, 8, 9, 10, 11}, run.stdout
