@@ -1,5 +1,6 @@
 """The command line: success paths and one clear line for every bad input."""
 
+import os
 import subprocess
 import sys
 from importlib.metadata import entry_points
@@ -254,3 +255,27 @@ def test_the_libraries_own_warnings_are_debug_lines(capsys):
             if shown else err == ["Warning: scene.tif: about the data"], err
     for handler in [h for h in LOGGER.handlers if getattr(h, "hsanomaly_cli", False)]:
         LOGGER.removeHandler(handler)             # bound to this test's captured stderr
+
+
+def test_the_shell_completes_commands_and_score_names():
+    """What README's completion line sets up: the installed command answers bash's requests."""
+    import shutil
+
+    from hsanomaly.scorers import SCORES
+
+    command = shutil.which("hsanomaly", path=os.path.dirname(sys.executable))
+    if command is None:
+        pytest.skip("the hsanomaly command is not installed beside this Python")
+
+    def complete(words, index):
+        env = {**os.environ, "COMP_WORDS": words, "COMP_CWORD": str(index),
+               "_HSANOMALY_COMPLETE": "bash_complete"}
+        out = subprocess.run([command], env=env, capture_output=True, text=True, check=True)
+        return [line.split(",", 1)[1] for line in out.stdout.splitlines()]
+
+    assert complete("hsanomaly de", 1) == ["detect", "detect-many"]
+    assert complete("hsanomaly detect --score ", 3) == list(SCORES)
+    assert "--neighbour-weight" in complete("hsanomaly detect --nei", 2)
+    script = subprocess.run([command], env={**os.environ, "_HSANOMALY_COMPLETE": "bash_source"},
+                            capture_output=True, text=True, check=True).stdout
+    assert "complete -o nosort -F _hsanomaly_completion hsanomaly" in script
