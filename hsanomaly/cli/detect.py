@@ -161,7 +161,7 @@ def detect(src, dst, score, model, solver, restarts, steps, codebook, refine, co
                  overwrite=overwrite, workers=workers, scheduler=scheduler,
                  progress=show_progress(quiet), **options)
     seconds = time.perf_counter() - start
-    click.echo(result.describe(seconds))
+    click.echo(result.text(seconds))
     if result.model and not model:
         click.echo(f"{result.model}: model trained on {src}; reuse it with --model")
     for name, path in result.outputs.items():

@@ -69,11 +69,13 @@ class DetectResult:
     scored: Optional[int] = None      # pixels with a score (None: tiles of an earlier version)
     nodata: Optional[int] = None      # pixels left out as nodata, whole or in some bands
 
-    def describe(self, seconds=None):
-        """One line on what was written: tiles, time, pixels scored and left out."""
+    def text(self, seconds=None):
+        """The one line the command line and QGIS print: tiles, time (``seconds``, when the
+        caller's run took longer: a quick model's training), pixels scored and left out."""
         seconds = self.seconds if seconds is None else seconds
-        line = (f"{self.path}: {self.score} heatmap, {counted(self.tiles, 'tile')} in "
-                f"{seconds:.1f} s" + (f" ({self.tiles_resumed} resumed)" if self.tiles_resumed else ""))
+        line = f"{self.path}: {self.score} heatmap, {counted(self.tiles, 'tile')} in {seconds:.1f} s"
+        if self.tiles_resumed:
+            line += f" ({self.tiles_resumed} resumed)"
         if self.scored is not None:
             line += f"; {counted(self.scored, 'pixel')} scored, {self.nodata:,} nodata"
         return line
@@ -415,12 +417,12 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
             stage.on_commit(store.remove)
             stage.on_end(store.release)     # the stage's owner ends it: the lock lasts till then
             handed = True
-        valid, unscored = totals or (None, None)
-        return DetectResult(outputs["score"][0], {k: v[0] for k, v in outputs.items()},
-                            len(windows), len(done), time.perf_counter() - start, scorer.name,
-                            scored=None if totals is None else valid - unscored,
-                            nodata=None if totals is None else
-                            source.height * source.width - valid)
+        result = DetectResult(outputs["score"][0], {k: v[0] for k, v in outputs.items()},
+                              len(windows), len(done), time.perf_counter() - start, scorer.name)
+        if totals is not None:
+            valid, unscored = totals
+            result.scored, result.nodata = valid - unscored, source.height * source.width - valid
+        return result
     except Exception as err:
         if store is not None and not store.resumed and not store.done():
             store.remove()      # nothing finished: nothing to resume

@@ -190,7 +190,7 @@ class DetectAnomalies(HsanomalyAlgorithm):
                 tile=self.parameterAsInt(parameters, self.TILE, context),
                 overwrite=True,   # QGIS replaces an algorithm's output files (its dialog asks)
                 progress=False, callback=progress_callback(feedback), **options)
-        feedback.pushInfo(result.describe())
+        feedback.pushInfo(result.text())
         style_heatmap_on_load(context, heatmap)
         outputs = {self.OUTPUT: heatmap}
         if polygons:
