@@ -126,7 +126,7 @@ def test_fast_solver_answers_each_pixel_whatever_order_it_searches_them_in(gener
 
 
 def test_codebook_linear_model_matches_a_direct_gauss_newton_step(generator):
-    solver = FastSolver(codebook=1024, c2=0.3)
+    solver = FastSolver(codebook=1024, c2=0.3, refine=1)    # a solver that takes steps
     book = solver.codebook(generator)
     entry = np.arange(5)
     x = book.g[entry] + 0.05 * np.random.default_rng(0).standard_normal(book.g[entry].shape).astype(np.float32)
@@ -137,6 +137,32 @@ def test_codebook_linear_model_matches_a_direct_gauss_newton_step(generator):
         rhs = jac[i].T @ (x[i] - book.g[i]) / d - 0.3 / k * book.z[i]
         _, step = book.model_step(i, x[i] - book.g[i], book.z[i])
         np.testing.assert_allclose(step, np.linalg.solve(a, rhs), rtol=1e-3, atol=1e-5)
+
+
+def test_a_search_without_steps_reads_and_factors_no_jacobian(bundle, tmp_path):
+    """The default search (no refinement) loaded the stored Jacobians and factored 65,536
+    Gauss-Newton systems it never used: a third of a quick model's codebook in memory. It
+    reads z and G(z) only now, and answers as before."""
+    import shutil
+
+    from hsanomaly.model import load_bundle
+
+    copy = tmp_path / "model"
+    shutil.copytree(bundle.path, copy)
+    model = load_bundle(copy)
+    generator = GeneratorFunction(open_session(model.generator_path, threads=1), model.latent_dim,
+                                  codebook=model.codebook)
+    x = generator(np.random.default_rng(1).standard_normal((300, model.latent_dim), np.float32))
+    before = FastSolver().solve(generator, x)
+    (copy / "codebook.jacobian.npy").write_bytes(b"not the bundle's any more")
+    plain = FastSolver()
+    after = plain.solve(generator, x)
+    np.testing.assert_array_equal(after.z, before.z)
+    assert plain.codebook(generator).weights is None
+    with pytest.raises(ValueError, match="without Jacobians"):
+        plain.codebook(generator).model_step(0, x[0] - generator(before.z[:1])[0], before.z[0])
+    with pytest.raises(HsanomalyError, match="codebook.jacobian.npy changed since the model"):
+        FastSolver(refine=1).solve(generator, x)
 
 
 def test_codebooks_are_shared_by_solvers_of_one_generator_and_settings(bundle, generator):

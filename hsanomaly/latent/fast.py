@@ -62,7 +62,9 @@ def codebook_samples(generator, size, scale, seed):
     """(z (K, k), G(z) (K, d), J (K, d, k)): the codebook's generator work, float32.
 
     z: a scrambled Sobol sequence of ``codebook_size`` points mapped through the normal
-    quantile and scaled by ``scale``; J by forward differences (GeneratorFunction.with_jacobian).
+    quantile and scaled by ``scale``; J by forward differences (GeneratorFunction.with_jacobian,
+    whose G(z) a bundle stores: one call gives both, so built and stored outputs agree bit
+    for bit).
     """
     from scipy.special import ndtri
     from scipy.stats import qmc
@@ -98,21 +100,27 @@ class Codebook:
     """Latent vectors, their outputs and factored Gauss-Newton systems, built once per generator.
 
     ``samples``: (z, G(z), J) as ``codebook_samples`` returns them (or a bundle stores them);
-    built from ``generator`` when not given.
+    built from ``generator`` when not given. Without J (None), or with ``gauss_newton=False``,
+    it answers candidates only: the Gauss-Newton systems, the largest part of a codebook,
+    serve refinement steps alone.
     """
 
-    def __init__(self, generator, size, scale, c1, c2, damping, projection, seed, samples=None):
+    def __init__(self, generator, size, scale, c1, c2, damping, projection, seed, samples=None,
+                 gauss_newton=True):
         from scipy.spatial import cKDTree
 
         z, g, jac = samples if samples is not None else codebook_samples(generator, size, scale, seed)
         k, d = z.shape[1], g.shape[1]
         self.z, self.g = z, g
-        jac_t = np.ascontiguousarray(jac.transpose(0, 2, 1), dtype=np.float64)    # (K, k, d)
-        normal = (c1 / d) * np.matmul(jac_t, jac_t.transpose(0, 2, 1))           # (K, k, k)
-        normal += (c2 / k + damping + _jitter(normal)) * np.eye(k)
-        chol = np.linalg.cholesky(normal)
-        self.chol_inv = np.linalg.inv(chol).astype(np.float32)            # L^-1, (K, k, k)
-        self.weights = np.float32(c1 / d) * np.matmul(self.chol_inv, jac_t.astype(np.float32))  # L^-1 c1/d J^T
+        self.chol_inv = self.weights = None
+        if gauss_newton and jac is not None:
+            jac_t = np.ascontiguousarray(jac.transpose(0, 2, 1), dtype=np.float64)    # (K, k, d)
+            normal = (c1 / d) * np.matmul(jac_t, jac_t.transpose(0, 2, 1))           # (K, k, k)
+            normal += (c2 / k + damping + _jitter(normal)) * np.eye(k)
+            chol = np.linalg.cholesky(normal)
+            self.chol_inv = np.linalg.inv(chol).astype(np.float32)            # L^-1, (K, k, k)
+            self.weights = np.float32(c1 / d) * np.matmul(self.chol_inv,    # L^-1 c1/d J^T
+                                                          jac_t.astype(np.float32))
         self.c2_over_k = np.float32(c2 / k)
         self.mean = self.g.mean(axis=0)
         # leading principal axes of the outputs: eigenvectors of their (d, d) scatter matrix,
@@ -134,6 +142,8 @@ class Codebook:
 
     def model_step(self, entry, residual, z):
         """(predicted cost decrease |u|^2, step L^-T u) of each pixel's Gauss-Newton model at ``entry``."""
+        if self.weights is None:
+            raise ValueError("this codebook was built without Jacobians: it takes no Gauss-Newton step")
         u = np.einsum("...kd,...d->...k", self.weights[entry], residual)
         if self.c2_over_k:
             u -= self.c2_over_k * np.einsum("...kl,...l->...k", self.chol_inv[entry], z)
@@ -213,7 +223,8 @@ class FastSolver:
                 else:
                     self._codebook = Codebook(generator, self.codebook_size, self.codebook_scale,
                                               self.c1, self.c2, self.damping, self.projection,
-                                              self.seed, samples=self._stored_samples(generator))
+                                              self.seed, samples=self._stored_samples(generator),
+                                              gauss_newton=bool(self.refine))
                 if key is not None:
                     _shared[key] = self._codebook
                     while len(_shared) > SHARED_CODEBOOKS:
@@ -229,7 +240,7 @@ class FastSolver:
         if stored is None or not stored.matches(self.codebook_size, self.codebook_scale, self.seed,
                                                 JACOBIAN_STEP):
             return None
-        samples = stored.load()
+        samples = stored.load(jacobian=bool(self.refine))    # steps alone use the Jacobians
         expected = codebook_size(self.codebook_size, generator.latent_dim, generator.output_size)
         if len(samples[0]) != expected:
             return None

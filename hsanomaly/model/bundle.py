@@ -121,16 +121,17 @@ class StoredCodebook:
         return (int(size), float(scale), int(seed), float(jacobian_step)) == \
             (s["size"], float(s["scale"]), s["seed"], float(s["jacobian_step"]))
 
-    def load(self):
+    def load(self, jacobian=True):
         """(z (K, k), g (K, d), jacobian (K, d, k)) as float32 arrays; no pickle is ever read.
         Each file is checked against its sha256 as read: the arrays are read when scoring
-        starts, and must still be the bundle's that was loaded."""
+        starts, and must still be the bundle's that was loaded. ``jacobian=False`` leaves the
+        largest unread (None): a search without Gauss-Newton steps never uses it."""
         import io
 
         import numpy as np
 
         arrays = []
-        for name in CODEBOOK_ARRAYS:
+        for name in CODEBOOK_ARRAYS if jacobian else CODEBOOK_ARRAYS[:2]:
             file = self.path / self.settings["arrays"][name]
             try:
                 data = file.read_bytes()
@@ -148,7 +149,7 @@ class StoredCodebook:
             except (OSError, ValueError) as err:
                 _fail(self.path, f"{file.name} is not a plain .npy array ({err})")
             arrays.append(array)
-        z, g, jac = arrays
+        z, g, jac = (*arrays, None)[:3]
         n = len(z)
         expected = ((n, self.latent_dim), (n, self.output_size),
                     (n, self.output_size, self.latent_dim))
