@@ -7,12 +7,14 @@ command shows each long stage by name, with its time when verbose.
 
 import contextlib
 import logging
+import re
 import sys
 import time
 
 LOGGER = logging.getLogger("hsanomaly")
 LOGGER.addHandler(logging.NullHandler())
 LEVELS = {-1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}
+NUMBER = re.compile(r"[-+]?[0-9][0-9.]*(?:e[-+]?[0-9]+)?")   # messages of one kind differ in these
 
 
 def configure(verbosity=0):
@@ -45,3 +47,34 @@ def stage(message, logger=LOGGER):
     start = time.perf_counter()
     yield
     logger.debug("%s: done in %.1f s", message, time.perf_counter() - start)
+
+
+class Throttle:
+    """Which progress messages (``callback(fraction, message)``'s) deserve a line in a log: a
+    new kind of message (a new stage: fitting, training, tiles), the last one, and otherwise
+    one every ``interval`` seconds or every ``step`` of progress, whichever comes first, so a
+    raster of thousands of tiles does not flood the log."""
+
+    def __init__(self, interval, step, clock=time.monotonic):
+        self.interval, self.step, self.clock = interval, step, clock
+        self.time, self.fraction, self.kind = None, 0.0, None
+
+    def __call__(self, fraction, message):
+        now, kind = self.clock(), NUMBER.sub("#", str(message))
+        if (kind != self.kind or fraction >= 1 or now - self.time >= self.interval
+                or fraction - self.fraction >= self.step):
+            self.time, self.fraction, self.kind = now, fraction, kind
+            return True
+        return False
+
+
+def progress_lines(interval=30.0, step=0.1, logger=LOGGER):
+    """A ``callback(fraction, message)`` that logs counted progress ("tile 3/16", "iteration
+    40/250") as info lines (``Throttle``): where no progress bar is drawn (a log file, a batch
+    job) a long run still says how far it got. A stage's name is already a ``stage`` line."""
+    throttle = Throttle(interval, step)
+
+    def callback(fraction, message):
+        if fraction > 0 and NUMBER.search(str(message)) and throttle(fraction, message):
+            logger.info("%s (%.0f %%)", message, 100 * fraction)
+    return callback

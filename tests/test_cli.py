@@ -279,3 +279,17 @@ def test_the_shell_completes_commands_and_score_names():
     script = subprocess.run([command], env={**os.environ, "_HSANOMALY_COMPLETE": "bash_source"},
                             capture_output=True, text=True, check=True).stdout
     assert "complete -o nosort -F _hsanomaly_completion hsanomaly" in script
+
+
+def test_a_log_file_gets_progress_lines_under_verbose(tmp_path):
+    """Off a terminal no bar is drawn; a -v run into a log file said nothing between its
+    stage lines for minutes. It now logs counted progress every tenth or so; without -v, none."""
+    cube, _ = synthetic_cube(rows=40, cols=50)
+    path = write_raster(tmp_path / "scene.tif", cube)
+    verbose = run("detect", path, tmp_path / "heat.tif", "--score", "rx", "--tile", "16", "-v")
+    assert verbose.exit_code == 0, verbose.output
+    lines = [line for line in verbose.stderr.splitlines() if line.startswith("tile ")]
+    assert lines[0] == "tile 1/12 (8 %)" and lines[-1] == "tile 12/12 (100 %)"
+    assert len(lines) < 12                    # a line per tenth of the tiles, not per tile
+    plain = run("detect", path, tmp_path / "heat.tif", "--score", "rx", "--tile", "16")
+    assert plain.exit_code == 0 and "tile " not in plain.stderr

@@ -90,6 +90,16 @@ def show_progress(quiet):
     return not quiet and sys.stderr.isatty()
 
 
+def progress_log(quiet):
+    """Where no bar is drawn but the log shows stages (-v into a log file or a batch job's
+    output), a ``callback`` that logs how far the run got now and then; else None."""
+    from ..logs import LOGGER, progress_lines
+
+    if quiet or show_progress(quiet) or not LOGGER.isEnabledFor(logging.INFO):
+        return None
+    return progress_lines()
+
+
 def with_verbosity(command):
     """Give ``command`` -v/--verbose and -q/--quiet and configure the library's log from them;
     while it runs, the library's messages name its flags and arguments (``spelling``).

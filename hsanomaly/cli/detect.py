@@ -5,7 +5,7 @@ import time
 import click
 
 from .. import defaults
-from . import show_progress, with_verbosity
+from . import progress_log, show_progress, with_verbosity
 from ..latent import DEPRECATED_NAMES, SOLVERS
 from ..scorers import REGISTRY, SCORES
 from ..scorers.rings import rings_text
@@ -159,7 +159,7 @@ def detect(src, dst, score, model, solver, restarts, steps, codebook, refine, co
     result = run(src, dst, score=score, model=model, extras=extras, polygons=polygons,
                  threshold=threshold, far=far, png=png, tile=tile, cog=cog, resume=resume,
                  overwrite=overwrite, workers=workers, scheduler=scheduler,
-                 progress=show_progress(quiet), **options)
+                 progress=show_progress(quiet), callback=progress_log(quiet), **options)
     seconds = time.perf_counter() - start
     click.echo(result.text(seconds))
     if result.model and not model:

@@ -3,7 +3,7 @@
 import click
 
 from .. import defaults
-from . import show_progress, with_verbosity
+from . import progress_log, show_progress, with_verbosity
 from ..training.settings import THREADS, Settings
 
 
@@ -46,7 +46,8 @@ def train(inputs, out, mask, background_only, window, bands, sqrt, whiten, itera
     bundle = train_model(list(inputs), out, mask=mask, window=window, bands=bands, sqrt=sqrt,
                          whiten=whiten, iterations=iterations, seed=seed, device=device,
                          background_only=background_only, boost_rare=boost_rare,
-                         resume=resume, threads=threads, progress=show_progress(quiet))
+                         resume=resume, threads=threads, progress=show_progress(quiet),
+                         callback=progress_log(quiet))
     losses = bundle.meta["training"]["losses"]
     click.echo(f"{bundle.path}: {bundle.bands_in} -> {bundle.bands} bands, window {bundle.window}, "
                f"{bundle.meta['training']['iterations']} iterations, "

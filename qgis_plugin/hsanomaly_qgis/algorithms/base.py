@@ -18,7 +18,6 @@ LOG_STEP = 0.1       # or this much progress
 # GTIFF_DIR:2:f.tif), a virtual file system path (/vsizip/..., /vsicurl/...) or a URL.
 GDAL_NAME = re.compile(r"^(?:[A-Za-z0-9_]{2,}:|/vsi[a-z0-9_]+/|[a-z][a-z0-9+.-]*://)")
 RASTER_TYPES = ("raster", "multilayer")
-NUMBER = re.compile(r"[-+]?[0-9][0-9.]*(?:e[-+]?[0-9]+)?")   # messages of one kind differ in these
 
 
 class HsanomalyAlgorithm(QgsProcessingAlgorithm):
@@ -129,21 +128,16 @@ def gdal_names(value):
 
 def progress_callback(feedback, interval=LOG_INTERVAL, step=LOG_STEP, clock=time.monotonic):
     """The library's ``callback(fraction, message)``: report to ``feedback``; True cancels.
+    The progress bar moves on every call; the log gets the lines the library's ``Throttle``
+    picks (a new stage, the last line, and otherwise every ``interval`` s or ``step``)."""
+    from hsanomaly.logs import Throttle
 
-    The progress bar moves on every call. The log gets a line only for a new kind of message
-    (a new stage: fitting, training, tiles), the last one, and otherwise at most every
-    ``interval`` seconds or every ``step`` of progress, so a raster of thousands of tiles
-    does not flood the log.
-    """
-    last = {"time": None, "fraction": 0.0, "kind": None}
+    throttle = Throttle(interval, step, clock)
 
     def callback(fraction, message):
         feedback.setProgress(100 * fraction)
-        now, kind = clock(), NUMBER.sub("#", str(message))
-        if (kind != last["kind"] or fraction >= 1 or now - last["time"] >= interval
-                or fraction - last["fraction"] >= step):
+        if throttle(fraction, message):
             feedback.pushInfo(message)
-            last.update(time=now, fraction=fraction, kind=kind)
         return feedback.isCanceled()
     return callback
 
