@@ -108,28 +108,30 @@ def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, chunk=R
     plus the targets themselves; the file is written through the one write path (read back
     and its features counted before it replaces ``gpkg_path``; with ``stage``, together with
     that stage's other outputs), and no target writes a valid empty layer. ``name``: how the
-    layer description names the heatmap (default ``heatmap_path``).
+    messages and the layer description name the heatmap (default ``heatmap_path``; detect
+    passes its output's name for the staged temporary it vectorises).
     """
     import geopandas as gpd
 
     check_threshold(gpkg_path, threshold, far)
+    name = name or heatmap_path
     with open_heatmap(heatmap_path) as ds:
         crs, transform, width = ds.crs, ds.transform, ds.width
         score = ds.tags().get(SCORE_TAG, "")
         placed_by = ("ground control points" if ds.gcps[0] else
                      "rational polynomial coefficients (RPCs)" if ds.rpcs else None)
         if transform.is_identity and placed_by:
-            warn(f"{name or heatmap_path}: the raster is placed on the map by {placed_by}, which "
+            warn(f"{name}: the raster is placed on the map by {placed_by}, which "
                  "polygons do not follow: they are in pixel coordinates (gdalwarp the input to "
                  "a map grid first)")
         elif transform.is_identity and crs is not None:
-            warn(f"{name or heatmap_path}: the raster names a CRS but has no geotransform, so "
+            warn(f"{name}: the raster names a CRS but has no geotransform, so "
                  "polygons are in pixel coordinates and their layer names no CRS (give the "
                  "input a geotransform to place them)")
         if transform.is_identity:          # pixel coordinates are in no reference system
             crs = None
     if threshold is None:
-        with log_stage(f"threshold at false-alarm rate {far} of {heatmap_path}"):
+        with log_stage(f"threshold at false-alarm rate {far} of {name}"):
             threshold = threshold_from_far(heatmap_path, far, chunk=chunk, name=name)
     with log_stage(f"vectorising the pixels above {threshold:.6g} into {gpkg_path}"):
         regions = Regions(width, transform)
@@ -140,12 +142,12 @@ def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, chunk=R
             scored += int(np.count_nonzero(~np.isnan(scores)))
         records = regions.targets()
     if not records and far == "auto":
-        warn(f"{name or heatmap_path}: the automatic threshold {threshold:.6g} lies above every "
+        warn(f"{name}: the automatic threshold {threshold:.6g} lies above every "
              f"score (the highest is {highest:.6g}), so no target was found; the tail fit "
              f"extrapolates far on a small or heavy-tailed heatmap: pass {spell('far')} (e.g. "
              f"1e-3) or {spell('threshold')} instead")
     elif not records and far is None and scored and highest <= threshold:
-        warn(f"{name or heatmap_path}: the threshold {threshold:.6g} lies at or above every "
+        warn(f"{name}: the threshold {threshold:.6g} lies at or above every "
              f"score (the highest is {highest:.6g}), so no target was found; pass a lower "
              f"{spell('threshold')} or a {spell('far')}")
     elif not records and far is not None:
@@ -153,7 +155,7 @@ def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, chunk=R
         why = (f"the rate allows no pixel of these {scored} (it needs at least 1/{scored})"
                if not allowed else f"the rate allows {allowed} of {scored} pixels above it, "
                "and more share the highest score")
-        warn(f"{name or heatmap_path}: no target found at false-alarm rate {far:g}: {why}; pass "
+        warn(f"{name}: no target found at false-alarm rate {far:g}: {why}; pass "
              f"a larger {spell('far')} or a {spell('threshold')}")
 
     areas, area_unit = target_areas(records, transform, crs)
@@ -172,7 +174,7 @@ def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, chunk=R
     columns["threshold"] = np.full(len(records), threshold, dtype=np.float64)
     frame = gpd.GeoDataFrame(columns, geometry=[r["geometry"] for r in records],
                              crs=crs.to_wkt() if crs is not None else None)
-    description = f"{name or heatmap_path}: pixels with score > {threshold:.6g}"
+    description = f"{name}: pixels with score > {threshold:.6g}"
     if transform.is_identity:
         description += "; not georeferenced: coordinates are pixel coordinates, area is null"
     else:

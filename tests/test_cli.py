@@ -293,3 +293,15 @@ def test_a_log_file_gets_progress_lines_under_verbose(tmp_path):
     assert len(lines) < 12                    # a line per tenth of the tiles, not per tile
     plain = run("detect", path, tmp_path / "heat.tif", "--score", "rx", "--tile", "16")
     assert plain.exit_code == 0 and "tile " not in plain.stderr
+
+
+def test_stage_lines_name_the_outputs_not_their_temporaries(tmp_path):
+    """The threshold's stage line named the private temporary heatmap that detect stages."""
+    cube, _ = synthetic_cube(rows=40, cols=50)
+    path = write_raster(tmp_path / "scene.tif", cube)
+    dst = tmp_path / "heat.tif"
+    result = run("detect", path, dst, "--score", "rx", "--polygons", tmp_path / "t.gpkg",
+                 "--far", "1e-3", "--png", tmp_path / "heat.png", "-v")
+    assert result.exit_code == 0, result.output
+    assert f"threshold at false-alarm rate 0.001 of {dst} ..." in result.stderr
+    assert "hsanomaly-tmp" not in result.stderr, result.stderr
