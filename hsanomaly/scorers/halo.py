@@ -19,7 +19,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-MAX_BYTES = 128 * 2**20   # strips kept per scorer: a row of the default score's, 4,000 pixels wide
+# Bytes of strips kept per scorer. A strip is 2 x halo rows of a block's columns (the tile's
+# plus both halos) by the residual's bands, float32: for the default score (halo 41, tiles of
+# 256) and a 32-band model, a row of tiles' strips fits up to a swath of about 9,500 pixels;
+# beyond it, strips that do not fit are solved again (the same values, more time).
+MAX_BYTES = 128 * 2**20
 
 
 class Place(NamedTuple):
