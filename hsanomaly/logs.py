@@ -26,6 +26,8 @@ def configure(verbosity=0):
         handler.hsanomaly_cli = True
         handler.setFormatter(_CliFormatter("%(message)s"))
         LOGGER.addHandler(handler)
+    else:       # a later command in this process (a caller's own, a test's) may have another
+        handler.setStream(sys.stderr)
     LOGGER.setLevel(LEVELS[max(-1, min(1, verbosity))])
     LOGGER.propagate = False
     return handler
