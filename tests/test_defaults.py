@@ -24,8 +24,9 @@ def test_score_and_tile_defaults():
     assert option(detect_many, "score").default == defaults.SCORE
     assert option(detect, "tile").default == defaults.TILE == Detector().tile
     import hsanomaly.api as api
+    import hsanomaly.batch as batch
 
-    assert keyword_default(api.detect, "tile") == keyword_default(api.detect_many, "tile") == defaults.TILE
+    assert keyword_default(api.detect, "tile") == keyword_default(batch.detect_many, "tile") == defaults.TILE
 
 
 def test_evaluation_defaults():
