@@ -14,6 +14,8 @@ import numpy as np
 
 from .errors import HsanomalyError
 
+BIN_ROWS = 8192     # pixels binned at once (bounds the float64 copy numpy makes of them)
+
 
 class Preprocessor:
     """Fit on pixels ``X`` of shape (n_pixels, n_bands); transform pixels or (bands, rows, cols) blocks."""
@@ -63,12 +65,18 @@ class Preprocessor:
         return (X - np.asarray(self.whiten_mean_)) @ np.asarray(self.whiten_matrix_)
 
     def _bin(self, X):
-        """Adjacent bands averaged, in float64 whatever X's type (float32 pixels are summed in
-        float64 as they are read, with no float64 copy of every band first)."""
+        """Adjacent bands averaged, in float64 whatever X's type, BIN_ROWS pixels at a time:
+        numpy casts a whole input to float64 before summing it (a tile's pixels are a
+        column-major view), and a chunk's copy is all that needs to exist at once."""
         edges = self.bin_edges_
         if len(edges) - 1 == X.shape[1]:
             return np.asarray(X, np.float64)
-        return np.add.reduceat(X, edges[:-1], axis=1, dtype=np.float64) / np.diff(edges)
+        out = np.empty((len(X), len(edges) - 1))
+        for start in range(0, len(X), BIN_ROWS):
+            np.add.reduceat(X[start:start + BIN_ROWS], edges[:-1], axis=1, dtype=np.float64,
+                            out=out[start:start + BIN_ROWS])
+        out /= np.diff(edges)
+        return out
 
     def transform(self, X):
         """(n, bands_in) -> (n, bands_out) float32."""
@@ -86,7 +94,8 @@ class Preprocessor:
         if self.whiten:
             X = self._whiten(X)
         if self.scale:
-            X = (X - np.asarray(self.center_)) / np.asarray(self.half_range_)
+            X = X - np.asarray(self.center_)        # a new array, divided in place
+            X /= np.asarray(self.half_range_)
         return X.astype(np.float32)
 
     def fit_transform(self, X):

@@ -38,6 +38,7 @@ PRECISION_RATIO = 0.01 * 2**23   # largest value over spread float32 resolves to
 # GDAL's block cache defaults to 5% of RAM; cap it so memory is bounded by the tile size.
 GDAL_CACHE_BYTES = 256 * 2**20
 SAMPLE_REDRAW = 1.1   # sample again when nodata left a tenth fewer valid pixels than drawn for
+SCALED_BANDS = 16     # bands scaled at once, in place
 
 
 def gdal_env():
@@ -71,17 +72,23 @@ class _Source:
             return self._token
 
     def read(self, window, halo=0):
-        """Return (block, valid) for ``window`` grown by ``halo`` pixels, NaN/False outside."""
+        """Return (block, valid) for ``window`` grown by ``halo`` pixels, NaN/False outside.
+        A block inside the raster is the array read (no second copy of a tile's every band)."""
         col0, row0 = int(window.col_off) - halo, int(window.row_off) - halo
         h, w = int(window.height) + 2 * halo, int(window.width) + 2 * halo
         r0, c0 = max(row0, 0), max(col0, 0)
         r1, c1 = min(row0 + h, self.height), min(col0 + w, self.width)
-        block = np.full((self.count, h, w), np.nan, dtype=np.float32)
-        valid = np.zeros((h, w), dtype=bool)
+        data = None
         if r1 > r0 and c1 > c0:
             data, ok = self._read(Window(c0, r0, c1 - c0, r1 - r0))
+            data = data.astype(np.float32, copy=False)
             ok &= np.isfinite(data).all(axis=0)
             data[:, ~ok] = np.nan
+            if data.shape[1:] == (h, w):
+                return data, ok
+        block = np.full((self.count, h, w), np.nan, dtype=np.float32)
+        valid = np.zeros((h, w), dtype=bool)
+        if data is not None:
             block[:, r0 - row0:r1 - row0, c0 - col0:c1 - col0] = data
             valid[r0 - row0:r1 - row0, c0 - col0:c1 - col0] = ok
         return block, valid
@@ -374,14 +381,19 @@ class RasterSource(_Source):
             values = values.astype(np.float32, copy=False)
         if self.scaling is not None:
             scale, offset = self.scaling
-            with np.errstate(over="ignore", invalid="ignore"):
-                scaled = values * scale + offset
-            # a scale can carry stored values beyond float32, in which pixels are scored: the
-            # brightest would turn infinite, then nodata
-            if (np.isinf(scaled) & np.isfinite(values) & ~nodata).any():
-                exact = values.astype(np.float64) * scale.astype(np.float64) + offset
-                check_float32_range(self.name, exact, nodata, self.bands, scaled=True)
-            values = scaled
+            # in place, SCALED_BANDS at a time: no second copy of the block
+            for start in range(0, len(values), SCALED_BANDS):
+                part = slice(start, start + SCALED_BANDS)
+                with np.errstate(over="ignore", invalid="ignore"):
+                    scaled = values[part] * scale[part] + offset[part]
+                # a scale can carry stored values beyond float32, in which pixels are scored:
+                # the brightest would turn infinite, then nodata
+                if (np.isinf(scaled) & np.isfinite(values[part]) & ~nodata[part]).any():
+                    exact = values[part].astype(np.float64) * scale[part].astype(np.float64) \
+                        + offset[part]
+                    check_float32_range(self.name, exact, nodata[part], self.bands[part],
+                                        scaled=True)
+                values[part] = scaled
         return values, nodata
 
 

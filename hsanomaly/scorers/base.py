@@ -20,9 +20,9 @@ class Scorer:
     needs_model = False   # takes ``model=<bundle path>``
     fits_on_scene = True  # ``fit(source)`` must run on the scene being scored
     options: tuple[str, ...] = ()   # keyword options the constructor takes, besides ``model``
-    renamed_options: dict = {}      # an option's former name -> its name now (the former still works)
+    renamed_options: dict = {}      # an option's former name -> its name now (the former works)
     unscored_cause = "its value is not a number there"   # why a valid pixel may get no score
-    extra_outputs: tuple[str, ...] = ()   # the optional per-pixel outputs besides "score" it can write
+    extra_outputs: tuple[str, ...] = ()   # the optional per-pixel outputs besides "score"
     extra_bands: dict = {}          # those outputs of a built scorer: name -> band count
     model_training: dict = {}       # training options of the model trained for this score when
                                     # none is given (``hsanomaly.training.train`` keywords)
@@ -147,6 +147,17 @@ def log_distance(squared):
     """log of squared distances (negative round-off clipped to 0): how distances are fused, so
     a sum of logs is a product of distances."""
     return np.log(np.maximum(squared, 0) + TINY)
+
+
+PIXEL_CHUNK = 8192      # pixels per part of a tile's float64 products (``in_chunks``)
+
+
+def in_chunks(n):
+    """Slices cutting n pixels into equal parts of at most PIXEL_CHUNK, so a tile's float64
+    copies of every band exist a part at a time. Parts are equal, never a small remainder: a
+    BLAS product may round a row differently in a small batch than in a large one."""
+    bounds = np.linspace(0, n, max(1, -(-n // PIXEL_CHUNK)) + 1).astype(int)
+    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def mahalanobis_sq(d, precision):

@@ -36,7 +36,8 @@ import numpy as np
 from ..errors import HsanomalyError
 from ..spelling import spell
 from .. import defaults
-from .base import Scorer, check_pixels, inverse, log_distance, mahalanobis_sq, mean_cov, moments
+from .base import (Scorer, check_pixels, in_chunks, inverse, log_distance, mahalanobis_sq, mean_cov,
+                   moments)
 from .gan import GanScorer, ReconScorer
 from .halo import HaloCache
 from .purge import Purged, check_neighbour_weight, check_purge
@@ -131,9 +132,18 @@ class ResidualScorer(Purged, Scorer):
         self.fit_purge(source)
         return self
 
-    def _residual(self, pixels):
-        """(x - G(z*), the GAN outputs) for pixels (n, bands_in), in preprocessed units."""
-        pre = self.gan.bundle.preprocessor.transform(np.asarray(pixels))
+    def _residual(self, pixels, mask=None):
+        """(x - G(z*), the GAN outputs) for pixels (n, bands_in), or a block's (bands_in, rows,
+        cols) pixels where ``mask``, in preprocessed units. A block is preprocessed a part at
+        a time (``in_chunks``): a copy of its every band never exists whole."""
+        transform = self.gan.bundle.preprocessor.transform
+        if mask is None:
+            pre = transform(np.asarray(pixels))
+        else:
+            at = np.nonzero(mask)
+            pre = np.empty((len(at[0]), self.gan.bundle.bands), np.float32)
+            for part in in_chunks(len(at[0])):
+                pre[part] = transform(pixels[:, at[0][part], at[1][part]].T)
         outputs = self.gan.score_windows(pre[:, :, None, None])
         return pre - outputs["recon"], outputs
 
@@ -158,7 +168,7 @@ class ResidualScorer(Purged, Scorer):
         the halo cache (``scorers.halo``: the latent search treats pixels independently, so
         they are the values solved here) and this block keeps its strips for its neighbours."""
         if place is None:
-            residual, outputs = self._residual(block[:, valid].T)
+            residual, outputs = self._residual(block, valid)
             return residual, {name: np.asarray(outputs[name]).reshape(len(residual), -1)
                               for name in self.extra_bands}
         sizes = {"residual": self.gan.bundle.bands, **self.extra_bands}
@@ -169,7 +179,7 @@ class ResidualScorer(Purged, Scorer):
         need = valid & ~known
         bounds = dict(zip(sizes, np.cumsum([0, *sizes.values()])))
         if need.any():
-            residual, outputs = self._residual(block[:, need].T)
+            residual, outputs = self._residual(block, need)
             for name, part in (("residual", residual), *((n, outputs[n]) for n in self.extra_bands)):
                 start = bounds[name]
                 values[start:start + sizes[name], need] = \
@@ -253,7 +263,7 @@ class ResidualScorer(Purged, Scorer):
             distance = np.full(valid.shape, np.nan)
             distance[valid] = self._log_distance(residual)
         else:
-            residual, outputs = self._residual(block[:, h:h + rows, h:h + cols][:, inner].T)
+            residual, outputs = self._residual(block[:, h:h + rows, h:h + cols], inner)
             distance = np.full(valid.shape, np.nan)
             distance[h:h + rows, h:h + cols][inner] = self._log_distance(residual)
         cube = None

@@ -5,8 +5,8 @@ import numpy as np
 from .. import defaults
 from ..errors import HsanomalyError
 from ..spelling import spell
-from .base import (Scorer, check_pixels, inverse, log_distance, mahalanobis_sq, mean_cov,
-                   scene_moments)
+from .base import (Scorer, check_pixels, in_chunks, inverse, log_distance, mahalanobis_sq,
+                   mean_cov, scene_moments)
 
 RING_PIXELS = 4096     # pixels per band of rows in local RX's vectorised covariance solves
 RING_FLOOR = 1e-12     # added to a ring covariance's diagonal, times the scene's variance
@@ -28,8 +28,12 @@ class GlobalRX(Scorer):
         return self
 
     def score_samples(self, X):
-        d = np.asarray(X, dtype=np.float64) - self.mean_
-        return mahalanobis_sq(d, self.precision_).astype(np.float32)
+        X = np.asarray(X)
+        out = np.empty(len(X), np.float32)
+        for part in in_chunks(len(X)):
+            d = np.asarray(X[part], dtype=np.float64) - self.mean_
+            out[part] = mahalanobis_sq(d, self.precision_)
+        return out
 
 
 def check_ring(outer, guard, label):
@@ -132,7 +136,11 @@ class LocalRX(Scorer):
         rows, cols = valid.shape
         k = self.projection_.shape[1]
         x = np.zeros((rows, cols, k))
-        x[valid] = (block[:, valid].T - self.mean_) @ self.projection_
+        at = np.nonzero(valid)                  # x[valid]'s order
+        projected = np.empty((len(at[0]), k))
+        for part in in_chunks(len(at[0])):
+            projected[part] = (block[:, at[0][part], at[1][part]].T - self.mean_) @ self.projection_
+        x[valid] = projected
         iu = np.triu_indices(k)
         integral = np.zeros((rows + 1, cols + 1, 1 + k + len(iu[0])))
         feats = integral[1:, 1:]        # x is 0 outside valid pixels, and so are its products
