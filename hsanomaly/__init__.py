@@ -9,6 +9,8 @@ The front door:
     hsanomaly.evaluate(heatmap, truth)      # AUC, logAUC, lgFAR, Pd, per target
 """
 
+from typing import TYPE_CHECKING
+
 from ._version import __version__
 from .api import detect, evaluate, train
 from .batch import BatchItem, detect_many
@@ -16,6 +18,10 @@ from .detector import Detector
 from .errors import HsanomalyDeprecationWarning, HsanomalyError, HsanomalyWarning
 from . import model            # hsanomaly.model.Bundle: what train returns, what model= takes
 from .scorers import SCORES
+
+if TYPE_CHECKING:              # loaded on first use (``__getattr__``); named for type checkers
+    from .engine import DetectResult
+    from .errors import NotFittedError
 
 __all__ = ["BatchItem", "DetectResult", "Detector", "HsanomalyDeprecationWarning", "HsanomalyError",
            "HsanomalyWarning", "NotFittedError", "SCORES", "__version__", "detect", "detect_many",

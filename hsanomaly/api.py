@@ -7,11 +7,11 @@ The CLI and the QGIS provider call exactly these; their defaults come from
 import contextlib
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Optional, Union
+from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 from . import defaults
 from .errors import HsanomalyError
-from .hints import Inputs, ModelArg, PathArg, Progress, Report, Scheduler
+from .hints import FalseAlarmRate, Inputs, ModelArg, PathArg, Progress, Report, Scheduler
 from .io.checks import one_job
 from .options import check_keywords, plain_values, public_signature, renamed_keywords
 from .polygons import check_threshold
@@ -41,9 +41,9 @@ setattr(train, "__signature__", public_signature(train_bundle, LIBRARY_ONLY))   
 
 @one_job()
 def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
-           model: Optional[ModelArg] = None, extras: Optional[Dict[str, PathArg]] = None,
+           model: Optional[ModelArg] = None, extras: Optional[Mapping[str, PathArg]] = None,
            polygons: Optional[PathArg] = None, threshold: Optional[float] = None,
-           far: Union[float, str, None] = None, png: Optional[PathArg] = None,
+           far: Optional[FalseAlarmRate] = None, png: Optional[PathArg] = None,
            tile: int = defaults.TILE, resume: bool = False, cog: bool = False,
            overwrite: bool = False, workers: Optional[int] = None,
            scheduler: Optional[Scheduler] = None, progress: bool = False,

@@ -6,23 +6,39 @@ classes) are named for the checker only: importing hsanomaly never imports them.
 """
 
 import os
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Literal, Optional, Protocol, Union
 
 if TYPE_CHECKING:
-    import numpy.typing
-    import rasterio.io
     import xarray
     from distributed import Client
 
     from .model.bundle import Bundle
 
-PathArg = Union[str, "os.PathLike[str]"]
-# inputs of ``train`` and ``detect_many``: a path or wildcard pattern, or a list of them
-Inputs = Union[PathArg, Sequence[PathArg]]
+
+class SupportsArray(Protocol):
+    """Anything numpy turns into an array (numpy's, a masked array, Dask's, torch's)."""
+
+    def __array__(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+class OpenDataset(Protocol):
+    """An open rasterio dataset, as ``Detector`` tells one (rasterio has no hints of its own,
+    so naming its class would let a checker pass anything)."""
+
+    profile: Any
+
+    def read(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+PathArg = Union[str, os.PathLike]
+# inputs of ``train`` and ``detect_many``: a path or wildcard pattern, or several of them
+Inputs = Union[PathArg, Iterable[PathArg]]
 # a model bundle: its folder, or the Bundle ``train`` returns
 ModelArg = Union[PathArg, "Bundle"]
 # what ``Detector`` scores: a cube (bands, rows, cols), an open rasterio dataset, a DataArray
-Scene = Union["numpy.typing.ArrayLike", "rasterio.io.DatasetReader", "xarray.DataArray"]
+Scene = Union[SupportsArray, OpenDataset, "xarray.DataArray"]
+# a false-alarm rate for ``detect``'s polygons, or "auto" (a tail fit of the scores)
+FalseAlarmRate = Union[float, Literal["auto"]]
 # a Dask scheduler: its address, or a Client used as it is
 Scheduler = Union[str, "Client"]
 # callback(fraction done, message) -> True cancels the run

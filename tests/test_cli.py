@@ -56,7 +56,7 @@ def test_the_result_line_counts_the_pixels_left_out_as_nodata(tmp_path):
     import hsanomaly
 
     detected = hsanomaly.detect(path, tmp_path / "heat2.tif", score="rx")
-    assert (detected.scored, detected.nodata, detected.tiles) == (1991, 9, 1)
+    assert (detected.pixels_scored, detected.pixels_nodata, detected.tiles) == (1991, 9, 1)
 
 
 @pytest.mark.parametrize("make, args, fragments", [

@@ -421,6 +421,6 @@ def test_scores_that_overflow_are_refused_not_written(bundle, raster, tmp_path):
     assert np.isnan(heat[20, 25]) and np.isfinite(np.delete(heat.ravel(), 20 * 50 + 25)).all()
     fill[:, 20, 25], fill[:, 0, 0] = cube[:, 20, 25], np.float32(3e38)    # outside the probe
     for solver in ("fast", "thesis"):       # the thesis's descent went on with NaN steps
-        with pytest.raises(HsanomalyError, match="a pixel's values overflow float32 once scaled"):
+        with pytest.raises(HsanomalyError, match="a pixel is no finite number once scaled for the model: its values overflow float32"):
             hsanomaly.Detector("recon", model=bundle.path, threads=1, solver=solver,
                                restarts=1, steps=1).fit_score(fill)

@@ -18,19 +18,28 @@ pytest.importorskip("mypy")
 ROOT = Path(__file__).resolve().parents[1]
 
 GOOD = """
+    from pathlib import Path
+
     import numpy as np
+    import xarray
+    from distributed import Client
     import hsanomaly
 
-    result = hsanomaly.detect("in.tif", "out.tif", score="rx", tile=128, far="auto")
+    result = hsanomaly.detect("in.tif", Path("out.tif"), score="rx", tile=128, far="auto",
+                              extras={"recon": Path("recon.tif")}, threshold=2.5)
     tiles: int = result.tiles
-    scored = result.scored
+    line: str = result.text()
+    scored = result.pixels_scored
     if scored is not None:
-        share: float = scored / (scored + (result.nodata or 0))
+        share: float = scored / (scored + (result.pixels_nodata or 0))
+    typed: hsanomaly.DetectResult = result
     cube = np.zeros((3, 8, 8), np.float32)
     heat: np.ndarray = hsanomaly.Detector("rx", outer=9).fit(cube).score(cube)
-    also: np.ndarray = hsanomaly.Detector().fit_score(cube)
-    items = hsanomaly.detect_many(["a.tif", "b.tif"], "out", workers=2)
+    masked: np.ndarray = hsanomaly.Detector().fit_score(np.ma.masked_invalid(cube))
+    labelled: xarray.DataArray = hsanomaly.Detector().fit_score(xarray.DataArray(cube))
+    items = hsanomaly.detect_many((p for p in ["a.tif", "b.tif"]), "out", workers=2)
     first: hsanomaly.BatchItem = items[0]
+    hsanomaly.detect_many("inputs/*.tif", "out", scheduler=Client("tcp://host:8786"))
     report = hsanomaly.evaluate("heat.tif", "truth.tif", pd_far=1e-3)
     auc: float = report["auc"]
     bundle = hsanomaly.train(["a.tif"], "model", iterations=50)
@@ -48,7 +57,11 @@ BAD = """
     hsanomaly.Detector("rx").fit(cube).score(cube).no_such_thing
     hsanomaly.detect_many("a.tif", "out")[0].results
     hsanomaly.evaluate("heat.tif", "truth.tif", pd_far="high")
-    count: int = result.scored
+    count: int = result.pixels_scored
+    hsanomaly.Detector().fit("scene.tif")
+    hsanomaly.detect("a.tif", "b.tif", far="often")
+    hsanomaly.detect("a.tif", "b.tif", threshold="high")
+    hsanomaly.detect("a.tif", "b.tif", scheduler=8786)
 """
 
 
@@ -80,4 +93,4 @@ def test_a_users_script_is_checked_against_the_hints(mypy, tmp_path):
     bad.write_text(textwrap.dedent(BAD))
     run = mypy(str(bad), cwd=tmp_path)
     lines = {int(m.group(1)) for m in re.finditer(r"bad\.py:(\d+): error", run.stdout)}
-    assert lines == {5, 6, 8, 9, 10, 11}, run.stdout
+    assert lines == {5, 6, 8, 9, 10, 11, 12, 13, 14, 15}, run.stdout

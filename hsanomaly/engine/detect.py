@@ -56,8 +56,9 @@ class DetectResult:
     """What ``hsanomaly.detect`` did: the rasters written (``outputs``: the heatmap and any extra
     outputs; ``polygons``: the count written, if asked for), the tiles scored
     (and of them resumed), the seconds taken, the score, the model used and the polygons'
-    count, and the pixels scored and left out as nodata. Plain values only: a batch keeps one
-    per raster (a scorer here kept its model)."""
+    count, and the pixels scored and left out as nodata (valid pixels the score could not
+    score are neither: a warning counts them). ``text()`` is the line the command line prints.
+    Plain values only: a batch keeps one per raster (a scorer here kept its model)."""
     path: str
     outputs: dict                 # output name -> path written
     tiles: int
@@ -66,18 +67,18 @@ class DetectResult:
     score: str                    # the score's name
     model: Optional[str] = None       # the model bundle used, if any
     polygons: Optional[int] = None    # number of target polygons written, if asked for
-    scored: Optional[int] = None      # pixels with a score (None: tiles of an earlier version)
-    nodata: Optional[int] = None      # pixels left out as nodata, whole or in some bands
+    pixels_scored: Optional[int] = None   # (None: tiles stored by an earlier version)
+    pixels_nodata: Optional[int] = None   # left out as nodata, in every band or in some
 
-    def text(self, seconds=None):
+    def text(self, seconds: Optional[float] = None) -> str:
         """The one line the command line and QGIS print: tiles, time (``seconds``, when the
         caller's run took longer: a quick model's training), pixels scored and left out."""
         seconds = self.seconds if seconds is None else seconds
         line = f"{self.path}: {self.score} heatmap, {counted(self.tiles, 'tile')} in {seconds:.1f} s"
         if self.tiles_resumed:
             line += f" ({self.tiles_resumed} resumed)"
-        if self.scored is not None:
-            line += f"; {counted(self.scored, 'pixel')} scored, {self.nodata:,} nodata"
+        if self.pixels_scored is not None:
+            line += f"; {counted(self.pixels_scored, 'pixel')} scored, {self.pixels_nodata:,} nodata"
         return line
 
 
@@ -421,7 +422,8 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
                               len(windows), len(done), time.perf_counter() - start, scorer.name)
         if totals is not None:
             valid, unscored = totals
-            result.scored, result.nodata = valid - unscored, source.height * source.width - valid
+            result.pixels_scored = valid - unscored
+            result.pixels_nodata = source.height * source.width - valid
         return result
     except Exception as err:
         if store is not None and not store.resumed and not store.done():

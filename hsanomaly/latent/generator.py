@@ -20,13 +20,14 @@ BATCH = 4096
 
 
 def finite_pixels(x):
-    """x (n, d) as float32, refused in one line where a pixel overflowed once scaled for the
-    model: no search finds a reconstruction of an infinite value (the fast solver's KD-tree
-    raised scipy's traceback; the thesis's descent gave NaN steps)."""
+    """x (n, d) as float32, refused in one line where a pixel is not finite once scaled for
+    the model: no search reconstructs an infinite value (the fast solver's KD-tree raised
+    scipy's traceback; the thesis's descent took NaN steps)."""
     x = np.asarray(x, dtype=np.float32)
-    if not np.isfinite(x).all():
-        raise HsanomalyError("a pixel's values overflow float32 once scaled for the model: "
-                             "an undeclared fill value (declare it nodata) or other units")
+    if not np.isfinite(x).all():     # NaN: an overflow's inf - inf, or a direct caller's nodata
+        raise HsanomalyError("a pixel is no finite number once scaled for the model: its "
+                             "values overflow float32 (an undeclared fill value? declare it "
+                             "nodata; or other units), or it is NaN (nodata: leave it out)")
     return x
 
 
