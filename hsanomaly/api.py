@@ -7,7 +7,7 @@ The CLI and the QGIS provider call exactly these; their defaults come from
 import contextlib
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional, SupportsFloat, SupportsIndex
 
 from . import defaults
 from .errors import HsanomalyError
@@ -42,9 +42,9 @@ setattr(train, "__signature__", public_signature(train_bundle, LIBRARY_ONLY))   
 @one_job()
 def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
            model: Optional[ModelArg] = None, extras: Optional[Mapping[str, PathArg]] = None,
-           polygons: Optional[PathArg] = None, threshold: Optional[float] = None,
+           polygons: Optional[PathArg] = None, threshold: Optional[SupportsFloat] = None,
            far: Optional[FalseAlarmRate] = None, png: Optional[PathArg] = None,
-           tile: int = defaults.TILE, resume: bool = False, cog: bool = False,
+           tile: SupportsIndex = defaults.TILE, resume: bool = False, cog: bool = False,
            overwrite: bool = False, workers: Optional[int] = None,
            scheduler: Optional[Scheduler] = None, progress: bool = False,
            callback: Optional[Progress] = None, **options: Any) -> "DetectResult":
@@ -120,7 +120,7 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
 def evaluate(heatmap: PathArg, truth: PathArg, *, outer_mask: Optional[PathArg] = None,
              plots: Optional[PathArg] = None, json: Optional[PathArg] = None,
              title: Optional[str] = None, overwrite: bool = False,
-             pd_far: float = defaults.PD_FAR) -> Report:
+             pd_far: SupportsFloat = defaults.PD_FAR) -> Report:
     """Score a heatmap raster against a truth mask: AUC, logAUC, lgFAR and Pd (the share of
     target pixels found at a false-alarm rate of ``pd_far``) overall and per target.
 

@@ -8,7 +8,7 @@ import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, List, Optional, cast
+from typing import TYPE_CHECKING, Any, List, Optional, SupportsIndex, cast
 
 from . import defaults
 from .api import detect
@@ -42,7 +42,7 @@ def batch_output(src: PathArg, out_dir: PathArg, score: str) -> Path:
 
 @one_job()
 def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None,
-                model: Optional[ModelArg] = None, tile: int = defaults.TILE,
+                model: Optional[ModelArg] = None, tile: SupportsIndex = defaults.TILE,
                 overwrite: bool = False, workers: Optional[int] = None,
                 scheduler: Optional[Scheduler] = None, progress: bool = False,
                 **options: Any) -> List[BatchItem]:

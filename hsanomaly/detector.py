@@ -9,7 +9,7 @@ the dataset's mask) and the model's preprocessing are handled inside.
 """
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Optional, overload
+from typing import TYPE_CHECKING, Any, Dict, Optional, SupportsIndex, overload
 
 import numpy as np
 
@@ -41,7 +41,7 @@ class Detector:
 
     @one_job()
     def __init__(self, score: Optional[str] = defaults.SCORE, model: Optional[ModelArg] = None,
-                 tile: int = defaults.TILE, **options: Any) -> None:
+                 tile: SupportsIndex = defaults.TILE, **options: Any) -> None:
         # every option's kind and range, before fit trains a quick model, and before anything
         # is set: a set_params that is refused leaves the detector as it was
         from .engine.detect import check_tile

@@ -25,8 +25,9 @@ GOOD = """
     from distributed import Client
     import hsanomaly
 
-    result = hsanomaly.detect("in.tif", Path("out.tif"), score="rx", tile=128, far="auto",
-                              extras={"recon": Path("recon.tif")}, threshold=2.5)
+    result = hsanomaly.detect("in.tif", Path("out.tif"), score="rx", tile=np.int64(128),
+                              far="auto", extras={"recon": Path("recon.tif")},
+                              threshold=np.float32(2.5))
     tiles: int = result.tiles
     line: str = result.text()
     scored = result.pixels_scored
@@ -51,7 +52,7 @@ BAD = """
     import numpy as np
     import hsanomaly
 
-    result = hsanomaly.detect("in.tif", "out.tif", tile="big")
+    result = hsanomaly.detect("in.tif", "out.tif", tile=256.0)
     result.tilez
     cube = np.zeros((3, 8, 8), np.float32)
     hsanomaly.Detector("rx").fit(cube).score(cube).no_such_thing
