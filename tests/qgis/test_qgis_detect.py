@@ -118,7 +118,7 @@ def test_progress_and_throttled_log_reach_the_feedback(scene, tmp_path):
     tiles = [line for line in log if line.startswith("tile ")]
     assert tiles[0] == "tile 1/12" and tiles[-1] == "tile 12/12"
     assert len(tiles) < 12                               # the log only every 10 % (or 2 s)
-    done = log[-1]                                       # the command line's result line
+    done = next(line for line in log if ": rx heatmap, " in line)   # the command line's line
     assert done.startswith(f"{tmp_path / 'heat.tif'}: rx heatmap, 12 tiles in ") and \
         done.endswith(" pixels scored, 0 nodata"), done
 
