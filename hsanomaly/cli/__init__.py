@@ -95,7 +95,7 @@ def progress_log(quiet):
     output), a ``callback`` that logs how far the run got now and then; else None."""
     from ..logs import LOGGER, progress_lines
 
-    if quiet or show_progress(quiet) or not LOGGER.isEnabledFor(logging.INFO):
+    if show_progress(quiet) or not LOGGER.isEnabledFor(logging.INFO):    # -q: warnings only
         return None
     return progress_lines()
 

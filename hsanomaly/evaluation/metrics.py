@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import defaults
 from ..options import check_rate, rate_count, renamed_keywords
-from ..spelling import spell
+from ..spelling import counted, spell
 
 HALF_FALSE_POSITIVE = 0.5   # zero-FP thresholds count as half a false positive (thesis, 3.2)
 
@@ -226,10 +226,10 @@ def evaluate(scores, truth, outer_mask=None, valid=None, pd_far=defaults.PD_FAR,
         from ..io.checks import warn
 
         many = missed > 1
-        warn(f"{name}: {missed} target pixel{'s have' if many else ' has'} no score (NaN, the "
-             f"heatmap's nodata) and {'are' if many else 'is'} left out of the rates, which "
-             "measure the rest: " + ", ".join(f"{k} ({n} pixel{'s' if n > 1 else ''})"
-                                  for k, n in unscored.items()))
+        warn(f"{name}: {counted(missed, 'target pixel')} {'have' if many else 'has'} no score "
+             f"(NaN, the heatmap's nodata) and {'are' if many else 'is'} left out of the rates, "
+             "which measure the rest: " + ", ".join(f"{k} ({counted(n, 'pixel')})"
+                                                    for k, n in unscored.items()))
     return {
         **_curve_metrics(overall, pd_far),
         "pd_far": pd_far,

@@ -100,7 +100,7 @@ class Codebook:
     """Latent vectors, their outputs and factored Gauss-Newton systems, built once per generator.
 
     ``samples``: (z, G(z), J) as ``codebook_samples`` returns them (or a bundle stores them);
-    built from ``generator`` when not given. Without J (None), or with ``gauss_newton=False``,
+    built from ``generator`` when not given. With ``gauss_newton=False`` (J may then be None)
     it answers candidates only: the Gauss-Newton systems, the largest part of a codebook,
     serve refinement steps alone.
     """
@@ -113,7 +113,7 @@ class Codebook:
         k, d = z.shape[1], g.shape[1]
         self.z, self.g = z, g
         self.chol_inv = self.weights = None
-        if gauss_newton and jac is not None:
+        if gauss_newton:
             jac_t = np.ascontiguousarray(jac.transpose(0, 2, 1), dtype=np.float64)    # (K, k, d)
             normal = (c1 / d) * np.matmul(jac_t, jac_t.transpose(0, 2, 1))           # (K, k, k)
             normal += (c2 / k + damping + _jitter(normal)) * np.eye(k)

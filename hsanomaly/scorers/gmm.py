@@ -5,7 +5,7 @@ import numpy as np
 from .. import defaults
 from ..errors import HsanomalyError
 from ..io.checks import warn_once
-from ..spelling import spell
+from ..spelling import counted, spell
 from .base import Scorer, check_pixels
 
 REG_COVAR = 1e-6      # added to each mixture covariance's diagonal, in units of the data's spread
@@ -36,8 +36,8 @@ class GaussianMixtureScorer(Scorer):
         dims = min(self.pca, X.shape[1])
         check_pixels(source, len(X), max(self.components, dims + 1),
                      f"a mixture of {self.components} components",
-                     f"one per component, and a covariance on {dims} principal "
-                     f"component{'s' if dims > 1 else ''} needs {dims + 1}")
+                     f"one per component, and a covariance on "
+                     f"{counted(dims, 'principal component')} needs {dims + 1}")
         if dims < self.pca != defaults.GMM_PCA:   # asked for (the tag records it)
             warn_once(f"{source.name}: {spell('pca', self.pca)} is more than the bands ({dims}); the "
                       f"mixture is fitted on {dims} principal components")

@@ -4,7 +4,7 @@ import numpy as np
 
 from .. import defaults
 from ..errors import HsanomalyError
-from ..spelling import spell
+from ..spelling import counted, spell
 from .base import (Scorer, check_pixels, in_chunks, inverse, log_distance, mahalanobis_sq,
                    mean_cov, scene_moments)
 
@@ -21,7 +21,7 @@ class GlobalRX(Scorer):
     def fit(self, source):
         n, mean, scatter = scene_moments(source)
         check_pixels(source, n, source.count + 1,
-                     f"RX on {source.count} band{'s' if source.count > 1 else ''}",
+                     f"RX on {counted(source.count, 'band')}",
                      "one more than bands")
         self.mean_, cov = mean_cov(n, mean, scatter)
         self.precision_ = inverse(cov)
