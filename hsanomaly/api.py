@@ -124,9 +124,11 @@ def evaluate(heatmap: PathArg, truth: PathArg, *, outer_mask: Optional[PathArg] 
     """Score a heatmap raster against a truth mask: AUC, logAUC, lgFAR and Pd (the share of
     target pixels found at a false-alarm rate of ``pd_far``) overall and per target.
 
-    outer_mask: an outer target mask, whose pixels outside the truth are ambiguous and left
-    out. plots: a directory for
-    ROC, semi-log ROC, histogram and heatmap PNGs. json: write the report there. Returns
+    truth: a raster on the heatmap's grid (non-zero = target) or vector features burnt onto
+    it (``io.vector``: "targets.gpkg", or one layer, "targets.gpkg|layername=truth").
+    outer_mask: an outer target mask, of either kind, whose pixels outside the truth are
+    ambiguous and left out. plots: a directory for ROC, semi-log ROC, histogram and heatmap
+    PNGs. json: write the report there. Returns
     the report (a dict: "auc", "log_auc", "lg_far", "pd", "pd_far", the pixel counts "n_*",
     "targets" (the same per target) and "inputs"); with ``plots`` its "plots" key lists the
     files written. Paths are

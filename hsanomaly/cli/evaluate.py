@@ -11,7 +11,8 @@ from . import with_verbosity
 @click.argument("heatmap", type=click.Path(dir_okay=False))
 @click.argument("truth", type=click.Path(dir_okay=False))
 @click.option("--outer-mask", "--outer", "outer_mask", type=click.Path(dir_okay=False),
-              help="Outer target mask: pixels in it but not in TRUTH are ambiguous and excluded.")
+              help="Outer target mask (a raster or vector features, as TRUTH): pixels in it but "
+                   "not in TRUTH are ambiguous and excluded.")
 @click.option("--plots", "plots_dir", type=click.Path(file_okay=False),
               help="Write ROC, semi-log ROC, histogram and heatmap PNGs into this directory.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False),
@@ -21,9 +22,11 @@ from . import with_verbosity
 @click.option("--overwrite", is_flag=True,
               help="Replace existing report or plot files even when hsanomaly did not write them.")
 def evaluate(heatmap, truth, outer_mask, plots_dir, json_path, pd_far, overwrite):
-    """Score anomaly HEATMAP (band 1 of a raster) against TRUTH (non-zero = target):
-    AUC, logAUC, lgFAR and Pd (the share of target pixels found at a false-alarm rate of
-    --pd-far) overall and per target (connected components T1..Tn)."""
+    """Score anomaly HEATMAP (band 1 of a raster) against TRUTH (a raster on its grid,
+    non-zero = target, or target polygons, points or lines in any vector format OGR reads;
+    name one layer of several as 'FILE|layername=NAME'): AUC, logAUC, lgFAR and Pd (the share
+    of target pixels found at a false-alarm rate of --pd-far) overall and per target
+    (connected components T1..Tn)."""
     from ..api import evaluate as run
     from ..evaluation.files import format_summary
 

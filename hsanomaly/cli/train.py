@@ -13,8 +13,9 @@ from ..training.settings import THREADS, Settings
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
               help="Model bundle directory to write (replaced if it is an existing bundle).")
 @click.option("--mask", type=click.Path(dir_okay=False), multiple=True,
-              help="Exclusion raster (non-zero = leave out of training) on the inputs' grid: "
-                   "one mask for all inputs, or one per input, in their order.")
+              help="Exclusion raster (non-zero = leave out of training) on the inputs' grid, or "
+                   "vector features (their pixels left out): one mask for all inputs, or one "
+                   "per input, in their order.")
 @click.option("--background-only", is_flag=True,
               help="With --mask, also drop windows that merely touch a masked pixel.")
 @click.option("--window", default=defaults.TRAIN_WINDOW, show_default=True, type=click.IntRange(min=1),

@@ -23,10 +23,12 @@ class Item:
 
     def __init__(self, label, path, kind=FILE):
         from .source import is_gdal_name
+        from .vector import split_layer
 
         self.label, self.path, self.kind = label, str(path), kind
         self.virtual = is_gdal_name(self.path)
-        self.real = self.path if self.virtual else os.path.realpath(self.path)
+        self.file = split_layer(self.path)[0]       # a vector layer's file
+        self.real = self.path if self.virtual else os.path.realpath(self.file)
 
     def __str__(self):
         return f"{self.label} ({self.path})"
@@ -37,7 +39,7 @@ class Item:
         if self.real == other.real:
             return True
         try:
-            return os.path.samefile(self.path, other.path)
+            return os.path.samefile(self.file, other.file)
         except OSError:
             return False
 

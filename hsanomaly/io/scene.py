@@ -63,16 +63,21 @@ def split_unknown(truth):
 
 
 def read_truth(path, shape=None, grid_of=None, what="scene"):
-    """(mask, known): a binary mask (uint8, non-zero = 1) from a raster or the truth variable of
-    a .mat file, and where it is known (bool, or None when everywhere). A raster's NaN and
-    nodata pixels are unknown, unless its nodata value is 0, which a mask already reads as 0.
+    """(mask, known): a binary mask (uint8, non-zero = 1) from a raster, the truth variable of
+    a .mat file, or vector features burnt onto ``grid_of``'s grid (``io.vector``), and where it
+    is known (bool, or None when everywhere). A raster's NaN and nodata pixels are unknown,
+    unless its nodata value is 0, which a mask already reads as 0.
 
     shape: the (rows, cols) it must have; grid_of: a raster it must line up with where both
     are georeferenced (same CRS, origin and pixel size), so that a mask cut or resampled for
     another grid is refused instead of scoring the wrong pixels; what: what ``shape`` is of,
     for the message.
     """
+    from .vector import is_vector, read_vector_mask
+
     known = None
+    if grid_of is not None and is_vector(path):
+        return read_vector_mask(path, grid_of), None     # on grid_of's grid, known everywhere
     if str(path).lower().endswith(".mat"):
         from .mat import read_mat_truth
 

@@ -47,7 +47,8 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
           progress=False, callback=None, quick_model_of=None, name=None, data_checked=False):
     """Train on windows from ``inputs`` (rasters or .mat scenes) and write the bundle ``out``.
 
-    mask: exclusion raster(s) (non-zero = leave out); one path for all inputs or one per input.
+    mask: exclusion raster(s) (non-zero = leave out) or vector features (their pixels left
+    out, ``io.vector``); one path for all inputs or one per input.
     bands: bin to this many bands (default min(defaults.TRAIN_BANDS, usable bands)); sqrt: square-root transform.
     whiten: decorrelate the binned bands (principal components scaled to unit variance), so the
     reconstruction cost's Euclidean distance becomes a Mahalanobis distance: what ``recon``

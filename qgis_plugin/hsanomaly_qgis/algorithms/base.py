@@ -18,6 +18,7 @@ LOG_STEP = 0.1       # or this much progress
 # GTIFF_DIR:2:f.tif), a virtual file system path (/vsizip/..., /vsicurl/...) or a URL.
 GDAL_NAME = re.compile(r"^(?:[A-Za-z0-9_]{2,}:|/vsi[a-z0-9_]+/|[a-z][a-z0-9+.-]*://)")
 RASTER_TYPES = ("raster", "multilayer")
+MASK_TYPES = ("layer",)        # a raster or vector mask (``mask_parameter``)
 
 
 class HsanomalyAlgorithm(QgsProcessingAlgorithm):
@@ -44,7 +45,7 @@ class HsanomalyAlgorithm(QgsProcessingAlgorithm):
             return False, install_hint(absent)
         for definition in self.parameterDefinitions():
             value = parameters.get(definition.name())
-            if definition.type() in RASTER_TYPES and gdal_names(value):
+            if definition.type() in RASTER_TYPES + MASK_TYPES and gdal_names(value):
                 rest = [v for v in value if v not in gdal_names(value)] \
                     if isinstance(value, (list, tuple)) else []
                 if not rest or definition.checkValueIsAcceptable(rest, context):
@@ -76,7 +77,7 @@ def parameter_problem(definition, value, context=None):
     if isinstance(value, (list, tuple)):          # name the item refused, not the first one
         values = [v for v in values if not definition.checkValueIsAcceptable([v])] or values
     kind = definition.type()
-    if kind in RASTER_TYPES or kind in ("file", "vector", "source"):
+    if kind in RASTER_TYPES + MASK_TYPES or kind in ("file", "vector", "source"):
         for item in values:
             layer = context.getMapLayer(item) if context is not None and isinstance(item, str) \
                 and item else None
@@ -87,8 +88,10 @@ def parameter_problem(definition, value, context=None):
                     return f"{item}: no such file or folder ({name})"
                 if kind in RASTER_TYPES:
                     return f"{item}: not a raster QGIS can open ({name})"
+                if kind in MASK_TYPES:
+                    return f"{item}: not a raster or vector file QGIS can open ({name})"
                 return f"{item}: not one QGIS can take as {name}"
-    if kind in RASTER_TYPES or kind in ("file", "vector", "source", "sink") or \
+    if kind in RASTER_TYPES + MASK_TYPES or kind in ("file", "vector", "source", "sink") or \
             kind.endswith("Destination"):
         if not definition.flags() & definition.FlagOptional and not any(values):
             return f"{name}: required"
@@ -249,6 +252,72 @@ def raster_source(algorithm, parameters, name, context):
     if problem:
         raise QgsProcessingException(problem)
     return layer.source()
+
+
+def mask_parameter(name, description, optional=False):
+    """A mask's parameter: a raster layer, or a vector layer of targets (polygons, points or
+    lines), which the library burns onto the raster's grid."""
+    from qgis.core import QgsProcessing, QgsProcessingParameterMapLayer
+
+    return QgsProcessingParameterMapLayer(
+        name, description, optional=optional,
+        types=[QgsProcessing.TypeRaster, QgsProcessing.TypeVectorAnyGeometry])
+
+
+def mask_source(algorithm, parameters, name, context):
+    """The dataset name to give the library for mask parameter ``name``: a raster as
+    ``raster_source`` gives it; a vector layer as its file (and layer), or, where the layer is
+    no plain file (a scratch layer, a filtered one, a database's), its features as QGIS shows
+    them saved to a temporary GeoPackage named after the layer."""
+    from qgis.core import QgsMapLayerType
+
+    value, shown = parameters.get(name), label(algorithm.parameterDefinition(name))
+    if isinstance(value, str) and value:
+        layer = context.getMapLayer(value)
+        if layer is None or value not in (layer.id(), layer.name()):
+            return value                    # a file or dataset name: the library reads it
+    else:
+        layer = algorithm.parameterAsLayer(parameters, name, context)
+        if layer is None:
+            raise QgsProcessingException(f"{value}: not a layer QGIS can open ({shown})")
+    if layer.type() != QgsMapLayerType.VectorLayer:
+        problem = layer_problem(layer, shown)
+        if problem:
+            raise QgsProcessingException(problem)
+        return layer.source()
+    return vector_file(layer, context)
+
+
+def vector_file(layer, context):
+    """A vector layer's file as the library names it ("f.gpkg|layername=t"), or a temporary
+    GeoPackage of its features."""
+    from qgis.core import QgsProviderRegistry
+
+    parts = QgsProviderRegistry.instance().decodeUri(layer.providerType(), layer.source())
+    path, layer_name = parts.get("path"), parts.get("layerName")
+    if (layer.providerType() == "ogr" and path and Path(path).is_file()
+            and not parts.get("subset") and (layer_name or parts.get("layerId") is None)):
+        return f"{path}|layername={layer_name}" if layer_name else path
+    return saved_features(layer, context)
+
+
+def saved_features(layer, context):
+    """The layer's features (its filter applied, in its CRS) in a temporary GeoPackage."""
+    import uuid
+
+    from qgis.core import QgsProcessingUtils, QgsVectorFileWriter
+
+    stem = re.sub(r"[^\w.-]+", "_", layer.name()).strip("._") or "layer"
+    folder = Path(QgsProcessingUtils.tempFolder()) / uuid.uuid4().hex
+    folder.mkdir(parents=True)
+    options = QgsVectorFileWriter.SaveVectorOptions()
+    options.driverName, options.layerName = "GPKG", stem
+    error, message, *_ = QgsVectorFileWriter.writeAsVectorFormatV3(
+        layer, str(folder / f"{stem}.gpkg"), context.transformContext(), options)
+    if error != QgsVectorFileWriter.NoError:
+        raise QgsProcessingException(f"{layer.name()}: its features could not be saved for "
+                                     f"hsanomaly ({message})")
+    return str(folder / f"{stem}.gpkg")
 
 
 def raster_sources(algorithm, parameters, name, context):

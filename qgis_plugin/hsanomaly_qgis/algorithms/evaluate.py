@@ -11,7 +11,7 @@ from qgis.core import (QgsCoordinateReferenceSystem, QgsFeature, QgsFeatureSink,
 from qgis.PyQt.QtCore import QVariant
 
 from .. import library
-from .base import HsanomalyAlgorithm, is_empty, raster_source
+from .base import HsanomalyAlgorithm, is_empty, mask_parameter, mask_source, raster_source
 
 # per-target report key -> table field type
 TARGET_FIELDS = {"id": QVariant.String, "pixels": QVariant.Int, "auc": QVariant.Double,
@@ -38,7 +38,9 @@ class Evaluate(HsanomalyAlgorithm):
         return "Evaluate heatmap"
 
     def shortHelpString(self):
-        return ("Scores band 1 of an anomaly heatmap against a truth mask (non-zero = target): "
+        return ("Scores band 1 of an anomaly heatmap against a truth mask (a raster on its "
+                "grid, non-zero = target, or a vector layer of target polygons, points or "
+                "lines, reprojected and burnt onto its pixels): "
                 "AUC, logAUC, lgFAR and Pd (the share of target pixels found at a chosen "
                 "false-alarm rate) overall and per target (connected components T1..Tn). "
                 "Pixels inside the optional outer mask but outside the truth are excluded. "
@@ -46,8 +48,8 @@ class Evaluate(HsanomalyAlgorithm):
 
     def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterRasterLayer(self.HEATMAP, "Anomaly heatmap"))
-        self.addParameter(QgsProcessingParameterRasterLayer(self.TRUTH, "Truth mask"))
-        self.addParameter(QgsProcessingParameterRasterLayer(
+        self.addParameter(mask_parameter(self.TRUTH, "Truth mask (raster, or target features)"))
+        self.addParameter(mask_parameter(
             self.OUTER, "Outer target mask (ambiguous pixels)", optional=True))
         self.addParameter(QgsProcessingParameterFeatureSink(
             self.TARGETS, "Per-target metrics", QgsProcessing.TypeVector))
@@ -64,9 +66,9 @@ class Evaluate(HsanomalyAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):
         heatmap = raster_source(self, parameters, self.HEATMAP, context)
-        truth = raster_source(self, parameters, self.TRUTH, context)
+        truth = mask_source(self, parameters, self.TRUTH, context)
         outer = None if is_empty(parameters, self.OUTER) else \
-            raster_source(self, parameters, self.OUTER, context)
+            mask_source(self, parameters, self.OUTER, context)
         plots = None if is_empty(parameters, self.PLOTS) else \
             self.parameterAsFileOutput(parameters, self.PLOTS, context)
         # the table is written last: a folder it cannot go in is refused before the plots are

@@ -2,13 +2,12 @@
 
 from qgis.core import (QgsProcessing, QgsProcessingParameterBoolean,
                        QgsProcessingParameterFolderDestination,
-                       QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber,
-                       QgsProcessingParameterRasterLayer)
+                       QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber)
 
 from .. import library
 from ..dependencies import install_hint, missing
-from .base import (HsanomalyAlgorithm, is_empty, progress_callback,
-                   raster_source, raster_sources)
+from .base import (HsanomalyAlgorithm, is_empty, mask_parameter, mask_source,
+                   progress_callback, raster_sources)
 
 
 class TrainModel(HsanomalyAlgorithm):
@@ -41,8 +40,9 @@ class TrainModel(HsanomalyAlgorithm):
         lib = library.load()   # the library's defaults, read when QGIS builds the algorithm
         self.addParameter(QgsProcessingParameterMultipleLayers(
             self.INPUTS, "Hyperspectral rasters", QgsProcessing.TypeRaster))
-        self.addParameter(QgsProcessingParameterRasterLayer(
-            self.MASK, "Exclusion mask (non-zero = leave out)", optional=True))
+        self.addParameter(mask_parameter(
+            self.MASK, "Exclusion mask (non-zero or covered by a feature = leave out)",
+            optional=True))
         self.addParameter(QgsProcessingParameterNumber(
             self.WINDOW, "Window size (odd, pixels)", defaultValue=lib.train_window, minValue=1))
         self.addParameter(QgsProcessingParameterNumber(
@@ -63,7 +63,7 @@ class TrainModel(HsanomalyAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):
         inputs = raster_sources(self, parameters, self.INPUTS, context)
         mask = None if is_empty(parameters, self.MASK) else \
-            raster_source(self, parameters, self.MASK, context)
+            mask_source(self, parameters, self.MASK, context)
         bands = None if is_empty(parameters, self.BANDS) else \
             self.parameterAsInt(parameters, self.BANDS, context)
         out = self.parameterAsFileOutput(parameters, self.OUTPUT, context)

@@ -1,0 +1,121 @@
+"""Masks as vector layers: Evaluate and Train take target features (a file, a project layer,
+a scratch or filtered layer) as they take a raster mask."""
+
+import pytest
+
+from synthetic import TRANSFORM
+
+
+def square(row, col, size=2):
+    """WKT of the square of pixels [row, row + size) x [col, col + size), by their edges."""
+    x0, y0 = TRANSFORM.c + TRANSFORM.a * col, TRANSFORM.f + TRANSFORM.e * row
+    x1, y1 = x0 + TRANSFORM.a * size, y0 + TRANSFORM.e * size
+    return f"POLYGON(({x0} {y0}, {x1} {y0}, {x1} {y1}, {x0} {y1}, {x0} {y0}))"
+
+
+def scratch_layer(squares, name="drawn targets"):
+    """A memory layer, as QGIS's "New Temporary Scratch Layer" makes, with one polygon each."""
+    from qgis.core import QgsFeature, QgsGeometry, QgsVectorLayer
+
+    layer = QgsVectorLayer("Polygon?crs=EPSG:32633&field=kind:string", name, "memory")
+    features = []
+    for kind, corner, *size in squares:
+        feature = QgsFeature(layer.fields())
+        feature.setGeometry(QgsGeometry.fromWkt(square(*corner, *size)))
+        feature.setAttributes([kind])
+        features.append(feature)
+    assert layer.dataProvider().addFeatures(features)[0]
+    return layer
+
+
+@pytest.fixture
+def heatmap(scene, tmp_path):
+    import processing
+
+    raster, truth = scene
+    return processing.run("hsanomaly:detect", {"INPUT": str(raster), "SCORE": "rx",
+                                               "OUTPUT": str(tmp_path / "heat.tif")})["OUTPUT"]
+
+
+def run_evaluate(heatmap, truth, **more):
+    import processing
+
+    return processing.run("hsanomaly:evaluate", {"HEATMAP": heatmap, "TRUTH": truth,
+                                                 "TARGETS": "TEMPORARY_OUTPUT", **more})
+
+
+METRICS = ("AUC", "LOG_AUC", "LG_FAR", "PD", "N_TARGETS")
+
+
+def test_target_features_evaluate_as_the_truth_raster(scene, heatmap, tmp_path):
+    """The synthetic scene's targets are the 2x2 squares at (10, 10) and (30, 40)."""
+    from qgis.core import QgsProject, QgsVectorFileWriter, QgsVectorLayer
+
+    raster, truth = scene
+    expected = [run_evaluate(heatmap, str(truth))[k] for k in METRICS]
+    drawn = scratch_layer([("target", (10, 10)), ("target", (30, 40)), ("shadow", (0, 20))])
+    drawn.setSubsetString("\"kind\" = 'target'")          # the shadow is no target
+    assert drawn.featureCount() == 2
+    QgsProject.instance().addMapLayer(drawn)
+    try:
+        for value in (drawn, drawn.id()):                  # a layer object, a project layer id
+            assert [run_evaluate(heatmap, value)[k] for k in METRICS] == expected
+        # a file on disk, one layer of two, given by QGIS's layer source and by path
+        drawn.setSubsetString("")
+        path = tmp_path / "truth.gpkg"
+        for name, kind in (("all", ""), ("targets", "\"kind\" = 'target'")):
+            drawn.setSubsetString(kind)
+            options = QgsVectorFileWriter.SaveVectorOptions()
+            options.layerName = name
+            if path.exists():
+                options.actionOnExistingFile = QgsVectorFileWriter.CreateOrOverwriteLayer
+            assert QgsVectorFileWriter.writeAsVectorFormatV3(
+                drawn, str(path), QgsProject.instance().transformContext(), options)[0] == 0
+        saved = QgsVectorLayer(f"{path}|layername=targets", "saved targets", "ogr")
+        assert saved.isValid()
+        assert [run_evaluate(heatmap, saved)[k] for k in METRICS] == expected
+        assert [run_evaluate(heatmap, f"{path}|layername=targets")[k] for k in METRICS] == expected
+        # an outer mask drawn around the first target leaves its 32 ring pixels out (beside
+        # the nodata corner's 35), as
+        # the same mask as a raster does
+        import numpy as np
+        import rasterio
+        from hsanomaly.evaluation.files import evaluate_files
+
+        ring = np.zeros((1, 40, 50), np.uint8)
+        ring[0, 8:14, 8:14] = 1
+        with rasterio.open(truth) as src:
+            profile = src.profile
+        with rasterio.open(tmp_path / "outer.tif", "w", **profile) as dst:
+            dst.write(ring)
+        report = evaluate_files(heatmap, str(truth), str(tmp_path / "outer.tif"))[0]
+        assert report["n_excluded_pixels"] == 35 + 32 and report["lg_far"] != expected[2]
+        drawn_ring = run_evaluate(heatmap, saved, OUTER=scratch_layer([("ring", (8, 8), 6)]))
+        assert [drawn_ring[k] for k in METRICS] == [report[k.lower()] for k in METRICS[:4]] + [2]
+    finally:
+        QgsProject.instance().removeMapLayer(drawn.id())
+
+
+def test_a_vector_truth_off_the_raster_gives_the_librarys_line(scene, heatmap, tmp_path):
+    from qgis.core import QgsProcessingException
+
+    far = scratch_layer([("target", (4000, 4000))], name="elsewhere")
+    with pytest.raises(QgsProcessingException) as err:
+        run_evaluate(heatmap, far)
+    assert "elsewhere.gpkg: its only feature does not fall on" in str(err.value)
+    with pytest.raises(QgsProcessingException) as err:
+        run_evaluate(heatmap, str(tmp_path / "missing.gpkg"))
+    assert str(err.value).endswith(f"{tmp_path / 'missing.gpkg'}: no such file or folder "
+                                   "(Truth mask)")
+
+
+def test_training_takes_a_drawn_exclusion_mask(scene, tmp_path):
+    pytest.importorskip("torch", reason="training needs the [train] extra (torch)")
+    import processing
+    from hsanomaly.model import load_bundle
+
+    raster, _ = scene
+    model = processing.run("hsanomaly:train", {
+        "INPUTS": [str(raster)], "MASK": scratch_layer([("target", (10, 10))]),
+        "ITERATIONS": 2, "OUTPUT": str(tmp_path / "model")})["OUTPUT"]
+    assert load_bundle(model).meta["training"]["settings"]["mask"] is True

@@ -1,0 +1,219 @@
+"""Vector masks (io.vector): features burnt onto a raster's grid give the mask a truth raster
+would, through read_truth, evaluate (truth and outer mask) and training's exclusion masks."""
+
+import json
+
+import numpy as np
+import pytest
+import shapely
+from click.testing import CliRunner
+
+from hsanomaly.errors import HsanomalyError, HsanomalyWarning
+from hsanomaly.io import read_truth
+from hsanomaly.io.vector import is_vector, split_layer
+
+from synthetic import CRS, TRANSFORM, synthetic_cube, write_raster
+
+gpd = pytest.importorskip("geopandas")
+SIZE = TRANSFORM.a                                  # metres a pixel
+
+
+def place(col, row):
+    """Map coordinates of a (fractional) pixel position."""
+    return TRANSFORM.c + TRANSFORM.a * col, TRANSFORM.f + TRANSFORM.e * row
+
+
+def pixel_box(row0, col0, row1, col1):
+    """The polygon of pixels [row0, row1) x [col0, col1), by their edges."""
+    (x0, y0), (x1, y1) = place(col0, row0), place(col1, row1)
+    return shapely.box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+
+
+def pixel_centre(row, col):
+    return shapely.Point(place(col + 0.5, row + 0.5))
+
+
+def write_layer(path, geometries, crs=CRS, layer=None):
+    gpd.GeoDataFrame({"id": range(len(geometries))}, geometry=list(geometries),
+                     crs=crs).to_file(path, layer=layer)
+    return path
+
+
+@pytest.fixture
+def grid(tmp_path):
+    """A 12-band 40x50 raster on the synthetic grid, and the truth of its two 2x2 targets."""
+    cube, truth = synthetic_cube()
+    scene = write_raster(tmp_path / "scene.tif", cube)
+    return scene, truth
+
+
+def test_polygons_by_pixel_edges_give_the_truth_raster(grid, tmp_path):
+    scene, truth = grid
+    layer = write_layer(tmp_path / "t.gpkg", [pixel_box(10, 10, 12, 12), pixel_box(30, 40, 32, 42)])
+    mask, known = read_truth(layer, shape=truth.shape, grid_of=scene)
+    assert known is None and mask.dtype == np.uint8
+    np.testing.assert_array_equal(mask, truth)
+
+
+def test_features_in_another_crs_are_reprojected(grid, tmp_path):
+    """GeoJSON is lon/lat: the same polygons, reprojected there and back, cover the same centres."""
+    scene, truth = grid
+    frame = gpd.GeoDataFrame(geometry=[pixel_box(10, 10, 12, 12), pixel_box(30, 40, 32, 42)],
+                             crs=CRS).to_crs(4326)
+    frame.to_file(tmp_path / "t.geojson")
+    np.testing.assert_array_equal(read_truth(tmp_path / "t.geojson", grid_of=scene)[0], truth)
+
+
+def test_points_lines_and_polygons_smaller_than_a_pixel_keep_their_pixels(grid, tmp_path):
+    scene, _ = grid
+    tiny = pixel_centre(5, 5).buffer(0.2 * SIZE)          # holds no pixel centre
+    off_centre = shapely.Point(place(20.9, 7.1))   # row 7, col 20
+    line = shapely.LineString([place(30.5, 20.5), place(33.5, 20.5)])
+    mask, _ = read_truth(write_layer(tmp_path / "m.gpkg", [tiny, off_centre, line]), grid_of=scene)
+    expected = np.zeros((40, 50), np.uint8)
+    expected[5, 5] = expected[7, 20] = 1
+    expected[20, 30:34] = 1
+    np.testing.assert_array_equal(mask, expected)
+
+
+def test_a_polygon_another_covers_is_not_spread_to_the_pixels_it_touches(grid, tmp_path):
+    """The burn by pixel centre keeps one id per pixel: a polygon hidden under a larger one
+    is burnt again alone, by centre, not by every pixel it touches."""
+    scene, _ = grid
+    inner = pixel_box(9, 9, 13, 13).buffer(0.2 * SIZE)   # 4x4 centres, touches 6x6 pixels
+    outer = pixel_box(9, 9, 13, 13).buffer(0.3 * SIZE)   # the same centres
+    mask, _ = read_truth(write_layer(tmp_path / "m.gpkg", [inner, outer]), grid_of=scene)
+    expected = np.zeros((40, 50), np.uint8)
+    expected[9:13, 9:13] = 1
+    np.testing.assert_array_equal(mask, expected)
+
+
+def test_a_layer_is_named_as_qgis_names_it(grid, tmp_path):
+    scene, truth = grid
+    path = tmp_path / "two.gpkg"
+    write_layer(path, [pixel_box(10, 10, 12, 12), pixel_box(30, 40, 32, 42)], layer="truth")
+    write_layer(path, [pixel_box(0, 0, 5, 5)], layer="other")
+    with pytest.raises(HsanomalyError, match=r"has 2 layers \(truth, other\); name one as "
+                                             r".*two.gpkg\|layername=NAME"):
+        read_truth(path, grid_of=scene)
+    np.testing.assert_array_equal(read_truth(f"{path}|layername=truth", grid_of=scene)[0], truth)
+    assert read_truth(f"{path}|layername=other", grid_of=scene)[0].sum() == 25
+    with pytest.raises(HsanomalyError, match="no layer 'nope'; it has truth, other"):
+        read_truth(f"{path}|layername=nope", grid_of=scene)
+    with pytest.raises(HsanomalyError, match=r"only '\|layername=NAME' is understood.*subset"):
+        read_truth(f"{path}|layername=truth|subset=id=0", grid_of=scene)
+    assert split_layer(f"{path}|layername=truth") == (str(path), "truth")
+
+
+def test_rasters_stay_rasters(grid, tmp_path):
+    scene, _ = grid
+    assert not is_vector(scene) and is_vector(write_layer(tmp_path / "t.shp", [pixel_box(0, 0, 1, 1)]))
+    assert not is_vector(tmp_path / "missing.gpkg") and not is_vector(tmp_path / "scene.mat")
+
+
+def test_features_without_a_crs_are_taken_in_the_rasters(grid, tmp_path):
+    scene, truth = grid
+    path = write_layer(tmp_path / "t.gpkg", [pixel_box(10, 10, 12, 12), pixel_box(30, 40, 32, 42)],
+                       crs=None)
+    with pytest.warns(HsanomalyWarning, match=f"the features have no CRS; taken to be .*{CRS}"):
+        mask, _ = read_truth(path, grid_of=scene)
+    np.testing.assert_array_equal(mask, truth)
+
+
+def test_a_raster_that_cannot_place_the_features_is_refused(grid, tmp_path):
+    scene, truth = grid
+    layer = write_layer(tmp_path / "t.gpkg", [pixel_box(10, 10, 12, 12)])
+    plain = write_raster(tmp_path / "plain.tif", synthetic_cube()[0], crs=None,
+                         transform=TRANSFORM.identity())
+    with pytest.raises(HsanomalyError, match="needs a raster on a map grid, and .*plain.tif has "
+                                             "no georeferencing"):
+        read_truth(layer, grid_of=plain)
+    no_crs = write_raster(tmp_path / "nocrs.tif", synthetic_cube()[0], crs=None)
+    with pytest.raises(HsanomalyError, match=f"are in {CRS}, but .*nocrs.tif has no CRS"):
+        read_truth(layer, grid_of=no_crs)
+    with pytest.raises(HsanomalyError, match=r"\.mat file; rasterise it"):
+        read_truth(layer, grid_of=tmp_path / "scene.mat")
+
+
+def test_features_off_the_raster_are_said_and_none_on_it_refused(grid, tmp_path):
+    scene, truth = grid
+    far = shapely.Point(place(500, 500))
+    path = write_layer(tmp_path / "part.gpkg", [pixel_box(10, 10, 12, 12), far, far])
+    with pytest.warns(HsanomalyWarning, match="2 of its 3 features lie outside .*scene.tif; left out"):
+        assert read_truth(path, grid_of=scene)[0].sum() == 4
+    # the usual cause: coordinates in one CRS, the file saying another
+    wrong = gpd.GeoDataFrame(geometry=[pixel_box(10, 10, 12, 12)], crs=CRS).set_crs(
+        3857, allow_override=True)
+    wrong.to_file(tmp_path / "wrong.gpkg")
+    with pytest.raises(HsanomalyError, match=r"its only feature does not fall on .*scene.tif "
+                                             r"\(x .* against x 500000 to 500100.*CRS right"):
+        read_truth(tmp_path / "wrong.gpkg", grid_of=scene)
+
+
+def test_empty_layers_and_geometries(grid, tmp_path):
+    scene, _ = grid
+    path = write_layer(tmp_path / "null.gpkg", [None, pixel_box(10, 10, 12, 12)])
+    with pytest.warns(HsanomalyWarning, match="1 feature without a geometry left out"):
+        assert read_truth(path, grid_of=scene)[0].sum() == 4
+    with pytest.raises(HsanomalyError, match="no feature of the layer has a geometry"):
+        read_truth(write_layer(tmp_path / "nulls.gpkg", [None, None]), grid_of=scene)
+    empty = gpd.GeoDataFrame({"id": []}, geometry=[], crs=CRS)
+    empty.to_file(tmp_path / "empty.gpkg")
+    with pytest.raises(HsanomalyError, match="empty.gpkg: the layer has no features"):
+        read_truth(tmp_path / "empty.gpkg", grid_of=scene)
+    (tmp_path / "table.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(HsanomalyError, match="table.csv: the layer has no geometry column"):
+        read_truth(tmp_path / "table.csv", grid_of=scene)
+    with pytest.raises(HsanomalyError, match=r"gone.gpkg\|layername=t: file not found"):
+        read_truth(f"{tmp_path / 'gone.gpkg'}|layername=t", grid_of=scene)
+
+
+def test_evaluate_takes_vector_truth_and_outer_masks(grid, tmp_path):
+    """The command's report on vector masks is the one on their rasters."""
+    from hsanomaly.cli import main
+
+    scene, truth = grid
+    heat = tmp_path / "heat.tif"
+    assert CliRunner().invoke(main, ["detect", str(scene), str(heat), "--score", "rx", "-q"]).exit_code == 0
+    outer = np.zeros_like(truth)
+    outer[8:14, 8:14] = 1
+    rasters = [write_raster(tmp_path / "truth.tif", truth[None].astype(np.float32)),
+               write_raster(tmp_path / "outer.tif", outer[None].astype(np.float32))]
+    vectors = [write_layer(tmp_path / "truth.gpkg", [pixel_box(10, 10, 12, 12), pixel_box(30, 40, 32, 42)]),
+               write_layer(tmp_path / "outer.geojson", [pixel_box(8, 8, 14, 14)])]
+    reports = []
+    for (truth_path, outer_path), name in ((rasters, "r.json"), (vectors, "v.json")):
+        result = CliRunner().invoke(main, ["evaluate", str(heat), str(truth_path), "--outer",
+                                           str(outer_path), "--json", str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+        reports.append(json.loads((tmp_path / name).read_text()))
+    raster, vector = ({k: v for k, v in r.items() if k != "inputs"} for r in reports)
+    assert vector == raster and raster["n_excluded_pixels"] == 32
+    assert reports[1]["inputs"]["truth"] == str(vectors[0])
+
+
+def test_an_output_may_not_replace_a_vector_layers_file(grid, tmp_path):
+    from hsanomaly.cli import main
+
+    scene, _ = grid
+    layer = write_layer(tmp_path / "t.gpkg", [pixel_box(10, 10, 12, 12)], layer="truth")
+    heat = tmp_path / "heat.tif"
+    CliRunner().invoke(main, ["detect", str(scene), str(heat), "--score", "rx", "-q"])
+    before = layer.read_bytes()
+    result = CliRunner().invoke(main, ["evaluate", str(heat), f"{layer}|layername=truth",
+                                       "--json", str(layer), "--overwrite"])
+    assert result.exit_code == 1 and "is the same file as the input" in result.output
+    assert layer.read_bytes() == before
+
+
+def test_training_excludes_the_features_pixels(grid, tmp_path):
+    """A vector exclusion mask leaves out the windows a raster of the same pixels does."""
+    from hsanomaly.training.data import load_training_data
+
+    scene, truth = grid
+    raster = write_raster(tmp_path / "exclude.tif", truth[None].astype(np.float32))
+    vector = write_layer(tmp_path / "exclude.shp", [pixel_box(10, 10, 12, 12), pixel_box(30, 40, 32, 42)])
+    by_raster, by_vector = (load_training_data([scene], mask=m, window=3) for m in (raster, vector))
+    np.testing.assert_array_equal(by_vector.train, by_raster.train)
+    unmasked = load_training_data([scene], window=3)
+    assert len(by_vector.train) + len(by_vector.val) < len(unmasked.train) + len(unmasked.val)
