@@ -129,7 +129,8 @@ def evaluate(heatmap: PathArg, truth: PathArg, *, outer_mask: Optional[PathArg] 
     outer_mask: an outer target mask, of either kind, whose pixels outside the truth are
     ambiguous and left out. plots: a directory for ROC, semi-log ROC, histogram and heatmap
     PNGs. json: write the report there. Returns
-    the report (a dict: "auc", "log_auc", "lg_far", "pd", "pd_far", the pixel counts "n_*",
+    the report (a dict: "auc", "log_auc", "lg_far", "pd", "pd_far", "n_targets_found",
+    "n_false_alarm_regions" and "false_alarm_regions_per_km2" at that rate, the pixel counts "n_*",
     "targets" (the same per target) and "inputs"); with ``plots`` its "plots" key lists the
     files written. Paths are
     checked before anything is read (an existing file hsanomaly did not write is refused

@@ -118,6 +118,75 @@ def test_pd_equals_a_scan_of_every_threshold_with_ties(far):
     assert roc_curve(pos, neg).pd_at(far) == pytest.approx(best / pos.size, abs=1e-12)
 
 
+def test_false_alarm_regions_are_the_blobs_above_the_pd_threshold_without_a_target():
+    """About 2,000 background pixels at 0 allow 19 false alarms at a rate of 0.01, so the
+    threshold is 0 when fewer background pixels score above it. Above it: a 3-pixel blob (one
+    region, 8-connected by a corner), a lone pixel, a pair, a blob touching a target (a hit,
+    not a false alarm) and a blob of ambiguous outer-mask pixels only (no false alarm)."""
+    from hsanomaly.evaluation.metrics import false_alarm_regions
+
+    scores = np.zeros((40, 50))
+    truth, outer = np.zeros((40, 50), np.uint8), np.zeros((40, 50), np.uint8)
+    scores[2, 2] = scores[3, 3] = scores[3, 4] = 5          # a blob, corner-connected
+    scores[10, 10] = 5                                      # a lone pixel
+    scores[39, 48], scores[39, 49] = 2, 1                   # a pair
+    truth[15, 20] = 1
+    scores[15, 20:23] = 5                                   # a target and the blob beside it
+    outer[0, 40:42] = 1
+    scores[0, 40:42] = 5                                    # ambiguous pixels only
+    assert false_alarm_regions(scores, truth, outer, far=0.01) == 3
+    report = evaluate(scores, truth, outer_mask=outer, pd_far=0.01, pixel_area=4.0)
+    assert (report["n_targets_found"], report["n_false_alarm_regions"]) == (1, 3)
+    background = report["n_background_pixels"]
+    assert report["false_alarm_regions_per_km2"] == pytest.approx(3 / (background * 4e-6))
+    # at 0.0001 no false alarm is allowed: the threshold is the highest background score, 5,
+    # which the target does not beat...
+    report = evaluate(scores, truth, outer_mask=outer, pd_far=0.0001, pixel_area=4.0)
+    assert (report["n_targets_found"], report["n_false_alarm_regions"], report["pd"]) == (0, 0, 0)
+    assert report["false_alarm_regions_per_km2"] == 0.0
+    scores[15, 20] = 6                                      # ...until it does
+    assert evaluate(scores, truth, outer_mask=outer, pd_far=0.0001)["n_targets_found"] == 1
+    assert evaluate(scores, truth)["false_alarm_regions_per_km2"] is None
+
+
+@pytest.mark.parametrize("far", [0.001, 0.01, 0.2])
+def test_the_false_alarm_threshold_is_pds(far):
+    """Detected background pixels at the regions' threshold stay within the rate, and the
+    target pixels above it are Pd's share (scores with ties)."""
+    from hsanomaly.evaluation.metrics import false_alarm_regions
+
+    rng = np.random.default_rng(5)
+    scores = np.round(rng.normal(0, 1, (80, 80)), 1)
+    truth = np.zeros((80, 80), np.uint8)
+    truth[::9, ::7] = 1
+    scores[truth == 1] += 2
+    neg = scores[truth == 0]
+    allowed = int(far * neg.size)
+    threshold = np.sort(neg)[neg.size - allowed - 1]
+    assert (neg > threshold).sum() <= allowed
+    assert evaluate(scores, truth, pd_far=far)["pd"] == pytest.approx(
+        (scores[truth == 1] > threshold).mean())
+    from scipy import ndimage
+
+    above = (scores > threshold) & (truth == 0)
+    labels, n = ndimage.label(scores > threshold, structure=np.ones((3, 3), bool))
+    expected = len(set(labels[above]) - set(labels[truth == 1]) - {0})
+    assert false_alarm_regions(scores, truth, far=far) == expected
+
+
+@pytest.mark.parametrize("crs, size, area", [("EPSG:32633", 2.0, 4.0),
+                                             ("EPSG:2227", 10.0, (10 * 1200 / 3937) ** 2),
+                                             ("EPSG:4326", 0.001, None), (None, 2.0, None)])
+def test_pixel_area_in_square_metres(tmp_path, crs, size, area):
+    from rasterio.transform import from_origin
+
+    from hsanomaly.evaluation.files import pixel_area
+
+    path = write_raster(tmp_path / "h.tif", np.zeros((1, 3, 3)), crs=crs,
+                        transform=from_origin(100, 100, size, size))
+    assert pixel_area(path) == (None if area is None else pytest.approx(area))
+
+
 def test_pd_far_outside_zero_one_is_refused_before_anything_is_written(heat_and_truth, tmp_path):
     heat, truth_path, _, _ = heat_and_truth
     for bad in ("0", "1", "-0.1", "nan", "inf"):

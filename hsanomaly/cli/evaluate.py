@@ -26,7 +26,8 @@ def evaluate(heatmap, truth, outer_mask, plots_dir, json_path, pd_far, overwrite
     non-zero = target, or target polygons, points or lines in any vector format OGR reads;
     name one layer of several as 'FILE|layername=NAME'): AUC, logAUC, lgFAR and Pd (the share
     of target pixels found at a false-alarm rate of --pd-far) overall and per target
-    (connected components T1..Tn)."""
+    (connected components T1..Tn); at that rate, the targets found and the false-alarm
+    regions (blobs above the threshold holding no target pixel)."""
     from ..api import evaluate as run
     from ..evaluation.files import format_summary
 

@@ -11,6 +11,7 @@ from ..io import read_truth
 from ..io.atomic import atomic_path
 from ..io.checks import check_memory, warn
 from ..io.source import open_raster, read_masked
+from ..spelling import counted
 from .metrics import evaluate
 
 # Bytes per pixel an evaluation holds at its peak: the float64 scores, their sort order and
@@ -31,6 +32,20 @@ def read_heatmap(path):
                  "of hsanomaly has one)")
         band = read_masked(ds, 1)
     return band.astype(np.float64).filled(np.nan)
+
+
+def pixel_area(path):
+    """A raster's pixel area in square metres, or None where its CRS does not measure in a
+    linear unit (geographic, or none)."""
+    with open_raster(path) as ds:
+        crs, t = ds.crs, ds.transform
+    if crs is None or not crs.is_projected or t.is_identity:
+        return None
+    try:
+        factor = crs.linear_units_factor[1]     # metres per unit of the CRS
+    except Exception:                           # rasterio's CRSError: no linear unit
+        return None
+    return abs(t.a * t.e - t.b * t.d) * factor ** 2
 
 
 def read_mask(path, shape, heatmap=None):
@@ -61,7 +76,7 @@ def evaluate_files(heatmap_path, truth_path, outer_path=None, pd_far=defaults.PD
             valid = outer_known if valid is None else valid & outer_known
     try:
         report = evaluate(scores, truth, outer_mask=outer, valid=valid, pd_far=pd_far,
-                          name=heatmap_path)
+                          name=heatmap_path, pixel_area=pixel_area(heatmap_path))
     except ValueError as err:
         raise HsanomalyError(f"{heatmap_path}: {err}") from None
     report["inputs"] = {"heatmap": str(heatmap_path), "truth": str(truth_path),
@@ -94,7 +109,11 @@ def format_summary(report):
              f"{report['pd_far']:g}",
              f"{report['n_target_pixels']} target pixels in {report['n_targets']} targets, "
              f"{report['n_background_pixels']} background pixels, "
-             f"{report['n_excluded_pixels']} excluded"]
+             f"{report['n_excluded_pixels']} excluded",
+             f"at that rate {report['n_targets_found']} of {report['n_targets']} targets found, "
+             f"{counted(report['n_false_alarm_regions'], 'false-alarm region')}"
+             + ("" if report["false_alarm_regions_per_km2"] is None else
+                f" ({report['false_alarm_regions_per_km2']:.3g} per km² of background)")]
     if report["targets"]:
         lines.append(f"{'target':<7}{'pixels':>7}{'AUC':>8}{'logAUC':>8}{'lgFAR':>7}{'Pd':>7}"
                      f"{'max score':>12}{'row':>8}{'col':>8}")

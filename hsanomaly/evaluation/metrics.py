@@ -207,11 +207,33 @@ def check_pd_far(pd_far):
     return check_rate(spell("pd_far"), pd_far)
 
 
+def false_alarm_regions(scores, truth, outer=None, valid=None, far=defaults.PD_FAR):
+    """The 8-connected regions of pixels an analyst thresholding at false-alarm rate ``far``
+    would see that hold no target pixel: how many blobs to look at, where Pd counts pixels.
+    The threshold is the one ``RocCurve.pd_at`` uses: a pixel is detected when it scores
+    above the (k+1)-th highest background score, k the false alarms ``far`` allows. A region
+    of ambiguous pixels only (outer mask) is no false alarm."""
+    from scipy import ndimage
+
+    scores = np.asarray(scores)
+    target, background = class_masks(scores, truth, outer, valid)
+    values = scores[background]
+    rank = values.size - 1 - rate_count(far, values.size)     # the (k+1)-th highest
+    threshold = np.partition(values, rank)[rank]
+    scored = ~np.isnan(scores) if valid is None else ~np.isnan(scores) & np.asarray(valid, bool)
+    labels, n = ndimage.label(scored & (scores > threshold), structure=np.ones((3, 3), bool))
+    hits = np.bincount(labels[target], minlength=n + 1)
+    false = np.bincount(labels[background], minlength=n + 1)
+    return int(((hits == 0) & (false > 0))[1:].sum())
+
+
 @renamed_keywords(outer="outer_mask")
 def evaluate(scores, truth, outer_mask=None, valid=None, pd_far=defaults.PD_FAR,
-             name="the heatmap"):
+             name="the heatmap", pixel_area=None):
     """A JSON-ready report of how well ``scores`` (rows, cols) find the ``truth`` targets:
-    overall and per-target AUC, logAUC, lgFAR and Pd at ``pd_far`` (see ``score_targets``).
+    overall and per-target AUC, logAUC, lgFAR and Pd at ``pd_far`` (see ``score_targets``),
+    and at that rate the targets found and the false-alarm regions (``false_alarm_regions``),
+    per km2 of background where ``pixel_area`` (square metres) is given.
     ``name``: how a warning names the scores."""
     pd_far = check_pd_far(pd_far)
     truth = np.asarray(truth)
@@ -230,15 +252,21 @@ def evaluate(scores, truth, outer_mask=None, valid=None, pd_far=defaults.PD_FAR,
              f"(NaN, the heatmap's nodata) and {'are' if many else 'is'} left out of the rates, "
              "which measure the rest: " + ", ".join(f"{k} ({counted(n, 'pixel')})"
                                                     for k, n in unscored.items()))
+    regions = false_alarm_regions(scores, truth, outer_mask, valid, pd_far)
+    reports = [_target_report(t, pd_far) for t in targets]
     return {
         **_curve_metrics(overall, pd_far),
         "pd_far": pd_far,
+        "n_targets_found": sum(bool(t["pd"]) for t in reports),
+        "n_false_alarm_regions": regions,
+        "false_alarm_regions_per_km2": None if pixel_area is None else
+        regions / (overall.n_neg * pixel_area / 1e6),
         "n_target_pixels": overall.n_pos,
         "n_unscored_target_pixels": missed,
         "n_background_pixels": overall.n_neg,
         "n_excluded_pixels": int(np.size(scores) - overall.n_pos - overall.n_neg),
         "n_targets": len(targets),
-        "targets": [_target_report(t, pd_far) for t in targets],
+        "targets": reports,
     }
 
 

@@ -19,6 +19,10 @@ TARGET_FIELDS = {"id": QVariant.String, "pixels": QVariant.Int, "auc": QVariant.
                  "max_score": QVariant.Double, "centroid_row": QVariant.Double,
                  "centroid_col": QVariant.Double}
 METRICS = {"AUC": "auc", "LOG_AUC": "log_auc", "LG_FAR": "lg_far", "PD": "pd"}
+# at the false-alarm rate of Pd: output -> (report key, description)
+COUNTS = {"TARGETS_FOUND": ("n_targets_found", "targets found at the false-alarm rate of Pd"),
+          "FALSE_ALARM_REGIONS": ("n_false_alarm_regions",
+                                  "false-alarm regions at the false-alarm rate of Pd")}
 
 
 class Evaluate(HsanomalyAlgorithm):
@@ -42,7 +46,9 @@ class Evaluate(HsanomalyAlgorithm):
                 "grid, non-zero = target, or a vector layer of target polygons, points or "
                 "lines, reprojected and burnt onto its pixels): "
                 "AUC, logAUC, lgFAR and Pd (the share of target pixels found at a chosen "
-                "false-alarm rate) overall and per target (connected components T1..Tn). "
+                "false-alarm rate) overall and per target (connected components T1..Tn), and "
+                "at that rate the targets found and the false-alarm regions (blobs above the "
+                "threshold that hold no target pixel). "
                 "Pixels inside the optional outer mask but outside the truth are excluded. "
                 "Optionally writes ROC, semi-log ROC, histogram and heatmap PNGs.")
 
@@ -63,6 +69,8 @@ class Evaluate(HsanomalyAlgorithm):
         for output, key in METRICS.items():
             self.addOutput(QgsProcessingOutputNumber(output, key))
         self.addOutput(QgsProcessingOutputNumber(self.N_TARGETS, "number of targets"))
+        for output, (_, description) in COUNTS.items():
+            self.addOutput(QgsProcessingOutputNumber(output, description))
 
     def processAlgorithm(self, parameters, context, feedback):
         heatmap = raster_source(self, parameters, self.HEATMAP, context)
@@ -101,6 +109,7 @@ class Evaluate(HsanomalyAlgorithm):
         del sink   # closes the file now, not whenever Python frees this frame
 
         outputs = {output: report[key] for output, key in METRICS.items()}
+        outputs.update({output: report[key] for output, (key, _) in COUNTS.items()})
         outputs.update({self.N_TARGETS: report["n_targets"], self.TARGETS: table})
         if plots:
             outputs[self.PLOTS] = plots
