@@ -44,8 +44,9 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
            model: Optional[ModelArg] = None, extras: Optional[Mapping[str, PathArg]] = None,
            polygons: Optional[PathArg] = None, threshold: Optional[SupportsFloat] = None,
            far: Optional[FalseAlarmRate] = None, png: Optional[PathArg] = None,
-           tile: SupportsIndex = defaults.TILE, resume: bool = False, cog: bool = False,
-           overwrite: bool = False, workers: Optional[int] = None,
+           mask: Optional[PathArg] = None, tile: SupportsIndex = defaults.TILE,
+           resume: bool = False, cog: bool = False, overwrite: bool = False,
+           workers: Optional[int] = None,
            scheduler: Optional[Scheduler] = None, progress: bool = False,
            callback: Optional[Progress] = None, **options: Any) -> "DetectResult":
     """Score raster ``src`` into the heatmap GeoTIFF ``dst``; optionally a PNG and polygons.
@@ -55,7 +56,9 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
     ``src`` (needs torch) and kept beside ``dst``. ``options`` are the score's own (see
     ``Detector``); one it does not take is refused. extras: {"recon"|"latent"|"convergence":
     path}. polygons: a GeoPackage of the regions above ``threshold`` or above the threshold
-    of false-alarm rate ``far`` (a number or "auto"). workers/scheduler: score the tiles on a
+    of false-alarm rate ``far`` (a number or "auto"). mask: an exclusion mask (a raster on
+    ``src``'s grid, non-zero = out, or vector features, as ``train`` takes): its pixels are left
+    out of fitting, training and scoring, nodata in the heatmap. workers/scheduler: score the tiles on a
     Dask cluster (a local one of N processes, or an address or Client). callback(fraction,
     message) -> True cancels. Every option and path is checked before any work; the heatmap,
     extras, PNG and polygons are replaced together, only once all are written and checked.
@@ -66,9 +69,12 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
     from .engine import detect as run_engine
     from .engine.detect import check_resumed_input
     from .io.atomic import staged
+    from .io.exclusion import exclude
     from .io.source import open_source
 
     check_raster_path(src)
+    if mask is not None:
+        check_raster_path(mask, spell("mask"), use="save the mask to a file")
     src = os.fspath(src)
     model = model_path(model)
     score = defaults.SCORE if score is None else score
@@ -76,8 +82,10 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
                         cog=cog, overwrite=overwrite, progress=progress)
     quick = scene_model_path(dst) if cls.needs_model and model is None else None
     detect_paths(src, dst, model=model, extras=extras, png=png, polygons=polygons,
-                 quick_model=quick, overwrite=overwrite)
+                 quick_model=quick, overwrite=overwrite, mask=mask)
     check_threshold(polygons, threshold, far)
+    # read and checked before any work; the engine reads the raster through it
+    masked = None if mask is None else exclude(open_source(src), os.fspath(mask))
     # built (and its options checked) before any training; the bundle loads on first use
     scorer = make_scorer(score, **options, **({"model": model or quick} if cls.needs_model else {}))
     if "convergence" in (extras or {}) and "convergence" in scorer.unmeasured_outputs():
@@ -95,11 +103,11 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
                 with contextlib.closing(open_source(src)) as source:
                     check_quick_model(source, scorer)
                 trained = train_on_scene(src, dst, cls.model_training, callback, progress,
-                                         stage.directory(quick))
+                                         stage.directory(quick), mask=mask)
                 scorer, model = make_scorer(score, **options, model=trained), quick
         with optional_client(workers, scheduler) as client:
             executor = None if client is None else DaskExecutor(client)
-            result = run_engine(src, dst, scorer, extras=extras, tile=tile, resume=resume,
+            result = run_engine(masked or src, dst, scorer, extras=extras, tile=tile, resume=resume,
                                 executor=executor, progress=progress, callback=callback,
                                 stage=stage, cog=cog)
         if png is not None:

@@ -64,7 +64,7 @@ def batch_inputs(inputs):
 
 
 def detect_paths(src, dst, *, model=None, extras=None, png=None, polygons=None, quick_model=None,
-                 overwrite=False):
+                 overwrite=False, mask=None):
     """Refuse colliding, unwritable or unreplaceable outputs of one detect run; without
     ``overwrite``, also existing output files that hsanomaly did not write."""
     from .engine.store import is_tile_store, store_path
@@ -73,6 +73,7 @@ def detect_paths(src, dst, *, model=None, extras=None, png=None, polygons=None, 
 
     inputs = [(spell("src"), f) for f in [src, *dataset_files(src)]] if is_path(src) else []
     inputs += [(spell("model"), model, DIRECTORY)] if is_path(model) else []
+    inputs += [(spell("mask"), mask)] if is_path(mask) else []
     store = store_path(dst)
     rasters = [(spell("dst"), dst)] + [(extra_label(k), v) for k, v in (extras or {}).items()]
     outputs = list(rasters) + side_files(rasters)

@@ -58,6 +58,20 @@ def test_same_bytes_as_single_process(synthetic_raster, tmp_path, client, score)
     assert local == remote
 
 
+def test_an_exclusion_mask_travels_to_the_workers(synthetic_raster, tmp_path, client):
+    """Tiles scored on workers leave the mask's pixels out as this process does."""
+    path, truth, _ = synthetic_raster
+    out = np.zeros((1,) + truth.shape, np.float32)
+    out[0, 15:30, 5:20] = 1
+    mask = write_raster(tmp_path / "mask.tif", out)
+    local, remote = tmp_path / "local.tif", tmp_path / "dask.tif"
+    hsanomaly.detect(path, local, score="gmm", tile=TILE, mask=mask)
+    hsanomaly.detect(path, remote, score="gmm", tile=TILE, mask=mask, scheduler=client)
+    assert local.read_bytes() == remote.read_bytes()
+    hsanomaly.detect(path, tmp_path / "plain.tif", score="gmm", tile=TILE)
+    assert local.read_bytes() != (tmp_path / "plain.tif").read_bytes()
+
+
 def test_statistics_match_the_local_pass(synthetic_raster, client):
     """Many tiles, so the ordered fold spans several chunks; samples pick the same pixels."""
     source = RasterSource(synthetic_raster[0])

@@ -126,6 +126,11 @@ def _far(ctx, param, value):
 @click.option("--ignore-wavelengths", is_flag=True, default=None,
               help="Score with a model even where the raster's band wavelengths differ from "
                    "the ones it was trained on.")
+@click.option("--mask", type=click.Path(dir_okay=False), default=None,
+              help="Exclusion mask: a raster on SRC's grid (non-zero = leave out) or vector "
+                   "features ('f.gpkg|layername=NAME' for one layer of several); its pixels "
+                   "are left out of fitting, a quick model's training and scoring (nodata in "
+                   "DST).")
 @click.option("--tile", type=click.IntRange(min=defaults.MIN_TILE), default=defaults.TILE, show_default=True,
               help="Tile size in pixels.")
 @click.option("--cog", is_flag=True,
@@ -142,7 +147,7 @@ def detect(src, dst, score, model, solver, restarts, steps, codebook, refine, co
            c1, c2, lam, outer, guard, purge, rings, top_rings, neighbour_weight, pca,
            components, sample, trim, weight, seed, recon_out,
            latent_out, convergence_out, polygons, threshold, far, png, device, threads,
-           ignore_wavelengths, tile, cog, resume, overwrite, workers, scheduler, quiet):
+           ignore_wavelengths, mask, tile, cog, resume, overwrite, workers, scheduler, quiet):
     """Score raster SRC and write the anomaly heatmap GeoTIFF DST."""
     from ..api import detect as run
 
@@ -157,7 +162,7 @@ def detect(src, dst, score, model, solver, restarts, steps, codebook, refine, co
                                     convergence=convergence_out).items() if v}
     start = time.perf_counter()        # the whole run: a quick model's training too
     result = run(src, dst, score=score, model=model, extras=extras, polygons=polygons,
-                 threshold=threshold, far=far, png=png, tile=tile, cog=cog, resume=resume,
+                 threshold=threshold, far=far, png=png, mask=mask, tile=tile, cog=cog, resume=resume,
                  overwrite=overwrite, workers=workers, scheduler=scheduler,
                  progress=show_progress(quiet), callback=progress_log(quiet), **options)
     seconds = time.perf_counter() - start

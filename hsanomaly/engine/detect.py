@@ -56,8 +56,8 @@ class DetectResult:
     """What ``hsanomaly.detect`` did: the rasters written (``outputs``: the heatmap and any extra
     outputs; ``polygons``: the count written, if asked for), the tiles scored
     (and of them resumed), the seconds taken, the score, the model used and the polygons'
-    count, and the pixels scored and left out as nodata (valid pixels the score could not
-    score are neither: a warning counts them). ``text()`` is the line the command line prints.
+    count, and the pixels scored and left out as nodata or by the exclusion ``mask`` (valid
+    pixels the score could not score are neither: a warning counts them). ``text()`` is the line the command line prints.
     Plain values only: a batch keeps one per raster (a scorer here kept its model)."""
     path: str
     outputs: dict                 # output name -> path written
@@ -69,6 +69,7 @@ class DetectResult:
     polygons: Optional[int] = None    # number of target polygons written, if asked for
     pixels_scored: Optional[int] = None   # (None: tiles stored by an earlier version)
     pixels_nodata: Optional[int] = None   # left out as nodata, in every band or in some
+    mask: Optional[str] = None            # the exclusion mask, whose pixels count as nodata
 
     def text(self, seconds: Optional[float] = None) -> str:
         """The one line the command line and QGIS print: tiles, time (``seconds``, when the
@@ -78,7 +79,8 @@ class DetectResult:
         if self.tiles_resumed:
             line += f" ({self.tiles_resumed} resumed)"
         if self.pixels_scored is not None:
-            line += f"; {counted(self.pixels_scored, 'pixel')} scored, {self.pixels_nodata:,} nodata"
+            line += (f"; {counted(self.pixels_scored, 'pixel')} scored, {self.pixels_nodata:,} "
+                     f"nodata{' or masked' if self.mask else ''}")
         return line
 
 
@@ -214,8 +216,11 @@ def check_scored(name, scorer, valid, unscored):
 def config(source, scorer, outputs, tile):
     """The configuration a run's tiles depend on, as plain JSON (the model digest among the
     scorer's parameters)."""
-    return {"shape": [source.count, source.height, source.width], "scorer": scorer.params(),
-            "outputs": {k: v[1] for k, v in outputs.items()}, "tile": int(tile)}
+    job = {"shape": [source.count, source.height, source.width], "scorer": scorer.params(),
+           "outputs": {k: v[1] for k, v in outputs.items()}, "tile": int(tile)}
+    if source.exclusion is not None:        # the pixels left out change every tile's scores
+        job["excluded"] = source.exclusion.digest
+    return job
 
 
 def manifest(src, source, scorer, outputs, tile):
@@ -419,7 +424,8 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
             stage.on_end(store.release)     # the stage's owner ends it: the lock lasts till then
             handed = True
         result = DetectResult(outputs["score"][0], {k: v[0] for k, v in outputs.items()},
-                              len(windows), len(done), time.perf_counter() - start, scorer.name)
+                              len(windows), len(done), time.perf_counter() - start, scorer.name,
+                              mask=None if source.exclusion is None else source.exclusion.path)
         if totals is not None:
             valid, unscored = totals
             result.pixels_scored = valid - unscored

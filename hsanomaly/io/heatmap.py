@@ -36,13 +36,16 @@ SCORE_TAG = TAG_PREFIX + "SCORE"     # the score's name, which readers of a heat
 
 
 def heatmap_tags(scorer, source):
-    """Dataset tags naming the score, its parameters, the model and the input."""
+    """Dataset tags naming the score, its parameters, the model, the input and its
+    exclusion mask."""
     from .._version import __version__
 
     params = scorer.params()
     tags = {"SCORE": scorer.name, "PARAMETERS": json.dumps(params, sort_keys=True),
             "VERSION": __version__, "INPUT": Path(str(source.name)).name,
             "GRID": grid_text(source.width, source.height, source.profile.get("transform"))}
+    if source.exclusion is not None:
+        tags["MASK"] = Path(source.exclusion.path).name
     bundle = getattr(scorer, "bundle", None) or getattr(getattr(scorer, "gan", None), "bundle", None)
     if bundle is not None:
         tags["MODEL_DIGEST"] = params.get("model", "")

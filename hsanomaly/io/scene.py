@@ -109,6 +109,13 @@ def read_truth(path, shape=None, grid_of=None, what="scene"):
     return gt, known
 
 
+def read_exclusion(path, shape, grid_of):
+    """Where an exclusion mask leaves pixels out (bool (rows, cols)): non-zero or covered by a
+    feature, and its nodata pixels too, since nothing says they may stay in."""
+    mask, known = read_truth(path, shape=shape, grid_of=grid_of, what="raster")
+    return mask.astype(bool) if known is None else mask.astype(bool) | ~known
+
+
 def _grid(path):
     """(kind, crs, placement) of a georeferenced raster: ("map", crs, transform), or
     ("gcps", crs, ground control points) for a raster placed only by them (an airborne line

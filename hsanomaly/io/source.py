@@ -61,6 +61,7 @@ class _Source:
 
     _token_lock = threading.Lock()
     exact_scaling = None     # a raster's band (scale, offset), float64: see RasterSource
+    exclusion = None         # an ``io.exclusion.Exclusion``: pixels left out as nodata are
 
     @property
     def token(self):
@@ -83,6 +84,8 @@ class _Source:
             data, ok = self._read(Window(c0, r0, c1 - c0, r1 - r0))
             data = data.astype(np.float32, copy=False)
             ok &= np.isfinite(data).all(axis=0)
+            if self.exclusion is not None:
+                ok &= ~self.exclusion.window(r0, c0, r1 - r0, c1 - c0)
             data[:, ~ok] = np.nan
             if data.shape[1:] == (h, w):
                 return data, ok
@@ -230,6 +233,9 @@ class _Source:
         seen = np.zeros(self.count, bool)
         for window in self.windows(tile):
             seen |= self._bands_with_values(window)
+        if seen.all() and self.exclusion is not None:
+            return HsanomalyError(f"{self.name}: no valid pixel is left outside the mask "
+                                  f"{self.exclusion.path}")
         if not seen.any():
             return HsanomalyError(f"{self.name}: the raster has no valid pixels "
                                   "(every value is NaN, infinite or nodata)")

@@ -19,7 +19,8 @@ import numpy as np
 
 from .. import defaults
 from ..errors import HsanomalyError
-from ..io import open_source, read_truth
+from ..io import open_source
+from ..io.scene import read_exclusion
 from ..io.checks import warn
 from ..model.compat import first_mismatch
 from ..preprocess import Preprocessor
@@ -141,11 +142,8 @@ def _exclusion_masks(mask, inputs, sources):
     paths = list(mask) if isinstance(mask, (list, tuple)) else [mask] * len(inputs)
     if len(paths) != len(inputs):
         raise HsanomalyError(f"{paths[0]}: {len(paths)} masks given for {len(inputs)} inputs")
-    masks = []
-    for path, scene, source in zip(paths, inputs, sources):
-        mask, known = read_truth(path, shape=(source.height, source.width), grid_of=scene)
-        masks.append(mask.astype(bool) if known is None else mask.astype(bool) | ~known)
-    return masks
+    return [read_exclusion(path, (source.height, source.width), scene)
+            for path, scene, source in zip(paths, inputs, sources)]
 
 
 def _sample_windows(path, source, window, exclude, background_only, fraction, rng):

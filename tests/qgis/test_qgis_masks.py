@@ -119,3 +119,27 @@ def test_training_takes_a_drawn_exclusion_mask(scene, tmp_path):
         "INPUTS": [str(raster)], "MASK": scratch_layer([("target", (10, 10))]),
         "ITERATIONS": 2, "OUTPUT": str(tmp_path / "model")})["OUTPUT"]
     assert load_bundle(model).meta["training"]["settings"]["mask"] is True
+
+
+def test_detect_leaves_out_a_drawn_exclusion_mask(scene, tmp_path):
+    """The library's heatmap with the same mask as a raster: the pixels are nodata there."""
+    import numpy as np
+    import processing
+    import rasterio
+    from hsanomaly.api import detect
+
+    raster, truth = scene
+    result = processing.run("hsanomaly:detect", {
+        "INPUT": str(raster), "SCORE": "rx", "MASK": scratch_layer([("cloud", (20, 20), 6)]),
+        "OUTPUT": str(tmp_path / "qgis.tif")})
+    out = np.zeros((1, 40, 50), np.uint8)
+    out[0, 20:26, 20:26] = 1
+    with rasterio.open(truth) as src:
+        profile = src.profile
+    with rasterio.open(tmp_path / "cloud.tif", "w", **profile) as dst:
+        dst.write(out)
+    detect(str(raster), tmp_path / "library.tif", score="rx", mask=tmp_path / "cloud.tif")
+    with rasterio.open(result["OUTPUT"]) as a, rasterio.open(tmp_path / "library.tif") as b:
+        qgis, library = a.read(1, masked=True), b.read(1, masked=True)
+    assert qgis.mask[20:26, 20:26].all()
+    np.testing.assert_array_equal(qgis.filled(np.nan), library.filled(np.nan))

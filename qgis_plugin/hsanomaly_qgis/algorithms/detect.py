@@ -9,13 +9,14 @@ from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingParam
 from .. import library
 from ..dependencies import install_hint
 from ..styles import style_heatmap_on_load, style_targets_on_load
-from .base import (HsanomalyAlgorithm, geopackage_file, is_empty, progress_callback,
-                   raster_source)
+from .base import (HsanomalyAlgorithm, geopackage_file, is_empty, mask_parameter, mask_source,
+                   progress_callback, raster_source)
 
 
 class DetectAnomalies(HsanomalyAlgorithm):
     INPUT = "INPUT"
     MODEL = "MODEL"
+    MASK = "MASK"
     SCORE = "SCORE"
     SOLVER = "SOLVER"
     PURGE = "PURGE"
@@ -51,7 +52,9 @@ class DetectAnomalies(HsanomalyAlgorithm):
             f"{', '.join(baselines)} are fitted on the input and take no model. The GAN scores "
             f"{', '.join(lib.model_scores)} use a model bundle from 'Train model' (without one, "
             "the library trains a quick model on the input if torch is installed). Target "
-            "polygons need a score threshold or a false-alarm rate. The defaults are the "
+            "polygons need a score threshold or a false-alarm rate. An exclusion mask (a "
+            "raster on the input's grid, or a vector layer: clouds, water, known structures) "
+            "leaves its pixels out of fitting, training and scoring. The defaults are the "
             f"library's: score {lib.score}, latent search {lib.solver}, tiles of {lib.tile} "
             "pixels. The input may also be a GDAL subdataset (NETCDF:..., HDF5:..., "
             "GTIFF_DIR:...) or a /vsizip/... path, passed to the library unchanged.")
@@ -114,6 +117,9 @@ class DetectAnomalies(HsanomalyAlgorithm):
             optional=True))
         self.addParameter(QgsProcessingParameterString(
             self.FAR, "Polygon false-alarm rate (e.g. 0.001, or auto)", optional=True))
+        self.addParameter(mask_parameter(
+            self.MASK, "Exclusion mask (non-zero or covered by a feature = leave out)",
+            optional=True))
         tile = QgsProcessingParameterNumber(self.TILE, "Tile size (pixels)",
                                             QgsProcessingParameterNumber.Integer,
                                             defaultValue=lib.tile, minValue=lib.min_tile)
@@ -144,6 +150,8 @@ class DetectAnomalies(HsanomalyAlgorithm):
         source = raster_source(self, parameters, self.INPUT, context)
         model = None if is_empty(parameters, self.MODEL) else \
             self.parameterAsFile(parameters, self.MODEL, context)
+        mask = None if is_empty(parameters, self.MASK) else \
+            mask_source(self, parameters, self.MASK, context)
         heatmap = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         polygons, layer = geopackage_file(
             self.parameterAsOutputLayer(parameters, self.POLYGONS, context))
@@ -186,7 +194,7 @@ class DetectAnomalies(HsanomalyAlgorithm):
 
             result = detect(
                 source, heatmap, score=score, model=model, polygons=polygons,
-                threshold=threshold, far=far,
+                threshold=threshold, far=far, mask=mask,
                 tile=self.parameterAsInt(parameters, self.TILE, context),
                 overwrite=True,   # QGIS replaces an algorithm's output files (its dialog asks)
                 progress=False, callback=progress_callback(feedback), **options)

@@ -1,0 +1,140 @@
+"""detect's exclusion mask (io.exclusion): its pixels are scored as if they were nodata, in
+fitting, in a quick model's training and in scoring, whatever the mask's kind."""
+
+import numpy as np
+import pytest
+import rasterio
+import shapely
+from click.testing import CliRunner
+
+import hsanomaly
+from hsanomaly.errors import HsanomalyError, HsanomalyWarning
+from hsanomaly.io.exclusion import Exclusion
+
+from synthetic import CRS, NODATA, TRANSFORM, synthetic_cube, write_raster
+
+gpd = pytest.importorskip("geopandas")
+
+
+def place(col, row):
+    return TRANSFORM.c + TRANSFORM.a * col, TRANSFORM.f + TRANSFORM.e * row
+
+
+def pixel_box(row0, col0, row1, col1):
+    (x0, y0), (x1, y1) = place(col0, row0), place(col1, row1)
+    return shapely.box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+
+
+@pytest.fixture
+def masked_scene(tmp_path):
+    """(raster, mask raster, the same mask as polygons, the raster with those pixels nodata):
+    a bright "cloud" block and a strip left out of a 12-band 40x50 scene."""
+    cube, _ = synthetic_cube()
+    cube[:, 20:28, 2:12] += 3.0                      # the cloud: far off every other spectrum
+    out = np.zeros((40, 50), np.uint8)
+    out[20:28, 2:12] = out[:, 47:] = 1
+    raster = write_raster(tmp_path / "scene.tif", cube, nodata=NODATA)
+    mask = write_raster(tmp_path / "mask.tif", out[None].astype(np.float32))
+    layer = tmp_path / "mask.gpkg"
+    gpd.GeoDataFrame(geometry=[pixel_box(20, 2, 28, 12), pixel_box(0, 47, 40, 50)],
+                     crs=CRS).to_file(layer)
+    holed = cube.copy()
+    holed[:, out == 1] = NODATA
+    return raster, mask, layer, write_raster(tmp_path / "holed.tif", holed, nodata=NODATA), out
+
+
+def heat(path):
+    with rasterio.open(path) as ds:
+        return ds.read(1, masked=True).filled(np.nan), ds.tags()
+
+
+@pytest.mark.parametrize("score", ["rx", "gmm", "rxmlrx"])
+def test_masked_pixels_are_scored_as_nodata_would_be(masked_scene, tmp_path, score):
+    """The reference: the same raster with the mask's pixels written as nodata."""
+    raster, mask, layer, holed, out = masked_scene
+    options = {"rings": "5/3,7/3"} if score == "rxmlrx" else {}
+    reference = hsanomaly.detect(holed, tmp_path / "ref.tif", score=score, **options)
+    for given, name in ((mask, "raster.tif"), (layer, "vector.tif")):
+        result = hsanomaly.detect(raster, tmp_path / name, score=score, mask=given, **options)
+        scores, tags = heat(tmp_path / name)
+        np.testing.assert_array_equal(scores, heat(tmp_path / "ref.tif")[0])
+        assert np.isnan(scores[out == 1]).all() and tags["HSANOMALY_MASK"] == given.name
+        assert (result.pixels_scored, result.pixels_nodata) == (reference.pixels_scored,
+                                                                reference.pixels_nodata)
+        assert result.text().endswith(f"{reference.pixels_nodata:,} nodata or masked")
+    unmasked = hsanomaly.detect(raster, tmp_path / "plain.tif", score=score, **options)
+    assert not np.array_equal(heat(tmp_path / "plain.tif")[0][out == 0],
+                              heat(tmp_path / "ref.tif")[0][out == 0])   # the cloud counted
+    assert unmasked.text().endswith(" nodata")
+
+
+def test_the_mask_is_part_of_the_run_fingerprint(masked_scene, tmp_path):
+    from hsanomaly.engine.detect import RUN_TAG
+
+    raster, mask, layer, _, out = masked_scene
+    other = write_raster(tmp_path / "other.tif", np.roll(out, 1, axis=0)[None].astype(np.float32))
+    prints = []
+    for given, name in ((None, "a.tif"), (mask, "b.tif"), (layer, "c.tif"), (other, "d.tif")):
+        hsanomaly.detect(raster, tmp_path / name, score="rx", mask=given)
+        prints.append(heat(tmp_path / name)[1][RUN_TAG])
+    assert prints[1] == prints[2]             # the same pixels, from a raster or features
+    assert len({prints[0], prints[1], prints[3]}) == 3
+
+
+def test_a_bad_mask_is_one_line_before_any_work(masked_scene, tmp_path):
+    from hsanomaly.cli import main
+
+    raster, mask, layer, _, out = masked_scene
+    far = tmp_path / "far.gpkg"
+    gpd.GeoDataFrame(geometry=[pixel_box(500, 500, 510, 510)], crs=CRS).to_file(far)
+    everything = write_raster(tmp_path / "all.tif", np.ones((1, 40, 50), np.float32))
+    small = write_raster(tmp_path / "small.tif", np.ones((1, 20, 50), np.float32))
+    cases = [(far, "its only feature does not fall on"),
+             (everything, "the mask leaves out every pixel of"),
+             (small, "the mask is 20x50 pixels, the raster is 40x50"),
+             (tmp_path / "gone.tif", "gone.tif: file not found")]
+    for given, message in cases:
+        # the default score without a model: refused before a quick model is trained
+        result = CliRunner().invoke(main, ["detect", str(raster), str(tmp_path / "o.tif"),
+                                           "--mask", str(given)])
+        assert result.exit_code == 1 and message in result.output, result.output
+        assert result.output.count("\n") == 1
+        assert not (tmp_path / "o.tif").exists() and not (tmp_path / "o.model").exists()
+    result = CliRunner().invoke(main, ["detect", str(raster), str(mask), "--mask", str(mask)])
+    assert result.exit_code == 1 and "is the same file as the input" in result.output
+    with pytest.raises(HsanomalyError, match="expected a raster's path"):
+        hsanomaly.detect(raster, tmp_path / "o.tif", score="rx", mask=out)
+    nothing = write_raster(tmp_path / "none.tif", np.zeros((1, 40, 50), np.float32))
+    with pytest.warns(HsanomalyWarning, match="none.tif: the mask leaves out no pixel"):
+        hsanomaly.detect(raster, tmp_path / "o.tif", score="rx", mask=nothing)
+
+
+def test_a_quick_model_is_trained_without_the_masked_pixels(masked_scene, tmp_path,
+                                                            monkeypatch):
+    pytest.importorskip("torch")
+    import hsanomaly.training
+    from hsanomaly.model import load_bundle
+
+    raster, mask, layer, _, out = masked_scene
+    masks, train = [], hsanomaly.training.train
+    monkeypatch.setattr(hsanomaly.training, "train", lambda *args, **options: masks.append(
+        options.get("mask")) or train(*args, **{**options, "iterations": 5}))
+    hsanomaly.detect(raster, tmp_path / "o.tif", score="resrx", mask=layer)
+    assert masks == [layer]
+    assert load_bundle(tmp_path / "o.model").meta["training"]["settings"]["mask"] is True
+    assert np.isnan(heat(tmp_path / "o.tif")[0][out == 1]).all()
+
+
+def test_exclusion_windows_are_the_masks_pixels(tmp_path):
+    """Packed one bit a pixel: any window, at any bit offset, reads back the mask."""
+    rng = np.random.default_rng(0)
+    out = rng.random((40, 50)) < 0.3
+    mask = write_raster(tmp_path / "m.tif", out[None].astype(np.float32))
+    scene = write_raster(tmp_path / "s.tif", synthetic_cube()[0])
+    exclusion = Exclusion(mask, scene, (40, 50))
+    assert exclusion.count == out.sum()
+    for _ in range(300):
+        row, col = rng.integers(0, 40), rng.integers(0, 50)
+        rows, cols = rng.integers(1, 41 - row), rng.integers(1, 51 - col)
+        np.testing.assert_array_equal(exclusion.window(row, col, rows, cols),
+                                      out[row:row + rows, col:col + cols])
