@@ -159,6 +159,7 @@ def batch_paths(targets, out_dir, quick_model=None, overwrite=False):
 def evaluate_paths(heatmap, truth, outer_mask, plots, json, overwrite=False):
     from .evaluation.plots import PLOT_FILES
     from .io.ownership import is_own_png, is_own_report
+    from .io.vector import vector_files
 
     inputs = [(spell("heatmap"), heatmap), (spell("truth"), truth),
               (spell("outer_mask"), outer_mask)]
@@ -166,6 +167,9 @@ def evaluate_paths(heatmap, truth, outer_mask, plots, json, overwrite=False):
         if path is not None:
             check_raster_path(path, label, use="read them with rasterio and use "
                               "hsanomaly.evaluation.metrics on the arrays")
+    # a shapefile mask is several files, none of which an output may replace
+    inputs = [(label, file) for label, path in inputs if path is not None
+              for file in vector_files(path)]
     figures = []
     if plots is not None:
         _check_plots_dir(Path(plots))

@@ -94,14 +94,19 @@ def test_a_layer_is_named_as_qgis_names_it(grid, tmp_path):
     write_layer(path, [pixel_box(10, 10, 12, 12), pixel_box(30, 40, 32, 42)], layer="truth")
     write_layer(path, [pixel_box(0, 0, 5, 5)], layer="other")
     with pytest.raises(HsanomalyError, match=r"has 2 layers \(truth, other\); name one as "
-                                             r".*two.gpkg\|layername=NAME"):
+                                             r"'.*two.gpkg\|layername=NAME'"):
         read_truth(path, grid_of=scene)
     np.testing.assert_array_equal(read_truth(f"{path}|layername=truth", grid_of=scene)[0], truth)
     assert read_truth(f"{path}|layername=other", grid_of=scene)[0].sum() == 25
     with pytest.raises(HsanomalyError, match="no layer 'nope'; it has truth, other"):
         read_truth(f"{path}|layername=nope", grid_of=scene)
-    with pytest.raises(HsanomalyError, match=r"only '\|layername=NAME' is understood.*subset"):
+    with pytest.raises(HsanomalyError, match=r"a filtered layer \('\|subset=id=0'\); save"):
         read_truth(f"{path}|layername=truth|subset=id=0", grid_of=scene)
+    with pytest.raises(HsanomalyError, match=r"'\|layerid=0' is not understood; name the layer "
+                                             r"as '.*two.gpkg\|layername=NAME'"):
+        read_truth(f"{path}|layerid=0", grid_of=scene)
+    # OGR looks layer names up regardless of case; so does this
+    np.testing.assert_array_equal(read_truth(f"{path}|layername=TRUTH", grid_of=scene)[0], truth)
     assert split_layer(f"{path}|layername=truth") == (str(path), "truth")
 
 
@@ -162,7 +167,8 @@ def test_empty_layers_and_geometries(grid, tmp_path):
     with pytest.raises(HsanomalyError, match="empty.gpkg: the layer has no features"):
         read_truth(tmp_path / "empty.gpkg", grid_of=scene)
     (tmp_path / "table.csv").write_text("a,b\n1,2\n")
-    with pytest.raises(HsanomalyError, match="table.csv: the layer has no geometry column"):
+    with pytest.raises(HsanomalyError, match=r"table.csv: no layer has geometries \(only "
+                                             r"tables: table\)"):
         read_truth(tmp_path / "table.csv", grid_of=scene)
     with pytest.raises(HsanomalyError, match=r"gone.gpkg\|layername=t: file not found"):
         read_truth(f"{tmp_path / 'gone.gpkg'}|layername=t", grid_of=scene)
@@ -217,3 +223,96 @@ def test_training_excludes_the_features_pixels(grid, tmp_path):
     np.testing.assert_array_equal(by_vector.train, by_raster.train)
     unmasked = load_training_data([scene], window=3)
     assert len(by_vector.train) + len(by_vector.val) < len(unmasked.train) + len(unmasked.val)
+
+
+# --- found by a review: CRSs, file names, shared masks, lines, side files, edges -------------
+
+def test_an_engineering_crs_written_two_ways_is_one_and_an_impossible_reprojection_one_line(
+        tmp_path):
+    site = ('LOCAL_CS["Site grid",LOCAL_DATUM["x",0],UNIT["metre",1],AXIS["X",EAST],'
+            'AXIS["Y",NORTH]]')
+    scene = write_raster(tmp_path / "site.tif", synthetic_cube()[0], crs=site)
+    layer = write_layer(tmp_path / "site.shp", [pixel_box(10, 10, 12, 12)], crs=None)
+    (tmp_path / "site.prj").write_text(site)
+    assert read_truth(layer, grid_of=scene)[0].sum() == 4
+    utm = write_raster(tmp_path / "utm.tif", synthetic_cube()[0])
+    with pytest.raises(HsanomalyError, match=r"site.shp: its features cannot be reprojected "
+                                             r"from Site grid to .*utm.tif's CRS \(EPSG:32633\)"):
+        read_truth(layer, grid_of=utm)
+
+
+def test_file_names_with_a_bar_are_files(grid, tmp_path):
+    """'|' starts a QGIS option only where one follows; 'a|b.tif' is a file name."""
+    from hsanomaly.cli import main
+
+    scene, _ = grid
+    odd = tmp_path / "sc|ene.tif"
+    odd.write_bytes(scene.read_bytes())
+    result = CliRunner().invoke(main, ["detect", str(odd), str(tmp_path / "h|1.tif"),
+                                       "--score", "rx", "-q"])
+    assert result.exit_code == 0, result.output
+    assert split_layer(odd) == (str(odd), None) and split_layer("a|b.tif") == ("a|b.tif", None)
+
+
+def test_lines_and_points_take_every_pixel_they_touch(grid, tmp_path):
+    from rasterio.features import rasterize
+
+    scene, _ = grid
+    line = shapely.LineString([place(0.5, 0.5), place(20.5, 7.3)])
+    edge = shapely.Point(place(50, 20))                   # on the raster's right edge
+    with pytest.warns(HsanomalyWarning, match="1 of its 2 features lies outside"):
+        mask, _ = read_truth(write_layer(tmp_path / "l.gpkg", [line, edge]), grid_of=scene)
+    touched = rasterize([line], out_shape=(40, 50), transform=TRANSFORM, all_touched=True)
+    np.testing.assert_array_equal(mask, touched)
+    assert mask.sum() > rasterize([line], out_shape=(40, 50), transform=TRANSFORM).sum()
+
+
+def test_an_output_may_not_replace_a_shapefiles_parts(grid, tmp_path):
+    from hsanomaly.cli import main
+
+    scene, _ = grid
+    layer = write_layer(tmp_path / "t.shp", [pixel_box(10, 10, 12, 12)])
+    heat = tmp_path / "heat.tif"
+    CliRunner().invoke(main, ["detect", str(scene), str(heat), "--score", "rx", "-q"])
+    for part in ("t.prj", "t.dbf", "t.shx"):
+        before = (tmp_path / part).read_bytes()
+        result = CliRunner().invoke(main, ["evaluate", str(heat), str(layer), "--json",
+                                           str(tmp_path / part), "--overwrite"])
+        assert result.exit_code == 1 and "is the same file as the input" in result.output
+        assert (tmp_path / part).read_bytes() == before
+
+
+def test_hsanomalys_own_polygons_are_a_mask_without_naming_their_layer(grid, tmp_path):
+    """Its GeoPackage holds a style table beside the targets: a table, not a layer."""
+    scene, _ = grid
+    polygons = tmp_path / "targets.gpkg"
+    import hsanomaly
+
+    hsanomaly.detect(scene, tmp_path / "heat.tif", score="rx", polygons=polygons, far=0.01)
+    assert is_vector(polygons)
+    assert read_truth(polygons, grid_of=scene)[0].any()
+
+
+def test_one_mask_for_several_rasters_need_not_fall_on_each(grid, tmp_path):
+    from hsanomaly.training.data import load_training_data
+
+    scene, _ = grid
+    elsewhere = write_raster(tmp_path / "east.tif", synthetic_cube(seed=3)[0],
+                             transform=TRANSFORM.translation(10000, 0) * TRANSFORM)
+    layer = write_layer(tmp_path / "m.gpkg", [pixel_box(10, 10, 12, 12)])
+    with pytest.warns(HsanomalyWarning, match="its only feature does not fall on .*east.tif"):
+        load_training_data([scene, elsewhere], mask=layer)
+    with pytest.raises(HsanomalyError, match="its only feature does not fall on .*east.tif"):
+        load_training_data([elsewhere], mask=layer)
+
+
+def test_features_without_a_crs_off_the_raster_are_told_why(grid, tmp_path):
+    scene, _ = grid
+    layer = write_layer(tmp_path / "lonlat.gpkg", [shapely.Point(15.0, 60.4)], crs=None)
+    with pytest.raises(HsanomalyError, match="the file has no CRS, so they were taken to be "
+                                             "in the raster's; give the file its CRS"):
+        with pytest.warns(HsanomalyWarning, match="have no CRS"):
+            read_truth(layer, grid_of=scene)
+    with pytest.raises(HsanomalyError, match="a vector mask is burnt onto a raster's grid, "
+                                             "and none was given"):
+        read_truth(layer)

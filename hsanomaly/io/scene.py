@@ -62,7 +62,7 @@ def split_unknown(truth):
     return np.where(known, truth, 0).astype(np.uint8), known
 
 
-def read_truth(path, shape=None, grid_of=None, what="scene"):
+def read_truth(path, shape=None, grid_of=None, what="scene", required=True):
     """(mask, known): a binary mask (uint8, non-zero = 1) from a raster, the truth variable of
     a .mat file, or vector features burnt onto ``grid_of``'s grid (``io.vector``), and where it
     is known (bool, or None when everywhere). A raster's NaN and nodata pixels are unknown,
@@ -71,13 +71,14 @@ def read_truth(path, shape=None, grid_of=None, what="scene"):
     shape: the (rows, cols) it must have; grid_of: a raster it must line up with where both
     are georeferenced (same CRS, origin and pixel size), so that a mask cut or resampled for
     another grid is refused instead of scoring the wrong pixels; what: what ``shape`` is of,
-    for the message.
+    for the message; required: features none of which fall on ``grid_of`` are refused (else
+    said: a mask shared by several rasters).
     """
     from .vector import is_vector, read_vector_mask
 
     known = None
-    if grid_of is not None and is_vector(path):
-        return read_vector_mask(path, grid_of), None     # on grid_of's grid, known everywhere
+    if is_vector(path):        # on grid_of's grid, known everywhere
+        return read_vector_mask(path, grid_of, required), None
     if str(path).lower().endswith(".mat"):
         from .mat import read_mat_truth
 
@@ -109,10 +110,12 @@ def read_truth(path, shape=None, grid_of=None, what="scene"):
     return gt, known
 
 
-def read_exclusion(path, shape, grid_of):
+def read_exclusion(path, shape, grid_of, required=True):
     """Where an exclusion mask leaves pixels out (bool (rows, cols)): non-zero or covered by a
-    feature, and its nodata pixels too, since nothing says they may stay in."""
-    mask, known = read_truth(path, shape=shape, grid_of=grid_of, what="raster")
+    feature, and its nodata pixels too, since nothing says they may stay in. ``required``:
+    as ``read_truth``."""
+    mask, known = read_truth(path, shape=shape, grid_of=grid_of, what="raster",
+                             required=required)
     return mask.astype(bool) if known is None else mask.astype(bool) | ~known
 
 

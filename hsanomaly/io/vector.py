@@ -1,6 +1,6 @@
 """Vector masks: target polygons, points or lines (GeoPackage, Shapefile, GeoJSON, anything
 OGR reads) burnt onto a raster's grid, so that a truth digitised in QGIS evaluates a heatmap
-as a truth raster would.
+as a truth raster would, and an exclusion mask leaves out what it covers.
 
 A pixel is a polygon's when its centre lies inside (GDAL's rule); a polygon too small to hold
 a pixel centre, a point or a line takes every pixel it touches, so that no feature is lost.
@@ -14,28 +14,46 @@ import numpy as np
 
 from ..errors import HsanomalyError
 from ..spelling import counted
-from .checks import warn
+from .checks import warn_once
 from .source import is_gdal_name, open_raster
 
 # QGIS names one layer of a file so (a layer's "source"): "targets.gpkg|layername=truth"
 LAYER_TAG = "|layername="
+# the options QGIS may write after a vector file's name; of them, only layername is taken
+QGIS_OPTIONS = ("layername", "layerid", "subset", "geometrytype")
+# the files a shapefile is made of besides the .shp (an output must not replace them)
+SHAPEFILE_PARTS = (".shx", ".dbf", ".prj", ".cpg", ".qix", ".sbn", ".sbx", ".qmd")
 
 
 def split_layer(path):
-    """(the file, the layer or None) of a vector source; QGIS's "|layername=" picks the layer
-    (other "|" options such as a subset filter are refused: they would be ignored)."""
+    """(the file, the layer or None) of a vector source; QGIS's "|layername=" picks the layer.
+    A name with a "|" that starts no QGIS option, or that names an existing file, is a file."""
     text = str(path)
-    if "|" not in text:
-        return text, None
     file, _, options = text.partition("|")
+    if not options or Path(text).exists() or \
+            options.partition("=")[0].lower() not in QGIS_OPTIONS:
+        return text, None
     layer = None
     for option in options.split("|"):
         key, _, value = option.partition("=")
-        if key != "layername" or not value:
-            raise HsanomalyError(f"{path}: only '|layername=NAME' is understood after the file "
-                                 f"name, not '|{option}' (save the filtered layer to a file)")
-        layer = value
+        if key.lower() == "layername" and value:
+            layer = value
+        elif key.lower() == "subset":
+            raise HsanomalyError(f"{path}: a filtered layer ('|{option}'); save the features "
+                                 "it shows to a file of their own")
+        else:
+            raise HsanomalyError(f"{path}: '|{option}' is not understood; name the layer as "
+                                 f"'{file}{LAYER_TAG}NAME'")
     return file, layer
+
+
+def vector_files(path):
+    """The files on disk a vector source reads (a shapefile's parts), for collision checks."""
+    file = Path(split_layer(path)[0])
+    if file.suffix.lower() != ".shp":
+        return [str(file)]
+    return [str(file)] + [str(part) for part in
+                          (file.with_suffix(s) for s in SHAPEFILE_PARTS) if part.exists()]
 
 
 def is_vector(path):
@@ -53,23 +71,25 @@ def is_vector(path):
             return False
     except rasterio.errors.RasterioIOError:
         pass
-    return bool(len(_layers(file)))
+    return bool(_layers(file))
 
 
 def _layers(file):
+    """{layer name: whether it holds geometries} of a vector dataset; empty if it is none."""
     import pyogrio
 
     try:
-        return [str(name) for name, _ in pyogrio.list_layers(file)]
+        return {str(name): kind is not None for name, kind in pyogrio.list_layers(file)}
     except Exception:       # pyogrio's DataSourceError and GDAL's own: not a vector dataset
-        return []
+        return {}
 
 
-def read_vector_mask(path, grid_of):
+def read_vector_mask(path, grid_of, required=True):
     """A uint8 mask (1 = covered by a feature) of ``path``'s features on raster ``grid_of``'s
     grid. Refused in one line: a raster with no map grid to burn onto, a file with several
-    layers and none named, a layer without features, or features none of which fall on the
-    raster (the usual sign of a wrong CRS)."""
+    layers and none named, a layer without features, features that cannot be reprojected,
+    or (``required``) features none of which fall on the raster, the usual sign of a wrong
+    CRS; without ``required`` that is a warning (a mask shared by several rasters)."""
     file, layer = split_layer(path)
     crs, transform, shape = _grid_of(grid_of, path)
     frame = _read_layer(path, file, layer)
@@ -77,22 +97,56 @@ def read_vector_mask(path, grid_of):
     if empty.all():
         raise HsanomalyError(f"{path}: no feature of the layer has a geometry")
     if empty.any():
-        warn(f"{path}: {counted(int(empty.sum()), 'feature')} without a geometry left out")
+        warn_once(f"{path}: {counted(int(empty.sum()), 'feature')} without a geometry left out")
     frame = frame[~empty]
     if frame.crs is None:
         if crs is not None:
-            warn(f"{path}: the features have no CRS; taken to be {grid_of}'s "
-                 f"({crs.to_string()})")
+            warn_once(f"{path}: the features have no CRS; taken to be {grid_of}'s "
+                      f"({crs.to_string()})")
     elif crs is None:
         raise HsanomalyError(f"{path}: the features are in {frame.crs.to_string()}, but "
                              f"{grid_of} has no CRS, so nothing says where they fall on it")
-    elif not frame.crs.equals(crs):
-        frame = frame.to_crs(crs.to_wkt())
-    return _burn(path, grid_of, frame.geometry, transform, shape)
+    elif not _same_crs(frame.crs, crs):
+        try:
+            frame = frame.to_crs(crs.to_wkt())
+        except Exception as err:      # pyproj's CRSError, ProjError: no transformation known
+            raise HsanomalyError(f"{path}: its features cannot be reprojected from "
+                                 f"{frame.crs.name} to {grid_of}'s CRS ({crs.to_string()}): "
+                                 f"{str(err).splitlines()[0]}") from None
+    mask, outside = _burn(frame.geometry.values, transform, shape)
+    n = len(frame)
+    if outside == n:
+        where = (f"x {_span(frame.geometry.values, 0)}, y {_span(frame.geometry.values, 1)} "
+                 f"against x {_span([_footprint(transform, shape)], 0)}, y "
+                 f"{_span([_footprint(transform, shape)], 1)} in its CRS")
+        cause = ("the file has no CRS, so they were taken to be in the raster's; give the file "
+                 "its CRS" if frame.crs is None else "is the file's CRS right?")
+        none = "its only feature does not" if n == 1 else f"none of its {n} features"
+        message = f"{path}: {none} fall on {grid_of} ({where}); {cause}"
+        if required:
+            raise HsanomalyError(message)
+        warn_once(message)
+    elif outside:
+        warn_once(f"{path}: {outside} of its {n} features {'lies' if outside == 1 else 'lie'} "
+                  f"outside {grid_of}; left out")
+    return mask
+
+
+def _same_crs(features, raster):
+    """Whether the features' CRS (pyproj) is the raster's (rasterio): equal, or two
+    engineering CRSs of one name (a site grid, written by two programs two ways)."""
+    import pyproj
+
+    other = pyproj.CRS.from_wkt(raster.to_wkt())
+    return features.equals(other, ignore_axis_order=True) or (
+        features.is_engineering and other.is_engineering and features.name == other.name)
 
 
 def _grid_of(raster, path):
     """(crs, transform, (rows, cols)) of the raster the features are burnt onto."""
+    if raster is None:
+        raise HsanomalyError(f"{path}: a vector mask is burnt onto a raster's grid, and none "
+                             "was given")
     if str(raster).lower().endswith(".mat"):
         raise HsanomalyError(f"{path}: a vector mask needs a georeferenced raster to lie on, "
                              f"and {raster} is a .mat file; rasterise it onto the scene's grid")
@@ -105,66 +159,121 @@ def _grid_of(raster, path):
 
 
 def _read_layer(path, file, layer):
-    """The layer's features as a GeoDataFrame: the named one, or the file's only layer."""
+    """The layer's features (geometries only) as a GeoDataFrame: the named one, or the file's
+    only layer with geometries (tables of attributes, such as QGIS's layer_styles, do not
+    count)."""
     import pyogrio
 
     if not (is_gdal_name(file) or Path(file).exists()):
         raise HsanomalyError(f"{path}: file not found")
     layers = _layers(file)
+    spatial = [name for name, has_geometry in layers.items() if has_geometry]
     if not layers:
         raise HsanomalyError(f"{path}: not a vector dataset OGR can read")
-    if layer is None and len(layers) > 1:
-        raise HsanomalyError(f"{path}: has {len(layers)} layers ({', '.join(layers)}); name "
-                             f"one as {file}{LAYER_TAG}NAME")
-    if layer is not None and layer not in layers:
-        raise HsanomalyError(f"{path}: no layer {layer!r}; it has {', '.join(layers)}")
+    if layer is None:
+        if not spatial:
+            raise HsanomalyError(f"{path}: no layer has geometries (only tables: "
+                                 f"{', '.join(layers)})")
+        if len(spatial) > 1:
+            raise HsanomalyError(f"{path}: has {len(spatial)} layers ({', '.join(spatial)}); "
+                                 f"name one as '{file}{LAYER_TAG}NAME'")
+        layer = spatial[0]
+    elif layer not in layers:
+        alike = [name for name in layers if name.lower() == layer.lower()]
+        if len(alike) != 1:
+            raise HsanomalyError(f"{path}: no layer {layer!r}; it has {', '.join(layers)}")
+        layer = alike[0]
+    if layer not in spatial:
+        raise HsanomalyError(f"{path}: layer {layer!r} has no geometries")
     try:
-        frame = pyogrio.read_dataframe(file, layer=layer or layers[0])
+        frame = pyogrio.read_dataframe(file, layer=layer, columns=[])
     except Exception as err:     # pyogrio's and GDAL's errors: one line, whatever the driver
         detail = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise HsanomalyError(f"{path}: unreadable as a vector layer ({detail})") from None
-    if not hasattr(frame, "geometry"):
-        raise HsanomalyError(f"{path}: the layer has no geometry column")
     if len(frame) == 0:
         raise HsanomalyError(f"{path}: the layer has no features")
     return frame
 
 
-def _burn(path, grid_of, geometries, transform, shape):
-    """Burn the features: by pixel centre, then each feature that took no pixel so (a polygon
-    smaller than a pixel, or one another feature hides) alone, by the pixels it touches if it
-    holds no pixel centre."""
+def _burn(geometries, transform, shape):
+    """(mask, features that took no pixel). Each feature's parts: polygons by pixel centre,
+    points and lines by every pixel they touch. A polygon that took no pixel so either holds
+    no pixel centre (smaller than a pixel) and takes the pixels it touches, or another polygon
+    hid it and it is burnt again alone, by centre."""
     import shapely
+
+    parts, owner = shapely.get_parts(shapely.force_2d(np.asarray(geometries)), return_index=True)
+    keep = ~shapely.is_empty(parts) & np.isfinite(shapely.bounds(parts)).all(axis=1)
+    parts, owner = parts[keep], owner[keep]
+    polygon = shapely.get_type_id(parts) == shapely.GeometryType.POLYGON
+    mask, seen = np.zeros(shape, np.uint8), np.zeros(len(parts), bool)
+    centres = _burn_all(parts, np.flatnonzero(polygon), False, transform, mask, seen)
+    _burn_all(parts, np.flatnonzero(~polygon), True, transform, mask, seen)
+    small = []
+    for i in np.flatnonzero(~seen):
+        window = _pixel_window(parts[i], transform, shape)
+        if window is None:
+            continue                                      # off the raster
+        rows, cols = window
+        if centres[rows, cols].any():     # another polygon may hide it: alone, by centre
+            seen[i] = any(_burn_alone(parts[i], window, touch, transform, mask)
+                          for touch in (False, True))
+        else:
+            small.append(i)
+    _burn_all(parts, np.array(small, int), True, transform, mask, seen)
+    return mask, len(geometries) - len(np.unique(owner[seen]))
+
+
+def _burn_all(parts, index, touch, transform, mask, seen):
+    """Burn ``parts[index]`` into ``mask`` (by centre, or ``touch``) and mark those that took a
+    pixel in ``seen``; returns the raster of part numbers burnt (1-based)."""
     from rasterio.features import rasterize
 
-    shapes = [shapely.force_2d(g) for g in geometries]
+    if not len(index):
+        return np.zeros(mask.shape, np.int32)
+    ids = rasterize(zip(parts[index], index + 1), out_shape=mask.shape, transform=transform,
+                    fill=0, all_touched=touch, dtype="int32")
+    mask |= (ids > 0).astype(np.uint8)
+    seen[np.unique(ids[ids > 0]) - 1] = True
+    return ids
+
+
+def _pixel_window(part, transform, shape):
+    """(row slice, col slice) of the pixels around a part's bounds, or None off the raster."""
+    x0, y0, x1, y1 = part.bounds
+    inverse = ~transform
+    corners = [(inverse.a * x + inverse.b * y + inverse.c, inverse.d * x + inverse.e * y + inverse.f)
+               for x in (x0, x1) for y in (y0, y1)]
+    c0 = max(int(np.floor(min(c for c, _ in corners))) - 1, 0)
+    r0 = max(int(np.floor(min(r for _, r in corners))) - 1, 0)
+    c1 = min(int(np.ceil(max(c for c, _ in corners))) + 1, shape[1])
+    r1 = min(int(np.ceil(max(r for _, r in corners))) + 1, shape[0])
+    return None if c1 <= c0 or r1 <= r0 else (slice(r0, r1), slice(c0, c1))
+
+
+def _burn_alone(part, window, touch, transform, mask):
+    """Burn one part into ``mask`` within ``window``; whether it took any pixel."""
+    from rasterio.features import rasterize
+    from rasterio.transform import Affine
+
+    rows, cols = window
+    t = transform
+    local = Affine(t.a, t.b, t.c + t.a * cols.start + t.b * rows.start,
+                   t.d, t.e, t.f + t.d * cols.start + t.e * rows.start)
+    alone = rasterize([(part, 1)], out_shape=(rows.stop - rows.start, cols.stop - cols.start),
+                      transform=local, fill=0, all_touched=touch, dtype="uint8")
+    mask[rows, cols] |= alone
+    return bool(alone.any())
+
+
+def _footprint(transform, shape):
+    """The raster's outline as a polygon in its CRS."""
+    import shapely
+
     rows, cols = shape
     t = transform
-    footprint = shapely.Polygon([(t.c + t.a * col + t.b * row, t.f + t.d * col + t.e * row)
-                                 for col, row in ((0, 0), (cols, 0), (cols, rows), (0, rows))])
-    inside = shapely.intersects(shapes, footprint)
-    outside = int((~inside).sum())
-    if outside == len(shapes):
-        none = "its only feature does not" if len(shapes) == 1 else \
-            f"none of its {len(shapes)} features"
-        raise HsanomalyError(f"{path}: {none} fall on {grid_of} (x {_span(shapes, 0)}, y "
-                             f"{_span(shapes, 1)} against x {_span([footprint], 0)}, y "
-                             f"{_span([footprint], 1)} in its CRS); are they in the CRS their "
-                             "file says? (is the file's CRS right?)")
-    if outside:
-        warn(f"{path}: {outside} of its {len(shapes)} features "
-             f"{'lies' if outside == 1 else 'lie'} outside {grid_of}; left out")
-    ids = rasterize(zip(shapes, range(1, len(shapes) + 1)), out_shape=shape,
-                    transform=transform, fill=0, dtype="int32")
-    mask = (ids > 0).astype(np.uint8)
-    for i in np.setdiff1d(np.flatnonzero(inside) + 1, ids):
-        for all_touched in (False, True):
-            alone = rasterize([(shapes[i - 1], 1)], out_shape=shape, transform=transform,
-                              fill=0, all_touched=all_touched, dtype="uint8")
-            if alone.any():
-                mask |= alone
-                break
-    return mask
+    return shapely.Polygon([(t.c + t.a * col + t.b * row, t.f + t.d * col + t.e * row)
+                            for col, row in ((0, 0), (cols, 0), (cols, rows), (0, rows))])
 
 
 def _span(shapes, axis):

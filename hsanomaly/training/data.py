@@ -142,7 +142,8 @@ def _exclusion_masks(mask, inputs, sources):
     paths = list(mask) if isinstance(mask, (list, tuple)) else [mask] * len(inputs)
     if len(paths) != len(inputs):
         raise HsanomalyError(f"{paths[0]}: {len(paths)} masks given for {len(inputs)} inputs")
-    return [read_exclusion(path, (source.height, source.width), scene)
+    shared = len(set(map(str, paths))) < len(paths)   # one mask over several rasters
+    return [read_exclusion(path, (source.height, source.width), scene, required=not shared)
             for path, scene, source in zip(paths, inputs, sources)]
 
 

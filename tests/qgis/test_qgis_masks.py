@@ -143,3 +143,48 @@ def test_detect_leaves_out_a_drawn_exclusion_mask(scene, tmp_path):
         qgis, library = a.read(1, masked=True), b.read(1, masked=True)
     assert qgis.mask[20:26, 20:26].all()
     np.testing.assert_array_equal(qgis.filled(np.nan), library.filled(np.nan))
+
+
+def test_a_layer_is_read_as_qgis_shows_it_not_as_its_file_holds_it(scene, heatmap, tmp_path):
+    """Unsaved edits (digitising in progress) and a CRS set in QGIS count; the file does not."""
+    from qgis.core import (QgsCoordinateReferenceSystem, QgsFeature, QgsGeometry, QgsProject,
+                           QgsVectorFileWriter, QgsVectorLayer)
+
+    raster, truth = scene
+    expected = [run_evaluate(heatmap, str(truth))[k] for k in METRICS]
+    one = scratch_layer([("target", (10, 10))])
+    path = tmp_path / "one.gpkg"
+    options = QgsVectorFileWriter.SaveVectorOptions()
+    options.layerName = "one"
+    assert QgsVectorFileWriter.writeAsVectorFormatV3(
+        one, str(path), QgsProject.instance().transformContext(), options)[0] == 0
+    layer = QgsVectorLayer(f"{path}|layername=one", "digitised", "ogr")
+    assert layer.isValid() and layer.startEditing()
+    feature = QgsFeature(layer.fields())
+    feature.setGeometry(QgsGeometry.fromWkt(square(30, 40)))
+    assert layer.addFeature(feature)                       # the second target, not saved yet
+    assert [run_evaluate(heatmap, layer)[k] for k in METRICS] == expected
+    layer.rollBack()
+    # a shapefile without a .prj, its CRS set in QGIS
+    bare = tmp_path / "bare.shp"
+    options = QgsVectorFileWriter.SaveVectorOptions()
+    options.driverName = "ESRI Shapefile"
+    drawn = scratch_layer([("target", (10, 10)), ("target", (30, 40))])
+    assert QgsVectorFileWriter.writeAsVectorFormatV3(
+        drawn, str(bare), QgsProject.instance().transformContext(), options)[0] == 0
+    bare.with_suffix(".prj").unlink()
+    shown = QgsVectorLayer(str(bare), "bare", "ogr")
+    shown.setCrs(QgsCoordinateReferenceSystem("EPSG:32633"))
+    feedback_lines = []
+    from qgis.core import QgsProcessingFeedback
+
+    class Recorded(QgsProcessingFeedback):
+        def pushWarning(self, text):
+            feedback_lines.append(text)
+
+    import processing
+    result = processing.run("hsanomaly:evaluate", {"HEATMAP": heatmap, "TRUTH": shown,
+                                                   "TARGETS": "TEMPORARY_OUTPUT"},
+                            feedback=Recorded())
+    assert [result[k] for k in METRICS] == expected
+    assert not any("no CRS" in line for line in feedback_lines)

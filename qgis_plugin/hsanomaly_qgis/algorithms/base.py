@@ -288,15 +288,25 @@ def mask_source(algorithm, parameters, name, context):
     return vector_file(layer, context)
 
 
+# what makes a vector layer more than its file says: a filter, one geometry type of a mixed
+# file, open options, a file inside an archive (decodeUri's keys)
+LAYER_REFINEMENTS = ("subset", "geometryType", "openOptions", "vsiPrefix", "vsiSuffix")
+
+
 def vector_file(layer, context):
-    """A vector layer's file as the library names it ("f.gpkg|layername=t"), or a temporary
-    GeoPackage of its features."""
+    """A vector layer's file as the library names it ("f.gpkg|layername=t") where the file
+    holds exactly what QGIS shows; else (a filter, one geometry type of several, an archive,
+    unsaved edits, a CRS set in QGIS, a scratch or database layer) a temporary GeoPackage of
+    the features as QGIS shows them."""
     from qgis.core import QgsProviderRegistry
 
     parts = QgsProviderRegistry.instance().decodeUri(layer.providerType(), layer.source())
     path, layer_name = parts.get("path"), parts.get("layerName")
-    if (layer.providerType() == "ogr" and path and Path(path).is_file()
-            and not parts.get("subset") and (layer_name or parts.get("layerId") is None)):
+    plain = (layer.providerType() == "ogr" and path and Path(path).is_file()
+             and not any(parts.get(key) for key in LAYER_REFINEMENTS)
+             and (layer_name or parts.get("layerId") is None)
+             and not layer.isModified() and layer.crs() == layer.dataProvider().crs())
+    if plain:
         return f"{path}|layername={layer_name}" if layer_name else path
     return saved_features(layer, context)
 
@@ -312,6 +322,7 @@ def saved_features(layer, context):
     folder.mkdir(parents=True)
     options = QgsVectorFileWriter.SaveVectorOptions()
     options.driverName, options.layerName = "GPKG", stem
+    options.skipAttributeCreation = True    # geometries only: no fid of an edited layer clashes
     error, message, *_ = QgsVectorFileWriter.writeAsVectorFormatV3(
         layer, str(folder / f"{stem}.gpkg"), context.transformContext(), options)
     if error != QgsVectorFileWriter.NoError:
