@@ -57,10 +57,10 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
     ``Detector``); one it does not take is refused. extras: {"recon"|"latent"|"convergence":
     path}. polygons: a GeoPackage of the regions above ``threshold`` or above the threshold
     of false-alarm rate ``far`` (a number or "auto"). mask: an exclusion mask (a raster on
-    ``src``'s grid, non-zero = out, or vector features, as ``train`` takes): its pixels are left
-    out of fitting, training and scoring, nodata in the heatmap. workers/scheduler: score the tiles on a
-    Dask cluster (a local one of N processes, or an address or Client). callback(fraction,
-    message) -> True cancels. Every option and path is checked before any work; the heatmap,
+    ``src``'s grid, non-zero = out, or vector features, as ``train`` takes): its pixels are
+    left out of fitting, training and scoring, nodata in the heatmap. workers/scheduler:
+    score the tiles on a Dask cluster (a local one of N processes, or an address or Client).
+    callback(fraction, message) -> True cancels. Every option and path is checked before any work; the heatmap,
     extras, PNG and polygons are replaced together, only once all are written and checked.
     An existing output file hsanomaly did not write is refused unless ``overwrite``.
     Returns an ``engine.DetectResult``.
@@ -107,9 +107,9 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
                 scorer, model = make_scorer(score, **options, model=trained), quick
         with optional_client(workers, scheduler) as client:
             executor = None if client is None else DaskExecutor(client)
-            result = run_engine(masked or src, dst, scorer, extras=extras, tile=tile, resume=resume,
-                                executor=executor, progress=progress, callback=callback,
-                                stage=stage, cog=cog)
+            result = run_engine(src if masked is None else masked, dst, scorer, extras=extras,
+                                tile=tile, resume=resume, executor=executor, progress=progress,
+                                callback=callback, stage=stage, cog=cog)
         if png is not None:
             from .quicklook import write_png
 
@@ -138,9 +138,9 @@ def evaluate(heatmap: PathArg, truth: PathArg, *, outer_mask: Optional[PathArg] 
     ambiguous and left out. plots: a directory for ROC, semi-log ROC, histogram and heatmap
     PNGs. json: write the report there. Returns
     the report (a dict: "auc", "log_auc", "lg_far", "pd", "pd_far", "n_targets_found",
-    "n_false_alarm_regions" and "false_alarm_regions_per_km2" at that rate, the pixel counts "n_*",
-    "targets" (the same per target) and "inputs"); with ``plots`` its "plots" key lists the
-    files written. Paths are
+    "n_false_alarm_regions" and "false_alarm_regions_per_km2" at that rate, the pixel counts
+    "n_*", "targets" (the same per target) and "inputs"); with ``plots`` its "plots" key lists
+    the files written. Paths are
     checked before anything is read (an existing file hsanomaly did not write is refused
     unless ``overwrite``); the JSON and plots are replaced together at the end.
     """

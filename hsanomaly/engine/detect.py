@@ -57,7 +57,8 @@ class DetectResult:
     outputs; ``polygons``: the count written, if asked for), the tiles scored
     (and of them resumed), the seconds taken, the score, the model used and the polygons'
     count, and the pixels scored and left out as nodata or by the exclusion ``mask`` (valid
-    pixels the score could not score are neither: a warning counts them). ``text()`` is the line the command line prints.
+    pixels the score could not score are neither: a warning counts them). ``text()`` is the
+    line the command line prints.
     Plain values only: a batch keeps one per raster (a scorer here kept its model)."""
     path: str
     outputs: dict                 # output name -> path written

@@ -61,7 +61,7 @@ class _Source:
 
     _token_lock = threading.Lock()
     exact_scaling = None     # a raster's band (scale, offset), float64: see RasterSource
-    exclusion = None         # an ``io.exclusion.Exclusion``: pixels left out as nodata are
+    exclusion = None         # an ``io.exclusion.Exclusion``: pixels read as nodata, whatever they hold
 
     @property
     def token(self):
