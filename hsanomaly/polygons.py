@@ -75,6 +75,21 @@ def check_threshold(gpkg_path, threshold, far):
     check_writable(gpkg_path, directory=False)
 
 
+def map_coordinates(transform, rows, cols):
+    """(x, y) map coordinates of pixel positions (fractional rows and columns; a pixel's
+    centre is its index + 0.5)."""
+    return (transform.c + transform.a * cols + transform.b * rows,
+            transform.f + transform.d * cols + transform.e * rows)
+
+
+def pixel_area(transform, crs):
+    """A pixel's area in square metres where the CRS is projected (its linear unit converted:
+    US feet, say); None elsewhere (degrees, a local or no CRS, no geotransform)."""
+    if transform.is_identity or crs is None or not crs.is_projected:
+        return None
+    return abs(transform.determinant) * crs.linear_units_factor[1] ** 2
+
+
 def target_areas(records, transform, crs):
     """(each target's area, its unit): square metres from a pixel's area in a projected CRS
     (its linear unit converted: US feet, say), or the geodesic area of the target's polygon on
@@ -90,8 +105,7 @@ def target_areas(records, transform, crs):
         return np.array([abs(geod.geometry_area_perimeter(r["geometry"])[0]) for r in records],
                         dtype=np.float64), "square metres"
     if crs is not None and crs.is_projected:
-        metres = crs.linear_units_factor[1]
-        return pixels * abs(transform.determinant) * metres ** 2, "square metres"
+        return pixels * pixel_area(transform, crs), "square metres"
     return pixels * abs(transform.determinant), "map units squared"
 
 
@@ -168,8 +182,7 @@ def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, chunk=R
     }
     rows = np.array([r["row"] for r in records], dtype=np.float64)
     cols = np.array([r["col"] for r in records], dtype=np.float64)
-    columns["centroid_x"] = transform.c + transform.a * cols + transform.b * rows
-    columns["centroid_y"] = transform.f + transform.d * cols + transform.e * rows
+    columns["centroid_x"], columns["centroid_y"] = map_coordinates(transform, rows, cols)
     columns["score"] = np.array([score] * len(records), dtype=object)
     columns["threshold"] = np.full(len(records), threshold, dtype=np.float64)
     frame = gpd.GeoDataFrame(columns, geometry=[r["geometry"] for r in records],

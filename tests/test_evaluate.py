@@ -176,15 +176,29 @@ def test_the_false_alarm_threshold_is_pds(far):
 
 @pytest.mark.parametrize("crs, size, area", [("EPSG:32633", 2.0, 4.0),
                                              ("EPSG:2227", 10.0, (10 * 1200 / 3937) ** 2),
-                                             ("EPSG:4326", 0.001, None), (None, 2.0, None)])
+                                             ("EPSG:4326", 0.001, (0.001 * 111_000) ** 2),
+                                             (None, 2.0, None)])
 def test_pixel_area_in_square_metres(tmp_path, crs, size, area):
+    """Feet converted; degrees near the equator: about 111 km each way. The report places
+    each target on the map (its mean pixel centre) where the heatmap has a geotransform."""
+    from rasterio.crs import CRS as RasterCRS
     from rasterio.transform import from_origin
 
-    from hsanomaly.evaluation.files import pixel_area
+    from hsanomaly.evaluation.files import evaluate_files, pixel_area
 
-    path = write_raster(tmp_path / "h.tif", np.zeros((1, 3, 3)), crs=crs,
-                        transform=from_origin(100, 100, size, size))
-    assert pixel_area(path) == (None if area is None else pytest.approx(area))
+    transform = from_origin(10, 1, size, size)
+    given = None if crs is None else RasterCRS.from_user_input(crs)
+    assert pixel_area(transform, given, (3, 3)) == \
+        (None if area is None else pytest.approx(area, rel=0.02))
+    scores, truth = scene()
+    heat = write_raster(tmp_path / "h.tif", scores[None], crs=crs, transform=transform)
+    truth_path = write_raster(tmp_path / "t.tif", truth[None].astype(np.float32), crs=crs,
+                              transform=transform)
+    report = evaluate_files(heat, truth_path)[0]
+    first = report["targets"][0]                     # rows 10-12, cols 50-53: centre (11.5, 52)
+    assert (first["centroid_x"], first["centroid_y"]) == pytest.approx(
+        (10 + 52 * size, 1 - 11.5 * size))
+    assert report["crs"] == (None if crs is None else given.to_string())
 
 
 def test_pd_far_outside_zero_one_is_refused_before_anything_is_written(heat_and_truth, tmp_path):

@@ -34,18 +34,36 @@ def read_heatmap(path):
     return band.astype(np.float64).filled(np.nan)
 
 
-def pixel_area(path):
-    """A raster's pixel area in square metres, or None where its CRS does not measure in a
-    linear unit (geographic, or none)."""
-    with open_raster(path) as ds:
-        crs, t = ds.crs, ds.transform
-    if crs is None or not crs.is_projected or t.is_identity:
-        return None
-    try:
-        factor = crs.linear_units_factor[1]     # metres per unit of the CRS
-    except Exception:                           # rasterio's CRSError: no linear unit
-        return None
-    return abs(t.a * t.e - t.b * t.d) * factor ** 2
+def pixel_area(transform, crs, shape):
+    """A raster's pixel area in square metres: exact in a projected CRS
+    (``polygons.pixel_area``), the mean over the raster's geodesic footprint in a geographic
+    one; None without a CRS or a geotransform, or in a local one."""
+    from ..polygons import pixel_area as projected_pixel_area
+
+    if crs is None or transform.is_identity or not crs.is_geographic:
+        return None if crs is None else projected_pixel_area(transform, crs)
+    import pyproj
+    import shapely
+
+    from ..polygons import map_coordinates
+
+    rows, cols = shape
+    corners = [map_coordinates(transform, row, col)
+               for col, row in ((0, 0), (cols, 0), (cols, rows), (0, rows))]
+    geod = pyproj.CRS.from_wkt(crs.to_wkt()).get_geod()
+    return abs(geod.geometry_area_perimeter(shapely.Polygon(corners))[0]) / (rows * cols)
+
+
+def place_targets(report, transform):
+    """Add each target's map coordinates (``centroid_x``, ``centroid_y``: its mean pixel
+    centre) to ``report`` where the heatmap has a geotransform."""
+    from ..polygons import map_coordinates
+
+    if transform.is_identity:
+        return
+    for target in report["targets"]:
+        target["centroid_x"], target["centroid_y"] = (float(v) for v in map_coordinates(
+            transform, target["centroid_row"] + 0.5, target["centroid_col"] + 0.5))
 
 
 def read_mask(path, shape, heatmap=None):
@@ -60,6 +78,8 @@ def evaluate_files(heatmap_path, truth_path, outer_path=None, pd_far=defaults.PD
     own NaN pixels (``metrics.class_masks``; ``evaluate`` counts the target pixels among
     them)."""
     scores = read_heatmap(heatmap_path)
+    with open_raster(heatmap_path) as ds:
+        crs, transform = ds.crs, ds.transform
     truth, known = read_mask(truth_path, scores.shape, heatmap_path)
     valid = known
     if not truth[known if known is not None else ...].any():
@@ -76,9 +96,12 @@ def evaluate_files(heatmap_path, truth_path, outer_path=None, pd_far=defaults.PD
             valid = outer_known if valid is None else valid & outer_known
     try:
         report = evaluate(scores, truth, outer_mask=outer, valid=valid, pd_far=pd_far,
-                          name=heatmap_path, pixel_area=pixel_area(heatmap_path))
+                          name=heatmap_path,
+                          pixel_area=pixel_area(transform, crs, scores.shape))
     except ValueError as err:
         raise HsanomalyError(f"{heatmap_path}: {err}") from None
+    place_targets(report, transform)
+    report["crs"] = None if crs is None else crs.to_string()
     report["inputs"] = {"heatmap": str(heatmap_path), "truth": str(truth_path),
                         "outer_mask": None if outer_path is None else str(outer_path)}
     return report, scores, truth, outer, valid

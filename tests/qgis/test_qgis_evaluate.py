@@ -22,7 +22,7 @@ def test_evaluate_reports_metrics_table_and_plots(scene, tmp_path):
     assert (result["TARGETS_FOUND"], result["FALSE_ALARM_REGIONS"]) == (
         report["n_targets_found"], report["n_false_alarm_regions"])
     table = QgsVectorLayer(result["TARGETS"], "targets", "ogr")
-    assert table.isValid() and not table.isSpatial()
+    assert table.isValid() and not table.isSpatial()    # a CSV: attributes only
     rows = [f.attributes() for f in table.getFeatures()]
     assert [(r[0], int(r[1])) for r in rows] == [(t["id"], t["pixels"]) for t in report["targets"]]
     names = table.fields().names()
@@ -30,6 +30,14 @@ def test_evaluate_reports_metrics_table_and_plots(scene, tmp_path):
         [t["pd"] for t in report["targets"]])
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == \
         ["heatmap.png", "histograms.png", "log_roc.png", "roc.png"]
+    placed = QgsVectorLayer(processing.run("hsanomaly:evaluate", {
+        "HEATMAP": heatmap, "TRUTH": str(truth),
+        "TARGETS": str(tmp_path / "targets.gpkg")})["TARGETS"], "placed", "ogr")
+    assert placed.isSpatial() and placed.crs().authid() == "EPSG:32633"
+    points = {f["id"]: f.geometry().asPoint() for f in placed.getFeatures()}
+    for target in report["targets"]:
+        assert (points[target["id"]].x(), points[target["id"]].y()) == pytest.approx(
+            (target["centroid_x"], target["centroid_y"]))
     wider = processing.run("hsanomaly:evaluate", {
         "HEATMAP": heatmap, "TRUTH": str(truth), "PD_FAR": 0.2,
         "TARGETS": str(tmp_path / "wider.csv")})

@@ -3,7 +3,8 @@
 from pathlib import Path
 
 from qgis.core import (QgsCoordinateReferenceSystem, QgsFeature, QgsFeatureSink, QgsField,
-                       QgsFields, QgsProcessing, QgsProcessingException,
+                       QgsFields, QgsGeometry, QgsPointXY, QgsProcessing,
+                       QgsProcessingException,
                        QgsProcessingOutputNumber,
                        QgsProcessingParameterDefinition, QgsProcessingParameterFeatureSink,
                        QgsProcessingParameterFolderDestination, QgsProcessingParameterNumber,
@@ -58,7 +59,7 @@ class Evaluate(HsanomalyAlgorithm):
         self.addParameter(mask_parameter(
             self.OUTER, "Outer target mask (ambiguous pixels)", optional=True))
         self.addParameter(QgsProcessingParameterFeatureSink(
-            self.TARGETS, "Per-target metrics", QgsProcessing.TypeVector))
+            self.TARGETS, "Per-target metrics (points at the targets)", QgsProcessing.TypeVector))
         self.addParameter(QgsProcessingParameterFolderDestination(
             self.PLOTS, "Plots folder", optional=True, createByDefault=False))
         pd_far = QgsProcessingParameterNumber(
@@ -97,14 +98,23 @@ class Evaluate(HsanomalyAlgorithm):
             if plots:
                 feedback.pushInfo(f"{plots}: plots")
 
+        # each target at its centre on the map, where the heatmap has a geotransform
+        placed = all("centroid_x" in target for target in report["targets"])
+        crs = QgsCoordinateReferenceSystem()
+        if placed and report.get("crs"):
+            crs.createFromUserInput(report["crs"])
         fields = QgsFields()
         for key, kind in TARGET_FIELDS.items():
             fields.append(QgsField(key, kind))
-        sink, table = self.parameterAsSink(parameters, self.TARGETS, context, fields,
-                                           QgsWkbTypes.NoGeometry, QgsCoordinateReferenceSystem())
+        sink, table = self.parameterAsSink(
+            parameters, self.TARGETS, context, fields,
+            QgsWkbTypes.Point if placed else QgsWkbTypes.NoGeometry, crs)
         for target in report["targets"]:
             feature = QgsFeature(fields)
             feature.setAttributes([target[key] for key in TARGET_FIELDS])
+            if placed:
+                feature.setGeometry(QgsGeometry.fromPointXY(
+                    QgsPointXY(target["centroid_x"], target["centroid_y"])))
             sink.addFeature(feature, QgsFeatureSink.FastInsert)
         del sink   # closes the file now, not whenever Python frees this frame
 
