@@ -100,7 +100,8 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
             else:     # staged: replaced with the heatmap, so a failed run keeps the earlier pair
                 if resume:
                     check_resumed_input(src, dst)
-                with contextlib.closing(open_source(src)) as source:
+                probed = open_source(src) if masked is None else masked
+                with contextlib.closing(probed) as source:
                     check_quick_model(source, scorer)
                 trained = train_on_scene(src, dst, cls.model_training, callback, progress,
                                          stage.directory(quick), mask=mask)

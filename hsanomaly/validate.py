@@ -25,6 +25,8 @@ def check_raster_path(src, label=None, use="to score an open dataset, an array o
     if not is_path(src):
         raise HsanomalyError(f"{label or spell('src')}: expected a raster's path (a str or path-like), got a "
                              f"{type(src).__name__}; {use}")
+    if not os.fspath(src):
+        raise HsanomalyError(f"{label or spell('src')}: an empty name")
 
 
 def model_path(model):

@@ -447,4 +447,4 @@ def test_a_result_is_plain_values_that_hold_no_model(tmp_path, synthetic_raster)
     json.dumps(dataclasses.asdict(result))
     assert {f.name for f in dataclasses.fields(result)} == {
         "path", "outputs", "tiles", "tiles_resumed", "seconds", "score", "model", "polygons",
-        "pixels_scored", "pixels_nodata"}
+        "pixels_scored", "pixels_nodata", "mask"}

@@ -138,3 +138,81 @@ def test_exclusion_windows_are_the_masks_pixels(tmp_path):
         rows, cols = rng.integers(1, 41 - row), rng.integers(1, 51 - col)
         np.testing.assert_array_equal(exclusion.window(row, col, rows, cols),
                                       out[row:row + rows, col:col + cols])
+
+
+def test_a_mask_leaves_the_inputs_fingerprint_alone(masked_scene, tmp_path):
+    """A GDAL-named input is identified by its pixels; read through the mask they gave
+    another fingerprint, and --resume refused as if the input had changed."""
+    import zipfile
+
+    from hsanomaly.io.exclusion import exclude
+    from hsanomaly.io.fingerprint import input_fingerprint
+    from hsanomaly.io.source import open_source
+
+    raster, mask, layer, _, _ = masked_scene
+    with zipfile.ZipFile(tmp_path / "scene.zip", "w") as archive:
+        archive.write(raster, "scene.tif")
+    name = f"/vsizip/{tmp_path / 'scene.zip'}/scene.tif"
+    plain, masked = open_source(name), exclude(open_source(name), mask)
+    assert input_fingerprint(name, masked) == input_fingerprint(name, plain)
+
+
+def test_resuming_with_another_mask_names_both(masked_scene, tmp_path):
+    from hsanomaly.engine.detect import manifest
+    from hsanomaly.engine.store import TileStore, store_path
+    from hsanomaly.io.exclusion import exclude
+    from hsanomaly.io.source import open_source
+    from hsanomaly.scorers import make_scorer
+
+    raster, mask, _, _, out = masked_scene
+    other = write_raster(tmp_path / "other.tif", np.roll(out, 3, axis=1)[None].astype(np.float32))
+    scorer, outputs = make_scorer("rx"), {"score": (str(tmp_path / "h.tif"), 1)}
+    first = exclude(open_source(raster), mask)
+    TileStore(store_path(tmp_path / "h.tif"), manifest(raster, first, scorer, outputs, 16)).release()
+    second = exclude(open_source(raster), other)
+    with pytest.raises(HsanomalyError, match=r"other settings is here \(mask: .*mask.tif "
+                                             r"\(\w{8}\) -> .*other.tif \(\w{8}\)\)"):
+        TileStore(store_path(tmp_path / "h.tif"), manifest(raster, second, scorer, outputs, 16),
+                  resume=True)
+
+
+def test_masks_that_leave_out_most_or_all_pixels(masked_scene, tmp_path):
+    """A mask read as GDAL's (255 where valid) leaves out nearly everything: said; with the
+    raster's nodata it may leave nothing to score, which no score may pass as a heatmap."""
+    raster, mask, _, holed, out = masked_scene
+    inverted = write_raster(tmp_path / "inverted.tif", (1 - out)[None].astype(np.float32) * 255)
+    with pytest.warns(HsanomalyWarning, match=r"leaves out 9\d% .* non-zero where pixels are "
+                                              "left OUT"):
+        hsanomaly.detect(raster, tmp_path / "a.tif", score="rx", mask=inverted)
+    with pytest.raises(HsanomalyError, match=": an empty name"):
+        hsanomaly.detect(raster, tmp_path / "b.tif", score="rx", mask="")
+
+
+def test_data_warnings_leave_the_masked_pixels_out(tmp_path):
+    """A fill value under the mask is nobody's concern: the statistics never see it."""
+    cube, _ = synthetic_cube()
+    cube[:, :, :20] = -9999.0                         # an undeclared fill, 40 % of the scene
+    raster = write_raster(tmp_path / "filled.tif", cube)
+    out = np.zeros((1, 40, 50), np.float32)
+    out[0, :, :20] = 1
+    mask = write_raster(tmp_path / "fill.tif", out)
+    with pytest.warns(HsanomalyWarning, match="hold -9999 in every band"):
+        hsanomaly.detect(raster, tmp_path / "a.tif", score="rx")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", HsanomalyWarning)
+        hsanomaly.detect(raster, tmp_path / "b.tif", score="rx", mask=mask)
+
+
+def test_a_raster_with_no_pixel_left_to_score_is_no_heatmap():
+    """A score fitted on nothing (a given model's) would write an all-nodata heatmap and call it
+    done: the tiles' counts refuse it."""
+    from hsanomaly.engine.detect import COUNTS, check_outcome
+    from hsanomaly.scorers import make_scorer
+
+    nothing = [{COUNTS: np.array([0, 0])}, {COUNTS: np.array([0, 0])}]
+    with pytest.raises(HsanomalyError, match="s.tif: no pixel to score: every one is nodata "
+                                             r"\(or masked\)"):
+        check_outcome("s.tif", make_scorer("rx"), nothing)
+    assert check_outcome("s.tif", make_scorer("rx"), [{COUNTS: np.array([5, 0])}]) == (5, 0)

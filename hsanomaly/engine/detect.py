@@ -170,6 +170,8 @@ def check_outcome(name, scorer, summaries):
     counts = [summary.get(COUNTS) for summary in summaries]
     totals = None if not counts or any(c is None for c in counts) else \
         tuple(int(v) for v in np.sum(counts, axis=0))
+    if totals is not None and totals[0] == 0:      # a model-only score fits nothing to refuse it
+        raise HsanomalyError(f"{name}: no pixel to score: every one is nodata (or masked)")
     if totals is not None:
         check_scored(name, scorer, *totals)
     if _is_constant([summary.get(RANGE) for summary in summaries]):
@@ -225,7 +227,12 @@ def config(source, scorer, outputs, tile):
 
 
 def manifest(src, source, scorer, outputs, tile):
-    return {"input": input_fingerprint(src, source), "config": config(source, scorer, outputs, tile)}
+    """What a run's tile store records: the input's fingerprint and the configuration (which
+    make the run's fingerprint), and the exclusion mask's name, for messages."""
+    job = {"input": input_fingerprint(src, source), "config": config(source, scorer, outputs, tile)}
+    if source.exclusion is not None:
+        job["mask"] = source.exclusion.path
+    return job
 
 
 def expected_fingerprint(src, scorer, tile=TILE):

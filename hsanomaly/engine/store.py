@@ -112,6 +112,15 @@ def _differences(before, now, prefix=""):
     return found
 
 
+def _shown(manifest):
+    """A manifest's configuration as a message shows it: an exclusion mask by its name (and
+    the digest of its pixels, which is what the run depends on)."""
+    config = dict(manifest.get("config") or {})
+    if "excluded" in config:
+        config["mask"] = f"{manifest.get('mask', '?')} ({config.pop('excluded')[:8]})"
+    return config
+
+
 def check_same_input(path, fingerprint, previous=None):
     """Refuse to resume the interrupted run in the store at ``path`` (its manifest
     ``previous``, read if not given) on an input of another ``fingerprint``."""
@@ -214,7 +223,7 @@ class TileStore:
                                  f"hsanomaly version or is damaged{rerun}")
         check_same_input(self.path, manifest["input"], previous)
         if previous.get("config") != manifest["config"]:
-            changed = "; ".join(_differences(previous.get("config") or {}, manifest["config"]))
+            changed = "; ".join(_differences(_shown(previous), _shown(manifest)))
             raise HsanomalyError(f"{self.path}: an interrupted run with other settings is "
                                  f"here ({changed}){rerun}")
 

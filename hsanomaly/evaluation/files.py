@@ -136,7 +136,7 @@ def format_summary(report):
              f"at that rate {report['n_targets_found']} of {report['n_targets']} targets found, "
              f"{counted(report['n_false_alarm_regions'], 'false-alarm region')}"
              + ("" if report["false_alarm_regions_per_km2"] is None else
-                f" ({report['false_alarm_regions_per_km2']:.3g} per km² of background)")]
+                f" ({_per_km2(report['false_alarm_regions_per_km2'])} per km² of background)")]
     if report["targets"]:
         lines.append(f"{'target':<7}{'pixels':>7}{'AUC':>8}{'logAUC':>8}{'lgFAR':>7}{'Pd':>7}"
                      f"{'max score':>12}{'row':>8}{'col':>8}")
@@ -147,6 +147,11 @@ def format_summary(report):
                      f"{_num(t['max_score'], '12.4g')}{t['centroid_row']:>8.1f}"
                      f"{t['centroid_col']:>8.1f}")
     return "\n".join(lines)
+
+
+def _per_km2(value):
+    """A density as people write one: 3.2, 209, 4,410."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
 
 
 def _num(value, spec):

@@ -10,21 +10,53 @@ from ..errors import HsanomalyError
 from .checks import warn
 
 
+MOST = 0.9          # a mask leaving out at least this share is said: inverted, perhaps
+STRIP_ROWS = 1024   # rows of a mask raster read at once: memory bounded by the strip
+
+
+def _packed_raster(path, shape, grid_of):
+    """(a mask raster's excluded pixels (non-zero or nodata), one bit a pixel; their count),
+    read in strips of rows after its size and grid are checked."""
+    from rasterio.windows import Window
+
+    from .scene import mask_values, open_mask_raster
+    from .source import read_masked
+
+    parts, count = [], 0
+    with open_mask_raster(path, shape, grid_of, what="raster") as (ds, band):
+        for row in range(0, ds.height, STRIP_ROWS):
+            window = Window(0, row, ds.width, min(STRIP_ROWS, ds.height - row))
+            gt, unknown = mask_values(read_masked(ds, band, window=window), ds.nodata)
+            excluded = gt.astype(bool) | unknown
+            parts.append(np.packbits(excluded, axis=1))
+            count += int(excluded.sum())
+    return np.concatenate(parts), count
+
+
 class Exclusion:
     """The pixels mask ``path`` leaves out of raster ``grid_of`` (``scene.read_exclusion``:
     a raster on its grid, non-zero = out, or vector features)."""
 
     def __init__(self, path, grid_of, shape):
-        from .scene import read_exclusion
+        from .vector import is_vector
 
-        excluded = read_exclusion(path, shape, grid_of)
-        self.path, self.shape = str(path), excluded.shape
-        self.count = int(excluded.sum())
-        if self.count == excluded.size:
+        if is_vector(path) or str(path).lower().endswith(".mat"):
+            from .scene import read_exclusion
+
+            excluded = read_exclusion(path, shape, grid_of)
+            self._bits, self.count = np.packbits(excluded, axis=1), int(excluded.sum())
+        else:
+            self._bits, self.count = _packed_raster(path, shape, grid_of)
+        self.path, self.shape = str(path), tuple(shape)
+        pixels = shape[0] * shape[1]
+        if self.count == pixels:
             raise HsanomalyError(f"{path}: the mask leaves out every pixel of {grid_of}")
         if not self.count:
             warn(f"{path}: the mask leaves out no pixel of {grid_of}")
-        self._bits = np.packbits(excluded, axis=1)
+        elif self.count >= MOST * pixels:
+            warn(f"{path}: the mask leaves out {self.count / pixels:.0%} of {grid_of}; an "
+                 "exclusion mask is non-zero where pixels are left OUT (GDAL's own masks are "
+                 "the opposite: 255 where pixels are valid)")
         self.digest = hashlib.sha256(self._bits.tobytes()).hexdigest()[:16]
 
     def window(self, row, col, rows, cols):

@@ -1,5 +1,6 @@
 """Whole scenes in memory: for training, evaluation and benchmarks on small rasters."""
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -86,28 +87,47 @@ def read_truth(path, shape=None, grid_of=None, what="scene", required=True):
         if gt is None:
             raise HsanomalyError(f"{path}: no ground-truth variable found in the .mat file")
     else:
-        with open_raster(path) as ds:
-            data = [b for b, c in enumerate(ds.colorinterp, start=1) if c.name != "alpha"]
-            if len(data) != 1:          # an alpha band beside the mask masks it, as GDAL reads
-                raise HsanomalyError(f"{path}: a mask has one band, this raster {len(data)}; "
-                                     "pick the one meant (gdal_translate -b N)")
-            band = read_masked(ds, data[0])
-            nodata = ds.nodata
-        values = np.ma.getdata(band)
-        nan = np.isnan(values) if values.dtype.kind == "f" else np.zeros(values.shape, bool)
-        unknown = nan if nodata == 0 else np.ma.getmaskarray(band) | nan
-        gt = (np.nan_to_num(values) != 0).astype(np.uint8)
+        with open_mask_raster(path, shape, grid_of, what) as (ds, band_index):
+            band = read_masked(ds, band_index)
+            gt, unknown = mask_values(band, ds.nodata)
         if unknown.any():
             if unknown.all():
                 raise HsanomalyError(f"{path}: every pixel of the mask is nodata")
-            gt[unknown] = 0
             known = ~unknown
+        return gt, known
     if shape is not None and gt.shape != tuple(shape):
         raise HsanomalyError(f"{path}: the mask is {gt.shape[0]}x{gt.shape[1]} pixels, "
                              f"the {what} is {shape[0]}x{shape[1]}")
-    if grid_of is not None:
-        check_same_grid(path, grid_of)
     return gt, known
+
+
+@contextmanager
+def open_mask_raster(path, shape=None, grid_of=None, what="scene"):
+    """(open dataset, the band that holds the mask) of a mask raster, its size and grid
+    checked first (``read_truth``), before any pixel is read."""
+    with open_raster(path) as ds:
+        data = [b for b, c in enumerate(ds.colorinterp, start=1) if c.name != "alpha"]
+        if len(data) != 1:          # an alpha band beside the mask masks it, as GDAL reads
+            raise HsanomalyError(f"{path}: a mask has one band, this raster {len(data)}; "
+                                 "pick the one meant (gdal_translate -b N)")
+        if shape is not None and ds.shape != tuple(shape):
+            raise HsanomalyError(f"{path}: the mask is {ds.height}x{ds.width} pixels, "
+                                 f"the {what} is {shape[0]}x{shape[1]}")
+        if grid_of is not None:
+            check_same_grid(path, grid_of)
+        yield ds, data[0]
+
+
+def mask_values(band, nodata):
+    """(mask (uint8, non-zero = 1, 0 where unknown), unknown (bool)) of a masked band read
+    from a mask raster: NaN and nodata are unknown, unless nodata is 0, which a mask already
+    reads as 0."""
+    values = np.ma.getdata(band)
+    nan = np.isnan(values) if values.dtype.kind == "f" else np.zeros(values.shape, bool)
+    unknown = nan if nodata == 0 else np.ma.getmaskarray(band) | nan
+    gt = (np.nan_to_num(values) != 0).astype(np.uint8)
+    gt[unknown] = 0
+    return gt, unknown
 
 
 def read_exclusion(path, shape, grid_of, required=True):
@@ -159,8 +179,9 @@ def check_same_grid(path, other):
     steps = np.abs(np.subtract(t[:6], o[:6]))
     if steps[[0, 1, 3, 4]].max() > 1e-6 * size or steps[[2, 5]].max() > 0.01 * size:
         raise HsanomalyError(f"{path}: the mask is not on the grid of {other} (pixel "
-                             f"{t.a:g} x {-t.e:g} at {t.c:g}, {t.f:g} against {o.a:g} x {-o.e:g} "
-                             f"at {o.c:g}, {o.f:g}); resample it onto that raster's grid")
+                             f"{t.a:.10g} x {-t.e:.10g} at {t.c:.10g}, {t.f:.10g} against "
+                             f"{o.a:.10g} x {-o.e:.10g} at {o.c:.10g}, {o.f:.10g}); resample "
+                             "it onto that raster's grid")
 
 
 def _same_points(mine, theirs):

@@ -72,9 +72,11 @@ class _Source:
                 self._token = uuid.uuid4().hex
             return self._token
 
-    def read(self, window, halo=0):
+    def read(self, window, halo=0, masked=True):
         """Return (block, valid) for ``window`` grown by ``halo`` pixels, NaN/False outside.
-        A block inside the raster is the array read (no second copy of a tile's every band)."""
+        A block inside the raster is the array read (no second copy of a tile's every band).
+        ``masked``: the exclusion's pixels are nodata too (False: the data as the file has it,
+        which is what identifies an input)."""
         col0, row0 = int(window.col_off) - halo, int(window.row_off) - halo
         h, w = int(window.height) + 2 * halo, int(window.width) + 2 * halo
         r0, c0 = max(row0, 0), max(col0, 0)
@@ -84,7 +86,7 @@ class _Source:
             data, ok = self._read(Window(c0, r0, c1 - c0, r1 - r0))
             data = data.astype(np.float32, copy=False)
             ok &= np.isfinite(data).all(axis=0)
-            if self.exclusion is not None:
+            if self.exclusion is not None and masked:
                 ok &= ~self.exclusion.window(r0, c0, r1 - r0, c1 - c0)
             data[:, ~ok] = np.nan
             if data.shape[1:] == (h, w):
@@ -126,6 +128,10 @@ class _Source:
         infinite = 0              # pixels infinite in some band: left out like nodata
         for window in self.probe_windows():
             values, nodata = self._read_bands(window, stored=True)
+            if self.exclusion is not None:      # what the mask leaves out is not scored
+                keep = ~self.exclusion.window(int(window.row_off), int(window.col_off),
+                                              int(window.height), int(window.width))
+                values, nodata = values[:, keep][:, :, None], nodata[:, keep][:, :, None]
             with np.errstate(invalid="ignore"):     # beyond float32: refused when read
                 usable = ~nodata.any(axis=0) & (np.abs(values) <= FLOAT32_MAX).all(axis=0)
             pixels.append(values[:, usable])

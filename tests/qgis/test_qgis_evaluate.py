@@ -19,8 +19,11 @@ def test_evaluate_reports_metrics_table_and_plots(scene, tmp_path):
     assert (result["AUC"], result["LOG_AUC"], result["LG_FAR"], result["PD"],
             result["N_TARGETS"]) == (report["auc"], report["log_auc"], report["lg_far"],
                                      report["pd"], 2)
-    assert (result["TARGETS_FOUND"], result["FALSE_ALARM_REGIONS"]) == (
-        report["n_targets_found"], report["n_false_alarm_regions"])
+    assert (result["TARGETS_FOUND"], result["FALSE_ALARM_REGIONS"],
+            result["FALSE_ALARM_REGIONS_PER_KM2"]) == (
+        report["n_targets_found"], report["n_false_alarm_regions"],
+        report["false_alarm_regions_per_km2"])
+    assert report["false_alarm_regions_per_km2"] is not None      # EPSG:32633, metres
     table = QgsVectorLayer(result["TARGETS"], "targets", "ogr")
     assert table.isValid() and not table.isSpatial()    # a CSV: attributes only
     rows = [f.attributes() for f in table.getFeatures()]

@@ -23,7 +23,10 @@ METRICS = {"AUC": "auc", "LOG_AUC": "log_auc", "LG_FAR": "lg_far", "PD": "pd"}
 # at the false-alarm rate of Pd: output -> (report key, description)
 COUNTS = {"TARGETS_FOUND": ("n_targets_found", "targets found at the false-alarm rate of Pd"),
           "FALSE_ALARM_REGIONS": ("n_false_alarm_regions",
-                                  "false-alarm regions at the false-alarm rate of Pd")}
+                                  "false-alarm regions at the false-alarm rate of Pd"),
+          "FALSE_ALARM_REGIONS_PER_KM2": ("false_alarm_regions_per_km2",
+                                          "false-alarm regions per km² of background (none "
+                                          "where the heatmap's CRS has no linear unit)")}
 
 
 class Evaluate(HsanomalyAlgorithm):
