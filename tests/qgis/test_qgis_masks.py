@@ -28,6 +28,31 @@ def scratch_layer(squares, name="drawn targets"):
     return layer
 
 
+def square_raster(like, path, row, col, size):
+    """A mask raster on raster ``like``'s grid: 1 in the square of pixels at (row, col)."""
+    import numpy as np
+    import rasterio
+
+    out = np.zeros((1, 40, 50), np.uint8)
+    out[0, row:row + size, col:col + size] = 1
+    with rasterio.open(like) as src:
+        profile = src.profile
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(out)
+    return path
+
+
+def save_layer(layer, path, **options):
+    """Write ``layer`` to ``path`` (QgsVectorFileWriter's options by name)."""
+    from qgis.core import QgsProject, QgsVectorFileWriter
+
+    saving = QgsVectorFileWriter.SaveVectorOptions()
+    for name, value in options.items():
+        setattr(saving, name, value)
+    assert QgsVectorFileWriter.writeAsVectorFormatV3(
+        layer, str(path), QgsProject.instance().transformContext(), saving)[0] == 0
+
+
 @pytest.fixture
 def heatmap(scene, tmp_path):
     import processing
@@ -65,12 +90,9 @@ def test_target_features_evaluate_as_the_truth_raster(scene, heatmap, tmp_path):
         path = tmp_path / "truth.gpkg"
         for name, kind in (("all", ""), ("targets", "\"kind\" = 'target'")):
             drawn.setSubsetString(kind)
-            options = QgsVectorFileWriter.SaveVectorOptions()
-            options.layerName = name
-            if path.exists():
-                options.actionOnExistingFile = QgsVectorFileWriter.CreateOrOverwriteLayer
-            assert QgsVectorFileWriter.writeAsVectorFormatV3(
-                drawn, str(path), QgsProject.instance().transformContext(), options)[0] == 0
+            more = {"actionOnExistingFile": QgsVectorFileWriter.CreateOrOverwriteLayer} \
+                if path.exists() else {}
+            save_layer(drawn, path, layerName=name, **more)
         saved = QgsVectorLayer(f"{path}|layername=targets", "saved targets", "ogr")
         assert saved.isValid()
         assert [run_evaluate(heatmap, saved)[k] for k in METRICS] == expected
@@ -78,17 +100,10 @@ def test_target_features_evaluate_as_the_truth_raster(scene, heatmap, tmp_path):
         # an outer mask drawn around the first target leaves its 32 ring pixels out (beside
         # the nodata corner's 35), as
         # the same mask as a raster does
-        import numpy as np
-        import rasterio
         from hsanomaly.evaluation.files import evaluate_files
 
-        ring = np.zeros((1, 40, 50), np.uint8)
-        ring[0, 8:14, 8:14] = 1
-        with rasterio.open(truth) as src:
-            profile = src.profile
-        with rasterio.open(tmp_path / "outer.tif", "w", **profile) as dst:
-            dst.write(ring)
-        report = evaluate_files(heatmap, str(truth), str(tmp_path / "outer.tif"))[0]
+        ring = square_raster(truth, tmp_path / "outer.tif", 8, 8, 6)
+        report = evaluate_files(heatmap, str(truth), str(ring))[0]
         assert report["n_excluded_pixels"] == 35 + 32 and report["lg_far"] != expected[2]
         drawn_ring = run_evaluate(heatmap, saved, OUTER=scratch_layer([("ring", (8, 8), 6)]))
         assert [drawn_ring[k] for k in METRICS] == [report[k.lower()] for k in METRICS[:4]] + [2]
@@ -132,13 +147,8 @@ def test_detect_leaves_out_a_drawn_exclusion_mask(scene, tmp_path):
     result = processing.run("hsanomaly:detect", {
         "INPUT": str(raster), "SCORE": "rx", "MASK": scratch_layer([("cloud", (20, 20), 6)]),
         "OUTPUT": str(tmp_path / "qgis.tif")})
-    out = np.zeros((1, 40, 50), np.uint8)
-    out[0, 20:26, 20:26] = 1
-    with rasterio.open(truth) as src:
-        profile = src.profile
-    with rasterio.open(tmp_path / "cloud.tif", "w", **profile) as dst:
-        dst.write(out)
-    detect(str(raster), tmp_path / "library.tif", score="rx", mask=tmp_path / "cloud.tif")
+    cloud = square_raster(truth, tmp_path / "cloud.tif", 20, 20, 6)
+    detect(str(raster), tmp_path / "library.tif", score="rx", mask=cloud)
     with rasterio.open(result["OUTPUT"]) as a, rasterio.open(tmp_path / "library.tif") as b:
         qgis, library = a.read(1, masked=True), b.read(1, masked=True)
     assert qgis.mask[20:26, 20:26].all()
@@ -147,17 +157,15 @@ def test_detect_leaves_out_a_drawn_exclusion_mask(scene, tmp_path):
 
 def test_a_layer_is_read_as_qgis_shows_it_not_as_its_file_holds_it(scene, heatmap, tmp_path):
     """Unsaved edits (digitising in progress) and a CRS set in QGIS count; the file does not."""
-    from qgis.core import (QgsCoordinateReferenceSystem, QgsFeature, QgsGeometry, QgsProject,
-                           QgsVectorFileWriter, QgsVectorLayer)
+    import processing
+    from qgis.core import (QgsCoordinateReferenceSystem, QgsFeature, QgsGeometry,
+                           QgsProcessingFeedback, QgsVectorLayer)
 
     raster, truth = scene
     expected = [run_evaluate(heatmap, str(truth))[k] for k in METRICS]
     one = scratch_layer([("target", (10, 10))])
     path = tmp_path / "one.gpkg"
-    options = QgsVectorFileWriter.SaveVectorOptions()
-    options.layerName = "one"
-    assert QgsVectorFileWriter.writeAsVectorFormatV3(
-        one, str(path), QgsProject.instance().transformContext(), options)[0] == 0
+    save_layer(one, path, layerName="one")
     layer = QgsVectorLayer(f"{path}|layername=one", "digitised", "ogr")
     assert layer.isValid() and layer.startEditing()
     feature = QgsFeature(layer.fields())
@@ -167,22 +175,17 @@ def test_a_layer_is_read_as_qgis_shows_it_not_as_its_file_holds_it(scene, heatma
     layer.rollBack()
     # a shapefile without a .prj, its CRS set in QGIS
     bare = tmp_path / "bare.shp"
-    options = QgsVectorFileWriter.SaveVectorOptions()
-    options.driverName = "ESRI Shapefile"
-    drawn = scratch_layer([("target", (10, 10)), ("target", (30, 40))])
-    assert QgsVectorFileWriter.writeAsVectorFormatV3(
-        drawn, str(bare), QgsProject.instance().transformContext(), options)[0] == 0
+    save_layer(scratch_layer([("target", (10, 10)), ("target", (30, 40))]), bare,
+               driverName="ESRI Shapefile")
     bare.with_suffix(".prj").unlink()
     shown = QgsVectorLayer(str(bare), "bare", "ogr")
     shown.setCrs(QgsCoordinateReferenceSystem("EPSG:32633"))
     feedback_lines = []
-    from qgis.core import QgsProcessingFeedback
 
     class Recorded(QgsProcessingFeedback):
         def pushWarning(self, text):
             feedback_lines.append(text)
 
-    import processing
     result = processing.run("hsanomaly:evaluate", {"HEATMAP": heatmap, "TRUTH": shown,
                                                    "TARGETS": "TEMPORARY_OUTPUT"},
                             feedback=Recorded())
