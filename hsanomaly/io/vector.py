@@ -230,11 +230,14 @@ def _burn_all(parts, index, touch, transform, mask, seen):
     from rasterio.features import rasterize
 
     if not len(index):
-        return np.zeros(mask.shape, np.int32)
+        return np.zeros(mask.shape, np.uint8)
+    # part numbers in the narrowest type that holds them: this raster is the burn's peak
+    kind = "uint16" if len(parts) < 2**16 else "int32"
     ids = rasterize(zip(parts[index], index + 1), out_shape=mask.shape, transform=transform,
-                    fill=0, all_touched=touch, dtype="int32")
-    mask |= (ids > 0).astype(np.uint8)
-    seen[np.unique(ids[ids > 0]) - 1] = True
+                    fill=0, all_touched=touch, dtype=kind)
+    burnt = ids > 0
+    mask[burnt] = 1
+    seen[np.unique(ids[burnt]).astype(np.int64) - 1] = True
     return ids
 
 
