@@ -37,13 +37,15 @@ class Exclusion:
     """The pixels mask ``path`` leaves out of raster ``grid_of`` (``scene.read_exclusion``:
     a raster on its grid, non-zero = out, or vector features)."""
 
-    def __init__(self, path, grid_of, shape):
+    def __init__(self, path, grid_of, shape, required=True):
+        """``required``: as ``scene.read_truth``; a mask shared by several rasters need not
+        leave out anything of each."""
         from .vector import is_vector
 
         if is_vector(path) or str(path).lower().endswith(".mat"):
             from .scene import read_exclusion
 
-            excluded = read_exclusion(path, shape, grid_of)
+            excluded = read_exclusion(path, shape, grid_of, required)
             self._bits, self.count = np.packbits(excluded, axis=1), int(excluded.sum())
         else:
             self._bits, self.count = _packed_raster(path, shape, grid_of)
@@ -52,12 +54,23 @@ class Exclusion:
         if self.count == pixels:
             raise HsanomalyError(f"{path}: the mask leaves out every pixel of {grid_of}")
         if not self.count:
-            warn(f"{path}: the mask leaves out no pixel of {grid_of}")
+            if required:
+                warn(f"{path}: the mask leaves out no pixel of {grid_of}")
         elif self.count >= MOST * pixels:
             warn(f"{path}: the mask leaves out {self.count / pixels:.0%} of {grid_of}; an "
                  "exclusion mask is non-zero where pixels are left OUT (GDAL's own masks are "
                  "the opposite: 255 where pixels are valid)")
         self.digest = hashlib.sha256(self._bits.tobytes()).hexdigest()[:16]
+
+    def around(self, row, col, rows, cols):
+        """``window``, for a part that may reach beyond the raster (a tile with its halo):
+        nothing is excluded out there."""
+        part = np.zeros((rows, cols), bool)
+        r0, c0 = max(row, 0), max(col, 0)
+        r1, c1 = min(row + rows, self.shape[0]), min(col + cols, self.shape[1])
+        if r1 > r0 and c1 > c0:
+            part[r0 - row:r1 - row, c0 - col:c1 - col] = self.window(r0, c0, r1 - r0, c1 - c0)
+        return part
 
     def window(self, row, col, rows, cols):
         """bool (rows, cols): the excluded pixels of that part of the raster."""

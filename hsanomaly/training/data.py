@@ -20,7 +20,7 @@ import numpy as np
 from .. import defaults
 from ..errors import HsanomalyError
 from ..io import open_source
-from ..io.scene import read_exclusion
+from ..io.exclusion import Exclusion
 from ..io.checks import warn
 from ..model.compat import first_mismatch
 from ..preprocess import Preprocessor
@@ -135,15 +135,15 @@ def _check_value_ranges(inputs, raw):
 
 
 def _exclusion_masks(mask, inputs, sources):
-    """One boolean exclusion mask (or None) per input; a single mask path applies to all. A
-    mask's nodata pixels are excluded too: nothing says they are background."""
+    """One ``io.exclusion.Exclusion`` (or None) per input; a single mask path applies to all.
+    A mask's nodata pixels are excluded too: nothing says they are background."""
     if mask is None:
         return [None] * len(inputs)
     paths = list(mask) if isinstance(mask, (list, tuple)) else [mask] * len(inputs)
     if len(paths) != len(inputs):
         raise HsanomalyError(f"{paths[0]}: {len(paths)} masks given for {len(inputs)} inputs")
     shared = len(set(map(str, paths))) < len(paths)   # one mask over several rasters
-    return [read_exclusion(path, (source.height, source.width), scene, required=not shared)
+    return [Exclusion(path, scene, (source.height, source.width), required=not shared)
             for path, scene, source in zip(paths, inputs, sources)]
 
 
@@ -153,8 +153,6 @@ def _sample_windows(path, source, window, exclude, background_only, fraction, rn
     from scipy.ndimage import maximum_filter, minimum_filter
 
     halo = window // 2
-    if exclude is not None:
-        exclude = np.pad(exclude, halo)
     parts, any_valid, any_window = [], False, False
     for tile in source.windows():
         block, valid = source.read(tile, halo)
@@ -162,8 +160,8 @@ def _sample_windows(path, source, window, exclude, background_only, fraction, rn
         ok = minimum_filter(valid, size=window, mode="constant", cval=False) if halo else valid
         ok = ok[halo:ok.shape[0] - halo, halo:ok.shape[1] - halo]
         if exclude is not None:
-            r0, c0 = int(tile.row_off), int(tile.col_off)
-            near = exclude[r0:r0 + valid.shape[0], c0:c0 + valid.shape[1]]
+            near = exclude.around(int(tile.row_off) - halo, int(tile.col_off) - halo,
+                                  *valid.shape)
             if background_only and halo:
                 near = maximum_filter(near, size=window, mode="constant", cval=False)
             ok &= ~near[halo:near.shape[0] - halo, halo:near.shape[1] - halo]
