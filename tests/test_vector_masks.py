@@ -110,6 +110,20 @@ def test_a_layer_is_named_as_qgis_names_it(grid, tmp_path):
     assert split_layer(f"{path}|layername=truth") == (str(path), "truth")
 
 
+def test_a_plain_image_truth_says_nothing_of_georeferencing(example_scene, tmp_path):
+    """Asking whether a truth is vector features opened it as a raster: without a word about
+    the example's missing georeferencing, as every other read of it."""
+    import warnings
+
+    import hsanomaly
+
+    scene, truth = example_scene
+    hsanomaly.detect(scene, tmp_path / "heat.tif", score="rx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        hsanomaly.evaluate(tmp_path / "heat.tif", truth)
+
+
 def test_rasters_stay_rasters(grid, tmp_path):
     scene, _ = grid
     assert not is_vector(scene) and is_vector(write_layer(tmp_path / "t.shp", [pixel_box(0, 0, 1, 1)]))

@@ -64,12 +64,10 @@ def is_vector(path):
         return True
     if str(path).lower().endswith(".mat") or not (is_gdal_name(file) or Path(file).exists()):
         return False
-    import rasterio
-
     try:
-        with rasterio.open(file):
+        with open_raster(file):
             return False
-    except rasterio.errors.RasterioIOError:
+    except HsanomalyError:          # not a raster GDAL reads
         pass
     return bool(_layers(file))
 
