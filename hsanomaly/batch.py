@@ -19,7 +19,7 @@ from .io.checks import one_job
 from .quickmodel import scene_model_path
 from .scorers import make_scorer, scorer_class
 from .spelling import spell
-from .validate import batch_inputs, batch_paths, check_request, model_path
+from .validate import batch_inputs, batch_paths, check_raster_path, check_request, model_path
 
 if TYPE_CHECKING:          # the engine loads on first use: ``import hsanomaly`` stays light
     from .engine.detect import DetectResult
@@ -42,7 +42,8 @@ def batch_output(src: PathArg, out_dir: PathArg, score: str) -> Path:
 
 @one_job()
 def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None,
-                model: Optional[ModelArg] = None, tile: SupportsIndex = defaults.TILE,
+                model: Optional[ModelArg] = None, mask: Optional[PathArg] = None,
+                tile: SupportsIndex = defaults.TILE,
                 overwrite: bool = False, workers: Optional[int] = None,
                 scheduler: Optional[Scheduler] = None, progress: bool = False,
                 **options: Any) -> List[BatchItem]:
@@ -53,7 +54,10 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
     A raster whose heatmap carries the fingerprint of its input and these settings is skipped,
     an interrupted one resumed, so a batch can simply be rerun; a changed input or setting is
     scored again. ``overwrite`` scores all anew and replaces files hsanomaly did not write
-    (refused otherwise, before any work). A failed raster's ``BatchItem`` says why in one line.
+    (refused otherwise, before any work). ``mask``: one exclusion mask for every raster, as
+    ``detect`` takes it; vector features (a region's water, say) need not fall on each raster,
+    and a raster they miss is scored without it. A failed raster's ``BatchItem`` says why in
+    one line.
     """
     from tqdm.auto import tqdm
 
@@ -61,13 +65,15 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
     from .engine.store import batch_resumes
 
     model = model_path(model)
+    if mask is not None:
+        check_raster_path(mask, spell("mask"), use="save the mask to a file")
     score = defaults.SCORE if score is None else score
     cls = check_request(score, model, options, None, tile, workers, scheduler,
                         overwrite=overwrite, progress=progress, batch=(detect, detect_many))
     out_dir = Path(out_dir)
     targets = [(src, batch_output(src, out_dir, score)) for src in batch_inputs(inputs)]
     batch_paths(targets, out_dir, scene_model_path if cls.needs_model and model is None else None,
-                overwrite)
+                overwrite, mask=mask)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -75,17 +81,21 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
     if not os.access(out_dir, os.W_OK | os.X_OK):
         raise HsanomalyError(f"{out_dir}: {spell('out_dir')} is not writable")
 
-    states = [("score" if overwrite else _batch_state(src, dst, score, model, tile, options))
-              for src, dst in targets]
-    items: List[Optional[BatchItem]] = [BatchItem(src, str(dst), "skipped") if state == "skip"
-                                        else None for (src, dst), state in zip(targets, states)]
+    masks = [_mask_of(src, mask) for src, _ in targets]
+    states = [("failed" if isinstance(used, HsanomalyError) else "score" if overwrite else
+               _batch_state(src, dst, score, model, tile, options, used))
+              for (src, dst), used in zip(targets, masks)]
+    items: List[Optional[BatchItem]] = [
+        BatchItem(src, str(dst), "skipped") if state == "skip" else
+        BatchItem(src, str(dst), "failed", error=str(used)) if state == "failed" else None
+        for (src, dst), state, used in zip(targets, states, masks)]
     pending = [i for i, item in enumerate(items) if item is None]
     with (optional_client(workers, scheduler) if pending else contextlib.nullcontext()) as client, \
             tqdm(pending, unit="raster", disable=not progress) as bar, batch_resumes():
         for i in bar:
             src, dst = targets[i]
             try:
-                result = detect(src, dst, score=score, model=model, tile=tile,
+                result = detect(src, dst, score=score, model=model, tile=tile, mask=masks[i],
                                 resume=states[i] == "resume", overwrite=overwrite,
                                 scheduler=client, **options)
                 items[i] = BatchItem(src, str(dst), "scored", result=result)
@@ -94,12 +104,31 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
     return cast(List[BatchItem], items)      # every pending one was filled in
 
 
-def _batch_state(src, dst, score, model, tile, options):
+def _mask_of(src, mask):
+    """The exclusion mask ``detect`` gets for ``src``: ``mask``, or None where it leaves out
+    nothing there (features elsewhere, said by the reader); the error where it cannot apply
+    (a raster mask on another grid, say), which fails that raster alone."""
+    if mask is None:
+        return None
+    from .io.exclusion import Exclusion
+    from .io.source import open_source
+
+    try:
+        with contextlib.closing(open_source(src)) as source:
+            shape = (source.height, source.width)
+        return mask if Exclusion(mask, src, shape, required=False).count else None
+    except HsanomalyError as err:
+        return err
+
+
+def _batch_state(src, dst, score, model, tile, options, mask=None):
     """What ``detect_many`` does with ``dst``: "skip" it (finished, with the fingerprint of
     ``src`` scored now), "resume" its interrupted run of that fingerprint, or "score" it from
     the start (another run's tiles could never be used; resuming them would fail every time)."""
     from .engine.detect import expected_fingerprint, read_fingerprint
     from .engine.store import read_manifest, remove_finished, store_path
+    from .io.exclusion import exclude
+    from .io.source import open_source
 
     store = store_path(dst)
     if not (store.exists() or dst.exists()):
@@ -108,7 +137,8 @@ def _batch_state(src, dst, score, model, tile, options):
     model = scene_model_path(dst) if needs_model and model is None else model
     try:
         scorer = make_scorer(score, **options, **({"model": model} if needs_model else {}))
-        expected = expected_fingerprint(src, scorer, tile=tile)
+        expected = expected_fingerprint(src if mask is None else exclude(open_source(src), mask),
+                                        scorer, tile=tile)
     except Exception:            # anything wrong with the input or model: detect will say what
         return "resume"
     if dst.exists() and read_fingerprint(dst) == expected:

@@ -216,3 +216,35 @@ def test_a_raster_with_no_pixel_left_to_score_is_no_heatmap():
                                              r"\(or masked\)"):
         check_outcome("s.tif", make_scorer("rx"), nothing)
     assert check_outcome("s.tif", make_scorer("rx"), [{COUNTS: np.array([5, 0])}]) == (5, 0)
+
+
+def test_one_mask_over_a_batch(masked_scene, tmp_path):
+    """A region's vector mask: each raster is scored with the part of it that falls there
+    (one it misses, without it); a rerun skips both; another mask rescores only the raster
+    it changes; a raster mask on another grid fails that raster alone."""
+    from hsanomaly.cli import main
+
+    raster, mask, layer, _, out = masked_scene
+    east = write_raster(tmp_path / "east.tif", synthetic_cube(seed=3)[0],
+                        transform=TRANSFORM.translation(10000, 0) * TRANSFORM)
+    with pytest.warns(HsanomalyWarning, match="fall on .*east.tif"):
+        items = hsanomaly.batch.detect_many([raster, east], tmp_path / "out", score="rx",
+                                            mask=layer)
+    assert [item.status for item in items] == ["scored", "scored"]
+    assert [item.result.mask for item in items] == [str(layer), None]
+    hsanomaly.detect(raster, tmp_path / "one.tif", score="rx", mask=layer)
+    hsanomaly.detect(east, tmp_path / "two.tif", score="rx")
+    for item, alone in zip(items, ("one.tif", "two.tif")):
+        np.testing.assert_array_equal(heat(item.dst)[0], heat(tmp_path / alone)[0])
+    again = hsanomaly.batch.detect_many([raster, east], tmp_path / "out", score="rx", mask=layer)
+    assert [item.status for item in again] == ["skipped", "skipped"]
+    smaller = tmp_path / "smaller.gpkg"
+    gpd.GeoDataFrame(geometry=[pixel_box(20, 2, 28, 12)], crs=CRS).to_file(smaller)
+    changed = hsanomaly.batch.detect_many([raster, east], tmp_path / "out", score="rx",
+                                          mask=smaller)
+    assert [item.status for item in changed] == ["scored", "skipped"]
+    result = CliRunner().invoke(main, ["detect-many", str(raster), str(east), "--out-dir",
+                                       str(tmp_path / "cli"), "--score", "rx", "--mask", str(mask)])
+    assert result.exit_code == 1, result.output
+    assert "1 scored, 0 skipped, 1 failed" in result.output
+    assert "mask.tif: the mask is not on the grid of" in result.output

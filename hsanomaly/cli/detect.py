@@ -127,10 +127,10 @@ def _far(ctx, param, value):
               help="Score with a model even where the raster's band wavelengths differ from "
                    "the ones it was trained on.")
 @click.option("--mask", type=click.Path(dir_okay=False), default=None,
-              help="Exclusion mask: a raster on SRC's grid (non-zero = leave out) or vector "
+              help="Exclusion mask: a raster on the input's grid (non-zero = leave out) or vector "
                    "features ('f.gpkg|layername=NAME' for one layer of several); its pixels "
                    "are left out of fitting, a quick model's training and scoring (nodata in "
-                   "DST).")
+                   "the heatmap).")
 @click.option("--tile", type=click.IntRange(min=defaults.MIN_TILE), default=defaults.TILE, show_default=True,
               help="Tile size in pixels.")
 @click.option("--cog", is_flag=True,

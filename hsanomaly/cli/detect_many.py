@@ -9,7 +9,7 @@ from .detect import detect, scorer_options
 SHARED = ("score", "model", "solver", "restarts", "steps", "codebook", "refine",
           "codebook_scale", "c1", "c2", "lam", "outer", "guard", "purge", "rings", "top_rings",
           "neighbour_weight", "pca", "components", "sample", "trim", "weight", "seed",
-          "device", "threads", "ignore_wavelengths", "tile", "workers",
+          "device", "threads", "ignore_wavelengths", "mask", "tile", "workers",
           "scheduler", "quiet")
 
 
@@ -30,7 +30,8 @@ def detect_many(inputs, out_dir, overwrite, workers, scheduler, quiet, **scoring
     from ..batch import detect_many as run
 
     score, model, tile = scoring.pop("score"), scoring.pop("model"), scoring.pop("tile")
-    items = run(inputs, out_dir, score=score, model=model, tile=tile, overwrite=overwrite,
+    mask = scoring.pop("mask")
+    items = run(inputs, out_dir, score=score, model=model, mask=mask, tile=tile, overwrite=overwrite,
                 workers=workers, scheduler=scheduler, progress=show_progress(quiet),
                 **scorer_options(score, **scoring))
     for item in items:
