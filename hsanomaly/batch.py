@@ -95,7 +95,8 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
         for i in bar:
             src, dst = targets[i]
             try:
-                result = detect(src, dst, score=score, model=model, tile=tile, mask=masks[i],
+                used = None if masks[i] is None else masks[i].path
+                result = detect(src, dst, score=score, model=model, tile=tile, mask=used,
                                 resume=states[i] == "resume", overwrite=overwrite,
                                 scheduler=client, **options)
                 items[i] = BatchItem(src, str(dst), "scored", result=result)
@@ -105,9 +106,9 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
 
 
 def _mask_of(src, mask):
-    """The exclusion mask ``detect`` gets for ``src``: ``mask``, or None where it leaves out
-    nothing there (features elsewhere, said by the reader); the error where it cannot apply
-    (a raster mask on another grid, say), which fails that raster alone."""
+    """The exclusion of ``mask`` that ``detect`` applies to ``src`` (``io.exclusion``), or None
+    where it leaves out nothing there (features elsewhere, said by the reader); the error where
+    it cannot apply (a raster mask on another grid, say), which fails that raster alone."""
     if mask is None:
         return None
     from .io.exclusion import Exclusion
@@ -116,18 +117,18 @@ def _mask_of(src, mask):
     try:
         with contextlib.closing(open_source(src)) as source:
             shape = (source.height, source.width)
-        return mask if Exclusion(mask, src, shape, required=False).count else None
+        exclusion = Exclusion(mask, src, shape, required=False)
+        return exclusion if exclusion.count else None
     except HsanomalyError as err:
         return err
 
 
-def _batch_state(src, dst, score, model, tile, options, mask=None):
+def _batch_state(src, dst, score, model, tile, options, exclusion=None):
     """What ``detect_many`` does with ``dst``: "skip" it (finished, with the fingerprint of
     ``src`` scored now), "resume" its interrupted run of that fingerprint, or "score" it from
     the start (another run's tiles could never be used; resuming them would fail every time)."""
     from .engine.detect import expected_fingerprint, read_fingerprint
     from .engine.store import read_manifest, remove_finished, store_path
-    from .io.exclusion import exclude
     from .io.source import open_source
 
     store = store_path(dst)
@@ -137,8 +138,12 @@ def _batch_state(src, dst, score, model, tile, options, mask=None):
     model = scene_model_path(dst) if needs_model and model is None else model
     try:
         scorer = make_scorer(score, **options, **({"model": model} if needs_model else {}))
-        expected = expected_fingerprint(src if mask is None else exclude(open_source(src), mask),
-                                        scorer, tile=tile)
+        if exclusion is None:
+            expected = expected_fingerprint(src, scorer, tile=tile)
+        else:                           # the mask read once, in _mask_of
+            with contextlib.closing(open_source(src)) as source:
+                source.exclusion = exclusion
+                expected = expected_fingerprint(source, scorer, tile=tile)
     except Exception:            # anything wrong with the input or model: detect will say what
         return "resume"
     if dst.exists() and read_fingerprint(dst) == expected:

@@ -14,6 +14,7 @@ from .io.checks import warn
 from .io.heatmap import SCORE_TAG
 from .io.paths import check_suffix
 from .io.styles import STYLE_TABLE, gpkg_tables, sqlite_tables, write_default_style
+from .io.vector import map_coordinates
 from .options import check_rate, is_real, rate_count
 from .logs import stage as log_stage
 from .regions import Regions
@@ -73,13 +74,6 @@ def check_threshold(gpkg_path, threshold, far):
     if far is not None:
         check_rate(f"{gpkg_path}: {spell('far')}", far, auto=True)
     check_writable(gpkg_path, directory=False)
-
-
-def map_coordinates(transform, rows, cols):
-    """(x, y) map coordinates of pixel positions (fractional rows and columns; a pixel's
-    centre is its index + 0.5)."""
-    return (transform.c + transform.a * cols + transform.b * rows,
-            transform.f + transform.d * cols + transform.e * rows)
 
 
 def pixel_area(transform, crs):

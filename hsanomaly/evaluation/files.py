@@ -43,21 +43,17 @@ def pixel_area(transform, crs, shape):
     if crs is None or transform.is_identity or not crs.is_geographic:
         return None if crs is None else projected_pixel_area(transform, crs)
     import pyproj
-    import shapely
 
-    from ..polygons import map_coordinates
+    from ..io.vector import footprint
 
-    rows, cols = shape
-    corners = [map_coordinates(transform, row, col)
-               for col, row in ((0, 0), (cols, 0), (cols, rows), (0, rows))]
     geod = pyproj.CRS.from_wkt(crs.to_wkt()).get_geod()
-    return abs(geod.geometry_area_perimeter(shapely.Polygon(corners))[0]) / (rows * cols)
+    return abs(geod.geometry_area_perimeter(footprint(transform, shape))[0]) / (shape[0] * shape[1])
 
 
 def place_targets(report, transform):
     """Add each target's map coordinates (``centroid_x``, ``centroid_y``: its mean pixel
     centre) to ``report`` where the heatmap has a geotransform."""
-    from ..polygons import map_coordinates
+    from ..io.vector import map_coordinates
 
     if transform.is_identity:
         return

@@ -115,8 +115,8 @@ def read_vector_mask(path, grid_of, required=True):
     n = len(frame)
     if outside == n:
         where = (f"x {_span(frame.geometry.values, 0)}, y {_span(frame.geometry.values, 1)} "
-                 f"against x {_span([_footprint(transform, shape)], 0)}, y "
-                 f"{_span([_footprint(transform, shape)], 1)} in its CRS")
+                 f"against x {_span([footprint(transform, shape)], 0)}, y "
+                 f"{_span([footprint(transform, shape)], 1)} in its CRS")
         cause = ("the file has no CRS, so they were taken to be in the raster's; give the file "
                  "its CRS" if frame.crs is None else "is the file's CRS right?")
         none = "its only feature does not" if n == 1 else f"none of its {n} features"
@@ -242,9 +242,8 @@ def _burn_all(parts, index, touch, transform, mask, seen):
 def _pixel_window(part, transform, shape):
     """(row slice, col slice) of the pixels around a part's bounds, or None off the raster."""
     x0, y0, x1, y1 = part.bounds
-    inverse = ~transform
-    corners = [(inverse.a * x + inverse.b * y + inverse.c, inverse.d * x + inverse.e * y + inverse.f)
-               for x in (x0, x1) for y in (y0, y1)]
+    # (col, row) of the bounds' corners: the inverse transform, applied as to pixel positions
+    corners = [map_coordinates(~transform, y, x) for x in (x0, x1) for y in (y0, y1)]
     c0 = max(int(np.floor(min(c for c, _ in corners))) - 1, 0)
     r0 = max(int(np.floor(min(r for _, r in corners))) - 1, 0)
     c1 = min(int(np.ceil(max(c for c, _ in corners))) + 1, shape[1])
@@ -259,21 +258,27 @@ def _burn_alone(part, window, touch, transform, mask):
 
     rows, cols = window
     t = transform
-    local = Affine(t.a, t.b, t.c + t.a * cols.start + t.b * rows.start,
-                   t.d, t.e, t.f + t.d * cols.start + t.e * rows.start)
+    x, y = map_coordinates(t, rows.start, cols.start)
+    local = Affine(t.a, t.b, x, t.d, t.e, y)
     alone = rasterize([(part, 1)], out_shape=(rows.stop - rows.start, cols.stop - cols.start),
                       transform=local, fill=0, all_touched=touch, dtype="uint8")
     mask[rows, cols] |= alone
     return bool(alone.any())
 
 
-def _footprint(transform, shape):
-    """The raster's outline as a polygon in its CRS."""
+def map_coordinates(transform, rows, cols):
+    """(x, y) map coordinates of pixel positions (fractional rows and columns; a pixel's
+    centre is its index + 0.5)."""
+    return (transform.c + transform.a * cols + transform.b * rows,
+            transform.f + transform.d * cols + transform.e * rows)
+
+
+def footprint(transform, shape):
+    """A raster's outline as a polygon in its CRS."""
     import shapely
 
     rows, cols = shape
-    t = transform
-    return shapely.Polygon([(t.c + t.a * col + t.b * row, t.f + t.d * col + t.e * row)
+    return shapely.Polygon([map_coordinates(transform, row, col)
                             for col, row in ((0, 0), (cols, 0), (cols, rows), (0, rows))])
 
 

@@ -271,21 +271,17 @@ def mask_source(algorithm, parameters, name, context):
     them saved to a temporary GeoPackage named after the layer."""
     from qgis.core import QgsMapLayerType
 
-    value, shown = parameters.get(name), label(algorithm.parameterDefinition(name))
-    if isinstance(value, str) and value:
-        layer = context.getMapLayer(value)
-        if layer is None or value not in (layer.id(), layer.name()):
-            return value                    # a file or dataset name: the library reads it
-    else:
-        layer = algorithm.parameterAsLayer(parameters, name, context)
-        if layer is None:
-            raise QgsProcessingException(f"{value}: not a layer QGIS can open ({shown})")
-    if layer.type() != QgsMapLayerType.VectorLayer:
-        problem = layer_problem(layer, shown)
-        if problem:
-            raise QgsProcessingException(problem)
-        return layer.source()
-    return vector_file(layer, context)
+    value = parameters.get(name)
+    named = isinstance(value, str) and bool(value)
+    layer = context.getMapLayer(value) if named else \
+        algorithm.parameterAsLayer(parameters, name, context)
+    if layer is None and not named:
+        raise QgsProcessingException(f"{value}: not a layer QGIS can open "
+                                     f"({label(algorithm.parameterDefinition(name))})")
+    if (layer is not None and layer.type() == QgsMapLayerType.VectorLayer
+            and (not named or value in (layer.id(), layer.name()))):
+        return vector_file(layer, context)
+    return raster_source(algorithm, parameters, name, context)
 
 
 # what makes a vector layer more than its file says: a filter, one geometry type of a mixed
