@@ -296,6 +296,20 @@ def test_an_output_may_not_replace_a_shapefiles_parts(grid, tmp_path):
         assert (tmp_path / part).read_bytes() == before
 
 
+def test_a_prj_gdal_cannot_read_is_refused_not_taken_for_no_crs(grid, tmp_path):
+    """GDAL reads such a .prj as no CRS at all: the features would be placed in the raster's."""
+    from hsanomaly.io.vector import vector_files
+
+    scene, _ = grid
+    layer = write_layer(tmp_path / "t.shp", [pixel_box(10, 10, 12, 12)])
+    assert read_truth(layer, grid_of=scene)[0].sum() == 4
+    (tmp_path / "t.prj").rename(tmp_path / "t.PRJ")           # either case is the shapefile's
+    assert str(tmp_path / "t.PRJ") in vector_files(layer)
+    (tmp_path / "t.PRJ").write_text("not a CRS")
+    with pytest.raises(HsanomalyError, match=r"t.PRJ: not a CRS GDAL can read"):
+        read_truth(layer, grid_of=scene)
+
+
 def test_hsanomalys_own_polygons_are_a_mask_without_naming_their_layer(grid, tmp_path):
     """Its GeoPackage holds a style table beside the targets: a table, not a layer."""
     scene, _ = grid

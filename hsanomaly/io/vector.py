@@ -49,11 +49,18 @@ def split_layer(path):
 
 def vector_files(path):
     """The files on disk a vector source reads (a shapefile's parts), for collision checks."""
-    file = Path(split_layer(path)[0])
-    if file.suffix.lower() != ".shp":
-        return [str(file)]
-    return [str(file)] + [str(part) for part in
-                          (file.with_suffix(s) for s in SHAPEFILE_PARTS) if part.exists()]
+    file = split_layer(path)[0]
+    return [file] + [str(part) for part in _shapefile_parts(file, SHAPEFILE_PARTS)]
+
+
+def _shapefile_parts(file, suffixes):
+    """The side files of a shapefile with these suffixes, each in either case, that exist."""
+    path = Path(file)
+    if is_gdal_name(file) or path.suffix.lower() != ".shp":
+        return []
+    found = (next((part for part in (path.with_suffix(suffix), path.with_suffix(suffix.upper()))
+                   if part.exists()), None) for suffix in suffixes)
+    return [part for part in found if part is not None]
 
 
 def is_vector(path):
@@ -190,6 +197,10 @@ def _read_layer(path, file, layer):
         raise HsanomalyError(f"{path}: unreadable as a vector layer ({detail})") from None
     if len(frame) == 0:
         raise HsanomalyError(f"{path}: the layer has no features")
+    prj = _shapefile_parts(file, [".prj"])
+    if frame.crs is None and prj:       # GDAL reads a .prj it cannot parse as no CRS at all
+        raise HsanomalyError(f"{prj[0]}: not a CRS GDAL can read, so nothing says where the "
+                             "features lie; fix the file, or remove it to take the raster's CRS")
     return frame
 
 
