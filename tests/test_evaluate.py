@@ -5,6 +5,7 @@ import json
 import re
 
 import numpy as np
+import rasterio
 import pytest
 from click.testing import CliRunner
 from sklearn.metrics import roc_auc_score
@@ -174,12 +175,21 @@ def test_the_false_alarm_threshold_is_pds(far):
     assert false_alarm_regions(scores, truth, far=far) == expected
 
 
+LOCAL = ('LOCAL_CS["Site grid",LOCAL_DATUM["x",0],UNIT[{}],AXIS["X",EAST],'
+         'AXIS["Y",NORTH]]')      # a site grid: its own unit, no place on the Earth
+
+
 @pytest.mark.parametrize("crs, size, area", [("EPSG:32633", 2.0, 4.0),
                                              ("EPSG:2227", 10.0, (10 * 1200 / 3937) ** 2),
                                              ("EPSG:4326", 0.001, (0.001 * 111_000) ** 2),
-                                             (None, 2.0, None)])
+                                             (None, 2.0, None),
+                                             (LOCAL.format('"metre",1'), 2.0, 4.0),
+                                             (LOCAL.format('"US survey foot",0.3048006096'),
+                                              10.0, (10 * 1200 / 3937) ** 2),
+                                             (LOCAL.format('"unknown",1'), 2.0, None)])
 def test_pixel_area_in_square_metres(tmp_path, crs, size, area):
-    """Feet converted; degrees near the equator: about 111 km each way. The report places
+    """Feet converted, in a projected CRS or a site grid's; degrees near the equator: about
+    111 km each way; a site grid of unknown unit has none. The report places
     each target on the map (its mean pixel centre) where the heatmap has a geotransform."""
     from rasterio.crs import CRS as RasterCRS
     from rasterio.transform import from_origin
@@ -198,7 +208,12 @@ def test_pixel_area_in_square_metres(tmp_path, crs, size, area):
     first = report["targets"][0]                     # rows 10-12, cols 50-53: centre (11.5, 52)
     assert (first["centroid_x"], first["centroid_y"]) == pytest.approx(
         (10 + 52 * size, 1 - 11.5 * size))
-    assert report["crs"] == (None if crs is None else given.to_string())
+    with rasterio.open(heat) as ds:     # a GeoTIFF renames a site grid's axes, and writes an
+        stored = pixel_area(ds.transform, ds.crs, ds.shape)     # unknown unit as metres
+        assert report["crs"] == (None if crs is None else ds.crs.to_string())
+    assert (report["false_alarm_regions_per_km2"] is None) == (stored is None)
+    if "unknown" not in str(crs):
+        assert stored == (None if area is None else pytest.approx(area, rel=0.02))
 
 
 def test_pd_far_outside_zero_one_is_refused_before_anything_is_written(heat_and_truth, tmp_path):

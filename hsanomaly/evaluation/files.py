@@ -37,7 +37,7 @@ def read_heatmap(path):
 def pixel_area(transform, crs, shape):
     """A raster's pixel area in square metres: exact in a projected CRS
     (``polygons.pixel_area``), the mean over the raster's geodesic footprint in a geographic
-    one; None without a CRS or a geotransform, or in a local one."""
+    one; None without a CRS or a geotransform, or in a local one of unknown unit."""
     from ..polygons import pixel_area as projected_pixel_area
 
     if crs is None or transform.is_identity or not crs.is_geographic:
