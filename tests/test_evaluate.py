@@ -150,6 +150,23 @@ def test_false_alarm_regions_are_the_blobs_above_the_pd_threshold_without_a_targ
     assert evaluate(scores, truth)["false_alarm_regions_per_km2"] is None
 
 
+def test_pixels_of_unknown_truth_neither_count_nor_split_a_false_alarm_region():
+    """A truth file's nodata is unknown: in neither class, but a blob above the threshold that
+    crosses it is still one blob to look at."""
+    scores = np.zeros((40, 50))
+    truth = np.zeros((40, 50), np.float32)
+    truth[15, 20] = 1
+    scores[15, 20] = 6                                      # a target found
+    scores[5, 5:10] = 5                                     # one blob...
+    truth[5, 7] = np.nan                                    # ...across a pixel of unknown truth
+    truth[30:32, 30:32] = np.nan
+    scores[30:32, 30:32] = 5                                # unknown pixels only: no region
+    report = evaluate(scores, truth, pd_far=0.01)
+    assert (report["n_targets_found"], report["n_false_alarm_regions"]) == (1, 1)
+    assert report["n_background_pixels"] == 40 * 50 - 1 - 5
+    assert report["n_excluded_pixels"] == 5
+
+
 @pytest.mark.parametrize("far", [0.001, 0.01, 0.2])
 def test_the_false_alarm_threshold_is_pds(far):
     """Detected background pixels at the regions' threshold stay within the rate, and the

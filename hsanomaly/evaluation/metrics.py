@@ -237,9 +237,12 @@ def evaluate(scores, truth, outer_mask=None, valid=None, pd_far=defaults.PD_FAR,
     ``name``: how a warning names the scores."""
     pd_far = check_pd_far(pd_far)
     truth = np.asarray(truth)
-    if truth.dtype.kind == "f" and np.isnan(truth).any():   # unknown, as a truth file's nodata
-        unknown = np.isnan(truth)
-        valid = ~unknown if valid is None else np.asarray(valid, bool) & ~unknown
+    if truth.dtype.kind == "f" and np.isnan(truth).any():   # unknown, as a truth file's nodata:
+        unknown = np.isnan(truth)         # in neither class, as the outer mask's pixels, and so
+        if outer_mask is None:            # a blob above the threshold that crosses them is one
+            outer_mask = unknown
+        elif np.shape(outer_mask) == unknown.shape:          # (class_masks says otherwise)
+            outer_mask = (np.asarray(outer_mask) != 0) | unknown
         truth = np.where(unknown, 0, truth)
     overall, targets = score_targets(scores, truth, outer_mask, valid)
     unscored = unscored_targets(scores, truth, valid)
