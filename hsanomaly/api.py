@@ -7,11 +7,12 @@ The CLI and the QGIS provider call exactly these; their defaults come from
 import contextlib
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Optional, SupportsFloat, SupportsIndex
+from typing import TYPE_CHECKING, Any, Mapping, Optional, SupportsFloat, SupportsIndex, Union
 
 from . import defaults
 from .errors import HsanomalyError
-from .hints import FalseAlarmRate, Inputs, ModelArg, PathArg, Progress, Report, Scheduler
+from .hints import (FalseAlarmRate, Inputs, ModelArg, PathArg, Progress, Report, Scheduler,
+                    Scores)
 from .io.checks import one_job
 from .options import check_keywords, plain_values, public_signature, renamed_keywords
 from .polygons import check_threshold
@@ -126,37 +127,49 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
 
 @one_job()
 @renamed_keywords(outer="outer_mask")         # outer: a ring's window size, as Detector takes it
-def evaluate(heatmap: PathArg, truth: PathArg, *, outer_mask: Optional[PathArg] = None,
+def evaluate(heatmap: Union[PathArg, Scores], truth: Union[PathArg, Scores], *,
+             outer_mask: Optional[Union[PathArg, Scores]] = None,
              plots: Optional[PathArg] = None, json: Optional[PathArg] = None,
              title: Optional[str] = None, overwrite: bool = False,
              pd_far: SupportsFloat = defaults.PD_FAR) -> Report:
-    """Score a heatmap raster against a truth mask: AUC, logAUC, lgFAR and Pd (the share of
-    target pixels found at a false-alarm rate of ``pd_far``) overall and per target.
+    """Score a heatmap against a truth mask: AUC, logAUC, lgFAR and Pd (the share of target
+    pixels found at a false-alarm rate of ``pd_far``) overall and per target.
 
+    heatmap: a raster file (band 1), or the scores in memory: a (rows, cols) array, masked
+    array (masked = nodata) or DataArray, as ``Detector.score`` gives them.
     truth: a raster on the heatmap's grid (non-zero = target) or vector features burnt onto
-    it (``io.vector``: "targets.gpkg", or one layer, "targets.gpkg|layername=truth").
+    it (``io.vector``: "targets.gpkg", or one layer, "targets.gpkg|layername=truth"), or an
+    array of the heatmap's shape (masked or NaN = unknown); a heatmap in memory takes arrays
+    only (nothing places a file's pixels on it).
     outer_mask: an outer target mask, of either kind, whose pixels outside the truth are
     ambiguous and left out. plots: a directory for ROC, semi-log ROC, histogram and heatmap
     PNGs. json: write the report there. Returns
     the report (a dict: "auc", "log_auc", "lg_far", "pd", "pd_far", "n_targets_found",
     "n_false_alarm_regions" and "false_alarm_regions_per_km2" at that rate, the pixel counts
-    "n_*", "targets" (the same per target) and "inputs"); with ``plots`` its "plots" key lists
-    the files written. Paths are
+    "n_*", "targets" (the same per target, placed on the map where the heatmap has one),
+    "crs" and "inputs"); with ``plots`` its "plots" key lists the files written. Paths are
     checked before anything is read (an existing file hsanomaly did not write is refused
     unless ``overwrite``); the JSON and plots are replaced together at the end.
     """
-    from .evaluation.files import evaluate_files, write_json
+    from .evaluation.files import evaluate_arrays, evaluate_files, write_json
     from .evaluation.metrics import check_pd_far
     from .io.atomic import staged
+    from .io.paths import is_path
 
     pd_far = check_pd_far(pd_far)
     evaluate_paths(heatmap, truth, outer_mask, plots, json, overwrite)
-    report, scores, truth_mask, outer, valid = evaluate_files(heatmap, truth, outer_mask, pd_far)
+    if is_path(heatmap):
+        report, scores, truth_mask, outer, valid = evaluate_files(heatmap, truth, outer_mask,
+                                                                  pd_far)
+    else:
+        report, scores, truth_mask, outer, valid = evaluate_arrays(heatmap, truth, outer_mask,
+                                                                   pd_far)
     with staged() as stage:
         if plots is not None:
             from .evaluation.plots import write_plots
 
-            paths = write_plots(report, scores, truth_mask, plots, title=title or Path(heatmap).stem,
+            named = title or (Path(heatmap).stem if is_path(heatmap) else "heatmap")
+            paths = write_plots(report, scores, truth_mask, plots, title=named,
                                 outer=outer, valid=valid, stage=stage)
             report["plots"] = {name: str(path) for name, path in paths.items()}
         if json is not None:

@@ -37,6 +37,8 @@ Inputs = Union[PathArg, Iterable[PathArg]]
 ModelArg = Union[PathArg, "Bundle"]
 # what ``Detector`` scores: a cube (bands, rows, cols), an open rasterio dataset, a DataArray
 Scene = Union[SupportsArray, OpenDataset, "xarray.DataArray"]
+# scores or a mask in memory: a (rows, cols) array (masked: masked = nodata) or a DataArray
+Scores = Union[SupportsArray, "xarray.DataArray"]
 # a false-alarm rate for ``detect``'s polygons, or "auto" (a tail fit of the scores)
 FalseAlarmRate = Union[float, Literal["auto"]]
 # a Dask scheduler: its address, or a Client used as it is

@@ -668,3 +668,68 @@ def test_the_outer_mask_has_a_name_of_its_own(heat_and_truth, tmp_path):
     with pytest.raises(HsanomalyError, match="both were given"):
         hsanomaly.evaluate(heat, truth_path, outer=outer, outer_mask=outer)
     assert "outer_mask" in inspect.signature(hsanomaly.evaluate).parameters
+
+
+# --- the heatmap in memory: hsanomaly.evaluate on arrays ------------------------------------
+
+def test_evaluate_takes_the_arrays_detector_gives_with_the_files_numbers(heat_and_truth, tmp_path):
+    """A Detector's scores need not be written to a GeoTIFF to be evaluated: the same report
+    as the files give (but the map: an array has none), outputs written alike."""
+    import hsanomaly
+
+    xr = pytest.importorskip("xarray")
+    heat, truth_path, scores, truth = heat_and_truth
+    outer = np.zeros_like(truth)
+    outer[9:14, 49:55] = 1
+    outer_path = write_raster(tmp_path / "outer.tif", outer[None].astype(np.float32))
+    from_files = hsanomaly.evaluate(heat, truth_path, outer_mask=outer_path)
+    nodata = np.isnan(scores)
+    for heatmap in (scores, np.ma.masked_array(np.nan_to_num(scores), nodata),
+                    xr.DataArray(scores, dims=("y", "x"))):
+        report = hsanomaly.evaluate(heatmap, truth, outer_mask=outer,
+                                    json=tmp_path / "r.json", plots=tmp_path / "plots",
+                                    overwrite=True)
+        assert report["inputs"] == {"heatmap": "<array 60x80 pixels>", "truth": "<array>",
+                                    "outer_mask": "<array>"}
+        assert report["crs"] is None and report["false_alarm_regions_per_km2"] is None
+        for key in ("auc", "log_auc", "lg_far", "pd", "n_targets_found", "n_false_alarm_regions",
+                    "n_target_pixels", "n_background_pixels", "n_excluded_pixels"):
+            assert report[key] == from_files[key], key
+        assert [t["auc"] for t in report["targets"]] == [t["auc"] for t in from_files["targets"]]
+        assert json.loads((tmp_path / "r.json").read_text())["auc"] == report["auc"]
+        assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == \
+            ["heatmap.png", "histograms.png", "log_roc.png", "roc.png"]
+    # a heatmap file with an array truth: the array is taken on the file's grid
+    assert hsanomaly.evaluate(heat, truth)["auc"] == hsanomaly.evaluate(heat, truth_path)["auc"]
+
+
+def test_a_truth_array_masked_or_nan_is_unknown_there(heat_and_truth):
+    import hsanomaly
+
+    _, _, scores, truth = heat_and_truth
+    unknown = np.zeros(truth.shape, bool)
+    unknown[30:, :] = True                    # T3 (rows 40-44) unknown: two targets left
+    as_nan = np.where(unknown, np.nan, truth.astype(np.float32))
+    for given in (as_nan, np.ma.masked_array(truth, unknown)):
+        report = hsanomaly.evaluate(scores, given)
+        assert report["n_targets"] == 2
+        assert report["n_excluded_pixels"] == unknown.sum() + np.isnan(scores[~unknown]).sum()
+
+
+def test_arrays_that_cannot_be_evaluated_are_refused_in_one_line(heat_and_truth):
+    import hsanomaly
+
+    heat, truth_path, scores, truth = heat_and_truth
+    cases = [((scores, truth_path), r"'truth': a file \(.*truth.tif\), but the heatmap is an "
+                                    "array, so nothing places the file's pixels on it"),
+             ((scores[:5], truth), "the truth array is 60x80 pixels, the heatmap 5x80 pixels"),
+             ((heat, truth[:5]), "the truth array is 5x80 pixels, the heatmap 60x80 pixels"),
+             ((scores, np.zeros_like(truth)), "the truth array: the truth mask has no target"),
+             ((scores, np.full(truth.shape, np.nan)), "the truth array: every pixel is masked"),
+             ((np.stack([scores] * 3), truth), r"the heatmap array: expected a \(rows, cols\) "
+                                               r"array of numbers, got float32 of shape \(3, 60"),
+             ((scores.astype(complex), truth), "the heatmap array: expected a .* got complex128"),
+             (({}, truth), "'heatmap': expected a raster's path .* got a dict; or an array")]
+    for args, message in cases:
+        with pytest.raises(HsanomalyError, match=message):
+            hsanomaly.evaluate(*args)

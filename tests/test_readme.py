@@ -48,6 +48,19 @@ def test_readme_has_an_example_per_input_kind():
     assert all(len(block.strip().splitlines()) <= 4 for block in BLOCKS)
 
 
+def test_the_evaluation_example_gives_what_the_files_give(tmp_path):
+    """It follows the numpy example, whose ``heat`` it evaluates."""
+    import hsanomaly
+
+    found = [code for code in BLOCKS if "hsanomaly.evaluate(heat" in code]
+    assert len(found) == 1
+    code = block_using("rx") + found[0] + "heat = [report['auc'], report['pd']]\n"
+    figures = run_block(code, tmp_path)
+    cli_heatmap(tmp_path, "rx")                                 # writes rx.tif
+    from_files = hsanomaly.evaluate(tmp_path / "rx.tif", ROOT / "examples" / "abu-airport-2-truth.tif")
+    np.testing.assert_array_equal(figures, [from_files["auc"], from_files["pd"]])
+
+
 @pytest.mark.parametrize("score", ["rx", "lrx"])
 def test_baseline_examples_equal_the_cli(tmp_path, score):
     heat = run_block(block_using(score), tmp_path)

@@ -2,8 +2,8 @@
 plots."""
 
 from .metrics import RocCurve, Target, class_masks, evaluate, label_targets, roc_curve, score_targets
-from .files import evaluate_files, format_summary, read_heatmap, read_mask, write_json
+from .files import evaluate_arrays, evaluate_files, format_summary, read_heatmap, read_mask, write_json
 
-__all__ = ["RocCurve", "Target", "class_masks", "evaluate", "evaluate_files", "format_summary",
+__all__ = ["RocCurve", "Target", "class_masks", "evaluate", "evaluate_arrays", "evaluate_files", "format_summary",
            "label_targets", "read_heatmap", "read_mask", "roc_curve", "score_targets",
            "write_json"]

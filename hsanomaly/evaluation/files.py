@@ -1,17 +1,21 @@
-"""Evaluating files on disk: read a heatmap and masks, check they line up, report and summarise."""
+"""Evaluating a heatmap against its truth, from files on disk or arrays in memory: read them,
+check they line up, report and summarise."""
 
 import json
 from pathlib import Path
 
 import numpy as np
+from affine import Affine
 
 from .. import defaults
 from ..errors import HsanomalyError
 from ..io import read_truth
 from ..io.atomic import atomic_path
 from ..io.checks import check_memory, warn
+from ..io.paths import is_path
+from ..io.scene import mask_values
 from ..io.source import open_raster, read_masked
-from ..spelling import counted
+from ..spelling import counted, spell
 from .metrics import evaluate
 
 # Bytes per pixel an evaluation holds at its peak: the float64 scores, their sort order and
@@ -62,45 +66,101 @@ def place_targets(report, transform):
             transform, target["centroid_row"] + 0.5, target["centroid_col"] + 0.5))
 
 
-def read_mask(path, shape, heatmap=None):
+def read_mask(mask, shape, heatmap=None, name="the mask array"):
     """(mask, known): a binary mask (non-zero = 1) from a raster or .mat truth, which must have
-    ``shape`` and lie on the grid of raster ``heatmap`` (io.read_truth)."""
-    return read_truth(path, shape=shape, grid_of=heatmap, what="heatmap")
+    ``shape`` and lie on the grid of raster ``heatmap`` (io.read_truth), or from an array of
+    ``shape`` (masked or NaN = unknown), called ``name`` in messages."""
+    if is_path(mask):
+        return read_truth(mask, shape=shape, grid_of=heatmap, what="heatmap")
+    values = _array(mask, name)
+    if values.shape != tuple(shape):
+        raise HsanomalyError(f"{name} is {_size(values.shape)}, the heatmap {_size(shape)}")
+    truth, unknown = mask_values(values, None)
+    if unknown.all():
+        raise HsanomalyError(f"{name}: every pixel is masked or NaN")
+    return truth, (~unknown if unknown.any() else None)
 
 
-def evaluate_files(heatmap_path, truth_path, outer_path=None, pd_far=defaults.PD_FAR):
-    """Read the inputs and evaluate; returns (report, scores, truth, outer, valid). Pixels
-    where a mask is nodata are left out (``valid`` is False there), as are the heatmap's
-    own NaN pixels (``metrics.class_masks``; ``evaluate`` counts the target pixels among
-    them)."""
+def evaluate_files(heatmap_path, truth, outer=None, pd_far=defaults.PD_FAR):
+    """Read the inputs and evaluate; returns (report, scores, truth, outer, valid). The masks
+    are files or arrays (``read_mask``). Pixels where a mask is nodata are left out (``valid``
+    is False there), as are the heatmap's own NaN pixels (``metrics.class_masks``;
+    ``evaluate`` counts the target pixels among them)."""
     scores = read_heatmap(heatmap_path)
     with open_raster(heatmap_path) as ds:
         crs, transform = ds.crs, ds.transform
-    truth, known = read_mask(truth_path, scores.shape, heatmap_path)
+    return _evaluate(scores, str(heatmap_path), crs, transform, truth, outer, pd_far, heatmap_path)
+
+
+def evaluate_arrays(scores, truth, outer=None, pd_far=defaults.PD_FAR):
+    """``evaluate_files`` for a heatmap in memory: a (rows, cols) array (numpy, masked: masked
+    = nodata, or an xarray DataArray), with truth and outer mask arrays of its shape. It has
+    no map, so the report has no CRS, pixel area or map coordinates."""
+    for label, mask in (("truth", truth), ("outer_mask", outer)):
+        if is_path(mask):
+            raise HsanomalyError(f"{spell(label)}: a file ({mask}), but the heatmap is an array, "
+                                 "so nothing places the file's pixels on it; pass an array of "
+                                 "the heatmap's shape, or the heatmap as a raster file")
+    scores = _array(scores, "the heatmap array")
+    if scores.dtype.kind not in "uif":
+        raise HsanomalyError(f"the heatmap array holds {scores.dtype} values, not scores")
+    scores = scores.astype(np.float64).filled(np.nan)
+    return _evaluate(scores, f"<array {_size(scores.shape)}>", None, Affine.identity(), truth,
+                     outer, pd_far)
+
+
+def _evaluate(scores, name, crs, transform, truth_input, outer_input, pd_far, heatmap_path=None):
+    truth_name = _name(truth_input, "the truth array")
+    truth, known = read_mask(truth_input, scores.shape, heatmap_path, truth_name)
     valid = known
     if not truth[known if known is not None else ...].any():
         nodata = 0 if known is None else int((~known).sum())
-        raise HsanomalyError(f"{truth_path}: the truth mask has no target pixel (all zero"
-                             + (f", or the mask's nodata value in {nodata} pixels)" if nodata
-                                else ")"))
+        raise HsanomalyError(f"{truth_name}: the truth mask has no target pixel (all zero"
+                             + (f", or unknown in {nodata} pixels)" if nodata else ")"))
     if truth[known if known is not None else ...].all():
-        raise HsanomalyError(f"{truth_path}: the truth mask has no background (no zero pixel)")
+        raise HsanomalyError(f"{truth_name}: the truth mask has no background (no zero pixel)")
     outer = None
-    if outer_path is not None:
-        outer, outer_known = read_mask(outer_path, scores.shape, heatmap_path)
+    if outer_input is not None:
+        outer, outer_known = read_mask(outer_input, scores.shape, heatmap_path,
+                                       _name(outer_input, "the outer mask array"))
         if outer_known is not None:
             valid = outer_known if valid is None else valid & outer_known
     try:
         report = evaluate(scores, truth, outer_mask=outer, valid=valid, pd_far=pd_far,
-                          name=heatmap_path,
-                          pixel_area=pixel_area(transform, crs, scores.shape))
+                          name=name, pixel_area=pixel_area(transform, crs, scores.shape))
     except ValueError as err:
-        raise HsanomalyError(f"{heatmap_path}: {err}") from None
+        raise HsanomalyError(f"{name}: {err}") from None
     place_targets(report, transform)
     report["crs"] = None if crs is None else crs.to_string()
-    report["inputs"] = {"heatmap": str(heatmap_path), "truth": str(truth_path),
-                        "outer_mask": None if outer_path is None else str(outer_path)}
+    report["inputs"] = {"heatmap": name, "truth": _name(truth_input, "<array>"),
+                        "outer_mask": None if outer_input is None else
+                        _name(outer_input, "<array>")}
     return report, scores, truth, outer, valid
+
+
+def _array(value, name):
+    """A 2-D numeric input as a masked array (masked = nodata or unknown): numpy's, a masked
+    array, an xarray DataArray or anything numpy converts."""
+    if type(value).__module__.startswith("xarray") and type(value).__name__ == "DataArray":
+        value = value.values
+    if not hasattr(value, "__array__"):
+        raise HsanomalyError(f"{name}: expected a raster's path or an array, got a "
+                             f"{type(value).__name__}")
+    array = np.ma.asarray(value)
+    if array.ndim == 3 and array.shape[0] == 1:          # one band, as a raster reads it
+        array = array[0]
+    if array.ndim != 2 or array.dtype.kind not in "biuf":
+        raise HsanomalyError(f"{name}: expected a (rows, cols) array of numbers, got "
+                             f"{array.dtype} of shape {array.shape}")
+    return array
+
+
+def _name(value, otherwise):
+    return str(value) if is_path(value) else otherwise
+
+
+def _size(shape):
+    return f"{shape[0]}x{shape[1]} pixels"
 
 
 def write_json(report, path, stage=None):
