@@ -79,8 +79,8 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
     src = os.fspath(src)
     model = model_path(model)
     score = defaults.SCORE if score is None else score
-    cls = check_request(score, model, options, extras, tile, workers, scheduler, resume=resume,
-                        cog=cog, overwrite=overwrite, progress=progress)
+    cls = check_request(score, model, options, extras, tile, workers, scheduler, callback,
+                        resume=resume, cog=cog, overwrite=overwrite, progress=progress)
     quick = scene_model_path(dst) if cls.needs_model and model is None else None
     detect_paths(src, dst, model=model, extras=extras, png=png, polygons=polygons,
                  quick_model=quick, overwrite=overwrite, mask=mask)

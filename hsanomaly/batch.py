@@ -16,6 +16,7 @@ from .errors import HsanomalyError
 from .hints import Inputs, ModelArg, PathArg, Scheduler
 from .io.atomic import describe
 from .io.checks import one_job
+from .logs import progress_bar
 from .quickmodel import scene_model_path
 from .scorers import make_scorer, scorer_class
 from .spelling import spell
@@ -59,7 +60,6 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
     and a raster they miss is scored without it. A failed raster's ``BatchItem`` says why in
     one line.
     """
-    from tqdm.auto import tqdm
 
     from .distributed import optional_client
     from .engine.store import batch_resumes
@@ -91,7 +91,7 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
         for (src, dst), state, used in zip(targets, states, masks)]
     pending = [i for i, item in enumerate(items) if item is None]
     with (optional_client(workers, scheduler) if pending else contextlib.nullcontext()) as client, \
-            tqdm(pending, unit="raster", disable=not progress) as bar, batch_resumes():
+            progress_bar(progress, pending, unit="raster") as bar, batch_resumes():
         for i in bar:
             src, dst = targets[i]
             try:

@@ -80,3 +80,33 @@ def progress_lines(interval=30.0, step=0.1, logger=LOGGER):
         if fraction > 0 and NUMBER.search(str(message)) and throttle(fraction, message):
             logger.info("%s (%.0f %%)", message, 100 * fraction)
     return callback
+
+
+def progress_bar(show, iterable=None, **options):
+    """A tqdm bar when ``show``; otherwise one that draws nothing and starts nothing (a
+    disabled tqdm still starts its monitor thread, which outlives a silent library call)."""
+    if show:
+        from tqdm.auto import tqdm
+
+        return tqdm(iterable, **options)
+    return _NoBar(iterable)
+
+
+class _NoBar(contextlib.nullcontext):
+    """What the jobs ask of a bar they do not show: iteration, update, postfix, close."""
+
+    def __init__(self, iterable):
+        super().__init__(self)
+        self.iterable = () if iterable is None else iterable
+
+    def __iter__(self):
+        return iter(self.iterable)
+
+    def update(self, n=1):
+        pass
+
+    def set_postfix(self, *args, **kwargs):
+        pass
+
+    def close(self):
+        pass

@@ -79,6 +79,7 @@ KINDS = {   # kind -> (test, what the value must be)
     "real": (is_real, "a finite number"),
     "flag": (lambda v: isinstance(v, (bool, np.bool_)), "True or False"),
     "text": (lambda v: isinstance(v, str), "a text"),
+    "callback": (lambda v: v is None or callable(v), "None or a function (fraction, message)"),
     "rings": (_rings, "outer/guard pairs like '7/3;15/5' or ((7, 3), (15, 5))"),
 }
 
@@ -111,7 +112,7 @@ TRAINING_KINDS = {   # hsanomaly.train's options; ranges stay with training.Sett
     "dim": "whole", "latent_dim": "whole", "critic_steps": "whole", "batch": "whole",
     "lr": "real", "threads": "optional_whole", "device": "text",
     "sqrt": "flag", "whiten": "flag", "background_only": "flag", "boost_rare": "flag",
-    "resume": "flag", "progress": "flag",
+    "resume": "flag", "progress": "flag", "callback": "callback",
 }
 
 

@@ -13,7 +13,7 @@ from .io.paths import (DIRECTORY, FILE, GEOTIFF_SUFFIXES, check_paths, check_rep
                        is_model_bundle, is_path, is_quick_model, refuse_foreign_side_files,
                        side_files)
 from .io.source import dataset_files
-from .options import check_batch_keywords, check_flags
+from .options import check_batch_keywords, check_flags, check_values
 from .spelling import spell
 
 
@@ -203,10 +203,10 @@ def _check_plots_dir(plots):
 
 
 def check_request(score, model, options, extras=None, tile=None, workers=None, scheduler=None,
-                  **flags):
+                  callback=None, **flags):
     """The options of a detect run: names the score takes and values of their kinds and
-    ranges, the extras, the executor, and its switches (``flags``: resume, overwrite, ...).
-    Returns the score's class."""
+    ranges, the extras, the executor, the progress callback, and its switches (``flags``:
+    resume, overwrite, ...). Returns the score's class."""
     from .distributed import check_execution
     from .engine.detect import check_tile
     from .scorers import check_extras, check_scorer
@@ -220,6 +220,7 @@ def check_request(score, model, options, extras=None, tile=None, workers=None, s
     if tile is not None:
         check_tile(tile)
     check_flags(**flags)
+    check_values({"callback": callback}, {"callback": "callback"})
     check_extras(cls, extras)
     check_execution(workers, scheduler)
     return cls

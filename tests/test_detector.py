@@ -175,6 +175,11 @@ def test_a_dataset_and_a_closed_raster_are_refused_with_one_line(tmp_path, capfd
     with pytest.raises(HsanomalyError, match="scene.tif: the rasterio dataset is closed"):
         detector.score(ds)
     assert "ERROR" not in capfd.readouterr().err              # GDAL was not asked
+    with rasterio.open(tmp_path / "new.tif", "w", driver="GTiff", count=3, width=5, height=4,
+                       dtype="float32") as ds:
+        with pytest.raises(HsanomalyError, match="new.tif: the rasterio dataset is open for "
+                                                 "writing only"):
+            hsanomaly.Detector("rx").fit(ds)
 
 
 def test_scoring_before_fit_and_unknown_scores_are_refused():
@@ -437,7 +442,8 @@ def test_a_quick_models_training_leaves_the_data_checks_to_the_scoring(monkeypat
 
 def test_the_jobs_refuse_wrong_kinds_of_arguments_in_one_line(synthetic_raster, tmp_path):
     """A list of extras, an array to train on, a misspelt training option and arrays to
-    evaluate raised AttributeError, OSError (file name too long) and TypeError."""
+    evaluate raised AttributeError, OSError (file name too long) and TypeError; a callback
+    that is not one, a TypeError once the run had started."""
     path, _, _ = synthetic_raster
     cube, truth = synthetic_cube()
     tmp_path = tmp_path / "out"
@@ -450,8 +456,14 @@ def test_the_jobs_refuse_wrong_kinds_of_arguments_in_one_line(synthetic_raster, 
          r"train: no option 'iteration' \(the options: mask, window, .*iterations"),
         (lambda: hsanomaly.train(path, tmp_path / "m", data_checked=True),   # the library's own
          r"train: no option 'data_checked'"),
-        (lambda: hsanomaly.evaluate(cube[0], truth), "'heatmap': expected a raster's path"),
-        (lambda: hsanomaly.evaluate(path, truth), "'truth': expected a raster's path"),
+        (lambda: hsanomaly.evaluate({}, truth), "'heatmap': expected a raster's path .* got "
+                                                "a dict; or an array of its values"),
+        (lambda: hsanomaly.evaluate(cube[0], path), "'truth': a file .* but the heatmap is an "
+                                                    "array"),
+        (lambda: hsanomaly.detect(path, tmp_path / "h.tif", score="rx", callback=3),
+         r"'callback' must be None or a function \(fraction, message\), got 3"),
+        (lambda: hsanomaly.train(path, tmp_path / "m", callback="print"),
+         r"'callback' must be None or a function"),
         (lambda: hsanomaly.Detector("resrx", model=3), "'model': expected a model bundle's "
                                                        "folder .* got a int"),
         (lambda: hsanomaly.detect(path, tmp_path / "h.tif", model=[path]),
@@ -626,6 +638,27 @@ def test_overlapping_calls_leave_the_process_blas_threads_as_they_were():
             pytest.skip("BLAS runs one thread here: nothing to restore")
         # one thread while both run; the first call's limit goes with it, in its own thread
         assert out[1:] == ["1", out[0], out[0]], (first, out)
+
+
+SILENT_JOBS = """
+import sys, threading, hsanomaly
+src, work = sys.argv[1], sys.argv[2]
+hsanomaly.detect(src, work + "/h.tif", score="rx")
+hsanomaly.detect_many([src], work + "/many", score="rx")
+print(sorted(t.name for t in threading.enumerate()))
+"""
+
+
+def test_a_silent_library_call_leaves_no_thread_behind(synthetic_raster, tmp_path):
+    """A progress bar that is not shown is not made: a disabled tqdm bar still started its
+    monitor thread, which lived on in the caller's process."""
+    import subprocess
+    import sys
+
+    path, _, _ = synthetic_raster
+    out = subprocess.run([sys.executable, "-c", SILENT_JOBS, str(path), str(tmp_path)],
+                         capture_output=True, text=True, check=True, timeout=120).stdout
+    assert out.strip() == "['MainThread']"
 
 
 def test_a_failed_refit_keeps_the_fitted_quick_model(monkeypatch):

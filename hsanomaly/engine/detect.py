@@ -32,7 +32,7 @@ from ..io.heatmap import (add_overviews_and_statistics, band_descriptions, descr
 from ..io.lock import check_unlocked
 from ..io.ownership import TAG_PREFIX
 from ..io.source import gdal_env, open_raster, open_source
-from ..logs import stage as stage_log
+from ..logs import progress_bar, stage as stage_log
 from ..options import check_whole
 from ..runtime import one_blas_thread
 from ..scorers import check_extras
@@ -455,8 +455,6 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
 def _score(executor, source, scorer, store, windows, outputs, dst, progress, callback):
     """Score the tiles the store lacks (a damaged or misshapen stored tile counts as lacking);
     returns the indices that were already done."""
-    from tqdm.auto import tqdm
-
     def expected(index):
         window = windows[index]
         return {name: (bands, int(window.height), int(window.width))
@@ -464,8 +462,8 @@ def _score(executor, source, scorer, store, windows, outputs, dst, progress, cal
 
     done = store.discard_bad(store.done(), expected) if store.resumed else set()
     todo = [i for i in range(len(windows)) if i not in done]
-    with tqdm(total=len(windows), initial=len(done), desc=f"{scorer.name} {Path(str(dst)).name}",
-              unit="tile", disable=not progress) as bar:
+    with progress_bar(progress, total=len(windows), initial=len(done), unit="tile",
+                      desc=f"{scorer.name} {Path(str(dst)).name}") as bar:
         tiles = executor.run(source, scorer, store, windows, todo)
         for count, _ in enumerate(tiles, start=len(done) + 1):
             bar.update()

@@ -16,6 +16,9 @@ def as_source(X):
     if hasattr(X, "read") and getattr(X, "closed", False) is True:   # asked before GDAL is
         raise HsanomalyError(f"{X.name}: the rasterio dataset is closed")
     if hasattr(X, "read") and hasattr(X, "profile"):          # an open rasterio dataset
+        if getattr(X, "mode", "r") == "w":                   # "r+" reads, "w" does not
+            raise HsanomalyError(f"{X.name}: the rasterio dataset is open for writing only; "
+                                 "open it with mode 'r' or 'r+'")
         return RasterSource.from_dataset(X), _same
     if type(X).__module__.startswith("xarray") and type(X).__name__ == "DataArray":
         return _xarray_source(X)

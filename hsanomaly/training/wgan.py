@@ -14,9 +14,9 @@ import time
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..errors import HsanomalyError
+from ..logs import progress_bar
 from ..spelling import spell
 
 
@@ -203,8 +203,8 @@ def fit(trainer, train, val, *, weights=None, log=None, log_every=10, progress=F
     elapsed = log[-1][1] if log else 0.0
     started = time.perf_counter() - elapsed
     sums, count = {}, 0
-    bar = tqdm(total=s.iterations, initial=trainer.iteration, disable=not progress,
-               desc="training", unit="it", leave=False)
+    bar = progress_bar(progress, total=s.iterations, initial=trainer.iteration, desc="training",
+                       unit="it", leave=False)
     try:
         while trainer.iteration < s.iterations:
             for key, value in trainer.step(train, weights).items():
