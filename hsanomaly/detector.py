@@ -22,6 +22,7 @@ from .io.inputs import as_source
 from .latent import DEPRECATED_NAMES
 from .options import plain_values, renamed_keywords
 from .scorers import check_scorer, current_options, make_scorer, scorer_class
+from .spelling import counted
 from .validate import model_path
 
 if TYPE_CHECKING:
@@ -184,8 +185,8 @@ class Detector:
 
         source, wrap = as_source(X)
         if source.count != self.n_bands_in_:
-            raise HsanomalyError(f"{source.name}: has {source.count} bands, but {self!r} was "
-                                 f"fitted on {self.n_bands_in_}")
+            raise HsanomalyError(f"{source.name}: has {counted(source.count, 'band')}, but "
+                                 f"{self!r} was fitted on {self.n_bands_in_}")
         arrays = score_array(source, self.scorer_, tile=self.tile)
         kept = ("score",) if not with_extras else [
             name for name in arrays if name not in self.scorer_.unmeasured_outputs()]

@@ -456,7 +456,7 @@ def test_multi_band_inputs_are_not_read_as_their_first_band_without_a_word(heat_
 
     heat, truth_path, scores, truth = heat_and_truth
     two = write_raster(tmp_path / "two.tif", np.stack([np.zeros_like(truth), truth]).astype(np.float32))
-    with pytest.raises(HsanomalyError, match="two.tif: a mask has one band, this raster 2; "
+    with pytest.raises(HsanomalyError, match="two.tif: a mask must have one band, this raster has 2; "
                                              r"pick the one meant \(gdal_translate -b N\)"):
         hsanomaly.evaluate(heat, two)
     stacked = write_raster(tmp_path / "stack.tif", np.stack([np.nan_to_num(scores)] * 3))

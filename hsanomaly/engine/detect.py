@@ -54,9 +54,9 @@ SUMMARIES = (RANGE, COUNTS, SPREAD)        # a tile's arrays that are no output
 @dataclass
 class DetectResult:
     """What ``hsanomaly.detect`` did: the rasters written (``outputs``: the heatmap and any extra
-    outputs; ``polygons``: the count written, if asked for), the tiles scored
-    (and of them resumed), the seconds taken, the score, the model used and the polygons'
-    count, and the pixels scored and left out as nodata or by the exclusion ``mask`` (valid
+    outputs), the tiles scored (and of them resumed), the seconds taken, the score, the model
+    used, the polygons' count (``polygons``, if asked for), and the pixels scored and left
+    out as nodata or by the exclusion ``mask`` (valid
     pixels the score could not score are neither: a warning counts them). ``text()`` is the
     line the command line prints.
     Plain values only: a batch keeps one per raster (a scorer here kept its model)."""

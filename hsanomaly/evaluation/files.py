@@ -115,8 +115,9 @@ def _evaluate(scores, name, crs, transform, truth_input, outer_input, pd_far, he
     valid = known
     if not truth[known if known is not None else ...].any():
         nodata = 0 if known is None else int((~known).sum())
+        unknown = "the mask's nodata value" if is_path(truth_input) else "masked or NaN"
         raise HsanomalyError(f"{truth_name}: the truth mask has no target pixel (all zero"
-                             + (f", or unknown in {nodata} pixels)" if nodata else ")"))
+                             + (f", or {unknown} in {nodata} pixels)" if nodata else ")"))
     if truth[known if known is not None else ...].all():
         raise HsanomalyError(f"{truth_name}: the truth mask has no background (no zero pixel)")
     outer = None

@@ -108,8 +108,8 @@ def open_mask_raster(path, shape=None, grid_of=None, what="scene"):
     with open_raster(path) as ds:
         data = [b for b, c in enumerate(ds.colorinterp, start=1) if c.name != "alpha"]
         if len(data) != 1:          # an alpha band beside the mask masks it, as GDAL reads
-            raise HsanomalyError(f"{path}: a mask has one band, this raster {len(data)}; "
-                                 "pick the one meant (gdal_translate -b N)")
+            raise HsanomalyError(f"{path}: a mask must have one band, this raster has "
+                                 f"{len(data)}; pick the one meant (gdal_translate -b N)")
         if shape is not None and ds.shape != tuple(shape):
             raise HsanomalyError(f"{path}: the mask is {ds.height}x{ds.width} pixels, "
                                  f"the {what} is {shape[0]}x{shape[1]}")

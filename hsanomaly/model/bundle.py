@@ -50,6 +50,12 @@ SIGNATURES = {
 
 @dataclass(frozen=True)
 class Bundle:
+    """A checked model bundle, as ``hsanomaly.train`` returns it and ``load_bundle`` reads it:
+    its folder (``path``, what ``model=`` takes in its place), ``model.json`` (``meta``: bands,
+    window, latent size, training settings), the fitted ``preprocessor`` and the networks'
+    bytes. Properties name the parts (``bands``, ``window``, ``latent_dim``, ``wavelengths``,
+    ``codebook``)."""
+
     path: Path
     meta: dict
     preprocessor: Preprocessor
