@@ -71,6 +71,7 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
     from .engine.detect import check_resumed_input
     from .io.atomic import staged
     from .io.exclusion import exclude
+    from .io.fingerprint import input_fingerprint
     from .io.source import open_source
 
     check_raster_path(src)
@@ -94,6 +95,7 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
                              f"{spell('refine', 0)} (the default) takes no step, so the band "
                              f"would be all zeros; pass {spell('refine', placeholder='N')} or "
                              f"{spell('solver', 'thesis')}")
+    trained_on = None
     with staged() as stage:
         if quick is not None:
             if resume and resumable_quick_model(dst, quick):
@@ -101,6 +103,7 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
             else:     # staged: replaced with the heatmap, so a failed run keeps the earlier pair
                 if resume:
                     check_resumed_input(src, dst)
+                trained_on = input_fingerprint(src)      # what the engine must score too
                 probed = open_source(src) if masked is None else masked
                 with contextlib.closing(probed) as source:
                     check_quick_model(source, scorer)
@@ -111,7 +114,7 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
             executor = None if client is None else DaskExecutor(client)
             result = run_engine(src if masked is None else masked, dst, scorer, extras=extras,
                                 tile=tile, resume=resume, executor=executor, progress=progress,
-                                callback=callback, stage=stage, cog=cog)
+                                callback=callback, stage=stage, cog=cog, trained_on=trained_on)
         if png is not None:
             from .quicklook import write_png
 

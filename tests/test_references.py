@@ -584,6 +584,32 @@ def test_a_failed_run_keeps_the_earlier_heatmap_and_its_quick_model(scene, tmp_p
 
 
 @needs_torch
+def test_an_input_replaced_while_its_quick_model_trains_is_refused(scene, tmp_path, monkeypatch):
+    """The heatmap scored the new raster with a model trained on the old one, and carried the
+    new raster's fingerprint, so reruns took it for current."""
+    import os
+
+    import hsanomaly.api
+    from hsanomaly.io.convert import write_geotiff
+
+    short_trainings(monkeypatch, 10)
+    _, path, cube, _ = scene
+    src = tmp_path / "in.tif"
+    src.write_bytes(path.read_bytes())
+    other = tmp_path / "other.tif"
+    write_geotiff(other, cube[:, ::-1] * 5)
+
+    def replace_once(fraction, message):
+        if "iteration" in message and other.exists():
+            os.replace(other, src)
+
+    with pytest.raises(HsanomalyError, match="in.tif: the input changed while the quick model "
+                                             "was trained on it"):
+        hsanomaly.api.detect(src, tmp_path / "out.tif", tile=16, callback=replace_once)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif"]
+
+
+@needs_torch
 def test_a_cancelled_quick_model_training_names_its_place_and_leaves_nothing(scene, tmp_path):
     """Staged, the quick model trains in a temporary folder that goes when the run is cancelled:
     the message must name the model's place and promise no checkpoint to resume."""

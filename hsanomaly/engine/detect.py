@@ -381,7 +381,7 @@ class LocalExecutor:
 
 
 def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=None,
-           progress=False, callback=None, stage=None, cog=False):
+           progress=False, callback=None, stage=None, cog=False, trained_on=None):
     """Score raster ``src`` into GeoTIFF ``dst`` with ``scorer``: plan, fit, store, assemble.
 
     extras: optional {output name: path} for the scorer's extra outputs (e.g. "recon").
@@ -391,6 +391,8 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
     cog: write Cloud-Optimized GeoTIFFs (GDAL's COG driver) instead of tiled GeoTIFFs.
     stage: an ``hsanomaly.io.atomic.Staging`` to assemble into; its owner commits it (and the
     tile store is removed then), so more outputs can be written and replaced together.
+    trained_on: the input's fingerprint when the scorer's quick model was trained on it: the
+    input must not have changed since.
     On an error the outputs keep their previous content and finished tiles are kept for
     ``resume``; errors are one line (``HsanomalyError``).
     """
@@ -403,6 +405,10 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
         check_space(store_path(dst), outputs, source, resume)
         check_unlocked(store_path(dst))
         job = manifest(src, source, scorer, outputs, tile)
+        if trained_on is not None and job["input"] != trained_on:
+            raise HsanomalyError(f"{source.name}: the input changed while the quick model was "
+                                 "trained on it, so the model and the heatmap would see two "
+                                 "rasters; nothing was replaced: rerun")
         windows = source.windows(tile)
         if scorer.fits_on_scene:
             if callback and callback(0.0, f"fitting {scorer.name} on {source.name}"):
