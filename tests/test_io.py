@@ -1026,6 +1026,39 @@ def test_envi_bad_bands_are_left_out(tmp_path):
     assert block[:, 0, 0].tolist() == [1, 2, 4, 6]
 
 
+def test_a_bad_band_list_of_another_length_is_refused(tmp_path):
+    """It was ignored, so the bands it meant to leave out were scored."""
+    from hsanomaly.io.source import RasterSource
+
+    envi = tmp_path / "scene.img"
+    with rasterio.open(envi, "w", driver="ENVI", dtype="float32", count=6, height=4, width=5) as ds:
+        ds.write(np.ones((6, 4, 5), np.float32))
+    header = envi.with_suffix(".hdr")
+    header.write_text(header.read_text() + "bbl = {1, 1, 0, 1, 0}\n")
+    with pytest.raises(HsanomalyError, match=r"scene.img: the ENVI header's bad band list \(bbl\) "
+                                             "has 5 flags for 6 bands"):
+        RasterSource(envi)
+
+
+@pytest.mark.parametrize("offset", [0, 512])
+def test_a_raw_data_file_shorter_than_its_header_is_refused(tmp_path, offset):
+    """GDAL reads the missing bytes of an ENVI file as zeros without an error: half a BSQ
+    cube was scored as a whole one, its last bands all zero."""
+    from hsanomaly.io.source import RasterSource
+
+    cube = np.random.default_rng(0).random((6, 4, 5), dtype=np.float32)
+    envi = tmp_path / "scene.img"
+    header = (f"ENVI\nsamples = 5\nlines = 4\nbands = 6\nheader offset = {offset}\n"
+              "file type = ENVI Standard\ndata type = 4\ninterleave = bsq\nbyte order = 0\n")
+    envi.with_suffix(".hdr").write_text(header)
+    envi.write_bytes(bytes(offset) + cube.tobytes())
+    assert RasterSource(envi).count == 6
+    envi.write_bytes(bytes(offset) + cube.tobytes()[:-4])          # one pixel short
+    with pytest.raises(HsanomalyError, match=f"scene.img: truncated: holds {offset + 476:,} "
+                                             f"bytes, but its header describes {offset + 480:,}"):
+        RasterSource(envi)
+
+
 def test_gdal_imagery_domain_wavelengths_are_read(tmp_path):
     """GDAL 3.10's standard band metadata (IMAGERY domain, micrometres) was ignored, so a
     band-reversed raster that stated its centres only there was scored without a check."""

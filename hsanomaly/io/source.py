@@ -294,7 +294,8 @@ class RasterSource(_Source):
         # an alpha band says which pixels are there (0: transparent); it is no spectral band.
         # GDAL masks with it only in 2- and 4-band rasters, so it is read here as the mask
         alpha = [b for b, c in enumerate(ds.colorinterp, start=1) if c.name == "alpha"]
-        bad = _bad_bands(ds)
+        _check_raw_size(ds, self.name)
+        bad = _bad_bands(ds, self.name)
         self.bands = [b for b in range(1, ds.count + 1) if b not in alpha and b not in bad]
         if not ds.count:
             inside = ds.subdatasets
@@ -642,16 +643,39 @@ def _gdal_reason(err):
     return ": ".join(chain[:1] + chain[-1:] if len(chain) > 1 else chain) or "read error"
 
 
-def _bad_bands(ds):
+def _bad_bands(ds, name):
     """Band numbers an ENVI header's bad band list (``bbl``: 1 good, 0 bad) marks bad, such as
-    an AVIRIS scene's water-vapour bands: left out, as ENVI leaves them out."""
+    an AVIRIS scene's water-vapour bands: left out, as ENVI leaves them out. A list of another
+    length names no band for certain: refused, not ignored (its bad bands would be scored)."""
     listed = ds.tags(ns="ENVI").get("bbl")
     if not listed:
         return set()
     flags = re.findall(r"[-+]?[0-9]*\.?[0-9]+", listed)
     if len(flags) != ds.count:
-        return set()                 # a list of another length names no band for certain
+        raise HsanomalyError(f"{name}: the ENVI header's bad band list (bbl) has "
+                             f"{len(flags)} flags for {ds.count} bands, so it names no band for "
+                             "certain; fix it or remove it from the header")
     return {b for b, flag in enumerate(flags, start=1) if float(flag) == 0}
+
+
+# GDAL drivers of raw pixels beside a header, whose reads past the end of a short data file
+# give zeros without an error; their first file is the data file
+RAW_DRIVERS = ("ENVI", "EHdr", "GenBin", "ISCE", "PAux", "ROI_PAC")
+
+
+def _check_raw_size(ds, name):
+    """Refuse a raw data file shorter than its header says: GDAL would read the missing
+    pixels as zeros and the run would score them, silently."""
+    if ds.driver not in RAW_DRIVERS or not ds.files or is_gdal_name(ds.files[0]):
+        return
+    offset = ds.tags(ns="ENVI").get("header_offset", "0")
+    needed = (int(offset) if offset.isdigit() else 0) + ds.width * ds.height * sum(
+        np.dtype(dtype).itemsize for dtype in ds.dtypes)
+    held = os.path.getsize(ds.files[0])
+    if held < needed:
+        raise HsanomalyError(f"{ds.files[0]}: truncated: holds {held:,} bytes, but its header "
+                             f"describes {needed:,} ({ds.count} bands of {ds.width}x{ds.height} "
+                             f"{ds.dtypes[0]} pixels); a copy cut short?")
 
 
 def _wavelengths(ds, bands=None):
