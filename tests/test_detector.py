@@ -565,6 +565,33 @@ def test_a_cube_that_looks_bands_last_is_warned_about():
                                                   dims=("y", "x", "band")))
 
 
+def test_bands_on_the_second_axis_and_files_with_bands_last_are_warned_about(tmp_path):
+    """A GDAL raster whose cube was stored bands last (an HDF5 product: GDAL takes its rows
+    for bands) and a .mat cube saved (bands, rows, cols) without a truth variable (read as
+    (rows, cols, bands), by the rule) were scored on the wrong axes without a word."""
+    import warnings
+
+    import scipy.io
+
+    cube, _ = synthetic_cube(bands=40, rows=40, cols=40)
+    with pytest.warns(hsanomaly.HsanomalyWarning, match=r"the array of shape \(40, 40, 40\): its "
+                      r"second axis varies far more smoothly than its first and last, as spectra "
+                      r"do, so it may be \(rows, bands, cols\).* pass np.moveaxis\(X, 1, 0\)"):
+        hsanomaly.Detector("rx").fit(np.moveaxis(cube, 0, 1))
+    last = write_raster(tmp_path / "last.tif", np.moveaxis(cube, 0, -1))
+    first = write_raster(tmp_path / "first.tif", cube)
+    scipy.io.savemat(tmp_path / "first.mat", {"data": cube})          # no truth variable
+    for path, where in ((last, "last"), (tmp_path / "first.mat", "second")):
+        with pytest.warns(hsanomaly.HsanomalyWarning, match=f"{path.name} of shape .*: its {where} "
+                          "axis varies far more smoothly .* store the cube bands first"):
+            hsanomaly.detect(path, tmp_path / f"{path.stem}-heat.tif", score="rx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", hsanomaly.HsanomalyWarning)
+        hsanomaly.detect(first, tmp_path / "heat.tif", score="rx")             # bands first: quiet
+        with rasterio.open(first) as ds:
+            hsanomaly.Detector("rx").fit(ds)
+
+
 def test_the_not_fitted_error_is_one_class_in_every_thread():
     """Made on first use, it was made once per thread that asked at the same moment, and an
     ``except`` naming one missed another's."""

@@ -6,6 +6,7 @@ the attributes, as an unmasked rioxarray read carries them, honoured as a raster
 import numpy as np
 
 from ..errors import HsanomalyError
+from .bandaxis import check_band_axis
 from .source import ArraySource, RasterSource, band_scaling
 from .units import nanometres
 
@@ -21,73 +22,23 @@ def as_source(X):
                                  "open it with mode 'r' or 'r+'")
         return RasterSource.from_dataset(X), _same
     if type(X).__module__.startswith("xarray") and type(X).__name__ == "DataArray":
-        return _xarray_source(X)
-    if isinstance(X, np.ma.MaskedArray):
+        source, wrap = _xarray_source(X)
+    elif isinstance(X, np.ma.MaskedArray):
         check_band_axis(np.ma.getdata(X), "the masked array", mask=np.ma.getmaskarray(X))
-        return _masked_source(X), _same
-    if isinstance(X, np.ndarray) or (hasattr(X, "__array__") and not hasattr(X, "data_vars")):
+        source, wrap = _masked_source(X), _same
+    elif isinstance(X, np.ndarray) or (hasattr(X, "__array__") and not hasattr(X, "data_vars")):
         cube = np.asarray(X)          # once: a dask or torch array computes or copies each time
         check_band_axis(cube, "the array")
-        return ArraySource(cube), _same
-    raise HsanomalyError(f"{type(X).__name__}: expected a numpy cube (bands, rows, cols), an open "
-                         "rasterio dataset or an xarray DataArray (band, y, x)")
+        source, wrap = ArraySource(cube), _same
+    else:
+        raise HsanomalyError(f"{type(X).__name__}: expected a numpy cube (bands, rows, cols), an "
+                             "open rasterio dataset or an xarray DataArray (band, y, x)")
+    source.band_axis_checked = True         # whole, or its band dimension named
+    return source, wrap
 
 
 def _same(value):
     return value
-
-
-# Spectra are smooth: the step from one band to the next is a small part of a pixel's spread,
-# while the step from one pixel to the next is not (on the shared scenes, several times
-# smaller). The margin is wide, since a false warning would give bad advice: a cube is warned
-# about when its last axis is this many times smoother than each of the others.
-SMOOTHER = 2.0
-
-
-def check_band_axis(cube, name, mask=None, lines=200,
-                    advice="Detector takes (bands, rows, cols): if the bands are last, pass "
-                           "np.moveaxis(X, -1, 0)"):
-    """Warn when a cube's last axis varies much more smoothly than its first two, as a
-    spectrum does: a (rows, cols, bands) cube, as scipy's loadmat and spectral python give
-    them, would be scored as (bands, rows, cols) without a word. A hint, so a warning, from
-    ``lines`` lines along each axis (read alone: a memory-mapped cube is not loaded), masked
-    values (``mask``, True = left out) and NaN left out; only cubes of 20 and more values
-    along the last axis are looked at. ``advice``: how to put the bands first."""
-    if cube.ndim != 3 or cube.shape[2] < 20 or cube.dtype.kind not in "uif" or min(cube.shape) < 3:
-        return
-    rng = np.random.default_rng(0)
-    steps = [_median_step(cube, mask, axis, lines, rng) for axis in range(3)]
-    if None in steps or not steps[2] * SMOOTHER < min(steps[0], steps[1]):
-        return
-    from .checks import warn_once
-
-    rows, cols, bands = cube.shape
-    warn_once(f"{name} of shape {cube.shape}: its last axis varies far more smoothly than its "
-              f"first two, as spectra do, so it may be (rows, cols, bands); it is scored as "
-              f"{rows} bands of {cols} x {bands} pixels. {advice}")
-
-
-def _median_step(cube, mask, axis, lines, rng):
-    """The median over ``lines`` random lines along ``axis`` of (mean absolute step between
-    neighbours) / (the line's spread), or None when no line varies."""
-    others = [n for n in range(3) if n != axis]
-    at = [rng.integers(0, cube.shape[n], lines) for n in others]
-    along = np.arange(cube.shape[axis])
-    index = [None, None, None]
-    index[axis] = along[None, :]
-    for n, picked in zip(others, at):
-        index[n] = picked[:, None]
-    values = np.asarray(cube[tuple(index)], dtype=np.float64)          # (lines, length)
-    if mask is not None:
-        values[np.asarray(mask[tuple(index)], bool)] = np.nan
-    values[~np.isfinite(values)] = np.nan
-    ratios = []
-    for line in values:
-        line = line[np.isfinite(line)]
-        spread = line.std() if line.size >= 3 else 0.0
-        if spread > 0:
-            ratios.append(np.abs(np.diff(line)).mean() / spread)
-    return float(np.median(ratios)) if ratios else None
 
 
 def _masked_source(X):
@@ -186,9 +137,9 @@ def _xarray_source(X):
     X = X.transpose(band_dim, *spatial)
     values = np.asarray(X.values)
     if not any(str(d).lower() in BAND_DIMS + SPATIAL_DIMS for d in X.dims):   # the first guessed
-        check_band_axis(values, _name(X), advice="No dimension is named, so the first was "
-                        f"taken for the bands: if they are last, name theirs: "
-                        f"X.rename({{{X.dims[-1]!r}: 'band'}})")
+        check_band_axis(values, _name(X), advice=lambda axis, where: "No dimension is named, so "
+                        f"the first was taken for the bands: if they are {where}, name theirs: "
+                        f"X.rename({{{X.dims[axis]!r}: 'band'}})")
     source = ArraySource(_scaled(values, X.attrs, name), valid=_filled(values, X.attrs),
                          name=name, wavelengths=_band_centres(X, band_dim))
     attrs = {k: v for k, v in X.attrs.items() if k in PLACE_ATTRS}

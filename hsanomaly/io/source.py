@@ -21,10 +21,13 @@ from rasterio.windows import Window
 
 from ..defaults import TILE
 from ..errors import HsanomalyError
+from .bandaxis import warn_if_bands_elsewhere
 from .checks import warn_once
 from .units import nanometres
 
 PROBE = 64              # pixels across a window the data is probed on before the work
+AXIS_STRIP, AXIS_LINE, AXIS_LINES = 4, 512, 200   # the band-axis check's lines: strips 4
+                                                  # pixels wide, 512 long; 200 lines an axis
 PROBE_AT = ((0.5, 0.5), (0.25, 0.25), (0.25, 0.75), (0.75, 0.25), (0.75, 0.75))  # fractions
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 FLOAT32_EPS = float(np.finfo(np.float32).eps)
@@ -113,8 +116,11 @@ class _Source:
                 found.append(Window(col, row, cols, rows))
         return found
 
+    band_axis_checked = False    # in-memory cubes are checked whole (io.inputs)
+
     def check_data(self):
-        """Warn, from the probe windows, about what would make the scores silently worse:
+        """Warn, from the probe windows, about what would make the scores silently worse: a
+        cube whose bands seem to lie along another axis than GDAL's (``check_band_axis``),
         values float32 rounds by more than a hundredth of their spread (``coarsest_in_float32``),
         and a large share of pixels nodata in only a few bands (GDAL's rule leaves a pixel out
         whole once one band says nodata, so a nodata value that some band holds as real data,
@@ -126,6 +132,8 @@ class _Source:
                                   # band; the valid pixels
         pixels = []               # every valid pixel, for the extreme ones
         infinite = 0              # pixels infinite in some band: left out like nodata
+        if not self.band_axis_checked:
+            self._check_band_axis()
         for window in self.probe_windows():
             values, nodata = self._read_bands(window, stored=True)
             if self.exclusion is not None:      # what the mask leaves out is not scored
@@ -180,6 +188,30 @@ class _Source:
                           "in every band, which no spectrum does: a fill value not declared as "
                           f"nodata? If so, {declare}, or the scene's statistics take those "
                           "pixels in")
+
+    def _check_band_axis(self):
+        """``bandaxis.warn_if_bands_elsewhere`` on lines read by window about the centre: every
+        band at the pixels of a small block, and each spatial axis along a strip as long as
+        the image (at most ``AXIS_LINE`` pixels), with nodata, the exclusion mask's pixels and
+        fills (one value in every band: they look smooth) left out."""
+        rows, cols = min(self.height, AXIS_LINE), min(self.width, AXIS_LINE)
+        thick, wide = min(AXIS_STRIP, self.height), min(AXIS_STRIP, self.width)
+        top, left = (self.height - rows) // 2, (self.width - cols) // 2
+        middle_row, middle_col = (self.height - thick) // 2, (self.width - wide) // 2
+        rng, lines = np.random.default_rng(0), []
+        for axis, window in enumerate((Window(middle_col, middle_row, wide, thick),
+                                       Window(middle_col, top, wide, rows),
+                                       Window(left, middle_row, cols, thick))):
+            values, nodata = self._read_bands(window, stored=True)
+            left_out = nodata | (values == values[:1]).all(axis=0)
+            if self.exclusion is not None:
+                left_out = left_out | self.exclusion.window(
+                    int(window.row_off), int(window.col_off), int(window.height), int(window.width))
+            values = np.where(left_out, np.nan, values.astype(np.float64))
+            along = np.moveaxis(values, axis, -1).reshape(-1, values.shape[axis])
+            lines.append(along[rng.permutation(len(along))[:AXIS_LINES]])
+        warn_if_bands_elsewhere(lines, (self.count, self.height, self.width), self.name,
+                                _file_axis_advice)
 
     def reduce(self, fn, tile=TILE, combine=None):
         """Fold ``fn(pixels)`` over all tiles in order, where ``pixels`` are a tile's valid
@@ -711,6 +743,12 @@ def _wavelengths(ds, bands=None):
         except ValueError:
             return None
     return nanometres(values, units)
+
+
+def _file_axis_advice(axis, where):
+    return (f"If its spectra lie along that axis (an HDF5 or netCDF cube stored with its bands "
+            f"{where}, or a .mat cube without a truth variable, read as (rows, cols, bands)), "
+            "store the cube bands first")
 
 
 def open_source(path):
