@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import rasterio
 import scipy.io
+from click.testing import CliRunner
 from rasterio.windows import Window
 
 from hsanomaly.errors import HsanomalyError
@@ -752,6 +753,27 @@ def test_mat_larger_than_memory_is_refused_before_loading(tmp_path, monkeypatch)
     for name in ("s.mat", "v73.mat"):
         with pytest.raises(HsanomalyError, match=f"{name}: loading the .* needs about .* memory"):
             read_mat(tmp_path / name)
+
+
+def test_a_truncated_v73_mat_is_one_line_naming_it(tmp_path, capfd):
+    """It printed GDAL's HDF5 error stack (probing it as a raster) and an error naming the
+    program, not the file."""
+    from hsanomaly.cli import main
+
+    with h5py.File(tmp_path / "whole.mat", "w") as f:
+        f.create_dataset("data", data=np.random.default_rng(0).random((10, 64, 64)))
+    raw = (tmp_path / "whole.mat").read_bytes()
+    (tmp_path / "cut.mat").write_bytes(raw[:len(raw) // 2])
+    with pytest.raises(HsanomalyError, match="cut.mat: not a readable MATLAB file"):
+        read_mat(tmp_path / "cut.mat")
+    capfd.readouterr()
+    result = CliRunner().invoke(main, ["detect", str(tmp_path / "cut.mat"),
+                                       str(tmp_path / "h.tif"), "--score", "rx"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        next(line for line in result.output.splitlines() if line.startswith("Error: "))]
+    assert "cut.mat: not a readable MATLAB file" in result.output
+    assert "HDF5-DIAG" not in capfd.readouterr().err
 
 
 def test_complex_mat_is_refused(tmp_path):

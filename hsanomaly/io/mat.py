@@ -41,7 +41,11 @@ def _headers(path):
 
     if h5py.is_hdf5(path):  # MATLAB v7.3; h5py sees arrays transposed (column-major)
         found = {}
-        with h5py.File(path, "r") as f:
+        try:
+            f = h5py.File(path, "r")
+        except READ_ERRORS as err:          # a truncated copy, say
+            raise _unreadable(path, err) from None
+        with f:
             for name, item in f.items():
                 if not isinstance(item, h5py.Dataset) or _matlab_class(item) in NOT_NUMERIC:
                     continue

@@ -612,7 +612,10 @@ def open_raster(path):
 def dataset_files(path):
     """The files on disk that raster ``path`` reads: itself, or those a VRT, a subdataset name
     (GTIFF_DIR:1:f.tif) or an archive path points at (GDAL's file list); none where it does not
-    open. An output must not be one of them, whatever name the input reaches it by."""
+    open. An output must not be one of them, whatever name the input reaches it by. A .mat
+    scene is no raster of GDAL's (its HDF5 driver would print a damaged one's error stack)."""
+    if str(path).lower().endswith(".mat"):
+        return [os.fspath(path)]
     try:
         with open_raster(path) as ds:
             return [f for f in ds.files if not is_gdal_name(f)]
