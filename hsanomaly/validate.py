@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from .errors import HsanomalyError
-from .io.paths import (DIRECTORY, FILE, GEOTIFF_SUFFIXES, check_paths, check_replaceable_dir,
+from .io.paths import (DIRECTORY, FILE, GEOTIFF_SUFFIXES, Item, check_paths, check_replaceable_dir,
                        check_replaceable_file, check_suffix, expand_pattern, holds_numbers,
                        is_model_bundle, is_path, is_quick_model, refuse_foreign_side_files,
                        side_files)
@@ -180,6 +180,11 @@ def evaluate_paths(heatmap, truth, outer_mask, plots, json, overwrite=False):
         figures = [(f"{spell('plots')} ({name})", Path(plots) / name, FILE)
                    for name in PLOT_FILES.values()]
     check_paths(inputs, [(spell("json"), json)] + figures, writable=False)
+    if plots is not None and is_path(json):
+        report, folder = Item(spell("json"), json, DIRECTORY), Item(spell("plots"), plots)
+        if report.same(folder) or report.holds(folder):    # the plots' folder at or in it
+            raise HsanomalyError(f"{json}: {report.label} collides with {folder}; give each "
+                                 "output its own name")
     check_paths([], [(spell("json"), json)])
     if not overwrite:
         if is_path(json):

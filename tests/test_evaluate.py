@@ -609,6 +609,13 @@ def test_cli_plots_dir_not_creatable_and_json_dir_missing(heat_and_truth, tmp_pa
     missing = tmp_path / "missing" / "report.json"
     assert "does not exist" in run_failing([heat, truth_path, "--json", missing])
     assert not missing.parent.exists()
+    # the report at the plots' folder, or the folder in the report: refused before the work
+    for json, plots in (("r.json", "r.json"), ("out", "out/plots")):
+        assert run_failing([heat, truth_path, "--json", tmp_path / json, "--plots",
+                            tmp_path / plots]) == \
+            f"{tmp_path / json}: --json collides with --plots ({tmp_path / plots}); give each " \
+            "output its own name"
+    assert not (tmp_path / "r.json").exists() and not (tmp_path / "out").exists()
 
 
 def test_a_mask_of_another_size_than_the_heatmap_is_refused(heat_and_truth, tmp_path):
