@@ -73,7 +73,7 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
     out_dir = Path(out_dir)
     targets = [(src, batch_output(src, out_dir, score)) for src in batch_inputs(inputs)]
     batch_paths(targets, out_dir, scene_model_path if cls.needs_model and model is None else None,
-                overwrite, mask=mask)
+                overwrite, mask=mask, model=model)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:

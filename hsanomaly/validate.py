@@ -130,11 +130,11 @@ def refuse_foreign_outputs(rasters, png=None, polygons=None):
                                "a targets GeoPackage")
 
 
-def batch_paths(targets, out_dir, quick_model=None, overwrite=False, mask=None):
-    """detect-many: distinct outputs, none of them an input (the exclusion ``mask`` among
-    them), in a directory that is or can be made, and (without ``overwrite``) none a file
-    hsanomaly did not write; ``targets``: [(src, dst)]; ``quick_model(dst)``: where a quick
-    model is trained."""
+def batch_paths(targets, out_dir, quick_model=None, overwrite=False, mask=None, model=None):
+    """detect-many: distinct outputs, none of them an input (the exclusion ``mask`` and the
+    ``model`` bundle among them), in a directory that is or can be made, and (without
+    ``overwrite``) none a file hsanomaly did not write; ``targets``: [(src, dst)];
+    ``quick_model(dst)``: where a quick model is trained."""
     from .engine.store import store_path
     from .io.vector import vector_files
 
@@ -155,8 +155,9 @@ def batch_paths(targets, out_dir, quick_model=None, overwrite=False, mask=None):
         if quick_model is not None:
             outputs.append((f"the quick model of {src}", quick_model(dst), DIRECTORY))
     masks = [(spell("mask"), path) for path in vector_files(mask)] if is_path(mask) else []
+    models = [(spell("model"), model, DIRECTORY)] if is_path(model) else []
     check_paths([(spell("inputs"), path) for src, _ in targets for path in [src, *dataset_files(src)]]
-                + masks, outputs, writable=False)
+                + masks + models, outputs, writable=False)
     if not overwrite:
         refuse_foreign_outputs([(f"the output of {src}", dst) for src, dst in targets])
 

@@ -186,6 +186,14 @@ def test_detect_many_reports_a_failed_raster_and_goes_on(tmp_path):
 def test_outputs_that_would_collide_are_refused(tmp_path):
     with pytest.raises(HsanomalyError, match="would overwrite"):
         hsanomaly.detect_many([tmp_path / "a" / "x.tif", tmp_path / "b" / "x.tif"], tmp_path, progress=False)
+    # the model's folder as the batch's: refused for the batch, not for each raster in it
+    scene = write_raster(tmp_path / "scene.tif", synthetic_cube()[0])
+    model = tmp_path / "model"
+    model.mkdir()
+    with pytest.raises(HsanomalyError, match="scene_resrx.tif: the output of .*scene.tif lies in "
+                                             "the input 'model'"):
+        hsanomaly.detect_many([scene], model, score="resrx", model=model)
+    assert list(model.iterdir()) == []
 
 
 def test_workers_and_scheduler_exclude_each_other(synthetic_raster, tmp_path):
