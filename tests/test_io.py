@@ -440,6 +440,20 @@ def test_model_refuses_a_raster_with_other_wavelengths(tmp_path):
 
 # --- the one write path, paths, fingerprints, memory checks (issue 11) ------------------------
 
+def test_a_write_failure_in_a_temporary_names_its_output():
+    """A file-size limit hit while GDAL wrote a staged heatmap named the private temporary."""
+    import errno
+
+    from hsanomaly.engine.detect import runtime_error
+    from hsanomaly.io.atomic import TMP_SUFFIX, destination_of
+
+    staged_file = f"/data/.h.tif.1-host.abc{TMP_SUFFIX}/h.tif"
+    assert str(destination_of(staged_file)) == "/data/h.tif"
+    assert str(destination_of("/data/h.tif")) == "/data/h.tif"
+    err = OSError(errno.EFBIG, "File too large", staged_file)
+    assert str(runtime_error(err, "h.tif")).startswith("/data/h.tif: ")
+
+
 def test_staged_outputs_are_replaced_together_or_not_at_all(tmp_path):
     from hsanomaly.io.atomic import TMP_SUFFIX, staged
 
@@ -449,10 +463,11 @@ def test_staged_outputs_are_replaced_together_or_not_at_all(tmp_path):
     def refuse(path):
         raise HsanomalyError(f"{path}: not good")
 
-    with pytest.raises(HsanomalyError, match="not good; nothing was replaced"):
+    with pytest.raises(HsanomalyError, match="not good; nothing was replaced") as err:
         with staged() as stage:
             stage.path(tmp_path / "a.txt").write_text("new a")
             stage.path(tmp_path / "b.txt", check=refuse).write_text("new b")
+    assert str(err.value).startswith(f"{tmp_path / 'b.txt'}: not good")    # not its temporary
     assert [(tmp_path / n).read_text() for n in ("a.txt", "b.txt")] == ["earlier", "earlier"]
     with staged() as stage:
         for name in ("a.txt", "b.txt"):

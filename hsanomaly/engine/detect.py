@@ -25,7 +25,8 @@ import numpy as np
 
 from ..defaults import MIN_TILE, TILE, TILE_THREADS
 from ..errors import HsanomalyError
-from ..io.atomic import check_writable, describe, native_quiet, stage_raster, staged
+from ..io.atomic import (check_writable, describe, destination_of, native_quiet, stage_raster,
+                         staged)
 from ..io.fingerprint import input_fingerprint
 from ..io.heatmap import (add_overviews_and_statistics, band_descriptions, describe_bands,
                           heatmap_profile, heatmap_tags, to_cog)
@@ -501,7 +502,7 @@ def runtime_error(err, dst):
         return HsanomalyError(f"{dst}: the Dask cluster was lost while scoring "
                               f"({type(err).__name__}: {text}); {resume}")
     if isinstance(err, OSError):
-        where = err.filename or dst
+        where = dst if err.filename is None else destination_of(err.filename)
         return HsanomalyError(f"{where}: {describe(err)}; {resume}")
     return None
 

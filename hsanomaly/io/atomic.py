@@ -259,8 +259,10 @@ class Staging:
                 if check is not None:
                     with native_quiet():
                         check(tmp)
-            except HsanomalyError as err:
-                raise HsanomalyError(f"{err}; nothing was replaced") from None
+            except HsanomalyError as err:      # said of the output, not of its temporary
+                text = str(err).replace(str(tmp), str(dst))
+                raise HsanomalyError(f"{text}{_space_hint(dst, err)}; nothing was replaced"
+                                     ) from None
             except Exception as err:
                 if is_write_error(err):
                     raise HsanomalyError(f"{dst}: the written file does not read back whole "
@@ -348,6 +350,13 @@ def atomic_directory(path, check=None):
     """Yield an empty temporary directory that replaces directory ``path`` on success."""
     with staged() as stage:
         yield stage.directory(path, check=check)
+
+
+def destination_of(path):
+    """The output a staged temporary stands for (its own name beside its private folder), or
+    ``path`` itself: what messages name."""
+    path = Path(path)
+    return path.parent.parent / path.name if path.parent.name.endswith(TMP_SUFFIX) else path
 
 
 def _private_folder(folder, name):
