@@ -218,6 +218,8 @@ class DaskExecutor:
     tiles into the run's store, which must be on storage they share with the driver.
     """
 
+    distributed = True           # its tiles are written by the workers
+
     def __init__(self, client):
         self.client = client
         self._shared = None

@@ -165,6 +165,24 @@ def test_tile_store_checksums_catch_damage_other_runs_and_shapes(tmp_path):
     assert TileStore(tmp_path / "s.partial", job, resume=True).done() == {0}
 
 
+def test_a_tile_store_removed_during_the_run_says_so(tmp_path):
+    """It said "make room" (and, from the engine, blamed Dask workers) for a folder another
+    process removed; a full disk still says to make room."""
+    import errno
+    import shutil
+
+    from hsanomaly.engine.store import TileStore
+
+    store = TileStore(tmp_path / "s.partial", {"input": {"sha256": "a"}, "config": {}})
+    store.put(0, {"score": np.zeros((1, 2, 2), np.float32)})
+    assert "; make room and " in str(store._write_error(OSError(errno.ENOSPC, "No space")))
+    assert "make room" not in str(store._write_error(OSError(errno.EIO, "I/O error")))
+    shutil.rmtree(tmp_path / "s.partial")
+    with pytest.raises(HsanomalyError, match=r"s.partial: the tile store was removed during the "
+                                             r"run \(by another process\?\); rerun"):
+        store.put(1, {"score": np.zeros((1, 2, 2), np.float32)})
+
+
 def test_tile_store_never_replaces_a_foreign_folder(tmp_path):
     from hsanomaly.engine.store import TileStore
 

@@ -368,6 +368,8 @@ def fit_scorer(scorer, source):
 class LocalExecutor:
     """Tiles scored in this process, ``threads`` at once (``scored_tiles``)."""
 
+    distributed = False          # its tiles are written by this process
+
     def __init__(self, threads=TILE_THREADS):
         self.threads = threads
 
@@ -479,9 +481,15 @@ def _score(executor, source, scorer, store, windows, outputs, dst, progress, cal
                 store.remove()
                 raise HsanomalyError(f"{dst}: cancelled")
     missing = set(range(len(windows))) - store.done()
+    if missing and not store.path.is_dir():
+        raise HsanomalyError(f"{store.path}: the tile store was removed during the run (by "
+                             "another process?); rerun")
     if missing:
         raise HsanomalyError(f"{store.path}: {len(missing)} tiles written by workers are not "
-                             "visible here; the output must be on storage the workers share")
+                             "visible here; the output must be on storage the workers share"
+                             if executor.distributed else
+                             f"{store.path}: {len(missing)} finished tiles went missing from the "
+                             "tile store during the run (removed by another process?); rerun")
     return done
 
 

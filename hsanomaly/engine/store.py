@@ -15,6 +15,7 @@ is refused instead of removing or mixing the first one's tiles (``hsanomaly.io.l
 
 import contextlib
 import contextvars
+import errno
 import hashlib
 import json
 import os
@@ -275,10 +276,14 @@ class TileStore:
             raise
 
     def _write_error(self, err):
+        if not self.path.is_dir():           # not the disk: someone took the folder away
+            return HsanomalyError(f"{self.path}: the tile store was removed during the run "
+                                  "(by another process?); rerun")
         kept = (f"{self.resume_hint}: the tiles already finished are kept" if self.done() else
                 "rerun (no tile was finished)")
-        return HsanomalyError(f"{self.path}: cannot write a tile ({describe(err)}); make room "
-                              f"and {kept}")
+        full = getattr(err, "errno", None) in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+        return HsanomalyError(f"{self.path}: cannot write a tile ({describe(err)}); "
+                              f"{'make room and ' if full else ''}{kept}")
 
     def load(self, index, expected=None):
         """Tile ``index`` as {name: array}, or None when it is missing, corrupt, from another run
