@@ -105,18 +105,26 @@ def detect_paths(src, dst, *, model=None, extras=None, png=None, polygons=None, 
         check_replaceable_dir(quick_model, "the quick model directory", is_model_bundle,
                               "a model bundle")
     if not overwrite:
-        refuse_foreign_outputs(rasters, png, polygons)
+        refuse_foreign_outputs(src, rasters, png, polygons)
 
 
-def refuse_foreign_outputs(rasters, png=None, polygons=None):
+def refuse_foreign_outputs(src, rasters, png=None, polygons=None):
     """Refuse existing output files of a run that hsanomaly did not write (see
-    ``check_replaceable_file``); ``rasters``: (label, path) of GeoTIFF outputs."""
-    from .io.ownership import is_own_detect_output, is_own_png
+    ``check_replaceable_file``), and rasters it wrote from another input than ``src`` (a
+    typo in an output's name would destroy another scene's result); ``rasters``: (label,
+    path) of GeoTIFF outputs."""
+    from .io.ownership import is_own_detect_output, is_own_png, recorded_input
     from .polygons import is_targets_file
 
     for label, path in rasters:
         if is_path(path):
             check_replaceable_file(path, label, is_own_detect_output, "a heatmap")
+            other = recorded_input(path)
+            if other is not None and other != Path(str(src)).name:
+                raise HsanomalyError(f"{path}: {label} holds the result of another input "
+                                     f"({other}), which this run of {Path(str(src)).name} would "
+                                     f"replace; choose another name, or pass "
+                                     f"{spell('overwrite', True)}")
     refuse_foreign_side_files(rasters, is_own_detect_output)
     if is_path(png):
         from .quicklook import sidecars
@@ -159,7 +167,8 @@ def batch_paths(targets, out_dir, quick_model=None, overwrite=False, mask=None, 
     check_paths([(spell("inputs"), path) for src, _ in targets for path in [src, *dataset_files(src)]]
                 + masks + models, outputs, writable=False)
     if not overwrite:
-        refuse_foreign_outputs([(f"the output of {src}", dst) for src, dst in targets])
+        for src, dst in targets:
+            refuse_foreign_outputs(src, [(f"the output of {src}", dst)])
 
 
 def evaluate_paths(heatmap, truth, outer_mask, plots, json, overwrite=False):

@@ -197,6 +197,32 @@ def test_an_existing_file_hsanomaly_did_not_write_is_never_replaced(tmp_path):
         assert ds.count == 1 and ds.tags()["HSANOMALY_SCORE"] == "rx"
 
 
+def test_a_result_of_another_input_is_not_replaced_without_overwrite(tmp_path):
+    """Any raster hsanomaly wrote counted as an earlier result to replace: a slip in --recon-out
+    or DST replaced another scene's heatmap without a word. The same input's is replaced."""
+    cube = synthetic_cube()[0]
+    first = write_raster(tmp_path / "a.tif", cube)
+    second = write_raster(tmp_path / "b.tif", cube[:, ::-1].copy())
+    heat = tmp_path / "result.tif"
+    assert run("detect", first, heat, "--score", "rx", "-q").exit_code == 0
+    before = heat.read_bytes()
+    assert run("detect", first, heat, "--score", "gmm", "-q").exit_code == 0   # its own: replaced
+    result = run("detect", second, heat, "--score", "rx", "-q")
+    assert_one_line_error(result, f"{heat}: DST holds the result of another input (a.tif), "
+                                  "which this run of b.tif would replace", "--overwrite")
+    assert heat.read_bytes() != before
+    kept = heat.read_bytes()
+    result = run("detect-many", second, "--out-dir", tmp_path, "--score", "rx", "-q")
+    assert result.exit_code == 0, result.output                    # b_rx.tif: nobody's
+    (tmp_path / "b_rx.tif").rename(tmp_path / "a_rx.tif")          # a's name, b's result
+    result = run("detect-many", first, "--out-dir", tmp_path, "--score", "rx", "-q")
+    assert "holds the result of another input (b.tif)" in result.output
+    assert heat.read_bytes() == kept
+    assert run("detect", second, heat, "--score", "rx", "--overwrite", "-q").exit_code == 0
+    with rasterio.open(heat) as ds:
+        assert ds.tags()["HSANOMALY_INPUT"] == "b.tif"
+
+
 def test_version_names_hsanomaly_also_under_rio():
     """`rio hsanomaly --version` printed "rio, version ..."."""
     import subprocess

@@ -329,6 +329,22 @@ def test_a_scene_leaves_out_the_pixels_whose_truth_is_nodata_and_needs_its_grid(
         read_scene(path, truth=tmp_path / "moved.tif")
 
 
+def test_a_mask_in_the_same_crs_written_otherwise_lines_up(tmp_path, synthetic_raster):
+    """UTM 33N as a PROJ string with a zero datum shift was refused as another CRS, in a
+    message naming EPSG:32633 twice; another zone is still refused."""
+    from synthetic import write_raster
+
+    path, truth, _ = synthetic_raster
+    written = "+proj=utm +zone=33 +ellps=WGS84 +towgs84=0,0,0,0,0,0,0 +units=m +no_defs"
+    write_raster(tmp_path / "same.tif", truth[None].astype(np.float32), crs=written)
+    mask, _ = read_truth(tmp_path / "same.tif", grid_of=path)
+    np.testing.assert_array_equal(mask, truth != 0)
+    write_raster(tmp_path / "zone.tif", truth[None].astype(np.float32), crs="EPSG:32632")
+    with pytest.raises(HsanomalyError, match="zone.tif: the mask is in EPSG:32632 but .* is in "
+                                             "EPSG:32633"):
+        read_truth(tmp_path / "zone.tif", grid_of=path)
+
+
 def test_nan_in_a_mat_truth_is_unknown_not_a_target(tmp_path):
     """NaN != 0, so a .mat truth's NaN pixels were read as 200 target pixels."""
     cube = (np.arange(20 * 20 * 6).reshape(20, 20, 6) % 11).astype(np.float64)

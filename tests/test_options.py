@@ -8,7 +8,7 @@ import pytest
 import hsanomaly
 from hsanomaly import Detector
 from hsanomaly.errors import HsanomalyError, HsanomalyWarning
-from hsanomaly.options import KINDS, OPTION_KINDS, check_values
+from hsanomaly.options import KINDS, OPTION_KINDS, TRAINING_KINDS, check_values
 from hsanomaly.scorers import REGISTRY, make_scorer
 
 CASES = [(name, option) for name, cls in REGISTRY.items() for option in cls.options]
@@ -22,6 +22,7 @@ WRONG = {
     "flag": ["abc", 1, None],
     "text": [3, None],
     "rings": [3, None, ((7.5, 3),), ((7, 3, 1),), "7/3;x"],
+    "callback": [3, "print"],
 }
 
 
@@ -31,7 +32,11 @@ def _model(name):
 
 def test_every_option_has_a_kind_and_every_kind_is_used():
     assert set(OPTION_KINDS) == {option for _, option in CASES}
-    assert set(OPTION_KINDS.values()) == set(KINDS) == set(WRONG)
+    assert set(OPTION_KINDS.values()) | set(TRAINING_KINDS.values()) == set(KINDS) == set(WRONG)
+    for kind in set(TRAINING_KINDS.values()) - set(OPTION_KINDS.values()):   # training's own
+        for bad in WRONG[kind]:
+            with pytest.raises(HsanomalyError, match=f"^'{kind}' must be"):
+                check_values({kind: bad}, {kind: kind})
 
 
 @pytest.mark.parametrize("name, option", CASES)

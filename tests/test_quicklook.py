@@ -78,7 +78,7 @@ def test_an_earlier_runs_side_files_never_describe_the_new_outputs(synthetic_ras
     (tmp_path / "heat.tif.ovr").write_bytes(b"an earlier heatmap's overviews")
     cube, _ = synthetic_cube(rows=40, cols=50)
     unplaced = write_raster(tmp_path / "unplaced.tif", cube, crs=None, transform=None)
-    hsanomaly.detect(unplaced, heat, score="lrx", png=png)
+    hsanomaly.detect(unplaced, heat, score="lrx", png=png, overwrite=True)   # another input's
     with rasterio.open(heat) as ds:
         assert ds.crs is None and ds.tags()["HSANOMALY_SCORE"] == "lrx"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["heat.png", "heat.tif", "scene.tif",

@@ -57,7 +57,7 @@ def test_positional_arguments_are_named_as_the_command_line_shows_them(synthetic
     result = CliRunner().invoke(main, ["detect", path, path, "--score", "rx"])
     assert "DST is the same file as the input SRC" in result.output
     with pytest.raises(HsanomalyError, match="'truth': expected a raster's path"):
-        hsanomaly.evaluate(path, np.zeros((2, 2)))
+        hsanomaly.evaluate(path, {"a": "dict"})
 
 
 def test_the_engines_threads_and_a_batch_name_arguments_as_their_caller():

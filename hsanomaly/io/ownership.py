@@ -5,6 +5,7 @@ CSV tables their first line, and target GeoPackages their tables
 (``hsanomaly.polygons.is_targets_file``)."""
 
 import json
+import os
 
 from .._version import __version__
 from ..errors import HsanomalyError
@@ -59,6 +60,13 @@ def is_own_detect_output(path):
     tags, grid = found
     return (any(k.startswith(TAG_PREFIX) for k in tags)
             and tags.get(GRID_TAG, grid) == grid)     # heatmaps before this tag: by the tags
+
+
+def recorded_input(path):
+    """The input file name an existing raster of ``detect`` records (its HSANOMALY_INPUT tag),
+    or None (not one, or one written before the tag)."""
+    tags = _geotiff_tags(path) if os.path.isfile(path) and not os.path.islink(path) else None
+    return None if tags is None else tags.get(TAG_PREFIX + "INPUT")
 
 
 def is_own_png(path):

@@ -159,6 +159,8 @@ def check_same_grid(path, other):
     """Refuse mask ``path`` unless it lies on raster ``other``'s grid, where both say where they
     are: same CRS, same pixel size and an origin within a hundredth of a pixel; or, placed by
     ground control points, the same points to a hundredth of a pixel."""
+    from .vector import same_crs
+
     mine, theirs = _grid(path), _grid(other)
     if mine is None or theirs is None:
         return
@@ -167,7 +169,7 @@ def check_same_grid(path, other):
         raise HsanomalyError(f"{path}: the mask is placed by {PLACED_BY[kind]} and {other} by "
                              f"{PLACED_BY[other_kind]}, so nothing says they line up; give the "
                              "mask that raster's own georeferencing")
-    if crs is not None and other_crs is not None and crs != other_crs:
+    if crs is not None and other_crs is not None and not same_crs(crs, other_crs):
         raise HsanomalyError(f"{path}: the mask is in {crs.to_string()} but {other} is in "
                              f"{other_crs.to_string()}; reproject it onto that raster's grid")
     if kind == "gcps":

@@ -111,7 +111,7 @@ def read_vector_mask(path, grid_of, required=True):
     elif crs is None:
         raise HsanomalyError(f"{path}: the features are in {frame.crs.to_string()}, but "
                              f"{grid_of} has no CRS, so nothing says where they fall on it")
-    elif not _same_crs(frame.crs, crs):
+    elif not same_crs(frame.crs, crs):
         try:
             frame = frame.to_crs(crs.to_wkt())
         except Exception as err:      # pyproj's CRSError, ProjError: no transformation known
@@ -137,14 +137,23 @@ def read_vector_mask(path, grid_of, required=True):
     return mask
 
 
-def _same_crs(features, raster):
-    """Whether the features' CRS (pyproj) is the raster's (rasterio): equal, or two
+def same_crs(first, second):
+    """Whether two CRSs (pyproj's or rasterio's) place coordinates alike: equal but for axis
+    order, a datum shift to WGS 84 written beside one (+towgs84: a hint for reprojecting, not
+    another place), one EPSG code for both (one written as a PROJ string, say), or two
     engineering CRSs of one name (a site grid, written by two programs two ways)."""
     import pyproj
 
-    other = pyproj.CRS.from_wkt(raster.to_wkt())
-    return features.equals(other, ignore_axis_order=True) or (
-        features.is_engineering and other.is_engineering and features.name == other.name)
+    first, second = (crs if isinstance(crs, pyproj.CRS) else pyproj.CRS.from_wkt(crs.to_wkt())
+                     for crs in (first, second))
+    first, second = (crs.source_crs if crs.type_name == "Bound CRS" else crs
+                     for crs in (first, second))
+    if first.equals(second, ignore_axis_order=True):
+        return True
+    if first.is_engineering or second.is_engineering:
+        return first.is_engineering and second.is_engineering and first.name == second.name
+    code = first.to_epsg(min_confidence=70)     # as GDAL names them both (EPSG:32633, say)
+    return code is not None and code == second.to_epsg(min_confidence=70)
 
 
 def _grid_of(raster, path):

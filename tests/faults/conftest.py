@@ -108,13 +108,17 @@ def scene(tmp_path):
 
 @pytest.fixture
 def earlier(tmp_path, scene):
-    """heat.tif: a good heatmap from an earlier run on another scene (so that a run that
-    replaced it would show), made with the library in this process."""
+    """heat.tif: a good heatmap from an earlier run on other pixels of the scene's name (so
+    that a run that replaced it would show; the name, as a result of another input is not
+    replaced), made with the library in this process."""
+    import shutil
+
     import hsanomaly
 
-    other = make_scene(tmp_path / "other.tif", seed=5)
+    (tmp_path / "earlier").mkdir()
+    other = make_scene(tmp_path / "earlier" / scene.name, seed=5)
     hsanomaly.detect(other, tmp_path / "heat.tif", score="rx", tile=16)
-    other.unlink()
+    shutil.rmtree(other.parent)
     return tmp_path / "heat.tif"
 
 

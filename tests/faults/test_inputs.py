@@ -80,14 +80,15 @@ def test_constant_raster_is_warned_about(tmp_path, kind):
 def test_truncated_geotiff(tmp_path, command, earlier, truth):
     bad = truncated_raster(tmp_path / "cut.tif")
     tree = Tree(tmp_path)
-    if command == "detect":
-        result = run_cli("detect", bad, earlier, "--score", "rx", "-q")
+    if command == "detect":         # --overwrite: a failed run keeps it all the same
+        result = run_cli("detect", bad, earlier, "--score", "rx", "-q", "--overwrite")
     elif command == "rio":
         import subprocess
 
         result = subprocess.run([sys.executable, "-c", "from rasterio.rio.main import main_group;"
                                  " main_group()", "hsanomaly", "detect", str(bad), str(earlier),
-                                 "--score", "rx", "-q"], capture_output=True, text=True)
+                                 "--score", "rx", "-q", "--overwrite"], capture_output=True,
+                                text=True)
     elif command == "train":
         result = run_cli("train", bad, "--out", tmp_path / "model", "--iterations", "2", "-q")
     else:                             # a heatmap has one band
