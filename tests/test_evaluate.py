@@ -610,11 +610,11 @@ def test_cli_plots_dir_not_creatable_and_json_dir_missing(heat_and_truth, tmp_pa
     assert "does not exist" in run_failing([heat, truth_path, "--json", missing])
     assert not missing.parent.exists()
     # the report at the plots' folder, or the folder in the report: refused before the work
-    for json, plots in (("r.json", "r.json"), ("out", "out/plots")):
-        assert run_failing([heat, truth_path, "--json", tmp_path / json, "--plots",
+    for report, plots in (("r.json", "r.json"), ("out", "out/plots")):
+        assert run_failing([heat, truth_path, "--json", tmp_path / report, "--plots",
                             tmp_path / plots]) == \
-            f"{tmp_path / json}: --json collides with --plots ({tmp_path / plots}); give each " \
-            "output its own name"
+            f"{tmp_path / report}: --json collides with --plots ({tmp_path / plots}); give " \
+            "each output its own name"
     assert not (tmp_path / "r.json").exists() and not (tmp_path / "out").exists()
 
 
