@@ -152,7 +152,8 @@ def test_scoring_other_bands_than_fitted_is_refused():
 @pytest.mark.parametrize("bad, message", [
     (np.zeros((4, 5)), "expected a cube of shape"),
     (np.zeros((3, 4, 5), np.complex64), "complex64 are not supported"),
-    ("scene.tif", "expected a numpy cube"),
+    ("scene.tif", "expected a numpy cube .*; a file's name: open it .* or score the file with "
+                  "hsanomaly.detect"),
     (np.zeros((3, 0, 5)), r"the cube is empty \(shape \(3, 0, 5\)\)"),
     (np.zeros((0, 4, 5)), "the cube is empty"),
     (np.ma.masked_array(np.zeros((4, 5))), "expected a cube of shape"),

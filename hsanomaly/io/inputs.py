@@ -3,6 +3,8 @@ numpy cubes (bands, rows, cols), masked arrays (the mask is nodata), open raster
 and xarray DataArrays (the band dimension found by name; fill values, scale and offset in
 the attributes, as an unmasked rioxarray read carries them, honoured as a raster's are)."""
 
+import os
+
 import numpy as np
 
 from ..errors import HsanomalyError
@@ -31,8 +33,10 @@ def as_source(X):
         check_band_axis(cube, "the array")
         source, wrap = ArraySource(cube), _same
     else:
+        hint = ("; a file's name: open it (rasterio.open), or score the file with "
+                "hsanomaly.detect" if isinstance(X, (str, os.PathLike)) else "")
         raise HsanomalyError(f"{type(X).__name__}: expected a numpy cube (bands, rows, cols), an "
-                             "open rasterio dataset or an xarray DataArray (band, y, x)")
+                             f"open rasterio dataset or an xarray DataArray (band, y, x){hint}")
     source.band_axis_checked = True         # whole, or its band dimension named
     return source, wrap
 
