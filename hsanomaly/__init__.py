@@ -6,13 +6,14 @@ The front door:
     hsanomaly.train(inputs, out)            # a GAN model bundle (needs the [train] extra)
     hsanomaly.detect(src, dst)              # a heatmap GeoTIFF, tiled, resumable: DetectResult
     hsanomaly.detect_many(inputs, out_dir)  # many rasters, optionally on Dask: [BatchItem]
+    hsanomaly.find_targets(heatmap, far=1e-3)   # the targets as a GeoDataFrame
     hsanomaly.evaluate(heatmap, truth)      # AUC, logAUC, lgFAR, Pd, per target
 """
 
 from typing import TYPE_CHECKING
 
 from ._version import __version__
-from .api import detect, evaluate, train
+from .api import detect, evaluate, find_targets, train
 from .batch import BatchItem, detect_many
 from .detector import Detector
 from .errors import HsanomalyDeprecationWarning, HsanomalyError, HsanomalyWarning
@@ -25,7 +26,7 @@ if TYPE_CHECKING:              # loaded on first use (``__getattr__``); named fo
 
 __all__ = ["BatchItem", "DetectResult", "Detector", "HsanomalyDeprecationWarning", "HsanomalyError",
            "HsanomalyWarning", "NotFittedError", "SCORES", "__version__", "detect", "detect_many",
-           "evaluate", "model", "train"]
+           "evaluate", "find_targets", "model", "train"]
 
 
 def __getattr__(name):

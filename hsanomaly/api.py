@@ -1,4 +1,5 @@
-"""One call per job: ``train``, ``detect``, ``evaluate`` (and, in ``batch``, ``detect_many``).
+"""One call per job: ``train``, ``detect``, ``find_targets``, ``evaluate`` (and, in ``batch``,
+``detect_many``).
 
 The CLI and the QGIS provider call exactly these; their defaults come from
 ``hsanomaly.defaults``. Every check that can fail runs before the work starts.
@@ -24,6 +25,8 @@ from .validate import (batch_inputs, check_raster_path, check_request, detect_pa
                        model_path)
 
 if TYPE_CHECKING:          # the engine and the bundle load on first use
+    from geopandas import GeoDataFrame
+
     from .engine.detect import DetectResult
     from .model.bundle import Bundle
 
@@ -126,6 +129,44 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
                                              far=far, stage=stage, name=dst)
     result.model = None if model is None else str(model)
     return result
+
+
+@one_job()
+def find_targets(heatmap: Union[PathArg, Scores], *, threshold: Optional[SupportsFloat] = None,
+                 far: Optional[FalseAlarmRate] = None, transform: Any = None,
+                 crs: Any = None) -> "GeoDataFrame":
+    """The targets of a heatmap as a GeoDataFrame: the 8-connected regions of pixels scoring
+    above ``threshold``, or above the threshold of false-alarm rate ``far`` (a rate, or
+    "auto": a tail fit of the scores, no labels needed), the rows of what ``detect``'s
+    polygons GeoPackage holds (id, pixels, area, max_score, mean_score, centroid_x,
+    centroid_y, score, threshold).
+
+    heatmap: a raster file (placed by its georeferencing), or the scores in memory as
+    ``Detector.score`` gives them: a (rows, cols) array or masked array (masked = nodata),
+    placed by ``transform`` (an Affine or its six numbers) and ``crs`` where given (pixel
+    coordinates without), or a DataArray, placed by its attributes (``io.inputs.placement``)
+    unless they are given.
+    """
+    from .io.inputs import as_band, as_crs, as_transform, placement
+    from .spelling import spell
+    from .targets import check_threshold_choice, find_targets as vectorise
+
+    if isinstance(heatmap, (str, os.PathLike)):
+        if transform is not None or crs is not None:
+            raise HsanomalyError(f"{spell('transform')}, {spell('crs')}: they place a heatmap "
+                                 "array; a file is placed by its own georeferencing")
+        check_raster_path(heatmap, spell("heatmap"))
+        check_threshold_choice(threshold, far, os.fspath(heatmap))
+        return vectorise(os.fspath(heatmap), threshold=threshold, far=far)[0]
+    given = transform is not None or crs is not None
+    placed = ((as_transform(transform, spell("transform")), as_crs(crs, spell("crs"))) if given
+              else placement(heatmap))
+    scores = as_band(heatmap, "the heatmap array")
+    if scores.dtype.kind not in "uif":
+        raise HsanomalyError(f"the heatmap array holds {scores.dtype} values, not scores")
+    check_threshold_choice(threshold, far, "the heatmap array")
+    return vectorise(scores.astype("float32").filled(float("nan")), threshold=threshold,
+                     far=far, transform=placed[0], crs=placed[1], name="the heatmap array")[0]
 
 
 @one_job()

@@ -708,6 +708,15 @@ def test_evaluate_takes_the_arrays_detector_gives_with_the_files_numbers(heat_an
             ["heatmap.png", "histograms.png", "log_roc.png", "roc.png"]
     # a heatmap file with an array truth: the array is taken on the file's grid
     assert hsanomaly.evaluate(heat, truth)["auc"] == hsanomaly.evaluate(heat, truth_path)["auc"]
+    # a DataArray that carries its placement is on the map as the file is
+    from synthetic import CRS, TRANSFORM
+
+    placed = hsanomaly.evaluate(xr.DataArray(scores, dims=("y", "x"), attrs={
+        "transform": TRANSFORM, "crs": CRS}), truth, outer_mask=outer)
+    assert placed["crs"] == from_files["crs"] == CRS
+    assert placed["false_alarm_regions_per_km2"] == from_files["false_alarm_regions_per_km2"]
+    assert [(t["centroid_x"], t["centroid_y"]) for t in placed["targets"]] == \
+        [(t["centroid_x"], t["centroid_y"]) for t in from_files["targets"]]
 
 
 def test_a_truth_array_masked_or_nan_is_unknown_there(heat_and_truth):

@@ -489,3 +489,57 @@ def test_targets_are_written_as_geopackage_1_2(tmp_path):
     write_polygons(path, tmp_path / "targets.gpkg", threshold=1.0)
     with contextlib.closing(sqlite3.connect(tmp_path / "targets.gpkg")) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == 10200
+
+
+# --- the targets in memory: hsanomaly.find_targets -------------------------------------------
+
+def test_find_targets_gives_the_geopackages_rows_from_a_file_or_an_array(tmp_path):
+    """What `detect --polygons` writes, without a file: for a heatmap file, or for the scores
+    in memory placed by a transform and CRS, given or carried by a DataArray."""
+    xr = pytest.importorskip("xarray")
+    from affine import Affine
+
+    scores = planted_heatmap()
+    path = write_heatmap(tmp_path / "heat.tif", scores)
+    write_polygons(path, tmp_path / "targets.gpkg", threshold=1.0, chunk=16)
+    written = read_layer(tmp_path / "targets.gpkg")
+    gdal_order = " ".join(str(v) for v in Affine.to_gdal(TRANSFORM))
+    for found in (hsanomaly.find_targets(path, threshold=1.0),
+                  hsanomaly.find_targets(scores, threshold=1.0, transform=TRANSFORM, crs=CRS),
+                  hsanomaly.find_targets(scores, threshold=1.0, transform=tuple(TRANSFORM)[:6],
+                                         crs=CRS),
+                  hsanomaly.find_targets(xr.DataArray(scores, dims=("y", "x"), attrs={
+                      "transform": tuple(TRANSFORM)[:6], "crs": CRS}), threshold=1.0),
+                  hsanomaly.find_targets(xr.DataArray(scores, dims=("y", "x"), coords={
+                      "spatial_ref": ((), 0, {"GeoTransform": gdal_order,
+                                              "crs_wkt": rasterio.crs.CRS.from_user_input(
+                                                  CRS).to_wkt()})}), threshold=1.0)):
+        assert found.crs == written.crs == CRS
+        for column in ("id", "pixels", "area", "max_score", "mean_score", "centroid_x",
+                       "centroid_y", "threshold"):
+            np.testing.assert_allclose(found[column], written[column], err_msg=column)
+        assert found.geometry.geom_equals(written.geometry).all()
+    plain = hsanomaly.find_targets(np.ma.masked_invalid(scores), threshold=1.0)   # no map
+    assert plain.crs is None and plain["area"].isna().all()
+    b = plain.iloc[1]                          # rows 40-42, cols 35-36: in pixel coordinates
+    assert (b["centroid_x"], b["centroid_y"], b["pixels"]) == (36.0, 41.5, 6)
+    rate = hsanomaly.find_targets(scores, far=0.01)               # 29 pixels allowed above
+    assert rate["threshold"].iloc[0] == threshold_from_far(scores, 0.01)
+
+
+def test_find_targets_refuses_what_it_cannot_do_in_one_line(tmp_path):
+    scores = planted_heatmap()
+    path = write_heatmap(tmp_path / "heat.tif", scores)
+    cases = [({}, "the heatmap array: targets need 'threshold' or 'far'"),
+             ({"threshold": 1, "far": 0.1}, "give 'threshold' or 'far', not both"),
+             ({"far": 2}, "'far' must be a false-alarm rate"),
+             ({"far": 0.1, "transform": "x"}, "'transform': expected an Affine or its six "
+                                              "numbers, got 'x'"),
+             ({"far": 0.1, "crs": "no such CRS"}, "'crs': not a CRS")]
+    for options, message in cases:
+        with pytest.raises(HsanomalyError, match=message):
+            hsanomaly.find_targets(scores, **options)
+    with pytest.raises(HsanomalyError, match="a file is placed by its own georeferencing"):
+        hsanomaly.find_targets(path, far=0.1, crs="EPSG:4326")
+    with pytest.raises(HsanomalyError, match="the heatmap array: expected a \\(rows, cols\\)"):
+        hsanomaly.find_targets(np.zeros((2, 3, 4)), far=0.1)

@@ -14,6 +14,7 @@ from ..io.atomic import atomic_path
 from ..io.checks import check_memory, warn
 from ..io.paths import is_path
 from ..io.scene import mask_values
+from ..io.inputs import as_band, placement
 from ..io.source import open_raster, read_masked
 from ..spelling import counted, spell
 from .metrics import evaluate
@@ -40,9 +41,9 @@ def read_heatmap(path):
 
 def pixel_area(transform, crs, shape):
     """A raster's pixel area in square metres: exact in a projected CRS
-    (``polygons.pixel_area``), the mean over the raster's geodesic footprint in a geographic
+    (``targets.pixel_area``), the mean over the raster's geodesic footprint in a geographic
     one; None without a CRS or a geotransform, or in a local one of unknown unit."""
-    from ..polygons import pixel_area as projected_pixel_area
+    from ..targets import pixel_area as projected_pixel_area
 
     if crs is None or transform.is_identity or not crs.is_geographic:
         return None if crs is None else projected_pixel_area(transform, crs)
@@ -72,7 +73,7 @@ def read_mask(mask, shape, heatmap=None, name="the mask array"):
     ``shape`` (masked or NaN = unknown), called ``name`` in messages."""
     if is_path(mask):
         return read_truth(mask, shape=shape, grid_of=heatmap, what="heatmap")
-    values = _array(mask, name)
+    values = as_band(mask, name)
     if values.shape != tuple(shape):
         raise HsanomalyError(f"{name} is {_size(values.shape)}, the heatmap {_size(shape)}")
     truth, unknown = mask_values(values, None)
@@ -94,19 +95,21 @@ def evaluate_files(heatmap_path, truth, outer=None, pd_far=defaults.PD_FAR):
 
 def evaluate_arrays(scores, truth, outer=None, pd_far=defaults.PD_FAR):
     """``evaluate_files`` for a heatmap in memory: a (rows, cols) array (numpy, masked: masked
-    = nodata, or an xarray DataArray), with truth and outer mask arrays of its shape. It has
-    no map, so the report has no CRS, pixel area or map coordinates."""
+    = nodata, or an xarray DataArray), with truth and outer mask arrays of its shape. Only a
+    DataArray that carries its placement (``io.inputs.placement``) has a map: otherwise the
+    report has no CRS, pixel area or map coordinates."""
     for label, mask in (("truth", truth), ("outer_mask", outer)):
         if is_path(mask):
             raise HsanomalyError(f"{spell(label)}: a file ({mask}), but the heatmap is an array, "
                                  "so nothing places the file's pixels on it; pass an array of "
                                  "the heatmap's shape, or the heatmap as a raster file")
-    scores = _array(scores, "the heatmap array")
+    transform, crs = placement(scores)
+    scores = as_band(scores, "the heatmap array")
     if scores.dtype.kind not in "uif":
         raise HsanomalyError(f"the heatmap array holds {scores.dtype} values, not scores")
     scores = scores.astype(np.float64).filled(np.nan)
-    return _evaluate(scores, f"<array {_size(scores.shape)}>", None, Affine.identity(), truth,
-                     outer, pd_far)
+    return _evaluate(scores, f"<array {_size(scores.shape)}>", crs,
+                     Affine.identity() if transform is None else transform, truth, outer, pd_far)
 
 
 def _evaluate(scores, name, crs, transform, truth_input, outer_input, pd_far, heatmap_path=None):
@@ -137,23 +140,6 @@ def _evaluate(scores, name, crs, transform, truth_input, outer_input, pd_far, he
                         "outer_mask": None if outer_input is None else
                         _name(outer_input, "<array>")}
     return report, scores, truth, outer, valid
-
-
-def _array(value, name):
-    """A 2-D numeric input as a masked array (masked = nodata or unknown): numpy's, a masked
-    array, an xarray DataArray or anything numpy converts."""
-    if type(value).__module__.startswith("xarray") and type(value).__name__ == "DataArray":
-        value = value.values
-    if not hasattr(value, "__array__"):
-        raise HsanomalyError(f"{name}: expected a raster's path or an array, got a "
-                             f"{type(value).__name__}")
-    array = np.ma.asarray(value)
-    if array.ndim == 3 and array.shape[0] == 1:          # one band, as a raster reads it
-        array = array[0]
-    if array.ndim != 2 or array.dtype.kind not in "biuf":
-        raise HsanomalyError(f"{name}: expected a (rows, cols) array of numbers, got "
-                             f"{array.dtype} of shape {array.shape}")
-    return array
 
 
 def _name(value, otherwise):

@@ -161,3 +161,69 @@ def _xarray_source(X):
         return xr.DataArray(value, dims=dims, coords=coords, attrs=dict(attrs))
 
     return source, wrap
+
+
+def as_band(value, name):
+    """A (rows, cols) input, scores or a mask in memory, as a masked array (masked = nodata or
+    unknown): numpy's, a masked array, a DataArray, anything numpy converts; one band of a
+    (1, rows, cols) array too."""
+    if type(value).__module__.startswith("xarray") and type(value).__name__ == "DataArray":
+        value = value.values
+    if not hasattr(value, "__array__"):
+        raise HsanomalyError(f"{name}: expected a raster's path or an array, got a "
+                             f"{type(value).__name__}")
+    array = np.ma.asarray(value)
+    if array.ndim == 3 and array.shape[0] == 1:          # one band, as a raster reads it
+        array = array[0]
+    if array.ndim != 2 or array.dtype.kind not in "biuf":
+        raise HsanomalyError(f"{name}: expected a (rows, cols) array of numbers, got "
+                             f"{array.dtype} of shape {array.shape}")
+    return array
+
+
+def placement(value):
+    """(geotransform, CRS) that a DataArray's attributes give it: ``transform`` (an Affine or
+    its six numbers) and ``crs``, as hsanomaly's results keep them from their input
+    (``PLACE_ATTRS``), or a ``spatial_ref`` coordinate's ``GeoTransform`` and ``crs_wkt``
+    (the CF and GDAL convention rioxarray writes); (None, None) for anything else. One
+    that does not parse is refused in one line."""
+    if not (type(value).__module__.startswith("xarray") and type(value).__name__ == "DataArray"):
+        return None, None
+    from affine import Affine
+
+    ref = value.coords["spatial_ref"].attrs if "spatial_ref" in value.coords else {}
+    transform, crs = value.attrs.get("transform"), value.attrs.get("crs", ref.get("crs_wkt"))
+    if transform is None and ref.get("GeoTransform"):
+        try:        # GDAL's order: x0, a, b, y0, d, e
+            transform = Affine.from_gdal(*map(float, str(ref["GeoTransform"]).split()))
+        except (TypeError, ValueError):
+            raise HsanomalyError(f"{_name(value)}: its spatial_ref's GeoTransform "
+                                 f"{ref['GeoTransform']!r} is not six numbers") from None
+    return (as_transform(transform, f"{_name(value)}'s transform attribute"),
+            as_crs(crs, f"{_name(value)}'s crs attribute"))
+
+
+def as_transform(value, label):
+    """An Affine from an Affine or its six numbers (None stays None), or one line naming
+    ``label``."""
+    from affine import Affine
+
+    if value is None or isinstance(value, Affine):
+        return value
+    try:
+        return Affine(*map(float, list(value)[:6]))
+    except (TypeError, ValueError):
+        raise HsanomalyError(f"{label}: expected an Affine or its six numbers, got "
+                             f"{value!r}") from None
+
+
+def as_crs(value, label):
+    """A rasterio CRS from anything ``CRS.from_user_input`` takes (an EPSG code, WKT, a PROJ
+    string, pyproj's or rasterio's CRS; None stays None), or one line naming ``label``."""
+    from rasterio.crs import CRS
+    from rasterio.errors import CRSError
+
+    try:
+        return None if value is None else CRS.from_user_input(value)
+    except CRSError as err:
+        raise HsanomalyError(f"{label}: not a CRS ({str(err).splitlines()[0]})") from None

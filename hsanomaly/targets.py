@@ -1,0 +1,186 @@
+"""Targets: the pixels of a heatmap above a threshold, as 8-connected regions
+(``hsanomaly.regions``: a target that straddles chunks comes out whole), in a GeoDataFrame
+with their size, area, scores and centroid. ``polygons`` writes them to a GeoPackage."""
+
+import math
+import os
+import warnings
+
+import numpy as np
+
+from .errors import HsanomalyError
+from .io.checks import warn
+from .io.heatmap import SCORE_TAG
+from .io.vector import map_coordinates
+from .logs import stage as log_stage
+from .options import check_rate, is_real, rate_count
+from .regions import Regions
+from .spelling import spell
+from .thresholds import READ_CHUNK, open_heatmap, score_chunks, threshold_from_far
+
+
+def check_threshold_choice(threshold, far, label, wanted="targets"):
+    """Refuse, in one line starting with ``label``, anything but one of a finite
+    ``threshold`` or a false-alarm rate ``far`` (a rate or "auto"), which ``wanted`` need."""
+    either = f"{spell('threshold')} or {spell('far')}"
+    if threshold is None and far is None:
+        raise HsanomalyError(f"{label}: {wanted} need {either}")
+    if threshold is not None and far is not None:
+        raise HsanomalyError(f"{label}: give {either}, not both")
+    if threshold is not None and not is_real(threshold):
+        raise HsanomalyError(f"{label}: {spell('threshold')} must be a finite number, got "
+                             f"{threshold}")
+    if far is not None:
+        check_rate(f"{label}: {spell('far')}", far, auto=True)
+
+
+def find_targets(heatmap, *, threshold=None, far=None, transform=None, crs=None,
+                 chunk=READ_CHUNK, name=None):
+    """(GeoDataFrame of the targets, the layer's description) of a heatmap: a GeoTIFF path
+    (its georeferencing and score name read from it) or a 2-D array placed by ``transform``
+    and ``crs`` (pixel coordinates without). Targets are 8-connected regions of pixels
+    scoring strictly above ``threshold``, or above ``threshold_from_far(heatmap, far)`` (far:
+    a rate or "auto"). Per target: id (1 = highest max score), pixels, area (``target_areas``;
+    NaN without a geotransform, whose coordinates are pixel coordinates), max_score,
+    mean_score, centroid_x and centroid_y (map coordinates of the mean pixel centre), score
+    and threshold. Memory is bounded by ``chunk`` plus the targets themselves. ``name``: how
+    messages and the description name the heatmap."""
+    import geopandas as gpd
+    from affine import Affine
+
+    is_file = isinstance(heatmap, (str, os.PathLike))
+    name = name or (heatmap if is_file else "<array>")
+    check_threshold_choice(threshold, far, name)
+    score = ""
+    if is_file:
+        transform, crs, width, score = _placement(heatmap, name)
+    else:
+        width = heatmap.shape[-1]
+        transform = Affine.identity() if transform is None else transform
+        crs = None if transform.is_identity else crs
+    if threshold is None:
+        with log_stage(f"threshold at false-alarm rate {far} of {name}"):
+            threshold = threshold_from_far(heatmap, far, chunk=chunk, name=name)
+    with log_stage(f"vectorising the pixels of {name} above {threshold:.6g}"):
+        regions = Regions(width, transform)
+        highest, scored = -math.inf, 0               # for the warnings
+        for win, scores in score_chunks(heatmap, chunk):
+            regions.add(win, scores, threshold)
+            highest = max(highest, float(np.nanmax(scores, initial=-math.inf)))
+            scored += int(np.count_nonzero(~np.isnan(scores)))
+        records = regions.targets()
+    if not records:
+        _warn_none_found(name, threshold, far, highest, scored)
+    areas, area_unit = target_areas(records, transform, crs)
+    columns = {
+        "id": np.arange(1, len(records) + 1, dtype=np.int64),
+        "pixels": np.array([r["pixels"] for r in records], dtype=np.int64),
+        "area": areas,
+        "max_score": np.array([r["max_score"] for r in records], dtype=np.float64),
+        "mean_score": np.array([r["mean_score"] for r in records], dtype=np.float64),
+    }
+    rows = np.array([r["row"] for r in records], dtype=np.float64)
+    cols = np.array([r["col"] for r in records], dtype=np.float64)
+    columns["centroid_x"], columns["centroid_y"] = map_coordinates(transform, rows, cols)
+    columns["score"] = np.array([score] * len(records), dtype=object)
+    columns["threshold"] = np.full(len(records), threshold, dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "'crs' was not provided")   # said in the description
+        frame = gpd.GeoDataFrame(columns, geometry=[r["geometry"] for r in records],
+                                 crs=crs.to_wkt() if crs is not None else None)
+    description = f"{name}: pixels with score > {threshold:.6g}"
+    if transform.is_identity:
+        description += "; not georeferenced: coordinates are pixel coordinates, area is null"
+    else:
+        if crs is None:
+            description += "; no CRS: map coordinates of a reference system the raster does not name"
+        description += f"; area in {area_unit}"
+    return frame, description
+
+
+def _placement(path, name):
+    """(transform, crs, width, score name) of a heatmap file; georeferencing that polygons
+    cannot follow (GCPs, RPCs, a CRS without a transform) is said."""
+    with open_heatmap(path) as ds:
+        crs, transform, width = ds.crs, ds.transform, ds.width
+        score = ds.tags().get(SCORE_TAG, "")
+        placed_by = ("ground control points" if ds.gcps[0] else
+                     "rational polynomial coefficients (RPCs)" if ds.rpcs else None)
+    if transform.is_identity and placed_by:
+        warn(f"{name}: the raster is placed on the map by {placed_by}, which "
+             "polygons do not follow: they are in pixel coordinates (gdalwarp the input to "
+             "a map grid first)")
+    elif transform.is_identity and crs is not None:
+        warn(f"{name}: the raster names a CRS but has no geotransform, so "
+             "polygons are in pixel coordinates and their layer names no CRS (give the "
+             "input a geotransform to place them)")
+    return transform, None if transform.is_identity else crs, width, score
+
+
+def _warn_none_found(name, threshold, far, highest, scored):
+    if far == "auto":
+        warn(f"{name}: the automatic threshold {threshold:.6g} lies above every "
+             f"score (the highest is {highest:.6g}), so no target was found; the tail fit "
+             f"extrapolates far on a small or heavy-tailed heatmap: pass {spell('far')} (e.g. "
+             f"1e-3) or {spell('threshold')} instead")
+    elif far is None and scored and highest <= threshold:
+        warn(f"{name}: the threshold {threshold:.6g} lies at or above every "
+             f"score (the highest is {highest:.6g}), so no target was found; pass a lower "
+             f"{spell('threshold')} or a {spell('far')}")
+    elif far is not None:
+        allowed = rate_count(far, scored)
+        why = (f"the rate allows no pixel of these {scored} (it needs at least 1/{scored})"
+               if not allowed else f"the rate allows {allowed} of {scored} pixels above it, "
+               "and more share the highest score")
+        warn(f"{name}: no target found at false-alarm rate {far:g}: {why}; pass "
+             f"a larger {spell('far')} or a {spell('threshold')}")
+
+
+def pixel_area(transform, crs):
+    """A pixel's area in square metres where the CRS is projected, or local with a named
+    linear unit (a site grid; the unit converted: US feet, say); None elsewhere (degrees, a
+    local CRS of unknown unit, no CRS, no geotransform)."""
+    metres = None if transform.is_identity or crs is None else _metres_per_unit(crs)
+    return None if metres is None else abs(transform.determinant) * metres ** 2
+
+
+def _metres_per_unit(crs):
+    """Metres in the CRS's linear unit: a projected CRS's, or a local one's where both axes
+    name one (a unit called "unknown" is none); None otherwise."""
+    if crs.is_projected:
+        return crs.linear_units_factor[1]
+    if crs.is_geographic:
+        return None
+    import pyproj
+
+    axes = pyproj.CRS.from_wkt(crs.to_wkt()).coordinate_system
+    factors = {_metres(axis.get("unit")) for axis in (axes.to_json_dict()["axis"] if axes else [])}
+    return factors.pop() if len(factors) == 1 and None not in factors else None
+
+
+def _metres(unit):
+    """Metres in one axis's unit (PROJJSON), or None if it is not a known linear unit."""
+    if unit == "metre":
+        return 1.0
+    linear = isinstance(unit, dict) and unit.get("type") == "LinearUnit"
+    return unit.get("conversion_factor") if linear and unit.get("name") != "unknown" else None
+
+
+def target_areas(records, transform, crs):
+    """(each target's area, its unit): square metres from a pixel's area (``pixel_area``), or
+    the geodesic area of the target's polygon on the ellipsoid of a geographic CRS (a pixel in
+    degrees has no one area); the map's own units squared where the CRS is missing or local
+    of unknown unit; NaN without a geotransform."""
+    pixels = np.array([r["pixels"] for r in records], dtype=np.float64)
+    if transform.is_identity:
+        return np.full(len(records), np.nan), None
+    if crs is not None and crs.is_geographic:
+        import pyproj
+
+        geod = pyproj.CRS.from_wkt(crs.to_wkt()).get_geod()
+        return np.array([abs(geod.geometry_area_perimeter(r["geometry"])[0]) for r in records],
+                        dtype=np.float64), "square metres"
+    area = pixel_area(transform, crs)
+    if area is not None:
+        return pixels * area, "square metres"
+    return pixels * abs(transform.determinant), "map units squared"
