@@ -106,7 +106,8 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
             else:     # staged: replaced with the heatmap, so a failed run keeps the earlier pair
                 if resume:
                     check_resumed_input(src, dst)
-                trained_on = input_fingerprint(src)      # what the engine must score too
+                # what the engine must score too, fingerprinted as the engine will
+                trained_on = input_fingerprint(src if masked is None else masked, masked)
                 probed = open_source(src) if masked is None else masked
                 with contextlib.closing(probed) as source:
                     check_quick_model(source, scorer)

@@ -137,40 +137,20 @@ def _warn_none_found(name, threshold, far, highest, scored):
 
 
 def pixel_area(transform, crs):
-    """A pixel's area in square metres where the CRS is projected, or local with a named
-    linear unit (a site grid; the unit converted: US feet, say); None elsewhere (degrees, a
-    local CRS of unknown unit, no CRS, no geotransform)."""
-    metres = None if transform.is_identity or crs is None else _metres_per_unit(crs)
-    return None if metres is None else abs(transform.determinant) * metres ** 2
-
-
-def _metres_per_unit(crs):
-    """Metres in the CRS's linear unit: a projected CRS's, or a local one's where both axes
-    name one (a unit called "unknown" is none); None otherwise."""
-    if crs.is_projected:
-        return crs.linear_units_factor[1]
-    if crs.is_geographic:
+    """A pixel's area in square metres where the CRS is projected (its linear unit converted:
+    US feet, say); None elsewhere (degrees, no CRS, no geotransform, or a local CRS: GDAL
+    gives one a metre of its own where the file names no unit, ENVI's "Arbitrary" grid of
+    pixel coordinates, say)."""
+    if transform.is_identity or crs is None or not crs.is_projected:
         return None
-    import pyproj
-
-    axes = pyproj.CRS.from_wkt(crs.to_wkt()).coordinate_system
-    factors = {_metres(axis.get("unit")) for axis in (axes.to_json_dict()["axis"] if axes else [])}
-    return factors.pop() if len(factors) == 1 and None not in factors else None
-
-
-def _metres(unit):
-    """Metres in one axis's unit (PROJJSON), or None if it is not a known linear unit."""
-    if unit == "metre":
-        return 1.0
-    linear = isinstance(unit, dict) and unit.get("type") == "LinearUnit"
-    return unit.get("conversion_factor") if linear and unit.get("name") != "unknown" else None
+    return abs(transform.determinant) * crs.linear_units_factor[1] ** 2
 
 
 def target_areas(records, transform, crs):
     """(each target's area, its unit): square metres from a pixel's area (``pixel_area``), or
     the geodesic area of the target's polygon on the ellipsoid of a geographic CRS (a pixel in
-    degrees has no one area); the map's own units squared where the CRS is missing or local
-    of unknown unit; NaN without a geotransform."""
+    degrees has no one area); the map's own units squared where the CRS is missing or local;
+    NaN without a geotransform."""
     pixels = np.array([r["pixels"] for r in records], dtype=np.float64)
     if transform.is_identity:
         return np.full(len(records), np.nan), None

@@ -582,13 +582,21 @@ def test_bands_on_the_second_axis_and_files_with_bands_last_are_warned_about(tmp
     last = write_raster(tmp_path / "last.tif", np.moveaxis(cube, 0, -1))
     first = write_raster(tmp_path / "first.tif", cube)
     scipy.io.savemat(tmp_path / "first.mat", {"data": cube})          # no truth variable
-    for path, where in ((last, "last"), (tmp_path / "first.mat", "second")):
+    for path, where, advice in (
+            (last, "last", "store the cube bands first: GDAL reads bands first"),
+            (tmp_path / "first.mat", "second", r"save it \(rows, cols, bands\), or beside its truth")):
         with pytest.warns(hsanomaly.HsanomalyWarning, match=f"{path.name} of shape .*: its {where} "
-                          "axis varies far more smoothly .* store the cube bands first"):
+                          f"axis varies far more smoothly .* {advice}"):
             hsanomaly.detect(path, tmp_path / f"{path.stem}-heat.tif", score="rx")
+    # quiet: bands first, and a multispectral image whose rows or columns are its smoothest
+    # direction (a gradient, striping): its short spectra step far, and say nothing
+    rows = np.linspace(0, 50, 120)[:, None] + np.random.default_rng(0).normal(0, 0.2, (120, 90))
+    striped = np.stack([rows * (band + 1) + np.arange(90) % 7 for band in range(8)])
+    multispectral = write_raster(tmp_path / "multi.tif", striped.astype(np.float32))
     with warnings.catch_warnings():
         warnings.simplefilter("error", hsanomaly.HsanomalyWarning)
-        hsanomaly.detect(first, tmp_path / "heat.tif", score="rx")             # bands first: quiet
+        hsanomaly.detect(first, tmp_path / "heat.tif", score="rx")
+        hsanomaly.detect(multispectral, tmp_path / "multi-heat.tif", score="rx")
         with rasterio.open(first) as ds:
             hsanomaly.Detector("rx").fit(ds)
 

@@ -150,7 +150,7 @@ def test_false_alarm_regions_are_the_blobs_above_the_pd_threshold_without_a_targ
     assert evaluate(scores, truth)["false_alarm_regions_per_km2"] is None
 
 
-def test_pixels_of_unknown_truth_neither_count_nor_split_a_false_alarm_region():
+def test_pixels_of_unknown_truth_neither_count_nor_split_a_false_alarm_region(tmp_path):
     """A truth file's nodata is unknown: in neither class, but a blob above the threshold that
     crosses it is still one blob to look at."""
     scores = np.zeros((40, 50))
@@ -161,10 +161,20 @@ def test_pixels_of_unknown_truth_neither_count_nor_split_a_false_alarm_region():
     truth[5, 7] = np.nan                                    # ...across a pixel of unknown truth
     truth[30:32, 30:32] = np.nan
     scores[30:32, 30:32] = 5                                # unknown pixels only: no region
-    report = evaluate(scores, truth, pd_far=0.01)
-    assert (report["n_targets_found"], report["n_false_alarm_regions"]) == (1, 1)
-    assert report["n_background_pixels"] == 40 * 50 - 1 - 5
-    assert report["n_excluded_pixels"] == 5
+    import hsanomaly
+
+    unknown = np.isnan(truth)
+    stored = np.where(unknown, 255, truth).astype(np.float32)[None]
+    truth_file = write_raster(tmp_path / "truth.tif", stored, nodata=255)
+    heat = write_raster(tmp_path / "heat.tif", scores[None].astype(np.float32))
+    for report in (evaluate(scores, truth, pd_far=0.01),                  # the metrics alone
+                   hsanomaly.evaluate(scores, truth, pd_far=0.01),        # and every door
+                   hsanomaly.evaluate(scores, np.ma.masked_array(np.nan_to_num(truth), unknown),
+                                      pd_far=0.01),
+                   hsanomaly.evaluate(heat, truth_file, pd_far=0.01)):
+        assert (report["n_targets_found"], report["n_false_alarm_regions"]) == (1, 1)
+        assert report["n_background_pixels"] == 40 * 50 - 1 - 5
+        assert report["n_excluded_pixels"] == 5
 
 
 @pytest.mark.parametrize("far", [0.001, 0.01, 0.2])
@@ -192,21 +202,18 @@ def test_the_false_alarm_threshold_is_pds(far):
     assert false_alarm_regions(scores, truth, far=far) == expected
 
 
-LOCAL = ('LOCAL_CS["Site grid",LOCAL_DATUM["x",0],UNIT[{}],AXIS["X",EAST],'
-         'AXIS["Y",NORTH]]')      # a site grid: its own unit, no place on the Earth
+LOCAL = ('LOCAL_CS["Arbitrary",LOCAL_DATUM["x",0],UNIT[{}],AXIS["X",EAST],'
+         'AXIS["Y",NORTH]]')      # ENVI's pixel grid: GDAL gives it a metre of its own
 
 
 @pytest.mark.parametrize("crs, size, area", [("EPSG:32633", 2.0, 4.0),
                                              ("EPSG:2227", 10.0, (10 * 1200 / 3937) ** 2),
                                              ("EPSG:4326", 0.001, (0.001 * 111_000) ** 2),
                                              (None, 2.0, None),
-                                             (LOCAL.format('"metre",1'), 2.0, 4.0),
-                                             (LOCAL.format('"US survey foot",0.3048006096'),
-                                              10.0, (10 * 1200 / 3937) ** 2),
-                                             (LOCAL.format('"unknown",1'), 2.0, None)])
+                                             (LOCAL.format('"metre",1'), 2.0, None)])
 def test_pixel_area_in_square_metres(tmp_path, crs, size, area):
-    """Feet converted, in a projected CRS or a site grid's; degrees near the equator: about
-    111 km each way; a site grid of unknown unit has none. The report places
+    """Feet converted; degrees near the equator: about 111 km each way; a local CRS has none
+    (GDAL names a metre for ENVI's "Arbitrary" grid of pixel coordinates). The report places
     each target on the map (its mean pixel centre) where the heatmap has a geotransform."""
     from rasterio.crs import CRS as RasterCRS
     from rasterio.transform import from_origin
@@ -225,12 +232,11 @@ def test_pixel_area_in_square_metres(tmp_path, crs, size, area):
     first = report["targets"][0]                     # rows 10-12, cols 50-53: centre (11.5, 52)
     assert (first["centroid_x"], first["centroid_y"]) == pytest.approx(
         (10 + 52 * size, 1 - 11.5 * size))
-    with rasterio.open(heat) as ds:     # a GeoTIFF renames a site grid's axes, and writes an
-        stored = pixel_area(ds.transform, ds.crs, ds.shape)     # unknown unit as metres
+    with rasterio.open(heat) as ds:            # a GeoTIFF renames a local CRS's axes
         assert report["crs"] == (None if crs is None else ds.crs.to_string())
-    assert (report["false_alarm_regions_per_km2"] is None) == (stored is None)
-    if "unknown" not in str(crs):
-        assert stored == (None if area is None else pytest.approx(area, rel=0.02))
+        assert pixel_area(ds.transform, ds.crs, ds.shape) == \
+            (None if area is None else pytest.approx(area, rel=0.02))
+    assert (report["false_alarm_regions_per_km2"] is None) == (area is None)
 
 
 def test_pd_far_outside_zero_one_is_refused_before_anything_is_written(heat_and_truth, tmp_path):

@@ -1087,10 +1087,15 @@ def test_a_bad_band_list_of_another_length_is_refused(tmp_path):
     with rasterio.open(envi, "w", driver="ENVI", dtype="float32", count=6, height=4, width=5) as ds:
         ds.write(np.ones((6, 4, 5), np.float32))
     header = envi.with_suffix(".hdr")
-    header.write_text(header.read_text() + "bbl = {1, 1, 0, 1, 0}\n")
+    written = header.read_text()
+    header.write_text(written + "bbl = {1, 1, 0, 1, 0}\n")
     with pytest.raises(HsanomalyError, match=r"scene.img: the ENVI header's bad band list \(bbl\) "
                                              "has 5 flags for 6 bands"):
         RasterSource(envi)
+    # as ENVI itself writes them: numbers in exponent form
+    header.write_text(written + "bbl = {" + ", ".join(f"{flag:e}" for flag in (1, 1, 0, 1, 0, 1))
+                      + "}\n")
+    assert RasterSource(envi).count == 4                        # bands 3 and 5 left out
 
 
 @pytest.mark.parametrize("offset", [0, 512])

@@ -5,6 +5,7 @@ import contextlib
 import importlib.util
 import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -607,6 +608,26 @@ def test_an_input_replaced_while_its_quick_model_trains_is_refused(scene, tmp_pa
                                              "was trained on it"):
         hsanomaly.api.detect(src, tmp_path / "out.tif", tile=16, callback=replace_once)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif"]
+
+
+@needs_torch
+def test_masked_quick_model_runs_pass_the_input_check(scene, tmp_path, monkeypatch):
+    """The check compared the file's fingerprint with the engine's of a masked .mat scene's
+    cube in memory, which never match: every such run was refused."""
+    import scipy.io
+
+    import hsanomaly.api
+
+    short_trainings(monkeypatch, 5)
+    _, path, cube, truth = scene
+    scipy.io.savemat(tmp_path / "scene.mat", {"data": np.moveaxis(cube, 0, -1), "map": truth})
+    mask = np.zeros((1, *truth.shape), np.float32)
+    mask[0, 30:, 30:] = 1
+    mask_path = write_raster(tmp_path / "mask.tif", mask)
+    for src in (tmp_path / "scene.mat", path):
+        result = hsanomaly.api.detect(src, tmp_path / f"{Path(src).stem}-heat.tif", tile=16,
+                                      mask=mask_path)
+        assert result.mask is not None and result.pixels_nodata >= 16 * 14
 
 
 @needs_torch

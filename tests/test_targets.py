@@ -445,17 +445,11 @@ def test_a_geopackage_open_with_changes_in_its_write_ahead_log_is_not_replaced(s
     assert gpkg.read_bytes() == before
 
 
-SITE_FEET = ('LOCAL_CS["Site grid",LOCAL_DATUM["x",0],UNIT["US survey foot",0.3048006096],'
-             'AXIS["X",EAST],AXIS["Y",NORTH]]')
-
-
 @pytest.mark.parametrize("epsg, pixel, metres", [(32633, 2.0, 2.0), (2263, 2.0, 2.0 * 0.3048006096),
-                                                 (4326, 1e-4, None),
-                                                 (SITE_FEET, 2.0, 2.0 * 0.3048006096)])
+                                                 (4326, 1e-4, None)])
 def test_target_areas_are_in_square_metres(tmp_path, epsg, pixel, metres):
     """The area column was in the CRS's units squared with no word of which: square degrees
-    (8e-08 for a target of 700 square metres) or square US feet. A site grid (a local CRS)
-    in feet is converted as well."""
+    (8e-08 for a target of 700 square metres) or square US feet."""
     from affine import Affine
     from pyproj import Geod
 
@@ -463,8 +457,7 @@ def test_target_areas_are_in_square_metres(tmp_path, epsg, pixel, metres):
     transform = Affine(pixel, 0, 10.0 if epsg == 4326 else 5e5, 0, -pixel,
                        60.0 if epsg == 4326 else 6.7e6)
     path = tmp_path / "heat.tif"
-    crs = epsg if isinstance(epsg, str) else f"EPSG:{epsg}"
-    with rasterio.open(path, "w", driver="GTiff", dtype="float32", count=1, crs=crs,
+    with rasterio.open(path, "w", driver="GTiff", dtype="float32", count=1, crs=f"EPSG:{epsg}",
                        height=scores.shape[0], width=scores.shape[1], transform=transform) as dst:
         dst.write(scores.astype(np.float32)[None])
     write_polygons(path, tmp_path / "targets.gpkg", threshold=1.0, chunk=16)

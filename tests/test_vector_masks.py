@@ -255,6 +255,32 @@ def test_an_engineering_crs_written_two_ways_is_one_and_an_impossible_reprojecti
         read_truth(layer, grid_of=utm)
 
 
+def test_one_crs_written_two_ways_is_one_and_two_datums_are_two(tmp_path):
+    """UTM 33N written with a zero shift to WGS 84 places features as EPSG:32633 does (a mask
+    raster so written was refused); ED50 and Datum 73, on one ellipsoid but shifted about 290
+    m apart, are two: the features are reprojected."""
+    import pyproj
+    from rasterio.transform import from_origin
+
+    from hsanomaly.io.vector import same_crs
+
+    zero = "+proj=utm +zone=33 +ellps=WGS84 +towgs84=0,0,0,0,0,0,0 +units=m +no_defs"
+    near = ([500000.0], [4000000.0])
+    assert same_crs(pyproj.CRS(zero), pyproj.CRS("EPSG:32633"), near=near, tolerance=0.02)
+    assert not same_crs(pyproj.CRS(zero), pyproj.CRS("EPSG:32632"), near=near, tolerance=0.02)
+    ed50 = "+proj=utm +zone=29 +ellps=intl +towgs84=-87,-98,-121,0,0,0,0 +units=m +no_defs"
+    datum73 = ("+proj=utm +zone=29 +ellps=intl +towgs84=-223.237,110.193,36.649,0,0,0,0 "
+               "+units=m +no_defs")
+    x, y = 500000, 4300000
+    raster = write_raster(tmp_path / "r.tif", np.zeros((1, 100, 100), np.float32), crs=datum73,
+                          transform=from_origin(x - 500, y + 500, 10, 10))
+    layer = write_layer(tmp_path / "p.gpkg", [shapely.Point(x, y)], crs=ed50)
+    moved = pyproj.Transformer.from_crs(ed50, datum73, always_xy=True).transform(x, y)
+    mask, _ = read_truth(layer, grid_of=raster)
+    assert np.argwhere(mask).tolist() == [[int((y + 500 - moved[1]) // 10),
+                                           int((moved[0] - x + 500) // 10)]]
+
+
 def test_file_names_with_a_bar_are_files(grid, tmp_path):
     """'|' starts a QGIS option only where one follows; 'a|b.tif' is a file name."""
     from hsanomaly.cli import main

@@ -42,7 +42,7 @@ def read_heatmap(path):
 def pixel_area(transform, crs, shape):
     """A raster's pixel area in square metres: exact in a projected CRS
     (``targets.pixel_area``), the mean over the raster's geodesic footprint in a geographic
-    one; None without a CRS or a geotransform, or in a local one of unknown unit."""
+    one; None without a CRS or a geotransform, or in a local one."""
     from ..targets import pixel_area as projected_pixel_area
 
     if crs is None or transform.is_identity or not crs.is_geographic:
@@ -84,9 +84,10 @@ def read_mask(mask, shape, heatmap=None, name="the mask array"):
 
 def evaluate_files(heatmap_path, truth, outer=None, pd_far=defaults.PD_FAR):
     """Read the inputs and evaluate; returns (report, scores, truth, outer, valid). The masks
-    are files or arrays (``read_mask``). Pixels where a mask is nodata are left out (``valid``
-    is False there), as are the heatmap's own NaN pixels (``metrics.class_masks``;
-    ``evaluate`` counts the target pixels among them)."""
+    are files or arrays (``read_mask``). Pixels where the truth is unknown (its nodata) are
+    in neither class, as the outer mask's ambiguous pixels are (``outer`` holds both); where
+    the outer mask is nodata, left out (``valid`` is False there), as are the heatmap's own
+    NaN pixels (``metrics.class_masks``; ``evaluate`` counts the target pixels among them)."""
     scores = read_heatmap(heatmap_path)
     with open_raster(heatmap_path) as ds:
         crs, transform = ds.crs, ds.transform
@@ -115,7 +116,7 @@ def evaluate_arrays(scores, truth, outer=None, pd_far=defaults.PD_FAR):
 def _evaluate(scores, name, crs, transform, truth_input, outer_input, pd_far, heatmap_path=None):
     truth_name = _name(truth_input, "the truth array")
     truth, known = read_mask(truth_input, scores.shape, heatmap_path, truth_name)
-    valid = known
+    valid = None
     if not truth[known if known is not None else ...].any():
         nodata = 0 if known is None else int((~known).sum())
         unknown = "the mask's nodata value" if is_path(truth_input) else "masked or NaN"
@@ -125,10 +126,10 @@ def _evaluate(scores, name, crs, transform, truth_input, outer_input, pd_far, he
         raise HsanomalyError(f"{truth_name}: the truth mask has no background (no zero pixel)")
     outer = None
     if outer_input is not None:
-        outer, outer_known = read_mask(outer_input, scores.shape, heatmap_path,
-                                       _name(outer_input, "the outer mask array"))
-        if outer_known is not None:
-            valid = outer_known if valid is None else valid & outer_known
+        outer, valid = read_mask(outer_input, scores.shape, heatmap_path,
+                                 _name(outer_input, "the outer mask array"))
+    if known is not None:      # unknown truth: in neither class, as the outer mask's pixels,
+        outer = ~known if outer is None else (outer != 0) | ~known   # and linking regions
     try:
         report = evaluate(scores, truth, outer_mask=outer, valid=valid, pd_far=pd_far,
                           name=name, pixel_area=pixel_area(transform, crs, scores.shape))

@@ -13,6 +13,10 @@ import numpy as np
 # The margin is wide, since a false warning would give bad advice: a cube is warned about
 # when one of its other axes is this many times smoother than each of the rest.
 SMOOTHER = 2.0
+# Lines shorter than this say too little: a multispectral raster's short spectra step far, and any
+# smooth direction of its image (a gradient, striping) would pass for its bands. A cube stored
+# the other way round has spatial lines of at least this length where GDAL sees bands.
+MIN_LINE = 30
 # where the bands would lie, by axis: its name in advice, and the layout it means
 PLACES = {1: ("second", "(rows, bands, cols)"), 2: ("last", "(rows, cols, bands)")}
 
@@ -37,15 +41,15 @@ def check_band_axis(cube, name, mask=None, lines=200, advice=detector_advice):
 def warn_if_bands_elsewhere(lines, shape, name, advice=detector_advice):
     """Warn when the lines along axis 1 or 2 of a cube of ``shape`` (``lines``: per axis, a
     (n, length) float array, NaN left out; whole lines, or as long as they can be read) vary
-    much more smoothly than those along the others. A hint, so a warning; only an axis of 20
-    and more values is taken for the bands'. ``advice(axis, where)``: how to put the bands
-    first."""
+    much more smoothly than those along the others. A hint, so a warning; only cubes of
+    ``MIN_LINE`` and more values along the first axis and the one taken for the bands' are
+    looked at. ``advice(axis, where)``: how to put the bands first."""
     steps = [median_step(values) for values in lines]
     if None in steps:
         return
     axis = int(np.argmin(steps))
     rest = min(step for other, step in enumerate(steps) if other != axis)
-    if axis == 0 or shape[axis] < 20 or not steps[axis] * SMOOTHER < rest:
+    if axis == 0 or min(shape[0], shape[axis]) < MIN_LINE or not steps[axis] * SMOOTHER < rest:
         return
     from .checks import warn_once
 

@@ -159,7 +159,7 @@ def check_same_grid(path, other):
     """Refuse mask ``path`` unless it lies on raster ``other``'s grid, where both say where they
     are: same CRS, same pixel size and an origin within a hundredth of a pixel; or, placed by
     ground control points, the same points to a hundredth of a pixel."""
-    from .vector import same_crs
+    from .vector import pixel_size, same_crs
 
     mine, theirs = _grid(path), _grid(other)
     if mine is None or theirs is None:
@@ -169,7 +169,9 @@ def check_same_grid(path, other):
         raise HsanomalyError(f"{path}: the mask is placed by {PLACED_BY[kind]} and {other} by "
                              f"{PLACED_BY[other_kind]}, so nothing says they line up; give the "
                              "mask that raster's own georeferencing")
-    if crs is not None and other_crs is not None and not same_crs(crs, other_crs):
+    # alike where the other raster lies, to a hundredth of its pixel
+    near = {} if kind == "gcps" else {"near": ([o.c], [o.f]), "tolerance": 0.01 * pixel_size(o)}
+    if crs is not None and other_crs is not None and not same_crs(crs, other_crs, **near):
         raise HsanomalyError(f"{path}: the mask is in {crs.to_string()} but {other} is in "
                              f"{other_crs.to_string()}; reproject it onto that raster's grid")
     if kind == "gcps":

@@ -21,7 +21,7 @@ from rasterio.windows import Window
 
 from ..defaults import TILE
 from ..errors import HsanomalyError
-from .bandaxis import warn_if_bands_elsewhere
+from .bandaxis import MIN_LINE, warn_if_bands_elsewhere
 from .checks import warn_once
 from .units import nanometres
 
@@ -118,6 +118,12 @@ class _Source:
 
     band_axis_checked = False    # in-memory cubes are checked whole (io.inputs)
 
+    @staticmethod
+    def axis_advice(axis, where):
+        """What to do when the bands seem to lie along ``axis`` (``bandaxis``)."""
+        return (f"If its spectra lie along that axis (an HDF5 or netCDF cube stored with its "
+                f"bands {where}), store the cube bands first: GDAL reads bands first")
+
     def check_data(self):
         """Warn, from the probe windows, about what would make the scores silently worse: a
         cube whose bands seem to lie along another axis than GDAL's (``check_band_axis``),
@@ -190,28 +196,35 @@ class _Source:
                           "pixels in")
 
     def _check_band_axis(self):
-        """``bandaxis.warn_if_bands_elsewhere`` on lines read by window about the centre: every
-        band at the pixels of a small block, and each spatial axis along a strip as long as
-        the image (at most ``AXIS_LINE`` pixels), with nodata, the exclusion mask's pixels and
+        """``bandaxis.warn_if_bands_elsewhere`` on lines read by window: every band at the
+        pixels of small blocks, and each spatial axis along strips as long as the image (at
+        most ``AXIS_LINE`` pixels), at a quarter, half and three quarters of the other axis
+        (one strip could run along a road), with nodata, the exclusion mask's pixels and
         fills (one value in every band: they look smooth) left out."""
+        if min(self.count, max(self.height, self.width)) < MIN_LINE:
+            return                                   # too short to tell (bandaxis.MIN_LINE)
         rows, cols = min(self.height, AXIS_LINE), min(self.width, AXIS_LINE)
         thick, wide = min(AXIS_STRIP, self.height), min(AXIS_STRIP, self.width)
         top, left = (self.height - rows) // 2, (self.width - cols) // 2
-        middle_row, middle_col = (self.height - thick) // 2, (self.width - wide) // 2
-        rng, lines = np.random.default_rng(0), []
-        for axis, window in enumerate((Window(middle_col, middle_row, wide, thick),
-                                       Window(middle_col, top, wide, rows),
-                                       Window(left, middle_row, cols, thick))):
-            values, nodata = self._read_bands(window, stored=True)
-            left_out = nodata | (values == values[:1]).all(axis=0)
-            if self.exclusion is not None:
-                left_out = left_out | self.exclusion.window(
-                    int(window.row_off), int(window.col_off), int(window.height), int(window.width))
-            values = np.where(left_out, np.nan, values.astype(np.float64))
-            along = np.moveaxis(values, axis, -1).reshape(-1, values.shape[axis])
-            lines.append(along[rng.permutation(len(along))[:AXIS_LINES]])
-        warn_if_bands_elsewhere(lines, (self.count, self.height, self.width), self.name,
-                                _file_axis_advice)
+        lines = [[], [], []]
+        for at in (0.25, 0.5, 0.75):
+            row, col = int((self.height - thick) * at), int((self.width - wide) * at)
+            for axis, window in enumerate((Window(col, row, wide, thick),
+                                           Window(col, top, wide, rows),
+                                           Window(left, row, cols, thick))):
+                values, nodata = self._read_bands(window, stored=True)
+                left_out = nodata | (values == values[:1]).all(axis=0)
+                if self.exclusion is not None:
+                    left_out = left_out | self.exclusion.window(
+                        int(window.row_off), int(window.col_off), int(window.height),
+                        int(window.width))
+                values = np.where(left_out, np.nan, values.astype(np.float64))
+                lines[axis].append(np.moveaxis(values, axis, -1).reshape(-1, values.shape[axis]))
+        rng = np.random.default_rng(0)
+        lines = [np.concatenate(along) for along in lines]
+        warn_if_bands_elsewhere([along[rng.permutation(len(along))[:AXIS_LINES]]
+                                 for along in lines], (self.count, self.height, self.width),
+                                self.name, self.axis_advice)
 
     def reduce(self, fn, tile=TILE, combine=None):
         """Fold ``fn(pixels)`` over all tiles in order, where ``pixels`` are a tile's valid
@@ -678,6 +691,10 @@ def _gdal_reason(err):
     return ": ".join(chain[:1] + chain[-1:] if len(chain) > 1 else chain) or "read error"
 
 
+# a number in an ENVI header's list: 1, 0.5, .5, 1.000000e+00
+NUMBER = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+
+
 def _bad_bands(ds, name):
     """Band numbers an ENVI header's bad band list (``bbl``: 1 good, 0 bad) marks bad, such as
     an AVIRIS scene's water-vapour bands: left out, as ENVI leaves them out. A list of another
@@ -685,7 +702,7 @@ def _bad_bands(ds, name):
     listed = ds.tags(ns="ENVI").get("bbl")
     if not listed:
         return set()
-    flags = re.findall(r"[-+]?[0-9]*\.?[0-9]+", listed)
+    flags = re.findall(NUMBER, listed)
     if len(flags) != ds.count:
         raise HsanomalyError(f"{name}: the ENVI header's bad band list (bbl) has "
                              f"{len(flags)} flags for {ds.count} bands, so it names no band for "
@@ -726,7 +743,7 @@ def _wavelengths(ds, bands=None):
     values, units = None, envi.get("wavelength_units")
     bands = bands or range(1, ds.count + 1)
     if envi.get("wavelength"):
-        found = [float(v) for v in re.findall(r"[-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?",
+        found = [float(v) for v in re.findall(NUMBER,
                                                envi["wavelength"])]
         values = [found[b - 1] for b in bands] if len(found) == ds.count else None
     if values is None:
@@ -748,10 +765,10 @@ def _wavelengths(ds, bands=None):
     return nanometres(values, units)
 
 
-def _file_axis_advice(axis, where):
-    return (f"If its spectra lie along that axis (an HDF5 or netCDF cube stored with its bands "
-            f"{where}, or a .mat cube without a truth variable, read as (rows, cols, bands)), "
-            "store the cube bands first")
+def _mat_axis_advice(axis, where):
+    return ("A .mat cube without a truth variable is read as (rows, cols, bands): if its "
+            "bands are elsewhere in the file, save it (rows, cols, bands), or beside its truth "
+            "(map, gt, mask...), whose shape tells")
 
 
 def open_source(path):
@@ -762,5 +779,8 @@ def open_source(path):
         if not Path(path).exists():
             raise HsanomalyError(f"{path}: file not found")
         cube, _ = read_mat(path)
-        return ArraySource(cube, name=str(path), wavelengths=read_mat_wavelengths(path, len(cube)))
+        source = ArraySource(cube, name=str(path),
+                             wavelengths=read_mat_wavelengths(path, len(cube)))
+        source.axis_advice = _mat_axis_advice
+        return source
     return RasterSource(path)

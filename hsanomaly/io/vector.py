@@ -8,6 +8,7 @@ Features in another CRS are reprojected onto the raster's; one without a CRS is 
 the raster's, with a warning.
 """
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -111,7 +112,8 @@ def read_vector_mask(path, grid_of, required=True):
     elif crs is None:
         raise HsanomalyError(f"{path}: the features are in {frame.crs.to_string()}, but "
                              f"{grid_of} has no CRS, so nothing says where they fall on it")
-    elif not same_crs(frame.crs, crs):
+    elif not same_crs(frame.crs, crs, near=footprint(transform, shape).exterior.xy,
+                      tolerance=0.01 * pixel_size(transform)):
         try:
             frame = frame.to_crs(crs.to_wkt())
         except Exception as err:      # pyproj's CRSError, ProjError: no transformation known
@@ -137,23 +139,33 @@ def read_vector_mask(path, grid_of, required=True):
     return mask
 
 
-def same_crs(first, second):
+def same_crs(first, second, near=None, tolerance=0.0):
     """Whether two CRSs (pyproj's or rasterio's) place coordinates alike: equal but for axis
-    order, a datum shift to WGS 84 written beside one (+towgs84: a hint for reprojecting, not
-    another place), one EPSG code for both (one written as a PROJ string, say), or two
-    engineering CRSs of one name (a site grid, written by two programs two ways)."""
+    order; two engineering CRSs of one name (a site grid, written by two programs two ways);
+    or, ``near`` points ((xs, ys) in ``second``'s coordinates), taken from one to the other
+    within ``tolerance`` of where they are (one written with a datum shift of zero to WGS 84,
+    +towgs84=0, say; a shift of another datum moves them, so those are not alike)."""
     import pyproj
 
     first, second = (crs if isinstance(crs, pyproj.CRS) else pyproj.CRS.from_wkt(crs.to_wkt())
-                     for crs in (first, second))
-    first, second = (crs.source_crs if crs.type_name == "Bound CRS" else crs
                      for crs in (first, second))
     if first.equals(second, ignore_axis_order=True):
         return True
     if first.is_engineering or second.is_engineering:
         return first.is_engineering and second.is_engineering and first.name == second.name
-    code = first.to_epsg(min_confidence=70)     # as GDAL names them both (EPSG:32633, say)
-    return code is not None and code == second.to_epsg(min_confidence=70)
+    if near is None:
+        return False
+    try:
+        x, y = pyproj.Transformer.from_crs(second, first, always_xy=True).transform(*near)
+    except Exception:          # pyproj's errors: no transformation, so not alike
+        return False
+    steps = np.hypot(np.subtract(x, near[0]), np.subtract(y, near[1]))
+    return bool(np.all(np.isfinite(steps)) and np.max(steps) <= tolerance)
+
+
+def pixel_size(transform):
+    """The shorter side of a pixel, in the raster's CRS units."""
+    return min(math.hypot(transform.a, transform.d), math.hypot(transform.b, transform.e))
 
 
 def _grid_of(raster, path):
