@@ -199,11 +199,10 @@ def evaluate(heatmap: Union[PathArg, Scores], truth: Union[PathArg, Scores], *,
     from .evaluation.files import evaluate_arrays, evaluate_files, write_json
     from .evaluation.metrics import check_pd_far
     from .io.atomic import staged
-    from .io.paths import is_path
 
     pd_far = check_pd_far(pd_far)
     evaluate_paths(heatmap, truth, outer_mask, plots, json, overwrite)
-    if is_path(heatmap):
+    if isinstance(heatmap, (str, os.PathLike)):
         report, scores, truth_mask, outer, valid = evaluate_files(heatmap, truth, outer_mask,
                                                                   pd_far)
     else:

@@ -179,8 +179,8 @@ def evaluate_paths(heatmap, truth, outer_mask, plots, json, overwrite=False):
     inputs = [(spell("heatmap"), heatmap), (spell("truth"), truth),
               (spell("outer_mask"), outer_mask)]
     for label, path in inputs:
-        if path is not None and not hasattr(path, "__array__"):          # arrays are read as such
-            check_raster_path(path, label, use="or an array of its values")
+        if path is not None and not (hasattr(path, "__array__") or isinstance(path, (list, tuple))):
+            check_raster_path(path, label, use="or an array")         # arrays are read as such
     # a shapefile mask is several files, none of which an output may replace
     inputs = [(label, file) for label, path in inputs if is_path(path)
               for file in vector_files(path)]

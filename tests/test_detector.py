@@ -458,7 +458,7 @@ def test_the_jobs_refuse_wrong_kinds_of_arguments_in_one_line(synthetic_raster, 
         (lambda: hsanomaly.train(path, tmp_path / "m", data_checked=True),   # the library's own
          r"train: no option 'data_checked'"),
         (lambda: hsanomaly.evaluate({}, truth), "'heatmap': expected a raster's path .* got "
-                                                "a dict; or an array of its values"),
+                                                "a dict; or an array"),
         (lambda: hsanomaly.evaluate(cube[0], path), "'truth': a file .* but the heatmap is an "
                                                     "array"),
         (lambda: hsanomaly.detect(path, tmp_path / "h.tif", score="rx", callback=3),

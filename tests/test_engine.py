@@ -183,6 +183,32 @@ def test_a_tile_store_removed_during_the_run_says_so(tmp_path):
         store.put(1, {"score": np.zeros((1, 2, 2), np.float32)})
 
 
+@pytest.mark.parametrize("taken", ["folder", "tile"])
+def test_tiles_taken_from_the_store_during_a_local_run_say_so(synthetic_raster, tmp_path, taken):
+    """Missing tiles of a local run were blamed on Dask workers' storage."""
+    import shutil
+
+    import hsanomaly
+    from hsanomaly.engine.store import store_path
+
+    path, _, _ = synthetic_raster
+    dst = tmp_path / "heat.tif"
+    store = store_path(dst)
+
+    def take(fraction, message):
+        if message.startswith("tile") and fraction == 1:      # every tile stored
+            if taken == "folder":
+                shutil.rmtree(store)
+            else:
+                next(store.glob("tile_*.npz")).unlink()
+
+    expected = ("the tile store was removed during the run" if taken == "folder" else
+                "1 finished tile went missing from the tile store during the run")
+    with pytest.raises(HsanomalyError, match=f"heat.tif.partial: {expected}"):
+        hsanomaly.detect(path, dst, score="rx", tile=16, callback=take)
+    assert not dst.exists()
+
+
 def test_tile_store_never_replaces_a_foreign_folder(tmp_path):
     from hsanomaly.engine.store import TileStore
 

@@ -726,13 +726,18 @@ def test_evaluate_takes_the_arrays_detector_gives_with_the_files_numbers(heat_an
 
 
 def test_a_truth_array_masked_or_nan_is_unknown_there(heat_and_truth):
+    """And a DataArray's fill value, as an unmasked rioxarray read carries a file's nodata
+    (its 255s were targets)."""
     import hsanomaly
 
+    xr = pytest.importorskip("xarray")
     _, _, scores, truth = heat_and_truth
     unknown = np.zeros(truth.shape, bool)
     unknown[30:, :] = True                    # T3 (rows 40-44) unknown: two targets left
     as_nan = np.where(unknown, np.nan, truth.astype(np.float32))
-    for given in (as_nan, np.ma.masked_array(truth, unknown)):
+    filled = xr.DataArray(np.where(unknown, 255, truth).astype(np.uint8), dims=("y", "x"),
+                          attrs={"_FillValue": 255})
+    for given in (as_nan, np.ma.masked_array(truth, unknown), filled):
         report = hsanomaly.evaluate(scores, given)
         assert report["n_targets"] == 2
         assert report["n_excluded_pixels"] == unknown.sum() + np.isnan(scores[~unknown]).sum()
@@ -746,7 +751,7 @@ def test_arrays_that_cannot_be_evaluated_are_refused_in_one_line(heat_and_truth)
                                     "array, so nothing places the file's pixels on it"),
              ((scores[:5], truth), "the truth array is 60x80 pixels, the heatmap 5x80 pixels"),
              ((heat, truth[:5]), "the truth array is 5x80 pixels, the heatmap 60x80 pixels"),
-             ((scores, np.zeros_like(truth)), "the truth array: the truth mask has no target"),
+             ((scores, np.zeros_like(truth)), "the truth array: it has no target pixel"),
              ((scores, np.full(truth.shape, np.nan)), "the truth array: every pixel is masked"),
              ((np.stack([scores] * 3), truth), r"the heatmap array: expected a \(rows, cols\) "
                                                r"array of numbers, got float32 of shape \(3, 60"),
@@ -755,3 +760,6 @@ def test_arrays_that_cannot_be_evaluated_are_refused_in_one_line(heat_and_truth)
     for args, message in cases:
         with pytest.raises(HsanomalyError, match=message):
             hsanomaly.evaluate(*args)
+    # lists are arrays, as numpy reads them
+    assert hsanomaly.evaluate(scores, truth.tolist())["auc"] == \
+        hsanomaly.evaluate(scores, truth)["auc"]

@@ -470,6 +470,32 @@ def test_a_write_failure_in_a_temporary_names_its_output():
     assert str(runtime_error(err, "h.tif")).startswith("/data/h.tif: ")
 
 
+UNRELATED_CHECK = """
+import resource, sys
+from pathlib import Path
+from hsanomaly.errors import HsanomalyError
+from hsanomaly.io.atomic import staged
+resource.setrlimit(resource.RLIMIT_FSIZE, (2**30, resource.RLIM_INFINITY))
+def refuse(path):
+    raise HsanomalyError(f"{path}: not good")
+try:
+    with staged() as stage:
+        stage.path(Path(sys.argv[1]), check=refuse).write_text("new")
+except HsanomalyError as err:
+    print(err)
+"""
+
+
+def test_a_check_that_fails_for_its_own_reason_is_not_blamed_on_a_size_limit(tmp_path):
+    """Under any finite ulimit -f, every failed check was said to meet "a file-size limit"."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", UNRELATED_CHECK, str(tmp_path / "b.txt")],
+                         capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+    assert out == f"{tmp_path / 'b.txt'}: not good; nothing was replaced"
+
+
 def test_staged_outputs_are_replaced_together_or_not_at_all(tmp_path):
     from hsanomaly.io.atomic import TMP_SUFFIX, staged
 

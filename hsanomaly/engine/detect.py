@@ -488,8 +488,9 @@ def _score(executor, source, scorer, store, windows, outputs, dst, progress, cal
         raise HsanomalyError(f"{store.path}: {len(missing)} tiles written by workers are not "
                              "visible here; the output must be on storage the workers share"
                              if executor.distributed else
-                             f"{store.path}: {len(missing)} finished tiles went missing from the "
-                             "tile store during the run (removed by another process?); rerun")
+                             f"{store.path}: {counted(len(missing), 'finished tile')} went "
+                             "missing from the tile store during the run (removed by another "
+                             "process?); rerun")
     return done
 
 

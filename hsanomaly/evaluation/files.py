@@ -75,7 +75,7 @@ def read_mask(mask, shape, heatmap=None, name="the mask array"):
         return read_truth(mask, shape=shape, grid_of=heatmap, what="heatmap")
     values = as_band(mask, name)
     if values.shape != tuple(shape):
-        raise HsanomalyError(f"{name} is {_size(values.shape)}, the heatmap {_size(shape)}")
+        raise HsanomalyError(f"{name} is {_pixels(values.shape)}, the heatmap {_pixels(shape)}")
     truth, unknown = mask_values(values, None)
     if unknown.all():
         raise HsanomalyError(f"{name}: every pixel is masked or NaN")
@@ -109,21 +109,22 @@ def evaluate_arrays(scores, truth, outer=None, pd_far=defaults.PD_FAR):
     if scores.dtype.kind not in "uif":
         raise HsanomalyError(f"the heatmap array holds {scores.dtype} values, not scores")
     scores = scores.astype(np.float64).filled(np.nan)
-    return _evaluate(scores, f"<array {_size(scores.shape)}>", crs,
+    return _evaluate(scores, f"<array {_pixels(scores.shape)}>", crs,
                      Affine.identity() if transform is None else transform, truth, outer, pd_far)
 
 
 def _evaluate(scores, name, crs, transform, truth_input, outer_input, pd_far, heatmap_path=None):
     truth_name = _name(truth_input, "the truth array")
+    mask_has = "the truth mask has" if is_path(truth_input) else "it has"
     truth, known = read_mask(truth_input, scores.shape, heatmap_path, truth_name)
     valid = None
     if not truth[known if known is not None else ...].any():
         nodata = 0 if known is None else int((~known).sum())
         unknown = "the mask's nodata value" if is_path(truth_input) else "masked or NaN"
-        raise HsanomalyError(f"{truth_name}: the truth mask has no target pixel (all zero"
+        raise HsanomalyError(f"{truth_name}: {mask_has} no target pixel (all zero"
                              + (f", or {unknown} in {nodata} pixels)" if nodata else ")"))
     if truth[known if known is not None else ...].all():
-        raise HsanomalyError(f"{truth_name}: the truth mask has no background (no zero pixel)")
+        raise HsanomalyError(f"{truth_name}: {mask_has} no background (no zero pixel)")
     outer = None
     if outer_input is not None:
         outer, valid = read_mask(outer_input, scores.shape, heatmap_path,
@@ -147,7 +148,7 @@ def _name(value, otherwise):
     return str(value) if is_path(value) else otherwise
 
 
-def _size(shape):
+def _pixels(shape):
     return f"{shape[0]}x{shape[1]} pixels"
 
 

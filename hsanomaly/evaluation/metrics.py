@@ -237,11 +237,13 @@ def evaluate(scores, truth, outer_mask=None, valid=None, pd_far=defaults.PD_FAR,
     ``name``: how a warning names the scores."""
     pd_far = check_pd_far(pd_far)
     truth = np.asarray(truth)
-    if truth.dtype.kind == "f" and np.isnan(truth).any():   # unknown, as a truth file's nodata:
-        unknown = np.isnan(truth)         # in neither class, as the outer mask's pixels, and so
-        if outer_mask is None:            # a blob above the threshold that crosses them is one
+    if truth.dtype.kind == "f" and np.isnan(truth).any():
+        # NaN truth is unknown: in neither class, as the outer mask's ambiguous pixels are, so
+        # that a false-alarm region crossing it stays one region
+        unknown = np.isnan(truth)
+        if outer_mask is None:
             outer_mask = unknown
-        elif np.shape(outer_mask) == unknown.shape:          # (class_masks says otherwise)
+        elif np.shape(outer_mask) == unknown.shape:   # another shape: class_masks refuses it
             outer_mask = (np.asarray(outer_mask) != 0) | unknown
         truth = np.where(unknown, 0, truth)
     overall, targets = score_targets(scores, truth, outer_mask, valid)

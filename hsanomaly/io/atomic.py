@@ -116,9 +116,10 @@ DESCRIBED = 160             # characters of a library's own message kept in the 
 LOW_SPACE = 16 * 2**20      # free bytes under which a failed write names the free space
 
 
-def _space_hint(path, err):
+def _space_hint(path, err, written=None):
     """What a writer's own message may hide (SQLite says "no such table", numpy "N requested
-    and M written"): little space left in the folder, or a file-size limit."""
+    and M written"): little space left in the folder, or a file-size limit (with
+    ``written``, the size of the file that failed, only when it reached the limit)."""
     if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         return ""                  # ``describe`` says so already
     hints = []
@@ -130,7 +131,7 @@ def _space_hint(path, err):
         import resource
 
         limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
-        if limit != resource.RLIM_INFINITY:
+        if limit != resource.RLIM_INFINITY and (written is None or written >= limit - 2**16):
             hints.append(f"a file-size limit of {_size(limit)} (ulimit -f)")
     return f"; {' and '.join(hints)}" if hints else ""
 
@@ -261,8 +262,9 @@ class Staging:
                         check(tmp)
             except HsanomalyError as err:      # said of the output, not of its temporary
                 text = str(err).replace(str(tmp), str(dst))
-                raise HsanomalyError(f"{text}{_space_hint(dst, err)}; nothing was replaced"
-                                     ) from None
+                written = tmp.stat().st_size if tmp.is_file() else None
+                raise HsanomalyError(f"{text}{_space_hint(dst, err, written)}; nothing was "
+                                     "replaced") from None
             except Exception as err:
                 if is_write_error(err):
                     raise HsanomalyError(f"{dst}: the written file does not read back whole "

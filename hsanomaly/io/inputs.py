@@ -165,11 +165,14 @@ def _xarray_source(X):
 
 def as_band(value, name):
     """A (rows, cols) input, scores or a mask in memory, as a masked array (masked = nodata or
-    unknown): numpy's, a masked array, a DataArray, anything numpy converts; one band of a
-    (1, rows, cols) array too."""
+    unknown): numpy's, a masked array, a DataArray (its fill value, ``FILL_ATTRS``, masked:
+    an unmasked rioxarray read of a truth file carries its nodata so), anything numpy
+    converts; one band of a (1, rows, cols) array too."""
     if type(value).__module__.startswith("xarray") and type(value).__name__ == "DataArray":
-        value = value.values
-    if not hasattr(value, "__array__"):
+        values = np.asarray(value.values)
+        valid = _filled(values[None], value.attrs)
+        value = values if valid is None else np.ma.masked_array(values, ~valid)
+    if not (hasattr(value, "__array__") or isinstance(value, (list, tuple))):
         raise HsanomalyError(f"{name}: expected a raster's path or an array, got a "
                              f"{type(value).__name__}")
     array = np.ma.asarray(value)

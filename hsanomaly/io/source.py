@@ -126,7 +126,7 @@ class _Source:
 
     def check_data(self):
         """Warn, from the probe windows, about what would make the scores silently worse: a
-        cube whose bands seem to lie along another axis than GDAL's (``check_band_axis``),
+        cube whose bands seem to lie along another axis than GDAL's (``_check_band_axis``),
         values float32 rounds by more than a hundredth of their spread (``coarsest_in_float32``),
         and a large share of pixels nodata in only a few bands (GDAL's rule leaves a pixel out
         whole once one band says nodata, so a nodata value that some band holds as real data,
