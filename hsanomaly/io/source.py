@@ -206,7 +206,7 @@ class _Source:
         rows, cols = min(self.height, AXIS_LINE), min(self.width, AXIS_LINE)
         thick, wide = min(AXIS_STRIP, self.height), min(AXIS_STRIP, self.width)
         top, left = (self.height - rows) // 2, (self.width - cols) // 2
-        lines = [[], [], []]
+        rng, lines = np.random.default_rng(0), [[], [], []]
         for at in (0.25, 0.5, 0.75):
             row, col = int((self.height - thick) * at), int((self.width - wide) * at)
             for axis, window in enumerate((Window(col, row, wide, thick),
@@ -219,12 +219,11 @@ class _Source:
                         int(window.row_off), int(window.col_off), int(window.height),
                         int(window.width))
                 values = np.where(left_out, np.nan, values.astype(np.float64))
-                lines[axis].append(np.moveaxis(values, axis, -1).reshape(-1, values.shape[axis]))
-        rng = np.random.default_rng(0)
-        lines = [np.concatenate(along) for along in lines]
-        warn_if_bands_elsewhere([along[rng.permutation(len(along))[:AXIS_LINES]]
-                                 for along in lines], (self.count, self.height, self.width),
-                                self.name, self.axis_advice)
+                along = np.moveaxis(values, axis, -1).reshape(-1, values.shape[axis])
+                lines[axis].append(along[rng.permutation(len(along))[:AXIS_LINES // 3 + 1]])
+        warn_if_bands_elsewhere([np.concatenate(along) for along in lines],
+                                (self.count, self.height, self.width), self.name,
+                                self.axis_advice)
 
     def reduce(self, fn, tile=TILE, combine=None):
         """Fold ``fn(pixels)`` over all tiles in order, where ``pixels`` are a tile's valid
