@@ -625,7 +625,7 @@ def test_masked_quick_model_runs_pass_the_input_check(scene, tmp_path, monkeypat
     mask[0, 30:, 30:] = 1
     mask_path = write_raster(tmp_path / "mask.tif", mask)
     for src in (tmp_path / "scene.mat", path):
-        result = hsanomaly.api.detect(src, tmp_path / f"{Path(src).stem}-heat.tif", tile=16,
+        result = hsanomaly.api.detect(src, tmp_path / f"{Path(src).name}-heat.tif", tile=16,
                                       mask=mask_path)
         assert result.mask is not None and result.pixels_nodata >= 16 * 14
 

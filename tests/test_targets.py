@@ -512,6 +512,14 @@ def test_find_targets_gives_the_geopackages_rows_from_a_file_or_an_array(tmp_pat
                        "centroid_y", "threshold"):
             np.testing.assert_allclose(found[column], written[column], err_msg=column)
         assert found.geometry.geom_equals(written.geometry).all()
+    # a cut of a DataArray (an area of interest) lies where its x/y coordinates say, not at
+    # the origin its attributes keep from the whole array
+    whole = xr.DataArray(scores, dims=("y", "x"), attrs={"transform": tuple(TRANSFORM)[:6],
+                                                         "crs": CRS},
+                         coords={"x": TRANSFORM.c + TRANSFORM.a * (np.arange(50) + 0.5),
+                                 "y": TRANSFORM.f + TRANSFORM.e * (np.arange(60) + 0.5)})
+    cut = hsanomaly.find_targets(whole.isel(y=slice(30, 60), x=slice(20, 50)), threshold=1.0)
+    assert cut.geometry.geom_equals(written.geometry.iloc[[1]].reset_index(drop=True)).all()
     plain = hsanomaly.find_targets(np.ma.masked_invalid(scores), threshold=1.0)   # no map
     assert plain.crs is None and plain["area"].isna().all()
     b = plain.iloc[1]                          # rows 40-42, cols 35-36: in pixel coordinates

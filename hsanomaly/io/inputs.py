@@ -202,8 +202,25 @@ def placement(value):
         except (TypeError, ValueError):
             raise HsanomalyError(f"{_name(value)}: its spatial_ref's GeoTransform "
                                  f"{ref['GeoTransform']!r} is not six numbers") from None
-    return (as_transform(transform, f"{_name(value)}'s transform attribute"),
-            as_crs(crs, f"{_name(value)}'s crs attribute"))
+    transform = as_transform(transform, f"{_name(value)}'s transform attribute")
+    if transform is not None and not (transform.b or transform.d):
+        transform = _cut(value, transform)
+    return transform, as_crs(crs, f"{_name(value)}'s crs attribute")
+
+
+def _cut(value, transform):
+    """The transform of a DataArray cut from the one ``transform`` describes (``isel``, a
+    subset of an area of interest): the attributes keep the whole array's origin, its ``x``
+    and ``y`` coordinates (pixel centres) say where the cut lies."""
+    from affine import Affine
+
+    if not {"x", "y"} <= set(value.dims) or not {"x", "y"} <= set(value.coords):
+        return transform
+    x, y = (np.asarray(value.coords[d].values, dtype=np.float64) for d in ("x", "y"))
+    if x.ndim != 1 or y.ndim != 1 or not len(x) or not len(y):
+        return transform
+    return Affine(transform.a, 0.0, x[0] - transform.a / 2, 0.0, transform.e,
+                  y[0] - transform.e / 2)
 
 
 def as_transform(value, label):
