@@ -150,14 +150,13 @@ def find_targets(heatmap: Union[PathArg, Scores], *, threshold: Optional[Support
     """
     from .io.inputs import as_band, as_crs, as_transform, placement
     from .spelling import spell
-    from .targets import check_threshold_choice, find_targets as vectorise
+    from .targets import find_targets as vectorise
 
     if isinstance(heatmap, (str, os.PathLike)):
         if transform is not None or crs is not None:
             raise HsanomalyError(f"{spell('transform')}, {spell('crs')}: they place a heatmap "
                                  "array; a file is placed by its own georeferencing")
         check_raster_path(heatmap, spell("heatmap"))
-        check_threshold_choice(threshold, far, os.fspath(heatmap))
         return vectorise(os.fspath(heatmap), threshold=threshold, far=far)[0]
     given = transform is not None or crs is not None
     placed = ((as_transform(transform, spell("transform")), as_crs(crs, spell("crs"))) if given
@@ -165,7 +164,6 @@ def find_targets(heatmap: Union[PathArg, Scores], *, threshold: Optional[Support
     scores = as_band(heatmap, "the heatmap array")
     if scores.dtype.kind not in "uif":
         raise HsanomalyError(f"the heatmap array holds {scores.dtype} values, not scores")
-    check_threshold_choice(threshold, far, "the heatmap array")
     return vectorise(scores.astype("float32").filled(float("nan")), threshold=threshold,
                      far=far, transform=placed[0], crs=placed[1], name="the heatmap array")[0]
 
