@@ -140,7 +140,8 @@ def find_targets(heatmap: Union[PathArg, Scores], *, threshold: Optional[Support
     above ``threshold``, or above the threshold of false-alarm rate ``far`` (a rate, or
     "auto": a tail fit of the scores, no labels needed), the rows of what ``detect``'s
     polygons GeoPackage holds (id, pixels, area, max_score, mean_score, centroid_x,
-    centroid_y, score, threshold).
+    centroid_y, score (the name of the score a heatmap file records; empty for an array),
+    threshold).
 
     heatmap: a raster file (placed by its georeferencing), or the scores in memory as
     ``Detector.score`` gives them: a (rows, cols) array or masked array (masked = nodata),
@@ -148,8 +149,9 @@ def find_targets(heatmap: Union[PathArg, Scores], *, threshold: Optional[Support
     coordinates without), or a DataArray, placed by its attributes (``io.inputs.placement``)
     unless they are given.
     """
+    import numpy as np
+
     from .io.inputs import as_band, as_crs, as_transform, placement
-    from .spelling import spell
     from .targets import find_targets as vectorise
 
     if isinstance(heatmap, (str, os.PathLike)):
@@ -158,13 +160,16 @@ def find_targets(heatmap: Union[PathArg, Scores], *, threshold: Optional[Support
                                  "array; a file is placed by its own georeferencing")
         check_raster_path(heatmap, spell("heatmap"))
         return vectorise(os.fspath(heatmap), threshold=threshold, far=far)[0]
-    given = transform is not None or crs is not None
-    placed = ((as_transform(transform, spell("transform")), as_crs(crs, spell("crs"))) if given
-              else placement(heatmap))
+    if crs is not None and transform is None:
+        raise HsanomalyError(f"{spell('crs')}: a CRS places a heatmap array only with its "
+                             f"{spell('transform')}; give both")
+    placed = ((as_transform(transform, spell("transform")), as_crs(crs, spell("crs")))
+              if transform is not None else placement(heatmap))
     scores = as_band(heatmap, "the heatmap array")
     if scores.dtype.kind not in "uif":
         raise HsanomalyError(f"the heatmap array holds {scores.dtype} values, not scores")
-    return vectorise(scores.astype("float32").filled(float("nan")), threshold=threshold,
+    scores = scores.astype(np.result_type(scores.dtype, np.float32))
+    return vectorise(scores.filled(np.nan), threshold=threshold,
                      far=far, transform=placed[0], crs=placed[1], name="the heatmap array")[0]
 
 

@@ -43,7 +43,8 @@ def find_targets(heatmap, *, threshold=None, far=None, transform=None, crs=None,
     a rate or "auto"). Per target: id (1 = highest max score), pixels, area (``target_areas``;
     NaN without a geotransform, whose coordinates are pixel coordinates), max_score,
     mean_score, centroid_x and centroid_y (map coordinates of the mean pixel centre), score
-    and threshold. Memory is bounded by ``chunk`` plus the targets themselves. ``name``: how
+    (the score's name a heatmap file records; empty for an array) and threshold. Memory is
+    bounded by ``chunk`` plus the targets themselves. ``name``: how
     messages and the description name the heatmap."""
     import geopandas as gpd
     from affine import Affine
@@ -57,7 +58,9 @@ def find_targets(heatmap, *, threshold=None, far=None, transform=None, crs=None,
     else:
         width = heatmap.shape[-1]
         transform = Affine.identity() if transform is None else transform
-        crs = None if transform.is_identity else crs
+        if transform.is_identity and crs is not None:
+            _warn_crs_unplaced(name, "the heatmap array")
+            crs = None
     if threshold is None:
         with log_stage(f"threshold at false-alarm rate {far} of {name}"):
             threshold = threshold_from_far(heatmap, far, chunk=chunk, name=name)
@@ -111,10 +114,14 @@ def _placement(path, name):
              "polygons do not follow: they are in pixel coordinates (gdalwarp the input to "
              "a map grid first)")
     elif transform.is_identity and crs is not None:
-        warn(f"{name}: the raster names a CRS but has no geotransform, so "
-             "polygons are in pixel coordinates and their layer names no CRS (give the "
-             "input a geotransform to place them)")
+        _warn_crs_unplaced(name, "the raster")
     return transform, None if transform.is_identity else crs, width, score
+
+
+def _warn_crs_unplaced(name, what):
+    warn(f"{name}: {what} names a CRS but has no geotransform, so polygons are in pixel "
+         "coordinates and their layer names no CRS (give the input a geotransform to place "
+         "them)")
 
 
 def _warn_none_found(name, threshold, far, highest, scored):

@@ -74,9 +74,11 @@ def heatmap_array(heatmap):
 
 
 def score_chunks(heatmap, chunk=READ_CHUNK):
-    """Yield (window, float32 scores) over a heatmap GeoTIFF path or a 2-D array."""
+    """Yield (window, scores) over a heatmap GeoTIFF path (float32) or a 2-D array (float32
+    or wider where its values need it: a threshold compares them as they are)."""
     if isinstance(heatmap, np.ndarray):
-        scores = heatmap_array(heatmap).astype(np.float32, copy=False)
+        scores = heatmap_array(heatmap)
+        scores = scores.astype(np.result_type(scores.dtype, np.float32), copy=False)
         for win in iter_windows(*scores.shape, chunk):
             yield win, scores[win.toslices()]
         return

@@ -536,7 +536,9 @@ def test_find_targets_refuses_what_it_cannot_do_in_one_line(tmp_path):
              ({"far": 2}, "'far' must be a false-alarm rate"),
              ({"far": 0.1, "transform": "x"}, "'transform': expected an Affine or its six "
                                               "numbers, got 'x'"),
-             ({"far": 0.1, "crs": "no such CRS"}, "'crs': not a CRS")]
+             ({"far": 0.1, "transform": TRANSFORM, "crs": "no such CRS"}, "'crs': not a CRS"),
+             ({"far": 0.1, "crs": CRS}, "'crs': a CRS places a heatmap array only with its "
+                                        "'transform'; give both")]
     for options, message in cases:
         with pytest.raises(HsanomalyError, match=message):
             hsanomaly.find_targets(scores, **options)
@@ -544,3 +546,22 @@ def test_find_targets_refuses_what_it_cannot_do_in_one_line(tmp_path):
         hsanomaly.find_targets(path, far=0.1, crs="EPSG:4326")
     with pytest.raises(HsanomalyError, match="the heatmap array: expected a \\(rows, cols\\)"):
         hsanomaly.find_targets(np.zeros((2, 3, 4)), far=0.1)
+
+
+def test_find_targets_compares_an_array_in_its_own_precision():
+    """float64 scores are not rounded to float32 first: one just below the threshold stays
+    below it, and one beyond float32's range stays finite."""
+    scores = np.zeros((20, 20))
+    scores[2, 2] = 0.3 - 1e-12                    # 0.3 in float32 lies above 0.3
+    scores[10, 10] = 1e300
+    found = hsanomaly.find_targets(scores, threshold=0.3)
+    assert len(found) == 1 and found["max_score"].iloc[0] == 1e300
+    assert (found["centroid_x"].iloc[0], found["centroid_y"].iloc[0]) == (10.5, 10.5)
+
+
+def test_find_targets_says_a_crs_attribute_without_a_transform_places_nothing():
+    xr = pytest.importorskip("xarray")
+    heat = xr.DataArray(planted_heatmap(), dims=("y", "x"), attrs={"crs": CRS})
+    with pytest.warns(UserWarning, match="names a CRS but has no geotransform"):
+        found = hsanomaly.find_targets(heat, threshold=1.0)
+    assert found.crs is None and found["area"].isna().all()
