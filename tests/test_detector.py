@@ -566,6 +566,23 @@ def test_a_cube_that_looks_bands_last_is_warned_about():
                                                   dims=("y", "x", "band")))
 
 
+def test_a_resampled_scene_is_judged_by_its_steps_between_pixels_that_differ(example_scene):
+    """Pixels repeated along a spatial axis (nearest-neighbour resampling, as push-broom lines
+    are made square) step by zero between copies: counted, they made that axis pass for the
+    smoothest, hiding a real scene stored bands last and passing a bands-first one for it."""
+    import warnings
+
+    with rasterio.open(example_scene[0]) as ds:
+        cube = ds.read().astype(np.float32)          # (bands, rows, cols)
+    with pytest.warns(hsanomaly.HsanomalyWarning, match="its last axis varies far more smoothly"):
+        hsanomaly.Detector("rx").fit(np.repeat(np.moveaxis(cube, 0, -1), 3, axis=1))
+    coarse = cube[:30 * (len(cube) // 30)].reshape(30, -1, *cube.shape[1:]).mean(axis=1)
+    with warnings.catch_warnings():              # 30 broad bands step far: bands first, quiet
+        warnings.simplefilter("error", hsanomaly.HsanomalyWarning)
+        for axis in (1, 2):
+            hsanomaly.Detector("rx").fit(np.repeat(coarse, 3, axis=axis))
+
+
 def test_bands_on_the_second_axis_and_files_with_bands_last_are_warned_about(tmp_path):
     """A GDAL raster whose cube was stored bands last (an HDF5 product: GDAL takes its rows
     for bands) and a .mat cube saved (bands, rows, cols) without a truth variable (read as

@@ -62,13 +62,16 @@ def warn_if_bands_elsewhere(lines, shape, name, advice=detector_advice):
 
 def median_step(values):
     """The median over lines (rows of ``values``, NaN left out) of (mean absolute step between
-    neighbours) / (the line's spread), or None when no line varies."""
+    neighbours that differ) / (the line's spread), or None when no line varies. Steps of zero
+    are left out: an image resampled by repeating pixels (nearest neighbour, as a push-broom
+    line is made square) repeats values along a spatial axis, which would pass for smooth."""
     ratios = []
     for line in values:
         line = line[np.isfinite(line)]
         spread = line.std() if line.size >= 3 else 0.0
         if spread > 0:
-            ratios.append(np.abs(np.diff(line)).mean() / spread)
+            steps = np.abs(np.diff(line))
+            ratios.append(steps[steps > 0].mean() / spread)
     return float(np.median(ratios)) if ratios else None
 
 
