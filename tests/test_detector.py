@@ -602,8 +602,9 @@ def test_bands_on_the_second_axis_and_files_with_bands_last_are_warned_about(tmp
     for path, where, advice in (
             (last, "last", "store the cube bands first: GDAL reads bands first"),
             (tmp_path / "first.mat", "second", r"save it \(rows, cols, bands\), or beside its truth")):
-        with pytest.warns(hsanomaly.HsanomalyWarning, match=f"{path.name} of shape .*: its {where} "
-                          f"axis varies far more smoothly .* {advice}"):
+        with pytest.warns(hsanomaly.HsanomalyWarning, match=f"{path.name} read as \\(bands, "
+                          f"rows, cols\\) .*: its {where} axis varies far more smoothly .* "
+                          f"{advice}"):
             hsanomaly.detect(path, tmp_path / f"{path.stem}-heat.tif", score="rx")
     # quiet: bands first, and a multispectral image whose rows or columns are its smoothest
     # direction (a gradient, striping): its short spectra step far, and say nothing

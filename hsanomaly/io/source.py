@@ -223,7 +223,7 @@ class _Source:
                 lines[axis].append(along[rng.permutation(len(along))[:AXIS_LINES // 3 + 1]])
         warn_if_bands_elsewhere([np.concatenate(along) for along in lines],
                                 (self.count, self.height, self.width), self.name,
-                                self.axis_advice)
+                                self.axis_advice, shape_is="read as (bands, rows, cols)")
 
     def reduce(self, fn, tile=TILE, combine=None):
         """Fold ``fn(pixels)`` over all tiles in order, where ``pixels`` are a tile's valid
