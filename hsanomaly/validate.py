@@ -113,16 +113,21 @@ def refuse_foreign_outputs(src, rasters, png=None, polygons=None):
     ``check_replaceable_file``), and rasters it wrote from another input than ``src`` (a
     typo in an output's name would destroy another scene's result); ``rasters``: (label,
     path) of GeoTIFF outputs."""
-    from .io.ownership import is_own_detect_output, is_own_png, recorded_input
+    from .io.ownership import input_place, is_own_detect_output, is_own_png, recorded_input
     from .polygons import is_targets_file
 
+    name = Path(str(src)).name
     for label, path in rasters:
         if is_path(path):
             check_replaceable_file(path, label, is_own_detect_output, "a heatmap")
-            other = recorded_input(path)
-            if other is not None and other != Path(str(src)).name:
+            recorded = recorded_input(path)
+            if recorded is None:
+                continue
+            other, place = recorded
+            if other != name or place not in (None, input_place(src)):
+                other += "" if other != name else " in another folder"
                 raise HsanomalyError(f"{path}: {label} holds the result of another input "
-                                     f"({other}), which this run of {Path(str(src)).name} would "
+                                     f"({other}), which this run of {name} would "
                                      f"replace; choose another name, or pass "
                                      f"{spell('overwrite', True)}")
     refuse_foreign_side_files(rasters, is_own_detect_output)

@@ -223,6 +223,32 @@ def test_a_result_of_another_input_is_not_replaced_without_overwrite(tmp_path):
         assert ds.tags()["HSANOMALY_INPUT"] == "b.tif"
 
 
+def test_a_result_of_a_same_named_input_in_another_folder_is_not_replaced(tmp_path,
+                                                                           monkeypatch):
+    """Products of one name in per-flight folders (flight1/scene.tif, flight2/scene.tif): the
+    heatmap recorded its input by file name only, so the second flight's run replaced the
+    first's result. The same file reached by another path is the same input."""
+    cube = synthetic_cube()[0]
+    for flight, values in (("flight1", cube), ("flight2", cube[:, ::-1].copy())):
+        (tmp_path / flight).mkdir()
+        write_raster(tmp_path / flight / "scene.tif", values)
+    heat = tmp_path / "result.tif"
+    assert run("detect", tmp_path / "flight1" / "scene.tif", heat, "--score", "rx",
+               "-q").exit_code == 0
+    kept = heat.read_bytes()
+    result = run("detect", tmp_path / "flight2" / "scene.tif", heat, "--score", "rx", "-q")
+    assert_one_line_error(result, f"{heat}: DST holds the result of another input (scene.tif "
+                                  "in another folder), which this run of scene.tif would replace",
+                          "--overwrite")
+    assert heat.read_bytes() == kept
+    (tmp_path / "link").symlink_to(tmp_path / "flight1")
+    monkeypatch.chdir(tmp_path / "flight2")
+    for same in ("../flight1/scene.tif", "../link/scene.tif"):
+        result = run("detect", same, heat, "--score", "gmm", "-q")
+        assert result.exit_code == 0, result.output
+    assert run("detect", "scene.tif", heat, "--score", "rx", "--overwrite", "-q").exit_code == 0
+
+
 def test_version_names_hsanomaly_also_under_rio():
     """`rio hsanomaly --version` printed "rio, version ..."."""
     import subprocess

@@ -4,6 +4,7 @@ carry ``SOFTWARE`` (a TIFF tag, a PNG text chunk), JSON reports their own keys, 
 CSV tables their first line, and target GeoPackages their tables
 (``hsanomaly.polygons.is_targets_file``)."""
 
+import hashlib
 import json
 import os
 
@@ -62,11 +63,28 @@ def is_own_detect_output(path):
             and tags.get(GRID_TAG, grid) == grid)     # heatmaps before this tag: by the tags
 
 
+INPUT_TAG = TAG_PREFIX + "INPUT"              # the input's file name
+INPUT_PLACE_TAG = TAG_PREFIX + "INPUT_PLACE"  # where it lies: ``input_place``
+
+
+def input_place(name):
+    """A digest of where an input lies, its real path (a dataset name GDAL resolves itself:
+    as given), so that two files of one name in two folders are two inputs; a digest, so a
+    heatmap passed on does not tell where its input was kept."""
+    from .source import is_gdal_name
+
+    where = str(name) if is_gdal_name(name) else os.path.realpath(name)
+    return hashlib.sha256(where.encode()).hexdigest()[:16]
+
+
 def recorded_input(path):
-    """The input file name an existing raster of ``detect`` records (its HSANOMALY_INPUT tag),
-    or None (not one, or one written before the tag)."""
+    """(file name, ``input_place``) of the input an existing raster of ``detect`` records, the
+    place None for one written before its tag; None for no such raster, or one written before
+    both tags."""
     tags = _geotiff_tags(path) if os.path.isfile(path) and not os.path.islink(path) else None
-    return None if tags is None else tags.get(TAG_PREFIX + "INPUT")
+    if tags is None or INPUT_TAG not in tags:
+        return None
+    return tags[INPUT_TAG], tags.get(INPUT_PLACE_TAG)
 
 
 def is_own_png(path):
