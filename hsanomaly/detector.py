@@ -96,7 +96,7 @@ class Detector:
         return Tags(estimator_type=None, target_tags=TargetTags(required=False))
 
     def __repr__(self):
-        model = model_path(self.model)                      # a Bundle by its folder
+        model = model_path(self.model, check=False)         # a Bundle by its folder
         shown = plain_values({**self.get_params(), "model": None if model is None else str(model)})
         params = ", ".join(f"{k}={v!r}" for k, v in shown.items() if v is not None)
         return f"Detector({params})"

@@ -29,14 +29,21 @@ def check_raster_path(src, label=None, use="to score an open dataset, an array o
         raise HsanomalyError(f"{label or spell('src')}: an empty name")
 
 
-def model_path(model):
+def model_path(model, check=True):
     """``model`` as a bundle's folder: None, a path, or the ``Bundle`` that ``train`` returns
-    (its folder); anything else is refused in one line."""
+    (its folder; with ``check``, refused where the folder holds another model by now, since
+    the folder is what scoring loads); anything else is refused in one line."""
+    if is_path(model) and not os.fspath(model):
+        raise HsanomalyError(f"{spell('model')}: an empty name")
     if model is None or is_path(model):
         return model
     from .model import Bundle
 
     if isinstance(model, Bundle):
+        if check and not model.in_its_folder():
+            raise HsanomalyError(f"{model.path}: the folder no longer holds the Bundle given as "
+                                 f"{spell('model')} (trained into again?); pass the folder, or "
+                                 "load it again with hsanomaly.load_bundle")
         return model.path
     raise HsanomalyError(f"{spell('model')}: expected a model bundle's folder (a str or path-like) or the "
                          f"Bundle hsanomaly.train returns, got a {type(model).__name__}")

@@ -496,6 +496,20 @@ def test_a_bundle_that_train_returned_is_a_model(tmp_path):
     assert result.model == str(bundle.path)
     with rasterio.open(tmp_path / "heat.tif") as ds:
         np.testing.assert_array_equal(ds.read(1), by_path)
+    # trained into again, the folder holds another model: the Bundle, which names the folder
+    # scoring loads, is refused rather than scored with the other model
+    hsanomaly.train(path, tmp_path / "m", iterations=2, seed=1)
+    stale = "the folder no longer holds the Bundle given as 'model'"
+    for job in (lambda: hsanomaly.Detector("resrx", model=bundle),
+                lambda: detector.fit(cube),
+                lambda: hsanomaly.detect(path, tmp_path / "heat2.tif", score="resrx",
+                                         model=bundle)):
+        with pytest.raises(HsanomalyError, match=stale):
+            job()
+    assert repr(detector) == f"Detector(score='resrx', model={str(bundle.path)!r}, tile=256)"
+    assert not (tmp_path / "heat2.tif").exists()
+    with pytest.raises(HsanomalyError, match="'model': an empty name"):
+        hsanomaly.Detector("resrx", model="")
 
 
 def test_scikit_learns_fitted_checks_see_the_detector():

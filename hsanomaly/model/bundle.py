@@ -72,6 +72,15 @@ class Bundle:
         """The ONNX bytes of ``GENERATOR`` or ``CRITIC``, as checked when the bundle loaded."""
         return self.networks[name]
 
+    def in_its_folder(self):
+        """Whether ``path`` still holds this bundle: its model.json lists the same files with
+        the same checksums (a training into the folder since replaces them)."""
+        try:
+            meta = json.loads((self.path / META_FILE).read_text())
+        except (OSError, ValueError):
+            return False
+        return isinstance(meta, dict) and meta.get("files") == self.meta.get("files")
+
     @property
     def generator_path(self):
         return self.path / GENERATOR
