@@ -1,6 +1,7 @@
 """GAN scores in the tiled detector: orientation, the anogan combination, per-pixel outputs,
 windows, refusals (band count, CUDA), no torch on the scoring path, pickling."""
 
+import json
 import pickle
 import shlex
 import subprocess
@@ -424,3 +425,30 @@ def test_scores_that_overflow_are_refused_not_written(bundle, raster, tmp_path):
         with pytest.raises(HsanomalyError, match="a pixel is no finite number once scaled for the model: its values overflow float32"):
             hsanomaly.Detector("recon", model=bundle.path, threads=1, solver=solver,
                                restarts=1, steps=1).fit_score(fill)
+
+
+def test_scoring_past_the_band_check_is_said_recorded_and_another_run(bundle, tmp_path):
+    """A model without band centres checked nothing but the band count against a raster that
+    has them (its bands reversed, say) and said nothing; a heatmap scored past the check
+    (ignore_wavelengths) did not record it, and detect-many took it for current in a rerun
+    without the override, where a fresh run checks."""
+    cube, _ = synthetic_cube(rows=40, cols=50)              # the tiny model's 12 bands
+    path = write_raster(tmp_path / "scene.tif", cube)
+    with rasterio.open(path, "r+") as ds:
+        for band in range(1, 13):
+            ds.update_tags(band, wavelength=str(400 + 10 * band), wavelength_units="nm")
+    with pytest.warns(hsanomaly.HsanomalyWarning, match=r"scene.tif: its band centres "
+                      r"\(410-520 nm\) cannot be checked: the model .* records none"):
+        hsanomaly.detect(path, tmp_path / "heat.tif", score="resrx", model=bundle.path)
+    many = dict(score="resrx", model=bundle.path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", hsanomaly.HsanomalyWarning)
+        first = hsanomaly.detect_many([path], tmp_path / "out", ignore_wavelengths=True, **many)
+        assert [item.status for item in first] == ["scored"]
+        with rasterio.open(first[0].dst) as ds:
+            assert json.loads(ds.tags()["HSANOMALY_PARAMETERS"])["ignore_wavelengths"] is True
+        again = hsanomaly.detect_many([path], tmp_path / "out", ignore_wavelengths=True, **many)
+        assert [item.status for item in again] == ["skipped"]
+    with pytest.warns(hsanomaly.HsanomalyWarning, match="cannot be checked"):
+        checked = hsanomaly.detect_many([path], tmp_path / "out", **many)
+    assert [item.status for item in checked] == ["scored"]

@@ -452,6 +452,10 @@ def test_model_refuses_a_raster_with_other_wavelengths(tmp_path):
     with pytest.raises(HsanomalyError, match="band 2 is centred at 600 nm .* 550 nm .*"
                                              "ignore_wavelengths=True"):
         check_wavelengths(bundle, [450.0, 600.0, 650.0], "scene.tif")
+    unnamed = SimpleNamespace(wavelengths=None, path=tmp_path / "model")   # trained on a .mat
+    with pytest.warns(HsanomalyWarning, match=r"scene.tif: its band centres \(650-450 nm\) "
+                                              "cannot be checked: the model .* records none"):
+        check_wavelengths(unnamed, [650.0, 550.0, 450.0], "scene.tif")   # reversed, say
 
 
 # --- the one write path, paths, fingerprints, memory checks (issue 11) ------------------------

@@ -23,16 +23,18 @@ TOLERANCE_NM, TOLERANCE_FRACTION = 1.0, 1e-3
 
 def check_wavelengths(bundle, wavelengths, path):
     """Refuse, naming the first mismatching band, a raster whose band centres differ from the
-    model's; models without wavelengths pass (only the band count is checked), and so do
-    rasters without them, with a warning that nothing vouches for their band order."""
+    model's; where only one side has them (only the band count can be checked), pass with a
+    warning that nothing vouches for the raster's band order."""
     trained = bundle.wavelengths
     if trained and max(trained) < MICROMETRE_GUESS:     # bundles written before units were read
         trained = [value * 1e3 for value in trained]
-    if trained and not wavelengths:
-        warn(f"{path}: has no band centres to check against the {trained[0]:g}-"
-             f"{trained[-1]:g} nm the model {bundle.path} was trained with; its bands are "
-             f"taken as the model's, in that order ({spell('ignore_wavelengths', True)} "
-             "says that is meant)")
+    if bool(trained) != bool(wavelengths):
+        unchecked = (f"has no band centres to check against the {trained[0]:g}-"
+                     f"{trained[-1]:g} nm the model {bundle.path} was trained with" if trained
+                     else f"its band centres ({wavelengths[0]:g}-{wavelengths[-1]:g} nm) "
+                     f"cannot be checked: the model {bundle.path} records none")
+        warn(f"{path}: {unchecked}; its bands are taken as the model's, in that order "
+             f"({spell('ignore_wavelengths', True)} says that is meant)")
         return
     mismatch = first_mismatch(trained, wavelengths)
     if mismatch:

@@ -118,7 +118,12 @@ class GanScorer(Scorer):
 
     def params(self):
         return {"name": self.name, "model": bundle_digest(self.bundle), **self.solver.params(),
-                "c1": self.c1, "c2": self.c2}
+                "c1": self.c1, "c2": self.c2, **self._overrides()}
+
+    def _overrides(self):
+        """Checks the run was told to skip: its result records them, and a rerun without
+        them is another run (``detect-many`` does not take its result for current)."""
+        return {"ignore_wavelengths": True} if self.ignore_wavelengths else {}
 
     def check(self, source):
         from ..model import check_bands, check_value_range, check_wavelengths
@@ -273,7 +278,7 @@ class CriticScorer(GanScorer):
     extra_outputs = ()
 
     def params(self):
-        return {"name": self.name, "model": bundle_digest(self.bundle)}
+        return {"name": self.name, "model": bundle_digest(self.bundle), **self._overrides()}
 
     def score_windows(self, windows):
         return {"score": -self.critic(np.ascontiguousarray(windows, dtype=np.float32))[0]}
