@@ -82,7 +82,7 @@ class Detector:
                     "the new score's option by its name")
         type(self).__init__(self, **{**before, **params})
         if self.get_params() != before:
-            for name in ("scorer_", "model_", "n_bands_in_", "_workdir"):
+            for name in ("scorer_", "model_", "n_bands_in_", "_workdir", "_fitted_units"):
                 self.__dict__.pop(name, None)
         return self
 
@@ -152,11 +152,15 @@ class Detector:
         scorer = make_scorer(self.score_name, **options,
                              **({"model": model} if cls.needs_model else {}))
         check_scorable(source, scorer)
+        units = None
         if cls.fits_on_scene:
             from .engine import fit_scorer
+            from .model.compat import units_of
 
             fit_scorer(scorer, source)
+            units = units_of(source)
         self.scorer_, self.model_, self.n_bands_in_ = scorer, model, source.count
+        self._fitted_units = units
         self._workdir = workdir
         return self
 
@@ -187,6 +191,11 @@ class Detector:
         if source.count != self.n_bands_in_:
             raise HsanomalyError(f"{source.name}: has {counted(source.count, 'band')}, but "
                                  f"{self!r} was fitted on {self.n_bands_in_}")
+        if getattr(self, "_fitted_units", None) is not None:      # another scene's statistics
+            from .model.compat import check_units
+
+            check_units(self._fitted_units, source, f"of the scene {self!r} was fitted on",
+                        "Its scores would use that scene's statistics: fit it on this one")
         arrays = score_array(source, self.scorer_, tile=self.tile)
         kept = ("score",) if not with_extras else [
             name for name in arrays if name not in self.scorer_.unmeasured_outputs()]

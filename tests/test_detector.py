@@ -813,3 +813,45 @@ def test_a_constant_scene_left_unscored_is_still_refused():
     cube.mask[:, ::5, ::5] = False                # one valid pixel in 25: no ring holds enough
     with pytest.raises(HsanomalyError, match="left every valid pixel without a value"):
         hsanomaly.Detector("lrx", outer=7, guard=3).fit_score(cube)
+
+
+def test_a_scene_in_other_units_than_the_one_fitted_on_is_warned_about(example_scene):
+    """Detector(...).fit(A).score(B) scores B with A's statistics: B, A's reflectance stored
+    with a scale of 1e-4, ranked worse than chance with RX and the mixture, without a word
+    (a model's training range was checked; a fitted scene's was not)."""
+    import warnings
+
+    with rasterio.open(example_scene[0]) as ds:
+        cube = ds.read().astype(np.float64)
+    for score in ("rx", "gmm"):
+        detector = hsanomaly.Detector(score).fit(cube)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", hsanomaly.HsanomalyWarning)
+            detector.score(cube)                                  # its own units: quiet
+            detector.score(cube[:, 50:, :] * 1.5)                  # a brighter part: quiet
+        with pytest.warns(hsanomaly.HsanomalyWarning, match=r"<array>: its values vary far "
+                          rf"less than those of the scene Detector\(score='{score}'.* was fitted "
+                          r"on .* fit it on this one"):
+            detector.score(cube * 1e-4)
+        with pytest.warns(hsanomaly.HsanomalyWarning, match="its values lie far outside those "
+                                                            "of the scene"):
+            detector.score(cube * 1e4)
+    refit = hsanomaly.Detector("rx").fit(cube)
+    refit.set_params(score="gmm")                         # unfitted: nothing left to compare
+    assert not hasattr(refit, "_fitted_units")
+
+
+def test_every_pixel_left_unscored_after_a_purge_names_the_purge_too():
+    """Fitted on one scene, a purged score scoring it times 10,000 found every pixel above the
+    purge threshold, and blamed nodata or the image's edge."""
+    from types import SimpleNamespace
+
+    from hsanomaly.engine.detect import check_scored
+
+    scorer = SimpleNamespace(name="dualcontext", purge=0.05, unscored_cause="rings too small")
+    with pytest.raises(HsanomalyError, match="rings too small; or, fitted on another scene, "
+                                             "every pixel here lies above the purge threshold"):
+        check_scored("x.tif", scorer, 100, 100)
+    scorer.purge = 0
+    with pytest.raises(HsanomalyError, match="without a value: rings too small$"):
+        check_scored("x.tif", scorer, 100, 100)

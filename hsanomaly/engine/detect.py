@@ -208,6 +208,9 @@ def check_scored(name, scorer, valid, unscored):
     if not unscored:
         return
     cause = scorer.unscored_cause
+    if unscored == valid and getattr(scorer, "purge", None):
+        cause += ("; or, fitted on another scene, every pixel here lies above the purge "
+                  "threshold fitted there, which then leaves them all out (other units?)")
     if unscored == valid:
         raise HsanomalyError(f"{name}: the {scorer.name} score left every valid pixel without a "
                              f"value: {cause}")

@@ -1,5 +1,6 @@
 """Whether a raster is one a model can score: same band count, the same wavelengths where
-both the model and the raster carry them, and values in the units the model was trained on."""
+both the model and the raster carry them, and values in the units the model was trained on
+(the last also for a Detector fitted on one scene and scoring another)."""
 
 import numpy as np
 
@@ -47,10 +48,28 @@ def check_wavelengths(bundle, wavelengths, path):
 
 def check_value_range(bundle, source):
     """Warn, with the typical value found, when a raster's values lie far outside those the
-    model was trained on: its scores would rank pixels by that difference, silently. Probed
-    on the source's probe windows (the centre, or where that holds too little valid data, about
-    the quarter points), so the check costs a few small reads."""
-    pre = bundle.preprocessor
+    model was trained on: its scores would rank pixels by that difference, silently."""
+    check_units(bundle.preprocessor, source, f"the model {bundle.path} was trained on",
+                "Its scores would mostly measure that difference")
+
+
+def units_of(source):
+    """What ``check_units`` compares another scene with: a scaling fitted on the probe pixels
+    of ``source`` (None where they are too few or all constant)."""
+    from ..preprocess import Preprocessor
+
+    pixels = _probe_pixels(source)
+    try:
+        return None if pixels is None else Preprocessor().fit(pixels)
+    except HsanomalyError:
+        return None
+
+
+def check_units(pre, source, seen, consequence):
+    """Warn, with the typical value found, when ``source``'s values lie far outside those
+    ``pre`` was fitted on (``seen``: "the model ... was trained on", say), or vary far less:
+    other units. Probed on the source's probe windows (the centre, or where that holds too
+    little valid data, about the quarter points), so the check costs a few small reads."""
     if not pre.scale:
         return
     pixels = _probe_pixels(source)
@@ -60,22 +79,19 @@ def check_value_range(bundle, source):
         values = pre.transform(pixels)
     finite = np.isfinite(values).all(axis=1)
     if not finite.mean() > 0.5:                  # the scene overflows, not a fill value or two
-        raise HsanomalyError(f"{source.name}: its values, scaled as the model {bundle.path} was "
-                             "trained, exceed float32's range: other units than its training "
-                             "data, or a missing scale factor?")
+        raise HsanomalyError(f"{source.name}: its values, scaled as those {seen}, exceed "
+                             "float32's range: other units, or a missing scale factor?")
     values = values[finite]                      # fill values: check_data says so
     typical = float(np.median(np.median(np.abs(values), axis=1)))
     spread = float(np.median(values.std(axis=0)))
     if typical > OUT_OF_RANGE:
-        warn(f"{source.name}: its values lie far outside those the model {bundle.path} was "
-             f"trained on (a typical pixel at {typical:.3g} times the training range's "
-             "half-width): other units, a missing scale factor or another band order? Its "
-             "scores would mostly measure that difference")
+        warn(f"{source.name}: its values lie far outside those {seen} (a typical pixel at "
+             f"{typical:.3g} times their range's half-width): other units, a missing scale "
+             f"factor or another band order? {consequence}")
     elif spread < UNDER_RANGE:
-        warn(f"{source.name}: its values vary far less than those the model {bundle.path} "
-             f"was trained on (a typical band spreads over {spread:.3g} of the training "
-             "range's half-width): other units, or a scale factor applied twice? The whole "
-             "scene sits on one point of what the model learned, and its scores would say little")
+        warn(f"{source.name}: its values vary far less than those {seen} (a typical band "
+             f"spreads over {spread:.3g} of their range's half-width): other units, or a scale "
+             f"factor applied twice? {consequence}")
 
 
 def _probe_pixels(source):
