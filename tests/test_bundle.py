@@ -154,6 +154,8 @@ def test_other_format_version_is_refused(tmp_path):
 
 @pytest.mark.parametrize("damage, fragment", [
     (lambda p: (p / "generator.onnx").unlink(), "generator.onnx is missing"),
+    (lambda p: ((p / "generator.onnx").unlink(), (p / "generator.onnx").mkdir()),
+     "generator.onnx is not a file"),
     (lambda p: (p / "model.json").unlink(), "model.json is missing"),
     (lambda p: (p / "model.json").write_text("{not json"), "not valid JSON"),
     (lambda p: edit_json(p, format="something-else"), "does not describe an hsanomaly model"),

@@ -452,3 +452,12 @@ def test_scoring_past_the_band_check_is_said_recorded_and_another_run(bundle, tm
     with pytest.warns(hsanomaly.HsanomalyWarning, match="cannot be checked"):
         checked = hsanomaly.detect_many([path], tmp_path / "out", **many)
     assert [item.status for item in checked] == ["scored"]
+
+
+def test_a_model_trained_otherwise_than_the_score_wants_is_said_plainly(bundle):
+    """The advice ended "trained with 'whiten' ...; this one was not", which read as trained
+    without the without."""
+    with pytest.warns(hsanomaly.HsanomalyWarning, match=r"recon ranks best on a model trained "
+                      r"with 'whiten' \(an option of training: .*\); this one was trained "
+                      r"without 'whiten'$"):
+        hsanomaly.Detector("recon", model=bundle.path).fit(synthetic_cube(rows=40, cols=50)[0])

@@ -270,7 +270,7 @@ def _check_file(path, name, meta, keep=False):
     if Path(name).name != name or name in ("", ".", ".."):
         _fail(path, f"{META_FILE}: files lists {name!r}, which is not a file name in the bundle")
     if not file.is_file():
-        _fail(path, f"{name} is missing")
+        _fail(path, f"{name} is {'not a file' if file.exists() else 'missing'}")
     try:
         data = file.read_bytes() if keep else None
         digest = file_sha256(file) if data is None else hashlib.sha256(data).hexdigest()

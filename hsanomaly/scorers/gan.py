@@ -228,11 +228,14 @@ def _warn_if_trained_otherwise(scorer):
     unlike = [key for key, value in scorer.model_training.items()
               if bool(settings.get(key, False)) != bool(value)]
     if unlike:
-        how = " ".join(f"{'with' if scorer.model_training[key] else 'without'} {spell(key)}"
-                       for key in unlike)
+        def trained(key, wanted):
+            return f"{'with' if wanted else 'without'} {spell(key)}"
+
+        how = " ".join(trained(key, scorer.model_training[key]) for key in unlike)
+        was = " ".join(trained(key, not scorer.model_training[key]) for key in unlike)
         warn_once(f"{scorer.model}: {getattr(scorer, 'shown_as', scorer.name)} "
                   f"{TRAINING_ADVICE} {how} (an option of training: hsanomaly train, "
-                  "hsanomaly.train); this one was not")
+                  f"hsanomaly.train); this one was trained {was}")
 
 
 def _windows(pre, inner, window):
