@@ -357,9 +357,13 @@ def test_a_deprecated_solver_name_is_said_to_users():
         assert make_solver("seed").name == "thesis"
 
 
-def test_a_codebook_that_is_not_its_generators_is_refused(bundle, tmp_path):
+@pytest.mark.parametrize("array, what, options", [("g", "outputs", {}),
+                                                   ("jacobian", "Jacobians", {"refine": 2})])
+def test_a_codebook_that_is_not_its_generators_is_refused(bundle, tmp_path, array, what,
+                                                          options):
     """Checksums tie the codebook to model.json, not to the networks: one copied from another
-    training (its checksums refreshed) scored silently with the wrong outputs."""
+    training (its checksums refreshed) scored silently with the wrong outputs, or with the
+    wrong Jacobians the refinement steps follow."""
     import hashlib
     import json
     import shutil
@@ -370,15 +374,16 @@ def test_a_codebook_that_is_not_its_generators_is_refused(bundle, tmp_path):
     copy = tmp_path / "model"
     shutil.copytree(bundle.path, copy)
     meta = json.loads((copy / "model.json").read_text())
-    name = meta["codebook"]["arrays"]["g"]
-    g = np.load(copy / name)
-    np.save(copy / name, (g[::-1] + 0.25).astype(np.float32), allow_pickle=False)
+    name = meta["codebook"]["arrays"][array]
+    values = np.load(copy / name)
+    np.save(copy / name, (values[::-1] + 0.25).astype(np.float32), allow_pickle=False)
     meta["files"][name] = hashlib.sha256((copy / name).read_bytes()).hexdigest()
     (copy / "model.json").write_text(json.dumps(meta))
     cube, _ = synthetic_cube(rows=8, cols=8)
-    with pytest.raises(HsanomalyError, match="its codebook's outputs are not its generator's"):
-        score_array(ArraySource(cube), make_scorer("recon", model=copy, threads=1))
-    assert score_array(ArraySource(cube), make_scorer("recon", model=bundle.path, threads=1))
+    with pytest.raises(HsanomalyError, match=f"its codebook's {what} are not its generator's"):
+        score_array(ArraySource(cube), make_scorer("recon", model=copy, threads=1, **options))
+    assert score_array(ArraySource(cube), make_scorer("recon", model=bundle.path, threads=1,
+                                                      **options))
 
 
 def test_the_deprecated_solver_name_is_said_once_however_often_a_run_builds_it():

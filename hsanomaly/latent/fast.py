@@ -85,15 +85,22 @@ OUTPUT_TOLERANCE = 1e-2    # relative: a GPU's reduced-precision products stay f
                            # another training's outputs (up to 1 apart) far outside
 
 
-def check_outputs(generator, z, g, path):
-    """Refuse a stored codebook whose outputs are not this generator's: entries spread over it
-    are run through the generator and compared. Checksums tie the arrays to model.json, not
-    to the networks, so a codebook copied from another training would score silently."""
+def check_outputs(generator, z, g, path, jac=None):
+    """Refuse a stored codebook whose outputs (and Jacobians, where given) are not this
+    generator's: entries spread over it are run through the generator and compared. Checksums
+    tie the arrays to model.json, not to the networks, so a codebook copied from another
+    training would score silently."""
     rows = np.linspace(0, len(z) - 1, min(CHECKED_ENTRIES, len(z))).astype(int)
-    error = np.abs(generator(z[rows]) - g[rows]).max()
-    if not error <= OUTPUT_TOLERANCE * max(1.0, float(np.abs(g[rows]).max())):
-        raise HsanomalyError(f"{path}: its codebook's outputs are not its generator's (off by "
-                             f"{error:.3g}; copied from another model?); train it again")
+    if jac is None:
+        found = {"outputs": (generator(z[rows]), g[rows])}
+    else:
+        outputs, jacobians = generator.with_jacobian(z[rows])
+        found = {"outputs": (outputs, g[rows]), "Jacobians": (jacobians, jac[rows])}
+    for what, (computed, stored) in found.items():
+        error = np.abs(computed - stored).max()
+        if not error <= OUTPUT_TOLERANCE * max(1.0, float(np.abs(stored).max())):
+            raise HsanomalyError(f"{path}: its codebook's {what} are not its generator's (off "
+                                 f"by {error:.3g}; copied from another model?); train it again")
 
 
 class Codebook:
@@ -244,7 +251,7 @@ class FastSolver:
         expected = codebook_size(self.codebook_size, generator.latent_dim, generator.output_size)
         if len(samples[0]) != expected:
             return None
-        check_outputs(generator, *samples[:2], stored.path)
+        check_outputs(generator, samples[0], samples[1], stored.path, jac=samples[2])
         return samples
 
     def solve(self, generator, x):
