@@ -887,6 +887,49 @@ def test_temporaries_of_a_killed_writer_are_removed_by_the_next_write(tmp_path):
                                                                  "out.txt"])
 
 
+def test_a_fingerprint_reaches_the_files_under_nested_vrts_archives_and_subdatasets(tmp_path):
+    """GDAL's file list of a VRT of VRTs stops at the inner VRT, and a name GDAL resolves
+    itself (/vsizip/, GTIFF_DIR:) was fingerprinted by three of its tiles: pixels changed
+    below or beside them kept the fingerprint, so detect-many kept a stale heatmap as current
+    and --resume mixed two inputs."""
+    import zipfile
+
+    from hsanomaly.io.fingerprint import input_fingerprint, local_files
+    from synthetic import synthetic_cube, write_raster
+
+    cube, _ = synthetic_cube(bands=3, rows=600, cols=600)        # 3 x 3 tiles of 256
+    data = write_raster(tmp_path / "data.tif", cube)
+
+    def vrt(name, source):
+        bands = "".join(
+            f'<VRTRasterBand dataType="Float32" band="{b}"><SimpleSource><SourceFilename '
+            f'relativeToVRT="1">{source}</SourceFilename><SourceBand>{b}</SourceBand>'
+            "</SimpleSource></VRTRasterBand>" for b in (1, 2, 3))
+        (tmp_path / name).write_text(f'<VRTDataset rasterXSize="600" rasterYSize="600">{bands}'
+                                     "</VRTDataset>")
+        return str(tmp_path / name)
+
+    outer = vrt("outer.vrt", vrt("inner.vrt", "data.tif"))
+    names = {"outer": outer, "dir": f"GTIFF_DIR:1:{data}"}
+    archive = tmp_path / "scene.zip"
+
+    def zipped():
+        with zipfile.ZipFile(archive, "w") as z:
+            z.write(data, "scene.tif")
+    zipped()
+    names["zip"] = f"/vsizip/{archive}/scene.tif"
+    assert local_files(names["zip"]) == [str(archive)]
+    assert local_files(f'HDF5:"{data}"://cube') == [str(data)]
+    assert local_files("/vsicurl/https://example.com/a.tif") == []
+    before = {label: input_fingerprint(name) for label, name in names.items()}
+    changed = cube.copy()
+    changed[:, 60:66, 300:306] = 1e4                  # in a tile the three sampled ones miss
+    write_raster(data, changed)
+    zipped()
+    after = {label: input_fingerprint(name) for label, name in names.items()}
+    assert [label for label in names if after[label] == before[label]] == []
+
+
 def test_gdal_subdataset_and_vsi_names_are_read_end_to_end(synthetic_raster, tmp_path):
     """GTIFF_DIR:, /vsizip/ (and NETCDF:/HDF5: alike) reach GDAL unchanged, as QGIS passes them."""
     import zipfile

@@ -9,11 +9,15 @@ time (nanoseconds) and the sha256 of a deterministic sample: its first and last
 once more for every run and every batch check; the sample reads a small, fixed amount. A
 replaced file changes its mtime (and almost always its size and sampled bytes); what the sample
 can miss is an edit confined to unsampled bytes that also restores the mtime, which no ordinary
-tool does. In-memory cubes are hashed whole.
+tool does. In-memory cubes are hashed whole. A dataset GDAL names itself (an archive member,
+a subdataset) is fingerprinted by the files on disk it lies in, and a VRT by the files under
+it, however deeply nested; only a name with no file on disk (/vsicurl/) falls back on a sample
+of its pixels.
 """
 
 import hashlib
 import os
+import re
 
 import numpy as np
 
@@ -73,7 +77,26 @@ def input_fingerprint(src, source=None):
     path = getattr(source, "path", None)
     if path and not is_gdal_name(path) and os.path.isfile(path):
         return path_fingerprint(path)
+    files = sorted(set(local_files(path)) | set(map(os.path.abspath, _files_read(path))))
+    if path and files:              # a subdataset, an archive member: the files they lie in
+        folder = os.path.dirname(files[0])
+        return {"name": str(path), "files": {_relative(f, folder): path_fingerprint(f)
+                                             for f in files}}
     return _pixel_fingerprint(source)
+
+
+def local_files(name):
+    """The files on disk a GDAL dataset name lies in, as it spells them: the archive of
+    /vsizip/a.zip/x.tif (/vsitar/, /vsigzip/, ...), the file of HDF5:"f.h5"://x,
+    NETCDF:f.nc:v or GTIFF_DIR:2:f.tif. Found by trying each stretch between separators."""
+    text = str(name or "")
+    starts = {0}
+    for m in re.finditer(r'/vsi[a-z0-9_]+/|[:"]', text):
+        starts |= {m.end(), m.end() - 1} if m.group().startswith("/vsi") else {m.end()}
+    ends = [m.start() for m in re.finditer(r'[/:"]', text)] + [len(text)]
+    found = {os.path.realpath(text[a:b]) for a in starts for b in ends
+             if b > a and os.path.isfile(text[a:b])}
+    return sorted(found)
 
 
 def path_fingerprint(path):
@@ -83,16 +106,29 @@ def path_fingerprint(path):
     the input's folder (a moved project keeps its fingerprints); overviews (.ovr) are left
     out, and of a .aux.xml only what changes the pixels read counts (``_pam_fingerprint``),
     so a viewer's statistics never make an input "changed"."""
-    from .source import dataset_files
-
     own = os.path.abspath(path)
     folder = os.path.dirname(own)
-    others = sorted({os.path.abspath(f) for f in dataset_files(path)} - {own})
+    others = sorted({os.path.abspath(f) for f in _files_read(path)} - {own})
     fingerprint = file_fingerprint(path)
     found = {_relative(f, folder): _side_fingerprint(f) for f in others
              if os.path.isfile(f) and not f.lower().endswith(".ovr")}
     found = {f: v for f, v in found.items() if v is not None}
     return {**fingerprint, "with": found} if found else fingerprint
+
+
+def _files_read(path, seen=None):
+    """The files GDAL reads for ``path`` (``dataset_files``) and, through the VRTs among them,
+    for theirs: a VRT of VRTs reads its innermost files, which GDAL's list of the outer one
+    leaves out."""
+    from .source import dataset_files
+
+    seen = set() if seen is None else seen
+    for file in map(os.path.abspath, dataset_files(path) if path else []):
+        if file not in seen:
+            seen.add(file)
+            if file.lower().endswith(".vrt") and file != os.path.abspath(path):
+                _files_read(file, seen)
+    return seen
 
 
 def _relative(path, folder):
@@ -153,8 +189,8 @@ def _pam_fingerprint(path):
 
 
 def _pixel_fingerprint(source):
-    """A dataset GDAL names without a file (a subdataset, /vsi...): sha256 of the pixels of its
-    first, middle and last tiles, with its size."""
+    """A dataset without a file on disk (/vsicurl/...): sha256 of the pixels of its first,
+    middle and last tiles, with its size."""
     windows = source.windows()
     picked = sorted({0, len(windows) // 2, len(windows) - 1})
     digest = hashlib.sha256(f"{source.count}x{source.height}x{source.width};".encode())
