@@ -725,6 +725,48 @@ def test_evaluate_takes_the_arrays_detector_gives_with_the_files_numbers(heat_an
         [(t["centroid_x"], t["centroid_y"]) for t in from_files["targets"]]
 
 
+def test_a_data_array_is_placed_by_its_coordinates_however_cut_sorted_or_ordered(
+        heat_and_truth):
+    """The coordinates say where each pixel lies: a heatmap sorted south-up, cut with a step
+    or stored (x, y) was placed by its attributes' pixel size and first coordinate, mirroring,
+    squeezing or transposing its targets; a truth cut elsewhere than the heatmap was compared
+    pixel for pixel with it (a file on another grid is refused)."""
+    import hsanomaly
+    from synthetic import CRS, TRANSFORM
+
+    xr = pytest.importorskip("xarray")
+    heat, truth_path, scores, truth = heat_and_truth
+    rows, cols = scores.shape
+
+    def placed(values, **kwargs):
+        return xr.DataArray(values, dims=("y", "x"), attrs={"transform": TRANSFORM, "crs": CRS},
+                            coords={"x": TRANSFORM.c + TRANSFORM.a * (np.arange(cols) + 0.5),
+                                    "y": TRANSFORM.f + TRANSFORM.e * (np.arange(rows) + 0.5)},
+                            **kwargs)
+
+    def centres(report):
+        return sorted((round(t["centroid_x"], 6), round(t["centroid_y"], 6))
+                      for t in report["targets"])
+    from_file = centres(hsanomaly.evaluate(heat, truth_path))
+    heatmap, mask = placed(scores), placed(truth)
+    for label, (h, t) in {"sorted south-up": (heatmap.sortby("y"), mask.sortby("y")),
+                          "(x, y)": (heatmap.T, mask.T),
+                          "heatmap (x, y) only": (heatmap.T, mask)}.items():
+        assert centres(hsanomaly.evaluate(h, t)) == from_file, label
+    found = hsanomaly.find_targets(heatmap.sortby("y").T, threshold=float(np.nanmax(scores)) / 2)
+    expected = hsanomaly.find_targets(heat, threshold=float(np.nanmax(scores)) / 2)
+    assert found.geometry.geom_equals(expected.geometry).all()
+    step = hsanomaly.find_targets(heatmap.isel(x=slice(None, None, 2)),
+                                  threshold=float(np.nanmax(scores)) / 2)
+    assert (step["area"] / step["pixels"]).round(6).unique().tolist() == \
+        [round(2 * abs(TRANSFORM.a * TRANSFORM.e), 6)]            # pixels twice as wide
+    with pytest.raises(HsanomalyError, match="'truth': its coordinates place it elsewhere than "
+                                             "the heatmap's .* cut and order both alike"):
+        hsanomaly.evaluate(heatmap.isel(y=slice(0, 40)), mask.isel(y=slice(5, 45)))
+    with pytest.raises(HsanomalyError, match="its y coordinates are not evenly spaced"):
+        hsanomaly.find_targets(heatmap.isel(y=[*range(20), *range(21, 60)]), far=0.01)
+
+
 def test_a_truth_array_masked_or_nan_is_unknown_there(heat_and_truth):
     """And a DataArray's fill value, as an unmasked rioxarray read carries a file's nodata
     (its 255s were targets)."""

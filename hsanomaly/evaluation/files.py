@@ -105,12 +105,28 @@ def evaluate_arrays(scores, truth, outer=None, pd_far=defaults.PD_FAR):
                                  "so nothing places the file's pixels on it; pass an array of "
                                  "the heatmap's shape, or the heatmap as a raster file")
     transform, crs = placement(scores)
+    for label, mask in (("truth", truth), ("outer_mask", outer)):
+        _check_same_place(placement(mask)[0], transform, spell(label))
     scores = as_band(scores, "the heatmap array")
     if scores.dtype.kind not in "uif":
         raise HsanomalyError(f"the heatmap array holds {scores.dtype} values, not scores")
     scores = scores.astype(np.float64).filled(np.nan)
     return _evaluate(scores, f"<array {_pixels(scores.shape)}>", crs,
                      Affine.identity() if transform is None else transform, truth, outer, pd_far)
+
+
+def _check_same_place(placed, transform, label):
+    """Refuse a mask array whose coordinates place it elsewhere than the heatmap's (cut or
+    sorted otherwise: its pixels would be compared with other pixels' scores), within a
+    thousandth of a pixel; one or both without coordinates pass on their shapes."""
+    if placed is None or transform is None:
+        return
+    pixel = min(abs(transform.a), abs(transform.e)) or 1.0
+    if not placed.almost_equals(transform, precision=1e-3 * pixel):
+        raise HsanomalyError(f"{label}: its coordinates place it elsewhere than the heatmap's "
+                             f"(origin {placed.c:.10g}, {placed.f:.10g} and pixel {placed.a:g} x "
+                             f"{placed.e:g}, against {transform.c:.10g}, {transform.f:.10g} and "
+                             f"{transform.a:g} x {transform.e:g}); cut and order both alike")
 
 
 def _evaluate(scores, name, crs, transform, truth_input, outer_input, pd_far, heatmap_path=None):

@@ -168,7 +168,9 @@ def as_band(value, name):
     unknown): numpy's, a masked array, a DataArray (its fill value, ``FILL_ATTRS``, masked:
     an unmasked rioxarray read of a truth file carries its nodata so), anything numpy
     converts; one band of a (1, rows, cols) array too."""
-    if type(value).__module__.startswith("xarray") and type(value).__name__ == "DataArray":
+    if _is_data_array(value):
+        if {"x", "y"} <= set(value.dims):               # rows are y, whatever the order
+            value = value.transpose(..., "y", "x")
         values = np.asarray(value.values)
         valid = _filled(values[None], value.attrs)
         value = values if valid is None else np.ma.masked_array(values, ~valid)
@@ -184,13 +186,18 @@ def as_band(value, name):
     return array
 
 
+def _is_data_array(value):
+    return type(value).__module__.startswith("xarray") and type(value).__name__ == "DataArray"
+
+
 def placement(value):
     """(geotransform, CRS) that a DataArray's attributes give it: ``transform`` (an Affine or
     its six numbers) and ``crs``, as hsanomaly's results keep them from their input
     (``PLACE_ATTRS``), or a ``spatial_ref`` coordinate's ``GeoTransform`` and ``crs_wkt``
-    (the CF and GDAL convention rioxarray writes); (None, None) for anything else. One
-    that does not parse is refused in one line."""
-    if not (type(value).__module__.startswith("xarray") and type(value).__name__ == "DataArray"):
+    (the CF and GDAL convention rioxarray writes); (None, None) for anything else. Where it
+    has ``x`` and ``y`` coordinates, they place its pixels (``_by_coordinates``). One that
+    does not parse is refused in one line."""
+    if not _is_data_array(value):
         return None, None
     from affine import Affine
 
@@ -204,23 +211,40 @@ def placement(value):
                                  f"{ref['GeoTransform']!r} is not six numbers") from None
     transform = as_transform(transform, f"{_name(value)}'s transform attribute")
     if transform is not None and not (transform.b or transform.d):
-        transform = _cut(value, transform)
+        transform = _by_coordinates(value, transform)
     return transform, as_crs(crs, f"{_name(value)}'s crs attribute")
 
 
-def _cut(value, transform):
-    """The transform of a DataArray cut from the one ``transform`` describes (``isel``, a
-    subset of an area of interest): the attributes keep the whole array's origin, its ``x``
-    and ``y`` coordinates (pixel centres) say where the cut lies."""
+# x/y coordinates further than this share of a pixel from an even grid are no grid: a row or
+# column left out of a cut moves its neighbours half a pixel
+GRID_TOLERANCE = 0.25
+
+
+def _by_coordinates(value, transform):
+    """The transform of a DataArray's pixels by its ``x`` and ``y`` coordinates (pixel
+    centres): they follow a cut, a step, a sort or a flip (``isel``, ``sortby``), while the
+    attributes keep the whole array's grid, whose pixel size serves an axis of one
+    coordinate. Coordinates off an even grid are refused."""
     from affine import Affine
 
     if not {"x", "y"} <= set(value.dims) or not {"x", "y"} <= set(value.coords):
         return transform
-    x, y = (np.asarray(value.coords[d].values, dtype=np.float64) for d in ("x", "y"))
-    if x.ndim != 1 or y.ndim != 1 or not len(x) or not len(y):
-        return transform
-    return Affine(transform.a, 0.0, x[0] - transform.a / 2, 0.0, transform.e,
-                  y[0] - transform.e / 2)
+    grid = {}
+    for dim, size in (("x", transform.a), ("y", transform.e)):
+        centres = np.asarray(value.coords[dim].values, dtype=np.float64)
+        if centres.ndim != 1 or not len(centres) or not np.isfinite(centres).all():
+            return transform
+        n = np.arange(len(centres))
+        if len(centres) > 1:
+            size = (centres[-1] - centres[0]) / (len(centres) - 1)
+            off = np.abs(centres - (centres[0] + size * n)).max()
+            if size == 0 or off > GRID_TOLERANCE * abs(size):
+                raise HsanomalyError(f"{_name(value)}: its {dim} coordinates are not evenly "
+                                     "spaced, so no geotransform places its pixels (a cut "
+                                     "that left rows or columns out?)")
+        grid[dim] = (float(np.mean(centres - size * n)) - size / 2, float(size))
+    (x0, a), (y0, e) = grid["x"], grid["y"]
+    return Affine(a, 0.0, x0, 0.0, e, y0)
 
 
 def as_transform(value, label):
