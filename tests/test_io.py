@@ -894,7 +894,8 @@ def test_a_fingerprint_reaches_the_files_under_nested_vrts_archives_and_subdatas
     and --resume mixed two inputs."""
     import zipfile
 
-    from hsanomaly.io.fingerprint import input_fingerprint, local_files
+    from hsanomaly.io.fingerprint import input_fingerprint
+    from hsanomaly.io.source import local_files
     from synthetic import synthetic_cube, write_raster
 
     cube, _ = synthetic_cube(bands=3, rows=600, cols=600)        # 3 x 3 tiles of 256
@@ -910,7 +911,8 @@ def test_a_fingerprint_reaches_the_files_under_nested_vrts_archives_and_subdatas
         return str(tmp_path / name)
 
     outer = vrt("outer.vrt", vrt("inner.vrt", "data.tif"))
-    names = {"outer": outer, "dir": f"GTIFF_DIR:1:{data}"}
+    names = {"outer": outer, "dir": f"GTIFF_DIR:1:{data}",
+             "vrt of a name": vrt("named.vrt", f"GTIFF_DIR:1:{data}")}
     archive = tmp_path / "scene.zip"
 
     def zipped():
@@ -928,6 +930,10 @@ def test_a_fingerprint_reaches_the_files_under_nested_vrts_archives_and_subdatas
     zipped()
     after = {label: input_fingerprint(name) for label, name in names.items()}
     assert [label for label in names if after[label] == before[label]] == []
+    import hsanomaly             # and none of them is an output to replace: it is the input
+    for name in names.values():
+        with pytest.raises(HsanomalyError, match="'dst' is the same file as the input"):
+            hsanomaly.detect(name, data, score="rx", overwrite=True)
 
 
 def test_gdal_subdataset_and_vsi_names_are_read_end_to_end(synthetic_raster, tmp_path):

@@ -17,7 +17,6 @@ of its pixels.
 
 import hashlib
 import os
-import re
 
 import numpy as np
 
@@ -57,7 +56,7 @@ def input_fingerprint(src, source=None):
     """The fingerprint of an input: ``src`` a path (a file is fingerprinted as files, with
     those GDAL reads beside it, so a .mat scene need not be loaded) or a pixel source (its
     in-memory cube)."""
-    from .source import is_gdal_name
+    from .source import dataset_files, is_gdal_name
 
     if isinstance(src, (str, os.PathLike)):
         if not is_gdal_name(src) and os.path.isfile(src):
@@ -77,26 +76,12 @@ def input_fingerprint(src, source=None):
     path = getattr(source, "path", None)
     if path and not is_gdal_name(path) and os.path.isfile(path):
         return path_fingerprint(path)
-    files = sorted(set(local_files(path)) | set(map(os.path.abspath, _files_read(path))))
+    files = sorted(set(map(os.path.abspath, dataset_files(path) if path else [])))
     if path and files:              # a subdataset, an archive member: the files they lie in
         folder = os.path.dirname(files[0])
         return {"name": str(path), "files": {_relative(f, folder): path_fingerprint(f)
                                              for f in files}}
     return _pixel_fingerprint(source)
-
-
-def local_files(name):
-    """The files on disk a GDAL dataset name lies in, as it spells them: the archive of
-    /vsizip/a.zip/x.tif (/vsitar/, /vsigzip/, ...), the file of HDF5:"f.h5"://x,
-    NETCDF:f.nc:v or GTIFF_DIR:2:f.tif. Found by trying each stretch between separators."""
-    text = str(name or "")
-    starts = {0}
-    for m in re.finditer(r'/vsi[a-z0-9_]+/|[:"]', text):
-        starts |= {m.end(), m.end() - 1} if m.group().startswith("/vsi") else {m.end()}
-    ends = [m.start() for m in re.finditer(r'[/:"]', text)] + [len(text)]
-    found = {os.path.realpath(text[a:b]) for a in starts for b in ends
-             if b > a and os.path.isfile(text[a:b])}
-    return sorted(found)
 
 
 def path_fingerprint(path):
@@ -106,29 +91,16 @@ def path_fingerprint(path):
     the input's folder (a moved project keeps its fingerprints); overviews (.ovr) are left
     out, and of a .aux.xml only what changes the pixels read counts (``_pam_fingerprint``),
     so a viewer's statistics never make an input "changed"."""
+    from .source import dataset_files
+
     own = os.path.abspath(path)
     folder = os.path.dirname(own)
-    others = sorted({os.path.abspath(f) for f in _files_read(path)} - {own})
+    others = sorted({os.path.abspath(f) for f in dataset_files(path)} - {own})
     fingerprint = file_fingerprint(path)
     found = {_relative(f, folder): _side_fingerprint(f) for f in others
              if os.path.isfile(f) and not f.lower().endswith(".ovr")}
     found = {f: v for f, v in found.items() if v is not None}
     return {**fingerprint, "with": found} if found else fingerprint
-
-
-def _files_read(path, seen=None):
-    """The files GDAL reads for ``path`` (``dataset_files``) and, through the VRTs among them,
-    for theirs: a VRT of VRTs reads its innermost files, which GDAL's list of the outer one
-    leaves out."""
-    from .source import dataset_files
-
-    seen = set() if seen is None else seen
-    for file in map(os.path.abspath, dataset_files(path) if path else []):
-        if file not in seen:
-            seen.add(file)
-            if file.lower().endswith(".vrt") and file != os.path.abspath(path):
-                _files_read(file, seen)
-    return seen
 
 
 def _relative(path, folder):

@@ -621,18 +621,46 @@ def open_raster(path):
         raise HsanomalyError(f"{path}: not a raster GDAL can read ({detail})") from None
 
 
-def dataset_files(path):
+def local_files(name):
+    """The files on disk a GDAL dataset name lies in, as it spells them: the archive of
+    /vsizip/a.zip/x.tif (/vsitar/, /vsigzip/, ...), the file of HDF5:"f.h5"://x,
+    NETCDF:f.nc:v or GTIFF_DIR:2:f.tif. Found by trying each stretch between separators."""
+    text = str(name or "")
+    starts = {0}
+    for m in re.finditer(r'/vsi[a-z0-9_]+/|[:"]', text):
+        starts |= {m.end(), m.end() - 1} if m.group().startswith("/vsi") else {m.end()}
+    ends = [m.start() for m in re.finditer(r'[/:"]', text)] + [len(text)]
+    found = {os.path.realpath(text[a:b]) for a in starts for b in ends
+             if b > a and os.path.isfile(text[a:b])}
+    return sorted(found)
+
+
+def dataset_files(path, _seen=None):
     """The files on disk that raster ``path`` reads: itself, or those a VRT, a subdataset name
-    (GTIFF_DIR:1:f.tif) or an archive path points at (GDAL's file list); none where it does not
-    open. An output must not be one of them, whatever name the input reaches it by. A .mat
-    scene is no raster of GDAL's (its HDF5 driver would print a damaged one's error stack)."""
+    (GTIFF_DIR:1:f.tif) or an archive path points at (GDAL's file list, with the files its
+    dataset names lie in, ``local_files``), through nested VRTs (GDAL lists an outer VRT's
+    inner VRT, not what that reads); none where it does not open. An output must not be one
+    of them, whatever name the input reaches it by, and they make the input's fingerprint. A
+    .mat scene is no raster of GDAL's (its HDF5 driver would print a damaged one's error
+    stack)."""
     if str(path).lower().endswith(".mat"):
         return [os.fspath(path)]
+    seen = set() if _seen is None else _seen
     try:
         with open_raster(path) as ds:
-            return [f for f in ds.files if not is_gdal_name(f)]
+            listed = list(ds.files)
     except HsanomalyError:
         return []
+    files = []
+    for file in listed:
+        for found in local_files(file) if is_gdal_name(file) else [file]:
+            if os.path.abspath(found) not in seen:
+                seen.add(os.path.abspath(found))
+                files.append(found)
+                if found.lower().endswith(".vrt") and os.path.abspath(found) != \
+                        os.path.abspath(path):
+                    files += dataset_files(found, seen)
+    return files
 
 
 def read_masked(dataset, indexes=None, **kwargs):
