@@ -931,7 +931,7 @@ def test_a_fingerprint_reaches_the_files_under_nested_vrts_archives_and_subdatas
     after = {label: input_fingerprint(name) for label, name in names.items()}
     assert [label for label in names if after[label] == before[label]] == []
     import hsanomaly             # and none of them is an output to replace: it is the input
-    for name in names.values():
+    for name in (names[label] for label in names if label != "zip"):     # the zip reads a copy
         with pytest.raises(HsanomalyError, match="'dst' is the same file as the input"):
             hsanomaly.detect(name, data, score="rx", overwrite=True)
 
