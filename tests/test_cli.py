@@ -241,11 +241,22 @@ def test_a_result_of_a_same_named_input_in_another_folder_is_not_replaced(tmp_pa
                                   "in another folder), which this run of scene.tif would replace",
                           "--overwrite")
     assert heat.read_bytes() == kept
+    # the input updated in its place (git-annex and DVC replace it by a link to new content)
+    objects = tmp_path / "objects"
+    objects.mkdir()
+    (tmp_path / "flight1" / "scene.tif").rename(objects / "old.tif")
+    write_raster(objects / "new.tif", cube * 2)
+    (tmp_path / "flight1" / "scene.tif").symlink_to(objects / "new.tif")
+    assert run("detect", tmp_path / "flight1" / "scene.tif", heat, "--score", "rx",
+               "-q").exit_code == 0
     (tmp_path / "link").symlink_to(tmp_path / "flight1")
     monkeypatch.chdir(tmp_path / "flight2")
-    for same in ("../flight1/scene.tif", "../link/scene.tif"):
+    for same in ("../flight1/scene.tif", "../link/scene.tif"):      # one file, two paths
         result = run("detect", same, heat, "--score", "gmm", "-q")
         assert result.exit_code == 0, result.output
+    # a moved project: another place, the same contents
+    (tmp_path / "flight1").rename(tmp_path / "flight1-2024")
+    assert run("detect", "../flight1-2024/scene.tif", heat, "--score", "rx", "-q").exit_code == 0
     assert run("detect", "scene.tif", heat, "--score", "rx", "--overwrite", "-q").exit_code == 0
 
 

@@ -63,28 +63,30 @@ def is_own_detect_output(path):
             and tags.get(GRID_TAG, grid) == grid)     # heatmaps before this tag: by the tags
 
 
-INPUT_TAG = TAG_PREFIX + "INPUT"              # the input's file name
-INPUT_PLACE_TAG = TAG_PREFIX + "INPUT_PLACE"  # where it lies: ``input_place``
+INPUT_TAG = TAG_PREFIX + "INPUT"                # the input's file name
+INPUT_PLACE_TAG = TAG_PREFIX + "INPUT_PLACE"    # where it lies: ``input_place``
+INPUT_FINGERPRINT_TAG = TAG_PREFIX + "INPUT_FINGERPRINT"   # what it held: a digest
 
 
 def input_place(name):
-    """A digest of where an input lies, its real path (a dataset name GDAL resolves itself:
-    as given), so that two files of one name in two folders are two inputs; a digest, so a
-    heatmap passed on does not tell where its input was kept."""
-    from .source import is_gdal_name
+    """A digest of where an input lies: its absolute path as named (links not followed: a
+    file git-annex or DVC replaces by a link to new content stays in its place; a GDAL name's
+    file spelled absolute, ``spelled_absolute``), so that two files of one name in two folders
+    are two inputs; a digest, so a heatmap passed on does not tell where its input was kept."""
+    from .source import spelled_absolute
 
-    where = str(name) if is_gdal_name(name) else os.path.realpath(name)
-    return hashlib.sha256(where.encode()).hexdigest()[:16]
+    return hashlib.sha256(spelled_absolute(name).encode()).hexdigest()[:16]
 
 
 def recorded_input(path):
-    """(file name, ``input_place``) of the input an existing raster of ``detect`` records, the
-    place None for one written before its tag; None for no such raster, or one written before
-    both tags."""
+    """{"name", "place", "fingerprint"} of the input an existing raster of ``detect`` records
+    (its tags; place and fingerprint None in one written before them); None for no such
+    raster, or one written before the name was."""
     tags = _geotiff_tags(path) if os.path.isfile(path) and not os.path.islink(path) else None
     if tags is None or INPUT_TAG not in tags:
         return None
-    return tags[INPUT_TAG], tags.get(INPUT_PLACE_TAG)
+    return {"name": tags[INPUT_TAG], "place": tags.get(INPUT_PLACE_TAG),
+            "fingerprint": tags.get(INPUT_FINGERPRINT_TAG)}
 
 
 def is_own_png(path):

@@ -626,13 +626,33 @@ def local_files(name):
     /vsizip/a.zip/x.tif (/vsitar/, /vsigzip/, ...), the file of HDF5:"f.h5"://x,
     NETCDF:f.nc:v or GTIFF_DIR:2:f.tif. Found by trying each stretch between separators."""
     text = str(name or "")
+    return sorted({os.path.realpath(text[a:b]) for a, b in _file_stretches(text)})
+
+
+def _file_stretches(text):
+    """(start, end) of each stretch of ``text`` between separators that names a file on
+    disk."""
     starts = {0}
     for m in re.finditer(r'/vsi[a-z0-9_]+/|[:"]', text):
         starts |= {m.end(), m.end() - 1} if m.group().startswith("/vsi") else {m.end()}
     ends = [m.start() for m in re.finditer(r'[/:"]', text)] + [len(text)]
-    found = {os.path.realpath(text[a:b]) for a in starts for b in ends
-             if b > a and os.path.isfile(text[a:b])}
-    return sorted(found)
+    return [(a, b) for a in sorted(starts) for b in ends
+            if b > a and os.path.isfile(text[a:b])]
+
+
+def spelled_absolute(name):
+    """A dataset name with the file it names spelled as an absolute path (for a GDAL name,
+    its longest file stretch), so that two spellings of one dataset read alike: a key, not a
+    name to open."""
+    text = str(name)
+    if not is_gdal_name(text):
+        return os.path.abspath(text)
+    stretches = _file_stretches(text)
+    if not stretches:
+        return text
+    a, b = max(stretches, key=lambda span: span[1] - span[0])
+    head, path = text[:a], os.path.abspath(text[a:b]).lstrip("/")    # POSIX keeps "//"
+    return (head.rstrip("/") if head.startswith("/vsi") else head) + "/" + path + text[b:]
 
 
 def dataset_files(path, _seen=None):
