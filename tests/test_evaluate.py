@@ -732,6 +732,7 @@ def test_a_data_array_is_placed_by_its_coordinates_however_cut_sorted_or_ordered
     squeezing or transposing its targets; a truth cut elsewhere than the heatmap was compared
     pixel for pixel with it (a file on another grid is refused)."""
     import hsanomaly
+    from affine import Affine
     from synthetic import CRS, TRANSFORM
 
     xr = pytest.importorskip("xarray")
@@ -760,9 +761,16 @@ def test_a_data_array_is_placed_by_its_coordinates_however_cut_sorted_or_ordered
                                   threshold=float(np.nanmax(scores)) / 2)
     assert (step["area"] / step["pixels"]).round(6).unique().tolist() == \
         [round(2 * abs(TRANSFORM.a * TRANSFORM.e), 6)]            # pixels twice as wide
-    with pytest.raises(HsanomalyError, match="'truth': its coordinates place it elsewhere than "
-                                             "the heatmap's .* cut and order both alike"):
-        hsanomaly.evaluate(heatmap.isel(y=slice(0, 40)), mask.isel(y=slice(5, 45)))
+    stripped = mask.copy()
+    stripped.attrs = {}                                   # coordinates alone place it too
+    for other in (mask, stripped):
+        with pytest.raises(HsanomalyError, match="'truth': its y coordinates are not the "
+                                                 "heatmap's .* cut and order both alike"):
+            hsanomaly.evaluate(heatmap.isel(y=slice(0, 40)), other.isel(y=slice(5, 45)))
+    with pytest.raises(HsanomalyError, match="'outer_mask': its placement is not the heatmap's"):
+        hsanomaly.evaluate(xr.DataArray(scores, dims=("y", "x"), attrs=heatmap.attrs), truth,
+                           outer_mask=xr.DataArray(truth * 0, dims=("y", "x"), attrs={
+                               "transform": TRANSFORM * Affine.translation(0, 3)}))
     with pytest.raises(HsanomalyError, match="its y coordinates are not evenly spaced"):
         hsanomaly.find_targets(heatmap.isel(y=[*range(20), *range(21, 60)]), far=0.01)
 

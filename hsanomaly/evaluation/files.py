@@ -106,7 +106,7 @@ def evaluate_arrays(scores, truth, outer=None, pd_far=defaults.PD_FAR):
                                  "the heatmap's shape, or the heatmap as a raster file")
     transform, crs = placement(scores)
     for label, mask in (("truth", truth), ("outer_mask", outer)):
-        _check_same_place(placement(mask)[0], transform, spell(label))
+        _check_same_place(mask, scores, transform, spell(label))
     scores = as_band(scores, "the heatmap array")
     if scores.dtype.kind not in "uif":
         raise HsanomalyError(f"the heatmap array holds {scores.dtype} values, not scores")
@@ -115,18 +115,43 @@ def evaluate_arrays(scores, truth, outer=None, pd_far=defaults.PD_FAR):
                      Affine.identity() if transform is None else transform, truth, outer, pd_far)
 
 
-def _check_same_place(placed, transform, label):
-    """Refuse a mask array whose coordinates place it elsewhere than the heatmap's (cut or
-    sorted otherwise: its pixels would be compared with other pixels' scores), within a
-    thousandth of a pixel; one or both without coordinates pass on their shapes."""
+def _check_same_place(mask, heatmap, transform, label):
+    """Refuse a mask array placed elsewhere than the heatmap (cut or sorted otherwise: its
+    pixels would be compared with other pixels' scores): by their x/y coordinates where both
+    are DataArrays with them, else by their placements (``transform``: the heatmap's), within
+    a thousandth of a pixel; arrays with neither pass on their shapes."""
+    ours, theirs = _centres(heatmap), _centres(mask)
+    if ours and theirs:
+        for dim in ("x", "y"):
+            a, b = ours[dim], theirs[dim]
+            if a.shape != b.shape:
+                return                                   # read_mask: the shapes differ
+            pixel = abs(a[-1] - a[0]) / (len(a) - 1) if len(a) > 1 else 0.0
+            if np.abs(a - b).max() > 1e-3 * (pixel or max(1.0, abs(a[0]))):
+                raise HsanomalyError(f"{label}: its {dim} coordinates are not the heatmap's "
+                                     f"({b[0]:.10g} ... {b[-1]:.10g} against {a[0]:.10g} ... "
+                                     f"{a[-1]:.10g}); cut and order both alike")
+        return
+    placed = placement(mask)[0]
     if placed is None or transform is None:
         return
     pixel = min(abs(transform.a), abs(transform.e)) or 1.0
     if not placed.almost_equals(transform, precision=1e-3 * pixel):
-        raise HsanomalyError(f"{label}: its coordinates place it elsewhere than the heatmap's "
-                             f"(origin {placed.c:.10g}, {placed.f:.10g} and pixel {placed.a:g} x "
+        raise HsanomalyError(f"{label}: its placement is not the heatmap's (origin "
+                             f"{placed.c:.10g}, {placed.f:.10g} and pixel {placed.a:g} x "
                              f"{placed.e:g}, against {transform.c:.10g}, {transform.f:.10g} and "
                              f"{transform.a:g} x {transform.e:g}); cut and order both alike")
+
+
+def _centres(value):
+    """{"x", "y": 1-D float64 pixel centres} of a DataArray that has both coordinates, or
+    None."""
+    coords = getattr(value, "coords", None)
+    if coords is None or not {"x", "y"} <= set(getattr(value, "dims", ())) \
+            or not {"x", "y"} <= set(coords):
+        return None
+    found = {dim: np.asarray(coords[dim].values, dtype=np.float64) for dim in ("x", "y")}
+    return found if all(v.ndim == 1 and len(v) for v in found.values()) else None
 
 
 def _evaluate(scores, name, crs, transform, truth_input, outer_input, pd_far, heatmap_path=None):
