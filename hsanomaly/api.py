@@ -160,11 +160,12 @@ def find_targets(heatmap: Union[PathArg, Scores], *, threshold: Optional[Support
                                  "array; a file is placed by its own georeferencing")
         check_raster_path(heatmap, spell("heatmap"))
         return vectorise(os.fspath(heatmap), threshold=threshold, far=far)[0]
-    if crs is not None and transform is None:
+    carried = placement(heatmap)                         # a DataArray's; given ones win
+    placed = (carried[0] if transform is None else as_transform(transform, spell("transform")),
+              carried[1] if crs is None else as_crs(crs, spell("crs")))
+    if crs is not None and placed[0] is None:
         raise HsanomalyError(f"{spell('crs')}: a CRS places a heatmap array only with its "
                              f"{spell('transform')}; give both")
-    placed = ((as_transform(transform, spell("transform")), as_crs(crs, spell("crs")))
-              if transform is not None else placement(heatmap))
     scores = as_band(heatmap, "the heatmap array")
     if scores.dtype.kind not in "uif":
         raise HsanomalyError(f"the heatmap array holds {scores.dtype} values, not scores")

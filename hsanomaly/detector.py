@@ -224,7 +224,7 @@ class Detector:
             block, _ = source.read(window)
             rows, cols = window.toslices()
             cube[:, rows, cols] = block
-        write_geotiff(scene, cube, nodata=float("nan"))
+        write_geotiff(scene, cube, nodata=float("nan"), wavelengths=source.wavelengths)
         try:
             return workdir, train([str(scene)], str(folder / "model"), data_checked=True,
                                   **training).path

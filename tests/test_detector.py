@@ -247,6 +247,26 @@ def test_a_fitted_detector_with_a_quick_model_pickles_and_scores_in_another_proc
     assert result.returncode == 0, result.stderr
 
 
+def test_a_quick_model_keeps_the_band_centres_of_the_scene_it_was_trained_on(tmp_path,
+                                                                              monkeypatch):
+    """Detector's quick model was trained on a copy of the scene without its band centres,
+    so scoring the scene warned that the model records none to check them against."""
+    import warnings
+
+    from hsanomaly.model import load_bundle
+
+    short_quick_models(monkeypatch)
+    path = write_raster(tmp_path / "scene.tif", synthetic_cube(rows=40, cols=50)[0])
+    with rasterio.open(path, "r+") as ds:
+        for band in range(1, ds.count + 1):
+            ds.update_tags(band, wavelength=str(400 + 10 * band), wavelength_units="nm")
+    with rasterio.open(path) as ds, warnings.catch_warnings():
+        warnings.simplefilter("error", hsanomaly.HsanomalyWarning)
+        detector = hsanomaly.Detector("resrx").fit(ds)
+        detector.score(ds)
+    assert load_bundle(detector.model_).wavelengths == [400.0 + 10 * b for b in range(1, 13)]
+
+
 def test_a_data_arrays_fill_value_is_nodata_as_in_the_raster():
     """rioxarray's open_rasterio without masked=True keeps -9999 and names it _FillValue."""
     xr = pytest.importorskip("xarray")
@@ -595,6 +615,22 @@ def test_a_resampled_scene_is_judged_by_its_steps_between_pixels_that_differ(exa
         warnings.simplefilter("error", hsanomaly.HsanomalyWarning)
         for axis in (1, 2):
             hsanomaly.Detector("rx").fit(np.repeat(coarse, 3, axis=axis))
+
+
+def test_constant_or_saturated_lines_leave_the_band_axis_check_as_it_was(example_scene):
+    """A line without a step (a bad band filled with one value, pixels saturated along it)
+    made the statistic NaN: numpy warned of an empty mean and the bands-last warning was lost."""
+    import warnings
+
+    with rasterio.open(example_scene[0]) as ds:
+        cube = np.moveaxis(ds.read().astype(np.float32), 0, -1)       # bands last
+    cube[:, :, 100] = 0.01                                           # a bad band
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        hsanomaly.Detector("rx").fit(cube)
+    assert [type(w.message).__name__ for w in said
+            if not isinstance(w.message, hsanomaly.HsanomalyWarning)] == []
+    assert any("its last axis varies far more smoothly" in str(w.message) for w in said)
 
 
 def test_bands_on_the_second_axis_and_files_with_bands_last_are_warned_about(tmp_path):

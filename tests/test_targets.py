@@ -565,3 +565,15 @@ def test_find_targets_says_a_crs_attribute_without_a_transform_places_nothing():
     with pytest.warns(UserWarning, match="names a CRS but has no geotransform"):
         found = hsanomaly.find_targets(heat, threshold=1.0)
     assert found.crs is None and found["area"].isna().all()
+
+
+def test_find_targets_takes_what_a_data_array_carries_beside_what_is_given():
+    """A transform given beside a DataArray's crs attribute dropped the CRS, and a crs given
+    beside its transform attribute was refused as a CRS without a transform."""
+    xr = pytest.importorskip("xarray")
+    scores = planted_heatmap()
+    with_crs = xr.DataArray(scores, dims=("y", "x"), attrs={"crs": CRS})
+    with_transform = xr.DataArray(scores, dims=("y", "x"), attrs={"transform": TRANSFORM})
+    for found in (hsanomaly.find_targets(with_crs, threshold=1.0, transform=TRANSFORM),
+                  hsanomaly.find_targets(with_transform, threshold=1.0, crs=CRS)):
+        assert found.crs == CRS and found["area"].notna().all()

@@ -69,10 +69,10 @@ def median_step(values):
     ratios = []
     for line in values:
         line = line[np.isfinite(line)]
-        spread = line.std() if line.size >= 3 else 0.0
-        if spread > 0:
-            steps = np.abs(np.diff(line))
-            ratios.append(steps[steps > 0].mean() / spread)
+        steps = np.abs(np.diff(line))
+        steps = steps[steps > 0]
+        if line.size >= 3 and steps.size:      # a constant line: no step (its std need not be 0)
+            ratios.append(steps.mean() / line.std())
     return float(np.median(ratios)) if ratios else None
 
 
