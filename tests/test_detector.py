@@ -872,6 +872,11 @@ def test_a_scene_in_other_units_than_the_one_fitted_on_is_warned_about(example_s
         with pytest.warns(hsanomaly.HsanomalyWarning, match="its values lie far outside those "
                                                             "of the scene"):
             detector.score(cube * 1e4)
+    lake = cube.copy()                       # the probe's centre window: water, not the scene
+    lake[:, 10:90, 10:90] *= 1e-3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", hsanomaly.HsanomalyWarning)
+        hsanomaly.Detector("rx").fit(lake).score(lake[:, :10, :])      # land: quiet
     refit = hsanomaly.Detector("rx").fit(cube)
     refit.set_params(score="gmm")                         # unfitted: nothing left to compare
     assert not hasattr(refit, "_fitted_units")

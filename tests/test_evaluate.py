@@ -771,6 +771,13 @@ def test_a_data_array_is_placed_by_its_coordinates_however_cut_sorted_or_ordered
         hsanomaly.evaluate(xr.DataArray(scores, dims=("y", "x"), attrs=heatmap.attrs), truth,
                            outer_mask=xr.DataArray(truth * 0, dims=("y", "x"), attrs={
                                "transform": TRANSFORM * Affine.translation(0, 3)}))
+    degrees = xr.DataArray(scores, dims=("y", "x"), attrs={"crs": "EPSG:4326", "transform": (
+        2e-6, 0, -117.3456, 0, -2e-6, 33.9876)}, coords={   # ~0.2 m pixels, float32 degrees
+        "x": (-117.3456 + 2e-6 * (np.arange(cols) + 0.5)).astype(np.float32),
+        "y": (33.9876 - 2e-6 * (np.arange(rows) + 0.5)).astype(np.float32)})
+    assert len(hsanomaly.find_targets(degrees, threshold=float(np.nanmax(scores)) / 2))
+    assert hsanomaly.evaluate(degrees, degrees.copy(data=truth))["auc"] == \
+        hsanomaly.evaluate(heat, truth_path)["auc"]
     with pytest.raises(HsanomalyError, match="its y coordinates are not evenly spaced"):
         hsanomaly.find_targets(heatmap.isel(y=[*range(20), *range(21, 60)]), far=0.01)
 

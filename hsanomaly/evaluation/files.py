@@ -123,11 +123,12 @@ def _check_same_place(mask, heatmap, transform, label):
     ours, theirs = _centres(heatmap), _centres(mask)
     if ours and theirs:
         for dim in ("x", "y"):
-            a, b = ours[dim], theirs[dim]
+            (a, a_rounding), (b, b_rounding) = ours[dim], theirs[dim]
             if a.shape != b.shape:
                 return                                   # read_mask: the shapes differ
             pixel = abs(a[-1] - a[0]) / (len(a) - 1) if len(a) > 1 else 0.0
-            if np.abs(a - b).max() > 1e-3 * (pixel or max(1.0, abs(a[0]))):
+            if np.abs(a - b).max() > max(1e-3 * (pixel or max(1.0, abs(a[0]))),
+                                         a_rounding, b_rounding):
                 raise HsanomalyError(f"{label}: its {dim} coordinates are not the heatmap's "
                                      f"({b[0]:.10g} ... {b[-1]:.10g} against {a[0]:.10g} ... "
                                      f"{a[-1]:.10g}); cut and order both alike")
@@ -144,14 +145,20 @@ def _check_same_place(mask, heatmap, transform, label):
 
 
 def _centres(value):
-    """{"x", "y": 1-D float64 pixel centres} of a DataArray that has both coordinates, or
-    None."""
+    """{"x", "y": (1-D float64 pixel centres, how far their storage may have rounded them)}
+    of a DataArray that has both coordinates, or None."""
     coords = getattr(value, "coords", None)
     if coords is None or not {"x", "y"} <= set(getattr(value, "dims", ())) \
             or not {"x", "y"} <= set(coords):
         return None
-    found = {dim: np.asarray(coords[dim].values, dtype=np.float64) for dim in ("x", "y")}
-    return found if all(v.ndim == 1 and len(v) for v in found.values()) else None
+    found = {}
+    for dim in ("x", "y"):
+        stored = np.asarray(coords[dim].values)
+        if stored.ndim != 1 or not len(stored) or stored.dtype.kind not in "iuf":
+            return None
+        rounding = 2 * float(np.spacing(np.abs(stored).max())) if stored.dtype.kind == "f" else 0
+        found[dim] = (stored.astype(np.float64), rounding)
+    return found
 
 
 def _evaluate(scores, name, crs, transform, truth_input, outer_input, pd_far, heatmap_path=None):

@@ -231,14 +231,17 @@ def _by_coordinates(value, transform):
         return transform
     grid = {}
     for dim, size in (("x", transform.a), ("y", transform.e)):
-        centres = np.asarray(value.coords[dim].values, dtype=np.float64)
+        stored = np.asarray(value.coords[dim].values)
+        centres = stored.astype(np.float64)
         if centres.ndim != 1 or not len(centres) or not np.isfinite(centres).all():
             return transform
         n = np.arange(len(centres))
         if len(centres) > 1:
             size = (centres[-1] - centres[0]) / (len(centres) - 1)
             off = np.abs(centres - (centres[0] + size * n)).max()
-            if size == 0 or off > GRID_TOLERANCE * abs(size):
+            rounding = (2 * float(np.spacing(np.abs(stored).max()))      # float32 degrees, say
+                        if stored.dtype.kind == "f" else 0.0)
+            if size == 0 or off > max(GRID_TOLERANCE * abs(size), rounding):
                 raise HsanomalyError(f"{_name(value)}: its {dim} coordinates are not evenly "
                                      "spaced, so no geotransform places its pixels (a cut "
                                      "that left rows or columns out?)")

@@ -636,8 +636,8 @@ def _file_stretches(text):
     for m in re.finditer(r'/vsi[a-z0-9_]+/|[:"]', text):
         starts |= {m.end(), m.end() - 1} if m.group().startswith("/vsi") else {m.end()}
     ends = [m.start() for m in re.finditer(r'[/:"]', text)] + [len(text)]
-    return [(a, b) for a in sorted(starts) for b in ends
-            if b > a and os.path.isfile(text[a:b])]
+    return [(a, b) for a in sorted(starts) for b in ends       # not GTIFF_DIR:1:'s "1"
+            if b > a and not text[a:b].isdigit() and os.path.isfile(text[a:b])]
 
 
 def spelled_absolute(name):

@@ -54,13 +54,17 @@ def check_value_range(bundle, source):
 
 
 def units_of(source):
-    """What ``check_units`` compares another scene with: a scaling fitted on the probe pixels
-    of ``source`` (None where they are too few or all constant)."""
+    """What ``check_units`` compares another scene with: a scaling fitted on the valid pixels
+    of every probe window of ``source`` (the centre and about the quarter points: one window
+    may hold a lake, another land); None where they are too few or all constant."""
     from ..preprocess import Preprocessor
 
-    pixels = _probe_pixels(source)
+    pixels = [block[:, valid].T for block, valid in map(source.read, source.probe_windows())]
+    pixels = np.concatenate(pixels) if pixels else np.empty((0, source.count))
+    if len(pixels) < PROBE_MIN_PIXELS:
+        return None
     try:
-        return None if pixels is None else Preprocessor().fit(pixels)
+        return Preprocessor().fit(pixels)
     except HsanomalyError:
         return None
 
