@@ -14,7 +14,7 @@ from ..io.atomic import atomic_path
 from ..io.checks import check_memory, warn
 from ..io.paths import is_path
 from ..io.scene import mask_values
-from ..io.inputs import as_band, placement
+from ..io.inputs import as_band, pixel_centres, placement
 from ..io.source import open_raster, read_masked
 from ..spelling import counted, spell
 from .metrics import evaluate
@@ -120,7 +120,7 @@ def _check_same_place(mask, heatmap, transform, label):
     pixels would be compared with other pixels' scores): by their x/y coordinates where both
     are DataArrays with them, else by their placements (``transform``: the heatmap's), within
     a thousandth of a pixel; arrays with neither pass on their shapes."""
-    ours, theirs = _centres(heatmap), _centres(mask)
+    ours, theirs = pixel_centres(heatmap), pixel_centres(mask)
     if ours and theirs:
         for dim in ("x", "y"):
             (a, a_rounding), (b, b_rounding) = ours[dim], theirs[dim]
@@ -142,23 +142,6 @@ def _check_same_place(mask, heatmap, transform, label):
                              f"{placed.c:.10g}, {placed.f:.10g} and pixel {placed.a:g} x "
                              f"{placed.e:g}, against {transform.c:.10g}, {transform.f:.10g} and "
                              f"{transform.a:g} x {transform.e:g}); cut and order both alike")
-
-
-def _centres(value):
-    """{"x", "y": (1-D float64 pixel centres, how far their storage may have rounded them)}
-    of a DataArray that has both coordinates, or None."""
-    coords = getattr(value, "coords", None)
-    if coords is None or not {"x", "y"} <= set(getattr(value, "dims", ())) \
-            or not {"x", "y"} <= set(coords):
-        return None
-    found = {}
-    for dim in ("x", "y"):
-        stored = np.asarray(coords[dim].values)
-        if stored.ndim != 1 or not len(stored) or stored.dtype.kind not in "iuf":
-            return None
-        rounding = 2 * float(np.spacing(np.abs(stored).max())) if stored.dtype.kind == "f" else 0
-        found[dim] = (stored.astype(np.float64), rounding)
-    return found
 
 
 def _evaluate(scores, name, crs, transform, truth_input, outer_input, pd_far, heatmap_path=None):

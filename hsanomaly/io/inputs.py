@@ -220,32 +220,45 @@ def placement(value):
 GRID_TOLERANCE = 0.25
 
 
+def pixel_centres(value):
+    """{"x", "y": (1-D float64 pixel centres, how far their storage may have rounded them)}
+    of a DataArray whose ``x`` and ``y`` dimensions both have finite coordinates, or None."""
+    if not _is_data_array(value) or not {"x", "y"} <= set(value.dims) \
+            or not {"x", "y"} <= set(value.coords):
+        return None
+    found = {}
+    for dim in ("x", "y"):
+        stored = np.asarray(value.coords[dim].values)
+        if stored.ndim != 1 or not len(stored) or stored.dtype.kind not in "iuf" \
+                or not np.isfinite(stored).all():
+            return None
+        rounding = 2 * float(np.spacing(np.abs(stored).max())) if stored.dtype.kind == "f" else 0.0
+        found[dim] = (stored.astype(np.float64), rounding)       # float32 degrees, say
+    return found
+
+
 def _by_coordinates(value, transform):
     """The transform of a DataArray's pixels by its ``x`` and ``y`` coordinates (pixel
     centres): they follow a cut, a step, a sort or a flip (``isel``, ``sortby``), while the
     attributes keep the whole array's grid, whose pixel size serves an axis of one
-    coordinate. Coordinates off an even grid are refused."""
+    coordinate. Coordinates off an even grid (beyond their own rounding) are refused."""
     from affine import Affine
 
-    if not {"x", "y"} <= set(value.dims) or not {"x", "y"} <= set(value.coords):
+    centres = pixel_centres(value)
+    if centres is None:
         return transform
     grid = {}
     for dim, size in (("x", transform.a), ("y", transform.e)):
-        stored = np.asarray(value.coords[dim].values)
-        centres = stored.astype(np.float64)
-        if centres.ndim != 1 or not len(centres) or not np.isfinite(centres).all():
-            return transform
-        n = np.arange(len(centres))
-        if len(centres) > 1:
-            size = (centres[-1] - centres[0]) / (len(centres) - 1)
-            off = np.abs(centres - (centres[0] + size * n)).max()
-            rounding = (2 * float(np.spacing(np.abs(stored).max()))      # float32 degrees, say
-                        if stored.dtype.kind == "f" else 0.0)
+        at, rounding = centres[dim]
+        n = np.arange(len(at))
+        if len(at) > 1:
+            size = (at[-1] - at[0]) / (len(at) - 1)
+            off = np.abs(at - (at[0] + size * n)).max()
             if size == 0 or off > max(GRID_TOLERANCE * abs(size), rounding):
                 raise HsanomalyError(f"{_name(value)}: its {dim} coordinates are not evenly "
                                      "spaced, so no geotransform places its pixels (a cut "
                                      "that left rows or columns out?)")
-        grid[dim] = (float(np.mean(centres - size * n)) - size / 2, float(size))
+        grid[dim] = (float(np.mean(at - size * n)) - size / 2, float(size))
     (x0, a), (y0, e) = grid["x"], grid["y"]
     return Affine(a, 0.0, x0, 0.0, e, y0)
 
