@@ -115,36 +115,20 @@ def detect_paths(src, dst, *, model=None, extras=None, png=None, polygons=None, 
         refuse_foreign_outputs(src, rasters, png, polygons)
 
 
-def _same_input(recorded, src):
-    """Whether a result's recorded input (``ownership.recorded_input``) is ``src``: its name,
-    and its place (the input updated there) or, elsewhere, its contents (a moved project, a
-    path through a link)."""
-    from .io.fingerprint import digest, input_fingerprint
-    from .io.ownership import input_place
-
-    if recorded["name"] != Path(str(src)).name:
-        return False
-    if recorded["place"] in (None, input_place(src)):
-        return True
-    return recorded["fingerprint"] == digest(input_fingerprint(src))
-
-
 def refuse_foreign_outputs(src, rasters, png=None, polygons=None):
     """Refuse existing output files of a run that hsanomaly did not write (see
     ``check_replaceable_file``), and rasters it wrote from another input than ``src`` (a
     typo in an output's name would destroy another scene's result); ``rasters``: (label,
     path) of GeoTIFF outputs."""
-    from .io.ownership import is_own_detect_output, is_own_png, recorded_input
+    from .io.ownership import is_own_detect_output, is_own_png, other_input
     from .polygons import is_targets_file
 
     name = Path(str(src)).name
     for label, path in rasters:
         if is_path(path):
             check_replaceable_file(path, label, is_own_detect_output, "a heatmap")
-            recorded = recorded_input(path)
-            if recorded is not None and not _same_input(recorded, src):
-                other = recorded["name"]
-                other += "" if other != name else " in another folder"
+            other = other_input(path, src)
+            if other is not None:
                 raise HsanomalyError(f"{path}: {label} holds the result of another input "
                                      f"({other}), which this run of {name} would "
                                      f"replace; choose another name, or pass "

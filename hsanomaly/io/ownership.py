@@ -7,6 +7,7 @@ CSV tables their first line, and target GeoPackages their tables
 import hashlib
 import json
 import os
+from pathlib import Path
 
 from .._version import __version__
 from ..errors import HsanomalyError
@@ -78,15 +79,24 @@ def input_place(name):
     return hashlib.sha256(spelled_absolute(name).encode()).hexdigest()[:16]
 
 
-def recorded_input(path):
-    """{"name", "place", "fingerprint"} of the input an existing raster of ``detect`` records
-    (its tags; place and fingerprint None in one written before them); None for no such
-    raster, or one written before the name was."""
+def other_input(path, src):
+    """The input an existing raster of ``detect`` at ``path`` records (its tags) where that is
+    another than ``src``, as messages name it; None where it is ``src`` (its name, and its
+    place, or elsewhere its contents: a moved project, a path through a link), or where the
+    raster records none (not one of detect's, or written before the tags)."""
+    from .fingerprint import digest, input_fingerprint
+
     tags = _geotiff_tags(path) if os.path.isfile(path) and not os.path.islink(path) else None
     if tags is None or INPUT_TAG not in tags:
         return None
-    return {"name": tags[INPUT_TAG], "place": tags.get(INPUT_PLACE_TAG),
-            "fingerprint": tags.get(INPUT_FINGERPRINT_TAG)}
+    name = tags[INPUT_TAG]
+    if name != Path(str(src)).name:
+        return name
+    if tags.get(INPUT_PLACE_TAG) in (None, input_place(src)):
+        return None
+    if tags.get(INPUT_FINGERPRINT_TAG) == digest(input_fingerprint(src)):
+        return None
+    return f"{name} in another folder"
 
 
 def is_own_png(path):
