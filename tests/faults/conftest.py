@@ -108,17 +108,14 @@ def scene(tmp_path):
 
 @pytest.fixture
 def earlier(tmp_path, scene):
-    """heat.tif: a good heatmap from an earlier run on other pixels of the scene's name (so
-    that a run that replaced it would show; the name, as a result of another input is not
-    replaced), made with the library in this process."""
-    import shutil
-
+    """heat.tif: a good heatmap from an earlier run on other pixels of the scene (so that a
+    run that replaced it would show; the same input updated in its place, as a result of
+    another input is not replaced), made with the library in this process."""
     import hsanomaly
 
-    (tmp_path / "earlier").mkdir()
-    other = make_scene(tmp_path / "earlier" / scene.name, seed=5)
-    hsanomaly.detect(other, tmp_path / "heat.tif", score="rx", tile=16)
-    shutil.rmtree(other.parent)
+    make_scene(scene, seed=5)                      # the input as it was then
+    hsanomaly.detect(scene, tmp_path / "heat.tif", score="rx", tile=16)
+    make_scene(scene)                              # and as it is now
     return tmp_path / "heat.tif"
 
 
