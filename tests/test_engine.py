@@ -492,3 +492,29 @@ def test_a_result_is_plain_values_that_hold_no_model(tmp_path, synthetic_raster)
     assert {f.name for f in dataclasses.fields(result)} == {
         "path", "outputs", "tiles", "tiles_resumed", "seconds", "score", "model", "polygons",
         "pixels_scored", "pixels_nodata", "mask"}
+
+
+def test_an_interrupt_ends_the_tile_threads_before_the_source_is_closed(tmp_path, monkeypatch):
+    """Ctrl-C between two tiles left the tile generators suspended, their worker threads
+    reading the dataset that the run's cleanup then closed: a segmentation fault, now and
+    then, instead of the one-line interrupt."""
+    import threading
+
+    from hsanomaly.io.source import RasterSource
+
+    path = write_raster(tmp_path / "scene.tif", synthetic_cube(rows=64, cols=64)[0])
+    closed_with_threads = []
+    close = RasterSource.close
+
+    def closing(self):
+        closed_with_threads.append(sorted(t.name for t in threading.enumerate()
+                                          if t.name.startswith("hsanomaly-tile")))
+        close(self)
+    monkeypatch.setattr(RasterSource, "close", closing)
+
+    def interrupt(fraction, message):
+        if message.startswith("tile 2/"):
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        detect(str(path), tmp_path / "heat.tif", GlobalRX(), tile=8, callback=interrupt)
+    assert closed_with_threads and closed_with_threads[-1] == []

@@ -381,9 +381,10 @@ class LocalExecutor:
 
     def run(self, source, scorer, store, windows, todo):
         """Score and store the tiles ``todo``; yield each index once it is stored."""
-        for index, outputs in scored_tiles(source, scorer, windows, todo, self.threads):
-            store.put(index, outputs)
-            yield index
+        with contextlib.closing(scored_tiles(source, scorer, windows, todo, self.threads)) as tiles:
+            for index, outputs in tiles:
+                store.put(index, outputs)
+                yield index
 
 
 def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=None,
@@ -477,13 +478,15 @@ def _score(executor, source, scorer, store, windows, outputs, dst, progress, cal
     todo = [i for i in range(len(windows)) if i not in done]
     with progress_bar(progress, total=len(windows), initial=len(done), unit="tile",
                       desc=f"{scorer.name} {Path(str(dst)).name}") as bar:
-        tiles = executor.run(source, scorer, store, windows, todo)
-        for count, _ in enumerate(tiles, start=len(done) + 1):
-            bar.update()
-            if callback and callback(count / len(windows), f"tile {count}/{len(windows)}"):
-                tiles.close()
-                store.remove()
-                raise HsanomalyError(f"{dst}: cancelled")
+        # closed on every way out (an interrupt too): tile threads still reading the source
+        # end before it is closed, which would pull the dataset from under them (a crash)
+        with contextlib.closing(executor.run(source, scorer, store, windows, todo)) as tiles:
+            for count, _ in enumerate(tiles, start=len(done) + 1):
+                bar.update()
+                if callback and callback(count / len(windows), f"tile {count}/{len(windows)}"):
+                    tiles.close()
+                    store.remove()
+                    raise HsanomalyError(f"{dst}: cancelled")
     missing = set(range(len(windows))) - store.done()
     if missing and not store.path.is_dir():
         raise HsanomalyError(f"{store.path}: the tile store was removed during the run (by "
