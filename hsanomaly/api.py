@@ -101,7 +101,7 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
     trained_on = None
     with staged() as stage:
         if quick is not None:
-            if resume and resumable_quick_model(dst, quick):
+            if resume and resumable_quick_model(src, dst, quick):
                 model = quick
             else:     # staged: replaced with the heatmap, so a failed run keeps the earlier pair
                 if resume:

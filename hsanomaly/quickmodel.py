@@ -57,18 +57,22 @@ def train_on_scene(src, dst, training, callback=None, progress=False, out=None, 
         raise HsanomalyError(f"{place}: training cancelled") from None
 
 
-def resumable_quick_model(dst, quick):
-    """Whether ``--resume`` can reuse the quick model at ``quick``: the interrupted run's tile
-    store is there and was scored with this very model (its digest). An interrupted run's own
-    quick model was staged and is gone with it; training it again gives the same model, whose
-    tiles then resume."""
+def resumable_quick_model(src, dst, quick):
+    """Whether ``--resume`` can reuse the quick model at ``quick``: detect trained it for
+    ``dst`` on ``src`` (not a model an interrupted run was given: a run without one promises
+    a model of the scene), and the interrupted run's tile store is there and was scored with
+    this very model (its digest). An interrupted run's own quick model was staged and is gone
+    with it; training it again gives the same model, whose tiles then resume."""
     from .engine.store import is_tile_store, read_manifest, store_path
+    from .io.ownership import other_input
+    from .io.paths import is_quick_model, quick_model_input
     from .model import load_bundle
     from .scorers.gan import bundle_digest
 
     store = store_path(dst)
     manifest = read_manifest(store)
-    if not (is_tile_store(store) and manifest):
+    if not (is_tile_store(store) and manifest and is_quick_model(quick, dst)) \
+            or other_input(quick_model_input(quick), src) is not None:
         return False
     try:
         bundle = load_bundle(quick)

@@ -10,8 +10,8 @@ from pathlib import Path
 from .errors import HsanomalyError
 from .io.paths import (DIRECTORY, FILE, GEOTIFF_SUFFIXES, Item, check_paths, check_replaceable_dir,
                        check_replaceable_file, check_suffix, expand_pattern, holds_numbers,
-                       is_model_bundle, is_path, is_quick_model, refuse_foreign_side_files,
-                       side_files)
+                       is_model_bundle, is_path, is_quick_model, quick_model_input,
+                       refuse_foreign_side_files, side_files)
 from .io.source import dataset_files
 from .options import check_batch_keywords, check_flags, check_values
 from .spelling import spell
@@ -53,8 +53,7 @@ def check_extras_kind(extras):
     """Refuse extras that are not a mapping of output names to paths, in one line."""
     from collections.abc import Mapping
 
-    if extras is not None and not (isinstance(extras, Mapping)
-                                   and all(is_path(v) for v in extras.values())):
+    if extras is not None and not (isinstance(extras, Mapping) and all(map(is_path, extras.values()))):
         raise HsanomalyError("extras: expected a mapping of output names to paths, e.g. "
                              "{'recon': 'recon.tif'}, got " + type(extras).__name__)
 
@@ -75,7 +74,7 @@ def batch_inputs(inputs):
 def detect_paths(src, dst, *, model=None, extras=None, png=None, polygons=None, quick_model=None,
                  overwrite=False, mask=None):
     """Refuse colliding, unwritable or unreplaceable outputs of one detect run; without
-    ``overwrite``, also existing output files that hsanomaly did not write."""
+    ``overwrite``, also others' files and results (``refuse_foreign_outputs``)."""
     from .engine.store import is_tile_store, store_path
     from .quicklook import sidecars
     from .scorers import extra_label
@@ -112,27 +111,28 @@ def detect_paths(src, dst, *, model=None, extras=None, png=None, polygons=None, 
         check_replaceable_dir(quick_model, "the quick model directory", is_model_bundle,
                               "a model bundle")
     if not overwrite:
-        refuse_foreign_outputs(src, rasters, png, polygons)
+        refuse_foreign_outputs(src, rasters, png, polygons, quick_model)
 
 
-def refuse_foreign_outputs(src, rasters, png=None, polygons=None):
-    """Refuse existing output files of a run that hsanomaly did not write (see
-    ``check_replaceable_file``), and rasters it wrote from another input than ``src`` (a
-    typo in an output's name would destroy another scene's result); ``rasters``: (label,
-    path) of GeoTIFF outputs."""
-    from .io.ownership import is_own_detect_output, is_own_png, other_input
+def refuse_foreign_outputs(src, rasters, png=None, polygons=None, quick_model=None):
+    """Refuse existing outputs hsanomaly did not write (``check_replaceable_file``), and
+    rasters or a quick model it made from another input than ``src`` (a slip in an output's
+    name, or a result renamed away from its model, would destroy another scene's result)."""
+    from .io.ownership import is_own_detect_output, is_own_png, other_input, recorded_input
     from .polygons import is_targets_file
 
-    name = Path(str(src)).name
-    for label, path in rasters:
-        if is_path(path):
-            check_replaceable_file(path, label, is_own_detect_output, "a heatmap")
-            other = other_input(path, src)
-            if other is not None:
-                raise HsanomalyError(f"{path}: {label} holds the result of another input "
-                                     f"({other}), which this run of {name} would "
-                                     f"replace; choose another name, or pass "
-                                     f"{spell('overwrite', True)}")
+    records = []
+    for label, path in (pair for pair in rasters if is_path(pair[1])):
+        check_replaceable_file(path, label, is_own_detect_output, "a heatmap")
+        records.append((path, label, recorded_input(path)))
+    if is_path(quick_model):
+        records.append((quick_model, "the quick model", quick_model_input(quick_model)))
+    for path, label, recorded in records:
+        other = other_input(recorded, src)
+        if other is not None:
+            raise HsanomalyError(f"{path}: {label} holds the result of another input ({other}), "
+                                 f"which this run of {Path(str(src)).name} would replace; choose "
+                                 f"another name, or pass {spell('overwrite', True)}")
     refuse_foreign_side_files(rasters, is_own_detect_output)
     if is_path(png):
         from .quicklook import sidecars
@@ -176,7 +176,8 @@ def batch_paths(targets, out_dir, quick_model=None, overwrite=False, mask=None, 
                 + masks + models, outputs, writable=False)
     if not overwrite:
         for src, dst in targets:
-            refuse_foreign_outputs(src, [(f"the output of {src}", dst)])
+            refuse_foreign_outputs(src, [(f"the output of {src}", dst)],
+                                   quick_model=quick_model and quick_model(dst))
 
 
 def evaluate_paths(heatmap, truth, outer_mask, plots, json, overwrite=False):

@@ -896,3 +896,50 @@ def test_every_pixel_left_unscored_after_a_purge_names_the_purge_too():
     scorer.purge = 0
     with pytest.raises(HsanomalyError, match="without a value: rings too small$"):
         check_scored("x.tif", scorer, 100, 100)
+
+
+def test_a_quick_model_of_another_input_is_not_replaced_without_overwrite(tmp_path, monkeypatch):
+    """detect A out.tif, then out.tif kept elsewhere, then detect B out.tif: out.model, A's
+    quick model, was trained again on B without a word (out.tif in place was refused)."""
+    import json
+
+    short_quick_models(monkeypatch)
+    cube = synthetic_cube(rows=40, cols=50)[0]
+    a = write_raster(tmp_path / "a.tif", cube)
+    b = write_raster(tmp_path / "b.tif", cube[:, ::-1].copy())
+    heat, model = tmp_path / "out.tif", tmp_path / "out.model"
+    hsanomaly.detect(a, heat, score="resrx")
+    before = (model / "model.json").read_bytes()
+    heat.rename(tmp_path / "a-result.tif")
+    with pytest.raises(HsanomalyError, match=r"out.model: the quick model holds the result of "
+                                             r"another input \(a.tif\), which this run of b.tif "
+                                             "would replace"):
+        hsanomaly.detect(b, heat, score="resrx")
+    assert (model / "model.json").read_bytes() == before
+    hsanomaly.detect(a, heat, score="resrx")                      # its own input: replaced
+    hsanomaly.detect(b, heat, score="resrx", overwrite=True)
+    assert json.loads((model / "model.json").read_text())["training"]["quick_model_input"][
+        "name"] == "b.tif"
+
+
+def test_resume_without_a_model_never_adopts_a_model_the_interrupted_run_was_given(
+        tmp_path, monkeypatch):
+    """A run given out.model (another scene's quick model) was interrupted; resumed without a
+    model, it scored on with that model and said it was trained on this scene."""
+    short_quick_models(monkeypatch)
+    cube = synthetic_cube(rows=40, cols=50)[0]
+    a = write_raster(tmp_path / "a.tif", cube)
+    b = write_raster(tmp_path / "b.tif", cube[:, ::-1].copy())
+    heat, model = tmp_path / "out.tif", tmp_path / "out.model"
+    hsanomaly.detect(b, heat, score="resrx")
+    before = (model / "model.json").read_bytes()
+
+    def interrupt(fraction, message):
+        if message.startswith("tile 2/"):
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        hsanomaly.detect(a, heat, score="resrx", model=model, overwrite=True, tile=16,
+                         callback=interrupt)
+    with pytest.raises(HsanomalyError, match="an interrupted run with other settings"):
+        hsanomaly.detect(a, heat, score="resrx", resume=True, overwrite=True, tile=16)
+    assert (model / "model.json").read_bytes() == before

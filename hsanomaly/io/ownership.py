@@ -79,22 +79,40 @@ def input_place(name):
     return hashlib.sha256(spelled_absolute(name).encode()).hexdigest()[:16]
 
 
-def other_input(path, src):
-    """The input an existing raster of ``detect`` at ``path`` records (its tags) where that is
-    another than ``src``, as messages name it; None where it is ``src`` (its name, and its
-    place, or elsewhere its contents: a moved project, a path through a link), or where the
-    raster records none (not one of detect's, or written before the tags)."""
+def input_record(src):
+    """{"name", "place", "fingerprint"}: how a result records its input ``src`` (a heatmap
+    in its tags, a quick model in its model.json), for ``other_input``."""
     from .fingerprint import digest, input_fingerprint
 
+    return {"name": Path(str(src)).name, "place": input_place(src),
+            "fingerprint": digest(input_fingerprint(src))}
+
+
+def recorded_input(path):
+    """The ``input_record`` an existing raster of ``detect`` at ``path`` keeps in its tags
+    (place and fingerprint None in one written before them), or None (not one of detect's,
+    or written before the tags)."""
     tags = _geotiff_tags(path) if os.path.isfile(path) and not os.path.islink(path) else None
     if tags is None or INPUT_TAG not in tags:
         return None
-    name = tags[INPUT_TAG]
+    return {"name": tags[INPUT_TAG], "place": tags.get(INPUT_PLACE_TAG),
+            "fingerprint": tags.get(INPUT_FINGERPRINT_TAG)}
+
+
+def other_input(recorded, src):
+    """The input a result records (``recorded``, an ``input_record``; None: none recorded)
+    where that is another than ``src``, as messages name it; None where it is ``src``: its
+    name, and its place, or elsewhere its contents (a moved project, a path through a link)."""
+    from .fingerprint import digest, input_fingerprint
+
+    if not isinstance(recorded, dict) or "name" not in recorded:
+        return None
+    name = recorded["name"]
     if name != Path(str(src)).name:
         return name
-    if tags.get(INPUT_PLACE_TAG) in (None, input_place(src)):
+    if recorded.get("place") in (None, input_place(src)):
         return None
-    if tags.get(INPUT_FINGERPRINT_TAG) == digest(input_fingerprint(src)):
+    if recorded.get("fingerprint") == digest(input_fingerprint(src)):
         return None
     return f"{name} in another folder"
 

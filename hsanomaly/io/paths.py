@@ -183,6 +183,14 @@ def is_quick_model(path, dst):
             and is_model_bundle(path))
 
 
+def quick_model_input(path):
+    """The ``ownership.input_record`` of the input a quick model at ``path`` was trained on
+    (its model.json), or None."""
+    meta = _bundle_meta(path) if os.path.isdir(path) else None
+    training = meta.get("training") if meta else None
+    return training.get("quick_model_input") if isinstance(training, dict) else None
+
+
 def is_path(value):
     return isinstance(value, (str, os.PathLike))
 

@@ -185,7 +185,10 @@ def _train(torch, data, inputs, out, settings, options, device, resume, progress
         raise TrainingCancelled(_cancelled(name, checkpoints))
     meta = _metadata(data, trainer, options, inputs, log)
     if quick_model_of is not None:
+        from ..io.ownership import input_record
+
         meta["training"]["quick_model_of"] = Path(str(quick_model_of)).name
+        meta["training"]["quick_model_input"] = input_record(inputs[0])
     with staged_directory(out) as tmp:
         export_networks(trainer.generator, trainer.critic, meta, tmp,
                         codebook_seed=settings.seed)   # the codebook a same-seed run scores with
