@@ -474,6 +474,24 @@ def test_a_write_failure_in_a_temporary_names_its_output():
     assert str(runtime_error(err, "h.tif")).startswith("/data/h.tif: ")
 
 
+def test_gdals_write_failed_under_a_file_size_limit_names_the_limit(tmp_path):
+    """GDAL says "Write failed. See previous exception" of a heatmap that hit ``ulimit -f``:
+    the message named neither the limit nor why --resume alone would fail again."""
+    import subprocess
+    import sys
+
+    code = ("import resource; resource.setrlimit(resource.RLIMIT_FSIZE, (10 * 2**20, "
+            "10 * 2**20)); from rasterio.errors import RasterioIOError; "
+            "from hsanomaly.engine.detect import runtime_error; print(runtime_error("
+            "RasterioIOError('Write failed. See previous exception for details.'), "
+            f"{str(tmp_path / 'heat.tif')!r}))")
+    said = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120).stdout.strip()
+    assert said.startswith(f"{tmp_path / 'heat.tif'}: Write failed; a file-size limit of "
+                           "10.0 MiB (ulimit -f); finished tiles are kept: once there is room, "
+                           "rerun with")
+
+
 UNRELATED_CHECK = """
 import resource, sys
 from pathlib import Path

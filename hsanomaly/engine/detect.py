@@ -25,8 +25,8 @@ import numpy as np
 
 from ..defaults import MIN_TILE, TILE, TILE_THREADS
 from ..errors import HsanomalyError
-from ..io.atomic import (check_writable, describe, destination_of, native_quiet, stage_raster,
-                         staged)
+from ..io.atomic import (check_writable, describe, destination_of, native_quiet, space_hint,
+                         stage_raster, staged)
 from ..io.fingerprint import digest, input_fingerprint
 from ..io.heatmap import (add_overviews_and_statistics, band_descriptions, describe_bands,
                           heatmap_profile, heatmap_tags, to_cog)
@@ -519,7 +519,10 @@ def runtime_error(err, dst):
                               f"({type(err).__name__}: {text}); {resume}")
     if isinstance(err, OSError):
         where = dst if err.filename is None else destination_of(err.filename)
-        return HsanomalyError(f"{where}: {describe(err)}; {resume}")
+        hint = space_hint(where, err)        # GDAL's "Write failed" hides a full disk or a limit
+        if hint:
+            resume = f"finished tiles are kept: once there is room, {resume_hint()}"
+        return HsanomalyError(f"{where}: {describe(err)}{hint}; {resume}")
     return None
 
 

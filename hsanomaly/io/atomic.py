@@ -103,12 +103,13 @@ def describe(err):
         return err.strerror.lower()
     text = str(err).strip().splitlines()
     text = text[0] if text else type(err).__name__
+    text = text.replace(". See previous exception for details.", "")   # GDAL's: none is shown
     return text if len(text) <= DESCRIBED else text[:DESCRIBED - 3] + "..."   # SQL, say
 
 
 def write_failure(path, err):
     """The one-line HsanomalyError for a failed write of ``path``."""
-    return HsanomalyError(f"{path}: cannot write ({describe(err)}{_space_hint(path, err)}); "
+    return HsanomalyError(f"{path}: cannot write ({describe(err)}{space_hint(path, err)}); "
                           "nothing was replaced")
 
 
@@ -116,7 +117,7 @@ DESCRIBED = 160             # characters of a library's own message kept in the 
 LOW_SPACE = 16 * 2**20      # free bytes under which a failed write names the free space
 
 
-def _space_hint(path, err, written=None):
+def space_hint(path, err, written=None):
     """What a writer's own message may hide (SQLite says "no such table", numpy "N requested
     and M written"): little space left in the folder, or a file-size limit (with
     ``written``, the size of the file that failed, only when it reached the limit)."""
@@ -263,7 +264,7 @@ class Staging:
             except HsanomalyError as err:      # said of the output, not of its temporary
                 text = str(err).replace(str(tmp), str(dst))
                 written = tmp.stat().st_size if tmp.is_file() else None
-                raise HsanomalyError(f"{text}{_space_hint(dst, err, written)}; nothing was "
+                raise HsanomalyError(f"{text}{space_hint(dst, err, written)}; nothing was "
                                      "replaced") from None
             except Exception as err:
                 if is_write_error(err):
