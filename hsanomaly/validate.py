@@ -109,7 +109,7 @@ def detect_paths(src, dst, *, model=None, extras=None, png=None, polygons=None, 
                                  f"{Path(dst).name} is where it keeps its quick model; pass it "
                                  f"as {spell('model')}, or move it away to train a new quick model")
         check_replaceable_dir(quick_model, "the quick model directory", is_model_bundle,
-                              "a model bundle")
+                              "a model bundle", "move it away, or choose another output name")
     if not overwrite:
         refuse_foreign_outputs(src, rasters, png, polygons, quick_model)
 

@@ -943,3 +943,16 @@ def test_resume_without_a_model_never_adopts_a_model_the_interrupted_run_was_giv
     with pytest.raises(HsanomalyError, match="an interrupted run with other settings"):
         hsanomaly.detect(a, heat, score="resrx", resume=True, overwrite=True, tile=16)
     assert (model / "model.json").read_bytes() == before
+
+
+def test_a_folder_where_the_quick_model_goes_is_refused_with_what_to_do(tmp_path):
+    """The refusal advised to "name a new or empty directory", a folder nobody named: detect
+    names it after the heatmap."""
+    path = write_raster(tmp_path / "scene.tif", synthetic_cube(rows=40, cols=50)[0])
+    (tmp_path / "out.model").mkdir()
+    (tmp_path / "out.model" / "notes.txt").write_text("mine")
+    with pytest.raises(HsanomalyError, match=r"out.model: the quick model directory is a "
+                       r"directory that is not a model bundle; refusing to replace it \(move it "
+                       r"away, or choose another output name\)"):
+        hsanomaly.detect(path, tmp_path / "out.tif")
+    assert (tmp_path / "out.model" / "notes.txt").read_text() == "mine"

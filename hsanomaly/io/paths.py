@@ -118,10 +118,12 @@ def check_report_folder(folder, label, files, overwrite=False):
             check_replaceable_file(path, f"this file of {label}", is_own, kind)
 
 
-def check_replaceable_dir(path, label, allowed=None, kind="an hsanomaly output"):
+def check_replaceable_dir(path, label, allowed=None, kind="an hsanomaly output",
+                          advice="name a new or empty directory"):
     """Refuse to replace directory ``path`` unless it is empty or ``allowed(path)`` says it is
     ``kind``, the job's own (a model bundle, a tile store); never the current directory or
-    above it, never through a symbolic link."""
+    above it, never through a symbolic link. ``advice``: what to do instead (a folder the user
+    did not name, as a quick model's, is moved away rather than named anew)."""
     path = Path(path)
     if path.is_symlink():
         raise HsanomalyError(f"{path}: {label} is a symbolic link; refusing to replace it")
@@ -140,7 +142,7 @@ def check_replaceable_dir(path, label, allowed=None, kind="an hsanomaly output")
             raise HsanomalyError(f"{path}: {label} holds {kind} and {strays[0].name}, which is "
                                  "not part of one; refusing to replace it (move that away)")
         raise HsanomalyError(f"{path}: {label} is a directory that is not {kind}; refusing to "
-                             "replace it (name a new or empty directory)")
+                             f"replace it ({advice})")
 
 
 def _bundle_meta(path):
