@@ -145,7 +145,7 @@ def _batch_state(src, dst, score, model, tile, options, exclusion=None):
                 source.exclusion = exclusion
                 expected = expected_fingerprint(source, scorer, tile=tile)
     except Exception:            # anything wrong with the input or model: detect will say what
-        return "resume"
+        return "resume" if store.exists() else "score"     # (a damaged quick model: retrained)
     if dst.exists() and read_fingerprint(dst) == expected:
         remove_finished(store, expected)     # left by a commit that a later write finished
         return "skip"

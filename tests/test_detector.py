@@ -956,3 +956,22 @@ def test_a_folder_where_the_quick_model_goes_is_refused_with_what_to_do(tmp_path
                        r"away, or choose another output name\)"):
         hsanomaly.detect(path, tmp_path / "out.tif")
     assert (tmp_path / "out.model" / "notes.txt").read_text() == "mine"
+
+
+def test_detect_many_retrains_a_damaged_quick_model_without_talk_of_resuming(tmp_path,
+                                                                            monkeypatch):
+    """A finished raster whose quick model was damaged was scored again, rightly, under a
+    warning that there was no interrupted run to resume, which nobody had asked for."""
+    import warnings
+
+    short_quick_models(monkeypatch)
+    path = write_raster(tmp_path / "scene.tif", synthetic_cube(rows=40, cols=50)[0])
+    first = hsanomaly.detect_many([path], tmp_path / "out", score="resrx")
+    model = tmp_path / "out" / "scene_resrx.model"
+    with open(model / "generator.onnx", "ab") as f:
+        f.write(b"\0")
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        again = hsanomaly.detect_many([path], tmp_path / "out", score="resrx")
+    assert [item.status for item in first + again] == ["scored", "scored"]
+    assert not [w for w in said if "resume" in str(w.message)]
