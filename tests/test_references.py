@@ -663,17 +663,24 @@ def test_resume_on_another_input_is_refused_before_a_quick_model_is_trained(scen
 
 
 @needs_torch
-def test_a_damaged_tile_store_manifest_does_not_make_resume_fail(model, tmp_path):
+def test_a_damaged_tile_store_manifest_does_not_make_resume_fail(model, scene, tmp_path):
     import json
+    import shutil
 
     from hsanomaly.engine.store import MANIFEST, store_path
+    from hsanomaly.io.ownership import input_record
     from hsanomaly.quickmodel import resumable_quick_model
 
+    quick = tmp_path / "out.model"          # as detect trains it for out.tif on the scene
+    shutil.copytree(model, quick)
+    meta = json.loads((quick / "model.json").read_text())
+    meta["training"].update(quick_model_of="out.tif", quick_model_input=input_record(scene[1]))
+    (quick / "model.json").write_text(json.dumps(meta))
     store = store_path(tmp_path / "out.tif")
     store.mkdir()
     for damaged in ({"config": "damaged"}, {"config": {"scorer": 3}}, []):
         (store / MANIFEST).write_text(json.dumps(damaged))
-        assert resumable_quick_model(tmp_path / "out.tif", model) is False
+        assert resumable_quick_model(scene[1], tmp_path / "out.tif", quick) is False
 
 
 @needs_torch
