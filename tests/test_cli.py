@@ -258,6 +258,17 @@ def test_a_result_of_a_same_named_input_in_another_folder_is_not_replaced(tmp_pa
     (tmp_path / "flight1").rename(tmp_path / "flight1-2024")
     assert run("detect", "../flight1-2024/scene.tif", heat, "--score", "rx", "-q").exit_code == 0
     assert run("detect", "scene.tif", heat, "--score", "rx", "--overwrite", "-q").exit_code == 0
+    # one folder reached through a link, then the input updated there and named by its folder
+    (tmp_path / "via").symlink_to(tmp_path / "flight2")
+    other = tmp_path / "other.tif"
+    assert run("detect", "../via/scene.tif", other, "--score", "rx", "-q").exit_code == 0
+    write_raster(tmp_path / "flight2" / "scene.tif", cube * 3)
+    assert run("detect", "scene.tif", other, "--score", "rx", "-q").exit_code == 0
+    # a GDAL name, spelled relative and then absolute: one input
+    named = tmp_path / "named.tif"
+    for name in ("GTIFF_DIR:1:scene.tif", f"GTIFF_DIR:1:{tmp_path / 'flight2' / 'scene.tif'}"):
+        result = run("detect", name, named, "--score", "rx", "-q")
+        assert result.exit_code == 0, result.output
 
 
 def test_version_names_hsanomaly_also_under_rio():

@@ -778,6 +778,12 @@ def test_a_data_array_is_placed_by_its_coordinates_however_cut_sorted_or_ordered
     assert len(hsanomaly.find_targets(degrees, threshold=float(np.nanmax(scores)) / 2))
     assert hsanomaly.evaluate(degrees, degrees.copy(data=truth))["auc"] == \
         hsanomaly.evaluate(heat, truth_path)["auc"]
+    utm = xr.DataArray(scores, dims=("y", "x"), coords={    # 0.5 m pixels, float32 metres
+        "x": (4.5e6 + 0.5 * (np.arange(cols) + 0.5)).astype(np.float32),
+        "y": (5e6 - 0.5 * (np.arange(rows) + 0.5)).astype(np.float32)})
+    with pytest.raises(HsanomalyError, match="its x coordinates are not the heatmap's"):
+        hsanomaly.evaluate(utm.isel(x=slice(0, cols - 1)),        # a pixel apart, rounded
+                           utm.copy(data=truth).isel(x=slice(1, cols)))
     with pytest.raises(HsanomalyError, match="its y coordinates are not evenly spaced"):
         hsanomaly.find_targets(heatmap.isel(y=[*range(20), *range(21, 60)]), far=0.01)
 

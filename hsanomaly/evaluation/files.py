@@ -127,8 +127,9 @@ def _check_same_place(mask, heatmap, transform, label):
             if a.shape != b.shape:
                 return                                   # read_mask: the shapes differ
             pixel = abs(a[-1] - a[0]) / (len(a) - 1) if len(a) > 1 else 0.0
+            rounding = max(a_rounding, b_rounding)        # float32's, never half a pixel
             if np.abs(a - b).max() > max(1e-3 * (pixel or max(1.0, abs(a[0]))),
-                                         a_rounding, b_rounding):
+                                         min(rounding, 0.5 * pixel)):
                 raise HsanomalyError(f"{label}: its {dim} coordinates are not the heatmap's "
                                      f"({b[0]:.10g} ... {b[-1]:.10g} against {a[0]:.10g} ... "
                                      f"{a[-1]:.10g}); cut and order both alike")

@@ -12,7 +12,7 @@ import errno
 import json
 from pathlib import Path
 
-from .ownership import SOFTWARE, TAG_PREFIX, grid_text, input_place
+from .ownership import SOFTWARE, TAG_PREFIX, grid_text, input_name, input_place
 
 OUTPUT_BLOCK = 256
 OVERVIEW_MIN = 256        # build overview levels until the smaller side is below this
@@ -42,7 +42,7 @@ def heatmap_tags(scorer, source):
 
     params = scorer.params()
     tags = {"SCORE": scorer.name, "PARAMETERS": json.dumps(params, sort_keys=True),
-            "VERSION": __version__, "INPUT": Path(str(source.name)).name,
+            "VERSION": __version__, "INPUT": input_name(source.name),
             "INPUT_PLACE": input_place(source.name),
             "GRID": grid_text(source.width, source.height, source.profile.get("transform"))}
     if source.exclusion is not None:

@@ -218,6 +218,9 @@ def placement(value):
 # x/y coordinates further than this share of a pixel from an even grid are no grid: a row or
 # column left out of a cut moves its neighbours half a pixel
 GRID_TOLERANCE = 0.25
+# ... and coordinates whose storage rounds them by this share of a pixel or more (float32
+# degrees of a fine grid) cannot tell such a gap from rounding: they place nothing
+COARSE = 0.45
 
 
 def pixel_centres(value):
@@ -232,7 +235,7 @@ def pixel_centres(value):
         if stored.ndim != 1 or not len(stored) or stored.dtype.kind not in "iuf" \
                 or not np.isfinite(stored).all():
             return None
-        rounding = 2 * float(np.spacing(np.abs(stored).max())) if stored.dtype.kind == "f" else 0.0
+        rounding = float(np.spacing(np.abs(stored).max())) if stored.dtype.kind == "f" else 0.0
         found[dim] = (stored.astype(np.float64), rounding)       # float32 degrees, say
     return found
 
@@ -241,7 +244,8 @@ def _by_coordinates(value, transform):
     """The transform of a DataArray's pixels by its ``x`` and ``y`` coordinates (pixel
     centres): they follow a cut, a step, a sort or a flip (``isel``, ``sortby``), while the
     attributes keep the whole array's grid, whose pixel size serves an axis of one
-    coordinate. Coordinates off an even grid (beyond their own rounding) are refused."""
+    coordinate, or of coordinates stored too coarsely to tell a pixel (``COARSE``: those
+    still say where a cut begins). Coordinates off an even grid are refused."""
     from affine import Affine
 
     centres = pixel_centres(value)
@@ -251,9 +255,9 @@ def _by_coordinates(value, transform):
     for dim, size in (("x", transform.a), ("y", transform.e)):
         at, rounding = centres[dim]
         n = np.arange(len(at))
-        if len(at) > 1:
-            size = (at[-1] - at[0]) / (len(at) - 1)
-            off = np.abs(at - (at[0] + size * n)).max()
+        if len(at) > 1 and rounding <= COARSE * abs(size):   # least squares: rounding averaged
+            size = float(np.dot(n - n.mean(), at - at.mean()) / np.dot(n - n.mean(), n - n.mean()))
+            off = np.abs(at - at.mean() - size * (n - n.mean())).max()
             if size == 0 or off > max(GRID_TOLERANCE * abs(size), rounding):
                 raise HsanomalyError(f"{_name(value)}: its {dim} coordinates are not evenly "
                                      "spaced, so no geotransform places its pixels (a cut "

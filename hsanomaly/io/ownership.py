@@ -69,10 +69,18 @@ INPUT_PLACE_TAG = TAG_PREFIX + "INPUT_PLACE"    # where it lies: ``input_place``
 INPUT_FINGERPRINT_TAG = TAG_PREFIX + "INPUT_FINGERPRINT"   # what it held: a digest
 
 
+def input_name(src):
+    """The file name an input is recorded by: the same however it is spelled (GTIFF_DIR:1:
+    scene.tif and GTIFF_DIR:1:/data/scene.tif are both scene.tif)."""
+    from .source import spelled_absolute
+
+    return Path(spelled_absolute(src)).name
+
+
 def input_place(name):
-    """A digest of where an input lies: its absolute path as named (links not followed: a
-    file git-annex or DVC replaces by a link to new content stays in its place; a GDAL name's
-    file spelled absolute, ``spelled_absolute``), so that two files of one name in two folders
+    """A digest of where an input lies: its absolute path, the folder's links resolved but
+    not the file's (a file git-annex or DVC replaces by a link to new content stays in its
+    place; a GDAL name's file spelled so, ``spelled_absolute``), so that two files of one name in two folders
     are two inputs; a digest, so a heatmap passed on does not tell where its input was kept."""
     from .source import spelled_absolute
 
@@ -84,7 +92,7 @@ def input_record(src):
     in its tags, a quick model in its model.json), for ``other_input``."""
     from .fingerprint import digest, input_fingerprint
 
-    return {"name": Path(str(src)).name, "place": input_place(src),
+    return {"name": input_name(src), "place": input_place(src),
             "fingerprint": digest(input_fingerprint(src))}
 
 
@@ -108,7 +116,7 @@ def other_input(recorded, src):
     if not isinstance(recorded, dict) or "name" not in recorded:
         return None
     name = recorded["name"]
-    if name != Path(str(src)).name:
+    if name != input_name(src):
         return name
     if recorded.get("place") in (None, input_place(src)):
         return None

@@ -646,13 +646,20 @@ def spelled_absolute(name):
     name to open."""
     text = str(name)
     if not is_gdal_name(text):
-        return os.path.abspath(text)
+        return _in_real_folder(text)
     stretches = _file_stretches(text)
     if not stretches:
         return text
     a, b = max(stretches, key=lambda span: span[1] - span[0])
-    head, path = text[:a], os.path.abspath(text[a:b]).lstrip("/")    # POSIX keeps "//"
+    head, path = text[:a], _in_real_folder(text[a:b]).lstrip("/")    # POSIX keeps "//"
     return (head.rstrip("/") if head.startswith("/vsi") else head) + "/" + path + text[b:]
+
+
+def _in_real_folder(path):
+    """``path`` absolute, its folder's links resolved (one folder reached two ways is one), the
+    file's own name kept (git-annex and DVC replace a file by a link to new content)."""
+    folder, name = os.path.split(os.path.abspath(path))
+    return os.path.join(os.path.realpath(folder), name)
 
 
 def dataset_files(path, _seen=None):
