@@ -492,6 +492,26 @@ def test_gdals_write_failed_under_a_file_size_limit_names_the_limit(tmp_path):
                            "rerun with")
 
 
+def test_an_interrupt_during_a_commits_cleanup_is_held_till_it_ends(tmp_path):
+    """Ctrl-C once every output was in place broke off the cleanup after it (a tile store left
+    half removed) and was reported as if nothing had been replaced."""
+    import signal
+
+    from hsanomaly.io.atomic import staged
+
+    cleaned = []
+
+    def cleanup():
+        signal.raise_signal(signal.SIGINT)          # the user's Ctrl-C, right then
+        cleaned.append("all of it")
+    with pytest.raises(KeyboardInterrupt):
+        with staged() as stage:
+            stage.path(tmp_path / "out.txt").write_text("new")
+            stage.on_commit(cleanup)
+    assert cleaned == ["all of it"] and (tmp_path / "out.txt").read_text() == "new"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 UNRELATED_CHECK = """
 import resource, sys
 from pathlib import Path

@@ -142,8 +142,8 @@ def _interrupt():
 def _kept(ctx):
     """What an interrupted command leaves: its outputs as they were, and what its next run
     can take up (it cannot tell here how far it got, so "if any")."""
-    return {"detect": "; nothing was replaced; the tiles finished, if any, are kept for "
-                      "--resume",
+    return {"detect": "; the outputs are replaced all together or not at all; the tiles "
+                      "finished, if any, are kept for --resume",
             "detect-many": "; the rasters finished are kept, the one being scored was not "
                            "replaced; rerun without --overwrite to go on",
             "train": "; nothing was replaced; a checkpoint, if one was written, is kept for "

@@ -294,12 +294,13 @@ class Staging:
                 undos.append((renaming[0], _file_undo(renaming[1], renaming[0], renaming[3])))
             _put_back(undos)
             raise
-        for aside in moved_aside:
-            shutil.rmtree(aside, ignore_errors=True)
-        for path in self._stale:
-            _remove_stale_file(path)
-        for fn in self._after:
-            fn()
+        with _interrupts_held():      # the outputs are in place: their cleanup runs whole
+            for aside in moved_aside:
+                shutil.rmtree(aside, ignore_errors=True)
+            for path in self._stale:
+                _remove_stale_file(path)
+            for fn in self._after:
+                fn()
 
     def discard(self):
         for _, _, private, _, _ in self._entries:
@@ -308,6 +309,25 @@ class Staging:
         for fn in self._finally:
             fn()
         self._finally = []
+
+
+@contextlib.contextmanager
+def _interrupts_held():
+    """Ctrl-C and SIGTERM held until the block ends, then delivered: an interrupt there (a
+    commit's cleanup, once every output is in place) would leave a tile store half removed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield                    # only the main thread receives signals
+        return
+    held = []
+    previous = {sig: signal.signal(sig, lambda number, _: held.append(number))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if held:
+            signal.raise_signal(held[0])
 
 
 @contextlib.contextmanager
