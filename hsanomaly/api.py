@@ -72,9 +72,11 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
     from .distributed import DaskExecutor, optional_client
     from .engine import detect as run_engine
     from .engine.detect import check_resumed_input
+    from .engine.store import store_path
     from .io.atomic import staged
     from .io.exclusion import exclude
     from .io.fingerprint import input_fingerprint
+    from .io.lock import check_unlocked
     from .io.source import open_source
 
     check_raster_path(src)
@@ -104,6 +106,7 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
             if resume and resumable_quick_model(src, dst, quick):
                 model = quick
             else:     # staged: replaced with the heatmap, so a failed run keeps the earlier pair
+                check_unlocked(store_path(dst))      # another run on this output: before training
                 if resume:
                     check_resumed_input(src, dst)
                 # what the engine must score too, fingerprinted as the engine will

@@ -898,18 +898,24 @@ def test_every_pixel_left_unscored_after_a_purge_names_the_purge_too():
         check_scored("x.tif", scorer, 100, 100)
 
 
-def test_a_quick_model_of_another_input_is_not_replaced_without_overwrite(tmp_path, monkeypatch):
-    """detect A out.tif, then out.tif kept elsewhere, then detect B out.tif: out.model, A's
-    quick model, was trained again on B without a word (out.tif in place was refused)."""
-    import json
-
+def two_scenes_and_a_quick_model(tmp_path, monkeypatch, trained_on):
+    """(a.tif, b.tif, out.tif, out.model, its model.json): out.tif scored with a quick model
+    of scene ``trained_on``."""
     short_quick_models(monkeypatch)
     cube = synthetic_cube(rows=40, cols=50)[0]
     a = write_raster(tmp_path / "a.tif", cube)
     b = write_raster(tmp_path / "b.tif", cube[:, ::-1].copy())
     heat, model = tmp_path / "out.tif", tmp_path / "out.model"
-    hsanomaly.detect(a, heat, score="resrx")
-    before = (model / "model.json").read_bytes()
+    hsanomaly.detect(a if trained_on == "a" else b, heat, score="resrx")
+    return a, b, heat, model, (model / "model.json").read_bytes()
+
+
+def test_a_quick_model_of_another_input_is_not_replaced_without_overwrite(tmp_path, monkeypatch):
+    """detect A out.tif, then out.tif kept elsewhere, then detect B out.tif: out.model, A's
+    quick model, was trained again on B without a word (out.tif in place was refused)."""
+    import json
+
+    a, b, heat, model, before = two_scenes_and_a_quick_model(tmp_path, monkeypatch, "a")
     heat.rename(tmp_path / "a-result.tif")
     with pytest.raises(HsanomalyError, match=r"out.model: the quick model holds the result of "
                                              r"another input \(a.tif\), which this run of b.tif "
@@ -926,13 +932,7 @@ def test_resume_without_a_model_never_adopts_a_model_the_interrupted_run_was_giv
         tmp_path, monkeypatch):
     """A run given out.model (another scene's quick model) was interrupted; resumed without a
     model, it scored on with that model and said it was trained on this scene."""
-    short_quick_models(monkeypatch)
-    cube = synthetic_cube(rows=40, cols=50)[0]
-    a = write_raster(tmp_path / "a.tif", cube)
-    b = write_raster(tmp_path / "b.tif", cube[:, ::-1].copy())
-    heat, model = tmp_path / "out.tif", tmp_path / "out.model"
-    hsanomaly.detect(b, heat, score="resrx")
-    before = (model / "model.json").read_bytes()
+    a, b, heat, model, before = two_scenes_and_a_quick_model(tmp_path, monkeypatch, "b")
 
     def interrupt(fraction, message):
         if message.startswith("tile 2/"):
@@ -975,3 +975,23 @@ def test_detect_many_retrains_a_damaged_quick_model_without_talk_of_resuming(tmp
         again = hsanomaly.detect_many([path], tmp_path / "out", score="resrx")
     assert [item.status for item in first + again] == ["scored", "scored"]
     assert not [w for w in said if "resume" in str(w.message)]
+
+
+def test_a_second_run_on_an_output_in_use_is_refused_before_its_quick_model_trains(
+        tmp_path, monkeypatch):
+    """It trained its whole quick model (half a minute) before the engine found the output's
+    tile store held by the first run."""
+    from hsanomaly.engine.store import store_path
+    from hsanomaly.io.lock import lock_folder
+
+    def never(*args, **kwargs):
+        raise AssertionError("trained a quick model for an output another run holds")
+    monkeypatch.setattr(hsanomaly.training, "train", never)
+    path = write_raster(tmp_path / "scene.tif", synthetic_cube(rows=40, cols=50)[0])
+    store_path(tmp_path / "out.tif").mkdir()
+    held = lock_folder(store_path(tmp_path / "out.tif"))            # the first run's lock
+    try:
+        with pytest.raises(HsanomalyError, match="another hsanomaly run is writing this output"):
+            hsanomaly.detect(path, tmp_path / "out.tif", score="resrx")
+    finally:
+        os.close(held)
