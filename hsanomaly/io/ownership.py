@@ -80,8 +80,9 @@ def input_name(src):
 def input_place(name):
     """A digest of where an input lies: its absolute path, the folder's links resolved but
     not the file's (a file git-annex or DVC replaces by a link to new content stays in its
-    place; a GDAL name's file spelled so, ``spelled_absolute``), so that two files of one name in two folders
-    are two inputs; a digest, so a heatmap passed on does not tell where its input was kept."""
+    place; a GDAL name's file spelled so, ``spelled_absolute``), so that two files of one
+    name in two folders are two inputs; a digest, so a heatmap passed on does not tell where
+    its input was kept."""
     from .source import spelled_absolute
 
     return hashlib.sha256(spelled_absolute(name).encode()).hexdigest()[:16]
