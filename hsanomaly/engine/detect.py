@@ -27,11 +27,11 @@ from ..defaults import MIN_TILE, TILE, TILE_THREADS
 from ..errors import HsanomalyError
 from ..io.atomic import (check_writable, describe, destination_of, native_quiet, space_hint,
                          stage_raster, staged)
-from ..io.fingerprint import digest, input_fingerprint
+from ..io.fingerprint import input_fingerprint
 from ..io.heatmap import (add_overviews_and_statistics, band_descriptions, describe_bands,
                           heatmap_profile, heatmap_tags, to_cog)
 from ..io.lock import check_unlocked
-from ..io.ownership import INPUT_FINGERPRINT_TAG, TAG_PREFIX
+from ..io.ownership import TAG_PREFIX
 from ..io.source import gdal_env, open_raster, open_source
 from ..logs import progress_bar, stage as stage_log
 from ..options import check_whole
@@ -434,8 +434,7 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
         except HsanomalyError:
             store.remove()          # a rerun would score the same: nothing to resume
             raise
-        tags = {**heatmap_tags(scorer, source), RUN_TAG: store.fingerprint,
-                INPUT_FINGERPRINT_TAG: digest(job["input"])}
+        tags = {**heatmap_tags(scorer, source, job["input"]), RUN_TAG: store.fingerprint}
         descriptions = {name: band_descriptions(scorer, name, bands)
                         for name, (_, bands) in outputs.items()}
         with contextlib.ExitStack() as stack, stage_log("assembling " + str(dst)):

@@ -35,15 +35,17 @@ def heatmap_profile(source, bands, block=OUTPUT_BLOCK):
 SCORE_TAG = TAG_PREFIX + "SCORE"     # the score's name, which readers of a heatmap go by
 
 
-def heatmap_tags(scorer, source):
-    """Dataset tags naming the score, its parameters, the model, the input and its
-    exclusion mask."""
+def heatmap_tags(scorer, source, fingerprint):
+    """Dataset tags naming the score, its parameters, the model, the input (its name, place
+    and a digest of its ``fingerprint``, as the run took it: ``ownership.other_input`` reads
+    them) and its exclusion mask."""
     from .._version import __version__
+    from .fingerprint import digest
 
     params = scorer.params()
     tags = {"SCORE": scorer.name, "PARAMETERS": json.dumps(params, sort_keys=True),
             "VERSION": __version__, "INPUT": input_name(source.name),
-            "INPUT_PLACE": input_place(source.name),
+            "INPUT_PLACE": input_place(source.name), "INPUT_FINGERPRINT": digest(fingerprint),
             "GRID": grid_text(source.width, source.height, source.profile.get("transform"))}
     if source.exclusion is not None:
         tags["MASK"] = Path(source.exclusion.path).name

@@ -23,7 +23,7 @@ def as_source(X):
             raise HsanomalyError(f"{X.name}: the rasterio dataset is open for writing only; "
                                  "open it with mode 'r' or 'r+'")
         return RasterSource.from_dataset(X), _same
-    if type(X).__module__.startswith("xarray") and type(X).__name__ == "DataArray":
+    if _is_data_array(X):
         source, wrap = _xarray_source(X)
     elif isinstance(X, np.ma.MaskedArray):
         check_band_axis(np.ma.getdata(X), "the masked array", mask=np.ma.getmaskarray(X))
@@ -256,8 +256,9 @@ def _by_coordinates(value, transform):
         at, rounding = centres[dim]
         n = np.arange(len(at))
         if len(at) > 1 and rounding <= COARSE * abs(size):   # least squares: rounding averaged
-            size = float(np.dot(n - n.mean(), at - at.mean()) / np.dot(n - n.mean(), n - n.mean()))
-            off = np.abs(at - at.mean() - size * (n - n.mean())).max()
+            dn = n - n.mean()
+            size = float(np.dot(dn, at - at.mean()) / np.dot(dn, dn))
+            off = np.abs(at - at.mean() - size * dn).max()
             if size == 0 or off > max(GRID_TOLERANCE * abs(size), rounding):
                 raise HsanomalyError(f"{_name(value)}: its {dim} coordinates are not evenly "
                                      "spaced, so no geotransform places its pixels (a cut "
