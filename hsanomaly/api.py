@@ -71,7 +71,7 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
     """
     from .distributed import DaskExecutor, optional_client
     from .engine import detect as run_engine
-    from .engine.detect import check_resumed_input
+    from .engine.detect import check_resumed_run
     from .engine.store import store_path
     from .io.atomic import staged
     from .io.exclusion import exclude
@@ -108,7 +108,7 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
             else:     # staged: replaced with the heatmap, so a failed run keeps the earlier pair
                 check_unlocked(store_path(dst))      # another run on this output: before training
                 if resume:
-                    check_resumed_input(src, dst)
+                    check_resumed_run(src if masked is None else masked, dst, scorer, extras, tile)
                 # what the engine must score too, fingerprinted as the engine will
                 trained_on = input_fingerprint(src if masked is None else masked, masked)
                 probed = open_source(src) if masked is None else masked

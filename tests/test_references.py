@@ -663,6 +663,34 @@ def test_resume_on_another_input_is_refused_before_a_quick_model_is_trained(scen
 
 
 @needs_torch
+@pytest.mark.parametrize("changed, refusal", [
+    ({"tile": 24}, r"other settings is here \(tile: 16 -> 24\)"),
+    ({"score": "context"}, r"other settings is here \(scorer: dualcontext -> context\)"),
+    ({"trim": 0.2}, r"other settings is here \(scorer.trim: 0.0 -> 0.2\)"),
+    ({"extras": {"recon": "recon.tif"}}, r"other settings is here \(outputs: \['score'\] -> "
+                                         r"\['recon', 'score'\]\)"),
+])
+def test_resume_with_other_settings_is_refused_before_a_quick_model_is_trained(
+        scene, tmp_path, monkeypatch, changed, refusal):
+    """The settings were compared in the engine, with the retrained model's digest: the quick
+    model trained first, only to be refused."""
+    import hsanomaly.api
+
+    trained = short_trainings(monkeypatch, 10)
+    src, dst = scene[1], tmp_path / "out.tif"
+    with disk_full_at_tile(3), pytest.raises(HsanomalyError, match="disk full"):
+        hsanomaly.api.detect(src, dst, tile=16)
+    options = {"tile": 16, **changed}
+    if "extras" in options:
+        options["extras"] = {k: tmp_path / v for k, v in options["extras"].items()}
+    with pytest.raises(HsanomalyError, match=refusal):
+        hsanomaly.api.detect(src, dst, resume=True, **options)
+    assert len(trained) == 1
+    result = hsanomaly.api.detect(src, dst, tile=16, resume=True)     # the same settings resume
+    assert len(trained) == 2 and result.tiles_resumed > 0
+
+
+@needs_torch
 def test_a_damaged_tile_store_manifest_does_not_make_resume_fail(model, scene, tmp_path):
     import json
     import shutil

@@ -39,7 +39,7 @@ from ..runtime import one_blas_thread
 from ..scorers import check_extras
 from ..scorers.halo import Place
 from ..spelling import counted, spell, submit
-from .store import (TileStore, check_same_input, read_manifest, resume_hint, run_fingerprint,
+from .store import (TileStore, check_resumable, read_manifest, resume_hint, run_fingerprint,
                     store_path)
 
 RUN_TAG = TAG_PREFIX + "RUN_FINGERPRINT"      # what detect-many compares to know a result is current
@@ -220,10 +220,12 @@ def check_scored(name, scorer, valid, unscored):
          f"{scorer.name} score (NaN in the heatmap, like nodata): {cause}")
 
 
-def config(source, scorer, outputs, tile):
+def config(source, scorer, outputs, tile, model=True):
     """The configuration a run's tiles depend on, as plain JSON (the model digest among the
-    scorer's parameters)."""
-    job = {"shape": [source.count, source.height, source.width], "scorer": scorer.params(),
+    scorer's parameters; ``model=False``: the scorer's settings only, known before its model
+    is read)."""
+    job = {"shape": [source.count, source.height, source.width],
+           "scorer": scorer.params() if model else scorer.settings(),
            "outputs": {k: v[1] for k, v in outputs.items()}, "tile": int(tile)}
     if source.exclusion is not None:        # the pixels left out change every tile's scores
         job["excluded"] = source.exclusion.digest
@@ -250,18 +252,24 @@ def expected_fingerprint(src, scorer, tile=TILE):
     return run_fingerprint(job["input"], job["config"])
 
 
-def check_resumed_input(src, dst):
-    """Refuse --resume up front, before a quick model is trained for it, when the interrupted
-    run of ``dst`` scored another input."""
+def check_resumed_run(src, dst, scorer, extras=None, tile=TILE):
+    """Refuse --resume up front, before a quick model is trained for it, where the run would
+    refuse it once trained: the interrupted run of ``dst`` scored another input, or with other
+    settings (the model's own aside: trained again, the quick model is the same)."""
     store = store_path(dst)
-    if not read_manifest(store):
+    previous = read_manifest(store)
+    if not previous:
         return
-    source = open_source(src)
+    outputs = {"score": (str(dst), None), **{name: (str(path), None)
+                                             for name, path in (extras or {}).items()}}
+    source = src if hasattr(src, "read") else open_source(src)
     try:
-        fingerprint = input_fingerprint(src, source)
+        job = {"input": input_fingerprint(src, source),
+               "config": config(source, scorer, outputs, tile, model=False)}
     finally:
-        source.close()
-    check_same_input(store, fingerprint)
+        if source is not src:
+            source.close()
+    check_resumable(store, job, previous, model=False)
 
 
 def read_fingerprint(path):

@@ -122,14 +122,34 @@ def _shown(manifest):
     return config
 
 
-def check_same_input(path, fingerprint, previous=None):
+def model_free(config):
+    """A run configuration less what its model decides (the model's digest, the extras' band
+    counts): what a resume can compare before its quick model is trained (trained again on
+    the same input with the same settings, the model is the same)."""
+    scorer = {k: v for k, v in (config.get("scorer") or {}).items() if k != "model"}
+    return {**config, "scorer": scorer, "outputs": sorted(config.get("outputs") or {})}
+
+
+def check_resumable(path, manifest, previous=None, model=True):
     """Refuse to resume the interrupted run in the store at ``path`` (its manifest
-    ``previous``, read if not given) on an input of another ``fingerprint``."""
+    ``previous``, read if not given) with ``manifest``'s input and configuration: another
+    hsanomaly version's store, another input, other settings (``model=False``: the model's
+    own aside, as ``model_free``)."""
     previous = read_manifest(path) if previous is None else previous
-    if previous and previous.get("input") != fingerprint:
+    rerun = f"; rerun without {spell('resume', True)} to start over"
+    if previous.get("format") != FORMAT or previous.get("format_version") != FORMAT_VERSION:
+        raise HsanomalyError(f"{path}: the interrupted run here was written by another "
+                             f"hsanomaly version or is damaged{rerun}")
+    if previous.get("input") != manifest["input"]:
         raise HsanomalyError(f"{path}: the input changed since the interrupted run (its "
-                             f"fingerprint differs); rerun without {spell('resume', True)} to "
-                             "start over")
+                             f"fingerprint differs){rerun}")
+    before, now = previous.get("config"), manifest["config"]
+    if not model and isinstance(before, dict):
+        before, now = model_free(before), model_free(now)
+    if before != now:
+        shown = _shown({**previous, "config": before}), _shown({**manifest, "config": now})
+        raise HsanomalyError(f"{path}: an interrupted run with other settings is "
+                             f"here ({'; '.join(_differences(*shown))}){rerun}")
 
 
 def remove_finished(path, fingerprint):
@@ -176,7 +196,7 @@ class TileStore:
             if self.resumed:
                 if held is None:       # made since this run looked: another run's, maybe
                     held = lock_folder(self.path)
-                self._check_previous(manifest)
+                check_resumable(self.path, manifest)
                 for stray in self.path.glob(".*"):
                     stray.unlink(missing_ok=True)
                 self._hold(held)
@@ -215,18 +235,6 @@ class TileStore:
 
     def __getstate__(self):        # a Dask worker writes tiles under the driver's lock
         return {k: v for k, v in vars(self).items() if k != "_release"}
-
-    def _check_previous(self, manifest):
-        previous = read_manifest(self.path)
-        rerun = f"; rerun without {spell('resume', True)} to start over"
-        if previous.get("format") != FORMAT or previous.get("format_version") != FORMAT_VERSION:
-            raise HsanomalyError(f"{self.path}: the interrupted run here was written by another "
-                                 f"hsanomaly version or is damaged{rerun}")
-        check_same_input(self.path, manifest["input"], previous)
-        if previous.get("config") != manifest["config"]:
-            changed = "; ".join(_differences(_shown(previous), _shown(manifest)))
-            raise HsanomalyError(f"{self.path}: an interrupted run with other settings is "
-                                 f"here ({changed}){rerun}")
 
     def _write_manifest(self, manifest):
         fd, tmp = tempfile.mkstemp(prefix=".manifest.", dir=self.path)

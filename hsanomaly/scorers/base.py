@@ -62,8 +62,15 @@ class Scorer:
         return {"score": score[None]}
 
     def params(self):
-        """Plain-JSON description of the configuration; a resumed run must match it."""
+        """Plain-JSON description of the configuration (a model's digest among it); a resumed
+        run must match it."""
         return {"name": self.name}
+
+    def settings(self):
+        """``params`` less the model's digest, known before the model is read: what a resume
+        compares before its quick model is trained. A score without a model has nothing to
+        leave out."""
+        return self.params()
 
     def unmeasured_outputs(self):
         """Extra outputs this configuration cannot measure (they would be all zeros)."""

@@ -90,7 +90,10 @@ class ResidualScorer(Purged, Scorer):
         return self.gan.band_names
 
     def params(self):
-        params = {**self.gan.params(), "name": self.name, "sample": self.sample,
+        return {**self.settings(), "model": self.gan.params()["model"]}
+
+    def settings(self):
+        params = {**self.gan.settings(), "name": self.name, "sample": self.sample,
                   "trim": self.trim, **self.purged_params()}
         if self.local is not None:
             params["local"] = self.local.params()

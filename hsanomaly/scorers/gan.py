@@ -117,8 +117,11 @@ class GanScorer(Scorer):
         return {**vars(self), "_sessions": {}}
 
     def params(self):
-        return {"name": self.name, "model": bundle_digest(self.bundle), **self.solver.params(),
-                "c1": self.c1, "c2": self.c2, **self._overrides()}
+        return {**self.settings(), "model": bundle_digest(self.bundle)}
+
+    def settings(self):
+        return {"name": self.name, **self.solver.params(), "c1": self.c1, "c2": self.c2,
+                **self._overrides()}
 
     def _overrides(self):
         """Checks the run was told to skip: its result records them, and a rerun without
@@ -280,8 +283,8 @@ class CriticScorer(GanScorer):
     options = RUNTIME_OPTIONS
     extra_outputs = ()
 
-    def params(self):
-        return {"name": self.name, "model": bundle_digest(self.bundle), **self._overrides()}
+    def settings(self):
+        return {"name": self.name, **self._overrides()}
 
     def score_windows(self, windows):
         return {"score": -self.critic(np.ascontiguousarray(windows, dtype=np.float32))[0]}
@@ -302,8 +305,8 @@ class AnoganScorer(GanScorer):
     model_training = ReconScorer.model_training
     options = GanScorer.options + ("lam",)
 
-    def params(self):
-        return {**super().params(), "lam": self.lam}
+    def settings(self):
+        return {**super().settings(), "lam": self.lam}
 
     def cost(self, windows, result):
         """(1 - lam) x the reconstruction cost + lam x the critic-feature distance between each
