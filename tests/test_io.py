@@ -470,6 +470,8 @@ def test_a_write_failure_in_a_temporary_names_its_output():
     staged_file = f"/data/.h.tif.1-host.abc{TMP_SUFFIX}/h.tif"
     assert str(destination_of(staged_file)) == "/data/h.tif"
     assert str(destination_of("/data/h.tif")) == "/data/h.tif"
+    nested = f"/data/.h.model.1-host.abc{TMP_SUFFIX}/.h.model.1-host.def{TMP_SUFFIX}/h.model/g.onnx"
+    assert str(destination_of(nested)) == "/data/h.model/g.onnx"     # a quick model's export
     err = OSError(errno.EFBIG, "File too large", staged_file)
     assert str(runtime_error(err, "h.tif")).startswith("/data/h.tif: ")
 

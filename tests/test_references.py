@@ -691,6 +691,26 @@ def test_resume_with_other_settings_is_refused_before_a_quick_model_is_trained(
 
 
 @needs_torch
+def test_a_quick_model_that_cannot_be_written_is_named_by_its_place(scene, tmp_path, monkeypatch):
+    """Its export failed in the training's staged folder inside detect's, and the message named
+    that hidden temporary path."""
+    import resource
+
+    import hsanomaly.api
+
+    short_trainings(monkeypatch, 5)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (8 * 2**20, hard))   # its codebook is larger
+    try:
+        with pytest.raises(HsanomalyError) as err:
+            hsanomaly.api.detect(scene[1], tmp_path / "out.tif", tile=16)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert str(err.value).startswith(f"{tmp_path / 'out.model'}"), err.value
+    assert "a file-size limit of 8.0 MiB" in str(err.value) and list(tmp_path.iterdir()) == []
+
+
+@needs_torch
 def test_a_damaged_tile_store_manifest_does_not_make_resume_fail(model, scene, tmp_path):
     import json
     import shutil

@@ -109,8 +109,8 @@ def describe(err):
 
 def write_failure(path, err):
     """The one-line HsanomalyError for a failed write of ``path``."""
-    return HsanomalyError(f"{path}: cannot write ({describe(err)}{space_hint(path, err)}); "
-                          "nothing was replaced")
+    return HsanomalyError(f"{destination_of(path)}: cannot write "
+                          f"({describe(err)}{space_hint(path, err)}); nothing was replaced")
 
 
 DESCRIBED = 160             # characters of a library's own message kept in the one line
@@ -376,10 +376,10 @@ def atomic_directory(path, check=None):
 
 
 def destination_of(path):
-    """The output a staged temporary stands for (its own name beside its private folder), or
-    ``path`` itself: what messages name."""
-    path = Path(path)
-    return path.parent.parent / path.name if path.parent.name.endswith(TMP_SUFFIX) else path
+    """The place a staged temporary stands for, what messages name: ``path`` without its
+    private folders (a quick model is staged in detect's, and its export and checkpoints in
+    the training's own inside it)."""
+    return Path(*(part for part in Path(path).parts if not part.endswith(TMP_SUFFIX)))
 
 
 def _private_folder(folder, name):
