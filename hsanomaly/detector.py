@@ -211,20 +211,35 @@ class Detector:
         return self.fit(X).score(X)
 
     def _train_quick_model(self, source, training):
-        """(its temporary folder, the model trained there on ``source``)."""
+        """(its temporary folder, the model trained there on ``source``), trained on a float32
+        copy of it in memory and in that folder (training reads files), both checked first."""
+        import tempfile
+
+        from .io.checks import check_disk, check_memory
         from .io.convert import write_geotiff
         from .io.source import iter_windows
         from .training import train
 
+        shape = (source.count, source.height, source.width)
+        nbytes = 4 * int(np.prod(shape, dtype=np.float64))
+        copy = f"the copy of {source.name} its quick model trains on"
+        check_memory(source.name, nbytes, "copying the {}x{}x{} cube for its quick model".format(
+            *shape))
+        check_disk(tempfile.gettempdir(), nbytes, f"{copy} (TMPDIR sets where) needs")
         workdir = _temporary_folder()
         folder = Path(workdir.name)
         scene = folder / "scene.tif"
-        cube = np.full((source.count, source.height, source.width), np.nan, np.float32)
+        cube = np.full(shape, np.nan, np.float32)
         for window in iter_windows(source.height, source.width):
             block, _ = source.read(window)
             rows, cols = window.toslices()
             cube[:, rows, cols] = block
-        write_geotiff(scene, cube, nodata=float("nan"), wavelengths=source.wavelengths)
+        try:
+            write_geotiff(scene, cube, nodata=float("nan"), wavelengths=source.wavelengths)
+        except HsanomalyError as err:
+            workdir.cleanup()
+            raise HsanomalyError(f"{source.name}: {copy} could not be written ({err}; TMPDIR "
+                                 "sets where)") from None
         try:
             return workdir, train([str(scene)], str(folder / "model"), data_checked=True,
                                   **training).path

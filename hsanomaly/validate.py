@@ -42,8 +42,8 @@ def model_path(model, check=True):
     if isinstance(model, Bundle):
         if check and not model.in_its_folder():
             raise HsanomalyError(f"{model.path}: the folder no longer holds the Bundle given as "
-                                 f"{spell('model')} (trained into again, moved or removed?); "
-                                 "pass the folder, or load it again with hsanomaly.load_bundle")
+                                 f"{spell('model')} (trained into again, moved or removed?); pass "
+                                 "the folder, or load it again with hsanomaly.model.load_bundle")
         return model.path
     raise HsanomalyError(f"{spell('model')}: expected a model bundle's folder (a str or path-like) or the "
                          f"Bundle hsanomaly.train returns, got a {type(model).__name__}")

@@ -72,3 +72,31 @@ def test_product_never_imports_the_research_harness_or_torch_when_scoring():
     scoring = ("hsanomaly.scorers", "hsanomaly.engine", "hsanomaly.latent", "hsanomaly.model")
     for module in (m for m in edges if m.startswith(scoring)):
         assert not any(t.startswith("hsanomaly.training") for t in edges[module]), module
+
+
+def test_every_dotted_name_in_the_package_text_exists():
+    """Messages and docstrings send users to ``hsanomaly.x.y``: each must resolve (an error
+    told users to load a bundle with ``hsanomaly.load_bundle``, which does not exist)."""
+    import importlib
+    import re
+
+    def resolves(dotted):
+        parts = dotted.split(".")
+        for cut in range(len(parts), 0, -1):
+            try:
+                found = importlib.import_module(".".join(parts[:cut]))
+            except ImportError:
+                continue
+            for attr in parts[cut:]:
+                if not hasattr(found, attr):
+                    return False
+                found = getattr(found, attr)
+            return True
+        return False
+
+    named = re.compile(r"\bhsanomaly(?:\.[A-Za-z_]\w*)+")
+    missing = {(path.name, name) for path in PACKAGE.rglob("*.py")
+               for node in ast.walk(ast.parse(path.read_text()))
+               if isinstance(node, ast.Constant) and isinstance(node.value, str)
+               for name in named.findall(node.value) if not resolves(name)}
+    assert not missing

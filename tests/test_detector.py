@@ -828,6 +828,30 @@ def test_a_quick_model_that_cannot_train_names_the_input_not_its_copy():
     assert str(refused.value).startswith("<array>"), str(refused.value)
 
 
+@pytest.mark.parametrize("short_of", ["memory", "disk"])
+def test_a_quick_models_copy_of_x_is_checked_before_it_is_made(monkeypatch, tmp_path, short_of):
+    """The Detector copies X to float32 in memory and in a temporary GeoTIFF for training: a
+    huge raster raised a bare MemoryError, a full temporary disk named the hidden copy."""
+    import collections
+    import shutil
+
+    import hsanomaly.io.checks
+
+    pytest.importorskip("torch")
+    cube, _ = synthetic_cube(rows=60, cols=60)          # 12 x 60 x 60 float32: 169 KiB
+    if short_of == "memory":
+        monkeypatch.setattr(hsanomaly.io.checks, "available_memory", lambda: 100_000)
+        said = r"<array>: copying the 12x60x60 cube for its quick model needs about 168.8 KiB of memory"
+    else:
+        usage = collections.namedtuple("usage", "total used free")
+        monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9, 100_000))
+        monkeypatch.setattr("tempfile.tempdir", str(tmp_path))     # as TMPDIR sets it
+        said = (f"{tmp_path}: the copy of <array> its quick model trains on .TMPDIR sets where. "
+                "needs about 168.8 KiB of disk, only 97.7 KiB is free")
+    with pytest.raises(HsanomalyError, match=said):
+        hsanomaly.Detector("resrx").fit(cube)
+
+
 def test_a_heatmap_of_one_value_is_said_through_every_door():
     """A constant scene was warned about by detect but not by the Detector; a scene of two
     equally common spectra gave rx one score everywhere, without a word."""

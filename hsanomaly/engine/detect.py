@@ -12,7 +12,6 @@ import collections
 import contextlib
 import itertools
 import os
-import shutil
 import threading
 import time
 import warnings
@@ -27,6 +26,7 @@ from ..defaults import MIN_TILE, TILE, TILE_THREADS
 from ..errors import HsanomalyError
 from ..io.atomic import (check_writable, describe, destination_of, native_quiet, space_hint,
                          stage_raster, staged)
+from ..io.checks import check_disk
 from ..io.fingerprint import input_fingerprint
 from ..io.heatmap import (add_overviews_and_statistics, band_descriptions, describe_bands,
                           heatmap_profile, heatmap_tags, to_cog)
@@ -536,8 +536,6 @@ def runtime_error(err, dst):
 def check_space(store, outputs, source, resume=False):
     """Refuse a run whose tile store and outputs (float32, at most their raw size) would not
     fit on their file systems, saying how much is needed."""
-    from ..io.checks import size_text
-
     pixels = source.height * source.width * 4
     need = {}
 
@@ -551,10 +549,7 @@ def check_space(store, outputs, source, resume=False):
     for path, bands in outputs.values():
         add(path, pixels * bands)
     for folder, nbytes in need.values():
-        free = shutil.disk_usage(folder).free
-        if nbytes > free:
-            raise HsanomalyError(f"{folder}: the tile store and outputs need about "
-                                 f"{size_text(nbytes)} of disk, only {size_text(free)} is free")
+        check_disk(folder, nbytes, "the tile store and outputs need")
 
 
 def _is_constant(ranges):

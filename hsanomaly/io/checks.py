@@ -81,6 +81,17 @@ def size_text(nbytes):
         nbytes /= 1024
 
 
+def check_disk(folder, nbytes, what):
+    """Refuse ``what`` (e.g. "the tile store and outputs need") when it would not fit in
+    ``folder``'s file system."""
+    import shutil
+
+    free = shutil.disk_usage(folder).free
+    if nbytes > free:
+        raise HsanomalyError(f"{folder}: {what} about {size_text(nbytes)} of disk, only "
+                             f"{size_text(free)} is free")
+
+
 def check_memory(path, nbytes, what):
     """Refuse ``what`` (e.g. "loading the 610x340x103 cube") when it needs more than is free."""
     free = available_memory()

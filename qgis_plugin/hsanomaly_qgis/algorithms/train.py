@@ -46,7 +46,7 @@ class TrainModel(HsanomalyAlgorithm):
         self.addParameter(QgsProcessingParameterNumber(
             self.WINDOW, "Window size (odd, pixels)", defaultValue=lib.train_window, minValue=1))
         self.addParameter(QgsProcessingParameterNumber(
-            self.BANDS, "Bin to this many bands (default: at most 32)", optional=True,
+            self.BANDS, f"Bin to this many bands (default: at most {lib.train_bands})", optional=True,
             minValue=1))
         self.addParameter(QgsProcessingParameterBoolean(
             self.WHITEN, "Whiten the bands (the model the recon and anogan scores want)",
