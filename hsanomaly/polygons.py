@@ -27,6 +27,17 @@ def is_targets_file(path):
                     for name in tables))
 
 
+def check_no_other_layers(path):
+    """Refuse a GeoPackage holding layers besides the targets and their style: the polygons
+    replace the whole file, which a caller that replaces its outputs without asking each time
+    (the QGIS provider: a "Save to GeoPackage" adds a layer there) must not do to them."""
+    others = sorted(gpkg_tables(path) - {LAYER, STYLE_TABLE})
+    if others:
+        raise HsanomalyError(f"{path}: {spell('polygons')} is a GeoPackage holding other layers "
+                             f"({', '.join(others)}), which writing the targets would remove "
+                             "(hsanomaly writes a GeoPackage of its own); choose another file")
+
+
 def check_not_in_use(gpkg_path, scored=False):
     """Refuse to replace a GeoPackage with changes still in its write-ahead log (``-wal``): a
     program has it open (QGIS opens GeoPackages in WAL mode), and SQLite would lay those pages

@@ -348,6 +348,27 @@ def test_the_dialogs_geopackage_destinations_are_taken(scene, tmp_path, form):
 
 
 
+@pytest.mark.parametrize("form", ["ogr:dbname='{path}' table=\"targets\" (geom)", "{path}"])
+def test_polygons_are_never_written_over_a_geopackage_of_other_layers(scene, tmp_path, form):
+    """QGIS replaces an algorithm's outputs without asking, and the polygons replace the whole
+    file: a "Save to GeoPackage" into a project's GeoPackage removed its other layers."""
+    import geopandas as gpd
+    import processing
+    from qgis.core import QgsProcessingException
+    from shapely.geometry import Point
+
+    project = tmp_path / "project.gpkg"
+    gpd.GeoDataFrame({"note": ["well"]}, geometry=[Point(0, 0)], crs="EPSG:32633").to_file(
+        project, layer="field_survey")
+    before = project.read_bytes()
+    with pytest.raises(QgsProcessingException, match=r"project.gpkg: 'Target polygons' is a "
+                                                     r"GeoPackage holding other layers \(field_survey\)"):
+        processing.run("hsanomaly:detect", {
+            "INPUT": str(scene[0]), "SCORE": "rx", "OUTPUT": str(tmp_path / "heat.tif"),
+            "FAR": "0.005", "POLYGONS": form.format(path=project)})
+    assert project.read_bytes() == before and not (tmp_path / "heat.tif").exists()
+
+
 @pytest.mark.parametrize("score, fields, options", [
     ("lrx", {"OUTER": 9, "GUARD": 3, "PCA": 4}, {"outer": 9, "guard": 3, "pca": 4}),
     ("gmm", {"PCA": 6, "COMPONENTS": 2}, {"pca": 6, "components": 2})])

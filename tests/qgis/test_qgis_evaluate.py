@@ -95,3 +95,44 @@ def test_evaluate_refuses_a_table_folder_that_does_not_exist_and_a_cancel_before
             "HEATMAP": heatmap, "TRUTH": str(truth), "PLOTS": str(tmp_path / "plots"),
             "TARGETS": str(tmp_path / "t.gpkg")}, feedback=feedback)
     assert not (tmp_path / "plots").exists()
+
+
+def test_the_table_and_plots_never_replace_an_input_or_a_users_file(scene, tmp_path):
+    """QGIS writes the per-target table itself, so the library never saw it: set to the truth
+    GeoPackage it replaced the truth; the plots folder's dialog asks about the folder only,
+    and a user's own roc.png in it was replaced."""
+    import geopandas as gpd
+    import processing
+    import rasterio
+    from qgis.core import QgsProcessingException
+    from shapely.geometry import box
+
+    raster, _ = scene
+    heatmap = processing.run("hsanomaly:detect", {"INPUT": str(raster), "SCORE": "rx",
+                                                  "OUTPUT": str(tmp_path / "heat.tif")})["OUTPUT"]
+    truth = tmp_path / "truth.gpkg"
+    with rasterio.open(heatmap) as ds:
+        left, top = ds.transform @ (10, 10)
+        right, bottom = ds.transform @ (14, 14)
+        crs = ds.crs
+    gpd.GeoDataFrame(geometry=[box(left, bottom, right, top)], crs=crs).to_file(truth)
+    before = truth.read_bytes()
+    with pytest.raises(QgsProcessingException, match=r"truth.gpkg: 'Per-target metrics' is the "
+                                                     r"same file as the input 'Truth mask'"):
+        processing.run("hsanomaly:evaluate", {"HEATMAP": heatmap, "TRUTH": str(truth),
+                                              "TARGETS": str(truth)})
+    assert truth.read_bytes() == before
+    plots = tmp_path / "plots"
+    plots.mkdir()
+    (plots / "roc.png").write_bytes(b"the user's own figure")
+    with pytest.raises(QgsProcessingException, match="roc.png"):
+        processing.run("hsanomaly:evaluate", {"HEATMAP": heatmap, "TRUTH": str(truth),
+                                              "PLOTS": str(plots),
+                                              "TARGETS": str(tmp_path / "t.csv")})
+    assert (plots / "roc.png").read_bytes() == b"the user's own figure"
+    processing.run("hsanomaly:evaluate", {"HEATMAP": heatmap, "TRUTH": str(truth),
+                                          "PLOTS": str(tmp_path / "own"),
+                                          "TARGETS": str(tmp_path / "t.csv")})
+    processing.run("hsanomaly:evaluate", {"HEATMAP": heatmap, "TRUTH": str(truth),   # its own
+                                          "PLOTS": str(tmp_path / "own"),             # replaced
+                                          "TARGETS": str(tmp_path / "t2.csv")})

@@ -190,8 +190,11 @@ class DetectAnomalies(HsanomalyAlgorithm):
             feedback.pushWarning(f"{what}: not used by score {score!r}, {why}")
         with self.library_errors(feedback):
             from hsanomaly.api import detect
+            from hsanomaly.polygons import check_no_other_layers
             from hsanomaly.spelling import counted
 
+            if polygons:      # replaced without asking: never with a user's layers in it
+                check_no_other_layers(polygons)
             result = detect(
                 source, heatmap, score=score, model=model, polygons=polygons,
                 threshold=threshold, far=far, mask=mask,

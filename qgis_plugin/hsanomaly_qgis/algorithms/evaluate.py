@@ -12,7 +12,8 @@ from qgis.core import (QgsCoordinateReferenceSystem, QgsFeature, QgsFeatureSink,
 from qgis.PyQt.QtCore import QVariant
 
 from .. import library
-from .base import HsanomalyAlgorithm, is_empty, mask_parameter, mask_source, raster_source
+from .base import (HsanomalyAlgorithm, geopackage_file, is_empty, mask_parameter, mask_source,
+                   raster_source)
 
 # per-target report key -> table field type
 TARGET_FIELDS = {"id": QVariant.String, "pixels": QVariant.Int, "auc": QVariant.Double,
@@ -93,9 +94,22 @@ class Evaluate(HsanomalyAlgorithm):
         with self.library_errors(feedback):
             from hsanomaly.api import evaluate
             from hsanomaly.evaluation.files import format_summary
+            from hsanomaly.io.paths import check_paths
+            from hsanomaly.io.vector import vector_files
+            from hsanomaly.spelling import spell
 
+            # QGIS writes the table: the library never sees it to refuse it over an input
+            inputs = [(spell(name.lower()), file)
+                      for name, path in ((self.HEATMAP, heatmap), (self.TRUTH, truth),
+                                         (self.OUTER, outer)) if path
+                      for file in vector_files(path)]
+            written = geopackage_file(table)[0] if table and not table.startswith("memory:") \
+                else None
+            check_paths(inputs, [(spell(self.TARGETS.lower()), written)], writable=False)
+            # a folder's dialog asks about the folder, never the plots in it: the library
+            # replaces its own plots there and refuses anyone else's files
             report = evaluate(heatmap, truth, outer_mask=outer, plots=plots, title=Path(heatmap).stem,
-                              overwrite=True,   # QGIS replaces an algorithm's outputs
+                              overwrite=False,
                               pd_far=self.parameterAsDouble(parameters, self.PD_FAR, context))
             feedback.pushInfo(format_summary(report))
             if plots:
