@@ -1,5 +1,7 @@
 """Benchmark .mat scenes to tiled, compressed GeoTIFFs (cube plus truth mask)."""
 
+import json
+import os
 import warnings
 
 import numpy as np
@@ -8,17 +10,19 @@ from ..errors import HsanomalyError
 from ..spelling import spell
 from .atomic import native_quiet, stage_raster, staged
 from .mat import read_mat, read_mat_wavelengths
-from .ownership import SOFTWARE, is_own_geotiff
+from .ownership import (CONVERTED_TAG, SOFTWARE, converted_from, input_record, is_own_detect_output,
+                        is_own_geotiff, other_input)
 from .paths import (GEOTIFF_SUFFIXES, check_paths, check_replaceable_file, check_suffix,
                     refuse_foreign_side_files, side_files)
 
 
 def write_geotiff(path, array, crs=None, transform=None, nodata=None, descriptions=None,
-                  stage=None, wavelengths=None):
+                  stage=None, wavelengths=None, tags=None):
     """Write (bands, rows, cols) ``array`` as a tiled deflate GeoTIFF through the one write
     path: read back and checked before it replaces ``path`` (with ``stage``, together with
     that stage's other outputs). ``wavelengths``: band centres in nm, written as each band's
     ``wavelength`` metadata (what GDAL's ENVI driver writes and hsanomaly reads back).
+    ``tags``: more dataset tags.
 
     With no ``crs``/``transform`` the file carries no georeferencing at all rather than
     an invented one (GDAL then reports pixel coordinates).
@@ -26,7 +30,7 @@ def write_geotiff(path, array, crs=None, transform=None, nodata=None, descriptio
     if stage is None:
         with staged() as own:
             return write_geotiff(path, array, crs, transform, nodata, descriptions, own,
-                                 wavelengths)
+                                 wavelengths, tags)
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning
 
@@ -48,7 +52,7 @@ def write_geotiff(path, array, crs=None, transform=None, nodata=None, descriptio
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         with rasterio.open(tmp, "w", **profile) as dst:
             dst.write(array)
-            dst.update_tags(TIFFTAG_SOFTWARE=SOFTWARE)
+            dst.update_tags(TIFFTAG_SOFTWARE=SOFTWARE, **(tags or {}))
             for i, d in enumerate(descriptions or []):
                 dst.set_band_description(i + 1, d)
             for i, centre in enumerate(wavelengths or []):
@@ -72,19 +76,36 @@ def convert_mat(src, dst, truth=None, overwrite=False):
             check_suffix(path, label, GEOTIFF_SUFFIXES, "a GeoTIFF")
         if path is not None and not overwrite:
             check_replaceable_file(path, label, is_own_geotiff, "a GeoTIFF")
+            _refuse_other_results(path, label, src)
     if not overwrite:
         refuse_foreign_side_files(rasters, is_own_geotiff)
     cube, labels = read_mat(src, labels=True)
     if truth is not None and labels is None:
         raise HsanomalyError(f"{src}: {spell('truth')} asked for, but the .mat file has no ground-truth variable")
     cube = _exact_type(src, cube)
+    tags = {CONVERTED_TAG: json.dumps(input_record(src))}
     with staged() as stage:
-        write_geotiff(dst, cube, stage=stage, wavelengths=read_mat_wavelengths(src, len(cube)))
+        write_geotiff(dst, cube, stage=stage, wavelengths=read_mat_wavelengths(src, len(cube)),
+                      tags=tags)
         if truth is not None:
             array, nodata = _truth_raster(labels)
-            write_geotiff(truth, array, nodata=nodata, stage=stage)
+            write_geotiff(truth, array, nodata=nodata, stage=stage, tags=tags)
     targets = None if labels is None else int(np.count_nonzero(np.nan_to_num(labels)))
     return cube.shape + (targets,)
+
+
+def _refuse_other_results(path, label, src):
+    """Refuse to replace, without --overwrite, what hsanomaly wrote but not from ``src``: a
+    heatmap of detect, or a scene converted from another .mat (a slip in a name)."""
+    if is_own_detect_output(path):
+        raise HsanomalyError(f"{path}: {label} holds a result of detect, not a converted scene; "
+                             f"choose another name, or pass {spell('overwrite', True)}")
+    other = other_input(converted_from(path), src)
+    if other is not None:
+        raise HsanomalyError(f"{path}: {label} holds the scene converted from another input "
+                             f"({other}), which this conversion of {os.path.basename(src)} "
+                             f"would replace; choose another name, or pass "
+                             f"{spell('overwrite', True)}")
 
 
 def _truth_raster(labels):

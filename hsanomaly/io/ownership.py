@@ -54,14 +54,27 @@ def is_own_geotiff(path):
 
 def is_own_detect_output(path):
     """A heatmap or extra raster of ``detect``: it describes itself with HSANOMALY_ tags. A
-    scene ``convert`` wrote names hsanomaly too, but it is someone's input, not a result a
-    detect run may replace."""
+    scene ``convert`` wrote names hsanomaly too (and its .mat), but it is someone's input,
+    not a result a detect run may replace."""
     found = _geotiff_tags(path, grid=True)
     if found is None:
         return False
     tags, grid = found
-    return (any(k.startswith(TAG_PREFIX) for k in tags)
+    return (any(k.startswith(TAG_PREFIX) and k != CONVERTED_TAG for k in tags)
             and tags.get(GRID_TAG, grid) == grid)     # heatmaps before this tag: by the tags
+
+
+CONVERTED_TAG = TAG_PREFIX + "CONVERTED_FROM"   # a converted scene's .mat: its input_record
+
+
+def converted_from(path):
+    """The ``input_record`` of the .mat the scene ``convert`` wrote at ``path`` was converted
+    from, or None (not a converted scene, or one written before the tag)."""
+    tags = _geotiff_tags(path) if os.path.isfile(path) else None
+    try:
+        return json.loads(tags[CONVERTED_TAG])
+    except (TypeError, KeyError, ValueError):
+        return None
 
 
 INPUT_TAG = TAG_PREFIX + "INPUT"                # the input's file name

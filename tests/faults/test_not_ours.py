@@ -127,3 +127,25 @@ def test_a_heatmap_cut_by_gdal_keeps_our_tags_but_is_not_ours(tmp_path, scene, e
                      "clip.tif: DST exists and is not a heatmap written by hsanomaly")
     tree.assert_unchanged()
     assert_ok(run_cli("detect", scene, tmp_path / "copy.tif", "--score", "rx", "-q"))
+
+
+def test_convert_replaces_only_a_scene_of_the_same_mat(tmp_path, scene):
+    """convert took every GeoTIFF hsanomaly wrote for its own: a slip in a name replaced a
+    heatmap by a cube, or one .mat's converted scene by another's."""
+    cube, truth = synthetic_cube()
+    first = write_mat(tmp_path / "first.mat", cube, truth)
+    second = write_mat(tmp_path / "second.mat", cube[:, ::-1].copy(), truth[::-1].copy())
+    assert_ok(run_cli("detect", scene, tmp_path / "heat.tif", "--score", "rx", "-q"))
+    assert_ok(run_cli("convert", first, tmp_path / "cube.tif", "--truth", tmp_path / "truth.tif"))
+    tree = Tree(tmp_path)
+    assert_one_error(run_cli("convert", first, tmp_path / "heat.tif"),
+                     "heat.tif: DST holds a result of detect, not a converted scene", "--overwrite")
+    assert_one_error(run_cli("convert", second, tmp_path / "cube.tif"),
+                     "cube.tif: DST holds the scene converted from another input (first.mat), "
+                     "which this conversion of second.mat would replace", "--overwrite")
+    assert_one_error(run_cli("convert", second, tmp_path / "other.tif", "--truth",
+                             tmp_path / "truth.tif"), "truth.tif: --truth holds the scene "
+                     "converted from another input (first.mat)")
+    tree.assert_unchanged()
+    assert_ok(run_cli("convert", first, tmp_path / "cube.tif", "--truth", tmp_path / "truth.tif"))
+    assert_ok(run_cli("convert", second, tmp_path / "cube.tif", "--overwrite"))
