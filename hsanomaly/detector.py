@@ -21,6 +21,7 @@ from .io.checks import one_job
 from .io.inputs import as_source
 from .latent import DEPRECATED_NAMES
 from .options import plain_values, renamed_keywords
+from .quickmodel import temporary_model_folder
 from .scorers import check_scorer, current_options, make_scorer, scorer_class
 from .spelling import counted
 from .validate import model_path
@@ -114,7 +115,7 @@ class Detector:
         files = state.pop("_quick_model_files", None)
         self.__dict__.update(state)
         if files is not None:
-            self._workdir = _temporary_folder()
+            self._workdir = temporary_model_folder()
             model = Path(self._workdir.name) / "model"
             model.mkdir()
             for name, data in files.items():
@@ -133,7 +134,7 @@ class Detector:
         """Fit on X (a cube (bands, rows, cols), whose mask, if a masked array, is nodata; an
         open rasterio dataset; or an xarray DataArray, see ``io.inputs``); returns self."""
         from .engine.detect import check_scorable
-        from .quickmodel import check_quick_model
+        from .quickmodel import check_quick_model, train_on_copy
 
         source, _ = as_source(X)
         cls = scorer_class(self.score_name)
@@ -148,7 +149,7 @@ class Detector:
             # a scorer's bundle loads on first use: one named for the quick model can be checked
             check_quick_model(source, make_scorer(self.score_name, **options,
                                                   model=f"{source.name} (quick model)"))
-            workdir, model = self._train_quick_model(source, cls.model_training)
+            workdir, model = train_on_copy(source, cls.model_training)
         scorer = make_scorer(self.score_name, **options,
                              **({"model": model} if cls.needs_model else {}))
         check_scorable(source, scorer)
@@ -209,48 +210,3 @@ class Detector:
     def fit_score(self, X):
         """``fit(X).score(X)``: the usual way, a scene scored against itself."""
         return self.fit(X).score(X)
-
-    def _train_quick_model(self, source, training):
-        """(its temporary folder, the model trained there on ``source``), trained on a float32
-        copy of it in memory and in that folder (training reads files), both checked first."""
-        import tempfile
-
-        from .io.checks import check_disk, check_memory
-        from .io.convert import write_geotiff
-        from .io.source import iter_windows
-        from .training import train
-
-        shape = (source.count, source.height, source.width)
-        nbytes = 4 * int(np.prod(shape, dtype=np.float64))
-        copy = f"the copy of {source.name} its quick model trains on"
-        check_memory(source.name, nbytes, "copying the {}x{}x{} cube for its quick model".format(
-            *shape))
-        check_disk(tempfile.gettempdir(), nbytes, f"{copy} (TMPDIR sets where) needs")
-        workdir = _temporary_folder()
-        folder = Path(workdir.name)
-        scene = folder / "scene.tif"
-        cube = np.full(shape, np.nan, np.float32)
-        for window in iter_windows(source.height, source.width):
-            block, _ = source.read(window)
-            rows, cols = window.toslices()
-            cube[:, rows, cols] = block
-        try:
-            write_geotiff(scene, cube, nodata=float("nan"), wavelengths=source.wavelengths)
-        except HsanomalyError as err:
-            workdir.cleanup()
-            raise HsanomalyError(f"{source.name}: {copy} could not be written ({err}; TMPDIR "
-                                 "sets where)") from None
-        try:
-            return workdir, train([str(scene)], str(folder / "model"), data_checked=True,
-                                  **training).path
-        except HsanomalyError as err:       # said of X, not of its temporary copy
-            raise HsanomalyError(str(err).replace(str(scene), source.name)) from None
-        finally:
-            scene.unlink()           # the model stays as long as the detector; its copy of X need not
-
-
-def _temporary_folder():
-    """A quick model's folder: removed with the detector that owns it."""
-    import tempfile
-
-    return tempfile.TemporaryDirectory(prefix="hsanomaly-model-")

@@ -81,3 +81,52 @@ def resumable_quick_model(src, dst, quick):
     config = manifest.get("config")
     scored_with = config.get("scorer") if isinstance(config, dict) else None
     return isinstance(scored_with, dict) and scored_with.get("model") == bundle_digest(bundle)
+
+
+def train_on_copy(source, training):
+    """``Detector``'s quick model: (its temporary folder, the model trained there on pixel
+    source ``source``, as the score's ``model_training`` says). Training reads files, so it
+    trains on a float32 copy of the source in memory and in that folder, both checked first.
+    The caller checks the rest first (``check_quick_model``)."""
+    import tempfile
+
+    import numpy as np
+
+    from .io.checks import check_disk, check_memory
+    from .io.convert import write_geotiff
+    from .io.source import iter_windows
+    from .training import train
+
+    shape = (source.count, source.height, source.width)
+    nbytes = 4 * int(np.prod(shape, dtype=np.float64))
+    copy = f"the copy of {source.name} its quick model trains on"
+    check_memory(source.name, nbytes, "copying the {}x{}x{} cube for its quick model".format(*shape))
+    check_disk(tempfile.gettempdir(), nbytes, f"{copy} (TMPDIR sets where) needs")
+    workdir = temporary_model_folder()
+    folder = Path(workdir.name)
+    scene = folder / "scene.tif"
+    cube = np.full(shape, np.nan, np.float32)
+    for window in iter_windows(source.height, source.width):
+        block, _ = source.read(window)
+        rows, cols = window.toslices()
+        cube[:, rows, cols] = block
+    try:
+        write_geotiff(scene, cube, nodata=float("nan"), wavelengths=source.wavelengths)
+    except HsanomalyError as err:
+        workdir.cleanup()
+        raise HsanomalyError(f"{source.name}: {copy} could not be written ({err}; TMPDIR sets "
+                             "where)") from None
+    try:
+        return workdir, train([str(scene)], str(folder / "model"), data_checked=True,
+                              **training).path
+    except HsanomalyError as err:       # said of the source, not of its temporary copy
+        raise HsanomalyError(str(err).replace(str(scene), source.name)) from None
+    finally:
+        scene.unlink()       # the model stays as long as the detector; the copy need not
+
+
+def temporary_model_folder():
+    """A ``Detector``'s quick model's folder: removed with the detector that owns it."""
+    import tempfile
+
+    return tempfile.TemporaryDirectory(prefix="hsanomaly-model-")

@@ -287,12 +287,10 @@ def test_an_image_smaller_than_the_scores_window_is_refused_as_by_the_cli():
 
 
 def test_the_window_is_checked_before_a_quick_model_is_trained(monkeypatch):
-    from hsanomaly.detector import Detector
-
     def never(*args, **kwargs):
         raise AssertionError("trained a quick model for an image the score cannot take")
 
-    monkeypatch.setattr(Detector, "_train_quick_model", never)
+    monkeypatch.setattr("hsanomaly.quickmodel.train_on_copy", never)
     cube, _ = synthetic_cube(rows=20, cols=30, targets=())
     with pytest.raises(HsanomalyError, match="window of score 'dualcontext' is larger than the 20x30 "
                                              "image; a smaller 'rings' would fit it"):
