@@ -19,6 +19,7 @@ from hsanomaly.experiments.tables import (MEAN, RUN_COLUMNS, SUMMARY_COLUMNS, TI
                                          summarise, tables, write_results)
 from hsanomaly.cli.benchmark import benchmark
 from hsanomaly.errors import HsanomalyError
+from hsanomaly.io import read_scene
 from hsanomaly.training import checkpoint_dir
 
 from synthetic import SHARED_DATA, synthetic_cube, write_mat, write_raster
@@ -61,6 +62,28 @@ def test_no_scene_or_no_folder_is_refused(tmp_path):
         find_scenes(tmp_path)
     with pytest.raises(HsanomalyError, match="not a directory"):
         find_scenes(tmp_path / "missing")
+
+
+def test_a_truth_of_targets_only_is_skipped_and_a_misplaced_one_refused_first(scene_dir,
+                                                                          monkeypatch):
+    """A truth all target ended the run with a traceback (no background to rank against); a
+    truth off its scene's grid was found only at its scene's turn, the others' work lost."""
+    from affine import Affine
+
+    cube, truth = synthetic_cube(rows=24, cols=36, targets=((4, 30),), seed=3)
+    write_raster(scene_dir / "tif" / "zeta.tif", cube)
+    write_raster(scene_dir / "tif" / "zeta-truth.tif", np.ones((1, 24, 36), np.float32))
+    result = run_benchmark(scene_dir, ["rx"], [0])
+    assert [r["scene"] for r in result.runs] == ["mat/alpha", "tif/beta"]
+    assert result.skipped == ["tif/zeta: no background pixel in the ground truth"]
+    write_raster(scene_dir / "tif" / "zeta-truth.tif", truth[None].astype(np.float32),
+                 transform=Affine(2, 0, 500_010, 0, -2, 6_700_000))     # 5 pixels off
+    loaded = []
+    monkeypatch.setattr("hsanomaly.experiments.scenes.BenchmarkScene.load",
+                        lambda scene: loaded.append(scene) or read_scene(scene.path, scene.truth))
+    with pytest.raises(HsanomalyError, match="zeta-truth.tif: .*grid"):
+        run_benchmark(scene_dir, ["rx"], [0])
+    assert loaded == []
 
 
 def test_seeds_multiply_only_seeded_methods():

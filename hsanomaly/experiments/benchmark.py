@@ -231,6 +231,8 @@ def run_benchmark(data_dir, methods, seeds=SEEDS, *, scenes=None, iterations=Non
         seeds = seeds[:1]
         chosen = chosen if scenes else chosen[:QUICK_SCENES]
         iterations = QUICK_ITERATIONS if iterations is None else iterations
+    for scene in chosen:
+        scene.check_truth()
     if select:                          # said before any scoring, as select_held_out would
         from .selection import check_scene_count
 
@@ -276,6 +278,9 @@ def benchmark_scene(scene, methods, seeds, models_root, iterations, log=None):
     if data.truth is None or not data.truth.any():
         log(f"{scene.name}: skipped, no target pixel in the ground truth")
         return [], f"{scene.name}: no target pixel in the ground truth"
+    if data.truth[data.evaluated].all():      # no background to rank the targets against
+        log(f"{scene.name}: skipped, no background pixel in the ground truth")
+        return [], f"{scene.name}: no background pixel in the ground truth"
     log(f"{scene.name}: {data.cube.shape[0]} bands, {data.cube.shape[1]} x {data.cube.shape[2]} "
         "pixels")
     models = ModelCache(models_root, iterations, log)

@@ -33,6 +33,19 @@ class BenchmarkScene:
         """The whole scene in memory (hsanomaly.io.Scene); truth is None when the .mat has none."""
         return read_scene(self.path, truth=self.truth)
 
+    def check_truth(self):
+        """Refuse a truth raster that does not fit the scene (its size, grid, bands), from the
+        headers alone: said before any scene is scored, not after hours of them."""
+        if self.truth is None:
+            return
+        from ..io.scene import open_mask_raster
+        from ..io.source import open_raster
+
+        with open_raster(self.path) as ds:
+            shape = ds.shape
+        with open_mask_raster(self.truth, shape, grid_of=self.path):
+            pass
+
 
 def find_scenes(data_dir):
     """Every benchmark scene under ``data_dir`` (recursively), sorted by name."""
