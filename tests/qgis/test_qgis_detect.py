@@ -369,6 +369,38 @@ def test_polygons_are_never_written_over_a_geopackage_of_other_layers(scene, tmp
     assert project.read_bytes() == before and not (tmp_path / "heat.tif").exists()
 
 
+def test_a_raster_crs_set_only_in_qgis_is_said(scene, tmp_path):
+    """The library reads the file, so a CRS the user set on the layer in QGIS never reached
+    the heatmap: it came out without one, not a word said."""
+    import processing
+    import rasterio
+    from qgis.core import (QgsCoordinateReferenceSystem, QgsProcessingFeedback, QgsProject,
+                           QgsRasterLayer)
+
+    with rasterio.open(scene[0]) as src:
+        profile, data = src.profile, src.read()
+    profile.update(crs=None)
+    plain = tmp_path / "nocrs.tif"
+    with rasterio.open(plain, "w", **profile) as dst:
+        dst.write(data)
+    layer = QgsRasterLayer(str(plain), "scene")
+    layer.setCrs(QgsCoordinateReferenceSystem("EPSG:32633"))
+    QgsProject.instance().addMapLayer(layer)
+    try:
+        for given, said in ((layer.id(), True), (layer, True), (str(plain), False)):
+            log = warning_log(QgsProcessingFeedback)
+            processing.run("hsanomaly:detect", {"INPUT": given, "SCORE": "rx", "TILE": 16,
+                                                "OUTPUT": str(tmp_path / "heat.tif")},
+                           feedback=log)
+            assert log.warnings == ([
+                "scene: its CRS (EPSG:32633) is set in QGIS, not in its file, which hsanomaly "
+                "reads: the outputs carry the file's (none); assign the CRS to the file "
+                "(Raster > Projections > Assign Projection) to carry it (Hyperspectral raster)"]
+                if said else [])
+    finally:
+        QgsProject.instance().removeMapLayer(layer.id())
+
+
 @pytest.mark.parametrize("score, fields, options", [
     ("lrx", {"OUTER": 9, "GUARD": 3, "PCA": 4}, {"outer": 9, "guard": 3, "pca": 4}),
     ("gmm", {"PCA": 6, "COMPONENTS": 2}, {"pca": 6, "components": 2})])

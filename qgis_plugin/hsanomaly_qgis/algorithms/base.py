@@ -254,6 +254,25 @@ def raster_source(algorithm, parameters, name, context):
     return layer.source()
 
 
+def crs_set_in_qgis(algorithm, parameters, name, context):
+    """What to say of a raster layer whose CRS was set in QGIS, not in its file, or None: the
+    library reads the file, so the outputs carry the file's CRS (or none) and would not lie
+    where the layer shows (vector masks are saved with it instead: ``vector_file``)."""
+    value = parameters.get(name)
+    if isinstance(value, str):       # a project layer's id or name; else a file, read as it is
+        layer = context.getMapLayer(value) if value else None
+        layer = layer if layer is not None and value in (layer.id(), layer.name()) else None
+    else:
+        layer = algorithm.parameterAsRasterLayer(parameters, name, context)
+    if layer is None or not layer.crs().isValid() or layer.crs() == layer.dataProvider().crs():
+        return None
+    held = layer.dataProvider().crs().authid() or "none"
+    return (f"{layer.name()}: its CRS ({layer.crs().authid()}) is set in QGIS, not in its file, "
+            f"which hsanomaly reads: the outputs carry the file's ({held}); assign the CRS to "
+            f"the file (Raster > Projections > Assign Projection) to carry it "
+            f"({label(algorithm.parameterDefinition(name))})")
+
+
 def mask_parameter(name, description, optional=False):
     """A mask's parameter: a raster layer, or a vector layer of targets (polygons, points or
     lines), which the library burns onto the raster's grid."""

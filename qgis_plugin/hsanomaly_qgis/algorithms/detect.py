@@ -9,8 +9,8 @@ from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingParam
 from .. import library
 from ..dependencies import install_hint
 from ..styles import style_heatmap_on_load, style_targets_on_load
-from .base import (HsanomalyAlgorithm, geopackage_file, is_empty, mask_parameter, mask_source,
-                   progress_callback, raster_source)
+from .base import (HsanomalyAlgorithm, crs_set_in_qgis, geopackage_file, is_empty, mask_parameter,
+                   mask_source, progress_callback, raster_source)
 
 
 class DetectAnomalies(HsanomalyAlgorithm):
@@ -148,6 +148,9 @@ class DetectAnomalies(HsanomalyAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):
         source = raster_source(self, parameters, self.INPUT, context)
+        crs_note = crs_set_in_qgis(self, parameters, self.INPUT, context)
+        if crs_note:
+            feedback.pushWarning(crs_note)
         model = None if is_empty(parameters, self.MODEL) else \
             self.parameterAsFile(parameters, self.MODEL, context)
         mask = None if is_empty(parameters, self.MASK) else \
