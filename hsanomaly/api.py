@@ -67,7 +67,7 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
     callback(fraction, message) -> True cancels. Every option and path is checked before any work; the heatmap,
     extras, PNG and polygons are replaced together, only once all are written and checked.
     An existing output file hsanomaly did not write is refused unless ``overwrite``.
-    Returns an ``engine.DetectResult``.
+    Returns a ``hsanomaly.DetectResult``.
     """
     from .distributed import DaskExecutor, optional_client
     from .engine import detect as run_engine

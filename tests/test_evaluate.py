@@ -826,3 +826,18 @@ def test_arrays_that_cannot_be_evaluated_are_refused_in_one_line(heat_and_truth)
     # lists are arrays, as numpy reads them
     assert hsanomaly.evaluate(scores, truth.tolist())["auc"] == \
         hsanomaly.evaluate(scores, truth)["auc"]
+
+
+def test_the_summary_counts_read_right():
+    """"1 target pixels in 1 targets" after the changelog said counts read right."""
+    from hsanomaly import evaluate as hsanomaly_evaluate
+    from hsanomaly.evaluation.files import format_summary
+
+    scores = np.arange(100, dtype=np.float32).reshape(10, 10)
+    truth = np.zeros((10, 10), np.uint8)
+    truth[9, 9] = 1
+    lines = format_summary(hsanomaly_evaluate(scores, truth)).splitlines()
+    assert lines[1] == "1 target pixel in 1 target, 99 background pixels, 0 excluded"
+    truth[0, :2] = 1
+    lines = format_summary(hsanomaly_evaluate(scores, truth)).splitlines()
+    assert lines[1] == "3 target pixels in 2 targets, 97 background pixels, 0 excluded"

@@ -26,7 +26,8 @@ def _list(text, cast=str, hint=None):
                                              "candidate.")
 @click.option("--seeds", default=",".join(map(str, SEEDS)), show_default=True,
               help="Comma-separated seeds for the seeded scores (gmm and the GAN scores, which "
-                   "train one model per scene and seed); the others run once.")
+                   "train one model per scene, seed and kind of model: plain, or whitened for "
+                   "recon and anogan); the others run once.")
 @click.option("--scenes", default="", help="Comma-separated scene names or file stems "
                                            "(default: every scene under DATA_DIR).")
 @click.option("--iterations", type=click.IntRange(min=1), default=None,

@@ -207,9 +207,10 @@ def format_summary(report):
     lines = [f"AUC {report['auc']:.4f}   logAUC {report['log_auc']:.4f}   "
              f"lgFAR {report['lg_far']:.2f}   Pd {report['pd']:.4f} at a false-alarm rate of "
              f"{report['pd_far']:g}",
-             f"{report['n_target_pixels']} target pixels in {report['n_targets']} targets, "
-             f"{report['n_background_pixels']} background pixels, "
-             f"{report['n_excluded_pixels']} excluded",
+             f"{counted(report['n_target_pixels'], 'target pixel')} in "
+             f"{counted(report['n_targets'], 'target')}, "
+             f"{counted(report['n_background_pixels'], 'background pixel')}, "
+             f"{report['n_excluded_pixels']:,} excluded",
              f"at that rate {report['n_targets_found']} of {report['n_targets']} targets found, "
              f"{counted(report['n_false_alarm_regions'], 'false-alarm region')}"
              + ("" if report["false_alarm_regions_per_km2"] is None else

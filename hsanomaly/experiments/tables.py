@@ -175,8 +175,10 @@ def format_markdown(result):
     setup = result.setup
     if setup:
         if setup.get("gan_iterations"):
-            parts += ["", f"GAN scores: one model per scene and seed, {setup['gan_iterations']} "
-                          "generator iterations, fully unsupervised, shared by the GAN scores."]
+            parts += ["", f"GAN scores: one model per scene and seed for each kind of model the "
+                          f"scores ask for (plain for the residual and context scores, whitened "
+                          f"for recon and anogan), {setup['gan_iterations']} generator "
+                          "iterations, fully unsupervised, shared by the scores that ask for it."]
         parts += ["", f"Ran in {setup['total_seconds']:.0f} s wall, "
                       f"{setup['total_cpu_seconds']:.0f} s CPU on {setup['cpus']} CPUs (1-minute "
                       f"load average {setup['load_average_1min']} at the end: wall times on a "
