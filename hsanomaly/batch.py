@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, List, Optional, SupportsIndex, cast
 from . import defaults
 from .api import detect
 from .errors import HsanomalyError
-from .hints import Inputs, ModelArg, PathArg, Scheduler
+from .hints import Inputs, ModelArg, PathArg, Progress, Scheduler
 from .io.atomic import describe
 from .io.checks import one_job
 from .logs import progress_bar
@@ -47,7 +47,7 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
                 tile: SupportsIndex = defaults.TILE,
                 overwrite: bool = False, workers: Optional[int] = None,
                 scheduler: Optional[Scheduler] = None, progress: bool = False,
-                **options: Any) -> List[BatchItem]:
+                callback: Optional[Progress] = None, **options: Any) -> List[BatchItem]:
     """Score every raster of ``inputs`` (a path, a wildcard pattern or a list of them) into
     ``out_dir/<stem>_<score>.tif``, on one cluster; returns a ``BatchItem`` per raster, in order.
     A model score without ``model`` trains a quick model per raster, as ``detect`` does.
@@ -58,7 +58,9 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
     (refused otherwise, before any work). ``mask``: one exclusion mask for every raster, as
     ``detect`` takes it; vector features (a region's water, say) need not fall on each raster,
     and a raster they miss is scored without it. A failed raster's ``BatchItem`` says why in
-    one line.
+    one line. callback(fraction, message) hears each raster's progress as ``detect`` gives it,
+    the message led by the raster's name; True cancels the batch (the rasters not finished
+    fail, saying so).
     """
 
     from .distributed import optional_client
@@ -68,7 +70,7 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
     if mask is not None:
         check_raster_path(mask, spell("mask"), use="save the mask to a file")
     score = defaults.SCORE if score is None else score
-    cls = check_request(score, model, options, None, tile, workers, scheduler,
+    cls = check_request(score, model, options, None, tile, workers, scheduler, callback,
                         overwrite=overwrite, progress=progress, batch=(detect, detect_many))
     out_dir = Path(out_dir)
     targets = [(src, batch_output(src, out_dir, score)) for src in batch_inputs(inputs)]
@@ -92,17 +94,38 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
     pending = [i for i, item in enumerate(items) if item is None]
     with (optional_client(workers, scheduler) if pending else contextlib.nullcontext()) as client, \
             progress_bar(progress, pending, unit="raster") as bar, batch_resumes():
+        cancelled = []
         for i in bar:
             src, dst = targets[i]
+            if cancelled:
+                items[i] = BatchItem(src, str(dst), "failed", error=f"{src}: the batch was "
+                                     "cancelled before this raster was scored")
+                continue
             try:
                 used = None if masks[i] is None else masks[i].path
                 result = detect(src, dst, score=score, model=model, tile=tile, mask=used,
                                 resume=states[i] == "resume", overwrite=overwrite,
-                                scheduler=client, **options)
+                                scheduler=client, callback=_told(callback, src, cancelled),
+                                **options)
                 items[i] = BatchItem(src, str(dst), "scored", result=result)
             except Exception as err:       # one raster's failure never stops the batch
                 items[i] = BatchItem(src, str(dst), "failed", error=_one_line(src, err))
     return cast(List[BatchItem], items)      # every pending one was filled in
+
+
+def _told(callback, src, cancelled):
+    """detect's callback for raster ``src``: ``callback``'s, its messages led by the raster's
+    name; a cancel is kept in ``cancelled``, for the batch to stop."""
+    if callback is None:
+        return None
+    name = Path(str(src)).name
+
+    def told(fraction, message):
+        if callback(fraction, f"{name}: {message}"):
+            cancelled.append(src)
+            return True
+        return False
+    return told
 
 
 def _mask_of(src, mask):

@@ -367,6 +367,13 @@ def test_a_log_file_gets_progress_lines_under_verbose(tmp_path):
     assert len(lines) < 12                    # a line per tenth of the tiles, not per tile
     plain = run("detect", path, tmp_path / "heat.tif", "--score", "rx", "--tile", "16")
     assert plain.exit_code == 0 and "tile " not in plain.stderr
+    write_raster(tmp_path / "other.tif", cube)          # detect-many said nothing at all
+    batch = run("detect-many", path, tmp_path / "other.tif", "--out-dir", tmp_path / "many",
+                "--score", "rx", "--tile", "16", "-v")
+    assert batch.exit_code == 0, batch.output
+    lines = [line for line in batch.stderr.splitlines() if ": tile " in line]
+    assert lines[0] == "scene.tif: tile 1/12 (8 %)" and lines[-1] == "other.tif: tile 12/12 (100 %)"
+    assert "other.tif: tile 1/12 (8 %)" in lines and len(lines) < 24
 
 
 def test_stage_lines_name_the_outputs_not_their_temporaries(tmp_path):

@@ -183,6 +183,21 @@ def test_detect_many_reports_a_failed_raster_and_goes_on(tmp_path):
     assert "not a raster GDAL can read" in items[0].error
 
 
+def test_detect_many_tells_each_rasters_progress_and_a_cancel_stops_the_batch(tmp_path):
+    cube, _ = synthetic_cube()
+    rasters = [write_raster(tmp_path / f"{name}.tif", cube) for name in ("a", "b", "c")]
+    heard = []
+    items = hsanomaly.detect_many(rasters, tmp_path / "out", score="rx", tile=16,
+                                  callback=lambda fraction, message: heard.append(message))
+    assert [item.status for item in items] == ["scored"] * 3
+    assert {message.split(": ")[0] for message in heard} == {"a.tif", "b.tif", "c.tif"}
+    items = hsanomaly.detect_many(rasters, tmp_path / "again", score="rx", tile=16,
+                                  callback=lambda fraction, message: message.startswith("b.tif"))
+    assert [item.status for item in items] == ["scored", "failed", "failed"]
+    assert items[1].error.endswith("cancelled") and "batch was cancelled" in items[2].error
+    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["a_rx.tif"]
+
+
 def test_outputs_that_would_collide_are_refused(tmp_path):
     with pytest.raises(HsanomalyError, match="would overwrite"):
         hsanomaly.detect_many([tmp_path / "a" / "x.tif", tmp_path / "b" / "x.tif"], tmp_path, progress=False)

@@ -2,7 +2,7 @@
 
 import click
 
-from . import show_progress, with_verbosity
+from . import progress_log, show_progress, with_verbosity
 from .detect import detect, scorer_options
 
 # Options shared with `hsanomaly detect`, so both commands accept the same ones.
@@ -33,7 +33,7 @@ def detect_many(inputs, out_dir, overwrite, workers, scheduler, quiet, **scoring
     mask = scoring.pop("mask")
     items = run(inputs, out_dir, score=score, model=model, mask=mask, tile=tile, overwrite=overwrite,
                 workers=workers, scheduler=scheduler, progress=show_progress(quiet),
-                **scorer_options(score, **scoring))
+                callback=progress_log(quiet), **scorer_options(score, **scoring))
     for item in items:
         if item.status == "failed":
             click.echo(f"Error: {item.error}", err=True)
