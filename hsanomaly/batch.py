@@ -94,7 +94,7 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
     pending = [i for i, item in enumerate(items) if item is None]
     with (optional_client(workers, scheduler) if pending else contextlib.nullcontext()) as client, \
             progress_bar(progress, pending, unit="raster") as bar, batch_resumes():
-        cancelled = []
+        cancelled: List[Any] = []
         for i in bar:
             src, dst = targets[i]
             if cancelled:

@@ -164,7 +164,7 @@ def check_batch_keywords(options, detect, detect_many):
     """Refuse, as what they are, the job options of ``detect`` that ``detect_many`` does not
     take (it writes heatmaps only): they were refused as options of the score."""
     only = set(inspect.signature(detect).parameters) - set(inspect.signature(detect_many).parameters)
-    why = {"resume": "a rerun of the batch resumes by itself", "callback": "a batch runs to its end",
+    why = {"resume": "a rerun of the batch resumes by itself",
            "cog": "a batch writes tiled GeoTIFF heatmaps"}
     for name in options:
         if name in only:
