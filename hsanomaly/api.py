@@ -7,6 +7,7 @@ The CLI and the QGIS provider call exactly these; their defaults come from
 
 import contextlib
 import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional, SupportsFloat, SupportsIndex, Union
 
@@ -64,10 +65,11 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
     ``src``'s grid, non-zero = out, or vector features, as ``train`` takes): its pixels are
     left out of fitting, training and scoring, nodata in the heatmap. workers/scheduler:
     score the tiles on a Dask cluster (a local one of N processes, or an address or Client).
-    callback(fraction, message) -> True cancels. Every option and path is checked before any work; the heatmap,
+    callback(fraction, message) -> True cancels (a quick model's training is the first half of
+    the fraction, the scoring the second). Every option and path is checked before any work; the heatmap,
     extras, PNG and polygons are replaced together, only once all are written and checked.
     An existing output file hsanomaly did not write is refused unless ``overwrite``.
-    Returns a ``hsanomaly.DetectResult``.
+    Returns a ``hsanomaly.DetectResult`` (its ``seconds``: the whole call's).
     """
     from .distributed import DaskExecutor, optional_client
     from .engine import detect as run_engine
@@ -79,6 +81,7 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
     from .io.lock import check_unlocked
     from .io.source import open_source
 
+    start = time.perf_counter()
     check_raster_path(src)
     if mask is not None:
         check_raster_path(mask, spell("mask"), use="save the mask to a file")
@@ -114,14 +117,15 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
                 probed = open_source(src) if masked is None else masked
                 with contextlib.closing(probed) as source:
                     check_quick_model(source, scorer)
-                trained = train_on_scene(src, dst, cls.model_training, callback, progress,
-                                         stage.directory(quick), mask=mask)
+                trained = train_on_scene(src, dst, cls.model_training, _half(callback, 0),
+                                         progress, stage.directory(quick), mask=mask)
                 scorer, model = make_scorer(score, **options, model=trained), quick
         with optional_client(workers, scheduler) as client:
             executor = None if client is None else DaskExecutor(client)
             result = run_engine(src if masked is None else masked, dst, scorer, extras=extras,
                                 tile=tile, resume=resume, executor=executor, progress=progress,
-                                callback=callback, stage=stage, cog=cog, trained_on=trained_on)
+                                callback=callback if trained_on is None else _half(callback, 1),
+                                stage=stage, cog=cog, trained_on=trained_on)
         if png is not None:
             from .quicklook import write_png
 
@@ -132,7 +136,16 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
             result.polygons = write_polygons(stage.temporary(dst), polygons, threshold=threshold,
                                              far=far, stage=stage, name=dst)
     result.model = None if model is None else str(model)
+    result.seconds = time.perf_counter() - start
     return result
+
+
+def _half(callback, which):
+    """``callback`` for half ``which`` (0 or 1) of a run: a quick model's training, then the
+    scoring, so that the fraction never goes back."""
+    if callback is None:
+        return None
+    return lambda fraction, message: callback((which + fraction) / 2, message)
 
 
 @one_job()

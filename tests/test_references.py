@@ -645,6 +645,29 @@ def test_a_cancelled_quick_model_training_names_its_place_and_leaves_nothing(sce
 
 
 @needs_torch
+def test_a_quick_models_run_reports_one_rising_fraction_and_its_whole_time(scene, tmp_path,
+                                                                            monkeypatch):
+    """The fraction went from 1 (training done) back to 0 (scoring), and the result's
+    seconds left the training out."""
+    import time
+
+    import hsanomaly.api
+
+    short_trainings(monkeypatch, 5)
+    heard = []
+    start = time.perf_counter()
+    result = hsanomaly.api.detect(scene[1], tmp_path / "out.tif", tile=16,
+                                  callback=lambda fraction, message: heard.append(
+                                      (fraction, message)))
+    took = time.perf_counter() - start
+    fractions = [fraction for fraction, _ in heard]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert any("iteration" in m for f, m in heard if f <= 0.5)
+    assert all("iteration" not in m for f, m in heard if f > 0.5)
+    assert 0.9 * took <= result.seconds <= took
+
+
+@needs_torch
 def test_resume_on_another_input_is_refused_before_a_quick_model_is_trained(scene, tmp_path,
                                                                          monkeypatch):
     import hsanomaly.api

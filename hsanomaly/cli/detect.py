@@ -1,7 +1,5 @@
 """``hsanomaly detect``: a thin click layer over ``hsanomaly.api.detect``."""
 
-import time
-
 import click
 
 from .. import defaults
@@ -160,13 +158,11 @@ def detect(src, dst, score, model, solver, restarts, steps, codebook, refine, co
                              ignore_wavelengths=ignore_wavelengths or None)
     extras = {k: v for k, v in dict(recon=recon_out, latent=latent_out,
                                     convergence=convergence_out).items() if v}
-    start = time.perf_counter()        # the whole run: a quick model's training too
     result = run(src, dst, score=score, model=model, extras=extras, polygons=polygons,
                  threshold=threshold, far=far, png=png, mask=mask, tile=tile, cog=cog, resume=resume,
                  overwrite=overwrite, workers=workers, scheduler=scheduler,
                  progress=show_progress(quiet), callback=progress_log(quiet), **options)
-    seconds = time.perf_counter() - start
-    click.echo(result.text(seconds))
+    click.echo(result.text())
     if result.model and not model:
         click.echo(f"{result.model}: model trained on {src}; reuse it with --model")
     for name, path in result.outputs.items():
