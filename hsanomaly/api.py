@@ -28,7 +28,7 @@ from .validate import (batch_inputs, check_raster_path, check_request, detect_pa
 if TYPE_CHECKING:          # the engine and the bundle load on first use
     from geopandas import GeoDataFrame
 
-    from .engine.detect import DetectResult
+    from .engine.run import DetectResult
     from .model.bundle import Bundle
 
 
@@ -73,7 +73,7 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
     """
     from .distributed import DaskExecutor, optional_client
     from .engine import detect as run_engine
-    from .engine.detect import check_resumed_run
+    from .engine.run import check_resumed_run
     from .engine.store import store_path
     from .io.atomic import staged
     from .io.exclusion import exclude

@@ -23,7 +23,7 @@ from .spelling import spell
 from .validate import batch_inputs, batch_paths, check_raster_path, check_request, model_path
 
 if TYPE_CHECKING:          # the engine loads on first use: ``import hsanomaly`` stays light
-    from .engine.detect import DetectResult
+    from .engine.run import DetectResult
 
 
 @dataclass
@@ -150,7 +150,7 @@ def _batch_state(src, dst, score, model, tile, options, exclusion=None):
     """What ``detect_many`` does with ``dst``: "skip" it (finished, with the fingerprint of
     ``src`` scored now), "resume" its interrupted run of that fingerprint, or "score" it from
     the start (another run's tiles could never be used; resuming them would fail every time)."""
-    from .engine.detect import expected_fingerprint, read_fingerprint
+    from .engine.run import expected_fingerprint, read_fingerprint
     from .engine.store import read_manifest, remove_finished, store_path
     from .io.source import open_source
 

@@ -264,7 +264,7 @@ def test_a_store_another_run_makes_meanwhile_is_never_removed(tmp_path, monkeypa
             os.close(fd)
 
 def test_heatmap_carries_the_run_fingerprint(tmp_path, synthetic_raster):
-    from hsanomaly.engine.detect import expected_fingerprint, read_fingerprint
+    from hsanomaly.engine.run import expected_fingerprint, read_fingerprint
 
     path = synthetic_raster[0]
     detect(path, tmp_path / "out.tif", GlobalRX(), tile=16, progress=False)
@@ -351,7 +351,7 @@ def test_library_calls_validate_like_the_cli(tmp_path, synthetic_raster):
 
 
 def test_tiles_scored_in_threads_equal_one_at_a_time_and_stop_when_closed():
-    from hsanomaly.engine.detect import scored_tiles
+    from hsanomaly.engine.run import scored_tiles
 
     cube, _ = synthetic_cube()
     source = ArraySource(cube)

@@ -69,7 +69,7 @@ def test_masked_pixels_are_scored_as_nodata_would_be(masked_scene, tmp_path, sco
 
 
 def test_the_mask_is_part_of_the_run_fingerprint(masked_scene, tmp_path):
-    from hsanomaly.engine.detect import RUN_TAG
+    from hsanomaly.engine.run import RUN_TAG
 
     raster, mask, layer, _, out = masked_scene
     other = write_raster(tmp_path / "other.tif", np.roll(out, 1, axis=0)[None].astype(np.float32))
@@ -158,7 +158,7 @@ def test_a_mask_leaves_the_inputs_fingerprint_alone(masked_scene, tmp_path):
 
 
 def test_resuming_with_another_mask_names_both(masked_scene, tmp_path):
-    from hsanomaly.engine.detect import manifest
+    from hsanomaly.engine.run import manifest
     from hsanomaly.engine.store import TileStore, store_path
     from hsanomaly.io.exclusion import exclude
     from hsanomaly.io.source import open_source
@@ -208,7 +208,7 @@ def test_data_warnings_leave_the_masked_pixels_out(tmp_path):
 def test_a_raster_with_no_pixel_left_to_score_is_no_heatmap():
     """A score fitted on nothing (a given model's) would write an all-nodata heatmap and call it
     done: the tiles' counts refuse it."""
-    from hsanomaly.engine.detect import COUNTS, check_outcome
+    from hsanomaly.engine.run import COUNTS, check_outcome
     from hsanomaly.scorers import make_scorer
 
     nothing = [{COUNTS: np.array([0, 0])}, {COUNTS: np.array([0, 0])}]

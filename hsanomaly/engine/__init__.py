@@ -1,6 +1,6 @@
 """The tiled detection engine: every scorer, local or distributed, runs through it."""
 
-from .detect import (DetectResult, LocalExecutor, assemble, detect, fit_scorer, score_array,
+from .run import (DetectResult, LocalExecutor, assemble, detect, fit_scorer, score_array,
                      score_tile)
 from .store import TileStore, store_path
 
