@@ -1,8 +1,8 @@
 """One call per job: ``train``, ``detect``, ``find_targets``, ``evaluate`` (and, in ``batch``,
 ``detect_many``).
 
-The CLI and the QGIS provider call exactly these; their defaults come from
-``hsanomaly.defaults``. Every check that can fail runs before the work starts.
+The CLI's commands for these jobs and the QGIS provider call exactly these; their defaults
+come from ``hsanomaly.defaults``. Every check that can fail runs before the work starts.
 """
 
 import contextlib
@@ -117,8 +117,8 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
                 probed = open_source(src) if masked is None else masked
                 with contextlib.closing(probed) as source:
                     check_quick_model(source, scorer)
-                trained = train_on_scene(src, dst, cls.model_training, _half(callback, 0),
-                                         progress, stage.directory(quick), mask=mask)
+                trained = train_on_scene(src, dst, cls.model_training, stage.directory(quick),
+                                         _half(callback, 0), progress, mask=mask)
                 scorer, model = make_scorer(score, **options, model=trained), quick
         with optional_client(workers, scheduler) as client:
             executor = None if client is None else DaskExecutor(client)

@@ -38,21 +38,19 @@ def check_quick_model(source, scorer):
     source.check_data()
 
 
-def train_on_scene(src, dst, training, callback=None, progress=False, out=None, mask=None):
+def train_on_scene(src, dst, training, out, callback=None, progress=False, mask=None):
     """Train a quick model on the raster being scored, as the score's ``model_training`` says
-    (fully unsupervised: the thesis's figure 15), into ``out`` (default: its place beside the
-    output; detect stages it there, to be replaced together with the heatmap), leaving out
-    the pixels of exclusion mask ``mask``. The caller checks first (``check_quick_model``)."""
+    (fully unsupervised: the thesis's figure 15), into ``out`` (detect's staged folder for it,
+    replaced together with the heatmap), leaving out the pixels of exclusion mask ``mask``.
+    The caller checks first (``check_quick_model``)."""
     from .training import train
     from .training.wgan import TrainingCancelled
 
     place = scene_model_path(dst)
     try:
-        return train([src], out or place, mask=mask, progress=progress, callback=callback,
+        return train([src], out, mask=mask, progress=progress, callback=callback,
                      quick_model_of=dst, name=place, data_checked=True, **training).path
     except TrainingCancelled:
-        if out is None:
-            raise
         # a staged training's checkpoint goes with its temporary folder: nothing to resume
         raise HsanomalyError(f"{place}: training cancelled") from None
 

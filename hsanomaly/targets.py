@@ -11,12 +11,13 @@ import numpy as np
 from .errors import HsanomalyError
 from .io.checks import warn
 from .io.heatmap import SCORE_TAG
+from .io.source import open_raster
 from .io.vector import map_coordinates
 from .logs import stage as log_stage
 from .options import check_rate, is_real, rate_count
 from .regions import Regions
 from .spelling import spell
-from .thresholds import READ_CHUNK, open_heatmap, score_chunks, threshold_from_far
+from .thresholds import READ_CHUNK, score_chunks, threshold_from_far
 
 
 def check_threshold_choice(threshold, far, label, wanted="targets"):
@@ -104,7 +105,7 @@ def find_targets(heatmap, *, threshold=None, far=None, transform=None, crs=None,
 def _placement(path, name):
     """(transform, crs, width, score name) of a heatmap file; georeferencing that polygons
     cannot follow (GCPs, RPCs, a CRS without a transform) is said."""
-    with open_heatmap(path) as ds:
+    with open_raster(path) as ds:
         crs, transform, width = ds.crs, ds.transform, ds.width
         score = ds.tags().get(SCORE_TAG, "")
         placed_by = ("ground control points" if ds.gcps[0] else

@@ -17,11 +17,12 @@ from functools import partial
 import numpy as np
 
 from .errors import HsanomalyError
-from .io.source import iter_windows, open_raster as open_heatmap, read_masked
+from .io.heatmap import OUTPUT_BLOCK
+from .io.source import iter_windows, open_raster, read_masked
 from .options import check_rate, rate_count
 from .spelling import spell
 
-READ_CHUNK = 1024             # pixels a side read at once; a multiple of the 256-pixel output blocks
+READ_CHUNK = 4 * OUTPUT_BLOCK   # pixels a side read at once: whole output blocks
 HALF_BITS = 16
 HALF = 1 << HALF_BITS         # histogram bins per pass
 AUTO_MIN_RATE = 1e-6          # auto: the tail fit is extrapolated at most this far
@@ -82,7 +83,7 @@ def score_chunks(heatmap, chunk=READ_CHUNK):
         for win in iter_windows(*scores.shape, chunk):
             yield win, scores[win.toslices()]
         return
-    with open_heatmap(heatmap) as ds:
+    with open_raster(heatmap) as ds:
         for win in iter_windows(ds.height, ds.width, chunk):
             yield win, read_scores(ds, win)
 

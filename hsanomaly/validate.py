@@ -214,8 +214,6 @@ def evaluate_paths(heatmap, truth, outer_mask, plots, json, overwrite=False):
 
 def _check_plots_dir(plots):
     """The plots directory may not exist yet; the nearest existing folder must be writable."""
-    import os
-
     if plots.exists() and not plots.is_dir():
         raise HsanomalyError(f"{plots}: {spell('plots')} exists and is not a directory")
     folder = Path(os.path.abspath(plots))

@@ -455,7 +455,7 @@ def test_a_quick_models_training_leaves_the_data_checks_to_the_scoring(monkeypat
     assert len([w for w in said if "-9999" in str(w.message)]) == 1
     from hsanomaly.quickmodel import train_on_scene
     with pytest.raises(HsanomalyError, match="recorded"):
-        train_on_scene("scene.tif", "heat.tif", {})
+        train_on_scene("scene.tif", "heat.tif", {}, "heat.model")
     assert asked == [True, True]
 
 

@@ -10,7 +10,7 @@ import rasterio
 from rasterio.control import GroundControlPoint
 
 import hsanomaly
-from hsanomaly.io.heatmap import is_cog, overview_factors, score_description
+from hsanomaly.io.heatmap import overview_factors, score_description
 from hsanomaly.scorers import SCORES, scorer_class
 
 from synthetic import synthetic_cube, write_raster
@@ -65,6 +65,13 @@ def test_model_scores_record_the_bundle_digest_and_band_meanings(tmp_path):
         assert params["codebook"] == 64 and ds.descriptions[0].startswith("recon anomaly score")
     with rasterio.open(recon) as ds:
         assert ds.descriptions[0].startswith("G(z*) band 1 (input band")
+
+
+def is_cog(path):
+    """True when GDAL reads ``path`` as a Cloud-Optimized GeoTIFF with overviews."""
+    with rasterio.open(path) as ds:
+        return (ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+                and bool(ds.overviews(1)) and ds.profile.get("tiled", False))
 
 
 def test_cog_output_is_a_valid_cloud_optimized_geotiff_with_overviews(tmp_path):

@@ -1,3 +1,5 @@
+"""``hsanomaly benchmark``: a thin click layer over ``hsanomaly.experiments.benchmark``."""
+
 import click
 
 from ..experiments.benchmark import QUICK_ITERATIONS, QUICK_SCENES, SEEDS

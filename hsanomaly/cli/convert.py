@@ -1,3 +1,5 @@
+"""``hsanomaly convert``: a thin click layer over ``hsanomaly.io.convert.convert_mat``."""
+
 import click
 
 from . import with_verbosity

@@ -182,5 +182,5 @@ def scorer_options(score, **given):
     for former, now in scorer_class(score).renamed_options.items():
         if former in options:
             raise click.UsageError(f"--{former}: score {score!r} has no such option (--{now} "
-                                   "sets its principal components)")
+                                   "takes its place)")
     return options

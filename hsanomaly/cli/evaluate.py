@@ -1,3 +1,5 @@
+"""``hsanomaly evaluate``: a thin click layer over ``hsanomaly.api.evaluate``."""
+
 from pathlib import Path
 
 import click

@@ -1,3 +1,5 @@
+"""``hsanomaly thesis``: a thin click layer over ``hsanomaly.experiments.thesis``."""
+
 import click
 
 from ..experiments.thesis.config import ThesisConfig

@@ -568,7 +568,7 @@ def _is_constant(ranges):
     return bool(np.all(span <= NEAR_CONSTANT * scale))
 
 
-def score_array(source, scorer, tile=TILE, threads=TILE_THREADS):
+def score_array(source, scorer, tile=TILE):
     """Every output of a fitted ``scorer`` over an in-memory-sized ``source``, as whole arrays.
 
     The same tiles as ``detect`` (so the same numbers), without a tile store or a GeoTIFF:
@@ -577,7 +577,7 @@ def score_array(source, scorer, tile=TILE, threads=TILE_THREADS):
     check_scorable(source, scorer)
     windows = source.windows(tile)
     arrays, summaries = {}, []
-    for index, outputs in scored_tiles(source, scorer, windows, range(len(windows)), threads):
+    for index, outputs in scored_tiles(source, scorer, windows, range(len(windows))):
         window = windows[index]
         summaries.append({name: outputs[name] for name in SUMMARIES})
         for name, value in outputs.items():

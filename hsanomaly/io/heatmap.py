@@ -18,12 +18,12 @@ OUTPUT_BLOCK = 256
 OVERVIEW_MIN = 256        # build overview levels until the smaller side is below this
 
 
-def heatmap_profile(source, bands, block=OUTPUT_BLOCK):
+def heatmap_profile(source, bands):
     """The creation profile of every float32 output: tiled, deflate + float predictor, NaN
-    nodata, the input's CRS and transform (or GCPs/RPCs, added by ``describe``)."""
+    nodata, the input's CRS and transform (or GCPs/RPCs, added by ``describe_bands``)."""
     profile = {"driver": "GTiff", "dtype": "float32", "count": bands,
                "width": source.width, "height": source.height, "nodata": float("nan"),
-               "tiled": True, "blockxsize": block, "blockysize": block,
+               "tiled": True, "blockxsize": OUTPUT_BLOCK, "blockysize": OUTPUT_BLOCK,
                "compress": "deflate", "predictor": 3, "BIGTIFF": "IF_SAFER"}
     if source.profile.get("crs") is not None:
         profile["crs"] = source.profile["crs"]
@@ -157,12 +157,3 @@ def to_cog(path, dst):
     with _reopen(dst) as ds:
         if ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") != "COG":
             raise OSError(f"{dst}: GDAL did not write a Cloud-Optimized layout")
-
-
-def is_cog(path):
-    """True when GDAL reads ``path`` as a Cloud-Optimized GeoTIFF with overviews."""
-    import rasterio
-
-    with rasterio.open(path) as ds:
-        return (ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
-                and bool(ds.overviews(1)) and ds.profile.get("tiled", False))

@@ -2,8 +2,9 @@
 
 A tile is scored from a block that reaches ``halo`` pixels into its neighbours, so a score
 whose per-pixel work is costly (the GAN residual's latent search, of every pixel the rings
-reach) would do that work again for each pixel in a halo: for the default score at 256-pixel
-tiles, a block holds 1.7 times the tile's pixels. A block keeps the strip the blocks below it
+reach) would do that work again for each pixel in a halo: a block of a tile of side t holds
+(t + 2 halo)^2 / t^2 times its pixels (the default score's halo is a large share of a
+default tile's side). A block keeps the strip the blocks below it
 overlap, and takes what the blocks above it kept.
 
 This is exact only for work that treats pixels independently, whatever batch they are solved
@@ -20,8 +21,8 @@ from typing import NamedTuple
 import numpy as np
 
 # Bytes of strips kept per scorer. A strip is 2 x halo rows of a block's columns (the tile's
-# plus both halos) by the residual's bands, float32: for the default score (halo 41, tiles of
-# 256) and a 32-band model, a row of tiles' strips fits up to a swath of about 9,500 pixels;
+# plus both halos) by the residual's bands, float32, so a row of tiles' strips fits up to a
+# swath of MAX_BYTES / (2 x halo x bands x 4) pixels (thousands for the default score);
 # beyond it, strips that do not fit are solved again (the same values, more time).
 MAX_BYTES = 128 * 2**20
 
