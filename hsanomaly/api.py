@@ -18,8 +18,9 @@ from .hints import (FalseAlarmRate, Inputs, ModelArg, PathArg, Progress, Report,
 from .io.checks import one_job
 from .options import check_keywords, plain_values, public_signature, renamed_keywords
 from .polygons import check_threshold
-from .quickmodel import check_quick_model, resumable_quick_model, scene_model_path, train_on_scene
-from .scorers import extra_label, make_scorer
+from .quickmodel import (check_quick_model, quick_model_path, resumable_quick_model,
+                         train_on_scene)
+from .scorers import extra_label, make_scorer, scorer_for
 from .spelling import spell
 from .training import LIBRARY_ONLY, train as train_bundle
 from .validate import (batch_inputs, check_raster_path, check_request, detect_paths, evaluate_paths,
@@ -90,14 +91,14 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
     score = defaults.SCORE if score is None else score
     cls = check_request(score, model, options, extras, tile, workers, scheduler, callback,
                         resume=resume, cog=cog, overwrite=overwrite, progress=progress)
-    quick = scene_model_path(dst) if cls.needs_model and model is None else None
+    quick = quick_model_path(cls, model, dst)
     detect_paths(src, dst, model=model, extras=extras, png=png, polygons=polygons,
                  quick_model=quick, overwrite=overwrite, mask=mask)
     check_threshold(polygons, threshold, far)
     # read and checked before any work; the engine reads the raster through it
     masked = None if mask is None else exclude(open_source(src), os.fspath(mask))
     # built (and its options checked) before any training; the bundle loads on first use
-    scorer = make_scorer(score, **options, **({"model": model or quick} if cls.needs_model else {}))
+    scorer = scorer_for(score, options, model or quick)
     if "convergence" in (extras or {}) and "convergence" in scorer.unmeasured_outputs():
         raise HsanomalyError(f"{extra_label('convergence')}: the fast solver with "
                              f"{spell('refine', 0)} (the default) takes no step, so the band "

@@ -17,8 +17,8 @@ from .hints import Inputs, ModelArg, PathArg, Progress, Scheduler
 from .io.atomic import describe
 from .io.checks import one_job
 from .logs import progress_bar
-from .quickmodel import scene_model_path
-from .scorers import make_scorer, scorer_class
+from .quickmodel import quick_model_path, scene_model_path
+from .scorers import scorer_class, scorer_for
 from .spelling import spell
 from .validate import batch_inputs, batch_paths, check_raster_path, check_request, model_path
 
@@ -157,10 +157,9 @@ def _batch_state(src, dst, score, model, tile, options, exclusion=None):
     store = store_path(dst)
     if not (store.exists() or dst.exists()):
         return "score"           # nothing earlier: no fingerprint to compute before detect does
-    needs_model = scorer_class(score).needs_model
-    model = scene_model_path(dst) if needs_model and model is None else model
+    model = model or quick_model_path(scorer_class(score), model, dst)
     try:
-        scorer = make_scorer(score, **options, **({"model": model} if needs_model else {}))
+        scorer = scorer_for(score, options, model)
         if exclusion is None:
             expected = expected_fingerprint(src, scorer, tile=tile)
         else:                           # the mask read once, in _mask_of

@@ -22,7 +22,7 @@ from .io.inputs import as_source
 from .latent import DEPRECATED_NAMES
 from .options import plain_values, renamed_keywords
 from .quickmodel import temporary_model_folder
-from .scorers import check_scorer, current_options, make_scorer, scorer_class
+from .scorers import check_scorer, current_options, make_scorer, scorer_class, scorer_for
 from .spelling import counted
 from .validate import model_path
 
@@ -150,8 +150,7 @@ class Detector:
             check_quick_model(source, make_scorer(self.score_name, **options,
                                                   model=f"{source.name} (quick model)"))
             workdir, model = train_on_copy(source, cls.model_training)
-        scorer = make_scorer(self.score_name, **options,
-                             **({"model": model} if cls.needs_model else {}))
+        scorer = scorer_for(self.score_name, options, model)
         check_scorable(source, scorer)
         units = None
         if cls.fits_on_scene:

@@ -14,6 +14,12 @@ def scene_model_path(dst):
     return dst.with_name(dst.stem + ".model")
 
 
+def quick_model_path(cls, model, dst):
+    """Where ``detect`` keeps the quick model of ``dst`` when score class ``cls`` needs a model
+    and none is given (``scene_model_path``); None when it trains none."""
+    return scene_model_path(dst) if cls.needs_model and model is None else None
+
+
 def check_training(name):
     """Refuse, with what to do instead, a quick model where training cannot run."""
     missing = missing_for_training()

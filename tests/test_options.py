@@ -170,8 +170,8 @@ def test_the_cli_refuses_a_former_name_that_never_was_a_flag(synthetic_raster, t
                     ["detect-many", str(path), "--out-dir", str(tmp_path / "many")]):
         result = CliRunner().invoke(main, [*command, "--score", "lrx", "--components", "4"])
         assert result.exit_code == 2
-        assert "--components: score 'lrx' has no such option (--pca sets its principal " \
-               "components)" in result.output
+        assert "--components: score 'lrx' has no such option (--pca takes its place)" \
+            in result.output
     assert [p.name for p in tmp_path.iterdir()] == ["scene.tif"]
     result = CliRunner().invoke(main, ["detect", str(path), str(tmp_path / "gmm.tif"), "--score",
                                        "gmm", "--components", "2", "-q"])

@@ -86,6 +86,13 @@ def make_scorer(name, **options):
     return cls(**options)
 
 
+def scorer_for(name, options, model):
+    """The scorer ``name`` with ``options``, reading ``model`` where the score takes one (a
+    baseline, fitted on the scene, takes none: ``model`` is left aside)."""
+    return make_scorer(name, **options, **({"model": model} if scorer_class(name).needs_model
+                                           else {}))
+
+
 def check_scorer(name, options):
     """Build the scorer once without reading a model (model scores load theirs on first use),
     so that every option's kind and range is refused before a model is trained or a pixel read."""
@@ -96,4 +103,4 @@ def check_scorer(name, options):
 
 
 __all__ = ["BASELINES", "MODEL_SCORES", "REGISTRY", "SCORES", "Scorer", "check_extras", "check_options",
-           "check_scorer", "current_options", "make_scorer", "scorer_class"]
+           "check_scorer", "current_options", "make_scorer", "scorer_class", "scorer_for"]
