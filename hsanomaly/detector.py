@@ -121,7 +121,7 @@ class Detector:
             for name, data in files.items():
                 (model / name).write_bytes(data)
             self.model_ = str(model)
-            getattr(self.scorer_, "gan", self.scorer_).moved_to(model)
+            self.scorer_.moved_to(model)
 
     # fitting and scoring ------------------------------------------------------------------------
     @property

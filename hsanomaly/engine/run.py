@@ -208,7 +208,7 @@ def check_scored(name, scorer, valid, unscored):
     if not unscored:
         return
     cause = scorer.unscored_cause
-    if unscored == valid and getattr(scorer, "purge", None):
+    if unscored == valid and scorer.purge:
         cause += ("; or, fitted on another scene, every pixel here lies above the purge "
                   "threshold fitted there, which then leaves them all out (other units?)")
     if unscored == valid:

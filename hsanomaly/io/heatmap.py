@@ -49,7 +49,7 @@ def heatmap_tags(scorer, source, fingerprint):
             "GRID": grid_text(source.width, source.height, source.profile.get("transform"))}
     if source.exclusion is not None:
         tags["MASK"] = Path(source.exclusion.path).name
-    bundle = getattr(scorer, "bundle", None) or getattr(getattr(scorer, "gan", None), "bundle", None)
+    bundle = scorer.model_bundle
     if bundle is not None:
         tags["MODEL_DIGEST"] = params.get("model", "")
         tags["MODEL_FINGERPRINT"] = str(bundle.meta.get("fingerprint", ""))
@@ -78,7 +78,7 @@ def band_descriptions(scorer, output, bands):
     """What each band of output ``output`` ("score" or an extra's name) holds."""
     if output == "score":
         return [score_description(scorer)]
-    names = (getattr(scorer, "band_names", None) or {}).get(output)
+    names = scorer.band_names.get(output)
     return list(names) if names else [f"{output} {b + 1}" for b in range(bands)]
 
 

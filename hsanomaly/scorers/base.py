@@ -27,6 +27,8 @@ class Scorer:
     model_training: dict = {}       # training options of the model trained for this score when
                                     # none is given (``hsanomaly.training.train`` keywords)
     window_from_model = False  # the footprint is the model's window: unknown until it exists
+    band_names: dict = {}      # an extra output's band descriptions: name -> one per band
+    purge = 0.0                # the share of a first pass's top pixels left out of the rings
     shares_halo = False   # ``score_block`` takes a third argument, the block's ``halo.Place``,
                           # and keeps per-pixel results its neighbouring blocks share
 
@@ -34,6 +36,15 @@ class Scorer:
     def halo(self):
         """Neighbour pixels each tile needs on every side."""
         return 0
+
+    @property
+    def model_bundle(self):
+        """The model bundle this scorer reads (loading it), or None for a baseline."""
+        return None
+
+    def moved_to(self, path):
+        """Read the model from ``path`` from now on (a quick model moved out of its
+        temporary folder); a baseline has none."""
 
     @property
     def footprint(self):

@@ -74,6 +74,13 @@ class ResidualScorer(Purged, Scorer):
     extra_outputs = GanScorer.extra_outputs
 
     @property
+    def model_bundle(self):
+        return self.gan.bundle
+
+    def moved_to(self, path):
+        self.gan.moved_to(path)
+
+    @property
     def extra_bands(self):
         return self.gan.extra_bands
 

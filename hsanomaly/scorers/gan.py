@@ -78,6 +78,10 @@ class GanScorer(Scorer):
             _warn_if_trained_otherwise(self)
         return self._bundle
 
+    @property
+    def model_bundle(self):
+        return self.bundle
+
     def moved_to(self, path):
         """The same model, now at ``path`` (a staged quick model once in place): read from
         there when next needed, so the scorer outlives its temporary folder."""

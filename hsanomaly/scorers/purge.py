@@ -82,8 +82,7 @@ class Purged:
     the block's score cropped by ``crop`` pixels on every side, with the pixels where
     ``exclude`` is True left out of the rings' statistics."""
 
-    purge = 0.0
-    neighbour_weight = 0.0
+    neighbour_weight = 0.0      # (``purge``'s default is every scorer's: ``Scorer.purge``)
     ring_halo = 0
 
     def purged_params(self):
