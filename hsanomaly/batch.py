@@ -150,29 +150,45 @@ def _batch_state(src, dst, score, model, tile, options, exclusion=None):
     """What ``detect_many`` does with ``dst``: "skip" it (finished, with the fingerprint of
     ``src`` scored now), "resume" its interrupted run of that fingerprint, or "score" it from
     the start (another run's tiles could never be used; resuming them would fail every time)."""
-    from .engine.run import expected_fingerprint, read_fingerprint
+    from .engine.run import check_resumed_run, expected_fingerprint, read_fingerprint
     from .engine.store import read_manifest, remove_finished, store_path
-    from .io.source import open_source
 
     store = store_path(dst)
     if not (store.exists() or dst.exists()):
         return "score"           # nothing earlier: no fingerprint to compute before detect does
     model = model or quick_model_path(scorer_class(score), model, dst)
+    scorer = scorer_for(score, options, model)       # its options were checked: builds
     try:
-        scorer = scorer_for(score, options, model)
-        if exclusion is None:
-            expected = expected_fingerprint(src, scorer, tile=tile)
-        else:                           # the mask read once, in _mask_of
-            with contextlib.closing(open_source(src)) as source:
-                source.exclusion = exclusion
-                expected = expected_fingerprint(source, scorer, tile=tile)
+        with _masked(src, exclusion) as source:
+            expected = expected_fingerprint(source, scorer, tile=tile)
     except Exception:            # anything wrong with the input or model: detect will say what
-        return "resume" if store.exists() else "score"     # (a damaged quick model: retrained)
+        if not store.exists():
+            return "score"
+        try:      # no model to fingerprint (a quick model goes with its interrupted run, or is
+            with _masked(src, exclusion) as source:              # damaged): its settings tell
+                check_resumed_run(source, dst, scorer, tile=tile)
+        except Exception:
+            return "score"
+        return "resume"
     if dst.exists() and read_fingerprint(dst) == expected:
         remove_finished(store, expected)     # left by a commit that a later write finished
         return "skip"
     return "resume" if store.exists() and read_manifest(store).get("fingerprint") == expected \
         else "score"
+
+
+@contextlib.contextmanager
+def _masked(src, exclusion):
+    """``src`` as the batch scores it: the path, or where ``exclusion`` (read once, in
+    ``_mask_of``) leaves pixels out, its source with the exclusion."""
+    if exclusion is None:
+        yield src
+        return
+    from .io.source import open_source
+
+    with contextlib.closing(open_source(src)) as source:
+        source.exclusion = exclusion
+        yield source
 
 
 def _one_line(src, err):

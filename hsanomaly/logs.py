@@ -15,6 +15,7 @@ LOGGER = logging.getLogger("hsanomaly")
 LOGGER.addHandler(logging.NullHandler())
 LEVELS = {-1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}
 NUMBER = re.compile(r"[-+]?[0-9][0-9.]*(?:e[-+]?[0-9]+)?")   # messages of one kind differ in these
+COUNTED = re.compile(r"(\d+)/(\d+)")                           # "tile 3/16": step 3 of 16
 
 
 def configure(verbosity=0):
@@ -53,9 +54,10 @@ def stage(message, logger=LOGGER):
 
 class Throttle:
     """Which progress messages (``callback(fraction, message)``'s) deserve a line in a log: a
-    new kind of message (a new stage: fitting, training, tiles), the last one, and otherwise
-    one every ``interval`` seconds or every ``step`` of progress, whichever comes first, so a
-    raster of thousands of tiles does not flood the log."""
+    new kind of message (a new stage: fitting, training, tiles), a run starting again (the
+    next raster of a batch), the last one (of the run, or of its stage: "250/250"), and
+    otherwise one every ``interval`` seconds or every ``step`` of progress, whichever comes
+    first, so a raster of thousands of tiles does not flood the log."""
 
     def __init__(self, interval, step, clock=time.monotonic):
         self.interval, self.step, self.clock = interval, step, clock
@@ -63,11 +65,17 @@ class Throttle:
 
     def __call__(self, fraction, message):
         now, kind = self.clock(), NUMBER.sub("#", str(message))
-        if (kind != self.kind or fraction >= 1 or now - self.time >= self.interval
-                or fraction - self.fraction >= self.step):
+        if (kind != self.kind or fraction >= 1 or _last(message) or fraction < self.fraction
+                or now - self.time >= self.interval or fraction - self.fraction >= self.step):
             self.time, self.fraction, self.kind = now, fraction, kind
             return True
         return False
+
+
+def _last(message):
+    """Whether ``message`` counts its stage's last step ("iteration 250/250")."""
+    counted = COUNTED.search(str(message))
+    return counted is not None and counted[1] == counted[2]
 
 
 def progress_lines(interval=30.0, step=0.1, logger=LOGGER):

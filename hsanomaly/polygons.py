@@ -21,19 +21,26 @@ def is_targets_file(path):
     """True for a GeoPackage ``write_polygons`` wrote: the targets layer, with the columns it
     writes, and its style; no table of anyone else's (a user's own layer named "targets",
     or a table added to ours, is not replaced without --overwrite)."""
-    tables, listed, ours = sqlite_tables(path), gpkg_tables(path), {LAYER, STYLE_TABLE}
-    return (LAYER in listed and listed <= ours and TARGET_COLUMNS <= tables.get(LAYER, set())
-            and all(name in ours or name.startswith(("gpkg_", "rtree_", "sqlite_"))
-                    for name in tables))
+    return (LAYER in gpkg_tables(path) and not other_tables(path)
+            and TARGET_COLUMNS <= sqlite_tables(path).get(LAYER, set()))
+
+
+def other_tables(path):
+    """The tables of GeoPackage ``path`` that are not the targets, their style or the
+    format's own: its layers, and what it holds unlisted (a QGIS project, a DB Manager
+    table)."""
+    tables = set(sqlite_tables(path)) | gpkg_tables(path)
+    return sorted(name for name in tables - {LAYER, STYLE_TABLE}
+                  if not name.startswith(("gpkg_", "rtree_", "sqlite_")))
 
 
 def check_no_other_layers(path):
-    """Refuse a GeoPackage holding layers besides the targets and their style: the polygons
+    """Refuse a GeoPackage holding tables besides the targets and their style: the polygons
     replace the whole file, which a caller that replaces its outputs without asking each time
     (the QGIS provider: a "Save to GeoPackage" adds a layer there) must not do to them."""
-    others = sorted(gpkg_tables(path) - {LAYER, STYLE_TABLE})
+    others = other_tables(path)
     if others:
-        raise HsanomalyError(f"{path}: {spell('polygons')} is a GeoPackage holding other layers "
+        raise HsanomalyError(f"{path}: {spell('polygons')} is a GeoPackage holding other tables "
                              f"({', '.join(others)}), which writing the targets would remove "
                              "(hsanomaly writes a GeoPackage of its own); choose another file")
 

@@ -120,6 +120,7 @@ def train_on_copy(source, training):
         workdir.cleanup()
         raise HsanomalyError(f"{source.name}: {copy} could not be written ({err}; TMPDIR sets "
                              "where)") from None
+    del cube                 # training reads the file: one copy in memory at a time, as checked
     try:
         return workdir, train([str(scene)], str(folder / "model"), data_checked=True,
                               **training).path

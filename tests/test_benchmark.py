@@ -76,6 +76,13 @@ def test_a_truth_of_targets_only_is_skipped_and_a_misplaced_one_refused_first(sc
     result = run_benchmark(scene_dir, ["rx"], [0])
     assert [r["scene"] for r in result.runs] == ["mat/alpha", "tif/beta"]
     assert result.skipped == ["tif/zeta: no background pixel in the ground truth"]
+    cube[:, :3, :3] = np.nan                            # targets only where there is no data
+    write_raster(scene_dir / "tif" / "zeta.tif", cube)
+    only_nodata = np.zeros((1, 24, 36), np.float32)
+    only_nodata[0, :2, :2] = 1
+    write_raster(scene_dir / "tif" / "zeta-truth.tif", only_nodata)
+    assert run_benchmark(scene_dir, ["rx"], [0]).skipped == [
+        "tif/zeta: no target pixel in the ground truth"]
     write_raster(scene_dir / "tif" / "zeta-truth.tif", truth[None].astype(np.float32),
                  transform=Affine(2, 0, 500_010, 0, -2, 6_700_000))     # 5 pixels off
     loaded = []

@@ -367,13 +367,15 @@ def test_a_log_file_gets_progress_lines_under_verbose(tmp_path):
     assert len(lines) < 12                    # a line per tenth of the tiles, not per tile
     plain = run("detect", path, tmp_path / "heat.tif", "--score", "rx", "--tile", "16")
     assert plain.exit_code == 0 and "tile " not in plain.stderr
-    write_raster(tmp_path / "other.tif", cube)          # detect-many said nothing at all
-    batch = run("detect-many", path, tmp_path / "other.tif", "--out-dir", tmp_path / "many",
-                "--score", "rx", "--tile", "16", "-v")
+    lines = [write_raster(tmp_path / f"line_0{i}.tif", cube) for i in (1, 2)]
+    batch = run("detect-many", *lines, "--out-dir", tmp_path / "many", "--score", "rx",
+                "--tile", "16", "-v")             # detect-many said nothing at all
     assert batch.exit_code == 0, batch.output
-    lines = [line for line in batch.stderr.splitlines() if ": tile " in line]
-    assert lines[0] == "scene.tif: tile 1/12 (8 %)" and lines[-1] == "other.tif: tile 12/12 (100 %)"
-    assert "other.tif: tile 1/12 (8 %)" in lines and len(lines) < 24
+    said = [line for line in batch.stderr.splitlines() if ": tile " in line]
+    for name in ("line_01.tif", "line_02.tif"):       # names alike but for a digit: each heard
+        mine = [line for line in said if line.startswith(name)]
+        assert mine[0] == f"{name}: tile 1/12 (8 %)" and mine[-1] == f"{name}: tile 12/12 (100 %)"
+        assert 2 < len(mine) < 12
 
 
 def test_stage_lines_name_the_outputs_not_their_temporaries(tmp_path):
@@ -386,3 +388,17 @@ def test_stage_lines_name_the_outputs_not_their_temporaries(tmp_path):
     assert result.exit_code == 0, result.output
     assert f"threshold at false-alarm rate 0.001 of {dst} ..." in result.stderr
     assert "hsanomaly-tmp" not in result.stderr, result.stderr
+
+
+def test_the_log_keeps_a_stages_last_step_and_a_runs_restart():
+    """A quick model's training ends at half the run's fraction, so its last iteration was not
+    logged; a batch's next raster starts at fraction 0 again and was heard only at its end."""
+    from hsanomaly.logs import Throttle
+
+    clock = iter(range(100)).__next__                 # a second a call: never 30 s
+    throttle = Throttle(interval=30, step=0.1, clock=lambda: clock())
+    assert throttle(0.01, "iteration 1/250") and not throttle(0.05, "iteration 24/250")
+    assert throttle(0.5, "iteration 250/250")          # the stage's last, at half the run
+    assert throttle(0.51, "tile 1/12") and not throttle(0.52, "tile 2/12")
+    assert throttle(1.0, "tile 12/12")
+    assert throttle(0.05, "tile 1/12")                  # the next raster's run

@@ -518,3 +518,18 @@ def test_an_interrupt_ends_the_tile_threads_before_the_source_is_closed(tmp_path
     with pytest.raises(KeyboardInterrupt):
         detect(str(path), tmp_path / "heat.tif", GlobalRX(), tile=8, callback=interrupt)
     assert closed_with_threads and closed_with_threads[-1] == []
+
+
+def test_the_engines_module_keeps_its_name_until_0_2_for_imports_and_pickles():
+    """The module ``hsanomaly.engine.detect`` became ``engine.run`` (the function ``detect``
+    hid it): its old name still imports, and a DetectResult pickled under it still loads."""
+    import importlib
+    import pickle
+
+    from hsanomaly.engine import DetectResult
+
+    assert importlib.import_module("hsanomaly.engine.detect").DetectResult is DetectResult
+    result = DetectResult("h.tif", {"score": "h.tif"}, 4, 0, 1.5, "rx")
+    old = pickle.dumps(result, protocol=0).replace(b"hsanomaly.engine.run", b"hsanomaly.engine.detect")
+    assert b"hsanomaly.engine.detect" in old and pickle.loads(old) == result
+    assert result.text(3.0).endswith("4 tiles in 3.0 s") and result.text().endswith("in 1.5 s")

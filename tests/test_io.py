@@ -472,6 +472,10 @@ def test_a_write_failure_in_a_temporary_names_its_output():
     assert str(destination_of("/data/h.tif")) == "/data/h.tif"
     nested = f"/data/.h.model.1-host.abc{TMP_SUFFIX}/.h.model.1-host.def{TMP_SUFFIX}/h.model/g.onnx"
     assert str(destination_of(nested)) == "/data/h.model/g.onnx"     # a quick model's export
+    from hsanomaly.io.atomic import write_failure    # and in a library's own text of it
+    said = str(write_failure(nested, RuntimeError(f"onnx: failed to write {nested}.tmp")))
+    assert said == ("/data/h.model/g.onnx: cannot write (onnx: failed to write "
+                    "/data/h.model/g.onnx.tmp); nothing was replaced")
     err = OSError(errno.EFBIG, "File too large", staged_file)
     assert str(runtime_error(err, "h.tif")).startswith("/data/h.tif: ")
 

@@ -734,6 +734,50 @@ def test_a_quick_model_that_cannot_be_written_is_named_by_its_place(scene, tmp_p
 
 
 @needs_torch
+def test_detect_many_starts_over_a_quick_models_interrupted_run_of_other_settings(
+        scene, tmp_path, monkeypatch):
+    """Without its (staged, gone) quick model the batch could not fingerprint the run, so it
+    resumed whatever store was there: one of other settings then failed the raster on every
+    rerun, with advice to drop a --resume detect-many does not have."""
+    import hsanomaly
+
+    short_trainings(monkeypatch, 10)
+    src, out = scene[1], tmp_path / "out"
+    for trim, resumed in ((0.2, None), (0.0, 0), (0.2, None), (0.2, True)):
+        with disk_full_at_tile(3) if resumed is None else contextlib.nullcontext():
+            item, = hsanomaly.detect_many([src], out, tile=16, trim=trim)
+        if resumed is None:
+            assert item.status == "failed" and "disk full" in item.error
+        else:                     # other settings start over; the same ones resume
+            assert item.status == "scored", item.error
+            assert bool(item.result.tiles_resumed) == resumed
+
+
+@needs_torch
+def test_the_early_resume_check_names_a_new_mask_and_refuses_a_torn_manifest(scene, tmp_path,
+                                                                             monkeypatch):
+    """It named the new mask "?", and took a torn manifest for no interrupted run at all, so
+    the quick model trained before the engine refused the store as damaged."""
+    from hsanomaly.engine.store import MANIFEST, store_path
+
+    import hsanomaly.api
+
+    trained = short_trainings(monkeypatch, 10)
+    src, dst = scene[1], tmp_path / "out.tif"
+    mask = np.zeros((1, *scene[3].shape), np.float32)
+    mask[0, :5, :5] = 1
+    mask_path = write_raster(tmp_path / "m.tif", mask)
+    with disk_full_at_tile(3), pytest.raises(HsanomalyError, match="disk full"):
+        hsanomaly.api.detect(src, dst, tile=16)
+    with pytest.raises(HsanomalyError, match=r"\(mask: none -> .*m.tif \("):
+        hsanomaly.api.detect(src, dst, tile=16, resume=True, mask=mask_path)
+    (store_path(dst) / MANIFEST).write_text('{"format": "hsanomaly-ti')
+    with pytest.raises(HsanomalyError, match="written by another hsanomaly version or is damaged"):
+        hsanomaly.api.detect(src, dst, tile=16, resume=True)
+    assert len(trained) == 1
+
+
+@needs_torch
 def test_a_damaged_tile_store_manifest_does_not_make_resume_fail(model, scene, tmp_path):
     import json
     import shutil

@@ -168,6 +168,26 @@ def test_polygons_take_the_pixels_strictly_above_the_threshold_as_given(tmp_path
         assert write_polygons(heat, tmp_path / "t.gpkg", threshold=threshold) == found, threshold
 
 
+def test_a_targets_geopackage_holding_a_qgis_project_is_no_longer_only_ours(tmp_path):
+    """QGIS saves a project into a GeoPackage as a table it does not list among the layers:
+    the check of other layers missed it, and the QGIS provider's polygons removed the project."""
+    import sqlite3
+
+    from hsanomaly.polygons import check_no_other_layers, is_targets_file
+
+    scores = np.zeros((20, 20), np.float32)
+    scores[5, 5] = 1
+    gpkg = tmp_path / "t.gpkg"
+    write_polygons(write_raster(tmp_path / "heat.tif", scores[None]), gpkg, threshold=0.5)
+    assert is_targets_file(gpkg)
+    check_no_other_layers(gpkg)
+    with contextlib.closing(sqlite3.connect(gpkg)) as db, db:
+        db.execute("CREATE TABLE qgis_projects (name TEXT PRIMARY KEY, metadata BLOB, content BLOB)")
+    assert not is_targets_file(gpkg)
+    with pytest.raises(HsanomalyError, match=r"holding other tables \(qgis_projects\)"):
+        check_no_other_layers(gpkg)
+
+
 # --- polygons -----------------------------------------------------------------------------------
 
 def planted_heatmap():

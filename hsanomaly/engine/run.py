@@ -39,8 +39,8 @@ from ..runtime import one_blas_thread
 from ..scorers import check_extras
 from ..scorers.halo import Place
 from ..spelling import counted, spell, submit
-from .store import (TileStore, check_resumable, read_manifest, resume_hint, run_fingerprint,
-                    store_path)
+from .store import (MANIFEST, TileStore, check_resumable, read_manifest, resume_hint,
+                    run_fingerprint, store_path)
 
 RUN_TAG = TAG_PREFIX + "RUN_FINGERPRINT"      # what detect-many compares to know a result is current
 NEAR_CONSTANT = 1e-5                       # relative band range below which a raster is "constant"
@@ -73,11 +73,11 @@ class DetectResult:
     pixels_nodata: Optional[int] = None   # left out as nodata, in every band or in some
     mask: Optional[str] = None            # the exclusion mask, whose pixels count as nodata
 
-    def text(self) -> str:
-        """The one line the command line and QGIS print: tiles, time, pixels scored and left
-        out."""
-        line = (f"{self.path}: {self.score} heatmap, {counted(self.tiles, 'tile')} in "
-                f"{self.seconds:.1f} s")
+    def text(self, seconds: Optional[float] = None) -> str:
+        """The one line the command line and QGIS print: tiles, time (``seconds``, the
+        result's own unless given), pixels scored and left out."""
+        seconds = self.seconds if seconds is None else seconds
+        line = f"{self.path}: {self.score} heatmap, {counted(self.tiles, 'tile')} in {seconds:.1f} s"
         if self.tiles_resumed:
             line += f" ({self.tiles_resumed} resumed)"
         if self.pixels_scored is not None:
@@ -257,19 +257,20 @@ def check_resumed_run(src, dst, scorer, extras=None, tile=TILE):
     refuse it once trained: the interrupted run of ``dst`` scored another input, or with other
     settings (the model's own aside: trained again, the quick model is the same)."""
     store = store_path(dst)
-    previous = read_manifest(store)
-    if not previous:
-        return
+    if not (store / MANIFEST).is_file():
+        return                   # nothing to resume: the engine says so and scores anew
     outputs = {"score": (str(dst), None), **{name: (str(path), None)
                                              for name, path in (extras or {}).items()}}
     source = src if hasattr(src, "read") else open_source(src)
     try:
         job = {"input": input_fingerprint(src, source),
                "config": config(source, scorer, outputs, tile, model=False)}
+        if source.exclusion is not None:
+            job["mask"] = source.exclusion.path
     finally:
         if source is not src:
             source.close()
-    check_resumable(store, job, previous, model=False)
+    check_resumable(store, job, read_manifest(store), model=False)   # a torn one: refused
 
 
 def read_fingerprint(path):

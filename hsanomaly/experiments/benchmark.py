@@ -275,7 +275,7 @@ def benchmark_scene(scene, methods, seeds, models_root, iterations, log=None):
     """(records of every method and seed on ``scene``, None), or ([], why it was skipped)."""
     log = log or (lambda message: None)
     data = scene.load()
-    if data.truth is None or not data.truth.any():
+    if data.truth is None or not data.truth[data.evaluated].any():
         log(f"{scene.name}: skipped, no target pixel in the ground truth")
         return [], f"{scene.name}: no target pixel in the ground truth"
     if data.truth[data.evaluated].all():      # no background to rank the targets against

@@ -33,6 +33,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -109,8 +110,9 @@ def describe(err):
 
 def write_failure(path, err):
     """The one-line HsanomalyError for a failed write of ``path``."""
+    reason = PRIVATE_FOLDER.sub("", describe(err))    # a library's text names the temporary
     return HsanomalyError(f"{destination_of(path)}: cannot write "
-                          f"({describe(err)}{space_hint(path, err)}); nothing was replaced")
+                          f"({reason}{space_hint(path, err)}); nothing was replaced")
 
 
 DESCRIBED = 160             # characters of a library's own message kept in the one line
@@ -373,6 +375,10 @@ def atomic_directory(path, check=None):
     """Yield an empty temporary directory that replaces directory ``path`` on success."""
     with staged() as stage:
         yield stage.directory(path, check=check)
+
+
+# a private folder's name within a path in a text (a library's message), to leave out of it
+PRIVATE_FOLDER = re.compile(r"[/\\]\.[^/\\\s]*" + re.escape(TMP_SUFFIX) + r"(?=[/\\])")
 
 
 def destination_of(path):

@@ -96,7 +96,10 @@ def convert_mat(src, dst, truth=None, overwrite=False):
 
 def _refuse_other_results(path, label, src):
     """Refuse to replace, without --overwrite, what hsanomaly wrote but not from ``src``: a
-    heatmap of detect, or a scene converted from another .mat (a slip in a name)."""
+    heatmap of detect, or a scene converted from another .mat (a slip in a name). A symbolic
+    link is replaced, never followed (``check_replaceable_file``)."""
+    if os.path.islink(path):
+        return
     if is_own_detect_output(path):
         raise HsanomalyError(f"{path}: {label} holds a result of detect, not a converted scene; "
                              f"choose another name, or pass {spell('overwrite', True)}")

@@ -362,7 +362,7 @@ def test_polygons_are_never_written_over_a_geopackage_of_other_layers(scene, tmp
         project, layer="field_survey")
     before = project.read_bytes()
     with pytest.raises(QgsProcessingException, match=r"project.gpkg: 'Target polygons' is a "
-                                                     r"GeoPackage holding other layers \(field_survey\)"):
+                                                     r"GeoPackage holding other tables \(field_survey\)"):
         processing.run("hsanomaly:detect", {
             "INPUT": str(scene[0]), "SCORE": "rx", "OUTPUT": str(tmp_path / "heat.tif"),
             "FAR": "0.005", "POLYGONS": form.format(path=project)})
@@ -397,6 +397,18 @@ def test_a_raster_crs_set_only_in_qgis_is_said(scene, tmp_path):
                 "reads: the outputs carry the file's (none); assign the CRS to the file "
                 "(Raster > Projections > Assign Projection) to carry it (Hyperspectral raster)"]
                 if said else [])
+        profile.update(crs="+proj=tmerc +lon_0=12 +k=0.9996 +x_0=500000 +ellps=WGS84 +units=m")
+        custom = tmp_path / "custom.tif"          # a CRS the file holds, without a code
+        with rasterio.open(custom, "w", **profile) as dst:
+            dst.write(data)
+        other = QgsRasterLayer(str(custom), "custom")
+        other.setCrs(QgsCoordinateReferenceSystem("EPSG:32633"))
+        QgsProject.instance().addMapLayer(other)
+        log = warning_log(QgsProcessingFeedback)
+        processing.run("hsanomaly:detect", {"INPUT": other.id(), "SCORE": "rx", "TILE": 16,
+                                            "OUTPUT": str(tmp_path / "heat2.tif")}, feedback=log)
+        assert len(log.warnings) == 1 and "the file's (none)" not in log.warnings[0]
+        QgsProject.instance().removeMapLayer(other.id())
     finally:
         QgsProject.instance().removeMapLayer(layer.id())
 

@@ -115,7 +115,8 @@ def test_the_table_and_plots_never_replace_an_input_or_a_users_file(scene, tmp_p
         left, top = ds.transform @ (10, 10)
         right, bottom = ds.transform @ (14, 14)
         crs = ds.crs
-    gpd.GeoDataFrame(geometry=[box(left, bottom, right, top)], crs=crs).to_file(truth)
+    gpd.GeoDataFrame(geometry=[box(left, bottom, right, top)], crs=crs).to_file(truth,
+                                                                                layer="truth")
     before = truth.read_bytes()
     with pytest.raises(QgsProcessingException, match=r"truth.gpkg: 'Per-target metrics' is the "
                                                      r"same file as the input 'Truth mask'"):
@@ -136,3 +137,9 @@ def test_the_table_and_plots_never_replace_an_input_or_a_users_file(scene, tmp_p
     processing.run("hsanomaly:evaluate", {"HEATMAP": heatmap, "TRUTH": str(truth),   # its own
                                           "PLOTS": str(tmp_path / "own"),             # replaced
                                           "TARGETS": str(tmp_path / "t2.csv")})
+    added = processing.run("hsanomaly:evaluate", {     # a new layer of its GeoPackage: no harm
+        "HEATMAP": heatmap, "TRUTH": f"{truth}|layername=truth",
+        "TARGETS": f"ogr:dbname='{truth}' table=\"metrics\" (geom)"})
+    assert added["N_TARGETS"] == 1
+    assert sorted(gpd.list_layers(truth)["name"]) == ["metrics", "truth"]
+    assert len(gpd.read_file(truth, layer="truth")) == 1

@@ -266,7 +266,9 @@ def crs_set_in_qgis(algorithm, parameters, name, context):
         layer = algorithm.parameterAsRasterLayer(parameters, name, context)
     if layer is None or not layer.crs().isValid() or layer.crs() == layer.dataProvider().crs():
         return None
-    held = layer.dataProvider().crs().authid() or "none"
+    crs = layer.dataProvider().crs()
+    held = (crs.authid() or crs.description() or "a CRS without a code") if crs.isValid() \
+        else "none"
     return (f"{layer.name()}: its CRS ({layer.crs().authid()}) is set in QGIS, not in its file, "
             f"which hsanomaly reads: the outputs carry the file's ({held}); assign the CRS to "
             f"the file (Raster > Projections > Assign Projection) to carry it "

@@ -95,17 +95,21 @@ class Evaluate(HsanomalyAlgorithm):
             from hsanomaly.api import evaluate
             from hsanomaly.evaluation.files import format_summary
             from hsanomaly.io.paths import check_paths
+            from hsanomaly.io.source import is_gdal_name
+            from hsanomaly.io.styles import gpkg_tables
             from hsanomaly.io.vector import vector_files
             from hsanomaly.spelling import spell
 
-            # QGIS writes the table: the library never sees it to refuse it over an input
+            # QGIS writes the table, after the library's checks: never over an input's file
+            # (a new layer of the truth's GeoPackage is no harm; a database table is no file)
             inputs = [(spell(name.lower()), file)
                       for name, path in ((self.HEATMAP, heatmap), (self.TRUTH, truth),
                                          (self.OUTER, outer)) if path
                       for file in vector_files(path)]
-            written = geopackage_file(table)[0] if table and not table.startswith("memory:") \
-                else None
-            check_paths(inputs, [(spell(self.TARGETS.lower()), written)], writable=False)
+            written, layer = geopackage_file(table)
+            if written and not is_gdal_name(written) and (layer is None
+                                                          or layer in gpkg_tables(written)):
+                check_paths(inputs, [(spell(self.TARGETS.lower()), written)], writable=False)
             # a folder's dialog asks about the folder, never the plots in it: the library
             # replaces its own plots there and refuses anyone else's files
             report = evaluate(heatmap, truth, outer_mask=outer, plots=plots, title=Path(heatmap).stem,
