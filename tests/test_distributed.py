@@ -211,6 +211,19 @@ def test_outputs_that_would_collide_are_refused(tmp_path):
     assert list(model.iterdir()) == []
 
 
+def test_a_scheduler_port_out_of_range_and_an_out_dir_that_cannot_be_made_are_refused(
+        synthetic_raster, tmp_path):
+    with pytest.raises(HsanomalyError, match="scheduler='tcp://127.0.0.1:70000': port 70000 is out "
+                                             "of range"):
+        hsanomaly.detect(synthetic_raster[0], tmp_path / "x.tif", score="rx",
+                         scheduler="tcp://127.0.0.1:70000")
+    (tmp_path / "a file").write_text("not a folder")
+    before = sorted(tmp_path.rglob("*"))
+    with pytest.raises(HsanomalyError, match=r"a file/out: cannot create 'out_dir'"):
+        hsanomaly.detect_many([synthetic_raster[0]], tmp_path / "a file" / "out", score="rx")
+    assert sorted(tmp_path.rglob("*")) == before
+
+
 def test_workers_and_scheduler_exclude_each_other(synthetic_raster, tmp_path):
     with pytest.raises(HsanomalyError, match="either"):
         hsanomaly.detect(synthetic_raster[0], tmp_path / "x.tif", score="rx", workers=2,

@@ -841,3 +841,21 @@ def test_the_summary_counts_read_right():
     truth[0, :2] = 1
     lines = format_summary(hsanomaly_evaluate(scores, truth)).splitlines()
     assert lines[1] == "3 target pixels in 2 targets, 97 background pixels, 0 excluded"
+
+
+def test_a_title_reaches_every_plot_and_the_package_lists_its_lazy_names(tmp_path, monkeypatch):
+    """``evaluate(title=)`` and ``dir(hsanomaly)`` had no test."""
+    import hsanomaly
+    import hsanomaly.evaluation.plots as plots
+
+    titles = []
+    for name, at in (("plot_roc", 2), ("plot_log_roc", 2), ("plot_histograms", 3)):
+        real = getattr(plots, name)
+        monkeypatch.setattr(plots, name, lambda *args, real=real, at=at, **kw: titles.append(
+            args[at]) or real(*args, **kw))
+    scores = np.arange(100, dtype=np.float32).reshape(10, 10)
+    truth = np.zeros((10, 10), np.uint8)
+    truth[9, 9] = 1
+    hsanomaly.evaluate(scores, truth, plots=tmp_path / "plots", title="flight 7")
+    assert titles and all(title.startswith("flight 7") for title in titles), titles
+    assert {"DetectResult", "NotFittedError", "detect", "Detector"} <= set(dir(hsanomaly))

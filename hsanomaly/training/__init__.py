@@ -1,7 +1,8 @@
 """Training a WGAN-GP on hyperspectral windows and exporting it as an ONNX model bundle.
 
-Needs the ``[train]`` extra (torch, onnx); ``hsanomaly.training.data`` and ``.settings`` need
-neither, and detection never imports this package: it reads bundles with hsanomaly.model.
+Needs the ``[train]`` extra (torch, onnx) to train; importing it needs neither (torch and onnx
+load inside ``train``), so the front door (``hsanomaly.train``) imports it, while scoring
+(scorers, engine, latent, model) never does: it reads bundles with hsanomaly.model.
 Default hyperparameters and how they compare with the thesis code's are in ``settings``.
 """
 
