@@ -14,9 +14,6 @@ from ..dependencies import install_hint, missing
 
 LOG_INTERVAL = 2.0   # seconds between progress lines in the log, at most
 LOG_STEP = 0.1       # or this much progress
-# A GDAL dataset name that is not a plain file path: a subdataset (NETCDF:"f.nc":var, HDF5:...,
-# GTIFF_DIR:2:f.tif), a virtual file system path (/vsizip/..., /vsicurl/...) or a URL.
-GDAL_NAME = re.compile(r"^(?:[A-Za-z0-9_]{2,}:|/vsi[a-z0-9_]+/|[a-z][a-z0-9+.-]*://)")
 RASTER_TYPES = ("raster", "multilayer")
 MASK_TYPES = ("layer",)        # a raster or vector mask (``mask_parameter``)
 
@@ -123,10 +120,12 @@ def layer_problem(layer, name):
 
 
 def gdal_names(value):
-    """The GDAL dataset names (not existing files) in a parameter value: a string or a list."""
+    """The GDAL dataset names (not existing files) in a parameter value: a string or a list
+    (as the library tells them: checked only once it is installed)."""
+    from hsanomaly.io.source import is_gdal_name
+
     values = value if isinstance(value, (list, tuple)) else [value]
-    return [v for v in values
-            if isinstance(v, str) and GDAL_NAME.match(v) and not Path(v).exists()]
+    return [v for v in values if isinstance(v, str) and is_gdal_name(v) and not Path(v).exists()]
 
 
 def progress_callback(feedback, interval=LOG_INTERVAL, step=LOG_STEP, clock=time.monotonic):

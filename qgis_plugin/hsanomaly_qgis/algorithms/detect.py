@@ -158,8 +158,10 @@ class DetectAnomalies(HsanomalyAlgorithm):
         heatmap = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         polygons, layer = geopackage_file(
             self.parameterAsOutputLayer(parameters, self.POLYGONS, context))
-        if layer not in (None, "targets"):
-            feedback.pushWarning(f"Target polygons: written as layer 'targets' of {polygons}, "
+        from hsanomaly.polygons import LAYER
+
+        if layer not in (None, LAYER):
+            feedback.pushWarning(f"Target polygons: written as layer {LAYER!r} of {polygons}, "
                                  f"not {layer!r}: hsanomaly writes a GeoPackage of its own")
         threshold = None if is_empty(parameters, self.THRESHOLD) else \
             self.parameterAsDouble(parameters, self.THRESHOLD, context)
