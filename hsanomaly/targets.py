@@ -144,7 +144,7 @@ def _warn_none_found(name, threshold, far, highest, scored):
              f"a larger {spell('far')} or a {spell('threshold')}")
 
 
-def pixel_area(transform, crs):
+def projected_pixel_area(transform, crs):
     """A pixel's area in square metres where the CRS is projected (its linear unit converted:
     US feet, say); None elsewhere (degrees, no CRS, no geotransform, or a local CRS: GDAL
     gives one a metre of its own where the file names no unit, ENVI's "Arbitrary" grid of
@@ -155,7 +155,8 @@ def pixel_area(transform, crs):
 
 
 def target_areas(records, transform, crs):
-    """(each target's area, its unit): square metres from a pixel's area (``pixel_area``), or
+    """(each target's area, its unit): square metres from a pixel's area
+    (``projected_pixel_area``), or
     the geodesic area of the target's polygon on the ellipsoid of a geographic CRS (a pixel in
     degrees has no one area); the map's own units squared where the CRS is missing or local;
     NaN without a geotransform."""
@@ -168,7 +169,7 @@ def target_areas(records, transform, crs):
         geod = pyproj.CRS.from_wkt(crs.to_wkt()).get_geod()
         return np.array([abs(geod.geometry_area_perimeter(r["geometry"])[0]) for r in records],
                         dtype=np.float64), "square metres"
-    area = pixel_area(transform, crs)
+    area = projected_pixel_area(transform, crs)
     if area is not None:
         return pixels * area, "square metres"
     return pixels * abs(transform.determinant), "map units squared"

@@ -218,11 +218,11 @@ def test_pixel_area_in_square_metres(tmp_path, crs, size, area):
     from rasterio.crs import CRS as RasterCRS
     from rasterio.transform import from_origin
 
-    from hsanomaly.evaluation.files import evaluate_files, pixel_area
+    from hsanomaly.evaluation.files import evaluate_files, mean_pixel_area
 
     transform = from_origin(10, 1, size, size)
     given = None if crs is None else RasterCRS.from_user_input(crs)
-    assert pixel_area(transform, given, (3, 3)) == \
+    assert mean_pixel_area(transform, given, (3, 3)) == \
         (None if area is None else pytest.approx(area, rel=0.02))
     scores, truth = scene()
     heat = write_raster(tmp_path / "h.tif", scores[None], crs=crs, transform=transform)
@@ -234,7 +234,7 @@ def test_pixel_area_in_square_metres(tmp_path, crs, size, area):
         (10 + 52 * size, 1 - 11.5 * size))
     with rasterio.open(heat) as ds:            # a GeoTIFF renames a local CRS's axes
         assert report["crs"] == (None if crs is None else ds.crs.to_string())
-        assert pixel_area(ds.transform, ds.crs, ds.shape) == \
+        assert mean_pixel_area(ds.transform, ds.crs, ds.shape) == \
             (None if area is None else pytest.approx(area, rel=0.02))
     assert (report["false_alarm_regions_per_km2"] is None) == (area is None)
 

@@ -39,11 +39,11 @@ def read_heatmap(path):
     return band.astype(np.float64).filled(np.nan)
 
 
-def pixel_area(transform, crs, shape):
+def mean_pixel_area(transform, crs, shape):
     """A raster's pixel area in square metres: exact in a projected CRS
-    (``targets.pixel_area``), the mean over the raster's geodesic footprint in a geographic
-    one; None without a CRS or a geotransform, or in a local one."""
-    from ..targets import pixel_area as projected_pixel_area
+    (``targets.projected_pixel_area``), the mean over the raster's geodesic footprint in a
+    geographic one; None without a CRS or a geotransform, or in a local one."""
+    from ..targets import projected_pixel_area
 
     if crs is None or transform.is_identity or not crs.is_geographic:
         return None if crs is None else projected_pixel_area(transform, crs)
@@ -165,7 +165,7 @@ def _evaluate(scores, name, crs, transform, truth_input, outer_input, pd_far, he
         outer = ~known if outer is None else (outer != 0) | ~known   # and linking regions
     try:
         report = evaluate(scores, truth, outer_mask=outer, valid=valid, pd_far=pd_far,
-                          name=name, pixel_area=pixel_area(transform, crs, scores.shape))
+                          name=name, pixel_area=mean_pixel_area(transform, crs, scores.shape))
     except ValueError as err:
         raise HsanomalyError(f"{name}: {err}") from None
     place_targets(report, transform)

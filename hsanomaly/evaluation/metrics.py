@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import defaults
 from ..options import check_rate, rate_count, renamed_keywords
+from ..regions import EIGHT_CONNECTED
 from ..spelling import counted, spell
 
 HALF_FALSE_POSITIVE = 0.5   # zero-FP thresholds count as half a false positive (thesis, 3.2)
@@ -118,7 +119,7 @@ def label_targets(truth):
     """
     from scipy import ndimage
 
-    return ndimage.label(np.asarray(truth) != 0, structure=np.ones((3, 3), bool))
+    return ndimage.label(np.asarray(truth) != 0, structure=EIGHT_CONNECTED)
 
 
 def class_masks(scores, truth, outer=None, valid=None):
@@ -221,7 +222,7 @@ def false_alarm_regions(scores, truth, outer=None, valid=None, far=defaults.PD_F
     rank = values.size - 1 - rate_count(far, values.size)     # the (k+1)-th highest
     threshold = np.partition(values, rank)[rank]
     scored = ~np.isnan(scores) if valid is None else ~np.isnan(scores) & np.asarray(valid, bool)
-    labels, n = ndimage.label(scored & (scores > threshold), structure=np.ones((3, 3), bool))
+    labels, n = ndimage.label(scored & (scores > threshold), structure=EIGHT_CONNECTED)
     hits = np.bincount(labels[target], minlength=n + 1)
     false = np.bincount(labels[background], minlength=n + 1)
     return int(((hits == 0) & (false > 0))[1:].sum())
