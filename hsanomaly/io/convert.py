@@ -9,6 +9,7 @@ import numpy as np
 from ..errors import HsanomalyError
 from ..spelling import spell
 from .atomic import native_quiet, stage_raster, staged
+from .heatmap import geotiff_profile
 from .mat import read_mat, read_mat_wavelengths
 from .ownership import (CONVERTED_TAG, SOFTWARE, converted_from, input_record, is_own_detect_output,
                         is_own_geotiff, other_input)
@@ -38,12 +39,8 @@ def write_geotiff(path, array, crs=None, transform=None, nodata=None, descriptio
     if array.ndim == 2:
         array = array[None]
     bands, rows, cols = array.shape
-    profile = {"driver": "GTiff", "dtype": array.dtype.name, "count": bands, "width": cols,
-               "height": rows, "tiled": True, "blockxsize": 256, "blockysize": 256,
-               "compress": "deflate", "interleave": "pixel" if bands > 1 else "band",
-               "BIGTIFF": "IF_SAFER"}
-    if array.dtype.kind == "f":
-        profile["predictor"] = 3
+    profile = {**geotiff_profile(cols, rows, bands, array.dtype),
+               "interleave": "pixel" if bands > 1 else "band"}
     for key, value in (("crs", crs), ("transform", transform), ("nodata", nodata)):
         if value is not None:
             profile[key] = value

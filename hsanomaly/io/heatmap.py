@@ -12,19 +12,30 @@ import errno
 import json
 from pathlib import Path
 
+import numpy as np
+
 from .ownership import SOFTWARE, TAG_PREFIX, grid_text, input_name, input_place
 
 OUTPUT_BLOCK = 256
 OVERVIEW_MIN = 256        # build overview levels until the smaller side is below this
 
 
+def geotiff_profile(width, height, bands, dtype):
+    """The creation profile of every GeoTIFF hsanomaly writes: tiled in output blocks,
+    deflate (with the float predictor for floats), BigTIFF where it might need it."""
+    profile = {"driver": "GTiff", "dtype": str(dtype), "count": bands, "width": width,
+               "height": height, "tiled": True, "blockxsize": OUTPUT_BLOCK,
+               "blockysize": OUTPUT_BLOCK, "compress": "deflate", "BIGTIFF": "IF_SAFER"}
+    if np.dtype(dtype).kind == "f":
+        profile["predictor"] = 3
+    return profile
+
+
 def heatmap_profile(source, bands):
-    """The creation profile of every float32 output: tiled, deflate + float predictor, NaN
-    nodata, the input's CRS and transform (or GCPs/RPCs, added by ``describe_bands``)."""
-    profile = {"driver": "GTiff", "dtype": "float32", "count": bands,
-               "width": source.width, "height": source.height, "nodata": float("nan"),
-               "tiled": True, "blockxsize": OUTPUT_BLOCK, "blockysize": OUTPUT_BLOCK,
-               "compress": "deflate", "predictor": 3, "BIGTIFF": "IF_SAFER"}
+    """The creation profile of every float32 output: ``geotiff_profile``, NaN nodata, the
+    input's CRS and transform (or GCPs/RPCs, added by ``describe_bands``)."""
+    profile = {**geotiff_profile(source.width, source.height, bands, "float32"),
+               "nodata": float("nan")}
     if source.profile.get("crs") is not None:
         profile["crs"] = source.profile["crs"]
     if source.profile.get("transform") is not None:
