@@ -5,7 +5,7 @@ import contextlib
 import warnings
 
 from .errors import HsanomalyError
-from .io.atomic import atomic_path, check_writable, native_quiet
+from .io.atomic import check_writable, native_quiet, staged_into
 from .io.paths import check_suffix
 from .io.styles import STYLE_TABLE, gpkg_tables, sqlite_tables, write_default_style
 from .logs import stage as log_stage
@@ -96,9 +96,8 @@ def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, chunk=R
     def check(tmp):                # at the commit too: a program may have opened it since
         counted(tmp)
         check_not_in_use(gpkg_path, scored=True)
-    with log_stage(f"writing {len(frame)} targets into {gpkg_path}"), contextlib.ExitStack() as stack:
-        tmp = (stage.path(gpkg_path, check=check, create=False) if stage is not None else
-               stack.enter_context(atomic_path(gpkg_path, check=check, create=False)))
+    with log_stage(f"writing {len(frame)} targets into {gpkg_path}"), staged_into(stage) as into:
+        tmp = into.path(gpkg_path, check=check, create=False)
         with warnings.catch_warnings(), native_quiet():
             warnings.filterwarnings("ignore", "'crs' was not provided")   # said in the description
             # GeoPackage 1.2: the GDAL of QGIS 3.22 (the plugin's LTR) warns on each read of

@@ -2,7 +2,6 @@
 limits, plus a world file (``.pgw``) and GDAL's ``.png.aux.xml`` with the CRS, so a GIS puts
 the picture on the map. The picture's top rows are the raster; the bar lies below its edge."""
 
-import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +26,7 @@ def write_png(heatmap, png, max_size=MAX_SIZE, stage=None):
     from PIL.PngImagePlugin import PngInfo
 
     from .evaluation.plots import png_check, stretch_limits
-    from .io.atomic import staged
+    from .io.atomic import staged_into
     from .io.ownership import SOFTWARE
     from .io.source import open_raster, read_masked
 
@@ -59,7 +58,7 @@ def write_png(heatmap, png, max_size=MAX_SIZE, stage=None):
     elif gcps:                           # ground control points, at the picture's pixels
         files[sidecars(png)[1]] = lambda tmp: Path(tmp).write_text(
             _gcp_aux_xml(gcps, gcp_crs, scale))
-    with staged() if stage is None else contextlib.nullcontext(stage) as into:
+    with staged_into(stage) as into:
         for path, write in files.items():
             is_png = path.suffix == ".png"
             stale = [p for p in sidecars(png) if p not in files] if is_png else ()  # earlier

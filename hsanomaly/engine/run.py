@@ -25,7 +25,7 @@ import numpy as np
 from ..defaults import MIN_TILE, TILE, TILE_THREADS
 from ..errors import HsanomalyError
 from ..io.atomic import (check_writable, describe, destination_of, native_quiet, space_hint,
-                         stage_raster, staged)
+                         stage_raster, staged_into)
 from ..io.checks import check_disk
 from ..io.fingerprint import input_fingerprint
 from ..io.heatmap import (add_overviews_and_statistics, band_descriptions, describe_bands,
@@ -293,8 +293,7 @@ def assemble(store, source, windows, outputs, descriptions=None, tags=None, stag
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning
 
-    with contextlib.ExitStack() as stack:
-        stage = stage if stage is not None else stack.enter_context(staged())
+    with staged_into(stage) as stage:
         files = {}        # output name -> (staged path, path GDAL writes first)
         for name, (path, bands) in outputs.items():
             tmp = stage_raster(stage, path, source.width, source.height, bands)
@@ -446,9 +445,7 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
         tags = {**heatmap_tags(scorer, source, job["input"]), RUN_TAG: store.fingerprint}
         descriptions = {name: band_descriptions(scorer, name, bands)
                         for name, (_, bands) in outputs.items()}
-        with contextlib.ExitStack() as stack, stage_log("assembling " + str(dst)):
-            own = stage is None
-            stage = stack.enter_context(staged()) if own else stage
+        with staged_into(stage) as stage, stage_log("assembling " + str(dst)):
             assemble(store, source, windows, outputs, descriptions, tags, stage, cog)
             stage.on_commit(store.remove)
             stage.on_end(store.release)     # the stage's owner ends it: the lock lasts till then

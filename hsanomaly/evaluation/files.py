@@ -10,7 +10,7 @@ from affine import Affine
 from .. import defaults
 from ..errors import HsanomalyError
 from ..io import read_truth
-from ..io.atomic import atomic_path
+from ..io.atomic import staged_into
 from ..io.checks import check_memory, warn
 from ..io.paths import is_path
 from ..io.scene import mask_values
@@ -188,11 +188,8 @@ def write_json(report, path, stage=None):
     """Write the report as indented JSON, whole or not at all (read back and parsed before
     it replaces ``path``; with ``stage``, together with that stage's other outputs)."""
     text = json.dumps(report, indent=2) + "\n"
-    if stage is not None:
-        Path(stage.path(path, check=_json_check)).write_text(text)
-        return
-    with atomic_path(path, check=_json_check) as tmp:
-        Path(tmp).write_text(text)
+    with staged_into(stage) as into:
+        Path(into.path(path, check=_json_check)).write_text(text)
 
 
 def _json_check(path):

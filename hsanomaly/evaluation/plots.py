@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import HsanomalyError
-from ..io.atomic import atomic_path
+from ..io.atomic import staged_into
 from .metrics import HALF_FALSE_POSITIVE, class_masks, label_targets, score_targets
 
 STRETCH_PERCENTILES = (1, 99)   # heatmap colour range: robust to a few extreme scores
@@ -39,11 +39,8 @@ def png_check(path):
 def _written(path, stage, write):
     """``write(tmp)`` into a temporary file for ``path``: replaced with ``stage``'s other
     outputs when one is given, else on its own once checked."""
-    if stage is not None:
-        write(stage.path(path, check=png_check))
-        return
-    with atomic_path(path, check=png_check) as tmp:
-        write(tmp)
+    with staged_into(stage) as into:
+        write(into.path(path, check=png_check))
 
 
 def save_png(fig, path, stage=None, dpi=120):
@@ -186,7 +183,7 @@ def write_plots(report, scores, truth, outdir, title="", outer=None, valid=None,
     all are written and checked; a directory that did not exist appears whole."""
     from ..io.atomic import staged
 
-    if stage is None:
+    if stage is None:          # the figures and the folder they make: replaced all together
         with staged() as own:
             return write_plots(report, scores, truth, outdir, title, outer, valid, own)
     outdir = Path(outdir)

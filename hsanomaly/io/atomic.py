@@ -371,6 +371,17 @@ def atomic_path(path, check=None, create=True):
 
 
 @contextlib.contextmanager
+def staged_into(stage=None):
+    """The staging a writer writes into: the caller's ``stage`` (its owner commits it, with
+    its other outputs), or else one of the writer's own, committed when the block ends."""
+    if stage is not None:
+        yield stage
+        return
+    with staged() as own:
+        yield own
+
+
+@contextlib.contextmanager
 def atomic_directory(path, check=None):
     """Yield an empty temporary directory that replaces directory ``path`` on success."""
     with staged() as stage:
