@@ -46,7 +46,7 @@ class Detector:
                  tile: SupportsIndex = defaults.TILE, **options: Any) -> None:
         # every option's kind and range, before fit trains a quick model, and before anything
         # is set: a set_params that is refused leaves the detector as it was
-        from .engine.run import check_tile
+        from .engine.checks import check_tile
 
         options = {k: v for k, v in options.items() if v is not None}   # None: the default
         score = defaults.SCORE if score is None else score               # as detect takes it
@@ -133,7 +133,7 @@ class Detector:
     def fit(self, X: Scene, y: Any = None) -> "Detector":
         """Fit on X (a cube (bands, rows, cols), whose mask, if a masked array, is nodata; an
         open rasterio dataset; or an xarray DataArray, see ``io.inputs``); returns self."""
-        from .engine.run import check_scorable
+        from .engine.checks import check_scorable
         from .quickmodel import check_quick_model, train_on_copy
 
         source, _ = as_source(X)

@@ -38,7 +38,7 @@ def check_quick_model(source, scorer):
     data before the model learns it (``check_data``, said once: scoring checks it again)."""
     check_training(source.name)
     if not scorer.window_from_model:
-        from .engine.run import check_footprint
+        from .engine.checks import check_footprint
 
         check_footprint(source, scorer)
     source.check_data()

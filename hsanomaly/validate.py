@@ -230,7 +230,7 @@ def check_request(score, model, options, extras=None, tile=None, workers=None, s
     ranges, the extras, the executor, the progress callback, and its switches (``flags``:
     resume, overwrite, ...). Returns the score's class."""
     from .distributed import check_execution
-    from .engine.run import check_tile
+    from .engine.checks import check_tile
     from .scorers import check_extras, check_scorer
 
     # built once without its model: every option's kind and range, before any raster is read

@@ -146,7 +146,7 @@ def test_blocks_sharing_their_halos_score_as_blocks_alone(scene_and_model, score
     """The engine's tiles (two at a time in threads, neighbours taking the residuals their
     neighbours kept) give every output bit for bit as each block scored on its own."""
     from hsanomaly.engine import score_array
-    from hsanomaly.engine.run import score_block
+    from hsanomaly.engine.tiles import score_block
     from hsanomaly.scorers import make_scorer
     from hsanomaly.scorers.halo import HaloCache
 

@@ -82,7 +82,7 @@ def test_scorer_defaults_and_help_texts():
 
 def test_seeds_limits_and_the_thesis_defaults():
     from hsanomaly.cli.thesis import thesis
-    from hsanomaly.engine.run import check_tile
+    from hsanomaly.engine.checks import check_tile
     from hsanomaly.experiments.thesis import ThesisConfig
 
     for name in ("gmm", "recon", "resrx"):

@@ -909,7 +909,7 @@ def test_every_pixel_left_unscored_after_a_purge_names_the_purge_too():
     purge threshold, and blamed nodata or the image's edge."""
     from types import SimpleNamespace
 
-    from hsanomaly.engine.run import check_scored
+    from hsanomaly.engine.checks import check_scored
 
     scorer = SimpleNamespace(name="dualcontext", purge=0.05, unscored_cause="rings too small")
     with pytest.raises(HsanomalyError, match="rings too small; or, fitted on another scene, "

@@ -252,7 +252,7 @@ def test_a_lost_cluster_is_one_line_with_the_way_to_resume():
     from distributed.client import FutureCancelledError
     from distributed.comm.core import CommClosedError
 
-    from hsanomaly.engine.run import runtime_error
+    from hsanomaly.engine.checks import runtime_error
     from hsanomaly.engine.store import batch_resumes
 
     for err in (FutureCancelledError("tile-3", "scheduler-connection-lost"),

@@ -351,7 +351,7 @@ def test_library_calls_validate_like_the_cli(tmp_path, synthetic_raster):
 
 
 def test_tiles_scored_in_threads_equal_one_at_a_time_and_stop_when_closed():
-    from hsanomaly.engine.run import scored_tiles
+    from hsanomaly.engine.tiles import scored_tiles
 
     cube, _ = synthetic_cube()
     source = ArraySource(cube)

@@ -208,7 +208,7 @@ def test_data_warnings_leave_the_masked_pixels_out(tmp_path):
 def test_a_raster_with_no_pixel_left_to_score_is_no_heatmap():
     """A score fitted on nothing (a given model's) would write an all-nodata heatmap and call it
     done: the tiles' counts refuse it."""
-    from hsanomaly.engine.run import COUNTS, check_outcome
+    from hsanomaly.engine.checks import COUNTS, check_outcome
     from hsanomaly.scorers import make_scorer
 
     nothing = [{COUNTS: np.array([0, 0])}, {COUNTS: np.array([0, 0])}]

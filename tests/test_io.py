@@ -464,7 +464,7 @@ def test_a_write_failure_in_a_temporary_names_its_output():
     """A file-size limit hit while GDAL wrote a staged heatmap named the private temporary."""
     import errno
 
-    from hsanomaly.engine.run import runtime_error
+    from hsanomaly.engine.checks import runtime_error
     from hsanomaly.io.atomic import TMP_SUFFIX, destination_of
 
     staged_file = f"/data/.h.tif.1-host.abc{TMP_SUFFIX}/h.tif"
@@ -488,7 +488,7 @@ def test_gdals_write_failed_under_a_file_size_limit_names_the_limit(tmp_path):
 
     code = ("import resource; resource.setrlimit(resource.RLIMIT_FSIZE, (10 * 2**20, "
             "10 * 2**20)); from rasterio.errors import RasterioIOError; "
-            "from hsanomaly.engine.run import runtime_error; print(runtime_error("
+            "from hsanomaly.engine.checks import runtime_error; print(runtime_error("
             "RasterioIOError('Write failed. See previous exception for details.'), "
             f"{str(tmp_path / 'heat.tif')!r}))")
     said = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

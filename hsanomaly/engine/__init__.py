@@ -3,8 +3,8 @@
 import sys
 
 from . import run
-from .run import (DetectResult, LocalExecutor, assemble, detect, fit_scorer, score_array,
-                  score_tile)
+from .run import DetectResult, assemble, detect
+from .tiles import LocalExecutor, fit_scorer, score_array, score_tile
 from .store import TileStore, store_path
 
 __all__ = ["DetectResult", "LocalExecutor", "TileStore", "assemble", "detect", "fit_scorer",

@@ -1,0 +1,170 @@
+"""The engine's checks: before a run (the tile size, the image against the score's window,
+the scorer against the source, the disk), after it (what the tiles' summaries say of the
+scores: nothing scored, one value everywhere, a constant input), and its errors worded as
+one line."""
+
+import os
+from concurrent.futures import CancelledError
+from pathlib import Path
+
+import numpy as np
+
+from ..defaults import MIN_TILE
+from ..errors import HsanomalyError
+from ..io.atomic import describe, destination_of, space_hint
+from ..io.checks import check_disk
+from ..options import check_whole
+from ..spelling import counted, spell
+from .store import resume_hint
+
+NEAR_CONSTANT = 1e-5                       # relative band range below which a raster is "constant"
+RANGE = "_range"                           # per-tile input band minima and maxima, stored with the tile
+COUNTS = "_counts"                         # per tile: valid pixels, and those the score left NaN
+SPREAD = "_spread"                         # per tile: the finite scores' least and greatest, and
+                                           # how many valid pixels scored infinite
+SUMMARIES = (RANGE, COUNTS, SPREAD)        # a tile's arrays that are no output
+
+
+def check_tile(tile):
+    """Refuse, with one line, a tile size that is not a whole number of at least MIN_TILE."""
+    check_whole("tile", tile, MIN_TILE)
+
+
+def check_footprint(source, scorer):
+    """Refuse an image smaller than the neighbourhood the score looks at (a ring would run
+    past every edge); before a quick model is trained for it, too."""
+    size = scorer.footprint
+    if size > min(source.height, source.width):
+        way = next((spell(o) for o in ("rings", "outer") if o in scorer.options), None)
+        raise HsanomalyError(f"{source.name}: the {size}x{size} window of score {scorer.name!r} is "
+                             f"larger than the {source.height}x{source.width} image"
+                             + (f"; a smaller {way} would fit it" if way else ""))
+
+
+def check_scorable(source, scorer):
+    """Everything about the source that can refuse or warn before the work: the scorer's own
+    check (a model's bands, wavelengths, value range), its window, and what the data warns of
+    (``check_data``: values float32 rounds, nodata in a few bands only)."""
+    scorer.check(source)
+    check_footprint(source, scorer)
+    source.check_data()
+
+
+def check_outcome(name, scorer, summaries):
+    """What the scores of a whole raster say about it, from its tiles' ``summaries`` (RANGE,
+    COUNTS, SPREAD; a tile stored by an earlier version may lack some): a constant input, valid
+    pixels left without a score (``check_scored``), scores that overflowed to infinity (an
+    error when every one did: the heatmap would be one value), and a heatmap of one value.
+    Returns (valid pixels, those left without a score), or None where a tile lacks them."""
+    from ..io.checks import warn
+
+    counts = [summary.get(COUNTS) for summary in summaries]
+    totals = None if not counts or any(c is None for c in counts) else \
+        tuple(int(v) for v in np.sum(counts, axis=0))
+    if totals is not None and totals[0] == 0:      # a model-only score fits nothing to refuse it
+        raise HsanomalyError(f"{name}: no pixel to score: every one is nodata (or masked)")
+    if totals is not None:
+        check_scored(name, scorer, *totals)
+    if _is_constant([summary.get(RANGE) for summary in summaries]):
+        warn(f"{name}: every band is constant or nearly so (varies by less than "
+             f"{NEAR_CONSTANT:g} of its value); the scores carry no information")
+        return totals
+    spreads = [summary.get(SPREAD) for summary in summaries]
+    if totals is None or any(s is None for s in spreads):
+        return totals
+    spreads = np.array(spreads)
+    infinite, low, high = int(spreads[:, 2].sum()), np.nanmin(spreads[:, 0], initial=np.inf), \
+        np.nanmax(spreads[:, 1], initial=-np.inf)
+    valid, unscored = totals
+    if infinite and not np.isfinite(low):
+        raise HsanomalyError(f"{name}: every {scorer.name} score overflowed to infinity, so the "
+                             "heatmap would hold one value: its values are far too large for "
+                             "the score's arithmetic (other units than the model's training "
+                             "data?)")
+    if infinite:
+        warn(f"{name}: {counted(infinite, 'pixel')} {'has' if infinite == 1 else 'have'} an "
+             f"infinite {scorer.name} score (values too large for the score's arithmetic); "
+             f"{'it ranks' if infinite == 1 else 'they rank'} beyond every other")
+    elif low == high and valid - unscored > 1:
+        warn(f"{name}: every pixel has the same {scorer.name} score ({low:g}), so the heatmap "
+             "ranks nothing: the scene holds too few distinct spectra for this score")
+    return totals
+
+
+def check_scored(name, scorer, valid, unscored):
+    """Say how many of the ``valid`` pixels ``scorer`` could not score (``unscored``, left
+    NaN): a warning for some, an error for all. The heatmap shows them as nodata, so without
+    this they would pass for it."""
+    if not unscored:
+        return
+    cause = scorer.unscored_cause
+    if unscored == valid and scorer.purge:
+        cause += ("; or, fitted on another scene, every pixel here lies above the purge "
+                  "threshold fitted there, which then leaves them all out (other units?)")
+    if unscored == valid:
+        raise HsanomalyError(f"{name}: the {scorer.name} score left every valid pixel without a "
+                             f"value: {cause}")
+    from ..io.checks import warn
+
+    warn(f"{name}: {unscored} of {valid} valid pixels ({unscored / valid:.2%}) have no "
+         f"{scorer.name} score (NaN in the heatmap, like nodata): {cause}")
+
+
+def check_space(store, outputs, source, resume=False):
+    """Refuse a run whose tile store and outputs (float32, at most their raw size) would not
+    fit on their file systems, saying how much is needed."""
+    pixels = source.height * source.width * 4
+    need = {}
+
+    def add(path, nbytes):
+        folder = os.path.dirname(os.path.abspath(path))
+        device = os.stat(folder).st_dev
+        need[device] = (folder, need.get(device, (folder, 0))[1] + nbytes)
+
+    stored = sum(f.stat().st_size for f in Path(store).glob("tile_*.npz")) if resume else 0
+    add(store, max(0, pixels * sum(b for _, b in outputs.values()) - stored))
+    for path, bands in outputs.values():
+        add(path, pixels * bands)
+    for folder, nbytes in need.values():
+        check_disk(folder, nbytes, "the tile store and outputs need")
+
+
+def _is_constant(ranges):
+    """True when every band of the input, over the stored tiles' ``ranges`` (None for a tile
+    without one), is constant or nearly so."""
+    lo = hi = None
+    for r in ranges:
+        if r is None:             # a tile without the range or damaged: assemble will say
+            return False
+        lo = r[0] if lo is None else np.fmin(lo, r[0])
+        hi = r[1] if hi is None else np.fmax(hi, r[1])
+    if lo is None or not np.isfinite(lo).any():
+        return False
+    span = np.nan_to_num(hi - lo)
+    scale = np.maximum(np.abs(np.nan_to_num(lo)), np.abs(np.nan_to_num(hi)))
+    return bool(np.all(span <= NEAR_CONSTANT * scale))
+
+
+def runtime_error(err, dst):
+    """A one-line HsanomalyError for the ways scoring fails under the user (memory, disk,
+    onnxruntime), or None for anything else (a bug, which keeps its traceback)."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    resume = f"finished tiles are kept: {resume_hint()}"
+    if isinstance(err, HsanomalyError):
+        return None
+    if isinstance(err, MemoryError) or (type(err).__module__.startswith("onnxruntime") and
+                                        ("alloc" in text.lower() or "memory" in text.lower())):
+        return HsanomalyError(f"{dst}: out of memory while scoring (try a smaller {spell('tile')} or "
+                              f"fewer workers); {resume}")
+    if type(err).__module__.startswith("onnxruntime"):
+        return HsanomalyError(f"{dst}: onnxruntime failed while scoring ({text}); {resume}")
+    if type(err).__module__.startswith("distributed") or isinstance(err, CancelledError):
+        return HsanomalyError(f"{dst}: the Dask cluster was lost while scoring "
+                              f"({type(err).__name__}: {text}); {resume}")
+    if isinstance(err, OSError):
+        where = dst if err.filename is None else destination_of(err.filename)
+        hint = space_hint(where, err)        # GDAL's "Write failed" hides a full disk or a limit
+        if hint:
+            resume = f"finished tiles are kept: once there is room, {resume_hint()}"
+        return HsanomalyError(f"{where}: {describe(err)}{hint}; {resume}")
+    return None
