@@ -29,9 +29,10 @@ def other_tables(path):
     """The tables of GeoPackage ``path`` that are not the targets, their style or the
     format's own: its layers, and what it holds unlisted (a QGIS project, a DB Manager
     table)."""
-    tables = set(sqlite_tables(path)) | gpkg_tables(path)
-    return sorted(name for name in tables - {LAYER, STYLE_TABLE}
-                  if not name.startswith(("gpkg_", "rtree_", "sqlite_")))
+    listed, ours = gpkg_tables(path), {LAYER, STYLE_TABLE}
+    unlisted = set(sqlite_tables(path)) - listed     # the format's own, or a user's table
+    return sorted((listed - ours) | {name for name in unlisted - ours
+                                     if not name.startswith(("gpkg_", "rtree_", "sqlite_"))})
 
 
 def check_no_other_layers(path):

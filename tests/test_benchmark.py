@@ -82,7 +82,7 @@ def test_a_truth_of_targets_only_is_skipped_and_a_misplaced_one_refused_first(sc
     only_nodata[0, :2, :2] = 1
     write_raster(scene_dir / "tif" / "zeta-truth.tif", only_nodata)
     assert run_benchmark(scene_dir, ["rx"], [0]).skipped == [
-        "tif/zeta: no target pixel in the ground truth"]
+        "tif/zeta: no target pixel in the ground truth where the scene has data"]
     write_raster(scene_dir / "tif" / "zeta-truth.tif", truth[None].astype(np.float32),
                  transform=Affine(2, 0, 500_010, 0, -2, 6_700_000))     # 5 pixels off
     loaded = []

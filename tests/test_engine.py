@@ -533,3 +533,21 @@ def test_the_engines_module_keeps_its_name_until_0_2_for_imports_and_pickles():
     old = pickle.dumps(result, protocol=0).replace(b"hsanomaly.engine.run", b"hsanomaly.engine.detect")
     assert b"hsanomaly.engine.detect" in old and pickle.loads(old) == result
     assert result.text(3.0).endswith("4 tiles in 3.0 s") and result.text().endswith("in 1.5 s")
+
+
+def test_score_array_takes_its_thread_count_and_writers_take_any_byte_order(tmp_path):
+    """benchmarks/train_quality.py scores on one thread (its parameter went once, as unused);
+    a big-endian array failed to write once the profile named its dtype by str()."""
+    from hsanomaly.engine import score_array
+    from hsanomaly.io.convert import write_geotiff
+    from hsanomaly.io.source import ArraySource
+    from hsanomaly.scorers import make_scorer
+
+    cube = np.random.default_rng(0).random((6, 40, 40), dtype=np.float32)
+    source = ArraySource(cube)
+    scorer = make_scorer("rx").fit(source)
+    np.testing.assert_array_equal(score_array(source, scorer, tile=16, threads=1)["score"],
+                                  score_array(source, scorer, tile=16)["score"])
+    write_geotiff(tmp_path / "big.tif", cube.astype(">f4"))
+    with rasterio.open(tmp_path / "big.tif") as ds:
+        np.testing.assert_array_equal(ds.read(), cube)

@@ -186,6 +186,13 @@ def test_a_targets_geopackage_holding_a_qgis_project_is_no_longer_only_ours(tmp_
     assert not is_targets_file(gpkg)
     with pytest.raises(HsanomalyError, match=r"holding other tables \(qgis_projects\)"):
         check_no_other_layers(gpkg)
+    with contextlib.closing(sqlite3.connect(gpkg)) as db, db:
+        db.execute("DROP TABLE qgis_projects")
+    roads = gpd.GeoDataFrame({"name": ["a"]}, geometry=gpd.points_from_xy([0], [0]), crs=CRS)
+    roads.to_file(gpkg, layer="rtree_roads", engine="pyogrio")   # a layer, named as an index
+    assert not is_targets_file(gpkg)
+    with pytest.raises(HsanomalyError, match=r"holding other tables \(rtree_roads\)"):
+        check_no_other_layers(gpkg)
 
 
 # --- polygons -----------------------------------------------------------------------------------

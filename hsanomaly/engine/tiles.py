@@ -125,7 +125,7 @@ class LocalExecutor:
                 yield index
 
 
-def score_array(source, scorer, tile=TILE):
+def score_array(source, scorer, tile=TILE, threads=TILE_THREADS):
     """Every output of a fitted ``scorer`` over an in-memory-sized ``source``, as whole arrays.
 
     The same tiles as ``detect`` (so the same numbers), without a tile store or a GeoTIFF:
@@ -134,7 +134,7 @@ def score_array(source, scorer, tile=TILE):
     check_scorable(source, scorer)
     windows = source.windows(tile)
     arrays, summaries = {}, []
-    for index, outputs in scored_tiles(source, scorer, windows, range(len(windows))):
+    for index, outputs in scored_tiles(source, scorer, windows, range(len(windows)), threads):
         window = windows[index]
         summaries.append({name: outputs[name] for name in SUMMARIES})
         for name, value in outputs.items():

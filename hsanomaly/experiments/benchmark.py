@@ -276,8 +276,9 @@ def benchmark_scene(scene, methods, seeds, models_root, iterations, log=None):
     log = log or (lambda message: None)
     data = scene.load()
     if data.truth is None or not data.truth[data.evaluated].any():
-        log(f"{scene.name}: skipped, no target pixel in the ground truth")
-        return [], f"{scene.name}: no target pixel in the ground truth"
+        where = "" if data.truth is None or not data.truth.any() else " where the scene has data"
+        log(f"{scene.name}: skipped, no target pixel in the ground truth{where}")
+        return [], f"{scene.name}: no target pixel in the ground truth{where}"
     if data.truth[data.evaluated].all():      # no background to rank the targets against
         log(f"{scene.name}: skipped, no background pixel in the ground truth")
         return [], f"{scene.name}: no background pixel in the ground truth"

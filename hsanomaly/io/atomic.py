@@ -389,7 +389,7 @@ def atomic_directory(path, check=None):
 
 
 # a private folder's name within a path in a text (a library's message), to leave out of it
-PRIVATE_FOLDER = re.compile(r"[/\\]\.[^/\\\s]*" + re.escape(TMP_SUFFIX) + r"(?=[/\\])")
+PRIVATE_FOLDER = re.compile(r"[/\\]\.[^/\\]*?" + re.escape(TMP_SUFFIX) + r"(?=[/\\])")
 
 
 def destination_of(path):

@@ -23,7 +23,7 @@ OVERVIEW_MIN = 256        # build overview levels until the smaller side is belo
 def geotiff_profile(width, height, bands, dtype):
     """The creation profile of every GeoTIFF hsanomaly writes: tiled in output blocks,
     deflate (with the float predictor for floats), BigTIFF where it might need it."""
-    profile = {"driver": "GTiff", "dtype": str(dtype), "count": bands, "width": width,
+    profile = {"driver": "GTiff", "dtype": np.dtype(dtype).name, "count": bands, "width": width,
                "height": height, "tiled": True, "blockxsize": OUTPUT_BLOCK,
                "blockysize": OUTPUT_BLOCK, "compress": "deflate", "BIGTIFF": "IF_SAFER"}
     if np.dtype(dtype).kind == "f":

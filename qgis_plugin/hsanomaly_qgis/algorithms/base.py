@@ -121,9 +121,11 @@ def layer_problem(layer, name):
 
 def gdal_names(value):
     """The GDAL dataset names (not existing files) in a parameter value: a string or a list
-    (as the library tells them: checked only once it is installed)."""
-    from hsanomaly.io.source import is_gdal_name
-
+    (as the library tells them; none where it cannot load)."""
+    try:
+        from hsanomaly.io.source import is_gdal_name
+    except ImportError:          # a library that cannot load: the run says how to install it
+        return []
     values = value if isinstance(value, (list, tuple)) else [value]
     return [v for v in values if isinstance(v, str) and is_gdal_name(v) and not Path(v).exists()]
 
@@ -266,8 +268,7 @@ def crs_set_in_qgis(algorithm, parameters, name, context):
     if layer is None or not layer.crs().isValid() or layer.crs() == layer.dataProvider().crs():
         return None
     crs = layer.dataProvider().crs()
-    held = (crs.authid() or crs.description() or "a CRS without a code") if crs.isValid() \
-        else "none"
+    held = (crs.authid() or crs.toProj() or "a CRS without a code") if crs.isValid() else "none"
     return (f"{layer.name()}: its CRS ({layer.crs().authid()}) is set in QGIS, not in its file, "
             f"which hsanomaly reads: the outputs carry the file's ({held}); assign the CRS to "
             f"the file (Raster > Projections > Assign Projection) to carry it "

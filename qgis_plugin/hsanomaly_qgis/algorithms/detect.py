@@ -158,11 +158,6 @@ class DetectAnomalies(HsanomalyAlgorithm):
         heatmap = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         polygons, layer = geopackage_file(
             self.parameterAsOutputLayer(parameters, self.POLYGONS, context))
-        from hsanomaly.polygons import LAYER
-
-        if layer not in (None, LAYER):
-            feedback.pushWarning(f"Target polygons: written as layer {LAYER!r} of {polygons}, "
-                                 f"not {layer!r}: hsanomaly writes a GeoPackage of its own")
         threshold = None if is_empty(parameters, self.THRESHOLD) else \
             self.parameterAsDouble(parameters, self.THRESHOLD, context)
         far = self._far(parameters, context)
@@ -195,9 +190,13 @@ class DetectAnomalies(HsanomalyAlgorithm):
             feedback.pushWarning(f"{what}: not used by score {score!r}, {why}")
         with self.library_errors(feedback):
             from hsanomaly.api import detect
-            from hsanomaly.polygons import check_no_other_layers
+            from hsanomaly.polygons import LAYER, check_no_other_layers
             from hsanomaly.spelling import counted
 
+            if layer not in (None, LAYER):
+                feedback.pushWarning(f"Target polygons: written as layer {LAYER!r} of "
+                                     f"{polygons}, not {layer!r}: hsanomaly writes a GeoPackage "
+                                     "of its own")
             if polygons:      # replaced without asking: never with a user's layers in it
                 check_no_other_layers(polygons)
             result = detect(
