@@ -205,3 +205,12 @@ def test_a_layer_that_is_no_raster_file_is_named_as_such(scene, tmp_path):
     finally:
         QgsProject.instance().removeAllMapLayers()
     assert not (tmp_path / "h.tif").exists()
+
+
+def test_gdal_names_where_the_library_cannot_load_leave_the_answer_to_the_run(plugin, monkeypatch):
+    """Installed but broken (a dependency missing), the library's import in the dialog's
+    check raised a traceback instead of the install hint the run gives."""
+    base = sys.modules["hsanomaly_qgis.algorithms.base"]
+    assert base.gdal_names(["/vsizip/a.zip/x.tif"]) == ["/vsizip/a.zip/x.tif"]
+    monkeypatch.setitem(sys.modules, "hsanomaly.io.source", None)     # import fails
+    assert base.gdal_names(["/vsizip/a.zip/x.tif"]) == []
