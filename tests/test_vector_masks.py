@@ -55,6 +55,19 @@ def test_polygons_by_pixel_edges_give_the_truth_raster(grid, tmp_path):
     np.testing.assert_array_equal(mask, truth)
 
 
+def test_the_memory_to_burn_features_is_checked_first(grid, tmp_path, monkeypatch):
+    """Features are burnt onto the whole grid at once: a huge raster's ran out of memory in
+    the middle (a bare MemoryError, or the OOM killer)."""
+    import hsanomaly.io.checks
+
+    scene, truth = grid
+    layer = write_layer(tmp_path / "t.gpkg", [pixel_box(10, 10, 12, 12)])
+    monkeypatch.setattr(hsanomaly.io.checks, "available_memory", lambda: 10_000)
+    with pytest.raises(HsanomalyError, match=r"t.gpkg: burning its features onto the 40x50 grid "
+                                             r"of .*scene.tif needs about 15.6 KiB of memory"):
+        read_truth(layer, shape=truth.shape, grid_of=scene)
+
+
 def test_features_in_another_crs_are_reprojected(grid, tmp_path):
     """GeoJSON is lon/lat: the same polygons, reprojected there and back, cover the same centres."""
     scene, truth = grid

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import HsanomalyError
 from ..spelling import counted
-from .checks import warn_once
+from .checks import check_memory, warn_once
 from .source import is_gdal_name, open_raster
 
 # QGIS names one layer of a file so (a layer's "source"): "targets.gpkg|layername=truth"
@@ -24,6 +24,7 @@ LAYER_TAG = "|layername="
 QGIS_OPTIONS = ("layername", "layerid", "subset", "geometrytype")
 # the files a shapefile is made of besides the .shp (an output must not replace them)
 SHAPEFILE_PARTS = (".shx", ".dbf", ".prj", ".cpg", ".qix", ".sbn", ".sbx", ".qmd")
+BURN_BYTES_PER_PIXEL = 8     # the mask, two rasters of part numbers and a boolean at once
 
 
 def split_layer(path):
@@ -98,6 +99,8 @@ def read_vector_mask(path, grid_of, required=True):
     CRS; without ``required`` that is a warning (a mask shared by several rasters)."""
     file, layer = split_layer(path)
     crs, transform, shape = _grid_of(grid_of, path)
+    check_memory(path, BURN_BYTES_PER_PIXEL * shape[0] * shape[1],
+                 f"burning its features onto the {shape[0]}x{shape[1]} grid of {grid_of}")
     frame = _read_layer(path, file, layer)
     empty = frame.geometry.isna() | frame.geometry.is_empty
     if empty.all():
