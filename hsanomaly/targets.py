@@ -22,7 +22,8 @@ from .thresholds import READ_CHUNK, score_chunks, threshold_from_far
 
 def check_threshold_choice(threshold, far, label, wanted="targets"):
     """Refuse, in one line starting with ``label``, anything but one of a finite
-    ``threshold`` or a false-alarm rate ``far`` (a rate or "auto"), which ``wanted`` need."""
+    ``threshold`` or a false-alarm rate ``far`` (a rate or "auto", text that reads as one
+    too: a command line's, a dialog's), which ``wanted`` need; returns ``far`` as a rate."""
     either = f"{spell('threshold')} or {spell('far')}"
     if threshold is None and far is None:
         raise HsanomalyError(f"{label}: {wanted} need {either}")
@@ -31,8 +32,7 @@ def check_threshold_choice(threshold, far, label, wanted="targets"):
     if threshold is not None and not is_real(threshold):
         raise HsanomalyError(f"{label}: {spell('threshold')} must be a finite number, got "
                              f"{threshold}")
-    if far is not None:
-        check_rate(f"{label}: {spell('far')}", far, auto=True)
+    return None if far is None else check_rate(f"{label}: {spell('far')}", far, auto=True)
 
 
 def find_targets(heatmap, *, threshold=None, far=None, transform=None, crs=None,
@@ -52,7 +52,7 @@ def find_targets(heatmap, *, threshold=None, far=None, transform=None, crs=None,
 
     is_file = isinstance(heatmap, (str, os.PathLike))
     name = name or (heatmap if is_file else "<array>")
-    check_threshold_choice(threshold, far, name)
+    far = check_threshold_choice(threshold, far, name)
     score = ""
     if is_file:
         transform, crs, width, score = _placement(heatmap, name)

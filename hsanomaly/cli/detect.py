@@ -15,16 +15,6 @@ def _taking(option):
     return ", ".join(name for name, cls in REGISTRY.items() if option in cls.options)
 
 
-def _far(ctx, param, value):
-    """--far: a number or 'auto' (its range is checked with the other polygon options)."""
-    if value is None or value == "auto":
-        return value
-    try:
-        return float(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is neither a number nor 'auto'") from None
-
-
 @with_verbosity
 @click.command()
 @click.argument("src", type=click.Path(dir_okay=False))
@@ -113,7 +103,7 @@ def _far(ctx, param, value):
                    "decrease; needs --refine N or --solver thesis).")
 @click.option("--polygons", type=click.Path(dir_okay=False), help="Write target polygons (GeoPackage).")
 @click.option("--threshold", type=float, default=None, help="Score threshold for --polygons.")
-@click.option("--far", default=None, callback=_far,
+@click.option("--far", default=None,
               help="False-alarm rate for the polygon threshold, or 'auto'.")
 @click.option("--png", type=click.Path(dir_okay=False), help="Also write a quick-look PNG heatmap.")
 @click.option("--device", default=None,

@@ -37,7 +37,7 @@ GAN = ["--score", "recon", "--model", "no-model"]     # refused before the model
     (["--codebook-scale", "1"], "--codebook-scale", 1),   # rx has no latent search
     (["--far", "2", "--polygons", "t.gpkg"], "--far", 1),
     (["--far", "nan", "--polygons", "t.gpkg"], "--far", 1),
-    (["--far", "often", "--polygons", "t.gpkg"], "--far", 2),
+    (["--far", "often", "--polygons", "t.gpkg"], "--far must be a false-alarm rate", 1),
     (["--threshold", "nan", "--polygons", "t.gpkg"], "--threshold", 1),
     (["--threshold", "3"], "--polygons", 1),
     (["--polygons", "t.gpkg"], "--threshold or --far", 1),

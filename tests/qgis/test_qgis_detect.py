@@ -161,8 +161,11 @@ def test_library_errors_become_one_line_processing_errors(scene, tmp_path):
                    POLYGONS=tmp_path / "t.gpkg")
     assert str(err.value) == (f"{tmp_path / 't.gpkg'}: polygons need 'Polygon score threshold' "
                               "or 'Polygon false-alarm rate'")
-    with pytest.raises(QgsProcessingException, match="neither a number nor 'auto'"):
-        run_detect(INPUT=scene[0], SCORE="rx", OUTPUT=tmp_path / "heat.tif", FAR="often")
+    with pytest.raises(QgsProcessingException, match=r"'Polygon false-alarm rate' must be a "
+                                                     r"false-alarm rate in \(0, 1\) or auto, "
+                                                     r"got 'often'"):
+        run_detect(INPUT=scene[0], SCORE="rx", OUTPUT=tmp_path / "heat.tif", FAR="often",
+                   POLYGONS=tmp_path / "t.gpkg")
     assert list(tmp_path.glob("heat*")) == []
     # the command line's names become the dialog's: --threshold or --far, SRC and DST
     with pytest.raises(QgsProcessingException) as err:

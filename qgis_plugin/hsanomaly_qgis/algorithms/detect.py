@@ -1,6 +1,6 @@
 """Detect anomalies: a raster layer in, a heatmap raster (and target polygons) out."""
 
-from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingParameterBoolean,
+from qgis.core import (QgsProcessing, QgsProcessingParameterBoolean,
                        QgsProcessingParameterDefinition, QgsProcessingParameterEnum, QgsProcessingParameterFile,
                        QgsProcessingParameterNumber, QgsProcessingParameterRasterDestination,
                        QgsProcessingParameterRasterLayer, QgsProcessingParameterString,
@@ -137,14 +137,8 @@ class DetectAnomalies(HsanomalyAlgorithm):
         return ("hsanomaly",)
 
     def _far(self, parameters, context):
-        text = self.parameterAsString(parameters, self.FAR, context).strip()
-        if not text or text == "auto":
-            return text or None
-        try:
-            return float(text)
-        except ValueError:
-            raise QgsProcessingException(
-                f"false-alarm rate {text!r} is neither a number nor 'auto'") from None
+        """The rate's text, which the library reads (a number or "auto"), or None."""
+        return self.parameterAsString(parameters, self.FAR, context).strip() or None
 
     def processAlgorithm(self, parameters, context, feedback):
         source = raster_source(self, parameters, self.INPUT, context)
