@@ -34,6 +34,7 @@ import threading
 import numpy as np
 
 from ..errors import HsanomalyError
+from ..options import check_whole
 from ..spelling import spell
 from .. import defaults
 from .base import (Scorer, check_pixels, in_chunks, inverse, log_distance, mahalanobis_sq, mean_cov,
@@ -60,8 +61,7 @@ class ResidualScorer(Purged, Scorer):
 
     def __init__(self, model, sample=defaults.RESIDUAL_SAMPLE, seed=defaults.SEED, trim=defaults.RESIDUAL_TRIM,
                  purge=defaults.PURGE, neighbour_weight=defaults.NEIGHBOUR_WEIGHT, **gan_options):
-        if sample < 2:
-            raise HsanomalyError(f"{spell('sample')} must be at least 2, got {sample}")
+        check_whole("sample", sample, 2)
         if not 0 <= trim < 0.5:
             raise HsanomalyError(f"{spell('trim')} must lie in [0, 0.5), got {trim}")
         self.purge = check_purge(purge)

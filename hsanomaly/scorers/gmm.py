@@ -3,8 +3,8 @@
 import numpy as np
 
 from .. import defaults
-from ..errors import HsanomalyError
 from ..io.checks import warn_once
+from ..options import check_whole
 from ..spelling import counted, spell
 from .base import Scorer, check_pixels
 
@@ -20,8 +20,7 @@ class GaussianMixtureScorer(Scorer):
     def __init__(self, components=defaults.GMM_COMPONENTS, pca=defaults.GMM_PCA,
                  sample=defaults.GMM_SAMPLE, seed=defaults.SEED):
         for option, value in (("components", components), ("pca", pca), ("sample", sample)):
-            if value < 1:
-                raise HsanomalyError(f"{spell(option)} must be at least 1, got {value}")
+            check_whole(option, value, 1)
         self.components, self.pca, self.sample, self.seed = components, pca, sample, seed
 
     def params(self):

@@ -22,6 +22,7 @@ import numpy as np
 
 from .. import defaults
 from ..errors import HsanomalyError
+from ..options import check_whole
 from ..spelling import spell
 from .base import Scorer, log_distance, mean_cov, moments
 from .purge import Purged, check_neighbour_weight, check_purge
@@ -53,9 +54,8 @@ def rings_text(rings):
 
 
 def check_top_rings(top_rings):
-    if isinstance(top_rings, bool) or int(top_rings) != top_rings or top_rings < 0:
-        raise HsanomalyError(f"{spell('top_rings')} must be a whole number of at least 0 (0: every ring), "
-                             f"got {top_rings!r}")
+    """How many of its largest ring distances a pixel averages (0: every ring)."""
+    check_whole("top_rings", top_rings, 0)
     return int(top_rings)
 
 

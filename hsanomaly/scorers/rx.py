@@ -4,6 +4,7 @@ import numpy as np
 
 from .. import defaults
 from ..errors import HsanomalyError
+from ..options import check_whole
 from ..spelling import counted, spell
 from .base import (Scorer, check_pixels, in_chunks, inverse, log_distance, mahalanobis_sq,
                    mean_cov, scene_moments)
@@ -63,8 +64,7 @@ class LocalRX(Scorer):
     def __init__(self, outer=defaults.LRX_OUTER, guard=defaults.LRX_GUARD,
                  pca=defaults.LRX_PCA, ridge=1e-6):
         check_ring(outer, guard, f"{spell('outer')}/{spell('guard')}")
-        if pca < 1:
-            raise HsanomalyError(f"{spell('pca')} must be at least 1, got {pca}")
+        check_whole("pca", pca, 1)
         self.outer, self.guard, self.pca, self.ridge = outer, guard, pca, ridge
 
     @property
