@@ -72,7 +72,8 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
     An existing output file hsanomaly did not write is refused unless ``overwrite``.
     Returns a ``hsanomaly.DetectResult`` (its ``seconds``: the whole call's).
     """
-    from .distributed import DaskExecutor, optional_client
+    from .cluster import optional_client
+    from .distributed import DaskExecutor
     from .engine import detect as run_engine
     from .engine.run import check_resumed_run
     from .engine.store import store_path

@@ -63,7 +63,7 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
     fail, saying so).
     """
 
-    from .distributed import optional_client
+    from .cluster import optional_client
     from .engine.store import batch_resumes
 
     model = model_path(model)

@@ -14,119 +14,18 @@ through ``DistributedSource`` and give exactly the local results: per-tile parts
 computed in parallel and folded in tile order, and samples draw the same pixels.
 """
 
-import contextlib
-import os
-import logging
-import re
 import socket
 
+from .cluster import import_distributed
 from .defaults import TILE
 from .engine import score_tile
 from .engine.store import resume_hint
 from .errors import HsanomalyError
-from .options import check_whole
 from .spelling import current, spell, spelled
 from .io.source import add
 
-logger = logging.getLogger(__name__)
-
 # Per-tile parts folded by one task; the fold itself is sequential, in tile order.
 FOLD_CHUNK = 32
-
-# Seconds to wait for a scheduler to answer before giving up with one line.
-CONNECT_TIMEOUT = 10
-
-_HOST = r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?)"
-# the port is required: Dask refuses an address without one only after a half-built Client
-# has started, whose clean-up prints a traceback 20 s later
-_ADDRESS = re.compile(rf"^((tcp|tls|ucx|ws|wss)://)?{_HOST}:[0-9]{{1,5}}/?$|^inproc://\S+$")
-
-
-def check_address(address):
-    """Refuse, before anything connects, a scheduler address Dask could not parse."""
-    if not isinstance(address, str) or not _ADDRESS.match(address.strip()):
-        raise HsanomalyError(f"{spell('scheduler', address)}: not a Dask scheduler address "
-                             "(expected host:port, e.g. tcp://host:8786 or host:8786)")
-    port = re.search(r":([0-9]{1,5})/?$", address.strip())
-    if port and not 0 < int(port.group(1)) < 65536:
-        raise HsanomalyError(f"{spell('scheduler', address)}: port {port.group(1)} is out of range")
-
-
-def check_execution(workers, scheduler):
-    """workers and scheduler: a positive count, a well-formed address, not both."""
-    check_whole("workers", workers, 1, optional=True)
-    if workers and scheduler:
-        raise HsanomalyError(f"{scheduler}: give either {spell('scheduler')} or {spell('workers')}, "
-                             "not both")
-    if scheduler is not None and isinstance(scheduler, (str, os.PathLike)):
-        check_address(str(scheduler))
-
-
-_quiet = False
-
-
-def quiet_dask():
-    """Keep Dask's own logging (its tracebacks of a lost scheduler, a worker's heartbeat) off
-    stderr from the next cluster on: the command line says what went wrong in one line. Dask
-    sets its loggers' levels when first imported, so they are lowered after that import."""
-    global _quiet
-    _quiet = True
-
-
-def _distributed():
-    try:
-        import distributed
-    except ImportError:
-        raise HsanomalyError(f"{spell('workers')}/{spell('scheduler')} need Dask: pip install "
-                             "'hsanomaly[dask]'") from None
-    if _quiet:
-        for name in [n for n in logging.root.manager.loggerDict if n.split(".")[0] == "distributed"]:
-            logging.getLogger(name).setLevel(logging.CRITICAL)
-        logging.getLogger("distributed").setLevel(logging.CRITICAL)
-    return distributed
-
-
-@contextlib.contextmanager
-def optional_client(workers=None, scheduler=None):
-    """``dask_client`` for ``workers`` / ``scheduler``, or None (work in this process) without
-    either."""
-    if not (workers or scheduler):
-        yield None
-        return
-    with dask_client(workers, scheduler) as client:
-        yield client
-
-
-@contextlib.contextmanager
-def dask_client(workers=None, scheduler=None):
-    """A Client for ``scheduler`` (an address, or a Client used as is) or a local cluster of
-    ``workers`` single-threaded processes, closed on exit unless it was passed in."""
-    check_execution(workers, scheduler)
-    distributed = _distributed()
-    if isinstance(scheduler, distributed.Client):
-        yield scheduler
-    elif scheduler:
-        try:
-            client = distributed.Client(scheduler, set_as_default=False, timeout=CONNECT_TIMEOUT)
-        except (OSError, TimeoutError, ValueError) as err:
-            detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise HsanomalyError(f"{scheduler}: no Dask scheduler answers within "
-                                 f"{CONNECT_TIMEOUT} s ({detail})") from None
-        with client:
-            if not client.scheduler_info().get("workers"):   # tasks would wait without a word
-                logger.warning("%s: the Dask scheduler has no worker yet; the run waits until "
-                               "one joins (dask worker %s)", scheduler, scheduler)
-            yield client
-    else:
-        if not workers:
-            raise HsanomalyError(f"a Dask cluster needs {spell('workers', placeholder='N')} or "
-                                 f"{spell('scheduler', placeholder='ADDRESS')}")
-        # under the command line the workers' own logs stay quiet too (``quiet_dask``)
-        quiet = logging.CRITICAL if _quiet else logging.WARN
-        with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                      dashboard_address=":0", silence_logs=quiet) as cluster, \
-                distributed.Client(cluster, set_as_default=False) as client:
-            yield client
 
 
 def _share(client, obj):
@@ -230,7 +129,7 @@ class DaskExecutor:
         return cluster_source
 
     def run(self, source, scorer, store, windows, todo):
-        distributed = _distributed()
+        distributed = import_distributed()
         shared = self._shared if self._shared is not None else _share(self.client, source)
         job = _share(self.client, (scorer, store, current()))
         futures = self.client.map(_score_into_store, [shared] * len(todo), [job] * len(todo), todo,

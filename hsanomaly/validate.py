@@ -229,7 +229,7 @@ def check_request(score, model, options, extras=None, tile=None, workers=None, s
     """The options of a detect run: names the score takes and values of their kinds and
     ranges, the extras, the executor, the progress callback, and its switches (``flags``:
     resume, overwrite, ...). Returns the score's class."""
-    from .distributed import check_execution
+    from .cluster import check_execution
     from .engine.checks import check_tile
     from .scorers import check_extras, check_scorer
 

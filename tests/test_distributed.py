@@ -21,7 +21,8 @@ from hsanomaly.scorers.base import scene_moments
 distributed = pytest.importorskip("distributed", reason="needs dask[distributed] (the [dask] extra)")
 
 from hsanomaly.cli.detect_many import detect_many as detect_many_command  # noqa: E402
-from hsanomaly.distributed import DaskExecutor, DistributedSource, dask_client  # noqa: E402
+from hsanomaly.cluster import dask_client  # noqa: E402
+from hsanomaly.distributed import DaskExecutor, DistributedSource  # noqa: E402
 from hsanomaly.engine import detect as run_engine  # noqa: E402
 
 TILE = 16
@@ -271,7 +272,7 @@ def test_a_scheduler_without_workers_is_said(caplog):
 
     from distributed import LocalCluster
 
-    from hsanomaly.distributed import dask_client
+    from hsanomaly.cluster import dask_client
 
     with LocalCluster(n_workers=0, dashboard_address=":0") as cluster, \
             caplog.at_level(logging.WARNING, logger="hsanomaly"):
@@ -317,22 +318,62 @@ def test_the_command_line_keeps_dask_s_own_logs_quiet(monkeypatch):
     when first imported, so they are lowered after that import."""
     import logging
 
-    import hsanomaly.distributed as dist
+    import hsanomaly.cluster as cluster
 
     names = ["distributed", "distributed.client", "distributed.worker"]
     before = {name: logging.getLogger(name).level for name in names}
     for name in names:          # as Dask leaves them (an earlier command may have lowered them)
         logging.getLogger(name).setLevel(logging.WARNING)
-    monkeypatch.setattr(dist, "_quiet", False)
-    dist._distributed()
+    monkeypatch.setattr(cluster, "_quiet", False)
+    cluster.import_distributed()
     assert logging.getLogger("distributed.client").getEffectiveLevel() < logging.CRITICAL
     try:
-        dist.quiet_dask()
-        dist._distributed()
+        cluster.quiet_dask()
+        cluster.import_distributed()
         assert all(logging.getLogger(n).getEffectiveLevel() == logging.CRITICAL for n in names)
     finally:
         for name, level in before.items():
             logging.getLogger(name).setLevel(level)
+
+
+@pytest.mark.parametrize("speaks", [b"", b"SSH-2.0-OpenSSH_8.9\r\n" * 20])
+def test_an_address_where_no_dask_scheduler_answers_is_refused_in_time(tmp_path, monkeypatch,
+                                                                       speaks):
+    """A port that accepts and stays silent (a web server) kept the run waiting for good;
+    one that sends another service's bytes ended in "out of memory" and a traceback."""
+    import socket
+    import threading
+    import time
+
+    import hsanomaly.cluster as cluster
+
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", 2)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def serve():
+        peer, _ = server.accept()
+        peer.sendall(speaks)
+        time.sleep(5)
+        peer.close()
+    threading.Thread(target=serve, daemon=True).start()
+    address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    start = time.monotonic()
+    with pytest.raises(HsanomalyError, match=f"{address}: no Dask scheduler answers within 2 s"):
+        with cluster.dask_client(scheduler=address):
+            pass
+    assert time.monotonic() - start < 10
+    server.close()
+
+
+def test_a_tls_address_without_tls_settings_is_one_line():
+    import hsanomaly.cluster as cluster
+
+    with pytest.raises(HsanomalyError, match=r"tls://127.0.0.1:1: no Dask scheduler answers "
+                                             r"within 10 s \(TLS expects"):
+        with cluster.dask_client(scheduler="tls://127.0.0.1:1"):
+            pass
 
 
 def test_a_batch_store_keeps_its_resume_hint_on_a_worker(tmp_path):

@@ -44,7 +44,7 @@ class LazyGroup(click.Group):
         return getattr(importlib.import_module(module), attr)
 
     def invoke(self, ctx):
-        from ..distributed import quiet_dask
+        from ..cluster import quiet_dask
         from ..io.atomic import describe, ignore_file_size_signal
 
         ignore_file_size_signal()     # past ulimit -f a write fails (EFBIG), the process lives
