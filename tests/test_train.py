@@ -64,6 +64,19 @@ def test_sampling_is_repeatable_and_split(synthetic_raster):
     assert load_training_data([path], bands=4).bands == 4
 
 
+def test_a_band_constant_in_the_training_data_is_said_as_it_is_left_out(tmp_path):
+    """Training said only "12 -> 11 bands": a spike in that band alone then ranked 76th of
+    1,600 under recon, 1st under rx."""
+    from hsanomaly.errors import HsanomalyWarning
+
+    cube, _ = synthetic_cube()
+    cube[4] = 0.25
+    path = write_raster(tmp_path / "flat.tif", cube)
+    with pytest.warns(HsanomalyWarning, match=r"flat.tif: 1 band of the 12 read constant .* left "
+                                              r"out of the model \(5\): its GAN scores cannot"):
+        assert load_training_data([path]).bands == 11
+
+
 def test_rare_spectra_are_boosted_but_singular_ones_are_not():
     rng = np.random.default_rng(0)
     centres = {0.0: 6400, 5.0: 400, 10.0: 20}   # 94 %, 6 %, 0.3 % of the pixels

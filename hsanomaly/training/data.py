@@ -24,7 +24,7 @@ from ..io.exclusion import Exclusion
 from ..io.checks import warn
 from ..model.compat import first_mismatch
 from ..preprocess import Preprocessor
-from ..spelling import spell
+from ..spelling import counted, spell
 
 MAX_SAMPLE_PIXELS = 2**17
 VAL_FRACTION = 0.1
@@ -193,6 +193,12 @@ def _fit_preprocessor(path, raw, bands, sqrt, whiten):
             pre = Preprocessor(n_bands=defaults.TRAIN_BANDS, sqrt=sqrt, whiten=whiten).fit(pixels)
     except HsanomalyError as err:
         raise HsanomalyError(f"{path}: {err}") from None
+    dropped = [i + 1 for i, kept in enumerate(pre.keep_) if not kept]
+    if dropped:
+        shown = ", ".join(map(str, dropped[:8])) + (", ..." if len(dropped) > 8 else "")
+        warn(f"{path}: {counted(len(dropped), 'band')} of the {n_in} read constant (or not a "
+             f"number) over the training pixels, left out of the model ({shown}): its GAN "
+             "scores cannot see what happens there (rx and the rings still do)")
     return pre
 
 
