@@ -5,6 +5,7 @@ settings, so finished rasters are skipped, interrupted ones resumed, changed one
 """
 
 import contextlib
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from .hints import Inputs, ModelArg, PathArg, Progress, Scheduler
 from .io.atomic import describe
 from .io.checks import one_job
 from .logs import progress_bar
-from .quickmodel import quick_model_path, scene_model_path
+from .quickmodel import quick_model_path
 from .scorers import scorer_class, scorer_for
 from .spelling import spell
 from .validate import batch_inputs, batch_paths, check_raster_path, check_request, model_path
@@ -74,7 +75,7 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
                         overwrite=overwrite, progress=progress, batch=(detect, detect_many))
     out_dir = Path(out_dir)
     targets = [(src, batch_output(src, out_dir, score)) for src in batch_inputs(inputs)]
-    batch_paths(targets, out_dir, scene_model_path if cls.needs_model and model is None else None,
+    batch_paths(targets, out_dir, functools.partial(quick_model_path, cls, model),
                 overwrite, mask=mask, model=model)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -156,7 +157,7 @@ def _batch_state(src, dst, score, model, tile, options, exclusion=None):
     store = store_path(dst)
     if not (store.exists() or dst.exists()):
         return "score"           # nothing earlier: no fingerprint to compute before detect does
-    model = model or quick_model_path(scorer_class(score), model, dst)
+    model = model or quick_model_path(scorer_class(score), None, dst)
     scorer = scorer_for(score, options, model)       # its options were checked: builds
     try:
         with _masked(src, exclusion) as source:

@@ -100,11 +100,15 @@ def check_scheduler(address):
         try:
             info = pool.submit(asyncio.run, asyncio.wait_for(identity(), CONNECT_TIMEOUT)).result()
         except Exception as err:    # refused, silent, garbage, TLS unset: one line for them all
-            detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise HsanomalyError(f"{address}: no Dask scheduler answers within "
-                                 f"{CONNECT_TIMEOUT} s ({detail})") from None
+            raise _no_scheduler(address, err) from None
     if not (isinstance(info, dict) and info.get("type") == "Scheduler"):
         raise HsanomalyError(f"{address}: what answers there is no Dask scheduler")
+
+
+def _no_scheduler(address, err):
+    detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return HsanomalyError(f"{address}: no Dask scheduler answers within {CONNECT_TIMEOUT} s "
+                          f"({detail})")
 
 
 @contextlib.contextmanager
@@ -121,9 +125,7 @@ def dask_client(workers=None, scheduler=None):
         try:
             client = distributed.Client(scheduler, set_as_default=False, timeout=CONNECT_TIMEOUT)
         except (OSError, TimeoutError, ValueError) as err:
-            detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise HsanomalyError(f"{scheduler}: no Dask scheduler answers within "
-                                 f"{CONNECT_TIMEOUT} s ({detail})") from None
+            raise _no_scheduler(scheduler, err) from None
         with client:
             if not client.scheduler_info().get("workers"):   # tasks would wait without a word
                 logger.warning("%s: the Dask scheduler has no worker yet; the run waits until "

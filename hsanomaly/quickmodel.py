@@ -71,7 +71,6 @@ def resumable_quick_model(src, dst, quick):
     from .io.ownership import other_input
     from .io.paths import is_quick_model, quick_model_input
     from .model import load_bundle
-    from .scorers.gan import bundle_digest
 
     store = store_path(dst)
     manifest = read_manifest(store)
@@ -84,7 +83,7 @@ def resumable_quick_model(src, dst, quick):
         return False
     config = manifest.get("config")
     scored_with = config.get("scorer") if isinstance(config, dict) else None
-    return isinstance(scored_with, dict) and scored_with.get("model") == bundle_digest(bundle)
+    return isinstance(scored_with, dict) and scored_with.get("model") == bundle.digest()
 
 
 def train_on_copy(source, training):

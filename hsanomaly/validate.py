@@ -150,7 +150,7 @@ def batch_paths(targets, out_dir, quick_model=None, overwrite=False, mask=None, 
     """detect-many: distinct outputs, none of them an input (the exclusion ``mask`` and the
     ``model`` bundle among them), in a directory that is or can be made, and (without
     ``overwrite``) none a file hsanomaly did not write; ``targets``: [(src, dst)];
-    ``quick_model(dst)``: where a quick model is trained."""
+    ``quick_model(dst)``: where a quick model is trained (None: where none is)."""
     from .engine.store import store_path
     from .io.vector import vector_files
 

@@ -72,6 +72,14 @@ class Bundle:
         """The ONNX bytes of ``GENERATOR`` or ``CRITIC``, as checked when the bundle loaded."""
         return self.networks[name]
 
+    def digest(self):
+        """Identifies the model's networks and preprocessing (its files' checksums), so a
+        resume refuses another model and a heatmap names the one it was scored with."""
+        digest = hashlib.sha256()
+        for name in sorted(self.meta.get("files", {})):
+            digest.update(f"{name}:{self.meta['files'][name]};".encode())
+        return digest.hexdigest()[:16]
+
     def in_its_folder(self):
         """Whether ``path`` still holds this bundle: its model.json lists the same files with
         the same checksums (a training into the folder since replaces them)."""

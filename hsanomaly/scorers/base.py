@@ -73,15 +73,15 @@ class Scorer:
         return {"score": score[None]}
 
     def params(self):
-        """Plain-JSON description of the configuration (a model's digest among it); a resumed
-        run must match it."""
-        return {"name": self.name}
+        """Plain-JSON description of the configuration: its ``settings`` and, for a score that
+        reads a model, the model's digest; a resumed run must match it."""
+        bundle = self.model_bundle
+        return self.settings() if bundle is None else {**self.settings(), "model": bundle.digest()}
 
     def settings(self):
-        """``params`` less the model's digest, known before the model is read: what a resume
-        compares before its quick model is trained. A score without a model has nothing to
-        leave out."""
-        return self.params()
+        """The configuration but the model, known before the model is read: what a resume
+        compares before its quick model is trained."""
+        return {"name": self.name}
 
     def unmeasured_outputs(self):
         """Extra outputs this configuration cannot measure (they would be all zeros)."""

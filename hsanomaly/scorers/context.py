@@ -96,9 +96,6 @@ class ResidualScorer(Purged, Scorer):
     def band_names(self):
         return self.gan.band_names
 
-    def params(self):
-        return {**self.settings(), "model": self.gan.params()["model"]}
-
     def settings(self):
         params = {**self.gan.settings(), "name": self.name, "sample": self.sample,
                   "trim": self.trim, **self.purged_params()}

@@ -14,8 +14,6 @@ preprocessing bins bands, which cannot be undone per input band). Neighbours of 
 are invalid or outside the raster are replaced by the centre pixel's spectrum.
 """
 
-import hashlib
-
 import numpy as np
 
 from .. import defaults
@@ -119,9 +117,6 @@ class GanScorer(Scorer):
 
     def __getstate__(self):
         return {**vars(self), "_sessions": {}}
-
-    def params(self):
-        return {**self.settings(), "model": bundle_digest(self.bundle)}
 
     def settings(self):
         return {"name": self.name, **self.solver.params(), "c1": self.c1, "c2": self.c2,
@@ -269,14 +264,6 @@ def _input_bands(preprocessor):
         first, last = kept[a], kept[b - 1]
         spans.append(f"input band {first}" if b - a == 1 else f"input bands {first}-{last}")
     return spans
-
-
-def bundle_digest(bundle):
-    """Identifies the model's networks and preprocessing, so --resume refuses another model."""
-    digest = hashlib.sha256()
-    for name in sorted(bundle.meta.get("files", {})):
-        digest.update(f"{name}:{bundle.meta['files'][name]};".encode())
-    return digest.hexdigest()[:16]
 
 
 class CriticScorer(GanScorer):

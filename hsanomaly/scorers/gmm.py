@@ -23,7 +23,7 @@ class GaussianMixtureScorer(Scorer):
             check_whole(option, value, 1)
         self.components, self.pca, self.sample, self.seed = components, pca, sample, seed
 
-    def params(self):
+    def settings(self):
         return {"name": self.name, "components": self.components, "pca": self.pca,
                 "sample": self.sample, "seed": self.seed}
 

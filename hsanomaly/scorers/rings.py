@@ -85,7 +85,7 @@ class MultiRingLRX(Purged, Scorer):
             state["pca"] = state.pop("components")
         self.__dict__.update(state)
 
-    def params(self):
+    def settings(self):
         params = {"name": self.name, "rings": rings_text(self.rings),
                   "pca": self.pca,
                   "top_rings": self.top_rings if self.top_rings < len(self.rings) else 0}

@@ -71,7 +71,7 @@ class LocalRX(Scorer):
     def halo(self):
         return self.outer // 2
 
-    def params(self):
+    def settings(self):
         return {"name": self.name, "outer": self.outer, "guard": self.guard,
                 "pca": self.pca}
 

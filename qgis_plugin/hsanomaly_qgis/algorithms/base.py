@@ -226,13 +226,20 @@ def warnings_to(feedback):
                 warnings.showwarning = _SHOWN[0]
 
 
+def project_layer(value, context):
+    """The project layer a string parameter value names by its id or name, or None (a file or
+    a GDAL name, which the library reads as it is)."""
+    layer = context.getMapLayer(value) if value else None
+    return layer if layer is not None and value in (layer.id(), layer.name()) else None
+
+
 def named_source(value, context, name="raster"):
     """The dataset name for a parameter value given as a string: the source of the project
     layer whose id or name it is, or else the string itself, unchanged (a file, a GDAL
     subdataset such as NETCDF:"f.nc":var, HDF5:..., GTIFF_DIR:2:f.tif, or a /vsizip/... path;
     never QGIS's rewriting of it). ``name``: the parameter, for a layer that is no file."""
-    layer = context.getMapLayer(value)
-    if layer is not None and value in (layer.id(), layer.name()):
+    layer = project_layer(value, context)
+    if layer is not None:
         problem = layer_problem(layer, name)
         if problem:
             raise QgsProcessingException(problem)
@@ -260,11 +267,8 @@ def crs_set_in_qgis(algorithm, parameters, name, context):
     library reads the file, so the outputs carry the file's CRS (or none) and would not lie
     where the layer shows (vector masks are saved with it instead: ``vector_file``)."""
     value = parameters.get(name)
-    if isinstance(value, str):       # a project layer's id or name; else a file, read as it is
-        layer = context.getMapLayer(value) if value else None
-        layer = layer if layer is not None and value in (layer.id(), layer.name()) else None
-    else:
-        layer = algorithm.parameterAsRasterLayer(parameters, name, context)
+    layer = project_layer(value, context) if isinstance(value, str) else \
+        algorithm.parameterAsRasterLayer(parameters, name, context)
     if layer is None or not layer.crs().isValid() or layer.crs() == layer.dataProvider().crs():
         return None
     crs = layer.dataProvider().crs()
@@ -294,13 +298,12 @@ def mask_source(algorithm, parameters, name, context):
 
     value = parameters.get(name)
     named = isinstance(value, str) and bool(value)
-    layer = context.getMapLayer(value) if named else \
+    layer = project_layer(value, context) if named else \
         algorithm.parameterAsLayer(parameters, name, context)
     if layer is None and not named:
         raise QgsProcessingException(f"{value}: not a layer QGIS can open "
                                      f"({label(algorithm.parameterDefinition(name))})")
-    if (layer is not None and layer.type() == QgsMapLayerType.VectorLayer
-            and (not named or value in (layer.id(), layer.name()))):
+    if layer is not None and layer.type() == QgsMapLayerType.VectorLayer:
         return vector_file(layer, context)
     return raster_source(algorithm, parameters, name, context)
 
