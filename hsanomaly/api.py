@@ -127,7 +127,8 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
             result = run_engine(src if masked is None else masked, dst, scorer, extras=extras,
                                 tile=tile, resume=resume, executor=executor, progress=progress,
                                 callback=callback if trained_on is None else _half(callback, 1),
-                                stage=stage, cog=cog, trained_on=trained_on)
+                                stage=stage, cog=cog, trained_on=trained_on,
+                                given_model=None if quick is not None else model)
         if png is not None:
             from .quicklook import write_png
 

@@ -4,6 +4,7 @@ directly), and the default path a user meets first, end to end through the CLI."
 import contextlib
 import importlib.util
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -775,6 +776,26 @@ def test_the_early_resume_check_names_a_new_mask_and_refuses_a_torn_manifest(sce
     with pytest.raises(HsanomalyError, match="written by another hsanomaly version or is damaged"):
         hsanomaly.api.detect(src, dst, tile=16, resume=True)
     assert len(trained) == 1
+
+
+@needs_torch
+def test_resume_without_the_model_the_run_was_given_is_refused_before_training(
+        model, scene, tmp_path, monkeypatch):
+    """Without --model, a resume trains a quick model, whose digest the engine then found to
+    differ from the given model's: the training was wasted, and the message did not say
+    which model the run had."""
+    import hsanomaly.api
+
+    trained = short_trainings(monkeypatch, 5)
+    src, dst = scene[1], tmp_path / "out.tif"
+    with disk_full_at_tile(3), pytest.raises(HsanomalyError, match="disk full"):
+        hsanomaly.api.detect(src, dst, model=model, tile=16)
+    with pytest.raises(HsanomalyError, match=f"scored with the model {re.escape(str(model))} "
+                                             r"\('model'\); resume with it"):
+        hsanomaly.api.detect(src, dst, tile=16, resume=True)
+    assert trained == [] and not (tmp_path / "out.model").exists()
+    result = hsanomaly.api.detect(src, dst, model=model, tile=16, resume=True)
+    assert trained == [] and result.tiles_resumed > 0
 
 
 @needs_torch

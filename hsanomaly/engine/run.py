@@ -9,6 +9,7 @@ touches an earlier one, and an interrupted run can ``resume`` from the tiles it 
 """
 
 import contextlib
+import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from ..io.ownership import TAG_PREFIX
 from ..io.source import gdal_env, open_raster, open_source
 from ..logs import progress_bar, stage as stage_log
 from ..scorers import check_extras
-from ..spelling import counted
+from ..spelling import counted, spell
 from .checks import (SUMMARIES, check_outcome, check_scorable, check_space, check_tile,
                      runtime_error)
 from .store import MANIFEST, TileStore, check_resumable, read_manifest, run_fingerprint, store_path
@@ -94,12 +95,15 @@ def config(source, scorer, outputs, tile, model=True):
     return job
 
 
-def manifest(src, source, scorer, outputs, tile):
+def manifest(src, source, scorer, outputs, tile, given_model=None):
     """What a run's tile store records: the input's fingerprint and the configuration (which
-    make the run's fingerprint), and the exclusion mask's name, for messages."""
+    make the run's fingerprint), the exclusion mask's name, for messages, and the model the
+    caller gave (``given_model``), so that a resume without it is refused before training."""
     job = {"input": input_fingerprint(src, source), "config": config(source, scorer, outputs, tile)}
     if source.exclusion is not None:
         job["mask"] = source.exclusion.path
+    if given_model is not None:
+        job["model"] = os.fspath(given_model)
     return job
 
 
@@ -132,7 +136,12 @@ def check_resumed_run(src, dst, scorer, extras=None, tile=TILE):
     finally:
         if source is not src:
             source.close()
-    check_resumable(store, job, read_manifest(store), model=False)   # a torn one: refused
+    previous = read_manifest(store)
+    check_resumable(store, job, previous, model=False)   # a torn one: refused
+    if previous.get("model"):
+        raise HsanomalyError(f"{store}: the interrupted run here scored with the model "
+                             f"{previous['model']} ({spell('model')}); resume with it, or rerun "
+                             f"without {spell('resume', True)} to start over")
 
 
 def read_fingerprint(path):
@@ -185,7 +194,8 @@ def assemble(store, source, windows, outputs, descriptions=None, tags=None, stag
 
 
 def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=None,
-           progress=False, callback=None, stage=None, cog=False, trained_on=None):
+           progress=False, callback=None, stage=None, cog=False, trained_on=None,
+           given_model=None):
     """Score raster ``src`` into GeoTIFF ``dst`` with ``scorer``: plan, fit, store, assemble.
 
     extras: optional {output name: path} for the scorer's extra outputs (e.g. "recon").
@@ -196,7 +206,8 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
     stage: an ``hsanomaly.io.atomic.Staging`` to assemble into; its owner commits it (and the
     tile store is removed then), so more outputs can be written and replaced together.
     trained_on: the input's fingerprint when the scorer's quick model was trained on it: the
-    input must not have changed since.
+    input must not have changed since. given_model: the model's path as the caller gave it
+    (not a quick model's), recorded for a resume's messages.
     On an error the outputs keep their previous content and finished tiles are kept for
     ``resume``; errors are one line (``HsanomalyError``).
     """
@@ -208,7 +219,7 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
         outputs = plan_outputs(source, scorer, dst, extras, tile)
         check_space(store_path(dst), outputs, source, resume)
         check_unlocked(store_path(dst))
-        job = manifest(src, source, scorer, outputs, tile)
+        job = manifest(src, source, scorer, outputs, tile, given_model)
         if trained_on is not None and job["input"] != trained_on:
             raise HsanomalyError(f"{source.name}: the input changed while the quick model was "
                                  "trained on it, so the model and the heatmap would see two "
