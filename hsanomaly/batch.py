@@ -6,7 +6,6 @@ settings, so finished rasters are skipped, interrupted ones resumed, changed one
 
 import contextlib
 import functools
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, List, Optional, SupportsIndex, cast
@@ -81,8 +80,6 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise HsanomalyError(f"{out_dir}: cannot create {spell('out_dir')} ({err.strerror})") from None
-    if not os.access(out_dir, os.W_OK | os.X_OK):
-        raise HsanomalyError(f"{out_dir}: {spell('out_dir')} is not writable")
 
     masks = [_mask_of(src, mask) for src, _ in targets]
     states = [("failed" if isinstance(used, HsanomalyError) else "score" if overwrite else

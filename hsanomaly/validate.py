@@ -8,9 +8,9 @@ import os
 from pathlib import Path
 
 from .errors import HsanomalyError
-from .io.paths import (DIRECTORY, FILE, GEOTIFF_SUFFIXES, Item, check_paths, check_replaceable_dir,
-                       check_replaceable_file, check_suffix, expand_pattern, holds_numbers,
-                       is_model_bundle, is_path, is_quick_model, quick_model_input,
+from .io.paths import (DIRECTORY, FILE, GEOTIFF_SUFFIXES, Item, check_output_folder, check_paths,
+                       check_replaceable_dir, check_replaceable_file, check_suffix, expand_pattern,
+                       holds_numbers, is_model_bundle, is_path, is_quick_model, quick_model_input,
                        refuse_foreign_side_files, side_files)
 from .io.source import dataset_files
 from .options import check_batch_keywords, check_flags, check_values
@@ -161,8 +161,7 @@ def batch_paths(targets, out_dir, quick_model=None, overwrite=False, mask=None, 
                 raise HsanomalyError(f"{src}: listed twice among the inputs")
             raise HsanomalyError(f"{src}: its output {dst} would overwrite that of {seen[dst]}")
         seen[dst] = src
-    if out_dir.exists() and not out_dir.is_dir():
-        raise HsanomalyError(f"{out_dir}: {spell('out_dir')} exists and is not a directory")
+    check_output_folder(out_dir, spell("out_dir"))
     outputs = []
     for src, dst in targets:
         outputs += [(f"the output of {src}", dst),
@@ -195,7 +194,7 @@ def evaluate_paths(heatmap, truth, outer_mask, plots, json, overwrite=False):
               for file in vector_files(path)]
     figures = []
     if plots is not None:
-        _check_plots_dir(Path(plots))
+        check_output_folder(plots, spell("plots"))
         figures = [(f"{spell('plots')} ({name})", Path(plots) / name, FILE)
                    for name in PLOT_FILES.values()]
     check_paths(inputs, [(spell("json"), json)] + figures, writable=False)
@@ -210,18 +209,6 @@ def evaluate_paths(heatmap, truth, outer_mask, plots, json, overwrite=False):
             check_replaceable_file(json, spell("json"), is_own_report, "an evaluation report")
         for label, path, _ in figures:
             check_replaceable_file(path, label, is_own_png, "a plot")
-
-
-def _check_plots_dir(plots):
-    """The plots directory may not exist yet; the nearest existing folder must be writable."""
-    if plots.exists() and not plots.is_dir():
-        raise HsanomalyError(f"{plots}: {spell('plots')} exists and is not a directory")
-    folder = Path(os.path.abspath(plots))
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        raise HsanomalyError(f"{plots}: cannot create the plots directory ({spell('plots')}; "
-                             f"{folder} is not a writable directory)")
 
 
 def check_request(score, model, options, extras=None, tile=None, workers=None, scheduler=None,

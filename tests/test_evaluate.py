@@ -610,8 +610,8 @@ def test_cli_plots_dir_not_creatable_and_json_dir_missing(heat_and_truth, tmp_pa
     heat, truth_path, _, _ = heat_and_truth
     blocker = tmp_path / "file"
     blocker.write_text("")
-    assert "cannot create the plots directory" in run_failing(
-        [heat, truth_path, "--plots", blocker / "plots"])
+    assert run_failing([heat, truth_path, "--plots", blocker / "plots"]) == (
+        f"{blocker / 'plots'}: cannot create --plots ({blocker} is not a writable directory)")
     missing = tmp_path / "missing" / "report.json"
     assert "does not exist" in run_failing([heat, truth_path, "--json", missing])
     assert not missing.parent.exists()

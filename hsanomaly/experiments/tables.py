@@ -7,7 +7,7 @@ from functools import partial
 from pathlib import Path
 
 from .. import defaults
-from ..io.atomic import non_empty, staged
+from ..io.atomic import check_writable, non_empty, staged
 from ..io.ownership import has_json_keys, starts_with
 from ..io.paths import DIRECTORY, check_paths, check_replaceable_file, check_report_folder
 from ..spelling import spell
@@ -220,8 +220,10 @@ def check_results(out_dir, markdown=None, reference=None, overwrite=False):
     end in a refusal, nor in a user's file replaced."""
     out = spell("out", python="out_dir")
     check_paths([(spell("reference"), reference)],
-                [(out, out_dir, DIRECTORY), (spell("markdown"), markdown)])
+                [(out, out_dir, DIRECTORY), (spell("markdown"), markdown)], writable=False)
     check_report_folder(out_dir, out, _result_files(out_dir).values(), overwrite)
+    if markdown:
+        check_writable(markdown, directory=False)
     if markdown and not overwrite:
         check_replaceable_file(markdown, spell("markdown"), partial(starts_with, first_line=TITLE),
                                "a benchmark's tables")
@@ -233,12 +235,12 @@ def _same_file(a, b):
 
 def write_results(result, out_dir, overwrite=False, markdown=None):
     """results.csv (one row per run), summary.csv, results.json and results.md in ``out_dir``
-    (created if its parent exists), and the tables again at ``markdown`` if given, replaced
+    (created with its parents), and the tables again at ``markdown`` if given, replaced
     together (a failure leaves every one as it was); returns their paths. A file there that
     an earlier benchmark did not write is refused unless ``overwrite``."""
     check_results(out_dir, markdown, overwrite=overwrite)
     out = Path(out_dir)
-    out.mkdir(exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     paths = {name: path for name, (path, _, _) in _result_files(out).items()}
     document = {"methods": result.methods, "seeds": result.seeds, "skipped": result.skipped,
                 "setup": result.setup, "reference": result.reference,

@@ -100,19 +100,30 @@ def check_replaceable_file(path, label, is_own, kind):
                          f"{spell('overwrite', True)})")
 
 
+def check_output_folder(folder, label):
+    """An output folder (named by ``label``) is a writable directory, or can be made with
+    its parents: the nearest folder that exists is a writable directory."""
+    folder = Path(folder)
+    if folder.is_dir():
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise HsanomalyError(f"{folder}: {label} is not writable")
+        return
+    if os.path.lexists(folder):
+        raise HsanomalyError(f"{folder}: {label} exists and is not a directory")
+    nearest = Path(os.path.abspath(folder)).parent
+    while not os.path.lexists(nearest) and nearest != nearest.parent:
+        nearest = nearest.parent
+    if not nearest.is_dir() or not os.access(nearest, os.W_OK | os.X_OK):
+        raise HsanomalyError(f"{folder}: cannot create {label} ({nearest} is not a writable "
+                             "directory)")
+
+
 def check_report_folder(folder, label, files, overwrite=False):
     """Before a long job that writes ``files`` into ``folder`` (named by ``label``): the folder
     exists and is writable or can be created, and each file already there is the job's own
     earlier output unless ``overwrite``. ``files``: (path, is_own, kind) as
     ``check_replaceable_file`` takes them."""
-    folder = Path(folder)
-    if folder.is_dir():
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise HsanomalyError(f"{folder}: {label} is not writable")
-    elif os.path.lexists(folder):
-        raise HsanomalyError(f"{folder}: {label} exists and is not a directory")
-    else:
-        check_writable(folder, directory=True)
+    check_output_folder(folder, label)
     if not overwrite:
         for path, is_own, kind in files:
             check_replaceable_file(path, f"this file of {label}", is_own, kind)

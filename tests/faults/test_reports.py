@@ -3,11 +3,12 @@ any work, an output folder they cannot write and a file there that they did not 
 
 import os
 
+import numpy as np
 import pytest
 
-from synthetic import synthetic_cube, write_mat
+from synthetic import synthetic_cube, write_mat, write_raster
 
-from .conftest import Tree, assert_ok, assert_one_error, run_cli
+from .conftest import Tree, assert_ok, assert_one_error, make_scene, run_cli
 
 MINE = "my own notes\n"
 
@@ -130,3 +131,32 @@ def test_a_reader_that_stops_early_is_not_an_error(tmp_path, earlier, truth):
     finally:
         os.close(write)
     assert result.returncode == 141 and result.stderr == "", result.stderr
+
+
+def _folder_command(command, tmp_path, data, folder):
+    """The command line of ``command`` writing its folder output into ``folder``."""
+    if command == "benchmark":
+        return benchmark(data, folder)
+    if command == "detect-many":
+        scene = make_scene(tmp_path / "scene.tif", rows=20, cols=20)
+        return run_cli("detect-many", scene, "--out-dir", folder, "--score", "rx", "-q")
+    cube, truth = synthetic_cube(rows=20, cols=20, targets=((5, 5),), seed=1)
+    heatmap = write_raster(tmp_path / "heat.tif", cube[:1])
+    truth_path = write_raster(tmp_path / "truth.tif", truth[None].astype(np.float32))
+    return run_cli("evaluate", heatmap, truth_path, "--plots", folder)
+
+
+@pytest.mark.parametrize("command", ["benchmark", "evaluate", "detect-many"])
+def test_an_output_folder_is_made_with_its_parents_or_refused_in_one_line(tmp_path, data,
+                                                                          command):
+    """One check for every output folder: the evaluate plots' made missing parents, the
+    benchmark's refused them ("output directory does not exist") and detect-many found a
+    file in the way only when it made the folder."""
+    blocker = tmp_path / "blocker"
+    blocker.write_text(MINE)
+    result = _folder_command(command, tmp_path, data, blocker / "out")
+    assert_one_error(result, f"{blocker / 'out'}: cannot create", f"({blocker} is not a "
+                                                                  "writable directory)")
+    nested = tmp_path / "new" / "nested"
+    assert_ok(_folder_command(command, tmp_path, data, nested))
+    assert any(nested.iterdir())
