@@ -28,7 +28,7 @@ def write_png(heatmap, png, max_size=MAX_SIZE, stage=None):
     from .evaluation.plots import png_check, stretch_limits
     from .io.atomic import staged_into
     from .io.ownership import SOFTWARE
-    from .io.source import open_raster, read_masked
+    from .io.gdal import open_raster, read_masked
 
     with open_raster(heatmap) as ds:
         step = max(1, -(-max(ds.height, ds.width) // max_size))

@@ -10,8 +10,8 @@ import numpy as np
 
 from .errors import HsanomalyError
 from .io.checks import warn
+from .io.gdal import open_raster
 from .io.heatmap import SCORE_TAG
-from .io.source import open_raster
 from .io.vector import map_coordinates
 from .logs import stage as log_stage
 from .options import check_rate, is_real, rate_count

@@ -17,8 +17,9 @@ from functools import partial
 import numpy as np
 
 from .errors import HsanomalyError
+from .io.gdal import open_raster, read_masked
 from .io.heatmap import OUTPUT_BLOCK
-from .io.source import iter_windows, open_raster, read_masked
+from .io.source import iter_windows
 from .options import check_rate, rate_count
 from .spelling import spell
 

@@ -8,11 +8,11 @@ import os
 from pathlib import Path
 
 from .errors import HsanomalyError
+from .io.gdal import dataset_files
 from .io.paths import (DIRECTORY, FILE, GEOTIFF_SUFFIXES, Item, check_output_folder, check_paths,
                        check_replaceable_dir, check_replaceable_file, check_suffix, expand_pattern,
                        holds_numbers, is_model_bundle, is_path, is_quick_model, quick_model_input,
                        refuse_foreign_side_files, side_files)
-from .io.source import dataset_files
 from .options import check_batch_keywords, check_flags, check_values
 from .spelling import spell
 

@@ -939,7 +939,7 @@ def test_a_fingerprint_reaches_the_files_under_nested_vrts_archives_and_subdatas
     import zipfile
 
     from hsanomaly.io.fingerprint import input_fingerprint
-    from hsanomaly.io.source import local_files
+    from hsanomaly.io.gdal import local_files
     from synthetic import synthetic_cube, write_raster
 
     cube, _ = synthetic_cube(bands=3, rows=600, cols=600)        # 3 x 3 tiles of 256
@@ -1373,7 +1373,7 @@ def test_a_few_extreme_fill_pixels_are_warned_about(tmp_path, fill):
 def test_no_shared_scene_has_extreme_pixels():
     """The fill warning's margin on real scenes: their farthest values lie at most about a
     thousand deviations out, the warning starts at a million."""
-    from hsanomaly.io.source import extreme_values
+    from hsanomaly.io.values import extreme_values
 
     for path in sorted(SHARED_DATA.glob("*/*.mat")):
         cube = read_mat(path)[0]
@@ -1462,7 +1462,7 @@ def test_infinite_pixels_are_said_to_be_left_out(tmp_path):
 
 def test_a_nodata_value_the_band_cannot_hold_masks_nothing(tmp_path):
     """A nodata of 0.5 on a uint8 band beside a mask band was cut to 0, masking every 0."""
-    from hsanomaly.io.source import read_masked
+    from hsanomaly.io.gdal import read_masked
 
     values = np.array([[[0, 1], [2, 0]]], np.uint8)
     path = write_raster(tmp_path / "u8.tif", values, nodata=0.5, dtype="uint8")

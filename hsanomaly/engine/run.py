@@ -20,11 +20,12 @@ from ..defaults import TILE
 from ..errors import HsanomalyError
 from ..io.atomic import check_writable, native_quiet, stage_raster, staged_into
 from ..io.fingerprint import input_fingerprint
+from ..io.gdal import gdal_env, open_raster
 from ..io.heatmap import (add_overviews_and_statistics, band_descriptions, describe_bands,
                           heatmap_profile, heatmap_tags, to_cog)
 from ..io.lock import check_unlocked
 from ..io.ownership import TAG_PREFIX
-from ..io.source import gdal_env, open_raster, open_source
+from ..io.source import open_source
 from ..logs import progress_bar, stage as stage_log
 from ..scorers import check_extras
 from ..spelling import counted, spell

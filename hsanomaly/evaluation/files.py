@@ -12,10 +12,10 @@ from ..errors import HsanomalyError
 from ..io import read_truth
 from ..io.atomic import staged_into
 from ..io.checks import check_memory, warn
+from ..io.gdal import open_raster, read_masked
 from ..io.paths import is_path
 from ..io.scene import mask_values
 from ..io.inputs import as_band, pixel_centres, placement
-from ..io.source import open_raster, read_masked
 from ..spelling import counted, spell
 from .metrics import evaluate
 

@@ -39,7 +39,7 @@ class BenchmarkScene:
         if self.truth is None:
             return
         from ..io.scene import open_mask_raster
-        from ..io.source import open_raster
+        from ..io.gdal import open_raster
 
         with open_raster(self.path) as ds:
             shape = ds.shape

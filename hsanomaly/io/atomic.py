@@ -754,7 +754,7 @@ def raster_check(width, height, count):
     """A ``check`` that re-opens a written raster, compares its size and band count, and
     reads every block back (a truncated or corrupt file fails here, not in the user's hands)."""
     def check(path):
-        from .source import open_raster
+        from .gdal import open_raster
 
         with open_raster(path) as ds:
             if (ds.width, ds.height, ds.count) != (width, height, count):

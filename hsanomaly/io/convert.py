@@ -131,7 +131,7 @@ def _exact_type(src, cube):
     16 or 32 bits (a float64 file of counts too), other floats in float32, which pixels are
     scored in, once the checks that a float64 raster gets have passed (values beyond its
     range refused, too coarse a rounding said)."""
-    from .source import check_float32_range, coarsest_in_float32, warn_coarse
+    from .values import check_float32_range, coarsest_in_float32, warn_coarse
 
     whole = cube.dtype.kind in "ui" or bool(np.all(cube == np.round(cube)))
     if whole and cube.size:

@@ -20,7 +20,7 @@ def _packed_raster(path, shape, grid_of):
     from rasterio.windows import Window
 
     from .scene import mask_values, open_mask_raster
-    from .source import read_masked
+    from .gdal import read_masked
 
     parts, count = [], 0
     with open_mask_raster(path, shape, grid_of, what="raster") as (ds, band):

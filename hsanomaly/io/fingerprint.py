@@ -56,7 +56,7 @@ def input_fingerprint(src, source=None):
     """The fingerprint of an input: ``src`` a path (a file is fingerprinted as files, with
     those GDAL reads beside it, so a .mat scene need not be loaded) or a pixel source (its
     in-memory cube)."""
-    from .source import dataset_files, is_gdal_name
+    from .gdal import dataset_files, is_gdal_name
 
     if isinstance(src, (str, os.PathLike)):
         if not is_gdal_name(src) and os.path.isfile(src):
@@ -91,7 +91,7 @@ def path_fingerprint(path):
     the input's folder (a moved project keeps its fingerprints); overviews (.ovr) are left
     out, and of a .aux.xml only what changes the pixels read counts (``_pam_fingerprint``),
     so a viewer's statistics never make an input "changed"."""
-    from .source import dataset_files
+    from .gdal import dataset_files
 
     own = os.path.abspath(path)
     folder = os.path.dirname(own)

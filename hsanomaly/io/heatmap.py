@@ -120,7 +120,7 @@ def add_overviews_and_statistics(path):
     import numpy as np
     from rasterio.enums import Resampling
 
-    from .source import gdal_env
+    from .gdal import gdal_env
 
     with gdal_env(), _reopen(path, "r+") as ds:
         factors = overview_factors(ds.width, ds.height)
@@ -159,7 +159,7 @@ def to_cog(path, dst):
     driver: tiled, overviews, header first), keeping tags, descriptions and statistics."""
     from rasterio.shutil import copy
 
-    from .source import gdal_env
+    from .gdal import gdal_env
 
     with gdal_env():
         copy(path, dst, driver="COG", COMPRESS="DEFLATE", PREDICTOR="FLOATING_POINT",

@@ -35,7 +35,7 @@ def grid_text(width, height, transform):
 def _geotiff_tags(path, grid=False):
     """A raster's dataset tags (with ``grid``: and its ``grid_text``), or None."""
     from .atomic import native_quiet
-    from .source import open_raster
+    from .gdal import open_raster
 
     try:
         with native_quiet(), open_raster(path) as ds:
@@ -85,7 +85,7 @@ INPUT_FINGERPRINT_TAG = TAG_PREFIX + "INPUT_FINGERPRINT"   # what it held: a dig
 def input_name(src):
     """The file name an input is recorded by: the same however it is spelled (GTIFF_DIR:1:
     scene.tif and GTIFF_DIR:1:/data/scene.tif are both scene.tif)."""
-    from .source import spelled_absolute
+    from .gdal import spelled_absolute
 
     return Path(spelled_absolute(src)).name
 
@@ -96,7 +96,7 @@ def input_place(name):
     place; a GDAL name's file spelled so, ``spelled_absolute``), so that two files of one
     name in two folders are two inputs; a digest, so a heatmap passed on does not tell where
     its input was kept."""
-    from .source import spelled_absolute
+    from .gdal import spelled_absolute
 
     return hashlib.sha256(spelled_absolute(name).encode()).hexdigest()[:16]
 

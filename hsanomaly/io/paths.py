@@ -22,7 +22,7 @@ class Item:
     """One path of a job: ``label`` is how the user named it (``spell("png")``, ...)."""
 
     def __init__(self, label, path, kind=FILE):
-        from .source import is_gdal_name
+        from .gdal import is_gdal_name
         from .vector import split_layer
 
         self.label, self.path, self.kind = label, str(path), kind
@@ -239,7 +239,7 @@ def expand_pattern(src):
     that very name: a shell expands it, but not Windows' cmd or PowerShell, nor a quoted one."""
     import glob
 
-    from .source import is_gdal_name
+    from .gdal import is_gdal_name
 
     if not (isinstance(src, str) and any(c in src for c in "*?[")) or os.path.lexists(src) \
             or is_gdal_name(src):       # a URL's query (?sig=...), a /vsi or driver name

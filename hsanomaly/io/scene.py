@@ -8,7 +8,8 @@ from typing import Optional
 import numpy as np
 
 from ..errors import HsanomalyError
-from .source import open_raster, open_source, read_masked
+from .gdal import open_raster, read_masked
+from .source import open_source
 
 
 @dataclass

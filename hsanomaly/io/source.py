@@ -7,13 +7,10 @@ pixels on every side (NaN outside the raster) and a boolean validity mask, plus
 runner can wrap a source and replace ``reduce`` and ``sample`` with cluster versions.
 """
 
-import numbers
 import os
-import re
 import socket
 import threading
 import uuid
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,32 +20,22 @@ from ..defaults import TILE
 from ..errors import HsanomalyError
 from .bandaxis import MIN_LINE, warn_if_bands_elsewhere
 from .checks import warn_once
-from .units import nanometres
+from .gdal import (band_wavelengths, bad_bands, check_raw_size, gdal_env, is_gdal_name, open_raster,
+                   read_checked, read_masked)
+from .values import (EXTREME, FLOAT32_MAX, check_float32_range, coarsest_in_float32, exact,
+                     extreme_values, warn_coarse, wider_than_float32)
 
 PROBE = 64              # pixels across a window the data is probed on before the work
 AXIS_STRIP, AXIS_LINE, AXIS_LINES = 4, 512, 200   # the band-axis check's lines: strips 4
                                                   # pixels wide, 512 long; 200 lines an axis
 PROBE_AT = ((0.5, 0.5), (0.25, 0.25), (0.25, 0.75), (0.75, 0.25), (0.75, 0.75))  # fractions
-FLOAT32_MAX = float(np.finfo(np.float32).max)
-FLOAT32_EPS = float(np.finfo(np.float32).eps)
 PARTIAL_NODATA = 0.05   # share of probed pixels nodata in a few bands only, beyond which to warn
                         # (and of pixels holding one fill value in every band)
 FILL_MIN_BANDS = 10     # fewer bands may well hold one value in all of them (a saturated or
                         # black pixel of a few-band image)
-EXTREME = 1e6           # deviations from a band's median beyond which a value is a fill
-PRECISION_RATIO = 0.01 * 2**23   # largest value over spread float32 resolves to 1 % of the spread
 
-# GDAL's block cache defaults to 5% of RAM; cap it so memory is bounded by the tile size.
-GDAL_CACHE_BYTES = 256 * 2**20
 SAMPLE_REDRAW = 1.1   # sample again when nodata left a tenth fewer valid pixels than drawn for
 SCALED_BANDS = 16     # bands scaled at once, in place
-
-
-def gdal_env():
-    """The rasterio environment every read and write of the engine runs in."""
-    import rasterio
-
-    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES)
 
 
 def iter_windows(height, width, tile=TILE):
@@ -338,8 +325,8 @@ class RasterSource(_Source):
         # an alpha band says which pixels are there (0: transparent); it is no spectral band.
         # GDAL masks with it only in 2- and 4-band rasters, so it is read here as the mask
         alpha = [b for b, c in enumerate(ds.colorinterp, start=1) if c.name == "alpha"]
-        _check_raw_size(ds, self.name)
-        bad = _bad_bands(ds, self.name)
+        check_raw_size(ds, self.name)
+        bad = bad_bands(ds, self.name)
         self.bands = [b for b in range(1, ds.count + 1) if b not in alpha and b not in bad]
         if not ds.count:
             inside = ds.subdatasets
@@ -358,7 +345,7 @@ class RasterSource(_Source):
                          if dropped else "")
         self.mixed_types = len({ds.dtypes[b - 1] for b in self.bands}) > 1
         self.has_float64 = any(ds.dtypes[b - 1] == "float64" for b in self.bands)
-        self.wider_than_float32 = any(_wider_than_float32(ds.dtypes[b - 1]) for b in self.bands)
+        self.wider_than_float32 = any(wider_than_float32(ds.dtypes[b - 1]) for b in self.bands)
         self.count, self.height, self.width = len(self.bands), ds.height, ds.width
         georeferenced = not ds.transform.is_identity or ds.crs is not None
         gcps, gcp_crs = ds.gcps
@@ -366,7 +353,7 @@ class RasterSource(_Source):
                         "transform": ds.transform if georeferenced else None,
                         "width": ds.width, "height": ds.height,
                         "gcps": (gcps, gcp_crs) if gcps else None, "rpcs": ds.rpcs}
-        self.wavelengths = _wavelengths(ds, self.bands)
+        self.wavelengths = band_wavelengths(ds, self.bands)
         self.band_names = [ds.descriptions[b - 1] or f"band {b}" for b in self.bands]
         self.dtype = ds.dtypes[self.bands[0] - 1]
         # a band's value is its stored value * scale + offset (GDAL's metadata, which reads leave
@@ -472,88 +459,6 @@ def band_scaling(scales, offsets, bands, refuse):
     return scale, offset
 
 
-def _wider_than_float32(dtype):
-    """Whether float32, in which pixels are scored, cannot hold every value of ``dtype``
-    exactly (float64, and integers wider than 16 bits)."""
-    dtype = np.dtype(dtype)
-    return dtype.itemsize > 2 and dtype != np.float32
-
-
-def check_float32_range(name, values, nodata, bands, scaled=False):
-    """Refuse values beyond float32's range, which pixels are scored in: they would become
-    infinite, then nodata, silently (the most anomalous pixels among them). ``bands``: the
-    band numbers of ``values``' rows; ``scaled``: the values are the stored ones times the
-    band's scale, plus its offset."""
-    for row, band in enumerate(bands):          # band by band: no cube-sized temporaries
-        with np.errstate(invalid="ignore"):
-            beyond = (np.abs(values[row]) > FLOAT32_MAX) & np.isfinite(values[row]) & ~nodata[row]
-        if beyond.any():
-            raise HsanomalyError(f"{name}: band {band} holds values beyond float32's range (up "
-                                 f"to {np.abs(values[row][beyond]).max():.3g}"
-                                 + (", once scaled by the band's scale and offset" if scaled
-                                    else "") + "), in which pixels are scored; rescale the "
-                                 "data first")
-
-
-def coarsest_in_float32(values, nodata, bands):
-    """(band, ratio) of the band whose values float32, in which pixels are scored, cannot tell
-    apart to a hundredth of their spread, the largest value over the spread the worst; None
-    if every band is fine. Values stored in float64 or wide integers far from zero against
-    their spread (temperatures in kelvin varying by millikelvins, say) are."""
-    worst = None
-    for row, band in enumerate(bands):
-        ok = ~nodata[row] & np.isfinite(values[row])
-        if ok.sum() < 2:
-            continue
-        v = np.asarray(values[row][ok], np.float64)
-        with np.errstate(over="ignore", invalid="ignore"):   # 1e300: refused when read
-            spread = v.std()
-        ratio = np.abs(v).max() / spread if spread > 0 else 0.0
-        if ratio > PRECISION_RATIO and (worst is None or ratio > worst[1]):
-            worst = (band, ratio)
-    return worst
-
-
-def exact(value):
-    """A value as text that reads back as the same number (a nodata value to declare must
-    match the pixels exactly; ``:g`` rounds -3.4028235e38 to another float32)."""
-    value = float(value)
-    return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
-
-
-def extreme_values(pixels):
-    """(how many, the commonest value) of the pixels (bands, n) lying more than EXTREME
-    median absolute deviations from a band's median, in any band that has a spread; None
-    where there are none. No spectrum lies so far out (a bright target is a few hundred
-    deviations out); -3.4e38 or 1e20 fills do, and a handful of them outweighs every other
-    pixel in a covariance, beyond float64's precision."""
-    if pixels.shape[1] < 2:
-        return None
-    pixels = pixels.astype(np.float64)
-    median = np.median(pixels, axis=1, keepdims=True)
-    spread = np.median(np.abs(pixels - median), axis=1, keepdims=True)
-    # a band at one value give or take float32's rounding has no spread to count in
-    spread = np.where(spread < 1e3 * FLOAT32_EPS * np.abs(median), 0, spread)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        far = (np.abs(pixels - median) > EXTREME * spread) & (spread > 0)
-    out = far.any(axis=0)
-    if not out.any():
-        return None
-    found = pixels[far]
-    values, counts = np.unique(found, return_counts=True)
-    return int(out.sum()), float(values[np.argmax(counts)])
-
-
-def warn_coarse(name, worst, scaled=False):
-    """``scaled``: the values are the stored ones times the band's scale, plus its offset."""
-    if worst is not None:
-        warn_once(f"{name}: band {worst[0]}'s values lie {worst[1]:.3g} times their spread "
-                  "from zero" + (" once scaled by its scale and offset" if scaled else "")
-                  + ", so float32, in which pixels are scored, rounds them by more than "
-                  "a hundredth of that spread; subtract an offset from the data first"
-                  + (" (or set a smaller offset: gdal_edit.py -offset)" if scaled else ""))
-
-
 class ArraySource(_Source):
     """An in-memory cube (bands, rows, cols); used for .mat scenes and tests."""
 
@@ -570,7 +475,7 @@ class ArraySource(_Source):
         self.valid = np.ones(cube.shape[1:], bool) if valid is None else np.asarray(valid, bool)
         self.bands = list(range(1, len(cube) + 1))
         self.left_out = ""             # every band of the cube is a band of the spectra
-        if _wider_than_float32(cube.dtype):
+        if wider_than_float32(cube.dtype):
             invalid = np.broadcast_to(~self.valid, cube.shape)
             check_float32_range(name, cube, invalid, self.bands)
             warn_coarse(name, coarsest_in_float32(cube, invalid, self.bands))
@@ -592,231 +497,6 @@ class ArraySource(_Source):
 
     def close(self):
         pass
-
-
-# A GDAL dataset name that is not a plain file path: a subdataset (NETCDF:"f.nc":var, HDF5:...,
-# GTIFF_DIR:2:f.tif), a virtual file system path (/vsizip/..., /vsicurl/...) or a URL.
-_GDAL_NAME = re.compile(r"^([A-Za-z0-9_]{2,}:|/vsi[a-z0-9_]+/|[a-z][a-z0-9+.-]*://)")
-
-
-def is_gdal_name(path):
-    """True for dataset names GDAL resolves itself, which are not files on disk."""
-    return bool(_GDAL_NAME.match(str(path)))
-
-
-def open_raster(path):
-    """rasterio.open for reading, with one-line errors for a missing or unreadable raster
-    and without the warning for rasters that carry no georeferencing."""
-    import rasterio
-    from rasterio.errors import NotGeoreferencedWarning
-
-    if not is_gdal_name(path) and not Path(path).exists():
-        raise HsanomalyError(f"{path}: file not found")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            return rasterio.open(path)
-    except rasterio.errors.RasterioIOError as err:
-        detail = str(err).splitlines()[0] if str(err) else "unreadable"
-        raise HsanomalyError(f"{path}: not a raster GDAL can read ({detail})") from None
-
-
-def local_files(name):
-    """The files on disk a GDAL dataset name lies in, as it spells them: the archive of
-    /vsizip/a.zip/x.tif (/vsitar/, /vsigzip/, ...), the file of HDF5:"f.h5"://x,
-    NETCDF:f.nc:v or GTIFF_DIR:2:f.tif. Found by trying each stretch between separators."""
-    text = str(name or "")
-    return sorted({os.path.realpath(text[a:b]) for a, b in _file_stretches(text)})
-
-
-def _file_stretches(text):
-    """(start, end) of each stretch of ``text`` between separators that names a file on
-    disk."""
-    starts = {0}
-    for m in re.finditer(r'/vsi[a-z0-9_]+/|[:"]', text):
-        starts |= {m.end(), m.end() - 1} if m.group().startswith("/vsi") else {m.end()}
-    ends = [m.start() for m in re.finditer(r'[/:"]', text)] + [len(text)]
-    return [(a, b) for a in sorted(starts) for b in ends       # not GTIFF_DIR:1:'s "1"
-            if b > a and not text[a:b].isdigit() and os.path.isfile(text[a:b])]
-
-
-def spelled_absolute(name):
-    """A dataset name with the file it names spelled as an absolute path (for a GDAL name,
-    its longest file stretch), so that two spellings of one dataset read alike: a key, not a
-    name to open."""
-    text = str(name)
-    if not is_gdal_name(text):
-        return _in_real_folder(text)
-    stretches = _file_stretches(text)
-    if not stretches:
-        return text
-    a, b = max(stretches, key=lambda span: span[1] - span[0])
-    head, path = text[:a], _in_real_folder(text[a:b]).lstrip("/")    # POSIX keeps "//"
-    return (head.rstrip("/") if head.startswith("/vsi") else head) + "/" + path + text[b:]
-
-
-def _in_real_folder(path):
-    """``path`` absolute, its folder's links resolved (one folder reached two ways is one), the
-    file's own name kept (git-annex and DVC replace a file by a link to new content)."""
-    folder, name = os.path.split(os.path.abspath(path))
-    return os.path.join(os.path.realpath(folder), name)
-
-
-def dataset_files(path, _seen=None):
-    """The files on disk that raster ``path`` reads: itself, or those a VRT, a subdataset name
-    (GTIFF_DIR:1:f.tif) or an archive path points at (GDAL's file list, with the files its
-    dataset names lie in, ``local_files``), through nested VRTs (GDAL lists an outer VRT's
-    inner VRT, not what that reads); none where it does not open. An output must not be one
-    of them, whatever name the input reaches it by, and they make the input's fingerprint. A
-    .mat scene is no raster of GDAL's (its HDF5 driver would print a damaged one's error
-    stack)."""
-    if str(path).lower().endswith(".mat"):
-        return [os.fspath(path)]
-    seen = set() if _seen is None else _seen
-    try:
-        with open_raster(path) as ds:
-            listed = list(ds.files)
-    except HsanomalyError:
-        return []
-    files = []
-    for file in listed:
-        for found in local_files(file) if is_gdal_name(file) else [file]:
-            if os.path.abspath(found) not in seen:
-                seen.add(os.path.abspath(found))
-                files.append(found)
-                if found.lower().endswith(".vrt") and os.path.abspath(found) != \
-                        os.path.abspath(path):
-                    files += dataset_files(found, seen)
-    return files
-
-
-def read_masked(dataset, indexes=None, **kwargs):
-    """``dataset.read(indexes, masked=True)``, with every band's declared nodata value masked
-    too: where a raster carries a mask band (internal, .msk or per dataset), GDAL's mask
-    replaces its nodata test, and pixels holding the declared nodata value would read as
-    data (a fill row scored, an "unknown" truth pixel read as a target)."""
-    from rasterio.enums import MaskFlags
-
-    if isinstance(indexes, numbers.Integral):
-        indexes = int(indexes)                 # rasterio reads a Python int as one band
-    data = read_checked(dataset, indexes, masked=True, **kwargs)
-    bands = ([indexes] if isinstance(indexes, int) else
-             list(range(1, dataset.count + 1)) if indexes is None else list(indexes))
-    # read once: each of rasterio's properties asks GDAL about every band
-    nodatavals, flags, dtypes = dataset.nodatavals, dataset.mask_flag_enums, dataset.dtypes
-    values, mask = np.ma.getdata(data), np.array(np.ma.getmaskarray(data))   # a copy of our own
-    planes, masks = values.reshape(-1, *values.shape[-2:]), mask.reshape(-1, *mask.shape[-2:])
-    for row, band in enumerate(bands):
-        nodata = nodatavals[band - 1]
-        if nodata is None or MaskFlags.nodata in flags[band - 1] or (
-                not np.isnan(nodata) and np.asarray(nodata).astype(dtypes[band - 1]) != nodata):
-            continue     # none declared, GDAL's mask is that test, or no stored value is it
-        plane = planes[row]
-        masks[row] |= np.isnan(plane) if np.isnan(nodata) else \
-            plane == np.asarray(nodata).astype(plane.dtype)
-    return np.ma.MaskedArray(values, mask)
-
-
-def read_checked(dataset, *args, **kwargs):
-    """``dataset.read`` with a one-line error for a raster that is truncated or corrupt."""
-    import rasterio
-
-    try:
-        return dataset.read(*args, **kwargs)
-    except rasterio.errors.RasterioIOError as err:
-        reason = _gdal_reason(err)
-        if "No such file or directory" in reason:      # a VRT's source, a .hdr's data file
-            raise HsanomalyError(f"{dataset.name}: cannot read pixels, a file it reads from is "
-                                 f"missing ({reason})") from None
-        raise HsanomalyError(f"{dataset.name}: cannot read pixels, the file is truncated or "
-                             f"corrupt ({reason})") from None
-
-
-def _gdal_reason(err):
-    """GDAL's own reason for a failed read: rasterio's message is often "Read failed. See
-    previous exception for details.", and the details are in the chain of causes (where the
-    block failed, then the codec's complaint)."""
-    chain = []
-    while err is not None and len(chain) < 10:
-        text = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        if text and "See previous exception" not in text and text not in chain:
-            chain.append(text)
-        err = err.__cause__
-    return ": ".join(chain[:1] + chain[-1:] if len(chain) > 1 else chain) or "read error"
-
-
-# a number in an ENVI header's list: 1, 0.5, .5, 1.000000e+00
-NUMBER = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
-
-
-def _bad_bands(ds, name):
-    """Band numbers an ENVI header's bad band list (``bbl``: 1 good, 0 bad) marks bad, such as
-    an AVIRIS scene's water-vapour bands: left out, as ENVI leaves them out. A list of another
-    length names no band for certain: refused, not ignored (its bad bands would be scored)."""
-    listed = ds.tags(ns="ENVI").get("bbl")
-    if not listed:
-        return set()
-    flags = re.findall(NUMBER, listed)
-    if len(flags) != ds.count:
-        raise HsanomalyError(f"{name}: the ENVI header's bad band list (bbl) has "
-                             f"{len(flags)} flags for {ds.count} bands, so it names no band for "
-                             "certain; fix it or remove it from the header")
-    return {b for b, flag in enumerate(flags, start=1) if float(flag) == 0}
-
-
-# GDAL drivers of raw pixels beside a header, whose reads past the end of a short data file
-# give zeros without an error; their first file is the data file
-RAW_DRIVERS = ("ENVI", "EHdr", "GenBin", "ISCE", "PAux", "ROI_PAC")
-
-
-def _check_raw_size(ds, name):
-    """Refuse a raw data file shorter than its header says: GDAL would read the missing
-    pixels as zeros and the run would score them, silently."""
-    if ds.driver not in RAW_DRIVERS or not ds.files or is_gdal_name(ds.files[0]):
-        return
-    offset = ds.tags(ns="ENVI").get("header_offset", "0")
-    needed = (int(offset) if offset.isdigit() else 0) + ds.width * ds.height * sum(
-        np.dtype(dtype).itemsize for dtype in ds.dtypes)
-    held = os.path.getsize(ds.files[0])
-    if held < needed:
-        raise HsanomalyError(f"{ds.files[0]}: truncated: holds {held:,} bytes, but its header "
-                             f"describes {needed:,} ({ds.count} bands of {ds.width}x{ds.height} "
-                             f"{ds.dtypes[0]} pixels); a copy cut short?")
-
-
-def _wavelengths(ds, bands=None):
-    """Band centre wavelengths in nanometres from ENVI headers or GDAL band metadata, or None;
-    of ``bands`` (numbers from 1; default: every band).
-
-    Units come from ``wavelength_units`` where given (lengths, or wavenumbers in cm^-1);
-    unitless values that all lie below MICROMETRE_GUESS are micrometres (no sensor measures
-    0.4-30 nm), anything else nanometres. Units that are no length (ENVI's Index, GHz) give
-    None: band numbers or frequencies are no centre wavelengths to check bands by.
-    """
-    envi = ds.tags(ns="ENVI")
-    values, units = None, envi.get("wavelength_units")
-    bands = bands or range(1, ds.count + 1)
-    if envi.get("wavelength"):
-        found = [float(v) for v in re.findall(NUMBER,
-                                               envi["wavelength"])]
-        values = [found[b - 1] for b in bands] if len(found) == ds.count else None
-    if values is None:
-        # GDAL's own band metadata (3.10 on: the IMAGERY domain, in micrometres)
-        per_band = [ds.tags(b, ns="IMAGERY").get("CENTRAL_WAVELENGTH_UM") for b in bands]
-        if all(per_band):
-            units = "micrometers"
-        else:
-            per_band = [ds.tags(b).get("wavelength") or ds.tags(b).get("WAVELENGTH")
-                        for b in bands]
-            units = units or ds.tags(1).get("wavelength_units") or ds.tags(1).get(
-                "WAVELENGTH_UNITS")
-        if not all(per_band):
-            return None
-        try:
-            values = [float(v) for v in per_band]
-        except ValueError:
-            return None
-    return nanometres(values, units)
 
 
 def _mat_axis_advice(axis, where):

@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import HsanomalyError
 from ..spelling import counted
 from .checks import check_memory, warn_once
-from .source import is_gdal_name, open_raster
+from .gdal import is_gdal_name, open_raster
 
 # QGIS names one layer of a file so (a layer's "source"): "targets.gpkg|layername=truth"
 LAYER_TAG = "|layername="

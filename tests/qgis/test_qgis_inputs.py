@@ -212,5 +212,5 @@ def test_gdal_names_where_the_library_cannot_load_leave_the_answer_to_the_run(pl
     check raised a traceback instead of the install hint the run gives."""
     base = sys.modules["hsanomaly_qgis.algorithms.base"]
     assert base.gdal_names(["/vsizip/a.zip/x.tif"]) == ["/vsizip/a.zip/x.tif"]
-    monkeypatch.setitem(sys.modules, "hsanomaly.io.source", None)     # import fails
+    monkeypatch.setitem(sys.modules, "hsanomaly.io.gdal", None)     # import fails
     assert base.gdal_names(["/vsizip/a.zip/x.tif"]) == []

@@ -123,7 +123,7 @@ def gdal_names(value):
     """The GDAL dataset names (not existing files) in a parameter value: a string or a list
     (as the library tells them; none where it cannot load)."""
     try:
-        from hsanomaly.io.source import is_gdal_name
+        from hsanomaly.io.gdal import is_gdal_name
     except ImportError:          # a library that cannot load: the run says how to install it
         return []
     values = value if isinstance(value, (list, tuple)) else [value]

@@ -95,7 +95,7 @@ class Evaluate(HsanomalyAlgorithm):
             from hsanomaly.api import evaluate
             from hsanomaly.evaluation.files import format_summary
             from hsanomaly.io.paths import check_paths
-            from hsanomaly.io.source import is_gdal_name
+            from hsanomaly.io.gdal import is_gdal_name
             from hsanomaly.io.styles import gpkg_tables
             from hsanomaly.io.vector import vector_files
             from hsanomaly.spelling import spell

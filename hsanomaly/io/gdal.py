@@ -1,0 +1,249 @@
+"""GDAL datasets: their names (a file, a subdataset, a virtual file system path), opening and
+reading them with one-line errors, the files on disk they read, and what their headers say
+(bad bands, band wavelengths, a raw data file's size)."""
+
+import numbers
+import os
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import HsanomalyError
+from .units import nanometres
+
+# GDAL's block cache defaults to 5% of RAM; cap it so memory is bounded by the tile size.
+GDAL_CACHE_BYTES = 256 * 2**20
+
+
+def gdal_env():
+    """The rasterio environment every read and write of the engine runs in."""
+    import rasterio
+
+    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES)
+
+
+# A GDAL dataset name that is not a plain file path: a subdataset (NETCDF:"f.nc":var, HDF5:...,
+# GTIFF_DIR:2:f.tif), a virtual file system path (/vsizip/..., /vsicurl/...) or a URL.
+_GDAL_NAME = re.compile(r"^([A-Za-z0-9_]{2,}:|/vsi[a-z0-9_]+/|[a-z][a-z0-9+.-]*://)")
+
+
+def is_gdal_name(path):
+    """True for dataset names GDAL resolves itself, which are not files on disk."""
+    return bool(_GDAL_NAME.match(str(path)))
+
+
+def open_raster(path):
+    """rasterio.open for reading, with one-line errors for a missing or unreadable raster
+    and without the warning for rasters that carry no georeferencing."""
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+
+    if not is_gdal_name(path) and not Path(path).exists():
+        raise HsanomalyError(f"{path}: file not found")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            return rasterio.open(path)
+    except rasterio.errors.RasterioIOError as err:
+        detail = str(err).splitlines()[0] if str(err) else "unreadable"
+        raise HsanomalyError(f"{path}: not a raster GDAL can read ({detail})") from None
+
+
+def local_files(name):
+    """The files on disk a GDAL dataset name lies in, as it spells them: the archive of
+    /vsizip/a.zip/x.tif (/vsitar/, /vsigzip/, ...), the file of HDF5:"f.h5"://x,
+    NETCDF:f.nc:v or GTIFF_DIR:2:f.tif. Found by trying each stretch between separators."""
+    text = str(name or "")
+    return sorted({os.path.realpath(text[a:b]) for a, b in _file_stretches(text)})
+
+
+def _file_stretches(text):
+    """(start, end) of each stretch of ``text`` between separators that names a file on
+    disk."""
+    starts = {0}
+    for m in re.finditer(r'/vsi[a-z0-9_]+/|[:"]', text):
+        starts |= {m.end(), m.end() - 1} if m.group().startswith("/vsi") else {m.end()}
+    ends = [m.start() for m in re.finditer(r'[/:"]', text)] + [len(text)]
+    return [(a, b) for a in sorted(starts) for b in ends       # not GTIFF_DIR:1:'s "1"
+            if b > a and not text[a:b].isdigit() and os.path.isfile(text[a:b])]
+
+
+def spelled_absolute(name):
+    """A dataset name with the file it names spelled as an absolute path (for a GDAL name,
+    its longest file stretch), so that two spellings of one dataset read alike: a key, not a
+    name to open."""
+    text = str(name)
+    if not is_gdal_name(text):
+        return _in_real_folder(text)
+    stretches = _file_stretches(text)
+    if not stretches:
+        return text
+    a, b = max(stretches, key=lambda span: span[1] - span[0])
+    head, path = text[:a], _in_real_folder(text[a:b]).lstrip("/")    # POSIX keeps "//"
+    return (head.rstrip("/") if head.startswith("/vsi") else head) + "/" + path + text[b:]
+
+
+def _in_real_folder(path):
+    """``path`` absolute, its folder's links resolved (one folder reached two ways is one), the
+    file's own name kept (git-annex and DVC replace a file by a link to new content)."""
+    folder, name = os.path.split(os.path.abspath(path))
+    return os.path.join(os.path.realpath(folder), name)
+
+
+def dataset_files(path, _seen=None):
+    """The files on disk that raster ``path`` reads: itself, or those a VRT, a subdataset name
+    (GTIFF_DIR:1:f.tif) or an archive path points at (GDAL's file list, with the files its
+    dataset names lie in, ``local_files``), through nested VRTs (GDAL lists an outer VRT's
+    inner VRT, not what that reads); none where it does not open. An output must not be one
+    of them, whatever name the input reaches it by, and they make the input's fingerprint. A
+    .mat scene is no raster of GDAL's (its HDF5 driver would print a damaged one's error
+    stack)."""
+    if str(path).lower().endswith(".mat"):
+        return [os.fspath(path)]
+    seen = set() if _seen is None else _seen
+    try:
+        with open_raster(path) as ds:
+            listed = list(ds.files)
+    except HsanomalyError:
+        return []
+    files = []
+    for file in listed:
+        for found in local_files(file) if is_gdal_name(file) else [file]:
+            if os.path.abspath(found) not in seen:
+                seen.add(os.path.abspath(found))
+                files.append(found)
+                if found.lower().endswith(".vrt") and os.path.abspath(found) != \
+                        os.path.abspath(path):
+                    files += dataset_files(found, seen)
+    return files
+
+
+def read_masked(dataset, indexes=None, **kwargs):
+    """``dataset.read(indexes, masked=True)``, with every band's declared nodata value masked
+    too: where a raster carries a mask band (internal, .msk or per dataset), GDAL's mask
+    replaces its nodata test, and pixels holding the declared nodata value would read as
+    data (a fill row scored, an "unknown" truth pixel read as a target)."""
+    from rasterio.enums import MaskFlags
+
+    if isinstance(indexes, numbers.Integral):
+        indexes = int(indexes)                 # rasterio reads a Python int as one band
+    data = read_checked(dataset, indexes, masked=True, **kwargs)
+    bands = ([indexes] if isinstance(indexes, int) else
+             list(range(1, dataset.count + 1)) if indexes is None else list(indexes))
+    # read once: each of rasterio's properties asks GDAL about every band
+    nodatavals, flags, dtypes = dataset.nodatavals, dataset.mask_flag_enums, dataset.dtypes
+    values, mask = np.ma.getdata(data), np.array(np.ma.getmaskarray(data))   # a copy of our own
+    planes, masks = values.reshape(-1, *values.shape[-2:]), mask.reshape(-1, *mask.shape[-2:])
+    for row, band in enumerate(bands):
+        nodata = nodatavals[band - 1]
+        if nodata is None or MaskFlags.nodata in flags[band - 1] or (
+                not np.isnan(nodata) and np.asarray(nodata).astype(dtypes[band - 1]) != nodata):
+            continue     # none declared, GDAL's mask is that test, or no stored value is it
+        plane = planes[row]
+        masks[row] |= np.isnan(plane) if np.isnan(nodata) else \
+            plane == np.asarray(nodata).astype(plane.dtype)
+    return np.ma.MaskedArray(values, mask)
+
+
+def read_checked(dataset, *args, **kwargs):
+    """``dataset.read`` with a one-line error for a raster that is truncated or corrupt."""
+    import rasterio
+
+    try:
+        return dataset.read(*args, **kwargs)
+    except rasterio.errors.RasterioIOError as err:
+        reason = _gdal_reason(err)
+        if "No such file or directory" in reason:      # a VRT's source, a .hdr's data file
+            raise HsanomalyError(f"{dataset.name}: cannot read pixels, a file it reads from is "
+                                 f"missing ({reason})") from None
+        raise HsanomalyError(f"{dataset.name}: cannot read pixels, the file is truncated or "
+                             f"corrupt ({reason})") from None
+
+
+def _gdal_reason(err):
+    """GDAL's own reason for a failed read: rasterio's message is often "Read failed. See
+    previous exception for details.", and the details are in the chain of causes (where the
+    block failed, then the codec's complaint)."""
+    chain = []
+    while err is not None and len(chain) < 10:
+        text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        if text and "See previous exception" not in text and text not in chain:
+            chain.append(text)
+        err = err.__cause__
+    return ": ".join(chain[:1] + chain[-1:] if len(chain) > 1 else chain) or "read error"
+
+
+# a number in an ENVI header's list: 1, 0.5, .5, 1.000000e+00
+NUMBER = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+
+
+def bad_bands(ds, name):
+    """Band numbers an ENVI header's bad band list (``bbl``: 1 good, 0 bad) marks bad, such as
+    an AVIRIS scene's water-vapour bands: left out, as ENVI leaves them out. A list of another
+    length names no band for certain: refused, not ignored (its bad bands would be scored)."""
+    listed = ds.tags(ns="ENVI").get("bbl")
+    if not listed:
+        return set()
+    flags = re.findall(NUMBER, listed)
+    if len(flags) != ds.count:
+        raise HsanomalyError(f"{name}: the ENVI header's bad band list (bbl) has "
+                             f"{len(flags)} flags for {ds.count} bands, so it names no band for "
+                             "certain; fix it or remove it from the header")
+    return {b for b, flag in enumerate(flags, start=1) if float(flag) == 0}
+
+
+# GDAL drivers of raw pixels beside a header, whose reads past the end of a short data file
+# give zeros without an error; their first file is the data file
+RAW_DRIVERS = ("ENVI", "EHdr", "GenBin", "ISCE", "PAux", "ROI_PAC")
+
+
+def check_raw_size(ds, name):
+    """Refuse a raw data file shorter than its header says: GDAL would read the missing
+    pixels as zeros and the run would score them, silently."""
+    if ds.driver not in RAW_DRIVERS or not ds.files or is_gdal_name(ds.files[0]):
+        return
+    offset = ds.tags(ns="ENVI").get("header_offset", "0")
+    needed = (int(offset) if offset.isdigit() else 0) + ds.width * ds.height * sum(
+        np.dtype(dtype).itemsize for dtype in ds.dtypes)
+    held = os.path.getsize(ds.files[0])
+    if held < needed:
+        raise HsanomalyError(f"{ds.files[0]}: truncated: holds {held:,} bytes, but its header "
+                             f"describes {needed:,} ({ds.count} bands of {ds.width}x{ds.height} "
+                             f"{ds.dtypes[0]} pixels); a copy cut short?")
+
+
+def band_wavelengths(ds, bands=None):
+    """Band centre wavelengths in nanometres from ENVI headers or GDAL band metadata, or None;
+    of ``bands`` (numbers from 1; default: every band).
+
+    Units come from ``wavelength_units`` where given (lengths, or wavenumbers in cm^-1);
+    unitless values that all lie below MICROMETRE_GUESS are micrometres (no sensor measures
+    0.4-30 nm), anything else nanometres. Units that are no length (ENVI's Index, GHz) give
+    None: band numbers or frequencies are no centre wavelengths to check bands by.
+    """
+    envi = ds.tags(ns="ENVI")
+    values, units = None, envi.get("wavelength_units")
+    bands = bands or range(1, ds.count + 1)
+    if envi.get("wavelength"):
+        found = [float(v) for v in re.findall(NUMBER,
+                                               envi["wavelength"])]
+        values = [found[b - 1] for b in bands] if len(found) == ds.count else None
+    if values is None:
+        # GDAL's own band metadata (3.10 on: the IMAGERY domain, in micrometres)
+        per_band = [ds.tags(b, ns="IMAGERY").get("CENTRAL_WAVELENGTH_UM") for b in bands]
+        if all(per_band):
+            units = "micrometers"
+        else:
+            per_band = [ds.tags(b).get("wavelength") or ds.tags(b).get("WAVELENGTH")
+                        for b in bands]
+            units = units or ds.tags(1).get("wavelength_units") or ds.tags(1).get(
+                "WAVELENGTH_UNITS")
+        if not all(per_band):
+            return None
+        try:
+            values = [float(v) for v in per_band]
+        except ValueError:
+            return None
+    return nanometres(values, units)
