@@ -15,7 +15,8 @@ from scipy import ndimage
 import hsanomaly
 from hsanomaly.errors import HsanomalyError, HsanomalyWarning
 from hsanomaly.polygons import write_polygons
-from hsanomaly.thresholds import key_scores, order_keys, score_chunks, threshold_from_far
+from hsanomaly.thresholds import (key_scores, order_keys, pickands_quantile, score_chunks,
+                                  threshold_from_far)
 
 from synthetic import CRS, TRANSFORM, write_raster
 
@@ -88,6 +89,23 @@ def test_auto_gives_about_one_false_alarm_pixel_on_pure_background(background):
     false_alarms = [(s > threshold_from_far(s, "auto")).sum()
                     for s in (draw(250_000).astype(np.float32).reshape(500, 500) for _ in range(4))]
     assert np.mean(false_alarms) <= 10
+
+
+def test_auto_takes_a_bounded_fit_the_scores_pass_as_exponential():
+    """A tail that fits bounded at the top 10 %, 5 % and 2.5 % (uniform scores), with 2 % of
+    the pixels just beyond its end: extrapolated as bounded, the threshold sat at that end,
+    with those 200 pixels above it where about one is the aim (a Gaussian mixture's
+    heatmap of abu-beach-2 had 147 background pixels above it)."""
+    rng = np.random.default_rng(5)
+    scores = rng.uniform(0, 1, 10_000)
+    scores[:200] = rng.uniform(1, 1.3, 200)
+    scores = scores.reshape(100, 100).astype(np.float32)
+    assert (scores > threshold_from_far(scores, "auto")).sum() <= 1
+    # quantiles at the top 10 %, 5 %, 2.5 % fit a tail ending at 1; one at 1.25 % below that
+    # end leaves the fit bounded, one past it makes the tail exponential
+    assert 0.999 < pickands_quantile(0.9, 0.95, 0.975, 1000, beyond=0.99) < 1
+    assert pickands_quantile(0.9, 0.95, 0.975, 1000, beyond=1.01) == pytest.approx(
+        0.9 + math.log2(1000) * 0.05)
 
 
 def test_auto_finds_planted_targets_with_few_false_alarms():
