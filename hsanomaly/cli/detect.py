@@ -104,7 +104,8 @@ def _taking(option):
 @click.option("--polygons", type=click.Path(dir_okay=False), help="Write target polygons (GeoPackage).")
 @click.option("--threshold", type=float, default=None, help="Score threshold for --polygons.")
 @click.option("--far", default=None,
-              help="False-alarm rate for the polygon threshold, or 'auto'.")
+              help="False-alarm rate for the polygon threshold: the share of scored pixels "
+                   "allowed above it (targets among them, as no truth is known), or 'auto'.")
 @click.option("--png", type=click.Path(dir_okay=False), help="Also write a quick-look PNG heatmap.")
 @click.option("--device", default=None,
               help=f"Where the GAN scores' networks run: cpu, cuda or cuda:N "

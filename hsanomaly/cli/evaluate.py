@@ -20,7 +20,8 @@ from . import with_verbosity
 @click.option("--json", "json_path", type=click.Path(dir_okay=False),
               help="Write the full report (overall and per target) as JSON.")
 @click.option("--pd-far", type=float, default=defaults.PD_FAR, show_default=True,
-              help="The false-alarm rate at which Pd is reported.")
+              help="The false-alarm rate (a share of the truth's background pixels) at which "
+                   "Pd is reported.")
 @click.option("--overwrite", is_flag=True,
               help="Replace existing report or plot files even when hsanomaly did not write them.")
 def evaluate(heatmap, truth, outer_mask, plots_dir, json_path, pd_far, overwrite):
