@@ -112,6 +112,30 @@ def test_xarray_result_keeps_coordinates_and_attributes():
     np.testing.assert_allclose(heat.values, hsanomaly.Detector("rx").fit_score(cube))
 
 
+def test_a_result_placed_by_attributes_alone_is_placed_right_after_a_cut(tmp_path):
+    """A (band, y, x) DataArray placed by ``transform`` and ``crs`` attributes, without
+    coordinates: its result kept the attribute, the whole grid's origin, so a cut of it put
+    its targets at the uncut grid's corner (900 m off here)."""
+    xr = pytest.importorskip("xarray")
+    from synthetic import CRS, TRANSFORM
+
+    cube, _ = synthetic_cube(rows=40, cols=50, targets=((30, 40),), seed=2)
+    da = xr.DataArray(cube, dims=("band", "y", "x"), attrs={"transform": TRANSFORM, "crs": CRS})
+    heat = hsanomaly.Detector("rx").fit_score(da)
+    np.testing.assert_allclose(heat["x"], TRANSFORM.c + TRANSFORM.a * (np.arange(50) + 0.5))
+    threshold = float(np.nanmax(heat)) / 2
+    whole = hsanomaly.find_targets(heat, threshold=threshold)
+    cut = hsanomaly.find_targets(heat[20:, 30:], threshold=threshold)
+    assert len(whole) == len(cut) >= 1
+    np.testing.assert_allclose(cut[["centroid_x", "centroid_y"]].values,
+                               whole[["centroid_x", "centroid_y"]].values)
+    file = write_raster(tmp_path / "scene.tif", cube)           # the same grid, from a file
+    hsanomaly.detect(file, tmp_path / "heat.tif", score="rx")
+    np.testing.assert_allclose(
+        hsanomaly.find_targets(tmp_path / "heat.tif", threshold=threshold)[
+            ["centroid_x", "centroid_y"]].values, whole[["centroid_x", "centroid_y"]].values)
+
+
 def test_masked_pixels_are_left_out_like_nodata():
     """A masked array's mask is its nodata: the pixel scores NaN and stays out of the fit."""
     cube, _ = synthetic_cube()
@@ -962,7 +986,8 @@ def test_resume_without_a_model_never_adopts_a_model_the_interrupted_run_was_giv
     with pytest.raises(KeyboardInterrupt):
         hsanomaly.detect(a, heat, score="resrx", model=model, overwrite=True, tile=16,
                          callback=interrupt)
-    with pytest.raises(HsanomalyError, match="an interrupted run with other settings"):
+    with pytest.raises(HsanomalyError, match=r"the interrupted run here scored with the model "
+                                             r".*out.model \('model'\); resume with it"):
         hsanomaly.detect(a, heat, score="resrx", resume=True, overwrite=True, tile=16)
     assert (model / "model.json").read_bytes() == before
 

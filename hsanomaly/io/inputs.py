@@ -147,11 +147,13 @@ def _xarray_source(X):
     source = ArraySource(_scaled(values, X.attrs, name), valid=_filled(values, X.attrs),
                          name=name, wavelengths=_band_centres(X, band_dim))
     attrs = {k: v for k, v in X.attrs.items() if k in PLACE_ATTRS}
+    centres = _centres_of(X, spatial)
 
     def wrap(value):
         import xarray as xr
 
         coords = {d: X.coords[d] for d in spatial if d in X.coords}
+        coords.update(centres)
         coords.update({name: c for name, c in X.coords.items()
                        if not set(c.dims) & {band_dim} and name not in coords})
         if value.ndim == 2:
@@ -161,6 +163,23 @@ def _xarray_source(X):
         return xr.DataArray(value, dims=dims, coords=coords, attrs=dict(attrs))
 
     return source, wrap
+
+
+def _centres_of(X, spatial):
+    """{"x", "y": pixel centres} that the ``transform`` attribute of ``X``, whose dimensions
+    ``spatial`` are y and x without coordinates, gives it; {} otherwise. A result carries
+    them so that a cut of it is still placed right (``placement``): the attribute keeps the
+    whole grid's origin."""
+    if tuple(spatial) != ("y", "x") or {"x", "y"} & set(X.coords):
+        return {}
+    try:
+        transform, _ = placement(X)
+    except HsanomalyError:          # attributes that place nothing: the scores need none
+        return {}
+    if transform is None or transform.b or transform.d:
+        return {}
+    return {"x": transform.c + (np.arange(X.sizes["x"]) + 0.5) * transform.a,
+            "y": transform.f + (np.arange(X.sizes["y"]) + 0.5) * transform.e}
 
 
 def as_band(value, name):
