@@ -95,6 +95,30 @@ def test_resume_after_interruption_gives_identical_output(tmp_path):
     np.testing.assert_array_equal(read(tmp_path / "out.tif")[0], read(tmp_path / "full.tif")[0])
 
 
+def test_cancelling_a_resumed_run_keeps_the_tiles_an_earlier_run_finished(tmp_path):
+    """A cancel removed the whole tile store, the interrupted run's tiles among them (hours
+    of a real scene; QGIS's Cancel button goes this way)."""
+    cube, _ = synthetic_cube()
+
+    def interrupt(fraction, message):
+        if fraction > 0.5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        detect(ArraySource(cube), tmp_path / "out.tif", GlobalRX(), tile=16, progress=False,
+               callback=interrupt)
+    store = tmp_path / "out.tif.partial"
+    finished = len(list(store.glob("tile_*.npz")))
+    with pytest.raises(HsanomalyError, match=r"out.tif: cancelled; the finished tiles are kept: "
+                                             "rerun with resume=True"):
+        detect(ArraySource(cube), tmp_path / "out.tif", GlobalRX(), tile=16, progress=False,
+               resume=True, callback=lambda fraction, message: message.startswith("tile"))
+    assert len(list(store.glob("tile_*.npz"))) > finished and not (tmp_path / "out.tif").exists()
+    result = detect(ArraySource(cube), tmp_path / "out.tif", GlobalRX(), tile=16, progress=False,
+                    resume=True)
+    assert result.tiles_resumed > finished
+
+
 def test_resume_with_nothing_to_resume_says_so(tmp_path):
     """A warning: a script asked to resume and should hear that it did not (a log line at
     INFO reached nobody without -v)."""

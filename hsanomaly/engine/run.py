@@ -31,7 +31,8 @@ from ..scorers import check_extras
 from ..spelling import counted, spell
 from .checks import (SUMMARIES, check_outcome, check_scorable, check_space, check_tile,
                      runtime_error)
-from .store import MANIFEST, TileStore, check_resumable, read_manifest, run_fingerprint, store_path
+from .store import (MANIFEST, TileStore, check_resumable, read_manifest, resume_hint,
+                    run_fingerprint, store_path)
 from .tiles import LocalExecutor, fit_scorer
 
 RUN_TAG = TAG_PREFIX + "RUN_FINGERPRINT"      # what detect-many compares to know a result is current
@@ -202,7 +203,8 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
     extras: optional {output name: path} for the scorer's extra outputs (e.g. "recon").
     executor: where tiles are scored; this process by default, or
     ``hsanomaly.distributed.DaskExecutor(client)`` for a Dask cluster. The output is the same.
-    callback(fraction, message) -> True cancels: nothing is written, the tile store is removed.
+    callback(fraction, message) -> True cancels: nothing is written, the tile store is removed
+    (a resumed run's is kept, with the tiles an earlier run finished).
     cog: write Cloud-Optimized GeoTIFFs (GDAL's COG driver) instead of tiled GeoTIFFs.
     stage: an ``hsanomaly.io.atomic.Staging`` to assemble into; its owner commits it (and the
     tile store is removed then), so more outputs can be written and replaced together.
@@ -291,6 +293,9 @@ def _score(executor, source, scorer, store, windows, outputs, dst, progress, cal
                 bar.update()
                 if callback and callback(count / len(windows), f"tile {count}/{len(windows)}"):
                     tiles.close()
+                    if store.resumed:     # an earlier run's tiles too: not this run's to drop
+                        raise HsanomalyError(f"{dst}: cancelled; the finished tiles are kept: "
+                                             f"{resume_hint()}")
                     store.remove()
                     raise HsanomalyError(f"{dst}: cancelled")
     missing = set(range(len(windows))) - store.done()
