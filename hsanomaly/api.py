@@ -39,7 +39,9 @@ def train(inputs: Inputs, out: PathArg, **options: Any) -> "Bundle":
     ``hsanomaly.training.train``'s options (another is refused). Needs torch (``[train]``).
     Returns the Bundle Detector/detect take."""
     check_keywords("train", train_bundle, options, LIBRARY_ONLY)
-    return train_bundle(batch_inputs(inputs), out, **plain_values(options))
+    return train_bundle(batch_inputs(inputs, use="training reads rasters from files: write it "
+                                                  "to a GeoTIFF first"),
+                        out, **plain_values(options))
 
 
 setattr(train, "__signature__", public_signature(train_bundle, LIBRARY_ONLY))   # help() shows them
@@ -72,7 +74,7 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
     An existing output file hsanomaly did not write is refused unless ``overwrite``.
     Returns a ``hsanomaly.DetectResult`` (its ``seconds``: the whole call's).
     """
-    from .cluster import optional_client
+    from .cluster import check_scheduler, optional_client
     from .distributed import DaskExecutor
     from .engine import detect as run_engine
     from .engine.run import check_resumed_run
@@ -85,6 +87,7 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
 
     start = time.perf_counter()
     check_raster_path(src)
+    check_raster_path(dst, spell("dst"), use="name the heatmap GeoTIFF to write")
     if mask is not None:
         check_raster_path(mask, spell("mask"), use="save the mask to a file")
     src = os.fspath(src)
@@ -112,6 +115,8 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
                 model = quick
             else:     # staged: replaced with the heatmap, so a failed run keeps the earlier pair
                 check_unlocked(store_path(dst))      # another run on this output: before training
+                if isinstance(scheduler, str):
+                    check_scheduler(scheduler)       # one that does not answer: before too
                 if resume:
                     check_resumed_run(src if masked is None else masked, dst, scorer, extras, tile)
                 # what the engine must score too, fingerprinted as the engine will

@@ -4,7 +4,6 @@ clients ``detect`` and ``detect_many`` score their tiles on (``distributed``).""
 
 import contextlib
 import logging
-import os
 import re
 
 from .errors import HsanomalyError
@@ -38,8 +37,13 @@ def check_execution(workers, scheduler):
     if workers and scheduler:
         raise HsanomalyError(f"{scheduler}: give either {spell('scheduler')} or {spell('workers')}, "
                              "not both")
-    if scheduler is not None and isinstance(scheduler, (str, os.PathLike)):
-        check_address(str(scheduler))
+    if isinstance(scheduler, str):
+        check_address(scheduler)
+    elif scheduler is not None and not (type(scheduler).__name__ == "Client" and
+                                        type(scheduler).__module__.startswith("distributed")):
+        raise HsanomalyError(f"{spell('scheduler')}: expected a Dask scheduler's address (text, "
+                             "such as tcp://host:8786) or a distributed.Client, got a "
+                             f"{type(scheduler).__name__}")
 
 
 _quiet = False
@@ -80,10 +84,14 @@ def optional_client(workers=None, scheduler=None):
 def check_scheduler(address):
     """Refuse, within ``CONNECT_TIMEOUT``, an address where no Dask scheduler answers: a
     Client waits for good on a port that accepts and stays silent (a web server), and takes
-    another service's bytes for a frame's length (a MemoryError, then a traceback at exit)."""
+    another service's bytes for a frame's length (a MemoryError, then a traceback at exit).
+    This process's own (inproc://, for tests) is taken as it is."""
     import asyncio
     from concurrent.futures import ThreadPoolExecutor
 
+    if address.startswith("inproc://"):
+        return
+    import_distributed()
     from distributed.comm import connect
     from distributed.security import Security
 
@@ -120,8 +128,7 @@ def dask_client(workers=None, scheduler=None):
     if isinstance(scheduler, distributed.Client):
         yield scheduler
     elif scheduler:
-        if not scheduler.startswith("inproc://"):      # (this process's own, for tests)
-            check_scheduler(scheduler)
+        check_scheduler(scheduler)
         try:
             client = distributed.Client(scheduler, set_as_default=False, timeout=CONNECT_TIMEOUT)
         except (OSError, TimeoutError, ValueError) as err:

@@ -494,7 +494,11 @@ def test_the_jobs_refuse_wrong_kinds_of_arguments_in_one_line(synthetic_raster, 
     cases = [
         (lambda: hsanomaly.detect(path, tmp_path / "h.tif", score="recon", model="m",
                                   extras=["recon"]), "extras: expected a mapping"),
-        (lambda: hsanomaly.train(cube, tmp_path / "m"), "'inputs': expected a raster's path"),
+        (lambda: hsanomaly.train(cube, tmp_path / "m"), "'inputs': expected a raster's path "
+                                                        r".* ndarray; training reads rasters from "
+                                                        "files: write it to a GeoTIFF first"),
+        (lambda: hsanomaly.detect(path, None), r"'dst': expected a raster's path \(a str or "
+                                               r"path-like\), got a NoneType; name the heatmap"),
         (lambda: hsanomaly.train(path, tmp_path / "m", iteration=3),
          r"train: no option 'iteration' \(the options: mask, window, .*iterations"),
         (lambda: hsanomaly.train(path, tmp_path / "m", data_checked=True),   # the library's own

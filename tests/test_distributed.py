@@ -225,6 +225,35 @@ def test_a_scheduler_port_out_of_range_and_an_out_dir_that_cannot_be_made_are_re
     assert sorted(tmp_path.rglob("*")) == before
 
 
+@pytest.mark.parametrize("scheduler", [8786, ("localhost", 8786), "PATH"])
+def test_a_scheduler_of_another_kind_is_refused_in_one_line(synthetic_raster, tmp_path,
+                                                            scheduler):
+    """An int, a tuple or a path passed the check and failed in the connection with
+    AttributeError: 'int' object has no attribute 'startswith'."""
+    from pathlib import Path
+
+    scheduler = Path("localhost:8786") if scheduler == "PATH" else scheduler
+    with pytest.raises(HsanomalyError, match=r"'scheduler': expected a Dask scheduler's address "
+                                             r"\(text, such as tcp://host:8786\) or a "
+                                             rf"distributed.Client, got a {type(scheduler).__name__}"):
+        hsanomaly.detect(synthetic_raster[0], tmp_path / "x.tif", score="rx", scheduler=scheduler)
+    assert not (tmp_path / "x.tif").exists()
+
+
+def test_a_scheduler_that_does_not_answer_is_refused_before_a_quick_model_trains(
+        synthetic_raster, tmp_path, monkeypatch):
+    """Found when the client was opened, after the training (minutes to hours on a real
+    scene), whose model was then thrown away."""
+    pytest.importorskip("torch")
+    import hsanomaly.training
+
+    trained, before = [], sorted(tmp_path.rglob("*"))
+    monkeypatch.setattr(hsanomaly.training, "train", lambda *a, **k: trained.append(a))
+    with pytest.raises(HsanomalyError, match="tcp://127.0.0.1:1: no Dask scheduler answers"):
+        hsanomaly.detect(synthetic_raster[0], tmp_path / "x.tif", scheduler="tcp://127.0.0.1:1")
+    assert trained == [] and sorted(tmp_path.rglob("*")) == before
+
+
 def test_workers_and_scheduler_exclude_each_other(synthetic_raster, tmp_path):
     with pytest.raises(HsanomalyError, match="either"):
         hsanomaly.detect(synthetic_raster[0], tmp_path / "x.tif", score="rx", workers=2,

@@ -119,6 +119,27 @@ def test_cancelling_a_resumed_run_keeps_the_tiles_an_earlier_run_finished(tmp_pa
     assert result.tiles_resumed > finished
 
 
+def test_a_rerun_without_resume_says_it_discards_an_interrupted_runs_tiles(tmp_path):
+    """A notebook cell run again as it was threw the finished tiles away without a word
+    (resume=True with nothing to resume does say so)."""
+    cube, _ = synthetic_cube()
+
+    def interrupt(fraction, message):
+        if fraction > 0.5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        detect(ArraySource(cube), tmp_path / "out.tif", GlobalRX(), tile=16, progress=False,
+               callback=interrupt)
+    finished = len(list((tmp_path / "out.tif.partial").glob("tile_*.npz")))
+    with pytest.warns(UserWarning, match=rf"out.tif.partial: scoring from the start, the "
+                                         rf"{finished} finished tiles of an interrupted run "
+                                         r"discarded \(resume=True continues such a run\)"):
+        result = detect(ArraySource(cube), tmp_path / "out.tif", GlobalRX(), tile=16,
+                        progress=False)
+    assert result.tiles_resumed == 0
+
+
 def test_resume_with_nothing_to_resume_says_so(tmp_path):
     """A warning: a script asked to resume and should hear that it did not (a log line at
     INFO reached nobody without -v)."""

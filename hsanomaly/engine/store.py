@@ -33,7 +33,7 @@ from ..io.atomic import describe, fsync_path
 from ..io.checks import warn
 from ..io.fingerprint import digest
 from ..io.lock import lock_folder
-from ..spelling import spell
+from ..spelling import counted, spell
 
 FORMAT = "hsanomaly-tiles"
 FORMAT_VERSION = 2
@@ -208,6 +208,11 @@ class TileStore:
                 if not is_tile_store(self.path):
                     raise HsanomalyError(f"{self.path}: holds files that are not hsanomaly "
                                          "tiles; refusing to replace it")
+                finished = len(list(self.path.glob("tile_*.npz")))
+                if finished and _RESUME_HINT.get() is None:    # a batch chose to start over
+                    warn(f"{self.path}: scoring from the start, the "
+                         f"{counted(finished, 'finished tile')} of an interrupted run discarded "
+                         f"({spell('resume', True)} continues such a run)")
                 shutil.rmtree(self.path)
             try:
                 self.path.mkdir()
