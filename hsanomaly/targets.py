@@ -7,6 +7,7 @@ import os
 import warnings
 
 import numpy as np
+from affine import Affine
 
 from .errors import HsanomalyError
 from .io.checks import warn
@@ -18,6 +19,10 @@ from .options import check_rate, is_real, rate_count
 from .regions import Regions
 from .spelling import spell
 from .thresholds import READ_CHUNK, score_chunks, threshold_from_far
+
+# where QGIS shows a raster without georeferencing, and so its targets: x the column, y minus
+# the row (GDAL's own default grid, y the row, would draw them mirrored off the raster there)
+PIXEL_GRID = Affine(1.0, 0.0, 0.0, 0.0, -1.0, 0.0)
 
 
 def check_threshold_choice(threshold, far, label, wanted="targets"):
@@ -48,7 +53,6 @@ def find_targets(heatmap, *, threshold=None, far=None, transform=None, crs=None,
     bounded by ``chunk`` plus the targets themselves. ``name``: how
     messages and the description name the heatmap."""
     import geopandas as gpd
-    from affine import Affine
 
     is_file = isinstance(heatmap, (str, os.PathLike))
     name = name or (heatmap if is_file else "<array>")
@@ -62,6 +66,9 @@ def find_targets(heatmap, *, threshold=None, far=None, transform=None, crs=None,
         if transform.is_identity and crs is not None:
             _warn_crs_unplaced(name, "the heatmap array")
             crs = None
+    georeferenced = not transform.is_identity
+    if not georeferenced:
+        transform = PIXEL_GRID
     if threshold is None:
         with log_stage(f"threshold at false-alarm rate {far} of {name}"):
             threshold = threshold_from_far(heatmap, far, chunk=chunk, name=name)
@@ -75,7 +82,7 @@ def find_targets(heatmap, *, threshold=None, far=None, transform=None, crs=None,
         records = regions.targets()
     if not records:
         _warn_none_found(name, threshold, far, highest, scored)
-    areas, area_unit = target_areas(records, transform, crs)
+    areas, area_unit = target_areas(records, transform if georeferenced else None, crs)
     columns = {
         "id": np.arange(1, len(records) + 1, dtype=np.int64),
         "pixels": np.array([r["pixels"] for r in records], dtype=np.int64),
@@ -93,8 +100,9 @@ def find_targets(heatmap, *, threshold=None, far=None, transform=None, crs=None,
         frame = gpd.GeoDataFrame(columns, geometry=[r["geometry"] for r in records],
                                  crs=crs.to_wkt() if crs is not None else None)
     description = f"{name}: pixels with score > {threshold:.6g}"
-    if transform.is_identity:
-        description += "; not georeferenced: coordinates are pixel coordinates, area is null"
+    if not georeferenced:
+        description += ("; not georeferenced: coordinates are pixel coordinates, x the column "
+                        "and y minus the row (where QGIS shows the raster), area is null")
     else:
         if crs is None:
             description += "; no CRS: map coordinates of a reference system the raster does not name"
@@ -159,9 +167,9 @@ def target_areas(records, transform, crs):
     (``projected_pixel_area``), or
     the geodesic area of the target's polygon on the ellipsoid of a geographic CRS (a pixel in
     degrees has no one area); the map's own units squared where the CRS is missing or local;
-    NaN without a geotransform."""
+    NaN without a geotransform (``transform`` None)."""
     pixels = np.array([r["pixels"] for r in records], dtype=np.float64)
-    if transform.is_identity:
+    if transform is None:
         return np.full(len(records), np.nan), None
     if crs is not None and crs.is_geographic:
         import pyproj

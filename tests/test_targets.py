@@ -321,15 +321,18 @@ def test_no_target_writes_a_valid_empty_layer(tmp_path):
 
 
 def test_without_georeferencing_area_is_null_and_coordinates_are_pixels(tmp_path):
+    """Pixel coordinates where QGIS shows such a raster, x the column and y minus the row:
+    at y the row (GDAL's own default grid) QGIS drew the polygons mirrored off the raster."""
     path = write_heatmap(tmp_path / "heat.tif", planted_heatmap(), crs=None)
     write_polygons(path, tmp_path / "targets.gpkg", threshold=1.0, chunk=16)
     layer = read_layer(tmp_path / "targets.gpkg")
     assert layer.crs is None
     assert layer["area"].isna().all()
-    assert (layer.iloc[1].centroid_x, layer.iloc[1].centroid_y) == pytest.approx((36.0, 41.5))
+    assert (layer.iloc[1].centroid_x, layer.iloc[1].centroid_y) == pytest.approx((36.0, -41.5))
+    assert layer.iloc[1].geometry.bounds == (35.0, -43.0, 37.0, -40.0)  # rows 40-42, cols 35-36
     info = pyogrio.read_info(tmp_path / "targets.gpkg", layer="targets")
-    assert "not georeferenced: coordinates are pixel coordinates" in \
-        info["layer_metadata"]["DESCRIPTION"]
+    assert "not georeferenced: coordinates are pixel coordinates, x the column and y minus " \
+           "the row (where QGIS shows the raster)" in info["layer_metadata"]["DESCRIPTION"]
 
 
 def test_a_crs_without_geotransform_gives_pixel_coordinates_in_no_crs(tmp_path):
@@ -342,7 +345,7 @@ def test_a_crs_without_geotransform_gives_pixel_coordinates_in_no_crs(tmp_path):
         write_polygons(path, tmp_path / "targets.gpkg", threshold=1.0, chunk=16)
     layer = read_layer(tmp_path / "targets.gpkg")
     assert layer.crs is None and layer["area"].isna().all()
-    assert (layer.iloc[1].centroid_x, layer.iloc[1].centroid_y) == pytest.approx((36.0, 41.5))
+    assert (layer.iloc[1].centroid_x, layer.iloc[1].centroid_y) == pytest.approx((36.0, -41.5))
     description = pyogrio.read_info(tmp_path / "targets.gpkg", layer="targets")[
         "layer_metadata"]["DESCRIPTION"]
     assert "coordinates are pixel coordinates" in description
@@ -568,7 +571,7 @@ def test_find_targets_gives_the_geopackages_rows_from_a_file_or_an_array(tmp_pat
     plain = hsanomaly.find_targets(np.ma.masked_invalid(scores), threshold=1.0)   # no map
     assert plain.crs is None and plain["area"].isna().all()
     b = plain.iloc[1]                          # rows 40-42, cols 35-36: in pixel coordinates
-    assert (b["centroid_x"], b["centroid_y"], b["pixels"]) == (36.0, 41.5, 6)
+    assert (b["centroid_x"], b["centroid_y"], b["pixels"]) == (36.0, -41.5, 6)
     rate = hsanomaly.find_targets(scores, far=0.01)               # 29 pixels allowed above
     assert rate["threshold"].iloc[0] == threshold_from_far(scores, 0.01)
 
@@ -601,7 +604,7 @@ def test_find_targets_compares_an_array_in_its_own_precision():
     scores[10, 10] = 1e300
     found = hsanomaly.find_targets(scores, threshold=0.3)
     assert len(found) == 1 and found["max_score"].iloc[0] == 1e300
-    assert (found["centroid_x"].iloc[0], found["centroid_y"].iloc[0]) == (10.5, 10.5)
+    assert (found["centroid_x"].iloc[0], found["centroid_y"].iloc[0]) == (10.5, -10.5)
 
 
 def test_find_targets_says_a_crs_attribute_without_a_transform_places_nothing():

@@ -153,6 +153,30 @@ def test_polygons_are_a_layer_in_the_input_crs(scene, tmp_path):
     assert layer.featureCount() >= 2                    # the two planted targets
 
 
+def test_polygons_of_a_raster_without_georeferencing_lie_on_it_in_qgis(plugin, tmp_path):
+    """QGIS shows a raster without georeferencing at y from minus its height to 0; the
+    polygons were at y the row, so they were drawn mirrored off the heatmap."""
+    import rasterio
+    from qgis.core import QgsRasterLayer, QgsVectorLayer
+
+    from synthetic import synthetic_cube
+
+    cube, truth = synthetic_cube(rows=40, cols=50, targets=((30, 10),), seed=3)
+    scene = tmp_path / "scene.tif"
+    with rasterio.open(scene, "w", driver="GTiff", width=50, height=40, count=len(cube),
+                       dtype="float32") as ds:
+        ds.write(cube)
+    result = run_detect(INPUT=scene, SCORE="rx", OUTPUT=tmp_path / "heat.tif",
+                        POLYGONS=tmp_path / "targets.gpkg", THRESHOLD=100.0)
+    heat = QgsRasterLayer(result["OUTPUT"], "heatmap")
+    targets = QgsVectorLayer(result["POLYGONS"], "targets", "ogr")
+    assert heat.extent().yMinimum() == -40 and heat.extent().yMaximum() == 0
+    box = next(targets.getFeatures()).geometry().boundingBox()      # the strongest target
+    rows, cols = np.nonzero(truth)
+    assert (box.xMinimum(), box.yMaximum()) == (cols.min(), -rows.min())
+    assert heat.extent().contains(targets.extent())
+
+
 def test_library_errors_become_one_line_processing_errors(scene, tmp_path):
     from qgis.core import QgsProcessingException
 
