@@ -75,17 +75,22 @@ def test_cancel_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_resume_after_interruption_gives_identical_output(tmp_path):
-    cube, _ = synthetic_cube()
-    detect(ArraySource(cube), tmp_path / "full.tif", GlobalRX(), tile=16, progress=False)
-
+def interrupted_halfway(cube, dst):
+    """Score ``cube`` into ``dst`` with rx in 16-pixel tiles, interrupted (Ctrl-C) past half
+    of them: the finished tiles are kept for a resume."""
     def interrupt(fraction, message):
         if fraction > 0.5:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        detect(ArraySource(cube), tmp_path / "out.tif", GlobalRX(), tile=16, progress=False,
-               callback=interrupt)
+        detect(ArraySource(cube), dst, GlobalRX(), tile=16, progress=False, callback=interrupt)
+
+
+def test_resume_after_interruption_gives_identical_output(tmp_path):
+    cube, _ = synthetic_cube()
+    detect(ArraySource(cube), tmp_path / "full.tif", GlobalRX(), tile=16, progress=False)
+
+    interrupted_halfway(cube, tmp_path / "out.tif")
     assert not (tmp_path / "out.tif").exists()
     finished = len(list((tmp_path / "out.tif.partial").glob("tile_*.npz")))
     assert 0 < finished < 12
@@ -100,13 +105,7 @@ def test_cancelling_a_resumed_run_keeps_the_tiles_an_earlier_run_finished(tmp_pa
     of a real scene; QGIS's Cancel button goes this way)."""
     cube, _ = synthetic_cube()
 
-    def interrupt(fraction, message):
-        if fraction > 0.5:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        detect(ArraySource(cube), tmp_path / "out.tif", GlobalRX(), tile=16, progress=False,
-               callback=interrupt)
+    interrupted_halfway(cube, tmp_path / "out.tif")
     store = tmp_path / "out.tif.partial"
     finished = len(list(store.glob("tile_*.npz")))
     with pytest.raises(HsanomalyError, match=r"out.tif: cancelled; the finished tiles are kept: "
@@ -124,13 +123,7 @@ def test_a_rerun_without_resume_says_it_discards_an_interrupted_runs_tiles(tmp_p
     (resume=True with nothing to resume does say so)."""
     cube, _ = synthetic_cube()
 
-    def interrupt(fraction, message):
-        if fraction > 0.5:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        detect(ArraySource(cube), tmp_path / "out.tif", GlobalRX(), tile=16, progress=False,
-               callback=interrupt)
+    interrupted_halfway(cube, tmp_path / "out.tif")
     finished = len(list((tmp_path / "out.tif.partial").glob("tile_*.npz")))
     with pytest.warns(UserWarning, match=rf"out.tif.partial: scoring from the start, the "
                                          rf"{finished} finished tiles of an interrupted run "
