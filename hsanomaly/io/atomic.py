@@ -161,9 +161,30 @@ def check_writable(path, directory=None):
         raise HsanomalyError(f"{path}: output directory {parent} is not writable")
     if directory is False and path.is_dir() and not path.is_symlink():
         raise HsanomalyError(f"{path}: is a directory, not a file")
+    refuse_special(path)
     if os.path.lexists(path) and not _may_replace(path, parent):
         raise HsanomalyError(f"{path}: belongs to another user in a shared (sticky) directory, "
                              "so it cannot be replaced; choose another output")
+
+
+SPECIAL = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+           (stat.S_ISFIFO, "a pipe"), (stat.S_ISSOCK, "a socket"))
+
+
+def refuse_special(path):
+    """Refuse an output that is, or links to, a device, a pipe or a socket (/dev/null,
+    /dev/stdout, a FIFO a reader waits on): outputs are written whole and renamed into place,
+    which would put a plain file where it was (as root, /dev/null for every process) and
+    send nothing through it."""
+    try:
+        mode = os.stat(path).st_mode           # through a link: what it leads to
+    except OSError:
+        return
+    for test, kind in SPECIAL:
+        if test(mode):
+            raise HsanomalyError(f"{path}: is {kind}, not a file; hsanomaly writes an output "
+                                 "whole and renames it into place, so name a file (and read "
+                                 "it from there)")
 
 
 def _may_replace(path, parent):
@@ -256,6 +277,7 @@ class Staging:
 
     def commit(self):
         for dst, tmp, _, check, is_dir in self._entries:
+            refuse_special(dst)                # made one since the run was checked
             try:
                 if not tmp.exists() or tmp.is_symlink():
                     raise HsanomalyError(f"{dst}: the writer produced no output")

@@ -87,3 +87,27 @@ def test_link_planted_in_the_training_checkpoint_directory_is_refused(tmp_path, 
     result = run_cli("train", scene, "--out", tmp_path / "model", "-q")
     assert_one_error(result, "checkpoint directory")
     tree.assert_unchanged()
+
+
+@pytest.mark.parametrize("output", ["heatmap", "polygons", "json", "link to a pipe"])
+def test_an_output_that_is_a_pipe_or_links_to_one_is_refused(tmp_path, scene, truth, output):
+    """A pipe, a device or a link to one (/dev/stdout, /dev/null) was replaced by a plain
+    file, the run reporting success: a reader on the pipe got nothing, and as root
+    `--json /dev/stdout` replaced /dev/stdout for every process."""
+    fifo = tmp_path / ("out.json" if output == "json" else "t.gpkg" if output == "polygons"
+                       else "heat.tif")
+    os.mkfifo(fifo)
+    named = fifo
+    if output == "link to a pipe":
+        named = tmp_path / "linked.tif"
+        os.symlink(fifo, named)
+    if output == "json":
+        result = run_cli("evaluate", scene, truth, "--json", named)
+    elif output == "polygons":
+        result = run_cli("detect", scene, tmp_path / "h.tif", "--score", "rx", "-q",
+                         "--polygons", named, "--far", "0.01")
+    else:
+        result = run_cli("detect", scene, named, "--score", "rx", "-q")
+    assert_one_error(result, f"{named}: is a pipe, not a file; hsanomaly writes an output whole")
+    assert fifo.is_fifo() and (output != "link to a pipe" or named.is_symlink())
+    assert not (tmp_path / "h.tif").exists()
