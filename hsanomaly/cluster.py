@@ -5,6 +5,7 @@ clients ``detect`` and ``detect_many`` score their tiles on (``distributed``).""
 import contextlib
 import logging
 import re
+import sys
 
 from .errors import HsanomalyError
 from .options import check_whole
@@ -39,11 +40,17 @@ def check_execution(workers, scheduler):
                              "not both")
     if isinstance(scheduler, str):
         check_address(scheduler)
-    elif scheduler is not None and not (type(scheduler).__name__ == "Client" and
-                                        type(scheduler).__module__.startswith("distributed")):
+    elif scheduler is not None and not _is_client(scheduler):
         raise HsanomalyError(f"{spell('scheduler')}: expected a Dask scheduler's address (text, "
                              "such as tcp://host:8786) or a distributed.Client, got a "
                              f"{type(scheduler).__name__}")
+
+
+def _is_client(value):
+    """Whether ``value`` is a ``distributed.Client`` (or one of its kind): only where Dask is
+    imported can there be one."""
+    distributed = sys.modules.get("distributed")
+    return distributed is not None and isinstance(value, distributed.Client)
 
 
 _quiet = False

@@ -66,9 +66,9 @@ def find_targets(heatmap, *, threshold=None, far=None, transform=None, crs=None,
         if transform.is_identity and crs is not None:
             _warn_crs_unplaced(name, "the heatmap array")
             crs = None
-    georeferenced = not transform.is_identity
-    if not georeferenced:
-        transform = PIXEL_GRID
+    georeferenced = not is_pixel_grid(transform, crs)
+    if not georeferenced:         # x the column, y minus the row, of the whole raster
+        transform = PIXEL_GRID * Affine.translation(transform.c, transform.f)
     if threshold is None:
         with log_stage(f"threshold at false-alarm rate {far} of {name}"):
             threshold = threshold_from_far(heatmap, far, chunk=chunk, name=name)
@@ -108,6 +108,13 @@ def find_targets(heatmap, *, threshold=None, far=None, transform=None, crs=None,
             description += "; no CRS: map coordinates of a reference system the raster does not name"
         description += f"; area in {area_unit}"
     return frame, description
+
+
+def is_pixel_grid(transform, crs):
+    """Whether ``transform`` counts pixels rather than placing them on a map: no CRS, pixels
+    one unit wide, rows downwards, unrotated; the identity, or a cut of it (a DataArray's
+    pixel-centre coordinates)."""
+    return crs is None and (transform.a, transform.b, transform.d, transform.e) == (1, 0, 0, 1)
 
 
 def _placement(path, name):

@@ -240,6 +240,18 @@ def test_a_scheduler_of_another_kind_is_refused_in_one_line(synthetic_raster, tm
     assert not (tmp_path / "x.tif").exists()
 
 
+def test_a_client_of_a_subclass_is_taken_as_a_client():
+    """The kind check compared the class's name: a subclass of distributed.Client was
+    refused, saying it expected a distributed.Client."""
+    distributed = pytest.importorskip("distributed")
+    from hsanomaly.cluster import check_execution
+
+    class MyClient(distributed.Client):
+        pass
+
+    check_execution(None, MyClient.__new__(MyClient))       # not connected: the kind is checked
+
+
 def test_a_scheduler_that_does_not_answer_is_refused_before_a_quick_model_trains(
         synthetic_raster, tmp_path, monkeypatch):
     """Found when the client was opened, after the training (minutes to hours on a real

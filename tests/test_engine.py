@@ -126,8 +126,9 @@ def test_a_rerun_without_resume_says_it_discards_an_interrupted_runs_tiles(tmp_p
     interrupted_halfway(cube, tmp_path / "out.tif")
     finished = len(list((tmp_path / "out.tif.partial").glob("tile_*.npz")))
     with pytest.warns(UserWarning, match=rf"out.tif.partial: scoring from the start, the "
-                                         rf"{finished} finished tiles of an interrupted run "
-                                         r"discarded \(resume=True continues such a run\)"):
+                                         rf"{finished} finished tiles of an earlier run "
+                                         r"discarded \(resume=True continues an interrupted run "
+                                         "of the same input and settings"):
         result = detect(ArraySource(cube), tmp_path / "out.tif", GlobalRX(), tile=16,
                         progress=False)
     assert result.tiles_resumed == 0

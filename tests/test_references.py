@@ -788,8 +788,10 @@ def test_resume_without_the_model_the_run_was_given_is_refused_before_training(
 
     trained = short_trainings(monkeypatch, 5)
     src, dst = scene[1], tmp_path / "out.tif"
+    monkeypatch.chdir(model.parent)                # the model given by a relative name
     with disk_full_at_tile(3), pytest.raises(HsanomalyError, match="disk full"):
-        hsanomaly.api.detect(src, dst, model=model, tile=16)
+        hsanomaly.api.detect(src, dst, model=model.name, tile=16)
+    monkeypatch.chdir(tmp_path)                    # named absolute wherever the resume runs
     with pytest.raises(HsanomalyError, match=f"scored with the model {re.escape(str(model))} "
                                              r"\('model'\); resume with it"):
         hsanomaly.api.detect(src, dst, tile=16, resume=True)

@@ -17,7 +17,7 @@ from hsanomaly.errors import HsanomalyError, HsanomalyWarning
 from hsanomaly.polygons import write_polygons
 from hsanomaly.thresholds import key_scores, order_keys, score_chunks, threshold_from_far
 
-from synthetic import CRS, TRANSFORM, write_raster
+from synthetic import CRS, TRANSFORM, synthetic_cube, write_raster
 
 
 def write_heatmap(path, scores, crs=CRS, transform=TRANSFORM):
@@ -335,6 +335,24 @@ def test_without_georeferencing_area_is_null_and_coordinates_are_pixels(tmp_path
     info = pyogrio.read_info(tmp_path / "targets.gpkg", layer="targets")
     assert "not georeferenced: coordinates are pixel coordinates, x the column and y minus " \
            "the row (where QGIS shows the raster)" in info["layer_metadata"]["DESCRIPTION"]
+
+
+def test_a_cut_of_a_heatmap_without_georeferencing_keeps_its_pixel_coordinates():
+    """A cut of such a DataArray (placed by an identity transform attribute, or as rioxarray
+    reads such a raster) is placed by pixel-centre coordinates, a translation of the
+    identity: it was taken for a map grid, its targets mirrored (y the row) and given areas."""
+    xr = pytest.importorskip("xarray")
+    cube, _ = synthetic_cube(rows=40, cols=50, targets=((30, 10),), seed=3)
+    pixels = {"x": np.arange(50) + 0.5, "y": np.arange(40) + 0.5}
+    for da in (xr.DataArray(cube, dims=("band", "y", "x"), attrs={"transform": (1, 0, 0, 0, 1, 0)}),
+               xr.DataArray(cube, dims=("band", "y", "x"), coords={**pixels, "spatial_ref": (
+                   (), 0, {"GeoTransform": "0.0 1.0 0.0 0.0 0.0 1.0"})})):
+        heat = hsanomaly.Detector("rx").fit_score(da)
+        threshold = float(np.nanmax(heat)) / 2
+        for part in (heat, heat[20:, 5:]):
+            found = hsanomaly.find_targets(part, threshold=threshold)
+            assert found[["centroid_x", "centroid_y"]].values.tolist() == [[11.0, -31.0]]
+            assert found["area"].isna().all() and found.crs is None
 
 
 def test_a_crs_without_geotransform_gives_pixel_coordinates_in_no_crs(tmp_path):

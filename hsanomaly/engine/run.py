@@ -105,7 +105,7 @@ def manifest(src, source, scorer, outputs, tile, given_model=None):
     if source.exclusion is not None:
         job["mask"] = source.exclusion.path
     if given_model is not None:
-        job["model"] = os.fspath(given_model)
+        job["model"] = os.path.abspath(given_model)     # the run's message names it anywhere
     return job
 
 

@@ -211,8 +211,9 @@ class TileStore:
                 finished = len(list(self.path.glob("tile_*.npz")))
                 if finished and _RESUME_HINT.get() is None:    # a batch chose to start over
                     warn(f"{self.path}: scoring from the start, the "
-                         f"{counted(finished, 'finished tile')} of an interrupted run discarded "
-                         f"({spell('resume', True)} continues such a run)")
+                         f"{counted(finished, 'finished tile')} of an earlier run discarded "
+                         f"({spell('resume', True)} continues an interrupted run of the same "
+                         "input and settings)")
                 shutil.rmtree(self.path)
             try:
                 self.path.mkdir()

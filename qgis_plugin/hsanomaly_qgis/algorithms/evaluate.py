@@ -67,7 +67,8 @@ class Evaluate(HsanomalyAlgorithm):
         self.addParameter(QgsProcessingParameterFolderDestination(
             self.PLOTS, "Plots folder", optional=True, createByDefault=False))
         pd_far = QgsProcessingParameterNumber(
-            self.PD_FAR, "False-alarm rate at which Pd is reported",
+            self.PD_FAR, "False-alarm rate at which Pd is reported (a share of the truth's "
+            "background pixels)",
             QgsProcessingParameterNumber.Double, defaultValue=library.load().pd_far)
         pd_far.setFlags(pd_far.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self.addParameter(pd_far)     # the library refuses a rate outside (0, 1)
