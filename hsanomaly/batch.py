@@ -73,7 +73,8 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
     cls = check_request(score, model, options, None, tile, workers, scheduler, callback,
                         overwrite=overwrite, progress=progress, batch=(detect, detect_many))
     out_dir = Path(out_dir)
-    targets = [(src, batch_output(src, out_dir, score)) for src in batch_inputs(inputs)]
+    sources = _without_own_outputs(batch_inputs(inputs), out_dir, score)
+    targets = [(src, batch_output(src, out_dir, score)) for src in sources]
     batch_paths(targets, out_dir, functools.partial(quick_model_path, cls, model),
                 overwrite, mask=mask, model=model)
     try:
@@ -109,6 +110,24 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
             except Exception as err:       # one raster's failure never stops the batch
                 items[i] = BatchItem(src, str(dst), "failed", error=_one_line(src, err))
     return cast(List[BatchItem], items)      # every pending one was filled in
+
+
+def _without_own_outputs(sources, out_dir, score):
+    """``sources`` less those that are where the batch writes another's heatmap: a pattern
+    (``dir/*.tif``) with the outputs in ``dir`` matches the heatmaps of the first run on every
+    rerun, which were then refused as inputs the batch would overwrite. Said in one line."""
+    import os
+
+    from .io.checks import warn
+    from .spelling import counted
+
+    heatmap_of = {os.path.realpath(batch_output(src, out_dir, score)): src for src in sources}
+    own = [src for src in sources if heatmap_of.get(os.path.realpath(src), src) != src]
+    if own:
+        more = f" and {counted(len(own) - 3, 'more')}" if len(own) > 3 else ""
+        warn(f"{', '.join(own[:3])}{more}: left out of the inputs, being where this batch "
+             "writes the heatmaps of other inputs")
+    return [src for src in sources if src not in own]
 
 
 def _told(callback, src, cancelled):

@@ -108,3 +108,20 @@ def test_train_takes_patterns_through_the_front_door(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip() == f"Error: {tmp_path / 'x*.tif'}: no file matches this pattern"
     assert not (tmp_path / "m").exists()
+
+
+def test_a_pattern_that_matches_the_batchs_own_heatmaps_reruns(tmp_path, batch):
+    """Outputs beside the inputs, the same pattern rerun: the pattern matched the heatmaps of
+    the first run, which the batch refused as inputs it would overwrite, and every rerun
+    failed as a whole."""
+    pattern = str(tmp_path / "*.tif")
+    assert "3 scored" in assert_ok(run_cli("detect-many", pattern, "--out-dir", tmp_path,
+                                           *RX)).stdout
+    before = {p.name: p.read_bytes() for p in tmp_path.glob("*_rx.tif")}
+    result = assert_ok(run_cli("detect-many", pattern, "--out-dir", tmp_path, *RX))
+    assert "0 scored, 3 skipped, 0 failed" in result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [f"Warning: {tmp_path / 'a_rx.tif'}, {tmp_path / 'b_rx.tif'}, "
+                     f"{tmp_path / 'c_rx.tif'}: left out of the inputs, being where this batch "
+                     "writes the heatmaps of other inputs"]
+    assert {p.name: p.read_bytes() for p in tmp_path.glob("*_rx.tif")} == before
