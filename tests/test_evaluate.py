@@ -515,6 +515,19 @@ def test_cli_replaces_its_own_report_and_plots_and_nothing_else(heat_and_truth, 
     assert result.exit_code == 0 and "auc" in json.loads((tmp_path / "notes.json").read_text())
 
 
+def test_json_dash_writes_the_report_to_stdout_and_the_summary_to_stderr(heat_and_truth,
+                                                                          tmp_path,
+                                                                          monkeypatch):
+    """``--json -`` wrote a file named "-"; a pipe to jq needs the JSON alone on stdout."""
+    heat, truth_path, _, _ = heat_and_truth
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(evaluate_command, [str(heat), str(truth_path), "--json", "-"])
+    assert result.exit_code == 0, result.output
+    CliRunner().invoke(evaluate_command, [str(heat), str(truth_path), "--json", "r.json"])
+    assert json.loads(result.stdout) == json.loads((tmp_path / "r.json").read_text())
+    assert result.stderr.startswith("AUC ") and not (tmp_path / "-").exists()
+
+
 def run_failing(args):
     result = CliRunner().invoke(evaluate_command, [str(a) for a in args])
     assert result.exit_code != 0

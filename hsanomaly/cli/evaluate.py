@@ -17,8 +17,9 @@ from . import with_verbosity
                    "not in TRUTH are ambiguous and excluded.")
 @click.option("--plots", "plots_dir", type=click.Path(file_okay=False),
               help="Write ROC, semi-log ROC, histogram and heatmap PNGs into this directory.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False),
-              help="Write the full report (overall and per target) as JSON.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, allow_dash=True),
+              help="Write the full report (overall and per target) as JSON; '-' writes it to "
+                   "stdout, and the summary to stderr.")
 @click.option("--pd-far", type=float, default=defaults.PD_FAR, show_default=True,
               help="The false-alarm rate (a share of the truth's background pixels) at which "
                    "Pd is reported.")
@@ -32,12 +33,16 @@ def evaluate(heatmap, truth, outer_mask, plots_dir, json_path, pd_far, overwrite
     (connected components T1..Tn); at that rate, the targets found and the false-alarm
     regions (blobs above the threshold holding no target pixel)."""
     from ..api import evaluate as run
-    from ..evaluation.files import format_summary
+    from ..evaluation.files import format_summary, report_json
 
-    report = run(heatmap, truth, outer_mask=outer_mask, plots=plots_dir, json=json_path, overwrite=overwrite,
-                 pd_far=pd_far)
-    click.echo(format_summary(report))
+    piped = json_path == "-"              # the JSON alone on stdout, for jq and the like
+    report = run(heatmap, truth, outer_mask=outer_mask, plots=plots_dir,
+                 json=None if piped else json_path, overwrite=overwrite, pd_far=pd_far)
+    click.echo(format_summary(report), err=piped)
     if plots_dir:
-        click.echo(f"{plots_dir}: {', '.join(Path(p).name for p in report['plots'].values())}")
-    if json_path:
+        click.echo(f"{plots_dir}: {', '.join(Path(p).name for p in report['plots'].values())}",
+                   err=piped)
+    if piped:
+        click.echo(report_json(report), nl=False)
+    elif json_path:
         click.echo(f"{json_path}: report")

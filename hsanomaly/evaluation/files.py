@@ -184,10 +184,15 @@ def _pixels(shape):
     return f"{shape[0]}x{shape[1]} pixels"
 
 
+def report_json(report):
+    """The report as the indented JSON text ``--json`` writes."""
+    return json.dumps(report, indent=2) + "\n"
+
+
 def write_json(report, path, stage=None):
     """Write the report as indented JSON, whole or not at all (read back and parsed before
     it replaces ``path``; with ``stage``, together with that stage's other outputs)."""
-    text = json.dumps(report, indent=2) + "\n"
+    text = report_json(report)
     with staged_into(stage) as into:
         Path(into.path(path, check=_json_check)).write_text(text)
 
