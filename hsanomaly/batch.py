@@ -113,16 +113,19 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
 
 
 def _without_own_outputs(sources, out_dir, score):
-    """``sources`` less those that are where the batch writes another's heatmap: a pattern
-    (``dir/*.tif``) with the outputs in ``dir`` matches the heatmaps of the first run on every
-    rerun, which were then refused as inputs the batch would overwrite. Said in one line."""
+    """``sources`` less the heatmaps hsanomaly wrote where the batch writes another's: a
+    pattern (``dir/*.tif``) with the outputs in ``dir`` matches the heatmaps of the first run
+    on every rerun, which were then refused as inputs the batch would overwrite. Said in one
+    line. Anything else there stays an input, which the path checks refuse."""
     import os
 
     from .io.checks import warn
+    from .io.ownership import is_own_detect_output
     from .spelling import counted
 
     heatmap_of = {os.path.realpath(batch_output(src, out_dir, score)): src for src in sources}
-    own = [src for src in sources if heatmap_of.get(os.path.realpath(src), src) != src]
+    own = [src for src in sources if heatmap_of.get(os.path.realpath(src), src) != src
+           and is_own_detect_output(src)]
     if own:
         more = f" and {counted(len(own) - 3, 'more')}" if len(own) > 3 else ""
         warn(f"{', '.join(own[:3])}{more}: left out of the inputs, being where this batch "
