@@ -39,6 +39,7 @@ def test_detect_rx_on_the_example_reproduces_reference_auc(tmp_path, example_sce
         auc = roc_auc_score(gt.read(1).ravel(), ds.read(1).ravel())
     assert round(auc, 4) == 0.8404  # ../shared/data/README.md reference for ABU airport-2
     assert (tmp_path / "heat.png").stat().st_size > 1000
+    assert f"{tmp_path / 'heat.png'}: quick look" in result.stdout    # every output is named
 
 
 def test_the_result_line_counts_the_pixels_left_out_as_nodata(tmp_path):

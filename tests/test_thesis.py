@@ -136,8 +136,10 @@ def test_an_even_window_is_refused_before_any_work():
     """--window 2 ran the other experiments and trained for minutes before failing."""
     from hsanomaly.errors import HsanomalyError
 
-    with pytest.raises(HsanomalyError, match="'large_window' must be odd"):
-        ThesisConfig(large_window=2)
+    for window in (2, 1):          # 1: the 1x1 model it is compared with, trained again
+        with pytest.raises(HsanomalyError, match="'large_window' must be odd and at least 3 "
+                                                 rf"\(or 0 to skip .*\), got {window}"):
+            ThesisConfig(large_window=window)
     assert ThesisConfig(large_window=0).large_window == 0
 
 

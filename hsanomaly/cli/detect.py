@@ -101,9 +101,11 @@ def _taking(option):
 @click.option("--convergence-out", type=click.Path(dir_okay=False),
               help="Write the latent search's convergence band here (the last step's cost "
                    "decrease; needs --refine N or --solver thesis).")
-@click.option("--polygons", type=click.Path(dir_okay=False), help="Write target polygons (GeoPackage).")
+@click.option("--polygons", type=click.Path(dir_okay=False),
+              help="Write target polygons (GeoPackage) of the pixels above --threshold or "
+                   "--far (one of them is needed).")
 @click.option("--threshold", type=float, default=None, help="Score threshold for --polygons.")
-@click.option("--far", default=None,
+@click.option("--far", default=None, metavar="RATE|auto",
               help="False-alarm rate for the polygon threshold: the share of scored pixels "
                    "allowed above it (targets among them, as no truth is known), or 'auto'.")
 @click.option("--png", type=click.Path(dir_okay=False), help="Also write a quick-look PNG heatmap.")
@@ -159,6 +161,8 @@ def detect(src, dst, score, model, solver, restarts, steps, codebook, refine, co
     for name, path in result.outputs.items():
         if name != "score":
             click.echo(f"{path}: {name}")
+    if png:
+        click.echo(f"{png}: quick look")
     if result.polygons is not None:
         click.echo(f"{polygons}: {counted(result.polygons, 'target polygon')}")
 

@@ -24,7 +24,7 @@ DEFAULT = ThesisConfig()
 @click.option("--codebook", type=click.IntRange(min=MIN_CODEBOOK), default=DEFAULT.codebook,
               show_default=True, help="Fast-solver codebook entries of every reconstruction score.")
 @click.option("--window", type=click.IntRange(min=0), default=DEFAULT.large_window, show_default=True,
-              help="Window of the larger-window experiment (odd); 0 skips it.")
+              help="Window of the larger-window experiment (odd, at least 3); 0 skips it.")
 @click.option("--window-iterations", type=click.IntRange(min=1), default=DEFAULT.window_iterations,
               show_default=True,
               help="Generator iterations of both models (1x1 and the larger window) of the "

@@ -30,6 +30,8 @@ READ_ERRORS = (ValueError, TypeError, OSError, NotImplementedError, IndexError)
 
 
 def _unreadable(path, err):
+    if isinstance(err, FileNotFoundError):       # as every other input says it
+        return HsanomalyError(f"{path}: file not found")
     detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return HsanomalyError(f"{path}: not a readable MATLAB file ({detail})")
 

@@ -39,6 +39,12 @@ def test_complex_mat(tmp_path):
     tree.assert_unchanged()
 
 
+def test_a_missing_mat_is_not_found_as_any_input(tmp_path):
+    """It was "not a readable MATLAB file ([Errno 2] No such file or directory: ...)"."""
+    assert_one_error(run_cli("convert", tmp_path / "gone.mat", tmp_path / "c.tif"),
+                     f"{tmp_path / 'gone.mat'}: file not found")
+
+
 def test_mat_v73_declaring_a_huge_cube(tmp_path):
     """An HDF5 (v7.3) .mat whose chunked cube is declared but never written: a few KiB on
     disk, 16 TB in memory. Refused from its header, before anything is loaded."""

@@ -26,9 +26,10 @@ class ThesisConfig:
                                        # short: a larger window costs far more per iteration
 
     def __post_init__(self):
-        if self.large_window and self.large_window % 2 == 0:   # checked before hours of work
-            raise HsanomalyError(f"{spell('window', python='large_window')} must be odd (or 0 to "
-                                 "skip the window experiment), "
+        # checked before hours of work; 1 is the 1x1 model the window one is compared with
+        if self.large_window and (self.large_window % 2 == 0 or self.large_window == 1):
+            raise HsanomalyError(f"{spell('window', python='large_window')} must be odd and at "
+                                 "least 3 (or 0 to skip the window experiment), "
                                  f"got {self.large_window}")
 
     @property
