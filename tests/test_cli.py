@@ -403,3 +403,14 @@ def test_the_log_keeps_a_stages_last_step_and_a_runs_restart():
     assert throttle(0.51, "tile 1/12") and not throttle(0.52, "tile 2/12")
     assert throttle(1.0, "tile 12/12")
     assert throttle(0.05, "tile 1/12")                  # the next raster's run
+
+
+def test_every_command_says_the_same_of_quiet():
+    """-q read "No progress bar." (detect, train), "No per-run progress lines." (benchmark),
+    "No progress lines." (thesis) and "No stage lines: ..." (the rest), for one behaviour."""
+    from hsanomaly.cli import COMMANDS, QUIET_HELP, main
+
+    for name in COMMANDS:
+        command = main.get_command(None, name)
+        quiet = [p for p in command.params if "--quiet" in getattr(p, "opts", ())]
+        assert len(quiet) == 1 and quiet[0].help == QUIET_HELP, name

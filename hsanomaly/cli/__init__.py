@@ -100,6 +100,12 @@ def progress_log(quiet):
     return progress_lines()
 
 
+QUIET_HELP = "Only warnings and errors on stderr: no progress bar, progress or stage lines."
+# for a command that reads --quiet itself (its progress bar or lines); ``with_verbosity``
+# gives the others the same option
+quiet_option = click.option("--quiet", "-q", is_flag=True, help=QUIET_HELP)
+
+
 def with_verbosity(command):
     """Give ``command`` -v/--verbose and -q/--quiet and configure the library's log from them;
     while it runs, the library's messages name its flags and arguments (``spelling``).
@@ -115,8 +121,7 @@ def with_verbosity(command):
                                        help="Log each stage with its time."))
     owns_quiet = "quiet" not in names
     if owns_quiet:
-        command.params.append(click.Option(["--quiet", "-q"], is_flag=True,
-                                           help="No stage lines: only warnings and errors on stderr."))
+        command.params.append(click.Option(["--quiet", "-q"], is_flag=True, help=QUIET_HELP))
     callback = command.callback
     spelling = command_line({param.name: param.human_readable_name if isinstance(param, click.Argument)
                              else max(param.opts, key=len) for param in command.params})

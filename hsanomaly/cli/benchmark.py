@@ -3,7 +3,7 @@
 import click
 
 from ..experiments.benchmark import QUICK_ITERATIONS, QUICK_SCENES, SEEDS
-from . import with_verbosity
+from . import quiet_option, with_verbosity
 
 
 def _list(text, cast=str, hint=None):
@@ -52,7 +52,7 @@ def _list(text, cast=str, hint=None):
                                             "(unless --iterations).")
 @click.option("--overwrite", is_flag=True, help="Replace files in --out and --markdown that an "
                                                "earlier benchmark did not write.")
-@click.option("--quiet", "-q", is_flag=True, help="No per-run progress lines.")
+@quiet_option
 def benchmark(data_dir, scores, select, ablation, seeds, scenes, iterations, models_dir, jobs, out, markdown,
               reference, quick, overwrite, quiet):
     """Run every score on every scene with ground truth under DATA_DIR and tabulate the results."""

@@ -3,7 +3,7 @@
 import click
 
 from .. import defaults
-from . import progress_log, show_progress, with_verbosity
+from . import progress_log, quiet_option, show_progress, with_verbosity
 from ..latent import DEPRECATED_NAMES, SOLVERS
 from ..scorers import REGISTRY, SCORES
 from ..scorers.rings import rings_text
@@ -133,7 +133,7 @@ def _taking(option):
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Score tiles on a local Dask cluster of N processes.")
 @click.option("--scheduler", default=None, help="Score tiles on the Dask cluster at this address.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@quiet_option
 def detect(src, dst, score, model, solver, restarts, steps, codebook, refine, codebook_scale,
            c1, c2, lam, outer, guard, purge, rings, top_rings, neighbour_weight, pca,
            components, sample, trim, weight, seed, recon_out,

@@ -4,7 +4,7 @@ import click
 
 from ..experiments.thesis.config import ThesisConfig
 from ..defaults import MIN_CODEBOOK
-from . import with_verbosity
+from . import quiet_option, with_verbosity
 
 DEFAULT = ThesisConfig()
 
@@ -37,7 +37,7 @@ DEFAULT = ThesisConfig()
 @click.option("--overwrite", is_flag=True, help="Replace report.md, figures/report.json and the "
                                                "scenes' figures in --out when an earlier "
                                                "reproduction did not write them.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
+@quiet_option
 def thesis(data_dir, out, scenes, iterations, seed, solver_pixels, codebook, window,
            window_iterations, models_dir, jobs, overwrite, quiet):
     """Reproduce the thesis's experiments on scenes under DATA_DIR; write OUT/report.md and figures."""

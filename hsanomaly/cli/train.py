@@ -3,7 +3,7 @@
 import click
 
 from .. import defaults
-from . import progress_log, show_progress, with_verbosity
+from . import progress_log, quiet_option, show_progress, with_verbosity
 from ..training.settings import THREADS, Settings
 
 
@@ -37,7 +37,7 @@ from ..training.settings import THREADS, Settings
 @click.option("--threads", type=click.IntRange(min=1),
               help=f"CPU threads for torch [default: {THREADS}; more do not pay on networks this small].")
 @click.option("--resume", is_flag=True, help="Continue from OUT.checkpoint/ if a run was interrupted.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@quiet_option
 def train(inputs, out, mask, background_only, window, bands, sqrt, whiten, iterations, seed,
           device, boost_rare, threads, resume, quiet):
     """Train a WGAN-GP on INPUTS (rasters or .mat scenes) and write an ONNX model bundle."""
