@@ -414,3 +414,13 @@ def test_every_command_says_the_same_of_quiet():
         command = main.get_command(None, name)
         quiet = [p for p in command.params if "--quiet" in getattr(p, "opts", ())]
         assert len(quiet) == 1 and quiet[0].help == QUIET_HELP, name
+
+
+def test_a_usage_error_before_the_command_is_one_line_too():
+    """An option before the command (hsanomaly --verbose detect) printed click's usage block
+    over four lines, where a command's own usage errors are one line."""
+    result = run("--verbose", "detect")
+    assert result.exit_code == 2
+    assert result.stderr == ("Error: No such option '--verbose'. Did you mean '--version'? "
+                             "(see: hsanomaly --help)\n")
+    assert run().exit_code in (0, 2) and "Usage: hsanomaly" in run().output   # help, as before

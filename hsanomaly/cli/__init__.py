@@ -37,6 +37,16 @@ class LazyGroup(click.Group):
     def list_commands(self, ctx):
         return sorted(COMMANDS)
 
+    def parse_args(self, ctx, args):
+        """The group's own usage errors (an option before the command) as one line, as a
+        command's are; no arguments at all still shows the help."""
+        try:
+            return super().parse_args(ctx, args)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.exceptions.UsageError as err:
+            _fail(f"{err.format_message()} (see: {ctx.command_path} --help)", 2)
+
     def get_command(self, ctx, name):
         if name not in COMMANDS:
             return None
