@@ -73,7 +73,7 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
     cls = check_request(score, model, options, None, tile, workers, scheduler, callback,
                         overwrite=overwrite, progress=progress, batch=(detect, detect_many))
     out_dir = Path(out_dir)
-    sources = _without_own_outputs(batch_inputs(inputs), out_dir, score)
+    sources = _without_own_outputs(batch_inputs(inputs))
     targets = [(src, batch_output(src, out_dir, score)) for src in sources]
     batch_paths(targets, out_dir, functools.partial(quick_model_path, cls, model),
                 overwrite, mask=mask, model=model)
@@ -112,24 +112,20 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
     return cast(List[BatchItem], items)      # every pending one was filled in
 
 
-def _without_own_outputs(sources, out_dir, score):
-    """``sources`` less the heatmaps hsanomaly wrote where the batch writes another's: a
-    pattern (``dir/*.tif``) with the outputs in ``dir`` matches the heatmaps of the first run
-    on every rerun, which were then refused as inputs the batch would overwrite. Said in one
-    line. Anything else there stays an input, which the path checks refuse."""
-    import os
-
+def _without_own_outputs(sources):
+    """``sources`` less the heatmaps (and extra rasters) hsanomaly wrote: a pattern
+    (``dir/*.tif``) with the outputs in ``dir`` matches the first run's heatmaps on every
+    rerun, which were then refused as inputs the batch would overwrite, or scored as scenes
+    under another score. Said in one line."""
     from .io.checks import warn
     from .io.ownership import is_own_detect_output
     from .spelling import counted
 
-    heatmap_of = {os.path.realpath(batch_output(src, out_dir, score)): src for src in sources}
-    own = [src for src in sources if heatmap_of.get(os.path.realpath(src), src) != src
-           and is_own_detect_output(src)]
+    own = [src for src in sources if is_own_detect_output(src)]
     if own:
         more = f" and {counted(len(own) - 3, 'more')}" if len(own) > 3 else ""
-        warn(f"{', '.join(own[:3])}{more}: left out of the inputs, being where this batch "
-             "writes the heatmaps of other inputs")
+        warn(f"{', '.join(own[:3])}{more}: left out of the inputs, being heatmaps hsanomaly "
+             "wrote")
     return [src for src in sources if src not in own]
 
 

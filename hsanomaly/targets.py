@@ -66,9 +66,9 @@ def find_targets(heatmap, *, threshold=None, far=None, transform=None, crs=None,
         if transform.is_identity and crs is not None:
             _warn_crs_unplaced(name, "the heatmap array")
             crs = None
-    georeferenced = not is_pixel_grid(transform, crs)
-    if not georeferenced:         # x the column, y minus the row, of the whole raster
-        transform = PIXEL_GRID * Affine.translation(transform.c, transform.f)
+    pixels = pixel_coordinates(transform, crs, in_memory=not is_file)
+    georeferenced = pixels is None
+    transform = transform if georeferenced else pixels
     if threshold is None:
         with log_stage(f"threshold at false-alarm rate {far} of {name}"):
             threshold = threshold_from_far(heatmap, far, chunk=chunk, name=name)
@@ -110,11 +110,18 @@ def find_targets(heatmap, *, threshold=None, far=None, transform=None, crs=None,
     return frame, description
 
 
-def is_pixel_grid(transform, crs):
-    """Whether ``transform`` counts pixels rather than placing them on a map: no CRS, pixels
-    one unit wide, rows downwards, unrotated; the identity, or a cut of it (a DataArray's
-    pixel-centre coordinates)."""
-    return crs is None and (transform.a, transform.b, transform.d, transform.e) == (1, 0, 0, 1)
+def pixel_coordinates(transform, crs, in_memory):
+    """The transform of pixel coordinates, x the column and y minus the row of the whole
+    raster (``PIXEL_GRID``), for a heatmap that is not on a map; None for one that is. A file
+    is not without a geotransform (QGIS draws one with a geotransform where it says, even in
+    pixel units); scores in memory are not where theirs counts pixels: no CRS, pixels one
+    unit wide, rows downwards, unrotated (a cut of such a raster, placed by rioxarray's or
+    ``Detector``'s pixel-centre coordinates)."""
+    counts_pixels = crs is None and (transform.a, transform.b, transform.d, transform.e) == (
+        1, 0, 0, 1)
+    if transform.is_identity or (in_memory and counts_pixels):
+        return PIXEL_GRID * Affine.translation(transform.c, transform.f)
+    return None
 
 
 def _placement(path, name):

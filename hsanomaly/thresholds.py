@@ -200,10 +200,11 @@ def auto_threshold(coarse, reduce, name="<heatmap>"):
     threshold = float(pickands_quantile(q0, q1, q2, tail / rate))
     end = bounded_end(q0, q1, q2)
     if end is not None and beyond > end:
-        warn(f"{name}: the automatic threshold {threshold:.6g} lies near the end the tail fit "
-             f"gives the scores ({end:.6g}), which the top {tail / 8:.2%} of them pass: every "
-             "pixel above it counts as a target, background among them if the fit misread the "
-             f"tail; pass {spell('far')} (e.g. 1e-3) or {spell('threshold')} if they are many")
+        warn(f"{name}: the tail fit behind the automatic threshold {threshold:.6g} ends at "
+             f"{end:.6g}, and the top {tail / 8:.2%} of the scores lie beyond that end: the "
+             "pixels above the threshold are taken for targets, background among them if the "
+             f"fit misread the tail; pass {spell('far')} (e.g. 1e-3) or {spell('threshold')} "
+             "if they should not all be")
     return threshold
 
 

@@ -99,10 +99,10 @@ def test_auto_says_when_scores_pass_the_end_of_a_bounded_tail_fit():
     scores = rng.uniform(0, 1, 10_000)
     scores[:130] = rng.uniform(1.2, 1.4, 130)
     scores = scores.reshape(100, 100).astype(np.float32)
-    with pytest.warns(HsanomalyWarning, match=r"<array>: the automatic threshold .* lies near "
-                                              r"the end the tail fit gives the scores \(.*\), "
-                                              r"which the top 1.25% of them pass: every pixel "
-                                              "above it counts as a target"):
+    with pytest.warns(HsanomalyWarning, match=r"<array>: the tail fit behind the automatic "
+                                              r"threshold .* ends at .*, and the top 1.25% of "
+                                              r"the scores lie beyond that end: the pixels above "
+                                              "the threshold are taken for targets"):
         threshold = threshold_from_far(scores, "auto")
     assert (scores > threshold).sum() == 130
     with warnings.catch_warnings():
@@ -353,6 +353,26 @@ def test_a_cut_of_a_heatmap_without_georeferencing_keeps_its_pixel_coordinates()
             found = hsanomaly.find_targets(part, threshold=threshold)
             assert found[["centroid_x", "centroid_y"]].values.tolist() == [[11.0, -31.0]]
             assert found["area"].isna().all() and found.crs is None
+            truth = np.zeros(part.shape, np.uint8)
+            truth[np.asarray(part) > threshold] = 1
+            report = hsanomaly.evaluate(part, truth)          # rows and columns, no map
+            assert report["targets"][0].get("centroid_y") is None
+
+
+def test_a_file_with_a_geotransform_in_pixel_units_is_placed_by_it(tmp_path):
+    """QGIS draws a file with a geotransform where it says, even one in pixel units without
+    a CRS (rioxarray writes a cut so); only a file without one is in pixel coordinates."""
+    from affine import Affine
+
+    scores = np.zeros((30, 40), np.float32)
+    scores[5, 7] = 10
+    path = tmp_path / "offset.tif"
+    with rasterio.open(path, "w", driver="GTiff", dtype="float32", count=1, height=30, width=40,
+                       transform=Affine(1, 0, 100, 0, 1, 20)) as ds:
+        ds.write(scores[None])
+    found = hsanomaly.find_targets(path, threshold=5)
+    assert found[["centroid_x", "centroid_y"]].values.tolist() == [[107.5, 25.5]]
+    assert found["area"].tolist() == [1.0]
 
 
 def test_a_crs_without_geotransform_gives_pixel_coordinates_in_no_crs(tmp_path):

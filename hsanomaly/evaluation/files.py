@@ -55,12 +55,14 @@ def mean_pixel_area(transform, crs, shape):
     return abs(geod.geometry_area_perimeter(footprint(transform, shape))[0]) / (shape[0] * shape[1])
 
 
-def place_targets(report, transform):
+def place_targets(report, transform, crs, in_memory):
     """Add each target's map coordinates (``centroid_x``, ``centroid_y``: its mean pixel
-    centre) to ``report`` where the heatmap has a geotransform."""
+    centre) to ``report`` where the heatmap is on a map (``targets.pixel_coordinates``; its
+    rows and columns say where it lies otherwise)."""
     from ..io.vector import map_coordinates
+    from ..targets import pixel_coordinates
 
-    if transform.is_identity:
+    if pixel_coordinates(transform, crs, in_memory) is not None:
         return
     for target in report["targets"]:
         target["centroid_x"], target["centroid_y"] = (float(v) for v in map_coordinates(
@@ -168,7 +170,7 @@ def _evaluate(scores, name, crs, transform, truth_input, outer_input, pd_far, he
                           name=name, pixel_area=mean_pixel_area(transform, crs, scores.shape))
     except ValueError as err:
         raise HsanomalyError(f"{name}: {err}") from None
-    place_targets(report, transform)
+    place_targets(report, transform, crs, in_memory=heatmap_path is None)
     report["crs"] = None if crs is None else crs.to_string()
     report["inputs"] = {"heatmap": name, "truth": _name(truth_input, "<array>"),
                         "outer_mask": None if outer_input is None else

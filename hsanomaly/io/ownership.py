@@ -37,6 +37,8 @@ def _geotiff_tags(path, grid=False):
     from .atomic import native_quiet
     from .gdal import open_raster
 
+    if os.path.exists(path) and not os.path.isfile(path):   # a pipe would block the read
+        return None
     try:
         with native_quiet(), open_raster(path) as ds:
             tags = ds.tags()

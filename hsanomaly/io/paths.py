@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import HsanomalyError
 from ..spelling import spell
-from .atomic import check_writable
+from .atomic import check_writable, refuse_special
 
 FILE, DIRECTORY = "file", "directory"
 
@@ -72,6 +72,8 @@ def check_paths(inputs, outputs, writable=True):
                                  "give it a file name")
         if writable:
             check_writable(out.path, directory=out.kind == DIRECTORY)
+        elif not out.virtual:
+            refuse_special(out.path)         # reading one to see whose it is would block
         if out.kind == FILE and Path(out.path).is_dir():
             raise HsanomalyError(f"{out.path}: {out.label} is a directory, not a file")
 
@@ -124,8 +126,9 @@ def check_report_folder(folder, label, files, overwrite=False):
     earlier output unless ``overwrite``. ``files``: (path, is_own, kind) as
     ``check_replaceable_file`` takes them."""
     check_output_folder(folder, label)
-    if not overwrite:
-        for path, is_own, kind in files:
+    for path, is_own, kind in files:
+        refuse_special(path)
+        if not overwrite:
             check_replaceable_file(path, f"this file of {label}", is_own, kind)
 
 

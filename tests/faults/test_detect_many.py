@@ -122,6 +122,9 @@ def test_a_pattern_that_matches_the_batchs_own_heatmaps_reruns(tmp_path, batch):
     assert "0 scored, 3 skipped, 0 failed" in result.stdout
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines == [f"Warning: {tmp_path / 'a_rx.tif'}, {tmp_path / 'b_rx.tif'}, "
-                     f"{tmp_path / 'c_rx.tif'}: left out of the inputs, being where this batch "
-                     "writes the heatmaps of other inputs"]
+                     f"{tmp_path / 'c_rx.tif'}: left out of the inputs, being heatmaps "
+                     "hsanomaly wrote"]
     assert {p.name: p.read_bytes() for p in tmp_path.glob("*_rx.tif")} == before
+    other = assert_ok(run_cli("detect-many", pattern, "--out-dir", tmp_path, "--score", "gmm",
+                              "--tile", "16", "-q"))         # another score: the scenes alone
+    assert "3 scored" in other.stdout and not list(tmp_path.glob("*_rx_gmm.tif"))

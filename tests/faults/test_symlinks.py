@@ -111,3 +111,22 @@ def test_an_output_that_is_a_pipe_or_links_to_one_is_refused(tmp_path, scene, tr
     assert_one_error(result, f"{named}: is a pipe, not a file; hsanomaly writes an output whole")
     assert fifo.is_fifo() and (output != "link to a pipe" or named.is_symlink())
     assert not (tmp_path / "h.tif").exists()
+
+
+def test_a_pipe_among_a_batchs_or_a_benchmarks_outputs_is_refused_before_any_work(tmp_path,
+                                                                                    scene):
+    """detect-many read the pipe at its output to see whose file it was and waited there for
+    good (SIGTERM did not end it); benchmark refused one at --out/results.csv only once every
+    scene was scored."""
+    out = tmp_path / "out"
+    out.mkdir()
+    os.mkfifo(out / "scene_rx.tif")
+    result = run_cli("detect-many", scene, "--out-dir", out, "--score", "rx", "-q", timeout=60)
+    assert_one_error(result, f"{out / 'scene_rx.tif'}: is a pipe, not a file")
+    data = tmp_path / "data"
+    data.mkdir()
+    os.symlink(scene, data / "scene.tif")
+    os.mkfifo(out / "results.csv")
+    result = run_cli("benchmark", data, "--scores", "rx", "--out", out, "-q", timeout=60)
+    assert_one_error(result, f"{out / 'results.csv'}: is a pipe, not a file")
+    assert "scene" not in result.stdout                        # refused before any scene
