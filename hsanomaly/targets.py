@@ -120,7 +120,7 @@ def pixel_coordinates(transform, crs, in_memory):
     counts_pixels = crs is None and (transform.a, transform.b, transform.d, transform.e) == (
         1, 0, 0, 1)
     if transform.is_identity or (in_memory and counts_pixels):
-        return PIXEL_GRID * Affine.translation(transform.c, transform.f)
+        return PIXEL_GRID @ Affine.translation(transform.c, transform.f)
     return None
 
 
