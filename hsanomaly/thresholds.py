@@ -175,7 +175,7 @@ def auto_threshold(coarse, reduce, name="<heatmap>"):
     Student backgrounds), and the fit only uses quantiles at or below the top t/4, so
     targets covering fewer pixels than that do not move it; more target pixels make the
     tail look heavier and the threshold higher: the rule errs towards fewer false alarms.
-    A fit lighter than exponential ends at a finite score, and the threshold lies near that
+    A fit lighter than exponential ends at a finite score, and the threshold lies below that
     end; where the scores at the top t/8 already pass it, the pixels above it may be the
     targets or a background the fit misread (abu-beach-2's mixture heatmap: 147 background
     pixels above), which no rule without labels tells apart: the threshold stands, and a
