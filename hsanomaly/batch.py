@@ -19,7 +19,7 @@ from .io.checks import one_job
 from .logs import progress_bar
 from .quickmodel import quick_model_path
 from .scorers import scorer_class, scorer_for
-from .spelling import spell
+from .spelling import counted, spell
 from .validate import batch_inputs, batch_paths, check_raster_path, check_request, model_path
 
 if TYPE_CHECKING:          # the engine loads on first use: ``import hsanomaly`` stays light
@@ -119,14 +119,14 @@ def _without_own_outputs(sources):
     under another score. Said in one line."""
     from .io.checks import warn
     from .io.ownership import is_own_detect_output
-    from .spelling import counted
 
-    own = [src for src in sources if is_own_detect_output(src)]
+    ours = [is_own_detect_output(src) for src in sources]
+    own = [src for src, mine in zip(sources, ours) if mine]
     if own:
         more = f" and {counted(len(own) - 3, 'more')}" if len(own) > 3 else ""
         warn(f"{', '.join(own[:3])}{more}: left out of the inputs, being heatmaps hsanomaly "
              "wrote")
-    return [src for src in sources if src not in own]
+    return [src for src, mine in zip(sources, ours) if not mine]
 
 
 def _told(callback, src, cancelled):

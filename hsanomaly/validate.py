@@ -17,12 +17,12 @@ from .options import check_batch_keywords, check_flags, check_values
 from .spelling import spell
 
 
-def check_raster_path(src, label=None, use="to score an open dataset, an array or a "
-                                            "DataArray, use hsanomaly.Detector"):
+def check_raster_path(src, label=None, use=None):
     """Refuse, in one line, a raster given as anything but its name (a str or path-like): an
     open dataset, an array or a DataArray is the Detector's, and an array's text is no file
-    name."""
+    name. ``use``: what to do instead (by default, the Detector)."""
     if not is_path(src):
+        use = use or "to score an open dataset, an array or a DataArray, use hsanomaly.Detector"
         raise HsanomalyError(f"{label or spell('src')}: expected a raster's path (a str or path-like), got a "
                              f"{type(src).__name__}; {use}")
     if not os.fspath(src):
@@ -67,7 +67,7 @@ def batch_inputs(inputs, use=None):
     inputs = [inputs] if one else list(inputs)     # a generator is read once
     inputs = [match for src in inputs for match in expand_pattern(src)]
     for src in inputs:
-        check_raster_path(src, spell("inputs"), **({"use": use} if use else {}))
+        check_raster_path(src, spell("inputs"), use)
     return [str(os.fspath(src)) for src in inputs]
 
 

@@ -15,7 +15,7 @@ from ..io.atomic import describe, destination_of, space_hint
 from ..io.checks import check_disk
 from ..options import check_whole
 from ..spelling import counted, spell
-from .store import resume_hint
+from .store import TILE_FILES, resume_hint
 
 NEAR_CONSTANT = 1e-5                       # relative band range below which a raster is "constant"
 RANGE = "_range"                           # per-tile input band minima and maxima, stored with the tile
@@ -121,7 +121,7 @@ def check_space(store, outputs, source, resume=False):
         device = os.stat(folder).st_dev
         need[device] = (folder, need.get(device, (folder, 0))[1] + nbytes)
 
-    stored = sum(f.stat().st_size for f in Path(store).glob("tile_*.npz")) if resume else 0
+    stored = sum(f.stat().st_size for f in Path(store).glob(TILE_FILES)) if resume else 0
     add(store, max(0, pixels * sum(b for _, b in outputs.values()) - stored))
     for path, bands in outputs.values():
         add(path, pixels * bands)

@@ -38,6 +38,7 @@ from ..spelling import counted, spell
 FORMAT = "hsanomaly-tiles"
 FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
+TILE_FILES = "tile_*.npz"       # a finished tile each (``TileStore._file``)
 CHECKSUM = "_sha256"
 OWN_FILES = re.compile(r"^(manifest\.json|\.?tile_\d+.*|\.manifest.*)$")
 
@@ -208,7 +209,7 @@ class TileStore:
                 if not is_tile_store(self.path):
                     raise HsanomalyError(f"{self.path}: holds files that are not hsanomaly "
                                          "tiles; refusing to replace it")
-                finished = len(list(self.path.glob("tile_*.npz")))
+                finished = len(list(self.path.glob(TILE_FILES)))
                 if finished and _RESUME_HINT.get() is None:    # a batch chose to start over
                     warn(f"{self.path}: scoring from the start, the "
                          f"{counted(finished, 'finished tile')} of an earlier run discarded "
@@ -254,7 +255,7 @@ class TileStore:
         return self.path / f"tile_{index:07d}.npz"
 
     def done(self):
-        return {int(p.name[5:12]) for p in self.path.glob("tile_*.npz")}
+        return {int(p.name[5:12]) for p in self.path.glob(TILE_FILES)}
 
     def _checksum(self, index, arrays):
         h = hashlib.sha256(f"{self.fingerprint}:{index};".encode())

@@ -224,9 +224,9 @@ def check_results(out_dir, markdown=None, reference=None, overwrite=False):
     check_report_folder(out_dir, out, _result_files(out_dir).values(), overwrite)
     if markdown:
         check_writable(markdown, directory=False)
-    if markdown and not overwrite:
-        check_replaceable_file(markdown, spell("markdown"), partial(starts_with, first_line=TITLE),
-                               "a benchmark's tables")
+        if not overwrite:
+            check_replaceable_file(markdown, spell("markdown"),
+                                   partial(starts_with, first_line=TITLE), "a benchmark's tables")
 
 
 def _same_file(a, b):
