@@ -518,14 +518,19 @@ def test_cli_replaces_its_own_report_and_plots_and_nothing_else(heat_and_truth, 
 def test_json_dash_writes_the_report_to_stdout_and_the_summary_to_stderr(heat_and_truth,
                                                                           tmp_path,
                                                                           monkeypatch):
-    """``--json -`` wrote a file named "-"; a pipe to jq needs the JSON alone on stdout."""
+    """``--json -`` wrote a file named "-"; a pipe to jq needs the JSON alone on stdout.
+    ``--json /dev/stdout`` (a link) was refused as an output, written whole and renamed."""
+    import os
+
     heat, truth_path, _, _ = heat_and_truth
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(evaluate_command, [str(heat), str(truth_path), "--json", "-"])
-    assert result.exit_code == 0, result.output
     CliRunner().invoke(evaluate_command, [str(heat), str(truth_path), "--json", "r.json"])
-    assert json.loads(result.stdout) == json.loads((tmp_path / "r.json").read_text())
-    assert result.stderr.startswith("AUC ") and not (tmp_path / "-").exists()
+    for name in ("-", "/dev/stdout"):
+        result = CliRunner().invoke(evaluate_command, [str(heat), str(truth_path), "--json", name])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout) == json.loads((tmp_path / "r.json").read_text())
+        assert result.stderr.startswith("AUC ") and not (tmp_path / "-").exists()
+    assert os.path.islink("/dev/stdout")
 
 
 def run_failing(args):
@@ -635,6 +640,15 @@ def test_cli_plots_dir_not_creatable_and_json_dir_missing(heat_and_truth, tmp_pa
             f"{tmp_path / report}: --json collides with --plots ({tmp_path / plots}); give " \
             "each output its own name"
     assert not (tmp_path / "r.json").exists() and not (tmp_path / "out").exists()
+
+
+def test_plots_dash_is_refused_not_made_a_folder(heat_and_truth, tmp_path, monkeypatch):
+    """``--plots -`` made a folder named '-' and drew into it."""
+    heat, truth_path, _, _ = heat_and_truth
+    monkeypatch.chdir(tmp_path)
+    assert run_failing([heat, truth_path, "--plots", "-"]).startswith(
+        "-: --plots is a folder; '-' (standard output) cannot hold its files")
+    assert not (tmp_path / "-").exists()
 
 
 def test_a_mask_of_another_size_than_the_heatmap_is_refused(heat_and_truth, tmp_path):

@@ -8,6 +8,10 @@ from .. import defaults
 from . import with_verbosity
 
 
+STDOUT = ("-", "/dev/stdout")   # --json names for standard output (the second is a link that
+                                # outputs, written whole and renamed into place, must not be)
+
+
 @with_verbosity
 @click.command()
 @click.argument("heatmap", type=click.Path(dir_okay=False))
@@ -18,8 +22,8 @@ from . import with_verbosity
 @click.option("--plots", "plots_dir", type=click.Path(file_okay=False),
               help="Write ROC, semi-log ROC, histogram and heatmap PNGs into this directory.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, allow_dash=True),
-              help="Write the full report (overall and per target) as JSON; '-' writes it to "
-                   "stdout, and the summary to stderr.")
+              help="Write the full report (overall and per target) as JSON; '-' (or /dev/stdout) "
+                   "writes it to stdout, and the summary to stderr.")
 @click.option("--pd-far", type=float, default=defaults.PD_FAR, show_default=True,
               help="The false-alarm rate (a share of the truth's background pixels) at which "
                    "Pd is reported.")
@@ -35,7 +39,7 @@ def evaluate(heatmap, truth, outer_mask, plots_dir, json_path, pd_far, overwrite
     from ..api import evaluate as run
     from ..evaluation.files import format_summary, report_json
 
-    piped = json_path == "-"              # the JSON alone on stdout, for jq and the like
+    piped = json_path in STDOUT           # the JSON alone on stdout, for jq and the like
     report = run(heatmap, truth, outer_mask=outer_mask, plots=plots_dir,
                  json=None if piped else json_path, overwrite=overwrite, pd_far=pd_far)
     click.echo(format_summary(report), err=piped)

@@ -149,10 +149,10 @@ def is_write_error(err):
         ("rasterio", "pyogrio", "fiona", "PIL", "zipfile", "zlib"))
 
 
-def check_writable(path, directory=None):
+def check_writable(path, directory=None, label=None):
     """Fail early, with one line, when ``path`` cannot be created or replaced: its folder must
     exist and be writable; with ``directory=False`` it is to be a file, so it must not be an
-    existing directory."""
+    existing directory. ``label``: the output's name in messages (``refuse_special``)."""
     path = Path(path)
     parent = Path(os.path.abspath(path)).parent
     if not parent.is_dir():
@@ -161,7 +161,7 @@ def check_writable(path, directory=None):
         raise HsanomalyError(f"{path}: output directory {parent} is not writable")
     if directory is False and path.is_dir() and not path.is_symlink():
         raise HsanomalyError(f"{path}: is a directory, not a file")
-    refuse_special(path)
+    refuse_special(path, label)
     if os.path.lexists(path) and not _may_replace(path, parent):
         raise HsanomalyError(f"{path}: belongs to another user in a shared (sticky) directory, "
                              "so it cannot be replaced; choose another output")
@@ -171,11 +171,16 @@ SPECIAL = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"
            (stat.S_ISFIFO, "a pipe"), (stat.S_ISSOCK, "a socket"))
 
 
-def refuse_special(path):
-    """Refuse an output that is, or links to, a device, a pipe or a socket (/dev/null,
+def refuse_special(path, label=None):
+    """Refuse an output that is a symbolic link, or a device, a pipe or a socket (/dev/null,
     /dev/stdout, a FIFO a reader waits on): outputs are written whole and renamed into place,
-    which would put a plain file where it was (as root, /dev/null for every process) and
-    send nothing through it."""
+    which would put a plain file where the link or device was (as root, /dev/stdout for every
+    process) and leave what it leads to as it was. ``label``: the output's name in messages."""
+    if os.path.islink(path):
+        raise HsanomalyError(f"{path}: {label + ' ' if label else ''}is a symbolic link (to "
+                             f"{os.readlink(path)}); hsanomaly writes an output whole and "
+                             "renames it into place, which would replace the link, so remove "
+                             "it or name another output")
     try:
         mode = os.stat(path).st_mode           # through a link: what it leads to
     except OSError:

@@ -71,7 +71,7 @@ def check_paths(inputs, outputs, writable=True):
             raise HsanomalyError(f"{out.path}: {out.label} ends in '/', as a folder's name does; "
                                  "give it a file name")
         if writable:
-            check_writable(out.path, directory=out.kind == DIRECTORY)
+            check_writable(out.path, directory=out.kind == DIRECTORY, label=out.label)
         elif not out.virtual:
             refuse_special(out.path)         # reading one to see whose it is would block
         if out.kind == FILE and Path(out.path).is_dir():
@@ -92,8 +92,8 @@ def check_suffix(path, label, suffixes, kind):
 def check_replaceable_file(path, label, is_own, kind):
     """Refuse to replace an existing file unless ``is_own(path)`` says it is ``kind`` written by
     hsanomaly (an earlier run's output): a user's raster named as the output by mistake is
-    never overwritten without ``overwrite`` (``--overwrite``). A symbolic link there is
-    replaced, never followed, so what it points to is never at stake."""
+    never overwritten without ``overwrite`` (``--overwrite``). A symbolic link there is left to
+    ``refuse_special``, which every output meets."""
     path = Path(path)
     if path.is_symlink() or not path.is_file() or is_own(path):
         return
@@ -104,7 +104,11 @@ def check_replaceable_file(path, label, is_own, kind):
 
 def check_output_folder(folder, label):
     """An output folder (named by ``label``) is a writable directory, or can be made with
-    its parents: the nearest folder that exists is a writable directory."""
+    its parents: the nearest folder that exists is a writable directory. '-' (standard
+    output elsewhere) is refused: a folder named '-' is not what it would mean."""
+    if str(folder) == "-":
+        raise HsanomalyError(f"-: {label} is a folder; '-' (standard output) cannot hold its "
+                             "files, so name a folder")
     folder = Path(folder)
     if folder.is_dir():
         if not os.access(folder, os.W_OK | os.X_OK):

@@ -1,5 +1,6 @@
 """Planted symbolic links at every name the write path could use: never followed, never
-replaced by a link; a link where hsanomaly must create a directory of its own is refused."""
+replaced by a link; a link at an output's name, or where hsanomaly must create a directory of
+its own, is refused."""
 
 import os
 
@@ -35,14 +36,30 @@ def test_links_at_predictable_temporary_names(tmp_path, scene, truth, victim):
 
 
 @pytest.mark.parametrize("name", ["heat.tif", "heat.png"])
-def test_link_at_the_destination_is_replaced_not_followed(tmp_path, scene, victim, name):
+def test_link_at_the_destination_is_refused_neither_followed_nor_replaced(tmp_path, scene, victim,
+                                                                          name):
+    """The link was replaced by the new file: the link gone, what it led to left as it was
+    (with /dev/stdout leading to a redirected stdout's file, /dev/stdout replaced for every
+    process)."""
     os.symlink(victim, tmp_path / name)
     tree = Tree(tmp_path)
-    assert_ok(run_cli("detect", scene, tmp_path / "heat.tif", "--png", tmp_path / "heat.png",
-                      "--score", "rx", "-q"))
-    after = tree.snapshot()
-    assert after["victim.txt"] == tree.before["victim.txt"]
-    assert not (tmp_path / name).is_symlink()
+    result = run_cli("detect", scene, tmp_path / "heat.tif", "--png", tmp_path / "heat.png",
+                     "--score", "rx", "-q")
+    assert_one_error(result, f"{tmp_path / name}: ", f"is a symbolic link (to {victim})")
+    tree.assert_unchanged()
+    assert (tmp_path / name).is_symlink()
+
+
+def test_a_link_made_at_the_destination_during_the_run_is_not_replaced(tmp_path, victim):
+    from hsanomaly.errors import HsanomalyError
+    from hsanomaly.io import atomic
+
+    dst = tmp_path / "report.json"
+    with pytest.raises(HsanomalyError, match="is a symbolic link"):
+        with atomic.staged() as stage:
+            stage.path(dst).write_text("new")
+            os.symlink(victim, dst)
+    assert dst.is_symlink() and victim.read_text() == "not yours"
 
 
 def test_link_at_the_tile_store_is_refused(tmp_path, scene):
@@ -108,7 +125,8 @@ def test_an_output_that_is_a_pipe_or_links_to_one_is_refused(tmp_path, scene, tr
                          "--polygons", named, "--far", "0.01")
     else:
         result = run_cli("detect", scene, named, "--score", "rx", "-q")
-    assert_one_error(result, f"{named}: is a pipe, not a file; hsanomaly writes an output whole")
+    assert_one_error(result, f"{named}: is a pipe, not a file; hsanomaly writes an output whole"
+                     if output != "link to a pipe" else f"is a symbolic link (to {fifo})")
     assert fifo.is_fifo() and (output != "link to a pipe" or named.is_symlink())
     assert not (tmp_path / "h.tif").exists()
 
