@@ -87,6 +87,19 @@ def test_unknown_score_and_missing_output_directory(tmp_path):
     assert_one_line_error(result, "output directory", "does not exist")
 
 
+@pytest.mark.parametrize("command", ["detect", "train", "thesis"])
+@pytest.mark.parametrize("seed", ["-1", str(2**32)])
+def test_a_seed_out_of_range_is_a_usage_error_in_every_command(tmp_path, command, seed):
+    """train and thesis took any int and left it to the library (status 1), detect refused a
+    negative one as a usage error (status 2) and left one past 2**32 - 1 to the library."""
+    path = write_raster(tmp_path / "scene.tif", synthetic_cube()[0])
+    args = {"detect": [path, tmp_path / "out.tif"], "train": [path, "--out", tmp_path / "m"],
+            "thesis": []}[command]
+    result = run(command, *args, "--seed", seed)
+    assert result.exit_code == 2 and "Invalid value for '--seed'" in result.output, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
+
+
 def test_convert_command(tmp_path):
     scipy.io.savemat(tmp_path / "s.mat", {"data": np.ones((5, 6, 3), np.uint16) * np.arange(3),
                                           "map": np.eye(5, 6)})

@@ -20,6 +20,7 @@ import warnings
 import click
 
 from ..errors import HsanomalyError
+from ..options import SEED_MAX
 from ..spelling import command_line, spelled
 
 COMMANDS = {
@@ -114,6 +115,8 @@ QUIET_HELP = "Only warnings and errors on stderr: no progress bar, progress or s
 # for a command that reads --quiet itself (its progress bar or lines); ``with_verbosity``
 # gives the others the same option
 quiet_option = click.option("--quiet", "-q", is_flag=True, help=QUIET_HELP)
+# a seed's range, refused by click as any option out of range is (status 2)
+SEED = click.IntRange(0, SEED_MAX)
 
 
 def with_verbosity(command):
