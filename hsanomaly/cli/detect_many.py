@@ -34,9 +34,13 @@ def detect_many(inputs, out_dir, overwrite, workers, scheduler, quiet, **scoring
     items = run(inputs, out_dir, score=score, model=model, mask=mask, tile=tile, overwrite=overwrite,
                 workers=workers, scheduler=scheduler, progress=show_progress(quiet),
                 callback=progress_log(quiet), **scorer_options(score, **scoring))
-    for item in items:
+    for item in items:                 # a line per raster, the heatmap's path first
         if item.status == "failed":
             click.echo(f"Error: {item.error}", err=True)
+        elif item.status == "skipped":
+            click.echo(f"{item.dst}: skipped, finished before for {item.src}")
+        else:
+            click.echo(item.result.text())
     counts = {status: sum(item.status == status for item in items)
               for status in ("scored", "skipped", "failed")}
     click.echo(f"{out_dir}: {counts['scored']} scored, {counts['skipped']} skipped, "

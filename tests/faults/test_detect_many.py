@@ -43,6 +43,12 @@ def test_rerun_rescores_what_changed(tmp_path, batch):
     os.utime(batch[2], (0, 0))                                          # only touched
     result = assert_ok(run_cli("detect-many", *batch, "--out-dir", out, *RX))
     assert "1 scored, 2 skipped" in result.stdout
+    # a line per raster names its heatmap (it printed the counts alone)
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"{out / 'a_rx.tif'}: rx heatmap, ") and lines[1:] == [
+        f"{out / 'b_rx.tif'}: skipped, finished before for {batch[1]}",
+        f"{out / 'c_rx.tif'}: skipped, finished before for {batch[2]}",
+        f"{out}: 1 scored, 2 skipped, 0 failed"]
     after = {p.name: p.read_bytes() for p in out.iterdir()}
     assert after["a_rx.tif"] != before["a_rx.tif"]
     assert after["b_rx.tif"] == before["b_rx.tif"] and after["c_rx.tif"] == before["c_rx.tif"]
