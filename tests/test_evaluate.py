@@ -580,10 +580,13 @@ def test_cli_refuses_a_mask_on_another_grid(heat_and_truth, tmp_path, option):
         args = [heat, other] if option is None else [heat, truth_path, option, other]
         message = run_failing(args)
         assert message.startswith(str(other)) and fragment in message and str(heat) in message
-    # a mask without georeferencing (a .mat's, a plain image) is taken as on the grid
+    # a mask without georeferencing (a .mat's, a plain image) is taken as on the grid, and
+    # said to be (it was silently)
     plain = write_raster(tmp_path / "plain.tif", truth[None].astype(np.float32), crs=None,
                          transform=Affine.identity())
-    result = CliRunner().invoke(evaluate_command, [str(heat), str(plain)])
+    with pytest.warns(HsanomalyWarning, match=f"{plain}: the mask has no georeferencing, so "
+                      f"nothing checks that the mask lies on the grid of {heat}"):
+        result = CliRunner().invoke(evaluate_command, [str(heat), str(plain)])
     assert result.exit_code == 0, result.output
 
 

@@ -8,6 +8,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import HsanomalyError
+from .checks import warn_once
 from .gdal import open_raster, read_masked
 from .source import open_source
 
@@ -87,6 +88,8 @@ def read_truth(path, shape=None, grid_of=None, what="scene", required=True):
         gt, known = split_unknown(read_mat_truth(path))
         if gt is None:
             raise HsanomalyError(f"{path}: no ground-truth variable found in the .mat file")
+        if grid_of is not None:
+            check_same_grid(path, grid_of)
     else:
         with open_mask_raster(path, shape, grid_of, what) as (ds, band_index):
             band = read_masked(ds, band_index)
@@ -159,11 +162,16 @@ PLACED_BY = {"map": "a map grid", "gcps": "ground control points"}
 def check_same_grid(path, other):
     """Refuse mask ``path`` unless it lies on raster ``other``'s grid, where both say where they
     are: same CRS, same pixel size and an origin within a hundredth of a pixel; or, placed by
-    ground control points, the same points to a hundredth of a pixel."""
+    ground control points, the same points to a hundredth of a pixel. Where only one of them
+    is placed, the mask is taken pixel for pixel, with a warning."""
     from .vector import pixel_size, same_crs
 
     mine, theirs = _grid(path), _grid(other)
     if mine is None or theirs is None:
+        if mine is not theirs:         # one placed, one not: lined up by size alone
+            whose = "the mask has" if mine is None else f"{other} has"
+            warn_once(f"{path}: {whose} no georeferencing, so nothing checks that the mask "
+                      f"lies on the grid of {other}; it is taken pixel for pixel")
         return
     (kind, crs, t), (other_kind, other_crs, o) = mine, theirs
     if kind != other_kind:
