@@ -12,9 +12,8 @@ from typing import TYPE_CHECKING, Any, List, Optional, SupportsIndex, cast
 
 from . import defaults
 from .api import detect
-from .errors import HsanomalyError
+from .errors import HsanomalyError, describe
 from .hints import Inputs, ModelArg, PathArg, Progress, Scheduler
-from .io.atomic import describe
 from .io.checks import one_job
 from .logs import progress_bar
 from .quickmodel import quick_model_path
@@ -80,7 +79,7 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise HsanomalyError(f"{out_dir}: cannot create {spell('out_dir')} ({err.strerror})") from None
+        raise HsanomalyError(f"{out_dir}: cannot create {spell('out_dir')} ({describe(err)})") from None
 
     masks = [_mask_of(src, mask) for src, _ in targets]
     states = [("failed" if isinstance(used, HsanomalyError) else "score" if overwrite else

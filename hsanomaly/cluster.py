@@ -7,7 +7,7 @@ import logging
 import re
 import sys
 
-from .errors import HsanomalyError
+from .errors import HsanomalyError, describe
 from .options import check_whole
 from .spelling import spell
 
@@ -121,9 +121,8 @@ def check_scheduler(address):
 
 
 def _no_scheduler(address, err):
-    detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return HsanomalyError(f"{address}: no Dask scheduler answers within {CONNECT_TIMEOUT} s "
-                          f"({detail})")
+                          f"({describe(err)})")
 
 
 @contextlib.contextmanager

@@ -1,7 +1,10 @@
 """What users see when something is wrong: one exception type (a one-line message naming the
 file and the problem) and one warning type."""
 
+import errno
 import threading
+
+DESCRIBED = 160             # characters of a library's own message kept in the one line
 
 
 class HsanomalyError(Exception):
@@ -34,6 +37,24 @@ def __getattr__(name):
                 globals()[name] = _not_fitted_error()
         return globals()[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def describe(err):
+    """The short reason an exception gives, for a one-line message: an OSError's or
+    MemoryError's in plain words, else its message's first line (its type's name when it
+    has none: ``"".splitlines()[0]`` would raise inside the handler)."""
+    if isinstance(err, MemoryError):
+        return "out of memory"
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "no space left on the device"
+    if isinstance(err, OSError) and err.errno == errno.EFBIG:
+        return "file too large (a file-size limit, ulimit -f, or the file system's maximum)"
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror.lower()
+    text = str(err).strip().splitlines()
+    text = text[0] if text else type(err).__name__
+    text = text.replace(". See previous exception for details.", "")   # GDAL's: none is shown
+    return text if len(text) <= DESCRIBED else text[:DESCRIBED - 3] + "..."   # SQL, say
 
 
 class HsanomalyWarning(UserWarning):

@@ -11,7 +11,7 @@ import importlib.util
 import re
 import threading
 
-from .errors import HsanomalyError
+from .errors import HsanomalyError, describe
 from .spelling import spell
 
 DEVICES = ("cpu", "cuda")
@@ -124,8 +124,7 @@ def open_session(path, device="cpu", threads=None, optimize=True, label=None):
     try:
         session = ort.InferenceSession(model, sess_options=options, providers=chosen)
     except Exception as err:  # onnxruntime raises its own exception types for unreadable graphs
-        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise HsanomalyError(f"{name}: not a loadable ONNX model ({detail})") from None
+        raise HsanomalyError(f"{name}: not a loadable ONNX model ({describe(err)})") from None
     if chosen[0] != "CPUExecutionProvider" and "CUDAExecutionProvider" not in session.get_providers():
         raise HsanomalyError(f"{name}: onnxruntime could not start its CUDA provider "
                              f"(check the CUDA and cuDNN libraries, or use {spell('device', 'cpu')})")

@@ -278,3 +278,36 @@ def test_a_mixture_that_did_not_converge_is_said(monkeypatch):
     with pytest.warns(HsanomalyWarning, match="the Gaussian mixture did not converge in 1 EM "
                                               "iterations"):
         Detector("gmm").fit(synthetic_cube()[0])
+
+
+def test_describe_gives_one_short_line_for_any_exception():
+    """The reason in a one-line message: six modules took ``str(err).splitlines()[0]``, which
+    raises IndexError inside the handler for an exception without a message (a traceback)."""
+    import errno
+
+    from hsanomaly.errors import DESCRIBED, describe
+
+    assert describe(Exception()) == "Exception"
+    assert describe(ValueError("\n  \n")) == "ValueError"
+    assert describe(ValueError("first\nsecond")) == "first"
+    assert describe(OSError(errno.ENOSPC, "No space left on device")) == "no space left on the device"
+    assert describe(OSError(errno.EACCES, "Permission denied")) == "permission denied"
+    assert describe(OSError("no errno")) == "no errno"
+    assert describe(MemoryError()) == "out of memory"
+    assert len(describe(ValueError("x" * 1000))) == DESCRIBED
+
+
+def test_a_crs_error_without_a_message_is_one_line(monkeypatch):
+    import rasterio.crs
+    from rasterio.errors import CRSError
+
+    from hsanomaly.io.inputs import as_crs
+
+    class Refusing:
+        @staticmethod
+        def from_user_input(value):
+            raise CRSError("")
+
+    monkeypatch.setattr(rasterio.crs, "CRS", Refusing)
+    with pytest.raises(HsanomalyError, match=r"^crs=: not a CRS \(CRSError\)$"):
+        as_crs("EPSG:4326", "crs=")

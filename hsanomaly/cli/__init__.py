@@ -56,7 +56,8 @@ class LazyGroup(click.Group):
 
     def invoke(self, ctx):
         from ..cluster import quiet_dask
-        from ..io.atomic import describe, ignore_file_size_signal
+        from ..errors import describe
+        from ..io.atomic import ignore_file_size_signal
 
         ignore_file_size_signal()     # past ulimit -f a write fails (EFBIG), the process lives
         for name in ("rasterio", "pyogrio", "fiona"):   # GDAL's errors arrive as exceptions

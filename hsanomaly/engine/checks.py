@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from ..defaults import MIN_TILE
-from ..errors import HsanomalyError
-from ..io.atomic import describe, destination_of, space_hint
+from ..errors import HsanomalyError, describe
+from ..io.atomic import destination_of, space_hint
 from ..io.checks import check_disk
 from ..options import check_whole
 from ..spelling import counted, spell
@@ -148,7 +148,7 @@ def _is_constant(ranges):
 def runtime_error(err, dst):
     """A one-line HsanomalyError for the ways scoring fails under the user (memory, disk,
     onnxruntime), or None for anything else (a bug, which keeps its traceback)."""
-    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    text = describe(err)
     resume = f"finished tiles are kept: {resume_hint()}"
     if isinstance(err, HsanomalyError):
         return None

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import HsanomalyError
-from ..io.atomic import describe, fsync_path
+from ..errors import HsanomalyError, describe
+from ..io.atomic import fsync_path
 from ..io.checks import warn
 from ..io.fingerprint import digest
 from ..io.lock import lock_folder

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import HsanomalyError
+from ..errors import HsanomalyError, describe
 from ..io.atomic import staged_into
 from .metrics import HALF_FALSE_POSITIVE, class_masks, label_targets, score_targets
 
@@ -193,7 +193,7 @@ def write_plots(report, scores, truth, outdir, title="", outer=None, valid=None,
             outdir.parent.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise HsanomalyError(f"{outdir}: cannot create the plots directory "
-                                 f"({err.strerror})") from None
+                                 f"({describe(err)})") from None
         stage = _InDirectory(stage.directory(
             outdir, check=lambda folder: [png_check(p) for p in sorted(folder.iterdir())]))
     _draw_plots(report, scores, truth, outer, valid, paths, title, stage)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..engine import fit_scorer, score_array
-from ..errors import HsanomalyError
+from ..errors import HsanomalyError, describe
 from ..evaluation import evaluate
 from ..io import ArraySource
 from ..io.checks import warn
@@ -168,7 +168,7 @@ def read_reference(path):
         for row in rows:
             reference.setdefault(row["scene"], {})[row["method"]] = float(row["auc"])
     except OSError as error:
-        raise HsanomalyError(f"{path}: cannot read ({error.strerror})") from None
+        raise HsanomalyError(f"{path}: cannot read ({describe(error)})") from None
     except (KeyError, TypeError, ValueError):
         raise HsanomalyError(f"{path}: not a CSV with columns scene, method, auc") from None
     if not reference:                 # a text file or an empty one read as no rows at all

@@ -42,7 +42,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from ..errors import HsanomalyError
+from ..errors import HsanomalyError, describe
 from .checks import warn
 
 TMP_SUFFIX = ".hsanomaly-tmp"
@@ -92,22 +92,6 @@ def native_quiet():
         os.close(devnull)
 
 
-def describe(err):
-    """A short reason for an OSError, a GDAL error or MemoryError."""
-    if isinstance(err, MemoryError):
-        return "out of memory"
-    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
-        return "no space left on the device"
-    if isinstance(err, OSError) and err.errno == errno.EFBIG:
-        return "file too large (a file-size limit, ulimit -f, or the file system's maximum)"
-    if isinstance(err, OSError) and err.strerror:
-        return err.strerror.lower()
-    text = str(err).strip().splitlines()
-    text = text[0] if text else type(err).__name__
-    text = text.replace(". See previous exception for details.", "")   # GDAL's: none is shown
-    return text if len(text) <= DESCRIBED else text[:DESCRIBED - 3] + "..."   # SQL, say
-
-
 def write_failure(path, err):
     """The one-line HsanomalyError for a failed write of ``path``."""
     reason = PRIVATE_FOLDER.sub("", describe(err))    # a library's text names the temporary
@@ -115,7 +99,6 @@ def write_failure(path, err):
                           f"({reason}{space_hint(path, err)}); nothing was replaced")
 
 
-DESCRIBED = 160             # characters of a library's own message kept in the one line
 LOW_SPACE = 16 * 2**20      # free bytes under which a failed write names the free space
 
 

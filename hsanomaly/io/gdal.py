@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import HsanomalyError
+from ..errors import HsanomalyError, describe
 from .units import nanometres
 
 # GDAL's block cache defaults to 5% of RAM; cap it so memory is bounded by the tile size.
@@ -47,8 +47,7 @@ def open_raster(path):
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             return rasterio.open(path)
     except rasterio.errors.RasterioIOError as err:
-        detail = str(err).splitlines()[0] if str(err) else "unreadable"
-        raise HsanomalyError(f"{path}: not a raster GDAL can read ({detail})") from None
+        raise HsanomalyError(f"{path}: not a raster GDAL can read ({describe(err)})") from None
 
 
 def local_files(name):

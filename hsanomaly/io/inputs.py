@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from ..errors import HsanomalyError
+from ..errors import HsanomalyError, describe
 from .bandaxis import check_band_axis
 from .source import ArraySource, RasterSource, band_scaling
 from .units import nanometres
@@ -310,4 +310,4 @@ def as_crs(value, label):
     try:
         return None if value is None else CRS.from_user_input(value)
     except CRSError as err:
-        raise HsanomalyError(f"{label}: not a CRS ({str(err).splitlines()[0]})") from None
+        raise HsanomalyError(f"{label}: not a CRS ({describe(err)})") from None

@@ -7,7 +7,7 @@ import errno
 import os
 from pathlib import Path
 
-from ..errors import HsanomalyError
+from ..errors import HsanomalyError, describe
 
 try:
     import fcntl
@@ -25,7 +25,7 @@ def lock_folder(path):
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as err:
-        raise HsanomalyError(f"{path}: cannot be opened to lock it ({err.strerror})") from None
+        raise HsanomalyError(f"{path}: cannot be opened to lock it ({describe(err)})") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -36,7 +36,7 @@ def lock_folder(path):
         os.close(fd)
         if err.errno in UNLOCKABLE:      # a file system without locks: as on Windows
             return None
-        raise HsanomalyError(f"{path}: cannot be locked ({err.strerror})") from None
+        raise HsanomalyError(f"{path}: cannot be locked ({describe(err)})") from None
     return fd
 
 

@@ -7,7 +7,7 @@ them: a file that declares a huge cube is refused with one line, not a MemoryErr
 
 import numpy as np
 
-from ..errors import HsanomalyError
+from ..errors import HsanomalyError, describe
 from .checks import check_memory
 from .units import nanometres
 
@@ -32,8 +32,7 @@ READ_ERRORS = (ValueError, TypeError, OSError, NotImplementedError, IndexError)
 def _unreadable(path, err):
     if isinstance(err, FileNotFoundError):       # as every other input says it
         return HsanomalyError(f"{path}: file not found")
-    detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return HsanomalyError(f"{path}: not a readable MATLAB file ({detail})")
+    return HsanomalyError(f"{path}: not a readable MATLAB file ({describe(err)})")
 
 
 def _headers(path):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import HsanomalyError
+from ..errors import HsanomalyError, describe
 from ..spelling import counted
 from .checks import check_memory, warn_once
 from .gdal import is_gdal_name, open_raster
@@ -122,7 +122,7 @@ def read_vector_mask(path, grid_of, required=True):
         except Exception as err:      # pyproj's CRSError, ProjError: no transformation known
             raise HsanomalyError(f"{path}: its features cannot be reprojected from "
                                  f"{frame.crs.name} to {grid_of}'s CRS ({crs.to_string()}): "
-                                 f"{str(err).splitlines()[0]}") from None
+                                 f"{describe(err)}") from None
     mask, outside = _burn(frame.geometry.values, transform, shape)
     n = len(frame)
     if outside == n:
@@ -217,8 +217,7 @@ def _read_layer(path, file, layer):
     try:
         frame = pyogrio.read_dataframe(file, layer=layer, columns=[])
     except Exception as err:     # pyogrio's and GDAL's errors: one line, whatever the driver
-        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise HsanomalyError(f"{path}: unreadable as a vector layer ({detail})") from None
+        raise HsanomalyError(f"{path}: unreadable as a vector layer ({describe(err)})") from None
     if len(frame) == 0:
         raise HsanomalyError(f"{path}: the layer has no features")
     prj = _shapefile_parts(file, [".prj"])

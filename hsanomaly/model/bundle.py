@@ -24,7 +24,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import HsanomalyError
+from ..errors import HsanomalyError, describe
 from ..preprocess import Preprocessor
 from .external import MalformedProtobuf, uses_external_data
 
@@ -163,7 +163,7 @@ class StoredCodebook:
                                  "removed?); a detector fitted on it needs the bundle where it "
                                  "was, so put it back or fit again")
             except OSError as err:
-                _fail(self.path, f"{file.name} cannot be read ({err.strerror or err})")
+                _fail(self.path, f"{file.name} cannot be read ({describe(err)})")
             try:
                 if hashlib.sha256(data).hexdigest() != self.digests[name]:
                     _fail(self.path, f"{file.name} changed since the model was loaded "
@@ -235,7 +235,7 @@ def _read_meta(path):
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except OSError as err:
-        _fail(path, f"{META_FILE} cannot be read ({err.strerror or err})")
+        _fail(path, f"{META_FILE} cannot be read ({describe(err)})")
     except ValueError as err:
         _fail(path, f"{META_FILE} is not valid JSON ({err})")
     except RecursionError:
@@ -283,7 +283,7 @@ def _check_file(path, name, meta, keep=False):
         data = file.read_bytes() if keep else None
         digest = file_sha256(file) if data is None else hashlib.sha256(data).hexdigest()
     except OSError as err:
-        _fail(path, f"{name} cannot be read ({err.strerror or err})")
+        _fail(path, f"{name} cannot be read ({describe(err)})")
     if meta["files"].get(name) != digest:
         _fail(path, f"{name} does not match its sha256 in {META_FILE} (modified or corrupt)")
     return data
