@@ -20,7 +20,7 @@ from .options import check_keywords, plain_values, public_signature, renamed_key
 from .polygons import check_threshold
 from .quickmodel import (check_quick_model, quick_model_path, resumable_quick_model,
                          train_on_scene)
-from .scorers import extra_label, make_scorer, scorer_for
+from .scorers import chosen, extra_label, make_scorer, scorer_for
 from .spelling import spell
 from .training import LIBRARY_ONLY, train as train_bundle
 from .validate import (batch_inputs, check_raster_path, check_request, detect_paths, evaluate_paths,
@@ -92,7 +92,7 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
         check_raster_path(mask, spell("mask"), use="save the mask to a file")
     src = os.fspath(src)
     model = model_path(model)
-    score = defaults.SCORE if score is None else score
+    score, options = chosen(score, options)
     cls = check_request(score, model, options, extras, tile, workers, scheduler, callback,
                         resume=resume, cog=cog, overwrite=overwrite, progress=progress)
     quick = quick_model_path(cls, model, dst)

@@ -17,7 +17,7 @@ from .hints import Inputs, ModelArg, PathArg, Progress, Scheduler
 from .io.checks import one_job
 from .logs import progress_bar
 from .quickmodel import quick_model_path
-from .scorers import scorer_class, scorer_for
+from .scorers import chosen, scorer_class, scorer_for
 from .spelling import counted, spell
 from .validate import batch_inputs, batch_paths, check_raster_path, check_request, model_path
 
@@ -68,7 +68,7 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
     model = model_path(model)
     if mask is not None:
         check_raster_path(mask, spell("mask"), use="save the mask to a file")
-    score = defaults.SCORE if score is None else score
+    score, options = chosen(score, options)
     cls = check_request(score, model, options, None, tile, workers, scheduler, callback,
                         overwrite=overwrite, progress=progress, batch=(detect, detect_many))
     out_dir = Path(out_dir)

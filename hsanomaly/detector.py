@@ -22,7 +22,8 @@ from .io.inputs import as_source
 from .latent import DEPRECATED_NAMES
 from .options import plain_values, renamed_keywords
 from .quickmodel import temporary_model_folder
-from .scorers import check_scorer, current_options, make_scorer, scorer_class, scorer_for
+from .scorers import (check_scorer, chosen, current_options, make_scorer, scorer_class,
+                      scorer_for)
 from .spelling import counted
 from .validate import model_path
 
@@ -48,8 +49,7 @@ class Detector:
         # is set: a set_params that is refused leaves the detector as it was
         from .engine.checks import check_tile
 
-        options = {k: v for k, v in options.items() if v is not None}   # None: the default
-        score = defaults.SCORE if score is None else score               # as detect takes it
+        score, options = chosen(score, options)          # None: the default, as detect takes it
         path = model_path(model)
         check_scorer(score, {**options, **({"model": path} if path is not None else {})})
         check_tile(tile)
@@ -69,8 +69,7 @@ class Detector:
         detector whose parameters change is no longer fitted: what it learned was learned
         with the others, so ``score`` asks for ``fit`` again."""
         before = self.get_params()
-        score = params.get("score", self.score_name)
-        score = defaults.SCORE if score is None else score
+        score, _ = chosen(params.get("score", self.score_name), {})
         # a former option name means what its score made of it: carried to another score it
         # must mean the same there (gmm's mixture components are not local RX's principal ones)
         old, new = scorer_class(self.score_name), scorer_class(score)

@@ -122,6 +122,12 @@ def plain_values(options):
     return {k: v.item() if isinstance(v, np.generic) else v for k, v in options.items()}
 
 
+def given(options):
+    """The options given: one given as None is not, so the score's default applies (alike
+    at every door: ``Detector``, ``detect``, ``detect_many`` and the command line)."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
 def check_values(options, kinds=OPTION_KINDS):
     """Refuse, with one line naming it, an option whose value is not of its kind in ``kinds``
     (options without a kind there are left to their owner)."""

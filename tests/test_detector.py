@@ -61,6 +61,23 @@ def test_changed_parameters_unfit_the_detector_and_none_is_the_default():
     assert local.set_params(score="rx", outer=None, guard=None).get_params() == {
         "score": "rx", "model": None, "tile": 256}
 
+def test_an_option_given_as_none_is_the_scores_default_at_every_door(tmp_path):
+    """``Detector("lrx", outer=None)`` took local RX's default, ``detect(..., outer=None)``
+    refused it ("'outer' must be a whole number, got None")."""
+    cube, _ = synthetic_cube(rows=24, cols=24)
+    src = write_raster(tmp_path / "scene.tif", cube)
+    default = hsanomaly.Detector("lrx").fit(cube).score(cube)
+    assert np.array_equal(hsanomaly.Detector("lrx", outer=None).fit(cube).score(cube), default)
+    hsanomaly.detect(src, tmp_path / "none.tif", score="lrx", outer=None, guard=None)
+    hsanomaly.detect(src, tmp_path / "default.tif", score="lrx")
+    items = hsanomaly.detect_many(src, tmp_path / "many", score="lrx", outer=None)
+    assert items[0].status == "scored", items[0].error
+    with rasterio.open(tmp_path / "none.tif") as a, rasterio.open(tmp_path / "default.tif") as b, \
+            rasterio.open(items[0].dst) as c:
+        assert np.array_equal(a.read(1), b.read(1)) and np.array_equal(c.read(1), b.read(1))
+        assert np.allclose(a.read(1), np.ma.filled(default, np.nan), rtol=1e-5, equal_nan=True)
+
+
 @pytest.mark.parametrize("tile", [0, 7, 1.5, "256", True])
 def test_a_bad_tile_is_refused_when_built(tile):
     with pytest.raises(HsanomalyError, match="'tile' must be a whole number of at least 8"):

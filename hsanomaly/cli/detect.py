@@ -5,6 +5,7 @@ import click
 from .. import defaults
 from . import SEED, progress_log, quiet_option, show_progress, with_verbosity
 from ..latent import DEPRECATED_NAMES, SOLVERS
+from ..options import given as given_options
 from ..scorers import REGISTRY, SCORES
 from ..scorers.rings import rings_text
 from ..spelling import counted
@@ -173,7 +174,7 @@ def scorer_options(score, **given):
     for the option it names now (``--components`` is a mixture's, not local RX's ``--pca``)."""
     from ..scorers import scorer_class
 
-    options = {k: v for k, v in given.items() if v is not None}
+    options = given_options(given)
     for former, now in scorer_class(score).renamed_options.items():
         if former in options:
             raise click.UsageError(f"--{former}: score {score!r} has no such option (--{now} "

@@ -7,7 +7,8 @@ with one line instead of a TypeError.
 """
 
 from ..errors import HsanomalyError
-from ..options import TRAINING_KINDS, check_values, under_current_names
+from .. import defaults
+from ..options import TRAINING_KINDS, check_values, given, under_current_names
 from ..spelling import spell
 from .base import Scorer
 from .context import (ContextScorer, DualContextScorer, MultiContextScorer,
@@ -31,6 +32,12 @@ def scorer_class(name):
     if name not in REGISTRY:
         raise HsanomalyError(f"unknown score {name!r}; choose one of {', '.join(SCORES)}")
     return REGISTRY[name]
+
+
+def chosen(score, options):
+    """(score, options) as asked: None for the score is the default score
+    (``defaults.SCORE``), None for an option is that score's default (``options.given``)."""
+    return defaults.SCORE if score is None else score, given(options)
 
 
 def current_options(name, options, warn=True):
@@ -103,4 +110,4 @@ def check_scorer(name, options):
 
 
 __all__ = ["BASELINES", "MODEL_SCORES", "REGISTRY", "SCORES", "Scorer", "check_extras", "check_options",
-           "check_scorer", "current_options", "make_scorer", "scorer_class", "scorer_for"]
+           "check_scorer", "chosen", "current_options", "make_scorer", "scorer_class", "scorer_for"]
