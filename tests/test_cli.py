@@ -437,3 +437,63 @@ def test_a_usage_error_before_the_command_is_one_line_too():
     assert result.stderr == ("Error: No such option '--verbose'. Did you mean '--version'? "
                              "(see: hsanomaly --help)\n")
     assert run().exit_code in (0, 2) and "Usage: hsanomaly" in run().output   # help, as before
+
+
+# a value for each of the library's scorer options, as typed and as the library should get it
+SCORER_FLAGS = {"solver": ("thesis", "thesis"), "restarts": ("3", 3), "steps": ("4", 4),
+                "codebook": ("4096", 4096), "refine": ("2", 2), "codebook_scale": ("0.5", 0.5),
+                "c1": ("0.75", 0.75), "c2": ("0.25", 0.25), "lam": ("0.4", 0.4),
+                "device": ("cpu", "cpu"), "threads": ("2", 2), "ignore_wavelengths": (None, True),
+                "components": ("3", 3), "pca": ("4", 4), "sample": ("500", 500), "seed": ("7", 7),
+                "trim": ("0.1", 0.1), "outer": ("9", 9), "guard": ("3", 3), "rings": ("7/3", "7/3"),
+                "top_rings": ("1", 1), "purge": ("0.02", 0.02), "weight": ("0.6", 0.6),
+                "neighbour_weight": ("0.3", 0.3)}
+TRAIN_FLAGS = {"window": ("3", 3), "bands": ("10", 10), "iterations": ("5", 5), "seed": ("7", 7),
+               "device": ("cpu", "cpu"), "threads": ("2", 2), "sqrt": (None, True),
+               "whiten": (None, True), "background_only": (None, True), "boost_rare": (None, True),
+               "resume": (None, True)}
+
+
+def _spied_call(monkeypatch, module, name, args):
+    """The keywords the command passed to the library's ``name`` (which records them and
+    stops there): the command line's wiring, whatever the library then makes of them."""
+    import importlib
+
+    seen = {}
+
+    def spy(*positional, **keywords):
+        seen.update(keywords)
+        raise HsanomalyError("spied")
+
+    monkeypatch.setattr(importlib.import_module(module), name, spy)
+    result = run(*args)
+    assert "spied" in result.output, result.output
+    return seen
+
+
+@pytest.mark.parametrize("command", ["detect", "detect-many"])
+@pytest.mark.parametrize("option", sorted(SCORER_FLAGS))
+def test_every_scorer_flag_reaches_the_library(tmp_path, monkeypatch, command, option):
+    """The command line named each option four times (decorator, signature, the call, the
+    list detect-many shares): a mapping left out would make its flag do nothing, unseen."""
+    from hsanomaly.options import OPTION_KINDS
+
+    assert set(SCORER_FLAGS) == set(OPTION_KINDS)       # a new option needs a value here
+    typed, expected = SCORER_FLAGS[option]
+    flag = [f"--{option.replace('_', '-')}", *([] if typed is None else [typed])]
+    module, name, args = (("hsanomaly.api", "detect", ["detect", "in.tif", tmp_path / "o.tif"])
+                          if command == "detect" else
+                          ("hsanomaly.batch", "detect_many",
+                           ["detect-many", "in.tif", "--out-dir", tmp_path]))
+    seen = _spied_call(monkeypatch, module, name, [*args, "--score", "rx", *flag])
+    assert seen[option] == expected and type(seen[option]) is type(expected)
+    assert not {k for k in OPTION_KINDS if k != option} & set(seen)   # the others: not given
+
+
+@pytest.mark.parametrize("option", sorted(TRAIN_FLAGS))
+def test_every_train_flag_reaches_the_library(tmp_path, monkeypatch, option):
+    typed, expected = TRAIN_FLAGS[option]
+    flag = [f"--{option.replace('_', '-')}", *([] if typed is None else [typed])]
+    seen = _spied_call(monkeypatch, "hsanomaly.api", "train",
+                       ["train", "in.tif", "--out", tmp_path / "m", *flag])
+    assert seen[option] == expected and type(seen[option]) is type(expected)

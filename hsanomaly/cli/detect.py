@@ -135,21 +135,12 @@ def _taking(option):
               help="Score tiles on a local Dask cluster of N processes.")
 @click.option("--scheduler", default=None, help="Score tiles on the Dask cluster at this address.")
 @quiet_option
-def detect(src, dst, score, model, solver, restarts, steps, codebook, refine, codebook_scale,
-           c1, c2, lam, outer, guard, purge, rings, top_rings, neighbour_weight, pca,
-           components, sample, trim, weight, seed, recon_out,
-           latent_out, convergence_out, polygons, threshold, far, png, device, threads,
-           ignore_wavelengths, mask, tile, cog, resume, overwrite, workers, scheduler, quiet):
+def detect(src, dst, score, model, recon_out, latent_out, convergence_out, polygons, threshold,
+           far, png, mask, tile, cog, resume, overwrite, workers, scheduler, quiet, **scoring):
     """Score raster SRC and write the anomaly heatmap GeoTIFF DST."""
     from ..api import detect as run
 
-    options = scorer_options(score, solver=solver, restarts=restarts, steps=steps, codebook=codebook,
-                             refine=refine, codebook_scale=codebook_scale, c1=c1, c2=c2, lam=lam,
-                             outer=outer, guard=guard, purge=purge, rings=rings,
-                             top_rings=top_rings, neighbour_weight=neighbour_weight,
-                             pca=pca, components=components, sample=sample, trim=trim,
-                             weight=weight, seed=seed, device=device, threads=threads,
-                             ignore_wavelengths=ignore_wavelengths or None)
+    options = scorer_options(score, **scoring)     # the flags of options.OPTION_KINDS
     extras = {k: v for k, v in dict(recon=recon_out, latent=latent_out,
                                     convergence=convergence_out).items() if v}
     result = run(src, dst, score=score, model=model, extras=extras, polygons=polygons,
@@ -174,7 +165,7 @@ def scorer_options(score, **given):
     for the option it names now (``--components`` is a mixture's, not local RX's ``--pca``)."""
     from ..scorers import scorer_class
 
-    options = given_options(given)
+    options = given_options({**given, "ignore_wavelengths": given.get("ignore_wavelengths") or None})
     for former, now in scorer_class(score).renamed_options.items():
         if former in options:
             raise click.UsageError(f"--{former}: score {score!r} has no such option (--{now} "

@@ -5,12 +5,9 @@ import click
 from . import progress_log, show_progress, with_verbosity
 from .detect import detect, scorer_options
 
-# Options shared with `hsanomaly detect`, so both commands accept the same ones.
-SHARED = ("score", "model", "solver", "restarts", "steps", "codebook", "refine",
-          "codebook_scale", "c1", "c2", "lam", "outer", "guard", "purge", "rings", "top_rings",
-          "neighbour_weight", "pca", "components", "sample", "trim", "weight", "seed",
-          "device", "threads", "ignore_wavelengths", "mask", "tile", "workers",
-          "scheduler", "quiet")
+# `hsanomaly detect`'s options that concern one raster's outputs; detect-many takes the others
+DETECT_ONLY = ("src", "dst", "recon_out", "latent_out", "convergence_out", "polygons",
+               "threshold", "far", "png", "cog", "resume", "overwrite", "verbose")
 
 
 @click.command()
@@ -49,5 +46,5 @@ def detect_many(inputs, out_dir, overwrite, workers, scheduler, quiet, **scoring
         sys.exit(1)
 
 
-detect_many.params[1:1] = [param for param in detect.params if param.name in SHARED]
+detect_many.params[1:1] = [param for param in detect.params if param.name not in DETECT_ONLY]
 with_verbosity(detect_many)     # after the shared options, which it reads (--quiet, spelling)
