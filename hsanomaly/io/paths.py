@@ -177,12 +177,12 @@ def _bundle_meta(path):
 def foreign_entries(path):
     """The entries of a model bundle's folder that are not the bundle's own files (its
     ``model.json`` lists them); [] for a folder that holds no bundle."""
-    from ..model.bundle import META_FILE
+    from ..model.bundle import LOG_PLOT, LOG_TABLE, META_FILE
 
     meta = _bundle_meta(path)
     if meta is None:
         return []
-    own = set(meta.get("files") or {}) | {META_FILE, "training.csv", "training.png"}
+    own = set(meta.get("files") or {}) | {META_FILE, LOG_TABLE, LOG_PLOT}
     return sorted(entry for entry in Path(path).iterdir()
                   if not (entry.is_file() and not entry.is_symlink() and entry.name in own))
 

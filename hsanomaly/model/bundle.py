@@ -34,6 +34,7 @@ METADATA_KEY = "hsanomaly"
 GENERATOR = "generator.onnx"
 CRITIC = "critic.onnx"
 META_FILE = "model.json"
+LOG_TABLE, LOG_PLOT = "training.csv", "training.png"    # the training's log, beside them
 CODEBOOK_FILE = "codebook.{}.npy"
 CODEBOOK_ARRAYS = ("z", "g", "jacobian")
 CODEBOOK_KEYS = ("size", "scale", "seed", "jacobian_step", "arrays")

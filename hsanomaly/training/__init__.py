@@ -146,6 +146,7 @@ def _check_finite(torch, trainer, out, checkpoints):
 def _train(torch, data, inputs, out, settings, options, device, resume, progress, report,
            quick_model_of=None, name=None):
     """Networks, the WGAN-GP loop with checkpoints, and the bundle export."""
+    from ..model.bundle import LOG_PLOT, LOG_TABLE
     from .export import export_networks, staged_directory
     from .log import plot, write_csv
     from .networks import Critic, Generator
@@ -193,8 +194,8 @@ def _train(torch, data, inputs, out, settings, options, device, resume, progress
     with staged_directory(out) as tmp:
         export_networks(trainer.generator, trainer.critic, meta, tmp,
                         codebook_seed=settings.seed)   # the codebook a same-seed run scores with
-        write_csv(tmp / "training.csv", log)
-        plot(tmp / "training.png", log, title=f"{', '.join(meta['training']['inputs'])}: "
+        write_csv(tmp / LOG_TABLE, log)
+        plot(tmp / LOG_PLOT, log, title=f"{', '.join(meta['training']['inputs'])}: "
                                                f"{data.bands} bands, window {data.window}")
     shutil.rmtree(checkpoints, ignore_errors=True)
 
