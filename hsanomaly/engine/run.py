@@ -59,11 +59,11 @@ class DetectResult:
     pixels_nodata: Optional[int] = None   # left out as nodata, in every band or in some
     mask: Optional[str] = None            # the exclusion mask, whose pixels count as nodata
 
-    def text(self, seconds: Optional[float] = None) -> str:
-        """The one line the command line and QGIS print: tiles, time (``seconds``, the
-        result's own unless given), pixels scored and left out."""
-        seconds = self.seconds if seconds is None else seconds
-        line = f"{self.path}: {self.score} heatmap, {counted(self.tiles, 'tile')} in {seconds:.1f} s"
+    def text(self) -> str:
+        """The one line the command line and QGIS print: tiles, time, pixels scored and left
+        out."""
+        line = (f"{self.path}: {self.score} heatmap, {counted(self.tiles, 'tile')} in "
+                f"{self.seconds:.1f} s")
         if self.tiles_resumed:
             line += f" ({self.tiles_resumed} resumed)"
         if self.pixels_scored is not None:

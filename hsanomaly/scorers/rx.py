@@ -13,6 +13,8 @@ RING_PIXELS = 4096     # pixels per band of rows in local RX's vectorised covari
 RING_FLOOR = 1e-12     # added to a ring covariance's diagonal, times the scene's variance
 
 
+RIDGE = 1e-6   # of a ring covariance's trace, added to its diagonal: a flat ring stays solvable
+
 class GlobalRX(Scorer):
     """Squared Mahalanobis distance to the scene's mean and covariance, fitted in one streaming pass."""
 
@@ -62,10 +64,10 @@ class LocalRX(Scorer):
                       "rings, such as mlrx, scores them from its others)")
 
     def __init__(self, outer=defaults.LRX_OUTER, guard=defaults.LRX_GUARD,
-                 pca=defaults.LRX_PCA, ridge=1e-6):
+                 pca=defaults.LRX_PCA):
         check_ring(outer, guard, f"{spell('outer')}/{spell('guard')}")
         check_whole("pca", pca, 1)
-        self.outer, self.guard, self.pca, self.ridge = outer, guard, pca, ridge
+        self.outer, self.guard, self.pca = outer, guard, pca
 
     @property
     def halo(self):
@@ -200,7 +202,7 @@ class LocalRX(Scorer):
         m = np.empty((k + 1, k + 1, len(n)))
         m[iu[1], iu[0]] = (ring[1 + k:] - ring[1 + iu[0]] * mean[iu[1]]) / (n - 1)
         diag = np.arange(k)
-        m[diag, diag] += self.ridge * m[diag, diag].sum(0) + self.floor_
+        m[diag, diag] += RIDGE * m[diag, diag].sum(0) + self.floor_
         np.subtract(centre, mean, out=m[k, :k])
         m[k, k] = 0
         for j in range(k):
