@@ -5,7 +5,6 @@ The CLI's commands for these jobs and the QGIS provider call exactly these; thei
 come from ``hsanomaly.defaults``. Every check that can fail runs before the work starts.
 """
 
-import contextlib
 import os
 import time
 from pathlib import Path
@@ -18,9 +17,8 @@ from .hints import (FalseAlarmRate, Inputs, ModelArg, PathArg, Progress, Report,
 from .io.checks import one_job
 from .options import check_keywords, plain_values, public_signature, renamed_keywords
 from .polygons import check_threshold
-from .quickmodel import (check_quick_model, quick_model_path, resumable_quick_model,
-                         train_on_scene)
-from .scorers import chosen, extra_label, make_scorer, scorer_for
+from .quickmodel import prepare_quick_model, quick_model_path
+from .scorers import check_measured, chosen, make_scorer, scorer_for
 from .spelling import spell
 from .training import LIBRARY_ONLY, train as train_bundle
 from .validate import (batch_inputs, check_raster_path, check_request, detect_paths, evaluate_paths,
@@ -74,15 +72,11 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
     An existing output file hsanomaly did not write is refused unless ``overwrite``.
     Returns a ``hsanomaly.DetectResult`` (its ``seconds``: the whole call's).
     """
-    from .cluster import check_scheduler, optional_client
+    from .cluster import optional_client
     from .distributed import DaskExecutor
     from .engine import detect as run_engine
-    from .engine.run import check_resumed_run
-    from .engine.store import store_path
     from .io.atomic import staged
     from .io.exclusion import exclude
-    from .io.fingerprint import input_fingerprint
-    from .io.lock import check_unlocked
     from .io.source import open_source
 
     start = time.perf_counter()
@@ -101,36 +95,25 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
     check_threshold(polygons, threshold, far)
     # read and checked before any work; the engine reads the raster through it
     masked = None if mask is None else exclude(open_source(src), os.fspath(mask))
+    scene = src if masked is None else masked
     # built (and its options checked) before any training; the bundle loads on first use
     scorer = scorer_for(score, options, model or quick)
-    if "convergence" in (extras or {}) and "convergence" in scorer.unmeasured_outputs():
-        raise HsanomalyError(f"{extra_label('convergence')}: the fast solver with "
-                             f"{spell('refine', 0)} (the default) takes no step, so the band "
-                             f"would be all zeros; pass {spell('refine', placeholder='N')} or "
-                             f"{spell('solver', 'thesis')}")
+    check_measured(scorer, extras)
     trained_on = None
     with staged() as stage:
+        # a quick model is staged, replaced with the heatmap: a failed run keeps the earlier pair
         if quick is not None:
-            if resume and resumable_quick_model(src, dst, quick):
-                model = quick
-            else:     # staged: replaced with the heatmap, so a failed run keeps the earlier pair
-                check_unlocked(store_path(dst))      # another run on this output: before training
-                if isinstance(scheduler, str):
-                    check_scheduler(scheduler)       # one that does not answer: before too
-                if resume:
-                    check_resumed_run(src if masked is None else masked, dst, scorer, extras, tile)
-                # what the engine must score too, fingerprinted as the engine will
-                trained_on = input_fingerprint(src if masked is None else masked, masked)
-                probed = open_source(src) if masked is None else masked
-                with contextlib.closing(probed) as source:
-                    check_quick_model(source, scorer)
-                trained = train_on_scene(src, dst, cls.model_training, stage.directory(quick),
-                                         _half(callback, 0), progress, mask=mask)
-                scorer, model = make_scorer(score, **options, model=trained), quick
+            trained, trained_on = prepare_quick_model(
+                src, dst, quick, scorer, stage, masked=masked, resume=resume,
+                scheduler=scheduler, extras=extras, tile=tile, callback=_half(callback, 0),
+                progress=progress, mask=mask)
+            if trained is not None:
+                scorer = make_scorer(score, **options, model=trained)
+            model = quick
         with optional_client(workers, scheduler) as client:
             executor = None if client is None else DaskExecutor(client)
-            result = run_engine(src if masked is None else masked, dst, scorer, extras=extras,
-                                tile=tile, resume=resume, executor=executor, progress=progress,
+            result = run_engine(scene, dst, scorer, extras=extras, tile=tile, resume=resume,
+                                executor=executor, progress=progress,
                                 callback=callback if trained_on is None else _half(callback, 1),
                                 stage=stage, cog=cog, trained_on=trained_on,
                                 given_model=None if quick is not None else model)

@@ -44,6 +44,40 @@ def check_quick_model(source, scorer):
     source.check_data()
 
 
+def prepare_quick_model(src, dst, quick, scorer, stage, *, masked=None, resume=False,
+                        scheduler=None, extras=None, tile=None, callback=None, progress=False,
+                        mask=None):
+    """detect's quick model at ``quick``, for ``scorer`` on ``src`` (``masked``: the source
+    the engine reads where exclusion ``mask`` is given): (the trained model's path, or None
+    where ``resume`` reuses the interrupted run's model; the fingerprint of what it was
+    trained on, as the engine takes it).
+    Trained into ``stage``'s folder, once every check that the scoring could still fail has
+    passed: another run on this output, an unreachable scheduler, a resume that cannot be."""
+    import contextlib
+
+    from .cluster import check_scheduler
+    from .engine.run import check_resumed_run
+    from .engine.store import store_path
+    from .io.fingerprint import input_fingerprint
+    from .io.lock import check_unlocked
+    from .io.source import open_source
+
+    if resume and resumable_quick_model(src, dst, quick):
+        return None, None
+    scene = src if masked is None else masked
+    check_unlocked(store_path(dst))
+    if isinstance(scheduler, str):
+        check_scheduler(scheduler)
+    if resume:
+        check_resumed_run(scene, dst, scorer, extras, tile)
+    trained_on = input_fingerprint(scene, masked)          # what the engine will score
+    with contextlib.closing(open_source(src) if masked is None else masked) as source:
+        check_quick_model(source, scorer)
+    trained = train_on_scene(src, dst, type(scorer).model_training, stage.directory(quick),
+                             callback, progress, mask=mask)
+    return trained, trained_on
+
+
 def train_on_scene(src, dst, training, out, callback=None, progress=False, mask=None):
     """Train a quick model on the raster being scored, as the score's ``model_training`` says
     (fully unsupervised: the thesis's figure 15), into ``out`` (detect's staged folder for it,

@@ -84,6 +84,16 @@ def check_extras(cls, extras):
                                  f"(it offers: {', '.join(cls.extra_outputs) or 'none'})")
 
 
+def check_measured(scorer, extras):
+    """Refuse an extra output that ``scorer`` would write without measuring it: the
+    convergence band of a fast search that takes no step would be all zeros."""
+    if "convergence" in (extras or {}) and "convergence" in scorer.unmeasured_outputs():
+        raise HsanomalyError(f"{extra_label('convergence')}: the fast solver with "
+                             f"{spell('refine', 0)} (the default) takes no step, so the band "
+                             f"would be all zeros; pass {spell('refine', placeholder='N')} or "
+                             f"{spell('solver', 'thesis')}")
+
+
 def make_scorer(name, **options):
     """A scorer by name; model scores need ``model=<bundle path>`` among the options."""
     options = current_options(name, options)
@@ -110,4 +120,4 @@ def check_scorer(name, options):
 
 
 __all__ = ["BASELINES", "MODEL_SCORES", "REGISTRY", "SCORES", "Scorer", "check_extras", "check_options",
-           "check_scorer", "chosen", "current_options", "make_scorer", "scorer_class", "scorer_for"]
+           "check_measured", "check_scorer", "chosen", "current_options", "make_scorer", "scorer_class", "scorer_for"]
