@@ -448,11 +448,12 @@ def test_tile_store_keeps_only_the_planned_outputs(tmp_path):
 def test_an_image_smaller_than_the_window_is_refused_before_a_quick_model_is_trained(
         tmp_path, monkeypatch):
     import hsanomaly.api
+    import hsanomaly.quickmodel
 
     def never(*args, **kwargs):
         raise AssertionError("trained a quick model for an image the score cannot take")
 
-    monkeypatch.setattr(hsanomaly.api, "train_on_scene", never)
+    monkeypatch.setattr(hsanomaly.quickmodel, "train_on_scene", never)
     cube, _ = synthetic_cube(rows=20, cols=30, targets=())
     path = write_raster(tmp_path / "small.tif", cube)
     with pytest.raises(HsanomalyError, match="window of score 'dualcontext' is larger than the 20x30"):
