@@ -134,3 +134,15 @@ def test_plugin_zip_carries_the_package_version(tmp_path, monkeypatch):
         names = archive.namelist()
     assert metadata["version"] == hsanomaly.__version__
     assert "hsanomaly_qgis/LICENSE" in names and "hsanomaly_qgis/icon.png" in names
+
+
+def test_the_torch_pin_is_one_version_everywhere_it_is_written():
+    """The CPU build's pin is written where each set-up installs it (make, the QGIS tests'
+    set-up, the plugin's install hint) and in the README; one left behind installs another
+    torch than the one the others were tested with."""
+    files = ["Makefile", "scripts/qgis-tests.sh", "qgis_plugin/hsanomaly_qgis/dependencies.py",
+             "README.md"]
+    pins = {name: set(re.findall(r"torch==([0-9][\w.]*)", (ROOT / name).read_text()))
+            for name in files}
+    assert all(pins.values()), pins
+    assert len(set().union(*pins.values())) == 1, pins
