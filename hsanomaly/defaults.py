@@ -18,6 +18,11 @@ CRITIC_STEPS = 2           # critic updates per generator iteration
 TRAIN_WINDOW = 1           # spatial window of the training patches (odd; 1 = spectra only)
 TRAIN_SEED = 0
 TRAIN_BANDS = 32           # training bins the spectrum to at most this many bands
+TRAIN_DIM = 8              # the networks' width (channels of their first layer)
+TRAIN_LATENT_DIM = 4       # the generator's latent dimension
+TRAIN_BATCH = 64           # windows per step
+TRAIN_LR = 1e-3            # Adam's learning rate
+TRAIN_THREADS = 1          # torch CPU threads (docs/training/threads.md)
 
 # The random seed of scoring: sample draws, latent codebooks, mixtures.
 SEED = 0

@@ -43,7 +43,8 @@ def checkpoint_dir(out):
 
 def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, sqrt=False,
           whiten=False, iterations=Settings.iterations, seed=defaults.TRAIN_SEED, device=defaults.DEVICE,
-          dim=8, latent_dim=4, critic_steps=Settings.critic_steps, batch=Settings.batch,
+          dim=defaults.TRAIN_DIM, latent_dim=defaults.TRAIN_LATENT_DIM,
+          critic_steps=Settings.critic_steps, batch=Settings.batch,
           lr=Settings.lr, background_only=False, boost_rare=False, resume=False, threads=None,
           progress=False, callback=None, quick_model_of=None, name=None, data_checked=False):
     """Train on windows from ``inputs`` (rasters or .mat scenes) and write the bundle ``out``.

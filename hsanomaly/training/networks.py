@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import defaults
+
 BLOCKS = 5
 
 
@@ -171,7 +173,8 @@ class _DownBlock(nn.Module):
 class Generator(nn.Module):
     """z (N, latent_dim) -> x (N, bands, window, window) in [-1, 1]."""
 
-    def __init__(self, bands, window=1, dim=8, latent_dim=4):
+    def __init__(self, bands, window=1, dim=defaults.TRAIN_DIM,
+                 latent_dim=defaults.TRAIN_LATENT_DIM):
         super().__init__()
         self.bands, self.window, self.dim, self.latent_dim = bands, window, dim, latent_dim
         self.layout = _layout(window)
@@ -196,7 +199,7 @@ class Critic(nn.Module):
     ``features`` is the penultimate layer (after the last ReLU), for feature-matching scores.
     """
 
-    def __init__(self, bands, window=1, dim=8):
+    def __init__(self, bands, window=1, dim=defaults.TRAIN_DIM):
         super().__init__()
         self.bands, self.window, self.dim = bands, window, dim
         self.layout = _layout(window)

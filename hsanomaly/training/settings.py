@@ -16,15 +16,15 @@ from ..spelling import spell
 # the networks' matrix products (batch 64, at most 256 x 256) are too small for a second thread
 # to pay for its synchronisation, and on a busy machine torch's extra threads spin against the
 # other processes instead of waiting. docs/training/threads.md has the measurements.
-THREADS = 1
+THREADS = defaults.TRAIN_THREADS
 
 
 @dataclass
 class Settings:
     iterations: int = defaults.ITERATIONS
     critic_steps: int = defaults.CRITIC_STEPS
-    batch: int = 64
-    lr: float = 1e-3
+    batch: int = defaults.TRAIN_BATCH
+    lr: float = defaults.TRAIN_LR
     beta1: float = 0.5
     beta2: float = 0.9
     gp_weight: float = 10.0
