@@ -6,8 +6,8 @@ e.g. known targets) drops windows centred on a masked pixel, or with ``backgroun
 window touching one (the thesis code's rule: train on background only). With no mask the training is
 fully unsupervised, which the thesis's figure 15 showed to work as well.
 
-At most ``max_pixels`` pixels are kept (about 2**17, e.g. 131,072 1x1 windows or 5,242 5x5
-windows), drawn uniformly and repeatably, so memory stays bounded on large rasters. The
+At most ``max_pixels`` pixels (``MAX_SAMPLE_PIXELS``, counted over a window's pixels) are
+kept, drawn uniformly and repeatably, so memory stays bounded on large rasters. The
 preprocessor is fitted on exactly these pixels. Nothing here needs torch.
 """
 
