@@ -34,14 +34,22 @@ def is_gdal_name(path):
     return bool(_GDAL_NAME.match(str(path)))
 
 
+def require_file(path, file=None):
+    """Refuse, as every input says it, a ``file`` (default ``path``; ``path`` names it in the
+    message) that does not exist, unless GDAL names it without one (``/vsizip/``, a
+    subdataset)."""
+    file = path if file is None else file
+    if not is_gdal_name(file) and not Path(file).exists():
+        raise HsanomalyError(f"{path}: file not found")
+
+
 def open_raster(path):
     """rasterio.open for reading, with one-line errors for a missing or unreadable raster
     and without the warning for rasters that carry no georeferencing."""
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning
 
-    if not is_gdal_name(path) and not Path(path).exists():
-        raise HsanomalyError(f"{path}: file not found")
+    require_file(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)

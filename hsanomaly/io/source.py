@@ -21,7 +21,7 @@ from ..errors import HsanomalyError
 from .bandaxis import MIN_LINE, warn_if_bands_elsewhere
 from .checks import warn_once
 from .gdal import (band_wavelengths, bad_bands, check_raw_size, gdal_env, is_gdal_name, open_raster,
-                   read_checked, read_masked)
+                   read_checked, read_masked, require_file)
 from .values import (EXTREME, FLOAT32_MAX, check_float32_range, coarsest_in_float32, exact,
                      extreme_values, warn_coarse, wider_than_float32)
 
@@ -510,8 +510,7 @@ def open_source(path):
     if str(path).lower().endswith(".mat"):
         from .mat import read_mat, read_mat_wavelengths
 
-        if not Path(path).exists():
-            raise HsanomalyError(f"{path}: file not found")
+        require_file(path)
         cube, _ = read_mat(path)
         source = ArraySource(cube, name=str(path),
                              wavelengths=read_mat_wavelengths(path, len(cube)))

@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import HsanomalyError, describe
 from ..spelling import counted
 from .checks import check_memory, warn_once
-from .gdal import is_gdal_name, open_raster
+from .gdal import is_gdal_name, open_raster, require_file
 
 # QGIS names one layer of a file so (a layer's "source"): "targets.gpkg|layername=truth"
 LAYER_TAG = "|layername="
@@ -193,8 +193,7 @@ def _read_layer(path, file, layer):
     count)."""
     import pyogrio
 
-    if not (is_gdal_name(file) or Path(file).exists()):
-        raise HsanomalyError(f"{path}: file not found")
+    require_file(path, file)
     layers = _layers(file)
     spatial = [name for name, has_geometry in layers.items() if has_geometry]
     if not layers:
