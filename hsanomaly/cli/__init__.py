@@ -178,7 +178,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     """Warnings about the data as one line; the libraries' own (numpy's overflow, rasterio's
     nodata shadowing, scikit-learn's convergence) are the developers' diagnostics, a debug
     line under -v: what matters to the user of them hsanomaly says itself."""
-    from ..io.checks import HsanomalyWarning
+    from ..errors import HsanomalyWarning
     from ..logs import LOGGER
 
     if issubclass(category, HsanomalyWarning):
