@@ -12,7 +12,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sklearn_roc_curve
 
 from hsanomaly.cli.evaluate import evaluate as evaluate_command
-from hsanomaly.errors import HsanomalyError, HsanomalyWarning
+from hsanomaly.errors import HsanomalyDeprecationWarning, HsanomalyError, HsanomalyWarning
 from hsanomaly.evaluation import evaluate, label_targets, read_heatmap, roc_curve
 from hsanomaly.evaluation.plots import _pixel_outline, write_plots
 
@@ -562,7 +562,7 @@ def test_cli_shape_mismatch_names_the_mask(heat_and_truth, tmp_path, option):
     assert message.startswith(str(small)) and "30x30" in message and "60x80" in message
 
 
-@pytest.mark.parametrize("option", [None, "--outer"])
+@pytest.mark.parametrize("option", [None, "--outer-mask"])
 def test_cli_refuses_a_mask_on_another_grid(heat_and_truth, tmp_path, option):
     """Same size, another place: a mask cut for a neighbouring window (shifted 10 pixels),
     resampled to another pixel size, or in another CRS would score the wrong pixels."""
@@ -643,6 +643,21 @@ def test_cli_plots_dir_not_creatable_and_json_dir_missing(heat_and_truth, tmp_pa
             f"{tmp_path / report}: --json collides with --plots ({tmp_path / plots}); give " \
             "each output its own name"
     assert not (tmp_path / "r.json").exists() and not (tmp_path / "out").exists()
+
+
+def test_outer_is_a_deprecated_name_for_outer_mask_as_in_the_library(heat_and_truth, tmp_path):
+    """``--outer`` was a silent alias of ``--outer-mask``, where detect's ``--outer`` is a
+    ring's window and the library's ``outer=`` was deprecated for ``outer_mask=``."""
+    heat, truth_path, _, _ = heat_and_truth
+    with pytest.warns(HsanomalyDeprecationWarning,
+                      match="--outer: evaluate calls it --outer-mask now; its former name goes"):
+        result = CliRunner().invoke(evaluate_command, [str(heat), str(truth_path), "--outer",
+                                                       str(truth_path)])
+    assert result.exit_code == 0, result.output
+    assert run_failing([heat, truth_path, "--outer", truth_path, "--outer-mask", truth_path]) == (
+        "--outer: evaluate calls it --outer-mask now, and both were given; give --outer-mask "
+        "only")
+    assert "--outer " not in CliRunner().invoke(evaluate_command, ["--help"]).output
 
 
 def test_plots_dash_is_refused_not_made_a_folder(heat_and_truth, tmp_path, monkeypatch):

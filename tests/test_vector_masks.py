@@ -216,7 +216,7 @@ def test_evaluate_takes_vector_truth_and_outer_masks(grid, tmp_path):
                write_layer(tmp_path / "outer.geojson", [pixel_box(8, 8, 14, 14)])]
     reports = []
     for (truth_path, outer_path), name in ((rasters, "r.json"), (vectors, "v.json")):
-        result = CliRunner().invoke(main, ["evaluate", str(heat), str(truth_path), "--outer",
+        result = CliRunner().invoke(main, ["evaluate", str(heat), str(truth_path), "--outer-mask",
                                            str(outer_path), "--json", str(tmp_path / name)])
         assert result.exit_code == 0, result.output
         reports.append(json.loads((tmp_path / name).read_text()))

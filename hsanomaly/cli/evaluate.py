@@ -16,9 +16,11 @@ STDOUT = ("-", "/dev/stdout")   # --json names for standard output (the second i
 @click.command()
 @click.argument("heatmap", type=click.Path(dir_okay=False))
 @click.argument("truth", type=click.Path(dir_okay=False))
-@click.option("--outer-mask", "--outer", "outer_mask", type=click.Path(dir_okay=False),
+@click.option("--outer-mask", "outer_mask", type=click.Path(dir_okay=False),
               help="Outer target mask (a raster or vector features, as TRUTH): pixels in it but "
                    "not in TRUTH are ambiguous and excluded.")
+# the former name, deprecated as the library's outer= is (detect's --outer is a ring's window)
+@click.option("--outer", "outer", type=click.Path(dir_okay=False), hidden=True)
 @click.option("--plots", "plots_dir", type=click.Path(file_okay=False),
               help="Write ROC, semi-log ROC, histogram and heatmap PNGs into this directory.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, allow_dash=True),
@@ -29,7 +31,7 @@ STDOUT = ("-", "/dev/stdout")   # --json names for standard output (the second i
                    "Pd is reported.")
 @click.option("--overwrite", is_flag=True,
               help="Replace existing report or plot files even when hsanomaly did not write them.")
-def evaluate(heatmap, truth, outer_mask, plots_dir, json_path, pd_far, overwrite):
+def evaluate(heatmap, truth, outer_mask, outer, plots_dir, json_path, pd_far, overwrite):
     """Score anomaly HEATMAP (band 1 of a raster) against TRUTH (a raster on its grid,
     non-zero = target, or target polygons, points or lines in any vector format OGR reads;
     name one layer of several as 'FILE|layername=NAME'): AUC, logAUC, lgFAR and Pd (the share
@@ -40,8 +42,9 @@ def evaluate(heatmap, truth, outer_mask, plots_dir, json_path, pd_far, overwrite
     from ..evaluation.files import format_summary, report_json
 
     piped = json_path in STDOUT           # the JSON alone on stdout, for jq and the like
-    report = run(heatmap, truth, outer_mask=outer_mask, plots=plots_dir,
-                 json=None if piped else json_path, overwrite=overwrite, pd_far=pd_far)
+    masks = {k: v for k, v in (("outer_mask", outer_mask), ("outer", outer)) if v is not None}
+    report = run(heatmap, truth, plots=plots_dir, json=None if piped else json_path,
+                 overwrite=overwrite, pd_far=pd_far, **masks)
     click.echo(format_summary(report), err=piped)
     if plots_dir:
         click.echo(f"{plots_dir}: {', '.join(Path(p).name for p in report['plots'].values())}",
