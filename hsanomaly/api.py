@@ -226,7 +226,7 @@ def evaluate(heatmap: Union[PathArg, Scores], truth: Union[PathArg, Scores], *,
             named = title or (Path(heatmap).stem if isinstance(heatmap, (str, os.PathLike))
                               else "heatmap")
             paths = write_plots(report, scores, truth_mask, plots, title=named,
-                                outer=outer, valid=valid, stage=stage)
+                                outer_mask=outer, valid=valid, stage=stage)
             report["plots"] = {name: str(path) for name, path in paths.items()}
         if json is not None:
             write_json(report, json, stage=stage)

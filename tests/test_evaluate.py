@@ -135,7 +135,7 @@ def test_false_alarm_regions_are_the_blobs_above_the_pd_threshold_without_a_targ
     scores[15, 20:23] = 5                                   # a target and the blob beside it
     outer[0, 40:42] = 1
     scores[0, 40:42] = 5                                    # ambiguous pixels only
-    assert false_alarm_regions(scores, truth, outer, far=0.01) == 3
+    assert false_alarm_regions(scores, truth, outer, pd_far=0.01) == 3
     report = evaluate(scores, truth, outer_mask=outer, pd_far=0.01, pixel_area=4.0)
     assert (report["n_targets_found"], report["n_false_alarm_regions"]) == (1, 3)
     background = report["n_background_pixels"]
@@ -199,7 +199,7 @@ def test_the_false_alarm_threshold_is_pds(far):
     above = (scores > threshold) & (truth == 0)
     labels, n = ndimage.label(scores > threshold, structure=np.ones((3, 3), bool))
     expected = len(set(labels[above]) - set(labels[truth == 1]) - {0})
-    assert false_alarm_regions(scores, truth, far=far) == expected
+    assert false_alarm_regions(scores, truth, pd_far=far) == expected
 
 
 LOCAL = ('LOCAL_CS["Arbitrary",LOCAL_DATUM["x",0],UNIT[{}],AXIS["X",EAST],'

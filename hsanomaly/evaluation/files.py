@@ -84,7 +84,7 @@ def read_mask(mask, shape, heatmap=None, name="the mask array"):
     return truth, (~unknown if unknown.any() else None)
 
 
-def evaluate_files(heatmap_path, truth, outer=None, pd_far=defaults.PD_FAR):
+def evaluate_files(heatmap_path, truth, outer_mask=None, pd_far=defaults.PD_FAR):
     """Read the inputs and evaluate; returns (report, scores, truth, outer, valid). The masks
     are files or arrays (``read_mask``). Pixels where the truth is unknown (its nodata) are
     in neither class, as the outer mask's ambiguous pixels are (``outer`` holds both); where
@@ -93,28 +93,30 @@ def evaluate_files(heatmap_path, truth, outer=None, pd_far=defaults.PD_FAR):
     scores = read_heatmap(heatmap_path)
     with open_raster(heatmap_path) as ds:
         crs, transform = ds.crs, ds.transform
-    return _evaluate(scores, str(heatmap_path), crs, transform, truth, outer, pd_far, heatmap_path)
+    return _evaluate(scores, str(heatmap_path), crs, transform, truth, outer_mask, pd_far,
+                     heatmap_path)
 
 
-def evaluate_arrays(scores, truth, outer=None, pd_far=defaults.PD_FAR):
+def evaluate_arrays(scores, truth, outer_mask=None, pd_far=defaults.PD_FAR):
     """``evaluate_files`` for a heatmap in memory: a (rows, cols) array (numpy, masked: masked
     = nodata, or an xarray DataArray), with truth and outer mask arrays of its shape. Only a
     DataArray that carries its placement (``io.inputs.placement``) has a map: otherwise the
     report has no CRS, pixel area or map coordinates."""
-    for label, mask in (("truth", truth), ("outer_mask", outer)):
+    for label, mask in (("truth", truth), ("outer_mask", outer_mask)):
         if is_path(mask):
             raise HsanomalyError(f"{spell(label)}: a file ({mask}), but the heatmap is an array, "
                                  "so nothing places the file's pixels on it; pass an array of "
                                  "the heatmap's shape, or the heatmap as a raster file")
     transform, crs = placement(scores)
-    for label, mask in (("truth", truth), ("outer_mask", outer)):
+    for label, mask in (("truth", truth), ("outer_mask", outer_mask)):
         _check_same_place(mask, scores, transform, spell(label))
     scores = as_band(scores, "the heatmap array")
     if scores.dtype.kind not in "uif":
         raise HsanomalyError(f"the heatmap array holds {scores.dtype} values, not scores")
     scores = scores.astype(np.float64).filled(np.nan)
     return _evaluate(scores, f"<array {_pixels(scores.shape)}>", crs,
-                     Affine.identity() if transform is None else transform, truth, outer, pd_far)
+                     Affine.identity() if transform is None else transform, truth, outer_mask,
+                     pd_far)
 
 
 def _check_same_place(mask, heatmap, transform, label):

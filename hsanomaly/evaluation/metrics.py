@@ -73,10 +73,10 @@ class RocCurve:
         width = np.log(self.n_neg / HALF_FALSE_POSITIVE)
         return float(area.sum() / self.n_pos / width)
 
-    def pd_at(self, far=defaults.PD_FAR):
+    def pd_at(self, pd_far=defaults.PD_FAR):
         """Pd: the share of target pixels found at the lowest threshold whose false-alarm rate
-        is at most ``far``; where an analyst works, which a whole-curve AUC near 1 hides."""
-        return float(self.tp[self.fp <= rate_count(far, self.n_neg)].max() / self.n_pos)
+        is at most ``pd_far``; where an analyst works, which a whole-curve AUC near 1 hides."""
+        return float(self.tp[self.fp <= rate_count(pd_far, self.n_neg)].max() / self.n_pos)
 
     @property
     def lg_far(self):
@@ -122,22 +122,22 @@ def label_targets(truth):
     return ndimage.label(np.asarray(truth) != 0, structure=EIGHT_CONNECTED)
 
 
-def class_masks(scores, truth, outer=None, valid=None):
+def class_masks(scores, truth, outer_mask=None, valid=None):
     """(target, background) pixel masks; pixels with a NaN score (the heatmap's nodata: the
     input had none there, or, as ``detect`` says when it happens, the score could not be
-    computed), invalid pixels, and pixels in ``outer`` but not in ``truth`` (ambiguous object
+    computed), invalid pixels, and pixels in ``outer_mask`` but not in ``truth`` (ambiguous object
     edges, as in the thesis) are in neither. ``evaluate`` counts the target pixels left out."""
     scores = np.asarray(scores)
     truth = np.asarray(truth) != 0
-    for name, mask in (("truth", truth), ("the outer mask", outer), ("valid", valid)):
+    for name, mask in (("truth", truth), ("the outer mask", outer_mask), ("valid", valid)):
         if mask is not None and np.shape(mask) != scores.shape:
             raise ValueError(f"{name} is {np.shape(mask)}, the scores are {scores.shape}")
     scored = ~np.isnan(scores)
     if valid is not None:
         scored &= np.asarray(valid, bool)
     background = scored & ~truth
-    if outer is not None:
-        background &= np.asarray(outer) == 0
+    if outer_mask is not None:
+        background &= np.asarray(outer_mask) == 0
     return scored & truth, background
 
 
@@ -152,13 +152,13 @@ class Target:
     curve: Optional[RocCurve]   # None when no pixel of the target has a score
 
 
-def score_targets(scores, truth, outer=None, valid=None):
+def score_targets(scores, truth, outer_mask=None, valid=None):
     """The overall ROC curve and the per-target results, each target against all background.
 
     Raises ValueError when either class has no scored pixel.
     """
     scores = np.asarray(scores)
-    target_mask, background_mask = class_masks(scores, truth, outer, valid)
+    target_mask, background_mask = class_masks(scores, truth, outer_mask, valid)
     if not target_mask.any():
         truth_known = np.asarray(truth) > 0
         if valid is not None:
@@ -208,18 +208,18 @@ def check_pd_far(pd_far):
     return check_rate(spell("pd_far"), pd_far)
 
 
-def false_alarm_regions(scores, truth, outer=None, valid=None, far=defaults.PD_FAR):
-    """The 8-connected regions of pixels an analyst thresholding at false-alarm rate ``far``
+def false_alarm_regions(scores, truth, outer_mask=None, valid=None, pd_far=defaults.PD_FAR):
+    """The 8-connected regions of pixels an analyst thresholding at false-alarm rate ``pd_far``
     would see that hold no target pixel: how many blobs to look at, where Pd counts pixels.
     The threshold is the one ``RocCurve.pd_at`` uses: a pixel is detected when it scores
-    above the (k+1)-th highest background score, k the false alarms ``far`` allows. A region
+    above the (k+1)-th highest background score, k the false alarms ``pd_far`` allows. A region
     of ambiguous pixels only (outer mask) is no false alarm."""
     from scipy import ndimage
 
     scores = np.asarray(scores)
-    target, background = class_masks(scores, truth, outer, valid)
+    target, background = class_masks(scores, truth, outer_mask, valid)
     values = scores[background]
-    rank = values.size - 1 - rate_count(far, values.size)     # the (k+1)-th highest
+    rank = values.size - 1 - rate_count(pd_far, values.size)     # the (k+1)-th highest
     threshold = np.partition(values, rank)[rank]
     scored = ~np.isnan(scores) if valid is None else ~np.isnan(scores) & np.asarray(valid, bool)
     labels, n = ndimage.label(scored & (scores > threshold), structure=EIGHT_CONNECTED)

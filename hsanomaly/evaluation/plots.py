@@ -176,16 +176,17 @@ PLOT_FILES = {"roc": "roc.png", "log_roc": "log_roc.png",
               "histograms": "histograms.png", "heatmap": "heatmap.png"}
 
 
-def write_plots(report, scores, truth, outdir, title="", outer=None, valid=None, stage=None):
+def write_plots(report, scores, truth, outdir, title="", outer_mask=None, valid=None,
+                stage=None):
     """Write the four plots of an evaluation into ``outdir`` (created if needed); returns
-    {plot name: path}. ``outer`` and ``valid`` must be those ``report`` was computed with.
+    {plot name: path}. ``outer_mask`` and ``valid`` must be those ``report`` was computed with.
     The files are replaced together (with ``stage``'s other outputs when one is given) once
     all are written and checked; a directory that did not exist appears whole."""
     from ..io.atomic import staged
 
     if stage is None:          # the figures and the folder they make: replaced all together
         with staged() as own:
-            return write_plots(report, scores, truth, outdir, title, outer, valid, own)
+            return write_plots(report, scores, truth, outdir, title, outer_mask, valid, own)
     outdir = Path(outdir)
     paths = {name: outdir / filename for name, filename in PLOT_FILES.items()}
     if not outdir.exists():
@@ -196,7 +197,7 @@ def write_plots(report, scores, truth, outdir, title="", outer=None, valid=None,
                                  f"({describe(err)})") from None
         stage = _InDirectory(stage.directory(
             outdir, check=lambda folder: [png_check(p) for p in sorted(folder.iterdir())]))
-    _draw_plots(report, scores, truth, outer, valid, paths, title, stage)
+    _draw_plots(report, scores, truth, outer_mask, valid, paths, title, stage)
     return paths
 
 
@@ -210,15 +211,15 @@ class _InDirectory:
         return self.folder / Path(path).name
 
 
-def _draw_plots(report, scores, truth, outer, valid, paths, title, stage):
-    overall, targets = score_targets(scores, truth, outer, valid)
+def _draw_plots(report, scores, truth, outer_mask, valid, paths, title, stage):
+    overall, targets = score_targets(scores, truth, outer_mask, valid)
     curves = {t.id: t.curve for t in targets if t.curve is not None}
     prefix = f"{title}: " if title else ""
     headline = f"AUC {report['auc']:.4f}, logAUC {report['log_auc']:.4f}"
     plot_roc(overall, paths["roc"], f"{prefix}ROC ({headline})", curves, stage)
     plot_log_roc(overall, paths["log_roc"], f"{prefix}semi-log ROC ({headline})", curves, stage)
     target_scores = np.concatenate([t.scores for t in targets])
-    background = np.asarray(scores)[class_masks(scores, truth, outer, valid)[1]]
+    background = np.asarray(scores)[class_masks(scores, truth, outer_mask, valid)[1]]
     plot_histograms(background, target_scores, paths["histograms"], f"{prefix}score histograms",
                     stage=stage)
     plot_heatmap(scores, truth, paths["heatmap"], f"{prefix}heatmap ({headline})", stage)
