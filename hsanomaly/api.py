@@ -82,13 +82,11 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
     start = time.perf_counter()
     check_raster_path(src)
     check_raster_path(dst, spell("dst"), use="name the heatmap GeoTIFF to write")
-    if mask is not None:
-        check_raster_path(mask, spell("mask"), use="save the mask to a file")
     src = os.fspath(src)
     model = model_path(model)
     score, options = chosen(score, options)
     cls = check_request(score, model, options, extras, tile, workers, scheduler, callback,
-                        resume=resume, cog=cog, overwrite=overwrite, progress=progress)
+                        mask=mask, resume=resume, cog=cog, overwrite=overwrite, progress=progress)
     quick = quick_model_path(cls, model, dst)
     detect_paths(src, dst, model=model, extras=extras, png=png, polygons=polygons,
                  quick_model=quick, overwrite=overwrite, mask=mask)

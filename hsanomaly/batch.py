@@ -19,7 +19,7 @@ from .logs import progress_bar
 from .quickmodel import quick_model_path
 from .scorers import chosen, scorer_class, scorer_for
 from .spelling import counted, spell
-from .validate import batch_inputs, batch_paths, check_raster_path, check_request, model_path
+from .validate import batch_inputs, batch_paths, check_request, model_path
 
 if TYPE_CHECKING:          # the engine loads on first use: ``import hsanomaly`` stays light
     from .engine.run import DetectResult
@@ -66,11 +66,10 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
     from .engine.store import batch_resumes
 
     model = model_path(model)
-    if mask is not None:
-        check_raster_path(mask, spell("mask"), use="save the mask to a file")
     score, options = chosen(score, options)
     cls = check_request(score, model, options, None, tile, workers, scheduler, callback,
-                        overwrite=overwrite, progress=progress, batch=(detect, detect_many))
+                        mask=mask, overwrite=overwrite, progress=progress,
+                        batch=(detect, detect_many))
     out_dir = Path(out_dir)
     sources = _without_own_outputs(batch_inputs(inputs))
     targets = [(src, batch_output(src, out_dir, score)) for src in sources]

@@ -212,14 +212,16 @@ def evaluate_paths(heatmap, truth, outer_mask, plots, json, overwrite=False):
 
 
 def check_request(score, model, options, extras=None, tile=None, workers=None, scheduler=None,
-                  callback=None, **flags):
+                  callback=None, mask=None, **flags):
     """The options of a detect run: names the score takes and values of their kinds and
-    ranges, the extras, the executor, the progress callback, and its switches (``flags``:
-    resume, overwrite, ...). Returns the score's class."""
+    ranges, the extras, the executor, the progress callback, the exclusion mask's path, and
+    its switches (``flags``: resume, overwrite, ...). Returns the score's class."""
     from .cluster import check_execution
     from .engine.checks import check_tile
     from .scorers import check_extras, check_scorer
 
+    if mask is not None:
+        check_raster_path(mask, spell("mask"), use="save the mask to a file")
     # built once without its model: every option's kind and range, before any raster is read
     check_extras_kind(extras)
     batch = flags.pop("batch", None)          # (detect, detect_many): a batch's options
