@@ -19,7 +19,7 @@ from .errors import HsanomalyError
 from .hints import ModelArg, Scene
 from .io.checks import one_job
 from .io.inputs import as_source
-from .latent import DEPRECATED_NAMES
+from .latent import current_solver
 from .options import plain_values, renamed_keywords
 from .quickmodel import temporary_model_folder
 from .scorers import (check_scorer, chosen, current_options, make_scorer, scorer_class,
@@ -138,8 +138,8 @@ class Detector:
         source, _ = as_source(X)
         cls = scorer_class(self.score_name)
         options = current_options(self.score_name, self.options, warn=False)   # said when built
-        if options.get("solver") in DEPRECATED_NAMES:                           # so was this
-            options["solver"] = DEPRECATED_NAMES[options["solver"]]
+        if "solver" in options:                                                 # so was this
+            options["solver"] = current_solver(options["solver"], warn=False)
         # absolute: a pickled detector is unpickled wherever it goes (another process, another
         # working directory) and reads the bundle's codebook there
         model = None if self.model is None else str(Path(model_path(self.model)).resolve())

@@ -18,6 +18,20 @@ SOLVERS = {"fast": FastSolver, "thesis": ThesisSolver}
 DEPRECATED_NAMES = {"seed": "thesis"}   # accepted for one release, with a warning
 
 
+def current_solver(name, warn=True):
+    """A solver's name now: a deprecated one (``DEPRECATED_NAMES``) still works, with a warning
+    to users (``warn``; DeprecationWarning is shown to developers only)."""
+    if name not in DEPRECATED_NAMES:
+        return name
+    if warn:
+        from ..errors import HsanomalyDeprecationWarning
+        from ..io.checks import warn_once
+
+        warn_once(f"{spell('solver')} {name!r} is now called {DEPRECATED_NAMES[name]!r}; the old "
+                  "name goes in the next release", HsanomalyDeprecationWarning)
+    return DEPRECATED_NAMES[name]
+
+
 def make_solver(name, *, c1=defaults.C1, c2=defaults.C2, restarts=defaults.RESTARTS,
                 steps=defaults.STEPS, codebook=defaults.CODEBOOK, refine=defaults.REFINE,
                 codebook_scale=defaults.CODEBOOK_SCALE, seed=defaults.SEED):
@@ -25,13 +39,7 @@ def make_solver(name, *, c1=defaults.C1, c2=defaults.C2, restarts=defaults.RESTA
     ``codebook`` (entries), ``refine`` (Gauss-Newton steps) and ``codebook_scale`` (the
     codebook's latent spread, in the prior's standard deviations) the fast solver only.
     ``seed`` is the random seed."""
-    if name in DEPRECATED_NAMES:     # said to users (DeprecationWarning is shown to developers only)
-        from ..errors import HsanomalyDeprecationWarning
-        from ..io.checks import warn_once
-
-        warn_once(f"{spell('solver')} {name!r} is now called {DEPRECATED_NAMES[name]!r}; the old name "
-                  "goes in the next release", HsanomalyDeprecationWarning)
-        name = DEPRECATED_NAMES[name]
+    name = current_solver(name)
     # every option is checked whichever solver takes it: a bad value is a mistake either way
     check_whole("restarts", restarts, 1)
     check_whole("steps", steps, 1)
@@ -49,4 +57,4 @@ def make_solver(name, *, c1=defaults.C1, c2=defaults.C2, restarts=defaults.RESTA
 
 
 __all__ = ["Codebook", "FastSolver", "GeneratorFunction", "LatentResult", "SOLVERS", "ThesisSolver",
-           "make_solver", "reconstruction_cost"]
+           "current_solver", "make_solver", "reconstruction_cost"]
