@@ -51,7 +51,7 @@ class Detector:
 
         score, options = chosen(score, options)          # None: the default, as detect takes it
         path = model_path(model)
-        check_scorer(score, {**options, **({"model": path} if path is not None else {})})
+        check_scorer(score, options, path)
         check_tile(tile)
         self.score_name = score
         self.model = model

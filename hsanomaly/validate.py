@@ -227,7 +227,7 @@ def check_request(score, model, options, extras=None, tile=None, workers=None, s
     batch = flags.pop("batch", None)          # (detect, detect_many): a batch's options
     if batch:
         check_batch_keywords(options, *batch)
-    cls = check_scorer(score, {**options, **({"model": model} if model is not None else {})})
+    cls = check_scorer(score, options, model)
     if tile is not None:
         check_tile(tile)
     check_flags(**flags)

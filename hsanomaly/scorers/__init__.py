@@ -110,12 +110,14 @@ def scorer_for(name, options, model):
                                            else {}))
 
 
-def check_scorer(name, options):
+def check_scorer(name, options, model=None):
     """Build the scorer once without reading a model (model scores load theirs on first use),
-    so that every option's kind and range is refused before a model is trained or a pixel read."""
+    so that every option's kind and range is refused before a model is trained or a pixel read.
+    ``model``: the bundle given, if any (a baseline refuses one)."""
     cls = scorer_class(name)
-    placeholder = {"model": "not loaded"} if cls.needs_model and options.get("model") is None else {}
-    make_scorer(name, **options, **placeholder)
+    if model is None and cls.needs_model:
+        model = "not loaded"
+    make_scorer(name, **options, **({} if model is None else {"model": model}))
     return cls
 
 
