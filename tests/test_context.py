@@ -146,7 +146,7 @@ def test_blocks_sharing_their_halos_score_as_blocks_alone(scene_and_model, score
     """The engine's tiles (two at a time in threads, neighbours taking the residuals their
     neighbours kept) give every output bit for bit as each block scored on its own."""
     from hsanomaly.engine import score_array
-    from hsanomaly.engine.tiles import score_block
+    from hsanomaly.engine.tiles import tile_outputs
     from hsanomaly.scorers import make_scorer
     from hsanomaly.scorers.halo import HaloCache
 
@@ -168,7 +168,7 @@ def test_blocks_sharing_their_halos_score_as_blocks_alone(scene_and_model, score
     assert sum(taken) > 0                                  # blocks took their neighbours' pixels
     assert getattr(scorer, "_cache", None) is None         # and let go of them at the end
     for window in source.windows(16):
-        alone = score_block(scorer, *source.read(window, scorer.halo))
+        alone = tile_outputs(scorer, *source.read(window, scorer.halo))
         rows, cols = window.toslices()
         for name, value in alone.items():
             if name in shared:

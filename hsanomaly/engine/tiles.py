@@ -18,7 +18,7 @@ from .checks import COUNTS, RANGE, SPREAD, SUMMARIES, check_outcome, check_scora
 
 def score_tile(source, scorer, window):
     """All outputs of one tile as float32 arrays (bands, rows, cols), NaN where input is invalid."""
-    return score_block(scorer, *source.read(window, scorer.halo), place_of(source, scorer, window))
+    return tile_outputs(scorer, *source.read(window, scorer.halo), place_of(source, scorer, window))
 
 
 def place_of(source, scorer, window):
@@ -29,8 +29,9 @@ def place_of(source, scorer, window):
     return Place(source.token, int(window.row_off) - scorer.halo, int(window.col_off) - scorer.halo)
 
 
-def score_block(scorer, block, valid, place=None):
-    """``score_tile`` for a block already read with the scorer's halo."""
+def tile_outputs(scorer, block, valid, place=None):
+    """``score_tile`` for a block already read with the scorer's halo: the scorer's outputs
+    and their summaries (``score_block`` gives the outputs only)."""
     h = scorer.halo
     inner_valid = valid[h:valid.shape[0] - h, h:valid.shape[1] - h]
     result = {}
@@ -82,7 +83,7 @@ def _scored_tiles(source, scorer, windows, todo, threads):
     def job(index):
         with lock:
             block, valid = source.read(windows[index], scorer.halo)
-        return score_block(scorer, block, valid, place_of(source, scorer, windows[index]))
+        return tile_outputs(scorer, block, valid, place_of(source, scorer, windows[index]))
 
     pending = collections.deque()
     with ThreadPoolExecutor(threads, thread_name_prefix="hsanomaly-tile") as pool:
