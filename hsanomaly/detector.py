@@ -16,7 +16,7 @@ import numpy as np
 from . import defaults
 from . import errors
 from .errors import HsanomalyError
-from .hints import ModelArg, Scene
+from .hints import Cube, ModelArg
 from .io.checks import one_job
 from .io.inputs import as_source
 from .latent import current_solver
@@ -129,7 +129,7 @@ class Detector:
         return scorer_class(self.score_name).fits_on_scene
 
     @one_job()
-    def fit(self, X: Scene, y: Any = None) -> "Detector":
+    def fit(self, X: Cube, y: Any = None) -> "Detector":
         """Fit on X (a cube (bands, rows, cols), whose mask, if a masked array, is nodata; an
         open rasterio dataset; or an xarray DataArray, see ``io.inputs``); returns self."""
         from .engine.checks import check_scorable
@@ -166,7 +166,7 @@ class Detector:
     @overload       # the runtime tells a DataArray from other arrays
     def score(self, X: "DataArray") -> "DataArray": ...  # type: ignore[overload-overlap]
     @overload
-    def score(self, X: Scene) -> np.ndarray: ...
+    def score(self, X: Cube) -> np.ndarray: ...
     def score(self, X):
         """Anomaly scores of X, float32 (rows, cols), NaN where X is invalid; high = anomalous.
         X may be another cube of the same bands than the one fitted on: what ``fit`` learned
@@ -178,7 +178,7 @@ class Detector:
 
     @one_job()
     @renamed_keywords(extras="with_extras")    # extras: detect's {output: path}
-    def score_outputs(self, X: Scene, with_extras: bool = True) -> Dict[str, Any]:
+    def score_outputs(self, X: Cube, with_extras: bool = True) -> Dict[str, Any]:
         """{"score": (rows, cols)} plus, ``with_extras``, the score's extra outputs (e.g. "recon"
         (bands, rows, cols)) when it has any, but for those its configuration cannot measure
         ("convergence" of a search that takes no step)."""
@@ -204,7 +204,7 @@ class Detector:
     @overload
     def fit_score(self, X: "DataArray") -> "DataArray": ...  # type: ignore[overload-overlap]
     @overload
-    def fit_score(self, X: Scene) -> np.ndarray: ...
+    def fit_score(self, X: Cube) -> np.ndarray: ...
     def fit_score(self, X):
         """``fit(X).score(X)``: the usual way, a scene scored against itself."""
         return self.fit(X).score(X)

@@ -36,7 +36,7 @@ Inputs = Union[PathArg, Iterable[PathArg]]
 # a model bundle: its folder, or the Bundle ``train`` returns
 ModelArg = Union[PathArg, "Bundle"]
 # what ``Detector`` scores: a cube (bands, rows, cols), an open rasterio dataset, a DataArray
-Scene = Union[SupportsArray, OpenDataset, "xarray.DataArray"]
+Cube = Union[SupportsArray, OpenDataset, "xarray.DataArray"]
 # scores or a mask in memory: a (rows, cols) array (masked: masked = nodata) or a DataArray
 Scores = Union[SupportsArray, "xarray.DataArray"]
 # a false-alarm rate for ``detect``'s polygons, or "auto" (a tail fit of the scores)
