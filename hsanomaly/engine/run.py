@@ -97,11 +97,13 @@ def config(source, scorer, outputs, tile, model=True):
     return job
 
 
-def manifest(src, source, scorer, outputs, tile, given_model=None):
+def manifest(src, source, scorer, outputs, tile, given_model=None, model=True):
     """What a run's tile store records: the input's fingerprint and the configuration (which
     make the run's fingerprint), the exclusion mask's name, for messages, and the model the
-    caller gave (``given_model``), so that a resume without it is refused before training."""
-    job = {"input": input_fingerprint(src, source), "config": config(source, scorer, outputs, tile)}
+    caller gave (``given_model``), so that a resume without it is refused before training.
+    ``model``: the configuration names the model's digest (``config``)."""
+    job = {"input": input_fingerprint(src, source),
+           "config": config(source, scorer, outputs, tile, model=model)}
     if source.exclusion is not None:
         job["mask"] = source.exclusion.path
     if given_model is not None:
@@ -131,10 +133,7 @@ def check_resumed_run(src, dst, scorer, extras=None, tile=TILE):
                                              for name, path in (extras or {}).items()}}
     source = src if hasattr(src, "read") else open_source(src)
     try:
-        job = {"input": input_fingerprint(src, source),
-               "config": config(source, scorer, outputs, tile, model=False)}
-        if source.exclusion is not None:
-            job["mask"] = source.exclusion.path
+        job = manifest(src, source, scorer, outputs, tile, model=False)
     finally:
         if source is not src:
             source.close()
