@@ -31,7 +31,7 @@ from ..scorers import check_extras
 from ..spelling import counted, spell
 from .checks import (SUMMARIES, check_outcome, check_scorable, check_space, check_tile,
                      runtime_error)
-from .store import (MANIFEST, TileStore, check_resumable, read_manifest, resume_hint,
+from .store import (MANIFEST, TileStore, check_resumable, read_manifest, removed, resume_hint,
                     run_fingerprint, store_path)
 from .tiles import LocalExecutor, fit_scorer
 
@@ -299,8 +299,7 @@ def _score(executor, source, scorer, store, windows, outputs, dst, progress, cal
                     raise HsanomalyError(f"{dst}: cancelled")
     missing = set(range(len(windows))) - store.done()
     if missing and not store.path.is_dir():
-        raise HsanomalyError(f"{store.path}: the tile store was removed during the run (by "
-                             "another process?); rerun")
+        raise removed(store.path)
     if missing:
         raise HsanomalyError(f"{store.path}: {len(missing)} tiles written by workers are not "
                              "visible here; the output must be on storage the workers share"

@@ -32,7 +32,7 @@ from ..errors import HsanomalyError, describe
 from ..io.atomic import fsync_path
 from ..io.checks import warn
 from ..io.fingerprint import digest
-from ..io.lock import lock_folder
+from ..io.lock import busy, lock_folder
 from ..spelling import counted, spell
 
 FORMAT = "hsanomaly-tiles"
@@ -174,6 +174,12 @@ def remove_finished(path, fingerprint):
             os.close(held)
 
 
+
+def removed(store):
+    """The one line for a tile store taken away during its run."""
+    return HsanomalyError(f"{store}: the tile store was removed during the run (by another "
+                          "process?); rerun")
+
 class TileStore:
     def __init__(self, path, manifest, resume=False):
         """``manifest``: {"input": fingerprint, "config": plain JSON}. With ``resume`` an
@@ -219,9 +225,7 @@ class TileStore:
             try:
                 self.path.mkdir()
             except FileExistsError:    # another run made it meanwhile: it is that run's
-                raise HsanomalyError(f"{self.path}: another hsanomaly run is writing this "
-                                     "output now; wait for it to finish or choose another "
-                                     "output") from None
+                raise busy(self.path) from None
             except OSError as err:
                 raise HsanomalyError(f"{self.path}: cannot create the tile store "
                                      f"({describe(err)})") from None
@@ -292,8 +296,7 @@ class TileStore:
 
     def _write_error(self, err):
         if not self.path.is_dir():           # not the disk: someone took the folder away
-            return HsanomalyError(f"{self.path}: the tile store was removed during the run "
-                                  "(by another process?); rerun")
+            return removed(self.path)
         kept = (f"{self.resume_hint}: the tiles already finished are kept" if self.done() else
                 "rerun (no tile was finished)")
         full = getattr(err, "errno", None) in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)

@@ -17,6 +17,12 @@ except ImportError:          # Windows: no advisory locks; runs on one output mu
 UNLOCKABLE = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL}
 
 
+def busy(path):
+    """The one line for an output another run is writing now."""
+    return HsanomalyError(f"{path}: another hsanomaly run is writing this output now; wait for "
+                          "it to finish or choose another output")
+
+
 def lock_folder(path):
     """An exclusive lock on the folder ``path`` (its descriptor, or None where there is nothing
     to lock), or one line saying another run holds it."""
@@ -30,8 +36,7 @@ def lock_folder(path):
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise HsanomalyError(f"{path}: another hsanomaly run is writing this output now; wait "
-                             "for it to finish or choose another output") from None
+        raise busy(path) from None
     except OSError as err:
         os.close(fd)
         if err.errno in UNLOCKABLE:      # a file system without locks: as on Windows
