@@ -75,6 +75,10 @@ def prepare_quick_model(src, dst, quick, scorer, stage, *, masked=None, resume=F
         check_quick_model(source, scorer)
     trained = train_on_scene(src, dst, type(scorer).model_training, stage.directory(quick),
                              callback, progress, mask=mask)
+    if masked is not None and masked.exclusion.changed():   # the training read it anew
+        raise HsanomalyError(f"{mask}: the mask changed while the quick model was trained, so "
+                             "the model and the heatmap would leave out other pixels; nothing "
+                             "was replaced: rerun")
     return trained, trained_on
 
 

@@ -519,6 +519,39 @@ def test_an_input_rewritten_while_it_is_scored_is_refused_not_mixed(tmp_path):
     hsanomaly.detect(src, tmp_path / "heat.tif", score="rx", tile=16)    # a rerun scores it
 
 
+@pytest.mark.parametrize("how", ["replaced", "rewritten"])
+def test_an_input_saved_after_it_was_opened_and_before_its_fingerprint_is_refused(
+        tmp_path, monkeypatch, how):
+    """Saved between the engine's opening it and fingerprinting it by path, the input was
+    scored from the pixels read before (a replaced file's, or a mix) and labelled as the new
+    one, with exit 0; detect-many then skipped the new raster on every rerun."""
+    import os
+
+    import hsanomaly
+    import hsanomaly.engine.run as run
+
+    cube, _ = synthetic_cube(rows=48, cols=48)
+    src = write_raster(tmp_path / "scene.tif", cube)
+    other = write_raster(tmp_path / "other.tif", cube[:, ::-1].copy())   # same layout
+    fingerprint, saved = run.input_fingerprint, []
+
+    def save_first(*args, **kwargs):
+        if not saved:
+            if how == "replaced":                   # saved whole: a new file renamed over it
+                os.replace(other, src)
+            else:                                   # saved in place, the same size
+                data = other.read_bytes()
+                with open(src, "r+b") as f:
+                    f.write(data)
+            saved.append(how)
+        return fingerprint(*args, **kwargs)
+
+    monkeypatch.setattr(run, "input_fingerprint", save_first)
+    with pytest.raises(HsanomalyError, match="scene.tif: the input changed while it was scored"):
+        hsanomaly.detect(src, tmp_path / "heat.tif", score="rx", tile=16)
+    assert saved and not (tmp_path / "heat.tif").exists()
+
+
 def test_a_result_is_plain_values_that_hold_no_model(tmp_path, synthetic_raster):
     """Each result kept the live scorer, and with it the model's codebook and ONNX session: a
     batch held one model per raster, and a result could not be written as JSON."""

@@ -125,6 +125,33 @@ def test_a_quick_model_is_trained_without_the_masked_pixels(masked_scene, tmp_pa
     assert np.isnan(heat(tmp_path / "o.tif")[0][out == 1]).all()
 
 
+def test_a_mask_saved_anew_before_the_quick_model_reads_it_is_refused(masked_scene, tmp_path,
+                                                                      monkeypatch):
+    """The mask was read for the scoring, then again by its path for the quick model's
+    training: saved anew in between, the model learnt pixels the heatmap says were left out
+    (clouds, water), with exit 0."""
+    pytest.importorskip("torch")
+    import os
+
+    import hsanomaly.training
+
+    raster, mask, _, _, out = masked_scene
+    other = write_raster(tmp_path / "other.tif", np.zeros((1, 40, 50), np.float32) + (
+        np.arange(50) < 4))                                    # another mask: four columns
+    train = hsanomaly.training.train
+
+    def saved_first(*args, **options):
+        os.replace(other, mask)
+        return train(*args, **{**options, "iterations": 5})
+
+    monkeypatch.setattr(hsanomaly.training, "train", saved_first)
+    with pytest.raises(HsanomalyError, match=f"{mask}: the mask changed while the quick model "
+                                             "was trained"):
+        hsanomaly.detect(raster, tmp_path / "o.tif", score="resrx", mask=mask)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["holed.tif", "mask.gpkg", "mask.tif",
+                                                          "scene.tif"]
+
+
 def test_exclusion_windows_are_the_masks_pixels(tmp_path):
     """Packed one bit a pixel: any window, at any bit offset, reads back the mask."""
     rng = np.random.default_rng(0)

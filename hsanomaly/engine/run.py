@@ -194,6 +194,11 @@ def assemble(store, source, windows, outputs, descriptions=None, tags=None, stag
                     written.unlink()
 
 
+def _changed(source):
+    return HsanomalyError(f"{source.name}: the input changed while it was scored, so the "
+                          "heatmap would mix both; nothing was replaced: rerun")
+
+
 def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=None,
            progress=False, callback=None, stage=None, cog=False, trained_on=None,
            given_model=None):
@@ -222,6 +227,8 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
         check_space(store_path(dst), outputs, source, resume)
         check_unlocked(store_path(dst))
         job = manifest(src, source, scorer, outputs, tile, given_model)
+        if source.changed():      # since it was opened: its pixels and this fingerprint differ
+            raise _changed(source)
         if trained_on is not None and job["input"] != trained_on:
             raise HsanomalyError(f"{source.name}: the input changed while the quick model was "
                                  "trained on it, so the model and the heatmap would see two "
@@ -234,10 +241,9 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
                 fit_scorer(scorer, executor.fit_source(source))
         store = TileStore(store_path(dst), job, resume)
         done = _score(executor, source, scorer, store, windows, outputs, dst, progress, callback)
-        if input_fingerprint(src, source) != job["input"]:   # rewritten in place meanwhile
+        if source.changed() or input_fingerprint(src, source) != job["input"]:
             store.remove()          # tiles of two inputs: none is worth resuming
-            raise HsanomalyError(f"{source.name}: the input changed while it was scored, so the "
-                                 "heatmap would mix both; nothing was replaced: rerun")
+            raise _changed(source)
         summaries = [store.members(i, SUMMARIES) for i in range(len(windows))]
         try:
             totals = check_outcome(source.name, scorer, summaries)

@@ -33,6 +33,22 @@ def _packed_raster(path, shape, grid_of):
     return np.concatenate(parts), count
 
 
+def _read(path, grid_of, shape, required):
+    """(packed bits, count) of the pixels mask ``path`` leaves out of ``grid_of``."""
+    from .vector import is_vector
+
+    if is_vector(path) or str(path).lower().endswith(".mat"):
+        from .scene import read_exclusion
+
+        excluded = read_exclusion(path, shape, grid_of, required)
+        return np.packbits(excluded, axis=1), int(excluded.sum())
+    return _packed_raster(path, shape, grid_of)
+
+
+def _digest(bits):
+    return hashlib.sha256(bits.tobytes()).hexdigest()[:16]
+
+
 class Exclusion:
     """The pixels mask ``path`` leaves out of raster ``grid_of`` (``scene.read_exclusion``:
     a raster on its grid, non-zero = out, or vector features)."""
@@ -40,16 +56,8 @@ class Exclusion:
     def __init__(self, path, grid_of, shape, required=True):
         """``required``: as ``scene.read_truth``; a mask shared by several rasters need not
         leave out anything of each."""
-        from .vector import is_vector
-
-        if is_vector(path) or str(path).lower().endswith(".mat"):
-            from .scene import read_exclusion
-
-            excluded = read_exclusion(path, shape, grid_of, required)
-            self._bits, self.count = np.packbits(excluded, axis=1), int(excluded.sum())
-        else:
-            self._bits, self.count = _packed_raster(path, shape, grid_of)
-        self.path, self.shape = str(path), tuple(shape)
+        self._bits, self.count = _read(path, grid_of, shape, required)
+        self.path, self.shape, self.grid_of = str(path), tuple(shape), grid_of
         pixels = shape[0] * shape[1]
         if self.count == pixels:
             raise HsanomalyError(f"{path}: the mask leaves out every pixel of {grid_of}")
@@ -60,7 +68,12 @@ class Exclusion:
             warn(f"{path}: the mask leaves out {self.count / pixels:.0%} of {grid_of}; an "
                  "exclusion mask is non-zero where pixels are left OUT (GDAL's own masks are "
                  "the opposite: 255 where pixels are valid)")
-        self.digest = hashlib.sha256(self._bits.tobytes()).hexdigest()[:16]
+        self.digest = _digest(self._bits)
+
+    def changed(self):
+        """Whether the mask, read again, leaves out other pixels (saved anew since it was
+        read: what reads it again by its path, a quick model's training, saw others)."""
+        return _digest(_read(self.path, self.grid_of, self.shape, False)[0]) != self.digest
 
     def around(self, row, col, rows, cols):
         """``window``, for a part that may reach beyond the raster (a tile with its halo):

@@ -20,6 +20,7 @@ from ..defaults import TILE
 from ..errors import HsanomalyError
 from .bandaxis import MIN_LINE, warn_if_bands_elsewhere
 from .checks import warn_once
+from .fingerprint import file_identity
 from .gdal import (band_wavelengths, bad_bands, check_raw_size, gdal_env, is_gdal_name, open_raster,
                    read_checked, read_masked, require_file)
 from .values import (EXTREME, FLOAT32_MAX, check_float32_range, coarsest_in_float32, exact,
@@ -52,6 +53,12 @@ class _Source:
     _token_lock = threading.Lock()
     exact_scaling = None     # a raster's band (scale, offset), float64: see RasterSource
     exclusion = None         # an ``io.exclusion.Exclusion``: pixels read as nodata, whatever they hold
+    identity = None          # the file's ``fingerprint.file_identity`` when the source was opened
+
+    def changed(self):
+        """Whether the file this source was opened on has been replaced or saved anew since:
+        pixels read before and a fingerprint taken by its path after would be of two rasters."""
+        return self.identity is not None and file_identity(self.identity[0]) != self.identity
 
     @property
     def token(self):
@@ -304,6 +311,7 @@ class RasterSource(_Source):
     def __init__(self, path):
         self.path = str(path)
         self.name = self.path
+        self.identity = None if is_gdal_name(self.path) else file_identity(self.path)
         with open_raster(self.path) as ds:
             self._describe(ds)
         self._ds, self._owned = None, True
@@ -511,9 +519,11 @@ def open_source(path):
         from .mat import read_mat, read_mat_wavelengths
 
         require_file(path)
+        identity = file_identity(path)
         cube, _ = read_mat(path)
         source = ArraySource(cube, name=str(path),
                              wavelengths=read_mat_wavelengths(path, len(cube)))
+        source.identity = identity
         source.axis_advice = _mat_axis_advice
         return source
     return RasterSource(path)
