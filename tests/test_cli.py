@@ -497,3 +497,45 @@ def test_every_train_flag_reaches_the_library(tmp_path, monkeypatch, option):
     seen = _spied_call(monkeypatch, "hsanomaly.api", "train",
                        ["train", "in.tif", "--out", tmp_path / "m", *flag])
     assert seen[option] == expected and type(seen[option]) is type(expected)
+
+
+@pytest.mark.parametrize("command", ["detect", "train"])
+def test_an_interrupt_once_the_outputs_are_in_place_says_they_are_complete(tmp_path, monkeypatch,
+                                                                         command):
+    """An interrupt during the clean-up after the commit said "the outputs are replaced all
+    together or not at all" or "nothing was replaced", when every output was new; train left
+    the finished training's checkpoint beside its bundle."""
+    import shutil
+    import signal
+
+    path = write_raster(tmp_path / "scene.tif", synthetic_cube()[0])
+    if command == "train":
+        pytest.importorskip("torch")
+        remove = shutil.rmtree
+
+        def interrupted(folder, *args, **kwargs):      # the checkpoint's removal: held
+            if str(folder).endswith(".checkpoint"):
+                signal.raise_signal(signal.SIGINT)
+            return remove(folder, *args, **kwargs)
+
+        monkeypatch.setattr(shutil, "rmtree", interrupted)
+        args, outputs = ["train", path, "--out", tmp_path / "m", "--iterations", "2"], ["m"]
+    else:
+        from hsanomaly.engine.store import TileStore
+
+        remove = TileStore.remove
+
+        def interrupted(store):                        # the tile store's removal: held
+            signal.raise_signal(signal.SIGINT)
+            return remove(store)
+
+        monkeypatch.setattr(TileStore, "remove", interrupted)
+        args, outputs = ["detect", path, tmp_path / "heat.tif", "--score", "rx", "--png",
+                         tmp_path / "heat.png"], ["heat.tif", "heat.png", "heat.pgw",
+                                                  "heat.png.aux.xml"]        # the PNG's side files
+    result = run(*args, "-q")
+    assert result.exit_code == 130
+    assert result.output.strip().splitlines()[-1] == (
+        f"Error: interrupted once its outputs were in place "
+        f"({', '.join(str(tmp_path / name) for name in outputs)}: complete)")
+    assert not {"heat.tif.partial", "m.checkpoint"} & {p.name for p in tmp_path.iterdir()}

@@ -57,7 +57,7 @@ class LazyGroup(click.Group):
     def invoke(self, ctx):
         from ..cluster import quiet_dask
         from ..errors import describe
-        from ..io.atomic import ignore_file_size_signal
+        from ..io.atomic import ignore_file_size_signal, recording_writes
 
         ignore_file_size_signal()     # past ulimit -f a write fails (EFBIG), the process lives
         for name in ("rasterio", "pyogrio", "fiona"):   # GDAL's errors arrive as exceptions
@@ -70,12 +70,14 @@ class LazyGroup(click.Group):
                                                                          _interrupt()))
         except ValueError:           # not the main thread (a caller's own thread): left as is
             pass
+        written = []
         try:
-            return super().invoke(ctx)
+            with recording_writes() as written:
+                return super().invoke(ctx)
         except KeyboardInterrupt:
             number = received[0] if received else signal.SIGINT
             what = "terminated (SIGTERM)" if number == signal.SIGTERM else "interrupted"
-            _fail(what + _kept(ctx), 128 + number)
+            _fail(what + _kept(ctx, written), 128 + number)
         except HsanomalyError as err:
             _fail(str(err), 1)
         except click.exceptions.UsageError as err:
@@ -158,9 +160,14 @@ def _interrupt():
     raise KeyboardInterrupt
 
 
-def _kept(ctx):
+def _kept(ctx, written=()):
     """What an interrupted command leaves: its outputs as they were, and what its next run
-    can take up (it cannot tell here how far it got, so "if any")."""
+    can take up (it cannot tell here how far it got, so "if any"); or, interrupted once its
+    outputs were put in place (``written``), those outputs, complete."""
+    if written and ctx.invoked_subcommand != "detect-many":    # a batch says it per raster
+        shown = ", ".join(written[:4]) + (f" and {len(written) - 4} more" if len(written) > 4
+                                          else "")
+        return f" once its outputs were in place ({shown}: complete)"
     return {"detect": "; the outputs are replaced all together or not at all; the tiles "
                       "finished, if any, are kept for --resume",
             "detect-many": "; the rasters finished are kept, the one being scored was not "

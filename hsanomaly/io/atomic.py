@@ -29,6 +29,7 @@ it can clean up, so ``ignore_file_size_signal`` (the CLI calls it) turns it into
 """
 
 import contextlib
+import contextvars
 import errno
 import hashlib
 import json
@@ -210,9 +211,12 @@ def _create_exclusive(path):
 
 
 class Staging:
-    """Temporary siblings for several outputs, checked and then replaced together."""
+    """Temporary siblings for several outputs, checked and then replaced together.
+    ``is_output``: what it writes is a job's output, not a job's own state (a checkpoint),
+    so ``recording_writes`` lists it."""
 
-    def __init__(self):
+    def __init__(self, is_output=True):
+        self.is_output = is_output
         self._entries = []            # (destination, temporary path, private dir, check, is_dir)
         self._stale = []              # files removed once every output is in place
         self._after = []
@@ -306,6 +310,10 @@ class Staging:
                 undos.append((renaming[0], _file_undo(renaming[1], renaming[0], renaming[3])))
             _put_back(undos)
             raise
+        written = _WRITTEN.get()
+        if written is not None and self.is_output:   # not what a job stages in its own folder
+            written.extend(str(entry[0]) for entry in self._entries
+                           if destination_of(entry[0]) == Path(entry[0]))
         with _interrupts_held():      # the outputs are in place: their cleanup runs whole
             for aside in moved_aside:
                 shutil.rmtree(aside, ignore_errors=True)
@@ -342,11 +350,27 @@ def _interrupts_held():
             signal.raise_signal(held[0])
 
 
+_WRITTEN = contextvars.ContextVar("hsanomaly_written", default=None)
+
+
 @contextlib.contextmanager
-def staged():
+def recording_writes():
+    """Yield a list of the outputs put in place by every commit in this block (as a command
+    sees them: a run interrupted after its commit has its outputs, complete)."""
+    written = []
+    token = _WRITTEN.set(written)
+    try:
+        yield written
+    finally:
+        _WRITTEN.reset(token)
+
+
+@contextlib.contextmanager
+def staged(is_output=True):
     """``with staged() as stage: tmp = stage.path(dst, check)`` ... every output replaced at
-    the end if the block and every check succeed; otherwise nothing is."""
-    stage = Staging()
+    the end if the block and every check succeed; otherwise nothing is. ``is_output``: as
+    ``Staging`` takes it."""
+    stage = Staging(is_output)
     try:
         yield stage
         stage.commit()
@@ -373,10 +397,11 @@ def drawing_folder(folder):
 
 
 @contextlib.contextmanager
-def atomic_path(path, check=None, create=True):
+def atomic_path(path, check=None, create=True, is_output=True):
     """Yield a temporary path for ``path``; it replaces ``path`` only if the block and ``check``
-    succeed. ``create=False`` leaves the file for the writer to create (e.g. GeoPackages)."""
-    with staged() as stage:
+    succeed. ``create=False`` leaves the file for the writer to create (e.g. GeoPackages);
+    ``is_output``: as ``Staging`` takes it."""
+    with staged(is_output) as stage:
         yield stage.path(path, check=check or non_empty, create=create)
 
 
@@ -392,10 +417,14 @@ def staged_into(stage=None):
 
 
 @contextlib.contextmanager
-def atomic_directory(path, check=None):
-    """Yield an empty temporary directory that replaces directory ``path`` on success."""
+def atomic_directory(path, check=None, on_commit=None):
+    """Yield an empty temporary directory that replaces directory ``path`` on success, then
+    calls ``on_commit`` (as ``Staging.on_commit``: whole, whatever interrupt comes)."""
     with staged() as stage:
-        yield stage.directory(path, check=check)
+        tmp = stage.directory(path, check=check)
+        if on_commit is not None:
+            stage.on_commit(on_commit)
+        yield tmp
 
 
 # a private folder's name within a path in a text (a library's message), to leave out of it

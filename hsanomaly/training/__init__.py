@@ -192,13 +192,14 @@ def _train(torch, data, inputs, out, settings, options, device, resume, progress
 
         meta["training"]["quick_model_of"] = Path(str(quick_model_of)).name
         meta["training"]["quick_model_input"] = input_record(inputs[0])
-    with staged_directory(out) as tmp:
+    # the finished training's checkpoint goes with the commit, whatever interrupt comes
+    with staged_directory(out, on_commit=lambda: shutil.rmtree(checkpoints,
+                                                               ignore_errors=True)) as tmp:
         export_networks(trainer.generator, trainer.critic, meta, tmp,
                         codebook_seed=settings.seed)   # the codebook a same-seed run scores with
         write_csv(tmp / LOG_TABLE, log)
         plot(tmp / LOG_PLOT, log, title=f"{', '.join(meta['training']['inputs'])}: "
                                                f"{data.bands} bands, window {data.window}")
-    shutil.rmtree(checkpoints, ignore_errors=True)
 
     from ..model import load_bundle
 

@@ -302,13 +302,13 @@ def _write_codebook(directory, latent_dim, settings, threads):
 
 
 @contextlib.contextmanager
-def staged_directory(out):
+def staged_directory(out, on_commit=None):
     """Yield an empty private temporary directory beside ``out``; on success it replaces
     ``out`` through the one write path (``hsanomaly.io.atomic``): every file fsync'd and the
     bundle loaded and checked (checksums, ONNX metadata) before the rename, so a failed export
-    leaves the previous bundle as it was."""
+    leaves the previous bundle as it was. ``on_commit``: run once it is in place."""
     from ..io.atomic import atomic_directory
     from ..model import load_bundle
 
-    with atomic_directory(out, check=load_bundle) as tmp:
+    with atomic_directory(out, check=load_bundle, on_commit=on_commit) as tmp:
         yield tmp

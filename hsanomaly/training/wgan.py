@@ -168,7 +168,7 @@ def save_checkpoint(path, trainer, log, key):
 
     arrays = {}
     tree = _pack({"trainer": trainer.state_dict(), "log": log, "key": key}, arrays)
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+    with atomic_path(path, is_output=False) as tmp, open(tmp, "wb") as f:
         np.savez(f, __tree__=np.array(json.dumps(tree)), **arrays)
 
 
