@@ -552,6 +552,26 @@ def test_an_input_saved_after_it_was_opened_and_before_its_fingerprint_is_refuse
     assert saved and not (tmp_path / "heat.tif").exists()
 
 
+def test_a_finished_runs_store_left_by_a_kill_after_its_commit_is_not_called_discarded(
+        tmp_path, monkeypatch):
+    """Killed after its commit and before its store's removal, a finished run left its tile
+    store; the next run warned that the finished tiles of an earlier run were discarded."""
+    import warnings
+
+    import hsanomaly
+    from hsanomaly.engine.store import TileStore
+
+    src = write_raster(tmp_path / "scene.tif", synthetic_cube(rows=48, cols=48)[0])
+    with monkeypatch.context() as patch:
+        patch.setattr(TileStore, "remove", lambda store: None)     # killed before it
+        hsanomaly.detect(src, tmp_path / "heat.tif", score="rx", tile=16)
+    assert (tmp_path / "heat.tif.partial").is_dir()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        hsanomaly.detect(src, tmp_path / "heat.tif", score="lrx", tile=16)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["heat.tif", "scene.tif"]
+
+
 def test_a_result_is_plain_values_that_hold_no_model(tmp_path, synthetic_raster):
     """Each result kept the live scorer, and with it the model's codebook and ONNX session: a
     batch held one model per raster, and a result could not be written as JSON."""

@@ -31,8 +31,8 @@ from ..scorers import check_extras
 from ..spelling import counted, spell
 from .checks import (SUMMARIES, check_outcome, check_scorable, check_space, check_tile,
                      runtime_error)
-from .store import (MANIFEST, TileStore, check_resumable, read_manifest, removed, resume_hint,
-                    run_fingerprint, store_path)
+from .store import (MANIFEST, TileStore, check_resumable, read_manifest, remove_finished,
+                    removed, resume_hint, run_fingerprint, store_path)
 from .tiles import LocalExecutor, fit_scorer
 
 RUN_TAG = TAG_PREFIX + "RUN_FINGERPRINT"      # what detect-many compares to know a result is current
@@ -239,6 +239,11 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
                 raise HsanomalyError(f"{dst}: cancelled")
             with stage_log(f"fitting {scorer.name} on {source.name}"):
                 fit_scorer(scorer, executor.fit_source(source))
+        # a kill between a run's commit and its store's removal left that finished run's
+        # store: removed as such, not as an interrupted run's work discarded
+        finished = None if resume else read_fingerprint(dst) if os.path.isfile(dst) else None
+        if finished is not None:
+            remove_finished(store_path(dst), finished)
         store = TileStore(store_path(dst), job, resume)
         done = _score(executor, source, scorer, store, windows, outputs, dst, progress, callback)
         if source.changed() or input_fingerprint(src, source) != job["input"]:
