@@ -10,36 +10,40 @@ The front door:
     hsanomaly.evaluate(heatmap, truth)      # AUC, logAUC, lgFAR, Pd, per target
 """
 
+import importlib
 from typing import TYPE_CHECKING
 
 from ._version import __version__
-from .api import detect, evaluate, find_targets, train
-from .batch import BatchItem, detect_many
-from .detector import Detector
 from .errors import HsanomalyDeprecationWarning, HsanomalyError, HsanomalyWarning
-from . import model            # hsanomaly.model.Bundle: what train returns, what model= takes
-from .scorers import SCORES
 
 if TYPE_CHECKING:              # loaded on first use (``__getattr__``); named for type checkers
+    from . import model        # hsanomaly.model.Bundle: what train returns, what model= takes
+    from .api import detect, evaluate, find_targets, train
+    from .batch import BatchItem, detect_many
+    from .detector import Detector
     from .engine import DetectResult
     from .errors import NotFittedError
+    from .scorers import SCORES
 
 __all__ = ["BatchItem", "DetectResult", "Detector", "HsanomalyDeprecationWarning", "HsanomalyError",
            "HsanomalyWarning", "NotFittedError", "SCORES", "__version__", "detect", "detect_many",
            "evaluate", "find_targets", "model", "train"]
 
+# name -> the module that holds it, imported on first use: ``import hsanomaly`` stays light
+# (rasterio, numpy and the rest load with the first job), so the command line can take an
+# interrupt from its first moments, and a script pays only for what it uses
+_WHERE = {"detect": ".api", "evaluate": ".api", "find_targets": ".api", "train": ".api",
+          "BatchItem": ".batch", "detect_many": ".batch", "Detector": ".detector",
+          "DetectResult": ".engine", "NotFittedError": ".errors", "SCORES": ".scorers"}
+
 
 def __getattr__(name):
-    if name == "NotFittedError":       # made on first use: it imports scikit-learn
-        from . import errors
-
-        return errors.NotFittedError
-    if name == "DetectResult":         # what ``detect`` returns; the engine loads on first use
-        from .engine import DetectResult
-
-        return DetectResult
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name == "model":
+        return importlib.import_module(".model", __name__)
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_WHERE[name], __name__), name)   # its owner's own
 
 
 def __dir__():
-    return sorted([*globals(), "DetectResult", "NotFittedError"])
+    return sorted({*globals(), *__all__})

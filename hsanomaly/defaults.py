@@ -26,6 +26,7 @@ TRAIN_THREADS = 1          # torch CPU threads (docs/training/threads.md)
 
 # The random seed of scoring: sample draws, latent codebooks, mixtures.
 SEED = 0
+SEED_MAX = 2**32 - 1       # the largest seed numpy and scikit-learn take
 
 # Latent search for the reconstruction cost (hsanomaly.latent).
 SOLVER = "fast"            # "fast" (codebook + Gauss-Newton) or "thesis" (restarts x steps)

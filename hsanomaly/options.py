@@ -17,12 +17,12 @@ from typing import Any, Callable, TypeVar, cast
 
 import numpy as np
 
+from .defaults import SEED_MAX
 from .errors import HsanomalyDeprecationWarning, HsanomalyError
 from .spelling import spell
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-SEED_MAX = 2**32 - 1        # numpy's and scikit-learn's seeds
 
 
 def _whole(value):

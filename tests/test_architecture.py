@@ -100,3 +100,19 @@ def test_every_dotted_name_in_the_package_text_exists():
                if isinstance(node, ast.Constant) and isinstance(node.value, str)
                for name in named.findall(node.value) if not resolves(name)}
     assert not missing
+
+
+def test_the_front_door_and_the_command_line_load_nothing_heavy_until_used():
+    """``import hsanomaly`` loaded the whole library (rasterio, numpy, the training package)
+    in about 0.2 s before the command line could take an interrupt: a Ctrl-C then printed a
+    traceback, a SIGTERM ended it without a word. Each name now loads on first use."""
+    import subprocess
+    import sys
+
+    heavy = ("numpy", "rasterio", "hsanomaly.api", "hsanomaly.training", "hsanomaly.io")
+    code = ("import sys, hsanomaly, hsanomaly.cli; "
+            f"print([m for m in {heavy!r} if m in sys.modules]); "
+            "print(hsanomaly.Detector.__module__, hsanomaly.model.__name__, hsanomaly.SCORES[0])")
+    lines = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True).stdout.splitlines()
+    assert lines == ["[]", "hsanomaly.detector hsanomaly.model rx"]

@@ -37,7 +37,7 @@ def test_evaluation_defaults():
 
     assert option(evaluate, "pd_far").default == keyword_default(api.evaluate, "pd_far") == \
         keyword_default(metrics.evaluate, "pd_far") == keyword_default(evaluate_files, "pd_far") \
-        == keyword_default(metrics.RocCurve.pd_at, "far") == defaults.PD_FAR
+        == keyword_default(metrics.RocCurve.pd_at, "pd_far") == defaults.PD_FAR
 
 
 def test_training_defaults():

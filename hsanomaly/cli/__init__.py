@@ -9,6 +9,7 @@ cannot read) is a library error. A warning, about the data or logged, is one ``W
 line.
 """
 
+import contextlib
 import functools
 import importlib
 import logging
@@ -19,8 +20,8 @@ import warnings
 
 import click
 
-from ..errors import HsanomalyError
-from ..options import SEED_MAX
+from ..errors import HsanomalyError, describe
+from ..defaults import SEED_MAX
 from ..spelling import command_line, spelled
 
 COMMANDS = {
@@ -54,30 +55,35 @@ class LazyGroup(click.Group):
         module, attr = COMMANDS[name].split(":")
         return getattr(importlib.import_module(module), attr)
 
-    def invoke(self, ctx):
-        from ..cluster import quiet_dask
-        from ..errors import describe
-        from ..io.atomic import ignore_file_size_signal, recording_writes
+    def main(self, *args, **kwargs):
+        """The command line from its first moment: ``import hsanomaly`` loads nothing heavy,
+        so an interrupt while the command's modules load is one line too."""
+        with _taking_sigterm():
+            return super().main(*args, **kwargs)
 
-        ignore_file_size_signal()     # past ulimit -f a write fails (EFBIG), the process lives
-        for name in ("rasterio", "pyogrio", "fiona"):   # GDAL's errors arrive as exceptions
-            logging.getLogger(name).addHandler(logging.NullHandler())
-        quiet_dask()        # a lost scheduler or worker is one line, not Dask's tracebacks
-        shown, warnings.showwarning = warnings.showwarning, _show_warning
-        received, terminate = [], None
-        try:    # SIGTERM (kill, systemd, Slurm, docker stop) cleans up as Ctrl-C does
-            terminate = signal.signal(signal.SIGTERM, lambda number, _: (received.append(number),
-                                                                         _interrupt()))
-        except ValueError:           # not the main thread (a caller's own thread): left as is
-            pass
-        written = []
+    def make_context(self, *args, **kwargs):
         try:
-            with recording_writes() as written:
+            return super().make_context(*args, **kwargs)
+        except KeyboardInterrupt:            # click would say "Aborted!"
+            what, status = _interruption()
+            _fail(what + "; nothing was replaced", status)
+
+    def invoke(self, ctx):
+        shown, written = warnings.showwarning, []
+        try:
+            from ..cluster import quiet_dask
+            from ..io.atomic import ignore_file_size_signal, recording_writes
+
+            ignore_file_size_signal()   # past ulimit -f a write fails (EFBIG), the process lives
+            for name in ("rasterio", "pyogrio", "fiona"):   # GDAL's errors arrive as exceptions
+                logging.getLogger(name).addHandler(logging.NullHandler())
+            quiet_dask()      # a lost scheduler or worker is one line, not Dask's tracebacks
+            warnings.showwarning = _show_warning
+            with _taking_sigterm(), recording_writes() as written:   # also under `rio`
                 return super().invoke(ctx)
         except KeyboardInterrupt:
-            number = received[0] if received else signal.SIGINT
-            what = "terminated (SIGTERM)" if number == signal.SIGTERM else "interrupted"
-            _fail(what + _kept(ctx, written), 128 + number)
+            what, status = _interruption()
+            _fail(what + _kept(ctx, written), status)
         except HsanomalyError as err:
             _fail(str(err), 1)
         except click.exceptions.UsageError as err:
@@ -94,8 +100,6 @@ class LazyGroup(click.Group):
             _fail(f"{err.filename or ctx.command_path}: {describe(err)}", 1)
         finally:
             warnings.showwarning = shown
-            if terminate is not None:
-                signal.signal(signal.SIGTERM, terminate)
 
 
 def show_progress(quiet):
@@ -156,8 +160,37 @@ def with_verbosity(command):
     return command
 
 
-def _interrupt():
+_RECEIVED: list = []      # the signals that interrupted this command
+
+
+def _terminated(number, frame):
+    _RECEIVED.append(number)
     raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _taking_sigterm():
+    """SIGTERM (kill, systemd, Slurm, docker stop) cleans up as Ctrl-C does while the block
+    runs (where it is not taken already; outside the main thread it is left as it is)."""
+    if signal.getsignal(signal.SIGTERM) is _terminated:
+        yield
+        return
+    del _RECEIVED[:]
+    try:
+        before = signal.signal(signal.SIGTERM, _terminated)
+    except ValueError:           # not the main thread (a caller's own thread)
+        before = None
+    try:
+        yield
+    finally:
+        if before is not None:
+            signal.signal(signal.SIGTERM, before)
+
+
+def _interruption():
+    """(what ended the command, its exit status): as a shell reports a signal, 128 + its number."""
+    number = _RECEIVED[0] if _RECEIVED else signal.SIGINT
+    return ("terminated (SIGTERM)" if number == signal.SIGTERM else "interrupted"), 128 + number
 
 
 def _kept(ctx, written=()):

@@ -17,7 +17,6 @@ of its pixels.
 
 import hashlib
 import os
-import stat
 
 import numpy as np
 
@@ -25,19 +24,6 @@ FULL_HASH_BYTES = 64 * 2**20
 SIDE_HASH_BYTES = 2**20      # the other files an input reads: by content up to this size
 SAMPLE_BLOCK = 2**16
 SAMPLE_BLOCKS = 64
-
-
-def file_identity(path):
-    """(path, device, inode, size, modification time in ns) of file ``path``, or None where
-    there is no such file (a URL, an archive member): what a save in place or a replacement
-    changes, at the cost of a stat."""
-    try:
-        found = os.stat(path)
-    except (OSError, ValueError):
-        return None
-    if not stat.S_ISREG(found.st_mode):
-        return None
-    return (os.path.abspath(path), found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns)
 
 
 def file_fingerprint(path):

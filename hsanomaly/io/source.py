@@ -9,6 +9,7 @@ runner can wrap a source and replace ``reduce`` and ``sample`` with cluster vers
 
 import os
 import socket
+import stat
 import threading
 import uuid
 from pathlib import Path
@@ -20,7 +21,6 @@ from ..defaults import TILE
 from ..errors import HsanomalyError
 from .bandaxis import MIN_LINE, warn_if_bands_elsewhere
 from .checks import warn_once
-from .fingerprint import file_identity
 from .gdal import (band_wavelengths, bad_bands, check_raw_size, gdal_env, is_gdal_name, open_raster,
                    read_checked, read_masked, require_file)
 from .values import (EXTREME, FLOAT32_MAX, check_float32_range, coarsest_in_float32, exact,
@@ -44,6 +44,19 @@ def iter_windows(height, width, tile=TILE):
     for row in range(0, height, tile):
         for col in range(0, width, tile):
             yield Window(col, row, min(tile, width - col), min(tile, height - row))
+
+
+def file_identity(path):
+    """(path, device, inode, size, modification time in ns) of file ``path``, or None where
+    there is no such file (a URL, an archive member): what a save in place or a replacement
+    changes, at the cost of a stat."""
+    try:
+        found = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    if not stat.S_ISREG(found.st_mode):
+        return None
+    return (os.path.abspath(path), found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns)
 
 
 class _Source:
