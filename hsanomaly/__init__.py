@@ -38,11 +38,14 @@ _WHERE = {"detect": ".api", "evaluate": ".api", "find_targets": ".api", "train":
 
 
 def __getattr__(name):
-    if name == "model":
-        return importlib.import_module(".model", __name__)
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_WHERE[name], __name__), name)   # its owner's own
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name], __name__), name)   # its owner's own
+    try:            # a module of the package (hsanomaly.model, .scorers, .defaults, ...)
+        return importlib.import_module(f".{name}", __name__)
+    except ModuleNotFoundError as err:
+        if err.name != f"{__name__}.{name}":     # one it imports is missing: say that
+            raise
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__():

@@ -37,6 +37,7 @@ Inputs = Union[PathArg, Iterable[PathArg]]
 ModelArg = Union[PathArg, "Bundle"]
 # what ``Detector`` scores: a cube (bands, rows, cols), an open rasterio dataset, a DataArray
 Cube = Union[SupportsArray, OpenDataset, "xarray.DataArray"]
+Scene = Cube         # its former name (hsanomaly.io.Scene is a scene with its truth): goes in 0.3
 # scores or a mask in memory: a (rows, cols) array (masked: masked = nodata) or a DataArray
 Scores = Union[SupportsArray, "xarray.DataArray"]
 # a false-alarm rate for ``detect``'s polygons, or "auto" (a tail fit of the scores)

@@ -116,3 +116,8 @@ def test_the_front_door_and_the_command_line_load_nothing_heavy_until_used():
     lines = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            check=True).stdout.splitlines()
     assert lines == ["[]", "hsanomaly.detector hsanomaly.model rx"]
+    # the package's modules are its attributes from the first moment, as they were
+    code = ("import hsanomaly; print(hsanomaly.defaults.TILE, hsanomaly.scorers.SCORES[0], "
+            "hsanomaly.io.ArraySource.__name__, hasattr(hsanomaly, 'nope'))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.split() == ["256", "rx", "ArraySource", "False"]

@@ -539,3 +539,16 @@ def test_an_interrupt_once_the_outputs_are_in_place_says_they_are_complete(tmp_p
         f"Error: interrupted once its outputs were in place "
         f"({', '.join(str(tmp_path / name) for name in outputs)}: complete)")
     assert not {"heat.tif.partial", "m.checkpoint"} & {p.name for p in tmp_path.iterdir()}
+
+
+def test_only_a_one_commit_command_calls_its_outputs_complete_when_interrupted():
+    """benchmark and thesis commit their models one by one: interrupted, they named a model
+    cache (or a deleted temporary) as their outputs, complete, though no result was written."""
+    from types import SimpleNamespace
+
+    from hsanomaly.cli import _kept
+
+    for command in ("benchmark", "thesis", "detect-many"):
+        assert "complete" not in _kept(SimpleNamespace(invoked_subcommand=command), ["m/seed0"])
+    assert _kept(SimpleNamespace(invoked_subcommand="convert"), ["a.tif"]) == \
+        " once its outputs were in place (a.tif: complete)"

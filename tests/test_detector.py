@@ -78,6 +78,19 @@ def test_an_option_given_as_none_is_the_scores_default_at_every_door(tmp_path):
         assert np.allclose(a.read(1), np.ma.filled(default, np.nan), rtol=1e-5, equal_nan=True)
 
 
+def test_a_misspelt_option_is_refused_even_as_none(tmp_path):
+    """Dropped as "not given" before its name was checked, ``outr=None`` passed every door."""
+    src = write_raster(tmp_path / "scene.tif", synthetic_cube(rows=24, cols=24)[0])
+    message = "'outr': score 'lrx' does not take this option"
+    for call in (lambda: hsanomaly.Detector("lrx", outr=None),
+                 lambda: hsanomaly.Detector("lrx").set_params(outr=None),
+                 lambda: hsanomaly.detect(src, tmp_path / "o.tif", score="lrx", outr=None),
+                 lambda: hsanomaly.detect_many(src, tmp_path / "many", score="lrx", outr=None)):
+        with pytest.raises(HsanomalyError, match=message):
+            call()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
+
+
 @pytest.mark.parametrize("tile", [0, 7, 1.5, "256", True])
 def test_a_bad_tile_is_refused_when_built(tile):
     with pytest.raises(HsanomalyError, match="'tile' must be a whole number of at least 8"):

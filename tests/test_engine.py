@@ -519,37 +519,75 @@ def test_an_input_rewritten_while_it_is_scored_is_refused_not_mixed(tmp_path):
     hsanomaly.detect(src, tmp_path / "heat.tif", score="rx", tile=16)    # a rerun scores it
 
 
-@pytest.mark.parametrize("how", ["replaced", "rewritten"])
-def test_an_input_saved_after_it_was_opened_and_before_its_fingerprint_is_refused(
-        tmp_path, monkeypatch, how):
-    """Saved between the engine's opening it and fingerprinting it by path, the input was
-    scored from the pixels read before (a replaced file's, or a mix) and labelled as the new
-    one, with exit 0; detect-many then skipped the new raster on every rerun."""
+def _save(how, other, src):
     import os
 
+    if how == "replaced":                       # saved whole: a new file renamed over it
+        os.replace(other, src)
+    elif how == "rewritten":                    # saved in place, the same size
+        with open(src, "r+b") as f:
+            f.write(other.read_bytes())
+    else:                                       # only touched: the same bytes
+        os.utime(src, ns=(1, 1))
+
+
+@pytest.mark.parametrize("how", ["replaced", "rewritten", "touched"])
+def test_an_input_saved_once_the_engine_opened_it_is_refused_and_one_touched_is_not(
+        tmp_path, monkeypatch, how):
+    """Saved between the engine's opening it and fingerprinting it by its path, the input was
+    scored from the pixels read before (a replaced file's, or a mix) and labelled as the new
+    one, with exit 0; detect-many then skipped the new raster on every rerun. A touch (the
+    same bytes) is no change: refusing it threw a resumed run's finished tiles away."""
     import hsanomaly
     import hsanomaly.engine.run as run
 
     cube, _ = synthetic_cube(rows=48, cols=48)
     src = write_raster(tmp_path / "scene.tif", cube)
     other = write_raster(tmp_path / "other.tif", cube[:, ::-1].copy())   # same layout
-    fingerprint, saved = run.input_fingerprint, []
+    plan, saved = run.plan_outputs, []
 
-    def save_first(*args, **kwargs):
+    def saved_once_opened(source, *args, **kwargs):
         if not saved:
-            if how == "replaced":                   # saved whole: a new file renamed over it
-                os.replace(other, src)
-            else:                                   # saved in place, the same size
-                data = other.read_bytes()
-                with open(src, "r+b") as f:
-                    f.write(data)
+            _save(how, other, src)
             saved.append(how)
-        return fingerprint(*args, **kwargs)
+        return plan(source, *args, **kwargs)
 
-    monkeypatch.setattr(run, "input_fingerprint", save_first)
+    monkeypatch.setattr(run, "plan_outputs", saved_once_opened)
+    if how == "touched":
+        hsanomaly.detect(src, tmp_path / "heat.tif", score="rx", tile=16)
+        assert (tmp_path / "heat.tif").exists()
+        return
     with pytest.raises(HsanomalyError, match="scene.tif: the input changed while it was scored"):
         hsanomaly.detect(src, tmp_path / "heat.tif", score="rx", tile=16)
     assert saved and not (tmp_path / "heat.tif").exists()
+
+
+def test_an_input_saved_before_the_engine_reads_it_is_scored_as_saved(tmp_path, monkeypatch):
+    """The engine fingerprints its input before it opens it: a save just before is scored,
+    and labelled, as the new raster."""
+    import hsanomaly
+    import hsanomaly.engine.run as run
+    from hsanomaly.io.fingerprint import digest, input_fingerprint
+    from hsanomaly.io.ownership import recorded_input
+
+    cube, _ = synthetic_cube(rows=48, cols=48)
+    src = write_raster(tmp_path / "scene.tif", cube)
+    other = write_raster(tmp_path / "other.tif", cube[:, ::-1].copy())
+    expected = write_raster(tmp_path / "expected.tif", cube[:, ::-1].copy())
+    hsanomaly.detect(expected, tmp_path / "clean.tif", score="rx", tile=16)
+    fingerprint, saved = run.input_fingerprint, []
+
+    def saved_first(*args, **kwargs):
+        if not saved:
+            _save("replaced", other, src)
+            saved.append(True)
+        return fingerprint(*args, **kwargs)
+
+    monkeypatch.setattr(run, "input_fingerprint", saved_first)
+    hsanomaly.detect(src, tmp_path / "heat.tif", score="rx", tile=16)
+    with rasterio.open(tmp_path / "heat.tif") as a, rasterio.open(tmp_path / "clean.tif") as b:
+        assert np.array_equal(a.read(1), b.read(1))
+    assert recorded_input(tmp_path / "heat.tif")["fingerprint"] == digest(input_fingerprint(src))
 
 
 def test_a_finished_runs_store_left_by_a_kill_after_its_commit_is_not_called_discarded(

@@ -654,9 +654,11 @@ def test_outer_is_a_deprecated_name_for_outer_mask_as_in_the_library(heat_and_tr
         result = CliRunner().invoke(evaluate_command, [str(heat), str(truth_path), "--outer",
                                                        str(truth_path)])
     assert result.exit_code == 0, result.output
-    assert run_failing([heat, truth_path, "--outer", truth_path, "--outer-mask", truth_path]) == (
-        "--outer: evaluate calls it --outer-mask now, and both were given; give --outer-mask "
-        "only")
+    for extra, told in ((["--outer-mask", str(truth_path)], "give one of them"),
+                        ([], "a file; detect's --outer is a ring's window")):
+        result = CliRunner().invoke(evaluate_command, [str(heat), str(truth_path), "--outer",
+                                                       str(truth_path) if extra else "15", *extra])
+        assert result.exit_code == 2 and told in result.output, result.output
     assert "--outer " not in CliRunner().invoke(evaluate_command, ["--help"]).output
 
 

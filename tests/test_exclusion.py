@@ -125,8 +125,9 @@ def test_a_quick_model_is_trained_without_the_masked_pixels(masked_scene, tmp_pa
     assert np.isnan(heat(tmp_path / "o.tif")[0][out == 1]).all()
 
 
+@pytest.mark.parametrize("how", ["saved", "deleted"])
 def test_a_mask_saved_anew_before_the_quick_model_reads_it_is_refused(masked_scene, tmp_path,
-                                                                      monkeypatch):
+                                                                      monkeypatch, how):
     """The mask was read for the scoring, then again by its path for the quick model's
     training: saved anew in between, the model learnt pixels the heatmap says were left out
     (clouds, water), with exit 0."""
@@ -142,14 +143,17 @@ def test_a_mask_saved_anew_before_the_quick_model_reads_it_is_refused(masked_sce
 
     def saved_first(*args, **options):
         os.replace(other, mask)
-        return train(*args, **{**options, "iterations": 5})
+        bundle = train(*args, **{**options, "iterations": 5})
+        if how == "deleted":
+            mask.unlink()
+        return bundle
 
     monkeypatch.setattr(hsanomaly.training, "train", saved_first)
     with pytest.raises(HsanomalyError, match=f"{mask}: the mask changed while the quick model "
                                              "was trained"):
         hsanomaly.detect(raster, tmp_path / "o.tif", score="resrx", mask=mask)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["holed.tif", "mask.gpkg", "mask.tif",
-                                                          "scene.tif"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["holed.tif", "mask.gpkg", "scene.tif", *(["mask.tif"] if how == "saved" else [])])
 
 
 def test_exclusion_windows_are_the_masks_pixels(tmp_path):

@@ -80,7 +80,10 @@ class LazyGroup(click.Group):
             quiet_dask()      # a lost scheduler or worker is one line, not Dask's tracebacks
             warnings.showwarning = _show_warning
             with _taking_sigterm(), recording_writes() as written:   # also under `rio`
-                return super().invoke(ctx)
+                done = super().invoke(ctx)
+            if signal.getsignal(signal.SIGTERM) is _terminated:     # the work is done: a
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)        # SIGTERM ends it as any
+            return done
         except KeyboardInterrupt:
             what, status = _interruption()
             _fail(what + _kept(ctx, written), status)
@@ -193,11 +196,16 @@ def _interruption():
     return ("terminated (SIGTERM)" if number == signal.SIGTERM else "interrupted"), 128 + number
 
 
+# the commands whose outputs are all put in place by one commit, their last step (a batch,
+# a benchmark or a reproduction commits models and results one by one)
+ONE_COMMIT = ("detect", "train", "evaluate", "convert")
+
+
 def _kept(ctx, written=()):
     """What an interrupted command leaves: its outputs as they were, and what its next run
     can take up (it cannot tell here how far it got, so "if any"); or, interrupted once its
     outputs were put in place (``written``), those outputs, complete."""
-    if written and ctx.invoked_subcommand != "detect-many":    # a batch says it per raster
+    if written and ctx.invoked_subcommand in ONE_COMMIT:
         shown = ", ".join(written[:4]) + (f" and {len(written) - 4} more" if len(written) > 4
                                           else "")
         return f" once its outputs were in place ({shown}: complete)"

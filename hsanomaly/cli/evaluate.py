@@ -42,6 +42,10 @@ def evaluate(heatmap, truth, outer_mask, outer, plots_dir, json_path, pd_far, ov
     from ..evaluation.files import format_summary, report_json
 
     piped = json_path in STDOUT           # the JSON alone on stdout, for jq and the like
+    if outer is not None and (outer_mask is not None or outer.isdigit()):
+        raise click.UsageError("--outer is the outer target mask's former name (--outer-mask), "
+                               + ("give one of them" if outer_mask is not None else
+                                  "a file; detect's --outer is a ring's window"))
     masks = {k: v for k, v in (("outer_mask", outer_mask), ("outer", outer)) if v is not None}
     report = run(heatmap, truth, plots=plots_dir, json=None if piped else json_path,
                  overwrite=overwrite, pd_far=pd_far, **masks)

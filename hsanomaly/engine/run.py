@@ -97,12 +97,13 @@ def config(source, scorer, outputs, tile, model=True):
     return job
 
 
-def manifest(src, source, scorer, outputs, tile, given_model=None, model=True):
-    """What a run's tile store records: the input's fingerprint and the configuration (which
-    make the run's fingerprint), the exclusion mask's name, for messages, and the model the
-    caller gave (``given_model``), so that a resume without it is refused before training.
-    ``model``: the configuration names the model's digest (``config``)."""
-    job = {"input": input_fingerprint(src, source),
+def manifest(src, source, scorer, outputs, tile, given_model=None, model=True, fingerprint=None):
+    """What a run's tile store records: the input's fingerprint (``fingerprint``, or taken
+    now) and the configuration (which make the run's fingerprint), the exclusion mask's name,
+    for messages, and the model the caller gave (``given_model``), so that a resume without
+    it is refused before training. ``model``: the configuration names the model's digest
+    (``config``)."""
+    job = {"input": fingerprint or input_fingerprint(src, source),
            "config": config(source, scorer, outputs, tile, model=model)}
     if source.exclusion is not None:
         job["mask"] = source.exclusion.path
@@ -220,13 +221,16 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
     """
     start = time.perf_counter()
     executor = executor or LocalExecutor()
+    # fingerprinted before anything reads it: every pixel read is of the file fingerprinted
+    # or of a later one, which the fingerprint at the end tells
+    fingerprint = None if hasattr(src, "read") else input_fingerprint(src)
     source = src if hasattr(src, "read") else open_source(src)
     store, handed = None, False
     try:
         outputs = plan_outputs(source, scorer, dst, extras, tile)
         check_space(store_path(dst), outputs, source, resume)
         check_unlocked(store_path(dst))
-        job = manifest(src, source, scorer, outputs, tile, given_model)
+        job = manifest(src, source, scorer, outputs, tile, given_model, fingerprint=fingerprint)
         if source.changed():      # since it was opened: its pixels and this fingerprint differ
             raise _changed(source)
         if trained_on is not None and job["input"] != trained_on:

@@ -16,6 +16,7 @@ from ..io.gdal import open_raster, read_masked
 from ..io.paths import is_path
 from ..io.scene import mask_values
 from ..io.inputs import as_band, pixel_centres, placement
+from ..options import renamed_keywords
 from ..spelling import counted, spell
 from .metrics import evaluate
 
@@ -84,6 +85,7 @@ def read_mask(mask, shape, heatmap=None, name="the mask array"):
     return truth, (~unknown if unknown.any() else None)
 
 
+@renamed_keywords(outer="outer_mask")
 def evaluate_files(heatmap_path, truth, outer_mask=None, pd_far=defaults.PD_FAR):
     """Read the inputs and evaluate; returns (report, scores, truth, outer, valid). The masks
     are files or arrays (``read_mask``). Pixels where the truth is unknown (its nodata) are
@@ -97,6 +99,7 @@ def evaluate_files(heatmap_path, truth, outer_mask=None, pd_far=defaults.PD_FAR)
                      heatmap_path)
 
 
+@renamed_keywords(outer="outer_mask")
 def evaluate_arrays(scores, truth, outer_mask=None, pd_far=defaults.PD_FAR):
     """``evaluate_files`` for a heatmap in memory: a (rows, cols) array (numpy, masked: masked
     = nodata, or an xarray DataArray), with truth and outer mask arrays of its shape. Only a

@@ -73,6 +73,7 @@ class RocCurve:
         width = np.log(self.n_neg / HALF_FALSE_POSITIVE)
         return float(area.sum() / self.n_pos / width)
 
+    @renamed_keywords(far="pd_far")
     def pd_at(self, pd_far=defaults.PD_FAR):
         """Pd: the share of target pixels found at the lowest threshold whose false-alarm rate
         is at most ``pd_far``; where an analyst works, which a whole-curve AUC near 1 hides."""
@@ -122,6 +123,7 @@ def label_targets(truth):
     return ndimage.label(np.asarray(truth) != 0, structure=EIGHT_CONNECTED)
 
 
+@renamed_keywords(outer="outer_mask")
 def class_masks(scores, truth, outer_mask=None, valid=None):
     """(target, background) pixel masks; pixels with a NaN score (the heatmap's nodata: the
     input had none there, or, as ``detect`` says when it happens, the score could not be
@@ -152,6 +154,7 @@ class Target:
     curve: Optional[RocCurve]   # None when no pixel of the target has a score
 
 
+@renamed_keywords(outer="outer_mask")
 def score_targets(scores, truth, outer_mask=None, valid=None):
     """The overall ROC curve and the per-target results, each target against all background.
 

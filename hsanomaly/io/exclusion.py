@@ -73,7 +73,10 @@ class Exclusion:
     def changed(self):
         """Whether the mask, read again, leaves out other pixels (saved anew since it was
         read: what reads it again by its path, a quick model's training, saw others)."""
-        return _digest(_read(self.path, self.grid_of, self.shape, False)[0]) != self.digest
+        try:
+            return _digest(_read(self.path, self.grid_of, self.shape, False)[0]) != self.digest
+        except HsanomalyError:          # gone, or no longer a mask of this raster
+            return True
 
     def around(self, row, col, rows, cols):
         """``window``, for a part that may reach beyond the raster (a tile with its halo):

@@ -73,7 +73,7 @@ def check_paths(inputs, outputs, writable=True):
         if writable:
             check_writable(out.path, directory=out.kind == DIRECTORY, label=out.label)
         elif not out.virtual:
-            refuse_special(out.path)         # reading one to see whose it is would block
+            refuse_special(out.path, out.label)   # reading one to see whose it is would block
         if out.kind == FILE and Path(out.path).is_dir():
             raise HsanomalyError(f"{out.path}: {out.label} is a directory, not a file")
 
@@ -131,7 +131,7 @@ def check_report_folder(folder, label, files, overwrite=False):
     ``check_replaceable_file`` takes them."""
     check_output_folder(folder, label)
     for path, is_own, kind in files:
-        refuse_special(path)
+        refuse_special(path, f"this file of {label}")
         if not overwrite:
             check_replaceable_file(path, f"this file of {label}", is_own, kind)
 

@@ -66,12 +66,18 @@ class _Source:
     _token_lock = threading.Lock()
     exact_scaling = None     # a raster's band (scale, offset), float64: see RasterSource
     exclusion = None         # an ``io.exclusion.Exclusion``: pixels read as nodata, whatever they hold
-    identity = None          # the file's ``fingerprint.file_identity`` when the source was opened
+    identity = None          # the file's ``file_identity`` when the source was opened
+    COMPARED = 5             # of its fields, those whose change means other pixels: all, for
+                             # pixels held in memory (a .mat scene's)
 
     def changed(self):
         """Whether the file this source was opened on has been replaced or saved anew since:
-        pixels read before and a fingerprint taken by its path after would be of two rasters."""
-        return self.identity is not None and file_identity(self.identity[0]) != self.identity
+        what it describes (or holds) and a fingerprint taken by its path after would be of
+        two rasters."""
+        if self.identity is None:
+            return False
+        now = file_identity(self.identity[0])
+        return now is None or now[:self.COMPARED] != self.identity[:self.COMPARED]
 
     @property
     def token(self):
@@ -320,6 +326,11 @@ def add(a, b):
 
 class RasterSource(_Source):
     """Any raster GDAL reads, opened lazily so the source can travel to worker processes."""
+
+    # read by window from its path: another file there (a save renames one over it) or
+    # another size is a change; a new modification time alone (a touch, a sync) is not: the
+    # content fingerprint, taken before any pixel is read, tells a save in place
+    COMPARED = 4
 
     def __init__(self, path):
         self.path = str(path)

@@ -8,7 +8,7 @@ with one line instead of a TypeError.
 
 from ..errors import HsanomalyError
 from .. import defaults
-from ..options import TRAINING_KINDS, check_values, given, under_current_names
+from ..options import OPTION_KINDS, TRAINING_KINDS, check_values, given, under_current_names
 from ..spelling import spell
 from .base import Scorer
 from .context import (ContextScorer, DualContextScorer, MultiContextScorer,
@@ -36,8 +36,14 @@ def scorer_class(name):
 
 def chosen(score, options):
     """(score, options) as asked: None for the score is the default score
-    (``defaults.SCORE``), None for an option is that score's default (``options.given``)."""
-    return defaults.SCORE if score is None else score, given(options)
+    (``defaults.SCORE``), None for an option is that score's default (``options.given``).
+    A name no score takes is refused even as None: a misspelt keyword never passes."""
+    score = defaults.SCORE if score is None else score
+    known = {*OPTION_KINDS, *(old for cls in REGISTRY.values() for old in cls.renamed_options)}
+    misspelt = {k: v for k, v in options.items() if v is None and k not in known}
+    if misspelt:
+        check_options(score, misspelt)
+    return score, given(options)
 
 
 def current_options(name, options, warn=True):

@@ -50,6 +50,12 @@ def test_link_at_the_destination_is_refused_neither_followed_nor_replaced(tmp_pa
     assert (tmp_path / name).is_symlink()
 
 
+def test_a_link_refusal_names_the_output_it_stands_for(tmp_path, scene, truth, victim):
+    os.symlink(victim, tmp_path / "report.json")
+    result = run_cli("evaluate", scene, truth, "--json", tmp_path / "report.json")
+    assert_one_error(result, f"{tmp_path / 'report.json'}: --json is a symbolic link (to {victim})")
+
+
 def test_a_link_made_at_the_destination_during_the_run_is_not_replaced(tmp_path, victim):
     from hsanomaly.errors import HsanomalyError
     from hsanomaly.io import atomic
