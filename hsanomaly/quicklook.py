@@ -10,6 +10,27 @@ from .io.heatmap import SCORE_TAG
 
 MAX_SIZE = 2048   # pixels on the longer side; larger heatmaps are decimated
 BAR_HEIGHT = 28   # pixels of the colour-bar strip appended below the scores
+COLORMAP = "inferno"            # every picture of scores: the quick look and the report's
+STRETCH_PERCENTILES = (1, 99)   # their colour range: robust to a few extreme scores
+
+
+def stretch_limits(scores, valid=None):
+    """Colour limits from percentiles of the finite (and valid) scores."""
+    finite = np.isfinite(scores)
+    if valid is not None:
+        finite &= np.asarray(valid, bool)
+    if not finite.any():
+        return 0.0, 1.0
+    low, high = np.percentile(scores[finite], STRETCH_PERCENTILES)
+    return float(low), float(max(high, low + np.finfo(np.float32).eps))
+
+
+def png_check(path):
+    """Re-open a written PNG and decode it whole (a truncated file fails here)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image.load()
 
 
 def sidecars(png):
@@ -25,7 +46,6 @@ def write_png(heatmap, png, max_size=MAX_SIZE, stage=None):
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
 
-    from .evaluation.plots import png_check, stretch_limits
     from .io.atomic import staged_into
     from .io.ownership import SOFTWARE
     from .io.gdal import open_raster, read_masked
@@ -71,7 +91,6 @@ def render(scores, low, high, name):
     import matplotlib
     from PIL import Image, ImageDraw
 
-    from .evaluation.plots import COLORMAP
 
     cmap = matplotlib.colormaps[COLORMAP]
     rgba = cmap(np.clip((scores - low) / (high - low if high > low else 1.0), 0, 1))

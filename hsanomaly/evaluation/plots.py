@@ -11,10 +11,9 @@ import numpy as np
 
 from ..errors import HsanomalyError, describe
 from ..io.atomic import staged_into
+from ..quicklook import COLORMAP, png_check, stretch_limits
 from .metrics import HALF_FALSE_POSITIVE, class_masks, label_targets, score_targets
 
-STRETCH_PERCENTILES = (1, 99)   # heatmap colour range: robust to a few extreme scores
-COLORMAP = "inferno"
 NODATA_GREY = (0.5, 0.5, 0.5, 1.0)
 
 
@@ -26,14 +25,6 @@ def new_figure(size=(6, 5)):
     fig = Figure(figsize=size, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
-
-
-def png_check(path):
-    """Re-open a written PNG and decode it whole (a truncated file fails here)."""
-    from PIL import Image
-
-    with Image.open(path) as image:
-        image.load()
 
 
 def _written(path, stage, write):
@@ -118,17 +109,6 @@ def plot_histograms(background, targets, path, title="", bins=100, stage=None):
     ax.legend(fontsize="small")
     ax.set_title(title or "score histograms")
     save_png(fig, path, stage)
-
-
-def stretch_limits(scores, valid=None):
-    """Colour limits from percentiles of the finite (and valid) scores."""
-    finite = np.isfinite(scores)
-    if valid is not None:
-        finite &= np.asarray(valid, bool)
-    if not finite.any():
-        return 0.0, 1.0
-    low, high = np.percentile(scores[finite], STRETCH_PERCENTILES)
-    return float(low), float(max(high, low + np.finfo(np.float32).eps))
 
 
 def plot_heatmap(scores, truth, path, title="", stage=None):

@@ -29,7 +29,7 @@ from functools import partial
 from pathlib import Path
 
 from ...errors import HsanomalyError
-from ...evaluation.plots import png_check
+from ...quicklook import png_check
 from ...io.atomic import drawing_folder, staged
 from ...io.ownership import has_json_keys, is_own_png, starts_with
 from ...io.paths import check_report_folder
