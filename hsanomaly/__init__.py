@@ -40,6 +40,8 @@ _WHERE = {"detect": ".api", "evaluate": ".api", "find_targets": ".api", "train":
 def __getattr__(name):
     if name in _WHERE:
         return getattr(importlib.import_module(_WHERE[name], __name__), name)   # its owner's own
+    if not name.isidentifier():
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     try:            # a module of the package (hsanomaly.model, .scorers, .defaults, ...)
         return importlib.import_module(f".{name}", __name__)
     except ModuleNotFoundError as err:

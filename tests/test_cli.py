@@ -541,14 +541,21 @@ def test_an_interrupt_once_the_outputs_are_in_place_says_they_are_complete(tmp_p
     assert not {"heat.tif.partial", "m.checkpoint"} & {p.name for p in tmp_path.iterdir()}
 
 
-def test_only_a_one_commit_command_calls_its_outputs_complete_when_interrupted():
-    """benchmark and thesis commit their models one by one: interrupted, they named a model
-    cache (or a deleted temporary) as their outputs, complete, though no result was written."""
+def test_an_interrupted_command_names_what_it_had_written_as_it_is(tmp_path):
+    """benchmark and thesis commit their models and results one by one: interrupted, they
+    called a model cache (or a deleted temporary) their outputs, in place and complete."""
     from types import SimpleNamespace
 
     from hsanomaly.cli import _kept
 
-    for command in ("benchmark", "thesis", "detect-many"):
-        assert "complete" not in _kept(SimpleNamespace(invoked_subcommand=command), ["m/seed0"])
-    assert _kept(SimpleNamespace(invoked_subcommand="convert"), ["a.tif"]) == \
-        " once its outputs were in place (a.tif: complete)"
+    model, heat, gone = tmp_path / "seed0", tmp_path / "a.tif", str(tmp_path / "gone")
+    model.mkdir()
+    heat.write_text("")
+    for command in ("benchmark", "thesis"):
+        assert _kept(SimpleNamespace(invoked_subcommand=command), [str(model), gone]) == \
+            f"; written before it, complete: {model}; nothing else was replaced"
+        assert _kept(SimpleNamespace(invoked_subcommand=command), [gone]) == \
+            "; nothing was replaced"
+    assert "complete" not in _kept(SimpleNamespace(invoked_subcommand="detect-many"), [str(heat)])
+    assert _kept(SimpleNamespace(invoked_subcommand="convert"), [str(heat)]) == \
+        f" once its outputs were in place ({heat}: complete)"

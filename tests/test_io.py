@@ -1515,3 +1515,24 @@ def test_patterns_leave_urls_and_gdal_names_alone():
     for name in ("https://example.com/x.tif?sig=abc", "/vsicurl/https://h/x.tif?t=1",
                  'HDF5:"f.h5"://x', "scene[1].tif"):
         assert expand_pattern(name) == [name]
+
+
+def test_a_scene_held_in_memory_is_changed_when_its_file_is_not_when_it_is_touched(tmp_path):
+    """A .mat scene is read whole when opened: a touch counted as a change (its modification
+    time was compared), and a rewrite that kept the modification time did not."""
+    import os
+
+    import scipy.io
+
+    from hsanomaly.io import open_source
+
+    cube = np.random.default_rng(0).random((12, 20, 8)).astype(np.float32)   # rows, cols, bands
+    path = tmp_path / "scene.mat"
+    scipy.io.savemat(path, {"data": cube})
+    source = open_source(path)
+    os.utime(path, ns=(1, 1))
+    assert not source.changed()                                    # touched: the same bytes
+    stat = os.stat(path)
+    scipy.io.savemat(path, {"data": cube[::-1].copy()})            # the same size, other pixels
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))        # its time put back
+    assert os.stat(path).st_size == stat.st_size and source.changed()

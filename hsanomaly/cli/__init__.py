@@ -204,17 +204,21 @@ ONE_COMMIT = ("detect", "train", "evaluate", "convert")
 def _kept(ctx, written=()):
     """What an interrupted command leaves: its outputs as they were, and what its next run
     can take up (it cannot tell here how far it got, so "if any"); or, interrupted once its
-    outputs were put in place (``written``), those outputs, complete."""
-    if written and ctx.invoked_subcommand in ONE_COMMIT:
-        shown = ", ".join(written[:4]) + (f" and {len(written) - 4} more" if len(written) > 4
-                                          else "")
+    outputs were put in place (``written``), those outputs, complete; a command that commits
+    step by step names what it had written (a temporary that went with the interrupt, not)."""
+    command = ctx.invoked_subcommand
+    written = [path for path in written if os.path.lexists(path)]
+    shown = ", ".join(written[:4]) + (f" and {len(written) - 4} more" if len(written) > 4 else "")
+    if written and command in ONE_COMMIT:
         return f" once its outputs were in place ({shown}: complete)"
+    if written and command != "detect-many":      # a batch says it of its rasters
+        return f"; written before it, complete: {shown}; nothing else was replaced"
     return {"detect": "; the outputs are replaced all together or not at all; the tiles "
                       "finished, if any, are kept for --resume",
             "detect-many": "; the rasters finished are kept, the one being scored was not "
                            "replaced; rerun without --overwrite to go on",
             "train": "; nothing was replaced; a checkpoint, if one was written, is kept for "
-                     "--resume"}.get(ctx.invoked_subcommand, "; nothing was replaced")
+                     "--resume"}.get(command, "; nothing was replaced")
 
 
 def _fail(message, status):

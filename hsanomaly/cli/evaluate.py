@@ -1,5 +1,6 @@
 """``hsanomaly evaluate``: a thin click layer over ``hsanomaly.api.evaluate``."""
 
+import os
 from pathlib import Path
 
 import click
@@ -42,7 +43,7 @@ def evaluate(heatmap, truth, outer_mask, outer, plots_dir, json_path, pd_far, ov
     from ..evaluation.files import format_summary, report_json
 
     piped = json_path in STDOUT           # the JSON alone on stdout, for jq and the like
-    if outer is not None and (outer_mask is not None or outer.isdigit()):
+    if outer is not None and (outer_mask is not None or _a_number(outer)):
         raise click.UsageError("--outer is the outer target mask's former name (--outer-mask), "
                                + ("give one of them" if outer_mask is not None else
                                   "a file; detect's --outer is a ring's window"))
@@ -57,3 +58,12 @@ def evaluate(heatmap, truth, outer_mask, outer, plots_dir, json_path, pd_far, ov
         click.echo(report_json(report), nl=False)
     elif json_path:
         click.echo(f"{json_path}: report")
+
+
+def _a_number(text):
+    """A number and no file of that name: detect's --outer (a ring's window) given here."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return not os.path.lexists(text)

@@ -171,9 +171,9 @@ def refuse_special(path, label=None):
         return
     for test, kind in SPECIAL:
         if test(mode):
-            raise HsanomalyError(f"{path}: is {kind}, not a file; hsanomaly writes an output "
-                                 "whole and renames it into place, so name a file (and read "
-                                 "it from there)")
+            raise HsanomalyError(f"{path}: {label + ' ' if label else ''}is {kind}, not a file; "
+                                 "hsanomaly writes an output whole and renames it into "
+                                 "place, so name a file (and read it from there)")
 
 
 def _may_replace(path, parent):

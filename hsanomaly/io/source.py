@@ -7,6 +7,7 @@ pixels on every side (NaN outside the raster) and a boolean validity mask, plus
 runner can wrap a source and replace ``reduce`` and ``sample`` with cluster versions.
 """
 
+import hashlib
 import os
 import socket
 import stat
@@ -59,6 +60,19 @@ def file_identity(path):
     return (os.path.abspath(path), found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns)
 
 
+def content_digest(path):
+    """sha256 of every byte of file ``path`` (or None where it cannot be read): what a scene
+    loaded whole into memory is compared by, whatever its modification time says."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(2**20), b""):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
 class _Source:
     """Shared tile logic; subclasses provide ``count``, ``bands`` (the numbers, from 1, of the
     bands read), ``height``, ``width``, ``_read`` and ``_read_bands``."""
@@ -67,17 +81,22 @@ class _Source:
     exact_scaling = None     # a raster's band (scale, offset), float64: see RasterSource
     exclusion = None         # an ``io.exclusion.Exclusion``: pixels read as nodata, whatever they hold
     identity = None          # the file's ``file_identity`` when the source was opened
-    COMPARED = 5             # of its fields, those whose change means other pixels: all, for
-                             # pixels held in memory (a .mat scene's)
+    loaded = None            # pixels held in memory: the file's ``content_digest`` before they
+                             # were read
 
     def changed(self):
         """Whether the file this source was opened on has been replaced or saved anew since:
         what it describes (or holds) and a fingerprint taken by its path after would be of
-        two rasters."""
+        two rasters. Another file at its path or another size is a change; a new modification
+        time alone (a touch, a sync) is not, for a raster read by window (the content
+        fingerprint, which the engine takes before any pixel is read, tells a save in place);
+        pixels held in memory are compared by the file's content."""
         if self.identity is None:
             return False
         now = file_identity(self.identity[0])
-        return now is None or now[:self.COMPARED] != self.identity[:self.COMPARED]
+        if now is None or now[:4] != self.identity[:4]:
+            return True
+        return self.loaded is not None and content_digest(self.identity[0]) != self.loaded
 
     @property
     def token(self):
@@ -327,11 +346,6 @@ def add(a, b):
 class RasterSource(_Source):
     """Any raster GDAL reads, opened lazily so the source can travel to worker processes."""
 
-    # read by window from its path: another file there (a save renames one over it) or
-    # another size is a change; a new modification time alone (a touch, a sync) is not: the
-    # content fingerprint, taken before any pixel is read, tells a save in place
-    COMPARED = 4
-
     def __init__(self, path):
         self.path = str(path)
         self.name = self.path
@@ -543,11 +557,11 @@ def open_source(path):
         from .mat import read_mat, read_mat_wavelengths
 
         require_file(path)
-        identity = file_identity(path)
+        identity, loaded = file_identity(path), content_digest(path)
         cube, _ = read_mat(path)
         source = ArraySource(cube, name=str(path),
                              wavelengths=read_mat_wavelengths(path, len(cube)))
-        source.identity = identity
+        source.identity, source.loaded = identity, loaded
         source.axis_advice = _mat_axis_advice
         return source
     return RasterSource(path)
