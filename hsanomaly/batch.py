@@ -78,7 +78,8 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise HsanomalyError(f"{out_dir}: cannot create {spell('out_dir')} ({describe(err)})") from None
+        raise HsanomalyError(f"{out_dir}: cannot create {spell('out_dir')} "
+                             f"({describe(err)})") from None
 
     masks = [_mask_of(src, mask) for src, _ in targets]
     states = [("failed" if isinstance(used, HsanomalyError) else "score" if overwrite else

@@ -165,7 +165,8 @@ def scorer_options(score, **given):
     for the option it names now (``--components`` is a mixture's, not local RX's ``--pca``)."""
     from ..scorers import scorer_class
 
-    options = given_options({**given, "ignore_wavelengths": given.get("ignore_wavelengths") or None})
+    flag = given.get("ignore_wavelengths") or None       # an absent switch is not given
+    options = given_options({**given, "ignore_wavelengths": flag})
     for former, now in scorer_class(score).renamed_options.items():
         if former in options:
             raise click.UsageError(f"--{former}: score {score!r} has no such option (--{now} "

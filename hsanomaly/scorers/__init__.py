@@ -127,5 +127,6 @@ def check_scorer(name, options, model=None):
     return cls
 
 
-__all__ = ["BASELINES", "MODEL_SCORES", "REGISTRY", "SCORES", "Scorer", "check_extras", "check_options",
-           "check_measured", "check_scorer", "chosen", "current_options", "make_scorer", "scorer_class", "scorer_for"]
+__all__ = ["BASELINES", "MODEL_SCORES", "REGISTRY", "SCORES", "Scorer", "check_extras",
+           "check_measured", "check_options", "check_scorer", "chosen", "current_options",
+           "make_scorer", "scorer_class", "scorer_for"]
