@@ -73,12 +73,18 @@ def prepare_quick_model(src, dst, quick, scorer, stage, *, masked=None, resume=F
     trained_on = input_fingerprint(scene, masked)          # what the engine will score
     with contextlib.closing(open_source(src) if masked is None else masked) as source:
         check_quick_model(source, scorer)
-    trained = train_on_scene(src, dst, type(scorer).model_training, stage.directory(quick),
-                             callback, progress, mask=mask)
-    if masked is not None and masked.exclusion.changed():   # the training read it anew
-        raise HsanomalyError(f"{mask}: the mask changed while the quick model was trained, so "
+    changed = HsanomalyError(f"{mask}: the mask changed while the quick model was trained, so "
                              "the model and the heatmap would leave out other pixels; nothing "
                              "was replaced: rerun")
+    try:
+        trained = train_on_scene(src, dst, type(scorer).model_training, stage.directory(quick),
+                                 callback, progress, mask=mask)
+    except HsanomalyError:           # the mask gone or broken before the training read it
+        if masked is not None and masked.exclusion.changed():
+            raise changed from None
+        raise
+    if masked is not None and masked.exclusion.changed():   # the training read it anew
+        raise changed
     return trained, trained_on
 
 

@@ -429,6 +429,6 @@ def test_a_batch_store_keeps_its_resume_hint_on_a_worker(tmp_path):
     store.put(0, {"score": np.zeros((1, 2, 2), np.float32)})
     on_worker = pickle.loads(pickle.dumps(store))
     message = str(on_worker._write_error(OSError(28, "No space left on device")))
-    assert message.endswith("make room and rerun the batch, which resumes it: the tiles "
-                            "already finished are kept")
+    assert message.endswith("the finished tiles are kept: once there is room, rerun the "
+                            "batch, which resumes it")
     store.release()

@@ -125,7 +125,7 @@ def test_a_quick_model_is_trained_without_the_masked_pixels(masked_scene, tmp_pa
     assert np.isnan(heat(tmp_path / "o.tif")[0][out == 1]).all()
 
 
-@pytest.mark.parametrize("how", ["saved", "deleted"])
+@pytest.mark.parametrize("how", ["saved", "deleted", "deleted first"])
 def test_a_mask_saved_anew_before_the_quick_model_reads_it_is_refused(masked_scene, tmp_path,
                                                                       monkeypatch, how):
     """The mask was read for the scoring, then again by its path for the quick model's
@@ -143,8 +143,10 @@ def test_a_mask_saved_anew_before_the_quick_model_reads_it_is_refused(masked_sce
 
     def saved_first(*args, **options):
         os.replace(other, mask)
+        if how == "deleted first":                     # before the training reads it
+            mask.unlink()
         bundle = train(*args, **{**options, "iterations": 5})
-        if how == "deleted":
+        if how == "deleted":                           # after
             mask.unlink()
         return bundle
 

@@ -494,7 +494,7 @@ def test_gdals_write_failed_under_a_file_size_limit_names_the_limit(tmp_path):
     said = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120).stdout.strip()
     assert said.startswith(f"{tmp_path / 'heat.tif'}: Write failed; a file-size limit of "
-                           "10.0 MiB (ulimit -f); finished tiles are kept: once there is room, "
+                           "10.0 MiB (ulimit -f); the finished tiles are kept: once there is room, "
                            "rerun with")
 
 

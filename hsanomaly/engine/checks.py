@@ -15,7 +15,7 @@ from ..io.atomic import destination_of, space_hint
 from ..io.checks import check_disk
 from ..options import check_whole
 from ..spelling import counted, spell
-from .store import TILE_FILES, resume_hint
+from .store import TILE_FILES, tiles_kept
 
 NEAR_CONSTANT = 1e-5                       # relative band range below which a raster is "constant"
 RANGE = "_range"                           # per-tile input band minima and maxima, stored with the tile
@@ -149,7 +149,7 @@ def runtime_error(err, dst):
     """A one-line HsanomalyError for the ways scoring fails under the user (memory, disk,
     onnxruntime), or None for anything else (a bug, which keeps its traceback)."""
     text = describe(err)
-    resume = f"finished tiles are kept: {resume_hint()}"
+    resume = tiles_kept()
     if isinstance(err, HsanomalyError):
         return None
     if isinstance(err, MemoryError) or (type(err).__module__.startswith("onnxruntime") and
@@ -165,6 +165,6 @@ def runtime_error(err, dst):
         where = dst if err.filename is None else destination_of(err.filename)
         hint = space_hint(where, err)        # GDAL's "Write failed" hides a full disk or a limit
         if hint:
-            resume = f"finished tiles are kept: once there is room, {resume_hint()}"
+            resume = tiles_kept(room=True)
         return HsanomalyError(f"{where}: {describe(err)}{hint}; {resume}")
     return None

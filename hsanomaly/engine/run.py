@@ -32,7 +32,7 @@ from ..spelling import counted, spell
 from .checks import (SUMMARIES, check_outcome, check_scorable, check_space, check_tile,
                      runtime_error)
 from .store import (MANIFEST, TileStore, check_resumable, read_manifest, remove_finished,
-                    removed, resume_hint, run_fingerprint, store_path)
+                    removed, run_fingerprint, store_path, tiles_kept)
 from .tiles import LocalExecutor, fit_scorer
 
 RUN_TAG = TAG_PREFIX + "RUN_FINGERPRINT"      # what detect-many compares to know a result is current
@@ -308,8 +308,7 @@ def _score(executor, source, scorer, store, windows, outputs, dst, progress, cal
                 if callback and callback(count / len(windows), f"tile {count}/{len(windows)}"):
                     tiles.close()
                     if store.resumed:     # an earlier run's tiles too: not this run's to drop
-                        raise HsanomalyError(f"{dst}: cancelled; the finished tiles are kept: "
-                                             f"{resume_hint()}")
+                        raise HsanomalyError(f"{dst}: cancelled; {tiles_kept()}")
                     store.remove()
                     raise HsanomalyError(f"{dst}: cancelled")
     missing = set(range(len(windows))) - store.done()

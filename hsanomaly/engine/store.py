@@ -52,6 +52,13 @@ def resume_hint():
     return _RESUME_HINT.get() or f"rerun with {spell('resume', True)}"
 
 
+def tiles_kept(hint=None, room=False):
+    """The one wording of what a failed run keeps for its resume; ``hint``: the run's own
+    ``resume_hint`` (a store on a Dask worker carries it), ``room``: once disk space is made."""
+    return f"the finished tiles are kept: {'once there is room, ' if room else ''}" \
+           f"{hint or resume_hint()}"
+
+
 @contextlib.contextmanager
 def batch_resumes():
     token = _RESUME_HINT.set("rerun the batch, which resumes it")
@@ -297,11 +304,10 @@ class TileStore:
     def _write_error(self, err):
         if not self.path.is_dir():           # not the disk: someone took the folder away
             return removed(self.path)
-        kept = (f"{self.resume_hint}: the tiles already finished are kept" if self.done() else
-                "rerun (no tile was finished)")
         full = getattr(err, "errno", None) in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-        return HsanomalyError(f"{self.path}: cannot write a tile ({describe(err)}); "
-                              f"{'make room and ' if full else ''}{kept}")
+        kept = (tiles_kept(self.resume_hint, room=full) if self.done() else
+                f"{'make room and ' if full else ''}rerun (no tile was finished)")
+        return HsanomalyError(f"{self.path}: cannot write a tile ({describe(err)}); {kept}")
 
     def load(self, index, expected=None):
         """Tile ``index`` as {name: array}, or None when it is missing, corrupt, from another run

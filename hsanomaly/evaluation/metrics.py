@@ -211,6 +211,7 @@ def check_pd_far(pd_far):
     return check_rate(spell("pd_far"), pd_far)
 
 
+@renamed_keywords(outer="outer_mask", far="pd_far")
 def false_alarm_regions(scores, truth, outer_mask=None, valid=None, pd_far=defaults.PD_FAR):
     """The 8-connected regions of pixels an analyst thresholding at false-alarm rate ``pd_far``
     would see that hold no target pixel: how many blobs to look at, where Pd counts pixels.
