@@ -73,19 +73,22 @@ def prepare_quick_model(src, dst, quick, scorer, stage, *, masked=None, resume=F
     trained_on = input_fingerprint(scene, masked)          # what the engine will score
     with contextlib.closing(open_source(src) if masked is None else masked) as source:
         check_quick_model(source, scorer)
-    changed = HsanomalyError(f"{mask}: the mask changed while the quick model was trained, so "
-                             "the model and the heatmap would leave out other pixels; nothing "
-                             "was replaced: rerun")
     try:
         trained = train_on_scene(src, dst, type(scorer).model_training, stage.directory(quick),
                                  callback, progress, mask=mask)
     except HsanomalyError:           # the mask gone or broken before the training read it
-        if masked is not None and masked.exclusion.changed():
-            raise changed from None
-        raise
+        if masked is None or not masked.exclusion.changed():
+            raise
+        raise _mask_changed(mask) from None
     if masked is not None and masked.exclusion.changed():   # the training read it anew
-        raise changed
+        raise _mask_changed(mask)
     return trained, trained_on
+
+
+def _mask_changed(mask):
+    return HsanomalyError(f"{mask}: the mask changed while the quick model was trained, so the "
+                          "model and the heatmap would leave out other pixels; nothing was "
+                          "replaced: rerun")
 
 
 def train_on_scene(src, dst, training, out, callback=None, progress=False, mask=None):

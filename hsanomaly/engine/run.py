@@ -245,7 +245,7 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
                 fit_scorer(scorer, executor.fit_source(source))
         # a kill between a run's commit and its store's removal left that finished run's
         # store: removed as such, not as an interrupted run's work discarded
-        finished = None if resume else read_fingerprint(dst) if os.path.isfile(dst) else None
+        finished = read_fingerprint(dst) if not resume and os.path.isfile(dst) else None
         if finished is not None:
             remove_finished(store_path(dst), finished)
         store = TileStore(store_path(dst), job, resume)

@@ -181,11 +181,11 @@ def remove_finished(path, fingerprint):
             os.close(held)
 
 
-
 def removed(store):
     """The one line for a tile store taken away during its run."""
     return HsanomalyError(f"{store}: the tile store was removed during the run (by another "
                           "process?); rerun")
+
 
 class TileStore:
     def __init__(self, path, manifest, resume=False):

@@ -160,20 +160,20 @@ def refuse_special(path, label=None):
     /dev/stdout, a FIFO a reader waits on): outputs are written whole and renamed into place,
     which would put a plain file where the link or device was (as root, /dev/stdout for every
     process) and leave what it leads to as it was. ``label``: the output's name in messages."""
+    named = f"{path}: {label} " if label else f"{path}: "
     if os.path.islink(path):
-        raise HsanomalyError(f"{path}: {label + ' ' if label else ''}is a symbolic link (to "
-                             f"{os.readlink(path)}); hsanomaly writes an output whole and "
-                             "renames it into place, which would replace the link, so remove "
-                             "it or name another output")
+        raise HsanomalyError(f"{named}is a symbolic link (to {os.readlink(path)}); hsanomaly "
+                             "writes an output whole and renames it into place, which would "
+                             "replace the link, so remove it or name another output")
     try:
         mode = os.stat(path).st_mode           # through a link: what it leads to
     except OSError:
         return
     for test, kind in SPECIAL:
         if test(mode):
-            raise HsanomalyError(f"{path}: {label + ' ' if label else ''}is {kind}, not a file; "
-                                 "hsanomaly writes an output whole and renames it into "
-                                 "place, so name a file (and read it from there)")
+            raise HsanomalyError(f"{named}is {kind}, not a file; hsanomaly writes an output "
+                                 "whole and renames it into place, so name a file (and read "
+                                 "it from there)")
 
 
 def _may_replace(path, parent):

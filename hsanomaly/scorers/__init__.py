@@ -23,6 +23,9 @@ REGISTRY = {cls.name: cls for cls in (GlobalRX, LocalRX, GaussianMixtureScorer, 
                                       MultiRingLRX, RXMultiRingLRX, MultiContextScorer,
                                       ResidualContextScorer, DualContextScorer)}
 SCORES = tuple(REGISTRY)
+# every option name some score takes, former names too: a name outside it is a misspelling
+KNOWN_OPTIONS = frozenset({*OPTION_KINDS, *(old for cls in REGISTRY.values()
+                                            for old in cls.renamed_options)})
 BASELINES = tuple(name for name, cls in REGISTRY.items() if not cls.needs_model)
 MODEL_SCORES = tuple(name for name, cls in REGISTRY.items() if cls.needs_model)
 
@@ -39,8 +42,7 @@ def chosen(score, options):
     (``defaults.SCORE``), None for an option is that score's default (``options.given``).
     A name no score takes is refused even as None: a misspelt keyword never passes."""
     score = defaults.SCORE if score is None else score
-    known = {*OPTION_KINDS, *(old for cls in REGISTRY.values() for old in cls.renamed_options)}
-    misspelt = {k: v for k, v in options.items() if v is None and k not in known}
+    misspelt = {k: v for k, v in options.items() if v is None and k not in KNOWN_OPTIONS}
     if misspelt:
         check_options(score, misspelt)
     return score, given(options)
