@@ -10,7 +10,7 @@ resident memory (the child's own rusage).
 The floor: in this process, a float32 GEMM of the networks' size class (a 4096 x 256 by
 256 x 256 product, through onnxruntime's CPU provider with the same --threads) gives the
 machine's multiply rate in GFLOP/s; the generator's FLOPs per pixel are counted on its ONNX
-graph (2 per non-zero weight, hsanomaly.training.export.count_flops); ``floor_s`` is one
+graph (2 per non-zero weight, benchmarks/flops.py); ``floor_s`` is one
 generator forward over every pixel at that rate. Each score's time is printed as a multiple of
 it. The thesis's 16 x 100 search is timed on a few pixels and extrapolated (--seed-sample 0
 skips it).
@@ -120,8 +120,8 @@ def gemm_gflops(threads, seconds=1.0):
 
 def generator_flops(model):
     """FLOPs per pixel of one generator forward (non-zero weights of its dense graph)."""
+    from flops import count_flops     # benchmarks/flops.py, beside this script
     from hsanomaly.model import load_bundle
-    from hsanomaly.training.export import count_flops
 
     bundle = load_bundle(model)
     flops = count_flops(bundle.generator_path)

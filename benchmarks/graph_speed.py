@@ -23,7 +23,8 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from hsanomaly.training.export import count_flops, network_bytes
+from flops import count_flops     # benchmarks/flops.py, beside this script
+from hsanomaly.training.export import network_bytes
 from hsanomaly.training.networks import Critic, Generator
 
 

@@ -4,8 +4,9 @@ The CLI's click types and QGIS's parameters already hand over numbers; the libra
 benchmark's ``name:key=value`` methods and scripts hand over whatever they were given. A text
 where a count belongs would otherwise surface as a TypeError from deep inside a scorer, or
 only after a model was trained. Ranges stay with the scorer that knows them; here only the
-kind is checked, and a seed's range, which numpy and scikit-learn enforce only when they draw.
-Only numpy, ``errors`` and ``spelling`` are imported, so the lightest modules can use it.
+kind is checked, a seed's range (which numpy and scikit-learn enforce only when they draw), and
+the ranges several scorers share, so that they are worded once (``check_left_out``,
+``check_not_negative``). Only numpy and the package's lightest modules are imported.
 The keywords a job takes are checked here too (``check_keywords``).
 """
 
@@ -33,30 +34,6 @@ def is_real(value):
     """A finite real number (not a bool, which Python counts as one)."""
     return (isinstance(value, numbers.Real) and not isinstance(value, bool)
             and math.isfinite(value))
-
-
-def rate_count(rate, n):
-    """How many of ``n`` pixels a false-alarm ``rate`` allows: floor(rate * n), where the
-    product is taken as the whole number it stands for (0.29 * 100 is 28.999... in floats)."""
-    return min(math.floor(rate * n * (1 + 1e-12)), max(n - 1, 0))
-
-
-def check_rate(label, value, auto=False):
-    """A false-alarm rate in (0, 1) as a float (or "auto", where ``auto`` allows it); text that
-    reads as a number is taken, as a command line or a QGIS field gives it."""
-    if auto and value == "auto":
-        return value
-    rate = value
-    if isinstance(value, str):
-        try:
-            rate = float(value)
-        except ValueError:
-            rate = None
-    if not is_real(rate) or not 0 < rate < 1:
-        shown = repr(value) if isinstance(value, str) else value
-        raise HsanomalyError(f"{label} must be a false-alarm rate in (0, 1)"
-                             f"{' or auto' if auto else ''}, got {shown}")
-    return float(rate)
 
 
 def _rings(value):
@@ -105,6 +82,19 @@ def check_whole(name, value, minimum, optional=False):
     if not _whole(value) or value < minimum:
         raise HsanomalyError(f"{spell(name)} must be a whole number of at least {minimum}, "
                              f"got {value!r}")
+
+
+def check_left_out(name, value):
+    """A share of the most extreme pixels left out of a fit: in [0, 0.5), so most are kept."""
+    if not 0 <= value < 0.5:
+        raise HsanomalyError(f"{spell(name)} must lie in [0, 0.5), got {value}")
+    return float(value)
+
+
+def check_not_negative(name, value):
+    if not value >= 0:
+        raise HsanomalyError(f"{spell(name)} must be at least 0, got {value}")
+    return float(value)
 
 
 TRAINING_KINDS = {   # hsanomaly.train's options; ranges stay with training.Settings

@@ -10,11 +10,10 @@ from .io.paths import check_suffix
 from .io.styles import STYLE_TABLE, gpkg_tables, sqlite_tables, write_default_style
 from .logs import stage as log_stage
 from .spelling import spell
-from .targets import check_threshold_choice, find_targets
+from .targets import COLUMNS, check_threshold_choice, find_targets
 from .thresholds import READ_CHUNK
 
 LAYER = "targets"
-TARGET_COLUMNS = {"pixels", "area", "max_score", "mean_score", "centroid_x", "centroid_y"}
 
 
 def is_targets_file(path):
@@ -22,7 +21,7 @@ def is_targets_file(path):
     writes, and its style; no table of anyone else's (a user's own layer named "targets",
     or a table added to ours, is not replaced without --overwrite)."""
     return (LAYER in gpkg_tables(path) and not other_tables(path)
-            and TARGET_COLUMNS <= sqlite_tables(path).get(LAYER, set()))
+            and set(COLUMNS) <= sqlite_tables(path).get(LAYER, set()))
 
 
 def other_tables(path):

@@ -8,7 +8,6 @@ maps to [-1, 1]. Anomalies may land outside [-1, 1]; they are not clipped, becau
 where they stand out.
 """
 
-import json
 
 import numpy as np
 
@@ -154,10 +153,3 @@ class Preprocessor:
         if self.scale and not (np.asarray(self.half_range_) > 0).all():
             return "half_range_ has a value that is not above 0"
         return None
-
-    def to_json(self):
-        return json.dumps(self.to_dict())
-
-    @classmethod
-    def from_json(cls, text):
-        return cls.from_dict(json.loads(text))

@@ -15,7 +15,8 @@ from .io.gdal import open_raster
 from .io.heatmap import SCORE_TAG
 from .io.vector import map_coordinates
 from .logs import stage as log_stage
-from .options import check_rate, is_real, rate_count
+from .options import is_real
+from .rates import check_rate, rate_count
 from .regions import Regions
 from .spelling import spell
 from .thresholds import READ_CHUNK, score_chunks, threshold_from_far
@@ -23,6 +24,10 @@ from .thresholds import READ_CHUNK, score_chunks, threshold_from_far
 # where QGIS shows a raster without georeferencing, and so its targets: x the column, y minus
 # the row (GDAL's own default grid, y the row, would draw them mirrored off the raster there)
 PIXEL_GRID = Affine(1.0, 0.0, 0.0, 0.0, -1.0, 0.0)
+
+# A target's attributes, in the order of the frame (and the GeoPackage's layer) besides its geometry.
+COLUMNS = ("id", "pixels", "area", "max_score", "mean_score", "centroid_x", "centroid_y", "score",
+           "threshold")
 
 
 def check_threshold_choice(threshold, far, label, wanted="targets"):
@@ -97,7 +102,7 @@ def find_targets(heatmap, *, threshold=None, far=None, transform=None, crs=None,
     columns["threshold"] = np.full(len(records), threshold, dtype=np.float64)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "'crs' was not provided")   # said in the description
-        frame = gpd.GeoDataFrame(columns, geometry=[r["geometry"] for r in records],
+        frame = gpd.GeoDataFrame({name: columns[name] for name in COLUMNS}, geometry=[r["geometry"] for r in records],
                                  crs=crs.to_wkt() if crs is not None else None)
     description = f"{name}: pixels with score > {threshold:.6g}"
     if not georeferenced:

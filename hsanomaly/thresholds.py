@@ -21,7 +21,7 @@ from .io.checks import warn
 from .io.gdal import open_raster, read_masked
 from .io.heatmap import OUTPUT_BLOCK
 from .io.source import iter_windows
-from .options import check_rate, rate_count
+from .rates import check_rate, rate_count
 from .spelling import spell
 
 READ_CHUNK = 4 * OUTPUT_BLOCK   # pixels a side read at once: whole output blocks

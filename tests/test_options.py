@@ -199,7 +199,7 @@ def test_switching_score_does_not_carry_an_option_into_its_former_name():
 def test_a_rate_never_allows_every_pixel():
     """Within 1e-12 of 1 the rounding guard counted n of n pixels, a rank below the lowest
     score: the threshold became the highest score instead of the lowest."""
-    from hsanomaly.options import rate_count
+    from hsanomaly.rates import rate_count
     from hsanomaly.thresholds import threshold_from_far
 
     assert rate_count(0.29, 100) == 29 and rate_count(1 - 1e-13, 100) == 99
@@ -311,3 +311,22 @@ def test_a_crs_error_without_a_message_is_one_line(monkeypatch):
     monkeypatch.setattr(rasterio.crs, "CRS", Refusing)
     with pytest.raises(HsanomalyError, match=r"^crs=: not a CRS \(CRSError\)$"):
         as_crs("EPSG:4326", "crs=")
+
+
+@pytest.mark.parametrize("score, option, value, message", [
+    ("mlrx", "purge", 0.5, "'purge' must lie in [0, 0.5), got 0.5"),
+    ("mlrx", "purge", -0.1, "'purge' must lie in [0, 0.5), got -0.1"),
+    ("mlrx", "neighbour_weight", -1, "'neighbour_weight' must be at least 0, got -1"),
+])
+def test_a_range_is_worded_once_for_every_score(score, option, value, message):
+    with pytest.raises(HsanomalyError) as err:
+        make_scorer(score, **{option: value})
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize("check", ["check_left_out", "check_not_negative"])
+def test_a_range_check_refuses_nan_where_a_comparison_would_pass_it(check):
+    from hsanomaly import options
+
+    with pytest.raises(HsanomalyError, match="got nan"):
+        getattr(options, check)("weight", float("nan"))

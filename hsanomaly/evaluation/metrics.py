@@ -14,7 +14,8 @@ from typing import Optional
 import numpy as np
 
 from .. import defaults
-from ..options import check_rate, rate_count, renamed_keywords
+from ..options import renamed_keywords
+from ..rates import check_rate, rate_count
 from ..regions import EIGHT_CONNECTED
 from ..spelling import counted, spell
 

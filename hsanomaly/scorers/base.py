@@ -32,6 +32,13 @@ class Scorer:
     shares_halo = False   # ``score_block`` takes a third argument, the block's ``halo.Place``,
                           # and keeps per-pixel results its neighbouring blocks share
 
+    def __setstate__(self, state):
+        """A scorer pickled under an option's former name (``renamed_options``) takes the name now."""
+        for former, now in self.renamed_options.items():
+            if former in state:
+                state[now] = state.pop(former)
+        self.__dict__.update(state)
+
     @property
     def halo(self):
         """Neighbour pixels each tile needs on every side."""

@@ -34,14 +34,13 @@ import threading
 import numpy as np
 
 from ..errors import HsanomalyError
-from ..options import check_whole
-from ..spelling import spell
+from ..options import check_left_out, check_not_negative, check_whole
 from .. import defaults
 from .base import (Scorer, check_pixels, in_chunks, inverse, log_distance, mahalanobis_sq, mean_cov,
                    moments)
 from .gan import GanScorer, ReconScorer
 from .halo import HaloCache
-from .purge import Purged, check_neighbour_weight, check_purge
+from .purge import Purged
 from .rings import MultiRingLRX
 from .rx import LocalRX
 
@@ -62,10 +61,9 @@ class ResidualScorer(Purged, Scorer):
     def __init__(self, model, sample=defaults.RESIDUAL_SAMPLE, seed=defaults.SEED, trim=defaults.RESIDUAL_TRIM,
                  purge=defaults.PURGE, neighbour_weight=defaults.NEIGHBOUR_WEIGHT, **gan_options):
         check_whole("sample", sample, 2)
-        if not 0 <= trim < 0.5:
-            raise HsanomalyError(f"{spell('trim')} must lie in [0, 0.5), got {trim}")
-        self.purge = check_purge(purge)
-        self.neighbour_weight = check_neighbour_weight(neighbour_weight)
+        check_left_out("trim", trim)
+        self.purge = check_left_out("purge", purge)
+        self.neighbour_weight = check_not_negative("neighbour_weight", neighbour_weight)
         self.gan = ReconScorer(model, seed=seed, **gan_options)
         self.gan.model_training = self.model_training   # the model this score wants, not recon's
         self.gan.shown_as = self.name                   # and what its warnings call it
@@ -358,8 +356,7 @@ class DualContextScorer(RingContextScorer):
     def __init__(self, model, top_rings=defaults.DUAL_TOP_RINGS, weight=defaults.DUAL_WEIGHT,
                  purge=defaults.DUAL_PURGE, neighbour_weight=defaults.DUAL_NEIGHBOUR_WEIGHT,
                  **options):
-        if weight < 0:
-            raise HsanomalyError(f"{spell('weight')} must be non-negative, got {weight}")
+        check_not_negative("weight", weight)
         super().__init__(model, top_rings=top_rings, purge=purge,
                          neighbour_weight=neighbour_weight, **options)
         self.weight = float(weight)

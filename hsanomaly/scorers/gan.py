@@ -51,7 +51,7 @@ class GanScorer(Scorer):
         if not 0.0 <= lam <= 1.0:
             raise HsanomalyError(f"{spell('lam')} must lie in [0, 1], got {lam}")
         if c1 < 0 or c2 < 0 or c1 + c2 == 0:
-            raise HsanomalyError(f"{spell('c1')} and {spell('c2')} must be non-negative and not both 0, "
+            raise HsanomalyError(f"{spell('c1')} and {spell('c2')} must each be at least 0 and not both 0, "
                                  f"got {c1} and {c2}")
         check_threads(threads)
         providers(device)   # refuse an unavailable device before any work

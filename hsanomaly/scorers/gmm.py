@@ -80,7 +80,7 @@ class GaussianMixtureScorer(Scorer):
     def __setstate__(self, state):
         if "mixture_" in state:       # pickled before the components were scaled: unscaled
             state.setdefault("unit_", 1.0)
-        self.__dict__.update(state)
+        super().__setstate__(state)
 
     def score_samples(self, X):
         return (-self.mixture_.score_samples(self._components(X))).astype(np.float32)

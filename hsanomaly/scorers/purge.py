@@ -24,23 +24,13 @@ import numpy as np
 
 from ..defaults import TILE_THREADS
 from ..errors import HsanomalyError
-from ..spelling import spell, submit
+from ..spelling import submit
 
 # The first pass at fit time scores this many tiles of FIT_TILE pixels, spread across the
 # scene: small tiles see more of it for the same cost (each also pays the doubled halo).
 FIT_TILES, FIT_TILE = 4, 128
 
 
-def check_purge(purge):
-    if not 0 <= purge < 0.5:
-        raise HsanomalyError(f"{spell('purge')} must lie in [0, 0.5), got {purge}")
-    return float(purge)
-
-
-def check_neighbour_weight(weight):
-    if not weight >= 0:
-        raise HsanomalyError(f"{spell('neighbour_weight')} must be at least 0, got {weight}")
-    return float(weight)
 
 
 def lift_neighbours(score, weight):

@@ -22,10 +22,10 @@ import numpy as np
 
 from .. import defaults
 from ..errors import HsanomalyError
-from ..options import check_whole
+from ..options import check_left_out, check_not_negative, check_whole
 from ..spelling import spell
 from .base import Scorer, log_distance, mean_cov, moments
-from .purge import Purged, check_neighbour_weight, check_purge
+from .purge import Purged
 from .rx import GlobalRX, LocalRX, check_ring
 
 
@@ -75,15 +75,10 @@ class MultiRingLRX(Purged, Scorer):
                  neighbour_weight=defaults.NEIGHBOUR_WEIGHT):
         self.rings = parse_rings(rings)
         self.locals = [LocalRX(o, g, pca) for o, g in self.rings]
-        self.pca, self.purge = pca, check_purge(purge)
-        self.neighbour_weight = check_neighbour_weight(neighbour_weight)
+        self.pca, self.purge = pca, check_left_out("purge", purge)
+        self.neighbour_weight = check_not_negative("neighbour_weight", neighbour_weight)
         self.top_rings = check_top_rings(top_rings)
         self.ring_halo = max(local.halo for local in self.locals)
-
-    def __setstate__(self, state):
-        if "components" in state:     # pickled before the option was called pca
-            state["pca"] = state.pop("components")
-        self.__dict__.update(state)
 
     def settings(self):
         params = {"name": self.name, "rings": rings_text(self.rings),

@@ -111,9 +111,7 @@ class LocalRX(Scorer):
     def __setstate__(self, state):
         if "projection_" in state:    # pickled before the floor was relative: it was absolute
             state.setdefault("floor_", RING_FLOOR)
-        if "components" in state:     # pickled before the option was called pca
-            state["pca"] = state.pop("components")
-        self.__dict__.update(state)
+        super().__setstate__(state)
 
     def score_samples(self, X):
         raise HsanomalyError("local RX scores pixels in their spatial context; use score_block")

@@ -1,0 +1,34 @@
+"""A false-alarm rate: the check every door applies to one, and the number of pixels it allows.
+
+Thresholds (``thresholds``), targets and the evaluation's detection rate all count false alarms
+the same way, so a rate means the same pixels wherever it is given.
+"""
+
+import math
+
+from .errors import HsanomalyError
+from .options import is_real
+
+
+def rate_count(rate, n):
+    """How many of ``n`` pixels a false-alarm ``rate`` allows: floor(rate * n), where the
+    product is taken as the whole number it stands for (0.29 * 100 is 28.999... in floats)."""
+    return min(math.floor(rate * n * (1 + 1e-12)), max(n - 1, 0))
+
+
+def check_rate(label, value, auto=False):
+    """A false-alarm rate in (0, 1) as a float (or "auto", where ``auto`` allows it); text that
+    reads as a number is taken, as a command line or a QGIS field gives it."""
+    if auto and value == "auto":
+        return value
+    rate = value
+    if isinstance(value, str):
+        try:
+            rate = float(value)
+        except ValueError:
+            rate = None
+    if not is_real(rate) or not 0 < rate < 1:
+        shown = repr(value) if isinstance(value, str) else value
+        raise HsanomalyError(f"{label} must be a false-alarm rate in (0, 1)"
+                             f"{' or auto' if auto else ''}, got {shown}")
+    return float(rate)
