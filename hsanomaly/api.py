@@ -86,7 +86,8 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
     model = model_path(model)
     score, options = chosen(score, options)
     cls = check_request(score, model, options, extras, tile, workers, scheduler, callback,
-                        mask=mask, resume=resume, cog=cog, overwrite=overwrite, progress=progress)
+                        mask=mask, resume=resume, cog=cog, overwrite=overwrite, progress=progress,
+                        door=detect)
     quick = quick_model_path(cls, model, dst)
     detect_paths(src, dst, model=model, extras=extras, png=png, polygons=polygons,
                  quick_model=quick, overwrite=overwrite, mask=mask)

@@ -69,7 +69,7 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
     score, options = chosen(score, options)
     cls = check_request(score, model, options, None, tile, workers, scheduler, callback,
                         mask=mask, overwrite=overwrite, progress=progress,
-                        batch=(detect, detect_many))
+                        batch=(detect, detect_many), door=detect_many)
     out_dir = Path(out_dir)
     sources = _without_own_outputs(batch_inputs(inputs))
     targets = [(src, batch_output(src, out_dir, score)) for src in sources]

@@ -20,7 +20,7 @@ from .hints import Cube, ModelArg
 from .io.checks import one_job
 from .io.inputs import as_source
 from .latent import current_solver
-from .options import plain_values, renamed_keywords
+from .options import check_near_misses, plain_values, renamed_keywords
 from .quickmodel import temporary_model_folder
 from .scorers import (check_scorer, chosen, current_options, make_scorer, scorer_class,
                       scorer_for)
@@ -49,6 +49,7 @@ class Detector:
         # is set: a set_params that is refused leaves the detector as it was
         from .engine.checks import check_tile
 
+        check_near_misses("Detector", Detector.__init__, options)
         score, options = chosen(score, options)          # None: the default, as detect takes it
         path = model_path(model)
         check_scorer(score, options, path)

@@ -20,7 +20,7 @@ import numpy as np
 
 from .defaults import SEED_MAX
 from .errors import HsanomalyDeprecationWarning, HsanomalyError
-from .spelling import spell
+from .spelling import closest, spell
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -146,7 +146,8 @@ def check_keywords(job, function, options, internal=()):
     known = [k for k, p in parameters.items() if p.kind is p.KEYWORD_ONLY and k not in internal]
     for name in options:
         if name not in parameters or name in internal:
-            raise HsanomalyError(f"{job}: no option {name!r} (the options: {', '.join(known)})")
+            raise HsanomalyError(f"{job}: no option {name!r} ({closest(name, known)}the options: "
+                                 f"{', '.join(known)})")
 
 
 def public_signature(function, internal):
@@ -154,6 +155,18 @@ def public_signature(function, internal):
     signature = inspect.signature(function)
     return signature.replace(parameters=[p for p in signature.parameters.values()
                                          if p.name not in internal])
+
+
+def check_near_misses(job, function, options):
+    """Refuse an option no score takes that is a near miss of one of ``function``'s own
+    keywords (``overwite=True``): it would be refused as an option of the score, which lists
+    the score's options, not the keyword meant."""
+    own = [k for k, p in inspect.signature(function).parameters.items()
+           if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and k != "self"]
+    for name in options:
+        hint = "" if name in OPTION_KINDS else closest(name, own)
+        if hint:
+            raise HsanomalyError(f"{job}: no option {name!r} ({hint.strip()})")
 
 
 def check_batch_keywords(options, detect, detect_many):

@@ -69,6 +69,15 @@ def _in_python(name, value=None, placeholder=None, python=None):
     return f"'{shown}'" if shown.isidentifier() else shown     # as scikit-learn names them
 
 
+def closest(word, choices, *, name=repr):
+    """"did you mean X? " for the one of ``choices`` closest to a ``word`` that is none of
+    them (a typo, "neighbor" for "neighbour"), shown by ``name``; "" when none is close."""
+    import difflib
+
+    match = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f"did you mean {name(match[0])}? " if match else ""
+
+
 def counted(n, noun, plural=None):
     """``n`` things in words: "1 tile", "2 tiles", "16,384 pixels"."""
     return f"{n:,} {noun if n == 1 else plural or noun + 's'}"

@@ -13,7 +13,7 @@ from .io.paths import (DIRECTORY, FILE, GEOTIFF_SUFFIXES, Item, check_output_fol
                        check_replaceable_dir, check_replaceable_file, check_suffix, expand_pattern,
                        holds_numbers, is_model_bundle, is_path, is_quick_model, quick_model_input,
                        refuse_foreign_side_files, side_files)
-from .options import check_batch_keywords, check_flags, check_values
+from .options import check_batch_keywords, check_flags, check_near_misses, check_values
 from .spelling import spell
 
 
@@ -212,10 +212,11 @@ def evaluate_paths(heatmap, truth, outer_mask, plots, json, overwrite=False):
 
 
 def check_request(score, model, options, extras=None, tile=None, workers=None, scheduler=None,
-                  callback=None, mask=None, **flags):
+                  callback=None, mask=None, door=None, **flags):
     """The options of a detect run: names the score takes and values of their kinds and
     ranges, the extras, the executor, the progress callback, the exclusion mask's path, and
-    its switches (``flags``: resume, overwrite, ...). Returns the score's class."""
+    its switches (``flags``: resume, overwrite, ...). ``door``: the function called (detect,
+    detect_many), whose own keywords a misspelt option is told from. Returns the score's class."""
     from .cluster import check_execution
     from .engine.checks import check_tile
     from .scorers import check_extras, check_scorer
@@ -227,6 +228,8 @@ def check_request(score, model, options, extras=None, tile=None, workers=None, s
     batch = flags.pop("batch", None)          # (detect, detect_many): a batch's options
     if batch:
         check_batch_keywords(options, *batch)
+    if door is not None:
+        check_near_misses(door.__name__, door, options)
     cls = check_scorer(score, options, model)
     if tile is not None:
         check_tile(tile)

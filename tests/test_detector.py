@@ -530,7 +530,7 @@ def test_the_jobs_refuse_wrong_kinds_of_arguments_in_one_line(synthetic_raster, 
         (lambda: hsanomaly.detect(path, None), r"'dst': expected a raster's path \(a str or "
                                                r"path-like\), got a NoneType; name the heatmap"),
         (lambda: hsanomaly.train(path, tmp_path / "m", iteration=3),
-         r"train: no option 'iteration' \(the options: mask, window, .*iterations"),
+         r"train: no option 'iteration' \(did you mean 'iterations'\? the options: mask, window, "),
         (lambda: hsanomaly.train(path, tmp_path / "m", data_checked=True),   # the library's own
          r"train: no option 'data_checked'"),
         (lambda: hsanomaly.evaluate({}, truth), "'heatmap': expected a raster's path .* got "

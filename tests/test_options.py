@@ -330,3 +330,39 @@ def test_a_range_check_refuses_nan_where_a_comparison_would_pass_it(check):
 
     with pytest.raises(HsanomalyError, match="got nan"):
         getattr(options, check)("weight", float("nan"))
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: Detector("dualcontex"), "unknown score 'dualcontex'; did you mean 'dualcontext'? "
+                                     "choose one of rx, "),
+    (lambda: Detector("zzz"), "unknown score 'zzz'; choose one of rx, "),
+    (lambda: Detector("dualcontext", neighbor_weight=0.5),
+     "'neighbor_weight': score 'dualcontext' does not take this option (did you mean "
+     "'neighbour_weight'? it takes 'solver', "),
+    (lambda: Detector("rx", pca=3), "'pca': score 'rx' does not take this option (it takes no "
+                                    "options)"),
+    (lambda: Detector("rx", tiles=3), "Detector: no option 'tiles' (did you mean 'tile'?)"),
+    (lambda: hsanomaly.train("in.tif", "model", iteration=3),
+     "train: no option 'iteration' (did you mean 'iterations'? the options: "),
+])
+def test_a_near_miss_is_named_with_the_name_meant(call, message):
+    with pytest.raises(HsanomalyError) as err:
+        call()
+    assert str(err.value).startswith(message)
+
+
+def test_a_misspelt_keyword_of_detect_is_refused_as_such_before_any_work(tmp_path):
+    """``overwite=True`` used to be refused as an option of the score, listing the score's
+    options: the keyword meant is named instead, and nothing is written."""
+    from synthetic import synthetic_cube, write_raster
+
+    cube, _ = synthetic_cube(rows=20, cols=20)
+    src = tmp_path / "in.tif"
+    write_raster(src, cube)
+    with pytest.raises(HsanomalyError, match=r"^detect: no option 'overwite' \(did you mean "
+                                             r"'overwrite'\?\)$"):
+        hsanomaly.detect(src, tmp_path / "out.tif", score="rx", overwite=True)
+    with pytest.raises(HsanomalyError, match=r"^detect_many: no option 'worker' \(did you mean "
+                                             r"'workers'\?\)$"):
+        hsanomaly.detect_many([src], tmp_path / "many", score="rx", worker=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif"]

@@ -9,7 +9,7 @@ with one line instead of a TypeError.
 from ..errors import HsanomalyError
 from .. import defaults
 from ..options import OPTION_KINDS, TRAINING_KINDS, check_values, given, under_current_names
-from ..spelling import spell
+from ..spelling import closest, spell
 from .base import Scorer
 from .context import (ContextScorer, DualContextScorer, MultiContextScorer,
                       ResidualContextScorer, ResidualRXScorer)
@@ -33,7 +33,8 @@ MODEL_SCORES = tuple(name for name, cls in REGISTRY.items() if cls.needs_model)
 def scorer_class(name):
     """The class behind a score name; an unknown name is refused with the list of names."""
     if name not in REGISTRY:
-        raise HsanomalyError(f"unknown score {name!r}; choose one of {', '.join(SCORES)}")
+        raise HsanomalyError(f"unknown score {name!r}; {closest(name, SCORES)}"
+                             f"choose one of {', '.join(SCORES)}")
     return REGISTRY[name]
 
 
@@ -77,8 +78,9 @@ def check_options(name, options):
                 raise HsanomalyError(f"{spell(option)}: an option of training, not of score "
                                      f"{name!r}; train a model with it and pass that as "
                                      f"{spell('model')}")
-            raise HsanomalyError(f"{spell(option)}: score {name!r} does not take "
-                                 f"this option (it takes {takes})")
+            raise HsanomalyError(f"{spell(option)}: score {name!r} does not take this "
+                                 f"option ({closest(option, cls.options, name=spell)}it takes "
+                                 f"{takes})")
     check_values(options)
     return cls
 
