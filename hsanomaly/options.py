@@ -207,8 +207,15 @@ def renamed_keywords(**renames: str) -> Callable[[F], F]:
     """Let a function's former keyword names (``outer="outer_mask"``) still work for a release
     (``under_current_names``). The signature shown is the function's own."""
     def wrap(function):
+        parameters = [name for name, p in inspect.signature(function).parameters.items()
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
         @functools.wraps(function)
         def call(*args, **kwargs):
-            return function(*args, **under_current_names(kwargs, renames, function.__name__))
+            # an argument given by position counts as given: with its former name as a keyword
+            # too, both names were given (not a TypeError naming only the name now)
+            by_position = dict.fromkeys(parameters[:len(args)])
+            named = under_current_names({**by_position, **kwargs}, renames, function.__name__)
+            return function(*args, **{k: v for k, v in named.items() if k not in by_position})
         return cast(F, call)
     return wrap

@@ -730,6 +730,21 @@ def test_the_outer_mask_has_a_name_of_its_own(heat_and_truth, tmp_path):
     assert "outer_mask" in inspect.signature(hsanomaly.evaluate).parameters
 
 
+def test_a_renamed_keyword_beside_its_argument_given_by_position_is_both_given():
+    """``class_masks(scores, truth, mask, outer=mask)`` raised a TypeError naming only
+    ``outer_mask``, which the caller had not written."""
+    from hsanomaly.evaluation.metrics import class_masks
+
+    scores, truth = scene()
+    outer = np.zeros_like(truth)
+    with pytest.raises(HsanomalyError, match=r"^'outer': class_masks calls it 'outer_mask' now, "
+                                             r"and both were given; give 'outer_mask' only$"):
+        class_masks(scores, truth, outer, outer=outer)
+    with pytest.warns(HsanomalyDeprecationWarning):
+        by_keyword = class_masks(scores, truth, outer=outer)
+    assert all(np.array_equal(a, b) for a, b in zip(by_keyword, class_masks(scores, truth, outer)))
+
+
 # --- the heatmap in memory: hsanomaly.evaluate on arrays ------------------------------------
 
 def test_evaluate_takes_the_arrays_detector_gives_with_the_files_numbers(heat_and_truth, tmp_path):
