@@ -181,6 +181,38 @@ def test_scaled_values_float32_cannot_resolve_are_warned_about(tmp_path):
                    for m in said_now) == said, said_now
 
 
+@pytest.mark.parametrize("factor, said", [
+    (1.0, None), (1e-30, None),
+    (1e-46, "values are so small that float32, in which pixels are scored, rounds them by"),
+    (1e-300, "values are so small that float32"),      # every value rounds to 0
+    (1e12, "times their spread from zero"),
+])
+def test_float64_values_too_small_for_float32_are_warned_about(tmp_path, factor, said):
+    """float64 values in units far too large (1e-46) lie below float32's finest step: it
+    rounded them by up to half their spread, and the heatmap was off by up to 30 %, without
+    a word; at 1e-300 every value became 0 and the only warning was of constant bands. Far
+    from zero (1e12 from a spread of ~1), the former warning holds."""
+    import warnings
+
+    from hsanomaly.errors import HsanomalyWarning
+
+    cube, _ = synthetic_cube()
+    values = cube.astype(np.float64)
+    values = values * factor if factor < 1e6 else values + factor
+    path = write_raster(tmp_path / "x.tif", values, dtype="float64")
+    for check in (lambda: RasterSource(path).check_data(),
+                  lambda: ArraySource(values, name=f"array x{factor:g}")):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            check()
+        coarse = [str(w.message) for w in caught if issubclass(w.category, HsanomalyWarning)
+                  and "float32, in which pixels are scored" in str(w.message)]
+        if said is None:
+            assert coarse == []
+        else:
+            assert len(coarse) == 1 and said in coarse[0], coarse
+
+
 def test_a_scale_beyond_float32_is_refused_not_turned_into_nodata(tmp_path):
     """int16 counts times a scale of 1e35 overflow float32, in which pixels are scored: the
     brightest pixels became infinite, then nodata, and the run said nothing but numpy's

@@ -9,8 +9,10 @@ from .checks import warn_once
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 FLOAT32_EPS = float(np.finfo(np.float32).eps)
+FLOAT32_STEP = float(np.finfo(np.float32).smallest_subnormal)   # float32's finest step, anywhere
 EXTREME = 1e6           # deviations from a band's median beyond which a value is a fill
-PRECISION_RATIO = 0.01 * 2**23   # largest value over spread float32 resolves to 1 % of the spread
+CENTRE_SAMPLE = 4096    # pixels a band's median and deviation are taken from (evenly spaced)
+PRECISION = 0.01        # float32's rounding, as a share of a band's spread, beyond which it is said
 
 
 def wider_than_float32(dtype):
@@ -37,21 +39,27 @@ def check_float32_range(name, values, nodata, bands, scaled=False):
 
 
 def coarsest_in_float32(values, nodata, bands):
-    """(band, ratio) of the band whose values float32, in which pixels are scored, cannot tell
-    apart to a hundredth of their spread, the largest value over the spread the worst; None
-    if every band is fine. Values stored in float64 or wide integers far from zero against
-    their spread (temperatures in kelvin varying by millikelvins, say) are."""
+    """(band, rounding, largest value over spread) of the band whose values float32, in which
+    pixels are scored, cannot tell apart to a hundredth of their spread (``rounding``: its
+    step as a share of the spread), the coarsest; None if every band is fine. Values stored
+    in float64 or wide integers far from zero against their spread (temperatures in kelvin
+    varying by millikelvins, say) are; so are values too small for float32's finest step
+    (float64 in units a million times too large, which float32 rounds to few steps, or 0)."""
     worst = None
     for row, band in enumerate(bands):
         ok = ~nodata[row] & np.isfinite(values[row])
         if ok.sum() < 2:
             continue
         v = np.asarray(values[row][ok], np.float64)
-        with np.errstate(over="ignore", invalid="ignore"):   # 1e300: refused when read
-            spread = v.std()
-        ratio = np.abs(v).max() / spread if spread > 0 else 0.0
-        if ratio > PRECISION_RATIO and (worst is None or ratio > worst[1]):
-            worst = (band, ratio)
+        largest = np.abs(v).max()
+        if not 0 < largest < np.inf:
+            continue
+        spread = (v / largest).std() * largest    # in units of the largest: 1e-300 squared is 0
+        if not spread > 0:
+            continue
+        rounding = max(largest * FLOAT32_EPS, FLOAT32_STEP) / spread
+        if rounding > PRECISION and (worst is None or rounding > worst[1]):
+            worst = (band, rounding, largest / spread)
     return worst
 
 
@@ -71,8 +79,11 @@ def extreme_values(pixels):
     if pixels.shape[1] < 2:
         return None
     pixels = pixels.astype(np.float64)
-    median = np.median(pixels, axis=1, keepdims=True)
-    spread = np.median(np.abs(pixels - median), axis=1, keepdims=True)
+    # the centre and spread of a few thousand pixels: a threshold a million deviations out
+    # does not need them exactly, and the medians of every pixel probed took most of the check
+    sample = pixels[:, ::max(1, pixels.shape[1] // CENTRE_SAMPLE)]
+    median = np.median(sample, axis=1, keepdims=True)
+    spread = np.median(np.abs(sample - median), axis=1, keepdims=True)
     # a band at one value give or take float32's rounding has no spread to count in
     spread = np.where(spread < 1e3 * FLOAT32_EPS * np.abs(median), 0, spread)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -86,10 +97,19 @@ def extreme_values(pixels):
 
 
 def warn_coarse(name, worst, scaled=False):
-    """``scaled``: the values are the stored ones times the band's scale, plus its offset."""
-    if worst is not None:
-        warn_once(f"{name}: band {worst[0]}'s values lie {worst[1]:.3g} times their spread "
-                  "from zero" + (" once scaled by its scale and offset" if scaled else "")
-                  + ", so float32, in which pixels are scored, rounds them by more than "
-                  "a hundredth of that spread; subtract an offset from the data first"
-                  + (" (or set a smaller offset: gdal_edit.py -offset)" if scaled else ""))
+    """``worst``: from ``coarsest_in_float32``; ``scaled``: the values are the stored ones
+    times the band's scale, plus its offset."""
+    if worst is None:
+        return
+    band, rounding, far = worst
+    once_scaled = " once scaled by its scale and offset" if scaled else ""
+    if far * FLOAT32_EPS / PRECISION >= 1:        # far from zero against their spread
+        warn_once(f"{name}: band {band}'s values lie {far:.3g} times their spread from zero"
+                  f"{once_scaled}, so float32, in which pixels are scored, rounds them by "
+                  "more than a hundredth of that spread; subtract an offset from the data "
+                  "first" + (" (or set a smaller offset: gdal_edit.py -offset)" if scaled else ""))
+    else:                                         # below float32's finest steps
+        warn_once(f"{name}: band {band}'s values are so small{once_scaled} that float32, in "
+                  f"which pixels are scored, rounds them by {rounding:.3g} times their spread "
+                  "(beyond a hundredth of it, or to 0); multiply the data by a power of ten "
+                  "first" + (" (or set a larger scale: gdal_edit.py -scale)" if scaled else ""))
