@@ -234,6 +234,39 @@ def test_results_depend_only_on_the_seed(generator, pixels):
     np.testing.assert_array_equal(a.z, b.z)
 
 
+def test_the_thesis_search_answers_each_pixel_whatever_is_solved_with_it(generator, pixels,
+                                                                        monkeypatch):
+    """A pixel's random starts were drawn by its position in the call: its score changed with
+    the tile size (28 % apart at 2 x 5) and when an unrelated pixel became nodata. They are
+    drawn from its own values now: the same answer in any company, order or chunk."""
+    from hsanomaly.latent import thesis
+
+    monkeypatch.setattr(thesis, "CHUNK", 500)
+    x = pixels[0][:800]                               # two chunks
+    solver = ThesisSolver(restarts=2, steps=5, seed=3)
+    whole = solver.solve(generator, x)
+    for part in (np.arange(450, 550), np.random.default_rng(0).permutation(len(x))):
+        alone = solver.solve(generator, x[part])
+        np.testing.assert_allclose(alone.z, whole.z[part], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(alone.cost, whole.cost[part], rtol=1e-5, atol=1e-7)
+    other_seed = ThesisSolver(restarts=2, steps=5, seed=4).solve(generator, x[:50])
+    assert not np.allclose(other_seed.z, whole.z[:50])
+
+
+def test_the_thesis_starts_are_standard_normal_and_keyed_by_the_pixel():
+    from scipy import stats
+
+    from hsanomaly.latent.thesis import pixel_starts
+
+    x = np.random.default_rng(0).random((4000, 12)).astype(np.float32)
+    z = pixel_starts(x, 4, 8, seed=0)
+    assert z.shape == (4, 4000, 8) and z.dtype == np.float32
+    assert stats.kstest(z.ravel(), "norm").pvalue > 1e-3
+    assert abs(np.corrcoef(z[0, :, 0], z[0, :, 1])[0, 1]) < 0.1       # dimensions independent
+    assert abs(np.corrcoef(z[0, :, 0], z[1, :, 0])[0, 1]) < 0.1       # restarts independent
+    np.testing.assert_array_equal(pixel_starts(x[[7, 7, 3]], 4, 8, 0), z[:, [7, 7, 3]])
+
+
 def test_make_solver_options():
     assert make_solver("thesis", restarts=4, steps=50).params()["restarts"] == 4
     assert make_solver("fast").params()["solver"] == "fast"

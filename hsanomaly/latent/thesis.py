@@ -5,7 +5,9 @@ reconstruction cost (learning rate 0.1, momentum 0.9, TensorFlow's MomentumOptim
 ``v = 0.9 v + grad; z -= 0.1 v``); per pixel the restart whose *final* iterate has the lowest
 cost is kept, as in the thesis code's ``batch_minimize``. The only departure is the gradient: dG/dz
 comes from forward differences through the ONNX generator (see ``generator.py``), so a step
-costs ``latent_dim + 1`` generator evaluations instead of a forward and a backward pass.
+costs ``latent_dim + 1`` generator evaluations instead of a forward and a backward pass. A
+pixel's random starts are drawn from its own values and the seed (``pixel_starts``), so its
+score does not depend on which pixels are solved with it (a tile's size, nodata beside it).
 """
 
 import numpy as np
@@ -14,6 +16,31 @@ from .generator import finite_pixels, reconstruction_cost
 from .result import LatentResult
 
 CHUNK = 2048   # pixels optimised together: (latent_dim + 1) * CHUNK vectors per generator call
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)      # SplitMix64's increment
+
+
+def _mix(h):
+    """SplitMix64's finaliser on uint64 arrays (their products wrap modulo 2**64)."""
+    h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return h ^ (h >> np.uint64(31))
+
+
+def pixel_starts(x, restarts, latent_dim, seed):
+    """Starts z ~ N(0, 1), (restarts, n, latent_dim) float32, for the rows of ``x`` (n, d):
+    each row's from a hash of its float32 values and ``seed`` (a counter-based draw, Box-Muller
+    on SplitMix64), so a pixel gets the same starts wherever it lies and whatever is solved
+    with it; equal pixels get equal starts."""
+    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    key = _mix(np.full(len(x), (int(seed) + 1) * int(_GOLDEN) % 2**64, dtype=np.uint64))
+    for column in bits.T:
+        key = _mix(key ^ column)
+    count = restarts * latent_dim
+    draws = _mix(key[None, :] + np.arange(1, 2 * count + 1, dtype=np.uint64)[:, None] * _GOLDEN)
+    uniform = ((draws >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0 ** -53    # in (0, 1)
+    radius = np.sqrt(-2.0 * np.log(uniform[:count]))
+    z = radius * np.cos(2.0 * np.pi * uniform[count:])
+    return z.reshape(restarts, latent_dim, len(x)).transpose(0, 2, 1).astype(np.float32)
 
 
 class ThesisSolver:
@@ -36,12 +63,14 @@ class ThesisSolver:
                 "lr": self.lr, "momentum": self.momentum, "seed": self.seed}
 
     def solve(self, generator, x):
-        """Best latent vector per row of ``x`` (n, d); starts are drawn from ``seed`` on every call."""
+        """Best latent vector per row of ``x`` (n, d); each row's starts from its values and
+        ``seed`` (``pixel_starts``)."""
         x = finite_pixels(x)
-        rng = np.random.default_rng(self.seed)
-        starts = rng.standard_normal((self.restarts, len(x), generator.latent_dim)).astype(np.float32)
-        parts = [self._solve_chunk(generator, x[i:i + CHUNK], starts[:, i:i + CHUNK])
-                 for i in range(0, len(x), CHUNK)]
+        parts = []
+        for i in range(0, len(x), CHUNK):
+            chunk = x[i:i + CHUNK]
+            starts = pixel_starts(chunk, self.restarts, generator.latent_dim, self.seed)
+            parts.append(self._solve_chunk(generator, chunk, starts))
         return LatentResult.concatenate(parts, generator)
 
     def _solve_chunk(self, generator, x, starts):
