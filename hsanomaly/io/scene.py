@@ -10,6 +10,7 @@ import numpy as np
 from ..errors import HsanomalyError
 from .checks import warn_once
 from .gdal import open_raster, read_masked
+from .values import exact
 from .source import open_source
 
 
@@ -94,6 +95,7 @@ def read_truth(path, shape=None, grid_of=None, what="scene", required=True):
         with open_mask_raster(path, shape, grid_of, what) as (ds, band_index):
             band = read_masked(ds, band_index)
             gt, unknown = mask_values(band, ds.nodata)
+        warn_negative(path, band, unknown)
         if unknown.any():
             if unknown.all():
                 raise HsanomalyError(f"{path}: every pixel of the mask is nodata")
@@ -132,6 +134,20 @@ def mask_values(band, nodata):
     gt = (np.nan_to_num(values) != 0).astype(np.uint8)
     gt[unknown] = 0
     return gt, unknown
+
+
+def warn_negative(path, band, unknown):
+    """Say a mask's negative values, which count as non-zero (1): -1 often means "unknown",
+    and undeclared it silently made those pixels targets (or left them out)."""
+    values = np.ma.getdata(band)
+    with np.errstate(invalid="ignore"):
+        negative = (values < 0) & ~unknown
+    if negative.any():
+        found, counts = np.unique(values[negative], return_counts=True)
+        value = found[np.argmax(counts)]
+        warn_once(f"{path}: {int(negative.sum())} pixels of the mask hold negative values "
+                  f"({value:g} the commonest), which count as non-zero (1); if {value:g} means "
+                  f"unknown, declare it nodata (gdal_edit.py -a_nodata {exact(value)})")
 
 
 def read_exclusion(path, shape, grid_of, required=True):
