@@ -78,16 +78,19 @@ def extreme_values(pixels):
     pixel in a covariance, beyond float64's precision."""
     if pixels.shape[1] < 2:
         return None
-    pixels = pixels.astype(np.float64)
     # the centre and spread of a few thousand pixels: a threshold a million deviations out
     # does not need them exactly, and the medians of every pixel probed took most of the check
-    sample = pixels[:, ::max(1, pixels.shape[1] // CENTRE_SAMPLE)]
+    sample = pixels[:, ::max(1, pixels.shape[1] // CENTRE_SAMPLE)].astype(np.float64)
     median = np.median(sample, axis=1, keepdims=True)
     spread = np.median(np.abs(sample - median), axis=1, keepdims=True)
     # a band at one value give or take float32's rounding has no spread to count in
-    spread = np.where(spread < 1e3 * FLOAT32_EPS * np.abs(median), 0, spread)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        far = (np.abs(pixels - median) > EXTREME * spread) & (spread > 0)
+    flat = (spread <= 0) | (spread < 1e3 * FLOAT32_EPS * np.abs(median))
+    spread = np.where(flat, np.inf, spread)
+    # the pixels compared in their own type with each band's bounds (no float64 copy)
+    low, high = median - EXTREME * spread, median + EXTREME * spread
+    if pixels.dtype.kind == "f":
+        low, high = low.astype(pixels.dtype), high.astype(pixels.dtype)
+    far = (pixels < low) | (pixels > high)
     out = far.any(axis=0)
     if not out.any():
         return None
