@@ -20,7 +20,7 @@ import numpy as np
 
 from .defaults import SEED_MAX
 from .errors import HsanomalyDeprecationWarning, HsanomalyError
-from .spelling import closest, spell
+from .spelling import closest, nearest, spell
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -143,7 +143,7 @@ def check_keywords(job, function, options, internal=()):
     parameters = inspect.signature(function).parameters
     if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
         return
-    known = [k for k, p in parameters.items() if p.kind is p.KEYWORD_ONLY and k not in internal]
+    known = [k for k in keywords(function) if k not in internal]
     for name in options:
         if name not in parameters or name in internal:
             raise HsanomalyError(f"{job}: no option {name!r} ({closest(name, known)}the options: "
@@ -157,22 +157,33 @@ def public_signature(function, internal):
                                          if p.name not in internal])
 
 
+def keywords(function, positional=False):
+    """The names ``function`` takes as keywords: its keyword-only ones, and with
+    ``positional`` those it also takes by position (never ``self``)."""
+    kinds = (inspect.Parameter.KEYWORD_ONLY,) + (
+        (inspect.Parameter.POSITIONAL_OR_KEYWORD,) if positional else ())
+    return [k for k, p in inspect.signature(function).parameters.items()
+            if p.kind in kinds and k != "self"]
+
+
 def check_near_misses(job, function, options):
     """Refuse an option no score takes that is a near miss of one of ``function``'s own
     keywords (``overwite=True``): it would be refused as an option of the score, which lists
-    the score's options, not the keyword meant."""
-    own = [k for k, p in inspect.signature(function).parameters.items()
-           if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and k != "self"]
+    the score's options, not the keyword meant. A near miss of a score option ("thread" for
+    "threads") is left to the score's own refusal, which names it."""
+    own = keywords(function, positional=True)
     for name in options:
-        hint = "" if name in OPTION_KINDS else closest(name, own)
-        if hint:
-            raise HsanomalyError(f"{job}: no option {name!r} ({hint.strip()})")
+        if name in OPTION_KINDS:
+            continue
+        meant = nearest(name, own + [k for k in OPTION_KINDS if k not in own])
+        if meant in own:
+            raise HsanomalyError(f"{job}: no option {name!r} (did you mean {meant!r}?)")
 
 
 def check_batch_keywords(options, detect, detect_many):
     """Refuse, as what they are, the job options of ``detect`` that ``detect_many`` does not
     take (it writes heatmaps only): they were refused as options of the score."""
-    only = set(inspect.signature(detect).parameters) - set(inspect.signature(detect_many).parameters)
+    only = set(keywords(detect, positional=True)) - set(keywords(detect_many, positional=True))
     why = {"resume": "a rerun of the batch resumes by itself",
            "cog": "a batch writes tiled GeoTIFF heatmaps"}
     for name in options:
@@ -212,9 +223,11 @@ def renamed_keywords(**renames: str) -> Callable[[F], F]:
 
         @functools.wraps(function)
         def call(*args, **kwargs):
-            # an argument given by position counts as given: with its former name as a keyword
-            # too, both names were given (not a TypeError naming only the name now)
-            by_position = dict.fromkeys(parameters[:len(args)])
+            # a renamed argument given by position with its former name as a keyword too:
+            # both names were given (not a TypeError naming only the name now); any other
+            # keyword goes on as given, so Python refuses a repeated one as it would
+            by_position = {new: None for new in renames.values() if new in parameters[:len(args)]
+                           and new not in kwargs}
             named = under_current_names({**by_position, **kwargs}, renames, function.__name__)
             return function(*args, **{k: v for k, v in named.items() if k not in by_position})
         return cast(F, call)

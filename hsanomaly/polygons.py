@@ -14,6 +14,9 @@ from .targets import COLUMNS, check_threshold_choice, find_targets
 from .thresholds import READ_CHUNK
 
 LAYER = "targets"
+# the columns that tell a GeoPackage of ours: the targets' (targets.COLUMNS), but those 0.1.0
+# did not write yet
+OWN_COLUMNS = set(COLUMNS) - {"score", "threshold"}
 
 
 def is_targets_file(path):
@@ -21,7 +24,7 @@ def is_targets_file(path):
     writes, and its style; no table of anyone else's (a user's own layer named "targets",
     or a table added to ours, is not replaced without --overwrite)."""
     return (LAYER in gpkg_tables(path) and not other_tables(path)
-            and set(COLUMNS) <= sqlite_tables(path).get(LAYER, set()))
+            and OWN_COLUMNS <= sqlite_tables(path).get(LAYER, set()))
 
 
 def other_tables(path):

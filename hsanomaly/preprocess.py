@@ -8,7 +8,6 @@ maps to [-1, 1]. Anomalies may land outside [-1, 1]; they are not clipped, becau
 where they stand out.
 """
 
-
 import numpy as np
 
 from .errors import HsanomalyError

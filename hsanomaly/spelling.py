@@ -69,13 +69,19 @@ def _in_python(name, value=None, placeholder=None, python=None):
     return f"'{shown}'" if shown.isidentifier() else shown     # as scikit-learn names them
 
 
-def closest(word, choices, *, name=repr):
-    """"did you mean X? " for the one of ``choices`` closest to a ``word`` that is none of
-    them (a typo, "neighbor" for "neighbour"), shown by ``name``; "" when none is close."""
+def nearest(word, choices):
+    """The one of ``choices`` closest to a ``word`` that is none of them (a typo, "neighbor"
+    for "neighbour"), or None when none is close."""
     import difflib
 
     match = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
-    return f"did you mean {name(match[0])}? " if match else ""
+    return match[0] if match else None
+
+
+def closest(word, choices, *, name=repr):
+    """"did you mean X? " for ``nearest(word, choices)``, shown by ``name``; "" for none."""
+    match = nearest(word, choices)
+    return f"did you mean {name(match)}? " if match is not None else ""
 
 
 def counted(n, noun, plural=None):

@@ -25,7 +25,8 @@ from .thresholds import READ_CHUNK, score_chunks, threshold_from_far
 # the row (GDAL's own default grid, y the row, would draw them mirrored off the raster there)
 PIXEL_GRID = Affine(1.0, 0.0, 0.0, 0.0, -1.0, 0.0)
 
-# A target's attributes, in the order of the frame (and the GeoPackage's layer) besides its geometry.
+# A target's attributes, in the order of the frame and the GeoPackage's layer (besides its
+# geometry).
 COLUMNS = ("id", "pixels", "area", "max_score", "mean_score", "centroid_x", "centroid_y", "score",
            "threshold")
 
@@ -102,7 +103,8 @@ def find_targets(heatmap, *, threshold=None, far=None, transform=None, crs=None,
     columns["threshold"] = np.full(len(records), threshold, dtype=np.float64)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "'crs' was not provided")   # said in the description
-        frame = gpd.GeoDataFrame({name: columns[name] for name in COLUMNS}, geometry=[r["geometry"] for r in records],
+        frame = gpd.GeoDataFrame({name: columns[name] for name in COLUMNS},
+                                 geometry=[r["geometry"] for r in records],
                                  crs=crs.to_wkt() if crs is not None else None)
     description = f"{name}: pixels with score > {threshold:.6g}"
     if not georeferenced:

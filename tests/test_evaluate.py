@@ -740,6 +740,8 @@ def test_a_renamed_keyword_beside_its_argument_given_by_position_is_both_given()
     with pytest.raises(HsanomalyError, match=r"^'outer': class_masks calls it 'outer_mask' now, "
                                              r"and both were given; give 'outer_mask' only$"):
         class_masks(scores, truth, outer, outer=outer)
+    with pytest.raises(TypeError, match="multiple values for argument 'outer_mask'"):
+        class_masks(scores, truth, None, outer_mask=outer)     # not dropped: refused, as before
     with pytest.warns(HsanomalyDeprecationWarning):
         by_keyword = class_masks(scores, truth, outer=outer)
     assert all(np.array_equal(a, b) for a, b in zip(by_keyword, class_masks(scores, truth, outer)))
@@ -944,3 +946,7 @@ def test_a_truth_with_negative_values_is_warned_about(heat_and_truth, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", HsanomalyWarning)
         hsanomaly.evaluate(heat, declared)
+        # an exclusion mask leaves -1 out as it would nodata: nothing to say
+        from hsanomaly.io.scene import read_exclusion
+
+        assert read_exclusion(path, labelled.shape, None)[40:50, 0:20].all()

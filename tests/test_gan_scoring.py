@@ -247,7 +247,7 @@ def test_cli_solver_options_reach_the_scorer(bundle, raster, tmp_path):
 def test_bad_options_are_refused(bundle):
     with pytest.raises(HsanomalyError, match="'lam' must lie in"):
         make_scorer("anogan", model=bundle.path, lam=2.0)
-    with pytest.raises(HsanomalyError, match="'c1' and 'c2'"):
+    with pytest.raises(HsanomalyError, match="^'c1' and 'c2' must not both be 0$"):
         make_scorer("recon", model=bundle.path, c1=0.0, c2=0.0)
     with pytest.raises(HsanomalyError, match="model bundle"):
         make_scorer("recon", model=bundle.path / "missing").bundle   # loaded on first use

@@ -59,7 +59,7 @@ def test_numpy_scalars_and_ring_pairs_are_of_their_kinds():
 def test_detector_refuses_a_bad_option_when_built_not_after_training():
     """Detector.fit trains a quick model for a model score; a bad value must stop it first."""
     for options, flag in (({"codebook": "abc"}, "'codebook'"), ({"purge": 0.9}, "'purge'"),
-                          ({"score": "recon", "c2": -1.0}, "'c1' and 'c2'"),
+                          ({"score": "recon", "c2": -1.0}, "'c2' must be at least 0, got -1.0"),
                           ({"score": "gmm", "seed": -1}, "'seed'")):
         with pytest.raises(HsanomalyError, match=flag):
             Detector(**options)
@@ -365,4 +365,10 @@ def test_a_misspelt_keyword_of_detect_is_refused_as_such_before_any_work(tmp_pat
     with pytest.raises(HsanomalyError, match=r"^detect_many: no option 'worker' \(did you mean "
                                              r"'workers'\?\)$"):
         hsanomaly.detect_many([src], tmp_path / "many", score="rx", worker=2)
+    for score, option, meant in (("anogan", "thread", "threads"), ("anogan", "restars", "restarts"),
+                                 ("dualcontext", "prge", "purge")):
+        # near misses of a score's options as much as of detect's (threshold, extras, progress)
+        with pytest.raises(HsanomalyError, match=rf"^'{option}': score '{score}' does not take "
+                                                 rf"this option \(did you mean '{meant}'\? "):
+            hsanomaly.detect(src, tmp_path / "out.tif", score=score, **{option: 1})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif"]

@@ -215,6 +215,25 @@ def test_a_targets_geopackage_holding_a_qgis_project_is_no_longer_only_ours(tmp_
         check_no_other_layers(gpkg)
 
 
+def test_a_targets_geopackage_written_by_0_1_is_still_ours(tmp_path):
+    """0.1.0 wrote no score and threshold columns: its GeoPackages are still files of ours
+    (replaced without --overwrite); one lacking a column 0.1.0 wrote is not."""
+    import sqlite3
+
+    from hsanomaly.polygons import LAYER, is_targets_file
+
+    scores = np.zeros((20, 20), np.float32)
+    scores[5, 5] = 1
+    heat = write_raster(tmp_path / "heat.tif", scores[None])
+    for dropped, ours in ((("score", "threshold"), True), (("score", "threshold", "area"), False)):
+        gpkg = tmp_path / f"{len(dropped)}.gpkg"
+        write_polygons(heat, gpkg, threshold=0.5)
+        with contextlib.closing(sqlite3.connect(gpkg)) as db, db:
+            for column in dropped:
+                db.execute(f"ALTER TABLE {LAYER} DROP COLUMN {column}")
+        assert is_targets_file(gpkg) == ours
+
+
 # --- polygons -----------------------------------------------------------------------------------
 
 def planted_heatmap():

@@ -66,7 +66,7 @@ def split_unknown(truth):
     return np.where(known, truth, 0).astype(np.uint8), known
 
 
-def read_truth(path, shape=None, grid_of=None, what="scene", required=True):
+def read_truth(path, shape=None, grid_of=None, what="scene", required=True, negative_said=True):
     """(mask, known): a binary mask (uint8, non-zero = 1) from a raster, the truth variable of
     a .mat file, or vector features burnt onto ``grid_of``'s grid (``io.vector``), and where it
     is known (bool, or None when everywhere). A raster's NaN and nodata pixels are unknown,
@@ -76,7 +76,9 @@ def read_truth(path, shape=None, grid_of=None, what="scene", required=True):
     are georeferenced (same CRS, origin and pixel size), so that a mask cut or resampled for
     another grid is refused instead of scoring the wrong pixels; what: what ``shape`` is of,
     for the message; required: features none of which fall on ``grid_of`` are refused (else
-    said: a mask shared by several rasters).
+    said: a mask shared by several rasters); negative_said: a raster's undeclared negative
+    values, which count as non-zero, are warned about (``warn_negative``; not for an exclusion
+    mask, which leaves nodata out as it does non-zero).
     """
     from .vector import is_vector, read_vector_mask
 
@@ -95,7 +97,8 @@ def read_truth(path, shape=None, grid_of=None, what="scene", required=True):
         with open_mask_raster(path, shape, grid_of, what) as (ds, band_index):
             band = read_masked(ds, band_index)
             gt, unknown = mask_values(band, ds.nodata)
-        warn_negative(path, band, unknown)
+        if negative_said:
+            warn_negative(path, band, unknown)
         if unknown.any():
             if unknown.all():
                 raise HsanomalyError(f"{path}: every pixel of the mask is nodata")
@@ -137,8 +140,8 @@ def mask_values(band, nodata):
 
 
 def warn_negative(path, band, unknown):
-    """Say a mask's negative values, which count as non-zero (1): -1 often means "unknown",
-    and undeclared it silently made those pixels targets (or left them out)."""
+    """Say a truth's negative values, which count as non-zero (1): -1 often means "unknown",
+    and undeclared it silently made those pixels targets."""
     values = np.ma.getdata(band)
     with np.errstate(invalid="ignore"):
         negative = (values < 0) & ~unknown
@@ -155,7 +158,7 @@ def read_exclusion(path, shape, grid_of, required=True):
     feature, and its nodata pixels too, since nothing says they may stay in. ``required``:
     as ``read_truth``."""
     mask, known = read_truth(path, shape=shape, grid_of=grid_of, what="raster",
-                             required=required)
+                             required=required, negative_said=False)
     return mask.astype(bool) if known is None else mask.astype(bool) | ~known
 
 

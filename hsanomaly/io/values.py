@@ -80,7 +80,10 @@ def extreme_values(pixels):
         return None
     # the centre and spread of a few thousand pixels: a threshold a million deviations out
     # does not need them exactly, and the medians of every pixel probed took most of the check
-    sample = pixels[:, ::max(1, pixels.shape[1] // CENTRE_SAMPLE)].astype(np.float64)
+    n = pixels.shape[1]
+    picked = (np.sort(np.random.default_rng(0).choice(n, CENTRE_SAMPLE, replace=False))
+              if n > CENTRE_SAMPLE else slice(None))    # at random: a fill every k-th column
+    sample = pixels[:, picked].astype(np.float64)      # would be all of a k-th stride
     median = np.median(sample, axis=1, keepdims=True)
     spread = np.median(np.abs(sample - median), axis=1, keepdims=True)
     # a band at one value give or take float32's rounding has no spread to count in
@@ -89,7 +92,8 @@ def extreme_values(pixels):
     # the pixels compared in their own type with each band's bounds (no float64 copy)
     low, high = median - EXTREME * spread, median + EXTREME * spread
     if pixels.dtype.kind == "f":
-        low, high = low.astype(pixels.dtype), high.astype(pixels.dtype)
+        with np.errstate(over="ignore"):          # beyond the type: no pixel lies there
+            low, high = low.astype(pixels.dtype), high.astype(pixels.dtype)
     far = (pixels < low) | (pixels > high)
     out = far.any(axis=0)
     if not out.any():
@@ -106,13 +110,18 @@ def warn_coarse(name, worst, scaled=False):
         return
     band, rounding, far = worst
     once_scaled = " once scaled by its scale and offset" if scaled else ""
-    if far * FLOAT32_EPS / PRECISION >= 1:        # far from zero against their spread
+    far_out = far * FLOAT32_EPS > PRECISION       # far from zero against their spread
+    tiny = rounding > far * FLOAT32_EPS           # below float32's finest steps, too
+    shift = "subtract an offset from the data" + (
+        " (or set a smaller offset: gdal_edit.py -offset)" if scaled else "")
+    grow = "multiply the data by a power of ten" + (
+        " (or set a larger scale: gdal_edit.py -scale)" if scaled else "")
+    advice = " and ".join(a for a, needed in ((shift, far_out), (grow, tiny)) if needed)
+    if far_out:
         warn_once(f"{name}: band {band}'s values lie {far:.3g} times their spread from zero"
                   f"{once_scaled}, so float32, in which pixels are scored, rounds them by "
-                  "more than a hundredth of that spread; subtract an offset from the data "
-                  "first" + (" (or set a smaller offset: gdal_edit.py -offset)" if scaled else ""))
-    else:                                         # below float32's finest steps
+                  f"more than a hundredth of that spread; {advice} first")
+    else:
         warn_once(f"{name}: band {band}'s values are so small{once_scaled} that float32, in "
                   f"which pixels are scored, rounds them by {rounding:.3g} times their spread "
-                  "(beyond a hundredth of it, or to 0); multiply the data by a power of ten "
-                  "first" + (" (or set a larger scale: gdal_edit.py -scale)" if scaled else ""))
+                  f"(beyond a hundredth of it, or to 0); {advice} first")

@@ -19,6 +19,7 @@ import numpy as np
 from .. import defaults
 from ..errors import HsanomalyError
 from ..io.checks import warn_once
+from ..options import check_not_negative
 from ..spelling import spell
 from .base import Scorer
 
@@ -50,9 +51,10 @@ class GanScorer(Scorer):
 
         if not 0.0 <= lam <= 1.0:
             raise HsanomalyError(f"{spell('lam')} must lie in [0, 1], got {lam}")
-        if c1 < 0 or c2 < 0 or c1 + c2 == 0:
-            raise HsanomalyError(f"{spell('c1')} and {spell('c2')} must each be at least 0 and not both 0, "
-                                 f"got {c1} and {c2}")
+        check_not_negative("c1", c1)
+        check_not_negative("c2", c2)
+        if c1 + c2 == 0:
+            raise HsanomalyError(f"{spell('c1')} and {spell('c2')} must not both be 0")
         check_threads(threads)
         providers(device)   # refuse an unavailable device before any work
         self.model, self.device, self.threads = str(model), device, threads

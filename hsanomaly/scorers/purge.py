@@ -31,8 +31,6 @@ from ..spelling import submit
 FIT_TILES, FIT_TILE = 4, 128
 
 
-
-
 def lift_neighbours(score, weight):
     """``score`` (padded by one pixel) cropped by one pixel, plus ``weight`` times the highest
     score in each pixel's 3x3 neighbourhood, itself included (NaN neighbours are skipped; an
