@@ -1401,6 +1401,16 @@ def test_a_few_extreme_fill_pixels_are_warned_about(tmp_path, fill):
     assert not [w for w in caught if "pixels probed hold values such as" in str(w.message)]
 
 
+def test_a_fill_every_kth_column_is_found_whatever_the_medians_are_taken_from():
+    """The medians come from a sample of the probed pixels; a stride through them could land
+    on a fill every 4th column only, whose median is the fill: nothing was found."""
+    from hsanomaly.io.values import CENTRE_SAMPLE, extreme_values
+
+    pixels = np.random.default_rng(0).normal(100, 5, (6, 4 * CENTRE_SAMPLE)).astype(np.float32)
+    pixels[:, ::4] = -3.4e38
+    assert extreme_values(pixels) == (CENTRE_SAMPLE, float(np.float32(-3.4e38)))
+
+
 @pytest.mark.skipif(not SHARED_DATA.exists(), reason="../shared/data not available")
 def test_no_shared_scene_has_extreme_pixels():
     """The fill warning's margin on real scenes: their farthest values lie at most about a
