@@ -65,7 +65,8 @@ def test_local_rx_matches_brute_force_ring():
     d = x[r, c] - ring.mean(0)
     cov = np.cov(ring.T)
     cov[np.diag_indices(4)] += RIDGE * np.trace(cov) + lrx.floor_     # what keeps it solvable
-    expected = d @ np.linalg.solve(cov, d)
+    n, k = len(ring), 4
+    expected = d @ np.linalg.solve(cov, d) * n * (n - k - 2) / ((n + 1) * (n - 1))  # T^2's mean
     assert heat[r, c] == pytest.approx(expected, rel=1e-4)
     assert np.isfinite(heat).all()  # edge pixels use the part of the ring inside the image
 

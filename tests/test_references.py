@@ -283,7 +283,9 @@ def _ring_log_rx(P, r, c, rings, skip=None, top=None):
         cov = np.cov(ring, rowvar=False)
         cov += 1e-6 * np.trace(cov) * np.eye(P.shape[2]) + 1e-12 * np.eye(P.shape[2])
         e = P[r, c] - ring.mean(0)
-        logs.append(np.log(e @ np.linalg.solve(cov, e) + 1e-12))
+        n, k = len(ring), P.shape[2]
+        hotelling = n * (n - k - 2) / ((n + 1) * (n - 1))    # expected distance k for any n
+        logs.append(np.log(e @ np.linalg.solve(cov, e) * hotelling + 1e-12))
     return np.mean(sorted(logs)[-top:] if top else logs)
 
 
@@ -960,3 +962,20 @@ def test_bands_in_very_different_units_leave_rx_as_it_was(scene):
     scores = [score_array(ArraySource(c), make_scorer("rx").fit(ArraySource(c)))["score"][0]
               for c in (cube.astype(np.float32), mixed.astype(np.float32))]
     np.testing.assert_allclose(scores[1], scores[0], rtol=1e-3, atol=1e-3)
+
+
+def test_a_ring_cut_by_nodata_scores_its_background_like_a_whole_one():
+    """A ring of n pixels on k components inflates a background pixel's expected distance by
+    (n + 1)(n - 1) / (n (n - k - 2)) (Hotelling's T^2): beside a nodata block, a 2-pixel strip
+    scored a median of 18 against 10 inside, and held most of the highest scores. Each
+    distance is scaled to its ring's size now: the strip's median is near the interior's (its
+    ring's heavier tail puts it a little below)."""
+    import hsanomaly
+
+    rng = np.random.default_rng(0)
+    cube = rng.normal(size=(10, 60, 57)).astype(np.float32)
+    cube[:, :, 2:13] = np.nan                      # columns 0-1: a strip beside nodata
+    heat = hsanomaly.Detector("lrx", pca=10).fit_score(cube)
+    strip, inside = np.nanmedian(heat[8:-8, :2]), np.nanmedian(heat[8:-8, 25:40])
+    assert inside == pytest.approx(10, rel=0.15)   # chi-square's median on 10 components, about
+    assert 0.6 < strip / inside < 1.4                # 0.79; it was 1.86

@@ -36,7 +36,7 @@ from ..io.lock import busy, lock_folder
 from ..spelling import counted, spell
 
 FORMAT = "hsanomaly-tiles"
-FORMAT_VERSION = 3      # 3: the thesis search draws its starts per pixel (tiles of 2 differ)
+FORMAT_VERSION = 3      # 3: per-pixel thesis starts, rings scaled to their size (2's tiles differ)
 MANIFEST = "manifest.json"
 TILE_FILES = "tile_*.npz"       # a finished tile each (``TileStore._file``)
 CHECKSUM = "_sha256"

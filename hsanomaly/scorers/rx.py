@@ -11,9 +11,23 @@ from .base import (Scorer, check_pixels, in_chunks, inverse, log_distance, mahal
 
 RING_PIXELS = 4096     # pixels per band of rows in local RX's vectorised covariance solves
 RING_FLOOR = 1e-12     # added to a ring covariance's diagonal, times the scene's variance
-
-
 RIDGE = 1e-6   # of a ring covariance's trace, added to its diagonal: a flat ring stays solvable
+
+
+def ring_minimum(k):
+    """The pixels a ring needs for a distance on ``k`` principal components: from ``k + 3``
+    on, a background pixel's expected distance is finite (``small_sample_factor``)."""
+    return k + 3
+
+
+def small_sample_factor(n, k):
+    """The factor a distance to a ring of ``n`` pixels on ``k`` components is multiplied by,
+    so that a pixel drawn like its ring has expected distance ``k`` whatever ``n``: then
+    ``n / (n + 1)`` times the distance is Hotelling's T^2, of mean ``k (n - 1) / (n - k - 2)``.
+    A ring cut by nodata or the image's edge holds fewer pixels, and its distances ran higher
+    (with ``n`` near ``k``, twice as high: false alarms along every nodata border)."""
+    return n * (n - k - 2) / ((n + 1) * (n - 1))
+
 
 class GlobalRX(Scorer):
     """Squared Mahalanobis distance to the scene's mean and covariance, fitted in one streaming pass."""
@@ -83,13 +97,13 @@ class LocalRX(Scorer):
     def check_ring_size(self, bands):
         """Refuse a ring with too few pixels for a covariance on the principal components
         local RX works in for ``bands`` bands: every pixel would be NaN (a ring scores a pixel
-        only when it holds more than pca + 1 of them)."""
+        only when it holds ``ring_minimum(pca)`` of them)."""
         k = min(self.pca, bands)
         pixels = self.outer ** 2 - self.guard ** 2
-        if pixels <= k + 1:
+        if pixels < ring_minimum(k):
             raise HsanomalyError(f"local RX ring {self.outer}/{self.guard} holds {pixels} pixels, "
                                  f"too few for a covariance on {k} principal components (it needs "
-                                 f"more than {k + 1}); choose a larger ring or a smaller {spell('pca')}")
+                                 f"{ring_minimum(k)}); choose a larger ring or a smaller {spell('pca')}")
 
     def fit(self, source):
         n, mean, scatter = scene_moments(source)
@@ -175,7 +189,7 @@ class LocalRX(Scorer):
             ring -= _window_sums(integral, self.guard, guard + top, guard, height, cols)
             ring = ring.reshape(height * cols, -1)
             ok = (valid[halo + top:halo + top + height, halo:halo + cols].ravel()
-                  & (ring[:, 0] > k + 1))
+                  & (ring[:, 0] >= ring_minimum(k)))
             if ok.any():
                 centre = x[halo + top:halo + top + height, halo:halo + cols].reshape(-1, k)
                 values = np.full(len(ring), np.nan, dtype=np.float32)
@@ -184,9 +198,9 @@ class LocalRX(Scorer):
         return score
 
     def _rx(self, ring, centre):
-        """d' C^-1 d per pixel, d = centre - ring mean, C = ring covariance (+ ridge), from the
-        ring sums [n, sum x, upper triangle of sum x x'] (features, pixels) and the centres
-        (k, pixels).
+        """d' C^-1 d per pixel, d = centre - ring mean, C = ring covariance (+ ridge), times
+        ``small_sample_factor(n, k)``, from the ring sums [n, sum x, upper triangle of sum
+        x x'] (features, pixels) and the centres (k, pixels).
 
         Pixels lie along the last axis (structure of arrays), and the quadratic form is minus
         the last pivot of the bordered matrix [[C, d], [d', 0]] once its first k are
@@ -207,7 +221,7 @@ class LocalRX(Scorer):
             factor = m[j + 1:, j] / m[j, j]
             for i in range(j + 1, k + 1):
                 m[i, j + 1:i + 1] -= factor[i - j - 1] * m[j + 1:i + 1, j]
-        return -m[k, k]
+        return -m[k, k] * small_sample_factor(n, k)
 
 
 def _window_sums(integral, size, top, left, rows, cols, out=None):
