@@ -174,6 +174,22 @@ def test_detect_many_skips_finished_rasters(tmp_path, client):
     assert written.stat().st_mtime_ns == mtime
 
 
+def test_detect_many_scores_again_a_heatmap_of_an_earlier_format(tmp_path, monkeypatch):
+    """The rings' scaling changed lrx's heatmaps for the same settings: one written before it
+    was taken for current and skipped. The store's format is part of the run's fingerprint."""
+    from hsanomaly.engine import store
+
+    cube, _ = synthetic_cube()
+    src = str(write_raster(tmp_path / "scene.tif", cube))
+    monkeypatch.setattr(store, "FORMAT_VERSION", store.FORMAT_VERSION - 1)
+    first = hsanomaly.detect_many([src], tmp_path / "out", score="lrx", outer=7, guard=3,
+                                  progress=False)
+    monkeypatch.undo()
+    again = hsanomaly.detect_many([src], tmp_path / "out", score="lrx", outer=7, guard=3,
+                                  progress=False)
+    assert [item.status for item in first + again] == ["scored", "scored"]
+
+
 def test_detect_many_reports_a_failed_raster_and_goes_on(tmp_path):
     cube, _ = synthetic_cube()
     good = write_raster(tmp_path / "good.tif", cube)

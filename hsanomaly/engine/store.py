@@ -36,7 +36,9 @@ from ..io.lock import busy, lock_folder
 from ..spelling import counted, spell
 
 FORMAT = "hsanomaly-tiles"
-FORMAT_VERSION = 3      # 3: per-pixel thesis starts, rings scaled to their size (2's tiles differ)
+# 3: per-pixel thesis starts, rings scaled to their size: a store or heatmap of 2 differs.
+# Raise it whenever a score's results change for the same settings (run_fingerprint).
+FORMAT_VERSION = 3
 MANIFEST = "manifest.json"
 TILE_FILES = "tile_*.npz"       # a finished tile each (``TileStore._file``)
 CHECKSUM = "_sha256"
@@ -74,8 +76,11 @@ def store_path(dst):
 
 
 def run_fingerprint(input_fingerprint, config):
-    """The fingerprint of a run: its input and its configuration (plain JSON)."""
-    return digest({"input": input_fingerprint, "config": json.loads(json.dumps(config))})
+    """The fingerprint of a run: its input, its configuration (plain JSON) and the store's
+    format, which changes with the scores' results: a heatmap of an earlier format is not
+    current (``detect-many`` scores it again, rather than skipping it)."""
+    return digest({"input": input_fingerprint, "config": json.loads(json.dumps(config)),
+                   "format_version": FORMAT_VERSION})
 
 
 def is_tile_store(path):
