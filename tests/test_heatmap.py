@@ -39,7 +39,8 @@ def test_tags_name_the_score_every_parameter_and_the_input(synthetic_raster, tmp
                                                             "pca": 10}
         assert tags["HSANOMALY_VERSION"] == hsanomaly.__version__
         assert ds.descriptions[0] == ("lrx anomaly score (local RX: squared Mahalanobis distance "
-                                      "to the surrounding ring; high = anomalous)")
+                                      "to the surrounding ring, scaled to its size; high = "
+                                      "anomalous)")
         stats = ds.tags(1)
         values = ds.read(1)
         assert float(stats["STATISTICS_MAXIMUM"]) == pytest.approx(np.nanmax(values), rel=1e-6)

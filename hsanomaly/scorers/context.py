@@ -356,7 +356,7 @@ class DualContextScorer(RingContextScorer):
     def __init__(self, model, top_rings=defaults.DUAL_TOP_RINGS, weight=defaults.DUAL_WEIGHT,
                  purge=defaults.DUAL_PURGE, neighbour_weight=defaults.DUAL_NEIGHBOUR_WEIGHT,
                  **options):
-        check_not_negative("weight", weight)
+        weight = check_not_negative("weight", weight)
         super().__init__(model, top_rings=top_rings, purge=purge,
                          neighbour_weight=neighbour_weight, **options)
-        self.weight = float(weight)
+        self.weight = weight

@@ -25,7 +25,9 @@ def small_sample_factor(n, k):
     so that a pixel drawn like its ring has expected distance ``k`` whatever ``n``: then
     ``n / (n + 1)`` times the distance is Hotelling's T^2, of mean ``k (n - 1) / (n - k - 2)``.
     A ring cut by nodata or the image's edge holds fewer pixels, and its distances ran higher
-    (with ``n`` near ``k``, twice as high: false alarms along every nodata border)."""
+    (many times higher with ``n`` near ``k``: false alarms along nodata borders). The mean is
+    matched, not the tail: a small ring's distances still pass a whole ring's rare
+    thresholds more often."""
     return n * (n - k - 2) / ((n + 1) * (n - 1))
 
 
@@ -70,7 +72,7 @@ class LocalRX(Scorer):
     """
 
     name = "lrx"
-    meaning = "local RX: squared Mahalanobis distance to the surrounding ring"
+    meaning = "local RX: squared Mahalanobis distance to the surrounding ring, scaled to its size"
     options = ("outer", "guard", "pca")
     renamed_options = {"components": "pca"}
     unscored_cause = ("the local RX ring around them holds too few valid pixels for a "
@@ -103,7 +105,8 @@ class LocalRX(Scorer):
         if pixels < ring_minimum(k):
             raise HsanomalyError(f"local RX ring {self.outer}/{self.guard} holds {pixels} pixels, "
                                  f"too few for a covariance on {k} principal components (it needs "
-                                 f"{ring_minimum(k)}); choose a larger ring or a smaller {spell('pca')}")
+                                 f"{ring_minimum(k)}); choose a larger ring or a smaller "
+                                 f"{spell('pca')}")
 
     def fit(self, source):
         n, mean, scatter = scene_moments(source)
