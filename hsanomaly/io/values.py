@@ -11,7 +11,7 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 FLOAT32_EPS = float(np.finfo(np.float32).eps)
 FLOAT32_STEP = float(np.finfo(np.float32).smallest_subnormal)   # float32's finest step, anywhere
 EXTREME = 1e6           # deviations from a band's median beyond which a value is a fill
-CENTRE_SAMPLE = 4096    # pixels a band's median and deviation are taken from (evenly spaced)
+CENTRE_SAMPLE = 4096    # pixels a band's median and deviation are taken from (drawn at random)
 PRECISION = 0.01        # float32's rounding, as a share of a band's spread, beyond which it is said
 
 

@@ -33,7 +33,8 @@ class Scorer:
                           # and keeps per-pixel results its neighbouring blocks share
 
     def __setstate__(self, state):
-        """A scorer pickled under an option's former name (``renamed_options``) takes the name now."""
+        """A scorer pickled under an option's former name (``renamed_options``) takes the name
+        now."""
         for former, now in self.renamed_options.items():
             if former in state:
                 state[now] = state.pop(former)
