@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import HsanomalyError
 from .checks import warn_once
 from .gdal import open_raster, read_masked
-from .values import exact
+from .values import commonest, declare_nodata
 from .source import open_source
 
 
@@ -146,11 +146,10 @@ def warn_negative(path, band, unknown):
     with np.errstate(invalid="ignore"):
         negative = (values < 0) & ~unknown
     if negative.any():
-        found, counts = np.unique(values[negative], return_counts=True)
-        value = found[np.argmax(counts)]
+        value, _ = commonest(values[negative])
         warn_once(f"{path}: {int(negative.sum())} pixels of the mask hold negative values "
                   f"({value:g} the commonest), which count as non-zero (1); if {value:g} means "
-                  f"unknown, declare it nodata (gdal_edit.py -a_nodata {exact(value)})")
+                  f"unknown, declare it nodata ({declare_nodata(value)})")
 
 
 def read_exclusion(path, shape, grid_of, required=True):

@@ -24,8 +24,8 @@ from .bandaxis import MIN_LINE, warn_if_bands_elsewhere
 from .checks import warn_once
 from .gdal import (band_wavelengths, bad_bands, check_raw_size, gdal_env, is_gdal_name, open_raster,
                    read_checked, read_masked, require_file)
-from .values import (EXTREME, FLOAT32_MAX, check_float32_range, coarsest_in_float32, exact,
-                     extreme_values, warn_coarse, wider_than_float32)
+from .values import (EXTREME, FLOAT32_MAX, check_float32_range, coarsest_in_float32, commonest,
+                     declare_nodata, extreme_values, warn_coarse, wider_than_float32)
 
 PROBE = 64              # pixels across a window the data is probed on before the work
 AXIS_STRIP, AXIS_LINE, AXIS_LINES = 4, 512, 200   # the band-axis check's lines: strips 4
@@ -204,7 +204,7 @@ class _Source:
         extreme = extreme_values(np.concatenate(pixels, axis=1))
         if extreme is not None:
             count, value = extreme
-            declare = (f"declare it nodata (gdal_edit.py -a_nodata {exact(value)})"
+            declare = (f"declare it nodata ({declare_nodata(value)})"
                        if isinstance(self, RasterSource) else "mask them, or set them to NaN")
             warn_once(f"{self.name}: {count} of the pixels probed hold values such as {value:g}, "
                       f"more than {EXTREME:g} times the other pixels' spread away from them: a "
@@ -217,10 +217,9 @@ class _Source:
                       "over water, say)? If so, set another nodata value, or none")
         flat = np.concatenate(flat) if flat else np.empty(0)
         if total and len(flat) > PARTIAL_NODATA * total:
-            fills, counts = np.unique(flat, return_counts=True)
-            fill, count = fills[np.argmax(counts)], int(counts.max())
+            fill, count = commonest(flat)
             if PARTIAL_NODATA * total < count < whole:   # all: a constant raster, said so
-                declare = (f"declare it (gdal_edit.py -a_nodata {exact(fill)})"
+                declare = (f"declare it ({declare_nodata(fill)})"
                            if isinstance(self, RasterSource) else "mask it, or set it to NaN")
                 warn_once(f"{self.name}: {count / total:.0%} of the pixels probed hold {fill:g} "
                           "in every band, which no spectrum does: a fill value not declared as "

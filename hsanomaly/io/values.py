@@ -63,6 +63,17 @@ def coarsest_in_float32(values, nodata, bands):
     return worst
 
 
+def commonest(values):
+    """(the value most of ``values`` hold, how many hold it): a fill's or a code's value."""
+    found, counts = np.unique(values, return_counts=True)
+    return found[np.argmax(counts)], int(counts.max())
+
+
+def declare_nodata(value):
+    """The command that declares ``value`` a raster's nodata, to quote in a message."""
+    return f"gdal_edit.py -a_nodata {exact(value)}"
+
+
 def exact(value):
     """A value as text that reads back as the same number (a nodata value to declare must
     match the pixels exactly; ``:g`` rounds -3.4028235e38 to another float32)."""
@@ -98,9 +109,7 @@ def extreme_values(pixels):
     out = far.any(axis=0)
     if not out.any():
         return None
-    found = pixels[far]
-    values, counts = np.unique(found, return_counts=True)
-    return int(out.sum()), float(values[np.argmax(counts)])
+    return int(out.sum()), float(commonest(pixels[far])[0])
 
 
 def warn_coarse(name, worst, scaled=False):
