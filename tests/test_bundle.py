@@ -14,7 +14,8 @@ import pytest
 
 from hsanomaly.errors import HsanomalyError
 from hsanomaly.model import check_bands, load_bundle
-from hsanomaly.model.bundle import embedded_metadata, file_sha256
+from hsanomaly.io.digest import file_sha256
+from hsanomaly.model.bundle import embedded_metadata
 from hsanomaly.preprocess import Preprocessor
 
 onnx = pytest.importorskip("onnx")

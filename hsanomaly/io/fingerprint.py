@@ -20,6 +20,8 @@ import os
 
 import numpy as np
 
+from .digest import file_sha256
+
 FULL_HASH_BYTES = 64 * 2**20
 SIDE_HASH_BYTES = 2**20      # the other files an input reads: by content up to this size
 SAMPLE_BLOCK = 2**16
@@ -29,12 +31,10 @@ SAMPLE_BLOCKS = 64
 def file_fingerprint(path):
     """{"size", "sha256"} for small files; {"size", "mtime_ns", "sample_sha256"} for large ones."""
     stat = os.stat(path)
+    if stat.st_size <= FULL_HASH_BYTES:
+        return {"size": stat.st_size, "sha256": file_sha256(path)}
     digest = hashlib.sha256()
     with open(path, "rb") as f:
-        if stat.st_size <= FULL_HASH_BYTES:
-            for chunk in iter(lambda: f.read(2**20), b""):
-                digest.update(chunk)
-            return {"size": stat.st_size, "sha256": digest.hexdigest()}
         last = stat.st_size - SAMPLE_BLOCK
         for offset in np.linspace(0, last, SAMPLE_BLOCKS + 2).astype(np.int64):
             f.seek(int(offset))

@@ -7,7 +7,6 @@ pixels on every side (NaN outside the raster) and a boolean validity mask, plus
 runner can wrap a source and replace ``reduce`` and ``sample`` with cluster versions.
 """
 
-import hashlib
 import os
 import socket
 import stat
@@ -22,6 +21,7 @@ from ..defaults import TILE
 from ..errors import HsanomalyError
 from .bandaxis import MIN_LINE, warn_if_bands_elsewhere
 from .checks import warn_once
+from .digest import file_sha256
 from .gdal import (band_wavelengths, bad_bands, check_raw_size, gdal_env, is_gdal_name, open_raster,
                    read_checked, read_masked, require_file)
 from .values import (EXTREME, FLOAT32_MAX, check_float32_range, coarsest_in_float32, commonest,
@@ -63,14 +63,10 @@ def file_identity(path):
 def content_digest(path):
     """sha256 of every byte of file ``path`` (or None where it cannot be read): what a scene
     loaded whole into memory is compared by, whatever its modification time says."""
-    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(2**20), b""):
-                digest.update(chunk)
+        return file_sha256(path)
     except OSError:
         return None
-    return digest.hexdigest()
 
 
 class _Source:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import HsanomalyError, describe
+from ..io.digest import file_sha256
 from ..preprocess import Preprocessor
 from .external import MalformedProtobuf, uses_external_data
 
@@ -185,14 +186,6 @@ class StoredCodebook:
                 _fail(self.path, f"{self.settings['arrays'][name]} holds values that are not "
                                  "finite (a diverged training?)")
         return z, g, jac
-
-
-def file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def embedded_metadata(meta):

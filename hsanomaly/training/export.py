@@ -37,8 +37,9 @@ import numpy as np
 import torch
 
 from .. import defaults
+from ..io.digest import file_sha256
 from ..model.bundle import (CODEBOOK_ARRAYS, CODEBOOK_FILE, CRITIC, GENERATOR, META_FILE,
-                            METADATA_KEY, embedded_metadata, file_sha256)
+                            METADATA_KEY, embedded_metadata)
 
 OPSET = 17
 IR_VERSION = 8      # the ONNX IR version that goes with opset 17
