@@ -950,3 +950,35 @@ def test_a_truth_with_negative_values_is_warned_about(heat_and_truth, tmp_path):
         from hsanomaly.io.scene import read_exclusion
 
         assert read_exclusion(path, labelled.shape, None)[40:50, 0:20].all()
+
+
+def test_negative_values_of_a_truth_array_or_mat_file_are_warned_about(heat_and_truth, tmp_path):
+    """As a raster's (above): -1 in a truth array or a .mat truth counted as a target without
+    a word; each is told how its kind of input marks a pixel unknown, and once it is marked
+    so, nothing is said."""
+    import warnings
+
+    import scipy.io
+
+    import hsanomaly
+
+    heat, _, _, truth = heat_and_truth
+    labelled = truth.astype(np.int16)
+    labelled[40:50, 0:20] = -1
+    with pytest.warns(HsanomalyWarning, match=r"the truth array: 200 pixels of the mask hold "
+                                              r"negative values \(-1 the commonest\).*if -1 "
+                                              r"means unknown, mask them \(numpy.ma.masked_equal"):
+        hsanomaly.evaluate(heat, labelled)
+    mat = tmp_path / "truth.mat"
+    scipy.io.savemat(mat, {"map": labelled.astype(np.float64)})
+    with pytest.warns(HsanomalyWarning, match=r"truth.mat: 200 pixels of the mask hold negative "
+                                              r"values.*set those pixels to NaN in the file"):
+        hsanomaly.io.read_truth(mat)
+    unknown = labelled.astype(np.float64)
+    unknown[unknown < 0] = np.nan
+    scipy.io.savemat(mat, {"map": unknown})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", HsanomalyWarning)
+        hsanomaly.evaluate(heat, np.ma.masked_equal(labelled, -1))
+        gt, known = hsanomaly.io.read_truth(mat)
+    assert not known[40:50, 0:20].any() and known.sum() == labelled.size - 200

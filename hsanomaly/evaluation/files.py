@@ -16,6 +16,7 @@ from ..io.gdal import open_raster, read_masked
 from ..io.paths import is_path
 from ..io.scene import mask_values
 from ..io.inputs import as_band, pixel_centres, placement
+from ..io.values import warn_negative_mask
 from ..options import renamed_keywords
 from ..spelling import counted, spell
 from .metrics import evaluate
@@ -80,6 +81,8 @@ def read_mask(mask, shape, heatmap=None, name="the mask array"):
     if values.shape != tuple(shape):
         raise HsanomalyError(f"{name} is {_pixels(values.shape)}, the heatmap {_pixels(shape)}")
     truth, unknown = mask_values(values, None)
+    warn_negative_mask(name, np.ma.getdata(values), unknown, lambda value: "mask them "
+                       f"(numpy.ma.masked_equal(mask, {value:g})) or set them to NaN")
     if unknown.all():
         raise HsanomalyError(f"{name}: every pixel is masked or NaN")
     return truth, (~unknown if unknown.any() else None)

@@ -10,6 +10,7 @@ import numpy as np
 from ..errors import HsanomalyError, describe
 from .checks import check_memory
 from .units import nanometres
+from .values import warn_negative_mask
 
 CUBE_NAMES = ("data", "image", "img", "hsi", "cube", "X", "Y")
 TRUTH_NAMES = ("map", "mask", "gt", "groundtruth", "ground_truth", "gt_map", "truth",
@@ -131,7 +132,7 @@ def read_mat(path, labels=False):
     truth = variables.get(truth_name) if truth_name else None
     if labels:
         return cube, truth if _mask(truth) is not None else None
-    return cube, _mask(truth)
+    return cube, _mask(truth, path)
 
 
 def _bands_first(path, shape, truth_shape, truth_name):
@@ -168,7 +169,7 @@ def read_mat_truth(path):
     or only its 2-D mask (a truth saved on its own), and no cube is loaded."""
     headers = _headers(path)
     name = _truth_name(path, headers, _pick(headers, CUBE_NAMES, 3))
-    return _mask(_load(path, [name])[name]) if name else None
+    return _mask(_load(path, [name])[name], path) if name else None
 
 
 def _truth_name(path, headers, cube_name):
@@ -197,9 +198,13 @@ def _truth_name(path, headers, cube_name):
                   if len(v[0]) != 2 or tuple(v[0]) == tuple(shape[:2])}, (), 2)
 
 
-def _mask(truth):
-    """uint8: 1 where non-zero, 0 where zero, UNKNOWN where NaN; None for no usable mask."""
+def _mask(truth, path=None):
+    """uint8: 1 where non-zero, 0 where zero, UNKNOWN where NaN; None for no usable mask.
+    With the file's ``path``, its negative values (non-zero, so targets) are said."""
     if truth is None or truth.dtype.kind not in "uifb" or truth.ndim != 2:
         return None
     unknown = np.isnan(truth) if truth.dtype.kind == "f" else np.zeros(truth.shape, bool)
+    if path is not None:
+        warn_negative_mask(path, truth, unknown, lambda value: "set those pixels to NaN in the "
+                           "file, which marks them unknown")
     return np.where(unknown, UNKNOWN, np.nan_to_num(truth) != 0).astype(np.uint8)

@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import HsanomalyError
 from .checks import warn_once
 from .gdal import open_raster, read_masked
-from .values import commonest, declare_nodata
+from .values import declare_nodata, warn_negative_mask
 from .source import open_source
 
 
@@ -77,7 +77,7 @@ def read_truth(path, shape=None, grid_of=None, what="scene", required=True, nega
     another grid is refused instead of scoring the wrong pixels; what: what ``shape`` is of,
     for the message; required: features none of which fall on ``grid_of`` are refused (else
     said: a mask shared by several rasters); negative_said: a raster's undeclared negative
-    values, which count as non-zero, are warned about (``warn_negative``; not for an exclusion
+    values, which count as non-zero, are warned about (``values.warn_negative_mask``; not for an exclusion
     mask, which leaves nodata out as it does non-zero).
     """
     from .vector import is_vector, read_vector_mask
@@ -98,7 +98,8 @@ def read_truth(path, shape=None, grid_of=None, what="scene", required=True, nega
             band = read_masked(ds, band_index)
             gt, unknown = mask_values(band, ds.nodata)
         if negative_said:
-            warn_negative(path, band, unknown)
+            warn_negative_mask(path, np.ma.getdata(band), unknown,
+                               lambda value: f"declare it nodata ({declare_nodata(value)})")
         if unknown.any():
             if unknown.all():
                 raise HsanomalyError(f"{path}: every pixel of the mask is nodata")
@@ -137,19 +138,6 @@ def mask_values(band, nodata):
     gt = (np.nan_to_num(values) != 0).astype(np.uint8)
     gt[unknown] = 0
     return gt, unknown
-
-
-def warn_negative(path, band, unknown):
-    """Say a truth's negative values, which count as non-zero (1): -1 often means "unknown",
-    and undeclared it silently made those pixels targets."""
-    values = np.ma.getdata(band)
-    with np.errstate(invalid="ignore"):
-        negative = (values < 0) & ~unknown
-    if negative.any():
-        value, _ = commonest(values[negative])
-        warn_once(f"{path}: {int(negative.sum())} pixels of the mask hold negative values "
-                  f"({value:g} the commonest), which count as non-zero (1); if {value:g} means "
-                  f"unknown, declare it nodata ({declare_nodata(value)})")
 
 
 def read_exclusion(path, shape, grid_of, required=True):

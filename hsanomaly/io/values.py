@@ -69,6 +69,24 @@ def commonest(values):
     return found[np.argmax(counts)], int(counts.max())
 
 
+def warn_negative_mask(name, values, unknown, remedy):
+    """Say a mask's negative values, which count as non-zero (1): -1 often means "unknown",
+    and unsaid it silently makes those pixels targets. ``unknown``: pixels already marked so
+    (or None); ``remedy(value)``: how this kind of input marks a value unknown."""
+    values = np.asarray(values)
+    if values.dtype.kind not in "if":
+        return
+    with np.errstate(invalid="ignore"):
+        negative = values < 0
+    if unknown is not None:
+        negative &= ~unknown
+    if negative.any():
+        value, _ = commonest(values[negative])
+        warn_once(f"{name}: {int(negative.sum())} pixels of the mask hold negative values "
+                  f"({value:g} the commonest), which count as non-zero (1); if {value:g} means "
+                  f"unknown, {remedy(value)}")
+
+
 def declare_nodata(value):
     """The command that declares ``value`` a raster's nodata, to quote in a message."""
     return f"gdal_edit.py -a_nodata {exact(value)}"
