@@ -176,8 +176,8 @@ def find_targets(heatmap: Union[PathArg, Scores], *, threshold: Optional[Support
     if scores.dtype.kind not in "uif":
         raise HsanomalyError(f"the heatmap array holds {scores.dtype} values, not scores")
     scores = scores.astype(np.result_type(scores.dtype, np.float32))
-    return vectorise(scores.filled(np.nan), threshold=threshold,
-                     far=far, transform=placed[0], crs=placed[1], name="the heatmap array")[0]
+    return vectorise(scores.filled(np.nan), threshold=threshold, far=far, transform=placed[0],
+                     crs=placed[1], name="the heatmap array", given=transform is not None)[0]
 
 
 @one_job()

@@ -47,7 +47,7 @@ def check_threshold_choice(threshold, far, label, wanted="targets"):
 
 
 def find_targets(heatmap, *, threshold=None, far=None, transform=None, crs=None,
-                 chunk=READ_CHUNK, name=None):
+                 chunk=READ_CHUNK, name=None, given=False):
     """(GeoDataFrame of the targets, the layer's description) of a heatmap: a GeoTIFF path
     (its georeferencing and score name read from it) or a 2-D array placed by ``transform``
     and ``crs`` (pixel coordinates without). Targets are 8-connected regions of pixels
@@ -57,7 +57,8 @@ def find_targets(heatmap, *, threshold=None, far=None, transform=None, crs=None,
     mean_score, centroid_x and centroid_y (map coordinates of the mean pixel centre), score
     (the score's name a heatmap file records; empty for an array) and threshold. Memory is
     bounded by ``chunk`` plus the targets themselves. ``name``: how
-    messages and the description name the heatmap."""
+    messages and the description name the heatmap; ``given``: the caller gave ``transform``
+    (not read off a DataArray's coordinates), so it is taken as it is (``pixel_coordinates``)."""
     import geopandas as gpd
 
     is_file = isinstance(heatmap, (str, os.PathLike))
@@ -72,7 +73,7 @@ def find_targets(heatmap, *, threshold=None, far=None, transform=None, crs=None,
         if transform.is_identity and crs is not None:
             _warn_crs_unplaced(name, "the heatmap array")
             crs = None
-    pixels = pixel_coordinates(transform, crs, in_memory=not is_file)
+    pixels = pixel_coordinates(transform, crs, in_memory=not (is_file or given))
     georeferenced = pixels is None
     transform = transform if georeferenced else pixels
     if threshold is None:
@@ -121,9 +122,10 @@ def pixel_coordinates(transform, crs, in_memory):
     """The transform of pixel coordinates, x the column and y minus the row of the whole
     raster (``PIXEL_GRID``), for a heatmap that is not on a map; None for one that is. A file
     is not without a geotransform (QGIS draws one with a geotransform where it says, even in
-    pixel units); scores in memory are not where theirs counts pixels: no CRS, pixels one
-    unit wide, rows downwards, unrotated (a cut of such a raster, placed by rioxarray's or
-    ``Detector``'s pixel-centre coordinates)."""
+    pixel units); scores in memory placed by their DataArray's coordinates (``in_memory``)
+    are not where those count pixels: no CRS, pixels one unit wide, rows downwards, unrotated
+    (a cut of such a raster, placed by rioxarray's or ``Detector``'s pixel-centre
+    coordinates). A transform a caller gives is a map's, whatever its numbers."""
     counts_pixels = crs is None and (transform.a, transform.b, transform.d, transform.e) == (
         1, 0, 0, 1)
     if transform.is_identity or (in_memory and counts_pixels):
@@ -183,6 +185,20 @@ def projected_pixel_area(transform, crs):
     return abs(transform.determinant) * crs.linear_units_factor[1] ** 2
 
 
+def geodesic_area(geometry, crs):
+    """The area in square metres, on the ellipsoid of geographic ``crs``, of a polygon in its
+    coordinates: those are in the CRS's own angular unit (grads, say), and pyproj's geodesic
+    takes degrees."""
+    import pyproj
+    from shapely import affinity
+
+    geographic = pyproj.CRS.from_wkt(crs.to_wkt())
+    degrees = math.degrees(geographic.axis_info[0].unit_conversion_factor)    # per unit
+    if abs(degrees - 1) > 1e-12:
+        geometry = affinity.scale(geometry, degrees, degrees, origin=(0, 0))
+    return abs(geographic.get_geod().geometry_area_perimeter(geometry)[0])
+
+
 def target_areas(records, transform, crs):
     """(each target's area, its unit): square metres from a pixel's area
     (``projected_pixel_area``), or
@@ -193,10 +209,7 @@ def target_areas(records, transform, crs):
     if transform is None:
         return np.full(len(records), np.nan), None
     if crs is not None and crs.is_geographic:
-        import pyproj
-
-        geod = pyproj.CRS.from_wkt(crs.to_wkt()).get_geod()
-        return np.array([abs(geod.geometry_area_perimeter(r["geometry"])[0]) for r in records],
+        return np.array([geodesic_area(r["geometry"], crs) for r in records],
                         dtype=np.float64), "square metres"
     area = projected_pixel_area(transform, crs)
     if area is not None:

@@ -7,6 +7,7 @@ import warnings
 
 import geopandas as gpd
 import numpy as np
+import shapely.affinity
 import pyogrio
 import pytest
 import rasterio
@@ -553,16 +554,18 @@ def test_a_geopackage_open_with_changes_in_its_write_ahead_log_is_not_replaced(s
 
 
 @pytest.mark.parametrize("epsg, pixel, metres", [(32633, 2.0, 2.0), (2263, 2.0, 2.0 * 0.3048006096),
-                                                 (4326, 1e-4, None)])
+                                                 (4326, 1e-4, None), (4807, 1e-4, None)])
 def test_target_areas_are_in_square_metres(tmp_path, epsg, pixel, metres):
     """The area column was in the CRS's units squared with no word of which: square degrees
-    (8e-08 for a target of 700 square metres) or square US feet."""
+    (8e-08 for a target of 700 square metres) or square US feet; and in a geographic CRS
+    that counts grads, grads were taken for degrees."""
     from affine import Affine
     from pyproj import Geod
 
     scores = planted_heatmap()
-    transform = Affine(pixel, 0, 10.0 if epsg == 4326 else 5e5, 0, -pixel,
-                       60.0 if epsg == 4326 else 6.7e6)
+    geographic = metres is None
+    transform = Affine(pixel, 0, 10.0 if geographic else 5e5, 0, -pixel,
+                       60.0 if geographic else 6.7e6)
     path = tmp_path / "heat.tif"
     with rasterio.open(path, "w", driver="GTiff", dtype="float32", count=1, crs=f"EPSG:{epsg}",
                        height=scores.shape[0], width=scores.shape[1], transform=transform) as dst:
@@ -572,7 +575,11 @@ def test_target_areas_are_in_square_metres(tmp_path, epsg, pixel, metres):
     if metres is not None:
         np.testing.assert_allclose(layer["area"], layer["pixels"] * metres ** 2)
     else:           # on the ellipsoid: a pixel of 1e-4 degrees at 60 N is about 11 x 5.6 m
-        expected = [abs(Geod(ellps="WGS84").geometry_area_perimeter(g)[0]) for g in layer.geometry]
+        # EPSG:4807 counts grads (0.9 degree): its areas were taken in degrees, 10 % or more off
+        degrees = 0.9 if epsg == 4807 else 1.0
+        geod = Geod(ellps="clrk80ign" if epsg == 4807 else "WGS84")
+        expected = [abs(geod.geometry_area_perimeter(shapely.affinity.scale(
+            g, degrees, degrees, origin=(0, 0)))[0]) for g in layer.geometry]
         np.testing.assert_allclose(layer["area"], expected)
         assert 50 < layer["area"].iloc[0] / layer["pixels"].iloc[0] < 70
     description = pyogrio.read_info(tmp_path / "targets.gpkg", layer="targets")[
@@ -684,3 +691,40 @@ def test_find_targets_takes_what_a_data_array_carries_beside_what_is_given():
     for found in (hsanomaly.find_targets(with_crs, threshold=1.0, transform=TRANSFORM),
                   hsanomaly.find_targets(with_transform, threshold=1.0, crs=CRS)):
         assert found.crs == CRS and found["area"].notna().all()
+
+
+def test_a_transform_given_with_one_unit_pixels_and_no_crs_is_taken_as_it_is(tmp_path):
+    """A south-up transform of 1-unit pixels given beside an array was taken for pixel
+    coordinates (the guess made for a cut of a DataArray without a map): the targets came out
+    mirrored, at y -5005 instead of 5005. A given transform places them as a file with it does."""
+    from affine import Affine
+
+    scores = np.zeros((40, 50), np.float32)
+    scores[3:5, 6:8] = 1.0
+    south_up = Affine(1, 0, 1000, 0, 1, 5000)
+    path = tmp_path / "heat.tif"
+    with rasterio.open(path, "w", driver="GTiff", dtype="float32", count=1, height=40, width=50,
+                       transform=south_up) as dst:
+        dst.write(scores[None])
+    from_file = hsanomaly.find_targets(path, threshold=0.5)
+    from_array = hsanomaly.find_targets(scores, threshold=0.5, transform=south_up)
+    assert from_array.total_bounds.tolist() == from_file.total_bounds.tolist() == [
+        1006, 5003, 1008, 5005]
+    assert from_array[["centroid_x", "centroid_y"]].values.tolist() == [[1007, 5004]]
+
+
+def test_a_geographic_crs_in_grads_gives_the_mean_pixel_area_in_square_metres():
+    """Evaluate's false alarms per km2 divide by this area: in EPSG:4807 (grads) it was taken
+    in degrees, 10 % and more off."""
+    from affine import Affine
+    from rasterio.crs import CRS as RasterioCRS
+
+    from hsanomaly.evaluation.files import mean_pixel_area
+
+    grads = Affine(1e-3, 0, 0.5, 0, -1e-3, 54.0)
+    degrees = Affine(0.9e-3, 0, 0.45, 0, -0.9e-3, 48.6)
+    on_ellipsoid = RasterioCRS.from_proj4("+proj=longlat +ellps=clrk80ign +no_defs")
+    expected = mean_pixel_area(degrees, on_ellipsoid, (60, 60))
+    assert mean_pixel_area(grads, RasterioCRS.from_epsg(4807), (60, 60)) == pytest.approx(
+        expected, rel=1e-9)
+    assert 5000 < expected < 12000

@@ -45,16 +45,13 @@ def mean_pixel_area(transform, crs, shape):
     """A raster's pixel area in square metres: exact in a projected CRS
     (``targets.projected_pixel_area``), the mean over the raster's geodesic footprint in a
     geographic one; None without a CRS or a geotransform, or in a local one."""
-    from ..targets import projected_pixel_area
+    from ..targets import geodesic_area, projected_pixel_area
 
     if crs is None or transform.is_identity or not crs.is_geographic:
         return None if crs is None else projected_pixel_area(transform, crs)
-    import pyproj
-
     from ..io.vector import footprint
 
-    geod = pyproj.CRS.from_wkt(crs.to_wkt()).get_geod()
-    return abs(geod.geometry_area_perimeter(footprint(transform, shape))[0]) / (shape[0] * shape[1])
+    return geodesic_area(footprint(transform, shape), crs) / (shape[0] * shape[1])
 
 
 def place_targets(report, transform, crs, in_memory):
