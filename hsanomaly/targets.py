@@ -13,7 +13,7 @@ from .errors import HsanomalyError
 from .io.checks import warn
 from .io.gdal import open_raster
 from .io.heatmap import SCORE_TAG
-from .io.vector import map_coordinates
+from .io.vector import degrees_per_unit, map_coordinates
 from .logs import stage as log_stage
 from .options import is_real
 from .rates import check_rate, rate_count
@@ -192,11 +192,10 @@ def geodesic_area(geometry, crs):
     import pyproj
     from shapely import affinity
 
-    geographic = pyproj.CRS.from_wkt(crs.to_wkt())
-    degrees = math.degrees(geographic.axis_info[0].unit_conversion_factor)    # per unit
+    degrees = degrees_per_unit(crs)
     if abs(degrees - 1) > 1e-12:
         geometry = affinity.scale(geometry, degrees, degrees, origin=(0, 0))
-    return abs(geographic.get_geod().geometry_area_perimeter(geometry)[0])
+    return abs(pyproj.CRS.from_wkt(crs.to_wkt()).get_geod().geometry_area_perimeter(geometry)[0])
 
 
 def target_areas(records, transform, crs):

@@ -2,6 +2,7 @@
 would, through read_truth, evaluate (truth and outer mask) and training's exclusion masks."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -383,3 +384,29 @@ def test_features_without_a_crs_off_the_raster_are_told_why(grid, tmp_path):
     with pytest.raises(HsanomalyError, match="a vector mask is burnt onto a raster's grid, "
                                              "and none was given"):
         read_truth(layer)
+
+
+@pytest.mark.parametrize("west, shift", [(179.97, -360), (-180.03, 360)])
+def test_features_a_turn_of_longitude_away_fall_on_a_raster_across_the_antimeridian(
+        tmp_path, west, shift):
+    """A raster across the antimeridian runs past 180 degrees (or before -180), as gdalwarp
+    writes it; a feature digitised at -179.98 lies on it at 180.02. It was said to lie
+    outside and left out: one target fewer, counted as a false alarm."""
+    from affine import Affine
+
+    cube, truth = synthetic_cube()
+    transform = Affine(0.001, 0, west, 0, -0.001, 10.0)
+    scene = write_raster(tmp_path / "scene.tif", cube, crs="EPSG:4326", transform=transform)
+
+    def box(row0, col0, row1, col1, by=0.0):
+        (x0, y0), (x1, y1) = transform * (col0, row0), transform * (col1, row1)
+        return shapely.box(x0 + by, y1, x1 + by, y0)
+
+    layer = write_layer(tmp_path / "t.gpkg", [box(10, 10, 12, 12), box(30, 40, 32, 42, shift)],
+                        crs="EPSG:4326")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", HsanomalyWarning)
+        mask, _ = read_truth(layer, shape=truth.shape, grid_of=scene)
+    np.testing.assert_array_equal(mask, truth)
+    alone = write_layer(tmp_path / "east.gpkg", [box(30, 40, 32, 42, shift)], crs="EPSG:4326")
+    assert read_truth(alone, shape=truth.shape, grid_of=scene)[0].sum() == 4

@@ -123,7 +123,10 @@ def read_vector_mask(path, grid_of, required=True):
             raise HsanomalyError(f"{path}: its features cannot be reprojected from "
                                  f"{frame.crs.name} to {grid_of}'s CRS ({crs.to_string()}): "
                                  f"{describe(err)}") from None
-    mask, outside = _burn(frame.geometry.values, transform, shape)
+    geometries = frame.geometry.values
+    if crs is not None and crs.is_geographic:
+        geometries = _on_the_same_turn(geometries, crs, footprint(transform, shape))
+    mask, outside = _burn(geometries, transform, shape)
     n = len(frame)
     if outside == n:
         where = (f"x {_span(frame.geometry.values, 0)}, y {_span(frame.geometry.values, 1)} "
@@ -224,6 +227,35 @@ def _read_layer(path, file, layer):
         raise HsanomalyError(f"{prj[0]}: not a CRS GDAL can read, so nothing says where the "
                              "features lie; fix the file, or remove it to take the raster's CRS")
     return frame
+
+
+def degrees_per_unit(crs):
+    """Degrees in one unit of geographic ``crs``'s coordinates (0.9 for grads)."""
+    import math
+
+    import pyproj
+
+    return math.degrees(pyproj.CRS.from_wkt(crs.to_wkt()).axis_info[0].unit_conversion_factor)
+
+
+def _on_the_same_turn(geometries, crs, outline):
+    """Features a whole turn of longitude off the raster's span moved onto it: a raster across
+    the antimeridian runs past 180 degrees (or before -180), and a feature there may be given
+    at -179.98 as well as at 180.02."""
+    import shapely
+
+    turn = 360 / degrees_per_unit(crs)
+    x0, _, x1, _ = outline.bounds
+    moved = []
+    for geometry in geometries:
+        gx0, _, gx1, _ = geometry.bounds
+        for shift in (0, -turn, turn):
+            if gx1 + shift >= x0 and gx0 + shift <= x1:
+                break
+        else:
+            shift = 0
+        moved.append(shapely.transform(geometry, lambda xy: xy + (shift, 0)) if shift else geometry)
+    return np.array(moved, dtype=object)
 
 
 def _burn(geometries, transform, shape):
