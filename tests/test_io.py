@@ -359,6 +359,13 @@ def test_a_scene_leaves_out_the_pixels_whose_truth_is_nodata_and_needs_its_grid(
                  transform=TRANSFORM * Affine.translation(0, 3))
     with pytest.raises(HsanomalyError, match="moved.tif: the mask is not on the grid of"):
         read_scene(path, truth=tmp_path / "moved.tif")
+    # a grid that differs by its rotation alone was told as two identical grids
+    write_raster(tmp_path / "turned.tif", truth[None].astype(np.float32),
+                 transform=TRANSFORM * Affine.shear(0.5, 0))
+    with pytest.raises(HsanomalyError, match=r"turned.tif: the mask is not on the grid of .*"
+                                             r"\(pixel \S+ x -\S+ at \S+, \S+, rotated by "
+                                             r"[-0-9.]+, 0 against pixel \S+ x -\S+ at \S+, \S+\)"):
+        read_scene(path, truth=tmp_path / "turned.tif")
 
 
 def test_a_mask_in_the_same_crs_written_otherwise_lines_up(tmp_path, synthetic_raster):
