@@ -147,7 +147,8 @@ def find_targets(heatmap: Union[PathArg, Scores], *, threshold: Optional[Support
     "auto": a tail fit of the scores, no labels needed), the rows of what ``detect``'s
     polygons GeoPackage holds (id, pixels, area, max_score, mean_score, centroid_x,
     centroid_y, score (the name of the score a heatmap file records; empty for an array),
-    threshold).
+    threshold). Read the area as ``targets["area"]``: ``targets.area`` is geopandas' own,
+    planar, in the CRS's units (square degrees in a geographic one).
 
     heatmap: a raster file (placed by its georeferencing), or the scores in memory as
     ``Detector.score`` gives them: a (rows, cols) array or masked array (masked = nodata),
