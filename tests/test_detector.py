@@ -169,6 +169,39 @@ def test_a_result_placed_by_attributes_alone_is_placed_right_after_a_cut(tmp_pat
             ["centroid_x", "centroid_y"]].values, whole[["centroid_x", "centroid_y"]].values)
 
 
+@pytest.mark.parametrize("dims, rotated", [(("band", "y", "x"), True),
+                                           (("band", "lat", "lon"), False),
+                                           (("band", "rows", "cols"), False)])
+def test_a_cut_result_whose_grid_map_coordinates_cannot_carry_keeps_its_place(dims, rotated):
+    """A rotated grid, or axes named lat/lon or otherwise: the result kept the whole grid's
+    transform attribute and nothing else, so a cut of it was placed at the uncut origin (40 m
+    off rotated, 2 km in degrees). Lat/lon take pixel centres as x/y do; the others number
+    their pixels (``row``, ``col``), which a cut, a step or a flip keeps."""
+    xr = pytest.importorskip("xarray")
+    from affine import Affine
+
+    cube, _ = synthetic_cube(rows=40, cols=50, targets=((30, 40),), seed=2)
+    transform = (Affine.translation(5e5, 6.7e6) @ Affine.rotation(30) @ Affine.scale(2, -2)
+                 if rotated else Affine(1e-3, 0, 20.0, 0, -1e-3, 10.0))
+    da = xr.DataArray(cube, dims=dims, attrs={"transform": transform, "crs": "EPSG:4326"})
+    heat = hsanomaly.Detector("rx").fit_score(da)
+    assert set(heat.coords) == ({"row", "col"} if rotated or dims[1] == "rows" else {"lat", "lon"})
+    threshold = float(np.nanmax(heat)) / 2
+    whole = hsanomaly.find_targets(heat, threshold=threshold)
+    assert len(whole) == 1
+    rows, cols = dims[1:]
+    for cut in ({rows: slice(20, None), cols: slice(30, None)},
+                {rows: slice(None, None, -1)}, {cols: slice(None, None, -1)}):
+        found = hsanomaly.find_targets(heat.isel(cut), threshold=threshold)
+        np.testing.assert_allclose(found[["centroid_x", "centroid_y"]].values,
+                                   whole[["centroid_x", "centroid_y"]].values, rtol=1e-12)
+        assert found.geometry.iloc[0].symmetric_difference(whole.geometry.iloc[0]).area < 1e-9 * (
+            whole.geometry.iloc[0].area)
+    if rotated or dims[1] == "rows":
+        with pytest.raises(HsanomalyError, match="its row numbers are not evenly spaced"):
+            hsanomaly.find_targets(heat.isel({rows: [0, 1, 5]}), threshold=threshold)
+
+
 def test_masked_pixels_are_left_out_like_nodata():
     """A masked array's mask is its nodata: the pixel scores NaN and stays out of the fit."""
     cube, _ = synthetic_cube()

@@ -58,6 +58,19 @@ SPATIAL_DIMS = ("y", "x", "lat", "lon", "latitude", "longitude", "row", "rows", 
                 "column", "columns", "line", "lines", "sample", "samples", "northing", "easting")
 
 
+# the (y, x) dimension names of a map's axes, whose coordinates place pixels (``placement``)
+MAP_AXES = (("y", "x"), ("lat", "lon"), ("latitude", "longitude"))
+# coordinates that number a result's pixels in the whole grid (rows, columns), where its map
+# coordinates cannot carry the grid (rotated, or axes not named as a map's): a cut keeps them
+INDEX_COORDS = ("row", "col")
+
+
+def map_axes(value):
+    """The (y, x) dimensions of a DataArray named as a map's axes (``MAP_AXES``), or None."""
+    dims = {str(d).lower(): d for d in value.dims}
+    return next(((dims[y], dims[x]) for y, x in MAP_AXES if y in dims and x in dims), None)
+
+
 def band_dimension(X):
     """The band dimension of a 3-D DataArray: the one named like a band, else the one left
     beside two spatially named ones, else (no dimension named either way, as xarray's
@@ -166,20 +179,28 @@ def _xarray_source(X):
 
 
 def _centres_of(X, spatial):
-    """{"x", "y": pixel centres} that the ``transform`` attribute of ``X``, whose dimensions
-    ``spatial`` are y and x without coordinates, gives it; {} otherwise. A result carries
-    them so that a cut of it is still placed right (``placement``): the attribute keeps the
-    whole grid's origin."""
-    if tuple(spatial) != ("y", "x") or {"x", "y"} & set(X.coords):
-        return {}
+    """The coordinates a result of ``X`` (spatial dimensions ``spatial``) needs so that a cut
+    of it is still placed right (``placement``), the ``transform`` attribute keeping the whole
+    grid's origin: the pixel centres that attribute gives map axes without coordinates; where
+    those cannot carry the grid (rotated, or axes not named as a map's), the pixels' numbers
+    (``INDEX_COORDS``); {} where nothing needs placing or coordinates place it already."""
     try:
         transform, _ = placement(X)
     except HsanomalyError:          # attributes that place nothing: the scores need none
         return {}
-    if transform is None or transform.b or transform.d:
+    axes = map_axes(X)
+    if transform is None:
         return {}
-    return {"x": transform.c + (np.arange(X.sizes["x"]) + 0.5) * transform.a,
-            "y": transform.f + (np.arange(X.sizes["y"]) + 0.5) * transform.e}
+    if axes and not (transform.b or transform.d):
+        if set(axes) & set(X.coords):
+            return {}
+        (y, x) = axes
+        return {x: transform.c + (np.arange(X.sizes[x]) + 0.5) * transform.a,
+                y: transform.f + (np.arange(X.sizes[y]) + 0.5) * transform.e}
+    if set(INDEX_COORDS) & set(X.coords):
+        return {}
+    rows, cols = axes or spatial
+    return {"row": (rows, np.arange(X.sizes[rows])), "col": (cols, np.arange(X.sizes[cols]))}
 
 
 def as_band(value, name):
@@ -188,8 +209,8 @@ def as_band(value, name):
     an unmasked rioxarray read of a truth file carries its nodata so), anything numpy
     converts; one band of a (1, rows, cols) array too."""
     if _is_data_array(value):
-        if {"x", "y"} <= set(value.dims):               # rows are y, whatever the order
-            value = value.transpose(..., "y", "x")
+        if map_axes(value):                             # rows are y, whatever the order
+            value = value.transpose(..., *map_axes(value))
         values = np.asarray(value.values)
         valid = _filled(values[None], value.attrs)
         value = values if valid is None else np.ma.masked_array(values, ~valid)
@@ -229,8 +250,11 @@ def placement(value):
             raise HsanomalyError(f"{_name(value)}: its spatial_ref's GeoTransform "
                                  f"{ref['GeoTransform']!r} is not six numbers") from None
     transform = as_transform(transform, f"{_name(value)}'s transform attribute")
-    if transform is not None and not (transform.b or transform.d):
-        transform = _by_coordinates(value, transform)
+    if transform is not None:
+        if pixel_centres(value) is not None and not (transform.b or transform.d):
+            transform = _by_coordinates(value, transform)
+        else:
+            transform = _by_index(value, transform)
     return transform, as_crs(crs, f"{_name(value)}'s crs attribute")
 
 
@@ -244,13 +268,14 @@ COARSE = 0.45
 
 def pixel_centres(value):
     """{"x", "y": (1-D float64 pixel centres, how far their storage may have rounded them)}
-    of a DataArray whose ``x`` and ``y`` dimensions both have finite coordinates, or None."""
-    if not _is_data_array(value) or not {"x", "y"} <= set(value.dims) \
-            or not {"x", "y"} <= set(value.coords):
+    of a DataArray whose map axes (``map_axes``: y and x, lat and lon...) both have finite
+    coordinates, or None."""
+    axes = map_axes(value) if _is_data_array(value) else None
+    if axes is None or not set(axes) <= set(value.coords):
         return None
     found = {}
-    for dim in ("x", "y"):
-        stored = np.asarray(value.coords[dim].values)
+    for dim, name in zip(("y", "x"), axes):
+        stored = np.asarray(value.coords[name].values)
         if stored.ndim != 1 or not len(stored) or stored.dtype.kind not in "iuf" \
                 or not np.isfinite(stored).all():
             return None
@@ -285,6 +310,32 @@ def _by_coordinates(value, transform):
         grid[dim] = (float(np.mean(at - size * n)) - size / 2, float(size))
     (x0, a), (y0, e) = grid["x"], grid["y"]
     return Affine(a, 0.0, x0, 0.0, e, y0)
+
+
+def _by_index(value, transform):
+    """The transform of a DataArray's pixels by their numbers in the whole grid
+    (``INDEX_COORDS``, which a cut, a step or a flip keeps), composed onto the whole grid's
+    ``transform``; ``transform`` itself where it has no such coordinates. Numbers that are not
+    evenly spaced are refused."""
+    from affine import Affine
+
+    axes = map_axes(value) or value.dims[-2:]
+    numbers = []
+    for name, dim in zip(INDEX_COORDS, axes):
+        coord = value.coords.get(name)
+        if coord is None or coord.dims != (dim,) or coord.dtype.kind not in "iu":
+            return transform
+        at = np.asarray(coord.values, np.int64)
+        step = int(at[1] - at[0]) if len(at) > 1 else 1
+        if step == 0 or np.any(at != at[0] + step * np.arange(len(at))):
+            raise HsanomalyError(f"{_name(value)}: its {name} numbers are not evenly spaced, so "
+                                 "no geotransform places its pixels (a cut that left rows or "
+                                 "columns out?)")
+        numbers.append((int(at[0]), step))
+    (row, row_step), (col, col_step) = numbers
+    # pixel centres onto pixel centres: a flipped axis (step -1) keeps its pixels in place
+    return (transform @ Affine.translation(col + 0.5, row + 0.5)
+            @ Affine.scale(col_step, row_step) @ Affine.translation(-0.5, -0.5))
 
 
 def as_transform(value, label):
