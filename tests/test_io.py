@@ -1585,3 +1585,37 @@ def test_a_scene_held_in_memory_is_changed_when_its_file_is_not_when_it_is_touch
     scipy.io.savemat(path, {"data": cube[::-1].copy()})            # the same size, other pixels
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))        # its time put back
     assert os.stat(path).st_size == stat.st_size and source.changed()
+
+
+@pytest.mark.parametrize("how", ["external storage", "external link", "virtual dataset",
+                                 "nested group"])
+def test_a_mat_file_whose_variables_lie_in_other_files_is_refused(tmp_path, how):
+    """HDF5 reads a v7.3 variable's bytes from wherever the file says: a downloaded "scene"
+    could make convert copy any file the user can read (a key) into its GeoTIFF, and detect
+    score it, with exit 0. MATLAB writes no such variable; it is refused, nothing is written."""
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"not a scene, any local file " * 100)
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as g:
+        g["cube"] = np.arange(6 * 5 * 4, dtype=np.uint8).reshape(4, 5, 6)
+    scene = tmp_path / "scene.mat"
+    with h5py.File(scene, "w", libver="latest") as f:
+        if how == "external storage":
+            f.create_dataset("data", shape=(4, 5, 6), dtype="u1",
+                             external=[(str(secret), 0, h5py.h5f.UNLIMITED)])
+        elif how == "external link":
+            f["data"] = h5py.ExternalLink(str(other), "cube")
+        elif how == "virtual dataset":
+            layout = h5py.VirtualLayout(shape=(4, 5, 6), dtype="u1")
+            layout[:] = h5py.VirtualSource(str(other), "cube", shape=(4, 5, 6))
+            f.create_virtual_dataset("data", layout)
+        else:
+            f["data"] = np.zeros((4, 5, 6), np.uint8)
+            f.create_group("#refs#")["a"] = h5py.ExternalLink(str(other), "cube")
+    where = "#refs#/a" if how == "nested group" else "data"
+    with pytest.raises(HsanomalyError, match=rf"scene.mat: the variable {where} is stored "
+                                             r"outside the file \("):
+        read_mat(scene)
+    with pytest.raises(HsanomalyError, match="stored outside the file"):
+        convert_mat(scene, tmp_path / "scene.tif")
+    assert not (tmp_path / "scene.tif").exists()

@@ -5,6 +5,8 @@ and only the cube and truth are loaded, after checking that the memory available
 them: a file that declares a huge cube is refused with one line, not a MemoryError.
 """
 
+import os
+
 import numpy as np
 
 from ..errors import HsanomalyError, describe
@@ -48,6 +50,7 @@ def _headers(path):
         except READ_ERRORS as err:          # a truncated copy, say
             raise _unreadable(path, err) from None
         with f:
+            _refuse_stored_outside(path, f)
             for name, item in f.items():
                 if not isinstance(item, h5py.Dataset) or _matlab_class(item) in NOT_NUMERIC:
                     continue
@@ -63,6 +66,32 @@ def _headers(path):
         raise _unreadable(path, err) from None
     return {name: (tuple(shape), ITEMSIZE[cls], False) for name, shape, cls in listing
             if cls in ITEMSIZE}
+
+
+def _refuse_stored_outside(path, group):
+    """Refuse a v7.3 file any of whose variables HDF5 would read from another file (an external
+    link, a virtual dataset, external raw storage): MATLAB writes none, and read they would
+    put any file the user can read (a key, say) into the scene and whatever is written of it."""
+    import h5py
+
+    for name in group:
+        link = group.get(name, getlink=True)
+        where = None
+        if isinstance(link, h5py.ExternalLink):
+            where = f"an external link to {link.filename}"
+        else:
+            item = group.get(name)
+            if isinstance(item, h5py.Group):
+                _refuse_stored_outside(path, item)
+            elif isinstance(item, h5py.Dataset) and item.is_virtual:
+                where = "a virtual dataset, mapping other files"
+            elif isinstance(item, h5py.Dataset) and item.external:
+                where = f"external storage in {os.fsdecode(item.external[0][0])}"
+        if where:
+            variable = f"{group.name}/{name}".lstrip("/")
+            raise HsanomalyError(f"{path}: the variable {variable} is stored "
+                                 f"outside the file ({where}), which is not read; save the "
+                                 "data inside the .mat file")
 
 
 def _matlab_class(dataset):
@@ -89,6 +118,7 @@ def _load(path, names):
     try:
         if h5py.is_hdf5(path):
             with h5py.File(path, "r") as f:
+                _refuse_stored_outside(path, f)            # the file may be new since _headers
                 return {k: np.asarray(f[k]).T for k in names}
         return scipy.io.loadmat(str(path), variable_names=list(names))
     except MemoryError:
