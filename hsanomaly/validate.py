@@ -8,11 +8,10 @@ import os
 from pathlib import Path
 
 from .errors import HsanomalyError
-from .io.gdal import dataset_files
 from .io.paths import (DIRECTORY, FILE, GEOTIFF_SUFFIXES, Item, check_output_folder, check_paths,
                        check_replaceable_dir, check_replaceable_file, check_suffix, expand_pattern,
-                       holds_numbers, is_model_bundle, is_path, is_quick_model, quick_model_input,
-                       refuse_foreign_side_files, side_files)
+                       holds_numbers, input_files, is_model_bundle, is_path, is_quick_model,
+                       quick_model_input, refuse_foreign_side_files, side_files)
 from .options import check_batch_keywords, check_flags, check_near_misses, check_values
 from .spelling import spell
 
@@ -79,9 +78,9 @@ def detect_paths(src, dst, *, model=None, extras=None, png=None, polygons=None, 
     from .quicklook import sidecars
     from .scorers import extra_label
 
-    inputs = [(spell("src"), f) for f in [src, *dataset_files(src)]] if is_path(src) else []
+    inputs = [(spell(label), file) for label, path in (("src", src), ("mask", mask))
+              if is_path(path) for file in input_files(path)]
     inputs += [(spell("model"), model, DIRECTORY)] if is_path(model) else []
-    inputs += [(spell("mask"), mask)] if is_path(mask) else []
     store = store_path(dst)
     rasters = [(spell("dst"), dst)] + [(extra_label(k), v) for k, v in (extras or {}).items()]
     outputs = list(rasters) + side_files(rasters)
@@ -152,8 +151,6 @@ def batch_paths(targets, out_dir, quick_model=None, overwrite=False, mask=None, 
     ``overwrite``) none a file hsanomaly did not write; ``targets``: [(src, dst)];
     ``quick_model(dst)``: where a quick model is trained (None: where none is)."""
     from .engine.store import store_path
-    from .io.vector import vector_files
-
     seen = {}
     for src, dst in targets:
         if dst in seen:
@@ -169,9 +166,9 @@ def batch_paths(targets, out_dir, quick_model=None, overwrite=False, mask=None, 
                     *side_files([(f"the output of {src}", dst)])]
         if quick_model is not None:
             outputs.append((f"the quick model of {src}", quick_model(dst), DIRECTORY))
-    masks = [(spell("mask"), path) for path in vector_files(mask)] if is_path(mask) else []
+    masks = [(spell("mask"), path) for path in input_files(mask)] if is_path(mask) else []
     models = [(spell("model"), model, DIRECTORY)] if is_path(model) else []
-    check_paths([(spell("inputs"), path) for src, _ in targets for path in [src, *dataset_files(src)]]
+    check_paths([(spell("inputs"), path) for src, _ in targets for path in input_files(src)]
                 + masks + models, outputs, writable=False)
     if not overwrite:
         for src, dst in targets:
@@ -182,8 +179,6 @@ def batch_paths(targets, out_dir, quick_model=None, overwrite=False, mask=None, 
 def evaluate_paths(heatmap, truth, outer_mask, plots, json, overwrite=False):
     from .evaluation.plots import PLOT_FILES
     from .io.ownership import is_own_png, is_own_report
-    from .io.vector import vector_files
-
     inputs = [(spell("heatmap"), heatmap), (spell("truth"), truth),
               (spell("outer_mask"), outer_mask)]
     for label, path in inputs:
@@ -191,7 +186,7 @@ def evaluate_paths(heatmap, truth, outer_mask, plots, json, overwrite=False):
             check_raster_path(path, label, use="or an array")         # arrays are read as such
     # a shapefile mask is several files, none of which an output may replace
     inputs = [(label, file) for label, path in inputs if is_path(path)
-              for file in vector_files(path)]
+              for file in input_files(path)]
     figures = []
     if plots is not None:
         check_output_folder(plots, spell("plots"))

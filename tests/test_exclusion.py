@@ -4,6 +4,7 @@ fitting, in a quick model's training and in scoring, whatever the mask's kind.""
 import numpy as np
 import pytest
 import rasterio
+import rasterio.shutil
 import shapely
 from click.testing import CliRunner
 
@@ -102,6 +103,18 @@ def test_a_bad_mask_is_one_line_before_any_work(masked_scene, tmp_path):
         assert not (tmp_path / "o.tif").exists() and not (tmp_path / "o.model").exists()
     result = CliRunner().invoke(main, ["detect", str(raster), str(mask), "--mask", str(mask)])
     assert result.exit_code == 1 and "is the same file as the input" in result.output
+    # by any name that reads it: these replaced the mask's raster with --overwrite
+    vrt = tmp_path / "mask.vrt"
+    rasterio.shutil.copy(mask, vrt, driver="VRT")
+    before = mask.read_bytes()
+    for name in (f"GTIFF_DIR:1:{mask}", str(vrt)):
+        result = CliRunner().invoke(main, ["detect", str(raster), str(mask), "--mask", name,
+                                           "--score", "rx", "--overwrite"])
+        assert result.exit_code == 1 and "is the same file as the input --mask" in \
+            result.output, result.output
+    assert mask.read_bytes() == before
+    with pytest.raises(HsanomalyError, match="is the same file as the input"):
+        hsanomaly.evaluate(tmp_path / "heat.tif", str(vrt), json=mask)
     with pytest.raises(HsanomalyError, match="expected a raster's path"):
         hsanomaly.detect(raster, tmp_path / "o.tif", score="rx", mask=out)
     nothing = write_raster(tmp_path / "none.tif", np.zeros((1, 40, 50), np.float32))

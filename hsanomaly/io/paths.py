@@ -215,6 +215,16 @@ def is_path(value):
     return isinstance(value, (str, os.PathLike))
 
 
+def input_files(path):
+    """The files on disk an input reads, whatever name it is given by: a raster's through a
+    VRT or a GDAL name (GTIFF_DIR:1:f.tif; ``gdal.dataset_files``), a vector layer's file and
+    a shapefile's parts (``vector.vector_files``). No output may be one of them."""
+    from .gdal import dataset_files
+    from .vector import vector_files
+
+    return list(dict.fromkeys([*vector_files(path), *dataset_files(path)]))
+
+
 def side_files(rasters):
     """(label, path) of the GDAL side files of raster outputs (``.aux.xml``, ``.ovr``,
     ``.msk``): a run removes an earlier raster's with it, so they are outputs too, checked

@@ -246,7 +246,8 @@ def check_out(out, inputs=(), mask=None, label=None):
     whose checkpoint directory holds anything but checkpoints: replacing it would lose the
     user's files."""
     from ..io.atomic import remove_stale
-    from ..io.paths import DIRECTORY, check_paths, check_replaceable_dir, is_model_bundle, is_path
+    from ..io.paths import (DIRECTORY, check_paths, check_replaceable_dir, input_files,
+                            is_model_bundle, is_path)
 
     label = label or spell("out")
     masks = list(mask) if isinstance(mask, (list, tuple)) else [mask]
@@ -257,8 +258,9 @@ def check_out(out, inputs=(), mask=None, label=None):
     check_replaceable_dir(out, label, is_model_bundle, "a model bundle")
     checkpoints = checkpoint_dir(Path(os.path.abspath(out)))
     remove_stale(checkpoints)       # a checkpoint write that a kill cut short
-    check_paths([(spell("inputs"), p) for p in inputs if isinstance(p, (str, os.PathLike))] +
-                [(spell("mask"), m) for m in masks],
+    check_paths([(spell("inputs"), file) for p in inputs if isinstance(p, (str, os.PathLike))
+                 for file in input_files(p)] +
+                [(spell("mask"), file) for m in masks if m is not None for file in input_files(m)],
                 [(label, out, DIRECTORY), ("the checkpoint directory", checkpoints, DIRECTORY)])
     check_replaceable_dir(checkpoints, "the checkpoint directory",
                           lambda path: all(p.name.startswith("state") and p.is_file() and
