@@ -14,7 +14,7 @@ from . import defaults
 from .api import detect
 from .errors import HsanomalyError, describe
 from .hints import Inputs, ModelArg, PathArg, Progress, Scheduler
-from .io.checks import one_job
+from .io.checks import one_job, warn
 from .logs import progress_bar
 from .quickmodel import quick_model_path
 from .scorers import chosen, scorer_class, scorer_for
@@ -185,11 +185,24 @@ def _batch_state(src, dst, score, model, tile, options, exclusion=None):
         except Exception:
             return "score"
         return "resume"
-    if dst.exists() and read_fingerprint(dst) == expected:
+    if dst.exists() and read_fingerprint(dst) == expected and _reads_back(dst):
         remove_finished(store, expected)     # left by a commit that a later write finished
         return "skip"
     return "resume" if store.exists() and read_manifest(store).get("fingerprint") == expected \
         else "score"
+
+
+def _reads_back(dst):
+    """Whether a finished heatmap still reads whole: one damaged since (a disk's error, a copy
+    cut short) is scored again, not skipped as done; said, since it replaces the damaged file."""
+    from .io.atomic import read_back
+
+    try:
+        read_back(dst)
+    except HsanomalyError as err:
+        warn(f"{err}; scored again")
+        return False
+    return True
 
 
 @contextlib.contextmanager

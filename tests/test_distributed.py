@@ -8,12 +8,13 @@ import os
 import signal
 
 import numpy as np
+import rasterio
 import pytest
 from click.testing import CliRunner
 
 from synthetic import synthetic_cube, write_raster
 import hsanomaly
-from hsanomaly.errors import HsanomalyError
+from hsanomaly.errors import HsanomalyError, HsanomalyWarning
 from hsanomaly.io.source import RasterSource
 from hsanomaly.scorers import GlobalRX
 from hsanomaly.scorers.base import scene_moments
@@ -188,6 +189,26 @@ def test_detect_many_scores_again_a_heatmap_of_an_earlier_format(tmp_path, monke
     again = hsanomaly.detect_many([src], tmp_path / "out", score="lrx", outer=7, guard=3,
                                   progress=False)
     assert [item.status for item in first + again] == ["scored", "scored"]
+
+
+def test_detect_many_scores_again_a_heatmap_damaged_since(tmp_path):
+    """A heatmap whose pixels no longer read (its header and tags whole) was skipped as
+    finished, and the batch said all was done; it is scored again, with a word why."""
+    cube, _ = synthetic_cube()
+    src = str(write_raster(tmp_path / "scene.tif", cube))
+    [first] = hsanomaly.detect_many([src], tmp_path / "out", score="rx", progress=False)
+    with rasterio.open(first.dst) as ds:
+        offset = int(ds.get_tag_item("BLOCK_OFFSET_0_0", "TIFF", bidx=1))
+        whole = ds.read(1)
+    with open(first.dst, "r+b") as f:
+        f.seek(offset)
+        f.write(b"\x55" * 256)
+    with pytest.warns(HsanomalyWarning, match=r"scene_rx.tif: cannot read pixels, the file is "
+                                              r"truncated or corrupt .*; scored again"):
+        [again] = hsanomaly.detect_many([src], tmp_path / "out", score="rx", progress=False)
+    assert again.status == "scored"
+    with rasterio.open(again.dst) as ds:
+        np.testing.assert_array_equal(ds.read(1), whole)
 
 
 def test_detect_many_reports_a_failed_raster_and_goes_on(tmp_path):

@@ -799,6 +799,15 @@ def raster_check(width, height, count):
             if (ds.width, ds.height, ds.count) != (width, height, count):
                 raise HsanomalyError(f"{path}: written as {ds.width}x{ds.height}x{ds.count}, "
                                      f"expected {width}x{height}x{count}")
-            for _, window in ds.block_windows(1):
-                ds.read(window=window)
+        read_back(path)
     return check
+
+
+def read_back(path):
+    """Read every block of raster ``path``: a truncated or corrupt file fails here, in one
+    line (``gdal.read_checked``), not in the user's hands."""
+    from .gdal import open_raster, read_checked
+
+    with open_raster(path) as ds:
+        for _, window in ds.block_windows(1):
+            read_checked(ds, window=window)
