@@ -1,3 +1,5 @@
+import shutil
+
 import numpy as np
 import pytest
 import rasterio
@@ -212,7 +214,6 @@ def test_a_tile_store_removed_during_the_run_says_so(tmp_path):
     """It said "make room" (and, from the engine, blamed Dask workers) for a folder another
     process removed; a full disk still says to make room."""
     import errno
-    import shutil
 
     from hsanomaly.engine.store import TileStore
 
@@ -229,8 +230,6 @@ def test_a_tile_store_removed_during_the_run_says_so(tmp_path):
 @pytest.mark.parametrize("taken", ["folder", "tile"])
 def test_tiles_taken_from_the_store_during_a_local_run_say_so(synthetic_raster, tmp_path, taken):
     """Missing tiles of a local run were blamed on Dask workers' storage."""
-    import shutil
-
     import hsanomaly
     from hsanomaly.engine.store import store_path
 
@@ -686,3 +685,43 @@ def test_score_array_takes_its_thread_count_and_writers_take_any_byte_order(tmp_
     write_geotiff(tmp_path / "big.tif", cube.astype(">f4"))
     with rasterio.open(tmp_path / "big.tif") as ds:
         np.testing.assert_array_equal(ds.read(), cube)
+
+
+@pytest.mark.parametrize("appears", ["a user's file", "another input's heatmap"])
+def test_an_output_written_by_another_while_the_run_went_is_not_replaced(tmp_path, appears):
+    """The outputs were checked once, before the work: a user's file, or another run's
+    heatmap of another input, written at the output's name while a long run went, was
+    replaced without a word (and without --overwrite). The commit compares each output with
+    what it held when checked."""
+    import hsanomaly
+
+    cube, _ = synthetic_cube()
+    path = write_raster(tmp_path / "scene.tif", cube)
+    other = write_raster(tmp_path / "other.tif", cube[:, ::-1])
+    dst = tmp_path / "heat.tif"
+    (tmp_path / "elsewhere").mkdir()
+    others = hsanomaly.detect(other, tmp_path / "elsewhere" / "heat.tif", score="rx").path
+
+    def meanwhile(fraction, message):
+        if message.startswith("tile") and fraction == 1 and not dst.exists():
+            if appears == "a user's file":
+                dst.write_bytes(b"a user's own file")
+            else:                                   # as a run that scored faster would
+                shutil.copy(others, dst)
+
+    before = None
+    with pytest.raises(HsanomalyError, match=r"heat.tif: changed since this run checked its "
+                                             r"outputs \(another run or program wrote there "
+                                             r"meanwhile\); nothing was replaced"):
+        before = dst.exists() and dst.read_bytes()
+        hsanomaly.detect(path, dst, score="rx", tile=16, callback=meanwhile)
+    assert before is False
+    if appears == "a user's file":
+        assert dst.read_bytes() == b"a user's own file"
+    else:
+        with rasterio.open(dst) as ds:
+            assert ds.tags()["HSANOMALY_INPUT"].endswith("other.tif")
+    # checked now, it is refused before the work, as it always was
+    with pytest.raises(HsanomalyError, match="heat.tif: 'dst' (exists and is not a heatmap|holds "
+                                             "the result of another input)"):
+        hsanomaly.detect(path, dst, score="rx", tile=16)

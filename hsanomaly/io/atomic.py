@@ -44,7 +44,7 @@ import threading
 from pathlib import Path
 
 from ..errors import HsanomalyError, describe
-from .checks import warn
+from .checks import checked_outputs, warn
 
 TMP_SUFFIX = ".hsanomaly-tmp"
 OLD = ".old"               # a directory moved aside while its replacement moves in: kept if killed
@@ -288,6 +288,13 @@ class Staging:
                                          f"({describe(err)}; disk full or a file-size limit?); "
                                          "nothing was replaced") from None
                 raise
+        checked = checked_outputs()
+        for dst, _, _, _, is_dir in self._entries:
+            if checked is not None and checked.get(os.path.abspath(dst), _held(dst, is_dir)) \
+                    != _held(dst, is_dir):
+                raise HsanomalyError(f"{dst}: changed since this run checked its outputs "
+                                     "(another run or program wrote there meanwhile); nothing "
+                                     "was replaced: look at what is there, then rerun")
         for dst, tmp, _, _, is_dir in self._entries:
             if not is_dir:         # before the journal: a new link changes the file's identity
                 _keep_earlier(tmp, dst)
@@ -310,6 +317,9 @@ class Staging:
                 undos.append((renaming[0], _file_undo(renaming[1], renaming[0], renaming[3])))
             _put_back(undos)
             raise
+        if checked is not None:        # what the job wrote is what it checked from now on
+            checked.update((os.path.abspath(entry[0]), _held(entry[0], entry[4]))
+                           for entry in self._entries)
         written = _WRITTEN.get()
         if written is not None and self.is_output:   # not what a job stages in its own folder
             written.extend(str(entry[0]) for entry in self._entries
@@ -520,6 +530,21 @@ def _inode(path):
     except FileNotFoundError:
         return None
     return [st.st_dev, st.st_ino]
+
+
+def note_checked(path, is_dir=False):
+    """Keep what output ``path`` holds as its job checks it (``checks.checked_outputs``; the
+    first check counts): a commit refuses to replace it if that changes meanwhile."""
+    checked = checked_outputs()
+    if checked is not None:
+        checked.setdefault(os.path.abspath(path), _held(path, is_dir))
+
+
+def _held(path, is_dir):
+    """What a commit compares of an output with what it held when checked: a file's identity;
+    a folder's place alone (its change time moves with every entry written into it)."""
+    identity = _identity(path, is_dir)
+    return identity[:2] if identity is not None and is_dir else identity
 
 
 def _identity(path, is_dir=False):

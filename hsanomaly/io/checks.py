@@ -30,21 +30,32 @@ def warn(message, category=HsanomalyWarning):
 
 _SAID: set = set()                # outside any job: once per process
 _SAID_IN_JOB = contextvars.ContextVar("hsanomaly_said_in_job", default=None)
+_CHECKED_IN_JOB = contextvars.ContextVar("hsanomaly_checked_in_job", default=None)
 
 
 @contextlib.contextmanager
 def one_job():
     """The scope of ``warn_once``: each job of the library (a ``train``, ``detect``,
     ``evaluate``, ``Detector.fit`` or ``score``) says each warning once, and the next job
-    says it again, as the user's warning filters decide. Usable as a decorator."""
+    says it again, as the user's warning filters decide; and of ``checked_outputs``. Usable
+    as a decorator."""
     if _SAID_IN_JOB.get() is not None:      # a job inside a job (detect_many's detects)
         yield
         return
-    token = _SAID_IN_JOB.set(set())
+    said, checked = _SAID_IN_JOB.set(set()), _CHECKED_IN_JOB.set({})
     try:
         yield
     finally:
-        _SAID_IN_JOB.reset(token)
+        _CHECKED_IN_JOB.reset(checked)
+        _SAID_IN_JOB.reset(said)
+
+
+def checked_outputs():
+    """{output's absolute path: what it held when this job checked it}, kept for the job
+    (``one_job``; None outside one): ``io.atomic`` fills it as outputs are checked and
+    refuses to replace one that changed since (another run's result, a user's file written
+    there while the work ran)."""
+    return _CHECKED_IN_JOB.get()
 
 
 def warn_once(message, category=HsanomalyWarning):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import HsanomalyError
 from ..spelling import spell
-from .atomic import check_writable, refuse_special
+from .atomic import check_writable, note_checked, refuse_special
 
 FILE, DIRECTORY = "file", "directory"
 
@@ -76,6 +76,7 @@ def check_paths(inputs, outputs, writable=True):
             refuse_special(out.path, out.label)   # reading one to see whose it is would block
         if out.kind == FILE and Path(out.path).is_dir():
             raise HsanomalyError(f"{out.path}: {out.label} is a directory, not a file")
+        note_checked(out.path, is_dir=out.kind == DIRECTORY)
 
 
 GEOTIFF_SUFFIXES = (".tif", ".tiff")
