@@ -341,3 +341,48 @@ def test_codebook_with_values_that_are_not_finite_is_refused_on_loading(codebook
     (codebook_dir / "model.json").write_text(json.dumps(meta))
     with pytest.raises(HsanomalyError, match="codebook.g.npy holds values that are not finite"):
         load_bundle(codebook_dir).codebook.load()
+
+
+def test_a_codebook_whose_header_claims_another_size_names_the_file(codebook_dir):
+    """numpy allocates what a .npy header says before reading: a forged shape (1e13 x 4) was
+    reported as running out of memory while scoring (try a smaller --tile, --resume)."""
+    file = codebook_dir / "codebook.z.npy"
+    header = np.lib.format.header_data_from_array_1_0(np.zeros((1, 1), np.float32))
+    header["shape"] = (10**13, 4)
+    with open(file, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        f.write(b"\0" * 64)
+    meta = json.loads((codebook_dir / "model.json").read_text())
+    meta["files"]["codebook.z.npy"] = file_sha256(file)
+    (codebook_dir / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(HsanomalyError, match=r"codebook.z.npy is not a plain .npy array \(its "
+                                             r"header claims 160000000000000 bytes of float32 "
+                                             r"\(10000000000000, 4\), it holds 64\)"):
+        load_bundle(codebook_dir).codebook.load()
+
+
+def test_embedded_metadata_that_is_not_text_is_refused_with_one_line(tmp_path):
+    """Bytes of the metadata that are not UTF-8 (the checksum updated, as a re-hashing copy
+    would) raised onnxruntime's UnicodeDecodeError as a traceback."""
+    path = write_bundle(tmp_path / "model")
+    data = bytearray((path / "generator.onnx").read_bytes())
+    at = data.rfind(b'"bands"')
+    data[at:at + 2] = b"\xcf\x28"
+    (path / "generator.onnx").write_bytes(bytes(data))
+    meta = json.loads((path / "model.json").read_text())
+    meta["files"]["generator.onnx"] = file_sha256(path / "generator.onnx")
+    (path / "model.json").write_text(json.dumps(meta))
+    refused(path, "generator.onnx: its embedded metadata is not text (edited or corrupt)")
+
+
+@pytest.mark.parametrize("files", [5, [["x"]], "abc", None])
+def test_a_folder_whose_model_json_lists_no_files_is_no_bundle_to_replace(tmp_path, files):
+    """"files" that is no mapping of names raised a TypeError traceback where a train or a
+    quick model would replace the folder (a number, a list), or was read letter by letter
+    ("abc"), or let the folder be replaced as a bundle (null)."""
+    from hsanomaly.io.paths import foreign_entries, is_model_bundle
+
+    folder = tmp_path / "out.model"
+    folder.mkdir()
+    (folder / "model.json").write_text(json.dumps({"format": "hsanomaly-model", "files": files}))
+    assert not is_model_bundle(folder) and foreign_entries(folder) == []

@@ -172,7 +172,9 @@ def _bundle_meta(path):
         meta = json.loads((Path(path) / META_FILE).read_text())
     except (OSError, ValueError, RecursionError):
         return None
-    return meta if isinstance(meta, dict) and meta.get("format") == FORMAT else None
+    # one whose checksums are no mapping of names is no bundle to replace: refused as such
+    return meta if isinstance(meta, dict) and meta.get("format") == FORMAT and \
+        isinstance(meta.get("files"), dict) else None
 
 
 def foreign_entries(path):
@@ -183,7 +185,7 @@ def foreign_entries(path):
     meta = _bundle_meta(path)
     if meta is None:
         return []
-    own = set(meta.get("files") or {}) | {META_FILE, LOG_TABLE, LOG_PLOT}
+    own = set(meta["files"]) | {META_FILE, LOG_TABLE, LOG_PLOT}
     return sorted(entry for entry in Path(path).iterdir()
                   if not (entry.is_file() and not entry.is_symlink() and entry.name in own))
 

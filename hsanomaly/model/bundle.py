@@ -170,6 +170,7 @@ class StoredCodebook:
                 if hashlib.sha256(data).hexdigest() != self.digests[name]:
                     _fail(self.path, f"{file.name} changed since the model was loaded "
                                      "(replaced or modified); load it again")
+                _check_npy_size(data)
                 array = np.load(io.BytesIO(data), allow_pickle=False)
             except (OSError, ValueError) as err:
                 _fail(self.path, f"{file.name} is not a plain .npy array ({err})")
@@ -186,6 +187,26 @@ class StoredCodebook:
                 _fail(self.path, f"{self.settings['arrays'][name]} holds values that are not "
                                  "finite (a diverged training?)")
         return z, g, jac
+
+
+def _check_npy_size(data):
+    """Refuse (ValueError) .npy bytes whose header claims another size than they hold: numpy
+    allocates what the header says before reading, so a forged shape ran out of memory."""
+    import io
+
+    import numpy as np
+
+    stream = io.BytesIO(data)
+    version = np.lib.format.read_magic(stream)
+    if version not in ((1, 0), (2, 0)):
+        raise ValueError(f"format version {version[0]}.{version[1]}")
+    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                   else np.lib.format.read_array_header_2_0)
+    shape, _, dtype = read_header(stream)
+    claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if claimed != len(data) - stream.tell():
+        raise ValueError(f"its header claims {claimed} bytes of {dtype} {shape}, it holds "
+                         f"{len(data) - stream.tell()}")
 
 
 def embedded_metadata(meta):
@@ -315,7 +336,10 @@ def _check_network(path, name, meta):
         _fail(path, f"{name} keeps tensors in external data files, which the bundle's checksums "
                     "do not cover (export the network as one file)")
     session = open_session(data, threads=1, optimize=False, label=path / name)
-    embedded = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+    try:
+        embedded = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+    except UnicodeDecodeError:          # onnxruntime decodes every value as it hands them over
+        _fail(path, f"{name}: its embedded metadata is not text (edited or corrupt)")
     if embedded is None:
         _fail(path, f"{name} carries no hsanomaly metadata")
     try:
