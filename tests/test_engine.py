@@ -106,6 +106,32 @@ def test_resume_after_interruption_gives_identical_output(tmp_path):
     np.testing.assert_array_equal(read(tmp_path / "out.tif")[0], read(tmp_path / "full.tif")[0])
 
 
+def test_a_tile_store_edited_between_runs_resumes_or_is_refused_in_one_line(tmp_path):
+    """A manifest whose configuration is no mapping, and a tile numbered past the run's plan,
+    gave tracebacks (TypeError, IndexError) on resuming: the first is refused as damaged, the
+    stray tile is dropped and the rest resumes."""
+    import json
+
+    cube, _ = synthetic_cube()
+    detect(ArraySource(cube), tmp_path / "full.tif", GlobalRX(), tile=16, progress=False)
+    interrupted_halfway(cube, tmp_path / "out.tif")
+    store = tmp_path / "out.tif.partial"
+    first = sorted(store.glob("tile_*.npz"))[0]
+    (store / "tile_0009999.npz").write_bytes(first.read_bytes())
+    result = detect(ArraySource(cube), tmp_path / "out.tif", GlobalRX(), tile=16, progress=False,
+                    resume=True)
+    assert 0 < result.tiles_resumed < 12
+    np.testing.assert_array_equal(read(tmp_path / "out.tif")[0], read(tmp_path / "full.tif")[0])
+    interrupted_halfway(cube, tmp_path / "again.tif")
+    manifest = tmp_path / "again.tif.partial" / "manifest.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "config": [1]}))
+    with pytest.raises(HsanomalyError, match=r"again.tif.partial: the interrupted run here was "
+                                             r"written by another hsanomaly version or is "
+                                             r"damaged; rerun without resume=True"):
+        detect(ArraySource(cube), tmp_path / "again.tif", GlobalRX(), tile=16, progress=False,
+               resume=True)
+
+
 def test_cancelling_a_resumed_run_keeps_the_tiles_an_earlier_run_finished(tmp_path):
     """A cancel removed the whole tile store, the interrupted run's tiles among them (hours
     of a real scene; QGIS's Cancel button goes this way)."""

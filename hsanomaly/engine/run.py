@@ -291,7 +291,9 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
 def _score(executor, source, scorer, store, windows, outputs, dst, progress, callback):
     """Score the tiles the store lacks (a damaged or misshapen stored tile counts as lacking);
     returns the indices that were already done."""
-    def expected(index):
+    def expected(index):          # None for a tile the plan has no window for (a stray)
+        if not 0 <= index < len(windows):
+            return None
         window = windows[index]
         return {name: (bands, int(window.height), int(window.width))
                 for name, (_, bands) in outputs.items()}

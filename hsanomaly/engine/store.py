@@ -150,7 +150,8 @@ def check_resumable(path, manifest, previous=None, model=True):
     own aside, as ``model_free``)."""
     previous = read_manifest(path) if previous is None else previous
     rerun = f"; rerun without {spell('resume', True)} to start over"
-    if previous.get("format") != FORMAT or previous.get("format_version") != FORMAT_VERSION:
+    if previous.get("format") != FORMAT or previous.get("format_version") != FORMAT_VERSION \
+            or not isinstance(previous.get("config"), dict):
         raise HsanomalyError(f"{path}: the interrupted run here was written by another "
                              f"hsanomaly version or is damaged{rerun}")
     if previous.get("input") != manifest["input"]:
@@ -355,10 +356,12 @@ class TileStore:
 
     def discard_bad(self, indices, expected):
         """Remove the tiles among ``indices`` that do not load whole with ``expected(index)``
-        shapes, so they are scored again; returns the indices kept."""
+        shapes (None: no tile of the run has that index), so they are scored again; returns
+        the indices kept."""
         kept = set()
         for index in indices:
-            if self.load(index, expected(index)) is None:
+            shapes = expected(index)
+            if shapes is None or self.load(index, shapes) is None:
                 self._file(index).unlink(missing_ok=True)
             else:
                 kept.add(index)
