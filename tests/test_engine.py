@@ -751,3 +751,28 @@ def test_an_output_written_by_another_while_the_run_went_is_not_replaced(tmp_pat
     with pytest.raises(HsanomalyError, match="heat.tif: 'dst' (exists and is not a heatmap|holds "
                                              "the result of another input)"):
         hsanomaly.detect(path, dst, score="rx", tile=16)
+
+
+def test_a_long_output_name_the_file_system_takes_is_written_and_a_longer_refused_first(
+        tmp_path):
+    """A private staging folder named after the output added some 40 bytes to its name: a
+    235-byte name, which the file system takes, failed as "file name too long" at the commit,
+    after all the work, its tile store left behind. Past what a side file's name allows, the
+    refusal names the side file and the limit, before the work."""
+    import os
+
+    import hsanomaly
+
+    if os.pathconf(tmp_path, "PC_NAME_MAX") != 255:
+        pytest.skip("a file system with another name limit")
+    cube, _ = synthetic_cube()
+    path = write_raster(tmp_path / "scene.tif", cube)
+    taken = tmp_path / ("a" * 231 + ".tif")
+    hsanomaly.detect(path, taken, score="rx", png=tmp_path / ("p" * 231 + ".png"))
+    left = [p.name for p in tmp_path.iterdir()]
+    assert taken.exists() and not [n for n in left if n.startswith(".") or "partial" in n]
+    too_long = tmp_path / ("b" * 244 + ".tif")
+    with pytest.raises(HsanomalyError, match=r"b+\.tif\.aux\.xml: 'dst''s GDAL side file would "
+                                             r"be named with 256 bytes, past the 255 this file "
+                                             r"system takes; choose a shorter output name"):
+        hsanomaly.detect(path, too_long, score="rx")

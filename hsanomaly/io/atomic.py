@@ -449,11 +449,29 @@ def destination_of(path):
 
 
 def _private_folder(folder, name):
-    """A new private folder in ``folder`` (``.<name>.<pid>-<host>.<random><suffix>``), once
-    the temporaries dead writers left there are gone."""
+    """A new private folder in ``folder`` (``_new_private``), once the temporaries dead
+    writers left there are gone."""
     remove_stale(folder)
-    return Path(tempfile.mkdtemp(prefix=f".{name}.{_this_writer()}.", suffix=TMP_SUFFIX,
-                                 dir=folder))
+    return _new_private(folder, name, TMP_SUFFIX)
+
+
+def _new_private(folder, name, suffix):
+    """A new folder ``.<name>.<pid>-<host>.<random><suffix>`` in ``folder``. ``name`` (the
+    output's, for whoever looks) is cut short where the folder's name would pass the file
+    system's limit: an output's name the system takes must not fail at the commit, after
+    the work."""
+    writer = f".{_this_writer()}."
+    room = name_max(folder) - 1 - len(os.fsencode(writer)) - 8 - len(suffix)  # mkdtemp: 8
+    cut = os.fsencode(name)[:max(room, 1)].decode(errors="ignore") or "o"
+    return Path(tempfile.mkdtemp(prefix=f".{cut}{writer}", suffix=suffix, dir=folder))
+
+
+def name_max(folder):
+    """The longest name, in bytes, the file system of ``folder`` takes (255 where unknown)."""
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        return 255
 
 
 def non_empty(path):
@@ -767,9 +785,7 @@ def _replace_dir(tmp, dst, moved_aside=None):
         return lambda: os.replace(dst, tmp)
     if _exchange(tmp, dst):
         return lambda: _exchange(tmp, dst) or _refuse_swap(dst)
-    aside = Path(tempfile.mkdtemp(prefix=f".{Path(dst).name}.{_this_writer()}.",
-                                  suffix=OLD + TMP_SUFFIX,
-                                  dir=os.path.dirname(os.path.abspath(dst))))
+    aside = _new_private(os.path.dirname(os.path.abspath(dst)), Path(dst).name, OLD + TMP_SUFFIX)
     os.replace(dst, aside)           # rename(2) onto the empty directory just made
     try:
         os.replace(tmp, dst)

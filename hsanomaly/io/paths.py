@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import HsanomalyError
 from ..spelling import spell
-from .atomic import check_writable, note_checked, refuse_special
+from .atomic import check_writable, name_max, note_checked, refuse_special
 
 FILE, DIRECTORY = "file", "directory"
 
@@ -70,6 +70,7 @@ def check_paths(inputs, outputs, writable=True):
         if out.kind == FILE and str(out.path).endswith(("/", os.sep)):   # a name said as a folder
             raise HsanomalyError(f"{out.path}: {out.label} ends in '/', as a folder's name does; "
                                  "give it a file name")
+        _check_name_length(out)
         if writable:
             check_writable(out.path, directory=out.kind == DIRECTORY, label=out.label)
         elif not out.virtual:
@@ -77,6 +78,17 @@ def check_paths(inputs, outputs, writable=True):
         if out.kind == FILE and Path(out.path).is_dir():
             raise HsanomalyError(f"{out.path}: {out.label} is a directory, not a file")
         note_checked(out.path, is_dir=out.kind == DIRECTORY)
+
+
+def _check_name_length(out):
+    """Refuse an output whose name the file system would not take, naming which: a heatmap's
+    side files (.aux.xml) and tile store (.partial) are longer than its own name."""
+    folder, name = os.path.split(os.path.abspath(out.path))
+    length = len(os.fsencode(name))
+    if os.path.isdir(folder) and length > name_max(folder):
+        raise HsanomalyError(f"{out.path}: {out.label} would be named with {length} bytes, "
+                             f"past the {name_max(folder)} this file system takes; choose a "
+                             "shorter output name")
 
 
 GEOTIFF_SUFFIXES = (".tif", ".tiff")
