@@ -193,8 +193,10 @@ def _batch_state(src, dst, score, model, tile, options, exclusion=None):
 
 
 def _reads_back(dst):
-    """Whether a finished heatmap still reads whole: one damaged since (a disk's error, a copy
-    cut short) is scored again, not skipped as done; said, since it replaces the damaged file."""
+    """Whether a finished heatmap still reads whole: one whose pixels were damaged since (a
+    disk's error, bytes overwritten) is scored again, not skipped as done; said, since it
+    replaces the damaged file. (One cut short loses its tags, written last, first: it is no
+    longer told for ours, and is refused as any file at an output's name is.)"""
     from .io.atomic import read_back
 
     try:

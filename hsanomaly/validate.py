@@ -8,10 +8,12 @@ import os
 from pathlib import Path
 
 from .errors import HsanomalyError
-from .io.paths import (DIRECTORY, FILE, GEOTIFF_SUFFIXES, Item, check_output_folder, check_paths,
-                       check_replaceable_dir, check_replaceable_file, check_suffix, expand_pattern,
-                       holds_numbers, input_files, is_model_bundle, is_path, is_quick_model,
-                       quick_model_input, refuse_foreign_side_files, side_files)
+from .io.atomic import note_checked
+from .io.paths import (DIRECTORY, FILE, GEOTIFF_SUFFIXES, Item, check_name_fits,
+                       check_output_folder, check_paths, check_replaceable_dir,
+                       check_replaceable_file, check_suffix, expand_pattern, holds_numbers,
+                       input_files, is_model_bundle, is_path, is_quick_model, quick_model_input,
+                       refuse_foreign_side_files, side_files)
 from .options import check_batch_keywords, check_flags, check_near_misses, check_values
 from .spelling import spell
 
@@ -89,6 +91,8 @@ def detect_paths(src, dst, *, model=None, extras=None, png=None, polygons=None, 
     outputs += [(spell("polygons"), polygons), ("the tile store", store, DIRECTORY),
                 ("the quick model", quick_model, DIRECTORY)]
     check_paths(inputs, outputs)
+    if is_path(polygons):            # SQLite writes its journal beside the GeoPackage
+        check_name_fits(f"{polygons}-journal", f"{spell('polygons')}'s SQLite journal")
     for label, path in rasters:      # after check_paths: a collision is the clearer message
         check_suffix(path, label, GEOTIFF_SUFFIXES, "a GeoTIFF")
     if png is not None:
@@ -160,6 +164,9 @@ def batch_paths(targets, out_dir, quick_model=None, overwrite=False, mask=None, 
         seen[dst] = src
     check_output_folder(out_dir, spell("out_dir"))
     outputs = []
+    for src, dst in targets:      # named after the input: the longest, its tile store
+        check_name_fits(store_path(dst), f"the tile store of {src}",
+                        f"rename {src} (its outputs are named after it)")
     for src, dst in targets:
         outputs += [(f"the output of {src}", dst),
                     (f"the tile store of {src}", store_path(dst), DIRECTORY),
@@ -190,6 +197,7 @@ def evaluate_paths(heatmap, truth, outer_mask, plots, json, overwrite=False):
     figures = []
     if plots is not None:
         check_output_folder(plots, spell("plots"))
+        note_checked(plots, is_dir=True)      # made whole where it is new: kept from then on
         figures = [(f"{spell('plots')} ({name})", Path(plots) / name, FILE)
                    for name in PLOT_FILES.values()]
     check_paths(inputs, [(spell("json"), json)] + figures, writable=False)

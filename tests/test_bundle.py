@@ -361,6 +361,19 @@ def test_a_codebook_whose_header_claims_another_size_names_the_file(codebook_dir
         load_bundle(codebook_dir).codebook.load()
 
 
+@pytest.mark.parametrize("version", [(2, 0), (3, 0)])
+def test_a_codebook_in_a_later_npy_format_still_loads(codebook_dir, version):
+    """The header check took only format 1.0 and 2.0; numpy reads 3.0 too."""
+    z = load_bundle(codebook_dir).codebook.load()[0]
+    file = codebook_dir / "codebook.z.npy"
+    with open(file, "wb") as f:
+        np.lib.format.write_array(f, z, version=version, allow_pickle=False)
+    meta = json.loads((codebook_dir / "model.json").read_text())
+    meta["files"]["codebook.z.npy"] = file_sha256(file)
+    (codebook_dir / "model.json").write_text(json.dumps(meta))
+    np.testing.assert_array_equal(load_bundle(codebook_dir).codebook.load()[0], z)
+
+
 def test_embedded_metadata_that_is_not_text_is_refused_with_one_line(tmp_path):
     """Bytes of the metadata that are not UTF-8 (the checksum updated, as a re-hashing copy
     would) raised onnxruntime's UnicodeDecodeError as a traceback."""

@@ -200,6 +200,13 @@ def test_a_cut_result_whose_grid_map_coordinates_cannot_carry_keeps_its_place(di
     if rotated or dims[1] == "rows":
         with pytest.raises(HsanomalyError, match="its row numbers are not evenly spaced"):
             hsanomaly.find_targets(heat.isel({rows: [0, 1, 5]}), threshold=threshold)
+    # a user's own row/col numbers (from 1, say) are not taken for ours: placed as before
+    own = xr.DataArray(cube, dims=("band", "row", "col"),
+                       coords={"row": np.arange(1, 41), "col": np.arange(1, 51)},
+                       attrs={"transform": transform, "crs": "EPSG:4326"})
+    found = hsanomaly.find_targets(hsanomaly.Detector("rx").fit_score(own), threshold=threshold)
+    np.testing.assert_allclose(found[["centroid_x", "centroid_y"]].values,
+                               whole[["centroid_x", "centroid_y"]].values, rtol=1e-12)
 
 
 def test_masked_pixels_are_left_out_like_nodata():

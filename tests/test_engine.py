@@ -776,3 +776,80 @@ def test_a_long_output_name_the_file_system_takes_is_written_and_a_longer_refuse
                                              r"be named with 256 bytes, past the 255 this file "
                                              r"system takes; choose a shorter output name"):
         hsanomaly.detect(path, too_long, score="rx")
+    # SQLite's journal beside a GeoPackage: it failed after the work, in a raw SQL statement
+    with pytest.raises(HsanomalyError, match=r"g+\.gpkg-journal: 'polygons''s SQLite journal "
+                                             r"would be named with 258 bytes"):
+        hsanomaly.detect(path, tmp_path / "h.tif", score="rx", far=0.01,
+                         polygons=tmp_path / ("g" * 245 + ".gpkg"))
+    # a batch names its outputs after its inputs: the input is the one to rename, and a new
+    # output folder has the limit of the folder it is made in
+    named = write_raster(tmp_path / ("c" * 241 + ".tif"), cube)     # its heatmap: c..c_rx.tif
+    with pytest.raises(HsanomalyError, match=r"the tile store of .*c+\.tif would be named with "
+                                             r"256 bytes, .*; rename .*c+\.tif \(its outputs are "
+                                             r"named after it\)"):
+        hsanomaly.detect_many([named], tmp_path / "new" / "out", score="rx")
+    assert not (tmp_path / "h.tif").exists() and not (tmp_path / "new").exists()
+
+
+def test_an_earlier_output_whose_metadata_alone_changed_is_replaced(tmp_path):
+    """A chmod, a backup's hard link or an extended attribute moves a file's change time, not
+    its content: the commit refused such an earlier heatmap after all the work, saying another
+    program wrote there. It compares place, size and modification time."""
+    import os
+
+    import hsanomaly
+
+    cube, _ = synthetic_cube()
+    path = write_raster(tmp_path / "scene.tif", cube)
+    dst = tmp_path / "heat.tif"
+    hsanomaly.detect(path, dst, score="rx")
+
+    def meanwhile(fraction, message):
+        if message.startswith("tile") and fraction == 1:
+            os.chmod(dst, 0o640)
+            os.link(dst, tmp_path / f"backup{len(list(tmp_path.glob('backup*')))}.tif")
+
+    hsanomaly.detect(path, dst, score="lrx", outer=7, guard=3, callback=meanwhile)
+    with rasterio.open(dst) as ds:
+        assert ds.tags()["HSANOMALY_SCORE"] == "lrx"
+
+
+def test_outputs_made_while_evaluate_or_convert_went_are_not_replaced(tmp_path, monkeypatch):
+    """A plots folder new when checked was replaced whole, with a user's files made in it
+    meanwhile; convert ran outside any job, so nothing was compared at its commit."""
+    import scipy.io
+
+    import hsanomaly
+    import hsanomaly.evaluation.plots as plots
+    import hsanomaly.io.convert as convert
+
+    scores = np.arange(100, dtype=np.float32).reshape(10, 10)
+    truth = np.zeros((10, 10), np.uint8)
+    truth[9, 9] = 1
+    folder = tmp_path / "plots"
+    real = plots._draw_plots
+
+    def drawing(*args, **kwargs):
+        folder.mkdir(exist_ok=True)
+        (folder / "notes.txt").write_text("mine")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(plots, "_draw_plots", drawing)
+    with pytest.raises(HsanomalyError, match="plots: changed since this run checked its outputs"):
+        hsanomaly.evaluate(scores, truth, plots=folder)
+    assert (folder / "notes.txt").read_text() == "mine"
+    monkeypatch.undo()
+
+    mat = tmp_path / "scene.mat"
+    scipy.io.savemat(mat, {"data": np.random.default_rng(0).random((6, 5, 4))})
+    dst = tmp_path / "scene.tif"
+    reading = convert.read_mat
+
+    def read_mat(*args, **kwargs):
+        dst.write_bytes(b"a user's own file")
+        return reading(*args, **kwargs)
+
+    monkeypatch.setattr(convert, "read_mat", read_mat)
+    with pytest.raises(HsanomalyError, match="scene.tif: changed since this run checked"):
+        convert.convert_mat(mat, dst)
+    assert dst.read_bytes() == b"a user's own file"

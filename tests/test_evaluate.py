@@ -982,3 +982,28 @@ def test_negative_values_of_a_truth_array_or_mat_file_are_warned_about(heat_and_
         hsanomaly.evaluate(heat, np.ma.masked_equal(labelled, -1))
         gt, known = hsanomaly.io.read_truth(mat)
     assert not known[40:50, 0:20].any() and known.sum() == labelled.size - 200
+
+
+def test_a_truth_cut_like_a_rotated_heatmap_but_placed_by_its_attribute_is_told_why():
+    """Cut alike, a heatmap (its row/col numbers follow the cut) and a truth placed by a
+    transform attribute alone (the whole grid's) disagree: the refusal said "cut and order both
+    alike", which the user had done, and left out the grids' rotation."""
+    xr = pytest.importorskip("xarray")
+    from affine import Affine
+
+    import hsanomaly
+
+    transform = Affine.translation(5e5, 4e6) @ Affine.rotation(30) @ Affine.scale(2, -2)
+    cube = np.random.default_rng(0).random((5, 30, 40))
+    heat = hsanomaly.Detector("rx").fit_score(xr.DataArray(
+        cube, dims=("band", "y", "x"), attrs={"transform": transform}))
+    truth = xr.DataArray(np.zeros((30, 40), np.uint8), dims=("y", "x"),
+                         attrs={"transform": transform})
+    truth[12, 20] = 1
+    with pytest.raises(HsanomalyError, match=r"'truth': its placement is not the heatmap's "
+                                             r"\(pixel \S+ x -\S+ at 500000, 4000000, rotated by .* "
+                                             r"against .*\); its transform attribute places the "
+                                             r"whole grid and no coordinates say where a cut of "
+                                             r"it lies: pass it uncut"):
+        hsanomaly.evaluate(heat.isel(y=slice(5, None)), truth.isel(y=slice(5, None)))
+    assert hsanomaly.evaluate(heat, truth)["auc"] > 0

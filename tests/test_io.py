@@ -1619,3 +1619,17 @@ def test_a_mat_file_whose_variables_lie_in_other_files_is_refused(tmp_path, how)
     with pytest.raises(HsanomalyError, match="stored outside the file"):
         convert_mat(scene, tmp_path / "scene.tif")
     assert not (tmp_path / "scene.tif").exists()
+
+
+def test_a_mat_file_whose_groups_link_back_up_still_loads(tmp_path):
+    """The look for variables stored outside the file followed links back up (a soft link to
+    '/', a group holding itself) into a RecursionError traceback; such a file loaded before."""
+    cube = np.random.default_rng(0).random((6, 5, 4))
+    for how in ("soft", "hard"):
+        scene = tmp_path / f"{how}.mat"
+        with h5py.File(scene, "w") as f:
+            f["data"] = cube
+            group = f.create_group("s")
+            group["up"] = h5py.SoftLink("/") if how == "soft" else group
+        got, _ = read_mat(scene)
+        np.testing.assert_allclose(got, np.moveaxis(cube.T, -1, 0))

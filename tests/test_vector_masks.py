@@ -410,3 +410,7 @@ def test_features_a_turn_of_longitude_away_fall_on_a_raster_across_the_antimerid
     np.testing.assert_array_equal(mask, truth)
     alone = write_layer(tmp_path / "east.gpkg", [box(30, 40, 32, 42, shift)], crs="EPSG:4326")
     assert read_truth(alone, shape=truth.shape, grid_of=scene)[0].sum() == 4
+    # one feature split at 180 degrees, as GeoJSON writes one: each part finds its place
+    split = shapely.MultiPolygon([box(20, 28, 24, 30), box(20, 30, 24, 34, shift)])
+    layer = write_layer(tmp_path / "split.gpkg", [split], crs="EPSG:4326")
+    assert read_truth(layer, shape=truth.shape, grid_of=scene)[0][20:24, 28:34].all()

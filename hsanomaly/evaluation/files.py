@@ -14,8 +14,8 @@ from ..io.atomic import staged_into
 from ..io.checks import check_memory, warn
 from ..io.gdal import open_raster, read_masked
 from ..io.paths import is_path
-from ..io.scene import mask_values
-from ..io.inputs import as_band, pixel_centres, placement
+from ..io.scene import grid_text, mask_values
+from ..io.inputs import INDEX_COORDS, as_band, pixel_centres, placement
 from ..io.values import warn_negative_mask
 from ..options import renamed_keywords
 from ..spelling import counted, spell
@@ -146,10 +146,13 @@ def _check_same_place(mask, heatmap, transform, label):
         return
     pixel = min(abs(transform.a), abs(transform.e)) or 1.0
     if not placed.almost_equals(transform, precision=1e-3 * pixel):
-        raise HsanomalyError(f"{label}: its placement is not the heatmap's (origin "
-                             f"{placed.c:.10g}, {placed.f:.10g} and pixel {placed.a:g} x "
-                             f"{placed.e:g}, against {transform.c:.10g}, {transform.f:.10g} and "
-                             f"{transform.a:g} x {transform.e:g}); cut and order both alike")
+        carried = pixel_centres(mask) is not None or INDEX_COORDS[0] in mask.coords
+        raise HsanomalyError(f"{label}: its placement is not the heatmap's ({grid_text(placed)} "
+                             f"against {grid_text(transform)}); " + (
+                                 "cut and order both alike" if carried else
+                                 "its transform attribute places the whole grid and no "
+                                 "coordinates say where a cut of it lies: pass it uncut, or "
+                                 "with its map coordinates (x/y, lat/lon)"))
 
 
 def _evaluate(scores, name, crs, transform, truth_input, outer_input, pd_far, heatmap_path=None):

@@ -289,6 +289,8 @@ class Staging:
                                          "nothing was replaced") from None
                 raise
         checked = checked_outputs()
+        # not the side files removed with an earlier output: they describe it, and a GIS
+        # showing it writes them (QGIS's statistics in .aux.xml) while a rerun goes
         for dst, _, _, _, is_dir in self._entries:
             if checked is not None and checked.get(os.path.abspath(dst), _held(dst, is_dir)) \
                     != _held(dst, is_dir):
@@ -559,10 +561,14 @@ def note_checked(path, is_dir=False):
 
 
 def _held(path, is_dir):
-    """What a commit compares of an output with what it held when checked: a file's identity;
-    a folder's place alone (its change time moves with every entry written into it)."""
+    """What a commit compares of an output with what it held when checked: a file's place,
+    size and modification time (not its change time, which a chmod, a backup's hard link or
+    an extended attribute moves too); a folder's place alone (its times move with every
+    entry written into it)."""
     identity = _identity(path, is_dir)
-    return identity[:2] if identity is not None and is_dir else identity
+    if identity is None:
+        return None
+    return identity[:2] if is_dir else identity[:2] + identity[3:]
 
 
 def _identity(path, is_dir=False):

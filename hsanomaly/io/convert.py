@@ -9,6 +9,7 @@ import numpy as np
 from ..errors import HsanomalyError
 from ..spelling import spell
 from .atomic import native_quiet, stage_raster, staged
+from .checks import one_job
 from .heatmap import geotiff_profile
 from .mat import read_mat, read_mat_wavelengths
 from .ownership import (CONVERTED_TAG, SOFTWARE, converted_from, input_record, is_own_detect_output,
@@ -56,6 +57,7 @@ def write_geotiff(path, array, crs=None, transform=None, nodata=None, descriptio
                 dst.update_tags(i + 1, wavelength=f"{centre:.6g}", wavelength_units="nanometers")
 
 
+@one_job()
 def convert_mat(src, dst, truth=None, overwrite=False):
     """Convert a .mat scene; returns (bands, rows, cols, anomaly pixel count or None).
 

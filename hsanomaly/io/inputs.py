@@ -61,8 +61,10 @@ SPATIAL_DIMS = ("y", "x", "lat", "lon", "latitude", "longitude", "row", "rows", 
 # the (y, x) dimension names of a map's axes, whose coordinates place pixels (``placement``)
 MAP_AXES = (("y", "x"), ("lat", "lon"), ("latitude", "longitude"))
 # coordinates that number a result's pixels in the whole grid (rows, columns), where its map
-# coordinates cannot carry the grid (rotated, or axes not named as a map's): a cut keeps them
+# coordinates cannot carry the grid (rotated, or axes not named as a map's): a cut keeps them.
+# Marked as ours (a user's own row/col may count from 1), and read only so marked.
 INDEX_COORDS = ("row", "col")
+INDEX_MARK = {"hsanomaly": "pixel number in the grid of the transform attribute (0 = first)"}
 
 
 def map_axes(value):
@@ -200,7 +202,8 @@ def _centres_of(X, spatial):
     if set(INDEX_COORDS) & set(X.coords):
         return {}
     rows, cols = axes or spatial
-    return {"row": (rows, np.arange(X.sizes[rows])), "col": (cols, np.arange(X.sizes[cols]))}
+    return {"row": (rows, np.arange(X.sizes[rows]), INDEX_MARK),
+            "col": (cols, np.arange(X.sizes[cols]), INDEX_MARK)}
 
 
 def as_band(value, name):
@@ -314,16 +317,17 @@ def _by_coordinates(value, transform):
 
 def _by_index(value, transform):
     """The transform of a DataArray's pixels by their numbers in the whole grid
-    (``INDEX_COORDS``, which a cut, a step or a flip keeps), composed onto the whole grid's
-    ``transform``; ``transform`` itself where it has no such coordinates. Numbers that are not
-    evenly spaced are refused."""
+    (``INDEX_COORDS`` marked ``INDEX_MARK``, which a cut, a step or a flip keeps), composed
+    onto the whole grid's ``transform``; ``transform`` itself where it has no such
+    coordinates. Numbers that are not evenly spaced are refused."""
     from affine import Affine
 
     axes = map_axes(value) or value.dims[-2:]
     numbers = []
     for name, dim in zip(INDEX_COORDS, axes):
         coord = value.coords.get(name)
-        if coord is None or coord.dims != (dim,) or coord.dtype.kind not in "iu":
+        if coord is None or coord.dims != (dim,) or coord.dtype.kind not in "iu" \
+                or coord.attrs.get("hsanomaly") != INDEX_MARK["hsanomaly"]:
             return transform
         at = np.asarray(coord.values, np.int64)
         step = int(at[1] - at[0]) if len(at) > 1 else 1

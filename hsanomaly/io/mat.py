@@ -68,21 +68,26 @@ def _headers(path):
             if cls in ITEMSIZE}
 
 
-def _refuse_stored_outside(path, group):
+def _refuse_stored_outside(path, group, seen=None):
     """Refuse a v7.3 file any of whose variables HDF5 would read from another file (an external
     link, a virtual dataset, external raw storage): MATLAB writes none, and read they would
-    put any file the user can read (a key, say) into the scene and whatever is written of it."""
+    put any file the user can read (a key, say) into the scene and whatever is written of it.
+    Each group is looked into once (links may lead back up); a soft link names a path of the
+    file, looked into where it lies."""
     import h5py
 
+    seen = set() if seen is None else seen
+    seen.add(h5py.h5o.get_info(group.id).addr)
     for name in group:
         link = group.get(name, getlink=True)
         where = None
         if isinstance(link, h5py.ExternalLink):
             where = f"an external link to {link.filename}"
-        else:
+        elif not isinstance(link, h5py.SoftLink):
             item = group.get(name)
             if isinstance(item, h5py.Group):
-                _refuse_stored_outside(path, item)
+                if h5py.h5o.get_info(item.id).addr not in seen:
+                    _refuse_stored_outside(path, item, seen)
             elif isinstance(item, h5py.Dataset) and item.is_virtual:
                 where = "a virtual dataset, mapping other files"
             elif isinstance(item, h5py.Dataset) and item.external:

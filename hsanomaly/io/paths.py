@@ -70,7 +70,7 @@ def check_paths(inputs, outputs, writable=True):
         if out.kind == FILE and str(out.path).endswith(("/", os.sep)):   # a name said as a folder
             raise HsanomalyError(f"{out.path}: {out.label} ends in '/', as a folder's name does; "
                                  "give it a file name")
-        _check_name_length(out)
+        check_name_fits(out.path, out.label)
         if writable:
             check_writable(out.path, directory=out.kind == DIRECTORY, label=out.label)
         elif not out.virtual:
@@ -80,15 +80,17 @@ def check_paths(inputs, outputs, writable=True):
         note_checked(out.path, is_dir=out.kind == DIRECTORY)
 
 
-def _check_name_length(out):
-    """Refuse an output whose name the file system would not take, naming which: a heatmap's
-    side files (.aux.xml) and tile store (.partial) are longer than its own name."""
-    folder, name = os.path.split(os.path.abspath(out.path))
-    length = len(os.fsencode(name))
-    if os.path.isdir(folder) and length > name_max(folder):
-        raise HsanomalyError(f"{out.path}: {out.label} would be named with {length} bytes, "
-                             f"past the {name_max(folder)} this file system takes; choose a "
-                             "shorter output name")
+def check_name_fits(path, label, advice="choose a shorter output name"):
+    """Refuse a file the file system would not take by its name, naming which (a heatmap's
+    side files, .aux.xml, and tile store, .partial, are longer than its own name), before the
+    work: it failed at the commit, after it. The limit is that of the nearest folder there."""
+    folder, name = os.path.split(os.path.abspath(path))
+    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)                 # a folder the run will make
+    length, limit = len(os.fsencode(name)), name_max(folder)
+    if length > limit:
+        raise HsanomalyError(f"{path}: {label} would be named with {length} bytes, past the "
+                             f"{limit} this file system takes; {advice}")
 
 
 GEOTIFF_SUFFIXES = (".tif", ".tiff")

@@ -197,11 +197,11 @@ def check_same_grid(path, other):
     size = max(abs(o.a), abs(o.e), abs(o.b), abs(o.d))
     steps = np.abs(np.subtract(t[:6], o[:6]))
     if steps[[0, 1, 3, 4]].max() > 1e-6 * size or steps[[2, 5]].max() > 0.01 * size:
-        raise HsanomalyError(f"{path}: the mask is not on the grid of {other} ({_grid_text(t)} "
-                             f"against {_grid_text(o)}); resample it onto that raster's grid")
+        raise HsanomalyError(f"{path}: the mask is not on the grid of {other} ({grid_text(t)} "
+                             f"against {grid_text(o)}); resample it onto that raster's grid")
 
 
-def _grid_text(t):
+def grid_text(t):
     """A geotransform for a message: the pixel's width and height as stored (a negative
     height: rows run south), its origin, and its rotation terms where it has them."""
     text = f"pixel {t.a:.10g} x {t.e:.10g} at {t.c:.10g}, {t.f:.10g}"

@@ -246,15 +246,19 @@ def _on_the_same_turn(geometries, crs, outline):
 
     turn = 360 / degrees_per_unit(crs)
     x0, _, x1, _ = outline.bounds
+
+    def onto(part):
+        gx0, _, gx1, _ = part.bounds
+        for shift in (-turn, turn):
+            if not (gx1 >= x0 and gx0 <= x1) and gx1 + shift >= x0 and gx0 + shift <= x1:
+                return shapely.transform(part, lambda xy: xy + (shift, 0))
+        return part
+
     moved = []
-    for geometry in geometries:
-        gx0, _, gx1, _ = geometry.bounds
-        for shift in (0, -turn, turn):
-            if gx1 + shift >= x0 and gx0 + shift <= x1:
-                break
-        else:
-            shift = 0
-        moved.append(shapely.transform(geometry, lambda xy: xy + (shift, 0)) if shift else geometry)
+    for geometry in geometries:       # part by part: GeoJSON splits a feature at 180 degrees
+        parts = shapely.get_parts(geometry)
+        moved.append(onto(geometry) if len(parts) == 1 else
+                     shapely.geometrycollections([onto(part) for part in parts]))
     return np.array(moved, dtype=object)
 
 

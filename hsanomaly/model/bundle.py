@@ -198,8 +198,9 @@ def _check_npy_size(data):
 
     stream = io.BytesIO(data)
     version = np.lib.format.read_magic(stream)
-    if version not in ((1, 0), (2, 0)):
+    if version not in ((1, 0), (2, 0), (3, 0)):
         raise ValueError(f"format version {version[0]}.{version[1]}")
+    # 3.0 is 2.0's layout with UTF-8 field names, which a plain array's header has none of
     read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                    else np.lib.format.read_array_header_2_0)
     shape, _, dtype = read_header(stream)
