@@ -176,7 +176,7 @@ def test_a_cut_result_whose_grid_map_coordinates_cannot_carry_keeps_its_place(di
     """A rotated grid, or axes named lat/lon or otherwise: the result kept the whole grid's
     transform attribute and nothing else, so a cut of it was placed at the uncut origin (40 m
     off rotated, 2 km in degrees). Lat/lon take pixel centres as x/y do; the others number
-    their pixels (``row``, ``col``), which a cut, a step or a flip keeps."""
+    their pixels (``grid_row``, ``grid_col``), which a cut, a step or a flip keeps."""
     xr = pytest.importorskip("xarray")
     from affine import Affine
 
@@ -185,7 +185,8 @@ def test_a_cut_result_whose_grid_map_coordinates_cannot_carry_keeps_its_place(di
                  if rotated else Affine(1e-3, 0, 20.0, 0, -1e-3, 10.0))
     da = xr.DataArray(cube, dims=dims, attrs={"transform": transform, "crs": "EPSG:4326"})
     heat = hsanomaly.Detector("rx").fit_score(da)
-    assert set(heat.coords) == ({"row", "col"} if rotated or dims[1] == "rows" else {"lat", "lon"})
+    assert set(heat.coords) == ({"grid_row", "grid_col"} if rotated or dims[1] == "rows" else
+                                {"lat", "lon"})
     threshold = float(np.nanmax(heat)) / 2
     whole = hsanomaly.find_targets(heat, threshold=threshold)
     assert len(whole) == 1
@@ -198,15 +199,22 @@ def test_a_cut_result_whose_grid_map_coordinates_cannot_carry_keeps_its_place(di
         assert found.geometry.iloc[0].symmetric_difference(whole.geometry.iloc[0]).area < 1e-9 * (
             whole.geometry.iloc[0].area)
     if rotated or dims[1] == "rows":
-        with pytest.raises(HsanomalyError, match="its row numbers are not evenly spaced"):
+        with pytest.raises(HsanomalyError, match="its grid_row numbers are not evenly spaced"):
             hsanomaly.find_targets(heat.isel({rows: [0, 1, 5]}), threshold=threshold)
-    # a user's own row/col numbers (from 1, say) are not taken for ours: placed as before
-    own = xr.DataArray(cube, dims=("band", "row", "col"),
-                       coords={"row": np.arange(1, 41), "col": np.arange(1, 51)},
-                       attrs={"transform": transform, "crs": "EPSG:4326"})
-    found = hsanomaly.find_targets(hsanomaly.Detector("rx").fit_score(own), threshold=threshold)
-    np.testing.assert_allclose(found[["centroid_x", "centroid_y"]].values,
-                               whole[["centroid_x", "centroid_y"]].values, rtol=1e-12)
+        stacked = heat.stack(pixel=(rows, cols)).unstack("pixel")    # 2-D numbers: refused
+        with pytest.raises(HsanomalyError, match="its grid_row numbers no longer run along"):
+            hsanomaly.find_targets(stacked.isel({rows: slice(20, None)}), threshold=threshold)
+    # a user's own row/col numbers (from 0 or 1) are not taken for ours, and ours are still
+    # added beside them: a cut is placed right
+    for first in (0, 1):
+        own = xr.DataArray(cube, dims=("band", "row", "col"),
+                           coords={"row": np.arange(40) + first, "col": np.arange(50) + first},
+                           attrs={"transform": transform, "crs": "EPSG:4326"})
+        result = hsanomaly.Detector("rx").fit_score(own)
+        for part in (result, result.isel(row=slice(20, None), col=slice(30, None))):
+            found = hsanomaly.find_targets(part, threshold=threshold)
+            np.testing.assert_allclose(found[["centroid_x", "centroid_y"]].values,
+                                       whole[["centroid_x", "centroid_y"]].values, rtol=1e-12)
 
 
 def test_masked_pixels_are_left_out_like_nodata():

@@ -789,6 +789,13 @@ def test_a_long_output_name_the_file_system_takes_is_written_and_a_longer_refuse
                                              r"named after it\)"):
         hsanomaly.detect_many([named], tmp_path / "new" / "out", score="rx")
     assert not (tmp_path / "h.tif").exists() and not (tmp_path / "new").exists()
+    # an output folder to be made: it failed after the evaluation, naming a staging folder
+    truth = np.zeros((40, 50), np.uint8)
+    truth[10, 10] = 1
+    with pytest.raises(HsanomalyError, match=r"d+: 'plots' would be named with 256 bytes.*; "
+                                             r"choose a shorter folder name"):
+        hsanomaly.evaluate(np.ones((40, 50), np.float32), truth,
+                           plots=tmp_path / "sub" / ("d" * 256))
 
 
 def test_an_earlier_output_whose_metadata_alone_changed_is_replaced(tmp_path):

@@ -414,3 +414,8 @@ def test_features_a_turn_of_longitude_away_fall_on_a_raster_across_the_antimerid
     split = shapely.MultiPolygon([box(20, 28, 24, 30), box(20, 30, 24, 34, shift)])
     layer = write_layer(tmp_path / "split.gpkg", [split], crs="EPSG:4326")
     assert read_truth(layer, shape=truth.shape, grid_of=scene)[0][20:24, 28:34].all()
+    # ... in a collection too, whose polygons still take pixels by centre, not by touch
+    held = shapely.GeometryCollection([split, shapely.LineString([(0, 0), (0, 1)])])
+    layer = write_layer(tmp_path / "held.geojson", [held], crs="EPSG:4326")
+    mask = read_truth(layer, shape=truth.shape, grid_of=scene)[0]
+    assert mask[20:24, 28:34].all() and mask.sum() == 24       # by touch it took more

@@ -151,8 +151,9 @@ def _check_same_place(mask, heatmap, transform, label):
                              f"against {grid_text(transform)}); " + (
                                  "cut and order both alike" if carried else
                                  "its transform attribute places the whole grid and no "
-                                 "coordinates say where a cut of it lies: pass it uncut, or "
-                                 "with its map coordinates (x/y, lat/lon)"))
+                                 "coordinates say where a cut of it lies: pass it uncut" +
+                                 ("" if placed.b or placed.d else   # a rotated grid: uncut only
+                                  ", or with its map coordinates (x/y, lat/lon)")))
 
 
 def _evaluate(scores, name, crs, transform, truth_input, outer_input, pd_far, heatmap_path=None):

@@ -62,8 +62,8 @@ SPATIAL_DIMS = ("y", "x", "lat", "lon", "latitude", "longitude", "row", "rows", 
 MAP_AXES = (("y", "x"), ("lat", "lon"), ("latitude", "longitude"))
 # coordinates that number a result's pixels in the whole grid (rows, columns), where its map
 # coordinates cannot carry the grid (rotated, or axes not named as a map's): a cut keeps them.
-# Marked as ours (a user's own row/col may count from 1), and read only so marked.
-INDEX_COORDS = ("row", "col")
+# Named and marked as ours (a user's own row/col may count from 1), and read only so marked.
+INDEX_COORDS = ("grid_row", "grid_col")
 INDEX_MARK = {"hsanomaly": "pixel number in the grid of the transform attribute (0 = first)"}
 
 
@@ -202,8 +202,8 @@ def _centres_of(X, spatial):
     if set(INDEX_COORDS) & set(X.coords):
         return {}
     rows, cols = axes or spatial
-    return {"row": (rows, np.arange(X.sizes[rows]), INDEX_MARK),
-            "col": (cols, np.arange(X.sizes[cols]), INDEX_MARK)}
+    return {INDEX_COORDS[0]: (rows, np.arange(X.sizes[rows]), INDEX_MARK),
+            INDEX_COORDS[1]: (cols, np.arange(X.sizes[cols]), INDEX_MARK)}
 
 
 def as_band(value, name):
@@ -326,9 +326,12 @@ def _by_index(value, transform):
     numbers = []
     for name, dim in zip(INDEX_COORDS, axes):
         coord = value.coords.get(name)
-        if coord is None or coord.dims != (dim,) or coord.dtype.kind not in "iu" \
-                or coord.attrs.get("hsanomaly") != INDEX_MARK["hsanomaly"]:
+        if coord is None or coord.attrs.get("hsanomaly") != INDEX_MARK["hsanomaly"]:
             return transform
+        if coord.dims != (dim,) or coord.dtype.kind not in "iu":
+            raise HsanomalyError(f"{_name(value)}: its {name} numbers no longer run along its "
+                                 f"{dim} dimension (stacked, or turned into another type?), so "
+                                 "no geotransform places its pixels")
         at = np.asarray(coord.values, np.int64)
         step = int(at[1] - at[0]) if len(at) > 1 else 1
         if step == 0 or np.any(at != at[0] + step * np.arange(len(at))):

@@ -131,6 +131,7 @@ def check_output_folder(folder, label):
         return
     if os.path.lexists(folder):
         raise HsanomalyError(f"{folder}: {label} exists and is not a directory")
+    check_name_fits(folder, label, "choose a shorter folder name")
     nearest = Path(os.path.abspath(folder)).parent
     while not os.path.lexists(nearest) and nearest != nearest.parent:
         nearest = nearest.parent

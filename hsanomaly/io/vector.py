@@ -256,10 +256,27 @@ def _on_the_same_turn(geometries, crs, outline):
 
     moved = []
     for geometry in geometries:       # part by part: GeoJSON splits a feature at 180 degrees
-        parts = shapely.get_parts(geometry)
+        parts, _ = _simple_parts(np.array([geometry], dtype=object))
         moved.append(onto(geometry) if len(parts) == 1 else
                      shapely.geometrycollections([onto(part) for part in parts]))
     return np.array(moved, dtype=object)
+
+
+def _simple_parts(geometries):
+    """(the polygons, lines and points the features are made of, the feature each belongs
+    to): collections are opened down to their simple parts, however deeply nested."""
+    import shapely
+
+    parts, owner = shapely.get_parts(geometries, return_index=True)
+    while True:
+        nested = np.isin(shapely.get_type_id(parts), [
+            shapely.GeometryType.MULTIPOINT, shapely.GeometryType.MULTILINESTRING,
+            shapely.GeometryType.MULTIPOLYGON, shapely.GeometryType.GEOMETRYCOLLECTION])
+        if not nested.any():
+            return parts, owner
+        inner, at = shapely.get_parts(parts[nested], return_index=True)
+        parts = np.concatenate([parts[~nested], inner])
+        owner = np.concatenate([owner[~nested], owner[nested][at]])
 
 
 def _burn(geometries, transform, shape):
@@ -269,7 +286,7 @@ def _burn(geometries, transform, shape):
     hid it and it is burnt again alone, by centre."""
     import shapely
 
-    parts, owner = shapely.get_parts(shapely.force_2d(np.asarray(geometries)), return_index=True)
+    parts, owner = _simple_parts(shapely.force_2d(np.asarray(geometries)))
     keep = ~shapely.is_empty(parts) & np.isfinite(shapely.bounds(parts)).all(axis=1)
     parts, owner = parts[keep], owner[keep]
     polygon = shapely.get_type_id(parts) == shapely.GeometryType.POLYGON
