@@ -67,7 +67,9 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
     left out of fitting, training and scoring, nodata in the heatmap. workers/scheduler:
     score the tiles on a Dask cluster (a local one of N processes, or an address or Client).
     callback(fraction, message) -> True cancels (a quick model's training is the first half of
-    the fraction, the scoring the second). Every option and path is checked before any work; the heatmap,
+    the fraction, the scoring the second); a cancel leaves nothing of this run behind (an
+    interrupt, KeyboardInterrupt, keeps its finished tiles for ``resume``, as do the tiles of
+    a run it resumed). Every option and path is checked before any work; the heatmap,
     extras, PNG and polygons are replaced together, only once all are written and checked.
     An existing output file hsanomaly did not write is refused unless ``overwrite``.
     Returns a ``hsanomaly.DetectResult`` (its ``seconds``: the whole call's).

@@ -20,7 +20,7 @@ from .hints import Cube, ModelArg
 from .io.checks import one_job
 from .io.inputs import as_source
 from .latent import current_solver
-from .options import check_near_misses, plain_values, renamed_keywords
+from .options import check_door_keywords, check_near_misses, plain_values, renamed_keywords
 from .quickmodel import temporary_model_folder
 from .scorers import (check_scorer, chosen, current_options, make_scorer, scorer_class,
                       scorer_for)
@@ -49,6 +49,7 @@ class Detector:
         # is set: a set_params that is refused leaves the detector as it was
         from .engine.checks import check_tile
 
+        check_detector_keywords(options)
         check_near_misses("Detector", Detector.__init__, options)
         score, options = chosen(score, options)          # None: the default, as detect takes it
         path = model_path(model)
@@ -209,3 +210,16 @@ class Detector:
     def fit_score(self, X):
         """``fit(X).score(X)``: the usual way, a scene scored against itself."""
         return self.fit(X).score(X)
+
+
+def check_detector_keywords(options):
+    """Refuse ``detect``'s job keywords given to a Detector as what they are: they were
+    refused as options of the score, with no word of how a Detector takes the same thing."""
+    from .api import detect
+
+    check_door_keywords("Detector", options, detect, Detector.__init__,
+                        {"mask": "a Detector leaves out what its input masks: pass a masked "
+                                 "array (masked = left out) or NaN there",
+                         "workers": "a Detector scores in this process; Dask goes with detect",
+                         "scheduler": "a Detector scores in this process; Dask goes with detect"},
+                        "a Detector returns the scores in memory, and writes nothing")

@@ -180,17 +180,24 @@ def check_near_misses(job, function, options):
             raise HsanomalyError(f"{job}: no option {name!r} (did you mean {meant!r}?)")
 
 
-def check_batch_keywords(options, detect, detect_many):
-    """Refuse, as what they are, the job options of ``detect`` that ``detect_many`` does not
-    take (it writes heatmaps only): they were refused as options of the score."""
-    only = set(keywords(detect, positional=True)) - set(keywords(detect_many, positional=True))
-    why = {"resume": "a rerun of the batch resumes by itself",
-           "cog": "a batch writes tiled GeoTIFF heatmaps"}
+def check_door_keywords(door, options, detect, function, why, otherwise):
+    """Refuse, as what they are, the job options of ``detect`` that another door (``door``,
+    whose signature is ``function``) does not take: they were refused as options of the
+    score, which named the score's options, not the door's. ``why``: {keyword: the reason},
+    ``otherwise``: the reason for the others."""
+    only = set(keywords(detect, positional=True)) - set(keywords(function, positional=True))
     for name in options:
         if name in only:
-            raise HsanomalyError(f"detect_many: no option {name!r}: "
-                                 + why.get(name, "a batch writes heatmaps only")
-                                 + f" (detect takes {name}= for one raster)")
+            raise HsanomalyError(f"{door}: no option {name!r}: {why.get(name, otherwise)} "
+                                 f"(detect takes {name}= for one raster)")
+
+
+def check_batch_keywords(options, detect, detect_many):
+    """``check_door_keywords`` for ``detect_many`` (it writes heatmaps only)."""
+    check_door_keywords("detect_many", options, detect, detect_many,
+                        {"resume": "a rerun of the batch resumes by itself",
+                         "cog": "a batch writes tiled GeoTIFF heatmaps"},
+                        "a batch writes heatmaps only")
 
 
 def under_current_names(values, renames, owner, what="it", warn=True):

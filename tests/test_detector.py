@@ -1127,3 +1127,18 @@ def test_a_second_run_on_an_output_in_use_is_refused_before_its_quick_model_trai
             hsanomaly.detect(path, tmp_path / "out.tif", score="resrx")
     finally:
         os.close(held)
+
+
+def test_detects_job_keywords_given_to_a_detector_say_how_a_detector_does_it():
+    """mask=, workers= and the writers' keywords were refused as options the score does not
+    take ("it takes no options"), with no word that a masked array is a Detector's mask."""
+    for keyword, says in (("mask", "pass a masked array"), ("workers", "Dask goes with detect"),
+                          ("scheduler", "Dask goes with detect"),
+                          ("polygons", "returns the scores in memory")):
+        with pytest.raises(HsanomalyError, match=rf"Detector: no option '{keyword}': .*{says}.* "
+                                                 rf"\(detect takes {keyword}= for one raster"):
+            hsanomaly.Detector("rx", **{keyword: 1})
+    detector = hsanomaly.Detector("lrx")
+    with pytest.raises(HsanomalyError, match="Detector: no option 'mask'"):
+        detector.set_params(mask="clouds.tif")
+    assert detector.get_params()["score"] == "lrx" and "mask" not in detector.get_params()

@@ -163,12 +163,12 @@ def scorer_options(score, **given):
     """The scorer options the user gave (None = not given, so the score's default applies).
     A library option's former name was never a flag for the score: refused here, not taken
     for the option it names now (``--components`` is a mixture's, not local RX's ``--pca``)."""
-    from ..scorers import scorer_class
+    from ..scorers import former_option
 
     flag = given.get("ignore_wavelengths") or None       # an absent switch is not given
     options = given_options({**given, "ignore_wavelengths": flag})
-    for former, now in scorer_class(score).renamed_options.items():
-        if former in options:
-            raise click.UsageError(f"--{former}: score {score!r} has no such option (--{now} "
-                                   "takes its place)")
+    found = former_option(score, options)
+    if found:
+        raise click.UsageError(f"--{found[0]}: score {score!r} has no such option (--{found[1]} "
+                               "takes its place)")
     return options
