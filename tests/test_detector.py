@@ -1142,3 +1142,15 @@ def test_detects_job_keywords_given_to_a_detector_say_how_a_detector_does_it():
     with pytest.raises(HsanomalyError, match="Detector: no option 'mask'"):
         detector.set_params(mask="clouds.tif")
     assert detector.get_params()["score"] == "lrx" and "mask" not in detector.get_params()
+
+
+def test_a_mixture_no_component_of_which_fills_a_covariance_is_refused():
+    """With more components than the pixels can fill, the largest alone was kept, and EM had
+    often given it to a compact target: the targets scored as the most normal pixels (AUC 0)."""
+    cube, _ = synthetic_cube(bands=30, rows=16, cols=16, targets=((5, 5),))
+    with pytest.raises(HsanomalyError, match=r"no component of the mixture holds the 26 pixels "
+                                             r"a covariance on 25 principal components needs "
+                                             r"\(the largest: \d+ of 256\); give fewer "
+                                             r"'components'"):
+        hsanomaly.Detector("gmm", components=40).fit(cube)
+    assert np.isfinite(hsanomaly.Detector("gmm", components=2, pca=5).fit_score(cube)).all()

@@ -262,7 +262,9 @@ def test_gmm_needs_the_pixels_a_covariance_of_its_components_needs(tmp_path):
                                              r"pixels \(one per component, and a covariance on 25 "
                                              r"principal components needs 26\); the raster has 9"):
         Detector("gmm").fit(cube)
-    Detector("gmm", pca=4).fit(cube)            # 5 components, 4 dimensions: 9 pixels do
+    with pytest.raises(HsanomalyError, match="no component of the mixture holds the 5 pixels"):
+        Detector("gmm", pca=4).fit(cube)        # 9 pixels pass, but 5 components split them
+    Detector("gmm", pca=2, components=2).fit(cube)
 
 
 def test_a_mixture_that_did_not_converge_is_said(monkeypatch):

@@ -3,6 +3,7 @@
 import numpy as np
 
 from .. import defaults
+from ..errors import HsanomalyError
 from ..io.checks import warn_once
 from ..options import check_whole
 from ..spelling import counted, spell
@@ -48,10 +49,10 @@ class GaussianMixtureScorer(Scorer):
         if not self.mixture_.converged_:     # scikit-learn's own warning is a developer's
             warn_once(f"{source.name}: the Gaussian mixture did not converge in "
                       f"{self.mixture_.max_iter} EM iterations; its scores are those of the last")
-        self._drop_small_components(len(X))
+        self._drop_small_components(len(X), source.name)
         return self
 
-    def _drop_small_components(self, pixels):
+    def _drop_small_components(self, pixels, name):
         """Drop the components that hold fewer of the ``pixels`` fitted than their covariance
         needs (dimensions + 1) or than a tenth of their fair share (``FAIR_SHARE`` / k), and
         scale the others' weights back to a sum of 1. EM gives the spare components to what
@@ -59,10 +60,18 @@ class GaussianMixtureScorer(Scorer):
         dimensions, shrunk to the floor) or a compact target of a few dozen pixels. Kept, the
         density there is the scene's highest, and the anomalies would score as its most
         normal pixels. With many components (a scene of many classes) each fair share is
-        small, and every class that fills a covariance stays."""
+        small, and every class that fills a covariance stays. Where no component fills one,
+        the mixture is refused: kept alone, the largest was often a compact target's."""
         mixture = self.mixture_
         held = mixture.weights_ * pixels
-        floor = max(mixture.means_.shape[1] + 1, FAIR_SHARE * pixels / len(held))
+        dims = mixture.means_.shape[1]
+        if held.max() < dims + 1:       # the largest kept alone was often a target's own
+            raise HsanomalyError(
+                f"{name}: no component of the mixture holds the {dims + 1} pixels a covariance "
+                f"on {counted(dims, 'principal component')} needs (the largest: "
+                f"{held.max():.0f} of {pixels}); give fewer {spell('components')}, a smaller "
+                f"{spell('pca')} or a larger {spell('sample')}")
+        floor = max(dims + 1, FAIR_SHARE * pixels / len(held))
         kept = held >= min(floor, held.max())
         if kept.all():
             return
