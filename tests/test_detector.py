@@ -973,6 +973,24 @@ def test_a_heatmap_of_one_value_is_said_through_every_door():
     assert np.unique(heat).size == 1
 
 
+def test_a_scene_far_from_zero_is_not_called_constant_and_one_pixel_is_said_as_such():
+    """Data on an offset (2000 + a 0.015 spread) varies by a small share of its value: it was
+    called constant, "the scores carry no information", though its heatmap ranked the targets
+    first. Constant now means within float32's last digits. One valid pixel was called
+    constant too."""
+    import warnings
+
+    cube, truth = synthetic_cube()
+    offset = (2000 + 0.015 * cube).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", hsanomaly.HsanomalyWarning)
+        heat = hsanomaly.Detector("rx").fit_score(offset)
+    assert np.corrcoef(heat.ravel(), hsanomaly.Detector("rx").fit_score(cube).ravel())[0, 1] > 0.99
+    with pytest.warns(hsanomaly.HsanomalyWarning, match="one valid pixel: its score ranks it "
+                                                        "against nothing"):
+        hsanomaly.Detector("rx").fit(cube).score(cube[:, :1, :1])
+
+
 def test_a_constant_scene_left_unscored_is_still_refused():
     """The constant-scene warning came first and ended the checks: a scene no ring could score
     gave an all-NaN heatmap without the refusal that says so."""

@@ -17,7 +17,7 @@ from ..options import check_whole
 from ..spelling import counted, spell
 from .store import TILE_FILES, tiles_kept
 
-NEAR_CONSTANT = 1e-5                       # relative band range below which a raster is "constant"
+NEAR_CONSTANT = 4       # float32 steps of a band's largest value within which it is "constant"
 RANGE = "_range"                           # per-tile input band minima and maxima, stored with the tile
 COUNTS = "_counts"                         # per tile: valid pixels, and those the score left NaN
 SPREAD = "_spread"                         # per tile: the finite scores' least and greatest, and
@@ -65,9 +65,12 @@ def check_outcome(name, scorer, summaries):
         raise HsanomalyError(f"{name}: no pixel to score: every one is nodata (or masked)")
     if totals is not None:
         check_scored(name, scorer, *totals)
+    if totals is not None and totals[0] == 1:
+        warn(f"{name}: one valid pixel: its score ranks it against nothing")
+        return totals
     if _is_constant([summary.get(RANGE) for summary in summaries]):
-        warn(f"{name}: every band is constant or nearly so (varies by less than "
-             f"{NEAR_CONSTANT:g} of its value); the scores carry no information")
+        warn(f"{name}: every band is constant (varies by no more than float32's last digits); "
+             "the scores carry no information")
         return totals
     spreads = [summary.get(SPREAD) for summary in summaries]
     if totals is None or any(s is None for s in spreads):
@@ -142,7 +145,9 @@ def _is_constant(ranges):
         return False
     span = np.nan_to_num(hi - lo)
     scale = np.maximum(np.abs(np.nan_to_num(lo)), np.abs(np.nan_to_num(hi)))
-    return bool(np.all(span <= NEAR_CONSTANT * scale))
+    # in float32 steps, not relative to the value: data far from zero (an offset) varies by
+    # a small share of its value and still ranks its pixels
+    return bool(np.all(span <= NEAR_CONSTANT * np.spacing(scale.astype(np.float32))))
 
 
 def runtime_error(err, dst):
