@@ -165,6 +165,37 @@ def test_a_raster_in_other_units_than_the_training_data_is_warned_about(bundle, 
         hsanomaly.Detector("critic", model=bundle.path).fit(rasterio.open(smaller))
 
 
+def test_a_dead_band_or_bands_in_another_order_are_warned_about(bundle, raster, tmp_path):
+    """One band stuck at a plausible value, or the bands reversed (no wavelengths to tell),
+    moved no median over the bands: a whitened model's recon lost the targets (rank 1 to 136,
+    and to 3598 of 3600) without a word."""
+    from hsanomaly.io.checks import HsanomalyWarning
+
+    path, cube, _ = raster
+    dead = cube.copy()
+    dead[3] = float(np.median(cube[3]))
+    dead = write_raster(tmp_path / "dead.tif", dead)
+    with pytest.warns(HsanomalyWarning, match=r"dead.tif: 1 band \(4\) holds one value across "
+                                              r"the pixels probed, where those the model .* was "
+                                              r"trained on varied: a dead detector\?"):
+        hsanomaly.Detector("critic", model=bundle.path).fit(rasterio.open(dead))
+    from hsanomaly.model.compat import check_units
+    from hsanomaly.io.source import RasterSource
+    from hsanomaly.preprocess import Preprocessor
+
+    cube = cube * (1 + 0.1 * np.arange(len(cube)))[:, None, None]   # bands of growing range
+    path = write_raster(tmp_path / "graded.tif", cube)
+    whitened = Preprocessor(whiten=True).fit(cube.reshape(cube.shape[0], -1).T)
+    reversed_ = write_raster(tmp_path / "reversed.tif", cube[::-1].copy())
+    with pytest.warns(HsanomalyWarning, match=r"reversed.tif: \d+ of the \d+ whitened components "
+                                              r"of its bands lie far outside those seen: a dead "
+                                              r"band, or the bands in another order\?"):
+        check_units(whitened, RasterSource(reversed_), "seen", "")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", HsanomalyWarning)
+        check_units(whitened, RasterSource(path), "seen", "")
+
+
 def test_the_value_range_is_probed_beyond_a_centre_of_nodata(bundle, tmp_path):
     """A scene in other units whose centre (wider than the probe window) is nodata."""
     from hsanomaly.io.checks import HsanomalyWarning

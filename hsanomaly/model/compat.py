@@ -7,7 +7,7 @@ import numpy as np
 from ..errors import HsanomalyError
 from ..io.checks import warn
 from ..io.units import MICROMETRE_GUESS
-from ..spelling import spell
+from ..spelling import counted, spell
 
 # The model's preprocessing maps the central range of its training values to [-1, 1]; a
 # raster whose typical preprocessed value lies beyond OUT_OF_RANGE is in other units (raw
@@ -96,6 +96,30 @@ def check_units(pre, source, seen, consequence):
         warn(f"{source.name}: its values vary far less than those {seen} (a typical band "
              f"spreads over {spread:.3g} of their range's half-width): other units, or a scale "
              f"factor applied twice? {consequence}")
+    else:                 # one band: a dead detector, or bands in another order (no wavelengths)
+        far = np.median(np.abs(values), axis=0) > OUT_OF_RANGE
+        flat = values.std(axis=0) < UNDER_RANGE
+        kept = np.asarray(getattr(pre, "keep_", [True] * pixels.shape[1]), bool)
+        stuck = np.flatnonzero((np.ptp(pixels, axis=0) == 0) & kept) + 1
+        if len(stuck):       # seen before whitening spreads it over every component
+            warn(f"{source.name}: {counted(len(stuck), 'band')} ({', '.join(map(str, stuck[:5]))}"
+                 f"{', ...' if len(stuck) > 5 else ''}) {'holds' if len(stuck) == 1 else 'hold'} "
+                 f"one value across the pixels probed, where those {seen} varied: a dead "
+                 f"detector? {consequence}")
+        elif far.any() or flat.any():
+            which = "lie far outside" if far.any() else "vary far less than"
+            warn(f"{source.name}: {int((far | flat).sum())} of the {values.shape[1]} "
+                 f"{_judged(pre)} {which} those {seen}: a dead band, or the bands in another "
+                 f"order? {consequence}")
+
+
+def _judged(pre):
+    """What ``check_units`` judges band by band, as a message names it: the preprocessing's
+    outputs (bands, the raster's binned, or their whitened components)."""
+    if getattr(pre, "whiten", False):
+        return "whitened components of its bands"
+    binned = getattr(pre, "n_features_in_", None) != getattr(pre, "n_features_out_", None)
+    return f"bands (binned from its {pre.n_features_in_})" if binned else "bands"
 
 
 def _probe_pixels(source):
