@@ -87,6 +87,8 @@ def find_targets(heatmap, *, threshold=None, far=None, transform=None, crs=None,
             highest = max(highest, float(np.nanmax(scores, initial=-math.inf)))
             scored += int(np.count_nonzero(~np.isnan(scores)))
         records = regions.targets()
+    if not scored:        # the rate's threshold refuses this; a given threshold met it silently
+        raise HsanomalyError(f"{name}: the heatmap has no score")
     if not records:
         _warn_none_found(name, threshold, far, highest, scored)
     areas, area_unit = target_areas(records, transform if georeferenced else None, crs)

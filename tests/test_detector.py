@@ -1172,3 +1172,23 @@ def test_a_mixture_no_component_of_which_fills_a_covariance_is_refused():
                                              r"'components'"):
         hsanomaly.Detector("gmm", components=40).fit(cube)
     assert np.isfinite(hsanomaly.Detector("gmm", components=2, pca=5).fit_score(cube)).all()
+
+
+def test_degenerate_scenes_are_told_what_they_lack():
+    """A sparse scene failed the default score with "found no pixel to fit its purge on",
+    no cause given; a 2-pixel-wide scene was told a smaller --outer would fit, though 3 is
+    the smallest; an all-NaN heatmap with a threshold gave no target, silently."""
+    cube, _ = synthetic_cube(rows=40, cols=40)
+    sparse = np.ma.masked_array(cube, np.ones(cube.shape, bool))
+    sparse.mask[:, ::14, ::14] = False
+    with pytest.raises(HsanomalyError, match=r"found no pixel to fit its purge on: every local "
+                                             r"RX ring around the valid pixels holds too few"):
+        hsanomaly.Detector("mlrx", purge=0.03, rings="7/3;11/5").fit(sparse)
+    with pytest.raises(HsanomalyError, match=r"the 15x15 window of score 'lrx' is larger than the "
+                                             r"2x40 image; no ring fits an image under 3 pixels"):
+        hsanomaly.Detector("lrx").fit(cube[:, :2])
+    with pytest.raises(HsanomalyError, match=r"the 15x15 window .* 10x40 image; a smaller 'outer' "
+                                             r"would fit it"):
+        hsanomaly.Detector("lrx").fit(cube[:, :10])
+    with pytest.raises(HsanomalyError, match="the heatmap array: the heatmap has no score"):
+        hsanomaly.find_targets(np.full((10, 10), np.nan, np.float32), threshold=1.0)

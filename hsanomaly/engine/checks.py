@@ -17,7 +17,8 @@ from ..options import check_whole
 from ..spelling import counted, spell
 from .store import TILE_FILES, tiles_kept
 
-NEAR_CONSTANT = 4       # float32 steps of a band's largest value within which it is "constant"
+SMALLEST_RING = 3       # the smallest outer window a ring takes (3x3 around a 1x1 guard)
+NEAR_CONSTANT = 32      # float32 steps of a band's largest value within which it is "constant"
 RANGE = "_range"                           # per-tile input band minima and maxima, stored with the tile
 COUNTS = "_counts"                         # per tile: valid pixels, and those the score left NaN
 SPREAD = "_spread"                         # per tile: the finite scores' least and greatest, and
@@ -36,9 +37,14 @@ def check_footprint(source, scorer):
     size = scorer.footprint
     if size > min(source.height, source.width):
         way = next((spell(o) for o in ("rings", "outer") if o in scorer.options), None)
+        hint = ""
+        if way and min(source.height, source.width) >= SMALLEST_RING:
+            hint = f"; a smaller {way} would fit it"
+        elif way:
+            hint = (f"; no ring fits an image under {SMALLEST_RING} pixels across (rx and gmm "
+                    "score it)")
         raise HsanomalyError(f"{source.name}: the {size}x{size} window of score {scorer.name!r} is "
-                             f"larger than the {source.height}x{source.width} image"
-                             + (f"; a smaller {way} would fit it" if way else ""))
+                             f"larger than the {source.height}x{source.width} image{hint}")
 
 
 def check_scorable(source, scorer):
@@ -69,8 +75,8 @@ def check_outcome(name, scorer, summaries):
         warn(f"{name}: one valid pixel: its score ranks it against nothing")
         return totals
     if _is_constant([summary.get(RANGE) for summary in summaries]):
-        warn(f"{name}: every band is constant (varies by no more than float32's last digits); "
-             "the scores carry no information")
+        warn(f"{name}: every band is constant or nearly so (varies over no more than "
+             f"{NEAR_CONSTANT} float32 steps of its values); the scores carry no information")
         return totals
     spreads = [summary.get(SPREAD) for summary in summaries]
     if totals is None or any(s is None for s in spreads):

@@ -99,7 +99,10 @@ class Purged:
         values = np.concatenate(values) if values else np.empty(0)
         values = values[np.isfinite(values)]
         if not len(values):
-            raise HsanomalyError(f"{source.name}: {self.name} found no pixel to fit its purge on")
+            raise HsanomalyError(f"{source.name}: {self.name} found no pixel to fit its purge on: "
+                                 "every local RX ring around the valid pixels holds too few "
+                                 "valid pixels for a covariance (nodata or the image's edge "
+                                 "nearby)")
         self.purge_threshold_ = float(np.quantile(values, 1 - self.purge))
 
     def _first_pass(self, block, valid, h):
