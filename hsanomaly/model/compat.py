@@ -107,10 +107,10 @@ def check_units(pre, source, seen, consequence):
                  f"one value across the pixels probed, where those {seen} varied: a dead "
                  f"detector? {consequence}")
         elif far.any() or flat.any():
-            which = "lie far outside" if far.any() else "vary far less than"
-            warn(f"{source.name}: {int((far | flat).sum())} of the {values.shape[1]} "
-                 f"{_judged(pre)} {which} those {seen}: a dead band, or the bands in another "
-                 f"order? {consequence}")
+            which, count = ("lie far outside", far.sum()) if far.any() else \
+                ("vary far less than", flat.sum())
+            warn(f"{source.name}: {int(count)} of the {values.shape[1]} {_judged(pre)} {which} "
+                 f"those {seen}: a dead band, or the bands in another order? {consequence}")
 
 
 def _judged(pre):
