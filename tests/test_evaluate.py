@@ -1007,3 +1007,19 @@ def test_a_truth_cut_like_a_rotated_heatmap_but_placed_by_its_attribute_is_told_
                                              r"it lies: pass it uncut$"):    # x/y cannot
         hsanomaly.evaluate(heat.isel(y=slice(5, None)), truth.isel(y=slice(5, None)))
     assert hsanomaly.evaluate(heat, truth)["auc"] > 0
+
+
+def test_pd_at_a_rate_the_background_cannot_resolve_is_said():
+    """With 397 background pixels a rate of 0.001 allows no false alarm: "Pd at 0.001" was Pd
+    at none, unsaid (0.0 there, 1.0 at 0.003)."""
+    import hsanomaly
+
+    scores = np.arange(400, dtype=np.float32).reshape(20, 20)
+    truth = np.zeros((20, 20), np.uint8)
+    truth.flat[[396, 397, 398]] = 1                 # below the highest background pixel
+    with pytest.warns(HsanomalyWarning, match=r"<array 20x20 pixels>: 397 background pixels allow "
+                                              r"no false alarm at a rate of 0.001 \(the finest "
+                                              r"they resolve is 0.0025\), so Pd and the targets "
+                                              r"found are those at no false alarm"):
+        report = hsanomaly.evaluate(scores, truth)
+    assert report["pd"] == 0.0 and hsanomaly.evaluate(scores, truth, pd_far=0.003)["pd"] == 1.0

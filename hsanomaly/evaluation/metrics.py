@@ -263,6 +263,12 @@ def evaluate(scores, truth, outer_mask=None, valid=None, pd_far=defaults.PD_FAR,
              f"(NaN, the heatmap's nodata) and {'are' if many else 'is'} left out of the rates, "
              "which measure the rest: " + ", ".join(f"{k} ({counted(n, 'pixel')})"
                                                     for k, n in unscored.items()))
+    if not rate_count(pd_far, overall.n_neg):
+        from ..io.checks import warn
+
+        warn(f"{name}: {counted(overall.n_neg, 'background pixel')} allow no false alarm at a "
+             f"rate of {pd_far:g} (the finest they resolve is {1 / overall.n_neg:.2g}), so Pd "
+             "and the targets found are those at no false alarm")
     regions = false_alarm_regions(scores, truth, outer_mask, valid, pd_far)
     reports = [_target_report(t, pd_far) for t in targets]
     return {
