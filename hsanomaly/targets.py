@@ -187,17 +187,19 @@ def projected_pixel_area(transform, crs):
     return abs(transform.determinant) * crs.linear_units_factor[1] ** 2
 
 
-def geodesic_area(geometry, crs):
-    """The area in square metres, on the ellipsoid of geographic ``crs``, of a polygon in its
+def geodesic_areas(geometries, crs):
+    """The areas in square metres, on the ellipsoid of geographic ``crs``, of polygons in its
     coordinates: those are in the CRS's own angular unit (grads, say), and pyproj's geodesic
     takes degrees."""
     import pyproj
     from shapely import affinity
 
     degrees = degrees_per_unit(crs)
+    geod = pyproj.CRS.from_wkt(crs.to_wkt()).get_geod()
     if abs(degrees - 1) > 1e-12:
-        geometry = affinity.scale(geometry, degrees, degrees, origin=(0, 0))
-    return abs(pyproj.CRS.from_wkt(crs.to_wkt()).get_geod().geometry_area_perimeter(geometry)[0])
+        geometries = [affinity.scale(g, degrees, degrees, origin=(0, 0)) for g in geometries]
+    return np.array([abs(geod.geometry_area_perimeter(g)[0]) for g in geometries],
+                    dtype=np.float64)
 
 
 def target_areas(records, transform, crs):
@@ -210,8 +212,7 @@ def target_areas(records, transform, crs):
     if transform is None:
         return np.full(len(records), np.nan), None
     if crs is not None and crs.is_geographic:
-        return np.array([geodesic_area(r["geometry"], crs) for r in records],
-                        dtype=np.float64), "square metres"
+        return geodesic_areas([r["geometry"] for r in records], crs), "square metres"
     area = projected_pixel_area(transform, crs)
     if area is not None:
         return pixels * area, "square metres"

@@ -155,6 +155,7 @@ def batch_paths(targets, out_dir, quick_model=None, overwrite=False, mask=None, 
     ``overwrite``) none a file hsanomaly did not write; ``targets``: [(src, dst)];
     ``quick_model(dst)``: where a quick model is trained (None: where none is)."""
     from .engine.store import store_path
+
     seen = {}
     for src, dst in targets:
         if dst in seen:
@@ -164,10 +165,10 @@ def batch_paths(targets, out_dir, quick_model=None, overwrite=False, mask=None, 
         seen[dst] = src
     check_output_folder(out_dir, spell("out_dir"))
     outputs = []
-    for src, dst in targets:      # named after the input: the longest, its tile store
+    for src, dst in targets:
+        # named after the input, its longest name is the tile store's: the input to rename
         check_name_fits(store_path(dst), f"the tile store of {src}",
                         f"rename {src} (its outputs are named after it)")
-    for src, dst in targets:
         outputs += [(f"the output of {src}", dst),
                     (f"the tile store of {src}", store_path(dst), DIRECTORY),
                     *side_files([(f"the output of {src}", dst)])]
@@ -186,6 +187,7 @@ def batch_paths(targets, out_dir, quick_model=None, overwrite=False, mask=None, 
 def evaluate_paths(heatmap, truth, outer_mask, plots, json, overwrite=False):
     from .evaluation.plots import PLOT_FILES
     from .io.ownership import is_own_png, is_own_report
+
     inputs = [(spell("heatmap"), heatmap), (spell("truth"), truth),
               (spell("outer_mask"), outer_mask)]
     for label, path in inputs:

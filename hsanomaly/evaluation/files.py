@@ -45,13 +45,13 @@ def mean_pixel_area(transform, crs, shape):
     """A raster's pixel area in square metres: exact in a projected CRS
     (``targets.projected_pixel_area``), the mean over the raster's geodesic footprint in a
     geographic one; None without a CRS or a geotransform, or in a local one."""
-    from ..targets import geodesic_area, projected_pixel_area
+    from ..targets import geodesic_areas, projected_pixel_area
 
     if crs is None or transform.is_identity or not crs.is_geographic:
         return None if crs is None else projected_pixel_area(transform, crs)
     from ..io.vector import footprint
 
-    return geodesic_area(footprint(transform, shape), crs) / (shape[0] * shape[1])
+    return geodesic_areas([footprint(transform, shape)], crs)[0] / (shape[0] * shape[1])
 
 
 def place_targets(report, transform, crs, in_memory):

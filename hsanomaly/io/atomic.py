@@ -292,8 +292,8 @@ class Staging:
         # not the side files removed with an earlier output: they describe it, and a GIS
         # showing it writes them (QGIS's statistics in .aux.xml) while a rerun goes
         for dst, _, _, _, is_dir in self._entries:
-            if checked is not None and checked.get(os.path.abspath(dst), _held(dst, is_dir)) \
-                    != _held(dst, is_dir):
+            key = os.path.abspath(dst)
+            if checked is not None and key in checked and checked[key] != _held(dst, is_dir):
                 raise HsanomalyError(f"{dst}: changed since this run checked its outputs "
                                      "(another run or program wrote there meanwhile); nothing "
                                      "was replaced: look at what is there, then rerun")

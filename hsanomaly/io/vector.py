@@ -123,10 +123,8 @@ def read_vector_mask(path, grid_of, required=True):
             raise HsanomalyError(f"{path}: its features cannot be reprojected from "
                                  f"{frame.crs.name} to {grid_of}'s CRS ({crs.to_string()}): "
                                  f"{describe(err)}") from None
-    geometries = frame.geometry.values
-    if crs is not None and crs.is_geographic:
-        geometries = _on_the_same_turn(geometries, crs, footprint(transform, shape))
-    mask, outside = _burn(geometries, transform, shape)
+    turn = 360 / degrees_per_unit(crs) if crs is not None and crs.is_geographic else None
+    mask, outside = _burn(frame.geometry.values, transform, shape, turn)
     n = len(frame)
     if outside == n:
         where = (f"x {_span(frame.geometry.values, 0)}, y {_span(frame.geometry.values, 1)} "
@@ -238,28 +236,22 @@ def degrees_per_unit(crs):
     return math.degrees(pyproj.CRS.from_wkt(crs.to_wkt()).axis_info[0].unit_conversion_factor)
 
 
-def _on_the_same_turn(geometries, crs, outline):
-    """Features a whole turn of longitude off the raster's span moved onto it: a raster across
-    the antimeridian runs past 180 degrees (or before -180), and a feature there may be given
-    at -179.98 as well as at 180.02."""
+def _on_the_same_turn(parts, turn, outline):
+    """``parts`` a whole ``turn`` of longitude off the raster's span (``outline``) moved onto
+    it, part by part (GeoJSON splits a feature at 180 degrees): a raster across the
+    antimeridian runs past 180 degrees (or before -180), and a feature there may be given at
+    -179.98 as well as at 180.02."""
     import shapely
 
-    turn = 360 / degrees_per_unit(crs)
     x0, _, x1, _ = outline.bounds
-
-    def onto(part):
-        gx0, _, gx1, _ = part.bounds
-        for shift in (-turn, turn):
-            if not (gx1 >= x0 and gx0 <= x1) and gx1 + shift >= x0 and gx0 + shift <= x1:
-                return shapely.transform(part, lambda xy: xy + (shift, 0))
-        return part
-
-    moved = []
-    for geometry in geometries:       # part by part: GeoJSON splits a feature at 180 degrees
-        parts, _ = _simple_parts(np.array([geometry], dtype=object))
-        moved.append(onto(geometry) if len(parts) == 1 else
-                     shapely.geometrycollections([onto(part) for part in parts]))
-    return np.array(moved, dtype=object)
+    bounds = shapely.bounds(parts)
+    placed = (bounds[:, 2] >= x0) & (bounds[:, 0] <= x1)
+    parts = parts.copy()
+    for shift in (-turn, turn):
+        onto = ~placed & (bounds[:, 2] + shift >= x0) & (bounds[:, 0] + shift <= x1)
+        parts[onto] = shapely.transform(parts[onto], lambda xy, shift=shift: xy + (shift, 0))
+        placed |= onto
+    return parts
 
 
 def _simple_parts(geometries):
@@ -279,16 +271,19 @@ def _simple_parts(geometries):
         owner = np.concatenate([owner[~nested], owner[nested][at]])
 
 
-def _burn(geometries, transform, shape):
+def _burn(geometries, transform, shape, turn=None):
     """(mask, features that took no pixel). Each feature's parts: polygons by pixel centre,
     points and lines by every pixel they touch. A polygon that took no pixel so either holds
     no pixel centre (smaller than a pixel) and takes the pixels it touches, or another polygon
-    hid it and it is burnt again alone, by centre."""
+    hid it and it is burnt again alone, by centre. ``turn``: a geographic CRS's full turn of
+    longitude, by which parts off the raster are moved onto it (``_on_the_same_turn``)."""
     import shapely
 
     parts, owner = _simple_parts(shapely.force_2d(np.asarray(geometries)))
     keep = ~shapely.is_empty(parts) & np.isfinite(shapely.bounds(parts)).all(axis=1)
     parts, owner = parts[keep], owner[keep]
+    if turn is not None and len(parts):
+        parts = _on_the_same_turn(parts, turn, footprint(transform, shape))
     polygon = shapely.get_type_id(parts) == shapely.GeometryType.POLYGON
     mask, seen = np.zeros(shape, np.uint8), np.zeros(len(parts), bool)
     centres = _burn_all(parts, np.flatnonzero(polygon), False, transform, mask, seen)
