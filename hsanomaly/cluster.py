@@ -11,10 +11,12 @@ from .errors import HsanomalyError, describe
 from .options import check_whole
 from .spelling import spell
 
-logger = logging.getLogger(__name__)
 
 # Seconds to wait for a scheduler to answer before giving up with one line.
 CONNECT_TIMEOUT = 10
+# Seconds a run waits for a worker when its cluster has none (all left, or none joined yet)
+# before it stops in one line, keeping its finished tiles: Dask itself would wait for good.
+WORKER_WAIT = 600
 
 _HOST = r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?)"
 # the port is required: Dask refuses an address without one only after a half-built Client
@@ -140,9 +142,6 @@ def dask_client(workers=None, scheduler=None):
         except (OSError, TimeoutError, ValueError) as err:
             raise _no_scheduler(scheduler, err) from None
         with client:
-            if not client.scheduler_info().get("workers"):   # tasks would wait without a word
-                logger.warning("%s: the Dask scheduler has no worker yet; the run waits until "
-                               "one joins (dask worker %s)", scheduler, scheduler)
             yield client
     else:
         if not workers:

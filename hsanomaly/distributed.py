@@ -14,8 +14,12 @@ through ``DistributedSource`` and give exactly the local results: per-tile parts
 computed in parallel and folded in tile order, and samples draw the same pixels.
 """
 
+import logging
+import queue
 import socket
+import time
 
+from . import cluster
 from .cluster import import_distributed
 from .defaults import TILE
 from .engine import score_tile
@@ -24,8 +28,66 @@ from .errors import HsanomalyError
 from .spelling import current, spell, spelled
 from .io.source import add
 
+logger = logging.getLogger(__name__)
+
 # Per-tile parts folded by one task; the fold itself is sequential, in tile order.
 FOLD_CHUNK = 32
+# Seconds between two looks at the cluster's worker count while a run waits on its tasks.
+WORKER_POLL = 2
+
+
+class Watch:
+    """Waits on a run's tasks, watching that its cluster keeps a worker.
+
+    Dask keeps a task whose workers all left (a result lost with them included) waiting, for
+    good, for another to join: a cluster without a worker is said at once, and once it has had
+    none for ``cluster.WORKER_WAIT`` seconds the run stops with one line naming ``where``
+    (``kept`` says what the run keeps).
+    """
+
+    def __init__(self, client, where, kept=""):
+        self.client, self.where, self.kept = client, where, kept
+        self.alone_since = None
+
+    def finished(self, futures):
+        """(position in ``futures``, result) of each future, in the order they finish."""
+        ready = queue.SimpleQueue()
+        position = {future: i for i, future in enumerate(futures)}
+        for future in futures:
+            future.add_done_callback(ready.put)     # called at once for a finished one
+        for _ in range(len(futures)):
+            while True:
+                try:
+                    future = ready.get(timeout=WORKER_POLL)
+                    break
+                except queue.Empty:
+                    self.check()
+            yield position[future], self.result(future)
+
+    def result(self, future):
+        while True:
+            try:
+                return future.result(timeout=WORKER_POLL)
+            except TimeoutError:
+                if future.status == "error":    # the task's own error, a TimeoutError
+                    return future.result()
+                self.check()
+
+    def check(self):
+        try:
+            workers = self.client.scheduler_info(n_workers=0).get("n_workers")
+        except Exception:       # a lost scheduler: the futures say so themselves
+            return
+        if workers != 0:
+            self.alone_since = None
+        elif self.alone_since is None:
+            self.alone_since = time.monotonic()
+            logger.warning("%s: the Dask cluster has no worker; the run waits up to %d s for one "
+                           "to join (dask worker %s)", self.where, cluster.WORKER_WAIT,
+                           self.client.scheduler.address)
+        elif time.monotonic() - self.alone_since >= cluster.WORKER_WAIT:
+            raise HsanomalyError(f"{self.where}: the Dask cluster has had no worker for "
+                                 f"{cluster.WORKER_WAIT} s{self.kept}")
 
 
 def _share(client, obj):
@@ -65,6 +127,7 @@ class DistributedSource:
     def __init__(self, source, client):
         self.source, self.client = source, client
         self.shared = _share(client, source)
+        self.watch = Watch(client, source.name, " while fitting the score; nothing was written")
 
     def __getattr__(self, name):
         return getattr(self.source, name)
@@ -83,14 +146,17 @@ class DistributedSource:
         for start in range(0, len(parts), FOLD_CHUNK):
             total = self.client.submit(_fold, combine or add, total, *parts[start:start + FOLD_CHUNK],
                                        pure=False)
-        return None if total is None else total.result()
+        return None if total is None else self.watch.result(total)
 
     def sample(self, n, seed=0, tile=TILE):
         """The pixels ``source.sample(n, seed, tile)`` draws: same per-tile keys, same order."""
         def run(jobs):
             parts = self.client.map(_sample_tile, [self.shared] * len(jobs), *zip(*jobs),
                                     pure=False)
-            return self.client.gather(parts)
+            results = [None] * len(parts)
+            for i, result in self.watch.finished(parts):
+                results[i] = result
+            return results
 
         return self.source.draw_sample(n, seed, tile, run)
 
@@ -134,9 +200,10 @@ class DaskExecutor:
         job = _share(self.client, (scorer, store, current()))
         futures = self.client.map(_score_into_store, [shared] * len(todo), [job] * len(todo), todo,
                                   [windows[i] for i in todo], pure=False)
+        watch = Watch(self.client, store.path, f"; {resume_hint()}: the finished tiles are kept")
         try:
-            for future in distributed.as_completed(futures, loop=self.client.loop):
-                yield future.result()
+            for _, index in watch.finished(futures):
+                yield index
         except distributed.KilledWorker as err:
             raise HsanomalyError(f"{store.path}: the workers scoring one tile died "
                                  f"{err.allowed_failures + 1} times (out of memory? try a smaller "

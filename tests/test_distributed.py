@@ -344,19 +344,56 @@ def test_a_lost_cluster_is_one_line_with_the_way_to_resume():
         assert message.endswith("finished tiles are kept: rerun the batch, which resumes it")
 
 
-def test_a_scheduler_without_workers_is_said(caplog):
-    """--scheduler with no worker waited silently (611 s in the audit) until one joined."""
+@pytest.fixture
+def short_worker_wait(monkeypatch):
+    from hsanomaly import cluster, distributed as hs_distributed
+
+    monkeypatch.setattr(cluster, "WORKER_WAIT", 1)
+    monkeypatch.setattr(hs_distributed, "WORKER_POLL", 0.2)
+
+
+def test_a_cluster_that_never_gets_a_worker_stops_in_one_line(synthetic_raster, tmp_path,
+                                                              short_worker_wait, caplog):
+    """--scheduler with no worker waited for good (611 s in the audit), first without a word."""
     import logging
 
-    from distributed import LocalCluster
-
-    from hsanomaly.cluster import dask_client
-
-    with LocalCluster(n_workers=0, dashboard_address=":0") as cluster, \
+    with distributed.LocalCluster(n_workers=0, dashboard_address=":0") as cluster, \
             caplog.at_level(logging.WARNING, logger="hsanomaly"):
-        with dask_client(scheduler=cluster.scheduler_address):
-            pass
-    assert "has no worker yet" in caplog.text
+        with pytest.raises(HsanomalyError, match=r"scene.tif: the Dask cluster has had no worker "
+                                                 r"for 1 s while fitting the score; nothing was "
+                                                 r"written$"):
+            hsanomaly.detect(synthetic_raster[0], tmp_path / "x.tif", score="rx", tile=TILE,
+                             scheduler=cluster.scheduler_address, progress=False)
+    assert caplog.text.count("no worker;") == 1
+    assert ("scene.tif: the Dask cluster has no worker; the run waits up to 1 s for one to join "
+            f"(dask worker {cluster.scheduler_address})") in caplog.text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
+
+
+def test_a_run_whose_workers_all_left_stops_keeping_its_tiles(tmp_path, short_worker_wait):
+    """Every worker of a --scheduler cluster gone mid-run left the run waiting without a word
+    (the parity audit's F2); it stops now, and the kept tiles resume to the same bytes."""
+    cube, _ = synthetic_cube(rows=48, cols=64)
+    path = write_raster(tmp_path / "scene.tif", cube)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                  dashboard_address=":0") as cluster:
+        def leave(fraction, message):       # after the first tile, every worker goes
+            if fraction > 0 and len(cluster.workers):
+                cluster.scale(0)
+                cluster.sync(cluster._correct_state)
+
+        with pytest.raises(HsanomalyError, match=r"dask.tif.partial: the Dask cluster has had no "
+                                                 r"worker for 1 s; rerun with resume=True: the "
+                                                 r"finished tiles are kept$"):
+            detect_on_cluster(path, tmp_path / "dask.tif", GlobalRX(), tile=TILE,
+                              cluster=cluster.scheduler_address, callback=leave)
+        assert not (tmp_path / "dask.tif").exists() and (tmp_path / "dask.tif.partial").is_dir()
+        cluster.scale(1)
+        result = hsanomaly.detect(path, tmp_path / "dask.tif", score="rx", tile=TILE,
+                                  scheduler=cluster.scheduler_address, resume=True, progress=False)
+    assert 0 < result.tiles_resumed < result.tiles == 12
+    hsanomaly.detect(path, tmp_path / "local.tif", score="rx", tile=TILE, progress=False)
+    assert (tmp_path / "dask.tif").read_bytes() == (tmp_path / "local.tif").read_bytes()
 
 
 def test_a_source_and_a_model_travel_by_absolute_path(tmp_path, monkeypatch):
