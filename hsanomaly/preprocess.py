@@ -1,7 +1,8 @@
 """Spectral preprocessing fitted on training pixels and stored as plain JSON.
 
 Order of operations (each optional step is a parameter): drop constant/NaN bands ->
-square-root noise transform -> bin adjacent bands to ``n_bands`` -> whiten (the binned bands'
+square-root noise transform (of the distance above the training's minimum, signed below it)
+-> bin adjacent bands to ``n_bands`` -> whiten (the binned bands'
 principal components, each divided by its standard deviation, so a Euclidean distance is a
 Mahalanobis one) -> robust per-band scaling so the central ``1 - 2*quantile`` of each band
 maps to [-1, 1]. Anomalies may land outside [-1, 1]; they are not clipped, because that is
@@ -86,8 +87,9 @@ class Preprocessor:
                 f"preprocessing was fitted on {self.n_features_in_} bands, got {X.shape[-1]}")
         if not all(self.keep_):
             X = X[:, np.asarray(self.keep_)]
-        if self.sqrt:
-            X = np.sqrt(np.maximum(np.asarray(X, np.float64) - np.asarray(self.offset_), 0.0))
+        if self.sqrt:       # signed: a pixel darker than any the model saw stays apart
+            X = np.asarray(X, np.float64) - np.asarray(self.offset_)
+            X = np.copysign(np.sqrt(np.abs(X)), X)
         X = self._bin(X)
         if self.whiten:
             X = self._whiten(X)

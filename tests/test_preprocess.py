@@ -48,6 +48,20 @@ def test_sqrt_transform_then_json_round_trip_and_blocks():
     assert not np.allclose(raw, Preprocessor(n_bands=4, sqrt=True, scale=False).fit(X).transform(X))
 
 
+def test_sqrt_keeps_pixels_darker_than_the_training_apart():
+    """Values below the training's minimum were clipped to it: a dark anomaly 2.0 below the
+    background became the same pixel as one 0.25 below (the training audit's F1)."""
+    rng = np.random.default_rng(1)
+    X = rng.uniform(1.0, 2.0, size=(200, 6))
+    pre = Preprocessor(sqrt=True, scale=False).fit(X)
+    dark = X[:2] - np.array([[0.25], [2.0]]) - 1.0
+    out = pre.transform(np.vstack([X, dark]))
+    assert np.allclose(out[:200], np.sqrt(X - X.min(axis=0)), atol=1e-6)   # unchanged above it
+    below = dark - X.min(axis=0)
+    assert np.allclose(out[200:], -np.sqrt(-below), atol=1e-6)
+    assert out[201].max() < out[200].min()      # the darker pixel stays further out
+
+
 def test_bad_inputs():
     with pytest.raises(HsanomalyError, match="cannot bin 9 usable bands into 20"):
         Preprocessor(n_bands=20).fit(pixels())
