@@ -380,6 +380,22 @@ def test_scoring_loads_the_stored_codebook_and_scores_as_if_it_built_it(bundle, 
             _recon_scores(bundle, raw, **options)
 
 
+def test_a_seed_other_than_the_stored_codebook_s_is_said(bundle, caplog):
+    """A model trained with --seed 3 rebuilt its codebook on every default detect (seed 0),
+    about 2 s a run, without a word (the training audit's F3)."""
+    import logging
+
+    cube, _ = synthetic_cube(rows=40, cols=50)
+    raw = cube.reshape(cube.shape[0], -1).T[::5]
+    with caplog.at_level(logging.INFO, logger="hsanomaly"):
+        _recon_scores(bundle, raw, seed=1)
+        assert ("its codebook is stored for seed 0 (the training's); building one for seed 1 "
+                "(pass seed 0 to use the stored one)") in caplog.text
+        caplog.clear()
+        _recon_scores(bundle, raw, codebook=4096, seed=1)     # another codebook altogether
+    assert "stored for seed" not in caplog.text
+
+
 def test_a_deprecated_solver_name_is_said_to_users():
     """A DeprecationWarning is hidden outside tests and __main__: a user of --solver seed
     never learnt that the name goes."""

@@ -30,6 +30,7 @@ Per pixel x:
    free, so the result is never worse than the best of them.
 """
 
+import logging
 import threading
 
 import numpy as np
@@ -38,6 +39,8 @@ from .. import defaults
 from ..errors import HsanomalyError
 from .generator import finite_pixels, reconstruction_cost
 from .result import LatentResult
+
+logger = logging.getLogger(__name__)
 
 CHUNK = 8192            # pixels per vectorised pass: bounds the gathered (chunk, candidates, k, d) arrays
 CODEBOOK_BYTES = 2**28  # memory cap for one codebook (outputs, factored Jacobians)
@@ -246,6 +249,11 @@ class FastSolver:
         stored = getattr(generator, "codebook", None)
         if stored is None or not stored.matches(self.codebook_size, self.codebook_scale, self.seed,
                                                 JACOBIAN_STEP):
+            if stored is not None and stored.matches(self.codebook_size, self.codebook_scale,
+                                                     stored.settings["seed"], JACOBIAN_STEP):
+                logger.info("%s: its codebook is stored for seed %d (the training's); building "
+                            "one for seed %d (pass seed %d to use the stored one)", stored.path,
+                            stored.settings["seed"], self.seed, stored.settings["seed"])
             return None
         samples = stored.load(jacobian=bool(self.refine))    # steps alone use the Jacobians
         expected = codebook_size(self.codebook_size, generator.latent_dim, generator.output_size)
