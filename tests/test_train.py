@@ -241,6 +241,7 @@ def test_train_writes_a_loadable_bundle_repeatably(torch, synthetic_raster, tmp_
     rows = (bundle.path / "training.csv").read_text().splitlines()
     assert rows[0].startswith("iteration,seconds,critic_loss") and len(rows) == 7
     assert bundle.meta["training"]["iterations"] == 6
+    assert bundle.meta["training"]["run"] == {"threads": 1, "device": "cpu"}
     assert not checkpoint_dir(bundle.path).exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "scene.tif"]
 

@@ -232,6 +232,8 @@ def _metadata(data, trainer, options, inputs, log):
         "training": {"inputs": [Path(str(p)).name for p in inputs],
                      "settings": {**settings.to_dict(), **options},
                      "iterations": trainer.iteration, "seed": settings.seed,
+                     # not settings, but a model repeats bit for bit only with the same ones
+                     "run": {"threads": torch.get_num_threads(), "device": str(trainer.device)},
                      "windows": {"train": len(data.train), "val": len(data.val)},
                      "losses": _summary(log)},
         "fingerprint": data.fingerprint, "opset": OPSET,

@@ -5,8 +5,9 @@ Per generator iteration the critic takes ``critic_steps`` Adam steps on
 a random point ``x_hat`` between a real and a generated window; then the generator takes one step
 on ``-D(G(z))``. Both learning rates decay linearly to zero over the run, as in the upstream
 WGAN-GP code. All randomness (batches, z, interpolation weights) comes from one CPU
-``torch.Generator`` seeded by ``seed``, so a run repeats exactly and a resumed run continues the
-same random stream it was interrupted in.
+``torch.Generator`` seeded by ``seed``, so a run repeats exactly on the same device and thread
+count (torch splits its sums by thread, and 250 steps amplify the last bits; model.json records
+both) and a resumed run continues the same random stream it was interrupted in.
 """
 
 import json
