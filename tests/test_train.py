@@ -604,6 +604,17 @@ def test_a_device_torch_does_not_know_is_named_by_its_option(torch, synthetic_ra
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.parametrize("device", ["mps", "meta", "xpu"])
+def test_a_device_it_does_not_train_on_is_refused_before_the_data_are_read(
+        torch, synthetic_raster, tmp_path, device):
+    """torch parses these names: --device mps (the natural guess on Apple hardware) ended in a
+    55-line traceback after the data were read (the training audit's F4)."""
+    path, _, _ = synthetic_raster
+    _one_line_error(_cli(path, "--out", tmp_path / "m", "--device", device),
+                    f"--device {device}: training runs on cpu or cuda (cuda:N), not {device}")
+    assert not (tmp_path / "m").exists()
+
+
 def test_the_log_cadence_leaves_the_model_as_it_is(torch, synthetic_raster, tmp_path, monkeypatch):
     """training.csv gets at most LOG_ROWS rows, each with the held-out estimate (both networks
     over the held-out windows: as costly as training when run every iteration). How often it

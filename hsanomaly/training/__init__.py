@@ -283,11 +283,17 @@ def _import_torch():
 
 def _check_device(torch, device):
     try:
-        kind = torch.device(device).type
-    except RuntimeError:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
         raise HsanomalyError(f"{spell('device', device)}: not a torch device (use cpu, cuda or cuda:N)") from None
-    if kind == "cuda" and not torch.cuda.is_available():
+    if parsed.type not in ("cpu", "cuda"):     # mps, xpu, meta...: not what it is built and tested on
+        raise HsanomalyError(f"{spell('device', device)}: training runs on cpu or cuda (cuda:N), "
+                             f"not {parsed.type}")
+    if parsed.type == "cuda" and not torch.cuda.is_available():
         raise HsanomalyError(f"{spell('device', device)}: CUDA is not available to torch on this machine")
+    if parsed.type == "cuda" and (parsed.index or 0) >= torch.cuda.device_count():
+        raise HsanomalyError(f"{spell('device', device)}: torch sees {torch.cuda.device_count()} "
+                             "CUDA device(s)")
 
 
 def _summary(log, tail=0.1):
