@@ -713,9 +713,16 @@ def test_the_command_line_takes_one_mask_per_input(torch, synthetic_raster, tmp_
 
 def test_an_input_given_twice_is_said(torch, synthetic_raster, tmp_path):
     """Its windows counted twice and held-out windows duplicated training ones, silently."""
+    import os
+
     import hsanomaly
     from hsanomaly.errors import HsanomalyWarning
 
     path, _, _ = synthetic_raster
     with pytest.warns(HsanomalyWarning, match=f"{path}: given 2 times; its windows count"):
         hsanomaly.train([path, path], tmp_path / "m", iterations=1)
+    # under two spellings too (the training audit's F5): it was trained on without a word
+    (tmp_path / "link.tif").symlink_to(path)
+    with pytest.warns(HsanomalyWarning, match=f"{path}: given 3 times; its windows count"):
+        hsanomaly.train([path, tmp_path / "link.tif", os.path.relpath(path)], tmp_path / "n",
+                        iterations=1)

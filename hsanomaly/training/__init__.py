@@ -85,10 +85,10 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
         raise HsanomalyError(f"{spell('background_only')}: it drops the windows that touch a "
                              f"{spell('mask')} pixel, and no {spell('mask')} was given")
     check_out(out, inputs, mask)
-    given = Counter(map(str, inputs))
-    repeated = sorted(p for p, times in given.items() if times > 1)
+    given = Counter(_one_name(p) for p in inputs)
+    repeated = next((str(p) for p in inputs if given[_one_name(p)] > 1), None)
     if repeated:
-        warn(f"{repeated[0]}: given {given[repeated[0]]} times; its windows count that many "
+        warn(f"{repeated}: given {given[_one_name(repeated)]} times; its windows count that many "
              "times, and some held-out windows are training windows")
     torch = _import_torch()
     _check_device(torch, device)
@@ -279,6 +279,12 @@ def _import_torch():
     import torch
 
     return torch
+
+
+def _one_name(path):
+    """One name for a file however it is given (./scene.tif, its absolute path, a link)."""
+    path = str(path)
+    return os.path.realpath(path) if os.path.exists(path) else path
 
 
 def _check_device(torch, device):
