@@ -615,6 +615,17 @@ def test_a_device_it_does_not_train_on_is_refused_before_the_data_are_read(
     assert not (tmp_path / "m").exists()
 
 
+def test_a_truth_given_as_the_scene_is_refused(torch, synthetic_raster, tmp_path):
+    """train truth.tif trained a one-band model on 0s and 1s without a word; the mistake
+    surfaced at detect, as a band count (the training audit's F6)."""
+    path, truth, _ = synthetic_raster
+    truth_path = write_raster(tmp_path / "truth.tif", truth[None].astype(np.uint8))
+    _one_line_error(_cli(truth_path, "--out", tmp_path / "m"),
+                    f"{truth_path}: every pixel holds 0 and 1: a truth or mask raster, not a "
+                    "scene to train on")
+    assert not (tmp_path / "m").exists()
+
+
 def test_the_log_cadence_leaves_the_model_as_it_is(torch, synthetic_raster, tmp_path, monkeypatch):
     """training.csv gets at most LOG_ROWS rows, each with the held-out estimate (both networks
     over the held-out windows: as costly as training when run every iteration). How often it

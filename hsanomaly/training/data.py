@@ -74,6 +74,7 @@ def load_training_data(inputs, *, mask=None, window=1, bands=None, sqrt=False,
     finally:
         for source in sources:
             source.close()
+    _refuse_masks(inputs, raw)
     _check_value_ranges(inputs, raw)
     raw = np.concatenate(raw)
     if len(raw) > max_windows:
@@ -117,6 +118,20 @@ def _check_inputs(inputs, sources, window, check_data=True):
         if check_data:             # what detect warns of, before the model learns it
             source.check_data()
     return named[1]
+
+
+def _refuse_masks(inputs, raw):
+    """Refuse an input whose sampled pixels hold two values at most: a truth or an exclusion
+    mask given as the scene (its error surfaced only at detect, as a band count)."""
+    for path, windows in zip(inputs, raw):
+        first = windows[:, 0][np.isfinite(windows[:, 0])]
+        if not len(first) or len(np.unique(first)) > 2:       # the common case, one band read
+            continue
+        values = np.unique(windows[np.isfinite(windows)])
+        if len(values) <= 2:
+            shown = " and ".join(f"{v:g}" for v in values)
+            raise HsanomalyError(f"{path}: every pixel holds {shown}: a truth or mask raster, "
+                                 "not a scene to train on")
 
 
 def _check_value_ranges(inputs, raw):
