@@ -626,6 +626,24 @@ def test_a_truth_given_as_the_scene_is_refused(torch, synthetic_raster, tmp_path
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.parametrize("option, value, message", [
+    ("latent_dim", 10**6, "must be from 1 to 64, got 1000000"),
+    ("latent_dim", 0, "must be from 1 to 64, got 0"),
+    ("dim", 10**5, "must be from 1 to 1024, got 100000"),
+    ("batch", 10**9, "must be at most 65536, got 1000000000"),
+])
+def test_network_sizes_past_any_useful_model_are_refused_first(torch, synthetic_raster, tmp_path,
+                                                               option, value, message):
+    """latent_dim=10**6 trained, wrote a 1.5 GB checkpoint, then died in a raw RuntimeError at
+    the export; batch=10**9 in one at the first step (the training audit's F7)."""
+    from hsanomaly.training import checkpoint_dir, train
+
+    path, _, _ = synthetic_raster
+    with pytest.raises(HsanomalyError, match=f"^{tmp_path / 'm'}: '{option}' {message}$"):
+        train([path], tmp_path / "m", iterations=1, **{option: value})
+    assert not (tmp_path / "m").exists() and not checkpoint_dir(tmp_path / "m").exists()
+
+
 def test_the_log_cadence_leaves_the_model_as_it_is(torch, synthetic_raster, tmp_path, monkeypatch):
     """training.csv gets at most LOG_ROWS rows, each with the held-out estimate (both networks
     over the held-out windows: as costly as training when run every iteration). How often it

@@ -22,7 +22,7 @@ from ..options import TRAINING_KINDS, check_values
 from ..runtime import check_threads, training_unavailable
 from ..spelling import spell
 from .data import load_training_data
-from .settings import THREADS, Settings
+from .settings import MAX_DIM, MAX_LATENT_DIM, THREADS, Settings
 
 logger = logging.getLogger(__name__)
 LOG_ROWS = 50          # rows of training.csv; each one runs both networks over the held-out
@@ -79,8 +79,9 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
                             seed=seed)
     except ValueError as err:
         raise HsanomalyError(f"{name}: {err}") from None
-    if dim < 1 or latent_dim < 1:
-        raise HsanomalyError(f"{name}: {spell('dim')} and {spell('latent_dim')} must be at least 1")
+    for option, value, most in (("dim", dim, MAX_DIM), ("latent_dim", latent_dim, MAX_LATENT_DIM)):
+        if not 1 <= value <= most:
+            raise HsanomalyError(f"{name}: {spell(option)} must be from 1 to {most}, got {value}")
     if background_only and mask is None:
         raise HsanomalyError(f"{spell('background_only')}: it drops the windows that touch a "
                              f"{spell('mask')} pixel, and no {spell('mask')} was given")

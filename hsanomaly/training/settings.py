@@ -18,6 +18,14 @@ from ..spelling import spell
 # other processes instead of waiting. docs/training/threads.md has the measurements.
 THREADS = defaults.TRAIN_THREADS
 
+# The largest network sizes and batch taken (library keywords; the CLI has none): far above any
+# useful model (the default latent has 4 dimensions), below sizes that fail on memory after the
+# data are read (a 10**6-dimensional latent wrote a 1.5 GB checkpoint, then asked the export
+# for terabytes). A 64-dimensional latent's stored codebook is about 0.5 GB for 32 bands.
+MAX_DIM = 1024
+MAX_LATENT_DIM = 64
+MAX_BATCH = 65536
+
 
 @dataclass
 class Settings:
@@ -34,6 +42,8 @@ class Settings:
         for name in ("iterations", "critic_steps", "batch"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{spell(name)} must be at least 1, got {getattr(self, name)}")
+        if int(self.batch) > MAX_BATCH:
+            raise ValueError(f"{spell('batch')} must be at most {MAX_BATCH}, got {self.batch}")
         if not self.lr > 0:
             raise ValueError(f"{spell('lr')} must be positive, got {self.lr}")
 
