@@ -27,7 +27,8 @@ COUNTS = {"TARGETS_FOUND": ("n_targets_found", "targets found at the false-alarm
                                   "false-alarm regions at the false-alarm rate of Pd"),
           "FALSE_ALARM_REGIONS_PER_KM2": ("false_alarm_regions_per_km2",
                                           "false-alarm regions per km² of background (none "
-                                          "where the heatmap's CRS has no linear unit)")}
+                                          "without a CRS; over the geodesic footprint in a "
+                                          "geographic one)")}
 
 
 class Evaluate(HsanomalyAlgorithm):
