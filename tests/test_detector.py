@@ -7,7 +7,7 @@ import pytest
 import rasterio
 
 import hsanomaly
-from hsanomaly.errors import HsanomalyError
+from hsanomaly.errors import HsanomalyError, HsanomalyWarning
 from hsanomaly.scorers import GlobalRX
 
 from synthetic import synthetic_cube, write_raster
@@ -1172,6 +1172,28 @@ def test_a_mixture_no_component_of_which_fills_a_covariance_is_refused():
                                              r"'components'"):
         hsanomaly.Detector("gmm", components=40).fit(cube)
     assert np.isfinite(hsanomaly.Detector("gmm", components=2, pca=5).fit_score(cube)).all()
+
+
+def test_a_mixture_on_fewer_spectra_than_components_says_so_in_its_own_words():
+    """A constant cube let numpy's "invalid value encountered in divide" and scikit-learn's
+    ConvergenceWarning ("Number of distinct clusters (1) found smaller than n_clusters")
+    through at fit (the edge audit's F8)."""
+    import warnings
+
+    cube = np.full((8, 20, 20), 5.0, np.float32)
+    cube[:, :10] = 7.0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        detector = hsanomaly.Detector("gmm").fit(cube)
+    assert [str(w.message) for w in caught] == [
+        "<array>: the sampled pixels hold 2 distinct spectra, fewer than the mixture's 5 "
+        "components; it is fitted with 2"]
+    with pytest.warns(HsanomalyWarning, match="every pixel has the same gmm score"):
+        assert len(np.unique(detector.score(cube))) == 1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        hsanomaly.Detector("gmm").fit(np.full((8, 20, 20), 5.0, np.float32))
+    assert [type(w.message) for w in caught] == [HsanomalyWarning]
 
 
 def test_degenerate_scenes_are_told_what_they_lack():

@@ -41,11 +41,21 @@ class GaussianMixtureScorer(Scorer):
         if dims < self.pca != defaults.GMM_PCA:   # asked for (the tag records it)
             warn_once(f"{source.name}: {spell('pca', self.pca)} is more than the bands ({dims}); the "
                       f"mixture is fitted on {dims} principal components")
-        self.pca_ = PCA(n_components=dims, random_state=self.seed).fit(X)
+        with np.errstate(divide="ignore", invalid="ignore"):    # one spectrum: 0/0 variance ratios
+            self.pca_ = PCA(n_components=dims, random_state=self.seed).fit(X)
         self.unit_ = float(np.sqrt(np.mean(self.pca_.explained_variance_))) or 1.0
-        self.mixture_ = GaussianMixture(self.components, covariance_type="full",
+        Z = self._components(X)
+        # k-means, which starts EM, cannot place more centres than there are distinct points
+        # (scikit-learn's ConvergenceWarning said so, in its words)
+        components = min(self.components, len(np.unique(Z, axis=0)))
+        if components < self.components:
+            warn_once(f"{source.name}: the sampled pixels hold "
+                      f"{counted(components, 'distinct spectrum', 'distinct spectra')}, fewer "
+                      f"than the mixture's {self.components} components; it is fitted with "
+                      f"{components}")
+        self.mixture_ = GaussianMixture(components, covariance_type="full",
                                         random_state=self.seed, reg_covar=REG_COVAR)
-        self.mixture_.fit(self._components(X))
+        self.mixture_.fit(Z)
         if not self.mixture_.converged_:     # scikit-learn's own warning is a developer's
             warn_once(f"{source.name}: the Gaussian mixture did not converge in "
                       f"{self.mixture_.max_iter} EM iterations; its scores are those of the last")
