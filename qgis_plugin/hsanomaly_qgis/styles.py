@@ -7,7 +7,7 @@ post-processor set on it (``QgsProcessingContext.LayerDetails.setPostProcessor``
 import math
 from collections import deque
 
-from qgis.core import (QgsColorRampShader, QgsFillSymbol, QgsGradientColorRamp,
+from qgis.core import (QgsColorRampShader, QgsDataProvider, QgsFillSymbol, QgsGradientColorRamp,
                        QgsProcessingLayerPostProcessorInterface, QgsRasterBandStats,
                        QgsRasterLayer, QgsRasterShader, QgsSingleBandPseudoColorRenderer,
                        QgsSingleSymbolRenderer, QgsStyle, QgsVectorLayer)
@@ -66,6 +66,11 @@ class LayerStyler(QgsProcessingLayerPostProcessorInterface):
         if not isinstance(layer, self.kind) or not layer.isValid():
             return
         try:
+            # a rerun to the same file gets the project's layer of the last run, which still
+            # shows that run's features, or its pixels' statistics (the provider caches them
+            # past a reload): opened again, it shows the file as it is now
+            layer.setDataSource(layer.source(), layer.name(), layer.providerType(),
+                                QgsDataProvider.ProviderOptions())
             self.style(layer)
         except Exception as err:   # noqa: BLE001 - a failed style must not fail the run
             if feedback is not None:

@@ -65,6 +65,32 @@ def test_heatmap_and_targets_load_styled(scene, tmp_path, project):
     assert outline.strokeColor().name() == "#00ffff"
 
 
+def test_a_rerun_to_loaded_outputs_shows_the_new_results(scene, tmp_path, project):
+    """QGIS hands a rerun the project's layers of the last run, which kept showing its pixels,
+    its ramp and its targets while the files held the new ones (the QGIS audit's F1)."""
+    import processing
+    import rasterio
+    from qgis.core import QgsVectorLayer
+
+    heatmap, targets = tmp_path / "heat.tif", tmp_path / "targets.gpkg"
+    parameters = {"INPUT": str(scene[0]), "SCORE": "rx", "THRESHOLD": 5,
+                  "OUTPUT": str(heatmap), "POLYGONS": str(targets)}
+    processing.runAndLoadResults("hsanomaly:detect", parameters)
+    first = loaded_layer(project, heatmap).renderer().classificationMax()
+    assert loaded_layer(project, targets).featureCount() > 0
+    processing.runAndLoadResults("hsanomaly:detect", {**parameters, "SCORE": "gmm",
+                                                      "THRESHOLD": 1e9})
+    layer = loaded_layer(project, heatmap)
+    with rasterio.open(heatmap) as ds:
+        scores = ds.read(1)
+    assert layer.renderer().classificationMax() == pytest.approx(np.nanmax(scores), rel=1e-5)
+    assert layer.renderer().classificationMax() != pytest.approx(first, rel=1e-3)
+    shown = layer.dataProvider().block(1, layer.extent(), layer.width(), layer.height())
+    assert shown.value(0, 0) == pytest.approx(float(scores[0, 0]), rel=1e-6, nan_ok=True)
+    assert QgsVectorLayer(str(targets)).featureCount() == 0
+    assert loaded_layer(project, targets).featureCount() == 0
+
+
 def test_processing_run_without_loading_styles_nothing(scene, tmp_path, project):
     import processing
 
