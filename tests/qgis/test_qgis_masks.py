@@ -117,7 +117,8 @@ def test_a_vector_truth_off_the_raster_gives_the_librarys_line(scene, heatmap, t
     far = scratch_layer([("target", (4000, 4000))], name="elsewhere")
     with pytest.raises(QgsProcessingException) as err:
         run_evaluate(heatmap, far)
-    assert "elsewhere.gpkg: its only feature does not fall on" in str(err.value)
+    # named by the layer, not by the temporary file of its features (the QGIS audit's F6)
+    assert str(err.value).startswith("layer 'elsewhere': its only feature does not fall on")
     with pytest.raises(QgsProcessingException) as err:
         run_evaluate(heatmap, str(tmp_path / "missing.gpkg"))
     assert str(err.value).endswith(f"{tmp_path / 'missing.gpkg'}: no such file or folder "
@@ -191,3 +192,18 @@ def test_a_layer_is_read_as_qgis_shows_it_not_as_its_file_holds_it(scene, heatma
                             feedback=Recorded())
     assert [result[k] for k in METRICS] == expected
     assert not any("no CRS" in line for line in feedback_lines)
+    # without a CRS anywhere, filtered (so saved for the library): it was saved "undefined
+    # geographic" and every feature fell at infinity (the QGIS audit's F2); it is taken in
+    # the raster's CRS, as the file itself is
+    save_layer(scratch_layer([("target", (10, 10)), ("target", (30, 40)), ("shadow", (0, 20))]),
+               bare, driverName="ESRI Shapefile")
+    bare.with_suffix(".prj").unlink()
+    unknown = QgsVectorLayer(str(bare), "unknown", "ogr")
+    assert not unknown.crs().isValid()
+    unknown.setSubsetString("\"kind\" = 'target'")
+    result = processing.run("hsanomaly:evaluate", {"HEATMAP": heatmap, "TRUTH": unknown,
+                                                   "TARGETS": "TEMPORARY_OUTPUT"},
+                            feedback=Recorded())
+    assert [result[k] for k in METRICS] == expected
+    assert any(line.startswith("layer 'unknown': the features have no CRS; taken to be ")
+               for line in feedback_lines), feedback_lines

@@ -154,7 +154,7 @@ class FeedbackWarnings(logging.Handler):
         self.feedback = feedback
 
     def emit(self, record):
-        self.feedback.pushWarning(record.getMessage())
+        self.feedback.pushWarning(shown_names(record.getMessage()))
 
 
 @contextlib.contextmanager
@@ -178,7 +178,7 @@ def library_errors(feedback=None, labels=None):
                 spelled(fields(labels or {})):
             yield
     except HsanomalyError as err:
-        raise QgsProcessingException(str(err)) from None
+        raise QgsProcessingException(shown_names(str(err))) from None
     except ImportError as err:
         absent = missing(err.name.split(".")[0]) if err.name else []
         if not absent:
@@ -204,7 +204,7 @@ def _show(message, category, filename, lineno, file=None, line=None):
             feedback = next(iter(_ROUTES.values()))
         shown = _SHOWN[0]          # set before _show is ever put in place
     if feedback is not None and issubclass(category, HsanomalyWarning):
-        feedback.pushWarning(" ".join(str(message).split()))
+        feedback.pushWarning(shown_names(" ".join(str(message).split())))
     else:
         shown(message, category, filename, lineno, file, line)
 
@@ -340,15 +340,38 @@ def saved_features(layer, context):
     stem = re.sub(r"[^\w.-]+", "_", layer.name()).strip("._") or "layer"
     folder = Path(QgsProcessingUtils.tempFolder()) / uuid.uuid4().hex
     folder.mkdir(parents=True)
+    # a GeoPackage always records a CRS, and marks a layer without one "undefined
+    # geographic": a shapefile without a .prj keeps it unknown, so the library takes the
+    # raster's CRS for it and says so, as for the layer's own file
+    driver, suffix = ("GPKG", ".gpkg") if layer.crs().isValid() else ("ESRI Shapefile", ".shp")
     options = QgsVectorFileWriter.SaveVectorOptions()
-    options.driverName, options.layerName = "GPKG", stem
+    options.driverName, options.layerName = driver, stem
     options.skipAttributeCreation = True    # geometries only: no fid of an edited layer clashes
     error, message, *_ = QgsVectorFileWriter.writeAsVectorFormatV3(
-        layer, str(folder / f"{stem}.gpkg"), context.transformContext(), options)
+        layer, str(folder / f"{stem}{suffix}"), context.transformContext(), options)
     if error != QgsVectorFileWriter.NoError:
         raise QgsProcessingException(f"{layer.name()}: its features could not be saved for "
                                      f"hsanomaly ({message})")
-    return str(folder / f"{stem}.gpkg")
+    path = str(folder / f"{stem}{suffix}")
+    with _ROUTES_LOCK:
+        _SAVED[path] = layer.name()
+        while len(_SAVED) > SAVED_NAMES:
+            _SAVED.pop(next(iter(_SAVED)))
+    return path
+
+
+# the temporary files of layers' features -> the layers' names, which messages name instead
+_SAVED, SAVED_NAMES = {}, 256
+
+
+def shown_names(text):
+    """``text`` naming the layers whose features were saved for the library by their names,
+    not by their temporary files (which the user never chose)."""
+    with _ROUTES_LOCK:
+        saved = dict(_SAVED)
+    for path, name in saved.items():
+        text = text.replace(path, f"layer '{name}'")
+    return text
 
 
 def raster_sources(algorithm, parameters, name, context):
