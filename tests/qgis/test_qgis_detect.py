@@ -123,6 +123,25 @@ def test_progress_and_throttled_log_reach_the_feedback(scene, tmp_path):
         done.endswith("; 1,965 pixels scored, 35 nodata"), done     # its 5 x 7 nodata corner
 
 
+def test_the_quick_model_is_said_with_how_to_reuse_it(scene, tmp_path):
+    """Detect without a model trained one and kept it beside the heatmap without a word: a
+    cancel then named a folder the user never chose (the QGIS audit's F4)."""
+    pytest.importorskip("torch", reason="a quick model needs the [train] extra (torch)")
+    import processing
+    from qgis.core import QgsApplication, QgsProcessingFeedback
+
+    feedback = QgsProcessingFeedback()
+    log = []
+    feedback.pushInfo = log.append
+    processing.run("hsanomaly:detect", {"INPUT": str(scene[0]), "SCORE": "recon",
+                                        "OUTPUT": str(tmp_path / "heat.tif")}, feedback=feedback)
+    assert (tmp_path / "heat.model" / "model.json").is_file()
+    assert f"{tmp_path / 'heat.model'}: model trained on {scene[0]}; reuse it in the Model " \
+           "bundle folder field" in log, log
+    algorithm = QgsApplication.processingRegistry().algorithmById("hsanomaly:detect")
+    assert "<heatmap>.model" in algorithm.shortHelpString()
+
+
 def test_cancel_between_tiles_leaves_no_output(scene, tmp_path):
     import processing
     from qgis.core import QgsProcessingException, QgsProcessingFeedback

@@ -143,3 +143,49 @@ def test_the_table_and_plots_never_replace_an_input_or_a_users_file(scene, tmp_p
     assert added["N_TARGETS"] == 1
     assert sorted(gpd.list_layers(truth)["name"]) == ["metrics", "truth"]
     assert len(gpd.read_file(truth, layer="truth")) == 1
+
+
+def test_a_heatmap_crs_set_only_in_qgis_is_said(scene, tmp_path):
+    """Evaluate failed with "... has no CRS" against a vector truth while QGIS showed the
+    heatmap's CRS, and said nothing of why (Detect says it; the QGIS audit's F3)."""
+    import processing
+    import rasterio
+    from qgis.core import (QgsCoordinateReferenceSystem, QgsProcessingFeedback, QgsProject,
+                           QgsRasterLayer)
+
+    raster, truth = scene
+    heatmap = processing.run("hsanomaly:detect", {"INPUT": str(raster), "SCORE": "rx",
+                                                  "OUTPUT": str(tmp_path / "heat.tif")})["OUTPUT"]
+    with rasterio.open(heatmap) as src:
+        profile, data = src.profile, src.read()
+    profile.update(crs=None)
+    with rasterio.open(tmp_path / "bare.tif", "w", **profile) as dst:
+        dst.write(data)
+    layer = QgsRasterLayer(str(tmp_path / "bare.tif"), "heatmap")
+    layer.setCrs(QgsCoordinateReferenceSystem("EPSG:32633"))
+    QgsProject.instance().addMapLayer(layer)
+    warnings = []
+
+    class Log(QgsProcessingFeedback):
+        def pushWarning(self, text):
+            warnings.append(text)
+
+    try:
+        processing.run("hsanomaly:evaluate", {"HEATMAP": layer.id(), "TRUTH": str(truth),
+                                              "TARGETS": "TEMPORARY_OUTPUT"}, feedback=Log())
+    finally:
+        QgsProject.instance().removeMapLayer(layer.id())
+    assert warnings == [
+        "heatmap: its CRS (EPSG:32633) is set in QGIS, not in its file, which hsanomaly reads: "
+        "vector truths and the per-target points go by the file's (none); assign the CRS to "
+        "the file (Raster > Projections > Assign Projection) to use it (Anomaly heatmap)"]
+
+
+def test_the_metrics_outputs_say_what_they_are(plugin):
+    """The Results Viewer and the model designer showed "auc", "log_auc", "lg_far", "pd"."""
+    from qgis.core import QgsApplication
+
+    algorithm = QgsApplication.processingRegistry().algorithmById("hsanomaly:evaluate")
+    shown = {output.name(): output.description() for output in algorithm.outputDefinitions()}
+    assert shown["LG_FAR"] == "lgFAR (log10 false-alarm rate at the first target pixel)"
+    assert all(description != name.lower() for name, description in shown.items())

@@ -114,6 +114,7 @@ def test_train_inputs_and_mask_pass_through(scene, tmp_path, monkeypatch):
                                    "(Hyperspectral raster)"),
     ({"SCORE": "nosuch"}, "'nosuch': not one of "),
     ({"TILE": -5}, "-5: Tile size must be at least "),
+    ({"TILE": 64.5}, "64.5: Tile size must be a whole number"),    # was rounded (QGIS audit F8)
 ])
 def test_a_value_qgis_cannot_take_is_named_in_one_line_before_the_library(scene, tmp_path,
                                                                           given, expected):
@@ -130,6 +131,21 @@ def test_a_value_qgis_cannot_take_is_named_in_one_line_before_the_library(scene,
         processing.run("hsanomaly:detect", params)
     assert str(err.value).splitlines()[-1].startswith(expected.format(tmp=tmp_path))
     assert not (tmp_path / "h.tif").exists()
+
+
+@pytest.mark.parametrize("given, expected", [
+    ({"WINDOW": 1.5}, "1.5: Window size must be a whole number"),    # trained as 2, said "got 2"
+    ({"SEED": -1}, "-1: Random seed must be at least 0"),            # the library's refusal
+])
+def test_trains_number_fields_are_checked_as_the_library_would(scene, tmp_path, given, expected):
+    import processing
+    from qgis.core import QgsProcessingException
+
+    with pytest.raises(QgsProcessingException) as err:
+        processing.run("hsanomaly:train", {"INPUTS": [str(scene[0])], "ITERATIONS": 1,
+                                           "OUTPUT": str(tmp_path / "model"), **given})
+    assert str(err.value).splitlines()[-1].startswith(expected)
+    assert not (tmp_path / "model").exists()
 
 
 def test_the_librarys_messages_name_the_dialogs_fields_not_the_command_line_options(scene,

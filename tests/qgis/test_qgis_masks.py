@@ -62,11 +62,12 @@ def heatmap(scene, tmp_path):
                                                "OUTPUT": str(tmp_path / "heat.tif")})["OUTPUT"]
 
 
-def run_evaluate(heatmap, truth, **more):
+def run_evaluate(heatmap, truth, feedback=None, **more):
     import processing
 
     return processing.run("hsanomaly:evaluate", {"HEATMAP": heatmap, "TRUTH": truth,
-                                                 "TARGETS": "TEMPORARY_OUTPUT", **more})
+                                                 "TARGETS": "TEMPORARY_OUTPUT", **more},
+                          feedback=feedback)
 
 
 METRICS = ("AUC", "LOG_AUC", "LG_FAR", "PD", "N_TARGETS")
@@ -207,3 +208,25 @@ def test_a_layer_is_read_as_qgis_shows_it_not_as_its_file_holds_it(scene, heatma
     assert [result[k] for k in METRICS] == expected
     assert any(line.startswith("layer 'unknown': the features have no CRS; taken to be ")
                for line in feedback_lines), feedback_lines
+
+
+def test_a_selection_on_a_truth_layer_is_said(scene, heatmap):
+    """Two of three features selected: all three counted, without a word (the QGIS audit's
+    F7); QGIS's own algorithms without "Selected features only" use them all too."""
+    from qgis.core import QgsProcessingFeedback
+
+    raster, truth = scene
+    expected = [run_evaluate(heatmap, str(truth))[k] for k in METRICS]
+    drawn = scratch_layer([("target", (10, 10)), ("target", (30, 40)), ("shadow", (0, 20))])
+    drawn.selectByIds([f.id() for f in drawn.getFeatures() if f["kind"] == "target"])
+    warnings = []
+
+    class Log(QgsProcessingFeedback):
+        def pushWarning(self, text):
+            warnings.append(text)
+
+    shadowed = run_evaluate(heatmap, drawn, feedback=Log())
+    assert warnings == ["drawn targets: 2 of its 3 features are selected; all are used (Truth "
+                        "mask): to use the selection alone, save it as a layer of its own "
+                        "(Export > Save Selected Features As)"]
+    assert shadowed["N_TARGETS"] == 3 and shadowed["PD"] != expected[3]

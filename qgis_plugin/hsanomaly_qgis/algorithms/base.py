@@ -48,7 +48,8 @@ class HsanomalyAlgorithm(QgsProcessingAlgorithm):
                 if not rest or definition.checkValueIsAcceptable(rest, context):
                     continue
                 value = rest
-            elif definition.checkValueIsAcceptable(value, context):
+            elif definition.checkValueIsAcceptable(value, context) and \
+                    not _fraction_for_whole(definition, value):
                 continue
             return False, parameter_problem(definition, value, context)
         return True, ""
@@ -60,6 +61,20 @@ class HsanomalyAlgorithm(QgsProcessingAlgorithm):
         labels.update({argument: label(self.parameterDefinition(name))
                        for argument, name in self.ARGUMENTS.items()})
         return library_errors(feedback, labels=labels)
+
+
+def _fraction_for_whole(definition, value):
+    """Whether ``value`` has a fraction where ``definition`` is a whole number: QGIS takes
+    1.5 for an integer field and rounds it, so a window of 1.5 became 2 (an even window)."""
+    from qgis.core import QgsProcessingParameterNumber
+
+    if definition.type() != "number" or \
+            definition.dataType() != QgsProcessingParameterNumber.Integer:
+        return False
+    try:
+        return not float(value).is_integer()
+    except (TypeError, ValueError):
+        return False
 
 
 def label(definition):
@@ -103,6 +118,8 @@ def parameter_problem(definition, value, context=None):
             return f"{value}: {name} must be at least {definition.minimum():g}"
         if number > definition.maximum():
             return f"{value}: {name} must be at most {definition.maximum():g}"
+        if _fraction_for_whole(definition, value):
+            return f"{value}: {name} must be a whole number"
     return f"{value!r}: not a value {name} takes"
 
 
@@ -262,10 +279,12 @@ def raster_source(algorithm, parameters, name, context):
     return layer.source()
 
 
-def crs_set_in_qgis(algorithm, parameters, name, context):
+def crs_set_in_qgis(algorithm, parameters, name, context, effect="the outputs carry the file's",
+                    remedy="to carry it"):
     """What to say of a raster layer whose CRS was set in QGIS, not in its file, or None: the
     library reads the file, so the outputs carry the file's CRS (or none) and would not lie
-    where the layer shows (vector masks are saved with it instead: ``vector_file``)."""
+    where the layer shows (vector masks are saved with it instead: ``vector_file``); ``effect``
+    and ``remedy`` say what that means for the algorithm."""
     value = parameters.get(name)
     layer = project_layer(value, context) if isinstance(value, str) else \
         algorithm.parameterAsRasterLayer(parameters, name, context)
@@ -274,8 +293,8 @@ def crs_set_in_qgis(algorithm, parameters, name, context):
     crs = layer.dataProvider().crs()
     held = (crs.authid() or crs.toProj() or "a CRS without a code") if crs.isValid() else "none"
     return (f"{layer.name()}: its CRS ({layer.crs().authid()}) is set in QGIS, not in its file, "
-            f"which hsanomaly reads: the outputs carry the file's ({held}); assign the CRS to "
-            f"the file (Raster > Projections > Assign Projection) to carry it "
+            f"which hsanomaly reads: {effect} ({held}); assign the CRS to "
+            f"the file (Raster > Projections > Assign Projection) {remedy} "
             f"({label(algorithm.parameterDefinition(name))})")
 
 
@@ -289,11 +308,12 @@ def mask_parameter(name, description, optional=False):
         types=[QgsProcessing.TypeRaster, QgsProcessing.TypeVectorAnyGeometry])
 
 
-def mask_source(algorithm, parameters, name, context):
+def mask_source(algorithm, parameters, name, context, feedback):
     """The dataset name to give the library for mask parameter ``name``: a raster as
     ``raster_source`` gives it; a vector layer as its file (and layer), or, where the layer is
     no plain file (a scratch layer, a filtered one, a database's), its features as QGIS shows
-    them saved to a temporary GeoPackage named after the layer."""
+    them saved to a temporary GeoPackage named after the layer. Every feature counts, as in
+    QGIS's own algorithms without "Selected features only": a selection is said."""
     from qgis.core import QgsMapLayerType
 
     value = parameters.get(name)
@@ -304,6 +324,12 @@ def mask_source(algorithm, parameters, name, context):
         raise QgsProcessingException(f"{value}: not a layer QGIS can open "
                                      f"({label(algorithm.parameterDefinition(name))})")
     if layer is not None and layer.type() == QgsMapLayerType.VectorLayer:
+        if layer.selectedFeatureCount():
+            feedback.pushWarning(
+                f"{layer.name()}: {layer.selectedFeatureCount()} of its "
+                f"{layer.featureCount()} features are selected; all are used "
+                f"({label(algorithm.parameterDefinition(name))}): to use the selection alone, "
+                "save it as a layer of its own (Export > Save Selected Features As)")
         return vector_file(layer, context)
     return raster_source(algorithm, parameters, name, context)
 

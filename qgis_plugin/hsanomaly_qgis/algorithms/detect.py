@@ -51,7 +51,8 @@ class DetectAnomalies(HsanomalyAlgorithm):
             "Scores every pixel of a hyperspectral raster: high score = anomalous. The baselines "
             f"{', '.join(baselines)} are fitted on the input and take no model. The GAN scores "
             f"{', '.join(lib.model_scores)} use a model bundle from 'Train model' (without one, "
-            "the library trains a quick model on the input if torch is installed). Target "
+            "the library trains a quick model on the input if torch is installed, and keeps "
+            "it beside the heatmap as <heatmap>.model for the Model bundle folder). Target "
             "polygons need a score threshold or a false-alarm rate (the share of scored "
             "pixels left above it, targets among them). An exclusion mask (a "
             "raster on the input's grid, or a vector layer: clouds, water, known structures) "
@@ -149,7 +150,7 @@ class DetectAnomalies(HsanomalyAlgorithm):
         model = None if is_empty(parameters, self.MODEL) else \
             self.parameterAsFile(parameters, self.MODEL, context)
         mask = None if is_empty(parameters, self.MASK) else \
-            mask_source(self, parameters, self.MASK, context)
+            mask_source(self, parameters, self.MASK, context, feedback)
         heatmap = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         polygons, layer = geopackage_file(
             self.parameterAsOutputLayer(parameters, self.POLYGONS, context))
@@ -208,6 +209,9 @@ class DetectAnomalies(HsanomalyAlgorithm):
                 overwrite=True,   # QGIS replaces an algorithm's output files (its dialog asks)
                 progress=False, callback=progress_callback(feedback), **options)
         feedback.pushInfo(result.text())
+        if result.model and not model:     # the quick model: a folder the user did not choose
+            feedback.pushInfo(f"{result.model}: model trained on {source}; reuse it in the "
+                              "Model bundle folder field")
         style_heatmap_on_load(context, heatmap)
         outputs = {self.OUTPUT: heatmap}
         if polygons:

@@ -12,15 +12,19 @@ from qgis.core import (QgsCoordinateReferenceSystem, QgsFeature, QgsFeatureSink,
 from qgis.PyQt.QtCore import QVariant
 
 from .. import library
-from .base import (HsanomalyAlgorithm, geopackage_file, is_empty, mask_parameter, mask_source,
-                   raster_source)
+from .base import (HsanomalyAlgorithm, crs_set_in_qgis, geopackage_file, is_empty, mask_parameter,
+                   mask_source, raster_source)
 
 # per-target report key -> table field type
 TARGET_FIELDS = {"id": QVariant.String, "pixels": QVariant.Int, "auc": QVariant.Double,
                  "log_auc": QVariant.Double, "lg_far": QVariant.Double, "pd": QVariant.Double,
                  "max_score": QVariant.Double, "centroid_row": QVariant.Double,
                  "centroid_col": QVariant.Double}
-METRICS = {"AUC": "auc", "LOG_AUC": "log_auc", "LG_FAR": "lg_far", "PD": "pd"}
+# output -> (report key, description as the Results Viewer and the model designer show it)
+METRICS = {"AUC": ("auc", "AUC (area under the ROC curve)"),
+           "LOG_AUC": ("log_auc", "logAUC (the ROC curve over log false-alarm rates)"),
+           "LG_FAR": ("lg_far", "lgFAR (log10 false-alarm rate at the first target pixel)"),
+           "PD": ("pd", "Pd (share of target pixels found at the false-alarm rate of Pd)")}
 # at the false-alarm rate of Pd: output -> (report key, description)
 COUNTS = {"TARGETS_FOUND": ("n_targets_found", "targets found at the false-alarm rate of Pd"),
           "FALSE_ALARM_REGIONS": ("n_false_alarm_regions",
@@ -73,17 +77,22 @@ class Evaluate(HsanomalyAlgorithm):
             QgsProcessingParameterNumber.Double, defaultValue=library.load().pd_far)
         pd_far.setFlags(pd_far.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self.addParameter(pd_far)     # the library refuses a rate outside (0, 1)
-        for output, key in METRICS.items():
-            self.addOutput(QgsProcessingOutputNumber(output, key))
+        for output, (_, description) in METRICS.items():
+            self.addOutput(QgsProcessingOutputNumber(output, description))
         self.addOutput(QgsProcessingOutputNumber(self.N_TARGETS, "number of targets"))
         for output, (_, description) in COUNTS.items():
             self.addOutput(QgsProcessingOutputNumber(output, description))
 
     def processAlgorithm(self, parameters, context, feedback):
         heatmap = raster_source(self, parameters, self.HEATMAP, context)
-        truth = mask_source(self, parameters, self.TRUTH, context)
+        crs_note = crs_set_in_qgis(self, parameters, self.HEATMAP, context,
+                                   "vector truths and the per-target points go by the file's",
+                                   "to use it")
+        if crs_note:
+            feedback.pushWarning(crs_note)
+        truth = mask_source(self, parameters, self.TRUTH, context, feedback)
         outer = None if is_empty(parameters, self.OUTER) else \
-            mask_source(self, parameters, self.OUTER, context)
+            mask_source(self, parameters, self.OUTER, context, feedback)
         plots = None if is_empty(parameters, self.PLOTS) else \
             self.parameterAsFileOutput(parameters, self.PLOTS, context)
         # the table is written last: a folder it cannot go in is refused before the plots are
@@ -141,7 +150,7 @@ class Evaluate(HsanomalyAlgorithm):
             sink.addFeature(feature, QgsFeatureSink.FastInsert)
         del sink   # closes the file now, not whenever Python frees this frame
 
-        outputs = {output: report[key] for output, key in METRICS.items()}
+        outputs = {output: report[key] for output, (key, _) in METRICS.items()}
         outputs.update({output: report[key] for output, (key, _) in COUNTS.items()})
         outputs.update({self.N_TARGETS: report["n_targets"], self.TARGETS: table})
         if plots:

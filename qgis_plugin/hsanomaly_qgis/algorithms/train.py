@@ -54,7 +54,7 @@ class TrainModel(HsanomalyAlgorithm):
         self.addParameter(QgsProcessingParameterNumber(
             self.ITERATIONS, "Generator iterations", defaultValue=lib.iterations, minValue=1))
         self.addParameter(QgsProcessingParameterNumber(self.SEED, "Random seed",
-                                                       defaultValue=lib.train_seed))
+                                                       defaultValue=lib.train_seed, minValue=0))
         self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT, "Model bundle"))
 
     def required_modules(self, parameters, context):
@@ -63,7 +63,7 @@ class TrainModel(HsanomalyAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):
         inputs = raster_sources(self, parameters, self.INPUTS, context)
         mask = None if is_empty(parameters, self.MASK) else \
-            mask_source(self, parameters, self.MASK, context)
+            mask_source(self, parameters, self.MASK, context, feedback)
         bands = None if is_empty(parameters, self.BANDS) else \
             self.parameterAsInt(parameters, self.BANDS, context)
         out = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
