@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, List, Optional, SupportsIndex, cast
 
 from . import defaults
 from .api import detect
-from .errors import HsanomalyError, describe
+from .errors import HsanomalyError, NoWorkers, describe
 from .hints import Inputs, ModelArg, PathArg, Progress, Scheduler
 from .io.checks import one_job, warn
 from .logs import progress_bar
@@ -59,7 +59,8 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
     and a raster they miss is scored without it. A failed raster's ``BatchItem`` says why in
     one line. callback(fraction, message) hears each raster's progress as ``detect`` gives it,
     the message led by the raster's name; True cancels the batch (the rasters not finished
-    fail, saying so).
+    fail, saying so). A cluster that has had no worker for ``cluster.WORKER_WAIT`` seconds
+    fails the raster it was scoring and the rest with it, rather than wait as long for each.
     """
 
     from .cluster import optional_client
@@ -93,11 +94,16 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
     with (optional_client(workers, scheduler) if pending else contextlib.nullcontext()) as client, \
             progress_bar(progress, pending, unit="raster") as bar, batch_resumes():
         cancelled: List[Any] = []
+        alone: List[str] = []        # the raster whose run found the cluster without a worker
         for i in bar:
             src, dst = targets[i]
             if cancelled:
                 items[i] = BatchItem(src, str(dst), "failed", error=f"{src}: the batch was "
                                      "cancelled before this raster was scored")
+                continue
+            if alone:                # each would wait as long again on the same cluster
+                items[i] = BatchItem(src, str(dst), "failed", error=f"{src}: not scored: the "
+                                     f"Dask cluster had no worker (scoring {alone[0]})")
                 continue
             try:
                 used = None if masks[i] is None else masks[i].path
@@ -106,6 +112,9 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
                                 scheduler=client, callback=_told(callback, src, cancelled),
                                 **options)
                 items[i] = BatchItem(src, str(dst), "scored", result=result)
+            except NoWorkers as err:
+                items[i] = BatchItem(src, str(dst), "failed", error=_one_line(src, err))
+                alone.append(src)
             except Exception as err:       # one raster's failure never stops the batch
                 items[i] = BatchItem(src, str(dst), "failed", error=_one_line(src, err))
     return cast(List[BatchItem], items)      # every pending one was filled in

@@ -18,13 +18,14 @@ import logging
 import queue
 import socket
 import time
+import concurrent.futures
 
 from . import cluster
 from .cluster import import_distributed
 from .defaults import TILE
 from .engine import score_tile
 from .engine.store import resume_hint
-from .errors import HsanomalyError
+from .errors import HsanomalyError, NoWorkers
 from .spelling import current, spell, spelled
 from .io.source import add
 
@@ -41,13 +42,16 @@ class Watch:
 
     Dask keeps a task whose workers all left (a result lost with them included) waiting, for
     good, for another to join: a cluster without a worker is said at once, and once it has had
-    none for ``cluster.WORKER_WAIT`` seconds the run stops with one line naming ``where``
-    (``kept`` says what the run keeps).
+    none for ``cluster.WORKER_WAIT`` seconds since the run last moved, the run stops with one
+    line naming ``where`` (``kept`` says what the run keeps). A result is fetched once, on a
+    thread of the watch's own, and waited for in steps: a fetch cut short by a timeout starts
+    again from nothing, and a large result on a slow link would never arrive.
     """
 
     def __init__(self, client, where, kept=""):
         self.client, self.where, self.kept = client, where, kept
         self.alone_since = None
+        self.fetcher = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hsanomaly-fetch")
 
     def finished(self, futures):
         """(position in ``futures``, result) of each future, in the order they finish."""
@@ -56,24 +60,36 @@ class Watch:
         for future in futures:
             future.add_done_callback(ready.put)     # called at once for a finished one
         for _ in range(len(futures)):
-            while True:
-                try:
-                    future = ready.get(timeout=WORKER_POLL)
-                    break
-                except queue.Empty:
-                    self.check()
+            future = self._waited(lambda: ready.get(timeout=WORKER_POLL), queue.Empty, futures)
             yield position[future], self.result(future)
 
     def result(self, future):
+        fetch = self.fetcher.submit(future.result)
+        try:
+            return self._waited(lambda: fetch.result(timeout=WORKER_POLL), concurrent.futures.TimeoutError,
+                                [future], done=fetch.done)
+        finally:
+            if not fetch.done():        # stopped: the fetch ends with the future cancelled
+                self.client.cancel([future])
+
+    def close(self):
+        self.fetcher.shutdown(wait=False)
+
+    def _waited(self, wait, timeout, futures, done=lambda: False):
+        """``wait()`` (which raises ``timeout`` after ``WORKER_POLL`` s with nothing), looking
+        at the workers between tries; the run moved when it returns."""
         while True:
             try:
-                return future.result(timeout=WORKER_POLL)
-            except TimeoutError:
-                if future.status == "error":    # the task's own error, a TimeoutError
-                    return future.result()
-                self.check()
+                value = wait()
+            except timeout:
+                if done():              # the task's own error, a TimeoutError: raised again
+                    return wait()
+                self._check(futures)
+                continue
+            self.alone_since = None
+            return value
 
-    def check(self):
+    def _check(self, futures):
         try:
             workers = self.client.scheduler_info(n_workers=0).get("n_workers")
         except Exception:       # a lost scheduler: the futures say so themselves
@@ -86,8 +102,9 @@ class Watch:
                            "to join (dask worker %s)", self.where, cluster.WORKER_WAIT,
                            self.client.scheduler.address)
         elif time.monotonic() - self.alone_since >= cluster.WORKER_WAIT:
-            raise HsanomalyError(f"{self.where}: the Dask cluster has had no worker for "
-                                 f"{cluster.WORKER_WAIT} s{self.kept}")
+            self.client.cancel(futures)
+            raise NoWorkers(f"{self.where}: the Dask cluster has had no worker for "
+                            f"{cluster.WORKER_WAIT} s{self.kept}")
 
 
 def _share(client, obj):
@@ -209,4 +226,5 @@ class DaskExecutor:
                                  f"{err.allowed_failures + 1} times (out of memory? try a smaller "
                                  f"{spell('tile')}); {resume_hint()}: the finished tiles are kept") from None
         finally:
+            watch.close()
             self.client.cancel(futures)

@@ -11,6 +11,11 @@ class HsanomalyError(Exception):
     """A user-facing error; the CLI prints ``str(err)`` on one line and exits non-zero."""
 
 
+class NoWorkers(HsanomalyError):
+    """A Dask run stopped because its cluster had no worker for ``cluster.WORKER_WAIT``
+    seconds: a batch on that cluster stops there rather than wait as long for each raster."""
+
+
 def _not_fitted_error():
     """scikit-learn's NotFittedError as an ``HsanomalyError`` too; made on first use, since
     importing scikit-learn takes most of a second that ``hsanomaly detect`` need not wait."""

@@ -1181,7 +1181,7 @@ def test_a_mixture_on_fewer_spectra_than_components_says_so_in_its_own_words():
     import warnings
 
     cube = np.full((8, 20, 20), 5.0, np.float32)
-    cube[:, :10] = 7.0
+    cube[:, :10] = np.arange(8, dtype=np.float32)[:, None, None] + 7    # two spectra
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         detector = hsanomaly.Detector("gmm").fit(cube)

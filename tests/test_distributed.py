@@ -396,6 +396,86 @@ def test_a_run_whose_workers_all_left_stops_keeping_its_tiles(tmp_path, short_wo
     assert (tmp_path / "dask.tif").read_bytes() == (tmp_path / "local.tif").read_bytes()
 
 
+class SlowToLoad:
+    """A result whose unpickling takes ``seconds``: a large result over a slow link."""
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+
+    def __reduce__(self):
+        return _loaded_slowly, (self.seconds,)
+
+
+def _loaded_slowly(seconds):
+    import time
+
+    time.sleep(seconds)
+    return "loaded"
+
+
+def test_a_result_slower_to_fetch_than_a_look_at_the_workers_arrives(short_worker_wait):
+    """Each look at the workers cut the fetch short and started it again: a result taking
+    longer than WORKER_POLL to arrive never did (the review's F1)."""
+    import time
+
+    from hsanomaly.distributed import Watch
+
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                  dashboard_address=":0") as cluster, \
+            distributed.Client(cluster, set_as_default=False) as client:
+        futures = [client.submit(SlowToLoad, 0.6, pure=False) for _ in range(2)]
+        while not all(future.done() for future in futures):     # computed, not fetched
+            time.sleep(0.05)
+        watch = Watch(client, "x")
+        assert watch.result(futures[0]) == "loaded"
+        assert list(watch.finished(futures[1:])) == [(0, "loaded")]
+        watch.close()
+
+
+def test_a_run_that_moves_is_not_alone_any_more(short_worker_wait, monkeypatch, caplog):
+    """A run that waited for its first worker kept that wait's start: when a worker later
+    left for a moment, the run stopped at once, saying it had had none all along (the
+    review's F2)."""
+    import logging
+    import threading
+
+    from hsanomaly import cluster as hs_cluster
+    from hsanomaly.distributed import Watch
+
+    monkeypatch.setattr(hs_cluster, "WORKER_WAIT", 60)
+    with distributed.LocalCluster(n_workers=0, threads_per_worker=1, processes=True,
+                                  dashboard_address=":0") as cluster, \
+            distributed.Client(cluster, set_as_default=False) as client, \
+            caplog.at_level(logging.WARNING, logger="hsanomaly"):
+        threading.Timer(0.5, cluster.scale, (1,)).start()
+        watch = Watch(client, "heat.tif.partial")
+        results = []
+        for _, result in watch.finished(client.map(abs, [-1, -2, -3], pure=False)):
+            results.append(result)
+            assert watch.alone_since is None
+        watch.close()
+    assert sorted(results) == [1, 2, 3] and "the Dask cluster has no worker" in caplog.text
+
+
+def test_a_batch_stops_at_the_first_raster_that_finds_no_worker(tmp_path, short_worker_wait):
+    """Each raster of detect-many waited WORKER_WAIT in turn on the same empty cluster: 17
+    hours for 100 rasters before a word (the review's F3)."""
+    import time
+
+    inputs = [str(write_raster(tmp_path / f"scene{i}.tif", synthetic_cube(seed=i)[0]))
+              for i in range(3)]
+    with distributed.LocalCluster(n_workers=0, dashboard_address=":0") as cluster:
+        start = time.monotonic()
+        items = hsanomaly.detect_many(inputs, tmp_path / "out", score="rx",
+                                      scheduler=cluster.scheduler_address, progress=False)
+        took = time.monotonic() - start
+    assert [item.status for item in items] == ["failed"] * 3
+    assert "the Dask cluster has had no worker for 1 s while fitting" in items[0].error
+    assert items[1].error == (f"{inputs[1]}: not scored: the Dask cluster had no worker "
+                              f"(scoring {inputs[0]})")
+    assert took < 10
+
+
 def test_a_source_and_a_model_travel_by_absolute_path(tmp_path, monkeypatch):
     """A Dask worker runs in its own working directory: a relative input or model given to
     the driver was opened there relative to the worker's ("file not found"; "codebook.z.npy

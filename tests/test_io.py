@@ -1331,6 +1331,7 @@ def test_an_undeclared_fill_value_is_warned_about(tmp_path):
         ArraySource(cube).check_data()
     rgb = np.full((3, 20, 20), 255, np.uint8)        # saturated pixels of a few-band image
     rgb[:, :10] = 7
+    rgb[:, :5] = 60                 # (of three values: two would be said as a mask's)
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("error", HsanomalyWarning)

@@ -621,9 +621,27 @@ def test_a_truth_given_as_the_scene_is_refused(torch, synthetic_raster, tmp_path
     path, truth, _ = synthetic_raster
     truth_path = write_raster(tmp_path / "truth.tif", truth[None].astype(np.uint8))
     _one_line_error(_cli(truth_path, "--out", tmp_path / "m"),
-                    f"{truth_path}: every pixel holds 0 and 1: a truth or mask raster, not a "
-                    "scene to train on")
+                    f"{truth_path}: its pixels hold only 0 and 1: a truth or mask raster, not "
+                    "a scene to train on")
     assert not (tmp_path / "m").exists()
+
+
+def test_detect_warns_of_a_truth_given_as_the_scene_and_scores_a_two_valued_one(
+        torch, tmp_path):
+    """The refusal reached detect's quick model too, worded for training, and refused a toy
+    scene of two values the earlier versions scored (the review's F4): detect warns instead,
+    whatever the score."""
+    import hsanomaly
+    from hsanomaly.errors import HsanomalyWarning
+
+    cube = np.ones((12, 24, 24), np.float32)
+    cube[:, 10:14, 10:14] = 2.0
+    toy = write_raster(tmp_path / "toy.tif", cube)
+    for score in ("rx", "recon"):
+        with pytest.warns(HsanomalyWarning, match=f"{toy}: the pixels probed hold only 1 and 2: "
+                                                  "a truth or mask raster rather than a scene"):
+            hsanomaly.detect(toy, tmp_path / f"{score}.tif", score=score)
+        assert (tmp_path / f"{score}.tif").is_file()
 
 
 @pytest.mark.parametrize("option, value, message", [

@@ -25,7 +25,7 @@ from .digest import file_sha256
 from .gdal import (band_wavelengths, bad_bands, check_raw_size, gdal_env, is_gdal_name, open_raster,
                    read_checked, read_masked, require_file)
 from .values import (EXTREME, FLOAT32_MAX, check_float32_range, coarsest_in_float32, commonest,
-                     declare_nodata, extreme_values, warn_coarse, wider_than_float32)
+                     declare_nodata, extreme_values, mask_values, warn_coarse, wider_than_float32)
 
 PROBE = 64              # pixels across a window the data is probed on before the work
 AXIS_STRIP, AXIS_LINE, AXIS_LINES = 4, 512, 200   # the band-axis check's lines: strips 4
@@ -152,7 +152,7 @@ class _Source:
         return (f"If its spectra lie along that axis (an HDF5 or netCDF cube stored with its "
                 f"bands {where}), store the cube bands first: GDAL reads bands first")
 
-    def check_data(self):
+    def check_data(self, truth_like=True):
         """Warn, from the probe windows, about what would make the scores silently worse: a
         cube whose bands seem to lie along another axis than GDAL's (``_check_band_axis``),
         values float32 rounds by more than a hundredth of their spread (``coarsest_in_float32``),
@@ -160,7 +160,9 @@ class _Source:
         whole once one band says nodata, so a nodata value that some band holds as real data,
         0 over water, say, silently removes those pixels), and a large share of pixels that
         hold one value in every band, which no spectrum does: a fill value not declared as
-        nodata (-9999 around a swath), which the scene's statistics would then take in."""
+        nodata (-9999 around a swath), which the scene's statistics would then take in; and,
+        ``truth_like``, pixels of two values at most: a truth or a mask given as the scene
+        (training refuses one instead)."""
         total, partial, per_band, coarse = 0, 0, np.zeros(self.count), []
         flat, whole = [], 0       # the value of each valid pixel that is one value in every
                                   # band; the valid pixels
@@ -197,7 +199,12 @@ class _Source:
             warn_once(f"{self.name}: {infinite} of the pixels probed are infinite in some band; "
                       "they are left out like nodata (NaN in the heatmap), though such a value "
                       "may mark the scene's most anomalous pixels (saturated?)")
-        extreme = extreme_values(np.concatenate(pixels, axis=1))
+        probed = np.concatenate(pixels, axis=1)
+        shown = mask_values(probed, first_band=probed[0]) if truth_like else None
+        if shown:
+            warn_once(f"{self.name}: the pixels probed hold only {shown}: a truth or mask raster "
+                      "rather than a scene? Its scores rank no spectra")
+        extreme = extreme_values(probed)
         if extreme is not None:
             count, value = extreme
             declare = (f"declare it nodata ({declare_nodata(value)})"

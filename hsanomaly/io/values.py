@@ -87,6 +87,19 @@ def warn_negative_mask(name, values, unknown, remedy):
                   f"unknown, {remedy(value)}")
 
 
+def mask_values(pixels, first_band=None):
+    """The two values ``pixels`` (any shape, NaN skipped) hold when they hold two, as a truth
+    or an exclusion mask given for a scene does, in words ("0 and 1"); else None (one value
+    is a constant raster, said as such). ``first_band``, some of them, rules most scenes out
+    before all are looked at."""
+    for values in ([] if first_band is None else [first_band]) + [pixels]:
+        values = np.asarray(values)
+        found = np.unique(values[np.isfinite(values)])
+        if len(found) > 2:
+            return None
+    return " and ".join(f"{v:g}" for v in found) if len(found) == 2 else None
+
+
 def declare_nodata(value):
     """The command that declares ``value`` a raster's nodata, to quote in a message."""
     return f"gdal_edit.py -a_nodata {exact(value)}"

@@ -22,6 +22,7 @@ from ..errors import HsanomalyError
 from ..io import open_source
 from ..io.exclusion import Exclusion
 from ..io.checks import warn
+from ..io.values import mask_values
 from ..model.compat import first_mismatch
 from ..preprocess import Preprocessor
 from ..spelling import counted, spell
@@ -74,7 +75,8 @@ def load_training_data(inputs, *, mask=None, window=1, bands=None, sqrt=False,
     finally:
         for source in sources:
             source.close()
-    _refuse_masks(inputs, raw)
+    if check_data:      # a quick model's raster: detect warns of it as it scores it
+        _refuse_masks(inputs, raw)
     _check_value_ranges(inputs, raw)
     raw = np.concatenate(raw)
     if len(raw) > max_windows:
@@ -116,7 +118,7 @@ def _check_inputs(inputs, sources, window, check_data=True):
             raise HsanomalyError(f"{path}: window {window} is larger than the "
                                  f"{source.height}x{source.width} image")
         if check_data:             # what detect warns of, before the model learns it
-            source.check_data()
+            source.check_data(truth_like=False)      # refused below instead
     return named[1]
 
 
@@ -124,14 +126,10 @@ def _refuse_masks(inputs, raw):
     """Refuse an input whose sampled pixels hold two values at most: a truth or an exclusion
     mask given as the scene (its error surfaced only at detect, as a band count)."""
     for path, windows in zip(inputs, raw):
-        first = windows[:, 0][np.isfinite(windows[:, 0])]
-        if not len(first) or len(np.unique(first)) > 2:       # the common case, one band read
-            continue
-        values = np.unique(windows[np.isfinite(windows)])
-        if len(values) <= 2:
-            shown = " and ".join(f"{v:g}" for v in values)
-            raise HsanomalyError(f"{path}: every pixel holds {shown}: a truth or mask raster, "
-                                 "not a scene to train on")
+        shown = mask_values(windows, first_band=windows[:, 0])
+        if shown:
+            raise HsanomalyError(f"{path}: its pixels hold only {shown}: a truth or mask "
+                                 "raster, not a scene to train on")
 
 
 def _check_value_ranges(inputs, raw):
