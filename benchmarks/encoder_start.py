@@ -155,7 +155,8 @@ def main():
     for key in rows[next(iter(rows))]:
         values = [row[key] for row in rows.values()]
         if isinstance(values[0], float):
-            print(f"{key:40s} " + " ".join(f"{v:.4f}" for v in values) + f"  mean {np.mean(values):.4f}")
+            shown = " ".join(f"{v:.4f}" for v in values)
+            print(f"{key:40s} {shown}  mean {np.mean(values):.4f}")
 
 
 if __name__ == "__main__":

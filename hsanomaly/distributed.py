@@ -14,11 +14,11 @@ through ``DistributedSource`` and give exactly the local results: per-tile parts
 computed in parallel and folded in tile order, and samples draw the same pixels.
 """
 
+import concurrent.futures
 import logging
 import queue
 import socket
 import time
-import concurrent.futures
 
 from . import cluster
 from .cluster import import_distributed
@@ -51,7 +51,7 @@ class Watch:
     def __init__(self, client, where, kept=""):
         self.client, self.where, self.kept = client, where, kept
         self.alone_since = None
-        self.fetcher = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hsanomaly-fetch")
+        self.fetcher = concurrent.futures.ThreadPoolExecutor(1, "hsanomaly-fetch")
 
     def finished(self, futures):
         """(position in ``futures``, result) of each future, in the order they finish."""
@@ -66,8 +66,8 @@ class Watch:
     def result(self, future):
         fetch = self.fetcher.submit(future.result)
         try:
-            return self._waited(lambda: fetch.result(timeout=WORKER_POLL), concurrent.futures.TimeoutError,
-                                [future], done=fetch.done)
+            return self._waited(lambda: fetch.result(timeout=WORKER_POLL),
+                                concurrent.futures.TimeoutError, [future], done=fetch.done)
         finally:
             if not fetch.done():        # stopped: the fetch ends with the future cancelled
                 self.client.cancel([future])

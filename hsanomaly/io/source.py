@@ -161,8 +161,8 @@ class _Source:
         0 over water, say, silently removes those pixels), and a large share of pixels that
         hold one value in every band, which no spectrum does: a fill value not declared as
         nodata (-9999 around a swath), which the scene's statistics would then take in; and,
-        ``truth_like``, pixels of two values at most: a truth or a mask given as the scene
-        (training refuses one instead)."""
+        ``truth_like``, pixels of two values: a truth or a mask given as the scene (training
+        refuses one instead)."""
         total, partial, per_band, coarse = 0, 0, np.zeros(self.count), []
         flat, whole = [], 0       # the value of each valid pixel that is one value in every
                                   # band; the valid pixels

@@ -293,7 +293,7 @@ def _check_device(torch, device):
         parsed = torch.device(device)
     except (RuntimeError, TypeError):
         raise HsanomalyError(f"{spell('device', device)}: not a torch device (use cpu, cuda or cuda:N)") from None
-    if parsed.type not in ("cpu", "cuda"):     # mps, xpu, meta...: not what it is built and tested on
+    if parsed.type not in ("cpu", "cuda"):     # mps, xpu, meta: not what it is tested on
         raise HsanomalyError(f"{spell('device', device)}: training runs on cpu or cuda (cuda:N), "
                              f"not {parsed.type}")
     if parsed.type == "cuda" and not torch.cuda.is_available():

@@ -123,8 +123,8 @@ def _check_inputs(inputs, sources, window, check_data=True):
 
 
 def _refuse_masks(inputs, raw):
-    """Refuse an input whose sampled pixels hold two values at most: a truth or an exclusion
-    mask given as the scene (its error surfaced only at detect, as a band count)."""
+    """Refuse an input whose sampled pixels hold two values: a truth or an exclusion mask
+    given as the scene (its error surfaced only at detect, as a band count)."""
     for path, windows in zip(inputs, raw):
         shown = mask_values(windows, first_band=windows[:, 0])
         if shown:

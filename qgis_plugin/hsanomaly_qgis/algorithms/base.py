@@ -358,7 +358,9 @@ def vector_file(layer, context):
 
 
 def saved_features(layer, context):
-    """The layer's features (its filter applied, in its CRS) in a temporary GeoPackage."""
+    """The layer's features (its filter applied, in its CRS) in a temporary GeoPackage, or a
+    shapefile where the layer has no CRS; messages name the layer, not the file
+    (``shown_names``)."""
     import uuid
 
     from qgis.core import QgsProcessingUtils, QgsVectorFileWriter
@@ -379,7 +381,7 @@ def saved_features(layer, context):
         raise QgsProcessingException(f"{layer.name()}: its features could not be saved for "
                                      f"hsanomaly ({message})")
     path = str(folder / f"{stem}{suffix}")
-    with _ROUTES_LOCK:
+    with _SAVED_LOCK:
         _SAVED[path] = layer.name()
         while len(_SAVED) > SAVED_NAMES:
             _SAVED.pop(next(iter(_SAVED)))
@@ -387,13 +389,13 @@ def saved_features(layer, context):
 
 
 # the temporary files of layers' features -> the layers' names, which messages name instead
-_SAVED, SAVED_NAMES = {}, 256
+_SAVED, _SAVED_LOCK, SAVED_NAMES = {}, threading.Lock(), 256
 
 
 def shown_names(text):
     """``text`` naming the layers whose features were saved for the library by their names,
     not by their temporary files (which the user never chose)."""
-    with _ROUTES_LOCK:
+    with _SAVED_LOCK:
         saved = dict(_SAVED)
     for path, name in saved.items():
         text = text.replace(path, f"layer '{name}'")
