@@ -63,7 +63,7 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
     fails the raster it was scoring and the rest with it, rather than wait as long for each.
     """
 
-    from .cluster import optional_client
+    from .cluster import optional_client, worker_count
     from .engine.store import batch_resumes
 
     model = model_path(model)
@@ -101,9 +101,10 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
                 items[i] = BatchItem(src, str(dst), "failed", error=f"{src}: the batch was "
                                      "cancelled before this raster was scored")
                 continue
-            if alone:                # each would wait as long again on the same cluster
+            if alone and not worker_count(client):   # each would wait as long again
                 items[i] = BatchItem(src, str(dst), "failed", error=f"{src}: not scored: the "
-                                     f"Dask cluster had no worker (scoring {alone[0]})")
+                                     f"Dask cluster had no worker (scoring {alone[0]}); rerun "
+                                     "the batch once it has")
                 continue
             try:
                 used = None if masks[i] is None else masks[i].path

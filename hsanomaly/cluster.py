@@ -122,6 +122,14 @@ def check_scheduler(address):
         raise HsanomalyError(f"{address}: what answers there is no Dask scheduler")
 
 
+def worker_count(client):
+    """The workers ``client``'s cluster has now, or None where its scheduler does not answer."""
+    try:
+        return client.scheduler_info(n_workers=0).get("n_workers")
+    except Exception:       # a lost scheduler: its runs' futures say so themselves
+        return None
+
+
 def _no_scheduler(address, err):
     return HsanomalyError(f"{address}: no Dask scheduler answers within {CONNECT_TIMEOUT} s "
                           f"({describe(err)})")

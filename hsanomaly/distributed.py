@@ -90,11 +90,10 @@ class Watch:
             return value
 
     def _check(self, futures):
-        try:
-            workers = self.client.scheduler_info(n_workers=0).get("n_workers")
-        except Exception:       # a lost scheduler: the futures say so themselves
+        workers = cluster.worker_count(self.client)
+        if workers is None:
             return
-        if workers != 0:
+        if workers:
             self.alone_since = None
         elif self.alone_since is None:
             self.alone_since = time.monotonic()

@@ -472,8 +472,33 @@ def test_a_batch_stops_at_the_first_raster_that_finds_no_worker(tmp_path, short_
     assert [item.status for item in items] == ["failed"] * 3
     assert "the Dask cluster has had no worker for 1 s while fitting" in items[0].error
     assert items[1].error == (f"{inputs[1]}: not scored: the Dask cluster had no worker "
-                              f"(scoring {inputs[0]})")
+                              f"(scoring {inputs[0]}); rerun the batch once it has")
     assert took < 10
+
+
+def test_a_batch_goes_on_once_its_cluster_has_a_worker_again(tmp_path, short_worker_wait,
+                                                             monkeypatch):
+    """A worker that joined just after the first raster found none: the others failed with it
+    (the re-review's R3). They are scored now, the first one failed in one line."""
+    from hsanomaly import batch
+    from hsanomaly.errors import NoWorkers
+
+    inputs = [str(write_raster(tmp_path / f"scene{i}.tif", synthetic_cube(seed=i)[0]))
+              for i in range(3)]
+    with distributed.LocalCluster(n_workers=0, dashboard_address=":0") as cluster, \
+            distributed.Client(cluster, set_as_default=False) as client:
+        def detect_then_a_worker_joins(*args, **kwargs):     # the real run, found alone
+            try:
+                return hsanomaly.detect(*args, **kwargs)
+            except NoWorkers:
+                cluster.scale(1)
+                client.wait_for_workers(1)
+                raise
+
+        monkeypatch.setattr(batch, "detect", detect_then_a_worker_joins)
+        items = hsanomaly.detect_many(inputs, tmp_path / "out", score="rx", scheduler=client,
+                                      progress=False)
+    assert [item.status for item in items] == ["failed", "scored", "scored"]
 
 
 def test_a_source_and_a_model_travel_by_absolute_path(tmp_path, monkeypatch):

@@ -136,6 +136,7 @@ def test_a_value_qgis_cannot_take_is_named_in_one_line_before_the_library(scene,
 @pytest.mark.parametrize("given, expected", [
     ({"WINDOW": 1.5}, "1.5: Window size must be a whole number"),    # trained as 2, said "got 2"
     ({"SEED": -1}, "-1: Random seed must be at least 0"),            # the library's refusal
+    ({"SEED": 3 * 10**9}, "3000000000: Random seed must be at most 2147483647"),   # wrapped to 0
 ])
 def test_trains_number_fields_are_checked_as_the_library_would(scene, tmp_path, given, expected):
     import processing

@@ -77,6 +77,11 @@ def _fraction_for_whole(definition, value):
         return False
 
 
+def _number(value):
+    """A field's bound in words: 2147483647, not 2.14748e+09."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
 def label(definition):
     """A parameter's short name as its dialog shows it: "Tile size (pixels)" -> "Tile size"."""
     return definition.description().split(":")[0].split(" (")[0].strip()
@@ -115,9 +120,9 @@ def parameter_problem(definition, value, context=None):
         except (TypeError, ValueError):
             return f"{value!r}: not a number ({name})"
         if number < definition.minimum():
-            return f"{value}: {name} must be at least {definition.minimum():g}"
+            return f"{value}: {name} must be at least {_number(definition.minimum())}"
         if number > definition.maximum():
-            return f"{value}: {name} must be at most {definition.maximum():g}"
+            return f"{value}: {name} must be at most {_number(definition.maximum())}"
         if _fraction_for_whole(definition, value):
             return f"{value}: {name} must be a whole number"
     return f"{value!r}: not a value {name} takes"
@@ -359,7 +364,7 @@ def vector_file(layer, context):
 
 def saved_features(layer, context):
     """The layer's features (its filter applied, in its CRS) in a temporary GeoPackage, or a
-    shapefile where the layer has no CRS; messages name the layer, not the file
+    FlatGeobuf file where the layer has no CRS; messages name the layer, not the file
     (``shown_names``)."""
     import uuid
 
@@ -369,9 +374,9 @@ def saved_features(layer, context):
     folder = Path(QgsProcessingUtils.tempFolder()) / uuid.uuid4().hex
     folder.mkdir(parents=True)
     # a GeoPackage always records a CRS, and marks a layer without one "undefined
-    # geographic": a shapefile without a .prj keeps it unknown, so the library takes the
-    # raster's CRS for it and says so, as for the layer's own file
-    driver, suffix = ("GPKG", ".gpkg") if layer.crs().isValid() else ("ESRI Shapefile", ".shp")
+    # geographic": FlatGeobuf keeps it unknown, so the library takes the raster's CRS for it
+    # and says so, as for the layer's own file
+    driver, suffix = ("GPKG", ".gpkg") if layer.crs().isValid() else ("FlatGeobuf", ".fgb")
     options = QgsVectorFileWriter.SaveVectorOptions()
     options.driverName, options.layerName = driver, stem
     options.skipAttributeCreation = True    # geometries only: no fid of an edited layer clashes

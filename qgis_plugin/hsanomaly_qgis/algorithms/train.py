@@ -10,6 +10,10 @@ from .base import (HsanomalyAlgorithm, is_empty, mask_parameter, mask_source,
                    progress_callback, raster_sources)
 
 
+# QGIS reads a whole-number field as a 32-bit int (parameterAsInt): a larger seed, which the
+# library takes, would wrap to another one; such seeds go through the library's own doors
+SEED_MAX = 2**31 - 1
+
 class TrainModel(HsanomalyAlgorithm):
     INPUTS = "INPUTS"
     MASK = "MASK"
@@ -54,7 +58,8 @@ class TrainModel(HsanomalyAlgorithm):
         self.addParameter(QgsProcessingParameterNumber(
             self.ITERATIONS, "Generator iterations", defaultValue=lib.iterations, minValue=1))
         self.addParameter(QgsProcessingParameterNumber(self.SEED, "Random seed",
-                                                       defaultValue=lib.train_seed, minValue=0))
+                                                       defaultValue=lib.train_seed, minValue=0,
+                                                       maxValue=SEED_MAX))
         self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT, "Model bundle"))
 
     def required_modules(self, parameters, context):
