@@ -59,7 +59,7 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
     and a raster they miss is scored without it. A failed raster's ``BatchItem`` says why in
     one line. callback(fraction, message) hears each raster's progress as ``detect`` gives it,
     the message led by the raster's name; True cancels the batch (the rasters not finished
-    fail, saying so). A cluster that has had no worker for ``cluster.WORKER_WAIT`` seconds
+    fail, saying so). A cluster that has had no worker for ``cluster.worker_wait()`` seconds
     fails the raster it was scoring and the rest with it, rather than wait as long for each.
     """
 

@@ -16,6 +16,7 @@ from .spelling import spell
 CONNECT_TIMEOUT = 10
 # Seconds a run waits for a worker when its cluster has none (all left, or none joined yet)
 # before it stops in one line, keeping its finished tiles: Dask itself would wait for good.
+# Dask's config key ``hsanomaly.worker-wait`` sets another (``worker_wait``).
 WORKER_WAIT = 600
 
 _HOST = r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?)"
@@ -120,6 +121,27 @@ def check_scheduler(address):
             raise _no_scheduler(address, err) from None
     if not (isinstance(info, dict) and info.get("type") == "Scheduler"):
         raise HsanomalyError(f"{address}: what answers there is no Dask scheduler")
+
+
+def worker_wait():
+    """Seconds a run waits for a worker (``WORKER_WAIT``), or what Dask's config says under
+    ``hsanomaly.worker-wait``, set as Dask's settings are (``DASK_HSANOMALY__WORKER_WAIT=2h``,
+    ``dask.config.set``, a YAML file): a cluster whose workers come through a slow batch queue
+    needs longer."""
+    import dask
+    from dask.utils import parse_timedelta
+
+    given = dask.config.get("hsanomaly.worker-wait", default=None)
+    if given is None:
+        return WORKER_WAIT
+    try:
+        seconds = parse_timedelta(given, default="seconds")
+    except (TypeError, ValueError, KeyError):
+        seconds = None
+    if not isinstance(seconds, (int, float)) or not 0 < seconds < float("inf"):
+        raise HsanomalyError(f"hsanomaly.worker-wait (Dask's config): {given!r} is no wait (a "
+                             "positive number of seconds, or a duration such as 30m)")
+    return seconds
 
 
 def worker_count(client):

@@ -42,7 +42,7 @@ class Watch:
 
     Dask keeps a task whose workers all left (a result lost with them included) waiting, for
     good, for another to join: a cluster without a worker is said at once, and once it has had
-    none for ``cluster.WORKER_WAIT`` seconds since the run last moved, the run stops with one
+    none for ``cluster.worker_wait()`` seconds since the run last moved, the run stops with one
     line naming ``where`` (``kept`` says what the run keeps). A result is fetched once, on a
     thread of the watch's own, and waited for in steps: a fetch cut short by a timeout starts
     again from nothing, and a large result on a slow link would never arrive.
@@ -51,6 +51,7 @@ class Watch:
     def __init__(self, client, where, kept=""):
         self.client, self.where, self.kept = client, where, kept
         self.alone_since = None
+        self.wait = cluster.worker_wait()
         self.fetcher = concurrent.futures.ThreadPoolExecutor(1, "hsanomaly-fetch")
 
     def finished(self, futures):
@@ -97,13 +98,13 @@ class Watch:
             self.alone_since = None
         elif self.alone_since is None:
             self.alone_since = time.monotonic()
-            logger.warning("%s: the Dask cluster has no worker; the run waits up to %d s for one "
-                           "to join (dask worker %s)", self.where, cluster.WORKER_WAIT,
+            logger.warning("%s: the Dask cluster has no worker; the run waits up to %g s for one "
+                           "to join (dask worker %s)", self.where, self.wait,
                            self.client.scheduler.address)
-        elif time.monotonic() - self.alone_since >= cluster.WORKER_WAIT:
+        elif time.monotonic() - self.alone_since >= self.wait:
             self.client.cancel(futures)
             raise NoWorkers(f"{self.where}: the Dask cluster has had no worker for "
-                            f"{cluster.WORKER_WAIT} s{self.kept}")
+                            f"{self.wait:g} s{self.kept}")
 
 
 def _share(client, obj):

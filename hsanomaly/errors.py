@@ -12,7 +12,7 @@ class HsanomalyError(Exception):
 
 
 class NoWorkers(HsanomalyError):
-    """A Dask run stopped because its cluster had no worker for ``cluster.WORKER_WAIT``
+    """A Dask run stopped because its cluster had no worker for ``cluster.worker_wait()``
     seconds: a batch on that cluster stops there rather than wait as long for each raster."""
 
 

@@ -370,6 +370,27 @@ def test_a_cluster_that_never_gets_a_worker_stops_in_one_line(synthetic_raster, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
 
 
+@pytest.mark.parametrize("given, stops", [("1.5s", True), (2, True), ("soon", False),
+                                           (-3, False)])
+def test_dasks_config_sets_the_wait_for_a_worker(synthetic_raster, tmp_path, monkeypatch, given,
+                                                 stops):
+    """Ten minutes is short for workers from a slow batch queue: Dask's config key
+    hsanomaly.worker-wait (DASK_HSANOMALY__WORKER_WAIT) sets the wait, checked in one line."""
+    import dask
+
+    from hsanomaly import distributed as hs_distributed
+
+    monkeypatch.setattr(hs_distributed, "WORKER_POLL", 0.2)
+    said = (rf"no worker for {float(given[:-1]) if isinstance(given, str) else given:g} s "
+            r"while fitting") if stops else \
+        rf"hsanomaly.worker-wait \(Dask's config\): {given!r} is no wait"
+    with distributed.LocalCluster(n_workers=0, dashboard_address=":0") as cluster, \
+            dask.config.set({"hsanomaly.worker-wait": given}):
+        with pytest.raises(HsanomalyError, match=said):
+            hsanomaly.detect(synthetic_raster[0], tmp_path / "x.tif", score="rx", tile=TILE,
+                             scheduler=cluster.scheduler_address, progress=False)
+
+
 def test_a_run_whose_workers_all_left_stops_keeping_its_tiles(tmp_path, short_worker_wait):
     """Every worker of a --scheduler cluster gone mid-run left the run waiting without a word
     (the parity audit's F2); it stops now, and the kept tiles resume to the same bytes."""
