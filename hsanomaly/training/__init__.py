@@ -18,6 +18,7 @@ from ..errors import HsanomalyError
 from ..io.atomic import check_writable
 from ..io.checks import warn
 from ..io.lock import lock_folder
+from ..io.paths import Item
 from ..options import TRAINING_KINDS, check_values
 from ..runtime import check_threads, training_unavailable
 from ..spelling import spell
@@ -86,11 +87,12 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
         raise HsanomalyError(f"{spell('background_only')}: it drops the windows that touch a "
                              f"{spell('mask')} pixel, and no {spell('mask')} was given")
     check_out(out, inputs, mask)
-    given = Counter(_one_name(p) for p in inputs)
-    repeated = next((str(p) for p in inputs if given[_one_name(p)] > 1), None)
-    if repeated:
-        warn(f"{repeated}: given {given[_one_name(repeated)]} times; its windows count that many "
-             "times, and some held-out windows are training windows")
+    files = [Item("an input", p).real for p in inputs]     # one file however it is spelt
+    times = Counter(files)
+    repeated = next((i for i, file in enumerate(files) if times[file] > 1), None)
+    if repeated is not None:
+        warn(f"{inputs[repeated]}: given {times[files[repeated]]} times; its windows count that "
+             "many times, and some held-out windows are training windows")
     torch = _import_torch()
     _check_device(torch, device)
     report = callback or (lambda fraction, message: False)
@@ -280,12 +282,6 @@ def _import_torch():
     import torch
 
     return torch
-
-
-def _one_name(path):
-    """One name for a file however it is given (./scene.tif, its absolute path, a link)."""
-    path = str(path)
-    return os.path.realpath(path) if os.path.exists(path) else path
 
 
 def _check_device(torch, device):
