@@ -61,6 +61,13 @@ def spell(name, value=None, *, placeholder=None, python=None):
     return _in_python(name, value, placeholder, python)
 
 
+def takes(name):
+    """Whether the door in use can be given argument ``name``: a dialog only where it has a
+    field for it, so a remedy it cannot follow is left out of its messages."""
+    kind, table = _SPELLING.get() or (None, {})
+    return kind != "fields" or name in table
+
+
 def _in_python(name, value=None, placeholder=None, python=None):
     """As a Python caller writes it: ``'tile'``, ``refine=2``, ``refine=N``."""
     shown = python or name

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 import hsanomaly
 from hsanomaly.cli import main
 from hsanomaly.errors import HsanomalyError
-from hsanomaly.spelling import command_line, current, fields, spell, spelled, submit
+from hsanomaly.spelling import command_line, current, fields, spell, spelled, submit, takes
 
 PACKAGE = Path(hsanomaly.__file__).parent
 
@@ -35,7 +35,11 @@ def test_each_door_spells_an_argument_its_own_way():
         assert spell("resume", True) == "resume=True (from Python)"     # no field: QGIS can't
         assert spell("model", placeholder="DIR") == "'Model bundle folder'"   # the field says it
         assert spell("tile", 7) == "'Tile size' (7)"
+        assert takes("tile") and not takes("resume")      # a remedy it cannot follow: unsaid
     assert current() is None                                          # put back
+    assert takes("resume")
+    with spelled(command_line({})):
+        assert takes("resume")
 
 
 def test_a_bad_value_is_named_as_each_door_takes_it(synthetic_raster, tmp_path):

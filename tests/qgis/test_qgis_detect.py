@@ -161,6 +161,39 @@ def test_cancel_between_tiles_leaves_no_output(scene, tmp_path):
     assert list(out.iterdir()) == []
 
 
+def test_an_interrupted_run_is_resumed_from_the_dialog(scene, tmp_path):
+    """A failed or interrupted run keeps its finished tiles and said "resume=True (from
+    Python)": the dialog had no way to use them (the QGIS audit's F5)."""
+    import processing
+    from hsanomaly.api import detect
+    from hsanomaly.engine.store import resume_hint
+    from hsanomaly.spelling import fields, spelled
+    from qgis.core import QgsApplication, QgsProcessingFeedback
+
+    def interrupt(fraction, message):
+        if fraction > 0.5:
+            raise KeyboardInterrupt
+
+    raster, heatmap = scene[0], tmp_path / "heat.tif"
+    with pytest.raises(KeyboardInterrupt):        # a QGIS killed mid-run leaves the same
+        detect(str(raster), heatmap, score="rx", tile=16, callback=interrupt)
+    kept = len(list(tmp_path.glob("heat.tif.partial/tile_*.npz")))
+    assert 0 < kept < 12 and not heatmap.exists()
+    feedback, log = QgsProcessingFeedback(), []
+    feedback.pushInfo = log.append
+    processing.run("hsanomaly:detect", {"INPUT": str(raster), "SCORE": "rx", "TILE": 16,
+                                        "RESUME": True, "OUTPUT": str(heatmap)},
+                   feedback=feedback)
+    assert any(f"{kept} resumed" in line for line in log), log
+    detect(str(raster), tmp_path / "whole.tif", score="rx", tile=16)
+    np.testing.assert_array_equal(read_band(heatmap), read_band(tmp_path / "whole.tif"))
+
+    algorithm = QgsApplication.processingRegistry().algorithmById("hsanomaly:detect")
+    labels = {d.name().lower(): d.description() for d in algorithm.parameterDefinitions()}
+    with spelled(fields({"resume": labels["resume"].split(" (")[0]})):
+        assert resume_hint() == "rerun with 'Resume an interrupted run'"
+
+
 def test_polygons_are_a_layer_in_the_input_crs(scene, tmp_path):
     from qgis.core import QgsVectorLayer
 

@@ -1,4 +1,5 @@
-"""Train model through processing.run, then detect with the bundle; cancelling writes no bundle."""
+"""Train model through processing.run, then detect with the bundle; cancelling writes no bundle,
+and the dialog resumes what it kept."""
 
 import numpy as np
 import pytest
@@ -46,3 +47,28 @@ def test_cancelled_training_writes_no_bundle(plugin, synthetic_raster, tmp_path)
                                            "ITERATIONS": 200, "OUTPUT": str(tmp_path / "model")},
                        feedback=feedback)
     assert not (tmp_path / "model" / "model.json").exists()
+
+
+def test_a_cancelled_training_is_resumed_from_the_dialog(plugin, synthetic_raster, tmp_path):
+    """A cancel kept the training's checkpoint and said "resume=True (from Python)": the
+    dialog had no way to continue it (the QGIS audit's F5)."""
+    import json
+
+    import processing
+    from qgis.core import QgsProcessingException, QgsProcessingFeedback
+
+    params = {"INPUTS": [str(synthetic_raster[0])], "ITERATIONS": 8, "SEED": 3}
+    whole = processing.run("hsanomaly:train", {**params, "OUTPUT": str(tmp_path / "whole")})
+    feedback = QgsProcessingFeedback()
+    feedback.progressChanged.connect(lambda percent: percent >= 50 and feedback.cancel())
+    with pytest.raises(QgsProcessingException) as err:
+        processing.run("hsanomaly:train", {**params, "OUTPUT": str(tmp_path / "model")},
+                       feedback=feedback)
+    assert "training cancelled; its state is kept in" in str(err.value) and \
+        "('Resume an interrupted training' continues it;" in str(err.value), str(err.value)
+    resumed = processing.run("hsanomaly:train", {**params, "RESUME": True,
+                                                 "OUTPUT": str(tmp_path / "model")})
+
+    def files(result):
+        return json.loads((tmp_path / result["OUTPUT"] / "model.json").read_text())["files"]
+    assert files(resumed) == files(whole)

@@ -33,6 +33,7 @@ class DetectAnomalies(HsanomalyAlgorithm):
     THRESHOLD = "THRESHOLD"
     FAR = "FAR"
     TILE = "TILE"
+    RESUME = "RESUME"
     OUTPUT = "OUTPUT"
     ARGUMENTS = {"src": INPUT, "dst": OUTPUT}
     POLYGONS = "POLYGONS"
@@ -58,7 +59,9 @@ class DetectAnomalies(HsanomalyAlgorithm):
             "raster on the input's grid, or a vector layer: clouds, water, known structures) "
             "leaves its pixels out of fitting, training and scoring. The defaults are the "
             f"library's: score {lib.score}, latent search {lib.solver}, tiles of {lib.tile} "
-            "pixels. The input may also be a GDAL subdataset (NETCDF:..., HDF5:..., "
+            "pixels. A failed or interrupted run keeps its finished tiles beside the heatmap "
+            "file: run again to the same file with 'Resume an interrupted run' to continue it "
+            "(a cancel keeps nothing). The input may also be a GDAL subdataset (NETCDF:..., HDF5:..., "
             "GTIFF_DIR:...) or a /vsizip/... path, passed to the library unchanged.")
 
     def initAlgorithm(self, config=None):
@@ -125,8 +128,12 @@ class DetectAnomalies(HsanomalyAlgorithm):
         tile = QgsProcessingParameterNumber(self.TILE, "Tile size (pixels)",
                                             QgsProcessingParameterNumber.Integer,
                                             defaultValue=lib.tile, minValue=lib.min_tile)
-        tile.setFlags(tile.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-        self.addParameter(tile)
+        resume = QgsProcessingParameterBoolean(
+            self.RESUME, "Resume an interrupted run (from the finished tiles a failed run to "
+            "the same heatmap file kept beside it)", defaultValue=False)
+        for advanced in (tile, resume):
+            advanced.setFlags(advanced.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            self.addParameter(advanced)
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Anomaly heatmap"))
         self.addParameter(QgsProcessingParameterVectorDestination(
             self.POLYGONS, "Target polygons", QgsProcessing.TypeVectorPolygon,
@@ -206,6 +213,7 @@ class DetectAnomalies(HsanomalyAlgorithm):
                 source, heatmap, score=score, model=model, polygons=polygons,
                 threshold=threshold, far=far, mask=mask,
                 tile=self.parameterAsInt(parameters, self.TILE, context),
+                resume=self.parameterAsBool(parameters, self.RESUME, context),
                 overwrite=True,   # QGIS replaces an algorithm's output files (its dialog asks)
                 progress=False, callback=progress_callback(feedback), **options)
         feedback.pushInfo(result.text())

@@ -1,7 +1,7 @@
 """Train model: hyperspectral raster(s) in, a model bundle folder out (for Detect anomalies)."""
 
 from qgis.core import (QgsProcessing, QgsProcessingParameterBoolean,
-                       QgsProcessingParameterFolderDestination,
+                       QgsProcessingParameterDefinition, QgsProcessingParameterFolderDestination,
                        QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber)
 
 from .. import library
@@ -22,6 +22,7 @@ class TrainModel(HsanomalyAlgorithm):
     WHITEN = "WHITEN"
     ITERATIONS = "ITERATIONS"
     SEED = "SEED"
+    RESUME = "RESUME"
     OUTPUT = "OUTPUT"
     ARGUMENTS = {"out": OUTPUT}
 
@@ -37,7 +38,9 @@ class TrainModel(HsanomalyAlgorithm):
         return note + (
             "Trains a Wasserstein GAN on pixel windows of the input rasters and writes a model "
             "bundle folder for 'Detect anomalies' (GAN scores). Pixels where the exclusion mask "
-            "is non-zero (e.g. known targets) are left out. Needs torch and onnx (the [train] "
+            "is non-zero (e.g. known targets) are left out. A cancelled or failed training "
+            "keeps a checkpoint beside the bundle folder: run again to the same folder with "
+            "'Resume an interrupted training' to continue it. Needs torch and onnx (the [train] "
             "extra). Inputs may also be GDAL subdatasets or /vsizip/... paths.")
 
     def initAlgorithm(self, config=None):
@@ -60,6 +63,11 @@ class TrainModel(HsanomalyAlgorithm):
         self.addParameter(QgsProcessingParameterNumber(self.SEED, "Random seed",
                                                        defaultValue=lib.train_seed, minValue=0,
                                                        maxValue=SEED_MAX))
+        resume = QgsProcessingParameterBoolean(
+            self.RESUME, "Resume an interrupted training (from the checkpoint a cancelled or "
+            "failed run to the same Model bundle folder kept beside it)", defaultValue=False)
+        resume.setFlags(resume.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(resume)
         self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT, "Model bundle"))
 
     def required_modules(self, parameters, context):
@@ -80,6 +88,7 @@ class TrainModel(HsanomalyAlgorithm):
                            window=self.parameterAsInt(parameters, self.WINDOW, context),
                            iterations=self.parameterAsInt(parameters, self.ITERATIONS, context),
                            seed=self.parameterAsInt(parameters, self.SEED, context),
+                           resume=self.parameterAsBool(parameters, self.RESUME, context),
                            progress=False, callback=progress_callback(feedback))
         feedback.pushInfo(f"{bundle.path}: model bundle")
         return {self.OUTPUT: out}
