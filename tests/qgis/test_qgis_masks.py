@@ -208,6 +208,22 @@ def test_a_layer_is_read_as_qgis_shows_it_not_as_its_file_holds_it(scene, heatma
     assert [result[k] for k in METRICS] == expected
     assert any(line.startswith("layer 'unknown': the features have no CRS; taken to be ")
                for line in feedback_lines), feedback_lines
+    # the same of mixed geometry types (polygons and a point, as GeoJSON or FlatGeobuf hold):
+    # its temporary file took one type and OGR refused the others (stop 38's re-review R1)
+    import geopandas as gpd
+    from shapely import wkt
+
+    point = TRANSFORM @ (40.5, 30.5)
+    kinds, shapes = ["target", "target", "shadow"], [wkt.loads(square(10, 10)),
+                                                     wkt.loads(f"POINT({point[0]} {point[1]})"),
+                                                     wkt.loads(square(0, 20))]
+    gpd.GeoDataFrame({"kind": kinds}, geometry=shapes).to_file(tmp_path / "mixed.fgb")
+    gpd.GeoDataFrame({"kind": kinds[:2]}, geometry=shapes[:2]).to_file(tmp_path / "kept.fgb")
+    mixed = QgsVectorLayer(str(tmp_path / "mixed.fgb"), "mixed", "ogr")
+    assert not mixed.crs().isValid() and mixed.featureCount() == 3
+    mixed.setSubsetString("\"kind\" = 'target'")
+    assert [run_evaluate(heatmap, mixed)[k] for k in METRICS] == \
+        [run_evaluate(heatmap, str(tmp_path / "kept.fgb"))[k] for k in METRICS]
 
 
 def test_a_selection_on_a_truth_layer_is_said(scene, heatmap):

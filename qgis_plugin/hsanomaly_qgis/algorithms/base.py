@@ -373,24 +373,45 @@ def saved_features(layer, context):
     stem = re.sub(r"[^\w.-]+", "_", layer.name()).strip("._") or "layer"
     folder = Path(QgsProcessingUtils.tempFolder()) / uuid.uuid4().hex
     folder.mkdir(parents=True)
-    # a GeoPackage always records a CRS, and marks a layer without one "undefined
-    # geographic": FlatGeobuf keeps it unknown, so the library takes the raster's CRS for it
-    # and says so, as for the layer's own file
-    driver, suffix = ("GPKG", ".gpkg") if layer.crs().isValid() else ("FlatGeobuf", ".fgb")
-    options = QgsVectorFileWriter.SaveVectorOptions()
-    options.driverName, options.layerName = driver, stem
-    options.skipAttributeCreation = True    # geometries only: no fid of an edited layer clashes
-    error, message, *_ = QgsVectorFileWriter.writeAsVectorFormatV3(
-        layer, str(folder / f"{stem}{suffix}"), context.transformContext(), options)
-    if error != QgsVectorFileWriter.NoError:
-        raise QgsProcessingException(f"{layer.name()}: its features could not be saved for "
-                                     f"hsanomaly ({message})")
-    path = str(folder / f"{stem}{suffix}")
+    if layer.crs().isValid():
+        path = str(folder / f"{stem}.gpkg")
+        options = QgsVectorFileWriter.SaveVectorOptions()
+        options.driverName, options.layerName = "GPKG", stem
+        options.skipAttributeCreation = True  # geometries only: no fid of an edited layer clashes
+        error, message, *_ = QgsVectorFileWriter.writeAsVectorFormatV3(
+            layer, path, context.transformContext(), options)
+        if error != QgsVectorFileWriter.NoError:
+            raise QgsProcessingException(f"{layer.name()}: its features could not be saved for "
+                                         f"hsanomaly ({message})")
+    else:
+        path = str(folder / f"{stem}.fgb")
+        unreferenced_features(layer, path)
     with _SAVED_LOCK:
         _SAVED[path] = layer.name()
         while len(_SAVED) > SAVED_NAMES:
             _SAVED.pop(next(iter(_SAVED)))
     return path
+
+
+def unreferenced_features(layer, path):
+    """The features of ``layer``, which has no CRS, to FlatGeobuf ``path`` without one, so the
+    library takes the raster's CRS for them and says so, as for the layer's own file (a
+    GeoPackage marks them "undefined geographic"). Written here, not by QGIS's file writer,
+    which gives the file the layer's one geometry type and refuses a point among polygons."""
+    import pyogrio
+    from geopandas import GeoDataFrame
+    from qgis.core import QgsGeometry, QgsWkbTypes
+    from shapely import from_wkb
+
+    shapes = []
+    for feature in layer.getFeatures():
+        if feature.hasGeometry():
+            geometry = QgsGeometry(feature.geometry())
+            if QgsWkbTypes.isCurvedType(geometry.wkbType()):
+                geometry.convertToStraightSegment()
+            shapes.append(from_wkb(bytes(geometry.asWkb())))
+    pyogrio.write_dataframe(GeoDataFrame(geometry=shapes, crs=None), path,
+                            driver="FlatGeobuf", geometry_type="Unknown")
 
 
 # the temporary files of layers' features -> the layers' names, which messages name instead
