@@ -246,3 +246,15 @@ def test_a_selection_on_a_truth_layer_is_said(scene, heatmap):
                         "mask): to use the selection alone, save it as a layer of its own "
                         "(Export > Save Selected Features As)"]
     assert shadowed["N_TARGETS"] == 3 and shadowed["PD"] != expected[3]
+    # the selection alone, as QGIS's own algorithms take it from Python or a model: refused
+    # with the definition's repr (the QGIS audit's F7)
+    from qgis.core import QgsProcessingFeatureSourceDefinition, QgsProject
+
+    QgsProject.instance().addMapLayer(drawn)
+    warnings.clear()
+    selected = run_evaluate(heatmap, QgsProcessingFeatureSourceDefinition(drawn.id(), True),
+                            feedback=Log())
+    assert [selected[k] for k in METRICS] == expected and warnings == []
+    first = run_evaluate(heatmap, QgsProcessingFeatureSourceDefinition(drawn.id(), False, 1))
+    assert first["N_TARGETS"] == 1
+    QgsProject.instance().removeMapLayer(drawn.id())

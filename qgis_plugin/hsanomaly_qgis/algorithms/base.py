@@ -42,6 +42,8 @@ class HsanomalyAlgorithm(QgsProcessingAlgorithm):
             return False, install_hint(absent)
         for definition in self.parameterDefinitions():
             value = parameters.get(definition.name())
+            if definition.type() in MASK_TYPES and chosen_features(value, context):
+                continue                    # the layer and the features QGIS chose of it
             if definition.type() in RASTER_TYPES + MASK_TYPES and gdal_names(value):
                 rest = [v for v in value if v not in gdal_names(value)] \
                     if isinstance(value, (list, tuple)) else []
@@ -318,10 +320,14 @@ def mask_source(algorithm, parameters, name, context, feedback):
     ``raster_source`` gives it; a vector layer as its file (and layer), or, where the layer is
     no plain file (a scratch layer, a filtered one, a database's), its features as QGIS shows
     them saved to a temporary GeoPackage named after the layer. Every feature counts, as in
-    QGIS's own algorithms without "Selected features only": a selection is said."""
+    QGIS's own algorithms without "Selected features only": a selection is said. A feature
+    source definition (from Python or a model) counts the features it chooses."""
     from qgis.core import QgsMapLayerType
 
     value = parameters.get(name)
+    chosen = chosen_features(value, context)
+    if chosen:
+        return saved_features(chosen, context)
     named = isinstance(value, str) and bool(value)
     layer = project_layer(value, context) if named else \
         algorithm.parameterAsLayer(parameters, name, context)
@@ -337,6 +343,28 @@ def mask_source(algorithm, parameters, name, context, feedback):
                 "save it as a layer of its own (Export > Save Selected Features As)")
         return vector_file(layer, context)
     return raster_source(algorithm, parameters, name, context)
+
+
+def chosen_features(value, context):
+    """For a feature source definition (QGIS's "Selected features only" or a feature limit,
+    given from Python or a model) of a vector layer: a memory layer of those features named
+    as the layer; else None (a layer, its id, name or file, which every feature counts of)."""
+    from qgis.core import (QgsFeatureRequest, QgsMapLayerType,
+                           QgsProcessingFeatureSourceDefinition, QgsProcessingUtils)
+
+    if not isinstance(value, QgsProcessingFeatureSourceDefinition):
+        return None
+    layer = QgsProcessingUtils.mapLayerFromString(str(value.source.staticValue()), context)
+    if layer is None or layer.type() != QgsMapLayerType.VectorLayer:
+        return None
+    request = QgsFeatureRequest()
+    if value.selectedFeaturesOnly:
+        request.setFilterFids(layer.selectedFeatureIds())
+    if value.featureLimit > 0:
+        request.setLimit(value.featureLimit)
+    chosen = layer.materialize(request)
+    chosen.setName(layer.name())
+    return chosen
 
 
 # what makes a vector layer more than its file says: a filter, one geometry type of a mixed
