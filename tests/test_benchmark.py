@@ -755,3 +755,58 @@ def test_a_selection_that_fails_after_scoring_keeps_the_runs(scene_dir, monkeypa
                                               "selection needs two scenes or more"):
         result = run_benchmark(scene_dir, ["rx", "gmm"], [0], select=["rx", "gmm"])
     assert result.selection is None and {r["method"] for r in result.runs} == {"rx", "gmm"}
+
+
+def test_scenes_of_one_image_are_told_by_their_pixels():
+    """HYDICE Urban is in two public sets, as two band sets (one scaled band by band): the
+    same image, which a held-out protocol must not choose on while scoring the other."""
+    from hsanomaly.experiments.scenes import brightness, same_images
+    from hsanomaly.io.scene import Scene
+
+    def scene(cube):
+        return Scene(cube.astype(np.float32), np.isfinite(cube).all(axis=0))
+
+    cube, _ = synthetic_cube(rows=30, cols=40, seed=1)
+    other, _ = synthetic_cube(rows=30, cols=40, seed=2)
+    low, high = cube.min(axis=(1, 2), keepdims=True), cube.max(axis=(1, 2), keepdims=True)
+    rescaled = ((cube - low) / (high - low))[::2]          # every second band, min-max scaled
+    rescaled[:, 0, :3] = np.nan                            # a few pixels of no data
+    maps = {"A/a": brightness(scene(cube)), "B/b": brightness(scene(other)),
+            "C/a": brightness(scene(rescaled)), "D/d": brightness(scene(cube[:, :20]))}
+    assert same_images(maps) == {"A/a": "A/a", "B/b": "B/b", "C/a": "A/a", "D/d": "D/d"}
+
+
+def test_scenes_of_one_image_are_held_out_together_with_their_datasets():
+    """With a1's twin b1 among the scenes chosen on, a1's pick saw a1 (m1, 0.9); held out with
+    its twin, the pick is made on a2 and c1 alone (m2, 0.5 on both twins); the datasets A
+    and B, which share the image, are held out together."""
+    aucs = {("A/a1", "m1"): 0.9, ("A/a1", "m2"): 0.5, ("B/b1", "m1"): 0.9, ("B/b1", "m2"): 0.5,
+            ("A/a2", "m1"): 0.5, ("A/a2", "m2"): 0.6, ("C/c1", "m1"): 0.5, ("C/c1", "m2"): 0.7}
+    datasets = {"A/a1": "A", "A/a2": "A", "B/b1": "B", "C/c1": "C"}
+    blind = select_held_out(_runs(aucs), ["m1", "m2"], datasets).protocols[0]
+    assert blind.held_out["A/a1"] == 0.9                 # chosen on its twin
+    selection = select_held_out(_runs(aucs), ["m1", "m2"], datasets,
+                                images={"B/b1": "A/a1"})
+    scene_out, dataset_out = selection.protocols
+    assert scene_out.chosen == {"A/a1 + B/b1": "m2", "A/a2": "m1", "C/c1": "m1"}
+    assert scene_out.held_out == {"A/a1": 0.5, "B/b1": 0.5, "A/a2": 0.5, "C/c1": 0.5}
+    assert dataset_out.chosen == {"A + B": "m2", "C": "m1"}     # A and B share an image
+    assert dataset_out.held_out["C/c1"] == 0.5
+    assert selection.twins == ["A/a1 + B/b1"]
+    held_out_rows = selection.tables()[0][2]
+    assert held_out_rows[0][4] == "m2: a1 + b1; m1: a2, c1"
+    assert held_out_rows[1][4] == "m2: A + B; m1: C"
+    assert [row[:2] for row in selection.tables()[1][2]] == [
+        ["A/a1", "m2"], ["A/a2", "m1"], ["B/b1", "m2"], ["C/c1", "m1"]]
+    assert "held out together (A/a1 + B/b1)" in selection.explanation()
+    assert selection.to_dict()["twins"] == ["A/a1 + B/b1"]
+
+
+def test_the_benchmark_holds_out_a_scene_with_its_twin_in_another_folder(scene_dir):
+    """One image in two folders: the benchmark finds it by its pixels, not by its name."""
+    cube, truth = synthetic_cube(rows=30, cols=30, targets=((5, 5), (20, 22)), seed=1)
+    (scene_dir / "copy").mkdir()
+    write_mat(scene_dir / "copy" / "alpha-bands.mat", cube[1::2] * 3.0 + 7.0, truth)
+    result = run_benchmark(scene_dir, ["rx", "gmm"], [0], select=["rx", "gmm"])
+    assert result.selection.twins == ["copy/alpha-bands + mat/alpha"]
+    assert set(result.selection.protocols[1].chosen) == {"copy + mat", "tif"}

@@ -260,11 +260,15 @@ def run_benchmark(data_dir, methods, seeds=SEEDS, *, scenes=None, iterations=Non
              "total_cpu_seconds": round(cpu_seconds() - cpu, 1)}
     selection = None
     if select:
+        from .scenes import brightness, same_images
         from .selection import select_held_out
 
         datasets = {s.name: s.dataset for s in chosen}
+        scored = {r["scene"] for r in runs}
+        images = same_images({s.name: brightness(s.load()) for s in chosen if s.name in scored})
         try:
-            selection = select_held_out(runs, list(select), datasets, ablation=ablation)
+            selection = select_held_out(runs, list(select), datasets, ablation=ablation,
+                                        images=images)
         except HsanomalyError as err:   # scenes skipped as they ran: keep the runs all the same
             warn(f"no held-out selection: {err}")
     return BenchmarkResult(runs, summarise(runs, methods), methods, seeds, skipped, setup,

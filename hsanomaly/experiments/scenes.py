@@ -3,17 +3,24 @@
 Scenes are .mat files with a cube and a truth variable, and rasters (.tif/.tiff) with a truth
 raster beside them named ``<stem>-truth.tif`` or ``<stem>_truth.tif``. A scene's dataset is
 the top-level folder it lies in (``OT-AD/abu-airport-1`` belongs to ``OT-AD``), the unit the
-leave-one-dataset-out protocol holds out.
+leave-one-dataset-out protocol holds out. Two scenes may show one image (HYDICE Urban is in two
+public sets, as two band sets): ``same_images`` tells them by their pixels, and the held-out
+protocols hold them out together.
 """
 
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 from typing import Optional
 
 from ..errors import HsanomalyError
 from ..io import read_scene
 from .tables import MEAN
 
+# two scenes on one grid whose brightness maps correlate above this show one image; different
+# images correlate far below it, one image's band sets or scalings far above it
+SAME_IMAGE = 0.5
 TRUTH_SUFFIXES = ("-truth", "_truth")
 RASTER_SUFFIXES = (".tif", ".tiff")
 
@@ -101,3 +108,38 @@ def select_scenes(scenes, names):
                              f"{', '.join(s.name for s in scenes)}")
     chosen = {known[n].name for n in names}
     return [s for s in scenes if s.name in chosen]
+
+
+def brightness(scene):
+    """A scene's image as one map (``hsanomaly.io.Scene``): each band standardised over the
+    valid pixels, then averaged, so band sets and scalings of one image give alike maps; NaN
+    where invalid."""
+    cube = scene.cube[:, scene.valid].astype(np.float64)
+    cube -= cube.mean(axis=1, keepdims=True)
+    cube /= np.maximum(cube.std(axis=1, keepdims=True), np.finfo(np.float64).tiny)
+    out = np.full(scene.valid.shape, np.nan)
+    out[scene.valid] = cube.mean(axis=0)
+    return out
+
+
+def same_images(maps):
+    """{scene: the image it shows, the first scene of it in ``maps``' order} from {scene:
+    ``brightness`` map}: scenes on one grid whose maps correlate above ``SAME_IMAGE``, and
+    the scenes linked to them in turn, show one image."""
+    names = list(maps)
+    image = {name: name for name in names}
+
+    def root(name):
+        while image[name] != name:
+            name = image[name]
+        return name
+
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            if maps[a].shape != maps[b].shape:
+                continue
+            both = np.isfinite(maps[a]) & np.isfinite(maps[b])
+            if both.sum() > 2 and np.corrcoef(maps[a][both], maps[b][both])[0, 1] > SAME_IMAGE:
+                first, second = sorted((root(a), root(b)), key=names.index)
+                image[second] = first
+    return {name: root(name) for name in names}

@@ -3,7 +3,9 @@ scene it is scored on.
 
 For every held-out unit (one scene: leave-one-scene-out; one dataset, the scenes of one
 top-level folder: leave-one-dataset-out), the candidate with the best mean AUC on the *other*
-scenes is chosen and scores the held-out scene(s). The held-out mean is the mean over scenes
+scenes is chosen and scores the held-out scene(s). Scenes of one image (two cuts or band sets
+of it, in one dataset or two: ``scenes.same_images``) are held out together, and so are the
+datasets that share one: choosing on an image's twin is choosing on the image. The held-out mean is the mean over scenes
 of those scores; the in-sample mean is that of the candidate chosen on every scene. A scene's
 AUC is the mean over its seeds; the spread is the std over seeds of the per-seed held-out mean.
 
@@ -21,6 +23,7 @@ from ..spelling import spell
 from .tables import mean, signed, std
 
 PROTOCOLS = ("leave-one-scene-out", "leave-one-dataset-out")
+UNITED = " + "              # joins the names of a held-out unit's members
 OTHER_METRICS = {"logAUC": "log_auc", "Pd": "pd"}   # the ablation's columns beside the AUC
 
 
@@ -53,6 +56,12 @@ class Protocol:
     chosen: dict              # held-out unit -> candidate chosen on the other scenes
     held_out: dict            # scene -> the metric (seed mean) of the candidate chosen without it
     per_seed: list            # held-out mean per seed (the spread)
+    units: dict = field(default_factory=dict)    # held-out unit -> its scenes
+
+    def pick(self, scene):
+        """The candidate chosen without ``scene`` (and without its unit's other scenes)."""
+        return next(self.chosen[unit] for unit, members in self.units.items()
+                    if scene in members)
 
     @property
     def possible(self):
@@ -81,7 +90,8 @@ def run_protocol(name, table, candidates, units):
                 if seed is not None:      # an unseeded pick's one value stands for every seed
                     seeded.setdefault(seed, {})[scene] = auc
     per_seed = [mean([aucs.get(s, held_out[s]) for s in scenes]) for aucs in seeded.values()]
-    return Protocol(name, chosen, held_out, per_seed or [mean(list(held_out.values()))])
+    return Protocol(name, chosen, held_out, per_seed or [mean(list(held_out.values()))],
+                    dict(units))
 
 
 @dataclass
@@ -108,6 +118,7 @@ class Selection:
     protocols: list           # Protocol per PROTOCOLS, over the candidates
     ablation: list = field(default_factory=list)       # methods without a GAN
     ablations: list = field(default_factory=list)   # Ablation: AUC, then OTHER_METRICS runs have
+    twins: list = field(default_factory=list)    # the units of scenes showing one image
 
     @property
     def ablation_protocols(self):
@@ -123,7 +134,8 @@ class Selection:
         for p in self.protocols:
             picks = {}
             for unit, pick in p.chosen.items():
-                picks.setdefault(pick, []).append(unit.split("/")[-1])
+                picks.setdefault(pick, []).append(" + ".join(
+                    part.split("/")[-1] for part in unit.split(UNITED)))
             rows.append([p.name, f"{p.mean:.4f}" if p.possible else "n/a",
                          f"{std(p.per_seed):.4f}" if p.possible else "",
                          f"{self.in_sample[self.selected]:.4f} ({self.selected})",
@@ -134,10 +146,10 @@ class Selection:
         scene_out = self.protocols[0]
         rows = []
         for scene in self.scenes:
-            row = [scene, scene_out.chosen[scene], f"{scene_out.held_out[scene]:.4f}"]
+            row = [scene, scene_out.pick(scene), f"{scene_out.held_out[scene]:.4f}"]
             if self.ablation_protocols:
                 base = self.ablation_protocols[0]
-                row += [base.chosen[scene], f"{base.held_out[scene]:.4f}",
+                row += [base.pick(scene), f"{base.held_out[scene]:.4f}",
                         signed(scene_out.held_out[scene] - base.held_out[scene])]
             rows.append(row)
         out.append(("Leave-one-scene-out, per scene: the configuration chosen on the other "
@@ -176,7 +188,9 @@ class Selection:
         return ("Held-out protocol: for every held-out scene (leave-one-scene-out) or dataset "
                 "(leave-one-dataset-out: the top-level folders), the candidate with the best "
                 "mean AUC on the other scenes scores the held-out scene(s); the held-out mean "
-                "averages those scores over all scenes. Candidates: "
+                "averages those scores over all scenes. Scenes of one image (two cuts or band "
+                "sets of it), and the datasets holding them, are held out together"
+                + (f" ({'; '.join(self.twins)})" if self.twins else "") + ". Candidates: "
                 f"{', '.join(self.candidates)}."
                 + (f" Without a GAN: {', '.join(self.ablation)}." if self.ablation else "")
                 + " What was tried and lost before these candidates: docs/ablations.md.")
@@ -186,7 +200,7 @@ class Selection:
             return {"name": p.name, "mean": p.mean, "per_seed": p.per_seed, "chosen": p.chosen,
                     "held_out": p.held_out}
 
-        return {"candidates": self.candidates, "in_sample": self.in_sample,
+        return {"candidates": self.candidates, "in_sample": self.in_sample, "twins": self.twins,
                 "selected": self.selected, "protocols": [proto(p) for p in self.protocols],
                 "ablation": self.ablation,
                 "ablation_protocols": [proto(p) for p in self.ablation_protocols],
@@ -202,9 +216,44 @@ def check_scene_count(count):
                              "to choose on, one to score); give more scenes")
 
 
-def select_held_out(runs, candidates, datasets, ablation=None):
+def held_out_units(scenes, datasets, images=None):
+    """{protocol: {unit: [scenes]}}: each scene alone, each dataset alone, but the scenes of
+    one image together and the datasets sharing one merged (``images``: {scene: image}; a
+    scene it lacks is an image of its own). A unit's name joins its members' by ``UNITED``."""
+    images = images or {}
+    image_of = {s: images.get(s, s) for s in scenes}
+    by_image = _grouped(scenes, image_of)
+    group = {d: d for d in (datasets.get(s, "") for s in scenes)}   # merged datasets
+
+    def root(d):
+        while group[d] != d:
+            d = group[d]
+        return d
+
+    for members in by_image.values():
+        for scene in members[1:]:
+            group[root(datasets.get(scene, ""))] = root(datasets.get(members[0], ""))
+    by_dataset = _grouped(scenes, {s: root(datasets.get(s, "")) for s in scenes})
+    merged = {}
+    for d in group:
+        merged.setdefault(root(d), []).append(d)
+    return {"leave-one-scene-out": {UNITED.join(m): m for m in by_image.values()},
+            "leave-one-dataset-out": {UNITED.join(sorted(merged[key])): m
+                                      for key, m in by_dataset.items()}}
+
+
+def _grouped(scenes, key):
+    """{key of a scene: its scenes}, in ``scenes``' order."""
+    out = {}
+    for scene in scenes:
+        out.setdefault(key[scene], []).append(scene)
+    return out
+
+
+def select_held_out(runs, candidates, datasets, ablation=None, images=None):
     """The protocols over ``candidates`` (and ``ablation``) on ``runs``; ``datasets``:
-    {scene: dataset name}."""
+    {scene: dataset name}; ``images``: {scene: the image it shows}, where two scenes show one
+    (``held_out_units``)."""
     ablation = [m for m in (ablation or []) if m not in candidates]
     table = _metric_table(runs, candidates + ablation)
     scenes = sorted({s for m in candidates for s in table[m]})
@@ -214,11 +263,7 @@ def select_held_out(runs, candidates, datasets, ablation=None):
         raise HsanomalyError(f"{missing[0][0]}: no result on scene {missing[0][1]}; every "
                              "candidate needs one on every scene to be compared")
     in_sample = {m: _mean(table, m, scenes) for m in candidates + ablation}
-    by_dataset = {}
-    for scene in scenes:
-        by_dataset.setdefault(datasets.get(scene, ""), []).append(scene)
-    units = {"leave-one-scene-out": {s: [s] for s in scenes},
-             "leave-one-dataset-out": by_dataset}
+    units = held_out_units(scenes, datasets, images)
 
     def protocols(methods, metric=table):
         return [run_protocol(name, metric, methods, units[name]) for name in PROTOCOLS]
@@ -232,5 +277,6 @@ def select_held_out(runs, candidates, datasets, ablation=None):
                    for v in seeds.values()):
                 ablations.append(Ablation(label, other, protocols(candidates, other),
                                           protocols(ablation, other)))
+    twins = [unit for unit, members in units["leave-one-scene-out"].items() if len(members) > 1]
     return Selection(candidates, scenes, in_sample, _best(table, candidates, scenes), by_auc,
-                     ablation, ablations)
+                     ablation, ablations, twins)
