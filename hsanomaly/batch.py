@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, List, Optional, SupportsIndex, cast
 
 from . import defaults
 from .api import detect
-from .errors import HsanomalyError, NoWorkers, describe
+from .errors import HsanomalyError, NoWorkers, describe, raised_by_callback
 from .hints import Inputs, ModelArg, PathArg, Progress, Scheduler
 from .io.checks import one_job, warn
 from .logs import progress_bar
@@ -117,6 +117,8 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
                 items[i] = BatchItem(src, str(dst), "failed", error=_one_line(src, err))
                 alone.append(src)
             except Exception as err:       # one raster's failure never stops the batch
+                if raised_by_callback(err):     # but the caller's own callback's does
+                    raise
                 items[i] = BatchItem(src, str(dst), "failed", error=_one_line(src, err))
     return cast(List[BatchItem], items)      # every pending one was filled in
 

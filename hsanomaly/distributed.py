@@ -25,7 +25,7 @@ from .cluster import import_distributed
 from .defaults import TILE
 from .engine import score_tile
 from .engine.store import resume_hint
-from .errors import HsanomalyError, NoWorkers
+from .errors import HsanomalyError, NoWorkers, ignoring
 from .spelling import current, spell, spelled
 from .io.source import add
 
@@ -113,10 +113,8 @@ def _share(client, obj):
     A task result rather than ``scatter``: if the worker holding it dies, the scheduler
     recomputes it from the task instead of losing it.
     """
-    import warnings
-
-    with warnings.catch_warnings():    # a model's networks are large on purpose: sent once
-        warnings.filterwarnings("ignore", "Sending large graph", UserWarning)
+    # a model's networks are large on purpose: sent once
+    with ignoring(UserWarning, "Sending large graph"):
         return client.submit(_identity, obj, pure=False)
 
 

@@ -1,8 +1,12 @@
 """What users see when something is wrong: one exception type (a one-line message naming the
-file and the problem) and one warning type."""
+file and the problem) and one warning type; the warnings of other libraries the library hides,
+and the exceptions of the caller's own callback, which it passes on unchanged."""
 
+import contextlib
 import errno
+import re
 import threading
+import warnings
 
 DESCRIBED = 160             # characters of a library's own message kept in the one line
 
@@ -74,3 +78,64 @@ class HsanomalyDeprecationWarning(HsanomalyWarning, FutureWarning):
 def fail(path, problem):
     """Raise an error whose message names ``path`` and ``problem``."""
     raise HsanomalyError(f"{path}: {problem}")
+
+
+_IGNORED, _IGNORING = {}, threading.Lock()    # (category, message) -> [blocks in, filter]
+
+
+@contextlib.contextmanager
+def ignoring(category=Warning, message=""):
+    """Hide warnings of ``category`` whose text starts with ``message`` (a regular expression)
+    while the block runs. ``warnings.catch_warnings`` saves the process's filter list and puts
+    it back: two blocks overlapping in threads left one's filter for good, or dropped a filter
+    the caller set meanwhile. Here one filter is added while any block needs it, and that one
+    alone removed."""
+    key = (category, message)
+    with _IGNORING:
+        held = _IGNORED.get(key)
+        if held is None:       # inserted as filterwarnings would, less its removing of an
+            entry = ("ignore", re.compile(message, re.I) if message else None,   # equal one
+                     category, None, 0)                                         # the caller's
+            warnings.filters.insert(0, entry)
+            _filters_mutated()
+            held = _IGNORED[key] = [0, entry]
+        held[0] += 1
+    try:
+        yield
+    finally:
+        with _IGNORING:
+            held[0] -= 1
+            if held[0] == 0:
+                del _IGNORED[key]
+                at = next((i for i, entry in enumerate(warnings.filters) if entry is held[1]),
+                          None)
+                if at is not None:        # gone if the caller reset the filters meanwhile
+                    del warnings.filters[at]
+                    _filters_mutated()
+
+
+def _filters_mutated():
+    """Tell the warnings machinery its filter list changed (the version its caches check)."""
+    getattr(warnings, "_filters_mutated", lambda: None)()
+
+
+def caller_callback(callback):
+    """``callback``, the caller's ``callback(fraction, message)``, with what it raises marked
+    as the caller's own (``raised_by_callback``): a web service's client gone
+    (BrokenPipeError) is no failure to write the output, and passes through the library's
+    one-line messages unchanged, with its traceback."""
+    if callback is None:
+        return None
+
+    def reported(fraction, message):
+        try:
+            return callback(fraction, message)
+        except Exception as err:
+            err.hsanomaly_callback = True
+            raise
+    return reported
+
+
+def raised_by_callback(err):
+    """Whether ``err`` came from the caller's callback (``caller_callback``)."""
+    return getattr(err, "hsanomaly_callback", False)

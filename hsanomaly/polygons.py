@@ -2,9 +2,8 @@
 layer "targets", styled for QGIS, written through the one write path."""
 
 import contextlib
-import warnings
 
-from .errors import HsanomalyError
+from .errors import HsanomalyError, ignoring
 from .io.atomic import check_writable, native_quiet, staged_into
 from .io.paths import check_suffix
 from .io.styles import STYLE_TABLE, gpkg_tables, sqlite_tables, write_default_style
@@ -101,8 +100,7 @@ def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, chunk=R
         check_not_in_use(gpkg_path, scored=True)
     with log_stage(f"writing {len(frame)} targets into {gpkg_path}"), staged_into(stage) as into:
         tmp = into.path(gpkg_path, check=check, create=False)
-        with warnings.catch_warnings(), native_quiet():
-            warnings.filterwarnings("ignore", "'crs' was not provided")   # said in the description
+        with ignoring(UserWarning, "'crs' was not provided"), native_quiet():  # described
             # GeoPackage 1.2: the GDAL of QGIS 3.22 (the plugin's LTR) warns on each read of
             # the 1.4 that newer GDALs write by default
             frame.to_file(tmp, layer=LAYER, driver="GPKG", engine="pyogrio",

@@ -65,7 +65,7 @@ def prepare_quick_model(src, dst, quick, scorer, stage, *, masked=None, resume=F
     if resume and resumable_quick_model(src, dst, quick):
         return None, None
     scene = src if masked is None else masked
-    check_unlocked(store_path(dst))
+    check_unlocked(store_path(dst), dst)
     if isinstance(scheduler, str):
         check_scheduler(scheduler)
     if resume:

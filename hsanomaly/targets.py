@@ -4,12 +4,11 @@ with their size, area, scores and centroid. ``polygons`` writes them to a GeoPac
 
 import math
 import os
-import warnings
 
 import numpy as np
 from affine import Affine
 
-from .errors import HsanomalyError
+from .errors import HsanomalyError, ignoring
 from .io.checks import warn
 from .io.gdal import open_raster
 from .io.heatmap import SCORE_TAG
@@ -104,8 +103,7 @@ def find_targets(heatmap, *, threshold=None, far=None, transform=None, crs=None,
     columns["centroid_x"], columns["centroid_y"] = map_coordinates(transform, rows, cols)
     columns["score"] = np.array([score] * len(records), dtype=object)
     columns["threshold"] = np.full(len(records), threshold, dtype=np.float64)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "'crs' was not provided")   # said in the description
+    with ignoring(UserWarning, "'crs' was not provided"):   # said in the description
         frame = gpd.GeoDataFrame({name: columns[name] for name in COLUMNS},
                                  geometry=[r["geometry"] for r in records],
                                  crs=crs.to_wkt() if crs is not None else None)

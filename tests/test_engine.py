@@ -307,8 +307,8 @@ def test_a_store_another_run_makes_meanwhile_is_never_removed(tmp_path, monkeypa
         held.append(os.open(path, os.O_RDONLY))
         fcntl.flock(held[-1], fcntl.LOCK_EX)
 
-    def lock_folder(folder):
-        fd = real_lock(folder)
+    def lock_folder(folder, output=None):
+        fd = real_lock(folder, output)
         if fd is None and not held and when in ("before the check", "resuming"):
             other_run_gets_in_first()
         return fd

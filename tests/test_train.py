@@ -325,8 +325,12 @@ def test_a_second_training_into_the_same_out_is_refused_up_front(torch, syntheti
     (checkpoint_dir(out) / "state.npz").write_bytes(b"the first run's")
     held = lock_folder(checkpoint_dir(out))                 # the first training, still running
     try:
-        with pytest.raises(HsanomalyError, match="another hsanomaly run is writing this output"):
+        with pytest.raises(HsanomalyError) as err:
             train([path], out, iterations=4, batch=32, critic_steps=2, threads=1)
+        # the output the user named, not only the folder of its checkpoints (threads audit F4)
+        assert str(err.value).startswith(f"{out}: another hsanomaly run is writing this output "
+                                         f"now (its working folder {checkpoint_dir(out)} is "
+                                         "locked)")
         assert (checkpoint_dir(out) / "state.npz").read_bytes() == b"the first run's"
         assert not out.exists()
     finally:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..defaults import MIN_TILE
-from ..errors import HsanomalyError, describe
+from ..errors import HsanomalyError, describe, raised_by_callback
 from ..io.atomic import destination_of, space_hint
 from ..io.checks import check_disk
 from ..options import check_whole
@@ -161,7 +161,7 @@ def runtime_error(err, dst):
     onnxruntime), or None for anything else (a bug, which keeps its traceback)."""
     text = describe(err)
     resume = tiles_kept()
-    if isinstance(err, HsanomalyError):
+    if isinstance(err, HsanomalyError) or raised_by_callback(err):   # the caller's: as it is
         return None
     if isinstance(err, MemoryError) or (type(err).__module__.startswith("onnxruntime") and
                                         ("alloc" in text.lower() or "memory" in text.lower())):

@@ -11,13 +11,12 @@ touches an earlier one, and an interrupted run can ``resume`` from the tiles it 
 import contextlib
 import os
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from ..defaults import TILE
-from ..errors import HsanomalyError
+from ..errors import HsanomalyError, caller_callback, ignoring
 from ..io.atomic import check_writable, native_quiet, stage_raster, staged_into
 from ..io.fingerprint import input_fingerprint
 from ..io.gdal import gdal_env, open_raster
@@ -171,8 +170,7 @@ def assemble(store, source, windows, outputs, descriptions=None, tags=None, stag
         for name, (path, bands) in outputs.items():
             tmp = stage_raster(stage, path, source.width, source.height, bands)
             files[name] = (tmp, tmp.with_name(tmp.name + ".gtiff") if cog else tmp)
-        with warnings.catch_warnings(), gdal_env(), native_quiet():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with ignoring(NotGeoreferencedWarning), gdal_env(), native_quiet():
             with contextlib.ExitStack() as datasets:
                 open_outputs = {
                     name: datasets.enter_context(rasterio.open(
@@ -221,6 +219,7 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
     """
     start = time.perf_counter()
     executor = executor or LocalExecutor()
+    callback = caller_callback(callback)
     # fingerprinted before anything reads it: every pixel read is of the file fingerprinted
     # or of a later one, which the fingerprint at the end tells
     fingerprint = None if hasattr(src, "read") else input_fingerprint(src)
@@ -229,7 +228,7 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
     try:
         outputs = plan_outputs(source, scorer, dst, extras, tile)
         check_space(store_path(dst), outputs, source, resume)
-        check_unlocked(store_path(dst))
+        check_unlocked(store_path(dst), dst)
         job = manifest(src, source, scorer, outputs, tile, given_model, fingerprint=fingerprint)
         if source.changed():      # since it was opened: its pixels and this fingerprint differ
             raise _changed(source)
@@ -248,7 +247,7 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
         finished = read_fingerprint(dst) if not resume and os.path.isfile(dst) else None
         if finished is not None:
             remove_finished(store_path(dst), finished)
-        store = TileStore(store_path(dst), job, resume)
+        store = TileStore(store_path(dst), job, resume, output=dst)
         done = _score(executor, source, scorer, store, windows, outputs, dst, progress, callback)
         if source.changed() or input_fingerprint(src, source) != job["input"]:
             store.remove()          # tiles of two inputs: none is worth resuming

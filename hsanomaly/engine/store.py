@@ -40,6 +40,7 @@ FORMAT = "hsanomaly-tiles"
 # Raise it whenever a score's results change for the same settings (run_fingerprint).
 FORMAT_VERSION = 3
 MANIFEST = "manifest.json"
+STORE_SUFFIX = ".partial"        # a run's tile store: beside its heatmap, ``<dst>.partial/``
 TILE_FILES = "tile_*.npz"       # a finished tile each (``TileStore._file``)
 CHECKSUM = "_sha256"
 OWN_FILES = re.compile(r"^(manifest\.json|\.?tile_\d+.*|\.manifest.*)$")
@@ -72,7 +73,7 @@ def batch_resumes():
 
 def store_path(dst):
     """Where the tiles of the run writing ``dst`` are kept: ``<dst>.partial/``."""
-    return Path(os.path.abspath(str(dst) + ".partial"))
+    return Path(os.path.abspath(str(dst) + STORE_SUFFIX))
 
 
 def run_fingerprint(input_fingerprint, config):
@@ -194,9 +195,10 @@ def removed(store):
 
 
 class TileStore:
-    def __init__(self, path, manifest, resume=False):
+    def __init__(self, path, manifest, resume=False, output=None):
         """``manifest``: {"input": fingerprint, "config": plain JSON}. With ``resume`` an
-        existing store of the same input and configuration is continued."""
+        existing store of the same input and configuration is continued. ``output``: the
+        heatmap as the caller named it (by default, the store's path less its suffix)."""
         self.path = Path(path)
         self.resume_hint = resume_hint()     # kept: a Dask worker writes tiles outside the job
         manifest = json.loads(json.dumps(manifest))
@@ -208,14 +210,15 @@ class TileStore:
         if self.path.is_symlink() or (self.path.exists() and not self.path.is_dir()):
             raise HsanomalyError(f"{self.path}: the tile store's name is taken by a symbolic "
                                  "link or a file; remove it or choose another output")
-        held = lock_folder(self.path)      # an earlier store: nobody else may be writing it
+        self.output = output or self.path.with_name(self.path.name[:-len(STORE_SUFFIX)])
+        held = lock_folder(self.path, self.output)  # an earlier store: nobody else may write it
         try:
             self.resumed = resume and (self.path / MANIFEST).is_file()
             if resume and not self.resumed:
                 warn(f"{self.path}: no interrupted run here to resume; scoring from the start")
             if self.resumed:
                 if held is None:       # made since this run looked: another run's, maybe
-                    held = lock_folder(self.path)
+                    held = lock_folder(self.path, self.output)
                 check_resumable(self.path, manifest)
                 for stray in self.path.glob(".*"):
                     stray.unlink(missing_ok=True)
@@ -224,7 +227,7 @@ class TileStore:
                 return
             if self.path.exists():
                 if held is None:       # made since this run looked: another run's, maybe
-                    held = lock_folder(self.path)
+                    held = lock_folder(self.path, self.output)
                 if not is_tile_store(self.path):
                     raise HsanomalyError(f"{self.path}: holds files that are not hsanomaly "
                                          "tiles; refusing to replace it")
@@ -238,12 +241,12 @@ class TileStore:
             try:
                 self.path.mkdir()
             except FileExistsError:    # another run made it meanwhile: it is that run's
-                raise busy(self.path) from None
+                raise busy(self.path, self.output) from None
             except OSError as err:
                 raise HsanomalyError(f"{self.path}: cannot create the tile store "
                                      f"({describe(err)})") from None
             try:
-                self._hold(lock_folder(self.path))
+                self._hold(lock_folder(self.path, self.output))
                 self._write_manifest(manifest)
             except OSError as err:
                 shutil.rmtree(self.path, ignore_errors=True)

@@ -61,8 +61,8 @@ def checked_outputs():
 def warn_once(message, category=HsanomalyWarning):
     """``warn``, once per job (``one_job``) for each message, or once per process outside
     one: a warning said at every use would repeat for each tile or scene (Python's own
-    once-per-line rule forgets whenever a ``catch_warnings`` block ends, which reading
-    rasters does often)."""
+    once-per-line rule forgets whenever the warning filters change, which reading rasters
+    does often)."""
     said = _SAID_IN_JOB.get()
     said = _SAID if said is None else said
     if message not in said:

@@ -2,11 +2,10 @@
 
 import json
 import os
-import warnings
 
 import numpy as np
 
-from ..errors import HsanomalyError
+from ..errors import HsanomalyError, ignoring
 from ..spelling import spell
 from .atomic import native_quiet, stage_raster, staged
 from .checks import one_job
@@ -46,8 +45,7 @@ def write_geotiff(path, array, crs=None, transform=None, nodata=None, descriptio
         if value is not None:
             profile[key] = value
     tmp = stage_raster(stage, path, cols, rows, bands)
-    with warnings.catch_warnings(), native_quiet():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+    with ignoring(NotGeoreferencedWarning), native_quiet():
         with rasterio.open(tmp, "w", **profile) as dst:
             dst.write(array)
             dst.update_tags(TIFFTAG_SOFTWARE=SOFTWARE, **(tags or {}))

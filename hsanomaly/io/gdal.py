@@ -5,12 +5,11 @@ reading them with one-line errors, the files on disk they read, and what their h
 import numbers
 import os
 import re
-import warnings
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import HsanomalyError, describe
+from ..errors import HsanomalyError, describe, ignoring
 from .units import nanometres
 
 # GDAL's block cache defaults to 5% of RAM; cap it so memory is bounded by the tile size.
@@ -51,8 +50,7 @@ def open_raster(path):
 
     require_file(path)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with ignoring(NotGeoreferencedWarning):
             return rasterio.open(path)
     except rasterio.errors.RasterioIOError as err:
         raise HsanomalyError(f"{path}: not a raster GDAL can read ({describe(err)})") from None

@@ -17,15 +17,18 @@ except ImportError:          # Windows: no advisory locks; runs on one output mu
 UNLOCKABLE = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL}
 
 
-def busy(path):
-    """The one line for an output another run is writing now."""
-    return HsanomalyError(f"{path}: another hsanomaly run is writing this output now; wait for "
-                          "it to finish or choose another output")
+def busy(path, output=None):
+    """The one line for an ``output`` another run is writing now (``path``: its run's locked
+    folder, which the message names where no output is given)."""
+    held = "" if output is None else f" (its working folder {path} is locked)"
+    return HsanomalyError(f"{output or path}: another hsanomaly run is writing this output "
+                          f"now{held}; wait for it to finish or choose another output")
 
 
-def lock_folder(path):
+def lock_folder(path, output=None):
     """An exclusive lock on the folder ``path`` (its descriptor, or None where there is nothing
-    to lock), or one line saying another run holds it."""
+    to lock), or one line saying another run holds it: its ``output``, the file or folder
+    the user named, which the run writes from this folder."""
     if fcntl is None or not Path(path).is_dir():
         return None
     try:
@@ -36,7 +39,7 @@ def lock_folder(path):
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise busy(path) from None
+        raise busy(path, output) from None
     except OSError as err:
         os.close(fd)
         if err.errno in UNLOCKABLE:      # a file system without locks: as on Windows
@@ -45,8 +48,8 @@ def lock_folder(path):
     return fd
 
 
-def check_unlocked(path):
+def check_unlocked(path, output=None):
     """Refuse early, before a long fit, when another run holds the folder at ``path``."""
-    fd = lock_folder(path)
+    fd = lock_folder(path, output)
     if fd is not None:
         os.close(fd)

@@ -10,11 +10,12 @@ import contextlib
 import logging
 import os
 import shutil
+import threading
 from collections import Counter
 from pathlib import Path
 
 from .. import defaults
-from ..errors import HsanomalyError
+from ..errors import HsanomalyError, caller_callback
 from ..io.atomic import check_writable
 from ..io.checks import warn
 from ..io.lock import lock_folder
@@ -95,7 +96,7 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
              "many times, and some held-out windows are training windows")
     torch = _import_torch()
     _check_device(torch, device)
-    report = callback or (lambda fraction, message: False)
+    report = caller_callback(callback) or (lambda fraction, message: False)
     with _held_checkpoints(out):
         logger.info("%s: reading training windows", name)
         if report(0.0, "reading training windows"):
@@ -123,7 +124,7 @@ def _held_checkpoints(out):
     checkpoints, or have its own removed, when one of them finished. Left empty, it goes."""
     checkpoints = checkpoint_dir(out)
     checkpoints.mkdir(exist_ok=True)
-    held = lock_folder(checkpoints)
+    held = lock_folder(checkpoints, out)
     try:
         yield checkpoints
     finally:
@@ -147,6 +148,11 @@ def _check_finite(torch, trainer, out, checkpoints):
                              "learning rate or check the inputs for extreme values")
 
 
+# torch draws a new network's weights from its one process-wide generator: two trainings in
+# threads seeded and drew from it in turn, and each got weights of the other's seed
+_SEEDING = threading.Lock()
+
+
 def _train(torch, data, inputs, out, settings, options, device, resume, progress, report,
            quick_model_of=None, name=None):
     """Networks, the WGAN-GP loop with checkpoints, and the bundle export."""
@@ -156,7 +162,7 @@ def _train(torch, data, inputs, out, settings, options, device, resume, progress
     from .networks import Critic, Generator
     from .wgan import WGANGP, TrainingCancelled, fit, load_checkpoint, save_checkpoint
 
-    with torch.random.fork_rng(devices=[]):
+    with _SEEDING, torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed)
         generator = Generator(data.bands, data.window, options["dim"], options["latent_dim"])
         critic = Critic(data.bands, data.window, options["dim"])

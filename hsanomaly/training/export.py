@@ -30,13 +30,13 @@ import contextlib
 import copy
 import io
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .. import defaults
+from ..errors import ignoring
 from ..io.digest import file_sha256
 from ..model.bundle import (CODEBOOK_ARRAYS, CODEBOOK_FILE, CRITIC, GENERATOR, META_FILE,
                             METADATA_KEY, embedded_metadata)
@@ -115,8 +115,7 @@ def _torch_export(network):
         example = torch.zeros(2, network.bands, network.window, network.window)
         inputs, outputs = ["x"], ["score", "features"]
     buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+    with ignoring(DeprecationWarning):  # the TorchScript exporter's deprecation notices
         torch.onnx.export(network, (example,), buffer, input_names=inputs, output_names=outputs,
                           opset_version=OPSET, dynamo=False,
                           dynamic_axes={n: {0: "batch"} for n in inputs + outputs})

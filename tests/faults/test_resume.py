@@ -138,7 +138,8 @@ def test_a_second_run_on_the_same_output_is_refused_while_the_first_holds_it(tmp
     tree = Tree(tmp_path)
     for args in (DETECT, DETECT + ["--resume"], ["--score", "lrx", "-q"]):
         result = run_cli("detect", scene, tmp_path / "heat.tif", *args)
-        assert_one_error(result, "heat.tif.partial: another hsanomaly run is writing this output")
+        assert_one_error(result, f"{tmp_path / 'heat.tif'}: another hsanomaly run is writing "
+                                 f"this output now (its working folder {store} is locked)")
         tree.assert_unchanged()
     import os
 

@@ -23,12 +23,11 @@ import os
 import re
 import tempfile
 import time
-import warnings
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
-from ...errors import HsanomalyError
+from ...errors import HsanomalyError, ignoring
 from ...quicklook import png_check
 from ...io.atomic import drawing_folder, staged
 from ...io.ownership import has_json_keys, is_own_png, starts_with
@@ -62,8 +61,7 @@ def run_scene(scene, data, models, config, figures, log):
 def _trained_as_the_thesis():
     """The reproduction scores models trained as the thesis trained them, on purpose: the
     scores' advice to train otherwise (``--whiten`` for recon) is not for it."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*" + re.escape(gan.TRAINING_ADVICE))
+    with ignoring(message=".*" + re.escape(gan.TRAINING_ADVICE)):
         yield
 
 
