@@ -775,6 +775,17 @@ def test_scenes_of_one_image_are_told_by_their_pixels():
             "C/a": brightness(scene(rescaled)), "D/d": brightness(scene(cube[:, :20]))}
     assert same_images(maps) == {"A/a": "A/a", "B/b": "B/b", "C/a": "A/a", "D/d": "D/d"}
 
+    # a cut of an image is that image; a bright streak two images share does not make them
+    # one (it lifted Pearson's r between two unrelated images to 0.91: the review's F4, F5)
+    big, _ = synthetic_cube(rows=60, cols=70, seed=3)
+    unrelated, _ = synthetic_cube(rows=60, cols=70, seed=4)
+    big[:, :, 5], unrelated[:, :, 5] = 50.0, 50.0
+    maps = {"big": brightness(scene(big)), "cut": brightness(scene(big[:, 12:52, 20:60])),
+            "unrelated": brightness(scene(unrelated)),
+            "small cut": brightness(scene(big[:, :20, :20]))}     # too small to search for
+    assert same_images(maps) == {"big": "big", "cut": "big", "unrelated": "unrelated",
+                                 "small cut": "small cut"}
+
 
 def test_scenes_of_one_image_are_held_out_together_with_their_datasets():
     """With a1's twin b1 among the scenes chosen on, a1's pick saw a1 (m1, 0.9); held out with
@@ -810,3 +821,21 @@ def test_the_benchmark_holds_out_a_scene_with_its_twin_in_another_folder(scene_d
     result = run_benchmark(scene_dir, ["rx", "gmm"], [0], select=["rx", "gmm"])
     assert result.selection.twins == ["copy/alpha-bands + mat/alpha"]
     assert set(result.selection.protocols[1].chosen) == {"copy + mat", "tif"}
+
+
+def test_scenes_all_of_one_image_leave_nothing_to_hold_out_and_the_results_are_written(
+        tmp_path):
+    """Two scenes of one image: no protocol can hold one out; the tables said so only after
+    a crash that wrote nothing, at the end of the whole run (the review's F1)."""
+    root = tmp_path / "data"
+    for folder in ("a", "b"):
+        (root / folder).mkdir(parents=True)
+    cube, truth = synthetic_cube(rows=30, cols=30, targets=((5, 5), (20, 22)), seed=1)
+    write_mat(root / "a" / "one.mat", cube, truth)
+    write_mat(root / "b" / "same.mat", cube[::2] * 2.0, truth)
+    result = run_benchmark(root, ["rx", "gmm"], [0], select=["rx", "gmm"])
+    assert [p.possible for p in result.selection.protocols] == [False, False]
+    paths = write_results(result, tmp_path / "out")
+    markdown = paths["results.md"].read_text()
+    assert "not possible: every scene is in one unit (one dataset, or one image)" in markdown
+    assert "Leave-one-scene-out, per scene" not in markdown

@@ -78,7 +78,7 @@ def run_protocol(name, table, candidates, units):
     scene can be held out (choosing on every scene would be in-sample under the held-out
     name): the protocol is not possible and says so."""
     if len(units) < 2:
-        return Protocol(name, {}, {}, [])
+        return Protocol(name, {}, {}, [], dict(units))
     scenes = [s for members in units.values() for s in members]
     chosen, held_out, seeded = {}, {}, {}
     for unit, members in units.items():
@@ -140,22 +140,24 @@ class Selection:
                          f"{std(p.per_seed):.4f}" if p.possible else "",
                          f"{self.in_sample[self.selected]:.4f} ({self.selected})",
                          "; ".join(f"{k}: {', '.join(v)}" for k, v in picks.items())
-                         if p.possible else "not possible: every scene is in one unit"])
+                         if p.possible else "not possible: every scene is in one unit (one "
+                         "dataset, or one image)"])
         out.append(("Held-out selection (the configuration is chosen without the scene it "
                     "scores)", header, rows))
         scene_out = self.protocols[0]
         rows = []
-        for scene in self.scenes:
+        for scene in self.scenes if scene_out.possible else []:   # else no table: one image
             row = [scene, scene_out.pick(scene), f"{scene_out.held_out[scene]:.4f}"]
             if self.ablation_protocols:
                 base = self.ablation_protocols[0]
                 row += [base.pick(scene), f"{base.held_out[scene]:.4f}",
                         signed(scene_out.held_out[scene] - base.held_out[scene])]
             rows.append(row)
-        out.append(("Leave-one-scene-out, per scene: the configuration chosen on the other "
-                    "scenes and its AUC on this one",
-                    ["scene", "chosen", "AUC"] + (["chosen without a GAN", "AUC", "GAN gain"]
-                                                  if self.ablation_protocols else []), rows))
+        if rows:
+            out.append(("Leave-one-scene-out, per scene: the configuration chosen on the other "
+                        "scenes and its AUC on this one",
+                        ["scene", "chosen", "AUC"] + (["chosen without a GAN", "AUC", "GAN gain"]
+                                                      if self.ablation_protocols else []), rows))
         cand = []
         for m in sorted(self.candidates, key=lambda m: -self.in_sample[m]):
             times = [sum(pick == m for pick in p.chosen.values()) for p in self.protocols]

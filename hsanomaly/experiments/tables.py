@@ -102,7 +102,7 @@ def _ours(result, by_key, scenes):
     """Per scene, the AUC set beside the published ones, and its column's name: the
     configuration chosen without the scene (leave-one-scene-out) when the held-out protocol
     ran, else the method with the best mean AUC (chosen in sample)."""
-    if result.selection:
+    if result.selection and result.selection.protocols[0].possible:
         protocol = result.selection.protocols[0]
         return protocol.held_out, f"held out ({protocol.name}) here"
     best = max(result.methods, key=lambda m: by_key[MEAN, m]["auc"])
