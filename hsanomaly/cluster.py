@@ -36,8 +36,11 @@ def check_address(address):
 
 
 def check_execution(workers, scheduler):
-    """workers and scheduler: a positive count, a well-formed address, not both."""
+    """workers and scheduler: a positive count, a well-formed address, not both, and Dask
+    installed to use them (before an output folder is made)."""
     check_whole("workers", workers, 1, optional=True)
+    if workers or scheduler:
+        import_distributed()
     if workers and scheduler:
         raise HsanomalyError(f"{scheduler}: give either {spell('scheduler')} or {spell('workers')}, "
                              "not both")
@@ -146,10 +149,13 @@ def worker_wait():
 
 def worker_count(client):
     """The workers ``client``'s cluster has now, or None where its scheduler does not answer."""
-    try:
-        return client.scheduler_info(n_workers=0).get("n_workers")
-    except Exception:       # a lost scheduler: its runs' futures say so themselves
-        return None
+    for ask in ({"n_workers": 0}, {}):   # the count alone: a scheduler since distributed 2025.4
+        try:
+            info = client.scheduler_info(**ask)
+        except Exception:   # an older one refuses the keyword; a lost one: its runs' futures
+            continue        # say so themselves
+        return info.get("n_workers", len(info.get("workers", {})))
+    return None
 
 
 def _no_scheduler(address, err):

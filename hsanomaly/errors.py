@@ -5,6 +5,7 @@ and the exceptions of the caller's own callback, which it passes on unchanged.""
 import contextlib
 import errno
 import re
+import sys
 import threading
 import warnings
 
@@ -88,17 +89,22 @@ def ignoring(category=Warning, message=""):
     """Hide warnings of ``category`` whose text starts with ``message`` (a regular expression)
     while the block runs. ``warnings.catch_warnings`` saves the process's filter list and puts
     it back: two blocks overlapping in threads left one's filter for good, or dropped a filter
-    the caller set meanwhile. Here one filter is added while any block needs it, and that one
-    alone removed."""
+    the caller set meanwhile. Here one filter is put first while any block needs it, and that
+    one alone removed. (A caller's own ``catch_warnings`` overlapping it in another thread
+    can still put it back; where warning filters are per context, Python 3.14's
+    ``context_aware_warnings``, ``catch_warnings`` is safe and used instead.)"""
+    if getattr(sys.flags, "context_aware_warnings", False):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message, category)
+            yield
+        return
     key = (category, message)
     with _IGNORING:
-        held = _IGNORED.get(key)
-        if held is None:       # inserted as filterwarnings would, less its removing of an
-            entry = ("ignore", re.compile(message, re.I) if message else None,   # equal one
-                     category, None, 0)                                         # the caller's
-            warnings.filters.insert(0, entry)
-            _filters_mutated()
-            held = _IGNORED[key] = [0, entry]
+        held = _IGNORED.setdefault(key, [0, ("ignore", re.compile(message, re.I) if message
+                                              else None, category, None, 0)])
+        _remove(held[1])           # first again: the caller may have put a filter before it
+        warnings.filters.insert(0, held[1])    # as filterwarnings would, less its removing
+        _filters_mutated()                      # of the caller's equal filter
         held[0] += 1
     try:
         yield
@@ -107,16 +113,24 @@ def ignoring(category=Warning, message=""):
             held[0] -= 1
             if held[0] == 0:
                 del _IGNORED[key]
-                at = next((i for i, entry in enumerate(warnings.filters) if entry is held[1]),
-                          None)
-                if at is not None:        # gone if the caller reset the filters meanwhile
-                    del warnings.filters[at]
-                    _filters_mutated()
+                _remove(held[1])
+                _filters_mutated()
+
+
+def _remove(entry):
+    """Take this very filter out of the list (gone if the caller reset the filters)."""
+    at = next((i for i, other in enumerate(warnings.filters) if other is entry), None)
+    if at is not None:
+        del warnings.filters[at]
 
 
 def _filters_mutated():
     """Tell the warnings machinery its filter list changed (the version its caches check)."""
-    getattr(warnings, "_filters_mutated", lambda: None)()
+    if hasattr(warnings, "_filters_mutated"):
+        warnings._filters_mutated()
+    elif hasattr(warnings, "_filters_mutated_lock_held"):      # newer Pythons
+        with warnings._lock:
+            warnings._filters_mutated_lock_held()
 
 
 def caller_callback(callback):

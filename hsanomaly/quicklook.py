@@ -56,7 +56,7 @@ def write_png(heatmap, png, max_size=MAX_SIZE, stage=None):
         scores = read_masked(ds, 1, out_shape=shape).filled(np.nan)
         name = ds.tags().get(SCORE_TAG, "score")
         scale = (ds.width / shape[1], ds.height / shape[0])
-        transform = ds.transform * ds.transform.scale(*scale)
+        transform = ds.transform @ ds.transform.scale(*scale)
         crs = ds.crs
         georeferenced = not ds.transform.is_identity   # (a decimated identity is not one)
         gcps, gcp_crs = ds.gcps
@@ -114,7 +114,7 @@ def render(scores, low, high, name):
 def world_file_text(transform):
     """The six lines of an ESRI world file: pixel size and rotation terms, then the centre
     of the top-left pixel."""
-    x, y = transform * (0.5, 0.5)
+    x, y = transform @ (0.5, 0.5)
     return "\n".join(f"{v:.12g}" for v in (transform.a, transform.d, transform.b, transform.e,
                                            x, y)) + "\n"
 

@@ -78,7 +78,8 @@ class Regions:
         if col0 == 0 and row0 > 0:
             self.row_above, self.row_below = self.row_below, np.zeros(self.width, dtype=np.int64)
         with np.errstate(invalid="ignore"):   # in float64: a float32 score just above 0.3 is
-            mask = scores > np.float64(threshold)   # above --threshold 0.3, not equal to it
+            # above --threshold 0.3, not equal to it (numpy 1 compared in float32)
+            mask = scores.astype(np.float64, copy=False) > float(threshold)
         local, count = ndimage.label(mask, structure=EIGHT_CONNECTED)
         offset = self.uf.add(count)
         labels = np.where(mask, local + offset, 0)

@@ -68,6 +68,14 @@ def takes(name):
     return kind != "fields" or name in table
 
 
+def either(*remedies):
+    """Remedies joined as "a, b or c", less those the door in use cannot follow: each a text,
+    or (text, argument) for one that sets ``argument`` (``takes``)."""
+    texts = [r if isinstance(r, str) else r[0] for r in remedies
+             if isinstance(r, str) or takes(r[1])]
+    return texts[0] if len(texts) == 1 else f"{', '.join(texts[:-1])} or {texts[-1]}"
+
+
 def _in_python(name, value=None, placeholder=None, python=None):
     """As a Python caller writes it: ``'tile'``, ``refine=2``, ``refine=N``."""
     shown = python or name

@@ -559,3 +559,17 @@ def test_an_interrupted_command_names_what_it_had_written_as_it_is(tmp_path):
     assert "complete" not in _kept(SimpleNamespace(invoked_subcommand="detect-many"), [str(heat)])
     assert _kept(SimpleNamespace(invoked_subcommand="convert"), [str(heat)]) == \
         f" once its outputs were in place ({heat}: complete)"
+
+
+def test_the_group_runs_on_click_before_8_2(monkeypatch):
+    """``--help``, ``--version`` and no arguments ended in an AttributeError traceback on click
+    8.1, the newest Python 3.9 gets: click 8.2's NoArgsIsHelpError was named in an except
+    clause (the packaging audit's F2)."""
+    import click.exceptions
+
+    monkeypatch.delattr(click.exceptions, "NoArgsIsHelpError", raising=False)
+    for args in (["--help"], ["--version"]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0 and result.exception is None, result.output
+    result = CliRunner().invoke(main, ["--bogus"])
+    assert result.exit_code == 2 and "No such option" in result.output

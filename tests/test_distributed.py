@@ -632,3 +632,34 @@ def test_a_batch_store_keeps_its_resume_hint_on_a_worker(tmp_path):
     assert message.endswith("the finished tiles are kept: once there is room, rerun the "
                             "batch, which resumes it")
     store.release()
+
+
+def test_without_dask_a_batch_is_refused_before_its_output_folder_is_made(synthetic_raster,
+                                                                          tmp_path, monkeypatch):
+    """``detect-many --workers`` without the [dask] extra made an empty --out-dir, then said
+    Dask was missing (the packaging audit's F8)."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "distributed", None)       # as if not installed
+    with pytest.raises(HsanomalyError, match=r"need Dask: pip install 'hsanomaly\[dask\]'"):
+        hsanomaly.detect_many([synthetic_raster[0]], tmp_path / "out", score="rx", workers=2)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_workers_are_counted_by_schedulers_before_distributed_2025_4_too():
+    """``scheduler_info(n_workers=0)`` is refused before distributed 2025.4: the count was
+    taken for an unanswering scheduler, and a cluster without a worker was waited on for
+    good (the packaging audit's F3)."""
+    from hsanomaly.cluster import worker_count
+
+    class Older:
+        def scheduler_info(self, **kwargs):
+            if kwargs:
+                raise TypeError("unexpected keyword argument 'n_workers'")
+            return {"workers": {"tcp://a": {}, "tcp://b": {}}}
+
+    class Lost:
+        def scheduler_info(self, **kwargs):
+            raise OSError("Timed out trying to connect")
+
+    assert worker_count(Older()) == 2 and worker_count(Lost()) is None

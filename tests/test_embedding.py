@@ -44,11 +44,24 @@ def test_overlapping_ignored_warnings_leave_the_callers_filters_as_they_were():
 
 
 def test_the_package_never_saves_and_restores_the_warning_filters():
-    """Every warning the library hides goes through ``errors.ignoring``."""
+    """Every warning the library hides goes through ``errors.ignoring`` (which uses
+    ``catch_warnings`` only where filters are per context, and so safe)."""
     root = Path(hsanomaly.__file__).parent
     users = [str(path.relative_to(root)) for path in root.rglob("*.py")
              if "catch_warnings(" in path.read_text()]
-    assert users == []
+    assert users == ["errors.py"]
+
+
+def test_a_block_that_joins_a_hidden_warning_puts_its_filter_first_again():
+    """The caller's ``simplefilter("error")`` set while one block hid a warning: a second
+    block joining the first kept its filter behind the caller's, and raised (the review's F9)."""
+    with warnings.catch_warnings():
+        with ignoring(RuntimeWarning):
+            warnings.simplefilter("error", RuntimeWarning)
+            with ignoring(RuntimeWarning):
+                warnings.warn("hidden", RuntimeWarning)          # not raised
+        with pytest.raises(RuntimeWarning):                      # the blocks over: the
+            warnings.warn("the caller's error", RuntimeWarning)  # caller's filter again
 
 
 def test_trainings_in_threads_give_the_models_they_give_alone(synthetic_raster, tmp_path,

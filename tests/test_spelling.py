@@ -12,7 +12,8 @@ from click.testing import CliRunner
 import hsanomaly
 from hsanomaly.cli import main
 from hsanomaly.errors import HsanomalyError
-from hsanomaly.spelling import command_line, current, fields, spell, spelled, submit, takes
+from hsanomaly.spelling import (command_line, current, either, fields, spell, spelled, submit,
+                                takes)
 
 PACKAGE = Path(hsanomaly.__file__).parent
 
@@ -40,6 +41,18 @@ def test_each_door_spells_an_argument_its_own_way():
     assert takes("resume")
     with spelled(command_line({})):
         assert takes("resume")
+
+
+
+def test_a_remedy_the_door_cannot_follow_is_left_out():
+    """QGIS's dialogs were told "pass overwrite=True (from Python)" and "a larger 'sample'
+    (from Python)" (the QGIS audit's F5, the review's F8)."""
+    remedies = ("delete it", "choose another name", (f"pass {spell('overwrite', True)}",
+                                                      "overwrite"))
+    assert either(*remedies) == "delete it, choose another name or pass overwrite=True"
+    with spelled(fields({"tile": "Tile size"})):
+        assert either(*remedies) == "delete it or choose another name"
+        assert either(("a larger sample", "sample"), "fewer 'Tile size'") == "fewer 'Tile size'"
 
 
 def test_a_bad_value_is_named_as_each_door_takes_it(synthetic_raster, tmp_path):

@@ -44,7 +44,7 @@ class LazyGroup(click.Group):
         command's are; no arguments at all still shows the help."""
         try:
             return super().parse_args(ctx, args)
-        except click.exceptions.NoArgsIsHelpError:
+        except getattr(click.exceptions, "NoArgsIsHelpError", ()):   # click 8.2 on; 8.1 exits
             raise
         except click.exceptions.UsageError as err:
             _fail(f"{err.format_message()} (see: {ctx.command_path} --help)", 2)

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from ..errors import HsanomalyError
-from ..spelling import spell, takes
+from ..spelling import either, spell
 from .atomic import check_writable, name_max, note_checked, refuse_special
 
 FILE, DIRECTORY = "file", "directory"
@@ -112,8 +112,8 @@ def check_replaceable_file(path, label, is_own, kind):
     path = Path(path)
     if path.is_symlink() or not path.is_file() or is_own(path):
         return
-    remedy = f"delete it, choose another name, or pass {spell('overwrite', True)}" \
-        if takes("overwrite") else "delete it, or choose another name"
+    remedy = either("delete it", "choose another name",
+                    (f"pass {spell('overwrite', True)}", "overwrite"))
     raise HsanomalyError(f"{path}: {label} exists and is not {kind} written by hsanomaly; "
                          f"refusing to replace it ({remedy})")
 

@@ -6,7 +6,7 @@ from .. import defaults
 from ..errors import HsanomalyError
 from ..io.checks import warn_once
 from ..options import check_whole
-from ..spelling import counted, spell
+from ..spelling import counted, either, spell
 from .base import Scorer, check_pixels
 
 REG_COVAR = 1e-6      # added to each mixture covariance's diagonal, in units of the data's spread
@@ -79,8 +79,9 @@ class GaussianMixtureScorer(Scorer):
             raise HsanomalyError(
                 f"{name}: no component of the mixture holds the {dims + 1} pixels a covariance "
                 f"on {counted(dims, 'principal component')} needs (the largest: "
-                f"{held.max():.0f} of {pixels}); give fewer {spell('components')}, a smaller "
-                f"{spell('pca')} or a larger {spell('sample')}")
+                f"{held.max():.0f} of {pixels}); give "
+                + either(f"fewer {spell('components')}", f"a smaller {spell('pca')}",
+                         (f"a larger {spell('sample')}", "sample")))
         floor = max(dims + 1, FAIR_SHARE * pixels / len(held))
         kept = held >= min(floor, held.max())
         if kept.all():

@@ -192,6 +192,14 @@ def test_an_interrupted_run_is_resumed_from_the_dialog(scene, tmp_path):
     labels = {d.name().lower(): d.description() for d in algorithm.parameterDefinitions()}
     with spelled(fields({"resume": labels["resume"].split(" (")[0]})):
         assert resume_hint() == "rerun with 'Resume an interrupted run'"
+    # a temporary output never holds an interrupted run: said, not "no interrupted run here"
+    # at a path the user never chose (the review's F8)
+    from qgis.core import QgsProcessingException
+
+    with pytest.raises(QgsProcessingException, match="^Resume an interrupted run: the output "
+                                                     "is a temporary file"):
+        processing.run("hsanomaly:detect", {"INPUT": str(raster), "SCORE": "rx",
+                                            "RESUME": True, "OUTPUT": "TEMPORARY_OUTPUT"})
 
 
 def test_polygons_are_a_layer_in_the_input_crs(scene, tmp_path):

@@ -131,7 +131,7 @@ def test_the_table_and_plots_never_replace_an_input_or_a_users_file(scene, tmp_p
                                               "PLOTS": str(plots),
                                               "TARGETS": str(tmp_path / "t.csv")})
     # what the dialog can do, not "pass overwrite=True (from Python)" (the QGIS audit's F5)
-    assert str(err.value).endswith("refusing to replace it (delete it, or choose another "
+    assert str(err.value).endswith("refusing to replace it (delete it or choose another "
                                    "name)"), str(err.value)
     assert (plots / "roc.png").read_bytes() == b"the user's own figure"
     processing.run("hsanomaly:evaluate", {"HEATMAP": heatmap, "TRUTH": str(truth),

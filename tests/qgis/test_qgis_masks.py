@@ -224,6 +224,21 @@ def test_a_layer_is_read_as_qgis_shows_it_not_as_its_file_holds_it(scene, heatma
     mixed.setSubsetString("\"kind\" = 'target'")
     assert [run_evaluate(heatmap, mixed)[k] for k in METRICS] == \
         [run_evaluate(heatmap, str(tmp_path / "kept.fgb"))[k] for k in METRICS]
+    # an empty shape and a 3D one among 2D ones, drawn without a CRS: a traceback from
+    # pyogrio each, where QGIS's writer had skipped the empty one (the review's F2, F3)
+    from qgis.core import QgsFeature, QgsGeometry
+
+    drawn = QgsVectorLayer("MultiPolygonZ?field=kind:string", "drawn", "memory")
+    drawn.setCrs(QgsCoordinateReferenceSystem())             # a memory layer's is WGS 84
+    features = []
+    for wkt_text in (square(10, 10), "POLYGON EMPTY",
+                     square(30, 40).replace("POLYGON((", "POLYGONZ((").replace(",", " 5,")
+                     .replace("))", " 5))")):
+        feature = QgsFeature(drawn.fields())
+        feature.setGeometry(QgsGeometry.fromWkt(wkt_text))
+        features.append(feature)
+    assert drawn.dataProvider().addFeatures(features)[0] and not drawn.crs().isValid()
+    assert [run_evaluate(heatmap, drawn)[k] for k in METRICS] == expected
 
 
 def test_a_selection_on_a_truth_layer_is_said(scene, heatmap):
@@ -257,4 +272,19 @@ def test_a_selection_on_a_truth_layer_is_said(scene, heatmap):
     assert [selected[k] for k in METRICS] == expected and warnings == []
     first = run_evaluate(heatmap, QgsProcessingFeatureSourceDefinition(drawn.id(), False, 1))
     assert first["N_TARGETS"] == 1
+    # named as what is wrong, not as the definition's repr (the review's F6, F7)
+    from qgis.core import QgsProcessingException, QgsProperty
+
+    by_expression = QgsProcessingFeatureSourceDefinition(
+        QgsProperty.fromExpression(f"'{drawn.id()}'"), True)
+    assert [run_evaluate(heatmap, by_expression)[k] for k in METRICS] == expected
+    drawn.removeSelection()
+    for value, problem in (
+            (QgsProcessingFeatureSourceDefinition(drawn.id(), True),
+             "drawn targets: no features are selected (selected features only) (Truth mask)"),
+            (QgsProcessingFeatureSourceDefinition("no_such_layer", True),
+             "no_such_layer: no such layer or file (Truth mask)")):
+        with pytest.raises(QgsProcessingException) as err:
+            run_evaluate(heatmap, value)
+        assert problem in str(err.value), str(err.value)
     QgsProject.instance().removeMapLayer(drawn.id())

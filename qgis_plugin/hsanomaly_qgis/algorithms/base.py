@@ -24,6 +24,8 @@ class HsanomalyAlgorithm(QgsProcessingAlgorithm):
     # the library's argument names (src, out) that are not a parameter's name here -> the
     # parameter that stands for each
     ARGUMENTS = {}
+    # arguments a message may name that are another algorithm's fields -> how to name them
+    OTHER_FIELDS = {}
 
     def required_modules(self, parameters, context):
         return ("hsanomaly",)
@@ -42,8 +44,12 @@ class HsanomalyAlgorithm(QgsProcessingAlgorithm):
             return False, install_hint(absent)
         for definition in self.parameterDefinitions():
             value = parameters.get(definition.name())
-            if definition.type() in MASK_TYPES and chosen_features(value, context):
-                continue                    # the layer and the features QGIS chose of it
+            found = source_definition(value, context) if definition.type() in MASK_TYPES \
+                else None
+            if found is not None:          # the layer and the features QGIS chose of it
+                if found[1]:
+                    return False, f"{found[1]} ({label(definition)})"
+                continue
             if definition.type() in RASTER_TYPES + MASK_TYPES and gdal_names(value):
                 rest = [v for v in value if v not in gdal_names(value)] \
                     if isinstance(value, (list, tuple)) else []
@@ -62,7 +68,20 @@ class HsanomalyAlgorithm(QgsProcessingAlgorithm):
         labels = {d.name().lower(): label(d) for d in self.parameterDefinitions()}
         labels.update({argument: label(self.parameterDefinition(name))
                        for argument, name in self.ARGUMENTS.items()})
-        return library_errors(feedback, labels=labels)
+        return library_errors(feedback, labels={**self.OTHER_FIELDS, **labels})
+
+    def check_resumable(self, parameters, resume, output, context):
+        """Refuse to resume into a temporary output: a new file on every run, it never holds
+        an interrupted run's work."""
+        value = parameters.get(output)
+        if hasattr(value, "sink"):        # QgsProcessingOutputLayerDefinition
+            value = value.sink.staticValue()
+        if self.parameterAsBool(parameters, resume, context) and \
+                str(value or "") in ("", "TEMPORARY_OUTPUT"):
+            raise QgsProcessingException(
+                f"{label(self.parameterDefinition(resume))}: the output is a temporary file, "
+                "new on every run, so no interrupted run's work is there; choose the output "
+                "the interrupted run wrote")
 
 
 def _fraction_for_whole(definition, value):
@@ -345,18 +364,36 @@ def mask_source(algorithm, parameters, name, context, feedback):
     return raster_source(algorithm, parameters, name, context)
 
 
-def chosen_features(value, context):
+def source_definition(value, context):
     """For a feature source definition (QGIS's "Selected features only" or a feature limit,
-    given from Python or a model) of a vector layer: a memory layer of those features named
-    as the layer; else None (a layer, its id, name or file, which every feature counts of)."""
-    from qgis.core import (QgsFeatureRequest, QgsMapLayerType,
-                           QgsProcessingFeatureSourceDefinition, QgsProcessingUtils)
+    given from Python or a model): (its vector layer, None) or (None, why it has none);
+    else None (a layer, its id, name or file, which every feature counts of)."""
+    from qgis.core import QgsMapLayerType, QgsProcessingFeatureSourceDefinition, QgsProcessingUtils
 
     if not isinstance(value, QgsProcessingFeatureSourceDefinition):
         return None
-    layer = QgsProcessingUtils.mapLayerFromString(str(value.source.staticValue()), context)
-    if layer is None or layer.type() != QgsMapLayerType.VectorLayer:
+    source = value.source.valueAsString(context.expressionContext())[0]  # static or an expression
+    layer = QgsProcessingUtils.mapLayerFromString(source, context) if source else None
+    if layer is None:
+        return None, f"{source or value.source.expressionString()}: no such layer or file"
+    if layer.type() != QgsMapLayerType.VectorLayer:
+        return None, f"{layer.name()}: a raster layer; only a vector layer's features can be chosen"
+    if value.selectedFeaturesOnly and not layer.selectedFeatureCount():
+        return None, f"{layer.name()}: no features are selected (selected features only)"
+    return layer, None
+
+
+def chosen_features(value, context):
+    """A memory layer, named as its layer, of the features a feature source definition
+    chooses (``source_definition``); None for any other value."""
+    from qgis.core import QgsFeatureRequest
+
+    found = source_definition(value, context)
+    if found is None:
         return None
+    layer, problem = found
+    if problem:
+        raise QgsProcessingException(problem)
     request = QgsFeatureRequest()
     if value.selectedFeaturesOnly:
         request.setFilterFids(layer.selectedFeatureIds())
@@ -428,18 +465,27 @@ def unreferenced_features(layer, path):
     which gives the file the layer's one geometry type and refuses a point among polygons."""
     import pyogrio
     from geopandas import GeoDataFrame
+    from hsanomaly.errors import ignoring
+    from pyogrio.errors import DataSourceError, FeatureError
     from qgis.core import QgsGeometry, QgsWkbTypes
-    from shapely import from_wkb
+    from shapely import force_2d, from_wkb
 
     shapes = []
     for feature in layer.getFeatures():
-        if feature.hasGeometry():
+        # as QGIS's writer: no empty shape (FlatGeobuf's index refuses it); in 2D, as the
+        # library burns them (FlatGeobuf takes no mix of 2D and 3D)
+        if feature.hasGeometry() and not feature.geometry().isEmpty():
             geometry = QgsGeometry(feature.geometry())
             if QgsWkbTypes.isCurvedType(geometry.wkbType()):
                 geometry.convertToStraightSegment()
-            shapes.append(from_wkb(bytes(geometry.asWkb())))
-    pyogrio.write_dataframe(GeoDataFrame(geometry=shapes, crs=None), path,
-                            driver="FlatGeobuf", geometry_type="Unknown")
+            shapes.append(force_2d(from_wkb(bytes(geometry.asWkb()))))
+    try:
+        with ignoring(UserWarning, "'crs' was not provided"):     # none: that is the point
+            pyogrio.write_dataframe(GeoDataFrame(geometry=shapes, crs=None), path,
+                                    driver="FlatGeobuf", geometry_type="Unknown")
+    except (DataSourceError, FeatureError, OSError) as err:
+        raise QgsProcessingException(f"{layer.name()}: its features could not be saved for "
+                                     f"hsanomaly ({err})") from None
 
 
 # the temporary files of layers' features -> the layers' names, which messages name instead

@@ -36,6 +36,7 @@ class DetectAnomalies(HsanomalyAlgorithm):
     RESUME = "RESUME"
     OUTPUT = "OUTPUT"
     ARGUMENTS = {"src": INPUT, "dst": OUTPUT}
+    OTHER_FIELDS = {"whiten": "Whiten the bands (in Train model)"}   # the models' advice
     POLYGONS = "POLYGONS"
 
     def name(self):
@@ -150,6 +151,7 @@ class DetectAnomalies(HsanomalyAlgorithm):
         return self.parameterAsString(parameters, self.FAR, context).strip() or None
 
     def processAlgorithm(self, parameters, context, feedback):
+        self.check_resumable(parameters, self.RESUME, self.OUTPUT, context)
         source = raster_source(self, parameters, self.INPUT, context)
         crs_note = crs_set_in_qgis(self, parameters, self.INPUT, context)
         if crs_note:
