@@ -8,6 +8,7 @@ import re
 import sys
 import threading
 import warnings
+from typing import Any, Dict, List, Tuple
 
 DESCRIBED = 160             # characters of a library's own message kept in the one line
 
@@ -81,7 +82,9 @@ def fail(path, problem):
     raise HsanomalyError(f"{path}: {problem}")
 
 
-_IGNORED, _IGNORING = {}, threading.Lock()    # (category, message) -> [blocks in, filter]
+# (category, message) -> [blocks in, the filter]
+_IGNORED: Dict[Tuple[type, str], List[Any]] = {}
+_IGNORING = threading.Lock()
 
 
 @contextlib.contextmanager
