@@ -149,13 +149,16 @@ def worker_wait():
 
 def worker_count(client):
     """The workers ``client``'s cluster has now, or None where its scheduler does not answer."""
-    for ask in ({"n_workers": 0}, {}):   # the count alone: a scheduler since distributed 2025.4
+    try:
         try:
-            info = client.scheduler_info(**ask)
-        except Exception:   # an older one refuses the keyword; a lost one: its runs' futures
-            continue        # say so themselves
-        return info.get("n_workers", len(info.get("workers", {})))
-    return None
+            info = client.scheduler_info(n_workers=0)    # the count alone: distributed 2025.4 on
+        except TypeError:                                  # before: every worker listed
+            info = client.scheduler_info()
+    except Exception:       # a lost scheduler: its runs' futures say so themselves
+        return None
+    if getattr(client, "status", "running") != "running":   # the client's answer from before
+        return None                                           # it lost its scheduler
+    return info.get("n_workers", len(info.get("workers", {})))
 
 
 def _no_scheduler(address, err):

@@ -8,7 +8,6 @@ import re
 import sys
 import threading
 import warnings
-from typing import Any, Dict, List, Tuple
 
 DESCRIBED = 160             # characters of a library's own message kept in the one line
 
@@ -82,9 +81,15 @@ def fail(path, problem):
     raise HsanomalyError(f"{path}: {problem}")
 
 
-# (category, message) -> [blocks in, the filter]
-_IGNORED: Dict[Tuple[type, str], List[Any]] = {}
-_IGNORING = threading.Lock()
+class _Text:
+    """A warning filter's message pattern equal to itself alone, so that the filter a block
+    put in is the one it takes out, whatever equal filters the caller has."""
+
+    def __init__(self, message):
+        self.pattern = re.compile(message, re.I)
+
+    def match(self, text):
+        return self.pattern.match(text)
 
 
 @contextlib.contextmanager
@@ -92,39 +97,24 @@ def ignoring(category=Warning, message=""):
     """Hide warnings of ``category`` whose text starts with ``message`` (a regular expression)
     while the block runs. ``warnings.catch_warnings`` saves the process's filter list and puts
     it back: two blocks overlapping in threads left one's filter for good, or dropped a filter
-    the caller set meanwhile. Here one filter is put first while any block needs it, and that
-    one alone removed. (A caller's own ``catch_warnings`` overlapping it in another thread
-    can still put it back; where warning filters are per context, Python 3.14's
+    the caller set meanwhile. Here each block puts a filter of its own first and takes that
+    one out, each in one step. (A caller's own ``catch_warnings`` overlapping it in another
+    thread can still put it back; where warning filters are per context, Python 3.14's
     ``context_aware_warnings``, ``catch_warnings`` is safe and used instead.)"""
     if getattr(sys.flags, "context_aware_warnings", False):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message, category)
             yield
         return
-    key = (category, message)
-    with _IGNORING:
-        held = _IGNORED.setdefault(key, [0, ("ignore", re.compile(message, re.I) if message
-                                              else None, category, None, 0)])
-        _remove(held[1])           # first again: the caller may have put a filter before it
-        warnings.filters.insert(0, held[1])    # as filterwarnings would, less its removing
-        _filters_mutated()                      # of the caller's equal filter
-        held[0] += 1
+    entry = ("ignore", _Text(message), category, None, 0)
+    warnings.filters.insert(0, entry)       # as filterwarnings would, less its removing of
+    _filters_mutated()                       # an equal filter of the caller's
     try:
         yield
     finally:
-        with _IGNORING:
-            held[0] -= 1
-            if held[0] == 0:
-                del _IGNORED[key]
-                _remove(held[1])
-                _filters_mutated()
-
-
-def _remove(entry):
-    """Take this very filter out of the list (gone if the caller reset the filters)."""
-    at = next((i for i, other in enumerate(warnings.filters) if other is entry), None)
-    if at is not None:
-        del warnings.filters[at]
+        with contextlib.suppress(ValueError):      # gone if the caller reset the filters
+            warnings.filters.remove(entry)
+        _filters_mutated()
 
 
 def _filters_mutated():

@@ -73,7 +73,7 @@ def either(*remedies):
     or (text, argument) for one that sets ``argument`` (``takes``)."""
     texts = [r if isinstance(r, str) else r[0] for r in remedies
              if isinstance(r, str) or takes(r[1])]
-    return texts[0] if len(texts) == 1 else f"{', '.join(texts[:-1])} or {texts[-1]}"
+    return " or ".join(filter(None, [", ".join(texts[:-1]), *texts[-1:]]))
 
 
 def _in_python(name, value=None, placeholder=None, python=None):

@@ -662,4 +662,8 @@ def test_the_workers_are_counted_by_schedulers_before_distributed_2025_4_too():
         def scheduler_info(self, **kwargs):
             raise OSError("Timed out trying to connect")
 
+    class OlderLost(Older):           # answers from its cache: no worker, taken for none
+        status = "connecting"
+
     assert worker_count(Older()) == 2 and worker_count(Lost()) is None
+    assert worker_count(OlderLost()) is None

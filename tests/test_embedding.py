@@ -38,8 +38,13 @@ def test_overlapping_ignored_warnings_leave_the_callers_filters_as_they_were():
     second.__exit__(None, None, None)
     assert warnings.filters[0][:3] == ("error", None, BytesWarning)
     assert list(warnings.filters[1:]) == before
-    with ignoring(RuntimeWarning), ignoring(RuntimeWarning):  # one filter for both
-        assert len(warnings.filters) == len(before) + 2
+    with ignoring(RuntimeWarning), ignoring(RuntimeWarning):  # a filter each, taken out
+        assert len(warnings.filters) == len(before) + 3        # by each
+    warnings.filterwarnings("ignore", category=RuntimeWarning)     # the caller's, equal
+    with ignoring(RuntimeWarning):
+        pass
+    assert warnings.filters[0][:3] == ("ignore", None, RuntimeWarning)   # not taken for ours
+    warnings.filters.pop(0)
     assert list(warnings.filters[1:]) == before
 
 
@@ -52,9 +57,11 @@ def test_the_package_never_saves_and_restores_the_warning_filters():
     assert users == ["errors.py"]
 
 
-def test_a_block_that_joins_a_hidden_warning_puts_its_filter_first_again():
+def test_a_block_puts_its_filter_first_whatever_the_caller_set_meanwhile():
     """The caller's ``simplefilter("error")`` set while one block hid a warning: a second
-    block joining the first kept its filter behind the caller's, and raised (the review's F9)."""
+    block sharing the first one's filter left it behind the caller's, and raised (the
+    review's F9); a caller's ``resetwarnings`` dropped a filter whose place the block then
+    took out of the list by its old index (the re-review's F2)."""
     with warnings.catch_warnings():
         with ignoring(RuntimeWarning):
             warnings.simplefilter("error", RuntimeWarning)
@@ -62,6 +69,11 @@ def test_a_block_that_joins_a_hidden_warning_puts_its_filter_first_again():
                 warnings.warn("hidden", RuntimeWarning)          # not raised
         with pytest.raises(RuntimeWarning):                      # the blocks over: the
             warnings.warn("the caller's error", RuntimeWarning)  # caller's filter again
+    with warnings.catch_warnings():
+        with ignoring(RuntimeWarning):
+            warnings.resetwarnings()
+            warnings.simplefilter("error", UserWarning)
+        assert warnings.filters[0][:3] == ("error", None, UserWarning)
 
 
 def test_trainings_in_threads_give_the_models_they_give_alone(synthetic_raster, tmp_path,

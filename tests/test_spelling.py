@@ -53,6 +53,7 @@ def test_a_remedy_the_door_cannot_follow_is_left_out():
     with spelled(fields({"tile": "Tile size"})):
         assert either(*remedies) == "delete it or choose another name"
         assert either(("a larger sample", "sample"), "fewer 'Tile size'") == "fewer 'Tile size'"
+        assert either(("a larger sample", "sample")) == ""
 
 
 def test_a_bad_value_is_named_as_each_door_takes_it(synthetic_raster, tmp_path):

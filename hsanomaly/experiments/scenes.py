@@ -18,13 +18,9 @@ from ..errors import HsanomalyError
 from ..io import read_scene
 from .tables import MEAN
 
-# two scenes whose brightness maps rank-correlate above this (on one grid, or in a window of
-# one's size) show one image: one image's band sets and scalings far above it, different
-# images far below. A merged held-out unit only makes the protocol stricter, so the rule
-# errs towards finding twins. A cut of fewer pixels is not searched for: among the many
-# windows of a larger image, some would match it by chance.
+# two scenes on one grid whose brightness maps rank-correlate above this show one image: one
+# image's band sets and scalings far above it, different images far below
 SAME_IMAGE = 0.5
-MIN_PIXELS = 32 * 32
 TRUTH_SUFFIXES = ("-truth", "_truth")
 RASTER_SUFFIXES = (".tif", ".tiff")
 
@@ -128,12 +124,14 @@ def brightness(scene):
 
 def same_images(maps):
     """{scene: the image it shows, the first scene of it in ``maps``' order} from {scene:
-    ``brightness`` map}: two scenes show one image where one map, or a window of the other's
-    of its size (a cut), rank-correlates with the other above ``SAME_IMAGE``, and so do the
-    scenes linked to them in turn. Ranks: one shared bright streak does not make two images
-    one. Cuts that only partly overlap are not found."""
+    ``brightness`` map}: two scenes on one grid show one image where their maps
+    rank-correlate above ``SAME_IMAGE`` over the pixels valid in both, and so do the scenes
+    linked to them in turn. Ranks: one shared bright streak does not make two images one.
+    A cut of an image is not found: among a larger image's many windows, some match an
+    unrelated cut as well as a true one."""
+    from scipy.stats import spearmanr
+
     names = list(maps)
-    ranked = {name: _ranks(maps[name]) for name in names}
     image = {name: name for name in names}
 
     def root(name):
@@ -143,40 +141,12 @@ def same_images(maps):
 
     for i, a in enumerate(names):
         for b in names[i + 1:]:
-            small, large = sorted((ranked[a], ranked[b]), key=np.size)
-            if _best_window(small, large) > SAME_IMAGE:
+            if maps[a].shape != maps[b].shape:
+                continue
+            both = np.isfinite(maps[a]) & np.isfinite(maps[b])
+            if both.sum() < 3 or np.ptp(maps[a][both]) == 0 or np.ptp(maps[b][both]) == 0:
+                continue                       # too few pixels, or a flat map: no image
+            if spearmanr(maps[a][both], maps[b][both])[0] > SAME_IMAGE:
                 first, second = sorted((root(a), root(b)), key=names.index)
                 image[second] = first
     return {name: root(name) for name in names}
-
-
-def _ranks(brightness_map):
-    """The map's valid pixels as their ranks in [0, 1]; invalid pixels the middle rank."""
-    from scipy.stats import rankdata
-
-    valid = np.isfinite(brightness_map)
-    out = np.full(brightness_map.shape, 0.5)
-    if valid.sum() > 1:
-        out[valid] = (rankdata(brightness_map[valid]) - 1) / (valid.sum() - 1)
-    return out
-
-
-def _best_window(small, large):
-    """The highest correlation of map ``small`` with a window of map ``large`` of its size
-    (-1 where none fits or either is flat): one product of FFTs for every placement."""
-    from scipy.signal import fftconvolve
-
-    rows, cols = small.shape
-    if rows > large.shape[0] or cols > large.shape[1] or \
-            (small.shape != large.shape and rows * cols < MIN_PIXELS):
-        return -1.0
-    template = small - small.mean()
-    norm = np.sqrt((template ** 2).sum())
-    box = np.ones((rows, cols))
-    sums = fftconvolve(large, box, mode="valid")
-    spread = fftconvolve(large ** 2, box, mode="valid") - sums ** 2 / box.size
-    products = fftconvolve(large, template[::-1, ::-1], mode="valid")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = products / (norm * np.sqrt(np.maximum(spread, 0)))
-    r = r[np.isfinite(r)]
-    return float(r.max()) if r.size else -1.0

@@ -3,8 +3,8 @@ scene it is scored on.
 
 For every held-out unit (one scene: leave-one-scene-out; one dataset, the scenes of one
 top-level folder: leave-one-dataset-out), the candidate with the best mean AUC on the *other*
-scenes is chosen and scores the held-out scene(s). Scenes of one image (two cuts or band sets
-of it, in one dataset or two: ``scenes.same_images``) are held out together, and so are the
+scenes is chosen and scores the held-out scene(s). Scenes of one image (band sets or scalings
+of it on one grid, in one dataset or two: ``scenes.same_images``) are held out together, and so are the
 datasets that share one: choosing on an image's twin is choosing on the image. The held-out mean is the mean over scenes
 of those scores; the in-sample mean is that of the candidate chosen on every scene. A scene's
 AUC is the mean over its seeds; the spread is the std over seeds of the per-seed held-out mean.
@@ -190,8 +190,9 @@ class Selection:
         return ("Held-out protocol: for every held-out scene (leave-one-scene-out) or dataset "
                 "(leave-one-dataset-out: the top-level folders), the candidate with the best "
                 "mean AUC on the other scenes scores the held-out scene(s); the held-out mean "
-                "averages those scores over all scenes. Scenes of one image (two cuts or band "
-                "sets of it), and the datasets holding them, are held out together"
+                "averages those scores over all scenes. Scenes of one image (band sets or "
+                "scalings of it on one grid), and the datasets holding them, are held out "
+                "together"
                 + (f" ({'; '.join(self.twins)})" if self.twins else "") + ". Candidates: "
                 f"{', '.join(self.candidates)}."
                 + (f" Without a GAN: {', '.join(self.ablation)}." if self.ablation else "")

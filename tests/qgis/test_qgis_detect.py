@@ -192,12 +192,14 @@ def test_an_interrupted_run_is_resumed_from_the_dialog(scene, tmp_path):
     labels = {d.name().lower(): d.description() for d in algorithm.parameterDefinitions()}
     with spelled(fields({"resume": labels["resume"].split(" (")[0]})):
         assert resume_hint() == "rerun with 'Resume an interrupted run'"
+    # the training advice names Train model's field, not "'whiten' (from Python)"
+    assert algorithm.other_fields() == {"whiten": "Whiten the bands (in Train model)"}
     # a temporary output never holds an interrupted run: said, not "no interrupted run here"
     # at a path the user never chose (the review's F8)
     from qgis.core import QgsProcessingException
 
     with pytest.raises(QgsProcessingException, match="^Resume an interrupted run: the output "
-                                                     "is a temporary file"):
+                                                     "is temporary"):
         processing.run("hsanomaly:detect", {"INPUT": str(raster), "SCORE": "rx",
                                             "RESUME": True, "OUTPUT": "TEMPORARY_OUTPUT"})
 

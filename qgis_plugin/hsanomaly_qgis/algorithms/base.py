@@ -24,8 +24,6 @@ class HsanomalyAlgorithm(QgsProcessingAlgorithm):
     # the library's argument names (src, out) that are not a parameter's name here -> the
     # parameter that stands for each
     ARGUMENTS = {}
-    # arguments a message may name that are another algorithm's fields -> how to name them
-    OTHER_FIELDS = {}
 
     def required_modules(self, parameters, context):
         return ("hsanomaly",)
@@ -68,20 +66,24 @@ class HsanomalyAlgorithm(QgsProcessingAlgorithm):
         labels = {d.name().lower(): label(d) for d in self.parameterDefinitions()}
         labels.update({argument: label(self.parameterDefinition(name))
                        for argument, name in self.ARGUMENTS.items()})
-        return library_errors(feedback, labels={**self.OTHER_FIELDS, **labels})
+        return library_errors(feedback, labels={**self.other_fields(), **labels})
+
+    def other_fields(self):
+        """Arguments a message may name that are another algorithm's fields -> their names."""
+        return {}
 
     def check_resumable(self, parameters, resume, output, context):
         """Refuse to resume into a temporary output: a new file on every run, it never holds
         an interrupted run's work."""
         value = parameters.get(output)
-        if hasattr(value, "sink"):        # QgsProcessingOutputLayerDefinition
-            value = value.sink.staticValue()
+        if hasattr(value, "sink"):        # QgsProcessingOutputLayerDefinition: a path or an
+            value = value.sink.valueAsString(context.expressionContext())[0]   # expression
         if self.parameterAsBool(parameters, resume, context) and \
                 str(value or "") in ("", "TEMPORARY_OUTPUT"):
             raise QgsProcessingException(
-                f"{label(self.parameterDefinition(resume))}: the output is a temporary file, "
-                "new on every run, so no interrupted run's work is there; choose the output "
-                "the interrupted run wrote")
+                f"{label(self.parameterDefinition(resume))}: the output is temporary, a new "
+                "one on every run, so nothing is there to resume; choose the output the "
+                "interrupted one wrote to")
 
 
 def _fraction_for_whole(definition, value):

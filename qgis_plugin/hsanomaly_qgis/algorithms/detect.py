@@ -9,8 +9,8 @@ from qgis.core import (QgsProcessing, QgsProcessingParameterBoolean,
 from .. import library
 from ..dependencies import install_hint
 from ..styles import style_heatmap_on_load, style_targets_on_load
-from .base import (HsanomalyAlgorithm, crs_set_in_qgis, geopackage_file, is_empty, mask_parameter,
-                   mask_source, progress_callback, raster_source)
+from .base import (HsanomalyAlgorithm, crs_set_in_qgis, geopackage_file, is_empty, label,
+                   mask_parameter, mask_source, progress_callback, raster_source)
 
 
 class DetectAnomalies(HsanomalyAlgorithm):
@@ -36,7 +36,6 @@ class DetectAnomalies(HsanomalyAlgorithm):
     RESUME = "RESUME"
     OUTPUT = "OUTPUT"
     ARGUMENTS = {"src": INPUT, "dst": OUTPUT}
-    OTHER_FIELDS = {"whiten": "Whiten the bands (in Train model)"}   # the models' advice
     POLYGONS = "POLYGONS"
 
     def name(self):
@@ -139,6 +138,15 @@ class DetectAnomalies(HsanomalyAlgorithm):
         self.addParameter(QgsProcessingParameterVectorDestination(
             self.POLYGONS, "Target polygons", QgsProcessing.TypeVectorPolygon,
             optional=True, createByDefault=False))
+
+    def other_fields(self):
+        """The GAN scores' advice on how their model was trained names Train model's field."""
+        from .train import TrainModel
+
+        train = TrainModel()
+        train.initAlgorithm()
+        return {"whiten": f"{label(train.parameterDefinition(train.WHITEN))} (in "
+                          f"{train.displayName()})"}
 
     def required_modules(self, parameters, context):
         if self.parameterAsEnumString(parameters, self.SCORE, context) in \
