@@ -10,9 +10,9 @@ protocols hold them out together.
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
-from typing import Optional
 
 from ..errors import HsanomalyError
 from ..io import read_scene

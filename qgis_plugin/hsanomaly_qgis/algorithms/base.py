@@ -370,7 +370,8 @@ def source_definition(value, context):
     """For a feature source definition (QGIS's "Selected features only" or a feature limit,
     given from Python or a model): (its vector layer, None) or (None, why it has none);
     else None (a layer, its id, name or file, which every feature counts of)."""
-    from qgis.core import QgsMapLayerType, QgsProcessingFeatureSourceDefinition, QgsProcessingUtils
+    from qgis.core import (QgsMapLayerType, QgsProcessingFeatureSourceDefinition,
+                           QgsProcessingUtils)
 
     if not isinstance(value, QgsProcessingFeatureSourceDefinition):
         return None
@@ -379,7 +380,8 @@ def source_definition(value, context):
     if layer is None:
         return None, f"{source or value.source.expressionString()}: no such layer or file"
     if layer.type() != QgsMapLayerType.VectorLayer:
-        return None, f"{layer.name()}: a raster layer; only a vector layer's features can be chosen"
+        return None, (f"{layer.name()}: a raster layer; only a vector layer's features can be "
+                      "chosen")
     if value.selectedFeaturesOnly and not layer.selectedFeatureCount():
         return None, f"{layer.name()}: no features are selected (selected features only)"
     return layer, None
