@@ -4,9 +4,9 @@ scene it is scored on.
 For every held-out unit (one scene: leave-one-scene-out; one dataset, the scenes of one
 top-level folder: leave-one-dataset-out), the candidate with the best mean AUC on the *other*
 scenes is chosen and scores the held-out scene(s). Scenes of one image (band sets or scalings
-of it on one grid, in one dataset or two: ``scenes.same_images``) are held out together, and so are the
-datasets that share one: choosing on an image's twin is choosing on the image. The held-out mean is the mean over scenes
-of those scores; the in-sample mean is that of the candidate chosen on every scene. A scene's
+of it on one grid, in one dataset or two: ``scenes.same_images``) are held out together, and
+so are the datasets that share one: choosing on an image's twin is choosing on the image. The
+held-out mean is the mean over scenes of those scores; the in-sample mean is that of the candidate chosen on every scene. A scene's
 AUC is the mean over its seeds; the spread is the std over seeds of the per-seed held-out mean.
 
 The ablation sets the best of the methods without a GAN (chosen the same way) beside the

@@ -61,8 +61,8 @@ class DetectAnomalies(HsanomalyAlgorithm):
             f"library's: score {lib.score}, latent search {lib.solver}, tiles of {lib.tile} "
             "pixels. A failed or interrupted run keeps its finished tiles beside the heatmap "
             "file: run again to the same file with 'Resume an interrupted run' to continue it "
-            "(a cancel keeps nothing). The input may also be a GDAL subdataset (NETCDF:..., HDF5:..., "
-            "GTIFF_DIR:...) or a /vsizip/... path, passed to the library unchanged.")
+            "(a cancel keeps nothing). The input may also be a GDAL subdataset (NETCDF:..., "
+            "HDF5:..., GTIFF_DIR:...) or a /vsizip/... path, passed to the library unchanged.")
 
     def initAlgorithm(self, config=None):
         # read from the library here, not at import: where hsanomaly is not installed yet
