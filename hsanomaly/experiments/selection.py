@@ -6,8 +6,9 @@ top-level folder: leave-one-dataset-out), the candidate with the best mean AUC o
 scenes is chosen and scores the held-out scene(s). Scenes of one image (band sets or scalings
 of it on one grid, in one dataset or two: ``scenes.same_images``) are held out together, and
 so are the datasets that share one: choosing on an image's twin is choosing on the image. The
-held-out mean is the mean over scenes of those scores; the in-sample mean is that of the candidate chosen on every scene. A scene's
-AUC is the mean over its seeds; the spread is the std over seeds of the per-seed held-out mean.
+held-out mean is the mean over scenes of those scores; the in-sample mean is that of the
+candidate chosen on every scene. A scene's AUC is the mean over its seeds; the spread is the
+std over seeds of the per-seed held-out mean.
 
 The ablation sets the best of the methods without a GAN (chosen the same way) beside the
 selected one: the GAN must carry the gain. The default is chosen by AUC; the ablation is also
