@@ -191,7 +191,11 @@ def _taking_sigterm():
 
 
 def _interruption():
-    """(what ended the command, its exit status): as a shell reports a signal, 128 + its number."""
+    """(what ended the command, its exit status): as a shell reports a signal, 128 + its number.
+    An interrupt may leave an object half made (a ZipFile whose ``__init__`` it cut short),
+    whose finaliser then fails as the process ends: the one line says what happened, so
+    such failures are not printed after it."""
+    sys.unraisablehook = lambda unraisable: None
     number = _RECEIVED[0] if _RECEIVED else signal.SIGINT
     return ("terminated (SIGTERM)" if number == signal.SIGTERM else "interrupted"), 128 + number
 
