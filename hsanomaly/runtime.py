@@ -17,6 +17,7 @@ from .spelling import spell
 DEVICES = ("cpu", "cuda")
 TRAINING_MODULES = ("torch", "onnx", "onnxruntime")   # train, export, check the export
 TRAINING_INSTALL = "pip install 'hsanomaly[cpu,train]'"
+RUNTIMES = ("onnxruntime", "onnxruntime-gpu")   # one module, two distributions: [cpu], [gpu]
 
 
 def missing_for_training():
@@ -32,13 +33,35 @@ def training_unavailable():
 
 
 def import_onnxruntime():
-    """onnxruntime, or a one-line error saying which extra installs it."""
+    """onnxruntime, or a one-line error saying which extra installs it; both runtimes
+    installed (``[cpu]`` and ``[gpu]``) are said once."""
     try:
         import onnxruntime
     except ImportError:
         raise HsanomalyError("the model scores need the ONNX runtime: pip install 'hsanomaly[cpu]' "
                              f"(or 'hsanomaly[gpu]' for {spell('device', 'cuda')})") from None
+    if len(installed(RUNTIMES)) > 1:
+        from .io.checks import warn_once
+
+        warn_once("onnxruntime and onnxruntime-gpu are both installed: they install the same "
+                  "module and overwrite each other's files, so which one runs is not known; "
+                  "keep one: pip uninstall -y onnxruntime onnxruntime-gpu && pip install "
+                  "'hsanomaly[gpu]' (or 'hsanomaly[cpu]')")
     return onnxruntime
+
+
+def installed(distributions):
+    """Those of ``distributions`` (names as pip knows them) that are installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = []
+    for name in distributions:
+        try:
+            version(name)
+            found.append(name)
+        except PackageNotFoundError:
+            pass
+    return found
 
 
 def parse_device(device):

@@ -242,6 +242,27 @@ def test_cuda_sessions_compute_in_full_float32(monkeypatch):
     assert providers("cuda:2")[0] == ("CUDAExecutionProvider", {"use_tf32": "0", "device_id": "2"})
 
 
+def test_both_onnx_runtimes_installed_are_said_once(monkeypatch):
+    """``[cpu]`` and ``[gpu]`` both installed overwrite each other's files without a word from
+    the library (only the QGIS plugin said it: the packaging audit's F9)."""
+    import importlib.metadata
+    import warnings
+
+    from hsanomaly.errors import HsanomalyWarning
+    from hsanomaly.runtime import import_onnxruntime
+
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version",
+                        lambda name: "1.0" if name == "onnxruntime-gpu" else real(name))
+    with pytest.warns(HsanomalyWarning, match="onnxruntime and onnxruntime-gpu are both "
+                                              "installed.*pip uninstall -y onnxruntime"):
+        import_onnxruntime()
+    monkeypatch.setattr(importlib.metadata, "version", real)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        import_onnxruntime()                              # one runtime: nothing said
+
+
 @pytest.mark.parametrize("device", ["gpu", "cuda:", "cuda:x", "cpu:0", "CUDA", ""])
 def test_an_unknown_device_is_one_line_before_any_work(bundle, raster, tmp_path, device):
     from hsanomaly.cli import main
