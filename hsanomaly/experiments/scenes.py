@@ -131,22 +131,16 @@ def same_images(maps):
     unrelated cut as well as a true one."""
     from scipy.stats import spearmanr
 
+    from .selection import linked
+
+    def alike(a, b):
+        if maps[a].shape != maps[b].shape:
+            return False
+        both = np.isfinite(maps[a]) & np.isfinite(maps[b])
+        if both.sum() < 3 or np.ptp(maps[a][both]) == 0 or np.ptp(maps[b][both]) == 0:
+            return False                       # too few pixels, or a flat map: no image
+        return spearmanr(maps[a][both], maps[b][both])[0] > SAME_IMAGE
+
     names = list(maps)
-    image = {name: name for name in names}
-
-    def root(name):
-        while image[name] != name:
-            name = image[name]
-        return name
-
-    for i, a in enumerate(names):
-        for b in names[i + 1:]:
-            if maps[a].shape != maps[b].shape:
-                continue
-            both = np.isfinite(maps[a]) & np.isfinite(maps[b])
-            if both.sum() < 3 or np.ptp(maps[a][both]) == 0 or np.ptp(maps[b][both]) == 0:
-                continue                       # too few pixels, or a flat map: no image
-            if spearmanr(maps[a][both], maps[b][both])[0] > SAME_IMAGE:
-                first, second = sorted((root(a), root(b)), key=names.index)
-                image[second] = first
-    return {name: root(name) for name in names}
+    return linked(names, [(a, b) for i, a in enumerate(names) for b in names[i + 1:]
+                          if alike(a, b)])

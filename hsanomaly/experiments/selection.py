@@ -225,25 +225,31 @@ def held_out_units(scenes, datasets, images=None):
     one image together and the datasets sharing one merged (``images``: {scene: image}; a
     scene it lacks is an image of its own). A unit's name joins its members' by ``UNITED``."""
     images = images or {}
-    image_of = {s: images.get(s, s) for s in scenes}
-    by_image = _grouped(scenes, image_of)
-    group = {d: d for d in (datasets.get(s, "") for s in scenes)}   # merged datasets
-
-    def root(d):
-        while group[d] != d:
-            d = group[d]
-        return d
-
-    for members in by_image.values():
-        for scene in members[1:]:
-            group[root(datasets.get(scene, ""))] = root(datasets.get(members[0], ""))
-    by_dataset = _grouped(scenes, {s: root(datasets.get(s, "")) for s in scenes})
-    merged = {}
-    for d in group:
-        merged.setdefault(root(d), []).append(d)
+    by_image = _grouped(scenes, {s: images.get(s, s) for s in scenes})
+    names = list(dict.fromkeys(datasets.get(s, "") for s in scenes))
+    dataset_of = linked(names, [(datasets.get(members[0], ""), datasets.get(scene, ""))
+                                for members in by_image.values() for scene in members[1:]])
+    by_dataset = _grouped(scenes, {s: dataset_of[datasets.get(s, "")] for s in scenes})
+    merged = _grouped(names, dataset_of)
     return {"leave-one-scene-out": {UNITED.join(m): m for m in by_image.values()},
             "leave-one-dataset-out": {UNITED.join(sorted(merged[key])): m
                                       for key, m in by_dataset.items()}}
+
+
+def linked(names, pairs):
+    """{name: the first of ``names``, in their order, linked to it through ``pairs`` in turn}:
+    the parts of the graph ``pairs`` draws, each named by its first member."""
+    first = {name: name for name in names}
+
+    def root(name):
+        while first[name] != name:
+            name = first[name]
+        return name
+
+    for a, b in pairs:
+        head, tail = sorted((root(a), root(b)), key=names.index)
+        first[tail] = head
+    return {name: root(name) for name in names}
 
 
 def _grouped(scenes, key):
