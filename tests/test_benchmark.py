@@ -748,7 +748,8 @@ def test_a_selection_that_fails_after_scoring_keeps_the_runs(scene_dir, monkeypa
     real = bench.benchmark_scene
 
     def skip_beta(scene, *args, **kwargs):
-        return ([], "no target pixel") if "beta" in scene.name else real(scene, *args, **kwargs)
+        return ([], "no target pixel", None) if "beta" in scene.name else \
+            real(scene, *args, **kwargs)
 
     monkeypatch.setattr(bench, "benchmark_scene", skip_beta)
     with pytest.warns(HsanomalyWarning, match="no held-out selection: 'select': a held-out "

@@ -37,7 +37,7 @@ from ..runtime import training_unavailable
 from ..spelling import PYTHON, spell, spelled
 from .cache import ModelCache
 from .pool import cpu_seconds, map_scenes
-from .scenes import ambiguous, find_scenes, scenes_by_stem, select_scenes
+from .scenes import ambiguous, brightness, find_scenes, scenes_by_stem, select_scenes
 from .tables import summarise
 
 SEEDS = (0, 1, 2)             # training seeds of the seeded scores
@@ -248,8 +248,8 @@ def run_benchmark(data_dir, methods, seeds=SEEDS, *, scenes=None, iterations=Non
         root = Path(models_dir or Path(workdir) / "models")
         tasks = [(scene, methods, seeds, root, iterations) for scene in chosen]
         outcomes = map_scenes(benchmark_scene, tasks, jobs, log)
-    runs = [record for records, _ in outcomes for record in records]
-    skipped = [why for _, why in outcomes if why]
+    runs = [record for records, _, _ in outcomes for record in records]
+    skipped = [why for _, why, _ in outcomes if why]
     if not runs:
         raise HsanomalyError(f"{data_dir}: no scene with target pixels to benchmark")
     needs_model = any(scorer_class(parse_method(m)[0]).needs_model for m in methods)
@@ -260,12 +260,12 @@ def run_benchmark(data_dir, methods, seeds=SEEDS, *, scenes=None, iterations=Non
              "total_cpu_seconds": round(cpu_seconds() - cpu, 1)}
     selection = None
     if select:
-        from .scenes import brightness, same_images
+        from .scenes import same_images
         from .selection import select_held_out
 
         datasets = {s.name: s.dataset for s in chosen}
-        scored = {r["scene"] for r in runs}
-        images = same_images({s.name: brightness(s.load()) for s in chosen if s.name in scored})
+        images = same_images({scene.name: image for scene, (_, _, image) in zip(chosen, outcomes)
+                              if image is not None})
         try:
             selection = select_held_out(runs, list(select), datasets, ablation=ablation,
                                         images=images)
@@ -276,16 +276,17 @@ def run_benchmark(data_dir, methods, seeds=SEEDS, *, scenes=None, iterations=Non
 
 
 def benchmark_scene(scene, methods, seeds, models_root, iterations, log=None):
-    """(records of every method and seed on ``scene``, None), or ([], why it was skipped)."""
+    """(records of every method and seed on ``scene``, None, its ``brightness`` map, which
+    tells scenes of one image), or ([], why it was skipped, None)."""
     log = log or (lambda message: None)
     data = scene.load()
     if data.truth is None or not data.truth[data.evaluated].any():
         where = "" if data.truth is None or not data.truth.any() else " where the scene has data"
         log(f"{scene.name}: skipped, no target pixel in the ground truth{where}")
-        return [], f"{scene.name}: no target pixel in the ground truth{where}"
+        return [], f"{scene.name}: no target pixel in the ground truth{where}", None
     if data.truth[data.evaluated].all():      # no background to rank the targets against
         log(f"{scene.name}: skipped, no background pixel in the ground truth")
-        return [], f"{scene.name}: no background pixel in the ground truth"
+        return [], f"{scene.name}: no background pixel in the ground truth", None
     log(f"{scene.name}: {data.cube.shape[0]} bands, {data.cube.shape[1]} x {data.cube.shape[2]} "
         "pixels")
     models = ModelCache(models_root, iterations, log)
@@ -297,4 +298,4 @@ def benchmark_scene(scene, methods, seeds, models_root, iterations, log=None):
             f"AUC {record['auc']:.4f} logAUC {record['log_auc']:.4f} Pd {record['pd']:.3f} "
             f"{record['seconds']:.2f} s ({record['cpu_seconds']:.2f} s CPU) "
             f"{record['peak_mib']:.1f} MiB")
-    return records, None
+    return records, None, brightness(data)
