@@ -72,7 +72,7 @@ class HsanomalyAlgorithm(QgsProcessingAlgorithm):
         """Arguments a message may name that are another algorithm's fields -> their names."""
         return {}
 
-    def check_resumable(self, parameters, resume, output, context):
+    def refuse_temporary_resume(self, parameters, resume, output, context):
         """Refuse to resume into a temporary output: a new file on every run, it never holds
         an interrupted run's work."""
         value = parameters.get(output)
@@ -450,8 +450,7 @@ def saved_features(layer, context):
         error, message, *_ = QgsVectorFileWriter.writeAsVectorFormatV3(
             layer, path, context.transformContext(), options)
         if error != QgsVectorFileWriter.NoError:
-            raise QgsProcessingException(f"{layer.name()}: its features could not be saved for "
-                                         f"hsanomaly ({message})")
+            raise not_saved(layer, message)
     else:
         path = str(folder / f"{stem}.fgb")
         unreferenced_features(layer, path)
@@ -460,6 +459,12 @@ def saved_features(layer, context):
         while len(_SAVED) > SAVED_NAMES:
             _SAVED.pop(next(iter(_SAVED)))
     return path
+
+
+def not_saved(layer, why):
+    """The one line for a layer whose features could not be written for the library."""
+    return QgsProcessingException(f"{layer.name()}: its features could not be saved for "
+                                  f"hsanomaly ({why})")
 
 
 def unreferenced_features(layer, path):
@@ -488,8 +493,7 @@ def unreferenced_features(layer, path):
             pyogrio.write_dataframe(GeoDataFrame(geometry=shapes, crs=None), path,
                                     driver="FlatGeobuf", geometry_type="Unknown")
     except (DataSourceError, FeatureError, OSError) as err:
-        raise QgsProcessingException(f"{layer.name()}: its features could not be saved for "
-                                     f"hsanomaly ({err})") from None
+        raise not_saved(layer, err) from None
 
 
 # the temporary files of layers' features -> the layers' names, which messages name instead

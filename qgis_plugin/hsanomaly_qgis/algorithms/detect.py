@@ -159,7 +159,7 @@ class DetectAnomalies(HsanomalyAlgorithm):
         return self.parameterAsString(parameters, self.FAR, context).strip() or None
 
     def processAlgorithm(self, parameters, context, feedback):
-        self.check_resumable(parameters, self.RESUME, self.OUTPUT, context)
+        self.refuse_temporary_resume(parameters, self.RESUME, self.OUTPUT, context)
         source = raster_source(self, parameters, self.INPUT, context)
         crs_note = crs_set_in_qgis(self, parameters, self.INPUT, context)
         if crs_note:

@@ -74,7 +74,7 @@ class TrainModel(HsanomalyAlgorithm):
         return ("hsanomaly", "torch", "onnx", "onnxruntime")
 
     def processAlgorithm(self, parameters, context, feedback):
-        self.check_resumable(parameters, self.RESUME, self.OUTPUT, context)
+        self.refuse_temporary_resume(parameters, self.RESUME, self.OUTPUT, context)
         inputs = raster_sources(self, parameters, self.INPUTS, context)
         mask = None if is_empty(parameters, self.MASK) else \
             mask_source(self, parameters, self.MASK, context, feedback)
