@@ -60,11 +60,13 @@ def write_png(heatmap, png, max_size=MAX_SIZE, stage=None):
         crs = ds.crs
         georeferenced = not ds.transform.is_identity   # (a decimated identity is not one)
         gcps, gcp_crs = ds.gcps
-        if not georeferenced and ds.rpcs and not gcps:
+        carried_not = ("RPCs" if ds.rpcs else
+                       "geolocation arrays" if ds.tags(ns="GEOLOCATION") else None)
+        if not georeferenced and carried_not and not gcps:
             from .io.checks import warn
 
-            warn(f"{png}: the heatmap is placed on the map by RPCs, which a PNG cannot carry; "
-                 "the quick look is not georeferenced")
+            warn(f"{png}: the heatmap is placed on the map by {carried_not}, which a PNG cannot "
+                 "carry; the quick look is not georeferenced")
     scores = np.asarray(scores, dtype=np.float64)
     image = render(scores, *stretch_limits(scores), name)
     info = PngInfo()

@@ -140,7 +140,8 @@ def _placement(path, name):
         crs, transform, width = ds.crs, ds.transform, ds.width
         score = ds.tags().get(SCORE_TAG, "")
         placed_by = ("ground control points" if ds.gcps[0] else
-                     "rational polynomial coefficients (RPCs)" if ds.rpcs else None)
+                     "rational polynomial coefficients (RPCs)" if ds.rpcs else
+                     "geolocation arrays" if ds.tags(ns="GEOLOCATION") else None)
     if transform.is_identity and placed_by:
         warn(f"{name}: the raster is placed on the map by {placed_by}, which "
              "polygons do not follow: they are in pixel coordinates (gdalwarp the input to "

@@ -1,6 +1,9 @@
-"""Heatmaps describe themselves: tags, band descriptions, statistics, overviews, COG, GCPs."""
+"""Heatmaps describe themselves: tags, band descriptions, statistics, overviews, COG, GCPs,
+geolocation arrays."""
 
 import json
+import os
+import re
 import subprocess
 import sys
 
@@ -68,6 +71,26 @@ def test_model_scores_record_the_bundle_digest_and_band_meanings(tmp_path):
         assert ds.descriptions[0].startswith("G(z*) band 1 (input band")
 
 
+
+@pytest.mark.train
+def test_recon_bands_name_the_input_files_band_numbers_past_left_out_bands(tmp_path):
+    """An ENVI bad band list leaves bands 2 and 5 out: recon band 2 reconstructs file band 3."""
+    pytest.importorskip("torch")
+    cube, _ = synthetic_cube(bands=8, rows=24, cols=24, targets=((5, 5),))
+    (tmp_path / "s.img").write_bytes(cube.astype("<f4").tobytes())
+    (tmp_path / "s.hdr").write_text(
+        "ENVI\nsamples = 24\nlines = 24\nbands = 8\nheader offset = 0\n"
+        "file type = ENVI Standard\ndata type = 4\ninterleave = bsq\nbyte order = 0\n"
+        "bbl = {1, 0, 1, 1, 0, 1, 1, 1}\n")
+    bundle = hsanomaly.train(tmp_path / "s.img", tmp_path / "model", iterations=3)
+    hsanomaly.detect(tmp_path / "s.img", tmp_path / "heat.tif", score="recon", model=bundle.path,
+                     extras={"recon": tmp_path / "recon.tif"})
+    with rasterio.open(tmp_path / "recon.tif") as ds:
+        named = [re.search(r"\(input bands? ([0-9-]+)\)", text).group(1)
+                 for text in ds.descriptions]
+    assert named == ["1", "3", "4", "6", "7", "8"]
+
+
 def is_cog(path):
     """True when GDAL reads ``path`` as a Cloud-Optimized GeoTIFF with overviews."""
     with rasterio.open(path) as ds:
@@ -110,6 +133,47 @@ def test_gcps_of_the_input_are_kept(tmp_path):
         assert len(kept) == 3 and crs == "EPSG:4326"
     # the polygons cannot follow GCPs: said, not left for the user to find on the map
     assert "ground control points" in result.stderr and "pixel coordinates" in result.stderr
+
+
+
+def test_geolocation_arrays_of_a_swath_are_kept(tmp_path, monkeypatch):
+    """A swath placed by 2-D longitudes and latitudes (GDAL's GEOLOCATION metadata, as netCDF
+    and HDF5 products carry them) gave a heatmap placed nowhere, and polygons in pixel
+    coordinates without a word."""
+    monkeypatch.chdir(tmp_path)
+    cube, _ = synthetic_cube(bands=3, rows=20, cols=30)
+    rows, cols = np.mgrid[0:20, 0:30].astype(np.float32)
+    for name, values in (("lon.tif", 10 + 2e-4 * cols + 3e-5 * rows),
+                         ("lat.tif", 60 - 1e-4 * rows + 2e-5 * cols)):
+        with rasterio.open(name, "w", driver="GTiff", dtype="float32", count=1, height=20,
+                           width=30) as ds:
+            ds.write(values, 1)
+    placed = dict(X_DATASET="lon.tif", X_BAND="1", Y_DATASET="lat.tif", Y_BAND="1",
+                  PIXEL_OFFSET="0", PIXEL_STEP="1", LINE_OFFSET="0", LINE_STEP="1",
+                  SRS="EPSG:4326", GEOREFERENCING_CONVENTION="PIXEL_CENTER")
+    with rasterio.open("swath.tif", "w", driver="GTiff", dtype="float32", count=3, height=20,
+                       width=30) as ds:
+        ds.write(cube)
+        ds.update_tags(ns="GEOLOCATION", **placed)
+    (tmp_path / "out").mkdir()
+    result = cli("detect", "swath.tif", "out/heat.tif", "--score", "rx", "--polygons",
+                 "out/t.gpkg", "--far", "0.01", "--png", "out/heat.png", "-q")
+    assert result.returncode == 0, result.stderr
+    with rasterio.open("out/heat.tif") as ds:
+        kept = ds.tags(ns="GEOLOCATION")
+    # the arrays are named so that they are found from the heatmap's folder too
+    folder = os.path.realpath(tmp_path)
+    assert kept == {**placed, "X_DATASET": os.path.join(folder, "lon.tif"),
+                    "Y_DATASET": os.path.join(folder, "lat.tif")}
+    # polygons and the quick look cannot follow them: said
+    assert "placed on the map by geolocation arrays, which polygons do not follow" in \
+        result.stderr
+    assert "heat.png: the heatmap is placed on the map by geolocation arrays, which a PNG " \
+        "cannot carry" in result.stderr
+    # nor can GDAL's COG driver: said before the work
+    result = cli("detect", "swath.tif", "out/cog.tif", "--score", "rx", "--cog", "-q")
+    assert result.returncode == 0, result.stderr
+    assert "COG driver does not keep the input's geolocation arrays" in result.stderr
 
 
 def test_overview_levels_stop_below_one_block():

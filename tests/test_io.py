@@ -1279,6 +1279,31 @@ def test_a_raw_data_file_shorter_than_its_header_is_refused(tmp_path, offset):
         RasterSource(envi)
 
 
+
+def test_a_gzip_compressed_envi_file_is_read_and_one_cut_short_refused(tmp_path):
+    """ENVI's "file compression = 1": the size on disk is no measure (it was refused as
+    truncated), while a cut stream is read as zeros by GDAL as a short raw file is."""
+    import gzip
+
+    from hsanomaly.io.source import RasterSource
+
+    cube = np.random.default_rng(0).integers(900, 1100, (6, 40, 50)).astype("<i2")
+    envi = tmp_path / "scene.img"
+    envi.with_suffix(".hdr").write_text(
+        "ENVI\nsamples = 50\nlines = 40\nbands = 6\nheader offset = 0\n"
+        "file type = ENVI Standard\ndata type = 2\ninterleave = bsq\nbyte order = 0\n"
+        "file compression = 1\n")
+    packed = gzip.compress(cube.tobytes())
+    envi.write_bytes(packed)
+    source = RasterSource(envi)
+    assert np.array_equal(source.read(source.windows(64)[0])[0], cube)
+    source.close()
+    envi.write_bytes(packed[:len(packed) // 2])
+    with pytest.raises(HsanomalyError, match="scene.img: truncated or damaged: uncompressed, it "
+                                             "holds less than the 24,000 bytes its header"):
+        RasterSource(envi)
+
+
 def test_gdal_imagery_domain_wavelengths_are_read(tmp_path):
     """GDAL 3.10's standard band metadata (IMAGERY domain, micrometres) was ignored, so a
     band-reversed raster that stated its centres only there was scored without a check."""

@@ -18,6 +18,7 @@ from typing import Optional
 from ..defaults import TILE
 from ..errors import HsanomalyError, caller_callback, ignoring
 from ..io.atomic import check_writable, native_quiet, stage_raster, staged_into
+from ..io.checks import warn
 from ..io.fingerprint import input_fingerprint
 from ..io.gdal import gdal_env, open_raster
 from ..io.heatmap import (add_overviews_and_statistics, band_descriptions, describe_bands,
@@ -227,6 +228,10 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
     store, handed = None, False
     try:
         outputs = plan_outputs(source, scorer, dst, extras, tile)
+        if cog and source.profile.get("geolocation"):
+            warn(f"{dst}: GDAL's COG driver does not keep the input's geolocation arrays, so "
+                 f"the heatmap will not be placed on the map; leave out {spell('cog', True)} to "
+                 "keep them")
         check_space(store_path(dst), outputs, source, resume)
         check_unlocked(store_path(dst), dst)
         job = manifest(src, source, scorer, outputs, tile, given_model, fingerprint=fingerprint)
@@ -259,7 +264,7 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
             store.remove()          # a rerun would score the same: nothing to resume
             raise
         tags = {**heatmap_tags(scorer, source, job["input"]), RUN_TAG: store.fingerprint}
-        descriptions = {name: band_descriptions(scorer, name, bands)
+        descriptions = {name: band_descriptions(scorer, name, bands, source.bands)
                         for name, (_, bands) in outputs.items()}
         with staged_into(stage) as stage, stage_log("assembling " + str(dst)):
             assemble(store, source, windows, outputs, descriptions, tags, stage, cog)

@@ -2,9 +2,11 @@
 reading them with one-line errors, the files on disk they read, and what their headers say
 (bad bands, band wavelengths, a raw data file's size)."""
 
+import gzip
 import numbers
 import os
 import re
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +90,17 @@ def spelled_absolute(name):
     a, b = max(stretches, key=lambda span: span[1] - span[0])
     head, path = text[:a], _in_real_folder(text[a:b]).lstrip("/")    # POSIX keeps "//"
     return (head.rstrip("/") if head.startswith("/vsi") else head) + "/" + path + text[b:]
+
+
+def geolocation(ds):
+    """A swath's geolocation arrays (GDAL's GEOLOCATION metadata: 2-D longitudes and latitudes,
+    as netCDF and HDF5 products carry them), their datasets named by absolute paths so an
+    output elsewhere still finds them; None where there are none."""
+    tags = ds.tags(ns="GEOLOCATION")
+    if not tags.get("X_DATASET") or not tags.get("Y_DATASET"):
+        return None
+    return {**tags, "X_DATASET": spelled_absolute(tags["X_DATASET"]),
+            "Y_DATASET": spelled_absolute(tags["Y_DATASET"])}
 
 
 def _in_real_folder(path):
@@ -209,14 +222,38 @@ def check_raw_size(ds, name):
     pixels as zeros and the run would score them, silently."""
     if ds.driver not in RAW_DRIVERS or not ds.files or is_gdal_name(ds.files[0]):
         return
-    offset = ds.tags(ns="ENVI").get("header_offset", "0")
+    envi = ds.tags(ns="ENVI")
+    offset = envi.get("header_offset", "0")
     needed = (int(offset) if offset.isdigit() else 0) + ds.width * ds.height * sum(
         np.dtype(dtype).itemsize for dtype in ds.dtypes)
+    pixels = (f"({ds.count} bands of {ds.width}x{ds.height} {ds.dtypes[0]} pixels); "
+              "a copy cut short?")
+    if envi.get("file_compression", "0").strip() == "1":
+        if not _gzip_holds(ds.files[0], needed):
+            raise HsanomalyError(f"{ds.files[0]}: truncated or damaged: uncompressed, it holds "
+                                 f"less than the {needed:,} bytes its header describes {pixels}")
+        return
     held = os.path.getsize(ds.files[0])
     if held < needed:
         raise HsanomalyError(f"{ds.files[0]}: truncated: holds {held:,} bytes, but its header "
-                             f"describes {needed:,} ({ds.count} bands of {ds.width}x{ds.height} "
-                             f"{ds.dtypes[0]} pixels); a copy cut short?")
+                             f"describes {needed:,} {pixels}")
+
+
+def _gzip_holds(path, needed):
+    """Whether a gzip-compressed ENVI data file (``file compression = 1``) holds ``needed``
+    bytes once uncompressed: GDAL reads a cut stream's missing pixels as zeros too, and the
+    size on disk says nothing of the size uncompressed. Read through once, up to ``needed``."""
+    held = 0
+    with open(path, "rb") as raw, gzip.GzipFile(fileobj=raw) as stream:
+        try:
+            while held < needed:
+                chunk = stream.read(min(1 << 22, needed - held))
+                if not chunk:
+                    return False
+                held += len(chunk)
+        except (EOFError, OSError, zlib.error):     # cut short, or not gzip where it should be
+            return False
+    return True
 
 
 def band_wavelengths(ds, bands=None):

@@ -74,8 +74,8 @@ def score_description(scorer):
 
 
 def describe_bands(dataset, source, names):
-    """Band descriptions ``names`` (one per band) and the input's GCPs or RPCs on an open
-    output ``dataset``, so georeferencing without a transform is not lost."""
+    """Band descriptions ``names`` (one per band) and the input's GCPs, RPCs or geolocation
+    arrays on an open output ``dataset``, so georeferencing without a transform is not lost."""
     for band, text in enumerate(names, start=1):
         dataset.set_band_description(band, text)
     gcps, rpcs = source.profile.get("gcps"), source.profile.get("rpcs")
@@ -83,13 +83,16 @@ def describe_bands(dataset, source, names):
         dataset.gcps = gcps
     if rpcs:
         dataset.rpcs = rpcs
+    if source.profile.get("geolocation"):
+        dataset.update_tags(ns="GEOLOCATION", **source.profile["geolocation"])
 
 
-def band_descriptions(scorer, output, bands):
-    """What each band of output ``output`` ("score" or an extra's name) holds."""
+def band_descriptions(scorer, output, bands, input_bands):
+    """What each band of output ``output`` ("score" or an extra's name) holds;
+    ``input_bands``: the input file's numbers of the bands read."""
     if output == "score":
         return [score_description(scorer)]
-    names = scorer.band_names.get(output)
+    names = scorer.extra_descriptions(input_bands).get(output)
     return list(names) if names else [f"{output} {b + 1}" for b in range(bands)]
 
 

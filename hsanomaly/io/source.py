@@ -22,8 +22,8 @@ from ..errors import HsanomalyError
 from .bandaxis import MIN_LINE, warn_if_bands_elsewhere
 from .checks import warn_once
 from .digest import file_sha256
-from .gdal import (band_wavelengths, bad_bands, check_raw_size, gdal_env, is_gdal_name, open_raster,
-                   read_checked, read_masked, require_file)
+from .gdal import (band_wavelengths, bad_bands, check_raw_size, gdal_env, geolocation, is_gdal_name,
+                   open_raster, read_checked, read_masked, require_file)
 from .values import (EXTREME, FLOAT32_MAX, check_float32_range, coarsest_in_float32, commonest,
                      declare_nodata, extreme_values, mask_values, warn_coarse, wider_than_float32)
 
@@ -400,7 +400,8 @@ class RasterSource(_Source):
         self.profile = {"crs": ds.crs if georeferenced or not gcps else None,
                         "transform": ds.transform if georeferenced else None,
                         "width": ds.width, "height": ds.height,
-                        "gcps": (gcps, gcp_crs) if gcps else None, "rpcs": ds.rpcs}
+                        "gcps": (gcps, gcp_crs) if gcps else None, "rpcs": ds.rpcs,
+                        "geolocation": None if georeferenced else geolocation(ds)}
         self.wavelengths = band_wavelengths(ds, self.bands)
         self.band_names = [ds.descriptions[b - 1] or f"band {b}" for b in self.bands]
         self.dtype = ds.dtypes[self.bands[0] - 1]

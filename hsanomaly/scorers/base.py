@@ -27,10 +27,14 @@ class Scorer:
     model_training: dict = {}       # training options of the model trained for this score when
                                     # none is given (``hsanomaly.training.train`` keywords)
     window_from_model = False  # the footprint is the model's window: unknown until it exists
-    band_names: dict = {}      # an extra output's band descriptions: name -> one per band
     purge = 0.0                # the share of a first pass's top pixels left out of the rings
     shares_halo = False   # ``score_block`` takes a third argument, the block's ``halo.Place``,
                           # and keeps per-pixel results its neighbouring blocks share
+
+    def extra_descriptions(self, input_bands):
+        """An extra output's band descriptions, name -> one per band, given the input file's
+        numbers of the bands read (bad and alpha bands left out): none by default."""
+        return {}
 
     def __setstate__(self, state):
         """A scorer pickled under an option's former name (``renamed_options``) takes the name

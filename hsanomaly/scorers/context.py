@@ -90,9 +90,8 @@ class ResidualScorer(Purged, Scorer):
         rings = self.local if self.local is not None else self.residual_local
         return 0 if rings is None else rings.halo
 
-    @property
-    def band_names(self):
-        return self.gan.band_names
+    def extra_descriptions(self, input_bands):
+        return self.gan.extra_descriptions(input_bands)
 
     def settings(self):
         params = {**self.gan.settings(), "name": self.name, "sample": self.sample,

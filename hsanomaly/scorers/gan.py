@@ -105,11 +105,10 @@ class GanScorer(Scorer):
         bands = {"recon": self.bundle.bands, "latent": self.bundle.latent_dim, "convergence": 1}
         return {name: bands[name] for name in self.extra_outputs}
 
-    @property
-    def band_names(self):
+    def extra_descriptions(self, input_bands):
         pre = self.bundle.preprocessor
         spans = (["a whitened principal component of the binned bands"] * pre.n_features_out_
-                 if pre.whiten else _input_bands(pre))
+                 if pre.whiten else _input_bands(pre, input_bands))
         return {
             "recon": [f"G(z*) band {i + 1} ({span}), preprocessed units"
                       for i, span in enumerate(spans)],
@@ -257,9 +256,11 @@ def _windows(pre, inner, window):
     return cut
 
 
-def _input_bands(preprocessor):
-    """For each preprocessed band, the 1-based input bands averaged into it, as text."""
-    kept = np.flatnonzero(preprocessor.keep_) + 1
+def _input_bands(preprocessor, input_bands):
+    """For each preprocessed band, the input file's bands averaged into it, as text.
+    ``input_bands``: the file's numbers of the bands read, so a band after a bad one left out
+    is named by its number in the file, not by its place among the bands read."""
+    kept = np.asarray(input_bands)[np.flatnonzero(preprocessor.keep_)]
     edges = preprocessor.bin_edges_
     spans = []
     for a, b in zip(edges[:-1], edges[1:]):
