@@ -15,6 +15,7 @@ from .api import detect
 from .errors import HsanomalyError, NoWorkers, describe, raised_by_callback
 from .hints import Inputs, ModelArg, PathArg, Progress, Scheduler
 from .io.checks import one_job, warn
+from .io.gdal import dataset_stem
 from .logs import progress_bar
 from .quickmodel import quick_model_path
 from .scorers import chosen, scorer_class, scorer_for
@@ -36,8 +37,9 @@ class BatchItem:
 
 
 def batch_output(src: PathArg, out_dir: PathArg, score: str) -> Path:
-    """Where ``detect_many`` writes the heatmap of ``src``: ``out_dir/<stem>_<score>.tif``."""
-    return Path(out_dir) / f"{Path(str(src)).stem}_{score}.tif"
+    """Where ``detect_many`` writes the heatmap of ``src``: ``out_dir/<stem>_<score>.tif`` (a
+    subdataset's stem names its variable too: ``gdal.dataset_stem``)."""
+    return Path(out_dir) / f"{dataset_stem(src)}_{score}.tif"
 
 
 @one_job()

@@ -176,6 +176,30 @@ def test_geolocation_arrays_of_a_swath_are_kept(tmp_path, monkeypatch):
     assert "COG driver does not keep the input's geolocation arrays" in result.stderr
 
 
+
+def test_a_subdatasets_heatmap_records_its_file_and_variable(tmp_path):
+    """HSANOMALY_INPUT of HDF5:"scene.h5"://reflectance was 'reflectance', of a netCDF
+    variable 'scene.nc":reflectance'; results recorded so are still taken as this input's."""
+    import h5py
+
+    cube, _ = synthetic_cube(bands=4, rows=20, cols=30)
+    with h5py.File(tmp_path / "scene.h5", "w") as f:
+        f["reflectance"] = cube
+    name, out = f'HDF5:"{tmp_path / "scene.h5"}"://reflectance', tmp_path / "heat.tif"
+    hsanomaly.detect(name, out, score="rx")
+    with rasterio.open(out) as ds:
+        assert ds.tags()["HSANOMALY_INPUT"] == "scene.h5:reflectance"
+    with rasterio.open(out, "r+") as ds:
+        ds.update_tags(HSANOMALY_INPUT="reflectance")     # as written before
+    hsanomaly.detect(name, out, score="rx")               # its own result: replaced
+    with rasterio.open(out) as ds:
+        assert ds.tags()["HSANOMALY_INPUT"] == "scene.h5:reflectance"
+    with rasterio.open(out, "r+") as ds:
+        ds.update_tags(HSANOMALY_INPUT="other.h5:reflectance")
+    with pytest.raises(hsanomaly.HsanomalyError, match="other.h5:reflectance"):
+        hsanomaly.detect(name, out, score="rx")
+
+
 def test_overview_levels_stop_below_one_block():
     assert overview_factors(100, 100) == [] and overview_factors(600, 520) == [2, 4]
     assert overview_factors(4096, 3000) == [2, 4, 8, 16]

@@ -110,6 +110,45 @@ def _in_real_folder(path):
     return os.path.join(os.path.realpath(folder), name)
 
 
+def subdataset(name):
+    """(file, variable) of a driver's subdataset name (NETCDF:"f.nc":radiance is f.nc and
+    radiance, HDF5:"f.h5"://a/b f.h5 and a/b); None for any other name."""
+    text = str(name)
+    stretches = _file_stretches(text) if is_gdal_name(text) else []
+    if stretches:
+        a, b = max(stretches, key=lambda span: span[1] - span[0])
+        inside = text[b:].lstrip('":/')
+        if text[b:b + 1] in ('"', ":") and inside:
+            return text[a:b], inside
+    return None
+
+
+def dataset_stem(name):
+    """A file name's stem for dataset ``name``: its file's, and a subdataset's variable after it
+    (NETCDF:"f.nc":radiance is f_radiance, HDF5:"f.h5"://a/b f_a_b), so that two variables
+    of one file are two names."""
+    parts = subdataset(name)
+    if parts is None:
+        return Path(str(name)).stem
+    file, inside = parts
+    return f"{Path(file).stem}_{re.sub(r'[^A-Za-z0-9_.-]+', '_', inside).strip('_.')}"
+
+
+def side_files(path):
+    """The files besides ``path`` that GDAL reads as part of raster ``path``: an ENVI header, a
+    ``.msk``, an ``.aux.xml``, an ``.ovr``, a world file; none where it does not open. A VRT's
+    sources are rasters of their own, not its parts."""
+    if str(path).lower().endswith(".mat") or not os.path.isfile(path):
+        return []
+    try:
+        with open_raster(path) as ds:
+            if ds.driver == "VRT":
+                return []
+            return [file for file in ds.files if os.path.realpath(file) != os.path.realpath(path)]
+    except HsanomalyError:
+        return []
+
+
 def dataset_files(path, _seen=None):
     """The files on disk that raster ``path`` reads: itself, or those a VRT, a subdataset name
     (GTIFF_DIR:1:f.tif) or an archive path points at (GDAL's file list, with the files its

@@ -86,7 +86,17 @@ INPUT_FINGERPRINT_TAG = TAG_PREFIX + "INPUT_FINGERPRINT"   # what it held: a dig
 
 def input_name(src):
     """The file name an input is recorded by: the same however it is spelled (GTIFF_DIR:1:
-    scene.tif and GTIFF_DIR:1:/data/scene.tif are both scene.tif)."""
+    scene.tif and GTIFF_DIR:1:/data/scene.tif are both scene.tif), a subdataset's variable
+    after it (NETCDF:"scene.nc":radiance is scene.nc:radiance)."""
+    from .gdal import spelled_absolute, subdataset
+
+    parts = subdataset(spelled_absolute(src))
+    return Path(spelled_absolute(src)).name if parts is None else \
+        f"{Path(parts[0]).name}:{parts[1]}"
+
+
+def _former_name(src):
+    """The name results written before subdatasets had their own recorded them by."""
     from .gdal import spelled_absolute
 
     return Path(spelled_absolute(src)).name
@@ -132,7 +142,7 @@ def other_input(recorded, src):
     if not isinstance(recorded, dict) or "name" not in recorded:
         return None
     name = recorded["name"]
-    if name != input_name(src):
+    if name not in (input_name(src), _former_name(src)):
         return name
     if recorded.get("place") in (None, input_place(src)):
         return None

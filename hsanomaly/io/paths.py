@@ -271,11 +271,13 @@ def refuse_foreign_side_files(rasters, is_own):
 
 
 def expand_pattern(src):
-    """A wildcard pattern (``inputs/*.tif``) as the files it matches, sorted, where no file has
-    that very name: a shell expands it, but not Windows' cmd or PowerShell, nor a quoted one."""
+    """A wildcard pattern (``inputs/*.tif``) as the rasters it matches, sorted, where no file
+    has that very name: a shell expands it, but not Windows' cmd or PowerShell, nor a quoted
+    one. A match that GDAL reads as part of another match (an ENVI header, a ``.msk``, an
+    ``.aux.xml``: ``gdal.side_files``) is that raster's, not one of its own."""
     import glob
 
-    from .gdal import is_gdal_name
+    from .gdal import is_gdal_name, side_files
 
     if not (isinstance(src, str) and any(c in src for c in "*?[")) or os.path.lexists(src) \
             or is_gdal_name(src):       # a URL's query (?sig=...), a /vsi or driver name
@@ -283,7 +285,8 @@ def expand_pattern(src):
     found = sorted(glob.glob(src))
     if not found and "*" in src:
         raise HsanomalyError(f"{src}: no file matches this pattern")
-    return found or [src]               # a name with ? or [ alone: "not found" says it
+    parts = {os.path.realpath(side) for match in found for side in side_files(match)}
+    return [match for match in found if os.path.realpath(match) not in parts] or [src]
 
 
 def holds_numbers(inputs):

@@ -107,6 +107,50 @@ def test_a_pattern_is_expanded_where_no_shell_did(tmp_path, batch):
     assert result.stderr.strip() == f"Error: {tmp_path / 'x*.tif'}: no file matches this pattern"
 
 
+
+def test_a_pattern_leaves_out_the_files_gdal_reads_as_part_of_a_match(tmp_path):
+    """"scenes/*" over ENVI scenes matched their headers too, and the batch was refused (a.img's
+    output "would overwrite that of a.hdr"); a GeoTIFF's external .msk was scored as a scene."""
+    import numpy as np
+    import rasterio
+
+    folder = tmp_path / "scenes"
+    folder.mkdir()
+    for name, seed in (("a", 0), ("b", 1)):
+        cube = np.asarray(rasterio.open(make_scene(tmp_path / f"{name}.tif", seed=seed)).read())
+        with rasterio.open(folder / name, "w", driver="ENVI", dtype="float32", count=len(cube),
+                           height=cube.shape[1], width=cube.shape[2]) as ds:
+            ds.write(cube)                       # a data file without a suffix, as AVIRIS's
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=False), rasterio.open(
+            make_scene(folder / "c.tif", seed=2), "r+") as ds:
+        hole = np.full((ds.height, ds.width), 255, np.uint8)
+        hole[:4, :4] = 0
+        ds.write_mask(hole)
+    assert sorted(p.name for p in folder.iterdir()) == ["a", "a.hdr", "b", "b.hdr", "c.tif",
+                                                        "c.tif.msk"]
+    out = tmp_path / "out"
+    result = assert_ok(run_cli("detect-many", str(folder / "*"), "--out-dir", out, *RX))
+    assert "3 scored, 0 skipped, 0 failed" in result.stdout
+    assert sorted(p.name for p in out.glob("*.tif")) == ["a_rx.tif", "b_rx.tif", "c_rx.tif"]
+
+
+def test_two_variables_of_one_file_have_two_heatmaps(tmp_path):
+    """NETCDF:"two.nc":radiance and NETCDF:"two.nc":reflectance were both two_rx.tif, and the
+    batch was refused as overwriting one with the other."""
+    from hsanomaly.batch import batch_output
+
+    (tmp_path / "two.nc").touch()
+    (tmp_path / "f.h5").touch()
+    out = tmp_path / "out"
+    assert [batch_output(f'NETCDF:"{tmp_path / "two.nc"}":{variable}', out, "rx").name
+            for variable in ("radiance", "reflectance")] == ["two_radiance_rx.tif",
+                                                           "two_reflectance_rx.tif"]
+    assert batch_output(f'HDF5:"{tmp_path / "f.h5"}"://cube/reflectance', out, "rx").name == \
+        "f_cube_reflectance_rx.tif"
+    assert batch_output(f"GTIFF_DIR:2:{tmp_path / 'f.h5'}", out, "rx").name == "f_rx.tif"
+    assert batch_output(tmp_path / "scene.tif", out, "rx") == out / "scene_rx.tif"
+
+
 def test_train_takes_patterns_through_the_front_door(tmp_path):
     """The train command called the training module past hsanomaly.train, the front door
     that reads its inputs (patterns included) as detect-many's are read."""
