@@ -37,18 +37,21 @@ _WHERE = {"detect": ".api", "evaluate": ".api", "find_targets": ".api", "train":
           "DetectResult": ".engine", "NotFittedError": ".errors", "SCORES": ".scorers"}
 
 
-def __getattr__(name):
-    if name in _WHERE:
-        return getattr(importlib.import_module(_WHERE[name], __name__), name)   # its owner's own
-    if not name.isidentifier():
+if not TYPE_CHECKING:    # a checker sees the names above, and no catch-all that takes typos
+    def __getattr__(name):
+        """A front-door name, or a module of the package, imported on first use."""
+        if name in _WHERE:
+            return getattr(importlib.import_module(_WHERE[name], __name__), name)   # its owner's
+        if not name.isidentifier():
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        try:            # a module of the package (hsanomaly.model, .scorers, .defaults, ...)
+            return importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as err:
+            if err.name != f"{__name__}.{name}":     # one it imports is missing: say that
+                raise
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    try:            # a module of the package (hsanomaly.model, .scorers, .defaults, ...)
-        return importlib.import_module(f".{name}", __name__)
-    except ModuleNotFoundError as err:
-        if err.name != f"{__name__}.{name}":     # one it imports is missing: say that
-            raise
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__():
+    """The module's names with those loaded on first use."""
     return sorted({*globals(), *__all__})

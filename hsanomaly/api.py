@@ -21,8 +21,8 @@ from .quickmodel import prepare_quick_model, quick_model_path
 from .scorers import check_measured, chosen, make_scorer, scorer_for
 from .spelling import spell
 from .training import LIBRARY_ONLY, train as train_bundle
-from .validate import (batch_inputs, check_raster_path, check_request, detect_paths, evaluate_paths,
-                       model_path)
+from .validate import (batch_inputs, check_path_kind, check_raster_path, check_request,
+                       detect_paths, evaluate_paths, model_path)
 
 if TYPE_CHECKING:          # the engine and the bundle load on first use
     from geopandas import GeoDataFrame
@@ -37,6 +37,7 @@ def train(inputs: Inputs, out: PathArg, **options: Any) -> "Bundle":
     ``hsanomaly.training.train``'s options (another is refused). Needs torch (``[train]``).
     Returns the Bundle Detector/detect take."""
     check_keywords("train", train_bundle, options, LIBRARY_ONLY)
+    check_path_kind(out, spell("out"))
     return train_bundle(batch_inputs(inputs, use="training reads rasters from files: write it "
                                                   "to a GeoTIFF first"),
                         out, **plain_values(options))
@@ -52,7 +53,7 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
            far: Optional[FalseAlarmRate] = None, png: Optional[PathArg] = None,
            mask: Optional[PathArg] = None, tile: SupportsIndex = defaults.TILE,
            resume: bool = False, cog: bool = False, overwrite: bool = False,
-           workers: Optional[int] = None,
+           workers: Optional[SupportsIndex] = None,
            scheduler: Optional[Scheduler] = None, progress: bool = False,
            callback: Optional[Progress] = None, **options: Any) -> "DetectResult":
     """Score raster ``src`` into the heatmap GeoTIFF ``dst``; optionally a PNG and polygons.
@@ -67,9 +68,9 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
     left out of fitting, training and scoring, nodata in the heatmap. workers/scheduler:
     score the tiles on a Dask cluster (a local one of N processes, or an address or Client).
     callback(fraction, message) -> True cancels (a quick model's training is the first half of
-    the fraction, the scoring the second); a cancel leaves nothing of this run behind (an
-    interrupt, KeyboardInterrupt, keeps its finished tiles for ``resume``, as do the tiles of
-    a run it resumed). Every option and path is checked before any work; the heatmap,
+    the fraction, the scoring the second); a cancel raises ``HsanomalyError("<dst>:
+    cancelled...")`` and leaves nothing of this run behind (an interrupt, KeyboardInterrupt,
+    keeps its finished tiles for ``resume``, as do the tiles of a run it resumed). Every option and path is checked before any work; the heatmap,
     extras, PNG and polygons are replaced together, only once all are written and checked.
     An existing output file hsanomaly did not write is refused unless ``overwrite``.
     Returns a ``hsanomaly.DetectResult`` (its ``seconds``: the whole call's).

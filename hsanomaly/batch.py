@@ -20,7 +20,7 @@ from .logs import progress_bar
 from .quickmodel import quick_model_path
 from .scorers import chosen, scorer_class, scorer_for
 from .spelling import counted, spell
-from .validate import batch_inputs, batch_paths, check_request, model_path
+from .validate import batch_inputs, batch_paths, check_path_kind, check_request, model_path
 
 if TYPE_CHECKING:          # the engine loads on first use: ``import hsanomaly`` stays light
     from .engine.run import DetectResult
@@ -46,7 +46,7 @@ def batch_output(src: PathArg, out_dir: PathArg, score: str) -> Path:
 def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None,
                 model: Optional[ModelArg] = None, mask: Optional[PathArg] = None,
                 tile: SupportsIndex = defaults.TILE,
-                overwrite: bool = False, workers: Optional[int] = None,
+                overwrite: bool = False, workers: Optional[SupportsIndex] = None,
                 scheduler: Optional[Scheduler] = None, progress: bool = False,
                 callback: Optional[Progress] = None, **options: Any) -> List[BatchItem]:
     """Score every raster of ``inputs`` (a path, a wildcard pattern or a list of them) into
@@ -73,6 +73,7 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
     cls = check_request(score, model, options, None, tile, workers, scheduler, callback,
                         mask=mask, overwrite=overwrite, progress=progress,
                         batch=(detect, detect_many), door=detect_many)
+    check_path_kind(out_dir, spell("out_dir"))
     out_dir = Path(out_dir)
     sources = _without_own_outputs(batch_inputs(inputs))
     targets = [(src, batch_output(src, out_dir, score)) for src in sources]

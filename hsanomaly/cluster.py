@@ -9,7 +9,7 @@ import sys
 
 from .errors import HsanomalyError, describe
 from .options import check_whole
-from .spelling import spell
+from .spelling import kind_of, spell
 
 
 # Seconds to wait for a scheduler to answer before giving up with one line.
@@ -48,8 +48,8 @@ def check_execution(workers, scheduler):
         check_address(scheduler)
     elif scheduler is not None and not _is_client(scheduler):
         raise HsanomalyError(f"{spell('scheduler')}: expected a Dask scheduler's address (text, "
-                             "such as tcp://host:8786) or a distributed.Client, got a "
-                             f"{type(scheduler).__name__}")
+                             "such as tcp://host:8786) or a distributed.Client, got "
+                             f"{kind_of(scheduler)}")
 
 
 def _is_client(value):

@@ -9,7 +9,7 @@ the dataset's mask) and the model's preprocessing are handled inside.
 """
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Optional, SupportsIndex, overload
+from typing import TYPE_CHECKING, Any, Dict, Optional, SupportsIndex, Union, overload
 
 import numpy as np
 
@@ -20,7 +20,8 @@ from .hints import Cube, ModelArg
 from .io.checks import one_job
 from .io.inputs import as_source
 from .latent import current_solver
-from .options import check_door_keywords, check_near_misses, plain_values, renamed_keywords
+from .options import (check_door_keywords, check_flags, check_near_misses, plain_values,
+                      renamed_keywords)
 from .quickmodel import temporary_model_folder
 from .scorers import (check_scorer, chosen, current_options, make_scorer, scorer_class,
                       scorer_for)
@@ -169,7 +170,7 @@ class Detector:
     def score(self, X: "DataArray") -> "DataArray": ...  # type: ignore[overload-overlap]
     @overload
     def score(self, X: Cube) -> np.ndarray: ...
-    def score(self, X):
+    def score(self, X: Cube) -> Union[np.ndarray, "DataArray"]:
         """Anomaly scores of X, float32 (rows, cols), NaN where X is invalid; high = anomalous.
         X may be another cube of the same bands than the one fitted on: what ``fit`` learned
         (the scene's mean and covariance, principal axes, mixture, purge threshold, a model)
@@ -184,6 +185,7 @@ class Detector:
         """{"score": (rows, cols)} plus, ``with_extras``, the score's extra outputs (e.g. "recon"
         (bands, rows, cols)) when it has any, but for those its configuration cannot measure
         ("convergence" of a search that takes no step)."""
+        check_flags(with_extras=with_extras)
         if not hasattr(self, "scorer_"):
             raise errors.NotFittedError(f"{self!r} is not fitted yet: call fit(X) first")
         from .engine import score_array
@@ -207,7 +209,7 @@ class Detector:
     def fit_score(self, X: "DataArray") -> "DataArray": ...  # type: ignore[overload-overlap]
     @overload
     def fit_score(self, X: Cube) -> np.ndarray: ...
-    def fit_score(self, X):
+    def fit_score(self, X: Cube) -> Union[np.ndarray, "DataArray"]:
         """``fit(X).score(X)``: the usual way, a scene scored against itself."""
         return self.fit(X).score(X)
 

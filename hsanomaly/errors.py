@@ -8,6 +8,7 @@ import re
 import sys
 import threading
 import warnings
+from typing import TYPE_CHECKING
 
 DESCRIBED = 160             # characters of a library's own message kept in the one line
 
@@ -40,13 +41,19 @@ def _not_fitted_error():
 _MAKING = threading.Lock()
 
 
-def __getattr__(name):
-    if name == "NotFittedError":
-        with _MAKING:        # one class for every thread, or an ``except`` could miss another's
-            if name not in globals():
-                globals()[name] = _not_fitted_error()
-        return globals()[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+if TYPE_CHECKING:       # what ``__getattr__`` makes, as a checker is to see it
+    from sklearn.exceptions import NotFittedError as _SklearnNotFitted
+
+    class NotFittedError(HsanomalyError, _SklearnNotFitted):
+        ...
+else:                   # no catch-all a checker would take typos through
+    def __getattr__(name):
+        if name == "NotFittedError":
+            with _MAKING:    # one class for every thread, or an ``except`` could miss another's
+                if name not in globals():
+                    globals()[name] = _not_fitted_error()
+            return globals()[name]
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def describe(err):

@@ -6,7 +6,8 @@ classes) are named for the checker only: importing hsanomaly never imports them.
 """
 
 import os
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Literal, Optional, Protocol, Union
+from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, Literal, Optional, Protocol,
+                    SupportsFloat, Union)
 
 if TYPE_CHECKING:
     import xarray
@@ -30,7 +31,7 @@ class OpenDataset(Protocol):
     def read(self, *args: Any, **kwargs: Any) -> Any: ...
 
 
-PathArg = Union[str, os.PathLike]
+PathArg = Union[str, "os.PathLike[str]"]
 # inputs of ``train`` and ``detect_many``: a path or wildcard pattern, or several of them
 Inputs = Union[PathArg, Iterable[PathArg]]
 # a model bundle: its folder, or the Bundle ``train`` returns
@@ -41,7 +42,7 @@ Scene = Cube         # its former name (hsanomaly.io.Scene is a scene with its t
 # scores or a mask in memory: a (rows, cols) array (masked: masked = nodata) or a DataArray
 Scores = Union[SupportsArray, "xarray.DataArray"]
 # a false-alarm rate for ``detect``'s polygons, or "auto" (a tail fit of the scores)
-FalseAlarmRate = Union[float, Literal["auto"]]
+FalseAlarmRate = Union[SupportsFloat, Literal["auto"]]
 # a Dask scheduler: its address, or a Client used as it is
 Scheduler = Union[str, "Client"]
 # callback(fraction done, message) -> True cancels the run

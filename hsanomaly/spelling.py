@@ -99,6 +99,12 @@ def closest(word, choices, *, name=repr):
     return f"did you mean {name(match)}? " if match is not None else ""
 
 
+def kind_of(value):
+    """A value's type with its article, as messages say what was given: "a dict", "an int"."""
+    name = type(value).__name__
+    return ("an " if name[:1].lower() in "aeiou" else "a ") + name
+
+
 def counted(n, noun, plural=None):
     """``n`` things in words: "1 tile", "2 tiles", "16,384 pixels"."""
     return f"{n:,} {noun if n == 1 else plural or noun + 's'}"

@@ -41,7 +41,7 @@ def check_threshold_choice(threshold, far, label, wanted="targets"):
         raise HsanomalyError(f"{label}: give {either}, not both")
     if threshold is not None and not is_real(threshold):
         raise HsanomalyError(f"{label}: {spell('threshold')} must be a finite number, got "
-                             f"{threshold}")
+                             f"{threshold!r}")
     return None if far is None else check_rate(f"{label}: {spell('far')}", far, auto=True)
 
 

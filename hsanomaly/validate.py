@@ -10,24 +10,13 @@ from pathlib import Path
 from .errors import HsanomalyError
 from .io.atomic import note_checked
 from .io.paths import (DIRECTORY, FILE, GEOTIFF_SUFFIXES, Item, check_name_fits,
-                       check_output_folder, check_paths, check_replaceable_dir,
-                       check_replaceable_file, check_suffix, expand_pattern, holds_numbers,
-                       input_files, is_model_bundle, is_path, is_quick_model, quick_model_input,
-                       refuse_foreign_side_files, side_files)
+                       check_output_folder, check_output_paths, check_path_kind, check_paths,
+                       check_raster_path, check_replaceable_dir, check_replaceable_file,
+                       check_suffix, expand_pattern, holds_numbers, input_files, is_model_bundle,
+                       is_path, is_quick_model, quick_model_input, refuse_foreign_side_files,
+                       side_files)
 from .options import check_batch_keywords, check_flags, check_near_misses, check_values
-from .spelling import spell
-
-
-def check_raster_path(src, label=None, use=None):
-    """Refuse, in one line, a raster given as anything but its name (a str or path-like): an
-    open dataset, an array or a DataArray is the Detector's, and an array's text is no file
-    name. ``use``: what to do instead (by default, the Detector)."""
-    if not is_path(src):
-        use = use or "to score an open dataset, an array or a DataArray, use hsanomaly.Detector"
-        raise HsanomalyError(f"{label or spell('src')}: expected a raster's path (a str or path-like), got a "
-                             f"{type(src).__name__}; {use}")
-    if not os.fspath(src):
-        raise HsanomalyError(f"{label or spell('src')}: an empty name")
+from .spelling import kind_of, spell
 
 
 def model_path(model, check=True):
@@ -47,23 +36,30 @@ def model_path(model, check=True):
                                  "the folder, or load it again with hsanomaly.model.load_bundle")
         return model.path
     raise HsanomalyError(f"{spell('model')}: expected a model bundle's folder (a str or path-like) or the "
-                         f"Bundle hsanomaly.train returns, got a {type(model).__name__}")
+                         f"Bundle hsanomaly.train returns, got {kind_of(model)}")
 
 
 def check_extras_kind(extras):
     """Refuse extras that are not a mapping of output names to paths, in one line."""
     from collections.abc import Mapping
 
-    if extras is not None and not (isinstance(extras, Mapping) and all(map(is_path, extras.values()))):
-        raise HsanomalyError("extras: expected a mapping of output names to paths, e.g. "
-                             "{'recon': 'recon.tif'}, got " + type(extras).__name__)
+    if extras is None:
+        return
+    if not isinstance(extras, Mapping):
+        raise HsanomalyError(f"{spell('extras')}: expected a mapping of output names to paths, "
+                             f"e.g. {{'recon': 'recon.tif'}}, got {kind_of(extras)}")
+    from .scorers import extra_label
+
+    for name, path in extras.items():
+        check_path_kind(path, extra_label(name))
 
 
 def batch_inputs(inputs, use=None):
     """``detect_many``'s and ``train``'s inputs as a list of names: one path, or those in a
     list, a pandas Series or a numpy array; anything else (a cube, a dataset) is one input,
     refused in one line rather than taken apart (``use``: what to do instead)."""
-    one = (is_path(inputs) or not hasattr(inputs, "__iter__") or hasattr(inputs, "columns")
+    one = (is_path(inputs) or isinstance(inputs, (bytes, bytearray)) or not hasattr(inputs, "__iter__")
+           or hasattr(inputs, "columns")
            or getattr(inputs, "ndim", 1) == 0 or holds_numbers(inputs))
     inputs = [inputs] if one else list(inputs)     # a generator is read once
     inputs = [match for src in inputs for match in expand_pattern(src)]
@@ -80,6 +76,7 @@ def detect_paths(src, dst, *, model=None, extras=None, png=None, polygons=None, 
     from .quicklook import sidecars
     from .scorers import extra_label
 
+    check_output_paths(png=png, polygons=polygons)
     inputs = [(spell(label), file) for label, path in (("src", src), ("mask", mask))
               if is_path(path) for file in input_files(path)]
     inputs += [(spell("model"), model, DIRECTORY)] if is_path(model) else []
@@ -188,6 +185,11 @@ def evaluate_paths(heatmap, truth, outer_mask, plots, json, overwrite=False):
     from .evaluation.plots import PLOT_FILES
     from .io.ownership import is_own_png, is_own_report
 
+    check_flags(overwrite=overwrite)
+    check_output_paths(plots=plots, json=json)
+    if str(json) == "-":
+        raise HsanomalyError(f"-: {spell('json')} names a file; '-' (standard output) is the "
+                             "command line's, and the report is what evaluate returns")
     inputs = [(spell("heatmap"), heatmap), (spell("truth"), truth),
               (spell("outer_mask"), outer_mask)]
     for label, path in inputs:

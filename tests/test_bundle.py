@@ -135,7 +135,23 @@ def test_round_trip(bundle_dir):
     assert bundle.preprocessor.transform(np.ones((4, BANDS_IN))).shape == (4, BANDS)
 
 
-def test_edited_model_json_is_refused(bundle_dir):
+def test_two_loads_of_one_bundle_are_equal_and_hash_alike(bundle_dir, tmp_path):
+    """A Bundle could not be hashed (its meta is a dict), and two loads of one folder were never
+    equal (the preprocessor compares by identity): a Detector given the same model again
+    was unfitted."""
+    import copy
+
+    import hsanomaly
+
+    first, again = load_bundle(bundle_dir), load_bundle(bundle_dir)
+    assert first == again == copy.deepcopy(first) and {first: 1}[again] == 1
+    other = load_bundle(write_bundle(tmp_path / "other"))
+    assert first != other and first != str(bundle_dir)
+    detector = hsanomaly.Detector("critic", model=first)
+    detector.scorer_ = "what fit learned"      # the parameters alone decide what unfits
+    assert hasattr(detector.set_params(model=again), "scorer_")
+    assert not hasattr(detector.set_params(model=other), "scorer_")
+
     edit_json(bundle_dir, window=3)
     refused(bundle_dir, "disagrees with model.json")
 

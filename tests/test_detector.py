@@ -564,6 +564,16 @@ def test_a_quick_models_training_leaves_the_data_checks_to_the_scoring(monkeypat
     assert asked == [True, True]
 
 
+class BytesPath:
+    """A path-like whose name is bytes: os.PathLike, but no name pathlib or GDAL takes."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __fspath__(self):
+        return self.name
+
+
 def test_the_jobs_refuse_wrong_kinds_of_arguments_in_one_line(synthetic_raster, tmp_path):
     """A list of extras, an array to train on, a misspelt training option and arrays to
     evaluate raised AttributeError, OSError (file name too long) and TypeError; a callback
@@ -574,7 +584,34 @@ def test_the_jobs_refuse_wrong_kinds_of_arguments_in_one_line(synthetic_raster, 
     tmp_path.mkdir()
     cases = [
         (lambda: hsanomaly.detect(path, tmp_path / "h.tif", score="recon", model="m",
-                                  extras=["recon"]), "extras: expected a mapping"),
+                                  extras=["recon"]), "'extras': expected a mapping .* got a list"),
+        (lambda: hsanomaly.detect(path, tmp_path / "h.tif", score="recon", model="m",
+                                  extras={"recon": 3}),
+         r"extras\['recon'\]: expected a path \(a str or path-like\), got an int"),
+        # output paths of the wrong kind ended in pathlib's TypeError, deep in the job
+        (lambda: hsanomaly.detect(path, tmp_path / "h.tif", score="rx", png=3),
+         "'png': expected a path .* got an int"),
+        (lambda: hsanomaly.detect(path, tmp_path / "h.tif", score="rx", polygons=3, far=0.01),
+         "'polygons': expected a path .* got an int"),
+        (lambda: hsanomaly.evaluate(path, path, json=3), "'json': expected a path"),
+        (lambda: hsanomaly.evaluate(path, path, plots=3), "'plots': expected a path"),
+        (lambda: hsanomaly.detect_many(path, None, score="rx"),
+         "'out_dir': expected a path .* got a NoneType"),
+        (lambda: hsanomaly.train(path, None), "'out': expected a path .* got a NoneType"),
+        (lambda: hsanomaly.train(path, ""), "'out': an empty name"),
+        # "-" is standard output on the command line only: it wrote a file named "-"
+        (lambda: hsanomaly.evaluate(path, path, json="-"), "-: 'json' names a file"),
+        # a text switch is truthy: overwrite="no" replaced a file hsanomaly did not write
+        (lambda: hsanomaly.evaluate(path, path, json=tmp_path / "r.json", overwrite="no"),
+         "'overwrite' must be True or False, got 'no'"),
+        (lambda: hsanomaly.detect_many(str(path).encode(), tmp_path, score="rx"),
+         "'inputs': expected a raster's path .* got a bytes"),
+        (lambda: hsanomaly.detect(BytesPath(os.fsencode(path)), tmp_path / "h.tif", score="rx"),
+         "'src': expected a raster's path .* got a BytesPath"),
+        (lambda: hsanomaly.find_targets(path, threshold="3"),
+         "'threshold' must be a finite number, got '3'"),
+        (lambda: hsanomaly.Detector("rx").fit(cube).score_outputs(cube, with_extras="no"),
+         "'with_extras' must be True or False, got 'no'"),
         (lambda: hsanomaly.train(cube, tmp_path / "m"), "'inputs': expected a raster's path "
                                                         r".* ndarray; training reads rasters from "
                                                         "files: write it to a GeoTIFF first"),
@@ -593,7 +630,7 @@ def test_the_jobs_refuse_wrong_kinds_of_arguments_in_one_line(synthetic_raster, 
         (lambda: hsanomaly.train(path, tmp_path / "m", callback="print"),
          r"'callback' must be None or a function"),
         (lambda: hsanomaly.Detector("resrx", model=3), "'model': expected a model bundle's "
-                                                       "folder .* got a int"),
+                                                       "folder .* got an int"),
         (lambda: hsanomaly.detect(path, tmp_path / "h.tif", model=[path]),
          "'model': expected a model bundle's folder"),
     ]
@@ -601,6 +638,21 @@ def test_the_jobs_refuse_wrong_kinds_of_arguments_in_one_line(synthetic_raster, 
         with pytest.raises(HsanomalyError, match=message):
             job()
     assert not list(tmp_path.iterdir())
+
+
+def test_an_xarray_dataset_of_scores_is_refused_in_one_line():
+    """evaluate and find_targets took a Dataset (it has __array__) and failed in xarray."""
+    xr = pytest.importorskip("xarray")
+    scores = xr.Dataset({"score": (("y", "x"), np.zeros((4, 5), np.float32))})
+    for job in (lambda: hsanomaly.find_targets(scores, far=0.01),
+                lambda: hsanomaly.evaluate(scores, np.zeros((4, 5)))):
+        with pytest.raises(HsanomalyError, match="the heatmap array: expected a raster's path or "
+                                                 "an array, got an xarray Dataset; give one of "
+                                                 "its variables"):
+            job()
+    with pytest.raises(HsanomalyError, match="expected a .rows, cols. array of numbers, got a "
+                                             "list numpy cannot read as one"):
+        hsanomaly.find_targets([[1.0, 2.0], [3.0]], far=0.01)
 
 
 def test_a_bundle_that_train_returned_is_a_model(tmp_path):

@@ -46,6 +46,13 @@ GOOD = """
     bundle = hsanomaly.train(["a.tif"], "model", iterations=50)
     hsanomaly.detect("a.tif", "b.tif", model=bundle,
                      callback=lambda fraction, message: fraction > 0.5)
+    hsanomaly.detect("a.tif", "b.tif", polygons="t.gpkg", far=np.float32(1e-3),
+                     workers=np.int64(2))
+    tile: int = hsanomaly.defaults.TILE
+    try:
+        hsanomaly.Detector().score(cube)
+    except hsanomaly.NotFittedError as err:
+        said: str = str(err)
 """
 
 BAD = """
@@ -63,6 +70,8 @@ BAD = """
     hsanomaly.detect("a.tif", "b.tif", far="often")
     hsanomaly.detect("a.tif", "b.tif", threshold="high")
     hsanomaly.detect("a.tif", "b.tif", scheduler=8786)
+    hsanomaly.detekt("a.tif", "b.tif")
+    hsanomaly.NotFitedError
 """
 
 
@@ -94,4 +103,4 @@ def test_a_users_script_is_checked_against_the_hints(mypy, tmp_path):
     bad.write_text(textwrap.dedent(BAD))
     run = mypy(str(bad), cwd=tmp_path)
     lines = {int(m.group(1)) for m in re.finditer(r"bad\.py:(\d+): error", run.stdout)}
-    assert lines == {5, 6, 8, 9, 10, 11, 12, 13, 14, 15}, run.stdout
+    assert lines == {5, 6, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17}, run.stdout

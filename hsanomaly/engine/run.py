@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Dict, Optional
 
 from ..defaults import TILE
 from ..errors import HsanomalyError, caller_callback, ignoring
@@ -48,7 +48,7 @@ class DetectResult:
     line the command line prints.
     Plain values only: a batch keeps one per raster (a scorer here kept its model)."""
     path: str
-    outputs: dict                 # output name -> path written
+    outputs: Dict[str, str]       # output name -> path written
     tiles: int
     tiles_resumed: int
     seconds: float

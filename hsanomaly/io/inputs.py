@@ -8,6 +8,7 @@ import os
 import numpy as np
 
 from ..errors import HsanomalyError, describe
+from ..spelling import kind_of
 from .bandaxis import check_band_axis
 from .source import ArraySource, RasterSource, band_scaling
 from .units import nanometres
@@ -217,10 +218,18 @@ def as_band(value, name):
         values = np.asarray(value.values)
         valid = _filled(values[None], value.attrs)
         value = values if valid is None else np.ma.masked_array(values, ~valid)
+    if hasattr(value, "data_vars"):                     # an xarray Dataset: which variable?
+        raise HsanomalyError(f"{name}: expected a raster's path or an array, got an xarray "
+                             "Dataset; give one of its variables (a DataArray)")
     if not (hasattr(value, "__array__") or isinstance(value, (list, tuple))):
-        raise HsanomalyError(f"{name}: expected a raster's path or an array, got a "
-                             f"{type(value).__name__}")
-    array = np.ma.asarray(value)
+        raise HsanomalyError(f"{name}: expected a raster's path or an array, got "
+                             f"{kind_of(value)}")
+    try:
+        array = np.ma.asarray(value)
+    except (TypeError, ValueError) as err:              # ragged lists, objects numpy refuses
+        raise HsanomalyError(f"{name}: expected a (rows, cols) array of numbers, got "
+                             f"{kind_of(value)} numpy cannot read as one "
+                             f"({describe(err)})") from None
     if array.ndim == 3 and array.shape[0] == 1:          # one band, as a raster reads it
         array = array[0]
     if array.ndim != 2 or array.dtype.kind not in "biuf":

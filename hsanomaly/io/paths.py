@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from ..errors import HsanomalyError
-from ..spelling import either, spell
+from ..spelling import either, kind_of, spell
 from .atomic import check_writable, name_max, note_checked, refuse_special
 
 FILE, DIRECTORY = "file", "directory"
@@ -231,7 +231,36 @@ def quick_model_input(path):
 
 
 def is_path(value):
-    return isinstance(value, (str, os.PathLike))
+    """A name of a file: a str, or a path-like that gives one (one giving bytes is refused
+    where it is given, not deep in the job)."""
+    return isinstance(value, str) or (isinstance(value, os.PathLike)
+                                      and isinstance(os.fspath(value), str))
+
+
+def check_path_kind(path, label, what="a path", use=None):
+    """Refuse, in one line, a path given as anything but a name (a str, or a path-like of
+    one), or an empty name: pathlib and GDAL fail on them deep in the job. ``use``: what to
+    do instead."""
+    if not is_path(path):
+        raise HsanomalyError(f"{label}: expected {what} (a str or path-like), got "
+                             f"{kind_of(path)}" + (f"; {use}" if use else ""))
+    if not os.fspath(path):
+        raise HsanomalyError(f"{label}: an empty name")
+
+
+def check_output_paths(**paths):
+    """``check_path_kind`` for each optional output given (None: not asked for)."""
+    for name, path in paths.items():
+        if path is not None:
+            check_path_kind(path, spell(name))
+
+
+def check_raster_path(src, label=None, use=None):
+    """Refuse, in one line, a raster given as anything but its name (a str or path-like): an
+    open dataset, an array or a DataArray is the Detector's, and an array's text is no file
+    name. ``use``: what to do instead (by default, the Detector)."""
+    check_path_kind(src, label or spell("src"), "a raster's path", use or
+                    "to score an open dataset, an array or a DataArray, use hsanomaly.Detector")
 
 
 def input_files(path):
@@ -279,6 +308,7 @@ def expand_pattern(src):
 
     from .gdal import is_gdal_name, side_files
 
+    src = os.fspath(src) if is_path(src) else src      # Path("data") / "*.tif" is one too
     if not (isinstance(src, str) and any(c in src for c in "*?[")) or os.path.lexists(src) \
             or is_gdal_name(src):       # a URL's query (?sig=...), a /vsi or driver name
         return [src]

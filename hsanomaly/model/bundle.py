@@ -23,6 +23,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import List, Optional, Union
 
 from ..errors import HsanomalyError, describe
 from ..io.digest import file_sha256
@@ -50,7 +51,7 @@ SIGNATURES = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Bundle:
     """A checked model bundle, as ``hsanomaly.train`` returns it and ``load_bundle`` reads it:
     its folder (``path``, what ``model=`` takes in its place), ``model.json`` (``meta``: bands,
@@ -70,11 +71,21 @@ class Bundle:
         return (f"Bundle({str(self.path)!r}, bands={meta.get('bands')}, "
                 f"window={meta.get('window')}, latent_dim={meta.get('latent_dim')})")
 
-    def network(self, name):
+    def __eq__(self, other: object) -> bool:
+        """One model: the same folder and the same files (their checksums), however often it
+        was loaded (a Detector given it again stays fitted)."""
+        if not isinstance(other, Bundle):
+            return NotImplemented
+        return self.path == other.path and self.digest() == other.digest()
+
+    def __hash__(self) -> int:
+        return hash((self.path, self.digest()))
+
+    def network(self, name: str) -> bytes:
         """The ONNX bytes of ``GENERATOR`` or ``CRITIC``, as checked when the bundle loaded."""
         return self.networks[name]
 
-    def digest(self):
+    def digest(self) -> str:
         """Identifies the model's networks and preprocessing (its files' checksums), so a
         resume refuses another model and a heatmap names the one it was scored with."""
         digest = hashlib.sha256()
@@ -82,7 +93,7 @@ class Bundle:
             digest.update(f"{name}:{self.meta['files'][name]};".encode())
         return digest.hexdigest()[:16]
 
-    def in_its_folder(self):
+    def in_its_folder(self) -> bool:
         """Whether ``path`` still holds this bundle: its model.json lists the same files with
         the same checksums (a training into the folder since replaces them)."""
         try:
@@ -92,35 +103,35 @@ class Bundle:
         return isinstance(meta, dict) and meta.get("files") == self.meta.get("files")
 
     @property
-    def generator_path(self):
+    def generator_path(self) -> Path:
         return self.path / GENERATOR
 
     @property
-    def critic_path(self):
+    def critic_path(self) -> Path:
         return self.path / CRITIC
 
     @property
-    def bands_in(self):
+    def bands_in(self) -> int:
         return self.meta["bands_in"]
 
     @property
-    def bands(self):
+    def bands(self) -> int:
         return self.meta["bands"]
 
     @property
-    def window(self):
+    def window(self) -> int:
         return self.meta["window"]
 
     @property
-    def latent_dim(self):
+    def latent_dim(self) -> int:
         return self.meta["latent_dim"]
 
     @property
-    def wavelengths(self):
+    def wavelengths(self) -> Optional[List[float]]:
         return self.meta["wavelengths"]
 
     @property
-    def codebook(self):
+    def codebook(self) -> Optional["StoredCodebook"]:
         """The stored fast-solver codebook (a StoredCodebook), or None when the bundle has none."""
         if "codebook" not in self.meta:
             return None
@@ -215,7 +226,7 @@ def embedded_metadata(meta):
     return json.dumps({k: v for k, v in meta.items() if k != "files"}, sort_keys=True)
 
 
-def load_bundle(path):
+def load_bundle(path: Union[str, "os.PathLike[str]"]) -> Bundle:
     """Load and validate a bundle directory; raise a one-line HsanomalyError naming what is wrong.
     The bundle keeps its absolute path: its arrays are read when first needed, maybe by a Dask
     worker in another working directory, or after the caller's ``os.chdir``."""

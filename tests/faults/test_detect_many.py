@@ -105,6 +105,12 @@ def test_a_pattern_is_expanded_where_no_shell_did(tmp_path, batch):
     result = run_cli("detect-many", str(tmp_path / "x*.tif"), "--out-dir", out, *RX)
     assert result.returncode == 1
     assert result.stderr.strip() == f"Error: {tmp_path / 'x*.tif'}: no file matches this pattern"
+    # a pattern as a Path, as pathlib makes it, is one too: it was "file not found"
+    import hsanomaly
+
+    items = hsanomaly.detect_many(tmp_path / "[ab].tif", tmp_path / "out2", score="rx", tile=16)
+    assert [(os.path.basename(i.src), i.status) for i in items] == [("a.tif", "scored"),
+                                                                     ("b.tif", "scored")]
 
 
 
