@@ -58,8 +58,8 @@ def batch_inputs(inputs, use=None):
     """``detect_many``'s and ``train``'s inputs as a list of names: one path, or those in a
     list, a pandas Series or a numpy array; anything else (a cube, a dataset) is one input,
     refused in one line rather than taken apart (``use``: what to do instead)."""
-    one = (is_path(inputs) or isinstance(inputs, (bytes, bytearray)) or not hasattr(inputs, "__iter__")
-           or hasattr(inputs, "columns")
+    one = (is_path(inputs) or isinstance(inputs, (bytes, bytearray))
+           or not hasattr(inputs, "__iter__") or hasattr(inputs, "columns")
            or getattr(inputs, "ndim", 1) == 0 or holds_numbers(inputs))
     inputs = [inputs] if one else list(inputs)     # a generator is read once
     inputs = [match for src in inputs for match in expand_pattern(src)]
