@@ -71,8 +71,9 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
     the fraction, the scoring the second); a cancel raises ``HsanomalyError("<dst>:
     cancelled...")`` and leaves nothing of this run behind (an interrupt, KeyboardInterrupt,
     keeps its finished tiles for ``resume``, as do the tiles of a run it resumed). Every
-    option and path is checked before any work; the heatmap, extras, PNG and polygons are replaced together, only once all are written and checked.
-    An existing output file hsanomaly did not write is refused unless ``overwrite``.
+    option and path is checked before any work; the heatmap, extras, PNG and polygons are
+    replaced together, only once all are written and checked. An existing output file
+    hsanomaly did not write is refused unless ``overwrite``.
     Returns a ``hsanomaly.DetectResult`` (its ``seconds``: the whole call's).
     """
     from .cluster import optional_client
