@@ -1023,3 +1023,27 @@ def test_pd_at_a_rate_the_background_cannot_resolve_is_said():
                                               r"found are those at no false alarm"):
         report = hsanomaly.evaluate(scores, truth)
     assert report["pd"] == 0.0 and hsanomaly.evaluate(scores, truth, pd_far=0.003)["pd"] == 1.0
+
+
+def test_a_large_heatmaps_picture_is_drawn_from_block_maxima(tmp_path, monkeypatch):
+    """The heatmap plot drew every pixel of the map (a float64 copy, a masked copy and
+    matplotlib's buffers of it: `evaluate --plots` took half as much memory again as the
+    check before it allowed); the picture is about a thousand pixels wide."""
+    from hsanomaly.evaluation import plots
+
+    scores = np.zeros((40, 100), np.float32)
+    scores[:8] = np.nan                      # nodata blocks stay nodata
+    scores[21, 57] = 9.0                     # a one-pixel target is not sampled away
+    shown = plots.block_maxima(scores, 25)
+    assert shown.shape == (10, 25) and np.isnan(shown[:2]).all() and not np.isnan(shown[2:]).any()
+    assert shown[5, 14] == 9.0 and np.count_nonzero(shown == 9.0) == 1
+    assert plots.block_maxima(scores, 100) is scores
+    drawn = []
+    monkeypatch.setattr(plots, "MAX_SIZE", 25)
+    monkeypatch.setattr(plots, "save_png", lambda fig, path, stage=None: drawn.append(fig))
+    truth = np.zeros((40, 100), np.uint8)
+    truth[21, 57] = 1
+    plots.plot_heatmap(scores, truth, tmp_path / "heatmap.png")
+    image = drawn[0].axes[0].images[0]
+    assert image.get_array().shape == (10, 25)
+    assert image.get_extent() == [-0.5, 99.5, 39.5, -0.5]   # outlines stay on pixel edges

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import HsanomalyError, describe
 from ..io.atomic import staged_into
-from ..quicklook import COLORMAP, png_check, stretch_limits
+from ..quicklook import COLORMAP, MAX_SIZE, png_check, stretch_limits
 from .metrics import HALF_FALSE_POSITIVE, class_masks, label_targets, score_targets
 
 NODATA_GREY = (0.5, 0.5, 0.5, 1.0)
@@ -113,7 +113,7 @@ def plot_histograms(background, targets, path, title="", bins=100, stage=None):
 
 def plot_heatmap(scores, truth, path, title="", stage=None):
     """The score map (percentile-stretched, NaN grey) with truth outlines labelled T1..Tn."""
-    scores = np.asarray(scores, dtype=np.float64)
+    scores = np.asarray(scores)
     rows, cols = scores.shape
     scale = 9.0 / max(rows, cols)
     fig = new_figure(size=(max(cols * scale, 3) + 1.2, max(rows * scale, 3) + 0.6))
@@ -122,7 +122,8 @@ def plot_heatmap(scores, truth, path, title="", stage=None):
 
     cmap = matplotlib.colormaps[COLORMAP].with_extremes(bad=NODATA_GREY)
     low, high = stretch_limits(scores)
-    image = ax.imshow(np.ma.masked_invalid(scores), cmap=cmap, vmin=low, vmax=high)
+    image = ax.imshow(np.ma.masked_invalid(block_maxima(scores, MAX_SIZE)), cmap=cmap,
+                      vmin=low, vmax=high, extent=(-0.5, cols - 0.5, rows - 0.5, -0.5))
     fig.colorbar(image, ax=ax, shrink=0.8, label="score")
     labels, n_targets = label_targets(truth)
     if n_targets:
@@ -137,6 +138,23 @@ def plot_heatmap(scores, truth, path, title="", stage=None):
                         fontsize="x-small")
     ax.set_title(title or "heatmap")
     save_png(fig, path, stage)
+
+
+def block_maxima(scores, most):
+    """``scores`` at most ``most`` pixels a side, each pixel the largest score of its block
+    (NaN where the block has none): the picture is about a thousand pixels wide, and matplotlib
+    drawing every pixel of a large map took several copies of it in memory; the largest, not
+    a sample, so that a one-pixel target stays in the picture."""
+    step = -(-max(scores.shape) // most)
+    if step == 1:
+        return scores
+    rows, cols = scores.shape
+    shown = np.empty((-(-rows // step), -(-cols // step)), np.float32)
+    for i, row in enumerate(range(0, rows, step)):
+        band = scores[row:row + step].astype(np.float32)
+        band = np.pad(band, ((0, 0), (0, shown.shape[1] * step - cols)), constant_values=np.nan)
+        shown[i] = np.fmax.reduce(band.reshape(len(band), shown.shape[1], step), axis=(0, 2))
+    return shown
 
 
 def _pixel_outline(mask):

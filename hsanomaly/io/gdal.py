@@ -18,11 +18,12 @@ from .units import nanometres
 GDAL_CACHE_BYTES = 256 * 2**20
 
 
-def gdal_env():
-    """The rasterio environment every read and write of the engine runs in."""
+def gdal_env(cache_bytes=GDAL_CACHE_BYTES):
+    """The rasterio environment every read and write of the engine runs in; ``cache_bytes``:
+    GDAL's block cache (a striped raster's reads need more: ``RasterSource.cache_for``)."""
     import rasterio
 
-    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES)
+    return rasterio.Env(GDAL_CACHEMAX=int(cache_bytes))
 
 
 # A GDAL dataset name that is not a plain file path: a subdataset (NETCDF:"f.nc":var, HDF5:...,

@@ -19,11 +19,13 @@ from rasterio.windows import Window
 
 from ..defaults import TILE
 from ..errors import HsanomalyError
+from ..spelling import spell
 from .bandaxis import MIN_LINE, warn_if_bands_elsewhere
-from .checks import warn_once
+from .checks import available_memory, size_text, warn_once
 from .digest import file_sha256
-from .gdal import (band_wavelengths, bad_bands, check_raw_size, gdal_env, geolocation, is_gdal_name,
-                   open_raster, read_checked, read_masked, require_file)
+from .gdal import (GDAL_CACHE_BYTES, band_wavelengths, bad_bands, check_raw_size, gdal_env,
+                   geolocation, is_gdal_name, open_raster, read_checked, read_masked,
+                   require_file)
 from .values import (EXTREME, FLOAT32_MAX, check_float32_range, coarsest_in_float32, commonest,
                      declare_nodata, extreme_values, mask_values, warn_coarse, wider_than_float32)
 
@@ -405,6 +407,12 @@ class RasterSource(_Source):
         self.wavelengths = band_wavelengths(ds, self.bands)
         self.band_names = [ds.descriptions[b - 1] or f"band {b}" for b in self.bands]
         self.dtype = ds.dtypes[self.bands[0] - 1]
+        # blocks as wide as the raster (strips, ENVI's lines): ``cache_for``
+        striped = all(width >= ds.width for _, width in ds.block_shapes)
+        self.strip_rows = max(height for height, _ in ds.block_shapes) if striped else 0
+        self.row_bytes = ds.width * sum(np.dtype(t).itemsize for t in ds.dtypes) if striped else 0
+        self.cache_bytes, free = GDAL_CACHE_BYTES, available_memory()
+        self.cache_limit = max(GDAL_CACHE_BYTES, (free or 0) // 4)
         # a band's value is its stored value * scale + offset (GDAL's metadata, which reads leave
         # to the reader): applied here, or a scaled product would be scored in its raw counts
         scales = np.array([1.0 if ds.scales[b - 1] is None else ds.scales[b - 1]
@@ -448,6 +456,22 @@ class RasterSource(_Source):
         data, nodata = self._read_bands(window)
         return data, ~nodata.any(axis=0)
 
+    def cache_for(self, rows):
+        """GDAL's block cache for reads of ``rows`` rows. Every tile of a row of tiles reads all
+        the strips of a striped raster's rows: a cache that holds them all, not the default,
+        is what keeps each strip from being decoded again for every tile (many times slower
+        where they are compressed). At most a quarter of the memory free when it was opened."""
+        needed = int(1.25 * (rows + 2 * self.strip_rows) * self.row_bytes)
+        if needed > self.cache_bytes:
+            if needed > self.cache_limit:
+                warn_once(f"{self.name}: its strips (blocks as wide as the raster) of a row of "
+                          f"tiles need {size_text(needed)} of GDAL's block cache, more than a "
+                          "quarter of the free memory, so each tile decodes them again (slow); "
+                          f"a tiled copy (gdal_translate -co TILED=YES) or a smaller "
+                          f"{spell('tile')} avoids it")
+            self.cache_bytes = max(self.cache_bytes, min(needed, self.cache_limit))
+        return self.cache_bytes
+
     def _read_bands(self, window, stored=False):
         """(data, nodata) with the nodata mask per band (and where an alpha band is 0); with
         ``stored``, the values as stored (in float64 where float32 cannot hold them all:
@@ -456,7 +480,7 @@ class RasterSource(_Source):
         indexes = None if self.all_bands else self.bands
         wide = self.wider_than_float32 if stored else self.has_float64   # float64: checked below
         kind = "float64" if wide else "float32"
-        with gdal_env():
+        with gdal_env(self.cache_for(int(window.height))):
             if self.mixed_types:        # rasterio reads several bands at once only of one type
                 data = np.ma.stack([read_masked(ds, b, window=window, out_dtype=kind)
                                     for b in self.bands])
