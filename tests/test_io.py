@@ -1692,3 +1692,30 @@ def test_a_striped_rasters_row_of_tiles_fits_gdals_block_cache(tmp_path, monkeyp
                                          "block cache, more than a quarter of the free memory"):
         source.read(Window(16, 16, 16, 16), halo=3)
     assert used[-1] == 20_000
+
+
+def test_free_memory_inside_a_container_is_its_limits(tmp_path, monkeypatch):
+    """The free-memory checks read the machine's free memory alone: in a container limited to
+    less, a raster they let through was killed for memory instead of refused in one line."""
+    from hsanomaly.io import checks
+
+    v2, v1 = tmp_path / "v2", tmp_path / "v1"
+    v2.mkdir(), v1.mkdir()
+    monkeypatch.setattr(checks, "CGROUP_MEMORY", (
+        (v2 / "memory.max", v2 / "memory.current", v2 / "memory.stat", "inactive_file"),
+        (v1 / "limit", v1 / "usage", v1 / "memory.stat", "total_inactive_file")))
+    machine = checks.available_memory()
+    assert machine is not None and machine > 2**20
+    (v2 / "memory.max").write_text(f"{2**20}\n")          # a 1 MiB container, half used,
+    (v2 / "memory.current").write_text(f"{2**19}\n")      # 64 KiB of it droppable cache
+    (v2 / "memory.stat").write_text(f"anon 1\ninactive_file {2**16}\nactive_file 7\n")
+    assert checks.available_memory() == 2**19 + 2**16
+    (v2 / "memory.max").write_text("max\n")               # no limit: the machine's
+    assert abs(checks.available_memory() - machine) < machine / 10
+    for name in ("memory.max", "memory.current", "memory.stat"):
+        (v2 / name).unlink()                               # cgroup v1
+    (v1 / "limit").write_text(f"{2**21}\n")
+    (v1 / "usage").write_text(f"{2**20}\n")
+    assert checks.available_memory() == 2**20
+    (v1 / "limit").write_text("9223372036854771712\n")    # v1's "no limit"
+    assert abs(checks.available_memory() - machine) < machine / 10

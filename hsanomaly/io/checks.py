@@ -70,19 +70,60 @@ def warn_once(message, category=HsanomalyWarning):
         warn(message, category)
 
 
+# a container's memory limit and use: cgroup v2's files, then v1's (limit, use, statistics,
+# the statistic of the page cache it can drop)
+CGROUP_MEMORY = (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current",
+                  "/sys/fs/cgroup/memory.stat", "inactive_file"),
+                 ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                  "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+                  "/sys/fs/cgroup/memory/memory.stat", "total_inactive_file"))
+NO_LIMIT = 1 << 60      # cgroup v1 writes "no limit" as a number near 2**63
+
+
 def available_memory():
-    """Bytes of memory available to a new allocation now, or None when unknown."""
+    """Bytes of memory available to a new allocation now, or None when unknown: the machine's,
+    or less where a container's memory limit leaves less (the machine's free memory is no
+    measure inside a container, whose limit is where its processes are killed)."""
+    free = None
     try:
         with open("/proc/meminfo") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    free = int(line.split()[1]) * 1024
+                    break
     except (OSError, ValueError, IndexError):
         pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
+    if free is None:
+        try:
+            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            pass
+    room = _container_room()
+    return room if free is None else free if room is None else min(free, room)
+
+
+def _container_room():
+    """What a memory-limited container has left (its limit less its use, less the page cache it
+    can drop), or None where no limit is set or none can be read."""
+    for limit_file, use_file, stat_file, droppable in CGROUP_MEMORY:
+        try:
+            with open(limit_file) as f:
+                limit = f.read().strip()
+            with open(use_file) as f:
+                used = int(f.read())
+        except (OSError, ValueError):
+            continue
+        if not limit.isdigit() or int(limit) >= NO_LIMIT:     # v2 writes "max"
+            return None
+        cache = 0
+        try:
+            with open(stat_file) as f:
+                cache = next((int(line.split()[1]) for line in f
+                              if line.split()[:1] == [droppable]), 0)
+        except (OSError, ValueError, IndexError):
+            pass
+        return max(0, int(limit) - used + cache)
+    return None
 
 
 def size_text(nbytes):
