@@ -15,6 +15,7 @@ from .errors import HsanomalyError
 from .hints import (FalseAlarmRate, Inputs, ModelArg, PathArg, Progress, Report, Scheduler,
                     Scores)
 from .io.checks import one_job
+from .io.paths import is_path
 from .options import check_keywords, plain_values, public_signature, renamed_keywords
 from .polygons import check_threshold
 from .quickmodel import prepare_quick_model, quick_model_path
@@ -165,7 +166,7 @@ def find_targets(heatmap: Union[PathArg, Scores], *, threshold: Optional[Support
     from .io.inputs import as_band, as_crs, as_transform, placement
     from .targets import find_targets as vectorise
 
-    if isinstance(heatmap, (str, os.PathLike)):
+    if is_path(heatmap):
         if transform is not None or crs is not None:
             raise HsanomalyError(f"{spell('transform')}, {spell('crs')}: they place a heatmap "
                                  "array; a file is placed by its own georeferencing")
@@ -217,7 +218,7 @@ def evaluate(heatmap: Union[PathArg, Scores], truth: Union[PathArg, Scores], *,
 
     pd_far = check_pd_far(pd_far)
     evaluate_paths(heatmap, truth, outer_mask, plots, json, overwrite)
-    if isinstance(heatmap, (str, os.PathLike)):
+    if is_path(heatmap):
         report, scores, truth_mask, outer, valid = evaluate_files(heatmap, truth, outer_mask,
                                                                   pd_far)
     else:
@@ -227,7 +228,7 @@ def evaluate(heatmap: Union[PathArg, Scores], truth: Union[PathArg, Scores], *,
         if plots is not None:
             from .evaluation.plots import write_plots
 
-            named = title or (Path(heatmap).stem if isinstance(heatmap, (str, os.PathLike))
+            named = title or (Path(heatmap).stem if is_path(heatmap)
                               else "heatmap")
             paths = write_plots(report, scores, truth_mask, plots, title=named,
                                 outer_mask=outer, valid=valid, stage=stage)

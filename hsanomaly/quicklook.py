@@ -48,7 +48,7 @@ def write_png(heatmap, png, max_size=MAX_SIZE, stage=None):
 
     from .io.atomic import staged_into
     from .io.ownership import SOFTWARE
-    from .io.gdal import open_raster, read_masked
+    from .io.gdal import open_raster, placed_without_transform, read_masked
 
     with open_raster(heatmap) as ds:
         step = max(1, -(-max(ds.height, ds.width) // max_size))
@@ -60,12 +60,11 @@ def write_png(heatmap, png, max_size=MAX_SIZE, stage=None):
         crs = ds.crs
         georeferenced = not ds.transform.is_identity   # (a decimated identity is not one)
         gcps, gcp_crs = ds.gcps
-        carried_not = ("RPCs" if ds.rpcs else
-                       "geolocation arrays" if ds.tags(ns="GEOLOCATION") else None)
-        if not georeferenced and carried_not and not gcps:
+        placed_by = placed_without_transform(ds)
+        if not georeferenced and placed_by and not gcps:     # GCPs: the .aux.xml below
             from .io.checks import warn
 
-            warn(f"{png}: the heatmap is placed on the map by {carried_not}, which a PNG cannot "
+            warn(f"{png}: the heatmap is placed on the map by {placed_by}, which a PNG cannot "
                  "carry; the quick look is not georeferenced")
     scores = np.asarray(scores, dtype=np.float64)
     image = render(scores, *stretch_limits(scores), name)

@@ -100,7 +100,10 @@ def closest(word, choices, *, name=repr):
 
 
 def kind_of(value):
-    """A value's type with its article, as messages say what was given: "a dict", "an int"."""
+    """A value's type with its article, as messages say what was given: "a dict", "an int",
+    "None"."""
+    if value is None:
+        return "None"
     name = type(value).__name__
     return ("an " if name[:1].lower() in "aeiou" else "a ") + name
 

@@ -3,15 +3,15 @@
 with their size, area, scores and centroid. ``polygons`` writes them to a GeoPackage."""
 
 import math
-import os
 
 import numpy as np
 from affine import Affine
 
 from .errors import HsanomalyError, ignoring
 from .io.checks import warn
-from .io.gdal import open_raster
+from .io.gdal import open_raster, placed_without_transform
 from .io.heatmap import SCORE_TAG
+from .io.paths import is_path
 from .io.vector import degrees_per_unit, map_coordinates
 from .logs import stage as log_stage
 from .options import is_real
@@ -60,7 +60,7 @@ def find_targets(heatmap, *, threshold=None, far=None, transform=None, crs=None,
     (not read off a DataArray's coordinates), so it is taken as it is (``pixel_coordinates``)."""
     import geopandas as gpd
 
-    is_file = isinstance(heatmap, (str, os.PathLike))
+    is_file = is_path(heatmap)
     name = name or (heatmap if is_file else "<array>")
     far = check_threshold_choice(threshold, far, name)
     score = ""
@@ -139,9 +139,7 @@ def _placement(path, name):
     with open_raster(path) as ds:
         crs, transform, width = ds.crs, ds.transform, ds.width
         score = ds.tags().get(SCORE_TAG, "")
-        placed_by = ("ground control points" if ds.gcps[0] else
-                     "rational polynomial coefficients (RPCs)" if ds.rpcs else
-                     "geolocation arrays" if ds.tags(ns="GEOLOCATION") else None)
+        placed_by = placed_without_transform(ds)
     if transform.is_identity and placed_by:
         warn(f"{name}: the raster is placed on the map by {placed_by}, which "
              "polygons do not follow: they are in pixel coordinates (gdalwarp the input to "

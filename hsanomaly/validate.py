@@ -188,8 +188,8 @@ def evaluate_paths(heatmap, truth, outer_mask, plots, json, overwrite=False):
     check_flags(overwrite=overwrite)
     check_output_paths(plots=plots, json=json)
     if str(json) == "-":
-        raise HsanomalyError(f"-: {spell('json')} names a file; '-' (standard output) is the "
-                             "command line's, and the report is what evaluate returns")
+        raise HsanomalyError(f"{spell('json')}: '-' is standard output on the command line "
+                             "only; the library returns the report")
     inputs = [(spell("heatmap"), heatmap), (spell("truth"), truth),
               (spell("outer_mask"), outer_mask)]
     for label, path in inputs:

@@ -152,6 +152,8 @@ def test_two_loads_of_one_bundle_are_equal_and_hash_alike(bundle_dir, tmp_path):
     assert hasattr(detector.set_params(model=again), "scorer_")
     assert not hasattr(detector.set_params(model=other), "scorer_")
 
+
+def test_edited_model_json_is_refused(bundle_dir):
     edit_json(bundle_dir, window=3)
     refused(bundle_dir, "disagrees with model.json")
 

@@ -71,7 +71,6 @@ def test_model_scores_record_the_bundle_digest_and_band_meanings(tmp_path):
         assert ds.descriptions[0].startswith("G(z*) band 1 (input band")
 
 
-
 @pytest.mark.train
 def test_recon_bands_name_the_input_files_band_numbers_past_left_out_bands(tmp_path):
     """An ENVI bad band list leaves bands 2 and 5 out: recon band 2 reconstructs file band 3."""
@@ -89,6 +88,16 @@ def test_recon_bands_name_the_input_files_band_numbers_past_left_out_bands(tmp_p
         named = [re.search(r"\(input bands? ([0-9-]+)\)", text).group(1)
                  for text in ds.descriptions]
     assert named == ["1", "3", "4", "6", "7", "8"]
+
+
+def test_binned_recon_bands_name_no_band_that_was_left_out():
+    """A bin of file bands 1 and 3 (band 2 left out) was "input bands 1-3"."""
+    from hsanomaly.preprocess import Preprocessor
+    from hsanomaly.scorers.gan import _input_bands
+
+    binned = Preprocessor(n_bands=3).fit(np.random.default_rng(0).random((50, 6)))
+    assert _input_bands(binned, [1, 3, 4, 6, 7, 8]) == ["input bands 1, 3", "input bands 4, 6",
+                                                        "input bands 7-8"]
 
 
 def is_cog(path):
@@ -135,7 +144,6 @@ def test_gcps_of_the_input_are_kept(tmp_path):
     assert "ground control points" in result.stderr and "pixel coordinates" in result.stderr
 
 
-
 def test_geolocation_arrays_of_a_swath_are_kept(tmp_path, monkeypatch):
     """A swath placed by 2-D longitudes and latitudes (GDAL's GEOLOCATION metadata, as netCDF
     and HDF5 products carry them) gave a heatmap placed nowhere, and polygons in pixel
@@ -174,7 +182,28 @@ def test_geolocation_arrays_of_a_swath_are_kept(tmp_path, monkeypatch):
     result = cli("detect", "swath.tif", "out/cog.tif", "--score", "rx", "--cog", "-q")
     assert result.returncode == 0, result.stderr
     assert "COG driver does not keep the input's geolocation arrays" in result.stderr
-
+    # arrays named beside the input (GDAL's *_RELATIVE_TO_SOURCE), run from elsewhere: they
+    # were named from the working directory, where another scene's lon.tif placed it wrongly
+    (tmp_path / "data").mkdir()
+    for name in ("lon.tif", "lat.tif", "swath.tif"):
+        os.rename(name, os.path.join("data", name))
+    with rasterio.open("data/swath.tif", "r+") as ds:
+        ds.update_tags(ns="GEOLOCATION", X_DATASET_RELATIVE_TO_SOURCE="YES",
+                       Y_DATASET_RELATIVE_TO_SOURCE="YES")
+    assert cli("detect", "data/swath.tif", "out/beside.tif", "--score", "rx", "-q",
+               "--overwrite").returncode == 0
+    with rasterio.open("out/beside.tif") as ds:
+        kept = ds.tags(ns="GEOLOCATION")
+    assert kept["X_DATASET"] == os.path.join(folder, "data", "lon.tif")
+    assert "X_DATASET_RELATIVE_TO_SOURCE" not in kept          # absolute now
+    # arrays that are not there place nothing: said, and not written
+    os.remove("data/lat.tif")
+    result = cli("detect", "data/swath.tif", "out/lost.tif", "--score", "rx", "-q")
+    assert result.returncode == 0, result.stderr
+    assert "data/swath.tif: its geolocation arrays (" + os.path.join(folder, "data", "lat.tif") \
+        + ") are not found, so its outputs are not placed on the map" in result.stderr
+    with rasterio.open("out/lost.tif") as ds:
+        assert not ds.tags(ns="GEOLOCATION")
 
 
 def test_a_subdatasets_heatmap_records_its_file_and_variable(tmp_path):

@@ -1279,7 +1279,6 @@ def test_a_raw_data_file_shorter_than_its_header_is_refused(tmp_path, offset):
         RasterSource(envi)
 
 
-
 def test_a_gzip_compressed_envi_file_is_read_and_one_cut_short_refused(tmp_path):
     """ENVI's "file compression = 1": the size on disk is no measure (it was refused as
     truncated), while a cut stream is read as zeros by GDAL as a short raw file is."""

@@ -714,8 +714,9 @@ def test_a_checkpoint_write_cut_short_by_a_kill_blocks_nothing(synthetic_raster,
 @pytest.mark.parametrize("options, message", [
     ({"threads": -1}, "'threads' must be a whole number of at least 1, got -1"),
     ({"threads": 0}, "'threads' must be a whole number of at least 1, got 0"),
-    ({"mask": ()}, "'mask': expected one mask for all inputs, or one per input (1), got ()"),
-    ({"mask": [None]}, "'mask': expected one mask for all inputs, or one per input (1), got [None]")])
+    ({"mask": ()}, "'mask': expected one mask for all inputs, or one per input (1), got 0"),
+    ({"mask": [None]}, "'mask': expected a mask's path (a str or path-like), got None"),
+    ({"mask": 3}, "'mask': expected a mask's path (a str or path-like), got an int")])
 def test_bad_thread_counts_and_masks_are_one_line_before_any_work(synthetic_raster, tmp_path,
                                                                   options, message):
     """They ended in torch's RuntimeError after the data were read, an IndexError while the

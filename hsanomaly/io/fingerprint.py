@@ -57,8 +57,9 @@ def input_fingerprint(src, source=None):
     those GDAL reads beside it, so a .mat scene need not be loaded) or a pixel source (its
     in-memory cube)."""
     from .gdal import dataset_files, is_gdal_name
+    from .paths import is_path
 
-    if isinstance(src, (str, os.PathLike)):
+    if is_path(src):
         if not is_gdal_name(src) and os.path.isfile(src):
             return path_fingerprint(src)
         if source is None:

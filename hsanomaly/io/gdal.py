@@ -67,15 +67,16 @@ def local_files(name):
     return sorted({os.path.realpath(text[a:b]) for a, b in _file_stretches(text)})
 
 
-def _file_stretches(text):
+def _file_stretches(text, folder=""):
     """(start, end) of each stretch of ``text`` between separators that names a file on
-    disk."""
+    disk (relative names from ``folder``; default: the working directory)."""
     starts = {0}
     for m in re.finditer(r'/vsi[a-z0-9_]+/|[:"]', text):
         starts |= {m.end(), m.end() - 1} if m.group().startswith("/vsi") else {m.end()}
     ends = [m.start() for m in re.finditer(r'[/:"]', text)] + [len(text)]
     return [(a, b) for a in sorted(starts) for b in ends       # not GTIFF_DIR:1:'s "1"
-            if b > a and not text[a:b].isdigit() and os.path.isfile(text[a:b])]
+            if b > a and not text[a:b].isdigit()
+            and os.path.isfile(os.path.join(folder, text[a:b]))]
 
 
 def spelled_absolute(name):
@@ -95,13 +96,44 @@ def spelled_absolute(name):
 
 def geolocation(ds):
     """A swath's geolocation arrays (GDAL's GEOLOCATION metadata: 2-D longitudes and latitudes,
-    as netCDF and HDF5 products carry them), their datasets named by absolute paths so an
-    output elsewhere still finds them; None where there are none."""
+    as netCDF and HDF5 products carry them), their datasets named as GDAL finds them from
+    anywhere: by absolute paths, a name relative to the raster's folder (``*_RELATIVE_TO_
+    SOURCE``) joined to it; None where there are none."""
     tags = ds.tags(ns="GEOLOCATION")
     if not tags.get("X_DATASET") or not tags.get("Y_DATASET"):
         return None
-    return {**tags, "X_DATASET": spelled_absolute(tags["X_DATASET"]),
-            "Y_DATASET": spelled_absolute(tags["Y_DATASET"])}
+    placed = dict(tags)
+    folder = os.path.dirname(os.path.abspath(ds.files[0] if ds.files else ds.name))
+    for axis in "XY":
+        name = tags[f"{axis}_DATASET"]
+        beside = placed.pop(f"{axis}_DATASET_RELATIVE_TO_SOURCE", "NO").upper() in TRUE
+        placed[f"{axis}_DATASET"] = _absolute(name, folder if beside else os.getcwd())
+    return placed
+
+
+TRUE = ("YES", "TRUE", "ON", "1")      # GDAL's spellings of a true option
+_REMOTE = re.compile(r"^/vsi(curl|s3|gs|az|adls|oss|swift|hdfs|webhdfs)|://")
+
+
+def dataset_found(name):
+    """Whether dataset ``name``'s file is there (a remote one is taken to be)."""
+    text = str(name)
+    if not is_gdal_name(text):
+        return os.path.isfile(text)
+    return bool(_file_stretches(text)) or bool(_REMOTE.search(text))
+
+
+def _absolute(name, folder):
+    """Dataset ``name`` with the file it names made absolute from ``folder`` (a GDAL name's
+    longest file stretch: NETCDF:"f.nc":lon)."""
+    text = str(name)
+    if not is_gdal_name(text):
+        return os.path.normpath(os.path.join(folder, text))
+    stretches = [(a, b) for a, b in _file_stretches(text, folder)]
+    if not stretches:
+        return text
+    a, b = max(stretches, key=lambda span: span[1] - span[0])
+    return text[:a] + os.path.normpath(os.path.join(folder, text[a:b])) + text[b:]
 
 
 def _in_real_folder(path):
@@ -111,11 +143,22 @@ def _in_real_folder(path):
     return os.path.join(os.path.realpath(folder), name)
 
 
+# a driver's subdataset by its syntax, the file quoted (NETCDF:"f.nc":v, HDF5:"f.h5"://a/b,
+# remote files too), or a GeoTIFF's page (GTIFF_DIR:2:f.tif)
+_QUOTED = re.compile(r'^[A-Za-z0-9_]{2,}:"([^"]+)":/*(.+)$')
+_PAGE = re.compile(r"^GTIFF_DIR:(\d+):(.+)$")
+
+
 def subdataset(name):
     """(file, variable) of a driver's subdataset name (NETCDF:"f.nc":radiance is f.nc and
-    radiance, HDF5:"f.h5"://a/b f.h5 and a/b); None for any other name."""
+    radiance, HDF5:"f.h5"://a/b f.h5 and a/b, GTIFF_DIR:2:f.tif f.tif and 2); None for any
+    other name."""
     text = str(name)
-    stretches = _file_stretches(text) if is_gdal_name(text) else []
+    for pattern, file, inside in ((_QUOTED, 1, 2), (_PAGE, 2, 1)):
+        match = pattern.match(text)
+        if match:
+            return match.group(file), match.group(inside)
+    stretches = _file_stretches(text) if is_gdal_name(text) else []     # NETCDF:f.nc:v
     if stretches:
         a, b = max(stretches, key=lambda span: span[1] - span[0])
         inside = text[b:].lstrip('":/')
@@ -135,7 +178,17 @@ def dataset_stem(name):
     return f"{Path(file).stem}_{re.sub(r'[^A-Za-z0-9_.-]+', '_', inside).strip('_.')}"
 
 
-def side_files(path):
+def placed_without_transform(ds):
+    """What places open raster ``ds`` on the map where it has no geotransform, in words ("ground
+    control points", ...), or None: what polygons and pictures cannot follow."""
+    if ds.gcps[0]:
+        return "ground control points"
+    if ds.rpcs:
+        return "rational polynomial coefficients (RPCs)"
+    return "geolocation arrays" if ds.tags(ns="GEOLOCATION") else None
+
+
+def files_read_with(path):
     """The files besides ``path`` that GDAL reads as part of raster ``path``: an ENVI header, a
     ``.msk``, an ``.aux.xml``, an ``.ovr``, a world file; none where it does not open. A VRT's
     sources are rasters of their own, not its parts."""
@@ -266,17 +319,17 @@ def check_raw_size(ds, name):
     offset = envi.get("header_offset", "0")
     needed = (int(offset) if offset.isdigit() else 0) + ds.width * ds.height * sum(
         np.dtype(dtype).itemsize for dtype in ds.dtypes)
-    pixels = (f"({ds.count} bands of {ds.width}x{ds.height} {ds.dtypes[0]} pixels); "
-              "a copy cut short?")
+    described = (f"({ds.count} bands of {ds.width}x{ds.height} {ds.dtypes[0]} pixels); "
+                 "a copy cut short?")
     if envi.get("file_compression", "0").strip() == "1":
         if not _gzip_holds(ds.files[0], needed):
             raise HsanomalyError(f"{ds.files[0]}: truncated or damaged: uncompressed, it holds "
-                                 f"less than the {needed:,} bytes its header describes {pixels}")
+                                 f"less than the {needed:,} bytes its header describes {described}")
         return
     held = os.path.getsize(ds.files[0])
     if held < needed:
         raise HsanomalyError(f"{ds.files[0]}: truncated: holds {held:,} bytes, but its header "
-                             f"describes {needed:,} {pixels}")
+                             f"describes {needed:,} {described}")
 
 
 def _gzip_holds(path, needed):

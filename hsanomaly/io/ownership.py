@@ -85,9 +85,9 @@ INPUT_FINGERPRINT_TAG = TAG_PREFIX + "INPUT_FINGERPRINT"   # what it held: a dig
 
 
 def input_name(src):
-    """The file name an input is recorded by: the same however it is spelled (GTIFF_DIR:1:
-    scene.tif and GTIFF_DIR:1:/data/scene.tif are both scene.tif), a subdataset's variable
-    after it (NETCDF:"scene.nc":radiance is scene.nc:radiance)."""
+    """The file name an input is recorded by: the same however it is spelled, a subdataset's
+    variable or page after it (NETCDF:"scene.nc":radiance is scene.nc:radiance, GTIFF_DIR:1:
+    scene.tif and GTIFF_DIR:1:/data/scene.tif are both scene.tif:1)."""
     from .gdal import spelled_absolute, subdataset
 
     parts = subdataset(spelled_absolute(src))

@@ -10,10 +10,14 @@ another output, and an output whose directory does not exist or is not writable.
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Union
 
 from ..errors import HsanomalyError
 from ..spelling import either, kind_of, spell
 from .atomic import check_writable, name_max, note_checked, refuse_special
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeGuard
 
 FILE, DIRECTORY = "file", "directory"
 
@@ -230,7 +234,7 @@ def quick_model_input(path):
     return training.get("quick_model_input") if isinstance(training, dict) else None
 
 
-def is_path(value):
+def is_path(value: object) -> "TypeGuard[Union[str, os.PathLike[str]]]":
     """A name of a file: a str, or a path-like that gives one (one giving bytes is refused
     where it is given, not deep in the job)."""
     return isinstance(value, str) or (isinstance(value, os.PathLike)
@@ -242,8 +246,9 @@ def check_path_kind(path, label, what="a path", use=None):
     one), or an empty name: pathlib and GDAL fail on them deep in the job. ``use``: what to
     do instead."""
     if not is_path(path):
-        raise HsanomalyError(f"{label}: expected {what} (a str or path-like), got "
-                             f"{kind_of(path)}" + (f"; {use}" if use else ""))
+        given = "a path-like of bytes" if isinstance(path, os.PathLike) else kind_of(path)
+        raise HsanomalyError(f"{label}: expected {what} (a str or path-like), got {given}"
+                             + (f"; {use}" if use else ""))
     if not os.fspath(path):
         raise HsanomalyError(f"{label}: an empty name")
 
@@ -303,10 +308,10 @@ def expand_pattern(src):
     """A wildcard pattern (``inputs/*.tif``) as the rasters it matches, sorted, where no file
     has that very name: a shell expands it, but not Windows' cmd or PowerShell, nor a quoted
     one. A match that GDAL reads as part of another match (an ENVI header, a ``.msk``, an
-    ``.aux.xml``: ``gdal.side_files``) is that raster's, not one of its own."""
+    ``.aux.xml``: ``gdal.files_read_with``) is that raster's, not one of its own."""
     import glob
 
-    from .gdal import is_gdal_name, side_files
+    from .gdal import files_read_with, is_gdal_name
 
     src = os.fspath(src) if is_path(src) else src      # Path("data") / "*.tif" is one too
     if not (isinstance(src, str) and any(c in src for c in "*?[")) or os.path.lexists(src) \
@@ -315,7 +320,7 @@ def expand_pattern(src):
     found = sorted(glob.glob(src))
     if not found and "*" in src:
         raise HsanomalyError(f"{src}: no file matches this pattern")
-    parts = {os.path.realpath(side) for match in found for side in side_files(match)}
+    parts = {os.path.realpath(part) for match in found for part in files_read_with(match)}
     return [match for match in found if os.path.realpath(match) not in parts] or [src]
 
 

@@ -23,8 +23,8 @@ from ..spelling import spell
 from .bandaxis import MIN_LINE, warn_if_bands_elsewhere
 from .checks import available_memory, size_text, warn_once
 from .digest import file_sha256
-from .gdal import (GDAL_CACHE_BYTES, band_wavelengths, bad_bands, check_raw_size, gdal_env,
-                   geolocation, is_gdal_name, open_raster, read_checked, read_masked,
+from .gdal import (GDAL_CACHE_BYTES, band_wavelengths, bad_bands, check_raw_size, dataset_found,
+                   gdal_env, geolocation, is_gdal_name, open_raster, read_checked, read_masked,
                    require_file)
 from .values import (EXTREME, FLOAT32_MAX, check_float32_range, coarsest_in_float32, commonest,
                      declare_nodata, extreme_values, mask_values, warn_coarse, wider_than_float32)
@@ -403,7 +403,7 @@ class RasterSource(_Source):
                         "transform": ds.transform if georeferenced else None,
                         "width": ds.width, "height": ds.height,
                         "gcps": (gcps, gcp_crs) if gcps else None, "rpcs": ds.rpcs,
-                        "geolocation": None if georeferenced else geolocation(ds)}
+                        "geolocation": None if georeferenced else self._geolocation(ds)}
         self.wavelengths = band_wavelengths(ds, self.bands)
         self.band_names = [ds.descriptions[b - 1] or f"band {b}" for b in self.bands]
         self.dtype = ds.dtypes[self.bands[0] - 1]
@@ -455,6 +455,18 @@ class RasterSource(_Source):
     def _read(self, window):
         data, nodata = self._read_bands(window)
         return data, ~nodata.any(axis=0)
+
+    def _geolocation(self, ds):
+        """``gdal.geolocation``, or None with a warning where its arrays are not found: the
+        heatmap would name files that place it nowhere, or a scene's that happen to be there."""
+        placed = geolocation(ds)
+        missing = [placed[key] for key in ("X_DATASET", "Y_DATASET")
+                   if placed and not dataset_found(placed[key])]
+        if missing:
+            warn_once(f"{self.name}: its geolocation arrays ({', '.join(missing)}) are not "
+                      "found, so its outputs are not placed on the map")
+            return None
+        return placed
 
     def cache_for(self, rows):
         """GDAL's block cache for reads of ``rows`` rows. Every tile of a row of tiles reads all

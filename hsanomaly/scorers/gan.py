@@ -262,11 +262,19 @@ def _input_bands(preprocessor, input_bands):
     is named by its number in the file, not by its place among the bands read."""
     kept = np.asarray(input_bands)[np.flatnonzero(preprocessor.keep_)]
     edges = preprocessor.bin_edges_
-    spans = []
-    for a, b in zip(edges[:-1], edges[1:]):
-        first, last = kept[a], kept[b - 1]
-        spans.append(f"input band {first}" if b - a == 1 else f"input bands {first}-{last}")
-    return spans
+    return [f"input band {kept[a]}" if b - a == 1 else f"input bands {_runs(kept[a:b])}"
+            for a, b in zip(edges[:-1], edges[1:])]
+
+
+def _runs(numbers):
+    """Band numbers as runs, "1-3, 5": a bin across a band left out does not hold it."""
+    runs = []
+    for number in numbers:
+        if runs and number == runs[-1][1] + 1:
+            runs[-1][1] = number
+        else:
+            runs.append([number, number])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
 class CriticScorer(GanScorer):

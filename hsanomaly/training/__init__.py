@@ -257,19 +257,21 @@ def check_out(out, inputs=(), mask=None, label=None):
     whose checkpoint directory holds anything but checkpoints: replacing it would lose the
     user's files."""
     from ..io.atomic import remove_stale
-    from ..io.paths import (DIRECTORY, check_paths, check_replaceable_dir, input_files,
-                            is_model_bundle, is_path)
+    from ..io.paths import (DIRECTORY, check_path_kind, check_paths, check_replaceable_dir,
+                            input_files, is_model_bundle, is_path)
 
     label = label or spell("out")
     masks = list(mask) if isinstance(mask, (list, tuple)) else [mask]
-    if mask is not None and (not masks or not all(is_path(m) for m in masks)
-                             or (isinstance(mask, (list, tuple)) and len(masks) != len(inputs))):
+    if mask is not None and (not masks or (isinstance(mask, (list, tuple))
+                                           and len(masks) != len(inputs))):
         raise HsanomalyError(f"{spell('mask')}: expected one mask for all inputs, or one per input "
-                             f"({len(inputs)}), got {mask!r}")
+                             f"({len(inputs)}), got {len(masks)}")
+    for each in masks if mask is not None else ():
+        check_path_kind(each, spell("mask"), "a mask's path")
     check_replaceable_dir(out, label, is_model_bundle, "a model bundle")
     checkpoints = checkpoint_dir(Path(os.path.abspath(out)))
     remove_stale(checkpoints)       # a checkpoint write that a kill cut short
-    check_paths([(spell("inputs"), file) for p in inputs if isinstance(p, (str, os.PathLike))
+    check_paths([(spell("inputs"), file) for p in inputs if is_path(p)
                  for file in input_files(p)] +
                 [(spell("mask"), file) for m in masks if m is not None for file in input_files(m)],
                 [(label, out, DIRECTORY), ("the checkpoint directory", checkpoints, DIRECTORY)])

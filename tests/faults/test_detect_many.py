@@ -113,7 +113,6 @@ def test_a_pattern_is_expanded_where_no_shell_did(tmp_path, batch):
                                                                      ("b.tif", "scored")]
 
 
-
 def test_a_pattern_leaves_out_the_files_gdal_reads_as_part_of_a_match(tmp_path):
     """"scenes/*" over ENVI scenes matched their headers too, and the batch was refused (a.img's
     output "would overwrite that of a.hdr"); a GeoTIFF's external .msk was scored as a scene."""
@@ -138,6 +137,12 @@ def test_a_pattern_leaves_out_the_files_gdal_reads_as_part_of_a_match(tmp_path):
     result = assert_ok(run_cli("detect-many", str(folder / "*"), "--out-dir", out, *RX))
     assert "3 scored, 0 skipped, 0 failed" in result.stdout
     assert sorted(p.name for p in out.glob("*.tif")) == ["a_rx.tif", "b_rx.tif", "c_rx.tif"]
+    # a VRT's sources are rasters of their own, scored beside it
+    from .test_same_file import _vrt
+
+    _vrt(folder / "v.vrt", folder / "c.tif")
+    result = assert_ok(run_cli("detect-many", str(folder / "*.[tv]*"), "--out-dir", out, *RX))
+    assert "1 scored, 1 skipped, 0 failed" in result.stdout     # v.vrt, and c.tif as before
 
 
 def test_two_variables_of_one_file_have_two_heatmaps(tmp_path):
@@ -153,7 +158,9 @@ def test_two_variables_of_one_file_have_two_heatmaps(tmp_path):
                                                            "two_reflectance_rx.tif"]
     assert batch_output(f'HDF5:"{tmp_path / "f.h5"}"://cube/reflectance', out, "rx").name == \
         "f_cube_reflectance_rx.tif"
-    assert batch_output(f"GTIFF_DIR:2:{tmp_path / 'f.h5'}", out, "rx").name == "f_rx.tif"
+    assert batch_output(f"GTIFF_DIR:2:{tmp_path / 'f.tif'}", out, "rx").name == "f_2_rx.tif"
+    assert batch_output('NETCDF:"/vsicurl/https://host/two.nc":radiance', out, "rx").name == \
+        "two_radiance_rx.tif"                                   # a remote file's too
     assert batch_output(tmp_path / "scene.tif", out, "rx") == out / "scene_rx.tif"
 
 
