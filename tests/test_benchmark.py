@@ -253,6 +253,26 @@ def test_gan_scores_share_one_model_per_scene_seed_and_declared_training(scene_d
     assert not load_bundle(cache.get(scene, 0).path).preprocessor.whiten
 
 
+@pytest.mark.train
+def test_a_cached_model_trained_with_a_truth_raster_as_mask_follows_its_edits(scene_dir,
+                                                                                tmp_path):
+    """The thesis's background-only model (the truth raster its mask) was reused after the
+    truth raster was edited: the cache fingerprinted the scene file alone."""
+    pytest.importorskip("torch")
+    import rasterio
+
+    scene = next(s for s in find_scenes(scene_dir) if s.truth is not None)
+    cache = ModelCache(tmp_path / "models", iterations=2)
+    first = cache.get(scene, 0, mask=scene.truth, background_only=True)
+    assert cache.get(scene, 0, mask=scene.truth, background_only=True).seconds == first.seconds
+    with rasterio.open(scene.truth, "r+") as ds:
+        truth = ds.read(1)
+        truth[10:14, 10:14] = 1
+        ds.write(truth, 1)
+    again = cache.get(scene, 0, mask=scene.truth, background_only=True)
+    assert again.seconds != first.seconds                      # trained again
+
+
 def test_scenes_in_worker_processes_give_the_same_runs(scene_dir):
     alone = run_benchmark(scene_dir, ["rx", "lrx"], [0])
     parallel = run_benchmark(scene_dir, ["rx", "lrx"], [0], jobs=2)
@@ -403,6 +423,10 @@ def test_held_out_selection_never_sees_the_scene_it_scores():
     assert scene_out.mean == pytest.approx((0.805 + 0.805 + 0.505) / 3)
     # leaving A out chooses on b1 only (m2), leaving B out on A (m1)
     assert dataset_out.chosen == {"A": "m2", "B": "m1"}
+    # scenes in the data folder itself are a dataset too: named, not an empty cell
+    top = select_held_out(runs, ["m1", "m2"], {"A/a1": "A", "A/a2": "A", "B/b1": ""})
+    title, header, rows = top.tables()[0]
+    assert rows[1][-1] == "m2: A; m1: (top level)", rows
     assert dataset_out.per_seed == pytest.approx([0.7, 0.71])
     titles = [title for title, _, _ in selection.tables()]
     assert titles[0].startswith("Held-out selection") and titles[3].startswith("Ablation")
@@ -701,6 +725,13 @@ def test_scene_names_the_tables_cannot_tell_apart_are_refused(scene_dir, tmp_pat
     write_mat(scene_dir / f"{MEAN}.mat", cube, truth)
     with pytest.raises(HsanomalyError, match="a scene may not be called 'mean'"):
         find_scenes(scene_dir)
+    (scene_dir / f"{MEAN}.mat").unlink()
+    # a .mat and the GeoTIFF made of it, one name: one table row, the mean counting it twice
+    write_raster(other / "alpha.tif", cube)
+    write_raster(other / "alpha-truth.tif", truth[None].astype(np.uint8), dtype="uint8")
+    with pytest.raises(HsanomalyError, match=r"more/alpha: 2 scenes of one name \(alpha.mat, "
+                                             r"alpha.tif\); keep one, or move the others"):
+        find_scenes(scene_dir)
 
 
 def test_a_seed_in_a_seeded_scores_spec_is_refused(scene_dir):
@@ -737,6 +768,11 @@ def test_a_selection_that_cannot_run_is_refused_before_any_scoring(scene_dir, mo
         run_benchmark(scene_dir, ["rx", "gmm"], [0], scenes=["alpha"], select=["rx", "gmm"])
     with pytest.raises(HsanomalyError, match="'ablation': .* give 'select' too"):
         run_benchmark(scene_dir, ["rx", "gmm"], [0], ablation=["rx"])
+    # a method on both sides was left out of the ablation: its baseline weaker than asked
+    with pytest.raises(HsanomalyError, match="'ablation': gmm also among the 'select' "
+                                             "candidates; a method is on one side"):
+        run_benchmark(scene_dir, ["rx", "gmm", "lrx"], [0], select=["lrx", "gmm"],
+                      ablation=["rx", "gmm"])
 
 
 def test_a_selection_that_fails_after_scoring_keeps_the_runs(scene_dir, monkeypatch):
@@ -840,3 +876,44 @@ def test_scenes_all_of_one_image_leave_nothing_to_hold_out_and_the_results_are_w
     markdown = paths["results.md"].read_text()
     assert "not possible: every scene is in one unit (one dataset, or one image)" in markdown
     assert "Leave-one-scene-out, per scene" not in markdown
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_an_interrupt_stops_the_scenes_of_every_worker(tmp_path, signal_name):
+    """With --jobs, Ctrl-C (to the whole process group) let each worker catch it and go on to
+    the next queued scene, and a SIGTERM to the parent waited for every queued scene: minutes
+    of work after the signal, all thrown away."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "scenes.py").write_text(
+        "import pathlib, time\n"
+        "def scene(index, log):\n"
+        "    pathlib.Path(f'started-{index}').touch()\n"
+        "    time.sleep(4)\n"
+        "    return index\n")
+    (tmp_path / "run.py").write_text(            # SIGTERM taken as the command line takes it
+        "import signal, scenes\n"
+        "from hsanomaly.experiments.pool import map_scenes\n"
+        "def terminated(number, frame):\n"
+        "    raise KeyboardInterrupt\n"
+        "if __name__ == '__main__':\n"
+        "    signal.signal(signal.SIGTERM, terminated)\n"
+        "    print(map_scenes(scenes.scene, [(i,) for i in range(6)], 2, print))\n")
+    process = subprocess.Popen([sys.executable, "run.py"], cwd=tmp_path, start_new_session=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.glob("started-*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    sent = time.monotonic()
+    if signal_name == "SIGINT":
+        os.killpg(process.pid, signal.SIGINT)          # as a terminal's Ctrl-C
+    else:
+        process.send_signal(signal.SIGTERM)            # as kill, systemd or Slurm
+    process.communicate(timeout=60)
+    assert process.returncode != 0 and time.monotonic() - sent < 3
+    time.sleep(1)
+    assert sorted(p.name for p in tmp_path.glob("started-*")) == ["started-0", "started-1"]

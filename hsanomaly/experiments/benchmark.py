@@ -132,7 +132,8 @@ def run_one(scene, data, method, seed, models):
     # a pixel the method leaves without a score ranks below every scored one: every method
     # is compared on the same pixels, a target it cannot score counting as missed
     scores = np.where(data.evaluated & np.isnan(scores), -np.inf, scores)
-    report = evaluate(scores, data.truth, valid=data.evaluated)
+    report = evaluate(scores, data.truth, valid=data.evaluated,
+                      name=f"{scene.name} {method}" + ("" if seed is None else f" seed {seed}"))
     return {"scene": scene.name, "method": method, "seed": seed, "auc": report["auc"],
             "log_auc": report["log_auc"], "lg_far": report["lg_far"], "pd": report["pd"],
             "seconds": wall, "cpu_seconds": cpu,
@@ -225,6 +226,11 @@ def run_benchmark(data_dir, methods, seeds=SEEDS, *, scenes=None, iterations=Non
     if ablation and not select:
         raise HsanomalyError(f"{spell('ablation')}: its methods are set beside the "
                              f"{spell('select')} candidates' choice; give {spell('select')} too")
+    both = [m for m in ablation or () if m in (select or ())]
+    if both:        # left out of the ablation without a word, its baseline was weaker
+        raise HsanomalyError(f"{spell('ablation')}: {', '.join(both)} also among the "
+                             f"{spell('select')} candidates; a method is on one side of the "
+                             "ablation only")
     published = read_reference(reference) if reference else {}
     chosen = select_scenes(find_scenes(data_dir), scenes)
     if quick:

@@ -14,6 +14,7 @@ work, a folder there that is not a bundle.
 """
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,8 @@ from ..errors import HsanomalyError
 from ..io import atomic_path
 from ..io.fingerprint import path_fingerprint
 
-CHANGED = {"scene": "the scene file changed", "training": "the training settings changed"}
+CHANGED = {"scene": "the scene file changed", "training": "the training settings changed",
+           "mask": "the mask file changed"}
 # train's keywords that say how to run or what to call it, not what model to train
 RUN_SWITCHES = ("device", "resume", "threads", "progress", "callback", "quick_model_of", "name")
 
@@ -81,6 +83,9 @@ class ModelCache:
         with FileLock(str(out.with_name(out.name + ".lock"))):
             origin = {"scene": path_fingerprint(scene.path),   # side files read with it too
                       "training": training_settings(iterations=iterations, seed=seed, **options)}
+            mask = options.get("mask")
+            if mask is not None and os.fspath(mask) != os.fspath(scene.path):
+                origin["mask"] = path_fingerprint(mask)         # a truth raster as the mask
             cached = self._cached(out, origin)
             if cached is not None:
                 return cached
@@ -101,7 +106,8 @@ class ModelCache:
 
     def _cached(self, out, origin):
         """The cached TrainedModel at ``out`` if it loads and was trained from ``origin`` (the
-        scene's fingerprint and the training settings), else None (with a line why)."""
+        scene's fingerprint, the training settings and a mask file's fingerprint), else None
+        (with a line why)."""
         timing = self._timing(out)
         if not ((out / "model.json").exists() and timing.exists()):
             return None
@@ -114,8 +120,8 @@ class ModelCache:
         except (HsanomalyError, ValueError) as error:
             self.log(f"  {name} no longer loads ({error}); training again")
             return None
-        changed = [what for what in ("scene", "training")
-                   if _model_part(record.get(what)) != _model_part(origin[what])]
+        changed = [what for what in CHANGED
+                   if _model_part(record.get(what)) != _model_part(origin.get(what))]
         if changed:
             self.log(f"  {name}: {' and '.join(CHANGED[what] for what in changed)} since it was "
                      "trained; training again")

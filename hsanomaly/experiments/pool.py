@@ -13,13 +13,30 @@ def map_scenes(fn, tasks, jobs, log):
     Messages name options as the methods' specs do (``gmm:pca=50``: 'pca'), as a worker's do."""
     if jobs > 1 and len(tasks) > 1:
         import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
 
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(jobs, len(tasks)), mp_context=context) as pool:
-            return list(pool.map(_run_in_worker, [(fn, task) for task in tasks]))
+        pool = multiprocessing.get_context("spawn").Pool(min(jobs, len(tasks)),
+                                                         initializer=_interrupts_to_the_parent)
+        try:
+            results = pool.map(_run_in_worker, [(fn, task) for task in tasks], chunksize=1)
+        except BaseException:
+            # an interrupt, a SIGTERM or a scene's failure: stop the scenes running, start no
+            # other (a pool of futures waited for every queued scene, and its workers caught
+            # the terminal's Ctrl-C and went on to the next one)
+            pool.terminate()
+            raise
+        pool.close()
+        pool.join()
+        return results
     with spelled(PYTHON):
         return [fn(*task, log=log) for task in tasks]
+
+
+def _interrupts_to_the_parent():
+    """A worker leaves Ctrl-C (sent to the terminal's whole process group) to the parent,
+    which ends the workers; a worker's own KeyboardInterrupt would end only its scene."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _run_in_worker(fn_task):

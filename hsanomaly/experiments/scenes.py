@@ -76,6 +76,16 @@ def find_scenes(data_dir):
     if any(s.name == MEAN for s in scenes):         # the tables' rows averaged over scenes
         raise HsanomalyError(f"{root / MEAN}: a scene may not be called {MEAN!r}, the name of "
                              "the tables' mean rows; rename it or put it in a folder")
+    # one name, one scene: a .mat and the GeoTIFF convert made of it were one table row
+    # (the mean counting it twice) and shared one model folder
+    files = {}
+    for scene in scenes:
+        files.setdefault(scene.name, []).append(scene.path.name)
+    for name, found in files.items():
+        if len(found) > 1:
+            raise HsanomalyError(f"{root / name}: {len(found)} scenes of one name "
+                                 f"({', '.join(found)}); keep one, or move the others into "
+                                 "another folder")
     return scenes
 
 

@@ -135,8 +135,8 @@ class Selection:
         for p in self.protocols:
             picks = {}
             for unit, pick in p.chosen.items():
-                picks.setdefault(pick, []).append(" + ".join(
-                    part.split("/")[-1] for part in unit.split(UNITED)))
+                picks.setdefault(pick, []).append(" + ".join(   # "": the data folder's own
+                    part.split("/")[-1] or "(top level)" for part in unit.split(UNITED)))
             rows.append([p.name, f"{p.mean:.4f}" if p.possible else "n/a",
                          f"{std(p.per_seed):.4f}" if p.possible else "",
                          f"{self.in_sample[self.selected]:.4f} ({self.selected})",
@@ -264,7 +264,7 @@ def select_held_out(runs, candidates, datasets, ablation=None, images=None):
     """The protocols over ``candidates`` (and ``ablation``) on ``runs``; ``datasets``:
     {scene: dataset name}; ``images``: {scene: the image it shows}, where two scenes show one
     (``held_out_units``)."""
-    ablation = [m for m in (ablation or []) if m not in candidates]
+    ablation = list(ablation or [])
     table = _metric_table(runs, candidates + ablation)
     scenes = sorted({s for m in candidates for s in table[m]})
     check_scene_count(len(scenes))

@@ -62,7 +62,8 @@ class SceneRun:
         return score_scene(make_scorer(name, **options), self.data)
 
     def metrics(self, scores):
-        report = evaluate(scores, self.data.truth, valid=self.data.evaluated)
+        report = evaluate(scores, self.data.truth, valid=self.data.evaluated,
+                          name=f"{self.scene.name}'s scores")
         return {"auc": report["auc"], "log_auc": report["log_auc"]}
 
     def curve(self, scores):
