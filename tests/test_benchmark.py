@@ -917,3 +917,28 @@ def test_an_interrupt_stops_the_scenes_of_every_worker(tmp_path, signal_name):
     assert process.returncode != 0 and time.monotonic() - sent < 3
     time.sleep(1)
     assert sorted(p.name for p in tmp_path.glob("started-*")) == ["started-0", "started-1"]
+
+
+def test_a_mat_scene_that_cannot_load_is_refused_before_any_scoring(scene_dir, monkeypatch):
+    """The scenes sorted before it were scored (their models trained) first, then the run
+    failed with no table written; a truth raster that did not fit was refused up front."""
+    import scipy.io
+
+    import hsanomaly.experiments.benchmark as bench
+
+    cube, _ = synthetic_cube(rows=20, cols=30)
+    scipy.io.savemat(scene_dir / "z.mat", {"data": np.moveaxis(cube, 0, -1),
+                                           "map": np.eye(30, 20)})
+    monkeypatch.setattr(bench, "map_scenes", lambda *a, **k: pytest.fail("scored"))
+    with pytest.raises(HsanomalyError, match=r"z.mat: the ground truth 'map' is 30 x 20 pixels"):
+        run_benchmark(scene_dir, ["rx"], [0])
+
+
+def test_a_mat_scene_without_a_truth_is_skipped_as_such(scene_dir):
+    """It was "no target pixel in the ground truth", as if the truth had been read."""
+    import scipy.io
+
+    cube, _ = synthetic_cube(rows=20, cols=30)
+    scipy.io.savemat(scene_dir / "mat" / "plain.mat", {"data": np.moveaxis(cube, 0, -1)})
+    result = run_benchmark(scene_dir, ["rx"], [0])
+    assert "mat/plain: no ground-truth variable in the .mat file" in result.skipped

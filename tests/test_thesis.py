@@ -155,3 +155,51 @@ def test_without_training_installed_nothing_is_started(tmp_path, monkeypatch):
     with pytest.raises(HsanomalyError, match=r"training needs torch: pip install 'hsanomaly\[cpu,train\]'"):
         generate_thesis(tmp_path, tmp_path / "docs", ThesisConfig(scenes=("tiny",)))
     assert not (tmp_path / "docs").exists()
+
+
+@pytest.mark.parametrize("case, message", [
+    ("no truth variable", "b.mat: no ground-truth variable in the .mat file"),
+    ("every pixel a target", "b.mat: no background pixel in the ground truth"),
+    ("no target", "b.mat: no target pixel in the ground truth"),
+    ("truth of another size", "b.mat: the ground truth 'map' is 12 x 10 pixels")])
+def test_a_scene_the_experiments_cannot_use_is_refused_before_any_work(tmp_path, monkeypatch,
+                                                                        case, message):
+    """The scenes before it ran every experiment first (hours at the defaults), then the run
+    failed with nothing written; a truth of targets only ended in a traceback."""
+    import numpy as np
+    import scipy.io
+
+    import hsanomaly.experiments.thesis as thesis
+
+    monkeypatch.setattr(thesis, "map_scenes", lambda *a, **k: pytest.fail("work started"))
+    data = tmp_path / "data"
+    data.mkdir()
+    cube, truth = synthetic_cube(rows=10, cols=12, targets=((3, 3),))
+    write_mat(data / "a.mat", cube, truth)
+    layout = {"no truth variable": {},
+              "every pixel a target": {"map": np.ones((10, 12))},
+              "no target": {"map": np.zeros((10, 12))},
+              "truth of another size": {"map": np.zeros((12, 10)) + np.eye(12, 10)}}[case]
+    scipy.io.savemat(data / "b.mat", {"data": np.moveaxis(cube, 0, -1), **layout})
+    with pytest.raises(HsanomalyError, match=message):
+        generate_thesis(data, tmp_path / "docs", ThesisConfig(scenes=("a", "b")))
+    assert not (tmp_path / "docs").exists()
+
+
+def test_a_failed_reproduction_leaves_no_folder_it_made(tmp_path, monkeypatch):
+    """Its --out folder and the parents it had made were left empty (only figures/ went)."""
+    import hsanomaly.experiments.thesis as thesis
+
+    def failing(*args, **kwargs):
+        raise HsanomalyError("a scene failed")
+
+    monkeypatch.setattr(thesis, "map_scenes", failing)
+    data = tmp_path / "data"
+    data.mkdir()
+    cube, truth = synthetic_cube(rows=10, cols=12, targets=((3, 3),))
+    write_mat(data / "a.mat", cube, truth)
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(HsanomalyError, match="a scene failed"):
+        generate_thesis(data, tmp_path / "kept" / "new" / "docs", ThesisConfig(scenes=("a",)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "kept"]
+    assert not any((tmp_path / "kept").iterdir())

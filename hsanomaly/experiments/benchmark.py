@@ -37,7 +37,8 @@ from ..runtime import training_unavailable
 from ..spelling import PYTHON, spell, spelled
 from .cache import ModelCache
 from .pool import cpu_seconds, map_scenes
-from .scenes import ambiguous, brightness, find_scenes, scenes_by_stem, select_scenes
+from .scenes import (NO_TRUTH_VARIABLE, ambiguous, brightness, find_scenes, scenes_by_stem,
+                     select_scenes)
 from .tables import summarise
 
 SEEDS = (0, 1, 2)             # training seeds of the seeded scores
@@ -288,8 +289,10 @@ def benchmark_scene(scene, methods, seeds, models_root, iterations, log=None):
     data = scene.load()
     if data.truth is None or not data.truth[data.evaluated].any():
         where = "" if data.truth is None or not data.truth.any() else " where the scene has data"
-        log(f"{scene.name}: skipped, no target pixel in the ground truth{where}")
-        return [], f"{scene.name}: no target pixel in the ground truth{where}", None
+        why = NO_TRUTH_VARIABLE if data.truth is None else \
+            f"no target pixel in the ground truth{where}"
+        log(f"{scene.name}: skipped, {why}")
+        return [], f"{scene.name}: {why}", None
     if data.truth[data.evaluated].all():      # no background to rank the targets against
         log(f"{scene.name}: skipped, no background pixel in the ground truth")
         return [], f"{scene.name}: no background pixel in the ground truth", None

@@ -23,6 +23,7 @@ from .tables import MEAN
 SAME_IMAGE = 0.5
 TRUTH_SUFFIXES = ("-truth", "_truth")
 RASTER_SUFFIXES = (".tif", ".tiff")
+NO_TRUTH_VARIABLE = "no ground-truth variable in the .mat file"
 
 
 @dataclass(frozen=True)
@@ -40,18 +41,42 @@ class BenchmarkScene:
         """The whole scene in memory (hsanomaly.io.Scene); truth is None when the .mat has none."""
         return read_scene(self.path, truth=self.truth)
 
-    def check_truth(self):
-        """Refuse a truth raster that does not fit the scene (its size, grid, bands), from the
-        headers alone: said before any scene is scored, not after hours of them."""
+    def check_truth(self, classes=False):
+        """Refuse a scene its truth does not fit (a truth raster's size, grid, bands; a .mat
+        file's layout, ``io.mat.mat_layout``), from the headers alone: said before any scene
+        is scored, not after hours of them. ``classes``: refuse too a truth without a target
+        pixel or without a background pixel (the truth alone is read): the thesis's
+        experiments need both in every scene."""
         if self.truth is None:
+            from ..io.mat import UNKNOWN, mat_layout, read_mat_truth
+
+            if mat_layout(self.path)[1] is None:
+                if classes:
+                    raise HsanomalyError(f"{self.path}: {NO_TRUTH_VARIABLE}")
+                return
+            if classes:
+                truth = read_mat_truth(self.path)
+                _check_classes(self.path, truth[truth != UNKNOWN])
             return
-        from ..io.scene import open_mask_raster
         from ..io.gdal import open_raster
+        from ..io.scene import open_mask_raster, read_truth
 
         with open_raster(self.path) as ds:
             shape = ds.shape
         with open_mask_raster(self.truth, shape, grid_of=self.path):
             pass
+        if classes:
+            truth, known = read_truth(self.truth, shape, grid_of=self.path)
+            _check_classes(self.truth, truth if known is None else truth[known])
+
+
+def _check_classes(path, truth):
+    """Refuse a truth (its known pixels) without a target or without a background pixel."""
+    if not truth.any():
+        raise HsanomalyError(f"{path}: no target pixel in the ground truth")
+    if truth.all():
+        raise HsanomalyError(f"{path}: no background pixel in the ground truth (every "
+                             "pixel a target)")
 
 
 def find_scenes(data_dir):

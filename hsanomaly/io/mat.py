@@ -136,6 +136,28 @@ def read_mat(path, labels=False):
     """Return (cube (bands, rows, cols) in the file's numeric type, truth uint8 (rows, cols) or
     None); a truth's NaN pixels (not known either way) are ``UNKNOWN``, never targets. With
     ``labels`` the truth is the file's own array (labels, NaN), not that mask."""
+    cube_name, truth_name, bands_first = mat_layout(path)
+    variables = _load(path, [cube_name] + ([truth_name] if truth_name else []))
+    cube = variables[cube_name]
+    if cube.dtype.kind == "c":
+        raise HsanomalyError(f"{path}: the cube {cube_name!r} has complex pixels ({cube.dtype}), "
+                             "which are not supported; convert to amplitude or real/imaginary "
+                             "bands first")
+    if cube.dtype.kind not in "uifb" or cube.ndim != 3:
+        raise HsanomalyError(f"{path}: the variable {cube_name!r} is not a numeric 3-D cube")
+    # in the file's own type: ArraySource and convert check what float32 would lose
+    cube = np.ascontiguousarray(cube if bands_first else np.moveaxis(cube, -1, 0))
+    cube = cube.astype(np.uint8) if cube.dtype.kind == "b" else cube
+    truth = variables.get(truth_name) if truth_name else None
+    if labels:
+        return cube, truth if _mask(truth) is not None else None
+    return cube, _mask(truth, path)
+
+
+def mat_layout(path):
+    """(cube variable, truth variable or None, whether the cube is saved bands first) of the
+    .mat scene ``path``, from its headers alone: what ``read_mat`` refuses before it loads
+    anything is refused here too, so a batch of scenes can be checked before any is scored."""
     headers = _headers(path)
     cube_name = _pick(headers, CUBE_NAMES, 3)
     if cube_name is None:
@@ -153,21 +175,7 @@ def read_mat(path, labels=False):
                  f"loading the {'x'.join(map(str, shape))} cube {cube_name!r}")
     truth_name = _truth_name(path, headers, cube_name)
     bands_first = _bands_first(path, shape, truth_name and headers[truth_name][0], truth_name)
-    variables = _load(path, [cube_name] + ([truth_name] if truth_name else []))
-    cube = variables[cube_name]
-    if cube.dtype.kind == "c":
-        raise HsanomalyError(f"{path}: the cube {cube_name!r} has complex pixels ({cube.dtype}), "
-                             "which are not supported; convert to amplitude or real/imaginary "
-                             "bands first")
-    if cube.dtype.kind not in "uifb" or cube.ndim != 3:
-        raise HsanomalyError(f"{path}: the variable {cube_name!r} is not a numeric 3-D cube")
-    # in the file's own type: ArraySource and convert check what float32 would lose
-    cube = np.ascontiguousarray(cube if bands_first else np.moveaxis(cube, -1, 0))
-    cube = cube.astype(np.uint8) if cube.dtype.kind == "b" else cube
-    truth = variables.get(truth_name) if truth_name else None
-    if labels:
-        return cube, truth if _mask(truth) is not None else None
-    return cube, _mask(truth, path)
+    return cube_name, truth_name, bands_first
 
 
 def _bands_first(path, shape, truth_shape, truth_name):

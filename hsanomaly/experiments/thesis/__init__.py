@@ -68,8 +68,10 @@ def _trained_as_the_thesis():
 def thesis_scene(scene, config, figures, models_root, log=None):
     """Load ``scene`` and run every experiment on it."""
     data = scene.load()
-    if data.truth is None or not data.truth.any():
-        raise HsanomalyError(f"{scene.path}: no target pixel in the ground truth")
+    known = data.truth[data.evaluated]       # checked up front, but for the cube's own nodata
+    if not known.any() or known.all():
+        raise HsanomalyError(f"{scene.path}: no {'target' if not known.any() else 'background'} "
+                             "pixel in the ground truth where the scene has data")
 
     def scene_log(message):
         if log:
@@ -97,6 +99,8 @@ def generate_thesis(data_dir, out_dir="docs", config=None, models_dir=None, jobs
     out = Path(out_dir)
     figures = out / "figures"
     scenes = select_scenes(find_scenes(data_dir), list(config.scenes))
+    for scene in scenes:            # before hours of experiments on the scenes before it
+        scene.check_truth(classes=True)
     check_report_folder(out, spell("out", python="out_dir"), _outputs(out, figures, scenes), overwrite)
     if models_dir:
         models = ModelCache(models_dir)
@@ -104,7 +108,7 @@ def generate_thesis(data_dir, out_dir="docs", config=None, models_dir=None, jobs
             for iterations in {config.iterations, config.early_iterations,
                                config.window_iterations}:
                 models.check(scene, config.seed, iterations)
-    created = not figures.exists()
+    made = [folder for folder in (figures, *figures.parents) if not folder.exists()]
     figures.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     try:
@@ -126,8 +130,10 @@ def generate_thesis(data_dir, out_dir="docs", config=None, models_dir=None, jobs
                 stage.path(path).write_text(format_thesis(
                     results, config, checks, time.perf_counter() - start, figures.name))
     except BaseException:
-        if created and not any(figures.iterdir()):     # nothing done: leave no empty folder
-            figures.rmdir()
+        for folder in made:             # nothing done: leave no empty folder it made
+            if any(folder.iterdir()):
+                break
+            folder.rmdir()
         raise
     return path
 
