@@ -942,3 +942,35 @@ def test_a_mat_scene_without_a_truth_is_skipped_as_such(scene_dir):
     scipy.io.savemat(scene_dir / "mat" / "plain.mat", {"data": np.moveaxis(cube, 0, -1)})
     result = run_benchmark(scene_dir, ["rx"], [0])
     assert "mat/plain: no ground-truth variable in the .mat file" in result.skipped
+
+
+@pytest.mark.train
+def test_a_cached_training_an_interrupt_stopped_goes_on_where_it_stopped(scene_dir, tmp_path):
+    """The rerun started the training over, advising 'resume=True', which the benchmark and
+    thesis commands do not have; a checkpoint of other settings is trained over, as before."""
+    pytest.importorskip("torch")
+    import warnings
+
+    from hsanomaly.training import STATE_FILE, checkpoint_dir, train
+
+    scene = find_scenes(scene_dir)[0]
+    cache = ModelCache(tmp_path / "cache", iterations=4)
+    out = cache.path(scene, 0, 4, {})
+    out.parent.mkdir(parents=True)
+    with pytest.raises(HsanomalyError, match="cancelled"):
+        train([scene.path], out, iterations=4, seed=0, progress=False,
+              callback=lambda fraction, message: fraction >= 0.5)
+    assert (checkpoint_dir(out) / STATE_FILE).exists()
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        resumed = cache.get(scene, 0)
+    assert not [w for w in said if "starts over" in str(w.message)]
+    straight = ModelCache(tmp_path / "straight", iterations=4).get(scene, 0)
+    assert (resumed.path / "generator.onnx").read_bytes() == \
+        (straight.path / "generator.onnx").read_bytes()
+    # a checkpoint of other settings at the model's path: trained over, not an error
+    other = cache.path(scene, 1, 4, {})
+    with pytest.raises(HsanomalyError, match="cancelled"):
+        train([scene.path], other, iterations=4, seed=5, progress=False,
+              callback=lambda fraction, message: fraction >= 0.5)
+    assert cache.get(scene, 1).path == other and (other / "model.json").exists()

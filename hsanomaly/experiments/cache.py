@@ -89,11 +89,21 @@ class ModelCache:
             cached = self._cached(out, origin)
             if cached is not None:
                 return cached
-            from ..training import train
+            from ..training import STATE_FILE, checkpoint_dir, train
+            from ..training.settings import CheckpointMismatch
 
             self.log(f"  training {out.relative_to(self.root)}")
             wall, cpu = time.perf_counter(), time.process_time()
-            train([scene.path], out, iterations=iterations, seed=seed, progress=False, **options)
+            # an interrupted run's training goes on where it stopped (the same model as one
+            # run straight through); a checkpoint of other data or settings is trained over
+            checkpoint = checkpoint_dir(out) / STATE_FILE
+            try:
+                train([scene.path], out, iterations=iterations, seed=seed, progress=False,
+                      resume=checkpoint.exists(), **options)
+            except CheckpointMismatch:
+                checkpoint.unlink()
+                train([scene.path], out, iterations=iterations, seed=seed, progress=False,
+                      **options)
             spent = {"seconds": time.perf_counter() - wall,
                      "cpu_seconds": time.process_time() - cpu}
             with atomic_path(self._timing(out)) as tmp:

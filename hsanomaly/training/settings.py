@@ -10,6 +10,7 @@ docs/training/quality.md (benchmarks/train_quality.py) and benchmarks/train_spee
 from dataclasses import asdict, dataclass
 
 from .. import defaults
+from ..errors import HsanomalyError
 from ..spelling import spell
 
 # torch CPU threads for training unless the caller asks for more (``threads=``, ``--threads``):
@@ -25,6 +26,10 @@ THREADS = defaults.TRAIN_THREADS
 MAX_DIM = 1024
 MAX_LATENT_DIM = 64
 MAX_BATCH = 65536
+
+
+class CheckpointMismatch(HsanomalyError):
+    """A checkpoint made for other data or settings: a resume cannot take it up."""
 
 
 @dataclass

@@ -19,6 +19,7 @@ import torch
 from ..errors import HsanomalyError
 from ..logs import progress_bar
 from ..spelling import spell
+from .settings import CheckpointMismatch
 
 
 class TrainingCancelled(HsanomalyError):
@@ -184,7 +185,7 @@ def load_checkpoint(path, trainer, key):
     saved = state.get("key") or {}
     if saved != key:
         changed = sorted(k for k in key.keys() | saved.keys() if key.get(k) != saved.get(k))
-        raise HsanomalyError(f"{path}: checkpoint was made with different data or settings "
+        raise CheckpointMismatch(f"{path}: checkpoint was made with different data or settings "
                              f"({', '.join(changed)}); delete it or train without {spell('resume', True)}")
     trainer.load_state_dict(state["trainer"])
     return [list(row) for row in state["log"]]
