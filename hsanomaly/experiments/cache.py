@@ -90,17 +90,18 @@ class ModelCache:
             if cached is not None:
                 return cached
             from ..training import STATE_FILE, checkpoint_dir, train
-            from ..training.settings import CheckpointMismatch
+            from ..training.settings import UnusableCheckpoint
 
             self.log(f"  training {out.relative_to(self.root)}")
             wall, cpu = time.perf_counter(), time.process_time()
             # an interrupted run's training goes on where it stopped (the same model as one
-            # run straight through); a checkpoint of other data or settings is trained over
+            # run straight through); one that cannot (unreadable, or of other data or
+            # settings) is trained over
             checkpoint = checkpoint_dir(out) / STATE_FILE
             try:
                 train([scene.path], out, iterations=iterations, seed=seed, progress=False,
                       resume=checkpoint.exists(), **options)
-            except CheckpointMismatch:
+            except UnusableCheckpoint:
                 checkpoint.unlink()
                 train([scene.path], out, iterations=iterations, seed=seed, progress=False,
                       **options)

@@ -28,8 +28,8 @@ MAX_LATENT_DIM = 64
 MAX_BATCH = 65536
 
 
-class CheckpointMismatch(HsanomalyError):
-    """A checkpoint made for other data or settings: a resume cannot take it up."""
+class UnusableCheckpoint(HsanomalyError):
+    """A checkpoint a resume cannot take up: unreadable, or made for other data or settings."""
 
 
 @dataclass

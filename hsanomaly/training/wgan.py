@@ -19,7 +19,7 @@ import torch
 from ..errors import HsanomalyError
 from ..logs import progress_bar
 from ..spelling import spell
-from .settings import CheckpointMismatch
+from .settings import UnusableCheckpoint
 
 
 class TrainingCancelled(HsanomalyError):
@@ -181,11 +181,12 @@ def load_checkpoint(path, trainer, key):
             arrays = {name: z[name] for name in z.files}
         state = _unpack(json.loads(str(arrays.pop("__tree__"))), arrays)
     except Exception as err:  # noqa: BLE001 - any unreadable checkpoint gets the same one-line answer
-        raise HsanomalyError(f"{path}: not a readable checkpoint ({type(err).__name__})") from None
+        raise UnusableCheckpoint(f"{path}: not a readable checkpoint "
+                                 f"({type(err).__name__})") from None
     saved = state.get("key") or {}
     if saved != key:
         changed = sorted(k for k in key.keys() | saved.keys() if key.get(k) != saved.get(k))
-        raise CheckpointMismatch(f"{path}: checkpoint was made with different data or settings "
+        raise UnusableCheckpoint(f"{path}: checkpoint was made with different data or settings "
                              f"({', '.join(changed)}); delete it or train without {spell('resume', True)}")
     trainer.load_state_dict(state["trainer"])
     return [list(row) for row in state["log"]]
