@@ -903,7 +903,9 @@ def test_an_interrupt_stops_the_scenes_of_every_worker(tmp_path, signal_name):
         "if __name__ == '__main__':\n"
         "    signal.signal(signal.SIGTERM, terminated)\n"
         "    print(map_scenes(scenes.scene, [(i,) for i in range(6)], 2, print))\n")
+    tree = str(Path(__file__).resolve().parents[1])      # the tree under test, not the installed
     process = subprocess.Popen([sys.executable, "run.py"], cwd=tmp_path, start_new_session=True,
+                               env={**os.environ, "PYTHONPATH": tree},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while len(list(tmp_path.glob("started-*"))) < 2 and time.monotonic() < deadline:
@@ -974,3 +976,38 @@ def test_a_cached_training_an_interrupt_stopped_goes_on_where_it_stopped(scene_d
         train([scene.path], other, iterations=4, seed=5, progress=False,
               callback=lambda fraction, message: fraction >= 0.5)
     assert cache.get(scene, 1).path == other and (other / "model.json").exists()
+
+
+@pytest.mark.parametrize("failure", ["raises", "killed"])
+def test_a_scene_that_fails_in_a_worker_stops_the_run_at_once(tmp_path, failure):
+    """A failing scene was said only after every queued scene had run (hours of them, thrown
+    away); a worker killed for memory left the pool waiting for ever."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    fail = {"raises": "raise ValueError('scene 0 failed')",
+            "killed": "os.kill(os.getpid(), signal.SIGKILL)"}[failure]     # as the OOM killer
+    (tmp_path / "scenes.py").write_text(
+        "import os, pathlib, signal, time\n"
+        "def scene(index, log):\n"
+        "    pathlib.Path(f'started-{index}').touch()\n"
+        "    if index == 0:\n"
+        f"        {fail}\n"
+        "    time.sleep(3)\n"
+        "    return index\n")
+    (tmp_path / "run.py").write_text(
+        "import scenes\n"
+        "from hsanomaly.experiments.pool import map_scenes\n"
+        "if __name__ == '__main__':\n"
+        "    map_scenes(scenes.scene, [(i,) for i in range(8)], 2, print)\n")
+    tree = str(Path(__file__).resolve().parents[1])
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, "run.py"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=120, env={**os.environ, "PYTHONPATH": tree})
+    assert result.returncode != 0 and time.monotonic() - start < 12
+    said = {"raises": "ValueError: scene 0 failed",
+            "killed": "a worker process ended without a result (killed for memory?)"}[failure]
+    assert said in result.stderr
+    assert len(list(tmp_path.glob("started-*"))) <= 3        # no scene started after it

@@ -1688,33 +1688,63 @@ def test_a_striped_rasters_row_of_tiles_fits_gdals_block_cache(tmp_path, monkeyp
     source = RasterSource(striped)
     source.cache_limit = 20_000
     with pytest.warns(UserWarning, match="striped.tif: its strips .* need 219.7 KiB of GDAL's "
-                                         "block cache, more than a quarter of the free memory"):
+                                         r"block cache, more than it may take \(19.5 KiB, a "
+                                         "quarter of the free memory"):
         source.read(Window(16, 16, 16, 16), halo=3)
     assert used[-1] == 20_000
+    # and for the whole run, not only each read: rasterio puts GDAL's setting back as each
+    # read ends, which dropped the strips between two tiles
+    from hsanomaly.engine import run
+
+    held = []
+    monkeypatch.setattr(run, "gdal_env", lambda *cache_bytes: held.append(cache_bytes)
+                        or gdal.gdal_env(*cache_bytes))
+    import hsanomaly
+
+    hsanomaly.detect(striped, tmp_path / "heat.tif", score="lrx", outer=5, guard=3, tile=16)
+    halo = hsanomaly.scorers.make_scorer("lrx", outer=5, guard=3).halo
+    # at least the tiles' need (the data probe's larger reads may have asked more)
+    assert held[0][0] >= int(1.25 * (16 + 2 * halo + 2 * 4) * row)
 
 
 def test_free_memory_inside_a_container_is_its_limits(tmp_path, monkeypatch):
-    """The free-memory checks read the machine's free memory alone: in a container limited to
-    less, a raster they let through was killed for memory instead of refused in one line."""
+    """The free-memory checks read the machine's free memory alone: in a container, a Slurm
+    job or a systemd unit limited to less, a raster they let through was killed for memory
+    instead of refused in one line."""
     from hsanomaly.io import checks
 
     v2, v1 = tmp_path / "v2", tmp_path / "v1"
-    v2.mkdir(), v1.mkdir()
     monkeypatch.setattr(checks, "CGROUP_MEMORY", (
-        (v2 / "memory.max", v2 / "memory.current", v2 / "memory.stat", "inactive_file"),
-        (v1 / "limit", v1 / "usage", v1 / "memory.stat", "total_inactive_file")))
+        ("", str(v2), "memory.max", "memory.current", "inactive_file"),
+        ("memory", str(v1), "memory.limit_in_bytes", "memory.usage_in_bytes",
+         "total_inactive_file")))
+    own = tmp_path / "cgroup"
+    monkeypatch.setattr(checks, "OWN_CGROUPS", str(own))
+    own.write_text("0::/\n")
     machine = checks.available_memory()
     assert machine is not None and machine > 2**20
+    v2.mkdir()
     (v2 / "memory.max").write_text(f"{2**20}\n")          # a 1 MiB container, half used,
     (v2 / "memory.current").write_text(f"{2**19}\n")      # 64 KiB of it droppable cache
     (v2 / "memory.stat").write_text(f"anon 1\ninactive_file {2**16}\nactive_file 7\n")
     assert checks.available_memory() == 2**19 + 2**16
     (v2 / "memory.max").write_text("max\n")               # no limit: the machine's
     assert abs(checks.available_memory() - machine) < machine / 10
-    for name in ("memory.max", "memory.current", "memory.stat"):
-        (v2 / name).unlink()                               # cgroup v1
-    (v1 / "limit").write_text(f"{2**21}\n")
-    (v1 / "usage").write_text(f"{2**20}\n")
+    # a Slurm job's step, two groups down: the tightest limit on the way up counts
+    job = v2 / "slurm" / "job_7" / "step_0"
+    job.mkdir(parents=True)
+    own.write_text("0::/slurm/job_7/step_0\n")
+    (v2 / "slurm" / "job_7" / "memory.max").write_text(f"{2**22}\n")
+    (v2 / "slurm" / "job_7" / "memory.current").write_text(f"{2**21}\n")
+    assert checks.available_memory() == 2**21
+    (job / "memory.max").write_text(f"{2**21}\n")
+    (job / "memory.current").write_text(f"{2**20 + 2**19}\n")
+    assert checks.available_memory() == 2**19
+    # cgroup v1: the memory controller's own line
+    own.write_text("4:cpu,cpuacct:/a\n3:memory:/batch/42\n")
+    (v1 / "batch" / "42").mkdir(parents=True)
+    (v1 / "batch" / "42" / "memory.limit_in_bytes").write_text(f"{2**21}\n")
+    (v1 / "batch" / "42" / "memory.usage_in_bytes").write_text(f"{2**20}\n")
     assert checks.available_memory() == 2**20
-    (v1 / "limit").write_text("9223372036854771712\n")    # v1's "no limit"
-    assert abs(checks.available_memory() - machine) < machine / 10
+    (v1 / "batch" / "42" / "memory.limit_in_bytes").write_text("9223372036854771712\n")
+    assert abs(checks.available_memory() - machine) < machine / 10    # v1's "no limit"

@@ -121,9 +121,10 @@ def plot_heatmap(scores, truth, path, title="", stage=None):
     import matplotlib
 
     cmap = matplotlib.colormaps[COLORMAP].with_extremes(bad=NODATA_GREY)
-    low, high = stretch_limits(scores)
-    image = ax.imshow(np.ma.masked_invalid(block_maxima(scores, MAX_SIZE)), cmap=cmap,
-                      vmin=low, vmax=high, extent=(-0.5, cols - 0.5, rows - 0.5, -0.5))
+    shown = block_maxima(scores, MAX_SIZE)
+    low, high = stretch_limits(shown)       # of the picture: block maxima run hotter than pixels
+    image = ax.imshow(np.ma.masked_invalid(shown), cmap=cmap, vmin=low, vmax=high,
+                      extent=(-0.5, cols - 0.5, rows - 0.5, -0.5))
     fig.colorbar(image, ax=ax, shrink=0.8, label="score")
     labels, n_targets = label_targets(truth)
     if n_targets:
@@ -149,9 +150,10 @@ def block_maxima(scores, most):
     if step == 1:
         return scores
     rows, cols = scores.shape
-    shown = np.empty((-(-rows // step), -(-cols // step)), np.float32)
+    kind = np.result_type(scores.dtype, np.float32)          # float64 scores stay float64
+    shown = np.empty((-(-rows // step), -(-cols // step)), kind)
     for i, row in enumerate(range(0, rows, step)):
-        band = scores[row:row + step].astype(np.float32)
+        band = scores[row:row + step].astype(kind)
         band = np.pad(band, ((0, 0), (0, shown.shape[1] * step - cols)), constant_values=np.nan)
         shown[i] = np.fmax.reduce(band.reshape(len(band), shown.shape[1], step), axis=(0, 2))
     return shown

@@ -4,7 +4,8 @@ import importlib.util
 import sys
 import time
 
-from ..spelling import PYTHON, spelled
+from ..errors import HsanomalyError
+from ..spelling import PYTHON, spell, spelled
 
 
 def map_scenes(fn, tasks, jobs, log):
@@ -13,22 +14,44 @@ def map_scenes(fn, tasks, jobs, log):
     Messages name options as the methods' specs do (``gmm:pca=50``: 'pca'), as a worker's do."""
     if jobs > 1 and len(tasks) > 1:
         import multiprocessing
+        from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+        from concurrent.futures.process import BrokenProcessPool
 
-        pool = multiprocessing.get_context("spawn").Pool(min(jobs, len(tasks)),
-                                                         initializer=_interrupts_to_the_parent)
+        pool = ProcessPoolExecutor(min(jobs, len(tasks)),
+                                   mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_interrupts_to_the_parent)
+        futures = [pool.submit(_run_in_worker, (fn, task)) for task in tasks]
         try:
-            results = pool.map(_run_in_worker, [(fn, task) for task in tasks], chunksize=1)
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = [f for f in futures if f in done and f.exception() is not None]
+            if failed:
+                raise failed[0].exception()
+            results = [future.result() for future in futures]
+        except BrokenProcessPool:
+            _end(pool)
+            raise HsanomalyError(f"a worker process ended without a result (killed for "
+                                 f"memory?); rerun with a smaller {spell('jobs')}") from None
         except BaseException:
             # an interrupt, a SIGTERM or a scene's failure: stop the scenes running, start no
-            # other (a pool of futures waited for every queued scene, and its workers caught
-            # the terminal's Ctrl-C and went on to the next one)
-            pool.terminate()
+            # other (the pool waited for every queued scene, and its workers caught the
+            # terminal's Ctrl-C and went on to the next one)
+            _end(pool)
             raise
-        pool.close()
-        pool.join()
+        pool.shutdown()
         return results
     with spelled(PYTHON):
         return [fn(*task, log=log) for task in tasks]
+
+
+def _end(pool):
+    """Stop ``pool``'s scenes now: the queued ones are dropped, the running ones' workers
+    ended (the executor has no public call that ends its workers)."""
+    workers = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for worker in workers:
+        worker.terminate()
+    for worker in workers:
+        worker.join()
 
 
 def _interrupts_to_the_parent():

@@ -12,6 +12,7 @@ import contextvars
 import os
 import sys
 import warnings
+from pathlib import Path
 
 from ..errors import HsanomalyError, HsanomalyWarning
 
@@ -70,13 +71,13 @@ def warn_once(message, category=HsanomalyWarning):
         warn(message, category)
 
 
-# a container's memory limit and use: cgroup v2's files, then v1's (limit, use, statistics,
-# the statistic of the page cache it can drop)
-CGROUP_MEMORY = (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current",
-                  "/sys/fs/cgroup/memory.stat", "inactive_file"),
-                 ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
-                  "/sys/fs/cgroup/memory/memory.usage_in_bytes",
-                  "/sys/fs/cgroup/memory/memory.stat", "total_inactive_file"))
+# memory limits of control groups (containers, Slurm jobs, systemd units): cgroup v2's, then
+# v1's memory controller: (its line in /proc/self/cgroup, where its tree is mounted, the
+# files of a group's limit and use, the statistic of the page cache the group can drop)
+CGROUP_MEMORY = (("", "/sys/fs/cgroup", "memory.max", "memory.current", "inactive_file"),
+                 ("memory", "/sys/fs/cgroup/memory", "memory.limit_in_bytes",
+                  "memory.usage_in_bytes", "total_inactive_file"))
+OWN_CGROUPS = "/proc/self/cgroup"
 NO_LIMIT = 1 << 60      # cgroup v1 writes "no limit" as a number near 2**63
 
 
@@ -103,27 +104,46 @@ def available_memory():
 
 
 def _container_room():
-    """What a memory-limited container has left (its limit less its use, less the page cache it
-    can drop), or None where no limit is set or none can be read."""
-    for limit_file, use_file, stat_file, droppable in CGROUP_MEMORY:
-        try:
-            with open(limit_file) as f:
-                limit = f.read().strip()
-            with open(use_file) as f:
-                used = int(f.read())
-        except (OSError, ValueError):
-            continue
-        if not limit.isdigit() or int(limit) >= NO_LIMIT:     # v2 writes "max"
-            return None
-        cache = 0
-        try:
-            with open(stat_file) as f:
-                cache = next((int(line.split()[1]) for line in f
-                              if line.split()[:1] == [droppable]), 0)
-        except (OSError, ValueError, IndexError):
-            pass
-        return max(0, int(limit) - used + cache)
-    return None
+    """What the tightest memory limit over this process leaves (a limit less its group's use,
+    less the page cache the group can drop), of its own control group and each above it: a
+    container's is at the mount's root, a Slurm job's or a systemd unit's further down. None
+    where no limit is set or none can be read."""
+    try:
+        with open(OWN_CGROUPS) as f:
+            own = [line.rstrip("\n").split(":", 2) for line in f if line.count(":") >= 2]
+    except OSError:
+        own = []
+    rooms = []
+    for controller, mount, limit_name, use_name, droppable in CGROUP_MEMORY:
+        paths = [path for _, controllers, path in own       # v2's line names no controller
+                 if (controller in controllers.split(",") if controller else not controllers)]
+        folder = Path(mount + (paths[0] if paths else "/")).resolve()
+        for group in (folder, *folder.parents):
+            room = _room(group, limit_name, use_name, droppable)
+            if room is not None:
+                rooms.append(room)
+            if group == Path(mount):
+                break
+    return min(rooms) if rooms else None
+
+
+def _room(group, limit_name, use_name, droppable):
+    """A control group's limit less its use and droppable cache, or None without a limit."""
+    try:
+        limit = (group / limit_name).read_text().strip()
+        used = int((group / use_name).read_text())
+    except (OSError, ValueError):
+        return None
+    if not limit.isdigit() or int(limit) >= NO_LIMIT:     # v2 writes "max"
+        return None
+    cache = 0
+    try:
+        with open(group / "memory.stat") as f:
+            cache = next((int(line.split()[1]) for line in f
+                          if line.split()[:1] == [droppable]), 0)
+    except (OSError, ValueError, IndexError):
+        pass
+    return max(0, int(limit) - used + cache)
 
 
 def size_text(nbytes):

@@ -5,6 +5,7 @@ reading them with one-line errors, the files on disk they read, and what their h
 import gzip
 import numbers
 import os
+import posixpath
 import re
 import zlib
 from pathlib import Path
@@ -103,7 +104,9 @@ def geolocation(ds):
     if not tags.get("X_DATASET") or not tags.get("Y_DATASET"):
         return None
     placed = dict(tags)
-    folder = os.path.dirname(os.path.abspath(ds.files[0] if ds.files else ds.name))
+    raster = ds.files[0] if ds.files else ds.name
+    folder = posixpath.dirname(raster) if _REMOTE.search(raster) else \
+        os.path.dirname(os.path.abspath(raster))                # a URL keeps its "//"
     for axis in "XY":
         name = tags[f"{axis}_DATASET"]
         beside = placed.pop(f"{axis}_DATASET_RELATIVE_TO_SOURCE", "NO").upper() in TRUE
@@ -127,6 +130,8 @@ def _absolute(name, folder):
     """Dataset ``name`` with the file it names made absolute from ``folder`` (a GDAL name's
     longest file stretch: NETCDF:"f.nc":lon)."""
     text = str(name)
+    if _REMOTE.search(folder) and not is_gdal_name(text):
+        return posixpath.join(folder, text)
     if not is_gdal_name(text):
         return os.path.normpath(os.path.join(folder, text))
     stretches = [(a, b) for a, b in _file_stretches(text, folder)]

@@ -105,6 +105,11 @@ class _Source:
                 self._token = uuid.uuid4().hex
             return self._token
 
+    def cache_for(self, rows):
+        """GDAL's block cache for reads of ``rows`` rows (``RasterSource``'s depends on its
+        blocks)."""
+        return GDAL_CACHE_BYTES
+
     def read(self, window, halo=0, masked=True):
         """Return (block, valid) for ``window`` grown by ``halo`` pixels, NaN/False outside.
         A block inside the raster is the array read (no second copy of a tile's every band).
@@ -412,7 +417,7 @@ class RasterSource(_Source):
         self.strip_rows = max(height for height, _ in ds.block_shapes) if striped else 0
         self.row_bytes = ds.width * sum(np.dtype(t).itemsize for t in ds.dtypes) if striped else 0
         self.cache_bytes, free = GDAL_CACHE_BYTES, available_memory()
-        self.cache_limit = max(GDAL_CACHE_BYTES, (free or 0) // 4)
+        self.cache_limit = max(GDAL_CACHE_BYTES, free // 4 if free else 4 * GDAL_CACHE_BYTES)
         # a band's value is its stored value * scale + offset (GDAL's metadata, which reads leave
         # to the reader): applied here, or a scaled product would be scored in its raw counts
         scales = np.array([1.0 if ds.scales[b - 1] is None else ds.scales[b - 1]
@@ -472,13 +477,15 @@ class RasterSource(_Source):
         """GDAL's block cache for reads of ``rows`` rows. Every tile of a row of tiles reads all
         the strips of a striped raster's rows: a cache that holds them all, not the default,
         is what keeps each strip from being decoded again for every tile (many times slower
-        where they are compressed). At most a quarter of the memory free when it was opened."""
+        where they are compressed). At most a quarter of the memory free when it was opened
+        (1 GiB where that is unknown)."""
         needed = int(1.25 * (rows + 2 * self.strip_rows) * self.row_bytes)
         if needed > self.cache_bytes:
             if needed > self.cache_limit:
                 warn_once(f"{self.name}: its strips (blocks as wide as the raster) of a row of "
-                          f"tiles need {size_text(needed)} of GDAL's block cache, more than a "
-                          "quarter of the free memory, so each tile decodes them again (slow); "
+                          f"tiles need {size_text(needed)} of GDAL's block cache, more than it "
+                          f"may take ({size_text(self.cache_limit)}, a quarter of the free "
+                          "memory), so each tile decodes them again (slow); "
                           f"a tiled copy (gdal_translate -co TILED=YES) or a smaller "
                           f"{spell('tile')} avoids it")
             self.cache_bytes = max(self.cache_bytes, min(needed, self.cache_limit))
