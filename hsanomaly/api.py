@@ -15,15 +15,15 @@ from .errors import HsanomalyError
 from .hints import (FalseAlarmRate, Inputs, ModelArg, PathArg, Progress, Report, Scheduler,
                     Scores)
 from .io.checks import one_job
-from .io.paths import is_path
+from .io.paths import check_path_kind, is_path
 from .options import check_keywords, plain_values, public_signature, renamed_keywords
 from .polygons import check_threshold
 from .quickmodel import prepare_quick_model, quick_model_path
 from .scorers import check_measured, chosen, make_scorer, scorer_for
 from .spelling import spell
 from .training import LIBRARY_ONLY, train as train_bundle
-from .validate import (batch_inputs, check_path_kind, check_raster_path, check_request,
-                       detect_paths, evaluate_paths, model_path)
+from .validate import (batch_inputs, check_raster_path, check_request, detect_paths, evaluate_paths,
+                       model_path)
 
 if TYPE_CHECKING:          # the engine and the bundle load on first use
     from geopandas import GeoDataFrame

@@ -16,11 +16,12 @@ from .errors import HsanomalyError, NoWorkers, describe, raised_by_callback
 from .hints import Inputs, ModelArg, PathArg, Progress, Scheduler
 from .io.checks import one_job, warn
 from .io.gdal import dataset_stem
+from .io.paths import check_path_kind
 from .logs import progress_bar
 from .quickmodel import quick_model_path
 from .scorers import chosen, scorer_class, scorer_for
 from .spelling import counted, spell
-from .validate import batch_inputs, batch_paths, check_path_kind, check_request, model_path
+from .validate import batch_inputs, batch_paths, check_request, model_path
 
 if TYPE_CHECKING:          # the engine loads on first use: ``import hsanomaly`` stays light
     from .engine.run import DetectResult

@@ -1694,10 +1694,10 @@ def test_a_striped_rasters_row_of_tiles_fits_gdals_block_cache(tmp_path, monkeyp
     assert used[-1] == 20_000
     # and for the whole run, not only each read: rasterio puts GDAL's setting back as each
     # read ends, which dropped the strips between two tiles
-    from hsanomaly.engine import run
+    from hsanomaly.engine import tiles
 
     held = []
-    monkeypatch.setattr(run, "gdal_env", lambda *cache_bytes: held.append(cache_bytes)
+    monkeypatch.setattr(tiles, "gdal_env", lambda *cache_bytes: held.append(cache_bytes)
                         or gdal.gdal_env(*cache_bytes))
     import hsanomaly
 

@@ -226,7 +226,6 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
     fingerprint = None if hasattr(src, "read") else input_fingerprint(src)
     source = src if hasattr(src, "read") else open_source(src)
     store, handed = None, False
-    cache = contextlib.ExitStack()
     try:
         outputs = plan_outputs(source, scorer, dst, extras, tile)
         if cog and source.profile.get("geolocation"):
@@ -243,10 +242,6 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
                                  "trained on it, so the model and the heatmap would see two "
                                  "rasters; nothing was replaced: rerun")
         windows = source.windows(tile)
-        # GDAL's block cache for the whole run: each read's own setting is put back as the
-        # read ends, which would drop a striped raster's strips between two tiles
-        cache.enter_context(gdal_env(source.cache_for(min(tile, source.height)
-                                                      + 2 * scorer.halo)))
         if scorer.fits_on_scene:
             if callback and callback(0.0, f"fitting {scorer.name} on {source.name}"):
                 raise HsanomalyError(f"{dst}: cancelled")
@@ -294,7 +289,6 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
     finally:
         if store is not None and not handed:
             store.release()     # failed, cancelled or interrupted: another run may go on
-        cache.close()
         source.close()
 
 

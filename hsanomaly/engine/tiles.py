@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..defaults import TILE, TILE_THREADS
+from ..io.gdal import gdal_env
 from ..runtime import one_blas_thread
 from ..scorers.halo import Place
 from ..spelling import submit
@@ -65,10 +66,21 @@ def scored_tiles(source, scorer, windows, todo, threads=TILE_THREADS):
     if not todo:
         return
     try:
-        with one_blas_thread():
+        with tile_reads(source, scorer, int(windows[todo[0]].height)):
             yield from _scored_tiles(source, scorer, windows, todo, threads)
     finally:
         scorer.release()
+
+
+@contextlib.contextmanager
+def tile_reads(source, scorer, rows=TILE):
+    """One BLAS thread (``runtime.one_blas_thread``), and GDAL's block cache held, for the
+    whole loop, at what ``source``'s reads of tiles of ``rows`` rows need: each read's own
+    setting is put back as the read ends, which would drop a striped raster's strips between
+    two tiles (``RasterSource.cache_for``)."""
+    with one_blas_thread(), gdal_env(source.cache_for(min(rows, source.height)
+                                                      + 2 * scorer.halo)):
+        yield
 
 
 def _scored_tiles(source, scorer, windows, todo, threads):
@@ -102,8 +114,8 @@ def _scored_tiles(source, scorer, windows, todo, threads):
 
 
 def fit_scorer(scorer, source):
-    """``scorer.fit(source)`` with one BLAS thread (``runtime.one_blas_thread``); returns it."""
-    with one_blas_thread():
+    """``scorer.fit(source)`` over its tiles (``tile_reads``); returns it."""
+    with tile_reads(source, scorer):
         return scorer.fit(source)
 
 

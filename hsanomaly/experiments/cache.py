@@ -13,6 +13,7 @@ format) is trained again; ``train`` replaces it as its own output and refuses, b
 work, a folder there that is not a bundle.
 """
 
+import functools
 import json
 import os
 import time
@@ -98,13 +99,13 @@ class ModelCache:
             # run straight through); one that cannot (unreadable, or of other data or
             # settings) is trained over
             checkpoint = checkpoint_dir(out) / STATE_FILE
+            training = functools.partial(train, [scene.path], out, iterations=iterations,
+                                         seed=seed, progress=False, **options)
             try:
-                train([scene.path], out, iterations=iterations, seed=seed, progress=False,
-                      resume=checkpoint.exists(), **options)
+                training(resume=checkpoint.exists())
             except UnusableCheckpoint:
                 checkpoint.unlink()
-                train([scene.path], out, iterations=iterations, seed=seed, progress=False,
-                      **options)
+                training()
             spent = {"seconds": time.perf_counter() - wall,
                      "cpu_seconds": time.process_time() - cpu}
             with atomic_path(self._timing(out)) as tmp:

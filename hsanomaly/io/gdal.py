@@ -80,6 +80,13 @@ def _file_stretches(text, folder=""):
             and os.path.isfile(os.path.join(folder, text[a:b]))]
 
 
+def _longest_file(text, folder=""):
+    """(start, end) of the longest stretch of ``text`` that names a file on disk (the file of a
+    GDAL name: an archive's, a subdataset's), or None."""
+    stretches = _file_stretches(text, folder)
+    return max(stretches, key=lambda span: span[1] - span[0]) if stretches else None
+
+
 def spelled_absolute(name):
     """A dataset name with the file it names spelled as an absolute path (for a GDAL name,
     its longest file stretch), so that two spellings of one dataset read alike: a key, not a
@@ -87,10 +94,10 @@ def spelled_absolute(name):
     text = str(name)
     if not is_gdal_name(text):
         return _in_real_folder(text)
-    stretches = _file_stretches(text)
-    if not stretches:
+    span = _longest_file(text)
+    if span is None:
         return text
-    a, b = max(stretches, key=lambda span: span[1] - span[0])
+    a, b = span
     head, path = text[:a], _in_real_folder(text[a:b]).lstrip("/")    # POSIX keeps "//"
     return (head.rstrip("/") if head.startswith("/vsi") else head) + "/" + path + text[b:]
 
@@ -134,10 +141,10 @@ def _absolute(name, folder):
         return posixpath.join(folder, text)
     if not is_gdal_name(text):
         return os.path.normpath(os.path.join(folder, text))
-    stretches = [(a, b) for a, b in _file_stretches(text, folder)]
-    if not stretches:
+    span = _longest_file(text, folder)
+    if span is None:
         return text
-    a, b = max(stretches, key=lambda span: span[1] - span[0])
+    a, b = span
     return text[:a] + os.path.normpath(os.path.join(folder, text[a:b])) + text[b:]
 
 
@@ -163,9 +170,9 @@ def subdataset(name):
         match = pattern.match(text)
         if match:
             return match.group(file), match.group(inside)
-    stretches = _file_stretches(text) if is_gdal_name(text) else []     # NETCDF:f.nc:v
-    if stretches:
-        a, b = max(stretches, key=lambda span: span[1] - span[0])
+    span = _longest_file(text) if is_gdal_name(text) else None      # NETCDF:f.nc:v
+    if span is not None:
+        a, b = span
         inside = text[b:].lstrip('":/')
         if text[b:b + 1] in ('"', ":") and inside:
             return text[a:b], inside

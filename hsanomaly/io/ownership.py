@@ -90,9 +90,9 @@ def input_name(src):
     scene.tif and GTIFF_DIR:1:/data/scene.tif are both scene.tif:1)."""
     from .gdal import spelled_absolute, subdataset
 
-    parts = subdataset(spelled_absolute(src))
-    return Path(spelled_absolute(src)).name if parts is None else \
-        f"{Path(parts[0]).name}:{parts[1]}"
+    spelled = spelled_absolute(src)
+    parts = subdataset(spelled)
+    return Path(spelled).name if parts is None else f"{Path(parts[0]).name}:{parts[1]}"
 
 
 def _former_name(src):
