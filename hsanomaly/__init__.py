@@ -14,7 +14,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 from ._version import __version__
-from .errors import HsanomalyDeprecationWarning, HsanomalyError, HsanomalyWarning
+from .errors import Cancelled, HsanomalyDeprecationWarning, HsanomalyError, HsanomalyWarning
 
 if TYPE_CHECKING:              # loaded on first use (``__getattr__``); named for type checkers
     from . import model        # hsanomaly.model.Bundle: what train returns, what model= takes
@@ -25,7 +25,7 @@ if TYPE_CHECKING:              # loaded on first use (``__getattr__``); named fo
     from .errors import NotFittedError
     from .scorers import SCORES
 
-__all__ = ["BatchItem", "DetectResult", "Detector", "HsanomalyDeprecationWarning", "HsanomalyError",
+__all__ = ["BatchItem", "Cancelled", "DetectResult", "Detector", "HsanomalyDeprecationWarning", "HsanomalyError",
            "HsanomalyWarning", "NotFittedError", "SCORES", "__version__", "detect", "detect_many",
            "evaluate", "find_targets", "model", "train"]
 

@@ -69,8 +69,8 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
     left out of fitting, training and scoring, nodata in the heatmap. workers/scheduler:
     score the tiles on a Dask cluster (a local one of N processes, or an address or Client).
     callback(fraction, message) -> True cancels (a quick model's training is the first half of
-    the fraction, the scoring the second); a cancel raises ``HsanomalyError("<dst>:
-    cancelled...")`` and leaves nothing of this run behind (an interrupt, KeyboardInterrupt,
+    the fraction, the scoring the second); a cancel raises ``hsanomaly.Cancelled`` (an
+    ``HsanomalyError``) and leaves nothing of this run behind (an interrupt, KeyboardInterrupt,
     keeps its finished tiles for ``resume``, as do the tiles of a run it resumed). Every
     option and path is checked before any work; the heatmap, extras, PNG and polygons are
     replaced together, only once all are written and checked. An existing output file

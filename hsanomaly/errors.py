@@ -17,6 +17,11 @@ class HsanomalyError(Exception):
     """A user-facing error; the CLI prints ``str(err)`` on one line and exits non-zero."""
 
 
+class Cancelled(HsanomalyError):
+    """A callback asked the job to stop: nothing is wrong with the input, and the job left
+    nothing of its own behind (a training keeps its checkpoint to resume from, and says where)."""
+
+
 class NoWorkers(HsanomalyError):
     """A Dask run stopped because its cluster had no worker for ``cluster.worker_wait()``
     seconds: a batch on that cluster stops there rather than wait as long for each raster."""

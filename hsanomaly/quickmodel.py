@@ -3,7 +3,7 @@ thesis's fully unsupervised setting), where it keeps it, and when a rerun may re
 
 from pathlib import Path
 
-from .errors import HsanomalyError
+from .errors import Cancelled, HsanomalyError
 from .runtime import TRAINING_INSTALL, missing_for_training
 from .scorers import BASELINES
 from .spelling import spell
@@ -105,7 +105,7 @@ def train_on_scene(src, dst, training, out, callback=None, progress=False, mask=
                      quick_model_of=dst, name=place, data_checked=True, **training).path
     except TrainingCancelled:
         # a staged training's checkpoint goes with its temporary folder: nothing to resume
-        raise HsanomalyError(f"{place}: training cancelled") from None
+        raise Cancelled(f"{place}: training cancelled") from None
 
 
 def resumable_quick_model(src, dst, quick):

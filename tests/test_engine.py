@@ -5,6 +5,7 @@ import pytest
 import rasterio
 from sklearn.metrics import roc_auc_score
 
+import hsanomaly
 from hsanomaly.engine import detect
 from hsanomaly.errors import HsanomalyError
 from hsanomaly.io import ArraySource
@@ -74,8 +75,10 @@ def test_local_rx_matches_brute_force_ring():
 
 
 def test_cancel_leaves_nothing(tmp_path):
+    """A cancel is its own error class (``hsanomaly.Cancelled``), which a caller such as QGIS
+    tells from a failure of the input."""
     cube, _ = synthetic_cube()
-    with pytest.raises(HsanomalyError, match="cancelled"):
+    with pytest.raises(hsanomaly.Cancelled, match="cancelled"):
         detect(ArraySource(cube), tmp_path / "out.tif", GlobalRX(), tile=16, progress=False,
                callback=lambda fraction, message: fraction > 0.2)
     assert list(tmp_path.iterdir()) == []

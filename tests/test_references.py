@@ -579,7 +579,7 @@ def test_a_failed_run_keeps_the_earlier_heatmap_and_its_quick_model(scene, tmp_p
     before = {p.name: p.read_bytes() for p in [dst, *(tmp_path / "out.model").iterdir()]}
     other = tmp_path / "other.tif"
     write_geotiff(other, cube[:, ::-1].copy())
-    with pytest.raises(HsanomalyError, match="cancelled"):
+    with pytest.raises(hsanomaly.Cancelled, match="cancelled"):
         hsanomaly.api.detect(other, dst, tile=16, overwrite=True,
                              callback=lambda fraction, message: "tile" in message)
     after = {p.name: p.read_bytes() for p in [dst, *(tmp_path / "out.model").iterdir()]}
@@ -640,7 +640,7 @@ def test_a_cancelled_quick_model_training_names_its_place_and_leaves_nothing(sce
     import hsanomaly.api
 
     _, path, _, _ = scene
-    with pytest.raises(HsanomalyError) as err:
+    with pytest.raises(hsanomaly.Cancelled) as err:
         hsanomaly.api.detect(path, tmp_path / "out.tif", tile=16,
                              callback=lambda fraction, message: fraction >= 0.5)
     assert str(err.value) == f"{tmp_path / 'out.model'}: training cancelled"

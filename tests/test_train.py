@@ -7,7 +7,7 @@ import pytest
 import rasterio
 from click.testing import CliRunner
 
-from hsanomaly.errors import HsanomalyError
+from hsanomaly.errors import Cancelled, HsanomalyError
 from hsanomaly.training.data import load_training_data, rare_spectra_weights
 
 from synthetic import NODATA, synthetic_cube, write_raster
@@ -295,7 +295,7 @@ def test_cancel_leaves_no_bundle_and_resume_finishes_the_same_run(torch, synthet
         calls.append(message)
         return fraction >= 0.5
 
-    with pytest.raises(HsanomalyError, match="cancelled"):
+    with pytest.raises(Cancelled, match="cancelled"):
         train([path], out, callback=cancel_halfway, **settings)
     assert not out.exists() and (checkpoint_dir(out) / "state.npz").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
@@ -305,6 +305,9 @@ def test_cancel_leaves_no_bundle_and_resume_finishes_the_same_run(torch, synthet
     resumed = train([path], out, resume=True, **settings)
     assert _files(resumed.path) == _files(whole.path)
     assert calls[0] == "reading training windows"
+    with pytest.raises(Cancelled, match="early: training cancelled"):       # before any data
+        train([path], tmp_path / "early", callback=lambda fraction, message: True, **settings)
+    assert not (tmp_path / "early").exists()
     from hsanomaly.errors import HsanomalyWarning
 
     with pytest.warns(HsanomalyWarning, match="no interrupted training here to resume"):

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Dict, Optional
 
 from ..defaults import TILE
-from ..errors import HsanomalyError, caller_callback, ignoring
+from ..errors import Cancelled, HsanomalyError, caller_callback, ignoring
 from ..io.atomic import check_writable, native_quiet, stage_raster, staged_into
 from ..io.checks import warn
 from ..io.fingerprint import input_fingerprint
@@ -207,7 +207,7 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
     extras: optional {output name: path} for the scorer's extra outputs (e.g. "recon").
     executor: where tiles are scored; this process by default, or
     ``hsanomaly.distributed.DaskExecutor(client)`` for a Dask cluster. The output is the same.
-    callback(fraction, message) -> True cancels: nothing is written, the tile store is removed
+    callback(fraction, message) -> True cancels (``Cancelled``): nothing is written, the tile store is removed
     (a resumed run's is kept, with the tiles an earlier run finished).
     cog: write Cloud-Optimized GeoTIFFs (GDAL's COG driver) instead of tiled GeoTIFFs.
     stage: an ``hsanomaly.io.atomic.Staging`` to assemble into; its owner commits it (and the
@@ -244,7 +244,7 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
         windows = source.windows(tile)
         if scorer.fits_on_scene:
             if callback and callback(0.0, f"fitting {scorer.name} on {source.name}"):
-                raise HsanomalyError(f"{dst}: cancelled")
+                raise Cancelled(f"{dst}: cancelled")
             with stage_log(f"fitting {scorer.name} on {source.name}"):
                 fit_scorer(scorer, executor.fit_source(source))
         # a kill between a run's commit and its store's removal left that finished run's
@@ -314,9 +314,9 @@ def _score(executor, source, scorer, store, windows, outputs, dst, progress, cal
                 if callback and callback(count / len(windows), f"tile {count}/{len(windows)}"):
                     tiles.close()
                     if store.resumed:     # an earlier run's tiles too: not this run's to drop
-                        raise HsanomalyError(f"{dst}: cancelled; {tiles_kept()}")
+                        raise Cancelled(f"{dst}: cancelled; {tiles_kept()}")
                     store.remove()
-                    raise HsanomalyError(f"{dst}: cancelled")
+                    raise Cancelled(f"{dst}: cancelled")
     missing = set(range(len(windows))) - store.done()
     if missing and not store.path.is_dir():
         raise removed(store.path)

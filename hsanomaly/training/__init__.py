@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 from .. import defaults
-from ..errors import HsanomalyError, caller_callback
+from ..errors import Cancelled, HsanomalyError, caller_callback
 from ..io.atomic import check_writable
 from ..io.checks import warn
 from ..io.lock import lock_folder
@@ -63,7 +63,7 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
     threads: torch CPU threads for this run (default: ``settings.THREADS``, one thread: the
     networks' matrix products are too small for a second thread to pay, and on a busy machine
     extra threads spin against the other processes).
-    callback(fraction, message): progress; returning True cancels (HsanomalyError, nothing
+    callback(fraction, message): progress; returning True cancels (``hsanomaly.Cancelled``, nothing
     written, a checkpoint kept for ``resume``). quick_model_of: the heatmap this bundle is
     ``detect``'s quick model for, recorded so that detect replaces its own quick models only.
     name: what messages call the model (default ``out``; detect trains its quick model in a
@@ -100,7 +100,7 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
     with _held_checkpoints(out):
         logger.info("%s: reading training windows", name)
         if report(0.0, "reading training windows"):
-            raise HsanomalyError(f"{name}: training cancelled")
+            raise Cancelled(f"{name}: training cancelled")
         data = load_training_data(inputs, mask=mask, window=window, bands=bands, sqrt=sqrt,
                                   whiten=whiten, background_only=background_only,
                                   boost_rare=boost_rare, seed=seed,

@@ -16,13 +16,13 @@ import time
 import numpy as np
 import torch
 
-from ..errors import HsanomalyError
+from ..errors import Cancelled
 from ..logs import progress_bar
 from ..spelling import spell
 from .settings import UnusableCheckpoint
 
 
-class TrainingCancelled(HsanomalyError):
+class TrainingCancelled(Cancelled):
     """The progress callback asked to stop; a checkpoint was saved first."""
 
 
