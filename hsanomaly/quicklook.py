@@ -8,10 +8,11 @@ import numpy as np
 
 from .io.heatmap import SCORE_TAG
 
-MAX_SIZE = 2048   # pixels on the longer side; larger heatmaps are decimated
+MAX_SIZE = 2048   # pixels on the longer side; larger heatmaps show their blocks' maxima
 BAR_HEIGHT = 28   # pixels of the colour-bar strip appended below the scores
 COLORMAP = "inferno"            # every picture of scores: the quick look and the report's
 STRETCH_PERCENTILES = (1, 99)   # their colour range: robust to a few extreme scores
+STRIP_PIXELS = 1 << 22          # heatmap pixels read at a time for the quick look
 
 
 def stretch_limits(scores, valid=None):
@@ -23,6 +24,40 @@ def stretch_limits(scores, valid=None):
         return 0.0, 1.0
     low, high = np.percentile(scores[finite], STRETCH_PERCENTILES)
     return float(low), float(max(high, low + np.finfo(np.float32).eps))
+
+
+def block_maxima(scores, most=MAX_SIZE, *, step=None):
+    """``scores`` at most ``most`` pixels a side (or in blocks of ``step`` pixels a side), each
+    pixel the largest score of its block (NaN where the block has none): the largest, not an
+    average or a sample, so that a one-pixel target stays in the picture."""
+    step = -(-max(scores.shape) // most) if step is None else step
+    if step == 1:
+        return scores
+    rows, cols = scores.shape
+    kind = np.result_type(scores.dtype, np.float32)          # float64 scores stay float64
+    shown = np.empty((-(-rows // step), -(-cols // step)), kind)
+    for i, row in enumerate(range(0, rows, step)):
+        band = scores[row:row + step].astype(kind)
+        band = np.pad(band, ((0, 0), (0, shown.shape[1] * step - cols)), constant_values=np.nan)
+        shown[i] = np.fmax.reduce(band.reshape(len(band), shown.shape[1], step), axis=(0, 2))
+    return shown
+
+
+def _read_block_maxima(ds, step):
+    """Band 1 of ``ds`` as ``block_maxima`` in blocks of ``step`` pixels, read a strip of
+    blocks at a time, so that the whole heatmap is never in memory. (GDAL's reduced read
+    would take the heatmap's overviews, averages in which small targets fade out.)"""
+    from rasterio.windows import Window
+
+    from .io.gdal import read_masked
+
+    rows = step * max(1, STRIP_PIXELS // (ds.width * step))
+    strips = []
+    for top in range(0, ds.height, rows):
+        strip = read_masked(ds, 1, window=Window(0, top, ds.width, min(rows, ds.height - top)))
+        strip = strip.astype(np.result_type(strip.dtype, np.float32)).filled(np.nan)
+        strips.append(block_maxima(strip, step=step))
+    return np.concatenate(strips)
 
 
 def png_check(path):
@@ -40,7 +75,7 @@ def sidecars(png):
 
 
 def write_png(heatmap, png, max_size=MAX_SIZE, stage=None):
-    """Write ``png`` (band 1 of ``heatmap``, decimated to at most ``max_size`` pixels a side)
+    """Write ``png`` (band 1 of ``heatmap``, at most ``max_size`` pixels a side: ``block_maxima``)
     and, when the heatmap is georeferenced, its ``sidecars``; all through the one write path
     (replaced with ``stage``'s other outputs when one is given)."""
     from PIL import Image
@@ -48,14 +83,13 @@ def write_png(heatmap, png, max_size=MAX_SIZE, stage=None):
 
     from .io.atomic import staged_into
     from .io.ownership import SOFTWARE
-    from .io.gdal import open_raster, placed_without_transform, read_masked
+    from .io.gdal import open_raster, placed_without_transform
 
     with open_raster(heatmap) as ds:
-        step = max(1, -(-max(ds.height, ds.width) // max_size))
-        shape = (max(1, ds.height // step), max(1, ds.width // step))
-        scores = read_masked(ds, 1, out_shape=shape).filled(np.nan)
+        step = -(-max(ds.height, ds.width) // max_size)
+        scores = _read_block_maxima(ds, step)
         name = ds.tags().get(SCORE_TAG, "score")
-        scale = (ds.width / shape[1], ds.height / shape[0])
+        scale = (step, step)         # heatmap pixels per picture pixel, across and down
         transform = ds.transform @ ds.transform.scale(*scale)
         crs = ds.crs
         georeferenced = not ds.transform.is_identity   # (a decimated identity is not one)
@@ -67,7 +101,7 @@ def write_png(heatmap, png, max_size=MAX_SIZE, stage=None):
             warn(f"{png}: the heatmap is placed on the map by {placed_by}, which a PNG cannot "
                  "carry; the quick look is not georeferenced")
     scores = np.asarray(scores, dtype=np.float64)
-    image = render(scores, *stretch_limits(scores), name)
+    image = render(scores, *stretch_limits(scores), name)   # of the picture: maxima run hotter
     info = PngInfo()
     info.add_text("Software", SOFTWARE)          # what marks the file as ours
     files = {Path(png): lambda tmp: Image.fromarray(image, "RGBA").save(tmp, format="PNG",

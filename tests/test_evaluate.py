@@ -1034,7 +1034,7 @@ def test_a_large_heatmaps_picture_is_drawn_from_block_maxima(tmp_path, monkeypat
     scores = np.zeros((40, 100), np.float32)
     scores[:8] = np.nan                      # nodata blocks stay nodata
     scores[21, 57] = 9.0                     # a one-pixel target is not sampled away
-    shown = plots.block_maxima(scores, 25)
+    shown = plots.block_maxima(scores, 25)      # the quick look's: one picture for both
     assert shown.shape == (10, 25) and np.isnan(shown[:2]).all() and not np.isnan(shown[2:]).any()
     assert shown[5, 14] == 9.0 and np.count_nonzero(shown == 9.0) == 1
     assert plots.block_maxima(scores, 100) is scores

@@ -106,3 +106,36 @@ def test_a_heatmap_placed_by_ground_control_points_gives_a_png_placed_by_them(tm
         found, crs = png.gcps
     assert crs.to_epsg() == 32633 and [(g.row, g.col, g.x, g.y) for g in found] == [
         (g.row / 3, g.col / 3, g.x, g.y) for g in gcps]
+
+
+def test_a_large_heatmaps_quick_look_keeps_one_pixel_targets(tmp_path, monkeypatch):
+    """The picture of a heatmap over ``max_size`` pixels a side was GDAL's reduced read, the
+    average overviews, where a one-pixel target faded into the background and the colour bar's
+    labels were percentiles of averages; it is the blocks' maxima, read a strip at a time."""
+    from rasterio.transform import from_origin
+
+    from hsanomaly import quicklook
+    from hsanomaly.io.heatmap import add_overviews_and_statistics
+
+    rng = np.random.default_rng(0)
+    scores = rng.chisquare(10, (300, 250)).astype(np.float32)
+    scores[124, 77] = 500.0
+    scores[:6, :9] = np.nan                                # a nodata block stays transparent
+    heat = tmp_path / "heat.tif"
+    with rasterio.open(heat, "w", driver="GTiff", dtype="float32", count=1, height=300, width=250,
+                       nodata=np.nan, crs="EPSG:32633", transform=from_origin(500000, 4e6, 2, 2),
+                       tiled=True, blockxsize=64, blockysize=64) as ds:
+        ds.write(scores, 1)
+    add_overviews_and_statistics(heat)
+    monkeypatch.setattr(quicklook, "STRIP_PIXELS", 2000)   # many strips, as a large heatmap reads
+    quicklook.write_png(heat, tmp_path / "q.png", max_size=100)
+    from PIL import Image
+
+    image = np.asarray(Image.open(tmp_path / "q.png"))
+    shown = quicklook.block_maxima(scores, 100)
+    assert shown.shape == (100, 84) and shown[41, 25] == 500.0
+    low, high = quicklook.stretch_limits(shown)             # of the picture, as labelled
+    assert np.array_equal(image, quicklook.render(shown.astype(float), low, high, "score"))
+    assert (image[:2, :3, 3] == 0).all() and (image[2:100, 3:, 3] == 255).all()
+    a, _, _, e, _, _ = map(float, sidecars(tmp_path / "q.png")[0].read_text().split())
+    assert (a, e) == (6.0, -6.0)                           # 3 heatmap pixels a picture pixel

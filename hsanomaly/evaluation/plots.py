@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import HsanomalyError, describe
 from ..io.atomic import staged_into
-from ..quicklook import COLORMAP, MAX_SIZE, png_check, stretch_limits
+from ..quicklook import COLORMAP, MAX_SIZE, block_maxima, png_check, stretch_limits
 from .metrics import HALF_FALSE_POSITIVE, class_masks, label_targets, score_targets
 
 NODATA_GREY = (0.5, 0.5, 0.5, 1.0)
@@ -121,7 +121,7 @@ def plot_heatmap(scores, truth, path, title="", stage=None):
     import matplotlib
 
     cmap = matplotlib.colormaps[COLORMAP].with_extremes(bad=NODATA_GREY)
-    shown = block_maxima(scores, MAX_SIZE)
+    shown = block_maxima(scores, MAX_SIZE)   # every pixel: matplotlib held copies of a large map
     low, high = stretch_limits(shown)       # of the picture: block maxima run hotter than pixels
     image = ax.imshow(np.ma.masked_invalid(shown), cmap=cmap, vmin=low, vmax=high,
                       extent=(-0.5, cols - 0.5, rows - 0.5, -0.5))
@@ -139,24 +139,6 @@ def plot_heatmap(scores, truth, path, title="", stage=None):
                         fontsize="x-small")
     ax.set_title(title or "heatmap")
     save_png(fig, path, stage)
-
-
-def block_maxima(scores, most):
-    """``scores`` at most ``most`` pixels a side, each pixel the largest score of its block
-    (NaN where the block has none): the picture is about a thousand pixels wide, and matplotlib
-    drawing every pixel of a large map took several copies of it in memory; the largest, not
-    a sample, so that a one-pixel target stays in the picture."""
-    step = -(-max(scores.shape) // most)
-    if step == 1:
-        return scores
-    rows, cols = scores.shape
-    kind = np.result_type(scores.dtype, np.float32)          # float64 scores stay float64
-    shown = np.empty((-(-rows // step), -(-cols // step)), kind)
-    for i, row in enumerate(range(0, rows, step)):
-        band = scores[row:row + step].astype(kind)
-        band = np.pad(band, ((0, 0), (0, shown.shape[1] * step - cols)), constant_values=np.nan)
-        shown[i] = np.fmax.reduce(band.reshape(len(band), shown.shape[1], step), axis=(0, 2))
-    return shown
 
 
 def _pixel_outline(mask):
