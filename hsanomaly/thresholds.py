@@ -160,7 +160,8 @@ def auto_tail(n):
 
 
 def auto_threshold(coarse, reduce, name="<heatmap>"):
-    """A threshold with about one false-alarm pixel per raster, from a fit of the upper tail.
+    """A threshold aimed at one false-alarm pixel per raster, from a fit of the upper tail
+    (on pure backgrounds it leaves a few, more where the scores are log distances).
 
     Extreme-value theory (Pickands-Balkema-de Haan) says the excess of a score over a high
     threshold follows a generalised Pareto distribution, whatever the score (RX, -log p, a

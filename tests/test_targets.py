@@ -81,14 +81,17 @@ def test_passes_run_through_a_given_reduce():
     assert len(calls) == 4                                   # two passes each
 
 
-@pytest.mark.parametrize("background", ["normal", "chi2", "student"])
+@pytest.mark.parametrize("background", ["normal", "chi2", "student", "log_chi2"])
 def test_auto_gives_about_one_false_alarm_pixel_on_pure_background(background):
+    """log_chi2: the log distances the default scores average, whose tail the fit reads less
+    well (docs/ablations.md: about ten false-alarm pixels on average, more in some rasters)."""
     rng = np.random.default_rng(3)
     draw = {"normal": lambda n: rng.normal(size=n), "chi2": lambda n: rng.chisquare(20, n),
-            "student": lambda n: rng.standard_t(5, n)}[background]
+            "student": lambda n: rng.standard_t(5, n),
+            "log_chi2": lambda n: np.log(rng.chisquare(10, n))}[background]
     false_alarms = [(s > threshold_from_far(s, "auto")).sum()
                     for s in (draw(250_000).astype(np.float32).reshape(500, 500) for _ in range(4))]
-    assert np.mean(false_alarms) <= 10
+    assert np.mean(false_alarms) <= (25 if background == "log_chi2" else 10)
 
 
 def test_auto_says_when_scores_pass_the_end_of_a_bounded_tail_fit():
