@@ -1748,3 +1748,108 @@ def test_free_memory_inside_a_container_is_its_limits(tmp_path, monkeypatch):
     assert checks.available_memory() == 2**20
     (v1 / "batch" / "42" / "memory.limit_in_bytes").write_text("9223372036854771712\n")
     assert abs(checks.available_memory() - machine) < machine / 10    # v1's "no limit"
+
+
+@pytest.mark.parametrize("job", ["evaluate", "detect"])
+def test_the_run_after_one_killed_while_replacing_finishes_it_and_its_own(tmp_path, job,
+                                                                          synthetic_raster):
+    """The next run finished the killed run's renames only as it staged its outputs, after it
+    had checked them: its commit then took that for another program's change and refused,
+    after all the work."""
+    import json
+
+    import hsanomaly
+    from hsanomaly.io.checks import HsanomalyWarning
+
+    first = "report.json" if job == "evaluate" else "heat.tif"
+    _killed_while_replacing(tmp_path, when="first rename", first=first)
+    with pytest.warns(HsanomalyWarning, match="completed, as the run"):
+        if job == "evaluate":
+            truth = np.zeros((10, 10), np.uint8)
+            truth[4, 4] = 1
+            hsanomaly.evaluate(np.arange(100.0).reshape(10, 10), truth,
+                               json=tmp_path / first, overwrite=True)
+        else:
+            hsanomaly.detect(synthetic_raster[0], tmp_path / first, score="rx", overwrite=True)
+    if job == "evaluate":
+        assert json.loads((tmp_path / first).read_text())["n_targets"] == 1
+    else:
+        with rasterio.open(tmp_path / first) as ds:
+            assert ds.read(1).shape == (40, 50)
+    assert (tmp_path / "b.txt").read_text() == "new b"
+
+
+def test_an_output_named_through_a_linked_folder_and_dotdot_is_staged_where_it_lands(
+        tmp_path, synthetic_raster):
+    """'link/..' is the parent of the link's target for the kernel, but os.path.abspath drops
+    it as text: the tile store and staging went to the folder the name seemed to say, and the
+    final rename crossed into the other one (across file systems, after all the work, it
+    failed)."""
+    import os
+
+    import hsanomaly
+
+    here, there = tmp_path / "here", tmp_path / "there"
+    (there / "child").mkdir(parents=True)
+    here.mkdir()
+    (here / "link").symlink_to(there / "child")
+    seen = []
+
+    def look(fraction, message):
+        seen.append(sorted(os.listdir(here)) + sorted(p for p in os.listdir(there)
+                                                      if p.endswith(".partial")))
+
+    hsanomaly.detect(synthetic_raster[0], here / "link" / ".." / "heat.tif", score="rx", tile=16,
+                     callback=look)
+    assert seen and all(names == ["link", "heat.tif.partial"] for names in seen[1:])
+    assert sorted(os.listdir(there)) == ["child", "heat.tif"] and os.listdir(here) == ["link"]
+
+
+KILLED_AFTER_ITS_RENAME = """
+import os, sys
+from pathlib import Path
+from hsanomaly.io import atomic
+
+folder = Path(sys.argv[1])
+real_replace = os.replace
+
+def replace_then_die(src, dst):
+    real_replace(src, dst)
+    if Path(dst) == folder / "heat.tif":
+        os._exit(9)
+
+atomic.os.replace = replace_then_die
+with atomic.staged() as stage:
+    stage.path(folder / "heat.tif", stale=[folder / "heat.tif.aux.xml"]).write_text("new")
+"""
+
+
+def test_a_run_killed_as_its_output_goes_in_leaves_no_earlier_side_file_over_it(tmp_path):
+    """The earlier raster's GDAL side files were removed after the new one was in place: a
+    kill in between left the old .aux.xml (nodata, scale, statistics) laid over the new."""
+    import subprocess
+    import sys
+
+    (tmp_path / "heat.tif").write_text("old")
+    (tmp_path / "heat.tif.aux.xml").write_text("<PAMDataset>old</PAMDataset>")
+    died = subprocess.run([sys.executable, "-c", KILLED_AFTER_ITS_RENAME, str(tmp_path)])
+    assert died.returncode == 9
+    assert (tmp_path / "heat.tif").read_text() == "new"
+    assert not (tmp_path / "heat.tif.aux.xml").exists()
+
+
+def test_a_failed_commit_puts_the_earlier_side_files_back(tmp_path, monkeypatch):
+    from hsanomaly.io import atomic
+
+    (tmp_path / "heat.tif").write_text("old")
+    (tmp_path / "heat.tif.aux.xml").write_text("old aux")
+
+    def refuse(tmp, dst, is_dir, moved_aside=None):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(atomic, "_replace", refuse)
+    with pytest.raises(HsanomalyError, match="nothing was replaced"):
+        with atomic.staged() as stage:
+            stage.path(tmp_path / "heat.tif", stale=[tmp_path / "heat.tif.aux.xml"]).write_text("new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["heat.tif", "heat.tif.aux.xml"]
+    assert (tmp_path / "heat.tif.aux.xml").read_text() == "old aux"

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..defaults import MIN_TILE
 from ..errors import HsanomalyError, describe, raised_by_callback
-from ..io.atomic import destination_of, space_hint
+from ..io.atomic import absolute, destination_of, space_hint
 from ..io.checks import check_disk
 from ..options import check_whole
 from ..spelling import counted, spell
@@ -126,7 +126,7 @@ def check_space(store, outputs, source, resume=False):
     need = {}
 
     def add(path, nbytes):
-        folder = os.path.dirname(os.path.abspath(path))
+        folder = os.path.dirname(absolute(path))
         device = os.stat(folder).st_dev
         need[device] = (folder, need.get(device, (folder, 0))[1] + nbytes)
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import HsanomalyError, describe
-from ..io.atomic import fsync_path
+from ..io.atomic import absolute, fsync_path
 from ..io.checks import warn
 from ..io.fingerprint import digest
 from ..io.lock import busy, lock_folder
@@ -73,7 +73,7 @@ def batch_resumes():
 
 def store_path(dst):
     """Where the tiles of the run writing ``dst`` are kept: ``<dst>.partial/``."""
-    return Path(os.path.abspath(str(dst) + STORE_SUFFIX))
+    return Path(absolute(str(dst) + STORE_SUFFIX))
 
 
 def run_fingerprint(input_fingerprint, config):

@@ -31,6 +31,7 @@ it can clean up, so ``ignore_file_size_signal`` (the CLI calls it) turns it into
 import contextlib
 import contextvars
 import errno
+import functools
 import hashlib
 import json
 import os
@@ -93,6 +94,15 @@ def native_quiet():
         os.close(devnull)
 
 
+def absolute(path):
+    """``path`` made absolute as the kernel resolves it: its folder's links and '..' in their
+    order (``os.path.abspath`` drops 'link/..' as text, which names another folder: an output
+    was staged in one folder and renamed into the other, across file systems even); its own
+    name kept, since a link there is refused, never followed."""
+    folder, name = os.path.split(os.fspath(path).rstrip(os.sep) or os.sep)
+    return os.path.join(os.path.realpath(folder or os.curdir), name)
+
+
 def write_failure(path, err):
     """The one-line HsanomalyError for a failed write of ``path``."""
     reason = PRIVATE_FOLDER.sub("", describe(err))    # a library's text names the temporary
@@ -111,7 +121,7 @@ def space_hint(path, err, written=None):
         return ""                  # ``describe`` says so already
     hints = []
     with contextlib.suppress(OSError):
-        free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
+        free = shutil.disk_usage(os.path.dirname(absolute(path))).free
         if free < LOW_SPACE:
             hints.append(f"only {_size(free)} free on its disk")
     with contextlib.suppress(ImportError, OSError, ValueError):
@@ -138,7 +148,7 @@ def check_writable(path, directory=None, label=None):
     exist and be writable; with ``directory=False`` it is to be a file, so it must not be an
     existing directory. ``label``: the output's name in messages (``refuse_special``)."""
     path = Path(path)
-    parent = Path(os.path.abspath(path)).parent
+    parent = Path(absolute(path)).parent
     if not parent.is_dir():
         raise HsanomalyError(f"{path}: output directory {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
@@ -218,14 +228,15 @@ class Staging:
     def __init__(self, is_output=True):
         self.is_output = is_output
         self._entries = []            # (destination, temporary path, private dir, check, is_dir)
-        self._stale = []              # files removed once every output is in place
+        self._stale = []              # (file, private dir): set aside as the outputs go in
         self._after = []
         self._finally = []
 
     def path(self, dst, check=None, create=True, stale=()):
         """A temporary path for file ``dst``; ``check(tmp)`` re-reads it before the replace.
         ``stale``: files beside ``dst`` that describe its earlier content (GDAL's side files,
-        a world file), removed once the commit stands, or a GIS would lay them over the new."""
+        a world file), set aside before the outputs go in (or a GIS would lay them over the
+        new, were the run killed in between) and removed once the commit stands."""
         dst = Path(dst)
         check_writable(dst, directory=False)
         private = self._private_dir(dst)
@@ -233,7 +244,7 @@ class Staging:
         if create:
             _create_exclusive(tmp)
         self._entries.append((dst, tmp, private, check, False))
-        self._stale.extend(Path(path) for path in stale)
+        self._stale.extend((Path(path), private) for path in stale)
         return tmp
 
     def directory(self, dst, check=None):
@@ -263,7 +274,7 @@ class Staging:
 
     def _private_dir(self, dst):
         try:
-            return _private_folder(os.path.dirname(os.path.abspath(dst)), dst.name)
+            return _private_folder(os.path.dirname(absolute(dst)), dst.name)
         except OSError as err:
             raise write_failure(dst, err) from None
 
@@ -292,7 +303,7 @@ class Staging:
         # not the side files removed with an earlier output: they describe it, and a GIS
         # showing it writes them (QGIS's statistics in .aux.xml) while a rerun goes
         for dst, _, _, _, is_dir in self._entries:
-            key = os.path.abspath(dst)
+            key = absolute(dst)
             if checked is not None and key in checked and checked[key] != _held(dst, is_dir):
                 raise HsanomalyError(f"{dst}: changed since this run checked its outputs "
                                      "(another run or program wrote there meanwhile); nothing "
@@ -304,6 +315,7 @@ class Staging:
             _write_journal([(dst, tmp, is_dir) for dst, tmp, _, _, is_dir in self._entries])
         undos, moved_aside, renaming = [], [], None
         try:
+            undos += _set_aside(self._stale)
             for dst, tmp, _, _, is_dir in self._entries:
                 renaming = (dst, tmp, _inode(tmp), os.path.lexists(dst)) if not is_dir else None
                 undos.append((dst, _replace(tmp, dst, is_dir, moved_aside)))
@@ -320,7 +332,7 @@ class Staging:
             _put_back(undos)
             raise
         if checked is not None:        # what the job wrote is what it checked from now on
-            checked.update((os.path.abspath(entry[0]), _held(entry[0], entry[4]))
+            checked.update((absolute(entry[0]), _held(entry[0], entry[4]))
                            for entry in self._entries)
         written = _WRITTEN.get()
         if written is not None and self.is_output:   # not what a job stages in its own folder
@@ -329,7 +341,7 @@ class Staging:
         with _interrupts_held():      # the outputs are in place: their cleanup runs whole
             for aside in moved_aside:
                 shutil.rmtree(aside, ignore_errors=True)
-            for path in self._stale:
+            for path, _ in self._stale:       # those that could not be set aside
                 _remove_stale_file(path)
             for fn in self._after:
                 fn()
@@ -557,7 +569,7 @@ def note_checked(path, is_dir=False):
     first check counts): a commit refuses to replace it if that changes meanwhile."""
     checked = checked_outputs()
     if checked is not None:
-        checked.setdefault(os.path.abspath(path), _held(path, is_dir))
+        checked.setdefault(absolute(path), _held(path, is_dir))
 
 
 def _held(path, is_dir):
@@ -595,7 +607,7 @@ def _replace(tmp, dst, is_dir, moved_aside=None):
 def _sync_folder(dst):
     """Flush the folder of ``dst`` after a rename in it. The rename has happened, so a failure
     to flush is a warning, not a failed replace."""
-    folder = os.path.dirname(os.path.abspath(dst))
+    folder = os.path.dirname(absolute(dst))
     try:
         fsync_path(folder, directory=True)
     except OSError as err:
@@ -656,7 +668,7 @@ def _write_journal(entries):
     first. The first output's journal is written last: it marks the commit, and without it the
     others are ignored (a run killed while writing them had replaced nothing)."""
     record = json.dumps({"mark": JOURNAL_MARK, "entries": [
-        {"dst": os.path.abspath(dst), "tmp": os.path.abspath(tmp), "dir": is_dir,
+        {"dst": absolute(dst), "tmp": absolute(tmp), "dir": is_dir,
          "tmp_was": _inode(tmp), "dst_was": _identity(dst, is_dir)}
         for dst, tmp, is_dir in entries]})
     for _, tmp, _ in entries[1:] + entries[:1]:
@@ -791,7 +803,7 @@ def _replace_dir(tmp, dst, moved_aside=None):
         return lambda: os.replace(dst, tmp)
     if _exchange(tmp, dst):
         return lambda: _exchange(tmp, dst) or _refuse_swap(dst)
-    aside = _new_private(os.path.dirname(os.path.abspath(dst)), Path(dst).name, OLD + TMP_SUFFIX)
+    aside = _new_private(os.path.dirname(absolute(dst)), Path(dst).name, OLD + TMP_SUFFIX)
     os.replace(dst, aside)           # rename(2) onto the empty directory just made
     try:
         os.replace(tmp, dst)
@@ -811,6 +823,20 @@ def _replace_dir(tmp, dst, moved_aside=None):
 
 def _refuse_swap(dst):
     raise OSError(errno.EOPNOTSUPP, "the system cannot swap it back", str(dst))
+
+
+def _set_aside(stale):
+    """Move the ``stale`` files ((file, private dir) pairs) into their private folders, which
+    go with the staging; the undos that put them back. One that cannot move stays, for the
+    commit to remove once it stands."""
+    undos = []
+    for path, private in stale:
+        aside = private / f"earlier-{path.name}"
+        with contextlib.suppress(OSError):
+            if os.path.lexists(path) and not os.path.isdir(path):
+                os.replace(path, aside)
+                undos.append((path, functools.partial(os.replace, aside, path)))
+    return undos
 
 
 def _remove_stale_file(path):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Union
 
 from ..errors import HsanomalyError
 from ..spelling import either, kind_of, spell
-from .atomic import check_writable, name_max, note_checked, refuse_special
+from .atomic import absolute, check_writable, name_max, note_checked, refuse_special, remove_stale
 
 if TYPE_CHECKING:
     from typing_extensions import TypeGuard
@@ -58,6 +58,7 @@ def check_paths(inputs, outputs, writable=True):
     path[, kind]) tuples; a None path is skipped. Directory outputs are replaced by the job."""
     ins = [Item(*entry) for entry in inputs if entry[1] is not None]
     outs = [Item(*entry) for entry in outputs if entry[1] is not None]
+    finished = set()
     for i, out in enumerate(outs):
         for src in ins:
             if out.same(src) or out.holds(src) or src.holds(out):
@@ -81,6 +82,12 @@ def check_paths(inputs, outputs, writable=True):
             refuse_special(out.path, out.label)   # reading one to see whose it is would block
         if out.kind == FILE and Path(out.path).is_dir():
             raise HsanomalyError(f"{out.path}: {out.label} is a directory, not a file")
+        folder = os.path.dirname(absolute(out.path))
+        if folder not in finished:
+            # a killed run's journal finished now: at the commit, its renames would look like
+            # another program's change to what this job checked
+            remove_stale(folder)
+            finished.add(folder)
         note_checked(out.path, is_dir=out.kind == DIRECTORY)
 
 
@@ -88,7 +95,7 @@ def check_name_fits(path, label, advice="choose a shorter output name"):
     """Refuse a file the file system would not take by its name, naming which (a heatmap's
     side files, .aux.xml, and tile store, .partial, are longer than its own name), before the
     work: it failed at the commit, after it. The limit is that of the nearest folder there."""
-    folder, name = os.path.split(os.path.abspath(path))
+    folder, name = os.path.split(absolute(path))
     while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
         folder = os.path.dirname(folder)                 # a folder the run will make
     length, limit = len(os.fsencode(name)), name_max(folder)
@@ -137,7 +144,7 @@ def check_output_folder(folder, label):
     if os.path.lexists(folder):
         raise HsanomalyError(f"{folder}: {label} exists and is not a directory")
     check_name_fits(folder, label, "choose a shorter folder name")
-    nearest = Path(os.path.abspath(folder)).parent
+    nearest = Path(absolute(folder)).parent
     while not os.path.lexists(nearest) and nearest != nearest.parent:
         nearest = nearest.parent
     if not nearest.is_dir() or not os.access(nearest, os.W_OK | os.X_OK):

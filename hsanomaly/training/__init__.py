@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .. import defaults
 from ..errors import Cancelled, HsanomalyError, caller_callback
-from ..io.atomic import check_writable
+from ..io.atomic import absolute, check_writable
 from ..io.checks import warn
 from ..io.lock import lock_folder
 from ..io.paths import Item
@@ -269,7 +269,7 @@ def check_out(out, inputs=(), mask=None, label=None):
     for each in masks if mask is not None else ():
         check_path_kind(each, spell("mask"), "a mask's path")
     check_replaceable_dir(out, label, is_model_bundle, "a model bundle")
-    checkpoints = checkpoint_dir(Path(os.path.abspath(out)))
+    checkpoints = checkpoint_dir(Path(absolute(out)))
     remove_stale(checkpoints)       # a checkpoint write that a kill cut short
     check_paths([(spell("inputs"), file) for p in inputs if is_path(p)
                  for file in input_files(p)] +
