@@ -41,6 +41,7 @@ def check_execution(workers, scheduler):
     check_whole("workers", workers, 1, optional=True)
     if workers or scheduler:
         import_distributed()
+        worker_wait()            # Dask's setting, refused before a quick model trains
     if workers and scheduler:
         raise HsanomalyError(f"{scheduler}: give either {spell('scheduler')} or {spell('workers')}, "
                              "not both")
@@ -139,7 +140,7 @@ def worker_wait():
         return WORKER_WAIT
     try:
         seconds = parse_timedelta(given, default="seconds")
-    except (TypeError, ValueError, KeyError):
+    except (TypeError, ValueError, KeyError, IndexError):     # IndexError: an empty text
         seconds = None
     if not isinstance(seconds, (int, float)) or not 0 < seconds < float("inf"):
         raise HsanomalyError(f"hsanomaly.worker-wait (Dask's config): {given!r} is no wait (a "

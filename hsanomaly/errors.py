@@ -5,12 +5,19 @@ and the exceptions of the caller's own callback, which it passes on unchanged.""
 import contextlib
 import errno
 import re
+import signal
 import sys
 import threading
 import warnings
 from typing import TYPE_CHECKING
 
 DESCRIBED = 160             # characters of a library's own message kept in the one line
+
+
+# the signals that stop a job as Ctrl-C does: Ctrl-C, kill (systemd, Slurm, docker stop) and a
+# terminal or SSH session closing
+INTERRUPTS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
+                   if hasattr(signal, name))
 
 
 class HsanomalyError(Exception):

@@ -72,6 +72,7 @@ def detect_paths(src, dst, *, model=None, extras=None, png=None, polygons=None, 
     """Refuse colliding, unwritable or unreplaceable outputs of one detect run; without
     ``overwrite``, also others' files and results (``refuse_foreign_outputs``)."""
     from .engine.store import is_tile_store, store_path
+    from .io.source import check_opens
     from .quicklook import sidecars
     from .scorers import extra_label
 
@@ -109,7 +110,8 @@ def detect_paths(src, dst, *, model=None, extras=None, png=None, polygons=None, 
                                  f"as {spell('model')}, or move it away to train a new quick model")
         check_replaceable_dir(quick_model, "the quick model directory", is_model_bundle,
                               "a model bundle", "move it away, or choose another output name")
-    if not overwrite:
+    if not overwrite:          # a missing input is said as such, not as its output's owner
+        check_opens(src)
         refuse_foreign_outputs(src, rasters, png, polygons, quick_model)
 
 

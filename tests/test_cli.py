@@ -588,3 +588,108 @@ def test_after_an_interrupt_a_half_made_objects_finaliser_prints_nothing():
               "del held\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0 and done.stderr == ""
+
+
+SIGNALLED = """
+import signal, sys
+import click
+import hsanomaly.cli as cli
+import hsanomaly.engine.run as engine
+
+first, again = getattr(signal, sys.argv[1]), int(sys.argv[2])
+echo = click.echo
+
+def stopped(*args, **kwargs):            # the first signal, while the scene is fitted
+    signal.raise_signal(first)
+
+def said(message=None, **kwargs):        # more while the command says what happened
+    for _ in range(again):
+        signal.raise_signal(signal.SIGINT)
+    echo(message, **kwargs)
+
+engine.fit_scorer, click.echo = stopped, said
+sys.argv = ["hsanomaly", "detect", *sys.argv[3:]]
+cli.main()
+"""
+
+
+@pytest.mark.parametrize("first, again, status, line", [
+    ("SIGINT", 1, 130, "Error: interrupted; the outputs are replaced all together"),
+    ("SIGHUP", 0, 129, "Error: hung up (SIGHUP: the terminal closed); the outputs"),
+    ("SIGINT", 2, -2, None)])
+def test_a_second_signal_waits_for_the_first_ones_line_and_a_third_forces(tmp_path, first, again,
+                                                                          status, line):
+    """A second Ctrl-C while the first was said gave click's "Aborted!" and status 1; a
+    terminal closing (SIGHUP) ended the run without a word, leaving temporaries."""
+    path = write_raster(tmp_path / "scene.tif", synthetic_cube()[0])
+    done = subprocess.run([sys.executable, "-c", SIGNALLED, first, str(again), str(path),
+                           str(tmp_path / "heat.tif"), "--score", "rx", "-q"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == status, done.stderr
+    assert "Aborted" not in done.stderr and "Traceback" not in done.stderr
+    if line is not None:
+        assert done.stderr.strip().splitlines()[-1].startswith(line)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
+
+
+def test_with_stderr_closed_a_command_still_runs(tmp_path):
+    """Python sets sys.stderr to None when fd 2 is closed (a cron line's 2>&-): every
+    command exited 1 at once, without a word."""
+    path = write_raster(tmp_path / "scene.tif", synthetic_cube()[0])
+    heat = tmp_path / "heat.tif"
+    done = subprocess.run(["sh", "-c", f'"$0" -m hsanomaly detect "$1" "$2" --score rx 2>&-',
+                           sys.executable, str(path), str(heat)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and heat.exists() and done.stdout.startswith(f"{heat}: rx")
+    closed = subprocess.run(["sh", "-c", '"$0" -m hsanomaly evaluate "$1" "$2" --json - >&-',
+                             sys.executable, str(heat), str(path)],
+                            capture_output=True, text=True, timeout=120)
+    assert closed.returncode == 2 and "standard output is closed" in closed.stderr
+
+
+def test_inputs_that_are_pipes_or_not_utf8_are_one_line(tmp_path):
+    """A named pipe nobody writes blocked in GDAL's open, where no interrupt reached it; a
+    name that is not UTF-8 ended in a UnicodeEncodeError traceback (as an output, after
+    every tile was scored)."""
+    path = write_raster(tmp_path / "scene.tif", synthetic_cube()[0])
+    os.mkfifo(tmp_path / "pipe.tif")
+    done = subprocess.run([sys.executable, "-m", "hsanomaly", "evaluate", str(path),
+                           str(tmp_path / "pipe.tif")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == \
+        f"Error: {tmp_path / 'pipe.tif'}: a named pipe, not a file; hsanomaly reads its inputs from files"
+    latin = os.fsdecode(os.fsencode(str(tmp_path)) + b"/sc\xe8ne.tif")
+    os.link(path, os.fsencode(latin))
+    shown = os.fsencode(latin).decode("utf-8", "backslashreplace")
+    assert_one_line_error(run("detect", latin, tmp_path / "h.tif", "--score", "rx"),
+                          f"{shown}: SRC's name is not valid UTF-8")
+    assert_one_line_error(run("detect", path, latin[:-4] + "-h.tif", "--score", "rx"),
+                          "DST's name is not valid UTF-8")
+    assert sorted(os.listdir(os.fsencode(str(tmp_path)))) == [b"pipe.tif", b"scene.tif",
+                                                             b"sc\xe8ne.tif"]
+
+
+def test_a_mistyped_input_is_said_before_its_outputs_owner(tmp_path):
+    """It was "DST holds the result of another input ..., pass --overwrite", the flag that
+    destroys a result, for an input that was not there."""
+    path = write_raster(tmp_path / "scene.tif", synthetic_cube()[0])
+    assert run("detect", path, tmp_path / "heat.tif", "--score", "rx").exit_code == 0
+    result = run("detect", tmp_path / "scen.tif", tmp_path / "heat.tif", "--score", "rx")
+    assert_one_line_error(result, f"{tmp_path / 'scen.tif'}: file not found")
+
+
+def test_shell_slips_are_refused_or_suggested(tmp_path, monkeypatch):
+    """'--out-dir=~/x' (no expansion after '=') made a folder named '~' here, which a later
+    'rm -rf ~' mistakes for home; -q -v were taken silently; a mistyped command got no
+    suggestion, where a mistyped option does."""
+    path = write_raster(tmp_path / "scene.tif", synthetic_cube()[0])
+    monkeypatch.chdir(tmp_path)
+    result = run("detect-many", path, "--out-dir=~/heat", "--score", "rx")
+    assert_one_line_error(result, "~/heat: --out-dir would be made in a new folder named '~'")
+    result = run("evaluate", path, path, "--plots=~/plots")
+    assert_one_line_error(result, "~/plots: --plots would be made in a new folder named '~'")
+    assert not (tmp_path / "~").exists()
+    result = run("detect", path, "heat.tif", "--score", "rx", "-q", "-v")
+    assert result.exit_code == 2 and "--verbose and --quiet" in result.output
+    result = run("detec", path, "heat.tif")
+    assert result.exit_code == 2 and "Did you mean detect or detect-many?" in result.output

@@ -668,3 +668,16 @@ def test_the_workers_are_counted_by_schedulers_before_distributed_2025_4_too():
 
     assert worker_count(Older()) == 2 and worker_count(Lost()) is None
     assert worker_count(OlderLost()) is None
+
+
+def test_a_bad_wait_for_a_worker_is_refused_before_any_work(synthetic_raster, tmp_path):
+    """An empty value (``export DASK_HSANOMALY__WORKER_WAIT=``, to clear it) ended in an
+    IndexError traceback; any bad one was refused once the run reached the cluster, after
+    the quick model had trained."""
+    import dask
+
+    for given in ("", "abc"):
+        with dask.config.set({"hsanomaly.worker-wait": given}), \
+                pytest.raises(HsanomalyError, match=rf"{given!r} is no wait"):
+            hsanomaly.detect(synthetic_raster[0], tmp_path / "x.tif", workers=1, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]

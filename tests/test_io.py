@@ -1853,3 +1853,28 @@ def test_a_failed_commit_puts_the_earlier_side_files_back(tmp_path, monkeypatch)
             stage.path(tmp_path / "heat.tif", stale=[tmp_path / "heat.tif.aux.xml"]).write_text("new")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["heat.tif", "heat.tif.aux.xml"]
     assert (tmp_path / "heat.tif.aux.xml").read_text() == "old aux"
+
+
+def test_threads_sharing_one_raster_source_read_what_each_would_alone(tmp_path):
+    """A Dask worker's threads share the source sent to it: reading through its one dataset
+    handle at once, they got each other's blocks (a wrong heatmap, written without a word) or
+    a false "truncated or corrupt"; the local engine took turns by itself, a worker did not."""
+    import pickle
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(0)
+    cube = rng.normal(size=(8, 256, 256)).astype(np.float32)
+    path = tmp_path / "tiled.tif"
+    with rasterio.open(path, "w", driver="GTiff", dtype="float32", count=8, height=256,
+                       width=256, tiled=True, blockxsize=32, blockysize=32,
+                       compress="deflate") as ds:
+        ds.write(cube)
+    sent = pickle.dumps(RasterSource(path))
+    windows = [Window(c, r, 48, 48) for r in range(0, 208, 16) for c in range(0, 208, 16)] * 2
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(12):           # a race, at its handle's first opening most: each round
+            source = pickle.loads(sent)               # a worker's copy, opened anew
+            blocks = list(pool.map(lambda w: source.read(w)[0], windows))
+            for window, block in zip(windows, blocks):
+                r, c = int(window.row_off), int(window.col_off)
+                np.testing.assert_array_equal(block, cube[:, r:r + 48, c:c + 48])

@@ -20,7 +20,8 @@ import warnings
 
 import click
 
-from ..errors import HsanomalyError, describe
+from .._version import __version__
+from ..errors import INTERRUPTS, HsanomalyError, describe
 from ..defaults import SEED_MAX
 from ..spelling import command_line, spelled
 
@@ -55,10 +56,21 @@ class LazyGroup(click.Group):
         module, attr = COMMANDS[name].split(":")
         return getattr(importlib.import_module(module), attr)
 
+    def resolve_command(self, ctx, args):
+        """A mistyped command gets the commands it may have meant, as a mistyped option does."""
+        if args and args[0] not in COMMANDS and not args[0].startswith("-"):
+            import difflib
+
+            near = difflib.get_close_matches(args[0], COMMANDS, n=3, cutoff=0.6)
+            if near:
+                _fail(f"No such command '{args[0]}'. Did you mean {' or '.join(near)}? "
+                      f"(see: {ctx.command_path} --help)", 2)
+        return super().resolve_command(ctx, args)
+
     def main(self, *args, **kwargs):
         """The command line from its first moment: ``import hsanomaly`` loads nothing heavy,
         so an interrupt while the command's modules load is one line too."""
-        with _taking_sigterm():
+        with _taking_signals():
             return super().main(*args, **kwargs)
 
     def make_context(self, *args, **kwargs):
@@ -69,6 +81,8 @@ class LazyGroup(click.Group):
             _fail(what + "; nothing was replaced", status)
 
     def invoke(self, ctx):
+        if sys.stderr is None:       # started with it closed (2>&-): messages go nowhere, as
+            sys.stderr = open(os.devnull, "w")      # asked, and the run goes on
         shown, written = warnings.showwarning, []
         try:
             from ..cluster import quiet_dask
@@ -79,10 +93,11 @@ class LazyGroup(click.Group):
                 logging.getLogger(name).addHandler(logging.NullHandler())
             quiet_dask()      # a lost scheduler or worker is one line, not Dask's tracebacks
             warnings.showwarning = _show_warning
-            with _taking_sigterm(), recording_writes() as written:   # also under `rio`
+            with _taking_signals(), recording_writes() as written:   # also under `rio`
                 done = super().invoke(ctx)
-            if signal.getsignal(signal.SIGTERM) is _terminated:     # the work is done: a
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)        # SIGTERM ends it as any
+            if signal.getsignal(signal.SIGTERM) is _terminated:   # the work is done: a signal
+                for number in INTERRUPTS:                            # ends it as any process
+                    signal.signal(number, signal.SIG_DFL)
             return done
         except KeyboardInterrupt:
             what, status = _interruption()
@@ -154,6 +169,8 @@ def with_verbosity(command):
 
         verbose = kwargs.pop("verbose")
         quiet = kwargs.pop("quiet") if owns_quiet else kwargs["quiet"]
+        if verbose and quiet:
+            raise click.UsageError("--verbose and --quiet ask for opposite things; give one")
         configure(-1 if quiet else 1 if verbose else 0 if sys.stderr.isatty() else -1)
         with spelled(spelling):      # the library's messages name this command's flags
             return callback(**kwargs)
@@ -164,30 +181,38 @@ def with_verbosity(command):
 
 
 _RECEIVED: list = []      # the signals that interrupted this command
+FORCE_AFTER = 3           # the signal that ends the process at once, cleaned up or not
 
 
 def _terminated(number, frame):
+    """The first signal cleans up as Ctrl-C does; the next wait for that cleanup and its one
+    line (a second Ctrl-C cut them short: click's "Aborted!", status 1), and the third
+    ends the process at once."""
     _RECEIVED.append(number)
-    raise KeyboardInterrupt
+    if len(_RECEIVED) == 1:
+        raise KeyboardInterrupt
+    if len(_RECEIVED) >= FORCE_AFTER:
+        signal.signal(number, signal.SIG_DFL)
+        signal.raise_signal(number)
 
 
 @contextlib.contextmanager
-def _taking_sigterm():
-    """SIGTERM (kill, systemd, Slurm, docker stop) cleans up as Ctrl-C does while the block
-    runs (where it is not taken already; outside the main thread it is left as it is)."""
+def _taking_signals():
+    """Ctrl-C, SIGTERM and SIGHUP clean up as Ctrl-C does while the block runs (where they
+    are not taken already; outside the main thread they are left as they are)."""
     if signal.getsignal(signal.SIGTERM) is _terminated:
         yield
         return
     del _RECEIVED[:]
     try:
-        before = signal.signal(signal.SIGTERM, _terminated)
+        before = {number: signal.signal(number, _terminated) for number in INTERRUPTS}
     except ValueError:           # not the main thread (a caller's own thread)
-        before = None
+        before = {}
     try:
         yield
     finally:
-        if before is not None:
-            signal.signal(signal.SIGTERM, before)
+        for number, handler in before.items():
+            signal.signal(number, handler)
 
 
 def _interruption():
@@ -197,7 +222,9 @@ def _interruption():
     such failures are not printed after it."""
     sys.unraisablehook = lambda unraisable: None
     number = _RECEIVED[0] if _RECEIVED else signal.SIGINT
-    return ("terminated (SIGTERM)" if number == signal.SIGTERM else "interrupted"), 128 + number
+    what = {signal.SIGTERM: "terminated (SIGTERM)",
+            getattr(signal, "SIGHUP", None): "hung up (SIGHUP: the terminal closed)"}
+    return what.get(number, "interrupted"), 128 + number
 
 
 # the commands whose outputs are all put in place by one commit, their last step (a batch,
@@ -245,6 +272,6 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 
 @click.group(name="hsanomaly", cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="hsanomaly", prog_name="hsanomaly")   # also under rio
+@click.version_option(__version__, prog_name="hsanomaly")   # the package's own, also under rio
 def main():
     """Find anomalies in hyperspectral rasters (RX, Gaussian mixture, Wasserstein GANs)."""

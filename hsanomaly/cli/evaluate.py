@@ -1,6 +1,7 @@
 """``hsanomaly evaluate``: a thin click layer over ``hsanomaly.api.evaluate``."""
 
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -43,6 +44,8 @@ def evaluate(heatmap, truth, outer_mask, outer, plots_dir, json_path, pd_far, ov
     from ..evaluation.files import format_summary, report_json
 
     piped = json_path in STDOUT           # the JSON alone on stdout, for jq and the like
+    if piped and sys.stdout is None:      # started with it closed (>&-): the report would be lost
+        raise click.UsageError(f"--json {json_path}: standard output is closed; name a file")
     if outer is not None and (outer_mask is not None or _a_number(outer)):
         raise click.UsageError("--outer is the outer target mask's former name (--outer-mask), "
                                + ("give one of them" if outer_mask is not None else

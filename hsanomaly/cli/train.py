@@ -31,7 +31,8 @@ from ..training.settings import THREADS, Settings
                    "distance (what the recon and anogan scores' quick models use).")
 @click.option("--iterations", default=Settings.iterations, show_default=True,
               type=click.IntRange(min=1), help="Generator iterations.")
-@click.option("--seed", default=defaults.TRAIN_SEED, show_default=True, type=SEED)
+@click.option("--seed", default=defaults.TRAIN_SEED, show_default=True, type=SEED,
+              help="Random seed of the networks' first weights and of the windows drawn.")
 @click.option("--device", default=defaults.DEVICE, show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--boost-rare", is_flag=True, help="Draw rare (but not singular) spectra more often.")
 @click.option("--threads", type=click.IntRange(min=1),
@@ -50,6 +51,6 @@ def train(inputs, out, mask, background_only, window, bands, sqrt, whiten, itera
                          resume=resume, threads=threads, progress=show_progress(quiet),
                          callback=progress_log(quiet))
     losses = bundle.meta["training"]["losses"]
-    click.echo(f"{bundle.path}: {bundle.bands_in} -> {bundle.bands} bands, window {bundle.window}, "
+    click.echo(f"{out}: {bundle.bands_in} -> {bundle.bands} bands, window {bundle.window}, "
                f"{bundle.meta['training']['iterations']} iterations, "
                f"held-out Wasserstein estimate {losses['val_wasserstein']:.4f}")

@@ -5,7 +5,6 @@ arrays (``score_array``)."""
 import collections
 import contextlib
 import itertools
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -90,11 +89,9 @@ def _scored_tiles(source, scorer, windows, todo, threads):
         for index in rest:
             yield index, score_tile(source, scorer, windows[index])
         return
-    lock = threading.Lock()
 
-    def job(index):
-        with lock:
-            block, valid = source.read(windows[index], scorer.halo)
+    def job(index):      # the source takes turns at its dataset handle (RasterSource._reading)
+        block, valid = source.read(windows[index], scorer.halo)
         return tile_outputs(scorer, block, valid, place_of(source, scorer, windows[index]))
 
     pending = collections.deque()

@@ -44,7 +44,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from ..errors import HsanomalyError, describe
+from ..errors import INTERRUPTS, HsanomalyError, describe
 from .checks import checked_outputs, warn
 
 TMP_SUFFIX = ".hsanomaly-tmp"
@@ -357,14 +357,15 @@ class Staging:
 
 @contextlib.contextmanager
 def _interrupts_held():
-    """Ctrl-C and SIGTERM held until the block ends, then delivered: an interrupt there (a
-    commit's cleanup, once every output is in place) would leave a tile store half removed."""
+    """Ctrl-C, SIGTERM and SIGHUP held until the block ends, then delivered: an interrupt
+    there (a commit's cleanup, once every output is in place) would leave a tile store half
+    removed."""
     if threading.current_thread() is not threading.main_thread():
         yield                    # only the main thread receives signals
         return
     held = []
     previous = {sig: signal.signal(sig, lambda number, _: held.append(number))
-                for sig in (signal.SIGINT, signal.SIGTERM)}
+                for sig in INTERRUPTS}
     try:
         yield
     finally:

@@ -136,6 +136,7 @@ def check_output_folder(folder, label):
     if str(folder) == "-":
         raise HsanomalyError(f"-: {label} is a folder; '-' (standard output) cannot hold its "
                              "files, so name a folder")
+    refuse_unexpanded_home(folder, label)
     folder = Path(folder)
     if folder.is_dir():
         if not os.access(folder, os.W_OK | os.X_OK):
@@ -164,12 +165,24 @@ def check_report_folder(folder, label, files, overwrite=False):
             check_replaceable_file(path, f"this file of {label}", is_own, kind)
 
 
+def refuse_unexpanded_home(folder, label):
+    """Refuse a new folder to be made under one named '~' here: the shell leaves '~' as it
+    is after '--out-dir=', and a folder named '~' is one a later 'rm -rf ~' would mistake
+    for the home directory."""
+    first = Path(folder).parts[0] if Path(folder).parts else ""
+    if first.startswith("~") and not os.path.lexists(first):
+        raise HsanomalyError(f"{folder}: {label} would be made in a new folder named '{first}' "
+                             "here, not in a home directory (a shell leaves '~' as it is "
+                             "after '='); give the full path")
+
+
 def check_replaceable_dir(path, label, allowed=None, kind="an hsanomaly output",
                           advice="name a new or empty directory"):
     """Refuse to replace directory ``path`` unless it is empty or ``allowed(path)`` says it is
     ``kind``, the job's own (a model bundle, a tile store); never the current directory or
     above it, never through a symbolic link. ``advice``: what to do instead (a folder the user
     did not name, as a quick model's, is moved away rather than named anew)."""
+    refuse_unexpanded_home(path, label)
     path = Path(path)
     if path.is_symlink():
         raise HsanomalyError(f"{path}: {label} is a symbolic link; refusing to replace it")
@@ -258,6 +271,20 @@ def check_path_kind(path, label, what="a path", use=None):
                              + (f"; {use}" if use else ""))
     if not os.fspath(path):
         raise HsanomalyError(f"{label}: an empty name")
+    name = os.fspath(path)
+    if isinstance(name, str):
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:       # undecodable bytes, kept as surrogates
+            raw = os.fsencode(name)
+            shown = raw.decode("utf-8", "backslashreplace")
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise HsanomalyError(f"{shown}: {label}'s name is not valid UTF-8, which GDAL "
+                                     "needs; rename it") from None
+            raise HsanomalyError(f"{shown}: {label}'s name was read in a locale that is not "
+                                 "UTF-8; run under one (LC_ALL=C.UTF-8)") from None
 
 
 def check_output_paths(**paths):

@@ -361,7 +361,7 @@ class RasterSource(_Source):
         self.identity = None if is_gdal_name(self.path) else file_identity(self.path)
         with open_raster(self.path) as ds:
             self._describe(ds)
-        self._ds, self._owned = None, True
+        self._ds, self._owned, self._reading = None, True, threading.Lock()
 
     @classmethod
     def from_dataset(cls, dataset):
@@ -369,7 +369,7 @@ class RasterSource(_Source):
         source = cls.__new__(cls)
         source.path = source.name = dataset.name
         source._describe(dataset)
-        source._ds, source._owned = dataset, False
+        source._ds, source._owned, source._reading = dataset, False, threading.Lock()
         return source
 
     def _describe(self, ds):
@@ -436,11 +436,16 @@ class RasterSource(_Source):
         if not self._owned:
             raise HsanomalyError(f"{self.name}: a source over an open dataset stays in this process; "
                                  "pass the raster's path to score it on a cluster")
-        state = {k: v for k, v in vars(self).items() if k != "_ds"} | {"_ds": None}
+        state = {k: v for k, v in vars(self).items() if k not in ("_ds", "_reading")}
+        state["_ds"] = None
         if not is_gdal_name(self.path) and Path(self.path).exists():   # a URL or /vsi name
             state["path"] = os.path.abspath(self.path)                 # travels as it is
             state["_local_file"] = True
         return state
+
+    def __setstate__(self, state):
+        vars(self).update(state)
+        self._reading = threading.Lock()
 
     def _dataset(self):
         if self._ds is None or self._ds.closed:
@@ -495,11 +500,13 @@ class RasterSource(_Source):
         """(data, nodata) with the nodata mask per band (and where an alpha band is 0); with
         ``stored``, the values as stored (in float64 where float32 cannot hold them all:
         float64 and wide integers), unscaled."""
-        ds = self._dataset()
         indexes = None if self.all_bands else self.bands
         wide = self.wider_than_float32 if stored else self.has_float64   # float64: checked below
         kind = "float64" if wide else "float32"
-        with gdal_env(self.cache_for(int(window.height))):
+        # one dataset handle is not thread-safe: a Dask worker's threads share this source
+        # (and the local engine's its own), and read mixed-up blocks without turns
+        with self._reading, gdal_env(self.cache_for(int(window.height))):
+            ds = self._dataset()
             if self.mixed_types:        # rasterio reads several bands at once only of one type
                 data = np.ma.stack([read_masked(ds, b, window=window, out_dtype=kind)
                                     for b in self.bands])
@@ -595,6 +602,16 @@ def _mat_axis_advice(axis, where):
     return ("A .mat cube without a truth variable is read as (rows, cols, bands): if its "
             "bands are elsewhere in the file, save it (rows, cols, bands), or beside its truth "
             "(map, gt, mask...), whose shape tells")
+
+
+def check_opens(path):
+    """Refuse, in one line, an input ``open_source`` could not open, without reading it (a
+    .mat's content is read when it is scored)."""
+    if str(path).lower().endswith(".mat"):
+        require_file(path)
+    else:
+        with open_raster(path):
+            pass
 
 
 def open_source(path):

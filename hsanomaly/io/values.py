@@ -5,6 +5,7 @@ that no nodata value declares."""
 import numpy as np
 
 from ..errors import HsanomalyError
+from ..spelling import counted
 from .checks import warn_once
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -82,7 +83,9 @@ def warn_negative_mask(name, values, unknown, remedy):
         negative &= ~unknown
     if negative.any():
         value, _ = commonest(values[negative])
-        warn_once(f"{name}: {int(negative.sum())} pixels of the mask hold negative values "
+        n = int(negative.sum())
+        warn_once(f"{name}: {counted(n, 'pixel')} of the mask {'holds' if n == 1 else 'hold'} "
+                  "negative values "
                   f"({value:g} the commonest), which count as non-zero (1); if {value:g} means "
                   f"unknown, {remedy(value)}")
 

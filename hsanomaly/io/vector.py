@@ -73,6 +73,7 @@ def is_vector(path):
         return True
     if str(path).lower().endswith(".mat") or not (is_gdal_name(file) or Path(file).exists()):
         return False
+    require_file(file)               # a pipe or a device: refused before OGR waits on it
     try:
         with open_raster(file):
             return False
