@@ -99,11 +99,17 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
             progress_bar(progress, pending, unit="raster") as bar, batch_resumes():
         cancelled: List[Any] = []
         alone: List[str] = []        # the raster whose run found the cluster without a worker
+        lost: List[str] = []         # the raster whose run lost the cluster's scheduler
         for i in bar:
             src, dst = targets[i]
             if cancelled:
                 items[i] = BatchItem(src, str(dst), "failed", error=f"{src}: the batch was "
                                      "cancelled before this raster was scored")
+                continue
+            if lost:                                 # each would fail as fast, saying less
+                items[i] = BatchItem(src, str(dst), "failed", error=f"{src}: not scored: the "
+                                     f"Dask scheduler was lost (scoring {lost[0]}); rerun the "
+                                     "batch once it is back")
                 continue
             if alone and not worker_count(client):   # each would wait as long again
                 items[i] = BatchItem(src, str(dst), "failed", error=f"{src}: not scored: the "
@@ -124,6 +130,8 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
                 if raised_by_callback(err):     # but the caller's own callback's does
                     raise
                 items[i] = BatchItem(src, str(dst), "failed", error=_one_line(src, err))
+                if getattr(client, "status", "running") not in ("running", "connecting"):
+                    lost.append(src)
     return cast(List[BatchItem], items)      # every pending one was filled in
 
 

@@ -189,7 +189,25 @@ def dask_client(workers=None, scheduler=None):
                                  f"{spell('scheduler', placeholder='ADDRESS')}")
         # under the command line the workers' own logs stay quiet too (``quiet_dask``)
         quiet = logging.CRITICAL if _quiet else logging.WARN
-        with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                      dashboard_address=":0", silence_logs=quiet) as cluster, \
+        with _environment_kept(), \
+                distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                         dashboard_address=":0", silence_logs=quiet) as cluster, \
                 distributed.Client(cluster, set_as_default=False) as client:
             yield client
+
+
+@contextlib.contextmanager
+def _environment_kept():
+    """The caller's environment as it was once the block ends: Dask's nanny writes its
+    workers' settings (OMP_NUM_THREADS=1, MALLOC_TRIM_THRESHOLD_, ...) into the process that
+    starts them, where the caller's later subprocesses and libraries took them up."""
+    import os
+
+    before = dict(os.environ)
+    try:
+        yield
+    finally:
+        for key in set(os.environ) - set(before):
+            del os.environ[key]
+        os.environ.update((key, value) for key, value in before.items()
+                          if os.environ.get(key) != value)

@@ -681,3 +681,80 @@ def test_a_bad_wait_for_a_worker_is_refused_before_any_work(synthetic_raster, tm
                 pytest.raises(HsanomalyError, match=rf"{given!r} is no wait"):
             hsanomaly.detect(synthetic_raster[0], tmp_path / "x.tif", workers=1, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
+
+
+def test_a_local_cluster_leaves_the_callers_environment_as_it_was(synthetic_raster, tmp_path):
+    """Dask's nanny wrote its workers' settings into the caller's os.environ: the caller's
+    later subprocesses ran on one thread (OMP_NUM_THREADS=1) and kept MALLOC_TRIM_THRESHOLD_."""
+    import os
+
+    before = dict(os.environ)
+    hsanomaly.detect(synthetic_raster[0], tmp_path / "x.tif", score="rx", tile=TILE, workers=1,
+                     progress=False)
+    assert dict(os.environ) == before
+
+
+def test_a_worker_sets_glibcs_thresholds_once_where_dask_fixed_them(monkeypatch):
+    """With Dask's MALLOC_TRIM_THRESHOLD_ every large temporary was mapped and unmapped again
+    (workers spent a large share of their time in the kernel); a process without it is left
+    to glibc."""
+    import ctypes
+
+    from hsanomaly import distributed as hs_distributed
+
+    calls = []
+
+    class Libc:
+        def mallopt(self, parameter, value):
+            calls.append((parameter, value))
+            return 1
+
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: Libc())
+    monkeypatch.setattr(hs_distributed, "_MALLOC_SET", [])
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    hs_distributed._on_worker()
+    assert calls == []
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+    hs_distributed._on_worker()
+    hs_distributed._on_worker()
+    assert calls == [(-3, 32 << 20), (-1, 64 << 20)]
+
+
+def test_workers_dying_before_any_tile_say_so_and_promise_no_tiles():
+    """Workers killed for memory while fitting the score were "the Dask cluster was lost while
+    scoring ...; the finished tiles are kept", with no tile and the cluster still up."""
+    from distributed import KilledWorker
+
+    from hsanomaly.engine.checks import runtime_error
+
+    from types import SimpleNamespace
+
+    died = KilledWorker("_reduce_tile-1", SimpleNamespace(address="tcp://w:1"), 3)
+    message = str(runtime_error(died, "heat.tif", kept=False))
+    assert message == ("heat.tif: the Dask workers running one task died each time it ran (out "
+                       "of memory?); nothing was written")
+
+
+def test_a_batch_that_lost_its_scheduler_fails_the_rest_in_one_line(synthetic_raster, tmp_path,
+                                                                      monkeypatch):
+    """Each raster after a lost scheduler failed on the closed client with its own Dask error
+    and "the finished tiles are kept", for rasters never started."""
+    import hsanomaly.batch
+
+    scenes = [synthetic_raster[0]] + [write_raster(tmp_path / f"s{i}.tif", synthetic_cube()[0])
+                                      for i in (1, 2)]
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") \
+            as cluster, distributed.Client(cluster, set_as_default=False) as client:
+        real = hsanomaly.batch.detect
+
+        def loses_the_scheduler(src, *args, **kwargs):
+            client.close()                 # as a scheduler gone mid-run leaves the client
+            return real(src, *args, **kwargs)
+
+        monkeypatch.setattr(hsanomaly.batch, "detect", loses_the_scheduler)
+        items = hsanomaly.detect_many(scenes, tmp_path / "out", score="rx", scheduler=client,
+                                      progress=False)
+    assert [item.status for item in items] == ["failed"] * 3
+    for item in items[1:]:
+        assert item.error == (f"{item.src}: not scored: the Dask scheduler was lost (scoring "
+                              f"{scenes[0]}); rerun the batch once it is back")

@@ -156,11 +156,12 @@ def _is_constant(ranges):
     return bool(np.all(span <= NEAR_CONSTANT * np.spacing(scale.astype(np.float32))))
 
 
-def runtime_error(err, dst):
+def runtime_error(err, dst, kept=True):
     """A one-line HsanomalyError for the ways scoring fails under the user (memory, disk,
-    onnxruntime), or None for anything else (a bug, which keeps its traceback)."""
+    onnxruntime, Dask), or None for anything else (a bug, which keeps its traceback).
+    ``kept``: whether finished tiles are kept for a resume."""
     text = describe(err)
-    resume = tiles_kept()
+    resume = tiles_kept() if kept else "nothing was written"
     if isinstance(err, HsanomalyError) or raised_by_callback(err):   # the caller's: as it is
         return None
     if isinstance(err, MemoryError) or (type(err).__module__.startswith("onnxruntime") and
@@ -169,13 +170,16 @@ def runtime_error(err, dst):
                               f"fewer workers); {resume}")
     if type(err).__module__.startswith("onnxruntime"):
         return HsanomalyError(f"{dst}: onnxruntime failed while scoring ({text}); {resume}")
+    if type(err).__name__ == "KilledWorker":      # distributed's, before any tile too (fitting)
+        return HsanomalyError(f"{dst}: the Dask workers running one task died each time it "
+                              f"ran (out of memory?); {resume}")
     if type(err).__module__.startswith("distributed") or isinstance(err, CancelledError):
-        return HsanomalyError(f"{dst}: the Dask cluster was lost while scoring "
+        return HsanomalyError(f"{dst}: the Dask cluster was lost "
                               f"({type(err).__name__}: {text}); {resume}")
     if isinstance(err, OSError):
         where = dst if err.filename is None else destination_of(err.filename)
         hint = space_hint(where, err)        # GDAL's "Write failed" hides a full disk or a limit
         if hint:
-            resume = tiles_kept(room=True)
+            resume = tiles_kept(room=True) if kept else "make room and rerun"
         return HsanomalyError(f"{where}: {describe(err)}{hint}; {resume}")
     return None

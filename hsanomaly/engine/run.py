@@ -280,9 +280,10 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
             result.pixels_nodata = source.height * source.width - valid
         return result
     except Exception as err:
-        if store is not None and not store.resumed and not store.done():
+        kept = store is not None and (store.resumed or bool(store.done()))
+        if store is not None and not kept:
             store.remove()      # nothing finished: nothing to resume
-        one_line = runtime_error(err, dst)
+        one_line = runtime_error(err, dst, kept)
         if one_line is None:
             raise
         raise one_line from None
