@@ -189,11 +189,33 @@ def dask_client(workers=None, scheduler=None):
                                  f"{spell('scheduler', placeholder='ADDRESS')}")
         # under the command line the workers' own logs stay quiet too (``quiet_dask``)
         quiet = logging.CRITICAL if _quiet else logging.WARN
-        with _environment_kept(), \
-                distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                         dashboard_address=":0", silence_logs=quiet) as cluster, \
-                distributed.Client(cluster, set_as_default=False) as client:
-            yield client
+        with _environment_kept():
+            with _started_ignoring_interrupts():
+                cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1,
+                                                   processes=True, dashboard_address=":0",
+                                                   silence_logs=quiet)
+            with cluster, distributed.Client(cluster, set_as_default=False) as client:
+                yield client
+
+
+@contextlib.contextmanager
+def _started_ignoring_interrupts():
+    """Worker processes started in the block ignore Ctrl-C, which a terminal sends to every
+    process of the command: each printed its traceback around the command's one line. The
+    command ends them as it ends. (Python keeps an ignored SIGINT ignored in the processes it
+    starts; a Ctrl-C in the second or so the block lasts is lost.)"""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        if before is not None:           # None: a handler set outside Python, left as it is
+            signal.signal(signal.SIGINT, before)
 
 
 @contextlib.contextmanager

@@ -758,3 +758,19 @@ def test_a_batch_that_lost_its_scheduler_fails_the_rest_in_one_line(synthetic_ra
     for item in items[1:]:
         assert item.error == (f"{item.src}: not scored: the Dask scheduler was lost (scoring "
                               f"{scenes[0]}); rerun the batch once it is back")
+
+
+def test_a_local_clusters_workers_leave_ctrl_c_to_the_command():
+    """A terminal's Ctrl-C reaches every process of the command: each worker printed its
+    KeyboardInterrupt traceback around the command's one line."""
+    from hsanomaly.cluster import dask_client
+
+    def workers_sigint():
+        import signal
+
+        return signal.getsignal(signal.SIGINT)
+
+    before = signal.getsignal(signal.SIGINT)
+    with dask_client(workers=1) as client:
+        assert list(client.run(workers_sigint).values()) == [signal.SIG_IGN]
+    assert signal.getsignal(signal.SIGINT) is before
