@@ -107,6 +107,23 @@ def is_cog(path):
                 and bool(ds.overviews(1)) and ds.profile.get("tiled", False))
 
 
+def test_a_cogs_failed_write_names_the_output(tmp_path, example_scene):
+    """Under a file-size limit the message named GDAL's intermediate, heat.tif.gtiff, which
+    the user never sees."""
+    import resource
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (30 * 2**10, resource.RLIM_INFINITY))
+
+    done = subprocess.run([sys.executable, "-m", "hsanomaly", "detect", str(example_scene[0]),
+                           "heat.tif", "--score", "rx", "--tile", "32", "--cog", "-q"],
+                          cwd=tmp_path, preexec_fn=limited, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 1 and "gtiff" not in done.stderr and "hsanomaly-tmp" not in \
+        done.stderr
+    assert done.stderr.startswith(f"Error: {tmp_path / 'heat.tif'}: "), done.stderr
+
+
 def test_cog_output_is_a_valid_cloud_optimized_geotiff_with_overviews(tmp_path):
     cube, _ = synthetic_cube(bands=4, rows=600, cols=520, targets=((100, 100),))
     path = write_raster(tmp_path / "scene.tif", cube)

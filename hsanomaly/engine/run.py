@@ -17,7 +17,7 @@ from typing import Dict, Optional
 
 from ..defaults import TILE
 from ..errors import Cancelled, HsanomalyError, caller_callback, ignoring
-from ..io.atomic import check_writable, native_quiet, stage_raster, staged_into
+from ..io.atomic import TMP_SUFFIX, check_writable, native_quiet, stage_raster, staged_into
 from ..io.checks import warn
 from ..io.fingerprint import input_fingerprint
 from ..io.gdal import gdal_env, open_raster
@@ -170,7 +170,7 @@ def assemble(store, source, windows, outputs, descriptions=None, tags=None, stag
         files = {}        # output name -> (staged path, path GDAL writes first)
         for name, (path, bands) in outputs.items():
             tmp = stage_raster(stage, path, source.width, source.height, bands)
-            files[name] = (tmp, tmp.with_name(tmp.name + ".gtiff") if cog else tmp)
+            files[name] = (tmp, _cog_source(tmp) if cog else tmp)
         with ignoring(NotGeoreferencedWarning), gdal_env(), native_quiet():
             with contextlib.ExitStack() as datasets:
                 open_outputs = {
@@ -192,6 +192,15 @@ def assemble(store, source, windows, outputs, descriptions=None, tags=None, stag
                 if cog:
                     to_cog(written, tmp)
                     written.unlink()
+
+
+def _cog_source(tmp):
+    """Where the tiled GeoTIFF that GDAL's COG driver copies into ``tmp`` is written: a
+    private folder beside it, under the output's own name, which its messages then give
+    (``destination_of``), not a file the user never sees."""
+    folder = tmp.parent / f"cog{TMP_SUFFIX}"
+    folder.mkdir()
+    return folder / tmp.name
 
 
 def _changed(source):
