@@ -93,10 +93,10 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
     cls = check_request(score, model, options, extras, tile, workers, scheduler, callback,
                         mask=mask, resume=resume, cog=cog, overwrite=overwrite, progress=progress,
                         door=detect)
+    check_threshold(polygons, threshold, far)       # the options, then the paths
     quick = quick_model_path(cls, model, dst)
     detect_paths(src, dst, model=model, extras=extras, png=png, polygons=polygons,
                  quick_model=quick, overwrite=overwrite, mask=mask)
-    check_threshold(polygons, threshold, far)
     # read and checked before any work; the engine reads the raster through it
     masked = None if mask is None else exclude(open_source(src), os.fspath(mask))
     scene = src if masked is None else masked

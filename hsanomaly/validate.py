@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from .errors import HsanomalyError
+from .io.atomic import note_checked
 from .io.paths import (DIRECTORY, FILE, GEOTIFF_SUFFIXES, Item, check_name_fits,
                        check_output_folder, check_output_paths, check_path_kind, check_paths,
                        check_raster_path, check_replaceable_dir, check_replaceable_file,
@@ -202,9 +203,7 @@ def evaluate_paths(heatmap, truth, outer_mask, plots, json, overwrite=False):
     figures = []
     if plots is not None:
         check_output_folder(plots, spell("plots"))
-        # made whole where it is new: kept from then on (noted, a killed run's journal beside
-        # it finished first)
-        check_paths([], [(spell("plots"), plots, DIRECTORY)], writable=False)
+        note_checked(plots, is_dir=True)      # made whole where it is new: kept from then on
         figures = [(f"{spell('plots')} ({name})", Path(plots) / name, FILE)
                    for name in PLOT_FILES.values()]
     check_paths(inputs, [(spell("json"), json)] + figures, writable=False)

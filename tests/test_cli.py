@@ -359,11 +359,12 @@ def test_the_shell_completes_commands_and_score_names():
         env = {**os.environ, "COMP_WORDS": words, "COMP_CWORD": str(index),
                "_HSANOMALY_COMPLETE": "bash_complete"}
         out = subprocess.run([command], env=env, capture_output=True, text=True, check=True)
-        return [line.split(",", 1)[1] for line in out.stdout.splitlines()]
+        return [line.split(",", 1)[1] for line in out.stdout.splitlines() if line]
 
     assert complete("hsanomaly de", 1) == ["detect", "detect-many"]
     assert complete("hsanomaly detect --score ", 3) == list(SCORES)
     assert "--neighbour-weight" in complete("hsanomaly detect --nei", 2)
+    assert complete("hsanomaly detec --sc", 2) == []     # a mistyped command: no suggestion
     script = subprocess.run([command], env={**os.environ, "_HSANOMALY_COMPLETE": "bash_source"},
                             capture_output=True, text=True, check=True).stdout
     assert "complete -o nosort -F _hsanomaly_completion hsanomaly" in script
@@ -597,10 +598,11 @@ import hsanomaly.cli as cli
 import hsanomaly.engine.run as engine
 
 first, again = getattr(signal, sys.argv[1]), int(sys.argv[2])
-echo = click.echo
+echo, fit = click.echo, engine.fit_scorer
 
 def stopped(*args, **kwargs):            # the first signal, while the scene is fitted
     signal.raise_signal(first)
+    return fit(*args, **kwargs)          # (ignored: the run goes on)
 
 def said(message=None, **kwargs):        # more while the command says what happened
     for _ in range(again):
@@ -616,20 +618,28 @@ cli.main()
 @pytest.mark.parametrize("first, again, status, line", [
     ("SIGINT", 1, 130, "Error: interrupted; the outputs are replaced all together"),
     ("SIGHUP", 0, 129, "Error: hung up (SIGHUP: the terminal closed); the outputs"),
-    ("SIGINT", 2, -2, None)])
+    ("SIGINT", 2, -2, None),
+    ("nohup", 0, 0, None)])
 def test_a_second_signal_waits_for_the_first_ones_line_and_a_third_forces(tmp_path, first, again,
                                                                           status, line):
     """A second Ctrl-C while the first was said gave click's "Aborted!" and status 1; a
-    terminal closing (SIGHUP) ended the run without a word, leaving temporaries."""
+    terminal closing (SIGHUP) ended the run without a word, leaving temporaries; under
+    nohup (SIGHUP ignored from the start) the run goes on."""
+    import signal
+
     path = write_raster(tmp_path / "scene.tif", synthetic_cube()[0])
-    done = subprocess.run([sys.executable, "-c", SIGNALLED, first, str(again), str(path),
-                           str(tmp_path / "heat.tif"), "--score", "rx", "-q"],
-                          capture_output=True, text=True, timeout=120)
+    ignored = first == "nohup"
+    done = subprocess.run([sys.executable, "-c", SIGNALLED, "SIGHUP" if ignored else first,
+                           str(again), str(path), str(tmp_path / "heat.tif"), "--score", "rx", "-q"],
+                          capture_output=True, text=True, timeout=120,
+                          preexec_fn=(lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+                          if ignored else None)
     assert done.returncode == status, done.stderr
     assert "Aborted" not in done.stderr and "Traceback" not in done.stderr
     if line is not None:
         assert done.stderr.strip().splitlines()[-1].startswith(line)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == \
+        (["heat.tif", "scene.tif"] if ignored else ["scene.tif"])
 
 
 def test_with_stderr_closed_a_command_still_runs(tmp_path):
@@ -657,7 +667,7 @@ def test_inputs_that_are_pipes_or_not_utf8_are_one_line(tmp_path):
                            str(tmp_path / "pipe.tif")], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1] == \
-        f"Error: {tmp_path / 'pipe.tif'}: a named pipe, not a file; hsanomaly reads its inputs from files"
+        f"Error: {tmp_path / 'pipe.tif'}: a pipe, not a file; hsanomaly reads its inputs from files"
     latin = os.fsdecode(os.fsencode(str(tmp_path)) + b"/sc\xe8ne.tif")
     os.link(path, os.fsencode(latin))
     shown = os.fsencode(latin).decode("utf-8", "backslashreplace")
@@ -693,3 +703,5 @@ def test_shell_slips_are_refused_or_suggested(tmp_path, monkeypatch):
     assert result.exit_code == 2 and "--verbose and --quiet" in result.output
     result = run("detec", path, "heat.tif")
     assert result.exit_code == 2 and "Did you mean detect or detect-many?" in result.output
+    assert run("detect", path, "~heat.tif", "--score", "rx", "-q").exit_code == 0   # a name
+    assert run("detect-many", path, "--out-dir", "~heat", "--score", "rx", "-q").exit_code == 0

@@ -1878,3 +1878,43 @@ def test_threads_sharing_one_raster_source_read_what_each_would_alone(tmp_path):
             for window, block in zip(windows, blocks):
                 r, c = int(window.row_off), int(window.col_off)
                 np.testing.assert_array_equal(block, cube[:, r:r + 48, c:c + 48])
+
+
+KILLED_BEFORE_ITS_RENAME = KILLED_AFTER_ITS_RENAME.replace(
+    "    real_replace(src, dst)\n    if Path(dst) == folder / \"heat.tif\":\n        os._exit(9)",
+    "    if Path(dst) == folder / \"heat.tif\":\n        os._exit(9)\n    real_replace(src, dst)")
+
+
+def test_a_lone_output_killed_before_its_rename_is_completed_not_left_bare(tmp_path):
+    """Its earlier side files were set aside (into the private folder the next write removes)
+    with no journal to finish the rename: the earlier heatmap stayed, without them."""
+    import subprocess
+    import sys
+
+    from hsanomaly.io.atomic import atomic_path
+    from hsanomaly.io.checks import HsanomalyWarning
+
+    assert KILLED_BEFORE_ITS_RENAME != KILLED_AFTER_ITS_RENAME
+    (tmp_path / "heat.tif").write_text("old")
+    (tmp_path / "heat.tif.aux.xml").write_text("<PAMDataset>old</PAMDataset>")
+    died = subprocess.run([sys.executable, "-c", KILLED_BEFORE_ITS_RENAME, str(tmp_path)])
+    assert died.returncode == 9 and (tmp_path / "heat.tif").read_text() == "old"
+    with pytest.warns(HsanomalyWarning, match="heat.tif: completed, as the run"):
+        with atomic_path(tmp_path / "other.txt") as tmp:
+            tmp.write_text("x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["heat.tif", "other.txt"]
+    assert (tmp_path / "heat.tif").read_text() == "new"
+
+
+def test_a_plots_folder_given_as_a_link_gets_its_plots(tmp_path):
+    """A link to a folder is where the plots go: only files in it are replaced."""
+    import os
+
+    import hsanomaly
+
+    (tmp_path / "real").mkdir()
+    (tmp_path / "plots").symlink_to(tmp_path / "real")
+    truth = np.zeros((20, 20), np.uint8)
+    truth[5, 5] = 1
+    hsanomaly.evaluate(np.random.default_rng(0).random((20, 20)), truth, plots=tmp_path / "plots")
+    assert "roc.png" in os.listdir(tmp_path / "real")

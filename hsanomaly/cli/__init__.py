@@ -58,7 +58,8 @@ class LazyGroup(click.Group):
 
     def resolve_command(self, ctx, args):
         """A mistyped command gets the commands it may have meant, as a mistyped option does."""
-        if args and args[0] not in COMMANDS and not args[0].startswith("-"):
+        if args and args[0] not in COMMANDS and not args[0].startswith("-") \
+                and not ctx.resilient_parsing:      # the shell's completion: no message
             import difflib
 
             near = difflib.get_close_matches(args[0], COMMANDS, n=3, cutoff=0.6)
@@ -95,8 +96,8 @@ class LazyGroup(click.Group):
             warnings.showwarning = _show_warning
             with _taking_signals(), recording_writes() as written:   # also under `rio`
                 done = super().invoke(ctx)
-            if signal.getsignal(signal.SIGTERM) is _terminated:   # the work is done: a signal
-                for number in INTERRUPTS:                            # ends it as any process
+            for number in INTERRUPTS:      # the work is done: a signal ends it as any process
+                if signal.getsignal(number) is _terminated:   # (one ignored, as nohup does, stays)
                     signal.signal(number, signal.SIG_DFL)
             return done
         except KeyboardInterrupt:
@@ -199,13 +200,15 @@ def _terminated(number, frame):
 @contextlib.contextmanager
 def _taking_signals():
     """Ctrl-C, SIGTERM and SIGHUP clean up as Ctrl-C does while the block runs (where they
-    are not taken already; outside the main thread they are left as they are)."""
+    are not taken already; outside the main thread they are left as they are, and so is one
+    the command was started ignoring: nohup's SIGHUP, a background job's SIGINT)."""
     if signal.getsignal(signal.SIGTERM) is _terminated:
         yield
         return
     del _RECEIVED[:]
     try:
-        before = {number: signal.signal(number, _terminated) for number in INTERRUPTS}
+        before = {number: signal.signal(number, _terminated) for number in INTERRUPTS
+                  if signal.getsignal(number) is not signal.SIG_IGN}
     except ValueError:           # not the main thread (a caller's own thread)
         before = {}
     try:

@@ -311,7 +311,10 @@ class Staging:
         for dst, tmp, _, _, is_dir in self._entries:
             if not is_dir:         # before the journal: a new link changes the file's identity
                 _keep_earlier(tmp, dst)
-        if len(self._entries) > 1 or any(entry[4] for entry in self._entries):
+        # one file alone needs none, unless an earlier one's side files are set aside: a kill
+        # before its rename would leave it without them
+        if len(self._entries) > 1 or any(entry[4] for entry in self._entries) or \
+                any(os.path.lexists(path) for path, _ in self._stale):
             _write_journal([(dst, tmp, is_dir) for dst, tmp, _, _, is_dir in self._entries])
         undos, moved_aside, renaming = [], [], None
         try:
@@ -565,12 +568,23 @@ def _inode(path):
     return [st.st_dev, st.st_ino]
 
 
+_FINISHED = object()     # in a job's checked outputs: the folders whose killed runs it finished
+
+
 def note_checked(path, is_dir=False):
     """Keep what output ``path`` holds as its job checks it (``checks.checked_outputs``; the
-    first check counts): a commit refuses to replace it if that changes meanwhile."""
+    first check counts): a commit refuses to replace it if that changes meanwhile. A killed
+    run's journal in its folder is finished first: at the commit, its renames would look like
+    another program's change to what the job checked."""
     checked = checked_outputs()
-    if checked is not None:
-        checked.setdefault(absolute(path), _held(path, is_dir))
+    key = absolute(path)
+    if checked is None or key in checked:
+        return
+    folders = checked.setdefault(_FINISHED, set())
+    if os.path.dirname(key) not in folders:
+        remove_stale(os.path.dirname(key))
+        folders.add(os.path.dirname(key))
+    checked[key] = _held(path, is_dir)
 
 
 def _held(path, is_dir):

@@ -38,7 +38,7 @@ def is_gdal_name(path):
 
 
 # what an input that is neither a file nor a folder is, by its stat mode's test
-SPECIAL_FILES = {"S_ISFIFO": "a named pipe", "S_ISSOCK": "a socket",
+SPECIAL_FILES = {"S_ISFIFO": "a pipe", "S_ISSOCK": "a socket",
                  "S_ISCHR": "a character device", "S_ISBLK": "a block device"}
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Union
 
 from ..errors import HsanomalyError
 from ..spelling import either, kind_of, spell
-from .atomic import absolute, check_writable, name_max, note_checked, refuse_special, remove_stale
+from .atomic import absolute, check_writable, name_max, note_checked, refuse_special
 
 if TYPE_CHECKING:
     from typing_extensions import TypeGuard
@@ -58,7 +58,6 @@ def check_paths(inputs, outputs, writable=True):
     path[, kind]) tuples; a None path is skipped. Directory outputs are replaced by the job."""
     ins = [Item(*entry) for entry in inputs if entry[1] is not None]
     outs = [Item(*entry) for entry in outputs if entry[1] is not None]
-    finished = set()
     for i, out in enumerate(outs):
         for src in ins:
             if out.same(src) or out.holds(src) or src.holds(out):
@@ -82,12 +81,6 @@ def check_paths(inputs, outputs, writable=True):
             refuse_special(out.path, out.label)   # reading one to see whose it is would block
         if out.kind == FILE and Path(out.path).is_dir():
             raise HsanomalyError(f"{out.path}: {out.label} is a directory, not a file")
-        folder = os.path.dirname(absolute(out.path))
-        if folder not in finished:
-            # a killed run's journal finished now: at the commit, its renames would look like
-            # another program's change to what this job checked
-            remove_stale(folder)
-            finished.add(folder)
         note_checked(out.path, is_dir=out.kind == DIRECTORY)
 
 
@@ -169,11 +162,12 @@ def refuse_unexpanded_home(folder, label):
     """Refuse a new folder to be made under one named '~' here: the shell leaves '~' as it
     is after '--out-dir=', and a folder named '~' is one a later 'rm -rf ~' would mistake
     for the home directory."""
-    first = Path(folder).parts[0] if Path(folder).parts else ""
+    parts = Path(folder).parts
+    first = parts[0] if len(parts) > 1 else ""         # '~heat' alone is a name like any
     if first.startswith("~") and not os.path.lexists(first):
         raise HsanomalyError(f"{folder}: {label} would be made in a new folder named '{first}' "
-                             "here, not in a home directory (a shell leaves '~' as it is "
-                             "after '='); give the full path")
+                             "here, not in a home directory ('~' is a shell's, which leaves "
+                             "it as it is after '='); give the full path")
 
 
 def check_replaceable_dir(path, label, allowed=None, kind="an hsanomaly output",
@@ -281,8 +275,8 @@ def check_path_kind(path, label, what="a path", use=None):
             try:
                 raw.decode("utf-8")
             except UnicodeDecodeError:
-                raise HsanomalyError(f"{shown}: {label}'s name is not valid UTF-8, which GDAL "
-                                     "needs; rename it") from None
+                raise HsanomalyError(f"{shown}: {label}'s name is not valid UTF-8, and "
+                                     "hsanomaly takes UTF-8 names only; rename it") from None
             raise HsanomalyError(f"{shown}: {label}'s name was read in a locale that is not "
                                  "UTF-8; run under one (LC_ALL=C.UTF-8)") from None
 
