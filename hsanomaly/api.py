@@ -18,6 +18,7 @@ from .io.checks import one_job
 from .io.paths import check_path_kind, is_path
 from .options import check_keywords, plain_values, public_signature, renamed_keywords
 from .polygons import check_threshold
+from .targets import check_threshold_choice
 from .quickmodel import prepare_quick_model, quick_model_path
 from .scorers import check_measured, chosen, make_scorer, scorer_for
 from .spelling import spell
@@ -93,10 +94,12 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
     cls = check_request(score, model, options, extras, tile, workers, scheduler, callback,
                         mask=mask, resume=resume, cog=cog, overwrite=overwrite, progress=progress,
                         door=detect)
-    check_threshold(polygons, threshold, far)       # the options, then the paths
+    if polygons is not None:      # the options, then the paths (the input's among them)
+        check_threshold_choice(threshold, far, polygons, wanted="polygons")
     quick = quick_model_path(cls, model, dst)
     detect_paths(src, dst, model=model, extras=extras, png=png, polygons=polygons,
                  quick_model=quick, overwrite=overwrite, mask=mask)
+    check_threshold(polygons, threshold, far)
     # read and checked before any work; the engine reads the raster through it
     masked = None if mask is None else exclude(open_source(src), os.fspath(mask))
     scene = src if masked is None else masked

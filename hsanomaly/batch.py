@@ -107,9 +107,8 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
                                      "cancelled before this raster was scored")
                 continue
             if lost:                                 # each would fail as fast, saying less
-                items[i] = BatchItem(src, str(dst), "failed", error=f"{src}: not scored: the "
-                                     f"Dask scheduler was lost (scoring {lost[0]}); rerun the "
-                                     "batch once it is back")
+                items[i] = BatchItem(src, str(dst), "failed", error=f"{src}: not scored: the Dask "
+                                     f"scheduler was lost (scoring {lost[0]}); rerun the batch")
                 continue
             if alone and not worker_count(client):   # each would wait as long again
                 items[i] = BatchItem(src, str(dst), "failed", error=f"{src}: not scored: the "

@@ -189,11 +189,14 @@ def dask_client(workers=None, scheduler=None):
                                  f"{spell('scheduler', placeholder='ADDRESS')}")
         # under the command line the workers' own logs stay quiet too (``quiet_dask``)
         quiet = logging.CRITICAL if _quiet else logging.WARN
-        with _environment_kept():
-            with _started_ignoring_interrupts():
-                cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1,
-                                                   processes=True, dashboard_address=":0",
-                                                   silence_logs=quiet)
+        with _environment_kept() as started:
+            try:
+                with _started_ignoring_interrupts():
+                    cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1,
+                                                       processes=True, dashboard_address=":0",
+                                                       silence_logs=quiet)
+            finally:
+                started()
             with cluster, distributed.Client(cluster, set_as_default=False) as client:
                 yield client
 
@@ -207,29 +210,39 @@ def _started_ignoring_interrupts():
     import signal
     import threading
 
-    if threading.current_thread() is not threading.main_thread():
-        yield
+    before = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or before is None:
+        yield                            # None: a handler set outside Python, left as it is
         return
-    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         yield
     finally:
-        if before is not None:           # None: a handler set outside Python, left as it is
-            signal.signal(signal.SIGINT, before)
+        signal.signal(signal.SIGINT, before)
 
 
 @contextlib.contextmanager
 def _environment_kept():
     """The caller's environment as it was once the block ends: Dask's nanny writes its
     workers' settings (OMP_NUM_THREADS=1, MALLOC_TRIM_THRESHOLD_, ...) into the process that
-    starts them, where the caller's later subprocesses and libraries took them up."""
+    starts them, where the caller's later subprocesses and libraries took them up. Yields
+    ``started()``, called once the cluster has started: what changed until then is the
+    nanny's, put back where it still holds the nanny's value (what the caller sets later
+    stays)."""
     import os
 
-    before = dict(os.environ)
+    before, written = dict(os.environ), {}
+
+    def started():
+        written.update((key, value) for key, value in os.environ.items()
+                       if before.get(key) != value)
+
     try:
-        yield
+        yield started
     finally:
-        for key in set(os.environ) - set(before):
-            del os.environ[key]
-        os.environ.update((key, value) for key, value in before.items()
-                          if os.environ.get(key) != value)
+        for key, value in written.items():
+            if os.environ.get(key) == value:
+                if key in before:
+                    os.environ[key] = before[key]
+                else:
+                    del os.environ[key]

@@ -15,10 +15,7 @@ computed in parallel and folded in tile order, and samples draw the same pixels.
 """
 
 import concurrent.futures
-import contextlib
-import ctypes
 import logging
-import os
 import queue
 import socket
 import time
@@ -29,6 +26,7 @@ from .defaults import TILE
 from .engine import score_tile
 from .engine.store import resume_hint
 from .errors import HsanomalyError, NoWorkers, ignoring
+from .runtime import malloc_as_alone
 from .spelling import current, spell, spelled
 from .io.source import add
 
@@ -125,27 +123,8 @@ def _identity(obj):
     return obj
 
 
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3      # glibc's mallopt parameters
-MMAP_THRESHOLD = 32 << 20      # where glibc's own adaptive threshold stops on 64-bit systems
-_MALLOC_SET: list = []
-
-
-def _on_worker():
-    """Once per worker process: where Dask's nanny started it with MALLOC_TRIM_THRESHOLD_ (to
-    give memory back sooner), glibc's threshold for mapping a block stops adapting, so every
-    large numpy temporary of the scorers was mapped, faulted in and unmapped again, a large
-    share of the workers' time in the kernel. The thresholds glibc reaches by itself are set."""
-    if _MALLOC_SET or not os.environ.get("MALLOC_TRIM_THRESHOLD_"):
-        return
-    _MALLOC_SET.append(True)
-    with contextlib.suppress(OSError, AttributeError):     # not glibc: nothing to set
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-        libc.mallopt(M_TRIM_THRESHOLD, 2 * MMAP_THRESHOLD)
-
-
 def _reduce_tile(source, window, fn):
-    _on_worker()
+    malloc_as_alone()
     return source.reduce_tile(window, fn)
 
 
@@ -200,13 +179,13 @@ class DistributedSource:
 
 
 def _sample_tile(source, window, key, fraction):
-    _on_worker()
+    malloc_as_alone()
     return source.sample_tile(window, key, fraction)
 
 
 def _score_into_store(source, job, index, window):
     """Score one tile on a worker and write it to the shared store; only the index goes back."""
-    _on_worker()
+    malloc_as_alone()
     scorer, store, spelling = job
     if not store.path.is_dir():
         raise HsanomalyError(f"{store.path}: not found on worker host {socket.gethostname()}; "

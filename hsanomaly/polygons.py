@@ -76,7 +76,7 @@ def check_threshold(gpkg_path, threshold, far):
         return
     check_suffix(gpkg_path, spell("polygons"), (".gpkg",), "a GeoPackage")
     check_threshold_choice(threshold, far, gpkg_path, wanted="polygons")
-    check_writable(gpkg_path, directory=False)
+    check_writable(gpkg_path, directory=False, label=spell("polygons"))
 
 
 def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, chunk=READ_CHUNK,

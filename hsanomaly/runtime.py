@@ -7,7 +7,10 @@ silent fallback: a user who asked for the GPU should learn that the GPU is not b
 """
 
 import contextlib
+import ctypes
+import functools
 import importlib.util
+import os
 import re
 import threading
 
@@ -152,3 +155,23 @@ def open_session(path, device="cpu", threads=None, optimize=True, label=None):
         raise HsanomalyError(f"{name}: onnxruntime could not start its CUDA provider "
                              f"(check the CUDA and cuDNN libraries, or use {spell('device', 'cpu')})")
     return session
+
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3      # glibc's mallopt parameters
+MMAP_THRESHOLD = 32 << 20      # where glibc's own adaptive threshold stops on 64-bit systems
+
+
+@functools.cache
+def malloc_as_alone():
+    """Once per process (a Dask worker's): Dask's nanny starts a worker with its
+    MALLOC_TRIM_THRESHOLD_, which stops glibc's threshold for mapping a block from adapting:
+    every large numpy temporary was mapped, faulted in and unmapped again (much of the
+    workers' time in the kernel)."""
+    import dask
+
+    nanny = dask.config.get("distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_", None)
+    if nanny is not None and os.environ.get("MALLOC_TRIM_THRESHOLD_") == str(nanny):
+        with contextlib.suppress(OSError, AttributeError):     # not glibc: nothing to set
+            libc = ctypes.CDLL("libc.so.6")
+            libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)      # glibc's own, as alone
+            libc.mallopt(M_TRIM_THRESHOLD, 2 * MMAP_THRESHOLD)

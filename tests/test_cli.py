@@ -696,6 +696,8 @@ def test_shell_slips_are_refused_or_suggested(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = run("detect-many", path, "--out-dir=~/heat", "--score", "rx")
     assert_one_line_error(result, "~/heat: --out-dir would be made in a new folder named '~'")
+    assert_one_line_error(run("detect-many", path, "--out-dir=~", "--score", "rx"),
+                          "~: --out-dir would be made in a new folder named '~'")
     result = run("evaluate", path, path, "--plots=~/plots")
     assert_one_line_error(result, "~/plots: --plots would be made in a new folder named '~'")
     assert not (tmp_path / "~").exists()

@@ -688,6 +688,8 @@ def test_a_local_cluster_leaves_the_callers_environment_as_it_was(synthetic_rast
     later subprocesses ran on one thread (OMP_NUM_THREADS=1) and kept MALLOC_TRIM_THRESHOLD_."""
     import os
 
+    import sklearn    # noqa: F401 - sets KMP_DUPLICATE_LIB_OK on its first import, as it may
+
     before = dict(os.environ)
     hsanomaly.detect(synthetic_raster[0], tmp_path / "x.tif", score="rx", tile=TILE, workers=1,
                      progress=False)
@@ -700,7 +702,7 @@ def test_a_worker_sets_glibcs_thresholds_once_where_dask_fixed_them(monkeypatch)
     to glibc."""
     import ctypes
 
-    from hsanomaly import distributed as hs_distributed
+    from hsanomaly import runtime
 
     calls = []
 
@@ -710,14 +712,26 @@ def test_a_worker_sets_glibcs_thresholds_once_where_dask_fixed_them(monkeypatch)
             return 1
 
     monkeypatch.setattr(ctypes, "CDLL", lambda name: Libc())
-    monkeypatch.setattr(hs_distributed, "_MALLOC_SET", [])
-    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
-    hs_distributed._on_worker()
-    assert calls == []
-    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
-    hs_distributed._on_worker()
-    hs_distributed._on_worker()
+    for given in (None, "1048576"):          # none, or the user's own: left to glibc
+        if given is None:
+            monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+        else:
+            monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", given)
+        runtime.malloc_as_alone.cache_clear()
+        runtime.malloc_as_alone()
+        assert calls == []
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", str(distributed_config_trim()))
+    runtime.malloc_as_alone.cache_clear()
+    runtime.malloc_as_alone()
+    runtime.malloc_as_alone()
+    runtime.malloc_as_alone.cache_clear()
     assert calls == [(-3, 32 << 20), (-1, 64 << 20)]
+
+
+def distributed_config_trim():
+    import dask
+
+    return dask.config.get("distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_")
 
 
 def test_workers_dying_before_any_tile_say_so_and_promise_no_tiles():
@@ -757,7 +771,7 @@ def test_a_batch_that_lost_its_scheduler_fails_the_rest_in_one_line(synthetic_ra
     assert [item.status for item in items] == ["failed"] * 3
     for item in items[1:]:
         assert item.error == (f"{item.src}: not scored: the Dask scheduler was lost (scoring "
-                              f"{scenes[0]}); rerun the batch once it is back")
+                              f"{scenes[0]}); rerun the batch")
 
 
 def test_a_local_clusters_workers_leave_ctrl_c_to_the_command():
@@ -774,3 +788,19 @@ def test_a_local_clusters_workers_leave_ctrl_c_to_the_command():
     with dask_client(workers=1) as client:
         assert list(client.run(workers_sigint).values()) == [signal.SIG_IGN]
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_what_the_caller_sets_while_a_local_cluster_runs_stays(synthetic_raster, tmp_path,
+                                                               monkeypatch):
+    """Only the nanny's own values are put back: a callback's or another thread's setting made
+    during the run was undone with them."""
+    import os
+
+    monkeypatch.delenv("HSANOMALY_TEST_SETTING", raising=False)
+
+    def callback(fraction, message):
+        os.environ["HSANOMALY_TEST_SETTING"] = "mine"
+
+    hsanomaly.detect(synthetic_raster[0], tmp_path / "x.tif", score="rx", tile=TILE, workers=1,
+                     progress=False, callback=callback)
+    assert os.environ["HSANOMALY_TEST_SETTING"] == "mine"

@@ -109,6 +109,28 @@ def test_resume_after_interruption_gives_identical_output(tmp_path):
     np.testing.assert_array_equal(read(tmp_path / "out.tif")[0], read(tmp_path / "full.tif")[0])
 
 
+def test_a_failed_fit_says_whether_tiles_are_kept_for_a_resume(tmp_path, monkeypatch):
+    """A fit that fails before any tile (memory, a Dask worker killed) said "the finished tiles
+    are kept" with none; a resume's fit that fails has its earlier run's tiles, still kept."""
+    import hsanomaly.engine.run as run
+
+    def out_of_memory(scorer, source):
+        raise MemoryError
+
+    cube, _ = synthetic_cube()
+    monkeypatch.setattr(run, "fit_scorer", out_of_memory)
+    with pytest.raises(HsanomalyError, match=r"out of memory while scoring .*; nothing was "
+                                             "written$"):
+        detect(ArraySource(cube), tmp_path / "new.tif", GlobalRX(), tile=16, progress=False)
+    monkeypatch.undo()
+    interrupted_halfway(cube, tmp_path / "out.tif")
+    monkeypatch.setattr(run, "fit_scorer", out_of_memory)
+    with pytest.raises(HsanomalyError, match="the finished tiles are kept"):
+        detect(ArraySource(cube), tmp_path / "out.tif", GlobalRX(), tile=16, progress=False,
+               resume=True)
+    assert (tmp_path / "out.tif.partial").is_dir()
+
+
 def test_a_tile_store_edited_between_runs_resumes_or_is_refused_in_one_line(tmp_path):
     """A manifest whose configuration is no mapping, and a tile numbered past the run's plan,
     gave tracebacks (TypeError, IndexError) on resuming: the first is refused as damaged, the

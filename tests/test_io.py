@@ -1918,3 +1918,28 @@ def test_a_plots_folder_given_as_a_link_gets_its_plots(tmp_path):
     truth[5, 5] = 1
     hsanomaly.evaluate(np.random.default_rng(0).random((20, 20)), truth, plots=tmp_path / "plots")
     assert "roc.png" in os.listdir(tmp_path / "real")
+
+
+KILLED_BEFORE_SETTING_ASIDE = KILLED_AFTER_ITS_RENAME.replace(
+    "atomic.os.replace = replace_then_die", "atomic._set_aside = lambda stale: os._exit(9)")
+
+
+def test_a_run_killed_between_its_journal_and_setting_side_files_aside_has_them_removed(tmp_path):
+    """The journal is written before the earlier side files are set aside: completed by the
+    next write, the new heatmap had the old .aux.xml laid over it."""
+    import subprocess
+    import sys
+
+    from hsanomaly.io.atomic import atomic_path
+    from hsanomaly.io.checks import HsanomalyWarning
+
+    assert KILLED_BEFORE_SETTING_ASIDE != KILLED_AFTER_ITS_RENAME
+    (tmp_path / "heat.tif").write_text("old")
+    (tmp_path / "heat.tif.aux.xml").write_text("<PAMDataset>old</PAMDataset>")
+    died = subprocess.run([sys.executable, "-c", KILLED_BEFORE_SETTING_ASIDE, str(tmp_path)])
+    assert died.returncode == 9 and (tmp_path / "heat.tif.aux.xml").exists()
+    with pytest.warns(HsanomalyWarning, match="heat.tif: completed, as the run"):
+        with atomic_path(tmp_path / "other.txt") as tmp:
+            tmp.write_text("x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["heat.tif", "other.txt"]
+    assert (tmp_path / "heat.tif").read_text() == "new"

@@ -289,7 +289,8 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
             result.pixels_nodata = source.height * source.width - valid
         return result
     except Exception as err:
-        kept = store is not None and (store.resumed or bool(store.done()))
+        kept = (store.resumed or bool(store.done())) if store is not None else \
+            resume and os.path.isdir(store_path(dst))     # a resume's fit: its tiles are there
         if store is not None and not kept:
             store.remove()      # nothing finished: nothing to resume
         one_line = runtime_error(err, dst, kept)

@@ -315,7 +315,9 @@ class Staging:
         # before its rename would leave it without them
         if len(self._entries) > 1 or any(entry[4] for entry in self._entries) or \
                 any(os.path.lexists(path) for path, _ in self._stale):
-            _write_journal([(dst, tmp, is_dir) for dst, tmp, _, _, is_dir in self._entries])
+            _write_journal([(dst, tmp, is_dir, [path for path, folder in self._stale
+                                                 if folder == private])
+                            for dst, tmp, private, _, is_dir in self._entries])
         undos, moved_aside, renaming = [], [], None
         try:
             undos += _set_aside(self._stale)
@@ -680,13 +682,16 @@ def _put_back(undos):
 
 def _write_journal(entries):
     """Record the renames about to happen in every private directory, on disk before the
-    first. The first output's journal is written last: it marks the commit, and without it the
-    others are ignored (a run killed while writing them had replaced nothing)."""
+    first, with the earlier outputs' side files (``entries``: (dst, tmp, is_dir, side files)),
+    which a completion removes. The first output's journal is written last: it marks the
+    commit, and without it the others are ignored (a run killed while writing them had
+    replaced nothing)."""
     record = json.dumps({"mark": JOURNAL_MARK, "entries": [
         {"dst": absolute(dst), "tmp": absolute(tmp), "dir": is_dir,
-         "tmp_was": _inode(tmp), "dst_was": _identity(dst, is_dir)}
-        for dst, tmp, is_dir in entries]})
-    for _, tmp, _ in entries[1:] + entries[:1]:
+         "tmp_was": _inode(tmp), "dst_was": _identity(dst, is_dir),
+         "stale": [[absolute(path), _identity(path)] for path in stale if os.path.lexists(path)]}
+        for dst, tmp, is_dir, stale in entries]})
+    for _, tmp, _, _ in entries[1:] + entries[:1]:
         journal = _journal_path(tmp)
         fd = os.open(journal, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0),
                      0o600)
@@ -773,6 +778,11 @@ def _finish_journal(private, writer):
                 done.append(dst)
             except OSError as err:
                 left.append(f"{dst} ({describe(err)})")
+        for entry, was_placed in zip(entries, placed):     # the earlier output's side files,
+            if was_placed or entry["dst"] in done:         # unless someone's changed them since
+                for path, identity in entry.get("stale") or []:
+                    if _identity(path) == identity:
+                        _remove_stale_file(path)
         if done:
             pid = writer.partition("-")[0]
             warn(f"{', '.join(done)}: completed, as the run that wrote them (process {pid}) was "

@@ -163,8 +163,9 @@ def refuse_unexpanded_home(folder, label):
     is after '--out-dir=', and a folder named '~' is one a later 'rm -rf ~' would mistake
     for the home directory."""
     parts = Path(folder).parts
-    first = parts[0] if len(parts) > 1 else ""         # '~heat' alone is a name like any
-    if first.startswith("~") and not os.path.lexists(first):
+    first = parts[0] if parts else ""
+    unexpanded = first == "~" or (first.startswith("~") and len(parts) > 1)   # '~heat': a name
+    if unexpanded and not os.path.lexists(first):
         raise HsanomalyError(f"{folder}: {label} would be made in a new folder named '{first}' "
                              "here, not in a home directory ('~' is a shell's, which leaves "
                              "it as it is after '='); give the full path")
