@@ -25,9 +25,9 @@ if TYPE_CHECKING:              # loaded on first use (``__getattr__``); named fo
     from .errors import NotFittedError
     from .scorers import SCORES
 
-__all__ = ["BatchItem", "Cancelled", "DetectResult", "Detector", "HsanomalyDeprecationWarning", "HsanomalyError",
-           "HsanomalyWarning", "NotFittedError", "SCORES", "__version__", "detect", "detect_many",
-           "evaluate", "find_targets", "model", "train"]
+__all__ = ["BatchItem", "Cancelled", "DetectResult", "Detector", "HsanomalyDeprecationWarning",
+           "HsanomalyError", "HsanomalyWarning", "NotFittedError", "SCORES", "__version__", "detect",
+           "detect_many", "evaluate", "find_targets", "model", "train"]
 
 # name -> the module that holds it, imported on first use: ``import hsanomaly`` stays light
 # (rasterio, numpy and the rest load with the first job), so the command line can take an

@@ -216,8 +216,8 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
     extras: optional {output name: path} for the scorer's extra outputs (e.g. "recon").
     executor: where tiles are scored; this process by default, or
     ``hsanomaly.distributed.DaskExecutor(client)`` for a Dask cluster. The output is the same.
-    callback(fraction, message) -> True cancels (``Cancelled``): nothing is written, the tile store is removed
-    (a resumed run's is kept, with the tiles an earlier run finished).
+    callback(fraction, message) -> True cancels (``Cancelled``): nothing is written, the tile
+    store is removed (a resumed run's is kept, with the tiles an earlier run finished).
     cog: write Cloud-Optimized GeoTIFFs (GDAL's COG driver) instead of tiled GeoTIFFs.
     stage: an ``hsanomaly.io.atomic.Staging`` to assemble into; its owner commits it (and the
     tile store is removed then), so more outputs can be written and replaced together.

@@ -45,7 +45,7 @@ import threading
 from pathlib import Path
 
 from ..errors import INTERRUPTS, HsanomalyError, describe
-from .checks import checked_outputs, warn
+from .checks import checked_outputs, special_kind, warn
 
 TMP_SUFFIX = ".hsanomaly-tmp"
 OLD = ".old"               # a directory moved aside while its replacement moves in: kept if killed
@@ -161,10 +161,6 @@ def check_writable(path, directory=None, label=None):
                              "so it cannot be replaced; choose another output")
 
 
-SPECIAL = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-           (stat.S_ISFIFO, "a pipe"), (stat.S_ISSOCK, "a socket"))
-
-
 def refuse_special(path, label=None):
     """Refuse an output that is a symbolic link, or a device, a pipe or a socket (/dev/null,
     /dev/stdout, a FIFO a reader waits on): outputs are written whole and renamed into place,
@@ -179,11 +175,11 @@ def refuse_special(path, label=None):
         mode = os.stat(path).st_mode           # through a link: what it leads to
     except OSError:
         return
-    for test, kind in SPECIAL:
-        if test(mode):
-            raise HsanomalyError(f"{named}is {kind}, not a file; hsanomaly writes an output "
-                                 "whole and renames it into place, so name a file (and read "
-                                 "it from there)")
+    kind = special_kind(mode)
+    if kind:
+        raise HsanomalyError(f"{named}is {kind}, not a file; hsanomaly writes an output "
+                             "whole and renames it into place, so name a file (and read "
+                             "it from there)")
 
 
 def _may_replace(path, parent):
@@ -582,10 +578,10 @@ def note_checked(path, is_dir=False):
     key = absolute(path)
     if checked is None or key in checked:
         return
-    folders = checked.setdefault(_FINISHED, set())
-    if os.path.dirname(key) not in folders:
-        remove_stale(os.path.dirname(key))
-        folders.add(os.path.dirname(key))
+    folder, finished = os.path.dirname(key), checked.setdefault(_FINISHED, set())
+    if folder not in finished:
+        remove_stale(folder)
+        finished.add(folder)
     checked[key] = _held(path, is_dir)
 
 

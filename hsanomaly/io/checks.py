@@ -1,4 +1,5 @@
-"""Checks that refuse, before any work, a job the machine cannot hold; and one-line warnings.
+"""Checks that refuse, before any work, a job the machine cannot hold; what a path that is
+no file is; and one-line warnings.
 
 The whole-raster paths (.mat scenes are loaded whole, ``evaluate`` reads whole heatmaps and
 masks) compare what they would need, computed from the file's header (HDF5 dataset shapes,
@@ -10,6 +11,7 @@ with one line instead of a MemoryError after minutes.
 import contextlib
 import contextvars
 import os
+import stat
 import sys
 import warnings
 from pathlib import Path
@@ -17,6 +19,14 @@ from pathlib import Path
 from ..errors import HsanomalyError, HsanomalyWarning
 
 PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+# a path that is neither a file nor a folder, by its stat mode: what messages call it
+SPECIAL = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+           (stat.S_ISFIFO, "a pipe"), (stat.S_ISSOCK, "a socket"))
+
+
+def special_kind(mode):
+    """What a path of stat ``mode`` is when it is a device, a pipe or a socket; else None."""
+    return next((kind for test, kind in SPECIAL if test(mode)), None)
 
 
 def warn(message, category=HsanomalyWarning):

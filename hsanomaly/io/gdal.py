@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import HsanomalyError, describe, ignoring
+from .checks import special_kind
 from .units import nanometres
 
 # GDAL's block cache defaults to 5% of RAM; cap it so memory is bounded by the tile size.
@@ -37,18 +38,11 @@ def is_gdal_name(path):
     return bool(_GDAL_NAME.match(str(path)))
 
 
-# what an input that is neither a file nor a folder is, by its stat mode's test
-SPECIAL_FILES = {"S_ISFIFO": "a pipe", "S_ISSOCK": "a socket",
-                 "S_ISCHR": "a character device", "S_ISBLK": "a block device"}
-
-
 def require_file(path, file=None):
     """Refuse, as every input says it, a ``file`` (default ``path``; ``path`` names it in the
     message) that does not exist, unless GDAL names it without one (``/vsizip/``, a
     subdataset), or that is a pipe or a device: GDAL's open would wait on a pipe that no
     program writes, where no interrupt reaches it."""
-    import stat
-
     file = path if file is None else file
     if is_gdal_name(file):
         return
@@ -58,10 +52,9 @@ def require_file(path, file=None):
         raise HsanomalyError(f"{path}: file not found") from None
     except OSError as err:
         raise HsanomalyError(f"{path}: cannot read it ({describe(err)})") from None
-    for test, kind in SPECIAL_FILES.items():
-        if getattr(stat, test)(mode):
-            raise HsanomalyError(f"{path}: {kind}, not a file; hsanomaly reads its inputs "
-                                 "from files")
+    kind = special_kind(mode)
+    if kind:
+        raise HsanomalyError(f"{path}: {kind}, not a file; hsanomaly reads its inputs from files")
 
 
 def open_raster(path):

@@ -264,9 +264,9 @@ def check_path_kind(path, label, what="a path", use=None):
         given = "a path-like of bytes" if isinstance(path, os.PathLike) else kind_of(path)
         raise HsanomalyError(f"{label}: expected {what} (a str or path-like), got {given}"
                              + (f"; {use}" if use else ""))
-    if not os.fspath(path):
-        raise HsanomalyError(f"{label}: an empty name")
     name = os.fspath(path)
+    if not name:
+        raise HsanomalyError(f"{label}: an empty name")
     if isinstance(name, str):
         try:
             name.encode("utf-8")
