@@ -283,6 +283,17 @@ def test_a_result_of_a_same_named_input_in_another_folder_is_not_replaced(tmp_pa
     for name in ("GTIFF_DIR:1:scene.tif", f"GTIFF_DIR:1:{tmp_path / 'flight2' / 'scene.tif'}"):
         result = run("detect", name, named, "--score", "rx", "-q")
         assert result.exit_code == 0, result.output
+    # 'link/..' is where the link leads's parent, as the kernel reads it, not the folder the
+    # text names: the second input was taken for the first one updated in its place
+    (tmp_path / "nest" / "inner").mkdir(parents=True)
+    write_raster(tmp_path / "nest" / "scene.tif", cube * 4)
+    (tmp_path / "flight2" / "jump").symlink_to(tmp_path / "nest" / "inner")
+    nested = tmp_path / "nested.tif"
+    assert run("detect", "jump/../scene.tif", nested, "--score", "rx", "-q").exit_code == 0
+    kept = nested.read_bytes()
+    result = run("detect", "scene.tif", nested, "--score", "rx", "-q")
+    assert "holds the result of another input (scene.tif in another folder)" in result.output
+    assert nested.read_bytes() == kept
 
 
 def test_version_names_hsanomaly_also_under_rio():

@@ -554,6 +554,36 @@ def test_a_source_and_a_model_travel_by_absolute_path(tmp_path, monkeypatch):
         lost.read(Window(0, 0, 10, 12))
 
 
+def test_a_source_and_a_model_named_through_a_link_and_dotdot_travel_to_those_files(
+        tmp_path, monkeypatch):
+    """'link/..' names the parent of the link's target, as the kernel reads it; made absolute
+    as text it named the folder the link is in: a worker read another file of the input's
+    name there, and a model was loaded from another folder."""
+    import pickle
+
+    from rasterio.windows import Window
+
+    from hsanomaly.model import load_bundle
+    from test_latent import tiny_bundle
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "deep" / "inner").mkdir(parents=True)
+    cube = synthetic_cube(bands=6, rows=12, cols=10)[0]
+    write_raster(tmp_path / "deep" / "scene.tif", cube)
+    write_raster(tmp_path / "scene.tif", cube[:, ::-1].copy())     # the file the text names
+    tiny_bundle(tmp_path / "deep")
+    (tmp_path / "jump").symlink_to(tmp_path / "deep" / "inner")
+    source = RasterSource("jump/../scene.tif")
+    expected = source.read(Window(0, 0, 10, 12))[0]
+    travelled = pickle.loads(pickle.dumps(source))
+    (tmp_path / "worker").mkdir()
+    monkeypatch.chdir(tmp_path / "worker")
+    np.testing.assert_array_equal(travelled.read(Window(0, 0, 10, 12))[0], expected)
+    assert not travelled.changed()
+    monkeypatch.chdir(tmp_path)
+    assert load_bundle("jump/../tiny-model").path == tmp_path / "deep" / "tiny-model"
+
+
 def test_the_command_line_keeps_dask_s_own_logs_quiet(monkeypatch):
     """A scheduler lost mid-run printed about 35 lines of Dask's tracebacks (its client
     logger's) before the command's one line. The CLI lowers Dask's loggers, which Dask sets

@@ -11,7 +11,8 @@ import numpy as np
 
 from ..defaults import MIN_TILE
 from ..errors import HsanomalyError, describe, raised_by_callback
-from ..io.atomic import absolute, destination_of, space_hint
+from ..io.atomic import destination_of, space_hint
+from ..io.checks import absolute
 from ..io.checks import check_disk
 from ..options import check_whole
 from ..spelling import counted, spell

@@ -18,7 +18,7 @@ from typing import Dict, Optional
 from ..defaults import TILE
 from ..errors import Cancelled, HsanomalyError, caller_callback, ignoring
 from ..io.atomic import TMP_SUFFIX, check_writable, native_quiet, stage_raster, staged_into
-from ..io.checks import warn
+from ..io.checks import absolute, warn
 from ..io.fingerprint import input_fingerprint
 from ..io.gdal import gdal_env, open_raster
 from ..io.heatmap import (add_overviews_and_statistics, band_descriptions, describe_bands,
@@ -108,7 +108,7 @@ def manifest(src, source, scorer, outputs, tile, given_model=None, model=True, f
     if source.exclusion is not None:
         job["mask"] = source.exclusion.path
     if given_model is not None:
-        job["model"] = os.path.abspath(given_model)     # the run's message names it anywhere
+        job["model"] = absolute(given_model)     # the run's message names it anywhere
     return job
 
 

@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import HsanomalyError, describe
-from ..io.atomic import absolute, fsync_path
+from ..io.atomic import fsync_path
+from ..io.checks import absolute
 from ..io.checks import warn
 from ..io.fingerprint import digest
 from ..io.lock import busy, lock_folder

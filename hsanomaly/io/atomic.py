@@ -45,7 +45,7 @@ import threading
 from pathlib import Path
 
 from ..errors import INTERRUPTS, HsanomalyError, describe
-from .checks import checked_outputs, special_kind, warn
+from .checks import absolute, checked_outputs, special_kind, warn
 
 TMP_SUFFIX = ".hsanomaly-tmp"
 OLD = ".old"               # a directory moved aside while its replacement moves in: kept if killed
@@ -92,15 +92,6 @@ def native_quiet():
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
-
-
-def absolute(path):
-    """``path`` made absolute as the kernel resolves it: its folder's links and '..' in their
-    order (``os.path.abspath`` drops 'link/..' as text, which names another folder: an output
-    was staged in one folder and renamed into the other, across file systems even); its own
-    name kept, since a link there is refused, never followed."""
-    folder, name = os.path.split(os.fspath(path).rstrip(os.sep) or os.sep)
-    return os.path.join(os.path.realpath(folder or os.curdir), name)
 
 
 def write_failure(path, err):

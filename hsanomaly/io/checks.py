@@ -1,5 +1,5 @@
-"""Checks that refuse, before any work, a job the machine cannot hold; what a path that is
-no file is; and one-line warnings.
+"""Checks that refuse, before any work, a job the machine cannot hold; where a path leads
+and what a path that is no file is; and one-line warnings.
 
 The whole-raster paths (.mat scenes are loaded whole, ``evaluate`` reads whole heatmaps and
 masks) compare what they would need, computed from the file's header (HDF5 dataset shapes,
@@ -22,6 +22,16 @@ PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 # a path that is neither a file nor a folder, by its stat mode: what messages call it
 SPECIAL = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
            (stat.S_ISFIFO, "a pipe"), (stat.S_ISSOCK, "a socket"))
+
+
+def absolute(path):
+    """``path`` made absolute as the kernel resolves it: its folder's links and '..' in their
+    order (``os.path.abspath`` drops 'link/..' as text, which names another folder: an output
+    was staged in one folder and renamed into the other, across file systems even); its own
+    name kept: an output that is a link is refused, never followed, and an input's link
+    (git-annex and DVC replace a file by a link to new content) names the dataset."""
+    folder, name = os.path.split(os.fspath(path).rstrip(os.sep) or os.sep)
+    return os.path.join(os.path.realpath(folder or os.curdir), name)
 
 
 def special_kind(mode):

@@ -20,6 +20,7 @@ import os
 
 import numpy as np
 
+from .checks import absolute
 from .digest import file_sha256
 
 FULL_HASH_BYTES = 64 * 2**20
@@ -77,7 +78,7 @@ def input_fingerprint(src, source=None):
     path = getattr(source, "path", None)
     if path and not is_gdal_name(path) and os.path.isfile(path):
         return path_fingerprint(path)
-    files = sorted(set(map(os.path.abspath, dataset_files(path) if path else [])))
+    files = sorted(set(map(absolute, dataset_files(path) if path else [])))
     if path and files:              # a subdataset, an archive member: the files they lie in
         folder = os.path.dirname(files[0])
         return {"name": str(path), "files": {_relative(f, folder): path_fingerprint(f)
@@ -94,9 +95,9 @@ def path_fingerprint(path):
     so a viewer's statistics never make an input "changed"."""
     from .gdal import dataset_files
 
-    own = os.path.abspath(path)
+    own = absolute(path)
     folder = os.path.dirname(own)
-    others = sorted({os.path.abspath(f) for f in dataset_files(path)} - {own})
+    others = sorted({absolute(f) for f in dataset_files(path)} - {own})
     fingerprint = file_fingerprint(path)
     found = {_relative(f, folder): _side_fingerprint(f) for f in others
              if os.path.isfile(f) and not f.lower().endswith(".ovr")}

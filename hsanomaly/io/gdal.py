@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import HsanomalyError, describe, ignoring
-from .checks import special_kind
+from .checks import absolute, special_kind
 from .units import nanometres
 
 # GDAL's block cache defaults to 5% of RAM; cap it so memory is bounded by the tile size.
@@ -104,12 +104,12 @@ def spelled_absolute(name):
     name to open."""
     text = str(name)
     if not is_gdal_name(text):
-        return _in_real_folder(text)
+        return absolute(text)
     span = _longest_file(text)
     if span is None:
         return text
     a, b = span
-    head, path = text[:a], _in_real_folder(text[a:b]).lstrip("/")    # POSIX keeps "//"
+    head, path = text[:a], absolute(text[a:b]).lstrip("/")    # POSIX keeps "//"
     return (head.rstrip("/") if head.startswith("/vsi") else head) + "/" + path + text[b:]
 
 
@@ -124,7 +124,7 @@ def geolocation(ds):
     placed = dict(tags)
     raster = ds.files[0] if ds.files else ds.name
     folder = posixpath.dirname(raster) if _REMOTE.search(raster) else \
-        os.path.dirname(os.path.abspath(raster))                # a URL keeps its "//"
+        os.path.dirname(absolute(raster))                       # a URL keeps its "//"
     for axis in "XY":
         name = tags[f"{axis}_DATASET"]
         beside = placed.pop(f"{axis}_DATASET_RELATIVE_TO_SOURCE", "NO").upper() in TRUE
@@ -151,19 +151,12 @@ def _absolute(name, folder):
     if _REMOTE.search(folder) and not is_gdal_name(text):
         return posixpath.join(folder, text)
     if not is_gdal_name(text):
-        return os.path.normpath(os.path.join(folder, text))
+        return absolute(os.path.join(folder, text))
     span = _longest_file(text, folder)
     if span is None:
         return text
     a, b = span
-    return text[:a] + os.path.normpath(os.path.join(folder, text[a:b])) + text[b:]
-
-
-def _in_real_folder(path):
-    """``path`` absolute, its folder's links resolved (one folder reached two ways is one), the
-    file's own name kept (git-annex and DVC replace a file by a link to new content)."""
-    folder, name = os.path.split(os.path.abspath(path))
-    return os.path.join(os.path.realpath(folder), name)
+    return text[:a] + absolute(os.path.join(folder, text[a:b])) + text[b:]
 
 
 # a driver's subdataset by its syntax, the file quoted (NETCDF:"f.nc":v, HDF5:"f.h5"://a/b,
@@ -245,11 +238,10 @@ def dataset_files(path, _seen=None):
     files = []
     for file in listed:
         for found in local_files(file) if is_gdal_name(file) else [file]:
-            if os.path.abspath(found) not in seen:
-                seen.add(os.path.abspath(found))
+            if absolute(found) not in seen:
+                seen.add(absolute(found))
                 files.append(found)
-                if found.lower().endswith(".vrt") and os.path.abspath(found) != \
-                        os.path.abspath(path):
+                if found.lower().endswith(".vrt") and absolute(found) != absolute(path):
                     files += dataset_files(found, seen)
     return files
 

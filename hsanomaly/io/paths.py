@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Union
 
 from ..errors import HsanomalyError
 from ..spelling import either, kind_of, spell
-from .atomic import absolute, check_writable, name_max, note_checked, refuse_special
+from .atomic import check_writable, name_max, note_checked, refuse_special
+from .checks import absolute
 
 if TYPE_CHECKING:
     from typing_extensions import TypeGuard

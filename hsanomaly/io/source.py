@@ -21,7 +21,7 @@ from ..defaults import TILE
 from ..errors import HsanomalyError
 from ..spelling import spell
 from .bandaxis import MIN_LINE, warn_if_bands_elsewhere
-from .checks import available_memory, size_text, warn_once
+from .checks import absolute, available_memory, size_text, warn_once
 from .digest import file_sha256
 from .gdal import (GDAL_CACHE_BYTES, band_wavelengths, bad_bands, check_raw_size, dataset_found,
                    gdal_env, geolocation, is_gdal_name, open_raster, read_checked, read_masked,
@@ -59,7 +59,7 @@ def file_identity(path):
         return None
     if not stat.S_ISREG(found.st_mode):
         return None
-    return (os.path.abspath(path), found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns)
+    return (absolute(path), found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns)
 
 
 def content_digest(path):
@@ -439,7 +439,7 @@ class RasterSource(_Source):
         state = {k: v for k, v in vars(self).items() if k not in ("_ds", "_reading")}
         state["_ds"] = None
         if not is_gdal_name(self.path) and Path(self.path).exists():   # a URL or /vsi name
-            state["path"] = os.path.abspath(self.path)                 # travels as it is
+            state["path"] = absolute(self.path)                        # travels as it is
             state["_local_file"] = True
         return state
 

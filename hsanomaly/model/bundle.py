@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import List, Optional, Union
 
 from ..errors import HsanomalyError, describe
+from ..io.checks import absolute
 from ..io.digest import file_sha256
 from ..preprocess import Preprocessor
 from .external import MalformedProtobuf, uses_external_data
@@ -230,7 +231,7 @@ def load_bundle(path: Union[str, "os.PathLike[str]"]) -> Bundle:
     """Load and validate a bundle directory; raise a one-line HsanomalyError naming what is wrong.
     The bundle keeps its absolute path: its arrays are read when first needed, maybe by a Dask
     worker in another working directory, or after the caller's ``os.chdir``."""
-    path = Path(os.path.abspath(path))
+    path = Path(absolute(path))
     meta = _read_meta(path)
     preprocessor = _check_meta(path, meta)
     networks = {name: _check_network(path, name, meta) for name in (GENERATOR, CRITIC)}

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from .. import defaults
 from ..errors import Cancelled, HsanomalyError, caller_callback
-from ..io.atomic import absolute, check_writable
+from ..io.atomic import check_writable
+from ..io.checks import absolute
 from ..io.checks import warn
 from ..io.lock import lock_folder
 from ..io.paths import Item
