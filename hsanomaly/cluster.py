@@ -192,9 +192,10 @@ def dask_client(workers=None, scheduler=None):
         with _environment_kept() as started:
             try:
                 with _started_ignoring_interrupts():
-                    cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1,
-                                                       processes=True, dashboard_address=":0",
-                                                       silence_logs=quiet)
+                    cluster = distributed.LocalCluster(
+                        n_workers=workers, threads_per_worker=1, processes=True,
+                        dashboard_address=":0", silence_logs=quiet,
+                        preload=["hsanomaly.distributed"])     # its ``dask_setup``
             finally:
                 started()
             with cluster, distributed.Client(cluster, set_as_default=False) as client:
@@ -203,10 +204,9 @@ def dask_client(workers=None, scheduler=None):
 
 @contextlib.contextmanager
 def _started_ignoring_interrupts():
-    """Worker processes started in the block ignore Ctrl-C, which a terminal sends to every
-    process of the command: each printed its traceback around the command's one line. The
-    command ends them as it ends. (Python keeps an ignored SIGINT ignored in the processes it
-    starts; a Ctrl-C in the second or so the block lasts is lost.)"""
+    """Worker processes started in the block ignore Ctrl-C from their start (Python keeps an
+    ignored SIGINT ignored in the processes it starts), before ``distributed.dask_setup``
+    can; a Ctrl-C in the second or so the block lasts is lost."""
     import signal
     import threading
 

@@ -123,6 +123,19 @@ def _identity(obj):
     return obj
 
 
+def dask_setup(worker):
+    """Dask's preload hook (``cluster.dask_client``), run in each worker of a local cluster as
+    it starts, restarted ones too: they ignore Ctrl-C, which the terminal sends to every
+    process of the command and which the command answers by ending them. A worker the nanny
+    restarts is started by the command's own process, whose Ctrl-C handler it took: it
+    printed its traceback around the command's one line."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():   # where Dask runs it
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _reduce_tile(source, window, fn):
     malloc_as_alone()
     return source.reduce_tile(window, fn)

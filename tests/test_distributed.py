@@ -806,17 +806,20 @@ def test_a_batch_that_lost_its_scheduler_fails_the_rest_in_one_line(synthetic_ra
 
 def test_a_local_clusters_workers_leave_ctrl_c_to_the_command():
     """A terminal's Ctrl-C reaches every process of the command: each worker printed its
-    KeyboardInterrupt traceback around the command's one line."""
+    KeyboardInterrupt traceback around the command's one line, and so did a worker the
+    nanny restarted (after one died) until they took it from their own start."""
     from hsanomaly.cluster import dask_client
 
-    def workers_sigint():
+    def ignores_sigint():
         import signal
 
-        return signal.getsignal(signal.SIGINT)
+        return signal.getsignal(signal.SIGINT) is signal.SIG_IGN
 
     before = signal.getsignal(signal.SIGINT)
     with dask_client(workers=1) as client:
-        assert list(client.run(workers_sigint).values()) == [signal.SIG_IGN]
+        assert list(client.run(ignores_sigint).values()) == [True]
+        client.restart()
+        assert list(client.run(ignores_sigint).values()) == [True]
     assert signal.getsignal(signal.SIGINT) is before
 
 
