@@ -129,7 +129,7 @@ def render(scores, low, high, name):
 
     cmap = matplotlib.colormaps[COLORMAP]
     rgba = cmap(np.clip((scores - low) / (high - low if high > low else 1.0), 0, 1))
-    rgba[~np.isfinite(scores)] = 0.0
+    rgba[np.isnan(scores)] = 0.0         # nodata; an infinite score is the top colour
     rows, cols = scores.shape
     bar = np.ones((BAR_HEIGHT, cols, 4))
     bar[3:12] = cmap(np.linspace(0, 1, cols))[None]

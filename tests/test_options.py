@@ -2,6 +2,8 @@
 the option, before anything is built, trained or read: through make_scorer and Detector (the
 benchmark's methods: test_benchmark.py)."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -265,6 +267,24 @@ def test_gmm_needs_the_pixels_a_covariance_of_its_components_needs(tmp_path):
     with pytest.raises(HsanomalyError, match="no component of the mixture holds the 5 pixels"):
         Detector("gmm", pca=4).fit(cube)        # 9 pixels pass, but 5 components split them
     Detector("gmm", pca=2, components=2).fit(cube)
+
+
+def test_a_sample_too_small_for_the_fit_is_named_not_the_raster(synthetic_raster, tmp_path):
+    """A small --sample drew 23 pixels of a raster of 10,000 and the fit said "the raster has
+    23", sending the user to look for nodata."""
+    from click.testing import CliRunner
+
+    from hsanomaly.cli import main
+    from synthetic import synthetic_cube
+
+    result = CliRunner().invoke(main, ["detect", str(synthetic_raster[0]),
+                                       str(tmp_path / "heat.tif"), "--score", "gmm",
+                                       "--sample", "6", "-q"])
+    assert result.exit_code == 1
+    assert re.search(r"a mixture of 5 components needs at least 13 valid pixels \(.*\); "
+                     r"--sample 6 drew \d+: pass at least 26$", result.output.strip())
+    with pytest.raises(HsanomalyError, match=r"; sample=6 drew \d+: pass at least 26$"):
+        Detector("gmm", sample=6).fit(synthetic_cube()[0])
 
 
 def test_a_mixture_that_did_not_converge_is_said(monkeypatch):

@@ -139,3 +139,16 @@ def test_a_large_heatmaps_quick_look_keeps_one_pixel_targets(tmp_path, monkeypat
     assert (image[:2, :3, 3] == 0).all() and (image[2:100, 3:, 3] == 255).all()
     a, _, _, e, _, _ = map(float, sidecars(tmp_path / "q.png")[0].read_text().split())
     assert (a, e) == (6.0, -6.0)                           # 3 heatmap pixels a picture pixel
+
+
+def test_an_infinite_score_is_drawn_in_the_top_colour_not_as_nodata():
+    """A score beyond float32 (kept by detect, which warns that it ranks beyond every other)
+    was drawn transparent like nodata: the most anomalous pixel vanished from the picture."""
+    from hsanomaly.quicklook import render
+
+    scores = np.random.default_rng(0).normal(size=(20, 30)).astype(np.float32)
+    scores[5, 5], scores[10, 10], scores[15, 15] = np.inf, np.nan, -np.inf
+    image = np.asarray(render(scores, -2.0, 2.0, "score"))
+    top, bottom = image[20 + 7, -1], image[20 + 7, 0]            # the colour bar's ends
+    assert image[10, 10, 3] == 0
+    assert (image[5, 5] == top).all() and (image[15, 15] == bottom).all()

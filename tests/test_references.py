@@ -3,6 +3,7 @@ directly), and the default path a user meets first, end to end through the CLI."
 
 import contextlib
 import importlib.util
+import itertools
 import json
 import re
 import warnings
@@ -237,7 +238,8 @@ def test_purge_threshold_comes_from_windows_spread_across_a_larger_scene():
             cube[(slice(None),) + source.windows(purge.FIT_TILE)[index].toslices()] = np.nan
         source = ArraySource(cube)
         windows = source.windows(purge.FIT_TILE)
-        picked = [window for window, _, _ in purge.fit_blocks(source, 0)]
+        picked = [window for window, _, _ in
+                  itertools.islice(purge.fit_blocks(source, 0), purge.FIT_TILES)]
         if not holes:
             assert picked == [windows[i] for i in (0, 2, 3, 5)]
         else:
@@ -248,6 +250,36 @@ def test_purge_threshold_comes_from_windows_spread_across_a_larger_scene():
         values = values[np.isfinite(values)]
         purged = make_scorer("mlrx", rings="5/3;7/3", pca=4, purge=0.05).fit(source)
         assert purged.purge_threshold_ == pytest.approx(np.quantile(values, 0.95), rel=1e-6)
+
+
+def test_purge_threshold_fitted_past_windows_a_mask_leaves_few_pixels_in():
+    """A mask that leaves a few pixels in the windows spread across the scene (islands in
+    water left out) fitted the scene's threshold on those few, their rings cut short: a
+    fraction of the share asked was purged, without a word; isolated pixels there made the
+    scene refused ("no pixel to fit its purge on"). Further windows are taken until a
+    window's worth of pixels is scored."""
+    from hsanomaly.scorers import purge
+
+    cube, _ = synthetic_cube(rows=384, cols=384, bands=8, targets=(), seed=4)
+    windows = ArraySource(cube).windows(purge.FIT_TILE)
+    spread = [window for window, _, _ in
+              itertools.islice(purge.fit_blocks(ArraySource(cube), 0), purge.FIT_TILES)]
+    for island in (5, 1):
+        masked = cube.copy()
+        for window in spread:
+            rows, cols = window.toslices()
+            kept = masked[:, rows.start + 40:rows.start + 40 + island,
+                          cols.start + 40:cols.start + 40 + island].copy()
+            masked[:, rows, cols] = np.nan
+            masked[:, rows.start + 40:rows.start + 40 + island,
+                   cols.start + 40:cols.start + 40 + island] = kept
+        source = ArraySource(masked)
+        first = score_array(source, make_scorer("mlrx", rings="5/1;9/3", pca=4)
+                            .fit(source))["score"][0]
+        fitted = make_scorer("mlrx", rings="5/1;9/3", pca=4, purge=0.03).fit(source)
+        share = np.mean(first[np.isfinite(first)] > fitted.purge_threshold_)
+        assert share == pytest.approx(0.03, abs=0.005), (island, share)
+    assert len(windows) == 9
 
 
 @pytest.mark.parametrize("flag, value, option", [("--purge", "0.05", {"purge": 0.05}),

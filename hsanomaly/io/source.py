@@ -163,9 +163,9 @@ class _Source:
         """Warn, from the probe windows, about what would make the scores silently worse: a
         cube whose bands seem to lie along another axis than GDAL's (``_check_band_axis``),
         values float32 rounds by more than a hundredth of their spread (``coarsest_in_float32``),
-        and a large share of pixels nodata in only a few bands (GDAL's rule leaves a pixel out
-        whole once one band says nodata, so a nodata value that some band holds as real data,
-        0 over water, say, silently removes those pixels), and a large share of pixels that
+        and a large share of pixels nodata or NaN in only a few bands (GDAL's rule leaves a
+        pixel out whole once one band says nodata, so a nodata value that some band holds as
+        real data, 0 over water, say, or one band's dropout silently removes those pixels), and a large share of pixels that
         hold one value in every band, which no spectrum does: a fill value not declared as
         nodata (-9999 around a swath), which the scene's statistics would then take in; and,
         ``truth_like``, pixels of two values: a truth or a mask given as the scene (training
@@ -175,6 +175,7 @@ class _Source:
                                   # band; the valid pixels
         pixels = []               # every valid pixel, for the extreme ones
         infinite = 0              # pixels infinite in some band: left out like nodata
+        undeclared = 0            # pixels NaN, not nodata, in a few bands: left out too
         if not self.band_axis_checked:
             self._check_band_axis()
         for window in self.probe_windows():
@@ -192,10 +193,12 @@ class _Source:
                 coarse.append(coarsest_in_float32(values * scale + offset, nodata, self.bands))
             elif values.dtype != np.float32:
                 coarse.append(coarsest_in_float32(values, nodata, self.bands))
-            bad = nodata.sum(axis=0)
+            gaps = nodata | np.isnan(values)        # NaN: left out too, declared or not
+            bad = gaps.sum(axis=0)
             few = (bad > 0) & (bad <= self.count // 2)
             total, partial = total + bad.size, partial + int(few.sum())
-            per_band += nodata[:, few].sum(axis=1)
+            undeclared += int((few & ~nodata.any(axis=0)).sum())
+            per_band += gaps[:, few].sum(axis=1)
             if self.count >= FILL_MIN_BANDS:
                 same = (bad == 0) & (values == values[:1]).all(axis=0)
                 flat.append(values[0][same])
@@ -221,10 +224,17 @@ class _Source:
                       "fill value not declared as nodata? A few such pixels outweigh every "
                       f"other in the scene's statistics, and the scores flatten; {declare}")
         if total and partial > PARTIAL_NODATA * total:
-            warn_once(f"{self.name}: {partial / total:.0%} of the pixels probed are nodata in "
-                      f"only a few bands (band {int(np.argmax(per_band)) + 1} most often), so "
-                      "they are left out whole; is the nodata value also real data there (0 "
-                      "over water, say)? If so, set another nodata value, or none")
+            band = int(np.argmax(per_band)) + 1
+            if undeclared > partial / 2:
+                subset = "gdal_translate -b" if isinstance(self, RasterSource) else "a band subset"
+                warn_once(f"{self.name}: {partial / total:.0%} of the pixels probed are NaN in "
+                          f"only a few bands (band {band} most often), so they are left out "
+                          f"whole; leave such bands out ({subset}) to score those pixels")
+            else:
+                warn_once(f"{self.name}: {partial / total:.0%} of the pixels probed are nodata "
+                          f"in only a few bands (band {band} most often), so they are left out "
+                          "whole; is the nodata value also real data there (0 over water, "
+                          "say)? If so, set another nodata value, or none")
         flat = np.concatenate(flat) if flat else np.empty(0)
         if total and len(flat) > PARTIAL_NODATA * total:
             fill, count = commonest(flat)

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..defaults import TILE
 from ..errors import HsanomalyError
+from ..spelling import spell
 
 
 class Scorer:
@@ -136,15 +137,18 @@ def mean_cov(n, mean, scatter):
     return mean, scatter / max(n - 1, 1)
 
 
-def check_pixels(source, n, needed, what, why):
+def check_pixels(source, n, needed, what, why, sample=None):
     """Refuse a fit on fewer than ``needed`` valid pixels: a covariance from no more pixels
     than dimensions is singular, and the distances it gives, negative ones included, would be
-    written as if they meant something."""
+    written as if they meant something. ``n`` pixels drawn by a ``sample`` of about that many
+    that is short of twice ``needed`` are the sample's fault, not the raster's."""
     if n == 0:
         raise source.no_valid_pixels()
     if n < needed:
+        held = (f"{spell('sample', sample)} drew {int(n)}: pass at least {2 * needed}"
+                if sample is not None and sample < 2 * needed else f"the raster has {int(n)}")
         raise HsanomalyError(f"{source.name}: {what} needs at least {needed} valid pixels "
-                             f"({why}); the raster has {int(n)}")
+                             f"({why}); {held}")
 
 
 SINGULAR = 1e-12   # a correlation eigenvalue below this fraction of the largest: singular

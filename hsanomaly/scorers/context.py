@@ -121,7 +121,7 @@ class ResidualScorer(Purged, Scorer):
         bands = residual.shape[1]
         check_pixels(source, len(residual), bands + 1,
                      f"the {self.name} score's residual covariance on {bands} bands",
-                     "one more than bands")
+                     "one more than bands", self.sample)
         self.mean_, cov = mean_cov(*moments(residual))
         self.precision_ = inverse(cov)
         if self.trim:

@@ -37,7 +37,8 @@ class GaussianMixtureScorer(Scorer):
         check_pixels(source, len(X), max(self.components, dims + 1),
                      f"a mixture of {self.components} components",
                      f"one per component, and a covariance on "
-                     f"{counted(dims, 'principal component')} needs {dims + 1}")
+                     f"{counted(dims, 'principal component')} needs {dims + 1}",
+                     self.sample)
         if dims < self.pca != defaults.GMM_PCA:   # asked for (the tag records it)
             warn_once(f"{source.name}: {spell('pca', self.pca)} is more than the bands ({dims}); the "
                       f"mixture is fitted on {dims} principal components")

@@ -8,8 +8,8 @@ runs twice: the first pass (no purge) ranks the pixels; those above the scene's
 second, which is the score (they are still scored). This is the detector purifying its own
 background, without labels.
 
-The quantile is fitted on the scene, from the first pass over a few windows spread across it,
-so that tiles then score independently. A block needs twice the rings' halo: the first pass
+The quantile is fitted on the scene, from the first pass over a few windows spread across it
+(more where a mask leaves few pixels in those), so that tiles then score independently. A block needs twice the rings' halo: the first pass
 must score every pixel that the second pass's rings reach.
 
 ``neighbour_weight`` = w, the last step of these scores: each pixel's score plus w times the
@@ -18,6 +18,7 @@ background and rank below its core; beside that core they are lifted, while back
 from any high score is not (docs/ablations.md). It needs one more pixel of halo.
 """
 
+import itertools
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -27,8 +28,11 @@ from ..errors import HsanomalyError
 from ..spelling import submit
 
 # The first pass at fit time scores this many tiles of FIT_TILE pixels, spread across the
-# scene: small tiles see more of it for the same cost (each also pays the doubled halo).
+# scene: small tiles see more of it for the same cost (each also pays the doubled halo). Where
+# they give fewer than FIT_VALUES scores (a mask leaves a few pixels in them), further tiles
+# are taken, as many at a time, until they do or the scene is used up.
 FIT_TILES, FIT_TILE = 4, 128
+FIT_VALUES = FIT_TILE ** 2
 
 
 def lift_neighbours(score, weight):
@@ -45,23 +49,18 @@ def lift_neighbours(score, weight):
 
 
 def fit_blocks(source, halo):
-    """(window, block, valid) for up to FIT_TILES tiles of FIT_TILE pixels that hold
-    valid pixels, read with ``halo`` and spread across the scene: evenly spaced ones first,
-    then the others in a fixed shuffled order, so that a swath with nodata corners still
-    finds its pixels. Each window is read once."""
+    """(window, block, valid), one at a time, for the tiles of FIT_TILE pixels that hold
+    valid pixels, read with ``halo``: FIT_TILES evenly spaced ones first, then the others in
+    a fixed shuffled order, so that a swath with nodata corners still finds its pixels."""
     windows = source.windows(FIT_TILE)
     spread = np.unique(np.linspace(0, len(windows) - 1, min(FIT_TILES, len(windows)))
                        .round().astype(int))
     rest = np.setdiff1d(np.random.default_rng(0).permutation(len(windows)), spread,
                         assume_unique=True)
-    picked = []
     for index in np.concatenate([spread, rest]):
-        if len(picked) == FIT_TILES:
-            break
         block, valid = source.read(windows[index], halo)
         if valid[halo:valid.shape[0] - halo, halo:valid.shape[1] - halo].any():
-            picked.append((windows[index], block, valid))
-    return picked
+            yield windows[index], block, valid
 
 
 class Purged:
@@ -88,16 +87,20 @@ class Purged:
         return 2 * self.ring_halo + 1
 
     def fit_purge(self, source):
-        """Fit ``purge_threshold_``: the first pass's ``1 - purge`` quantile on the scene."""
+        """Fit ``purge_threshold_``: the first pass's ``1 - purge`` quantile on the scene
+        (``fit_blocks``, until FIT_VALUES pixels are scored)."""
         if not self.purge:
             return
         h = self.halo
+        blocks, values = fit_blocks(source, h), np.empty(0)
         with ThreadPoolExecutor(TILE_THREADS) as pool:
-            jobs = [submit(pool, self._first_pass, block, valid, h)
-                    for _, block, valid in fit_blocks(source, h)]
-            values = [job.result() for job in jobs]
-        values = np.concatenate(values) if values else np.empty(0)
-        values = values[np.isfinite(values)]
+            while len(values) < FIT_VALUES:
+                jobs = [submit(pool, self._first_pass, block, valid, h)
+                        for _, block, valid in itertools.islice(blocks, FIT_TILES)]
+                if not jobs:
+                    break
+                values = np.concatenate([values] + [job.result() for job in jobs])
+                values = values[np.isfinite(values)]
         if not len(values):
             raise HsanomalyError(f"{source.name}: {self.name} found no pixel to fit its purge on: "
                                  "every local RX ring around the valid pixels holds too few "

@@ -1,5 +1,6 @@
 """Bad inputs, refused up front with one line (or, for a constant raster, warned about)."""
 
+import re
 import sys
 
 import h5py
@@ -7,6 +8,8 @@ import numpy as np
 import pytest
 import rasterio
 import scipy.io
+
+import hsanomaly
 
 from synthetic import write_raster
 
@@ -245,6 +248,26 @@ def test_a_nodata_value_that_one_band_holds_as_data_is_warned_about(tmp_path):
     assert len(warning) == 1 and "water.tif" in warning[0] and "band 8 most often" in warning[0]
     quiet = run_cli("detect", plain, tmp_path / "heat2.tif", "--score", "rx", "-q")
     assert quiet.returncode == 0 and "Warning" not in quiet.stderr, quiet.stderr
+
+
+def test_nan_in_a_few_bands_is_warned_about_as_nodata_there_is(tmp_path):
+    """One band's dropout as NaN, no nodata declared: a third of the scene was left out whole
+    without a word (the warning counted declared nodata only), from a file and an array."""
+    from synthetic import synthetic_cube
+
+    cube, _ = synthetic_cube(bands=12, rows=80, cols=90)
+    cube[3, :, :30] = np.nan                            # band 4's dropout
+    path = write_raster(tmp_path / "dropout.tif", cube)
+    result = run_cli("detect", path, tmp_path / "heat.tif", "--score", "rx", "-q")
+    assert result.returncode == 0, result.stderr
+    warning = [line for line in result.stderr.splitlines() if line.startswith("Warning:")]
+    assert len(warning) == 1 and re.fullmatch(
+        r"Warning: .*dropout.tif: \d+% of the pixels probed are NaN in only a few bands \(band 4 "
+        r"most often\), so they are left out whole; leave such bands out \(gdal_translate -b\) "
+        r"to score those pixels", warning[0]), warning
+    with pytest.warns(hsanomaly.HsanomalyWarning, match=r"^<array>: \d+% .* NaN in only a few "
+                                                         r"bands \(band 4 most often\)"):
+        hsanomaly.Detector("rx").fit(cube)
 
 
 def test_float64_values_beyond_float32s_range_are_refused_not_made_nodata(tmp_path):
