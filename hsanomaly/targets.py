@@ -12,17 +12,13 @@ from .io.checks import warn
 from .io.gdal import open_raster, placed_without_transform
 from .io.heatmap import SCORE_TAG
 from .io.paths import is_path
-from .io.vector import degrees_per_unit, map_coordinates
+from .io.vector import PIXEL_GRID, degrees_per_unit, map_coordinates
 from .logs import stage as log_stage
 from .options import is_real
 from .rates import check_rate, rate_count
 from .regions import Regions
 from .spelling import spell
 from .thresholds import READ_CHUNK, score_chunks, threshold_from_far
-
-# where QGIS shows a raster without georeferencing, and so its targets: x the column, y minus
-# the row (GDAL's own default grid, y the row, would draw them mirrored off the raster there)
-PIXEL_GRID = Affine(1.0, 0.0, 0.0, 0.0, -1.0, 0.0)
 
 # A target's attributes, in the order of the frame and the GeoPackage's layer (besides its
 # geometry).

@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
+import rasterio
 import shapely
 from click.testing import CliRunner
 
@@ -158,8 +159,7 @@ def test_a_raster_that_cannot_place_the_features_is_refused(grid, tmp_path):
     layer = write_layer(tmp_path / "t.gpkg", [pixel_box(10, 10, 12, 12)])
     plain = write_raster(tmp_path / "plain.tif", synthetic_cube()[0], crs=None,
                          transform=TRANSFORM.identity())
-    with pytest.raises(HsanomalyError, match="needs a raster on a map grid, and .*plain.tif has "
-                                             "no georeferencing"):
+    with pytest.raises(HsanomalyError, match=f"are in {CRS}, but .*plain.tif has no CRS"):
         read_truth(layer, grid_of=plain)
     no_crs = write_raster(tmp_path / "nocrs.tif", synthetic_cube()[0], crs=None)
     with pytest.raises(HsanomalyError, match=f"are in {CRS}, but .*nocrs.tif has no CRS"):
@@ -359,6 +359,32 @@ def test_hsanomalys_own_polygons_are_a_mask_without_naming_their_layer(grid, tmp
     hsanomaly.detect(scene, tmp_path / "heat.tif", score="rx", polygons=polygons, far=0.01)
     assert is_vector(polygons)
     assert read_truth(polygons, grid_of=scene)[0].any()
+
+
+def test_features_on_a_raster_without_georeferencing_lie_where_qgis_shows_its_pixels(
+        tmp_path):
+    """A raster without georeferencing (the shipped example, a converted .mat) refused every
+    vector mask and truth, even the polygons ``--polygons`` had written for it: they, and the
+    features drawn on it in QGIS, are in its pixel coordinates (x the column, y minus the
+    row), and are burnt there."""
+    import hsanomaly
+
+    cube, truth = synthetic_cube()
+    plain = write_raster(tmp_path / "plain.tif", cube, crs=None, transform=TRANSFORM.identity())
+    heat, polygons = tmp_path / "heat.tif", tmp_path / "targets.gpkg"
+    hsanomaly.detect(plain, heat, score="rx", polygons=polygons, far=0.01)
+    threshold = gpd.read_file(polygons, layer="targets")["threshold"][0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")          # no CRS on either side: nothing to say
+        burnt = read_truth(polygons, grid_of=heat)[0]
+    with rasterio.open(heat) as ds:
+        scores = ds.read(1)
+    np.testing.assert_array_equal(burnt, scores > threshold)
+    drawn = write_layer(tmp_path / "drawn.gpkg", [shapely.box(10, -12, 12, -10),
+                                                  shapely.box(40, -32, 42, -30)], crs=None)
+    np.testing.assert_array_equal(read_truth(drawn, grid_of=plain)[0], truth)
+    report = hsanomaly.evaluate(heat, drawn)
+    assert report["auc"] == hsanomaly.evaluate(heat, truth)["auc"]
 
 
 def test_one_mask_for_several_rasters_need_not_fall_on_each(grid, tmp_path):

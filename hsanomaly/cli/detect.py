@@ -114,7 +114,8 @@ def _taking(option):
               help=f"Where the GAN scores' networks run: cpu, cuda or cuda:N "
                    f"[default: {defaults.DEVICE}].")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="onnxruntime intra-op threads for the GAN scores.")
+              help="onnxruntime intra-op threads for the GAN scores [default: "
+                   "onnxruntime's choice].")
 @click.option("--ignore-wavelengths", is_flag=True, default=None,
               help="Score with a model even where the raster's band wavelengths differ from "
                    "the ones it was trained on.")

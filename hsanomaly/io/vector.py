@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+from affine import Affine
 
 from ..errors import HsanomalyError, describe
 from ..spelling import counted
@@ -25,6 +26,10 @@ QGIS_OPTIONS = ("layername", "layerid", "subset", "geometrytype")
 # the files a shapefile is made of besides the .shp (an output must not replace them)
 SHAPEFILE_PARTS = (".shx", ".dbf", ".prj", ".cpg", ".qix", ".sbn", ".sbx", ".qmd")
 BURN_BYTES_PER_PIXEL = 8     # the mask, two rasters of part numbers and a boolean at once
+# where QGIS shows a raster without georeferencing, and so its targets and the features drawn
+# on it: x the column, y minus the row (GDAL's own default grid, y the row, would draw them
+# mirrored off the raster there)
+PIXEL_GRID = Affine(1.0, 0.0, 0.0, 0.0, -1.0, 0.0)
 
 
 def split_layer(path):
@@ -174,7 +179,9 @@ def pixel_size(transform):
 
 
 def _grid_of(raster, path):
-    """(crs, transform, (rows, cols)) of the raster the features are burnt onto."""
+    """(crs, transform, (rows, cols)) of the raster the features are burnt onto; a raster
+    without georeferencing lies on ``PIXEL_GRID``, where its targets and the features drawn
+    on it in QGIS are."""
     if raster is None:
         raise HsanomalyError(f"{path}: a vector mask is burnt onto a raster's grid, and none "
                              "was given")
@@ -183,9 +190,11 @@ def _grid_of(raster, path):
                              f"and {raster} is a .mat file; rasterise it onto the scene's grid")
     with open_raster(raster) as ds:
         if ds.transform.is_identity and ds.crs is None:
-            placed = "ground control points only" if ds.gcps[0] else "no georeferencing"
+            if not ds.gcps[0]:
+                return None, PIXEL_GRID, ds.shape
             raise HsanomalyError(f"{path}: a vector mask needs a raster on a map grid, and "
-                                 f"{raster} has {placed}; rasterise the mask onto its pixels")
+                                 f"{raster} has ground control points only; gdalwarp the "
+                                 "raster, or rasterise the mask onto its pixels")
         return ds.crs, ds.transform, ds.shape
 
 

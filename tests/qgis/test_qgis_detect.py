@@ -139,7 +139,7 @@ def test_the_quick_model_is_said_with_how_to_reuse_it(scene, tmp_path):
     assert f"{tmp_path / 'heat.model'}: model trained on {scene[0]}; reuse it in the Model " \
            "bundle folder field" in log, log
     algorithm = QgsApplication.processingRegistry().algorithmById("hsanomaly:detect")
-    assert "<heatmap>.model" in algorithm.shortHelpString()
+    assert "heat.model for heat.tif" in algorithm.shortHelpString()
 
 
 def test_cancel_between_tiles_leaves_no_output(scene, tmp_path):

@@ -53,7 +53,7 @@ class DetectAnomalies(HsanomalyAlgorithm):
             f"{', '.join(baselines)} are fitted on the input and take no model. The GAN scores "
             f"{', '.join(lib.model_scores)} use a model bundle from 'Train model' (without one, "
             "the library trains a quick model on the input if torch is installed, and keeps "
-            "it beside the heatmap as <heatmap>.model for the Model bundle folder). Target "
+            "it beside the heatmap, heat.model for heat.tif, for the Model bundle folder). Target "
             "polygons need a score threshold or a false-alarm rate (the share of scored "
             "pixels left above it, targets among them). An exclusion mask (a "
             "raster on the input's grid, or a vector layer: clouds, water, known structures) "
@@ -87,7 +87,7 @@ class DetectAnomalies(HsanomalyAlgorithm):
             QgsProcessingParameterNumber.Double, optional=True)    # the library checks it
         top_rings = QgsProcessingParameterNumber(
             self.TOP_RINGS, f"Top rings: each pixel averages its this many largest ring "
-            f"distances (scores with rings; 0: every ring; empty: the score's "
+            f"distances (scores with several rings; 0: every ring; empty: the score's "
             f"own{own(lib.top_rings)})",
             QgsProcessingParameterNumber.Integer, optional=True, minValue=0)
         neighbour_weight = QgsProcessingParameterNumber(
@@ -96,7 +96,7 @@ class DetectAnomalies(HsanomalyAlgorithm):
             f"empty: the score's own{own(lib.neighbour_weight)})",
             QgsProcessingParameterNumber.Double, optional=True)    # the library checks it
         rings = QgsProcessingParameterString(
-            self.RINGS, f"Rings: outer/guard windows (scores with rings; wider ones reach "
+            self.RINGS, f"Rings: outer/guard windows (scores with several rings; wider ones reach "
             f"wider targets; empty: {lib.rings})", optional=True)
         ignore = QgsProcessingParameterBoolean(
             self.IGNORE_WAVELENGTHS, "Ignore wavelengths: score with a model even where the "
