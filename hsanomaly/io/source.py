@@ -165,9 +165,10 @@ class _Source:
         values float32 rounds by more than a hundredth of their spread (``coarsest_in_float32``),
         and a large share of pixels nodata or NaN in only a few bands (GDAL's rule leaves a
         pixel out whole once one band says nodata, so a nodata value that some band holds as
-        real data, 0 over water, say, or one band's dropout silently removes those pixels), and a large share of pixels that
-        hold one value in every band, which no spectrum does: a fill value not declared as
-        nodata (-9999 around a swath), which the scene's statistics would then take in; and,
+        real data, 0 over water, say, or one band's dropout silently removes those pixels), and
+        a large share of pixels that hold one value in every band, which no spectrum does: a
+        fill value not declared as nodata (-9999 around a swath), which the scene's statistics
+        would then take in; and,
         ``truth_like``, pixels of two values: a truth or a mask given as the scene (training
         refuses one instead)."""
         total, partial, per_band, coarse = 0, 0, np.zeros(self.count), []

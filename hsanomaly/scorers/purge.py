@@ -9,8 +9,9 @@ second, which is the score (they are still scored). This is the detector purifyi
 background, without labels.
 
 The quantile is fitted on the scene, from the first pass over a few windows spread across it
-(more where a mask leaves few pixels in those), so that tiles then score independently. A block needs twice the rings' halo: the first pass
-must score every pixel that the second pass's rings reach.
+(more where a mask leaves few pixels in those), so that tiles then score independently. A
+block needs twice the rings' halo: the first pass must score every pixel that the second
+pass's rings reach.
 
 ``neighbour_weight`` = w, the last step of these scores: each pixel's score plus w times the
 highest score in its 3x3 neighbourhood. A target's edge pixels are mixtures of target and
