@@ -491,6 +491,11 @@ def test_model_refuses_a_raster_with_other_wavelengths(tmp_path):
     with pytest.raises(HsanomalyError, match="band 2 is centred at 600 nm .* 550 nm .*"
                                              "ignore_wavelengths=True"):
         check_wavelengths(bundle, [450.0, 600.0, 650.0], "scene.tif")
+    with pytest.raises(HsanomalyError, match=r"scene.tif: holds the band centres the model .* "
+                                             r"in another order \(band 1 is centred at 650 nm, "
+                                             r"the model's band 1 at 450 nm\); put its bands in "
+                                             r"the model's order .*, not ignore_wavelengths=True"):
+        check_wavelengths(bundle, [650.0, 550.0, 450.0], "scene.tif")     # a descending product
     unnamed = SimpleNamespace(wavelengths=None, path=tmp_path / "model")   # trained on a .mat
     with pytest.warns(HsanomalyWarning, match=r"scene.tif: its band centres \(650-450 nm\) "
                                               "cannot be checked: the model .* records none"):

@@ -226,30 +226,27 @@ def test_purged_rings_leave_the_excluded_pixels_out_of_their_statistics(scene):
 
 def test_purge_threshold_comes_from_windows_spread_across_a_larger_scene():
     """On a scene of several fit windows, the threshold is the first pass's quantile over the
-    windows picked across it (the first and the last among them), as the plain score gives;
-    where those are nodata (a swath's corners), the windows that hold pixels serve instead."""
+    windows placed in its quarters, as the plain score gives; placed alike from every side, so
+    that the scene flipped or transposed has the same threshold (it was fitted on windows of
+    a grid anchored at the top left corner: a flipped scene on other pixels, another
+    heatmap)."""
     from hsanomaly.scorers import purge
 
     cube, _ = synthetic_cube(rows=300, cols=140, targets=TARGETS, seed=3)
-    for holes in ((), (0, 2, 3, 5)):          # 6 windows of 128 px; 0, 2, 3, 5 picked first
-        cube = cube.copy()
-        source = ArraySource(cube)
-        for index in holes:
-            cube[(slice(None),) + source.windows(purge.FIT_TILE)[index].toslices()] = np.nan
-        source = ArraySource(cube)
-        windows = source.windows(purge.FIT_TILE)
-        picked = [window for window, _, _ in
-                  itertools.islice(purge.fit_blocks(source, 0), purge.FIT_TILES)]
-        if not holes:
-            assert picked == [windows[i] for i in (0, 2, 3, 5)]
-        else:
-            assert picked == [windows[1], windows[4]] or picked == [windows[4], windows[1]]
-        first = score_array(source, make_scorer("mlrx", rings="5/3;7/3", pca=4)
-                            .fit(source))["score"][0]
-        values = np.concatenate([first[w.toslices()].ravel() for w in picked])
-        values = values[np.isfinite(values)]
-        purged = make_scorer("mlrx", rings="5/3;7/3", pca=4, purge=0.05).fit(source)
-        assert purged.purge_threshold_ == pytest.approx(np.quantile(values, 0.95), rel=1e-6)
+    source = ArraySource(cube)
+    picked = purge.fit_windows(300, 140)
+    assert [window for window, _, _ in
+            itertools.islice(purge.fit_blocks(source, 0), purge.FIT_TILES)] == picked
+    first = score_array(source, make_scorer("mlrx", rings="5/3;7/3", pca=4)
+                        .fit(source))["score"][0]
+    values = np.concatenate([first[w.toslices()].ravel() for w in picked])
+    values = values[np.isfinite(values)]
+    fitted = make_scorer("mlrx", rings="5/3;7/3", pca=4, purge=0.05).fit(source)
+    assert fitted.purge_threshold_ == pytest.approx(np.quantile(values, 0.95), rel=1e-6)
+    for turned in (cube[:, ::-1], cube[:, :, ::-1], cube.transpose(0, 2, 1)):
+        other = ArraySource(np.ascontiguousarray(turned))
+        again = make_scorer("mlrx", rings="5/3;7/3", pca=4, purge=0.05).fit(other)
+        assert again.purge_threshold_ == pytest.approx(fitted.purge_threshold_, rel=1e-6)
 
 
 def test_purge_threshold_fitted_past_windows_a_mask_leaves_few_pixels_in():

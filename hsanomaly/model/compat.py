@@ -24,7 +24,9 @@ TOLERANCE_NM, TOLERANCE_FRACTION = 1.0, 1e-3
 
 def check_wavelengths(bundle, wavelengths, path):
     """Refuse, naming the first mismatching band, a raster whose band centres differ from the
-    model's; where only one side has them (only the band count can be checked), pass with a
+    model's (or are the model's in another order: then it is told to reorder them, since
+    scoring with the wavelengths ignored would compare each band with another); where only
+    one side has them (only the band count can be checked), pass with a
     warning that nothing vouches for the raster's band order."""
     trained = bundle.wavelengths
     if trained and max(trained) < MICROMETRE_GUESS:     # bundles written before units were read
@@ -38,6 +40,14 @@ def check_wavelengths(bundle, wavelengths, path):
              f"({spell('ignore_wavelengths', True)} says that is meant)")
         return
     mismatch = first_mismatch(trained, wavelengths)
+    if mismatch and not first_mismatch(sorted(trained), sorted(wavelengths)):
+        band, expected, found = mismatch
+        raise HsanomalyError(
+            f"{path}: holds the band centres the model {bundle.path} was trained with, in "
+            f"another order (band {band} is centred at {found:g} nm, the model's band {band} "
+            f"at {expected:g} nm); put its bands in the model's order (gdal_translate -b, a "
+            f"DataArray's sortby), not {spell('ignore_wavelengths', True)}, which would score "
+            "each band as another")
     if mismatch:
         band, expected, found = mismatch
         raise HsanomalyError(

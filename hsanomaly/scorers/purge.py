@@ -23,15 +23,16 @@ import itertools
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from rasterio.windows import Window
 
 from ..defaults import TILE_THREADS
 from ..errors import HsanomalyError
 from ..spelling import submit
 
-# The first pass at fit time scores this many tiles of FIT_TILE pixels, spread across the
-# scene: small tiles see more of it for the same cost (each also pays the doubled halo). Where
-# they give fewer than FIT_VALUES scores (a mask leaves a few pixels in them), further tiles
-# are taken, as many at a time, until they do or the scene is used up.
+# The first pass at fit time scores FIT_TILES windows of at most FIT_TILE pixels, spread across
+# the scene (``fit_windows``): small ones see more of it for the same cost (each also pays the
+# doubled halo). Where they give fewer than FIT_VALUES scores (a mask leaves a few pixels in
+# them), further tiles are taken, as many at a time, until they do or the scene is used up.
 FIT_TILES, FIT_TILE = 4, 128
 FIT_VALUES = FIT_TILE ** 2
 
@@ -49,19 +50,32 @@ def lift_neighbours(score, weight):
     return inner + weight * highest
 
 
+def fit_windows(height, width):
+    """The first pass's windows, placed alike from every side of the image: one per quarter,
+    at most FIT_TILE pixels a side and centred in it (one window along a side of at most
+    FIT_TILE pixels), so that the image flipped, turned or transposed is fitted on the same
+    pixels and its scores are the scores turned with it."""
+    def spans(extent):
+        if extent <= FIT_TILE:
+            return [(0, extent)]
+        size = min(FIT_TILE, extent // 2)
+        start = (extent - 2 * size) // 4
+        return [(start, size), (extent - size - start, size)]
+
+    return [Window(col, row, cols, rows) for row, rows in spans(height)
+            for col, cols in spans(width)]
+
+
 def fit_blocks(source, halo):
-    """(window, block, valid), one at a time, for the tiles of FIT_TILE pixels that hold
-    valid pixels, read with ``halo``: FIT_TILES evenly spaced ones first, then the others in
-    a fixed shuffled order, so that a swath with nodata corners still finds its pixels."""
-    windows = source.windows(FIT_TILE)
-    spread = np.unique(np.linspace(0, len(windows) - 1, min(FIT_TILES, len(windows)))
-                       .round().astype(int))
-    rest = np.setdiff1d(np.random.default_rng(0).permutation(len(windows)), spread,
-                        assume_unique=True)
-    for index in np.concatenate([spread, rest]):
-        block, valid = source.read(windows[index], halo)
+    """(window, block, valid), one at a time, for the windows that hold valid pixels, read
+    with ``halo``: the ``fit_windows`` first, then the tiles of FIT_TILE pixels in a fixed
+    shuffled order, where a mask or a swath's nodata corners leave too few pixels in those."""
+    tiles = source.windows(FIT_TILE)
+    order = np.random.default_rng(0).permutation(len(tiles))
+    for window in fit_windows(source.height, source.width) + [tiles[i] for i in order]:
+        block, valid = source.read(window, halo)
         if valid[halo:valid.shape[0] - halo, halo:valid.shape[1] - halo].any():
-            yield windows[index], block, valid
+            yield window, block, valid
 
 
 class Purged:
