@@ -224,7 +224,8 @@ class _Source:
                       f"more than {EXTREME:g} times the other pixels' spread away from them: a "
                       "fill value not declared as nodata? A few such pixels outweigh every "
                       f"other in the scene's statistics, and the scores flatten; {declare}")
-        if total and partial > PARTIAL_NODATA * total:
+        # every pixel probed left out: the fit's refusal names the band (``no_valid_pixels``)
+        if total and PARTIAL_NODATA * total < partial < total:
             band = int(np.argmax(per_band)) + 1
             if undeclared > partial / 2:
                 subset = "gdal_translate -b" if isinstance(self, RasterSource) else "a band subset"
