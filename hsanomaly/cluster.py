@@ -4,8 +4,11 @@ clients ``detect`` and ``detect_many`` score their tiles on (``distributed``).""
 
 import contextlib
 import logging
+import os
 import re
+import signal
 import sys
+import threading
 
 from .errors import HsanomalyError, describe
 from .options import check_whole
@@ -54,8 +57,7 @@ def check_execution(workers, scheduler):
 
 
 def _is_client(value):
-    """Whether ``value`` is a ``distributed.Client`` (or one of its kind): only where Dask is
-    imported can there be one."""
+    """Whether ``value`` is a ``distributed.Client`` (only where Dask is imported is one)."""
     distributed = sys.modules.get("distributed")
     return distributed is not None and isinstance(value, distributed.Client)
 
@@ -64,9 +66,8 @@ _quiet = False
 
 
 def quiet_dask():
-    """Keep Dask's own logging (its tracebacks of a lost scheduler, a worker's heartbeat) off
-    stderr from the next cluster on: the command line says what went wrong in one line. Dask
-    sets its loggers' levels when first imported, so they are lowered after that import."""
+    """Keep Dask's own logging (a lost scheduler's tracebacks) off stderr from the next cluster
+    on: the command line says what went wrong in one line (lowered after Dask's import)."""
     global _quiet
     _quiet = True
 
@@ -97,9 +98,8 @@ def optional_client(workers=None, scheduler=None):
 
 def check_scheduler(address):
     """Refuse, within ``CONNECT_TIMEOUT``, an address where no Dask scheduler answers: a
-    Client waits for good on a port that accepts and stays silent (a web server), and takes
-    another service's bytes for a frame's length (a MemoryError, then a traceback at exit).
-    This process's own (inproc://, for tests) is taken as it is."""
+    Client waits for good on a port that stays silent, and takes another service's bytes for
+    a frame's length (a MemoryError). This process's own (inproc://, tests) is taken as is."""
     import asyncio
     from concurrent.futures import ThreadPoolExecutor
 
@@ -128,10 +128,9 @@ def check_scheduler(address):
 
 
 def worker_wait():
-    """Seconds a run waits for a worker (``WORKER_WAIT``), or what Dask's config says under
-    ``hsanomaly.worker-wait``, set as Dask's settings are (``DASK_HSANOMALY__WORKER_WAIT=2h``,
-    ``dask.config.set``, a YAML file): a cluster whose workers come through a slow batch queue
-    needs longer."""
+    """Seconds a run waits for a worker (``WORKER_WAIT``), or Dask's config's
+    ``hsanomaly.worker-wait`` (``DASK_HSANOMALY__WORKER_WAIT=2h``, ``dask.config.set``, a YAML
+    file): a cluster whose workers come through a slow batch queue needs longer."""
     import dask
     from dask.utils import parse_timedelta
 
@@ -194,22 +193,29 @@ def dask_client(workers=None, scheduler=None):
                 with _started_ignoring_interrupts():
                     cluster = distributed.LocalCluster(
                         n_workers=workers, threads_per_worker=1, processes=True,
-                        dashboard_address=":0", silence_logs=quiet,
-                        preload=["hsanomaly.distributed"])     # its ``dask_setup``
+                        dashboard_address=":0", silence_logs=quiet, **_preloads())
             finally:
                 started()
             with cluster, distributed.Client(cluster, set_as_default=False) as client:
                 yield client
 
 
+def _preloads():
+    """The configured worker preloads (an explicit list replaces them) and ``dask_setup``."""
+    import dask
+
+    config = dask.config.get("distributed.worker")
+    preload, argv = config.get("preload") or [], config.get("preload-argv") or []
+    if argv and not isinstance(argv[0], str):       # one list of arguments per preload
+        argv = [*argv, []]
+    preload = [preload] if isinstance(preload, str) else preload
+    return {"preload": [*preload, "hsanomaly.distributed"], "preload_argv": argv}
+
+
 @contextlib.contextmanager
 def _started_ignoring_interrupts():
-    """Worker processes started in the block ignore Ctrl-C from their start (Python keeps an
-    ignored SIGINT ignored in the processes it starts), before ``distributed.dask_setup``
-    can; a Ctrl-C in the second or so the block lasts is lost."""
-    import signal
-    import threading
-
+    """Worker processes started in the block ignore Ctrl-C from their start, before
+    ``distributed.dask_setup`` can (a Ctrl-C in the second or so it lasts is lost)."""
     before = signal.getsignal(signal.SIGINT)
     if threading.current_thread() is not threading.main_thread() or before is None:
         yield                            # None: a handler set outside Python, left as it is
@@ -224,13 +230,9 @@ def _started_ignoring_interrupts():
 @contextlib.contextmanager
 def _environment_kept():
     """The caller's environment as it was once the block ends: Dask's nanny writes its
-    workers' settings (OMP_NUM_THREADS=1, MALLOC_TRIM_THRESHOLD_, ...) into the process that
-    starts them, where the caller's later subprocesses and libraries took them up. Yields
+    workers' settings (OMP_NUM_THREADS=1, ...) into the process that starts them. Yields
     ``started()``, called once the cluster has started: what changed until then is the
-    nanny's, put back where it still holds the nanny's value (what the caller sets later
-    stays)."""
-    import os
-
+    nanny's, put back where it still holds the nanny's value."""
     before, written = dict(os.environ), {}
 
     def started():

@@ -107,8 +107,9 @@ def detect_paths(src, dst, *, model=None, extras=None, png=None, polygons=None, 
         # it), and nobody named the quick model's folder
         if is_model_bundle(quick_model) and not is_quick_model(quick_model, dst):
             raise HsanomalyError(f"{quick_model}: a model bundle that detect did not train for "
-                                 f"{Path(dst).name} is where it keeps its quick model; pass it "
-                                 f"as {spell('model')}, or move it away to train a new quick model")
+                                 f"{Path(dst).name} (or hsanomaly 0.1 did) is where it keeps its "
+                                 f"quick model; pass it as {spell('model')}, or move it away to "
+                                 "train a new quick model")
         check_replaceable_dir(quick_model, "the quick model directory", is_model_bundle,
                               "a model bundle", "move it away, or choose another output name")
     if not overwrite:          # a missing input is said as such, not as its output's owner

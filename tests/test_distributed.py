@@ -823,6 +823,27 @@ def test_a_local_clusters_workers_leave_ctrl_c_to_the_command():
     assert signal.getsignal(signal.SIGINT) is before
 
 
+def test_a_local_clusters_workers_keep_the_preloads_dask_is_configured_with(tmp_path):
+    """Our preload hook was passed as the workers' preload list, which replaces the one Dask's
+    config names (credentials for /vsis3/ inputs, plugins): that one ran no more."""
+    import dask
+
+    from hsanomaly.cluster import dask_client
+
+    hook = tmp_path / "user_hook.py"
+    hook.write_text("def dask_setup(worker):\n    worker.user_hook_ran = True\n")
+
+    def ran(dask_worker):
+        import signal
+
+        return (getattr(dask_worker, "user_hook_ran", False),
+                signal.getsignal(signal.SIGINT) is signal.SIG_IGN)
+
+    with dask.config.set({"distributed.worker.preload": [str(hook)]}), \
+            dask_client(workers=1) as client:
+        assert list(client.run(ran).values()) == [(True, True)]
+
+
 def test_what_the_caller_sets_while_a_local_cluster_runs_stays(synthetic_raster, tmp_path,
                                                                monkeypatch):
     """Only the nanny's own values are put back: a callback's or another thread's setting made

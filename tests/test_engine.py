@@ -718,6 +718,12 @@ def test_the_engines_module_keeps_its_name_until_0_2_for_imports_and_pickles():
     old = pickle.dumps(result, protocol=0).replace(b"hsanomaly.engine.run", b"hsanomaly.engine.detect")
     assert b"hsanomaly.engine.detect" in old and pickle.loads(old) == result
     assert result.text().endswith("4 tiles in 1.5 s")
+    # one that kept its scorer (before 0.2.0) loaded, then failed at its first repr or text()
+    kept = DetectResult.__new__(DetectResult)
+    kept.__dict__.update(path="h.tif", outputs={"score": "h.tif"}, tiles=4, tiles_resumed=0,
+                         seconds=1.5, scorer=make_scorer("rx"))
+    loaded = pickle.loads(pickle.dumps(kept))
+    assert loaded.score == "rx" and loaded.text() == "h.tif: rx heatmap, 4 tiles in 1.5 s"
 
 
 def test_score_array_takes_its_thread_count_and_writers_take_any_byte_order(tmp_path):

@@ -423,6 +423,29 @@ def test_plots_of_infinite_scores_and_unscored_targets(tmp_path):
     assert all(path.stat().st_size > 5000 for path in paths.values())
 
 
+def test_the_heatmap_plot_draws_an_infinite_score_in_the_top_colour_not_as_nodata(tmp_path):
+    """matplotlib masks infinite values as it masks NaN: a block of infinite scores (above
+    every threshold) was drawn in the nodata grey."""
+    import matplotlib
+    import matplotlib.colors as mc
+    from PIL import Image
+
+    from hsanomaly.evaluation.plots import NODATA_GREY, plot_heatmap
+    from hsanomaly.quicklook import COLORMAP
+
+    scores = np.zeros((40, 40))
+    scores[:, 20:] = 1.0
+    scores[5:15, 5:15] = np.inf
+    plot_heatmap(scores, np.zeros((40, 40), bool), tmp_path / "heat.png")
+    image = np.asarray(Image.open(tmp_path / "heat.png").convert("RGB")).astype(int)
+
+    def count(colour):
+        return int((np.abs(image - (np.array(mc.to_rgb(colour)) * 255).round()).sum(-1) <= 3)
+                   .sum())
+
+    assert count(NODATA_GREY) < 100 < count(matplotlib.colormaps[COLORMAP](1.0))
+
+
 def test_target_outline_follows_pixel_edges():
     mask = np.zeros((3, 4), bool)
     mask[1, 1:3] = True              # a 1x2 target: 6 unit edges around it

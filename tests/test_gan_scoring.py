@@ -331,6 +331,19 @@ def test_scorer_pickles_without_sessions_and_scores_the_same(recon, raster):
     np.testing.assert_array_equal(clone.score_samples(X), before)
 
 
+def test_a_gan_score_pickled_by_an_hsanomaly_before_0_2_is_refused_in_one_line(recon):
+    """Such a pickle (no wavelength check, a model without a codebook) loaded, then failed at
+    its first use with an AttributeError."""
+    from hsanomaly.errors import HsanomalyError
+
+    state = pickle.loads(pickle.dumps(recon)).__dict__
+    del state["ignore_wavelengths"]
+    old = type(recon).__new__(type(recon))
+    with pytest.raises(HsanomalyError, match="^a recon score pickled by an hsanomaly before 0.2.0 "
+                                             "cannot be used by this one: fit the Detector again$"):
+        old.__setstate__(state)
+
+
 def test_scoring_does_not_import_torch(bundle, raster, tmp_path):
     path, _, _ = raster
     code = (

@@ -502,6 +502,56 @@ def test_model_refuses_a_raster_with_other_wavelengths(tmp_path):
         check_wavelengths(unnamed, [650.0, 550.0, 450.0], "scene.tif")   # reversed, say
 
 
+def test_a_side_file_in_a_linked_folder_keeps_the_name_it_is_read_by(tmp_path):
+    """A VRT whose source lies in a data folder that is a link (to a big disk): its
+    fingerprint named the source by the link's target ("../store/band.tif"), so a moved
+    project was another input, and results of earlier versions were scored again."""
+    import shutil
+
+    from hsanomaly.io.fingerprint import input_fingerprint
+
+    (tmp_path / "store").mkdir()
+    (tmp_path / "proj").mkdir()
+    with rasterio.open(tmp_path / "store" / "band.tif", "w", driver="GTiff", width=6, height=4,
+                       count=1, dtype="float32") as ds:
+        ds.write(np.arange(24, dtype=np.float32).reshape(1, 4, 6))
+    (tmp_path / "proj" / "data").symlink_to(tmp_path / "store")
+    (tmp_path / "proj" / "scene.vrt").write_text(
+        '<VRTDataset rasterXSize="6" rasterYSize="4"><VRTRasterBand dataType="Float32" band="1">'
+        '<SimpleSource><SourceFilename relativeToVRT="1">data/band.tif</SourceFilename>'
+        '<SourceBand>1</SourceBand></SimpleSource></VRTRasterBand></VRTDataset>')
+    fingerprint = input_fingerprint(str(tmp_path / "proj" / "scene.vrt"))
+    assert list(fingerprint["with"]) == ["data/band.tif"]
+    shutil.copytree(tmp_path / "proj", tmp_path / "moved", symlinks=True)
+    assert input_fingerprint(str(tmp_path / "moved" / "scene.vrt")) == fingerprint
+
+
+def test_a_model_of_hsanomaly_0_1_refuses_a_raster_whose_bands_are_scaled(tmp_path):
+    """hsanomaly 0.1 trained on the stored values of a raster with band scales; this version
+    reads them scaled, and such a model scored other units than it saw without a word (a
+    scale of 0.5 reversed the critic's ranking)."""
+    from types import SimpleNamespace
+
+    from hsanomaly.model import check_scaling
+
+    cube = np.arange(2 * 4 * 5, dtype=np.uint16).reshape(2, 4, 5)
+    for name, scales in (("plain.tif", (1.0, 1.0)), ("scaled.tif", (0.5, 0.5))):
+        with rasterio.open(tmp_path / name, "w", driver="GTiff", width=5, height=4, count=2,
+                           dtype="uint16") as ds:
+            ds.write(cube)
+            ds.scales = scales
+    old = SimpleNamespace(meta={"hsanomaly_version": "0.1.0"}, path=tmp_path / "model")
+    new = SimpleNamespace(meta={"hsanomaly_version": "0.2.0"}, path=tmp_path / "model")
+    scaled, plain = RasterSource(tmp_path / "scaled.tif"), RasterSource(tmp_path / "plain.tif")
+    with pytest.raises(HsanomalyError, match=r"scaled.tif: its bands carry a scale or offset, "
+                                             r"which hsanomaly 0.1.0 ignored as it trained the "
+                                             r"model .*; train the model again"):
+        check_scaling(old, scaled)
+    check_scaling(old, plain)
+    check_scaling(new, scaled)
+    scaled.close(), plain.close()
+
+
 # --- the one write path, paths, fingerprints, memory checks (issue 11) ------------------------
 
 def test_a_write_failure_in_a_temporary_names_its_output():

@@ -282,9 +282,17 @@ def test_a_sample_too_small_for_the_fit_is_named_not_the_raster(synthetic_raster
                                        "--sample", "6", "-q"])
     assert result.exit_code == 1
     assert re.search(r"a mixture of 5 components needs at least 13 valid pixels \(.*\); "
-                     r"--sample 6 drew \d+: pass at least 26$", result.output.strip())
-    with pytest.raises(HsanomalyError, match=r"; sample=6 drew \d+: pass at least 26$"):
-        Detector("gmm", sample=6).fit(synthetic_cube()[0])
+                     r"--sample 6 drew \d+ of the raster's 1965: pass at least 130$",
+                     result.output.strip())
+    cube = synthetic_cube()[0]
+    with pytest.raises(HsanomalyError, match=r"; sample=6 drew \d+ of the raster's 2000: pass "
+                                             r"at least 130$"):
+        Detector("gmm", sample=6).fit(cube)
+    # a raster of fewer valid pixels than a fit needs is told so, whatever the sample
+    cube[:, 2:], cube[:, :, 4:] = np.nan, np.nan                     # 8 valid pixels
+    with pytest.raises(HsanomalyError, match=r"needs at least 13 valid pixels .*; the raster has "
+                                             r"8$"):
+        Detector("gmm", sample=6).fit(cube)
 
 
 def test_a_mixture_that_did_not_converge_is_said(monkeypatch):

@@ -3,7 +3,6 @@ directly), and the default path a user meets first, end to end through the CLI."
 
 import contextlib
 import importlib.util
-import itertools
 import json
 import re
 import warnings
@@ -235,18 +234,33 @@ def test_purge_threshold_comes_from_windows_spread_across_a_larger_scene():
     cube, _ = synthetic_cube(rows=300, cols=140, targets=TARGETS, seed=3)
     source = ArraySource(cube)
     picked = purge.fit_windows(300, 140)
-    assert [window for window, _, _ in
-            itertools.islice(purge.fit_blocks(source, 0), purge.FIT_TILES)] == picked
+    assert [window for window, *_ in next(purge.fit_batches(source, 0))] == picked
     first = score_array(source, make_scorer("mlrx", rings="5/3;7/3", pca=4)
                         .fit(source))["score"][0]
     values = np.concatenate([first[w.toslices()].ravel() for w in picked])
     values = values[np.isfinite(values)]
     fitted = make_scorer("mlrx", rings="5/3;7/3", pca=4, purge=0.05).fit(source)
     assert fitted.purge_threshold_ == pytest.approx(np.quantile(values, 0.95), rel=1e-6)
-    for turned in (cube[:, ::-1], cube[:, :, ::-1], cube.transpose(0, 2, 1)):
-        other = ArraySource(np.ascontiguousarray(turned))
-        again = make_scorer("mlrx", rings="5/3;7/3", pca=4, purge=0.05).fit(other)
-        assert again.purge_threshold_ == pytest.approx(fitted.purge_threshold_, rel=1e-6)
+    strip = synthetic_cube(rows=40, cols=700, targets=TARGETS, seed=4)[0]    # windows along it
+    for scene in (cube, strip):
+        fitted = make_scorer("mlrx", rings="5/3;7/3", pca=4, purge=0.05).fit(ArraySource(scene))
+        for turned in (scene[:, ::-1], scene[:, :, ::-1], scene.transpose(0, 2, 1)):
+            other = ArraySource(np.ascontiguousarray(turned))
+            again = make_scorer("mlrx", rings="5/3;7/3", pca=4, purge=0.05).fit(other)
+            assert again.purge_threshold_ == pytest.approx(fitted.purge_threshold_, rel=1e-6)
+
+
+def test_a_small_scenes_purge_is_fitted_on_one_first_pass(monkeypatch):
+    """A scene of one fit window was fitted twice over (its window, then the same pixels as a
+    tile): the default score's first pass, GAN terms and all, ran twice."""
+    from hsanomaly.scorers import purge
+
+    passes = []
+    first_pass = purge.Purged._first_pass
+    monkeypatch.setattr(purge.Purged, "_first_pass",
+                        lambda self, *args: passes.append(1) or first_pass(self, *args))
+    make_scorer("mlrx", rings="5/3;7/3", pca=4, purge=0.05).fit(ArraySource(synthetic_cube()[0]))
+    assert len(passes) == 1
 
 
 def test_purge_threshold_fitted_past_windows_a_mask_leaves_few_pixels_in():
@@ -259,8 +273,7 @@ def test_purge_threshold_fitted_past_windows_a_mask_leaves_few_pixels_in():
 
     cube, _ = synthetic_cube(rows=384, cols=384, bands=8, targets=(), seed=4)
     windows = ArraySource(cube).windows(purge.FIT_TILE)
-    spread = [window for window, _, _ in
-              itertools.islice(purge.fit_blocks(ArraySource(cube), 0), purge.FIT_TILES)]
+    spread = [window for window, *_ in next(purge.fit_batches(ArraySource(cube), 0))]
     for island in (5, 1):
         masked = cube.copy()
         for window in spread:

@@ -302,6 +302,18 @@ def test_cancel_leaves_no_bundle_and_resume_finishes_the_same_run(torch, synthet
 
     with pytest.raises(HsanomalyError, match=r"different data or settings \(seed\)"):
         train([path], out, resume=True, seed=1, **settings)
+    # one made by an earlier version, which recorded fewer settings: not a setting to match
+    from hsanomaly.training import wgan
+    with np.load(checkpoint_dir(out) / "state.npz") as saved:
+        arrays = dict(saved)
+    tree = json.loads(str(arrays["__tree__"]))
+    key = dict(tree["dict"])["key"]["dict"]
+    key[:] = [item for item in key if item[0] != "whiten"]
+    older = tmp_path / "older.npz"
+    np.savez(older, **{**arrays, "__tree__": np.array(json.dumps(tree))})
+    with pytest.raises(HsanomalyError, match=r"older.npz: checkpoint was made by an earlier "
+                                             r"hsanomaly, which recorded no whiten; delete it"):
+        wgan.load_checkpoint(older, None, {**dict((k, None) for k, _ in key), "whiten": False})
     resumed = train([path], out, resume=True, **settings)
     assert _files(resumed.path) == _files(whole.path)
     assert calls[0] == "reading training windows"

@@ -385,6 +385,27 @@ def test_features_on_a_raster_without_georeferencing_lie_where_qgis_shows_its_pi
     np.testing.assert_array_equal(read_truth(drawn, grid_of=plain)[0], truth)
     report = hsanomaly.evaluate(heat, drawn)
     assert report["auc"] == hsanomaly.evaluate(heat, truth)["auc"]
+    # GDAL's tools write such a raster's features with y the row: told so, not "give a CRS"
+    rows_down = write_layer(tmp_path / "down.gpkg", [shapely.box(10, 10, 12, 12)], crs=None)
+    with pytest.raises(HsanomalyError, match=r"plain.tif .*; the raster has no georeferencing, so "
+                                             r"they were taken in its pixel coordinates, x the "
+                                             r"column and y minus the row \(GDAL's tools write "
+                                             r"y the row: flip y\)$"):
+        read_truth(rows_down, grid_of=plain)
+    with pytest.raises(HsanomalyError, match=f"are in {CRS}, but .*plain.tif has no CRS, so "
+                                             "nothing says where they fall on it; drop the "
+                                             "layer's CRS if it is drawn in the raster's own"):
+        read_truth(write_layer(tmp_path / "crs.gpkg", [shapely.box(10, -12, 12, -10)]),
+                   grid_of=plain)
+    # one placed by ground control points: its polygons are in pixel coordinates too, said
+    from rasterio.control import GroundControlPoint
+
+    with rasterio.open(plain, "r+") as ds:
+        ds.gcps = ([GroundControlPoint(0, 0, 500000, 6700000), GroundControlPoint(40, 0, 500040,
+                    6700000), GroundControlPoint(0, 50, 500000, 6699950)], CRS)
+    with pytest.warns(HsanomalyWarning, match="placed on the map by ground control points, which "
+                                              "the features are not burnt by"):
+        np.testing.assert_array_equal(read_truth(drawn, grid_of=plain)[0], truth)
 
 
 def test_one_mask_for_several_rasters_need_not_fall_on_each(grid, tmp_path):

@@ -34,6 +34,7 @@ COMMANDS = {
     "evaluate": "hsanomaly.cli.evaluate:evaluate",
     "train": "hsanomaly.cli.train:train",
 }
+FORMER_COMMANDS = {"report": "thesis"}      # hsanomaly 0.1's names
 
 
 class LazyGroup(click.Group):
@@ -62,7 +63,8 @@ class LazyGroup(click.Group):
                 and not ctx.resilient_parsing:      # the shell's completion: no message
             import difflib
 
-            near = difflib.get_close_matches(args[0], COMMANDS, n=3, cutoff=0.6)
+            near = ([FORMER_COMMANDS[args[0]]] if args[0] in FORMER_COMMANDS else
+                    difflib.get_close_matches(args[0], COMMANDS, n=3, cutoff=0.6))
             if near:
                 _fail(f"No such command '{args[0]}'. Did you mean {' or '.join(near)}? "
                       f"(see: {ctx.command_path} --help)", 2)

@@ -59,6 +59,13 @@ class DetectResult:
     pixels_nodata: Optional[int] = None   # left out as nodata, in every band or in some
     mask: Optional[str] = None            # the exclusion mask, whose pixels count as nodata
 
+    def __setstate__(self, state):
+        """A result pickled when it kept its scorer (before 0.2.0) takes the score's name; the
+        fields added since are None."""
+        if "score" not in state and "scorer" in state:
+            state["score"] = getattr(state.pop("scorer"), "name", None)
+        self.__dict__.update(state)
+
     def text(self) -> str:
         """The one line the command line and QGIS print: tiles, time, pixels scored and left
         out."""

@@ -123,8 +123,9 @@ def plot_heatmap(scores, truth, path, title="", stage=None):
     cmap = matplotlib.colormaps[COLORMAP].with_extremes(bad=NODATA_GREY)
     shown = block_maxima(scores, MAX_SIZE)   # every pixel: matplotlib held copies of a large map
     low, high = stretch_limits(shown)       # of the picture: block maxima run hotter than pixels
-    image = ax.imshow(np.ma.masked_invalid(shown), cmap=cmap, vmin=low, vmax=high,
-                      extent=(-0.5, cols - 0.5, rows - 0.5, -0.5))
+    # clipped first: an infinite score is the top colour, not the nodata grey of NaN
+    image = ax.imshow(np.ma.masked_invalid(np.clip(shown, low, high)), cmap=cmap, vmin=low,
+                      vmax=high, extent=(-0.5, cols - 0.5, rows - 0.5, -0.5))
     fig.colorbar(image, ax=ax, shrink=0.8, label="score")
     labels, n_targets = label_targets(truth)
     if n_targets:

@@ -20,7 +20,6 @@ import os
 
 import numpy as np
 
-from .checks import absolute
 from .digest import file_sha256
 
 FULL_HASH_BYTES = 64 * 2**20
@@ -78,12 +77,20 @@ def input_fingerprint(src, source=None):
     path = getattr(source, "path", None)
     if path and not is_gdal_name(path) and os.path.isfile(path):
         return path_fingerprint(path)
-    files = sorted(set(map(absolute, dataset_files(path) if path else [])))
+    files = _spelled(dataset_files(path) if path else [])
     if path and files:              # a subdataset, an archive member: the files they lie in
-        folder = os.path.dirname(files[0])
-        return {"name": str(path), "files": {_relative(f, folder): path_fingerprint(f)
-                                             for f in files}}
+        folder = os.path.dirname(min(files))
+        return {"name": str(path), "files": {_relative(key, folder): path_fingerprint(file)
+                                             for key, file in sorted(files.items())}}
     return _pixel_fingerprint(source)
+
+
+def _spelled(files):
+    """{the name a fingerprint gives file, the file as GDAL names it}: absolute as the names
+    read, a linked folder kept, so that a moved project's side files keep their names (the
+    file itself is read where the kernel finds it: 'link/..' is the link's target's
+    parent)."""
+    return {os.path.abspath(file): file for file in files}
 
 
 def path_fingerprint(path):
@@ -95,12 +102,14 @@ def path_fingerprint(path):
     so a viewer's statistics never make an input "changed"."""
     from .gdal import dataset_files
 
-    own = absolute(path)
+    own = os.path.abspath(path)
     folder = os.path.dirname(own)
-    others = sorted({absolute(f) for f in dataset_files(path)} - {own})
+    others = _spelled(dataset_files(path))
+    others.pop(own, None)
     fingerprint = file_fingerprint(path)
-    found = {_relative(f, folder): _side_fingerprint(f) for f in others
-             if os.path.isfile(f) and not f.lower().endswith(".ovr")}
+    found = {_relative(key, folder): _side_fingerprint(file)
+             for key, file in sorted(others.items())
+             if os.path.isfile(file) and not file.lower().endswith(".ovr")}
     found = {f: v for f, v in found.items() if v is not None}
     return {**fingerprint, "with": found} if found else fingerprint
 

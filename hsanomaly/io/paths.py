@@ -119,8 +119,8 @@ def check_replaceable_file(path, label, is_own, kind):
         return
     remedy = either("delete it", "choose another name",
                     (f"pass {spell('overwrite', True)}", "overwrite"))
-    raise HsanomalyError(f"{path}: {label} exists and is not {kind} written by hsanomaly; "
-                         f"refusing to replace it ({remedy})")
+    raise HsanomalyError(f"{path}: {label} exists and is not {kind} written by hsanomaly 0.2 "
+                         f"or later (0.1 marked none); refusing to replace it ({remedy})")
 
 
 def check_output_folder(folder, label):

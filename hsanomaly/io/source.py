@@ -176,7 +176,7 @@ class _Source:
                                   # band; the valid pixels
         pixels = []               # every valid pixel, for the extreme ones
         infinite = 0              # pixels infinite in some band: left out like nodata
-        undeclared = 0            # pixels NaN, not nodata, in a few bands: left out too
+        nan_gaps = 0              # pixels NaN (declared nodata or not) in a few bands
         if not self.band_axis_checked:
             self._check_band_axis()
         for window in self.probe_windows():
@@ -198,7 +198,7 @@ class _Source:
             bad = gaps.sum(axis=0)
             few = (bad > 0) & (bad <= self.count // 2)
             total, partial = total + bad.size, partial + int(few.sum())
-            undeclared += int((few & ~nodata.any(axis=0)).sum())
+            nan_gaps += int((few & np.isnan(values).any(axis=0)).sum())
             per_band += gaps[:, few].sum(axis=1)
             if self.count >= FILL_MIN_BANDS:
                 same = (bad == 0) & (values == values[:1]).all(axis=0)
@@ -227,7 +227,7 @@ class _Source:
         # every pixel probed left out: the fit's refusal names the band (``no_valid_pixels``)
         if total and PARTIAL_NODATA * total < partial < total:
             band = int(np.argmax(per_band)) + 1
-            if undeclared > partial / 2:
+            if nan_gaps > partial / 2:
                 subset = "gdal_translate -b" if isinstance(self, RasterSource) else "a band subset"
                 warn_once(f"{self.name}: {partial / total:.0%} of the pixels probed are NaN in "
                           f"only a few bands (band {band} most often), so they are left out "
@@ -314,10 +314,12 @@ class _Source:
         """``sample``, with ``run(jobs)`` giving ``sample_tile`` of each job (here or on a
         cluster). The first draw assumes every pixel valid; where nodata leaves noticeably
         fewer (a swath's empty corners), it draws again at n over the valid pixels counted,
-        with the same keys, so the sample is about n either way and the same wherever run."""
+        with the same keys, so the sample is about n either way and the same wherever run.
+        ``sampled_from``: the valid pixels it was drawn from."""
         jobs = self.sample_plan(n, seed, tile)
         parts = run(jobs)
         valid = sum(count for _, count in parts)
+        self.sampled_from = valid           # what a fit short of pixels tells (check_pixels)
         again = self.sample_plan(n, seed, tile, valid)
         if again[0][2] > SAMPLE_REDRAW * jobs[0][2]:
             parts = run(again)

@@ -17,7 +17,7 @@ from affine import Affine
 from ..errors import HsanomalyError, describe
 from ..spelling import counted
 from .checks import check_memory, warn_once
-from .gdal import is_gdal_name, open_raster, require_file
+from .gdal import is_gdal_name, open_raster, placed_without_transform, require_file
 
 # QGIS names one layer of a file so (a layer's "source"): "targets.gpkg|layername=truth"
 LAYER_TAG = "|layername="
@@ -119,8 +119,10 @@ def read_vector_mask(path, grid_of, required=True):
             warn_once(f"{path}: the features have no CRS; taken to be {grid_of}'s "
                       f"({crs.to_string()})")
     elif crs is None:
-        raise HsanomalyError(f"{path}: the features are in {frame.crs.to_string()}, but "
-                             f"{grid_of} has no CRS, so nothing says where they fall on it")
+        named = frame.crs.to_string() if frame.crs.to_epsg() else frame.crs.name   # not a WKT
+        raise HsanomalyError(f"{path}: the features are in {named}, but {grid_of} has no CRS, "
+                             "so nothing says where they fall on it; drop the layer's CRS if "
+                             "it is drawn in the raster's own coordinates")
     elif not same_crs(frame.crs, crs, near=footprint(transform, shape).exterior.xy,
                       tolerance=0.01 * pixel_size(transform)):
         try:
@@ -136,8 +138,11 @@ def read_vector_mask(path, grid_of, required=True):
         where = (f"x {_span(frame.geometry.values, 0)}, y {_span(frame.geometry.values, 1)} "
                  f"against x {_span([footprint(transform, shape)], 0)}, y "
                  f"{_span([footprint(transform, shape)], 1)} in its CRS")
-        cause = ("the file has no CRS, so they were taken to be in the raster's; give the file "
-                 "its CRS" if frame.crs is None else "is the file's CRS right?")
+        cause = ("is the file's CRS right?" if frame.crs is not None else
+                 "the file has no CRS, so they were taken to be in the raster's; give the file "
+                 "its CRS" if crs is not None else "the raster has no georeferencing, so they "
+                 "were taken in its pixel coordinates, x the column and y minus the row (GDAL's "
+                 "tools write y the row: flip y)")
         none = "its only feature does not" if n == 1 else f"none of its {n} features"
         message = f"{path}: {none} fall on {grid_of} ({where}); {cause}"
         if required:
@@ -190,11 +195,12 @@ def _grid_of(raster, path):
                              f"and {raster} is a .mat file; rasterise it onto the scene's grid")
     with open_raster(raster) as ds:
         if ds.transform.is_identity and ds.crs is None:
-            if not ds.gcps[0]:
-                return None, PIXEL_GRID, ds.shape
-            raise HsanomalyError(f"{path}: a vector mask needs a raster on a map grid, and "
-                                 f"{raster} has ground control points only; gdalwarp the "
-                                 "raster, or rasterise the mask onto its pixels")
+            placed = placed_without_transform(ds)
+            if placed:                                  # as --polygons writes its targets
+                warn_once(f"{path}: {raster} is placed on the map by {placed}, which the "
+                          "features are not burnt by: they are taken in its pixel coordinates "
+                          "(x the column, y minus the row)")
+            return None, PIXEL_GRID, ds.shape
         return ds.crs, ds.transform, ds.shape
 
 

@@ -56,6 +56,18 @@ def check_wavelengths(bundle, wavelengths, path):
             f"pass {spell('ignore_wavelengths', True)} to score it anyway")
 
 
+def check_scaling(bundle, source):
+    """Refuse a raster whose bands carry a scale or offset for a model hsanomaly 0.1 trained:
+    it read the stored values, this version reads them scaled, and the model would see other
+    units than it was trained on (a scale of 0.5 reversed the critic's ranking, unwarned)."""
+    version = str(bundle.meta.get("hsanomaly_version", ""))
+    if version.startswith("0.1.") and getattr(source, "scaling", None) is not None:
+        raise HsanomalyError(f"{source.name}: its bands carry a scale or offset, which "
+                             f"hsanomaly {version} ignored as it trained the model "
+                             f"{bundle.path} (it saw the stored values, this version reads "
+                             "them scaled); train the model again")
+
+
 def check_value_range(bundle, source):
     """Warn, with the typical value found, when a raster's values lie far outside those the
     model was trained on: its scores would rank pixels by that difference, silently."""

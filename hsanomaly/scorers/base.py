@@ -137,16 +137,19 @@ def mean_cov(n, mean, scatter):
     return mean, scatter / max(n - 1, 1)
 
 
-def check_pixels(source, n, needed, what, why, sample=None):
+def check_pixels(source, n, needed, what, why, sample=None, enough=None):
     """Refuse a fit on fewer than ``needed`` valid pixels: a covariance from no more pixels
     than dimensions is singular, and the distances it gives, negative ones included, would be
-    written as if they meant something. ``n`` pixels drawn by a ``sample`` of about that many
-    that is short of twice ``needed`` are the sample's fault, not the raster's."""
+    written as if they meant something. ``n`` pixels drawn by a ``sample`` from a raster of
+    more (``sampled_from``) are the sample's fault: ``enough`` (default twice ``needed``) is
+    the sample to ask for."""
     if n == 0:
         raise source.no_valid_pixels()
     if n < needed:
-        held = (f"{spell('sample', sample)} drew {int(n)}: pass at least {2 * needed}"
-                if sample is not None and sample < 2 * needed else f"the raster has {int(n)}")
+        valid = getattr(source, "sampled_from", None) if sample is not None else None
+        held = (f"{spell('sample', sample)} drew {int(n)} of the raster's {valid}: pass at "
+                f"least {enough or 2 * needed}" if valid is not None and valid >= needed
+                else f"the raster has {int(n if valid is None else valid)}")
         raise HsanomalyError(f"{source.name}: {what} needs at least {needed} valid pixels "
                              f"({why}); {held}")
 

@@ -119,6 +119,15 @@ class GanScorer(Scorer):
     def __getstate__(self):
         return {**vars(self), "_sessions": {}}
 
+    def __setstate__(self, state):
+        """A GAN score pickled by an hsanomaly before 0.2.0 holds a model and a solver of
+        another shape (no codebook, no wavelength check): refused in one line, not an
+        AttributeError at its first use."""
+        if "ignore_wavelengths" not in state:
+            raise HsanomalyError(f"a {self.name} score pickled by an hsanomaly before 0.2.0 "
+                                 "cannot be used by this one: fit the Detector again")
+        super().__setstate__(state)
+
     def settings(self):
         return {"name": self.name, **self.solver.params(), "c1": self.c1, "c2": self.c2,
                 **self._overrides()}
@@ -129,9 +138,10 @@ class GanScorer(Scorer):
         return {"ignore_wavelengths": True} if self.ignore_wavelengths else {}
 
     def check(self, source):
-        from ..model import check_bands, check_value_range, check_wavelengths
+        from ..model import check_bands, check_scaling, check_value_range, check_wavelengths
 
         check_bands(self.bundle, source.count, source.name, source.left_out)
+        check_scaling(self.bundle, source)
         if not self.ignore_wavelengths:
             check_wavelengths(self.bundle, source.wavelengths, source.name)
         check_value_range(self.bundle, source)

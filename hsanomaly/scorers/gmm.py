@@ -38,7 +38,7 @@ class GaussianMixtureScorer(Scorer):
                      f"a mixture of {self.components} components",
                      f"one per component, and a covariance on "
                      f"{counted(dims, 'principal component')} needs {dims + 1}",
-                     self.sample)
+                     self.sample, 2 * self.components * (dims + 1))
         if dims < self.pca != defaults.GMM_PCA:   # asked for (the tag records it)
             warn_once(f"{source.name}: {spell('pca', self.pca)} is more than the bands ({dims}); the "
                       f"mixture is fitted on {dims} principal components")

@@ -51,31 +51,56 @@ def lift_neighbours(score, weight):
 
 
 def fit_windows(height, width):
-    """The first pass's windows, placed alike from every side of the image: one per quarter,
-    at most FIT_TILE pixels a side and centred in it (one window along a side of at most
-    FIT_TILE pixels), so that the image flipped, turned or transposed is fitted on the same
-    pixels and its scores are the scores turned with it."""
-    def spans(extent):
+    """The first pass's windows, placed alike from every side of the image, so that the
+    image flipped, turned or transposed is fitted on the same pixels: a side of at most
+    FIT_TILE pixels is one span; a longer one is cut into equal parts (two, or more where the
+    other side is short, until the windows hold about FIT_TILES windows of FIT_TILE pixels),
+    each with a span of at most FIT_TILE pixels at its centre."""
+    def spans(extent, parts):
+        size = min(FIT_TILE, extent // parts)
+        first = [(k * extent // parts + (extent // parts - size) // 2, size)
+                 for k in range(parts // 2)]
+        middle = [((extent - size) // 2, size)] if parts % 2 else []
+        return first + middle + [(extent - size - start, size) for start, size in first[::-1]]
+
+    def parts(extent, other):
         if extent <= FIT_TILE:
-            return [(0, extent)]
-        size = min(FIT_TILE, extent // 2)
-        start = (extent - 2 * size) // 4
-        return [(start, size), (extent - size - start, size)]
+            return 1
+        across = min(other, FIT_TILE) * (1 if other <= FIT_TILE else 2)
+        return max(2, min(-(-FIT_TILES * FIT_TILE ** 2 // (across * FIT_TILE)),
+                          extent // FIT_TILE or 1))
 
-    return [Window(col, row, cols, rows) for row, rows in spans(height)
-            for col, cols in spans(width)]
+    return [Window(col, row, cols, rows)
+            for row, rows in spans(height, parts(height, width))
+            for col, cols in spans(width, parts(width, height))]
 
 
-def fit_blocks(source, halo):
-    """(window, block, valid), one at a time, for the windows that hold valid pixels, read
-    with ``halo``: the ``fit_windows`` first, then the tiles of FIT_TILE pixels in a fixed
-    shuffled order, where a mask or a swath's nodata corners leave too few pixels in those."""
+def fit_batches(source, halo):
+    """Lists of (window, block, valid, take) for the windows that hold valid pixels, read
+    with ``halo``: the ``fit_windows`` first, all at once; then, where a mask or a swath's
+    nodata corners leave too few pixels in those, the tiles of FIT_TILE pixels in a fixed
+    shuffled order, FIT_TILES at a time; ``take``: the window's pixels no window before it
+    held."""
+    placed = fit_windows(source.height, source.width)      # apart, as the tiles are
+
+    def blocks(windows, tiles):
+        for window in windows:
+            take = np.ones((int(window.height), int(window.width)), bool)
+            for other in placed if tiles else ():
+                rows, cols = (slice(max(a - b, 0), max(a - b + n, 0)) for a, b, n in (
+                    (other.row_off, window.row_off, other.height),
+                    (other.col_off, window.col_off, other.width)))
+                take[rows, cols] = False
+            if take.any():
+                block, valid = source.read(window, halo)
+                if (valid[halo:valid.shape[0] - halo, halo:valid.shape[1] - halo] & take).any():
+                    yield window, block, valid, take
+
+    yield list(blocks(placed, False))
     tiles = source.windows(FIT_TILE)
-    order = np.random.default_rng(0).permutation(len(tiles))
-    for window in fit_windows(source.height, source.width) + [tiles[i] for i in order]:
-        block, valid = source.read(window, halo)
-        if valid[halo:valid.shape[0] - halo, halo:valid.shape[1] - halo].any():
-            yield window, block, valid
+    rest = blocks((tiles[i] for i in np.random.default_rng(0).permutation(len(tiles))), True)
+    while batch := list(itertools.islice(rest, FIT_TILES)):
+        yield batch
 
 
 class Purged:
@@ -103,19 +128,19 @@ class Purged:
 
     def fit_purge(self, source):
         """Fit ``purge_threshold_``: the first pass's ``1 - purge`` quantile on the scene
-        (``fit_blocks``, until FIT_VALUES pixels are scored)."""
+        (``fit_batches``, until FIT_VALUES pixels are scored)."""
         if not self.purge:
             return
         h = self.halo
-        blocks, values = fit_blocks(source, h), np.empty(0)
+        values = np.empty(0)
         with ThreadPoolExecutor(TILE_THREADS) as pool:
-            while len(values) < FIT_VALUES:
-                jobs = [submit(pool, self._first_pass, block, valid, h)
-                        for _, block, valid in itertools.islice(blocks, FIT_TILES)]
-                if not jobs:
-                    break
+            for batch in fit_batches(source, h):
+                jobs = [submit(pool, self._first_pass, block, valid, h, take)
+                        for _, block, valid, take in batch]
                 values = np.concatenate([values] + [job.result() for job in jobs])
                 values = values[np.isfinite(values)]
+                if len(values) >= FIT_VALUES:
+                    break
         if not len(values):
             raise HsanomalyError(f"{source.name}: {self.name} found no pixel to fit its purge on: "
                                  "every local RX ring around the valid pixels holds too few "
@@ -123,10 +148,11 @@ class Purged:
                                  "nearby)")
         self.purge_threshold_ = float(np.quantile(values, 1 - self.purge))
 
-    def _first_pass(self, block, valid, h):
-        """The first pass's scores of the valid pixels of one block read with halo ``h``."""
+    def _first_pass(self, block, valid, h, take):
+        """The first pass's scores of the valid pixels of one block read with halo ``h``, of
+        those ``take`` marks."""
         first = self.fusion(block, valid)(None, h)
-        return first[valid[h:valid.shape[0] - h, h:valid.shape[1] - h]]
+        return first[valid[h:valid.shape[0] - h, h:valid.shape[1] - h] & take]
 
     def purged(self, fused, valid):
         """The score of the inner pixels: ``fused`` once, or twice when purging, then the

@@ -60,9 +60,9 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
     asks of its quick model (``Scorer.model_training``).
     background_only: with a mask, drop windows touching a masked pixel, not only centred on one.
     boost_rare: draw rare (not singular) spectra more often, see data.rare_spectra_weights.
-    dim, latent_dim: the networks' width (channels of their first layer) and the generator's
-    latent dimension; critic_steps: critic updates per generator iteration (WGAN-GP's
-    n_critic); batch, lr: windows per step and Adam's learning rate. Their defaults are the
+    dim, latent_dim: the networks' width (their layers have 1 to 16 times ``dim`` channels) and
+    the generator's latent dimension; critic_steps: critic updates per generator iteration
+    (WGAN-GP's n_critic); batch, lr: windows per step and Adam's learning rate. Their defaults are the
     one configuration every scene is trained with (``defaults``, ``Settings``).
     resume: continue from ``<out>.checkpoint/`` when it exists and matches these settings.
     threads: torch CPU threads for this run (default: ``settings.THREADS``, one thread: the

@@ -186,8 +186,11 @@ def load_checkpoint(path, trainer, key):
     saved = state.get("key") or {}
     if saved != key:
         changed = sorted(k for k in key.keys() | saved.keys() if key.get(k) != saved.get(k))
-        raise UnusableCheckpoint(f"{path}: checkpoint was made with different data or settings "
-                             f"({', '.join(changed)}); delete it or train without {spell('resume', True)}")
+        made = ("by an earlier hsanomaly, which recorded no "
+                f"{', '.join(sorted(key.keys() - saved.keys()))}" if key.keys() - saved.keys()
+                else f"with different data or settings ({', '.join(changed)})")
+        raise UnusableCheckpoint(f"{path}: checkpoint was made {made}; delete it or train "
+                                 f"without {spell('resume', True)}")
     trainer.load_state_dict(state["trainer"])
     return [list(row) for row in state["log"]]
 

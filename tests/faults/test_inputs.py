@@ -268,6 +268,9 @@ def test_nan_in_a_few_bands_is_warned_about_as_nodata_there_is(tmp_path):
     with pytest.warns(hsanomaly.HsanomalyWarning, match=r"^<array>: \d+% .* NaN in only a few "
                                                          r"bands \(band 4 most often\)"):
         hsanomaly.Detector("rx").fit(cube)
+    declared = write_raster(tmp_path / "declared.tif", cube, nodata=float("nan"))   # GDAL's way
+    result = run_cli("detect", declared, tmp_path / "heat2.tif", "--score", "rx", "-q")
+    assert "declared.tif: " in result.stderr and "NaN in only a few bands" in result.stderr
 
 
 def test_float64_values_beyond_float32s_range_are_refused_not_made_nodata(tmp_path):
