@@ -20,8 +20,9 @@ demo: venv
 	$(VENV)/bin/hsanomaly detect examples/abu-airport-2.tif out/airport-2.tif --png out/airport-2.png
 	$(VENV)/bin/hsanomaly evaluate out/airport-2.tif examples/abu-airport-2-truth.tif --plots out/plots
 
+# two test processes: the suite's tests are single-threaded, and CI has two cores
 test: venv
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -n 2
 	scripts/qgis-tests.sh
 
 # Build the sdist and wheel, install the wheel in a clean venv, run it, and check that the

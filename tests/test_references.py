@@ -234,7 +234,7 @@ def test_purge_threshold_comes_from_windows_spread_across_a_larger_scene():
     cube, _ = synthetic_cube(rows=300, cols=140, targets=TARGETS, seed=3)
     source = ArraySource(cube)
     picked = purge.fit_windows(300, 140)
-    assert [window for window, *_ in next(purge.fit_batches(source, 0))] == picked
+    assert [window for window, *_ in next(purge.fit_batches(source, 0))[1]] == picked
     first = score_array(source, make_scorer("mlrx", rings="5/3;7/3", pca=4)
                         .fit(source))["score"][0]
     values = np.concatenate([first[w.toslices()].ravel() for w in picked])
@@ -273,7 +273,7 @@ def test_purge_threshold_fitted_past_windows_a_mask_leaves_few_pixels_in():
 
     cube, _ = synthetic_cube(rows=384, cols=384, bands=8, targets=(), seed=4)
     windows = ArraySource(cube).windows(purge.FIT_TILE)
-    spread = [window for window, *_ in next(purge.fit_batches(ArraySource(cube), 0))]
+    spread = [window for window, *_ in next(purge.fit_batches(ArraySource(cube), 0))[1]]
     for island in (5, 1):
         masked = cube.copy()
         for window in spread:

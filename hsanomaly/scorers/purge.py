@@ -29,10 +29,11 @@ from ..defaults import TILE_THREADS
 from ..errors import HsanomalyError
 from ..spelling import submit
 
-# The first pass at fit time scores FIT_TILES windows of at most FIT_TILE pixels, spread across
-# the scene (``fit_windows``): small ones see more of it for the same cost (each also pays the
-# doubled halo). Where they give fewer than FIT_VALUES scores (a mask leaves a few pixels in
-# them), further tiles are taken, as many at a time, until they do or the scene is used up.
+# The first pass at fit time scores windows of at most FIT_TILE pixels a side spread across the
+# scene (``fit_windows``: FIT_TILES of them, more along a thin strip): small ones see more of
+# it for the same cost (each also pays the doubled halo). Where they give fewer than
+# FIT_VALUES scores (a mask leaves a few pixels in them), further tiles are taken, FIT_TILES
+# at a time, until they do or the scene is used up.
 FIT_TILES, FIT_TILE = 4, 128
 FIT_VALUES = FIT_TILE ** 2
 
@@ -76,11 +77,11 @@ def fit_windows(height, width):
 
 
 def fit_batches(source, halo):
-    """Lists of (window, block, valid, take) for the windows that hold valid pixels, read
-    with ``halo``: the ``fit_windows`` first, all at once; then, where a mask or a swath's
-    nodata corners leave too few pixels in those, the tiles of FIT_TILE pixels in a fixed
-    shuffled order, FIT_TILES at a time; ``take``: the window's pixels no window before it
-    held."""
+    """(placed, [(window, block, valid, take)...]): the windows that hold valid pixels, read
+    with ``halo``, FIT_TILES at a time (blocks in memory): the ``fit_windows`` first
+    (``placed`` until the last of them); then, where a mask or a swath's nodata corners
+    leave too few pixels in those, the tiles of FIT_TILE pixels in a fixed shuffled order;
+    ``take``: the window's pixels no window before it held."""
     placed = fit_windows(source.height, source.width)      # apart, as the tiles are
 
     def blocks(windows, tiles):
@@ -96,11 +97,13 @@ def fit_batches(source, halo):
                 if (valid[halo:valid.shape[0] - halo, halo:valid.shape[1] - halo] & take).any():
                     yield window, block, valid, take
 
-    yield list(blocks(placed, False))
+    for start in range(0, len(placed), FIT_TILES):
+        yield start + FIT_TILES < len(placed), list(blocks(placed[start:start + FIT_TILES],
+                                                           False))
     tiles = source.windows(FIT_TILE)
     rest = blocks((tiles[i] for i in np.random.default_rng(0).permutation(len(tiles))), True)
     while batch := list(itertools.islice(rest, FIT_TILES)):
-        yield batch
+        yield False, batch
 
 
 class Purged:
@@ -134,12 +137,12 @@ class Purged:
         h = self.halo
         values = np.empty(0)
         with ThreadPoolExecutor(TILE_THREADS) as pool:
-            for batch in fit_batches(source, h):
+            for placed, batch in fit_batches(source, h):
                 jobs = [submit(pool, self._first_pass, block, valid, h, take)
                         for _, block, valid, take in batch]
                 values = np.concatenate([values] + [job.result() for job in jobs])
                 values = values[np.isfinite(values)]
-                if len(values) >= FIT_VALUES:
+                if not placed and len(values) >= FIT_VALUES:     # every placed window in
                     break
         if not len(values):
             raise HsanomalyError(f"{source.name}: {self.name} found no pixel to fit its purge on: "

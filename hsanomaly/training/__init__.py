@@ -62,8 +62,8 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
     boost_rare: draw rare (not singular) spectra more often, see data.rare_spectra_weights.
     dim, latent_dim: the networks' width (their layers have 1 to 16 times ``dim`` channels) and
     the generator's latent dimension; critic_steps: critic updates per generator iteration
-    (WGAN-GP's n_critic); batch, lr: windows per step and Adam's learning rate. Their defaults are the
-    one configuration every scene is trained with (``defaults``, ``Settings``).
+    (WGAN-GP's n_critic); batch, lr: windows per step and Adam's learning rate. Their defaults
+    are the one configuration every scene is trained with (``defaults``, ``Settings``).
     resume: continue from ``<out>.checkpoint/`` when it exists and matches these settings.
     threads: torch CPU threads for this run (default: ``settings.THREADS``, one thread: the
     networks' matrix products are too small for a second thread to pay, and on a busy machine
