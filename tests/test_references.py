@@ -250,6 +250,21 @@ def test_purge_threshold_comes_from_windows_spread_across_a_larger_scene():
             assert again.purge_threshold_ == pytest.approx(fitted.purge_threshold_, rel=1e-6)
 
 
+def test_the_purge_fit_windows_are_the_same_from_every_side():
+    """Of every shape, squares, strips and odd sides: flipped and transposed, the windows are
+    the same pixels (a middle window one pixel off centre gave a flipped strip another
+    threshold)."""
+    from hsanomaly.scorers.purge import fit_windows
+
+    for rows in (*range(1, 140, 3), 200, 257, 401, 1000):
+        for cols in (*range(1, 140, 7), 300, 401, 1650, 5000):
+            windows = {(w.row_off, w.col_off, w.height, w.width) for w in fit_windows(rows, cols)}
+            flipped = {(rows - r - h, cols - c - w, h, w) for r, c, h, w in windows}
+            turned = {(c, r, w, h) for r, c, h, w in
+                      ((w.row_off, w.col_off, w.height, w.width) for w in fit_windows(cols, rows))}
+            assert windows == flipped == turned, (rows, cols)
+
+
 def test_a_small_scenes_purge_is_fitted_on_one_first_pass(monkeypatch):
     """A scene of one fit window was fitted twice over (its window, then the same pixels as a
     tile): the default score's first pass, GAN terms and all, ran twice."""

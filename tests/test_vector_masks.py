@@ -394,7 +394,7 @@ def test_features_on_a_raster_without_georeferencing_lie_where_qgis_shows_its_pi
         read_truth(rows_down, grid_of=plain)
     with pytest.raises(HsanomalyError, match=f"are in {CRS}, but .*plain.tif has no CRS, so "
                                              "nothing says where they fall on it; drop the "
-                                             "layer's CRS if it is drawn in the raster's own"):
+                                             "layer's CRS if it is drawn in the raster's pixel"):
         read_truth(write_layer(tmp_path / "crs.gpkg", [shapely.box(10, -12, 12, -10)]),
                    grid_of=plain)
     # one placed by ground control points: its polygons are in pixel coordinates too, said
@@ -406,6 +406,12 @@ def test_features_on_a_raster_without_georeferencing_lie_where_qgis_shows_its_pi
     with pytest.warns(HsanomalyWarning, match="placed on the map by ground control points, which "
                                               "the features are not burnt by"):
         np.testing.assert_array_equal(read_truth(drawn, grid_of=plain)[0], truth)
+    # features in map coordinates: nothing burns them there, and no warning says otherwise
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(HsanomalyError, match=f"are in {CRS}, but .*plain.tif has no map "
+                                                 "grid, .*; rasterise the mask onto its pixels$"):
+            read_truth(tmp_path / "crs.gpkg", grid_of=plain)
 
 
 def test_one_mask_for_several_rasters_need_not_fall_on_each(grid, tmp_path):

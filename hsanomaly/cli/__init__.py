@@ -63,8 +63,10 @@ class LazyGroup(click.Group):
                 and not ctx.resilient_parsing:      # the shell's completion: no message
             import difflib
 
-            near = ([FORMER_COMMANDS[args[0]]] if args[0] in FORMER_COMMANDS else
-                    difflib.get_close_matches(args[0], COMMANDS, n=3, cutoff=0.6))
+            if args[0] in FORMER_COMMANDS:
+                _fail(f"No such command '{args[0]}': hsanomaly 0.2 calls it "
+                      f"'{FORMER_COMMANDS[args[0]]}' (see: {ctx.command_path} --help)", 2)
+            near = difflib.get_close_matches(args[0], COMMANDS, n=3, cutoff=0.6)
             if near:
                 _fail(f"No such command '{args[0]}'. Did you mean {' or '.join(near)}? "
                       f"(see: {ctx.command_path} --help)", 2)

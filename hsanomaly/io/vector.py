@@ -104,7 +104,7 @@ def read_vector_mask(path, grid_of, required=True):
     or (``required``) features none of which fall on the raster, the usual sign of a wrong
     CRS; without ``required`` that is a warning (a mask shared by several rasters)."""
     file, layer = split_layer(path)
-    crs, transform, shape = _grid_of(grid_of, path)
+    crs, transform, shape, placed = _grid_of(grid_of, path)
     check_memory(path, BURN_BYTES_PER_PIXEL * shape[0] * shape[1],
                  f"burning its features onto the {shape[0]}x{shape[1]} grid of {grid_of}")
     frame = _read_layer(path, file, layer)
@@ -118,11 +118,17 @@ def read_vector_mask(path, grid_of, required=True):
         if crs is not None:
             warn_once(f"{path}: the features have no CRS; taken to be {grid_of}'s "
                       f"({crs.to_string()})")
+        elif placed:                                    # as --polygons writes its targets
+            warn_once(f"{path}: {grid_of} is placed on the map by {placed}, which the "
+                      "features are not burnt by: they are taken in its pixel coordinates "
+                      "(x the column, y minus the row)")
     elif crs is None:
         named = frame.crs.to_string() if frame.crs.to_epsg() else frame.crs.name   # not a WKT
-        raise HsanomalyError(f"{path}: the features are in {named}, but {grid_of} has no CRS, "
-                             "so nothing says where they fall on it; drop the layer's CRS if "
-                             "it is drawn in the raster's own coordinates")
+        drop = ("" if placed else "drop the layer's CRS if it is drawn in the raster's pixel "
+                "coordinates, or ")
+        raise HsanomalyError(f"{path}: the features are in {named}, but {grid_of} has no "
+                             f"{'map grid' if placed else 'CRS'}, so nothing says where they "
+                             f"fall on it; {drop}rasterise the mask onto its pixels")
     elif not same_crs(frame.crs, crs, near=footprint(transform, shape).exterior.xy,
                       tolerance=0.01 * pixel_size(transform)):
         try:
@@ -184,9 +190,10 @@ def pixel_size(transform):
 
 
 def _grid_of(raster, path):
-    """(crs, transform, (rows, cols)) of the raster the features are burnt onto; a raster
-    without georeferencing lies on ``PIXEL_GRID``, where its targets and the features drawn
-    on it in QGIS are."""
+    """(crs, transform, (rows, cols), what places it otherwise) of the raster the features are
+    burnt onto; a raster without a geotransform lies on ``PIXEL_GRID``, where its targets and
+    the features drawn on it in QGIS are (what places it on the map otherwise, ground control
+    points say, in words: ``placed_without_transform``)."""
     if raster is None:
         raise HsanomalyError(f"{path}: a vector mask is burnt onto a raster's grid, and none "
                              "was given")
@@ -195,13 +202,8 @@ def _grid_of(raster, path):
                              f"and {raster} is a .mat file; rasterise it onto the scene's grid")
     with open_raster(raster) as ds:
         if ds.transform.is_identity and ds.crs is None:
-            placed = placed_without_transform(ds)
-            if placed:                                  # as --polygons writes its targets
-                warn_once(f"{path}: {raster} is placed on the map by {placed}, which the "
-                          "features are not burnt by: they are taken in its pixel coordinates "
-                          "(x the column, y minus the row)")
-            return None, PIXEL_GRID, ds.shape
-        return ds.crs, ds.transform, ds.shape
+            return None, PIXEL_GRID, ds.shape, placed_without_transform(ds)
+        return ds.crs, ds.transform, ds.shape, None
 
 
 def _read_layer(path, file, layer):

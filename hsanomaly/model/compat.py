@@ -65,7 +65,8 @@ def check_scaling(bundle, source):
         raise HsanomalyError(f"{source.name}: its bands carry a scale or offset, which "
                              f"hsanomaly {version} ignored as it trained the model "
                              f"{bundle.path} (it saw the stored values, this version reads "
-                             "them scaled); train the model again")
+                             "them scaled); train the model again, or unset the band scale "
+                             "and offset")
 
 
 def check_value_range(bundle, source):

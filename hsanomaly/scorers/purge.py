@@ -29,11 +29,11 @@ from ..defaults import TILE_THREADS
 from ..errors import HsanomalyError
 from ..spelling import submit
 
-# The first pass at fit time scores windows of at most FIT_TILE pixels a side spread across the
-# scene (``fit_windows``: FIT_TILES of them, more along a thin strip): small ones see more of
-# it for the same cost (each also pays the doubled halo). Where they give fewer than
-# FIT_VALUES scores (a mask leaves a few pixels in them), further tiles are taken, FIT_TILES
-# at a time, until they do or the scene is used up.
+# The first pass at fit time scores FIT_TILES windows of at most FIT_TILE pixels a side spread
+# across the scene (``fit_windows``): small ones see more of it for the same cost (each also
+# pays the doubled halo). Where they give fewer than FIT_VALUES scores, or half what they hold
+# (a mask leaves a few pixels in them), further tiles are taken, FIT_TILES at a time, until
+# they do or the scene is used up.
 FIT_TILES, FIT_TILE = 4, 128
 FIT_VALUES = FIT_TILE ** 2
 
@@ -54,11 +54,11 @@ def lift_neighbours(score, weight):
 def fit_windows(height, width):
     """The first pass's windows, placed alike from every side of the image, so that the
     image flipped, turned or transposed is fitted on the same pixels: a side of at most
-    FIT_TILE pixels is one span; a longer one is cut into equal parts (two, or more where the
-    other side is short, until the windows hold about FIT_TILES windows of FIT_TILE pixels),
-    each with a span of at most FIT_TILE pixels at its centre."""
+    FIT_TILE pixels is one span; a longer one is cut into equal parts (two; along a strip, up
+    to FIT_TILES), each with a span of at most FIT_TILE pixels at its centre."""
     def spans(extent, parts):
         size = min(FIT_TILE, extent // parts)
+        size -= (extent - size) % 2 if parts % 2 else 0       # the middle one centred exactly
         first = [(k * extent // parts + (extent // parts - size) // 2, size)
                  for k in range(parts // 2)]
         middle = [((extent - size) // 2, size)] if parts % 2 else []
@@ -67,9 +67,7 @@ def fit_windows(height, width):
     def parts(extent, other):
         if extent <= FIT_TILE:
             return 1
-        across = min(other, FIT_TILE) * (1 if other <= FIT_TILE else 2)
-        return max(2, min(-(-FIT_TILES * FIT_TILE ** 2 // (across * FIT_TILE)),
-                          extent // FIT_TILE or 1))
+        return 2 if other > FIT_TILE else max(2, min(FIT_TILES, extent // FIT_TILE))
 
     return [Window(col, row, cols, rows)
             for row, rows in spans(height, parts(height, width))
@@ -135,14 +133,18 @@ class Purged:
         if not self.purge:
             return
         h = self.halo
-        values = np.empty(0)
+        # enough: a window's worth of scores, or half what the placed windows hold (a strip's
+        # are fewer: where it is not masked, they are the fit, alike from every side)
+        enough = min(FIT_VALUES, sum(int(w.height * w.width)
+                                     for w in fit_windows(source.height, source.width)) // 2)
+        values = np.empty(0, np.float32)
         with ThreadPoolExecutor(TILE_THREADS) as pool:
             for placed, batch in fit_batches(source, h):
                 jobs = [submit(pool, self._first_pass, block, valid, h, take)
                         for _, block, valid, take in batch]
                 values = np.concatenate([values] + [job.result() for job in jobs])
                 values = values[np.isfinite(values)]
-                if not placed and len(values) >= FIT_VALUES:     # every placed window in
+                if not placed and len(values) >= enough:     # every placed window in
                     break
         if not len(values):
             raise HsanomalyError(f"{source.name}: {self.name} found no pixel to fit its purge on: "
