@@ -124,8 +124,8 @@ def read_vector_mask(path, grid_of, required=True):
                       "(x the column, y minus the row)")
     elif crs is None:
         named = frame.crs.to_string() if frame.crs.to_epsg() else frame.crs.name   # not a WKT
-        drop = ("" if placed else "drop the layer's CRS if it is drawn in the raster's pixel "
-                "coordinates, or ")
+        drop = ("" if placed else "drop the layer's CRS if it is drawn in the raster's "
+                f"{'pixel ' if transform == PIXEL_GRID else ''}coordinates, or ")
         raise HsanomalyError(f"{path}: the features are in {named}, but {grid_of} has no "
                              f"{'map grid' if placed else 'CRS'}, so nothing says where they "
                              f"fall on it; {drop}rasterise the mask onto its pixels")
