@@ -49,7 +49,8 @@ def _same(value):
 def _masked_source(X):
     """A masked pixel is left out (NaN score, not in the fit), as nodata is in a raster; a pixel
     masked in one band is masked, as a raster's per-band nodata makes it."""
-    return ArraySource(np.ma.getdata(X), valid=~np.ma.getmaskarray(X).any(axis=0))
+    gaps = np.ma.getmaskarray(X)
+    return ArraySource(np.ma.getdata(X), valid=~gaps.any(axis=0), gaps=gaps)
 
 
 # names of the band and of the spatial dimensions in the xarray conventions users meet

@@ -227,9 +227,11 @@ class _Source:
         # every pixel probed left out: the fit's refusal names the band (``no_valid_pixels``)
         if total and PARTIAL_NODATA * total < partial < total:
             band = int(np.argmax(per_band)) + 1
-            if nan_gaps > partial / 2:
-                subset = "gdal_translate -b" if isinstance(self, RasterSource) else "a band subset"
-                warn_once(f"{self.name}: {partial / total:.0%} of the pixels probed are NaN in "
+            raster = isinstance(self, RasterSource)
+            if nan_gaps > partial / 2 or not raster:
+                subset = "gdal_translate -b" if raster else "a band subset"
+                gap = "NaN" if nan_gaps > partial / 2 else "masked"
+                warn_once(f"{self.name}: {partial / total:.0%} of the pixels probed are {gap} in "
                           f"only a few bands (band {band} most often), so they are left out "
                           f"whole; leave such bands out ({subset}) to score those pixels")
             else:
@@ -575,7 +577,8 @@ def band_scaling(scales, offsets, bands, refuse):
 class ArraySource(_Source):
     """An in-memory cube (bands, rows, cols); used for .mat scenes and tests."""
 
-    def __init__(self, cube, valid=None, profile=None, name="<array>", wavelengths=None):
+    def __init__(self, cube, valid=None, profile=None, name="<array>", wavelengths=None,
+                 gaps=None):
         cube = np.asarray(cube)
         if cube.ndim != 3:
             raise HsanomalyError(f"{name}: expected a cube of shape (bands, rows, cols), "
@@ -586,6 +589,7 @@ class ArraySource(_Source):
             raise HsanomalyError(f"{name}: pixels of type {cube.dtype} are not supported "
                                  "(expected integers or floats)")
         self.valid = np.ones(cube.shape[1:], bool) if valid is None else np.asarray(valid, bool)
+        self.gaps = gaps        # (bands, rows, cols): where each band is masked, for check_data
         self.bands = list(range(1, len(cube) + 1))
         self.left_out = ""             # every band of the cube is a band of the spectra
         if wider_than_float32(cube.dtype):
@@ -606,7 +610,10 @@ class ArraySource(_Source):
 
     def _read_bands(self, window, stored=False):
         data, valid = self._read(window)        # checked as the cube came in (float32 since)
-        return data, np.broadcast_to(~valid, data.shape)
+        nodata = np.broadcast_to(~valid, data.shape)
+        if self.gaps is not None:               # the bands a masked pixel is masked in
+            nodata = self.gaps[(slice(None),) + window.toslices()] & nodata
+        return data, nodata
 
     def close(self):
         pass

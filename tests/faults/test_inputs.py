@@ -268,6 +268,13 @@ def test_nan_in_a_few_bands_is_warned_about_as_nodata_there_is(tmp_path):
     with pytest.warns(hsanomaly.HsanomalyWarning, match=r"^<array>: \d+% .* NaN in only a few "
                                                          r"bands \(band 4 most often\)"):
         hsanomaly.Detector("rx").fit(cube)
+    with pytest.warns(hsanomaly.HsanomalyWarning, match=r"^<array>: \d+% .* NaN in only a few "
+                                                         r"bands \(band 4 most often\)"):
+        hsanomaly.Detector("rx").fit(np.ma.masked_invalid(cube))    # the mask folded: unsaid
+    zeros = np.ma.masked_array(np.nan_to_num(cube), np.isnan(cube))
+    with pytest.warns(hsanomaly.HsanomalyWarning, match=r"^<array>: \d+% .* masked in only a "
+                                                         r"few bands \(band 4 most often\)"):
+        hsanomaly.Detector("rx").fit(zeros)
     declared = write_raster(tmp_path / "declared.tif", cube, nodata=float("nan"))   # GDAL's way
     result = run_cli("detect", declared, tmp_path / "heat2.tif", "--score", "rx", "-q")
     assert "declared.tif: " in result.stderr and "NaN in only a few bands" in result.stderr
