@@ -101,8 +101,8 @@ FILL_ATTRS = ("_FillValue", "nodata", "missing_value")
 
 
 def _filled(values, attrs):
-    """The valid pixels of a cube whose attributes name a fill value: a pixel holding it in
-    any band is nodata, as in a raster (None: no fill value named)."""
+    """Where a cube whose attributes name a fill value holds it, band by band (None: no fill
+    value named): a pixel holding it in any band is nodata, as in a raster."""
     fill = next((attrs[name] for name in FILL_ATTRS if attrs.get(name) is not None), None)
     try:
         fill = float(np.ravel(fill)[0])
@@ -110,7 +110,7 @@ def _filled(values, attrs):
         return None
     if not np.isfinite(fill):
         return None                 # NaN fills are nodata anyway
-    return ~(values == fill).any(axis=0)
+    return values == fill
 
 
 def _scaled(values, attrs, name):
@@ -161,8 +161,11 @@ def _xarray_source(X):
         check_band_axis(values, _name(X), advice=lambda axis, where: "No dimension is named, so "
                         f"the first was taken for the bands: if they are {where}, name theirs: "
                         f"X.rename({{{X.dims[axis]!r}: 'band'}})")
-    source = ArraySource(_scaled(values, X.attrs, name), valid=_filled(values, X.attrs),
-                         name=name, wavelengths=_band_centres(X, band_dim))
+    gaps = _filled(values, X.attrs)
+    valid = None if gaps is None else ~gaps.any(axis=0)
+    partial = gaps is not None and bool((~valid & ~gaps.all(axis=0)).any())   # check_data's
+    source = ArraySource(_scaled(values, X.attrs, name), valid=valid, name=name,
+                         wavelengths=_band_centres(X, band_dim), gaps=gaps if partial else None)
     attrs = {k: v for k, v in X.attrs.items() if k in PLACE_ATTRS}
     centres = _centres_of(X, spatial)
 
@@ -217,8 +220,8 @@ def as_band(value, name):
         if map_axes(value):                             # rows are y, whatever the order
             value = value.transpose(..., *map_axes(value))
         values = np.asarray(value.values)
-        valid = _filled(values[None], value.attrs)
-        value = values if valid is None else np.ma.masked_array(values, ~valid)
+        gaps = _filled(values[None], value.attrs)
+        value = values if gaps is None else np.ma.masked_array(values, gaps[0])
     if hasattr(value, "data_vars"):                     # an xarray Dataset: which variable?
         raise HsanomalyError(f"{name}: expected a raster's path or an array, got an xarray "
                              "Dataset; give one of its variables (a DataArray)")

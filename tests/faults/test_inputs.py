@@ -275,6 +275,12 @@ def test_nan_in_a_few_bands_is_warned_about_as_nodata_there_is(tmp_path):
     with pytest.warns(hsanomaly.HsanomalyWarning, match=r"^<array>: \d+% .* masked in only a "
                                                          r"few bands \(band 4 most often\)"):
         hsanomaly.Detector("rx").fit(zeros)
+    xr = pytest.importorskip("xarray")
+    filled = xr.DataArray(np.nan_to_num(cube, nan=-9999), dims=("band", "y", "x"),
+                          attrs={"_FillValue": -9999})
+    with pytest.warns(hsanomaly.HsanomalyWarning, match=r"^<DataArray>: \d+% .* masked in only "
+                                                         r"a few bands \(band 4 most often\)"):
+        hsanomaly.Detector("rx").fit(filled)
     declared = write_raster(tmp_path / "declared.tif", cube, nodata=float("nan"))   # GDAL's way
     result = run_cli("detect", declared, tmp_path / "heat2.tif", "--score", "rx", "-q")
     assert "declared.tif: " in result.stderr and "NaN in only a few bands" in result.stderr
