@@ -275,7 +275,7 @@ def test_a_sample_too_small_for_the_fit_is_named_not_the_raster(synthetic_raster
     from click.testing import CliRunner
 
     from hsanomaly.cli import main
-    from synthetic import synthetic_cube
+    from synthetic import synthetic_cube, write_raster
 
     result = CliRunner().invoke(main, ["detect", str(synthetic_raster[0]),
                                        str(tmp_path / "heat.tif"), "--score", "gmm",
@@ -288,6 +288,13 @@ def test_a_sample_too_small_for_the_fit_is_named_not_the_raster(synthetic_raster
     with pytest.raises(HsanomalyError, match=r"; sample=6 drew \d+ of the raster's 2000: pass "
                                              r"at least 130$"):
         Detector("gmm", sample=6).fit(cube)
+    # where a mask leaves them out, the pixels it leaves are counted as such
+    outside = np.ones((40, 50), np.uint8)
+    outside[20:22, 20:24] = 0                                            # 8 pixels left in
+    mask = write_raster(tmp_path / "mask.tif", outside[None], dtype="uint8")
+    with pytest.raises(HsanomalyError, match=r"needs at least 13 valid pixels .*; the raster has 8 "
+                                             r"outside its mask$"):
+        hsanomaly.detect(synthetic_raster[0], tmp_path / "masked.tif", score="gmm", mask=mask)
     # a raster of fewer valid pixels than a fit needs is told so, whatever the sample
     cube[:, 2:], cube[:, :, 4:] = np.nan, np.nan                     # 8 valid pixels
     with pytest.raises(HsanomalyError, match=r"needs at least 13 valid pixels .*; the raster has "

@@ -387,7 +387,9 @@ def test_features_on_a_raster_without_georeferencing_lie_where_qgis_shows_its_pi
     assert report["auc"] == hsanomaly.evaluate(heat, truth)["auc"]
     # GDAL's tools write such a raster's features with y the row: told so, not "give a CRS"
     rows_down = write_layer(tmp_path / "down.gpkg", [shapely.box(10, 10, 12, 12)], crs=None)
-    with pytest.raises(HsanomalyError, match=r"plain.tif .*; the raster has no georeferencing, so "
+    with pytest.raises(HsanomalyError, match=r"plain.tif \(x 10 to 12, y 10 to 12 against x 0 to "
+                                             r"50, y -40 to 0 in its pixel coordinates\); the "
+                                             r"raster has no georeferencing, so "
                                              r"they were taken in its pixel coordinates, x the "
                                              r"column and y minus the row \(GDAL's tools write "
                                              r"y the row: flip y\)$"):

@@ -143,7 +143,8 @@ def read_vector_mask(path, grid_of, required=True):
     if outside == n:
         where = (f"x {_span(frame.geometry.values, 0)}, y {_span(frame.geometry.values, 1)} "
                  f"against x {_span([footprint(transform, shape)], 0)}, y "
-                 f"{_span([footprint(transform, shape)], 1)} in its CRS")
+                 f"{_span([footprint(transform, shape)], 1)} in its "
+                 f"{'pixel coordinates' if transform == PIXEL_GRID else 'CRS'}")
         cause = ("is the file's CRS right?" if frame.crs is not None else
                  "the file has no CRS, so they were taken to be in the raster's; give the file "
                  "its CRS" if crs is not None else "the raster has no georeferencing, so they "

@@ -149,7 +149,8 @@ def check_pixels(source, n, needed, what, why, sample=None, enough=None):
         valid = getattr(source, "sampled_from", None) if sample is not None else None
         held = (f"{spell('sample', sample)} drew {int(n)} of the raster's {valid}: pass at "
                 f"least {enough or 2 * needed}" if valid is not None and valid >= needed
-                else f"the raster has {int(n if valid is None else valid)}")
+                else f"the raster has {int(n if valid is None else valid)}"
+                f"{' outside its mask' if getattr(source, 'exclusion', None) is not None else ''}")
         raise HsanomalyError(f"{source.name}: {what} needs at least {needed} valid pixels "
                              f"({why}); {held}")
 
