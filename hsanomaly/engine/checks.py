@@ -12,8 +12,7 @@ import numpy as np
 from ..defaults import MIN_TILE
 from ..errors import HsanomalyError, describe, raised_by_callback
 from ..io.atomic import destination_of, space_hint
-from ..io.checks import absolute
-from ..io.checks import check_disk
+from ..io.checks import absolute, check_disk
 from ..options import check_whole
 from ..spelling import counted, spell
 from .store import TILE_FILES, tiles_kept

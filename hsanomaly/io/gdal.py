@@ -238,10 +238,11 @@ def dataset_files(path, _seen=None):
     files = []
     for file in listed:
         for found in local_files(file) if is_gdal_name(file) else [file]:
-            if absolute(found) not in seen:
-                seen.add(absolute(found))
+            key = absolute(found)
+            if key not in seen:
+                seen.add(key)
                 files.append(found)
-                if found.lower().endswith(".vrt") and absolute(found) != absolute(path):
+                if found.lower().endswith(".vrt") and key != absolute(path):
                     files += dataset_files(found, seen)
     return files
 

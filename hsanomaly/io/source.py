@@ -168,9 +168,8 @@ class _Source:
         real data, 0 over water, say, or one band's dropout silently removes those pixels), and
         a large share of pixels that hold one value in every band, which no spectrum does: a
         fill value not declared as nodata (-9999 around a swath), which the scene's statistics
-        would then take in; and,
-        ``truth_like``, pixels of two values: a truth or a mask given as the scene (training
-        refuses one instead)."""
+        would then take in; and, ``truth_like``, pixels of two values: a truth or a mask given
+        as the scene (training refuses one instead)."""
         total, partial, per_band, coarse = 0, 0, np.zeros(self.count), []
         flat, whole = [], 0       # the value of each valid pixel that is one value in every
                                   # band; the valid pixels
@@ -194,11 +193,12 @@ class _Source:
                 coarse.append(coarsest_in_float32(values * scale + offset, nodata, self.bands))
             elif values.dtype != np.float32:
                 coarse.append(coarsest_in_float32(values, nodata, self.bands))
-            gaps = nodata | np.isnan(values)        # NaN: left out too, declared or not
+            nan = np.isnan(values)
+            gaps = nodata | nan                     # NaN: left out too, declared or not
             bad = gaps.sum(axis=0)
             few = (bad > 0) & (bad <= self.count // 2)
             total, partial = total + bad.size, partial + int(few.sum())
-            nan_gaps += int((few & np.isnan(values).any(axis=0)).sum())
+            nan_gaps += int((few & nan.any(axis=0)).sum())
             per_band += gaps[:, few].sum(axis=1)
             if self.count >= FILL_MIN_BANDS:
                 same = (bad == 0) & (values == values[:1]).all(axis=0)
