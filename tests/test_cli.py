@@ -721,3 +721,17 @@ def test_shell_slips_are_refused_or_suggested(tmp_path, monkeypatch):
                                      "'thesis'" in result.output
     assert run("detect", path, "~heat.tif", "--score", "rx", "-q").exit_code == 0   # a name
     assert run("detect-many", path, "--out-dir", "~heat", "--score", "rx", "-q").exit_code == 0
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["detect", "--help"]])
+def test_a_closed_stdout_ends_quietly_as_sigpipe_would(args):
+    """``hsanomaly --help | head``: the group's own --help and --version ended with status 1 and
+    Python's complaint while the commands' ended as a tool killed by SIGPIPE (141)."""
+    read, write = os.pipe()
+    os.close(read)                   # the reader is gone before the first byte is written
+    try:
+        done = subprocess.run([sys.executable, "-m", "hsanomaly", *args], stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (141, "")

@@ -84,6 +84,8 @@ class LazyGroup(click.Group):
         except KeyboardInterrupt:            # click would say "Aborted!"
             what, status = _interruption()
             _fail(what + "; nothing was replaced", status)
+        except BrokenPipeError:              # `hsanomaly --help | head`
+            _reader_gone()
 
     def invoke(self, ctx):
         if sys.stderr is None:       # started with it closed (2>&-): messages go nowhere, as
@@ -116,13 +118,19 @@ class LazyGroup(click.Group):
             tile = ctx.invoked_subcommand in ("detect", "detect-many")
             _fail(f"out of memory; try {'a smaller --tile or ' if tile else ''}a machine with "
                   "more memory", 1)
-        except BrokenPipeError:     # `hsanomaly evaluate ... | head`: the reader had enough
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            sys.exit(128 + signal.SIGPIPE)      # as a tool killed by SIGPIPE, without a word
+        except BrokenPipeError:     # `hsanomaly evaluate ... | head`
+            _reader_gone()
         except OSError as err:
             _fail(f"{err.filename or ctx.command_path}: {describe(err)}", 1)
         finally:
             warnings.showwarning = shown
+
+
+def _reader_gone():
+    """The reader of stdout had enough: end as a tool killed by SIGPIPE, without a word (and
+    without Python's complaint when it flushes stdout at exit)."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(128 + signal.SIGPIPE)
 
 
 def show_progress(quiet):
