@@ -83,7 +83,11 @@ class Detector:
                     f"{name}: score {self.score_name!r} takes it as {meaning[0]}, score "
                     f"{score!r} as {meaning[1]}; set it to None to leave it behind, and give "
                     "the new score's option by its name")
-        type(self).__init__(self, **{**before, **params})
+        merged = {**before, **params}
+        for name in self.options:       # given now by the name its former one has become
+            if name not in params and new.renamed_options.get(name, name) in params:
+                del merged[name]
+        type(self).__init__(self, **merged)
         if self.get_params() != before:
             for name in ("scorer_", "model_", "n_bands_in_", "_workdir", "_fitted_units"):
                 self.__dict__.pop(name, None)

@@ -34,6 +34,20 @@ def test_params_round_trip_and_sklearn_clone():
         detector.set_params(score="rx")
 
 
+def test_an_option_given_by_its_former_name_is_set_again_by_its_name_now():
+    """Detector("lrx", components=5).set_params(pca=7) was refused as "both were given", so a
+    parameter search over ``pca`` failed on every candidate of such a detector."""
+    from sklearn.base import clone
+
+    with pytest.warns(hsanomaly.HsanomalyDeprecationWarning):
+        detector = hsanomaly.Detector("lrx", components=5)
+    assert detector.set_params(pca=7).get_params() == {"score": "lrx", "model": None,
+                                                       "tile": 256, "pca": 7}
+    with pytest.warns(hsanomaly.HsanomalyDeprecationWarning):
+        again = hsanomaly.Detector("lrx", components=5)
+    assert clone(again).set_params(pca=3).get_params()["pca"] == 3
+
+
 def test_a_refused_set_params_leaves_the_detector_as_it_was():
     detector = hsanomaly.Detector("lrx", outer=11, guard=3)
     for bad in ({"outer": 4}, {"bogus": 1}, {"tile": 0}, {"score": "bogus"}):
