@@ -130,11 +130,6 @@ class Detector:
             self.scorer_.moved_to(model)
 
     # fitting and scoring ------------------------------------------------------------------------
-    @property
-    def fits_on_scene(self):
-        """Whether ``fit`` learns from the scene (False: a model-only score; fit loads the model)."""
-        return scorer_class(self.score_name).fits_on_scene
-
     @one_job()
     def fit(self, X: Cube, y: Any = None) -> "Detector":
         """Fit on X (a cube (bands, rows, cols), whose mask, if a masked array, is nodata; an

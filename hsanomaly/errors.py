@@ -95,11 +95,6 @@ class HsanomalyDeprecationWarning(HsanomalyWarning, FutureWarning):
     FutureWarning, so it is shown to users of a script, not only to its tests)."""
 
 
-def fail(path, problem):
-    """Raise an error whose message names ``path`` and ``problem``."""
-    raise HsanomalyError(f"{path}: {problem}")
-
-
 class _Text:
     """A warning filter's message pattern equal to itself alone, so that the filter a block
     put in is the one it takes out, whatever equal filters the caller has."""

@@ -17,7 +17,7 @@ BIN_ROWS = 8192     # pixels binned at once (bounds the float64 copy numpy makes
 
 
 class Preprocessor:
-    """Fit on pixels ``X`` of shape (n_pixels, n_bands); transform pixels or (bands, rows, cols) blocks."""
+    """Fit on pixels ``X`` of shape (n_pixels, n_bands); transform pixels of that shape."""
 
     def __init__(self, n_bands=None, sqrt=False, scale=True, quantile=0.001, whiten=False):
         self.n_bands = n_bands
@@ -100,12 +100,6 @@ class Preprocessor:
 
     def fit_transform(self, X):
         return self.fit(X).transform(X)
-
-    def transform_block(self, block):
-        """(bands_in, rows, cols) -> (bands_out, rows, cols) float32."""
-        b, r, c = block.shape
-        out = self.transform(block.reshape(b, -1).T)
-        return out.T.reshape(-1, r, c)
 
     def to_dict(self):
         params = {k: getattr(self, k) for k in ("n_bands", "sqrt", "scale", "quantile", "whiten")}

@@ -658,7 +658,7 @@ def test_with_stderr_closed_a_command_still_runs(tmp_path):
     command exited 1 at once, without a word."""
     path = write_raster(tmp_path / "scene.tif", synthetic_cube()[0])
     heat = tmp_path / "heat.tif"
-    done = subprocess.run(["sh", "-c", f'"$0" -m hsanomaly detect "$1" "$2" --score rx 2>&-',
+    done = subprocess.run(["sh", "-c", '"$0" -m hsanomaly detect "$1" "$2" --score rx 2>&-',
                            sys.executable, str(path), str(heat)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and heat.exists() and done.stdout.startswith(f"{heat}: rx")

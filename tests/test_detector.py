@@ -312,8 +312,10 @@ def test_scoring_before_fit_and_unknown_scores_are_refused():
 
 
 def test_scorers_declare_whether_they_fit_on_the_scene():
-    assert hsanomaly.Detector("rx").fits_on_scene and hsanomaly.Detector("context").fits_on_scene
-    assert not hsanomaly.Detector("critic").fits_on_scene
+    from hsanomaly.scorers import scorer_class
+
+    assert scorer_class("rx").fits_on_scene and scorer_class("context").fits_on_scene
+    assert not scorer_class("critic").fits_on_scene
 
 
 def test_a_model_score_without_a_model_or_torch_says_what_to_do(monkeypatch):

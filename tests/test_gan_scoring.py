@@ -54,7 +54,7 @@ def test_recon_score_is_the_cost_at_the_latent_output(recon, bundle, raster):
     _, cube, _ = raster
     block = cube[:, :8, :8].copy()
     out = recon.score_block(block, np.ones(block.shape[1:], bool))
-    x = bundle.preprocessor.transform_block(block).reshape(bundle.bands, -1).T
+    x = bundle.preprocessor.transform(block.reshape(block.shape[0], -1).T)
     z = out["latent"].reshape(bundle.latent_dim, -1).T
     g = recon.generator()(z)
     np.testing.assert_allclose(out["score"].ravel(), reconstruction_cost(x, g, z), rtol=1e-4, atol=1e-7)

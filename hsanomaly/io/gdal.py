@@ -326,7 +326,7 @@ def bad_bands(ds, name):
 RAW_DRIVERS = ("ENVI", "EHdr", "GenBin", "ISCE", "PAux", "ROI_PAC")
 
 
-def check_raw_size(ds, name):
+def check_raw_size(ds):
     """Refuse a raw data file shorter than its header says: GDAL would read the missing
     pixels as zeros and the run would score them, silently."""
     if ds.driver not in RAW_DRIVERS or not ds.files or is_gdal_name(ds.files[0]):

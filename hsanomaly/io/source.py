@@ -396,7 +396,7 @@ class RasterSource(_Source):
         # an alpha band says which pixels are there (0: transparent); it is no spectral band.
         # GDAL masks with it only in 2- and 4-band rasters, so it is read here as the mask
         alpha = [b for b, c in enumerate(ds.colorinterp, start=1) if c.name == "alpha"]
-        check_raw_size(ds, self.name)
+        check_raw_size(ds)
         bad = bad_bands(ds, self.name)
         self.bands = [b for b in range(1, ds.count + 1) if b not in alpha and b not in bad]
         if not ds.count:
