@@ -267,6 +267,26 @@ def test_the_thesis_starts_are_standard_normal_and_keyed_by_the_pixel():
     np.testing.assert_array_equal(pixel_starts(x[[7, 7, 3]], 4, 8, 0), z[:, [7, 7, 3]])
 
 
+def test_a_solver_built_directly_has_the_defaults_make_solver_gives():
+    """ThesisSolver restated the defaults by hand (16 x 100, c2 0, seed 0): after a change to
+    hsanomaly.defaults, ThesisSolver() and make_solver("thesis") disagreed. Here defaults.py is
+    changed before the solvers load, as an edit of it would."""
+    import subprocess
+    import sys
+
+    code = (
+        "from hsanomaly import defaults as d\n"
+        "d.C1, d.C2, d.RESTARTS, d.STEPS, d.SEED, d.CODEBOOK, d.REFINE = 2.0, 0.5, 3, 7, 9, 64, 2\n"
+        "from hsanomaly.latent import SOLVERS, make_solver, reconstruction_cost\n"
+        "for cls in SOLVERS.values():\n"
+        "    assert make_solver(cls.name).params() == cls().params(), cls.name\n"
+        "    assert cls().seed == 9 and cls().c2 == 0.5, cls.name\n"
+        "assert SOLVERS['thesis']().restarts == 3 and SOLVERS['fast']().refine == 2\n"
+        "assert reconstruction_cost.__defaults__ == (2.0, 0.5)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
 def test_make_solver_options():
     assert make_solver("thesis", restarts=4, steps=50).params()["restarts"] == 4
     assert make_solver("fast").params()["solver"] == "fast"

@@ -48,12 +48,12 @@ def make_solver(name, *, c1=defaults.C1, c2=defaults.C2, restarts=defaults.RESTA
     if not is_real(codebook_scale) or codebook_scale <= 0:
         raise HsanomalyError(f"{spell('codebook_scale')} must be a finite number above 0, "
                              f"got {codebook_scale!r}")
-    if name == "thesis":
-        return ThesisSolver(c1=c1, c2=c2, restarts=restarts, steps=steps, seed=seed)
-    if name == "fast":
-        return FastSolver(c1=c1, c2=c2, codebook=codebook, refine=refine,
-                          codebook_scale=codebook_scale, seed=seed)
-    raise HsanomalyError(f"{spell('solver')}: unknown solver {name!r}; choose one of {', '.join(SOLVERS)}")
+    if name not in SOLVERS:
+        raise HsanomalyError(f"{spell('solver')}: unknown solver {name!r}; choose one of "
+                             f"{', '.join(SOLVERS)}")
+    given = dict(c1=c1, c2=c2, restarts=restarts, steps=steps, codebook=codebook, refine=refine,
+                 codebook_scale=codebook_scale, seed=seed)
+    return SOLVERS[name](**{option: given[option] for option in SOLVERS[name].options})
 
 
 __all__ = ["Codebook", "FastSolver", "GeneratorFunction", "LatentResult", "SOLVERS", "ThesisSolver",

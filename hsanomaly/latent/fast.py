@@ -188,11 +188,11 @@ class FastSolver:
     """Codebook candidates + chord Gauss-Newton; convergence = cost decrease of the last step."""
 
     name = "fast"
+    options = ("c1", "c2", "codebook", "refine", "codebook_scale", "seed")   # from make_solver
 
     def __init__(self, c1=defaults.C1, c2=defaults.C2, codebook=defaults.CODEBOOK, candidates=8,
                  refine=defaults.REFINE, codebook_scale=defaults.CODEBOOK_SCALE, damping=0.0,
-                 projection=8,
-                 seed=0):
+                 projection=8, seed=defaults.SEED):
         self.c1, self.c2 = float(c1), float(c2)
         self.codebook_size, self.candidates, self.refine = int(codebook), int(candidates), int(refine)
         self.codebook_scale, self.damping, self.seed = float(codebook_scale), float(damping), int(seed)

@@ -10,6 +10,7 @@ descent and Gauss-Newton steps, which only need a descent direction.
 
 import numpy as np
 
+from .. import defaults
 from ..errors import HsanomalyError
 
 JACOBIAN_STEP = 1e-3
@@ -31,7 +32,7 @@ def finite_pixels(x):
     return x
 
 
-def reconstruction_cost(x, g, z, c1=1.0, c2=0.0):
+def reconstruction_cost(x, g, z, c1=defaults.C1, c2=defaults.C2):
     """The thesis code's cost per sample: ``c1 * mean((x - G(z))^2) + c2 * mean(z^2)``.
 
     x, g: (n, d) flattened windows; z: (n, k). The means over the d output values and the k

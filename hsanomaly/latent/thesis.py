@@ -12,6 +12,7 @@ score does not depend on which pixels are solved with it (a tile's size, nodata 
 
 import numpy as np
 
+from .. import defaults
 from .generator import finite_pixels, reconstruction_cost
 from .result import LatentResult
 
@@ -47,8 +48,10 @@ class ThesisSolver:
     """``restarts`` x ``steps`` momentum gradient descent; convergence = |cost change| of the last step."""
 
     name = "thesis"
+    options = ("c1", "c2", "restarts", "steps", "seed")     # what ``make_solver`` passes on
 
-    def __init__(self, c1=1.0, c2=0.0, restarts=16, steps=100, lr=0.1, momentum=0.9, seed=0):
+    def __init__(self, c1=defaults.C1, c2=defaults.C2, restarts=defaults.RESTARTS,
+                 steps=defaults.STEPS, lr=0.1, momentum=0.9, seed=defaults.SEED):
         if restarts < 1 or steps < 1:
             raise ValueError(f"the thesis solver needs restarts >= 1 and steps >= 1, got {restarts}x{steps}")
         self.c1, self.c2 = float(c1), float(c2)
