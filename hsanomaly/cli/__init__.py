@@ -154,7 +154,7 @@ QUIET_HELP = "Only warnings and errors on stderr: no progress bar, progress or s
 # gives the others the same option
 quiet_option = click.option("--quiet", "-q", is_flag=True, help=QUIET_HELP)
 # a seed's range, refused by click as any option out of range is (status 2)
-SEED = click.IntRange(0, SEED_MAX)
+SEED_RANGE = click.IntRange(0, SEED_MAX)
 
 
 def with_verbosity(command):

@@ -3,7 +3,7 @@
 import click
 
 from .. import defaults
-from . import SEED, progress_log, quiet_option, show_progress, with_verbosity
+from . import SEED_RANGE, progress_log, quiet_option, show_progress, with_verbosity
 from ..latent import DEPRECATED_NAMES, SOLVERS
 from ..options import given as given_options
 from ..scorers import REGISTRY, SCORES
@@ -94,7 +94,7 @@ def _taking(option):
 @click.option("--weight", type=float, default=None,
               help=f"dualcontext: the weight of the GAN residual term beside the two ring terms "
                    f"[default: {defaults.DUAL_WEIGHT:g}].")
-@click.option("--seed", type=SEED, default=None,
+@click.option("--seed", type=SEED_RANGE, default=None,
               help=f"Random seed of scoring: sample draws, latent codebooks, mixtures "
                    f"[default: {defaults.SEED}].")
 @click.option("--recon-out", type=click.Path(dir_okay=False), help="Write the reconstruction G(z*) here.")

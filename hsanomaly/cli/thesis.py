@@ -4,7 +4,7 @@ import click
 
 from ..experiments.thesis.config import ThesisConfig
 from ..defaults import MIN_CODEBOOK
-from . import SEED, quiet_option, with_verbosity
+from . import SEED_RANGE, quiet_option, with_verbosity
 
 DEFAULT = ThesisConfig()
 
@@ -18,7 +18,7 @@ DEFAULT = ThesisConfig()
                                            f"{', '.join(DEFAULT.scenes)}).")
 @click.option("--iterations", type=click.IntRange(min=2), default=DEFAULT.iterations,
               show_default=True, help="Generator iterations per model (early-stopped critics get half).")
-@click.option("--seed", type=SEED, default=DEFAULT.seed, show_default=True,
+@click.option("--seed", type=SEED_RANGE, default=DEFAULT.seed, show_default=True,
               help="Random seed of the models' training and of the scores' draws.")
 @click.option("--solver-pixels", type=click.IntRange(min=1), default=DEFAULT.solver_pixels,
               show_default=True, help="Background pixels sampled for the latent-solver comparison.")

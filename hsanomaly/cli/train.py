@@ -3,7 +3,7 @@
 import click
 
 from .. import defaults
-from . import SEED, progress_log, quiet_option, show_progress, with_verbosity
+from . import SEED_RANGE, progress_log, quiet_option, show_progress, with_verbosity
 from ..training.settings import THREADS, Settings
 
 
@@ -31,7 +31,7 @@ from ..training.settings import THREADS, Settings
                    "distance (what the recon and anogan scores' quick models use).")
 @click.option("--iterations", default=Settings.iterations, show_default=True,
               type=click.IntRange(min=1), help="Generator iterations.")
-@click.option("--seed", default=defaults.TRAIN_SEED, show_default=True, type=SEED,
+@click.option("--seed", default=defaults.TRAIN_SEED, show_default=True, type=SEED_RANGE,
               help="Random seed of the networks' first weights and of the windows drawn.")
 @click.option("--device", default=defaults.DEVICE, show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--boost-rare", is_flag=True, help="Draw rare (but not singular) spectra more often.")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .ownership import SOFTWARE, TAG_PREFIX, grid_text, input_name, input_place
+from .ownership import SOFTWARE, TAG_PREFIX, grid_tag, input_name, input_place
 
 OUTPUT_BLOCK = 256
 OVERVIEW_MIN = 256        # build overview levels until the smaller side is below this
@@ -57,7 +57,7 @@ def heatmap_tags(scorer, source, fingerprint):
     tags = {"SCORE": scorer.name, "PARAMETERS": json.dumps(params, sort_keys=True),
             "VERSION": __version__, "INPUT": input_name(source.name),
             "INPUT_PLACE": input_place(source.name), "INPUT_FINGERPRINT": digest(fingerprint),
-            "GRID": grid_text(source.width, source.height, source.profile.get("transform"))}
+            "GRID": grid_tag(source.width, source.height, source.profile.get("transform"))}
     if source.exclusion is not None:
         tags["MASK"] = Path(source.exclusion.path).name
     bundle = scorer.model_bundle

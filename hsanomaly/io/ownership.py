@@ -25,7 +25,7 @@ def _ours(text):
 GRID_TAG = TAG_PREFIX + "GRID"      # the heatmap's own size and geotransform
 
 
-def grid_text(width, height, transform):
+def grid_tag(width, height, transform):
     """A raster's grid as a heatmap records it: a copy that GDAL cut, resampled or warped
     keeps the heatmap's tags, but not this."""
     place = (1, 0, 0, 0, 1, 0) if transform is None else tuple(transform)[:6]   # GDAL's default
@@ -33,7 +33,7 @@ def grid_text(width, height, transform):
 
 
 def _geotiff_tags(path, grid=False):
-    """A raster's dataset tags (with ``grid``: and its ``grid_text``), or None."""
+    """A raster's dataset tags (with ``grid``: and its ``grid_tag``), or None."""
     from .atomic import native_quiet
     from .gdal import open_raster
 
@@ -42,7 +42,7 @@ def _geotiff_tags(path, grid=False):
     try:
         with native_quiet(), open_raster(path) as ds:
             tags = ds.tags()
-            return (tags, grid_text(ds.width, ds.height, ds.transform)) if grid else tags
+            return (tags, grid_tag(ds.width, ds.height, ds.transform)) if grid else tags
     except HsanomalyError:
         return None
 

@@ -27,7 +27,8 @@ from .gdal import (GDAL_CACHE_BYTES, band_wavelengths, bad_bands, check_raw_size
                    gdal_env, geolocation, is_gdal_name, open_raster, read_checked, read_masked,
                    require_file)
 from .values import (EXTREME, FLOAT32_MAX, check_float32_range, coarsest_in_float32, commonest,
-                     declare_nodata, extreme_values, mask_values, warn_coarse, wider_than_float32)
+                     declare_nodata, extreme_values, two_values_text, warn_coarse,
+                     wider_than_float32)
 
 PROBE = 64              # pixels across a window the data is probed on before the work
 AXIS_STRIP, AXIS_LINE, AXIS_LINES = 4, 512, 200   # the band-axis check's lines: strips 4
@@ -211,7 +212,7 @@ class _Source:
                       "they are left out like nodata (NaN in the heatmap), though such a value "
                       "may mark the scene's most anomalous pixels (saturated?)")
         probed = np.concatenate(pixels, axis=1)
-        shown = mask_values(probed, first_band=probed[0]) if truth_like else None
+        shown = two_values_text(probed, first_band=probed[0]) if truth_like else None
         if shown:
             warn_once(f"{self.name}: the pixels probed hold only {shown}: a truth or mask raster "
                       "rather than a scene? Its scores rank no spectra")

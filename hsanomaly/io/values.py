@@ -90,7 +90,7 @@ def warn_negative_mask(name, values, unknown, remedy):
                   f"unknown, {remedy(value)}")
 
 
-def mask_values(pixels, first_band=None):
+def two_values_text(pixels, first_band=None):
     """The two values ``pixels`` (any shape, NaN skipped) hold when they hold two, as a truth
     or an exclusion mask given for a scene does, in words ("0 and 1"); else None (one value
     is a constant raster, said as such). ``first_band``, some of them, rules most scenes out

@@ -22,7 +22,7 @@ from ..errors import HsanomalyError
 from ..io import open_source
 from ..io.exclusion import Exclusion
 from ..io.checks import warn
-from ..io.values import mask_values
+from ..io.values import two_values_text
 from ..model.compat import first_mismatch
 from ..preprocess import Preprocessor
 from ..spelling import counted, spell
@@ -126,7 +126,7 @@ def _refuse_masks(inputs, raw):
     """Refuse an input whose sampled pixels hold two values: a truth or an exclusion mask
     given as the scene (its error surfaced only at detect, as a band count)."""
     for path, windows in zip(inputs, raw):
-        shown = mask_values(windows, first_band=windows[:, 0])
+        shown = two_values_text(windows, first_band=windows[:, 0])
         if shown:
             raise HsanomalyError(f"{path}: its pixels hold only {shown}: a truth or mask "
                                  "raster, not a scene to train on")
