@@ -288,3 +288,48 @@ def test_a_selection_on_a_truth_layer_is_said(scene, heatmap):
             run_evaluate(heatmap, value)
         assert problem in str(err.value), str(err.value)
     QgsProject.instance().removeMapLayer(drawn.id())
+
+
+def in_background(algorithm, parameters):
+    """Run ``algorithm`` as the Processing dialog's Run button does, as a task on a thread of
+    QGIS's pool; (succeeded, results)."""
+    import time
+
+    from qgis.core import (QgsApplication, QgsProcessingAlgRunnerTask, QgsProcessingContext,
+                           QgsProcessingFeedback, QgsProject)
+
+    context, feedback, done = QgsProcessingContext(), QgsProcessingFeedback(), []
+    context.setProject(QgsProject.instance())
+    task = QgsProcessingAlgRunnerTask(
+        QgsApplication.processingRegistry().createAlgorithmById(algorithm), parameters, context,
+        feedback)
+    task.executed.connect(lambda ok, results: done.append((ok, results)))
+    QgsApplication.taskManager().addTask(task)
+    deadline = time.monotonic() + 120
+    while not done and time.monotonic() < deadline:
+        QgsApplication.processEvents()
+        time.sleep(0.01)
+    return done[0] if done else (False, "still running after 120 s")
+
+
+def test_runs_from_the_dialog_one_after_another_leave_qgis_running(scene, heatmap, tmp_path):
+    """The dialog runs an algorithm on a thread of QGIS's pool. The second Evaluate there, or
+    the second Detect with a drawn mask, crashed QGIS (a segmentation fault in pyproj, whose
+    PROJ context outlived the pool thread's Python state): the library runs in a thread of
+    its own."""
+    from qgis.core import QgsProject
+
+    raster, truth = scene
+    clouds = scratch_layer([("cloud", (20, 20), 6)], name="clouds")
+    QgsProject.instance().addMapLayer(clouds)
+    try:
+        for run in range(3):
+            ok, results = in_background("hsanomaly:evaluate", {
+                "HEATMAP": heatmap, "TRUTH": str(truth), "TARGETS": "TEMPORARY_OUTPUT"})
+            assert ok and results["N_TARGETS"] > 0, results
+            ok, results = in_background("hsanomaly:detect", {
+                "INPUT": str(raster), "SCORE": "rx", "MASK": clouds.id(),
+                "OUTPUT": str(tmp_path / f"heat{run}.tif")})
+            assert ok and results["OUTPUT"] == str(tmp_path / f"heat{run}.tif"), results
+    finally:
+        QgsProject.instance().removeMapLayer(clouds.id())

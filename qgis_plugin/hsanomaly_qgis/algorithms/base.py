@@ -1,6 +1,7 @@
 """What every hsanomaly algorithm shares: dependency checks, progress, error translation."""
 
 import contextlib
+import contextvars
 import logging
 import re
 import threading
@@ -269,6 +270,44 @@ def warnings_to(feedback):
             _ROUTES.pop(threading.get_ident(), None)
             if not _ROUTES and warnings.showwarning is _show:
                 warnings.showwarning = _SHOWN[0]
+
+
+def in_own_thread(job):
+    """``job()``, a library call; off the main thread, run in a Python thread of its own and
+    waited for.
+
+    The dialog runs an algorithm on a thread of QGIS's pool, where Python's thread state is
+    made for the task and dropped after it. pyproj (3.7.2 among them) keeps its PROJ context
+    in the OS thread's storage but frees it with the thread state, so the next run on that
+    thread crashed QGIS in the first CRS it made (pyproj issues 1509, 1622): the second
+    Evaluate from the dialog, or a Detect with a mask. A thread of our own starts clean. The
+    job runs in the caller's context (the dialog's field names in messages) and its warnings
+    go to the caller's log. On the main thread (``processing.run`` from the console or a
+    script), whose thread state lives as long as QGIS, the job runs as called: its progress
+    signals reach the caller's feedback as they are sent, and BLAS sums as it does for the
+    library called there."""
+    if threading.current_thread() is threading.main_thread():
+        return job()
+    context, outcome, caller = contextvars.copy_context(), {}, threading.get_ident()
+
+    def run():
+        with _ROUTES_LOCK:
+            if caller in _ROUTES:
+                _ROUTES[threading.get_ident()] = _ROUTES[caller]
+        try:
+            outcome["value"] = context.run(job)
+        except BaseException as err:        # raised again in the caller's thread
+            outcome["error"] = err
+        finally:
+            with _ROUTES_LOCK:
+                _ROUTES.pop(threading.get_ident(), None)
+
+    worker = threading.Thread(target=run, name="hsanomaly-job")
+    worker.start()
+    worker.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def project_layer(value, context):

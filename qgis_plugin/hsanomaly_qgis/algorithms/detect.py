@@ -9,8 +9,8 @@ from qgis.core import (QgsProcessing, QgsProcessingParameterBoolean,
 from .. import library
 from ..dependencies import install_hint
 from ..styles import style_heatmap_on_load, style_targets_on_load
-from .base import (HsanomalyAlgorithm, crs_set_in_qgis, geopackage_file, is_empty, label,
-                   mask_parameter, mask_source, progress_callback, raster_source)
+from .base import (HsanomalyAlgorithm, crs_set_in_qgis, geopackage_file, in_own_thread, is_empty,
+                   label, mask_parameter, mask_source, progress_callback, raster_source)
 
 
 class DetectAnomalies(HsanomalyAlgorithm):
@@ -219,13 +219,13 @@ class DetectAnomalies(HsanomalyAlgorithm):
                                      "of its own")
             if polygons:      # replaced without asking: never with a user's layers in it
                 check_no_other_layers(polygons)
-            result = detect(
+            tile = self.parameterAsInt(parameters, self.TILE, context)
+            resume = self.parameterAsBool(parameters, self.RESUME, context)
+            result = in_own_thread(lambda: detect(
                 source, heatmap, score=score, model=model, polygons=polygons,
-                threshold=threshold, far=far, mask=mask,
-                tile=self.parameterAsInt(parameters, self.TILE, context),
-                resume=self.parameterAsBool(parameters, self.RESUME, context),
+                threshold=threshold, far=far, mask=mask, tile=tile, resume=resume,
                 overwrite=True,   # QGIS replaces an algorithm's output files (its dialog asks)
-                progress=False, callback=progress_callback(feedback), **options)
+                progress=False, callback=progress_callback(feedback), **options))
         feedback.pushInfo(result.text())
         if result.model and not model:     # the quick model: a folder the user did not choose
             feedback.pushInfo(f"{result.model}: model trained on {source}; reuse it in the "

@@ -12,8 +12,8 @@ from qgis.core import (QgsCoordinateReferenceSystem, QgsFeature, QgsFeatureSink,
 from qgis.PyQt.QtCore import QVariant
 
 from .. import library
-from .base import (HsanomalyAlgorithm, crs_set_in_qgis, geopackage_file, is_empty, mask_parameter,
-                   mask_source, raster_source)
+from .base import (HsanomalyAlgorithm, crs_set_in_qgis, geopackage_file, in_own_thread, is_empty,
+                   mask_parameter, mask_source, raster_source)
 
 # per-target report key -> table field type
 TARGET_FIELDS = {"id": QVariant.String, "pixels": QVariant.Int, "auc": QVariant.Double,
@@ -123,9 +123,10 @@ class Evaluate(HsanomalyAlgorithm):
                 check_paths(inputs, [(spell(self.TARGETS.lower()), written)], writable=False)
             # a folder's dialog asks about the folder, never the plots in it: the library
             # replaces its own plots there and refuses anyone else's files
-            report = evaluate(heatmap, truth, outer_mask=outer, plots=plots, title=Path(heatmap).stem,
-                              overwrite=False,
-                              pd_far=self.parameterAsDouble(parameters, self.PD_FAR, context))
+            pd_far = self.parameterAsDouble(parameters, self.PD_FAR, context)
+            report = in_own_thread(lambda: evaluate(
+                heatmap, truth, outer_mask=outer, plots=plots, title=Path(heatmap).stem,
+                overwrite=False, pd_far=pd_far))
             feedback.pushInfo(format_summary(report))
             if plots:
                 feedback.pushInfo(f"{plots}: plots")

@@ -6,7 +6,7 @@ from qgis.core import (QgsProcessing, QgsProcessingParameterBoolean,
 
 from .. import library
 from ..dependencies import install_hint, missing
-from .base import (HsanomalyAlgorithm, is_empty, mask_parameter, mask_source,
+from .base import (HsanomalyAlgorithm, in_own_thread, is_empty, mask_parameter, mask_source,
                    progress_callback, raster_sources)
 
 
@@ -84,12 +84,14 @@ class TrainModel(HsanomalyAlgorithm):
         with self.library_errors(feedback):
             from hsanomaly.api import train
 
-            bundle = train(inputs, out, mask=mask, bands=bands,
-                           whiten=self.parameterAsBool(parameters, self.WHITEN, context),
-                           window=self.parameterAsInt(parameters, self.WINDOW, context),
-                           iterations=self.parameterAsInt(parameters, self.ITERATIONS, context),
-                           seed=self.parameterAsInt(parameters, self.SEED, context),
-                           resume=self.parameterAsBool(parameters, self.RESUME, context),
-                           progress=False, callback=progress_callback(feedback))
+            settings = dict(
+                mask=mask, bands=bands,
+                whiten=self.parameterAsBool(parameters, self.WHITEN, context),
+                window=self.parameterAsInt(parameters, self.WINDOW, context),
+                iterations=self.parameterAsInt(parameters, self.ITERATIONS, context),
+                seed=self.parameterAsInt(parameters, self.SEED, context),
+                resume=self.parameterAsBool(parameters, self.RESUME, context))
+            bundle = in_own_thread(lambda: train(inputs, out, progress=False,
+                                                 callback=progress_callback(feedback), **settings))
         feedback.pushInfo(f"{bundle.path}: model bundle")
         return {self.OUTPUT: out}
