@@ -521,14 +521,40 @@ def test_a_data_arrays_scale_and_offset_apply_and_its_value_attributes_stay_behi
     heat.to_netcdf(tmp_path / "heat.nc")
     with xr.open_dataarray(tmp_path / "heat.nc") as back:
         np.testing.assert_array_equal(back.values, heat.values)
-    with pytest.raises(HsanomalyError, match="scale_factor/add_offset attributes are not usable"):
+    with pytest.raises(HsanomalyError, match="its scale and offset attributes are not usable"):
         hsanomaly.Detector("rx").fit(raw.assign_attrs(scale_factor=[1.0, 2.0]))
     from hsanomaly.io.inputs import _scaled
 
     assert _scaled(counts, {"scale_factor": 1.0, "add_offset": 0.0}, "x") is counts  # no copy
     one = raw[:1].assign_attrs(scale_factor=[1.0, 2.0, 3.0])      # 3 scales for 1 band
-    with pytest.raises(HsanomalyError, match="scale_factor/add_offset attributes are not usable"):
+    with pytest.raises(HsanomalyError, match="its scale and offset attributes are not usable"):
         hsanomaly.Detector("rx").fit(one)
+
+
+def test_a_data_arrays_per_band_scales_and_offsets_apply_as_rioxarray_gives_them():
+    """Where a raster's bands have other scales (Hyperion's 1/40 and 1/80), rioxarray's
+    unmasked read gives them as ``scales`` (and differing offsets as ``offsets``), not as
+    scale_factor/add_offset: they were ignored, and lrx scored the raw counts without a word."""
+    xr = pytest.importorskip("xarray")
+    cube, _ = synthetic_cube()
+    bands = len(cube)
+    scales = np.where(np.arange(bands) < bands // 2, 1 / 40, 1 / 80)
+    offsets = np.linspace(0.0, 1.0, bands)
+    counts = np.round(cube * 4000).astype(np.int16)
+    for attrs, scale, offset in (({"scales": tuple(scales), "add_offset": 0.0}, scales, 0.0),
+                                 ({"scale_factor": 1 / 40, "offsets": tuple(offsets)},
+                                  1 / 40, offsets),
+                                 ({"scales": list(scales), "offsets": list(offsets)},
+                                  scales, offsets)):
+        values = (counts * np.broadcast_to(scale, (bands,))[:, None, None]
+                  + np.broadcast_to(offset, (bands,))[:, None, None]).astype(np.float32)
+        raw = xr.DataArray(counts, dims=("band", "y", "x"), attrs=attrs)
+        np.testing.assert_allclose(hsanomaly.Detector("rx").fit(raw).scorer_.mean_,
+                                   hsanomaly.Detector("rx").fit(values).scorer_.mean_, rtol=1e-5)
+        local = hsanomaly.Detector("lrx", outer=7, guard=3)
+        np.testing.assert_allclose(local.fit_score(raw).values, local.fit_score(values),
+                                   rtol=1e-3)
+    assert not np.allclose(local.fit_score(counts), local.fit_score(values), rtol=1e-2)
 
 
 def test_a_dataarrays_band_centres_reach_the_model_check():

@@ -116,15 +116,16 @@ def _filled(values, attrs):
 def _scaled(values, attrs, name):
     """The values with the attributes' ``scale_factor`` and ``add_offset`` applied (one number,
     or one per band), as GDAL's band scale and offset are for a raster; as they are without
-    (rioxarray writes 1 and 0 always: no float64 copy then)."""
-    scale, offset = attrs.get("scale_factor"), attrs.get("add_offset")
+    (rioxarray writes 1 and 0 always: no float64 copy then). Where the bands' scales (or
+    offsets) differ, rioxarray gives them as ``scales`` (``offsets``), one per band, instead."""
+    scale = attrs.get("scale_factor", attrs.get("scales"))
+    offset = attrs.get("add_offset", attrs.get("offsets"))
     if scale is None and offset is None:
         return values
     scaling = band_scaling(1.0 if scale is None else scale, 0.0 if offset is None else offset,
                            len(values), lambda: HsanomalyError(
-                               f"{name}: its scale_factor/add_offset attributes are not usable "
-                               f"(scale_factor {scale!r}, add_offset {offset!r}, for "
-                               f"{len(values)} bands)"))
+                               f"{name}: its scale and offset attributes are not usable "
+                               f"(scale {scale!r}, offset {offset!r}, for {len(values)} bands)"))
     return values if scaling is None else values * scaling[0] + scaling[1]
 
 
