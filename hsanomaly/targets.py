@@ -66,7 +66,8 @@ def find_targets(heatmap, *, threshold=None, far=None, transform=None, crs=None,
         width = heatmap.shape[-1]
         transform = Affine.identity() if transform is None else transform
         if transform.is_identity and crs is not None:
-            _warn_crs_unplaced(name, "the heatmap array")
+            _warn_crs_unplaced(name, "it", "a DataArray's x and y coordinates, or its transform "
+                                           "attribute, place it")
             crs = None
     pixels = pixel_coordinates(transform, crs, in_memory=not (is_file or given))
     georeferenced = pixels is None
@@ -141,14 +142,13 @@ def _placement(path, name):
              "polygons do not follow: they are in pixel coordinates (gdalwarp the input to "
              "a map grid first)")
     elif transform.is_identity and crs is not None:
-        _warn_crs_unplaced(name, "the raster")
+        _warn_crs_unplaced(name, "the raster", "give the input a geotransform to place them")
     return transform, None if transform.is_identity else crs, width, score
 
 
-def _warn_crs_unplaced(name, what):
+def _warn_crs_unplaced(name, what, remedy):
     warn(f"{name}: {what} names a CRS but has no geotransform, so polygons are in pixel "
-         "coordinates and their layer names no CRS (give the input a geotransform to place "
-         "them)")
+         f"coordinates and their layer names no CRS ({remedy})")
 
 
 def _warn_none_found(name, threshold, far, highest, scored):

@@ -679,9 +679,36 @@ def test_find_targets_compares_an_array_in_its_own_precision():
 def test_find_targets_says_a_crs_attribute_without_a_transform_places_nothing():
     xr = pytest.importorskip("xarray")
     heat = xr.DataArray(planted_heatmap(), dims=("y", "x"), attrs={"crs": CRS})
-    with pytest.warns(UserWarning, match="names a CRS but has no geotransform"):
+    with pytest.warns(UserWarning, match="the heatmap array: it names a CRS but has no geotransform"):
         found = hsanomaly.find_targets(heat, threshold=1.0)
     assert found.crs is None and found["area"].isna().all()
+
+
+def test_a_data_array_with_a_crs_is_placed_by_its_coordinates_as_rioxarray_places_it():
+    """x/y coordinates and a CRS without a transform attribute (``rio.write_crs`` on an array
+    built by hand, or a netCDF without a GeoTransform) gave pixel coordinates and the warning
+    "has no geotransform", and evaluate's targets had no map centres."""
+    xr = pytest.importorskip("xarray")
+    scores = planted_heatmap()
+    rows, cols = scores.shape
+    placed = xr.DataArray(scores, dims=("y", "x"), attrs={"crs": CRS, "transform": TRANSFORM})
+    by_coords = xr.DataArray(scores, dims=("y", "x"), attrs={"crs": CRS}, coords={
+        "x": TRANSFORM.c + (np.arange(cols) + 0.5) * TRANSFORM.a,
+        "y": TRANSFORM.f + (np.arange(rows) + 0.5) * TRANSFORM.e})
+    want = hsanomaly.find_targets(placed, threshold=1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", HsanomalyWarning)
+        found = hsanomaly.find_targets(by_coords, threshold=1.0)
+    assert found.crs == want.crs and found.crs is not None
+    np.testing.assert_allclose(found[["centroid_x", "centroid_y", "area"]].values,
+                               want[["centroid_x", "centroid_y", "area"]].values)
+    truth = scores > 1.0
+    report = hsanomaly.evaluate(by_coords, truth)
+    assert report["targets"][0]["centroid_x"] == pytest.approx(
+        hsanomaly.evaluate(placed, truth)["targets"][0]["centroid_x"])
+    one_row = by_coords.isel(y=[3])           # one row: nothing tells a pixel's height
+    with pytest.warns(HsanomalyWarning, match="names a CRS but has no geotransform"):
+        hsanomaly.find_targets(one_row, threshold=1.0)
 
 
 def test_find_targets_takes_what_a_data_array_carries_beside_what_is_given():

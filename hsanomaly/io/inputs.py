@@ -253,7 +253,8 @@ def placement(value):
     (``PLACE_ATTRS``), or a ``spatial_ref`` coordinate's ``GeoTransform`` and ``crs_wkt``
     (the CF and GDAL convention rioxarray writes); (None, None) for anything else. Where it
     has ``x`` and ``y`` coordinates, they place its pixels (``_by_coordinates``). One that
-    does not parse is refused in one line."""
+    does not parse is refused in one line. One with a CRS but no transform is placed by its
+    coordinates alone, as rioxarray places it (``rio.write_crs`` on an array built by hand)."""
     if not _is_data_array(value):
         return None, None
     from affine import Affine
@@ -267,7 +268,9 @@ def placement(value):
             raise HsanomalyError(f"{_name(value)}: its spatial_ref's GeoTransform "
                                  f"{ref['GeoTransform']!r} is not six numbers") from None
     transform = as_transform(transform, f"{_name(value)}'s transform attribute")
-    if transform is not None:
+    if transform is None and crs is not None:
+        transform = _by_coordinates(value, None)
+    elif transform is not None:
         if pixel_centres(value) is not None and not (transform.b or transform.d):
             transform = _by_coordinates(value, transform)
         else:
@@ -306,17 +309,21 @@ def _by_coordinates(value, transform):
     centres): they follow a cut, a step, a sort or a flip (``isel``, ``sortby``), while the
     attributes keep the whole array's grid, whose pixel size serves an axis of one
     coordinate, or of coordinates stored too coarsely to tell a pixel (``COARSE``: those
-    still say where a cut begins). Coordinates off an even grid are refused."""
+    still say where a cut begins). Coordinates off an even grid are refused. Without a
+    ``transform``, the coordinates alone: None where they cannot tell a pixel's size."""
     from affine import Affine
 
     centres = pixel_centres(value)
     if centres is None:
         return transform
     grid = {}
-    for dim, size in (("x", transform.a), ("y", transform.e)):
+    for dim, size in (("x", None if transform is None else transform.a),
+                      ("y", None if transform is None else transform.e)):
         at, rounding = centres[dim]
         n = np.arange(len(at))
-        if len(at) > 1 and rounding <= COARSE * abs(size):   # least squares: rounding averaged
+        if size is None and (len(at) < 2 or rounding > COARSE * np.ptp(at) / (len(at) - 1)):
+            return None                                      # nothing tells a pixel's size
+        if len(at) > 1 and (size is None or rounding <= COARSE * abs(size)):   # least squares
             dn = n - n.mean()
             size = float(np.dot(dn, at - at.mean()) / np.dot(dn, dn))
             off = np.abs(at - at.mean() - size * dn).max()
