@@ -22,7 +22,7 @@ from .io.inputs import as_source
 from .latent import current_solver
 from .options import (check_door_keywords, check_flags, check_near_misses, plain_values,
                       renamed_keywords)
-from .quickmodel import temporary_model_folder
+from .quickmodel import QuickModelFolder
 from .scorers import (check_scorer, chosen, current_options, make_scorer, scorer_class,
                       scorer_for)
 from .spelling import counted
@@ -121,7 +121,7 @@ class Detector:
         files = state.pop("_quick_model_files", None)
         self.__dict__.update(state)
         if files is not None:
-            self._workdir = temporary_model_folder()
+            self._workdir = QuickModelFolder()
             model = Path(self._workdir.name) / "model"
             model.mkdir()
             for name, data in files.items():
@@ -208,6 +208,7 @@ class Detector:
     def fit_score(self, X: "DataArray") -> "DataArray": ...  # type: ignore[overload-overlap]
     @overload
     def fit_score(self, X: Cube) -> np.ndarray: ...
+    @one_job()        # one call: each warning about X said once
     def fit_score(self, X: Cube) -> Union[np.ndarray, "DataArray"]:
         """``fit(X).score(X)``: the usual way, a scene scored against itself."""
         return self.fit(X).score(X)
@@ -222,5 +223,8 @@ def check_detector_keywords(options):
                         {"mask": "a Detector leaves out what its input masks: pass a masked "
                                  "array (masked = left out) or NaN there",
                          "workers": "a Detector scores in this process; Dask goes with detect",
-                         "scheduler": "a Detector scores in this process; Dask goes with detect"},
+                         "scheduler": "a Detector scores in this process; Dask goes with detect",
+                         "progress": "a Detector draws no progress bar",
+                         "callback": "a Detector takes no callback (to show progress or "
+                                     "cancel)"},
                         "a Detector returns the scores in memory, and writes nothing")

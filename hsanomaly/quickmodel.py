@@ -142,7 +142,7 @@ def train_on_copy(source, training):
 
     import numpy as np
 
-    from .io.checks import check_disk, check_memory
+    from .io.checks import check_disk, check_memory, shown_as
     from .io.convert import write_geotiff
     from .io.source import iter_windows
     from .training import train
@@ -152,7 +152,7 @@ def train_on_copy(source, training):
     copy = f"the copy of {source.name} its quick model trains on"
     check_memory(source.name, nbytes, "copying the {}x{}x{} cube for its quick model".format(*shape))
     check_disk(tempfile.gettempdir(), nbytes, f"{copy} (TMPDIR sets where) needs")
-    workdir = temporary_model_folder()
+    workdir = QuickModelFolder()
     folder = Path(workdir.name)
     scene = folder / "scene.tif"
     cube = np.full(shape, np.nan, np.float32)
@@ -167,17 +167,30 @@ def train_on_copy(source, training):
         raise HsanomalyError(f"{source.name}: {copy} could not be written ({err}; TMPDIR sets "
                              "where)") from None
     del cube                 # training reads the file: one copy in memory at a time, as checked
-    try:
-        return workdir, train([str(scene)], str(folder / "model"), data_checked=True,
-                              **training).path
-    except HsanomalyError as err:       # said of the source, not of its temporary copy
+    model = f"{source.name}'s quick model"
+    try:                     # said of the source, not of its temporary copy
+        with shown_as({scene: source.name, folder / "model": model}):
+            return workdir, train([str(scene)], str(folder / "model"), data_checked=True,
+                                  name=model, **training).path
+    except HsanomalyError as err:
+        workdir.cleanup()
         raise HsanomalyError(str(err).replace(str(scene), source.name)) from None
+    except BaseException:    # an interrupt: its traceback would keep the folder alive
+        workdir.cleanup()
+        raise
     finally:
-        scene.unlink()       # the model stays as long as the detector; the copy need not
+        if scene.exists():
+            scene.unlink()   # the model stays as long as the detector; the copy need not
 
 
-def temporary_model_folder():
-    """A ``Detector``'s quick model's folder: removed with the detector that owns it."""
-    import tempfile
+class QuickModelFolder:
+    """A ``Detector``'s quick model's folder (``name``): removed with the detector that owns it,
+    or at exit, without tempfile's ResourceWarning (its removal is the point, not a leak)."""
 
-    return tempfile.TemporaryDirectory(prefix="hsanomaly-model-")
+    def __init__(self):
+        import shutil
+        import tempfile
+        import weakref
+
+        self.name = tempfile.mkdtemp(prefix="hsanomaly-model-")
+        self.cleanup = weakref.finalize(self, shutil.rmtree, self.name, ignore_errors=True)

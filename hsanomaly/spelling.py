@@ -86,10 +86,14 @@ def _in_python(name, value=None, placeholder=None, python=None):
 
 def nearest(word, choices):
     """The one of ``choices`` closest to a ``word`` that is none of them (a typo, "neighbor"
-    for "neighbour"), or None when none is close."""
+    for "neighbour", "RX" for "rx"), or None when none is close."""
     import difflib
 
-    match = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    choices = list(choices)
+    by_case = {str(choice).lower(): choice for choice in choices}
+    if str(word).lower() in by_case:
+        return by_case[str(word).lower()]
+    match = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
     return match[0] if match else None
 
 

@@ -989,6 +989,47 @@ def test_a_failed_refit_keeps_the_fitted_quick_model(monkeypatch):
     assert np.array_equal(again.score(cube), expected, equal_nan=True)
 
 
+def test_a_quick_models_warnings_name_the_input_and_its_folder_goes_quietly(monkeypatch):
+    """Training's warnings named the temporary copy of X the user never made
+    (/tmp/hsanomaly-model-.../scene.tif), and a fitted detector's folder was left to tempfile's
+    finaliser, which raised a ResourceWarning when the detector was collected."""
+    import gc
+    import warnings
+
+    short_quick_models(monkeypatch)
+    cube, _ = synthetic_cube(rows=40, cols=40)
+    cube[3] = 1.0                       # a constant band: the model leaves it out, and says so
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        detector = hsanomaly.Detector("resrx").fit(cube)
+        folder = detector.model_
+        del detector
+        gc.collect()
+    texts = [str(w.message) for w in said]
+    assert not [t for t in texts if "hsanomaly-model-" in t or "scene.tif" in t], texts
+    assert [t for t in texts if t.startswith("<array>") and "constant" in t], texts
+    assert not [w for w in said if issubclass(w.category, ResourceWarning)], texts
+    assert not os.path.exists(folder)
+
+
+def test_fit_score_says_each_warning_once_and_a_score_in_capitals_is_suggested():
+    """fit_score said each data warning twice (fit and score each a job); Detector("RX") got
+    no "did you mean 'rx'?"; progress= was refused as "writes nothing"."""
+    import warnings
+
+    cube, _ = synthetic_cube(rows=20, cols=20)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        cube[2, :5, :5] = np.nan                  # one band's dropout: said, once per call
+        hsanomaly.Detector("rx").fit_score(cube)
+    said = [str(w.message) for w in said if issubclass(w.category, hsanomaly.HsanomalyWarning)]
+    assert len(said) == len(set(said)) >= 1, said
+    with pytest.raises(HsanomalyError, match="unknown score 'RX'; did you mean 'rx'?"):
+        hsanomaly.Detector("RX")
+    with pytest.raises(HsanomalyError, match="'progress': a Detector draws no progress bar"):
+        hsanomaly.Detector("rx", progress=True)
+
+
 def test_the_model_package_is_there_after_import_hsanomaly():
     """The README names hsanomaly.model.Bundle as what train returns; after a plain
     ``import hsanomaly`` it was an AttributeError."""

@@ -41,12 +41,29 @@ def special_kind(mode):
 
 def warn(message, category=HsanomalyWarning):
     """Warn with ``category``, attributed to the first line outside hsanomaly (the caller's
-    own, in a script or a notebook), not to the library line that noticed."""
+    own, in a script or a notebook), not to the library line that noticed; a file the user
+    never made is named as ``shown_as`` says."""
+    for path, name in _SHOWN_AS.get():
+        message = message.replace(path, name)
     frame, level = sys._getframe(1), 2
     while frame is not None and (os.path.abspath(frame.f_code.co_filename).startswith(PACKAGE)
                                  or frame.f_code.co_filename == contextlib.__file__):
         frame, level = frame.f_back, level + 1      # contextlib: the jobs' ``one_job`` scope
     warnings.warn(message, category, stacklevel=level)
+
+
+_SHOWN_AS: contextvars.ContextVar = contextvars.ContextVar("hsanomaly_shown_as", default=())
+
+
+@contextlib.contextmanager
+def shown_as(names):
+    """Within it, warnings name each file of ``names`` (its path -> a name) by that name: a
+    temporary copy the user never made (a quick model's) by what it is a copy of."""
+    token = _SHOWN_AS.set(_SHOWN_AS.get() + tuple((str(k), v) for k, v in names.items()))
+    try:
+        yield
+    finally:
+        _SHOWN_AS.reset(token)
 
 
 _SAID: set = set()                # outside any job: once per process
