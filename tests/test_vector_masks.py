@@ -154,6 +154,25 @@ def test_features_without_a_crs_are_taken_in_the_rasters(grid, tmp_path):
     np.testing.assert_array_equal(mask, truth)
 
 
+@pytest.mark.parametrize("srs_id", [0, -1])
+def test_a_geopackages_own_no_crs_entries_are_no_crs(grid, tmp_path, srs_id):
+    """QGIS saves a layer without a CRS into a GeoPackage under srs_id 0 ("Undefined
+    geographic SRS"), which GDAL reads as a geographic CRS: such a layer was refused ("x inf
+    to inf") on a georeferenced raster and told to drop a CRS QGIS cannot drop on a raster
+    without georeferencing, while the same features as a Shapefile without .prj were taken."""
+    import sqlite3
+
+    scene, truth = grid
+    path = write_layer(tmp_path / "t.gpkg", [pixel_box(10, 10, 12, 12), pixel_box(30, 40, 32, 42)],
+                       crs=None)
+    with sqlite3.connect(path) as db:
+        for table in ("gpkg_geometry_columns", "gpkg_contents"):
+            db.execute(f"UPDATE {table} SET srs_id = ?", (srs_id,))
+    with pytest.warns(HsanomalyWarning, match=f"the features have no CRS; taken to be .*{CRS}"):
+        mask, _ = read_truth(path, grid_of=scene)
+    np.testing.assert_array_equal(mask, truth)
+
+
 def test_a_raster_that_cannot_place_the_features_is_refused(grid, tmp_path):
     scene, truth = grid
     layer = write_layer(tmp_path / "t.gpkg", [pixel_box(10, 10, 12, 12)])

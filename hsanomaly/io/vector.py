@@ -97,6 +97,11 @@ def _layers(file):
         return {}
 
 
+# a GeoPackage's entries for a layer without a CRS (srs_id 0 and -1), which GDAL reads as
+# CRSs of these names: QGIS saves a layer without a CRS under srs_id 0
+GPKG_NO_CRS = ("Undefined geographic SRS", "Undefined Cartesian SRS")
+
+
 def read_vector_mask(path, grid_of, required=True):
     """A uint8 mask (1 = covered by a feature) of ``path``'s features on raster ``grid_of``'s
     grid. Refused in one line: a raster with no map grid to burn onto, a file with several
@@ -243,6 +248,11 @@ def _read_layer(path, file, layer):
     if frame.crs is None and prj:       # GDAL reads a .prj it cannot parse as no CRS at all
         raise HsanomalyError(f"{prj[0]}: not a CRS GDAL can read, so nothing says where the "
                              "features lie; fix the file, or remove it to take the raster's CRS")
+    if frame.crs is not None and frame.crs.name in GPKG_NO_CRS:
+        import geopandas as gpd
+
+        frame = gpd.GeoDataFrame(geometry=gpd.GeoSeries(frame.geometry.to_numpy(),
+                                                        index=frame.index))
     return frame
 
 
