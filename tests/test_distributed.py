@@ -411,6 +411,7 @@ def test_a_run_whose_workers_all_left_stops_keeping_its_tiles(tmp_path, short_wo
                               cluster=cluster.scheduler_address, callback=leave)
         assert not (tmp_path / "dask.tif").exists() and (tmp_path / "dask.tif.partial").is_dir()
         cluster.scale(1)
+        cluster.wait_for_workers(1, timeout=120)    # a worker slow to start is no worker gone
         result = hsanomaly.detect(path, tmp_path / "dask.tif", score="rx", tile=TILE,
                                   scheduler=cluster.scheduler_address, resume=True, progress=False)
     assert 0 < result.tiles_resumed < result.tiles == 12
