@@ -17,10 +17,10 @@ def rate_count(rate, n):
 
 
 def check_rate(label, value, auto=False):
-    """A false-alarm rate in (0, 1) as a float (or "auto", where ``auto`` allows it); text that
-    reads as a number is taken, as a command line or a QGIS field gives it."""
-    if auto and value == "auto":
-        return value
+    """A false-alarm rate in (0, 1) as a float (or "auto", where ``auto`` allows it, in any
+    case); text that reads as a number is taken, as a command line or a QGIS field gives it."""
+    if auto and isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
     rate = value
     if isinstance(value, str):
         try:

@@ -758,3 +758,14 @@ def test_a_geographic_crs_in_grads_gives_the_mean_pixel_area_in_square_metres():
     assert mean_pixel_area(grads, RasterioCRS.from_epsg(4807), (60, 60)) == pytest.approx(
         expected, rel=1e-9)
     assert 5000 < expected < 12000
+
+
+def test_auto_is_taken_in_any_case_as_a_text_field_gives_it():
+    """QGIS's 'Polygon false-alarm rate' took "auto" but refused "Auto" and "AUTO"."""
+    rng = np.random.default_rng(3)
+    scores = rng.gamma(2.0, 1.0, (60, 60)).astype(np.float32)
+    scores[10:12, 10:12] = 40.0
+    want = hsanomaly.find_targets(scores, far="auto")
+    for given in ("Auto", " AUTO "):
+        found = hsanomaly.find_targets(scores, far=given)
+        assert found["max_score"].tolist() == want["max_score"].tolist()

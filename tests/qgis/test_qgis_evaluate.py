@@ -47,6 +47,27 @@ def test_evaluate_reports_metrics_table_and_plots(scene, tmp_path):
     assert wider["PD"] == evaluate_files(heatmap, str(truth), pd_far=0.2)[0]["pd"]
 
 
+def test_targets_of_a_raster_without_georeferencing_lie_where_qgis_shows_it(plugin, tmp_path):
+    """On the example scene (no CRS, no geotransform) the "points at the targets" had no
+    geometry, though QGIS shows the raster, and Detect's polygons of it, in its pixel
+    coordinates (x the column, y minus the row)."""
+    import processing
+    from qgis.core import QgsVectorLayer, QgsWkbTypes
+    from synthetic import EXAMPLE, EXAMPLE_TRUTH
+
+    heatmap = processing.run("hsanomaly:detect", {"INPUT": str(EXAMPLE), "SCORE": "rx",
+                                                  "OUTPUT": str(tmp_path / "heat.tif")})["OUTPUT"]
+    result = processing.run("hsanomaly:evaluate", {"HEATMAP": heatmap, "TRUTH": str(EXAMPLE_TRUTH),
+                                                   "TARGETS": str(tmp_path / "targets.gpkg")})
+    table = QgsVectorLayer(result["TARGETS"], "targets", "ogr")
+    assert table.wkbType() == QgsWkbTypes.Point and not table.crs().authid()   # no CRS
+    for feature in table.getFeatures():
+        point = feature.geometry().asPoint()
+        assert (point.x(), point.y()) == pytest.approx(
+            (feature["centroid_col"] + 0.5, -(feature["centroid_row"] + 0.5)))
+    assert result["N_TARGETS"] == table.featureCount() == 2
+
+
 def test_evaluate_empty_truth_gives_the_library_message(scene, tmp_path):
     import processing
     import rasterio

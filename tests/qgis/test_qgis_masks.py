@@ -126,6 +126,27 @@ def test_a_vector_truth_off_the_raster_gives_the_librarys_line(scene, heatmap, t
                                    "(Truth mask)")
 
 
+def test_a_layer_saved_without_a_crs_or_whose_file_is_gone_is_told_so(scene, heatmap, tmp_path):
+    """QGIS saves a layer without a CRS into a GeoPackage as "Undefined geographic SRS", which
+    was refused as a CRS the raster's could not be matched with ("x inf to inf"); a vector
+    layer whose file was moved after loading was "the layer has no features"."""
+    from qgis.core import (QgsCoordinateReferenceSystem, QgsProcessingException,
+                           QgsVectorLayer)
+
+    raster, truth = scene
+    expected = [run_evaluate(heatmap, str(truth))[k] for k in METRICS]
+    drawn = scratch_layer([("target", (10, 10)), ("target", (30, 40))])
+    drawn.setCrs(QgsCoordinateReferenceSystem())        # drawn without a CRS
+    save_layer(drawn, tmp_path / "drawn.gpkg", driverName="GPKG")
+    saved = QgsVectorLayer(str(tmp_path / "drawn.gpkg"), "drawn", "ogr")
+    assert saved.isValid() and saved.crs().description() == "Undefined geographic SRS"
+    assert [run_evaluate(heatmap, saved)[k] for k in METRICS] == expected
+    (tmp_path / "drawn.gpkg").rename(tmp_path / "moved.gpkg")
+    with pytest.raises(QgsProcessingException) as err:
+        run_evaluate(heatmap, saved)
+    assert str(err.value) == f"{tmp_path / 'drawn.gpkg'}: file not found (layer 'drawn')"
+
+
 def test_training_takes_a_drawn_exclusion_mask(scene, tmp_path):
     pytest.importorskip("torch", reason="training needs the [train] extra (torch)")
     import processing

@@ -459,8 +459,13 @@ def vector_file(layer, context):
     the features as QGIS shows them."""
     from qgis.core import QgsProviderRegistry
 
+    from hsanomaly.io.gdal import is_gdal_name
+
     parts = QgsProviderRegistry.instance().decodeUri(layer.providerType(), layer.source())
     path, layer_name = parts.get("path"), parts.get("layerName")
+    if layer.providerType() == "ogr" and path and not parts.get("vsiPrefix") \
+            and not is_gdal_name(path) and not Path(path).exists():   # moved since it was loaded
+        raise QgsProcessingException(f"{path}: file not found (layer {layer.name()!r})")
     plain = (layer.providerType() == "ogr" and path and Path(path).is_file()
              and not any(parts.get(key) for key in LAYER_REFINEMENTS)
              and (layer_name or parts.get("layerId") is None)

@@ -131,7 +131,15 @@ class Evaluate(HsanomalyAlgorithm):
             if plots:
                 feedback.pushInfo(f"{plots}: plots")
 
-        # each target at its centre on the map, where the heatmap has a geotransform
+        # each target at its centre on the map, where the heatmap has a geotransform; on one
+        # without georeferencing, at its centre in the pixel coordinates QGIS shows it in (x the
+        # column, y minus the row), where Detect's polygons of it lie
+        from hsanomaly.io.vector import PIXEL_GRID, map_coordinates
+
+        for target in report["targets"]:
+            if "centroid_x" not in target and not report.get("crs"):
+                target["centroid_x"], target["centroid_y"] = map_coordinates(
+                    PIXEL_GRID, target["centroid_row"] + 0.5, target["centroid_col"] + 0.5)
         placed = all("centroid_x" in target for target in report["targets"])
         crs = QgsCoordinateReferenceSystem()
         if placed and report.get("crs"):
