@@ -21,7 +21,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import weakref
 import zipfile
 from pathlib import Path
@@ -29,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import HsanomalyError, describe
-from ..io.atomic import fsync_path
+from ..io.atomic import fsync_path, replace_durably
 from ..io.checks import absolute
 from ..io.checks import warn
 from ..io.fingerprint import digest
@@ -93,7 +92,7 @@ def is_tile_store(path):
         OWN_FILES.match(p.name) and (p.is_symlink() or p.is_file()) for p in path.iterdir())
 
 
-TILE_COMPRESSION = 1   # zlib level: float scores barely compress further, and level 6 costs 4x
+TILE_COMPRESSION = 1   # zlib level: float scores barely compress further at higher levels
 
 
 def write_npz(file, arrays):
@@ -265,12 +264,8 @@ class TileStore:
         return {k: v for k, v in vars(self).items() if k != "_release"}
 
     def _write_manifest(self, manifest):
-        fd, tmp = tempfile.mkstemp(prefix=".manifest.", dir=self.path)
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(manifest, indent=1))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path / MANIFEST)
+        text = json.dumps(manifest, indent=1).encode()
+        replace_durably(self.path / MANIFEST, lambda file: file.write(text), ".manifest.")
 
     def _file(self, index):
         return self.path / f"tile_{index:07d}.npz"
@@ -294,22 +289,12 @@ class TileStore:
         rather than compressed and written for nothing."""
         if self.keep is not None:
             outputs = {k: v for k, v in outputs.items() if k in self.keep or k.startswith("_")}
+        arrays = {**outputs, CHECKSUM: np.array(self._checksum(index, outputs))}
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".tile_{index:07d}.", suffix=".tmp", dir=self.path)
+            replace_durably(self._file(index), lambda file: write_npz(file, arrays),
+                            f".tile_{index:07d}.")
         except OSError as err:
             raise self._write_error(err) from None
-        try:
-            with os.fdopen(fd, "wb") as f:
-                write_npz(f, {**outputs, CHECKSUM: np.array(self._checksum(index, outputs))})
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self._file(index))
-        except OSError as err:
-            os.unlink(tmp) if os.path.lexists(tmp) else None
-            raise self._write_error(err) from None
-        except BaseException:
-            os.unlink(tmp) if os.path.lexists(tmp) else None
-            raise
 
     def _write_error(self, err):
         if not self.path.is_dir():           # not the disk: someone took the folder away

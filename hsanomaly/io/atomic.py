@@ -202,6 +202,24 @@ def fsync_path(path, directory=False):
         os.close(fd)
 
 
+def replace_durably(final, write, prefix):
+    """Make a run's private file ``final`` (a tile store's tile or manifest, not an output:
+    those are ``Staging``'s) with ``write(file)`` into a temporary beside it (``prefix``),
+    flushed to disk and renamed over it: a reader finds the former file or the whole new one.
+    The temporary is removed on any error, which is raised."""
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=os.path.dirname(final))
+    try:
+        with os.fdopen(fd, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise
+
+
 def _create_exclusive(path):
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
     os.close(fd)
