@@ -11,7 +11,8 @@ with ``hsanomaly.train`` (torch on one thread, ``settings.THREADS``) and kept un
 of the training call are taken in this process (``time.process_time``, all threads, as
 ``experiments/cache.py`` does), and ``dualcontext`` (seeded with the training seed, as
 ``hsanomaly benchmark`` does; ``--dual-options``, default the study's ``refine=2,purge=0.0``,
-the default score before commit 9955ee8) is scored through ``hsanomaly.engine.score_array`` with one
+the default score before commit 9955ee8) is fitted and scored through
+``hsanomaly.engine.fit_and_score`` with one
 thread. AUC: sklearn ``roc_auc_score`` on the scene's ground truth over pixels with a finite
 score. Results are cached beside each model (``seed<k>.json``), so a rerun only trains and scores
 what is missing. The first row is the reference: the benchmark's cached default models
@@ -45,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
-from hsanomaly.engine import score_array  # noqa: E402
+from hsanomaly.engine import fit_and_score  # noqa: E402
 from hsanomaly.experiments.scenes import find_scenes, select_scenes  # noqa: E402
 from hsanomaly.io import ArraySource  # noqa: E402
 from hsanomaly.scorers import make_scorer  # noqa: E402
@@ -98,9 +99,7 @@ def score(data, scene, name, model=None, seed=None):
     scorer = make_scorer(name, **options)
     source = ArraySource(data.cube, valid=data.valid, profile=data.profile, name=scene.name)
     cpu = time.process_time()
-    if scorer.fits_on_scene:
-        scorer.fit(source)
-    scores = score_array(source, scorer, threads=1)["score"][0]
+    scores = fit_and_score(source, scorer, threads=1)["score"][0]
     return scores, time.process_time() - cpu
 
 

@@ -4,11 +4,11 @@ import sys
 
 from . import run
 from .run import DetectResult, assemble, detect
-from .tiles import LocalExecutor, fit_scorer, score_array, score_tile
+from .tiles import LocalExecutor, fit_and_score, fit_scorer, score_array, score_tile
 from .store import TileStore, store_path
 
-__all__ = ["DetectResult", "LocalExecutor", "TileStore", "assemble", "detect", "fit_scorer",
-           "score_array", "score_tile", "store_path"]
+__all__ = ["DetectResult", "LocalExecutor", "TileStore", "assemble", "detect", "fit_and_score",
+           "fit_scorer", "score_array", "score_tile", "store_path"]
 
 # the module's name until 0.2.0 (when it was hidden by the function ``detect``): old imports
 # and pickled DetectResults still find it

@@ -116,6 +116,14 @@ def fit_scorer(scorer, source):
         return scorer.fit(source)
 
 
+def fit_and_score(source, scorer, threads=TILE_THREADS):
+    """``score_array`` of ``scorer`` fitted on ``source`` first where it fits on scenes: a scene
+    scored against itself, as the research harness and the benchmarks score one."""
+    if scorer.fits_on_scene:
+        fit_scorer(scorer, source)
+    return score_array(source, scorer, threads=threads)
+
+
 class LocalExecutor:
     """Tiles scored in this process, ``threads`` at once (``scored_tiles``)."""
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..engine import fit_scorer, score_array
+from ..engine import fit_and_score
 from ..errors import HsanomalyError, describe
 from ..evaluation import evaluate
 from ..io import ArraySource
@@ -123,9 +123,7 @@ def run_one(scene, data, method, seed, models):
     wall, cpu = time.perf_counter(), time.process_time()
     tracemalloc.start()
     try:
-        if scorer.fits_on_scene:
-            fit_scorer(scorer, source)
-        scores = score_array(source, scorer)["score"][0]
+        scores = fit_and_score(source, scorer)["score"][0]
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

@@ -72,8 +72,10 @@ class Scorer:
         return self
 
     def score_samples(self, X):
-        """Scores for pixels X of shape (n, bands)."""
-        raise NotImplementedError
+        """Scores for pixels X of shape (n, bands); a score that compares each pixel with its
+        neighbours has none (``score_block`` scores it)."""
+        raise HsanomalyError(f"score {self.name!r} compares pixels with their neighbours; use "
+                             "score_block")
 
     def score_block(self, block, valid):
         """Score the inner pixels of a halo-padded block; see docs/architecture.md."""

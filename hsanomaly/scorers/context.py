@@ -212,8 +212,7 @@ class ResidualScorer(Purged, Scorer):
 
     def score_samples(self, X):
         if self.local is not None or self.residual_local is not None or self.neighbour_weight:
-            raise HsanomalyError(f"score {self.name!r} compares pixels with their neighbours; "
-                                 f"use score_block")
+            return super().score_samples(X)         # refused: it has no per-pixel score
         return self._log_distance(self._residual(X)[0]).astype(np.float32)
 
     def score_block(self, block, valid, place=None):

@@ -111,9 +111,6 @@ class MultiRingLRX(Purged, Scorer):
             local.mean_, local.projection_, local.floor_ = (
                 self.locals[0].mean_, self.locals[0].projection_, self.locals[0].floor_)
 
-    def score_samples(self, X):
-        raise HsanomalyError("local RX scores pixels in their spatial context; use score_block")
-
     def log_score(self, block, valid, exclude=None, crop=None):
         """Mean log local RX of the pixels of a block padded by ``self.halo``, cropped by
         ``crop`` (default ``self.halo``) on every side; pixels where ``exclude`` is True are

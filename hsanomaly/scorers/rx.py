@@ -130,9 +130,6 @@ class LocalRX(Scorer):
             state.setdefault("floor_", RING_FLOOR)
         super().__setstate__(state)
 
-    def score_samples(self, X):
-        raise HsanomalyError("local RX scores pixels in their spatial context; use score_block")
-
     def score_block(self, block, valid):
         x, integral = self.features(block, valid)
         return {"score": self.ring_score(x, integral, valid, self.halo)[None]}

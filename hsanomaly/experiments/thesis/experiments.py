@@ -12,7 +12,7 @@ from typing import Optional
 
 import numpy as np
 
-from ...engine import fit_scorer, score_array
+from ...engine import fit_and_score, score_array
 from ...evaluation import evaluate, roc_curve, score_targets
 from ...evaluation.plots import plot_heatmap, plot_log_roc, plot_roc
 from ...io import ArraySource
@@ -75,9 +75,7 @@ def score_scene(scorer, data):
     fits on scenes), with its wall and CPU seconds."""
     wall, cpu = time.perf_counter(), time.process_time()
     source = ArraySource(data.cube, valid=data.valid, name=data.name)
-    if scorer.fits_on_scene:
-        fit_scorer(scorer, source)
-    outputs = score_array(source, scorer)
+    outputs = fit_and_score(source, scorer)
     outputs["seconds"] = time.perf_counter() - wall
     outputs["cpu_seconds"] = time.process_time() - cpu
     return outputs
