@@ -1,8 +1,6 @@
 """Target polygons in a GeoPackage: the targets of a heatmap (``hsanomaly.targets``) in the
 layer "targets", styled for QGIS, written through the one write path."""
 
-import contextlib
-
 from .errors import HsanomalyError, ignoring
 from .io.atomic import check_writable, native_quiet, staged_into
 from .io.paths import check_suffix
@@ -48,21 +46,52 @@ def check_no_other_layers(path):
 
 
 def check_not_in_use(gpkg_path, scored=False):
-    """Refuse to replace a GeoPackage with changes still in its write-ahead log (``-wal``): a
-    program has it open (QGIS opens GeoPackages in WAL mode), and SQLite would lay those pages
-    of the old database over the new file. ``scored``: refused at the end of a run, whose
+    """Refuse to replace a GeoPackage with changes still in its write-ahead log (``-wal``), or
+    that a program holds open in WAL mode (QGIS while a layer of it is edited): the log is
+    found by the file's name, so those changes, or that program's next write, would be laid
+    over the new file and corrupt it for good. ``scored``: refused at the end of a run, whose
     scored tiles a resumed run keeps."""
     from pathlib import Path
 
-    wal, resume = Path(f"{gpkg_path}-wal"), spell("resume", True)
-    with contextlib.suppress(OSError):
-        if wal.stat().st_size > 0:
-            raise HsanomalyError(f"{gpkg_path}: {spell('polygons')} is open in another program with changes "
-                                 f"not yet written into it ({wal.name}); close it there (or "
-                                 "choose another name) and run again"
-                                 f"{f' with {resume} (the scored tiles are kept)' if scored else ''}"
-                                 ". If no program has it open, one stopped before merging "
-                                 "them: open it once (QGIS, ogrinfo) to merge them")
+    wal, shm, resume = Path(f"{gpkg_path}-wal"), Path(f"{gpkg_path}-shm"), spell("resume", True)
+    try:
+        changes = wal.stat().st_size > 0
+    except OSError:
+        changes = False
+    if not changes and held_open(shm) is False:
+        return
+    raise HsanomalyError(f"{gpkg_path}: {spell('polygons')} is open in another program "
+                         + (f"with changes not yet written into it ({wal.name})" if changes
+                            else f"in WAL mode ({shm.name})")
+                         + "; close it there (or choose another name) and run again"
+                         + (f" with {resume} (the scored tiles are kept)" if scored else "")
+                         + (". If no program has it open, one stopped before merging them: "
+                            "open it once (QGIS, ogrinfo) to merge them" if changes else ""))
+
+
+def held_open(shm):
+    """Whether a connection to a SQLite database in WAL mode is open: it holds a lock on byte
+    128 of the ``-shm`` file. Linux lists every lock in /proc/locks, this process's own too
+    (QGIS's, for the plugin), so the file need not be opened (closing it would drop this
+    process's locks on it). False without the file (or with one a closed or crashed program
+    left); None where it cannot tell."""
+    import os
+    import re
+
+    try:
+        found = os.stat(shm)
+    except OSError:
+        return False
+    try:
+        with open("/proc/locks") as locks:
+            listed = locks.read()
+    except OSError:
+        return None
+    where = f"{os.major(found.st_dev):02x}:{os.minor(found.st_dev):02x}:{found.st_ino}"
+    for start, end in re.findall(rf"\s{re.escape(where)}\s+(\d+)\s+(\d+|EOF)", listed):
+        if int(start) <= 128 and (end == "EOF" or int(end) >= 128):
+            return True
+    return False
 
 
 def check_threshold(gpkg_path, threshold, far):

@@ -534,6 +534,26 @@ def test_a_geopackage_open_with_changes_in_its_write_ahead_log_is_not_replaced(s
     finally:
         holder.close()                 # the changes go into the file, the log goes
     hsanomaly.detect(path, tmp_path / "h.tif", score="lrx", polygons=gpkg, far=1e-2)
+    # held open in WAL mode with nothing in the log yet (QGIS editing a layer of it): the file
+    # was replaced, and the holder's next write went into the log of the new file, which then
+    # read "database disk image is malformed" for good
+    holder = sqlite3.connect(gpkg)
+    try:
+        holder.execute("PRAGMA journal_mode=WAL")
+        holder.execute("SELECT count(*) FROM targets").fetchall()
+        before = gpkg.read_bytes()
+        with pytest.raises(HsanomalyError, match=r"t.gpkg: 'polygons' is open in another program "
+                                                 r"in WAL mode \(t.gpkg-"):
+            hsanomaly.detect(path, tmp_path / "h.tif", score="rx", polygons=gpkg, far=1e-2)
+        holder.execute("CREATE TABLE notes (text TEXT)")      # its next writes
+        holder.execute("DROP TABLE notes")
+        holder.commit()
+        assert gpkg.read_bytes() == before
+    finally:
+        holder.close()
+    with contextlib.closing(sqlite3.connect(gpkg)) as reader:
+        assert reader.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    hsanomaly.detect(path, tmp_path / "h.tif", score="lrx", polygons=gpkg, far=1e-2)
     # a program that opens it while the run scores: refused at the commit, nothing replaced
     import hsanomaly.polygons as polygons
 
