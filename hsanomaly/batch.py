@@ -135,20 +135,20 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
 
 
 def _without_own_outputs(sources):
-    """``sources`` less the heatmaps (and extra rasters) hsanomaly wrote: a pattern
-    (``dir/*.tif``) with the outputs in ``dir`` matches the first run's heatmaps on every
-    rerun, which were then refused as inputs the batch would overwrite, or scored as scenes
-    under another score. Said in one line."""
+    """``sources`` less what detect wrote (heatmaps, extra rasters, quick models, tile stores):
+    a pattern (``dir/*``) with the outputs in ``dir`` matched the first run's on every rerun."""
+    from .engine.store import is_tile_store
     from .io.checks import warn
     from .io.ownership import is_own_detect_output
+    from .io.paths import is_quick_model
 
-    ours = [is_own_detect_output(src) for src in sources]
-    own = [src for src, mine in zip(sources, ours) if mine]
+    own = [src for src in sources if is_own_detect_output(src) or is_quick_model(src)
+           or (str(src).endswith(".partial") and is_tile_store(src))]
     if own:
         more = f" and {counted(len(own) - 3, 'more')}" if len(own) > 3 else ""
-        warn(f"{', '.join(own[:3])}{more}: left out of the inputs, being heatmaps hsanomaly "
-             "wrote")
-    return [src for src, mine in zip(sources, ours) if not mine]
+        warn(f"{', '.join(own[:3])}{more}: left out of the inputs, being hsanomaly's own "
+             "outputs (heatmaps, quick models, tile stores)")
+    return [src for src in sources if src not in own]
 
 
 def _told(callback, src, cancelled):

@@ -232,13 +232,15 @@ def is_model_bundle(path):
     return _bundle_meta(path) is not None and not foreign_entries(path)
 
 
-def is_quick_model(path, dst):
+def is_quick_model(path, dst=None):
     """True for a model bundle that ``detect`` trained as the quick model of heatmap ``dst``
-    (its ``model.json`` says so): the only bundle a detect run replaces on its own. A bundle
-    from ``hsanomaly train`` that happens to sit there is someone's work."""
-    meta = _bundle_meta(path)
+    (of any heatmap, without ``dst``; its ``model.json`` says so): the only bundle a detect
+    run replaces on its own. A bundle from ``hsanomaly train`` that happens to sit there is
+    someone's work."""
+    meta = _bundle_meta(path) if os.path.isdir(path) else None
     training = meta.get("training") if meta else None
-    return (isinstance(training, dict) and training.get("quick_model_of") == Path(dst).name
+    made_for = training.get("quick_model_of") if isinstance(training, dict) else None
+    return (made_for is not None and (dst is None or made_for == Path(dst).name)
             and is_model_bundle(path))
 
 

@@ -185,9 +185,30 @@ def test_a_pattern_that_matches_the_batchs_own_heatmaps_reruns(tmp_path, batch):
     assert "0 scored, 3 skipped, 0 failed" in result.stdout
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines == [f"Warning: {tmp_path / 'a_rx.tif'}, {tmp_path / 'b_rx.tif'}, "
-                     f"{tmp_path / 'c_rx.tif'}: left out of the inputs, being heatmaps "
-                     "hsanomaly wrote"]
+                     f"{tmp_path / 'c_rx.tif'}: left out of the inputs, being hsanomaly's "
+                     "own outputs (heatmaps, quick models, tile stores)"]
     assert {p.name: p.read_bytes() for p in tmp_path.glob("*_rx.tif")} == before
     other = assert_ok(run_cli("detect-many", pattern, "--out-dir", tmp_path, "--score", "gmm",
                               "--tile", "16", "-q"))         # another score: the scenes alone
     assert "3 scored" in other.stdout and not list(tmp_path.glob("*_rx_gmm.tif"))
+
+
+def test_a_pattern_leaves_out_the_quick_models_and_tile_stores_beside_the_inputs(tmp_path,
+                                                                                 batch):
+    """``detect-many "dir/*" --out-dir dir`` with a model score: the rerun took the batch's own
+    quick models for inputs (and refused the whole batch as overwriting one), and another
+    run's tile store (``x.tif.partial``) failed as a raster GDAL cannot read."""
+    import json
+
+    quick = tmp_path / "a_dualcontext.model"        # as the first run leaves it
+    quick.mkdir()
+    (quick / "model.json").write_text(json.dumps({
+        "format": "hsanomaly-model", "files": {},
+        "training": {"quick_model_of": "a_dualcontext.tif"}}))
+    store = tmp_path / "other.tif.partial"            # another run's, still scoring
+    store.mkdir()
+    (store / "manifest.json").write_text("{}")
+    result = assert_ok(run_cli("detect-many", tmp_path / "*", "--out-dir", tmp_path / "out", *RX))
+    assert "3 scored, 0 skipped, 0 failed" in result.stdout
+    assert f"{quick}, {store}: left out of the inputs, being hsanomaly's own outputs" in \
+        result.stderr
