@@ -1998,3 +1998,43 @@ def test_a_run_killed_between_its_journal_and_setting_side_files_aside_has_them_
             tmp.write_text("x")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["heat.tif", "other.txt"]
     assert (tmp_path / "heat.tif").read_text() == "new"
+
+
+def test_a_replaced_output_keeps_the_access_the_user_gave_the_earlier_one(tmp_path,
+                                                                           synthetic_raster):
+    """A rerun replaced outputs the user had made private (600, a folder 700) or given a
+    group with world-readable ones of the user's own group, without a word."""
+    import os
+    import stat
+    from pathlib import Path
+
+    import hsanomaly
+    from hsanomaly.io.atomic import atomic_directory
+
+    def mode(path):
+        return stat.S_IMODE(os.stat(path).st_mode)
+
+    heat, png = tmp_path / "h.tif", tmp_path / "h.png"
+    hsanomaly.detect(synthetic_raster[0], heat, score="rx", png=png, tile=16)
+    os.chmod(heat, 0o600)
+    os.chmod(png, 0o640)
+    group = next((g for g in os.getgroups() if g != os.stat(heat).st_gid), None)
+    if group is not None:
+        os.chown(heat, -1, group)
+    hsanomaly.detect(synthetic_raster[0], heat, score="lrx", png=png, tile=16)
+    assert (mode(heat), mode(png)) == (0o600, 0o640)
+    if group is not None:
+        assert os.stat(heat).st_gid == group
+    folder = tmp_path / "model"
+    with atomic_directory(folder) as made:
+        (Path(made) / "model.json").write_text("1")
+    os.chmod(folder, 0o700)
+    with atomic_directory(folder) as made:
+        (Path(made) / "model.json").write_text("2")
+        os.chmod(Path(made) / "model.json", 0o644)
+    assert (mode(folder), mode(folder / "model.json")) == (0o700, 0o600)
+    fresh = tmp_path / "fresh.tif"                    # a new output has the umask's
+    hsanomaly.detect(synthetic_raster[0], fresh, score="rx", tile=16)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode(fresh) == 0o666 & ~umask

@@ -314,6 +314,7 @@ class Staging:
                                      "(another run or program wrote there meanwhile); nothing "
                                      "was replaced: look at what is there, then rerun")
         for dst, tmp, _, _, is_dir in self._entries:
+            _keep_access(tmp, dst, is_dir)
             if not is_dir:         # before the journal: a new link changes the file's identity
                 _keep_earlier(tmp, dst)
         # one file alone needs none, unless an earlier one's side files are set aside: a kill
@@ -640,6 +641,26 @@ def _sync_folder(dst):
 def _kept(tmp):
     """Where the earlier file of staged ``tmp``'s destination is kept during the commit."""
     return Path(tmp).parent / (".was." + Path(tmp).name)
+
+
+def _keep_access(tmp, dst, is_dir):
+    """Give staged ``tmp`` the permission bits and group of the earlier output at ``dst``, as
+    editors and rsync do: one the user made private (or gave a group) stays so when a rerun
+    replaces it, and a folder's files are no more open than the earlier folder. A new output
+    has the umask's. The group only where the user may set it."""
+    try:
+        earlier = os.stat(dst)
+    except OSError:
+        return
+    if stat.S_ISDIR(earlier.st_mode) != is_dir:
+        return
+    mode = stat.S_IMODE(earlier.st_mode)
+    inside = [p for p in Path(tmp).rglob("*") if not p.is_symlink()] if is_dir else []
+    for path in [Path(tmp), *inside]:
+        with contextlib.suppress(OSError):
+            os.chown(path, -1, earlier.st_gid)
+        with contextlib.suppress(OSError):
+            os.chmod(path, mode if path == Path(tmp) else stat.S_IMODE(path.stat().st_mode) & mode)
 
 
 def _keep_earlier(tmp, dst):
