@@ -891,3 +891,51 @@ def test_outputs_made_while_evaluate_or_convert_went_are_not_replaced(tmp_path, 
     with pytest.raises(HsanomalyError, match="scene.tif: changed since this run checked"):
         convert.convert_mat(mat, dst)
     assert dst.read_bytes() == b"a user's own file"
+
+
+def test_two_runs_replacing_one_output_together_never_both_replace_it(tmp_path, monkeypatch):
+    """Two evaluations writing the same report and plots checked, each, that nothing changed
+    there, then both renamed theirs in: both ended well, the report of one beside the plots
+    of the other. The second to commit now waits for the first, then finds its outputs
+    changed and replaces nothing."""
+    import json
+    import threading
+    import time
+
+    import hsanomaly.io.atomic as atomic
+
+    truth = np.zeros((10, 10), np.uint8)
+    truth[9, 9] = 1
+    heatmaps = {"low": np.arange(100, dtype=np.float32).reshape(10, 10)}
+    heatmaps["high"] = heatmaps["low"][::-1].copy()
+    report, folder = tmp_path / "r.json", tmp_path / "plots"
+    hsanomaly.evaluate(heatmaps["low"], truth, json=report, plots=folder)   # an earlier run's
+    inside, real = threading.Barrier(2, timeout=2), atomic._keep_access
+
+    def slow(*args):                # both runs past their checks before either replaces
+        try:
+            inside.wait()
+        except threading.BrokenBarrierError:
+            pass                    # the other waits for this commit: as it should
+        time.sleep(0.2)
+        return real(*args)
+
+    monkeypatch.setattr(atomic, "_keep_access", slow)
+    ended = {}
+
+    def run(name):
+        try:
+            ended[name] = hsanomaly.evaluate(heatmaps[name], truth, json=report, plots=folder)["auc"]
+        except HsanomalyError as err:
+            ended[name] = str(err)
+
+    runs = [threading.Thread(target=run, args=(name,)) for name in heatmaps]
+    for thread in runs:
+        thread.start()
+    for thread in runs:
+        thread.join()
+    won = [name for name, outcome in ended.items() if isinstance(outcome, float)]
+    assert len(won) == 1, ended
+    lost = next(outcome for outcome in ended.values() if isinstance(outcome, str))
+    assert "changed since this run checked its outputs" in lost
+    assert json.loads(report.read_text())["auc"] == ended[won[0]]

@@ -58,6 +58,8 @@ try:
 except ImportError:        # Windows: journals are finished without a lock
     fcntl = None          # type: ignore[assignment]
 
+COMMIT_WAIT = 120.0        # seconds a commit waits for another run's into the same folder
+
 
 _QUIET_NATIVE = False
 
@@ -304,44 +306,46 @@ class Staging:
                                          f"({describe(err)}; disk full or a file-size limit?); "
                                          "nothing was replaced") from None
                 raise
-        checked = checked_outputs()
-        # not the side files removed with an earlier output: they describe it, and a GIS
-        # showing it writes them (QGIS's statistics in .aux.xml) while a rerun goes
-        for dst, _, _, _, is_dir in self._entries:
-            key = absolute(dst)
-            if checked is not None and key in checked and checked[key] != _held(dst, is_dir):
-                raise HsanomalyError(f"{dst}: changed since this run checked its outputs "
-                                     "(another run or program wrote there meanwhile); nothing "
-                                     "was replaced: look at what is there, then rerun")
-        for dst, tmp, _, _, is_dir in self._entries:
-            _keep_access(tmp, dst, is_dir)
-            if not is_dir:         # before the journal: a new link changes the file's identity
-                _keep_earlier(tmp, dst)
-        # one file alone needs none, unless an earlier one's side files are set aside: a kill
-        # before its rename would leave it without them
-        if len(self._entries) > 1 or any(entry[4] for entry in self._entries) or \
-                any(os.path.lexists(path) for path, _ in self._stale):
-            _write_journal([(dst, tmp, is_dir, [path for path, folder in self._stale
-                                                 if folder == private])
-                            for dst, tmp, private, _, is_dir in self._entries])
-        undos, moved_aside, renaming = [], [], None
-        try:
-            undos += _set_aside(self._stale)
+        with _folders_held(entry[0] for entry in self._entries) if self.is_output \
+                else contextlib.nullcontext():
+            checked = checked_outputs()
+            # not the side files removed with an earlier output: they describe it, and a GIS
+            # showing it writes them (QGIS's statistics in .aux.xml) while a rerun goes
+            for dst, _, _, _, is_dir in self._entries:
+                key = absolute(dst)
+                if checked is not None and key in checked and checked[key] != _held(dst, is_dir):
+                    raise HsanomalyError(f"{dst}: changed since this run checked its outputs "
+                                         "(another run or program wrote there meanwhile); nothing "
+                                         "was replaced: look at what is there, then rerun")
             for dst, tmp, _, _, is_dir in self._entries:
-                renaming = (dst, tmp, _inode(tmp), os.path.lexists(dst)) if not is_dir else None
-                undos.append((dst, _replace(tmp, dst, is_dir, moved_aside)))
-                renaming = None
-                _sync_folder(dst)
-        except OSError as err:
-            raise HsanomalyError(f"{dst}: cannot replace it ({describe(err)}); "
-                                 f"{_put_back(undos)}") from None
-        except BaseException:
-            # interrupted (Ctrl-C): put back the renames done, the one the interrupt came in
-            # the middle of too when it had happened (its staged file is at the destination)
-            if renaming is not None and _inode(renaming[0]) == renaming[2]:
-                undos.append((renaming[0], _file_undo(renaming[1], renaming[0], renaming[3])))
-            _put_back(undos)
-            raise
+                _keep_access(tmp, dst, is_dir)
+                if not is_dir:         # before the journal: a new link changes the file's identity
+                    _keep_earlier(tmp, dst)
+            # one file alone needs none, unless an earlier one's side files are set aside: a kill
+            # before its rename would leave it without them
+            if len(self._entries) > 1 or any(entry[4] for entry in self._entries) or \
+                    any(os.path.lexists(path) for path, _ in self._stale):
+                _write_journal([(dst, tmp, is_dir, [path for path, folder in self._stale
+                                                     if folder == private])
+                                for dst, tmp, private, _, is_dir in self._entries])
+            undos, moved_aside, renaming = [], [], None
+            try:
+                undos += _set_aside(self._stale)
+                for dst, tmp, _, _, is_dir in self._entries:
+                    renaming = (dst, tmp, _inode(tmp), os.path.lexists(dst)) if not is_dir else None
+                    undos.append((dst, _replace(tmp, dst, is_dir, moved_aside)))
+                    renaming = None
+                    _sync_folder(dst)
+            except OSError as err:
+                raise HsanomalyError(f"{dst}: cannot replace it ({describe(err)}); "
+                                     f"{_put_back(undos)}") from None
+            except BaseException:
+                # interrupted (Ctrl-C): put back the renames done, the one the interrupt came in
+                # the middle of too when it had happened (its staged file is at the destination)
+                if renaming is not None and _inode(renaming[0]) == renaming[2]:
+                    undos.append((renaming[0], _file_undo(renaming[1], renaming[0], renaming[3])))
+                _put_back(undos)
+                raise
         if checked is not None:        # what the job wrote is what it checked from now on
             checked.update((absolute(entry[0]), _held(entry[0], entry[4]))
                            for entry in self._entries)
@@ -641,6 +645,53 @@ def _sync_folder(dst):
 def _kept(tmp):
     """Where the earlier file of staged ``tmp``'s destination is kept during the commit."""
     return Path(tmp).parent / (".was." + Path(tmp).name)
+
+
+@contextlib.contextmanager
+def _folders_held(outputs):
+    """Exclusive locks on the folders ``outputs`` go into (in one order, so two commits never
+    wait on each other), held while a commit checks that nothing changed there since its run
+    checked and renames its outputs in: two runs sharing an output (a PNG, polygons,
+    evaluate's JSON) passed that check together and both replaced it, leaving the files of
+    both. Another run's commit there is waited for."""
+    held = []
+    try:
+        for folder in sorted({os.path.dirname(absolute(path)) for path in outputs}):
+            fd = _folder_lock(folder)
+            if fd is not None:
+                held.append(fd)
+        yield
+    finally:
+        for fd in held:
+            os.close(fd)
+
+
+def _folder_lock(folder):
+    """``folder``'s descriptor under an exclusive ``flock`` (``_folders_held``), or None where
+    the system or the file system has no such lock."""
+    import time
+
+    if fcntl is None:
+        return None
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return None
+    deadline = time.monotonic() + COMMIT_WAIT
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() < deadline:
+                time.sleep(0.02)
+                continue
+            os.close(fd)
+            raise HsanomalyError(f"{folder}: another run has been replacing its outputs there "
+                                 f"for {COMMIT_WAIT:g} s; nothing was replaced: rerun") from None
+        except OSError:            # a file system without locks
+            os.close(fd)
+            return None
 
 
 def _keep_access(tmp, dst, is_dir):
