@@ -174,14 +174,17 @@ class StoredCodebook:
                 data = file.read_bytes()
             except FileNotFoundError:
                 _fail(self.path, f"{file.name} is gone since the model was loaded (moved or "
-                                 "removed?); a detector fitted on it needs the bundle where it "
-                                 "was, so put it back or fit again")
+                                 "removed?); a run or a detector fitted on it needs the bundle "
+                                 "where it was: put it back, or start again (rerun, or fit "
+                                 "again)")
             except OSError as err:
                 _fail(self.path, f"{file.name} cannot be read ({describe(err)})")
             try:
                 if hashlib.sha256(data).hexdigest() != self.digests[name]:
                     _fail(self.path, f"{file.name} changed since the model was loaded "
-                                     "(replaced or modified); load it again")
+                                     "(replaced or modified), so it is not the model the "
+                                     "scoring began with: start again with the model as it "
+                                     "is now (rerun, or load it again)")
                 _check_npy_size(data)
                 array = np.load(io.BytesIO(data), allow_pickle=False)
             except (OSError, ValueError) as err:
