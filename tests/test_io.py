@@ -819,6 +819,45 @@ def test_a_killed_runs_drawing_folder_goes_with_the_next_one(tmp_path):
         (drawn / "scene-roc.png").write_bytes(b"drawn")
     assert sorted(p.name for p in tmp_path.iterdir()) == [alive.name]
 
+def test_a_writers_lock_not_its_pid_says_whether_its_temporaries_are_abandoned(tmp_path):
+    """A writer in another pid namespace of this host (a container) looked dead to a run that
+    could not see its pid, which removed the live run's temporaries; and a dead writer whose
+    pid another process has now looked alive. A live writer holds a lock on its folder."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from hsanomaly.io import atomic
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    unseen = tmp_path / f".out.txt.{dead}-{atomic._host()}.abc{atomic.TMP_SUFFIX}"  # its pid
+    reused = tmp_path / f".out.txt.1-{atomic._host()}.def{atomic.TMP_SUFFIX}"       # pid 1 runs
+    for folder in (unseen, reused):
+        folder.mkdir()
+        (folder / "out.txt").write_text("half")
+    hour_ago = time.time() - 3600
+    os.utime(reused, (hour_ago, hour_ago))          # long past its writer's start
+    os.utime(unseen, (hour_ago, hour_ago))
+    holder = subprocess.Popen(                       # the live writer the pid does not show
+        [sys.executable, "-c", "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); "
+         "fcntl.flock(fd, fcntl.LOCK_SH); print('held', flush=True); sys.stdin.read()",
+         str(unseen)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with atomic.atomic_path(tmp_path / "out.txt") as tmp:
+            tmp.write_text("whole")
+            assert atomic._held_by_another(tmp.parent)         # this run's own, while it runs
+        assert unseen.exists() and not reused.exists()
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    with atomic.atomic_path(tmp_path / "out.txt") as tmp:    # its writer gone: removed
+        tmp.write_text("again")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+
+
 def test_outputs_in_a_folder_reached_through_a_link_are_replaced_together(tmp_path):
     """The folder's flush after each rename refused the link (O_NOFOLLOW), so the first output
     was replaced, the run said it failed, and the rest stayed from the earlier run."""

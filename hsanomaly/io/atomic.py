@@ -363,7 +363,7 @@ class Staging:
 
     def discard(self):
         for _, _, private, _, _ in self._entries:
-            shutil.rmtree(private, ignore_errors=True)
+            _remove(private)
         self._entries = []
         for fn in self._finally:
             fn()
@@ -433,7 +433,7 @@ def drawing_folder(folder):
     try:
         yield path
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        _remove(path)
 
 
 @contextlib.contextmanager
@@ -493,7 +493,10 @@ def _new_private(folder, name, suffix):
     writer = f".{_this_writer()}."
     room = name_max(folder) - 1 - len(os.fsencode(writer)) - 8 - len(suffix)  # mkdtemp: 8
     cut = os.fsencode(name)[:max(room, 1)].decode(errors="ignore") or "o"
-    return Path(tempfile.mkdtemp(prefix=f".{cut}{writer}", suffix=suffix, dir=folder))
+    path = Path(tempfile.mkdtemp(prefix=f".{cut}{writer}", suffix=suffix, dir=folder))
+    if suffix == TMP_SUFFIX:       # not a folder moved aside: that one is left for the user
+        _hold(path)
+    return path
 
 
 def name_max(folder):
@@ -519,9 +522,8 @@ def _fsync_tree(root):
 
 def remove_stale(folder):
     """Remove this user's temporaries in ``folder`` left by a process that no longer runs (one
-    killed while writing), whatever output they were for: their names
-    (``.<output>.<pid>-<host>.<random>``) carry the writer's process id and host, and those of a
-    live process, or of another host's (a shared folder), are never touched. A directory moved
+    killed while writing), whatever output they were for (``_abandoned``): those of a live
+    process, or of another host's (a shared folder), are never touched. A directory moved
     aside during a replace is left for the user, as it may be the only copy."""
     try:
         entries = [e for e in os.scandir(folder) if e.name.startswith(".")
@@ -536,7 +538,7 @@ def remove_stale(folder):
                 continue
         except FileNotFoundError:      # removed with its journal's other directories
             continue
-        if _has_ended(writer):
+        if _abandoned(entry.path, writer):
             _finish_journal(Path(entry.path), writer)
             shutil.rmtree(entry.path, ignore_errors=True)
 
@@ -552,6 +554,80 @@ def _this_writer():
 
 def _euid():
     return os.geteuid() if hasattr(os, "geteuid") else None     # Windows: no user ids here
+
+
+# a private folder's writer holds a lock on it while it lives (``_hold``): path -> descriptor
+_HELD: dict = {}
+_HELD_LOCK = threading.Lock()
+NEWBORN = 60.0             # seconds after which a private folder nobody holds is a dead writer's
+
+
+def _hold(path):
+    """Hold a shared ``flock`` on private folder ``path`` until it is removed (``_remove``):
+    the kernel drops it when the process ends, however it ends."""
+    if fcntl is None:
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:            # a file system without locks: the writer's pid tells
+        os.close(fd)
+        return
+    with _HELD_LOCK:
+        _HELD[str(path)] = fd
+
+
+def _remove(path):
+    """Remove private folder ``path`` and let go of its lock."""
+    shutil.rmtree(path, ignore_errors=True)
+    with _HELD_LOCK:
+        fd = _HELD.pop(str(path), None)
+    if fd is not None:
+        os.close(fd)
+
+
+def _abandoned(path, writer):
+    """Whether private folder ``path`` of ``writer`` (``<pid>-<host>``) was left by a process
+    that has ended: nobody holds its lock. A pid tells less: a writer in another pid
+    namespace of this host (a container) looked dead to this one, and a dead one's pid may
+    be another process's now. A folder made in the last ``NEWBORN`` seconds (its writer may
+    not hold it yet), or where locks cannot tell, goes by the pid; another host's is kept."""
+    import time
+
+    _, _, host = writer.partition("-")
+    if host and host != _host():
+        return False
+    held = _held_by_another(path)
+    if held:
+        return False
+    try:
+        young = time.time() - os.stat(path).st_mtime < NEWBORN
+    except OSError:
+        return False
+    return _has_ended(writer) if held is None or young else True
+
+
+def _held_by_another(path):
+    """Whether a process (this one too, for another of its stagings) holds ``_hold``'s lock on
+    ``path``; None where locks cannot tell."""
+    if fcntl is None:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    except OSError:
+        return None
+    finally:
+        os.close(fd)               # a lock taken here goes with it
 
 
 def _has_ended(writer):
