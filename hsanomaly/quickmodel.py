@@ -185,12 +185,15 @@ def train_on_copy(source, training):
 
 class QuickModelFolder:
     """A ``Detector``'s quick model's folder (``name``): removed with the detector that owns it,
-    or at exit, without tempfile's ResourceWarning (its removal is the point, not a leak)."""
+    or at exit, without tempfile's ResourceWarning (its removal is the point, not a leak). A
+    private folder of TMPDIR, as a run's temporaries are in an output's folder: what a killed
+    process left there is removed when the next is made."""
 
     def __init__(self):
-        import shutil
         import tempfile
         import weakref
 
-        self.name = tempfile.mkdtemp(prefix="hsanomaly-model-")
-        self.cleanup = weakref.finalize(self, shutil.rmtree, self.name, ignore_errors=True)
+        from .io.atomic import private_folder, remove_private
+
+        self.name = str(private_folder(tempfile.gettempdir(), "hsanomaly-model"))
+        self.cleanup = weakref.finalize(self, remove_private, self.name)

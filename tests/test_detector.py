@@ -1006,10 +1006,36 @@ def test_a_quick_models_warnings_name_the_input_and_its_folder_goes_quietly(monk
         del detector
         gc.collect()
     texts = [str(w.message) for w in said]
-    assert not [t for t in texts if "hsanomaly-model-" in t or "scene.tif" in t], texts
+    assert not [t for t in texts if "hsanomaly-model" in t or "scene.tif" in t], texts
     assert [t for t in texts if t.startswith("<array>") and "constant" in t], texts
     assert not [w for w in said if issubclass(w.category, ResourceWarning)], texts
     assert not os.path.exists(folder)
+
+
+def test_a_killed_detectors_quick_model_folder_goes_with_the_next_one(tmp_path, monkeypatch):
+    """A Detector killed while its quick model trained left the float32 copy of its scene and
+    a checkpoint in TMPDIR, which nothing ever removed."""
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    from hsanomaly.io import atomic
+    from hsanomaly.quickmodel import QuickModelFolder
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    killed = tmp_path / f".hsanomaly-model.{dead}-{atomic._host()}.abc{atomic.TMP_SUFFIX}"
+    killed.mkdir()
+    (killed / "scene.tif").write_bytes(b"a float32 copy of a scene")
+    hour_ago = time.time() - 3600
+    os.utime(killed, (hour_ago, hour_ago))
+    folder = QuickModelFolder()
+    assert not killed.exists() and os.path.isdir(folder.name)
+    assert os.path.dirname(folder.name) == str(tmp_path)
+    folder.cleanup()
+    assert not os.listdir(tmp_path)
 
 
 def test_fit_score_says_each_warning_once_and_a_score_in_capitals_is_suggested():
@@ -1067,7 +1093,7 @@ def test_a_quick_model_that_cannot_train_names_the_input_not_its_copy():
     pytest.importorskip("torch")
     with pytest.raises(HsanomalyError) as refused:
         hsanomaly.Detector("recon").fit(np.full((12, 30, 30), np.nan, np.float32))
-    assert "hsanomaly-model-" not in str(refused.value) and "scene.tif" not in str(refused.value)
+    assert "hsanomaly-model" not in str(refused.value) and "scene.tif" not in str(refused.value)
     assert str(refused.value).startswith("<array>"), str(refused.value)
 
 

@@ -281,7 +281,7 @@ class Staging:
 
     def _private_dir(self, dst):
         try:
-            return _private_folder(os.path.dirname(absolute(dst)), dst.name)
+            return private_folder(os.path.dirname(absolute(dst)), dst.name)
         except OSError as err:
             raise write_failure(dst, err) from None
 
@@ -363,7 +363,7 @@ class Staging:
 
     def discard(self):
         for _, _, private, _, _ in self._entries:
-            _remove(private)
+            remove_private(private)
         self._entries = []
         for fn in self._finally:
             fn()
@@ -429,11 +429,11 @@ def drawing_folder(folder):
     """A private folder inside ``folder`` to draw many outputs into before they are staged
     (on the same file system, so they move into the stage by rename). Named as the stage's
     own are, so what a killed run left is removed by the next write in ``folder``."""
-    path = _private_folder(folder, "drawn")
+    path = private_folder(folder, "drawn")
     try:
         yield path
     finally:
-        _remove(path)
+        remove_private(path)
 
 
 @contextlib.contextmanager
@@ -478,9 +478,9 @@ def destination_of(path):
     return Path(*(part for part in Path(path).parts if not part.endswith(TMP_SUFFIX)))
 
 
-def _private_folder(folder, name):
+def private_folder(folder, name):
     """A new private folder in ``folder`` (``_new_private``), once the temporaries dead
-    writers left there are gone."""
+    writers left there are gone; ``remove_private`` removes it."""
     remove_stale(folder)
     return _new_private(folder, name, TMP_SUFFIX)
 
@@ -563,7 +563,7 @@ NEWBORN = 60.0             # seconds after which a private folder nobody holds i
 
 
 def _hold(path):
-    """Hold a shared ``flock`` on private folder ``path`` until it is removed (``_remove``):
+    """Hold a shared ``flock`` on private folder ``path`` until ``remove_private`` removes it:
     the kernel drops it when the process ends, however it ends."""
     if fcntl is None:
         return
@@ -577,14 +577,14 @@ def _hold(path):
         os.close(fd)
         return
     with _HELD_LOCK:
-        _HELD[str(path)] = fd
+        _HELD[absolute(path)] = fd
 
 
-def _remove(path):
-    """Remove private folder ``path`` and let go of its lock."""
+def remove_private(path):
+    """Remove private folder ``path`` (``private_folder``'s) and let go of its lock."""
     shutil.rmtree(path, ignore_errors=True)
     with _HELD_LOCK:
-        fd = _HELD.pop(str(path), None)
+        fd = _HELD.pop(absolute(path), None)
     if fd is not None:
         os.close(fd)
 
@@ -731,8 +731,10 @@ def _folders_held(outputs):
     evaluate's JSON) passed that check together and both replaced it, leaving the files of
     both. Another run's commit there is waited for."""
     held = []
+    with _HELD_LOCK:
+        private = set(_HELD)       # this process's own folders (a quick model's): no other's
     try:
-        for folder in sorted({os.path.dirname(absolute(path)) for path in outputs}):
+        for folder in sorted({os.path.dirname(absolute(path)) for path in outputs} - private):
             fd = _folder_lock(folder)
             if fd is not None:
                 held.append(fd)
