@@ -517,10 +517,14 @@ def test_a_data_arrays_scale_and_offset_apply_and_its_value_attributes_stay_behi
     np.testing.assert_allclose(detector.scorer_.mean_, hsanomaly.Detector("rx").fit(
         scaled).scorer_.mean_, rtol=1e-6)                   # fitted on the values, not the counts
     heat = detector.score(raw)
-    assert heat.attrs == {"crs": "EPSG:32633", "long_name": "anomaly score (high = anomalous)"}
+    fill = heat.attrs.pop("_FillValue")     # its own NaN, declared (rio.to_raster: nodata NaN)
+    assert np.isnan(fill) and heat.attrs == {"crs": "EPSG:32633",
+                                             "long_name": "anomaly score (high = anomalous)"}
+    heat.attrs["_FillValue"] = fill
     heat.to_netcdf(tmp_path / "heat.nc")
     with xr.open_dataarray(tmp_path / "heat.nc") as back:
         np.testing.assert_array_equal(back.values, heat.values)
+        assert np.isnan(back.encoding["_FillValue"])
     with pytest.raises(HsanomalyError, match="its scale and offset attributes are not usable"):
         hsanomaly.Detector("rx").fit(raw.assign_attrs(scale_factor=[1.0, 2.0]))
     from hsanomaly.io.inputs import _scaled

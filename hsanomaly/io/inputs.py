@@ -177,9 +177,10 @@ def _xarray_source(X):
         coords.update(centres)
         coords.update({name: c for name, c in X.coords.items()
                        if not set(c.dims) & {band_dim} and name not in coords})
-        if value.ndim == 2:
+        if value.ndim == 2:        # NaN where no score, declared as detect's heatmap declares it
             return xr.DataArray(value, dims=spatial, coords=coords, name="score",
-                                attrs={**attrs, "long_name": "anomaly score (high = anomalous)"})
+                                attrs={**attrs, "long_name": "anomaly score (high = anomalous)",
+                                       "_FillValue": float("nan")})
         dims = ("output_band", *spatial)
         return xr.DataArray(value, dims=dims, coords=coords, attrs=dict(attrs))
 
