@@ -565,11 +565,8 @@ NEWBORN = 60.0             # seconds after which a private folder nobody holds i
 def _hold(path):
     """Hold a shared ``flock`` on private folder ``path`` until ``remove_private`` removes it:
     the kernel drops it when the process ends, however it ends."""
-    if fcntl is None:
-        return
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
+    fd = _open_folder(path)
+    if fd is None:
         return
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -610,14 +607,22 @@ def _abandoned(path, writer):
     return _has_ended(writer) if held is None or young else True
 
 
-def _held_by_another(path):
-    """Whether a process (this one too, for another of its stagings) holds ``_hold``'s lock on
-    ``path``; None where locks cannot tell."""
+def _open_folder(path):
+    """A descriptor of folder ``path`` to ``flock``, or None: no such locks on this system, or
+    the folder cannot be opened."""
     if fcntl is None:
         return None
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        return os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except OSError:
+        return None
+
+
+def _held_by_another(path):
+    """Whether a process (this one too, for another of its stagings) holds ``_hold``'s lock on
+    ``path``; None where locks cannot tell."""
+    fd = _open_folder(path)
+    if fd is None:
         return None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -749,11 +754,8 @@ def _folder_lock(folder):
     the system or the file system has no such lock."""
     import time
 
-    if fcntl is None:
-        return None
-    try:
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
+    fd = _open_folder(folder)
+    if fd is None:
         return None
     deadline = time.monotonic() + COMMIT_WAIT
     while True:
