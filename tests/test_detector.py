@@ -1030,7 +1030,8 @@ def test_a_killed_detectors_quick_model_folder_goes_with_the_next_one(tmp_path, 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()
-    killed = tmp_path / f".hsanomaly-model.{dead}-{atomic._host()}.abc{atomic.TMP_SUFFIX}"
+    holds = atomic._host() + atomic.HOLDS
+    killed = tmp_path / f".hsanomaly-model.{dead}-{holds}.abc{atomic.TMP_SUFFIX}"
     killed.mkdir()
     (killed / "scene.tif").write_bytes(b"a float32 copy of a scene")
     hour_ago = time.time() - 3600

@@ -832,14 +832,16 @@ def test_a_writers_lock_not_its_pid_says_whether_its_temporaries_are_abandoned(t
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()
-    unseen = tmp_path / f".out.txt.{dead}-{atomic._host()}.abc{atomic.TMP_SUFFIX}"  # its pid
-    reused = tmp_path / f".out.txt.1-{atomic._host()}.def{atomic.TMP_SUFFIX}"       # pid 1 runs
-    for folder in (unseen, reused):
+    holds = atomic._host() + atomic.HOLDS             # a writer that holds a lock on its folder
+    unseen = tmp_path / f".out.txt.{dead}-{holds}.abc{atomic.TMP_SUFFIX}"      # its pid unseen
+    reused = tmp_path / f".out.txt.1-{holds}.def{atomic.TMP_SUFFIX}"           # pid 1 runs
+    older = tmp_path / f".out.txt.1-{atomic._host()}.ghi{atomic.TMP_SUFFIX}"   # a writer from
+    for folder in (unseen, reused, older):                                      # before locks
         folder.mkdir()
         (folder / "out.txt").write_text("half")
     hour_ago = time.time() - 3600
-    os.utime(reused, (hour_ago, hour_ago))          # long past its writer's start
-    os.utime(unseen, (hour_ago, hour_ago))
+    for folder in (unseen, reused, older):          # long past its writer's start
+        os.utime(folder, (hour_ago, hour_ago))
     holder = subprocess.Popen(                       # the live writer the pid does not show
         [sys.executable, "-c", "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); "
          "fcntl.flock(fd, fcntl.LOCK_SH); print('held', flush=True); sys.stdin.read()",
@@ -849,13 +851,13 @@ def test_a_writers_lock_not_its_pid_says_whether_its_temporaries_are_abandoned(t
         with atomic.atomic_path(tmp_path / "out.txt") as tmp:
             tmp.write_text("whole")
             assert atomic._held_by_another(tmp.parent)         # this run's own, while it runs
-        assert unseen.exists() and not reused.exists()
+        assert unseen.exists() and older.exists() and not reused.exists()
     finally:
         holder.stdin.close()
         holder.wait(timeout=60)
     with atomic.atomic_path(tmp_path / "out.txt") as tmp:    # its writer gone: removed
         tmp.write_text("again")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([older.name, "out.txt"])
 
 
 def test_outputs_in_a_folder_reached_through_a_link_are_replaced_together(tmp_path):
@@ -1058,7 +1060,7 @@ def test_temporaries_of_a_killed_writer_are_removed_by_the_next_write(tmp_path):
     elsewhere = tmp_path / f".out.txt.{dead}-0123abcd.abc{TMP_SUFFIX}"   # another host's (a shared
     elsewhere.mkdir()                                          # folder): its pid means nothing here
     with atomic_path(tmp_path / "out.txt") as tmp:
-        assert tmp.parent.name.startswith(f".out.txt.{os.getpid()}-{atomic._host()}.")
+        assert tmp.parent.name.startswith(f".out.txt.{atomic._this_writer()}.")
         tmp.write_text("whole")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, elsewhere.name,
                                                                  "out.txt"])

@@ -46,19 +46,19 @@ from pathlib import Path
 
 from ..errors import INTERRUPTS, HsanomalyError, describe
 from .checks import absolute, checked_outputs, special_kind, warn
+from .lock import UNLOCKABLE
 
 TMP_SUFFIX = ".hsanomaly-tmp"
 OLD = ".old"               # a directory moved aside while its replacement moves in: kept if killed
 JOURNAL = "commit.json"    # in each private directory while several outputs are replaced
 JOURNAL_MARK = "hsanomaly commit journal"
 HOST_TAG = 8               # hex digits of the host's name hash in a private directory's name
+HOLDS = "L"                # after the host's tag: the writer holds a lock on its folder (_hold)
 
 try:
     import fcntl
 except ImportError:        # Windows: journals are finished without a lock
     fcntl = None          # type: ignore[assignment]
-
-COMMIT_WAIT = 120.0        # seconds a commit waits for another run's into the same folder
 
 
 _QUIET_NATIVE = False
@@ -306,46 +306,44 @@ class Staging:
                                          f"({describe(err)}; disk full or a file-size limit?); "
                                          "nothing was replaced") from None
                 raise
-        with _folders_held(entry[0] for entry in self._entries) if self.is_output \
-                else contextlib.nullcontext():
-            checked = checked_outputs()
-            # not the side files removed with an earlier output: they describe it, and a GIS
-            # showing it writes them (QGIS's statistics in .aux.xml) while a rerun goes
-            for dst, _, _, _, is_dir in self._entries:
-                key = absolute(dst)
-                if checked is not None and key in checked and checked[key] != _held(dst, is_dir):
-                    raise HsanomalyError(f"{dst}: changed since this run checked its outputs "
-                                         "(another run or program wrote there meanwhile); nothing "
-                                         "was replaced: look at what is there, then rerun")
+        checked = checked_outputs()
+        # not the side files removed with an earlier output: they describe it, and a GIS
+        # showing it writes them (QGIS's statistics in .aux.xml) while a rerun goes
+        for dst, _, _, _, is_dir in self._entries:
+            key = absolute(dst)
+            if checked is not None and key in checked and checked[key] != _held(dst, is_dir):
+                raise HsanomalyError(f"{dst}: changed since this run checked its outputs "
+                                     "(another run or program wrote there meanwhile); nothing "
+                                     "was replaced: look at what is there, then rerun")
+        for dst, tmp, _, _, is_dir in self._entries:
+            _keep_access(tmp, dst, is_dir)
+            if not is_dir:         # before the journal: a new link changes the file's identity
+                _keep_earlier(tmp, dst)
+        # one file alone needs none, unless an earlier one's side files are set aside: a kill
+        # before its rename would leave it without them
+        if len(self._entries) > 1 or any(entry[4] for entry in self._entries) or \
+                any(os.path.lexists(path) for path, _ in self._stale):
+            _write_journal([(dst, tmp, is_dir, [path for path, folder in self._stale
+                                                 if folder == private])
+                            for dst, tmp, private, _, is_dir in self._entries])
+        undos, moved_aside, renaming = [], [], None
+        try:
+            undos += _set_aside(self._stale)
             for dst, tmp, _, _, is_dir in self._entries:
-                _keep_access(tmp, dst, is_dir)
-                if not is_dir:         # before the journal: a new link changes the file's identity
-                    _keep_earlier(tmp, dst)
-            # one file alone needs none, unless an earlier one's side files are set aside: a kill
-            # before its rename would leave it without them
-            if len(self._entries) > 1 or any(entry[4] for entry in self._entries) or \
-                    any(os.path.lexists(path) for path, _ in self._stale):
-                _write_journal([(dst, tmp, is_dir, [path for path, folder in self._stale
-                                                     if folder == private])
-                                for dst, tmp, private, _, is_dir in self._entries])
-            undos, moved_aside, renaming = [], [], None
-            try:
-                undos += _set_aside(self._stale)
-                for dst, tmp, _, _, is_dir in self._entries:
-                    renaming = (dst, tmp, _inode(tmp), os.path.lexists(dst)) if not is_dir else None
-                    undos.append((dst, _replace(tmp, dst, is_dir, moved_aside)))
-                    renaming = None
-                    _sync_folder(dst)
-            except OSError as err:
-                raise HsanomalyError(f"{dst}: cannot replace it ({describe(err)}); "
-                                     f"{_put_back(undos)}") from None
-            except BaseException:
-                # interrupted (Ctrl-C): put back the renames done, the one the interrupt came in
-                # the middle of too when it had happened (its staged file is at the destination)
-                if renaming is not None and _inode(renaming[0]) == renaming[2]:
-                    undos.append((renaming[0], _file_undo(renaming[1], renaming[0], renaming[3])))
-                _put_back(undos)
-                raise
+                renaming = (dst, tmp, _inode(tmp), os.path.lexists(dst)) if not is_dir else None
+                undos.append((dst, _replace(tmp, dst, is_dir, moved_aside)))
+                renaming = None
+                _sync_folder(dst)
+        except OSError as err:
+            raise HsanomalyError(f"{dst}: cannot replace it ({describe(err)}); "
+                                 f"{_put_back(undos)}") from None
+        except BaseException:
+            # interrupted (Ctrl-C): put back the renames done, the one the interrupt came in
+            # the middle of too when it had happened (its staged file is at the destination)
+            if renaming is not None and _inode(renaming[0]) == renaming[2]:
+                undos.append((renaming[0], _file_undo(renaming[1], renaming[0], renaming[3])))
+            _put_back(undos)
+            raise
         if checked is not None:        # what the job wrote is what it checked from now on
             checked.update((absolute(entry[0]), _held(entry[0], entry[4]))
                            for entry in self._entries)
@@ -549,7 +547,7 @@ def _host():
 
 
 def _this_writer():
-    return f"{os.getpid()}-{_host()}"
+    return f"{os.getpid()}-{_host()}{HOLDS}"
 
 
 def _euid():
@@ -568,11 +566,13 @@ def _hold(path):
     fd = _open_folder(path)
     if fd is None:
         return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError:            # a file system without locks: the writer's pid tells
+    try:          # waits out another run's look (``_held_by_another``: an instant's lock)
+        fcntl.flock(fd, fcntl.LOCK_SH)
+    except OSError as err:
         os.close(fd)
-        return
+        if err.errno in UNLOCKABLE:     # a file system without locks: the writer's pid tells
+            return
+        raise
     with _HELD_LOCK:
         _HELD[absolute(path)] = fd
 
@@ -588,16 +588,18 @@ def remove_private(path):
 
 def _abandoned(path, writer):
     """Whether private folder ``path`` of ``writer`` (``<pid>-<host>``) was left by a process
-    that has ended: nobody holds its lock. A pid tells less: a writer in another pid
-    namespace of this host (a container) looked dead to this one, and a dead one's pid may
-    be another process's now. A folder made in the last ``NEWBORN`` seconds (its writer may
-    not hold it yet), or where locks cannot tell, goes by the pid; another host's is kept."""
+    that has ended. A writer that holds a lock on its folder (``HOLDS`` in its name) lives
+    while the lock is held: a pid tells less, as a writer in another pid namespace of this
+    host (a container) looked dead to this one, and a dead one's pid may be another
+    process's now. A folder made in the last ``NEWBORN`` seconds (its writer may not hold it
+    yet), one of a writer before the locks, or one where locks cannot tell goes by the pid;
+    another host's and this process's own are kept."""
     import time
 
     _, _, host = writer.partition("-")
-    if host and host != _host():
+    if (host and host.rstrip(HOLDS) != _host()) or writer == _this_writer():
         return False
-    held = _held_by_another(path)
+    held = _held_by_another(path) if host.endswith(HOLDS) else None
     if held:
         return False
     try:
@@ -629,7 +631,7 @@ def _held_by_another(path):
         return False
     except BlockingIOError:
         return True
-    except OSError:
+    except OSError:                # a file system without locks
         return None
     finally:
         os.close(fd)               # a lock taken here goes with it
@@ -640,7 +642,7 @@ def _has_ended(writer):
     were recorded hold the pid alone) has ended; another host's process cannot be judged, nor
     any on Windows (where signal 0 would interrupt the process, not probe it)."""
     pid, _, host = writer.partition("-")
-    if (host and host != _host()) or os.name == "nt":
+    if (host and host.rstrip(HOLDS) != _host()) or os.name == "nt":
         return False
     try:
         os.kill(int(pid), 0)
@@ -726,52 +728,6 @@ def _sync_folder(dst):
 def _kept(tmp):
     """Where the earlier file of staged ``tmp``'s destination is kept during the commit."""
     return Path(tmp).parent / (".was." + Path(tmp).name)
-
-
-@contextlib.contextmanager
-def _folders_held(outputs):
-    """Exclusive locks on the folders ``outputs`` go into (in one order, so two commits never
-    wait on each other), held while a commit checks that nothing changed there since its run
-    checked and renames its outputs in: two runs sharing an output (a PNG, polygons,
-    evaluate's JSON) passed that check together and both replaced it, leaving the files of
-    both. Another run's commit there is waited for."""
-    held = []
-    with _HELD_LOCK:
-        private = set(_HELD)       # this process's own folders (a quick model's): no other's
-    try:
-        for folder in sorted({os.path.dirname(absolute(path)) for path in outputs} - private):
-            fd = _folder_lock(folder)
-            if fd is not None:
-                held.append(fd)
-        yield
-    finally:
-        for fd in held:
-            os.close(fd)
-
-
-def _folder_lock(folder):
-    """``folder``'s descriptor under an exclusive ``flock`` (``_folders_held``), or None where
-    the system or the file system has no such lock."""
-    import time
-
-    fd = _open_folder(folder)
-    if fd is None:
-        return None
-    deadline = time.monotonic() + COMMIT_WAIT
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fd
-        except BlockingIOError:
-            if time.monotonic() < deadline:
-                time.sleep(0.02)
-                continue
-            os.close(fd)
-            raise HsanomalyError(f"{folder}: another run has been replacing its outputs there "
-                                 f"for {COMMIT_WAIT:g} s; nothing was replaced: rerun") from None
-        except OSError:            # a file system without locks
-            os.close(fd)
-            return None
 
 
 def _keep_access(tmp, dst, is_dir):
@@ -872,6 +828,7 @@ def _writer(name):
     parts = name[:-len(TMP_SUFFIX)].split(".") if name.endswith(TMP_SUFFIX) else []
     writer = parts[-2] if len(parts) >= 4 and name.startswith(".") else ""
     pid, dash, host = writer.partition("-")
+    host = host[:-len(HOLDS)] if host.endswith(HOLDS) else host
     if pid.isdigit() and (not dash or (len(host) == HOST_TAG and host.isalnum())):
         return writer
     return None
