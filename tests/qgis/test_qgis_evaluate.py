@@ -51,13 +51,16 @@ def test_targets_of_a_raster_without_georeferencing_lie_where_qgis_shows_it(plug
     """On the example scene (no CRS, no geotransform) the "points at the targets" had no
     geometry, though QGIS shows the raster, and Detect's polygons of it, in its pixel
     coordinates (x the column, y minus the row)."""
+    import shutil
+
     import processing
     from qgis.core import QgsVectorLayer, QgsWkbTypes
     from synthetic import EXAMPLE, EXAMPLE_TRUTH
 
-    heatmap = processing.run("hsanomaly:detect", {"INPUT": str(EXAMPLE), "SCORE": "rx",
+    scene, truth = (shutil.copy(path, tmp_path) for path in (EXAMPLE, EXAMPLE_TRUTH))
+    heatmap = processing.run("hsanomaly:detect", {"INPUT": scene, "SCORE": "rx",   # QGIS writes
                                                   "OUTPUT": str(tmp_path / "heat.tif")})["OUTPUT"]
-    result = processing.run("hsanomaly:evaluate", {"HEATMAP": heatmap, "TRUTH": str(EXAMPLE_TRUTH),
+    result = processing.run("hsanomaly:evaluate", {"HEATMAP": heatmap, "TRUTH": truth,  # .aux.xml
                                                    "TARGETS": str(tmp_path / "targets.gpkg")})
     table = QgsVectorLayer(result["TARGETS"], "targets", "ogr")
     assert table.wkbType() == QgsWkbTypes.Point and not table.crs().authid()   # no CRS
