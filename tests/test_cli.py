@@ -735,3 +735,16 @@ def test_a_closed_stdout_ends_quietly_as_sigpipe_would(args):
     finally:
         os.close(write)
     assert (done.returncode, done.stderr) == (141, "")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["detect", "--help"]])
+def test_a_full_stdout_is_one_line(args):
+    """``hsanomaly --help > /dev/full``: the group's own --help and --version ended in a
+    traceback where the commands' said one line."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "hsanomaly", *args], stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    assert (done.returncode, done.stderr) == (1, "Error: hsanomaly: no space left on the "
+                                                 "device\n")

@@ -86,6 +86,9 @@ class LazyGroup(click.Group):
             _fail(what + "; nothing was replaced", status)
         except BrokenPipeError:              # `hsanomaly --help | head`
             _reader_gone()
+        except OSError as err:               # `hsanomaly --help > /dev/full`
+            name = args[0] if args else kwargs.get("info_name")
+            _fail(f"{err.filename or name or 'hsanomaly'}: {describe(err)}", 1)
 
     def invoke(self, ctx):
         if sys.stderr is None:       # started with it closed (2>&-): messages go nowhere, as
