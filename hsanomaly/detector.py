@@ -76,18 +76,19 @@ class Detector:
         # a former option name means what its score made of it: carried to another score it
         # must mean the same there (gmm's mixture components are not local RX's principal ones)
         old, new = scorer_class(self.score_name), scorer_class(score)
+        merged = dict(before)
         for name in self.options:
             meaning = (old.renamed_options.get(name, name), new.renamed_options.get(name, name))
-            if name not in params and meaning[0] != meaning[1] and meaning[1] in new.options:
+            if name in params:
+                continue
+            if any(new.renamed_options.get(given, given) == meaning[0] for given in params):
+                del merged[name]       # given anew, by its name now or by its former one
+            elif meaning[0] != meaning[1] and meaning[1] in new.options:
                 raise HsanomalyError(
                     f"{name}: score {self.score_name!r} takes it as {meaning[0]}, score "
                     f"{score!r} as {meaning[1]}; set it to None to leave it behind, and give "
                     "the new score's option by its name")
-        merged = {**before, **params}
-        for name in self.options:       # given now by the name its former one has become
-            if name not in params and new.renamed_options.get(name, name) in params:
-                del merged[name]
-        type(self).__init__(self, **merged)
+        type(self).__init__(self, **{**merged, **params})
         if self.get_params() != before:
             for name in ("scorer_", "model_", "n_bands_in_", "_workdir", "_fitted_units"):
                 self.__dict__.pop(name, None)

@@ -46,6 +46,13 @@ def test_an_option_given_by_its_former_name_is_set_again_by_its_name_now():
     with pytest.warns(hsanomaly.HsanomalyDeprecationWarning):
         again = hsanomaly.Detector("lrx", components=5)
     assert clone(again).set_params(pca=3).get_params()["pca"] == 3
+    with pytest.warns(hsanomaly.HsanomalyDeprecationWarning):       # and the other way round
+        assert hsanomaly.Detector("lrx", pca=5).set_params(components=7).get_params() == {
+            "score": "lrx", "model": None, "tile": 256, "components": 7}
+    with pytest.warns(hsanomaly.HsanomalyDeprecationWarning):       # left behind by its name now
+        built = hsanomaly.Detector("lrx", components=5)
+    assert built.set_params(score="gmm", pca=None).get_params() == {
+        "score": "gmm", "model": None, "tile": 256}
 
 
 def test_a_refused_set_params_leaves_the_detector_as_it_was():
