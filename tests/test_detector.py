@@ -566,6 +566,13 @@ def test_a_data_arrays_per_band_scales_and_offsets_apply_as_rioxarray_gives_them
         np.testing.assert_allclose(local.fit_score(raw).values, local.fit_score(values),
                                    rtol=1e-3)
     assert not np.allclose(local.fit_score(counts), local.fit_score(values), rtol=1e-2)
+    # bands selected from a rioxarray read (``.sel(band=[...])``) keep the file's whole list:
+    # the selected bands' own apply (the band coordinate numbers the file's bands from 1)
+    numbers = [1, 2, 3, 5, 8, 9, 10, 11]
+    raw = xr.DataArray(counts[np.array(numbers) - 1], dims=("band", "y", "x"),
+                       coords={"band": numbers}, attrs={"scales": tuple(scales)})
+    kept = (counts * scales[:, None, None])[np.array(numbers) - 1].astype(np.float32)
+    np.testing.assert_allclose(local.fit_score(raw).values, local.fit_score(kept), rtol=1e-3)
 
 
 def test_a_dataarrays_band_centres_reach_the_model_check():

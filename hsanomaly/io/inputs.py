@@ -113,20 +113,36 @@ def _filled(values, attrs):
     return values == fill
 
 
-def _scaled(values, attrs, name):
+def _scaled(values, attrs, name, numbers=None):
     """The values with the attributes' ``scale_factor`` and ``add_offset`` applied (one number,
     or one per band), as GDAL's band scale and offset are for a raster; as they are without
     (rioxarray writes 1 and 0 always: no float64 copy then). Where the bands' scales (or
-    offsets) differ, rioxarray gives them as ``scales`` (``offsets``), one per band, instead."""
-    scale = attrs.get("scale_factor", attrs.get("scales"))
-    offset = attrs.get("add_offset", attrs.get("offsets"))
+    offsets) differ, rioxarray gives them as ``scales`` (``offsets``), one per band of the
+    file, and keeps them whole when bands are selected: ``numbers``, the file's band numbers
+    (rioxarray's band coordinate, from 1), pick the selected bands' own."""
+    scale = _per_band(attrs.get("scale_factor", attrs.get("scales")), len(values), numbers)
+    offset = _per_band(attrs.get("add_offset", attrs.get("offsets")), len(values), numbers)
     if scale is None and offset is None:
         return values
     scaling = band_scaling(1.0 if scale is None else scale, 0.0 if offset is None else offset,
                            len(values), lambda: HsanomalyError(
                                f"{name}: its scale and offset attributes are not usable "
-                               f"(scale {scale!r}, offset {offset!r}, for {len(values)} bands)"))
+                               f"(scale {scale!r}, offset {offset!r}, for {len(values)} bands); "
+                               "each must be finite, one value or one per band kept"))
     return values if scaling is None else values * scaling[0] + scaling[1]
+
+
+def _per_band(given, bands, numbers):
+    """``given`` (one value, or one per band of the file) for the ``bands`` kept: where it holds
+    more, those of the file's band ``numbers``; as it is otherwise (checked by its user)."""
+    listed = np.ravel(given) if isinstance(given, (list, tuple, np.ndarray)) else None
+    if listed is None or len(listed) in (1, bands) or numbers is None:
+        return given
+    numbers = np.asarray(numbers)
+    if numbers.dtype.kind not in "iu" or len(numbers) != bands or numbers.min() < 1 \
+            or numbers.max() > len(listed):
+        return given
+    return listed[numbers - 1]
 
 
 # coordinates along the band dimension that give each band's centre wavelength
@@ -165,7 +181,8 @@ def _xarray_source(X):
     gaps = _filled(values, X.attrs)
     valid = None if gaps is None else ~gaps.any(axis=0)
     partial = gaps is not None and bool((~valid & ~gaps.all(axis=0)).any())   # check_data's
-    source = ArraySource(_scaled(values, X.attrs, name), valid=valid, name=name,
+    numbers = X.coords[band_dim].values if band_dim in X.coords else None
+    source = ArraySource(_scaled(values, X.attrs, name, numbers), valid=valid, name=name,
                          wavelengths=_band_centres(X, band_dim), gaps=gaps if partial else None)
     attrs = {k: v for k, v in X.attrs.items() if k in PLACE_ATTRS}
     centres = _centres_of(X, spatial)
