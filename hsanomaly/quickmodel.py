@@ -142,6 +142,7 @@ def train_on_copy(source, training):
 
     import numpy as np
 
+    from .io.atomic import destination_of
     from .io.checks import check_disk, check_memory, shown_as
     from .io.convert import write_geotiff
     from .io.source import iter_windows
@@ -174,7 +175,14 @@ def train_on_copy(source, training):
                                   name=model, **training).path
     except HsanomalyError as err:
         workdir.cleanup()
-        raise HsanomalyError(str(err).replace(str(scene), source.name)) from None
+        text = str(err).replace(str(scene), source.name)
+        # a file of the model that could not be written, named (as outputs are) without its
+        # private folder: as if in TMPDIR itself
+        inside = str(destination_of(folder / "model"))
+        if inside in text:
+            text = (f"{model} could not be written in {tempfile.gettempdir()} (TMPDIR sets "
+                    f"where): {text.replace(inside, 'model')}")
+        raise HsanomalyError(text) from None
     except BaseException:    # an interrupt: its traceback would keep the folder alive
         workdir.cleanup()
         raise

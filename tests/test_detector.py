@@ -1057,6 +1057,27 @@ def test_a_killed_detectors_quick_model_folder_goes_with_the_next_one(tmp_path, 
     assert not os.listdir(tmp_path)
 
 
+def test_a_quick_model_that_cannot_be_written_names_it_and_tmpdir(monkeypatch):
+    """A write failure in the quick model's private folder of TMPDIR named a path under TMPDIR
+    that does not exist (an output's name is given without its private folder)."""
+    import tempfile
+
+    import hsanomaly.training
+    from hsanomaly.io.atomic import destination_of
+
+    def full(inputs, out, **options):
+        raise HsanomalyError(f"{destination_of(out)}.checkpoint/state.npz: cannot write (no "
+                             "space left on the device); nothing was replaced")
+    monkeypatch.setattr(hsanomaly.training, "train", full)
+    cube, _ = synthetic_cube(rows=40, cols=40)
+    with pytest.raises(HsanomalyError) as refused:
+        hsanomaly.Detector("resrx").fit(cube)
+    assert str(refused.value) == (
+        f"<array>'s quick model could not be written in {tempfile.gettempdir()} (TMPDIR sets "
+        "where): model.checkpoint/state.npz: cannot write (no space left on the device); "
+        "nothing was replaced")
+
+
 def test_fit_score_says_each_warning_once_and_a_score_in_capitals_is_suggested():
     """fit_score said each data warning twice (fit and score each a job); Detector("RX") got
     no "did you mean 'rx'?"; progress= was refused as "writes nothing"."""
