@@ -58,15 +58,18 @@ def check_not_in_use(gpkg_path, scored=False):
         changes = wal.stat().st_size > 0
     except OSError:
         changes = False
-    if not changes and held_open(shm) is False:
+    held = None if changes else held_open(shm)
+    if held is False:
         return
-    raise HsanomalyError(f"{gpkg_path}: {spell('polygons')} is open in another program "
-                         + (f"with changes not yet written into it ({wal.name})" if changes
-                            else f"in WAL mode ({shm.name})")
-                         + "; close it there (or choose another name) and run again"
+    what, tidy = ((f"with changes not yet written into it ({wal.name})", "merge them") if changes
+                  else (f"in WAL mode ({shm.name})", "") if held
+                  else (f"in WAL mode, or was left so by one that stopped ({shm.name}; this "
+                        "system does not say which)", "tidy it"))
+    raise HsanomalyError(f"{gpkg_path}: {spell('polygons')} is open in another program {what}"
+                         "; close it there (or choose another name) and run again"
                          + (f" with {resume} (the scored tiles are kept)" if scored else "")
-                         + (". If no program has it open, one stopped before merging them: "
-                            "open it once (QGIS, ogrinfo) to merge them" if changes else ""))
+                         + (f". If no program has it open, open it once (QGIS, ogrinfo) to "
+                            f"{tidy}" if tidy else ""))
 
 
 def held_open(shm):

@@ -789,3 +789,24 @@ def test_auto_is_taken_in_any_case_as_a_text_field_gives_it():
     for given in ("Auto", " AUTO "):
         found = hsanomaly.find_targets(scores, far=given)
         assert found["max_score"].tolist() == want["max_score"].tolist()
+
+
+def test_a_geopackage_whose_lock_this_system_cannot_see_is_refused_with_both_remedies(
+        tmp_path, monkeypatch, synthetic_raster):
+    """Where /proc/locks cannot be read (macOS, Windows), a -shm a stopped program left was
+    "open in another program; close it there", with no word of how to tidy it."""
+    import hsanomaly.polygons as polygons
+
+    gpkg = tmp_path / "t.gpkg"
+    hsanomaly.detect(synthetic_raster[0], tmp_path / "h.tif", score="rx", polygons=gpkg, far=1e-2)
+    (tmp_path / "t.gpkg-shm").write_bytes(b"\0" * 32768)
+    monkeypatch.setattr(polygons, "held_open", lambda shm: None)
+    with pytest.raises(HsanomalyError, match=r"t.gpkg: 'polygons' is open in another program in "
+                                             r"WAL mode, or was left so by one that stopped "
+                                             r"\(t.gpkg-shm; this system does not say which\); "
+                                             r"close it there .* open it once \(QGIS, ogrinfo\) "
+                                             r"to tidy it"):
+        hsanomaly.detect(synthetic_raster[0], tmp_path / "h.tif", score="lrx", polygons=gpkg,
+                         far=1e-2)
+    monkeypatch.undo()                  # this system tells: nobody holds it
+    hsanomaly.detect(synthetic_raster[0], tmp_path / "h.tif", score="lrx", polygons=gpkg, far=1e-2)
