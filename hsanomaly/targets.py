@@ -66,8 +66,10 @@ def find_targets(heatmap, *, threshold=None, far=None, transform=None, crs=None,
         width = heatmap.shape[-1]
         transform = Affine.identity() if transform is None else transform
         if transform.is_identity and crs is not None:
-            _warn_crs_unplaced(name, "it", "a DataArray's x and y coordinates, or its transform "
-                                           "attribute, place it")
+            _warn_crs_unplaced(name, "it", "a transform attribute places a DataArray, and so do "
+                                           "its x and y coordinates where they are evenly "
+                                           "spaced, two or more each way, and stored finely "
+                                           "enough to tell a pixel")
             crs = None
     pixels = pixel_coordinates(transform, crs, in_memory=not (is_file or given))
     georeferenced = pixels is None

@@ -2069,11 +2069,16 @@ def test_a_replaced_output_keeps_the_access_the_user_gave_the_earlier_one(tmp_pa
     folder = tmp_path / "model"
     with atomic_directory(folder) as made:
         (Path(made) / "model.json").write_text("1")
-    os.chmod(folder, 0o700)
+        (Path(made) / "codebook.npy").write_text("1")
+    os.chmod(folder, 0o711)                 # others may open its files by name, not list them
+    os.chmod(folder / "model.json", 0o640)
+    os.chmod(folder / "codebook.npy", 0o644)
     with atomic_directory(folder) as made:
-        (Path(made) / "model.json").write_text("2")
-        os.chmod(Path(made) / "model.json", 0o644)
-    assert (mode(folder), mode(folder / "model.json")) == (0o700, 0o600)
+        for name in ("model.json", "codebook.npy", "new.npy"):
+            (Path(made) / name).write_text("2")
+            os.chmod(Path(made) / name, 0o664)
+    assert [mode(folder / name) for name in ("", "model.json", "codebook.npy", "new.npy")] == [
+        0o711, 0o640, 0o644, 0o664]
     fresh = tmp_path / "fresh.tif"                    # a new output has the umask's
     hsanomaly.detect(synthetic_raster[0], fresh, score="rx", tile=16)
     umask = os.umask(0)

@@ -733,21 +733,24 @@ def _kept(tmp):
 def _keep_access(tmp, dst, is_dir):
     """Give staged ``tmp`` the permission bits and group of the earlier output at ``dst``, as
     editors and rsync do: one the user made private (or gave a group) stays so when a rerun
-    replaces it, and a folder's files are no more open than the earlier folder. A new output
-    has the umask's. The group only where the user may set it."""
-    try:
-        earlier = os.stat(dst)
-    except OSError:
-        return
-    if stat.S_ISDIR(earlier.st_mode) != is_dir:
-        return
-    mode = stat.S_IMODE(earlier.st_mode)
-    inside = [p for p in Path(tmp).rglob("*") if not p.is_symlink()] if is_dir else []
-    for path in [Path(tmp), *inside]:
+    replaces it; in a folder, each file those of the earlier file of its name (a folder the
+    user closed keeps its files from others whatever their own bits). A new output has the
+    umask's. The group only where the user may set it."""
+    pairs = [(Path(tmp), Path(dst))]
+    if is_dir:
+        pairs += [(path, Path(dst) / path.relative_to(tmp)) for path in Path(tmp).rglob("*")
+                  if not path.is_symlink()]
+    for new, earlier in pairs:
+        try:
+            found = os.lstat(earlier)
+        except OSError:
+            continue
+        if stat.S_ISDIR(found.st_mode) != new.is_dir() or stat.S_ISLNK(found.st_mode):
+            continue
         with contextlib.suppress(OSError):
-            os.chown(path, -1, earlier.st_gid)
+            os.chown(new, -1, found.st_gid)
         with contextlib.suppress(OSError):
-            os.chmod(path, mode if path == Path(tmp) else stat.S_IMODE(path.stat().st_mode) & mode)
+            os.chmod(new, stat.S_IMODE(found.st_mode))
 
 
 def _keep_earlier(tmp, dst):
