@@ -12,12 +12,29 @@ def module_name(path):
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imports(path, modules):
-    """The hsanomaly modules ``path`` imports (at any depth, lazy imports included)."""
+def _eager(tree):
+    """The statements a module runs when it is imported: not those in functions, nor those
+    under ``if TYPE_CHECKING:``."""
+    todo = list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            todo.extend(node.orelse)
+            continue
+        yield node
+        todo.extend(child for child in ast.iter_child_nodes(node) if isinstance(child, ast.stmt))
+
+
+def imports(path, modules, eager=False):
+    """The hsanomaly modules ``path`` imports (at any depth, lazy imports included; with
+    ``eager``, those its import runs)."""
     name = module_name(path)
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    for node in _eager(tree) if eager else ast.walk(tree):
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -66,10 +83,15 @@ def test_root_modules_stay_small():
 
 
 def reachable(edges, start):
-    """The modules ``start`` imports, directly or through others (lazy imports included)."""
+    """The modules ``start`` imports, directly or through others (lazy imports included), and
+    through the packages above each (their ``__init__`` runs first, its eager imports)."""
+    paths = {module_name(p): p for p in PACKAGE.rglob("*.py")}
     seen, todo = set(), [start]
     while todo:
-        for target in edges[todo.pop()] - seen:
+        module = todo.pop()
+        parents = [module.rsplit(".", k)[0] for k in range(1, module.count(".") + 1)]
+        for target in set().union(edges[module], *(imports(paths[p], paths, eager=True)
+                                                   for p in parents)) - seen:
             seen.add(target)
             todo.append(target)
     return seen
