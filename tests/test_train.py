@@ -248,6 +248,18 @@ def test_train_writes_a_loadable_bundle_repeatably(torch, synthetic_raster, tmp_
     again = train([path], tmp_path / "b", iterations=6, batch=32, critic_steps=2, threads=1,
                   progress=False)
     assert _files(again.path) == _files(bundle.path)
+    # the same data elsewhere, under another name, as another heatmap's quick model: the same
+    # networks, so the same digest (it named where the data lay, and a resume after the
+    # project moved refused its finished tiles as another model's)
+    import shutil
+
+    (tmp_path / "moved").mkdir()
+    copy = shutil.copy(path, tmp_path / "moved" / "renamed.tif")
+    moved = train([copy], tmp_path / "moved" / "c", iterations=6, batch=32, critic_steps=2,
+                  threads=1, progress=False, quick_model_of=tmp_path / "moved" / "heat.tif")
+    assert moved.meta["training"]["inputs"] == ["renamed.tif"]
+    assert moved.meta["training"]["quick_model_of"] == "heat.tif"
+    assert _files(moved.path) == _files(bundle.path) and moved.digest() == bundle.digest()
 
 
 def test_train_with_a_window_mask_and_rare_spectra_boost(torch, synthetic_raster, tmp_path):

@@ -225,9 +225,19 @@ def _check_npy_size(data):
                          f"{len(data) - stream.tell()}")
 
 
+# training's record of where its data lay: model.json keeps it, the networks do not, so one
+# model has one digest wherever its project lies (a resume after a move retrained the quick
+# model to a digest of its own, and refused the finished tiles as another model's)
+WHERE_TRAINED = ("inputs", "quick_model_of", "quick_model_input")
+
+
 def embedded_metadata(meta):
-    """The JSON stored inside each ONNX file: model.json without the file checksums."""
-    return json.dumps({k: v for k, v in meta.items() if k != "files"}, sort_keys=True)
+    """The JSON stored inside each ONNX file: model.json without the file checksums and
+    without training's record of where its data lay (``WHERE_TRAINED``)."""
+    kept = {k: v for k, v in meta.items() if k != "files"}
+    if isinstance(kept.get("training"), dict):
+        kept["training"] = {k: v for k, v in kept["training"].items() if k not in WHERE_TRAINED}
+    return json.dumps(kept, sort_keys=True)
 
 
 def load_bundle(path: Union[str, "os.PathLike[str]"]) -> Bundle:
@@ -362,7 +372,8 @@ def _check_network(path, name, meta):
         embedded = json.loads(embedded)
     except (ValueError, RecursionError):
         _fail(path, f"{name}: its embedded hsanomaly metadata is not valid JSON")
-    if embedded != json.loads(embedded_metadata(meta)):
+    if not isinstance(embedded, dict) or \
+            json.loads(embedded_metadata(embedded)) != json.loads(embedded_metadata(meta)):
         _fail(path, f"{name}: its embedded metadata disagrees with {META_FILE} (edited by hand?)")
     inputs, outputs = SIGNATURES[name](meta)
     for expected, actual in ((inputs, session.get_inputs()), (outputs, session.get_outputs())):
