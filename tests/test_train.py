@@ -314,6 +314,9 @@ def test_cancel_leaves_no_bundle_and_resume_finishes_the_same_run(torch, synthet
 
     with pytest.raises(HsanomalyError, match=r"different data or settings \(seed\)"):
         train([path], out, resume=True, seed=1, **settings)
+    # another thread count gives a model that neither makes, recorded as the last one's
+    with pytest.raises(HsanomalyError, match=r"different data or settings \(threads\)"):
+        train([path], out, resume=True, **{**settings, "threads": 2})
     # one made by an earlier version, which recorded fewer settings: not a setting to match
     from hsanomaly.training import wgan
     with np.load(checkpoint_dir(out) / "state.npz") as saved:

@@ -172,7 +172,10 @@ def _train(torch, data, inputs, out, settings, options, device, resume, progress
         generator = Generator(data.bands, data.window, options["dim"], options["latent_dim"])
         critic = Critic(data.bands, data.window, options["dim"])
     trainer = WGANGP(generator, critic, settings, device)
-    key = {**settings.to_dict(), **options, "fingerprint": data.fingerprint}
+    # what model.json's training.run records: a resume with other threads or another device
+    # would give a model neither makes, recorded as the last one's
+    key = {**settings.to_dict(), **options, "fingerprint": data.fingerprint,
+           "threads": torch.get_num_threads(), "device": str(trainer.device)}
 
     checkpoints = checkpoint_dir(out)
     state = checkpoints / STATE_FILE
