@@ -3,6 +3,7 @@
 with their size, area, scores and centroid. ``polygons`` writes them to a GeoPackage."""
 
 import math
+import os
 
 import numpy as np
 from affine import Affine
@@ -106,7 +107,9 @@ def find_targets(heatmap, *, threshold=None, far=None, transform=None, crs=None,
         frame = gpd.GeoDataFrame({name: columns[name] for name in COLUMNS},
                                  geometry=[r["geometry"] for r in records],
                                  crs=crs.to_wkt() if crs is not None else None)
-    description = f"{name}: pixels with score > {threshold:.6g}"
+    # the heatmap by its file's name: the same run writes the same layer wherever it is typed from
+    shown = os.path.basename(str(name)) if is_file else name
+    description = f"{shown}: pixels with score > {threshold:.6g}"
     if not georeferenced:
         description += ("; not georeferenced: coordinates are pixel coordinates, x the column "
                         "and y minus the row (where QGIS shows the raster), area is null")

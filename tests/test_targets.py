@@ -810,3 +810,23 @@ def test_a_geopackage_whose_lock_this_system_cannot_see_is_refused_with_both_rem
                          far=1e-2)
     monkeypatch.undo()                  # this system tells: nobody holds it
     hsanomaly.detect(synthetic_raster[0], tmp_path / "h.tif", score="lrx", polygons=gpkg, far=1e-2)
+
+
+def test_the_same_polygons_run_writes_the_same_bytes(tmp_path, synthetic_raster):
+    """GDAL stamped the GeoPackage's tables with the time of writing, and its layer description
+    named the heatmap as typed: every identical run wrote another file, which pipelines that
+    compare outputs (DVC, Make) took for a change."""
+    import os
+
+    import pyogrio
+
+    before = pyogrio.get_gdal_config_option("OGR_CURRENT_DATE")
+    written = []
+    for name, heatmap in (("a", tmp_path / "h.tif"), ("b", os.path.relpath(tmp_path / "h.tif"))):
+        hsanomaly.detect(synthetic_raster[0], heatmap, score="rx", tile=16,
+                         polygons=tmp_path / f"{name}.gpkg", far=1e-2)
+        written.append((tmp_path / f"{name}.gpkg").read_bytes())
+    assert written[0] == written[1]
+    description = pyogrio.read_info(tmp_path / "a.gpkg", layer="targets")["layer_metadata"]
+    assert description["DESCRIPTION"].startswith("h.tif: pixels with score > ")
+    assert pyogrio.get_gdal_config_option("OGR_CURRENT_DATE") == before

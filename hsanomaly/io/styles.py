@@ -1,5 +1,7 @@
 """Default QGIS styles stored inside the files we write, so layers open styled anywhere."""
 
+import contextlib
+
 STYLE_TABLE = "layer_styles"      # where QGIS looks for a GeoPackage layer's default style
 
 # QGIS's default style for the targets layer: cyan outlines, no fill, so the heatmap beneath
@@ -24,6 +26,25 @@ TARGETS_QML = """<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
 """
 
 
+# one date for what hsanomaly writes into a GeoPackage (a style's update time, the tables'
+# last change): the same run writes the same bytes, for pipelines that compare them
+FIXED_DATE = "2000-01-01T00:00:00"
+
+
+@contextlib.contextmanager
+def fixed_date():
+    """GDAL stamps a GeoPackage's tables with the time they were written
+    (``gpkg_contents.last_change``): within this, with ``FIXED_DATE``."""
+    import pyogrio
+
+    before = pyogrio.get_gdal_config_option("OGR_CURRENT_DATE")
+    pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": FIXED_DATE + ".000Z"})
+    try:
+        yield
+    finally:
+        pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": before})
+
+
 def write_default_style(path, layer, geometry_column):
     """The layer_styles table QGIS looks for in a GeoPackage, holding TARGETS_QML as default."""
     import pandas as pd
@@ -34,7 +55,7 @@ def write_default_style(path, layer, geometry_column):
         "f_geometry_column": [geometry_column], "styleName": ["hsanomaly targets"],
         "styleQML": [TARGETS_QML], "styleSLD": [""], "useAsDefault": [True],
         "description": ["target outlines (hsanomaly)"], "owner": [""], "ui": [""],
-        "update_time": ["2000-01-01T00:00:00"]})
+        "update_time": [FIXED_DATE]})
     pyogrio.write_dataframe(style, path, layer=STYLE_TABLE, driver="GPKG",
                             layer_options={"FID": "id"})
 
