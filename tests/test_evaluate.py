@@ -1070,3 +1070,25 @@ def test_a_large_heatmaps_picture_is_drawn_from_block_maxima(tmp_path, monkeypat
     image = drawn[0].axes[0].images[0]
     assert image.get_array().shape == (10, 25)
     assert image.get_extent() == [-0.5, 99.5, 39.5, -0.5]   # outlines stay on pixel edges
+
+
+def test_a_report_says_which_heatmap_and_masks_it_measured(tmp_path, example_scene):
+    """Two reports of different heatmaps at one path were told apart by nothing: the report
+    recorded the paths as typed. It records the heatmap's own tags, the masks' fingerprints
+    and the version that evaluated."""
+    import os
+
+    import hsanomaly
+
+    scene, truth = example_scene
+    heat = tmp_path / "heat.tif"
+    reports = []
+    for score in ("rx", "gmm"):
+        hsanomaly.detect(scene, heat, score=score, overwrite=True)
+        reports.append(hsanomaly.evaluate(heat, truth))
+    first, second = (report["provenance"] for report in reports)
+    assert first["heatmap_tags"]["HSANOMALY_SCORE"] == "rx"
+    assert second["heatmap_tags"]["HSANOMALY_SCORE"] == "gmm"
+    assert first["truth_fingerprint"] == second["truth_fingerprint"]
+    assert first["truth_fingerprint"]["size"] == os.path.getsize(truth)
+    assert first["hsanomaly_version"] == hsanomaly.__version__

@@ -184,7 +184,27 @@ def _evaluate(scores, name, crs, transform, truth_input, outer_input, pd_far, he
     report["inputs"] = {"heatmap": name, "truth": _name(truth_input, "<array>"),
                         "outer_mask": None if outer_input is None else
                         _name(outer_input, "<array>")}
+    report["provenance"] = _provenance(heatmap_path, truth_input, outer_input)
     return report, scores, truth, outer, valid
+
+
+def _provenance(heatmap_path, truth_input, outer_input):
+    """What a report was made from beyond the paths as typed (two heatmaps at one path are
+    told apart): the heatmap's own record (its HSANOMALY_ tags: score, parameters, model
+    digest, input and run fingerprints), the fingerprints of the mask files, the version."""
+    import os
+
+    from .. import __version__
+    from ..io.fingerprint import file_fingerprint
+    from ..io.ownership import TAG_PREFIX, geotiff_tags
+
+    tags = geotiff_tags(str(heatmap_path)) if heatmap_path is not None else None
+    masks = {label: file_fingerprint(value) for label, value in (("truth", truth_input),
+                                                                   ("outer_mask", outer_input))
+             if is_path(value) and os.path.isfile(value)}
+    return {"hsanomaly_version": __version__,
+            "heatmap_tags": {k: v for k, v in (tags or {}).items() if k.startswith(TAG_PREFIX)},
+            **{f"{label}_fingerprint": found for label, found in masks.items()}}
 
 
 def _name(value, otherwise):

@@ -32,7 +32,7 @@ def grid_tag(width, height, transform):
     return f"{width}x{height} " + ",".join(f"{float(v):.12g}" for v in place)
 
 
-def _geotiff_tags(path, grid=False):
+def geotiff_tags(path, grid=False):
     """A raster's dataset tags (with ``grid``: and its ``grid_tag``), or None."""
     from .atomic import native_quiet
     from .gdal import open_raster
@@ -49,7 +49,7 @@ def _geotiff_tags(path, grid=False):
 
 def is_own_geotiff(path):
     """A raster hsanomaly wrote: heatmaps, extras, converted scenes (what ``convert`` replaces)."""
-    tags = _geotiff_tags(path)
+    tags = geotiff_tags(path)
     return tags is not None and (_ours(tags.get("TIFFTAG_SOFTWARE"))
                                  or any(k.startswith(TAG_PREFIX) for k in tags))
 
@@ -58,7 +58,7 @@ def is_own_detect_output(path):
     """A heatmap or extra raster of ``detect``: it describes itself with HSANOMALY_ tags. A
     scene ``convert`` wrote names hsanomaly too (and its .mat), but it is someone's input,
     not a result a detect run may replace."""
-    found = _geotiff_tags(path, grid=True)
+    found = geotiff_tags(path, grid=True)
     if found is None:
         return False
     tags, grid = found
@@ -72,7 +72,7 @@ CONVERTED_TAG = TAG_PREFIX + "CONVERTED_FROM"   # a converted scene's .mat: its 
 def converted_from(path):
     """The ``input_record`` of the .mat the scene ``convert`` wrote at ``path`` was converted
     from, or None (not a converted scene, or one written before the tag)."""
-    tags = _geotiff_tags(path) if os.path.isfile(path) else None
+    tags = geotiff_tags(path) if os.path.isfile(path) else None
     try:
         return json.loads(tags[CONVERTED_TAG])
     except (TypeError, KeyError, ValueError):
@@ -126,7 +126,7 @@ def recorded_input(path):
     """The ``input_record`` an existing raster of ``detect`` at ``path`` keeps in its tags
     (place and fingerprint None in one written before them), or None (not one of detect's,
     or written before the tags)."""
-    tags = _geotiff_tags(path) if os.path.isfile(path) and not os.path.islink(path) else None
+    tags = geotiff_tags(path) if os.path.isfile(path) and not os.path.islink(path) else None
     if tags is None or INPUT_TAG not in tags:
         return None
     return {"name": tags[INPUT_TAG], "place": tags.get(INPUT_PLACE_TAG),
