@@ -240,7 +240,8 @@ def test_evaluate_takes_vector_truth_and_outer_masks(grid, tmp_path):
                                            str(outer_path), "--json", str(tmp_path / name)])
         assert result.exit_code == 0, result.output
         reports.append(json.loads((tmp_path / name).read_text()))
-    raster, vector = ({k: v for k, v in r.items() if k != "inputs"} for r in reports)
+    raster, vector = ({k: v for k, v in r.items() if k not in ("inputs", "provenance")}
+                      for r in reports)
     assert vector == raster and raster["n_excluded_pixels"] == 32
     assert reports[1]["inputs"]["truth"] == str(vectors[0])
 
