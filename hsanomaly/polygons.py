@@ -4,7 +4,7 @@ layer "targets", styled for QGIS, written through the one write path."""
 from .errors import HsanomalyError, ignoring
 from .io.atomic import check_writable, native_quiet, staged_into
 from .io.paths import check_suffix
-from .io.styles import STYLE_TABLE, fixed_date, gpkg_tables, sqlite_tables, write_default_style
+from .io.styles import STYLE_TABLE, gpkg_tables, pin_dates, sqlite_tables, write_default_style
 from .logs import stage as log_stage
 from .spelling import spell
 from .targets import COLUMNS, check_threshold_choice, find_targets
@@ -132,13 +132,14 @@ def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, chunk=R
         check_not_in_use(gpkg_path, scored=True)
     with log_stage(f"writing {len(frame)} targets into {gpkg_path}"), staged_into(stage) as into:
         tmp = into.path(gpkg_path, check=check, create=False)
-        with ignoring(UserWarning, "'crs' was not provided"), native_quiet(), fixed_date():
+        with ignoring(UserWarning, "'crs' was not provided"), native_quiet():
             # GeoPackage 1.2: the GDAL of QGIS 3.22 (the plugin's LTR) warns on each read of
             # the 1.4 that newer GDALs write by default
             frame.to_file(tmp, layer=LAYER, driver="GPKG", engine="pyogrio",
                           geometry_type="MultiPolygon", dataset_options={"VERSION": "1.2"},
                           layer_options={"DESCRIPTION": description})
             write_default_style(tmp, LAYER, frame.geometry.name)
+        pin_dates(tmp)
     return len(frame)
 
 

@@ -1091,4 +1091,5 @@ def test_a_report_says_which_heatmap_and_masks_it_measured(tmp_path, example_sce
     assert second["heatmap_tags"]["HSANOMALY_SCORE"] == "gmm"
     assert first["truth_fingerprint"] == second["truth_fingerprint"]
     assert first["truth_fingerprint"]["size"] == os.path.getsize(truth)
+    assert first["heatmap_fingerprint"] != second["heatmap_fingerprint"]
     assert first["hsanomaly_version"] == hsanomaly.__version__

@@ -190,21 +190,25 @@ def _evaluate(scores, name, crs, transform, truth_input, outer_input, pd_far, he
 
 def _provenance(heatmap_path, truth_input, outer_input):
     """What a report was made from beyond the paths as typed (two heatmaps at one path are
-    told apart): the heatmap's own record (its HSANOMALY_ tags: score, parameters, model
-    digest, input and run fingerprints), the fingerprints of the mask files, the version."""
+    told apart): the fingerprints of the heatmap's and the masks' files (a vector layer's,
+    its file's), the heatmap's own record where hsanomaly wrote it (its HSANOMALY_ tags:
+    score, parameters, model digest, input and run fingerprints; a copy GDAL rescaled keeps
+    them, its fingerprint tells), the version."""
     import os
 
     from .. import __version__
     from ..io.fingerprint import file_fingerprint
     from ..io.ownership import TAG_PREFIX, geotiff_tags
+    from ..io.vector import split_layer
 
     tags = geotiff_tags(str(heatmap_path)) if heatmap_path is not None else None
-    masks = {label: file_fingerprint(value) for label, value in (("truth", truth_input),
-                                                                   ("outer_mask", outer_input))
-             if is_path(value) and os.path.isfile(value)}
+    files = {label: split_layer(str(value))[0] if is_path(value) else None
+             for label, value in (("heatmap", heatmap_path), ("truth", truth_input),
+                                  ("outer_mask", outer_input))}
     return {"hsanomaly_version": __version__,
             "heatmap_tags": {k: v for k, v in (tags or {}).items() if k.startswith(TAG_PREFIX)},
-            **{f"{label}_fingerprint": found for label, found in masks.items()}}
+            **{f"{label}_fingerprint": file_fingerprint(file) for label, file in files.items()
+               if file is not None and os.path.isfile(file)}}
 
 
 def _name(value, otherwise):

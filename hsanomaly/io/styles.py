@@ -31,18 +31,21 @@ TARGETS_QML = """<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
 FIXED_DATE = "2000-01-01T00:00:00"
 
 
-@contextlib.contextmanager
-def fixed_date():
-    """GDAL stamps a GeoPackage's tables with the time they were written
-    (``gpkg_contents.last_change``): within this, with ``FIXED_DATE``."""
-    import pyogrio
+def pin_dates(path):
+    """Give every table of the GeoPackage ``path`` (one hsanomaly just wrote, not yet in place)
+    ``FIXED_DATE`` as its ``gpkg_contents.last_change``, which GDAL stamps with the time of
+    writing (done in the file, not through GDAL's settings, which the whole process shares),
+    then copy it afresh (``VACUUM INTO``): the header's change counter, which counts GDAL's
+    transactions (one fewer when two stamps fell in one millisecond), starts over."""
+    import os
+    import sqlite3
 
-    before = pyogrio.get_gdal_config_option("OGR_CURRENT_DATE")
-    pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": FIXED_DATE + ".000Z"})
-    try:
-        yield
-    finally:
-        pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": before})
+    fresh = f"{path}.fresh"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        with db:
+            db.execute("UPDATE gpkg_contents SET last_change = ?", (FIXED_DATE + ".000Z",))
+        db.execute("VACUUM INTO ?", (fresh,))
+    os.replace(fresh, path)
 
 
 def write_default_style(path, layer, geometry_column):
