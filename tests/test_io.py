@@ -1039,7 +1039,6 @@ def test_another_users_file_in_a_sticky_directory_is_refused_up_front(tmp_path, 
 
 
 def test_temporaries_of_a_killed_writer_are_removed_by_the_next_write(tmp_path):
-    import os
     import subprocess
     import sys
 
