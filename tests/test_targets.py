@@ -830,3 +830,26 @@ def test_the_same_polygons_run_writes_the_same_bytes(tmp_path, synthetic_raster)
     description = pyogrio.read_info(tmp_path / "a.gpkg", layer="targets")["layer_metadata"]
     assert description["DESCRIPTION"].startswith("h.tif: pixels with score > ")
     assert pyogrio.get_gdal_config_option("OGR_CURRENT_DATE") == before
+
+
+def test_a_geopackage_sqlite_cannot_finish_is_one_line_and_replaces_nothing(
+        tmp_path, monkeypatch, synthetic_raster):
+    """The GeoPackage's dates are pinned with SQLite after GDAL writes it: a full disk there
+    (its fresh copy) ended in sqlite3's traceback."""
+    import sqlite3
+
+    import hsanomaly.polygons as polygons
+
+    gpkg = tmp_path / "t.gpkg"
+    hsanomaly.detect(synthetic_raster[0], tmp_path / "h.tif", score="rx", polygons=gpkg, far=1e-2)
+    before = gpkg.read_bytes()
+
+    def full(path):
+        raise sqlite3.OperationalError("database or disk is full")
+    monkeypatch.setattr(polygons, "pin_dates", full)
+    with pytest.raises(HsanomalyError, match=r"t.gpkg: cannot write \(database or disk is full"
+                                             r".*nothing was replaced"):
+        hsanomaly.detect(synthetic_raster[0], tmp_path / "h.tif", score="lrx", polygons=gpkg,
+                         far=1e-2)
+    assert gpkg.read_bytes() == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -133,7 +133,7 @@ def _size(n):
 def is_write_error(err):
     """Errors a writer raises when the disk, the file system or GDAL fails under it."""
     return isinstance(err, (OSError, MemoryError)) or type(err).__module__.startswith(
-        ("rasterio", "pyogrio", "fiona", "PIL", "zipfile", "zlib"))
+        ("rasterio", "pyogrio", "fiona", "PIL", "zipfile", "zlib", "sqlite3"))
 
 
 def check_writable(path, directory=None, label=None):
