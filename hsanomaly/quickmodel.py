@@ -187,8 +187,8 @@ def train_on_copy(source, training):
         workdir.cleanup()
         raise
     finally:
-        if scene.exists():
-            scene.unlink()   # the model stays as long as the detector; the copy need not
+        scene.unlink(missing_ok=True)   # the model stays as long as the detector; the copy
+                                        # need not (gone already with a failed training's folder)
 
 
 class QuickModelFolder:
