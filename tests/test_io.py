@@ -698,7 +698,7 @@ def test_a_rename_that_fails_mid_commit_puts_back_the_ones_before_it(tmp_path, m
     from hsanomaly.io import atomic
 
     if not exchange:              # where renameat2 cannot swap, the old folder is moved aside
-        monkeypatch.setattr(atomic, "_exchange", lambda a, b: False)
+        monkeypatch.setattr(atomic, "_rename2", lambda a, b, flag: False)
     (tmp_path / "a.txt").write_text("earlier a")
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "old.txt").write_text("old")
@@ -719,7 +719,9 @@ def test_a_rename_that_fails_mid_commit_puts_back_the_ones_before_it(tmp_path, m
     assert (tmp_path / "b.txt" / "user.txt").read_text() == "user's"
 
 
-def test_a_failed_commit_names_the_outputs_it_could_not_put_back(tmp_path, monkeypatch):
+@pytest.mark.parametrize("exchange", [True, False])
+def test_a_failed_commit_names_the_outputs_it_could_not_put_back(tmp_path, monkeypatch, exchange):
+    """Without hard links the earlier file is kept only where renameat2 swaps it out."""
     import errno
     import os
 
@@ -729,38 +731,44 @@ def test_a_failed_commit_names_the_outputs_it_could_not_put_back(tmp_path, monke
         raise OSError(errno.EPERM, "Operation not permitted")
 
     monkeypatch.setattr(os, "link", no_links)     # a file system without hard links
+    if not exchange:
+        monkeypatch.setattr(atomic, "_rename2", lambda a, b, flag: False)
     for name in ("a.txt", "b.txt"):
         (tmp_path / name).write_text("earlier")
+    outcome = ("nothing was replaced" if exchange else r"these were replaced and could not be "
+               r"put back: .*a.txt \(no copy of the earlier one was kept\)")
     with pytest.raises(HsanomalyError, match=r"b.txt: cannot replace it \(is a directory\); "
-                                             r"these were replaced and could not be put back: "
-                                             r".*a.txt \(no copy of the earlier one was kept\)$"):
+                                             f"{outcome}$"):
         with atomic.staged() as stage:
             for name in ("a.txt", "b.txt"):
                 stage.path(tmp_path / name).write_text("new")
             (tmp_path / "b.txt").unlink()
             (tmp_path / "b.txt").mkdir()
-    assert (tmp_path / "a.txt").read_text() == "new"
+    assert (tmp_path / "a.txt").read_text() == ("earlier" if exchange else "new")
+    assert (tmp_path / "b.txt").is_dir()
 
 def test_an_interrupt_between_the_renames_puts_back_the_ones_before_it(tmp_path, monkeypatch):
     """Ctrl-C between two renames left the first output new and the second old, and the
     journals went with the staging, so nothing ever completed or undid it."""
+    import functools
     import os
 
     from hsanomaly.io import atomic
 
     for name in ("a.txt", "b.txt"):
         (tmp_path / name).write_text("earlier")
-    real_replace = os.replace
+    real_replace, real_rename2 = os.replace, atomic._rename2
 
     for after_the_rename in (False, True):        # before b's rename, or in it once done
-        def interrupted(src, dst):
+        def interrupted(rename, src, dst, *flag):
             if os.path.basename(src) == "b.txt" and atomic.TMP_SUFFIX in str(src):   # staged
                 if after_the_rename:
-                    real_replace(src, dst)
+                    rename(src, dst, *flag)
                 raise KeyboardInterrupt
-            return real_replace(src, dst)
+            return rename(src, dst, *flag)
 
-        monkeypatch.setattr(os, "replace", interrupted)
+        monkeypatch.setattr(os, "replace", functools.partial(interrupted, real_replace))
+        monkeypatch.setattr(atomic, "_rename2", functools.partial(interrupted, real_rename2))
         with pytest.raises(KeyboardInterrupt):
             with atomic.staged() as stage:
                 for name in ("a.txt", "b.txt"):
@@ -1143,15 +1151,22 @@ from pathlib import Path
 from hsanomaly.io import atomic
 
 folder, when, first = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
-real_replace, real_journal_path = os.replace, atomic._journal_path
+real_replace, real_rename2, real_journal_path = os.replace, atomic._rename2, atomic._journal_path
 journals = []
 
-def replace_then_die(src, dst):
+def rename_then_die(rename, src, dst, *flag):
     if when == "first rename" and Path(dst) == folder / first:   # linked and journaled only
         os._exit(9)
-    real_replace(src, dst)
-    if when == "renames" and Path(dst) == folder / first:    # the first in place, not the rest
-        os._exit(9)
+    done = rename(src, dst, *flag)
+    if when == "renames" and Path(dst) == folder / first and done is not False:
+        os._exit(9)                                       # the first in place, not the rest
+    return done
+
+def replace_then_die(src, dst):
+    rename_then_die(real_replace, src, dst)
+
+def rename2_then_die(src, dst, flag):
+    return rename_then_die(real_rename2, src, dst, flag)
 
 def journal_path_or_die(tmp):
     journals.append(tmp)
@@ -1160,6 +1175,7 @@ def journal_path_or_die(tmp):
     return real_journal_path(tmp)
 
 atomic.os.replace, atomic._journal_path = replace_then_die, journal_path_or_die
+atomic._rename2 = rename2_then_die
 with atomic.staged() as stage:
     stage.path(folder / first).write_text("new a")
     stage.path(folder / "b.txt").write_text("new b")
@@ -1900,34 +1916,45 @@ def test_an_output_named_through_a_linked_folder_and_dotdot_is_staged_where_it_l
     assert sorted(os.listdir(there)) == ["child", "heat.tif"] and os.listdir(here) == ["link"]
 
 
-KILLED_AFTER_ITS_RENAME = """
+KILLED_AROUND_ITS_RENAME = """
 import os, sys
 from pathlib import Path
 from hsanomaly.io import atomic
 
-folder = Path(sys.argv[1])
-real_replace = os.replace
+folder, when = Path(sys.argv[1]), sys.argv[2]
+real_replace, real_rename2 = os.replace, atomic._rename2
 
-def replace_then_die(src, dst):
-    real_replace(src, dst)
-    if Path(dst) == folder / "heat.tif":
+def rename_then_die(rename, *args):
+    if when == "before its rename" and Path(args[1]) == folder / "heat.tif":
         os._exit(9)
+    done = rename(*args)
+    if when == "after its rename" and Path(args[1]) == folder / "heat.tif" and done is not False:
+        os._exit(9)
+    return done
 
-atomic.os.replace = replace_then_die
+atomic.os.replace = lambda src, dst: rename_then_die(real_replace, src, dst)
+atomic._rename2 = lambda src, dst, flag: rename_then_die(real_rename2, src, dst, flag)
+if when == "before setting aside":
+    atomic._set_aside = lambda stale: os._exit(9)
 with atomic.staged() as stage:
     stage.path(folder / "heat.tif", stale=[folder / "heat.tif.aux.xml"]).write_text("new")
 """
 
 
-def test_a_run_killed_as_its_output_goes_in_leaves_no_earlier_side_file_over_it(tmp_path):
-    """The earlier raster's GDAL side files were removed after the new one was in place: a
-    kill in between left the old .aux.xml (nodata, scale, statistics) laid over the new."""
+def _killed_around_its_rename(folder, when):
     import subprocess
     import sys
 
+    return subprocess.run([sys.executable, "-c", KILLED_AROUND_ITS_RENAME, str(folder), when])
+
+
+def test_a_run_killed_as_its_output_goes_in_leaves_no_earlier_side_file_over_it(tmp_path):
+    """The earlier raster's GDAL side files were removed after the new one was in place: a
+    kill in between left the old .aux.xml (nodata, scale, statistics) laid over the new."""
+
     (tmp_path / "heat.tif").write_text("old")
     (tmp_path / "heat.tif.aux.xml").write_text("<PAMDataset>old</PAMDataset>")
-    died = subprocess.run([sys.executable, "-c", KILLED_AFTER_ITS_RENAME, str(tmp_path)])
+    died = _killed_around_its_rename(tmp_path, "after its rename")
     assert died.returncode == 9
     assert (tmp_path / "heat.tif").read_text() == "new"
     assert not (tmp_path / "heat.tif.aux.xml").exists()
@@ -1939,7 +1966,7 @@ def test_a_failed_commit_puts_the_earlier_side_files_back(tmp_path, monkeypatch)
     (tmp_path / "heat.tif").write_text("old")
     (tmp_path / "heat.tif.aux.xml").write_text("old aux")
 
-    def refuse(tmp, dst, is_dir, moved_aside=None):
+    def refuse(tmp, dst, is_dir, moved_aside=None, expected=None):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(atomic, "_replace", refuse)
@@ -1975,24 +2002,16 @@ def test_threads_sharing_one_raster_source_read_what_each_would_alone(tmp_path):
                 np.testing.assert_array_equal(block, cube[:, r:r + 48, c:c + 48])
 
 
-KILLED_BEFORE_ITS_RENAME = KILLED_AFTER_ITS_RENAME.replace(
-    "    real_replace(src, dst)\n    if Path(dst) == folder / \"heat.tif\":\n        os._exit(9)",
-    "    if Path(dst) == folder / \"heat.tif\":\n        os._exit(9)\n    real_replace(src, dst)")
-
-
 def test_a_lone_output_killed_before_its_rename_is_completed_not_left_bare(tmp_path):
     """Its earlier side files were set aside (into the private folder the next write removes)
     with no journal to finish the rename: the earlier heatmap stayed, without them."""
-    import subprocess
-    import sys
 
     from hsanomaly.io.atomic import atomic_path
     from hsanomaly.io.checks import HsanomalyWarning
 
-    assert KILLED_BEFORE_ITS_RENAME != KILLED_AFTER_ITS_RENAME
     (tmp_path / "heat.tif").write_text("old")
     (tmp_path / "heat.tif.aux.xml").write_text("<PAMDataset>old</PAMDataset>")
-    died = subprocess.run([sys.executable, "-c", KILLED_BEFORE_ITS_RENAME, str(tmp_path)])
+    died = _killed_around_its_rename(tmp_path, "before its rename")
     assert died.returncode == 9 and (tmp_path / "heat.tif").read_text() == "old"
     with pytest.warns(HsanomalyWarning, match="heat.tif: completed, as the run"):
         with atomic_path(tmp_path / "other.txt") as tmp:
@@ -2015,23 +2034,16 @@ def test_a_plots_folder_given_as_a_link_gets_its_plots(tmp_path):
     assert "roc.png" in os.listdir(tmp_path / "real")
 
 
-KILLED_BEFORE_SETTING_ASIDE = KILLED_AFTER_ITS_RENAME.replace(
-    "atomic.os.replace = replace_then_die", "atomic._set_aside = lambda stale: os._exit(9)")
-
-
 def test_a_run_killed_between_its_journal_and_setting_side_files_aside_has_them_removed(tmp_path):
     """The journal is written before the earlier side files are set aside: completed by the
     next write, the new heatmap had the old .aux.xml laid over it."""
-    import subprocess
-    import sys
 
     from hsanomaly.io.atomic import atomic_path
     from hsanomaly.io.checks import HsanomalyWarning
 
-    assert KILLED_BEFORE_SETTING_ASIDE != KILLED_AFTER_ITS_RENAME
     (tmp_path / "heat.tif").write_text("old")
     (tmp_path / "heat.tif.aux.xml").write_text("<PAMDataset>old</PAMDataset>")
-    died = subprocess.run([sys.executable, "-c", KILLED_BEFORE_SETTING_ASIDE, str(tmp_path)])
+    died = _killed_around_its_rename(tmp_path, "before setting aside")
     assert died.returncode == 9 and (tmp_path / "heat.tif.aux.xml").exists()
     with pytest.warns(HsanomalyWarning, match="heat.tif: completed, as the run"):
         with atomic_path(tmp_path / "other.txt") as tmp:
@@ -2083,3 +2095,60 @@ def test_a_replaced_output_keeps_the_access_the_user_gave_the_earlier_one(tmp_pa
     umask = os.umask(0)
     os.umask(umask)
     assert mode(fresh) == 0o666 & ~umask
+
+
+@pytest.mark.parametrize("is_dir", [False, True])
+def test_another_commit_landing_between_the_check_and_the_rename_is_not_replaced(tmp_path,
+                                                                                monkeypatch,
+                                                                                is_dir):
+    """Two runs sharing an output (the same --png, --polygons or --json) checked it unchanged
+    and then both renamed over it: both exited 0, with outputs of the two mixed. What the
+    rename takes out is now checked after it, so the second is undone and refused."""
+    from hsanomaly.io import atomic
+    from hsanomaly.io.checks import one_job
+
+    (tmp_path / "a.txt").write_text("earlier a")
+    (tmp_path / "shared").mkdir()
+    real_keep_access, landed = atomic._keep_access, []
+
+    def other_run_commits_meanwhile(tmp, dst, dst_is_dir):    # after the check, before renames
+        real_keep_access(tmp, dst, dst_is_dir)
+        if dst.name == "shared" and not landed:
+            landed.append(dst)
+            with atomic.staged() as other:
+                if is_dir:
+                    (other.directory(dst) / "other.txt").write_text("other run's")
+                else:
+                    other.path(dst).write_text("other run's")
+
+    monkeypatch.setattr(atomic, "_keep_access", other_run_commits_meanwhile)
+    if not is_dir:
+        (tmp_path / "shared").rmdir()
+    with one_job():
+        atomic.note_checked(tmp_path / "a.txt")
+        atomic.note_checked(tmp_path / "shared", is_dir)
+        with pytest.raises(HsanomalyError, match=r"shared: changed since this run checked its "
+                                                 r"outputs .*; nothing was replaced: look"):
+            with atomic.staged() as stage:
+                stage.path(tmp_path / "a.txt").write_text("new a")
+                if is_dir:
+                    (stage.directory(tmp_path / "shared") / "mine.txt").write_text("mine")
+                else:
+                    stage.path(tmp_path / "shared").write_text("mine")
+    assert (tmp_path / "a.txt").read_text() == "earlier a"
+    other = tmp_path / "shared" / "other.txt" if is_dir else tmp_path / "shared"
+    assert other.read_text() == "other run's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "shared"]
+
+
+def test_a_commit_swapped_with_a_folder_made_at_its_file_s_place_puts_the_folder_back(tmp_path):
+    """renameat2's exchange swaps a file with a folder: the folder made meanwhile at a file
+    output's place would have gone with the private folder."""
+    from hsanomaly.io import atomic
+
+    with pytest.raises(HsanomalyError, match=r"out.txt: cannot replace it \(is a directory\)"):
+        with atomic.staged() as stage:
+            stage.path(tmp_path / "out.txt").write_text("new")
+            (tmp_path / "out.txt").mkdir()
+            (tmp_path / "out.txt" / "user.txt").write_text("user's")
+    assert (tmp_path / "out.txt" / "user.txt").read_text() == "user's"

@@ -306,15 +306,17 @@ class Staging:
                                          f"({describe(err)}; disk full or a file-size limit?); "
                                          "nothing was replaced") from None
                 raise
-        checked = checked_outputs()
-        # not the side files removed with an earlier output: they describe it, and a GIS
-        # showing it writes them (QGIS's statistics in .aux.xml) while a rerun goes
+        job_checked = checked_outputs()
+        checked = job_checked if job_checked is not None else {}
+        # what each destination must still hold when its rename comes (what the job checked,
+        # else what is there now); not the side files removed with an earlier output: they
+        # describe it, and a GIS showing it writes them (QGIS's statistics in .aux.xml)
+        expected = []
         for dst, _, _, _, is_dir in self._entries:
-            key = absolute(dst)
-            if checked is not None and key in checked and checked[key] != _held(dst, is_dir):
-                raise HsanomalyError(f"{dst}: changed since this run checked its outputs "
-                                     "(another run or program wrote there meanwhile); nothing "
-                                     "was replaced: look at what is there, then rerun")
+            held = _held(dst, is_dir)
+            expected.append(checked.get(absolute(dst), held))
+            if expected[-1] != held:
+                raise HsanomalyError(_changed_text(dst, "nothing was replaced"))
         for dst, tmp, _, _, is_dir in self._entries:
             _keep_access(tmp, dst, is_dir)
             if not is_dir:         # before the journal: a new link changes the file's identity
@@ -329,11 +331,13 @@ class Staging:
         undos, moved_aside, renaming = [], [], None
         try:
             undos += _set_aside(self._stale)
-            for dst, tmp, _, _, is_dir in self._entries:
+            for (dst, tmp, _, _, is_dir), held in zip(self._entries, expected):
                 renaming = (dst, tmp, _inode(tmp), os.path.lexists(dst)) if not is_dir else None
-                undos.append((dst, _replace(tmp, dst, is_dir, moved_aside)))
+                undos.append((dst, _replace(tmp, dst, is_dir, moved_aside, held)))
                 renaming = None
                 _sync_folder(dst)
+        except _Changed:
+            raise HsanomalyError(_changed_text(dst, _put_back(undos))) from None
         except OSError as err:
             raise HsanomalyError(f"{dst}: cannot replace it ({describe(err)}); "
                                  f"{_put_back(undos)}") from None
@@ -344,8 +348,8 @@ class Staging:
                 undos.append((renaming[0], _file_undo(renaming[1], renaming[0], renaming[3])))
             _put_back(undos)
             raise
-        if checked is not None:        # what the job wrote is what it checked from now on
-            checked.update((absolute(entry[0]), _held(entry[0], entry[4]))
+        if job_checked is not None:    # what the job wrote is what it checked from now on
+            job_checked.update((absolute(entry[0]), _held(entry[0], entry[4]))
                            for entry in self._entries)
         written = _WRITTEN.get()
         if written is not None and self.is_output:   # not what a job stages in its own folder
@@ -705,13 +709,60 @@ def _identity(path, is_dir=False):
     return found if is_dir else found + [st.st_size, st.st_mtime_ns]
 
 
-def _replace(tmp, dst, is_dir, moved_aside=None):
+class _Changed(Exception):
+    """A destination held something else than the commit expected when its rename came."""
+
+
+_ANY = object()
+
+
+def _changed_text(dst, outcome):
+    return (f"{dst}: changed since this run checked its outputs (another run or program wrote "
+            f"there meanwhile); {outcome}: look at what is there, then rerun")
+
+
+def _replace(tmp, dst, is_dir, moved_aside=None, expected=_ANY):
     """Put staged ``tmp`` in ``dst``'s place (the caller flushes the folder). Returns a
     function that puts back what ``dst`` was, so a commit whose later rename fails leaves every
     output as it was (None where that cannot be done: a file system without hard links). An
     old directory moved aside is added to ``moved_aside``, for the caller to remove once the
-    commit stands (without the list it is removed at once)."""
+    commit stands (without the list it is removed at once).
+
+    ``expected``: what ``dst`` must hold for the rename to stand (``_held``; None: nothing).
+    Checking it before the rename would leave a moment for another run's commit to land in
+    between, and both runs would succeed with outputs of the two mixed. So where the system
+    can (``_swap_checked``), what the rename took out of ``dst`` is checked after it, and a
+    rename that met something else is undone (``_Changed``)."""
+    if expected is not _ANY and _swap_checked(tmp, dst, is_dir, expected):
+        if expected is None:
+            return lambda: os.replace(dst, tmp)
+        return lambda: _rename2(tmp, dst, RENAME_EXCHANGE) or _refuse_swap(dst)
     return _replace_dir(tmp, dst, moved_aside) if is_dir else _replace_file(tmp, dst)
+
+
+def _swap_checked(tmp, dst, is_dir, expected):
+    """Move ``tmp`` to ``dst`` in one atomic step that takes out what ``dst`` held, to ``tmp``'s
+    place (Linux ``renameat2``: ``RENAME_EXCHANGE``, or ``RENAME_NOREPLACE`` where nothing is
+    expected), and check that against ``expected``; a mismatch is swapped back and raises
+    ``_Changed``. False where the system or file system cannot, with nothing moved."""
+    try:
+        if expected is None:
+            return _rename2(tmp, dst, RENAME_NOREPLACE)
+        if not _rename2(tmp, dst, RENAME_EXCHANGE):
+            return False
+    except OSError as err:
+        if err.errno in (errno.EEXIST, errno.ENOENT):     # made, or removed, meanwhile
+            raise _Changed(dst) from None
+        raise
+    taken_out = os.lstat(tmp).st_mode
+    if stat.S_ISDIR(taken_out) != is_dir:          # a file swapped for a folder, or back
+        _rename2(tmp, dst, RENAME_EXCHANGE)
+        raise OSError(errno.ENOTDIR if is_dir else errno.EISDIR,
+                      os.strerror(errno.ENOTDIR if is_dir else errno.EISDIR), str(dst))
+    if _held(tmp, is_dir) != expected:
+        _rename2(tmp, dst, RENAME_EXCHANGE)
+        raise _Changed(dst)
+    return True
 
 
 def _sync_folder(dst):
@@ -917,17 +968,30 @@ def _finish_journal(private, writer):
         os.close(fd)
 
 
-def _exchange(a, b):
-    """Swap two paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``); False where
-    the system or file system cannot."""
+RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2      # renameat2's flags (linux/fs.h)
+
+
+@functools.lru_cache(maxsize=1)
+def _renameat2():
     import ctypes
 
     try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+        return ctypes.CDLL(None, use_errno=True).renameat2
     except (OSError, AttributeError):
+        return None
+
+
+def _rename2(a, b, flag):
+    """Rename ``a`` to ``b`` with Linux ``renameat2``'s ``flag``: ``RENAME_EXCHANGE`` swaps the
+    two paths in one atomic step, ``RENAME_NOREPLACE`` fails with EEXIST where ``b`` exists.
+    False where the system or file system cannot."""
+    import ctypes
+
+    renameat2 = _renameat2()
+    if renameat2 is None:
         return False
-    at_fdcwd, rename_exchange = -100, 2
-    if renameat2(at_fdcwd, os.fsencode(str(a)), at_fdcwd, os.fsencode(str(b)), rename_exchange) == 0:
+    at_fdcwd = -100
+    if renameat2(at_fdcwd, os.fsencode(str(a)), at_fdcwd, os.fsencode(str(b)), flag) == 0:
         return True
     code = ctypes.get_errno()
     if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
@@ -943,8 +1007,8 @@ def _replace_dir(tmp, dst, moved_aside=None):
     if not os.path.lexists(dst):
         os.replace(tmp, dst)
         return lambda: os.replace(dst, tmp)
-    if _exchange(tmp, dst):
-        return lambda: _exchange(tmp, dst) or _refuse_swap(dst)
+    if _rename2(tmp, dst, RENAME_EXCHANGE):
+        return lambda: _rename2(tmp, dst, RENAME_EXCHANGE) or _refuse_swap(dst)
     aside = _new_private(os.path.dirname(absolute(dst)), Path(dst).name, OLD + TMP_SUFFIX)
     os.replace(dst, aside)           # rename(2) onto the empty directory just made
     try:
