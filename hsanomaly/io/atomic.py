@@ -973,11 +973,15 @@ RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2      # renameat2's flags (linux/fs.h)
 
 @functools.lru_cache(maxsize=1)
 def _renameat2():
+    """libc's ``renameat2``, or None: Linux only (glibc 2.28, musl 1.1.24 and later)."""
     import ctypes
+    import sys
 
+    if not sys.platform.startswith("linux"):
+        return None
     try:
         return ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):
         return None
 
 
