@@ -59,13 +59,17 @@ def prepare_quick_model(src, dst, quick, scorer, stage, *, masked=None, resume=F
     from .engine.run import check_resumed_run
     from .engine.store import store_path
     from .io.fingerprint import input_fingerprint
-    from .io.lock import check_unlocked
+    from .io.atomic import live_writer
+    from .io.lock import busy, check_unlocked
     from .io.source import open_source
 
     if resume and resumable_quick_model(src, dst, quick):
         return None, None
     scene = src if masked is None else masked
     check_unlocked(store_path(dst), dst)
+    training = live_writer(quick)          # another run trains this output's quick model now
+    if training is not None:
+        raise busy(training, dst)
     if isinstance(scheduler, str):
         check_scheduler(scheduler)
     if resume:

@@ -258,17 +258,19 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
                                  "trained on it, so the model and the heatmap would see two "
                                  "rasters; nothing was replaced: rerun")
         windows = source.windows(tile)
-        if scorer.fits_on_scene:
-            if callback and callback(0.0, f"fitting {scorer.name} on {source.name}"):
-                raise Cancelled(f"{dst}: cancelled")
-            with stage_log(f"fitting {scorer.name} on {source.name}"):
-                fit_scorer(scorer, executor.fit_source(source))
         # a kill between a run's commit and its store's removal left that finished run's
         # store: removed as such, not as an interrupted run's work discarded
         finished = read_fingerprint(dst) if not resume and os.path.isfile(dst) else None
         if finished is not None:
             remove_finished(store_path(dst), finished)
+        # made (and locked) before the fit: another run on this output is refused at once,
+        # not after fitting and scoring everything
         store = TileStore(store_path(dst), job, resume, output=dst)
+        if scorer.fits_on_scene:
+            if callback and callback(0.0, f"fitting {scorer.name} on {source.name}"):
+                raise Cancelled(f"{dst}: cancelled")
+            with stage_log(f"fitting {scorer.name} on {source.name}"):
+                fit_scorer(scorer, executor.fit_source(source))
         done = _score(executor, source, scorer, store, windows, outputs, dst, progress, callback)
         if source.changed() or input_fingerprint(src, source) != job["input"]:
             store.remove()          # tiles of two inputs: none is worth resuming
@@ -297,7 +299,7 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
         return result
     except Exception as err:
         kept = (store.resumed or bool(store.done())) if store is not None else \
-            resume and os.path.isdir(store_path(dst))     # a resume's fit: its tiles are there
+            resume and os.path.isdir(store_path(dst))     # an earlier run's tiles stay there
         if store is not None and not kept:
             store.remove()      # nothing finished: nothing to resume
         one_line = runtime_error(err, dst, kept)

@@ -545,6 +545,24 @@ def remove_stale(folder):
             shutil.rmtree(entry.path, ignore_errors=True)
 
 
+def live_writer(dst):
+    """The private folder in which a live process (this one too) writes ``dst`` now, or None:
+    another run's quick model in training, say, which has no tile store to lock yet."""
+    folder, name = os.path.dirname(absolute(dst)), Path(dst).name
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return None
+    for entry in entries:
+        writer = _writer(entry.name)
+        if writer is None or entry.name.endswith(OLD + TMP_SUFFIX) or \
+                entry.name[1:-len(TMP_SUFFIX)].rsplit(".", 2)[0] != name:
+            continue
+        if entry.is_dir(follow_symlinks=False) and not _abandoned(entry.path, writer):
+            return Path(entry.path)
+    return None
+
+
 def _host():
     """A short tag of this host's name: a process id means something on its own host only."""
     return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:HOST_TAG]

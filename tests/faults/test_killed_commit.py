@@ -11,14 +11,19 @@ KILL_AFTER_HEATMAP = """
 import os, runpy, sys
 from pathlib import Path
 
-real = os.replace
+from hsanomaly.io import atomic
 
-def replace_then_die(src, dst):
-    real(src, dst)
-    if Path(dst).name == "heat.tif" and Path(src).parent.name.endswith(".hsanomaly-tmp"):
+real_replace, real_rename2 = os.replace, atomic._rename2
+
+def rename_then_die(rename, src, dst, *flag):
+    done = rename(src, dst, *flag)
+    if Path(dst).name == "heat.tif" and Path(src).parent.name.endswith(".hsanomaly-tmp") and \
+            done is not False:
         os._exit(9)
+    return done
 
-os.replace = replace_then_die
+os.replace = lambda src, dst: rename_then_die(real_replace, src, dst)
+atomic._rename2 = lambda src, dst, flag: rename_then_die(real_rename2, src, dst, flag)
 sys.argv = ["hsanomaly"] + sys.argv[1:]
 runpy.run_module("hsanomaly.cli", run_name="__main__")
 """

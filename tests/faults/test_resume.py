@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+import rasterio
 
 from .conftest import (Tree, assert_ok, assert_one_error, interrupted, kill, make_scene, reference,
                        run_cli, start_cli)
@@ -145,6 +146,58 @@ def test_a_second_run_on_the_same_output_is_refused_while_the_first_holds_it(tmp
 
     os.close(held)                               # the first run ends (or dies)
     resume(tmp_path, scene, 12)
+
+
+HOLDS_A_PRIVATE_FOLDER = """
+import sys
+from hsanomaly.io import atomic
+
+print(atomic.private_folder(sys.argv[1], sys.argv[2]), flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_run_is_refused_at_once_while_another_trains_the_outputs_quick_model(tmp_path, scene):
+    """The quick model's training took no lock: a second run on the same output trained a
+    whole model and scored every tile, and only then was refused."""
+    import subprocess
+    import sys
+
+    make_scene(scene, rows=48, cols=48)           # room for the default score's window
+    trainer = subprocess.Popen([sys.executable, "-c", HOLDS_A_PRIVATE_FOLDER, str(tmp_path),
+                                "heat.model"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               text=True)
+    try:
+        training = trainer.stdout.readline().strip()      # the first run's staged quick model
+        tree = Tree(tmp_path)
+        result = run_cli("detect", scene, tmp_path / "heat.tif", "--tile", "16", "-q")
+        assert_one_error(result, f"{tmp_path / 'heat.tif'}: another hsanomaly run is writing "
+                                 f"this output now (its working folder {training} is locked)")
+        tree.assert_unchanged()
+    finally:
+        trainer.communicate("")
+    assert_ok(run_cli("detect", scene, tmp_path / "other.tif", "--score", "rx", "-q"))
+    assert not os.path.exists(training)        # a dead run's folder is no hindrance: removed
+
+
+def test_a_run_is_refused_at_once_while_another_fits_its_score(tmp_path, scene, monkeypatch):
+    """A score fitted on the scene (gmm) made its tile store, and took its lock, only after
+    the fit: another run on the output in the meantime went ahead and won."""
+    import hsanomaly
+    from hsanomaly.engine import run
+
+    meanwhile, real_fit = [], run.fit_scorer
+
+    def another_run_during_the_fit(scorer, source):
+        meanwhile.append(run_cli("detect", scene, tmp_path / "heat.tif", *DETECT))
+        return real_fit(scorer, source)
+
+    monkeypatch.setattr(run, "fit_scorer", another_run_during_the_fit)
+    hsanomaly.detect(scene, tmp_path / "heat.tif", score="gmm", tile=16, progress=False)
+    assert_one_error(meanwhile[0], f"{tmp_path / 'heat.tif'}: another hsanomaly run is writing "
+                                   "this output now")
+    with rasterio.open(tmp_path / "heat.tif") as ds:
+        assert ds.tags()["HSANOMALY_SCORE"] == "gmm"
 
 
 def test_detect_many_starts_over_an_interrupted_run_of_another_input(tmp_path, scene, store):
