@@ -80,7 +80,9 @@ def _taking(option):
                    f"{defaults.NEIGHBOUR_WEIGHT:g} otherwise].")
 @click.option("--pca", type=click.IntRange(min=1), default=None,
               help=f"Principal components kept: local RX's rings work in this many "
-                   f"[default: {defaults.LRX_PCA}]; gmm's mixture is fitted on this many "
+                   f"[default: {defaults.LRX_PCA}] (keep it well below a ring's pixel count: "
+                   "each ring's covariance gets a small ridge, which rules a ring barely "
+                   "larger); gmm's mixture is fitted on this many "
                    f"[default: {defaults.GMM_PCA}].")
 @click.option("--components", type=click.IntRange(min=1), default=None,
               help=f"gmm: Gaussian components of the mixture [default: {defaults.GMM_COMPONENTS}].")
