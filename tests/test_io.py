@@ -2152,3 +2152,29 @@ def test_a_commit_swapped_with_a_folder_made_at_its_file_s_place_puts_the_folder
             (tmp_path / "out.txt").mkdir()
             (tmp_path / "out.txt" / "user.txt").write_text("user's")
     assert (tmp_path / "out.txt" / "user.txt").read_text() == "user's"
+
+
+@pytest.mark.parametrize("setting", [("GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR"),
+                                     ("GDAL_PAM_ENABLED", "NO")])
+def test_a_local_raster_is_read_with_its_side_files_whatever_gdal_s_settings(tmp_path,
+                                                                            monkeypatch, setting):
+    """Settings GIS users export for reads over the network hid a local raster's side files:
+    its .msk mask's and its .aux.xml's nodata pixels were scored as data, without a word."""
+    profile = dict(driver="GTiff", width=8, height=6, count=3, dtype="float32")
+    data = np.random.default_rng(0).random((3, 6, 8)).astype(np.float32)
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=False):
+        with rasterio.open(tmp_path / "masked.tif", "w", **profile) as ds:
+            ds.write(data)
+            mask = np.full((6, 8), 255, np.uint8)
+            mask[:, :3] = 0
+            ds.write_mask(mask)
+    with rasterio.open(tmp_path / "pam.tif", "w", **profile) as ds:
+        ds.write(np.where(np.arange(8) < 2, 7.0, data).astype(np.float32))
+    (tmp_path / "pam.tif.aux.xml").write_text("<PAMDataset>" + "".join(
+        f'<PAMRasterBand band="{b}"><NoDataValue>7</NoDataValue></PAMRasterBand>'
+        for b in (1, 2, 3)) + "</PAMDataset>")
+    monkeypatch.setenv(*setting)
+    cases = [("pam.tif", 2)] + ([("masked.tif", 3)] if setting[1] == "EMPTY_DIR" else [])
+    for name, columns in cases:
+        cube = read_scene(tmp_path / name).cube
+        assert np.isnan(cube[..., :columns]).all() and not np.isnan(cube[..., columns:]).any()

@@ -57,15 +57,26 @@ def require_file(path, file=None):
         raise HsanomalyError(f"{path}: {kind}, not a file; hsanomaly reads its inputs from files")
 
 
+# Settings GIS users export for reads over the network (GDAL's cloud-optimised-read advice),
+# which on a raster on disk hide its side files: its mask (.msk), the nodata and scales of its
+# .aux.xml, an ENVI header. A local raster is read with them, whatever the environment says.
+LOCAL_READS = {"GDAL_DISABLE_READDIR_ON_OPEN": "FALSE", "GDAL_PAM_ENABLED": "YES"}
+_REMOTE = re.compile(r"/vsi(curl|s3|gs|az|adls|oss|swift|webhdfs|hdfs)(_streaming)?/|://")
+
+
 def open_raster(path):
     """rasterio.open for reading, with one-line errors for a missing or unreadable raster
-    and without the warning for rasters that carry no georeferencing."""
+    and without the warning for rasters that carry no georeferencing; a local raster with its
+    side files (``LOCAL_READS``)."""
+    import contextlib
+
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning
 
     require_file(path)
+    local = contextlib.nullcontext() if _REMOTE.search(str(path)) else rasterio.Env(**LOCAL_READS)
     try:
-        with ignoring(NotGeoreferencedWarning):
+        with ignoring(NotGeoreferencedWarning), local:
             return rasterio.open(path)
     except rasterio.errors.RasterioIOError as err:
         raise HsanomalyError(f"{path}: not a raster GDAL can read ({describe(err)})") from None
