@@ -2178,3 +2178,22 @@ def test_a_local_raster_is_read_with_its_side_files_whatever_gdal_s_settings(tmp
     for name, columns in cases:
         cube = read_scene(tmp_path / name).cube
         assert np.isnan(cube[..., :columns]).all() and not np.isnan(cube[..., columns:]).any()
+
+
+@pytest.mark.parametrize("name, message", [
+    ("scÃ¨ne.tif", "/scène.tif: 'src''s name was read in a locale that is not UTF-8; run under"),
+    ("scène.tif", "/sc\\xe8ne.tif: 'src''s name is not valid UTF-8, and hsanomaly takes UTF-8")])
+def test_a_name_the_system_spells_in_latin_1_is_refused_before_the_work(tmp_path, monkeypatch,
+                                                                        name, message):
+    """In a Latin-1 locale every byte decodes, so no check fired: GDAL, SQLite and onnxruntime
+    took the name's UTF-8 bytes, another file or none (an input that exists was "No such
+    file", polygons failed after the scoring)."""
+    import os
+    import re
+
+    import hsanomaly
+
+    monkeypatch.setattr(os, "fsencode", lambda text: os.fspath(text).encode("latin-1"))
+    with pytest.raises(HsanomalyError, match=re.escape(message)):
+        hsanomaly.detect(str(tmp_path / name), str(tmp_path / "heat.tif"), score="rx")
+    assert os.listdir(tmp_path) == []

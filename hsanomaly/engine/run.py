@@ -306,6 +306,10 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
         if one_line is None:
             raise
         raise one_line from None
+    except BaseException:           # interrupted: a store made for this run, with no tile yet
+        if store is not None and not (store.resumed or store.done()):
+            store.remove()
+        raise
     finally:
         if store is not None and not handed:
             store.release()     # failed, cancelled or interrupted: another run may go on

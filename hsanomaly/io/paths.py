@@ -270,19 +270,21 @@ def check_path_kind(path, label, what="a path", use=None):
     name = os.fspath(path)
     if not name:
         raise HsanomalyError(f"{label}: an empty name")
-    if isinstance(name, str):
+    if isinstance(name, str) and not name.isascii():
+        # GDAL, SQLite and onnxruntime take a name's UTF-8 bytes: where the system spells it
+        # otherwise (undecodable bytes kept as surrogates, a Latin-1 locale) they name
+        # another file, or none
+        raw = os.fsencode(name)
+        if raw == name.encode("utf-8", "surrogatepass"):
+            return
+        shown = raw.decode("utf-8", "backslashreplace")
         try:
-            name.encode("utf-8")
-        except UnicodeEncodeError:       # undecodable bytes, kept as surrogates
-            raw = os.fsencode(name)
-            shown = raw.decode("utf-8", "backslashreplace")
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise HsanomalyError(f"{shown}: {label}'s name is not valid UTF-8, and "
-                                     "hsanomaly takes UTF-8 names only; rename it") from None
-            raise HsanomalyError(f"{shown}: {label}'s name was read in a locale that is not "
-                                 "UTF-8; run under one (LC_ALL=C.UTF-8)") from None
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise HsanomalyError(f"{shown}: {label}'s name is not valid UTF-8, and "
+                                 "hsanomaly takes UTF-8 names only; rename it") from None
+        raise HsanomalyError(f"{shown}: {label}'s name was read in a locale that is not "
+                             "UTF-8; run under one (LC_ALL=C.UTF-8)") from None
 
 
 def check_output_paths(**paths):
