@@ -668,6 +668,24 @@ def test_with_stderr_closed_a_command_still_runs(tmp_path):
     assert closed.returncode == 2 and "standard output is closed" in closed.stderr
 
 
+def test_with_stdout_and_stderr_closed_a_command_still_runs(tmp_path):
+    """Started as cron or a daemon may start it (>&- 2>&-), the next file opened took
+    descriptor 2: detect did all the work and then failed ("bad file descriptor; disk full?"),
+    evaluate and detect-many failed at once."""
+    cube, truth = synthetic_cube()
+    path = write_raster(tmp_path / "scene.tif", cube)
+    truth = write_raster(tmp_path / "truth.tif", truth[None].astype("uint8"), dtype="uint8")
+    heat, report = tmp_path / "heat.tif", tmp_path / "r.json"
+    for command in (["detect", path, heat, "--score", "rx"],
+                    ["evaluate", heat, truth, "--json", report]):
+        done = subprocess.run(["sh", "-c", '"$0" -m hsanomaly "$@" >&- 2>&-', sys.executable,
+                               *map(str, command)], capture_output=True, timeout=120)
+        assert done.returncode == 0
+    import json
+
+    assert heat.exists() and json.loads(report.read_text())["auc"] > 0
+
+
 def test_inputs_that_are_pipes_or_not_utf8_are_one_line(tmp_path):
     """A named pipe nobody writes blocked in GDAL's open, where no interrupt reached it; a
     name that is not UTF-8 ended in a UnicodeEncodeError traceback (as an output, after

@@ -91,6 +91,7 @@ class LazyGroup(click.Group):
             _fail(f"{err.filename or name or 'hsanomaly'}: {describe(err)}", 1)
 
     def invoke(self, ctx):
+        _fill_closed_descriptors()
         if sys.stderr is None:       # started with it closed (2>&-): messages go nowhere, as
             sys.stderr = open(os.devnull, "w")      # asked, and the run goes on
         shown, written = warnings.showwarning, []
@@ -127,6 +128,22 @@ class LazyGroup(click.Group):
             _fail(f"{err.filename or ctx.command_path}: {describe(err)}", 1)
         finally:
             warnings.showwarning = shown
+
+
+def _fill_closed_descriptors():
+    """Put /dev/null in each of descriptors 0, 1 and 2 that the process was started without
+    (``>&- 2>&-``, as cron or a daemon may start it): the next file opened would take the
+    number, and the input raster GDAL opened as descriptor 2 was then swapped for /dev/null
+    while libtiff's messages were kept off stderr. Python's own ``sys.stdout`` stays None, so
+    a command that must write there still says it is closed."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
 
 
 def _reader_gone():
