@@ -68,8 +68,8 @@ class Regions:
         self.left_column = None
 
     def add(self, window, scores, threshold):
+        from affine import Affine
         from rasterio.features import shapes
-        from rasterio.windows import transform as window_transform
         from scipy import ndimage
         from shapely.geometry import shape
 
@@ -93,7 +93,9 @@ class Regions:
                 ndimage.maximum(scores, local, index),
                 ndimage.sum_labels(rows + row0 + 0.5, local, index),
                 ndimage.sum_labels(cols + col0 + 0.5, local, index)], axis=1))
-            win_transform = window_transform(window, self.transform)
+            # the window's own transform, with affine's matmul: rasterio's window transform
+            # multiplies with the operator affine 3 deprecates (an error where warnings are)
+            win_transform = self.transform @ Affine.translation(col0, row0)
             for geometry, value in shapes(labels.astype(np.int32), mask=mask, connectivity=8,
                                           transform=win_transform):
                 self.pieces[int(value)].append(shape(geometry))

@@ -853,3 +853,19 @@ def test_a_geopackage_sqlite_cannot_finish_is_one_line_and_replaces_nothing(
                          far=1e-2)
     assert gpkg.read_bytes() == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_find_targets_warns_nothing_where_warnings_are_errors():
+    """rasterio's window transform multiplies with the operator affine 3 deprecates: a suite
+    that makes warnings errors (and detect --polygons under PYTHONWARNINGS=error) failed."""
+    from affine import Affine
+
+    import hsanomaly
+
+    scores = np.zeros((30, 40), np.float32)
+    scores[5:7, 8:11] = 5.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        targets = hsanomaly.find_targets(scores, threshold=1.0,
+                                         transform=Affine(2, 0, 100, 0, -2, 500))
+    assert list(targets.geometry.total_bounds) == [116.0, 486.0, 122.0, 490.0]
