@@ -58,8 +58,7 @@ def check_execution(workers, scheduler):
 
 def _is_client(value):
     """Whether ``value`` is a ``distributed.Client`` (only where Dask is imported is one)."""
-    distributed = sys.modules.get("distributed")
-    return distributed is not None and isinstance(value, distributed.Client)
+    return "distributed" in sys.modules and isinstance(value, sys.modules["distributed"].Client)
 
 
 _quiet = False
@@ -85,15 +84,12 @@ def import_distributed():
     return distributed
 
 
-@contextlib.contextmanager
 def optional_client(workers=None, scheduler=None):
     """``dask_client`` for ``workers`` / ``scheduler``, or None (work in this process) without
     either."""
     if not (workers or scheduler):
-        yield None
-        return
-    with dask_client(workers, scheduler) as client:
-        yield client
+        return contextlib.nullcontext()
+    return dask_client(workers, scheduler)
 
 
 def check_scheduler(address):
@@ -194,6 +190,10 @@ def dask_client(workers=None, scheduler=None):
                     cluster = distributed.LocalCluster(
                         n_workers=workers, threads_per_worker=1, processes=True,
                         dashboard_address=":0", silence_logs=quiet, **_preloads())
+            except (RuntimeError, OSError, TimeoutError) as err:   # Dask's config, usually
+                raise HsanomalyError(f"a local Dask cluster of {workers} workers did not start "
+                                     f"({describe(err)}); look at Dask's configuration "
+                                     "(DASK_* variables, ~/.config/dask)") from None
             finally:
                 started()
             with cluster, distributed.Client(cluster, set_as_default=False) as client:

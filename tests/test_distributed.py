@@ -859,3 +859,18 @@ def test_what_the_caller_sets_while_a_local_cluster_runs_stays(synthetic_raster,
     hsanomaly.detect(synthetic_raster[0], tmp_path / "x.tif", score="rx", tile=TILE, workers=1,
                      progress=False, callback=callback)
     assert os.environ["HSANOMALY_TEST_SETTING"] == "mine"
+
+
+def test_a_local_cluster_that_does_not_start_is_one_line(synthetic_raster, tmp_path):
+    """A user's Dask configuration (an HPC scratch folder this machine lacks) kept the local
+    cluster from starting: --workers ended in a traceback of about a hundred lines."""
+    import dask
+
+    before = sorted(os.listdir(tmp_path))
+    with dask.config.set({"temporary-directory": "/proc/no-such-scratch"}):
+        with pytest.raises(HsanomalyError, match=r"^a local Dask cluster of 2 workers did not "
+                                                 r"start \(.*no-such-scratch.*\); look at Dask's "
+                                                 r"configuration"):
+            hsanomaly.detect(synthetic_raster[0], tmp_path / "x.tif", score="rx", tile=TILE,
+                             workers=2, progress=False)
+    assert sorted(os.listdir(tmp_path)) == before
