@@ -2,6 +2,7 @@
 reading them with one-line errors, the files on disk they read, and what their headers say
 (bad bands, band wavelengths, a raw data file's size)."""
 
+import functools
 import gzip
 import numbers
 import os
@@ -28,14 +29,33 @@ def gdal_env(cache_bytes=GDAL_CACHE_BYTES):
     return rasterio.Env(GDAL_CACHEMAX=int(cache_bytes))
 
 
-# A GDAL dataset name that is not a plain file path: a subdataset (NETCDF:"f.nc":var, HDF5:...,
-# GTIFF_DIR:2:f.tif), a virtual file system path (/vsizip/..., /vsicurl/...) or a URL.
-_GDAL_NAME = re.compile(r"^([A-Za-z0-9_]{2,}:|/vsi[a-z0-9_]+/|[a-z][a-z0-9+.-]*://)")
+# A GDAL dataset name that is not a plain file path: a virtual file system path (/vsizip/...,
+# /vsicurl/...) or a URL; or a subdataset or connection (NETCDF:"f.nc":var, HDF5:...,
+# GTIFF_DIR:2:f.tif, PG:dbname=...), whose prefix is a driver's name or one of these. Any
+# other prefix is a file's name with a colon in it ("flight_10:30.tif").
+_VIRTUAL = re.compile(r"^(/vsi[a-z0-9_]+/|[a-z][a-z0-9+.-]*://)")
+_PREFIX = re.compile(r"^([A-Za-z0-9_]{2,}):")
+SUBDATASET_PREFIXES = {
+    "HDF4", "HDF4_SDS", "HDF4_EOS", "HDF4_GR", "GTIFF_DIR", "GTIFF_RAW", "NITF_IM",
+    "NITF_TOC_ENTRY", "ECRG_TOC_ENTRY", "SENTINEL2_L1B", "SENTINEL2_L1C", "SENTINEL2_L2A",
+    "SENTINEL2_L1C_TILE", "SENTINEL1_CALIB", "RADARSAT_2_CALIB", "RCM_CALIB", "PG", "GEORASTER",
+    "EOPFZARR", "TILEDB"}
 
 
 def is_gdal_name(path):
     """True for dataset names GDAL resolves itself, which are not files on disk."""
-    return bool(_GDAL_NAME.match(str(path)))
+    text = str(path)
+    prefix = _PREFIX.match(text)
+    return bool(_VIRTUAL.match(text)) or (prefix is not None
+                                          and prefix.group(1).upper() in _gdal_prefixes())
+
+
+@functools.lru_cache(maxsize=1)
+def _gdal_prefixes():
+    import rasterio
+
+    with rasterio.Env() as env:
+        return {name.upper() for name in env.drivers()} | SUBDATASET_PREFIXES
 
 
 def require_file(path, file=None):

@@ -84,3 +84,22 @@ def test_an_output_name_that_says_another_format_is_refused(tmp_path, scene, arg
     assert result.returncode == 1 and result.stderr.strip().endswith(message.split(": ", 1)[1])
     assert message.split(":")[0] in result.stderr
     tree.assert_unchanged()
+
+
+@pytest.mark.parametrize("name", ["heat_10:30.tif", "./heat_10:30.tif"])
+def test_an_output_with_a_time_of_day_in_its_name_is_a_file(tmp_path, scene, name):
+    """A "word:" prefix was taken for a GDAL driver's (NETCDF:f.nc:v): heat_10:30.tif was
+    refused as "must be a file path", and ./heat_10:30.tif through its .aux.xml."""
+    result = run_cli("detect", scene, name, "--score", "rx", "-q", "--png", "quick_10:30.png",
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "heat_10:30.tif").is_file() and (tmp_path / "quick_10:30.png").is_file()
+
+
+@pytest.mark.parametrize("name", ["NETCDF:heat.nc:score", "GTIFF_DIR:1:heat.tif",
+                                  "/vsizip/heat.zip/heat.tif"])
+def test_an_output_named_as_a_gdal_dataset_is_refused(tmp_path, scene, name):
+    tree = Tree(tmp_path)
+    result = run_cli("detect", scene, name, "--score", "rx", "-q", cwd=tmp_path)
+    assert_one_error(result, f"{name}: DST must be a file path")
+    tree.assert_unchanged()
