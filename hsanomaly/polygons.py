@@ -138,7 +138,7 @@ def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, chunk=R
             frame.to_file(tmp, layer=LAYER, driver="GPKG", engine="pyogrio",
                           geometry_type="MultiPolygon", dataset_options={"VERSION": "1.2"},
                           layer_options={"DESCRIPTION": description})
-            write_default_style(tmp, LAYER, frame.geometry.name)
+            write_default_style(tmp, LAYER)
         pin_dates(tmp)
     return len(frame)
 

@@ -503,9 +503,13 @@ def test_layer_carries_score_threshold_and_a_default_qgis_style(tmp_path):
     layer = read_layer(gpkg)
     assert set(layer["score"]) == {"context"} and set(layer["threshold"]) == {1.0}
     with sqlite3.connect(gpkg) as db:
-        (name, qml, default), = db.execute(
-            "SELECT f_table_name, styleQML, useAsDefault FROM layer_styles").fetchall()
+        (name, column, qml, default), = db.execute(
+            "SELECT f_table_name, f_geometry_column, styleQML, useAsDefault "
+            "FROM layer_styles").fetchall()
+        (geometry_column,), = db.execute("SELECT column_name FROM gpkg_geometry_columns "
+                                         "WHERE table_name = 'targets'").fetchall()
     assert name == "targets" and default and 'class="SimpleLine"' in qml
+    assert column == geometry_column        # QGIS applies a style only to its own column
 
 
 def test_a_geopackage_open_with_changes_in_its_write_ahead_log_is_not_replaced(synthetic_raster,

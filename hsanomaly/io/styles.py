@@ -48,11 +48,19 @@ def pin_dates(path):
     os.replace(fresh, path)
 
 
-def write_default_style(path, layer, geometry_column):
-    """The layer_styles table QGIS looks for in a GeoPackage, holding TARGETS_QML as default."""
+def write_default_style(path, layer):
+    """The layer_styles table QGIS looks for in a GeoPackage, holding TARGETS_QML as default
+    for ``layer``: by its geometry column as the file names it (GDAL's ``geom``, not the
+    frame's ``geometry``), or QGIS does not match the style to the layer."""
+    import contextlib
+    import sqlite3
+
     import pandas as pd
     import pyogrio
 
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        (geometry_column,), = db.execute(
+            "SELECT column_name FROM gpkg_geometry_columns WHERE table_name = ?", (layer,))
     style = pd.DataFrame({
         "f_table_catalog": [""], "f_table_schema": [""], "f_table_name": [layer],
         "f_geometry_column": [geometry_column], "styleName": ["hsanomaly targets"],

@@ -65,6 +65,24 @@ def test_heatmap_and_targets_load_styled(scene, tmp_path, project):
     assert outline.strokeColor().name() == "#00ffff"
 
 
+def test_targets_written_outside_qgis_open_with_their_default_style(scene, tmp_path):
+    """The command line's GeoPackage named its style's geometry column "geometry", the
+    layer's is "geom": QGIS did not match the style, and the targets opened as random solid
+    fills over the heatmap."""
+    from qgis.core import QgsVectorLayer
+    from qgis.PyQt.QtCore import Qt
+
+    import hsanomaly
+
+    targets = tmp_path / "targets.gpkg"
+    hsanomaly.detect(scene[0], tmp_path / "heat.tif", score="rx", far=0.005, polygons=targets)
+    layer = QgsVectorLayer(f"{targets}|layername=targets", "targets", "ogr")
+    assert layer.isValid() and layer.featureCount() >= 2
+    outline = layer.renderer().symbol().symbolLayer(0)
+    assert outline.layerType() == "SimpleLine"
+    assert outline.color().name() == "#00e5ff" and outline.penStyle() == Qt.SolidLine
+
+
 def test_a_rerun_to_loaded_outputs_shows_the_new_results(scene, tmp_path, project):
     """QGIS hands a rerun the project's layers of the last run, which kept showing its pixels,
     its ramp and its targets while the files held the new ones (the QGIS audit's F1)."""
