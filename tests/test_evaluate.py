@@ -1093,3 +1093,25 @@ def test_a_report_says_which_heatmap_and_masks_it_measured(tmp_path, example_sce
     assert first["truth_fingerprint"]["size"] == os.path.getsize(truth)
     assert first["heatmap_fingerprint"] != second["heatmap_fingerprint"]
     assert first["hsanomaly_version"] == hsanomaly.__version__
+
+
+def test_the_json_report_of_an_infinite_score_is_strict_json(tmp_path):
+    """A target scoring +inf (detect keeps such scores, with a warning) was written as the
+    token Infinity: strict parsers refuse it and jq 1.6 reads the largest float."""
+    import json
+
+    import hsanomaly
+
+    scores = np.random.default_rng(0).normal(size=(30, 30)).astype(np.float32)
+    scores[5, 5] = np.inf
+    truth = np.zeros((30, 30), np.uint8)
+    truth[5, 5] = truth[20, 20] = 1
+    report = hsanomaly.evaluate(scores, truth, json=tmp_path / "r.json")
+
+    def refuse(constant):
+        raise ValueError(constant)
+
+    written = json.loads((tmp_path / "r.json").read_text(), parse_constant=refuse)
+    assert report["targets"][0]["max_score"] == np.inf          # the report itself keeps it
+    assert [t["max_score"] for t in written["targets"]][:1] == ["inf"]
+    assert written["auc"] == report["auc"]

@@ -2,6 +2,7 @@
 check they line up, report and summarise."""
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -220,8 +221,21 @@ def _pixels(shape):
 
 
 def report_json(report):
-    """The report as the indented JSON text ``--json`` writes."""
-    return json.dumps(report, indent=2) + "\n"
+    """The report as the indented JSON text ``--json`` writes: strict JSON (RFC 8259), so an
+    infinite score (which ``detect`` keeps, with a warning) is the text "inf" or "-inf", not
+    ``Infinity``, which strict parsers refuse and jq 1.6 reads as the largest float; and
+    NaN is null."""
+    return json.dumps(_strict(report), indent=2, allow_nan=False) + "\n"
+
+
+def _strict(value):
+    if isinstance(value, dict):
+        return {key: _strict(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
 
 
 def write_json(report, path, stage=None):
@@ -233,8 +247,10 @@ def write_json(report, path, stage=None):
 
 
 def _json_check(path):
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
     try:
-        json.loads(Path(path).read_text())
+        json.loads(Path(path).read_text(), parse_constant=refuse)
     except ValueError as err:
         raise HsanomalyError(f"{path}: the written report does not parse ({err})") from None
 
