@@ -32,7 +32,20 @@ def missing_for_training():
 def training_unavailable():
     """Why training cannot run here ("training needs torch: pip install ..."), or None."""
     missing = missing_for_training()
-    return f"training needs {' and '.join(missing)}: {TRAINING_INSTALL}" if missing else None
+    if missing:
+        return f"training needs {' and '.join(missing)}: {TRAINING_INSTALL}"
+    return folder_gone()
+
+
+def folder_gone():
+    """Why torch cannot load here, where the current folder is gone (removed under the shell):
+    its MKL ends the process with a fatal error of its own; None where it is there."""
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        return ("the current folder no longer exists (removed or moved since the shell entered "
+                "it), and torch cannot load without one: cd into a folder")
+    return None
 
 
 def import_onnxruntime():

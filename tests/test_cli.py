@@ -686,6 +686,29 @@ def test_with_stdout_and_stderr_closed_a_command_still_runs(tmp_path):
     assert heat.exists() and json.loads(report.read_text())["auc"] > 0
 
 
+def test_a_removed_current_folder_is_said_and_matters_to_relative_names_only(tmp_path):
+    """Run from a folder removed under the shell: train and detect refused absolute paths with
+    "hsanomaly: no such file or directory", and torch's MKL ends a process that imports it
+    there with a fatal error of its own."""
+    path = write_raster(tmp_path / "scene.tif", synthetic_cube()[0])
+
+    def in_removed_folder(*args):
+        return subprocess.run(["sh", "-c", 'mkdir gone && cd gone && rmdir ../gone && '
+                               'exec "$0" -m hsanomaly "$@"', sys.executable, *map(str, args)],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=120)
+
+    done = in_removed_folder("detect", path, tmp_path / "heat.tif", "--score", "rx", "-q")
+    assert done.returncode == 0 and (tmp_path / "heat.tif").is_file(), done.stderr
+    gone = "the current folder no longer exists (removed or moved since the shell entered it)"
+    for args in (["detect", path, "heat.tif", "--score", "rx"],
+                 ["detect", path, tmp_path / "quick.tif"],
+                 ["train", path, "--out", tmp_path / "model", "--iterations", "2"]):
+        done = in_removed_folder(*args)
+        assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+        assert done.stderr.startswith("Error: ") and gone in done.stderr, done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["heat.tif", "scene.tif"]
+
+
 def test_inputs_that_are_pipes_or_not_utf8_are_one_line(tmp_path):
     """A named pipe nobody writes blocked in GDAL's open, where no interrupt reached it; a
     name that is not UTF-8 ended in a UnicodeEncodeError traceback (as an output, after

@@ -31,7 +31,18 @@ def absolute(path):
     name kept: an output that is a link is refused, never followed, and an input's link
     (git-annex and DVC replace a file by a link to new content) names the dataset."""
     folder, name = os.path.split(os.fspath(path).rstrip(os.sep) or os.sep)
-    return os.path.join(os.path.realpath(folder or os.curdir), name)
+    return os.path.join(os.path.realpath(folder or current_folder(path)), name)
+
+
+def current_folder(path=None):
+    """The current folder, or one line where it is gone (removed or moved under the shell
+    since it entered it) and ``path``, named relative to it, cannot be found."""
+    try:
+        return os.getcwd()
+    except FileNotFoundError:
+        raise HsanomalyError(f"{path or '.'}: the current folder no longer exists (removed or "
+                             "moved since the shell entered it); cd into a folder, or give "
+                             "the path in full") from None
 
 
 def special_kind(mode):

@@ -182,9 +182,12 @@ def check_replaceable_dir(path, label, allowed=None, kind="an hsanomaly output",
     path = Path(path)
     if path.is_symlink():
         raise HsanomalyError(f"{path}: {label} is a symbolic link; refusing to replace it")
-    real = os.path.realpath(path)
-    cwd = os.path.realpath(os.getcwd())
-    if real == cwd or cwd.startswith(real.rstrip(os.sep) + os.sep):
+    real = os.path.realpath(absolute(path))
+    try:
+        cwd = os.path.realpath(os.getcwd())
+    except FileNotFoundError:            # the current folder is gone: nothing can be above it
+        cwd = None
+    if cwd is not None and (real == cwd or cwd.startswith(real.rstrip(os.sep) + os.sep)):
         raise HsanomalyError(f"{path}: {label} is the current directory or one above it; "
                              "name a new directory")
     if not path.exists():
