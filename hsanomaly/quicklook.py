@@ -76,8 +76,10 @@ def sidecars(png):
 
 def write_png(heatmap, png, max_size=MAX_SIZE, stage=None):
     """Write ``png`` (band 1 of ``heatmap``, at most ``max_size`` pixels a side: ``block_maxima``)
-    and, when the heatmap is georeferenced, its ``sidecars``; all through the one write path
+    and, when the heatmap is georeferenced, its ``sidecars`` (an unplaced one shrunk: a world
+    file of its pixel grid); all through the one write path
     (replaced with ``stage``'s other outputs when one is given)."""
+    from affine import Affine
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
 
@@ -113,6 +115,9 @@ def write_png(heatmap, png, max_size=MAX_SIZE, stage=None):
     elif gcps:                           # ground control points, at the picture's pixels
         files[sidecars(png)[1]] = lambda tmp: Path(tmp).write_text(
             _gcp_aux_xml(gcps, gcp_crs, scale))
+    elif step > 1 and not placed_by:     # unplaced and shrunk: on the heatmap's pixel grid, as
+        pixels = Affine(step, 0, 0, 0, -step, 0)     # a GIS shows it (x column, y -row)
+        files[sidecars(png)[0]] = lambda tmp: Path(tmp).write_text(world_file_text(pixels))
     with staged_into(stage) as into:
         for path, write in files.items():
             is_png = path.suffix == ".png"

@@ -145,11 +145,15 @@ class Regions:
 
 def _polygonal(geometry):
     """A valid MultiPolygon of ``geometry``: pixels that touch only at a corner trace a ring
-    that touches itself, which GEOS (and QGIS's tools) refuse; ``make_valid`` splits it there."""
+    that touches itself, which GEOS (and QGIS's tools) refuse; ``make_valid`` splits it there.
+    Each outer ring counter-clockwise, holes clockwise (GeoJSON's right-hand rule), whatever
+    ``make_valid`` or a south-up grid made of them."""
     import shapely
     from shapely.geometry import MultiPolygon
+    from shapely.geometry.polygon import orient
 
     geometry = shapely.make_valid(geometry)
     parts = getattr(geometry, "geoms", [geometry])
-    return MultiPolygon([p for part in parts if part.geom_type in ("Polygon", "MultiPolygon")
+    return MultiPolygon([orient(p) for part in parts
+                         if part.geom_type in ("Polygon", "MultiPolygon")
                          for p in getattr(part, "geoms", [part])])

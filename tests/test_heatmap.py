@@ -249,6 +249,8 @@ def test_a_subdatasets_heatmap_records_its_file_and_variable(tmp_path):
 def test_overview_levels_stop_below_one_block():
     assert overview_factors(100, 100) == [] and overview_factors(600, 520) == [2, 4]
     assert overview_factors(4096, 3000) == [2, 4, 8, 16]
+    # a pushbroom swath: by its longer side, as GDAL's COG driver (the shorter gave none)
+    assert overview_factors(255, 60000) == [2, 4, 8, 16, 32, 64, 128, 256]
 
 
 def test_the_parameters_tag_holds_the_options_that_are_off(synthetic_raster, tmp_path):

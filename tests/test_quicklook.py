@@ -152,3 +152,19 @@ def test_an_infinite_score_is_drawn_in_the_top_colour_not_as_nodata():
     top, bottom = image[20 + 7, -1], image[20 + 7, 0]            # the colour bar's ends
     assert image[10, 10, 3] == 0
     assert (image[5, 5] == top).all() and (image[15, 15] == bottom).all()
+
+
+def test_a_shrunk_quick_look_of_an_unplaced_heatmap_lies_on_its_pixel_grid(tmp_path):
+    """An unplaced heatmap (a converted .mat scene) over ``max_size`` pixels got a picture a
+    step smaller and no world file: a GIS showed it at a fraction of the heatmap's size."""
+    from hsanomaly import quicklook
+
+    heat = tmp_path / "heat.tif"
+    with rasterio.open(heat, "w", driver="GTiff", dtype="float32", count=1, height=40,
+                       width=250) as ds:
+        ds.write(np.random.default_rng(0).random((40, 250), np.float32), 1)
+    quicklook.write_png(heat, tmp_path / "whole.png", max_size=250)
+    quicklook.write_png(heat, tmp_path / "shrunk.png", max_size=100)
+    world, aux = sidecars(tmp_path / "shrunk.png")
+    assert [float(v) for v in world.read_text().split()] == [3.0, 0.0, 0.0, -3.0, 1.5, -1.5]
+    assert not aux.exists() and not sidecars(tmp_path / "whole.png")[0].exists()

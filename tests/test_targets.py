@@ -873,3 +873,22 @@ def test_find_targets_warns_nothing_where_warnings_are_errors():
         targets = hsanomaly.find_targets(scores, threshold=1.0,
                                          transform=Affine(2, 0, 100, 0, -2, 500))
     assert list(targets.geometry.total_bounds) == [116.0, 486.0, 122.0, 490.0]
+
+
+@pytest.mark.parametrize("row_step", [-10, 10])
+def test_every_target_polygon_winds_one_way(row_step):
+    """Targets whose pixels touch only at a corner (split by make_valid) came out clockwise
+    beside counter-clockwise ones, and on a south-up grid every one was clockwise: GeoJSON's
+    right-hand rule and renderers that honour winding saw holes as fills."""
+    from affine import Affine
+
+    scores = np.zeros((40, 40), np.float32)
+    scores[5, 5] = scores[10, 10] = scores[11, 11] = 9.0       # one pixel; two at a corner
+    scores[20:25, 20:25] = 9.0
+    scores[22, 22] = 0.0                                       # a ring around a hole
+    targets = hsanomaly.find_targets(scores, threshold=1.0,
+                                     transform=Affine(10, 0, 0, 0, row_step, 400))
+    polygons = [p for g in targets.geometry for p in g.geoms]
+    assert len(polygons) == 4 and all(p.exterior.is_ccw for p in polygons)
+    holes = [ring for p in polygons for ring in p.interiors]
+    assert len(holes) == 1 and not holes[0].is_ccw

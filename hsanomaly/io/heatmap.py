@@ -97,9 +97,11 @@ def band_descriptions(scorer, output, bands, input_bands):
 
 
 def overview_factors(width, height, minimum=OVERVIEW_MIN):
-    """Powers of two until the smaller side of the coarsest overview is below ``minimum``."""
+    """Powers of two until the longer side of the coarsest overview is below ``minimum``, as
+    GDAL's COG driver and gdaladdo go: a long, narrow swath is shown whole from its overviews
+    too."""
     factors, factor = [], 2
-    while min(width, height) // (factor // 2) > minimum:
+    while max(width, height) // (factor // 2) > minimum:
         factors.append(factor)
         factor *= 2
     return factors
