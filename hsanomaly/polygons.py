@@ -4,7 +4,8 @@ layer "targets", styled for QGIS, written through the one write path."""
 from .errors import HsanomalyError, ignoring
 from .io.atomic import check_writable, native_quiet, staged_into
 from .io.paths import check_suffix
-from .io.styles import STYLE_TABLE, gpkg_tables, pin_dates, sqlite_tables, write_default_style
+from .io.styles import (STYLE_TABLE, foreign_styles, gpkg_tables, pin_dates, sqlite_tables,
+                        write_default_style)
 from .logs import stage as log_stage
 from .spelling import spell
 from .targets import COLUMNS, check_threshold_choice, find_targets
@@ -30,8 +31,25 @@ def other_tables(path):
     table)."""
     listed, ours = gpkg_tables(path), {LAYER, STYLE_TABLE}
     unlisted = set(sqlite_tables(path)) - listed     # the format's own, or a user's table
+    styles = [f"{STYLE_TABLE}: the style '{name}'" for name in foreign_styles(path, LAYER)]
     return sorted((listed - ours) | {name for name in unlisted - ours
-                                     if not name.startswith(("gpkg_", "rtree_", "sqlite_"))})
+                                     if not name.startswith(("gpkg_", "rtree_", "sqlite_"))}) \
+        + styles
+
+
+def check_replaceable_targets(path):
+    """Refuse, without ``--overwrite``, to replace a GeoPackage hsanomaly did not write, or one
+    it wrote to which a layer, a table or a style was added since (named in the message)."""
+    import os
+
+    from .io.paths import check_replaceable_file
+
+    if os.path.isfile(path) and not os.path.islink(path) and LAYER in gpkg_tables(path) \
+            and OWN_COLUMNS <= sqlite_tables(path).get(LAYER, set()) and other_tables(path):
+        raise HsanomalyError(f"{path}: {spell('polygons')} holds, beside hsanomaly's targets, "
+                             f"{', '.join(other_tables(path))}, which writing the targets would "
+                             f"remove; choose another file, or pass {spell('overwrite', True)}")
+    check_replaceable_file(path, spell("polygons"), is_targets_file, "a targets GeoPackage")
 
 
 def check_no_other_layers(path):

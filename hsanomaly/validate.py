@@ -122,7 +122,7 @@ def refuse_foreign_outputs(src, rasters, png=None, polygons=None, quick_model=No
     rasters or a quick model it made from another input than ``src`` (a slip in an output's
     name, or a result renamed away from its model, would destroy another scene's result)."""
     from .io.ownership import is_own_detect_output, is_own_png, other_input, recorded_input
-    from .polygons import is_targets_file
+    from .polygons import check_replaceable_targets
 
     records = []
     for label, path in (pair for pair in rasters if is_path(pair[1])):
@@ -145,8 +145,7 @@ def refuse_foreign_outputs(src, rasters, png=None, polygons=None, quick_model=No
             check_replaceable_file(side, f"{spell('png')}'s world file", lambda _: is_own_png(png),
                                    "the world file of a quick look")
     if is_path(polygons):
-        check_replaceable_file(polygons, spell("polygons"), is_targets_file,
-                               "a targets GeoPackage")
+        check_replaceable_targets(polygons)
 
 
 def batch_paths(targets, out_dir, quick_model=None, overwrite=False, mask=None, model=None):

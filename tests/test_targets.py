@@ -892,3 +892,28 @@ def test_every_target_polygon_winds_one_way(row_step):
     assert len(polygons) == 4 and all(p.exterior.is_ccw for p in polygons)
     holes = [ring for p in polygons for ring in p.interiors]
     assert len(holes) == 1 and not holes[0].is_ccw
+
+
+def test_a_style_saved_into_the_targets_geopackage_is_not_dropped_unasked(synthetic_raster,
+                                                                          tmp_path):
+    """QGIS's "Save Style... In Database" adds a row to the file's layer_styles: the next
+    --polygons run replaced the file and dropped it without a word (an added layer was
+    refused)."""
+    import sqlite3
+
+    path, _, _ = synthetic_raster
+    gpkg = tmp_path / "t.gpkg"
+    hsanomaly.detect(path, tmp_path / "h.tif", score="rx", polygons=gpkg, far=1e-2)
+    with contextlib.closing(sqlite3.connect(gpkg)) as db, db:
+        db.execute("INSERT INTO layer_styles (f_table_name, f_geometry_column, styleName, "
+                   "styleQML, useAsDefault) SELECT f_table_name, f_geometry_column, "
+                   "'my analyst style', styleQML, 0 FROM layer_styles")
+    before = gpkg.read_bytes()
+    with pytest.raises(HsanomalyError, match=r"t.gpkg: 'polygons' holds, beside hsanomaly's "
+                                             r"targets, layer_styles: the style 'my analyst "
+                                             r"style', which writing the targets would remove"):
+        hsanomaly.detect(path, tmp_path / "h.tif", score="rx", polygons=gpkg, far=1e-2)
+    assert gpkg.read_bytes() == before
+    hsanomaly.detect(path, tmp_path / "h.tif", score="rx", polygons=gpkg, far=1e-2,
+                     overwrite=True)
+    assert hsanomaly.polygons.is_targets_file(gpkg)

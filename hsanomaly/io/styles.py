@@ -3,6 +3,7 @@
 import contextlib
 
 STYLE_TABLE = "layer_styles"      # where QGIS looks for a GeoPackage layer's default style
+STYLE_NAME = "hsanomaly targets"
 
 # QGIS's default style for the targets layer: cyan outlines, no fill, so the heatmap beneath
 # stays visible. QGIS reads it from the GeoPackage's layer_styles table when the layer loads.
@@ -63,7 +64,7 @@ def write_default_style(path, layer):
             "SELECT column_name FROM gpkg_geometry_columns WHERE table_name = ?", (layer,))
     style = pd.DataFrame({
         "f_table_catalog": [""], "f_table_schema": [""], "f_table_name": [layer],
-        "f_geometry_column": [geometry_column], "styleName": ["hsanomaly targets"],
+        "f_geometry_column": [geometry_column], "styleName": [STYLE_NAME],
         "styleQML": [TARGETS_QML], "styleSLD": [""], "useAsDefault": [True],
         "description": ["target outlines (hsanomaly)"], "owner": [""], "ui": [""],
         "update_time": [FIXED_DATE]})
@@ -71,9 +72,9 @@ def write_default_style(path, layer):
                             layer_options={"FID": "id"})
 
 
-def sqlite_tables(path):
-    """{table: its column names} for every table of SQLite database ``path`` (a GeoPackage's
-    own included); empty for a file that is not one (read only; nothing is created)."""
+def _read_only(path, query, otherwise):
+    """``query(db)`` on SQLite database ``path`` opened read only (nothing is created), or
+    ``otherwise`` where it is not one."""
     import contextlib
     import sqlite3
     from pathlib import Path
@@ -81,24 +82,30 @@ def sqlite_tables(path):
     try:
         uri = f"{Path(path).resolve().as_uri()}?mode=ro"
         with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
-            names = [row[0] for row in db.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table'")]
-            return {name: {row[1] for row in db.execute(f'PRAGMA table_info("{name}")')}
-                    for name in names}
+            return query(db)
     except sqlite3.Error:
-        return {}
+        return otherwise
+
+
+def sqlite_tables(path):
+    """{table: its column names} for every table of SQLite database ``path`` (a GeoPackage's
+    own included); empty for a file that is not one."""
+    def tables(db):
+        names = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {name: {row[1] for row in db.execute(f'PRAGMA table_info("{name}")')}
+                for name in names}
+    return _read_only(path, tables, {})
 
 
 def gpkg_tables(path):
-    """The tables a GeoPackage lists in ``gpkg_contents``; none for a file that is not one
-    (read only; nothing is created)."""
-    import contextlib
-    import sqlite3
-    from pathlib import Path
+    """The tables a GeoPackage lists in ``gpkg_contents``; none for a file that is not one."""
+    return _read_only(path, lambda db: {row[0] for row in db.execute(
+        "SELECT table_name FROM gpkg_contents")}, set())
 
-    try:
-        uri = f"{Path(path).resolve().as_uri()}?mode=ro"
-        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
-            return {row[0] for row in db.execute("SELECT table_name FROM gpkg_contents")}
-    except sqlite3.Error:
-        return set()
+
+def foreign_styles(path, layer):
+    """The names of the styles GeoPackage ``path`` holds besides hsanomaly's own of ``layer``
+    (a user's "Save Style... In Database" in QGIS), which a rewrite of the file would drop."""
+    return _read_only(path, lambda db: sorted(row[0] or "(unnamed)" for row in db.execute(
+        f"SELECT styleName FROM {STYLE_TABLE} WHERE NOT (styleName IS ? AND f_table_name IS ?)",
+        (STYLE_NAME, layer))), [])
