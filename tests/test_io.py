@@ -1183,17 +1183,17 @@ with atomic.staged() as stage:
 """
 
 
-def _killed_while_replacing(folder, when="renames", first="a.txt"):
+def _killed_while_replacing(folder, when="renames", first="a.txt", earlier="old a"):
     import subprocess
     import sys
 
-    (folder / first).write_text("old a")
+    (folder / first).write_text(earlier)
     (folder / "b.txt").write_text("old b")
     (folder / "model").mkdir()
     (folder / "model" / "w").write_text("old model")
     died = subprocess.run([sys.executable, "-c", KILLED_WHILE_REPLACING, str(folder), when, first])
     assert died.returncode == 9
-    assert (folder / first).read_text() == ("new a" if when == "renames" else "old a")
+    assert (folder / first).read_text() == ("new a" if when == "renames" else earlier)
     assert (folder / "b.txt").read_text() == "old b"
 
 
@@ -2197,3 +2197,38 @@ def test_a_name_the_system_spells_in_latin_1_is_refused_before_the_work(tmp_path
     with pytest.raises(HsanomalyError, match=re.escape(message)):
         hsanomaly.detect(str(tmp_path / name), str(tmp_path / "heat.tif"), score="rx")
     assert os.listdir(tmp_path) == []
+
+
+def test_an_output_folder_that_is_a_file_or_a_loop_of_links_is_said_so(tmp_path):
+    """Both were "output directory ... does not exist"."""
+    import os
+
+    from hsanomaly.io.atomic import check_writable
+
+    (tmp_path / "notes.txt").write_text("a file")
+    os.symlink(tmp_path / "loop2", tmp_path / "loop1")
+    os.symlink(tmp_path / "loop1", tmp_path / "loop2")
+    for out, said in (("notes.txt/h.tif", "notes.txt is a file, not a directory"),
+                      ("notes.txt/sub/h.tif", "sub cannot be: a file stands in its path"),
+                      ("loop1/h.tif", "loop1: too many levels of symbolic links"),
+                      ("gone/h.tif", "gone does not exist")):
+        with pytest.raises(HsanomalyError, match=f"h.tif: output directory .*{said}$"):
+            check_writable(tmp_path / out)
+
+
+@pytest.mark.parametrize("earlier", ["old a", '{"auc": 0.9}'])
+def test_an_earlier_output_swapped_in_at_the_journal_s_name_is_not_taken_for_it(tmp_path,
+                                                                                earlier):
+    """The swap leaves the earlier output where the staged one was: an output named like the
+    journal (``--json commit.json``) was read as it, did not parse, and the folder holding the
+    commit's mark went without completing it; whether the killed run's outputs were ever
+    completed hung on the order the folder listed its entries."""
+    from hsanomaly.io import atomic
+    from hsanomaly.io.checks import HsanomalyWarning
+
+    _killed_while_replacing(tmp_path, first="commit.json", earlier=earlier)
+    (private,) = tmp_path.glob(".commit.json.*" + atomic.TMP_SUFFIX)
+    assert (private / "commit.json").read_text() == earlier        # swapped out, as said
+    with pytest.warns(HsanomalyWarning, match="completed, as the run"):
+        atomic._finish_journal(private, atomic._writer(private.name))
+    assert [(tmp_path / n).read_text() for n in ("commit.json", "b.txt")] == ["new a", "new b"]

@@ -142,8 +142,17 @@ def check_writable(path, directory=None, label=None):
     existing directory. ``label``: the output's name in messages (``refuse_special``)."""
     path = Path(path)
     parent = Path(absolute(path)).parent
-    if not parent.is_dir():
-        raise HsanomalyError(f"{path}: output directory {parent} does not exist")
+    try:
+        is_folder = stat.S_ISDIR(os.stat(parent).st_mode)
+    except FileNotFoundError:
+        raise HsanomalyError(f"{path}: output directory {parent} does not exist") from None
+    except NotADirectoryError:
+        raise HsanomalyError(f"{path}: output directory {parent} cannot be: a file stands in "
+                             "its path") from None
+    except OSError as err:                            # a loop of links, no permission
+        raise HsanomalyError(f"{path}: output directory {parent}: {describe(err)}") from None
+    if not is_folder:
+        raise HsanomalyError(f"{path}: output directory {parent} is a file, not a directory")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise HsanomalyError(f"{path}: output directory {parent} is not writable")
     if directory is False and path.is_dir() and not path.is_symlink():
@@ -916,8 +925,13 @@ def _read_journal(private, writer):
             continue
         try:
             record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            record = None
+        if not isinstance(record, dict) or record.get("mark") != JOURNAL_MARK:
+            continue            # an output named like it (the earlier one, swapped out)
+        try:
             entries = record["entries"]
-            if record.get("mark") != JOURNAL_MARK or not entries:
+            if not entries:
                 continue
             for entry in entries:
                 folder = Path(entry["tmp"]).parent
