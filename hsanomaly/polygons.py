@@ -124,6 +124,15 @@ def check_threshold(gpkg_path, threshold, far):
                                  f"{spell('polygons')} threshold, and no {spell('polygons')} "
                                  "was given")
         return
+    from pathlib import Path
+
+    from .io.vector import split_layer
+
+    file, layer = split_layer(gpkg_path)
+    if layer is not None or file != str(gpkg_path):      # QGIS's spelling: 'f.gpkg|layername=x'
+        raise HsanomalyError(f"{gpkg_path}: {spell('polygons')} writes a GeoPackage of its own "
+                             f"(one layer, '{LAYER}'), so a layer cannot be chosen: name the "
+                             f"file alone ({Path(file).name})")
     check_suffix(gpkg_path, spell("polygons"), (".gpkg",), "a GeoPackage")
     check_threshold_choice(threshold, far, gpkg_path, wanted="polygons")
     check_writable(gpkg_path, directory=False, label=spell("polygons"))

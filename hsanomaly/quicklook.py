@@ -68,6 +68,9 @@ def png_check(path):
         image.load()
 
 
+SIDECAR_KINDS = ("world file", "CRS file")     # what each of ``sidecars`` is, for messages
+
+
 def sidecars(png):
     """The files written beside ``png`` for a georeferenced heatmap: world file, CRS."""
     png = Path(png)

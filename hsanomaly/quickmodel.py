@@ -185,9 +185,9 @@ def train_on_copy(source, training):
         # a file of the model that could not be written, named (as outputs are) without its
         # private folder: as if in TMPDIR itself
         inside = str(destination_of(folder / "model"))
-        if inside in text:
+        if inside in text:         # (a Detector keeps its model to itself: it replaces nothing)
             text = (f"{model} could not be written in {tempfile.gettempdir()} (TMPDIR sets "
-                    f"where): {text.replace(inside, 'model')}")
+                    f"where): {text.replace(inside, 'model')}").replace("; nothing was replaced", "")
         raise HsanomalyError(text) from None
     except BaseException:    # an interrupt: its traceback would keep the folder alive
         workdir.cleanup()

@@ -74,7 +74,7 @@ def detect_paths(src, dst, *, model=None, extras=None, png=None, polygons=None, 
     ``overwrite``, also others' files and results (``refuse_foreign_outputs``)."""
     from .engine.store import is_tile_store, store_path
     from .io.source import check_opens
-    from .quicklook import sidecars
+    from .quicklook import SIDECAR_KINDS, sidecars
     from .scorers import extra_label
 
     check_output_paths(png=png, polygons=polygons)
@@ -84,8 +84,9 @@ def detect_paths(src, dst, *, model=None, extras=None, png=None, polygons=None, 
     store = store_path(dst)
     rasters = [(spell("dst"), dst)] + [(extra_label(k), v) for k, v in (extras or {}).items()]
     outputs = list(rasters) + side_files(rasters)
-    outputs += [(spell("png"), png)] + ([(f"{spell('png')}'s world file", side)
-                                         for side in sidecars(png)] if png is not None else [])
+    outputs += [(spell("png"), png)] + ([(f"{spell('png')}'s {kind}", side) for kind, side
+                                         in zip(SIDECAR_KINDS, sidecars(png))]
+                                        if png is not None else [])
     outputs += [(spell("polygons"), polygons), ("the tile store", store, DIRECTORY),
                 ("the quick model", quick_model, DIRECTORY)]
     check_paths(inputs, outputs)
@@ -138,12 +139,12 @@ def refuse_foreign_outputs(src, rasters, png=None, polygons=None, quick_model=No
                                  f"another name, or pass {spell('overwrite', True)}")
     refuse_foreign_side_files(rasters, is_own_detect_output)
     if is_path(png):
-        from .quicklook import sidecars
+        from .quicklook import SIDECAR_KINDS, sidecars
 
         check_replaceable_file(png, spell("png"), is_own_png, "a quick-look PNG")
-        for side in sidecars(png):     # ours when the picture they describe is ours
-            check_replaceable_file(side, f"{spell('png')}'s world file", lambda _: is_own_png(png),
-                                   "the world file of a quick look")
+        for kind, side in zip(SIDECAR_KINDS, sidecars(png)):    # ours where the picture is
+            check_replaceable_file(side, f"{spell('png')}'s {kind}", lambda _: is_own_png(png),
+                                   f"the {kind} of a quick look")
     if is_path(polygons):
         check_replaceable_targets(polygons)
 

@@ -1059,7 +1059,8 @@ def test_a_killed_detectors_quick_model_folder_goes_with_the_next_one(tmp_path, 
 
 def test_a_quick_model_that_cannot_be_written_names_it_and_tmpdir(monkeypatch):
     """A write failure in the quick model's private folder of TMPDIR named a path under TMPDIR
-    that does not exist (an output's name is given without its private folder)."""
+    that does not exist (an output's name is given without its private folder), and said
+    "nothing was replaced" of a Detector, which replaces nothing."""
     import tempfile
 
     import hsanomaly.training
@@ -1074,8 +1075,7 @@ def test_a_quick_model_that_cannot_be_written_names_it_and_tmpdir(monkeypatch):
         hsanomaly.Detector("resrx").fit(cube)
     assert str(refused.value) == (
         f"<array>'s quick model could not be written in {tempfile.gettempdir()} (TMPDIR sets "
-        "where): model.checkpoint/state.npz: cannot write (no space left on the device); "
-        "nothing was replaced")
+        "where): model.checkpoint/state.npz: cannot write (no space left on the device)")
 
 
 def test_fit_score_says_each_warning_once_and_a_score_in_capitals_is_suggested():

@@ -29,7 +29,7 @@ def test_a_world_file_beside_a_new_quick_look_is_not_ours(tmp_path, scene):
     tree.assert_unchanged()
     (tmp_path / "q.pgw").unlink()
     assert_one_error(run_cli("detect", scene, tmp_path / "q.tif", "--score", "rx", "--png",
-                             tmp_path / "q.png", "-q"), "q.png.aux.xml: --png's world file")
+                             tmp_path / "q.png", "-q"), "q.png.aux.xml: --png's CRS file")
     (tmp_path / "q.png.aux.xml").unlink()
     assert_ok(run_cli("detect", scene, tmp_path / "q.tif", "--score", "rx", "--png",
                       tmp_path / "q.png", "-q"))
