@@ -709,6 +709,20 @@ def test_a_removed_current_folder_is_said_and_matters_to_relative_names_only(tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["heat.tif", "scene.tif"]
 
 
+def test_an_unreadable_proj_database_is_warned_about(tmp_path):
+    """PROJ_LIB or PROJ_DATA naming another PROJ's database (or none) made the heatmap's CRS a
+    user-defined one without its EPSG code, without a word."""
+    path = write_raster(tmp_path / "scene.tif", synthetic_cube()[0])
+    env = {k: v for k, v in os.environ.items() if k not in ("PROJ_LIB", "PROJ_DATA")}
+    done = subprocess.run([sys.executable, "-m", "hsanomaly", "detect", str(path),
+                           str(tmp_path / "heat.tif"), "--score", "rx", "-q"],
+                          env={**env, "PROJ_DATA": str(tmp_path / "no-proj")},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Warning: PROJ cannot read its database" in done.stderr
+    assert "unset PROJ_LIB and PROJ_DATA" in done.stderr
+
+
 def test_inputs_that_are_pipes_or_not_utf8_are_one_line(tmp_path):
     """A named pipe nobody writes blocked in GDAL's open, where no interrupt reached it; a
     name that is not UTF-8 ended in a UnicodeEncodeError traceback (as an output, after

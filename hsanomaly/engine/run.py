@@ -20,7 +20,7 @@ from ..errors import Cancelled, HsanomalyError, caller_callback, ignoring
 from ..io.atomic import TMP_SUFFIX, check_writable, native_quiet, stage_raster, staged_into
 from ..io.checks import absolute, warn
 from ..io.fingerprint import input_fingerprint
-from ..io.gdal import gdal_env, open_raster
+from ..io.gdal import gdal_env, open_raster, warn_unusable_proj
 from ..io.heatmap import (add_overviews_and_statistics, band_descriptions, describe_bands,
                           heatmap_profile, heatmap_tags, to_cog)
 from ..io.lock import check_unlocked
@@ -244,6 +244,8 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
     store, handed = None, False
     try:
         outputs = plan_outputs(source, scorer, dst, extras, tile)
+        if source.profile.get("crs") is not None:
+            warn_unusable_proj()
         if cog and source.profile.get("geolocation"):
             warn(f"{dst}: GDAL's COG driver does not keep the input's geolocation arrays, so "
                  f"the heatmap will not be placed on the map; leave out {spell('cog', True)} to "

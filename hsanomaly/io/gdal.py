@@ -58,6 +58,24 @@ def _gdal_prefixes():
         return {name.upper() for name in env.drivers()} | SUBDATASET_PREFIXES
 
 
+@functools.lru_cache(maxsize=1)
+def warn_unusable_proj():
+    """Warn, once a process, where PROJ cannot read its database (``PROJ_LIB``/``PROJ_DATA``
+    naming another PROJ's, or none): GDAL then writes an output's CRS as a user-defined one
+    without its EPSG code, equal in its parameters, which readers that go by the code miss."""
+    from rasterio.crs import CRS
+    from rasterio.errors import CRSError
+
+    from .checks import warn
+
+    try:
+        CRS.from_epsg(4326)
+    except CRSError as err:
+        warn(f"PROJ cannot read its database ({describe(err)}), so outputs carry their "
+             "coordinate system without its EPSG code; unset PROJ_LIB and PROJ_DATA, or point "
+             "them at the database of rasterio's own PROJ")
+
+
 def require_file(path, file=None):
     """Refuse, as every input says it, a ``file`` (default ``path``; ``path`` names it in the
     message) that does not exist, unless GDAL names it without one (``/vsizip/``, a
