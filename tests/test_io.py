@@ -1,3 +1,5 @@
+import os
+
 import h5py
 import numpy as np
 import pytest
@@ -2232,3 +2234,27 @@ def test_an_earlier_output_swapped_in_at_the_journal_s_name_is_not_taken_for_it(
     with pytest.warns(HsanomalyWarning, match="completed, as the run"):
         atomic._finish_journal(private, atomic._writer(private.name))
     assert [(tmp_path / n).read_text() for n in ("commit.json", "b.txt")] == ["new a", "new b"]
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="root's case")
+def test_root_without_cap_fowner_is_refused_early_in_a_shared_folder(tmp_path):
+    """Root with CAP_FOWNER dropped (a container's default set, setpriv) was taken to replace
+    any file: a run in a sticky folder scored everything, then failed at the rename."""
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv is not installed")
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o1777)
+    os.chmod(shared, 0o1777)
+    os.chown(shared, 65534, -1)
+    (shared / "heat.tif").write_text("another user's")
+    os.chown(shared / "heat.tif", 65534, -1)
+    check = ("from hsanomaly.io.atomic import check_writable; import sys; "
+             "check_writable(sys.argv[1], directory=False)")
+    done = subprocess.run(["setpriv", "--bounding-set=-all", "--inh-caps=-all", sys.executable,
+                           "-c", check, str(shared / "heat.tif")], capture_output=True, text=True)
+    assert "belongs to another user in a shared (sticky) directory" in done.stderr
+    assert subprocess.run([sys.executable, "-c", check, str(shared / "heat.tif")]).returncode == 0
