@@ -7,8 +7,10 @@ file first created with ``O_CREAT | O_EXCL | O_NOFOLLOW`` where the writer allow
 another user planted (a symlink at a predictable name, say) is ever opened or followed.
 On commit each staged file is flushed to disk (``fsync``), re-opened and checked by the
 writer's ``check`` (readable; for rasters the expected size and band count, every block
-read back), then renamed over its destination with ``os.replace`` (atomic on one file
-system) and the destination's directory is fsync'd. Several outputs of one job (a heatmap,
+read back), then renamed over its destination (atomic on one file system) and the
+destination's directory is fsync'd. On Linux the rename swaps the two (``renameat2``) and
+checks what it took out against what the job checked: another run's commit that landed in
+between is swapped back in and this one stops (elsewhere ``os.replace``, checked just before). Several outputs of one job (a heatmap,
 its extras, the PNG and polygons) are all written and checked before any is replaced.
 
 Replacing several outputs takes several renames, and a process killed between them would
