@@ -762,8 +762,12 @@ def test_an_interrupt_between_the_renames_puts_back_the_ones_before_it(tmp_path,
     real_replace, real_rename2 = os.replace, atomic._rename2
 
     for after_the_rename in (False, True):        # before b's rename, or in it once done
+        fired = []
+
         def interrupted(rename, src, dst, *flag):
-            if os.path.basename(src) == "b.txt" and atomic.TMP_SUFFIX in str(src):   # staged
+            staged = os.path.basename(src) == "b.txt" and atomic.TMP_SUFFIX in str(src)
+            if staged and not fired:                  # once: not in the undo that follows
+                fired.append(dst)
                 if after_the_rename:
                     rename(src, dst, *flag)
                 raise KeyboardInterrupt
@@ -2213,7 +2217,8 @@ def test_an_output_folder_that_is_a_file_or_a_loop_of_links_is_said_so(tmp_path)
     for out, said in (("notes.txt/h.tif", "notes.txt is a file, not a directory"),
                       ("notes.txt/sub/h.tif", "sub cannot be: a file stands in its path"),
                       ("loop1/h.tif", "loop1: too many levels of symbolic links"),
-                      ("gone/h.tif", "gone does not exist")):
+                      ("gone/h.tif", "gone does not exist"),
+                      ("/dev/null/h.tif", "/dev/null is a character device, not a directory")):
         with pytest.raises(HsanomalyError, match=f"h.tif: output directory .*{said}$"):
             check_writable(tmp_path / out)
 
@@ -2258,3 +2263,57 @@ def test_root_without_cap_fowner_is_refused_early_in_a_shared_folder(tmp_path):
                            "-c", check, str(shared / "heat.tif")], capture_output=True, text=True)
     assert "belongs to another user in a shared (sticky) directory" in done.stderr
     assert subprocess.run([sys.executable, "-c", check, str(shared / "heat.tif")]).returncode == 0
+
+
+def test_an_interrupt_between_a_swap_and_its_check_swaps_back(tmp_path, monkeypatch):
+    """An interrupt just after the swap put back the earlier file kept at the job's start, so
+    another run's output that had landed meanwhile (its run exited 0) was destroyed."""
+    from pathlib import Path
+
+    from hsanomaly.io import atomic
+    from hsanomaly.io.checks import one_job
+
+    for name in ("a.txt", "shared.txt"):
+        (tmp_path / name).write_text("earlier")
+    real_set_aside, real_rename2, fired = atomic._set_aside, atomic._rename2, []
+
+    def other_run_commits_meanwhile(stale):        # just before the renames
+        (tmp_path / "other.txt").write_text("other run's")
+        os.replace(tmp_path / "other.txt", tmp_path / "shared.txt")
+        return real_set_aside(stale)
+
+    def interrupted_after_the_swap(src, dst, flag):
+        done = real_rename2(src, dst, flag)
+        if Path(dst).name == "shared.txt" and not fired:
+            fired.append(dst)
+            raise KeyboardInterrupt
+        return done
+
+    monkeypatch.setattr(atomic, "_set_aside", other_run_commits_meanwhile)
+    monkeypatch.setattr(atomic, "_rename2", interrupted_after_the_swap)
+    with one_job():
+        with pytest.raises(KeyboardInterrupt):
+            with atomic.staged() as stage:
+                stage.path(tmp_path / "a.txt").write_text("new a")
+                stage.path(tmp_path / "shared.txt").write_text("mine")
+    assert fired, "renameat2 is not there to swap"
+    assert (tmp_path / "shared.txt").read_text() == "other run's"
+    assert (tmp_path / "a.txt").read_text() == "earlier"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "shared.txt"]
+
+
+def test_only_a_held_private_folder_marks_its_output_as_being_written(tmp_path):
+    """A quick model's folder left by a run killed on another host (an NFS output folder)
+    refused every later run on that output as "being written", for good."""
+    from hsanomaly.io import atomic
+
+    other_host = tmp_path / f".heat.model.4242-{'0' * atomic.HOST_TAG}L.x1y2z3w4{atomic.TMP_SUFFIX}"
+    other_host.mkdir()
+    assert atomic.live_writer(tmp_path / "heat.model") is None
+    held = atomic.private_folder(tmp_path, "heat.model")      # this process, writing it now
+    try:
+        assert atomic.live_writer(tmp_path / "heat.model") == held
+        assert atomic.live_writer(tmp_path / "heat.model.x") is None
+    finally:
+        atomic.remove_private(held)
+    assert atomic.live_writer(tmp_path / "heat.model") is None

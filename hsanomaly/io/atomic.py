@@ -145,7 +145,7 @@ def check_writable(path, directory=None, label=None):
     path = Path(path)
     parent = Path(absolute(path)).parent
     try:
-        is_folder = stat.S_ISDIR(os.stat(parent).st_mode)
+        mode = os.stat(parent).st_mode
     except FileNotFoundError:
         raise HsanomalyError(f"{path}: output directory {parent} does not exist") from None
     except NotADirectoryError:
@@ -153,8 +153,9 @@ def check_writable(path, directory=None, label=None):
                              "its path") from None
     except OSError as err:                            # a loop of links, no permission
         raise HsanomalyError(f"{path}: output directory {parent}: {describe(err)}") from None
-    if not is_folder:
-        raise HsanomalyError(f"{path}: output directory {parent} is a file, not a directory")
+    if not stat.S_ISDIR(mode):
+        raise HsanomalyError(f"{path}: output directory {parent} is "
+                             f"{special_kind(mode) or 'a file'}, not a directory")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise HsanomalyError(f"{path}: output directory {parent} is not writable")
     if directory is False and path.is_dir() and not path.is_symlink():
@@ -370,9 +371,13 @@ class Staging:
                                  f"{_put_back(undos)}") from None
         except BaseException:
             # interrupted (Ctrl-C): put back the renames done, the one the interrupt came in
-            # the middle of too when it had happened (its staged file is at the destination)
+            # the middle of too when it had happened (its staged file is at the destination;
+            # what a swap took out lies at the staged path, and is swapped back in)
             if renaming is not None and _inode(renaming[0]) == renaming[2]:
-                undos.append((renaming[0], _file_undo(renaming[1], renaming[0], renaming[3])))
+                dst, tmp = renaming[0], renaming[1]
+                swapped = os.path.lexists(tmp)
+                undos.append((dst, functools.partial(_rename2, tmp, dst, RENAME_EXCHANGE)
+                              if swapped else _file_undo(tmp, dst, renaming[3])))
             _put_back(undos)
             raise
         if job_checked is not None:    # what the job wrote is what it checked from now on
@@ -585,7 +590,10 @@ def live_writer(dst):
         if writer is None or entry.name.endswith(OLD + TMP_SUFFIX) or \
                 entry.name[1:-len(TMP_SUFFIX)].rsplit(".", 2)[0] != name:
             continue
-        if entry.is_dir(follow_symlinks=False) and not _abandoned(entry.path, writer):
+        # held: a lock tells a live writer on any host; a folder left by a run on another
+        # host that died is no hindrance (its pid tells nothing here), nor one where locks
+        # cannot tell (the commit's check still keeps the two runs apart)
+        if entry.is_dir(follow_symlinks=False) and _held_by_another(entry.path):
             return Path(entry.path)
     return None
 

@@ -17,7 +17,7 @@ import numpy as np
 from .ownership import SOFTWARE, TAG_PREFIX, grid_tag, input_name, input_place
 
 OUTPUT_BLOCK = 256
-OVERVIEW_MIN = 256        # build overview levels until the smaller side is below this
+OVERVIEW_MIN = 256        # build overview levels until the longer side is below this
 
 
 def geotiff_profile(width, height, bands, dtype):
