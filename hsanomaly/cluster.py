@@ -182,8 +182,7 @@ def dask_client(workers=None, scheduler=None):
         if not workers:
             raise HsanomalyError(f"a Dask cluster needs {spell('workers', placeholder='N')} or "
                                  f"{spell('scheduler', placeholder='ADDRESS')}")
-        # under the command line the workers' own logs stay quiet too (``quiet_dask``)
-        quiet = logging.CRITICAL if _quiet else logging.WARN
+        quiet = logging.CRITICAL if _quiet else logging.WARN     # ``quiet_dask``: workers too
         with _environment_kept() as started:
             try:
                 with _started_ignoring_interrupts():
@@ -191,9 +190,10 @@ def dask_client(workers=None, scheduler=None):
                         n_workers=workers, threads_per_worker=1, processes=True,
                         dashboard_address=":0", silence_logs=quiet, **_preloads())
             except (RuntimeError, OSError, TimeoutError) as err:   # Dask's config, usually
-                raise HsanomalyError(f"a local Dask cluster of {workers} workers did not start "
-                                     f"({describe(err)}); look at Dask's configuration "
-                                     "(DASK_* variables, ~/.config/dask)") from None
+                raise HsanomalyError(f"a local Dask cluster of {workers} workers did not "
+                                     f"start ({describe(err)}); look at Dask's configuration "
+                                     "(DASK_* variables, ~/.config/dask), and in a script run "
+                                     "it under if __name__ == '__main__':") from None
             finally:
                 started()
             with cluster, distributed.Client(cluster, set_as_default=False) as client:

@@ -3,7 +3,7 @@ layer "targets", styled for QGIS, written through the one write path."""
 
 from .errors import HsanomalyError, ignoring
 from .io.atomic import check_writable, native_quiet, staged_into
-from .io.paths import check_suffix
+from .io.paths import check_suffix, refuse_layer_choice
 from .io.styles import (STYLE_TABLE, foreign_styles, gpkg_tables, pin_dates, sqlite_tables,
                         write_default_style)
 from .logs import stage as log_stage
@@ -124,15 +124,7 @@ def check_threshold(gpkg_path, threshold, far):
                                  f"{spell('polygons')} threshold, and no {spell('polygons')} "
                                  "was given")
         return
-    from pathlib import Path
-
-    from .io.vector import split_layer
-
-    file, layer = split_layer(gpkg_path)
-    if layer is not None or file != str(gpkg_path):      # QGIS's spelling: 'f.gpkg|layername=x'
-        raise HsanomalyError(f"{gpkg_path}: {spell('polygons')} writes a GeoPackage of its own "
-                             f"(one layer, '{LAYER}'), so a layer cannot be chosen: name the "
-                             f"file alone ({Path(file).name})")
+    refuse_layer_choice(gpkg_path, spell("polygons"))
     check_suffix(gpkg_path, spell("polygons"), (".gpkg",), "a GeoPackage")
     check_threshold_choice(threshold, far, gpkg_path, wanted="polygons")
     check_writable(gpkg_path, directory=False, label=spell("polygons"))

@@ -701,6 +701,8 @@ def test_a_removed_current_folder_is_said_and_matters_to_relative_names_only(tmp
     assert done.returncode == 0 and (tmp_path / "heat.tif").is_file(), done.stderr
     gone = "the current folder no longer exists (removed or moved since the shell entered it)"
     for args in (["detect", path, "heat.tif", "--score", "rx"],
+                 ["detect", path, "./heat.tif", "--score", "rx"],
+                 ["evaluate", "../scene.tif", path],
                  ["detect", path, tmp_path / "quick.tif"],
                  ["train", path, "--out", tmp_path / "model", "--iterations", "2"]):
         done = in_removed_folder(*args)

@@ -2317,3 +2317,20 @@ def test_only_a_held_private_folder_marks_its_output_as_being_written(tmp_path):
     finally:
         atomic.remove_private(held)
     assert atomic.live_writer(tmp_path / "heat.model") is None
+
+
+def test_a_name_of_ascii_alone_in_a_folder_the_system_spells_in_latin_1_is_refused(tmp_path,
+                                                                                  monkeypatch):
+    """In a Latin-1 locale, a plain name given in a folder named with an accent passed the
+    check, and the run failed after all the work (GDAL took the folder's UTF-8 bytes)."""
+    import sys
+
+    from hsanomaly.io.paths import check_path_kind
+
+    (tmp_path / "café").mkdir()
+    monkeypatch.chdir(tmp_path / "café")
+    monkeypatch.setattr(sys, "getfilesystemencoding", lambda: "iso8859-1")
+    monkeypatch.setattr(os, "fsencode", lambda text: os.fspath(text).encode("latin-1"))
+    with pytest.raises(HsanomalyError, match=r"caf\\xe9/heat.tif: DST's name is not valid UTF-8"):
+        check_path_kind("heat.tif", "DST")
+    check_path_kind(str(tmp_path / "heat.tif"), "DST")            # a path of ASCII alone

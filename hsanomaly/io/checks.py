@@ -31,7 +31,9 @@ def absolute(path):
     name kept: an output that is a link is refused, never followed, and an input's link
     (git-annex and DVC replace a file by a link to new content) names the dataset."""
     folder, name = os.path.split(os.fspath(path).rstrip(os.sep) or os.sep)
-    return os.path.join(os.path.realpath(folder or current_folder(path)), name)
+    if not os.path.isabs(folder):           # ("", ".", "sub", "..": of the current folder)
+        folder = os.path.join(current_folder(path), folder)
+    return os.path.join(os.path.realpath(folder), name)
 
 
 def current_folder(path=None):

@@ -7,6 +7,7 @@ names an input, two outputs that name one file, an output directory that holds a
 another output, and an output whose directory does not exist or is not writable.
 """
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -273,10 +274,22 @@ def check_path_kind(path, label, what="a path", use=None):
     name = os.fspath(path)
     if not name:
         raise HsanomalyError(f"{label}: an empty name")
-    if isinstance(name, str) and not name.isascii():
-        # GDAL, SQLite and onnxruntime take a name's UTF-8 bytes: where the system spells it
-        # otherwise (undecodable bytes kept as surrogates, a Latin-1 locale) they name
-        # another file, or none
+    if isinstance(name, str):
+        _check_utf8(name, label)
+
+
+def _check_utf8(name, label):
+    """GDAL, SQLite and onnxruntime take a path's UTF-8 bytes: where the system spells it
+    otherwise (undecodable bytes kept as surrogates, a Latin-1 locale) they name another
+    file, or none. A name of ASCII alone in such a locale may still lie in a folder that is
+    not (a relative one, in the current folder)."""
+    import sys
+
+    if name.isascii() and not os.path.isabs(name) and \
+            sys.getfilesystemencoding().lower().replace("-", "") != "utf8":
+        with contextlib.suppress(HsanomalyError):        # (a removed one is said elsewhere)
+            name = absolute(name)
+    if not name.isascii():
         raw = os.fsencode(name)
         if raw == name.encode("utf-8", "surrogatepass"):
             return
@@ -291,10 +304,23 @@ def check_path_kind(path, label, what="a path", use=None):
 
 
 def check_output_paths(**paths):
-    """``check_path_kind`` for each optional output given (None: not asked for)."""
+    """``check_path_kind`` and ``refuse_layer_choice`` for each optional output given (None:
+    not asked for)."""
     for name, path in paths.items():
         if path is not None:
             check_path_kind(path, spell(name))
+            refuse_layer_choice(path, spell(name))
+
+
+def refuse_layer_choice(path, label):
+    """Refuse an output named with QGIS's layer options ('f.gpkg|layername=x'): hsanomaly
+    writes each output whole, a file of its own, so no layer of it can be chosen."""
+    from .vector import QGIS_OPTIONS
+
+    file, _, options = str(path).partition("|")
+    if options.partition("=")[0].lower() in QGIS_OPTIONS and not Path(str(path)).exists():
+        raise HsanomalyError(f"{path}: {label} is written whole, a file of its own, so a layer "
+                             f"of it cannot be chosen: name the file alone ({Path(file).name})")
 
 
 def check_raster_path(src, label=None, use=None):

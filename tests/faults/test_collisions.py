@@ -105,12 +105,13 @@ def test_an_output_named_as_a_gdal_dataset_is_refused(tmp_path, scene, name):
     tree.assert_unchanged()
 
 
-def test_polygons_named_with_a_qgis_layer_say_a_layer_cannot_be_chosen(tmp_path, scene):
-    """QGIS's spelling was told to "give it a .gpkg name", which it had."""
+@pytest.mark.parametrize("option", ["layername=targets", "layerid=0", "geometrytype=Polygon"])
+def test_polygons_named_with_a_qgis_layer_say_a_layer_cannot_be_chosen(tmp_path, scene, option):
+    """QGIS's spelling was told to "give it a .gpkg name", which it had (or, for a layer by
+    number, to name it by name, which was refused next)."""
     tree = Tree(tmp_path)
     result = run_cli("detect", scene, "heat.tif", "--score", "rx", "--far", "1e-3",
-                     "--polygons", "t.gpkg|layername=targets", cwd=tmp_path)
-    assert_one_error(result, "t.gpkg|layername=targets: --polygons writes a GeoPackage of its "
-                             "own (one layer, 'targets'), so a layer cannot be chosen: name the "
-                             "file alone (t.gpkg)")
+                     "--polygons", f"t.gpkg|{option}", cwd=tmp_path)
+    assert_one_error(result, f"t.gpkg|{option}: --polygons is written whole, a file of its own, "
+                             "so a layer of it cannot be chosen: name the file alone (t.gpkg)")
     tree.assert_unchanged()

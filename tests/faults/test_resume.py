@@ -200,6 +200,23 @@ def test_a_run_is_refused_at_once_while_another_fits_its_score(tmp_path, scene, 
         assert ds.tags()["HSANOMALY_SCORE"] == "gmm"
 
 
+def test_an_interrupted_fit_leaves_no_empty_tile_store(tmp_path, scene, monkeypatch):
+    """The store is made before the fit (another run is refused at once): Ctrl-C during the
+    fit left it, empty, beside the output."""
+    import hsanomaly
+    from hsanomaly.engine import run
+
+    def interrupted(scorer, source):
+        assert (tmp_path / "heat.tif.partial").is_dir()      # made, and locked, before the fit
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run, "fit_scorer", interrupted)
+    tree = Tree(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        hsanomaly.detect(scene, tmp_path / "heat.tif", score="gmm", tile=16, progress=False)
+    tree.assert_unchanged()
+
+
 def test_detect_many_starts_over_an_interrupted_run_of_another_input(tmp_path, scene, store):
     """detect-many resumed every interrupted run, so one whose input changed failed on every
     rerun ("rerun without --resume", a flag detect-many does not have)."""
