@@ -54,12 +54,14 @@ def _critic_graph(bands, window):
 CODEBOOK_ENTRIES = 64
 
 
-def write_bundle(path, latent_graph=LATENT, codebook=False, external=False, **overrides):
+def write_bundle(path, latent_graph=LATENT, codebook=False, external=False, generator=None,
+                 **overrides):
     """A valid bundle as hsanomaly.training writes it; ``overrides`` change model.json and metadata.
 
     codebook: also store a (random) fast-solver codebook of CODEBOOK_ENTRIES entries, as the
     export does for 1x1-window models. external: save the generator's weights in an external
-    data file (listed with its sha256), which the exporter never does."""
+    data file (listed with its sha256), which the exporter never does. generator: another
+    generator graph, signed as the exporter signs its own."""
     path.mkdir()
     X = np.random.default_rng(0).normal(size=(50, BANDS_IN))
     meta = {"format": "hsanomaly-model", "format_version": 1, "hsanomaly_version": "0.1.0",
@@ -72,7 +74,7 @@ def write_bundle(path, latent_graph=LATENT, codebook=False, external=False, **ov
         meta["codebook"] = {"size": CODEBOOK_ENTRIES, "scale": 2.0, "seed": 0, "jacobian_step": 1e-3,
                             "arrays": {n: f"codebook.{n}.npy" for n in ("z", "g", "jacobian")}}
     meta.update(overrides)
-    graphs = {"generator.onnx": _generator_graph(latent_graph, BANDS, WINDOW),
+    graphs = {"generator.onnx": generator or _generator_graph(latent_graph, BANDS, WINDOW),
               "critic.onnx": _critic_graph(BANDS, WINDOW)}
     files = {}
     for name, graph in graphs.items():
@@ -202,6 +204,55 @@ def test_networks_with_external_data_are_refused(tmp_path):
     from hsanomaly.model.external import uses_external_data
 
     assert not uses_external_data((path / "critic.onnx").read_bytes())
+
+
+def _hostile_generator(kind):
+    """The test generator's signature, with what a network hsanomaly exported never holds: a
+    Loop that would run for ever, a tensor as large as a shape says, random numbers."""
+    graph = _generator_graph(LATENT, BANDS, WINDOW)
+    out = graph.node[-1].output[0]
+    graph.node[-1].output[0] = "y"
+    if kind == "loop":
+        body = helper.make_graph(
+            [helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+             helper.make_node("Identity", ["v_in"], ["v_out"])], "body",
+            [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+             helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+             helper.make_tensor_value_info("v_in", TensorProto.FLOAT, None)],
+            [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+             helper.make_tensor_value_info("v_out", TensorProto.FLOAT, None)])
+        graph.initializer.extend([numpy_helper.from_array(np.array(2 ** 62, np.int64), "n"),
+                                  numpy_helper.from_array(np.array(True), "go")])
+        graph.node.append(helper.make_node("Loop", ["n", "go", "y"], [out], body=body))
+    elif kind == "huge":
+        graph.initializer.append(numpy_helper.from_array(np.array([2 ** 14] * 2, np.int64), "s"))
+        graph.node.extend([helper.make_node("ConstantOfShape", ["s"], ["big"]),
+                           helper.make_node("ReduceMin", ["big"], ["zero"], keepdims=0),
+                           helper.make_node("Add", ["y", "zero"], [out])])
+    else:
+        graph.node.append(helper.make_node("RandomNormalLike", ["y"], [out]))
+    return graph
+
+
+@pytest.mark.parametrize("kind, said", [("loop", "generator.onnx runs Loop, which hsanomaly"),
+                                        ("huge", "generator.onnx runs ConstantOfShape"),
+                                        ("random", "generator.onnx runs RandomNormalLike")])
+def test_a_graph_with_operators_the_exporter_never_writes_is_refused(tmp_path, kind, said):
+    """A signed bundle whose generator held a Loop of 2^62 turns hung detect for good (no
+    Ctrl-C reaches onnxruntime's run); one building a tensor as large as its shape says
+    filled the memory; random operators and a runtime's own ran as well."""
+    path = write_bundle(tmp_path / "model", generator=_hostile_generator(kind))
+    refused(path, said)
+
+
+def test_the_operators_of_every_network_the_exporter_writes_are_allowed():
+    from hsanomaly.model.bundle import OPERATORS
+    from hsanomaly.model.external import operators
+
+    assert {"Gemm", "Conv", "ConvTranspose", "Tanh", "Relu", "Reshape", "Constant", "Add"} <= \
+        OPERATORS
+    model = helper.make_model(_critic_graph(BANDS, WINDOW))
+    assert operators(model.SerializeToString()) == ({("", "Flatten"), ("", "ReduceSum")}, False)
 
 
 def test_external_data_in_a_constant_node_is_found(tmp_path):

@@ -29,7 +29,7 @@ from ..errors import HsanomalyError, describe
 from ..io.checks import absolute
 from ..io.digest import file_sha256
 from ..preprocess import Preprocessor
-from .external import MalformedProtobuf, uses_external_data
+from .external import MalformedProtobuf, operators, uses_external_data
 
 FORMAT = "hsanomaly-model"
 FORMAT_VERSION = 1
@@ -361,6 +361,7 @@ def _check_network(path, name, meta):
     if external:
         _fail(path, f"{name} keeps tensors in external data files, which the bundle's checksums "
                     "do not cover (export the network as one file)")
+    _check_operators(path, name, data)
     session = open_session(data, threads=1, optimize=False, label=path / name)
     try:
         embedded = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
@@ -381,6 +382,32 @@ def _check_network(path, name, meta):
         if not _signature_matches(expected, got):
             _fail(path, f"{name} has tensors {got}, expected {expected} (None = any size)")
     return data
+
+
+# The operators hsanomaly's exporter writes (its dense lowering and torch's export of the
+# networks), and the plain tensor plumbing another torch version may export them with. A graph
+# with any other (a Loop that never ends, a tensor built as large as it says, random numbers,
+# a runtime's own operators) is not a network hsanomaly trained.
+OPERATORS = frozenset({
+    "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Neg", "Abs", "Sqrt", "Exp", "Log", "Clip",
+    "Relu", "LeakyRelu", "Tanh", "Sigmoid", "Conv", "ConvTranspose", "ReduceSum", "ReduceMean",
+    "ReduceMax", "ReduceMin", "Reshape", "Constant", "Identity", "Flatten", "Shape", "Gather",
+    "Unsqueeze", "Squeeze", "Concat", "Slice", "Transpose", "Cast"})
+
+
+def _check_operators(path, name, data):
+    try:
+        found, nested = operators(data)
+    except MalformedProtobuf:
+        return                    # not ONNX at all: onnxruntime says so next
+    except RecursionError:
+        _fail(path, f"{name}: its graphs nest too deep to be a network hsanomaly exported")
+    others = sorted(f"{domain}:{op}" if domain else op for domain, op in found
+                    if domain or op not in OPERATORS)
+    if nested or others:
+        what = ", ".join(others) if others else "a graph inside a node (control flow)"
+        _fail(path, f"{name} runs {what}, which hsanomaly's networks never do (a bundle is data, "
+                    "not code: refusing a graph that may loop for ever or fill the memory)")
 
 
 def _signature_matches(expected, got):

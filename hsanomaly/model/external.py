@@ -31,6 +31,35 @@ def uses_external_data(data):
     return _walk(memoryview(data), "model")
 
 
+_NODE_OP_TYPE, _NODE_DOMAIN = 4, 7
+_SUBGRAPHS = {6, 11}           # an attribute's graph or graphs: a Loop's, an If's, a Scan's body
+
+
+def operators(data):
+    """{(domain, op_type)} of every node of the serialised ModelProto ``data`` (bytes), its
+    functions' and subgraphs' too ("" is ONNX's own domain), and whether any node holds a
+    graph (control flow)."""
+    found, nested = set(), [False]
+
+    def walk(buf, kind):
+        children = _CHILDREN[kind]
+        op_type = domain = ""
+        for field, wire, value in _fields(buf):
+            if kind == "node" and wire == 2 and field in (_NODE_OP_TYPE, _NODE_DOMAIN):
+                text = bytes(value).decode("utf-8", "replace")
+                op_type, domain = (text, domain) if field == _NODE_OP_TYPE else (op_type, text)
+            elif kind == "attribute" and field in _SUBGRAPHS:
+                nested[0] = True
+            if field in children and wire == 2 and children[field] in ("graph", "function",
+                                                                     "node", "attribute"):
+                walk(value, children[field])
+        if kind == "node":
+            found.add(("" if domain == "ai.onnx" else domain, op_type))
+
+    walk(memoryview(data), "model")
+    return found, nested[0]
+
+
 def _walk(buf, kind):
     children = _CHILDREN[kind]
     for field, wire, value in _fields(buf):
