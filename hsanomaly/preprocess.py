@@ -142,7 +142,10 @@ class Preprocessor:
         if self.scale:
             shapes.update(center_=(n_out,), half_range_=(n_out,))
         for name, shape in shapes.items():
-            value = np.asarray(getattr(self, name), dtype=np.float64)
+            given = np.asarray(getattr(self, name))
+            if given.dtype.kind not in "iuf":          # (text such as "1" would convert)
+                return f"{name} is not {' x '.join(map(str, shape))} finite numbers"
+            value = given.astype(np.float64)
             if value.shape != shape or not np.isfinite(value).all():
                 return f"{name} is not {' x '.join(map(str, shape))} finite numbers"
         if self.scale and not (np.asarray(self.half_range_) > 0).all():

@@ -468,3 +468,66 @@ def test_a_folder_whose_model_json_lists_no_files_is_no_bundle_to_replace(tmp_pa
     folder.mkdir()
     (folder / "model.json").write_text(json.dumps({"format": "hsanomaly-model", "files": files}))
     assert not is_model_bundle(folder) and foreign_entries(folder) == []
+
+
+def _generator_then(op_nodes, initializers=()):
+    """The test generator's graph with its output passed through ``op_nodes`` (from "y")."""
+    graph = _generator_graph(LATENT, BANDS, WINDOW)
+    out = graph.node[-1].output[0]
+    graph.node[-1].output[0] = "y"
+    graph.initializer.extend(initializers)
+    graph.node.extend(op_nodes)
+    graph.node[-1].output[0] = out
+    return graph
+
+
+@pytest.mark.parametrize("overrides, said", [
+    (dict(latent_graph=10000, latent_dim=10000), "latent_dim 10000 with 3 bands in a window of 1 "
+                                                "needs more memory than scoring holds"),
+    (dict(training="fast"), "model.json: training must be an object, got str"),
+    (dict(wavelengths=[500.0, 600.0]), "wavelengths must be null or 6 finite numbers"),
+    (dict(wavelengths=["400-2500"] * 6), "wavelengths must be null or 6 finite numbers"),
+    (dict(generator=_generator_then([helper.make_node("Mul", ["y", "nan"], ["x"])],
+                                    [numpy_helper.from_array(np.array(np.nan, np.float32), "nan")])),
+     "generator.onnx gives x that is not finite (NaN or infinite) for zeros"),
+    (dict(generator=_generator_then([helper.make_node("ReduceMean", ["y"], ["x"], axes=[0])])),
+     "generator.onnx gives x of shape [1, 3, 1, 1] (float32) for a batch of two, where it "
+     "declares [2, 3, 1, 1]")])
+def test_a_signed_bundle_that_would_fail_or_fill_the_memory_in_a_run_is_refused_as_it_loads(
+        tmp_path, overrides, said):
+    """Each of these loaded, then ended a run in a traceback (TypeError, AttributeError,
+    ValueError in a reshape, LinAlgError on NaN) or used gigabytes (a latent of 10,000 took
+    7 GB for a 64 x 64 scene)."""
+    refused(write_bundle(tmp_path / "model", **overrides), said)
+
+
+def test_a_model_json_that_is_no_file_or_far_too_large_is_refused(tmp_path):
+    import os
+
+    path = write_bundle(tmp_path / "model")
+    (path / "model.json").rename(tmp_path / "kept.json")
+    os.mkfifo(path / "model.json")
+    refused(path, "model.json is not a file")
+    (path / "model.json").unlink()
+    with open(path / "model.json", "wb") as file:
+        file.truncate(17 * 2**20)                   # sparse: nothing is written
+    refused(path, "model.json holds 17 MiB, far more than a model's description")
+
+
+def test_zeros_are_no_protobuf_message():
+    """Zeros decoded as field 0 two bytes at a time: a 200 MB file of zeros took 39 s."""
+    from hsanomaly.model.external import MalformedProtobuf, uses_external_data
+
+    with pytest.raises(MalformedProtobuf, match="numbered 0"):
+        uses_external_data(bytes(1000))
+
+
+def test_codebook_arrays_named_by_anything_but_a_file_name_are_refused(codebook_dir):
+    """A list for a file's name ended in "TypeError: unhashable type"."""
+    from hsanomaly.model.bundle import _check_codebook
+
+    meta = json.loads((codebook_dir / "model.json").read_text())
+    meta["codebook"]["arrays"]["z"] = ["codebook.z.npy"]
+    with pytest.raises(HsanomalyError, match="codebook arrays must name the files of z, g, "
+                                             "jacobian"):
+        _check_codebook(codebook_dir, meta)

@@ -120,3 +120,14 @@ def test_float32_pixels_are_transformed_as_their_float64_values(options):
     pre = Preprocessor(**options).fit(X)
     np.testing.assert_array_equal(pre.transform(X), pre.transform(X.astype(np.float64)))
     np.testing.assert_array_equal(pre.transform(np.asfortranarray(X)), pre.transform(X))
+
+
+def test_a_stored_state_of_text_is_refused():
+    """Text such as "1" passed the check (it converts to a number) and failed in transform
+    with numpy's UFuncTypeError, in the middle of a run."""
+    X = np.random.default_rng(0).normal(size=(50, 6))
+    stored = Preprocessor(n_bands=3).fit(X).to_dict()
+    stored = json.loads(json.dumps(stored))
+    stored["state"]["center_"] = [str(v) for v in stored["state"]["center_"]]
+    with pytest.raises(HsanomalyError, match="center_ is not 3 finite numbers"):
+        Preprocessor.from_dict(stored)

@@ -52,12 +52,17 @@ _shared: dict = {}      # (generator key, solver params) -> Codebook, oldest fir
 _shared_lock = threading.RLock()
 
 
+def entry_bytes(latent_dim, output_size):
+    """The bytes one codebook entry holds: z, G(z) and the factored Jacobian."""
+    k, d = latent_dim, output_size
+    return 4 * (d + 2 * k * d + k * k + k)
+
+
 def codebook_size(size, latent_dim, output_size):
     """The entries a codebook of ``size`` requested entries gets: capped by CODEBOOK_BYTES,
-    rounded down to a power of two (Sobol points come in powers of two), at least MIN_CODEBOOK."""
-    k, d = latent_dim, output_size
-    per_entry = 4 * (d + 2 * k * d + k * k + k)
-    size = min(int(size), CODEBOOK_BYTES // per_entry)
+    rounded down to a power of two (Sobol points come in powers of two), at least MIN_CODEBOOK
+    (a model whose MIN_CODEBOOK entries pass the cap does not load: ``model.bundle``)."""
+    size = min(int(size), CODEBOOK_BYTES // entry_bytes(latent_dim, output_size))
     return 2 ** max(int(np.log2(defaults.MIN_CODEBOOK)), int(np.log2(max(size, 1))))
 
 

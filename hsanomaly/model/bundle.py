@@ -20,6 +20,7 @@ scale, Sobol seed, the Jacobian's finite-difference step) and its array files, p
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,8 @@ CODEBOOK_ARRAYS = ("z", "g", "jacobian")
 CODEBOOK_KEYS = ("size", "scale", "seed", "jacobian_step", "arrays")
 REQUIRED_KEYS = ("hsanomaly_version", "bands_in", "bands", "wavelengths", "window", "latent_dim",
                  "preprocess", "training", "fingerprint", "opset", "versions", "files")
+MAX_NETWORK_BYTES = 2**31        # protobuf's limit: no ONNX network is larger
+MAX_META_BYTES = 16 * 2**20      # model.json: a description, some kilobytes
 # name -> expected inputs and outputs: (tensor name, shape with None for the batch axis)
 SIGNATURES = {
     GENERATOR: lambda m: ([("z", [None, m["latent_dim"]])],
@@ -272,7 +275,11 @@ def _read_meta(path):
         _fail(path, "no model bundle here (expected a directory with model.json)")
     meta_path = path / META_FILE
     if not meta_path.is_file():
-        _fail(path, f"not a model bundle: {META_FILE} is missing")
+        _fail(path, f"not a model bundle: {META_FILE} is "
+                    f"{'not a file' if meta_path.exists() else 'missing'}")
+    if meta_path.stat().st_size > MAX_META_BYTES:
+        _fail(path, f"{META_FILE} holds {meta_path.stat().st_size / 2**20:.0f} MiB, far more than "
+                    "a model's description")
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except OSError as err:
@@ -299,6 +306,17 @@ def _check_meta(path, meta):
             _fail(path, f"{META_FILE}: {key} must be a positive integer, got {meta[key]!r}")
     if meta["window"] % 2 == 0:
         _fail(path, f"{META_FILE}: window must be odd, got {meta['window']}")
+    _check_size(path, meta)
+    for key, kind, what in (("training", dict, "an object"), ("files", dict, "an object")):
+        if not isinstance(meta[key], kind):
+            _fail(path, f"{META_FILE}: {key} must be {what}, got {type(meta[key]).__name__}")
+    wavelengths = meta.get("wavelengths")
+    if wavelengths is not None and not (
+            isinstance(wavelengths, list) and len(wavelengths) == meta["bands_in"]
+            and all(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w)
+                    for w in wavelengths)):
+        _fail(path, f"{META_FILE}: wavelengths must be null or {meta['bands_in']} finite numbers "
+                    "(nanometres), one a band")
     try:
         pre = Preprocessor.from_dict(meta["preprocess"])
     except HsanomalyError as err:
@@ -306,9 +324,21 @@ def _check_meta(path, meta):
     if (pre.n_features_in_, getattr(pre, "n_features_out_", None)) != (meta["bands_in"], meta["bands"]):
         _fail(path, f"{META_FILE}: preprocessing maps {pre.n_features_in_} bands to "
                     f"{getattr(pre, 'n_features_out_', '?')}, not {meta['bands_in']} to {meta['bands']}")
-    if not isinstance(meta["files"], dict):
-        _fail(path, f"{META_FILE}: files must map names to sha256 checksums")
     return pre
+
+
+def _check_size(path, meta):
+    """Refuse sizes no scoring can hold before anything is allocated for them: a codebook's
+    fewest entries must fit its memory cap (a latent of 10,000 asked for gigabytes a pixel)."""
+    from .. import defaults
+    from ..latent.fast import CODEBOOK_BYTES, entry_bytes
+
+    k, d = meta["latent_dim"], meta["bands"] * meta["window"] ** 2
+    if defaults.MIN_CODEBOOK * entry_bytes(k, d) > CODEBOOK_BYTES:
+        _fail(path, f"{META_FILE}: latent_dim {k} with {meta['bands']} bands in a window of "
+                    f"{meta['window']} needs more memory than scoring holds "
+                    f"({defaults.MIN_CODEBOOK * entry_bytes(k, d) / 2**20:.0f} MiB for the fewest "
+                    f"codebook entries, against {CODEBOOK_BYTES // 2**20} MiB)")
 
 
 def _check_file(path, name, meta, keep=False):
@@ -320,6 +350,9 @@ def _check_file(path, name, meta, keep=False):
         _fail(path, f"{META_FILE}: files lists {name!r}, which is not a file name in the bundle")
     if not file.is_file():
         _fail(path, f"{name} is {'not a file' if file.exists() else 'missing'}")
+    if keep and file.stat().st_size > MAX_NETWORK_BYTES:
+        _fail(path, f"{name} holds {file.stat().st_size / 2**30:.1f} GiB, more than an ONNX "
+                    "network can (2 GiB)")
     try:
         data = file.read_bytes() if keep else None
         digest = file_sha256(file) if data is None else hashlib.sha256(data).hexdigest()
@@ -338,8 +371,10 @@ def _check_codebook(path, meta):
     if not isinstance(book, dict) or any(k not in book for k in CODEBOOK_KEYS):
         _fail(path, f"{META_FILE}: codebook must give {', '.join(CODEBOOK_KEYS)}")
     arrays = book["arrays"]
-    if not isinstance(arrays, dict) or set(arrays) != set(CODEBOOK_ARRAYS):
-        _fail(path, f"{META_FILE}: codebook arrays must be {', '.join(CODEBOOK_ARRAYS)}")
+    if not isinstance(arrays, dict) or set(arrays) != set(CODEBOOK_ARRAYS) or \
+            not all(isinstance(name, str) for name in arrays.values()):
+        _fail(path, f"{META_FILE}: codebook arrays must name the files of "
+                    f"{', '.join(CODEBOOK_ARRAYS)}")
     for name in arrays.values():
         if name not in meta["files"]:
             _fail(path, f"{META_FILE}: codebook file {name!r} has no sha256 in files")
@@ -358,6 +393,8 @@ def _check_network(path, name, meta):
         external = uses_external_data(data)
     except MalformedProtobuf:
         external = False          # not ONNX at all: onnxruntime says so below
+    except RecursionError:
+        _fail(path, f"{name}: its graphs nest too deep to be a network hsanomaly exported")
     if external:
         _fail(path, f"{name} keeps tensors in external data files, which the bundle's checksums "
                     "do not cover (export the network as one file)")
@@ -381,7 +418,30 @@ def _check_network(path, name, meta):
         got = [(a.name, [d if isinstance(d, int) else None for d in a.shape]) for a in actual]
         if not _signature_matches(expected, got):
             _fail(path, f"{name} has tensors {got}, expected {expected} (None = any size)")
+    _probe(path, name, session, inputs, outputs)
     return data
+
+
+def _probe(path, name, session, inputs, outputs):
+    """Run the network once on a batch of two zeros: what it gives must be what it declares,
+    float32 and finite (a graph that says one shape and gives another, or NaN, failed in the
+    middle of a run's tiles)."""
+    import numpy as np
+
+    feed = {n: np.zeros([2 if d is None else d for d in shape], np.float32) for n, shape in inputs}
+    try:
+        given = session.run(None, feed)
+    except Exception as err:       # onnxruntime's own exceptions: a graph that cannot run
+        _fail(path, f"{name} does not run on a batch of two ({describe(err)})")
+    for (n, shape), value in zip(outputs, given):
+        value = np.asarray(value)
+        declared = [2 if d is None else d for d in shape]
+        if value.dtype != np.float32 or len(value.shape) != len(shape) or \
+                any(d not in (g, None) for d, g in zip([2] + shape[1:], value.shape)):
+            _fail(path, f"{name} gives {n} of shape {list(value.shape)} ({value.dtype}) for a "
+                        f"batch of two, where it declares {declared} (float32)")
+        if not np.isfinite(value).all():
+            _fail(path, f"{name} gives {n} that is not finite (NaN or infinite) for zeros")
 
 
 # The operators hsanomaly's exporter writes (its dense lowering and torch's export of the

@@ -80,6 +80,8 @@ def _fields(buf):
     while pos < end:
         key, pos = _varint(buf, pos)
         field, wire = key >> 3, key & 7
+        if field == 0:                  # protobuf numbers fields from 1 (zeros are no message)
+            raise MalformedProtobuf("a field numbered 0")
         if wire == 0:
             value, pos = _varint(buf, pos)
         elif wire == 2:
