@@ -114,12 +114,25 @@ class Preprocessor:
                 if not k.endswith("_"):
                     raise KeyError(k)
                 setattr(pre, k, v)
-            problem = pre._state_problem()
+            problem = pre._params_problem() or pre._state_problem()
         except (KeyError, TypeError, AttributeError, ValueError) as err:
             raise HsanomalyError(f"preprocessing parameters are incomplete or invalid ({err})") from None
         if problem:
             raise HsanomalyError(f"preprocessing parameters are invalid: {problem}")
         return pre
+
+    def _params_problem(self):
+        """What makes stored parameters unusable (None if nothing): "no" for a flag would run
+        the square root on a model trained without it."""
+        for name in ("sqrt", "scale", "whiten"):
+            if not isinstance(getattr(self, name), bool):
+                return f"{name} is {getattr(self, name)!r}, not true or false"
+        n, q = self.n_bands, self.quantile
+        if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+            return f"n_bands is {n!r}, not a positive whole number"
+        if not isinstance(q, (int, float)) or isinstance(q, bool) or not 0 <= q < 0.5:
+            return f"quantile is {q!r}, not a number from 0 to 0.5"
+        return None
 
     def _state_problem(self):
         """What makes a stored state unusable (None if nothing): a state read from a file must

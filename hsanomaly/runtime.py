@@ -150,7 +150,7 @@ def open_session(path, device="cpu", threads=None, optimize=True, label=None):
     options = ort.SessionOptions()
     options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
                                         else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
-    options.log_severity_level = 3
+    options.log_severity_level = 4    # fatal only: an error's text comes with its exception
     check_threads(threads)
     if threads is not None:
         options.intra_op_num_threads = int(threads)

@@ -531,3 +531,14 @@ def test_codebook_arrays_named_by_anything_but_a_file_name_are_refused(codebook_
     with pytest.raises(HsanomalyError, match="codebook arrays must name the files of z, g, "
                                              "jacobian"):
         _check_codebook(codebook_dir, meta)
+
+
+def test_a_codebook_without_entries_says_so(codebook_dir):
+    """It said "holds float32 (0, 2), expected float32 (0, 2)"."""
+    meta = json.loads((codebook_dir / "model.json").read_text())
+    for name, shape in (("z", (0, LATENT)), ("g", (0, BANDS)), ("jacobian", (0, BANDS, LATENT))):
+        np.save(codebook_dir / f"codebook.{name}.npy", np.zeros(shape, np.float32))
+        meta["files"][f"codebook.{name}.npy"] = file_sha256(codebook_dir / f"codebook.{name}.npy")
+    (codebook_dir / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(HsanomalyError, match="codebook.z.npy holds no codebook entry"):
+        load_bundle(codebook_dir).codebook.load()

@@ -131,3 +131,15 @@ def test_a_stored_state_of_text_is_refused():
     stored["state"]["center_"] = [str(v) for v in stored["state"]["center_"]]
     with pytest.raises(HsanomalyError, match="center_ is not 3 finite numbers"):
         Preprocessor.from_dict(stored)
+
+
+@pytest.mark.parametrize("param, value, said", [("sqrt", "no", "sqrt is 'no', not true or false"),
+                                                ("n_bands", 2.5, "n_bands is 2.5"),
+                                                ("quantile", 0.7, "quantile is 0.7")])
+def test_stored_parameters_of_another_type_are_refused(param, value, said):
+    """"no" for sqrt counted as true: the square root ran on a model trained without it."""
+    X = np.random.default_rng(0).normal(size=(50, 6))
+    stored = json.loads(json.dumps(Preprocessor(n_bands=3).fit(X).to_dict()))
+    stored["params"][param] = value
+    with pytest.raises(HsanomalyError, match=said):
+        Preprocessor.from_dict(stored)

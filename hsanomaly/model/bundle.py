@@ -195,10 +195,12 @@ class StoredCodebook:
             arrays.append(array)
         z, g, jac = (*arrays, None)[:3]
         n = len(z)
+        if n < 1:
+            _fail(self.path, f"{self.settings['arrays']['z']} holds no codebook entry")
         expected = ((n, self.latent_dim), (n, self.output_size),
                     (n, self.output_size, self.latent_dim))
         for name, array, shape in zip(CODEBOOK_ARRAYS, arrays, expected):
-            if array.dtype != np.float32 or array.shape != shape or n < 1:
+            if array.dtype != np.float32 or array.shape != shape:
                 _fail(self.path, f"{self.settings['arrays'][name]} holds {array.dtype} "
                                  f"{array.shape}, expected float32 {shape}")
             if not np.isfinite(array).all():
