@@ -2334,3 +2334,16 @@ def test_a_name_of_ascii_alone_in_a_folder_the_system_spells_in_latin_1_is_refus
     with pytest.raises(HsanomalyError, match=r"caf\\xe9/heat.tif: DST's name is not valid UTF-8"):
         check_path_kind("heat.tif", "DST")
     check_path_kind(str(tmp_path / "heat.tif"), "DST")            # a path of ASCII alone
+
+
+def test_a_held_private_folder_of_a_long_name_marks_its_output_too(tmp_path):
+    """A private folder's name is cut to fit the file system: for a long output name the
+    look compared the cut name with the whole one and found nobody writing."""
+    from hsanomaly.io import atomic
+
+    name = "h" * 240 + ".model"
+    held = atomic.private_folder(tmp_path, name)
+    try:
+        assert name not in held.name and atomic.live_writer(tmp_path / name) == held
+    finally:
+        atomic.remove_private(held)

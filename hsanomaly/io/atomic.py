@@ -524,13 +524,19 @@ def _new_private(folder, name, suffix):
     output's, for whoever looks) is cut short where the folder's name would pass the file
     system's limit: an output's name the system takes must not fail at the commit, after
     the work."""
-    writer = f".{_this_writer()}."
-    room = name_max(folder) - 1 - len(os.fsencode(writer)) - 8 - len(suffix)  # mkdtemp: 8
-    cut = os.fsencode(name)[:max(room, 1)].decode(errors="ignore") or "o"
-    path = Path(tempfile.mkdtemp(prefix=f".{cut}{writer}", suffix=suffix, dir=folder))
+    writer = _this_writer()
+    cut = _cut_name(folder, name, writer, suffix)
+    path = Path(tempfile.mkdtemp(prefix=f".{cut}.{writer}.", suffix=suffix, dir=folder))
     if suffix == TMP_SUFFIX:       # not a folder moved aside: that one is left for the user
         _hold(path)
     return path
+
+
+def _cut_name(folder, name, writer, suffix):
+    """``name`` as a private folder of ``writer`` in ``folder`` gives it: cut short where the
+    folder's name would pass the file system's limit (mkdtemp adds 8 characters)."""
+    room = name_max(folder) - 1 - len(os.fsencode(f".{writer}.")) - 8 - len(suffix)
+    return os.fsencode(name)[:max(room, 1)].decode(errors="ignore") or "o"
 
 
 def name_max(folder):
@@ -588,7 +594,8 @@ def live_writer(dst):
     for entry in entries:
         writer = _writer(entry.name)
         if writer is None or entry.name.endswith(OLD + TMP_SUFFIX) or \
-                entry.name[1:-len(TMP_SUFFIX)].rsplit(".", 2)[0] != name:
+                entry.name[1:-len(TMP_SUFFIX)].rsplit(".", 2)[0] != \
+                _cut_name(folder, name, writer, TMP_SUFFIX):
             continue
         # held: a lock tells a live writer on any host; a folder left by a run on another
         # host that died is no hindrance (its pid tells nothing here), nor one where locks
