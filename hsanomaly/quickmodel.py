@@ -186,8 +186,9 @@ def train_on_copy(source, training):
         # private folder: as if in TMPDIR itself
         inside = str(destination_of(folder / "model"))
         if inside in text:         # (a Detector keeps its model to itself: it replaces nothing)
+            text = text.replace(inside, "model").replace("; nothing was replaced", "")
             text = (f"{model} could not be written in {tempfile.gettempdir()} (TMPDIR sets "
-                    f"where): {text.replace(inside, 'model')}").replace("; nothing was replaced", "")
+                    f"where): {text}")
         raise HsanomalyError(text) from None
     except BaseException:    # an interrupt: its traceback would keep the folder alive
         workdir.cleanup()

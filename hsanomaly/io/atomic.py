@@ -10,8 +10,9 @@ writer's ``check`` (readable; for rasters the expected size and band count, ever
 read back), then renamed over its destination (atomic on one file system) and the
 destination's directory is fsync'd. On Linux the rename swaps the two (``renameat2``) and
 checks what it took out against what the job checked: another run's commit that landed in
-between is swapped back in and this one stops (elsewhere ``os.replace``, checked just before). Several outputs of one job (a heatmap,
-its extras, the PNG and polygons) are all written and checked before any is replaced.
+between is swapped back in and this one stops (elsewhere ``os.replace``, checked just
+before). Several outputs of one job (a heatmap, its extras, the PNG and polygons) are all
+written and checked before any is replaced.
 
 Replacing several outputs takes several renames, and a process killed between them would
 leave a new heatmap beside the polygons of an earlier run. So before the first rename a
@@ -382,7 +383,7 @@ class Staging:
             raise
         if job_checked is not None:    # what the job wrote is what it checked from now on
             job_checked.update((absolute(entry[0]), _held(entry[0], entry[4]))
-                           for entry in self._entries)
+                               for entry in self._entries)
         written = _WRITTEN.get()
         if written is not None and self.is_output:   # not what a job stages in its own folder
             written.extend(str(entry[0]) for entry in self._entries

@@ -309,9 +309,9 @@ def _check_meta(path, meta):
     if meta["window"] % 2 == 0:
         _fail(path, f"{META_FILE}: window must be odd, got {meta['window']}")
     _check_size(path, meta)
-    for key, kind, what in (("training", dict, "an object"), ("files", dict, "an object")):
-        if not isinstance(meta[key], kind):
-            _fail(path, f"{META_FILE}: {key} must be {what}, got {type(meta[key]).__name__}")
+    for key in ("training", "files"):
+        if not isinstance(meta[key], dict):
+            _fail(path, f"{META_FILE}: {key} must be an object, got {type(meta[key]).__name__}")
     wavelengths = meta.get("wavelengths")
     if wavelengths is not None and not (
             isinstance(wavelengths, list) and len(wavelengths) == meta["bands_in"]
