@@ -225,8 +225,9 @@ def _hostile_generator(kind):
                                   numpy_helper.from_array(np.array(True), "go")])
         graph.node.append(helper.make_node("Loop", ["n", "go", "y"], [out], body=body))
     elif kind == "huge":
-        graph.initializer.append(numpy_helper.from_array(np.array([2 ** 14] * 2, np.int64), "s"))
-        graph.node.extend([helper.make_node("ConstantOfShape", ["s"], ["big"]),
+        graph.initializer.extend([numpy_helper.from_array(np.array([2 ** 14] * 2, np.int64), "s"),
+                                  numpy_helper.from_array(np.zeros(1, np.float32), "one")])
+        graph.node.extend([helper.make_node("Expand", ["one", "s"], ["big"]),
                            helper.make_node("ReduceMin", ["big"], ["zero"], keepdims=0),
                            helper.make_node("Add", ["y", "zero"], [out])])
     else:
@@ -235,7 +236,7 @@ def _hostile_generator(kind):
 
 
 @pytest.mark.parametrize("kind, said", [("loop", "generator.onnx runs Loop, which hsanomaly"),
-                                        ("huge", "generator.onnx runs ConstantOfShape"),
+                                        ("huge", "generator.onnx runs Expand"),
                                         ("random", "generator.onnx runs RandomNormalLike")])
 def test_a_graph_with_operators_the_exporter_never_writes_is_refused(tmp_path, kind, said):
     """A signed bundle whose generator held a Loop of 2^62 turns hung detect for good (no
@@ -251,6 +252,7 @@ def test_the_operators_of_every_network_the_exporter_writes_are_allowed():
 
     assert {"Gemm", "Conv", "ConvTranspose", "Tanh", "Relu", "Reshape", "Constant", "Add"} <= \
         OPERATORS
+    assert {"Pad", "ConstantOfShape"} <= OPERATORS      # torch's F.pad: every 1x1 bundle of 0.1
     model = helper.make_model(_critic_graph(BANDS, WINDOW))
     assert operators(model.SerializeToString()) == ({("", "Flatten"), ("", "ReduceSum")}, False)
 
@@ -482,8 +484,6 @@ def _generator_then(op_nodes, initializers=()):
 
 
 @pytest.mark.parametrize("overrides, said", [
-    (dict(latent_graph=10000, latent_dim=10000), "latent_dim 10000 with 3 bands in a window of 1 "
-                                                "needs more memory than scoring holds"),
     (dict(training="fast"), "model.json: training must be an object, got str"),
     (dict(wavelengths=[500.0, 600.0]), "wavelengths must be null or 6 finite numbers"),
     (dict(wavelengths=["400-2500"] * 6), "wavelengths must be null or 6 finite numbers"),
@@ -542,3 +542,14 @@ def test_a_codebook_without_entries_says_so(codebook_dir):
     (codebook_dir / "model.json").write_text(json.dumps(meta))
     with pytest.raises(HsanomalyError, match="codebook.z.npy holds no codebook entry"):
         load_bundle(codebook_dir).codebook.load()
+
+
+def test_a_latent_size_whose_search_would_take_gigabytes_is_refused_by_the_search():
+    """A latent of 10,000 took 7 GB to score a 64 x 64 scene; the bundle itself loads (the
+    critic's score needs no latent search, and hsanomaly trains such models)."""
+    from hsanomaly.latent.fast import codebook_size
+
+    with pytest.raises(HsanomalyError, match="a latent size of 10000 for 3 values a pixel needs "
+                                             "more memory than the latent search holds"):
+        codebook_size(2 ** 16, 10000, 3)
+    assert codebook_size(2 ** 16, 4, 32) == 2 ** 16

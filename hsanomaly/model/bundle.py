@@ -308,7 +308,6 @@ def _check_meta(path, meta):
             _fail(path, f"{META_FILE}: {key} must be a positive integer, got {meta[key]!r}")
     if meta["window"] % 2 == 0:
         _fail(path, f"{META_FILE}: window must be odd, got {meta['window']}")
-    _check_size(path, meta)
     for key in ("training", "files"):
         if not isinstance(meta[key], dict):
             _fail(path, f"{META_FILE}: {key} must be an object, got {type(meta[key]).__name__}")
@@ -327,20 +326,6 @@ def _check_meta(path, meta):
         _fail(path, f"{META_FILE}: preprocessing maps {pre.n_features_in_} bands to "
                     f"{getattr(pre, 'n_features_out_', '?')}, not {meta['bands_in']} to {meta['bands']}")
     return pre
-
-
-def _check_size(path, meta):
-    """Refuse sizes no scoring can hold before anything is allocated for them: a codebook's
-    fewest entries must fit its memory cap (a latent of 10,000 asked for gigabytes a pixel)."""
-    from .. import defaults
-    from ..latent.fast import CODEBOOK_BYTES, entry_bytes
-
-    k, d = meta["latent_dim"], meta["bands"] * meta["window"] ** 2
-    if defaults.MIN_CODEBOOK * entry_bytes(k, d) > CODEBOOK_BYTES:
-        _fail(path, f"{META_FILE}: latent_dim {k} with {meta['bands']} bands in a window of "
-                    f"{meta['window']} needs more memory than scoring holds "
-                    f"({defaults.MIN_CODEBOOK * entry_bytes(k, d) / 2**20:.0f} MiB for the fewest "
-                    f"codebook entries, against {CODEBOOK_BYTES // 2**20} MiB)")
 
 
 def _check_file(path, name, meta, keep=False):
@@ -454,7 +439,8 @@ OPERATORS = frozenset({
     "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Neg", "Abs", "Sqrt", "Exp", "Log", "Clip",
     "Relu", "LeakyRelu", "Tanh", "Sigmoid", "Conv", "ConvTranspose", "ReduceSum", "ReduceMean",
     "ReduceMax", "ReduceMin", "Reshape", "Constant", "Identity", "Flatten", "Shape", "Gather",
-    "Unsqueeze", "Squeeze", "Concat", "Slice", "Transpose", "Cast"})
+    "Unsqueeze", "Squeeze", "Concat", "Slice", "Transpose", "Cast",
+    "Pad", "ConstantOfShape"})     # torch's export of F.pad: every 1x1 bundle of 0.1
 
 
 def _check_operators(path, name, data):
