@@ -314,9 +314,9 @@ def _check_meta(path, meta):
     wavelengths = meta.get("wavelengths")
     if wavelengths is not None and not (
             isinstance(wavelengths, list) and len(wavelengths) == meta["bands_in"]
-            and all(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w)
-                    for w in wavelengths)):
-        _fail(path, f"{META_FILE}: wavelengths must be null or {meta['bands_in']} finite numbers "
+            and all(isinstance(w, (int, float)) and not isinstance(w, bool)
+                    and not math.isinf(w) for w in wavelengths)):   # NaN: a centre unknown
+        _fail(path, f"{META_FILE}: wavelengths must be null or {meta['bands_in']} numbers "
                     "(nanometres), one a band")
     try:
         pre = Preprocessor.from_dict(meta["preprocess"])
@@ -378,9 +378,9 @@ def _check_network(path, name, meta):
     data = _check_file(path, name, meta, keep=True)
     try:
         external = uses_external_data(data)
-    except MalformedProtobuf:
-        external = False          # not ONNX at all: onnxruntime says so below
-    except RecursionError:
+    except MalformedProtobuf as err:    # what this reading cannot check must not run: a group
+        _fail(path, f"{name} is not an ONNX network hsanomaly exported ({err})")  # (onnxruntime
+    except RecursionError:                                      # skips it) hid a Loop from it
         _fail(path, f"{name}: its graphs nest too deep to be a network hsanomaly exported")
     if external:
         _fail(path, f"{name} keeps tensors in external data files, which the bundle's checksums "
@@ -444,12 +444,7 @@ OPERATORS = frozenset({
 
 
 def _check_operators(path, name, data):
-    try:
-        found, nested = operators(data)
-    except MalformedProtobuf:
-        return                    # not ONNX at all: onnxruntime says so next
-    except RecursionError:
-        _fail(path, f"{name}: its graphs nest too deep to be a network hsanomaly exported")
+    found, nested = operators(data)       # (read once already by the external-data check)
     others = sorted(f"{domain}:{op}" if domain else op for domain, op in found
                     if domain or op not in OPERATORS)
     if nested or others:
