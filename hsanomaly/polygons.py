@@ -21,8 +21,12 @@ def is_targets_file(path):
     """True for a GeoPackage ``write_polygons`` wrote: the targets layer, with the columns it
     writes, and its style; no table of anyone else's (a user's own layer named "targets",
     or a table added to ours, is not replaced without --overwrite)."""
-    return (LAYER in gpkg_tables(path) and not other_tables(path)
-            and OWN_COLUMNS <= sqlite_tables(path).get(LAYER, set()))
+    return _has_own_layer(path) and not other_tables(path)
+
+
+def _has_own_layer(path):
+    """Whether GeoPackage ``path`` holds the targets layer with the columns it writes."""
+    return LAYER in gpkg_tables(path) and OWN_COLUMNS <= sqlite_tables(path).get(LAYER, set())
 
 
 def other_tables(path):
@@ -44,11 +48,12 @@ def check_replaceable_targets(path):
 
     from .io.paths import check_replaceable_file
 
-    if os.path.isfile(path) and not os.path.islink(path) and LAYER in gpkg_tables(path) \
-            and OWN_COLUMNS <= sqlite_tables(path).get(LAYER, set()) and other_tables(path):
+    ours = os.path.isfile(path) and not os.path.islink(path) and _has_own_layer(path)
+    others = other_tables(path) if ours else []
+    if others:
         raise HsanomalyError(f"{path}: {spell('polygons')} holds, beside hsanomaly's targets, "
-                             f"{', '.join(other_tables(path))}, which writing the targets would "
-                             f"remove; choose another file, or pass {spell('overwrite', True)}")
+                             f"{', '.join(others)}, which writing the targets would remove; "
+                             f"choose another file, or pass {spell('overwrite', True)}")
     check_replaceable_file(path, spell("polygons"), is_targets_file, "a targets GeoPackage")
 
 

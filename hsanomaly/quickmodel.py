@@ -29,8 +29,9 @@ def check_training(name):
                              f"({spell('model', placeholder='DIR')}, from training), choose a baseline score "
                              f"({'|'.join(BASELINES)}), or install training ({TRAINING_INSTALL}) "
                              "so a quick model can be trained on the scene itself")
-    if folder_gone():
-        raise HsanomalyError(f"{name}: a quick model is trained with torch; {folder_gone()}")
+    gone = folder_gone()
+    if gone:
+        raise HsanomalyError(f"{name}: a quick model is trained with torch; {gone}")
 
 
 def check_quick_model(source, scorer):

@@ -40,11 +40,12 @@ def training_unavailable():
 def folder_gone():
     """Why torch cannot load here, where the current folder is gone (removed under the shell):
     its MKL ends the process with a fatal error of its own; None where it is there."""
+    from .io.checks import FOLDER_GONE
+
     try:
         os.getcwd()
     except FileNotFoundError:
-        return ("the current folder no longer exists (removed or moved since the shell entered "
-                "it), and torch cannot load without one: cd into a folder")
+        return f"{FOLDER_GONE}, and torch cannot load without one: cd into a folder"
     return None
 
 

@@ -299,19 +299,15 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
             result.pixels_scored = valid - unscored
             result.pixels_nodata = source.height * source.width - valid
         return result
-    except Exception as err:
+    except BaseException as err:    # failed, or interrupted (a signal, Ctrl-C)
         kept = (store.resumed or bool(store.done())) if store is not None else \
             resume and os.path.isdir(store_path(dst))     # an earlier run's tiles stay there
         if store is not None and not kept:
             store.remove()      # nothing finished: nothing to resume
-        one_line = runtime_error(err, dst, kept)
+        one_line = runtime_error(err, dst, kept) if isinstance(err, Exception) else None
         if one_line is None:
             raise
         raise one_line from None
-    except BaseException:           # interrupted: a store made for this run, with no tile yet
-        if store is not None and not (store.resumed or store.done()):
-            store.remove()
-        raise
     finally:
         if store is not None and not handed:
             store.release()     # failed, cancelled or interrupted: another run may go on

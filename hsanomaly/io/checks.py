@@ -36,15 +36,17 @@ def absolute(path):
     return os.path.join(os.path.realpath(folder), name)
 
 
+FOLDER_GONE = "the current folder no longer exists (removed or moved since the shell entered it)"
+
+
 def current_folder(path=None):
-    """The current folder, or one line where it is gone (removed or moved under the shell
-    since it entered it) and ``path``, named relative to it, cannot be found."""
+    """The current folder, or one line where it is gone (``FOLDER_GONE``) and ``path``, named
+    relative to it, cannot be found."""
     try:
         return os.getcwd()
     except FileNotFoundError:
-        raise HsanomalyError(f"{path or '.'}: the current folder no longer exists (removed or "
-                             "moved since the shell entered it); cd into a folder, or give "
-                             "the path in full") from None
+        raise HsanomalyError(f"{path or '.'}: {FOLDER_GONE}; cd into a folder, or give the "
+                             "path in full") from None
 
 
 def special_kind(mode):

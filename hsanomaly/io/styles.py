@@ -53,7 +53,6 @@ def write_default_style(path, layer):
     """The layer_styles table QGIS looks for in a GeoPackage, holding TARGETS_QML as default
     for ``layer``: by its geometry column as the file names it (GDAL's ``geom``, not the
     frame's ``geometry``), or QGIS does not match the style to the layer."""
-    import contextlib
     import sqlite3
 
     import pandas as pd
@@ -75,7 +74,6 @@ def write_default_style(path, layer):
 def _read_only(path, query, otherwise):
     """``query(db)`` on SQLite database ``path`` opened read only (nothing is created), or
     ``otherwise`` where it is not one."""
-    import contextlib
     import sqlite3
     from pathlib import Path
 

@@ -52,24 +52,20 @@ _shared: dict = {}      # (generator key, solver params) -> Codebook, oldest fir
 _shared_lock = threading.RLock()
 
 
-def entry_bytes(latent_dim, output_size):
-    """The bytes one codebook entry holds: z, G(z) and the factored Jacobian."""
-    k, d = latent_dim, output_size
-    return 4 * (d + 2 * k * d + k * k + k)
-
-
 def codebook_size(size, latent_dim, output_size):
     """The entries a codebook of ``size`` requested entries gets: capped by CODEBOOK_BYTES,
     rounded down to a power of two (Sobol points come in powers of two), at least MIN_CODEBOOK
     (a model whose MIN_CODEBOOK entries pass the cap is refused: its latent search would
     take gigabytes; the critic's score needs none)."""
-    fewest = defaults.MIN_CODEBOOK * entry_bytes(latent_dim, output_size)
+    k, d = latent_dim, output_size
+    per_entry = 4 * (d + 2 * k * d + k * k + k)      # z, G(z) and the factored Jacobian
+    fewest = defaults.MIN_CODEBOOK * per_entry
     if fewest > CODEBOOK_BYTES:
         raise HsanomalyError(f"a latent size of {latent_dim} for {output_size} values a pixel "
                              f"needs more memory than the latent search holds ({fewest / 2**20:.0f} "
                              f"MiB for the fewest codebook entries, against "
                              f"{CODEBOOK_BYTES // 2**20} MiB)")
-    size = min(int(size), CODEBOOK_BYTES // entry_bytes(latent_dim, output_size))
+    size = min(int(size), CODEBOOK_BYTES // per_entry)
     return 2 ** max(int(np.log2(defaults.MIN_CODEBOOK)), int(np.log2(max(size, 1))))
 
 

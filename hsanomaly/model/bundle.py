@@ -30,7 +30,7 @@ from ..errors import HsanomalyError, describe
 from ..io.checks import absolute
 from ..io.digest import file_sha256
 from ..preprocess import Preprocessor
-from .external import MalformedProtobuf, operators, uses_external_data
+from .external import MalformedProtobuf, read_graph
 
 FORMAT = "hsanomaly-model"
 FORMAT_VERSION = 1
@@ -377,15 +377,15 @@ def _check_network(path, name, meta):
 
     data = _check_file(path, name, meta, keep=True)
     try:
-        external = uses_external_data(data)
+        graph = read_graph(data)
     except MalformedProtobuf as err:    # what this reading cannot check must not run: a group
         _fail(path, f"{name} is not an ONNX network hsanomaly exported ({err})")  # (onnxruntime
     except RecursionError:                                      # skips it) hid a Loop from it
         _fail(path, f"{name}: its graphs nest too deep to be a network hsanomaly exported")
-    if external:
+    if graph.external:
         _fail(path, f"{name} keeps tensors in external data files, which the bundle's checksums "
                     "do not cover (export the network as one file)")
-    _check_operators(path, name, data)
+    _check_operators(path, name, graph)
     session = open_session(data, threads=1, optimize=False, label=path / name)
     try:
         embedded = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
@@ -443,11 +443,10 @@ OPERATORS = frozenset({
     "Pad", "ConstantOfShape"})     # torch's export of F.pad: every 1x1 bundle of 0.1
 
 
-def _check_operators(path, name, data):
-    found, nested = operators(data)       # (read once already by the external-data check)
-    others = sorted(f"{domain}:{op}" if domain else op for domain, op in found
+def _check_operators(path, name, graph):
+    others = sorted(f"{domain}:{op}" if domain else op for domain, op in graph.operators
                     if domain or op not in OPERATORS)
-    if nested or others:
+    if graph.nested or others:
         what = ", ".join(others) if others else "a graph inside a node (control flow)"
         _fail(path, f"{name} runs {what}, which hsanomaly's networks never do (a bundle is data, "
                     "not code: refusing a graph that may loop for ever or fill the memory)")

@@ -1,12 +1,16 @@
-"""Whether an ONNX file keeps tensors outside itself ("external data"), without the onnx package.
+"""What an ONNX file holds that a bundle's checks go by, without the onnx package: whether it
+keeps tensors outside itself ("external data"), and the operators its nodes run.
 
 A bundle's checksums cover the files model.json lists. An ONNX file can point at weights in
 other files, which onnxruntime then loads from beside it; swapping those would change the
 scores with every checksum still matching. The exporter never writes external data, so a
-bundle whose networks use it is refused. This walks the protobuf wire format of the messages
-that can hold tensors (ModelProto -> graphs, functions, nodes, attributes, sparse tensors ->
-TensorProto) and looks for a tensor's ``data_location = EXTERNAL`` or ``external_data``.
+bundle whose networks use it is refused, as is one running an operator the exporter never
+writes (``model.bundle.OPERATORS``). This walks the protobuf wire format once (ModelProto ->
+graphs, functions, nodes, attributes, sparse tensors -> TensorProto) and looks for a tensor's
+``data_location = EXTERNAL`` or ``external_data`` and each node's operator.
 """
+
+from typing import NamedTuple
 
 # message kind -> {field number: kind of the message in that field} (onnx.proto3)
 _CHILDREN = {
@@ -26,51 +30,54 @@ class MalformedProtobuf(ValueError):
     pass
 
 
-def uses_external_data(data):
-    """True when any tensor of the serialised ModelProto ``data`` (bytes) lives in another file."""
-    return _walk(memoryview(data), "model")
+class Graph(NamedTuple):
+    """What one reading of a serialised ModelProto finds."""
+
+    external: bool            # a tensor lives in another file
+    operators: frozenset      # {(domain, op_type)} of every node ("" is ONNX's own domain)
+    nested: bool              # a node holds a graph (a Loop's, an If's, a Scan's body)
 
 
 _NODE_OP_TYPE, _NODE_DOMAIN = 4, 7
-_SUBGRAPHS = {6, 11}           # an attribute's graph or graphs: a Loop's, an If's, a Scan's body
+_SUBGRAPHS = {6, 11}           # an attribute's graph or graphs
 
 
-def operators(data):
-    """{(domain, op_type)} of every node of the serialised ModelProto ``data`` (bytes), its
-    functions' and subgraphs' too ("" is ONNX's own domain), and whether any node holds a
-    graph (control flow)."""
-    found, nested = set(), [False]
+def read_graph(data):
+    """``Graph`` of the serialised ModelProto ``data`` (bytes): its graphs, functions, nodes,
+    attributes and tensors, subgraphs' too, walked once."""
+    external, found, nested = [False], set(), [False]
 
     def walk(buf, kind):
         children = _CHILDREN[kind]
         op_type = domain = ""
         for field, wire, value in _fields(buf):
-            if kind == "node" and wire == 2 and field in (_NODE_OP_TYPE, _NODE_DOMAIN):
+            if kind == "tensor":
+                if (field == _TENSOR_EXTERNAL_DATA and wire == 2) or \
+                        (field == _TENSOR_DATA_LOCATION and wire == 0 and value == _EXTERNAL):
+                    external[0] = True
+            elif kind == "node" and wire == 2 and field in (_NODE_OP_TYPE, _NODE_DOMAIN):
                 text = bytes(value).decode("utf-8", "replace")
                 op_type, domain = (text, domain) if field == _NODE_OP_TYPE else (op_type, text)
             elif kind == "attribute" and field in _SUBGRAPHS:
                 nested[0] = True
-            if field in children and wire == 2 and children[field] in ("graph", "function",
-                                                                     "node", "attribute"):
+            if field in children and wire == 2:
                 walk(value, children[field])
         if kind == "node":
             found.add(("" if domain == "ai.onnx" else domain, op_type))
 
     walk(memoryview(data), "model")
-    return found, nested[0]
+    return Graph(external[0], frozenset(found), nested[0])
 
 
-def _walk(buf, kind):
-    children = _CHILDREN[kind]
-    for field, wire, value in _fields(buf):
-        if kind == "tensor":
-            if field == _TENSOR_EXTERNAL_DATA and wire == 2:
-                return True
-            if field == _TENSOR_DATA_LOCATION and wire == 0 and value == _EXTERNAL:
-                return True
-        elif field in children and wire == 2 and _walk(value, children[field]):
-            return True
-    return False
+def uses_external_data(data):
+    """True when any tensor of the serialised ModelProto ``data`` (bytes) lives in another file."""
+    return read_graph(data).external
+
+
+def operators(data):
+    """({(domain, op_type)} of every node of ``data``, whether any node holds a graph)."""
+    graph = read_graph(data)
+    return set(graph.operators), graph.nested
 
 
 def _fields(buf):
