@@ -135,10 +135,13 @@ class Detector:
     def fit(self, X: Cube, y: Any = None) -> "Detector":
         """Fit on X (a cube (bands, rows, cols), whose mask, if a masked array, is nodata; an
         open rasterio dataset; or an xarray DataArray, see ``io.inputs``); returns self."""
+        return self._fit(as_source(X)[0])
+
+    def _fit(self, source, then_scored=False):
+        """``fit`` on a source (``then_scored``: scored next, ``engine.fit_scorer``)."""
         from .engine.checks import check_scorable
         from .quickmodel import check_quick_model, train_on_copy
 
-        source, _ = as_source(X)
         cls = scorer_class(self.score_name)
         options = current_options(self.score_name, self.options, warn=False)   # said when built
         if "solver" in options:                                                 # so was this
@@ -159,7 +162,7 @@ class Detector:
             from .engine import fit_scorer
             from .model.compat import units_of
 
-            fit_scorer(scorer, source)
+            fit_scorer(scorer, source, then_scored)
             units = units_of(source)
         self.scorer_, self.model_, self.n_bands_in_ = scorer, model, source.count
         self._fitted_units = units
@@ -188,9 +191,13 @@ class Detector:
         check_flags(with_extras=with_extras)
         if not hasattr(self, "scorer_"):
             raise errors.NotFittedError(f"{self!r} is not fitted yet: call fit(X) first")
+        source, wrap = as_source(X)
+        return self._score_outputs(source, wrap, with_extras)
+
+    def _score_outputs(self, source, wrap, with_extras):
+        """``score_outputs`` of a source, its results made by ``wrap``."""
         from .engine import score_array
 
-        source, wrap = as_source(X)
         if source.count != self.n_bands_in_:
             raise HsanomalyError(f"{source.name}: has {counted(source.count, 'band')}, but "
                                  f"{self!r} was fitted on {self.n_bands_in_}")
@@ -211,8 +218,10 @@ class Detector:
     def fit_score(self, X: Cube) -> np.ndarray: ...
     @one_job()        # one call: each warning about X said once
     def fit_score(self, X: Cube) -> Union[np.ndarray, "DataArray"]:
-        """``fit(X).score(X)``: the usual way, a scene scored against itself."""
-        return self.fit(X).score(X)
+        """``fit(X).score(X)``: the usual way, a scene scored against itself (and one source,
+        so that what the fit did for its pixels serves the scoring)."""
+        source, wrap = as_source(X)
+        return self._fit(source, then_scored=True)._score_outputs(source, wrap, False)["score"]
 
 
 def check_detector_keywords(options):

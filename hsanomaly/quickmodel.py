@@ -109,7 +109,8 @@ def train_on_scene(src, dst, training, out, callback=None, progress=False, mask=
     place = scene_model_path(dst)
     try:
         return train([src], out, mask=mask, progress=progress, callback=callback,
-                     quick_model_of=dst, name=place, data_checked=True, **training).path
+                     quick_model_of=dst, name=place, data_checked=True, codebook_jacobians=False,
+                     **training).path
     except TrainingCancelled:
         # a staged training's checkpoint goes with its temporary folder: nothing to resume
         raise Cancelled(f"{place}: training cancelled") from None
@@ -179,7 +180,7 @@ def train_on_copy(source, training):
     try:                     # said of the source, not of its temporary copy
         with shown_as({scene: source.name, folder / "model": model}):
             return workdir, train([str(scene)], str(folder / "model"), data_checked=True,
-                                  name=model, **training).path
+                                  name=model, codebook_jacobians=False, **training).path
     except HsanomalyError as err:
         workdir.cleanup()
         text = str(err).replace(str(scene), source.name)

@@ -55,11 +55,11 @@ CODEBOOK_ENTRIES = 64
 
 
 def write_bundle(path, latent_graph=LATENT, codebook=False, external=False, generator=None,
-                 **overrides):
+                 codebook_arrays=("z", "g", "jacobian"), **overrides):
     """A valid bundle as hsanomaly.training writes it; ``overrides`` change model.json and metadata.
 
     codebook: also store a (random) fast-solver codebook of CODEBOOK_ENTRIES entries, as the
-    export does for 1x1-window models. external: save the generator's weights in an external
+    export does for 1x1-window models, of ``codebook_arrays``. external: save the generator's weights in an external
     data file (listed with its sha256), which the exporter never does. generator: another
     generator graph, signed as the exporter signs its own."""
     path.mkdir()
@@ -72,7 +72,7 @@ def write_bundle(path, latent_graph=LATENT, codebook=False, external=False, gene
             "versions": {"hsanomaly": "0.1.0"}}
     if codebook:
         meta["codebook"] = {"size": CODEBOOK_ENTRIES, "scale": 2.0, "seed": 0, "jacobian_step": 1e-3,
-                            "arrays": {n: f"codebook.{n}.npy" for n in ("z", "g", "jacobian")}}
+                            "arrays": {n: f"codebook.{n}.npy" for n in codebook_arrays}}
     meta.update(overrides)
     graphs = {"generator.onnx": generator or _generator_graph(latent_graph, BANDS, WINDOW),
               "critic.onnx": _critic_graph(BANDS, WINDOW)}
@@ -94,7 +94,8 @@ def write_bundle(path, latent_graph=LATENT, codebook=False, external=False, gene
         d = BANDS * WINDOW * WINDOW
         shapes = {"z": (CODEBOOK_ENTRIES, LATENT), "g": (CODEBOOK_ENTRIES, d),
                   "jacobian": (CODEBOOK_ENTRIES, d, LATENT)}
-        for name, shape in shapes.items():
+        for name in codebook_arrays:
+            shape = shapes.get(name, (CODEBOOK_ENTRIES,))
             file = f"codebook.{name}.npy"
             np.save(path / file, rng.normal(size=shape).astype(np.float32), allow_pickle=False)
             files[file] = file_sha256(path / file)
@@ -336,6 +337,16 @@ def test_damaged_codebooks_are_refused(codebook_dir, damage, fragment):
     refused(codebook_dir, fragment)
 
 
+@pytest.mark.parametrize("names", [("z",), ("z", "jacobian"), ("z", "g", "jacobian", "x")])
+def test_a_codebook_must_store_its_vectors_and_outputs_and_may_leave_out_the_jacobians(
+        tmp_path, names):
+    refused(write_bundle(tmp_path / "model", codebook=True, codebook_arrays=names),
+            "codebook arrays must name the files of z, g (and jacobian)")
+    lean = load_bundle(write_bundle(tmp_path / "lean", codebook=True, codebook_arrays=("z", "g")))
+    z, g, jac = lean.codebook.load()
+    assert jac is None and not lean.codebook.has_jacobian and len(z) == len(g) == CODEBOOK_ENTRIES
+
+
 def test_codebook_settings_are_part_of_the_checked_metadata(codebook_dir):
     meta = json.loads((codebook_dir / "model.json").read_text())
     meta["codebook"]["seed"] = 7          # claims another seed than the arrays were built with
@@ -528,8 +539,8 @@ def test_codebook_arrays_named_by_anything_but_a_file_name_are_refused(codebook_
 
     meta = json.loads((codebook_dir / "model.json").read_text())
     meta["codebook"]["arrays"]["z"] = ["codebook.z.npy"]
-    with pytest.raises(HsanomalyError, match="codebook arrays must name the files of z, g, "
-                                             "jacobian"):
+    with pytest.raises(HsanomalyError, match=r"codebook arrays must name the files of z, g "
+                                             r"\(and jacobian\)"):
         _check_codebook(codebook_dir, meta)
 
 

@@ -196,3 +196,141 @@ def test_the_halo_cache_keeps_lower_strips_until_passed_for_one_source_within_it
     cache.keep(Place("b", 0, 0), values, known)
     assert list(cache._strips) == [Place("b", 6, 0)]             # another source: only its own
     assert cache._bytes == strip
+
+
+def _counting_solves(monkeypatch):
+    """A list that the latent search appends each call's pixel count to."""
+    from hsanomaly.latent import fast
+
+    solved, solve = [], fast.FastSolver.solve
+
+    def counting(self, generator, x):
+        solved.append(len(x))
+        return solve(self, generator, x)
+
+    monkeypatch.setattr(fast.FastSolver, "solve", counting)
+    return solved
+
+
+def test_a_scene_of_one_tile_is_solved_and_first_passed_once_from_fit_to_scores(
+        scene_and_model, monkeypatch):
+    """The purge fit of a scene of at most a tile is its one tile's block: the scoring solved
+    every pixel and ran the whole first pass (latent search and rings) again, a third or more
+    of a small scene's work. It takes the fit's now, with the same bits as a scoring that
+    does all the work itself; and lets them go once scored."""
+    from hsanomaly.engine import fit_and_score, fit_scorer, score_array
+    from hsanomaly.scorers import make_scorer
+    from hsanomaly.scorers.rings import MultiRingLRX
+
+    _, _, model = scene_and_model
+    cube, _ = synthetic_cube(rows=41, cols=37, targets=((10, 10), (30, 25)), seed=5)
+    cube[:, 3:6, 30:33] = np.nan
+    source = ArraySource(cube)
+    redone = make_scorer("dualcontext", model=model, rings="5/3;9/5")
+    fit_scorer(redone, source)                  # not scored next: what it kept is let go
+    assert getattr(redone, "_cache", None) is None
+    expected = score_array(source, redone)
+
+    solved = _counting_solves(monkeypatch)
+    first_passes, log_score = [], MultiRingLRX.log_score
+
+    def counting(self, block, valid, exclude=None, crop=None):
+        first_passes.append(exclude is None)
+        return log_score(self, block, valid, exclude, crop)
+
+    monkeypatch.setattr(MultiRingLRX, "log_score", counting)
+    scorer = make_scorer("dualcontext", model=model, rings="5/3;9/5")
+    fit_scorer(scorer, source, then_scored=True)
+    fitted, fit_first_passes = sum(solved), sum(first_passes)
+    found = score_array(source, scorer)
+    assert sum(solved) == fitted and sum(first_passes) == fit_first_passes == 2
+    assert len(first_passes) == 4               # the fit's first pass, the scoring's second
+    for name, value in expected.items():
+        np.testing.assert_array_equal(found[name], value, err_msg=name)
+    assert getattr(scorer, "_cache", None) is None
+    np.testing.assert_array_equal(fit_and_score(source, make_scorer(
+        "dualcontext", model=model, rings="5/3;9/5"))["score"], expected["score"])
+
+
+def test_the_fits_blocks_serve_the_tiles_that_overlap_them(scene_and_model, monkeypatch):
+    """On a scene of several fit windows, the tiles solve no pixel the purge fit solved in
+    their blocks (kept whole, not only their lower strips), and give the same bits as tiles
+    that solve everything themselves."""
+    from hsanomaly.engine import fit_scorer, score_array
+    from hsanomaly.scorers import make_scorer, purge
+    from hsanomaly.scorers.halo import HaloCache
+
+    _, _, model = scene_and_model
+    monkeypatch.setattr(purge, "TILE", 24)                 # windows of a larger scene, here
+    monkeypatch.setattr(purge, "FIT_TILE", 12)
+    cube, _ = synthetic_cube(rows=61, cols=70, targets=((10, 10), (40, 50)), seed=9)
+    source = ArraySource(cube)
+    windows = purge.fit_windows(61, 70)
+    assert len(windows) == 4
+    alone = make_scorer("dualcontext", model=model, rings="5/3;9/5")
+    fit_scorer(alone, source)
+    expected = score_array(source, alone, tile=16)
+
+    solved_at, fill = np.zeros((61, 70), int), HaloCache.fill
+
+    def spying(self, place, values, known):
+        fill(self, place, values, known)
+        rows, cols = np.nonzero(~known)
+        rows, cols = rows + place.row, cols + place.col
+        inside = (rows >= 0) & (rows < 61) & (cols >= 0) & (cols < 70)
+        np.add.at(solved_at, (rows[inside], cols[inside]), 1)
+
+    scorer = make_scorer("dualcontext", model=model, rings="5/3;9/5")
+    fit_scorer(scorer, source, then_scored=True)
+    monkeypatch.setattr(HaloCache, "fill", spying)
+    found = score_array(source, scorer, tile=16, threads=1)
+    h = scorer.halo
+    fitted = np.zeros((61, 70), bool)
+    for w in windows:
+        fitted[max(w.row_off - h, 0):w.row_off + w.height + h,
+               max(w.col_off - h, 0):w.col_off + w.width + h] = True
+    assert solved_at.any() and not solved_at[fitted].any()
+    for name, value in expected.items():
+        np.testing.assert_array_equal(found[name], value, err_msg=name)
+
+
+def test_the_halo_cache_keeps_a_fit_block_whole_and_its_first_pass_for_one_block():
+    from hsanomaly.scorers.halo import HaloCache, Place
+
+    cache = HaloCache(halo=2)
+    values = np.arange(2 * 10 * 12, dtype=np.float32).reshape(2, 10, 12)
+    cache.keep(Place("a", -2, 0), values, np.ones((10, 12), bool), whole=True)
+    assert list(cache._strips) == [Place("a", -2, 0)]
+    # a block right of it, whose next row still reaches it: it stays (it was dropped as a
+    # lower strip of the row above would be)
+    cache.keep(Place("a", 0, 14), values[:, :6], np.ones((6, 12), bool))
+    assert Place("a", -2, 0) in cache._strips
+    found, have = np.zeros((2, 8, 8), np.float32), np.zeros((8, 8), bool)
+    cache.fill(Place("a", 2, 0), found, have)
+    assert have[:6].all() and have.sum() == 6 * 8
+    np.testing.assert_array_equal(found[:, :6], values[:, 4:, :8])
+    cache.keep(Place("a", 8, 14), values[:, :6], np.ones((6, 12), bool))    # past it: dropped
+    assert Place("a", -2, 0) not in cache._strips
+    first = np.ones((6, 8))
+    cache.keep_first_pass(Place("a", -2, -2), first)
+    assert cache.take_first_pass(Place("a", -2, -2), (6, 9)) is None    # another block's shape
+    cache.keep_first_pass(Place("a", -2, -2), first)
+    assert cache.take_first_pass(Place("b", -2, -2), (6, 8)) is None    # another source
+    assert cache.take_first_pass(Place("a", -2, -2), (6, 8)) is first
+    assert cache.take_first_pass(Place("a", -2, -2), (6, 8)) is None    # taken once
+
+
+def test_a_detectors_fit_score_solves_each_pixel_of_a_small_scene_once_after_its_sample(
+        scene_and_model, monkeypatch):
+    """``fit_score`` fits and scores one source, so its scoring takes what the fit solved;
+    the heatmap is ``fit(X).score(X)``'s, bit for bit."""
+    import hsanomaly
+
+    cube, _, model = scene_and_model
+    expected = hsanomaly.Detector("dualcontext", model=model, rings="5/3;9/5").fit(cube).score(cube)
+    solved = _counting_solves(monkeypatch)
+    detector = hsanomaly.Detector("dualcontext", model=model, rings="5/3;9/5")
+    found = detector.fit_score(cube)
+    np.testing.assert_array_equal(found, expected)
+    assert sum(solved) == 2 * 30 * 30           # the residuals' sample, then the purge fit
+    assert getattr(detector.scorer_, "_cache", None) is None

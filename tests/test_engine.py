@@ -114,7 +114,7 @@ def test_a_failed_fit_says_whether_tiles_are_kept_for_a_resume(tmp_path, monkeyp
     are kept" with none; a resume's fit that fails has its earlier run's tiles, still kept."""
     import hsanomaly.engine.run as run
 
-    def out_of_memory(scorer, source):
+    def out_of_memory(scorer, source, **kwargs):
         raise MemoryError
 
     cube, _ = synthetic_cube()

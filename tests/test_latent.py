@@ -13,13 +13,13 @@ from hsanomaly.scorers import make_scorer
 from synthetic import synthetic_cube, write_raster
 
 
-def tiny_bundle(base):
+def tiny_bundle(base, codebook_jacobians=True):
     """A small model (12 bands, DIM 4) trained for a few seconds; trained once per test session."""
     torch = pytest.importorskip("torch")
     from hsanomaly.model import load_bundle
     from hsanomaly.training import train
 
-    out = base / "tiny-model"
+    out = base / ("tiny-model" if codebook_jacobians else "tiny-model-without-jacobians")
     if not (out / "model.json").exists():
         cube, _ = synthetic_cube(rows=40, cols=50)
         raster = write_raster(base / "tiny-train.tif", cube)
@@ -27,7 +27,7 @@ def tiny_bundle(base):
         torch.set_num_threads(1)   # a tiny model gains nothing from threads and thrashes on a busy machine
         try:
             train([raster], out, iterations=150, batch=64, critic_steps=5, dim=4, seed=0,
-                  progress=False)
+                  progress=False, codebook_jacobians=codebook_jacobians)
         finally:
             torch.set_num_threads(threads)
     return load_bundle(out)
@@ -468,3 +468,33 @@ def test_the_deprecated_solver_name_is_said_once_however_often_a_run_builds_it()
         make_solver("seed")          # as check_request builds it,
         make_solver("seed")          # then detect, from another place
     assert len([w for w in seen if "is now called" in str(w.message)]) == 1
+
+
+def test_a_bundle_without_the_codebooks_jacobians_scores_alike_and_builds_them_for_steps(
+        bundle, tmp_path_factory, monkeypatch):
+    """The Jacobians were most of a bundle and of its export, for the refinement steps only
+    (a quick model for the default score never read them). A bundle trained without them
+    stores the same latent vectors and outputs, scores the same without steps, and builds
+    them (as a bundle without a codebook would) for a run with steps."""
+    from hsanomaly.latent import fast
+
+    lean = tiny_bundle(tmp_path_factory.getbasetemp(), codebook_jacobians=False)
+    assert bundle.codebook.has_jacobian and not lean.codebook.has_jacobian
+    assert not list(lean.path.glob("*jacobian*"))
+    z, g, jac = lean.codebook.load()
+    assert jac is None
+    z_full, g_full, _ = bundle.codebook.load()
+    np.testing.assert_array_equal(z, z_full)
+    np.testing.assert_allclose(g, g_full, rtol=0, atol=1e-6)
+    cube, _ = synthetic_cube(rows=40, cols=50)
+    raw = cube.reshape(cube.shape[0], -1).T[::5]
+    built, samples = [], fast.codebook_samples
+    monkeypatch.setattr(fast, "codebook_samples",
+                        lambda *args, **kwargs: built.append(kwargs) or samples(*args, **kwargs))
+    np.testing.assert_allclose(_recon_scores(lean, raw), _recon_scores(bundle, raw), rtol=1e-5,
+                               atol=1e-6)
+    assert built == []                            # both stored
+    stepped = _recon_scores(lean, raw, refine=2)
+    assert built == [{}]                          # with the Jacobians
+    np.testing.assert_allclose(stepped, _recon_scores(bundle, raw, refine=2), rtol=1e-4,
+                               atol=1e-5)

@@ -565,10 +565,16 @@ def test_recon_trains_its_quick_model_on_whitened_bands_through_detect_and_detec
                         lambda *args, **options: train(*args, **{**options, "iterations": 30}))
     _, path, cube, truth = scene
     hsanomaly.detect(path, tmp_path / "recon.tif", score="recon")
-    assert load_bundle(tmp_path / "recon.model").preprocessor.whiten
+    quick = load_bundle(tmp_path / "recon.model")
+    assert quick.preprocessor.whiten
     detector = hsanomaly.Detector("recon").fit(cube)
     assert load_bundle(detector.model_).preprocessor.whiten
     assert evaluate(detector.score(cube), truth)["auc"] > 0.9
+    # neither stores the codebook's Jacobians, which only refinement steps read (and build)
+    assert not quick.codebook.has_jacobian and not load_bundle(detector.model_).codebook.has_jacobian
+    assert not list(quick.path.glob("*jacobian*"))
+    stepped = hsanomaly.Detector("recon", model=quick.path, refine=2).fit(cube).score(cube)
+    assert evaluate(stepped, truth)["auc"] > 0.9
 
 
 def short_trainings(monkeypatch, iterations):
@@ -781,9 +787,13 @@ def test_a_quick_model_that_cannot_be_written_is_named_by_its_place(scene, tmp_p
 
     import hsanomaly.api
 
-    short_trainings(monkeypatch, 5)
+    import hsanomaly.training
+
+    train = hsanomaly.training.train               # short, with the codebook's largest array
+    monkeypatch.setattr(hsanomaly.training, "train", lambda *args, **options: train(
+        *args, **{**options, "iterations": 5, "codebook_jacobians": True}))
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (8 * 2**20, hard))   # its codebook is larger
+    resource.setrlimit(resource.RLIMIT_FSIZE, (8 * 2**20, hard))   # its Jacobians are larger
     try:
         with pytest.raises(HsanomalyError) as err:
             hsanomaly.api.detect(scene[1], tmp_path / "out.tif", tile=16)

@@ -272,7 +272,8 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
             if callback and callback(0.0, f"fitting {scorer.name} on {source.name}"):
                 raise Cancelled(f"{dst}: cancelled")
             with stage_log(f"fitting {scorer.name} on {source.name}"):
-                fit_scorer(scorer, executor.fit_source(source))
+                fit_scorer(scorer, executor.fit_source(source),
+                           then_scored=not executor.distributed)
         done = _score(executor, source, scorer, store, windows, outputs, dst, progress, callback)
         if source.changed() or input_fingerprint(src, source) != job["input"]:
             store.remove()          # tiles of two inputs: none is worth resuming

@@ -24,9 +24,7 @@ def score_tile(source, scorer, window):
 def place_of(source, scorer, window):
     """Where the block of ``window`` lies, for a scorer whose neighbouring blocks share results
     (``Scorer.shares_halo``); None for the others."""
-    if not scorer.shares_halo:
-        return None
-    return Place(source.token, int(window.row_off) - scorer.halo, int(window.col_off) - scorer.halo)
+    return Place.of(source, window, scorer.halo) if scorer.shares_halo else None
 
 
 def tile_outputs(scorer, block, valid, place=None):
@@ -62,11 +60,10 @@ def scored_tiles(source, scorer, windows, todo, threads=TILE_THREADS):
     state a scorer builds on first use (sessions, codebooks) is built once, not raced.
     """
     todo = list(todo)
-    if not todo:
-        return
     try:
-        with tile_reads(source, scorer, int(windows[todo[0]].height)):
-            yield from _scored_tiles(source, scorer, windows, todo, threads)
+        if todo:
+            with tile_reads(source, scorer, int(windows[todo[0]].height)):
+                yield from _scored_tiles(source, scorer, windows, todo, threads)
     finally:
         scorer.release()
 
@@ -110,17 +107,22 @@ def _scored_tiles(source, scorer, windows, todo, threads):
                 future.cancel()
 
 
-def fit_scorer(scorer, source):
-    """``scorer.fit(source)`` over its tiles (``tile_reads``); returns it."""
+def fit_scorer(scorer, source, then_scored=False):
+    """``scorer.fit(source)`` over its tiles (``tile_reads``); returns it. What the fit kept
+    for scoring the same source (the purge fit's blocks, ``scorers.halo``) is let go unless
+    ``then_scored``: this process scores ``source`` next (whose tiles let it go)."""
     with tile_reads(source, scorer):
-        return scorer.fit(source)
+        scorer.fit(source)
+    if not then_scored:
+        scorer.release()
+    return scorer
 
 
 def fit_and_score(source, scorer, threads=TILE_THREADS):
     """``score_array`` of ``scorer`` fitted on ``source`` first where it fits on scenes: a scene
     scored against itself, as the research harness and the benchmarks score one."""
     if scorer.fits_on_scene:
-        fit_scorer(scorer, source)
+        fit_scorer(scorer, source, then_scored=True)
     return score_array(source, scorer, threads=threads)
 
 

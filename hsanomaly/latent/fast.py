@@ -69,13 +69,13 @@ def codebook_size(size, latent_dim, output_size):
     return 2 ** max(int(np.log2(defaults.MIN_CODEBOOK)), int(np.log2(max(size, 1))))
 
 
-def codebook_samples(generator, size, scale, seed):
+def codebook_samples(generator, size, scale, seed, jacobian=True):
     """(z (K, k), G(z) (K, d), J (K, d, k)): the codebook's generator work, float32.
 
     z: a scrambled Sobol sequence of ``codebook_size`` points mapped through the normal
     quantile and scaled by ``scale``; J by forward differences (GeneratorFunction.with_jacobian,
     whose G(z) a bundle stores: one call gives both, so built and stored outputs agree bit
-    for bit).
+    for bit). ``jacobian=False``: J is None, and G(z) one forward each (of k + 1 with J).
     """
     from scipy.special import ndtri
     from scipy.stats import qmc
@@ -87,7 +87,7 @@ def codebook_samples(generator, size, scale, seed):
     with stage(f"building a latent codebook of {n} entries"):
         uniform = qmc.Sobol(k, scramble=True, seed=seed).random_base2(int(np.log2(n)))
         z = (scale * ndtri(np.clip(uniform, 1e-6, 1 - 1e-6))).astype(np.float32)
-        g, jac = generator.with_jacobian(z)
+        g, jac = generator.with_jacobian(z) if jacobian else (generator(z), None)
     return z, g, jac
 
 
@@ -255,6 +255,8 @@ class FastSolver:
         from .generator import JACOBIAN_STEP
 
         stored = getattr(generator, "codebook", None)
+        if stored is not None and self.refine and not stored.has_jacobian:
+            return None          # steps need the Jacobians it does not store: built with them
         if stored is None or not stored.matches(self.codebook_size, self.codebook_scale, self.seed,
                                                 JACOBIAN_STEP):
             if stored is not None and stored.matches(self.codebook_size, self.codebook_scale,

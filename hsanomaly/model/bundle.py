@@ -40,7 +40,7 @@ CRITIC = "critic.onnx"
 META_FILE = "model.json"
 LOG_TABLE, LOG_PLOT = "training.csv", "training.png"    # the training's log, beside them
 CODEBOOK_FILE = "codebook.{}.npy"
-CODEBOOK_ARRAYS = ("z", "g", "jacobian")
+CODEBOOK_ARRAYS = ("z", "g", "jacobian")   # the last optional: only refinement steps read it
 CODEBOOK_KEYS = ("size", "scale", "seed", "jacobian_step", "arrays")
 REQUIRED_KEYS = ("hsanomaly_version", "bands_in", "bands", "wavelengths", "window", "latent_dim",
                  "preprocess", "training", "fingerprint", "opset", "versions", "files")
@@ -140,7 +140,7 @@ class Bundle:
         if "codebook" not in self.meta:
             return None
         book = self.meta["codebook"]
-        digests = {name: self.meta["files"][book["arrays"][name]] for name in CODEBOOK_ARRAYS}
+        digests = {name: self.meta["files"][file] for name, file in book["arrays"].items()}
         return StoredCodebook(self.path, book, self.latent_dim,
                               self.bands * self.window * self.window, digests)
 
@@ -161,17 +161,23 @@ class StoredCodebook:
         return (int(size), float(scale), int(seed), float(jacobian_step)) == \
             (s["size"], float(s["scale"]), s["seed"], float(s["jacobian_step"]))
 
+    @property
+    def has_jacobian(self):
+        """Whether it stores the Jacobians (a quick model stores none: ``training.train``)."""
+        return "jacobian" in self.settings["arrays"]
+
     def load(self, jacobian=True):
         """(z (K, k), g (K, d), jacobian (K, d, k)) as float32 arrays; no pickle is ever read.
         Each file is checked against its sha256 as read: the arrays are read when scoring
         starts, and must still be the bundle's that was loaded. ``jacobian=False`` leaves the
-        largest unread (None): a search without Gauss-Newton steps never uses it."""
+        largest unread (None): a search without Gauss-Newton steps never uses it; so is it
+        where the bundle stores none."""
         import io
 
         import numpy as np
 
         arrays = []
-        for name in CODEBOOK_ARRAYS if jacobian else CODEBOOK_ARRAYS[:2]:
+        for name in CODEBOOK_ARRAYS if jacobian and self.has_jacobian else CODEBOOK_ARRAYS[:2]:
             file = self.path / self.settings["arrays"][name]
             try:
                 data = file.read_bytes()
@@ -358,10 +364,11 @@ def _check_codebook(path, meta):
     if not isinstance(book, dict) or any(k not in book for k in CODEBOOK_KEYS):
         _fail(path, f"{META_FILE}: codebook must give {', '.join(CODEBOOK_KEYS)}")
     arrays = book["arrays"]
-    if not isinstance(arrays, dict) or set(arrays) != set(CODEBOOK_ARRAYS) or \
+    if not isinstance(arrays, dict) or set(arrays) not in (set(CODEBOOK_ARRAYS),
+                                                           set(CODEBOOK_ARRAYS[:2])) or \
             not all(isinstance(name, str) for name in arrays.values()):
         _fail(path, f"{META_FILE}: codebook arrays must name the files of "
-                    f"{', '.join(CODEBOOK_ARRAYS)}")
+                    f"{', '.join(CODEBOOK_ARRAYS[:2])} (and {CODEBOOK_ARRAYS[2]})")
     for name in arrays.values():
         if name not in meta["files"]:
             _fail(path, f"{META_FILE}: codebook file {name!r} has no sha256 in files")

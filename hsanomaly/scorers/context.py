@@ -117,6 +117,7 @@ class ResidualScorer(Purged, Scorer):
                 local.check_ring_size(self.gan.bundle.bands)
 
     def fit(self, source):
+        self.release()         # what an earlier fit kept was fitted with other statistics
         residual = self._residual(source.sample(self.sample, self.seed))[0]
         bands = residual.shape[1]
         check_pixels(source, len(residual), bands + 1,
@@ -166,11 +167,12 @@ class ResidualScorer(Purged, Scorer):
         return (self.solves_halo and getattr(self.gan.solver, "pixelwise", False)
                 and not self.gan.bundle.preprocessor.whiten)
 
-    def _block_residual(self, block, valid, place):
+    def _block_residual(self, block, valid, place, whole=False):
         """(residuals (n, bands), {extra output: (n, channels)}) of the block's n valid
         pixels in order. With ``place``, pixels a neighbouring block solved are taken from
         the halo cache (``scorers.halo``: the latent search treats pixels independently, so
-        they are the values solved here) and this block keeps its strips for its neighbours."""
+        they are the values solved here) and this block keeps its strips for its neighbours
+        (``whole``: all of it, a fit's block for the tiles)."""
         if place is None:
             residual, outputs = self._residual(block, valid)
             return residual, {name: np.asarray(outputs[name]).reshape(len(residual), -1)
@@ -188,7 +190,7 @@ class ResidualScorer(Purged, Scorer):
                 start = bounds[name]
                 values[start:start + sizes[name], need] = \
                     np.asarray(part).reshape(len(residual), -1).T
-        cache.keep(place, values, known | need)
+        cache.keep(place, values, known | need, whole)
         split = {name: values[start:start + sizes[name], valid].T
                  for name, start in bounds.items()}
         return split.pop("residual"), split
@@ -224,19 +226,20 @@ class ResidualScorer(Purged, Scorer):
         if not inner.any():
             return result
         fused, outputs = self._fusion(block, valid, place)
-        result["score"][0, inner] = self.purged(fused, valid)[inner]
+        result["score"][0, inner] = self.purged(fused, valid, place)[inner]
         for name in self.extra_bands:
             values = np.asarray(outputs[name], np.float32).reshape(inner.sum(), -1)
             result[name][:, inner] = values.T
         return result
 
-    def fusion(self, block, valid):
-        return self._fusion(block, valid)[0]
+    def fusion(self, block, valid, place=None):
+        """The purge fit's (``Purged``): a block at ``place`` is kept whole for the tiles."""
+        return self._fusion(block, valid, place, whole=True)[0]
 
-    def _fusion(self, block, valid, place=None):
+    def _fusion(self, block, valid, place=None, whole=False):
         """(fused(exclude, crop), the GAN outputs of the inner pixels): the weighted sum of
         ``terms``."""
-        terms, outputs = self.terms(block, valid, place)
+        terms, outputs = self.terms(block, valid, place, whole)
 
         def fused(exclude, crop):
             parts = terms(exclude, crop)
@@ -247,20 +250,21 @@ class ResidualScorer(Purged, Scorer):
             return score
         return fused, outputs
 
-    def terms(self, block, valid, place=None):
+    def terms(self, block, valid, place=None, whole=False):
         """(terms(exclude, crop), the GAN outputs of the inner pixels): the score's log terms
         by name ("resrx", and "residual rings" and "pixel rings" where the score has them),
         each cropped by ``crop`` pixels with the ``exclude`` pixels left out of the rings.
         The residuals are solved once per block, for the halo too when the rings need them
         there (taken from the neighbouring blocks' where ``place`` says where the block
-        lies); what each term adds is there to see (docs/ablations.md weighs them)."""
+        lies, and kept for them: ``_block_residual``); what each term adds is there to see
+        (docs/ablations.md weighs them)."""
         h = self.halo
         rows, cols = valid.shape[0] - 2 * h, valid.shape[1] - 2 * h
         inner = valid[h:h + rows, h:h + cols]
         if self.solves_halo:
             # the halo's residuals too: the rings, the first pass or the lift reach them
             residual, outputs = self._block_residual(block, valid,
-                                                     place if self.shares_halo else None)
+                                                     place if self.shares_halo else None, whole)
             at_inner = inner_of(valid, h)
             outputs = {name: values[at_inner] for name, values in outputs.items()}
             distance = np.full(valid.shape, np.nan)

@@ -12,6 +12,10 @@ in (tests/test_context.py checks it of the latent search): a kept value is then 
 neighbour would compute. Strips are kept for one source at a time (``Place.source``, a token
 each source draws), until the tiles have passed them, and within ``max_bytes``; a strip not
 kept is simply solved again.
+
+The purge's fit (``scorers.purge``) scores a few windows of the scene before its tiles: their
+blocks are kept whole for the tiles that overlap them, and a block that is the whole scene
+keeps its first pass too, which the one tile scored from that very block takes.
 """
 
 import collections
@@ -21,9 +25,10 @@ from typing import NamedTuple
 import numpy as np
 
 # Bytes of strips kept per scorer. A strip is 2 x halo rows of a block's columns (the tile's
-# plus both halos) by the residual's bands, float32, so a row of tiles' strips fits up to a
-# swath of MAX_BYTES / (2 x halo x bands x 4) pixels (thousands for the default score);
-# beyond it, strips that do not fit are solved again (the same values, more time).
+# plus both halos) by the channels kept per pixel (the residual's bands and the score's extra
+# outputs), float32, so a row of tiles' strips fits up to a swath of about
+# MAX_BYTES / (2 x halo x channels x 4) pixels (thousands for the default score); beyond it,
+# strips that do not fit are solved again (the same values, more time).
 MAX_BYTES = 128 * 2**20
 
 
@@ -34,6 +39,11 @@ class Place(NamedTuple):
     source: str
     row: int
     col: int
+
+    @classmethod
+    def of(cls, source, window, halo):
+        """The place of ``window``'s block read from ``source`` with ``halo``."""
+        return cls(source.token, int(window.row_off) - halo, int(window.col_off) - halo)
 
 
 class _Strip(NamedTuple):
@@ -49,6 +59,7 @@ class HaloCache:
         self.halo, self.max_bytes = int(halo), int(max_bytes)
         self._strips = collections.OrderedDict()
         self._bytes = 0
+        self._first_passes = {}
         self._lock = threading.Lock()
 
     def fill(self, place, values, known):
@@ -71,20 +82,22 @@ class HaloCache:
             values[(slice(None),) + mine][:, take] = strip.values[(slice(None),) + theirs][:, take]
             known[mine] |= take
 
-    def keep(self, place, values, known):
+    def keep(self, place, values, known, whole=False):
         """Keep the strip of the block at ``place`` that the blocks below it overlap: its last
-        ``2 * halo`` rows. (Tiles run in rows, two at a time: a block's right neighbour is
-        solved beside it, not after it, so what it would keep for that neighbour goes unused.)
-        Strips that no later block in raster order reaches are dropped first; beyond
-        ``max_bytes`` this one is not kept (dropping an older one would drop the next needed)."""
-        width = 2 * self.halo
+        ``2 * halo`` rows (``whole``: all of it, a fit's block that tiles overlap anywhere).
+        (Tiles run in rows, two at a time: a block's right neighbour is solved beside it, not
+        after it, so what it would keep for that neighbour goes unused.) A tile's block first
+        drops the strips that no later block in raster order reaches (the fit's blocks, before
+        any tile, drop none); beyond ``max_bytes`` this one is not kept (dropping an older one
+        would drop the next needed)."""
         rows, cols = known.shape
-        if width <= 0 or width >= rows:
+        width = rows if whole else 2 * self.halo
+        if width <= 0 or (width >= rows and not whole):
             return
         at = Place(place.source, place.row + rows - width, place.col)
         with self._lock:
             for key in [k for k, s in self._strips.items() if k.source != at.source
-                        or _passed(s, place, cols)]:
+                        or (not whole and _passed(s, place, known.shape, self.halo))]:
                 self._bytes -= self._strips.pop(key).values.nbytes
             size = values[:, rows - width:].nbytes
             if at in self._strips or self._bytes + size > self.max_bytes:
@@ -93,11 +106,24 @@ class HaloCache:
                                       known[rows - width:].copy())
             self._bytes += size
 
+    def keep_first_pass(self, place, first):
+        """Keep the purge's first pass of the block at ``place`` for the tile scored from it."""
+        with self._lock:
+            self._first_passes[place] = first
 
-def _passed(strip, place, cols):
-    """Whether no block at or after ``place`` (raster order) reaches ``strip``: it lies wholly
-    above the block, or it was kept by the row of blocks above (its top is this row's) and lies
-    wholly left of the block, whose row's blocks further right do not reach it."""
+    def take_first_pass(self, place, shape):
+        """The first pass kept for a block at ``place`` of first-pass ``shape``, once; or None."""
+        with self._lock:
+            first = self._first_passes.pop(place, None)
+        return first if first is not None and first.shape == shape else None
+
+
+def _passed(strip, place, shape, halo):
+    """Whether no block at or after the block at ``place`` of ``shape`` (raster order) reaches
+    ``strip``: it lies wholly above the block, or wholly left of it and above the next row of
+    blocks (which starts ``2 * halo`` rows above this one's end); this row's blocks further
+    right do not reach it."""
     bottom = strip.place.row + strip.known.shape[0]
     right = strip.place.col + strip.known.shape[1]
-    return bottom <= place.row or (strip.place.row <= place.row and right <= place.col)
+    return bottom <= place.row or (right <= place.col
+                                   and bottom <= place.row + shape[0] - 2 * halo)

@@ -9,9 +9,11 @@ second, which is the score (they are still scored). This is the detector purifyi
 background, without labels.
 
 The quantile is fitted on the scene, from the first pass over a few windows spread across it
-(more where a mask leaves few pixels in those), so that tiles then score independently. A
-block needs twice the rings' halo: the first pass must score every pixel that the second
-pass's rings reach.
+(more where a mask leaves few pixels in those), so that tiles then score independently; a
+scene of at most a tile is fitted whole, and a score whose blocks share their per-pixel work
+(``scorers.halo``) keeps the fit's for its tiles (that scene's one tile takes its first pass
+as it is). A block needs twice the rings' halo: the first pass must score every pixel that
+the second pass's rings reach.
 
 ``neighbour_weight`` = w, the last step of these scores: each pixel's score plus w times the
 highest score in its 3x3 neighbourhood. A target's edge pixels are mixtures of target and
@@ -25,9 +27,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from rasterio.windows import Window
 
-from ..defaults import TILE_THREADS
+from ..defaults import TILE, TILE_THREADS
 from ..errors import HsanomalyError
 from ..spelling import submit
+from .halo import Place
 
 # The first pass at fit time scores FIT_TILES windows of at most FIT_TILE pixels a side spread
 # across the scene (``fit_windows``): small ones see more of it for the same cost (each also
@@ -53,9 +56,15 @@ def lift_neighbours(score, weight):
 
 def fit_windows(height, width):
     """The first pass's windows, placed alike from every side of the image, so that the
-    image flipped, turned or transposed is fitted on the same pixels: a side of at most
-    FIT_TILE pixels is one span; a longer one is cut into equal parts (two; along a strip, up
-    to FIT_TILES), each with a span of at most FIT_TILE pixels at its centre."""
+    image flipped, turned or transposed is fitted on the same pixels: an image of at most a
+    default tile (``defaults.TILE``) a side is one window, all of it (its parts would hold
+    about as many pixels, at the cost of a halo each; and its tile's block is then the fit's);
+    otherwise a side of at most FIT_TILE pixels is one span, and a longer one is cut into
+    equal parts (two; along a strip, up to FIT_TILES), each with a span of at most FIT_TILE
+    pixels at its centre."""
+    if height <= TILE and width <= TILE:
+        return [Window(0, 0, width, height)]
+
     def spans(extent, parts):
         size = min(FIT_TILE, extent // parts)
         size -= (extent - size) % 2 if parts % 2 else 0       # the middle one centred exactly
@@ -106,9 +115,11 @@ def fit_batches(source, halo):
 
 class Purged:
     """For scores fused over rings. A subclass sets ``purge``, ``neighbour_weight`` and
-    ``ring_halo`` and defines ``fusion(block, valid)``, which returns ``fused(exclude, crop)``:
-    the block's score cropped by ``crop`` pixels on every side, with the pixels where
-    ``exclude`` is True left out of the rings' statistics."""
+    ``ring_halo`` and defines ``fusion(block, valid, place)``, which returns
+    ``fused(exclude, crop)``: the block's score cropped by ``crop`` pixels on every side, with
+    the pixels where ``exclude`` is True left out of the rings' statistics. ``place`` is given
+    (else None) to a score whose blocks share their per-pixel work (``shares_halo``, with its
+    ``_halo_cache``), for a fit block that keeps it for the tiles."""
 
     neighbour_weight = 0.0      # (``purge``'s default is every scorer's: ``Scorer.purge``)
     ring_halo = 0
@@ -133,15 +144,18 @@ class Purged:
         if not self.purge:
             return
         h = self.halo
+        windows = fit_windows(source.height, source.width)
         # enough: a window's worth of scores, or half what the placed windows hold (a strip's
         # are fewer: where it is not masked, they are the fit, alike from every side)
-        enough = min(FIT_VALUES, sum(int(w.height * w.width)
-                                     for w in fit_windows(source.height, source.width)) // 2)
+        enough = min(FIT_VALUES, sum(int(w.height * w.width) for w in windows) // 2)
         values = np.empty(0, np.float32)
         with ThreadPoolExecutor(TILE_THREADS) as pool:
             for placed, batch in fit_batches(source, h):
-                jobs = [submit(pool, self._first_pass, block, valid, h, take)
-                        for _, block, valid, take in batch]
+                jobs = [submit(pool, self._first_pass, block, valid, take,
+                               Place.of(source, window, h)
+                               if self.shares_halo and window in windows else None,
+                               len(windows) == 1)
+                        for window, block, valid, take in batch]
                 values = np.concatenate([values] + [job.result() for job in jobs])
                 values = values[np.isfinite(values)]
                 if not placed and len(values) >= enough:     # every placed window in
@@ -153,19 +167,29 @@ class Purged:
                                  "nearby)")
         self.purge_threshold_ = float(np.quantile(values, 1 - self.purge))
 
-    def _first_pass(self, block, valid, h, take):
-        """The first pass's scores of the valid pixels of one block read with halo ``h``, of
-        those ``take`` marks."""
-        first = self.fusion(block, valid)(None, h)
-        return first[valid[h:valid.shape[0] - h, h:valid.shape[1] - h] & take]
+    def _first_pass(self, block, valid, take, place, keep_first):
+        """The first pass's scores of the valid pixels of one block read with the halo, of
+        those ``take`` marks. A placed window's block (``place``: of a score whose blocks
+        share their work, ``_halo_cache``) keeps that work for the tiles, and its first pass
+        too with ``keep_first`` (the window is the whole scene)."""
+        h, ring = self.halo, self.ring_halo
+        first = self.fusion(block, valid, place)(None, ring)    # as ``purged`` computes it
+        if place is not None and keep_first:
+            self._halo_cache().keep_first_pass(place, first)
+        m = h - ring
+        return first[m:first.shape[0] - m, m:first.shape[1] - m][
+            valid[h:valid.shape[0] - h, h:valid.shape[1] - h] & take]
 
-    def purged(self, fused, valid):
+    def purged(self, fused, valid, place=None):
         """The score of the inner pixels: ``fused`` once, or twice when purging, then the
-        neighbours' lift."""
+        neighbours' lift. ``place``: the block's, where the fit may have kept its first pass."""
         exclude = None
         if self.purge:
             h = self.ring_halo
-            first = fused(None, h)
+            first = None if place is None else self._halo_cache().take_first_pass(
+                place, (valid.shape[0] - 2 * h, valid.shape[1] - 2 * h))
+            if first is None:
+                first = fused(None, h)
             exclude = np.zeros(valid.shape, bool)
             with np.errstate(invalid="ignore"):              # NaN (invalid): never excluded
                 exclude[h:valid.shape[0] - h, h:valid.shape[1] - h] = \

@@ -133,7 +133,7 @@ class MultiRingLRX(Purged, Scorer):
             return np.where(count > 0, np.where(scored, scores, 0.0).sum(axis=0) / count,
                             np.nan).astype(np.float32)
 
-    def fusion(self, block, valid):
+    def fusion(self, block, valid, place=None):      # (its blocks share nothing: no place)
         rx = None
         if self.adds_rx:
             rx = np.full(valid.shape, np.nan, np.float32)

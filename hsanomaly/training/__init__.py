@@ -49,7 +49,8 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
           dim=defaults.TRAIN_DIM, latent_dim=defaults.TRAIN_LATENT_DIM,
           critic_steps=Settings.critic_steps, batch=Settings.batch,
           lr=Settings.lr, background_only=False, boost_rare=False, resume=False, threads=None,
-          progress=False, callback=None, quick_model_of=None, name=None, data_checked=False):
+          progress=False, callback=None, quick_model_of=None, name=None, data_checked=False,
+          codebook_jacobians=True):
     """Train on windows from ``inputs`` (rasters or .mat scenes) and write the bundle ``out``.
 
     mask: exclusion raster(s) (non-zero = leave out) or vector features (their pixels left
@@ -75,6 +76,10 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
     temporary folder and names it by the place it will have). data_checked: the inputs'
     data were checked and warned of already (a quick model's raster, which detect checks
     as it scores it); otherwise training warns as detect does (``check_data``).
+    codebook_jacobians: store the latent codebook's Jacobians, which only the fast search's
+    refinement steps (``refine``) read (the larger part of the bundle, and of its export); a
+    run that takes steps on a bundle without them builds them. A quick model stores none:
+    the scores it is trained for take no step by default.
     Returns the loaded hsanomaly.model.Bundle.
     """
     check_values({k: v for k, v in locals().items() if k in TRAINING_KINDS}, TRAINING_KINDS)
@@ -117,7 +122,7 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
                        "dim": dim, "latent_dim": latent_dim, "background_only": background_only,
                        "boost_rare": boost_rare, "mask": mask is not None}
             return _train(torch, data, inputs, out, settings, options, device, resume, progress,
-                          report, quick_model_of, name)
+                          report, quick_model_of, name, codebook_jacobians)
         finally:
             torch.set_num_threads(previous_threads)
 
@@ -159,7 +164,7 @@ _SEEDING = threading.Lock()
 
 
 def _train(torch, data, inputs, out, settings, options, device, resume, progress, report,
-           quick_model_of=None, name=None):
+           quick_model_of=None, name=None, codebook_jacobians=True):
     """Networks, the WGAN-GP loop with checkpoints, and the bundle export."""
     from ..model.bundle import LOG_PLOT, LOG_TABLE
     from .export import export_networks, staged_directory
@@ -213,7 +218,8 @@ def _train(torch, data, inputs, out, settings, options, device, resume, progress
     with staged_directory(out, on_commit=lambda: shutil.rmtree(checkpoints,
                                                                ignore_errors=True)) as tmp:
         export_networks(trainer.generator, trainer.critic, meta, tmp,
-                        codebook_seed=settings.seed)   # the codebook a same-seed run scores with
+                        codebook_seed=settings.seed,   # the codebook a same-seed run scores with
+                        codebook_jacobians=codebook_jacobians)
         write_csv(tmp / LOG_TABLE, log)
         plot(tmp / LOG_PLOT, log, title=f"{', '.join(meta['training']['inputs'])}: "
                                                f"{data.bands} bands, window {data.window}")

@@ -46,13 +46,13 @@ IR_VERSION = 8      # the ONNX IR version that goes with opset 17
 
 
 def export_networks(generator, critic, meta, directory, codebook=defaults.CODEBOOK,
-                    codebook_seed=0, dense=None, threads=None):
+                    codebook_seed=0, codebook_jacobians=True, dense=None, threads=None):
     """Write generator.onnx and critic.onnx with ``meta`` embedded, the codebook, then model.json.
 
     codebook: fast-solver codebook entries to build and store (None or 0: none); only for 1x1
     windows, where a codebook is a few tens of MB (a 5x5 window's would be ten times larger and
     take minutes to build). codebook_seed: its Sobol seed (scoring with another seed builds its
-    own). dense: lower the networks to Gemm chains (default: for 1x1 windows, the only ones it
+    own). codebook_jacobians: store its Jacobians too (``training.train``). dense: lower the networks to Gemm chains (default: for 1x1 windows, the only ones it
     supports). threads: onnxruntime threads for building the codebook.
     """
     import onnx
@@ -63,7 +63,8 @@ def export_networks(generator, critic, meta, directory, codebook=defaults.CODEBO
     window = generator.window
     dense = window == 1 if dense is None else bool(dense)
     meta = json.loads(json.dumps(meta))  # plain JSON types, so the embedded copy compares equal
-    stored = _codebook_settings(codebook, codebook_seed) if window == 1 else None
+    stored = _codebook_settings(codebook, codebook_seed, codebook_jacobians) if window == 1 \
+        else None
     if stored is not None:
         meta["codebook"] = stored
     embedded = embedded_metadata(meta)
@@ -252,7 +253,7 @@ def _dense_critic(critic):
 
 # --- the codebook -----------------------------------------------------------------------------
 
-def _codebook_settings(size, seed):
+def _codebook_settings(size, seed, jacobians):
     from ..latent.fast import FastSolver
     from ..latent.generator import JACOBIAN_STEP
 
@@ -260,7 +261,8 @@ def _codebook_settings(size, seed):
         return None
     return {"size": int(size), "scale": FastSolver().codebook_scale, "seed": int(seed),
             "jacobian_step": JACOBIAN_STEP,
-            "arrays": {name: CODEBOOK_FILE.format(name) for name in CODEBOOK_ARRAYS}}
+            "arrays": {name: CODEBOOK_FILE.format(name)
+                       for name in CODEBOOK_ARRAYS[:3 if jacobians else 2]}}
 
 
 def _write_codebook(directory, latent_dim, settings, threads):
@@ -272,10 +274,12 @@ def _write_codebook(directory, latent_dim, settings, threads):
 
     session = open_session(directory / GENERATOR, threads=threads or torch.get_num_threads())
     generator = GeneratorFunction(session, latent_dim)
-    arrays = dict(zip(CODEBOOK_ARRAYS, codebook_samples(generator, settings["size"],
-                                                        settings["scale"], settings["seed"])))
+    arrays = dict(zip(CODEBOOK_ARRAYS, codebook_samples(
+        generator, settings["size"], settings["scale"], settings["seed"],
+        jacobian="jacobian" in settings["arrays"])))
     files = {}
-    for name, array in arrays.items():
+    for name in settings["arrays"]:
+        array = arrays[name]
         file = settings["arrays"][name]
         np.save(directory / file, np.ascontiguousarray(array, np.float32), allow_pickle=False)
         files[file] = file_sha256(directory / file)

@@ -188,9 +188,9 @@ def test_a_run_is_refused_at_once_while_another_fits_its_score(tmp_path, scene, 
 
     meanwhile, real_fit = [], run.fit_scorer
 
-    def another_run_during_the_fit(scorer, source):
+    def another_run_during_the_fit(scorer, source, **kwargs):
         meanwhile.append(run_cli("detect", scene, tmp_path / "heat.tif", *DETECT))
-        return real_fit(scorer, source)
+        return real_fit(scorer, source, **kwargs)
 
     monkeypatch.setattr(run, "fit_scorer", another_run_during_the_fit)
     hsanomaly.detect(scene, tmp_path / "heat.tif", score="gmm", tile=16, progress=False)
@@ -206,7 +206,7 @@ def test_an_interrupted_fit_leaves_no_empty_tile_store(tmp_path, scene, monkeypa
     import hsanomaly
     from hsanomaly.engine import run
 
-    def interrupted(scorer, source):
+    def interrupted(scorer, source, **kwargs):
         assert (tmp_path / "heat.tif.partial").is_dir()      # made, and locked, before the fit
         raise KeyboardInterrupt
 
