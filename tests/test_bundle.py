@@ -583,3 +583,11 @@ def test_a_band_whose_centre_is_unknown_still_loads(tmp_path):
     """A raster with a band centred at wavenumber 0 gives that band a NaN wavelength, which
     training records: the model it wrote was refused as it loaded."""
     load_bundle(write_bundle(tmp_path / "model", wavelengths=[float("nan")] + [500.0] * 5))
+
+
+def test_a_codebook_file_larger_than_any_codebook_is_refused_before_it_is_read(codebook_dir):
+    """A forged codebook array of many gigabytes was hashed whole, and read whole into memory,
+    before its header was looked at."""
+    with open(codebook_dir / "codebook.g.npy", "r+b") as file:
+        file.truncate(300 * 2**20)                       # sparse: no 300 MiB written
+    refused(codebook_dir, "codebook.g.npy holds 300 MiB, more than a codebook can (256 MiB)")

@@ -46,6 +46,8 @@ REQUIRED_KEYS = ("hsanomaly_version", "bands_in", "bands", "wavelengths", "windo
                  "preprocess", "training", "fingerprint", "opset", "versions", "files")
 MAX_NETWORK_BYTES = 2**31        # protobuf's limit: no ONNX network is larger
 MAX_META_BYTES = 16 * 2**20      # model.json: a description, some kilobytes
+MAX_CODEBOOK_FILE_BYTES = 2**28 + 2**16   # a codebook's arrays all fit the latent search's
+                                          # cap (latent.fast.CODEBOOK_BYTES), plus a header
 # name -> expected inputs and outputs: (tensor name, shape with None for the batch axis)
 SIGNATURES = {
     GENERATOR: lambda m: ([("z", [None, m["latent_dim"]])],
@@ -372,6 +374,10 @@ def _check_codebook(path, meta):
     for name in arrays.values():
         if name not in meta["files"]:
             _fail(path, f"{META_FILE}: codebook file {name!r} has no sha256 in files")
+        size = (path / name).stat().st_size if (path / name).is_file() else 0
+        if size > MAX_CODEBOOK_FILE_BYTES:        # refused before it is hashed or read
+            _fail(path, f"{name} holds {size / 2**20:,.0f} MiB, more than a codebook can "
+                        f"({MAX_CODEBOOK_FILE_BYTES // 2**20} MiB)")
     numbers = {"size": int, "seed": int, "scale": (int, float), "jacobian_step": (int, float)}
     for key, kind in numbers.items():
         if not isinstance(book[key], kind) or isinstance(book[key], bool):
