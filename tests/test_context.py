@@ -216,8 +216,9 @@ def test_a_scene_of_one_tile_is_solved_and_first_passed_once_from_fit_to_scores(
         scene_and_model, monkeypatch):
     """The purge fit of a scene of at most a tile is its one tile's block: the scoring solved
     every pixel and ran the whole first pass (latent search and rings) again, a third or more
-    of a small scene's work. It takes the fit's now, with the same bits as a scoring that
-    does all the work itself; and lets them go once scored."""
+    of a small scene's work, and a sample of every pixel was solved apart before. Each pixel
+    is solved once now, the first pass run once, with the same bits as a scoring that does
+    all the work itself; and what was kept is let go once scored."""
     from hsanomaly.engine import fit_and_score, fit_scorer, score_array
     from hsanomaly.scorers import make_scorer
     from hsanomaly.scorers.rings import MultiRingLRX
@@ -243,6 +244,7 @@ def test_a_scene_of_one_tile_is_solved_and_first_passed_once_from_fit_to_scores(
     fit_scorer(scorer, source, then_scored=True)
     fitted, fit_first_passes = sum(solved), sum(first_passes)
     found = score_array(source, scorer)
+    assert fitted == 41 * 37 - 9                 # each valid pixel once, its sample included
     assert sum(solved) == fitted and sum(first_passes) == fit_first_passes == 2
     assert len(first_passes) == 4               # the fit's first pass, the scoring's second
     for name, value in expected.items():
@@ -320,7 +322,7 @@ def test_the_halo_cache_keeps_a_fit_block_whole_and_its_first_pass_for_one_block
     assert cache.take_first_pass(Place("a", -2, -2), (6, 8)) is None    # taken once
 
 
-def test_a_detectors_fit_score_solves_each_pixel_of_a_small_scene_once_after_its_sample(
+def test_a_detectors_fit_score_solves_each_pixel_of_a_small_scene_once(
         scene_and_model, monkeypatch):
     """``fit_score`` fits and scores one source, so its scoring takes what the fit solved;
     the heatmap is ``fit(X).score(X)``'s, bit for bit."""
@@ -332,5 +334,5 @@ def test_a_detectors_fit_score_solves_each_pixel_of_a_small_scene_once_after_its
     detector = hsanomaly.Detector("dualcontext", model=model, rings="5/3;9/5")
     found = detector.fit_score(cube)
     np.testing.assert_array_equal(found, expected)
-    assert sum(solved) == 2 * 30 * 30           # the residuals' sample, then the purge fit
+    assert sum(solved) == 30 * 30               # the sample, the purge fit and the tile
     assert getattr(detector.scorer_, "_cache", None) is None

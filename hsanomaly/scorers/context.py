@@ -32,6 +32,7 @@ model trained on 1x1 windows.
 import threading
 
 import numpy as np
+from rasterio.windows import Window
 
 from ..errors import HsanomalyError
 from ..options import check_left_out, check_not_negative, check_whole
@@ -39,8 +40,8 @@ from .. import defaults
 from .base import (Scorer, check_pixels, in_chunks, inverse, log_distance, mahalanobis_sq, mean_cov,
                    moments)
 from .gan import GanScorer, ReconScorer
-from .halo import HaloCache
-from .purge import Purged
+from .halo import HaloCache, Place
+from .purge import Purged, fit_windows
 from .rings import MultiRingLRX
 from .rx import LocalRX
 
@@ -118,7 +119,7 @@ class ResidualScorer(Purged, Scorer):
 
     def fit(self, source):
         self.release()         # what an earlier fit kept was fitted with other statistics
-        residual = self._residual(source.sample(self.sample, self.seed))[0]
+        residual = self._sample_residual(source)
         bands = residual.shape[1]
         check_pixels(source, len(residual), bands + 1,
                      f"the {self.name} score's residual covariance on {bands} bands",
@@ -136,6 +137,19 @@ class ResidualScorer(Purged, Scorer):
             self.local.fit(source)
         self.fit_purge(source)
         return self
+
+    def _sample_residual(self, source):
+        """The residuals of the fit's sample of ``source``. A sample of every valid pixel of a
+        scene fitted whole (``purge.fit_windows``) is that block's valid pixels in the same
+        (raster) order, so they are solved as the block, which is kept for the purge's first
+        pass and the tile (``_block_residual``; the same bits: the search is pixelwise)."""
+        pixels = source.sample(self.sample, self.seed)
+        if not (self.shares_halo and len(pixels) == source.sampled_from
+                and len(fit_windows(source.height, source.width)) == 1):
+            return self._residual(pixels)[0]
+        window = Window(0, 0, source.width, source.height)
+        block, valid = source.read(window, self.halo)
+        return self._block_residual(block, valid, Place.of(source, window, self.halo), True)[0]
 
     def _residual(self, pixels, mask=None):
         """(x - G(z*), the GAN outputs) for pixels (n, bands_in), or a block's (bands_in, rows,
