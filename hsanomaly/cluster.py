@@ -14,7 +14,6 @@ from .errors import HsanomalyError, describe
 from .options import check_whole
 from .spelling import kind_of, spell
 
-
 # Seconds to wait for a scheduler to answer before giving up with one line.
 CONNECT_TIMEOUT = 10
 # Seconds a run waits for a worker when its cluster has none (all left, or none joined yet)
@@ -50,25 +49,26 @@ def check_execution(workers, scheduler):
                              "not both")
     if isinstance(scheduler, str):
         check_address(scheduler)
-    elif scheduler is not None and not _is_client(scheduler):
+    elif scheduler is not None and not ("distributed" in sys.modules and      # Dask makes it
+                                         isinstance(scheduler, sys.modules["distributed"].Client)):
         raise HsanomalyError(f"{spell('scheduler')}: expected a Dask scheduler's address (text, "
                              "such as tcp://host:8786) or a distributed.Client, got "
                              f"{kind_of(scheduler)}")
 
 
-def _is_client(value):
-    """Whether ``value`` is a ``distributed.Client`` (only where Dask is imported is one)."""
-    return "distributed" in sys.modules and isinstance(value, sys.modules["distributed"].Client)
-
-
 _quiet = False
 
 
+@contextlib.contextmanager
 def quiet_dask():
-    """Keep Dask's own logging (a lost scheduler's tracebacks) off stderr from the next cluster
-    on: the command line says what went wrong in one line (lowered after Dask's import)."""
+    """In the block (a CLI command), Dask's own logging (a lost scheduler's tracebacks) stays off
+    stderr: the command says what went wrong in one line (lowered after Dask's import)."""
     global _quiet
     _quiet = True
+    try:
+        yield
+    finally:
+        _quiet = False
 
 
 def import_distributed():

@@ -725,6 +725,49 @@ def test_an_unreadable_proj_database_is_warned_about(tmp_path):
     assert "unset PROJ_LIB and PROJ_DATA" in done.stderr
 
 
+def test_each_job_of_a_long_lived_process_warns_of_an_unreadable_proj_database(tmp_path):
+    """A service or a notebook heard it from its first job alone: every later heatmap had the
+    same defective CRS without a word (warnings are said once per job)."""
+    path = write_raster(tmp_path / "scene.tif", synthetic_cube()[0])
+    script = ("import warnings, hsanomaly\n"
+              "for i in range(2):\n"
+              "    with warnings.catch_warnings(record=True) as caught:\n"
+              "        warnings.simplefilter('always')\n"
+              f"        hsanomaly.detect({str(path)!r}, {str(tmp_path)!r} + f'/h{{i}}.tif', score='rx')\n"
+              "    print(sum('PROJ cannot read' in str(w.message) for w in caught))\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("PROJ_LIB", "PROJ_DATA")}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={**env, "PROJ_DATA": str(tmp_path / "no-proj")}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "1"]
+
+
+def test_a_command_run_in_process_leaves_the_process_as_it_was(tmp_path):
+    """click's CliRunner (a driver reusing the command line, the suite itself): each command
+    added a null handler to GDAL's loggers, and left SIGXFSZ ignored, Dask's logs silenced and
+    libtiff's descriptor swapping on for every later library call of the process."""
+    import logging
+    import signal
+
+    from click.testing import CliRunner
+
+    import hsanomaly.cluster as cluster
+    import hsanomaly.io.atomic as atomic
+
+    path = write_raster(tmp_path / "scene.tif", synthetic_cube()[0])
+
+    def state():
+        return ([len(logging.getLogger(n).handlers) for n in ("rasterio", "pyogrio", "fiona")],
+                signal.getsignal(signal.SIGXFSZ), atomic._QUIET_NATIVE, cluster._quiet)
+
+    before = state()
+    for i in range(2):
+        done = CliRunner().invoke(main, ["detect", str(path), str(tmp_path / f"h{i}.tif"),
+                                         "--score", "rx", "-q"])
+        assert done.exit_code == 0, done.output
+        assert state() == before
+
+
 def test_inputs_that_are_pipes_or_not_utf8_are_one_line(tmp_path):
     """A named pipe nobody writes blocked in GDAL's open, where no interrupt reached it; a
     name that is not UTF-8 ended in a UnicodeEncodeError traceback (as an output, after

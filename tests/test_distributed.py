@@ -601,9 +601,10 @@ def test_the_command_line_keeps_dask_s_own_logs_quiet(monkeypatch):
     cluster.import_distributed()
     assert logging.getLogger("distributed.client").getEffectiveLevel() < logging.CRITICAL
     try:
-        cluster.quiet_dask()
-        cluster.import_distributed()
-        assert all(logging.getLogger(n).getEffectiveLevel() == logging.CRITICAL for n in names)
+        with cluster.quiet_dask():
+            cluster.import_distributed()
+            assert all(logging.getLogger(n).getEffectiveLevel() == logging.CRITICAL for n in names)
+        assert cluster._quiet is False             # a command run in-process leaves it as it was
     finally:
         for name, level in before.items():
             logging.getLogger(name).setLevel(level)

@@ -614,6 +614,61 @@ def test_an_interrupt_during_a_commits_cleanup_is_held_till_it_ends(tmp_path):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def test_a_commit_leaves_a_signal_handler_set_outside_python_alone(tmp_path, monkeypatch):
+    """A host that embeds Python (uWSGI, mod_wsgi) sets its SIGTERM handler before Python
+    starts, which Python reads as None: the commit's held handler could not be put back
+    (a TypeError after the outputs were in place) and stayed, swallowing every SIGTERM."""
+    import signal
+
+    from hsanomaly.io import atomic
+
+    outside = signal.getsignal
+    monkeypatch.setattr(signal, "getsignal",
+                        lambda number: None if number == signal.SIGTERM else outside(number))
+    handled = []
+    real_signal = signal.signal
+    monkeypatch.setattr(signal, "signal",
+                        lambda number, handler: handled.append(number) or real_signal(number,
+                                                                                      handler))
+    with atomic.staged() as stage:
+        stage.path(tmp_path / "out.txt").write_text("new")
+    assert (tmp_path / "out.txt").read_text() == "new"
+    assert handled and signal.SIGTERM not in handled
+
+
+def test_overlapping_quiet_blocks_in_threads_give_descriptor_2_back(monkeypatch):
+    """Blocks that keep libtiff off stderr swap descriptor 2, which the whole process shares:
+    two that overlapped in threads, the first ending first, left it on /dev/null for good (every
+    later message of the process lost)."""
+    import threading
+
+    from hsanomaly.io import atomic
+
+    monkeypatch.setattr(atomic, "_QUIET_NATIVE", True)        # as in a CLI command
+    start = os.fstat(2)
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+
+    def first():
+        with atomic.native_quiet():
+            first_in.set()
+            second_in.wait(10)
+        first_out.set()
+
+    def second():
+        first_in.wait(10)
+        with atomic.native_quiet():
+            second_in.set()
+            first_out.wait(10)
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    now = os.fstat(2)
+    assert (now.st_dev, now.st_ino) == (start.st_dev, start.st_ino)
+
+
 UNRELATED_CHECK = """
 import resource, sys
 from pathlib import Path

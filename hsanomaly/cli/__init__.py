@@ -97,14 +97,13 @@ class LazyGroup(click.Group):
         shown, written = warnings.showwarning, []
         try:
             from ..cluster import quiet_dask
-            from ..io.atomic import ignore_file_size_signal, recording_writes
+            from ..io.atomic import file_size_signal_ignored, recording_writes
 
-            ignore_file_size_signal()   # past ulimit -f a write fails (EFBIG), the process lives
-            for name in ("rasterio", "pyogrio", "fiona"):   # GDAL's errors arrive as exceptions
-                logging.getLogger(name).addHandler(logging.NullHandler())
-            quiet_dask()      # a lost scheduler or worker is one line, not Dask's tracebacks
             warnings.showwarning = _show_warning
-            with _taking_signals(), recording_writes() as written:   # also under `rio`
+            # past ulimit -f a write fails (EFBIG), the process lives; a lost Dask scheduler or
+            # worker is one line, not Dask's tracebacks; GDAL's errors arrive as exceptions
+            with file_size_signal_ignored(), quiet_dask(), _libraries_unlogged(), \
+                    _taking_signals(), recording_writes() as written:   # also under `rio`
                 done = super().invoke(ctx)
             for number in INTERRUPTS:      # the work is done: a signal ends it as any process
                 if signal.getsignal(number) is _terminated:   # (one ignored, as nohup does, stays)
@@ -128,6 +127,20 @@ class LazyGroup(click.Group):
             _fail(f"{err.filename or ctx.command_path}: {describe(err)}", 1)
         finally:
             warnings.showwarning = shown
+
+
+@contextlib.contextmanager
+def _libraries_unlogged():
+    """GDAL's errors reach a command as exceptions: the libraries' loggers of them (with no
+    handler, Python's last resort prints them) get a null handler for the command."""
+    handlers = {name: logging.NullHandler() for name in ("rasterio", "pyogrio", "fiona")}
+    for name, handler in handlers.items():
+        logging.getLogger(name).addHandler(handler)
+    try:
+        yield
+    finally:
+        for name, handler in handlers.items():
+            logging.getLogger(name).removeHandler(handler)
 
 
 def _fill_closed_descriptors():

@@ -28,7 +28,7 @@ directory lies in it (or moved aside), so every output is put back as it was.
 On any error (disk full, ``EFBIG`` under a file-size limit, an unreadable result) the
 destination keeps its previous content, the temporaries are removed and the error is one
 line (``HsanomalyError``). ``SIGXFSZ`` kills a process that exceeds ``RLIMIT_FSIZE`` before
-it can clean up, so ``ignore_file_size_signal`` (the CLI calls it) turns it into ``EFBIG``.
+it can clean up, so ``file_size_signal_ignored`` (around a CLI command) turns it into ``EFBIG``.
 """
 
 import contextlib
@@ -65,38 +65,58 @@ except ImportError:        # Windows: journals are finished without a lock
 
 
 _QUIET_NATIVE = False
+_QUIET_LOCK = threading.Lock()
+_quieted = {"blocks": 0, "saved": None}     # ``native_quiet`` blocks open, descriptor 2 kept
 
 
-def ignore_file_size_signal():
-    """Make writes beyond ``RLIMIT_FSIZE`` fail with EFBIG instead of killing the process, and
-    keep libtiff's own messages about such failures off stderr (the write path reports them
-    as one line). The CLI calls this; a library caller's process is left as it is."""
+@contextlib.contextmanager
+def file_size_signal_ignored():
+    """In the block (a CLI command), writes beyond ``RLIMIT_FSIZE`` fail with EFBIG instead of
+    killing the process, and libtiff's own messages about such failures are kept off stderr
+    (the write path reports them as one line); then the process is as it was (a library
+    caller's is never touched; a command run in-process, as click's CliRunner does, leaves
+    nothing behind)."""
     global _QUIET_NATIVE
-    if hasattr(signal, "SIGXFSZ") and threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        _QUIET_NATIVE = True
+    if not hasattr(signal, "SIGXFSZ") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    _QUIET_NATIVE = True
+    try:
+        yield
+    finally:
+        _QUIET_NATIVE = False
+        if before is not None:           # None: set outside Python, which cannot put it back
+            signal.signal(signal.SIGXFSZ, before)
 
 
 @contextlib.contextmanager
 def native_quiet():
     """Around a GDAL write or read-back: libtiff prints write failures straight to file
-    descriptor 2, which the one-line error already covers. Silenced only in the CLI's process
-    (see ``ignore_file_size_signal``), and only for the block."""
+    descriptor 2, which the one-line error already covers. Silenced only in a CLI command
+    (``file_size_signal_ignored``), and only while a block is open: descriptor 2 belongs to
+    the process, so blocks in several threads share one swap, undone as the last one ends."""
     if not _QUIET_NATIVE:
         yield
         return
     import sys
 
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
+    with _QUIET_LOCK:
+        if not _quieted["blocks"]:
+            sys.stderr.flush()
+            _quieted["saved"] = os.dup(2)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+        _quieted["blocks"] += 1
     try:
-        os.dup2(devnull, 2)
         yield
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+        with _QUIET_LOCK:
+            _quieted["blocks"] -= 1
+            if not _quieted["blocks"]:
+                os.dup2(_quieted["saved"], 2)
+                os.close(_quieted["saved"])
 
 
 def write_failure(path, err):
@@ -414,8 +434,10 @@ def _interrupts_held():
         yield                    # only the main thread receives signals
         return
     held = []
+    # a handler set outside Python (an embedding host's: uWSGI, mod_wsgi) reads as None and
+    # cannot be put back: that signal is left to it
     previous = {sig: signal.signal(sig, lambda number, _: held.append(number))
-                for sig in INTERRUPTS}
+                for sig in INTERRUPTS if signal.getsignal(sig) is not None}
     try:
         yield
     finally:

@@ -58,22 +58,32 @@ def _gdal_prefixes():
         return {name.upper() for name in env.drivers()} | SUBDATASET_PREFIXES
 
 
-@functools.lru_cache(maxsize=1)
 def warn_unusable_proj():
-    """Warn, once a process, where PROJ cannot read its database (``PROJ_LIB``/``PROJ_DATA``
-    naming another PROJ's, or none): GDAL then writes an output's CRS as a user-defined one
-    without its EPSG code, equal in its parameters, which readers that go by the code miss."""
+    """Warn, once a job (``warn_once``), where PROJ cannot read its database (``PROJ_LIB``/
+    ``PROJ_DATA`` naming another PROJ's, or none): GDAL then writes an output's CRS as a
+    user-defined one without its EPSG code, equal in its parameters, which readers that go by
+    the code miss."""
+    from .checks import warn_once
+
+    problem = _proj_database_problem()
+    if problem is not None:
+        warn_once(f"PROJ cannot read its database ({problem}), so outputs carry their "
+                  "coordinate system without its EPSG code; unset PROJ_LIB and PROJ_DATA, or "
+                  "point them at the database of rasterio's own PROJ")
+
+
+@functools.lru_cache(maxsize=1)
+def _proj_database_problem():
+    """Why PROJ cannot read its database, or None; looked at once a process (the environment
+    it reads is read when it starts)."""
     from rasterio.crs import CRS
     from rasterio.errors import CRSError
-
-    from .checks import warn
 
     try:
         CRS.from_epsg(4326)
     except CRSError as err:
-        warn(f"PROJ cannot read its database ({describe(err)}), so outputs carry their "
-             "coordinate system without its EPSG code; unset PROJ_LIB and PROJ_DATA, or point "
-             "them at the database of rasterio's own PROJ")
+        return describe(err)
+    return None
 
 
 def require_file(path, file=None):
