@@ -4,9 +4,9 @@ The purge's fit (``scorers.purge``) solves the latent search and runs the whole 
 a few windows of the scene before any tile; a scene of at most a tile is one window, its tile's
 very block. ``engine.fit_scorer(..., then_scored=True)`` keeps that work for the tiles (the
 residuals by position, ``scorers.halo``; that one block's first pass as it is), which is what
-``detect``, ``fit_and_score`` and ``Detector.fit_score`` do; ``then_scored=False`` lets it go,
-so the tiles do all of it again (as every run did before). Both give the same heatmap, bit
-for bit (checked here). Each case runs ``--repeats`` times, alternating, after one warm-up
+``detect``, ``fit_and_score`` and ``Detector.fit_score`` do; ``then_scored=False`` lets it go
+as the fit ends (as a fit of its own does), so the tiles do it again. Both give the same
+heatmap, bit for bit (checked here). Each case runs ``--repeats`` times, alternating, after one warm-up
 (sessions, codebook); the minimum process CPU of each is kept.
 
     python benchmarks/fit_reuse.py examples/abu-airport-2.tif --model M [more scenes]

@@ -102,7 +102,7 @@ TRAINING_KINDS = {   # hsanomaly.train's options; ranges stay with training.Sett
     "dim": "whole", "latent_dim": "whole", "critic_steps": "whole", "batch": "whole",
     "lr": "real", "threads": "optional_whole", "device": "text",
     "sqrt": "flag", "whiten": "flag", "background_only": "flag", "boost_rare": "flag",
-    "resume": "flag", "progress": "flag", "callback": "callback",
+    "resume": "flag", "progress": "flag", "callback": "callback", "codebook_jacobians": "flag",
 }
 
 

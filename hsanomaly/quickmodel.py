@@ -98,6 +98,12 @@ def _mask_changed(mask):
                           "replaced: rerun")
 
 
+# How every quick model trains, besides its score's ``model_training``: on a raster whose data
+# the run checks and warns of itself, without the codebook's Jacobians (the scores it is
+# trained for take no refinement step by default; a run that does builds them).
+QUICK_TRAINING = {"data_checked": True, "codebook_jacobians": False}
+
+
 def train_on_scene(src, dst, training, out, callback=None, progress=False, mask=None):
     """Train a quick model on the raster being scored, as the score's ``model_training`` says
     (fully unsupervised: the thesis's figure 15), into ``out`` (detect's staged folder for it,
@@ -109,8 +115,7 @@ def train_on_scene(src, dst, training, out, callback=None, progress=False, mask=
     place = scene_model_path(dst)
     try:
         return train([src], out, mask=mask, progress=progress, callback=callback,
-                     quick_model_of=dst, name=place, data_checked=True, codebook_jacobians=False,
-                     **training).path
+                     quick_model_of=dst, name=place, **QUICK_TRAINING, **training).path
     except TrainingCancelled:
         # a staged training's checkpoint goes with its temporary folder: nothing to resume
         raise Cancelled(f"{place}: training cancelled") from None
@@ -179,8 +184,8 @@ def train_on_copy(source, training):
     model = f"{source.name}'s quick model"
     try:                     # said of the source, not of its temporary copy
         with shown_as({scene: source.name, folder / "model": model}):
-            return workdir, train([str(scene)], str(folder / "model"), data_checked=True,
-                                  name=model, codebook_jacobians=False, **training).path
+            return workdir, train([str(scene)], str(folder / "model"), name=model,
+                                  **QUICK_TRAINING, **training).path
     except HsanomalyError as err:
         workdir.cleanup()
         text = str(err).replace(str(scene), source.name)

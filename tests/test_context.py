@@ -230,6 +230,8 @@ def test_a_scene_of_one_tile_is_solved_and_first_passed_once_from_fit_to_scores(
     redone = make_scorer("dualcontext", model=model, rings="5/3;9/5")
     fit_scorer(redone, source)                  # not scored next: what it kept is let go
     assert getattr(redone, "_cache", None) is None
+    assert getattr(make_scorer("dualcontext", model=model, rings="5/3;9/5").fit(source),
+                   "_cache", None) is None      # nor by a fit of its own (it keeps on request)
     expected = score_array(source, redone)
 
     solved = _counting_solves(monkeypatch)

@@ -808,3 +808,13 @@ def test_an_input_given_twice_is_said(torch, synthetic_raster, tmp_path):
     with pytest.warns(HsanomalyWarning, match=f"{path}: given 3 times; its windows count"):
         hsanomaly.train([path, tmp_path / "link.tif", os.path.relpath(path)], tmp_path / "n",
                         iterations=1)
+
+
+def test_train_refuses_a_codebook_jacobians_that_is_no_flag_before_training(tmp_path):
+    """``codebook_jacobians="no"`` was taken as true, after the whole training; its fellow
+    flags (``whiten``) are refused at once."""
+    from hsanomaly.training import train
+
+    with pytest.raises(HsanomalyError, match=r"^'codebook_jacobians' must be True or False, "
+                                             r"got 'no'$"):
+        train([str(tmp_path / "never-read.tif")], tmp_path / "model", codebook_jacobians="no")

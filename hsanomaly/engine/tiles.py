@@ -108,14 +108,16 @@ def _scored_tiles(source, scorer, windows, todo, threads):
 
 
 def fit_scorer(scorer, source, then_scored=False):
-    """``scorer.fit(source)`` over its tiles (``tile_reads``); returns it. What the fit kept
-    for scoring the same source (the purge fit's blocks, ``scorers.halo``) is let go unless
-    ``then_scored``: this process scores ``source`` next (whose tiles let it go)."""
-    with tile_reads(source, scorer):
-        scorer.fit(source)
-    if not then_scored:
-        scorer.release()
-    return scorer
+    """``scorer.fit(source)`` over its tiles (``tile_reads``); returns it. ``then_scored``:
+    this process scores ``source`` next, so what the fit solved for its pixels (the purge
+    fit's blocks, ``scorers.halo``) is kept for its tiles (``Scorer.keep_fit``), which let it
+    go."""
+    scorer.keep_fit = then_scored
+    try:
+        with tile_reads(source, scorer):
+            return scorer.fit(source)
+    finally:
+        scorer.keep_fit = False
 
 
 def fit_and_score(source, scorer, threads=TILE_THREADS):

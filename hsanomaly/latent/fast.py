@@ -75,7 +75,9 @@ def codebook_samples(generator, size, scale, seed, jacobian=True):
     z: a scrambled Sobol sequence of ``codebook_size`` points mapped through the normal
     quantile and scaled by ``scale``; J by forward differences (GeneratorFunction.with_jacobian,
     whose G(z) a bundle stores: one call gives both, so built and stored outputs agree bit
-    for bit). ``jacobian=False``: J is None, and G(z) one forward each (of k + 1 with J).
+    for bit). ``jacobian=False``: J is None, and G(z) one forward each (of k + 1 with J), in
+    other batches: the same outputs to onnxruntime's rounding (bit for bit on the CPUs
+    measured), which a bundle's codebook built so stores.
     """
     from scipy.special import ndtri
     from scipy.stats import qmc

@@ -40,7 +40,8 @@ CRITIC = "critic.onnx"
 META_FILE = "model.json"
 LOG_TABLE, LOG_PLOT = "training.csv", "training.png"    # the training's log, beside them
 CODEBOOK_FILE = "codebook.{}.npy"
-CODEBOOK_ARRAYS = ("z", "g", "jacobian")   # the last optional: only refinement steps read it
+CODEBOOK_STORED = ("z", "g")                # a codebook's arrays: these always,
+CODEBOOK_ARRAYS = CODEBOOK_STORED + ("jacobian",)   # the Jacobians where stored (steps read them)
 CODEBOOK_KEYS = ("size", "scale", "seed", "jacobian_step", "arrays")
 REQUIRED_KEYS = ("hsanomaly_version", "bands_in", "bands", "wavelengths", "window", "latent_dim",
                  "preprocess", "training", "fingerprint", "opset", "versions", "files")
@@ -179,7 +180,7 @@ class StoredCodebook:
         import numpy as np
 
         arrays = []
-        for name in CODEBOOK_ARRAYS if jacobian and self.has_jacobian else CODEBOOK_ARRAYS[:2]:
+        for name in CODEBOOK_ARRAYS if jacobian and self.has_jacobian else CODEBOOK_STORED:
             file = self.path / self.settings["arrays"][name]
             try:
                 data = file.read_bytes()
@@ -367,10 +368,10 @@ def _check_codebook(path, meta):
         _fail(path, f"{META_FILE}: codebook must give {', '.join(CODEBOOK_KEYS)}")
     arrays = book["arrays"]
     if not isinstance(arrays, dict) or set(arrays) not in (set(CODEBOOK_ARRAYS),
-                                                           set(CODEBOOK_ARRAYS[:2])) or \
+                                                           set(CODEBOOK_STORED)) or \
             not all(isinstance(name, str) for name in arrays.values()):
         _fail(path, f"{META_FILE}: codebook arrays must name the files of "
-                    f"{', '.join(CODEBOOK_ARRAYS[:2])} (and {CODEBOOK_ARRAYS[2]})")
+                    f"{', '.join(CODEBOOK_STORED)} (and {CODEBOOK_ARRAYS[-1]})")
     for name in arrays.values():
         if name not in meta["files"]:
             _fail(path, f"{META_FILE}: codebook file {name!r} has no sha256 in files")

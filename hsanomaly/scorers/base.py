@@ -31,6 +31,9 @@ class Scorer:
     purge = 0.0                # the share of a first pass's top pixels left out of the rings
     shares_halo = False   # ``score_block`` takes a third argument, the block's ``halo.Place``,
                           # and keeps per-pixel results its neighbouring blocks share
+    keep_fit = False      # set by ``engine.fit_scorer`` for a fit that this process's scoring
+                          # of the same source follows: the fit's per-pixel work is kept for
+                          # the tiles (``release`` lets it go); otherwise dropped as it ends
 
     def extra_descriptions(self, input_bands):
         """An extra output's band descriptions, name -> one per band, given the input file's

@@ -41,7 +41,7 @@ from .base import (Scorer, check_pixels, in_chunks, inverse, log_distance, mahal
                    moments)
 from .gan import GanScorer, ReconScorer
 from .halo import HaloCache, Place
-from .purge import Purged, fit_windows
+from .purge import Purged, fitted_whole
 from .rings import MultiRingLRX
 from .rx import LocalRX
 
@@ -119,6 +119,13 @@ class ResidualScorer(Purged, Scorer):
 
     def fit(self, source):
         self.release()         # what an earlier fit kept was fitted with other statistics
+        try:
+            return self._fit(source)
+        finally:
+            if not self.keep_fit:            # no scoring of this source follows
+                self.release()
+
+    def _fit(self, source):
         residual = self._sample_residual(source)
         bands = residual.shape[1]
         check_pixels(source, len(residual), bands + 1,
@@ -140,12 +147,12 @@ class ResidualScorer(Purged, Scorer):
 
     def _sample_residual(self, source):
         """The residuals of the fit's sample of ``source``. A sample of every valid pixel of a
-        scene fitted whole (``purge.fit_windows``) is that block's valid pixels in the same
+        scene fitted whole (``purge.fitted_whole``) is that block's valid pixels in the same
         (raster) order, so they are solved as the block, which is kept for the purge's first
         pass and the tile (``_block_residual``; the same bits: the search is pixelwise)."""
         pixels = source.sample(self.sample, self.seed)
         if not (self.shares_halo and len(pixels) == source.sampled_from
-                and len(fit_windows(source.height, source.width)) == 1):
+                and fitted_whole(source.height, source.width)):
             return self._residual(pixels)[0]
         window = Window(0, 0, source.width, source.height)
         block, valid = source.read(window, self.halo)

@@ -50,6 +50,7 @@ class _Strip(NamedTuple):
     place: Place
     values: np.ndarray        # (channels, rows, cols)
     known: np.ndarray         # (rows, cols): where values hold a result
+    whole: bool               # a fit's whole block, not a lower strip
 
 
 class HaloCache:
@@ -97,13 +98,13 @@ class HaloCache:
         at = Place(place.source, place.row + rows - width, place.col)
         with self._lock:
             for key in [k for k, s in self._strips.items() if k.source != at.source
-                        or (not whole and _passed(s, place, known.shape, self.halo))]:
+                        or (not whole and _passed(s, place, rows, self.halo))]:
                 self._bytes -= self._strips.pop(key).values.nbytes
             size = values[:, rows - width:].nbytes
             if at in self._strips or self._bytes + size > self.max_bytes:
                 return
             self._strips[at] = _Strip(at, values[:, rows - width:].copy(),
-                                      known[rows - width:].copy())
+                                      known[rows - width:].copy(), whole)
             self._bytes += size
 
     def keep_first_pass(self, place, first):
@@ -118,12 +119,16 @@ class HaloCache:
         return first if first is not None and first.shape == shape else None
 
 
-def _passed(strip, place, shape, halo):
-    """Whether no block at or after the block at ``place`` of ``shape`` (raster order) reaches
-    ``strip``: it lies wholly above the block, or wholly left of it and above the next row of
-    blocks (which starts ``2 * halo`` rows above this one's end); this row's blocks further
-    right do not reach it."""
+def _passed(strip, place, rows, halo):
+    """Whether no block at or after the block at ``place`` of ``rows`` rows (raster order)
+    reaches ``strip``: it lies wholly above the block, or wholly left of it (this row's blocks
+    further right do not reach it) and either was kept by the row of blocks above (its top is
+    this row's: the next row takes what it needs of those rows from this row's strips) or is
+    a fit's whole block that ends above the next row of blocks (which starts ``2 * halo``
+    rows above this one's end)."""
     bottom = strip.place.row + strip.known.shape[0]
-    right = strip.place.col + strip.known.shape[1]
-    return bottom <= place.row or (right <= place.col
-                                   and bottom <= place.row + shape[0] - 2 * halo)
+    if bottom <= place.row:
+        return True
+    if strip.place.col + strip.known.shape[1] > place.col:
+        return False
+    return bottom <= place.row + rows - 2 * halo if strip.whole else strip.place.row <= place.row

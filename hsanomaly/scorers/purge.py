@@ -62,7 +62,7 @@ def fit_windows(height, width):
     otherwise a side of at most FIT_TILE pixels is one span, and a longer one is cut into
     equal parts (two; along a strip, up to FIT_TILES), each with a span of at most FIT_TILE
     pixels at its centre."""
-    if height <= TILE and width <= TILE:
+    if fitted_whole(height, width):
         return [Window(0, 0, width, height)]
 
     def spans(extent, parts):
@@ -81,6 +81,11 @@ def fit_windows(height, width):
     return [Window(col, row, cols, rows)
             for row, rows in spans(height, parts(height, width))
             for col, cols in spans(width, parts(width, height))]
+
+
+def fitted_whole(height, width):
+    """Whether an image is fitted as one window, all of it (``fit_windows``)."""
+    return height <= TILE and width <= TILE
 
 
 def fit_batches(source, halo):
@@ -154,7 +159,7 @@ class Purged:
                 jobs = [submit(pool, self._first_pass, block, valid, take,
                                Place.of(source, window, h)
                                if self.shares_halo and window in windows else None,
-                               len(windows) == 1)
+                               fitted_whole(source.height, source.width))
                         for window, block, valid, take in batch]
                 values = np.concatenate([values] + [job.result() for job in jobs])
                 values = values[np.isfinite(values)]

@@ -38,8 +38,8 @@ import torch
 from .. import defaults
 from ..errors import ignoring
 from ..io.digest import file_sha256
-from ..model.bundle import (CODEBOOK_ARRAYS, CODEBOOK_FILE, CRITIC, GENERATOR, META_FILE,
-                            METADATA_KEY, embedded_metadata)
+from ..model.bundle import (CODEBOOK_ARRAYS, CODEBOOK_FILE, CODEBOOK_STORED, CRITIC, GENERATOR,
+                            META_FILE, METADATA_KEY, embedded_metadata)
 
 OPSET = 17
 IR_VERSION = 8      # the ONNX IR version that goes with opset 17
@@ -262,7 +262,7 @@ def _codebook_settings(size, seed, jacobians):
     return {"size": int(size), "scale": FastSolver().codebook_scale, "seed": int(seed),
             "jacobian_step": JACOBIAN_STEP,
             "arrays": {name: CODEBOOK_FILE.format(name)
-                       for name in CODEBOOK_ARRAYS[:3 if jacobians else 2]}}
+                       for name in (CODEBOOK_ARRAYS if jacobians else CODEBOOK_STORED)}}
 
 
 def _write_codebook(directory, latent_dim, settings, threads):
