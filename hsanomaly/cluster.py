@@ -4,7 +4,6 @@ clients ``detect`` and ``detect_many`` score their tiles on (``distributed``).""
 
 import contextlib
 import logging
-import os
 import re
 import signal
 import sys
@@ -12,7 +11,9 @@ import threading
 
 from .errors import HsanomalyError, describe
 from .options import check_whole
+from .runtime import environment_kept
 from .spelling import kind_of, spell
+
 
 # Seconds to wait for a scheduler to answer before giving up with one line.
 CONNECT_TIMEOUT = 10
@@ -49,14 +50,18 @@ def check_execution(workers, scheduler):
                              "not both")
     if isinstance(scheduler, str):
         check_address(scheduler)
-    elif scheduler is not None and not ("distributed" in sys.modules and      # Dask makes it
-                                         isinstance(scheduler, sys.modules["distributed"].Client)):
+    elif scheduler is not None and not _is_client(scheduler):
         raise HsanomalyError(f"{spell('scheduler')}: expected a Dask scheduler's address (text, "
                              "such as tcp://host:8786) or a distributed.Client, got "
                              f"{kind_of(scheduler)}")
 
 
-_quiet = False
+def _is_client(value):
+    """Whether ``value`` is a ``distributed.Client`` (only where Dask is imported is one)."""
+    return "distributed" in sys.modules and isinstance(value, sys.modules["distributed"].Client)
+
+
+_quiet = None       # in ``quiet_dask``: {Dask's logger: its level before}
 
 
 @contextlib.contextmanager
@@ -64,11 +69,13 @@ def quiet_dask():
     """In the block (a CLI command), Dask's own logging (a lost scheduler's tracebacks) stays off
     stderr: the command says what went wrong in one line (lowered after Dask's import)."""
     global _quiet
-    _quiet = True
+    _quiet = {}
     try:
         yield
     finally:
-        _quiet = False
+        lowered, _quiet = _quiet, None
+        for name, level in lowered.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def import_distributed():
@@ -77,10 +84,11 @@ def import_distributed():
     except ImportError:
         raise HsanomalyError(f"{spell('workers')}/{spell('scheduler')} need Dask: pip install "
                              "'hsanomaly[dask]'") from None
-    if _quiet:
-        for name in [n for n in logging.root.manager.loggerDict if n.split(".")[0] == "distributed"]:
+    if _quiet is not None:
+        for name in {"distributed", *(n for n in logging.root.manager.loggerDict
+                                       if n.split(".")[0] == "distributed")}:
+            _quiet.setdefault(name, logging.getLogger(name).level)
             logging.getLogger(name).setLevel(logging.CRITICAL)
-        logging.getLogger("distributed").setLevel(logging.CRITICAL)
     return distributed
 
 
@@ -182,18 +190,18 @@ def dask_client(workers=None, scheduler=None):
         if not workers:
             raise HsanomalyError(f"a Dask cluster needs {spell('workers', placeholder='N')} or "
                                  f"{spell('scheduler', placeholder='ADDRESS')}")
-        quiet = logging.CRITICAL if _quiet else logging.WARN     # ``quiet_dask``: workers too
-        with _environment_kept() as started:
+        quiet = logging.CRITICAL if _quiet is not None else logging.WARN   # workers too
+        with environment_kept() as started:
             try:
                 with _started_ignoring_interrupts():
                     cluster = distributed.LocalCluster(
                         n_workers=workers, threads_per_worker=1, processes=True,
                         dashboard_address=":0", silence_logs=quiet, **_preloads())
             except (RuntimeError, OSError, TimeoutError) as err:   # Dask's config, usually
-                raise HsanomalyError(f"a local Dask cluster of {workers} workers did not "
-                                     f"start ({describe(err)}); look at Dask's configuration "
-                                     "(DASK_* variables, ~/.config/dask), and in a script run "
-                                     "it under if __name__ == '__main__':") from None
+                raise HsanomalyError(f"a local Dask cluster of {workers} workers did not start "
+                                     f"({describe(err)}); look at Dask's configuration (DASK_* "
+                                     "variables, ~/.config/dask), and in a script run it under "
+                                     "if __name__ == '__main__':") from None
             finally:
                 started()
             with cluster, distributed.Client(cluster, set_as_default=False) as client:
@@ -225,26 +233,3 @@ def _started_ignoring_interrupts():
         yield
     finally:
         signal.signal(signal.SIGINT, before)
-
-
-@contextlib.contextmanager
-def _environment_kept():
-    """The caller's environment as it was once the block ends: Dask's nanny writes its
-    workers' settings (OMP_NUM_THREADS=1, ...) into the process that starts them. Yields
-    ``started()``, called once the cluster has started: what changed until then is the
-    nanny's, put back where it still holds the nanny's value."""
-    before, written = dict(os.environ), {}
-
-    def started():
-        written.update((key, value) for key, value in os.environ.items()
-                       if before.get(key) != value)
-
-    try:
-        yield started
-    finally:
-        for key, value in written.items():
-            if os.environ.get(key) == value:
-                if key in before:
-                    os.environ[key] = before[key]
-                else:
-                    del os.environ[key]

@@ -1,5 +1,6 @@
 """onnxruntime sessions for the model bundle: one place that picks the provider and threads
-(numpy's BLAS threads too), and says what this installation can run.
+(numpy's BLAS threads too), and says what this installation can run; and the process settings
+a run changes and puts back (threads, the allocator, the environment a cluster's start writes).
 
 Detection runs ONNX graphs only (never torch), on the CPU provider by default or the CUDA
 provider on request. Asking for CUDA where onnxruntime cannot use it is an error, not a
@@ -189,3 +190,26 @@ def malloc_as_alone():
             libc = ctypes.CDLL("libc.so.6")
             libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)      # glibc's own, as alone
             libc.mallopt(M_TRIM_THRESHOLD, 2 * MMAP_THRESHOLD)
+
+
+@contextlib.contextmanager
+def environment_kept():
+    """The caller's environment as it was once the block ends: Dask's nanny writes its
+    workers' settings (OMP_NUM_THREADS=1, ...) into the process that starts them. Yields
+    ``started()``, called once the cluster has started: what changed until then is the
+    nanny's, put back where it still holds the nanny's value."""
+    before, written = dict(os.environ), {}
+
+    def started():
+        written.update((key, value) for key, value in os.environ.items()
+                       if before.get(key) != value)
+
+    try:
+        yield started
+    finally:
+        for key, value in written.items():
+            if os.environ.get(key) == value:
+                if key in before:
+                    os.environ[key] = before[key]
+                else:
+                    del os.environ[key]

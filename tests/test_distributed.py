@@ -597,14 +597,16 @@ def test_the_command_line_keeps_dask_s_own_logs_quiet(monkeypatch):
     before = {name: logging.getLogger(name).level for name in names}
     for name in names:          # as Dask leaves them (an earlier command may have lowered them)
         logging.getLogger(name).setLevel(logging.WARNING)
-    monkeypatch.setattr(cluster, "_quiet", False)
+    monkeypatch.setattr(cluster, "_quiet", None)
     cluster.import_distributed()
     assert logging.getLogger("distributed.client").getEffectiveLevel() < logging.CRITICAL
     try:
         with cluster.quiet_dask():
             cluster.import_distributed()
             assert all(logging.getLogger(n).getEffectiveLevel() == logging.CRITICAL for n in names)
-        assert cluster._quiet is False             # a command run in-process leaves it as it was
+        # a command run in-process (click's CliRunner) leaves Dask's loggers as they were
+        assert cluster._quiet is None
+        assert [logging.getLogger(n).level for n in names] == [logging.WARNING] * 3
     finally:
         for name, level in before.items():
             logging.getLogger(name).setLevel(level)

@@ -152,7 +152,8 @@ class ResidualScorer(Purged, Scorer):
         pass and the tile (``_block_residual``; the same bits: the search is pixelwise)."""
         pixels = source.sample(self.sample, self.seed)
         if not (self.shares_halo and len(pixels) == source.sampled_from
-                and fitted_whole(source.height, source.width)):
+                and fitted_whole(source.height, source.width)
+                and len(source.windows()) == 1):      # drawn from one tile: in raster order
             return self._residual(pixels)[0]
         window = Window(0, 0, source.width, source.height)
         block, valid = source.read(window, self.halo)
