@@ -202,9 +202,9 @@ def test_networks_with_external_data_are_refused(tmp_path):
     """Weights in another file would load from beside the network (swappable, unchecked)."""
     path = write_bundle(tmp_path / "model", external=True)
     refused(path, "generator.onnx keeps tensors in external data files")
-    from hsanomaly.model.external import uses_external_data
+    from hsanomaly.model.external import read_graph
 
-    assert not uses_external_data((path / "critic.onnx").read_bytes())
+    assert not read_graph((path / "critic.onnx").read_bytes()).external
 
 
 def _hostile_generator(kind):
@@ -249,29 +249,30 @@ def test_a_graph_with_operators_the_exporter_never_writes_is_refused(tmp_path, k
 
 def test_the_operators_of_every_network_the_exporter_writes_are_allowed():
     from hsanomaly.model.bundle import OPERATORS
-    from hsanomaly.model.external import operators
+    from hsanomaly.model.external import read_graph
 
     assert {"Gemm", "Conv", "ConvTranspose", "Tanh", "Relu", "Reshape", "Constant", "Add"} <= \
         OPERATORS
     assert {"Pad", "ConstantOfShape"} <= OPERATORS      # torch's F.pad: every 1x1 bundle of 0.1
     model = helper.make_model(_critic_graph(BANDS, WINDOW))
-    assert operators(model.SerializeToString()) == ({("", "Flatten"), ("", "ReduceSum")}, False)
+    graph = read_graph(model.SerializeToString())
+    assert (graph.operators, graph.nested) == ({("", "Flatten"), ("", "ReduceSum")}, False)
 
 
 def test_external_data_in_a_constant_node_is_found(tmp_path):
-    from hsanomaly.model.external import MalformedProtobuf, uses_external_data
+    from hsanomaly.model.external import MalformedProtobuf, read_graph
 
     value = numpy_helper.from_array(np.ones((8, 8), np.float32), "value")
     graph = helper.make_graph([helper.make_node("Constant", [], ["y"], value=value)], "g", [],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [8, 8])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    assert not uses_external_data(model.SerializeToString())
+    assert not read_graph(model.SerializeToString()).external
     onnx.save(model, tmp_path / "c.onnx", save_as_external_data=True, size_threshold=0,
               location="c.data", convert_attribute=True)
     assert (tmp_path / "c.data").is_file()
-    assert uses_external_data((tmp_path / "c.onnx").read_bytes())
+    assert read_graph((tmp_path / "c.onnx").read_bytes()).external
     with pytest.raises(MalformedProtobuf):
-        uses_external_data(b"\x3a\x10abc")         # a graph of 16 bytes holding 3
+        read_graph(b"\x3a\x10abc")         # a graph of 16 bytes holding 3
 
 
 def test_check_bands(bundle_dir):
@@ -527,10 +528,10 @@ def test_a_model_json_that_is_no_file_or_far_too_large_is_refused(tmp_path):
 
 def test_zeros_are_no_protobuf_message():
     """Zeros decoded as field 0 two bytes at a time: a 200 MB file of zeros took 39 s."""
-    from hsanomaly.model.external import MalformedProtobuf, uses_external_data
+    from hsanomaly.model.external import MalformedProtobuf, read_graph
 
     with pytest.raises(MalformedProtobuf, match="numbered 0"):
-        uses_external_data(bytes(1000))
+        read_graph(bytes(1000))
 
 
 def test_codebook_arrays_named_by_anything_but_a_file_name_are_refused(codebook_dir):

@@ -131,11 +131,12 @@ def test_torch_s_export_of_a_1x1_network_passes_the_operator_check():
     """Every 1x1 bundle of 0.1 (and any export with dense=False) holds torch's export of
     F.pad, Pad fed by ConstantOfShape: the bundle's operator check refused them all."""
     from hsanomaly.model.bundle import OPERATORS
-    from hsanomaly.model.external import operators
+    from hsanomaly.model.external import read_graph
     from hsanomaly.training.export import network_bytes
 
     generator, critic = _networks(20)
     for network in (generator, critic):
-        found, nested = operators(network_bytes(network, dense=False))
+        graph = read_graph(network_bytes(network, dense=False))
+        found, nested = graph.operators, graph.nested
         assert {op for _, op in found} <= OPERATORS and not nested
         assert {"Pad", "ConstantOfShape"} <= {op for _, op in found}

@@ -69,16 +69,6 @@ def read_graph(data):
     return Graph(external[0], frozenset(found), nested[0])
 
 
-def uses_external_data(data):
-    """True when any tensor of the serialised ModelProto ``data`` (bytes) lives in another file."""
-    return read_graph(data).external
-
-
-def operators(data):
-    """({(domain, op_type)} of every node of ``data``, whether any node holds a graph)."""
-    graph = read_graph(data)
-    return set(graph.operators), graph.nested
-
 
 def _fields(buf):
     """(field number, wire type, value) of each field of one message: an int for varints,

@@ -52,8 +52,9 @@ def export_networks(generator, critic, meta, directory, codebook=defaults.CODEBO
     codebook: fast-solver codebook entries to build and store (None or 0: none); only for 1x1
     windows, where a codebook is a few tens of MB (a 5x5 window's would be ten times larger and
     take minutes to build). codebook_seed: its Sobol seed (scoring with another seed builds its
-    own). codebook_jacobians: store its Jacobians too (``training.train``). dense: lower the networks to Gemm chains (default: for 1x1 windows, the only ones it
-    supports). threads: onnxruntime threads for building the codebook.
+    own). codebook_jacobians: store its Jacobians too (``training.train``). dense: lower the
+    networks to Gemm chains (default: for 1x1 windows, the only ones it supports). threads:
+    onnxruntime threads for building the codebook.
     """
     import onnx
 
@@ -278,10 +279,9 @@ def _write_codebook(directory, latent_dim, settings, threads):
         generator, settings["size"], settings["scale"], settings["seed"],
         jacobian="jacobian" in settings["arrays"])))
     files = {}
-    for name in settings["arrays"]:
-        array = arrays[name]
-        file = settings["arrays"][name]
-        np.save(directory / file, np.ascontiguousarray(array, np.float32), allow_pickle=False)
+    for name, file in settings["arrays"].items():
+        np.save(directory / file, np.ascontiguousarray(arrays[name], np.float32),
+                allow_pickle=False)
         files[file] = file_sha256(directory / file)
     return files
 
