@@ -72,7 +72,8 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
     callback(fraction, message) -> True cancels (a quick model's training is the first half of
     the fraction, the scoring the second); a cancel raises ``hsanomaly.Cancelled`` (an
     ``HsanomalyError``) and leaves nothing of this run behind (an interrupt, KeyboardInterrupt,
-    keeps its finished tiles for ``resume``, as do the tiles of a run it resumed). Every
+    keeps its finished tiles for ``resume``, as do the tiles of a run it resumed; a run that
+    finished is kept, and only a PNG and polygons asked for are drawn from it). Every
     option and path is checked before any work; the heatmap, extras, PNG and polygons are
     replaced together, only once all are written and checked. An existing output file
     hsanomaly did not write is refused unless ``overwrite``.
@@ -81,6 +82,7 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
     from .cluster import optional_client
     from .distributed import DaskExecutor
     from .engine import detect as run_engine
+    from .engine.run import finished_run
     from .io.atomic import staged
     from .io.exclusion import exclude
     from .io.source import open_source
@@ -106,33 +108,38 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
     # built (and its options checked) before any training; the bundle loads on first use
     scorer = scorer_for(score, options, model or quick)
     check_measured(scorer, extras)
+    # resumed, a run that finished keeps its outputs; a PNG or polygons asked for are drawn anew
+    result = finished_run(scene, dst, scorer, extras, tile, cog) if resume else None
     trained_on = None
     with staged() as stage:
         # a quick model is staged, replaced with the heatmap: a failed run keeps the earlier pair
-        if quick is not None:
+        if quick is not None and result is None:
             trained, trained_on = prepare_quick_model(
                 src, dst, quick, scorer, stage, masked=masked, resume=resume,
                 scheduler=scheduler, extras=extras, tile=tile, callback=_half(callback, 0),
                 progress=progress, mask=mask)
             if trained is not None:
                 scorer = make_scorer(score, **options, model=trained)
-            model = quick
-        with optional_client(workers, scheduler) as client:
-            executor = None if client is None else DaskExecutor(client)
-            result = run_engine(scene, dst, scorer, extras=extras, tile=tile, resume=resume,
-                                executor=executor, progress=progress,
-                                callback=callback if trained_on is None else _half(callback, 1),
-                                stage=stage, cog=cog, trained_on=trained_on,
-                                given_model=None if quick is not None else model)
+        if result is None:
+            with optional_client(workers, scheduler) as client:
+                executor = None if client is None else DaskExecutor(client)
+                result = run_engine(scene, dst, scorer, extras=extras, tile=tile, resume=resume,
+                                    executor=executor, progress=progress,
+                                    callback=callback if trained_on is None else
+                                    _half(callback, 1), stage=stage, cog=cog,
+                                    trained_on=trained_on,
+                                    given_model=None if quick is not None else model)
+        heatmap = dst if result.earlier else stage.temporary(dst)
         if png is not None:
             from .quicklook import write_png
 
-            write_png(stage.temporary(dst), png, stage=stage)
+            write_png(heatmap, png, stage=stage)
         if polygons is not None:
             from .polygons import write_polygons
 
-            result.polygons = write_polygons(stage.temporary(dst), polygons, threshold=threshold,
+            result.polygons = write_polygons(heatmap, polygons, threshold=threshold,
                                              far=far, stage=stage, name=dst)
+    model = model or quick
     result.model = None if model is None else str(model)
     result.seconds = time.perf_counter() - start
     return result

@@ -138,7 +138,6 @@ def _without_own_outputs(sources):
     """``sources`` less what detect wrote (heatmaps, extra rasters, quick models, tile stores):
     a pattern (``dir/*``) with the outputs in ``dir`` matched the first run's on every rerun."""
     from .engine.store import is_tile_store
-    from .io.checks import warn
     from .io.ownership import is_own_detect_output
     from .io.paths import is_quick_model
 
@@ -188,8 +187,8 @@ def _batch_state(src, dst, score, model, tile, options, exclusion=None):
     """What ``detect_many`` does with ``dst``: "skip" it (finished, with the fingerprint of
     ``src`` scored now), "resume" its interrupted run of that fingerprint, or "score" it from
     the start (another run's tiles could never be used; resuming them would fail every time)."""
-    from .engine.run import check_resumed_run, expected_fingerprint, read_fingerprint
-    from .engine.store import read_manifest, remove_finished, store_path
+    from .engine.run import check_resumed_run, expected_fingerprint, is_finished
+    from .engine.store import read_manifest, store_path
 
     store = store_path(dst)
     if not (store.exists() or dst.exists()):
@@ -208,26 +207,10 @@ def _batch_state(src, dst, score, model, tile, options, exclusion=None):
         except Exception:
             return "score"
         return "resume"
-    if dst.exists() and read_fingerprint(dst) == expected and _reads_back(dst):
-        remove_finished(store, expected)     # left by a commit that a later write finished
+    if is_finished({"score": (dst, 1)}, expected):
         return "skip"
     return "resume" if store.exists() and read_manifest(store).get("fingerprint") == expected \
         else "score"
-
-
-def _reads_back(dst):
-    """Whether a finished heatmap still reads whole: one whose pixels were damaged since (a
-    disk's error, bytes overwritten) is scored again, not skipped as done; said, since it
-    replaces the damaged file. (One cut short loses its tags, written last, first: it is no
-    longer told for ours, and is refused as any file at an output's name is.)"""
-    from .io.atomic import read_back
-
-    try:
-        read_back(dst)
-    except HsanomalyError as err:
-        warn(f"{err}; scored again")
-        return False
-    return True
 
 
 @contextlib.contextmanager

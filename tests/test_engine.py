@@ -676,7 +676,7 @@ def test_a_result_is_plain_values_that_hold_no_model(tmp_path, synthetic_raster)
     json.dumps(dataclasses.asdict(result))
     assert {f.name for f in dataclasses.fields(result)} == {
         "path", "outputs", "tiles", "tiles_resumed", "seconds", "score", "model", "polygons",
-        "pixels_scored", "pixels_nodata", "mask"}
+        "pixels_scored", "pixels_nodata", "mask", "earlier"}
 
 
 def test_an_interrupt_ends_the_tile_threads_before_the_source_is_closed(tmp_path, monkeypatch):
@@ -892,3 +892,65 @@ def test_outputs_made_while_evaluate_or_convert_went_are_not_replaced(tmp_path, 
         convert.convert_mat(mat, dst)
     assert dst.read_bytes() == b"a user's own file"
 
+
+
+def test_a_finished_run_resumed_is_kept_unless_it_differs_from_what_is_asked(tmp_path):
+    """resume=True after a run that finished scored everything again; now its heatmap is kept
+    where the input, the settings and the outputs are those asked for, and read back whole,
+    and scored anew otherwise: other settings, an input changed since, damaged pixels, the
+    Cloud-Optimized layout asked for a plain file."""
+    from hsanomaly.errors import HsanomalyWarning
+    from hsanomaly.io.heatmap import is_cog
+
+    cube, _ = synthetic_cube()
+    src, dst = write_raster(tmp_path / "scene.tif", cube), tmp_path / "out.tif"
+    first = hsanomaly.detect(src, dst, score="rx", tile=16)
+    written = dst.read_bytes()
+    kept = hsanomaly.detect(src, dst, score="rx", tile=16, resume=True)
+    assert kept.earlier and dst.read_bytes() == written
+    assert (kept.path, kept.outputs, kept.tiles, kept.score) == \
+        (first.path, first.outputs, first.tiles, "rx")
+    assert not hsanomaly.detect(src, dst, score="rx", tile=32, resume=True).earlier
+
+    cube[0, 0, 0] += 1          # the input changed since: scored again
+    write_raster(src, cube)
+    assert not hsanomaly.detect(src, dst, score="rx", tile=32, resume=True).earlier
+    assert hsanomaly.detect(src, dst, score="rx", tile=32, resume=True).earlier
+
+    with rasterio.open(dst) as ds:
+        offset = int(ds.get_tag_item("BLOCK_OFFSET_0_0", "TIFF", bidx=1))
+        whole = ds.read(1)
+    with open(dst, "r+b") as f:
+        f.seek(offset)
+        f.write(b"\x55" * 256)
+    with pytest.warns(HsanomalyWarning, match=r"out.tif: cannot read pixels, the file is "
+                                              r"truncated or corrupt .*; scored again"):
+        again = hsanomaly.detect(src, dst, score="rx", tile=32, resume=True)
+    assert not again.earlier and np.array_equal(read(dst)[0], whole, equal_nan=True)
+
+    assert not is_cog(dst)
+    assert not hsanomaly.detect(src, dst, score="rx", tile=32, resume=True, cog=True).earlier
+    assert is_cog(dst) and hsanomaly.detect(src, dst, score="rx", tile=32, resume=True,
+                                            cog=True).earlier
+
+
+def test_an_output_missing_or_of_another_run_means_the_run_is_not_finished(tmp_path):
+    """Every output must carry the finished run's fingerprint: an extra output deleted since,
+    or left by another run, is scored again with the rest."""
+    from hsanomaly.engine.run import RUN_TAG, expected_fingerprint, is_finished
+
+    cube, _ = synthetic_cube()
+    src = write_raster(tmp_path / "scene.tif", cube)
+    hsanomaly.detect(src, tmp_path / "a.tif", score="rx")
+    hsanomaly.detect(src, tmp_path / "b.tif", score="rx")
+    outputs = {"score": (str(tmp_path / "a.tif"), 1), "other": (str(tmp_path / "b.tif"), 1)}
+    fingerprint = expected_fingerprint(src, make_scorer("rx"), outputs=outputs)
+    for path, _ in outputs.values():
+        with rasterio.open(path, "r+") as ds:
+            ds.update_tags(**{RUN_TAG: fingerprint})
+    assert is_finished(outputs, fingerprint)
+    with rasterio.open(tmp_path / "b.tif", "r+") as ds:
+        ds.update_tags(**{RUN_TAG: "another run"})
+    assert not is_finished(outputs, fingerprint)
+    (tmp_path / "b.tif").unlink()
+    assert not is_finished(outputs, fingerprint)

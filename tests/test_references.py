@@ -627,6 +627,38 @@ def test_resume_reuses_the_quick_model_of_the_interrupted_run(scene, tmp_path, m
 
 
 @needs_torch
+def test_resuming_a_finished_quick_model_run_keeps_it_and_draws_only_what_is_new(
+        scene, tmp_path, monkeypatch):
+    """`detect in.tif out.tif --resume` after a run that finished trained the quick model and
+    scored every tile again, and replaced both; now both are kept, and a PNG and polygons
+    asked for then are drawn from the kept heatmap, as a full run would draw them."""
+    import hsanomaly.api
+    import hsanomaly.engine
+
+    trained = short_trainings(monkeypatch, 30)
+    _, path, _, _ = scene
+    dst, model = tmp_path / "out.tif", tmp_path / "out.model"
+    hsanomaly.api.detect(path, dst, tile=16)
+    before = {p: p.read_bytes() for p in [dst, *sorted(model.iterdir())]}
+
+    def scored(*args, **kwargs):
+        raise AssertionError("a finished run was scored again")
+
+    monkeypatch.setattr(hsanomaly.engine, "detect", scored)
+    result = _cli("detect", path, dst, "--resume", "--tile", "16", "--png", tmp_path / "q.png",
+                  "--polygons", tmp_path / "t.gpkg", "--far", "0.005")
+    assert len(trained) == 1 and {p: p.read_bytes() for p in before} == before
+    assert "out.tif: dualcontext heatmap finished earlier with this input and these settings: " \
+           "kept, nothing scored again" in result.output
+    drawn = hsanomaly.find_targets(dst, far=0.005)
+    assert f"t.gpkg: {len(drawn)} target polygon" in result.output and len(drawn) >= 1
+    assert (tmp_path / "q.png").stat().st_size > 0
+    monkeypatch.undo()
+    other = hsanomaly.api.detect(path, dst, tile=8, resume=True, model=model)   # other settings
+    assert not other.earlier and other.tiles == 36 and other.tiles_resumed == 0
+
+
+@needs_torch
 def test_a_failed_run_keeps_the_earlier_heatmap_and_its_quick_model(scene, tmp_path, monkeypatch):
     """The quick model was put in place before scoring: a run cancelled or failed over an
     earlier output kept that heatmap beside a model trained on the new input."""

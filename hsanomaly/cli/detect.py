@@ -130,7 +130,9 @@ def _taking(option):
               help="Tile size in pixels.")
 @click.option("--cog", is_flag=True,
               help="Write Cloud-Optimized GeoTIFFs (GDAL's COG driver) for the heatmap and extras.")
-@click.option("--resume", is_flag=True, help="Continue an interrupted run from its finished tiles.")
+@click.option("--resume", is_flag=True,
+              help="Continue an interrupted run from its finished tiles; a finished run is "
+                   "kept, and only --png and --polygons are drawn from it.")
 @click.option("--overwrite", is_flag=True,
               help="Replace existing output files even when hsanomaly did not write them "
                    "(without it, only an earlier run's outputs are replaced).")

@@ -17,12 +17,13 @@ from typing import Dict, Optional
 
 from ..defaults import TILE
 from ..errors import Cancelled, HsanomalyError, caller_callback, ignoring
-from ..io.atomic import TMP_SUFFIX, check_writable, native_quiet, stage_raster, staged_into
+from ..io.atomic import (TMP_SUFFIX, check_writable, native_quiet, read_back, stage_raster,
+                         staged_into)
 from ..io.checks import absolute, warn
 from ..io.fingerprint import input_fingerprint
 from ..io.gdal import gdal_env, open_raster, warn_unusable_proj
 from ..io.heatmap import (add_overviews_and_statistics, band_descriptions, describe_bands,
-                          heatmap_profile, heatmap_tags, to_cog)
+                          heatmap_profile, heatmap_tags, is_cog, to_cog)
 from ..io.lock import check_unlocked
 from ..io.ownership import TAG_PREFIX
 from ..io.source import open_source
@@ -55,13 +56,14 @@ class DetectResult:
     score: str                    # the score's name
     model: Optional[str] = None       # the model bundle used, if any
     polygons: Optional[int] = None    # number of target polygons written, if asked for
-    pixels_scored: Optional[int] = None   # (None: tiles stored by an earlier version)
+    pixels_scored: Optional[int] = None   # (None: tiles of an earlier version, or a run kept)
     pixels_nodata: Optional[int] = None   # left out as nodata, in every band or in some
     mask: Optional[str] = None            # the exclusion mask, whose pixels count as nodata
+    earlier: bool = False         # the outputs are a finished earlier run's, kept (a resume)
 
     def __setstate__(self, state):
         """A result pickled when it kept its scorer (before 0.2.0) takes the score's name; the
-        fields added since are None."""
+        fields added since take their defaults."""
         if "score" not in state and "scorer" in state:
             state["score"] = getattr(state.pop("scorer"), "name", None)
         self.__dict__.update(state)
@@ -69,6 +71,9 @@ class DetectResult:
     def text(self) -> str:
         """The one line the command line and QGIS print: tiles, time, pixels scored and left
         out."""
+        if self.earlier:
+            return (f"{self.path}: {self.score} heatmap finished earlier with this input and "
+                    "these settings: kept, nothing scored again")
         line = (f"{self.path}: {self.score} heatmap, {counted(self.tiles, 'tile')} in "
                 f"{self.seconds:.1f} s")
         if self.tiles_resumed:
@@ -119,15 +124,72 @@ def manifest(src, source, scorer, outputs, tile, given_model=None, model=True, f
     return job
 
 
-def expected_fingerprint(src, scorer, tile=TILE):
-    """The run fingerprint a heatmap of ``src`` scored now by ``scorer`` would carry."""
+def expected_fingerprint(src, scorer, tile=TILE, outputs=None):
+    """The run fingerprint a heatmap of ``src`` scored now by ``scorer`` (into ``outputs``,
+    {name: (path, bands)}; the heatmap alone by default) would carry."""
     source = src if hasattr(src, "read") else open_source(src)
     try:
-        job = manifest(src, source, scorer, {"score": (None, 1)}, tile)
+        job = manifest(src, source, scorer, outputs or {"score": (None, 1)}, tile)
     finally:
         if source is not src:
             source.close()
     return run_fingerprint(job["input"], job["config"])
+
+
+def is_finished(outputs, fingerprint, cog=False):
+    """Whether every file of ``outputs`` ({name: (path, bands)}) is a finished run's with run
+    ``fingerprint`` and reads back whole (a damaged one is said, and scored again), in the
+    Cloud-Optimized layout where ``cog`` asks for it (the fingerprint does not name the
+    layout). The tile store a kill left between that run's commit and its removal goes."""
+    paths = [path for path, _ in outputs.values()]
+    if not all(os.path.isfile(path) and read_fingerprint(path) == fingerprint and
+               (not cog or is_cog(path)) for path in paths):
+        return False
+    if not all(_reads_back(path) for path in paths):
+        return False
+    remove_finished(store_path(outputs["score"][0]), fingerprint)
+    return True
+
+
+def _reads_back(path):
+    """Whether a finished output still reads whole: one whose pixels were damaged since (a
+    disk's error, bytes overwritten) is scored again, not kept as done; said, since it
+    replaces the damaged file. (One cut short loses its tags, written last, first: it is no
+    longer told for ours, and is refused as any file at an output's name is.)"""
+    try:
+        read_back(path)
+    except HsanomalyError as err:
+        warn(f"{err}; scored again")
+        return False
+    return True
+
+
+def finished_run(src, dst, scorer, extras=None, tile=TILE, cog=False):
+    """The result of a finished run of ``src`` by ``scorer`` into ``dst`` and ``extras``
+    with these settings, where every output is there with its fingerprint (``is_finished``):
+    what ``--resume`` finds after a run that was not interrupted, so nothing is scored again.
+    None otherwise, and where the fingerprint cannot be taken (an unreadable input or
+    model): the run that follows says what."""
+    start = time.perf_counter()
+    try:
+        source = src if hasattr(src, "read") else open_source(src)
+    except HsanomalyError:
+        return None
+    try:
+        check_unlocked(store_path(dst), dst)       # another run's: it says so
+        outputs = plan_outputs(source, scorer, dst, extras, tile)
+        fingerprint = expected_fingerprint(source, scorer, tile, outputs)
+        if not is_finished(outputs, fingerprint, cog):
+            return None
+        tiles = len(source.windows(tile))
+        mask = None if source.exclusion is None else source.exclusion.path
+    except HsanomalyError:
+        return None
+    finally:
+        if source is not src:
+            source.close()
+    return DetectResult(str(dst), {k: v[0] for k, v in outputs.items()}, tiles, tiles,
+                        time.perf_counter() - start, scorer.name, mask=mask, earlier=True)
 
 
 def check_resumed_run(src, dst, scorer, extras=None, tile=TILE):

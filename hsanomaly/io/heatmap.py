@@ -170,6 +170,11 @@ def to_cog(path, dst):
         copy(path, dst, driver="COG", COMPRESS="DEFLATE", PREDICTOR="FLOATING_POINT",
              BLOCKSIZE=OUTPUT_BLOCK, OVERVIEWS="IGNORE_EXISTING", RESAMPLING="AVERAGE",
              BIGTIFF="IF_SAFER")
-    with _reopen(dst) as ds:
-        if ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") != "COG":
-            raise OSError(f"{dst}: GDAL did not write a Cloud-Optimized layout")
+    if not is_cog(dst):
+        raise OSError(f"{dst}: GDAL did not write a Cloud-Optimized layout")
+
+
+def is_cog(path):
+    """Whether GeoTIFF ``path`` has the Cloud-Optimized layout GDAL's COG driver writes."""
+    with _reopen(path) as ds:
+        return ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
