@@ -954,3 +954,15 @@ def test_an_output_missing_or_of_another_run_means_the_run_is_not_finished(tmp_p
     assert not is_finished(outputs, fingerprint)
     (tmp_path / "b.tif").unlink()
     assert not is_finished(outputs, fingerprint)
+
+
+def test_a_finished_run_of_a_mat_scene_is_known_by_the_files_fingerprint(tmp_path):
+    """A .mat scene is fingerprinted as a file, not as the cube read from it: a resume that
+    fingerprinted the cube never found its finished run."""
+    import scipy.io
+
+    cube = np.random.default_rng(0).random((30, 30, 8)).astype(np.float32)
+    scipy.io.savemat(tmp_path / "scene.mat", {"data": cube})
+    hsanomaly.detect(tmp_path / "scene.mat", tmp_path / "out.tif", score="rx")
+    assert hsanomaly.detect(tmp_path / "scene.mat", tmp_path / "out.tif", score="rx",
+                            resume=True).earlier

@@ -124,14 +124,17 @@ def manifest(src, source, scorer, outputs, tile, given_model=None, model=True, f
     return job
 
 
-def expected_fingerprint(src, scorer, tile=TILE, outputs=None):
+def expected_fingerprint(src, scorer, tile=TILE, outputs=None, source=None):
     """The run fingerprint a heatmap of ``src`` scored now by ``scorer`` (into ``outputs``,
-    {name: (path, bands)}; the heatmap alone by default) would carry."""
-    source = src if hasattr(src, "read") else open_source(src)
+    {name: (path, bands)}; the heatmap alone by default) would carry; ``source``: ``src``
+    opened, where the caller has it (a path's fingerprint is its file's, as the run takes it:
+    a .mat scene's is not its cube's)."""
+    opened = source is None and not hasattr(src, "read")
+    source = open_source(src) if opened else src if source is None else source
     try:
         job = manifest(src, source, scorer, outputs or {"score": (None, 1)}, tile)
     finally:
-        if source is not src:
+        if opened:
             source.close()
     return run_fingerprint(job["input"], job["config"])
 
@@ -178,7 +181,7 @@ def finished_run(src, dst, scorer, extras=None, tile=TILE, cog=False):
     try:
         check_unlocked(store_path(dst), dst)       # another run's: it says so
         outputs = plan_outputs(source, scorer, dst, extras, tile)
-        fingerprint = expected_fingerprint(source, scorer, tile, outputs)
+        fingerprint = expected_fingerprint(src, scorer, tile, outputs, source)
         if not is_finished(outputs, fingerprint, cog):
             return None
         tiles = len(source.windows(tile))
