@@ -966,3 +966,22 @@ def test_a_finished_run_of_a_mat_scene_is_known_by_the_files_fingerprint(tmp_pat
     hsanomaly.detect(tmp_path / "scene.mat", tmp_path / "out.tif", score="rx")
     assert hsanomaly.detect(tmp_path / "scene.mat", tmp_path / "out.tif", score="rx",
                             resume=True).earlier
+
+
+def test_nodata_pixels_are_nan_whatever_a_scorer_writes_there():
+    """The engine's promise, not each scorer's: a pixel that is nodata in the input is NaN in
+    every output, even where a scorer's ``score_block`` left a number there."""
+    from hsanomaly.engine import score_array
+    from hsanomaly.scorers.base import Scorer
+
+    class Everywhere(Scorer):
+        name = "everywhere"
+        fits_on_scene = False
+
+        def score_block(self, block, valid):
+            return {"score": np.ones((1,) + valid.shape, np.float32)}
+
+    cube, _ = synthetic_cube()
+    cube[:, 3:6, 4:9] = np.nan
+    heat = score_array(ArraySource(cube), Everywhere(), tile=16)["score"][0]
+    assert np.isnan(heat[3:6, 4:9]).all() and np.isnan(heat).sum() == 15

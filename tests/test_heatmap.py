@@ -48,7 +48,25 @@ def test_tags_name_the_score_every_parameter_and_the_input(synthetic_raster, tmp
         values = ds.read(1)
         assert float(stats["STATISTICS_MAXIMUM"]) == pytest.approx(np.nanmax(values), rel=1e-6)
         assert float(stats["STATISTICS_MEAN"]) == pytest.approx(np.nanmean(values), rel=1e-5)
-        assert float(stats["STATISTICS_VALID_PERCENT"]) < 100      # the nodata corner
+        assert float(stats["STATISTICS_MINIMUM"]) == pytest.approx(np.nanmin(values), rel=1e-6)
+        assert float(stats["STATISTICS_STDDEV"]) == pytest.approx(np.nanstd(values), rel=1e-4)
+        assert float(stats["STATISTICS_VALID_PERCENT"]) == pytest.approx(
+            100 * np.isfinite(values).mean(), abs=0.01)            # the nodata corner
+
+
+def test_overviews_average_the_scores(tmp_path):
+    """A viewer zoomed out reads the overviews: each pixel there is the mean of the scores it
+    covers (nearest-neighbour picking would drop most small targets from view)."""
+    cube, _ = synthetic_cube(bands=4, rows=600, cols=520, targets=())
+    src = write_raster(tmp_path / "scene.tif", cube)
+    out = tmp_path / "heat.tif"
+    hsanomaly.detect(src, out, score="rx")
+    with rasterio.open(out) as ds:
+        assert ds.overviews(1) == [2, 4]
+        full = ds.read(1).astype(np.float64)
+        half = ds.read(1, out_shape=(300, 260)).astype(np.float64)
+    means = full.reshape(300, 2, 260, 2).mean(axis=(1, 3))
+    np.testing.assert_allclose(half, means, rtol=1e-4)
 
 
 @pytest.mark.train
@@ -159,6 +177,29 @@ def test_gcps_of_the_input_are_kept(tmp_path):
         assert len(kept) == 3 and crs == "EPSG:4326"
     # the polygons cannot follow GCPs: said, not left for the user to find on the map
     assert "ground control points" in result.stderr and "pixel coordinates" in result.stderr
+
+
+def test_rpcs_of_the_input_are_kept(tmp_path):
+    """A scene placed by rational polynomial coefficients (a satellite's level-1 product): the
+    heatmap keeps them, so GDAL and QGIS place it as they place the scene."""
+    from rasterio.rpc import RPC
+
+    cube, _ = synthetic_cube(bands=3, rows=20, cols=30)
+    rpcs = RPC(height_off=0, height_scale=1, lat_off=45, lat_scale=1,
+               line_den_coeff=[1] + [0] * 19, line_num_coeff=[0, 1] + [0] * 18, line_off=0,
+               line_scale=1, long_off=10, long_scale=1, samp_den_coeff=[1] + [0] * 19,
+               samp_num_coeff=[0, 0, 1] + [0] * 17, samp_off=0, samp_scale=1)
+    path = tmp_path / "rpcs.tif"
+    with rasterio.open(path, "w", driver="GTiff", dtype="float32", count=3, height=20,
+                       width=30) as ds:
+        ds.write(cube)
+        ds.rpcs = rpcs
+    hsanomaly.detect(path, tmp_path / "heat.tif", score="rx")
+    with rasterio.open(tmp_path / "heat.tif") as ds:
+        kept = ds.rpcs.to_dict()
+    # GDAL writes its "unknown" (-1) for the error terms left out
+    assert {k: v for k, v in kept.items() if not k.startswith("err_")} == \
+        {k: v for k, v in rpcs.to_dict().items() if not k.startswith("err_")}
 
 
 def test_geolocation_arrays_of_a_swath_are_kept(tmp_path, monkeypatch):

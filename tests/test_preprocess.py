@@ -85,6 +85,17 @@ def test_whitening_makes_euclidean_distances_mahalanobis_distances():
     np.testing.assert_allclose((white ** 2).sum(axis=1), mahalanobis, rtol=1e-3)
 
 
+def test_whitened_bands_come_in_principal_order():
+    """The whitened bands are the binned bands' principal components, the largest first, each
+    scaled to unit variance (a recon raster's first band is the main component)."""
+    X = correlated_pixels()
+    binned = Preprocessor(n_bands=6, scale=False).fit(X).transform(X).astype(np.float64)
+    white = Preprocessor(n_bands=6, scale=False, whiten=True).fit(X).transform(X).astype(np.float64)
+    lam, vec = np.linalg.eigh(np.cov(binned, rowvar=False))
+    principal = (binned - binned.mean(axis=0)) @ vec[:, ::-1] / np.sqrt(lam[::-1])
+    np.testing.assert_allclose(np.abs(white), np.abs(principal), rtol=1e-3, atol=1e-3)
+
+
 def test_whitening_round_trips_and_older_models_load_unwhitened():
     X = correlated_pixels()
     pre = Preprocessor(n_bands=6, whiten=True).fit(X)
