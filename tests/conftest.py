@@ -1,9 +1,19 @@
 """Shared fixtures: small synthetic rasters and the example scene shipped in examples/."""
 
+import os
+
 import numpy as np
 import pytest
 
+import hsanomaly
 from synthetic import EXAMPLE, EXAMPLE_TRUTH, NODATA, synthetic_cube, write_raster
+
+# Child processes (the command line run as `python -m hsanomaly.cli`, scripts) import the
+# hsanomaly under test, wherever a test changes folder: a relative PYTHONPATH (`PYTHONPATH=.`)
+# would point elsewhere there, and the child import an installed copy instead.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [os.path.dirname(os.path.dirname(os.path.abspath(hsanomaly.__file__))),
+     *(os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p)])
 
 
 @pytest.fixture

@@ -31,6 +31,17 @@ def assert_one_line_error(result, *fragments):
         assert fragment in lines[-1]
 
 
+def test_a_child_process_imports_the_hsanomaly_under_test(tmp_path, monkeypatch):
+    """The command-line tests run `python -m hsanomaly.cli` in a folder of their own: the child
+    must import this tree, not an installed copy a relative PYTHONPATH no longer finds."""
+    import hsanomaly
+
+    monkeypatch.chdir(tmp_path)
+    child = subprocess.run([sys.executable, "-c", "import hsanomaly; print(hsanomaly.__file__)"],
+                           capture_output=True, text=True, check=True)
+    assert os.path.samefile(child.stdout.strip(), hsanomaly.__file__)
+
+
 def test_detect_rx_on_the_example_reproduces_reference_auc(tmp_path, example_scene):
     scene, truth = example_scene
     result = run("detect", scene, tmp_path / "heat.tif", "--score", "rx", "--png", tmp_path / "heat.png", "-q")

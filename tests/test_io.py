@@ -2402,3 +2402,58 @@ def test_a_held_private_folder_of_a_long_name_marks_its_output_too(tmp_path):
         assert name not in held.name and atomic.live_writer(tmp_path / name) == held
     finally:
         atomic.remove_private(held)
+
+
+def test_every_file_is_flushed_to_disk_before_it_is_renamed_into_place(tmp_path, monkeypatch):
+    """The write path's promise (README: written, flushed to disk, read back, renamed): a
+    rename of a file not yet flushed can leave an empty or torn file after a power loss,
+    under the output's name or as a tile a resume takes for finished. Every file renamed in
+    a run (the tiles, the store's manifest, the heatmap, PNG and GeoPackage) was flushed first,
+    and the outputs' folder after them."""
+    from pathlib import Path
+
+    import hsanomaly
+    from hsanomaly.io import atomic
+
+    cube, _ = synthetic_cube()
+    src = write_raster(tmp_path / "scene.tif", cube)
+    # in order: (None, inode) for a flush, (target, whether its file was flushed) for a rename
+    synced, events = set(), []
+    real_fsync, real_replace, real_rename2 = os.fsync, os.replace, atomic._rename2
+
+    def renamed(source, target):
+        if os.path.isfile(source):
+            events.append((Path(target), os.stat(source).st_ino in synced))
+
+    def fsync(fd):
+        synced.add(os.fstat(fd).st_ino)
+        events.append((None, os.fstat(fd).st_ino))
+        return real_fsync(fd)
+
+    def replace(source, target, **kwargs):
+        renamed(source, target)
+        return real_replace(source, target, **kwargs)
+
+    def rename2(source, target, flags):   # Linux's renameat2, where the outputs go in
+        renamed(source, target)
+        return real_rename2(source, target, flags)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(atomic, "_rename2", rename2)
+    out = tmp_path / "out"
+    out.mkdir()
+    folder = os.stat(out).st_ino
+    hsanomaly.detect(src, out / "heat.tif", score="rx", tile=16, png=out / "heat.png",
+                     polygons=out / "t.gpkg", far=0.01)
+    # into place: in the outputs' folder and the tile store (a writer's own renames inside
+    # its private temporary folder come before the commit flushes the result)
+    placed = [(i, path.name, flushed) for i, (path, flushed) in enumerate(events)
+              if path is not None and path.parent in (out, out / "heat.tif.partial")]
+    names = {name for _, name, _ in placed}
+    assert {"heat.tif", "heat.png", "t.gpkg", "manifest.json"} <= names
+    assert any(name.startswith("tile_") for name in names)
+    assert [name for _, name, flushed in placed if not flushed] == []
+    outputs = [i for i, _, _ in placed if events[i][0].parent == out] + [len(events)]
+    assert all((None, folder) in events[start:end]      # the folder flushed after each rename
+               for start, end in zip(outputs, outputs[1:]))

@@ -28,8 +28,17 @@ def test_png_has_a_colour_bar_and_a_world_file_that_places_it(synthetic_raster, 
         assert ds.crs == "EPSG:32633" and ds.transform.c == TRANSFORM.c
 
 
-def test_world_file_is_the_gdal_convention():
+def test_world_file_is_the_gdal_convention(tmp_path):
     assert world_file_text(TRANSFORM).split() == ["2", "0", "0", "-2", "500001", "6699999"]
+    # a rotated grid: the rotation terms in GDAL's own order (its PNG driver writes one)
+    from affine import Affine
+
+    turned = Affine(2.0, 0.5, 500000.0, 0.25, -2.0, 6700000.0)
+    with rasterio.open(tmp_path / "gdal.png", "w", driver="PNG", width=4, height=3, count=1,
+                       dtype="uint8", transform=turned, WORLDFILE="YES") as ds:
+        ds.write(np.zeros((1, 3, 4), np.uint8))
+    gdal = [float(v) for v in (tmp_path / "gdal.wld").read_text().split()]
+    assert [float(v) for v in world_file_text(turned).split()] == gdal
 
 
 def test_png_sidecars_count_as_outputs(synthetic_raster, tmp_path):
