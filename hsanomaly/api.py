@@ -108,10 +108,11 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
     # built (and its options checked) before any training; the bundle loads on first use
     scorer = scorer_for(score, options, model or quick)
     check_measured(scorer, extras)
-    # resumed, a run that finished keeps its outputs; a PNG or polygons asked for are drawn anew
-    result = finished_run(scene, dst, scorer, extras, tile, cog) if resume else None
     trained_on = None
     with staged() as stage:
+        # resumed, a run that finished keeps its outputs; a PNG or polygons asked are drawn anew
+        result = finished_run(src, dst, scorer, extras, tile, cog, scene, stage) if resume \
+            else None
         # a quick model is staged, replaced with the heatmap: a failed run keeps the earlier pair
         if quick is not None and result is None:
             trained, trained_on = prepare_quick_model(

@@ -188,7 +188,7 @@ def _batch_state(src, dst, score, model, tile, options, exclusion=None):
     ``src`` scored now), "resume" its interrupted run of that fingerprint, or "score" it from
     the start (another run's tiles could never be used; resuming them would fail every time)."""
     from .engine.run import check_resumed_run, expected_fingerprint, is_finished
-    from .engine.store import read_manifest, store_path
+    from .engine.store import read_manifest, remove_finished, store_path
 
     store = store_path(dst)
     if not (store.exists() or dst.exists()):
@@ -198,6 +198,7 @@ def _batch_state(src, dst, score, model, tile, options, exclusion=None):
     try:
         with _masked(src, exclusion) as source:
             expected = expected_fingerprint(source, scorer, tile=tile)
+            finished = is_finished(src, source, scorer, {"score": (dst, 1)}, expected)
     except Exception:            # anything wrong with the input or model: detect will say what
         if not store.exists():
             return "score"
@@ -207,7 +208,8 @@ def _batch_state(src, dst, score, model, tile, options, exclusion=None):
         except Exception:
             return "score"
         return "resume"
-    if is_finished({"score": (dst, 1)}, expected):
+    if finished:
+        remove_finished(store, expected)     # left by a commit that a later write finished
         return "skip"
     return "resume" if store.exists() and read_manifest(store).get("fingerprint") == expected \
         else "score"

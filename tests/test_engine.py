@@ -197,7 +197,7 @@ def test_resume_with_nothing_to_resume_says_so(tmp_path):
     from hsanomaly.errors import HsanomalyWarning
 
     cube, _ = synthetic_cube()
-    with pytest.warns(HsanomalyWarning, match="out.tif.partial: no interrupted run here to "
+    with pytest.warns(HsanomalyWarning, match="out.tif: no interrupted run here to "
                                               "resume; scoring from the start"):
         detect(ArraySource(cube), tmp_path / "out.tif", GlobalRX(), tile=16, resume=True)
 
@@ -910,7 +910,9 @@ def test_a_finished_run_resumed_is_kept_unless_it_differs_from_what_is_asked(tmp
     assert kept.earlier and dst.read_bytes() == written
     assert (kept.path, kept.outputs, kept.tiles, kept.score) == \
         (first.path, first.outputs, first.tiles, "rx")
-    assert not hsanomaly.detect(src, dst, score="rx", tile=32, resume=True).earlier
+    with pytest.warns(HsanomalyWarning, match="out.tif: its finished run was of another "
+                                              "input, model or settings, so it is scored again"):
+        assert not hsanomaly.detect(src, dst, score="rx", tile=32, resume=True).earlier
 
     cube[0, 0, 0] += 1          # the input changed since: scored again
     write_raster(src, cube)
@@ -935,25 +937,22 @@ def test_a_finished_run_resumed_is_kept_unless_it_differs_from_what_is_asked(tmp
 
 
 def test_an_output_missing_or_of_another_run_means_the_run_is_not_finished(tmp_path):
-    """Every output must carry the finished run's fingerprint: an extra output deleted since,
-    or left by another run, is scored again with the rest."""
+    """Every output must carry the finished run's fingerprint: one left by another run, or
+    deleted since, is scored again."""
     from hsanomaly.engine.run import RUN_TAG, expected_fingerprint, is_finished
 
     cube, _ = synthetic_cube()
-    src = write_raster(tmp_path / "scene.tif", cube)
-    hsanomaly.detect(src, tmp_path / "a.tif", score="rx")
-    hsanomaly.detect(src, tmp_path / "b.tif", score="rx")
-    outputs = {"score": (str(tmp_path / "a.tif"), 1), "other": (str(tmp_path / "b.tif"), 1)}
-    fingerprint = expected_fingerprint(src, make_scorer("rx"), outputs=outputs)
-    for path, _ in outputs.values():
-        with rasterio.open(path, "r+") as ds:
-            ds.update_tags(**{RUN_TAG: fingerprint})
-    assert is_finished(outputs, fingerprint)
-    with rasterio.open(tmp_path / "b.tif", "r+") as ds:
+    src, dst = write_raster(tmp_path / "scene.tif", cube), tmp_path / "out.tif"
+    hsanomaly.detect(src, dst, score="rx")
+    scorer, outputs = make_scorer("rx"), {"score": (str(dst), 1)}
+    fingerprint = expected_fingerprint(src, scorer, outputs=outputs)
+    assert is_finished(src, src, scorer, outputs, fingerprint)
+    assert not is_finished(src, src, make_scorer("gmm"), outputs, fingerprint)   # its role
+    with rasterio.open(dst, "r+") as ds:
         ds.update_tags(**{RUN_TAG: "another run"})
-    assert not is_finished(outputs, fingerprint)
-    (tmp_path / "b.tif").unlink()
-    assert not is_finished(outputs, fingerprint)
+    assert not is_finished(src, src, scorer, outputs, fingerprint)
+    dst.unlink()
+    assert not is_finished(src, src, scorer, outputs, fingerprint)
 
 
 def test_a_finished_run_of_a_mat_scene_is_known_by_the_files_fingerprint(tmp_path):
@@ -985,3 +984,55 @@ def test_nodata_pixels_are_nan_whatever_a_scorer_writes_there():
     cube[:, 3:6, 4:9] = np.nan
     heat = score_array(ArraySource(cube), Everywhere(), tile=16)["score"][0]
     assert np.isnan(heat[3:6, 4:9]).all() and np.isnan(heat).sum() == 15
+
+
+def test_a_finished_run_is_kept_only_as_detect_wrote_it(tmp_path):
+    """Its run's fingerprint alone was taken for the finished run: a copy GDAL cut from the
+    heatmap (tags and all) or the result of the same pixels under another name was kept with
+    --overwrite (as QGIS runs), and the PNG and polygons drawn from it."""
+    cube, _ = synthetic_cube()
+    src, dst = write_raster(tmp_path / "scene.tif", cube), tmp_path / "out.tif"
+    hsanomaly.detect(src, dst, score="rx")
+    with rasterio.open(dst) as ds:          # what gdal_translate -srcwin 0 0 20 20 makes
+        profile = {**ds.profile, "width": 20, "height": 20}
+        tags, descriptions = ds.tags(), ds.descriptions
+        part = ds.read(window=rasterio.windows.Window(0, 0, 20, 20))
+    cut = tmp_path / "cut.tif"
+    with rasterio.open(cut, "w", **profile) as ds:
+        ds.write(part)
+        ds.update_tags(**tags)
+        ds.descriptions = descriptions
+    shutil.copy(cut, dst)
+    assert not hsanomaly.detect(src, dst, score="rx", resume=True, overwrite=True).earlier
+    with rasterio.open(dst) as ds:
+        assert (ds.width, ds.height) == (50, 40)
+
+    copy = tmp_path / "copy.tif"               # the same pixels under another name
+    shutil.copy(src, copy)
+    assert not hsanomaly.detect(copy, dst, score="rx", resume=True, overwrite=True).earlier
+    assert hsanomaly.detect(copy, dst, score="rx", resume=True).earlier
+
+
+def test_a_kept_heatmap_replaced_while_its_png_is_drawn_replaces_nothing(tmp_path,
+                                                                         monkeypatch):
+    """A kept run holds no tile store: another run may replace the heatmap while the new PNG
+    and polygons are drawn from it, and they would be of the other run's heatmap."""
+    import hsanomaly.polygons
+
+    cube, _ = synthetic_cube()
+    src, dst = write_raster(tmp_path / "scene.tif", cube), tmp_path / "out.tif"
+    hsanomaly.detect(src, dst, score="rx")
+    drawing = hsanomaly.polygons.write_polygons
+
+    def replaced_meanwhile(*args, **kwargs):
+        written = dst.read_bytes()                 # another process's commit: a new file
+        dst.unlink()
+        dst.write_bytes(written)
+        return drawing(*args, **kwargs)
+
+    monkeypatch.setattr(hsanomaly.polygons, "write_polygons", replaced_meanwhile)
+    with pytest.raises(HsanomalyError, match="out.tif: changed since this run checked its "
+                                             "outputs .*nothing was replaced"):
+        hsanomaly.detect(src, dst, score="rx", resume=True, polygons=tmp_path / "t.gpkg",
+                         threshold=5.0)
+    assert not (tmp_path / "t.gpkg").exists()

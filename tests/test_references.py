@@ -650,12 +650,32 @@ def test_resuming_a_finished_quick_model_run_keeps_it_and_draws_only_what_is_new
     assert len(trained) == 1 and {p: p.read_bytes() for p in before} == before
     assert "out.tif: dualcontext heatmap finished earlier with this input and these settings: " \
            "kept, nothing scored again" in result.output
+    assert "out.model: model trained on" in result.output
     drawn = hsanomaly.find_targets(dst, far=0.005)
     assert f"t.gpkg: {len(drawn)} target polygon" in result.output and len(drawn) >= 1
     assert (tmp_path / "q.png").stat().st_size > 0
     monkeypatch.undo()
     other = hsanomaly.api.detect(path, dst, tile=8, resume=True, model=model)   # other settings
     assert not other.earlier and other.tiles == 36 and other.tiles_resumed == 0
+
+
+@needs_torch
+def test_a_finished_run_with_extras_is_kept_only_with_each_output_in_its_role(scene, model,
+                                                                            tmp_path):
+    """All of a run's outputs carry its fingerprint: the heatmap and the recon raster given in
+    each other's place were kept, and the PNG drawn from the recon's first band."""
+    import hsanomaly.api
+
+    _, path, _, _ = scene
+    heat, recon = tmp_path / "heat.tif", tmp_path / "recon.tif"
+    hsanomaly.api.detect(path, heat, model=model, extras={"recon": recon})
+    assert hsanomaly.api.detect(path, heat, model=model, extras={"recon": recon},
+                                resume=True).earlier
+    swapped = hsanomaly.api.detect(path, recon, model=model, extras={"recon": heat},
+                                   resume=True, overwrite=True)
+    assert not swapped.earlier
+    with rasterio.open(recon) as ds:
+        assert ds.count == 1
 
 
 @needs_torch

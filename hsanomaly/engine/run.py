@@ -139,19 +139,35 @@ def expected_fingerprint(src, scorer, tile=TILE, outputs=None, source=None):
     return run_fingerprint(job["input"], job["config"])
 
 
-def is_finished(outputs, fingerprint, cog=False):
-    """Whether every file of ``outputs`` ({name: (path, bands)}) is a finished run's with run
-    ``fingerprint`` and reads back whole (a damaged one is said, and scored again), in the
-    Cloud-Optimized layout where ``cog`` asks for it (the fingerprint does not name the
-    layout). The tile store a kill left between that run's commit and its removal goes."""
+def is_finished(src, source, scorer, outputs, fingerprint, cog=False):
+    """Whether every file of ``outputs`` ({name: (path, bands)}) is what a run of ``src``
+    (``source``: its pixels as the run reads them, or ``src`` itself) by ``scorer`` with run
+    ``fingerprint`` wrote there: that fingerprint, the role and bands of that output (the
+    heatmap is not a recon raster given in its place), the input's recorded name, a grid no
+    other tool cut or warped since, pixels that read back whole (a damaged file is said, and
+    scored again), and the Cloud-Optimized layout where ``cog`` asks for it (the fingerprint
+    names none of these)."""
+    from ..io.ownership import is_own_detect_output, other_input, recorded_input
+
     paths = [path for path, _ in outputs.values()]
     if not all(os.path.isfile(path) and read_fingerprint(path) == fingerprint and
-               (not cog or is_cog(path)) for path in paths):
+               is_own_detect_output(path) and other_input(recorded_input(path), src) is None
+               for path in paths):
         return False
-    if not all(_reads_back(path) for path in paths):
-        return False
-    remove_finished(store_path(outputs["score"][0]), fingerprint)
-    return True
+    opened = not hasattr(source, "read")
+    source = open_source(source) if opened else source
+    try:
+        bands = source.bands
+    finally:
+        if opened:
+            source.close()
+    for name, (path, count) in outputs.items():
+        with open_raster(path) as ds:
+            if list(ds.descriptions) != band_descriptions(scorer, name, count, bands):
+                return False
+        if cog and not is_cog(path):
+            return False
+    return all(_reads_back(path) for path in paths)
 
 
 def _reads_back(path):
@@ -167,30 +183,40 @@ def _reads_back(path):
     return True
 
 
-def finished_run(src, dst, scorer, extras=None, tile=TILE, cog=False):
-    """The result of a finished run of ``src`` by ``scorer`` into ``dst`` and ``extras``
-    with these settings, where every output is there with its fingerprint (``is_finished``):
-    what ``--resume`` finds after a run that was not interrupted, so nothing is scored again.
-    None otherwise, and where the fingerprint cannot be taken (an unreadable input or
-    model): the run that follows says what."""
+def finished_run(src, dst, scorer, extras=None, tile=TILE, cog=False, scene=None, stage=None):
+    """The result of a finished run of ``src`` (``scene``: its pixels as the run reads them,
+    where a mask leaves some out) by ``scorer`` into ``dst`` and ``extras`` with these
+    settings, where every output is there as that run wrote it (``is_finished``): what
+    ``--resume`` finds after a run that was not interrupted, so nothing is scored again; the
+    store a kill left between its commit and the store's removal goes. With ``stage``, the
+    outputs staged there are drawn from the kept heatmap: its commit is refused if another
+    run replaced it meanwhile. None otherwise, and where the fingerprint cannot be taken (an
+    unreadable input or model): the run that follows says what."""
     start = time.perf_counter()
+    scene = src if scene is None else scene
     try:
-        source = src if hasattr(src, "read") else open_source(src)
+        source = scene if hasattr(scene, "read") else open_source(scene)
     except HsanomalyError:
         return None
     try:
         check_unlocked(store_path(dst), dst)       # another run's: it says so
         outputs = plan_outputs(source, scorer, dst, extras, tile)
-        fingerprint = expected_fingerprint(src, scorer, tile, outputs, source)
-        if not is_finished(outputs, fingerprint, cog):
+        fingerprint = expected_fingerprint(scene, scorer, tile, outputs, source)
+        if not is_finished(src, source, scorer, outputs, fingerprint, cog):
+            if read_fingerprint(dst) not in (None, fingerprint):
+                warn(f"{dst}: its finished run was of another input, model or settings, so "
+                     "it is scored again")
             return None
         tiles = len(source.windows(tile))
         mask = None if source.exclusion is None else source.exclusion.path
     except HsanomalyError:
         return None
     finally:
-        if source is not src:
+        if source is not scene:
             source.close()
+    remove_finished(store_path(dst), fingerprint)
+    if stage is not None:
+        stage.drawn_from(dst)
     return DetectResult(str(dst), {k: v[0] for k, v in outputs.items()}, tiles, tiles,
                         time.perf_counter() - start, scorer.name, mask=mask, earlier=True)
 

@@ -215,7 +215,7 @@ class TileStore:
         try:
             self.resumed = resume and (self.path / MANIFEST).is_file()
             if resume and not self.resumed:
-                warn(f"{self.path}: no interrupted run here to resume; scoring from the start")
+                warn(f"{self.output}: no interrupted run here to resume; scoring from the start")
             if self.resumed:
                 if held is None:       # made since this run looked: another run's, maybe
                     held = lock_folder(self.path, self.output)

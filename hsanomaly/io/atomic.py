@@ -285,6 +285,7 @@ class Staging:
         self.is_output = is_output
         self._entries = []            # (destination, temporary path, private dir, check, is_dir)
         self._stale = []              # (file, private dir): set aside as the outputs go in
+        self._sources = []            # files the outputs are drawn from, not replaced
         self._after = []
         self._finally = []
 
@@ -319,6 +320,12 @@ class Staging:
             if entry[0] == Path(dst):
                 return entry[1]
         raise KeyError(dst)
+
+    def drawn_from(self, path):
+        """The outputs are drawn from file ``path``, which is not replaced (a kept heatmap's new
+        PNG): the commit is refused where it changed since the job checked it, as a replaced
+        output is (another run wrote there meanwhile)."""
+        self._sources.append(Path(path))
 
     def on_commit(self, fn):
         """Run ``fn()`` once every output is in place (e.g. remove the tile store)."""
@@ -366,6 +373,10 @@ class Staging:
             expected.append(checked.get(absolute(dst), held))
             if expected[-1] != held:
                 raise HsanomalyError(_changed_text(dst, "nothing was replaced"))
+        for source in self._sources:
+            held = _held(source, False)
+            if checked.get(absolute(source), held) != held:
+                raise HsanomalyError(_changed_text(source, "nothing was replaced"))
         for dst, tmp, _, _, is_dir in self._entries:
             _keep_access(tmp, dst, is_dir)
             if not is_dir:         # before the journal: a new link changes the file's identity

@@ -130,7 +130,7 @@ class DetectAnomalies(HsanomalyAlgorithm):
                                             defaultValue=lib.tile, minValue=lib.min_tile)
         resume = QgsProcessingParameterBoolean(
             self.RESUME, "Resume an interrupted run (from the finished tiles a failed run to "
-            "the same heatmap file kept beside it)", defaultValue=False)
+            "the same heatmap file kept beside it; a finished run is kept)", defaultValue=False)
         for advanced in (tile, resume):
             advanced.setFlags(advanced.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(advanced)
