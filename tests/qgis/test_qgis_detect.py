@@ -198,10 +198,13 @@ def test_an_interrupted_run_is_resumed_from_the_dialog(scene, tmp_path):
     # at a path the user never chose (the review's F8)
     from qgis.core import QgsProcessingException
 
-    with pytest.raises(QgsProcessingException, match="^Resume an interrupted run: the output "
-                                                     "is temporary"):
-        processing.run("hsanomaly:detect", {"INPUT": str(raster), "SCORE": "rx",
-                                            "RESUME": True, "OUTPUT": "TEMPORARY_OUTPUT"})
+    from qgis.core import QgsProcessingOutputLayerDefinition
+
+    for temporary in ("TEMPORARY_OUTPUT", QgsProcessingOutputLayerDefinition("TEMPORARY_OUTPUT")):
+        with pytest.raises(QgsProcessingException, match="^Resume an interrupted run: the "
+                                                         "output is temporary"):
+            processing.run("hsanomaly:detect", {"INPUT": str(raster), "SCORE": "rx",
+                                                "RESUME": True, "OUTPUT": temporary})
 
 
 def test_polygons_are_a_layer_in_the_input_crs(scene, tmp_path):
@@ -526,3 +529,64 @@ def test_window_and_component_fields_reach_the_library(plugin, tmp_path, score, 
     assert str(err.value).startswith("'Mixture components': score 'lrx' does not use it (its "
                                      "field is 'Principal components kept')"), str(err.value)
     assert not (tmp_path / "lrx.tif").exists()
+
+
+def test_every_detect_field_reaches_the_library_as_set(scene, tmp_path, monkeypatch):
+    """Each field set away from its default, a fraction where it takes one, reaches
+    hsanomaly.detect exactly: a field dropped or rounded on the way (the thesis search run as
+    the fast one, a polygon threshold of 12.5 cut at 13) changed the result without a word."""
+    import hsanomaly.api
+    from hsanomaly.errors import HsanomalyError
+    from qgis.core import QgsProcessingException
+
+    given = {}
+
+    def recorded(*args, **options):                # what the library is asked
+        given.update(options, src=args[0], dst=args[1])
+        raise HsanomalyError("recorded")
+
+    monkeypatch.setattr(hsanomaly.api, "detect", recorded)
+    raster, truth = scene
+    model = tmp_path / "model"
+    model.mkdir()
+    with pytest.raises(QgsProcessingException, match="recorded"):
+        run_detect(INPUT=raster, SCORE="dualcontext", MODEL=model, SOLVER="thesis", PURGE=0.07,
+                   TOP_RINGS=3, NEIGHBOUR_WEIGHT=0.35, RINGS="9/3;15/5", IGNORE_WAVELENGTHS=True,
+                   MASK=truth, THRESHOLD=12.5, TILE=64, RESUME=True,
+                   POLYGONS=tmp_path / "t.gpkg", OUTPUT=tmp_path / "heat.tif")
+    assert {k: given[k] for k in ("score", "model", "solver", "purge", "top_rings",
+                                  "neighbour_weight", "rings", "ignore_wavelengths", "mask",
+                                  "threshold", "far", "tile", "resume", "polygons")} == {
+        "score": "dualcontext", "model": str(model), "solver": "thesis", "purge": 0.07,
+        "top_rings": 3, "neighbour_weight": 0.35, "rings": "9/3;15/5",
+        "ignore_wavelengths": True, "mask": str(truth), "threshold": 12.5, "far": None,
+        "tile": 64, "resume": True, "polygons": str(tmp_path / "t.gpkg")}
+    assert given["dst"] == str(tmp_path / "heat.tif")
+
+
+def test_detect_creates_no_polygons_by_default_and_loads_only_the_outputs_asked_for(
+        scene, tmp_path):
+    """A dialog run with its defaults: Target polygons created by default would fail every
+    such run (polygons need a threshold); an output whose "Open output file after running"
+    is unticked must not be queued for loading."""
+    from qgis.core import (QgsApplication, QgsProcessingContext, QgsProcessingFeedback,
+                           QgsProcessingOutputLayerDefinition)
+
+    algorithm = QgsApplication.processingRegistry().algorithmById("hsanomaly:detect")
+    assert not algorithm.parameterDefinition("POLYGONS").createByDefault()
+    context, feedback = QgsProcessingContext(), QgsProcessingFeedback()
+    unticked = QgsProcessingOutputLayerDefinition(str(tmp_path / "heat.tif"))   # no project
+    results, ok = algorithm.run({"INPUT": str(scene[0]), "SCORE": "rx", "OUTPUT": unticked},
+                                context, feedback)
+    assert ok and results["OUTPUT"] == str(tmp_path / "heat.tif")
+    assert context.layersToLoadOnCompletion() == {}
+
+
+def test_detect_help_states_the_librarys_defaults():
+    """The help names the default score, latent search and tile size: a stale one misleads."""
+    from hsanomaly import defaults
+    from qgis.core import QgsApplication
+
+    text = QgsApplication.processingRegistry().algorithmById("hsanomaly:detect").shortHelpString()
+    assert (f"score {defaults.SCORE}, latent search {defaults.SOLVER}, tiles of {defaults.TILE} "
+            in text)

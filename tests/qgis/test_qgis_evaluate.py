@@ -33,6 +33,7 @@ def test_evaluate_reports_metrics_table_and_plots(scene, tmp_path):
         [t["pd"] for t in report["targets"]])
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == \
         ["heatmap.png", "histograms.png", "log_roc.png", "roc.png"]
+    assert result["PLOTS"] == str(tmp_path / "plots")     # a model's next step takes it
     placed = QgsVectorLayer(processing.run("hsanomaly:evaluate", {
         "HEATMAP": heatmap, "TRUTH": str(truth),
         "TARGETS": str(tmp_path / "targets.gpkg")})["TARGETS"], "placed", "ogr")

@@ -92,7 +92,7 @@ def test_train_inputs_and_mask_pass_through(scene, tmp_path, monkeypatch):
     def train(inputs, out, **options):
         from hsanomaly.errors import HsanomalyError
 
-        seen.update(inputs=inputs, mask=options["mask"], whiten=options["whiten"])
+        seen.update(inputs=inputs, **{k: options[k] for k in TRAINING_FIELDS})
         raise HsanomalyError("spy: stop")
 
     monkeypatch.setattr("hsanomaly.api.train_bundle", train)
@@ -102,9 +102,16 @@ def test_train_inputs_and_mask_pass_through(scene, tmp_path, monkeypatch):
         processing.run("hsanomaly:train", {"INPUTS": [names["vsizip"], str(scene[0])],
                                            "MASK": names["gtiff_dir"].replace(
                                                str(scene[0]), str(scene[1])),
-                                           "WHITEN": True, "OUTPUT": str(tmp_path / "model")})
+                                           "WHITEN": True, "WINDOW": 3, "BANDS": 6,
+                                           "ITERATIONS": 5, "SEED": 7,
+                                           "OUTPUT": str(tmp_path / "model")})
+    # every field as set (a seed or band count dropped trained another model without a word)
     assert seen == {"inputs": [names["vsizip"], str(scene[0])],
-                    "mask": f"GTIFF_DIR:1:{scene[1]}", "whiten": True}
+                    "mask": f"GTIFF_DIR:1:{scene[1]}", "whiten": True, "window": 3, "bands": 6,
+                    "iterations": 5, "seed": 7, "resume": False}
+
+
+TRAINING_FIELDS = ("mask", "whiten", "window", "bands", "iterations", "seed", "resume")
 
 
 @pytest.mark.parametrize("given, expected", [

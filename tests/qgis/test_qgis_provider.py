@@ -121,3 +121,17 @@ def test_algorithm_refuses_to_run_without_its_packages(plugin, scene, tmp_path, 
     with pytest.raises(QgsProcessingException, match='pip install "onnxruntime"'):
         processing.run("hsanomaly:detect", params)
     assert not (tmp_path / "heat.tif").exists()
+
+
+def test_every_mask_field_offers_rasters_and_vector_layers(plugin):
+    """A mask or truth is a raster, or vector features burnt onto the grid: a picker that lost
+    raster layers left an analyst's mask raster out of the dialog's choices."""
+    from qgis.core import QgsApplication, QgsProcessing
+
+    registry = QgsApplication.processingRegistry()
+    fields = {("hsanomaly:detect", "MASK"), ("hsanomaly:train", "MASK"),
+              ("hsanomaly:evaluate", "TRUTH"), ("hsanomaly:evaluate", "OUTER")}
+    for algorithm, name in fields:
+        parameter = registry.algorithmById(algorithm).parameterDefinition(name)
+        assert set(parameter.dataTypes()) == {QgsProcessing.TypeRaster,
+                                              QgsProcessing.TypeVectorAnyGeometry}, name

@@ -72,3 +72,15 @@ def test_a_cancelled_training_is_resumed_from_the_dialog(plugin, synthetic_raste
     def files(result):
         return json.loads((tmp_path / result["OUTPUT"] / "model.json").read_text())["files"]
     assert files(resumed) == files(whole)
+
+
+def test_resuming_a_training_into_a_temporary_folder_is_refused(plugin, synthetic_raster):
+    """A temporary output is a new folder on every run: a resume there would silently train
+    from the start."""
+    import processing
+    from qgis.core import QgsProcessingException
+
+    with pytest.raises(QgsProcessingException, match="^Resume an interrupted training: the "
+                                                     "output is temporary"):
+        processing.run("hsanomaly:train", {"INPUTS": [str(synthetic_raster[0])],
+                                           "RESUME": True, "OUTPUT": "TEMPORARY_OUTPUT"})
