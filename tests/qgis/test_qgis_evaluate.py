@@ -12,10 +12,23 @@ def test_evaluate_reports_metrics_table_and_plots(scene, tmp_path):
     raster, truth = scene
     heatmap = processing.run("hsanomaly:detect", {"INPUT": str(raster), "SCORE": "rx",
                                                   "OUTPUT": str(tmp_path / "heat.tif")})["OUTPUT"]
+    from hsanomaly.evaluation.files import format_summary
+    from qgis.core import QgsProcessingFeedback
+
+    class Log(QgsProcessingFeedback):
+        def __init__(self):
+            super().__init__()
+            self.said = []
+
+        def pushInfo(self, info):
+            self.said.append(info)
+
+    log = Log()
     result = processing.run("hsanomaly:evaluate", {
         "HEATMAP": heatmap, "TRUTH": str(truth), "PLOTS": str(tmp_path / "plots"),
-        "TARGETS": str(tmp_path / "targets.csv")})
+        "TARGETS": str(tmp_path / "targets.csv")}, feedback=log)
     report = evaluate_files(heatmap, str(truth))[0]
+    assert format_summary(report) in log.said          # overall and per target, in the log
     assert (result["AUC"], result["LOG_AUC"], result["LG_FAR"], result["PD"],
             result["N_TARGETS"]) == (report["auc"], report["log_auc"], report["lg_far"],
                                      report["pd"], 2)
@@ -28,6 +41,12 @@ def test_evaluate_reports_metrics_table_and_plots(scene, tmp_path):
     assert table.isValid() and not table.isSpatial()    # a CSV: attributes only
     rows = [f.attributes() for f in table.getFeatures()]
     assert [(r[0], int(r[1])) for r in rows] == [(t["id"], t["pixels"]) for t in report["targets"]]
+    placed_pixels = QgsVectorLayer(processing.run("hsanomaly:evaluate", {
+        "HEATMAP": heatmap, "TRUTH": str(truth),
+        "TARGETS": str(tmp_path / "counted.gpkg")})["TARGETS"], "counted", "ogr")
+    from qgis.PyQt.QtCore import QVariant
+
+    assert placed_pixels.fields().field("pixels").type() in (QVariant.Int, QVariant.LongLong)
     names = table.fields().names()
     assert [float(r[names.index("pd")]) for r in rows] == pytest.approx(
         [t["pd"] for t in report["targets"]])

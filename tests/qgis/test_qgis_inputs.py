@@ -229,6 +229,20 @@ def test_a_layer_that_is_no_raster_file_is_named_as_such(scene, tmp_path):
     finally:
         QgsProject.instance().removeAllMapLayers()
     assert not (tmp_path / "h.tif").exists()
+    # Train's several rasters given as layer objects (from a script or a model)
+    good = QgsRasterLayer(str(scene[0]), "scene")
+    web = QgsRasterLayer("type=xyz&url=http://127.0.0.1:9/{z}/{x}/{y}.png&zmax=19&zmin=0",
+                         "web", "wms")
+    QgsProject.instance().addMapLayers([good, web])       # the project owns them, as QGIS's
+    try:
+        with pytest.raises(QgsProcessingException) as err:
+            processing.run("hsanomaly:train", {"INPUTS": [good, web], "ITERATIONS": 1,
+                                               "OUTPUT": str(tmp_path / "model")})
+        assert str(err.value).splitlines()[-1].startswith("web: a wms layer, not a raster "
+                                                          "file"), str(err.value)
+    finally:
+        QgsProject.instance().removeAllMapLayers()
+    assert not (tmp_path / "model").exists()
 
 
 def test_gdal_names_where_the_library_cannot_load_leave_the_answer_to_the_run(plugin, monkeypatch):

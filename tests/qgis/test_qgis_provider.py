@@ -58,13 +58,25 @@ def test_load_warns_about_missing_packages_with_the_pip_command(plugin, monkeypa
     notices = []
     bar = SimpleNamespace(pushMessage=lambda *args: notices.append(args))
     monkeypatch.setattr(plugin, "iface", SimpleNamespace(messageBar=lambda: bar))
+    checked = []
     monkeypatch.setattr(sys.modules["hsanomaly_qgis.plugin"], "missing",
-                        lambda *modules: ["onnxruntime"])
+                        lambda *modules: checked.append(modules) or ["onnxruntime"])
+    monkeypatch.setattr(sys.modules["hsanomaly_qgis.plugin"], "conflicting_runtimes",
+                        lambda: None)
     plugin.unload()
     plugin.initGui()
     assert QgsApplication.processingRegistry().providerById("hsanomaly") is not None
+    assert checked == [("hsanomaly", "onnxruntime")]     # the model scores' runtime too
     assert len(notices) == 1
     assert '-m pip install "onnxruntime"' in notices[0][1]
+    # both runtimes installed: said on the message bar at start-up
+    notices.clear()
+    monkeypatch.setattr(sys.modules["hsanomaly_qgis.plugin"], "missing", lambda *modules: [])
+    monkeypatch.setattr(sys.modules["hsanomaly_qgis.plugin"], "conflicting_runtimes",
+                        lambda: "both onnxruntime and onnxruntime-gpu")
+    plugin.unload()
+    plugin.initGui()
+    assert [notice[1] for notice in notices] == ["both onnxruntime and onnxruntime-gpu"]
 
 
 def test_install_hint_keeps_qgis_numpy_and_takes_torch_from_the_cpu_index(plugin):
@@ -135,3 +147,20 @@ def test_every_mask_field_offers_rasters_and_vector_layers(plugin):
         parameter = registry.algorithmById(algorithm).parameterDefinition(name)
         assert set(parameter.dataTypes()) == {QgsProcessing.TypeRaster,
                                               QgsProcessing.TypeVectorAnyGeometry}, name
+
+
+def test_the_install_hint_asks_for_a_user_install_where_pip_would_refuse(plugin, monkeypatch,
+                                                                        tmp_path):
+    """Debian's and Ubuntu's QGIS Python is externally managed (PEP 668): pip refuses a plain
+    install there, so the hint must add --user --break-system-packages; a virtual
+    environment, or a Python without the marker, takes a plain one."""
+    import sysconfig
+
+    dependencies = sys.modules["hsanomaly_qgis.dependencies"]
+    monkeypatch.setattr(sys, "base_prefix", sys.prefix)          # not a virtual environment
+    monkeypatch.setattr(sysconfig, "get_paths", lambda: {"stdlib": str(tmp_path)})
+    assert "--user --break-system-packages" not in dependencies.install_hint(["hsanomaly"])
+    (tmp_path / "EXTERNALLY-MANAGED").write_text("[externally-managed]\n")
+    assert "--user --break-system-packages" in dependencies.install_hint(["hsanomaly"])
+    monkeypatch.setattr(sys, "base_prefix", str(tmp_path / "elsewhere"))   # a venv: plain
+    assert "--user --break-system-packages" not in dependencies.install_hint(["hsanomaly"])

@@ -63,6 +63,10 @@ def test_heatmap_and_targets_load_styled(scene, tmp_path, project):
     outline = polygons.renderer().symbol().symbolLayer(0)
     assert outline.brushStyle() == Qt.NoBrush                  # the heatmap shows through
     assert outline.strokeColor().name() == "#00ffff"
+    from qgis.core import QgsUnitTypes
+
+    assert (outline.strokeWidth(), outline.strokeWidthUnit()) == \
+        (0.6, QgsUnitTypes.RenderMillimeters)                 # seen at any zoom
 
 
 def test_targets_written_outside_qgis_open_with_their_default_style(scene, tmp_path):
@@ -162,3 +166,25 @@ def test_provider_and_algorithms_show_the_icon(plugin):
     assert not provider.icon().isNull()
     assert Path(provider.svgIconPath()) == plugin_dir / metadata["icon"]
     assert all(not algorithm.icon().isNull() for algorithm in provider.algorithms())
+
+
+def test_an_output_that_cannot_be_styled_is_said_in_the_log(plugin, tmp_path):
+    """Styling runs after the algorithm, as QGIS loads its outputs: a failure there must be
+    said (the layer still loads, unstyled), not pass in silence."""
+    import rasterio
+    from qgis.core import QgsProcessingContext, QgsProcessingFeedback, QgsRasterLayer
+
+    from hsanomaly_qgis.styles import LayerStyler
+
+    with rasterio.open(tmp_path / "h.tif", "w", driver="GTiff", width=4, height=3, count=1,
+                       dtype="float32") as ds:
+        ds.write(np.arange(12, dtype=np.float32).reshape(1, 3, 4))
+    errors, feedback = [], QgsProcessingFeedback()
+    feedback.reportError = lambda message, fatal=False: errors.append(message)
+
+    def broken(layer):
+        raise RuntimeError("no colour ramp")
+
+    LayerStyler.create(broken, QgsRasterLayer).postProcessLayer(
+        QgsRasterLayer(str(tmp_path / "h.tif"), "heat"), QgsProcessingContext(), feedback)
+    assert len(errors) == 1 and "could not style the layer (no colour ramp)" in errors[0]
