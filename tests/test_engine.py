@@ -1036,3 +1036,25 @@ def test_a_kept_heatmap_replaced_while_its_png_is_drawn_replaces_nothing(tmp_pat
         hsanomaly.detect(src, dst, score="rx", resume=True, polygons=tmp_path / "t.gpkg",
                          threshold=5.0)
     assert not (tmp_path / "t.gpkg").exists()
+
+
+def test_the_heatmap_of_an_envi_scene_is_known_as_hsanomalys_own(tmp_path):
+    """GDAL's ENVI geotransform holds negative zeros: the heatmap recorded its grid with "-0",
+    read back as "0", so hsanomaly no longer knew its own heatmap (a rerun refused it as
+    another program's, a resume never kept it, detect-many refused its own output)."""
+    from rasterio.shutil import copy
+
+    cube, _ = synthetic_cube()
+    copy(write_raster(tmp_path / "scene.tif", cube), tmp_path / "scene.img", driver="ENVI")
+    src, dst = tmp_path / "scene.img", tmp_path / "out.tif"
+    hsanomaly.detect(src, dst, score="rx")
+    hsanomaly.detect(src, dst, score="rx")                  # its own: replaced
+    assert hsanomaly.detect(src, dst, score="rx", resume=True).earlier
+    with rasterio.open(dst, "r+") as ds:                   # as an earlier version wrote it
+        grid = ds.tags()["HSANOMALY_GRID"]
+        ds.update_tags(HSANOMALY_GRID=grid.replace(",0,", ",-0,"))
+    assert "-0" in grid.replace(",0,", ",-0,")
+    hsanomaly.detect(src, dst, score="rx")                  # still its own
+    [again] = hsanomaly.detect_many([src], tmp_path / "many", score="rx")
+    [skipped] = hsanomaly.detect_many([src], tmp_path / "many", score="rx")
+    assert again.status == "scored" and skipped.status == "skipped"

@@ -29,7 +29,18 @@ def grid_tag(width, height, transform):
     """A raster's grid as a heatmap records it: a copy that GDAL cut, resampled or warped
     keeps the heatmap's tags, but not this."""
     place = (1, 0, 0, 0, 1, 0) if transform is None else tuple(transform)[:6]   # GDAL's default
-    return f"{width}x{height} " + ",".join(f"{float(v):.12g}" for v in place)
+    # + 0.0: a negative zero (GDAL's ENVI geotransforms hold them) as the GeoTIFF reads back
+    return f"{width}x{height} " + ",".join(f"{float(v) + 0.0:.12g}" for v in place)
+
+
+def _same_grid(recorded, grid):
+    """Whether grid tag ``recorded`` describes ``grid`` (both ``grid_tag``s), compared as
+    numbers: a tag written before negative zeros were written as zeros says "-0"."""
+    try:
+        return [float(v) for v in recorded.replace("x", ",").replace(" ", ",").split(",")] == \
+            [float(v) for v in grid.replace("x", ",").replace(" ", ",").split(",")]
+    except ValueError:
+        return False
 
 
 def geotiff_tags(path, grid=False):
@@ -63,7 +74,7 @@ def is_own_detect_output(path):
         return False
     tags, grid = found
     return (any(k.startswith(TAG_PREFIX) and k != CONVERTED_TAG for k in tags)
-            and tags.get(GRID_TAG, grid) == grid)     # heatmaps before this tag: by the tags
+            and _same_grid(tags.get(GRID_TAG, grid), grid))   # before this tag: by the tags
 
 
 CONVERTED_TAG = TAG_PREFIX + "CONVERTED_FROM"   # a converted scene's .mat: its input_record
