@@ -82,7 +82,7 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
     from .cluster import optional_client
     from .distributed import DaskExecutor
     from .engine import detect as run_engine
-    from .engine.run import finished_run
+    from .engine.run import resumed_run
     from .io.atomic import staged
     from .io.exclusion import exclude
     from .io.source import open_source
@@ -110,9 +110,10 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
     check_measured(scorer, extras)
     trained_on = None
     with staged() as stage:
-        # resumed, a run that finished keeps its outputs; a PNG or polygons asked are drawn anew
-        result = finished_run(src, dst, scorer, extras, tile, cog, scene, stage) if resume \
-            else None
+        # resumed, a finished run keeps its outputs (a PNG or polygons asked are drawn anew);
+        # with nothing to resume, the run scores from the start, saying why
+        result, resume = resumed_run(src, dst, scorer, extras, tile, cog, scene, stage) \
+            if resume else (None, False)
         # a quick model is staged, replaced with the heatmap: a failed run keeps the earlier pair
         if quick is not None and result is None:
             trained, trained_on = prepare_quick_model(

@@ -187,7 +187,7 @@ def _batch_state(src, dst, score, model, tile, options, exclusion=None):
     """What ``detect_many`` does with ``dst``: "skip" it (finished, with the fingerprint of
     ``src`` scored now), "resume" its interrupted run of that fingerprint, or "score" it from
     the start (another run's tiles could never be used; resuming them would fail every time)."""
-    from .engine.run import check_resumed_run, expected_fingerprint, is_finished
+    from .engine.run import check_resumed_run, expected_fingerprint, why_not_kept
     from .engine.store import read_manifest, remove_finished, store_path
 
     store = store_path(dst)
@@ -198,7 +198,7 @@ def _batch_state(src, dst, score, model, tile, options, exclusion=None):
     try:
         with _masked(src, exclusion) as source:
             expected = expected_fingerprint(source, scorer, tile=tile)
-            finished = is_finished(src, source, scorer, {"score": (dst, 1)}, expected)
+            finished = why_not_kept(src, source, scorer, {"score": (dst, 1)}, expected) is None
     except Exception:            # anything wrong with the input or model: detect will say what
         if not store.exists():
             return "score"

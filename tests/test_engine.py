@@ -910,9 +910,11 @@ def test_a_finished_run_resumed_is_kept_unless_it_differs_from_what_is_asked(tmp
     assert kept.earlier and dst.read_bytes() == written
     assert (kept.path, kept.outputs, kept.tiles, kept.score) == \
         (first.path, first.outputs, first.tiles, "rx")
-    with pytest.warns(HsanomalyWarning, match="out.tif: its finished run was of another "
-                                              "input, model or settings, so it is scored again"):
+    with pytest.warns(HsanomalyWarning) as said:
         assert not hsanomaly.detect(src, dst, score="rx", tile=32, resume=True).earlier
+    assert [str(w.message) for w in said] == [      # one line, saying why
+        f"{dst}: no interrupted run here to resume, and the finished run there is not kept: it "
+        "is of another input, model or settings; scoring from the start"]
 
     cube[0, 0, 0] += 1          # the input changed since: scored again
     write_raster(src, cube)
@@ -937,22 +939,24 @@ def test_a_finished_run_resumed_is_kept_unless_it_differs_from_what_is_asked(tmp
 
 
 def test_an_output_missing_or_of_another_run_means_the_run_is_not_finished(tmp_path):
-    """Every output must carry the finished run's fingerprint: one left by another run, or
-    deleted since, is scored again."""
-    from hsanomaly.engine.run import RUN_TAG, expected_fingerprint, is_finished
+    """Every output must be as the finished run wrote it, and why not is said: another
+    score's heatmap, one left by another run, or none there."""
+    from hsanomaly.engine.run import RUN_TAG, expected_fingerprint, why_not_kept
 
     cube, _ = synthetic_cube()
     src, dst = write_raster(tmp_path / "scene.tif", cube), tmp_path / "out.tif"
     hsanomaly.detect(src, dst, score="rx")
     scorer, outputs = make_scorer("rx"), {"score": (str(dst), 1)}
     fingerprint = expected_fingerprint(src, scorer, outputs=outputs)
-    assert is_finished(src, src, scorer, outputs, fingerprint)
-    assert not is_finished(src, src, make_scorer("gmm"), outputs, fingerprint)   # its role
+    assert why_not_kept(src, src, scorer, outputs, fingerprint) is None
+    assert why_not_kept(src, src, make_scorer("gmm"), outputs, fingerprint) == \
+        f"{dst} holds another output than its score"
     with rasterio.open(dst, "r+") as ds:
         ds.update_tags(**{RUN_TAG: "another run"})
-    assert not is_finished(src, src, scorer, outputs, fingerprint)
+    assert why_not_kept(src, src, scorer, outputs, fingerprint) == \
+        "it is of another input, model or settings"
     dst.unlink()
-    assert not is_finished(src, src, scorer, outputs, fingerprint)
+    assert why_not_kept(src, src, scorer, outputs, fingerprint) == ""
 
 
 def test_a_finished_run_of_a_mat_scene_is_known_by_the_files_fingerprint(tmp_path):
@@ -1058,3 +1062,25 @@ def test_the_heatmap_of_an_envi_scene_is_known_as_hsanomalys_own(tmp_path):
     [again] = hsanomaly.detect_many([src], tmp_path / "many", score="rx")
     [skipped] = hsanomaly.detect_many([src], tmp_path / "many", score="rx")
     assert again.status == "scored" and skipped.status == "skipped"
+
+
+def test_an_interrupted_run_beside_a_finished_one_of_other_settings_is_resumed_without_a_word(
+        tmp_path):
+    """A finished run, then one with another tile size interrupted: its resume continues the
+    interrupted tiles, and was told that the finished run was "scored again"."""
+    import warnings
+
+    cube, _ = synthetic_cube()
+    src, dst = write_raster(tmp_path / "scene.tif", cube), tmp_path / "out.tif"
+    hsanomaly.detect(src, dst, score="rx")
+
+    def interrupt(fraction, message):
+        if fraction > 0.5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        hsanomaly.detect(src, dst, score="rx", tile=16, callback=interrupt)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        resumed = hsanomaly.detect(src, dst, score="rx", tile=16, resume=True)
+    assert resumed.tiles_resumed > 0 and not resumed.earlier

@@ -139,21 +139,28 @@ def expected_fingerprint(src, scorer, tile=TILE, outputs=None, source=None):
     return run_fingerprint(job["input"], job["config"])
 
 
-def is_finished(src, source, scorer, outputs, fingerprint, cog=False):
-    """Whether every file of ``outputs`` ({name: (path, bands)}) is what a run of ``src``
+def why_not_kept(src, source, scorer, outputs, fingerprint, cog=False):
+    """None where every file of ``outputs`` ({name: (path, bands)}) is what a run of ``src``
     (``source``: its pixels as the run reads them, or ``src`` itself) by ``scorer`` with run
-    ``fingerprint`` wrote there: that fingerprint, the role and bands of that output (the
-    heatmap is not a recon raster given in its place), the input's recorded name, a grid no
-    other tool cut or warped since, pixels that read back whole (a damaged file is said, and
-    scored again), and the Cloud-Optimized layout where ``cog`` asks for it (the fingerprint
-    names none of these)."""
+    ``fingerprint`` wrote there, so it is kept as finished: that fingerprint, the input's
+    recorded name, a grid no other tool cut or warped since, the role and bands of that output
+    (the heatmap is not a recon raster given in its place), the Cloud-Optimized layout where
+    ``cog`` asks for it (the fingerprint names none of these), pixels that read back whole.
+    Otherwise why not, for a message: empty where no heatmap of a run is there, or where it
+    was said (damaged pixels)."""
     from ..io.ownership import is_own_detect_output, other_input, recorded_input
 
-    paths = [path for path, _ in outputs.values()]
-    if not all(os.path.isfile(path) and read_fingerprint(path) == fingerprint and
-               is_own_detect_output(path) and other_input(recorded_input(path), src) is None
-               for path in paths):
-        return False
+    for name, (path, _) in outputs.items():
+        recorded = read_fingerprint(path) if os.path.isfile(path) else None
+        if recorded is None:
+            return "" if name == "score" else f"{path} is not its {name} output"
+        if recorded != fingerprint:
+            return "it is of another input, model or settings"
+        if not is_own_detect_output(path):
+            return f"{path}: its grid was changed since (cut, resampled or warped)"
+        other = other_input(recorded_input(path), src)
+        if other is not None:
+            return f"it is of another input ({other})"
     opened = not hasattr(source, "read")
     source = open_source(source) if opened else source
     try:
@@ -164,10 +171,10 @@ def is_finished(src, source, scorer, outputs, fingerprint, cog=False):
     for name, (path, count) in outputs.items():
         with open_raster(path) as ds:
             if list(ds.descriptions) != band_descriptions(scorer, name, count, bands):
-                return False
+                return f"{path} holds another output than its {name}"
         if cog and not is_cog(path):
-            return False
-    return all(_reads_back(path) for path in paths)
+            return f"{path} is not a Cloud-Optimized GeoTIFF"
+    return None if all(_reads_back(path) for path, _ in outputs.values()) else ""
 
 
 def _reads_back(path):
@@ -183,42 +190,46 @@ def _reads_back(path):
     return True
 
 
-def finished_run(src, dst, scorer, extras=None, tile=TILE, cog=False, scene=None, stage=None):
-    """The result of a finished run of ``src`` (``scene``: its pixels as the run reads them,
-    where a mask leaves some out) by ``scorer`` into ``dst`` and ``extras`` with these
-    settings, where every output is there as that run wrote it (``is_finished``): what
-    ``--resume`` finds after a run that was not interrupted, so nothing is scored again; the
-    store a kill left between its commit and the store's removal goes. With ``stage``, the
-    outputs staged there are drawn from the kept heatmap: its commit is refused if another
-    run replaced it meanwhile. None otherwise, and where the fingerprint cannot be taken (an
-    unreadable input or model): the run that follows says what."""
+def resumed_run(src, dst, scorer, extras=None, tile=TILE, cog=False, scene=None, stage=None):
+    """(the result of a finished run to keep, or None; whether an interrupted run is there to
+    resume) for ``resume`` of ``src`` (``scene``: its pixels as the run reads them, where a mask
+    leaves some out) by ``scorer`` into ``dst`` and ``extras``. A finished run with these
+    settings whose outputs are as it wrote them (``why_not_kept``) is kept, nothing scored
+    again; the store a kill left between its commit and the store's removal goes. With
+    ``stage``, the outputs staged there are drawn from the kept heatmap: its commit is refused
+    if another run replaced it meanwhile. With neither run there, the run scores from the
+    start, saying so and why a finished run there is not kept. Where the fingerprint cannot be
+    taken (an unreadable input or model) the run that follows says what."""
     start = time.perf_counter()
     scene = src if scene is None else scene
     try:
         source = scene if hasattr(scene, "read") else open_source(scene)
     except HsanomalyError:
-        return None
+        return None, True
     try:
         check_unlocked(store_path(dst), dst)       # another run's: it says so
         outputs = plan_outputs(source, scorer, dst, extras, tile)
         fingerprint = expected_fingerprint(scene, scorer, tile, outputs, source)
-        if not is_finished(src, source, scorer, outputs, fingerprint, cog):
-            if read_fingerprint(dst) not in (None, fingerprint):
-                warn(f"{dst}: its finished run was of another input, model or settings, so "
-                     "it is scored again")
-            return None
+        reason = why_not_kept(src, source, scorer, outputs, fingerprint, cog)
         tiles = len(source.windows(tile))
         mask = None if source.exclusion is None else source.exclusion.path
     except HsanomalyError:
-        return None
+        return None, True
     finally:
         if source is not scene:
             source.close()
-    remove_finished(store_path(dst), fingerprint)
-    if stage is not None:
-        stage.drawn_from(dst)
-    return DetectResult(str(dst), {k: v[0] for k, v in outputs.items()}, tiles, tiles,
-                        time.perf_counter() - start, scorer.name, mask=mask, earlier=True)
+    if reason is None:
+        remove_finished(store_path(dst), fingerprint)
+        if stage is not None:
+            stage.drawn_from(dst)
+        return DetectResult(str(dst), {k: v[0] for k, v in outputs.items()}, tiles, tiles,
+                            time.perf_counter() - start, scorer.name, mask=mask,
+                            earlier=True), True
+    if (store_path(dst) / MANIFEST).is_file():
+        return None, True       # an interrupted run: the engine resumes it, or says why not
+    kept = f", and the finished run there is not kept: {reason}" if reason else ""
+    warn(f"{dst}: no interrupted run here to resume{kept}; scoring from the start")
+    return None, False
 
 
 def check_resumed_run(src, dst, scorer, extras=None, tile=TILE):
