@@ -1084,3 +1084,17 @@ def test_an_interrupted_run_beside_a_finished_one_of_other_settings_is_resumed_w
         warnings.simplefilter("error")
         resumed = hsanomaly.detect(src, dst, score="rx", tile=16, resume=True)
     assert resumed.tiles_resumed > 0 and not resumed.earlier
+
+
+def test_a_finished_run_of_a_subdataset_is_kept_after_its_project_moved(tmp_path):
+    """A subdataset's fingerprint held its absolute GDAL name: once the project folder moved,
+    its finished run was refused as another input's, and never kept (a plain .tif's was)."""
+    cube, _ = synthetic_cube()
+    (tmp_path / "a").mkdir()
+    write_raster(tmp_path / "a" / "scene.tif", cube)
+    hsanomaly.detect(f"GTIFF_DIR:1:{tmp_path}/a/scene.tif", tmp_path / "a" / "out.tif",
+                     score="rx")
+    shutil.move(tmp_path / "a", tmp_path / "b")
+    moved = f"GTIFF_DIR:1:{tmp_path}/b/scene.tif"
+    assert hsanomaly.detect(moved, tmp_path / "b" / "out.tif", score="rx", resume=True).earlier
+    hsanomaly.detect(moved, tmp_path / "b" / "out.tif", score="rx")     # its own: replaced

@@ -56,7 +56,7 @@ def input_fingerprint(src, source=None):
     """The fingerprint of an input: ``src`` a path (a file is fingerprinted as files, with
     those GDAL reads beside it, so a .mat scene need not be loaded) or a pixel source (its
     in-memory cube)."""
-    from .gdal import dataset_files, is_gdal_name
+    from .gdal import dataset_files, is_gdal_name, spelled_absolute
     from .paths import is_path
 
     if is_path(src):
@@ -80,8 +80,10 @@ def input_fingerprint(src, source=None):
     files = _spelled(dataset_files(path) if path else [])
     if path and files:              # a subdataset, an archive member: the files they lie in
         folder = os.path.dirname(min(files))
-        return {"name": str(path), "files": {_relative(key, folder): path_fingerprint(file)
-                                             for key, file in sorted(files.items())}}
+        # named as within its folder, as its files are: a moved project keeps its fingerprint
+        name = spelled_absolute(path).replace(os.path.join(folder, ""), "")
+        return {"name": name, "files": {_relative(key, folder): path_fingerprint(file)
+                                        for key, file in sorted(files.items())}}
     return _pixel_fingerprint(source)
 
 
