@@ -130,7 +130,8 @@ def expected_fingerprint(src, scorer, tile=TILE, outputs=None, source=None):
     opened, where the caller has it (a path's fingerprint is its file's, as the run takes it:
     a .mat scene's is not its cube's)."""
     opened = source is None and not hasattr(src, "read")
-    source = open_source(src) if opened else src if source is None else source
+    if source is None:
+        source = open_source(src) if opened else src
     try:
         job = manifest(src, source, scorer, outputs or {"score": (None, 1)}, tile)
     finally:
@@ -200,14 +201,14 @@ def resumed_run(src, dst, scorer, extras=None, tile=TILE, cog=False, scene=None,
     if another run replaced it meanwhile. With neither run there, the run scores from the
     start, saying so and why a finished run there is not kept. Where the fingerprint cannot be
     taken (an unreadable input or model) the run that follows says what."""
-    start = time.perf_counter()
+    start, store = time.perf_counter(), store_path(dst)
     scene = src if scene is None else scene
     try:
         source = scene if hasattr(scene, "read") else open_source(scene)
     except HsanomalyError:
         return None, True
     try:
-        check_unlocked(store_path(dst), dst)       # another run's: it says so
+        check_unlocked(store, dst)       # another run's: it says so
         outputs = plan_outputs(source, scorer, dst, extras, tile)
         fingerprint = expected_fingerprint(scene, scorer, tile, outputs, source)
         reason = why_not_kept(src, source, scorer, outputs, fingerprint, cog)
@@ -219,13 +220,13 @@ def resumed_run(src, dst, scorer, extras=None, tile=TILE, cog=False, scene=None,
         if source is not scene:
             source.close()
     if reason is None:
-        remove_finished(store_path(dst), fingerprint)
+        remove_finished(store, fingerprint)
         if stage is not None:
             stage.drawn_from(dst)
         return DetectResult(str(dst), {k: v[0] for k, v in outputs.items()}, tiles, tiles,
                             time.perf_counter() - start, scorer.name, mask=mask,
                             earlier=True), True
-    if (store_path(dst) / MANIFEST).is_file():
+    if (store / MANIFEST).is_file():
         return None, True       # an interrupted run: the engine resumes it, or says why not
     kept = f", and the finished run there is not kept: {reason}" if reason else ""
     warn(f"{dst}: no interrupted run here to resume{kept}; scoring from the start")

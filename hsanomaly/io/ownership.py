@@ -7,6 +7,7 @@ CSV tables their first line, and target GeoPackages their tables
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 from .._version import __version__
@@ -37,10 +38,10 @@ def _same_grid(recorded, grid):
     """Whether grid tag ``recorded`` describes ``grid`` (both ``grid_tag``s), compared as
     numbers: a tag written before negative zeros were written as zeros says "-0"."""
     try:
-        return [float(v) for v in recorded.replace("x", ",").replace(" ", ",").split(",")] == \
-            [float(v) for v in grid.replace("x", ",").replace(" ", ",").split(",")]
+        numbers = [[float(v) for v in re.split("[x ,]", tag)] for tag in (recorded, grid)]
     except ValueError:
         return False
+    return numbers[0] == numbers[1]
 
 
 def geotiff_tags(path, grid=False):
