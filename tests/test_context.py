@@ -338,3 +338,53 @@ def test_a_detectors_fit_score_solves_each_pixel_of_a_small_scene_once(
     np.testing.assert_array_equal(found, expected)
     assert sum(solved) == 30 * 30               # the sample, the purge fit and the tile
     assert getattr(detector.scorer_, "_cache", None) is None
+
+
+def test_a_run_gathers_and_shares_only_the_extras_it_writes(scene_and_model, tmp_path,
+                                                           monkeypatch):
+    """Extras a run does not write are not gathered into its tiles' results nor kept in the
+    strips neighbouring blocks share (they took over half of that room, so a swath half as
+    wide lost its strips); the heatmap is the same bits, and the caller's scorer still
+    offers every extra."""
+    import rasterio
+
+    from hsanomaly.engine import detect
+    from hsanomaly.scorers import context, make_scorer
+    from hsanomaly.scorers.halo import HaloCache
+    from synthetic import write_raster
+
+    kept, keep = [], HaloCache.keep
+    gathered, score_block = [], context.ResidualScorer.score_block
+
+    def spying_keep(self, place, values, known, whole=False):
+        kept.append(values.shape[0])
+        keep(self, place, values, known, whole)
+
+    def spying_score_block(self, block, valid, place=None):
+        found = score_block(self, block, valid, place)
+        gathered.append(sorted(found))
+        return found
+
+    monkeypatch.setattr(HaloCache, "keep", spying_keep)
+    monkeypatch.setattr(context.ResidualScorer, "score_block", spying_score_block)
+    _, _, model = scene_and_model
+    cube, _ = synthetic_cube(rows=40, cols=44, targets=((10, 10), (30, 25)), seed=6)
+    write_raster(tmp_path / "in.tif", cube)
+    scorer = make_scorer("dualcontext", model=model, rings="5/3;9/5")
+    bands = scorer.model_bundle.bands
+    heatmaps = {}
+    for extras in ({}, {"recon": tmp_path / "recon.tif"}):
+        kept.clear(), gathered.clear()
+        dst = tmp_path / f"heatmap-{len(extras)}.tif"
+        detect(tmp_path / "in.tif", dst, scorer, extras=extras, tile=16)
+        assert set(kept) == {bands * (1 + len(extras))}      # the residual, and recon's
+        assert gathered and all(names == sorted(["score", *extras]) for names in gathered)
+        with rasterio.open(dst) as heatmap:
+            heatmaps[len(extras)] = heatmap.read(1)
+    np.testing.assert_array_equal(heatmaps[0], heatmaps[1])
+    assert set(scorer.extra_bands) == {"recon", "latent", "convergence"}
+    assert set(scorer.gan.extra_bands) == {"recon", "latent", "convergence"}
+    recon = make_scorer("recon", model=model)
+    assert recon.planned({"score": None}).extra_bands == {}
+    assert recon.planned({"latent": None}).extra_bands == {"latent": recon.bundle.latent_dim}
+    assert recon.planned(["recon", "latent", "convergence"]) is recon

@@ -347,6 +347,7 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
     store, handed = None, False
     try:
         outputs = plan_outputs(source, scorer, dst, extras, tile)
+        scorer = scorer.planned(outputs)        # the extras not written are not gathered
         if source.profile.get("crs") is not None:
             warn_unusable_proj()
         if cog and source.profile.get("geolocation"):

@@ -6,6 +6,8 @@ A scorer is fitted once (``fit(source)``, which may stream over the raster with
 treat every scorer alike. High scores mean anomalous.
 """
 
+import copy
+
 import numpy as np
 
 from ..defaults import TILE
@@ -108,6 +110,18 @@ class Scorer:
     def release(self):
         """Let go of what scoring one source kept (results its tiles shared): the engine
         calls it when the tiles are done."""
+
+    def planned(self, outputs):
+        """This scorer gathering only the extra outputs named in ``outputs`` (a run's plan):
+        those not written are not computed into a tile's result nor kept in the strips its
+        neighbours share. ``self`` where none is left out; otherwise a copy (before its fit,
+        which the copy then holds), so the caller's scorer still offers them all."""
+        wanted = tuple(name for name in self.extra_outputs if name in outputs)
+        if wanted == tuple(self.extra_outputs):
+            return self
+        narrowed = copy.copy(self)
+        narrowed.extra_outputs = wanted
+        return narrowed
 
 
 def moments(X):

@@ -83,6 +83,12 @@ class ResidualScorer(Purged, Scorer):
     def extra_bands(self):
         return self.gan.extra_bands
 
+    def planned(self, outputs):
+        narrowed = super().planned(outputs)
+        if narrowed is not self:        # a copy holds no halo cache (``__getstate__``)
+            narrowed.gan = self.gan.planned(outputs)
+        return narrowed
+
     def unmeasured_outputs(self):
         return self.gan.unmeasured_outputs()
 
