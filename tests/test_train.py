@@ -273,6 +273,16 @@ def test_train_with_a_window_mask_and_rare_spectra_boost(torch, synthetic_raster
     settings = bundle.meta["training"]["settings"]
     assert settings["mask"] and settings["background_only"] and settings["boost_rare"]
     assert bundle.codebook is None     # windows > 1 build theirs when scoring, as before
+    import onnx
+
+    import hsanomaly
+
+    plain = train([path], tmp_path / "plain", iterations=2, batch=16, progress=False)
+    for network in ("generator.onnx", "critic.onnx"):  # torch's export, then the dense graphs
+        for made in (bundle, plain):                   # (torch's version was the exported's)
+            model = onnx.load(made.path / network)
+            assert (model.producer_name, model.producer_version) == \
+                ("hsanomaly", hsanomaly.__version__)
 
 
 def test_train_defaults_to_one_torch_thread_and_restores_the_callers(torch, synthetic_raster,

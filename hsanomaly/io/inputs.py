@@ -113,23 +113,23 @@ def _filled(values, attrs):
     return values == fill
 
 
-def _scaled(values, attrs, name, numbers=None):
-    """The values with the attributes' ``scale_factor`` and ``add_offset`` applied (one number,
-    or one per band), as GDAL's band scale and offset are for a raster; as they are without
-    (rioxarray writes 1 and 0 always: no float64 copy then). Where the bands' scales (or
-    offsets) differ, rioxarray gives them as ``scales`` (``offsets``), one per band of the
-    file, and keeps them whole when bands are selected: ``numbers``, the file's band numbers
-    (rioxarray's band coordinate, from 1), pick the selected bands' own."""
+def _scaling(values, attrs, name, numbers=None):
+    """The attributes' ``scale_factor`` and ``add_offset`` (one number, or one per band) as
+    ``band_scaling`` gives a raster's band scales and offsets, which ``ArraySource`` applies
+    as a raster's are; None where there are none, or 1 and 0 (rioxarray writes them always:
+    no copy of the cube then). Where the bands' scales (or offsets) differ, rioxarray gives
+    them as ``scales`` (``offsets``), one per band of the file, and keeps them whole when
+    bands are selected: ``numbers``, the file's band numbers (rioxarray's band coordinate,
+    from 1), pick the selected bands' own."""
     scale = _per_band(attrs.get("scale_factor", attrs.get("scales")), len(values), numbers)
     offset = _per_band(attrs.get("add_offset", attrs.get("offsets")), len(values), numbers)
     if scale is None and offset is None:
-        return values
-    scaling = band_scaling(1.0 if scale is None else scale, 0.0 if offset is None else offset,
-                           len(values), lambda: HsanomalyError(
-                               f"{name}: its scale and offset attributes are not usable "
-                               f"(scale {scale!r}, offset {offset!r}, for {len(values)} bands); "
-                               "each must be finite, one value or one per band kept"))
-    return values if scaling is None else values * scaling[0] + scaling[1]
+        return None
+    return band_scaling(1.0 if scale is None else scale, 0.0 if offset is None else offset,
+                        len(values), lambda: HsanomalyError(
+                            f"{name}: its scale and offset attributes are not usable "
+                            f"(scale {scale!r}, offset {offset!r}, for {len(values)} bands); "
+                            "each must be finite, one value or one per band kept"))
 
 
 def _per_band(given, bands, numbers):
@@ -182,8 +182,9 @@ def _xarray_source(X):
     valid = None if gaps is None else ~gaps.any(axis=0)
     partial = gaps is not None and bool((~valid & ~gaps.all(axis=0)).any())   # check_data's
     numbers = X.coords[band_dim].values if band_dim in X.coords else None
-    source = ArraySource(_scaled(values, X.attrs, name, numbers), valid=valid, name=name,
-                         wavelengths=_band_centres(X, band_dim), gaps=gaps if partial else None)
+    source = ArraySource(values, valid=valid, name=name, wavelengths=_band_centres(X, band_dim),
+                         gaps=gaps if partial else None,
+                         scaling=_scaling(values, X.attrs, name, numbers))
     attrs = {k: v for k, v in X.attrs.items() if k in PLACE_ATTRS}
     centres = _centres_of(X, spatial)
 

@@ -444,8 +444,7 @@ class RasterSource(_Source):
         scaling = band_scaling(scales, offsets, len(self.bands), lambda: HsanomalyError(
             f"{self.name}: band scale/offset metadata is not usable (scales {ds.scales}, "
             f"offsets {ds.offsets})"))
-        self.exact_scaling = scaling        # float64: what the precision check scales by
-        self.scaling = None if scaling is None else tuple(a.astype(np.float32) for a in scaling)
+        self.exact_scaling = scaling        # float64: the pixels are scaled in float32
 
     def __getstate__(self):
         """What travels to a worker: a local file by its absolute path (a worker of another
@@ -539,22 +538,29 @@ class RasterSource(_Source):
             check_float32_range(self.name, values, nodata, self.bands)
         with np.errstate(over="ignore"):    # nodata only, once checked (-DBL_MAX fills, say)
             values = values.astype(np.float32, copy=False)
-        if self.scaling is not None:
-            scale, offset = self.scaling
-            # in place, SCALED_BANDS at a time: no second copy of the block
-            for start in range(0, len(values), SCALED_BANDS):
-                part = slice(start, start + SCALED_BANDS)
-                with np.errstate(over="ignore", invalid="ignore"):
-                    scaled = values[part] * scale[part] + offset[part]
-                # a scale can carry stored values beyond float32, in which pixels are scored:
-                # the brightest would turn infinite, then nodata
-                if (np.isinf(scaled) & np.isfinite(values[part]) & ~nodata[part]).any():
-                    exact = values[part].astype(np.float64) * scale[part].astype(np.float64) \
-                        + offset[part]
-                    check_float32_range(self.name, exact, nodata[part], self.bands[part],
-                                        scaled=True)
-                values[part] = scaled
+        if self.exact_scaling is not None:
+            scale_in_place(values, nodata, self.exact_scaling, self.name, self.bands)
         return values, nodata
+
+
+def scale_in_place(values, nodata, scaling, name, bands):
+    """Apply band scales and offsets (``scaling``: ``band_scaling``'s float64 pair) to float32
+    ``values`` (bands, rows, cols) in place, SCALED_BANDS at a time (no second copy of the
+    block), in float32 as GDAL and xarray's decoding apply them, so a DataArray's
+    ``scale_factor`` (``io.inputs``) scores as the raster's band scale does. ``nodata``: where
+    the values are not data; ``bands``: their band numbers, for messages."""
+    scale, offset = (np.broadcast_to(a, (len(values), 1, 1)) for a in scaling)
+    for start in range(0, len(values), SCALED_BANDS):
+        part = slice(start, start + SCALED_BANDS)
+        with np.errstate(over="ignore", invalid="ignore"):
+            scaled = values[part] * scale[part].astype(np.float32) \
+                + offset[part].astype(np.float32)
+        # a scale can carry stored values beyond float32, in which pixels are scored: the
+        # brightest would turn infinite, then nodata
+        if (np.isinf(scaled) & np.isfinite(values[part]) & ~nodata[part]).any():
+            exact = values[part].astype(np.float64) * scale[part] + offset[part]
+            check_float32_range(name, exact, nodata[part], bands[part], scaled=True)
+        values[part] = scaled
 
 
 def band_scaling(scales, offsets, bands, refuse):
@@ -579,7 +585,7 @@ class ArraySource(_Source):
     """An in-memory cube (bands, rows, cols); used for .mat scenes and tests."""
 
     def __init__(self, cube, valid=None, profile=None, name="<array>", wavelengths=None,
-                 gaps=None):
+                 gaps=None, scaling=None):
         cube = np.asarray(cube)
         if cube.ndim != 3:
             raise HsanomalyError(f"{name}: expected a cube of shape (bands, rows, cols), "
@@ -593,11 +599,17 @@ class ArraySource(_Source):
         self.gaps = gaps        # (bands, rows, cols): where each band is masked, for check_data
         self.bands = list(range(1, len(cube) + 1))
         self.left_out = ""             # every band of the cube is a band of the spectra
+        invalid = np.broadcast_to(~self.valid, cube.shape)
         if wider_than_float32(cube.dtype):
-            invalid = np.broadcast_to(~self.valid, cube.shape)
             check_float32_range(name, cube, invalid, self.bands)
-            warn_coarse(name, coarsest_in_float32(cube, invalid, self.bands))
-        self.cube = cube.astype(np.float32, copy=False)
+        if wider_than_float32(cube.dtype) or scaling is not None:
+            exact = cube if scaling is None else cube * scaling[0] + scaling[1]
+            warn_coarse(name, coarsest_in_float32(exact, invalid, self.bands),
+                        scaled=scaling is not None)
+        # scaled as a raster's band scale (``scaling``: ``band_scaling``'s) is, in a copy
+        self.cube = cube.astype(np.float32, copy=scaling is not None)
+        if scaling is not None:
+            scale_in_place(self.cube, invalid, scaling, name, self.bands)
         self.count, self.height, self.width = self.cube.shape
         self.profile = profile or {"crs": None, "transform": None,
                                    "width": self.width, "height": self.height}

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from .. import defaults
+from .._version import __version__
 from ..errors import ignoring
 from ..io.digest import file_sha256
 from ..model.bundle import (CODEBOOK_ARRAYS, CODEBOOK_FILE, CODEBOOK_STORED, CRITIC, GENERATOR,
@@ -72,7 +73,7 @@ def export_networks(generator, critic, meta, directory, codebook=defaults.CODEBO
     files = {}
     for name, network in ((GENERATOR, generator), (CRITIC, critic)):
         model = onnx.load_from_string(network_bytes(network, dense))
-        model.producer_name = "hsanomaly"
+        model.producer_name, model.producer_version = "hsanomaly", __version__
         entry = model.metadata_props.add()
         entry.key, entry.value = METADATA_KEY, embedded
         onnx.save(model, directory / name)
