@@ -4,6 +4,7 @@ geolocation arrays."""
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -11,8 +12,11 @@ import numpy as np
 import pytest
 import rasterio
 from rasterio.control import GroundControlPoint
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.vrt import WarpedVRT
 
 import hsanomaly
+from hsanomaly.errors import ignoring
 from hsanomaly.io.heatmap import overview_factors, score_description
 from hsanomaly.scorers import SCORES, scorer_class
 
@@ -252,8 +256,22 @@ def test_geolocation_arrays_of_a_swath_are_kept(tmp_path, monkeypatch):
                "--overwrite").returncode == 0
     with rasterio.open("out/beside.tif") as ds:
         kept = ds.tags(ns="GEOLOCATION")
-    assert kept["X_DATASET"] == os.path.join(folder, "data", "lon.tif")
-    assert "X_DATASET_RELATIVE_TO_SOURCE" not in kept          # absolute now
+    # named beside the heatmap in turn: it named the input's absolute folder, and a project
+    # moved or copied elsewhere left its heatmaps placed nowhere
+    assert (kept["X_DATASET"], kept["Y_DATASET"]) == ("../data/lon.tif", "../data/lat.tif")
+    assert kept["X_DATASET_RELATIVE_TO_SOURCE"] == kept["Y_DATASET_RELATIVE_TO_SOURCE"] == "YES"
+    shutil.copytree("data", "copy/data")
+    shutil.copytree("out", "copy/out")
+    with rasterio.open("copy/data/lon.tif", "r+") as ds:    # the copy's arrays lie 1° east
+        ds.write(ds.read(1) + 1, 1)
+
+    def bounds(path):                         # where GDAL places the heatmap (its warper)
+        with ignoring(NotGeoreferencedWarning), rasterio.open(path) as ds, \
+                WarpedVRT(ds, crs="EPSG:4326") as placed:
+            return np.array(placed.bounds)
+
+    np.testing.assert_allclose(bounds("copy/out/beside.tif"),
+                               bounds("out/beside.tif") + [1, 0, 1, 0], atol=1e-9)
     # arrays that are not there place nothing: said, and not written
     os.remove("data/lat.tif")
     result = cli("detect", "data/swath.tif", "out/lost.tif", "--score", "rx", "-q")

@@ -294,7 +294,8 @@ def assemble(store, source, windows, outputs, descriptions=None, tags=None, stag
                 for name, dst in open_outputs.items():
                     bands = outputs[name][1]
                     describe_bands(dst, source, (descriptions or {}).get(name) or
-                                   [name if bands == 1 else f"{name} {b + 1}" for b in range(bands)])
+                                   [name if bands == 1 else f"{name} {b + 1}" for b in range(bands)],
+                                   outputs[name][0])
                     if tags:
                         dst.update_tags(**tags)
             for tmp, written in files.values():

@@ -176,7 +176,9 @@ def geolocation(ds):
     """A swath's geolocation arrays (GDAL's GEOLOCATION metadata: 2-D longitudes and latitudes,
     as netCDF and HDF5 products carry them), their datasets named as GDAL finds them from
     anywhere: by absolute paths, a name relative to the raster's folder (``*_RELATIVE_TO_
-    SOURCE``) joined to it; None where there are none."""
+    SOURCE``) joined to it, its flag kept (GDAL leaves an absolute name as it is), so that
+    outputs name them beside themselves in turn (``geolocation_beside``); None where there
+    are none."""
     tags = ds.tags(ns="GEOLOCATION")
     if not tags.get("X_DATASET") or not tags.get("Y_DATASET"):
         return None
@@ -186,9 +188,34 @@ def geolocation(ds):
         os.path.dirname(absolute(raster))                       # a URL keeps its "//"
     for axis in "XY":
         name = tags[f"{axis}_DATASET"]
-        beside = placed.pop(f"{axis}_DATASET_RELATIVE_TO_SOURCE", "NO").upper() in TRUE
-        placed[f"{axis}_DATASET"] = _absolute(name, folder if beside else os.getcwd())
+        placed[f"{axis}_DATASET"] = _absolute(name, folder if _beside(placed, axis) else
+                                              os.getcwd())
     return placed
+
+
+def geolocation_beside(placed, path):
+    """``geolocation``'s metadata for an output written to ``path``: arrays its input named
+    relative to itself are named relative to the output (``../`` where needed), so the
+    output, the input and the arrays move together as the input and the arrays did, and
+    the output names no absolute folder the input did not; other arrays, and those no
+    relative name reaches (remote, a GDAL dataset name, another drive), by absolute name."""
+    written = dict(placed)
+    folder = os.path.dirname(absolute(path))
+    for axis in "XY":
+        name, flag = written[f"{axis}_DATASET"], f"{axis}_DATASET_RELATIVE_TO_SOURCE"
+        if _beside(written, axis) and not is_gdal_name(name) and not _REMOTE.search(name):
+            try:
+                written[f"{axis}_DATASET"] = os.path.relpath(name, folder)
+                continue
+            except ValueError:               # another drive
+                pass
+        written.pop(flag, None)
+    return written
+
+
+def _beside(placed, axis):
+    """Whether GEOLOCATION metadata ``placed`` names ``axis``'s array relative to its raster."""
+    return placed.get(f"{axis}_DATASET_RELATIVE_TO_SOURCE", "NO").upper() in TRUE
 
 
 TRUE = ("YES", "TRUE", "ON", "1")      # GDAL's spellings of a true option

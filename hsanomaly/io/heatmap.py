@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .gdal import geolocation_beside
 from .ownership import SOFTWARE, TAG_PREFIX, grid_tag, input_name, input_place
 
 OUTPUT_BLOCK = 256
@@ -73,9 +74,10 @@ def score_description(scorer):
     return f"{scorer.name} anomaly score ({scorer.meaning or scorer.name}; high = anomalous)"
 
 
-def describe_bands(dataset, source, names):
+def describe_bands(dataset, source, names, path):
     """Band descriptions ``names`` (one per band) and the input's GCPs, RPCs or geolocation
-    arrays on an open output ``dataset``, so georeferencing without a transform is not lost."""
+    arrays on an open output ``dataset`` that becomes ``path``, so georeferencing without a
+    transform is not lost."""
     for band, text in enumerate(names, start=1):
         dataset.set_band_description(band, text)
     gcps, rpcs = source.profile.get("gcps"), source.profile.get("rpcs")
@@ -84,7 +86,8 @@ def describe_bands(dataset, source, names):
     if rpcs:
         dataset.rpcs = rpcs
     if source.profile.get("geolocation"):
-        dataset.update_tags(ns="GEOLOCATION", **source.profile["geolocation"])
+        dataset.update_tags(ns="GEOLOCATION",
+                            **geolocation_beside(source.profile["geolocation"], path))
 
 
 def band_descriptions(scorer, output, bands, input_bands):
