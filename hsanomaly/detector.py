@@ -138,7 +138,8 @@ class Detector:
         return self._fit(as_source(X)[0])
 
     def _fit(self, source, then_scored=False):
-        """``fit`` on a source (``then_scored``: scored next, ``engine.fit_scorer``)."""
+        """``fit`` on a source (``then_scored``: scored next, ``engine.fit_scorer``, for its
+        score alone)."""
         from .engine.checks import check_scorable
         from .quickmodel import check_quick_model, train_on_copy
 
@@ -156,6 +157,8 @@ class Detector:
                                                   model=f"{source.name} (quick model)"))
             workdir, model = train_on_copy(source, cls.model_training)
         scorer = scorer_for(self.score_name, options, model)
+        if then_scored:         # the extras are not gathered (``score_outputs`` adds them)
+            scorer = scorer.planned(())
         check_scorable(source, scorer)
         units = None
         if cls.fits_on_scene:
@@ -206,9 +209,10 @@ class Detector:
 
             check_units(self._fitted_units, source, f"of the scene {self!r} was fitted on",
                         "Its scores would use that scene's statistics: fit it on this one")
-        arrays = score_array(source, self.scorer_, tile=self.tile)
+        scorer = self.scorer_.planned(type(self.scorer_).extra_outputs if with_extras else ())
+        arrays = score_array(source, scorer, tile=self.tile)
         kept = ("score",) if not with_extras else [
-            name for name in arrays if name not in self.scorer_.unmeasured_outputs()]
+            name for name in arrays if name not in scorer.unmeasured_outputs()]
         arrays = {name: arrays[name] for name in kept}
         return {name: wrap(value[0] if name == "score" else value) for name, value in arrays.items()}
 

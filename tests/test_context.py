@@ -388,3 +388,37 @@ def test_a_run_gathers_and_shares_only_the_extras_it_writes(scene_and_model, tmp
     assert recon.planned({"score": None}).extra_bands == {}
     assert recon.planned({"latent": None}).extra_bands == {"latent": recon.bundle.latent_dim}
     assert recon.planned(["recon", "latent", "convergence"]) is recon
+
+
+def test_a_detector_gathers_the_extras_only_where_they_are_asked_for(scene_and_model,
+                                                                     monkeypatch):
+    """``Detector.score`` and ``fit_score`` gathered every extra output of every pixel (the
+    reconstruction's bands and more, for a cube) and dropped them; ``score_outputs`` gives
+    them, after either, and the scores agree bit for bit."""
+    import hsanomaly
+    from hsanomaly.scorers import context
+
+    gathered, score_block = [], context.ResidualScorer.score_block
+
+    def spying_score_block(self, block, valid, place=None):
+        found = score_block(self, block, valid, place)
+        gathered.append(sorted(found))
+        return found
+
+    monkeypatch.setattr(context.ResidualScorer, "score_block", spying_score_block)
+    cube, _, model = scene_and_model
+    options = dict(model=model, rings="5/3;9/5", tile=16)
+    fitted = hsanomaly.Detector("dualcontext", **options).fit(cube)
+    scores = [fitted.score(cube)]
+    assert gathered and all(names == ["score"] for names in gathered)
+    both = hsanomaly.Detector("dualcontext", **options)
+    scores.append(both.fit_score(cube))
+    assert all(names == ["score"] for names in gathered)
+    gathered.clear()
+    for detector in (fitted, both):
+        outputs = detector.score_outputs(cube)
+        assert sorted(outputs) == ["latent", "recon", "score"]
+        scores.append(outputs["score"])
+    assert all(names == ["convergence", "latent", "recon", "score"] for names in gathered)
+    for score in scores[1:]:
+        np.testing.assert_array_equal(score, scores[0])

@@ -112,11 +112,12 @@ class Scorer:
         calls it when the tiles are done."""
 
     def planned(self, outputs):
-        """This scorer gathering only the extra outputs named in ``outputs`` (a run's plan):
-        those not written are not computed into a tile's result nor kept in the strips its
-        neighbours share. ``self`` where none is left out; otherwise a copy (before its fit,
-        which the copy then holds), so the caller's scorer still offers them all."""
-        wanted = tuple(name for name in self.extra_outputs if name in outputs)
+        """This scorer gathering just the extra outputs, of those its class offers, named in
+        ``outputs`` (a run's plan): those not written are not computed into a tile's result
+        nor kept in the strips its neighbours share. ``self`` where it gathers just those;
+        otherwise a copy (fitted or not, as this one is), so the caller's scorer is left as
+        it was."""
+        wanted = tuple(name for name in type(self).extra_outputs if name in outputs)
         if wanted == tuple(self.extra_outputs):
             return self
         narrowed = copy.copy(self)
