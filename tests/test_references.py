@@ -650,7 +650,7 @@ def test_resuming_a_finished_quick_model_run_keeps_it_and_draws_only_what_is_new
     assert len(trained) == 1 and {p: p.read_bytes() for p in before} == before
     assert "out.tif: dualcontext heatmap finished earlier with this input and these settings: " \
            "kept, nothing scored again" in result.output
-    assert "out.model: model trained on" in result.output
+    assert f"out.model: model trained earlier on {path}; reuse it with --model" in result.output
     drawn = hsanomaly.find_targets(dst, far=0.005)
     assert f"t.gpkg: {len(drawn)} target polygon" in result.output and len(drawn) >= 1
     assert (tmp_path / "q.png").stat().st_size > 0

@@ -154,7 +154,7 @@ def detect(src, dst, score, model, recon_out, latent_out, convergence_out, polyg
                  progress=show_progress(quiet), callback=progress_log(quiet), **options)
     click.echo(result.text())
     if result.model and not model:
-        click.echo(f"{result.model}: model trained on {src}; reuse it with --model")
+        click.echo(result.model_text(src, "reuse it with --model"))
     for name, path in result.outputs.items():
         if name != "score":
             click.echo(f"{path}: {name}")

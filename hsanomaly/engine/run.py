@@ -83,6 +83,12 @@ class DetectResult:
                      f"nodata{' or masked' if self.mask else ''}")
         return line
 
+    def model_text(self, src, reuse):
+        """The line naming the quick model this result's run trained on ``src``, the earlier
+        run where it was kept; ``reuse``: how the door in use takes a model."""
+        trained = "trained earlier on" if self.earlier else "trained on"
+        return f"{self.model}: model {trained} {src}; {reuse}"
+
 
 def plan_outputs(source, scorer, dst, extras=None, tile=TILE):
     """Output name -> (path, bands), after checking the tile size, the source and the paths."""

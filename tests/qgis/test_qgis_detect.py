@@ -140,6 +140,12 @@ def test_the_quick_model_is_said_with_how_to_reuse_it(scene, tmp_path):
            "bundle folder field" in log, log
     algorithm = QgsApplication.processingRegistry().algorithmById("hsanomaly:detect")
     assert "heat.model for heat.tif" in algorithm.shortHelpString()
+    log.clear()             # resumed once finished: kept, and the model named as the earlier
+    processing.run("hsanomaly:detect", {"INPUT": str(scene[0]), "SCORE": "recon", "RESUME": True,
+                                        "OUTPUT": str(tmp_path / "heat.tif")}, feedback=feedback)
+    assert any("finished earlier with this input and these settings" in line for line in log)
+    assert f"{tmp_path / 'heat.model'}: model trained earlier on {scene[0]}; reuse it in the " \
+           "Model bundle folder field" in log, log
 
 
 def test_cancel_between_tiles_leaves_no_output(scene, tmp_path):

@@ -228,8 +228,8 @@ class DetectAnomalies(HsanomalyAlgorithm):
                 progress=False, callback=progress_callback(feedback), **options))
         feedback.pushInfo(result.text())
         if result.model and not model:     # the quick model: a folder the user did not choose
-            feedback.pushInfo(f"{result.model}: model trained on {source}; reuse it in the "
-                              "Model bundle folder field")
+            feedback.pushInfo(result.model_text(source, "reuse it in the Model bundle folder "
+                                                "field"))
         style_heatmap_on_load(context, heatmap)
         outputs = {self.OUTPUT: heatmap}
         if polygons:
