@@ -25,8 +25,8 @@ from typing import NamedTuple
 import numpy as np
 
 # Bytes of strips kept per scorer. A strip is 2 x halo rows of a block's columns (the tile's
-# plus both halos) by the channels kept per pixel (the residual's bands and the score's extra
-# outputs), float32, so a row of tiles' strips fits up to a swath of about
+# plus both halos) by the channels kept per pixel (the residual's bands and the extra outputs
+# the run writes, ``Scorer.planned``), float32, so a row of tiles' strips fits up to a swath of about
 # MAX_BYTES / (2 x halo x channels x 4) pixels (thousands for the default score); beyond it,
 # strips that do not fit are solved again (the same values, more time).
 MAX_BYTES = 128 * 2**20
