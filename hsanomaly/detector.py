@@ -225,7 +225,10 @@ class Detector:
         """``fit(X).score(X)``: the usual way, a scene scored against itself (and one source,
         so that what the fit did for its pixels serves the scoring)."""
         source, wrap = as_source(X)
-        return self._fit(source, then_scored=True)._score_outputs(source, wrap, False)["score"]
+        scores = self._fit(source, then_scored=True)._score_outputs(source, wrap, False)["score"]
+        # fitted without its extras (not gathered for the score): it offers them, as after fit
+        self.scorer_ = self.scorer_.planned(type(self.scorer_).extra_outputs)
+        return scores
 
 
 def check_detector_keywords(options):

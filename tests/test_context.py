@@ -422,3 +422,34 @@ def test_a_detector_gathers_the_extras_only_where_they_are_asked_for(scene_and_m
     assert all(names == ["convergence", "latent", "recon", "score"] for names in gathered)
     for score in scores[1:]:
         np.testing.assert_array_equal(score, scores[0])
+    assert set(both.scorer_.extra_bands) == {"recon", "latent", "convergence"}   # as after fit
+
+
+def test_scoring_through_a_planned_copy_leaves_the_scorer_and_its_sessions_as_they_were(
+        scene_and_model, tmp_path, monkeypatch):
+    """A run's copy of a scorer (``Scorer.planned``) shared its rings, so a run on another
+    scene refitted half of the caller's scorer (its rings, not its residual statistics);
+    and each ``Detector.score`` opened the networks' sessions anew."""
+    import hsanomaly
+    import hsanomaly.runtime
+    from hsanomaly.engine import detect, fit_scorer
+    from hsanomaly.scorers import make_scorer
+    from synthetic import write_raster
+
+    cube, _, model = scene_and_model
+    scorer = make_scorer("dualcontext", model=model, rings="5/3;9/5")
+    fit_scorer(scorer, ArraySource(cube))
+    fitted = [np.copy(rings.locals[0].mean_) for rings in (scorer.local, scorer.residual_local)]
+    other, _ = synthetic_cube(rows=30, cols=30, targets=((8, 8),), seed=11)
+    write_raster(tmp_path / "other.tif", other * 3 + 1)
+    detect(tmp_path / "other.tif", tmp_path / "heat.tif", scorer, tile=16)
+    for rings, mean in zip((scorer.local, scorer.residual_local), fitted):
+        np.testing.assert_array_equal(rings.locals[0].mean_, mean)
+
+    detector = hsanomaly.Detector("recon", model=model).fit(cube)    # the bundle checked
+    opened, open_session = [], hsanomaly.runtime.open_session
+    monkeypatch.setattr(hsanomaly.runtime, "open_session",
+                        lambda *args, **kwargs: opened.append(1) or open_session(*args, **kwargs))
+    for _ in range(3):
+        detector.score(cube)
+    assert len(opened) == 1

@@ -252,16 +252,24 @@ def test_geolocation_arrays_of_a_swath_are_kept(tmp_path, monkeypatch):
     with rasterio.open("data/swath.tif", "r+") as ds:
         ds.update_tags(ns="GEOLOCATION", X_DATASET_RELATIVE_TO_SOURCE="YES",
                        Y_DATASET_RELATIVE_TO_SOURCE="YES")
-    assert cli("detect", "data/swath.tif", "out/beside.tif", "--score", "rx", "-q",
+    assert cli("detect", "data/swath.tif", "out/elsewhere.tif", "--score", "rx", "-q",
                "--overwrite").returncode == 0
-    with rasterio.open("out/beside.tif") as ds:
+    with rasterio.open("out/elsewhere.tif") as ds:
         kept = ds.tags(ns="GEOLOCATION")
-    # named beside the heatmap in turn: it named the input's absolute folder, and a project
-    # moved or copied elsewhere left its heatmaps placed nowhere
-    assert (kept["X_DATASET"], kept["Y_DATASET"]) == ("../data/lon.tif", "../data/lat.tif")
+    # outside the arrays' folder, by absolute name: moved on its own, it stays placed (a
+    # relative name up from it could name another scene's arrays there)
+    assert kept["X_DATASET"] == os.path.join(folder, "data", "lon.tif")
+    assert "X_DATASET_RELATIVE_TO_SOURCE" not in kept
+    # above them, beside the data, named relative to the heatmap: it named the input's
+    # absolute folder, and a project copied or moved elsewhere left its heatmaps placed on
+    # the old folder's arrays, or nowhere
+    assert cli("detect", "data/swath.tif", "beside.tif", "--score", "rx", "-q").returncode == 0
+    with rasterio.open("beside.tif") as ds:
+        kept = ds.tags(ns="GEOLOCATION")
+    assert (kept["X_DATASET"], kept["Y_DATASET"]) == ("data/lon.tif", "data/lat.tif")
     assert kept["X_DATASET_RELATIVE_TO_SOURCE"] == kept["Y_DATASET_RELATIVE_TO_SOURCE"] == "YES"
     shutil.copytree("data", "copy/data")
-    shutil.copytree("out", "copy/out")
+    shutil.copy("beside.tif", "copy/beside.tif")
     with rasterio.open("copy/data/lon.tif", "r+") as ds:    # the copy's arrays lie 1° east
         ds.write(ds.read(1) + 1, 1)
 
@@ -270,8 +278,8 @@ def test_geolocation_arrays_of_a_swath_are_kept(tmp_path, monkeypatch):
                 WarpedVRT(ds, crs="EPSG:4326") as placed:
             return np.array(placed.bounds)
 
-    np.testing.assert_allclose(bounds("copy/out/beside.tif"),
-                               bounds("out/beside.tif") + [1, 0, 1, 0], atol=1e-9)
+    np.testing.assert_allclose(bounds("copy/beside.tif"), bounds("beside.tif") + [1, 0, 1, 0],
+                               atol=1e-9)
     # arrays that are not there place nothing: said, and not written
     os.remove("data/lat.tif")
     result = cli("detect", "data/swath.tif", "out/lost.tif", "--score", "rx", "-q")

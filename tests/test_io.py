@@ -552,6 +552,13 @@ def test_a_model_of_hsanomaly_0_1_refuses_a_raster_whose_bands_are_scaled(tmp_pa
     check_scaling(old, plain)
     check_scaling(new, scaled)
     scaled.close(), plain.close()
+    # so does a DataArray's scale_factor, which 0.1 ignored too (the raster's check alone ran)
+    from hsanomaly.io.source import band_scaling
+
+    attributes = ArraySource(cube, name="DataArray 'r'", scaling=band_scaling(0.5, 0.0, 2, None))
+    with pytest.raises(HsanomalyError, match="DataArray 'r': its bands carry a scale"):
+        check_scaling(old, attributes)
+    check_scaling(old, ArraySource(cube))
 
 
 # --- the one write path, paths, fingerprints, memory checks (issue 11) ------------------------

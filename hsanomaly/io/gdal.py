@@ -195,22 +195,29 @@ def geolocation(ds):
 
 def geolocation_beside(placed, path):
     """``geolocation``'s metadata for an output written to ``path``: arrays its input named
-    relative to itself are named relative to the output (``../`` where needed), so the
-    output, the input and the arrays move together as the input and the arrays did, and
-    the output names no absolute folder the input did not; other arrays, and those no
-    relative name reaches (remote, a GDAL dataset name, another drive), by absolute name."""
+    relative to itself, in the output's folder or below it, are named relative to the
+    output, so the output moves with them (and names no absolute folder) as the input did;
+    the others by absolute name, which keeps an output placed that is moved on its own out
+    of a folder of data (a relative name up from it could name another scene's arrays
+    there), and names that no relative name reaches (remote, a GDAL dataset name)."""
     written = dict(placed)
     folder = os.path.dirname(absolute(path))
     for axis in "XY":
         name, flag = written[f"{axis}_DATASET"], f"{axis}_DATASET_RELATIVE_TO_SOURCE"
-        if _beside(written, axis) and not is_gdal_name(name) and not _REMOTE.search(name):
-            try:
-                written[f"{axis}_DATASET"] = os.path.relpath(name, folder)
-                continue
-            except ValueError:               # another drive
-                pass
-        written.pop(flag, None)
+        if _beside(written, axis) and not is_gdal_name(name) and not _REMOTE.search(name) \
+                and _inside(name, folder):
+            written[f"{axis}_DATASET"] = os.path.relpath(name, folder)
+        else:
+            written.pop(flag, None)
     return written
+
+
+def _inside(name, folder):
+    """Whether file ``name`` (absolute) lies in ``folder`` or below it."""
+    try:
+        return os.path.commonpath([name, folder]) == folder
+    except ValueError:                       # another drive
+        return False
 
 
 def _beside(placed, axis):

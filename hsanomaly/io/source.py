@@ -26,9 +26,9 @@ from .digest import file_sha256
 from .gdal import (GDAL_CACHE_BYTES, band_wavelengths, bad_bands, check_raw_size, dataset_found,
                    gdal_env, geolocation, is_gdal_name, open_raster, read_checked, read_masked,
                    require_file)
-from .values import (EXTREME, FLOAT32_MAX, check_float32_range, coarsest_in_float32, commonest,
-                     declare_nodata, extreme_values, two_values_text, warn_coarse,
-                     wider_than_float32)
+from .values import (ATTRIBUTE_SCALING, EXTREME, FLOAT32_MAX, RASTER_SCALING,
+                     check_float32_range, coarsest_in_float32, commonest, declare_nodata,
+                     extreme_values, two_values_text, warn_coarse, wider_than_float32)
 
 PROBE = 64              # pixels across a window the data is probed on before the work
 AXIS_STRIP, AXIS_LINE, AXIS_LINES = 4, 512, 200   # the band-axis check's lines: strips 4
@@ -78,6 +78,8 @@ class _Source:
 
     _token_lock = threading.Lock()
     exact_scaling = None     # a raster's band (scale, offset), float64: see RasterSource
+    scaled = False           # the values read are stored ones scaled (a band scale, a
+                             # DataArray's scale_factor or add_offset)
     exclusion = None         # an ``io.exclusion.Exclusion``: pixels read as nodata, whatever they hold
     identity = None          # the file's ``file_identity`` when the source was opened
     loaded = None            # pixels held in memory: the file's ``content_digest`` before they
@@ -206,7 +208,7 @@ class _Source:
                 flat.append(values[0][same])
                 whole += int((bad == 0).sum())
         warn_coarse(self.name, max((c for c in coarse if c), key=lambda c: c[1], default=None),
-                    scaled=self.exact_scaling is not None)
+                    RASTER_SCALING if self.exact_scaling is not None else None)
         if infinite:
             warn_once(f"{self.name}: {infinite} of the pixels probed are infinite in some band; "
                       "they are left out like nodata (NaN in the heatmap), though such a value "
@@ -445,6 +447,7 @@ class RasterSource(_Source):
             f"{self.name}: band scale/offset metadata is not usable (scales {ds.scales}, "
             f"offsets {ds.offsets})"))
         self.exact_scaling = scaling        # float64: the pixels are scaled in float32
+        self.scaled = scaling is not None
 
     def __getstate__(self):
         """What travels to a worker: a local file by its absolute path (a worker of another
@@ -605,9 +608,10 @@ class ArraySource(_Source):
         if wider_than_float32(cube.dtype) or scaling is not None:
             exact = cube if scaling is None else cube * scaling[0] + scaling[1]
             warn_coarse(name, coarsest_in_float32(exact, invalid, self.bands),
-                        scaled=scaling is not None)
+                        ATTRIBUTE_SCALING if scaling is not None else None)
         # scaled as a raster's band scale (``scaling``: ``band_scaling``'s) is, in a copy
         self.cube = cube.astype(np.float32, copy=scaling is not None)
+        self.scaled = scaling is not None
         if scaling is not None:
             scale_in_place(self.cube, invalid, scaling, name, self.bands)
         self.count, self.height, self.width = self.cube.shape

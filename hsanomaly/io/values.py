@@ -146,19 +146,25 @@ def extreme_values(pixels):
     return int(out.sum()), float(commonest(pixels[far])[0])
 
 
-def warn_coarse(name, worst, scaled=False):
-    """``worst``: from ``coarsest_in_float32``; ``scaled``: the values are the stored ones
-    times the band's scale, plus its offset."""
+# where a raster's band scale and offset are set, and a DataArray's: ``warn_coarse``'s advice
+RASTER_SCALING = ("gdal_edit.py -offset", "gdal_edit.py -scale")
+ATTRIBUTE_SCALING = ("its add_offset attribute", "its scale_factor attribute")
+
+
+def warn_coarse(name, worst, scaling=None):
+    """``worst``: from ``coarsest_in_float32``; ``scaling``: where the values are the stored
+    ones times a scale, plus an offset, where those are set (``RASTER_SCALING``,
+    ``ATTRIBUTE_SCALING``)."""
     if worst is None:
         return
     band, rounding, far = worst
-    once_scaled = " once scaled by its scale and offset" if scaled else ""
+    once_scaled = " once scaled by its scale and offset" if scaling else ""
     far_out = far * FLOAT32_EPS > PRECISION       # far from zero against their spread
     tiny = rounding > far * FLOAT32_EPS           # below float32's finest steps, too
     shift = "subtract an offset from the data" + (
-        " (or set a smaller offset: gdal_edit.py -offset)" if scaled else "")
+        f" (or set a smaller offset: {scaling[0]})" if scaling else "")
     grow = "multiply the data by a power of ten" + (
-        " (or set a larger scale: gdal_edit.py -scale)" if scaled else "")
+        f" (or set a larger scale: {scaling[1]})" if scaling else "")
     advice = " and ".join(a for a, needed in ((shift, far_out), (grow, tiny)) if needed)
     if far_out:
         warn_once(f"{name}: band {band}'s values lie {far:.3g} times their spread from zero"

@@ -61,7 +61,7 @@ def check_scaling(bundle, source):
     it read the stored values, this version reads them scaled, and the model would see other
     units than it was trained on (a scale of 0.5 reversed the critic's ranking, unwarned)."""
     version = str(bundle.meta.get("hsanomaly_version", ""))
-    if version.startswith("0.1.") and source.exact_scaling is not None:
+    if version.startswith("0.1.") and source.scaled:
         raise HsanomalyError(f"{source.name}: its bands carry a scale or offset, which "
                              f"hsanomaly {version} ignored as it trained the model "
                              f"{bundle.path} (it saw the stored values, this version reads "

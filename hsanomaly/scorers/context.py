@@ -29,6 +29,7 @@ local RX's projection in a streaming pass) and then score tiles independently. T
 model trained on 1x1 windows.
 """
 
+import copy
 import threading
 
 import numpy as np
@@ -87,6 +88,9 @@ class ResidualScorer(Purged, Scorer):
         narrowed = super().planned(outputs)
         if narrowed is not self:        # a copy holds no halo cache (``__getstate__``)
             narrowed.gan = self.gan.planned(outputs)
+            # the rings are fitted in place: the copy's own, so its fit leaves these as they are
+            narrowed.local, narrowed.residual_local = copy.deepcopy(
+                (self.local, self.residual_local))
         return narrowed
 
     def unmeasured_outputs(self):

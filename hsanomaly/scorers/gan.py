@@ -119,6 +119,12 @@ class GanScorer(Scorer):
     def __getstate__(self):
         return {**vars(self), "_sessions": {}}
 
+    def planned(self, outputs):
+        narrowed = super().planned(outputs)
+        if narrowed is not self:        # the same networks: one session each, shared
+            narrowed._sessions = self._sessions
+        return narrowed
+
     def __setstate__(self, state):
         """A GAN score pickled by an hsanomaly before 0.2.0 holds a model and a solver of
         another shape (no codebook, no wavelength check): refused in one line, not an
