@@ -86,6 +86,26 @@ def test_log_auc_of_tied_scores_is_the_mean_over_random_tie_breaks():
     assert constant == pytest.approx(noise, abs=0.02) and constant < 0.15
 
 
+def test_the_semi_log_plot_draws_the_curve_log_auc_integrates():
+    """The semi-log ROC drew a tie as a straight line in log FPR, the curve log_auc rejects: a
+    constant map's plot enclosed 0.50 under a title of 0.10, a quantised map's 0.372 under
+    0.350. The drawn curve's area is the title's now, to its few drawn steps' rounding."""
+    rng = np.random.default_rng(4)
+
+    def drawn_area(curve):
+        fpr, tpr = curve.expected_log_curve()
+        x = np.log10(fpr)
+        return np.sum(np.diff(x) * (tpr[1:] + tpr[:-1]) / 2) / -x[0]
+
+    quantised = np.round(np.r_[rng.normal(2, 1, 60), rng.normal(0, 1, 20000)] * 2)
+    for curve in (roc_curve(np.full(50, 5.0), np.full(10000, 5.0)),
+                  roc_curve(quantised[:60], quantised[60:]),
+                  roc_curve(rng.normal(1, 1, 40), rng.normal(0, 1, 3000))):      # no ties
+        assert drawn_area(curve) == pytest.approx(curve.log_auc, abs=0.01)
+    fpr, tpr = roc_curve(np.full(50, 5.0), np.full(10000, 5.0)).expected_log_curve()
+    assert fpr[0] == 0.5 / 10000 and tpr[0] == 0 and fpr[-1] == tpr[-1] == 1
+
+
 def test_log_auc_equals_trapezoid_over_full_sklearn_curve():
     rng = np.random.default_rng(2)
     pos, neg = rng.normal(1, 1, 150), rng.normal(0, 1, 4000)        # no ties
@@ -314,15 +334,26 @@ def test_nan_scores_and_invalid_pixels_are_excluded_and_unscored_targets_said():
     scores[10, 50] = np.nan                      # one T1 pixel without a score
     valid = np.ones(truth.shape, bool)
     valid[59, :5] = False                        # 5 invalid background pixels
-    with pytest.warns(HsanomalyWarning, match=r"the heatmap: 1 target pixel has no score .* is "
-                                              r"left out of the rates, which measure the rest: "
-                                              r"T1 \(1 pixel\)$"):
+    valid[44, 30:32] = False                     # and 2 of T3's (an outer mask's nodata there)
+    with pytest.warns(HsanomalyWarning) as said:
         report = evaluate(scores, truth, valid=valid)
+    messages = [str(w.message) for w in said]
+    # the pixels an outer mask's nodata took out of T3 were left out without a word, and the
+    # target's pixel count and centroid counted different pixels, unsaid
+    assert messages == [
+        "the heatmap: 1 target pixel has no score (NaN, the heatmap's nodata) and is left out "
+        "of the rates and of the targets' pixel counts, which measure the rest (their centroids "
+        "place the whole targets): T1 (1 pixel)",
+        "the heatmap: 2 target pixels have no known class (the outer mask's nodata) and are "
+        "left out of the rates and of the targets' pixel counts, which measure the rest (their "
+        "centroids place the whole targets): T3 (2 pixels)"]
     keep = ~np.isnan(scores) & valid
-    assert report["n_target_pixels"] == truth.sum() - 1
+    assert report["n_target_pixels"] == truth.sum() - 3
     assert report["n_unscored_target_pixels"] == 1
     assert report["n_background_pixels"] == truth.size - truth.sum() - 15
-    assert report["n_excluded_pixels"] == 16
+    assert report["n_excluded_pixels"] == 18
+    third = report["targets"][2]
+    assert third["pixels"] == 8 and (third["centroid_row"], third["centroid_col"]) == (42, 30.5)
     assert report["auc"] == pytest.approx(roc_auc_score(truth[keep], scores[keep]), abs=1e-12)
     assert report["targets"][0]["pixels"] == 11
 

@@ -74,6 +74,25 @@ class RocCurve:
         width = np.log(self.n_neg / HALF_FALSE_POSITIVE)
         return float(area.sum() / self.n_pos / width)
 
+    def expected_log_curve(self, steps=64):
+        """(FPR, TPR) of the curve ``log_auc`` integrates, for drawing on a log FPR axis: within
+        a tie, the steps its docstring describes (at most ``steps`` of them drawn, spaced
+        evenly in log FPR), not the straight line between its ends, which a log axis draws
+        far above them."""
+        fp, tp = [self.fp[:1]], [self.tp[:1]]
+        for f0, f1, t0, t1 in zip(self.fp[:-1], self.fp[1:], self.tp[:-1], self.tp[1:]):
+            tied = f1 - f0
+            if tied > 1 and t1 > t0:
+                k = np.unique(np.round(np.geomspace(1, tied, steps)).astype(np.int64)) - 1
+                level = t0 + (t1 - t0) * (k + 1) / (tied + 1)
+                fp.append(np.column_stack([f0 + k, f0 + k + 1]).ravel())
+                tp.append(np.repeat(level, 2))
+            fp.append([f1])
+            tp.append([t1])
+        fp = np.concatenate(fp).astype(np.float64)
+        return (np.maximum(fp, HALF_FALSE_POSITIVE) / self.n_neg,
+                np.concatenate(tp).astype(np.float64) / self.n_pos)
+
     @renamed_keywords(far="pd_far")
     def pd_at(self, pd_far=defaults.PD_FAR):
         """Pd: the share of target pixels found at the lowest threshold whose false-alarm rate
@@ -189,9 +208,20 @@ def unscored_targets(scores, truth, valid=None):
     targets that have any: what the rates leave out."""
     scores = np.asarray(scores)
     missing = np.isnan(scores) if valid is None else np.isnan(scores) & np.asarray(valid, bool)
+    return _counted_per_target(missing, truth)
+
+
+def unevaluated_targets(truth, valid=None):
+    """{target id: its pixels outside the evaluated ones (``valid``: an outer mask's nodata
+    leaves them unknown)}, for the targets that have any: the rates leave them out too."""
+    return {} if valid is None else _counted_per_target(~np.asarray(valid, bool), truth)
+
+
+def _counted_per_target(where, truth):
+    """{target id: how many of its pixels lie ``where``}, for the targets that have any."""
     found = {}
     for k, (rows, cols) in enumerate(_target_pixels(*label_targets(truth)), start=1):
-        count = int(missing[rows, cols].sum())
+        count = int(where[rows, cols].sum())
         if count:
             found[f"T{k}"] = count
     return found
@@ -255,14 +285,19 @@ def evaluate(scores, truth, outer_mask=None, valid=None, pd_far=defaults.PD_FAR,
     overall, targets = score_targets(scores, truth, outer_mask, valid)
     unscored = unscored_targets(scores, truth, valid)
     missed = sum(unscored.values())
-    if missed:
-        from ..io.checks import warn
+    for left_out, why in ((unscored, "no score (NaN, the heatmap's nodata)"),
+                          (unevaluated_targets(truth, valid),
+                           "no known class (the outer mask's nodata)")):
+        if left_out:
+            from ..io.checks import warn
 
-        many = missed > 1
-        warn(f"{name}: {counted(missed, 'target pixel')} {'have' if many else 'has'} no score "
-             f"(NaN, the heatmap's nodata) and {'are' if many else 'is'} left out of the rates, "
-             "which measure the rest: " + ", ".join(f"{k} ({counted(n, 'pixel')})"
-                                                    for k, n in unscored.items()))
+            count = sum(left_out.values())
+            many = count > 1
+            warn(f"{name}: {counted(count, 'target pixel')} {'have' if many else 'has'} {why} "
+                 f"and {'are' if many else 'is'} left out of the rates and of the targets' "
+                 "pixel counts, which measure the rest (their centroids place the whole "
+                 "targets): " + ", ".join(f"{k} ({counted(n, 'pixel')})"
+                                          for k, n in left_out.items()))
     if not rate_count(pd_far, overall.n_neg):
         from ..io.checks import warn
 

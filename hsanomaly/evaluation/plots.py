@@ -44,17 +44,18 @@ def save_png(fig, path, stage=None, dpi=120):
 
 
 def _draw_curves(ax, overall, targets, log_x):
-    """Overall curve thick, per-target curves thin; the legend gives each one's AUC or logAUC."""
-    def x_of(curve):
-        return 10.0 ** curve.log_fpr if log_x else curve.fpr
+    """Overall curve thick, per-target curves thin; the legend gives each one's AUC or logAUC,
+    the area of the curve drawn."""
+    def points(curve):
+        return curve.expected_log_curve() if log_x else (curve.fpr, curve.tpr)
 
     def value(curve):
         return curve.log_auc if log_x else curve.auc
 
     targets = targets or {}
     for name, curve in targets.items():
-        ax.plot(x_of(curve), curve.tpr, lw=0.8, alpha=0.7, label=f"{name} {value(curve):.3f}")
-    ax.plot(x_of(overall), overall.tpr, lw=2.2, color="black",
+        ax.plot(*points(curve), lw=0.8, alpha=0.7, label=f"{name} {value(curve):.3f}")
+    ax.plot(*points(overall), lw=2.2, color="black",
             label=f"all {'logAUC' if log_x else 'AUC'} {value(overall):.3f}")
     ax.set_ylabel("true positive rate")
     ax.set_ylim(0, 1.01)
