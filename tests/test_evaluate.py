@@ -350,6 +350,7 @@ def test_nan_scores_and_invalid_pixels_are_excluded_and_unscored_targets_said():
     keep = ~np.isnan(scores) & valid
     assert report["n_target_pixels"] == truth.sum() - 3
     assert report["n_unscored_target_pixels"] == 1
+    assert report["n_unevaluated_target_pixels"] == 2
     assert report["n_background_pixels"] == truth.size - truth.sum() - 15
     assert report["n_excluded_pixels"] == 18
     third = report["targets"][2]

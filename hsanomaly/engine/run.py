@@ -342,7 +342,9 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
     input must not have changed since. given_model: the model's path as the caller gave it
     (not a quick model's), recorded for a resume's messages.
     On an error the outputs keep their previous content and finished tiles are kept for
-    ``resume``; errors are one line (``HsanomalyError``).
+    ``resume``; errors are one line (``HsanomalyError``). The run fits ``scorer`` in place
+    (a copy of it where it leaves out extras the run does not write, ``Scorer.planned``), so
+    runs at once in threads need a scorer each (``hsanomaly.detect`` builds its own).
     """
     start = time.perf_counter()
     executor = executor or LocalExecutor()

@@ -283,11 +283,9 @@ def evaluate(scores, truth, outer_mask=None, valid=None, pd_far=defaults.PD_FAR,
             outer_mask = (np.asarray(outer_mask) != 0) | unknown
         truth = np.where(unknown, 0, truth)
     overall, targets = score_targets(scores, truth, outer_mask, valid)
-    unscored = unscored_targets(scores, truth, valid)
-    missed = sum(unscored.values())
+    unscored, unevaluated = unscored_targets(scores, truth, valid), unevaluated_targets(truth, valid)
     for left_out, why in ((unscored, "no score (NaN, the heatmap's nodata)"),
-                          (unevaluated_targets(truth, valid),
-                           "no known class (the outer mask's nodata)")):
+                          (unevaluated, "no known class (the outer mask's nodata)")):
         if left_out:
             from ..io.checks import warn
 
@@ -314,7 +312,8 @@ def evaluate(scores, truth, outer_mask=None, valid=None, pd_far=defaults.PD_FAR,
         "false_alarm_regions_per_km2": None if pixel_area is None else
         regions / (overall.n_neg * pixel_area / 1e6),
         "n_target_pixels": overall.n_pos,
-        "n_unscored_target_pixels": missed,
+        "n_unscored_target_pixels": sum(unscored.values()),
+        "n_unevaluated_target_pixels": sum(unevaluated.values()),
         "n_background_pixels": overall.n_neg,
         "n_excluded_pixels": int(np.size(scores) - overall.n_pos - overall.n_neg),
         "n_targets": len(targets),
