@@ -1,3 +1,4 @@
+import os
 import shutil
 
 import numpy as np
@@ -259,6 +260,32 @@ def test_tile_store_checksums_catch_damage_other_runs_and_shapes(tmp_path):
     with pytest.raises(HsanomalyError, match="input changed.*without resume=True"):
         TileStore(tmp_path / "s.partial", {**job, "input": {"sha256": "c"}}, resume=True)
     assert TileStore(tmp_path / "s.partial", job, resume=True).done() == {0}
+
+
+def test_a_removed_store_is_not_left_holding_a_tile_a_worker_wrote_meanwhile(tmp_path,
+                                                                            monkeypatch):
+    """A cancelled Dask run removed its store while tasks that had started wrote their tiles
+    into it: the folder, emptied as they wrote, was left behind with their tiles in it."""
+    from hsanomaly.engine.store import TileStore
+    from hsanomaly.io.atomic import replace_durably
+
+    store = TileStore(tmp_path / "s.partial", {"input": {"sha256": "a"}, "config": {}})
+    unlink, written = os.unlink, []
+
+    def unlink_as_a_worker_writes(path, *args, **kwargs):
+        unlink(path, *args, **kwargs)
+        if not written:                 # a worker's tile lands as the removal begins
+            written.append(1)
+            try:
+                replace_durably(store.path / "tile_0000007.npz", lambda f: f.write(b"x"), ".t")
+            except OSError:
+                pass                    # no folder to write into: the tile is lost, rightly
+
+    monkeypatch.setattr(os, "unlink", unlink_as_a_worker_writes)
+    store.remove()
+    monkeypatch.undo()
+    assert written and not store.path.exists()
+    assert [p.name for p in tmp_path.iterdir()] == []      # nor a private folder
 
 
 def test_a_tile_store_removed_during_the_run_says_so(tmp_path):

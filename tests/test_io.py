@@ -1839,6 +1839,26 @@ def test_a_mat_file_whose_groups_link_back_up_still_loads(tmp_path):
         np.testing.assert_allclose(got, np.moveaxis(cube.T, -1, 0))
 
 
+def test_a_call_inside_a_callers_rasterio_environment_leaves_gdals_block_cache_as_it_was(
+        example_scene):
+    """GDAL's block cache limit is the process's: a detector scored on an open dataset (whose
+    block holds a rasterio environment) left it at hsanomaly's 256 MiB for the caller's own
+    reads after, as rasterio puts back nested environments' options, not that limit."""
+    from rasterio.env import get_gdal_config, set_gdal_config
+
+    import hsanomaly
+
+    path, _ = example_scene
+    default = get_gdal_config("GDAL_CACHEMAX")
+    set_gdal_config("GDAL_CACHEMAX", 300 * 2**20)      # the process's, whatever the RAM
+    try:
+        with rasterio.Env(), rasterio.open(path) as ds:
+            hsanomaly.Detector("rx").fit_score(ds)
+            assert get_gdal_config("GDAL_CACHEMAX") == 300 * 2**20
+    finally:
+        set_gdal_config("GDAL_CACHEMAX", default)
+
+
 def test_a_striped_rasters_row_of_tiles_fits_gdals_block_cache(tmp_path, monkeypatch):
     """Every tile of a row of tiles reads all the strips of its rows: with more of them than
     the default 256 MiB cache held (a wide, many-band striped GeoTIFF), each tile decoded them

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import HsanomalyError, describe
-from ..io.atomic import fsync_path, replace_durably
+from ..io.atomic import fsync_path, private_folder, remove_private, replace_durably
 from ..io.checks import absolute
 from ..io.checks import warn
 from ..io.fingerprint import digest
@@ -357,7 +357,18 @@ class TileStore:
         return kept
 
     def remove(self):
+        """Remove the store, moved into a private folder first and deleted there: a tile that
+        a worker still writes as the run ends (a cancelled Dask task runs to its end) then
+        finds no folder to write into, where a store deleted in place was left holding it."""
+        aside = None
+        try:
+            aside = private_folder(self.path.parent, self.path.name)
+            os.rename(self.path, aside / self.path.name)
+        except OSError:         # gone already, or not to be moved: deleted where it is
+            pass
         shutil.rmtree(self.path, ignore_errors=True)
+        if aside is not None:
+            remove_private(aside)
         try:
             fsync_path(self.path.parent, directory=True)
         except OSError:

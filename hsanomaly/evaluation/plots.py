@@ -22,7 +22,7 @@ def new_figure(size=(6, 5)):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=size, layout="constrained")
+    fig = Figure(figsize=size, layout="tight")   # "constrained" leaks per figure before 3.7.2
     FigureCanvasAgg(fig)
     return fig
 

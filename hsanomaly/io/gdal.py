@@ -2,6 +2,7 @@
 reading them with one-line errors, the files on disk they read, and what their headers say
 (bad bands, band wavelengths, a raw data file's size)."""
 
+import contextlib
 import functools
 import gzip
 import numbers
@@ -21,12 +22,22 @@ from .units import nanometres
 GDAL_CACHE_BYTES = 256 * 2**20
 
 
+@contextlib.contextmanager
 def gdal_env(cache_bytes=GDAL_CACHE_BYTES):
     """The rasterio environment every read and write of the engine runs in; ``cache_bytes``:
-    GDAL's block cache (a striped raster's reads need more: ``RasterSource.cache_for``)."""
+    GDAL's block cache (a striped raster's reads need more: ``RasterSource.cache_for``).
+    The cache's limit is GDAL's, for the whole process: inside a caller's environment (a
+    ``rasterio.open`` block holds one) rasterio does not put it back, so this does."""
     import rasterio
+    from rasterio.env import get_gdal_config, hasenv, set_gdal_config
 
-    return rasterio.Env(GDAL_CACHEMAX=int(cache_bytes))
+    before = get_gdal_config("GDAL_CACHEMAX") if hasenv() else None
+    try:
+        with rasterio.Env(GDAL_CACHEMAX=int(cache_bytes)) as env:
+            yield env
+    finally:
+        if before is not None:
+            set_gdal_config("GDAL_CACHEMAX", before)
 
 
 # A GDAL dataset name that is not a plain file path: a virtual file system path (/vsizip/...,

@@ -236,3 +236,30 @@ def test_the_metrics_outputs_say_what_they_are(plugin):
     shown = {output.name(): output.description() for output in algorithm.outputDefinitions()}
     assert shown["LG_FAR"] == "lgFAR (log10 false-alarm rate at the first target pixel)"
     assert all(description != name.lower() for name, description in shown.items())
+
+
+def test_evaluate_plots_leave_no_layout_objects_behind(scene, tmp_path):
+    """QGIS 3.22's matplotlib (Debian's 3.6.3) kept each constrained-layout figure's layout
+    grids for good (matplotlib #25819): a QGIS session grew with every Evaluate with plots."""
+    import gc
+
+    import processing
+
+    raster, truth = scene
+    heatmap = processing.run("hsanomaly:detect", {"INPUT": str(raster), "SCORE": "rx",
+                                                  "OUTPUT": str(tmp_path / "heat.tif")})["OUTPUT"]
+
+    def layout_objects():
+        gc.collect()
+        modules = (getattr(type(o), "__module__", None) for o in gc.get_objects())
+        return sum(isinstance(module, str) and module.startswith(("matplotlib._layoutgrid",
+                                                                   "kiwisolver"))
+                   for module in modules)
+
+    counts = []
+    for run in range(3):
+        processing.run("hsanomaly:evaluate", {"HEATMAP": heatmap, "TRUTH": str(truth),
+                                              "PLOTS": str(tmp_path / f"plots{run}"),
+                                              "TARGETS": str(tmp_path / f"t{run}.csv")})
+        counts.append(layout_objects())
+    assert counts[2] == counts[1], counts
