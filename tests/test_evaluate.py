@@ -357,6 +357,10 @@ def test_nan_scores_and_invalid_pixels_are_excluded_and_unscored_targets_said():
     assert third["pixels"] == 8 and (third["centroid_row"], third["centroid_col"]) == (42, 30.5)
     assert report["auc"] == pytest.approx(roc_auc_score(truth[keep], scores[keep]), abs=1e-12)
     assert report["targets"][0]["pixels"] == 11
+    valid[40:45, 30:32] = False                  # all of T3 unknown: neither found nor missed
+    with pytest.warns(HsanomalyWarning, match=r"10 target pixels have no known class .*: T3"):
+        report = evaluate(scores, truth, valid=valid)
+    assert report["n_targets"] == 2 and [t["id"] for t in report["targets"]] == ["T1", "T2"]
 
 
 @pytest.mark.parametrize("far", [0.29, 0.57, 0.58])
@@ -1147,3 +1151,22 @@ def test_the_json_report_of_an_infinite_score_is_strict_json(tmp_path):
     assert report["targets"][0]["max_score"] == np.inf          # the report itself keeps it
     assert [t["max_score"] for t in written["targets"]][:1] == ["inf"]
     assert written["auc"] == report["auc"]
+
+
+def test_plots_of_many_targets_and_long_names_keep_their_figures_in_sight():
+    """A ROC legend of 58 targets (abu-beach-2) covered half the plot, and from about 60 ran
+    off the figure; a long heatmap name pushed the title's AUC out of it."""
+    from hsanomaly.evaluation import plots
+
+    rng = np.random.default_rng(5)
+    overall = roc_curve(rng.random(60) + 0.5, rng.random(500))
+    for count, named in ((plots.LEGEND_TARGETS, True), (60, False)):
+        curves = {f"T{i}": roc_curve(rng.random(3) + 0.5, rng.random(500)) for i in range(count)}
+        ax = plots.new_figure().subplots()
+        plots._draw_curves(ax, overall, curves, log_x=False)
+        labels = [text.get_text() for text in ax.get_legend().get_texts()]
+        assert len(labels) == (count + 1 if named else 1)
+        assert labels[-1] == f"all AUC {overall.auc:.3f}" + ("" if named else " (thin: 60 targets)")
+    name = "flight_20260514_line07_radiance_orthorectified_heatmap"
+    assert plots.shortened(name) == "flight_20260514_lin…thorectified_heatmap"
+    assert len(plots.shortened(name)) == plots.TITLE_NAME and plots.shortened("heat") == "heat"

@@ -1859,6 +1859,43 @@ def test_a_call_inside_a_callers_rasterio_environment_leaves_gdals_block_cache_a
         set_gdal_config("GDAL_CACHEMAX", default)
 
 
+def test_runs_at_once_in_two_threads_leave_gdals_block_cache_as_it_was():
+    """rasterio's environments are a thread's, GDAL's cache limit the process's: where two
+    runs' blocks overlapped (QGIS runs algorithms in threads), the one ending last put back
+    the other's 256 MiB, for the rest of the process."""
+    import threading
+
+    from rasterio.env import get_gdal_config, set_gdal_config
+
+    from hsanomaly.io.gdal import gdal_env
+
+    default = get_gdal_config("GDAL_CACHEMAX")
+    set_gdal_config("GDAL_CACHEMAX", 300 * 2**20)
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+
+    def first():
+        with gdal_env():
+            first_in.set()
+            second_in.wait(10)
+        first_out.set()
+
+    def second():
+        first_in.wait(10)
+        with gdal_env(128 * 2**20):
+            second_in.set()
+            first_out.wait(10)
+
+    try:
+        threads = [threading.Thread(target=first), threading.Thread(target=second)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert get_gdal_config("GDAL_CACHEMAX") == 300 * 2**20
+    finally:
+        set_gdal_config("GDAL_CACHEMAX", default)
+
+
 def test_a_striped_rasters_row_of_tiles_fits_gdals_block_cache(tmp_path, monkeypatch):
     """Every tile of a row of tiles reads all the strips of its rows: with more of them than
     the default 256 MiB cache held (a wide, many-band striped GeoTIFF), each tile decoded them

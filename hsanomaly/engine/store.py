@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import HsanomalyError, describe
-from ..io.atomic import fsync_path, private_folder, remove_private, replace_durably
+from ..io.atomic import (fsync_path, interrupts_held, private_folder, remove_private,
+                         replace_durably)
 from ..io.checks import absolute
 from ..io.checks import warn
 from ..io.fingerprint import digest
@@ -361,14 +362,15 @@ class TileStore:
         a worker still writes as the run ends (a cancelled Dask task runs to its end) then
         finds no folder to write into, where a store deleted in place was left holding it."""
         aside = None
-        try:
-            aside = private_folder(self.path.parent, self.path.name)
-            os.rename(self.path, aside / self.path.name)
-        except OSError:         # gone already, or not to be moved: deleted where it is
-            pass
-        shutil.rmtree(self.path, ignore_errors=True)
-        if aside is not None:
-            remove_private(aside)
+        with interrupts_held():     # a Ctrl-C meanwhile: a store gone whole, not half hidden
+            try:
+                aside = private_folder(self.path.parent, self.path.name)
+                os.rename(self.path, aside / self.path.name)
+            except OSError:         # gone already, or not to be moved: deleted where it is
+                pass
+            shutil.rmtree(self.path, ignore_errors=True)
+            if aside is not None:
+                remove_private(aside)
         try:
             fsync_path(self.path.parent, directory=True)
         except OSError:

@@ -195,7 +195,10 @@ def score_targets(scores, truth, outer_mask=None, valid=None):
     overall = roc_curve(scores[target_mask], background, neg_sorted=True)
 
     targets = []
+    evaluated = None if valid is None else np.asarray(valid, bool)
     for k, (rows, cols) in enumerate(_target_pixels(*label_targets(truth)), start=1):
+        if evaluated is not None and not evaluated[rows, cols].any():
+            continue        # wholly unknown (an outer mask's nodata): neither found nor missed
         scored = target_mask[rows, cols]
         values = scores[rows[scored], cols[scored]]
         curve = roc_curve(values, background, neg_sorted=True) if values.size else None

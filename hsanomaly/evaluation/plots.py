@@ -15,6 +15,8 @@ from ..quicklook import COLORMAP, MAX_SIZE, block_maxima, png_check, stretch_lim
 from .metrics import HALF_FALSE_POSITIVE, class_masks, label_targets, score_targets
 
 NODATA_GREY = (0.5, 0.5, 0.5, 1.0)
+LEGEND_TARGETS = 24     # targets named in a ROC plot's legend; beyond, drawn unnamed
+TITLE_NAME = 40         # characters of the heatmap's name a plot's title keeps
 
 
 def new_figure(size=(6, 5)):
@@ -53,14 +55,18 @@ def _draw_curves(ax, overall, targets, log_x):
         return curve.log_auc if log_x else curve.auc
 
     targets = targets or {}
+    named = len(targets) <= LEGEND_TARGETS      # more would cover the curves
     for name, curve in targets.items():
-        ax.plot(*points(curve), lw=0.8, alpha=0.7, label=f"{name} {value(curve):.3f}")
+        ax.plot(*points(curve), lw=0.8, alpha=0.7,
+                label=f"{name} {value(curve):.3f}" if named else None)
     ax.plot(*points(overall), lw=2.2, color="black",
-            label=f"all {'logAUC' if log_x else 'AUC'} {value(overall):.3f}")
+            label=f"all {'logAUC' if log_x else 'AUC'} {value(overall):.3f}"
+            + ("" if named else f" (thin: {len(targets)} targets)"))
     ax.set_ylabel("true positive rate")
     ax.set_ylim(0, 1.01)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="x-small", ncol=1 + len(targets) // 12, loc="lower right")
+    ax.legend(fontsize="x-small", ncol=1 + len(targets) // 12 if named else 1,
+              loc="lower right")
 
 
 def plot_roc(overall, path, title="", targets=None, stage=None):
@@ -195,10 +201,16 @@ class _InDirectory:
         return self.folder / Path(path).name
 
 
+def shortened(name, most=TITLE_NAME):
+    """``name`` cut in its middle to ``most`` characters, so that a plot's title keeps the
+    figures after it in the figure."""
+    return name if len(name) <= most else name[:most // 2 - 1] + "…" + name[-(most // 2):]
+
+
 def _draw_plots(report, scores, truth, outer_mask, valid, paths, title, stage):
     overall, targets = score_targets(scores, truth, outer_mask, valid)
     curves = {t.id: t.curve for t in targets if t.curve is not None}
-    prefix = f"{title}: " if title else ""
+    prefix = f"{shortened(title)}: " if title else ""
     headline = f"AUC {report['auc']:.4f}, logAUC {report['log_auc']:.4f}"
     plot_roc(overall, paths["roc"], f"{prefix}ROC ({headline})", curves, stage)
     plot_log_roc(overall, paths["log_roc"], f"{prefix}semi-log ROC ({headline})", curves, stage)

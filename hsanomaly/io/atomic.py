@@ -419,7 +419,7 @@ class Staging:
         if written is not None and self.is_output:   # not what a job stages in its own folder
             written.extend(str(entry[0]) for entry in self._entries
                            if destination_of(entry[0]) == Path(entry[0]))
-        with _interrupts_held():      # the outputs are in place: their cleanup runs whole
+        with interrupts_held():      # the outputs are in place: their cleanup runs whole
             for aside in moved_aside:
                 shutil.rmtree(aside, ignore_errors=True)
             for path, _ in self._stale:       # those that could not be set aside
@@ -437,7 +437,7 @@ class Staging:
 
 
 @contextlib.contextmanager
-def _interrupts_held():
+def interrupts_held():
     """Ctrl-C, SIGTERM and SIGHUP held until the block ends, then delivered: an interrupt
     there (a commit's cleanup, once every output is in place) would leave a tile store half
     removed."""

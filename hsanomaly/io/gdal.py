@@ -9,6 +9,7 @@ import numbers
 import os
 import posixpath
 import re
+import threading
 import zlib
 from pathlib import Path
 
@@ -22,22 +23,36 @@ from .units import nanometres
 GDAL_CACHE_BYTES = 256 * 2**20
 
 
+_CACHE_HOLD = threading.Lock()
+_cache_holders = [0, None]      # gdal_env blocks open in this process, the limit before them
+
+
 @contextlib.contextmanager
 def gdal_env(cache_bytes=GDAL_CACHE_BYTES):
     """The rasterio environment every read and write of the engine runs in; ``cache_bytes``:
     GDAL's block cache (a striped raster's reads need more: ``RasterSource.cache_for``).
-    The cache's limit is GDAL's, for the whole process: inside a caller's environment (a
-    ``rasterio.open`` block holds one) rasterio does not put it back, so this does."""
+    The cache's limit is GDAL's, for the whole process, and rasterio's environments are a
+    thread's: inside a caller's environment (a ``rasterio.open`` block holds one) rasterio
+    does not put it back, nor where two threads' blocks overlap (two runs at once in QGIS);
+    this does, the last block to end putting back the limit from before the first."""
     import rasterio
     from rasterio.env import get_gdal_config, hasenv, set_gdal_config
 
     before = get_gdal_config("GDAL_CACHEMAX") if hasenv() else None
+    with _CACHE_HOLD:
+        if _cache_holders[0] == 0:
+            _cache_holders[1] = get_gdal_config("GDAL_CACHEMAX")
+        _cache_holders[0] += 1
     try:
         with rasterio.Env(GDAL_CACHEMAX=int(cache_bytes)) as env:
             yield env
     finally:
-        if before is not None:
-            set_gdal_config("GDAL_CACHEMAX", before)
+        with _CACHE_HOLD:
+            _cache_holders[0] -= 1
+            if _cache_holders[0] == 0:
+                set_gdal_config("GDAL_CACHEMAX", _cache_holders[1])
+            elif before is not None:        # back to the enclosing block's, in this thread
+                set_gdal_config("GDAL_CACHEMAX", before)
 
 
 # A GDAL dataset name that is not a plain file path: a virtual file system path (/vsizip/...,
