@@ -36,14 +36,14 @@ def gdal_env(cache_bytes=GDAL_CACHE_BYTES):
     does not put it back, nor where two threads' blocks overlap (two runs at once in QGIS);
     this does, the last block to end putting back the limit from before the first."""
     import rasterio
-    from rasterio.env import get_gdal_config, hasenv, set_gdal_config
+    from rasterio.env import get_gdal_config, set_gdal_config
 
-    before = get_gdal_config("GDAL_CACHEMAX") if hasenv() else None
     with _CACHE_HOLD:
         if _cache_holders[0] == 0:
             _cache_holders[1] = get_gdal_config("GDAL_CACHEMAX")
         _cache_holders[0] += 1
     try:
+        # a block inside another of this thread's: rasterio puts back the outer one's limit
         with rasterio.Env(GDAL_CACHEMAX=int(cache_bytes)) as env:
             yield env
     finally:
@@ -51,8 +51,6 @@ def gdal_env(cache_bytes=GDAL_CACHE_BYTES):
             _cache_holders[0] -= 1
             if _cache_holders[0] == 0:
                 set_gdal_config("GDAL_CACHEMAX", _cache_holders[1])
-            elif before is not None:        # back to the enclosing block's, in this thread
-                set_gdal_config("GDAL_CACHEMAX", before)
 
 
 # A GDAL dataset name that is not a plain file path: a virtual file system path (/vsizip/...,

@@ -15,20 +15,13 @@ def test_evaluate_reports_metrics_table_and_plots(scene, tmp_path):
     from hsanomaly.evaluation.files import format_summary
     from qgis.core import QgsProcessingFeedback
 
-    class Log(QgsProcessingFeedback):
-        def __init__(self):
-            super().__init__()
-            self.said = []
-
-        def pushInfo(self, info):
-            self.said.append(info)
-
-    log = Log()
+    log, said = QgsProcessingFeedback(), []
+    log.pushInfo = said.append
     result = processing.run("hsanomaly:evaluate", {
         "HEATMAP": heatmap, "TRUTH": str(truth), "PLOTS": str(tmp_path / "plots"),
         "TARGETS": str(tmp_path / "targets.csv")}, feedback=log)
     report = evaluate_files(heatmap, str(truth))[0]
-    assert format_summary(report) in log.said          # overall and per target, in the log
+    assert format_summary(report) in said          # overall and per target, in the log
     assert (result["AUC"], result["LOG_AUC"], result["LG_FAR"], result["PD"],
             result["N_TARGETS"]) == (report["auc"], report["log_auc"], report["lg_far"],
                                      report["pd"], 2)
