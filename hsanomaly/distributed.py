@@ -28,7 +28,7 @@ from .engine.store import resume_hint
 from .errors import HsanomalyError, NoWorkers, ignoring
 from .runtime import malloc_as_alone
 from .spelling import current, spell, spelled
-from .io.source import add
+from .io.source import fold_in_order
 
 logger = logging.getLogger(__name__)
 
@@ -142,9 +142,7 @@ def _reduce_tile(source, window, fn):
 
 
 def _fold(combine, total, *parts):
-    for part in parts:
-        total = part if total is None else combine(total, part)
-    return total
+    return fold_in_order(parts, combine, total)
 
 
 class DistributedSource:
@@ -169,17 +167,21 @@ class DistributedSource:
         bit for bit the one of ``source.reduce``. ``combine`` may be any associative function
         (e.g. ``np.maximum`` for a range before a histogram); the default sums.
         """
+        return self.source.folded(fn, tile, combine, lambda: self._reduce(fn, tile, combine))
+
+    def _reduce(self, fn, tile, combine):
         windows = self.source.windows(tile)
         parts = self.client.map(_reduce_tile, [self.shared] * len(windows), windows,
                                 [fn] * len(windows), pure=False)
         total = None
         for start in range(0, len(parts), FOLD_CHUNK):
-            total = self.client.submit(_fold, combine or add, total, *parts[start:start + FOLD_CHUNK],
+            total = self.client.submit(_fold, combine, total, *parts[start:start + FOLD_CHUNK],
                                        pure=False)
         return None if total is None else self.watch.result(total)
 
-    def sample(self, n, seed=0, tile=TILE):
-        """The pixels ``source.sample(n, seed, tile)`` draws: same per-tile keys, same order."""
+    def sample(self, n, seed=0, tile=TILE, fold=None):
+        """The pixels ``source.sample(n, seed, tile, fold)`` draws: same per-tile keys, same
+        order, the same fold kept."""
         def run(jobs):
             parts = self.client.map(_sample_tile, [self.shared] * len(jobs), *zip(*jobs),
                                     pure=False)
@@ -188,12 +190,12 @@ class DistributedSource:
                 results[i] = result
             return results
 
-        return self.source.draw_sample(n, seed, tile, run)
+        return self.source.draw_sample(n, seed, tile, run, fold)
 
 
-def _sample_tile(source, window, key, fraction):
+def _sample_tile(source, window, key, fraction, fn):
     malloc_as_alone()
-    return source.sample_tile(window, key, fraction)
+    return source.sample_tile(window, key, fraction, fn)
 
 
 def _score_into_store(source, job, index, window):

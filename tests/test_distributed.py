@@ -17,7 +17,7 @@ import hsanomaly
 from hsanomaly.errors import HsanomalyError, HsanomalyWarning
 from hsanomaly.io.source import RasterSource
 from hsanomaly.scorers import GlobalRX
-from hsanomaly.scorers.base import scene_moments
+from hsanomaly.scorers.base import SCENE_MOMENTS, scene_moments
 
 distributed = pytest.importorskip("distributed", reason="needs dask[distributed] (the [dask] extra)")
 
@@ -75,12 +75,19 @@ def test_an_exclusion_mask_travels_to_the_workers(synthetic_raster, tmp_path, cl
 
 
 def test_statistics_match_the_local_pass(synthetic_raster, client):
-    """Many tiles, so the ordered fold spans several chunks; samples pick the same pixels."""
+    """Many tiles, so the ordered fold spans several chunks; samples pick the same pixels,
+    and fold the same moments on their pass (sources of their own: a source keeps its folds)."""
     source = RasterSource(synthetic_raster[0])
-    cluster_source = DistributedSource(source, client)
+    cluster_source = DistributedSource(RasterSource(synthetic_raster[0]), client)
     for local, remote in zip(scene_moments(source, tile=4), scene_moments(cluster_source, tile=4)):
         assert np.array_equal(local, remote)
     assert np.array_equal(source.sample(300, seed=3, tile=4), cluster_source.sample(300, seed=3, tile=4))
+    folding = DistributedSource(RasterSource(synthetic_raster[0]), client)
+    assert np.array_equal(folding.sample(300, seed=3, tile=4, fold=SCENE_MOMENTS),
+                          source.sample(300, seed=3, tile=4))
+    folding._reduce = None                   # the moments are the sample's: no pass of their own
+    for local, remote in zip(scene_moments(source, tile=4), scene_moments(folding, tile=4)):
+        assert np.array_equal(local, remote)
     maximum = cluster_source.reduce(lambda X: X.max(axis=0, initial=-np.inf), tile=4, combine=np.maximum)
     assert np.array_equal(maximum, source.sample(10**6).max(axis=0))
 

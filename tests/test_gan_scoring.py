@@ -453,6 +453,24 @@ def test_a_residual_ring_too_small_is_refused_before_the_residuals(bundle, raste
         hsanomaly.Detector("rescontext", model=bundle.path, rings="3/1").fit(cube)   # residuals only
 
 
+def test_the_default_score_fits_its_pixel_rings_on_the_moments_its_sample_folded(bundle):
+    """The default score's fit read the whole raster twice: a pass for the GAN residuals'
+    sample, then one for the moments its rings on the pixels fit on. The rings now fit on
+    the moments the sample's pass folded, the ones a pass of their own gives."""
+    from hsanomaly.io import ArraySource
+    from hsanomaly.scorers.base import mean_cov, moments, scene_moments
+
+    cube, _ = synthetic_cube(rows=300, cols=40)              # two tiles, not fitted whole
+    source, folds = ArraySource(cube), []
+    reduce_tile = source.reduce_tile
+    source.reduce_tile = lambda window, fn: folds.append(fn) or reduce_tile(window, fn)
+    scorer = make_scorer("dualcontext", model=bundle.path, rings="5/3;7/3", pca=4,
+                         threads=1).fit(source)
+    assert folds and moments not in folds                    # no pass of the moments' own
+    mean, _ = mean_cov(*scene_moments(ArraySource(cube)))
+    np.testing.assert_array_equal(scorer.local.locals[0].mean_, mean)
+
+
 def test_score_outputs_takes_with_extras_and_its_former_name(bundle, raster):
     """``extras`` was detect's {output: path} and score_outputs' switch."""
     from hsanomaly.errors import HsanomalyDeprecationWarning

@@ -7,6 +7,7 @@ pixels on every side (NaN outside the raster) and a boolean validity mask, plus
 runner can wrap a source and replace ``reduce`` and ``sample`` with cluster versions.
 """
 
+import copy
 import os
 import socket
 import stat
@@ -285,13 +286,25 @@ class _Source:
 
     def reduce(self, fn, tile=TILE, combine=None):
         """Fold ``fn(pixels)`` over all tiles in order, where ``pixels`` are a tile's valid
-        (n, bands) pixels; ``combine`` (default: sum) may be any associative function."""
-        combine = combine or add
-        total = None
-        for window in self.windows(tile):
-            part = self.reduce_tile(window, fn)
-            total = part if total is None else combine(total, part)
-        return total
+        (n, bands) pixels; ``combine`` (default: sum) may be any associative function. The
+        fold is kept (``folded``): a fit that asks for it again does not read the raster again."""
+        return self.folded(fn, tile, combine, lambda: fold_in_order(
+            (self.reduce_tile(window, fn) for window in self.windows(tile)), combine))
+
+    def folded(self, fn, tile, combine, compute):
+        """The fold of ``fn`` over tiles of ``tile`` pixels, computed by ``compute()`` the first
+        time it is asked for on this source (a copy each time: the caller may change it). A
+        source lives for one run, on pixels that do not change during it (``changed``)."""
+        kept = vars(self).setdefault("_folds", {})
+        key = (fn, combine, tile)
+        if key not in kept:
+            kept[key] = compute()
+        return copy.deepcopy(kept[key])
+
+    def __getstate__(self):
+        """A copy in another process keeps no folds: they may hold functions pickle cannot
+        carry, and the copy folds what it is asked for itself."""
+        return {k: v for k, v in vars(self).items() if k != "_folds"}
 
     def reduce_tile(self, window, fn):
         block, valid = self.read(window)
@@ -306,29 +319,38 @@ class _Source:
         fraction = min(1.0, n / max(1, self.height * self.width if valid is None else valid))
         return [(window, key, fraction) for window, key in zip(windows, keys)]
 
-    def sample_tile(self, window, key, fraction):
-        """(the tile's drawn valid pixels, how many valid pixels it has)."""
+    def sample_tile(self, window, key, fraction, fn=None):
+        """(the tile's drawn valid pixels, how many valid pixels it has, ``fn`` of them all
+        or None)."""
         pixels = self.reduce_tile(window, lambda X: X)
-        return pixels[np.random.default_rng(key).random(len(pixels)) < fraction], len(pixels)
+        drawn = pixels[np.random.default_rng(key).random(len(pixels)) < fraction]
+        return drawn, len(pixels), None if fn is None else fn(pixels)
 
-    def sample(self, n, seed=0, tile=TILE):
-        """About ``n`` valid pixels (n, bands) drawn uniformly without replacement, repeatably."""
-        return self.draw_sample(n, seed, tile, lambda jobs: [self.sample_tile(*job) for job in jobs])
+    def sample(self, n, seed=0, tile=TILE, fold=None):
+        """About ``n`` valid pixels (n, bands) drawn uniformly without replacement, repeatably.
+        ``fold``: a (fn, combine) whose ``reduce`` a fit asks for next, folded on the same
+        pass (``folded``)."""
+        return self.draw_sample(n, seed, tile,
+                                lambda jobs: [self.sample_tile(*job) for job in jobs], fold)
 
-    def draw_sample(self, n, seed, tile, run):
-        """``sample``, with ``run(jobs)`` giving ``sample_tile`` of each job (here or on a
+    def draw_sample(self, n, seed, tile, run, fold=None):
+        """``sample``, with ``run(jobs)`` giving ``sample_tile(*job)`` of each job (here or on a
         cluster). The first draw assumes every pixel valid; where nodata leaves noticeably
         fewer (a swath's empty corners), it draws again at n over the valid pixels counted,
         with the same keys, so the sample is about n either way and the same wherever run.
         ``sampled_from``: the valid pixels it was drawn from."""
+        fn, combine = fold or (None, None)
         jobs = self.sample_plan(n, seed, tile)
-        parts = run(jobs)
-        valid = sum(count for _, count in parts)
+        parts = run([job + (fn,) for job in jobs])
+        valid = sum(count for _, count, _ in parts)
         self.sampled_from = valid           # what a fit short of pixels tells (check_pixels)
+        if fn is not None:                  # the tiles in order, as ``reduce`` folds them
+            self.folded(fn, tile, combine,
+                        lambda: fold_in_order([part for _, _, part in parts], combine))
         again = self.sample_plan(n, seed, tile, valid)
         if again[0][2] > SAMPLE_REDRAW * jobs[0][2]:
-            parts = run(again)
-        return self.join_samples([pixels for pixels, _ in parts])
+            parts = run([job + (None,) for job in again])
+        return self.join_samples([pixels for pixels, _, _ in parts])
 
     def join_samples(self, parts):
         pixels = np.concatenate(parts) if parts else np.empty((0, self.count), np.float32)
@@ -369,6 +391,14 @@ def add(a, b):
     if isinstance(a, tuple):
         return tuple(add(x, y) for x, y in zip(a, b))
     return a + b
+
+
+def fold_in_order(parts, combine=None, total=None):
+    """``parts`` folded in order onto ``total`` by ``combine`` (default: ``add``)."""
+    combine = combine or add
+    for part in parts:
+        total = part if total is None else combine(total, part)
+    return total
 
 
 class RasterSource(_Source):
@@ -455,7 +485,7 @@ class RasterSource(_Source):
         if not self._owned:
             raise HsanomalyError(f"{self.name}: a source over an open dataset stays in this process; "
                                  "pass the raster's path to score it on a cluster")
-        state = {k: v for k, v in vars(self).items() if k not in ("_ds", "_reading")}
+        state = {k: v for k, v in super().__getstate__().items() if k not in ("_ds", "_reading")}
         state["_ds"] = None
         if not is_gdal_name(self.path) and Path(self.path).exists():   # a URL or /vsi name
             state["path"] = absolute(self.path)                        # travels as it is

@@ -147,8 +147,12 @@ def merge_moments(a, b):
     return n, mean_a + delta * (nb / n), scatter_a + scatter_b + np.outer(delta, delta) * (na * nb / n)
 
 
+SCENE_MOMENTS = (moments, merge_moments)      # the fold ``scene_moments`` asks a source for
+
+
 def scene_moments(source, tile=TILE):
-    """``moments`` of every valid pixel of a source, in one streaming pass over its tiles."""
+    """``moments`` of every valid pixel of a source, in one streaming pass over its tiles (or
+    none: a sample drawn with ``fold=SCENE_MOMENTS`` folded them on its pass)."""
     return source.reduce(moments, tile=tile, combine=merge_moments)
 
 

@@ -38,8 +38,8 @@ from rasterio.windows import Window
 from ..errors import HsanomalyError
 from ..options import check_left_out, check_not_negative, check_whole
 from .. import defaults
-from .base import (Scorer, check_pixels, in_chunks, inverse, log_distance, mahalanobis_sq, mean_cov,
-                   moments)
+from .base import (SCENE_MOMENTS, Scorer, check_pixels, in_chunks, inverse, log_distance,
+                   mahalanobis_sq, mean_cov, moments)
 from .gan import GanScorer, ReconScorer
 from .halo import HaloCache, Place
 from .purge import Purged, fitted_whole
@@ -160,7 +160,8 @@ class ResidualScorer(Purged, Scorer):
         scene fitted whole (``purge.fitted_whole``) is that block's valid pixels in the same
         (raster) order, so they are solved as the block, which is kept for the purge's first
         pass and the tile (``_block_residual``; the same bits: the search is pixelwise)."""
-        pixels = source.sample(self.sample, self.seed)
+        fold = None if self.local is None else SCENE_MOMENTS    # what the pixels' rings fit on
+        pixels = source.sample(self.sample, self.seed, fold=fold)
         if not (self.shares_halo and len(pixels) == source.sampled_from
                 and fitted_whole(source.height, source.width)
                 and len(source.windows()) == 1):      # drawn from one tile: in raster order
