@@ -30,8 +30,7 @@ import numpy as np
 from ..errors import HsanomalyError, describe
 from ..io.atomic import (fsync_path, interrupts_held, private_folder, remove_private,
                          replace_durably)
-from ..io.checks import absolute
-from ..io.checks import warn
+from ..io.checks import absolute, read_small, warn
 from ..io.fingerprint import digest
 from ..io.lock import busy, lock_folder
 from ..spelling import counted, spell
@@ -107,8 +106,8 @@ def write_npz(file, arrays):
 def read_manifest(path):
     """The manifest of the tile store at ``path`` (a dict), or {} where there is none to read."""
     try:
-        manifest = json.loads((Path(path) / MANIFEST).read_text())
-    except (OSError, ValueError):
+        manifest = json.loads(read_small(Path(path) / MANIFEST))
+    except (OSError, ValueError, RecursionError):
         return {}
     return manifest if isinstance(manifest, dict) else {}
 

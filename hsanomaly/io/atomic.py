@@ -48,7 +48,7 @@ import threading
 from pathlib import Path
 
 from ..errors import INTERRUPTS, HsanomalyError, describe
-from .checks import absolute, checked_outputs, special_kind, warn
+from .checks import absolute, checked_outputs, read_small, special_kind, warn
 from .lock import UNLOCKABLE
 
 TMP_SUFFIX = ".hsanomaly-tmp"
@@ -991,8 +991,8 @@ def _read_journal(private, writer):
         if not path.is_file() or path.is_symlink():
             continue
         try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError):
+            record = json.loads(read_small(path))
+        except (OSError, ValueError, RecursionError):
             record = None
         if not isinstance(record, dict) or record.get("mark") != JOURNAL_MARK:
             continue            # an output named like it (the earlier one, swapped out)

@@ -205,6 +205,29 @@ def size_text(nbytes):
         nbytes /= 1024
 
 
+SMALL_FILE_BYTES = 16 * 2**20      # far beyond any description, manifest or journal of ours
+
+
+def read_small(path, limit=SMALL_FILE_BYTES, follow=False):
+    """The text of a small file hsanomaly reads as data: a model's description, a tile
+    store's manifest, a commit journal. Folders a run comes across may hold anything in that
+    file's place: a link (refused unless ``follow``), a pipe or a device (a read of a pipe
+    waits for ever, one of /dev/zero never ends) is refused unread (OSError), and a file
+    larger than ``limit`` (ValueError) before it is read."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags if follow else flags | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(fd, "rb") as f:
+        mode, size = os.fstat(fd).st_mode, os.fstat(fd).st_size
+        if not stat.S_ISREG(mode):
+            raise OSError(f"{path} is {special_kind(mode) or 'not a file'}")
+        if size > limit:
+            raise ValueError(f"{path} holds {size_text(size)}, more than {size_text(limit)}")
+        data = f.read(limit + 1)                  # no more, should it have grown since
+    if len(data) > limit:
+        raise ValueError(f"{path} holds more than {size_text(limit)}")
+    return data.decode("utf-8")
+
+
 def check_disk(folder, nbytes, what):
     """Refuse ``what`` (e.g. "the tile store and outputs need") when it would not fit in
     ``folder``'s file system."""

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Union
 from ..errors import HsanomalyError
 from ..spelling import either, kind_of, spell
 from .atomic import check_writable, name_max, note_checked, refuse_special
-from .checks import absolute
+from .checks import absolute, read_small
 
 if TYPE_CHECKING:
     from typing_extensions import TypeGuard
@@ -209,7 +209,7 @@ def _bundle_meta(path):
     from ..model.bundle import FORMAT, META_FILE
 
     try:
-        meta = json.loads((Path(path) / META_FILE).read_text())
+        meta = json.loads(read_small(Path(path) / META_FILE))
     except (OSError, ValueError, RecursionError):
         return None
     # one whose checksums are no mapping of names is no bundle to replace: refused as such

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import List, Optional, Union
 
 from ..errors import HsanomalyError, describe
-from ..io.checks import absolute
+from ..io.checks import absolute, read_small
 from ..io.digest import file_sha256
 from ..preprocess import Preprocessor
 from .external import MalformedProtobuf, read_graph
@@ -104,8 +104,8 @@ class Bundle:
         """Whether ``path`` still holds this bundle: its model.json lists the same files with
         the same checksums (a training into the folder since replaces them)."""
         try:
-            meta = json.loads((self.path / META_FILE).read_text())
-        except (OSError, ValueError):
+            meta = json.loads(read_small(self.path / META_FILE, MAX_META_BYTES, follow=True))
+        except (OSError, ValueError, RecursionError):
             return False
         return isinstance(meta, dict) and meta.get("files") == self.meta.get("files")
 
@@ -292,7 +292,7 @@ def _read_meta(path):
         _fail(path, f"{META_FILE} holds {meta_path.stat().st_size / 2**20:.0f} MiB, far more than "
                     "a model's description")
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta = json.loads(read_small(meta_path, MAX_META_BYTES, follow=True))
     except OSError as err:
         _fail(path, f"{META_FILE} cannot be read ({describe(err)})")
     except ValueError as err:

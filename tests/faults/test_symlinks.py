@@ -154,3 +154,47 @@ def test_a_pipe_among_a_batchs_or_a_benchmarks_outputs_is_refused_before_any_wor
     result = run_cli("benchmark", data, "--scores", "rx", "--out", out, "-q", timeout=60)
     assert_one_error(result, f"{out / 'results.csv'}: this file of --out is a pipe, not a file")
     assert "scene" not in result.stdout                        # refused before any scene
+
+
+def test_a_pipe_in_place_of_a_description_hsanomaly_reads_is_refused_unread(tmp_path, scene):
+    """A folder a run looks into to see whose it is (a quick model's beside the heatmap, a
+    training's --out, a batch's tile store) held a pipe, or a link to one, where a model.json
+    or a store's manifest.json would be: the run waited for good at its read (a link to
+    /dev/zero instead read until memory ran out)."""
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "heat.model").mkdir()
+    os.mkfifo(tmp_path / "heat.model" / "model.json")
+    result = run_cli("detect", scene, tmp_path / "heat.tif", "--score", "critic", timeout=60)
+    assert_one_error(result, "heat.model: the quick model directory is a directory that is "
+                             "not a model bundle")
+    (tmp_path / "trained").mkdir()
+    os.symlink(tmp_path / "pipe", tmp_path / "trained" / "model.json")
+    result = run_cli("train", scene, "--out", tmp_path / "trained", timeout=60)
+    assert_one_error(result, "trained: --out is a directory that is not a model bundle")
+    store = tmp_path / "out" / "scene_rx.tif.partial"
+    store.mkdir(parents=True)
+    os.symlink(tmp_path / "pipe", store / "manifest.json")
+    assert_ok(run_cli("detect-many", scene, "--out-dir", tmp_path / "out", "--score", "rx", "-q",
+                      timeout=60))
+    assert (tmp_path / "out" / "scene_rx.tif").is_file() and (tmp_path / "pipe").is_fifo()
+
+
+def test_small_files_are_read_only_when_regular_and_small(tmp_path):
+    """``read_small``: links only when asked to follow them; never a device, a pipe or a
+    file beyond its limit."""
+    from hsanomaly.io.checks import read_small
+
+    (tmp_path / "meta.json").write_text('{"a": 1}')
+    os.symlink(tmp_path / "meta.json", tmp_path / "link.json")
+    os.symlink("/dev/zero", tmp_path / "zero.json")
+    os.mkfifo(tmp_path / "pipe.json")
+    assert read_small(tmp_path / "meta.json") == '{"a": 1}'
+    assert read_small(tmp_path / "link.json", follow=True) == '{"a": 1}'
+    with pytest.raises(OSError):
+        read_small(tmp_path / "link.json")
+    with pytest.raises(OSError, match="is a character device"):
+        read_small(tmp_path / "zero.json", follow=True)
+    with pytest.raises(OSError, match="is a pipe"):
+        read_small(tmp_path / "pipe.json")
+    with pytest.raises(ValueError, match="more than 7 bytes"):
+        read_small(tmp_path / "meta.json", limit=7)
