@@ -239,20 +239,20 @@ def test_tile_store_checksums_catch_damage_other_runs_and_shapes(tmp_path):
     arrays = {"score": np.arange(6, dtype=np.float32).reshape(1, 2, 3)}
     store.put(0, arrays)
     store.put(1, arrays)
-    np.testing.assert_array_equal(store.load(0)["score"], arrays["score"])
+    np.testing.assert_array_equal(store.load(0, {"score": (1, 2, 3)})["score"], arrays["score"])
     assert store.load(0, {"score": (1, 2, 4)}) is None                    # wrong shape
     tile = tmp_path / "s.partial" / "tile_0000001.npz"
     tile.write_bytes(tile.read_bytes()[:-20])                              # truncated
-    assert store.load(1) is None
+    assert store.load(1, {"score": (1, 2, 3)}) is None
     (tmp_path / "s.partial" / "tile_0000002.npz").write_bytes(
         (tmp_path / "s.partial" / "tile_0000000.npz").read_bytes())       # another index
-    assert store.load(2) is None
+    assert store.load(2, {"score": (1, 2, 3)}) is None
     assert store.discard_bad({0, 1, 2}, lambda i: {"score": (1, 2, 3)}) == {0}
     assert store.done() == {0}
     other = TileStore(tmp_path / "o.partial", {"input": {"sha256": "b"}, "config": {"tile": 16}})
     (tmp_path / "o.partial" / "tile_0000000.npz").write_bytes(
         (tmp_path / "s.partial" / "tile_0000000.npz").read_bytes())       # another run's tile
-    assert other.load(0) is None
+    assert other.load(0, {"score": (1, 2, 3)}) is None
     with pytest.raises(HsanomalyError, match="another hsanomaly run is writing this output"):
         TileStore(tmp_path / "s.partial", job, resume=True)      # the first run holds it
     assert store.done() == {0}                                   # and keeps its tiles
@@ -512,6 +512,33 @@ def test_fitting_and_scoring_run_numpy_blas_on_one_thread(tmp_path):
     assert len(seen) > 2 and all(threads == {1} for threads in seen if threads)
 
 
+def test_a_planted_tile_is_refused_before_it_unpacks(tmp_path):
+    """A resumed store's tiles were unpacked whole before their checksums and shapes were
+    looked at: a planted tile of a few hundred KB unpacked to whatever it declared (1.5 GiB
+    from 1.5 MB in the audit). What the zip's directory declares is now weighed first."""
+    import tracemalloc
+    import zipfile
+
+    from hsanomaly.engine import TileStore
+
+    store = TileStore(tmp_path / "s.partial", {"input": {"sha256": "a"}, "config": {"tile": 16}})
+    store.put(0, {"score": np.ones((1, 4, 4), np.float32)})
+    tile = tmp_path / "s.partial" / "tile_0000000.npz"
+    with zipfile.ZipFile(tile, "w", zipfile.ZIP_DEFLATED) as z:
+        for name in ("score", "_range"):
+            with z.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.zeros((1, 2048, 4096), np.float32))
+    assert tile.stat().st_size < 2**20
+    tracemalloc.start()
+    try:
+        assert store.load(0, {"score": (1, 4, 4)}) is None
+        assert store.members(0, ["_range"]) == {}
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**23, peak
+
+
 def test_tile_store_keeps_only_the_planned_outputs(tmp_path):
     """A scorer's extras nobody asked for (e.g. recon's reconstruction) are not written."""
     from hsanomaly.engine import TileStore
@@ -520,7 +547,7 @@ def test_tile_store_keeps_only_the_planned_outputs(tmp_path):
     store = TileStore(tmp_path / "s.partial", job)
     tile = np.ones((1, 4, 4), np.float32)
     store.put(0, {"score": tile, "recon": np.ones((20, 4, 4), np.float32), "_range": np.zeros((2, 3))})
-    assert sorted(store.load(0)) == ["_range", "score"]
+    assert sorted(store.load(0, {"score": (1, 4, 4)})) == ["_range", "score"]
 
 
 def test_an_image_smaller_than_the_window_is_refused_before_a_quick_model_is_trained(

@@ -328,17 +328,23 @@ def test_cancel_leaves_no_bundle_and_resume_finishes_the_same_run(torch, synthet
     with pytest.raises(HsanomalyError, match=r"different data or settings \(threads\)"):
         train([path], out, resume=True, **{**settings, "threads": 2})
     # one made by an earlier version, which recorded fewer settings: not a setting to match
-    from hsanomaly.training import wgan
-    with np.load(checkpoint_dir(out) / "state.npz") as saved:
+    state = checkpoint_dir(out) / "state.npz"
+    saved_bytes = state.read_bytes()
+    with np.load(state) as saved:
         arrays = dict(saved)
     tree = json.loads(str(arrays["__tree__"]))
     key = dict(tree["dict"])["key"]["dict"]
     key[:] = [item for item in key if item[0] != "whiten"]
-    older = tmp_path / "older.npz"
-    np.savez(older, **{**arrays, "__tree__": np.array(json.dumps(tree))})
-    with pytest.raises(HsanomalyError, match=r"older.npz: checkpoint was made by an earlier "
+    with open(state, "wb") as f:
+        np.savez(f, **{**arrays, "__tree__": np.array(json.dumps(tree))})
+    with pytest.raises(HsanomalyError, match=r"state.npz: checkpoint was made by an earlier "
                                              r"hsanomaly, which recorded no whiten; delete it"):
-        wgan.load_checkpoint(older, None, {**dict((k, None) for k, _ in key), "whiten": False})
+        train([path], out, resume=True, **settings)
+    with open(state, "wb") as f:              # a planted member: refused before it unpacks
+        np.savez_compressed(f, **arrays, planted=np.zeros((2048, 4096), np.float32))
+    with pytest.raises(HsanomalyError, match=r"state.npz: not a readable checkpoint \(ValueError\)"):
+        train([path], out, resume=True, **settings)
+    state.write_bytes(saved_bytes)
     resumed = train([path], out, resume=True, **settings)
     assert _files(resumed.path) == _files(whole.path)
     assert calls[0] == "reading training windows"

@@ -293,8 +293,9 @@ def assemble(store, source, windows, outputs, descriptions=None, tags=None, stag
                     name: datasets.enter_context(rasterio.open(
                         files[name][1], "w", **heatmap_profile(source, bands)))
                     for name, (_, bands) in outputs.items()}
+                expected = tile_shapes(windows, outputs)
                 for index, window in enumerate(windows):    # each tile read once for all outputs
-                    tile = store.get(index)
+                    tile = store.get(index, expected(index))
                     for name, dst in open_outputs.items():
                         dst.write(tile[name], window=window)
                 for name, dst in open_outputs.items():
@@ -428,16 +429,23 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
         source.close()
 
 
-def _score(executor, source, scorer, store, windows, outputs, dst, progress, callback):
-    """Score the tiles the store lacks (a damaged or misshapen stored tile counts as lacking);
-    returns the indices that were already done."""
-    def expected(index):          # None for a tile the plan has no window for (a stray)
+def tile_shapes(windows, outputs):
+    """``expected(index)``: {output: (bands, rows, cols)} of tile ``index`` for ``outputs``
+    ({output: (path, bands)}); None for an index the plan has no window for (a stray)."""
+    def expected(index):
         if not 0 <= index < len(windows):
             return None
         window = windows[index]
         return {name: (bands, int(window.height), int(window.width))
                 for name, (_, bands) in outputs.items()}
 
+    return expected
+
+
+def _score(executor, source, scorer, store, windows, outputs, dst, progress, callback):
+    """Score the tiles the store lacks (a damaged or misshapen stored tile counts as lacking);
+    returns the indices that were already done."""
+    expected = tile_shapes(windows, outputs)
     done = store.discard_bad(store.done(), expected) if store.resumed else set()
     todo = [i for i in range(len(windows)) if i not in done]
     with progress_bar(progress, total=len(windows), initial=len(done), unit="tile",

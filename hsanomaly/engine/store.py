@@ -18,6 +18,7 @@ import contextvars
 import errno
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -30,7 +31,7 @@ import numpy as np
 from ..errors import HsanomalyError, describe
 from ..io.atomic import (fsync_path, interrupts_held, private_folder, remove_private,
                          replace_durably)
-from ..io.checks import absolute, read_small, warn
+from ..io.checks import absolute, read_npz, read_small, warn
 from ..io.fingerprint import digest
 from ..io.lock import busy, lock_folder
 from ..spelling import counted, spell
@@ -90,6 +91,15 @@ def is_tile_store(path):
     path = Path(path)
     return path.is_dir() and not path.is_symlink() and all(
         OWN_FILES.match(p.name) and (p.is_symlink() or p.is_file()) for p in path.iterdir())
+
+
+SUMMARY_BYTES = 2**20  # what a tile's summaries and checksum unpack to: far less than this
+
+
+def tile_bytes(expected):
+    """The most a tile of ``expected`` ({name: shape}) outputs unpacks to: its outputs at 8
+    bytes a value, and its summaries."""
+    return SUMMARY_BYTES + sum(8 * math.prod(shape) for shape in expected.values())
 
 
 TILE_COMPRESSION = 1   # zlib level: float scores barely compress further at higher levels
@@ -304,39 +314,31 @@ class TileStore:
                 f"{'make room and ' if full else ''}rerun (no tile was finished)")
         return HsanomalyError(f"{self.path}: cannot write a tile ({describe(err)}); {kept}")
 
-    def load(self, index, expected=None):
+    def load(self, index, expected):
         """Tile ``index`` as {name: array}, or None when it is missing, corrupt, from another run
-        or (``expected``: {name: shape}) of the wrong shape."""
-        path = self._file(index)
-        if path.is_symlink() or not path.is_file():
-            return None
+        or not of the ``expected`` ({name: shape}) shapes; read within what those shapes hold
+        (``tile_bytes``)."""
         try:
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
+            arrays = read_npz(self._file(index), tile_bytes(expected))
         except Exception:          # a damaged file raises zipfile, zlib, ValueError, OSError...
             return None
         stored = arrays.pop(CHECKSUM, None)
         if stored is None or str(stored) != self._checksum(index, arrays):
             return None
-        if expected is not None and any(name not in arrays or arrays[name].shape != tuple(shape)
-                                        for name, shape in expected.items()):
+        if any(name not in arrays or arrays[name].shape != tuple(shape)
+               for name, shape in expected.items()):
             return None
         return arrays
 
     def members(self, index, names):
         """{name: array} of those ``names`` that tile ``index`` holds, without reading (or
         checking) its other arrays; empty for a missing or damaged tile."""
-        found = {}
         try:
-            with np.load(self._file(index), allow_pickle=False) as z:
-                for name in names:
-                    if name in z.files:
-                        found[name] = z[name]
+            return read_npz(self._file(index), SUMMARY_BYTES, names)
         except Exception:          # missing or damaged
             return {}
-        return found
 
-    def get(self, index, expected=None):
+    def get(self, index, expected):
         arrays = self.load(index, expected)
         if arrays is None:
             raise HsanomalyError(f"{self._file(index)}: tile damaged or of the wrong shape; "

@@ -214,18 +214,44 @@ def read_small(path, limit=SMALL_FILE_BYTES, follow=False):
     file's place: a link (refused unless ``follow``), a pipe or a device (a read of a pipe
     waits for ever, one of /dev/zero never ends) is refused unread (OSError), and a file
     larger than ``limit`` (ValueError) before it is read."""
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(path, flags if follow else flags | getattr(os, "O_NOFOLLOW", 0))
-    with os.fdopen(fd, "rb") as f:
-        mode, size = os.fstat(fd).st_mode, os.fstat(fd).st_size
-        if not stat.S_ISREG(mode):
-            raise OSError(f"{path} is {special_kind(mode) or 'not a file'}")
+    with _open_regular(path, follow) as f:
+        size = os.fstat(f.fileno()).st_size
         if size > limit:
             raise ValueError(f"{path} holds {size_text(size)}, more than {size_text(limit)}")
         data = f.read(limit + 1)                  # no more, should it have grown since
     if len(data) > limit:
         raise ValueError(f"{path} holds more than {size_text(limit)}")
     return data.decode("utf-8")
+
+
+def read_npz(path, limit, names=None):
+    """{name: array} of an .npz hsanomaly wrote (a tile, a training checkpoint): all its
+    arrays, or those of ``names`` it holds. Refused as ``read_small`` refuses, and (ValueError)
+    before any is unpacked where they would unpack to more than ``limit`` bytes: the zip's
+    directory says what each member unpacks to and zipfile unpacks no more, so a planted file
+    of a few MB cannot fill the memory. No pickle: never code from a file."""
+    import numpy as np
+
+    with _open_regular(path, follow=False) as f, np.load(f, allow_pickle=False) as z:
+        names = z.files if names is None else [name for name in names if name in z.files]
+        size = sum(info.file_size for info in z.zip.infolist()
+                   if info.filename.removesuffix(".npy") in names)
+        if size > limit:
+            raise ValueError(f"{path}: its arrays unpack to {size_text(size)}, more than the "
+                             f"{size_text(limit)} expected")
+        return {name: z[name] for name in names}
+
+
+def _open_regular(path, follow):
+    """``path`` open for reading in binary, refused (OSError) unless a regular file: a link
+    unless ``follow``, a pipe (not waited on) or a device."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    f = os.fdopen(os.open(path, flags if follow else flags | getattr(os, "O_NOFOLLOW", 0)), "rb")
+    mode = os.fstat(f.fileno()).st_mode
+    if not stat.S_ISREG(mode):
+        f.close()
+        raise OSError(f"{path} is {special_kind(mode) or 'not a file'}")
+    return f
 
 
 def check_disk(folder, nbytes, what):

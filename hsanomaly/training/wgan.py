@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import Cancelled
+from ..io.checks import SMALL_FILE_BYTES, read_npz
 from ..logs import progress_bar
 from ..spelling import spell
 from .settings import UnusableCheckpoint
@@ -174,11 +175,18 @@ def save_checkpoint(path, trainer, log, key):
         np.savez(f, __tree__=np.array(json.dumps(tree)), **arrays)
 
 
+def _checkpoint_bytes(trainer):
+    """The most a checkpoint of ``trainer`` unpacks to: its networks' parameters and buffers
+    three times (their values and the optimisers' two moments), and the small rest."""
+    nets = sum(t.numel() * t.element_size() for net in (trainer.generator, trainer.critic)
+               for t in net.state_dict().values())
+    return 3 * nets + SMALL_FILE_BYTES
+
+
 def load_checkpoint(path, trainer, key):
     """Restore ``trainer`` and return the log so far; refuse a checkpoint made for other settings."""
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {name: z[name] for name in z.files}
+        arrays = read_npz(path, _checkpoint_bytes(trainer))
         state = _unpack(json.loads(str(arrays.pop("__tree__"))), arrays)
     except Exception as err:  # noqa: BLE001 - any unreadable checkpoint gets the same one-line answer
         raise UnusableCheckpoint(f"{path}: not a readable checkpoint "
