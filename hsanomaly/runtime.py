@@ -143,10 +143,14 @@ def check_threads(threads):
         raise HsanomalyError(f"{spell('threads')} must be a whole number of at least 1, got {threads}")
 
 
-def open_session(path, device="cpu", threads=None, optimize=True, label=None):
+CHECK_MEMORY = 256 << 20    # what a bundle's networks may take on a batch of two, when checked
+
+
+def open_session(path, device="cpu", threads=None, optimize=True, label=None, checking=False):
     """An InferenceSession on ``path`` (a file, or the model's bytes with ``label`` naming it
     in errors); ``threads`` sets intra-op threads (None: onnxruntime's choice);
-    ``optimize=False`` loads the graph as written (for checking a bundle)."""
+    ``optimize=False`` loads the graph as written. ``checking``: a session that checks a
+    bundle, whose tensors come from an arena of CHECK_MEMORY bytes (``_checking_arena``)."""
     ort = import_onnxruntime()
     chosen = providers(device)
     options = ort.SessionOptions()
@@ -161,6 +165,9 @@ def open_session(path, device="cpu", threads=None, optimize=True, label=None):
         # Idle pool threads sleep instead of spinning: on a shared or busy machine spinning
         # threads burn the cores the other threads (and processes) need; docs/training/graphs.md
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if checking:
+        _checking_arena()
+        options.add_session_config_entry("session.use_env_allocators", "1")
     model, name = (path, label) if isinstance(path, bytes) else (str(path), path)
     try:
         session = ort.InferenceSession(model, sess_options=options, providers=chosen)
@@ -170,6 +177,18 @@ def open_session(path, device="cpu", threads=None, optimize=True, label=None):
         raise HsanomalyError(f"{name}: onnxruntime could not start its CUDA provider "
                              f"(check the CUDA and cuDNN libraries, or use {spell('device', 'cpu')})")
     return session
+
+
+@functools.cache
+def _checking_arena():
+    """Once per process: the arena the sessions that check a bundle share, of CHECK_MEMORY
+    bytes. A graph may build a tensor as large as a constant in it says (ConstantOfShape, Pad):
+    a bundle of a few KB took the memory of the process (QGIS's, in QGIS) as it loaded. In
+    the arena such a tensor is refused, and the bundle with it."""
+    ort = import_onnxruntime()
+    where = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0,
+                              ort.OrtMemType.DEFAULT)
+    ort.create_and_register_allocator(where, ort.OrtArenaCfg(CHECK_MEMORY, -1, -1, -1))
 
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3      # glibc's mallopt parameters

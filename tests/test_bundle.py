@@ -225,12 +225,20 @@ def _hostile_generator(kind):
         graph.initializer.extend([numpy_helper.from_array(np.array(2 ** 62, np.int64), "n"),
                                   numpy_helper.from_array(np.array(True), "go")])
         graph.node.append(helper.make_node("Loop", ["n", "go", "y"], [out], body=body))
-    elif kind == "huge":
+    elif kind in ("huge", "constant", "padded"):   # 1 GiB, built with allowed operators but Expand
         graph.initializer.extend([numpy_helper.from_array(np.array([2 ** 14] * 2, np.int64), "s"),
-                                  numpy_helper.from_array(np.zeros(1, np.float32), "one")])
-        graph.node.extend([helper.make_node("Expand", ["one", "s"], ["big"]),
-                           helper.make_node("ReduceMin", ["big"], ["zero"], keepdims=0),
-                           helper.make_node("Add", ["y", "zero"], [out])])
+                                  numpy_helper.from_array(np.zeros(1, np.float32), "one"),
+                                  numpy_helper.from_array(np.array([2 ** 14 - 1, 2 ** 14 - 1, 0, 0],
+                                                                   np.int64), "pads")])
+        graph.node.extend([
+            helper.make_node("Expand", ["one", "s"], ["big"]) if kind == "huge" else
+            helper.make_node("ConstantOfShape", ["s"], ["big"]) if kind == "constant" else
+            helper.make_node("Pad", ["square", "pads"], ["big"]),
+            helper.make_node("ReduceMin", ["big"], ["zero"], keepdims=0),
+            helper.make_node("Add", ["y", "zero"], [out])])
+        if kind == "padded":
+            graph.node.insert(0, helper.make_node("Reshape", ["one", "s1"], ["square"]))
+            graph.initializer.append(numpy_helper.from_array(np.array([1, 1], np.int64), "s1"))
     else:
         graph.node.append(helper.make_node("RandomNormalLike", ["y"], [out]))
     return graph
@@ -245,6 +253,24 @@ def test_a_graph_with_operators_the_exporter_never_writes_is_refused(tmp_path, k
     filled the memory; random operators and a runtime's own ran as well."""
     path = write_bundle(tmp_path / "model", generator=_hostile_generator(kind))
     refused(path, said)
+
+
+@pytest.mark.parametrize("kind", ["constant", "padded"])
+def test_a_graph_that_builds_a_tensor_larger_than_any_network_needs_is_refused(tmp_path, kind):
+    """ConstantOfShape and Pad are allowed (torch's export of F.pad), and their sizes can be
+    any constant: a bundle of a few KB took 1 GiB (any size, in the audit) as it loaded,
+    and again for every batch it scored. The check runs the networks in an arena of its own."""
+    path = write_bundle(tmp_path / "model", generator=_hostile_generator(kind))
+    refused(path, "generator.onnx builds a tensor of 1.0 GiB on a batch of two, more than a "
+                  "network of hsanomaly's ever takes")
+
+
+def test_a_description_beyond_any_model_is_refused_before_anything_is_built(tmp_path):
+    """A window of 20001 in model.json made the check build a batch of two 20001 x 20001
+    windows (any size model.json said) before a network was run."""
+    path = write_bundle(tmp_path / "model", window=20001)
+    refused(path, "model.json: 3 bands in 20001x20001 windows make 1,200,120,003 values a pixel, "
+                  "beyond what any model takes (65,536)")
 
 
 def test_the_operators_of_every_network_the_exporter_writes_are_allowed():

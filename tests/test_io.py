@@ -1718,6 +1718,28 @@ def test_a_vrt_whose_source_is_gone_says_so(tmp_path):
         RasterSource(str(vrt)).read(Window(0, 0, 12, 10))
 
 
+def test_a_vrt_whose_pixels_are_python_code_says_gdal_does_not_run_it(tmp_path, monkeypatch):
+    """GDAL refuses a VRT's inline Python pixel function by default (nothing runs), and the
+    refusal was reported as "the file is truncated or corrupt"."""
+    monkeypatch.delenv("GDAL_VRT_ENABLE_PYTHON", raising=False)
+    cube, _ = synthetic_cube(bands=1, rows=10, cols=12)
+    write_raster(tmp_path / "source.tif", cube)
+    ran = tmp_path / "ran"
+    vrt = tmp_path / "code.vrt"
+    vrt.write_text(
+        '<VRTDataset rasterXSize="12" rasterYSize="10"><VRTRasterBand dataType="Float32" '
+        'band="1" subClass="VRTDerivedRasterBand"><PixelFunctionType>f</PixelFunctionType>'
+        '<PixelFunctionLanguage>Python</PixelFunctionLanguage><PixelFunctionCode><![CDATA[\n'
+        f'def f(in_ar, out_ar, *args, **kwargs):\n    open("{ran}", "w")\n'
+        '    out_ar[:] = in_ar[0]\n]]></PixelFunctionCode><SimpleSource><SourceFilename '
+        'relativeToVRT="1">source.tif</SourceFilename><SourceBand>1</SourceBand></SimpleSource>'
+        '</VRTRasterBand></VRTDataset>')
+    with pytest.raises(HsanomalyError, match=r"code.vrt: cannot read pixels, GDAL does not run "
+                                             r"the Python code the file holds \("):
+        RasterSource(str(vrt)).read(Window(0, 0, 12, 10))
+    assert not ran.exists()
+
+
 def test_infinite_pixels_are_said_to_be_left_out(tmp_path):
     """+-Inf pixels became nodata without a word, while float64 values beyond float32 (which
     would become infinite) are refused for that very reason."""

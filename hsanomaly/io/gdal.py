@@ -402,6 +402,9 @@ def read_checked(dataset, *args, **kwargs):
         if "No such file or directory" in reason:      # a VRT's source, a .hdr's data file
             raise HsanomalyError(f"{dataset.name}: cannot read pixels, a file it reads from is "
                                  f"missing ({reason})") from None
+        if "Python code needs to be executed" in reason:    # a VRT's pixel function
+            raise HsanomalyError(f"{dataset.name}: cannot read pixels, GDAL does not run the "
+                                 f"Python code the file holds ({reason})") from None
         raise HsanomalyError(f"{dataset.name}: cannot read pixels, the file is truncated or "
                              f"corrupt ({reason})") from None
 

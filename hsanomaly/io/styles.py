@@ -91,7 +91,8 @@ def sqlite_tables(path):
     def tables(db):
         names = [row[0] for row in db.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table'")]
-        return {name: {row[1] for row in db.execute(f'PRAGMA table_info("{name}")')}
+        return {name: {row[0] for row in db.execute("SELECT name FROM pragma_table_info(?)",
+                                                    (name,))}
                 for name in names}
     return _read_only(path, tables, {})
 

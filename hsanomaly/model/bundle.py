@@ -22,12 +22,13 @@ import hashlib
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Union
 
 from ..errors import HsanomalyError, describe
-from ..io.checks import absolute, read_small
+from ..io.checks import absolute, read_small, size_text
 from ..io.digest import file_sha256
 from ..preprocess import Preprocessor
 from .external import MalformedProtobuf, read_graph
@@ -49,6 +50,7 @@ MAX_NETWORK_BYTES = 2**31        # protobuf's limit: no ONNX network is larger
 MAX_META_BYTES = 16 * 2**20      # model.json: a description, some kilobytes
 MAX_CODEBOOK_FILE_BYTES = 2**28 + 2**16   # a codebook's arrays all fit the latent search's
                                           # cap (latent.fast.CODEBOOK_BYTES), plus a header
+MAX_SIZE = 2**16                 # bands, window, latent size, and values a pixel: beyond any model
 # name -> expected inputs and outputs: (tensor name, shape with None for the batch axis)
 SIGNATURES = {
     GENERATOR: lambda m: ([("z", [None, m["latent_dim"]])],
@@ -315,8 +317,16 @@ def _check_meta(path, meta):
     for key in ("bands_in", "bands", "window", "latent_dim"):
         if not isinstance(meta[key], int) or isinstance(meta[key], bool) or meta[key] < 1:
             _fail(path, f"{META_FILE}: {key} must be a positive integer, got {meta[key]!r}")
+        if meta[key] > MAX_SIZE:
+            _fail(path, f"{META_FILE}: {key} is {meta[key]:,}, beyond what any model holds "
+                        f"({MAX_SIZE:,})")
     if meta["window"] % 2 == 0:
         _fail(path, f"{META_FILE}: window must be odd, got {meta['window']}")
+    values = meta["bands"] * meta["window"] ** 2
+    if values > MAX_SIZE:       # the networks' input: a batch of pixels is that many times it
+        _fail(path, f"{META_FILE}: {meta['bands']} bands in {meta['window']}x{meta['window']} "
+                    f"windows make {values:,} values a pixel, beyond what any model takes "
+                    f"({MAX_SIZE:,})")
     for key in ("training", "files"):
         if not isinstance(meta[key], dict):
             _fail(path, f"{META_FILE}: {key} must be an object, got {type(meta[key]).__name__}")
@@ -400,7 +410,7 @@ def _check_network(path, name, meta):
         _fail(path, f"{name} keeps tensors in external data files, which the bundle's checksums "
                     "do not cover (export the network as one file)")
     _check_operators(path, name, graph)
-    session = open_session(data, threads=1, optimize=False, label=path / name)
+    session = open_session(data, threads=1, optimize=False, label=path / name, checking=True)
     try:
         embedded = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
     except UnicodeDecodeError:          # onnxruntime decodes every value as it hands them over
@@ -433,6 +443,11 @@ def _probe(path, name, session, inputs, outputs):
     try:
         given = session.run(None, feed)
     except Exception as err:       # onnxruntime's own exceptions: a graph that cannot run
+        asked = re.search(r"smaller than requested bytes of (\d+)", str(err))
+        if asked:                  # beyond the checking arena (``runtime.CHECK_MEMORY``)
+            _fail(path, f"{name} builds a tensor of {size_text(int(asked[1]))} on a batch of "
+                        f"two, more than a network of hsanomaly's ever takes (a bundle is "
+                        f"data: refusing a graph that fills the memory)")
         _fail(path, f"{name} does not run on a batch of two ({describe(err)})")
     for (n, shape), value in zip(outputs, given):
         value = np.asarray(value)

@@ -94,9 +94,9 @@ def test_a_users_geopackage_with_a_targets_layer_is_not_ours(tmp_path, scene):
     assert_ok(run_cli(*args))
     assert_ok(run_cli(*args))                    # a rerun replaces its own
     with sqlite3.connect(ours) as db:
-        db.execute("CREATE TABLE notes (text TEXT)")
+        db.execute('CREATE TABLE "my ""notes""" (text TEXT)')   # a quote: said, not disowned
     assert_one_error(run_cli(*args), "ours.gpkg: --polygons holds, beside hsanomaly's targets, "
-                                     "notes, which writing the targets would remove")
+                                     'my "notes", which writing the targets would remove')
 
 
 def test_a_program_whose_name_begins_with_hsanomaly_is_not_hsanomaly():
