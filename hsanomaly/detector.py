@@ -90,7 +90,8 @@ class Detector:
                     "the new score's option by its name")
         type(self).__init__(self, **{**merged, **params})
         if self.get_params() != before:
-            for name in ("scorer_", "model_", "n_bands_in_", "_workdir", "_fitted_units"):
+            for name in ("scorer_", "model_", "n_bands_in_", "_workdir", "_fitted_units",
+                         "_fitted_probe"):
                 self.__dict__.pop(name, None)
         return self
 
@@ -141,6 +142,7 @@ class Detector:
         """``fit`` on a source (``then_scored``: scored next, ``engine.fit_scorer``, for its
         score alone)."""
         from .engine.checks import check_scorable
+        from .model.compat import probe_digest
         from .quickmodel import check_quick_model, train_on_copy
 
         cls = scorer_class(self.score_name)
@@ -159,7 +161,7 @@ class Detector:
         scorer = scorer_for(self.score_name, options, model)
         if then_scored:         # the extras are not gathered (``score_outputs`` adds them)
             scorer = scorer.planned(())
-        check_scorable(source, scorer)
+        check_scorable(source, scorer, own_model=workdir is not None)
         units = None
         if cls.fits_on_scene:
             from .engine import fit_scorer
@@ -168,7 +170,7 @@ class Detector:
             fit_scorer(scorer, source, then_scored)
             units = units_of(source)
         self.scorer_, self.model_, self.n_bands_in_ = scorer, model, source.count
-        self._fitted_units = units
+        self._fitted_units, self._fitted_probe = units, probe_digest(source)
         self._workdir = workdir
         return self
 
@@ -200,17 +202,21 @@ class Detector:
     def _score_outputs(self, source, wrap, with_extras):
         """``score_outputs`` of a source, its results made by ``wrap``."""
         from .engine import score_array
+        from .model.compat import probe_digest
 
         if source.count != self.n_bands_in_:
             raise HsanomalyError(f"{source.name}: has {counted(source.count, 'band')}, but "
                                  f"{self!r} was fitted on {self.n_bands_in_}")
-        if getattr(self, "_fitted_units", None) is not None:      # another scene's statistics
+        # the scene fitted on is in its own units, whatever a check of them would judge
+        fitted = probe_digest(source) == getattr(self, "_fitted_probe", None)
+        if getattr(self, "_fitted_units", None) is not None and not fitted:
             from .model.compat import check_units
 
             check_units(self._fitted_units, source, f"of the scene {self!r} was fitted on",
                         "Its scores would use that scene's statistics: fit it on this one")
         scorer = self.scorer_.planned(type(self.scorer_).extra_outputs if with_extras else ())
-        arrays = score_array(source, scorer, tile=self.tile)
+        arrays = score_array(source, scorer, tile=self.tile,
+                             own_model=fitted and self.model is None)   # its quick model
         kept = ("score",) if not with_extras else [
             name for name in arrays if name not in scorer.unmeasured_outputs()]
         arrays = {name: arrays[name] for name in kept}

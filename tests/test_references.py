@@ -577,6 +577,46 @@ def test_recon_trains_its_quick_model_on_whitened_bands_through_detect_and_detec
     assert evaluate(stepped, truth)["auc"] > 0.9
 
 
+def _calm_water():
+    """uint16: water whose noise is below one count, land along one edge, a target off-centre:
+    the probe windows (the centre and about the quarter points) hold water only."""
+    rng = np.random.default_rng(0)
+    wl = np.linspace(0, 1, 60)
+    X = np.empty((60, 150, 150))
+    X[:] = (300 * np.exp(-3 * wl) + 20)[:, None, None]
+    X += rng.normal(0, 0.3, X.shape)
+    X[:, :, 130:] = (1500 + 800 * wl)[:, None, None] + rng.normal(0, 60, (60, 150, 20))
+    X[:, 5:7, 5:7] = (800 + 1500 * np.sin(6 * wl) ** 2)[:, None, None]
+    return np.round(X).astype(np.uint16)
+
+
+def _units_warnings(call):
+    """The "other units" and "dead detector" warnings ``call()`` gives."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        call()
+    return [str(w.message) for w in caught
+            if re.search("other units|dead detector|another band order", str(w.message))]
+
+
+@needs_torch
+def test_a_scene_is_not_said_to_be_in_other_units_than_itself(tmp_path, monkeypatch):
+    """A scene scored against what was fitted on it was told to be in other units than itself
+    ("fit it on this one") where its centre was calmer than the rest: its centre was compared
+    with a fit on every probe window, or with a quick model trained on the whole scene."""
+    import hsanomaly
+
+    X = _calm_water()
+    fitted = hsanomaly.Detector("rx").fit(X)
+    assert _units_warnings(lambda: hsanomaly.Detector("rx").fit_score(X)) == []
+    assert _units_warnings(lambda: fitted.score(X)) == []
+    assert _units_warnings(lambda: fitted.score((X * 1e-3).astype(np.float32)))   # still said
+    short_trainings(monkeypatch, 5)
+    path = write_raster(tmp_path / "calm.tif", X, dtype="uint16")
+    assert _units_warnings(lambda: hsanomaly.detect(path, tmp_path / "heat.tif")) == []
+    assert _units_warnings(lambda: hsanomaly.Detector().fit(X).score(X)) == []
+
+
 def short_trainings(monkeypatch, iterations):
     """The calls of hsanomaly.training.train from now on (a list), each cut to ``iterations``."""
     import hsanomaly.training

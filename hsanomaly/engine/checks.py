@@ -47,11 +47,12 @@ def check_footprint(source, scorer):
                              f"larger than the {source.height}x{source.width} image{hint}")
 
 
-def check_scorable(source, scorer):
+def check_scorable(source, scorer, own_model=False):
     """Everything about the source that can refuse or warn before the work: the scorer's own
-    check (a model's bands, wavelengths, value range), its window, and what the data warns of
-    (``check_data``: values float32 rounds, nodata in a few bands only)."""
-    scorer.check(source)
+    check (a model's bands, wavelengths, value range, ``own_model`` as ``Scorer.check`` takes
+    it), its window, and what the data warns of (``check_data``: values float32 rounds,
+    nodata in a few bands only)."""
+    scorer.check(source, own_model)
     check_footprint(source, scorer)
     source.check_data()
 

@@ -90,10 +90,11 @@ class DetectResult:
         return f"{self.model}: model {trained} {src}; {reuse}"
 
 
-def plan_outputs(source, scorer, dst, extras=None, tile=TILE):
-    """Output name -> (path, bands), after checking the tile size, the source and the paths."""
+def plan_outputs(source, scorer, dst, extras=None, tile=TILE, own_model=False):
+    """Output name -> (path, bands), after checking the tile size, the source (``own_model``
+    as ``check_scorable`` takes it) and the paths."""
     check_tile(tile)
-    check_scorable(source, scorer)
+    check_scorable(source, scorer, own_model)
     outputs = {"score": (str(dst), 1)}
     check_extras(type(scorer), extras)
     for name, path in (extras or {}).items():
@@ -356,7 +357,7 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
     source = src if hasattr(src, "read") else open_source(src)
     store, handed = None, False
     try:
-        outputs = plan_outputs(source, scorer, dst, extras, tile)
+        outputs = plan_outputs(source, scorer, dst, extras, tile, trained_on is not None)
         scorer = scorer.planned(outputs)        # the extras not written are not gathered
         if source.profile.get("crs") is not None:
             warn_unusable_proj()

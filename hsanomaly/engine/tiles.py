@@ -147,13 +147,14 @@ class LocalExecutor:
                 yield index
 
 
-def score_array(source, scorer, tile=TILE, threads=TILE_THREADS):
-    """Every output of a fitted ``scorer`` over an in-memory-sized ``source``, as whole arrays.
+def score_array(source, scorer, tile=TILE, threads=TILE_THREADS, own_model=False):
+    """Every output of a fitted ``scorer`` over an in-memory-sized ``source``, as whole arrays
+    (``own_model`` as ``check_scorable`` takes it).
 
     The same tiles as ``detect`` (so the same numbers), without a tile store or a GeoTIFF:
     the path for small scenes, the ``Detector`` and the research harness.
     """
-    check_scorable(source, scorer)
+    check_scorable(source, scorer, own_model)
     windows = source.windows(tile)
     arrays, summaries = {}, []
     for index, outputs in scored_tiles(source, scorer, windows, range(len(windows)), threads):

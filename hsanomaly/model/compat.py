@@ -2,6 +2,8 @@
 both the model and the raster carry them, and values in the units the model was trained on
 (the last also for a Detector fitted on one scene and scoring another)."""
 
+import hashlib
+
 import numpy as np
 
 from ..errors import HsanomalyError
@@ -77,14 +79,12 @@ def check_value_range(bundle, source):
 
 
 def units_of(source):
-    """What ``check_units`` compares another scene with: a scaling fitted on the valid pixels
-    of every probe window of ``source`` (the centre and about the quarter points: one window
-    may hold a lake, another land); None where they are too few or all constant."""
+    """What ``check_units`` compares another scene with: a scaling fitted on ``probe_pixels``
+    of ``source``; None where they are too few or all constant."""
     from ..preprocess import Preprocessor
 
-    pixels = [block[:, valid].T for block, valid in map(source.read, source.probe_windows())]
-    pixels = np.concatenate(pixels) if pixels else np.empty((0, source.count))
-    if len(pixels) < PROBE_MIN_PIXELS:
+    pixels = probe_pixels(source)
+    if pixels is None:
         return None
     try:
         return Preprocessor().fit(pixels)
@@ -95,11 +95,12 @@ def units_of(source):
 def check_units(pre, source, seen, consequence):
     """Warn, with the typical value found, when ``source``'s values lie far outside those
     ``pre`` was fitted on (``seen``: "the model ... was trained on", say), or vary far less:
-    other units. Probed on the source's probe windows (the centre, or where that holds too
-    little valid data, about the quarter points), so the check costs a few small reads."""
+    other units. Probed on ``probe_pixels``, as ``units_of`` fits them (a check of the
+    centre alone against a fit on every window told a scene with calm water in its centre
+    that it was in other units than itself), so the check costs a few small reads."""
     if not pre.scale:
         return
-    pixels = _probe_pixels(source)
+    pixels = probe_pixels(source)
     if pixels is None:
         return
     with np.errstate(over="ignore"):
@@ -145,14 +146,24 @@ def _judged(pre):
     return f"bands (binned from its {pre.n_features_in_})" if binned else "bands"
 
 
-def _probe_pixels(source):
-    """(pixels, bands) valid pixels of the first probe window holding PROBE_MIN_PIXELS of
-    them; None if none does."""
-    for window in source.probe_windows():
-        block, valid = source.read(window)
-        if valid.sum() >= PROBE_MIN_PIXELS:
-            return block[:, valid].T
-    return None
+def probe_pixels(source):
+    """The valid pixels (n, bands) of every probe window of ``source`` (the centre and about
+    the quarter points: one window may hold a lake, another land); None where they are fewer
+    than PROBE_MIN_PIXELS."""
+    pixels = [block[:, valid].T for block, valid in map(source.read, source.probe_windows())]
+    pixels = np.concatenate(pixels) if pixels else np.empty((0, source.count))
+    return pixels if len(pixels) >= PROBE_MIN_PIXELS else None
+
+
+def probe_digest(source):
+    """A digest of ``source``'s probe windows as read: a scene scored against a fit of its
+    own pixels there (the scene a ``Detector`` or a quick model was fitted on) is in its own
+    units, whatever ``check_units`` would judge of a part of it."""
+    digest = hashlib.sha256()
+    for block, valid in map(source.read, source.probe_windows()):
+        digest.update(np.ascontiguousarray(block).tobytes())
+        digest.update(np.packbits(valid).tobytes())
+    return digest.hexdigest()
 
 
 def first_mismatch(expected, found):

@@ -70,8 +70,10 @@ class Scorer:
         the image. (A tile's region is its window; a training patch, the model's window.)"""
         return 2 * self.halo + 1
 
-    def check(self, source):
-        """Refuse a source this scorer cannot score (e.g. a band count a model was not trained on)."""
+    def check(self, source, own_model=False):
+        """Refuse a source this scorer cannot score (e.g. a band count a model was not trained
+        on). ``own_model``: the scorer's model was trained on this source's pixels (a quick
+        model), so its values are in the model's units whatever a probe of them says."""
 
     def fit(self, source):
         return self

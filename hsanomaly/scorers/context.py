@@ -115,12 +115,12 @@ class ResidualScorer(Purged, Scorer):
             params["weight"] = self.weight
         return params
 
-    def check(self, source):
+    def check(self, source, own_model=False):
         window = self.gan.bundle.window
         if window != 1:
             raise HsanomalyError(f"{self.gan.model}: score {self.name!r} needs a model trained on "
                                  f"1x1 windows, this one uses {window}x{window}")
-        self.gan.check(source)
+        self.gan.check(source, own_model)
         if self.local is not None:
             self.local.check(source)
         if self.residual_local is not None:     # rings over the residuals: the model's bands

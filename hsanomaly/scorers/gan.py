@@ -143,14 +143,15 @@ class GanScorer(Scorer):
         them is another run (``detect-many`` does not take its result for current)."""
         return {"ignore_wavelengths": True} if self.ignore_wavelengths else {}
 
-    def check(self, source):
+    def check(self, source, own_model=False):
         from ..model import check_bands, check_scaling, check_value_range, check_wavelengths
 
         check_bands(self.bundle, source.count, source.name, source.left_out)
         check_scaling(self.bundle, source)
         if not self.ignore_wavelengths:
             check_wavelengths(self.bundle, source.wavelengths, source.name)
-        check_value_range(self.bundle, source)
+        if not own_model:
+            check_value_range(self.bundle, source)
 
     def _session(self, name):
         if name not in self._sessions:

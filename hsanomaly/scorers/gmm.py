@@ -3,7 +3,7 @@
 import numpy as np
 
 from .. import defaults
-from ..errors import HsanomalyError
+from ..errors import HsanomalyError, ignoring
 from ..io.checks import warn_once
 from ..options import check_whole
 from ..spelling import counted, either, spell
@@ -30,6 +30,7 @@ class GaussianMixtureScorer(Scorer):
 
     def fit(self, source):
         from sklearn.decomposition import PCA
+        from sklearn.exceptions import ConvergenceWarning
         from sklearn.mixture import GaussianMixture
 
         X = source.sample(self.sample, seed=self.seed).astype(np.float64)
@@ -56,8 +57,9 @@ class GaussianMixtureScorer(Scorer):
                       f"{components}")
         self.mixture_ = GaussianMixture(components, covariance_type="full",
                                         random_state=self.seed, reg_covar=REG_COVAR)
-        self.mixture_.fit(Z)
-        if not self.mixture_.converged_:     # scikit-learn's own warning is a developer's
+        with ignoring(ConvergenceWarning):   # scikit-learn's own is a developer's: said below
+            self.mixture_.fit(Z)
+        if not self.mixture_.converged_:
             warn_once(f"{source.name}: the Gaussian mixture did not converge in "
                       f"{self.mixture_.max_iter} EM iterations; its scores are those of the last")
         self._drop_small_components(len(X), source.name)

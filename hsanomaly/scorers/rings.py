@@ -100,7 +100,7 @@ class MultiRingLRX(Purged, Scorer):
         self._share_basis()
         return self
 
-    def check(self, source):
+    def check(self, source, own_model=False):
         for local in self.locals:
             local.check_ring_size(source.count)
 

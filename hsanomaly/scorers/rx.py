@@ -93,7 +93,7 @@ class LocalRX(Scorer):
         return {"name": self.name, "outer": self.outer, "guard": self.guard,
                 "pca": self.pca}
 
-    def check(self, source):
+    def check(self, source, own_model=False):
         self.check_ring_size(source.count)
 
     def check_ring_size(self, bands):
