@@ -154,3 +154,15 @@ def test_stored_parameters_of_another_type_are_refused(param, value, said):
     stored["params"][param] = value
     with pytest.raises(HsanomalyError, match=said):
         Preprocessor.from_dict(stored)
+
+
+def test_a_band_constant_but_for_a_few_pixels_is_scaled_alike_in_any_units():
+    """Its quantiles are equal, and its width was 1 in the data's units: the same hot pixels
+    lay 4095 half-widths out in counts and under 1 in reflectance. It now spans its range."""
+    X = correlated_pixels(n=3000, bands=6) * 100 + 1000
+    X[:, 5] = 0.0
+    X[:2, 5] = 4095.0                               # a zeroed band's hot pixels
+    counts = Preprocessor().fit(X).transform(X)
+    reflectance = Preprocessor().fit(X * 1e-4).transform(X * 1e-4)
+    np.testing.assert_allclose(counts, reflectance, rtol=1e-4, atol=1e-4)
+    assert np.abs(counts[:, 5]).max() <= 1.0 + 1e-6
