@@ -41,6 +41,11 @@ class Detector:
     ``guard``, ``solver``, ``codebook``, ``c1``, ``c2``, ``device``, ``threads``, ...), refused
     with one line when the score does not take them. After ``fit``: ``scorer_`` (the fitted
     scorer), ``model_`` (the bundle used, if any) and ``n_bands_in_``.
+
+    Unlike scikit-learn's estimators, ``score(X)`` gives a score per pixel (high: anomalous),
+    not one number for a fit (model selection that calls ``score(X, y)``, as
+    ``cross_val_score`` does, needs a scorer of its own, from ``hsanomaly.evaluate``); the
+    parameter ``score`` is kept as ``score_name``, since the method takes its name.
     """
 
     @one_job()

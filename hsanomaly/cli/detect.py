@@ -116,8 +116,9 @@ def _taking(option):
               help=f"Where the GAN scores' networks run: cpu, cuda or cuda:N "
                    f"[default: {defaults.DEVICE}].")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="onnxruntime intra-op threads for the GAN scores [default: "
-                   "onnxruntime's choice].")
+              help="onnxruntime intra-op threads of each GAN network [default: "
+                   "onnxruntime's choice, a thread a core]. Besides, two tiles are scored at "
+                   "once, each on one BLAS thread.")
 @click.option("--ignore-wavelengths", is_flag=True, default=None,
               help="Score with a model even where the raster's band wavelengths differ from "
                    "the ones it was trained on.")

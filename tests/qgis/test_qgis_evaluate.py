@@ -221,6 +221,37 @@ def test_a_heatmap_crs_set_only_in_qgis_is_said(scene, tmp_path):
         "the file (Raster > Projections > Assign Projection) to use it (Anomaly heatmap)"]
 
 
+def test_the_outer_mask_keeps_its_former_name_said_and_never_given_twice(scene, tmp_path):
+    """Evaluate's OUTER (the outer target mask) shared its name with Detect's OUTER (the ring's
+    outer window); it is OUTER_MASK now. A script that still passes OUTER gets its mask used
+    and a word, not the mask dropped without one (QGIS ignores a name it does not know)."""
+    import processing
+    from hsanomaly.evaluation.files import evaluate_files
+    from qgis.core import QgsProcessingException, QgsProcessingFeedback
+
+    raster, truth = scene
+    heatmap = processing.run("hsanomaly:detect", {"INPUT": str(raster), "SCORE": "rx",
+                                                  "OUTPUT": str(tmp_path / "heat.tif")})["OUTPUT"]
+    outer = tmp_path / "outer.tif"
+    outer.write_bytes(truth.read_bytes())            # the truth itself: every target ambiguous
+    expected = evaluate_files(heatmap, str(truth), str(outer))[0]
+    warnings = []
+
+    class Log(QgsProcessingFeedback):
+        def pushWarning(self, text):
+            warnings.append(text)
+
+    args = {"HEATMAP": heatmap, "TRUTH": str(truth), "TARGETS": "TEMPORARY_OUTPUT"}
+    now = processing.run("hsanomaly:evaluate", {**args, "OUTER_MASK": str(outer)})
+    former = processing.run("hsanomaly:evaluate", {**args, "OUTER": str(outer)}, feedback=Log())
+    assert now["LG_FAR"] == former["LG_FAR"] == expected["lg_far"]
+    assert warnings == ["OUTER is now OUTER_MASK (Detect's OUTER is its ring's outer window); "
+                        "the former name still works"]
+    with pytest.raises(QgsProcessingException, match="give the outer mask once, as OUTER_MASK"):
+        processing.run("hsanomaly:evaluate", {**args, "OUTER": str(outer),
+                                              "OUTER_MASK": str(outer)})
+
+
 def test_the_metrics_outputs_say_what_they_are(plugin):
     """The Results Viewer and the model designer showed "auc", "log_auc", "lg_far", "pd"."""
     from qgis.core import QgsApplication

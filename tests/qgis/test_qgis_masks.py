@@ -106,7 +106,8 @@ def test_target_features_evaluate_as_the_truth_raster(scene, heatmap, tmp_path):
         ring = square_raster(truth, tmp_path / "outer.tif", 8, 8, 6)
         report = evaluate_files(heatmap, str(truth), str(ring))[0]
         assert report["n_excluded_pixels"] == 35 + 32 and report["lg_far"] != expected[2]
-        drawn_ring = run_evaluate(heatmap, saved, OUTER=scratch_layer([("ring", (8, 8), 6)]))
+        drawn_ring = run_evaluate(heatmap, saved,
+                                  OUTER_MASK=scratch_layer([("ring", (8, 8), 6)]))
         assert [drawn_ring[k] for k in METRICS] == [report[k.lower()] for k in METRICS[:4]] + [2]
     finally:
         QgsProject.instance().removeMapLayer(drawn.id())

@@ -142,7 +142,7 @@ def test_every_mask_field_offers_rasters_and_vector_layers(plugin):
 
     registry = QgsApplication.processingRegistry()
     fields = {("hsanomaly:detect", "MASK"), ("hsanomaly:train", "MASK"),
-              ("hsanomaly:evaluate", "TRUTH"), ("hsanomaly:evaluate", "OUTER")}
+              ("hsanomaly:evaluate", "TRUTH"), ("hsanomaly:evaluate", "OUTER_MASK")}
     for algorithm, name in fields:
         parameter = registry.algorithmById(algorithm).parameterDefinition(name)
         assert set(parameter.dataTypes()) == {QgsProcessing.TypeRaster,

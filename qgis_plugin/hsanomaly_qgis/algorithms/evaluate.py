@@ -38,12 +38,13 @@ COUNTS = {"TARGETS_FOUND": ("n_targets_found", "targets found at the false-alarm
 class Evaluate(HsanomalyAlgorithm):
     HEATMAP = "HEATMAP"
     TRUTH = "TRUTH"
-    OUTER = "OUTER"
+    OUTER_MASK = "OUTER_MASK"
+    FORMER_OUTER_MASK = "OUTER"   # until 0.2, where Detect's OUTER is its ring's outer window
     TARGETS = "TARGETS"
     PLOTS = "PLOTS"
     PD_FAR = "PD_FAR"
     N_TARGETS = "N_TARGETS"
-    ARGUMENTS = {"outer_mask": OUTER}
+    ARGUMENTS = {"outer_mask": OUTER_MASK}
 
     def name(self):
         return "evaluate"
@@ -66,7 +67,11 @@ class Evaluate(HsanomalyAlgorithm):
         self.addParameter(QgsProcessingParameterRasterLayer(self.HEATMAP, "Anomaly heatmap"))
         self.addParameter(mask_parameter(self.TRUTH, "Truth mask (raster, or target features)"))
         self.addParameter(mask_parameter(
-            self.OUTER, "Outer target mask (ambiguous pixels)", optional=True))
+            self.OUTER_MASK, "Outer target mask (ambiguous pixels)", optional=True))
+        former = mask_parameter(self.FORMER_OUTER_MASK, "Outer target mask (former name)",
+                                optional=True)
+        former.setFlags(former.flags() | QgsProcessingParameterDefinition.FlagHidden)
+        self.addParameter(former)     # a script's processing.run still names it
         self.addParameter(QgsProcessingParameterFeatureSink(
             self.TARGETS, "Per-target metrics (points at the targets)", QgsProcessing.TypeVector))
         self.addParameter(QgsProcessingParameterFolderDestination(
@@ -83,6 +88,21 @@ class Evaluate(HsanomalyAlgorithm):
         for output, (_, description) in COUNTS.items():
             self.addOutput(QgsProcessingOutputNumber(output, description))
 
+    def _outer_mask_name(self, parameters, feedback):
+        """The parameter the outer mask was given by: OUTER_MASK, or its former name OUTER
+        (said), or None. The former name is kept: QGIS drops a name it does not know without
+        a word, and the evaluation would have counted the ambiguous pixels as background."""
+        given = [name for name in (self.OUTER_MASK, self.FORMER_OUTER_MASK)
+                 if not is_empty(parameters, name)]
+        if len(given) == 2:
+            raise QgsProcessingException(f"{self.OUTER_MASK} and {self.FORMER_OUTER_MASK}: give "
+                                         f"the outer mask once, as {self.OUTER_MASK}")
+        if given == [self.FORMER_OUTER_MASK]:
+            feedback.pushWarning(f"{self.FORMER_OUTER_MASK} is now {self.OUTER_MASK} (Detect's "
+                                 f"{self.FORMER_OUTER_MASK} is its ring's outer window); the "
+                                 "former name still works")
+        return given[0] if given else None
+
     def processAlgorithm(self, parameters, context, feedback):
         heatmap = raster_source(self, parameters, self.HEATMAP, context)
         crs_note = crs_set_in_qgis(self, parameters, self.HEATMAP, context,
@@ -91,8 +111,9 @@ class Evaluate(HsanomalyAlgorithm):
         if crs_note:
             feedback.pushWarning(crs_note)
         truth = mask_source(self, parameters, self.TRUTH, context, feedback)
-        outer = None if is_empty(parameters, self.OUTER) else \
-            mask_source(self, parameters, self.OUTER, context, feedback)
+        outer_name = self._outer_mask_name(parameters, feedback)
+        outer = None if outer_name is None else \
+            mask_source(self, parameters, outer_name, context, feedback)
         plots = None if is_empty(parameters, self.PLOTS) else \
             self.parameterAsFileOutput(parameters, self.PLOTS, context)
         # the table is written last: a folder it cannot go in is refused before the plots are
@@ -115,7 +136,7 @@ class Evaluate(HsanomalyAlgorithm):
             # (a new layer of the truth's GeoPackage is no harm; a database table is no file)
             inputs = [(spell(name.lower()), file)
                       for name, path in ((self.HEATMAP, heatmap), (self.TRUTH, truth),
-                                         (self.OUTER, outer)) if path
+                                         (self.OUTER_MASK, outer)) if path
                       for file in vector_files(path)]
             written, layer = geopackage_file(table)
             if written and not is_gdal_name(written) and (layer is None
