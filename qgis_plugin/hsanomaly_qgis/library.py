@@ -31,13 +31,16 @@ FALLBACK = SimpleNamespace(
     train_bands=32,
     train_window=1,
     train_seed=0,
+    seed=0,
     pd_far=0.001,
     taking={"outer": ("lrx", "context"), "guard": ("lrx", "context"),
             "pca": ("lrx", "gmm", "context", "mlrx", "rxmlrx", "mcontext", "rescontext",
                     "dualcontext"),
-            "components": ("gmm",)},
+            "components": ("gmm",),
+            "seed": ("gmm", "recon", "anogan", "resrx", "context", "mcontext", "rescontext",
+                     "dualcontext")},
 )
-TAKING = ("outer", "guard", "pca", "components")   # options whose scores the dialog names
+TAKING = ("outer", "guard", "pca", "components", "seed")   # options whose scores the dialog names
 
 
 def load():
@@ -67,6 +70,7 @@ def load():
         train_bands=defaults.TRAIN_BANDS,
         train_window=defaults.TRAIN_WINDOW,
         train_seed=defaults.TRAIN_SEED,
+        seed=defaults.SEED,
         pd_far=defaults.PD_FAR,
         taking={option: tuple(name for name, cls in scorers.REGISTRY.items()
                               if option in cls.options) for option in TAKING},

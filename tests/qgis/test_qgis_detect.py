@@ -513,10 +513,12 @@ def test_a_raster_crs_set_only_in_qgis_is_said(scene, tmp_path):
 
 @pytest.mark.parametrize("score, fields, options", [
     ("lrx", {"OUTER": 9, "GUARD": 3, "PCA": 4}, {"outer": 9, "guard": 3, "pca": 4}),
-    ("gmm", {"PCA": 6, "COMPONENTS": 2}, {"pca": 6, "components": 2})])
+    ("gmm", {"PCA": 6, "COMPONENTS": 2}, {"pca": 6, "components": 2}),
+    ("gmm", {"SEED": 3}, {"seed": 3})])
 def test_window_and_component_fields_reach_the_library(plugin, tmp_path, score, fields, options):
     """lrx ran at 15/5 with 10 components whatever the user wanted: the dialog had no field
-    for its window or components, nor for gmm's mixture."""
+    for its window or components, nor for gmm's mixture; nor for the seed, which a model
+    trained with another one stores its codebook for."""
     from hsanomaly.api import detect
     from qgis.core import QgsProcessingException
     from synthetic import synthetic_cube, write_raster
@@ -528,6 +530,9 @@ def test_window_and_component_fields_reach_the_library(plugin, tmp_path, score, 
     with pytest.raises(QgsProcessingException) as err:
         run_detect(INPUT=raster, SCORE="rx", OUTPUT=tmp_path / "rx.tif", PCA=4)
     assert str(err.value).startswith("'Principal components kept': score 'rx' does not take")
+    with pytest.raises(QgsProcessingException) as err:
+        run_detect(INPUT=raster, SCORE="rx", OUTPUT=tmp_path / "rx.tif", SEED=3)
+    assert str(err.value).startswith("'Random seed of the pixels sampled")
     # gmm's field with a ring score: it was taken for the rings' former name of "pca" and
     # changed every pixel, with a warning about a renamed option the user never used
     with pytest.raises(QgsProcessingException) as err:

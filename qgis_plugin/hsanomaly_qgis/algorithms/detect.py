@@ -9,6 +9,7 @@ from qgis.core import (QgsProcessing, QgsProcessingParameterBoolean,
 from .. import library
 from ..dependencies import install_hint
 from ..styles import style_heatmap_on_load, style_targets_on_load
+from .train import SEED_MAX
 from .base import (HsanomalyAlgorithm, crs_set_in_qgis, geopackage_file, in_own_thread, is_empty,
                    label, mask_parameter, mask_source, progress_callback, raster_source)
 
@@ -28,6 +29,7 @@ class DetectAnomalies(HsanomalyAlgorithm):
     GUARD = "GUARD"
     PCA = "PCA"
     COMPONENTS = "COMPONENTS"
+    SEED = "SEED"
     # optional whole-number fields passed to the library as these options when filled in
     WHOLE_OPTIONS = {OUTER: "outer", GUARD: "guard", PCA: "pca", COMPONENTS: "components"}
     THRESHOLD = "THRESHOLD"
@@ -114,7 +116,12 @@ class DetectAnomalies(HsanomalyAlgorithm):
                                   "({}; empty: the score's own)"),
             (self.PCA, "pca", "Principal components kept ({}; empty: the score's own)"),
             (self.COMPONENTS, "components", "Mixture components ({}; empty: the score's own)"))]
-        for advanced in (purge, top_rings, neighbour_weight, rings, ignore, *whole):
+        seed = QgsProcessingParameterNumber(
+            self.SEED, f"Random seed of the pixels sampled and the latent search's codebook "
+            f"({taking('seed')}; empty: {lib.seed}; a model trained with another seed stores "
+            f"its codebook for that one, used when given here)",
+            QgsProcessingParameterNumber.Integer, optional=True, minValue=0, maxValue=SEED_MAX)
+        for advanced in (purge, top_rings, neighbour_weight, rings, ignore, *whole, seed):
             advanced.setFlags(advanced.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(advanced)
         self.addParameter(QgsProcessingParameterNumber(
@@ -188,8 +195,8 @@ class DetectAnomalies(HsanomalyAlgorithm):
         if not is_empty(parameters, self.NEIGHBOUR_WEIGHT):
             options["neighbour_weight"] = self.parameterAsDouble(parameters, self.NEIGHBOUR_WEIGHT,
                                                                  context)
-        for field, option in self.WHOLE_OPTIONS.items():   # a score without it refuses it
-            if not is_empty(parameters, field):
+        for field, option in {**self.WHOLE_OPTIONS, self.SEED: "seed"}.items():
+            if not is_empty(parameters, field):      # a score without it refuses it
                 options[option] = self.parameterAsInt(parameters, field, context)
         rings = self.parameterAsString(parameters, self.RINGS, context).strip()
         if rings:
