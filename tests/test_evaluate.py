@@ -752,8 +752,11 @@ def test_nan_in_an_array_truth_is_unknown_not_a_target():
     assert report["n_target_pixels"] == 1 and report["auc"] == 1.0
     cropped = evaluate(scores[5:], truth[5:])
     assert report["n_excluded_pixels"] == 50
-    assert {k: v for k, v in report.items() if k not in ("targets", "n_excluded_pixels")} == \
-        {k: v for k, v in cropped.items() if k not in ("targets", "n_excluded_pixels")}
+    # detect's rate is a share of every scored pixel: the unknown ones count there
+    assert report["pd_detect_far"] == cropped["pd_detect_far"] / 2
+    left = ("targets", "n_excluded_pixels", "pd_detect_far")
+    assert {k: v for k, v in report.items() if k not in left} == \
+        {k: v for k, v in cropped.items() if k not in left}
 
 
 def test_unscored_targets_are_said_of_the_heatmap_file(tmp_path):
@@ -1170,3 +1173,28 @@ def test_plots_of_many_targets_and_long_names_keep_their_figures_in_sight():
     name = "flight_20260514_line07_radiance_orthorectified_heatmap"
     assert plots.shortened(name) == "flight_20260514_lin…thorectified_heatmap"
     assert len(plots.shortened(name)) == plots.TITLE_NAME and plots.shortened("heat") == "heat"
+
+
+def test_the_report_gives_the_detect_rate_that_draws_the_pixels_pd_counts():
+    """detect's --far is a share of every scored pixel, targets among them; evaluate's Pd
+    rate, one of the background's. The same 0.001 drew about half the target pixels Pd
+    counted (the naming audit): the report now gives the threshold and detect's rate for it."""
+    from hsanomaly import evaluate as hsanomaly_evaluate
+    from hsanomaly.evaluation.files import format_summary
+    from hsanomaly.thresholds import threshold_from_far
+
+    rng = np.random.default_rng(4)
+    scores = np.round(rng.normal(size=(150, 140)), 2).astype(np.float32)    # ties
+    truth = np.zeros(scores.shape, np.uint8)
+    truth[20:26, 30:36] = truth[90:95, 100:104] = 1
+    scores[truth == 1] += 2.5
+    scores[:10, :10] = np.nan                                     # nodata
+    for pd_far in (0.001, 0.01, 0.05):
+        report = hsanomaly_evaluate(scores, truth, pd_far=pd_far)
+        threshold = report["pd_threshold"]
+        drawn = scores > threshold_from_far(scores, float(f"{report['pd_detect_far']:.6g}"))
+        assert threshold_from_far(scores, report["pd_detect_far"]) == threshold
+        assert (drawn & (truth == 1)).sum() == round(report["pd"] * report["n_target_pixels"])
+        assert (drawn & (truth == 0)).sum() <= pd_far * report["n_background_pixels"]
+        assert f"above {threshold:.6g} (detect --far {report['pd_detect_far']:.6g} draws the " \
+               "same pixels)" in format_summary(report)

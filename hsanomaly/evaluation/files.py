@@ -267,7 +267,8 @@ def format_summary(report):
              f"at that rate {report['n_targets_found']} of {report['n_targets']} targets found, "
              f"{counted(report['n_false_alarm_regions'], 'false-alarm region')}"
              + ("" if report["false_alarm_regions_per_km2"] is None else
-                f" ({_per_km2(report['false_alarm_regions_per_km2'])} per km² of background)")]
+                f" ({_per_km2(report['false_alarm_regions_per_km2'])} per km² of background)")
+             + _drawn(report)]
     if report["targets"]:
         lines.append(f"{'target':<7}{'pixels':>7}{'AUC':>8}{'logAUC':>8}{'lgFAR':>7}{'Pd':>7}"
                      f"{'max score':>12}{'row':>8}{'col':>8}")
@@ -278,6 +279,15 @@ def format_summary(report):
                      f"{_num(t['max_score'], '12.4g')}{t['centroid_row']:>8.1f}"
                      f"{t['centroid_col']:>8.1f}")
     return "\n".join(lines)
+
+
+def _drawn(report):
+    """How ``detect`` draws what Pd counts: its ``--far`` is a share of every scored pixel,
+    targets among them, where Pd's rate is one of the background's."""
+    if report.get("pd_threshold") is None:           # a report of an earlier version
+        return ""
+    return (f"; above {report['pd_threshold']:.6g} (detect --far "
+            f"{report['pd_detect_far']:.6g} draws the same pixels)")
 
 
 def _per_km2(value):

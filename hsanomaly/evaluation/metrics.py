@@ -256,14 +256,32 @@ def false_alarm_regions(scores, truth, outer_mask=None, valid=None, pd_far=defau
 
     scores = np.asarray(scores)
     target, background = class_masks(scores, truth, outer_mask, valid)
-    values = scores[background]
-    rank = values.size - 1 - rate_count(pd_far, values.size)     # the (k+1)-th highest
-    threshold = np.partition(values, rank)[rank]
-    scored = ~np.isnan(scores) if valid is None else ~np.isnan(scores) & np.asarray(valid, bool)
-    labels, n = ndimage.label(scored & (scores > threshold), structure=EIGHT_CONNECTED)
+    threshold = pd_threshold(scores, background, pd_far)
+    labels, n = ndimage.label(_scored(scores, valid) & (scores > threshold),
+                              structure=EIGHT_CONNECTED)
     hits = np.bincount(labels[target], minlength=n + 1)
     false = np.bincount(labels[background], minlength=n + 1)
     return int(((hits == 0) & (false > 0))[1:].sum())
+
+
+def pd_threshold(scores, background, pd_far):
+    """The score a pixel must pass to be detected at false-alarm rate ``pd_far``: the
+    (k+1)-th highest score of the ``background`` pixels, k the false alarms the rate allows."""
+    values = scores[background]
+    rank = values.size - 1 - rate_count(pd_far, values.size)
+    return np.partition(values, rank)[rank]
+
+
+def detect_far(scores, valid, threshold):
+    """The rate ``detect --far`` (a share of every scored pixel, targets among them) takes to
+    draw the pixels above ``threshold``: the middle of the rates that do, so that it still
+    does printed to six digits."""
+    scored = _scored(scores, valid)
+    return (int((scored & (scores > threshold)).sum()) + 0.5) / int(scored.sum())
+
+
+def _scored(scores, valid):
+    return ~np.isnan(scores) if valid is None else ~np.isnan(scores) & np.asarray(valid, bool)
 
 
 @renamed_keywords(outer="outer_mask")
@@ -306,10 +324,14 @@ def evaluate(scores, truth, outer_mask=None, valid=None, pd_far=defaults.PD_FAR,
              f"rate of {pd_far:g} (the finest they resolve is {1 / overall.n_neg:.2g}), so Pd "
              "and the targets found are those at no false alarm")
     regions = false_alarm_regions(scores, truth, outer_mask, valid, pd_far)
+    threshold = pd_threshold(np.asarray(scores), class_masks(scores, truth, outer_mask, valid)[1],
+                             pd_far)
     reports = [_target_report(t, pd_far) for t in targets]
     return {
         **_curve_metrics(overall, pd_far),
         "pd_far": pd_far,
+        "pd_threshold": float(threshold),
+        "pd_detect_far": detect_far(np.asarray(scores), valid, threshold),
         "n_targets_found": sum(bool(t["pd"]) for t in reports),
         "n_false_alarm_regions": regions,
         "false_alarm_regions_per_km2": None if pixel_area is None else
