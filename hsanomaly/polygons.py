@@ -1,8 +1,11 @@
 """Target polygons in a GeoPackage: the targets of a heatmap (``hsanomaly.targets``) in the
 layer "targets", styled for QGIS, written through the one write path."""
 
+import os
+
 from .errors import HsanomalyError, ignoring
-from .io.atomic import check_writable, native_quiet, staged_into
+from .io.atomic import check_writable, native_quiet, staged_into, staged_length
+from .io.checks import absolute
 from .io.paths import check_suffix, refuse_layer_choice
 from .io.styles import (STYLE_TABLE, foreign_styles, gpkg_tables, pin_dates, sqlite_tables,
                         write_default_style)
@@ -12,6 +15,8 @@ from .targets import COLUMNS, check_threshold_choice, find_targets
 from .thresholds import READ_CHUNK
 
 LAYER = "targets"
+STAGED_NAME = "targets.gpkg"   # the GeoPackage as written first: a name GDAL and SQLite take
+SQLITE_PATH_MAX = 512          # the longest path SQLite opens (its unix file system layer)
 # the columns that tell a GeoPackage of ours: the targets' (targets.COLUMNS), but those 0.1.0
 # did not write yet
 OWN_COLUMNS = set(COLUMNS) - {"score", "threshold"}
@@ -135,6 +140,18 @@ def check_threshold(gpkg_path, threshold, far):
     check_writable(gpkg_path, directory=False, label=spell("polygons"))
 
 
+def check_sqlite_path(path):
+    """Refuse, before the work, a GeoPackage SQLite could not open where it is written first
+    (``STAGED_NAME`` in a private folder beside it) or where it lands, journals included: it
+    failed after the scoring."""
+    longest = max(staged_length(path, f"{STAGED_NAME}-journal"),
+                  len(os.fsencode(absolute(f"{path}-journal"))))
+    if longest > SQLITE_PATH_MAX:
+        raise HsanomalyError(f"{path}: {spell('polygons')} would be written at a path of "
+                             f"{longest} bytes, past the {SQLITE_PATH_MAX} SQLite opens; choose "
+                             "a folder of a shorter path")
+
+
 def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, chunk=READ_CHUNK,
                    stage=None, name=None):
     """Vectorise the targets of a heatmap GeoTIFF (``targets.find_targets``: the pixels
@@ -155,7 +172,7 @@ def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, chunk=R
         counted(tmp)
         check_not_in_use(gpkg_path, scored=True)
     with log_stage(f"writing {len(frame)} targets into {gpkg_path}"), staged_into(stage) as into:
-        tmp = into.path(gpkg_path, check=check, create=False)
+        tmp = into.path(gpkg_path, check=check, create=False, name=STAGED_NAME)
         with ignoring(UserWarning, "'crs' was not provided"), native_quiet():
             # GeoPackage 1.2: the GDAL of QGIS 3.22 (the plugin's LTR) warns on each read of
             # the 1.4 that newer GDALs write by default

@@ -97,8 +97,9 @@ def detect_paths(src, dst, *, model=None, extras=None, png=None, polygons=None, 
     if png is not None:
         check_suffix(png, spell("png"), (".png",), "a PNG")
     if is_path(polygons):
-        from .polygons import check_not_in_use
+        from .polygons import check_not_in_use, check_sqlite_path
 
+        check_sqlite_path(polygons)
         check_not_in_use(polygons)
     if store.is_symlink() or (store.exists() and not is_tile_store(store)):
         raise HsanomalyError(f"{store}: the tile store's name is taken by something that is not "

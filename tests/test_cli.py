@@ -794,9 +794,9 @@ def test_inputs_that_are_pipes_or_not_utf8_are_one_line(tmp_path):
     os.link(path, os.fsencode(latin))
     shown = os.fsencode(latin).decode("utf-8", "backslashreplace")
     assert_one_line_error(run("detect", latin, tmp_path / "h.tif", "--score", "rx"),
-                          f"{shown}: SRC's name is not valid UTF-8")
+                          f"{shown}: the name of SRC is not valid UTF-8")
     assert_one_line_error(run("detect", path, latin[:-4] + "-h.tif", "--score", "rx"),
-                          "DST's name is not valid UTF-8")
+                          "the name of DST is not valid UTF-8")
     assert sorted(os.listdir(os.fsencode(str(tmp_path)))) == [b"pipe.tif", b"scene.tif",
                                                              b"sc\xe8ne.tif"]
 

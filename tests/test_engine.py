@@ -866,6 +866,25 @@ def test_a_long_output_name_the_file_system_takes_is_written_and_a_longer_refuse
                                              r"would be named with 258 bytes"):
         hsanomaly.detect(path, tmp_path / "h.tif", score="rx", far=0.01,
                          polygons=tmp_path / ("g" * 245 + ".gpkg"))
+    # a GeoPackage is written first in a private folder beside it, where its name twice
+    # passed SQLite's 512 bytes, and GDAL read "a;b.gpkg" as "a": both failed after the work
+    import sqlite3
+
+    for name in ("g" * 235 + ".gpkg", "a;b.gpkg"):
+        hsanomaly.detect(path, tmp_path / "p.tif", score="rx", far=0.01,
+                         polygons=tmp_path / name)
+        with sqlite3.connect(tmp_path / name) as db:        # pyogrio reads "a;b" as "a" too
+            assert db.execute("SELECT count(*) FROM targets").fetchone()[0] >= 1
+    deep = tmp_path.joinpath(*["d" * 99] * 4)
+    deep.mkdir(parents=True)
+    with pytest.raises(HsanomalyError, match=r"t\.gpkg: 'polygons' would be written at a path "
+                                             r"of \d+ bytes, past the 512 SQLite opens"):
+        hsanomaly.detect(path, deep / "t.tif", score="rx", far=0.01, polygons=deep / "t.gpkg")
+    assert not list(deep.iterdir())
+    with pytest.raises(HsanomalyError, match=r"/a\\nb.gpkg': the name of 'polygons' holds a "
+                                             r"control character"):
+        hsanomaly.detect(path, tmp_path / "p.tif", score="rx", far=0.01,
+                         polygons=tmp_path / "a\nb.gpkg")
     # a batch names its outputs after its inputs: the input is the one to rename, and a new
     # output folder has the limit of the folder it is made in
     named = write_raster(tmp_path / ("c" * 241 + ".tif"), cube)     # its heatmap: c..c_rx.tif

@@ -2352,8 +2352,8 @@ def test_a_local_raster_is_read_with_its_side_files_whatever_gdal_s_settings(tmp
 
 
 @pytest.mark.parametrize("name, message", [
-    ("scÃ¨ne.tif", "/scène.tif: 'src''s name was read in a locale that is not UTF-8; run under"),
-    ("scène.tif", "/sc\\xe8ne.tif: 'src''s name is not valid UTF-8, and hsanomaly takes UTF-8")])
+    ("scÃ¨ne.tif", "/scène.tif: the name of 'src' was read in a locale that is not UTF-8; run under"),
+    ("scène.tif", "/sc\\xe8ne.tif: the name of 'src' is not valid UTF-8, and hsanomaly takes UTF-8")])
 def test_a_name_the_system_spells_in_latin_1_is_refused_before_the_work(tmp_path, monkeypatch,
                                                                         name, message):
     """In a Latin-1 locale every byte decodes, so no check fired: GDAL, SQLite and onnxruntime
@@ -2496,7 +2496,7 @@ def test_a_name_of_ascii_alone_in_a_folder_the_system_spells_in_latin_1_is_refus
     monkeypatch.chdir(tmp_path / "café")
     monkeypatch.setattr(sys, "getfilesystemencoding", lambda: "iso8859-1")
     monkeypatch.setattr(os, "fsencode", lambda text: os.fspath(text).encode("latin-1"))
-    with pytest.raises(HsanomalyError, match=r"caf\\xe9/heat.tif: DST's name is not valid UTF-8"):
+    with pytest.raises(HsanomalyError, match=r"caf\\xe9/heat.tif: the name of DST is not valid UTF-8"):
         check_path_kind("heat.tif", "DST")
     check_path_kind(str(tmp_path / "heat.tif"), "DST")            # a path of ASCII alone
 

@@ -289,15 +289,17 @@ class Staging:
         self._after = []
         self._finally = []
 
-    def path(self, dst, check=None, create=True, stale=()):
+    def path(self, dst, check=None, create=True, stale=(), name=None):
         """A temporary path for file ``dst``; ``check(tmp)`` re-reads it before the replace.
         ``stale``: files beside ``dst`` that describe its earlier content (GDAL's side files,
         a world file), set aside before the outputs go in (or a GIS would lay them over the
-        new, were the run killed in between) and removed once the commit stands."""
+        new, were the run killed in between) and removed once the commit stands. ``name``:
+        the temporary's own name (default ``dst``'s), for a writer that takes only some
+        names or short paths (SQLite's, ``staged_length``)."""
         dst = Path(dst)
         check_writable(dst, directory=False)
         private = self._private_dir(dst)
-        tmp = private / dst.name
+        tmp = private / (name or dst.name)
         if create:
             _create_exclusive(tmp)
         self._entries.append((dst, tmp, private, check, False))
@@ -568,9 +570,24 @@ def _new_private(folder, name, suffix):
 
 def _cut_name(folder, name, writer, suffix):
     """``name`` as a private folder of ``writer`` in ``folder`` gives it: cut short where the
-    folder's name would pass the file system's limit (mkdtemp adds 8 characters)."""
+    folder's name would pass the file system's limit (mkdtemp adds 8 characters), without
+    the characters a writer may read as more than a name (``NOT_IN_PRIVATE_NAMES``)."""
     room = name_max(folder) - 1 - len(os.fsencode(f".{writer}.")) - 8 - len(suffix)
+    name = NOT_IN_PRIVATE_NAMES.sub("_", name)
     return os.fsencode(name)[:max(room, 1)].decode(errors="ignore") or "o"
+
+
+# GDAL's GeoPackage driver, through pyogrio, reads "a;b.gpkg" as "a"; control characters
+NOT_IN_PRIVATE_NAMES = re.compile(r"[;\x00-\x1f\x7f]")
+
+
+def staged_length(dst, name):
+    """The bytes of the path a stage gives temporary ``name`` for output ``dst``
+    (``Staging.path``): the output's folder, its private folder and the name."""
+    folder, writer = os.path.dirname(absolute(dst)), _this_writer()
+    cut = _cut_name(folder, Path(dst).name, writer, TMP_SUFFIX)
+    private = len(os.fsencode(f".{cut}.{writer}.")) + 8 + len(TMP_SUFFIX)
+    return len(os.fsencode(folder)) + 1 + private + 1 + len(os.fsencode(name))
 
 
 def name_max(folder):

@@ -10,6 +10,7 @@ another output, and an output whose directory does not exist or is not writable.
 import contextlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
@@ -276,6 +277,12 @@ def check_path_kind(path, label, what="a path", use=None):
         raise HsanomalyError(f"{label}: an empty name")
     if isinstance(name, str):
         _check_utf8(name, label)
+        if CONTROL.search(name):     # a newline: every message naming it would break in two
+            raise HsanomalyError(f"{name!r}: the name of {label} holds a control character "
+                                 "(a newline, a tab); rename it")
+
+
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _check_utf8(name, label):
@@ -297,9 +304,9 @@ def _check_utf8(name, label):
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError:
-            raise HsanomalyError(f"{shown}: {label}'s name is not valid UTF-8, and "
+            raise HsanomalyError(f"{shown}: the name of {label} is not valid UTF-8, and "
                                  "hsanomaly takes UTF-8 names only; rename it") from None
-        raise HsanomalyError(f"{shown}: {label}'s name was read in a locale that is not "
+        raise HsanomalyError(f"{shown}: the name of {label} was read in a locale that is not "
                              "UTF-8; run under one (LC_ALL=C.UTF-8)") from None
 
 
