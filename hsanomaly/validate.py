@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .errors import HsanomalyError
 from .io.atomic import note_checked
-from .io.paths import (DIRECTORY, FILE, GEOTIFF_SUFFIXES, Item, check_name_fits,
+from .io.paths import (DIRECTORY, FILE, GEOTIFF_SUFFIXES, Item, check_name_fits, checkpoint_dir,
                        check_output_folder, check_output_paths, check_path_kind, check_paths,
                        check_raster_path, check_replaceable_dir, check_replaceable_file,
                        check_suffix, expand_pattern, holds_numbers, input_files, is_model_bundle,
@@ -92,6 +92,8 @@ def detect_paths(src, dst, *, model=None, extras=None, png=None, polygons=None, 
     check_paths(inputs, outputs)
     if is_path(polygons):            # SQLite writes its journal beside the GeoPackage
         check_name_fits(f"{polygons}-journal", f"{spell('polygons')}'s SQLite journal")
+    if quick_model is not None:      # its training keeps checkpoints beside it
+        check_name_fits(checkpoint_dir(quick_model), "the quick model's checkpoint folder")
     for label, path in rasters:      # after check_paths: a collision is the clearer message
         check_suffix(path, label, GEOTIFF_SUFFIXES, "a GeoTIFF")
     if png is not None:

@@ -18,7 +18,7 @@ from hsanomaly.experiments.selection import select_held_out
 from hsanomaly.experiments.tables import (MEAN, RUN_COLUMNS, SUMMARY_COLUMNS, TIME_KEYS,
                                          summarise, tables, write_results)
 from hsanomaly.cli.benchmark import benchmark
-from hsanomaly.errors import HsanomalyError
+from hsanomaly.errors import HsanomalyError, HsanomalyWarning
 from hsanomaly.io import read_scene
 from hsanomaly.training import checkpoint_dir
 
@@ -48,6 +48,18 @@ def test_finds_mat_and_geotiff_scenes(scene_dir):
     assert [s.name for s in scenes] == ["mat/alpha", "tif/beta"]
     assert scenes[0].truth is None
     assert scenes[1].truth == scene_dir / "tif" / "beta-truth.tif"
+
+
+def test_a_scene_whose_name_is_not_utf8_is_left_out_and_said(scene_dir):
+    """Its results could not be written: a traceback after every run, nothing in --out."""
+    import os
+
+    latin = os.fsencode(str(scene_dir / "tif")) + b"/b\xe8ta.tif"
+    os.link(scene_dir / "tif" / "beta.tif", latin)
+    os.link(scene_dir / "tif" / "beta-truth.tif", latin[:-4] + b"-truth.tif")
+    with pytest.warns(HsanomalyWarning, match=r"b\\xe8ta.tif: the name of a scene is not valid "
+                                              r"UTF-8.*; it is left out of the benchmark"):
+        assert [s.name for s in find_scenes(scene_dir)] == ["mat/alpha", "tif/beta"]
 
 
 def test_underscore_truth_names_are_found_too(tmp_path):
@@ -307,8 +319,6 @@ def test_published_aucs_are_tabulated_beside_ours(scene_dir, tmp_path):
 def test_a_reference_that_is_no_table_or_names_no_scene_here_is_said(scene_dir, tmp_path):
     """A text file or an empty one was taken as no reference at all, and a table of other
     scenes was dropped, all without a word."""
-    from hsanomaly.errors import HsanomalyWarning
-
     for text in ("hello\n", ""):
         (tmp_path / "r.csv").write_text(text)
         with pytest.raises(HsanomalyError, match="r.csv: not a CSV with columns scene, method, "

@@ -797,6 +797,11 @@ def test_inputs_that_are_pipes_or_not_utf8_are_one_line(tmp_path):
                           f"{shown}: the name of SRC is not valid UTF-8")
     assert_one_line_error(run("detect", path, latin[:-4] + "-h.tif", "--score", "rx"),
                           "the name of DST is not valid UTF-8")
+    # convert, too (a traceback from its input's record, or from GDAL's open of its output)
+    assert_one_line_error(run("convert", latin[:-4] + ".mat", tmp_path / "c.tif"),
+                          "the name of SRC is not valid UTF-8")
+    assert_one_line_error(run("convert", tmp_path / "c.mat", latin[:-4] + "-c.tif"),
+                          "the name of DST is not valid UTF-8")
     assert sorted(os.listdir(os.fsencode(str(tmp_path)))) == [b"pipe.tif", b"scene.tif",
                                                              b"sc\xe8ne.tif"]
 

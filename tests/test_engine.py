@@ -875,6 +875,11 @@ def test_a_long_output_name_the_file_system_takes_is_written_and_a_longer_refuse
                          polygons=tmp_path / name)
         with sqlite3.connect(tmp_path / name) as db:        # pyogrio reads "a;b" as "a" too
             assert db.execute("SELECT count(*) FROM targets").fetchone()[0] >= 1
+    # a quick model's training keeps its checkpoints beside it: refused after the scene was
+    # read, named by its temporary folder
+    with pytest.raises(HsanomalyError, match=r"/k+\.model\.checkpoint: the quick model's "
+                                             r"checkpoint folder would be named with 260 bytes"):
+        hsanomaly.detect(path, tmp_path / ("k" * 243 + ".tif"), score="critic")
     deep = tmp_path.joinpath(*["d" * 99] * 4)
     deep.mkdir(parents=True)
     with pytest.raises(HsanomalyError, match=r"t\.gpkg: 'polygons' would be written at a path "

@@ -62,7 +62,8 @@ class ModelCache:
         ``scene``, ``seed`` and ``iterations`` (default the cache's) into, whatever the training
         options: a folder there, or at its checkpoint's path, that is not train's own. ``get``
         would refuse it only when it came to train there."""
-        from ..training import CHECKPOINT_SUFFIX, check_out
+        from ..io.paths import CHECKPOINT_SUFFIX
+        from ..training import check_out
 
         iterations = self.iterations if iterations is None else int(iterations)
         plain = self.path(scene, seed, iterations, {})

@@ -16,6 +16,8 @@ import numpy as np
 
 from ..errors import HsanomalyError
 from ..io import read_scene
+from ..io.checks import warn
+from ..io.paths import check_path_kind
 from .tables import MEAN
 
 # two scenes on one grid whose brightness maps rank-correlate above this show one image: one
@@ -86,6 +88,11 @@ def find_scenes(data_dir):
         raise HsanomalyError(f"{data_dir}: not a directory")
     scenes = []
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        try:
+            check_path_kind(str(path), "a scene")
+        except HsanomalyError as err:       # its results could not be written, after the runs
+            warn(f"{err}; it is left out of the benchmark")
+            continue
         suffix = path.suffix.lower()
         name = path.relative_to(root).with_suffix("").as_posix()
         if suffix == ".mat":

@@ -13,8 +13,8 @@ from .heatmap import geotiff_profile
 from .mat import read_mat, read_mat_wavelengths
 from .ownership import (CONVERTED_TAG, SOFTWARE, converted_from, input_record, is_own_detect_output,
                         is_own_geotiff, other_input)
-from .paths import (GEOTIFF_SUFFIXES, check_paths, check_replaceable_file, check_suffix,
-                    refuse_foreign_side_files, side_files)
+from .paths import (GEOTIFF_SUFFIXES, check_path_kind, check_paths, check_replaceable_file,
+                    check_suffix, refuse_foreign_side_files, side_files)
 
 
 def write_geotiff(path, array, crs=None, transform=None, nodata=None, descriptions=None,
@@ -64,6 +64,9 @@ def convert_mat(src, dst, truth=None, overwrite=False):
     existing file hsanomaly did not write, is refused before anything is read.
     """
     rasters = [(spell("dst"), dst), (spell("truth"), truth)]
+    for label, path in [(spell("src"), src)] + rasters:
+        if path is not None:
+            check_path_kind(path, label)
     check_paths([(spell("src"), src)], rasters + side_files(rasters))
     if not str(src).lower().endswith(".mat"):
         raise HsanomalyError(f"{src}: convert reads MATLAB .mat scenes; train and detect read "

@@ -23,6 +23,13 @@ if TYPE_CHECKING:
     from typing_extensions import TypeGuard
 
 FILE, DIRECTORY = "file", "directory"
+CHECKPOINT_SUFFIX = ".checkpoint"   # <out>.checkpoint/ holds a training's resumable state
+
+
+def checkpoint_dir(out):
+    """A training's checkpoints live beside its bundle, never in it: ``<out>.checkpoint/``."""
+    out = Path(out)
+    return out.with_name(out.name + CHECKPOINT_SUFFIX)
 
 
 class Item:

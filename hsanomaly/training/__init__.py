@@ -20,7 +20,7 @@ from ..io.atomic import check_writable
 from ..io.checks import absolute
 from ..io.checks import warn
 from ..io.lock import lock_folder
-from ..io.paths import Item
+from ..io.paths import Item, checkpoint_dir
 from ..options import TRAINING_KINDS, check_values
 from ..runtime import check_threads, training_unavailable
 from ..spelling import spell
@@ -32,16 +32,9 @@ LOG_ROWS = 50          # rows of training.csv; each one runs both networks over 
                        # windows, which cost as much as the training steps at every iteration
 CHECKPOINTS = 10
 VAL_EVAL_WINDOWS = 4096
-CHECKPOINT_SUFFIX = ".checkpoint"   # <out>.checkpoint/ holds a training's resumable state
 STATE_FILE = "state.npz"           # the checkpoint itself, in that folder
 LIBRARY_ONLY = ("quick_model_of", "name", "data_checked")   # train's keywords for the library's
                                                             # own calls (the quick models')
-
-
-def checkpoint_dir(out):
-    """Checkpoints live beside the bundle, never in it: ``<out>.checkpoint/``."""
-    out = Path(out)
-    return out.with_name(out.name + CHECKPOINT_SUFFIX)
 
 
 def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, sqrt=False,
