@@ -41,11 +41,8 @@ class Detector:
     ``guard``, ``solver``, ``codebook``, ``c1``, ``c2``, ``device``, ``threads``, ...), refused
     with one line when the score does not take them. After ``fit``: ``scorer_`` (the fitted
     scorer), ``model_`` (the bundle used, if any) and ``n_bands_in_``.
-
-    Unlike scikit-learn's estimators, ``score(X)`` gives a score per pixel (high: anomalous),
-    not one number for a fit (model selection that calls ``score(X, y)``, as
-    ``cross_val_score`` does, needs a scorer of its own, from ``hsanomaly.evaluate``); the
-    parameter ``score`` is kept as ``score_name``, since the method takes its name.
+    ``score(X)`` gives a score per pixel (high: anomalous), not scikit-learn's one number of
+    ``score(X, y)`` (``cross_val_score`` needs a scorer of its own); hence ``score_name``.
     """
 
     @one_job()
@@ -95,8 +92,7 @@ class Detector:
                     "the new score's option by its name")
         type(self).__init__(self, **{**merged, **params})
         if self.get_params() != before:
-            for name in ("scorer_", "model_", "n_bands_in_", "_workdir", "_fitted_units",
-                         "_fitted_probe"):
+            for name in ("scorer_", "model_", "n_bands_in_", "_workdir", "_fitted_scene"):
                 self.__dict__.pop(name, None)
         return self
 
@@ -147,7 +143,7 @@ class Detector:
         """``fit`` on a source (``then_scored``: scored next, ``engine.fit_scorer``, for its
         score alone)."""
         from .engine.checks import check_scorable
-        from .model.compat import probe_digest
+        from .model.compat import fitted_scene
         from .quickmodel import check_quick_model, train_on_copy
 
         cls = scorer_class(self.score_name)
@@ -167,15 +163,12 @@ class Detector:
         if then_scored:         # the extras are not gathered (``score_outputs`` adds them)
             scorer = scorer.planned(())
         check_scorable(source, scorer, own_model=workdir is not None)
-        units = None
         if cls.fits_on_scene:
             from .engine import fit_scorer
-            from .model.compat import units_of
 
             fit_scorer(scorer, source, then_scored)
-            units = units_of(source)
         self.scorer_, self.model_, self.n_bands_in_ = scorer, model, source.count
-        self._fitted_units, self._fitted_probe = units, probe_digest(source)
+        self._fitted_scene = fitted_scene(source, cls.fits_on_scene)
         self._workdir = workdir
         return self
 
@@ -207,18 +200,12 @@ class Detector:
     def _score_outputs(self, source, wrap, with_extras):
         """``score_outputs`` of a source, its results made by ``wrap``."""
         from .engine import score_array
-        from .model.compat import probe_digest
+        from .model.compat import is_fitted_scene
 
         if source.count != self.n_bands_in_:
             raise HsanomalyError(f"{source.name}: has {counted(source.count, 'band')}, but "
                                  f"{self!r} was fitted on {self.n_bands_in_}")
-        # the scene fitted on is in its own units, whatever a check of them would judge
-        fitted = probe_digest(source) == getattr(self, "_fitted_probe", None)
-        if getattr(self, "_fitted_units", None) is not None and not fitted:
-            from .model.compat import check_units
-
-            check_units(self._fitted_units, source, f"of the scene {self!r} was fitted on",
-                        "Its scores would use that scene's statistics: fit it on this one")
+        fitted = is_fitted_scene(getattr(self, "_fitted_scene", None), source, f"{self!r}")
         scorer = self.scorer_.planned(type(self.scorer_).extra_outputs if with_extras else ())
         arrays = score_array(source, scorer, tile=self.tile,
                              own_model=fitted and self.model is None)   # its quick model

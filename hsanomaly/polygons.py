@@ -6,7 +6,7 @@ import os
 from .errors import HsanomalyError, ignoring
 from .io.atomic import check_writable, native_quiet, staged_into, staged_length
 from .io.checks import absolute
-from .io.paths import check_suffix, refuse_layer_choice
+from .io.paths import check_name_fits, check_suffix, refuse_layer_choice
 from .io.styles import (STYLE_TABLE, foreign_styles, gpkg_tables, pin_dates, sqlite_tables,
                         write_default_style)
 from .logs import stage as log_stage
@@ -142,8 +142,9 @@ def check_threshold(gpkg_path, threshold, far):
 
 def check_sqlite_path(path):
     """Refuse, before the work, a GeoPackage SQLite could not open where it is written first
-    (``STAGED_NAME`` in a private folder beside it) or where it lands, journals included: it
-    failed after the scoring."""
+    (``STAGED_NAME`` in a private folder beside it) or where it lands, journals included (the
+    journal's name, too): it failed after the scoring."""
+    check_name_fits(f"{path}-journal", f"{spell('polygons')}'s SQLite journal")
     longest = max(staged_length(path, f"{STAGED_NAME}-journal"),
                   len(os.fsencode(absolute(f"{path}-journal"))))
     if longest > SQLITE_PATH_MAX:

@@ -88,12 +88,9 @@ def detect_paths(src, dst, *, model=None, extras=None, png=None, polygons=None, 
                                          in zip(SIDECAR_KINDS, sidecars(png))]
                                         if png is not None else [])
     outputs += [(spell("polygons"), polygons), ("the tile store", store, DIRECTORY),
-                ("the quick model", quick_model, DIRECTORY)]
+                ("the quick model", quick_model, DIRECTORY), ("the quick model's checkpoint "
+                 "folder", quick_model and checkpoint_dir(quick_model), DIRECTORY)]
     check_paths(inputs, outputs)
-    if is_path(polygons):            # SQLite writes its journal beside the GeoPackage
-        check_name_fits(f"{polygons}-journal", f"{spell('polygons')}'s SQLite journal")
-    if quick_model is not None:      # its training keeps checkpoints beside it
-        check_name_fits(checkpoint_dir(quick_model), "the quick model's checkpoint folder")
     for label, path in rasters:      # after check_paths: a collision is the clearer message
         check_suffix(path, label, GEOTIFF_SUFFIXES, "a GeoTIFF")
     if png is not None:

@@ -1246,7 +1246,7 @@ def test_a_scene_in_other_units_than_the_one_fitted_on_is_warned_about(example_s
         hsanomaly.Detector("rx").fit(lake).score(lake[:, :10, :])      # land: quiet
     refit = hsanomaly.Detector("rx").fit(cube)
     refit.set_params(score="gmm")                         # unfitted: nothing left to compare
-    assert not hasattr(refit, "_fitted_units")
+    assert not hasattr(refit, "_fitted_scene")
 
 
 def test_every_pixel_left_unscored_after_a_purge_names_the_purge_too():

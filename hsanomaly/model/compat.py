@@ -92,6 +92,25 @@ def units_of(source):
         return None
 
 
+def fitted_scene(source, statistics):
+    """What a ``Detector`` keeps of the scene it was fitted on to tell it from another:
+    ``probe_digest``, and where its statistics are the scene's (``statistics``) ``units_of``."""
+    return probe_digest(source), units_of(source) if statistics else None
+
+
+def is_fitted_scene(fitted, source, detector):
+    """Whether ``source`` is the scene ``fitted`` (``fitted_scene``) was taken of, which is in
+    its own units whatever a check of them would judge. Another is checked against the
+    fitted scene's units (``check_units``): its scores would use that scene's statistics."""
+    digest, units = fitted if isinstance(fitted, tuple) else (None, None)
+    if digest == probe_digest(source):
+        return True
+    if units is not None:
+        check_units(units, source, f"of the scene {detector} was fitted on",
+                    "Its scores would use that scene's statistics: fit it on this one")
+    return False
+
+
 def check_units(pre, source, seen, consequence):
     """Warn, with the typical value found, when ``source``'s values lie far outside those
     ``pre`` was fitted on (``seen``: "the model ... was trained on", say), or vary far less:
