@@ -28,7 +28,7 @@ from .engine.store import resume_hint
 from .errors import HsanomalyError, NoWorkers, ignoring
 from .runtime import malloc_as_alone
 from .spelling import current, spell, spelled
-from .io.source import fold_in_order
+from .io.source import NOTHING, fold_in_order
 
 logger = logging.getLogger(__name__)
 
@@ -167,9 +167,9 @@ class DistributedSource:
         bit for bit the one of ``source.reduce``. ``combine`` may be any associative function
         (e.g. ``np.maximum`` for a range before a histogram); the default sums.
         """
-        return self.source.folded(fn, tile, combine, lambda: self._reduce(fn, tile, combine))
-
-    def _reduce(self, fn, tile, combine):
+        found = self.source.take_fold(fn, tile, combine)      # a sample's (``folding``)
+        if found is not NOTHING:
+            return found
         windows = self.source.windows(tile)
         parts = self.client.map(_reduce_tile, [self.shared] * len(windows), windows,
                                 [fn] * len(windows), pure=False)
@@ -179,18 +179,20 @@ class DistributedSource:
                                        pure=False)
         return None if total is None else self.watch.result(total)
 
-    def sample(self, n, seed=0, tile=TILE, fold=None):
-        """The pixels ``source.sample(n, seed, tile, fold)`` draws: same per-tile keys, same
-        order, the same fold kept."""
-        def run(jobs):
+    def sample(self, n, seed=0, tile=TILE):
+        """The pixels ``source.sample(n, seed, tile)`` draws: same per-tile keys, same order
+        (and within ``folding``, the same fold)."""
+        def run(jobs):            # in the jobs' order, each as soon as those before it are
             parts = self.client.map(_sample_tile, [self.shared] * len(jobs), *zip(*jobs),
                                     pure=False)
-            results = [None] * len(parts)
+            waiting, first = {}, 0
             for i, result in self.watch.finished(parts):
-                results[i] = result
-            return results
+                waiting[i] = result
+                while first in waiting:
+                    yield waiting.pop(first)
+                    first += 1
 
-        return self.source.draw_sample(n, seed, tile, run, fold)
+        return self.source.draw_sample(n, seed, tile, run)
 
 
 def _sample_tile(source, window, key, fraction, fn):

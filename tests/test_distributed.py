@@ -83,11 +83,12 @@ def test_statistics_match_the_local_pass(synthetic_raster, client):
         assert np.array_equal(local, remote)
     assert np.array_equal(source.sample(300, seed=3, tile=4), cluster_source.sample(300, seed=3, tile=4))
     folding = DistributedSource(RasterSource(synthetic_raster[0]), client)
-    assert np.array_equal(folding.sample(300, seed=3, tile=4, fold=SCENE_MOMENTS),
-                          source.sample(300, seed=3, tile=4))
-    folding._reduce = None                   # the moments are the sample's: no pass of their own
-    for local, remote in zip(scene_moments(source, tile=4), scene_moments(folding, tile=4)):
-        assert np.array_equal(local, remote)
+    with folding.folding(SCENE_MOMENTS):
+        assert np.array_equal(folding.sample(300, seed=3, tile=4),
+                              source.sample(300, seed=3, tile=4))
+        folding.client = None                # the moments are the sample's: no cluster pass
+        for local, remote in zip(scene_moments(source, tile=4), scene_moments(folding, tile=4)):
+            assert np.array_equal(local, remote)
     maximum = cluster_source.reduce(lambda X: X.max(axis=0, initial=-np.inf), tile=4, combine=np.maximum)
     assert np.array_equal(maximum, source.sample(10**6).max(axis=0))
 

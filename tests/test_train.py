@@ -324,6 +324,9 @@ def test_cancel_leaves_no_bundle_and_resume_finishes_the_same_run(torch, synthet
 
     with pytest.raises(HsanomalyError, match=r"different data or settings \(seed\)"):
         train([path], out, resume=True, seed=1, **settings)
+    # smaller networks: told by the settings, before the tensors are weighed against them
+    with pytest.raises(HsanomalyError, match=r"different data or settings \(dim\)"):
+        train([path], out, resume=True, dim=2, **settings)
     # another thread count gives a model that neither makes, recorded as the last one's
     with pytest.raises(HsanomalyError, match=r"different data or settings \(threads\)"):
         train([path], out, resume=True, **{**settings, "threads": 2})
@@ -834,3 +837,16 @@ def test_train_refuses_a_codebook_jacobians_that_is_no_flag_before_training(tmp_
     with pytest.raises(HsanomalyError, match=r"^'codebook_jacobians' must be True or False, "
                                              r"got 'no'$"):
         train([str(tmp_path / "never-read.tif")], tmp_path / "model", codebook_jacobians="no")
+
+
+def test_a_model_beyond_what_a_bundle_takes_is_refused_before_training(torch, tmp_path):
+    """205 bands in 19x19 windows trained whole, then the bundle was refused as it loaded
+    (and the checkpoint went with the training)."""
+    from hsanomaly.training import train
+    from synthetic import EXAMPLE
+
+    with pytest.raises(HsanomalyError, match=r"205 bands in 19x19 windows make 74,005 values a "
+                                             r"pixel, beyond what any model takes \(65,536\); "
+                                             r"ask for fewer 'bands' or a smaller 'window'"):
+        train([EXAMPLE], tmp_path / "model", window=19, bands=205, iterations=1, progress=False)
+    assert not list(tmp_path.iterdir())

@@ -245,7 +245,8 @@ def read_npz(path, limit, names=None):
 def _open_regular(path, follow):
     """``path`` open for reading in binary, refused (OSError) unless a regular file: a link
     unless ``follow``, a pipe (not waited on) or a device."""
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    flags = os.O_RDONLY | sum(getattr(os, flag, 0) for flag in    # some are POSIX's alone; on
+                              ("O_NONBLOCK", "O_CLOEXEC", "O_BINARY"))   # Windows, binary
     f = os.fdopen(os.open(path, flags if follow else flags | getattr(os, "O_NOFOLLOW", 0)), "rb")
     mode = os.fstat(f.fileno()).st_mode
     if not stat.S_ISREG(mode):

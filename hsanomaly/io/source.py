@@ -7,7 +7,7 @@ pixels on every side (NaN outside the raster) and a boolean validity mask, plus
 runner can wrap a source and replace ``reduce`` and ``sample`` with cluster versions.
 """
 
-import copy
+import contextlib
 import os
 import socket
 import stat
@@ -286,25 +286,38 @@ class _Source:
 
     def reduce(self, fn, tile=TILE, combine=None):
         """Fold ``fn(pixels)`` over all tiles in order, where ``pixels`` are a tile's valid
-        (n, bands) pixels; ``combine`` (default: sum) may be any associative function. The
-        fold is kept (``folded``): a fit that asks for it again does not read the raster again."""
-        return self.folded(fn, tile, combine, lambda: fold_in_order(
-            (self.reduce_tile(window, fn) for window in self.windows(tile)), combine))
+        (n, bands) pixels; ``combine`` (default: sum) may be any associative function. Within
+        ``folding``, the fold its sample made is taken instead of a pass of its own."""
+        found = self.take_fold(fn, tile, combine)
+        if found is not NOTHING:
+            return found
+        return fold_in_order((self.reduce_tile(window, fn) for window in self.windows(tile)),
+                             combine)
 
-    def folded(self, fn, tile, combine, compute):
-        """The fold of ``fn`` over tiles of ``tile`` pixels, computed by ``compute()`` the first
-        time it is asked for on this source (a copy each time: the caller may change it). A
-        source lives for one run, on pixels that do not change during it (``changed``)."""
-        kept = vars(self).setdefault("_folds", {})
-        key = (fn, combine, tile)
-        if key not in kept:
-            kept[key] = compute()
-        return copy.deepcopy(kept[key])
+    @contextlib.contextmanager
+    def folding(self, fold):
+        """A block in which a ``sample`` also folds ``fold`` (``(fn, combine)``; None: nothing)
+        over every valid pixel of the tiles it reads, and the first ``reduce`` of it takes that
+        fold: a fit that draws a sample and needs, say, the scene's moments reads the raster
+        once. The fold is handed over once and never kept past the block: the pixels of an
+        array may change between two fits."""
+        self._folding = None if fold is None else {"fold": tuple(fold)}
+        try:
+            yield
+        finally:
+            self._folding = None
+
+    def take_fold(self, fn, tile, combine):
+        """The fold of ``fn`` over tiles of ``tile`` pixels that a sample made within
+        ``folding``, handed over once; else NOTHING."""
+        kept = getattr(self, "_folding", None)
+        if not kept or kept["fold"] != (fn, combine) or kept.get("tile") != tile:
+            return NOTHING
+        return kept.pop("value", NOTHING)
 
     def __getstate__(self):
-        """A copy in another process keeps no folds: they may hold functions pickle cannot
-        carry, and the copy folds what it is asked for itself."""
-        return {k: v for k, v in vars(self).items() if k != "_folds"}
+        """A copy in another process folds nothing for this one (``folding``)."""
+        return {k: v for k, v in vars(self).items() if k != "_folding"}
 
     def reduce_tile(self, window, fn):
         block, valid = self.read(window)
@@ -326,31 +339,35 @@ class _Source:
         drawn = pixels[np.random.default_rng(key).random(len(pixels)) < fraction]
         return drawn, len(pixels), None if fn is None else fn(pixels)
 
-    def sample(self, n, seed=0, tile=TILE, fold=None):
-        """About ``n`` valid pixels (n, bands) drawn uniformly without replacement, repeatably.
-        ``fold``: a (fn, combine) whose ``reduce`` a fit asks for next, folded on the same
-        pass (``folded``)."""
+    def sample(self, n, seed=0, tile=TILE):
+        """About ``n`` valid pixels (n, bands) drawn uniformly without replacement, repeatably
+        (within ``folding``, folding on the same pass)."""
         return self.draw_sample(n, seed, tile,
-                                lambda jobs: [self.sample_tile(*job) for job in jobs], fold)
+                                lambda jobs: (self.sample_tile(*job) for job in jobs))
 
-    def draw_sample(self, n, seed, tile, run, fold=None):
-        """``sample``, with ``run(jobs)`` giving ``sample_tile(*job)`` of each job (here or on a
-        cluster). The first draw assumes every pixel valid; where nodata leaves noticeably
-        fewer (a swath's empty corners), it draws again at n over the valid pixels counted,
-        with the same keys, so the sample is about n either way and the same wherever run.
-        ``sampled_from``: the valid pixels it was drawn from."""
-        fn, combine = fold or (None, None)
+    def draw_sample(self, n, seed, tile, run):
+        """``sample``, with ``run(jobs)`` giving ``sample_tile(*job)`` of each job in their
+        order (here or on a cluster). The first draw assumes every pixel valid; where nodata
+        leaves noticeably fewer (a swath's empty corners), it draws again at n over the valid
+        pixels counted, with the same keys, so the sample is about n either way and the same
+        wherever run. ``sampled_from``: the valid pixels it was drawn from. A fold asked for
+        (``folding``) is folded as the tiles come, in their order, as ``reduce`` folds them."""
+        kept = getattr(self, "_folding", None)
+        fn, combine = kept["fold"] if kept else (None, None)
         jobs = self.sample_plan(n, seed, tile)
-        parts = run([job + (fn,) for job in jobs])
-        valid = sum(count for _, count, _ in parts)
+        drawn, valid, total = [], 0, None
+        for pixels, count, part in run([job + (fn,) for job in jobs]):
+            drawn.append(pixels)
+            valid += count
+            if fn is not None:
+                total = fold_in_order([part], combine, total)
         self.sampled_from = valid           # what a fit short of pixels tells (check_pixels)
-        if fn is not None:                  # the tiles in order, as ``reduce`` folds them
-            self.folded(fn, tile, combine,
-                        lambda: fold_in_order([part for _, _, part in parts], combine))
+        if fn is not None:
+            kept.update(tile=tile, value=total)
         again = self.sample_plan(n, seed, tile, valid)
         if again[0][2] > SAMPLE_REDRAW * jobs[0][2]:
-            parts = run([job + (None,) for job in again])
-        return self.join_samples([pixels for pixels, _, _ in parts])
+            drawn = [pixels for pixels, _, _ in run([job + (None,) for job in again])]
+        return self.join_samples(drawn)
 
     def join_samples(self, parts):
         pixels = np.concatenate(parts) if parts else np.empty((0, self.count), np.float32)
@@ -391,6 +408,9 @@ def add(a, b):
     if isinstance(a, tuple):
         return tuple(add(x, y) for x, y in zip(a, b))
     return a + b
+
+
+NOTHING = object()     # no fold to hand over (``_Source.take_fold``): None may be one
 
 
 def fold_in_order(parts, combine=None, total=None):

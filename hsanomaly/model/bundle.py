@@ -317,16 +317,12 @@ def _check_meta(path, meta):
     for key in ("bands_in", "bands", "window", "latent_dim"):
         if not isinstance(meta[key], int) or isinstance(meta[key], bool) or meta[key] < 1:
             _fail(path, f"{META_FILE}: {key} must be a positive integer, got {meta[key]!r}")
-        if meta[key] > MAX_SIZE:
-            _fail(path, f"{META_FILE}: {key} is {meta[key]:,}, beyond what any model holds "
-                        f"({MAX_SIZE:,})")
     if meta["window"] % 2 == 0:
         _fail(path, f"{META_FILE}: window must be odd, got {meta['window']}")
-    values = meta["bands"] * meta["window"] ** 2
-    if values > MAX_SIZE:       # the networks' input: a batch of pixels is that many times it
-        _fail(path, f"{META_FILE}: {meta['bands']} bands in {meta['window']}x{meta['window']} "
-                    f"windows make {values:,} values a pixel, beyond what any model takes "
-                    f"({MAX_SIZE:,})")
+    problem = size_problem(**{key: meta[key] for key in ("bands_in", "bands", "window",
+                                                          "latent_dim")})
+    if problem:
+        _fail(path, f"{META_FILE}: {problem}")
     for key in ("training", "files"):
         if not isinstance(meta[key], dict):
             _fail(path, f"{META_FILE}: {key} must be an object, got {type(meta[key]).__name__}")
@@ -345,6 +341,20 @@ def _check_meta(path, meta):
         _fail(path, f"{META_FILE}: preprocessing maps {pre.n_features_in_} bands to "
                     f"{getattr(pre, 'n_features_out_', '?')}, not {meta['bands_in']} to {meta['bands']}")
     return pre
+
+
+def size_problem(bands_in, bands, window, latent_dim):
+    """What makes a model of these sizes one no bundle holds (``MAX_SIZE``), or None: the
+    check would build a batch of its windows, and the networks run on that many values a
+    pixel (training refuses them before it starts)."""
+    for key, value in (("bands_in", bands_in), ("bands", bands), ("window", window),
+                       ("latent_dim", latent_dim)):
+        if value > MAX_SIZE:
+            return f"{key} is {value:,}, beyond what any model holds ({MAX_SIZE:,})"
+    if bands * window ** 2 > MAX_SIZE:
+        return (f"{bands} bands in {window}x{window} windows make {bands * window ** 2:,} "
+                f"values a pixel, beyond what any model takes ({MAX_SIZE:,})")
+    return None
 
 
 def _check_file(path, name, meta, keep=False):

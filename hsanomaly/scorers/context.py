@@ -136,11 +136,15 @@ class ResidualScorer(Purged, Scorer):
                 self.release()
 
     def _fit(self, source):
-        residual = self._sample_residual(source)
-        bands = residual.shape[1]
-        check_pixels(source, len(residual), bands + 1,
-                     f"the {self.name} score's residual covariance on {bands} bands",
-                     "one more than bands", self.sample)
+        # the rings on the pixels fit on the scene's moments: folded on the sample's pass
+        with source.folding(None if self.local is None else SCENE_MOMENTS):
+            residual = self._sample_residual(source)
+            bands = residual.shape[1]
+            check_pixels(source, len(residual), bands + 1,
+                         f"the {self.name} score's residual covariance on {bands} bands",
+                         "one more than bands", self.sample)
+            if self.local is not None:
+                self.local.fit(source)
         self.mean_, cov = mean_cov(*moments(residual))
         self.precision_ = inverse(cov)
         if self.trim:
@@ -150,8 +154,6 @@ class ResidualScorer(Purged, Scorer):
             self.precision_ = inverse(cov)
         if self.residual_local is not None:
             self.residual_local.fit_pixels(residual)
-        if self.local is not None:
-            self.local.fit(source)
         self.fit_purge(source)
         return self
 
@@ -160,8 +162,7 @@ class ResidualScorer(Purged, Scorer):
         scene fitted whole (``purge.fitted_whole``) is that block's valid pixels in the same
         (raster) order, so they are solved as the block, which is kept for the purge's first
         pass and the tile (``_block_residual``; the same bits: the search is pixelwise)."""
-        fold = None if self.local is None else SCENE_MOMENTS    # what the pixels' rings fit on
-        pixels = source.sample(self.sample, self.seed, fold=fold)
+        pixels = source.sample(self.sample, self.seed)
         if not (self.shares_halo and len(pixels) == source.sampled_from
                 and fitted_whole(source.height, source.width)
                 and len(source.windows()) == 1):      # drawn from one tile: in raster order

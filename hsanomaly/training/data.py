@@ -23,6 +23,7 @@ from ..io import open_source
 from ..io.exclusion import Exclusion
 from ..io.checks import warn
 from ..io.values import two_values_text
+from ..model.bundle import size_problem
 from ..model.compat import first_mismatch
 from ..preprocess import Preprocessor
 from ..spelling import counted, spell
@@ -65,6 +66,11 @@ def load_training_data(inputs, *, mask=None, window=1, bands=None, sqrt=False,
     sources = [open_source(p) for p in inputs]
     try:
         wavelengths = _check_inputs(inputs, sources, window, check_data)
+        count = sources[0].count          # the most bands a model of them takes
+        problem = size_problem(count, min(bands or count, count), window, 1)
+        if problem:       # refused as the bundle loads: after the whole training
+            raise HsanomalyError(f"{inputs[0]}: {problem}; ask for fewer {spell('bands')} or "
+                                 f"a smaller {spell('window')}")
         masks = _exclusion_masks(mask, inputs, sources)
         total = sum(s.height * s.width for s in sources)
         max_windows = max(1, max_pixels // (window * window))

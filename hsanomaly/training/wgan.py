@@ -184,14 +184,16 @@ def _checkpoint_bytes(trainer):
 
 
 def load_checkpoint(path, trainer, key):
-    """Restore ``trainer`` and return the log so far; refuse a checkpoint made for other settings."""
+    """Restore ``trainer`` and return the log so far; refuse a checkpoint made for other settings
+    (told by its description alone: its tensors are weighed against ``trainer``'s)."""
+    def unreadable(err):
+        return UnusableCheckpoint(f"{path}: not a readable checkpoint ({type(err).__name__})")
+
     try:
-        arrays = read_npz(path, _checkpoint_bytes(trainer))
-        state = _unpack(json.loads(str(arrays.pop("__tree__"))), arrays)
+        tree = json.loads(str(read_npz(path, SMALL_FILE_BYTES, ["__tree__"])["__tree__"]))
+        saved = _unpack(dict(tree["dict"]).get("key", {"value": None}), {}) or {}
     except Exception as err:  # noqa: BLE001 - any unreadable checkpoint gets the same one-line answer
-        raise UnusableCheckpoint(f"{path}: not a readable checkpoint "
-                                 f"({type(err).__name__})") from None
-    saved = state.get("key") or {}
+        raise unreadable(err) from None
     if saved != key:
         changed = sorted(k for k in key.keys() | saved.keys() if key.get(k) != saved.get(k))
         made = ("by an earlier hsanomaly, which recorded no "
@@ -199,6 +201,12 @@ def load_checkpoint(path, trainer, key):
                 else f"with different data or settings ({', '.join(changed)})")
         raise UnusableCheckpoint(f"{path}: checkpoint was made {made}; delete it or train "
                                  f"without {spell('resume', True)}")
+    try:
+        arrays = read_npz(path, _checkpoint_bytes(trainer))
+        arrays.pop("__tree__")
+        state = _unpack(tree, arrays)
+    except Exception as err:  # noqa: BLE001
+        raise unreadable(err) from None
     trainer.load_state_dict(state["trainer"])
     return [list(row) for row in state["log"]]
 
