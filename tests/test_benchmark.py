@@ -223,6 +223,39 @@ def test_cli_prints_the_table_and_writes_the_files(scene_dir, tmp_path):
                                                "results.md"}
 
 
+def test_a_scene_is_named_in_either_unicode_form_and_a_bar_keeps_its_column(tmp_path):
+    """macOS writes "é" decomposed (NFD): a name typed composed (NFC) looks the same and never
+    matched ("no scene named ville é; found ville é"), nor did a reference's. A "|" in a name
+    ended its cell in results.md, and the AUC moved under another column."""
+    import unicodedata
+
+    data, out = tmp_path / "data", tmp_path / "out"
+    data.mkdir()
+    cube, truth = synthetic_cube(rows=20, cols=20, targets=((5, 5),))
+    nfd = unicodedata.normalize("NFD", "ville é | b")
+    write_raster(data / f"{nfd}.tif", cube)
+    write_raster(data / f"{nfd}-truth.tif", truth[None].astype(np.float32))
+    reference = tmp_path / "reference.csv"
+    reference.write_text("scene,method,auc\nville é | b,rx,0.9\n")
+    outcome = CliRunner().invoke(benchmark, [str(data), "--scores", "rx", "--scenes",
+                                             "ville é | b", "--reference", str(reference),
+                                             "--out", str(out), "-q"])
+    assert outcome.exit_code == 0, outcome.output
+    result = json.loads((out / "results.json").read_text())
+    assert result["reference"] == {"ville é | b": {"rx": 0.9}}
+    import re
+
+    lines, cells, rows = (out / "results.md").read_text().splitlines(), None, 0
+    for line, after in zip(lines, lines[1:] + [""]):
+        bars = len(re.findall(r"(?<!\\)\|", line))     # the unescaped ones end cells
+        if after.startswith("|---"):
+            cells = bars                                  # a table's header
+        elif line.startswith("| ville"):
+            assert line.startswith("| ville é \\| b | ") and bars == cells, line
+            rows += 1
+    assert rows
+
+
 def test_a_methods_options_are_named_as_its_spec_names_them(scene_dir, tmp_path):
     """The benchmark has no --pca: a score's warning named it so while the scenes were scored
     in the command's process, and pca=50 in worker processes."""

@@ -37,7 +37,7 @@ from ..runtime import training_unavailable
 from ..spelling import PYTHON, spell, spelled
 from .cache import ModelCache
 from .pool import cpu_seconds, map_scenes
-from .scenes import (NO_TRUTH_VARIABLE, ambiguous, brightness, find_scenes, scenes_by_stem,
+from .scenes import (NO_TRUTH_VARIABLE, ambiguous, brightness, find_scenes, nfc, scenes_by_stem,
                      select_scenes)
 from .tables import summarise
 
@@ -179,10 +179,11 @@ def read_reference(path):
 def _match_reference(reference, scenes):
     """``reference`` keyed by our scene names (a reference scene may be a name or file stem)."""
     matched, stems = {}, scenes_by_stem(scenes)
+    reference = {nfc(key): value for key, value in reference.items()}
     for scene in scenes:
-        for key in (scene.name, scene.path.stem):
+        for key in (scene.name, nfc(scene.path.stem)):
             if key in reference:
-                if key == scene.path.stem != scene.name and len(stems[key]) > 1:
+                if key == nfc(scene.path.stem) != scene.name and len(stems[key]) > 1:
                     raise ambiguous(f"{spell('reference')}: {key}", stems[key])
                 matched[scene.name] = reference[key]
                 break

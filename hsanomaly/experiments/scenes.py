@@ -8,6 +8,7 @@ public sets, as two band sets): ``same_images`` tells them by their pixels, and 
 protocols hold them out together.
 """
 
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -94,7 +95,7 @@ def find_scenes(data_dir):
             warn(f"{err}; it is left out of the benchmark")
             continue
         suffix = path.suffix.lower()
-        name = path.relative_to(root).with_suffix("").as_posix()
+        name = nfc(path.relative_to(root).with_suffix("").as_posix())
         if suffix == ".mat":
             scenes.append(BenchmarkScene(name, path, None))
         elif suffix in RASTER_SUFFIXES and not path.stem.lower().endswith(TRUTH_SUFFIXES):
@@ -125,8 +126,14 @@ def scenes_by_stem(scenes):
     """{file stem: the scenes of that stem}: two folders may hold scenes of one stem."""
     found = {}
     for scene in scenes:
-        found.setdefault(scene.path.stem, []).append(scene)
+        found.setdefault(nfc(scene.path.stem), []).append(scene)
     return found
+
+
+def nfc(name):
+    """``name`` in Unicode's composed form: macOS writes "é" as "e" and an accent (NFD), and
+    a name typed with "é" (NFC) looks the same but never matched it."""
+    return unicodedata.normalize("NFC", name)
 
 
 def ambiguous(stem, scenes):
@@ -139,11 +146,12 @@ def select_scenes(scenes, names):
     """The scenes whose name or file stem is in ``names`` (all when ``names`` is empty)."""
     if not names:
         return scenes
+    names = [nfc(name) for name in names]
     stems = scenes_by_stem(scenes)
     for name in names:
         if name not in {s.name for s in scenes} and len(stems.get(name, [])) > 1:
             raise ambiguous(name, stems[name])
-    known = {s.path.stem: s for s in scenes} | {s.name: s for s in scenes}
+    known = {nfc(s.path.stem): s for s in scenes} | {s.name: s for s in scenes}
     missing = [n for n in names if n not in known]
     if missing:
         raise HsanomalyError(f"no scene named {', '.join(missing)}; found "

@@ -188,7 +188,8 @@ def format_markdown(result):
     for title, header, rows in tables(result):
         parts += ["", f"## {title}", "", "| " + " | ".join(header) + " |",
                   "|" + "---|" * len(header)]
-        parts += ["| " + " | ".join(str(x) for x in row) + " |" for row in rows]
+        parts += ["| " + " | ".join(str(x).replace("|", "\\|") for x in row) + " |"
+                  for row in rows]       # a "|" in a scene's name is no column's end
     if result.skipped:
         parts += ["", "Skipped: " + "; ".join(result.skipped)]
     return "\n".join(parts) + "\n"

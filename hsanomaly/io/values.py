@@ -146,6 +146,39 @@ def extreme_values(pixels):
     return int(out.sum()), float(commonest(pixels[far])[0])
 
 
+NOISE_MIN_BANDS = 30      # fewer bands, further apart, need not follow their neighbours
+NOISE_CORRELATION = 0.5   # a band correlated less than this with either neighbour is noise-like
+SMOOTH_CORRELATION = 0.9  # ... where the median band follows a neighbour this closely
+NOISE_VARIANCE = 0.05     # ... and the noise-like bands hold this share of the variance or more
+
+
+def noise_bands(pixels):
+    """(the bands, numbered from 1, that barely follow either neighbour in pixels (bands, n),
+    as noise does, the share of the variance they hold), or None: water vapour absorption
+    bands left in a scene whose other bands follow theirs closely. Where they hold a
+    noticeable share of the variance, the leading principal components (local RX's, gmm's,
+    the rings') are spent on them, and those scores collapse without a word."""
+    bands, n = pixels.shape
+    if bands < NOISE_MIN_BANDS or n < NOISE_MIN_BANDS:
+        return None
+    picked = (np.sort(np.random.default_rng(0).choice(n, CENTRE_SAMPLE, replace=False))
+              if n > CENTRE_SAMPLE else slice(None))
+    sample = pixels[:, picked].astype(np.float64)
+    sample -= sample.mean(axis=1, keepdims=True)
+    spread = sample.std(axis=1)
+    live = spread > 0                      # a constant band follows nothing and holds nothing
+    sample /= np.where(live, spread, 1.0)[:, None]
+    adjacent = np.abs((sample[1:] * sample[:-1]).mean(axis=1))
+    best = np.zeros(bands)
+    best[:-1] = adjacent                           # with the next band
+    best[1:] = np.maximum(best[1:], adjacent)      # or with the one before
+    noisy = live & (best < NOISE_CORRELATION)
+    if not noisy.any() or np.median(best[live]) < SMOOTH_CORRELATION:
+        return None
+    share = float((spread[noisy] ** 2).sum() / (spread ** 2).sum())
+    return ((np.flatnonzero(noisy) + 1).tolist(), share) if share >= NOISE_VARIANCE else None
+
+
 # where a raster's band scale and offset are set, and a DataArray's: ``warn_coarse``'s advice
 RASTER_SCALING = ("gdal_edit.py -offset", "gdal_edit.py -scale")
 ATTRIBUTE_SCALING = ("its add_offset attribute", "its scale_factor attribute")
