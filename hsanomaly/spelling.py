@@ -117,6 +117,12 @@ def counted(n, noun, plural=None):
     return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
 
 
+def listed(items, most=8):
+    """The first ``most`` of ``items`` for a message, "106, 107, 147, ..." where there are more."""
+    items = list(items)
+    return ", ".join(map(str, items[:most])) + (", ..." if len(items) > most else "")
+
+
 def submit(pool, fn, *args):
     """``pool.submit(fn, *args)`` in a copy of the caller's context: a thread of the pool
     names arguments as the caller's door does (and counts its warnings in the caller's job)."""

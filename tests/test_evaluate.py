@@ -1196,5 +1196,5 @@ def test_the_report_gives_the_detect_rate_that_draws_the_pixels_pd_counts():
         assert threshold_from_far(scores, report["pd_detect_far"]) == threshold
         assert (drawn & (truth == 1)).sum() == round(report["pd"] * report["n_target_pixels"])
         assert (drawn & (truth == 0)).sum() <= pd_far * report["n_background_pixels"]
-        assert f"above {threshold:.6g} (detect --far {report['pd_detect_far']:.6g} draws the " \
+        assert f"above {threshold:.6g} (detect's far={report['pd_detect_far']:.6g} draws the " \
                "same pixels)" in format_summary(report)

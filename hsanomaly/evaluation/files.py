@@ -286,8 +286,8 @@ def _drawn(report):
     targets among them, where Pd's rate is one of the background's."""
     if report.get("pd_threshold") is None:           # a report of an earlier version
         return ""
-    return (f"; above {report['pd_threshold']:.6g} (detect --far "
-            f"{report['pd_detect_far']:.6g} draws the same pixels)")
+    far = spell("far", float(f"{report['pd_detect_far']:.6g}"))
+    return f"; above {report['pd_threshold']:.6g} (detect's {far} draws the same pixels)"
 
 
 def _per_km2(value):

@@ -20,7 +20,7 @@ from rasterio.windows import Window
 
 from ..defaults import TILE
 from ..errors import HsanomalyError
-from ..spelling import spell
+from ..spelling import counted, listed, spell
 from .bandaxis import MIN_LINE, warn_if_bands_elsewhere
 from .checks import absolute, available_memory, size_text, warn_once
 from .digest import file_sha256
@@ -29,7 +29,8 @@ from .gdal import (GDAL_CACHE_BYTES, band_wavelengths, bad_bands, check_raw_size
                    require_file)
 from .values import (ATTRIBUTE_SCALING, EXTREME, FLOAT32_MAX, RASTER_SCALING,
                      check_float32_range, coarsest_in_float32, commonest, declare_nodata,
-                     extreme_values, two_values_text, warn_coarse, wider_than_float32)
+                     extreme_values, noise_bands, two_values_text, warn_coarse,
+                     wider_than_float32)
 
 PROBE = 64              # pixels across a window the data is probed on before the work
 AXIS_STRIP, AXIS_LINE, AXIS_LINES = 4, 512, 200   # the band-axis check's lines: strips 4
@@ -228,6 +229,16 @@ class _Source:
                       f"more than {EXTREME:g} times the other pixels' spread away from them: a "
                       "fill value not declared as nodata? A few such pixels outweigh every "
                       f"other in the scene's statistics, and the scores flatten; {declare}")
+        noisy = noise_bands(probed)
+        if noisy:
+            bands, share = noisy
+            subset = ("gdal_translate -b, or an ENVI header's bbl" if isinstance(self, RasterSource)
+                      else "a band subset")
+            warn_once(f"{self.name}: {counted(len(bands), 'band')} ({listed(bands)}) barely "
+                      f"follow their neighbours in the pixels probed, as noise does (water vapour "
+                      f"absorption bands?), and hold {share:.0%} of their variance: the principal "
+                      "components of lrx, gmm and the rings of the context scores would be spent "
+                      f"on them; leave them out ({subset})")
         # every pixel probed left out: the fit's refusal names the band (``no_valid_pixels``)
         if total and PARTIAL_NODATA * total < partial < total:
             band = int(np.argmax(per_band)) + 1

@@ -9,7 +9,7 @@ import numpy as np
 from ..errors import HsanomalyError
 from ..io.checks import warn
 from ..io.units import MICROMETRE_GUESS
-from ..spelling import counted, spell
+from ..spelling import counted, listed, spell
 
 # The model's preprocessing maps the central range of its training values to [-1, 1]; a
 # raster whose typical preprocessed value lies beyond OUT_OF_RANGE is in other units (raw
@@ -145,8 +145,8 @@ def check_units(pre, source, seen, consequence):
         kept = np.asarray(getattr(pre, "keep_", [True] * pixels.shape[1]), bool)
         stuck = np.flatnonzero((np.ptp(pixels, axis=0) == 0) & kept) + 1
         if len(stuck):       # seen before whitening spreads it over every component
-            warn(f"{source.name}: {counted(len(stuck), 'band')} ({', '.join(map(str, stuck[:5]))}"
-                 f"{', ...' if len(stuck) > 5 else ''}) {'holds' if len(stuck) == 1 else 'hold'} "
+            warn(f"{source.name}: {counted(len(stuck), 'band')} ({listed(stuck, 5)}) "
+                 f"{'holds' if len(stuck) == 1 else 'hold'} "
                  f"one value across the pixels probed, where those {seen} varied: a dead "
                  f"detector? {consequence}")
         elif far.any() or flat.any():

@@ -26,7 +26,7 @@ from ..io.values import two_values_text
 from ..model.bundle import size_problem
 from ..model.compat import first_mismatch
 from ..preprocess import Preprocessor
-from ..spelling import counted, spell
+from ..spelling import counted, listed, spell
 
 MAX_SAMPLE_PIXELS = 2**17
 VAL_FRACTION = 0.1
@@ -67,7 +67,7 @@ def load_training_data(inputs, *, mask=None, window=1, bands=None, sqrt=False,
     try:
         wavelengths = _check_inputs(inputs, sources, window, check_data)
         count = sources[0].count          # the most bands a model of them takes
-        problem = size_problem(count, min(bands or count, count), window, 1)
+        problem = size_problem(count, min(bands or defaults.TRAIN_BANDS, count), window, 1)
         if problem:       # refused as the bundle loads: after the whole training
             raise HsanomalyError(f"{inputs[0]}: {problem}; ask for fewer {spell('bands')} or "
                                  f"a smaller {spell('window')}")
@@ -214,10 +214,9 @@ def _fit_preprocessor(path, raw, bands, sqrt, whiten):
         raise HsanomalyError(f"{path}: {err}") from None
     dropped = [i + 1 for i, kept in enumerate(pre.keep_) if not kept]
     if dropped:
-        shown = ", ".join(map(str, dropped[:8])) + (", ..." if len(dropped) > 8 else "")
         warn(f"{path}: {counted(len(dropped), 'band')} of the {n_in} read constant (or not a "
-             f"number) over the training pixels, left out of the model ({shown}): its GAN "
-             "scores cannot see what happens there (rx and the rings still do)")
+             f"number) over the training pixels, left out of the model ({listed(dropped)}): its "
+             "GAN scores cannot see what happens there (rx and the rings still do)")
     return pre
 
 

@@ -21,7 +21,12 @@ def test_evaluate_reports_metrics_table_and_plots(scene, tmp_path):
         "HEATMAP": heatmap, "TRUTH": str(truth), "PLOTS": str(tmp_path / "plots"),
         "TARGETS": str(tmp_path / "targets.csv")}, feedback=log)
     report = evaluate_files(heatmap, str(truth))[0]
-    assert format_summary(report) in said          # overall and per target, in the log
+    logged = next(text for text in said if text.startswith("AUC "))   # overall and per target
+    head, tail = format_summary(report).split("(detect's far=")
+    assert logged.startswith(head) and logged.endswith(tail.split(" draws the same pixels)")[1])
+    # the rate that draws what Pd counts, by Detect's field
+    assert f"(detect's 'Polygon false-alarm rate (in Detect anomalies)' " \
+           f"({report['pd_detect_far']:.6g}) draws the same pixels)" in logged, logged
     assert (result["AUC"], result["LOG_AUC"], result["LG_FAR"], result["PD"],
             result["N_TARGETS"]) == (report["auc"], report["log_auc"], report["lg_far"],
                                      report["pd"], 2)

@@ -13,7 +13,7 @@ from qgis.PyQt.QtCore import QVariant
 
 from .. import library
 from .base import (HsanomalyAlgorithm, crs_set_in_qgis, geopackage_file, in_own_thread, is_empty,
-                   mask_parameter, mask_source, raster_source)
+                   label, mask_parameter, mask_source, raster_source)
 
 # per-target report key -> table field type
 TARGET_FIELDS = {"id": QVariant.String, "pixels": QVariant.Int, "auc": QVariant.Double,
@@ -87,6 +87,15 @@ class Evaluate(HsanomalyAlgorithm):
         self.addOutput(QgsProcessingOutputNumber(self.N_TARGETS, "number of targets"))
         for output, (_, description) in COUNTS.items():
             self.addOutput(QgsProcessingOutputNumber(output, description))
+
+    def other_fields(self):
+        """The summary names the rate Detect takes to draw what Pd counts by Detect's field."""
+        from .detect import DetectAnomalies
+
+        detect = DetectAnomalies()
+        detect.initAlgorithm()
+        return {"far": f"{label(detect.parameterDefinition(detect.FAR))} (in "
+                       f"{detect.displayName()})"}
 
     def _outer_mask_name(self, parameters, feedback):
         """The parameter the outer mask was given by: OUTER_MASK, or its former name OUTER
