@@ -70,6 +70,7 @@ def test_detect_many_input_listed_twice(tmp_path, scene):
 
 @pytest.mark.parametrize("args, message", [
     (["ext.png"], "ext.png: DST writes a GeoTIFF; give it a .tif or .tiff name"),
+    (["h.tif "], "'h.tif ': DST writes a GeoTIFF; its name ends in a space: remove it"),
     (["h.tif", "--png", "q.tif"], "q.tif: --png writes a PNG; give it a .png name"),
     (["h.tif", "--polygons", "t.shp", "--far", "0.01"],
      "t.shp: --polygons writes a GeoPackage; give it a .gpkg name"),
