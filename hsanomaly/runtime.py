@@ -186,9 +186,10 @@ def _checking_arena():
     a bundle of a few KB took the memory of the process (QGIS's, in QGIS) as it loaded. In
     the arena such a tensor is refused, and the bundle with it."""
     ort = import_onnxruntime()
-    where = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0,
-                              ort.OrtMemType.DEFAULT)
-    ort.create_and_register_allocator(where, ort.OrtArenaCfg(CHECK_MEMORY, -1, -1, -1))
+    with contextlib.suppress(Exception):    # an onnxruntime without it: the check runs unbounded
+        where = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0,
+                                  ort.OrtMemType.DEFAULT)
+        ort.create_and_register_allocator(where, ort.OrtArenaCfg(CHECK_MEMORY, -1, -1, -1))
 
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3      # glibc's mallopt parameters

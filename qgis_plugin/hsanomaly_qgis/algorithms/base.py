@@ -111,6 +111,13 @@ def label(definition):
     return definition.description().split(":")[0].split(" (")[0].strip()
 
 
+def field_in(algorithm, name):
+    """Another algorithm's field as a message names it: "Whiten bands (in Train model)"."""
+    other = algorithm()
+    other.initAlgorithm()
+    return f"{label(other.parameterDefinition(name))} (in {other.displayName()})"
+
+
 def parameter_problem(definition, value, context=None):
     """One line for a value QGIS does not accept: the value first, then what is wrong."""
     name = label(definition)

@@ -9,9 +9,9 @@ from qgis.core import (QgsProcessing, QgsProcessingParameterBoolean,
 from .. import library
 from ..dependencies import install_hint
 from ..styles import style_heatmap_on_load, style_targets_on_load
-from .train import SEED_MAX
-from .base import (HsanomalyAlgorithm, crs_set_in_qgis, geopackage_file, in_own_thread, is_empty,
-                   label, mask_parameter, mask_source, progress_callback, raster_source)
+from .base import (HsanomalyAlgorithm, crs_set_in_qgis, field_in, geopackage_file, in_own_thread,
+                   is_empty, mask_parameter, mask_source, progress_callback, raster_source)
+from .train import SEED_MAX, TrainModel
 
 
 class DetectAnomalies(HsanomalyAlgorithm):
@@ -148,12 +148,7 @@ class DetectAnomalies(HsanomalyAlgorithm):
 
     def other_fields(self):
         """The GAN scores' advice on how their model was trained names Train model's field."""
-        from .train import TrainModel
-
-        train = TrainModel()
-        train.initAlgorithm()
-        return {"whiten": f"{label(train.parameterDefinition(train.WHITEN))} (in "
-                          f"{train.displayName()})"}
+        return {"whiten": field_in(TrainModel, TrainModel.WHITEN)}
 
     def required_modules(self, parameters, context):
         if self.parameterAsEnumString(parameters, self.SCORE, context) in \

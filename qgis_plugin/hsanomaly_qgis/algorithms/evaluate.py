@@ -12,8 +12,8 @@ from qgis.core import (QgsCoordinateReferenceSystem, QgsFeature, QgsFeatureSink,
 from qgis.PyQt.QtCore import QVariant
 
 from .. import library
-from .base import (HsanomalyAlgorithm, crs_set_in_qgis, geopackage_file, in_own_thread, is_empty,
-                   label, mask_parameter, mask_source, raster_source)
+from .base import (HsanomalyAlgorithm, crs_set_in_qgis, field_in, geopackage_file, in_own_thread,
+                   is_empty, mask_parameter, mask_source, raster_source)
 
 # per-target report key -> table field type
 TARGET_FIELDS = {"id": QVariant.String, "pixels": QVariant.Int, "auc": QVariant.Double,
@@ -92,10 +92,7 @@ class Evaluate(HsanomalyAlgorithm):
         """The summary names the rate Detect takes to draw what Pd counts by Detect's field."""
         from .detect import DetectAnomalies
 
-        detect = DetectAnomalies()
-        detect.initAlgorithm()
-        return {"far": f"{label(detect.parameterDefinition(detect.FAR))} (in "
-                       f"{detect.displayName()})"}
+        return {"far": field_in(DetectAnomalies, DetectAnomalies.FAR)}
 
     def _outer_mask_name(self, parameters, feedback):
         """The parameter the outer mask was given by: OUTER_MASK, or its former name OUTER
