@@ -55,10 +55,12 @@ class Preprocessor:
         if self.scale:
             lo, hi = np.quantile(X, [self.quantile, 1 - self.quantile], axis=0)
             # a band nearly constant but for a few pixels (a zeroed absorption band's hot
-            # pixels) spans its whole range instead: a width of 1 was one count, or one
-            # reflectance, and its hot pixels thousands of ranges away in counts only
-            full = X.max(axis=0) - lo
-            hi = np.where(hi > lo, hi, lo + np.where(full > 0, full, 1.0))
+            # pixels, a saturated one's dead pixels) spans its whole range instead: a width of
+            # 1 was one count, or one reflectance, and those pixels thousands of ranges away
+            # in counts only
+            flat = hi <= lo
+            lo, hi = np.where(flat, X.min(axis=0), lo), np.where(flat, X.max(axis=0), hi)
+            hi = np.where(hi > lo, hi, lo + 1.0)
             self.center_ = ((hi + lo) / 2).tolist()
             self.half_range_ = ((hi - lo) / 2).tolist()
         self.n_features_out_ = n_out

@@ -1054,3 +1054,14 @@ def test_a_scene_that_fails_in_a_worker_stops_the_run_at_once(tmp_path, failure)
             "killed": "a worker process ended without a result (killed for memory?)"}[failure]
     assert said in result.stderr
     assert len(list(tmp_path.glob("started-*"))) <= 3        # no scene started after it
+
+
+def test_a_benchmark_output_named_with_a_control_character_is_refused(tmp_path):
+    """``--out`` and ``--markdown`` took a newline in their names: a folder "b\\no" was made,
+    and every message naming it broke in two. The other doors refused it."""
+    from hsanomaly.experiments.tables import check_results
+
+    for args in ((tmp_path / "b\no",), (tmp_path / "out", tmp_path / "t\tables.md")):
+        with pytest.raises(HsanomalyError, match="holds a control character"):
+            check_results(*args)
+    assert not list(tmp_path.iterdir())

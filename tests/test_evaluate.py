@@ -1179,8 +1179,8 @@ def test_the_report_gives_the_detect_rate_that_draws_the_pixels_pd_counts():
     """detect's --far is a share of every scored pixel, targets among them; evaluate's Pd
     rate, one of the background's. The same 0.001 drew about half the target pixels Pd
     counted (the naming audit): the report now gives the threshold and detect's rate for it."""
-    from hsanomaly import evaluate as hsanomaly_evaluate
     from hsanomaly.evaluation.files import format_summary
+    from hsanomaly.evaluation.metrics import evaluate as metrics_evaluate
     from hsanomaly.thresholds import threshold_from_far
 
     rng = np.random.default_rng(4)
@@ -1189,12 +1189,19 @@ def test_the_report_gives_the_detect_rate_that_draws_the_pixels_pd_counts():
     truth[20:26, 30:36] = truth[90:95, 100:104] = 1
     scores[truth == 1] += 2.5
     scores[:10, :10] = np.nan                                     # nodata
-    for pd_far in (0.001, 0.01, 0.05):
-        report = hsanomaly_evaluate(scores, truth, pd_far=pd_far)
+    outer = np.zeros(scores.shape, bool)
+    known = np.ones(scores.shape, bool)
+    known[100:, :] = False                      # the outer mask's nodata: scored, not evaluated
+    scores[100:, :] += 1.0
+    for pd_far, valid in ((0.001, None), (0.01, None), (0.05, None), (0.01, known)):
+        report = metrics_evaluate(scores, truth, outer_mask=outer, valid=valid, pd_far=pd_far)
         threshold = report["pd_threshold"]
-        drawn = scores > threshold_from_far(scores, float(f"{report['pd_detect_far']:.6g}"))
+        printed = float(f"{report['pd_detect_far']:.10g}")
+        drawn = scores > threshold_from_far(scores, printed)
         assert threshold_from_far(scores, report["pd_detect_far"]) == threshold
+        assert drawn.sum() == (scores > threshold).sum()
         assert (drawn & (truth == 1)).sum() == round(report["pd"] * report["n_target_pixels"])
-        assert (drawn & (truth == 0)).sum() <= pd_far * report["n_background_pixels"]
-        assert f"above {threshold:.6g} (detect's far={report['pd_detect_far']:.6g} draws the " \
-               "same pixels)" in format_summary(report)
+        assert (drawn & (truth == 0) & (valid if valid is not None else True)).sum() <= \
+            pd_far * report["n_background_pixels"]
+        assert f"above {threshold:.6g} (detect's far={printed:.10g} draws the same pixels)" in \
+            format_summary(report)

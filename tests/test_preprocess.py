@@ -162,7 +162,10 @@ def test_a_band_constant_but_for_a_few_pixels_is_scaled_alike_in_any_units():
     X = correlated_pixels(n=3000, bands=6) * 100 + 1000
     X[:, 5] = 0.0
     X[:2, 5] = 4095.0                               # a zeroed band's hot pixels
+    X[:2, 4] = 4095.0                               # a saturated band's dead pixels
+    X[2:, 4] = 4095.0
+    X[:2, 4] = 0.0
     counts = Preprocessor().fit(X).transform(X)
     reflectance = Preprocessor().fit(X * 1e-4).transform(X * 1e-4)
     np.testing.assert_allclose(counts, reflectance, rtol=1e-4, atol=1e-4)
-    assert np.abs(counts[:, 5]).max() <= 1.0 + 1e-6
+    assert np.abs(counts[:, 4:]).max() <= 1.0 + 1e-6

@@ -281,12 +281,15 @@ def format_summary(report):
     return "\n".join(lines)
 
 
+DETECT_FAR_DIGITS = 10   # a rate that draws the same pixels on heatmaps of up to 1e9 of them
+
+
 def _drawn(report):
     """How ``detect`` draws what Pd counts: its ``--far`` is a share of every scored pixel,
     targets among them, where Pd's rate is one of the background's."""
     if report.get("pd_threshold") is None:           # a report of an earlier version
         return ""
-    far = spell("far", float(f"{report['pd_detect_far']:.6g}"))
+    far = spell("far", float(f"{report['pd_detect_far']:.{DETECT_FAR_DIGITS}g}"))
     return f"; above {report['pd_threshold']:.6g} (detect's {far} draws the same pixels)"
 
 

@@ -272,11 +272,12 @@ def pd_threshold(scores, background, pd_far):
     return np.partition(values, rank)[rank]
 
 
-def detect_far(scores, valid, threshold):
-    """The rate ``detect --far`` (a share of every scored pixel, targets among them) takes to
-    draw the pixels above ``threshold``: the middle of the rates that do, so that it still
-    does printed to six digits."""
-    scored = _scored(scores, valid)
+def detect_far(scores, threshold):
+    """The rate ``detect --far`` takes to draw the pixels above ``threshold``: a share of
+    every pixel the heatmap scores (targets among them, and those an outer mask leaves out
+    of the evaluation), the middle of the rates that do, so that it still does printed to
+    ten digits (``files.DETECT_FAR_DIGITS``)."""
+    scored = ~np.isnan(scores)
     return (int((scored & (scores > threshold)).sum()) + 0.5) / int(scored.sum())
 
 
@@ -331,7 +332,7 @@ def evaluate(scores, truth, outer_mask=None, valid=None, pd_far=defaults.PD_FAR,
         **_curve_metrics(overall, pd_far),
         "pd_far": pd_far,
         "pd_threshold": float(threshold),
-        "pd_detect_far": detect_far(np.asarray(scores), valid, threshold),
+        "pd_detect_far": detect_far(np.asarray(scores), threshold),
         "n_targets_found": sum(bool(t["pd"]) for t in reports),
         "n_false_alarm_regions": regions,
         "false_alarm_regions_per_km2": None if pixel_area is None else

@@ -9,7 +9,8 @@ from pathlib import Path
 from .. import defaults
 from ..io.atomic import check_writable, non_empty, staged
 from ..io.ownership import has_json_keys, starts_with
-from ..io.paths import DIRECTORY, check_paths, check_replaceable_file, check_report_folder
+from ..io.paths import (DIRECTORY, check_path_kind, check_paths, check_replaceable_file,
+                        check_report_folder)
 from ..spelling import spell
 
 TITLE = "# hsanomaly benchmark"   # the Markdown's first line, which also marks it as ours
@@ -220,6 +221,9 @@ def check_results(out_dir, markdown=None, reference=None, overwrite=False):
     ``reference`` or a file someone else wrote (unless ``overwrite``), so hours of work never
     end in a refusal, nor in a user's file replaced."""
     out = spell("out", python="out_dir")
+    for label, path in ((out, out_dir), (spell("markdown"), markdown)):
+        if path is not None:
+            check_path_kind(path, label)
     check_paths([(spell("reference"), reference)],
                 [(out, out_dir, DIRECTORY), (spell("markdown"), markdown)], writable=False)
     check_report_folder(out_dir, out, _result_files(out_dir).values(), overwrite)

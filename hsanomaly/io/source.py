@@ -234,11 +234,15 @@ class _Source:
             bands, share = noisy
             subset = ("gdal_translate -b, or an ENVI header's bbl" if isinstance(self, RasterSource)
                       else "a band subset")
+            one = len(bands) == 1
             warn_once(f"{self.name}: {counted(len(bands), 'band')} ({listed(bands)}) barely "
-                      f"follow their neighbours in the pixels probed, as noise does (water vapour "
-                      f"absorption bands?), and hold {share:.0%} of their variance: the principal "
-                      "components of lrx, gmm and the rings of the context scores would be spent "
-                      f"on them; leave them out ({subset})")
+                      f"{'follows its neighbours' if one else 'follow their neighbours'} in the "
+                      f"pixels probed, as noise does (water vapour absorption bands, or a layer "
+                      f"that is no band of the spectra?), and {'holds' if one else 'hold'} "
+                      f"{share:.0%} of the pixels' variance: the principal components of lrx, gmm "
+                      "and the rings of the context scores would be spent on "
+                      f"{'it' if one else 'them'} (rx is not affected); leave "
+                      f"{'it' if one else 'them'} out ({subset})")
         # every pixel probed left out: the fit's refusal names the band (``no_valid_pixels``)
         if total and PARTIAL_NODATA * total < partial < total:
             band = int(np.argmax(per_band)) + 1
