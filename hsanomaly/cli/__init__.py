@@ -116,7 +116,7 @@ class LazyGroup(click.Group):
             _fail(str(err), 1)
         except click.exceptions.UsageError as err:
             command = f" {ctx.invoked_subcommand}" if ctx.invoked_subcommand else ""
-            _fail(f"{err.format_message()} (see: {ctx.command_path}{command} --help)", 2)
+            _fail(f"{_dashed_file(err)} (see: {ctx.command_path}{command} --help)", 2)
         except MemoryError:
             tile = ctx.invoked_subcommand in ("detect", "detect-many")
             _fail(f"out of memory; try {'a smaller --tile or ' if tile else ''}a machine with "
@@ -127,6 +127,18 @@ class LazyGroup(click.Group):
             _fail(f"{err.filename or ctx.command_path}: {describe(err)}", 1)
         finally:
             warnings.showwarning = shown
+
+
+def _dashed_file(err):
+    """A usage error's message, with how to give a file whose name begins with a dash, which
+    click took for an option ("No such option '-x'" for -x.tif)."""
+    option = getattr(err, "option_name", None)
+    named = [arg for arg in sys.argv[1:] if option and arg.startswith(option)
+             and os.path.exists(arg)]
+    if not named:
+        return err.format_message()
+    return (f"{err.format_message().rstrip('.')} ({named[0]} is a file: give it as "
+            f"./{named[0]}, or after --)")
 
 
 @contextlib.contextmanager

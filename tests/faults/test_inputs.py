@@ -13,7 +13,7 @@ import hsanomaly
 
 from synthetic import write_raster
 
-from .conftest import Tree, assert_one_error, make_scene, run_cli
+from .conftest import Tree, assert_ok, assert_one_error, make_scene, run_cli
 
 
 def truncated_raster(path):
@@ -349,3 +349,14 @@ def test_wide_integers_float32_rounds_coarsely_are_warned_about(tmp_path, dtype)
     fine = write_raster(tmp_path / "fine.tif", counts - counts.min(), dtype=dtype)
     result = run_cli("detect", fine, tmp_path / "heat2.tif", "--score", "rx", "-q")
     assert result.returncode == 0 and "Warning" not in result.stderr, result.stderr
+
+
+def test_an_input_whose_name_begins_with_a_dash_is_said_how_to_give(tmp_path, scene):
+    """click took -x.tif for the option -x and said only "No such option '-x'"."""
+    import shutil
+
+    shutil.copy(scene, tmp_path / "-x.tif")
+    assert_one_error(run_cli("detect", "--score", "rx", "-x.tif", "h.tif", cwd=tmp_path),
+                     "No such option '-x' (-x.tif is a file: give it as ./-x.tif, or after --)",
+                     status=2)
+    assert_ok(run_cli("detect", "--score", "rx", "-q", "--", "-x.tif", "h.tif", cwd=tmp_path))
