@@ -827,6 +827,9 @@ def test_shell_slips_are_refused_or_suggested(tmp_path, monkeypatch):
                           "~: --out-dir would be made in a new folder named '~'")
     result = run("evaluate", path, path, "--plots=~/plots")
     assert_one_line_error(result, "~/plots: --plots would be made in a new folder named '~'")
+    result = run("detect", path, "heat.tif", "--score", "rx", "--png=~/q.png")   # a file's
+    assert_one_line_error(result, "~/q.png: output directory", "does not exist ('~' is a "
+                          "shell's, which leaves it as it is after '='; give the full path)")
     assert not (tmp_path / "~").exists()
     result = run("detect", path, "heat.tif", "--score", "rx", "-q", "-v")
     assert result.exit_code == 2 and "--verbose and --quiet" in result.output

@@ -168,7 +168,10 @@ def check_writable(path, directory=None, label=None):
     try:
         mode = os.stat(parent).st_mode
     except FileNotFoundError:
-        raise HsanomalyError(f"{path}: output directory {parent} does not exist") from None
+        home = path.parts[:1] == ("~",)        # the shell leaves it as it is after "--png="
+        raise HsanomalyError(f"{path}: output directory {parent} does not exist"
+                             + (" ('~' is a shell's, which leaves it as it is after '='; give "
+                                "the full path)" if home else "")) from None
     except NotADirectoryError:
         raise HsanomalyError(f"{path}: output directory {parent} cannot be: a file stands in "
                              "its path") from None
