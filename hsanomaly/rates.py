@@ -12,8 +12,12 @@ from .options import is_real
 
 def rate_count(rate, n):
     """How many of ``n`` pixels a false-alarm ``rate`` allows: floor(rate * n), where the
-    product is taken as the whole number it stands for (0.29 * 100 is 28.999... in floats)."""
-    return min(math.floor(rate * n * (1 + 1e-12)), max(n - 1, 0))
+    product is taken as the whole number it stands for (0.29 * 100 is 28.999... in floats):
+    a few units in its last place (a slack of 1e-12 allowed a pixel too many beyond 1e10)."""
+    return min(math.floor(rate * n * (1 + 8 * EPSILON)), max(n - 1, 0))
+
+
+EPSILON = 2.0 ** -52      # float64's: the rate and its product with n are each rounded once
 
 
 def check_rate(label, value, auto=False):

@@ -512,6 +512,20 @@ def test_fitting_and_scoring_run_numpy_blas_on_one_thread(tmp_path):
     assert len(seen) > 2 and all(threads == {1} for threads in seen if threads)
 
 
+def test_tiles_past_ten_million_are_found_again(tmp_path):
+    """Their files are named with 8 digits and more, but were read back by 7 of them: every
+    tile from ten million on looked missing (a 100,000-pixel mosaic at --tile 31), and the
+    run failed after scoring them all, at every resume."""
+    from hsanomaly.engine import TileStore
+
+    store = TileStore(tmp_path / "s.partial", {"input": {"sha256": "a"}, "config": {"tile": 16}})
+    arrays = {"score": np.ones((1, 2, 2), np.float32)}
+    for index in (9_999_999, 10_000_000, 156_249_999):
+        store.put(index, arrays)
+    assert store.done() == {9_999_999, 10_000_000, 156_249_999}
+    assert store.load(156_249_999, {"score": (1, 2, 2)}) is not None
+
+
 def test_a_planted_tile_is_refused_before_it_unpacks(tmp_path):
     """A resumed store's tiles were unpacked whole before their checksums and shapes were
     looked at: a planted tile of a few hundred KB unpacked to whatever it declared (1.5 GiB

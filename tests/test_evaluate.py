@@ -1196,12 +1196,12 @@ def test_the_report_gives_the_detect_rate_that_draws_the_pixels_pd_counts():
     for pd_far, valid in ((0.001, None), (0.01, None), (0.05, None), (0.01, known)):
         report = metrics_evaluate(scores, truth, outer_mask=outer, valid=valid, pd_far=pd_far)
         threshold = report["pd_threshold"]
-        printed = float(f"{report['pd_detect_far']:.10g}")
+        printed = float(f"{report['pd_detect_far']:.12g}")
         drawn = scores > threshold_from_far(scores, printed)
         assert threshold_from_far(scores, report["pd_detect_far"]) == threshold
         assert drawn.sum() == (scores > threshold).sum()
         assert (drawn & (truth == 1)).sum() == round(report["pd"] * report["n_target_pixels"])
         assert (drawn & (truth == 0) & (valid if valid is not None else True)).sum() <= \
             pd_far * report["n_background_pixels"]
-        assert f"above {threshold:.6g} (detect's far={printed:.10g} draws the same pixels)" in \
+        assert f"above {threshold:.6g} (detect's far={printed:.12g} draws the same pixels)" in \
             format_summary(report)

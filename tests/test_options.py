@@ -205,6 +205,11 @@ def test_a_rate_never_allows_every_pixel():
     from hsanomaly.thresholds import threshold_from_far
 
     assert rate_count(0.29, 100) == 29 and rate_count(1 - 1e-13, 100) == 99
+    # a relative slack of 1e-12 allowed a pixel too many on heatmaps of 1e10 pixels and more
+    from fractions import Fraction
+
+    for rate, n in ((0.00123, 62_927_202_439), (0.000123457, 9_276_468_730)):
+        assert rate_count(rate, n) == int(Fraction(str(rate)) * n)
     assert threshold_from_far(np.arange(100.0).reshape(10, 10), 1 - 1e-13) == 0.0
 
 

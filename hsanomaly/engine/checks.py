@@ -12,7 +12,7 @@ import numpy as np
 from ..defaults import MIN_TILE
 from ..errors import HsanomalyError, describe, raised_by_callback
 from ..io.atomic import destination_of, space_hint
-from ..io.checks import absolute, check_disk
+from ..io.checks import absolute, check_disk, check_inodes
 from ..options import check_whole
 from ..spelling import counted, spell
 from .store import TILE_FILES, tiles_kept
@@ -120,9 +120,12 @@ def check_scored(name, scorer, valid, unscored):
          f"{scorer.name} score (NaN in the heatmap, like nodata): {cause}")
 
 
-def check_space(store, outputs, source, resume=False):
-    """Refuse a run whose tile store and outputs (float32, at most their raw size) would not
-    fit on their file systems, saying how much is needed."""
+def check_space(store, outputs, source, resume=False, cog=False, tiles=0):
+    """Refuse a run whose tile store and outputs would not fit on their file systems, saying
+    how much is needed: the store at most the outputs' raw size (float32), and each output
+    with its overviews (a third more), twice with ``cog`` (GDAL's COG driver copies a staged
+    GeoTIFF); and one whose ``tiles`` files the store's file system has no inodes left for
+    (it filled up in the middle of the run, with room to spare)."""
     pixels = source.height * source.width * 4
     need = {}
 
@@ -134,9 +137,10 @@ def check_space(store, outputs, source, resume=False):
     stored = sum(f.stat().st_size for f in Path(store).glob(TILE_FILES)) if resume else 0
     add(store, max(0, pixels * sum(b for _, b in outputs.values()) - stored))
     for path, bands in outputs.values():
-        add(path, pixels * bands)
+        add(path, pixels * bands * 4 // 3 * (2 if cog else 1))
     for folder, nbytes in need.values():
         check_disk(folder, nbytes, "the tile store and outputs need")
+    check_inodes(os.path.dirname(absolute(store)), tiles, "the tile store")
 
 
 def _is_constant(ranges):

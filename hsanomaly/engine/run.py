@@ -365,7 +365,7 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
             warn(f"{dst}: GDAL's COG driver does not keep the input's geolocation arrays, so "
                  f"the heatmap will not be placed on the map; leave out {spell('cog', True)} to "
                  "keep them")
-        check_space(store_path(dst), outputs, source, resume)
+        check_space(store_path(dst), outputs, source, resume, cog, len(source.windows(tile)))
         check_unlocked(store_path(dst), dst)
         job = manifest(src, source, scorer, outputs, tile, given_model, fingerprint=fingerprint)
         if source.changed():      # since it was opened: its pixels and this fingerprint differ

@@ -281,7 +281,8 @@ class TileStore:
         return self.path / f"tile_{index:07d}.npz"
 
     def done(self):
-        return {int(p.name[5:12]) for p in self.path.glob(TILE_FILES)}
+        """The indices of the finished tiles (7 digits or more: past ten million, more)."""
+        return {int(p.name[5:-4]) for p in self.path.glob(TILE_FILES)}
 
     def _checksum(self, index, arrays):
         h = hashlib.sha256(f"{self.fingerprint}:{index};".encode())

@@ -281,7 +281,7 @@ def format_summary(report):
     return "\n".join(lines)
 
 
-DETECT_FAR_DIGITS = 10   # a rate that draws the same pixels on heatmaps of up to 1e9 of them
+DETECT_FAR_DIGITS = 12   # a rate that draws the same pixels on heatmaps of up to 1e11 of them
 
 
 def _drawn(report):

@@ -275,8 +275,8 @@ def pd_threshold(scores, background, pd_far):
 def detect_far(scores, threshold):
     """The rate ``detect --far`` takes to draw the pixels above ``threshold``: a share of
     every pixel the heatmap scores (targets among them, and those an outer mask leaves out
-    of the evaluation), the middle of the rates that do, so that it still does printed to
-    ten digits (``files.DETECT_FAR_DIGITS``)."""
+    of the evaluation), the middle of the rates that do, so that it still does printed
+    (``files.DETECT_FAR_DIGITS``)."""
     scored = ~np.isnan(scores)
     return (int((scored & (scores > threshold)).sum()) + 0.5) / int(scored.sum())
 

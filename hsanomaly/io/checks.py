@@ -266,6 +266,19 @@ def check_disk(folder, nbytes, what):
                              f"{size_text(free)} is free")
 
 
+def check_inodes(folder, files, what):
+    """Refuse ``what`` (e.g. "the tile store") when ``folder``'s file system has fewer free
+    inodes than its ``files`` files take (a file system that counts none says 0: no check)."""
+    try:
+        stats = os.statvfs(folder)
+    except (OSError, AttributeError):          # Windows: no inodes to count
+        return
+    if stats.f_files and files > stats.f_favail:
+        raise HsanomalyError(f"{folder}: {what} needs {files:,} files, and its file system has "
+                             f"room for only {stats.f_favail:,} more (free inodes); choose a "
+                             "larger tile, or another file system")
+
+
 def check_memory(path, nbytes, what):
     """Refuse ``what`` (e.g. "loading the 610x340x103 cube") when it needs more than is free."""
     free = available_memory()

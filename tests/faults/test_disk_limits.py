@@ -2,10 +2,11 @@
 finished tiles kept for --resume, and a resumed run byte-identical to an uninterrupted one."""
 
 import numpy as np
+import pytest
 import rasterio
 import scipy.io
 
-from .conftest import Tree, assert_ok, assert_one_error, reference, run_cli
+from .conftest import Tree, assert_ok, assert_one_error, make_scene, reference, run_cli
 
 DETECT = ["--score", "rx", "--tile", "16", "-q"]   # 12 tiles of 1-2 KiB, a 9.5 KiB heatmap
 
@@ -68,6 +69,33 @@ def test_tile_store_larger_than_the_free_disk(tmp_path):
     result = run_cli("detect", huge, tmp_path / "heat.tif", "--score", "rx", "-q")
     assert_one_error(result, "need about", "TiB of disk", "free")
     tree.assert_unchanged()
+
+
+def test_the_space_asked_for_counts_overviews_a_cogs_copy_and_the_inodes(tmp_path, monkeypatch):
+    """The check asked for twice the raw outputs, where a run holds its tile store, the heatmap
+    and its overviews, and with --cog a second copy: such runs failed after the scoring. Tile
+    files past the file system's free inodes filled it in the middle of the run."""
+    import collections
+    import os
+    import shutil
+    import types
+
+    import hsanomaly
+    from hsanomaly.errors import HsanomalyError
+
+    scene = make_scene(tmp_path / "scene.tif")            # 12 x 40 x 50: 8,000 raw bytes out
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda folder: usage(10**9, 0, 20_000))
+    hsanomaly.detect(scene, tmp_path / "plain.tif", score="rx")      # 8,000 + 10,666 bytes;
+    # with --cog, 8,000 + 2 x 10,666: 28.6 KiB
+    with pytest.raises(HsanomalyError, match="need about 28.6 KiB of disk, only 19.5 KiB"):
+        hsanomaly.detect(scene, tmp_path / "cog.tif", score="rx", cog=True)
+    monkeypatch.setattr(os, "statvfs", lambda folder: types.SimpleNamespace(f_files=10**6,
+                                                                            f_favail=3))
+    with pytest.raises(HsanomalyError, match=r"the tile store needs 12 files, and its file "
+                                             r"system has room for only 3 more"):
+        hsanomaly.detect(scene, tmp_path / "tiles.tif", score="rx", tile=16)
+    assert not (tmp_path / "cog.tif").exists() and not (tmp_path / "tiles.tif").exists()
 
 
 def test_a_limit_that_cuts_the_heatmap_short_is_one_line(tmp_path):

@@ -26,7 +26,7 @@ def test_evaluate_reports_metrics_table_and_plots(scene, tmp_path):
     assert logged.startswith(head) and logged.endswith(tail.split(" draws the same pixels)")[1])
     # the rate that draws what Pd counts, by Detect's field
     assert f"(detect's 'Polygon false-alarm rate (in Detect anomalies)' " \
-           f"({report['pd_detect_far']:.10g}) draws the same pixels)" in logged, logged
+           f"({report['pd_detect_far']:.12g}) draws the same pixels)" in logged, logged
     assert (result["AUC"], result["LOG_AUC"], result["LG_FAR"], result["PD"],
             result["N_TARGETS"]) == (report["auc"], report["log_auc"], report["lg_far"],
                                      report["pd"], 2)
