@@ -134,13 +134,14 @@ def check_space(store, outputs, source, resume=False, cog=False, tiles=0):
         device = os.stat(folder).st_dev
         need[device] = (folder, need.get(device, (folder, 0))[1] + nbytes)
 
-    stored = sum(f.stat().st_size for f in Path(store).glob(TILE_FILES)) if resume else 0
-    add(store, max(0, pixels * sum(b for _, b in outputs.values()) - stored))
+    kept = list(Path(store).glob(TILE_FILES)) if resume else []
+    add(store, max(0, pixels * sum(b for _, b in outputs.values())
+                   - sum(f.stat().st_size for f in kept)))
     for path, bands in outputs.values():
         add(path, pixels * bands * 4 // 3 * (2 if cog else 1))
     for folder, nbytes in need.values():
         check_disk(folder, nbytes, "the tile store and outputs need")
-    check_inodes(os.path.dirname(absolute(store)), tiles, "the tile store")
+    check_inodes(os.path.dirname(absolute(store)), tiles - len(kept), "the tile store")
 
 
 def _is_constant(ranges):
