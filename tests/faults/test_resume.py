@@ -66,7 +66,7 @@ def test_ctrl_c_and_sigterm_are_one_line_and_keep_the_tiles(tmp_path, number, st
     process, args, _ = started_run(tmp_path)
     process.send_signal(number)
     _, stderr = process.communicate()
-    assert process.returncode == status
+    assert process.returncode == status, stderr          # what ended it otherwise, if it did
     assert stderr.strip() == (f"Error: {said}; the outputs are replaced all together or not "
                               "at all; the tiles finished, if any, are kept for --resume")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["heat.tif.partial", "scene.tif"]
