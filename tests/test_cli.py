@@ -867,3 +867,21 @@ def test_a_full_stdout_is_one_line(args):
                               stderr=subprocess.PIPE, text=True, timeout=120)
     assert (done.returncode, done.stderr) == (1, "Error: hsanomaly: no space left on the "
                                                  "device\n")
+
+
+def test_an_interrupt_whose_unwinding_fails_ends_as_the_interrupt(tmp_path, monkeypatch):
+    """Ctrl-C in the middle of a tile's write: closing the half-written file raised another
+    error as the interrupt unwound, and the command ended with that error and status 1."""
+    from hsanomaly.engine import TileStore
+
+    def put(self, index, outputs):
+        try:
+            raise KeyboardInterrupt
+        finally:
+            raise ValueError("I/O operation on closed file")
+
+    monkeypatch.setattr(TileStore, "put", put)
+    path = write_raster(tmp_path / "scene.tif", synthetic_cube()[0])
+    result = run("detect", path, tmp_path / "heat.tif", "--score", "rx", "-q")
+    assert result.exit_code == 130, result.output
+    assert result.output.strip().splitlines()[-1].startswith("Error: interrupted; ")

@@ -103,7 +103,8 @@ class LazyGroup(click.Group):
             # past ulimit -f a write fails (EFBIG), the process lives; a lost Dask scheduler or
             # worker is one line, not Dask's tracebacks; GDAL's errors arrive as exceptions
             with file_size_signal_ignored(), quiet_dask(), _libraries_unlogged(), \
-                    _taking_signals(), recording_writes() as written:   # also under `rio`
+                    _taking_signals(), _interrupt_first(), \
+                    recording_writes() as written:                    # also under `rio`
                 done = super().invoke(ctx)
             for number in INTERRUPTS:      # the work is done: a signal ends it as any process
                 if signal.getsignal(number) is _terminated:   # (one ignored, as nohup does, stays)
@@ -273,6 +274,23 @@ def _taking_signals():
     finally:
         for number, handler in before.items():
             signal.signal(number, handler)
+
+
+@contextlib.contextmanager
+def _interrupt_first():
+    """An interrupt whose unwinding raised another error (a file closed under a half-written
+    tile, say) ends the command as the interrupt: it ended with status 1 and that error."""
+    try:
+        yield
+    except Exception as err:
+        seen, cause = set(), err
+        while cause is not None and id(cause) not in seen and \
+                not isinstance(cause, KeyboardInterrupt):
+            seen.add(id(cause))
+            cause = cause.__context__
+        if cause is None or cause is err:
+            raise
+        raise cause from None
 
 
 def _interruption():
