@@ -35,4 +35,6 @@ def check_rate(label, value, auto=False):
         shown = repr(value) if isinstance(value, str) else value
         raise HsanomalyError(f"{label} must be a false-alarm rate in (0, 1)"
                              f"{' or auto' if auto else ''}, got {shown}")
+    if getattr(getattr(rate, "dtype", None), "itemsize", 8) < 8:   # numpy's float32 0.001:
+        rate = str(rate)             # as written, not 0.0010000000474974513 in the records
     return float(rate)

@@ -198,6 +198,14 @@ def test_switching_score_does_not_carry_an_option_into_its_former_name():
     assert local.set_params(score="mlrx").get_params()["components"] == 5   # pca there too
 
 
+def test_a_float32_rate_is_taken_as_written():
+    """np.float32(0.001) was recorded as 0.0010000000474974513 (a report's pd_far)."""
+    from hsanomaly.rates import check_rate
+
+    assert check_rate("far", np.float32(0.001)) == 0.001
+    assert check_rate("far", np.float64(0.001)) == 0.001 and check_rate("far", "1e-3") == 0.001
+
+
 def test_a_rate_never_allows_every_pixel():
     """Within 1e-12 of 1 the rounding guard counted n of n pixels, a rank below the lowest
     score: the threshold became the highest score instead of the lowest."""
