@@ -365,7 +365,8 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
             warn(f"{dst}: GDAL's COG driver does not keep the input's geolocation arrays, so "
                  f"the heatmap will not be placed on the map; leave out {spell('cog', True)} to "
                  "keep them")
-        check_space(store_path(dst), outputs, source, resume, cog, len(source.windows(tile)))
+        windows = source.windows(tile)
+        check_space(store_path(dst), outputs, source, resume, cog, len(windows))
         check_unlocked(store_path(dst), dst)
         job = manifest(src, source, scorer, outputs, tile, given_model, fingerprint=fingerprint)
         if source.changed():      # since it was opened: its pixels and this fingerprint differ
@@ -374,7 +375,6 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
             raise HsanomalyError(f"{source.name}: the input changed while the quick model was "
                                  "trained on it, so the model and the heatmap would see two "
                                  "rasters; nothing was replaced: rerun")
-        windows = source.windows(tile)
         # a kill between a run's commit and its store's removal left that finished run's
         # store: removed as such, not as an interrupted run's work discarded
         finished = read_fingerprint(dst) if not resume and os.path.isfile(dst) else None

@@ -252,11 +252,16 @@ def false_alarm_regions(scores, truth, outer_mask=None, valid=None, pd_far=defau
     The threshold is the one ``RocCurve.pd_at`` uses: a pixel is detected when it scores
     above the (k+1)-th highest background score, k the false alarms ``pd_far`` allows. A region
     of ambiguous pixels only (outer mask) is no false alarm."""
-    from scipy import ndimage
-
     scores = np.asarray(scores)
     target, background = class_masks(scores, truth, outer_mask, valid)
-    threshold = pd_threshold(scores, background, pd_far)
+    return _regions_above(scores, valid, target, background,
+                          pd_threshold(scores, background, pd_far))
+
+
+def _regions_above(scores, valid, target, background, threshold):
+    """``false_alarm_regions`` of the ``target`` and ``background`` masks at ``threshold``."""
+    from scipy import ndimage
+
     labels, n = ndimage.label(_scored(scores, valid) & (scores > threshold),
                               structure=EIGHT_CONNECTED)
     hits = np.bincount(labels[target], minlength=n + 1)
@@ -305,7 +310,8 @@ def evaluate(scores, truth, outer_mask=None, valid=None, pd_far=defaults.PD_FAR,
             outer_mask = (np.asarray(outer_mask) != 0) | unknown
         truth = np.where(unknown, 0, truth)
     overall, targets = score_targets(scores, truth, outer_mask, valid)
-    unscored, unevaluated = unscored_targets(scores, truth, valid), unevaluated_targets(truth, valid)
+    unscored = unscored_targets(scores, truth, valid)
+    unevaluated = unevaluated_targets(truth, valid)
     for left_out, why in ((unscored, "no score (NaN, the heatmap's nodata)"),
                           (unevaluated, "no known class (the outer mask's nodata)")):
         if left_out:
@@ -324,15 +330,16 @@ def evaluate(scores, truth, outer_mask=None, valid=None, pd_far=defaults.PD_FAR,
         warn(f"{name}: {counted(overall.n_neg, 'background pixel')} allow no false alarm at a "
              f"rate of {pd_far:g} (the finest they resolve is {1 / overall.n_neg:.2g}), so Pd "
              "and the targets found are those at no false alarm")
-    regions = false_alarm_regions(scores, truth, outer_mask, valid, pd_far)
-    threshold = pd_threshold(np.asarray(scores), class_masks(scores, truth, outer_mask, valid)[1],
-                             pd_far)
+    scores = np.asarray(scores)
+    target, background = class_masks(scores, truth, outer_mask, valid)
+    threshold = pd_threshold(scores, background, pd_far)      # Pd's, and the regions' too
+    regions = _regions_above(scores, valid, target, background, threshold)
     reports = [_target_report(t, pd_far) for t in targets]
     return {
         **_curve_metrics(overall, pd_far),
         "pd_far": pd_far,
         "pd_threshold": float(threshold),
-        "pd_detect_far": detect_far(np.asarray(scores), threshold),
+        "pd_detect_far": detect_far(scores, threshold),
         "n_targets_found": sum(bool(t["pd"]) for t in reports),
         "n_false_alarm_regions": regions,
         "false_alarm_regions_per_km2": None if pixel_area is None else

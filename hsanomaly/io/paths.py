@@ -113,8 +113,9 @@ GEOTIFF_SUFFIXES = (".tif", ".tiff")
 def check_suffix(path, label, suffixes, kind):
     """Refuse an output name whose extension says another format than the one written
     (a GeoTIFF named .png, a GeoPackage named .shp): tools that go by the name misread it."""
-    if Path(str(path)).suffix.lower() not in suffixes:
-        if Path(str(path)).suffix.lower().rstrip() in suffixes:      # "heat.tif " pasted
+    suffix = Path(str(path)).suffix.lower()
+    if suffix not in suffixes:
+        if suffix.rstrip() in suffixes:                               # "heat.tif " pasted
             raise HsanomalyError(f"{str(path)!r}: {label} writes {kind}; its name ends in a "
                                  "space: remove it")
         raise HsanomalyError(f"{path}: {label} writes {kind}; give it a "

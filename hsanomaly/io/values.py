@@ -12,7 +12,8 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 FLOAT32_EPS = float(np.finfo(np.float32).eps)
 FLOAT32_STEP = float(np.finfo(np.float32).smallest_subnormal)   # float32's finest step, anywhere
 EXTREME = 1e6           # deviations from a band's median beyond which a value is a fill
-CENTRE_SAMPLE = 4096    # pixels a band's median and deviation are taken from (drawn at random)
+CENTRE_SAMPLE = 4096    # pixels a band's median and deviation, or its neighbours' correlation,
+                        # are taken from (drawn at random)
 PRECISION = 0.01        # float32's rounding, as a share of a band's spread, beyond which it is said
 
 
@@ -115,6 +116,15 @@ def exact(value):
     return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
 
 
+def _centre_sample(pixels):
+    """CENTRE_SAMPLE of pixels (bands, n) in float64, drawn at random (a fill every k-th
+    column would be all of a k-th stride), in their order; all of them where fewer."""
+    n = pixels.shape[1]
+    picked = (np.sort(np.random.default_rng(0).choice(n, CENTRE_SAMPLE, replace=False))
+              if n > CENTRE_SAMPLE else slice(None))
+    return pixels[:, picked].astype(np.float64)
+
+
 def extreme_values(pixels):
     """(how many, the commonest value) of the pixels (bands, n) lying more than EXTREME
     median absolute deviations from a band's median, in any band that has a spread; None
@@ -125,10 +135,7 @@ def extreme_values(pixels):
         return None
     # the centre and spread of a few thousand pixels: a threshold a million deviations out
     # does not need them exactly, and the medians of every pixel probed took most of the check
-    n = pixels.shape[1]
-    picked = (np.sort(np.random.default_rng(0).choice(n, CENTRE_SAMPLE, replace=False))
-              if n > CENTRE_SAMPLE else slice(None))    # at random: a fill every k-th column
-    sample = pixels[:, picked].astype(np.float64)      # would be all of a k-th stride
+    sample = _centre_sample(pixels)
     median = np.median(sample, axis=1, keepdims=True)
     spread = np.median(np.abs(sample - median), axis=1, keepdims=True)
     # a band at one value give or take float32's rounding has no spread to count in
@@ -161,9 +168,7 @@ def noise_bands(pixels):
     bands, n = pixels.shape
     if bands < NOISE_MIN_BANDS or n < NOISE_MIN_BANDS:
         return None
-    picked = (np.sort(np.random.default_rng(0).choice(n, CENTRE_SAMPLE, replace=False))
-              if n > CENTRE_SAMPLE else slice(None))
-    sample = pixels[:, picked].astype(np.float64)
+    sample = _centre_sample(pixels)
     sample -= sample.mean(axis=1, keepdims=True)
     spread = sample.std(axis=1)
     live = spread > 0                      # a constant band follows nothing and holds nothing

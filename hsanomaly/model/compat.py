@@ -78,12 +78,11 @@ def check_value_range(bundle, source):
                 "Its scores would mostly measure that difference")
 
 
-def units_of(source):
-    """What ``check_units`` compares another scene with: a scaling fitted on ``probe_pixels``
-    of ``source``; None where they are too few or all constant."""
+def units_of(pixels):
+    """What ``check_units`` compares another scene with: a scaling fitted on a scene's
+    ``probe_pixels``; None where they are None or all constant."""
     from ..preprocess import Preprocessor
 
-    pixels = probe_pixels(source)
     if pixels is None:
         return None
     try:
@@ -94,8 +93,10 @@ def units_of(source):
 
 def fitted_scene(source, statistics):
     """What a ``Detector`` keeps of the scene it was fitted on to tell it from another:
-    ``probe_digest``, and where its statistics are the scene's (``statistics``) ``units_of``."""
-    return probe_digest(source), units_of(source) if statistics else None
+    ``probe_digest``, and where its statistics are the scene's (``statistics``) ``units_of``
+    its probe pixels (the probe windows read once for both)."""
+    probed = probe(source)
+    return probe_digest(probed), units_of(probe_pixels(probed)) if statistics else None
 
 
 def is_fitted_scene(fitted, source, detector):
@@ -103,23 +104,25 @@ def is_fitted_scene(fitted, source, detector):
     its own units whatever a check of them would judge. Another is checked against the
     fitted scene's units (``check_units``): its scores would use that scene's statistics."""
     digest, units = fitted if isinstance(fitted, tuple) else (None, None)
-    if digest == probe_digest(source):
+    probed = probe(source)
+    if digest == probe_digest(probed):
         return True
     if units is not None:
         check_units(units, source, f"of the scene {detector} was fitted on",
-                    "Its scores would use that scene's statistics: fit it on this one")
+                    "Its scores would use that scene's statistics: fit it on this one", probed)
     return False
 
 
-def check_units(pre, source, seen, consequence):
+def check_units(pre, source, seen, consequence, probed=None):
     """Warn, with the typical value found, when ``source``'s values lie far outside those
     ``pre`` was fitted on (``seen``: "the model ... was trained on", say), or vary far less:
     other units. Probed on ``probe_pixels``, as ``units_of`` fits them (a check of the
     centre alone against a fit on every window told a scene with calm water in its centre
-    that it was in other units than itself), so the check costs a few small reads."""
+    that it was in other units than itself), so the check costs a few small reads (none
+    where the caller read them already: ``probed``)."""
     if not pre.scale:
         return
-    pixels = probe_pixels(source)
+    pixels = probe_pixels(probe(source) if probed is None else probed)
     if pixels is None:
         return
     with np.errstate(over="ignore"):
@@ -165,21 +168,25 @@ def _judged(pre):
     return f"bands (binned from its {pre.n_features_in_})" if binned else "bands"
 
 
-def probe_pixels(source):
-    """The valid pixels (n, bands) of every probe window of ``source`` (the centre and about
-    the quarter points: one window may hold a lake, another land); None where they are fewer
-    than PROBE_MIN_PIXELS."""
-    pixels = [block[:, valid].T for block, valid in map(source.read, source.probe_windows())]
-    pixels = np.concatenate(pixels) if pixels else np.empty((0, source.count))
+def probe(source):
+    """[(block, valid)] of every probe window of ``source`` (the centre and about the
+    quarter points: one window may hold a lake, another land), as read."""
+    return [source.read(window) for window in source.probe_windows()]
+
+
+def probe_pixels(probed):
+    """The valid pixels (n, bands) of windows ``probed`` (``probe``); None where they are
+    fewer than PROBE_MIN_PIXELS."""
+    pixels = np.concatenate([block[:, valid].T for block, valid in probed])
     return pixels if len(pixels) >= PROBE_MIN_PIXELS else None
 
 
-def probe_digest(source):
-    """A digest of ``source``'s probe windows as read: a scene scored against a fit of its
-    own pixels there (the scene a ``Detector`` or a quick model was fitted on) is in its own
+def probe_digest(probed):
+    """A digest of windows ``probed`` (``probe``): a scene scored against a fit of its own
+    pixels there (the scene a ``Detector`` or a quick model was fitted on) is in its own
     units, whatever ``check_units`` would judge of a part of it."""
     digest = hashlib.sha256()
-    for block, valid in map(source.read, source.probe_windows()):
+    for block, valid in probed:
         digest.update(np.ascontiguousarray(block).tobytes())
         digest.update(np.packbits(valid).tobytes())
     return digest.hexdigest()

@@ -154,7 +154,7 @@ SCENE_MOMENTS = (moments, merge_moments)      # the fold ``scene_moments`` asks 
 
 def scene_moments(source, tile=TILE):
     """``moments`` of every valid pixel of a source, in one streaming pass over its tiles (or
-    none: a sample drawn with ``fold=SCENE_MOMENTS`` folded them on its pass)."""
+    none: within ``source.folding(SCENE_MOMENTS)``, a sample folded them on its pass)."""
     return source.reduce(moments, tile=tile, combine=merge_moments)
 
 
