@@ -8,7 +8,7 @@ import contextlib
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, List, Optional, SupportsIndex, cast
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, SupportsIndex, cast
 
 from . import defaults
 from .api import detect
@@ -49,7 +49,9 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
                 tile: SupportsIndex = defaults.TILE,
                 overwrite: bool = False, workers: Optional[SupportsIndex] = None,
                 scheduler: Optional[Scheduler] = None, progress: bool = False,
-                callback: Optional[Progress] = None, **options: Any) -> List[BatchItem]:
+                callback: Optional[Progress] = None,
+                settled: Optional[Callable[[BatchItem], Any]] = None,
+                **options: Any) -> List[BatchItem]:
     """Score every raster of ``inputs`` (a path, a wildcard pattern or a list of them) into
     ``out_dir/<stem>_<score>.tif``, on one cluster; returns a ``BatchItem`` per raster, in order.
     A model score without ``model`` trains a quick model per raster, as ``detect`` does.
@@ -62,7 +64,9 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
     and a raster they miss is scored without it. A failed raster's ``BatchItem`` says why in
     one line. callback(fraction, message) hears each raster's progress as ``detect`` gives it,
     the message led by the raster's name; True cancels the batch (the rasters not finished
-    fail, saying so). A cluster that has had no worker for ``cluster.worker_wait()`` seconds
+    fail, saying so). settled(item) is called with each raster's ``BatchItem`` in order, as
+    soon as it and those before it are settled, so a long batch can report as it goes (the
+    command line prints a line per raster). A cluster that has had no worker for ``cluster.worker_wait()`` seconds
     fails the raster it was scoring and the rest with it, rather than wait as long for each.
     """
 
@@ -74,6 +78,8 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
     cls = check_request(score, model, options, None, tile, workers, scheduler, callback,
                         mask=mask, overwrite=overwrite, progress=progress,
                         batch=(detect, detect_many), door=detect_many)
+    if settled is not None and not callable(settled):
+        raise HsanomalyError(f"{spell('settled')} must be None or a function, got {settled!r}")
     check_path_kind(out_dir, spell("out_dir"))
     out_dir = Path(out_dir)
     sources = _without_own_outputs(batch_inputs(inputs))
@@ -95,12 +101,20 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
         BatchItem(src, str(dst), "failed", error=str(used)) if state == "failed" else None
         for (src, dst), state, used in zip(targets, states, masks)]
     pending = [i for i, item in enumerate(items) if item is None]
+    told = 0                          # the items handed to ``settled``
+
+    def tell():
+        nonlocal told
+        while settled is not None and told < len(items) and items[told] is not None:
+            told += 1
+            settled(cast(BatchItem, items[told - 1]))
     with (optional_client(workers, scheduler) if pending else contextlib.nullcontext()) as client, \
             progress_bar(progress, pending, unit="raster") as bar, batch_resumes():
         cancelled: List[Any] = []
         alone: List[str] = []        # the raster whose run found the cluster without a worker
         lost: List[str] = []         # the raster whose run lost the cluster's scheduler
         for i in bar:
+            tell()
             src, dst = targets[i]
             if cancelled:
                 items[i] = BatchItem(src, str(dst), "failed", error=f"{src}: the batch was "
@@ -131,6 +145,7 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
                 items[i] = BatchItem(src, str(dst), "failed", error=_one_line(src, err))
                 if getattr(client, "status", "running") not in ("running", "connecting"):
                     lost.append(src)
+        tell()
     return cast(List[BatchItem], items)      # every pending one was filled in
 
 
@@ -144,7 +159,7 @@ def _without_own_outputs(sources):
     own = [src for src in sources if is_own_detect_output(src) or is_quick_model(src)
            or (str(src).endswith(".partial") and is_tile_store(src))]
     if own:
-        more = f" and {counted(len(own) - 3, 'more')}" if len(own) > 3 else ""
+        more = f" and {counted(len(own) - 3, 'more', plural='more')}" if len(own) > 3 else ""
         warn(f"{', '.join(own[:3])}{more}: left out of the inputs, being hsanomaly's own "
              "outputs (heatmaps, quick models, tile stores)")
     return [src for src in sources if src not in own]

@@ -885,3 +885,23 @@ def test_an_interrupt_whose_unwinding_fails_ends_as_the_interrupt(tmp_path, monk
     result = run("detect", path, tmp_path / "heat.tif", "--score", "rx", "-q")
     assert result.exit_code == 130, result.output
     assert result.output.strip().splitlines()[-1].startswith("Error: interrupted; ")
+
+
+def test_a_warning_made_an_error_ends_the_command_in_one_line(tmp_path):
+    """A script that wants hsanomaly's warnings fatal runs it under PYTHONWARNINGS=error (as
+    the README says): the first warning ended the command with a traceback."""
+    cube, _ = synthetic_cube()
+    (tmp_path / "in").mkdir()
+    scene = write_raster(tmp_path / "in" / "a.tif", cube)
+    assert run("detect-many", scene, "--out-dir", tmp_path / "in", "--score", "rx",
+               "-q").exit_code == 0
+    child = subprocess.run(
+        [sys.executable, "-m", "hsanomaly", "detect-many", str(tmp_path / "in" / "*.tif"),
+         "--out-dir", str(tmp_path / "out"), "--score", "rx", "-q"],
+        capture_output=True, text=True, cwd=tmp_path,
+        env={**os.environ, "PYTHONWARNINGS": "error::UserWarning"})
+    assert child.returncode == 1 and "Traceback" not in child.stderr
+    assert child.stderr.splitlines() == [f"Error: {tmp_path / 'in' / 'a_rx.tif'}: left out of "
+                                         "the inputs, being hsanomaly's own outputs (heatmaps, "
+                                         "quick models, tile stores)"]
+    assert not (tmp_path / "out").exists()

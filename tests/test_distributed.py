@@ -6,6 +6,7 @@ same bytes, including after a worker is killed mid-run and after a resumed run.
 
 import os
 import signal
+from pathlib import Path
 
 import numpy as np
 import rasterio
@@ -242,6 +243,37 @@ def test_detect_many_tells_each_rasters_progress_and_a_cancel_stops_the_batch(tm
     assert [item.status for item in items] == ["scored", "failed", "failed"]
     assert items[1].error.endswith("cancelled") and "batch was cancelled" in items[2].error
     assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["a_rx.tif"]
+
+
+def test_detect_many_hands_over_each_raster_once_settled_in_order(tmp_path):
+    """A batch's command printed its lines only once every raster was scored: a long batch, or
+    one killed, said nothing of the rasters it had finished."""
+    cube, _ = synthetic_cube()
+    rasters = [write_raster(tmp_path / f"{name}.tif", cube) for name in ("a", "b", "c")]
+    hsanomaly.detect_many(rasters[1:2], tmp_path / "out", score="rx", tile=16)    # b: skipped
+    heard = []
+    items = hsanomaly.detect_many(
+        [*rasters, tmp_path / "missing.tif"], tmp_path / "out", score="rx", tile=16,
+        callback=lambda fraction, message: heard.append(message.split(": ")[0]),
+        settled=lambda item: heard.append((Path(item.src).name, item.status)))
+    assert [item.status for item in items] == ["scored", "skipped", "scored", "failed"]
+    told = [event for event in heard if isinstance(event, tuple)]
+    assert told == [("a.tif", "scored"), ("b.tif", "skipped"), ("c.tif", "scored"),
+                    ("missing.tif", "failed")]
+    # a raster is told before the next one's scoring starts
+    assert heard.index(("b.tif", "skipped")) < heard.index("c.tif")
+    assert heard.index(("a.tif", "scored")) < heard.index("c.tif")
+    with pytest.raises(HsanomalyError, match="'settled' must be None or a function"):
+        hsanomaly.detect_many(rasters, tmp_path / "out", settled="print")
+
+
+def test_a_batch_leaves_its_own_outputs_out_of_a_pattern_saying_how_many(tmp_path):
+    cube, _ = synthetic_cube(rows=16, cols=16)
+    rasters = [write_raster(tmp_path / f"{name}.tif", cube) for name in "abcde"]
+    hsanomaly.detect_many(rasters, tmp_path, score="rx", tile=16)
+    with pytest.warns(HsanomalyWarning, match=r"_rx.tif and 2 more: left out of the inputs"):
+        items = hsanomaly.detect_many(tmp_path / "*.tif", tmp_path, score="rx", tile=16)
+    assert [item.status for item in items] == ["skipped"] * 5
 
 
 def test_outputs_that_would_collide_are_refused(tmp_path):

@@ -21,7 +21,7 @@ import warnings
 import click
 
 from .._version import __version__
-from ..errors import INTERRUPTS, HsanomalyError, describe
+from ..errors import INTERRUPTS, HsanomalyError, HsanomalyWarning, describe
 from ..defaults import SEED_MAX
 from ..spelling import command_line, spelled
 
@@ -113,7 +113,7 @@ class LazyGroup(click.Group):
         except KeyboardInterrupt:
             what, status = _interruption()
             _fail(what + _kept(ctx, written), status)
-        except HsanomalyError as err:
+        except (HsanomalyError, HsanomalyWarning) as err:    # a warning made an error (-W error)
             _fail(str(err), 1)
         except click.exceptions.UsageError as err:
             command = f" {ctx.invoked_subcommand}" if ctx.invoked_subcommand else ""

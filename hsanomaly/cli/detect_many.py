@@ -30,20 +30,24 @@ def detect_many(inputs, out_dir, overwrite, workers, scheduler, quiet, **scoring
     mask = scoring.pop("mask")
     items = run(inputs, out_dir, score=score, model=model, mask=mask, tile=tile, overwrite=overwrite,
                 workers=workers, scheduler=scheduler, progress=show_progress(quiet),
-                callback=progress_log(quiet), **scorer_options(score, **scoring))
-    for item in items:                 # a line per raster, the heatmap's path first
-        if item.status == "failed":
-            click.echo(f"Error: {item.error}", err=True)
-        elif item.status == "skipped":
-            click.echo(f"{item.dst}: skipped, finished before for {item.src}")
-        else:
-            click.echo(item.result.text())
+                callback=progress_log(quiet), settled=_say, **scorer_options(score, **scoring))
     counts = {status: sum(item.status == status for item in items)
               for status in ("scored", "skipped", "failed")}
     click.echo(f"{out_dir}: {counts['scored']} scored, {counts['skipped']} skipped, "
                f"{counts['failed']} failed")
     if counts["failed"]:
         sys.exit(1)
+
+
+def _say(item):
+    """A raster's line, as soon as it is settled (a long batch's log shows how far it got):
+    the heatmap's path first, or the error."""
+    if item.status == "failed":
+        click.echo(f"Error: {item.error}", err=True)
+    elif item.status == "skipped":
+        click.echo(f"{item.dst}: skipped, finished before for {item.src}")
+    else:
+        click.echo(item.result.text())
 
 
 detect_many.params[1:1] = [param for param in detect.params if param.name not in DETECT_ONLY]
