@@ -55,14 +55,19 @@ def test_masked_pixels_are_scored_as_nodata_would_be(masked_scene, tmp_path, sco
     raster, mask, layer, holed, out = masked_scene
     options = {"rings": "5/3,7/3"} if score == "rxmlrx" else {}
     reference = hsanomaly.detect(holed, tmp_path / "ref.tif", score=score, **options)
+    assert "HSANOMALY_MASK_FINGERPRINT" not in heat(tmp_path / "ref.tif")[1]
+    fingerprints = set()
     for given, name in ((mask, "raster.tif"), (layer, "vector.tif")):
         result = hsanomaly.detect(raster, tmp_path / name, score=score, mask=given, **options)
         scores, tags = heat(tmp_path / name)
         np.testing.assert_array_equal(scores, heat(tmp_path / "ref.tif")[0])
         assert np.isnan(scores[out == 1]).all() and tags["HSANOMALY_MASK"] == given.name
+        fingerprints.add(tags["HSANOMALY_MASK_FINGERPRINT"])
         assert (result.pixels_scored, result.pixels_nodata) == (reference.pixels_scored,
                                                                 reference.pixels_nodata)
         assert result.text().endswith(f"{reference.pixels_nodata:,} nodata or masked")
+    # the pixels left out, whatever the mask's kind and name: the same for both
+    assert len(fingerprints) == 1 and len(fingerprints.pop()) == 16
     unmasked = hsanomaly.detect(raster, tmp_path / "plain.tif", score=score, **options)
     assert not np.array_equal(heat(tmp_path / "plain.tif")[0][out == 0],
                               heat(tmp_path / "ref.tif")[0][out == 0])   # the cloud counted

@@ -38,10 +38,12 @@ def test_every_score_says_what_it_measures_in_its_band_description(name):
 def test_tags_name_the_score_every_parameter_and_the_input(synthetic_raster, tmp_path):
     path, _, _ = synthetic_raster
     out = tmp_path / "heat.tif"
-    assert cli("detect", path, out, "--score", "lrx", "--outer", 7, "--guard", 3, "-q").returncode == 0
+    assert cli("detect", path, out, "--score", "lrx", "--outer", 7, "--guard", 3, "--tile", 32,
+               "-q").returncode == 0
     with rasterio.open(out) as ds:
         tags = ds.tags()
         assert tags["HSANOMALY_SCORE"] == "lrx" and tags["HSANOMALY_INPUT"] == "scene.tif"
+        assert tags["HSANOMALY_TILE"] == "32" and "HSANOMALY_MASK" not in tags
         assert json.loads(tags["HSANOMALY_PARAMETERS"]) == {"name": "lrx", "outer": 7, "guard": 3,
                                                             "pca": 10}
         assert tags["HSANOMALY_VERSION"] == hsanomaly.__version__

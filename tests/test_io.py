@@ -1,4 +1,5 @@
 import os
+import stat
 
 import h5py
 import numpy as np
@@ -1568,8 +1569,8 @@ def test_a_damaged_tile_is_named_by_gdals_own_reason(tmp_path):
     cube, _ = synthetic_cube(bands=4, rows=64, cols=64)
     path = tmp_path / "damaged.tif"
     with rasterio.open(path, "w", driver="GTiff", dtype="float32", count=4, height=64, width=64,
-                       tiled=True, blockxsize=16, blockysize=16, compress="deflate",
-                       interleave="pixel") as ds:
+                       tiled=True, blockxsize=16, blockysize=16, compress="lzw",
+                       interleave="pixel") as ds:      # no checksum: GDAL's the only word
         ds.write(cube)
     with rasterio.open(path) as ds:
         offset = int(ds.get_tag_item("BLOCK_OFFSET_3_3", "TIFF", bidx=1))
@@ -2609,3 +2610,55 @@ def test_every_file_is_flushed_to_disk_before_it_is_renamed_into_place(tmp_path,
     outputs = [i for i, _, _ in placed if events[i][0].parent == out] + [len(events)]
     assert all((None, folder) in events[start:end]      # the folder flushed after each rename
                for start, end in zip(outputs, outputs[1:]))
+
+
+def test_a_tile_stores_files_have_the_umasks_mode_and_an_unreadable_manifest_says_so(
+        tmp_path, monkeypatch):
+    """A run's tiles and manifest were 0600 whatever the umask, and a manifest the user could
+    not read was called damaged: a colleague of the group, told to start over, would have
+    removed the tiles of a shared run rather than asked for them."""
+    from hsanomaly.engine import store
+    from hsanomaly.io.atomic import replace_durably
+
+    for umask in (0o022, 0o002, 0o077):
+        before = os.umask(umask)
+        try:
+            replace_durably(str(tmp_path / f"tile{umask}"), lambda f: f.write(b"x"), ".tile.")
+        finally:
+            os.umask(before)
+        assert stat.S_IMODE(os.stat(tmp_path / f"tile{umask}").st_mode) == 0o666 & ~umask
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tile18", "tile2", "tile63"]
+
+    def refused(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+    monkeypatch.setattr(store, "read_small", refused)
+    with pytest.raises(HsanomalyError, match=r"x.partial: cannot read the interrupted run's "
+                                             r"manifest \(permission denied\)"):
+        store.read_manifest(tmp_path / "x.partial")
+
+
+def test_a_drawing_that_matplotlib_cannot_start_is_refused_before_the_work(tmp_path,
+                                                                           monkeypatch,
+                                                                           synthetic_raster):
+    """Without a writable folder for matplotlib's cache (a read-only container), --png and
+    --plots failed after all the scoring, blaming the heatmap, and the scores were lost."""
+    import importlib
+
+    real = importlib.import_module
+
+    def no_cache(name, *args):
+        if name == "matplotlib":
+            raise OSError("Matplotlib requires access to a writable cache directory")
+        return real(name, *args)
+    import hsanomaly
+
+    monkeypatch.setattr(importlib, "import_module", no_cache)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(HsanomalyError, match="^'png': matplotlib, which draws it, finds no "
+                                             "writable folder .*set MPLCONFIGDIR"):
+        hsanomaly.detect(synthetic_raster[0], out / "heat.tif", score="rx", png=out / "q.png")
+    assert list(out.iterdir()) == []
+    with pytest.raises(HsanomalyError, match="^'plots': matplotlib"):
+        hsanomaly.evaluate(synthetic_raster[0], synthetic_raster[1], plots=out / "plots")
+    assert list(out.iterdir()) == []

@@ -177,7 +177,7 @@ def why_not_kept(src, source, scorer, outputs, fingerprint, cog=False):
         if opened:
             source.close()
     for name, (path, count) in outputs.items():
-        with open_raster(path) as ds:
+        with open_raster(path, check=False) as ds:     # its pixels: _reads_back
             if list(ds.descriptions) != band_descriptions(scorer, name, count, bands):
                 return f"{path} holds another output than its {name}"
         if cog and not is_cog(path):
@@ -268,7 +268,7 @@ def read_fingerprint(path):
     import rasterio
 
     try:
-        with open_raster(path) as ds:
+        with open_raster(path, check=False) as ds:     # its tags
             return ds.tags().get(RUN_TAG)
     except (HsanomalyError, rasterio.errors.RasterioError):
         return None
@@ -399,7 +399,7 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
         except HsanomalyError:
             store.remove()          # a rerun would score the same: nothing to resume
             raise
-        tags = {**heatmap_tags(scorer, source, job["input"]), RUN_TAG: store.fingerprint}
+        tags = {**heatmap_tags(scorer, source, job["input"], tile), RUN_TAG: store.fingerprint}
         descriptions = {name: band_descriptions(scorer, name, bands, source.bands)
                         for name, (_, bands) in outputs.items()}
         with staged_into(stage) as stage, stage_log("assembling " + str(dst)):

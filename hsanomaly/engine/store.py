@@ -114,9 +114,13 @@ def write_npz(file, arrays):
 
 
 def read_manifest(path):
-    """The manifest of the tile store at ``path`` (a dict), or {} where there is none to read."""
+    """The manifest of the tile store at ``path`` (a dict), or {} where there is none to read;
+    one the user may not read is refused as such (it is no sign of a damaged store)."""
     try:
         manifest = json.loads(read_small(Path(path) / MANIFEST))
+    except PermissionError as err:
+        raise HsanomalyError(f"{path}: cannot read the interrupted run's manifest "
+                             f"({describe(err)}); its owner may let the group read it") from None
     except (OSError, ValueError, RecursionError):
         return {}
     return manifest if isinstance(manifest, dict) else {}

@@ -39,6 +39,7 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -260,8 +261,17 @@ def replace_durably(final, write, prefix):
     """Make a run's private file ``final`` (a tile store's tile or manifest, not an output:
     those are ``Staging``'s) with ``write(file)`` into a temporary beside it (``prefix``),
     flushed to disk and renamed over it: a reader finds the former file or the whole new one.
-    The temporary is removed on any error, which is raised."""
-    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=os.path.dirname(final))
+    The temporary is removed on any error, which is raised. Its mode is the umask's, as an
+    output's (``mkstemp``'s 0600 kept a group's colleague from resuming a shared run)."""
+    folder = os.path.dirname(final)
+    while True:
+        tmp = os.path.join(folder, f"{prefix}{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+                         | getattr(os, "O_NOFOLLOW", 0), 0o666)
+            break
+        except FileExistsError:
+            continue
     try:
         with os.fdopen(fd, "wb") as file:
             write(file)

@@ -16,7 +16,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from ..errors import HsanomalyError, HsanomalyWarning
+from ..errors import HsanomalyError, HsanomalyWarning, describe
 
 PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 # a path that is neither a file nor a folder, by its stat mode: what messages call it
@@ -285,3 +285,21 @@ def check_memory(path, nbytes, what):
     if free is not None and nbytes > free:
         raise HsanomalyError(f"{path}: {what} needs about {size_text(nbytes)} of memory, "
                              f"only {size_text(free)} is available")
+
+
+def check_drawing(label):
+    """Refuse, before the work, an output that matplotlib draws where matplotlib cannot start:
+    it wants a writable folder for its settings and font cache (MPLCONFIGDIR, else HOME's or
+    a temporary folder), and it was imported only once the scores were done, which failed
+    the run then (a read-only container, say)."""
+    import importlib
+
+    try:
+        importlib.import_module("matplotlib")
+    except ImportError as err:
+        raise HsanomalyError(f"{label}: drawing it needs matplotlib ({describe(err)})") from None
+    except OSError:
+        raise HsanomalyError(f"{label}: matplotlib, which draws it, finds no writable folder for "
+                             "its cache (HOME or a temporary folder); set MPLCONFIGDIR to "
+                             "one") from None
+

@@ -136,10 +136,12 @@ LOCAL_READS = {"GDAL_DISABLE_READDIR_ON_OPEN": "FALSE", "GDAL_PAM_ENABLED": "YES
 _REMOTE = re.compile(r"/vsi(curl|s3|gs|az|adls|oss|swift|webhdfs|hdfs)(_streaming)?/|://")
 
 
-def open_raster(path):
+def open_raster(path, check=True):
     """rasterio.open for reading, with one-line errors for a missing or unreadable raster
     and without the warning for rasters that carry no georeferencing; a local raster with its
-    side files (``LOCAL_READS``)."""
+    side files (``LOCAL_READS``). A GeoTIFF file is ``check``ed for the damage GDAL reads
+    without a word (``tiff.check_blocks``): pass False where a process reads a file checked
+    before (a worker reading its tiles), or where only its tags are wanted."""
     import contextlib
 
     import rasterio
@@ -149,9 +151,32 @@ def open_raster(path):
     local = contextlib.nullcontext() if _REMOTE.search(str(path)) else rasterio.Env(**LOCAL_READS)
     try:
         with ignoring(NotGeoreferencedWarning), local:
-            return rasterio.open(path)
+            ds = rasterio.open(path)
+            if check:       # within the environment, whose handler takes GDAL's warnings
+                try:
+                    check_dataset(ds, path)
+                except BaseException:
+                    ds.close()
+                    raise
     except rasterio.errors.RasterioIOError as err:
         raise HsanomalyError(f"{path}: not a raster GDAL can read ({describe(err)})") from None
+    return ds
+
+
+def check_dataset(ds, path=None):
+    """``tiff.check_blocks`` of open dataset ``ds`` where it is a GeoTIFF file (``path``: the
+    name it was opened by, default its own)."""
+    from rasterio.enums import MaskFlags
+
+    from .tiff import check_blocks
+
+    path = ds.name if path is None else path
+    if ds.driver not in ("GTiff", "COG") or is_gdal_name(str(path)):
+        return
+    # a block without bytes is filled with the nodata, or left out by a mask
+    masked = any(v is not None for v in ds.nodatavals) or any(
+        MaskFlags.per_dataset in flags or MaskFlags.alpha in flags for flags in ds.mask_flag_enums)
+    check_blocks(path, nodata=masked)
 
 
 def local_files(name):
@@ -328,7 +353,7 @@ def files_read_with(path):
     if str(path).lower().endswith(".mat") or not os.path.isfile(path):
         return []
     try:
-        with open_raster(path) as ds:
+        with open_raster(path, check=False) as ds:     # its files
             if ds.driver == "VRT":
                 return []
             return [file for file in ds.files if os.path.realpath(file) != os.path.realpath(path)]
@@ -348,7 +373,7 @@ def dataset_files(path, _seen=None):
         return [os.fspath(path)]
     seen = set() if _seen is None else _seen
     try:
-        with open_raster(path) as ds:
+        with open_raster(path, check=False) as ds:     # its files
             listed = list(ds.files)
     except HsanomalyError:
         return []
@@ -448,13 +473,18 @@ RAW_DRIVERS = ("ENVI", "EHdr", "GenBin", "ISCE", "PAux", "ROI_PAC")
 
 def check_raw_size(ds):
     """Refuse a raw data file shorter than its header says: GDAL would read the missing
-    pixels as zeros and the run would score them, silently."""
+    pixels as zeros and the run would score them, silently. An ENVI or EHdr file longer by a
+    line of every band or a band or more, or an ENVI header without a data type (GDAL takes
+    bytes), is a header cut short or of another file: its pixels would be read out of place."""
     if ds.driver not in RAW_DRIVERS or not ds.files or is_gdal_name(ds.files[0]):
         return
     envi = ds.tags(ns="ENVI")
+    if ds.driver == "ENVI" and "data_type" not in envi:
+        raise HsanomalyError(f"{ds.files[0]}: its ENVI header names no data type, which GDAL "
+                             "then takes for bytes; a header cut short?")
     offset = envi.get("header_offset", "0")
-    needed = (int(offset) if offset.isdigit() else 0) + ds.width * ds.height * sum(
-        np.dtype(dtype).itemsize for dtype in ds.dtypes)
+    pixel = sum(np.dtype(dtype).itemsize for dtype in ds.dtypes)
+    needed = (int(offset) if offset.isdigit() else 0) + ds.width * ds.height * pixel
     described = (f"({ds.count} bands of {ds.width}x{ds.height} {ds.dtypes[0]} pixels); "
                  "a copy cut short?")
     if envi.get("file_compression", "0").strip() == "1":
@@ -466,6 +496,13 @@ def check_raw_size(ds):
     if held < needed:
         raise HsanomalyError(f"{ds.files[0]}: truncated: holds {held:,} bytes, but its header "
                              f"describes {needed:,} {described}")
+    band = ds.width * ds.height * min(np.dtype(dtype).itemsize for dtype in ds.dtypes)
+    if ds.driver in ("ENVI", "EHdr") and held - needed >= min(min(ds.width, ds.height) * pixel,
+                                                              band):
+        raise HsanomalyError(f"{ds.files[0]}: holds {held:,} bytes, more than the {needed:,} "
+                             f"its header describes ({ds.count} bands of {ds.width}x{ds.height}"
+                             f" {ds.dtypes[0]} pixels), so the pixels would be read out of "
+                             "place; a header of another file, or damaged?")
 
 
 def _gzip_holds(path, needed):

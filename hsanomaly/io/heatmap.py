@@ -47,10 +47,11 @@ def heatmap_profile(source, bands):
 SCORE_TAG = TAG_PREFIX + "SCORE"     # the score's name, which readers of a heatmap go by
 
 
-def heatmap_tags(scorer, source, fingerprint):
+def heatmap_tags(scorer, source, fingerprint, tile):
     """Dataset tags naming the score, its parameters, the model, the input (its name, place
     and a digest of its ``fingerprint``, as the run took it: ``ownership.other_input`` reads
-    them) and its exclusion mask."""
+    them), its exclusion mask (name and digest: two masks of one name score otherwise) and
+    the tile size (a ring's sums may round differently in another tile's blocks)."""
     from .._version import __version__
     from .fingerprint import digest
 
@@ -58,9 +59,11 @@ def heatmap_tags(scorer, source, fingerprint):
     tags = {"SCORE": scorer.name, "PARAMETERS": json.dumps(params, sort_keys=True),
             "VERSION": __version__, "INPUT": input_name(source.name),
             "INPUT_PLACE": input_place(source.name), "INPUT_FINGERPRINT": digest(fingerprint),
-            "GRID": grid_tag(source.width, source.height, source.profile.get("transform"))}
+            "GRID": grid_tag(source.width, source.height, source.profile.get("transform")),
+            "TILE": str(int(tile))}
     if source.exclusion is not None:
         tags["MASK"] = Path(source.exclusion.path).name
+        tags["MASK_FINGERPRINT"] = source.exclusion.digest
     bundle = scorer.model_bundle
     if bundle is not None:
         tags["MODEL_DIGEST"] = params.get("model", "")

@@ -6,6 +6,7 @@ them: a file that declares a huge cube is refused with one line, not a MemoryErr
 """
 
 import os
+import zlib
 
 import numpy as np
 
@@ -28,8 +29,9 @@ LOAD_OVERHEAD = 8
 
 
 # what scipy's and h5py's readers raise on a file that is not, or not all, a .mat (a truncated
-# header ends in an IndexError inside scipy's parser)
-READ_ERRORS = (ValueError, TypeError, OSError, NotImplementedError, IndexError)
+# header ends in an IndexError inside scipy's parser, a damaged compressed variable in zlib's)
+READ_ERRORS = (ValueError, TypeError, OSError, NotImplementedError, IndexError, zlib.error,
+               EOFError)
 
 
 def _unreadable(path, err):

@@ -52,7 +52,7 @@ def geotiff_tags(path, grid=False):
     if os.path.exists(path) and not os.path.isfile(path):   # a pipe would block the read
         return None
     try:
-        with native_quiet(), open_raster(path) as ds:
+        with native_quiet(), open_raster(path, check=False) as ds:     # its tags
             tags = ds.tags()
             return (tags, grid_tag(ds.width, ds.height, ds.transform)) if grid else tags
     except HsanomalyError:

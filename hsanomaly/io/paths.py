@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Union
 from ..errors import HsanomalyError
 from ..spelling import either, kind_of, spell
 from .atomic import check_writable, name_max, note_checked, refuse_special
-from .checks import absolute, read_small
+from .checks import absolute, check_drawing, read_small
 
 if TYPE_CHECKING:
     from typing_extensions import TypeGuard
@@ -321,13 +321,18 @@ def _check_utf8(name, label):
                              "UTF-8; run under one (LC_ALL=C.UTF-8)") from None
 
 
+DRAWN = ("png", "plots")     # the outputs matplotlib draws
+
+
 def check_output_paths(**paths):
     """``check_path_kind`` and ``refuse_layer_choice`` for each optional output given (None:
-    not asked for)."""
+    not asked for); a drawn one also ``check_drawing``."""
     for name, path in paths.items():
         if path is not None:
             check_path_kind(path, spell(name))
             refuse_layer_choice(path, spell(name))
+            if name in DRAWN:
+                check_drawing(spell(name))
 
 
 def refuse_layer_choice(path, label):

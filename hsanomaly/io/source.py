@@ -24,9 +24,9 @@ from ..spelling import counted, listed, spell
 from .bandaxis import MIN_LINE, warn_if_bands_elsewhere
 from .checks import absolute, available_memory, size_text, warn_once
 from .digest import file_sha256
-from .gdal import (GDAL_CACHE_BYTES, band_wavelengths, bad_bands, check_raw_size, dataset_found,
-                   gdal_env, geolocation, is_gdal_name, open_raster, read_checked, read_masked,
-                   require_file)
+from .gdal import (GDAL_CACHE_BYTES, band_wavelengths, bad_bands, check_dataset, check_raw_size,
+                   dataset_found, gdal_env, geolocation, is_gdal_name, open_raster, read_checked,
+                   read_masked, require_file)
 from .values import (ATTRIBUTE_SCALING, EXTREME, FLOAT32_MAX, RASTER_SCALING,
                      check_float32_range, coarsest_in_float32, commonest, declare_nodata,
                      extreme_values, noise_bands, two_values_text, warn_coarse,
@@ -452,6 +452,7 @@ class RasterSource(_Source):
         """A source reading an already open rasterio dataset, which stays open and the caller's."""
         source = cls.__new__(cls)
         source.path = source.name = dataset.name
+        check_dataset(dataset)
         source._describe(dataset)
         source._ds, source._owned, source._reading = dataset, False, threading.Lock()
         return source
@@ -538,7 +539,7 @@ class RasterSource(_Source):
                     f"{self.name}: not found on worker host {socket.gethostname()} (as "
                     f"{self.path}); inputs must be readable under the same name on every "
                     "worker: shared storage or a URL (docs/distributed.md)")
-            self._ds = open_raster(self.path)
+            self._ds = open_raster(self.path, check=False)     # checked when described
         return self._ds
 
     def close(self):

@@ -80,7 +80,7 @@ def is_vector(path):
         return False
     require_file(file)               # a pipe or a device: refused before OGR waits on it
     try:
-        with open_raster(file):
+        with open_raster(file, check=False):       # a raster, whole or not
             return False
     except HsanomalyError:          # not a raster GDAL reads
         pass

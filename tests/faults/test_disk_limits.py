@@ -63,7 +63,7 @@ def test_tile_store_larger_than_the_free_disk(tmp_path):
     huge = tmp_path / "huge.tif"
     with rasterio.open(huge, "w", driver="GTiff", width=10**6, height=10**6, count=2,
                        dtype="float32", tiled=True, blockxsize=16384, blockysize=16384,
-                       sparse_ok=True, BIGTIFF="YES"):
+                       sparse_ok=True, BIGTIFF="YES", nodata=-1):
         pass
     tree = Tree(tmp_path)
     result = run_cli("detect", huge, tmp_path / "heat.tif", "--score", "rx", "-q")

@@ -65,7 +65,7 @@ def test_heatmap_declaring_a_huge_size(tmp_path, truth):
     huge = tmp_path / "huge.tif"
     with rasterio.open(huge, "w", driver="GTiff", width=10**6, height=10**6, count=1,
                        dtype="float32", tiled=True, blockxsize=16384, blockysize=16384,
-                       sparse_ok=True, BIGTIFF="YES"):
+                       sparse_ok=True, BIGTIFF="YES", nodata=-1):
         pass
     tree = Tree(tmp_path)
     assert_one_error(run_cli("evaluate", huge, truth), "huge.tif", "of memory", "available")

@@ -1,0 +1,163 @@
+"""What GDAL does not check in a GeoTIFF it reads: the deflate streams' checksums and blocks
+that hold no bytes.
+
+GDAL inflates a deflate block only as far as the pixels it needs, so the checksum at the end
+of the stream is never compared: one flipped bit, or a page of zeros a crash left, reads as
+wrong pixels without a word. A block whose offset and byte count are 0 is "sparse" to GDAL and
+reads as nodata, or as 0 where none is declared: a damaged table of offsets, scored silently.
+``check_blocks`` reads the file's image directories itself and checks both, once per version
+of a file in a process. Uncompressed and LZW blocks carry no checksum: nothing can tell their
+damage from data.
+"""
+
+import os
+import struct
+import threading
+import zlib
+
+import numpy as np
+
+from ..errors import HsanomalyError, describe
+
+DEFLATE = (8, 32946)          # TIFF's Compression tag: Adobe deflate, and the older code
+OFFSET_TAGS = {273: 279, 324: 325}       # StripOffsets: StripByteCounts, TileOffsets: TileByteCounts
+COMPRESSION = 259
+# TIFF field types of the tags read here -> numpy dtype: SHORT, LONG, LONG8 (BigTIFF), IFD8
+TYPES = {3: "u2", 4: "u4", 16: "u8", 18: "u8"}
+MAX_DIRECTORIES = 1000        # a chain of image directories longer than this loops, damaged
+CHUNK = 1 << 24               # bytes inflated at a time: a block's pixels are never held whole
+HEADER = 8                    # no block lies in the header (BigTIFF's is longer still)
+
+_CHECKED: set = set()         # the file versions checked in this process (``file_version``)
+_LOCK = threading.Lock()
+
+
+def check_blocks(path, name=None, nodata=False):
+    """Refuse GeoTIFF ``path`` (``name`` in messages) where a deflate block fails its checksum,
+    or where a block of its image holds no bytes and no nodata is declared (``nodata``: GDAL
+    fills such a block with it, as a sparse file written so means). Other files, and a file
+    checked before unchanged, are left alone."""
+    version = file_version(path)
+    if version is None or version in _CHECKED:
+        return
+    name = path if name is None else name
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            for number, (compression, blocks) in enumerate(_directories(f, size)):
+                offsets, counts = blocks
+                astray = np.flatnonzero((counts > 0) & ((offsets < HEADER)
+                                                        | (offsets + counts > size)))
+                if astray.size:
+                    raise HsanomalyError(
+                        f"{name}: cannot read pixels, the file is truncated or corrupt (block "
+                        f"{astray[0]} lies outside the file's data{_more(astray.size)})")
+                empty = np.flatnonzero(counts == 0)
+                if number == 0 and empty.size and not nodata:
+                    raise HsanomalyError(
+                        f"{name}: cannot read pixels, the file is truncated or corrupt (block "
+                        f"{empty[0]} of {counts.size} holds no bytes{_more(empty.size)}, and "
+                        "would read as 0 where no nodata is declared; a sparse file, written "
+                        "so on purpose, reads whole once gdal_translate has copied it)")
+                if compression in DEFLATE:
+                    _check_deflate(f, offsets, counts, name, number)
+    except (OSError, struct.error) as err:
+        raise HsanomalyError(f"{name}: cannot read pixels, the file is truncated or corrupt "
+                             f"({describe(err)})") from None
+    with _LOCK:
+        _CHECKED.add(version)
+
+
+def file_version(path):
+    """(device, inode, size, modification time in ns) of a TIFF file on disk, or None where
+    ``path`` names none (a URL, an archive member, another format)."""
+    try:
+        found = os.stat(path)
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except (OSError, ValueError, TypeError):
+        return None
+    if magic not in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+") or not found.st_size:
+        return None
+    return found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns
+
+
+def _more(count):
+    return f"; {count - 1} more such" if count > 1 else ""
+
+
+def _directories(f, size):
+    """(compression, (offsets, byte counts)) of each image directory with blocks, in order:
+    the image, then its overviews and masks."""
+    order = "<" if f.read(2) == b"II" else ">"
+    big = struct.unpack(order + "H", f.read(2))[0] == 43
+    if big:
+        f.read(4)                        # the offsets' size (8) and a reserved word
+    where = struct.unpack(order + ("Q" if big else "I"), f.read(8 if big else 4))[0]
+    seen = set()
+    while where and where not in seen and len(seen) < MAX_DIRECTORIES:
+        seen.add(where)
+        tags, where = _directory(f, order, big, where, size)
+        compression = int(tags[COMPRESSION][0]) if COMPRESSION in tags else 1
+        for offsets_tag, counts_tag in OFFSET_TAGS.items():
+            if offsets_tag in tags and counts_tag in tags:
+                offsets, counts = tags[offsets_tag], tags[counts_tag]
+                if offsets.size != counts.size:
+                    raise HsanomalyError(f"{f.name}: cannot read pixels, the file is truncated "
+                                         f"or corrupt ({offsets.size} block offsets, "
+                                         f"{counts.size} byte counts)")
+                yield compression, (offsets, counts)
+
+
+def _directory(f, order, big, where, size):
+    """The tags read here of the directory at ``where``, and the next directory's offset."""
+    entry, count_format, word = (20, "Q", 8) if big else (12, "I", 4)
+    f.seek(where)
+    (entries,) = struct.unpack(order + ("Q" if big else "H"), f.read(8 if big else 2))
+    table = f.read(entries * entry + word)
+    if len(table) < entries * entry + word:
+        raise OSError("an image directory runs past the end of the file")
+    tags = {}
+    wanted = {COMPRESSION, *OFFSET_TAGS, *OFFSET_TAGS.values()}
+    for i in range(entries):
+        raw = table[i * entry:(i + 1) * entry]
+        tag, kind = struct.unpack(order + "HH", raw[:4])
+        if tag not in wanted or kind not in TYPES:
+            continue
+        (count,) = struct.unpack(order + count_format, raw[4:4 + word])
+        dtype = np.dtype(TYPES[kind]).newbyteorder(order)
+        length = count * dtype.itemsize
+        if length <= word:
+            data = raw[4 + word:4 + word + length]
+        else:
+            (at,) = struct.unpack(order + count_format, raw[4 + word:])
+            if at + length > size:
+                raise OSError("a table of block offsets runs past the end of the file")
+            f.seek(at)
+            data = f.read(length)
+        tags[tag] = np.frombuffer(data, dtype).astype(np.int64)
+    (following,) = struct.unpack(order + count_format, table[entries * entry:])
+    return tags, following
+
+
+def _check_deflate(f, offsets, counts, name, number):
+    """Inflate every block to its end, where zlib compares the checksum; in file order."""
+    for i in np.argsort(offsets, kind="stable"):
+        if counts[i] == 0:
+            continue
+        f.seek(offsets[i])
+        stored = f.read(int(counts[i]))
+        stream = zlib.decompressobj()
+        try:
+            out = stream.decompress(stored, CHUNK)
+            while out and not stream.eof:      # output held back by CHUNK, then the rest
+                out = stream.decompress(stream.unconsumed_tail, CHUNK)
+            whole = stream.eof and len(stored) == counts[i]
+        except zlib.error as err:
+            whole, reason = False, str(err)
+        else:
+            reason = "the block ends early"
+        if not whole:
+            where = f"block {i}" + (f" of image directory {number + 1}" if number else "")
+            raise HsanomalyError(f"{name}: cannot read pixels, the file is truncated or corrupt "
+                                 f"({where} fails its deflate check: {reason})")

@@ -1,0 +1,162 @@
+"""Damage GDAL reads without a word: a GeoTIFF's deflate checksums and its blocks without bytes,
+an ENVI header that describes less than its data file (``hsanomaly.io.tiff``, ``io.gdal``)."""
+
+import os
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import rasterio
+import scipy.io
+
+import hsanomaly
+from hsanomaly.errors import HsanomalyError
+from hsanomaly.io import tiff
+from hsanomaly.io.gdal import open_raster
+
+from synthetic import synthetic_cube, write_raster
+
+
+def _blocks(path):
+    """(offsets, byte counts) of the image's blocks, as GDAL reports them."""
+    with rasterio.open(path) as ds:
+        items = [(ds.get_tag_item(f"BLOCK_OFFSET_{x}_{y}", "TIFF", bidx=b),
+                  ds.get_tag_item(f"BLOCK_SIZE_{x}_{y}", "TIFF", bidx=b))
+                 for b in range(1, ds.count + 1) for y in range(ds.height // 16)
+                 for x in range(ds.width // 16)]
+    return [(int(o), int(n)) for o, n in items]
+
+
+def _scene(path, interleave="pixel", **profile):
+    cube, truth = synthetic_cube(rows=48, cols=64)
+    with rasterio.open(path, "w", driver="GTiff", width=64, height=48, count=cube.shape[0],
+                       dtype="float32", tiled=True, blockxsize=16, blockysize=16,
+                       interleave=interleave, **profile) as ds:
+        ds.write(cube)
+    return cube, truth
+
+
+@pytest.mark.parametrize("compress", ["deflate", "zstd", "lzw", None])
+def test_a_copy_as_written_reads_and_only_a_deflate_checksum_is_compared(tmp_path, compress):
+    path = tmp_path / "scene.tif"
+    _scene(path, **({"compress": compress} if compress else {}))
+    with open_raster(path):
+        pass
+    offset, count = _blocks(path)[5]
+    data = bytearray(path.read_bytes())
+    data[offset + count // 2] ^= 0x10                 # one bit, in a block's middle
+    path.write_bytes(bytes(data))
+    if compress != "deflate":    # no checksum: GDAL's own errors, or nothing to tell
+        return
+    with pytest.raises(HsanomalyError, match=r"scene.tif: cannot read pixels, the file is "
+                                             r"truncated or corrupt \(block 5 fails its deflate "
+                                             r"check: .*\)"):
+        hsanomaly.detect(path, tmp_path / "heat.tif", score="rx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
+
+
+def test_a_flipped_bit_that_gdal_reads_as_other_pixels_is_refused(tmp_path):
+    """The shipped example's layout (one deflate tile over the whole image): GDAL inflated
+    as far as it needed, never reached the checksum, and the heatmap was scored from the
+    wrong pixels with exit 0 (AUC 0.84 to 0.68 on the example)."""
+    path = tmp_path / "scene.tif"
+    cube, _ = _scene(path, compress="deflate")
+    offset, count = _blocks(path)[0]
+    data = bytearray(path.read_bytes())
+    data[offset + count - 5] ^= 0x01       # the last deflate bytes, before the checksum
+    path.write_bytes(bytes(data))
+    with rasterio.open(path) as ds:
+        read = ds.read()
+    stream = zlib.decompressobj()
+    stream.decompress(bytes(data[offset:offset + count]))
+    assert not np.array_equal(read, cube) or not stream.eof     # GDAL reads it, silently
+    with pytest.raises(HsanomalyError, match="fails its deflate check"):
+        open_raster(path)
+
+
+def test_a_block_without_bytes_is_refused_unless_nodata_fills_it(tmp_path):
+    """A zeroed entry in the table of offsets and byte counts is a "sparse" block to GDAL,
+    which reads it as 0: a damaged table scored, or a truth mask counted 46 target pixels of
+    87, with exit 0."""
+    path = tmp_path / "scene.tif"
+    _scene(path, compress="deflate", interleave="band")
+    before = _blocks(path)
+    data = bytearray(path.read_bytes())
+    tags, order = {}, "<"                      # the tables' places, from the directory
+    (first,) = struct.unpack(order + "I", data[4:8])
+    (entries,) = struct.unpack(order + "H", data[first:first + 2])
+    for i in range(entries):
+        at = first + 2 + 12 * i
+        tag, kind, count, value = struct.unpack(order + "HHII", data[at:at + 12])
+        tags[tag] = (value, {3: "H", 4: "I"}[kind]) if tag in (324, 325) else value
+    for table in (324, 325):                   # TileOffsets, TileByteCounts: entry 7
+        at, kind = tags[table]
+        struct.pack_into(order + kind, data, at + struct.calcsize(kind) * 7, 0)
+    path.write_bytes(bytes(data))
+    assert before[7] != (0, 0)
+    with pytest.raises(HsanomalyError, match=r"block 7 of \d+ holds no bytes, and would read as "
+                                             "0 where no nodata is declared"):
+        hsanomaly.detect(path, tmp_path / "heat.tif", score="rx")
+    with rasterio.open(path, "r+") as ds:
+        ds.nodata = -9999                        # a sparse block is nodata now, as GDAL means
+    with open_raster(path) as ds:
+        assert ds.read(1, masked=True).mask.sum() == 16 * 16
+
+
+def test_a_block_outside_the_file_and_an_unchanged_file_checked_once(tmp_path, monkeypatch):
+    path = tmp_path / "scene.tif"
+    _scene(path)
+    calls = []
+    monkeypatch.setattr(tiff, "_directories", lambda f, size: calls.append(1) or iter(()))
+    for _ in range(3):
+        with open_raster(path):
+            pass
+    assert len(calls) == 1
+    os.utime(path, ns=(1, 1))                           # another version: checked again
+    with open_raster(path):
+        pass
+    assert len(calls) == 2
+    monkeypatch.undo()
+    offset, _ = _blocks(path)[0]
+    data = path.read_bytes()
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(data[:offset + 10])
+    with pytest.raises(HsanomalyError, match=r"cut.tif: .*(truncated or corrupt|GDAL can read)"):
+        open_raster(cut)
+
+
+def test_an_envi_header_that_describes_less_than_its_data_file_is_refused(tmp_path):
+    """A header cut short lost its data type, and GDAL read 16-bit pixels as bytes; one of
+    another file (a band, a line or a column fewer) sheared the image; all scored, exit 0."""
+    cube = np.arange(3 * 20 * 30, dtype=np.uint16).reshape(3, 20, 30)
+    cube.tofile(tmp_path / "scene.img")
+    header = ("ENVI\nsamples = 30\nlines = 20\nbands = 3\nheader offset = 0\nfile type = ENVI "
+              "Standard\ndata type = 12\ninterleave = bsq\nbyte order = 0\n")
+    (tmp_path / "scene.hdr").write_text(header)
+    with open_raster(tmp_path / "scene.img") as ds:
+        np.testing.assert_array_equal(ds.read(), cube)
+    for old, new, message in (("bands = 3", "bands = 2", "more than the 2,400"),
+                              ("lines = 20", "lines = 19", "more than the 3,420"),
+                              ("samples = 30", "samples = 29", "more than the 3,480"),
+                              ("data type = 12\n", "", "its ENVI header names no data type")):
+        (tmp_path / "scene.hdr").write_text(header.replace(old, new))
+        with pytest.raises(HsanomalyError, match=message):
+            hsanomaly.detect(tmp_path / "scene.img", tmp_path / "heat.tif", score="rx")
+    (tmp_path / "scene.hdr").write_text(header)
+    with open(tmp_path / "scene.img", "ab") as f:         # a few bytes of padding: read
+        f.write(b"\0" * 64)
+    with open_raster(tmp_path / "scene.img") as ds:
+        np.testing.assert_array_equal(ds.read(), cube)
+
+
+def test_a_damaged_compressed_mat_file_is_one_line(tmp_path):
+    cube = np.random.default_rng(0).random((20, 30, 8)).astype(np.float32)
+    path = tmp_path / "scene.mat"
+    scipy.io.savemat(path, {"data": cube, "map": np.zeros((20, 30), np.uint8)},
+                     do_compression=True)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x04
+    path.write_bytes(bytes(data))
+    with pytest.raises(HsanomalyError, match=r"scene.mat: not a readable MATLAB file \("):
+        hsanomaly.detect(path, tmp_path / "heat.tif", score="rx")
