@@ -20,8 +20,8 @@ from .hints import Cube, ModelArg
 from .io.checks import one_job
 from .io.inputs import as_source
 from .latent import current_solver
-from .options import (check_door_keywords, check_flags, check_near_misses, plain_values,
-                      renamed_keywords)
+from .parameters import ScoreParameters
+from .options import check_door_keywords, check_flags, check_near_misses, plain_values, renamed_keywords
 from .quickmodel import QuickModelFolder
 from .scorers import (check_scorer, chosen, current_options, make_scorer, scorer_class,
                       scorer_for)
@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from xarray import DataArray
 
 
-class Detector:
+
+class Detector(ScoreParameters):
     """An anomaly detector with scikit-learn's contract.
 
     score: a name from ``hsanomaly.scorers.SCORES``; model: a bundle directory for the scores
@@ -40,10 +41,12 @@ class Detector:
     tile: the tile size the engine scores in; options: the score's own (``outer``,
     ``guard``, ``solver``, ``codebook``, ``c1``, ``c2``, ``device``, ``threads``, ...), refused
     with one line when the score does not take them. After ``fit``: ``scorer_`` (the fitted
-    scorer), ``model_`` (the bundle used, if any) and ``n_bands_in_``.
+    scorer), ``model_`` (the bundle used, if any) and ``n_features_in_`` (its bands).
     ``score(X)`` gives a score per pixel (high: anomalous), not scikit-learn's one number of
     ``score(X, y)`` (``cross_val_score`` needs a scorer of its own); hence ``score_name``.
     """
+
+    _fitted_state = ("scorer_", "model_", "n_features_in_", "_workdir", "_fitted_scene")
 
     @one_job()
     def __init__(self, score: Optional[str] = defaults.SCORE, model: Optional[ModelArg] = None,
@@ -58,52 +61,18 @@ class Detector:
         path = model_path(model)
         check_scorer(score, options, path)
         check_tile(tile)
-        self.score_name = score
-        self.model = model
-        self.tile = tile
-        self.options = options
-
-    # scikit-learn's parameter protocol -------------------------------------------------------
-    def get_params(self, deep: bool = True) -> Dict[str, Any]:
-        """The constructor's parameters: score, model, tile and the options given."""
-        return {"score": self.score_name, "model": self.model, "tile": self.tile, **self.options}
-
-    def set_params(self, **params: Any) -> "Detector":
-        """Change parameters; an option set to None goes back to the score's default (so
-        ``set_params(score="rx", outer=None)`` leaves local RX's options behind). A fitted
-        detector whose parameters change is no longer fitted: what it learned was learned
-        with the others, so ``score`` asks for ``fit`` again."""
-        before = self.get_params()
-        score, _ = chosen(params.get("score", self.score_name), {})
-        # a former option name means what its score made of it: carried to another score it
-        # must mean the same there (gmm's mixture components are not local RX's principal ones)
-        old, new = scorer_class(self.score_name), scorer_class(score)
-        merged = dict(before)
-        for name in self.options:
-            meaning = (old.renamed_options.get(name, name), new.renamed_options.get(name, name))
-            if name in params:
-                continue
-            if any(new.renamed_options.get(given, given) == meaning[0] for given in params):
-                del merged[name]       # given anew, by its name now or by its former one
-            elif meaning[0] != meaning[1] and meaning[1] in new.options:
-                raise HsanomalyError(
-                    f"{name}: score {self.score_name!r} takes it as {meaning[0]}, score "
-                    f"{score!r} as {meaning[1]}; set it to None to leave it behind, and give "
-                    "the new score's option by its name")
-        type(self).__init__(self, **{**merged, **params})
-        if self.get_params() != before:
-            for name in ("scorer_", "model_", "n_bands_in_", "_workdir", "_fitted_scene"):
-                self.__dict__.pop(name, None)
-        return self
+        self.keep(score, model, tile, options)
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "scorer_")
 
     def __sklearn_tags__(self):
-        """scikit-learn's tags (its ``check_is_fitted`` asks for them): no target needed."""
-        from sklearn.utils import Tags, TargetTags
+        """scikit-learn's tags (its ``check_is_fitted`` asks for them): no target needed, a
+        cube in (no table), NaN taken as nodata."""
+        from sklearn.utils import InputTags, Tags, TargetTags
 
-        return Tags(estimator_type=None, target_tags=TargetTags(required=False))
+        return Tags(estimator_type=None, target_tags=TargetTags(required=False),
+                    input_tags=InputTags(two_d_array=False, three_d_array=True, allow_nan=True))
 
     def __repr__(self):
         model = model_path(self.model, check=False)         # a Bundle by its folder
@@ -116,21 +85,15 @@ class Detector:
     def __getstate__(self):
         state = {k: v for k, v in vars(self).items() if k != "_workdir"}
         if getattr(self, "_workdir", None) is not None:
-            state["_quick_model_files"] = {p.name: p.read_bytes()
-                                           for p in Path(self.model_).iterdir()}
+            state["_quick_model_files"] = QuickModelFolder.packed(self.model_)
         return state
 
     def __setstate__(self, state):
         files = state.pop("_quick_model_files", None)
         self.__dict__.update(state)
         if files is not None:
-            self._workdir = QuickModelFolder()
-            model = Path(self._workdir.name) / "model"
-            model.mkdir()
-            for name, data in files.items():
-                (model / name).write_bytes(data)
-            self.model_ = str(model)
-            self.scorer_.moved_to(model)
+            self._workdir, self.model_ = QuickModelFolder.unpacked(files)
+            self.scorer_.moved_to(Path(self.model_))
 
     # fitting and scoring ------------------------------------------------------------------------
     @one_job()
@@ -147,7 +110,7 @@ class Detector:
         from .quickmodel import check_quick_model, train_on_copy
 
         cls = scorer_class(self.score_name)
-        options = current_options(self.score_name, self.options, warn=False)   # said when built
+        options = current_options(self.score_name, self._options, warn=False)  # said when built
         if "solver" in options:                                                 # so was this
             options["solver"] = current_solver(options["solver"], warn=False)
         # absolute: a pickled detector is unpickled wherever it goes (another process, another
@@ -167,7 +130,7 @@ class Detector:
             from .engine import fit_scorer
 
             fit_scorer(scorer, source, then_scored)
-        self.scorer_, self.model_, self.n_bands_in_ = scorer, model, source.count
+        self.scorer_, self.model_, self.n_features_in_ = scorer, model, source.count
         self._fitted_scene = fitted_scene(source, cls.fits_on_scene)
         self._workdir = workdir
         return self
@@ -202,9 +165,9 @@ class Detector:
         from .engine import score_array
         from .model.compat import is_fitted_scene
 
-        if source.count != self.n_bands_in_:
+        if source.count != self.n_features_in_:
             raise HsanomalyError(f"{source.name}: has {counted(source.count, 'band')}, but "
-                                 f"{self!r} was fitted on {self.n_bands_in_}")
+                                 f"{self!r} was fitted on {self.n_features_in_}")
         fitted = is_fitted_scene(getattr(self, "_fitted_scene", None), source, f"{self!r}")
         scorer = self.scorer_.planned(type(self.scorer_).extra_outputs if with_extras else ())
         arrays = score_array(source, scorer, tile=self.tile,

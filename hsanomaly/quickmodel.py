@@ -219,3 +219,20 @@ class QuickModelFolder:
 
         self.name = str(private_folder(tempfile.gettempdir(), "hsanomaly-model"))
         self.cleanup = weakref.finalize(self, remove_private, self.name)
+
+    @staticmethod
+    def packed(model):
+        """The files of quick model folder ``model`` by name, as a pickled detector carries
+        them (its folder goes with the object)."""
+        return {path.name: path.read_bytes() for path in Path(model).iterdir()}
+
+    @classmethod
+    def unpacked(cls, files):
+        """(a new folder, the model in it) holding ``packed``'s ``files``."""
+        folder = cls()
+        model = Path(folder.name) / "model"
+        model.mkdir()
+        for name, data in files.items():
+            (model / name).write_bytes(data)
+        return folder, str(model)
+

@@ -17,7 +17,7 @@ def test_fit_returns_self_and_learned_state_ends_in_underscore():
     cube, _ = synthetic_cube()
     detector = hsanomaly.Detector("rx")
     assert detector.fit(cube) is detector
-    assert isinstance(detector.scorer_, GlobalRX) and detector.n_bands_in_ == cube.shape[0]
+    assert isinstance(detector.scorer_, GlobalRX) and detector.n_features_in_ == cube.shape[0]
     assert detector.model_ is None and not hasattr(hsanomaly.Detector("rx"), "scorer_")
 
 
@@ -32,6 +32,38 @@ def test_params_round_trip_and_sklearn_clone():
     assert detector.set_params(outer=11).get_params()["outer"] == 11
     with pytest.raises(HsanomalyError, match="'outer': score 'rx' does not take"):
         detector.set_params(score="rx")
+
+
+def test_a_parameter_assigned_is_set_as_set_params_sets_it():
+    """scikit-learn's parameters are attributes: `d.outer = 15` was ignored (the scores stayed
+    outer 7's), and `d.score = "gmm"` hid the score method."""
+    from sklearn.utils import get_tags
+
+    cube, _ = synthetic_cube()
+    detector = hsanomaly.Detector("lrx", outer=7, guard=3).fit(cube)
+    assert (detector.outer, detector.guard, detector.pca) == (7, 3, None)     # None: default
+    before = detector.score(cube)
+    detector.outer = 9
+    assert detector.get_params()["outer"] == 9 and not hasattr(detector, "scorer_")
+    with pytest.raises(hsanomaly.NotFittedError):
+        detector.score(cube)
+    np.testing.assert_array_equal(detector.fit(cube).score(cube),
+                                  hsanomaly.Detector("lrx", outer=9, guard=3).fit_score(cube))
+    assert not np.array_equal(detector.score(cube), before, equal_nan=True)
+    with pytest.raises(HsanomalyError, match="'guard' must be a whole number"):
+        detector.guard = "3"
+    assert detector.guard == 3 and hasattr(detector, "scorer_")       # refused: as it was
+    detector.set_params(outer=None, guard=None)
+    detector.score = "gmm"
+    assert callable(detector.score) and detector.get_params()["score"] == "gmm"
+    detector.score_name = "rx"
+    assert repr(detector) == "Detector(score='rx', tile=256)"
+    with pytest.raises(TypeError):
+        detector.options["outer"] = 7                    # read only
+    with pytest.raises(AttributeError, match="no attribute 'outer'"):
+        detector.outer                                   # no option of rx's
+    tags = get_tags(detector).input_tags
+    assert (tags.two_d_array, tags.three_d_array, tags.allow_nan) == (False, True, True)
 
 
 def test_an_option_given_by_its_former_name_is_set_again_by_its_name_now():
