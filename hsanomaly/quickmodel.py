@@ -165,7 +165,7 @@ def train_on_copy(source, training):
     nbytes = 4 * int(np.prod(shape, dtype=np.float64))
     copy = f"the copy of {source.name} its quick model trains on"
     check_memory(source.name, nbytes, "copying the {}x{}x{} cube for its quick model".format(*shape))
-    check_disk(tempfile.gettempdir(), nbytes, f"{copy} (TMPDIR sets where) needs")
+    check_disk(temporary_folder(), nbytes, f"{copy} (TMPDIR sets where) needs")
     workdir = QuickModelFolder()
     folder = Path(workdir.name)
     scene = folder / "scene.tif"
@@ -205,6 +205,18 @@ def train_on_copy(source, training):
                                         # need not (gone already with a failed training's folder)
 
 
+def temporary_folder():
+    """``tempfile.gettempdir()``, or one line where no folder it tries is usable."""
+    import tempfile
+
+    try:
+        return tempfile.gettempdir()
+    except FileNotFoundError:
+        raise HsanomalyError("no usable temporary folder for a Detector's quick model (TMPDIR, "
+                             "/tmp, /var/tmp, the working directory: none is writable); set "
+                             "TMPDIR to a writable folder") from None
+
+
 class QuickModelFolder:
     """A ``Detector``'s quick model's folder (``name``): removed with the detector that owns it,
     or at exit, without tempfile's ResourceWarning (its removal is the point, not a leak). A
@@ -212,12 +224,11 @@ class QuickModelFolder:
     process left there is removed when the next is made."""
 
     def __init__(self):
-        import tempfile
         import weakref
 
         from .io.atomic import private_folder, remove_private
 
-        self.name = str(private_folder(tempfile.gettempdir(), "hsanomaly-model"))
+        self.name = str(private_folder(temporary_folder(), "hsanomaly-model"))
         self.cleanup = weakref.finalize(self, remove_private, self.name)
 
     @staticmethod

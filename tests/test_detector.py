@@ -1464,3 +1464,17 @@ def test_degenerate_scenes_are_told_what_they_lack():
         hsanomaly.Detector("lrx").fit(cube[:, :10])
     with pytest.raises(HsanomalyError, match="the heatmap array: the heatmap has no score"):
         hsanomaly.find_targets(np.full((10, 10), np.nan, np.float32), threshold=1.0)
+
+
+def test_no_usable_temporary_folder_for_a_quick_model_is_one_line(monkeypatch):
+    """tempfile found no writable folder (a read-only container): FileNotFoundError from
+    deep inside fit, where every other failure of a quick model is one line naming TMPDIR."""
+    import tempfile
+
+    from hsanomaly.quickmodel import QuickModelFolder
+
+    def none_usable():
+        raise FileNotFoundError(2, "No usable temporary directory found in ['/tmp']")
+    monkeypatch.setattr(tempfile, "gettempdir", none_usable)
+    with pytest.raises(HsanomalyError, match="no usable temporary folder .*set TMPDIR"):
+        QuickModelFolder()

@@ -891,13 +891,14 @@ def _swap_checked(tmp, dst, is_dir, expected):
 
 def _sync_folder(dst):
     """Flush the folder of ``dst`` after a rename in it. The rename has happened, so a failure
-    to flush is a warning, not a failed replace."""
+    to flush is a warning, not a failed replace; said once for the folder in a job (a folder
+    one may write but not read, a drop box, fails for every output)."""
     folder = os.path.dirname(absolute(dst))
     try:
         fsync_path(folder, directory=True)
     except OSError as err:
-        warn(f"{folder}: cannot flush the folder to disk ({describe(err)}); {Path(dst).name} is in "
-             "place, but a system crash now could undo that")
+        warn(f"{folder}: cannot flush the folder to disk ({describe(err)}); the outputs renamed "
+             "into it are in place, but a system crash now could undo that")
 
 
 def _kept(tmp):
