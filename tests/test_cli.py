@@ -734,6 +734,7 @@ def test_an_unreadable_proj_database_is_warned_about(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "Warning: PROJ cannot read its database" in done.stderr
     assert "unset PROJ_LIB and PROJ_DATA" in done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr       # not GDAL's raw "ERROR 1" too
 
 
 def test_each_job_of_a_long_lived_process_warns_of_an_unreadable_proj_database(tmp_path):

@@ -84,27 +84,29 @@ def _gdal_prefixes():
 
 def warn_unusable_proj():
     """Warn, once a job (``warn_once``), where PROJ cannot read its database (``PROJ_LIB``/
-    ``PROJ_DATA`` naming another PROJ's, or none): GDAL then writes an output's CRS as a
+    ``PROJ_DATA`` naming another PROJ's, or none): GDAL may then write an output's CRS as a
     user-defined one without its EPSG code, equal in its parameters, which readers that go by
-    the code miss."""
+    the code miss (a GeoTIFF's own geokeys keep it)."""
     from .checks import warn_once
 
     problem = _proj_database_problem()
     if problem is not None:
-        warn_once(f"PROJ cannot read its database ({problem}), so outputs carry their "
-                  "coordinate system without its EPSG code; unset PROJ_LIB and PROJ_DATA, or "
-                  "point them at the database of rasterio's own PROJ")
+        warn_once(f"PROJ cannot read its database ({problem}), so an output's coordinate "
+                  "system may lose its EPSG code (one the input gives as WKT); unset PROJ_LIB "
+                  "and PROJ_DATA, or point them at the database of rasterio's own PROJ")
 
 
 @functools.lru_cache(maxsize=1)
 def _proj_database_problem():
     """Why PROJ cannot read its database, or None; looked at once a process (the environment
     it reads is read when it starts)."""
+    import rasterio
     from rasterio.crs import CRS
     from rasterio.errors import CRSError
 
     try:
-        CRS.from_epsg(4326)
+        with rasterio.Env():       # its handler takes GDAL's message (printed raw without)
+            CRS.from_epsg(4326)
     except CRSError as err:
         return describe(err)
     return None
