@@ -160,3 +160,21 @@ def test_a_damaged_compressed_mat_file_is_one_line(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(HsanomalyError, match=r"scene.mat: not a readable MATLAB file \("):
         hsanomaly.detect(path, tmp_path / "heat.tif", score="rx")
+
+
+def test_a_damaged_file_behind_a_data_array_or_an_open_dataset_is_refused(tmp_path):
+    """A Detector given what rioxarray read (its file in ``encoding["source"]``) or an open
+    rasterio dataset scored the damaged pixels GDAL handed over."""
+    xarray = pytest.importorskip("xarray")
+    path = tmp_path / "scene.tif"
+    cube, _ = _scene(path, compress="deflate")
+    offset, count = _blocks(path)[3]
+    data = bytearray(path.read_bytes())
+    data[offset + count // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+    array = xarray.DataArray(cube, dims=("band", "y", "x"))
+    array.encoding["source"] = str(path)
+    with pytest.raises(HsanomalyError, match="fails its deflate check"):
+        hsanomaly.Detector("rx").fit(array)
+    with rasterio.open(path) as ds, pytest.raises(HsanomalyError, match="deflate check"):
+        hsanomaly.Detector("rx").fit(ds)
