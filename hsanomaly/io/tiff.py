@@ -11,6 +11,7 @@ damage from data.
 """
 
 import os
+import stat
 import struct
 import threading
 import zlib
@@ -61,7 +62,7 @@ def check_blocks(path, name=None, nodata=False):
                         "so on purpose, reads whole once gdal_translate has copied it)")
                 if compression in DEFLATE:
                     _check_deflate(f, offsets, counts, name, number)
-    except (OSError, struct.error) as err:
+    except (OSError, ValueError, struct.error) as err:
         raise HsanomalyError(f"{name}: cannot read pixels, the file is truncated or corrupt "
                              f"({describe(err)})") from None
     with _LOCK:
@@ -73,6 +74,8 @@ def file_version(path):
     ``path`` names none (a URL, an archive member, another format)."""
     try:
         found = os.stat(path)
+        if not stat.S_ISREG(found.st_mode):        # a pipe would block the read
+            return None
         with open(path, "rb") as f:
             magic = f.read(4)
     except (OSError, ValueError, TypeError):
