@@ -6,6 +6,7 @@ settings, so finished rasters are skipped, interrupted ones resumed, changed one
 
 import contextlib
 import functools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, List, Optional, SupportsIndex, cast
@@ -46,10 +47,9 @@ def batch_output(src: PathArg, out_dir: PathArg, score: str) -> Path:
 @one_job()
 def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None,
                 model: Optional[ModelArg] = None, mask: Optional[PathArg] = None,
-                tile: SupportsIndex = defaults.TILE,
-                overwrite: bool = False, workers: Optional[SupportsIndex] = None,
-                scheduler: Optional[Scheduler] = None, progress: bool = False,
-                callback: Optional[Progress] = None,
+                tile: SupportsIndex = defaults.TILE, overwrite: bool = False,
+                workers: Optional[SupportsIndex] = None, scheduler: Optional[Scheduler] = None,
+                progress: bool = False, callback: Optional[Progress] = None,
                 settled: Optional[Callable[[BatchItem], Any]] = None,
                 **options: Any) -> List[BatchItem]:
     """Score every raster of ``inputs`` (a path, a wildcard pattern or a list of them) into
@@ -64,12 +64,12 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
     and a raster they miss is scored without it. A failed raster's ``BatchItem`` says why in
     one line. callback(fraction, message) hears each raster's progress as ``detect`` gives it,
     the message led by the raster's name; True cancels the batch (the rasters not finished
-    fail, saying so). settled(item) is called with each raster's ``BatchItem`` in order, as
-    soon as it and those before it are settled, so a long batch can report as it goes (the
-    command line prints a line per raster). A cluster that has had no worker for ``cluster.worker_wait()`` seconds
-    fails the raster it was scoring and the rest with it, rather than wait as long for each.
+    fail, saying so). settled(item) is given each raster's ``BatchItem`` in order, as soon as
+    it and those before it are settled, so a long batch can report as it goes (the command
+    line prints a line per raster); an exception it raises stops the batch. A cluster that
+    has had no worker for ``cluster.worker_wait()`` seconds fails the raster it was scoring
+    and the rest with it, rather than wait as long for each.
     """
-
     from .cluster import optional_client, worker_count
     from .engine.store import batch_resumes
 
@@ -91,7 +91,6 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
     except OSError as err:
         raise HsanomalyError(f"{out_dir}: cannot create {spell('out_dir')} "
                              f"({describe(err)})") from None
-
     masks = [_mask_of(src, mask) for src, _ in targets]
     states = [("failed" if isinstance(used, HsanomalyError) else "score" if overwrite else
                _batch_state(src, dst, score, model, tile, options, used))
@@ -175,8 +174,7 @@ def _told(callback, src, cancelled):
     def told(fraction, message):
         if callback(fraction, f"{name}: {message}"):
             cancelled.append(src)
-            return True
-        return False
+        return src in cancelled
     return told
 
 
@@ -200,14 +198,17 @@ def _mask_of(src, mask):
 
 def _batch_state(src, dst, score, model, tile, options, exclusion=None):
     """What ``detect_many`` does with ``dst``: "skip" it (finished, with the fingerprint of
-    ``src`` scored now), "resume" its interrupted run of that fingerprint, or "score" it from
-    the start (another run's tiles could never be used; resuming them would fail every time)."""
+    ``src`` scored now), "resume" its interrupted run of that fingerprint (or one whose
+    manifest the user may not read: ``detect`` says so), or "score" it from the start
+    (another run's tiles could never be used; resuming them would fail every time)."""
     from .engine.run import check_resumed_run, expected_fingerprint, why_not_kept
-    from .engine.store import read_manifest, remove_finished, store_path
+    from .engine.store import MANIFEST, read_manifest, remove_finished, store_path
 
     store = store_path(dst)
     if not (store.exists() or dst.exists()):
         return "score"           # nothing earlier: no fingerprint to compute before detect does
+    if (store / MANIFEST).exists() and not os.access(store / MANIFEST, os.R_OK):
+        return "resume"
     model = model or quick_model_path(scorer_class(score), None, dst)
     scorer = scorer_for(score, options, model)       # its options were checked: builds
     try:
@@ -245,6 +246,5 @@ def _masked(src, exclusion):
 
 
 def _one_line(src, err):
-    if isinstance(err, HsanomalyError):
-        return str(err)
-    return f"{src}: {type(err).__name__}: {describe(err)}"
+    return str(err) if isinstance(err, HsanomalyError) else \
+        f"{src}: {type(err).__name__}: {describe(err)}"

@@ -906,3 +906,20 @@ def test_a_warning_made_an_error_ends_the_command_in_one_line(tmp_path):
                                          "the inputs, being hsanomaly's own outputs (heatmaps, "
                                          "quick models, tile stores)"]
     assert not (tmp_path / "out").exists()
+
+
+def test_a_batch_whose_reader_stops_reading_scores_every_raster(tmp_path):
+    """Each raster's line is printed as it is settled: a reader that had enough after the
+    first (`| head -1`) ended the batch there, where it used to score them all."""
+    cube, _ = synthetic_cube(rows=16, cols=16)
+    rasters = [str(write_raster(tmp_path / f"{name}.tif", cube)) for name in "abc"]
+    child = subprocess.Popen([sys.executable, "-m", "hsanomaly", "detect-many", *rasters,
+                              "--out-dir", str(tmp_path / "out"), "--score", "rx", "-q"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+    first = child.stdout.readline()
+    child.stdout.close()
+    _, stderr = child.communicate(timeout=120)
+    assert first.startswith(str(tmp_path / "out" / "a_rx.tif").encode()) and not stderr
+    assert child.returncode == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_rx.tif", "b_rx.tif",
+                                                                   "c_rx.tif"]

@@ -267,6 +267,34 @@ def test_detect_many_hands_over_each_raster_once_settled_in_order(tmp_path):
         hsanomaly.detect_many(rasters, tmp_path / "out", settled="print")
 
 
+def test_a_store_whose_manifest_cannot_be_read_fails_its_raster_alone(tmp_path, monkeypatch):
+    """A colleague's interrupted run whose manifest one may not read (stores were 0600) made
+    the whole batch fail, none scored; it fails that raster alone, saying why, and its tiles
+    are not removed (as starting over would)."""
+    from hsanomaly.engine import store
+
+    cube, _ = synthetic_cube(rows=16, cols=16)
+    rasters = [write_raster(tmp_path / f"{name}.tif", cube) for name in "ab"]
+    partial = store.store_path(tmp_path / "out" / "a_rx.tif")
+    partial.mkdir(parents=True)
+    (partial / store.MANIFEST).write_text("{}")
+    real_read, real_access = store.read_small, os.access
+
+    def refused(path, *args, **kwargs):
+        if Path(path).name == store.MANIFEST:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_read(path, *args, **kwargs)
+    monkeypatch.setattr(store, "read_small", refused)
+    monkeypatch.setattr(os, "access", lambda path, mode, *a, **k: Path(path).name != store.MANIFEST
+                        and real_access(path, mode, *a, **k))
+    told = []
+    items = hsanomaly.detect_many(rasters, tmp_path / "out", score="rx", tile=16,
+                                  settled=told.append)
+    assert [item.status for item in items] == ["failed", "scored"] and told == items
+    assert "cannot read the interrupted run's manifest (permission denied)" in items[0].error
+    assert (partial / store.MANIFEST).exists()
+
+
 def test_a_batch_leaves_its_own_outputs_out_of_a_pattern_saying_how_many(tmp_path):
     cube, _ = synthetic_cube(rows=16, cols=16)
     rasters = [write_raster(tmp_path / f"{name}.tif", cube) for name in "abcde"]

@@ -8,6 +8,7 @@ import zlib
 import numpy as np
 import pytest
 import rasterio
+import rasterio.shutil
 import scipy.io
 
 import hsanomaly
@@ -95,8 +96,8 @@ def test_a_block_without_bytes_is_refused_unless_nodata_fills_it(tmp_path):
         struct.pack_into(order + kind, data, at + struct.calcsize(kind) * 7, 0)
     path.write_bytes(bytes(data))
     assert before[7] != (0, 0)
-    with pytest.raises(HsanomalyError, match=r"block 7 of \d+ holds no bytes, and would read as "
-                                             "0 where no nodata is declared"):
+    with pytest.raises(HsanomalyError, match=r"\(block 7 of 144 holds no bytes and would read "
+                                             "as 0, where no nodata is declared; a sparse"):
         hsanomaly.detect(path, tmp_path / "heat.tif", score="rx")
     with rasterio.open(path, "r+") as ds:
         ds.nodata = -9999                        # a sparse block is nodata now, as GDAL means
@@ -178,3 +179,61 @@ def test_a_damaged_file_behind_a_data_array_or_an_open_dataset_is_refused(tmp_pa
         hsanomaly.Detector("rx").fit(array)
     with rasterio.open(path) as ds, pytest.raises(HsanomalyError, match="deflate check"):
         hsanomaly.Detector("rx").fit(ds)
+
+
+def test_damage_in_an_overview_leaves_the_image_readable_and_a_mask_is_checked(tmp_path):
+    """A failed gdaladdo (an overview damaged) refused a scene whose pixels were whole; the
+    image's own mask is what says which pixels are scored, and is checked."""
+    path = tmp_path / "scene.tif"
+    cube, _ = _scene(path, compress="deflate")
+    with rasterio.open(path, "r+") as ds:
+        ds.build_overviews([2])
+    with rasterio.open(path) as ds:
+        offset = int(ds.get_tag_item("BLOCK_OFFSET_0_0", "TIFF", bidx=1, ovr=0))
+        count = int(ds.get_tag_item("BLOCK_SIZE_0_0", "TIFF", bidx=1, ovr=0))
+    data = bytearray(path.read_bytes())
+    data[offset + count // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+    with open_raster(path) as ds:
+        np.testing.assert_array_equal(ds.read(), cube)
+    masked = tmp_path / "masked.tif"
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+        _scene(masked, compress="deflate")
+        with rasterio.open(masked, "r+") as ds:
+            ds.write_mask(np.full((48, 64), 255, np.uint8))
+    with rasterio.open(masked) as ds:
+        assert ds.mask_flag_enums[0] == [rasterio.enums.MaskFlags.per_dataset]
+    with open(masked, "rb") as f:
+        found = dict(tiff._directories(f, masked.stat().st_size))
+    assert sorted(found) == [0, 1]                      # the image and its mask
+    _, (offsets, counts) = found[1]
+    data = bytearray(masked.read_bytes())
+    data[offsets[2] + counts[2] - 3] ^= 0x10
+    masked.write_bytes(bytes(data))
+    with pytest.raises(HsanomalyError, match="block 2 of its mask fails its deflate check"):
+        open_raster(masked)
+
+
+def test_a_vrt_over_a_damaged_geotiff_and_an_ehdr_with_skipped_bytes(tmp_path):
+    """A VRT's GeoTIFF is read as the GeoTIFF itself is; an EHdr file's SKIPBYTES header is
+    no sign of another file's header (it was refused as longer than described)."""
+    path = tmp_path / "scene.tif"
+    cube, _ = _scene(path, compress="deflate")
+    vrt = tmp_path / "scene.vrt"
+    rasterio.shutil.copy(path, vrt, driver="VRT")
+    with open_raster(vrt) as ds:
+        np.testing.assert_array_equal(ds.read(), cube)
+    offset, count = _blocks(path)[2]
+    data = bytearray(path.read_bytes())
+    data[offset + count // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+    with pytest.raises(HsanomalyError, match="scene.tif: cannot read pixels, .*deflate check"):
+        open_raster(vrt)
+    bil = tmp_path / "scene.bil"
+    bil.write_bytes(b"\0" * 2048 + cube[:3].astype(np.float32).tobytes())
+    (tmp_path / "scene.hdr").write_text(
+        "BYTEORDER I\nLAYOUT BSQ\nNROWS 48\nNCOLS 64\nNBANDS 3\nNBITS 32\nPIXELTYPE FLOAT\n"
+        "SKIPBYTES 2048\n")
+    with open_raster(bil) as ds:
+        assert ds.driver == "EHdr"
+        np.testing.assert_array_equal(ds.read(), cube[:3])

@@ -1,5 +1,8 @@
 """``hsanomaly detect-many``: a thin click layer over ``hsanomaly.batch.detect_many``."""
 
+import os
+import sys
+
 import click
 
 from . import progress_log, show_progress, with_verbosity
@@ -22,8 +25,6 @@ def detect_many(inputs, out_dir, overwrite, workers, scheduler, quiet, **scoring
 
     Exits with status 1 if any raster failed, after scoring the others.
     """
-    import sys
-
     from ..batch import detect_many as run
 
     score, model, tile = scoring.pop("score"), scoring.pop("model"), scoring.pop("tile")
@@ -41,13 +42,17 @@ def detect_many(inputs, out_dir, overwrite, workers, scheduler, quiet, **scoring
 
 def _say(item):
     """A raster's line, as soon as it is settled (a long batch's log shows how far it got):
-    the heatmap's path first, or the error."""
-    if item.status == "failed":
-        click.echo(f"Error: {item.error}", err=True)
-    elif item.status == "skipped":
-        click.echo(f"{item.dst}: skipped, finished before for {item.src}")
-    else:
-        click.echo(item.result.text())
+    the heatmap's path first, or the error. A reader of stdout that had enough (``| head``)
+    hears no more, and the batch goes on (its lines were printed at its end, before)."""
+    try:
+        if item.status == "failed":
+            click.echo(f"Error: {item.error}", err=True)
+        elif item.status == "skipped":
+            click.echo(f"{item.dst}: skipped, finished before for {item.src}")
+        else:
+            click.echo(item.result.text())
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 detect_many.params[1:1] = [param for param in detect.params if param.name not in DETECT_ONLY]

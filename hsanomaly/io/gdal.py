@@ -173,6 +173,10 @@ def check_dataset(ds, path=None):
     from .tiff import check_blocks
 
     path = ds.name if path is None else path
+    if ds.driver == "VRT":     # the GeoTIFFs it reads (their nodata: the VRT's to say)
+        for file in ds.files[1:]:
+            check_blocks(file, nodata=True)
+        return
     if ds.driver not in ("GTiff", "COG") or is_gdal_name(str(path)):
         return
     # a block without bytes is filled with the nodata, or left out by a mask
@@ -475,9 +479,10 @@ RAW_DRIVERS = ("ENVI", "EHdr", "GenBin", "ISCE", "PAux", "ROI_PAC")
 
 def check_raw_size(ds):
     """Refuse a raw data file shorter than its header says: GDAL would read the missing
-    pixels as zeros and the run would score them, silently. An ENVI or EHdr file longer by a
+    pixels as zeros and the run would score them, silently. An ENVI data file longer by a
     line of every band or a band or more, or an ENVI header without a data type (GDAL takes
-    bytes), is a header cut short or of another file: its pixels would be read out of place."""
+    bytes), is a header cut short or of another file: its pixels would be read out of place
+    (EHdr's own SKIPBYTES and gaps are not told here)."""
     if ds.driver not in RAW_DRIVERS or not ds.files or is_gdal_name(ds.files[0]):
         return
     envi = ds.tags(ns="ENVI")
@@ -499,8 +504,7 @@ def check_raw_size(ds):
         raise HsanomalyError(f"{ds.files[0]}: truncated: holds {held:,} bytes, but its header "
                              f"describes {needed:,} {described}")
     band = ds.width * ds.height * min(np.dtype(dtype).itemsize for dtype in ds.dtypes)
-    if ds.driver in ("ENVI", "EHdr") and held - needed >= min(min(ds.width, ds.height) * pixel,
-                                                              band):
+    if ds.driver == "ENVI" and held - needed >= min(min(ds.width, ds.height) * pixel, band):
         raise HsanomalyError(f"{ds.files[0]}: holds {held:,} bytes, more than the {needed:,} "
                              f"its header describes ({ds.count} bands of {ds.width}x{ds.height}"
                              f" {ds.dtypes[0]} pixels), so the pixels would be read out of "

@@ -19,12 +19,15 @@ import zlib
 import numpy as np
 
 from ..errors import HsanomalyError, describe
+from ..spelling import counted
 
 DEFLATE = (8, 32946)          # TIFF's Compression tag: Adobe deflate, and the older code
 OFFSET_TAGS = {273: 279, 324: 325}       # StripOffsets: StripByteCounts, TileOffsets: TileByteCounts
 COMPRESSION = 259
+SUBFILE_TYPE = 254            # NewSubfileType: 4, a transparency mask of the full resolution
+MASK = 4
 # TIFF field types of the tags read here -> numpy dtype: SHORT, LONG, LONG8 (BigTIFF), IFD8
-TYPES = {3: "u2", 4: "u4", 16: "u8", 18: "u8"}
+TYPES = {3: "u2", 4: "u4", 16: "u8", 18: "u8"}      # SubfileType is LONG too
 MAX_DIRECTORIES = 1000        # a chain of image directories longer than this loops, damaged
 CHUNK = 1 << 24               # bytes inflated at a time: a block's pixels are never held whole
 HEADER = 8                    # no block lies in the header (BigTIFF's is longer still)
@@ -45,21 +48,22 @@ def check_blocks(path, name=None, nodata=False):
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            for number, (compression, blocks) in enumerate(_directories(f, size)):
+            for number, (compression, blocks) in _directories(f, size):
                 offsets, counts = blocks
                 astray = np.flatnonzero((counts > 0) & ((offsets < HEADER)
                                                         | (offsets + counts > size)))
                 if astray.size:
                     raise HsanomalyError(
-                        f"{name}: cannot read pixels, the file is truncated or corrupt (block "
-                        f"{astray[0]} lies outside the file's data{_more(astray.size)})")
+                        f"{name}: cannot read pixels, the file is truncated or corrupt "
+                        f"({_which(astray, counts.size, 'lies', 'lie')} outside the file's "
+                        "data)")
                 empty = np.flatnonzero(counts == 0)
                 if number == 0 and empty.size and not nodata:
                     raise HsanomalyError(
-                        f"{name}: cannot read pixels, the file is truncated or corrupt (block "
-                        f"{empty[0]} of {counts.size} holds no bytes{_more(empty.size)}, and "
-                        "would read as 0 where no nodata is declared; a sparse file, written "
-                        "so on purpose, reads whole once gdal_translate has copied it)")
+                        f"{name}: cannot read pixels, the file is truncated or corrupt "
+                        f"({_which(empty, counts.size)} no bytes and would read as 0, where no "
+                        "nodata is declared; a sparse file written so on purpose (SPARSE_OK) "
+                        "reads whole once gdal_translate has copied it)")
                 if compression in DEFLATE:
                     _check_deflate(f, offsets, counts, name, number)
     except (OSError, ValueError, struct.error) as err:
@@ -85,13 +89,17 @@ def file_version(path):
     return found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns
 
 
-def _more(count):
-    return f"; {count - 1} more such" if count > 1 else ""
+def _which(blocks, total, one="holds", many="hold"):
+    """"block 7 of 144 holds" or "3 blocks of 144, the first 7, hold"."""
+    if blocks.size == 1:
+        return f"block {blocks[0]} of {total} {one}"
+    return f"{counted(blocks.size, 'block')} of {total}, the first {blocks[0]}, {many}"
 
 
 def _directories(f, size):
-    """(compression, (offsets, byte counts)) of each image directory with blocks, in order:
-    the image, then its overviews and masks."""
+    """(number, (compression, (offsets, byte counts))) of the image directories whose pixels
+    are read: the first (the image) and a full-resolution mask; not overviews or other pages,
+    whose damage (a failed ``gdaladdo``) leaves the pixels scored whole."""
     order = "<" if f.read(2) == b"II" else ">"
     big = struct.unpack(order + "H", f.read(2))[0] == 43
     if big:
@@ -100,7 +108,15 @@ def _directories(f, size):
     seen = set()
     while where and where not in seen and len(seen) < MAX_DIRECTORIES:
         seen.add(where)
-        tags, where = _directory(f, order, big, where, size)
+        number = len(seen) - 1
+        try:
+            tags, where = _directory(f, order, big, where, size)
+        except (OSError, ValueError, struct.error):
+            if not number:
+                raise
+            return                       # an overview's or another page's: not read here
+        if number and (SUBFILE_TYPE not in tags or int(tags[SUBFILE_TYPE][0]) != MASK):
+            continue
         compression = int(tags[COMPRESSION][0]) if COMPRESSION in tags else 1
         for offsets_tag, counts_tag in OFFSET_TAGS.items():
             if offsets_tag in tags and counts_tag in tags:
@@ -109,7 +125,7 @@ def _directories(f, size):
                     raise HsanomalyError(f"{f.name}: cannot read pixels, the file is truncated "
                                          f"or corrupt ({offsets.size} block offsets, "
                                          f"{counts.size} byte counts)")
-                yield compression, (offsets, counts)
+                yield number, (compression, (offsets, counts))
 
 
 def _directory(f, order, big, where, size):
@@ -121,7 +137,7 @@ def _directory(f, order, big, where, size):
     if len(table) < entries * entry + word:
         raise OSError("an image directory runs past the end of the file")
     tags = {}
-    wanted = {COMPRESSION, *OFFSET_TAGS, *OFFSET_TAGS.values()}
+    wanted = {COMPRESSION, SUBFILE_TYPE, *OFFSET_TAGS, *OFFSET_TAGS.values()}
     for i in range(entries):
         raw = table[i * entry:(i + 1) * entry]
         tag, kind = struct.unpack(order + "HH", raw[:4])
@@ -161,6 +177,6 @@ def _check_deflate(f, offsets, counts, name, number):
         else:
             reason = "the block ends early"
         if not whole:
-            where = f"block {i}" + (f" of image directory {number + 1}" if number else "")
+            where = f"block {i}" + (" of its mask" if number else "")
             raise HsanomalyError(f"{name}: cannot read pixels, the file is truncated or corrupt "
                                  f"({where} fails its deflate check: {reason})")
