@@ -10,11 +10,13 @@ of a file in a process. Uncompressed and LZW blocks carry no checksum: nothing c
 damage from data.
 """
 
+import itertools
 import os
 import stat
 import struct
 import threading
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -30,6 +32,8 @@ MASK = 4
 TYPES = {3: "u2", 4: "u4", 16: "u8", 18: "u8"}      # SubfileType is LONG too
 MAX_DIRECTORIES = 1000        # a chain of image directories longer than this loops, damaged
 CHUNK = 1 << 24               # bytes inflated at a time: a block's pixels are never held whole
+READ_AHEAD = 1 << 26          # stored bytes read at a time, for the threads to inflate
+MAX_THREADS = 4
 HEADER = 8                    # no block lies in the header (BigTIFF's is longer still)
 
 _CHECKED: set = set()         # the file versions checked in this process (``file_version``)
@@ -160,23 +164,40 @@ def _directory(f, order, big, where, size):
 
 
 def _check_deflate(f, offsets, counts, name, number):
-    """Inflate every block to its end, where zlib compares the checksum; in file order."""
-    for i in np.argsort(offsets, kind="stable"):
-        if counts[i] == 0:
-            continue
-        f.seek(offsets[i])
-        stored = f.read(int(counts[i]))
-        stream = zlib.decompressobj()
-        try:
-            out = stream.decompress(stored, CHUNK)
-            while out and not stream.eof:      # output held back by CHUNK, then the rest
-                out = stream.decompress(stream.unconsumed_tail, CHUNK)
-            whole = stream.eof and len(stored) == counts[i]
-        except zlib.error as err:
-            whole, reason = False, str(err)
-        else:
-            reason = "the block ends early"
-        if not whole:
-            where = f"block {i}" + (" of its mask" if number else "")
-            raise HsanomalyError(f"{name}: cannot read pixels, the file is truncated or corrupt "
-                                 f"({where} fails its deflate check: {reason})")
+    """Inflate every block to its end, where zlib compares the checksum: read in file order,
+    ``READ_AHEAD`` bytes at a time, inflated in threads (zlib lets the others run)."""
+    order = iter([i for i in np.argsort(offsets, kind="stable") if counts[i]])
+    with ThreadPoolExecutor(_threads()) as pool:
+        for first in order:
+            batch, held = [], 0
+            for i in itertools.chain([first], order):
+                f.seek(offsets[i])
+                batch.append((i, f.read(int(counts[i]))))
+                held += int(counts[i])
+                if held >= READ_AHEAD:
+                    break
+            for (i, stored), reason in zip(batch, pool.map(_inflate_problem, batch)):
+                if reason is None and len(stored) < counts[i]:
+                    reason = "the file ends inside it"
+                if reason is not None:
+                    where = f"block {i}" + (" of its mask" if number else "")
+                    raise HsanomalyError(f"{name}: cannot read pixels, the file is truncated or "
+                                         f"corrupt ({where} fails its deflate check: {reason})")
+
+
+def _inflate_problem(block):
+    """Why block ``(index, stored bytes)`` is no whole deflate stream, or None."""
+    stream = zlib.decompressobj()
+    try:
+        out = stream.decompress(block[1], CHUNK)
+        while out and not stream.eof:      # output held back by CHUNK, then the rest
+            out = stream.decompress(stream.unconsumed_tail, CHUNK)
+    except zlib.error as err:
+        return str(err)
+    return None if stream.eof else "the block ends early"
+
+
+def _threads():
+    """The CPUs this process may use, at most ``MAX_THREADS``."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(MAX_THREADS, usable or 1))
