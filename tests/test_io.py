@@ -1071,6 +1071,28 @@ def test_file_fingerprint_hashes_small_files_whole_and_samples_large_ones(tmp_pa
     assert fingerprint.file_fingerprint(path) != large
 
 
+def test_a_large_side_file_renamed_over_by_one_of_its_size_and_time_is_told(tmp_path,
+                                                                          monkeypatch):
+    """A VRT's source over SIDE_HASH_BYTES was known by its size and time alone: another of
+    both, renamed over it, kept a batch's stale heatmap as finished."""
+    import rasterio.shutil
+
+    from hsanomaly.io import fingerprint
+    from synthetic import synthetic_cube, write_raster
+
+    monkeypatch.setattr(fingerprint, "SIDE_HASH_BYTES", 1000)
+    cube, _ = synthetic_cube(bands=3, rows=20, cols=20)
+    data = write_raster(tmp_path / "data.tif", cube)
+    rasterio.shutil.copy(data, tmp_path / "scene.vrt", driver="VRT")
+    before = fingerprint.input_fingerprint(str(tmp_path / "scene.vrt"))
+    stat_before = os.stat(data)
+    other = write_raster(tmp_path / "other.tif", cube[:, ::-1].copy())
+    assert os.path.getsize(other) == stat_before.st_size
+    os.utime(other, ns=(stat_before.st_atime_ns, stat_before.st_mtime_ns))
+    os.replace(other, data)
+    assert fingerprint.input_fingerprint(str(tmp_path / "scene.vrt")) != before
+
+
 def test_an_inputs_fingerprint_covers_every_file_gdal_reads_for_it(tmp_path):
     """A VRT's source pixels or an ENVI header could change while the fingerprint (of the file
     named alone) did not: detect-many skipped the scene as current, --resume mixed two inputs."""

@@ -237,3 +237,29 @@ def test_a_vrt_over_a_damaged_geotiff_and_an_ehdr_with_skipped_bytes(tmp_path):
     with open_raster(bil) as ds:
         assert ds.driver == "EHdr"
         np.testing.assert_array_equal(ds.read(), cube[:3])
+
+
+def test_an_envi_header_corrected_after_a_viewer_saved_statistics_is_read(tmp_path):
+    """gdalinfo -stats or QGIS copy the header's ENVI metadata into the .aux.xml, which GDAL
+    then reads instead: a bad band list or wavelengths corrected in the header were ignored
+    (and the bands left out said to be the header's)."""
+    from hsanomaly.io.source import open_source
+
+    cube = np.arange(6 * 20 * 30, dtype=np.uint16).reshape(6, 20, 30)
+    cube.tofile(tmp_path / "scene.img")
+    header = ("ENVI\nsamples = 30\nlines = 20\nbands = 6\nheader offset = 0\nfile type = ENVI "
+              "Standard\ndata type = 12\ninterleave = bsq\nbyte order = 0\n"
+              "wavelength = {{{}}}\nbbl = {{{}}}\n")
+    (tmp_path / "scene.hdr").write_text(header.format("400, 500, 600, 700, 800, 900",
+                                                      "0, 1, 1, 1, 1, 1"))
+    (tmp_path / "scene.img.aux.xml").write_text(
+        '<PAMDataset><Metadata domain="ENVI"><MDI key="bbl">{0, 1, 1, 1, 1, 1}</MDI>'
+        '<MDI key="wavelength">{400, 500, 600, 700, 800, 900}</MDI><MDI key="data_type">12'
+        '</MDI></Metadata></PAMDataset>')
+    (tmp_path / "scene.hdr").write_text(header.format("405, 505, 605, 705, 805, 905",
+                                                      "1, 1, 1, 1, 1, 0"))
+    with rasterio.open(tmp_path / "scene.img") as ds:
+        assert ds.tags(ns="ENVI")["bbl"] == "{0, 1, 1, 1, 1, 1}"      # GDAL's: the copy
+    source = open_source(tmp_path / "scene.img")
+    assert source.bands == [1, 2, 3, 4, 5]
+    assert source.wavelengths[0] == 405.0

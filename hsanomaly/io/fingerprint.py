@@ -28,14 +28,15 @@ SAMPLE_BLOCK = 2**16
 SAMPLE_BLOCKS = 64
 
 
-def file_fingerprint(path):
-    """{"size", "sha256"} for small files; {"size", "mtime_ns", "sample_sha256"} for large ones."""
+def file_fingerprint(path, whole=None):
+    """{"size", "sha256"} for files of at most ``whole`` bytes (default ``FULL_HASH_BYTES``);
+    {"size", "mtime_ns", "sample_sha256"} for larger ones."""
     stat = os.stat(path)
-    if stat.st_size <= FULL_HASH_BYTES:
+    if stat.st_size <= (FULL_HASH_BYTES if whole is None else whole):
         return {"size": stat.st_size, "sha256": file_sha256(path)}
     digest = hashlib.sha256()
     with open(path, "rb") as f:
-        last = stat.st_size - SAMPLE_BLOCK
+        last = max(0, stat.st_size - SAMPLE_BLOCK)
         for offset in np.linspace(0, last, SAMPLE_BLOCKS + 2).astype(np.int64):
             f.seek(int(offset))
             digest.update(f.read(SAMPLE_BLOCK))
@@ -126,7 +127,9 @@ def _relative(path, folder):
 def _side_fingerprint(path):
     """A cheap fingerprint of a file GDAL reads beside an input, None where there is nothing
     that changes the pixels: small files (headers, .aux.xml) by content, large ones (a VRT's
-    many sources) by size and modification time, an unreadable one by what ``stat`` says."""
+    many sources) by size, modification time and a sample of their bytes (another file of
+    the same size and time, renamed over one, differs there), an unreadable one by what
+    ``stat`` says."""
     try:
         st = os.stat(path)
     except OSError:
@@ -134,8 +137,7 @@ def _side_fingerprint(path):
     try:
         if path.lower().endswith(".aux.xml"):
             return _pam_fingerprint(path)
-        if st.st_size <= SIDE_HASH_BYTES:
-            return file_fingerprint(path)
+        return file_fingerprint(path, whole=SIDE_HASH_BYTES)
     except (OSError, ValueError):
         pass
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
@@ -143,7 +145,7 @@ def _side_fingerprint(path):
 
 # what in a GDAL .aux.xml changes the pixels read or where they lie; the rest (statistics,
 # histograms, and the metadata GDAL copies there from an ENVI header when a viewer asks for
-# statistics) does not
+# statistics, which hsanomaly reads from the header itself: ``gdal.envi_header``) does not
 PAM_PIXELS = ("SRS", "GeoTransform", "GCPList", "NoDataValue", "Offset", "Scale", "ColorInterp")
 
 

@@ -461,7 +461,7 @@ def bad_bands(ds, name):
     """Band numbers an ENVI header's bad band list (``bbl``: 1 good, 0 bad) marks bad, such as
     an AVIRIS scene's water-vapour bands: left out, as ENVI leaves them out. A list of another
     length names no band for certain: refused, not ignored (its bad bands would be scored)."""
-    listed = ds.tags(ns="ENVI").get("bbl")
+    listed = envi_header(ds).get("bbl")
     if not listed:
         return set()
     flags = re.findall(NUMBER, listed)
@@ -470,6 +470,22 @@ def bad_bands(ds, name):
                              f"{len(flags)} flags for {ds.count} bands, so it names no band for "
                              "certain; fix it or remove it from the header")
     return {b for b, flag in enumerate(flags, start=1) if float(flag) == 0}
+
+
+def envi_header(ds):
+    """The ENVI domain of open dataset ``ds`` as its header says it (empty for other
+    drivers). Once a viewer saved statistics, GDAL reads the domain from the copy it wrote
+    in the ``.aux.xml``, so a bad band list or wavelengths corrected in the header were not
+    read, and said to come from it."""
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+
+    if ds.driver != "ENVI" or not ds.files or is_gdal_name(ds.files[0]) or not any(
+            f.lower().endswith(".aux.xml") for f in ds.files):
+        return ds.tags(ns="ENVI")
+    with ignoring(NotGeoreferencedWarning), rasterio.Env(GDAL_PAM_ENABLED="NO"), \
+            rasterio.open(ds.files[0]) as header:
+        return header.tags(ns="ENVI")
 
 
 # GDAL drivers of raw pixels beside a header, whose reads past the end of a short data file
@@ -485,7 +501,7 @@ def check_raw_size(ds):
     (EHdr's own SKIPBYTES and gaps are not told here)."""
     if ds.driver not in RAW_DRIVERS or not ds.files or is_gdal_name(ds.files[0]):
         return
-    envi = ds.tags(ns="ENVI")
+    envi = envi_header(ds)
     if ds.driver == "ENVI" and "data_type" not in envi:
         raise HsanomalyError(f"{ds.files[0]}: its ENVI header names no data type, which GDAL "
                              "then takes for bytes; a header cut short?")
@@ -537,7 +553,7 @@ def band_wavelengths(ds, bands=None):
     0.4-30 nm), anything else nanometres. Units that are no length (ENVI's Index, GHz) give
     None: band numbers or frequencies are no centre wavelengths to check bands by.
     """
-    envi = ds.tags(ns="ENVI")
+    envi = envi_header(ds)
     values, units = None, envi.get("wavelength_units")
     bands = bands or range(1, ds.count + 1)
     if envi.get("wavelength"):
