@@ -227,7 +227,7 @@ def test_an_alpha_band_is_the_mask_not_a_spectral_band(tmp_path):
     with rasterio.open(path) as ds:
         detector = hsanomaly.Detector("rx").fit(ds)
         scores = detector.score(ds)
-    assert detector.n_bands_in_ == 12
+    assert detector.n_features_in_ == 12
     assert np.isnan(scores[transparent]).all() and np.isfinite(scores[plain]).all()
     np.testing.assert_allclose(scores[plain], expected[plain], rtol=1e-5)
 
