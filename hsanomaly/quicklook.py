@@ -113,14 +113,14 @@ def write_png(heatmap, png, max_size=MAX_SIZE, stage=None):
                                                                         pnginfo=info)}
     if georeferenced:                    # a world file needs no CRS; the .aux.xml holds it, or
         world, aux = sidecars(png)       # none: an earlier run's must not place this picture
-        files[world] = lambda tmp: Path(tmp).write_text(world_file_text(transform))
-        files[aux] = lambda tmp: Path(tmp).write_text(_aux_xml(crs))
+        files[world] = lambda tmp: Path(tmp).write_text(world_file_text(transform), encoding="utf-8")
+        files[aux] = lambda tmp: Path(tmp).write_text(_aux_xml(crs), encoding="utf-8")
     elif gcps:                           # ground control points, at the picture's pixels
         files[sidecars(png)[1]] = lambda tmp: Path(tmp).write_text(
-            _gcp_aux_xml(gcps, gcp_crs, scale))
+            _gcp_aux_xml(gcps, gcp_crs, scale), encoding="utf-8")
     elif step > 1 and not placed_by:     # unplaced and shrunk: on the heatmap's pixel grid, as
         pixels = Affine(step, 0, 0, 0, -step, 0)     # a GIS shows it (x column, y -row)
-        files[sidecars(png)[0]] = lambda tmp: Path(tmp).write_text(world_file_text(pixels))
+        files[sidecars(png)[0]] = lambda tmp: Path(tmp).write_text(world_file_text(pixels), encoding="utf-8")
     with staged_into(stage) as into:
         for path, write in files.items():
             is_png = path.suffix == ".png"

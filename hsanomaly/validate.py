@@ -150,19 +150,19 @@ def refuse_foreign_outputs(src, rasters, png=None, polygons=None, quick_model=No
 
 
 def batch_paths(targets, out_dir, quick_model=None, overwrite=False, mask=None, model=None):
-    """detect-many: distinct outputs, none of them an input (the exclusion ``mask`` and the
-    ``model`` bundle among them), in a directory that is or can be made, and (without
-    ``overwrite``) none a file hsanomaly did not write; ``targets``: [(src, dst)];
+    """detect-many: distinct outputs (by case too), none of them an input (the exclusion
+    ``mask`` and the ``model`` bundle among them), in a directory that is or can be made, and
+    (without ``overwrite``) none a file hsanomaly did not write; ``targets``: [(src, dst)];
     ``quick_model(dst)``: where a quick model is trained (None: where none is)."""
     from .engine.store import store_path
-
     seen = {}
-    for src, dst in targets:
-        if dst in seen:
-            if Path(src) == Path(seen[dst]):
+    for src, dst in targets:     # names apart only by case: one file on macOS and Windows
+        other = seen.get(str(dst).casefold())
+        if other is not None:
+            if Path(src) == Path(other):
                 raise HsanomalyError(f"{src}: listed twice among the inputs")
-            raise HsanomalyError(f"{src}: its output {dst} would overwrite that of {seen[dst]}")
-        seen[dst] = src
+            raise HsanomalyError(f"{src}: its output {dst} would overwrite that of {other}")
+        seen[str(dst).casefold()] = src
     check_output_folder(out_dir, spell("out_dir"))
     outputs = []
     for src, dst in targets:

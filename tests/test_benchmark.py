@@ -1065,3 +1065,13 @@ def test_a_benchmark_output_named_with_a_control_character_is_refused(tmp_path):
         with pytest.raises(HsanomalyError, match="holds a control character"):
             check_results(*args)
     assert not list(tmp_path.iterdir())
+
+
+def test_a_reference_csv_saved_by_excel_with_a_byte_order_mark_is_read(tmp_path):
+    """Excel's "CSV UTF-8" begins with a byte-order mark: its first column read "\\ufeffscene",
+    and the file was refused as having no column scene."""
+    from hsanomaly.experiments.benchmark import read_reference
+
+    path = tmp_path / "reference.csv"
+    path.write_bytes("scene,method,auc\r\nZürich,rx,0.91\r\n".encode("utf-8-sig"))
+    assert read_reference(path) == {"Zürich": {"rx": 0.91}}

@@ -923,3 +923,15 @@ def test_a_batch_whose_reader_stops_reading_scores_every_raster(tmp_path):
     assert child.returncode == 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_rx.tif", "b_rx.tif",
                                                                    "c_rx.tif"]
+
+
+def test_a_name_the_consoles_code_page_lacks_is_escaped_not_fatal(tmp_path):
+    """Windows encodes a redirected stdout in its ANSI code page, strictly: a heatmap named in
+    Chinese was written, then its line ended the command with a traceback and status 1."""
+    scene = write_raster(tmp_path / "scene.tif", synthetic_cube()[0])
+    done = subprocess.run([sys.executable, "-m", "hsanomaly", "detect", str(scene),
+                           str(tmp_path / "机场.tif"), "--score", "rx", "-q"],
+                          capture_output=True, cwd=tmp_path,
+                          env={**os.environ, "PYTHONIOENCODING": "cp1252:strict"}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "\\u673a\\u573a.tif: rx heatmap" in done.stdout.decode("cp1252")

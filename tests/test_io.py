@@ -1,5 +1,6 @@
 import os
 import stat
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -2684,3 +2685,31 @@ def test_a_drawing_that_matplotlib_cannot_start_is_refused_before_the_work(tmp_p
     with pytest.raises(HsanomalyError, match="^'plots': matplotlib"):
         hsanomaly.evaluate(synthetic_raster[0], synthetic_raster[1], plots=out / "plots")
     assert list(out.iterdir()) == []
+
+
+def test_a_folder_output_is_replaced_where_no_folder_is_renamed_over_another(tmp_path,
+                                                                             monkeypatch):
+    """Windows renames no folder over another, not even an empty one, and has no chown: a
+    model bundle could not be replaced there (an empty folder left behind at each try), and
+    every output replaced failed with AttributeError after the work."""
+    import errno
+
+    from hsanomaly.io import atomic
+    from hsanomaly.io.atomic import atomic_directory
+
+    folder = tmp_path / "model"
+    with atomic_directory(folder) as made:
+        (Path(made) / "model.json").write_text("1")
+    real = os.replace
+
+    def windows_replace(src, dst, *args, **kwargs):
+        if os.path.isdir(dst):
+            raise PermissionError(errno.EACCES, "Access is denied", str(src), None, str(dst))
+        return real(src, dst, *args, **kwargs)
+    monkeypatch.setattr(os, "replace", windows_replace)
+    monkeypatch.setattr(atomic, "_renameat2", lambda: None)
+    monkeypatch.delattr(os, "chown")
+    with atomic_directory(folder) as made:
+        (Path(made) / "model.json").write_text("2")
+    assert (folder / "model.json").read_text() == "2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]

@@ -92,6 +92,9 @@ class LazyGroup(click.Group):
 
     def invoke(self, ctx):
         _fill_closed_descriptors()
+        for stream in (sys.stdout, sys.stderr):    # a name the console's code page lacks
+            with contextlib.suppress(AttributeError, ValueError):     # (Windows, redirected)
+                stream.reconfigure(errors="backslashreplace")         # is escaped, not fatal
         if sys.stderr is None:       # started with it closed (2>&-): messages go nowhere, as
             sys.stderr = open(os.devnull, "w")      # asked, and the run goes on
         shown, written = warnings.showwarning, []
@@ -176,7 +179,7 @@ def _reader_gone():
     """The reader of stdout had enough: end as a tool killed by SIGPIPE, without a word (and
     without Python's complaint when it flushes stdout at exit)."""
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    sys.exit(128 + signal.SIGPIPE)
+    sys.exit(128 + getattr(signal, "SIGPIPE", 13))      # Windows has none: its number
 
 
 def show_progress(quiet):

@@ -243,14 +243,14 @@ def write_json(report, path, stage=None):
     it replaces ``path``; with ``stage``, together with that stage's other outputs)."""
     text = report_json(report)
     with staged_into(stage) as into:
-        Path(into.path(path, check=_json_check)).write_text(text)
+        Path(into.path(path, check=_json_check)).write_text(text, encoding="utf-8")
 
 
 def _json_check(path):
     def refuse(constant):
         raise ValueError(f"{constant} is not JSON")
     try:
-        json.loads(Path(path).read_text(), parse_constant=refuse)
+        json.loads(Path(path).read_text(encoding="utf-8"), parse_constant=refuse)
     except ValueError as err:
         raise HsanomalyError(f"{path}: the written report does not parse ({err})") from None
 

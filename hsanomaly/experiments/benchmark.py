@@ -162,7 +162,7 @@ def read_reference(path):
     """Published AUCs to set beside ours: a CSV with columns scene, method, auc, where scene is
     a scene name or file stem. Returns {scene: {method: auc}}."""
     try:
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:    # Excel's BOM
             rows = list(csv.DictReader(f))
         reference = {}
         for row in rows:
@@ -261,7 +261,8 @@ def run_benchmark(data_dir, methods, seeds=SEEDS, *, scenes=None, iterations=Non
     needs_model = any(scorer_class(parse_method(m)[0]).needs_model for m in methods)
     setup = {"gan_iterations": ModelCache(root, iterations).iterations if needs_model else None,
              "jobs": jobs, "cpus": os.cpu_count(),
-             "load_average_1min": round(os.getloadavg()[0], 1),
+             "load_average_1min": (round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg")
+                                   else None),                      # not on Windows
              "total_seconds": round(time.perf_counter() - wall, 1),
              "total_cpu_seconds": round(cpu_seconds() - cpu, 1)}
     selection = None

@@ -110,7 +110,7 @@ class ModelCache:
             spent = {"seconds": time.perf_counter() - wall,
                      "cpu_seconds": time.process_time() - cpu}
             with atomic_path(self._timing(out)) as tmp:
-                Path(tmp).write_text(json.dumps({**spent, **origin}))
+                Path(tmp).write_text(json.dumps({**spent, **origin}), encoding="utf-8")
         return TrainedModel(out, **spent)
 
     @staticmethod
@@ -129,7 +129,7 @@ class ModelCache:
         name = out.relative_to(self.root)
         try:
             load_bundle(out)
-            record = json.loads(timing.read_text())
+            record = json.loads(timing.read_text(encoding="utf-8"))
         except (HsanomalyError, ValueError) as error:
             self.log(f"  {name} no longer loads ({error}); training again")
             return None

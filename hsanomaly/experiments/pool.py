@@ -72,8 +72,11 @@ def _run_in_worker(fn_task):
 
 
 def cpu_seconds():
-    """CPU seconds of this process and of its finished worker processes."""
-    import resource
-
+    """CPU seconds of this process and of its finished worker processes (Windows, which has
+    no ``resource``: of this process alone)."""
+    try:
+        import resource
+    except ImportError:
+        return time.process_time()
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return time.process_time() + children.ru_utime + children.ru_stime

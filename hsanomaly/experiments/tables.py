@@ -197,7 +197,7 @@ def format_markdown(result):
 
 
 def _write_csv(path, rows, columns):
-    with open(path, "w", newline="") as f:
+    with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
@@ -256,8 +256,8 @@ def write_results(result, out_dir, overwrite=False, markdown=None):
         _write_csv(stage.path(paths["results.csv"], non_empty), result.runs, RUN_COLUMNS)
         _write_csv(stage.path(paths["summary.csv"], non_empty), result.summary, SUMMARY_COLUMNS)
         stage.path(paths["results.json"], non_empty).write_text(json.dumps(document, indent=1)
-                                                                + "\n")
+                                                                + "\n", encoding="utf-8")
         extra = [Path(markdown)] if markdown and not _same_file(markdown, paths["results.md"]) else []
         for path in [paths["results.md"]] + extra:
-            stage.path(path, non_empty).write_text(format_markdown(result))
+            stage.path(path, non_empty).write_text(format_markdown(result), encoding="utf-8")
     return paths

@@ -414,7 +414,10 @@ class Staging:
         except _Changed:
             raise HsanomalyError(_changed_text(dst, _put_back(undos))) from None
         except OSError as err:
-            raise HsanomalyError(f"{dst}: cannot replace it ({describe(err)}); "
+            held = (" (on Windows, a file another program has open, QGIS say, cannot be "
+                    "replaced: close it there)") if os.name == "nt" and \
+                isinstance(err, PermissionError) else ""
+            raise HsanomalyError(f"{dst}: cannot replace it ({describe(err)}){held}; "
                                  f"{_put_back(undos)}") from None
         except BaseException:
             # interrupted (Ctrl-C): put back the renames done, the one the interrupt came in
@@ -923,7 +926,7 @@ def _keep_access(tmp, dst, is_dir):
             continue
         if stat.S_ISDIR(found.st_mode) != new.is_dir() or stat.S_ISLNK(found.st_mode):
             continue
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, AttributeError):     # Windows has no chown
             os.chown(new, -1, found.st_gid)
         with contextlib.suppress(OSError):
             os.chmod(new, stat.S_IMODE(found.st_mode))
@@ -1144,7 +1147,11 @@ def _replace_dir(tmp, dst, moved_aside=None):
     if _rename2(tmp, dst, RENAME_EXCHANGE):
         return lambda: _rename2(tmp, dst, RENAME_EXCHANGE) or _refuse_swap(dst)
     aside = _new_private(os.path.dirname(absolute(dst)), Path(dst).name, OLD + TMP_SUFFIX)
-    os.replace(dst, aside)           # rename(2) onto the empty directory just made
+    try:
+        os.replace(dst, aside)       # rename(2) onto the empty directory just made
+    except OSError:                  # Windows renames no folder over another, empty or not
+        os.rmdir(aside)
+        os.replace(dst, aside)
     try:
         os.replace(tmp, dst)
     except OSError:

@@ -30,8 +30,14 @@ def missing(*modules):
 
 def python_command():
     """How to call QGIS's Python from a terminal (QGIS itself may be ``sys.executable``)."""
-    if Path(sys.executable).name.lower().startswith("python"):
-        return f'"{sys.executable}"' if " " in sys.executable else sys.executable
+    executable = sys.executable
+    if not Path(executable).name.lower().startswith("python") and sys.platform == "darwin":
+        # QGIS.app's executable is QGIS; its Python lies beside it (bin/python3 or python)
+        bundled = [Path(executable).parent / "bin" / "python3",
+                   Path(executable).parent / "python", Path(sys.prefix) / "bin" / "python3"]
+        executable = next((str(p) for p in bundled if p.is_file()), executable)
+    if Path(executable).name.lower().startswith("python"):
+        return f'"{executable}"' if " " in executable else executable
     return "python" if os.name == "nt" else "python3"
 
 

@@ -164,3 +164,19 @@ def test_the_install_hint_asks_for_a_user_install_where_pip_would_refuse(plugin,
     assert "--user --break-system-packages" in dependencies.install_hint(["hsanomaly"])
     monkeypatch.setattr(sys, "base_prefix", str(tmp_path / "elsewhere"))   # a venv: plain
     assert "--user --break-system-packages" not in dependencies.install_hint(["hsanomaly"])
+
+
+def test_the_install_hint_names_the_python_inside_qgis_app_on_macos(plugin, monkeypatch,
+                                                                      tmp_path):
+    """QGIS.app's executable is QGIS itself, so the hint said python3: the system's or
+    Homebrew's Python, into which the install went, and the plugin still found nothing."""
+    dependencies = sys.modules["hsanomaly_qgis.dependencies"]
+    macos = tmp_path / "QGIS.app" / "Contents" / "MacOS"
+    (macos / "bin").mkdir(parents=True)
+    (macos / "bin" / "python3").write_text("")
+    monkeypatch.setattr(sys, "platform", "darwin")
+    monkeypatch.setattr(sys, "executable", str(macos / "QGIS"))
+    assert dependencies.python_command() == str(macos / "bin" / "python3")
+    (macos / "bin" / "python3").unlink()               # none beside it: python3, as before
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / "nowhere"))
+    assert dependencies.python_command() == "python3"

@@ -126,9 +126,10 @@ def generate_thesis(data_dir, out_dir="docs", config=None, models_dir=None, jobs
                     os.replace(png, stage.path(figures / png.name, check=png_check, create=False))
                 stage.path(figures / "report.json").write_text(json.dumps(
                     {"config": asdict(config), "scenes": [asdict(r) for r in results],
-                     "checks": checks}, indent=1) + "\n")
+                     "checks": checks}, indent=1) + "\n", encoding="utf-8")
                 stage.path(path).write_text(format_thesis(
-                    results, config, checks, time.perf_counter() - start, figures.name))
+                    results, config, checks, time.perf_counter() - start, figures.name),
+                    encoding="utf-8")
     except BaseException:
         for folder in made:             # nothing done: leave no empty folder it made
             if any(folder.iterdir()):
