@@ -90,6 +90,9 @@ class Detector(ScoreParameters):
 
     def __setstate__(self, state):
         files = state.pop("_quick_model_files", None)
+        for before, now in (("options", "_options"), ("n_bands_in_", "n_features_in_")):
+            if before in state:      # pickled by 0.2's development versions
+                state[now] = state.pop(before)
         self.__dict__.update(state)
         if files is not None:
             self._workdir, self.model_ = QuickModelFolder.unpacked(files)

@@ -7,7 +7,7 @@ from typing import Any, Dict, Mapping, Tuple, TypeVar
 
 from .errors import HsanomalyError
 from .options import OPTION_KINDS
-from .scorers import chosen, scorer_class
+from .scorers import chosen, current_options, scorer_class
 
 PARAMETERS = ("score", "score_name", "model", "tile")     # and the options (``OPTION_KINDS``)
 T = TypeVar("T", bound="ScoreParameters")
@@ -35,13 +35,17 @@ class ScoreParameters:
 
     def __getattr__(self, name):     # an option as an attribute (None: the score's default)
         state = self.__dict__
+        options = state.get("_options", {})
         if not name.startswith("_") and "score_name" in state and (
-                name in state["_options"] or name in scorer_class(state["score_name"]).options):
-            return state["_options"].get(name)
+                name in options or name in scorer_class(state["score_name"]).options):
+            # given by a former name, it is read by its name now
+            return options.get(name, current_options(state["score_name"], options,
+                                                     warn=False).get(name))
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __setattr__(self, name, value):
-        if name in PARAMETERS or name in OPTION_KINDS or name in self.__dict__.get("_options", ()):
+        known = "score_name" in self.__dict__      # a subclass may set one before ``keep``
+        if known and (name in PARAMETERS or name in OPTION_KINDS or name in self._options):
             self.set_params(**{"score" if name == "score_name" else name: value})
         else:
             object.__setattr__(self, name, value)

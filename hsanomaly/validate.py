@@ -157,12 +157,12 @@ def batch_paths(targets, out_dir, quick_model=None, overwrite=False, mask=None, 
     from .engine.store import store_path
     seen = {}
     for src, dst in targets:     # names apart only by case: one file on macOS and Windows
-        other = seen.get(str(dst).casefold())
-        if other is not None:
+        other, taken = seen.setdefault(str(dst).casefold(), (src, dst))
+        if taken is not dst:
             if Path(src) == Path(other):
                 raise HsanomalyError(f"{src}: listed twice among the inputs")
-            raise HsanomalyError(f"{src}: its output {dst} would overwrite that of {other}")
-        seen[str(dst).casefold()] = src
+            raise HsanomalyError(f"{src}: its output {dst} would overwrite that of {other}" + (
+                "" if taken == dst else f" ({taken}: one file on macOS and Windows disks)"))
     check_output_folder(out_dir, spell("out_dir"))
     outputs = []
     for src, dst in targets:

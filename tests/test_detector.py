@@ -66,6 +66,30 @@ def test_a_parameter_assigned_is_set_as_set_params_sets_it():
     assert (tags.two_d_array, tags.three_d_array, tags.allow_nan) == (False, True, True)
 
 
+def test_a_detector_pickled_before_its_parameters_were_attributes_scores(tmp_path):
+    """A detector pickled by an earlier 0.2 version (its options in ``options``, its bands in
+    ``n_bands_in_``) unpickled, but neither scored nor showed itself; and a subclass may set
+    a parameter before the detector's own ``__init__``, an option given by its former name
+    is read by its name now."""
+    cube, _ = synthetic_cube()
+    fitted = hsanomaly.Detector("lrx", outer=7, guard=3).fit(cube)
+    state = fitted.__getstate__()
+    state["options"], state["n_bands_in_"] = state.pop("_options"), state.pop("n_features_in_")
+    earlier = hsanomaly.Detector.__new__(hsanomaly.Detector)
+    earlier.__setstate__(state)
+    np.testing.assert_array_equal(earlier.score(cube), fitted.score(cube))
+    assert repr(earlier) == repr(fitted) and earlier.n_features_in_ == cube.shape[0]
+
+    class Tiled(hsanomaly.Detector):
+        def __init__(self, **options):
+            self.tile = 64
+            super().__init__("rx", tile=self.tile, **options)
+    assert Tiled().get_params()["tile"] == 64
+    with pytest.warns(FutureWarning, match="'components'"):
+        renamed = hsanomaly.Detector("lrx", components=3)
+    assert renamed.pca == 3
+
+
 def test_an_option_given_by_its_former_name_is_set_again_by_its_name_now():
     """Detector("lrx", components=5).set_params(pca=7) was refused as "both were given", so a
     parameter search over ``pca`` failed on every candidate of such a detector."""

@@ -1060,7 +1060,7 @@ def test_file_fingerprint_hashes_small_files_whole_and_samples_large_ones(tmp_pa
     from hsanomaly.io import fingerprint
 
     path = tmp_path / "f.bin"
-    path.write_bytes(bytes(300_000))
+    path.write_bytes(bytes(5_000_000))    # more than the sample reads (else hashed whole)
     small = fingerprint.file_fingerprint(path)
     assert set(small) == {"size", "sha256"}
     monkeypatch.setattr(fingerprint, "FULL_HASH_BYTES", 1000)

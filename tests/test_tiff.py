@@ -237,6 +237,12 @@ def test_a_vrt_over_a_damaged_geotiff_and_an_ehdr_with_skipped_bytes(tmp_path):
     with open_raster(bil) as ds:
         assert ds.driver == "EHdr"
         np.testing.assert_array_equal(ds.read(), cube[:3])
+    with rasterio.open(bil) as ds:         # its size checked: whole
+        hsanomaly.Detector("rx").fit(ds)
+    os.truncate(bil, bil.stat().st_size - 1000)        # cut by less than its SKIPBYTES
+    with pytest.raises(HsanomalyError, match="scene.bil: truncated: holds 37,912 bytes, but its "
+                                             "header describes 38,912"):
+        hsanomaly.detect(bil, tmp_path / "heat.tif", score="rx")
 
 
 def test_an_envi_header_corrected_after_a_viewer_saved_statistics_is_read(tmp_path):
@@ -263,3 +269,22 @@ def test_an_envi_header_corrected_after_a_viewer_saved_statistics_is_read(tmp_pa
     source = open_source(tmp_path / "scene.img")
     assert source.bands == [1, 2, 3, 4, 5]
     assert source.wavelengths[0] == 405.0
+
+
+def test_a_small_window_of_a_large_file_does_not_inflate_the_whole_file(tmp_path, monkeypatch):
+    """A VRT clip of a mosaic read a few kilobytes and inflated every source whole; files far
+    larger than what is read of them are left to GDAL."""
+    path = tmp_path / "scene.tif"
+    _scene(path, compress="deflate")
+    offset, count = _blocks(path)[2]
+    data = bytearray(path.read_bytes())
+    data[offset + count // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+    monkeypatch.setattr(tiff, "SMALL_FILES", 0)
+    whole = tmp_path / "whole.vrt"
+    rasterio.shutil.copy(path, whole, driver="VRT")
+    with pytest.raises(HsanomalyError, match="deflate check"):
+        open_raster(whole)                          # all of it read: checked
+    pixel = 12 * 4                                  # one pixel of its 12 float32 bands
+    assert tiff.PART_READ * pixel < path.stat().st_size
+    tiff.check_part_read([str(path)], pixel)        # left to GDAL

@@ -1,5 +1,6 @@
 """``hsanomaly detect-many``: a thin click layer over ``hsanomaly.batch.detect_many``."""
 
+import contextlib
 import os
 import sys
 
@@ -51,8 +52,14 @@ def _say(item):
             click.echo(f"{item.dst}: skipped, finished before for {item.src}")
         else:
             click.echo(item.result.text())
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except BrokenPipeError:          # stderr too where it is the same pipe (2>&1 | head)
+        shared = False
+        with contextlib.suppress(OSError):
+            shared = os.path.samestat(os.fstat(sys.stdout.fileno()),
+                                      os.fstat(sys.stderr.fileno()))
+        null = os.open(os.devnull, os.O_WRONLY)
+        for stream in (sys.stdout, sys.stderr) if shared else (sys.stdout,):
+            os.dup2(null, stream.fileno())
 
 
 detect_many.params[1:1] = [param for param in detect.params if param.name not in DETECT_ONLY]

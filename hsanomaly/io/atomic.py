@@ -49,7 +49,7 @@ import threading
 from pathlib import Path
 
 from ..errors import INTERRUPTS, HsanomalyError, describe
-from .checks import absolute, checked_outputs, read_small, special_kind, warn
+from .checks import absolute, checked_outputs, read_small, special_kind, warn, warn_once
 from .lock import UNLOCKABLE
 
 TMP_SUFFIX = ".hsanomaly-tmp"
@@ -900,8 +900,8 @@ def _sync_folder(dst):
     try:
         fsync_path(folder, directory=True)
     except OSError as err:
-        warn(f"{folder}: cannot flush the folder to disk ({describe(err)}); the outputs renamed "
-             "into it are in place, but a system crash now could undo that")
+        warn_once(f"{folder}: cannot flush the folder to disk ({describe(err)}); the outputs "
+                  "renamed into it are in place, but a system crash now could undo that")
 
 
 def _kept(tmp):

@@ -32,7 +32,9 @@ def file_fingerprint(path, whole=None):
     """{"size", "sha256"} for files of at most ``whole`` bytes (default ``FULL_HASH_BYTES``);
     {"size", "mtime_ns", "sample_sha256"} for larger ones."""
     stat = os.stat(path)
-    if stat.st_size <= (FULL_HASH_BYTES if whole is None else whole):
+    whole = max(FULL_HASH_BYTES if whole is None else whole,
+                (SAMPLE_BLOCKS + 2) * SAMPLE_BLOCK)    # a sample would read more than the file
+    if stat.st_size <= whole:
         return {"size": stat.st_size, "sha256": file_sha256(path)}
     digest = hashlib.sha256()
     with open(path, "rb") as f:

@@ -170,12 +170,12 @@ def check_dataset(ds, path=None):
     name it was opened by, default its own)."""
     from rasterio.enums import MaskFlags
 
-    from .tiff import check_blocks
+    from .tiff import check_blocks, check_part_read
 
     path = ds.name if path is None else path
     if ds.driver == "VRT":     # the GeoTIFFs it reads (their nodata: the VRT's to say)
-        for file in ds.files[1:]:
-            check_blocks(file, nodata=True)
+        check_part_read(ds.files[1:], ds.width * ds.height * sum(
+            np.dtype(dtype).itemsize for dtype in ds.dtypes))
         return
     if ds.driver not in ("GTiff", "COG") or is_gdal_name(str(path)):
         return
@@ -498,7 +498,7 @@ def check_raw_size(ds):
     pixels as zeros and the run would score them, silently. An ENVI data file longer by a
     line of every band or a band or more, or an ENVI header without a data type (GDAL takes
     bytes), is a header cut short or of another file: its pixels would be read out of place
-    (EHdr's own SKIPBYTES and gaps are not told here)."""
+    (EHdr's gaps between bands or rows are not told here, its SKIPBYTES is counted)."""
     if ds.driver not in RAW_DRIVERS or not ds.files or is_gdal_name(ds.files[0]):
         return
     envi = envi_header(ds)
@@ -506,8 +506,9 @@ def check_raw_size(ds):
         raise HsanomalyError(f"{ds.files[0]}: its ENVI header names no data type, which GDAL "
                              "then takes for bytes; a header cut short?")
     offset = envi.get("header_offset", "0")
+    offset = (int(offset) if offset.isdigit() else 0) + _ehdr_skip(ds)
     pixel = sum(np.dtype(dtype).itemsize for dtype in ds.dtypes)
-    needed = (int(offset) if offset.isdigit() else 0) + ds.width * ds.height * pixel
+    needed = offset + ds.width * ds.height * pixel
     described = (f"({ds.count} bands of {ds.width}x{ds.height} {ds.dtypes[0]} pixels); "
                  "a copy cut short?")
     if envi.get("file_compression", "0").strip() == "1":
@@ -525,6 +526,19 @@ def check_raw_size(ds):
                              f"its header describes ({ds.count} bands of {ds.width}x{ds.height}"
                              f" {ds.dtypes[0]} pixels), so the pixels would be read out of "
                              "place; a header of another file, or damaged?")
+
+
+def _ehdr_skip(ds):
+    """The bytes an EHdr header's SKIPBYTES says its data file begins with (0 elsewhere)."""
+    header = next((f for f in ds.files if f.lower().endswith(".hdr")), None)
+    if ds.driver != "EHdr" or header is None:
+        return 0
+    try:
+        with open(header, encoding="latin-1") as f:
+            found = re.search(r"^\s*SKIPBYTES\s+(\d+)", f.read(1 << 16), re.I | re.M)
+    except OSError:
+        return 0
+    return int(found.group(1)) if found else 0
 
 
 def _gzip_holds(path, needed):

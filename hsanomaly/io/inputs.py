@@ -11,7 +11,7 @@ from ..errors import HsanomalyError, describe
 from ..spelling import kind_of
 from .bandaxis import check_band_axis
 from .source import ArraySource, RasterSource, band_scaling
-from .tiff import check_blocks
+from .tiff import check_part_read
 from .units import nanometres
 
 
@@ -176,8 +176,8 @@ def _xarray_source(X):
     X = X.transpose(band_dim, *spatial)
     origin = X.encoding.get("source")      # the file rioxarray read: damage GDAL reads silently
     if isinstance(origin, str):
-        check_blocks(origin, nodata=any(k in X.attrs or k in X.encoding
-                                        for k in ("_FillValue", "nodata")))
+        check_part_read([origin], X.size * X.dtype.itemsize, nodata=any(
+            k in X.attrs or k in X.encoding for k in ("_FillValue", "nodata")))
     values = np.asarray(X.values)
     if not any(str(d).lower() in BAND_DIMS + SPATIAL_DIMS for d in X.dims):   # the first guessed
         check_band_axis(values, _name(X), advice=lambda axis, where: "No dimension is named, so "

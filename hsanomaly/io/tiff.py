@@ -34,6 +34,8 @@ MAX_DIRECTORIES = 1000        # a chain of image directories longer than this lo
 CHUNK = 1 << 24               # bytes inflated at a time: a block's pixels are never held whole
 READ_AHEAD = 1 << 26          # stored bytes read at a time, for the threads to inflate
 MAX_THREADS = 4
+PART_READ = 8                 # files read in part are checked up to this many times the part
+SMALL_FILES = 1 << 26         # ... or up to this many bytes in all
 HEADER = 8                    # no block lies in the header (BigTIFF's is longer still)
 
 _CHECKED: set = set()         # the file versions checked in this process (``file_version``)
@@ -75,6 +77,16 @@ def check_blocks(path, name=None, nodata=False):
                              f"({describe(err)})") from None
     with _LOCK:
         _CHECKED.add(version)
+
+
+def check_part_read(files, read, nodata=True):
+    """``check_blocks`` of ``files`` of which ``read`` bytes are read (a VRT's sources, the file
+    behind a DataArray), unless they hold far more (``PART_READ``): a window of a mosaic does
+    not inflate the mosaic. A sparse block is not judged (their nodata is not known here)."""
+    sizes = [os.path.getsize(f) for f in files if file_version(f) is not None]
+    if sum(sizes) <= PART_READ * read + SMALL_FILES:
+        for file in files:
+            check_blocks(file, nodata=nodata)
 
 
 def file_version(path):
