@@ -1,13 +1,10 @@
 """The "hsanomaly" Processing provider."""
 
-from pathlib import Path
-
 from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from .algorithms import ALGORITHMS
-
-ICON = Path(__file__).resolve().parent / "icon.png"
+from .algorithms.base import ICON
 
 
 class HsanomalyProvider(QgsProcessingProvider):

@@ -90,6 +90,17 @@ def style_on_load(context, path, style, kind):
             LayerStyler.create(style, kind))
 
 
+def load_as(context, destination, path):
+    """Have Processing load output ``destination`` (the name QGIS gave, a GeoPackage's
+    "ogr:dbname=..." or "f.gpkg|layername=x") as ``path``, which hsanomaly wrote: QGIS found
+    no layer by the name it gave, said the output was "not correctly generated", and loaded
+    nothing."""
+    layers = context.layersToLoadOnCompletion()
+    if destination != path and destination in layers:
+        layers[path] = layers.pop(destination)
+        context.setLayersToLoadOnCompletion(layers)
+
+
 def style_heatmap_on_load(context, path):
     style_on_load(context, path, style_heatmap, QgsRasterLayer)
 

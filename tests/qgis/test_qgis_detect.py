@@ -428,17 +428,27 @@ def test_the_dialogs_geopackage_destinations_are_taken(scene, tmp_path, form):
     """*Save to GeoPackage...* gives ``ogr:dbname='...' table="polygons" (geom)`` (quotes in
     the path escaped), and a layer can be named ``path|layername=...``: both were refused."""
     import processing
-    from qgis.core import QgsProcessingFeedback, QgsVectorLayer
+    from qgis.core import (QgsProcessingContext, QgsProcessingFeedback,
+                           QgsProcessingOutputLayerDefinition, QgsProject, QgsVectorLayer)
 
     folder = tmp_path / "o'brien"
     folder.mkdir()
     path = folder / "t.gpkg"
     escaped = str(path).replace("'", "\\'") if form.startswith("ogr:") else str(path)
     log = warning_log(QgsProcessingFeedback)
+    context = QgsProcessingContext()
+    context.setProject(QgsProject.instance())
+    destination = QgsProcessingOutputLayerDefinition(form.format(path=escaped),
+                                                     QgsProject.instance())
     result = processing.run("hsanomaly:detect", {
         "INPUT": str(scene[0]), "SCORE": "rx", "OUTPUT": str(tmp_path / "heat.tif"),
-        "FAR": "0.005", "POLYGONS": form.format(path=escaped)}, feedback=log)
+        "FAR": "0.005", "POLYGONS": destination}, feedback=log, context=context)
     assert result["POLYGONS"] == str(path)
+    # loaded as what was written (QGIS looked for the layer it named: "not correctly
+    # generated", and nothing was loaded), and styled
+    loads = context.layersToLoadOnCompletion()
+    assert f"{path}|layername=targets" in loads and not any("ogr:" in key for key in loads)
+    assert loads[f"{path}|layername=targets"].postProcessor() is not None
     assert QgsVectorLayer(f"{path}|layername=targets", "t", "ogr").featureCount() >= 2
     assert log.warnings == ([f"Target polygons: written as layer 'targets' of {path}, not "
                              "'polygons': hsanomaly writes a GeoPackage of its own"]
@@ -601,3 +611,22 @@ def test_detect_help_states_the_librarys_defaults():
     text = QgsApplication.processingRegistry().algorithmById("hsanomaly:detect").shortHelpString()
     assert (f"score {defaults.SCORE}, latent search {defaults.SOLVER}, tiles of {defaults.TILE} "
             in text)
+
+
+def test_a_score_not_offered_is_refused_where_qgis_skips_the_parameter_check(scene, tmp_path):
+    """A model's step and a script's alg.run skip checkParameterValues: a score the dialog
+    does not offer ("RX", "lrx ") read as the default, and a GAN was trained for it."""
+    from qgis.core import QgsApplication, QgsProcessingContext, QgsProcessingFeedback
+
+    class Heard(QgsProcessingFeedback):
+        def reportError(self, error, fatalError=False):
+            errors.append(error)
+
+    algorithm = QgsApplication.processingRegistry().createAlgorithmById("hsanomaly:detect")
+    for score in ("RX", "lrx "):
+        errors = []
+        _, ok = algorithm.run({"INPUT": str(scene[0]), "SCORE": score,
+                               "OUTPUT": str(tmp_path / "heat.tif")},
+                              QgsProcessingContext(), Heard())
+        assert not ok and any(f"'{score}': not one of rx, lrx" in e for e in errors), errors
+    assert not (tmp_path / "heat.tif").exists()

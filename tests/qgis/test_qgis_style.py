@@ -165,7 +165,11 @@ def test_provider_and_algorithms_show_the_icon(plugin):
     provider = QgsApplication.processingRegistry().providerById("hsanomaly")
     assert not provider.icon().isNull()
     assert Path(provider.svgIconPath()) == plugin_dir / metadata["icon"]
-    assert all(not algorithm.icon().isNull() for algorithm in provider.algorithms())
+    for algorithm in provider.algorithms():      # the plugin's, not QGIS's generic gear
+        assert Path(algorithm.svgIconPath()) == plugin_dir / metadata["icon"]
+        assert not algorithm.icon().isNull()
+        assert {"hyperspectral", "anomaly"} <= set(algorithm.tags())       # found by search
+        assert algorithm.helpUrl() == metadata["homepage"]
 
 
 def test_an_output_that_cannot_be_styled_is_said_in_the_log(plugin, tmp_path):

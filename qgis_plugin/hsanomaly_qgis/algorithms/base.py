@@ -19,12 +19,35 @@ RASTER_TYPES = ("raster", "multilayer")
 MASK_TYPES = ("layer",)        # a raster or vector mask (``mask_parameter``)
 
 
+ICON = Path(__file__).resolve().parents[1] / "icon.png"
+# what the toolbox's search finds every algorithm by (its display name aside)
+TAGS = ["hyperspectral", "anomaly", "anomaly detection", "target detection", "hsanomaly"]
+
+
 class HsanomalyAlgorithm(QgsProcessingAlgorithm):
-    """Base class; subclasses name the modules they need in ``required_modules``."""
+    """Base class; subclasses name the modules they need in ``required_modules``, and what
+    else the toolbox's search finds them by in ``TAGS``."""
 
     # the library's argument names (src, out) that are not a parameter's name here -> the
     # parameter that stands for each
     ARGUMENTS = {}
+    TAGS: list = []
+
+    def icon(self):        # the plugin's, not QGIS's generic gear
+        from qgis.PyQt.QtGui import QIcon
+
+        return QIcon(str(ICON))
+
+    def svgIconPath(self):
+        return str(ICON)
+
+    def tags(self):
+        return TAGS + self.TAGS
+
+    def helpUrl(self):          # the plugin's homepage, as metadata.txt gives it
+        metadata = (ICON.parent / "metadata.txt").read_text(encoding="utf-8")
+        found = re.search(r"^homepage=(.+)$", metadata, re.M)
+        return found.group(1).strip() if found else ""
 
     def required_modules(self, parameters, context):
         return ("hsanomaly",)
@@ -60,6 +83,15 @@ class HsanomalyAlgorithm(QgsProcessingAlgorithm):
                 continue
             return False, parameter_problem(definition, value, context)
         return True, ""
+
+    def prepareAlgorithm(self, parameters, context, feedback):
+        """``checkParameterValues`` again: a model's step and a script's ``alg.run`` skip it,
+        and an enum value the algorithm does not offer then read as its default (a mistyped
+        score ran dualcontext, a GAN, where the user meant rx)."""
+        ok, message = self.checkParameterValues(parameters, context)
+        if not ok:
+            raise QgsProcessingException(message)
+        return True
 
     def library_errors(self, feedback=None):
         """``library_errors`` for this algorithm: the library's messages name its arguments

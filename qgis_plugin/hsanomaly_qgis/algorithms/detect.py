@@ -8,7 +8,7 @@ from qgis.core import (QgsProcessing, QgsProcessingParameterBoolean,
 
 from .. import library
 from ..dependencies import install_hint
-from ..styles import style_heatmap_on_load, style_targets_on_load
+from ..styles import load_as, style_heatmap_on_load, style_targets_on_load
 from .base import (HsanomalyAlgorithm, crs_set_in_qgis, field_in, geopackage_file, in_own_thread,
                    is_empty, mask_parameter, mask_source, progress_callback, raster_source)
 from .train import SEED_MAX, TrainModel
@@ -39,6 +39,8 @@ class DetectAnomalies(HsanomalyAlgorithm):
     OUTPUT = "OUTPUT"
     ARGUMENTS = {"src": INPUT, "dst": OUTPUT}
     POLYGONS = "POLYGONS"
+
+    TAGS = ["RX", "local RX", "Gaussian mixture", "GAN", "WGAN", "heatmap", "polygons"]
 
     def name(self):
         return "detect"
@@ -171,8 +173,8 @@ class DetectAnomalies(HsanomalyAlgorithm):
         mask = None if is_empty(parameters, self.MASK) else \
             mask_source(self, parameters, self.MASK, context, feedback)
         heatmap = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        polygons, layer = geopackage_file(
-            self.parameterAsOutputLayer(parameters, self.POLYGONS, context))
+        destination = self.parameterAsOutputLayer(parameters, self.POLYGONS, context)
+        polygons, layer = geopackage_file(destination)
         threshold = None if is_empty(parameters, self.THRESHOLD) else \
             self.parameterAsDouble(parameters, self.THRESHOLD, context)
         far = self._far(parameters, context)
@@ -236,6 +238,8 @@ class DetectAnomalies(HsanomalyAlgorithm):
         outputs = {self.OUTPUT: heatmap}
         if polygons:
             feedback.pushInfo(f"{polygons}: {counted(result.polygons, 'target polygon')}")
-            style_targets_on_load(context, polygons)
+            written = f"{polygons}|layername={LAYER}"     # what QGIS loads, whatever it named
+            load_as(context, destination, written)
+            style_targets_on_load(context, written)
             outputs[self.POLYGONS] = polygons
         return outputs

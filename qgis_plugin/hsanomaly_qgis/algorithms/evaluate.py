@@ -46,6 +46,8 @@ class Evaluate(HsanomalyAlgorithm):
     N_TARGETS = "N_TARGETS"
     ARGUMENTS = {"outer_mask": OUTER_MASK}
 
+    TAGS = ["ROC", "AUC", "Pd", "false-alarm rate", "evaluation", "accuracy"]
+
     def name(self):
         return "evaluate"
 

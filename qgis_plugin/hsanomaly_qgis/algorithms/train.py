@@ -26,6 +26,8 @@ class TrainModel(HsanomalyAlgorithm):
     OUTPUT = "OUTPUT"
     ARGUMENTS = {"out": OUTPUT}
 
+    TAGS = ["GAN", "WGAN", "training", "model"]
+
     def name(self):
         return "train"
 
