@@ -292,3 +292,14 @@ def test_evaluate_plots_leave_no_layout_objects_behind(scene, tmp_path):
                                               "TARGETS": str(tmp_path / f"t{run}.csv")})
         counts.append(layout_objects())
     assert counts[2] == counts[1], counts
+
+
+def test_evaluate_offers_no_cancel_it_cannot_honour_and_ends_its_progress(plugin):
+    """Evaluate kept Processing's Cancel, which did nothing once the evaluation had started,
+    and its progress bar never moved."""
+    from qgis.core import QgsApplication, QgsProcessingAlgorithm
+
+    algorithm = QgsApplication.processingRegistry().createAlgorithmById("hsanomaly:evaluate")
+    assert not algorithm.flags() & QgsProcessingAlgorithm.FlagCanCancel
+    detect = QgsApplication.processingRegistry().createAlgorithmById("hsanomaly:detect")
+    assert detect.flags() & QgsProcessingAlgorithm.FlagCanCancel

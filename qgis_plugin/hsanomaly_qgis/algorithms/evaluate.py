@@ -4,7 +4,7 @@ from pathlib import Path
 
 from qgis.core import (QgsCoordinateReferenceSystem, QgsFeature, QgsFeatureSink, QgsField,
                        QgsFields, QgsGeometry, QgsPointXY, QgsProcessing,
-                       QgsProcessingException,
+                       QgsProcessingAlgorithm, QgsProcessingException,
                        QgsProcessingOutputNumber,
                        QgsProcessingParameterDefinition, QgsProcessingParameterFeatureSink,
                        QgsProcessingParameterFolderDestination, QgsProcessingParameterNumber,
@@ -47,6 +47,11 @@ class Evaluate(HsanomalyAlgorithm):
     ARGUMENTS = {"outer_mask": OUTER_MASK}
 
     TAGS = ["ROC", "AUC", "Pd", "false-alarm rate", "evaluation", "accuracy"]
+
+    def flags(self):
+        """No Cancel: the library's evaluation is one call that cannot stop part-way (the
+        dialog's Cancel did nothing once it had started)."""
+        return super().flags() & ~QgsProcessingAlgorithm.FlagCanCancel
 
     def name(self):
         return "evaluate"
@@ -156,6 +161,7 @@ class Evaluate(HsanomalyAlgorithm):
             report = in_own_thread(lambda: evaluate(
                 heatmap, truth, outer_mask=outer, plots=plots, title=Path(heatmap).stem,
                 overwrite=False, pd_far=pd_far))
+            feedback.setProgress(100)
             feedback.pushInfo(format_summary(report))
             if plots:
                 feedback.pushInfo(f"{plots}: plots")
