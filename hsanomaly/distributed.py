@@ -128,16 +128,17 @@ def dask_setup(worker):
     it starts, restarted ones too: they ignore Ctrl-C, which the terminal sends to every
     process of the command and which the command answers by ending them. A worker the nanny
     restarts is started by the command's own process, whose Ctrl-C handler it took: it
-    printed its traceback around the command's one line."""
+    printed its traceback around the command's one line. Its memory is handled as in a
+    process alone (``runtime.malloc_as_alone``)."""
     import signal
     import threading
 
     if threading.current_thread() is threading.main_thread():   # where Dask runs it
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+    malloc_as_alone()       # a worker of ours: a caller's own cluster keeps its settings
 
 
 def _reduce_tile(source, window, fn):
-    malloc_as_alone()
     return source.reduce_tile(window, fn)
 
 
@@ -196,13 +197,11 @@ class DistributedSource:
 
 
 def _sample_tile(source, window, key, fraction, fn):
-    malloc_as_alone()
     return source.sample_tile(window, key, fraction, fn)
 
 
 def _score_into_store(source, job, index, window):
     """Score one tile on a worker and write it to the shared store; only the index goes back."""
-    malloc_as_alone()
     scorer, store, spelling = job
     if not store.path.is_dir():
         raise HsanomalyError(f"{store.path}: not found on worker host {socket.gethostname()}; "

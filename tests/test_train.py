@@ -850,3 +850,43 @@ def test_a_model_beyond_what_a_bundle_takes_is_refused_before_training(torch, tm
                                              r"ask for fewer 'bands' or a smaller 'window'"):
         train([EXAMPLE], tmp_path / "model", window=19, bands=205, iterations=1, progress=False)
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("first", ["main thread", "another thread"])
+def test_overlapping_trainings_leave_torchs_threads_as_the_caller_had_them(torch, first):
+    """Each training put back the count it saw on entry: of two that overlap, the second to
+    end put back the first's one thread, and new threads of the caller ran on one for good."""
+    import threading
+
+    from hsanomaly.training import _torch_threads
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    entered, leave = threading.Event(), threading.Event()
+
+    def other():
+        with _torch_threads(torch, 1):
+            entered.set()
+            leave.wait(10)
+    try:
+        if first == "main thread":
+            worker = threading.Thread(target=other)
+            with _torch_threads(torch, 1):           # first in, first out
+                worker.start()
+                entered.wait(10)
+            leave.set()
+            worker.join()
+        else:
+            worker = threading.Thread(target=other)
+            worker.start()
+            entered.wait(10)
+            with _torch_threads(torch, 1):           # last in, first out
+                leave.set()
+                worker.join()
+        seen = []
+        fresh = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+        fresh.start()
+        fresh.join()
+        assert (torch.get_num_threads(), seen) == (2, [2])
+    finally:
+        torch.set_num_threads(before)

@@ -108,16 +108,35 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
                                   whiten=whiten, background_only=background_only,
                                   boost_rare=boost_rare, seed=seed,
                                   check_data=not data_checked)
-        previous_threads = torch.get_num_threads()
-        torch.set_num_threads(int(THREADS if threads is None else threads))
-        try:
+        with _torch_threads(torch, int(THREADS if threads is None else threads)):
             options = {"window": window, "bands": data.bands, "sqrt": sqrt, "whiten": whiten,
                        "dim": dim, "latent_dim": latent_dim, "background_only": background_only,
                        "boost_rare": boost_rare, "mask": mask is not None}
             return _train(torch, data, inputs, out, settings, options, device, resume, progress,
                           report, quick_model_of, name, codebook_jacobians)
-        finally:
-            torch.set_num_threads(previous_threads)
+
+
+_TORCH_LOCK, _torch_users = threading.Lock(), {"count": 0, "before": None}
+
+
+@contextlib.contextmanager
+def _torch_threads(torch, threads):
+    """torch's intra-op threads for a training. The count is the process's and, through
+    OpenMP, the calling thread's: of trainings that overlap in a caller's threads, each puts
+    back in its thread what that thread had, and the last the count the first found (each
+    restoring only what it saw on entry left new threads on one thread for good)."""
+    with _TORCH_LOCK:
+        seen = torch.get_num_threads()
+        if not _torch_users["count"]:
+            _torch_users["before"] = seen
+        _torch_users["count"] += 1
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        with _TORCH_LOCK:
+            _torch_users["count"] -= 1
+            torch.set_num_threads(seen if _torch_users["count"] else _torch_users["before"])
 
 
 @contextlib.contextmanager
