@@ -638,6 +638,49 @@ def test_an_input_rewritten_while_it_is_scored_is_refused_not_mixed(tmp_path):
     hsanomaly.detect(src, tmp_path / "heat.tif", score="rx", tile=16)    # a rerun scores it
 
 
+def test_an_input_moved_while_it_is_scored_keeps_its_tiles_and_a_copy_of_it_is_no_change(
+        tmp_path):
+    """Moved away mid-run, or put back as a copy of the same bytes (a sync), the input's tiles
+    were thrown away as "the input changed": a local run reads through the file it opened, so
+    they stand; moved back, --resume takes them up."""
+    import os
+    import shutil
+
+    import hsanomaly
+
+    cube, _ = synthetic_cube(rows=48, cols=48)
+    src = write_raster(tmp_path / "scene.tif", cube)
+    done = []
+
+    def moved(fraction, message):
+        if fraction > 0.5 and not done:
+            os.replace(src, tmp_path / "away.tif")
+            done.append(message)
+        return False
+
+    with pytest.raises(HsanomalyError, match="scene.tif: moved or removed while it was scored; "
+                                             "nothing was replaced, and the tiles scored are "
+                                             "kept for resume=True once it is back"):
+        hsanomaly.detect(src, tmp_path / "heat.tif", score="rx", tile=16, callback=moved)
+    os.replace(tmp_path / "away.tif", src)
+    result = hsanomaly.detect(src, tmp_path / "heat.tif", score="rx", tile=16, resume=True)
+    assert result.tiles_resumed == result.tiles == 9
+    reference = hsanomaly.detect(src, tmp_path / "ref.tif", score="rx", tile=16)
+    copied = []
+
+    def copy_put_back(fraction, message):
+        if fraction > 0.5 and not copied:
+            shutil.copyfile(src, tmp_path / "copy.tif")
+            os.replace(tmp_path / "copy.tif", src)            # another file, the same bytes
+            copied.append(message)
+        return False
+
+    again = hsanomaly.detect(src, tmp_path / "again.tif", score="rx", tile=16,
+                             callback=copy_put_back)
+    assert copied and again.tiles == reference.tiles
+    assert (tmp_path / "again.tif").exists()
+
+
 def _save(how, other, src):
     import os
 

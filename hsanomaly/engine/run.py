@@ -390,7 +390,13 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
                 fit_scorer(scorer, executor.fit_source(source),
                            then_scored=not executor.distributed)
         done = _score(executor, source, scorer, store, windows, outputs, dst, progress, callback)
-        if source.changed() or input_fingerprint(src, source) != job["input"]:
+        if source.moved_away() and not executor.distributed:   # read through the file it opened
+            raise HsanomalyError(f"{source.name}: moved or removed while it was scored; nothing "
+                                 f"was replaced, and the tiles scored are kept for "
+                                 f"{spell('resume', True)} once it is back")
+        # by its fingerprint: the same content put in its place (a sync, a copy) is no change
+        if input_fingerprint(src, source) != job["input"] or (source.loaded is not None
+                                                              and source.changed()):
             store.remove()          # tiles of two inputs: none is worth resuming
             raise _changed(source)
         summaries = [store.members(i, SUMMARIES) for i in range(len(windows))]

@@ -101,6 +101,11 @@ class _Source:
             return True
         return self.loaded is not None and content_digest(self.identity[0]) != self.loaded
 
+    def moved_away(self):
+        """Whether the file this source was opened on is no longer at its path (moved or
+        removed), which ``changed`` counts as a change too."""
+        return self.identity is not None and file_identity(self.identity[0]) is None
+
     @property
     def token(self):
         """A name drawn for this source, which its copies on other workers keep: what results

@@ -375,7 +375,8 @@ def _check_file(path, name, meta, keep=False):
     except OSError as err:
         _fail(path, f"{name} cannot be read ({describe(err)})")
     if meta["files"].get(name) != digest:
-        _fail(path, f"{name} does not match its sha256 in {META_FILE} (modified or corrupt)")
+        _fail(path, f"{name} does not match its sha256 in {META_FILE} (modified, corrupt, or "
+                    "the bundle replaced by a training as it was read: try again)")
     return data
 
 
