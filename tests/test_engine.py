@@ -639,7 +639,7 @@ def test_an_input_rewritten_while_it_is_scored_is_refused_not_mixed(tmp_path):
 
 
 def test_an_input_moved_while_it_is_scored_keeps_its_tiles_and_a_copy_of_it_is_no_change(
-        tmp_path):
+        tmp_path, monkeypatch):
     """Moved away mid-run, or put back as a copy of the same bytes (a sync), the input's tiles
     were thrown away as "the input changed": a local run reads through the file it opened, so
     they stand; moved back, --resume takes them up."""
@@ -647,6 +647,7 @@ def test_an_input_moved_while_it_is_scored_keeps_its_tiles_and_a_copy_of_it_is_n
     import shutil
 
     import hsanomaly
+    from hsanomaly.io import fingerprint
 
     cube, _ = synthetic_cube(rows=48, cols=48)
     src = write_raster(tmp_path / "scene.tif", cube)
@@ -670,7 +671,7 @@ def test_an_input_moved_while_it_is_scored_keeps_its_tiles_and_a_copy_of_it_is_n
 
     def copy_put_back(fraction, message):
         if fraction > 0.5 and not copied:
-            shutil.copyfile(src, tmp_path / "copy.tif")
+            shutil.copy2(src, tmp_path / "copy.tif")           # its time kept too
             os.replace(tmp_path / "copy.tif", src)            # another file, the same bytes
             copied.append(message)
         return False
@@ -679,6 +680,13 @@ def test_an_input_moved_while_it_is_scored_keeps_its_tiles_and_a_copy_of_it_is_n
                              callback=copy_put_back)
     assert copied and again.tiles == reference.tiles
     assert (tmp_path / "again.tif").exists()
+    # a file known by samples of its bytes (a large one): another file there is a change
+    monkeypatch.setattr(fingerprint, "FULL_HASH_BYTES", 100)
+    monkeypatch.setattr(fingerprint, "SAMPLE_BLOCK", 16)
+    copied.clear()
+    with pytest.raises(HsanomalyError, match="scene.tif: the input changed while it was scored"):
+        hsanomaly.detect(src, tmp_path / "sampled.tif", score="rx", tile=16,
+                         callback=copy_put_back)
 
 
 def _save(how, other, src):

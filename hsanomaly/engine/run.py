@@ -394,9 +394,10 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
             raise HsanomalyError(f"{source.name}: moved or removed while it was scored; nothing "
                                  f"was replaced, and the tiles scored are kept for "
                                  f"{spell('resume', True)} once it is back")
-        # by its fingerprint: the same content put in its place (a sync, a copy) is no change
-        if input_fingerprint(src, source) != job["input"] or (source.loaded is not None
-                                                              and source.changed()):
+        # another file at its path is a change, unless it holds the same bytes, hashed whole
+        # (a sync, a copy put back): a fingerprint of samples could not tell
+        whole = "sha256" in job["input"] and source.loaded is None
+        if input_fingerprint(src, source) != job["input"] or (source.changed() and not whole):
             store.remove()          # tiles of two inputs: none is worth resuming
             raise _changed(source)
         summaries = [store.members(i, SUMMARIES) for i in range(len(windows))]
