@@ -4,7 +4,6 @@ clients ``detect`` and ``detect_many`` score their tiles on (``distributed``).""
 
 import contextlib
 import logging
-import random
 import re
 import signal
 import sys
@@ -174,19 +173,9 @@ def _no_scheduler(address, err):
 @contextlib.contextmanager
 def dask_client(workers=None, scheduler=None):
     """A Client for ``scheduler`` (an address, or a Client used as is) or a local cluster of
-    ``workers`` single-threaded processes, closed on exit unless it was passed in. Python's
-    ``random``, which Dask's client and scheduler draw from in this process, is left as it
-    was: a caller's seeded draws came out otherwise after a run on Dask."""
-    state = random.getstate()
-    try:
-        with _dask_client(workers, scheduler) as client:
-            yield client
-    finally:
-        random.setstate(state)
-
-
-@contextlib.contextmanager
-def _dask_client(workers, scheduler):
+    ``workers`` single-threaded processes, closed on exit unless it was passed in. Dask's
+    client and scheduler draw from Python's global ``random`` in this process; it is not put
+    back (the draws of a caller's other threads meanwhile would come again)."""
     check_execution(workers, scheduler)
     distributed = import_distributed()
     if isinstance(scheduler, distributed.Client):

@@ -951,17 +951,3 @@ def test_a_local_cluster_that_does_not_start_is_one_line(synthetic_raster, tmp_p
             hsanomaly.detect(synthetic_raster[0], tmp_path / "x.tif", score="rx", tile=TILE,
                              workers=2, progress=False)
     assert sorted(os.listdir(tmp_path)) == before
-
-
-def test_a_run_on_dask_leaves_pythons_random_as_it_was(tmp_path):
-    """Dask's client and scheduler draw from Python's global random in this process: a
-    caller's seeded draws came out otherwise after detect(workers=1)."""
-    import random
-
-    cube, _ = synthetic_cube(rows=16, cols=16)
-    scene = write_raster(tmp_path / "scene.tif", cube)
-    random.seed(0)
-    expected = [random.random() for _ in range(3)]
-    random.seed(0)
-    hsanomaly.detect(scene, tmp_path / "heat.tif", score="rx", tile=16, workers=1)
-    assert [random.random() for _ in range(3)] == expected

@@ -33,13 +33,10 @@ class HsanomalyAlgorithm(QgsProcessingAlgorithm):
     ARGUMENTS = {}
     TAGS: list = []
 
-    def icon(self):        # the plugin's, not QGIS's generic gear
-        from qgis.PyQt.QtGui import QIcon
+    def icon(self):        # the plugin's, not QGIS's generic gear (the Model Designer draws
+        from qgis.PyQt.QtGui import QIcon    # svgIconPath, an SVG: left QGIS's)
 
         return QIcon(str(ICON))
-
-    def svgIconPath(self):
-        return str(ICON)
 
     def tags(self):
         return TAGS + self.TAGS
