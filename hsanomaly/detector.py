@@ -21,7 +21,8 @@ from .io.checks import one_job
 from .io.inputs import as_source
 from .latent import current_solver
 from .parameters import ScoreParameters
-from .options import check_door_keywords, check_flags, check_near_misses, plain_values, renamed_keywords
+from .options import (check_door_keywords, check_flags, check_near_misses, plain_values,
+                      renamed_keywords)
 from .quickmodel import QuickModelFolder
 from .scorers import (check_scorer, chosen, current_options, make_scorer, scorer_class,
                       scorer_for)

@@ -113,19 +113,24 @@ def write_png(heatmap, png, max_size=MAX_SIZE, stage=None):
                                                                         pnginfo=info)}
     if georeferenced:                    # a world file needs no CRS; the .aux.xml holds it, or
         world, aux = sidecars(png)       # none: an earlier run's must not place this picture
-        files[world] = lambda tmp: Path(tmp).write_text(world_file_text(transform), encoding="utf-8")
-        files[aux] = lambda tmp: Path(tmp).write_text(_aux_xml(crs), encoding="utf-8")
+        files[world] = _text(world_file_text(transform))
+        files[aux] = _text(_aux_xml(crs))
     elif gcps:                           # ground control points, at the picture's pixels
-        files[sidecars(png)[1]] = lambda tmp: Path(tmp).write_text(
-            _gcp_aux_xml(gcps, gcp_crs, scale), encoding="utf-8")
+        files[sidecars(png)[1]] = _text(_gcp_aux_xml(gcps, gcp_crs, scale))
     elif step > 1 and not placed_by:     # unplaced and shrunk: on the heatmap's pixel grid, as
         pixels = Affine(step, 0, 0, 0, -step, 0)     # a GIS shows it (x column, y -row)
-        files[sidecars(png)[0]] = lambda tmp: Path(tmp).write_text(world_file_text(pixels), encoding="utf-8")
+        files[sidecars(png)[0]] = _text(world_file_text(pixels))
     with staged_into(stage) as into:
         for path, write in files.items():
             is_png = path.suffix == ".png"
             stale = [p for p in sidecars(png) if p not in files] if is_png else ()  # earlier
             write(into.path(path, check=png_check if is_png else None, stale=stale))
+
+
+def _text(text):
+    """A writer of side file ``text`` to a temporary path, in UTF-8 (a CRS's name may not be
+    ASCII, and the locale's encoding is no file format)."""
+    return lambda tmp: Path(tmp).write_text(text, encoding="utf-8")
 
 
 def render(scores, low, high, name):

@@ -302,4 +302,3 @@ def check_drawing(label):
         raise HsanomalyError(f"{label}: matplotlib, which draws it, finds no writable folder for "
                              "its cache (HOME or a temporary folder); set MPLCONFIGDIR to "
                              "one") from None
-

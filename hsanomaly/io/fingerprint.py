@@ -38,7 +38,7 @@ def file_fingerprint(path, whole=None):
         return {"size": stat.st_size, "sha256": file_sha256(path)}
     digest = hashlib.sha256()
     with open(path, "rb") as f:
-        last = max(0, stat.st_size - SAMPLE_BLOCK)
+        last = stat.st_size - SAMPLE_BLOCK
         for offset in np.linspace(0, last, SAMPLE_BLOCKS + 2).astype(np.int64):
             f.seek(int(offset))
             digest.update(f.read(SAMPLE_BLOCK))

@@ -457,11 +457,12 @@ def _gdal_reason(err):
 NUMBER = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 
 
-def bad_bands(ds, name):
-    """Band numbers an ENVI header's bad band list (``bbl``: 1 good, 0 bad) marks bad, such as
-    an AVIRIS scene's water-vapour bands: left out, as ENVI leaves them out. A list of another
-    length names no band for certain: refused, not ignored (its bad bands would be scored)."""
-    listed = envi_header(ds).get("bbl")
+def bad_bands(ds, name, envi):
+    """Band numbers an ENVI header's bad band list (``bbl``: 1 good, 0 bad; ``envi``: the
+    header, ``envi_header``) marks bad, such as an AVIRIS scene's water-vapour bands: left
+    out, as ENVI leaves them out. A list of another length names no band for certain:
+    refused, not ignored (its bad bands would be scored)."""
+    listed = envi.get("bbl")
     if not listed:
         return set()
     flags = re.findall(NUMBER, listed)
@@ -493,15 +494,15 @@ def envi_header(ds):
 RAW_DRIVERS = ("ENVI", "EHdr", "GenBin", "ISCE", "PAux", "ROI_PAC")
 
 
-def check_raw_size(ds):
+def check_raw_size(ds, envi):
     """Refuse a raw data file shorter than its header says: GDAL would read the missing
     pixels as zeros and the run would score them, silently. An ENVI data file longer by a
     line of every band or a band or more, or an ENVI header without a data type (GDAL takes
     bytes), is a header cut short or of another file: its pixels would be read out of place
-    (EHdr's gaps between bands or rows are not told here, its SKIPBYTES is counted)."""
+    (EHdr's gaps between bands or rows are not told here, its SKIPBYTES is counted).
+    ``envi``: the ENVI header (``envi_header``)."""
     if ds.driver not in RAW_DRIVERS or not ds.files or is_gdal_name(ds.files[0]):
         return
-    envi = envi_header(ds)
     if ds.driver == "ENVI" and "data_type" not in envi:
         raise HsanomalyError(f"{ds.files[0]}: its ENVI header names no data type, which GDAL "
                              "then takes for bytes; a header cut short?")
@@ -558,16 +559,15 @@ def _gzip_holds(path, needed):
     return True
 
 
-def band_wavelengths(ds, bands=None):
-    """Band centre wavelengths in nanometres from ENVI headers or GDAL band metadata, or None;
-    of ``bands`` (numbers from 1; default: every band).
+def band_wavelengths(ds, envi, bands=None):
+    """Band centre wavelengths in nanometres from the ENVI header (``envi``, ``envi_header``)
+    or GDAL band metadata, or None; of ``bands`` (numbers from 1; default: every band).
 
     Units come from ``wavelength_units`` where given (lengths, or wavenumbers in cm^-1);
     unitless values that all lie below MICROMETRE_GUESS are micrometres (no sensor measures
     0.4-30 nm), anything else nanometres. Units that are no length (ENVI's Index, GHz) give
     None: band numbers or frequencies are no centre wavelengths to check bands by.
     """
-    envi = envi_header(ds)
     values, units = None, envi.get("wavelength_units")
     bands = bands or range(1, ds.count + 1)
     if envi.get("wavelength"):

@@ -25,8 +25,8 @@ from .bandaxis import MIN_LINE, warn_if_bands_elsewhere
 from .checks import absolute, available_memory, size_text, warn_once
 from .digest import file_sha256
 from .gdal import (GDAL_CACHE_BYTES, band_wavelengths, bad_bands, check_dataset, check_raw_size,
-                   dataset_found, gdal_env, geolocation, is_gdal_name, open_raster, read_checked,
-                   read_masked, require_file)
+                   dataset_found, envi_header, gdal_env, geolocation, is_gdal_name, open_raster,
+                   read_checked, read_masked, require_file)
 from .values import (ATTRIBUTE_SCALING, EXTREME, FLOAT32_MAX, RASTER_SCALING,
                      check_float32_range, coarsest_in_float32, commonest, declare_nodata,
                      extreme_values, noise_bands, two_values_text, warn_coarse,
@@ -470,8 +470,9 @@ class RasterSource(_Source):
         # an alpha band says which pixels are there (0: transparent); it is no spectral band.
         # GDAL masks with it only in 2- and 4-band rasters, so it is read here as the mask
         alpha = [b for b, c in enumerate(ds.colorinterp, start=1) if c.name == "alpha"]
-        check_raw_size(ds)
-        bad = bad_bands(ds, self.name)
+        envi = envi_header(ds)           # read once: from the header itself (``envi_header``)
+        check_raw_size(ds, envi)
+        bad = bad_bands(ds, self.name, envi)
         self.bands = [b for b in range(1, ds.count + 1) if b not in alpha and b not in bad]
         if not ds.count:
             inside = ds.subdatasets
@@ -499,7 +500,7 @@ class RasterSource(_Source):
                         "width": ds.width, "height": ds.height,
                         "gcps": (gcps, gcp_crs) if gcps else None, "rpcs": ds.rpcs,
                         "geolocation": None if georeferenced else self._geolocation(ds)}
-        self.wavelengths = band_wavelengths(ds, self.bands)
+        self.wavelengths = band_wavelengths(ds, envi, self.bands)
         self.band_names = [ds.descriptions[b - 1] or f"band {b}" for b in self.bands]
         self.dtype = ds.dtypes[self.bands[0] - 1]
         # blocks as wide as the raster (strips, ENVI's lines): ``cache_for``

@@ -24,7 +24,7 @@ from ..errors import HsanomalyError, describe
 from ..spelling import counted
 
 DEFLATE = (8, 32946)          # TIFF's Compression tag: Adobe deflate, and the older code
-OFFSET_TAGS = {273: 279, 324: 325}       # StripOffsets: StripByteCounts, TileOffsets: TileByteCounts
+OFFSET_TAGS = {273: 279, 324: 325}     # Strip/TileOffsets: their Strip/TileByteCounts
 COMPRESSION = 259
 SUBFILE_TYPE = 254            # NewSubfileType: 4, a transparency mask of the full resolution
 MASK = 4
