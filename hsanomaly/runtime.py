@@ -139,8 +139,9 @@ _BLAS_LOCK, _blas_limit = threading.Lock(), None
 
 def check_threads(threads):
     """Refuse a thread count onnxruntime cannot use, before any work starts."""
-    if threads is not None and (isinstance(threads, bool) or int(threads) != threads or threads < 1):
-        raise HsanomalyError(f"{spell('threads')} must be a whole number of at least 1, got {threads}")
+    from .options import check_whole
+
+    check_whole("threads", threads, 1, optional=True)
 
 
 CHECK_MEMORY = 256 << 20    # what a bundle's networks may take on a batch of two, when checked

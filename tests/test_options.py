@@ -172,7 +172,7 @@ def test_the_cli_refuses_a_former_name_that_never_was_a_flag(synthetic_raster, t
                     ["detect-many", str(path), "--out-dir", str(tmp_path / "many")]):
         result = CliRunner().invoke(main, [*command, "--score", "lrx", "--components", "4"])
         assert result.exit_code == 2
-        assert "--components: score 'lrx' has no such option (--pca takes its place)" \
+        assert "--components: score 'lrx' has no such option (its own is --pca)" \
             in result.output
     assert [p.name for p in tmp_path.iterdir()] == ["scene.tif"]
     result = CliRunner().invoke(main, ["detect", str(path), str(tmp_path / "gmm.tif"), "--score",
@@ -428,3 +428,13 @@ def test_a_misspelt_keyword_of_detect_is_refused_as_such_before_any_work(tmp_pat
                                                  rf"this option \(did you mean '{meant}'\? "):
             hsanomaly.detect(src, tmp_path / "out.tif", score=score, **{option: 1})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif"]
+
+
+@pytest.mark.parametrize("threads", [1.0, float("nan"), True, 0])
+def test_a_gan_scores_thread_count_is_checked_as_every_whole_option(threads):
+    """A scorer built directly (no front door checked its options) met runtime's own copy of
+    the rule, which took 1.0 and gave a bare ValueError for NaN."""
+    from hsanomaly.scorers.gan import ReconScorer
+
+    with pytest.raises(HsanomalyError, match="'threads' must be a whole number of at least 1"):
+        ReconScorer("not loaded", threads=threads)

@@ -4,6 +4,7 @@ import click
 
 from .. import defaults
 from . import SEED_RANGE, progress_log, quiet_option, show_progress, with_verbosity
+from ..errors import HsanomalyError
 from ..latent import DEPRECATED_NAMES, SOLVERS
 from ..options import given as given_options
 from ..scorers import REGISTRY, SCORES
@@ -58,7 +59,7 @@ def _taking(option):
               help=f"Scores with local RX rings ({_taking('purge')}): the fraction of pixels, "
                    f"those the score's own "
                    f"first pass ranks highest, left out of the rings' statistics in a second "
-                   f"pass; 0 scores in one pass, about twice as fast [default: "
+                   f"pass; 0 scores in one pass, without the second [default: "
                    f"{defaults.DUAL_PURGE:g} for dualcontext, {defaults.PURGE:g} otherwise].")
 @click.option("--rings", default=None,
               help=f"Scores with several local RX rings ({_taking('rings')}): their "
@@ -117,8 +118,8 @@ def _taking(option):
                    f"[default: {defaults.DEVICE}].")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="onnxruntime intra-op threads of each GAN network [default: "
-                   "onnxruntime's choice, a thread a core]. Besides, two tiles are scored at "
-                   "once, each on one BLAS thread.")
+                   "onnxruntime's choice, a thread a core]. Besides, "
+                   f"{defaults.TILE_THREADS} tiles are scored at once, each on one BLAS thread.")
 @click.option("--ignore-wavelengths", is_flag=True, default=None,
               help="Score with a model even where the raster's band wavelengths differ from "
                    "the ones it was trained on.")
@@ -169,12 +170,12 @@ def scorer_options(score, **given):
     """The scorer options the user gave (None = not given, so the score's default applies).
     A library option's former name was never a flag for the score: refused here, not taken
     for the option it names now (``--components`` is a mixture's, not local RX's ``--pca``)."""
-    from ..scorers import former_option
+    from ..scorers import refuse_former_option
 
     flag = given.get("ignore_wavelengths") or None       # an absent switch is not given
     options = given_options({**given, "ignore_wavelengths": flag})
-    found = former_option(score, options)
-    if found:
-        raise click.UsageError(f"--{found[0]}: score {score!r} has no such option (--{found[1]} "
-                               "takes its place)")
+    try:
+        refuse_former_option(score, options)
+    except HsanomalyError as err:
+        raise click.UsageError(str(err)) from None
     return options

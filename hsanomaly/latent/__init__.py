@@ -53,7 +53,21 @@ def make_solver(name, *, c1=defaults.C1, c2=defaults.C2, restarts=defaults.RESTA
                              f"{', '.join(SOLVERS)}")
     given = dict(c1=c1, c2=c2, restarts=restarts, steps=steps, codebook=codebook, refine=refine,
                  codebook_scale=codebook_scale, seed=seed)
+    _warn_of_the_other_solvers_options(name, given)
     return SOLVERS[name](**{option: given[option] for option in SOLVERS[name].options})
+
+
+def _warn_of_the_other_solvers_options(name, given):
+    """An option only another solver takes (in its ``options``, not in this one's), set away
+    from its default, does nothing here: say so (it was ignored without a word)."""
+    from ..io.checks import warn_once
+
+    other = [option for option in dict.fromkeys(o for cls in SOLVERS.values() for o in cls.options)
+             if option not in SOLVERS[name].options
+             and given[option] != getattr(defaults, option.upper())]
+    if other:
+        warn_once(f"{', '.join(spell(option) for option in other)}: an option of the other "
+                  f"latent search, which {spell('solver', name)} does not use; it has no effect")
 
 
 __all__ = ["Codebook", "FastSolver", "GeneratorFunction", "LatentResult", "SOLVERS", "ThesisSolver",

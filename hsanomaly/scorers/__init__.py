@@ -57,14 +57,16 @@ def current_options(name, options, warn=True):
                                "this option", warn)
 
 
-def former_option(name, options):
-    """(a former name among ``options``, its name now) for score ``name`` (its
-    ``renamed_options``), or None. A shell (the command line, QGIS) names every field as
-    options are named now, so a former name there is a field meant for another score
-    (QGIS's "Mixture components" is gmm's, not the rings' former name of "pca"): refused, not
-    taken for the option it names now."""
+def refuse_former_option(name, options):
+    """Refuse a former option name of score ``name`` (its ``renamed_options``) among
+    ``options``. A shell (the command line, QGIS) names every field as options are named now,
+    so a former name there is a field meant for another score (QGIS's "Mixture components" is
+    gmm's, not the rings' former name of "pca"), not the option it names now."""
     renamed = scorer_class(name).renamed_options
-    return next(((former, now) for former, now in renamed.items() if former in options), None)
+    for former, now in renamed.items():
+        if former in options:
+            raise HsanomalyError(f"{spell(former)}: score {name!r} has no such option (its own "
+                                 f"is {spell(now)})")
 
 
 def extra_label(kind):

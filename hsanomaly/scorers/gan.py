@@ -63,9 +63,6 @@ class GanScorer(Scorer):
         self.solver = make_solver(solver, c1=c1, c2=c2, restarts=restarts, steps=steps,
                                   codebook=codebook, refine=refine,
                                   codebook_scale=codebook_scale, seed=seed)
-        _warn_of_the_other_solvers_options(self.solver.name, dict(
-            restarts=restarts, steps=steps, codebook=codebook, refine=refine,
-            codebook_scale=codebook_scale))
         self._bundle = None
         self._sessions = {}
 
@@ -221,20 +218,6 @@ class GanScorer(Scorer):
                 out[:, inner] = np.asarray(outputs[name], np.float32).reshape(len(windows), count).T
             result[name] = out
         return result
-
-
-OWN_OPTIONS = {"fast": ("codebook", "refine", "codebook_scale"), "thesis": ("restarts", "steps")}
-
-
-def _warn_of_the_other_solvers_options(solver, given):
-    """An option of the other latent search, set away from its default, does nothing here:
-    say so (it was ignored without a word)."""
-    other = [name for owner, names in OWN_OPTIONS.items() if owner != solver for name in names
-             if given[name] != getattr(defaults, name.upper())]
-    if other:
-        names = ", ".join(spell(name) for name in other)
-        warn_once(f"{names}: an option of the other latent search, which {spell('solver', solver)} "
-                  "does not use; it has no effect")
 
 
 TRAINING_ADVICE = "ranks best on a model trained"   # the warning below, for a filter

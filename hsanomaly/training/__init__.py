@@ -22,7 +22,7 @@ from ..io.checks import warn
 from ..io.lock import lock_folder
 from ..io.paths import Item, checkpoint_dir
 from ..options import TRAINING_KINDS, check_values
-from ..runtime import check_threads, training_unavailable
+from ..runtime import training_unavailable
 from ..spelling import spell
 from .data import load_training_data
 from .settings import MAX_DIM, MAX_LATENT_DIM, THREADS, Settings
@@ -76,7 +76,6 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
     Returns the loaded hsanomaly.model.Bundle.
     """
     check_values({k: v for k, v in locals().items() if k in TRAINING_KINDS}, TRAINING_KINDS)
-    check_threads(threads)
     out = Path(out)
     name = name or out
     try:

@@ -14,7 +14,7 @@ exactly the trained network, up to float32 rounding; linear maps with no ReLU be
 (the generator's projection and first shortcut, the critic's first convolution and first
 shortcut) are multiplied together. The dense matrices hold the convolutions' structural zeros
 (about a quarter more multiply-adds than the convolutions), which onnxruntime's GEMMs still run
-about twice as fast as the convolution-shaped graph; ``docs/training/graphs.md`` has the
+faster than the convolution-shaped graph; ``docs/training/graphs.md`` has the
 measurements. Windows of 3 or 5 pixels are exported by ``torch.onnx`` with their Conv3d layers.
 The public tensors are the same either way (hsanomaly.model.bundle.SIGNATURES).
 

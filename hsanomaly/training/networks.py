@@ -21,7 +21,7 @@ kernel-2 stride-2 convolution over a 1x1 window is exactly a matrix product foll
 reshape, and the same-length convolution one product over three shifted copies; this is the
 shape torch trains. The ONNX export does not keep it: every layer is then an affine map of the
 pixel's flattened activations, and hsanomaly.training.export lowers each network to a chain of
-dense Gemm nodes, which onnxruntime runs about twice as fast as these products with their pads
+dense Gemm nodes, which onnxruntime runs faster than these products with their pads
 and shifted copies (docs/training/graphs.md).
 Windows of 3 or 5 pixels use Conv3d over (band, row, col) with a 3x3 spatial kernel and
 spatial padding 1, so the networks also convolve spatially.

@@ -38,9 +38,12 @@ FALLBACK = SimpleNamespace(
                     "dualcontext"),
             "components": ("gmm",),
             "seed": ("gmm", "recon", "anogan", "resrx", "context", "mcontext", "rescontext",
-                     "dualcontext")},
+                     "dualcontext"),
+            "solver": ("recon", "anogan", "resrx", "context", "mcontext", "rescontext",
+                       "dualcontext")},
 )
-TAKING = ("outer", "guard", "pca", "components", "seed")   # options whose scores the dialog names
+# options whose scores the dialog names (and "solver": the scores that search the latent space)
+TAKING = ("outer", "guard", "pca", "components", "seed", "solver")
 
 
 def load():
@@ -86,11 +89,4 @@ def _default(scorer_class, option):
 
 def takes_solver(score):
     """True when ``score`` searches the latent space (and so takes the ``solver`` option)."""
-    try:
-        scorers = importlib.import_module("hsanomaly.scorers")
-    except ImportError:
-        return score in FALLBACK.model_scores and score != "critic"
-    registry = getattr(scorers, "REGISTRY", None)
-    if registry is not None and score in registry:
-        return "solver" in getattr(registry[score], "options", ())
-    return score in scorers.MODEL_SCORES
+    return score in load().taking["solver"]

@@ -547,8 +547,8 @@ def test_window_and_component_fields_reach_the_library(plugin, tmp_path, score, 
     # changed every pixel, with a warning about a renamed option the user never used
     with pytest.raises(QgsProcessingException) as err:
         run_detect(INPUT=raster, SCORE="lrx", OUTPUT=tmp_path / "lrx.tif", COMPONENTS=4)
-    assert str(err.value).startswith("'Mixture components': score 'lrx' does not use it (its "
-                                     "field is 'Principal components kept')"), str(err.value)
+    assert str(err.value).startswith("'Mixture components': score 'lrx' has no such option "
+                                     "(its own is 'Principal components kept')"), str(err.value)
     assert not (tmp_path / "lrx.tif").exists()
 
 

@@ -207,15 +207,11 @@ class DetectAnomalies(HsanomalyAlgorithm):
             feedback.pushWarning(f"{what}: not used by score {score!r}, {why}")
         with self.library_errors(feedback):
             from hsanomaly.api import detect
-            from hsanomaly.errors import HsanomalyError
             from hsanomaly.polygons import LAYER, check_no_other_layers
-            from hsanomaly.scorers import former_option
-            from hsanomaly.spelling import counted, spell
+            from hsanomaly.scorers import refuse_former_option
+            from hsanomaly.spelling import counted
 
-            found = former_option(score, options)
-            if found:       # another score's field, not this one's former name for its own
-                raise HsanomalyError(f"{spell(found[0])}: score {score!r} does not use it (its "
-                                     f"field is {spell(found[1])})")
+            refuse_former_option(score, options)     # another score's field, not a former name
 
             if layer not in (None, LAYER):
                 feedback.pushWarning(f"Target polygons: written as layer {LAYER!r} of "
