@@ -9,7 +9,7 @@ import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, List, Optional, SupportsIndex, cast
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, List, Optional, SupportsIndex, cast
 
 from . import defaults
 from .api import detect
@@ -31,9 +31,10 @@ if TYPE_CHECKING:          # the engine loads on first use: ``import hsanomaly``
 @dataclass
 class BatchItem:
     """One raster of ``detect_many``: its input, its heatmap and what became of it."""
+    STATUSES: ClassVar = ("scored", "skipped", "failed")      # "skipped": finished before
     src: str
     dst: str
-    status: str                   # "scored", "skipped" (finished before) or "failed"
+    status: str                   # one of STATUSES
     result: Optional["DetectResult"] = None   # when scored
     error: Optional[str] = None             # one-line message when failed
 
@@ -77,9 +78,7 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
     score, options = chosen(score, options)
     cls = check_request(score, model, options, None, tile, workers, scheduler, callback,
                         mask=mask, overwrite=overwrite, progress=progress,
-                        batch=(detect, detect_many), door=detect_many)
-    if settled is not None and not callable(settled):
-        raise HsanomalyError(f"{spell('settled')} must be None or a function, got {settled!r}")
+                        batch=(detect, detect_many), door=detect_many, settled=settled)
     check_path_kind(out_dir, spell("out_dir"))
     out_dir = Path(out_dir)
     sources = _without_own_outputs(batch_inputs(inputs))

@@ -57,6 +57,7 @@ KINDS = {   # kind -> (test, what the value must be)
     "flag": (lambda v: isinstance(v, (bool, np.bool_)), "True or False"),
     "text": (lambda v: isinstance(v, str), "a text"),
     "callback": (lambda v: v is None or callable(v), "None or a function (fraction, message)"),
+    "settled": (lambda v: v is None or callable(v), "None or a function (item)"),
     "rings": (_rings, "outer/guard pairs like '7/3;15/5' or ((7, 3), (15, 5))"),
 }
 
@@ -128,6 +129,11 @@ def check_values(options, kinds=OPTION_KINDS):
         test, what = KINDS[kind]
         if not test(value):
             raise HsanomalyError(f"{spell(option)} must be {what}, got {value!r}")
+
+
+def check_callbacks(**callbacks):
+    """Refuse a callback (named as its kind in ``KINDS``) that is not None or a function."""
+    check_values(callbacks, {name: name for name in callbacks})
 
 
 def check_flags(**flags):

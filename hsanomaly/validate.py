@@ -15,7 +15,7 @@ from .io.paths import (DIRECTORY, FILE, GEOTIFF_SUFFIXES, Item, check_name_fits,
                        check_suffix, expand_pattern, holds_numbers, input_files, is_model_bundle,
                        is_path, is_quick_model, quick_model_input, refuse_foreign_side_files,
                        side_files)
-from .options import check_batch_keywords, check_flags, check_near_misses, check_values
+from .options import check_batch_keywords, check_callbacks, check_flags, check_near_misses
 from .spelling import kind_of, spell
 
 
@@ -222,9 +222,9 @@ def evaluate_paths(heatmap, truth, outer_mask, plots, json, overwrite=False):
 
 
 def check_request(score, model, options, extras=None, tile=None, workers=None, scheduler=None,
-                  callback=None, mask=None, door=None, **flags):
+                  callback=None, mask=None, door=None, settled=None, **flags):
     """The options of a detect run: names the score takes and values of their kinds and
-    ranges, the extras, the executor, the progress callback, the exclusion mask's path, and
+    ranges, the extras, the executor, the callbacks, the exclusion mask's path, and
     its switches (``flags``: resume, overwrite, ...). ``door``: the function called (detect,
     detect_many), whose own keywords a misspelt option is told from. Returns the score's class."""
     from .cluster import check_execution
@@ -244,7 +244,7 @@ def check_request(score, model, options, extras=None, tile=None, workers=None, s
     if tile is not None:
         check_tile(tile)
     check_flags(**flags)
-    check_values({"callback": callback}, {"callback": "callback"})
+    check_callbacks(callback=callback, settled=settled)
     check_extras(cls, extras)
     check_execution(workers, scheduler)
     return cls

@@ -26,17 +26,15 @@ def detect_many(inputs, out_dir, overwrite, workers, scheduler, quiet, **scoring
 
     Exits with status 1 if any raster failed, after scoring the others.
     """
-    from ..batch import detect_many as run
+    from ..batch import BatchItem, detect_many as run
 
     score, model, tile = scoring.pop("score"), scoring.pop("model"), scoring.pop("tile")
     mask = scoring.pop("mask")
     items = run(inputs, out_dir, score=score, model=model, mask=mask, tile=tile, overwrite=overwrite,
                 workers=workers, scheduler=scheduler, progress=show_progress(quiet),
                 callback=progress_log(quiet), settled=_say, **scorer_options(score, **scoring))
-    counts = {status: sum(item.status == status for item in items)
-              for status in ("scored", "skipped", "failed")}
-    click.echo(f"{out_dir}: {counts['scored']} scored, {counts['skipped']} skipped, "
-               f"{counts['failed']} failed")
+    counts = {status: sum(item.status == status for item in items) for status in BatchItem.STATUSES}
+    click.echo(f"{out_dir}: " + ", ".join(f"{n} {status}" for status, n in counts.items()))
     if counts["failed"]:
         sys.exit(1)
 
