@@ -288,3 +288,49 @@ def test_a_small_window_of_a_large_file_does_not_inflate_the_whole_file(tmp_path
     pixel = 12 * 4                                  # one pixel of its 12 float32 bands
     assert tiff.PART_READ * pixel < path.stat().st_size
     tiff.check_part_read([str(path)], pixel)        # left to GDAL
+
+
+def test_a_damaged_geotiff_in_a_local_archive_or_under_a_driver_like_name_is_refused(
+        tmp_path, monkeypatch):
+    """The check read plain files only: the same damaged file inside a zip (stored or
+    deflated), a tar or a gzip, or named "L1B:flight.tif" (a driver's prefix), was scored with
+    exit 0. A sound member reads; nested archives and URLs are left to GDAL."""
+    import gzip
+    import shutil
+    import tarfile
+    import zipfile
+
+    good, bad = tmp_path / "good.tif", tmp_path / "bad.tif"
+    _scene(good, compress="deflate")
+    offset, count = _blocks(good)[0]
+    data = bytearray(good.read_bytes())
+    data[offset + count - 5] ^= 0x01
+    bad.write_bytes(bytes(data))
+    for kind in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        with zipfile.ZipFile(tmp_path / f"{kind}.zip", "w", kind) as z:
+            z.write(good, "dir/good.tif")
+            z.write(bad, "dir/bad.tif")
+    with tarfile.open(tmp_path / "s.tar", "w") as t:
+        t.add(good, "good.tif")
+        t.add(bad, "bad.tif")
+    for path in (good, bad):
+        with open(path, "rb") as f, gzip.open(f"{path}.gz", "wb") as z:
+            shutil.copyfileobj(f, z)
+    shutil.copy(bad, tmp_path / "L1B:flight.tif")
+    names = {f"/vsizip/{tmp_path}/{kind}.zip/dir/{{}}.tif" for kind in (0, 8)}
+    names |= {f"zip://{tmp_path}/8.zip!dir/{{}}.tif", f"/vsitar/{tmp_path}/s.tar/{{}}.tif",
+              f"/vsigzip/{tmp_path}/{{}}.tif.gz"}
+    for name in sorted(names):
+        with open_raster(name.format("good")) as ds:
+            assert ds.count == 12
+        with pytest.raises(HsanomalyError, match=r"bad.tif(.gz)?: cannot read pixels, the file "
+                                                 r"is truncated or corrupt \(block 0 fails its "
+                                                 r"deflate check"):
+            open_raster(name.format("bad"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(HsanomalyError, match="fails its deflate check"):
+        open_raster("L1B:flight.tif")
+    assert tiff.archive_member(f"/vsizip//vsicurl/http://host/{tmp_path}/8.zip/x.tif") is None
+    assert tiff.archive_member(f"/vsizip/{tmp_path}/8.zip") is None
+    assert tiff.archive_member(f"/vsizip/{{{tmp_path}/8.zip}}/dir/good.tif") == (
+        "zip", f"{tmp_path}/8.zip", "dir/good.tif")

@@ -177,7 +177,7 @@ def check_dataset(ds, path=None):
         check_part_read(ds.files[1:], ds.width * ds.height * sum(
             np.dtype(dtype).itemsize for dtype in ds.dtypes))
         return
-    if ds.driver not in ("GTiff", "COG") or is_gdal_name(str(path)):
+    if ds.driver not in ("GTiff", "COG"):      # check_blocks: files on disk, archive members
         return
     # a block without bytes is filled with the nodata, or left out by a mask
     masked = any(v is not None for v in ds.nodatavals) or any(

@@ -10,11 +10,16 @@ of a file in a process. Uncompressed and LZW blocks carry no checksum: nothing c
 damage from data.
 """
 
+import contextlib
+import gzip
 import itertools
 import os
+import re
 import stat
 import struct
+import tarfile
 import threading
+import zipfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
@@ -37,6 +42,7 @@ MAX_THREADS = 4
 PART_READ = 8                 # files read in part are checked up to this many times the part
 SMALL_FILES = 1 << 26         # ... or up to this many bytes in all
 HEADER = 8                    # no block lies in the header (BigTIFF's is longer still)
+MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")     # TIFF and BigTIFF, either byte order
 
 _CHECKED: set = set()         # the file versions checked in this process (``file_version``)
 _LOCK = threading.Lock()
@@ -45,15 +51,17 @@ _LOCK = threading.Lock()
 def check_blocks(path, name=None, nodata=False):
     """Refuse GeoTIFF ``path`` (``name`` in messages) where a deflate block fails its checksum,
     or where a block of its image holds no bytes and no nodata is declared (``nodata``: GDAL
-    fills such a block with it, as a sparse file written so means). Other files, and a file
-    checked before unchanged, are left alone."""
-    version = file_version(path)
+    fills such a block with it, as a sparse file written so means). ``path`` may name a member
+    of a local archive (/vsizip/, /vsitar/, /vsigzip/, zip://), read with Python's own
+    modules; other files (a URL: checking would fetch it twice), and a file checked before
+    unchanged, are left alone."""
+    member = archive_member(path)
+    version = file_version(path) if member is None else _member_version(*member)
     if version is None or version in _CHECKED:
         return
     name = path if name is None else name
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
+        with _opened(path, member) as (f, size):
             for number, (compression, blocks) in _directories(f, size):
                 offsets, counts = blocks
                 astray = np.flatnonzero((counts > 0) & ((offsets < HEADER)
@@ -72,7 +80,8 @@ def check_blocks(path, name=None, nodata=False):
                         "reads whole once gdal_translate has copied it)")
                 if compression in DEFLATE:
                     _check_deflate(f, offsets, counts, name, number)
-    except (OSError, ValueError, struct.error) as err:
+    except (OSError, ValueError, EOFError, struct.error, zipfile.BadZipFile, tarfile.TarError,
+            zlib.error) as err:
         raise HsanomalyError(f"{name}: cannot read pixels, the file is truncated or corrupt "
                              f"({describe(err)})") from None
     with _LOCK:
@@ -100,9 +109,91 @@ def file_version(path):
             magic = f.read(4)
     except (OSError, ValueError, TypeError):
         return None
-    if magic not in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+") or not found.st_size:
+    if magic not in MAGIC or not found.st_size:
         return None
     return found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns
+
+
+# GDAL's archive file systems, and rasterio's spelling of them ("zip://a.zip!m.tif")
+ARCHIVES = {"/vsizip/": "zip", "/vsitar/": "tar", "/vsigzip/": "gzip"}
+_SCHEME = re.compile(r"^(zip|tar|gzip)(?:\+file)?://([^!]*)(?:!(.*))?$")
+
+
+def archive_member(path):
+    """(kind, archive, member) of a GeoTIFF in an archive on disk ("zip", "tar" or "gzip";
+    the member None for a gzip), or None where ``path`` names none (a plain file, a URL, an
+    archive inside an archive or behind a URL)."""
+    text = str(path)
+    scheme = _SCHEME.match(text)
+    if scheme:
+        kind, archive, member = scheme.groups()
+        text = f"/vsi{kind}/{archive}" + (f"/{member}" if member else "")
+    kind = next((k for prefix, k in ARCHIVES.items() if text.startswith(prefix)), None)
+    if kind is None:
+        return None
+    rest = text[len(f"/vsi{kind}/"):]
+    if rest.startswith("{") and "}" in rest:           # /vsizip/{a.zip}/m.tif
+        archive, _, member = rest[1:].partition("}")
+        return _found(kind, archive, member.lstrip("/"))
+    if kind == "gzip":
+        return _found(kind, rest, None)
+    cuts = [i for i, c in enumerate(rest) if c == "/"]
+    return next((found for i in cuts if (found := _found(kind, rest[:i], rest[i + 1:]))), None)
+
+
+def _found(kind, archive, member):
+    if not (archive and os.path.isfile(archive) and (member or kind == "gzip")):
+        return None
+    return kind, archive, member
+
+
+def _member_version(kind, archive, member):
+    """``file_version`` of an archive member: the archive's, with the member's name; None
+    where the member is no TIFF, or cannot be read (GDAL will say why)."""
+    try:
+        found = os.stat(archive)
+        with _open_member(kind, archive, member, sized=False) as (f, _):
+            magic = f.read(4)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, tarfile.TarError,
+            zlib.error):
+        return None
+    if magic not in MAGIC:
+        return None
+    return found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns, kind, member
+
+
+@contextlib.contextmanager
+def _opened(path, member=None):
+    """(binary file, its size) of file ``path``, or of ``member`` (``archive_member``)."""
+    if member is None:
+        with open(path, "rb") as f:
+            yield f, os.fstat(f.fileno()).st_size
+    else:
+        with _open_member(*member) as opened:
+            yield opened
+
+
+@contextlib.contextmanager
+def _open_member(kind, archive, member, sized=True):
+    """(binary file that seeks, its size) of a member of a local archive (a backward seek in
+    a compressed one inflates it again from its start: the check reads in file order).
+    ``sized=False``: the size may be None (a gzip's is found by inflating it whole)."""
+    if kind == "gzip":
+        with gzip.open(archive, "rb") as f:
+            size = f.seek(0, os.SEEK_END) if sized else None   # stated only modulo 4 GiB
+            f.seek(0)
+            yield f, size
+    elif kind == "zip":
+        with zipfile.ZipFile(archive) as z, z.open(member) as f:
+            yield f, z.getinfo(member).file_size
+    else:
+        with tarfile.open(archive) as t:
+            info = t.getmember(member)
+            f = t.extractfile(info)
+            if f is None:
+                raise ValueError(f"{member} is no file in {archive}")
+            with f:
+                yield f, info.size
 
 
 def _which(blocks, total, one="holds", many="hold"):
@@ -138,9 +229,7 @@ def _directories(f, size):
             if offsets_tag in tags and counts_tag in tags:
                 offsets, counts = tags[offsets_tag], tags[counts_tag]
                 if offsets.size != counts.size:
-                    raise HsanomalyError(f"{f.name}: cannot read pixels, the file is truncated "
-                                         f"or corrupt ({offsets.size} block offsets, "
-                                         f"{counts.size} byte counts)")
+                    raise ValueError(f"{offsets.size} block offsets, {counts.size} byte counts")
                 yield number, (compression, (offsets, counts))
 
 
