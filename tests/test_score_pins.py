@@ -1,0 +1,107 @@
+"""Every score's results on a fixed scene, pinned to the tile store's ``FORMAT_VERSION``.
+
+A finished heatmap is kept, and an interrupted run resumed, by a fingerprint that holds
+``FORMAT_VERSION`` but not the code: a change to a score's results that leaves it as it was
+makes a later build keep an earlier build's heatmap, or finish its tiles with other ones (two
+commits did so unseen). Here such a change fails until ``FORMAT_VERSION`` is raised and the pins
+recorded anew: ``python tests/test_score_pins.py``.
+
+The model scores use the session's tiny model, trained anew: their pins hold where torch and
+the machine are those they were recorded with, and are skipped elsewhere.
+"""
+
+import json
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+import hsanomaly
+from hsanomaly.engine.store import FORMAT_VERSION
+from hsanomaly.scorers import MODEL_SCORES, SCORES
+
+from synthetic import synthetic_cube, write_raster
+
+PINS = Path(__file__).with_name("score_pins.json")
+# each score with its defaults, and the options whose paths the defaults leave out
+RUNS = {**{score: {} for score in SCORES},
+        "mlrx purge": {"score": "mlrx", "purge": 0.03},
+        "context purge": {"score": "context", "purge": 0.03},
+        "recon thesis": {"score": "recon", "solver": "thesis", "restarts": 2, "steps": 5},
+        "resrx refine": {"score": "resrx", "refine": 2}}
+TILE = 32                    # several tiles, the purge's fit windows among them
+EVERY = 13                   # the pixels pinned: every 13th
+# at most this share of pinned pixels may move by more than the tolerance: another CPU's
+# rounding can tip a near tie in a latent search's nearest candidates
+MOVED = 0.01
+RTOL, ATOL = 1e-3, 1e-6
+
+
+def _platform():
+    import torch
+
+    return {"torch": torch.__version__, "machine": platform.machine()}
+
+
+def _scores(folder, bundle):
+    cube, _ = synthetic_cube(rows=48, cols=300)     # wider than a tile: the purge fits in parts
+    raster = write_raster(folder / "pinned.tif", cube)
+    found = {}
+    for run, options in RUNS.items():
+        options = {"score": run, **options}
+        model = {"model": bundle.path, "threads": 1} if options["score"] in MODEL_SCORES else {}
+        heat = folder / f"{run.replace(' ', '-')}.tif"
+        hsanomaly.detect(raster, heat, tile=TILE, **model, **options)
+        with rasterio.open(heat) as ds:
+            found[run] = ds.read(1).ravel()[::EVERY].astype(np.float64)
+    return found
+
+
+def test_a_change_in_a_scores_results_raises_the_format_version(tmp_path_factory):
+    from test_latent import tiny_bundle
+
+    pinned = json.loads(PINS.read_text())
+    bundle = tiny_bundle(tmp_path_factory.getbasetemp())
+    same_platform = pinned["platform"] == _platform()
+    found = _scores(tmp_path_factory.mktemp("pins"), bundle)
+    moved = {}
+    for run, values in found.items():
+        if RUNS[run].get("score", run) in MODEL_SCORES and not same_platform:
+            continue
+        before = np.array(pinned["scores"][run], np.float64)
+        off = ~np.isclose(values, before, rtol=RTOL, atol=ATOL, equal_nan=True)
+        if off.mean() > MOVED:
+            moved[run] = f"{off.sum()} of {off.size} pixels"
+    if pinned["format_version"] == FORMAT_VERSION:
+        assert not moved, (f"scores changed ({moved}) with FORMAT_VERSION {FORMAT_VERSION}: "
+                           "raise it (hsanomaly/engine/store.py), then record the pins anew "
+                           "(python tests/test_score_pins.py)")
+    else:
+        pytest.fail(f"FORMAT_VERSION is {FORMAT_VERSION}, the pins' "
+                    f"{pinned['format_version']}: record them anew (python tests/test_score_pins.py)")
+    if not same_platform:
+        pytest.skip(f"model scores recorded with {pinned['platform']}, not {_platform()}")
+
+
+def _record():
+    """Write the pins with this build's scores (after raising FORMAT_VERSION)."""
+    import tempfile
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_latent import tiny_bundle
+
+    with tempfile.TemporaryDirectory() as folder:
+        bundle = tiny_bundle(Path(folder))
+        found = _scores(Path(folder), bundle)
+    PINS.write_text(json.dumps({
+        "format_version": FORMAT_VERSION, "platform": _platform(),
+        "scores": {run: [None if np.isnan(v) else float(f"{v:.7g}") for v in values]
+                   for run, values in found.items()}}, indent=0) + "\n")
+    print(f"{PINS}: {len(found)} runs pinned, FORMAT_VERSION {FORMAT_VERSION}")
+
+
+if __name__ == "__main__":
+    _record()
