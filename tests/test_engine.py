@@ -1057,7 +1057,8 @@ def test_a_finished_run_resumed_is_kept_unless_it_differs_from_what_is_asked(tmp
         assert not hsanomaly.detect(src, dst, score="rx", tile=32, resume=True).earlier
     assert [str(w.message) for w in said] == [      # one line, saying why
         f"{dst}: no interrupted run here to resume, and the finished run there is not kept: it "
-        "is of another input, model or settings; scoring from the start"]
+        "is of another input, model or settings, or of a version of hsanomaly that scored "
+        "otherwise; scoring from the start"]
 
     cube[0, 0, 0] += 1          # the input changed since: scored again
     write_raster(src, cube)
@@ -1097,7 +1098,8 @@ def test_an_output_missing_or_of_another_run_means_the_run_is_not_finished(tmp_p
     with rasterio.open(dst, "r+") as ds:
         ds.update_tags(**{RUN_TAG: "another run"})
     assert why_not_kept(src, src, scorer, outputs, fingerprint) == \
-        "it is of another input, model or settings"
+        "it is of another input, model or settings, or of a version of hsanomaly that scored " \
+        "otherwise"
     dst.unlink()
     assert why_not_kept(src, src, scorer, outputs, fingerprint) == ""
 

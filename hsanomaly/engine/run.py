@@ -163,7 +163,8 @@ def why_not_kept(src, source, scorer, outputs, fingerprint, cog=False):
         if recorded is None:
             return "" if name == "score" else f"{path} is not its {name} output"
         if recorded != fingerprint:
-            return "it is of another input, model or settings"
+            return ("it is of another input, model or settings, or of a version of hsanomaly "
+                    "that scored otherwise")
         if not is_own_detect_output(path):
             return f"{path}: its grid was changed since (cut, resampled or warped)"
         other = other_input(recorded_input(path), src)
