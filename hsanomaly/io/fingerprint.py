@@ -178,8 +178,12 @@ def _pam_fingerprint(path):
 
 
 def _pixel_fingerprint(source):
-    """A dataset without a file on disk (/vsicurl/...): sha256 of the pixels of its first,
-    middle and last tiles, with its size."""
+    """A dataset without a file on disk (/vsicurl/...): what its server states of it (ETag,
+    Last-Modified, size: ``gdal.served_as``), and sha256 of the pixels of its first, middle
+    and last tiles, with its size (all there is where the server states nothing). Named
+    without a signed URL's secrets: signed anew, the same file is the same input."""
+    from .gdal import served_as, without_secrets
+
     windows = source.windows()
     picked = sorted({0, len(windows) // 2, len(windows) - 1})
     digest = hashlib.sha256(f"{source.count}x{source.height}x{source.width};".encode())
@@ -187,7 +191,9 @@ def _pixel_fingerprint(source):
         block, valid = source.read(windows[i], masked=False)    # the input, not the job
         digest.update(block.tobytes())
         digest.update(valid.tobytes())
-    return {"name": str(source.name), "sample_sha256": digest.hexdigest()}
+    served = served_as(source.name)
+    return {"name": without_secrets(source.name), "sample_sha256": digest.hexdigest(),
+            **({"served": served} if served else {})}
 
 
 def digest(obj):

@@ -5,6 +5,7 @@ reading them with one-line errors, the files on disk they read, and what their h
 import contextlib
 import functools
 import gzip
+import itertools
 import numbers
 import os
 import posixpath
@@ -135,7 +136,90 @@ def require_file(path, file=None):
 # which on a raster on disk hide its side files: its mask (.msk), the nodata and scales of its
 # .aux.xml, an ENVI header. A local raster is read with them, whatever the environment says.
 LOCAL_READS = {"GDAL_DISABLE_READDIR_ON_OPEN": "FALSE", "GDAL_PAM_ENABLED": "YES"}
-_REMOTE = re.compile(r"/vsi(curl|s3|gs|az|adls|oss|swift|webhdfs|hdfs)(_streaming)?/|://")
+# a name GDAL reads over the network: a network file system's, or a URL (rasterio's spelling,
+# "zip+https://" too); not rasterio's local archives ("zip://a.zip!m.tif")
+_REMOTE = re.compile(r"/vsi(curl|s3|gs|az|adls|oss|swift|webhdfs|hdfs)(_streaming)?/"
+                     r"|(^|\+)(https?|ftp|s3|gs|az|adls|oss|swift)://", re.IGNORECASE)
+# rasterio's spelling of a member of a local archive, and GDAL's of it
+_ARCHIVE_SCHEME = re.compile(r"^(zip|tar|gzip)(?:\+file)?://([^!]*)(?:!(.*))?$")
+# a URL: its scheme, credentials, path and query
+_URL = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^/?#@]*@)?(?P<path>[^?#]*)"
+                  r"(?:\?(?P<query>[^#]*))?(?:#.*)?$", re.IGNORECASE)
+# the query parameters that sign a URL (Azure's SAS, S3's and Google's X-Amz-*/X-Goog-*,
+# CloudFront's): a secret, and new each time one file is signed again
+SIGNING = {"sig", "signature", "se", "st", "sp", "sv", "sr", "spr", "ss", "srt", "skoid",
+           "sktid", "skt", "ske", "sks", "skv", "ses", "token", "access_token", "expires",
+           "key-pair-id", "policy", "awsaccesskeyid", "security-token"}
+
+
+def is_remote(name):
+    """Whether GDAL reads dataset ``name`` over the network."""
+    return bool(_REMOTE.search(str(name)))
+
+
+def gdal_spelling(name):
+    """Dataset ``name`` as GDAL spells it where rasterio spells it otherwise: a member of a
+    local archive, "zip://a.zip!m.tif", is /vsizip/a.zip/m.tif (one dataset, one key)."""
+    found = _ARCHIVE_SCHEME.match(str(name))
+    if found is None:
+        return str(name)
+    kind, archive, member = found.groups()
+    return f"/vsi{kind}/{archive}" + (f"/{member}" if member else "")
+
+
+def without_secrets(name):
+    """Dataset ``name`` without what its URL carries as secrets, credentials and a signature's
+    query parameters (``SIGNING``): the name a result records, the same for every signing
+    of one file. Other names are as they are."""
+    text = str(name)
+    found = _URL.search(text)
+    if found is None or not is_remote(text):
+        return text
+    query = "&".join(part for part in (found["query"] or "").split("&")
+                     if part and not _signs(part.partition("=")[0]))
+    return text[:found.start()] + found["scheme"] + found["path"] + (f"?{query}" if query else "")
+
+
+def _signs(key):
+    from urllib.parse import unquote
+
+    key = unquote(key).lower()
+    return key in SIGNING or key.startswith(("x-amz-", "x-goog-"))
+
+
+def served_as(name):
+    """What the server states of remote dataset ``name``: the ETag, Last-Modified and
+    Content-Length its answer to GDAL carried (GDAL's memory of them cleared first, so that a
+    long session sees a change), for a fingerprint; {} where it states none, or for a name
+    on disk."""
+    import ctypes
+
+    if not is_remote(name):
+        return {}
+    try:
+        import rasterio._base
+        from rasterio._path import _parse_path
+
+        vsi = _parse_path(str(name)).as_vsi().encode()
+        gdal = ctypes.CDLL(rasterio._base.__file__)     # libgdal's symbols, through rasterio
+        gdal.VSICurlPartialClearCache.argtypes = [ctypes.c_char_p]
+        gdal.VSIGetFileMetadata.restype = ctypes.POINTER(ctypes.c_char_p)
+        gdal.VSIGetFileMetadata.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p]
+        gdal.CSLDestroy.argtypes = [ctypes.c_void_p]
+        gdal.VSICurlPartialClearCache(vsi)
+        listed = gdal.VSIGetFileMetadata(vsi, b"HEADERS", None)
+    except (ImportError, OSError, AttributeError, ValueError):
+        return {}
+    headers = {}
+    for i in itertools.count():
+        if not listed or not listed[i]:
+            break
+        key, _, value = listed[i].decode("utf-8", "replace").partition("=")
+        headers[key.strip().lower()] = value.strip()
+    if listed:
+        gdal.CSLDestroy(ctypes.cast(listed, ctypes.c_void_p))
+    return {key: headers[key] for key in ("etag", "last-modified", "content-length")
+            if key in headers}
 
 
 def open_raster(path, check=True):
@@ -150,7 +234,7 @@ def open_raster(path, check=True):
     from rasterio.errors import NotGeoreferencedWarning
 
     require_file(path)
-    local = contextlib.nullcontext() if _REMOTE.search(str(path)) else rasterio.Env(**LOCAL_READS)
+    local = contextlib.nullcontext() if is_remote(path) else rasterio.Env(**LOCAL_READS)
     try:
         with ignoring(NotGeoreferencedWarning), local:
             ds = rasterio.open(path)
@@ -216,7 +300,7 @@ def spelled_absolute(name):
     """A dataset name with the file it names spelled as an absolute path (for a GDAL name,
     its longest file stretch), so that two spellings of one dataset read alike: a key, not a
     name to open."""
-    text = str(name)
+    text = gdal_spelling(without_secrets(name))
     if not is_gdal_name(text):
         return absolute(text)
     span = _longest_file(text)
@@ -239,7 +323,7 @@ def geolocation(ds):
         return None
     placed = dict(tags)
     raster = ds.files[0] if ds.files else ds.name
-    folder = posixpath.dirname(raster) if _REMOTE.search(raster) else \
+    folder = posixpath.dirname(raster) if is_remote(raster) else \
         os.path.dirname(absolute(raster))                       # a URL keeps its "//"
     for axis in "XY":
         name = tags[f"{axis}_DATASET"]
@@ -259,7 +343,7 @@ def geolocation_beside(placed, path):
     folder = os.path.dirname(absolute(path))
     for axis in "XY":
         name, flag = written[f"{axis}_DATASET"], f"{axis}_DATASET_RELATIVE_TO_SOURCE"
-        if _beside(written, axis) and not is_gdal_name(name) and not _REMOTE.search(name) \
+        if _beside(written, axis) and not is_gdal_name(name) and not is_remote(name) \
                 and _inside(name, folder):
             written[f"{axis}_DATASET"] = os.path.relpath(name, folder)
         else:
@@ -281,7 +365,6 @@ def _beside(placed, axis):
 
 
 TRUE = ("YES", "TRUE", "ON", "1")      # GDAL's spellings of a true option
-_REMOTE = re.compile(r"^/vsi(curl|s3|gs|az|adls|oss|swift|hdfs|webhdfs)|://")
 
 
 def dataset_found(name):
@@ -289,14 +372,14 @@ def dataset_found(name):
     text = str(name)
     if not is_gdal_name(text):
         return os.path.isfile(text)
-    return bool(_file_stretches(text)) or bool(_REMOTE.search(text))
+    return bool(_file_stretches(gdal_spelling(text))) or is_remote(text)
 
 
 def _absolute(name, folder):
     """Dataset ``name`` with the file it names made absolute from ``folder`` (a GDAL name's
     longest file stretch: NETCDF:"f.nc":lon)."""
     text = str(name)
-    if _REMOTE.search(folder) and not is_gdal_name(text):
+    if is_remote(folder) and not is_gdal_name(text):
         return posixpath.join(folder, text)
     if not is_gdal_name(text):
         return absolute(os.path.join(folder, text))
@@ -336,8 +419,9 @@ def dataset_stem(name):
     (NETCDF:"f.nc":radiance is f_radiance, HDF5:"f.h5"://a/b f_a_b), so that two variables
     of one file are two names."""
     parts = subdataset(name)
-    if parts is None:
-        return Path(str(name)).stem
+    if parts is None:       # a URL's path, without its query; an archive's member
+        found = _URL.search(gdal_spelling(name)) if is_remote(name) else None
+        return Path(gdal_spelling(name) if found is None else found["path"]).stem
     file, inside = parts
     return f"{Path(file).stem}_{re.sub(r'[^A-Za-z0-9_.-]+', '_', inside).strip('_.')}"
 

@@ -14,7 +14,6 @@ import contextlib
 import gzip
 import itertools
 import os
-import re
 import stat
 import struct
 import tarfile
@@ -114,20 +113,16 @@ def file_version(path):
     return found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns
 
 
-# GDAL's archive file systems, and rasterio's spelling of them ("zip://a.zip!m.tif")
-ARCHIVES = {"/vsizip/": "zip", "/vsitar/": "tar", "/vsigzip/": "gzip"}
-_SCHEME = re.compile(r"^(zip|tar|gzip)(?:\+file)?://([^!]*)(?:!(.*))?$")
+ARCHIVES = {"/vsizip/": "zip", "/vsitar/": "tar", "/vsigzip/": "gzip"}   # GDAL's, for files
 
 
 def archive_member(path):
     """(kind, archive, member) of a GeoTIFF in an archive on disk ("zip", "tar" or "gzip";
     the member None for a gzip), or None where ``path`` names none (a plain file, a URL, an
     archive inside an archive or behind a URL)."""
-    text = str(path)
-    scheme = _SCHEME.match(text)
-    if scheme:
-        kind, archive, member = scheme.groups()
-        text = f"/vsi{kind}/{archive}" + (f"/{member}" if member else "")
+    from .gdal import gdal_spelling
+
+    text = gdal_spelling(path)              # rasterio's "zip://a.zip!m.tif" too
     kind = next((k for prefix, k in ARCHIVES.items() if text.startswith(prefix)), None)
     if kind is None:
         return None

@@ -1,0 +1,76 @@
+"""Rasters read over HTTP (GDAL's /vsicurl/), from a server on this machine that states ETag and
+Last-Modified as S3 or nginx do: a change anywhere in the file is seen, a signed URL's secrets
+are never recorded, and one file signed anew is the same input."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+import hsanomaly
+from hsanomaly.io.gdal import dataset_stem, served_as, without_secrets
+
+from synthetic import synthetic_cube
+
+
+@pytest.fixture
+def served(tmp_path):
+    """(the folder served, its URL), by a server in a process of its own: rasterio holds the
+    GIL while GDAL waits for an answer, which a thread of this process could never give."""
+    root = tmp_path / "www"
+    root.mkdir()
+    server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("http_server.py")),
+                               str(root)], stdout=subprocess.PIPE, text=True)
+    try:
+        port = server.stdout.readline().strip()
+        yield root, f"http://127.0.0.1:{port}"
+    finally:
+        server.kill()
+        server.wait()
+        server.stdout.close()
+
+
+def _write(path, cube):
+    with rasterio.open(path, "w", driver="GTiff", width=cube.shape[2], height=cube.shape[1],
+                       count=cube.shape[0], dtype="float32", tiled=True, blockxsize=32,
+                       blockysize=32) as ds:
+        ds.write(cube)
+
+
+def test_a_change_the_pixel_sample_misses_is_seen_by_what_the_server_states(served, tmp_path):
+    """A finished heatmap of a URL was kept after the file on the server changed where the
+    fingerprint's pixel sample (first, middle and last tiles) does not look."""
+    root, url = served
+    cube, _ = synthetic_cube(rows=96, cols=96)
+    _write(root / "scene.tif", cube)
+    many = tmp_path / "many"
+    src = f"{url}/scene.tif?se=2026-12-01&sig=SECRET%2Fone"
+    first, = hsanomaly.detect_many([src], many, score="rx", tile=32)
+    assert first.status == "scored" and first.dst == str(many / "scene_rx.tif")
+    assert served_as(src)["etag"] and "last-modified" in served_as(src)
+    with rasterio.open(first.dst) as ds:
+        assert "SECRET" not in repr(ds.tags()) and ds.tags()["HSANOMALY_INPUT"] == "scene.tif"
+    # signed anew, the same file is the same input, kept
+    again, = hsanomaly.detect_many([f"{url}/scene.tif?se=2026-12-02&sig=other"], many,
+                                   score="rx", tile=32)
+    assert again.status == "skipped"
+    cube[:, 10, 40] += 50.0            # tile 1 of 9: outside the pixel sample
+    _write(root / "scene.tif", cube)
+    changed, = hsanomaly.detect_many([src], many, score="rx", tile=32)
+    assert changed.status == "scored"
+    with rasterio.open(changed.dst) as ds:
+        assert np.argmax(ds.read(1)) == 10 * 96 + 40
+
+
+def test_a_signed_urls_secrets_and_credentials_are_left_out_of_its_name():
+    assert without_secrets("https://u:pw@host/d/a.tif?X-Amz-Signature=s&X-Amz-Date=d&v=2#x") \
+        == "https://host/d/a.tif?v=2"
+    assert without_secrets("/vsicurl/https://host/a.tif?sv=1&sig=s&se=e&sp=r") == \
+        "/vsicurl/https://host/a.tif"
+    assert without_secrets("/data/a?b.tif") == "/data/a?b.tif"
+    assert dataset_stem("https://host/d/scene.tif?token=abc.def") == "scene"
+    assert dataset_stem("zip:///data/s.zip!in/scene.tif") == "scene"
+    assert served_as("/data/scene.tif") == {}
