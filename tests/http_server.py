@@ -1,5 +1,7 @@
 """An HTTP server for tests/test_remote.py: serves folder argv[1] on a free port of 127.0.0.1
-(printed first), with byte ranges, an ETag and Last-Modified, as S3 or nginx do."""
+(printed first), with byte ranges, an ETag and Last-Modified, as S3 or nginx do. With argv[2]
+"failing", it answers 500 to a range that holds the file's middle byte, as a server that fails
+part way does."""
 
 import email.utils
 import http.server
@@ -8,7 +10,7 @@ import re
 import sys
 
 
-def handler(root):
+def handler(root, failing=False):
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -23,8 +25,11 @@ def handler(root):
 
         def _answer(self, body):
             path = os.path.join(root, self.path.split("?")[0].lstrip("/"))
-            if not os.path.isfile(path):
-                self.send_response(404)
+            asked = re.match(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+            middle = os.path.getsize(path) // 2 if os.path.isfile(path) else -1
+            failed = bool(failing and asked and int(asked[1]) <= middle <= int(asked[2] or middle))
+            if failed or not os.path.isfile(path):
+                self.send_response(500 if failed else 404)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
@@ -32,7 +37,6 @@ def handler(root):
                 data = f.read()
             st = os.stat(path)
             start, end = 0, len(data) - 1
-            asked = re.match(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
             if asked:
                 start, end = int(asked[1]), min(int(asked[2] or end), end)
                 self.send_response(206)
@@ -50,6 +54,7 @@ def handler(root):
 
 
 if __name__ == "__main__":
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler(sys.argv[1]))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler(
+        sys.argv[1], sys.argv[2:] == ["failing"]))
     print(server.server_address[1], flush=True)
     server.serve_forever()

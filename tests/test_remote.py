@@ -17,13 +17,15 @@ from synthetic import synthetic_cube
 
 
 @pytest.fixture
-def served(tmp_path):
+def served(tmp_path, request):
     """(the folder served, its URL), by a server in a process of its own: rasterio holds the
-    GIL while GDAL waits for an answer, which a thread of this process could never give."""
+    GIL while GDAL waits for an answer, which a thread of this process could never give.
+    Parametrized indirectly: "failing", a server that fails part way (http_server.py)."""
     root = tmp_path / "www"
     root.mkdir()
+    failing = [str(request.param)] if hasattr(request, "param") else []
     server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("http_server.py")),
-                               str(root)], stdout=subprocess.PIPE, text=True)
+                               str(root), *failing], stdout=subprocess.PIPE, text=True)
     try:
         port = server.stdout.readline().strip()
         yield root, f"http://127.0.0.1:{port}"
@@ -63,6 +65,19 @@ def test_a_change_the_pixel_sample_misses_is_seen_by_what_the_server_states(serv
     assert changed.status == "scored"
     with rasterio.open(changed.dst) as ds:
         assert np.argmax(ds.read(1)) == 10 * 96 + 40
+
+
+@pytest.mark.parametrize("served", ["failing"], indirect=True)
+def test_a_server_that_fails_part_way_is_not_called_a_corrupt_file(served, tmp_path):
+    root, url = served
+    cube, _ = synthetic_cube(rows=96, cols=96)
+    _write(root / "scene.tif", cube)
+    with pytest.raises(hsanomaly.HsanomalyError, match=r"^http://127.0.0.1:\d+/scene.tif\?v=2: "
+                       r"cannot read pixels: the server or the network failed, or the file is "
+                       r"truncated or corrupt; try again later \((?!.*SECRET)"):
+        hsanomaly.detect(f"{url}/scene.tif?v=2&sig=SECRET", tmp_path / "heat.tif", score="rx",
+                         tile=32)
+    assert not (tmp_path / "heat.tif").exists()
 
 
 def test_a_signed_urls_secrets_and_credentials_are_left_out_of_its_name():

@@ -520,6 +520,13 @@ def read_checked(dataset, *args, **kwargs):
         if "Python code needs to be executed" in reason:    # a VRT's pixel function
             raise HsanomalyError(f"{dataset.name}: cannot read pixels, GDAL does not run the "
                                  f"Python code the file holds ({reason})") from None
+        if is_remote(dataset.name):     # GDAL's reason does not tell the network from the file
+            found, kept = _URL.search(dataset.name), without_secrets(dataset.name).partition("?")[2]
+            if found and found["query"]:                # GDAL names the file with its query
+                reason = reason.replace(f"?{found['query']}", f"?{kept}" if kept else "")
+            raise HsanomalyError(f"{without_secrets(dataset.name)}: cannot read pixels: the "
+                                 "server or the network failed, or the file is truncated or "
+                                 f"corrupt; try again later ({reason})") from None
         raise HsanomalyError(f"{dataset.name}: cannot read pixels, the file is truncated or "
                              f"corrupt ({reason})") from None
 
