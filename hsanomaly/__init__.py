@@ -18,6 +18,7 @@ from .errors import Cancelled, HsanomalyDeprecationWarning, HsanomalyError, Hsan
 
 if TYPE_CHECKING:              # loaded on first use (``__getattr__``); named for type checkers
     from . import model        # hsanomaly.model.Bundle: what train returns, what model= takes
+    from . import cluster, defaults    # the docs name hsanomaly.defaults.TILE, cluster.worker_wait
     from .api import detect, evaluate, find_targets, train
     from .batch import BatchItem, detect_many
     from .detector import Detector

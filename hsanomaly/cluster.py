@@ -131,7 +131,7 @@ def check_scheduler(address):
         raise HsanomalyError(f"{address}: what answers there is no Dask scheduler")
 
 
-def worker_wait():
+def worker_wait() -> float:
     """Seconds a run waits for a worker (``WORKER_WAIT``), or Dask's config's
     ``hsanomaly.worker-wait`` (``DASK_HSANOMALY__WORKER_WAIT=2h``, ``dask.config.set``, a YAML
     file): a cluster whose workers come through a slow batch queue needs longer."""

@@ -9,14 +9,14 @@ the dataset's mask) and the model's preprocessing are handled inside.
 """
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Optional, SupportsIndex, Union, overload
+from typing import TYPE_CHECKING, Any, Dict, Optional, SupportsIndex, TypeVar, Union, overload
 
 import numpy as np
 
 from . import defaults
 from . import errors
 from .errors import HsanomalyError
-from .hints import Cube, ModelArg
+from .hints import Cube, LabelledArray, ModelArg
 from .io.checks import one_job
 from .io.inputs import as_source
 from .latent import current_solver
@@ -30,7 +30,9 @@ from .spelling import counted
 from .validate import model_path
 
 if TYPE_CHECKING:
-    from xarray import DataArray
+    from .scorers.base import Scorer
+
+Labelled = TypeVar("Labelled", bound=LabelledArray)    # a DataArray in, a DataArray out
 
 
 
@@ -48,6 +50,9 @@ class Detector(ScoreParameters):
     """
 
     _fitted_state = ("scorer_", "model_", "n_features_in_", "_workdir", "_fitted_scene")
+    scorer_: "Scorer"               # set by fit (unset before: scikit-learn's "not fitted")
+    model_: Optional[str]
+    n_features_in_: int
 
     @one_job()
     def __init__(self, score: Optional[str] = defaults.SCORE, model: Optional[ModelArg] = None,
@@ -140,10 +145,10 @@ class Detector(ScoreParameters):
         return self
 
     @overload       # the runtime tells a DataArray from other arrays
-    def score(self, X: "DataArray") -> "DataArray": ...  # type: ignore[overload-overlap]
+    def score(self, X: Labelled) -> Labelled: ...  # type: ignore[overload-overlap]
     @overload
     def score(self, X: Cube) -> np.ndarray: ...
-    def score(self, X: Cube) -> Union[np.ndarray, "DataArray"]:
+    def score(self, X: Cube) -> Union[np.ndarray, LabelledArray]:
         """Anomaly scores of X, float32 (rows, cols), NaN where X is invalid; high = anomalous.
         X may be another cube of the same bands than the one fitted on: what ``fit`` learned
         (the scene's mean and covariance, principal axes, mixture, purge threshold, a model)
@@ -182,11 +187,11 @@ class Detector(ScoreParameters):
         return {name: wrap(value[0] if name == "score" else value) for name, value in arrays.items()}
 
     @overload
-    def fit_score(self, X: "DataArray") -> "DataArray": ...  # type: ignore[overload-overlap]
+    def fit_score(self, X: Labelled) -> Labelled: ...  # type: ignore[overload-overlap]
     @overload
     def fit_score(self, X: Cube) -> np.ndarray: ...
     @one_job()        # one call: each warning about X said once
-    def fit_score(self, X: Cube) -> Union[np.ndarray, "DataArray"]:
+    def fit_score(self, X: Cube) -> Union[np.ndarray, LabelledArray]:
         """``fit(X).score(X)``: the usual way, a scene scored against itself (and one source,
         so that what the fit did for its pixels serves the scoring)."""
         source, wrap = as_source(X)

@@ -3,7 +3,7 @@ model, a tile size and the score's options, got and set by name (``get_params``,
 ``set_params``, or an attribute: ``d.outer = 15``), a change unfitting it."""
 
 from types import MappingProxyType
-from typing import Any, Dict, Mapping, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Tuple, TypeVar
 
 from .errors import HsanomalyError
 from .options import OPTION_KINDS
@@ -33,15 +33,16 @@ class ScoreParameters:
         """The score's options given, read only (``set_params`` or an assignment sets one)."""
         return MappingProxyType(self._options)
 
-    def __getattr__(self, name):     # an option as an attribute (None: the score's default)
-        state = self.__dict__
-        options = state.get("_options", {})
-        if not name.startswith("_") and "score_name" in state and (
-                name in options or name in scorer_class(state["score_name"]).options):
-            # given by a former name, it is read by its name now
-            return options.get(name, current_options(state["score_name"], options,
-                                                     warn=False).get(name))
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+    if not TYPE_CHECKING:    # a checker sees no catch-all that takes a misspelt method
+        def __getattr__(self, name):     # an option as an attribute (None: its default)
+            state = self.__dict__
+            options = state.get("_options", {})
+            if not name.startswith("_") and "score_name" in state and (
+                    name in options or name in scorer_class(state["score_name"]).options):
+                # given by a former name, it is read by its name now
+                return options.get(name, current_options(state["score_name"], options,
+                                                         warn=False).get(name))
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __setattr__(self, name, value):
         known = "score_name" in self.__dict__      # a subclass may set one before ``keep``
