@@ -57,7 +57,6 @@ KINDS = {   # kind -> (test, what the value must be)
     "flag": (lambda v: isinstance(v, (bool, np.bool_)), "True or False"),
     "text": (lambda v: isinstance(v, str), "a text"),
     "callback": (lambda v: v is None or callable(v), "None or a function (fraction, message)"),
-    "settled": (lambda v: v is None or callable(v), "None or a function (item)"),
     "rings": (_rings, "outer/guard pairs like '7/3;15/5' or ((7, 3), (15, 5))"),
 }
 
@@ -131,9 +130,13 @@ def check_values(options, kinds=OPTION_KINDS):
             raise HsanomalyError(f"{spell(option)} must be {what}, got {value!r}")
 
 
-def check_callbacks(**callbacks):
-    """Refuse a callback (named as its kind in ``KINDS``) that is not None or a function."""
-    check_values(callbacks, {name: name for name in callbacks})
+def check_callbacks(callback, settled=None):
+    """Refuse a run's progress callback, or a batch's ``settled``, that is not None or a
+    function."""
+    check_values({"callback": callback}, {"callback": "callback"})
+    if settled is not None and not callable(settled):
+        raise HsanomalyError(f"{spell('settled')} must be None or a function (item), got "
+                             f"{settled!r}")
 
 
 def check_flags(**flags):
