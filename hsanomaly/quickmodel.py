@@ -4,7 +4,7 @@ thesis's fully unsupervised setting), where it keeps it, and when a rerun may re
 from pathlib import Path
 
 from .errors import Cancelled, HsanomalyError
-from .runtime import TRAINING_INSTALL, folder_gone, missing_for_training
+from .runtime import TRAINING_INSTALL, folder_gone, missing_for_training, training_broken
 from .scorers import BASELINES
 from .spelling import spell
 
@@ -29,9 +29,10 @@ def check_training(name):
                              f"({spell('model', placeholder='DIR')}, from training), choose a baseline score "
                              f"({'|'.join(BASELINES)}), or install training ({TRAINING_INSTALL}) "
                              "so a quick model can be trained on the scene itself")
-    gone = folder_gone()
-    if gone:
-        raise HsanomalyError(f"{name}: a quick model is trained with torch; {gone}")
+    unusable = folder_gone() or training_broken()
+    if unusable:
+        raise HsanomalyError(f"{name}: no model given, and a quick model cannot be trained: "
+                             f"{unusable}")
 
 
 def check_quick_model(source, scorer):

@@ -35,7 +35,20 @@ def training_unavailable():
     missing = missing_for_training()
     if missing:
         return f"training needs {' and '.join(missing)}: {TRAINING_INSTALL}"
-    return folder_gone()
+    return folder_gone() or training_broken()
+
+
+def training_broken():
+    """Why a module training needs is installed but does not load (a half-installed wheel, a
+    numpy it was not built for, a CUDA library missing), or None: asked before any work, as
+    a missing one is, where it failed after the work as a write error or a traceback."""
+    for name in TRAINING_MODULES:
+        try:
+            importlib.import_module(name)
+        except (ImportError, OSError) as err:
+            return (f"{name} is installed but does not load ({describe(err)}): reinstall it "
+                    f"({TRAINING_INSTALL})")
+    return None
 
 
 def folder_gone():

@@ -152,6 +152,28 @@ def test_no_model_without_torch_names_the_options(tmp_path, monkeypatch):
     assert not (tmp_path / "out.tif").exists()
 
 
+@pytest.mark.parametrize("raised", ["OSError('libcudnn.so.8: cannot open shared object file')",
+                                    "ImportError('numpy.core.multiarray failed to import')"])
+def test_a_torch_that_is_installed_but_does_not_load_is_one_line_before_the_work(tmp_path, raised):
+    """It passed the check (installed), then failed inside the work: a traceback, or a
+    quick model's folder named as unwritable (the OSError taken for a write error)."""
+    broken = tmp_path / "broken" / "torch"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text(f"raise {raised}\n")
+    path = write_raster(tmp_path / "scene.tif", synthetic_cube()[0])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(broken.parent),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    for args in (["detect", str(path), str(tmp_path / "o.tif"), "--score", "critic"],
+                 ["train", str(path), "-o", str(tmp_path / "model"), "--iterations", "1"]):
+        result = subprocess.run([sys.executable, "-m", "hsanomaly", *args], capture_output=True,
+                                text=True, env=env)
+        assert result.returncode == 1
+        line, = result.stderr.strip().splitlines()
+        assert "torch is installed but does not load (" in line, line
+        assert line.endswith("reinstall it (pip install 'hsanomaly[cpu,train]')"), line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken", "scene.tif"]
+
+
 def test_usage_errors_and_data_warnings_are_one_line(tmp_path):
     path = write_raster(tmp_path / "scene.tif", synthetic_cube()[0])
     result = subprocess.run([sys.executable, "-m", "hsanomaly.cli", "detect", str(path),
