@@ -117,7 +117,7 @@ def test_evaluate_empty_truth_gives_the_library_message(scene, tmp_path):
 
 
 def test_evaluate_refuses_a_table_folder_that_does_not_exist_and_a_cancel_before_writing(
-        scene, tmp_path):
+        scene, tmp_path, monkeypatch):
     """The table was checked only after the plots were written; a cancelled evaluation ran to
     the end and wrote them."""
     import processing
@@ -130,6 +130,12 @@ def test_evaluate_refuses_a_table_folder_that_does_not_exist_and_a_cancel_before
         processing.run("hsanomaly:evaluate", {
             "HEATMAP": heatmap, "TRUTH": str(truth), "PLOTS": str(tmp_path / "plots"),
             "TARGETS": str(tmp_path / "missing" / "t.gpkg")})
+    monkeypatch.chdir(tmp_path)      # a relative one (a script's, a model's) went unchecked
+    with pytest.raises(QgsProcessingException, match="^missing/t.gpkg: the folder of the "
+                                                     "per-target table"):
+        processing.run("hsanomaly:evaluate", {
+            "HEATMAP": heatmap, "TRUTH": str(truth), "PLOTS": str(tmp_path / "plots"),
+            "TARGETS": "missing/t.gpkg"})
     feedback = QgsProcessingFeedback()
     feedback.cancel()
     with pytest.raises(QgsProcessingException, match="evaluation cancelled"):

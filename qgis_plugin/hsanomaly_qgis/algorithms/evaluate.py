@@ -131,8 +131,10 @@ class Evaluate(HsanomalyAlgorithm):
             self.parameterAsFileOutput(parameters, self.PLOTS, context)
         # the table is written last: a folder it cannot go in is refused before the plots are
         table = self.parameterAsOutputLayer(parameters, self.TARGETS, context)
-        if table and Path(table).is_absolute() and not Path(table).parent.is_dir():
-            raise QgsProcessingException(f"{table}: the folder of the per-target table does "
+        file = geopackage_file(table)[0]       # a file's name (relative ones too), not a URI
+        if file and Path(file).suffix and not file.startswith("memory:") and "://" not in file \
+                and not Path(file).parent.is_dir():
+            raise QgsProcessingException(f"{file}: the folder of the per-target table does "
                                          "not exist")
         if feedback.isCanceled():
             raise QgsProcessingException(f"{heatmap}: evaluation cancelled")
