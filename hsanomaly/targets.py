@@ -28,18 +28,18 @@ COLUMNS = ("id", "pixels", "area", "max_score", "mean_score", "centroid_x", "cen
 
 
 def check_threshold_choice(threshold, far, label, wanted="targets"):
-    """Refuse, in one line starting with ``label``, anything but one of a finite
-    ``threshold`` or a false-alarm rate ``far`` (a rate or "auto", text that reads as one
-    too: a command line's, a dialog's), which ``wanted`` need; returns ``far`` as a rate."""
+    """Refuse, in one line, anything but one of a finite ``threshold`` or a false-alarm rate
+    ``far`` (a rate or "auto", text that reads as one too: a command line's, a dialog's),
+    which ``wanted`` need; returns ``far`` as a rate. A choice missing or doubled is said of
+    ``label`` (the output that needs it); a value out of range of the option alone."""
     either = f"{spell('threshold')} or {spell('far')}"
     if threshold is None and far is None:
         raise HsanomalyError(f"{label}: {wanted} need {either}")
     if threshold is not None and far is not None:
         raise HsanomalyError(f"{label}: give {either}, not both")
     if threshold is not None and not is_real(threshold):
-        raise HsanomalyError(f"{label}: {spell('threshold')} must be a finite number, got "
-                             f"{threshold!r}")
-    return None if far is None else check_rate(f"{label}: {spell('far')}", far, auto=True)
+        raise HsanomalyError(f"{spell('threshold')} must be a finite number, got {threshold!r}")
+    return None if far is None else check_rate(spell("far"), far, auto=True)
 
 
 def find_targets(heatmap, *, threshold=None, far=None, transform=None, crs=None,

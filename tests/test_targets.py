@@ -674,7 +674,8 @@ def test_find_targets_refuses_what_it_cannot_do_in_one_line(tmp_path):
     path = write_heatmap(tmp_path / "heat.tif", scores)
     cases = [({}, "the heatmap array: targets need 'threshold' or 'far'"),
              ({"threshold": 1, "far": 0.1}, "give 'threshold' or 'far', not both"),
-             ({"far": 2}, "'far' must be a false-alarm rate"),
+             ({"far": 2}, "^'far' must be a false-alarm rate"),
+             ({"threshold": float("nan")}, "^'threshold' must be a finite number"),
              ({"far": 0.1, "transform": "x"}, "'transform': expected an Affine or its six "
                                               "numbers, got 'x'"),
              ({"far": 0.1, "transform": TRANSFORM, "crs": "no such CRS"}, "'crs': not a CRS"),

@@ -256,7 +256,8 @@ def test_library_errors_become_one_line_processing_errors(scene, tmp_path):
                    POLYGONS=tmp_path / "t.gpkg")
     assert str(err.value) == (f"{tmp_path / 't.gpkg'}: polygons need 'Polygon score threshold' "
                               "or 'Polygon false-alarm rate'")
-    with pytest.raises(QgsProcessingException, match=r"'Polygon false-alarm rate' must be a "
+    # the value is wrong, not the polygons' file: the message was led by its name
+    with pytest.raises(QgsProcessingException, match=r"^'Polygon false-alarm rate' must be a "
                                                      r"false-alarm rate in \(0, 1\) or auto, "
                                                      r"got 'often'"):
         run_detect(INPUT=scene[0], SCORE="rx", OUTPUT=tmp_path / "heat.tif", FAR="often",
