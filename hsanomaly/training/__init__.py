@@ -22,7 +22,7 @@ from ..io.checks import warn
 from ..io.lock import lock_folder
 from ..io.paths import Item, checkpoint_dir
 from ..options import TRAINING_KINDS, check_values
-from ..runtime import training_unavailable
+from ..runtime import parse_device, training_unavailable
 from ..spelling import spell
 from .data import load_training_data
 from .settings import MAX_DIM, MAX_LATENT_DIM, THREADS, Settings
@@ -96,8 +96,9 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
     if repeated is not None:
         warn(f"{inputs[repeated]}: given {times[files[repeated]]} times; its windows count that "
              "many times, and some held-out windows are training windows")
+    kind, index = parse_device(device)        # named as detect names it, before torch loads
     torch = _import_torch()
-    _check_device(torch, device)
+    _check_cuda(torch, device, kind, index)
     report = caller_callback(callback) or (lambda fraction, message: False)
     with _held_checkpoints(out):
         logger.info("%s: reading training windows", name)
@@ -317,17 +318,11 @@ def _import_torch():
     return torch
 
 
-def _check_device(torch, device):
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise HsanomalyError(f"{spell('device', device)}: not a torch device (use cpu, cuda or cuda:N)") from None
-    if parsed.type not in ("cpu", "cuda"):     # mps, xpu, meta: not what it is tested on
-        raise HsanomalyError(f"{spell('device', device)}: training runs on cpu or cuda (cuda:N), "
-                             f"not {parsed.type}")
-    if parsed.type == "cuda" and not torch.cuda.is_available():
+def _check_cuda(torch, device, kind, index):
+    """Refuse a GPU (``parse_device``'s kind and index) torch cannot train on here."""
+    if kind == "cuda" and not torch.cuda.is_available():
         raise HsanomalyError(f"{spell('device', device)}: CUDA is not available to torch on this machine")
-    if parsed.type == "cuda" and (parsed.index or 0) >= torch.cuda.device_count():
+    if kind == "cuda" and index >= torch.cuda.device_count():
         raise HsanomalyError(f"{spell('device', device)}: torch sees {torch.cuda.device_count()} "
                              "CUDA device(s)")
 
