@@ -322,13 +322,14 @@ def test_cancel_leaves_no_bundle_and_resume_finishes_the_same_run(torch, synthet
     assert not out.exists() and (checkpoint_dir(out) / "state.npz").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
-    with pytest.raises(HsanomalyError, match=r"different data or settings \(seed\)"):
+    # the value it was made with: given again, it resumes (deleting it was the advice)
+    with pytest.raises(HsanomalyError, match=r"different data or settings \(seed: 0 -> 1\)"):
         train([path], out, resume=True, seed=1, **settings)
     # smaller networks: told by the settings, before the tensors are weighed against them
-    with pytest.raises(HsanomalyError, match=r"different data or settings \(dim\)"):
+    with pytest.raises(HsanomalyError, match=r"different data or settings \(dim: \d+ -> 2\)"):
         train([path], out, resume=True, dim=2, **settings)
     # another thread count gives a model that neither makes, recorded as the last one's
-    with pytest.raises(HsanomalyError, match=r"different data or settings \(threads\)"):
+    with pytest.raises(HsanomalyError, match=r"different data or settings \(threads: 1 -> 2\)"):
         train([path], out, resume=True, **{**settings, "threads": 2})
     # one made by an earlier version, which recorded fewer settings: not a setting to match
     state = checkpoint_dir(out) / "state.npz"

@@ -183,6 +183,13 @@ def _checkpoint_bytes(trainer):
     return 3 * nets + SMALL_FILE_BYTES
 
 
+def _change(name, before, now):
+    """"iterations: 3000 -> 2000" (given again, the checkpoint resumes), or the name alone
+    where the values are no plain settings (the data's fingerprint)."""
+    plain = all(isinstance(v, (bool, int, float, str, type(None))) for v in (before, now))
+    return f"{name}: {before!r} -> {now!r}" if plain else name
+
+
 def load_checkpoint(path, trainer, key):
     """Restore ``trainer`` and return the log so far; refuse a checkpoint made for other settings
     (told by its description alone: its tensors are weighed against ``trainer``'s)."""
@@ -195,7 +202,8 @@ def load_checkpoint(path, trainer, key):
     except Exception as err:  # noqa: BLE001 - any unreadable checkpoint gets the same one-line answer
         raise unreadable(err) from None
     if saved != key:
-        changed = sorted(k for k in key.keys() | saved.keys() if key.get(k) != saved.get(k))
+        changed = [_change(k, saved.get(k), key.get(k)) for k in sorted(key.keys() | saved.keys())
+                   if key.get(k) != saved.get(k)]
         made = ("by an earlier hsanomaly, which recorded no "
                 f"{', '.join(sorted(key.keys() - saved.keys()))}" if key.keys() - saved.keys()
                 else f"with different data or settings ({', '.join(changed)})")
