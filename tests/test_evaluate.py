@@ -684,6 +684,11 @@ def test_cli_truth_without_targets_or_background(heat_and_truth, tmp_path):
                                            f"{int(truth.sum())} pixels)")
     full = write_raster(tmp_path / "full.tif", np.ones((1, *truth.shape), np.float32))
     assert run_failing([heat, full]) == f"{full}: the truth mask has no background (no zero pixel)"
+    truth_path = heat_and_truth[1]       # the two given the wrong way round: said, as likely
+    assert run_failing([truth_path, heat]) == (
+        f"{heat}: the truth mask has no background (no zero pixel); the heatmap holds two "
+        "values at most, as a mask does: are the heatmap and the truth given the wrong way "
+        "round?")
 
 
 def test_cli_plots_dir_not_creatable_and_json_dir_missing(heat_and_truth, tmp_path):

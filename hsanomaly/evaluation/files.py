@@ -168,7 +168,11 @@ def _evaluate(scores, name, crs, transform, truth_input, outer_input, pd_far, he
         raise HsanomalyError(f"{truth_name}: {mask_has} no target pixel (all zero"
                              + (f", or {unknown} in {nodata} pixels)" if nodata else ")"))
     if truth[known if known is not None else ...].all():
-        raise HsanomalyError(f"{truth_name}: {mask_has} no background (no zero pixel)")
+        two = np.unique(np.asarray(scores)[np.isfinite(scores)]).size <= 2    # a mask's values
+        raise HsanomalyError(f"{truth_name}: {mask_has} no background (no zero pixel)"
+                             + ("; the heatmap holds two values at most, as a mask does: are "
+                                "the heatmap and the truth given the wrong way round?" if two
+                                else ""))
     outer = None
     if outer_input is not None:
         outer, valid = read_mask(outer_input, scores.shape, heatmap_path,
