@@ -144,8 +144,6 @@ def test_false_alarm_regions_are_the_blobs_above_the_pd_threshold_without_a_targ
     threshold is 0 when fewer background pixels score above it. Above it: a 3-pixel blob (one
     region, 8-connected by a corner), a lone pixel, a pair, a blob touching a target (a hit,
     not a false alarm) and a blob of ambiguous outer-mask pixels only (no false alarm)."""
-    from hsanomaly.evaluation.metrics import false_alarm_regions
-
     scores = np.zeros((40, 50))
     truth, outer = np.zeros((40, 50), np.uint8), np.zeros((40, 50), np.uint8)
     scores[2, 2] = scores[3, 3] = scores[3, 4] = 5          # a blob, corner-connected
@@ -155,7 +153,6 @@ def test_false_alarm_regions_are_the_blobs_above_the_pd_threshold_without_a_targ
     scores[15, 20:23] = 5                                   # a target and the blob beside it
     outer[0, 40:42] = 1
     scores[0, 40:42] = 5                                    # ambiguous pixels only
-    assert false_alarm_regions(scores, truth, outer, pd_far=0.01) == 3
     report = evaluate(scores, truth, outer_mask=outer, pd_far=0.01, pixel_area=4.0)
     assert (report["n_targets_found"], report["n_false_alarm_regions"]) == (1, 3)
     background = report["n_background_pixels"]
@@ -201,8 +198,6 @@ def test_pixels_of_unknown_truth_neither_count_nor_split_a_false_alarm_region(tm
 def test_the_false_alarm_threshold_is_pds(far):
     """Detected background pixels at the regions' threshold stay within the rate, and the
     target pixels above it are Pd's share (scores with ties)."""
-    from hsanomaly.evaluation.metrics import false_alarm_regions
-
     rng = np.random.default_rng(5)
     scores = np.round(rng.normal(0, 1, (80, 80)), 1)
     truth = np.zeros((80, 80), np.uint8)
@@ -219,7 +214,7 @@ def test_the_false_alarm_threshold_is_pds(far):
     above = (scores > threshold) & (truth == 0)
     labels, n = ndimage.label(scores > threshold, structure=np.ones((3, 3), bool))
     expected = len(set(labels[above]) - set(labels[truth == 1]) - {0})
-    assert false_alarm_regions(scores, truth, pd_far=far) == expected
+    assert evaluate(scores, truth, pd_far=far)["n_false_alarm_regions"] == expected
 
 
 LOCAL = ('LOCAL_CS["Arbitrary",LOCAL_DATUM["x",0],UNIT[{}],AXIS["X",EAST],'

@@ -245,21 +245,11 @@ def check_pd_far(pd_far):
     return check_rate(spell("pd_far"), pd_far)
 
 
-@renamed_keywords(outer="outer_mask", far="pd_far")
-def false_alarm_regions(scores, truth, outer_mask=None, valid=None, pd_far=defaults.PD_FAR):
-    """The 8-connected regions of pixels an analyst thresholding at false-alarm rate ``pd_far``
-    would see that hold no target pixel: how many blobs to look at, where Pd counts pixels.
-    The threshold is the one ``RocCurve.pd_at`` uses: a pixel is detected when it scores
-    above the (k+1)-th highest background score, k the false alarms ``pd_far`` allows. A region
-    of ambiguous pixels only (outer mask) is no false alarm."""
-    scores = np.asarray(scores)
-    target, background = class_masks(scores, truth, outer_mask, valid)
-    return _regions_above(scores, valid, target, background,
-                          pd_threshold(scores, background, pd_far))
-
-
 def _regions_above(scores, valid, target, background, threshold):
-    """``false_alarm_regions`` of the ``target`` and ``background`` masks at ``threshold``."""
+    """The 8-connected regions of pixels above ``threshold`` (Pd's: ``pd_threshold``) that hold
+    no ``target`` pixel, of the ``target`` and ``background`` masks: how many blobs an analyst
+    would look at, where Pd counts pixels. A region of ambiguous pixels only (in neither
+    mask: an outer mask's) is no false alarm."""
     from scipy import ndimage
 
     labels, n = ndimage.label(_scored(scores, valid) & (scores > threshold),
@@ -295,7 +285,7 @@ def evaluate(scores, truth, outer_mask=None, valid=None, pd_far=defaults.PD_FAR,
              name="the heatmap", pixel_area=None):
     """A JSON-ready report of how well ``scores`` (rows, cols) find the ``truth`` targets:
     overall and per-target AUC, logAUC, lgFAR and Pd at ``pd_far`` (see ``score_targets``),
-    and at that rate the targets found and the false-alarm regions (``false_alarm_regions``),
+    and at that rate the targets found and the false-alarm regions (``_regions_above``),
     per km2 of background where ``pixel_area`` (square metres) is given.
     ``name``: how a warning names the scores."""
     pd_far = check_pd_far(pd_far)
