@@ -7,31 +7,39 @@ post-processor set on it (``QgsProcessingContext.LayerDetails.setPostProcessor``
 import math
 from collections import deque
 
-from qgis.core import (QgsColorRampShader, QgsDataProvider, QgsFillSymbol, QgsGradientColorRamp,
+from qgis.core import (QgsColorRampShader, QgsDataProvider, QgsGradientColorRamp,
                        QgsProcessingLayerPostProcessorInterface, QgsRasterBandStats,
                        QgsRasterLayer, QgsRasterShader, QgsSingleBandPseudoColorRenderer,
-                       QgsSingleSymbolRenderer, QgsStyle, QgsVectorLayer)
+                       QgsStyle, QgsVectorLayer)
 from qgis.PyQt.QtGui import QColor
 
-HEATMAP_RAMP = "Magma"          # QGIS's default style has it: dark background, bright anomalies
-TARGET_OUTLINE = {"style": "no", "outline_color": "0,255,255,255", "outline_width": "0.6",
-                  "outline_width_unit": "MM", "joinstyle": "miter"}
+# the styles follow the library's pictures (a heatmap only the library wrote is styled here)
 
 
 def heatmap_ramp():
-    """The colour ramp of heatmaps (a two-colour magma-like gradient where the style lacks it)."""
-    ramp = QgsStyle.defaultStyle().colorRamp(HEATMAP_RAMP)
+    """The colour ramp of the library's pictures (``quicklook.COLORMAP``: inferno), from
+    QGIS's default style (a two-colour gradient of its ends where the style lacks it)."""
+    from hsanomaly.quicklook import COLORMAP
+
+    ramp = QgsStyle.defaultStyle().colorRamp(COLORMAP.capitalize())
     return ramp if ramp is not None else QgsGradientColorRamp(QColor(0, 0, 4),
-                                                              QColor(252, 253, 191))
+                                                              QColor(252, 255, 164))
 
 
 def style_heatmap(layer):
-    """Single-band pseudocolour on band 1, the ramp stretched from the band's minimum to its
-    maximum (NaN nodata excluded): high scores, the anomalies, come out bright."""
+    """Single-band pseudocolour on band 1, the ramp stretched between the percentiles the
+    library's pictures use (``quicklook.STRETCH_PERCENTILES``; NaN nodata excluded): a few
+    extreme scores no longer leave every other pixel at the ramp's dark end. High scores,
+    the anomalies, come out bright."""
+    from hsanomaly.quicklook import STRETCH_PERCENTILES
+
     provider = layer.dataProvider()
-    stats = provider.bandStatistics(1, QgsRasterBandStats.Min | QgsRasterBandStats.Max,
-                                    layer.extent(), 0)
-    low, high = stats.minimumValue, stats.maximumValue
+    low_share, high_share = (percent / 100 for percent in STRETCH_PERCENTILES)
+    low, high = provider.cumulativeCut(1, low_share, high_share, layer.extent(), 0)
+    if not (math.isfinite(low) and math.isfinite(high)) or high <= low:
+        stats = provider.bandStatistics(1, QgsRasterBandStats.Min | QgsRasterBandStats.Max,
+                                        layer.extent(), 0)
+        low, high = stats.minimumValue, stats.maximumValue
     if not (math.isfinite(low) and math.isfinite(high)) or high <= low:
         low, high = (low, low + 1) if math.isfinite(low) else (0.0, 1.0)
     function = QgsColorRampShader(low, high, heatmap_ramp(), QgsColorRampShader.Interpolated,
@@ -47,8 +55,13 @@ def style_heatmap(layer):
 
 
 def style_targets(layer):
-    """Target polygons as outlines without fill, so the heatmap stays visible under them."""
-    layer.setRenderer(QgsSingleSymbolRenderer(QgsFillSymbol.createSimple(TARGET_OUTLINE)))
+    """Target polygons styled as the library's GeoPackage styles them (``io.styles``)."""
+    from hsanomaly.io.styles import TARGETS_QML
+    from qgis.PyQt.QtXml import QDomDocument
+
+    document = QDomDocument()
+    document.setContent(TARGETS_QML)
+    layer.importNamedStyle(document)
     layer.triggerRepaint()
 
 
