@@ -106,6 +106,8 @@ def write_png(heatmap, png, max_size=MAX_SIZE, stage=None):
             warn(f"{png}: the heatmap is placed on the map by {placed_by}, which a PNG cannot "
                  "carry; the quick look is not georeferenced")
     scores = np.asarray(scores, dtype=np.float64)
+    if georeferenced:
+        scores, transform = north_up(scores, transform)
     image = render(scores, *stretch_limits(scores), name)   # of the picture: maxima run hotter
     info = PngInfo()
     info.add_text("Software", SOFTWARE)          # what marks the file as ours
@@ -159,12 +161,28 @@ def render(scores, low, high, name):
     return np.asarray(picture)
 
 
+def north_up(scores, transform):
+    """``scores`` and their ``transform`` as a picture shows them, north up and east right: a
+    raster stored south up (its rows from the south) or east to west is flipped, or it
+    reads upside down, its colour bar drawn north of it with mirrored labels. A rotated grid
+    is left as it is (its world file turns the picture)."""
+    from affine import Affine
+
+    rows, cols = scores.shape
+    if transform.b == transform.d == 0:
+        if transform.e > 0:
+            scores, transform = scores[::-1], transform * Affine(1, 0, 0, 0, -1, rows)
+        if transform.a < 0:
+            scores, transform = scores[:, ::-1], transform * Affine(-1, 0, cols, 0, 1, 0)
+    return np.ascontiguousarray(scores), transform
+
+
 def world_file_text(transform):
     """The six lines of an ESRI world file: pixel size and rotation terms, then the centre
     of the top-left pixel."""
     x, y = transform @ (0.5, 0.5)
-    return "\n".join(f"{v:.12g}" for v in (transform.a, transform.d, transform.b, transform.e,
-                                           x, y)) + "\n"
+    return "\n".join(f"{v + 0.0:.12g}" for v in (transform.a, transform.d, transform.b,    # not -0
+                                                 transform.e, x, y)) + "\n"
 
 
 def _gcp_aux_xml(gcps, crs, scale):

@@ -461,7 +461,7 @@ def test_the_heatmap_plot_draws_an_infinite_score_in_the_top_colour_not_as_nodat
     import matplotlib.colors as mc
     from PIL import Image
 
-    from hsanomaly.evaluation.plots import NODATA_GREY, plot_heatmap
+    from hsanomaly.evaluation.plots import NODATA_COLOUR, plot_heatmap
     from hsanomaly.quicklook import COLORMAP
 
     scores = np.zeros((40, 40))
@@ -474,7 +474,7 @@ def test_the_heatmap_plot_draws_an_infinite_score_in_the_top_colour_not_as_nodat
         return int((np.abs(image - (np.array(mc.to_rgb(colour)) * 255).round()).sum(-1) <= 3)
                    .sum())
 
-    assert count(NODATA_GREY) < 100 < count(matplotlib.colormaps[COLORMAP](1.0))
+    assert count(NODATA_COLOUR) < 100 < count(matplotlib.colormaps[COLORMAP](1.0))
 
 
 def test_target_outline_follows_pixel_edges():

@@ -177,3 +177,28 @@ def test_a_shrunk_quick_look_of_an_unplaced_heatmap_lies_on_its_pixel_grid(tmp_p
     world, aux = sidecars(tmp_path / "shrunk.png")
     assert [float(v) for v in world.read_text().split()] == [3.0, 0.0, 0.0, -3.0, 1.5, -1.5]
     assert not aux.exists() and not sidecars(tmp_path / "whole.png")[0].exists()
+
+
+def test_a_south_up_or_mirrored_raster_looks_as_its_north_up_twin(tmp_path):
+    """A raster stored south up (rows from the south: the geotransform's e > 0) drew upside
+    down, its colour bar north of the scene in a GIS with mirrored labels. The same ground
+    stored either way now gives the same picture and world file."""
+    from affine import Affine
+
+    from synthetic import synthetic_cube, write_raster
+
+    cube, _ = synthetic_cube(rows=30, cols=40)
+    rows, cols = cube.shape[1:]
+    south_up = TRANSFORM * Affine(1, 0, 0, 0, -1, rows)          # row 0 is the south edge
+    mirrored = TRANSFORM * Affine(-1, 0, cols, 0, 1, 0)          # column 0 is the east edge
+    twins = {"north": (cube, TRANSFORM), "south": (cube[:, ::-1], south_up),
+             "east": (cube[:, :, ::-1], mirrored)}
+    pictures = {}
+    for name, (data, transform) in twins.items():
+        path = write_raster(tmp_path / f"{name}.tif", data, transform=transform)
+        png = tmp_path / f"{name}.png"
+        hsanomaly.detect(path, tmp_path / f"{name}-heat.tif", score="rx", png=png)
+        pictures[name] = (imread(png), sidecars(png)[0].read_text())
+    for name in ("south", "east"):
+        np.testing.assert_array_equal(pictures[name][0], pictures["north"][0])
+        assert pictures[name][1] == pictures["north"][1]

@@ -11,10 +11,13 @@ import numpy as np
 
 from ..errors import HsanomalyError, describe
 from ..io.atomic import staged_into
-from ..quicklook import COLORMAP, MAX_SIZE, block_maxima, png_check, stretch_limits
+from ..quicklook import (COLORMAP, MAX_SIZE, STRETCH_PERCENTILES, block_maxima, png_check,
+                         stretch_limits)
 from .metrics import HALF_FALSE_POSITIVE, class_masks, label_targets, score_targets
 
-NODATA_GREY = (0.5, 0.5, 0.5, 1.0)
+# nodata: a pale blue that no colour of the ramp comes near, with normal colour vision or
+# with any of the three colour blindnesses (a grey read as a mid score to a deuteranope)
+NODATA_COLOUR = (0.62, 0.79, 0.88, 1.0)
 LEGEND_TARGETS = 24     # targets named in a ROC plot's legend; beyond, drawn unnamed
 TITLE_NAME = 40         # characters of the heatmap's name a plot's title keeps
 
@@ -119,7 +122,8 @@ def plot_histograms(background, targets, path, title="", bins=100, stage=None):
 
 
 def plot_heatmap(scores, truth, path, title="", stage=None):
-    """The score map (percentile-stretched, NaN grey) with truth outlines labelled T1..Tn."""
+    """The score map (percentile-stretched, nodata pale blue) with truth outlines labelled
+    T1..Tn, in the raster's rows and columns."""
     scores = np.asarray(scores)
     rows, cols = scores.shape
     scale = 9.0 / max(rows, cols)
@@ -127,13 +131,17 @@ def plot_heatmap(scores, truth, path, title="", stage=None):
     ax = fig.subplots()
     import matplotlib
 
-    cmap = matplotlib.colormaps[COLORMAP].with_extremes(bad=NODATA_GREY)
+    cmap = matplotlib.colormaps[COLORMAP].with_extremes(bad=NODATA_COLOUR)
     shown = block_maxima(scores, MAX_SIZE)   # every pixel: matplotlib held copies of a large map
     low, high = stretch_limits(shown)       # of the picture: block maxima run hotter than pixels
     # clipped first: an infinite score is the top colour, not the nodata grey of NaN
     image = ax.imshow(np.ma.masked_invalid(np.clip(shown, low, high)), cmap=cmap, vmin=low,
                       vmax=high, extent=(-0.5, cols - 0.5, rows - 0.5, -0.5))
-    fig.colorbar(image, ax=ax, shrink=0.8, label="score")
+    # the arrows: scores beyond the stretch are drawn in its end colours
+    fig.colorbar(image, ax=ax, shrink=0.8, extend="both", label="score ({}th to {}th "
+                 "percentile)".format(*STRETCH_PERCENTILES))
+    ax.set_xlabel("column")
+    ax.set_ylabel("row")
     labels, n_targets = label_targets(truth)
     if n_targets:
         from matplotlib.collections import LineCollection
