@@ -137,7 +137,7 @@ def _text(text):
 
 def render(scores, low, high, name):
     """RGBA uint8 picture: the scores (NaN transparent) over a colour bar labelled with the
-    stretch's limits and the score's name (as far as the width allows)."""
+    stretch's limits and the score's name (those the width holds whole)."""
     import matplotlib
     from PIL import Image, ImageDraw
 
@@ -153,7 +153,8 @@ def render(scores, low, high, name):
     labels, y = [f"{low:.4g}", name, f"{high:.4g}"], rows + 14
     widths = [draw.textlength(text) for text in labels]
     black = (0, 0, 0, 255)
-    draw.text((1, y), labels[0], fill=black)
+    if widths[0] + 2 < cols:      # a label cut short would read as another number
+        draw.text((1, y), labels[0], fill=black)
     if widths[0] + widths[2] + 6 < cols:
         draw.text((cols - widths[2] - 1, y), labels[2], fill=black)
     if sum(widths) + 12 < cols:

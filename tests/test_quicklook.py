@@ -202,3 +202,14 @@ def test_a_south_up_or_mirrored_raster_looks_as_its_north_up_twin(tmp_path):
     for name in ("south", "east"):
         np.testing.assert_array_equal(pictures[name][0], pictures["north"][0])
         assert pictures[name][1] == pictures["north"][1]
+
+
+def test_a_label_the_picture_is_too_narrow_for_is_left_out_not_cut():
+    """On a 12-pixel-wide quick look the lower limit 112.4 was drawn cut to "11"."""
+    from hsanomaly.quicklook import render
+
+    scores = np.linspace(0, 1, 80 * 12).reshape(80, 12)
+    narrow = render(scores, 112.4, 536.2, "rx")[80:]
+    assert (narrow[12:, :, :3] == 255).all()         # the labels' rows: nothing drawn
+    wide = render(np.linspace(0, 1, 80 * 120).reshape(80, 120), 112.4, 536.2, "rx")[80:]
+    assert (wide[12:, :, :3] < 255).any()
