@@ -332,6 +332,17 @@ def test_quick_keeps_the_first_scenes_seed_and_few_iterations(scene_dir):
     assert QUICK_ITERATIONS < ModelCache(scene_dir).iterations
 
 
+def test_quick_takes_one_scene_of_each_image(scene_dir):
+    """Two datasets' copies of one image (the shared data's HYDICE twice) among the first
+    scenes made --quick score one image twice and leave a third out."""
+    import shutil
+
+    (scene_dir / "copy").mkdir()
+    shutil.copy(scene_dir / "mat" / "alpha.mat", scene_dir / "copy" / "alpha.mat")
+    result = run_benchmark(scene_dir, ["rx"], [0], quick=True)
+    assert sorted({r["scene"] for r in result.runs}) == ["copy/alpha", "tif/beta"]
+
+
 def test_published_aucs_are_tabulated_beside_ours(scene_dir, tmp_path):
     reference = tmp_path / "reference.csv"
     reference.write_text("scene,method,auc\nalpha,rx,0.9\nalpha,gmm,0.95\ntif/beta,rx,0.8\n"

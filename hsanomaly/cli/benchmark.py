@@ -47,8 +47,9 @@ def _list(text, cast=str, hint=None):
 @click.option("--reference", type=click.Path(dir_okay=False), default=None,
               help="CSV of published AUCs (columns scene, method, auc; scene = name or file "
                    "stem) to tabulate beside ours, e.g. benchmarks/reference-shared-data.csv.")
-@click.option("--quick", is_flag=True, help=f"First seed, first {QUICK_SCENES} scenes (unless "
-                                            f"--scenes) and {QUICK_ITERATIONS} iterations "
+@click.option("--quick", is_flag=True, help=f"First seed, the first {QUICK_SCENES} scenes of "
+                                            f"distinct images (unless --scenes) and "
+                                            f"{QUICK_ITERATIONS} iterations "
                                             "(unless --iterations).")
 @click.option("--overwrite", is_flag=True, help="Replace files in --out and --markdown that an "
                                                "earlier benchmark did not write.")

@@ -42,7 +42,7 @@ from .scenes import (NO_TRUTH_VARIABLE, ambiguous, brightness, find_scenes, nfc,
 from .tables import summarise
 
 SEEDS = (0, 1, 2)             # training seeds of the seeded scores
-QUICK_SCENES = 3              # --quick: the first scenes only
+QUICK_SCENES = 3              # --quick: the first scenes of distinct images only
 QUICK_ITERATIONS = 200        # --quick: generator iterations per GAN model
 
 
@@ -193,6 +193,21 @@ def _match_reference(reference, scenes):
     return matched
 
 
+def _distinct_images(scenes, count):
+    """The first ``count`` of ``scenes`` that show distinct images (``same_images``): two
+    datasets' copies of one image (HYDICE) among the first made a quick run test fewer."""
+    from .scenes import same_images
+
+    maps, firsts = {}, []
+    for scene in scenes:
+        if len(firsts) == count:
+            break
+        maps[scene.name] = brightness(scene.load())
+        images = same_images(maps)
+        firsts = [s for s in scenes if images.get(s.name) == s.name]
+    return firsts
+
+
 def run_benchmark(data_dir, methods, seeds=SEEDS, *, scenes=None, iterations=None,
                   models_dir=None, jobs=1, quick=False, reference=None, select=None,
                   ablation=None, log=None):
@@ -235,7 +250,7 @@ def run_benchmark(data_dir, methods, seeds=SEEDS, *, scenes=None, iterations=Non
     chosen = select_scenes(find_scenes(data_dir), scenes)
     if quick:
         seeds = seeds[:1]
-        chosen = chosen if scenes else chosen[:QUICK_SCENES]
+        chosen = chosen if scenes else _distinct_images(chosen, QUICK_SCENES)
         iterations = QUICK_ITERATIONS if iterations is None else iterations
     for scene in chosen:
         scene.check_truth()
