@@ -1,5 +1,6 @@
 import os
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -92,15 +93,20 @@ def interrupted_halfway(cube, dst):
         if fraction > 0.5:
             raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as stopped:
         detect(ArraySource(cube), dst, GlobalRX(), tile=16, progress=False, callback=interrupt)
+    return stopped.value
 
 
 def test_resume_after_interruption_gives_identical_output(tmp_path):
     cube, _ = synthetic_cube()
     detect(ArraySource(cube), tmp_path / "full.tif", GlobalRX(), tile=16, progress=False)
 
-    interrupted_halfway(cube, tmp_path / "out.tif")
+    stopped = interrupted_halfway(cube, tmp_path / "out.tif")
+    if sys.version_info >= (3, 11):     # a notebook shows the note under the interrupt
+        assert stopped.__notes__ == [f"{tmp_path / 'out.tif'}: the finished tiles are kept: rerun "
+                                     "with resume=True (a run without it starts over, "
+                                     "discarding them)"]
     assert not (tmp_path / "out.tif").exists()
     finished = len(list((tmp_path / "out.tif.partial").glob("tile_*.npz")))
     assert 0 < finished < 12

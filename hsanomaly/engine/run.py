@@ -429,6 +429,9 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
         if store is not None and not kept:
             store.remove()      # nothing finished: nothing to resume
         one_line = runtime_error(err, dst, kept) if isinstance(err, Exception) else None
+        if kept and isinstance(err, KeyboardInterrupt) and hasattr(err, "add_note"):
+            # said where the interrupt is shown (a notebook): a plain rerun would start over
+            err.add_note(f"{dst}: {tiles_kept()} (a run without it starts over, discarding them)")
         if one_line is None:
             raise
         raise one_line from None
