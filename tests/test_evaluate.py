@@ -1205,3 +1205,21 @@ def test_the_report_gives_the_detect_rate_that_draws_the_pixels_pd_counts():
             pd_far * report["n_background_pixels"]
         assert f"above {threshold:.6g} (detect's far={printed:.12g} draws the same pixels)" in \
             format_summary(report)
+
+
+def test_plots_look_alike_whatever_the_callers_matplotlib_settings(heat_and_truth, tmp_path):
+    """A notebook's rcParams reached the plots: text.usetex without LaTeX failed them after
+    the evaluation, a dark style changed them. The caller's settings are left as they were."""
+    import matplotlib
+
+    import hsanomaly
+
+    heat, truth_path, _, _ = heat_and_truth
+    hsanomaly.evaluate(heat, truth_path, plots=tmp_path / "plain")
+    with matplotlib.rc_context({"text.usetex": True, "axes.facecolor": "black",
+                                "lines.linewidth": 7}):
+        hsanomaly.evaluate(heat, truth_path, plots=tmp_path / "styled")
+        assert matplotlib.rcParams["text.usetex"] and matplotlib.rcParams["lines.linewidth"] == 7
+    for picture in sorted(p.name for p in (tmp_path / "plain").iterdir()):
+        assert (tmp_path / "plain" / picture).read_bytes() == \
+            (tmp_path / "styled" / picture).read_bytes(), picture

@@ -5,6 +5,8 @@ works headless and leaves the caller's matplotlib backend alone; matplotlib is i
 when a plot is made. Every file is written atomically.
 """
 
+import functools
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,24 @@ from .metrics import HALF_FALSE_POSITIVE, class_masks, label_targets, score_targ
 NODATA_COLOUR = (0.62, 0.79, 0.88, 1.0)
 LEGEND_TARGETS = 24     # targets named in a ROC plot's legend; beyond, drawn unnamed
 TITLE_NAME = 40         # characters of the heatmap's name a plot's title keeps
+
+
+_STYLE = threading.Lock()
+
+
+def own_style(draw):
+    """``draw`` (which makes and saves a figure) in matplotlib's default style, whatever the
+    caller's rcParams say (a notebook's dark style, ``text.usetex`` without LaTeX, which
+    failed the plots after the evaluation): the pictures look alike everywhere. One thread at
+    a time: rcParams are the process's, and two drawings restoring them in turn would leave
+    the defaults for good."""
+    @functools.wraps(draw)
+    def drawn(*args, **kwargs):
+        import matplotlib.style
+
+        with _STYLE, matplotlib.style.context("default"):
+            return draw(*args, **kwargs)
+    return drawn
 
 
 def new_figure(size=(6, 5)):
@@ -72,6 +92,7 @@ def _draw_curves(ax, overall, targets, log_x):
               loc="lower right")
 
 
+@own_style
 def plot_roc(overall, path, title="", targets=None, stage=None):
     """Linear ROC curve of ``overall`` (a RocCurve), plus optional {name: RocCurve} ``targets``."""
     fig = new_figure()
@@ -84,6 +105,7 @@ def plot_roc(overall, path, title="", targets=None, stage=None):
     save_png(fig, path, stage)
 
 
+@own_style
 def plot_log_roc(overall, path, title="", targets=None, stage=None):
     """ROC on a log10 FPR axis from 0.5/N_background, the range logAUC integrates over."""
     fig = new_figure()
@@ -99,6 +121,7 @@ def plot_log_roc(overall, path, title="", targets=None, stage=None):
     save_png(fig, path, stage)
 
 
+@own_style
 def plot_histograms(background, targets, path, title="", bins=100, stage=None):
     """Score histograms of background vs target pixels on shared bins, log counts; the
     legend counts the pixels whose score is infinite or missing, which no bin holds."""
@@ -121,6 +144,7 @@ def plot_histograms(background, targets, path, title="", bins=100, stage=None):
     save_png(fig, path, stage)
 
 
+@own_style
 def plot_heatmap(scores, truth, path, title="", stage=None):
     """The score map (percentile-stretched, nodata pale blue) with truth outlines labelled
     T1..Tn, in the raster's rows and columns."""

@@ -17,6 +17,12 @@ def write_csv(path, log):
 
 def plot(path, log, title=""):
     """Losses on the left, the critic's Wasserstein estimate (train and held-out) on the right."""
+    from ..evaluation.plots import own_style
+
+    own_style(_plot)(path, log, title)
+
+
+def _plot(path, log, title):
     from ..evaluation.plots import new_figure, save_png
 
     data = np.asarray(log, dtype=float).reshape(-1, len(LOG_COLUMNS))

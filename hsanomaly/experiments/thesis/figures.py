@@ -2,12 +2,13 @@
 
 import numpy as np
 
-from ...evaluation.plots import new_figure, save_png
+from ...evaluation.plots import new_figure, own_style, save_png
 
 FALSE_COLOUR = (0.8, 0.5, 0.2)    # preprocessed bands (fractions of the band count) shown as RGB
 COLOUR_PERCENTILES = (2, 98)
 
 
+@own_style
 def plot_reconstruction(scorer, data, recon, path, title):
     """The scene and its reconstruction G(z*) side by side in false colour (thesis figure 14),
     both in the model's preprocessed units with the scene's colour stretch."""
