@@ -240,8 +240,8 @@ def evaluate(heatmap: Union[PathArg, Scores], truth: Union[PathArg, Scores], *,
         if plots is not None:
             from .evaluation.plots import write_plots
 
-            named = title or (Path(heatmap).stem if is_path(heatmap)
-                              else "heatmap")
+            named = title or (Path(heatmap).stem if is_path(heatmap)     # an array: no name
+                              else "")
             paths = write_plots(report, scores, truth_mask, plots, title=named,
                                 outer_mask=outer, valid=valid, stage=stage)
             report["plots"] = {name: str(path) for name, path in paths.items()}
