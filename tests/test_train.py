@@ -1,6 +1,7 @@
 """Training: window sampling, networks, WGAN-GP steps, ONNX export, the train() run and its CLI."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -468,6 +469,11 @@ def test_cli_trains_with_defaults_otherwise(torch, synthetic_raster, tmp_path):
     assert "12 -> 12 bands, window 1, 3 iterations" in result.output
     assert (tmp_path / "model" / "model.json").is_file()
     from hsanomaly.model import load_bundle
+
+    # the line QGIS prints too, the library's: the folder as given, held-out estimate last
+    assert result.output.strip() == load_bundle(tmp_path / "model").text(tmp_path / "model")
+    assert re.fullmatch(r".*: 12 -> 12 bands, window 1, 3 iterations, held-out Wasserstein "
+                        r"estimate -?\d+\.\d{4}", result.output.strip())
 
     assert not load_bundle(tmp_path / "model").preprocessor.whiten
 

@@ -50,7 +50,4 @@ def train(inputs, out, mask, background_only, window, bands, sqrt, whiten, itera
                          background_only=background_only, boost_rare=boost_rare,
                          resume=resume, threads=threads, progress=show_progress(quiet),
                          callback=progress_log(quiet))
-    losses = bundle.meta["training"]["losses"]
-    click.echo(f"{out}: {bundle.bands_in} -> {bundle.bands} bands, window {bundle.window}, "
-               f"{bundle.meta['training']['iterations']} iterations, "
-               f"held-out Wasserstein estimate {losses['val_wasserstein']:.4f}")
+    click.echo(bundle.text(out))

@@ -90,6 +90,16 @@ class Bundle:
     def __hash__(self) -> int:
         return hash((self.path, self.digest()))
 
+    def text(self, name: Optional[str] = None) -> str:
+        """The one line the command line and QGIS print of a trained model (``name``: its
+        folder as the user gave it): its bands, window, iterations and held-out Wasserstein
+        estimate (lower: the generator's spectra are nearer the scene's)."""
+        training = self.meta.get("training", {})
+        estimate = training.get("losses", {}).get("val_wasserstein")
+        return (f"{name or self.path}: {self.bands_in} -> {self.bands} bands, window {self.window}, "
+                f"{training.get('iterations')} iterations"
+                + ("" if estimate is None else f", held-out Wasserstein estimate {estimate:.4f}"))
+
     def network(self, name: str) -> bytes:
         """The ONNX bytes of ``GENERATOR`` or ``CRITIC``, as checked when the bundle loaded."""
         return self.networks[name]

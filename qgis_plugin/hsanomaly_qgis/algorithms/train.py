@@ -95,5 +95,5 @@ class TrainModel(HsanomalyAlgorithm):
                 resume=self.parameterAsBool(parameters, self.RESUME, context))
             bundle = in_own_thread(lambda: train(inputs, out, progress=False,
                                                  callback=progress_callback(feedback), **settings))
-        feedback.pushInfo(f"{bundle.path}: model bundle")
+        feedback.pushInfo(bundle.text())
         return {self.OUTPUT: out}
