@@ -306,7 +306,8 @@ def training_rates(scene, device, iterations=30):
 
     from hsanomaly.training.data import load_training_data
     from hsanomaly.training.networks import Critic, Generator
-    from hsanomaly.training.settings import THREADS, Settings
+    from hsanomaly import defaults
+    from hsanomaly.training.settings import Settings
     from hsanomaly.training.wgan import WGANGP
 
     data = load_training_data([str(scene)])
@@ -315,7 +316,7 @@ def training_rates(scene, device, iterations=30):
     for dev in dict.fromkeys(("cpu", torch_device)):
         previous = torch.get_num_threads()
         if dev == "cpu":
-            torch.set_num_threads(THREADS)
+            torch.set_num_threads(defaults.TRAIN_THREADS)
         try:
             torch.manual_seed(0)
             trainer = WGANGP(Generator(data.bands), Critic(data.bands),

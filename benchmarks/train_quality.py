@@ -6,7 +6,7 @@ background purification by retraining (issue 15), scored with the default ``dual
         [--time-one abu-airport-2] [--purify 1,3] [--purify-base it800-b64] [--mlrx]
 
 For every candidate training setting (``CANDIDATES``), one model per scene and seed is trained
-with ``hsanomaly.train`` (torch on one thread, ``settings.THREADS``) and kept under
+with ``hsanomaly.train`` (torch on one thread, ``defaults.TRAIN_THREADS``) and kept under
 ``--root/<candidate>/<scene>/seed<k>`` (default /tmp/models-study, out of git), the CPU seconds
 of the training call are taken in this process (``time.process_time``, all threads, as
 ``experiments/cache.py`` does), and ``dualcontext`` (seeded with the training seed, as

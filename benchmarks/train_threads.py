@@ -5,7 +5,7 @@ Runs alternate between the thread counts in short rounds (``--rounds`` x ``--ite
 iterations each, the same networks and data), so a change in machine load hits all of them
 alike. CPU time (time.process_time: every thread of this process) is what training costs the
 machine; wall time is what the user waits. Both are printed, with their ratios to the first
-thread count. hsanomaly.training.settings.THREADS records the choice this measures.
+thread count. hsanomaly.defaults.TRAIN_THREADS records the choice this measures.
 
     python benchmarks/train_threads.py [--scene examples/abu-airport-2.tif] [--threads 1,2]
                                        [--rounds 4] [--iterations 20]

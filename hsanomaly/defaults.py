@@ -22,7 +22,7 @@ TRAIN_DIM = 8              # the networks' width (channels of their first layer)
 TRAIN_LATENT_DIM = 4       # the generator's latent dimension
 TRAIN_BATCH = 64           # windows per step
 TRAIN_LR = 1e-3            # Adam's learning rate
-TRAIN_THREADS = 1          # torch CPU threads (docs/training/threads.md)
+TRAIN_THREADS = 1          # torch CPU threads: too small a network for more (docs/training/threads.md)
 
 # The random seed of scoring: sample draws, latent codebooks, mixtures.
 SEED = 0

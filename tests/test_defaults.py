@@ -107,9 +107,8 @@ def test_training_and_benchmark_shells_restate_no_default():
     from hsanomaly.cli.benchmark import benchmark
     from hsanomaly.experiments.benchmark import run_benchmark
     from hsanomaly.training import train
-    from hsanomaly.training.settings import THREADS
 
     assert option(benchmark, "seeds").default == ",".join(map(str, keyword_default(run_benchmark, "seeds")))
     assert option(train_command, "device").default == keyword_default(train, "device") == defaults.DEVICE
     assert f"min({defaults.TRAIN_BANDS}, bands)" in option(train_command, "bands").help
-    assert f"[default: {THREADS};" in option(train_command, "threads").help
+    assert f"[default: {defaults.TRAIN_THREADS};" in option(train_command, "threads").help

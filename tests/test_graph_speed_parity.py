@@ -27,7 +27,7 @@ def _networks(bands, window=1, dim=8, seed=0, steps=0):
         trainer = WGANGP(generator, critic, Settings(iterations=steps, batch=32, seed=seed))
         data = torch.rand(256, bands, window, window) * 1.6 - 0.8
         threads = torch.get_num_threads()
-        torch.set_num_threads(1)     # hsanomaly.training.settings.THREADS
+        torch.set_num_threads(1)     # hsanomaly.defaults.TRAIN_THREADS
         try:
             for _ in range(steps):
                 trainer.step(data)

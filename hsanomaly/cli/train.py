@@ -4,7 +4,6 @@ import click
 
 from .. import defaults
 from . import SEED_RANGE, progress_log, quiet_option, show_progress, with_verbosity
-from ..training.settings import THREADS, Settings
 
 
 @with_verbosity
@@ -29,14 +28,14 @@ from ..training.settings import THREADS, Settings
 @click.option("--whiten", is_flag=True,
               help="Decorrelate the binned bands, so that recon's distance is a Mahalanobis "
                    "distance (what the recon and anogan scores' quick models use).")
-@click.option("--iterations", default=Settings.iterations, show_default=True,
+@click.option("--iterations", default=defaults.ITERATIONS, show_default=True,
               type=click.IntRange(min=1), help="Generator iterations.")
 @click.option("--seed", default=defaults.TRAIN_SEED, show_default=True, type=SEED_RANGE,
               help="Random seed of the networks' first weights and of the windows drawn.")
 @click.option("--device", default=defaults.DEVICE, show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--boost-rare", is_flag=True, help="Draw rare (but not singular) spectra more often.")
 @click.option("--threads", type=click.IntRange(min=1),
-              help=f"CPU threads for torch [default: {THREADS}; more do not pay on networks this small].")
+              help=f"CPU threads for torch [default: {defaults.TRAIN_THREADS}; more do not pay on networks this small].")
 @click.option("--resume", is_flag=True, help="Continue from OUT.checkpoint/ if a run was interrupted.")
 @quiet_option
 def train(inputs, out, mask, background_only, window, bands, sqrt, whiten, iterations, seed,

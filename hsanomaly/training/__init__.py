@@ -22,10 +22,10 @@ from ..io.checks import warn
 from ..io.lock import lock_folder
 from ..io.paths import Item, checkpoint_dir
 from ..options import TRAINING_KINDS, check_values
-from ..runtime import parse_device, training_unavailable
+from ..runtime import check_threads, parse_device, training_unavailable
 from ..spelling import spell
 from .data import load_training_data
-from .settings import MAX_DIM, MAX_LATENT_DIM, THREADS, Settings
+from .settings import MAX_DIM, MAX_LATENT_DIM, Settings
 
 logger = logging.getLogger(__name__)
 LOG_ROWS = 50          # rows of training.csv; each one runs both networks over the held-out
@@ -38,10 +38,10 @@ LIBRARY_ONLY = ("quick_model_of", "name", "data_checked")   # train's keywords f
 
 
 def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, sqrt=False,
-          whiten=False, iterations=Settings.iterations, seed=defaults.TRAIN_SEED, device=defaults.DEVICE,
+          whiten=False, iterations=defaults.ITERATIONS, seed=defaults.TRAIN_SEED, device=defaults.DEVICE,
           dim=defaults.TRAIN_DIM, latent_dim=defaults.TRAIN_LATENT_DIM,
-          critic_steps=Settings.critic_steps, batch=Settings.batch,
-          lr=Settings.lr, background_only=False, boost_rare=False, resume=False, threads=None,
+          critic_steps=defaults.CRITIC_STEPS, batch=defaults.TRAIN_BATCH,
+          lr=defaults.TRAIN_LR, background_only=False, boost_rare=False, resume=False, threads=None,
           progress=False, callback=None, quick_model_of=None, name=None, data_checked=False,
           codebook_jacobians=True):
     """Train on windows from ``inputs`` (rasters or .mat scenes) and write the bundle ``out``.
@@ -59,7 +59,7 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
     (WGAN-GP's n_critic); batch, lr: windows per step and Adam's learning rate. Their defaults
     are the one configuration every scene is trained with (``defaults``, ``Settings``).
     resume: continue from ``<out>.checkpoint/`` when it exists and matches these settings.
-    threads: torch CPU threads for this run (default: ``settings.THREADS``, one thread: the
+    threads: torch CPU threads for this run (default: ``defaults.TRAIN_THREADS``, one thread: the
     networks' matrix products are too small for a second thread to pay, and on a busy machine
     extra threads spin against the other processes).
     callback(fraction, message): progress; returning True cancels (``hsanomaly.Cancelled``, nothing
@@ -76,6 +76,7 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
     Returns the loaded hsanomaly.model.Bundle.
     """
     check_values({k: v for k, v in locals().items() if k in TRAINING_KINDS}, TRAINING_KINDS)
+    check_threads(threads)                 # a kind's check: not its range
     out = Path(out)
     name = name or out
     try:
@@ -108,7 +109,7 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
                                   whiten=whiten, background_only=background_only,
                                   boost_rare=boost_rare, seed=seed,
                                   check_data=not data_checked)
-        with _torch_threads(torch, int(THREADS if threads is None else threads)):
+        with _torch_threads(torch, int(defaults.TRAIN_THREADS if threads is None else threads)):
             options = {"window": window, "bands": data.bands, "sqrt": sqrt, "whiten": whiten,
                        "dim": dim, "latent_dim": latent_dim, "background_only": background_only,
                        "boost_rare": boost_rare, "mask": mask is not None}

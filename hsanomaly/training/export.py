@@ -256,12 +256,11 @@ def _dense_critic(critic):
 # --- the codebook -----------------------------------------------------------------------------
 
 def _codebook_settings(size, seed, jacobians):
-    from ..latent.fast import FastSolver
     from ..latent.generator import JACOBIAN_STEP
 
     if not size:
         return None
-    return {"size": int(size), "scale": FastSolver().codebook_scale, "seed": int(seed),
+    return {"size": int(size), "scale": defaults.CODEBOOK_SCALE, "seed": int(seed),
             "jacobian_step": JACOBIAN_STEP,
             "arrays": {name: CODEBOOK_FILE.format(name)
                        for name in (CODEBOOK_ARRAYS if jacobians else CODEBOOK_STORED)}}

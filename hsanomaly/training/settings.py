@@ -13,12 +13,6 @@ from .. import defaults
 from ..errors import HsanomalyError
 from ..spelling import spell
 
-# torch CPU threads for training unless the caller asks for more (``threads=``, ``--threads``):
-# the networks' matrix products (batch 64, at most 256 x 256) are too small for a second thread
-# to pay for its synchronisation, and on a busy machine torch's extra threads spin against the
-# other processes instead of waiting. docs/training/threads.md has the measurements.
-THREADS = defaults.TRAIN_THREADS
-
 # The largest network sizes and batch taken (library keywords; the CLI has none): far above any
 # useful model (the default latent has 4 dimensions), below sizes that fail on memory after the
 # data are read (a 10**6-dimensional latent wrote a 1.5 GB checkpoint, then asked the export
