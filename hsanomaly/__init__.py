@@ -54,5 +54,7 @@ if not TYPE_CHECKING:    # a checker sees the names above, and no catch-all that
 
 
 def __dir__():
-    """The module's names with those loaded on first use."""
-    return sorted({*globals(), *__all__})
+    """The module's names with those loaded on first use, less the machinery of loading them
+    (an editor's completion offers what a user may call)."""
+    return sorted({*(name for name in globals() if not name.startswith("_")), *__all__}
+                  - {"TYPE_CHECKING", "importlib"})

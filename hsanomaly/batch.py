@@ -9,7 +9,8 @@ import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, List, Optional, SupportsIndex, cast
+from typing import (TYPE_CHECKING, Any, Callable, ClassVar, List, Literal, Optional,
+                    SupportsIndex, cast)
 
 from . import defaults
 from .api import detect
@@ -34,7 +35,7 @@ class BatchItem:
     STATUSES: ClassVar = ("scored", "skipped", "failed")      # "skipped": finished before
     src: str
     dst: str
-    status: str                   # one of STATUSES
+    status: Literal["scored", "skipped", "failed"]      # one of STATUSES
     result: Optional["DetectResult"] = None   # when scored
     error: Optional[str] = None             # one-line message when failed
 

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from .scorers.base import Scorer
 
 Labelled = TypeVar("Labelled", bound=LabelledArray)    # a DataArray in, a DataArray out
+D = TypeVar("D", bound="Detector")                      # fit returns the detector, subclass too
 
 
 
@@ -67,7 +68,7 @@ class Detector(ScoreParameters):
         path = model_path(model)
         check_scorer(score, options, path)
         check_tile(tile)
-        self.keep(score, model, tile, options)
+        self._keep(score, model, tile, options)
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "scorer_")
@@ -106,7 +107,7 @@ class Detector(ScoreParameters):
 
     # fitting and scoring ------------------------------------------------------------------------
     @one_job()
-    def fit(self, X: Cube, y: Any = None) -> "Detector":
+    def fit(self: D, X: Cube, y: Any = None) -> D:
         """Fit on X (a cube (bands, rows, cols), whose mask, if a masked array, is nodata; an
         open rasterio dataset; or an xarray DataArray, see ``io.inputs``); returns self."""
         return self._fit(as_source(X)[0])

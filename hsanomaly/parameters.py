@@ -15,7 +15,7 @@ T = TypeVar("T", bound="ScoreParameters")
 
 class ScoreParameters:
     """The parameters of ``__init__(score, model, tile, **options)``, which checks them and
-    keeps them with ``keep``; an assignment is taken as ``set_params`` takes it (it was
+    keeps them with ``_keep``; an assignment is taken as ``set_params`` takes it (it was
     ignored, or, ``d.score = "gmm"``, hid the ``score`` method)."""
 
     score_name: str
@@ -24,7 +24,7 @@ class ScoreParameters:
     _options: Dict[str, Any]
     _fitted_state: Tuple[str, ...] = ()       # what a change of parameters drops
 
-    def keep(self, score, model, tile, options):
+    def _keep(self, score, model, tile, options):
         """Keep the checked parameters (past ``__setattr__``)."""
         self.__dict__.update(score_name=score, model=model, tile=tile, _options=options)
 
@@ -45,7 +45,7 @@ class ScoreParameters:
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __setattr__(self, name, value):
-        known = "score_name" in self.__dict__      # a subclass may set one before ``keep``
+        known = "score_name" in self.__dict__      # a subclass may set one before ``_keep``
         if known and (name in PARAMETERS or name in OPTION_KINDS or name in self._options):
             self.set_params(**{"score" if name == "score_name" else name: value})
         else:

@@ -985,6 +985,7 @@ def test_a_title_reaches_every_plot_and_the_package_lists_its_lazy_names(tmp_pat
     hsanomaly.evaluate(scores, truth, plots=tmp_path / "plots", title="flight 7")
     assert titles and all(title.startswith("flight 7") for title in titles), titles
     assert {"DetectResult", "NotFittedError", "detect", "Detector"} <= set(dir(hsanomaly))
+    assert not {"TYPE_CHECKING", "importlib", "_WHERE"} & set(dir(hsanomaly))
 
 
 def test_a_truth_with_negative_values_is_warned_about(heat_and_truth, tmp_path):

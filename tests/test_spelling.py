@@ -107,7 +107,7 @@ def _flags_written(tree):
                   and isinstance(node.body[0].value, ast.Constant)}
     found = [node for node in ast.walk(tree) if isinstance(node, ast.Constant)
              and isinstance(node.value, str) and id(node) not in docstrings
-             and FLAG.search(node.value)]
+             and FLAG.search(node.value) and "pip install" not in node.value]   # pip's flags
     for text in (node for node in ast.walk(tree) if isinstance(node, ast.JoinedStr)):
         found += [part for part, after in zip(text.values, text.values[1:])
                   if isinstance(part, ast.Constant) and isinstance(after, ast.FormattedValue)

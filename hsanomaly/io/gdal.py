@@ -266,7 +266,7 @@ def check_dataset(ds, path=None):
     # a block without bytes is filled with the nodata, or left out by a mask
     masked = any(v is not None for v in ds.nodatavals) or any(
         MaskFlags.per_dataset in flags or MaskFlags.alpha in flags for flags in ds.mask_flag_enums)
-    check_blocks(path, nodata=masked)
+    check_blocks(gdal_spelling(path), name=path, nodata=masked)
 
 
 def local_files(name):

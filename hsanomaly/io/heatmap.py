@@ -116,12 +116,17 @@ def overview_factors(width, height, minimum=OVERVIEW_MIN):
 def _reopen(path, mode="r"):
     """Open a raster just written. GDAL's block writes and close do not fail on a full disk or
     past a file-size limit, so a file cut short is first seen here, where rasterio raises
-    TypeError for a file GDAL cannot identify: that is a failed write (an OSError)."""
+    TypeError for a file GDAL cannot identify, RasterioIOError, or (GDAL before 3.10, as QGIS
+    and conda ship it) GDAL's own error class: that is a failed write (an OSError)."""
     import rasterio
 
     try:
+        from rasterio._err import CPLE_BaseError     # not in rasterio.errors
+    except ImportError:
+        CPLE_BaseError = rasterio.errors.RasterioIOError
+    try:
         return rasterio.open(path, mode)
-    except (TypeError, rasterio.errors.RasterioIOError) as err:
+    except (TypeError, rasterio.errors.RasterioIOError, CPLE_BaseError) as err:
         raise OSError(errno.EIO, "the file written cannot be read back: the disk is full, or "
                       "a file-size limit cut it short", str(path)) from err
 

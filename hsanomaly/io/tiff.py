@@ -118,11 +118,9 @@ ARCHIVES = {"/vsizip/": "zip", "/vsitar/": "tar", "/vsigzip/": "gzip"}   # GDAL'
 
 def archive_member(path):
     """(kind, archive, member) of a GeoTIFF in an archive on disk ("zip", "tar" or "gzip";
-    the member None for a gzip), or None where ``path`` names none (a plain file, a URL, an
-    archive inside an archive or behind a URL)."""
-    from .gdal import gdal_spelling
-
-    text = gdal_spelling(path)              # rasterio's "zip://a.zip!m.tif" too
+    the member None for a gzip), or None where ``path`` (as GDAL spells it) names none (a
+    plain file, a URL, an archive inside an archive or behind a URL)."""
+    text = str(path)             # GDAL's spelling (``gdal.gdal_spelling``: not rasterio's)
     kind = next((k for prefix, k in ARCHIVES.items() if text.startswith(prefix)), None)
     if kind is None:
         return None
