@@ -1224,3 +1224,19 @@ def test_plots_look_alike_whatever_the_callers_matplotlib_settings(heat_and_trut
     for picture in sorted(p.name for p in (tmp_path / "plain").iterdir()):
         assert (tmp_path / "plain" / picture).read_bytes() == \
             (tmp_path / "styled" / picture).read_bytes(), picture
+
+
+def test_per_target_curves_differ_by_more_than_colour():
+    """T1 and T11 were one blue, and colours alone part few curves for a colour-blind reader:
+    each curve has a colour and a line style, no two of the first twenty the same pair."""
+    from matplotlib.figure import Figure
+
+    from hsanomaly.evaluation.metrics import roc_curve
+    from hsanomaly.evaluation.plots import _draw_curves
+
+    rng = np.random.default_rng(0)
+    curves = {f"T{k}": roc_curve(rng.normal(size=200), np.arange(200) < 20) for k in range(1, 21)}
+    ax = Figure().subplots()
+    _draw_curves(ax, curves["T1"], curves, log_x=False)
+    drawn = [(line.get_color(), line.get_linestyle()) for line in ax.get_lines()[:20]]
+    assert len(set(drawn)) == 20 and len({style for _, style in drawn}) > 1

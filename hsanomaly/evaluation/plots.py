@@ -24,7 +24,7 @@ LEGEND_TARGETS = 24     # targets named in a ROC plot's legend; beyond, drawn un
 TITLE_NAME = 40         # characters of the heatmap's name a plot's title keeps
 
 
-_STYLE = threading.Lock()
+_STYLE = threading.RLock()       # a drawing may call another
 
 
 def own_style(draw):
@@ -68,6 +68,16 @@ def save_png(fig, path, stage=None, dpi=120):
                                                   metadata={"Software": SOFTWARE}))
 
 
+TARGET_LINES = ("solid", "dashed", "dotted", "dashdot")
+
+
+def matplotlib_colours():
+    """The default style's colour cycle (tab10)."""
+    import matplotlib
+
+    return matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+
+
 def _draw_curves(ax, overall, targets, log_x):
     """Overall curve thick, per-target curves thin; the legend gives each one's AUC or logAUC,
     the area of the curve drawn."""
@@ -79,8 +89,12 @@ def _draw_curves(ax, overall, targets, log_x):
 
     targets = targets or {}
     named = len(targets) <= LEGEND_TARGETS      # more would cover the curves
-    for name, curve in targets.items():
-        ax.plot(*points(curve), lw=0.8, alpha=0.7,
+    colours = matplotlib_colours()
+    for i, (name, curve) in enumerate(targets.items()):
+        # line styles beside the colours: colours alone part few curves for a colour-blind
+        # reader, and T1 and T11 were one blue (ten colours, four styles: twenty pairs)
+        ax.plot(*points(curve), lw=0.8, alpha=0.7, color=colours[i % len(colours)],
+                linestyle=TARGET_LINES[i % len(TARGET_LINES)],
                 label=f"{name} {value(curve):.3f}" if named else None)
     ax.plot(*points(overall), lw=2.2, color="black",
             label=f"all {'logAUC' if log_x else 'AUC'} {value(overall):.3f}"
