@@ -1235,8 +1235,12 @@ def test_per_target_curves_differ_by_more_than_colour():
     from hsanomaly.evaluation.plots import _draw_curves
 
     rng = np.random.default_rng(0)
-    curves = {f"T{k}": roc_curve(rng.normal(size=200), np.arange(200) < 20) for k in range(1, 21)}
+    curves = {f"T{k}": roc_curve(rng.random(3) + 0.5, rng.random(200)) for k in range(1, 21)}
     ax = Figure().subplots()
     _draw_curves(ax, curves["T1"], curves, log_x=False)
     drawn = [(line.get_color(), line.get_linestyle()) for line in ax.get_lines()[:20]]
     assert len(set(drawn)) == 20 and len({style for _, style in drawn}) > 1
+    # a figure comparing methods names its thick curve (the thesis's were all called "all")
+    ax = Figure().subplots()
+    _draw_curves(ax, curves["T1"], {"critic": curves["T2"]}, log_x=False, name="recon")
+    assert [t.get_text() for t in ax.get_legend().get_texts()][-1].startswith("recon AUC ")

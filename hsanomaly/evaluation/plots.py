@@ -78,9 +78,10 @@ def matplotlib_colours():
     return matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
 
 
-def _draw_curves(ax, overall, targets, log_x):
-    """Overall curve thick, per-target curves thin; the legend gives each one's AUC or logAUC,
-    the area of the curve drawn."""
+def _draw_curves(ax, overall, targets, log_x, name="all"):
+    """Overall curve thick (``name`` in the legend), per-target curves thin (or other methods'
+    beside it); the legend gives each one's AUC or logAUC, the area of the curve drawn, and
+    goes where it covers the fewest curves."""
     def points(curve):
         return curve.expected_log_curve() if log_x else (curve.fpr, curve.tpr)
 
@@ -90,29 +91,29 @@ def _draw_curves(ax, overall, targets, log_x):
     targets = targets or {}
     named = len(targets) <= LEGEND_TARGETS      # more would cover the curves
     colours = matplotlib_colours()
-    for i, (name, curve) in enumerate(targets.items()):
+    for i, (target, curve) in enumerate(targets.items()):
         # line styles beside the colours: colours alone part few curves for a colour-blind
         # reader, and T1 and T11 were one blue (ten colours, four styles: twenty pairs)
         ax.plot(*points(curve), lw=0.8, alpha=0.7, color=colours[i % len(colours)],
                 linestyle=TARGET_LINES[i % len(TARGET_LINES)],
-                label=f"{name} {value(curve):.3f}" if named else None)
+                label=f"{target} {value(curve):.3f}" if named else None)
     ax.plot(*points(overall), lw=2.2, color="black",
-            label=f"all {'logAUC' if log_x else 'AUC'} {value(overall):.3f}"
+            label=f"{name} {'logAUC' if log_x else 'AUC'} {value(overall):.3f}"
             + ("" if named else f" (thin: {len(targets)} targets)"))
     ax.set_ylabel("true positive rate")
     ax.set_ylim(0, 1.01)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="x-small", ncol=1 + len(targets) // 12 if named else 1,
-              loc="lower right")
+    ax.legend(fontsize="x-small", ncol=1 + len(targets) // 12 if named else 1, loc="best")
 
 
 @own_style
-def plot_roc(overall, path, title="", targets=None, stage=None):
-    """Linear ROC curve of ``overall`` (a RocCurve), plus optional {name: RocCurve} ``targets``."""
+def plot_roc(overall, path, title="", targets=None, stage=None, name="all"):
+    """Linear ROC curve of ``overall`` (a RocCurve, called ``name``), plus optional {name:
+    RocCurve} ``targets`` (or other methods)."""
     fig = new_figure()
     ax = fig.subplots()
     ax.plot([0, 1], [0, 1], ls="--", color="red", lw=0.8)
-    _draw_curves(ax, overall, targets, log_x=False)
+    _draw_curves(ax, overall, targets, log_x=False, name=name)
     ax.set_xlabel("false positive rate")
     ax.set_xlim(0, 1)
     ax.set_title(title or "ROC")
@@ -120,14 +121,14 @@ def plot_roc(overall, path, title="", targets=None, stage=None):
 
 
 @own_style
-def plot_log_roc(overall, path, title="", targets=None, stage=None):
+def plot_log_roc(overall, path, title="", targets=None, stage=None, name="all"):
     """ROC on a log10 FPR axis from 0.5/N_background, the range logAUC integrates over."""
     fig = new_figure()
     ax = fig.subplots()
     floor = HALF_FALSE_POSITIVE / overall.n_neg
     guess = np.logspace(np.log10(floor), 0, 200)
     ax.plot(guess, guess, ls="--", color="red", lw=0.8)
-    _draw_curves(ax, overall, targets, log_x=True)
+    _draw_curves(ax, overall, targets, log_x=True, name=name)
     ax.set_xscale("log")
     ax.set_xlim(floor, 1)
     ax.set_xlabel("false positive rate (zero counted as half a false positive)")

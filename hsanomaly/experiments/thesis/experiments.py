@@ -98,7 +98,7 @@ def critic_vs_recon(run):
     curves = {name: run.curve(s) for name, s in scores.items()}
     plot_log_roc(curves["recon"], run.fig("critic_vs_recon", "fig12-log-roc"),
                  f"{run.stem}: recon (black) vs critic, RX, GMM",
-                 {n: c for n, c in curves.items() if n != "recon"})
+                 {n: c for n, c in curves.items() if n != "recon"}, name="recon")
     for name in ("recon", "GMM", "critic"):
         plot_heatmap(scores[name], run.data.truth,
                      run.fig("heatmaps", f"fig13-heatmap-{name.lower()}"),
@@ -120,7 +120,7 @@ def background_only(run):
     background = run.score("recon", model=run.model(mask=mask, background_only=True))["score"][0]
     plot_log_roc(run.curve(run.shared["recon"]), run.fig("background_only", "fig15-log-roc"),
                  f"{run.stem}: unsupervised (black) vs background-only training",
-                 {"background only": run.curve(background)})
+                 {"background only": run.curve(background)}, name="unsupervised")
     return {"unsupervised": run.metrics(run.shared["recon"]),
             "background only": run.metrics(background)}
 
@@ -131,7 +131,7 @@ def c2_penalty(run):
                  for c2 in run.config.c2_values}
     plot_log_roc(run.curve(run.shared["recon"]), run.fig("c2", "fig17-log-roc"),
                  f"{run.stem}: C2=0 (black) vs C2 > 0",
-                 {name: run.curve(s) for name, s in penalised.items()})
+                 {name: run.curve(s) for name, s in penalised.items()}, name="C2=0")
     return {"C2=0": run.metrics(run.shared["recon"]),
             **{name: run.metrics(s) for name, s in penalised.items()}}
 
@@ -145,7 +145,8 @@ def early_critic(run):
             "critic", model=model)["score"][0]
     plot_log_roc(run.curve(run.shared["critic"]), run.fig("early_critic", "fig19-log-roc"),
                  f"{run.stem}: critic, {config.iterations} it (black) vs stopped early",
-                 {name: run.curve(s) for name, s in early.items()})
+                 {name: run.curve(s) for name, s in early.items()},
+                 name=f"critic, {config.iterations} it")
     return {f"latent 4, {config.iterations} it": run.metrics(run.shared["critic"]),
             **{name: run.metrics(s) for name, s in early.items()}}
 
