@@ -108,7 +108,7 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
             told += 1
             settled(cast(BatchItem, items[told - 1]))
     with (optional_client(workers, scheduler) if pending else contextlib.nullcontext()) as client, \
-            progress_bar(progress, pending, unit="raster") as bar, batch_resumes():
+            progress_bar(pending and progress, pending, unit="raster") as bar, batch_resumes():
         cancelled: List[Any] = []
         alone: List[str] = []        # the raster whose run found the cluster without a worker
         lost: List[str] = []         # the raster whose run lost the cluster's scheduler
