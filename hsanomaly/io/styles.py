@@ -8,28 +8,22 @@ STYLE_NAME = "hsanomaly targets"
 # The targets' style, wherever QGIS opens them (from the GeoPackage's layer_styles table, or as
 # the plugin loads them): outlines without fill, so the heatmap beneath stays visible; cyan on a
 # black halo, seen over the ramp's dark background and over its bright anomalies alike.
+OUTLINES = (("0,0,0,255", 1.2), ("0,229,255,255", 0.6))     # (RGBA, width in mm), drawn in turn
+_LINE = """    <layer class="SimpleLine" enabled="1" pass="0" locked="0">
+     <Option type="Map">
+      <Option type="QString" name="line_color" value="{}"/>
+      <Option type="QString" name="line_style" value="solid"/>
+      <Option type="QString" name="line_width" value="{}"/>
+      <Option type="QString" name="line_width_unit" value="MM"/>
+     </Option>
+    </layer>
+"""
 TARGETS_QML = """<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
 <qgis version="3.22" styleCategories="Symbology">
  <renderer-v2 type="singleSymbol" symbollevels="0" enableorderby="0" forceraster="0">
   <symbols>
    <symbol type="fill" name="0" alpha="1" clip_to_extent="1" force_rhr="0">
-    <layer class="SimpleLine" enabled="1" pass="0" locked="0">
-     <Option type="Map">
-      <Option type="QString" name="line_color" value="0,0,0,255"/>
-      <Option type="QString" name="line_style" value="solid"/>
-      <Option type="QString" name="line_width" value="1.2"/>
-      <Option type="QString" name="line_width_unit" value="MM"/>
-     </Option>
-    </layer>
-    <layer class="SimpleLine" enabled="1" pass="0" locked="0">
-     <Option type="Map">
-      <Option type="QString" name="line_color" value="0,229,255,255"/>
-      <Option type="QString" name="line_style" value="solid"/>
-      <Option type="QString" name="line_width" value="0.6"/>
-      <Option type="QString" name="line_width_unit" value="MM"/>
-     </Option>
-    </layer>
-   </symbol>
+""" + "".join(_LINE.format(colour, width) for colour, width in OUTLINES) + """   </symbol>
   </symbols>
  </renderer-v2>
 </qgis>
