@@ -20,7 +20,7 @@ from .spelling import spell
 
 DEVICES = ("cpu", "cuda")
 TRAINING_MODULES = ("torch", "onnx", "onnxruntime")   # train, export, check the export
-TRAINING_INSTALL = ("pip install torch --index-url https://download.pytorch.org/whl/cpu, then "
+TRAINING_INSTALL = ("pip install torch --index-url https://download.pytorch.org/whl/cpu && "
                     "pip install 'hsanomaly[cpu,train]'")
 RUNTIMES = ("onnxruntime", "onnxruntime-gpu")   # one module, two distributions: [cpu], [gpu]
 

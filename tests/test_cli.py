@@ -170,7 +170,7 @@ def test_a_torch_that_is_installed_but_does_not_load_is_one_line_before_the_work
         assert result.returncode == 1
         line, = result.stderr.strip().splitlines()
         assert "torch is installed but does not load (" in line, line
-        assert line.endswith("then pip install 'hsanomaly[cpu,train]')"), line
+        assert line.endswith("&& pip install 'hsanomaly[cpu,train]')"), line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken", "scene.tif"]
 
 

@@ -20,12 +20,13 @@ from synthetic import synthetic_cube
 def served(tmp_path, request):
     """(the folder served, its URL), by a server in a process of its own: rasterio holds the
     GIL while GDAL waits for an answer, which a thread of this process could never give.
-    Parametrized indirectly: "failing", a server that fails part way (http_server.py)."""
+    Parametrized indirectly: "failing" or "restless", a server that fails part way or states
+    new headers in every answer (http_server.py)."""
     root = tmp_path / "www"
     root.mkdir()
-    failing = [str(request.param)] if hasattr(request, "param") else []
+    mode = [str(request.param)] if hasattr(request, "param") else []
     server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("http_server.py")),
-                               str(root), *failing], stdout=subprocess.PIPE, text=True)
+                               str(root), *mode], stdout=subprocess.PIPE, text=True)
     try:
         port = server.stdout.readline().strip()
         yield root, f"http://127.0.0.1:{port}"
@@ -78,6 +79,45 @@ def test_a_server_that_fails_part_way_is_not_called_a_corrupt_file(served, tmp_p
         hsanomaly.detect(f"{url}/scene.tif?v=2&sig=SECRET", tmp_path / "heat.tif", score="rx",
                          tile=32)
     assert not (tmp_path / "heat.tif").exists()
+
+
+def test_a_member_of_a_signed_remote_archive_is_itself_and_seen_to_change(served, tmp_path):
+    """GDAL's name of a member of a signed remote zip lost everything after the "?" (the member
+    too), so two members were one input: the second was "finished" with the first's heatmap;
+    and the member's fingerprint asked its own headers, which are none, not the zip's."""
+    import zipfile
+
+    root, url = served
+    cube, _ = synthetic_cube(rows=96, cols=96)
+    for name, data in (("m1", cube), ("m2", cube + np.float32(0.5))):
+        _write(tmp_path / f"{name}.tif", data)
+    with zipfile.ZipFile(root / "a.zip", "w") as z:
+        for name in ("m1", "m2"):
+            z.write(tmp_path / f"{name}.tif", f"{name}.tif")
+    many = tmp_path / "many"
+    member = f"/vsizip/{{/vsicurl/{url}/a.zip?sig=SECRET}}/NAME.tif"
+    items = [hsanomaly.detect_many([member.replace("NAME", name)], many, score="rx", tile=32)[0]
+             for name in ("m1", "m2")]
+    assert [(Path(i.dst).name, i.status) for i in items] == [("m1_rx.tif", "scored"),
+                                                             ("m2_rx.tif", "scored")]
+    cube[:, 10, 40] += 50.0                 # outside the pixel sample; the zip's ETag changes
+    _write(tmp_path / "m1.tif", cube)
+    with zipfile.ZipFile(root / "a.zip", "w") as z:
+        for name in ("m1", "m2"):
+            z.write(tmp_path / f"{name}.tif", f"{name}.tif")
+    again, = hsanomaly.detect_many([member.replace("NAME", "m1")], many, score="rx", tile=32)
+    assert again.status == "scored"
+
+
+@pytest.mark.parametrize("served", ["restless"], indirect=True)
+def test_a_server_stating_new_headers_in_every_answer_is_not_a_changed_input(served, tmp_path):
+    """Between runs new headers only score a raster again; within one they failed every run
+    as "changed while it was scored", its tiles discarded."""
+    root, url = served
+    cube, _ = synthetic_cube(rows=96, cols=96)
+    _write(root / "scene.tif", cube)
+    result = hsanomaly.detect(f"{url}/scene.tif", tmp_path / "heat.tif", score="rx", tile=32)
+    assert result.tiles == 9
 
 
 def test_a_signed_urls_secrets_and_credentials_are_left_out_of_its_name():

@@ -152,7 +152,7 @@ def test_without_training_installed_nothing_is_started(tmp_path, monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "torch" else real(name, *a))
-    with pytest.raises(HsanomalyError, match=r"training needs torch: pip install torch .*, then pip install "
+    with pytest.raises(HsanomalyError, match=r"training needs torch: pip install torch .* && pip install "
                                                   r"'hsanomaly\[cpu,train\]'"):
         generate_thesis(tmp_path, tmp_path / "docs", ThesisConfig(scenes=("tiny",)))
     assert not (tmp_path / "docs").exists()

@@ -601,7 +601,7 @@ def test_training_without_onnx_or_its_runtime_is_refused_before_any_work(synthet
                             lambda name, *a, missing=missing: None if name == missing else real(name, *a))
         with pytest.raises(HsanomalyError, match=f"training needs {missing}: pip install torch "
                                                  r"--index-url https://download.pytorch.org/whl/"
-                                                 r"cpu, then pip install 'hsanomaly\[cpu,train\]'"):
+                                                 r"cpu && pip install 'hsanomaly\[cpu,train\]'"):
             train([path], tmp_path / "model", iterations=4)
         assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
 

@@ -147,6 +147,14 @@ def expected_fingerprint(src, scorer, tile=TILE, outputs=None, source=None):
     return run_fingerprint(job["input"], job["config"])
 
 
+def _unserved(fingerprint):
+    """An input's fingerprint less what a server stated of it (``gdal.served_as``): some
+    servers state a new Last-Modified or ETag in every answer, which between runs only scores
+    a raster again, but within one would fail every run as "changed while it was scored"."""
+    return {k: v for k, v in fingerprint.items() if k != "served"} \
+        if isinstance(fingerprint, dict) else fingerprint
+
+
 def why_not_kept(src, source, scorer, outputs, fingerprint, cog=False):
     """None where every file of ``outputs`` ({name: (path, bands)}) is what a run of ``src``
     (``source``: its pixels as the run reads them, or ``src`` itself) by ``scorer`` with run
@@ -398,7 +406,8 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
         # another file at its path is a change, unless it holds the same bytes, hashed whole
         # (a sync, a copy put back): a fingerprint of samples could not tell
         whole = "sha256" in job["input"] and source.loaded is None
-        if input_fingerprint(src, source) != job["input"] or (source.changed() and not whole):
+        if _unserved(input_fingerprint(src, source)) != _unserved(job["input"]) or (
+                source.changed() and not whole):
             store.remove()          # tiles of two inputs: none is worth resuming
             raise _changed(source)
         summaries = [store.members(i, SUMMARIES) for i in range(len(windows))]

@@ -142,14 +142,19 @@ _REMOTE = re.compile(r"/vsi(curl|s3|gs|az|adls|oss|swift|webhdfs|hdfs)(_streamin
                      r"|(^|\+)(https?|ftp|s3|gs|az|adls|oss|swift)://", re.IGNORECASE)
 # rasterio's spelling of a member of a local archive, and GDAL's of it
 _ARCHIVE_SCHEME = re.compile(r"^(zip|tar|gzip)(?:\+file)?://([^!]*)(?:!(.*))?$")
-# a URL: its scheme, credentials, path and query
-_URL = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^/?#@]*@)?(?P<path>[^?#]*)"
-                  r"(?:\?(?P<query>[^#]*))?(?:#.*)?$", re.IGNORECASE)
+# a URL: its scheme, credentials, path and query, up to a "}" that closes it inside GDAL's
+# name of an archive's member (/vsizip/{/vsicurl/https://h/a.zip?sig=x}/m.tif)
+_URL = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^/?#@}]*@)?(?P<path>[^?#}]*)"
+                  r"(?:\?(?P<query>[^#}]*))?(?:#[^}]*)?", re.IGNORECASE)
+# a remote archive, within GDAL's name of one of its members: the file the server states of
+_REMOTE_ARCHIVE = re.compile(r"^/vsi(?:zip|tar|gzip)/(?:\{(?P<braced>[^}]*)\}|(?P<plain>.*?\."
+                             r"(?:zip|tar|tgz|tar\.gz|gz)(?=/|$)))", re.IGNORECASE)
 # the query parameters that sign a URL (Azure's SAS, S3's and Google's X-Amz-*/X-Goog-*,
 # CloudFront's): a secret, and new each time one file is signed again
 SIGNING = {"sig", "signature", "se", "st", "sp", "sv", "sr", "spr", "ss", "srt", "skoid",
            "sktid", "skt", "ske", "sks", "skv", "ses", "token", "access_token", "expires",
-           "key-pair-id", "policy", "awsaccesskeyid", "security-token"}
+           "key-pair-id", "policy", "awsaccesskeyid", "security-token", "api_key", "apikey",
+           "access_key", "auth"}
 
 
 def is_remote(name):
@@ -177,7 +182,8 @@ def without_secrets(name):
         return text
     query = "&".join(part for part in (found["query"] or "").split("&")
                      if part and not _signs(part.partition("=")[0]))
-    return text[:found.start()] + found["scheme"] + found["path"] + (f"?{query}" if query else "")
+    return (text[:found.start()] + found["scheme"] + found["path"] + (f"?{query}" if query else "")
+            + text[found.end():])
 
 
 def _signs(key):
@@ -200,7 +206,11 @@ def served_as(name):
         import rasterio._base
         from rasterio._path import _parse_path
 
-        vsi = _parse_path(str(name)).as_vsi().encode()
+        vsi = _parse_path(str(name)).as_vsi()
+        archive = _REMOTE_ARCHIVE.match(vsi)      # a member: its archive's headers (its own
+        if archive and is_remote(archive["braced"] or archive["plain"]):   # are none)
+            vsi = archive["braced"] or archive["plain"]
+        vsi = vsi.encode()
         gdal = ctypes.CDLL(rasterio._base.__file__)     # libgdal's symbols, through rasterio
         gdal.VSICurlPartialClearCache.argtypes = [ctypes.c_char_p]
         gdal.VSIGetFileMetadata.restype = ctypes.POINTER(ctypes.c_char_p)
@@ -420,8 +430,10 @@ def dataset_stem(name):
     of one file are two names."""
     parts = subdataset(name)
     if parts is None:       # a URL's path, without its query; an archive's member
-        found = _URL.search(gdal_spelling(name)) if is_remote(name) else None
-        return Path(gdal_spelling(name) if found is None else found["path"]).stem
+        text = gdal_spelling(name)
+        if is_remote(text):
+            text = re.sub(r"\?[^#}]*|#[^}]*", "", without_secrets(text)).rstrip("}/")
+        return Path(text).stem
     file, inside = parts
     return f"{Path(file).stem}_{re.sub(r'[^A-Za-z0-9_.-]+', '_', inside).strip('_.')}"
 
