@@ -12,11 +12,14 @@ damage from data.
 
 import contextlib
 import gzip
+import io
 import itertools
 import os
+import shutil
 import stat
 import struct
 import tarfile
+import tempfile
 import threading
 import zipfile
 import zlib
@@ -61,7 +64,10 @@ def check_blocks(path, name=None, nodata=False):
     name = path if name is None else name
     try:
         with _opened(path, member) as (f, size):
-            for number, (compression, blocks) in _directories(f, size):
+            # every directory first, then every block in one pass in file order: a compressed
+            # archive's member is inflated again from its start at each backward seek
+            deflated = []
+            for number, (compression, blocks) in list(_directories(f, size)):
                 offsets, counts = blocks
                 astray = np.flatnonzero((counts > 0) & ((offsets < HEADER)
                                                         | (offsets + counts > size)))
@@ -78,7 +84,8 @@ def check_blocks(path, name=None, nodata=False):
                         "nodata is declared; a sparse file written so on purpose (SPARSE_OK) "
                         "reads whole once gdal_translate has copied it)")
                 if compression in DEFLATE:
-                    _check_deflate(f, offsets, counts, name, number)
+                    deflated.append((number, offsets, counts))
+            _check_deflate(f, deflated, name)
     except (OSError, ValueError, EOFError, struct.error, zipfile.BadZipFile, tarfile.TarError,
             zlib.error) as err:
         raise HsanomalyError(f"{name}: cannot read pixels, the file is truncated or corrupt "
@@ -145,7 +152,7 @@ def _member_version(kind, archive, member):
     where the member is no TIFF, or cannot be read (GDAL will say why)."""
     try:
         found = os.stat(archive)
-        with _open_member(kind, archive, member, sized=False) as (f, _):
+        with _open_member(kind, archive, member, sized=False) as (f, _, _):
             magic = f.read(4)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, tarfile.TarError,
             zlib.error):
@@ -161,24 +168,40 @@ def _opened(path, member=None):
     if member is None:
         with open(path, "rb") as f:
             yield f, os.fstat(f.fileno()).st_size
-    else:
-        with _open_member(*member) as opened:
-            yield opened
+        return
+    with _open_member(*member, sized=False) as (f, size, compressed):
+        if not compressed:
+            yield f, size
+            return
+        # inflated once into a temporary file: reading a directory at the end, then the blocks
+        # from the start, inflated the member again at each backward seek (three to four times)
+        with tempfile.TemporaryFile() as copy:
+            try:
+                shutil.copyfileobj(f, copy, CHUNK)
+            except OSError:          # no room for it: read the member itself, the slow way
+                size = f.seek(0, os.SEEK_END) if size is None else size
+                f.seek(0)
+                yield f, size
+                return
+            size = copy.tell()
+            copy.seek(0)
+            yield copy, size
 
 
 @contextlib.contextmanager
 def _open_member(kind, archive, member, sized=True):
-    """(binary file that seeks, its size) of a member of a local archive (a backward seek in
-    a compressed one inflates it again from its start: the check reads in file order).
+    """(binary file that seeks, its size, whether it is compressed) of a member of a local
+    archive (a backward seek in a compressed one inflates it again from its start).
     ``sized=False``: the size may be None (a gzip's is found by inflating it whole)."""
     if kind == "gzip":
         with gzip.open(archive, "rb") as f:
             size = f.seek(0, os.SEEK_END) if sized else None   # stated only modulo 4 GiB
             f.seek(0)
-            yield f, size
+            yield f, size, True
     elif kind == "zip":
         with zipfile.ZipFile(archive) as z, z.open(member) as f:
-            yield f, z.getinfo(member).file_size
+            info = z.getinfo(member)
+            yield f, info.file_size, info.compress_type != zipfile.ZIP_STORED
     else:
         with tarfile.open(archive) as t:
             info = t.getmember(member)
@@ -186,7 +209,7 @@ def _open_member(kind, archive, member, sized=True):
             if f is None:
                 raise ValueError(f"{member} is no file in {archive}")
             with f:
-                yield f, info.size
+                yield f, info.size, not isinstance(t.fileobj, io.BufferedReader)
 
 
 def _which(blocks, total, one="holds", many="hold"):
@@ -257,21 +280,25 @@ def _directory(f, order, big, where, size):
     return tags, following
 
 
-def _check_deflate(f, offsets, counts, name, number):
-    """Inflate every block to its end, where zlib compares the checksum: read in file order,
-    ``READ_AHEAD`` bytes at a time, inflated in threads (zlib lets the others run)."""
-    order = iter([i for i in np.argsort(offsets, kind="stable") if counts[i]])
+def _check_deflate(f, directories, name):
+    """Inflate every block of ``directories`` ([(number, offsets, byte counts)]) to its end,
+    where zlib compares the checksum: read in file order, ``READ_AHEAD`` bytes at a time,
+    inflated in threads (zlib lets the others run)."""
+    order = iter(sorted((int(offset), int(count), number, i)
+                        for number, offsets, counts in directories
+                        for i, (offset, count) in enumerate(zip(offsets, counts)) if count))
     with ThreadPoolExecutor(_threads()) as pool:
         for first in order:
             batch, held = [], 0
-            for i in itertools.chain([first], order):
-                f.seek(offsets[i])
-                batch.append((i, f.read(int(counts[i]))))
-                held += int(counts[i])
+            for offset, count, number, i in itertools.chain([first], order):
+                f.seek(offset)
+                batch.append(((number, i, count), f.read(count)))
+                held += count
                 if held >= READ_AHEAD:
                     break
-            for (i, stored), reason in zip(batch, pool.map(_inflate_problem, batch)):
-                if reason is None and len(stored) < counts[i]:
+            for ((number, i, count), stored), reason in zip(batch,
+                                                             pool.map(_inflate_problem, batch)):
+                if reason is None and len(stored) < count:
                     reason = "the file ends inside it"
                 if reason is not None:
                     where = f"block {i}" + (" of its mask" if number else "")
