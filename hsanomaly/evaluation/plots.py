@@ -71,7 +71,7 @@ def save_png(fig, path, stage=None, dpi=120):
 TARGET_LINES = ("solid", "dashed", "dotted", "dashdot")
 
 
-def matplotlib_colours():
+def _cycle_colours():
     """The default style's colour cycle (tab10)."""
     import matplotlib
 
@@ -90,7 +90,7 @@ def _draw_curves(ax, overall, targets, log_x, name="all"):
 
     targets = targets or {}
     named = len(targets) <= LEGEND_TARGETS      # more would cover the curves
-    colours = matplotlib_colours()
+    colours = _cycle_colours()
     for i, (target, curve) in enumerate(targets.items()):
         # line styles beside the colours: colours alone part few curves for a colour-blind
         # reader, and T1 and T11 were one blue (ten colours, four styles: twenty pairs)

@@ -64,9 +64,7 @@ def check_blocks(path, name=None, nodata=False):
     name = path if name is None else name
     try:
         with _opened(path, member) as (f, size):
-            # every directory first, then every block in one pass in file order: a compressed
-            # archive's member is inflated again from its start at each backward seek
-            deflated = []
+            deflated = []       # every directory first, then every block in one pass in file order
             for number, (compression, blocks) in list(_directories(f, size)):
                 offsets, counts = blocks
                 astray = np.flatnonzero((counts > 0) & ((offsets < HEADER)
@@ -152,7 +150,7 @@ def _member_version(kind, archive, member):
     where the member is no TIFF, or cannot be read (GDAL will say why)."""
     try:
         found = os.stat(archive)
-        with _open_member(kind, archive, member, sized=False) as (f, _, _):
+        with _open_member(kind, archive, member) as (f, _, _):
             magic = f.read(4)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, tarfile.TarError,
             zlib.error):
@@ -169,7 +167,7 @@ def _opened(path, member=None):
         with open(path, "rb") as f:
             yield f, os.fstat(f.fileno()).st_size
         return
-    with _open_member(*member, sized=False) as (f, size, compressed):
+    with _open_member(*member) as (f, size, compressed):
         if not compressed:
             yield f, size
             return
@@ -189,15 +187,13 @@ def _opened(path, member=None):
 
 
 @contextlib.contextmanager
-def _open_member(kind, archive, member, sized=True):
+def _open_member(kind, archive, member):
     """(binary file that seeks, its size, whether it is compressed) of a member of a local
-    archive (a backward seek in a compressed one inflates it again from its start).
-    ``sized=False``: the size may be None (a gzip's is found by inflating it whole)."""
+    archive (a backward seek in a compressed one inflates it again from its start); a gzip's
+    size is None (its trailer states it only modulo 4 GiB: found by inflating it)."""
     if kind == "gzip":
         with gzip.open(archive, "rb") as f:
-            size = f.seek(0, os.SEEK_END) if sized else None   # stated only modulo 4 GiB
-            f.seek(0)
-            yield f, size, True
+            yield f, None, True
     elif kind == "zip":
         with zipfile.ZipFile(archive) as z, z.open(member) as f:
             info = z.getinfo(member)
