@@ -120,6 +120,13 @@ def test_a_server_stating_new_headers_in_every_answer_is_not_a_changed_input(ser
     assert result.tiles == 9
 
 
+def test_a_signed_url_that_cannot_be_read_is_named_without_its_secrets(served, tmp_path):
+    _, url = served
+    with pytest.raises(hsanomaly.HsanomalyError, match=r"/missing.tif\?v=2: not a raster") as err:
+        hsanomaly.detect(f"{url}/missing.tif?v=2&sig=SECRET", tmp_path / "heat.tif", score="rx")
+    assert "SECRET" not in str(err.value)
+
+
 def test_a_signed_urls_secrets_and_credentials_are_left_out_of_its_name():
     assert without_secrets("https://u:pw@host/d/a.tif?X-Amz-Signature=s&X-Amz-Date=d&v=2#x") \
         == "https://host/d/a.tif?v=2"

@@ -186,6 +186,19 @@ def without_secrets(name):
             + text[found.end():])
 
 
+def scrubbed(text, name):
+    """``text``, a message about dataset ``name`` (GDAL's own words among it, which name the
+    file with its query), with the name's secrets left out (``without_secrets``)."""
+    name = str(name)
+    found = _URL.search(name) if is_remote(name) else None
+    if found is None:
+        return text
+    text = text.replace(name, without_secrets(name))
+    kept = _URL.search(without_secrets(name))["query"]
+    return text.replace(f"?{found['query']}", f"?{kept}" if kept else "") if found["query"] \
+        else text
+
+
 def _signs(key):
     from urllib.parse import unquote
 
@@ -255,7 +268,8 @@ def open_raster(path, check=True):
                     ds.close()
                     raise
     except rasterio.errors.RasterioIOError as err:
-        raise HsanomalyError(f"{path}: not a raster GDAL can read ({describe(err)})") from None
+        raise HsanomalyError(f"{without_secrets(path)}: not a raster GDAL can read "
+                             f"({scrubbed(describe(err), path)})") from None
     return ds
 
 
@@ -533,12 +547,10 @@ def read_checked(dataset, *args, **kwargs):
             raise HsanomalyError(f"{dataset.name}: cannot read pixels, GDAL does not run the "
                                  f"Python code the file holds ({reason})") from None
         if is_remote(dataset.name):     # GDAL's reason does not tell the network from the file
-            found, kept = _URL.search(dataset.name), without_secrets(dataset.name).partition("?")[2]
-            if found and found["query"]:                # GDAL names the file with its query
-                reason = reason.replace(f"?{found['query']}", f"?{kept}" if kept else "")
             raise HsanomalyError(f"{without_secrets(dataset.name)}: cannot read pixels: the "
                                  "server or the network failed, or the file is truncated or "
-                                 f"corrupt; try again later ({reason})") from None
+                                 f"corrupt; try again later ({scrubbed(reason, dataset.name)})"
+                                 ) from None
         raise HsanomalyError(f"{dataset.name}: cannot read pixels, the file is truncated or "
                              f"corrupt ({reason})") from None
 
