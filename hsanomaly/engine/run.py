@@ -20,7 +20,7 @@ from ..errors import Cancelled, HsanomalyError, caller_callback, ignoring
 from ..io.atomic import (TMP_SUFFIX, check_writable, native_quiet, read_back, stage_raster,
                          staged_into)
 from ..io.checks import absolute, warn
-from ..io.fingerprint import input_fingerprint
+from ..io.fingerprint import input_fingerprint, without_served
 from ..io.gdal import gdal_env, open_raster, warn_unusable_proj
 from ..io.heatmap import (add_overviews_and_statistics, band_descriptions, describe_bands,
                           heatmap_profile, heatmap_tags, is_cog, to_cog)
@@ -145,14 +145,6 @@ def expected_fingerprint(src, scorer, tile=TILE, outputs=None, source=None):
         if opened:
             source.close()
     return run_fingerprint(job["input"], job["config"])
-
-
-def _unserved(fingerprint):
-    """An input's fingerprint less what a server stated of it (``gdal.served_as``): some
-    servers state a new Last-Modified or ETag in every answer, which between runs only scores
-    a raster again, but within one would fail every run as "changed while it was scored"."""
-    return {k: v for k, v in fingerprint.items() if k != "served"} \
-        if isinstance(fingerprint, dict) else fingerprint
 
 
 def why_not_kept(src, source, scorer, outputs, fingerprint, cog=False):
@@ -406,7 +398,7 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
         # another file at its path is a change, unless it holds the same bytes, hashed whole
         # (a sync, a copy put back): a fingerprint of samples could not tell
         whole = "sha256" in job["input"] and source.loaded is None
-        if _unserved(input_fingerprint(src, source)) != _unserved(job["input"]) or (
+        if without_served(input_fingerprint(src, source)) != without_served(job["input"]) or (
                 source.changed() and not whole):
             store.remove()          # tiles of two inputs: none is worth resuming
             raise _changed(source)

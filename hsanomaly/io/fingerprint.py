@@ -177,6 +177,14 @@ def _pam_fingerprint(path):
     return {"pam_sha256": hashlib.sha256(json.dumps(found, sort_keys=True).encode()).hexdigest()}
 
 
+def without_served(fingerprint):
+    """An input's fingerprint less what a server stated of it (``_pixel_fingerprint``): some
+    servers state a new Last-Modified or ETag in every answer, which between runs only scores
+    a raster again, but within one run would fail it as "changed while it was scored"."""
+    return {k: v for k, v in fingerprint.items() if k != "served"} \
+        if isinstance(fingerprint, dict) else fingerprint
+
+
 def _pixel_fingerprint(source):
     """A dataset without a file on disk (/vsicurl/...): what its server states of it (ETag,
     Last-Modified, size: ``gdal.served_as``), and sha256 of the pixels of its first, middle

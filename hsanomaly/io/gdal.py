@@ -216,7 +216,6 @@ def served_as(name):
     if not is_remote(name):
         return {}
     try:
-        import rasterio._base
         from rasterio._path import _parse_path
 
         vsi = _parse_path(str(name)).as_vsi()
@@ -224,11 +223,7 @@ def served_as(name):
         if archive and is_remote(archive["braced"] or archive["plain"]):   # are none)
             vsi = archive["braced"] or archive["plain"]
         vsi = vsi.encode()
-        gdal = ctypes.CDLL(rasterio._base.__file__)     # libgdal's symbols, through rasterio
-        gdal.VSICurlPartialClearCache.argtypes = [ctypes.c_char_p]
-        gdal.VSIGetFileMetadata.restype = ctypes.POINTER(ctypes.c_char_p)
-        gdal.VSIGetFileMetadata.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p]
-        gdal.CSLDestroy.argtypes = [ctypes.c_void_p]
+        gdal = _vsi_functions()
         gdal.VSICurlPartialClearCache(vsi)
         listed = gdal.VSIGetFileMetadata(vsi, b"HEADERS", None)
     except (ImportError, OSError, AttributeError, ValueError):
@@ -243,6 +238,22 @@ def served_as(name):
         gdal.CSLDestroy(ctypes.cast(listed, ctypes.c_void_p))
     return {key: headers[key] for key in ("etag", "last-modified", "content-length")
             if key in headers}
+
+
+@functools.lru_cache(maxsize=1)
+def _vsi_functions():
+    """libgdal, through rasterio's extension (which links it), with the signatures of the
+    few VSI functions ``served_as`` calls."""
+    import ctypes
+
+    import rasterio._base
+
+    gdal = ctypes.CDLL(rasterio._base.__file__)
+    gdal.VSICurlPartialClearCache.argtypes = [ctypes.c_char_p]
+    gdal.VSIGetFileMetadata.restype = ctypes.POINTER(ctypes.c_char_p)
+    gdal.VSIGetFileMetadata.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p]
+    gdal.CSLDestroy.argtypes = [ctypes.c_void_p]
+    return gdal
 
 
 def open_raster(path, check=True):
@@ -445,8 +456,8 @@ def dataset_stem(name):
     parts = subdataset(name)
     if parts is None:       # a URL's path, without its query; an archive's member
         text = gdal_spelling(name)
-        if is_remote(text):
-            text = re.sub(r"\?[^#}]*|#[^}]*", "", without_secrets(text)).rstrip("}/")
+        if is_remote(text):          # every query left out, a signature's among them
+            text = re.sub(r"\?[^#}]*|#[^}]*", "", text).rstrip("}/")
         return Path(text).stem
     file, inside = parts
     return f"{Path(file).stem}_{re.sub(r'[^A-Za-z0-9_.-]+', '_', inside).strip('_.')}"

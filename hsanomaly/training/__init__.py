@@ -76,7 +76,7 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
     Returns the loaded hsanomaly.model.Bundle.
     """
     check_values({k: v for k, v in locals().items() if k in TRAINING_KINDS}, TRAINING_KINDS)
-    check_threads(threads)                 # a kind's check: not its range
+    check_threads(threads)                 # its range (check_values checks its kind)
     out = Path(out)
     name = name or out
     try:
