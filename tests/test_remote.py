@@ -136,3 +136,17 @@ def test_a_signed_urls_secrets_and_credentials_are_left_out_of_its_name():
     assert dataset_stem("https://host/d/scene.tif?token=abc.def") == "scene"
     assert dataset_stem("zip:///data/s.zip!in/scene.tif") == "scene"
     assert served_as("/data/scene.tif") == {}
+
+
+def test_a_signed_urls_secrets_are_left_out_of_what_a_run_shows(served, tmp_path):
+    """The progress and stage lines (-v into a log) named the input with its signature."""
+    root, url = served
+    cube, _ = synthetic_cube(rows=64, cols=64)
+    _write(root / "scene.tif", cube)
+    run = subprocess.run([sys.executable, "-m", "hsanomaly", "detect", "-v",
+                          f"{url}/scene.tif?v=2&sig=SECRET", str(tmp_path / "heat.tif"),
+                          "--score", "rx", "--tile", "32", "--polygons", str(tmp_path / "t.gpkg"),
+                          "--far", "0.01"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "fitting rx on" in run.stderr and "/scene.tif?v=2" in run.stderr
+    assert "SECRET" not in run.stdout + run.stderr

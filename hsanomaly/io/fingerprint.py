@@ -199,7 +199,7 @@ def _pixel_fingerprint(source):
         block, valid = source.read(windows[i], masked=False)    # the input, not the job
         digest.update(block.tobytes())
         digest.update(valid.tobytes())
-    served = served_as(source.name)
+    served = served_as(getattr(source, "path", source.name))     # asked as signed
     return {"name": without_secrets(source.name), "sample_sha256": digest.hexdigest(),
             **({"served": served} if served else {})}
 

@@ -26,7 +26,7 @@ from .checks import absolute, available_memory, size_text, warn_once
 from .digest import file_sha256
 from .gdal import (GDAL_CACHE_BYTES, band_wavelengths, bad_bands, check_dataset, check_raw_size,
                    dataset_found, envi_header, gdal_env, geolocation, is_gdal_name, open_raster,
-                   read_checked, read_masked, require_file)
+                   read_checked, read_masked, require_file, without_secrets)
 from .values import (ATTRIBUTE_SCALING, EXTREME, FLOAT32_MAX, RASTER_SCALING,
                      check_float32_range, coarsest_in_float32, commonest, declare_nodata,
                      extreme_values, noise_bands, two_values_text, warn_coarse,
@@ -446,7 +446,7 @@ class RasterSource(_Source):
 
     def __init__(self, path):
         self.path = str(path)
-        self.name = self.path
+        self.name = without_secrets(self.path)     # what messages and records show
         self.identity = None if is_gdal_name(self.path) else file_identity(self.path)
         with open_raster(self.path) as ds:
             self._describe(ds)
@@ -456,7 +456,7 @@ class RasterSource(_Source):
     def from_dataset(cls, dataset):
         """A source reading an already open rasterio dataset, which stays open and the caller's."""
         source = cls.__new__(cls)
-        source.path = source.name = dataset.name
+        source.path, source.name = dataset.name, without_secrets(dataset.name)
         check_dataset(dataset)
         source._describe(dataset)
         source._ds, source._owned, source._reading = dataset, False, threading.Lock()
