@@ -16,6 +16,7 @@ from .hints import (FalseAlarmRate, Inputs, ModelArg, PathArg, Progress, Report,
                     Scores)
 from .io.checks import one_job
 from .io.paths import check_path_kind, is_path
+from .logs import half_of
 from .options import check_keywords, plain_values, public_signature, renamed_keywords
 from .polygons import check_threshold
 from .targets import check_threshold_choice
@@ -77,7 +78,8 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
     option and path is checked before any work; the heatmap, extras, PNG and polygons are
     replaced together, only once all are written and checked. An existing output file
     hsanomaly did not write is refused unless ``overwrite``.
-    Returns a ``hsanomaly.DetectResult`` (its ``seconds``: the whole call's).
+    Returns a ``hsanomaly.DetectResult`` (its ``seconds``: the whole call's, its
+    ``training_seconds`` those of a quick model's training).
     """
     from .cluster import optional_client
     from .distributed import DaskExecutor
@@ -108,7 +110,7 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
     # built (and its options checked) before any training; the bundle loads on first use
     scorer = scorer_for(score, options, model or quick)
     check_measured(scorer, extras)
-    trained_on = None
+    trained_on = training = None
     with staged() as stage:
         # resumed, a finished run keeps its outputs (a PNG or polygons asked are drawn anew);
         # with nothing to resume, the run scores from the start, saying why
@@ -116,10 +118,12 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
             if resume else (None, False)
         # a quick model is staged, replaced with the heatmap: a failed run keeps the earlier pair
         if quick is not None and result is None:
+            training = time.perf_counter()
             trained, trained_on = prepare_quick_model(
                 src, dst, quick, scorer, stage, masked=masked, resume=resume,
-                scheduler=scheduler, extras=extras, tile=tile, callback=_half(callback, 0),
+                scheduler=scheduler, extras=extras, tile=tile, callback=half_of(callback, 0),
                 progress=progress, mask=mask)
+            training = None if trained is None else time.perf_counter() - training
             if trained is not None:
                 scorer = make_scorer(score, **options, model=trained)
         if result is None:
@@ -128,7 +132,7 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
                 result = run_engine(scene, dst, scorer, extras=extras, tile=tile, resume=resume,
                                     executor=executor, progress=progress,
                                     callback=callback if trained_on is None else
-                                    _half(callback, 1), stage=stage, cog=cog,
+                                    half_of(callback, 1), stage=stage, cog=cog,
                                     trained_on=trained_on,
                                     given_model=None if quick is not None else model)
         heatmap = dst if result.earlier else stage.temporary(dst)
@@ -143,16 +147,8 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
                                              far=far, stage=stage, name=dst)
     model = model or quick
     result.model = None if model is None else str(model)
-    result.seconds = time.perf_counter() - start
+    result.seconds, result.training_seconds = time.perf_counter() - start, training
     return result
-
-
-def _half(callback, which):
-    """``callback`` for half ``which`` (0 or 1) of a run: a quick model's training, then the
-    scoring, so that the fraction never goes back."""
-    if callback is None:
-        return None
-    return lambda fraction, message: callback((which + fraction) / 2, message)
 
 
 @one_job()

@@ -90,6 +90,14 @@ def progress_lines(interval=30.0, step=0.1, logger=LOGGER):
     return callback
 
 
+def half_of(callback, which):
+    """``callback`` for half ``which`` (0 or 1) of a run: a quick model's training, then the
+    scoring, so that the fraction never goes back."""
+    if callback is None:
+        return None
+    return lambda fraction, message: callback((which + fraction) / 2, message)
+
+
 def progress_bar(show, iterable=None, **options):
     """A tqdm bar when ``show``; otherwise one that draws nothing and starts nothing (a
     disabled tqdm still starts its monitor thread, which outlives a silent library call)."""

@@ -477,11 +477,37 @@ def test_every_command_says_the_same_of_quiet():
 def test_a_usage_error_before_the_command_is_one_line_too():
     """An option before the command (hsanomaly --verbose detect) printed click's usage block
     over four lines, where a command's own usage errors are one line."""
-    result = run("--verbose", "detect")
+    result = run("--verb", "detect")
     assert result.exit_code == 2
-    assert result.stderr == ("Error: No such option '--verbose'. Did you mean '--version'? "
+    assert result.stderr == ("Error: No such option '--verb'. Did you mean '--version'? "
                              "(see: hsanomaly --help)\n")
     assert run().exit_code in (0, 2) and "Usage: hsanomaly" in run().output   # help, as before
+
+
+def test_an_option_that_takes_one_value_given_twice_is_refused(tmp_path):
+    """click keeps the last: --mask clouds.tif --mask water.tif masked the water only, and
+    --score gmm --score=rx scored rx, both without a word."""
+    path, heat = write_raster(tmp_path / "in.tif", synthetic_cube()[0]), tmp_path / "heat.tif"
+    for twice in (["--mask", "a.tif", "--mask", "b.tif"], ["--score", "gmm", "--score=rx"]):
+        result = run("detect", path, heat, *twice)
+        assert result.exit_code == 2
+        assert result.stderr == (f"Error: {twice[2].partition('=')[0]} is given twice; detect "
+                                 "takes one (see: hsanomaly detect --help)\n")
+    assert run("train", path, "-o", "a", "--out", "b").stderr.startswith("Error: --out is given")
+    assert "given twice" in run("detect-many", path, "--out-dir", "a", "--out-dir=b").stderr
+    # a flag twice, a value that looks like an option, and what follows -- are not options
+    assert run("detect", path, heat, "--score", "RX", "-q", "-q").exit_code == 0
+    assert "given twice" not in run("detect", path, "--model", "--model", "--score", "rx").stderr
+    assert "given twice" not in run("detect", path, heat, "--", "--score").stderr
+
+
+def test_a_commands_option_before_the_command_is_said_to_go_after_it():
+    result = run("-q", "detect", "in.tif", "out.tif")
+    assert result.exit_code == 2 and result.stderr == (
+        "Error: No such option '-q': it goes after the command (hsanomaly detect -q ...) "
+        "(see: hsanomaly --help)\n")
+    assert "'--verbose': it goes after the command (hsanomaly train --verbose ...)" \
+        in run("--verbose", "train").stderr
 
 
 # a value for each of the library's scorer options, as typed and as the library should get it
@@ -957,3 +983,14 @@ def test_a_name_the_consoles_code_page_lacks_is_escaped_not_fatal(tmp_path):
                           env={**os.environ, "PYTHONIOENCODING": "cp1252:strict"}, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "\\u673a\\u573a.tif: rx heatmap" in done.stdout.decode("cp1252")
+
+
+def test_evaluate_quiet_with_the_json_on_stdout_writes_nothing_else(tmp_path):
+    """-q ("only warnings and errors on stderr") still wrote the summary there."""
+    cube, truth = synthetic_cube()
+    heat = write_raster(tmp_path / "heat.tif", cube[:1])
+    mask = write_raster(tmp_path / "truth.tif", truth[None].astype(np.float32))
+    quiet = run("evaluate", heat, mask, "--json", "-", "-q")
+    assert quiet.exit_code == 0 and quiet.stderr == "" and '"auc"' in quiet.stdout
+    assert "AUC" in run("evaluate", heat, mask, "--json", "-").stderr
+    assert "AUC" in run("evaluate", heat, mask, "-q").stdout        # there the result itself

@@ -801,7 +801,7 @@ def test_a_result_is_plain_values_that_hold_no_model(tmp_path, synthetic_raster)
     json.dumps(dataclasses.asdict(result))
     assert {f.name for f in dataclasses.fields(result)} == {
         "path", "outputs", "tiles", "tiles_resumed", "seconds", "score", "model", "polygons",
-        "pixels_scored", "pixels_nodata", "mask", "earlier"}
+        "pixels_scored", "pixels_nodata", "mask", "earlier", "training_seconds"}
 
 
 def test_an_interrupt_ends_the_tile_threads_before_the_source_is_closed(tmp_path, monkeypatch):
@@ -843,6 +843,10 @@ def test_the_engines_module_keeps_its_name_until_0_2_for_imports_and_pickles():
     old = pickle.dumps(result, protocol=0).replace(b"hsanomaly.engine.run", b"hsanomaly.engine.detect")
     assert b"hsanomaly.engine.detect" in old and pickle.loads(old) == result
     assert result.text().endswith("4 tiles in 1.5 s")
+    trained = DetectResult("h.tif", {"score": "h.tif"}, 4, 0, 31.5, "dualcontext",
+                           training_seconds=30.25)
+    assert trained.text() == ("h.tif: dualcontext heatmap, 4 tiles in 31.5 s (30.2 s of it "
+                              "training the quick model)")
     # one that kept its scorer (before 0.2.0) loaded, then failed at its first repr or text()
     kept = DetectResult.__new__(DetectResult)
     kept.__dict__.update(path="h.tif", outputs={"score": "h.tif"}, tiles=4, tiles_resumed=0,

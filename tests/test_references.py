@@ -527,6 +527,9 @@ def test_the_first_path_a_user_meets_trains_then_scores_resumes_and_scales_out(
     first = tmp_path / "out.tif"
     outcome = _cli("detect", path, first, "-q")
     assert "model trained on" in outcome.output
+    # the time is the whole call's, which a quick model's training is most of: said so
+    assert re.search(r"heatmap, \d+ tiles? in [\d.]+ s \([\d.]+ s of it training the quick "
+                     r"model\)", outcome.output)
     model = tmp_path / "out.model"
     assert (model / "model.json").exists()
     from hsanomaly.model import load_bundle

@@ -49,7 +49,11 @@ class LazyGroup(click.Group):
         except getattr(click.exceptions, "NoArgsIsHelpError", ()):   # click 8.2 on; 8.1 exits
             raise
         except click.exceptions.UsageError as err:
-            _fail(f"{err.format_message()} (see: {ctx.command_path} --help)", 2)
+            option = getattr(err, "option_name", None)
+            named = next((arg for arg in args if arg in COMMANDS), "detect")
+            said = (f"No such option '{option}': it goes after the command (hsanomaly {named} "
+                    f"{option} ...)" if option in COMMAND_OPTIONS else err.format_message())
+            _fail(f"{said} (see: {ctx.command_path} --help)", 2)
 
     def get_command(self, ctx, name):
         if name not in COMMANDS:
@@ -70,7 +74,13 @@ class LazyGroup(click.Group):
             if near:
                 _fail(f"No such command '{args[0]}'. Did you mean {' or '.join(near)}? "
                       f"(see: {ctx.command_path} --help)", 2)
-        return super().resolve_command(ctx, args)
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is not None and not ctx.resilient_parsing:
+            twice = _given_twice(command, rest)
+            if twice:
+                _fail(f"{twice} is given twice; {name} takes one (see: {ctx.command_path} "
+                      f"{name} --help)", 2)
+        return name, command, rest
 
     def main(self, *args, **kwargs):
         """The command line from its first moment: ``import hsanomaly`` loads nothing heavy,
@@ -131,6 +141,28 @@ class LazyGroup(click.Group):
             _fail(f"{err.filename or ctx.command_path}: {describe(err)}", 1)
         finally:
             warnings.showwarning = shown
+
+
+def _given_twice(command, args):
+    """The first option of ``command`` that takes one value and is given twice in ``args``
+    (click keeps the last: ``--mask a.tif --mask b.tif`` masked b only); None if none is."""
+    single = {name: param for param in command.params if isinstance(param, click.Option)
+              and not (param.multiple or param.count or param.is_flag) for name in param.opts}
+    seen = set()
+    args = iter(args)
+    for arg in args:
+        if arg == "--":
+            break
+        name, joined, _ = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+        param = single.get(name)
+        if param is None:
+            continue
+        if param.name in seen:
+            return name
+        seen.add(param.name)
+        if not joined:
+            next(args, None)         # its value, whatever it looks like
+    return None
 
 
 def _dashed_file(err):
@@ -198,6 +230,8 @@ def progress_log(quiet):
     return progress_lines()
 
 
+# the options every command takes: given before the command, they are the group's, which has none
+COMMAND_OPTIONS = ("-v", "--verbose", "-q", "--quiet")
 QUIET_HELP = "Only warnings and errors on stderr: no progress bar, progress or stage lines."
 # for a command that reads --quiet itself (its progress bar or lines); ``with_verbosity``
 # gives the others the same option

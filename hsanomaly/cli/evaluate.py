@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from .. import defaults
-from . import with_verbosity
+from . import quiet_option, with_verbosity
 
 
 STDOUT = ("-", "/dev/stdout")   # --json names for standard output (the second is a link that
@@ -33,7 +33,8 @@ STDOUT = ("-", "/dev/stdout")   # --json names for standard output (the second i
                    "Pd is reported.")
 @click.option("--overwrite", is_flag=True,
               help="Replace existing report or plot files even when hsanomaly did not write them.")
-def evaluate(heatmap, truth, outer_mask, outer, plots_dir, json_path, pd_far, overwrite):
+@quiet_option
+def evaluate(heatmap, truth, outer_mask, outer, plots_dir, json_path, pd_far, overwrite, quiet):
     """Score anomaly HEATMAP (band 1 of a raster) against TRUTH (a raster on its grid,
     non-zero = target, or target polygons, points or lines in any vector format OGR reads;
     name one layer of several as 'FILE|layername=NAME'): AUC, logAUC, lgFAR and Pd (the share
@@ -53,10 +54,11 @@ def evaluate(heatmap, truth, outer_mask, outer, plots_dir, json_path, pd_far, ov
     masks = {k: v for k, v in (("outer_mask", outer_mask), ("outer", outer)) if v is not None}
     report = run(heatmap, truth, plots=plots_dir, json=None if piped else json_path,
                  overwrite=overwrite, pd_far=pd_far, **masks)
-    click.echo(format_summary(report), err=piped)
-    if plots_dir:
-        click.echo(f"{plots_dir}: {', '.join(Path(p).name for p in report['plots'].values())}",
-                   err=piped)
+    if not (piped and quiet):     # the summary beside the JSON is no result: -q leaves it out
+        click.echo(format_summary(report), err=piped)
+        if plots_dir:
+            click.echo(f"{plots_dir}: {', '.join(Path(p).name for p in report['plots'].values())}",
+                       err=piped)
     if piped:
         click.echo(report_json(report), nl=False)
     elif json_path:

@@ -60,6 +60,7 @@ class DetectResult:
     pixels_nodata: Optional[int] = None   # left out as nodata, in every band or in some
     mask: Optional[str] = None            # the exclusion mask, whose pixels count as nodata
     earlier: bool = False         # the outputs are a finished earlier run's, kept (a resume)
+    training_seconds: Optional[float] = None    # of ``seconds``, a quick model's training
 
     def __setstate__(self, state):
         """A result pickled when it kept its scorer (before 0.2.0) takes the score's name; the
@@ -76,6 +77,8 @@ class DetectResult:
                     "these settings: kept, nothing scored again")
         line = (f"{self.path}: {self.score} heatmap, {counted(self.tiles, 'tile')} in "
                 f"{self.seconds:.1f} s")
+        if self.training_seconds is not None:
+            line += f" ({self.training_seconds:.1f} s of it training the quick model)"
         if self.tiles_resumed:
             line += f" ({self.tiles_resumed} resumed)"
         if self.pixels_scored is not None:
