@@ -49,13 +49,13 @@ def _read_block_maxima(ds, step):
     would take the heatmap's overviews, averages in which small targets fade out.)"""
     from rasterio.windows import Window
 
-    from .io.gdal import read_masked
+    from .io.gdal import read_scaled
 
     rows = step * max(1, STRIP_PIXELS // (ds.width * step))
     strips = []
     for top in range(0, ds.height, rows):
-        strip = read_masked(ds, 1, window=Window(0, top, ds.width, min(rows, ds.height - top)))
-        strip = strip.astype(np.result_type(strip.dtype, np.float32)).filled(np.nan)
+        strip = read_scaled(ds, 1, window=Window(0, top, ds.width, min(rows, ds.height - top)))
+        strip = strip.astype(np.result_type(ds.dtypes[0], np.float32)).filled(np.nan)
         strips.append(block_maxima(strip, step=step))
     return np.concatenate(strips)
 

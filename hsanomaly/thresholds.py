@@ -18,7 +18,7 @@ import numpy as np
 
 from .errors import HsanomalyError
 from .io.checks import warn
-from .io.gdal import open_raster, read_masked
+from .io.gdal import open_raster, read_scaled
 from .io.heatmap import OUTPUT_BLOCK
 from .io.source import iter_windows
 from .rates import check_rate, rate_count
@@ -62,8 +62,9 @@ def score_histogram(scores, prefixes=None):
 # --- reading heatmaps by chunk ---------------------------------------------------------------
 
 def read_scores(dataset, window):
-    """Band 1 of an open heatmap in ``window`` as float32, NaN where masked (nodata)."""
-    return read_masked(dataset, 1, window=window).astype(np.float32).filled(np.nan)
+    """Band 1 of an open heatmap in ``window`` as float32 (its scale and offset applied), NaN
+    where masked (nodata)."""
+    return read_scaled(dataset, 1, window=window).astype(np.float32).filled(np.nan)
 
 
 def heatmap_array(heatmap):

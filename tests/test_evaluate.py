@@ -1244,3 +1244,32 @@ def test_per_target_curves_differ_by_more_than_colour():
     ax = Figure().subplots()
     _draw_curves(ax, curves["T1"], {"critic": curves["T2"]}, log_x=False, name="recon")
     assert [t.get_text() for t in ax.get_legend().get_texts()][-1].startswith("recon AUC ")
+
+
+@pytest.mark.parametrize("scale", [0.5, -0.5])
+def test_a_heatmap_stored_as_scaled_integers_reads_as_its_scores(tmp_path, scale):
+    """A heatmap quantised to uint16 with a band scale and offset was read as its stored
+    counts: a negative scale reversed the ranking (AUC 0.82 read as 0.18), and thresholds,
+    targets and quick looks were in counts."""
+    import hsanomaly
+
+    rng = np.random.default_rng(0)
+    scores = rng.normal(100, 5, (40, 50))
+    truth = np.zeros((40, 50), np.uint8)
+    truth[10:13, 20:23] = 1
+    scores[truth == 1] += 30
+    counts = np.round((scores - 20) / scale) if scale > 0 else np.round((scores - 200) / scale)
+    offset = 20 if scale > 0 else 200
+    plain = write_raster(tmp_path / "plain.tif", (counts * scale + offset)[None])
+    stored = write_raster(tmp_path / "stored.tif", counts[None], dtype="uint16")
+    with rasterio.open(stored, "r+") as ds:
+        ds.scales, ds.offsets = (scale,), (offset,)
+    mask = write_raster(tmp_path / "truth.tif", truth[None].astype(np.float32))
+    assert np.array_equal(read_heatmap(stored), read_heatmap(plain))
+    assert hsanomaly.evaluate(stored, mask)["auc"] == hsanomaly.evaluate(plain, mask)["auc"] > 0.99
+    found = hsanomaly.find_targets(stored, threshold=120)
+    assert len(found) == 1 and found["threshold"].iloc[0] == 120
+    assert found["max_score"].iloc[0] == hsanomaly.find_targets(plain, threshold=120)[
+        "max_score"].iloc[0]
+    assert np.array_equal(hsanomaly.find_targets(stored, far=0.01)["pixels"],
+                          hsanomaly.find_targets(plain, far=0.01)["pixels"])

@@ -13,7 +13,7 @@ from ..errors import HsanomalyError
 from ..io import read_truth
 from ..io.atomic import staged_into
 from ..io.checks import check_memory, warn
-from ..io.gdal import open_raster, read_masked
+from ..io.gdal import open_raster, read_scaled
 from ..io.paths import is_path
 from ..io.scene import grid_text, mask_values
 from ..io.inputs import INDEX_COORDS, as_band, pixel_centres, placement
@@ -38,8 +38,8 @@ def read_heatmap(path):
         if ds.count > 1:
             warn(f"{path}: has {ds.count} bands; the first is read as the scores (a heatmap "
                  "of hsanomaly has one)")
-        band = read_masked(ds, 1)
-    return band.astype(np.float64).filled(np.nan)
+        band = read_scaled(ds, 1)
+    return band.filled(np.nan)
 
 
 def mean_pixel_area(transform, crs, shape):

@@ -543,6 +543,19 @@ def read_masked(dataset, indexes=None, **kwargs):
     return np.ma.MaskedArray(values, mask)
 
 
+def read_scaled(dataset, band, **kwargs):
+    """Band ``band`` as float64, masked as ``read_masked`` masks it, with the band's scale and
+    offset applied, in double as GDAL's unscaling does: a heatmap stored as scaled integers
+    reads as the scores it stands for (a negative scale reverses their order)."""
+    data = read_masked(dataset, band, **kwargs)
+    scale, offset = dataset.scales[band - 1], dataset.offsets[band - 1]
+    if not (np.isfinite(scale) and np.isfinite(offset)) or scale == 0:
+        raise HsanomalyError(f"{without_secrets(dataset.name)}: band {band}'s scale and offset "
+                             f"are not usable (scale {scale}, offset {offset})")
+    values = data.astype(np.float64)
+    return values if (scale, offset) == (1, 0) else values * scale + offset
+
+
 def read_checked(dataset, *args, **kwargs):
     """``dataset.read`` with a one-line error for a raster that is truncated or corrupt."""
     import rasterio
