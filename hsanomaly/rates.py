@@ -33,8 +33,10 @@ def check_rate(label, value, auto=False):
             rate = None
     if not is_real(rate) or not 0 < rate < 1:
         shown = repr(value) if isinstance(value, str) else value
+        comma = isinstance(value, str) and "," in value and rate is None
         raise HsanomalyError(f"{label} must be a false-alarm rate in (0, 1)"
-                             f"{' or auto' if auto else ''}, got {shown}")
+                             f"{' or auto' if auto else ''}, got {shown}"
+                             + ("; write its decimals after a point (0.01)" if comma else ""))
     if getattr(getattr(rate, "dtype", None), "itemsize", 8) < 8:   # numpy's float32 0.001:
         rate = str(rate)             # as written, not 0.0010000000474974513 in the records
     return float(rate)

@@ -675,6 +675,7 @@ def test_find_targets_refuses_what_it_cannot_do_in_one_line(tmp_path):
     cases = [({}, "the heatmap array: targets need 'threshold' or 'far'"),
              ({"threshold": 1, "far": 0.1}, "give 'threshold' or 'far', not both"),
              ({"far": 2}, "^'far' must be a false-alarm rate"),
+             ({"far": "0,01"}, "got '0,01'; write its decimals after a point \\(0.01\\)$"),
              ({"threshold": float("nan")}, "^'threshold' must be a finite number"),
              ({"far": 0.1, "transform": "x"}, "'transform': expected an Affine or its six "
                                               "numbers, got 'x'"),

@@ -122,6 +122,11 @@ TRAINING_FIELDS = ("mask", "whiten", "window", "bands", "iterations", "seed", "r
     ({"SCORE": "nosuch"}, "'nosuch': not one of "),
     ({"TILE": -5}, "-5: Tile size must be at least "),
     ({"TILE": 64.5}, "64.5: Tile size must be a whole number"),    # was rounded (QGIS audit F8)
+    # text QGIS takes for an optional number field though it reads no number: it ran as 0
+    ({"THRESHOLD": "1092,5"}, "'1092,5': not a number (Polygon score threshold); write its "
+                              "decimals after a point"),
+    ({"NEIGHBOUR_WEIGHT": "abc"}, "'abc': not a number (Neighbour weight"),
+    ({"SEED": "7,0"}, "'7,0': not a number (Random seed"),
 ])
 def test_a_value_qgis_cannot_take_is_named_in_one_line_before_the_library(scene, tmp_path,
                                                                           given, expected):

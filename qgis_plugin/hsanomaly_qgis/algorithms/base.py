@@ -76,7 +76,8 @@ class HsanomalyAlgorithm(QgsProcessingAlgorithm):
                     continue
                 value = rest
             elif definition.checkValueIsAcceptable(value, context) and \
-                    not _fraction_for_whole(definition, value):
+                    not _fraction_for_whole(definition, value) and \
+                    not _unreadable_number(definition, value):
                 continue
             return False, parameter_problem(definition, value, context)
         return True, ""
@@ -178,7 +179,8 @@ def parameter_problem(definition, value, context=None):
         try:
             number = float(value)
         except (TypeError, ValueError):
-            return f"{value!r}: not a number ({name})"
+            comma = "; write its decimals after a point" if "," in str(value) else ""
+            return f"{value!r}: not a number ({name}){comma}"
         if number < definition.minimum():
             return f"{value}: {name} must be at least {_number(definition.minimum())}"
         if number > definition.maximum():
@@ -186,6 +188,19 @@ def parameter_problem(definition, value, context=None):
         if _fraction_for_whole(definition, value):
             return f"{value}: {name} must be a whole number"
     return f"{value!r}: not a value {name} takes"
+
+
+def _unreadable_number(definition, value):
+    """Text given to a number field that reads as no number: QGIS accepts it for an optional
+    field, and ``parameterAsDouble`` then gives 0 (a threshold "1092,5", with a decimal comma,
+    drew polygons at 0)."""
+    if definition.type() != "number" or not isinstance(value, str) or not value.strip():
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return True
+    return False
 
 
 def layer_problem(layer, name):
