@@ -15,7 +15,7 @@ from sklearn.metrics import roc_auc_score
 from hsanomaly.cli import main
 from hsanomaly.errors import HsanomalyError
 
-from synthetic import synthetic_cube, write_raster
+from synthetic import EXAMPLE, synthetic_cube, write_raster
 
 
 def run(*args):
@@ -994,3 +994,44 @@ def test_evaluate_quiet_with_the_json_on_stdout_writes_nothing_else(tmp_path):
     assert quiet.exit_code == 0 and quiet.stderr == "" and '"auc"' in quiet.stdout
     assert "AUC" in run("evaluate", heat, mask, "--json", "-").stderr
     assert "AUC" in run("evaluate", heat, mask, "-q").stdout        # there the result itself
+
+
+def test_a_stderr_that_cannot_take_a_warning_loses_the_line_not_the_run(tmp_path):
+    """A warning raised while the outputs were being put in place (--far auto above every
+    score) failed to reach a full stderr, and the run failed as "h.tif: cannot write", its
+    outputs thrown away; a full stdout after the commit did not say what it was."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    heat = tmp_path / "h.tif"
+    command = [sys.executable, "-m", "hsanomaly", "detect", str(EXAMPLE), str(heat), "--score", "rx",
+               "--polygons", str(tmp_path / "t.gpkg"), "--far", "auto"]
+    shown = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0 and "Warning:" in shown.stderr
+    heat.unlink()
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(command, stdout=subprocess.PIPE, stderr=full, text=True,
+                              timeout=300)
+    assert done.returncode == 0 and heat.exists() and "h.tif: rx heatmap" in done.stdout
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True,
+                              timeout=300)
+    assert done.returncode == 1 and done.stderr.splitlines()[-1].startswith(
+        "Error: standard output: no space left on the device (the outputs were written before, "
+        f"complete: {heat}")
+
+
+def test_a_name_the_locales_encoding_cannot_spell_is_one_line(monkeypatch, tmp_path):
+    """Under ja_JP.EUC-JP a UTF-8 name reaches Python as bytes EUC-JP cannot encode back:
+    click's check of the path raised UnicodeEncodeError, a 40-line traceback. (The locale is
+    not installed here: click's conversion raises as it did there.)"""
+    import click
+
+    def convert(self, value, param, ctx):
+        raise UnicodeEncodeError("euc_jp", "x\udcc3.tif", 1, 2, "illegal multibyte sequence")
+
+    monkeypatch.setattr(click.Path, "convert", convert)
+    monkeypatch.setattr(sys, "getfilesystemencoding", lambda: "euc-jp")
+    result = run("detect", "x.tif", tmp_path / "h.tif", "--score", "rx")
+    assert result.exit_code == 1 and result.stderr == (
+        "Error: 'x\\udcc3.tif': a name this locale's encoding (euc_jp) cannot spell; run under "
+        "a UTF-8 locale (LC_ALL=C.UTF-8)\n")

@@ -9,6 +9,7 @@ cannot read) is a library error. A warning, about the data or logged, is one ``W
 line.
 """
 
+import codecs
 import contextlib
 import functools
 import importlib
@@ -131,14 +132,23 @@ class LazyGroup(click.Group):
         except click.exceptions.UsageError as err:
             command = f" {ctx.invoked_subcommand}" if ctx.invoked_subcommand else ""
             _fail(f"{_dashed_file(err)} (see: {ctx.command_path}{command} --help)", 2)
+        except UnicodeEncodeError as err:    # click's check of a name, before the library's
+            if codecs.lookup(err.encoding).name != codecs.lookup(sys.getfilesystemencoding()).name:
+                raise
+            _fail(f"{ascii(err.object)}: a name this locale's encoding ({err.encoding}) cannot "
+                  "spell; run under a UTF-8 locale (LC_ALL=C.UTF-8)", 1)
         except MemoryError:
             tile = ctx.invoked_subcommand in ("detect", "detect-many")
             _fail(f"out of memory; try {'a smaller --tile or ' if tile else ''}a machine with "
                   "more memory", 1)
         except BrokenPipeError:     # `hsanomaly evaluate ... | head`
             _reader_gone()
-        except OSError as err:
-            _fail(f"{err.filename or ctx.command_path}: {describe(err)}", 1)
+        except OSError as err:       # one without a file: stdout, past the outputs' commit
+            kept = [path for path in written if os.path.lexists(path)]
+            where = err.filename or ("standard output" if kept else ctx.command_path)
+            _fail(f"{where}: {describe(err)}" + (
+                f" (the outputs were written before, complete: {', '.join(kept[:4])})"
+                if kept and err.filename is None else ""), 1)
         finally:
             warnings.showwarning = shown
 
@@ -380,7 +390,10 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     from ..logs import LOGGER
 
     if issubclass(category, HsanomalyWarning):
-        click.echo(f"Warning: {' '.join(str(message).split())}", err=True)
+        # a stderr that cannot take it (a full disk, a reader gone) loses the line, as
+        # logging's does, not the run: raised inside a commit, it failed the outputs
+        with contextlib.suppress(OSError):
+            click.echo(f"Warning: {' '.join(str(message).split())}", err=True)
     else:
         LOGGER.debug("%s: %s (%s:%s)", category.__name__, " ".join(str(message).split()),
                      filename, lineno)
