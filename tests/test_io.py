@@ -1122,6 +1122,15 @@ def test_an_inputs_fingerprint_covers_every_file_gdal_reads_for_it(tmp_path):
         '</NoDataValue>\n    <Metadata>\n      <MDI key="STATISTICS_MEAN">1</MDI>\n    '
         '</Metadata>\n  </PAMRasterBand>\n</PAMDataset>\n')
     assert input_fingerprint(str(data)) == with_nodata
+    placed = {}                  # RPCs or geolocation there place the pixels, on every output
+    for domain, key in (("RPC", "LONG_OFF"), ("GEOLOCATION", "X_DATASET")):
+        for value in ("12", "13"):
+            (tmp_path / "data.tif.aux.xml").write_text(
+                f'<PAMDataset><Metadata domain="{domain}"><MDI key="{key}">{value}</MDI>'
+                '</Metadata><Metadata><MDI key="AREA">x</MDI></Metadata></PAMDataset>')
+            placed[domain, value] = input_fingerprint(str(data))
+    assert len(set(map(str, placed.values()))) == 4
+    assert file_fingerprint(data) not in placed.values()
     for side in ("data.tif.aux.xml", "data.tif.ovr"):
         (tmp_path / side).unlink()
     vrt = tmp_path / "scene.vrt"

@@ -149,11 +149,14 @@ def _side_fingerprint(path):
 # histograms, and the metadata GDAL copies there from an ENVI header when a viewer asks for
 # statistics, which hsanomaly reads from the header itself: ``gdal.envi_header``) does not
 PAM_PIXELS = ("SRS", "GeoTransform", "GCPList", "NoDataValue", "Offset", "Scale", "ColorInterp")
+# the metadata domains that place the pixels, copied onto every output (``io.heatmap``)
+PAM_PLACING = ("RPC", "GEOLOCATION")
 
 
 def _pam_fingerprint(path):
-    """sha256 of what in a GDAL .aux.xml changes the pixels read (``PAM_PIXELS``, of the
-    dataset and of each band), None if nothing does."""
+    """sha256 of what in a GDAL .aux.xml changes the pixels read or where they lie
+    (``PAM_PIXELS``, of the dataset and of each band, and ``PAM_PLACING``'s metadata), None
+    if nothing does."""
     import json
     import xml.etree.ElementTree as ET
 
@@ -167,7 +170,8 @@ def _pam_fingerprint(path):
         element.tail = None
 
     def kept(element):
-        return [ET.tostring(child).decode() for child in element if child.tag in PAM_PIXELS]
+        return [ET.tostring(child).decode() for child in element if child.tag in PAM_PIXELS
+                or (child.tag == "Metadata" and child.get("domain") in PAM_PLACING)]
     found = {"dataset": kept(root)}
     for band in root.iter("PAMRasterBand"):
         found[f"band {band.get('band')}"] = kept(band)
