@@ -366,7 +366,7 @@ def input_files(path):
 
 def side_files(rasters):
     """(label, path) of the GDAL side files of raster outputs (``.aux.xml``, ``.ovr``,
-    ``.msk``): a run removes an earlier raster's with it, so they are outputs too, checked
+    ``.msk``, world files): a run removes an earlier raster's with it, so they are outputs too, checked
     against the inputs (an input named ``heat.tif.ovr`` was deleted by ``detect ... heat.tif``)."""
     from .atomic import gdal_side_files
 
