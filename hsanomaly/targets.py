@@ -91,6 +91,9 @@ def find_targets(heatmap, *, threshold=None, far=None, transform=None, crs=None,
     if not records:
         _warn_none_found(name, threshold, far, highest, scored)
     areas, area_unit = target_areas(records, transform if georeferenced else None, crs)
+    if records and area_unit == "square metres" and not crs.is_geographic:
+        middle = np.mean([r["geometry"].centroid.coords[0] for r in records], axis=0)
+        warn_map_areas(name, crs, middle, "the targets' areas")
     columns = {
         "id": np.arange(1, len(records) + 1, dtype=np.int64),
         "pixels": np.array([r["pixels"] for r in records], dtype=np.int64),
@@ -183,6 +186,27 @@ def projected_pixel_area(transform, crs):
     if transform.is_identity or crs is None or not crs.is_projected:
         return None
     return abs(transform.determinant) * crs.linear_units_factor[1] ** 2
+
+
+MAP_AREA_SLACK = 0.02     # a projection whose map area strays more from the ground's is said
+
+
+def warn_map_areas(name, crs, point, what):
+    """Areas in a projected CRS are its map's square metres: in UTM, a national grid or an
+    equal-area projection the ground's to a part in a thousand, but not in all (Web Mercator
+    at 60 degrees north: 4 times). Said where the projection's areal scale at ``point`` (map
+    coordinates) strays from 1 by more than ``MAP_AREA_SLACK``."""
+    import pyproj
+
+    try:
+        projection = pyproj.Proj(pyproj.CRS.from_wkt(crs.to_wkt()))
+        scale = projection.get_factors(*projection(*point, inverse=True)).areal_scale
+    except (pyproj.exceptions.CRSError, pyproj.exceptions.ProjError, ValueError):
+        return
+    if np.isfinite(scale) and abs(scale - 1) > MAP_AREA_SLACK:
+        warn(f"{name}: {what} are in the map's square metres, which this projection "
+             f"({crs.to_string()}) draws {scale:.3g} times as large as the ground's there; "
+             "warp the input to an equal-area or local CRS for ground areas")
 
 
 def geodesic_areas(geometries, crs):

@@ -919,3 +919,25 @@ def test_a_style_saved_into_the_targets_geopackage_is_not_dropped_unasked(synthe
     hsanomaly.detect(path, tmp_path / "h.tif", score="rx", polygons=gpkg, far=1e-2,
                      overwrite=True)
     assert hsanomaly.polygons.is_targets_file(gpkg)
+
+
+def test_areas_a_projection_draws_far_from_the_grounds_are_said(tmp_path):
+    """A target's area in Web Mercator at 60 degrees north was 4 times its ground area, as
+    square metres, without a word; in UTM (the others here) the two agree."""
+    import warnings
+
+    scores = planted_heatmap()
+    mercator = write_heatmap(tmp_path / "mercator.tif", scores, crs="EPSG:3857",
+                             transform=rasterio.transform.from_origin(1113194, 8399737, 30, 30))
+    with pytest.warns(HsanomalyWarning, match=r"mercator.tif: the targets' areas are in the "
+                      r"map's square metres, which this projection \(EPSG:3857\) draws 4 times "
+                      r"as large as the ground's there"):
+        found = hsanomaly.find_targets(mercator, threshold=1)
+    assert found["area"].tolist() == (found["pixels"] * 900.0).tolist()      # the map's, said
+    truth = write_heatmap(tmp_path / "truth.tif", (scores > 4).astype(np.float32), crs="EPSG:3857",
+                          transform=rasterio.transform.from_origin(1113194, 8399737, 30, 30))
+    with pytest.warns(HsanomalyWarning, match="the false-alarm regions per km2 are in the map's"):
+        hsanomaly.evaluate(mercator, truth)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", HsanomalyWarning)
+        hsanomaly.find_targets(write_heatmap(tmp_path / "utm.tif", scores), threshold=1)

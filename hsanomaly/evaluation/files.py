@@ -179,9 +179,15 @@ def _evaluate(scores, name, crs, transform, truth_input, outer_input, pd_far, he
                                  _name(outer_input, "the outer mask array"))
     if known is not None:      # unknown truth: in neither class, as the outer mask's pixels,
         outer = ~known if outer is None else (outer != 0) | ~known   # and linking regions
+    pixel_area = mean_pixel_area(transform, crs, scores.shape)
+    if pixel_area is not None and not crs.is_geographic:
+        from ..targets import warn_map_areas
+
+        warn_map_areas(name, crs, transform * (scores.shape[1] / 2, scores.shape[0] / 2),
+                       "the false-alarm regions per km2")
     try:
         report = evaluate(scores, truth, outer_mask=outer, valid=valid, pd_far=pd_far,
-                          name=name, pixel_area=mean_pixel_area(transform, crs, scores.shape))
+                          name=name, pixel_area=pixel_area)
     except ValueError as err:
         raise HsanomalyError(f"{name}: {err}") from None
     place_targets(report, transform, crs, in_memory=heatmap_path is None)
