@@ -670,6 +670,29 @@ def test_a_dataarrays_band_centres_reach_the_model_check():
         check_wavelengths(bundle, reversed_centres, "<DataArray>")
 
 
+def test_a_detector_fitted_on_one_scene_refuses_another_of_other_band_centres():
+    """Its statistics are of the fitted scene's bands: another sensor's scene (centres 31 nm
+    longer) was scored with them silently, as a model's check would have refused it."""
+    xr = pytest.importorskip("xarray")
+    cube, _ = synthetic_cube()
+    centres = [500.0 + 10 * b for b in range(len(cube))]
+
+    def scene(wavelengths, values=cube):
+        return xr.DataArray(values, dims=("wavelength", "y", "x"),
+                            coords={"wavelength": wavelengths})
+    detector = hsanomaly.Detector("rx").fit(scene(centres))
+    assert detector.score(scene(centres, cube[:, ::-1])).shape == cube.shape[1:]
+    with pytest.raises(HsanomalyError, match=r"<DataArray>: band 1 is centred at 531 nm but the "
+                       r"scene Detector\(.*\) was fitted on held 500 nm there \(another sensor "
+                       r"or band subset\?\); fit it on this one"):
+        detector.score(scene([c + 31 for c in centres], cube[:, ::-1]))
+    with pytest.raises(HsanomalyError, match=r"holds the band centres the scene .* fitted on "
+                       r"held, in another order \(band 1 is centred at 610 nm, that scene's band "
+                       r"1 at 500 nm\); put its bands in that scene's order"):
+        detector.score(scene(centres[::-1], cube[::-1, ::-1]))
+    assert hsanomaly.Detector("rx").fit(cube).score(scene(centres)).shape == cube.shape[1:]
+
+
 def test_a_quick_models_training_leaves_the_data_checks_to_the_scoring(monkeypatch):
     """The raster a quick model is trained on is checked before it trains (the warning came
     only once the model had learnt the fill) and once: its training warned a second time,

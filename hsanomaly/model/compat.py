@@ -41,21 +41,28 @@ def check_wavelengths(bundle, wavelengths, path):
         warn(f"{path}: {unchecked}; its bands are taken as the model's, in that order "
              f"({spell('ignore_wavelengths', True)} says that is meant)")
         return
-    mismatch = first_mismatch(trained, wavelengths)
-    if mismatch and not first_mismatch(sorted(trained), sorted(wavelengths)):
-        band, expected, found = mismatch
+    compare_centres(trained, wavelengths, path,
+                    (f"the model {bundle.path} was trained with", "the model's"),
+                    f", not {spell('ignore_wavelengths', True)}, which would score each band as "
+                    "another", f"pass {spell('ignore_wavelengths', True)} to score it anyway")
+
+
+def compare_centres(expected, found, path, holder, unlike, remedy):
+    """Refuse band centres ``found`` that differ from ``expected``, ``holder``'s ((whose
+    they are, "the model's")), naming the first band that differs; the same centres in
+    another order are told to be put in order (``unlike``: not what), others ``remedy``."""
+    mismatch = first_mismatch(expected, found)
+    if mismatch and not first_mismatch(sorted(expected), sorted(found)):
+        band, centre, given = mismatch
         raise HsanomalyError(
-            f"{path}: holds the band centres the model {bundle.path} was trained with, in "
-            f"another order (band {band} is centred at {found:g} nm, the model's band {band} "
-            f"at {expected:g} nm); put its bands in the model's order (gdal_translate -b, a "
-            f"DataArray's sortby), not {spell('ignore_wavelengths', True)}, which would score "
-            "each band as another")
+            f"{path}: holds the band centres {holder[0]}, in another order (band {band} is "
+            f"centred at {given:g} nm, {holder[1]} band {band} at {centre:g} nm); put its bands "
+            f"in {holder[1]} order (gdal_translate -b, a DataArray's sortby){unlike}")
     if mismatch:
-        band, expected, found = mismatch
+        band, centre, given = mismatch
         raise HsanomalyError(
-            f"{path}: band {band} is centred at {found:g} nm but the model {bundle.path} "
-            f"was trained with {expected:g} nm there (another sensor or band subset?); "
-            f"pass {spell('ignore_wavelengths', True)} to score it anyway")
+            f"{path}: band {band} is centred at {given:g} nm but {holder[0]} {centre:g} nm "
+            f"there (another sensor or band subset?); {remedy}")
 
 
 def check_scaling(bundle, source):
@@ -94,19 +101,27 @@ def units_of(pixels):
 def fitted_scene(source, statistics):
     """What a ``Detector`` keeps of the scene it was fitted on to tell it from another:
     ``probe_digest``, and where its statistics are the scene's (``statistics``) ``units_of``
-    its probe pixels (the probe windows read once for both)."""
+    its probe pixels (the probe windows read once for both) and its band centres."""
     probed = probe(source)
-    return probe_digest(probed), units_of(probe_pixels(probed)) if statistics else None
+    if not statistics:
+        return probe_digest(probed), None, None
+    return probe_digest(probed), units_of(probe_pixels(probed)), source.wavelengths
 
 
 def is_fitted_scene(fitted, source, detector):
     """Whether ``source`` is the scene ``fitted`` (``fitted_scene``) was taken of, which is in
     its own units whatever a check of them would judge. Another is checked against the
-    fitted scene's units (``check_units``): its scores would use that scene's statistics."""
-    digest, units = fitted if isinstance(fitted, tuple) else (None, None)
+    fitted scene's band centres and units (``check_units``): its scores would use that
+    scene's statistics."""
+    # (one pickled before the centres were kept holds two)
+    digest, units, centres = (*fitted, None)[:3] if isinstance(fitted, tuple) else (None,) * 3
     probed = probe(source)
     if digest == probe_digest(probed):
         return True
+    if centres and source.wavelengths:          # its statistics are of other bands
+        compare_centres(centres, source.wavelengths, source.name,
+                        (f"the scene {detector} was fitted on held", "that scene's"), "",
+                        "fit it on this one")
     if units is not None:
         check_units(units, source, f"of the scene {detector} was fitted on",
                     "Its scores would use that scene's statistics: fit it on this one", probed)
