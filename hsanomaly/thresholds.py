@@ -17,7 +17,7 @@ from functools import partial
 import numpy as np
 
 from .errors import HsanomalyError
-from .io.checks import warn
+from .io.checks import check_memory, warn
 from .io.gdal import open_raster, read_scaled
 from .io.heatmap import OUTPUT_BLOCK
 from .io.source import iter_windows
@@ -62,9 +62,27 @@ def score_histogram(scores, prefixes=None):
 # --- reading heatmaps by chunk ---------------------------------------------------------------
 
 def read_scores(dataset, window):
-    """Band 1 of an open heatmap in ``window`` as float32 (its scale and offset applied), NaN
-    where masked (nodata)."""
-    return read_scaled(dataset, 1, window=window).astype(np.float32).filled(np.nan)
+    """Band 1 of an open heatmap in ``window`` (its scale and offset applied) as float32, or
+    float64 where its stored values need it (``stored_precision``), NaN where masked."""
+    scores = read_scaled(dataset, 1, window=window)
+    return scores.astype(stored_precision(dataset)).filled(np.nan)
+
+
+def stored_precision(dataset):
+    """The float type that holds band 1's values: float32 for detect's heatmaps, float64 for
+    another's float64 or 32-bit integers (1 - p, near 1, is one float32 value)."""
+    return np.result_type(dataset.dtypes[0], np.float32)
+
+
+def _read_whole(path):
+    """A heatmap file stored wider than float32 as one float64 array (NaN: nodata), for an
+    exact selection in its own precision: the radix select's keys are float32."""
+    with open_raster(path) as ds:
+        if stored_precision(ds) == np.float32:
+            return None
+        check_memory(path, 2 * 8 * ds.width * ds.height,
+                     f"selecting a threshold of the {ds.width}x{ds.height} float64 heatmap")
+        return read_scaled(ds, 1).filled(np.nan)
 
 
 def heatmap_array(heatmap):
@@ -78,8 +96,8 @@ def heatmap_array(heatmap):
 
 
 def score_chunks(heatmap, chunk=READ_CHUNK):
-    """Yield (window, scores) over a heatmap GeoTIFF path (float32) or a 2-D array (float32
-    or wider where its values need it: a threshold compares them as they are)."""
+    """Yield (window, scores) over a heatmap GeoTIFF path or a 2-D array, float32 or wider
+    where the values need it (``stored_precision``): a threshold compares them as they are."""
     if isinstance(heatmap, np.ndarray):
         scores = heatmap_array(heatmap)
         scores = scores.astype(np.result_type(scores.dtype, np.float32), copy=False)
@@ -121,8 +139,8 @@ def threshold_from_far(heatmap, far, *, chunk=READ_CHUNK, reduce=None, name=None
     """The score threshold at which a fraction ``far`` of the pixels lies above, from the
     scores alone (no labels).
 
-    heatmap: a heatmap GeoTIFF path or a 2-D array; NaN/nodata pixels are ignored. An array
-    is selected in memory, in its own precision.
+    heatmap: a heatmap GeoTIFF path or a 2-D array; NaN/nodata pixels are ignored. An array,
+    and a file stored wider than float32, is selected in memory, in its own precision.
     far: a false-alarm rate in (0, 1): the threshold is the exact order statistic with
     at most ``floor(far * n)`` of the n scores strictly above it. Targets are part of the
     distribution, so on a scene with targets slightly fewer background pixels pass.
@@ -134,6 +152,9 @@ def threshold_from_far(heatmap, far, *, chunk=READ_CHUNK, reduce=None, name=None
     """
     far = check_rate("far", far, auto=True)
     name = name or ("<array>" if isinstance(heatmap, np.ndarray) else heatmap)
+    if far != "auto" and reduce is None and not isinstance(heatmap, np.ndarray):
+        whole = _read_whole(heatmap)
+        heatmap = heatmap if whole is None else whole
     if far != "auto" and reduce is None and isinstance(heatmap, np.ndarray):
         values = heatmap_array(heatmap).astype(np.float64).ravel()
         values = values[~np.isnan(values)]

@@ -941,3 +941,26 @@ def test_areas_a_projection_draws_far_from_the_grounds_are_said(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", HsanomalyWarning)
         hsanomaly.find_targets(write_heatmap(tmp_path / "utm.tif", scores), threshold=1)
+
+
+def test_a_heatmap_stored_as_float64_is_thresholded_in_its_own_precision(tmp_path):
+    """Another tool's float64 heatmap (1 - p, near 1) was read as float32, where its top
+    scores are one value: a threshold between them drew 498 pixels for 17 above it, and a
+    false-alarm rate none, while the same scores as an array were right."""
+    rng = np.random.default_rng(0)
+    scores = 1 - 10.0 ** -rng.uniform(8, 14, (40, 50))
+    scores[0, :3] = np.nan
+    path = tmp_path / "heat.tif"
+    with rasterio.open(path, "w", driver="GTiff", dtype="float64", count=1, height=40, width=50,
+                       nodata=float("nan"), crs=CRS, transform=TRANSFORM) as ds:
+        ds.write(scores[None])
+    assert len(np.unique(scores[np.isfinite(scores)].astype(np.float32))) < 10
+    threshold = float(np.nanquantile(scores, 0.99))
+    found = hsanomaly.find_targets(path, threshold=threshold)
+    assert found["pixels"].sum() == np.count_nonzero(scores > threshold) >= 19
+    assert found["threshold"].iloc[0] == threshold
+    for far in (0.001, 0.01):
+        by_rate = hsanomaly.find_targets(path, far=far)
+        drawn = by_rate["pixels"].sum()     # at most the rate's share (fewer where scores tie)
+        assert 0 < drawn <= math.floor(far * np.count_nonzero(~np.isnan(scores)))
+        assert drawn == hsanomaly.find_targets(scores, far=far)["pixels"].sum()
