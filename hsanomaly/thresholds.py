@@ -195,9 +195,11 @@ def auto_threshold(coarse, reduce, name="<heatmap>"):
 
     Why this rule: it adapts to light and heavy tails alike (a fixed ``median + k * MAD``
     gives false-alarm rates orders of magnitude apart for Gaussian and chi-square or
-    Student backgrounds), and the fit only uses quantiles at or below the top t/4, so
-    targets covering fewer pixels than that do not move it; more target pixels make the
-    tail look heavier and the threshold higher: the rule errs towards fewer false alarms.
+    Student backgrounds), and the fit only uses quantiles at or below the top t/4. Target
+    pixels above those still shift their ranks, so the fit reads a heavier tail, and targets
+    covering much more than t/10 of the pixels lift the threshold above them all (measured in
+    docs/ablations.md): the rule errs towards fewer false alarms, and says when it found
+    nothing.
     A fit lighter than exponential ends at a finite score, and the threshold lies below that
     end; where the scores at the top t/8 already pass it, the pixels above it may be the
     targets or a background the fit misread (abu-beach-2's mixture heatmap: 147 background

@@ -124,6 +124,13 @@ def test_auto_finds_planted_targets_with_few_false_alarms():
     threshold = threshold_from_far(scores, "auto", chunk=64)
     assert (scores[truth] > threshold).all()
     assert (scores[~truth] > threshold).sum() <= 5
+    # up to about t/10 of the pixels (t: 5 % here), as its docstring says: 123 target pixels
+    more = np.zeros(scores.shape, bool)
+    for r, c in [(40 + 12 * k, 10 + 12 * j) for k in range(4) for j in range(2)]:
+        more[r:r + 3, c:c + 4] = True             # 8 more 3 x 4 targets
+        scores[r:r + 3, c:c + 4] = 80.0 + rng.normal(0, 1, (3, 4))
+    threshold = threshold_from_far(scores, "auto", chunk=64)
+    assert (truth | more).sum() == 123 and (scores[more] > threshold).all()
 
 
 def test_auto_above_every_score_says_so_instead_of_only_finding_nothing(tmp_path):
