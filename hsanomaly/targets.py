@@ -161,7 +161,8 @@ def _warn_crs_unplaced(name, what, remedy):
 
 def _warn_none_found(name, threshold, far, highest, scored):
     if far == "auto":
-        warn(f"{name}: the automatic threshold {threshold:.6g} lies above every "
+        warn(f"{name}: the automatic threshold {threshold:.6g} lies "
+             f"{'at' if threshold == highest else 'above'} every "
              f"score (the highest is {highest:.6g}), so no target was found; the tail fit "
              f"extrapolates far on a small or heavy-tailed heatmap: pass {spell('far')} (e.g. "
              f"1e-3) or {spell('threshold')} instead")
