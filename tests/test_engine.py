@@ -104,9 +104,10 @@ def test_resume_after_interruption_gives_identical_output(tmp_path):
 
     stopped = interrupted_halfway(cube, tmp_path / "out.tif")
     if sys.version_info >= (3, 11):     # a notebook shows the note under the interrupt
-        assert stopped.__notes__ == [f"{tmp_path / 'out.tif'}: the finished tiles are kept: rerun "
-                                     "with resume=True (a run without it starts over, "
-                                     "discarding them)"]
+        assert stopped.__notes__ == [f"{tmp_path / 'out.tif'}: the finished tiles are kept in "
+                                     f"{tmp_path / 'out.tif.partial'} (delete it to discard "
+                                     "them): rerun with resume=True; a run without it starts "
+                                     "over"]
     assert not (tmp_path / "out.tif").exists()
     finished = len(list((tmp_path / "out.tif.partial").glob("tile_*.npz")))
     assert 0 < finished < 12
@@ -172,8 +173,9 @@ def test_cancelling_a_resumed_run_keeps_the_tiles_an_earlier_run_finished(tmp_pa
     interrupted_halfway(cube, tmp_path / "out.tif")
     store = tmp_path / "out.tif.partial"
     finished = len(list(store.glob("tile_*.npz")))
-    with pytest.raises(HsanomalyError, match=r"out.tif: cancelled; the finished tiles are kept: "
-                                             "rerun with resume=True"):
+    with pytest.raises(HsanomalyError, match=r"out.tif: cancelled; the finished tiles are kept "
+                                             r"in .*out.tif.partial \(delete it to discard "
+                                             r"them\): rerun with resume=True"):
         detect(ArraySource(cube), tmp_path / "out.tif", GlobalRX(), tile=16, progress=False,
                resume=True, callback=lambda fraction, message: message.startswith("tile"))
     assert len(list(store.glob("tile_*.npz"))) > finished and not (tmp_path / "out.tif").exists()

@@ -124,9 +124,11 @@ class LazyGroup(click.Group):
                 if signal.getsignal(number) is _terminated:   # (one ignored, as nohup does, stays)
                     signal.signal(number, signal.SIG_DFL)
             return done
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as err:
             what, status = _interruption()
-            _fail(what + _kept(ctx, written), status)
+            noted = [note for note in getattr(err, "__notes__", ()) if "tiles are kept" in note]
+            _fail(what + (f"; the outputs were not replaced; {noted[0]}" if noted and
+                          ctx.invoked_subcommand == "detect" else _kept(ctx, written)), status)
         except (HsanomalyError, HsanomalyWarning) as err:    # a warning made an error (-W error)
             _fail(str(err), 1)
         except click.exceptions.UsageError as err:

@@ -435,7 +435,8 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
         one_line = runtime_error(err, dst, kept) if isinstance(err, Exception) else None
         if kept and isinstance(err, KeyboardInterrupt) and hasattr(err, "add_note"):
             # said where the interrupt is shown (a notebook): a plain rerun would start over
-            err.add_note(f"{dst}: {tiles_kept()} (a run without it starts over, discarding them)")
+            err.add_note(f"{dst}: {tiles_kept(store=store_path(dst))}; a run without it starts "
+                         "over")
         if one_line is None:
             raise
         raise one_line from None
@@ -474,7 +475,7 @@ def _score(executor, source, scorer, store, windows, outputs, dst, progress, cal
                 if callback and callback(count / len(windows), f"tile {count}/{len(windows)}"):
                     tiles.close()
                     if store.resumed:     # an earlier run's tiles too: not this run's to drop
-                        raise Cancelled(f"{dst}: cancelled; {tiles_kept()}")
+                        raise Cancelled(f"{dst}: cancelled; {tiles_kept(store=store.path)}")
                     store.remove()
                     raise Cancelled(f"{dst}: cancelled")
     missing = set(range(len(windows))) - store.done()

@@ -58,10 +58,12 @@ def resume_hint():
     return _RESUME_HINT.get() or f"rerun with {spell('resume', True)}"
 
 
-def tiles_kept(hint=None, room=False):
+def tiles_kept(hint=None, room=False, store=None):
     """The one wording of what a failed run keeps for its resume; ``hint``: the run's own
-    ``resume_hint`` (a store on a Dask worker carries it), ``room``: once disk space is made."""
-    return f"the finished tiles are kept: {'once there is room, ' if room else ''}" \
+    ``resume_hint`` (a store on a Dask worker carries it), ``room``: once disk space is made;
+    ``store``: the folder they are kept in, said with how to discard them."""
+    where = "" if store is None else f" in {store} (delete it to discard them)"
+    return f"the finished tiles are kept{where}: {'once there is room, ' if room else ''}" \
            f"{hint or resume_hint()}"
 
 

@@ -67,8 +67,11 @@ def test_ctrl_c_and_sigterm_are_one_line_and_keep_the_tiles(tmp_path, number, st
     process.send_signal(number)
     _, stderr = process.communicate()
     assert process.returncode == status, stderr          # what ended it otherwise, if it did
-    assert stderr.strip() == (f"Error: {said}; the outputs are replaced all together or not "
-                              "at all; the tiles finished, if any, are kept for --resume")
+    # where the tiles are and how to discard them, said (they were "finished, if any")
+    assert stderr.strip() == (f"Error: {said}; the outputs were not replaced; {tmp_path}/"
+                              f"heat.tif: the finished tiles are kept in {tmp_path}/heat.tif."
+                              "partial (delete it to discard them): rerun with --resume; a run "
+                              "without it starts over")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["heat.tif.partial", "scene.tif"]
     assert "resumed" in assert_ok(run_cli(*args, "--resume")).stdout
 
