@@ -12,7 +12,7 @@ from .io.styles import (STYLE_TABLE, foreign_styles, gpkg_tables, pin_dates, sql
 from .logs import stage as log_stage
 from .spelling import spell
 from .targets import COLUMNS, check_threshold_choice, find_targets
-from .thresholds import READ_CHUNK
+from .io.scores import READ_CHUNK
 
 LAYER = "targets"
 STAGED_NAME = "targets.gpkg"   # the GeoPackage as written first: a name GDAL and SQLite take

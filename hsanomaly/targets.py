@@ -19,7 +19,8 @@ from .options import is_real
 from .rates import check_rate, rate_count
 from .regions import Regions
 from .spelling import spell
-from .thresholds import READ_CHUNK, score_chunks, threshold_from_far
+from .io.scores import READ_CHUNK, score_chunks
+from .thresholds import threshold_from_far
 
 # A target's attributes, in the order of the frame and the GeoPackage's layer (besides its
 # geometry).

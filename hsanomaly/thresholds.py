@@ -17,14 +17,11 @@ from functools import partial
 import numpy as np
 
 from .errors import HsanomalyError
-from .io.checks import check_memory, warn
-from .io.gdal import open_raster, read_scaled
-from .io.heatmap import OUTPUT_BLOCK
-from .io.source import iter_windows
+from .io.checks import warn
+from .io.scores import READ_CHUNK, heatmap_array, read_whole, score_chunks
 from .rates import check_rate, rate_count
 from .spelling import spell
 
-READ_CHUNK = 4 * OUTPUT_BLOCK   # pixels a side read at once: whole output blocks
 HALF_BITS = 16
 HALF = 1 << HALF_BITS         # histogram bins per pass
 AUTO_MIN_RATE = 1e-6          # auto: the tail fit is extrapolated at most this far
@@ -59,55 +56,7 @@ def score_histogram(scores, prefixes=None):
     return np.stack([np.bincount(low[high == p], minlength=HALF) for p in prefixes])
 
 
-# --- reading heatmaps by chunk ---------------------------------------------------------------
-
-def read_scores(dataset, window):
-    """Band 1 of an open heatmap in ``window`` (its scale and offset applied) as float32, or
-    float64 where its stored values need it (``stored_precision``), NaN where masked."""
-    scores = read_scaled(dataset, 1, window=window)
-    return scores.astype(stored_precision(dataset)).filled(np.nan)
-
-
-def stored_precision(dataset):
-    """The float type that holds band 1's values: float32 for detect's heatmaps, float64 for
-    another's float64 or 32-bit integers (1 - p, near 1, is one float32 value)."""
-    return np.result_type(dataset.dtypes[0], np.float32)
-
-
-def _read_whole(path):
-    """A heatmap file stored wider than float32 as one float64 array (NaN: nodata), for an
-    exact selection in its own precision: the radix select's keys are float32."""
-    with open_raster(path) as ds:
-        if stored_precision(ds) == np.float32:
-            return None
-        check_memory(path, 2 * 8 * ds.width * ds.height,
-                     f"selecting a threshold of the {ds.width}x{ds.height} float64 heatmap")
-        return read_scaled(ds, 1).filled(np.nan)
-
-
-def heatmap_array(heatmap):
-    """A heatmap array as 2-D (one band of a (1, rows, cols) array), in its own type."""
-    scores = np.asarray(heatmap)
-    if scores.ndim == 3 and scores.shape[0] == 1:
-        scores = scores[0]
-    if scores.ndim != 2:
-        raise HsanomalyError(f"<array>: a heatmap is 2-D, got shape {scores.shape}")
-    return scores
-
-
-def score_chunks(heatmap, chunk=READ_CHUNK):
-    """Yield (window, scores) over a heatmap GeoTIFF path or a 2-D array, float32 or wider
-    where the values need it (``stored_precision``): a threshold compares them as they are."""
-    if isinstance(heatmap, np.ndarray):
-        scores = heatmap_array(heatmap)
-        scores = scores.astype(np.result_type(scores.dtype, np.float32), copy=False)
-        for win in iter_windows(*scores.shape, chunk):
-            yield win, scores[win.toslices()]
-        return
-    with open_raster(heatmap) as ds:
-        for win in iter_windows(ds.height, ds.width, chunk):
-            yield win, read_scores(ds, win)
-
+# --- reducing over a heatmap's chunks ------------------------------------------------------
 
 def chunk_reduce(heatmap, chunk=READ_CHUNK):
     """``reduce(fn)``: the sum of ``fn(scores)`` over the heatmap's chunks, in this process."""
@@ -153,7 +102,7 @@ def threshold_from_far(heatmap, far, *, chunk=READ_CHUNK, reduce=None, name=None
     far = check_rate("far", far, auto=True)
     name = name or ("<array>" if isinstance(heatmap, np.ndarray) else heatmap)
     if far != "auto" and reduce is None and not isinstance(heatmap, np.ndarray):
-        whole = _read_whole(heatmap)
+        whole = read_whole(heatmap)
         heatmap = heatmap if whole is None else whole
     if far != "auto" and reduce is None and isinstance(heatmap, np.ndarray):
         values = heatmap_array(heatmap).astype(np.float64).ravel()

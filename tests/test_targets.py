@@ -16,7 +16,8 @@ from scipy import ndimage
 import hsanomaly
 from hsanomaly.errors import HsanomalyError, HsanomalyWarning
 from hsanomaly.polygons import write_polygons
-from hsanomaly.thresholds import key_scores, order_keys, score_chunks, threshold_from_far
+from hsanomaly.io.scores import score_chunks
+from hsanomaly.thresholds import key_scores, order_keys, threshold_from_far
 
 from synthetic import CRS, TRANSFORM, synthetic_cube, write_raster
 

@@ -18,7 +18,6 @@ during scoring.
 
 import csv
 import os
-import tempfile
 import time
 import tracemalloc
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from ..engine import fit_and_score
 from ..errors import HsanomalyError, describe
 from ..evaluation import evaluate
 from ..io import ArraySource
+from ..io.atomic import private_temporary
 from ..io.checks import warn
 from ..options import KINDS
 from ..scorers import check_scorer, make_scorer, scorer_class
@@ -265,7 +265,7 @@ def run_benchmark(data_dir, methods, seeds=SEEDS, *, scenes=None, iterations=Non
                 models.check(scene, seed)
     log = log or (lambda message: None)
     wall, cpu = time.perf_counter(), cpu_seconds()
-    with tempfile.TemporaryDirectory(prefix="hsanomaly-benchmark-") as workdir:
+    with private_temporary("hsanomaly-benchmark") as workdir:
         root = Path(models_dir or Path(workdir) / "models")
         tasks = [(scene, methods, seeds, root, iterations) for scene in chosen]
         outcomes = map_scenes(benchmark_scene, tasks, jobs, log)

@@ -708,6 +708,18 @@ def _hold(path):
         _HELD[absolute(path)] = fd
 
 
+@contextlib.contextmanager
+def private_temporary(name):
+    """A private folder of TMPDIR for a job's working files (the models a benchmark trains),
+    removed when the job ends; one a killed job left is removed when the next is made
+    (``private_folder``), where tempfile's would stay for good."""
+    folder = private_folder(tempfile.gettempdir(), name)
+    try:
+        yield str(folder)
+    finally:
+        remove_private(folder)
+
+
 def remove_private(path):
     """Remove private folder ``path`` (``private_folder``'s) and let go of its lock."""
     shutil.rmtree(path, ignore_errors=True)

@@ -21,7 +21,6 @@ import contextlib
 import json
 import os
 import re
-import tempfile
 import time
 from dataclasses import asdict
 from functools import partial
@@ -29,7 +28,7 @@ from pathlib import Path
 
 from ...errors import HsanomalyError, ignoring
 from ...quicklook import png_check
-from ...io.atomic import drawing_folder, staged
+from ...io.atomic import drawing_folder, private_temporary, staged
 from ...io.ownership import has_json_keys, is_own_png, starts_with
 from ...io.paths import check_report_folder
 from ...runtime import training_unavailable
@@ -114,7 +113,7 @@ def generate_thesis(data_dir, out_dir="docs", config=None, models_dir=None, jobs
     try:
         # the figures are drawn into a private folder inside ``figures``, then replace the
         # earlier ones together with the document that describes them
-        with tempfile.TemporaryDirectory(prefix="hsanomaly-thesis-") as workdir, \
+        with private_temporary("hsanomaly-thesis") as workdir, \
                 drawing_folder(figures) as drawn:
             root = Path(models_dir or Path(workdir) / "models")
             work = [(scene, config, Path(drawn), root) for scene in scenes]
