@@ -2722,3 +2722,23 @@ def test_a_folder_output_is_replaced_where_no_folder_is_renamed_over_another(tmp
         (Path(made) / "model.json").write_text("2")
     assert (folder / "model.json").read_text() == "2"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_a_jobs_private_temporary_goes_with_it_and_a_killed_ones_with_the_next(tmp_path,
+                                                                              monkeypatch):
+    """benchmark and thesis trained into tempfile's folder, which a kill -9 left for good."""
+    import os
+    import tempfile
+    import time
+
+    from hsanomaly.io import atomic
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    killed = tmp_path / f".hsanomaly-benchmark.1-{atomic._host()}{atomic.HOLDS}.x{atomic.TMP_SUFFIX}"
+    (killed / "models").mkdir(parents=True)                    # pid 1 holds no lock on it
+    os.utime(killed, (time.time() - 3600,) * 2)
+    with atomic.private_temporary("hsanomaly-benchmark") as workdir:
+        assert os.path.isdir(workdir) and os.path.dirname(workdir) == str(tmp_path)
+        (Path(workdir) / "models").mkdir()
+        assert not killed.exists()
+    assert list(tmp_path.iterdir()) == []
