@@ -1035,3 +1035,20 @@ def test_a_name_the_locales_encoding_cannot_spell_is_one_line(monkeypatch, tmp_p
     assert result.exit_code == 1 and result.stderr == (
         "Error: 'x\\udcc3.tif': a name this locale's encoding (euc_jp) cannot spell; run under "
         "a UTF-8 locale (LC_ALL=C.UTF-8)\n")
+
+
+def test_the_help_lists_each_command_whole_and_offers_only_current_names(tmp_path):
+    """The top help cut 6 of 7 summaries mid-sentence (detect-many's read as if it needed
+    Dask); completion offered --solver's deprecated 'seed', which is still taken."""
+    listing = run("--help").stdout.split("Commands:")[1]
+    assert "..." not in listing and "detect-many  Score many rasters" in listing
+    from click.shell_completion import ShellComplete
+
+    offered = ShellComplete(main, {}, "hsanomaly", "_X").get_completions(
+        ["detect", "--solver"], "")
+    assert [c.value for c in offered] == ["fast", "thesis"]
+    result = run("detect", tmp_path / "missing.tif", tmp_path / "h.tif", "--solver", "seed")
+    assert "--solver" not in result.stderr.split("Error:")[-1]       # taken: the input is not
+    for args in (["detect", "-", tmp_path / "h.tif"], ["detect", "in.tif", "-"]):
+        result = run(*args, "--score", "rx")
+        assert result.exit_code == 1 and "standard input and output cannot carry" in result.stderr

@@ -401,7 +401,9 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
                      filename, lineno)
 
 
-@click.group(name="hsanomaly", cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+# a wide terminal gets wider help (click's own stops at 80 columns)
+@click.group(name="hsanomaly", cls=LazyGroup,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120})
 @click.version_option(__version__, prog_name="hsanomaly")   # the package's own, also under rio
 def main():
     """Find anomalies in hyperspectral rasters (RX, Gaussian mixture, Wasserstein GANs)."""

@@ -15,7 +15,7 @@ def _list(text, cast=str, hint=None):
 
 
 @with_verbosity
-@click.command()
+@click.command(short_help="Benchmark every score on scenes with ground truth.")
 @click.argument("data_dir", type=click.Path(file_okay=False))
 @click.option("--scores", default="rx,lrx,gmm", show_default=True,
               help="Comma-separated scores to benchmark, each a score name with optional "

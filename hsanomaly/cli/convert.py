@@ -6,7 +6,7 @@ from . import with_verbosity
 
 
 @with_verbosity
-@click.command()
+@click.command(short_help="Convert a benchmark .mat scene to a GeoTIFF and its truth.")
 @click.argument("src", type=click.Path(dir_okay=False))
 @click.argument("dst", type=click.Path(dir_okay=False))
 @click.option("--truth", type=click.Path(dir_okay=False), help="Also write the truth mask here.")

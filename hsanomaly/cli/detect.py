@@ -12,6 +12,14 @@ from ..scorers.rings import rings_text
 from ..spelling import counted
 
 
+class AlsoDeprecated(click.Choice):
+    """The solvers' names, and their deprecated ones taken but neither listed nor completed
+    (the library warns of them)."""
+
+    def convert(self, value, param, ctx):
+        return value if value in DEPRECATED_NAMES else super().convert(value, param, ctx)
+
+
 def _taking(option):
     """The scores that take ``option``, for its help: the registry says, not the help's words."""
     return ", ".join(name for name, cls in REGISTRY.items() if option in cls.options)
@@ -26,7 +34,7 @@ def _taking(option):
                    "scored when no --model is given (needs torch) and keep it beside the "
                    "heatmap as <heatmap stem>.model.")
 @click.option("--model", type=click.Path(), help="Model bundle from `hsanomaly train`.")
-@click.option("--solver", type=click.Choice([*SOLVERS, *DEPRECATED_NAMES]), default=None,
+@click.option("--solver", type=AlsoDeprecated(SOLVERS), default=None,
               help=f"Latent search for the GAN scores: fast, or the thesis's restarts x steps "
                    f"('seed' is a deprecated name for thesis) [default: {defaults.SOLVER}].")
 @click.option("--restarts", type=click.IntRange(min=1), default=None,

@@ -14,7 +14,7 @@ DETECT_ONLY = ("src", "dst", "recon_out", "latent_out", "convergence_out", "poly
                "threshold", "far", "png", "cog", "resume", "overwrite", "verbose")
 
 
-@click.command()
+@click.command(short_help="Score many rasters; reruns skip finished ones.")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--out-dir", required=True, type=click.Path(file_okay=False),
               help="Write <input stem>_<score>.tif heatmaps here.")

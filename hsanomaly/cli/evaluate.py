@@ -15,7 +15,7 @@ STDOUT = ("-", "/dev/stdout")   # --json names for standard output (the second i
 
 
 @with_verbosity
-@click.command()
+@click.command(short_help="Score a heatmap against a truth: AUC, logAUC, Pd, targets.")
 @click.argument("heatmap", type=click.Path(dir_okay=False))
 @click.argument("truth", type=click.Path(dir_okay=False))
 @click.option("--outer-mask", "outer_mask", type=click.Path(dir_okay=False),

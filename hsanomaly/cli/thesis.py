@@ -10,7 +10,7 @@ DEFAULT = ThesisConfig()
 
 
 @with_verbosity
-@click.command()
+@click.command(short_help="Reproduce the thesis's experiments and their figures.")
 @click.argument("data_dir", type=click.Path(file_okay=False))
 @click.option("--out", type=click.Path(file_okay=False), default="docs", show_default=True,
               help="Folder for report.md and figures/.")

@@ -7,7 +7,7 @@ from . import SEED_RANGE, progress_log, quiet_option, show_progress, with_verbos
 
 
 @with_verbosity
-@click.command()
+@click.command(short_help="Train a WGAN-GP model bundle on rasters or .mat scenes.")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
               help="Model bundle directory to write (replaced if it is an existing bundle).")

@@ -352,6 +352,9 @@ def check_raster_path(src, label=None, use=None):
     name. ``use``: what to do instead (by default, the Detector)."""
     check_path_kind(src, label or spell("src"), "a raster's path", use or
                     "to score an open dataset, an array or a DataArray, use hsanomaly.Detector")
+    if str(os.fspath(src)) == "-":
+        raise HsanomalyError(f"-: {label or spell('src')} is a raster file, which standard "
+                             "input and output cannot carry; name a file")
 
 
 def input_files(path):
@@ -366,8 +369,9 @@ def input_files(path):
 
 def side_files(rasters):
     """(label, path) of the GDAL side files of raster outputs (``.aux.xml``, ``.ovr``,
-    ``.msk``, world files): a run removes an earlier raster's with it, so they are outputs too, checked
-    against the inputs (an input named ``heat.tif.ovr`` was deleted by ``detect ... heat.tif``)."""
+    ``.msk``, world files): a run removes an earlier raster's with it, so they are outputs
+    too, checked against the inputs (an input named ``heat.tif.ovr`` was deleted by
+    ``detect ... heat.tif``)."""
     from .atomic import gdal_side_files
 
     return [(f"{label}'s GDAL side file", side) for label, path in rasters if is_path(path)
