@@ -16,7 +16,8 @@ from ..io.checks import check_memory, warn
 from ..io.gdal import open_raster, read_scaled
 from ..io.paths import is_path
 from ..io.scene import grid_text, mask_values
-from ..io.inputs import INDEX_COORDS, as_band, map_axes, pixel_centres, placement
+from ..io.inputs import (INDEX_COORDS, as_band, is_data_array, map_axes, pixel_centres,
+                         placement)
 from ..io.values import warn_negative_mask
 from ..options import renamed_keywords
 from ..spelling import counted, spell
@@ -114,10 +115,10 @@ def evaluate_arrays(scores, truth, outer_mask=None, pd_far=defaults.PD_FAR):
     transform, crs = placement(scores)
     for label, mask in (("truth", truth), ("outer_mask", outer_mask)):
         _check_same_place(mask, scores, transform, spell(label))
-    if hasattr(scores, "dims") and map_axes(scores) not in (None, tuple(scores.dims[-2:])):
+    if is_data_array(scores) and map_axes(scores) not in (None, tuple(scores.dims[-2:])):
         # an (x, y) heatmap (of an (x, y, band) scene) is turned to rows of y: a plain mask
         # array of its shape, as its caller holds it, turned with it
-        truth, outer_mask = (mask if mask is None or hasattr(mask, "dims") or np.ndim(mask) != 2
+        truth, outer_mask = (mask if mask is None or is_data_array(mask) or np.ndim(mask) != 2
                              else np.ma.asanyarray(mask).T for mask in (truth, outer_mask))
     scores = as_band(scores, "the heatmap array")
     if scores.dtype.kind not in "uif":

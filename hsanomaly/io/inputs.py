@@ -25,7 +25,7 @@ def as_source(X):
             raise HsanomalyError(f"{X.name}: the rasterio dataset is open for writing only; "
                                  "open it with mode 'r' or 'r+'")
         return RasterSource.from_dataset(X), _same
-    if _is_data_array(X):
+    if is_data_array(X):
         source, wrap = _xarray_source(X)
     elif isinstance(X, np.ma.MaskedArray):
         check_band_axis(np.ma.getdata(X), "the masked array", mask=np.ma.getmaskarray(X))
@@ -241,7 +241,7 @@ def as_band(value, name):
     unknown): numpy's, a masked array, a DataArray (its fill value, ``FILL_ATTRS``, masked:
     an unmasked rioxarray read of a truth file carries its nodata so), anything numpy
     converts; one band of a (1, rows, cols) array too."""
-    if _is_data_array(value):
+    if is_data_array(value):
         if map_axes(value):                             # rows are y, whatever the order
             value = value.transpose(..., *map_axes(value))
         values = np.asarray(value.values)
@@ -267,7 +267,7 @@ def as_band(value, name):
     return array
 
 
-def _is_data_array(value):
+def is_data_array(value):
     return type(value).__module__.startswith("xarray") and type(value).__name__ == "DataArray"
 
 
@@ -279,7 +279,7 @@ def placement(value):
     has ``x`` and ``y`` coordinates, they place its pixels (``_by_coordinates``). One that
     does not parse is refused in one line. One with a CRS but no transform is placed by its
     coordinates alone, as rioxarray places it (``rio.write_crs`` on an array built by hand)."""
-    if not _is_data_array(value):
+    if not is_data_array(value):
         return None, None
     from affine import Affine
 
@@ -314,7 +314,7 @@ def pixel_centres(value):
     """{"x", "y": (1-D float64 pixel centres, how far their storage may have rounded them)}
     of a DataArray whose map axes (``map_axes``: y and x, lat and lon...) both have finite
     coordinates, or None."""
-    axes = map_axes(value) if _is_data_array(value) else None
+    axes = map_axes(value) if is_data_array(value) else None
     if axes is None or not set(axes) <= set(value.coords):
         return None
     found = {}
