@@ -2742,3 +2742,40 @@ def test_a_jobs_private_temporary_goes_with_it_and_a_killed_ones_with_the_next(t
         (Path(workdir) / "models").mkdir()
         assert not killed.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+class _Handle:
+    """A path-like object whose str() is not its path (a catalogue's entry)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __fspath__(self):
+        return self.path
+
+    def __str__(self):
+        return "entry-42.tif"
+
+
+def test_path_like_outputs_are_taken_by_their_path_not_their_str(tmp_path, monkeypatch):
+    """An os.PathLike output was taken by its str(): refused with a mangled message, or, where
+    str() ended in .tif, scored whole with a tile store in the working folder, then a KeyError."""
+    import hsanomaly
+    from synthetic import synthetic_cube, write_raster
+
+    monkeypatch.chdir(tmp_path)
+    cube, truth = synthetic_cube()
+    src = write_raster(tmp_path / "scene.tif", cube)
+    mask = write_raster(tmp_path / "truth.tif", truth[None].astype(np.float32))
+    out = tmp_path / "out"
+    out.mkdir()
+    result = hsanomaly.detect(_Handle(src), _Handle(out / "h.tif"), score="rx",
+                              png=_Handle(out / "q.png"), polygons=_Handle(out / "t.gpkg"),
+                              far=0.01)
+    assert result.path == str(out / "h.tif")
+    report = hsanomaly.evaluate(_Handle(out / "h.tif"), _Handle(mask),
+                                json=_Handle(out / "r.json"), plots=_Handle(out / "plots"))
+    assert report["auc"] > 0.9
+    assert sorted(p.name for p in out.iterdir()) == ["h.tif", "plots", "q.pgw", "q.png",
+                                                     "q.png.aux.xml", "r.json", "t.gpkg"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "scene.tif", "truth.tif"]

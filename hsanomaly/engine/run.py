@@ -19,7 +19,7 @@ from ..defaults import TILE
 from ..errors import Cancelled, HsanomalyError, caller_callback, ignoring
 from ..io.atomic import (TMP_SUFFIX, check_writable, native_quiet, read_back, stage_raster,
                          staged_into)
-from ..io.checks import absolute, warn
+from ..io.checks import absolute, path_text, warn
 from ..io.fingerprint import input_fingerprint, without_served
 from ..io.gdal import gdal_env, open_raster, warn_unusable_proj
 from ..io.heatmap import (add_overviews_and_statistics, band_descriptions, describe_bands,
@@ -98,10 +98,10 @@ def plan_outputs(source, scorer, dst, extras=None, tile=TILE, own_model=False):
     as ``check_scorable`` takes it) and the paths."""
     check_tile(tile)
     check_scorable(source, scorer, own_model)
-    outputs = {"score": (str(dst), 1)}
+    outputs = {"score": (path_text(dst), 1)}
     check_extras(type(scorer), extras)
     for name, path in (extras or {}).items():
-        outputs[name] = (str(path), scorer.extra_bands[name])
+        outputs[name] = (path_text(path), scorer.extra_bands[name])
     for path, _ in outputs.values():
         check_writable(path, directory=False)
     return outputs
@@ -251,7 +251,7 @@ def check_resumed_run(src, dst, scorer, extras=None, tile=TILE):
     store = store_path(dst)
     if not (store / MANIFEST).is_file():
         return                   # nothing to resume: the engine says so and scores anew
-    outputs = {"score": (str(dst), None), **{name: (str(path), None)
+    outputs = {"score": (path_text(dst), None), **{name: (path_text(path), None)
                                              for name, path in (extras or {}).items()}}
     source = src if hasattr(src, "read") else open_source(src)
     try:

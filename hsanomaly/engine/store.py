@@ -31,7 +31,7 @@ import numpy as np
 from ..errors import HsanomalyError, describe
 from ..io.atomic import (fsync_path, interrupts_held, private_folder, remove_private,
                          replace_durably)
-from ..io.checks import absolute, read_npz, read_small, warn
+from ..io.checks import absolute, path_text, read_npz, read_small, warn
 from ..io.fingerprint import digest
 from ..io.lock import busy, lock_folder
 from ..spelling import counted, spell
@@ -78,7 +78,7 @@ def batch_resumes():
 
 def store_path(dst):
     """Where the tiles of the run writing ``dst`` are kept: ``<dst>.partial/``."""
-    return Path(absolute(str(dst) + STORE_SUFFIX))
+    return Path(absolute(path_text(dst) + STORE_SUFFIX))
 
 
 def run_fingerprint(input_fingerprint, config):

@@ -49,7 +49,8 @@ import threading
 from pathlib import Path
 
 from ..errors import INTERRUPTS, HsanomalyError, describe
-from .checks import absolute, checked_outputs, read_small, special_kind, warn, warn_once
+from .checks import (absolute, checked_outputs, path_text, read_small, special_kind, warn,
+                     warn_once)
 from .lock import UNLOCKABLE
 
 TMP_SUFFIX = ".hsanomaly-tmp"
@@ -1214,6 +1215,7 @@ def gdal_side_files(path):
     files (heat.tfw, heat.tifw, heat.wld: they place a heatmap that has no geotransform of
     its own, as one of a GCP or RPC input has not). An earlier raster's would describe a new
     one written in its place."""
+    path = path_text(path)
     ext = Path(path).suffix[1:]
     worlds = dict.fromkeys(case(name) for name in ([f"{ext[:1]}{ext[-1:]}w", f"{ext}w", "wld"]
                                                    if ext else ["wld"])

@@ -24,6 +24,12 @@ SPECIAL = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"
            (stat.S_ISFIFO, "a pipe"), (stat.S_ISSOCK, "a socket"))
 
 
+def path_text(path):
+    """A path argument as text: a path-like object by its path (``os.fspath``), not by its
+    ``str()``, which need not be it (a catalogue's handle); anything else by ``str()``."""
+    return os.fspath(path) if isinstance(path, os.PathLike) else str(path)
+
+
 def absolute(path):
     """``path`` made absolute as the kernel resolves it: its folder's links and '..' in their
     order (``os.path.abspath`` drops 'link/..' as text, which names another folder: an output

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Union
 from ..errors import HsanomalyError
 from ..spelling import either, kind_of, spell
 from .atomic import check_writable, name_max, note_checked, refuse_special
-from .checks import absolute, check_drawing, read_small
+from .checks import absolute, check_drawing, path_text, read_small
 
 if TYPE_CHECKING:
     from typing_extensions import TypeGuard
@@ -39,7 +39,7 @@ class Item:
         from .gdal import is_gdal_name
         from .vector import split_layer
 
-        self.label, self.path, self.kind = label, str(path), kind
+        self.label, self.path, self.kind = label, path_text(path), kind
         self.virtual = is_gdal_name(self.path)
         self.file = split_layer(self.path)[0]       # a vector layer's file
         self.real = self.path if self.virtual else os.path.realpath(self.file)
@@ -113,7 +113,8 @@ GEOTIFF_SUFFIXES = (".tif", ".tiff")
 def check_suffix(path, label, suffixes, kind):
     """Refuse an output name whose extension says another format than the one written
     (a GeoTIFF named .png, a GeoPackage named .shp): tools that go by the name misread it."""
-    suffix = Path(str(path)).suffix.lower()
+    path = path_text(path)
+    suffix = Path(path).suffix.lower()
     if suffix not in suffixes:
         if suffix.rstrip() in suffixes:                               # "heat.tif " pasted
             raise HsanomalyError(f"{str(path)!r}: {label} writes {kind}; its name ends in a "
