@@ -10,7 +10,7 @@ import scipy.io
 from click.testing import CliRunner
 from rasterio.windows import Window
 
-from hsanomaly.errors import HsanomalyError
+from hsanomaly.errors import HsanomalyError, HsanomalyWarning
 from hsanomaly.io import ArraySource, RasterSource, open_source, read_mat, read_scene, read_truth
 from hsanomaly.io.convert import convert_mat
 from hsanomaly.scorers.base import SCENE_MOMENTS, scene_moments
@@ -2779,3 +2779,32 @@ def test_path_like_outputs_are_taken_by_their_path_not_their_str(tmp_path, monke
     assert sorted(p.name for p in out.iterdir()) == ["h.tif", "plots", "q.pgw", "q.png",
                                                      "q.png.aux.xml", "r.json", "t.gpkg"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "scene.tif", "truth.tif"]
+
+
+def test_an_alpha_band_is_left_out_and_one_not_last_is_said(tmp_path):
+    """A last alpha band masks its zeros and is no spectrum; gdal_translate -co ALPHA=YES
+    marks band 2 of a multiband raster alpha, which was dropped, its zeros nodata, unsaid."""
+    import warnings
+
+    from rasterio.enums import ColorInterp
+
+    cube, _ = synthetic_cube(bands=4, rows=10, cols=12)
+    cube[-1] = 255
+    cube[-1, 0, :3] = 0                                   # transparent
+    for name, alpha in (("last.tif", 4), ("second.tif", 2)):
+        path = write_raster(tmp_path / name, cube)
+        with rasterio.open(path, "r+") as ds:
+            ds.colorinterp = [ColorInterp.alpha if b == alpha else ColorInterp.undefined
+                              for b in range(1, 5)]
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            source = RasterSource(str(path))
+        told = [str(w.message) for w in said if issubclass(w.category, HsanomalyWarning)]
+        assert source.bands == [b for b in (1, 2, 3, 4) if b != alpha]
+        if alpha == 4:
+            assert not told
+        else:
+            assert told == [f"{path}: band 2 of 4 is marked alpha (transparency): it is left out "
+                            "of the spectra and its zeros are nodata; an alpha band is the "
+                            "last: if it is spectral, unmark it (gdal_translate -colorinterp_2 "
+                            "undefined)"]

@@ -483,6 +483,11 @@ class RasterSource(_Source):
         if not self.bands:
             raise HsanomalyError(f"{self.name}: every band is an alpha band or marked bad in the "
                                  "ENVI header's bbl; no spectra to score")
+        if alpha and (alpha[0] != ds.count or len(alpha) > 1):    # -co ALPHA=YES: band 2
+            warn_once(f"{self.name}: band {alpha[0]} of {ds.count} is marked alpha "
+                      "(transparency): it is left out of the spectra and its zeros are nodata; "
+                      "an alpha band is the last: if it is spectral, unmark it (gdal_translate "
+                      f"-colorinterp_{alpha[0]} undefined)")
         self.alpha_bands = alpha
         self.all_bands = len(self.bands) == ds.count
         dropped = [f"{len(bad)} marked bad in the ENVI header's bbl"] if bad else []
