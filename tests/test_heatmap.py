@@ -338,3 +338,25 @@ def test_the_parameters_tag_holds_the_options_that_are_off(synthetic_raster, tmp
         (default.purge, default.neighbour_weight) == (0, 0)
     assert (tags["on"]["purge"], tags["on"]["neighbour_weight"]) == (0.05, 0.5)
     assert tags["on"]["top_rings"] == tags["default"]["top_rings"] == 0
+
+
+@pytest.mark.parametrize("cog", [False, True])
+def test_a_pixel_is_point_inputs_heatmap_is_pixel_is_point(tmp_path, cog):
+    """It was written pixel-is-area: GDAL placed both alike, but a reader of the raw tie
+    point (GTIFF_POINT_GEO_IGNORE, libgeotiff's tools) saw them half a pixel apart."""
+    import hsanomaly
+    from synthetic import synthetic_cube, write_raster
+
+    src = write_raster(tmp_path / "point.tif", synthetic_cube()[0])
+    with rasterio.open(src, "r+") as ds:
+        ds.update_tags(AREA_OR_POINT="Point")
+    heat = tmp_path / "heat.tif"
+    hsanomaly.detect(src, heat, score="rx", cog=cog)
+    for ignore in (False, True):
+        with rasterio.Env(GTIFF_POINT_GEO_IGNORE=ignore):
+            with rasterio.open(src) as a, rasterio.open(heat) as b:
+                assert b.tags()["AREA_OR_POINT"] == "Point" and a.transform == b.transform
+    plain = write_raster(tmp_path / "area.tif", synthetic_cube()[0])
+    hsanomaly.detect(plain, tmp_path / "area-heat.tif", score="rx", cog=cog)
+    with rasterio.open(tmp_path / "area-heat.tif") as ds:
+        assert ds.tags().get("AREA_OR_POINT", "Area") == "Area"

@@ -69,7 +69,9 @@ def heatmap_tags(scorer, source, fingerprint, tile):
         tags["MODEL_DIGEST"] = params.get("model", "")
         tags["MODEL_FINGERPRINT"] = str(bundle.meta.get("fingerprint", ""))
         tags["MODEL_PATH"] = Path(str(bundle.path)).name
-    return {TAG_PREFIX + key: value for key, value in tags.items()} | {"TIFFTAG_SOFTWARE": SOFTWARE}
+    point = {"AREA_OR_POINT": "Point"} if source.profile.get("area_or_point") == "Point" else {}
+    return {TAG_PREFIX + key: value for key, value in tags.items()} | \
+        {"TIFFTAG_SOFTWARE": SOFTWARE, **point}
 
 
 def score_description(scorer):

@@ -504,7 +504,9 @@ class RasterSource(_Source):
                         "transform": ds.transform if georeferenced else None,
                         "width": ds.width, "height": ds.height,
                         "gcps": (gcps, gcp_crs) if gcps else None, "rpcs": ds.rpcs,
-                        "geolocation": None if georeferenced else self._geolocation(ds)}
+                        "geolocation": None if georeferenced else self._geolocation(ds),
+                        # pixel-is-point: a tie point at a pixel's centre, kept on the outputs
+                        "area_or_point": ds.tags().get("AREA_OR_POINT")}
         self.wavelengths = band_wavelengths(ds, envi, self.bands)
         self.band_names = [ds.descriptions[b - 1] or f"band {b}" for b in self.bands]
         self.dtype = ds.dtypes[self.bands[0] - 1]
