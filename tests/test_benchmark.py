@@ -1086,3 +1086,19 @@ def test_a_reference_csv_saved_by_excel_with_a_byte_order_mark_is_read(tmp_path)
     path = tmp_path / "reference.csv"
     path.write_bytes("scene,method,auc\r\nZürich,rx,0.91\r\n".encode("utf-8-sig"))
     assert read_reference(path) == {"Zürich": {"rx": 0.91}}
+
+
+def test_a_reference_csv_excel_saved_in_another_locale_is_told_how_to_save_it(tmp_path):
+    """A German Excel's ';' and decimal commas, and a Windows code page, were refused as
+    lacking the columns scene, method, auc, which they have."""
+    from hsanomaly.experiments.benchmark import read_reference
+
+    path = tmp_path / "reference.csv"
+    path.write_bytes("scene;method;auc\r\nabu-airport-1;Super-AD;0,9418\r\n".encode("utf-8"))
+    with pytest.raises(HsanomalyError, match=r"auc \(its columns are separated by ';', as Excel "
+                                             r"writes them where decimals take a comma"):
+        read_reference(path)
+    path.write_bytes("scene,method,auc\r\nZürich,rx,0.91\r\n".encode("cp1252"))
+    with pytest.raises(HsanomalyError, match=r"reference.csv: not UTF-8 text; save it as "
+                                             r"\"CSV UTF-8\"$"):
+        read_reference(path)

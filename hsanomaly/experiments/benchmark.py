@@ -17,6 +17,7 @@ during scoring.
 """
 
 import csv
+import itertools
 import os
 import time
 import tracemalloc
@@ -161,16 +162,22 @@ class BenchmarkResult:
 def read_reference(path):
     """Published AUCs to set beside ours: a CSV with columns scene, method, auc, where scene is
     a scene name or file stem. Returns {scene: {method: auc}}."""
+    header = ""
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:    # Excel's BOM
-            rows = list(csv.DictReader(f))
+            header = f.readline()
+            rows = list(csv.DictReader(itertools.chain([header], f)))
         reference = {}
         for row in rows:
             reference.setdefault(row["scene"], {})[row["method"]] = float(row["auc"])
     except OSError as error:
         raise HsanomalyError(f"{path}: cannot read ({describe(error)})") from None
+    except UnicodeDecodeError:      # Excel's "CSV" in a Windows code page
+        raise HsanomalyError(f"{path}: not UTF-8 text; save it as \"CSV UTF-8\"") from None
     except (KeyError, TypeError, ValueError):
-        raise HsanomalyError(f"{path}: not a CSV with columns scene, method, auc") from None
+        why = (" (its columns are separated by ';', as Excel writes them where decimals take a "
+               "comma: save it with commas and decimal points)" if ";" in header else "")
+        raise HsanomalyError(f"{path}: not a CSV with columns scene, method, auc{why}") from None
     if not reference:                 # a text file or an empty one read as no rows at all
         raise HsanomalyError(f"{path}: not a CSV with columns scene, method, auc (no rows)")
     return reference
