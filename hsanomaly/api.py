@@ -116,6 +116,8 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
         # with nothing to resume, the run scores from the start, saying why
         result, resume = resumed_run(src, dst, scorer, extras, tile, cog, scene, stage) \
             if resume else (None, False)
+        if result is not None and callback is not None:     # the bar ends, nothing scored
+            callback(1.0, f"{os.fspath(dst)}: finished earlier, kept")
         # a quick model is staged, replaced with the heatmap: a failed run keeps the earlier pair
         if quick is not None and result is None:
             training = time.perf_counter()

@@ -15,7 +15,8 @@ LOGGER = logging.getLogger("hsanomaly")
 LOGGER.addHandler(logging.NullHandler())
 LEVELS = {-1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}
 NUMBER = re.compile(r"[-+]?[0-9][0-9.]*(?:e[-+]?[0-9]+)?")   # messages of one kind differ in these
-COUNTED = re.compile(r"(\d+)/(\d+)")                           # "tile 3/16": step 3 of 16
+# "tile 3/16": step 3 of 16 (not a path's "2020/05/scene.tif")
+COUNTED = re.compile(r"(?<![\w/.])(\d+)/(\d+)(?![\w/.])")
 
 
 def configure(verbosity=0):
@@ -85,7 +86,7 @@ def progress_lines(interval=30.0, step=0.1, logger=LOGGER):
     throttle = Throttle(interval, step)
 
     def callback(fraction, message):
-        if fraction > 0 and NUMBER.search(str(message)) and throttle(fraction, message):
+        if fraction > 0 and COUNTED.search(str(message)) and throttle(fraction, message):
             logger.info("%s (%.0f %%)", message, 100 * fraction)
     return callback
 

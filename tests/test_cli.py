@@ -1052,3 +1052,25 @@ def test_the_help_lists_each_command_whole_and_offers_only_current_names(tmp_pat
     for args in (["detect", "-", tmp_path / "h.tif"], ["detect", "in.tif", "-"]):
         result = run(*args, "--score", "rx")
         assert result.exit_code == 1 and "standard input and output cannot carry" in result.stderr
+
+
+def test_a_stage_named_with_digits_is_no_progress_line():
+    """A quick model's run called back "fitting dualcontext on scene2.tif" at half the run:
+    -v logged it again as "(50 %)", its path's digit taken for counted progress."""
+    import logging
+
+    from hsanomaly.logs import progress_lines
+
+    said = []
+
+    class Catch(logging.Handler):
+        def emit(self, record):
+            said.append(record.getMessage())
+    logger = logging.getLogger("hsanomaly.test.progress")
+    logger.addHandler(Catch())
+    logger.setLevel(logging.INFO)
+    callback = progress_lines(logger=logger)
+    for fraction, message in ((0.5, "fitting dualcontext on data/2020/05/scene2.tif"),
+                              (0.6, "tile 1/4"), (1.0, "tile 4/4")):
+        callback(fraction, message)
+    assert said == ["tile 1/4 (60 %)", "tile 4/4 (100 %)"]

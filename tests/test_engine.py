@@ -1061,8 +1061,11 @@ def test_a_finished_run_resumed_is_kept_unless_it_differs_from_what_is_asked(tmp
     src, dst = write_raster(tmp_path / "scene.tif", cube), tmp_path / "out.tif"
     first = hsanomaly.detect(src, dst, score="rx", tile=16)
     written = dst.read_bytes()
-    kept = hsanomaly.detect(src, dst, score="rx", tile=16, resume=True)
+    heard = []                    # a progress bar ends there too (it stayed at 0 %)
+    kept = hsanomaly.detect(src, dst, score="rx", tile=16, resume=True,
+                            callback=lambda fraction, message: heard.append((fraction, message)))
     assert kept.earlier and dst.read_bytes() == written
+    assert heard == [(1.0, f"{dst}: finished earlier, kept")]
     assert (kept.path, kept.outputs, kept.tiles, kept.score) == \
         (first.path, first.outputs, first.tiles, "rx")
     with pytest.warns(HsanomalyWarning) as said:
