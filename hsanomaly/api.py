@@ -123,8 +123,8 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
             training = time.perf_counter()
             trained, trained_on = prepare_quick_model(
                 src, dst, quick, scorer, stage, masked=masked, resume=resume,
-                scheduler=scheduler, extras=extras, tile=tile, callback=half_of(callback, 0),
-                progress=progress, mask=mask)
+                scheduler=scheduler, extras=extras, tile=tile, progress=progress, mask=mask,
+                callback=half_of(callback, 0, "training the quick model: "))
             training = None if trained is None else time.perf_counter() - training
             if trained is not None:
                 scorer = make_scorer(score, **options, model=trained)

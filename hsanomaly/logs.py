@@ -91,12 +91,13 @@ def progress_lines(interval=30.0, step=0.1, logger=LOGGER):
     return callback
 
 
-def half_of(callback, which):
+def half_of(callback, which, stage=""):
     """``callback`` for half ``which`` (0 or 1) of a run: a quick model's training, then the
-    scoring, so that the fraction never goes back."""
+    scoring, so that the fraction never goes back; its messages after ``stage`` ("training
+    the quick model: iteration 40/250")."""
     if callback is None:
         return None
-    return lambda fraction, message: callback((which + fraction) / 2, message)
+    return lambda fraction, message: callback((which + fraction) / 2, f"{stage}{message}")
 
 
 def progress_bar(show, iterable=None, **options):

@@ -826,6 +826,11 @@ def test_a_quick_models_run_reports_one_rising_fraction_and_its_whole_time(scene
     assert any("iteration" in m for f, m in heard if f <= 0.5)
     assert all("iteration" not in m for f, m in heard if f > 0.5)
     assert 0.9 * took <= result.seconds <= took
+    assert 0 < result.training_seconds < result.seconds
+    # said what trains (QGIS showed "iteration 5/5, W 0.123" alone)
+    assert all(m.startswith("training the quick model: ") for f, m in heard if f < 0.5)
+    assert "training the quick model: iteration 5/5 (the critic's Wasserstein estimate " in \
+        "\n".join(m for _, m in heard)
 
 
 @needs_torch

@@ -251,7 +251,8 @@ def fit(trainer, train, val, *, weights=None, log=None, log_every=10, progress=F
                 bar.set_postfix({name: f"{row[key]:.3f}" for name, key in
                                  (("critic", "critic_loss"), ("gen", "generator_loss"),
                                   ("W", "wasserstein"), ("val_W", "val_wasserstein"))})
-                message = f"iteration {it}/{s.iterations}, W {row['wasserstein']:.3f}"
+                message = (f"iteration {it}/{s.iterations} (the critic's Wasserstein estimate "
+                           f"{row['wasserstein']:.3f})")
                 if callback is not None and callback(it / s.iterations, message):
                     if on_checkpoint is not None:
                         on_checkpoint(log)
