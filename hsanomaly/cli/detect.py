@@ -58,11 +58,11 @@ def _taking(option):
 @click.option("--lam", type=click.FloatRange(0, 1), default=None,
               help=f"anogan: weight of the critic-feature distance [default: {defaults.LAM:g}].")
 @click.option("--outer", type=click.IntRange(min=3), default=None,
-              help=f"Local RX ring, outer window [default: {defaults.LRX_OUTER} for lrx, "
-                   f"{defaults.CONTEXT_OUTER} for context].")
+              help=f"Local RX ring, outer window in pixels, odd [default: "
+                   f"{defaults.LRX_OUTER} for lrx, {defaults.CONTEXT_OUTER} for context].")
 @click.option("--guard", type=click.IntRange(min=1), default=None,
-              help=f"Local RX ring, guard window [default: {defaults.LRX_GUARD} for lrx, "
-                   f"{defaults.CONTEXT_GUARD} for context].")
+              help=f"Local RX ring, guard window in pixels, odd, below the outer [default: "
+                   f"{defaults.LRX_GUARD} for lrx, {defaults.CONTEXT_GUARD} for context].")
 @click.option("--purge", type=float, default=None,
               help=f"Scores with local RX rings ({_taking('purge')}): the fraction of pixels, "
                    f"those the score's own "
@@ -116,10 +116,12 @@ def _taking(option):
 @click.option("--polygons", type=click.Path(dir_okay=False),
               help="Write target polygons (GeoPackage) of the pixels above --threshold or "
                    "--far (one of them is needed).")
-@click.option("--threshold", type=float, default=None, help="Score threshold for --polygons.")
+@click.option("--threshold", type=float, default=None,
+              help="Score threshold for --polygons (or --far, not both).")
 @click.option("--far", default=None, metavar="RATE|auto",
               help="False-alarm rate for the polygon threshold: the share of scored pixels "
-                   "allowed above it (targets among them, as no truth is known), or 'auto'.")
+                   "allowed above it, a fraction such as 0.001 (targets among them, as no truth "
+                   "is known), or 'auto', a fit of the scores' upper tail.")
 @click.option("--png", type=click.Path(dir_okay=False), help="Also write a quick-look PNG heatmap.")
 @click.option("--device", default=None,
               help=f"Where the GAN scores' networks run: cpu, cuda or cuda:N "
@@ -147,8 +149,9 @@ def _taking(option):
               help="Replace existing output files even when hsanomaly did not write them "
                    "(without it, only an earlier run's outputs are replaced).")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Score tiles on a local Dask cluster of N processes.")
-@click.option("--scheduler", default=None, help="Score tiles on the Dask cluster at this address.")
+              help="Score tiles on a local Dask cluster of N processes (or --scheduler).")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Score tiles on the Dask cluster at this address (or --workers).")
 @quiet_option
 def detect(src, dst, score, model, recon_out, latent_out, convergence_out, polygons, threshold,
            far, png, mask, tile, cog, resume, overwrite, workers, scheduler, quiet, **scoring):
