@@ -972,3 +972,25 @@ def test_a_heatmap_stored_as_float64_is_thresholded_in_its_own_precision(tmp_pat
         drawn = by_rate["pixels"].sum()     # at most the rate's share (fewer where scores tie)
         assert 0 < drawn <= math.floor(far * np.count_nonzero(~np.isnan(scores)))
         assert drawn == hsanomaly.find_targets(scores, far=far)["pixels"].sum()
+
+
+def test_a_data_array_placed_across_the_antimeridian_or_half_a_pixel_off(tmp_path):
+    """Longitudes that wrap at 180 (179.6 ... 179.99, -179.99 ...) were refused as "x
+    coordinates not evenly spaced"; coordinates of pixel corners beside a transform
+    attribute moved the targets half a pixel, unsaid."""
+    xr = pytest.importorskip("xarray")
+    scores = planted_heatmap()
+    rows, cols = scores.shape
+    lon = 179.6 + 0.02 * (np.arange(cols) + 0.5)
+    wrapped = xr.DataArray(scores, dims=("lat", "lon"), attrs={"crs": "EPSG:4326"}, coords={
+        "lon": (lon + 180) % 360 - 180, "lat": 65.0 - 0.01 * (np.arange(rows) + 0.5)})
+    assert wrapped.lon.values.min() < 0 < wrapped.lon.values.max()
+    found = hsanomaly.find_targets(wrapped, threshold=1)
+    unwrapped = hsanomaly.find_targets(wrapped.assign_coords(lon=lon), threshold=1)
+    assert len(found) == 2 and found.geometry.geom_equals(unwrapped.geometry).all()
+    corners = xr.DataArray(scores, dims=("y", "x"), attrs={"transform": TRANSFORM, "crs": CRS},
+                           coords={"x": TRANSFORM.c + TRANSFORM.a * np.arange(cols),
+                                   "y": TRANSFORM.f + TRANSFORM.e * np.arange(rows)})
+    with pytest.warns(HsanomalyWarning, match=r"its x coordinates lie 0.5 of a pixel off the "
+                      r"grid of its transform attribute \(pixel corners, not centres\?\)"):
+        hsanomaly.find_targets(corners, threshold=1)

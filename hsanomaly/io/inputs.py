@@ -10,6 +10,7 @@ import numpy as np
 from ..errors import HsanomalyError, describe
 from ..spelling import kind_of
 from .bandaxis import check_band_axis
+from .checks import warn_once
 from .source import ArraySource, RasterSource, band_scaling
 from .tiff import check_part_read
 from .units import nanometres
@@ -340,10 +341,12 @@ def _by_coordinates(value, transform):
     centres = pixel_centres(value)
     if centres is None:
         return transform
-    grid = {}
+    grid, names = {}, dict(zip(("y", "x"), map_axes(value)))
     for dim, size in (("x", None if transform is None else transform.a),
                       ("y", None if transform is None else transform.e)):
         at, rounding = centres[dim]
+        if dim == "x" and len(at) > 2 and np.ptp(np.diff(at)) > 180:     # longitudes that
+            at = np.unwrap(at, period=360.0)                            # wrap at 180
         n = np.arange(len(at))
         if size is None and (len(at) < 2 or rounding > COARSE * np.ptp(at) / (len(at) - 1)):
             return None                                      # nothing tells a pixel's size
@@ -352,10 +355,19 @@ def _by_coordinates(value, transform):
             size = float(np.dot(dn, at - at.mean()) / np.dot(dn, dn))
             off = np.abs(at - at.mean() - size * dn).max()
             if size == 0 or off > max(GRID_TOLERANCE * abs(size), rounding):
-                raise HsanomalyError(f"{_name(value)}: its {dim} coordinates are not evenly "
-                                     "spaced, so no geotransform places its pixels (a cut "
+                raise HsanomalyError(f"{_name(value)}: its {names[dim]} coordinates are not "
+                                     "evenly spaced, so no geotransform places its pixels (a cut "
                                      "that left rows or columns out?)")
         grid[dim] = (float(np.mean(at - size * n)) - size / 2, float(size))
+        if transform is not None:   # a cut, step or flip keeps the centres on the grid's
+            pixel = transform.a if dim == "x" else transform.e
+            shift = (at[0] - (transform.c if dim == "x" else transform.f) - pixel / 2) / pixel
+            if abs(shift - round(shift)) * abs(pixel) > max(GRID_TOLERANCE * abs(pixel),
+                                                             rounding):
+                warn_once(f"{_name(value)}: its {names[dim]} coordinates lie "
+                          f"{abs(shift - round(shift)):.2g} of a pixel off the grid of its "
+                          "transform attribute (pixel corners, not centres?); they place its "
+                          "pixels")
     (x0, a), (y0, e) = grid["x"], grid["y"]
     return Affine(a, 0.0, x0, 0.0, e, y0)
 
