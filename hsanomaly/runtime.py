@@ -66,7 +66,9 @@ def folder_gone():
 
 def import_onnxruntime():
     """onnxruntime, or a one-line error saying which extra installs it; both runtimes
-    installed (``[cpu]`` and ``[gpu]``) are said once."""
+    installed (``[cpu]`` and ``[gpu]``) are said once; its telemetry off unless asked for."""
+    # 1.29 on: a device id and a growing queue of events in HOME, sent where there is a network
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     try:
         import onnxruntime
     except ImportError:
@@ -86,14 +88,12 @@ def installed(distributions):
     """Those of ``distributions`` (names as pip knows them) that are installed."""
     from importlib.metadata import PackageNotFoundError, version
 
-    found = []
-    for name in distributions:
+    def present(name):
         try:
-            version(name)
-            found.append(name)
+            return bool(version(name))
         except PackageNotFoundError:
-            pass
-    return found
+            return False
+    return [name for name in distributions if present(name)]
 
 
 def parse_device(device):

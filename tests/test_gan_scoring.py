@@ -544,3 +544,32 @@ def test_a_model_trained_otherwise_than_the_score_wants_is_said_plainly(bundle):
                       r"with 'whiten' \(an option of training: .*\); this one was trained "
                       r"without 'whiten'$"):
         hsanomaly.Detector("recon", model=bundle.path).fit(synthetic_cube(rows=40, cols=50)[0])
+
+
+TELEMETRY_RUN = """
+import sys
+import onnx
+from onnx import TensorProto, helper
+from hsanomaly.runtime import import_onnxruntime
+graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+onnx.save(helper.make_model(graph), sys.argv[1])
+import_onnxruntime().InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+"""
+
+
+def test_onnxruntimes_telemetry_is_off_unless_asked_for(tmp_path):
+    """onnxruntime 1.29 on keeps a device id and a queue of events in HOME (sent to
+    Microsoft where there is a network): every GAN-score run added to it."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("onnxruntime")
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    subprocess.run([sys.executable, "-c", TELEMETRY_RUN, str(tmp_path / "m.onnx")], check=True,
+                   env={**env, "HOME": str(home), "TMPDIR": str(home)})
+    assert not list(home.rglob("*"))
