@@ -102,7 +102,7 @@ def _mask_changed(mask):
 # How every quick model trains, besides its score's ``model_training``: on a raster whose data
 # the run checks and warns of itself, without the codebook's Jacobians (the scores it is
 # trained for take no refinement step by default; a run that does builds them).
-QUICK_TRAINING = {"data_checked": True, "codebook_jacobians": False}
+QUICK_TRAINING = {"data_checked": True, "codebook_jacobians": False, "keep_checkpoints": False}
 
 
 def train_on_scene(src, dst, training, out, callback=None, progress=False, mask=None):

@@ -33,8 +33,8 @@ LOG_ROWS = 50          # rows of training.csv; each one runs both networks over 
 CHECKPOINTS = 10
 VAL_EVAL_WINDOWS = 4096
 STATE_FILE = "state.npz"           # the checkpoint itself, in that folder
-LIBRARY_ONLY = ("quick_model_of", "name", "data_checked")   # train's keywords for the library's
-                                                            # own calls (the quick models')
+# train's keywords for the library's own calls (the quick models')
+LIBRARY_ONLY = ("quick_model_of", "name", "data_checked", "keep_checkpoints")
 
 
 def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, sqrt=False,
@@ -43,7 +43,7 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
           critic_steps=defaults.CRITIC_STEPS, batch=defaults.TRAIN_BATCH,
           lr=defaults.TRAIN_LR, background_only=False, boost_rare=False, resume=False, threads=None,
           progress=False, callback=None, quick_model_of=None, name=None, data_checked=False,
-          codebook_jacobians=True):
+          codebook_jacobians=True, keep_checkpoints=True):
     """Train on windows from ``inputs`` (rasters or .mat scenes) and write the bundle ``out``.
 
     mask: exclusion raster(s) (non-zero = leave out) or vector features (their pixels left
@@ -72,7 +72,9 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
     codebook_jacobians: store the latent codebook's Jacobians, which only the fast search's
     refinement steps (``refine``) read (the larger part of the bundle, and of its export); a
     run that takes steps on a bundle without them builds them. A quick model stores none:
-    the scores it is trained for take no step by default.
+    the scores it is trained for take no step by default. keep_checkpoints: keep one for
+    ``resume`` now and then; a quick model, trained in a private folder that goes with its
+    run, keeps none (they were most of the bytes a default run wrote).
     Returns the loaded hsanomaly.model.Bundle.
     """
     check_values({k: v for k, v in locals().items() if k in TRAINING_KINDS}, TRAINING_KINDS)
@@ -114,7 +116,7 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
                        "dim": dim, "latent_dim": latent_dim, "background_only": background_only,
                        "boost_rare": boost_rare, "mask": mask is not None}
             return _train(torch, data, inputs, out, settings, options, device, resume, progress,
-                          report, quick_model_of, name, codebook_jacobians)
+                          report, quick_model_of, name, codebook_jacobians, keep_checkpoints)
 
 
 _TORCH_LOCK, _torch_users = threading.Lock(), {"count": 0, "before": None}
@@ -177,7 +179,7 @@ _SEEDING = threading.Lock()
 
 
 def _train(torch, data, inputs, out, settings, options, device, resume, progress, report,
-           quick_model_of=None, name=None, codebook_jacobians=True):
+           quick_model_of=None, name=None, codebook_jacobians=True, keep_checkpoints=True):
     """Networks, the WGAN-GP loop with checkpoints, and the bundle export."""
     from ..model.bundle import LOG_PLOT, LOG_TABLE
     from .export import export_networks, staged_directory
@@ -211,7 +213,8 @@ def _train(torch, data, inputs, out, settings, options, device, resume, progress
     try:
         log = fit(trainer, train_tensor, val_tensor, weights=weights, log=log,
                   log_every=log_every, progress=progress, callback=report,
-                  on_checkpoint=lambda rows: save_checkpoint(state, trainer, rows, key),
+                  on_checkpoint=None if not keep_checkpoints else
+                  lambda rows: save_checkpoint(state, trainer, rows, key),
                   checkpoint_every=checkpoint_every)
     except TrainingCancelled:
         raise TrainingCancelled(_cancelled(name, checkpoints)) from None
@@ -219,7 +222,8 @@ def _train(torch, data, inputs, out, settings, options, device, resume, progress
 
     logger.info("%s: exporting the model bundle", name)
     if report(1.0, "exporting the model bundle"):
-        save_checkpoint(state, trainer, log, key)
+        if keep_checkpoints:
+            save_checkpoint(state, trainer, log, key)
         raise TrainingCancelled(_cancelled(name, checkpoints))
     meta = _metadata(data, trainer, options, inputs, log)
     if quick_model_of is not None:
