@@ -30,10 +30,8 @@ class Preprocessor:
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[0] < 2:
             raise HsanomalyError("preprocessing needs at least two pixels of shape (n, bands)")
-        finite = np.isfinite(X).all(axis=0)
-        spread = np.where(finite, np.nanmax(X, axis=0) - np.nanmin(X, axis=0), 0.0)
         self.n_features_in_ = X.shape[1]
-        self.keep_ = (finite & (spread > 0)).tolist()
+        self.keep_ = self.usable(X).tolist()
         kept = int(sum(self.keep_))
         if kept == 0:
             raise HsanomalyError("every band is constant or NaN: nothing to learn from")
@@ -65,6 +63,13 @@ class Preprocessor:
             self.half_range_ = ((hi - lo) / 2).tolist()
         self.n_features_out_ = n_out
         return self
+
+    @staticmethod
+    def usable(X):
+        """Which bands of pixels ``X`` (n, bands) a fit keeps: finite and not constant."""
+        X = np.asarray(X)
+        finite = np.isfinite(X).all(axis=0)
+        return finite & (np.where(finite, np.nanmax(X, axis=0) - np.nanmin(X, axis=0), 0.0) > 0)
 
     def _whiten(self, X):
         return (X - np.asarray(self.whiten_mean_)) @ np.asarray(self.whiten_matrix_)

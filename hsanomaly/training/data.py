@@ -141,6 +141,8 @@ def _refuse_masks(inputs, raw):
 def _check_value_ranges(inputs, raw):
     """Warn when the inputs' typical values differ by more than ``INPUT_RANGE_RATIO``: other
     units or a missing scale factor, which one model would learn as two materials."""
+    if len(raw) < 2:                     # one input (a quick model's): nothing to compare
+        return
     typical = [float(np.median(np.median(np.abs(r), axis=(0, 2, 3)))) if len(r) else np.nan
                for r in raw]
     known = [(t, p) for t, p in zip(typical, inputs) if np.isfinite(t) and t > 0]
@@ -206,10 +208,10 @@ def _fit_preprocessor(path, raw, bands, sqrt, whiten):
         raise HsanomalyError(f"{path}: cannot bin {n_in} bands into {bands} bands "
                              f"(choose 1 to {n_in})")
     pixels = np.moveaxis(raw, 1, -1).reshape(-1, n_in)
+    if bands is None and Preprocessor.usable(pixels).sum() > defaults.TRAIN_BANDS:
+        bands = defaults.TRAIN_BANDS          # (a fit of them all, to count them, was twice)
     try:
         pre = Preprocessor(n_bands=bands, sqrt=sqrt, whiten=whiten).fit(pixels)
-        if bands is None and pre.n_features_out_ > defaults.TRAIN_BANDS:
-            pre = Preprocessor(n_bands=defaults.TRAIN_BANDS, sqrt=sqrt, whiten=whiten).fit(pixels)
     except HsanomalyError as err:
         raise HsanomalyError(f"{path}: {err}") from None
     dropped = [i + 1 for i, kept in enumerate(pre.keep_) if not kept]
