@@ -99,10 +99,10 @@ def _mask_changed(mask):
                           "replaced: rerun")
 
 
-# How every quick model trains, besides its score's ``model_training``: on a raster whose data
-# the run checks and warns of itself, without the codebook's Jacobians (the scores it is
-# trained for take no refinement step by default; a run that does builds them).
-QUICK_TRAINING = {"data_checked": True, "codebook_jacobians": False, "keep_checkpoints": False}
+# How every quick model trains, besides its score's ``model_training`` (``train`` says why):
+# its raster checked by the run, no codebook Jacobians nor checkpoints, a short validation log
+QUICK_TRAINING = {"data_checked": True, "codebook_jacobians": False, "keep_checkpoints": False,
+                  "validation_windows": 512}
 
 
 def train_on_scene(src, dst, training, out, callback=None, progress=False, mask=None):

@@ -34,7 +34,8 @@ CHECKPOINTS = 10
 VAL_EVAL_WINDOWS = 4096
 STATE_FILE = "state.npz"           # the checkpoint itself, in that folder
 # train's keywords for the library's own calls (the quick models')
-LIBRARY_ONLY = ("quick_model_of", "name", "data_checked", "keep_checkpoints")
+LIBRARY_ONLY = ("quick_model_of", "name", "data_checked", "keep_checkpoints",
+                "validation_windows")
 
 
 def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, sqrt=False,
@@ -43,7 +44,7 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
           critic_steps=defaults.CRITIC_STEPS, batch=defaults.TRAIN_BATCH,
           lr=defaults.TRAIN_LR, background_only=False, boost_rare=False, resume=False, threads=None,
           progress=False, callback=None, quick_model_of=None, name=None, data_checked=False,
-          codebook_jacobians=True, keep_checkpoints=True):
+          codebook_jacobians=True, keep_checkpoints=True, validation_windows=VAL_EVAL_WINDOWS):
     """Train on windows from ``inputs`` (rasters or .mat scenes) and write the bundle ``out``.
 
     mask: exclusion raster(s) (non-zero = leave out) or vector features (their pixels left
@@ -74,7 +75,9 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
     run that takes steps on a bundle without them builds them. A quick model stores none:
     the scores it is trained for take no step by default. keep_checkpoints: keep one for
     ``resume`` now and then; a quick model, trained in a private folder that goes with its
-    run, keeps none (they were most of the bytes a default run wrote).
+    run, keeps none (they were most of the bytes a default run wrote). validation_windows:
+    the held-out windows both networks run over at each row of the training log, which only
+    the log reads (a quick model's, fewer: at the default, a quarter of a default run).
     Returns the loaded hsanomaly.model.Bundle.
     """
     check_values({k: v for k, v in locals().items() if k in TRAINING_KINDS}, TRAINING_KINDS)
@@ -116,7 +119,8 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
                        "dim": dim, "latent_dim": latent_dim, "background_only": background_only,
                        "boost_rare": boost_rare, "mask": mask is not None}
             return _train(torch, data, inputs, out, settings, options, device, resume, progress,
-                          report, quick_model_of, name, codebook_jacobians, keep_checkpoints)
+                          report, quick_model_of, name, codebook_jacobians, keep_checkpoints,
+                          validation_windows)
 
 
 _TORCH_LOCK, _torch_users = threading.Lock(), {"count": 0, "before": None}
@@ -179,7 +183,8 @@ _SEEDING = threading.Lock()
 
 
 def _train(torch, data, inputs, out, settings, options, device, resume, progress, report,
-           quick_model_of=None, name=None, codebook_jacobians=True, keep_checkpoints=True):
+           quick_model_of=None, name=None, codebook_jacobians=True, keep_checkpoints=True,
+           validation_windows=VAL_EVAL_WINDOWS):
     """Networks, the WGAN-GP loop with checkpoints, and the bundle export."""
     from ..model.bundle import LOG_PLOT, LOG_TABLE
     from .export import export_networks, staged_directory
@@ -208,7 +213,7 @@ def _train(torch, data, inputs, out, settings, options, device, resume, progress
     log_every = max(1, settings.iterations // LOG_ROWS)
     checkpoint_every = log_every * max(1, settings.iterations // (CHECKPOINTS * log_every))
     train_tensor = torch.from_numpy(data.train).to(device)
-    val_tensor = torch.from_numpy(data.val[:VAL_EVAL_WINDOWS]).to(device)
+    val_tensor = torch.from_numpy(data.val[:validation_windows]).to(device)
     weights = None if data.weights is None else torch.from_numpy(data.weights)
     try:
         log = fit(trainer, train_tensor, val_tensor, weights=weights, log=log,
