@@ -92,7 +92,7 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
     start = time.perf_counter()
     check_raster_path(src)
     check_raster_path(dst, spell("dst"), use="name the heatmap GeoTIFF to write")
-    src = os.fspath(src)
+    src, dst = os.fspath(src), os.fspath(dst)
     model = model_path(model)
     score, options = chosen(score, options)
     cls = check_request(score, model, options, extras, tile, workers, scheduler, callback,
@@ -117,7 +117,7 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
         result, resume = resumed_run(src, dst, scorer, extras, tile, cog, scene, stage) \
             if resume else (None, False)
         if result is not None and callback is not None:     # the bar ends, nothing scored
-            callback(1.0, f"{os.fspath(dst)}: finished earlier, kept")
+            callback(1.0, f"{dst}: finished earlier, kept")
         # a quick model is staged, replaced with the heatmap: a failed run keeps the earlier pair
         if quick is not None and result is None:
             training = time.perf_counter()

@@ -26,7 +26,7 @@ def model_path(model, check=True):
     if is_path(model) and not os.fspath(model):
         raise HsanomalyError(f"{spell('model')}: an empty name")
     if model is None or is_path(model):
-        return model
+        return None if model is None else os.fspath(model)      # a handle: by its path
     from .model import Bundle
 
     if isinstance(model, Bundle):

@@ -494,6 +494,8 @@ def test_an_option_that_takes_one_value_given_twice_is_refused(tmp_path):
         assert result.stderr == (f"Error: {twice[2].partition('=')[0]} is given twice; detect "
                                  "takes one (see: hsanomaly detect --help)\n")
     assert run("train", path, "-o", "a", "--out", "b").stderr.startswith("Error: --out is given")
+    assert run("train", path, "-o", "a", "-ob").stderr.startswith("Error: -o is given")
+    assert run("detect", "--tile", "16", "--tile", "32", "--help").stdout.startswith("Usage:")
     assert "given twice" in run("detect-many", path, "--out-dir", "a", "--out-dir=b").stderr
     # a flag twice, a value that looks like an option, and what follows -- are not options
     assert run("detect", path, heat, "--score", "RX", "-q", "-q").exit_code == 0

@@ -1278,18 +1278,25 @@ def test_a_heatmap_stored_as_scaled_integers_reads_as_its_scores(tmp_path, scale
 def test_a_truth_array_of_an_x_y_heatmaps_shape_is_taken_in_its_order():
     """An (x, y, band) DataArray gives an (x, y) heatmap; evaluate turned the heatmap to rows
     of y but took a plain truth array of its shape as it was: on a square scene the truth
-    was compared transposed (AUC 0.51 for 0.80), without a word."""
+    was compared transposed (AUC 0.51 for 0.80), without a word. A plain array in either
+    order is taken where its shape tells, refused where it cannot (a square grid)."""
     import hsanomaly
 
     xr = pytest.importorskip("xarray")
     rng = np.random.default_rng(0)
-    scores = rng.normal(0, 1, (30, 30))
-    truth = np.zeros((30, 30), np.uint8)
-    truth[2:5, 20:24] = 1                       # rows 2-4, columns 20-23: not symmetric
+    scores = rng.normal(0, 1, (30, 40))
+    truth = np.zeros((30, 40), np.uint8)
+    truth[2:5, 20:24] = 1                       # rows 2-4, columns 20-23
     scores[truth == 1] += 4
     heat = xr.DataArray(scores.T, dims=("x", "y"))            # as the caller holds it
-    expected = evaluate(scores, truth)["auc"]
+    expected = hsanomaly.evaluate(scores, truth)["auc"]
     assert expected > 0.99
-    assert hsanomaly.evaluate(heat, truth.T)["auc"] == expected
+    assert hsanomaly.evaluate(heat, truth.T)["auc"] == expected        # the heatmap's order
+    assert hsanomaly.evaluate(heat, truth)["auc"] == expected          # a file's, rows of y
     assert hsanomaly.evaluate(heat, xr.DataArray(truth, dims=("y", "x")))["auc"] == expected
-    assert hsanomaly.evaluate(heat, truth.T, outer_mask=np.zeros((30, 30)))["auc"] == expected
+    assert hsanomaly.evaluate(heat, truth.T, outer_mask=np.zeros((40, 30)))["auc"] == expected
+    square = xr.DataArray(scores[:, :30].T, dims=("x", "y"))
+    with pytest.raises(HsanomalyError, match="'truth': a plain array beside a heatmap DataArray "
+                                             "in \\(x, y\\) order on a square grid"):
+        hsanomaly.evaluate(square, truth[:, :30])
+    assert hsanomaly.evaluate(square, xr.DataArray(truth[:, :30], dims=("y", "x")))["auc"] > 0.99

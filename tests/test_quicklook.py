@@ -86,14 +86,15 @@ def test_an_earlier_runs_side_files_never_describe_the_new_outputs(synthetic_ras
         '</Metadata></PAMDataset>')
     (tmp_path / "heat.tif.ovr").write_bytes(b"an earlier heatmap's overviews")
     (tmp_path / "heat.tfw").write_text("2\n0\n0\n-2\n500000\n4000000\n")   # it placed
+    (tmp_path / "heat.wld").write_text("a world file any heat.* picture may own: kept")
     cube, _ = synthetic_cube(rows=40, cols=50)                       # an unplaced heatmap
     unplaced = write_raster(tmp_path / "unplaced.tif", cube, crs=None, transform=None)
     hsanomaly.detect(unplaced, heat, score="lrx", png=png, overwrite=True)   # another input's
     with rasterio.open(heat) as ds:
         assert ds.crs is None and ds.tags()["HSANOMALY_SCORE"] == "lrx"
         assert ds.transform.is_identity
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["heat.png", "heat.tif", "scene.tif",
-                                                         "unplaced.tif"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["heat.png", "heat.tif", "heat.wld",
+                                                         "scene.tif", "unplaced.tif"]
 
 
 def test_a_heatmap_placed_by_ground_control_points_gives_a_png_placed_by_them(tmp_path):

@@ -988,6 +988,17 @@ def test_a_data_array_placed_across_the_antimeridian_or_half_a_pixel_off(tmp_pat
     found = hsanomaly.find_targets(wrapped, threshold=1)
     unwrapped = hsanomaly.find_targets(wrapped.assign_coords(lon=lon), threshold=1)
     assert len(found) == 2 and found.geometry.geom_equals(unwrapped.geometry).all()
+    metres = 500000.0 + 20.0 * np.arange(cols)                    # metres: a gap is a gap,
+    metres[cols // 2:] += 360.0                                   # whatever its size
+    with pytest.raises(HsanomalyError, match="its x coordinates are not evenly spaced"):
+        hsanomaly.find_targets(xr.DataArray(scores, dims=("y", "x"), attrs={"crs": CRS}, coords={
+            "x": metres, "y": 6.7e6 - 20.0 * np.arange(rows)}), threshold=1)
+    coarse = xr.DataArray(scores, dims=("y", "x"), attrs={"transform": TRANSFORM, "crs": CRS},
+                          coords={"x": TRANSFORM.c + TRANSFORM.a * (np.arange(cols) + 0.5),
+                                  "y": TRANSFORM.f + TRANSFORM.e * (np.arange(rows) + 0.5)})
+    with warnings.catch_warnings():             # a coarsened grid has centres of its own
+        warnings.simplefilter("error", HsanomalyWarning)
+        hsanomaly.find_targets(coarse.coarsen(x=2, y=2).max(keep_attrs=True), threshold=1)
     corners = xr.DataArray(scores, dims=("y", "x"), attrs={"transform": TRANSFORM, "crs": CRS},
                            coords={"x": TRANSFORM.c + TRANSFORM.a * np.arange(cols),
                                    "y": TRANSFORM.f + TRANSFORM.e * np.arange(rows)})

@@ -13,6 +13,7 @@ import codecs
 import contextlib
 import functools
 import importlib
+import itertools
 import logging
 import os
 import signal
@@ -76,7 +77,9 @@ class LazyGroup(click.Group):
                 _fail(f"No such command '{args[0]}'. Did you mean {' or '.join(near)}? "
                       f"(see: {ctx.command_path} --help)", 2)
         name, command, rest = super().resolve_command(ctx, args)
-        if command is not None and not ctx.resilient_parsing:
+        asked_help = any(arg in ctx.help_option_names for arg in
+                         itertools.takewhile(lambda arg: arg != "--", rest))
+        if command is not None and not ctx.resilient_parsing and not asked_help:
             twice = _given_twice(command, rest)
             if twice:
                 _fail(f"{twice} is given twice; {name} takes one (see: {ctx.command_path} "
@@ -166,6 +169,8 @@ def _given_twice(command, args):
         if arg == "--":
             break
         name, joined, _ = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+        if not arg.startswith("--") and len(arg) > 2 and arg[:2] in single:
+            name, joined = arg[:2], arg[2:]                  # -ob: -o's value attached
         param = single.get(name)
         if param is None:
             continue

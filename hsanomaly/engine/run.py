@@ -234,7 +234,7 @@ def resumed_run(src, dst, scorer, extras=None, tile=TILE, cog=False, scene=None,
         remove_finished(store, fingerprint)
         if stage is not None:
             stage.drawn_from(dst)
-        return DetectResult(str(dst), {k: v[0] for k, v in outputs.items()}, tiles, tiles,
+        return DetectResult(path_text(dst), {k: v[0] for k, v in outputs.items()}, tiles, tiles,
                             time.perf_counter() - start, scorer.name, mask=mask,
                             earlier=True), True
     if (store / MANIFEST).is_file():

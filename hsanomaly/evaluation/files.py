@@ -12,7 +12,7 @@ from .. import defaults
 from ..errors import HsanomalyError
 from ..io import read_truth
 from ..io.atomic import staged_into
-from ..io.checks import check_memory, warn
+from ..io.checks import check_memory, path_text, warn
 from ..io.gdal import open_raster, read_scaled
 from ..io.paths import is_path
 from ..io.scene import grid_text, mask_values
@@ -97,7 +97,7 @@ def evaluate_files(heatmap_path, truth, outer_mask=None, pd_far=defaults.PD_FAR)
     scores = read_heatmap(heatmap_path)
     with open_raster(heatmap_path) as ds:
         crs, transform = ds.crs, ds.transform
-    return _evaluate(scores, str(heatmap_path), crs, transform, truth, outer_mask, pd_far,
+    return _evaluate(scores, path_text(heatmap_path), crs, transform, truth, outer_mask, pd_far,
                      heatmap_path)
 
 
@@ -116,10 +116,8 @@ def evaluate_arrays(scores, truth, outer_mask=None, pd_far=defaults.PD_FAR):
     for label, mask in (("truth", truth), ("outer_mask", outer_mask)):
         _check_same_place(mask, scores, transform, spell(label))
     if is_data_array(scores) and map_axes(scores) not in (None, tuple(scores.dims[-2:])):
-        # an (x, y) heatmap (of an (x, y, band) scene) is turned to rows of y: a plain mask
-        # array of its shape, as its caller holds it, turned with it
-        truth, outer_mask = (mask if mask is None or is_data_array(mask) or np.ndim(mask) != 2
-                             else np.ma.asanyarray(mask).T for mask in (truth, outer_mask))
+        truth, outer_mask = (_in_rows_of_y(mask, scores.shape, spell(label)) for label, mask
+                             in (("truth", truth), ("outer_mask", outer_mask)))
     scores = as_band(scores, "the heatmap array")
     if scores.dtype.kind not in "uif":
         raise HsanomalyError(f"the heatmap array holds {scores.dtype} values, not scores")
@@ -127,6 +125,21 @@ def evaluate_arrays(scores, truth, outer_mask=None, pd_far=defaults.PD_FAR):
     return _evaluate(scores, f"<array {_pixels(scores.shape)}>", crs,
                      Affine.identity() if transform is None else transform, truth, outer_mask,
                      pd_far)
+
+
+def _in_rows_of_y(mask, shape, label):
+    """A plain mask array beside an (x, y) heatmap DataArray of ``shape`` (x, y), which is
+    turned to rows of y: in rows of y too, whichever way it is given where its shape tells
+    (a truth read from a file has rows of y; one the caller made may have the heatmap's
+    order); refused on a square grid, where nothing tells (either was compared transposed)."""
+    if mask is None or is_data_array(mask) or np.ndim(mask) != 2:
+        return mask
+    if shape[0] == shape[1]:
+        raise HsanomalyError(f"{label}: a plain array beside a heatmap DataArray in (x, y) order "
+                             "on a square grid, so nothing tells whether its rows are x or y; "
+                             "give it as a DataArray with its dims, or the heatmap transposed "
+                             "to (y, x)")
+    return np.ma.asanyarray(mask).T if np.shape(mask) == tuple(shape) else mask
 
 
 def _check_same_place(mask, heatmap, transform, label):
@@ -218,8 +231,8 @@ def _provenance(heatmap_path, truth_input, outer_input):
     from ..io.ownership import TAG_PREFIX, geotiff_tags
     from ..io.vector import split_layer
 
-    tags = geotiff_tags(str(heatmap_path)) if heatmap_path is not None else None
-    files = {label: split_layer(str(value))[0] if is_path(value) else None
+    tags = geotiff_tags(path_text(heatmap_path)) if heatmap_path is not None else None
+    files = {label: split_layer(path_text(value))[0] if is_path(value) else None
              for label, value in (("heatmap", heatmap_path), ("truth", truth_input),
                                   ("outer_mask", outer_input))}
     return {"hsanomaly_version": __version__,
@@ -229,7 +242,7 @@ def _provenance(heatmap_path, truth_input, outer_input):
 
 
 def _name(value, otherwise):
-    return str(value) if is_path(value) else otherwise
+    return path_text(value) if is_path(value) else otherwise
 
 
 def _pixels(shape):

@@ -1211,14 +1211,15 @@ def _remove_stale_file(path):
 
 def gdal_side_files(path):
     """The files GDAL reads beside raster ``path`` and lays over it: its PAM ``.aux.xml``
-    (georeferencing, tags, statistics), external overviews ``.ovr``, mask ``.msk`` and world
-    files (heat.tfw, heat.tifw, heat.wld: they place a heatmap that has no geotransform of
-    its own, as one of a GCP or RPC input has not). An earlier raster's would describe a new
-    one written in its place."""
+    (georeferencing, tags, statistics), external overviews ``.ovr``, mask ``.msk`` and the
+    world files named after its format (heat.tfw, heat.tifw: they place a heatmap that has no
+    geotransform of its own, as one of a GCP or RPC input has not; not heat.wld, which any
+    format's picture of that name may own). An earlier raster's would describe a new one
+    written in its place."""
     path = path_text(path)
     ext = Path(path).suffix[1:]
-    worlds = dict.fromkeys(case(name) for name in ([f"{ext[:1]}{ext[-1:]}w", f"{ext}w", "wld"]
-                                                   if ext else ["wld"])
+    worlds = dict.fromkeys(case(name) for name in ([f"{ext[:1]}{ext[-1:]}w", f"{ext}w"]
+                                                   if ext else [])
                            for case in (str.lower, str.upper))
     return [Path(f"{path}{suffix}") for suffix in (".aux.xml", ".ovr", ".msk")] + \
         [Path(path).with_suffix(f".{world}") for world in worlds]

@@ -112,7 +112,10 @@ def path_fingerprint(path):
     others = _spelled(dataset_files(path))
     others.pop(own, None)
     fingerprint = file_fingerprint(path)
-    found = {_relative(key, folder): _side_fingerprint(file)
+    # an ENVI header places the pixels itself (its "rpc info"), and GDAL copies that into the
+    # .aux.xml as a viewer asks for statistics: there the copy is no change
+    placing = not any(file.lower().endswith(".hdr") for file in others.values())
+    found = {_relative(key, folder): _side_fingerprint(file, placing)
              for key, file in sorted(others.items())
              if os.path.isfile(file) and not file.lower().endswith(".ovr")}
     found = {f: v for f, v in found.items() if v is not None}
@@ -126,19 +129,19 @@ def _relative(path, folder):
         return path
 
 
-def _side_fingerprint(path):
+def _side_fingerprint(path, placing=True):
     """A cheap fingerprint of a file GDAL reads beside an input, None where there is nothing
     that changes the pixels: small files (headers, .aux.xml) by content, large ones (a VRT's
     many sources) by size, modification time and a sample of their bytes (another file of
     the same size and time, renamed over one, differs there), an unreadable one by what
-    ``stat`` says."""
+    ``stat`` says. ``placing``: a .aux.xml's RPCs and geolocation count (``_pam_fingerprint``)."""
     try:
         st = os.stat(path)
     except OSError:
         return None
     try:
         if path.lower().endswith(".aux.xml"):
-            return _pam_fingerprint(path)
+            return _pam_fingerprint(path, placing)
         return file_fingerprint(path, whole=SIDE_HASH_BYTES)
     except (OSError, ValueError):
         pass
@@ -153,7 +156,7 @@ PAM_PIXELS = ("SRS", "GeoTransform", "GCPList", "NoDataValue", "Offset", "Scale"
 PAM_PLACING = ("RPC", "GEOLOCATION")
 
 
-def _pam_fingerprint(path):
+def _pam_fingerprint(path, placing=True):
     """sha256 of what in a GDAL .aux.xml changes the pixels read or where they lie
     (``PAM_PIXELS``, of the dataset and of each band, and ``PAM_PLACING``'s metadata), None
     if nothing does."""
@@ -171,7 +174,7 @@ def _pam_fingerprint(path):
 
     def kept(element):
         return [ET.tostring(child).decode() for child in element if child.tag in PAM_PIXELS
-                or (child.tag == "Metadata" and child.get("domain") in PAM_PLACING)]
+                or (placing and child.tag == "Metadata" and child.get("domain") in PAM_PLACING)]
     found = {"dataset": kept(root)}
     for band in root.iter("PAMRasterBand"):
         found[f"band {band.get('band')}"] = kept(band)

@@ -293,14 +293,16 @@ def placement(value):
             raise HsanomalyError(f"{_name(value)}: its spatial_ref's GeoTransform "
                                  f"{ref['GeoTransform']!r} is not six numbers") from None
     transform = as_transform(transform, f"{_name(value)}'s transform attribute")
+    crs = as_crs(crs, f"{_name(value)}'s crs attribute")
+    degrees = crs is not None and crs.is_geographic
     if transform is None and crs is not None:
-        transform = _by_coordinates(value, None)
+        transform = _by_coordinates(value, None, degrees)
     elif transform is not None:
         if pixel_centres(value) is not None and not (transform.b or transform.d):
-            transform = _by_coordinates(value, transform)
+            transform = _by_coordinates(value, transform, degrees)
         else:
             transform = _by_index(value, transform)
-    return transform, as_crs(crs, f"{_name(value)}'s crs attribute")
+    return transform, crs
 
 
 # x/y coordinates further than this share of a pixel from an even grid are no grid: a row or
@@ -329,13 +331,14 @@ def pixel_centres(value):
     return found
 
 
-def _by_coordinates(value, transform):
+def _by_coordinates(value, transform, degrees=False):
     """The transform of a DataArray's pixels by its ``x`` and ``y`` coordinates (pixel
     centres): they follow a cut, a step, a sort or a flip (``isel``, ``sortby``), while the
     attributes keep the whole array's grid, whose pixel size serves an axis of one
     coordinate, or of coordinates stored too coarsely to tell a pixel (``COARSE``: those
     still say where a cut begins). Coordinates off an even grid are refused. Without a
-    ``transform``, the coordinates alone: None where they cannot tell a pixel's size."""
+    ``transform``, the coordinates alone: None where they cannot tell a pixel's size.
+    Longitudes (``degrees``: of a geographic CRS) that wrap at 180 are unwrapped."""
     from affine import Affine
 
     centres = pixel_centres(value)
@@ -345,8 +348,8 @@ def _by_coordinates(value, transform):
     for dim, size in (("x", None if transform is None else transform.a),
                       ("y", None if transform is None else transform.e)):
         at, rounding = centres[dim]
-        if dim == "x" and len(at) > 2 and np.ptp(np.diff(at)) > 180:     # longitudes that
-            at = np.unwrap(at, period=360.0)                            # wrap at 180
+        if degrees and dim == "x" and len(at) > 2 and np.ptp(np.diff(at)) > 180:
+            at = np.unwrap(at, period=360.0)
         n = np.arange(len(at))
         if size is None and (len(at) < 2 or rounding > COARSE * np.ptp(at) / (len(at) - 1)):
             return None                                      # nothing tells a pixel's size
@@ -359,8 +362,9 @@ def _by_coordinates(value, transform):
                                      "evenly spaced, so no geotransform places its pixels (a cut "
                                      "that left rows or columns out?)")
         grid[dim] = (float(np.mean(at - size * n)) - size / 2, float(size))
-        if transform is not None:   # a cut, step or flip keeps the centres on the grid's
-            pixel = transform.a if dim == "x" else transform.e
+        pixel = None if transform is None else transform.a if dim == "x" else transform.e
+        if pixel is not None and abs(abs(size) - abs(pixel)) <= GRID_TOLERANCE * abs(pixel):
+            # a cut or flip keeps the centres on the grid's (a coarsened grid has its own)
             shift = (at[0] - (transform.c if dim == "x" else transform.f) - pixel / 2) / pixel
             if abs(shift - round(shift)) * abs(pixel) > max(GRID_TOLERANCE * abs(pixel),
                                                              rounding):

@@ -126,6 +126,8 @@ TRAINING_FIELDS = ("mask", "whiten", "window", "bands", "iterations", "seed", "r
     ({"THRESHOLD": "1092,5"}, "'1092,5': not a number (Polygon score threshold); write its "
                               "decimals after a point"),
     ({"NEIGHBOUR_WEIGHT": "abc"}, "'abc': not a number (Neighbour weight"),
+    ({"THRESHOLD": "1_000"}, "'1_000': not a number (Polygon score threshold)"),  # float() reads
+    ({"THRESHOLD": "\u0661\u0662"}, "'\u0661\u0662': not a number"),            # them, QGIS not
     ({"SEED": "7,0"}, "'7,0': not a number (Random seed"),
 ])
 def test_a_value_qgis_cannot_take_is_named_in_one_line_before_the_library(scene, tmp_path,

@@ -177,6 +177,8 @@ def parameter_problem(definition, value, context=None):
         return f"{value!r}: not one of {', '.join(definition.options())} ({name})"
     if kind == "number":
         try:
+            if isinstance(value, str) and not PLAIN_NUMBER.fullmatch(value):
+                raise ValueError(value)
             number = float(value)
         except (TypeError, ValueError):
             comma = "; write its decimals after a point" if "," in str(value) else ""
@@ -190,17 +192,17 @@ def parameter_problem(definition, value, context=None):
     return f"{value!r}: not a value {name} takes"
 
 
+# a number as QGIS reads text: ASCII digits, a point, an exponent (Python's float() takes more:
+# "1_000", other scripts' digits, which QGIS reads as 0)
+PLAIN_NUMBER = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*", re.ASCII)
+
+
 def _unreadable_number(definition, value):
     """Text given to a number field that reads as no number: QGIS accepts it for an optional
     field, and ``parameterAsDouble`` then gives 0 (a threshold "1092,5", with a decimal comma,
     drew polygons at 0)."""
-    if definition.type() != "number" or not isinstance(value, str) or not value.strip():
-        return False
-    try:
-        float(value)
-    except ValueError:
-        return True
-    return False
+    return definition.type() == "number" and isinstance(value, str) and bool(value.strip()) \
+        and not PLAIN_NUMBER.fullmatch(value)
 
 
 def layer_problem(layer, name):
