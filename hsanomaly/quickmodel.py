@@ -149,9 +149,8 @@ def resumable_quick_model(src, dst, quick):
 
 def train_on_copy(source, training):
     """``Detector``'s quick model: (its temporary folder, the model trained there on pixel
-    source ``source``, as the score's ``model_training`` says). Training reads files, so it
-    trains on a float32 copy of the source in memory and in that folder, both checked first.
-    The caller checks the rest first (``check_quick_model``)."""
+    source ``source``, as the score's ``model_training`` says), on a float32 copy of it in
+    that folder (training reads files); the caller checks first (``check_quick_model``)."""
     import tempfile
 
     import numpy as np
@@ -159,6 +158,7 @@ def train_on_copy(source, training):
     from .io.atomic import destination_of
     from .io.checks import check_disk, check_memory, shown_as
     from .io.convert import write_geotiff
+    from .io.gdal import safe_stem
     from .io.source import iter_windows
     from .training import train
 
@@ -169,7 +169,7 @@ def train_on_copy(source, training):
     check_disk(temporary_folder(), nbytes, f"{copy} (TMPDIR sets where) needs")
     workdir = QuickModelFolder()
     folder = Path(workdir.name)
-    scene = folder / "scene.tif"
+    scene = folder / f"{safe_stem(source.name)}.tif"      # its model records the name
     cube = np.full(shape, np.nan, np.float32)
     for window in iter_windows(source.height, source.width):
         block, _ = source.read(window)

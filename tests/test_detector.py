@@ -440,7 +440,7 @@ def test_a_quick_model_keeps_the_band_centres_of_the_scene_it_was_trained_on(tmp
     from hsanomaly.model import load_bundle
 
     short_quick_models(monkeypatch)
-    path = write_raster(tmp_path / "scene.tif", synthetic_cube(rows=40, cols=50)[0])
+    path = write_raster(tmp_path / "field-7.tif", synthetic_cube(rows=40, cols=50)[0])
     with rasterio.open(path, "r+") as ds:
         for band in range(1, ds.count + 1):
             ds.update_tags(band, wavelength=str(400 + 10 * band), wavelength_units="nm")
@@ -448,7 +448,10 @@ def test_a_quick_model_keeps_the_band_centres_of_the_scene_it_was_trained_on(tmp
         warnings.simplefilter("error", hsanomaly.HsanomalyWarning)
         detector = hsanomaly.Detector("resrx").fit(ds)
         detector.score(ds)
-    assert load_bundle(detector.model_).wavelengths == [400.0 + 10 * b for b in range(1, 13)]
+    bundle = load_bundle(detector.model_)
+    assert bundle.wavelengths == [400.0 + 10 * b for b in range(1, 13)]
+    # and the name of the scene it was trained on, not its temporary copy's ("scene.tif")
+    assert bundle.meta["training"]["inputs"] == ["field-7.tif"]
 
 
 def test_a_data_arrays_fill_value_is_nodata_as_in_the_raster():

@@ -202,7 +202,10 @@ def _evaluate(scores, name, crs, transform, truth_input, outer_input, pd_far, he
     if pixel_area is not None and not crs.is_geographic:
         from ..targets import warn_map_areas
 
-        warn_map_areas(name, crs, transform * (scores.shape[1] / 2, scores.shape[0] / 2),
+        from ..io.vector import map_coordinates
+
+        warn_map_areas(name, crs, map_coordinates(transform, scores.shape[0] / 2,
+                                                  scores.shape[1] / 2),
                        "the false-alarm regions per km2")
     try:
         report = evaluate(scores, truth, outer_mask=outer, valid=valid, pd_far=pd_far,

@@ -449,6 +449,12 @@ def subdataset(name):
     return None
 
 
+def safe_stem(name, otherwise="scene"):
+    """``dataset_stem`` in characters every file system takes ("<array>" has none left:
+    ``otherwise``)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", dataset_stem(name)).strip("_.") or otherwise
+
+
 def dataset_stem(name):
     """A file name's stem for dataset ``name``: its file's, and a subdataset's variable after it
     (NETCDF:"f.nc":radiance is f_radiance, HDF5:"f.h5"://a/b f_a_b), so that two variables
