@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 DESCRIBED = 160             # characters of a library's own message kept in the one line
 
 
-# the signals that stop a job as Ctrl-C does: Ctrl-C, kill (systemd, Slurm, docker stop) and a
-# terminal or SSH session closing
-INTERRUPTS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
+# the signals that stop a job as Ctrl-C does: Ctrl-C, kill (systemd, Slurm, docker stop), a
+# terminal or SSH session closing, and a CPU-time limit's warning (ulimit -t, a batch queue's)
+INTERRUPTS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGXCPU")
                    if hasattr(signal, name))
 
 

@@ -1076,3 +1076,21 @@ def test_a_stage_named_with_digits_is_no_progress_line():
                               (0.6, "tile 1/4"), (1.0, "tile 4/4")):
         callback(fraction, message)
     assert said == ["tile 1/4 (60 %)", "tile 4/4 (100 %)"]
+
+
+def test_the_kernels_repeated_sigxcpu_does_not_force_the_end():
+    """Past a soft CPU-time limit the kernel sends SIGXCPU each CPU second: counted as a user
+    insisting, the third would have ended the clean-up of the first at once."""
+    import signal
+
+    from hsanomaly.cli import _RECEIVED, _terminated
+
+    if not hasattr(signal, "SIGXCPU"):
+        pytest.skip("no SIGXCPU here")
+    _RECEIVED[:] = [signal.SIGXCPU]             # the first, cleaning up
+    try:
+        for _ in range(5):
+            _terminated(signal.SIGXCPU, None)   # neither raises nor ends the process
+        assert _RECEIVED == [signal.SIGXCPU]
+    finally:
+        del _RECEIVED[:]

@@ -301,6 +301,8 @@ def _terminated(number, frame):
     """The first signal cleans up as Ctrl-C does; the next wait for that cleanup and its one
     line (a second Ctrl-C cut them short: click's "Aborted!", status 1), and the third
     ends the process at once."""
+    if number == getattr(signal, "SIGXCPU", None) and number in _RECEIVED:
+        return           # the kernel's reminder each CPU second, not a user who insists
     _RECEIVED.append(number)
     if len(_RECEIVED) == 1:
         raise KeyboardInterrupt
@@ -311,9 +313,9 @@ def _terminated(number, frame):
 
 @contextlib.contextmanager
 def _taking_signals():
-    """Ctrl-C, SIGTERM and SIGHUP clean up as Ctrl-C does while the block runs (where they
-    are not taken already; outside the main thread they are left as they are, and so is one
-    the command was started ignoring: nohup's SIGHUP, a background job's SIGINT)."""
+    """Ctrl-C, SIGTERM, SIGHUP and SIGXCPU clean up as Ctrl-C does while the block runs
+    (where they are not taken already; outside the main thread they are left as they are, and
+    so is one the command was started ignoring: nohup's SIGHUP, a background job's SIGINT)."""
     if signal.getsignal(signal.SIGTERM) is _terminated:
         yield
         return
@@ -355,7 +357,9 @@ def _interruption():
     sys.unraisablehook = lambda unraisable: None
     number = _RECEIVED[0] if _RECEIVED else signal.SIGINT
     what = {signal.SIGTERM: "terminated (SIGTERM)",
-            getattr(signal, "SIGHUP", None): "hung up (SIGHUP: the terminal closed)"}
+            getattr(signal, "SIGHUP", None): "hung up (SIGHUP: the terminal closed)",
+            getattr(signal, "SIGXCPU", None): "out of CPU time (SIGXCPU: a CPU-time limit, "
+                                              "ulimit -t or a batch queue's)"}
     return what.get(number, "interrupted"), 128 + number
 
 
