@@ -86,6 +86,43 @@ def describe(err):
     return text if len(text) <= DESCRIBED else text[:DESCRIBED - 3] + "..."   # SQL, say
 
 
+# how libraries say they ran out of memory or of threads under a limit (ulimit -v, -d, -u; a
+# container's), where Python's own MemoryError is not what they raise
+OUT_OF_MEMORY = re.compile(r"failed to map segment|cannot allocate memory|can't allocate memory|"
+                           r"bad_alloc|can't start new thread", re.I)
+
+
+def out_of_memory(err):
+    """Whether ``err`` (an ImportError of a library that could not be mapped, torch's or
+    onnxruntime's allocation failure, a thread that could not start) says memory ran out."""
+    return isinstance(err, MemoryError) or (
+        isinstance(err, OSError) and err.errno == errno.ENOMEM) or bool(
+        OUT_OF_MEMORY.search(str(err)))
+
+
+def memory_limit():
+    """A process limit on memory set lower than the machine's, for a message ("an
+    address-space limit of 800 MiB, ulimit -v"), or ""."""
+    try:
+        import resource
+    except ImportError:                # Windows
+        return ""
+    for name, flag in (("RLIMIT_AS", "-v"), ("RLIMIT_DATA", "-d")):
+        limit = resource.getrlimit(getattr(resource, name))[0] if hasattr(resource, name) \
+            else resource.RLIM_INFINITY
+        if limit != resource.RLIM_INFINITY:
+            kind = "an address-space" if flag == "-v" else "a data"
+            return f"{kind} limit of {limit // 2**20} MiB, ulimit {flag}"
+    return ""
+
+
+def out_of_memory_text(err):
+    """"out of memory", with what the library said and the process's limit where one is set."""
+    said = ([] if isinstance(err, MemoryError) else [describe(err)]) + \
+        ([memory_limit()] if memory_limit() else [])
+    return "out of memory" + (f" ({'; '.join(said)})" if said else "")
+
+
 class HsanomalyWarning(UserWarning):
     """A one-line warning about the data (the CLI prints it as ``Warning: ...``)."""
 

@@ -3,9 +3,8 @@
 a run changes and puts back (threads, the allocator, the environment a cluster's start writes).
 
 Detection runs ONNX graphs only (never torch), on the CPU provider by default or the CUDA
-provider on request. Asking for CUDA where onnxruntime cannot use it is an error, not a
-silent fallback: a user who asked for the GPU should learn that the GPU is not being used.
-"""
+provider on request; CUDA asked for where onnxruntime cannot use it is an error, not a silent
+fallback: a user who asked for the GPU learns that it is not being used."""
 
 import contextlib
 import ctypes
@@ -15,7 +14,7 @@ import os
 import re
 import threading
 
-from .errors import HsanomalyError, describe
+from .errors import HsanomalyError, describe, out_of_memory, out_of_memory_text
 from .spelling import spell
 
 DEVICES = ("cpu", "cuda")
@@ -47,8 +46,9 @@ def training_broken():
         try:
             importlib.import_module(name)
         except (ImportError, OSError) as err:
-            return (f"{name} is installed but does not load ({describe(err)}): reinstall it "
-                    f"({TRAINING_INSTALL})")
+            return (f"{name} cannot load: {out_of_memory_text(err)}" if out_of_memory(err)
+                    else f"{name} is installed but does not load ({describe(err)}): reinstall "
+                    f"it ({TRAINING_INSTALL})")     # (not a memory limit's, ulimit -v: no wheel)
     return None
 
 
@@ -89,10 +89,8 @@ def installed(distributions):
     from importlib.metadata import PackageNotFoundError, version
 
     def present(name):
-        try:
+        with contextlib.suppress(PackageNotFoundError):
             return bool(version(name))
-        except PackageNotFoundError:
-            return False
     return [name for name in distributions if present(name)]
 
 
@@ -187,7 +185,9 @@ def open_session(path, device="cpu", threads=None, optimize=True, label=None, ch
     try:
         session = ort.InferenceSession(model, sess_options=options, providers=chosen)
     except Exception as err:  # onnxruntime raises its own exception types for unreadable graphs
-        raise HsanomalyError(f"{name}: not a loadable ONNX model ({describe(err)})") from None
+        why = out_of_memory_text(err) if out_of_memory(err) else \
+            f"not a loadable ONNX model ({describe(err)})"    # (std::bad_alloc under a limit)
+        raise HsanomalyError(f"{name}: {why}") from None
     if chosen[0] != "CPUExecutionProvider" and "CUDAExecutionProvider" not in session.get_providers():
         raise HsanomalyError(f"{name}: onnxruntime could not start its CUDA provider "
                              f"(check the CUDA and cuDNN libraries, or use {spell('device', 'cpu')})")

@@ -1094,3 +1094,35 @@ def test_the_kernels_repeated_sigxcpu_does_not_force_the_end():
         assert _RECEIVED == [signal.SIGXCPU]
     finally:
         del _RECEIVED[:]
+
+
+def test_memory_a_limit_denies_a_library_is_one_line_naming_the_limit(tmp_path, monkeypatch):
+    """Under ulimit -v, -d or -u libraries say it their own ways (an ImportError "failed to
+    map segment", torch's "can't allocate memory", onnxruntime's bad_alloc, "can't start new
+    thread"): 50-96 lines of traceback where a MemoryError got one line; and torch that could
+    not be mapped was called a broken install to reinstall."""
+    import hsanomaly.api
+    import hsanomaly.runtime
+    from hsanomaly.errors import out_of_memory
+
+    for text in ("libgeos_c.so: failed to map segment from shared object",
+                 "[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory",
+                 "[ONNXRuntimeError] : 1 : FAIL : std::bad_alloc", "can't start new thread"):
+        assert out_of_memory(RuntimeError(text))
+    assert not out_of_memory(RuntimeError("a shape mismatch"))
+
+    def starved(*args, **kwargs):
+        raise RuntimeError("can't start new thread")
+    monkeypatch.setattr(hsanomaly.api, "check_raster_path", starved)
+    result = run("detect", tmp_path / "in.tif", tmp_path / "h.tif", "--score", "rx")
+    assert result.exit_code == 1 and result.stderr.startswith(
+        "Error: out of memory (can't start new thread") and result.stderr.endswith(
+        "a smaller --tile or a machine with more memory\n")
+    assert "Traceback" not in result.output
+
+    def unmapped(name):
+        raise ImportError("libtorch_cpu.so: failed to map segment from shared object")
+    monkeypatch.setattr(hsanomaly.runtime.importlib, "import_module", unmapped)
+    said = hsanomaly.runtime.training_broken()
+    assert said.startswith("torch cannot load: out of memory (libtorch_cpu.so: failed to map")
+    assert "reinstall" not in said

@@ -23,7 +23,8 @@ import warnings
 import click
 
 from .._version import __version__
-from ..errors import INTERRUPTS, HsanomalyError, HsanomalyWarning, describe
+from ..errors import (INTERRUPTS, HsanomalyError, HsanomalyWarning, describe, memory_limit,
+                      out_of_memory, out_of_memory_text)
 from ..defaults import SEED_MAX
 from ..spelling import command_line, spelled
 
@@ -142,13 +143,17 @@ class LazyGroup(click.Group):
                 raise
             _fail(f"{ascii(err.object)}: a name this locale's encoding ({err.encoding}) cannot "
                   "spell; run under a UTF-8 locale (LC_ALL=C.UTF-8)", 1)
-        except MemoryError:
-            tile = ctx.invoked_subcommand in ("detect", "detect-many")
-            _fail(f"out of memory; try {'a smaller --tile or ' if tile else ''}a machine with "
-                  "more memory", 1)
         except BrokenPipeError:     # `hsanomaly evaluate ... | head`
             _reader_gone()
-        except OSError as err:       # one without a file: stdout, past the outputs' commit
+        except (MemoryError, RuntimeError, ImportError, OSError) as err:
+            if out_of_memory(err):     # a library's words for it too (a limit's, ulimit -v)
+                tile = ctx.invoked_subcommand in ("detect", "detect-many")
+                _fail(f"{out_of_memory_text(err)}; try "
+                      + ("raising the limit, " if memory_limit() else "")
+                      + f"{'a smaller --tile or ' if tile else ''}a machine with more memory", 1)
+            if not isinstance(err, OSError):
+                raise
+            # one without a file: stdout, past the outputs' commit
             kept = [path for path in written if os.path.lexists(path)]
             where = err.filename or ("standard output" if kept else ctx.command_path)
             _fail(f"{where}: {describe(err)}" + (
