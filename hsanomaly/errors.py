@@ -78,6 +78,8 @@ def describe(err):
         return "no space left on the device"
     if isinstance(err, OSError) and err.errno == errno.EFBIG:
         return "file too large (a file-size limit, ulimit -f, or the file system's maximum)"
+    if isinstance(err, OSError) and err.errno in (errno.EMFILE, errno.ENFILE):
+        return "too many open files (a limit on them, ulimit -n)"
     if isinstance(err, OSError) and err.strerror:
         return err.strerror.lower()
     text = str(err).strip().splitlines()

@@ -351,6 +351,9 @@ def test_describe_gives_one_short_line_for_any_exception():
     assert describe(OSError("no errno")) == "no errno"
     assert describe(MemoryError()) == "out of memory"
     assert len(describe(ValueError("x" * 1000))) == DESCRIBED
+    # past ulimit -n: evaluate's advice was "disk full or a file-size limit?"
+    assert describe(OSError(errno.EMFILE, "Too many open files")) == \
+        "too many open files (a limit on them, ulimit -n)"
 
 
 def test_a_crs_error_without_a_message_is_one_line(monkeypatch):

@@ -374,9 +374,11 @@ class Staging:
                                      "replaced") from None
             except Exception as err:
                 if is_write_error(err):
+                    guess = "" if isinstance(err, OSError) and err.errno in (
+                        errno.EMFILE, errno.ENFILE) else "; disk full or a file-size limit?"
                     raise HsanomalyError(f"{dst}: the written file does not read back whole "
-                                         f"({describe(err)}; disk full or a file-size limit?); "
-                                         "nothing was replaced") from None
+                                         f"({describe(err)}{guess}); nothing was "
+                                         "replaced") from None
                 raise
         job_checked = checked_outputs()
         checked = job_checked if job_checked is not None else {}
