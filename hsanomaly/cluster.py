@@ -200,6 +200,10 @@ def dask_client(workers=None, scheduler=None):
                         n_workers=workers, threads_per_worker=1, processes=True,
                         dashboard_address=":0", silence_logs=quiet, **_preloads())
             except (RuntimeError, OSError, TimeoutError) as err:   # Dask's config, usually
+                # "Nanny failed to start" hides a limit's error (ulimit -n) at its chain's end
+                if isinstance(root := _root_cause(err), (OSError, MemoryError)) and root is not err:
+                    raise HsanomalyError(f"a local Dask cluster of {workers} workers did not "
+                                         f"start: {describe(root)}") from None
                 raise HsanomalyError(f"a local Dask cluster of {workers} workers did not start "
                                      f"({describe(err)}); look at Dask's configuration (DASK_* "
                                      "variables, ~/.config/dask), and in a script run it under "
@@ -208,6 +212,15 @@ def dask_client(workers=None, scheduler=None):
                 started()
             with cluster, distributed.Client(cluster, set_as_default=False) as client:
                 yield client
+
+
+def _root_cause(err):
+    """The innermost exception of ``err``'s chain (its causes and contexts)."""
+    seen = set()
+    while id(err) not in seen and (err.__cause__ or err.__context__) is not None:
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return err
 
 
 def _preloads():

@@ -951,3 +951,24 @@ def test_a_local_cluster_that_does_not_start_is_one_line(synthetic_raster, tmp_p
             hsanomaly.detect(synthetic_raster[0], tmp_path / "x.tif", score="rx", tile=TILE,
                              workers=2, progress=False)
     assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_a_local_cluster_stopped_by_a_limit_says_the_limit(monkeypatch):
+    """Under ulimit -n 32 Dask said "Nanny failed to start" and the message sent the user to
+    Dask's configuration, the cause ("too many open files") at the end of its chain."""
+    import errno
+
+    import distributed
+
+    from hsanomaly.cluster import optional_client
+
+    def limited(*args, **kwargs):
+        try:
+            raise OSError(errno.EMFILE, "Too many open files")
+        except OSError as err:
+            raise RuntimeError("Nanny failed to start.") from err
+    monkeypatch.setattr(distributed, "LocalCluster", limited)
+    with pytest.raises(HsanomalyError, match=r"^a local Dask cluster of 2 workers did not start: "
+                                             r"too many open files \(a limit on them, ulimit -n\)$"):
+        with optional_client(2, None):
+            pass
