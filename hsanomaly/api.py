@@ -137,7 +137,8 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
                                     half_of(callback, 1), stage=stage, cog=cog,
                                     trained_on=trained_on,
                                     given_model=None if quick is not None else model)
-        heatmap = dst if result.earlier else stage.temporary(dst)
+        heatmap = dst if result.earlier or (png is None and polygons is None) else \
+            stage.checked_temporary(dst)     # read back before a PNG or polygons are drawn
         if png is not None:
             from .quicklook import write_png
 

@@ -360,3 +360,28 @@ def test_a_pixel_is_point_inputs_heatmap_is_pixel_is_point(tmp_path, cog):
     hsanomaly.detect(plain, tmp_path / "area-heat.tif", score="rx", cog=cog)
     with rasterio.open(tmp_path / "area-heat.tif") as ds:
         assert ds.tags().get("AREA_OR_POINT", "Area") == "Area"
+
+
+def test_a_heatmap_cut_short_before_its_png_is_drawn_is_said_of_the_output(tmp_path,
+                                                                           example_scene):
+    """Under a file-size limit with --png, the PNG was drawn from the staged heatmap before
+    the commit read it back: the error named the private temporary as "not a raster GDAL can
+    read", without the limit or "nothing was replaced"."""
+    import resource
+
+    from rasterio.windows import Window
+
+    with rasterio.open(example_scene[0]) as ds:       # a heatmap of about 15 KiB, its tile
+        cube = ds.read(window=Window(0, 0, 60, 60))   # in the store less than 14 KiB
+    write_raster(tmp_path / "scene.tif", cube)
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (14 * 2**10, resource.RLIM_INFINITY))
+
+    done = subprocess.run([sys.executable, "-m", "hsanomaly", "detect", "scene.tif",
+                           "heat.tif", "--score", "rx", "--png", "heat.png"],
+                          cwd=tmp_path, preexec_fn=limited, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 1 and "hsanomaly-tmp" not in done.stderr
+    assert done.stderr.startswith("Error: heat.tif: "), done.stderr
+    assert done.stderr.rstrip().endswith("(ulimit -f); nothing was replaced"), done.stderr

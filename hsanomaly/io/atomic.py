@@ -330,13 +330,6 @@ class Staging:
         self._entries.append((dst, tmp, private, check, True))
         return tmp
 
-    def temporary(self, dst):
-        """The temporary path staged for ``dst`` (to read back an output before the commit)."""
-        for entry in self._entries:
-            if entry[0] == Path(dst):
-                return entry[1]
-        raise KeyError(dst)
-
     def drawn_from(self, path):
         """The outputs are drawn from file ``path``, which is not replaced (a kept heatmap's new
         PNG): the commit is refused where it changed since the job checked it, as a replaced
@@ -357,29 +350,21 @@ class Staging:
         except OSError as err:
             raise write_failure(dst, err) from None
 
+    def checked_temporary(self, dst):
+        """The temporary path staged for ``dst``, read back first as the commit will: an
+        output drawn from a staged one (a PNG or polygons from the heatmap) meets a file cut
+        short as the commit would, said of the output with what may have cut it (it was of a
+        temporary, as "not a raster")."""
+        for entry in self._entries:
+            if entry[0] == Path(dst):
+                _checked(*entry[:2], *entry[3:])
+                return entry[1]
+        raise KeyError(dst)
+
     def commit(self):
         for dst, tmp, _, check, is_dir in self._entries:
             refuse_special(dst)                # made one since the run was checked
-            try:
-                if not tmp.exists() or tmp.is_symlink():
-                    raise HsanomalyError(f"{dst}: the writer produced no output")
-                _fsync_tree(tmp) if is_dir else fsync_path(tmp)
-                if check is not None:
-                    with native_quiet():
-                        check(tmp)
-            except HsanomalyError as err:      # said of the output, not of its temporary
-                text = str(err).replace(str(tmp), str(dst))
-                written = tmp.stat().st_size if tmp.is_file() else None
-                raise HsanomalyError(f"{text}{space_hint(dst, err, written)}; nothing was "
-                                     "replaced") from None
-            except Exception as err:
-                if is_write_error(err):
-                    guess = "" if isinstance(err, OSError) and err.errno in (
-                        errno.EMFILE, errno.ENFILE) else "; disk full or a file-size limit?"
-                    raise HsanomalyError(f"{dst}: the written file does not read back whole "
-                                         f"({describe(err)}{guess}); nothing was "
-                                         "replaced") from None
-                raise
+            _checked(dst, tmp, check, is_dir)
         job_checked = checked_outputs()
         checked = job_checked if job_checked is not None else {}
         # what each destination must still hold when its rename comes (what the job checked,
@@ -1199,6 +1184,30 @@ def _set_aside(stale):
                 os.replace(path, aside)
                 undos.append((path, functools.partial(os.replace, aside, path)))
     return undos
+
+
+def _checked(dst, tmp, check, is_dir):
+    """Temporary ``tmp`` of output ``dst`` made durable and read back (``check``), a failure
+    said of the output, with what may have caused it (``space_hint``)."""
+    try:
+        if not tmp.exists() or tmp.is_symlink():
+            raise HsanomalyError(f"{dst}: the writer produced no output")
+        _fsync_tree(tmp) if is_dir else fsync_path(tmp)
+        if check is not None:
+            with native_quiet():
+                check(tmp)
+    except HsanomalyError as err:      # said of the output, not of its temporary
+        text = str(err).replace(str(tmp), str(dst))
+        written = tmp.stat().st_size if tmp.is_file() else None
+        raise HsanomalyError(f"{text}{space_hint(dst, err, written)}; nothing was "
+                             "replaced") from None
+    except Exception as err:
+        if is_write_error(err):
+            guess = "" if isinstance(err, OSError) and err.errno in (
+                errno.EMFILE, errno.ENFILE) else "; disk full or a file-size limit?"
+            raise HsanomalyError(f"{dst}: the written file does not read back whole "
+                                 f"({describe(err)}{guess}); nothing was replaced") from None
+        raise
 
 
 def _remove_stale_file(path):
