@@ -812,6 +812,13 @@ def test_an_xarray_dataset_of_scores_is_refused_in_one_line():
     with pytest.raises(HsanomalyError, match="expected a .rows, cols. array of numbers, got a "
                                              "list numpy cannot read as one"):
         hsanomaly.find_targets([[1.0, 2.0], [3.0]], far=0.01)
+    cube = xr.Dataset({"reflectance": (("band", "y", "x"), np.zeros((3, 4, 5), np.float32))})
+    with pytest.raises(HsanomalyError, match="Dataset: expected .*; an xarray Dataset: give one "
+                                             "of its variables$"):       # the Detector too
+        hsanomaly.Detector("rx").fit(cube)
+    with pytest.raises(HsanomalyError, match=r"holds a control character \(a newline, a tab\); "
+                                             r"strip the name \(its line's end\?\)$"):
+        hsanomaly.detect("scene.tif\n", "heat.tif", score="rx")     # a line of a file list
 
 
 def test_a_bundle_that_train_returned_is_a_model(tmp_path):

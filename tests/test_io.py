@@ -1642,6 +1642,12 @@ def test_an_undeclared_fill_value_is_warned_about(tmp_path):
         RasterSource(path).check_data()
     with pytest.warns(HsanomalyWarning, match="<array>: 30% .* mask it, or set it to NaN"):
         ArraySource(cube).check_data()
+    # a dataset handed in is declared where it is opened: gdal_edit would edit its file,
+    # where the value may be data (a warped dataset's fill is in no file at all)
+    with rasterio.open(path) as ds, pytest.warns(
+            HsanomalyWarning, match=r"declare it \(open it as rasterio's WarpedVRT\(dataset, "
+                                    r"nodata=-9999\)\)"):
+        RasterSource.from_dataset(ds).check_data()
     rgb = np.full((3, 20, 20), 255, np.uint8)        # saturated pixels of a few-band image
     rgb[:, :10] = 7
     rgb[:, :5] = 60                 # (of three values: two would be said as a mask's)

@@ -37,7 +37,9 @@ def as_source(X):
         source, wrap = ArraySource(cube), _same
     else:
         hint = ("; a file's name: open it (rasterio.open), or score the file with "
-                "hsanomaly.detect" if isinstance(X, (str, os.PathLike)) else "")
+                "hsanomaly.detect" if isinstance(X, (str, os.PathLike)) else
+                "; an xarray Dataset: give one of its variables" if hasattr(X, "data_vars")
+                else "")
         raise HsanomalyError(f"{type(X).__name__}: expected a numpy cube (bands, rows, cols), an "
                              f"open rasterio dataset or an xarray DataArray (band, y, x){hint}")
     source.band_axis_checked = True         # whole, or its band dimension named

@@ -290,8 +290,10 @@ def check_path_kind(path, label, what="a path", use=None):
     if isinstance(name, str):
         _check_utf8(name, label)
         if CONTROL.search(name):     # a newline: every message naming it would break in two
+            edge = not CONTROL.search(name.strip())           # a line of a list, read whole
             raise HsanomalyError(f"{name!r}: the name of {label} holds a control character "
-                                 "(a newline, a tab); rename it")
+                                 "(a newline, a tab)" + ("; strip the name (its line's end?)"
+                                                         if edge else "; rename it"))
 
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")

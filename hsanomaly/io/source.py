@@ -29,7 +29,7 @@ from .gdal import (GDAL_CACHE_BYTES, band_wavelengths, bad_bands, check_dataset,
                    read_checked, read_masked, require_file, without_secrets)
 from .values import (ATTRIBUTE_SCALING, EXTREME, FLOAT32_MAX, RASTER_SCALING,
                      check_float32_range, coarsest_in_float32, commonest, declare_nodata,
-                     extreme_values, noise_bands, two_values_text, warn_coarse,
+                     exact, extreme_values, noise_bands, two_values_text, warn_coarse,
                      wider_than_float32)
 
 PROBE = 64              # pixels across a window the data is probed on before the work
@@ -169,6 +169,15 @@ class _Source:
         return (f"If its spectra lie along that axis (an HDF5 or netCDF cube stored with its "
                 f"bands {where}), store the cube bands first: GDAL reads bands first")
 
+    def _declaring(self, value):
+        """How ``value`` is declared nodata here: in a raster's file; for a dataset handed in,
+        where it is opened (a warped one's fill is in no file, and its file may hold the value
+        as data); None for an array, which is masked instead."""
+        if not isinstance(self, RasterSource):
+            return None
+        return declare_nodata(value) if self._owned else \
+            f"open it as rasterio's WarpedVRT(dataset, nodata={exact(value)})"
+
     def check_data(self, truth_like=True):
         """Warn, from the probe windows, about what would make the scores silently worse: a
         cube whose bands seem to lie along another axis than GDAL's (``_check_band_axis``),
@@ -228,8 +237,8 @@ class _Source:
         extreme = extreme_values(probed)
         if extreme is not None:
             count, value = extreme
-            declare = (f"declare it nodata ({declare_nodata(value)})"
-                       if isinstance(self, RasterSource) else "mask them, or set them to NaN")
+            declare = (f"declare it nodata ({how})" if (how := self._declaring(value))
+                       else "mask them, or set them to NaN")
             warn_once(f"{self.name}: {count} of the pixels probed hold values such as {value:g}, "
                       f"more than {EXTREME:g} times the other pixels' spread away from them: a "
                       "fill value not declared as nodata? A few such pixels outweigh every "
@@ -267,8 +276,8 @@ class _Source:
         if total and len(flat) > PARTIAL_NODATA * total:
             fill, count = commonest(flat)
             if PARTIAL_NODATA * total < count < whole:   # all: a constant raster, said so
-                declare = (f"declare it ({declare_nodata(fill)})"
-                           if isinstance(self, RasterSource) else "mask it, or set it to NaN")
+                declare = (f"declare it ({how})" if (how := self._declaring(fill))
+                           else "mask it, or set it to NaN")
                 warn_once(f"{self.name}: {count / total:.0%} of the pixels probed hold {fill:g} "
                           "in every band, which no spectrum does: a fill value not declared as "
                           f"nodata? If so, {declare}, or the scene's statistics take those "
