@@ -4,6 +4,7 @@ and the exceptions of the caller's own callback, which it passes on unchanged.""
 
 import contextlib
 import errno
+import os
 import re
 import signal
 import sys
@@ -15,7 +16,7 @@ DESCRIBED = 160             # characters of a library's own message kept in the 
 
 
 # the signals that stop a job as Ctrl-C does: Ctrl-C, kill (systemd, Slurm, docker stop), a
-# terminal or SSH session closing, and a CPU-time limit's warning (ulimit -t, a batch queue's)
+# terminal or SSH session closing, and a CPU-time limit's warning (ulimit -St, a batch queue's)
 INTERRUPTS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGXCPU")
                    if hasattr(signal, name))
 
@@ -89,30 +90,34 @@ def describe(err):
 
 
 # how libraries say they ran out of memory or of threads under a limit (ulimit -v, -d, -u; a
-# container's), where Python's own MemoryError is not what they raise
-OUT_OF_MEMORY = re.compile(r"failed to map segment|cannot allocate memory|can't allocate memory|"
-                           r"bad_alloc|can't start new thread", re.I)
+# container's), where Python's own MemoryError is not what they raise; and what the loader says
+# of a library it could not map, under a memory limit or from a noexec mount alike
+OUT_OF_MEMORY = re.compile(r"can't allocate memory|bad_alloc|can't start new thread", re.I)
+NOT_MAPPED = re.compile(r"failed to map segment|cannot allocate memory", re.I)
 
 
 def out_of_memory(err):
-    """Whether ``err`` (an ImportError of a library that could not be mapped, torch's or
-    onnxruntime's allocation failure, a thread that could not start) says memory ran out."""
+    """Whether ``err`` (torch's or onnxruntime's allocation failure, a thread that could not
+    start; a library that could not be mapped where a memory limit is set) says memory ran
+    out. Read in its message, not in the name of a file it names."""
+    said = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
     return isinstance(err, MemoryError) or (
         isinstance(err, OSError) and err.errno == errno.ENOMEM) or bool(
-        OUT_OF_MEMORY.search(str(err)))
+        OUT_OF_MEMORY.search(said)) or bool(NOT_MAPPED.search(said) and memory_limit())
 
 
 def memory_limit():
-    """A process limit on memory set lower than the machine's, for a message ("an
+    """A process limit on memory set below the machine's memory, for a message ("an
     address-space limit of 800 MiB, ulimit -v"), or ""."""
     try:
         import resource
-    except ImportError:                # Windows
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ImportError, ValueError, OSError, AttributeError):      # Windows
         return ""
     for name, flag in (("RLIMIT_AS", "-v"), ("RLIMIT_DATA", "-d")):
         limit = resource.getrlimit(getattr(resource, name))[0] if hasattr(resource, name) \
             else resource.RLIM_INFINITY
-        if limit != resource.RLIM_INFINITY:
+        if limit != resource.RLIM_INFINITY and limit < memory:
             kind = "an address-space" if flag == "-v" else "a data"
             return f"{kind} limit of {limit // 2**20} MiB, ulimit {flag}"
     return ""

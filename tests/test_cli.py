@@ -1105,11 +1105,21 @@ def test_memory_a_limit_denies_a_library_is_one_line_naming_the_limit(tmp_path, 
     import hsanomaly.runtime
     from hsanomaly.errors import out_of_memory
 
-    for text in ("libgeos_c.so: failed to map segment from shared object",
-                 "[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory",
+    import errno
+
+    import hsanomaly.errors
+
+    for text in ("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory",
                  "[ONNXRuntimeError] : 1 : FAIL : std::bad_alloc", "can't start new thread"):
         assert out_of_memory(RuntimeError(text))
     assert not out_of_memory(RuntimeError("a shape mismatch"))
+    assert not out_of_memory(FileNotFoundError(errno.ENOENT, "No such file", "bad_alloc.tif"))
+    # a library the loader could not map: a memory limit's doing, or a noexec mount's
+    unmapped = ImportError("libtorch_cpu.so: failed to map segment from shared object")
+    assert not out_of_memory(unmapped)
+    monkeypatch.setattr(hsanomaly.errors, "memory_limit",
+                        lambda: "an address-space limit of 390 MiB, ulimit -v")
+    assert out_of_memory(unmapped)
 
     def starved(*args, **kwargs):
         raise RuntimeError("can't start new thread")
@@ -1124,5 +1134,26 @@ def test_memory_a_limit_denies_a_library_is_one_line_naming_the_limit(tmp_path, 
         raise ImportError("libtorch_cpu.so: failed to map segment from shared object")
     monkeypatch.setattr(hsanomaly.runtime.importlib, "import_module", unmapped)
     said = hsanomaly.runtime.training_broken()
-    assert said.startswith("torch cannot load: out of memory (libtorch_cpu.so: failed to map")
-    assert "reinstall" not in said
+    assert said == ("torch cannot load: out of memory (libtorch_cpu.so: failed to map segment "
+                    "from shared object; an address-space limit of 390 MiB, ulimit -v)")
+    monkeypatch.setattr(hsanomaly.errors, "memory_limit", lambda: "")
+    assert "is installed but does not load" in hsanomaly.runtime.training_broken()
+
+
+def test_a_hosts_own_signal_handlers_are_left_to_it():
+    """An embedding host's C-level handler (QGIS desktop's for SIGXCPU) reads as None: it was
+    replaced and could not be put back, the command ending in a TypeError."""
+    import signal
+
+    from hsanomaly.cli import _taking_signals, _terminated
+
+    real = signal.getsignal
+
+    def host_owned(number):
+        return None if number == signal.SIGTERM else real(number)
+    try:
+        signal.getsignal = host_owned
+        with _taking_signals():
+            assert real(signal.SIGTERM) is not _terminated
+    finally:
+        signal.getsignal = real

@@ -11,7 +11,7 @@ import pytest
 import rasterio
 
 import hsanomaly
-from hsanomaly.io.gdal import dataset_stem, served_as, without_secrets
+from hsanomaly.io.gdal import dataset_stem, safe_stem, served_as, without_secrets
 
 from synthetic import synthetic_cube
 
@@ -135,6 +135,9 @@ def test_a_signed_urls_secrets_and_credentials_are_left_out_of_its_name():
     assert without_secrets("/data/a?b.tif") == "/data/a?b.tif"
     assert dataset_stem("https://host/d/scene.tif?token=abc.def") == "scene"
     assert dataset_stem("zip:///data/s.zip!in/scene.tif") == "scene"
+    # a Detector's quick model copies its scene under this name: any file system takes it
+    assert safe_stem("/d/" + "é" * 200 + " x.tif") == "x" and len(safe_stem("a" * 300)) == 100
+    assert safe_stem("<array>") == "array" and safe_stem("<>") == "scene"
     assert served_as("/data/scene.tif") == {}
 
 

@@ -326,8 +326,9 @@ def _taking_signals():
         return
     del _RECEIVED[:]
     try:
+        # (a handler set outside Python, an embedding host's, reads as None: left to it)
         before = {number: signal.signal(number, _terminated) for number in INTERRUPTS
-                  if signal.getsignal(number) is not signal.SIG_IGN}
+                  if signal.getsignal(number) not in (signal.SIG_IGN, None)}
     except ValueError:           # not the main thread (a caller's own thread)
         before = {}
     try:
@@ -363,8 +364,8 @@ def _interruption():
     number = _RECEIVED[0] if _RECEIVED else signal.SIGINT
     what = {signal.SIGTERM: "terminated (SIGTERM)",
             getattr(signal, "SIGHUP", None): "hung up (SIGHUP: the terminal closed)",
-            getattr(signal, "SIGXCPU", None): "out of CPU time (SIGXCPU: a CPU-time limit, "
-                                              "ulimit -t or a batch queue's)"}
+            getattr(signal, "SIGXCPU", None): "out of CPU time (SIGXCPU: a soft CPU-time "
+                                              "limit, ulimit -St or a batch queue's)"}
     return what.get(number, "interrupted"), 128 + number
 
 

@@ -450,9 +450,9 @@ def subdataset(name):
 
 
 def safe_stem(name, otherwise="scene"):
-    """``dataset_stem`` in characters every file system takes ("<array>" has none left:
-    ``otherwise``)."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", dataset_stem(name)).strip("_.") or otherwise
+    """``dataset_stem`` in characters every file system takes, and short enough for a file
+    name with any suffix ("<array>" has none left: ``otherwise``)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", dataset_stem(name))[:100].strip("_.") or otherwise
 
 
 def dataset_stem(name):

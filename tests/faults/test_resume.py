@@ -61,8 +61,8 @@ def test_sigkill_mid_run_then_resume_is_byte_identical(tmp_path):
 @pytest.mark.parametrize("number, status, said", [
     (signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated (SIGTERM)"),
     # a CPU-time limit's warning (the kernel sends it again each CPU second): it died unsaid
-    (signal.SIGXCPU, 152, "out of CPU time (SIGXCPU: a CPU-time limit, ulimit -t or a batch "
-                          "queue's)")])
+    (signal.SIGXCPU, 152, "out of CPU time (SIGXCPU: a soft CPU-time limit, ulimit -St or a "
+                          "batch queue's)")])
 def test_ctrl_c_and_sigterm_are_one_line_and_keep_the_tiles(tmp_path, number, status, said):
     """Ctrl-C ended in click's bare 'Aborted!' with status 1, and SIGTERM (kill, systemd,
     Slurm, docker stop) killed the process without a word or a clean-up of its staging."""
