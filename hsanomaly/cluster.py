@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 
-from .errors import HsanomalyError, describe
+from .errors import HsanomalyError, describe, limit_reached
 from .options import check_whole
 from .runtime import environment_kept
 from .spelling import kind_of, spell
@@ -201,7 +201,7 @@ def dask_client(workers=None, scheduler=None):
                         dashboard_address=":0", silence_logs=quiet, **_preloads())
             except (RuntimeError, OSError, TimeoutError) as err:   # Dask's config, usually
                 # "Nanny failed to start" hides a limit's error (ulimit -n) at its chain's end
-                if isinstance(root := _root_cause(err), (OSError, MemoryError)) and root is not err:
+                if (root := _root_cause(err)) is not err and limit_reached(root):
                     raise HsanomalyError(f"a local Dask cluster of {workers} workers did not "
                                          f"start: {describe(root)}") from None
                 raise HsanomalyError(f"a local Dask cluster of {workers} workers did not start "

@@ -106,6 +106,13 @@ def out_of_memory(err):
         OUT_OF_MEMORY.search(said)) or bool(NOT_MAPPED.search(said) and memory_limit())
 
 
+def limit_reached(err):
+    """Whether ``err`` says a limit of the process ran out: memory (``out_of_memory``), open
+    files (ulimit -n) or processes and threads (ulimit -u)."""
+    return out_of_memory(err) or getattr(err, "errno", None) in (
+        errno.EMFILE, errno.ENFILE, errno.EAGAIN)
+
+
 def memory_limit():
     """A process limit on memory set below the machine's memory, for a message ("an
     address-space limit of 800 MiB, ulimit -v"), or ""."""
