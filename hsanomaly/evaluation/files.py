@@ -200,9 +200,8 @@ def _evaluate(scores, name, crs, transform, truth_input, outer_input, pd_far, he
         outer = ~known if outer is None else (outer != 0) | ~known   # and linking regions
     pixel_area = mean_pixel_area(transform, crs, scores.shape)
     if pixel_area is not None and not crs.is_geographic:
-        from ..targets import warn_map_areas
-
         from ..io.vector import map_coordinates
+        from ..targets import warn_map_areas
 
         warn_map_areas(name, crs, map_coordinates(transform, scores.shape[0] / 2,
                                                   scores.shape[1] / 2),
