@@ -132,8 +132,8 @@ def memory_limit():
 
 def out_of_memory_text(err):
     """"out of memory", with what the library said and the process's limit where one is set."""
-    said = ([] if isinstance(err, MemoryError) else [describe(err)]) + \
-        ([memory_limit()] if memory_limit() else [])
+    said = [] if isinstance(err, MemoryError) else [describe(err)]
+    said += [limit] if (limit := memory_limit()) else []
     return "out of memory" + (f" ({'; '.join(said)})" if said else "")
 
 

@@ -48,7 +48,7 @@ def training_broken():
         except (ImportError, OSError) as err:
             return (f"{name} cannot load: {out_of_memory_text(err)}" if out_of_memory(err)
                     else f"{name} is installed but does not load ({describe(err)}): reinstall "
-                    f"it ({TRAINING_INSTALL})")     # (not a memory limit's, ulimit -v: no wheel)
+                    f"it ({TRAINING_INSTALL})")      # a memory limit is no broken wheel
     return None
 
 

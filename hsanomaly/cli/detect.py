@@ -29,7 +29,8 @@ def _taking(option):
 @click.command()
 @click.argument("src", type=click.Path(dir_okay=False))
 @click.argument("dst", type=click.Path(dir_okay=False))
-@click.option("--score", type=click.Choice(SCORES, case_sensitive=False), default=defaults.SCORE, show_default=True,
+@click.option("--score", type=click.Choice(SCORES, case_sensitive=False), default=defaults.SCORE,
+              show_default=True,
               help="Anomaly score. Scores that need a model train a quick one on the raster "
                    "scored when no --model is given (needs torch) and keep it beside the "
                    "heatmap as <heatmap stem>.model.")

@@ -12,10 +12,11 @@ from .. import defaults
 from ..errors import HsanomalyError
 from ..io import read_truth
 from ..io.atomic import staged_into
-from ..io.checks import check_memory, path_text, warn
-from ..io.gdal import open_raster, read_scaled
+from ..io.checks import path_text
+from ..io.gdal import open_raster
 from ..io.paths import is_path
 from ..io.scene import grid_text, mask_values
+from ..io.scores import read_heatmap_whole
 from ..io.inputs import (INDEX_COORDS, as_band, is_data_array, map_axes, pixel_centres,
                          placement)
 from ..io.values import warn_negative_mask
@@ -29,18 +30,10 @@ EVALUATE_BYTES_PER_PIXEL = 64
 
 
 def read_heatmap(path):
-    """Band 1 of a score raster as float, with nodata and masked pixels as NaN. A raster too
-    large for the memory available, or with complex pixels, is refused before it is read."""
-    with open_raster(path) as ds:
-        if ds.dtypes[0].startswith("complex"):
-            raise HsanomalyError(f"{path}: complex pixels ({ds.dtypes[0]}) are not scores")
-        check_memory(path, ds.width * ds.height * EVALUATE_BYTES_PER_PIXEL,
-                     f"evaluating the {ds.width}x{ds.height} heatmap")
-        if ds.count > 1:
-            warn(f"{path}: has {ds.count} bands; the first is read as the scores (a heatmap "
-                 "of hsanomaly has one)")
-        band = read_scaled(ds, 1)
-    return band.filled(np.nan)
+    """Band 1 of a score raster as float, with nodata and masked pixels as NaN, refused
+    before it is read where an evaluation of it would not fit in memory
+    (``io.scores.read_heatmap_whole``)."""
+    return read_heatmap_whole(path, EVALUATE_BYTES_PER_PIXEL, "evaluating")
 
 
 def mean_pixel_area(transform, crs, shape):

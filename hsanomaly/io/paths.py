@@ -117,7 +117,7 @@ def check_suffix(path, label, suffixes, kind):
     suffix = Path(path).suffix.lower()
     if suffix not in suffixes:
         if suffix.rstrip() in suffixes:                               # "heat.tif " pasted
-            raise HsanomalyError(f"{str(path)!r}: {label} writes {kind}; its name ends in a "
+            raise HsanomalyError(f"{path!r}: {label} writes {kind}; its name ends in a "
                                  "space: remove it")
         raise HsanomalyError(f"{path}: {label} writes {kind}; give it a "
                              f"{' or '.join(suffixes)} name")
@@ -355,7 +355,7 @@ def check_raster_path(src, label=None, use=None):
     name. ``use``: what to do instead (by default, the Detector)."""
     check_path_kind(src, label or spell("src"), "a raster's path", use or
                     "to score an open dataset, an array or a DataArray, use hsanomaly.Detector")
-    if str(os.fspath(src)) == "-":
+    if path_text(src) == "-":
         raise HsanomalyError(f"-: {label or spell('src')} is a raster file, which standard "
                              "input and output cannot carry; name a file")
 

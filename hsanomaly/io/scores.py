@@ -4,7 +4,7 @@ float32 or wider where the stored values need it, a band scale and offset applie
 import numpy as np
 
 from ..errors import HsanomalyError
-from .checks import check_memory
+from .checks import check_memory, warn
 from .gdal import open_raster, read_scaled
 from .heatmap import OUTPUT_BLOCK
 from .source import iter_windows
@@ -25,15 +25,28 @@ def stored_precision(dataset):
     return np.result_type(dataset.dtypes[0], np.float32)
 
 
+def read_heatmap_whole(path, bytes_per_pixel, use):
+    """Band 1 of a score raster whole, as float64 (``read_scaled``), nodata and masked
+    pixels NaN. One too large for the memory available (``bytes_per_pixel``: the peak of
+    ``use`` a pixel), or of complex pixels, is refused before it is read."""
+    with open_raster(path) as ds:
+        if ds.dtypes[0].startswith("complex"):
+            raise HsanomalyError(f"{path}: complex pixels ({ds.dtypes[0]}) are not scores")
+        check_memory(path, ds.width * ds.height * bytes_per_pixel,
+                     f"{use} the {ds.width}x{ds.height} heatmap")
+        if ds.count > 1:
+            warn(f"{path}: has {ds.count} bands; the first is read as the scores (a heatmap "
+                 "of hsanomaly has one)")
+        return read_scaled(ds, 1).filled(np.nan)
+
+
 def read_whole(path):
-    """A heatmap file stored wider than float32 as one float64 array (NaN: nodata), for an
-    exact selection in its own precision: the radix select's keys are float32."""
+    """A heatmap file stored wider than float32 as one float64 array, for an exact selection
+    in its own precision (the radix select's keys are float32); None for one that is not."""
     with open_raster(path) as ds:
         if stored_precision(ds) == np.float32:
             return None
-        check_memory(path, 2 * 8 * ds.width * ds.height,
-                     f"selecting a threshold of the {ds.width}x{ds.height} float64 heatmap")
-        return read_scaled(ds, 1).filled(np.nan)
+    return read_heatmap_whole(path, 2 * 8, "selecting a threshold of")
 
 
 def heatmap_array(heatmap):

@@ -75,9 +75,9 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
     run that takes steps on a bundle without them builds them. A quick model stores none:
     the scores it is trained for take no step by default. keep_checkpoints: keep one for
     ``resume`` now and then; a quick model, trained in a private folder that goes with its
-    run, keeps none (they were most of the bytes a default run wrote). validation_windows:
-    the held-out windows both networks run over at each row of the training log, which only
-    the log reads (a quick model's, fewer: at the default, a quarter of a default run).
+    run, keeps none. validation_windows: the held-out windows both networks run over at each
+    row of the training log, which only the log reads (a quick model's, fewer: they cost as
+    much as the training steps).
     Returns the loaded hsanomaly.model.Bundle.
     """
     check_values({k: v for k, v in locals().items() if k in TRAINING_KINDS}, TRAINING_KINDS)

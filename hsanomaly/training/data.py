@@ -209,7 +209,7 @@ def _fit_preprocessor(path, raw, bands, sqrt, whiten):
                              f"(choose 1 to {n_in})")
     pixels = np.moveaxis(raw, 1, -1).reshape(-1, n_in)
     if bands is None and Preprocessor.usable(pixels).sum() > defaults.TRAIN_BANDS:
-        bands = defaults.TRAIN_BANDS          # (a fit of them all, to count them, was twice)
+        bands = defaults.TRAIN_BANDS          # counted before the one fit
     try:
         pre = Preprocessor(n_bands=bands, sqrt=sqrt, whiten=whiten).fit(pixels)
     except HsanomalyError as err:
