@@ -453,3 +453,13 @@ def test_scoring_through_a_planned_copy_leaves_the_scorer_and_its_sessions_as_th
     for _ in range(3):
         detector.score(cube)
     assert len(opened) == 1
+
+
+def test_the_dual_context_fit_lets_a_cancel_through_in_its_search_and_its_purge(scene_and_model):
+    from hsanomaly.scorers import make_scorer
+    from test_engine import cancel_points_passed
+
+    cube, _, model = scene_and_model
+    scorer = make_scorer("dualcontext", model=model)
+    passed = cancel_points_passed(lambda: scorer.fit(ArraySource(cube)))
+    assert {"_Source.read", "GeneratorFunction.__call__", "Purged.fit_purge"} <= passed

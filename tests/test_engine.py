@@ -86,6 +86,42 @@ def test_cancel_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def cancel_points_passed(fit):
+    """The functions whose ``cancel_point()`` ran while ``fit()`` ran ``cancellable``."""
+    from hsanomaly.cancel import cancellable
+
+    passed = set()
+    with cancellable(lambda: passed.add(sys._getframe(2).f_code.co_qualname)):
+        fit()
+    return passed
+
+
+@pytest.mark.parametrize("score", ["rx", "gmm"])
+def test_a_cancel_asked_while_the_score_fits_stops_the_fit(tmp_path, monkeypatch, score):
+    """A fit says nothing of its progress, so it calls back as it reads and solves
+    (``hsanomaly.cancel``): a cancel asked then stops it before any tile is scored."""
+    monkeypatch.setattr("hsanomaly.engine.run.CANCEL_INTERVAL", 0)
+    cube, _ = synthetic_cube()
+    seen = []
+
+    def callback(fraction, message):
+        seen.append(message)
+        return len(seen) == 2
+
+    with pytest.raises(hsanomaly.Cancelled, match="cancelled"):
+        detect(ArraySource(cube), tmp_path / "out.tif", make_scorer(score), tile=16,
+               progress=False, callback=callback)
+    assert len(seen) == 2 and all(m.startswith(f"fitting {score} on") for m in seen), seen
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_mixtures_fit_lets_a_cancel_through_while_it_reads_and_between_em_steps():
+    cube, _ = synthetic_cube()
+    scorer = make_scorer("gmm", sample=2000)
+    passed = cancel_points_passed(lambda: scorer.fit(ArraySource(cube)))
+    assert {"_Source.read", "_Source.draw_sample", "GaussianMixtureScorer.fit"} <= passed
+
+
 def interrupted_halfway(cube, dst):
     """Score ``cube`` into ``dst`` with rx in 16-pixel tiles, interrupted (Ctrl-C) past half
     of them: the finished tiles are kept for a resume."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional
 
+from ..cancel import cancellable
 from ..defaults import TILE
 from ..errors import Cancelled, HsanomalyError, caller_callback, ignoring
 from ..io.atomic import (TMP_SUFFIX, check_writable, native_quiet, read_back, stage_raster,
@@ -37,6 +38,7 @@ from .store import (MANIFEST, TileStore, check_resumable, read_manifest, remove_
 from .tiles import LocalExecutor, fit_scorer
 
 RUN_TAG = TAG_PREFIX + "RUN_FINGERPRINT"      # what detect-many compares to know a result is current
+CANCEL_INTERVAL = 0.1   # seconds between two cancel checks in a fit (``cancel_check``)
 
 
 @dataclass
@@ -388,9 +390,10 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
         # not after fitting and scoring everything
         store = TileStore(store_path(dst), job, resume, output=dst)
         if scorer.fits_on_scene:
-            if callback and callback(0.0, f"fitting {scorer.name} on {source.name}"):
-                raise Cancelled(f"{dst}: cancelled")
-            with stage_log(f"fitting {scorer.name} on {source.name}"):
+            fitting = f"fitting {scorer.name} on {source.name}"
+            check = cancel_check(callback, fitting, dst)
+            check()
+            with stage_log(fitting), cancellable(check):
                 fit_scorer(scorer, executor.fit_source(source),
                            then_scored=not executor.distributed)
         done = _score(executor, source, scorer, store, windows, outputs, dst, progress, callback)
@@ -444,6 +447,24 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
         if store is not None and not handed:
             store.release()     # failed, cancelled or interrupted: another run may go on
         source.close()
+
+
+def cancel_check(callback, message, dst):
+    """``check()`` for a step run ``cancellable``: ``callback(0.0, message)``, at most once
+    every ``CANCEL_INTERVAL`` seconds (the first time always), so that a cancel asked for
+    during a long fit stops it within about that; raises ``Cancelled`` where the callback
+    says so."""
+    last = None
+
+    def check():
+        nonlocal last
+        now = time.monotonic()
+        if callback is None or (last is not None and now - last < CANCEL_INTERVAL):
+            return
+        last = now
+        if callback(0.0, message):
+            raise Cancelled(f"{dst}: cancelled")
+    return check
 
 
 def tile_shapes(windows, outputs):

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from rasterio.windows import Window
 
+from ..cancel import cancel_point
 from ..defaults import TILE
 from ..errors import HsanomalyError
 from ..spelling import counted, listed, spell
@@ -125,6 +126,7 @@ class _Source:
         A block inside the raster is the array read (no second copy of a tile's every band).
         ``masked``: the exclusion's pixels are nodata too (False: the data as the file has it,
         which is what identifies an input)."""
+        cancel_point()              # a fit reading the scene tile by tile stops between two
         col0, row0 = int(window.col_off) - halo, int(window.row_off) - halo
         h, w = int(window.height) + 2 * halo, int(window.width) + 2 * halo
         r0, c0 = max(row0, 0), max(col0, 0)
@@ -386,6 +388,7 @@ class _Source:
         jobs = self.sample_plan(n, seed, tile)
         drawn, valid, total = [], 0, None
         for pixels, count, part in run([job + (fn,) for job in jobs]):
+            cancel_point()          # the tiles a cluster samples come back one by one
             drawn.append(pixels)
             valid += count
             if fn is not None:

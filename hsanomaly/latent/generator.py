@@ -11,6 +11,7 @@ descent and Gauss-Newton steps, which only need a descent direction.
 import numpy as np
 
 from .. import defaults
+from ..cancel import cancel_point
 from ..errors import HsanomalyError
 
 JACOBIAN_STEP = 1e-3
@@ -64,8 +65,11 @@ class GeneratorFunction:
     def __call__(self, z):
         z = np.ascontiguousarray(z, dtype=np.float32)
         self.forwards += len(z)
-        parts = [self.session.run(["x"], {"z": z[i:i + BATCH]})[0].reshape(len(z[i:i + BATCH]), -1)
-                 for i in range(0, len(z), BATCH)]
+        parts = []
+        for i in range(0, len(z), BATCH):
+            cancel_point()          # a long fit's search stops between two batches
+            parts.append(self.session.run(["x"], {"z": z[i:i + BATCH]})[0].reshape(
+                len(z[i:i + BATCH]), -1))
         if not parts:
             return np.empty((0, self.output_size), np.float32)
         return np.concatenate(parts) if len(parts) > 1 else parts[0]

@@ -3,12 +3,15 @@
 import numpy as np
 
 from .. import defaults
+from ..cancel import cancel_point
 from ..errors import HsanomalyError, ignoring
 from ..io.checks import warn_once
 from ..options import check_whole
 from ..spelling import counted, either, spell
 from .base import Scorer, check_pixels
 
+EM_ITERATIONS = 100   # at most (scikit-learn's default)
+EM_STEP = 10          # EM iterations between two cancel points (``hsanomaly.cancel``)
 REG_COVAR = 1e-6      # added to each mixture covariance's diagonal, in units of the data's spread
 FAIR_SHARE = 0.1      # a component holding under this fraction of its fair share (1/k) is a target's
 
@@ -56,9 +59,17 @@ class GaussianMixtureScorer(Scorer):
                       f"than the mixture's {self.components} components; it is fitted with "
                       f"{components}")
         self.mixture_ = GaussianMixture(components, covariance_type="full",
-                                        random_state=self.seed, reg_covar=REG_COVAR)
+                                        random_state=self.seed, reg_covar=REG_COVAR,
+                                        max_iter=EM_STEP, warm_start=True)
         with ignoring(ConvergenceWarning):   # scikit-learn's own is a developer's: said below
-            self.mixture_.fit(Z)
+            # EM_STEP iterations a call, each going on where the last stopped (warm_start):
+            # the iterations of one call, with a cancel point between two calls
+            for _ in range(0, EM_ITERATIONS, EM_STEP):
+                cancel_point()
+                self.mixture_.fit(Z)
+                if self.mixture_.converged_:
+                    break
+        self.mixture_.set_params(max_iter=EM_ITERATIONS, warm_start=False)
         if not self.mixture_.converged_:
             warn_once(f"{source.name}: the Gaussian mixture did not converge in "
                       f"{self.mixture_.max_iter} EM iterations; its scores are those of the last")
