@@ -4,14 +4,16 @@ Processing loads an algorithm's outputs after it finishes and then hands each la
 post-processor set on it (``QgsProcessingContext.LayerDetails.setPostProcessor``).
 """
 
+import hashlib
 import math
 from collections import deque
 
-from qgis.core import (QgsColorRampShader, QgsDataProvider, QgsGradientColorRamp,
+from qgis.core import (QgsColorRampShader, QgsDataProvider, QgsGradientColorRamp, QgsMapLayer,
                        QgsProcessingLayerPostProcessorInterface, QgsRasterBandStats,
-                       QgsRasterLayer, QgsRasterShader, QgsSingleBandPseudoColorRenderer,
-                       QgsStyle, QgsVectorLayer)
+                       QgsRasterLayer, QgsRasterShader, QgsReadWriteContext,
+                       QgsSingleBandPseudoColorRenderer, QgsStyle, QgsVectorLayer)
 from qgis.PyQt.QtGui import QColor
+from qgis.PyQt.QtXml import QDomDocument
 
 # the styles follow the library's pictures (a heatmap only the library wrote is styled here)
 
@@ -57,12 +59,23 @@ def style_heatmap(layer):
 def style_targets(layer):
     """Target polygons styled as the library's GeoPackage styles them (``io.styles``)."""
     from hsanomaly.io.styles import TARGETS_QML
-    from qgis.PyQt.QtXml import QDomDocument
 
     document = QDomDocument()
     document.setContent(TARGETS_QML)
     layer.importNamedStyle(document)
     layer.triggerRepaint()
+
+
+STYLE_MARK = "hsanomaly/style"     # a layer property: ``style_digest`` of the style it was given
+
+
+def style_digest(layer):
+    """A digest of what the user sees of ``layer`` (its symbology, rendering and labels, as
+    QGIS saves a style), which tells a layer still in the style given from one restyled."""
+    document = QDomDocument()
+    layer.exportNamedStyle(document, QgsReadWriteContext(), QgsMapLayer.StyleCategories(
+        QgsMapLayer.Symbology | QgsMapLayer.Rendering | QgsMapLayer.Labeling))
+    return hashlib.sha256(document.toString().encode()).hexdigest()
 
 
 class LayerStyler(QgsProcessingLayerPostProcessorInterface):
@@ -79,12 +92,17 @@ class LayerStyler(QgsProcessingLayerPostProcessorInterface):
         if not isinstance(layer, self.kind) or not layer.isValid():
             return
         try:
-            # a rerun to the same file gets the project's layer of the last run, which still
-            # shows that run's features, or its pixels' statistics (the provider caches them
-            # past a reload): opened again, it shows the file as it is now
+            # a rerun to the same file gets the project's layer of the last run: one the user
+            # styled since keeps that style; one still in ours is styled for the new data
+            mark = layer.customProperty(STYLE_MARK)
+            restyled = mark is not None and mark != style_digest(layer)
+            # the layer still shows the last run's features, or its pixels' statistics (the
+            # provider caches them past a reload): opened again, it shows the file as it is
             layer.setDataSource(layer.source(), layer.name(), layer.providerType(),
                                 QgsDataProvider.ProviderOptions())
-            self.style(layer)
+            if not restyled:
+                self.style(layer)
+                layer.setCustomProperty(STYLE_MARK, style_digest(layer))
         except Exception as err:   # noqa: BLE001 - a failed style must not fail the run
             if feedback is not None:
                 feedback.reportError(f"{layer.source()}: could not style the layer ({err})")

@@ -1,5 +1,7 @@
 """Detect anomalies through processing.run: the library's heatmap, georeferenced, cancellable."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -146,6 +148,16 @@ def test_the_quick_model_is_said_with_how_to_reuse_it(scene, tmp_path):
     assert any("finished earlier with this input and these settings" in line for line in log)
     assert f"{tmp_path / 'heat.model'}: model trained earlier on {scene[0]}; reuse it in the " \
            "Model bundle folder field" in log, log
+    # beside a temporary heatmap, in the folder QGIS removes when it closes: said so
+    feedback = warning_log(QgsProcessingFeedback)
+    result = processing.run("hsanomaly:detect", {"INPUT": str(scene[0]), "SCORE": "recon",
+                                                 "OUTPUT": "TEMPORARY_OUTPUT"}, feedback=feedback)
+    model = Path(result["OUTPUT"]).with_suffix(".model")
+    assert feedback.warnings == [
+        f"{model}: the quick model lies beside a temporary heatmap, in QGIS's temporary folder, "
+        "which QGIS removes when it closes: to keep it, save the heatmap to a file (its model "
+        "is kept beside it) or copy the folder"]
+    assert (model / "model.json").is_file()
 
 
 def test_cancel_between_tiles_leaves_no_output(scene, tmp_path):
@@ -520,6 +532,77 @@ def test_a_raster_crs_set_only_in_qgis_is_said(scene, tmp_path):
         QgsProject.instance().removeMapLayer(other.id())
     finally:
         QgsProject.instance().removeMapLayer(layer.id())
+
+
+def test_nodata_added_or_turned_off_only_in_qgis_is_said(scene, tmp_path):
+    """The library reads the file's no-data: a value the user added in QGIS (Layer Properties >
+    Transparency) was scored and taken into the scene's statistics, and one of the file's
+    turned off there was still left out, not a word said of either."""
+    import processing
+    from qgis.core import QgsProcessingFeedback, QgsProject, QgsRasterLayer, QgsRasterRange
+    from synthetic import NODATA
+
+    added, turned_off = (QgsRasterLayer(str(scene[0]), name) for name in ("added", "off"))
+    for band in range(1, added.bandCount() + 1):
+        added.dataProvider().setUserNoDataValue(band, [QgsRasterRange(0, 0),
+                                                       QgsRasterRange(-5, -1)])
+        turned_off.dataProvider().setUseSourceNoDataValue(band, False)
+    QgsProject.instance().addMapLayers([added, turned_off])
+    try:
+        said = {}
+        for layer in (added, turned_off):
+            log = warning_log(QgsProcessingFeedback)
+            processing.run("hsanomaly:detect", {"INPUT": layer.id(), "SCORE": "rx", "TILE": 16,
+                                                "OUTPUT": str(tmp_path / "heat.tif")},
+                           feedback=log)
+            said[layer.name()] = log.warnings
+        assert said == {
+            "added": ["added: its no-data values 0, -5 to -1 are set in QGIS (Layer Properties "
+                      "> Transparency), not in its file, which hsanomaly reads: its pixels are "
+                      "scored, and count in the scene's statistics; assign the no-data value "
+                      "to the file (Raster > Conversion > Translate) to leave them out "
+                      "(Hyperspectral raster)"],
+            "off": [f"off: its file's no-data value {NODATA:g} is turned off in QGIS (Layer "
+                    "Properties > Transparency), not in the file, which hsanomaly reads: its "
+                    "pixels are still left out; remove the no-data value from the file "
+                    "(gdal_edit.py -unsetnodata) to use them (Hyperspectral raster)"]}
+        log = warning_log(QgsProcessingFeedback)
+        processing.run("hsanomaly:train", {"INPUTS": [added.id()], "ITERATIONS": 1,
+                                           "OUTPUT": str(tmp_path / "model")}, feedback=log)
+        assert len(log.warnings) == 1 and "its pixels are trained on;" in log.warnings[0]
+    finally:
+        QgsProject.instance().removeMapLayers([added.id(), turned_off.id()])
+
+
+def test_a_layer_opened_with_gdal_options_is_read_from_its_file_or_refused(scene, tmp_path):
+    """A raster layer opened with GDAL open options ("f.tif|option:NUM_THREADS=1", valid in
+    QGIS) was "file not found": an option that changes only how the file is read is left
+    out; one that changes what is read is refused, naming the layer and the option."""
+    import processing
+    import rasterio
+    from qgis.core import QgsProcessingException, QgsProject, QgsRasterLayer
+
+    processing.run("hsanomaly:detect", {"INPUT": str(scene[0]), "SCORE": "rx", "TILE": 16,
+                                        "OUTPUT": str(tmp_path / "file.tif")})
+    threads = QgsRasterLayer(f"{scene[0]}|option:NUM_THREADS=1", "threads")
+    georef = QgsRasterLayer(f"{scene[0]}|option:GEOREF_SOURCES=NONE", "georef")
+    assert threads.isValid() and georef.isValid()
+    QgsProject.instance().addMapLayers([threads, georef])
+    try:
+        for given in (threads.id(), threads, f"{scene[0]}|option:NUM_THREADS=1"):
+            processing.run("hsanomaly:detect", {"INPUT": given, "SCORE": "rx", "TILE": 16,
+                                                "OUTPUT": str(tmp_path / "layer.tif")})
+            with rasterio.open(tmp_path / "file.tif") as a, \
+                    rasterio.open(tmp_path / "layer.tif") as b:
+                np.testing.assert_array_equal(a.read(), b.read())
+        with pytest.raises(QgsProcessingException, match=(
+                r"^georef: opened in QGIS with GDAL open options \(GEOREF_SOURCES=NONE\), which "
+                r"hsanomaly does not pass on, .*; add the layer from its file without them "
+                r"\(Hyperspectral raster\)$")):
+            processing.run("hsanomaly:detect", {"INPUT": georef.id(), "SCORE": "rx",
+                                                "OUTPUT": str(tmp_path / "o.tif")})
+    finally:
+        QgsProject.instance().removeMapLayers([threads.id(), georef.id()])
 
 
 @pytest.mark.parametrize("score, fields, options", [

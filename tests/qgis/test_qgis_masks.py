@@ -259,6 +259,25 @@ def test_a_layer_is_read_as_qgis_shows_it_not_as_its_file_holds_it(scene, heatma
     assert [run_evaluate(heatmap, drawn)[k] for k in METRICS] == expected
 
 
+def test_a_filtered_layer_as_the_history_writes_it_is_read_as_qgis_reads_it(scene, heatmap,
+                                                                            tmp_path):
+    """QGIS's History logs a filtered layer as "f.gpkg|layername=x|subset=..."; rerun from
+    there, the string went to the library, which refused it: QGIS's own algorithms load it."""
+    from qgis.core import QgsVectorLayer
+
+    raster, truth = scene
+    path = tmp_path / "both.gpkg"
+    save_layer(scratch_layer([("target", (10, 10)), ("target", (30, 40)), ("shadow", (0, 20))]),
+               path, layerName="both")
+    shown = QgsVectorLayer(f"{path}|layername=both", "both", "ogr")
+    assert shown.setSubsetString("\"kind\" = 'target'")
+    logged = shown.source()
+    assert "|subset=" in logged
+    expected = [run_evaluate(heatmap, str(truth))[k] for k in METRICS]
+    assert [run_evaluate(heatmap, logged)[k] for k in METRICS] == expected
+    assert [run_evaluate(heatmap, shown)[k] for k in METRICS] == expected
+
+
 def test_a_selection_on_a_truth_layer_is_said(scene, heatmap):
     """Two of three features selected: all three counted, without a word (the QGIS audit's
     F7); QGIS's own algorithms without "Selected features only" use them all too."""

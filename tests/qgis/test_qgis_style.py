@@ -120,6 +120,31 @@ def test_a_rerun_to_loaded_outputs_shows_the_new_results(scene, tmp_path, projec
     assert loaded_layer(project, targets).featureCount() == 0
 
 
+def test_a_rerun_keeps_the_style_a_user_gave_the_loaded_outputs(scene, tmp_path, project):
+    """A user who fixed the heatmap's range (to compare runs), its opacity and the targets'
+    fill lost all three to the plugin's style on the next run to the same files: a layer
+    restyled since keeps its style, and shows the new data (one left in the plugin's style is
+    styled for the new data: ``test_a_rerun_to_loaded_outputs_shows_the_new_results``)."""
+    import processing
+    from qgis.core import QgsFillSymbol, QgsSingleSymbolRenderer
+
+    heatmap, targets = tmp_path / "heat.tif", tmp_path / "targets.gpkg"
+    parameters = {"INPUT": str(scene[0]), "SCORE": "rx", "THRESHOLD": 5,
+                  "OUTPUT": str(heatmap), "POLYGONS": str(targets)}
+    processing.runAndLoadResults("hsanomaly:detect", parameters)
+    heat, found = loaded_layer(project, heatmap), loaded_layer(project, targets)
+    heat.renderer().setClassificationMin(0)
+    heat.renderer().setClassificationMax(600)
+    heat.setOpacity(0.5)
+    found.setRenderer(QgsSingleSymbolRenderer(QgsFillSymbol.createSimple({"color": "255,0,0"})))
+    processing.runAndLoadResults("hsanomaly:detect", {**parameters, "THRESHOLD": 1e9})
+    heat, found = loaded_layer(project, heatmap), loaded_layer(project, targets)
+    assert (heat.renderer().classificationMin(), heat.renderer().classificationMax(),
+            heat.opacity()) == (0, 600, 0.5)
+    assert found.renderer().symbol().color().name() == "#ff0000"
+    assert found.featureCount() == 0                   # the new run's targets: none
+
+
 def test_processing_run_without_loading_styles_nothing(scene, tmp_path, project):
     import processing
 

@@ -132,7 +132,7 @@ def _fraction_for_whole(definition, value):
 
 
 def _number(value):
-    """A field's bound in words: 2147483647, not 2.14748e+09."""
+    """A number in words: 2147483647, not 2.14748e+09."""
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
@@ -376,12 +376,21 @@ def named_source(value, context, name="raster"):
     subdataset such as NETCDF:"f.nc":var, HDF5:..., GTIFF_DIR:2:f.tif, or a /vsizip/... path;
     never QGIS's rewriting of it). ``name``: the parameter, for a layer that is no file."""
     layer = project_layer(value, context)
-    if layer is not None:
-        problem = layer_problem(layer, name)
-        if problem:
-            raise QgsProcessingException(problem)
-        return layer.source()
-    return value
+    if layer is None:
+        layer = layer_from_string(value, context)
+    return value if layer is None else raster_file(layer, name)
+
+
+def layer_from_string(value, context):
+    """The layer a QGIS layer string names, as QGIS's History writes one ("f.gpkg|layername=
+    x|subset=...", "f.tif|option:NUM_THREADS=4"), or None: a file or a GDAL name, which the
+    library reads itself."""
+    from qgis.core import QgsProcessingUtils
+
+    if "|" not in value or Path(value).exists():
+        return None
+    layer = QgsProcessingUtils.mapLayerFromString(value, context)
+    return layer if layer is not None and layer.isValid() else None
 
 
 def raster_source(algorithm, parameters, name, context):
@@ -393,29 +402,114 @@ def raster_source(algorithm, parameters, name, context):
     layer = algorithm.parameterAsRasterLayer(parameters, name, context)
     if layer is None:
         raise QgsProcessingException(f"{value}: not a raster layer QGIS can open")
-    problem = layer_problem(layer, shown)
+    return raster_file(layer, shown)
+
+
+# GDAL open options that change how a raster is read, not what is read
+HARMLESS_OPEN_OPTIONS = ("NUM_THREADS",)
+
+
+def raster_file(layer, name):
+    """The dataset name the library reads for raster project layer ``layer`` (of parameter
+    ``name``): its source, less the GDAL open options that change only how it is read
+    ("|option:NUM_THREADS=4"). A layer that is no GDAL raster (``layer_problem``), or one
+    opened with options that change what is read (an overview level, say), is refused: the
+    library would read the file otherwise than QGIS shows it."""
+    from qgis.core import QgsProviderRegistry
+
+    problem = layer_problem(layer, name)
     if problem:
         raise QgsProcessingException(problem)
-    return layer.source()
+    source = layer.source()
+    options = QgsProviderRegistry.instance().decodeUri("gdal", source).get("openOptions") or []
+    kept = [option for option in options
+            if option.split("=")[0].strip().upper() not in HARMLESS_OPEN_OPTIONS]
+    if kept:
+        raise QgsProcessingException(
+            f"{layer.name()}: opened in QGIS with GDAL open options ({', '.join(kept)}), which "
+            f"hsanomaly does not pass on, so it would read the file otherwise than QGIS shows "
+            f"it; add the layer from its file without them ({name})")
+    return source.split("|option:")[0] if options else source
 
 
-def crs_set_in_qgis(algorithm, parameters, name, context, effect="the outputs carry the file's",
-                    remedy="to carry it"):
-    """What to say of a raster layer whose CRS was set in QGIS, not in its file, or None: the
-    library reads the file, so the outputs carry the file's CRS (or none) and would not lie
-    where the layer shows (vector masks are saved with it instead: ``vector_file``); ``effect``
-    and ``remedy`` say what that means for the algorithm."""
+def in_temporary_folder(path):
+    """Whether ``path`` lies in QGIS's Processing temporary folder (where a temporary output
+    goes), which QGIS removes when it closes."""
+    from qgis.core import QgsProcessingUtils
+
+    return Path(QgsProcessingUtils.tempFolder()).resolve() in Path(path).resolve().parents
+
+
+def raster_layer(algorithm, parameters, name, context):
+    """The project layer raster parameter ``name`` names or holds, or None (a file or a GDAL
+    name, which the library reads as QGIS would)."""
     value = parameters.get(name)
-    layer = project_layer(value, context) if isinstance(value, str) else \
+    return project_layer(value, context) if isinstance(value, str) else \
         algorithm.parameterAsRasterLayer(parameters, name, context)
-    if layer is None or not layer.crs().isValid() or layer.crs() == layer.dataProvider().crs():
-        return None
+
+
+def raster_layers(algorithm, parameters, name, context):
+    """``raster_layer`` of each raster of a multiple-layers parameter, None for a file."""
+    values = parameters.get(name)
+    values = values if isinstance(values, (list, tuple)) else [values]
+    if all(isinstance(value, str) for value in values):
+        return [project_layer(value, context) for value in values]
+    return algorithm.parameterAsLayerList(parameters, name, context)
+
+
+def set_in_qgis(algorithm, layer, name, effect="the outputs carry the file's",
+                remedy="to carry it", pixels="are scored, and count in the scene's statistics"):
+    """What to say of raster layer ``layer`` (of parameter ``name``; None: a file) for what
+    was set on it in QGIS, not in its file, which the library reads: its CRS (the outputs
+    carry the file's, or none, and would not lie where the layer shows; ``effect`` and
+    ``remedy`` say what that means for the algorithm) and its no-data values (``pixels``:
+    what becomes of the pixels QGIS shows as no data). Vector masks are saved with what QGIS
+    shows instead (``vector_file``)."""
+    if layer is None:
+        return []
+    shown = label(algorithm.parameterDefinition(name))
+    notes = []
     crs = layer.dataProvider().crs()
-    held = (crs.authid() or crs.toProj() or "a CRS without a code") if crs.isValid() else "none"
-    return (f"{layer.name()}: its CRS ({layer.crs().authid()}) is set in QGIS, not in its file, "
-            f"which hsanomaly reads: {effect} ({held}); assign the CRS to "
-            f"the file (Raster > Projections > Assign Projection) {remedy} "
-            f"({label(algorithm.parameterDefinition(name))})")
+    if layer.crs().isValid() and layer.crs() != crs:
+        held = (crs.authid() or crs.toProj() or "a CRS without a code") if crs.isValid() else "none"
+        notes.append(f"{layer.name()}: its CRS ({layer.crs().authid()}) is set in QGIS, not in "
+                     f"its file, which hsanomaly reads: {effect} ({held}); assign the CRS to "
+                     f"the file (Raster > Projections > Assign Projection) {remedy} ({shown})")
+    added, dropped = nodata_set_in_qgis(layer)
+    if added:
+        notes.append(f"{layer.name()}: its no-data {_values(added)} set in QGIS (Layer "
+                     f"Properties > Transparency), not in its file, which hsanomaly reads: its "
+                     f"pixels {pixels}; assign the no-data value to the file (Raster > "
+                     f"Conversion > Translate) to leave them out ({shown})")
+    if dropped:
+        notes.append(f"{layer.name()}: its file's no-data {_values(dropped)} turned off in "
+                     f"QGIS (Layer Properties > Transparency), not in the file, which hsanomaly "
+                     f"reads: its pixels are still left out; remove the no-data value from the "
+                     f"file (gdal_edit.py -unsetnodata) to use them ({shown})")
+    return notes
+
+
+def nodata_set_in_qgis(layer):
+    """(no-data values or ranges added to raster ``layer`` in QGIS, those of its file turned
+    off there), as text, in every band together."""
+    provider = layer.dataProvider()
+    added, dropped = {}, {}
+    for band in range(1, layer.bandCount() + 1):
+        source = provider.sourceHasNoDataValue(band)
+        used = source and provider.useSourceNoDataValue(band)
+        if source and not used:
+            dropped[_number(provider.sourceNoDataValue(band))] = None
+        for found in provider.userNoDataValues(band):
+            low, high = found.min(), found.max()
+            if used and low == high == provider.sourceNoDataValue(band):
+                continue            # the file's own, set again
+            added[_number(low) if low == high else f"{_number(low)} to {_number(high)}"] = None
+    return list(added), list(dropped)
+
+
+def _values(values):
+    return (f"value {values[0]} is" if len(values) == 1 else
+            f"values {', '.join(values)} are")
 
 
 def mask_parameter(name, description, optional=False):
@@ -444,6 +538,8 @@ def mask_source(algorithm, parameters, name, context, feedback):
     named = isinstance(value, str) and bool(value)
     layer = project_layer(value, context) if named else \
         algorithm.parameterAsLayer(parameters, name, context)
+    if layer is None and named:
+        layer = layer_from_string(value, context)
     if layer is None and not named:
         raise QgsProcessingException(f"{value}: not a layer QGIS can open "
                                      f"({label(algorithm.parameterDefinition(name))})")
@@ -613,10 +709,8 @@ def raster_sources(algorithm, parameters, name, context):
     values = values if isinstance(values, (list, tuple)) else [values]
     if all(isinstance(value, str) and value for value in values):
         return [named_source(value, context, shown) for value in values]
-    layers = algorithm.parameterAsLayerList(parameters, name, context)
-    for problem in filter(None, (layer_problem(layer, shown) for layer in layers)):
-        raise QgsProcessingException(problem)
-    return [layer.source() for layer in layers]
+    return [raster_file(layer, shown)
+            for layer in algorithm.parameterAsLayerList(parameters, name, context)]
 
 
 # QGIS's "Save to GeoPackage...": ogr:dbname='f.gpkg' table="name" (geom), quotes and

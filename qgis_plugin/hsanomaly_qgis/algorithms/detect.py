@@ -9,8 +9,9 @@ from qgis.core import (QgsProcessing, QgsProcessingParameterBoolean,
 from .. import library
 from ..dependencies import install_hint
 from ..styles import load_as, style_heatmap_on_load, style_targets_on_load
-from .base import (HsanomalyAlgorithm, crs_set_in_qgis, field_in, geopackage_file, in_own_thread,
-                   is_empty, mask_parameter, mask_source, progress_callback, raster_source)
+from .base import (HsanomalyAlgorithm, field_in, geopackage_file, in_own_thread,
+                   in_temporary_folder, is_empty, mask_parameter, mask_source,
+                   progress_callback, raster_layer, raster_source, set_in_qgis)
 from .train import SEED_MAX, TrainModel
 
 
@@ -165,9 +166,9 @@ class DetectAnomalies(HsanomalyAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):
         self.refuse_temporary_resume(parameters, self.RESUME, self.OUTPUT, context)
         source = raster_source(self, parameters, self.INPUT, context)
-        crs_note = crs_set_in_qgis(self, parameters, self.INPUT, context)
-        if crs_note:
-            feedback.pushWarning(crs_note)
+        for note in set_in_qgis(self, raster_layer(self, parameters, self.INPUT, context),
+                                self.INPUT):
+            feedback.pushWarning(note)
         model = None if is_empty(parameters, self.MODEL) else \
             self.parameterAsFile(parameters, self.MODEL, context)
         mask = None if is_empty(parameters, self.MASK) else \
@@ -230,6 +231,11 @@ class DetectAnomalies(HsanomalyAlgorithm):
         if result.model and not model:     # the quick model: a folder the user did not choose
             feedback.pushInfo(result.model_text(source, "reuse it in the Model bundle folder "
                                                 "field"))
+            if in_temporary_folder(result.model):
+                feedback.pushWarning(f"{result.model}: the quick model lies beside a temporary "
+                                     "heatmap, in QGIS's temporary folder, which QGIS removes "
+                                     "when it closes: to keep it, save the heatmap to a file "
+                                     "(its model is kept beside it) or copy the folder")
         style_heatmap_on_load(context, heatmap)
         outputs = {self.OUTPUT: heatmap}
         if polygons:

@@ -12,8 +12,9 @@ from qgis.core import (QgsCoordinateReferenceSystem, QgsFeature, QgsFeatureSink,
 from qgis.PyQt.QtCore import QVariant
 
 from .. import library
-from .base import (HsanomalyAlgorithm, crs_set_in_qgis, field_in, geopackage_file, in_own_thread,
-                   is_empty, mask_parameter, mask_source, raster_source)
+from .base import (HsanomalyAlgorithm, field_in, geopackage_file, in_own_thread,
+                   is_empty, mask_parameter, mask_source, raster_layer, raster_source,
+                   set_in_qgis)
 
 # per-target report key -> table field type
 TARGET_FIELDS = {"id": QVariant.String, "pixels": QVariant.Int, "auc": QVariant.Double,
@@ -118,11 +119,11 @@ class Evaluate(HsanomalyAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):
         heatmap = raster_source(self, parameters, self.HEATMAP, context)
-        crs_note = crs_set_in_qgis(self, parameters, self.HEATMAP, context,
-                                   "vector truths and the per-target points go by the file's",
-                                   "to use it")
-        if crs_note:
-            feedback.pushWarning(crs_note)
+        for note in set_in_qgis(self, raster_layer(self, parameters, self.HEATMAP, context),
+                                self.HEATMAP,
+                                "vector truths and the per-target points go by the file's",
+                                "to use it", "are evaluated"):
+            feedback.pushWarning(note)
         truth = mask_source(self, parameters, self.TRUTH, context, feedback)
         outer_name = self._outer_mask_name(parameters, feedback)
         outer = None if outer_name is None else \
