@@ -37,8 +37,8 @@ CODEBOOK_SCALE = 1.0       # fast solver: the codebook's latent spread, in the p
                            # (the prior the generator was trained on; docs/ablations.md)
 RESTARTS = 16              # thesis solver: random restarts
 STEPS = 100                # thesis solver: gradient steps per restart
-C1 = 1.0                   # weight of the reconstruction error
-C2 = 0.0                   # weight of the latent prior ||z||
+C1 = 1.0                   # weight of the reconstruction error mean((x - G(z))^2)
+C2 = 0.0                   # weight of the latent prior mean(z^2)
 LAM = 0.1                  # anogan: weight of the critic-feature distance
 
 # Local RX rings (outer / guard window, odd pixel sizes).

@@ -53,9 +53,11 @@ def _taking(option):
                    f"deviations; wider also fits pixels the generator explains only far from "
                    f"what it was trained on [default: {defaults.CODEBOOK_SCALE:g}].")
 @click.option("--c1", type=click.FloatRange(min=0), default=None,
-              help=f"Weight of ||x - G(z)|| in the reconstruction cost [default: {defaults.C1:g}].")
+              help=f"Weight of mean((x - G(z))^2) in the reconstruction cost "
+                   f"[default: {defaults.C1:g}].")
 @click.option("--c2", type=click.FloatRange(min=0), default=None,
-              help=f"Weight of ||z|| in the reconstruction cost [default: {defaults.C2:g}].")
+              help=f"Weight of the latent prior mean(z^2) in the reconstruction cost "
+                   f"[default: {defaults.C2:g}].")
 @click.option("--lam", type=click.FloatRange(0, 1), default=None,
               help=f"anogan: weight of the critic-feature distance [default: {defaults.LAM:g}].")
 @click.option("--outer", type=click.IntRange(min=3), default=None,
