@@ -6,8 +6,7 @@ settings, so finished rasters are skipped, interrupted ones resumed, changed one
 
 import contextlib
 import functools
-import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import (TYPE_CHECKING, Any, Callable, ClassVar, List, Literal, Optional,
                     SupportsIndex, cast)
@@ -19,9 +18,9 @@ from .hints import Inputs, ModelArg, PathArg, Progress, Scheduler
 from .io.checks import one_job, warn
 from .io.gdal import dataset_stem
 from .io.paths import check_path_kind
-from .logs import progress_bar
+from .logs import LOGGER, progress_bar
 from .quickmodel import quick_model_path
-from .scorers import chosen, scorer_class, scorer_for
+from .scorers import chosen
 from .spelling import counted, spell
 from .validate import batch_inputs, batch_paths, check_request, model_path
 
@@ -38,6 +37,7 @@ class BatchItem:
     status: Literal["scored", "skipped", "failed"]      # one of STATUSES
     result: Optional["DetectResult"] = None   # when scored
     error: Optional[str] = None             # one-line message when failed
+    exception: Optional[Exception] = field(default=None, repr=False, compare=False)  # its error
 
 
 def batch_output(src: PathArg, out_dir: PathArg, score: str) -> Path:
@@ -73,6 +73,7 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
     and the rest with it, rather than wait as long for each.
     """
     from .cluster import optional_client, worker_count
+    from .engine.batch import batch_state, mask_of
     from .engine.store import batch_resumes
 
     model = model_path(model)
@@ -91,9 +92,10 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
     except OSError as err:
         raise HsanomalyError(f"{out_dir}: cannot create {spell('out_dir')} "
                              f"({describe(err)})") from None
-    masks = [_mask_of(src, mask) for src, _ in targets]
+    masks = [mask_of(src, mask) for src, _ in targets]
     states = [("failed" if isinstance(used, HsanomalyError) else "score" if overwrite else
-               _batch_state(src, dst, score, model, tile, options, used))
+               batch_state(src, dst, score, model or quick_model_path(cls, None, dst), tile,
+                           options, used))
               for (src, dst), used in zip(targets, masks)]
     items: List[Optional[BatchItem]] = [
         BatchItem(src, str(dst), "skipped") if state == "skip" else
@@ -136,12 +138,12 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
                                 **options)
                 items[i] = BatchItem(src, str(dst), "scored", result=result)
             except NoWorkers as err:
-                items[i] = BatchItem(src, str(dst), "failed", error=_one_line(src, err))
+                items[i] = _failed(src, dst, err)
                 alone.append(src)
             except Exception as err:       # one raster's failure never stops the batch
                 if raised_by_callback(err):     # but the caller's own callback's does
                     raise
-                items[i] = BatchItem(src, str(dst), "failed", error=_one_line(src, err))
+                items[i] = _failed(src, dst, err)
                 if getattr(client, "status", "running") not in ("running", "connecting"):
                     lost.append(src)
         tell()
@@ -178,73 +180,10 @@ def _told(callback, src, cancelled):
     return told
 
 
-def _mask_of(src, mask):
-    """The exclusion of ``mask`` that ``detect`` applies to ``src`` (``io.exclusion``), or None
-    where it leaves out nothing there (features elsewhere, said by the reader); the error where
-    it cannot apply (a raster mask on another grid, say), which fails that raster alone."""
-    if mask is None:
-        return None
-    from .io.exclusion import Exclusion
-    from .io.source import open_source
-
-    try:
-        with contextlib.closing(open_source(src)) as source:
-            shape = (source.height, source.width)
-        exclusion = Exclusion(mask, src, shape, required=False)
-        return exclusion if exclusion.count else None
-    except HsanomalyError as err:
-        return err
-
-
-def _batch_state(src, dst, score, model, tile, options, exclusion=None):
-    """What ``detect_many`` does with ``dst``: "skip" it (finished, with the fingerprint of
-    ``src`` scored now), "resume" its interrupted run of that fingerprint (or one whose
-    manifest the user may not read: ``detect`` says so), or "score" it from the start
-    (another run's tiles could never be used; resuming them would fail every time)."""
-    from .engine.run import check_resumed_run, expected_fingerprint, why_not_kept
-    from .engine.store import MANIFEST, read_manifest, remove_finished, store_path
-
-    store = store_path(dst)
-    if not (store.exists() or dst.exists()):
-        return "score"           # nothing earlier: no fingerprint to compute before detect does
-    if (store / MANIFEST).exists() and not os.access(store / MANIFEST, os.R_OK):
-        return "resume"
-    model = model or quick_model_path(scorer_class(score), None, dst)
-    scorer = scorer_for(score, options, model)       # its options were checked: builds
-    try:
-        with _masked(src, exclusion) as source:
-            expected = expected_fingerprint(source, scorer, tile=tile)
-            finished = why_not_kept(src, source, scorer, {"score": (dst, 1)}, expected) is None
-    except Exception:            # anything wrong with the input or model: detect will say what
-        if not store.exists():
-            return "score"
-        try:      # no model to fingerprint (a quick model goes with its interrupted run, or is
-            with _masked(src, exclusion) as source:              # damaged): its settings tell
-                check_resumed_run(source, dst, scorer, tile=tile)
-        except Exception:
-            return "score"
-        return "resume"
-    if finished:
-        remove_finished(store, expected)     # left by a commit that a later write finished
-        return "skip"
-    return "resume" if store.exists() and read_manifest(store).get("fingerprint") == expected \
-        else "score"
-
-
-@contextlib.contextmanager
-def _masked(src, exclusion):
-    """``src`` as the batch scores it: the path, or where ``exclusion`` (read once, in
-    ``_mask_of``) leaves pixels out, its source with the exclusion."""
-    if exclusion is None:
-        yield src
-        return
-    from .io.source import open_source
-
-    with contextlib.closing(open_source(src)) as source:
-        source.exclusion = exclusion
-        yield source
-
-
-def _one_line(src, err):
-    return str(err) if isinstance(err, HsanomalyError) else \
-        f"{src}: {type(err).__name__}: {describe(err)}"
+def _failed(src, dst, err):
+    """The item of raster ``src`` failed with ``err``: a bug (no one-line ``HsanomalyError``)
+    is logged with its traceback (debug), which a line in the batch's report leaves out."""
+    if not isinstance(err, HsanomalyError):
+        LOGGER.debug("%s failed", src, exc_info=err)
+    return BatchItem(src, str(dst), "failed", exception=err, error=str(err) if isinstance(
+        err, HsanomalyError) else f"{src}: {type(err).__name__}: {describe(err)}")

@@ -6,6 +6,7 @@ same bytes, including after a worker is killed mid-run and after a resumed run.
 
 import os
 import signal
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -228,6 +229,31 @@ def test_detect_many_reports_a_failed_raster_and_goes_on(tmp_path):
     items = hsanomaly.detect_many([bad, good], tmp_path / "out", score="rx", progress=False)
     assert [item.status for item in items] == ["failed", "scored"]
     assert "not a raster GDAL can read" in items[0].error
+    assert isinstance(items[0].exception, hsanomaly.HsanomalyError) and items[1].exception is None
+
+
+def test_a_batch_keeps_a_failed_rasters_exception_and_logs_a_bugs_traceback(tmp_path,
+                                                                           monkeypatch, caplog):
+    """A bug in one raster's run was a line of text on its item: its class, traceback and
+    cause went, and nothing was logged (the contract audit's F03)."""
+    import logging
+
+    from hsanomaly.scorers import GlobalRX
+
+    def bug(self, X):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(GlobalRX, "score_samples", bug)
+    cube, _ = synthetic_cube()
+    path = write_raster(tmp_path / "scene.tif", cube)
+    with caplog.at_level(logging.DEBUG, logger="hsanomaly"):
+        [item] = hsanomaly.detect_many([path], tmp_path / "out", score="rx")
+    assert item.error == f"{path}: ZeroDivisionError: division by zero"
+    assert isinstance(item.exception, ZeroDivisionError)
+    assert "bug" in [frame.name for frame in traceback.extract_tb(item.exception.__traceback__)]
+    [record] = [r for r in caplog.records if r.exc_info]
+    assert record.getMessage() == f"{path} failed" and record.exc_info[1] is item.exception
+    assert "exception=" not in repr(item)
 
 
 def test_detect_many_tells_each_rasters_progress_and_a_cancel_stops_the_batch(tmp_path):

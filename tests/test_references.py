@@ -806,6 +806,28 @@ def test_a_cancelled_quick_model_training_names_its_place_and_leaves_nothing(sce
 
 
 @needs_torch
+@pytest.mark.parametrize("after", [0.25, 0.75])       # in the training's half, the scoring's
+def test_an_os_error_of_the_callers_callback_beside_a_quick_model_reaches_the_caller(
+        scene, tmp_path, monkeypatch, after):
+    """With a quick model staged, a callback's BrokenPipeError (a client gone) became
+    "out.model: cannot write (broken pipe)": the caller's ``except BrokenPipeError`` passed
+    by, and a batch went on to its next raster (the contract audit's F01)."""
+    import traceback
+
+    import hsanomaly.api
+
+    short_trainings(monkeypatch, 5)
+
+    def hang_up(fraction, message):
+        if fraction > after:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    with pytest.raises(BrokenPipeError) as err:
+        hsanomaly.api.detect(scene[1], tmp_path / "out.tif", tile=16, callback=hang_up)
+    assert "hang_up" in [frame.name for frame in traceback.extract_tb(err.value.__traceback__)]
+
+
+@needs_torch
 def test_a_quick_models_run_reports_one_rising_fraction_and_its_whole_time(scene, tmp_path,
                                                                             monkeypatch):
     """The fraction went from 1 (training done) back to 0 (scoring), and the result's

@@ -48,7 +48,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from ..errors import INTERRUPTS, HsanomalyError, describe
+from ..errors import INTERRUPTS, HsanomalyError, describe, raised_by_callback
 from .checks import (absolute, checked_outputs, path_text, read_small, special_kind, warn,
                      warn_once)
 from .lock import UNLOCKABLE
@@ -491,7 +491,9 @@ def staged(is_output=True):
     except HsanomalyError:
         raise
     except Exception as err:
-        if is_write_error(err) and stage._entries:   # the output being written: the last staged
+        # the output being written failed (the last staged), unless the caller's callback
+        # raised it (a client gone: BrokenPipeError), which reaches the caller as it is
+        if is_write_error(err) and stage._entries and not raised_by_callback(err):
             raise write_failure(stage._entries[-1][0], err) from None
         raise
     finally:
