@@ -14,7 +14,8 @@ import importlib
 from typing import TYPE_CHECKING
 
 from ._version import __version__
-from .errors import Cancelled, HsanomalyDeprecationWarning, HsanomalyError, HsanomalyWarning
+from .errors import (Cancelled, HsanomalyDeprecationWarning, HsanomalyError, HsanomalyWarning,
+                     OutOfResources)
 
 if TYPE_CHECKING:              # loaded on first use (``__getattr__``); named for type checkers
     from . import model        # hsanomaly.model.Bundle: what train returns, what model= takes
@@ -27,7 +28,8 @@ if TYPE_CHECKING:              # loaded on first use (``__getattr__``); named fo
     from .scorers import SCORES
 
 __all__ = ["BatchItem", "Cancelled", "DetectResult", "Detector", "HsanomalyDeprecationWarning",
-           "HsanomalyError", "HsanomalyWarning", "NotFittedError", "SCORES", "__version__", "detect",
+           "HsanomalyError", "HsanomalyWarning", "NotFittedError", "OutOfResources", "SCORES",
+           "__version__", "detect",
            "detect_many", "evaluate", "find_targets", "model", "train"]
 
 # name -> the module that holds it, imported on first use: ``import hsanomaly`` stays light

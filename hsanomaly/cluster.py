@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 
-from .errors import HsanomalyError, describe, limit_reached
+from .errors import HsanomalyError, OutOfResources, describe, limit_reached
 from .options import check_whole
 from .runtime import environment_kept
 from .spelling import kind_of, spell
@@ -202,7 +202,7 @@ def dask_client(workers=None, scheduler=None):
             except (RuntimeError, OSError, TimeoutError) as err:   # Dask's config, usually
                 # "Nanny failed to start" hides a limit's error (ulimit -n) at its chain's end
                 if (root := _root_cause(err)) is not err and limit_reached(root):
-                    raise HsanomalyError(f"a local Dask cluster of {workers} workers did not "
+                    raise OutOfResources(f"a local Dask cluster of {workers} workers did not "
                                          f"start: {describe(root)}") from None
                 raise HsanomalyError(f"a local Dask cluster of {workers} workers did not start "
                                      f"({describe(err)}); look at Dask's configuration (DASK_* "

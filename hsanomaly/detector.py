@@ -15,7 +15,7 @@ import numpy as np
 
 from . import defaults
 from . import errors
-from .errors import HsanomalyError
+from .errors import HsanomalyError, ran_out_said
 from .hints import Cube, LabelledArray, ModelArg
 from .io.checks import one_job
 from .io.inputs import as_source
@@ -26,7 +26,7 @@ from .options import (check_door_keywords, check_flags, check_near_misses, plain
 from .quickmodel import QuickModelFolder
 from .scorers import (check_scorer, chosen, current_options, make_scorer, scorer_class,
                       scorer_for)
-from .spelling import counted
+from .spelling import counted, spell
 from .validate import model_path
 
 if TYPE_CHECKING:
@@ -113,6 +113,10 @@ class Detector(ScoreParameters):
         return self._fit(as_source(X)[0])
 
     def _fit(self, source, then_scored=False):
+        with ran_out_said(source.name, f"; try a smaller {spell('tile')}"):
+            return self._fit_source(source, then_scored)
+
+    def _fit_source(self, source, then_scored):
         """``fit`` on a source (``then_scored``: scored next, ``engine.fit_scorer``, for its
         score alone)."""
         from .engine.checks import check_scorable
@@ -180,8 +184,9 @@ class Detector(ScoreParameters):
                                  f"{self!r} was fitted on {self.n_features_in_}")
         fitted = is_fitted_scene(getattr(self, "_fitted_scene", None), source, f"{self!r}")
         scorer = self.scorer_.planned(type(self.scorer_).extra_outputs if with_extras else ())
-        arrays = score_array(source, scorer, tile=self.tile,
-                             own_model=fitted and self.model is None)   # its quick model
+        with ran_out_said(source.name, f"; try a smaller {spell('tile')}"):
+            arrays = score_array(source, scorer, tile=self.tile,
+                                 own_model=fitted and self.model is None)   # its quick model
         kept = ("score",) if not with_extras else [
             name for name in arrays if name not in scorer.unmeasured_outputs()]
         arrays = {name: arrays[name] for name in kept}

@@ -30,6 +30,12 @@ class Cancelled(HsanomalyError):
     nothing of its own behind (a training keeps its checkpoint to resume from, and says where)."""
 
 
+class OutOfResources(HsanomalyError):
+    """The machine, or a limit set on the process, ran out of what the job needed: memory,
+    disk space, open files, threads. Nothing need be wrong with the input: the same job may
+    succeed with more of it (a smaller tile, fewer workers, room on the disk)."""
+
+
 class NoWorkers(HsanomalyError):
     """A Dask run stopped because its cluster had no worker for ``cluster.worker_wait()``
     seconds: a batch on that cluster stops there rather than wait as long for each raster."""
@@ -111,6 +117,28 @@ def limit_reached(err):
     files (ulimit -n) or processes and threads (ulimit -u)."""
     return out_of_memory(err) or getattr(err, "errno", None) in (
         errno.EMFILE, errno.ENFILE, errno.EAGAIN)
+
+
+def ran_out(err):
+    """Whether ``err`` says the machine or a limit ran out (``OutOfResources``): memory, open
+    files, threads (``limit_reached``), disk space or a file-size limit."""
+    return limit_reached(err) or getattr(err, "errno", None) in (
+        errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+@contextlib.contextmanager
+def ran_out_said(name, advice=""):
+    """Where the machine or a limit runs out in this block (``ran_out``): ``OutOfResources``
+    naming ``name``, in one line with ``advice``, not the library's own error."""
+    try:
+        yield
+    except HsanomalyError:
+        raise
+    except Exception as err:
+        if raised_by_callback(err) or not ran_out(err):
+            raise
+        said = out_of_memory_text(err) if out_of_memory(err) else describe(err)
+        raise OutOfResources(f"{name}: {said}{advice}") from None
 
 
 def memory_limit():

@@ -14,7 +14,7 @@ import os
 import re
 import threading
 
-from .errors import HsanomalyError, describe, out_of_memory, out_of_memory_text
+from .errors import HsanomalyError, OutOfResources, describe, out_of_memory, out_of_memory_text
 from .spelling import spell
 
 DEVICES = ("cpu", "cuda")
@@ -185,9 +185,9 @@ def open_session(path, device="cpu", threads=None, optimize=True, label=None, ch
     try:
         session = ort.InferenceSession(model, sess_options=options, providers=chosen)
     except Exception as err:  # onnxruntime raises its own exception types for unreadable graphs
-        why = out_of_memory_text(err) if out_of_memory(err) else \
-            f"not a loadable ONNX model ({describe(err)})"    # (std::bad_alloc under a limit)
-        raise HsanomalyError(f"{name}: {why}") from None
+        if out_of_memory(err):          # (std::bad_alloc under a limit)
+            raise OutOfResources(f"{name}: {out_of_memory_text(err)}") from None
+        raise HsanomalyError(f"{name}: not a loadable ONNX model ({describe(err)})") from None
     if chosen[0] != "CPUExecutionProvider" and "CUDAExecutionProvider" not in session.get_providers():
         raise HsanomalyError(f"{name}: onnxruntime could not start its CUDA provider "
                              f"(check the CUDA and cuDNN libraries, or use {spell('device', 'cpu')})")

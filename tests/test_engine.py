@@ -463,9 +463,41 @@ def test_running_out_of_memory_while_scoring_is_one_line(tmp_path, error):
         raise error
 
     scorer.score_block = fail
-    with pytest.raises(HsanomalyError, match="out of memory while scoring"):
+    with pytest.raises(hsanomaly.OutOfResources, match="out of memory while scoring"):
         detect(ArraySource(cube), tmp_path / "o.tif", scorer, tile=16, progress=False)
     assert list(tmp_path.iterdir()) == []        # no tile finished: no store left
+
+
+def test_what_runs_out_is_told_from_what_is_wrong_with_the_input(tmp_path, monkeypatch):
+    """Memory, disk space or a limit running out was the same bare HsanomalyError as a bad
+    input through ``detect``, and a raw MemoryError or OSError through a ``Detector``: a
+    service could not tell "retry with more" from "your input is wrong" (the contract
+    audit's F02)."""
+    import errno
+
+    import hsanomaly.io.atomic
+
+    cube, _ = synthetic_cube()
+    path = write_raster(tmp_path / "scene.tif", cube)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(hsanomaly.io.atomic, "fsync_path", full)
+        with pytest.raises(hsanomaly.OutOfResources, match="no space left on the device"):
+            hsanomaly.detect(path, tmp_path / "heat.tif", score="rx", tile=16)
+    with monkeypatch.context() as patched:
+        patched.setattr(GlobalRX, "score_samples", lambda self, X: np.empty(2**50))
+        with pytest.raises(hsanomaly.OutOfResources, match=r"^<array>: out of memory; try a "
+                                                           r"smaller 'tile'$"):
+            hsanomaly.Detector("rx").fit_score(cube)
+        patched.setattr(GlobalRX, "fit", lambda self, source: np.empty(2**50))
+        with pytest.raises(hsanomaly.OutOfResources, match="^<array>: out of memory"):
+            hsanomaly.Detector("rx").fit(cube)
+    with pytest.raises(HsanomalyError) as bad:
+        hsanomaly.detect(tmp_path / "missing.tif", tmp_path / "heat.tif", score="rx")
+    assert not isinstance(bad.value, hsanomaly.OutOfResources)
 
 
 def test_a_failing_write_leaves_the_earlier_output(tmp_path, monkeypatch):

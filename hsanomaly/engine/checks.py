@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..defaults import MIN_TILE
-from ..errors import HsanomalyError, describe, raised_by_callback
+from ..errors import HsanomalyError, OutOfResources, describe, raised_by_callback, ran_out
 from ..io.atomic import destination_of, space_hint
 from ..io.checks import absolute, check_disk, check_inodes
 from ..options import check_whole
@@ -172,7 +172,7 @@ def runtime_error(err, dst, kept=True):
         return None
     if isinstance(err, MemoryError) or (type(err).__module__.startswith("onnxruntime") and
                                         ("alloc" in text.lower() or "memory" in text.lower())):
-        return HsanomalyError(f"{dst}: out of memory while scoring (try a smaller {spell('tile')} or "
+        return OutOfResources(f"{dst}: out of memory while scoring (try a smaller {spell('tile')} or "
                               f"fewer workers); {resume}")
     if type(err).__module__.startswith("onnxruntime"):
         return HsanomalyError(f"{dst}: onnxruntime failed while scoring ({text}); {resume}")
@@ -187,5 +187,6 @@ def runtime_error(err, dst, kept=True):
         hint = space_hint(where, err)        # GDAL's "Write failed" hides a full disk or a limit
         if hint:
             resume = tiles_kept(room=True) if kept else "make room and rerun"
-        return HsanomalyError(f"{where}: {describe(err)}{hint}; {resume}")
+        return (OutOfResources if ran_out(err) or hint else HsanomalyError)(
+            f"{where}: {describe(err)}{hint}; {resume}")
     return None

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import HsanomalyError, describe
+from ..errors import HsanomalyError, OutOfResources, describe, ran_out
 from ..io.atomic import (fsync_path, interrupts_held, private_folder, remove_private,
                          replace_durably)
 from ..io.checks import absolute, path_text, read_npz, read_small, warn
@@ -321,7 +321,8 @@ class TileStore:
         full = getattr(err, "errno", None) in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
         kept = (tiles_kept(self.resume_hint, room=full) if self.done() else
                 f"{'make room and ' if full else ''}rerun (no tile was finished)")
-        return HsanomalyError(f"{self.path}: cannot write a tile ({describe(err)}); {kept}")
+        return (OutOfResources if ran_out(err) else HsanomalyError)(
+            f"{self.path}: cannot write a tile ({describe(err)}); {kept}")
 
     def load(self, index, expected):
         """Tile ``index`` as {name: array}, or None when it is missing, corrupt, from another run

@@ -48,7 +48,8 @@ import tempfile
 import threading
 from pathlib import Path
 
-from ..errors import INTERRUPTS, HsanomalyError, describe, raised_by_callback
+from ..errors import (INTERRUPTS, HsanomalyError, OutOfResources, describe, raised_by_callback,
+                      ran_out)
 from .checks import (absolute, checked_outputs, path_text, read_small, special_kind, warn,
                      warn_once)
 from .lock import UNLOCKABLE
@@ -122,10 +123,12 @@ def native_quiet():
 
 
 def write_failure(path, err):
-    """The one-line HsanomalyError for a failed write of ``path``."""
+    """The one-line HsanomalyError for a failed write of ``path`` (``OutOfResources`` where
+    it ran out of space, memory or a limit)."""
     reason = PRIVATE_FOLDER.sub("", describe(err))    # a library's text names the temporary
-    return HsanomalyError(f"{destination_of(path)}: cannot write "
-                          f"({reason}{space_hint(path, err)}); nothing was replaced")
+    hint = space_hint(path, err)
+    return (OutOfResources if ran_out(err) or hint else HsanomalyError)(
+        f"{destination_of(path)}: cannot write ({reason}{hint}); nothing was replaced")
 
 
 LOW_SPACE = 16 * 2**20      # free bytes under which a failed write names the free space
@@ -1201,14 +1204,16 @@ def _checked(dst, tmp, check, is_dir):
     except HsanomalyError as err:      # said of the output, not of its temporary
         text = str(err).replace(str(tmp), str(dst))
         written = tmp.stat().st_size if tmp.is_file() else None
-        raise HsanomalyError(f"{text}{space_hint(dst, err, written)}; nothing was "
-                             "replaced") from None
+        hint = space_hint(dst, err, written)
+        raise (OutOfResources if hint or isinstance(err, OutOfResources) else HsanomalyError)(
+            f"{text}{hint}; nothing was replaced") from None
     except Exception as err:
         if is_write_error(err):
             guess = "" if isinstance(err, OSError) and err.errno in (
                 errno.EMFILE, errno.ENFILE) else "; disk full or a file-size limit?"
-            raise HsanomalyError(f"{dst}: the written file does not read back whole "
-                                 f"({describe(err)}{guess}); nothing was replaced") from None
+            raise (OutOfResources if ran_out(err) else HsanomalyError)(
+                f"{dst}: the written file does not read back whole ({describe(err)}{guess}); "
+                "nothing was replaced") from None
         raise
 
 

@@ -10,7 +10,7 @@ import zlib
 
 import numpy as np
 
-from ..errors import HsanomalyError, describe
+from ..errors import HsanomalyError, OutOfResources, describe
 from .checks import check_memory
 from .units import nanometres
 from .values import warn_negative_mask
@@ -129,7 +129,7 @@ def _load(path, names):
                 return {k: np.asarray(f[k]).T for k in names}
         return scipy.io.loadmat(str(path), variable_names=list(names))
     except MemoryError:
-        raise HsanomalyError(f"{path}: not enough memory to load the .mat file") from None
+        raise OutOfResources(f"{path}: not enough memory to load the .mat file") from None
     except READ_ERRORS + (scipy.io.matlab.MatReadError, KeyError) as err:
         raise _unreadable(path, err) from None
 
