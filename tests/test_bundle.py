@@ -179,6 +179,14 @@ def test_other_format_version_is_refused(tmp_path):
     (lambda p: ((p / "generator.onnx").unlink(), (p / "generator.onnx").mkdir()),
      "generator.onnx is not a file"),
     (lambda p: (p / "model.json").unlink(), "model.json is missing"),
+    # shared through git without its large files: what to fetch, not "try again"
+    (lambda p: (p / "generator.onnx").write_text(
+        "version https://git-lfs.github.com/spec/v1\noid sha256:" + "0" * 64 + "\nsize 1\n"),
+     "generator.onnx is a git LFS pointer, not the file it stands for: fetch the bundle's "
+     "files (git lfs pull)"),
+    (lambda p: ((p / "critic.onnx").unlink(), (p / "critic.onnx").symlink_to(
+        p / ".git" / "annex" / "objects" / "critic")),
+     "critic.onnx is a link to content that is not there (git annex get, dvc pull?)"),
     (lambda p: (p / "model.json").write_text("{not json"), "not valid JSON"),
     (lambda p: edit_json(p, format="something-else"), "does not describe an hsanomaly model"),
     (lambda p: drop_key(p, "fingerprint"), "lacks fingerprint"),

@@ -498,3 +498,26 @@ def test_a_bundle_without_the_codebooks_jacobians_scores_alike_and_builds_them_f
     assert built == [{}]                          # with the Jacobians
     np.testing.assert_allclose(stepped, _recon_scores(bundle, raw, refine=2), rtol=1e-4,
                                atol=1e-5)
+
+
+def test_the_generator_and_the_search_let_a_cancel_through_batch_by_batch(generator):
+    """A scorer's fit searches its sample in one call (``hsanomaly.cancel``): a cancel asked
+    meanwhile stops it between two generator batches, and between two chunks of the search."""
+    from hsanomaly.cancel import cancellable
+    from hsanomaly.errors import Cancelled
+    from hsanomaly.latent.fast import CHUNK, FastSolver
+    from hsanomaly.latent.generator import BATCH
+
+    calls = []
+    with cancellable(lambda: calls.append(1)):
+        generator(np.zeros((2 * BATCH + 1, generator.latent_dim), np.float32))
+    assert len(calls) == 3
+
+    def stop():
+        raise Cancelled("cancelled")
+
+    x = generator(np.zeros((1, generator.latent_dim), np.float32))
+    solver = FastSolver()
+    solver.codebook(generator)           # built outside: what stops is the search
+    with cancellable(stop), pytest.raises(Cancelled):
+        solver.solve(generator, np.repeat(x, 2 * CHUNK, axis=0))

@@ -36,6 +36,7 @@ import threading
 import numpy as np
 
 from .. import defaults
+from ..cancel import cancel_point
 from ..errors import HsanomalyError
 from .generator import finite_pixels, reconstruction_cost
 from .result import LatentResult
@@ -285,8 +286,10 @@ class FastSolver:
         points = book.project(x)
         order = morton_order(points)
         x, points = x[order], points[order]
-        parts = [self._solve_chunk(generator, book, x[i:i + CHUNK], points[i:i + CHUNK])
-                 for i in range(0, len(x), CHUNK)]
+        parts = []
+        for i in range(0, len(x), CHUNK):
+            cancel_point()          # a long fit's search stops between two chunks
+            parts.append(self._solve_chunk(generator, book, x[i:i + CHUNK], points[i:i + CHUNK]))
         return LatentResult.concatenate(parts, generator).take(np.argsort(order))
 
     def _solve_chunk(self, generator, book, x, points):

@@ -18,6 +18,7 @@ scale, Sobol seed, the Jacobian's finite-difference step) and its array files, p
 ``jacobian`` = dG/dz (K, d, latent), d = bands x window x window.
 """
 
+import contextlib
 import hashlib
 import json
 import math
@@ -375,7 +376,9 @@ def _check_file(path, name, meta, keep=False):
     if Path(name).name != name or name in ("", ".", ".."):
         _fail(path, f"{META_FILE}: files lists {name!r}, which is not a file name in the bundle")
     if not file.is_file():
-        _fail(path, f"{name} is {'not a file' if file.exists() else 'missing'}")
+        _fail(path, f"{name} is a link to content that is not there (git annex get, dvc "
+                    "pull?)" if file.is_symlink() and not file.exists() else
+                    f"{name} is {'not a file' if file.exists() else 'missing'}")
     if keep and file.stat().st_size > MAX_NETWORK_BYTES:
         _fail(path, f"{name} holds {file.stat().st_size / 2**30:.1f} GiB, more than an ONNX "
                     "network can (2 GiB)")
@@ -385,9 +388,21 @@ def _check_file(path, name, meta, keep=False):
     except OSError as err:
         _fail(path, f"{name} cannot be read ({describe(err)})")
     if meta["files"].get(name) != digest:
+        if _lfs_pointer(file):
+            _fail(path, f"{name} is a git LFS pointer, not the file it stands for: fetch the "
+                        "bundle's files (git lfs pull)")
         _fail(path, f"{name} does not match its sha256 in {META_FILE} (modified, corrupt, or "
                     "the bundle replaced by a training as it was read: try again)")
     return data
+
+
+def _lfs_pointer(file):
+    """Whether ``file`` is a git LFS pointer: the small text git leaves for a large file
+    without the LFS filter."""
+    with contextlib.suppress(OSError):
+        if file.stat().st_size < 1024:
+            return file.read_bytes().startswith(b"version https://git-lfs.github.com/spec/")
+    return False
 
 
 def _check_codebook(path, meta):
