@@ -112,6 +112,24 @@ class Preprocessor:
     def fit_transform(self, X):
         return self.fit(X).transform(X)
 
+    def levels(self, X=None):
+        """Each binned band's level in the data's own units, before whitening and scaling
+        (their mean where whitened, else the midpoint of their central range), of the pixels
+        fitted or, given, of pixels ``X``; NaN for a band whose training values straddle
+        zero; None where the bands are square-rooted or neither whitened nor scaled. A
+        raster in other units has every band's level scaled alike (``model.compat``)."""
+        if self.sqrt or not (self.whiten or self.scale):
+            return None
+        if X is None:
+            fitted = np.asarray(self.whiten_mean_ if self.whiten else self.center_)
+            return fitted if self.whiten else \
+                np.where(fitted > np.asarray(self.half_range_), fitted, np.nan)
+        X = self._bin(np.asarray(X, np.float64)[:, np.asarray(self.keep_, bool)])
+        if self.whiten:
+            return X.mean(axis=0)
+        lo, hi = np.quantile(X, [self.quantile, 1 - self.quantile], axis=0)
+        return (lo + hi) / 2
+
     def to_dict(self):
         params = {k: getattr(self, k) for k in ("n_bands", "sqrt", "scale", "quantile", "whiten")}
         state = {k: getattr(self, k) for k in vars(self) if k.endswith("_")}

@@ -1307,6 +1307,15 @@ def test_a_constant_scene_left_unscored_is_still_refused():
         hsanomaly.Detector("lrx", outer=7, guard=3).fit_score(cube)
 
 
+def darkest(cube, size=20):
+    """The darkest window of ``size`` pixels of ``cube``: water, shadow, dark roofs."""
+    means = [(cube[:, r:r + size, c:c + size].mean(), r, c)
+             for r in range(0, cube.shape[1] - size + 1, size // 2)
+             for c in range(0, cube.shape[2] - size + 1, size // 2)]
+    _, r, c = min(means)
+    return cube[:, r:r + size, c:c + size]
+
+
 def test_a_scene_in_other_units_than_the_one_fitted_on_is_warned_about(example_scene):
     """Detector(...).fit(A).score(B) scores B with A's statistics: B, A's reflectance stored
     with a scale of 1e-4, ranked worse than chance with RX and the mixture, without a word
@@ -1321,6 +1330,10 @@ def test_a_scene_in_other_units_than_the_one_fitted_on_is_warned_about(example_s
             warnings.simplefilter("error", hsanomaly.HsanomalyWarning)
             detector.score(cube)                                  # its own units: quiet
             detector.score(cube[:, 50:, :] * 1.5)                  # a brighter part: quiet
+            detector.score(darkest(cube))                          # its darkest part: quiet
+        with pytest.warns(hsanomaly.HsanomalyWarning, match=r"<array>: its values are about "
+                          r"0.1 times those of the scene .* in every band alike"):
+            detector.score(cube * 0.1)
         with pytest.warns(hsanomaly.HsanomalyWarning, match=r"<array>: its values vary far "
                           rf"less than those of the scene Detector\(score='{score}'.* was fitted "
                           r"on .* fit it on this one"):

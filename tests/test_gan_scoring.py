@@ -163,6 +163,13 @@ def test_a_raster_in_other_units_than_the_training_data_is_warned_about(bundle, 
     with pytest.warns(HsanomalyWarning, match=r"smaller.tif: its values vary far less than "
                                               r"those the model .* was trained on"):
         hsanomaly.Detector("critic", model=bundle.path).fit(rasterio.open(smaller))
+    # in tenths (radiance in other units, reflectance in percent against 0-10000): its pixels
+    # fell near the zero spectrum's place, inside the range, and passed (the bundle audit's F01)
+    tenths = write_raster(tmp_path / "tenths.tif", cube * 0.1)
+    with pytest.warns(HsanomalyWarning, match=r"tenths.tif: its values are about 0.1 times "
+                                              r"those the model .* was trained on, in every band "
+                                              r"alike: other units"):
+        hsanomaly.Detector("critic", model=bundle.path).fit(rasterio.open(tenths))
 
 
 def test_a_dead_band_or_bands_in_another_order_are_warned_about(bundle, raster, tmp_path):

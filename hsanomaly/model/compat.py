@@ -18,6 +18,11 @@ OUT_OF_RANGE = 4.0
 # ... and one whose bands vary over less than UNDER_RANGE of it, far less than even a uniform
 # patch of the training's own units does, is in smaller ones: reflectance against raw counts.
 UNDER_RANGE = 1e-3
+# ... and one whose bands' levels are all this many times the training's, or less, alike
+# within ALIKE (their ratios' 10th to 90th percentile), is in other units too: reflectance in
+# percent against a 0-10000 product. Another land cover (water, shadow) changes each band by
+# its own ratio; a crop of a scene's darkest water was over ALIKE, its dark roofs above 1/3.
+SCALED, ALIKE = 4.0, 1.5
 PROBE_MIN_PIXELS = 16        # valid pixels a probe window (io.source) must hold to judge by
 
 # Two centre wavelengths are "the same band" within this many nanometres, or this fraction.
@@ -149,6 +154,7 @@ def check_units(pre, source, seen, consequence, probed=None):
     values = values[finite]                      # fill values: check_data says so
     typical = float(np.median(np.median(np.abs(values), axis=1)))
     spread = float(np.median(values.std(axis=0)))
+    scaled = level_ratio(pre, pixels)
     if typical > OUT_OF_RANGE:
         warn(f"{source.name}: its values lie far outside those {seen} (a typical pixel at "
              f"{typical:.3g} times their range's half-width): other units, a missing scale "
@@ -157,6 +163,10 @@ def check_units(pre, source, seen, consequence, probed=None):
         warn(f"{source.name}: its values vary far less than those {seen} (a typical band "
              f"spreads over {spread:.3g} of their range's half-width): other units, or a scale "
              f"factor applied twice? {consequence}")
+    elif scaled is not None and not 1 / SCALED <= scaled[0] <= SCALED and scaled[1] <= ALIKE:
+        warn(f"{source.name}: its values are about {scaled[0]:.2g} times those {seen}, in "
+             f"every band alike: other units (reflectance in percent against a 0-10000 "
+             f"product, say), or a scale factor missing or applied twice? {consequence}")
     else:                 # one band: a dead detector, or bands in another order (no wavelengths)
         far = np.median(np.abs(values), axis=0) > OUT_OF_RANGE
         flat = values.std(axis=0) < UNDER_RANGE
@@ -172,6 +182,22 @@ def check_units(pre, source, seen, consequence, probed=None):
                 ("vary far less than", flat.sum())
             warn(f"{source.name}: {int(count)} of the {values.shape[1]} {_judged(pre)} {which} "
                  f"those {seen}: a dead band, or the bands in another order? {consequence}")
+
+
+def level_ratio(pre, pixels):
+    """(the typical ratio of the bands' levels in ``pixels`` to those ``pre`` was fitted on,
+    how far the bands' ratios spread: their 90th over their 10th percentile), or None where
+    fewer than half the bands (or 4) can be compared (``Preprocessor.levels``)."""
+    fitted = pre.levels()
+    if fitted is None:
+        return None
+    found = pre.levels(pixels)
+    usable = np.isfinite(fitted) & (fitted > 0) & np.isfinite(found) & (found > 0)
+    if usable.sum() < max(4, usable.size / 2):
+        return None
+    ratios = np.log(found[usable] / fitted[usable])
+    low, middle, high = np.quantile(ratios, [0.1, 0.5, 0.9])
+    return float(np.exp(middle)), float(np.exp(high - low))
 
 
 def _judged(pre):
