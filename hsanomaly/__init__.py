@@ -25,19 +25,21 @@ if TYPE_CHECKING:              # loaded on first use (``__getattr__``); named fo
     from .detector import Detector
     from .engine import DetectResult
     from .errors import NotFittedError
+    from .records import info
     from .scorers import SCORES
 
 __all__ = ["BatchItem", "Cancelled", "DetectResult", "Detector", "HsanomalyDeprecationWarning",
            "HsanomalyError", "HsanomalyWarning", "NotFittedError", "OutOfResources", "SCORES",
            "__version__", "detect",
-           "detect_many", "evaluate", "find_targets", "model", "train"]
+           "detect_many", "evaluate", "find_targets", "info", "model", "train"]
 
 # name -> the module that holds it, imported on first use: ``import hsanomaly`` stays light
 # (rasterio, numpy and the rest load with the first job), so the command line can take an
 # interrupt from its first moments, and a script pays only for what it uses
 _WHERE = {"detect": ".api", "evaluate": ".api", "find_targets": ".api", "train": ".api",
           "BatchItem": ".batch", "detect_many": ".batch", "Detector": ".detector",
-          "DetectResult": ".engine", "NotFittedError": ".errors", "SCORES": ".scorers"}
+          "DetectResult": ".engine", "NotFittedError": ".errors", "SCORES": ".scorers",
+          "info": ".records"}
 
 
 if not TYPE_CHECKING:    # a checker sees the names above, and no catch-all that takes typos

@@ -626,3 +626,34 @@ def test_a_codebook_file_larger_than_any_codebook_is_refused_before_it_is_read(c
     with open(codebook_dir / "codebook.g.npy", "r+b") as file:
         file.truncate(300 * 2**20)                       # sparse: no 300 MiB written
     refused(codebook_dir, "codebook.g.npy holds 300 MiB, more than a codebook can (256 MiB)")
+
+
+def test_info_says_what_a_bundle_and_a_heatmap_are_and_which_scored_which(tmp_path):
+    """A bundle handed over could be told apart only in Python, and the digest a heatmap
+    names its model by was printed nowhere (the bundle audit's F03)."""
+    from click.testing import CliRunner
+
+    import hsanomaly
+    import hsanomaly.cli
+    from synthetic import synthetic_cube, write_raster
+
+    path = write_bundle(tmp_path / "model")
+    bundle = load_bundle(path)
+    found = hsanomaly.info(path)
+    assert found["kind"] == "model" and found["digest"] == bundle.digest()
+    assert found["bands_in"] == bundle.bands_in and found["summary"] == bundle.text(str(path))
+    run = CliRunner().invoke(hsanomaly.cli.main, ["info", str(path), "--json"])
+    assert run.exit_code == 0 and json.loads(run.output)["digest"] == bundle.digest()
+
+    cube, _ = synthetic_cube()
+    scene = write_raster(tmp_path / "scene.tif", cube)
+    hsanomaly.detect(scene, tmp_path / "heat.tif", score="rx", tile=16)
+    run = CliRunner().invoke(hsanomaly.cli.main, ["info", str(tmp_path / "heat.tif")])
+    assert run.exit_code == 0 and "kind: heatmap\n" in run.output and "score: rx\n" in run.output
+    run = CliRunner().invoke(hsanomaly.cli.main, ["info", str(scene)])
+    assert run.exit_code == 1 and run.output == (
+        f"Error: {scene}: neither a model bundle (a folder) nor a heatmap hsanomaly wrote (it "
+        "holds no HSANOMALY_SCORE tag)\n")
+    (path / "critic.onnx").write_bytes(b"damaged")
+    with pytest.raises(HsanomalyError, match="critic.onnx does not match its sha256"):
+        hsanomaly.info(path)

@@ -36,6 +36,7 @@ COMMANDS = {
     "convert": "hsanomaly.cli.convert:convert",
     "evaluate": "hsanomaly.cli.evaluate:evaluate",
     "train": "hsanomaly.cli.train:train",
+    "info": "hsanomaly.cli.info:info",
 }
 FORMER_COMMANDS = {"report": "thesis"}      # hsanomaly 0.1's names
 

@@ -1,0 +1,63 @@
+"""``info``: what a model bundle or a heatmap is, from its own record. A bundle's: its shape,
+its training (inputs, settings, seed, losses), the fingerprint of the data it saw, the
+versions that trained it, and the digest a heatmap names its model by; a heatmap's: the
+score, settings, model and input it was made with (its HSANOMALY_ tags). Someone handed
+either can tell what it is, and which bundle scored which heatmap."""
+
+import os
+from pathlib import Path
+from typing import Any, Dict
+
+from .errors import HsanomalyError
+from .hints import PathArg
+from .io.checks import path_text
+
+
+def info(path: PathArg) -> Dict[str, Any]:
+    """{"kind": "model", ...} for a model bundle's folder (loaded, so checked whole), or
+    {"kind": "heatmap", ...} for a raster hsanomaly wrote; anything else is refused."""
+    from .io.ownership import TAG_PREFIX, geotiff_tags
+
+    name = path_text(path)
+    if os.path.isdir(name):
+        return _model(name)
+    if not os.path.exists(name):
+        raise HsanomalyError(f"{name}: not found")
+    tags = geotiff_tags(name) or {}
+    own = {key[len(TAG_PREFIX):].lower(): value for key, value in tags.items()
+           if key.startswith(TAG_PREFIX)}
+    if "score" not in own:
+        raise HsanomalyError(f"{name}: neither a model bundle (a folder) nor a heatmap "
+                             "hsanomaly wrote (it holds no HSANOMALY_SCORE tag)")
+    return {"kind": "heatmap", "path": name, **own}
+
+
+def _model(name):
+    from .model import load_bundle
+
+    bundle = load_bundle(name)
+    meta = bundle.meta
+    training = meta.get("training", {})
+    return {"kind": "model", "path": name, "summary": bundle.text(name),
+            "digest": bundle.digest(), "bands_in": bundle.bands_in, "bands": bundle.bands,
+            "window": bundle.window, "latent_dim": bundle.latent_dim,
+            "wavelengths": None if not bundle.wavelengths else
+            [bundle.wavelengths[0], bundle.wavelengths[-1]],
+            "preprocessing": meta["preprocess"]["params"],
+            "inputs": training.get("inputs"), "settings": training.get("settings"),
+            "losses": training.get("losses"), "data_fingerprint": meta.get("fingerprint"),
+            "codebook_seed": (meta.get("codebook") or {}).get("seed"),
+            "versions": meta.get("versions"), "files": sorted(meta.get("files", {})),
+            "folder": str(Path(name).resolve())}
+
+
+def info_lines(found: Dict[str, Any]) -> str:
+    """``info``'s record as the command line prints it: one "key: value" line each."""
+    def text(value):
+        if isinstance(value, dict):
+            return ", ".join(f"{k} {text(v)}" for k, v in value.items())
+        if isinstance(value, (list, tuple)):
+            return ", ".join(text(v) for v in value)
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    return "\n".join(f"{key}: {text(value)}" for key, value in found.items())
