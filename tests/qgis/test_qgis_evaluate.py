@@ -35,6 +35,9 @@ def test_evaluate_reports_metrics_table_and_plots(scene, tmp_path):
         report["n_targets_found"], report["n_false_alarm_regions"],
         report["false_alarm_regions_per_km2"])
     assert report["false_alarm_regions_per_km2"] is not None      # EPSG:32633, metres
+    # what a model chains into Detect's Threshold or FAR (it was text in the log alone)
+    assert (result["PD_THRESHOLD"], result["PD_DETECT_FAR"]) == (report["pd_threshold"],
+                                                                 report["pd_detect_far"])
     table = QgsVectorLayer(result["TARGETS"], "targets", "ogr")
     assert table.isValid() and not table.isSpatial()    # a CSV: attributes only
     rows = [f.attributes() for f in table.getFeatures()]

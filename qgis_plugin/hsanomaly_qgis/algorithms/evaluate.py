@@ -33,7 +33,12 @@ COUNTS = {"TARGETS_FOUND": ("n_targets_found", "targets found at the false-alarm
           "FALSE_ALARM_REGIONS_PER_KM2": ("false_alarm_regions_per_km2",
                                           "false-alarm regions per km² of background (none "
                                           "without a CRS; over the geodesic footprint in a "
-                                          "geographic one)")}
+                                          "geographic one)"),
+          # what a model feeds to Detect to draw the pixels Pd counts (its Threshold or FAR)
+          "PD_THRESHOLD": ("pd_threshold", "the score above which Pd counts pixels (Detect's "
+                                           "Threshold draws the same pixels)"),
+          "PD_DETECT_FAR": ("pd_detect_far", "Detect's false-alarm rate that draws the pixels "
+                                             "Pd counts (a share of all valid pixels)")}
 
 
 class Evaluate(HsanomalyAlgorithm):
