@@ -67,13 +67,13 @@ def find_targets(heatmap, *, threshold=None, far=None, transform=None, crs=None,
     else:
         width = heatmap.shape[-1]
         transform = Affine.identity() if transform is None else transform
-        if transform.is_identity and crs is not None:
+        if transform.is_identity and crs is not None and not given:
             _warn_crs_unplaced(name, "it", "a transform attribute places a DataArray, and so do "
                                            "its x and y coordinates where they are evenly "
                                            "spaced, two or more each way, and stored finely "
                                            "enough to tell a pixel")
             crs = None
-    pixels = pixel_coordinates(transform, crs, in_memory=not (is_file or given))
+    pixels = None if given else pixel_coordinates(transform, crs, in_memory=not is_file)
     georeferenced = pixels is None
     transform = transform if georeferenced else pixels
     if threshold is None:
@@ -113,7 +113,7 @@ def find_targets(heatmap, *, threshold=None, far=None, transform=None, crs=None,
                                  crs=crs.to_wkt() if crs is not None else None)
     # the heatmap by its file's name: the same run writes the same layer wherever it is typed from
     shown = os.path.basename(str(name)) if is_file else name
-    description = f"{shown}: pixels with score > {threshold:.6g}"
+    description = f"{shown}: pixels with score > {float(threshold)!r}"    # exact: typed back
     if not georeferenced:
         description += ("; not georeferenced: coordinates are pixel coordinates, x the column "
                         "and y minus the row (where QGIS shows the raster), area is null")
@@ -131,7 +131,8 @@ def pixel_coordinates(transform, crs, in_memory):
     pixel units); scores in memory placed by their DataArray's coordinates (``in_memory``)
     are not where those count pixels: no CRS, pixels one unit wide, rows downwards, unrotated
     (a cut of such a raster, placed by rioxarray's or ``Detector``'s pixel-centre
-    coordinates). A transform a caller gives is a map's, whatever its numbers."""
+    coordinates). A transform a caller gives is a map's, whatever its numbers: its caller
+    does not ask (``find_targets``'s ``given``)."""
     counts_pixels = crs is None and (transform.a, transform.b, transform.d, transform.e) == (
         1, 0, 0, 1)
     if transform.is_identity or (in_memory and counts_pixels):

@@ -1204,8 +1204,12 @@ def test_the_report_gives_the_detect_rate_that_draws_the_pixels_pd_counts():
         assert (drawn & (truth == 1)).sum() == round(report["pd"] * report["n_target_pixels"])
         assert (drawn & (truth == 0) & (valid if valid is not None else True)).sum() <= \
             pd_far * report["n_background_pixels"]
-        assert f"above {threshold:.6g} (detect's far={printed:.12g} draws the same pixels)" in \
-            format_summary(report)
+        summary = format_summary(report)
+        assert f" (detect's far={printed:.12g} draws the same pixels)" in summary
+        # the threshold as printed, typed back, draws the same pixels: it is a background
+        # pixel's score, which six digits rounded below (the targets audit's F01)
+        typed = float(summary.split("; above ")[1].split(" ")[0])
+        assert ((scores > typed) == (scores > threshold)).all()
 
 
 def test_plots_look_alike_whatever_the_callers_matplotlib_settings(heat_and_truth, tmp_path):

@@ -1009,3 +1009,17 @@ def test_a_data_array_placed_across_the_antimeridian_or_half_a_pixel_off(tmp_pat
     with pytest.warns(HsanomalyWarning, match=r"its x coordinates lie 0.5 of a pixel off the "
                       r"grid of its transform attribute \(pixel corners, not centres\?\)"):
         hsanomaly.find_targets(corners, threshold=1)
+
+
+def test_a_transform_the_caller_gives_places_the_targets_whatever_its_numbers():
+    """An identity transform given to ``find_targets`` (a grid of 1-unit pixels from the map's
+    origin) was taken for none: y flipped to minus the row, areas NaN and the CRS dropped (the
+    targets audit's F02)."""
+    from affine import Affine
+
+    scores = np.zeros((6, 6))
+    scores[1, 2] = 5
+    for crs in (None, "EPSG:32633"):
+        found = hsanomaly.find_targets(scores, threshold=1, transform=Affine.identity(), crs=crs)
+        assert found.geometry.iloc[0].bounds == (2.0, 1.0, 3.0, 2.0)
+        assert found["area"].iloc[0] == 1.0 and (found.crs is None) == (crs is None)

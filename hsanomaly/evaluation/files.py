@@ -314,7 +314,8 @@ def _drawn(report):
     if report.get("pd_threshold") is None:           # a report of an earlier version
         return ""
     far = spell("far", float(f"{report['pd_detect_far']:.{DETECT_FAR_DIGITS}g}"))
-    return f"; above {report['pd_threshold']:.6g} (detect's {far} draws the same pixels)"
+    # exact: the threshold is a background pixel's score, which a rounded one would draw too
+    return f"; above {float(report['pd_threshold'])!r} (detect's {far} draws the same pixels)"
 
 
 def _per_km2(value):
