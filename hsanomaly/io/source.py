@@ -244,7 +244,9 @@ class _Source:
             warn_once(f"{self.name}: {count} of the pixels probed hold values such as {value:g}, "
                       f"more than {EXTREME:g} times the other pixels' spread away from them: a "
                       "fill value not declared as nodata? A few such pixels outweigh every "
-                      f"other in the scene's statistics, and the scores flatten; {declare}")
+                      "other in the scene's statistics, and the scores flatten, and local "
+                      "rings' sums lose the precision of every pixel after them in a tile; "
+                      f"{declare}")
         noisy = noise_bands(probed)
         if noisy:
             bands, share = noisy
