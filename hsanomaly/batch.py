@@ -99,7 +99,8 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
               for (src, dst), used in zip(targets, masks)]
     items: List[Optional[BatchItem]] = [
         BatchItem(src, str(dst), "skipped") if state == "skip" else
-        BatchItem(src, str(dst), "failed", error=str(used)) if state == "failed" else None
+        BatchItem(src, str(dst), "failed", error=str(used), exception=used)
+        if state == "failed" else None
         for (src, dst), state, used in zip(targets, states, masks)]
     pending = [i for i, item in enumerate(items) if item is None]
     told = 0                          # the items handed to ``settled``

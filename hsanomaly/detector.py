@@ -110,7 +110,7 @@ class Detector(ScoreParameters):
     def fit(self: D, X: Cube, y: Any = None) -> D:
         """Fit on X (a cube (bands, rows, cols), whose mask, if a masked array, is nodata; an
         open rasterio dataset; or an xarray DataArray, see ``io.inputs``); returns self."""
-        return self._fit(as_source(X)[0])
+        return self._fit(_as_source(X)[0])
 
     def _fit(self, source, then_scored=False):
         with ran_out_said(source.name, f"; try a smaller {spell('tile')}"):
@@ -171,7 +171,7 @@ class Detector(ScoreParameters):
         check_flags(with_extras=with_extras)
         if not hasattr(self, "scorer_"):
             raise errors.NotFittedError(f"{self!r} is not fitted yet: call fit(X) first")
-        source, wrap = as_source(X)
+        source, wrap = _as_source(X)
         return self._score_outputs(source, wrap, with_extras)
 
     def _score_outputs(self, source, wrap, with_extras):
@@ -200,11 +200,20 @@ class Detector(ScoreParameters):
     def fit_score(self, X: Cube) -> Union[np.ndarray, LabelledArray]:
         """``fit(X).score(X)``: the usual way, a scene scored against itself (and one source,
         so that what the fit did for its pixels serves the scoring)."""
-        source, wrap = as_source(X)
+        source, wrap = _as_source(X)
         scores = self._fit(source, then_scored=True)._score_outputs(source, wrap, False)["score"]
         # fitted without its extras (not gathered for the score): it offers them, as after fit
         self.scorer_ = self.scorer_.planned(type(self.scorer_).extra_outputs)
         return scores
+
+
+def _as_source(X):
+    """``as_source(X)``, which reads a lazy cube (dask, xarray) whole: where memory runs out
+    there, ``OutOfResources`` says what to do."""
+    with ran_out_said(getattr(X, "name", None) or type(X).__name__,
+                      "; a Detector holds its input whole: score the file with "
+                      "hsanomaly.detect, which reads it a tile at a time"):
+        return as_source(X)
 
 
 def check_detector_keywords(options):

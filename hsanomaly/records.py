@@ -4,6 +4,8 @@ versions that trained it, and the digest a heatmap names its model by; a heatmap
 score, settings, model and input it was made with (its HSANOMALY_ tags). Someone handed
 either can tell what it is, and which bundle scored which heatmap."""
 
+import contextlib
+import json
 import os
 from pathlib import Path
 from typing import Any, Dict
@@ -26,10 +28,19 @@ def info(path: PathArg) -> Dict[str, Any]:
     tags = geotiff_tags(name) or {}
     own = {key[len(TAG_PREFIX):].lower(): value for key, value in tags.items()
            if key.startswith(TAG_PREFIX)}
+    own.update({key: _value(key, own[key]) for key in ("parameters", "tile") if key in own})
     if "score" not in own:
         raise HsanomalyError(f"{name}: neither a model bundle (a folder) nor a heatmap "
                              "hsanomaly wrote (it holds no HSANOMALY_SCORE tag)")
     return {"kind": "heatmap", "path": name, **own}
+
+
+def _value(key, text):
+    """Tag ``key``'s value as what it holds: the parameters' JSON object, the tile's whole
+    number (as written; another tool's text is kept as it is)."""
+    with contextlib.suppress(ValueError):
+        return json.loads(text) if key == "parameters" else int(text)
+    return text
 
 
 def _model(name):

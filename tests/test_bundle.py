@@ -650,6 +650,8 @@ def test_info_says_what_a_bundle_and_a_heatmap_are_and_which_scored_which(tmp_pa
     hsanomaly.detect(scene, tmp_path / "heat.tif", score="rx", tile=16)
     run = CliRunner().invoke(hsanomaly.cli.main, ["info", str(tmp_path / "heat.tif")])
     assert run.exit_code == 0 and "kind: heatmap\n" in run.output and "score: rx\n" in run.output
+    found = hsanomaly.info(tmp_path / "heat.tif")        # what the tags hold, not their text
+    assert found["tile"] == 16 and found["parameters"]["name"] == "rx"
     run = CliRunner().invoke(hsanomaly.cli.main, ["info", str(scene)])
     assert run.exit_code == 1 and run.output == (
         f"Error: {scene}: neither a model bundle (a folder) nor a heatmap hsanomaly wrote (it "

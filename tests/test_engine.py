@@ -495,6 +495,14 @@ def test_what_runs_out_is_told_from_what_is_wrong_with_the_input(tmp_path, monke
         patched.setattr(GlobalRX, "fit", lambda self, source: np.empty(2**50))
         with pytest.raises(hsanomaly.OutOfResources, match="^<array>: out of memory"):
             hsanomaly.Detector("rx").fit(cube)
+
+    class Lazy:                  # a lazy cube (dask, say): read whole as a Detector takes it
+        def __array__(self, dtype=None, copy=None):
+            return np.empty((2**20, 2**20, 2**10))
+
+    with pytest.raises(hsanomaly.OutOfResources, match=r"^Lazy: out of memory; a Detector "
+                                                        r"holds its input whole"):
+        hsanomaly.Detector("rx").fit(Lazy())
     with pytest.raises(HsanomalyError) as bad:
         hsanomaly.detect(tmp_path / "missing.tif", tmp_path / "heat.tif", score="rx")
     assert not isinstance(bad.value, hsanomaly.OutOfResources)

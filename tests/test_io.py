@@ -669,6 +669,32 @@ def test_gdals_write_failed_under_a_file_size_limit_names_the_limit(tmp_path):
                            "rerun with")
 
 
+def test_a_failure_beside_a_limit_is_no_running_out_unless_it_ran_out(tmp_path):
+    """Under any file-size limit (1 TiB), a write refused for its permissions was
+    ``OutOfResources`` and told to wait for room: a service retrying those would retry a
+    permission error for ever (the review's F02). The limit is still named, as a cause that
+    may be; running out is said where the error says so, or where the file reached it."""
+    import subprocess
+    import sys
+
+    code = ("import errno, resource; resource.setrlimit(resource.RLIMIT_FSIZE, (2**40, 2**40)); "
+            "from rasterio.errors import RasterioIOError; "
+            "from hsanomaly.engine.checks import runtime_error; "
+            "from hsanomaly.io.atomic import write_failure; "
+            f"path = {str(tmp_path / 'heat.tif')!r}; "
+            "denied = PermissionError(errno.EACCES, 'Permission denied'); "
+            "full = OSError(errno.ENOSPC, 'No space left on device'); "
+            "print([type(e).__name__ for e in (write_failure(path, denied), "
+            "runtime_error(denied, path), write_failure(path, full), runtime_error(full, path), "
+            "runtime_error(RasterioIOError('Write failed'), path))]); "
+            "print(runtime_error(denied, path))")
+    said = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120).stdout.splitlines()
+    assert said[0] == str(["HsanomalyError", "HsanomalyError", "OutOfResources",
+                           "OutOfResources", "HsanomalyError"])
+    assert "once there is room" not in said[1] and "(ulimit -f)" in said[1]
+
+
 def test_an_interrupt_during_a_commits_cleanup_is_held_till_it_ends(tmp_path):
     """Ctrl-C once every output was in place broke off the cleanup after it (a tile store left
     half removed) and was reported as if nothing had been replaced."""

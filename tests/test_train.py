@@ -470,10 +470,11 @@ def test_cli_trains_with_defaults_otherwise(torch, synthetic_raster, tmp_path):
     assert (tmp_path / "model" / "model.json").is_file()
     from hsanomaly.model import load_bundle
 
-    # the line QGIS prints too, the library's: the folder as given, held-out estimate last
-    assert result.output.strip() == load_bundle(tmp_path / "model").text(tmp_path / "model")
-    assert re.fullmatch(r".*: 12 -> 12 bands, window 1, 3 iterations, held-out Wasserstein "
-                        r"estimate -?\d+\.\d{4}", result.output.strip())
+    # the line QGIS prints too, the library's: the folder as given, the generator's health last
+    assert result.output.strip().splitlines()[-1] == \
+        load_bundle(tmp_path / "model").text(tmp_path / "model")
+    assert re.fullmatch(r".*: 12 -> 12 bands, window 1, 3 iterations, generator spread "
+                        r"\d+\.\d\d of the data's", result.output.strip().splitlines()[-1])
 
     assert not load_bundle(tmp_path / "model").preprocessor.whiten
 
@@ -899,3 +900,19 @@ def test_overlapping_trainings_leave_torchs_threads_as_the_caller_had_them(torch
         assert (torch.get_num_threads(), seen) == (2, [2])
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_generator_that_did_not_learn_the_scene_is_said(torch, synthetic_raster, tmp_path):
+    """A collapsed, untrained or diverged generator was exported without a word, and the
+    summary's held-out Wasserstein estimate read best for exactly those (the training audit's
+    F01, F03): its spread against the data's is measured, recorded and said."""
+    import hsanomaly
+
+    with pytest.warns(hsanomaly.HsanomalyWarning, match=r"model: the trained generator's "
+                      r"spectra spread 0\.\d+ of the training data's .* did not learn in 1 "
+                      r"iterations"):
+        bundle = hsanomaly.train([synthetic_raster[0]], tmp_path / "model", iterations=1,
+                                 threads=1)
+    health = bundle.meta["training"]["health"]
+    assert health["spread"] < 0.2 and health["offset"] >= 0
+    assert bundle.text().endswith(f", generator spread {health['spread']:.2f} of the data's")

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from ..defaults import MIN_TILE
-from ..errors import HsanomalyError, OutOfResources, describe, raised_by_callback, ran_out
-from ..io.atomic import destination_of, space_hint
+from ..errors import HsanomalyError, OutOfResources, describe, raised_by_callback
+from ..io.atomic import destination_of, failed_for_room, space_hint
 from ..io.checks import absolute, check_disk, check_inodes
 from ..options import check_whole
 from ..spelling import counted, spell
@@ -185,8 +185,9 @@ def runtime_error(err, dst, kept=True):
     if isinstance(err, OSError):
         where = dst if err.filename is None else destination_of(err.filename)
         hint = space_hint(where, err)        # GDAL's "Write failed" hides a full disk or a limit
-        if hint:
+        kind = failed_for_room(where, err)
+        # room first where it ran out, or may have where the writer named no cause
+        if kind is OutOfResources or (hint and err.errno is None):
             resume = tiles_kept(room=True) if kept else "make room and rerun"
-        return (OutOfResources if ran_out(err) or hint else HsanomalyError)(
-            f"{where}: {describe(err)}{hint}; {resume}")
+        return kind(f"{where}: {describe(err)}{hint}; {resume}")
     return None

@@ -126,9 +126,8 @@ def write_failure(path, err):
     """The one-line HsanomalyError for a failed write of ``path`` (``OutOfResources`` where
     it ran out of space, memory or a limit)."""
     reason = PRIVATE_FOLDER.sub("", describe(err))    # a library's text names the temporary
-    hint = space_hint(path, err)
-    return (OutOfResources if ran_out(err) or hint else HsanomalyError)(
-        f"{destination_of(path)}: cannot write ({reason}{hint}); nothing was replaced")
+    return failed_for_room(path, err)(f"{destination_of(path)}: cannot write "
+                                      f"({reason}{space_hint(path, err)}); nothing was replaced")
 
 
 LOW_SPACE = 16 * 2**20      # free bytes under which a failed write names the free space
@@ -138,20 +137,36 @@ def space_hint(path, err, written=None):
     """What a writer's own message may hide (SQLite says "no such table", numpy "N requested
     and M written"): little space left in the folder, or a file-size limit (with
     ``written``, the size of the file that failed, only when it reached the limit)."""
+    return _room(path, err, written)[0]
+
+
+def failed_for_room(path, err, written=None):
+    """The error class for a failed write of ``path``: ``OutOfResources`` where it ran out
+    of room or memory, said by its error (``ran_out``), or, by a writer that names no cause
+    (GDAL's "Write failed"), its disk nearly full or the file at a file-size limit it
+    reached; ``HsanomalyError`` otherwise (a permission or I/O error near a full disk too)."""
+    return OutOfResources if ran_out(err) or _room(path, err, written)[1] else HsanomalyError
+
+
+def _room(path, err, written):
+    """(``space_hint``'s text, whether it is certain the write ran out of room)."""
     if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        return ""                  # ``describe`` says so already
-    hints = []
+        return "", True            # ``describe`` says so already
+    hints, certain = [], False
+    unsaid = getattr(err, "errno", None) is None        # a writer's error without a cause
     with contextlib.suppress(OSError):
         free = shutil.disk_usage(os.path.dirname(absolute(path))).free
         if free < LOW_SPACE:
             hints.append(f"only {_size(free)} free on its disk")
+            certain = unsaid
     with contextlib.suppress(ImportError, OSError, ValueError):
         import resource
 
         limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
         if limit != resource.RLIM_INFINITY and (written is None or written >= limit - 2**16):
             hints.append(f"a file-size limit of {_size(limit)} (ulimit -f)")
-    return f"; {' and '.join(hints)}" if hints else ""
+            certain = certain or (written is not None and unsaid)
+    return (f"; {' and '.join(hints)}" if hints else ""), certain
 
 
 def _size(n):
@@ -1204,9 +1219,9 @@ def _checked(dst, tmp, check, is_dir):
     except HsanomalyError as err:      # said of the output, not of its temporary
         text = str(err).replace(str(tmp), str(dst))
         written = tmp.stat().st_size if tmp.is_file() else None
-        hint = space_hint(dst, err, written)
-        raise (OutOfResources if hint or isinstance(err, OutOfResources) else HsanomalyError)(
-            f"{text}{hint}; nothing was replaced") from None
+        kind = OutOfResources if isinstance(err, OutOfResources) else \
+            failed_for_room(dst, err, written)
+        raise kind(f"{text}{space_hint(dst, err, written)}; nothing was replaced") from None
     except Exception as err:
         if is_write_error(err):
             guess = "" if isinstance(err, OSError) and err.errno in (

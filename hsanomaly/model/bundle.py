@@ -93,13 +93,18 @@ class Bundle:
 
     def text(self, name: Optional[str] = None) -> str:
         """The one line the command line and QGIS print of a trained model (``name``: its
-        folder as the user gave it): its bands, window, iterations and held-out Wasserstein
-        estimate (lower: the generator's spectra are nearer the scene's)."""
+        folder as the user gave it): its bands, window, iterations and how its generator's
+        spectra spread against the training data's (``training.health``: near 1 where it
+        learnt them; a bundle of an earlier version gives its held-out Wasserstein estimate,
+        which tells no good model from a bad one)."""
         training = self.meta.get("training", {})
+        health = training.get("health")
         estimate = training.get("losses", {}).get("val_wasserstein")
-        return (f"{name or self.path}: {self.bands_in} -> {self.bands} bands, window {self.window}, "
-                f"{training.get('iterations')} iterations"
-                + ("" if estimate is None else f", held-out Wasserstein estimate {estimate:.4f}"))
+        line = (f"{name or self.path}: {self.bands_in} -> {self.bands} bands, window "
+                f"{self.window}, {training.get('iterations')} iterations")
+        if health is not None:
+            return line + f", generator spread {health['spread']:.2f} of the data's"
+        return line + ("" if estimate is None else f", held-out Wasserstein estimate {estimate:.4f}")
 
     def network(self, name: str) -> bytes:
         """The ONNX bytes of ``GENERATOR`` or ``CRITIC``, as checked when the bundle loaded."""

@@ -25,6 +25,7 @@ from ..options import TRAINING_KINDS, check_values
 from ..runtime import check_threads, parse_device, training_unavailable
 from ..spelling import spell
 from .data import load_training_data
+from .health import generator_health, warn_unhealthy
 from .settings import MAX_DIM, MAX_LATENT_DIM, Settings
 
 logger = logging.getLogger(__name__)
@@ -224,6 +225,9 @@ def _train(torch, data, inputs, out, settings, options, device, resume, progress
     except TrainingCancelled:
         raise TrainingCancelled(_cancelled(name, checkpoints)) from None
     _check_finite(torch, trainer, name, checkpoints)
+    health = generator_health(torch, trainer.generator, data.train, settings.seed + 2,
+                              trainer.device)
+    warn_unhealthy(health, name, trainer.iteration)
 
     logger.info("%s: exporting the model bundle", name)
     if report(1.0, "exporting the model bundle"):
@@ -231,6 +235,7 @@ def _train(torch, data, inputs, out, settings, options, device, resume, progress
             save_checkpoint(state, trainer, log, key)
         raise TrainingCancelled(_cancelled(name, checkpoints))
     meta = _metadata(data, trainer, options, inputs, log)
+    meta["training"]["health"] = health
     if quick_model_of is not None:
         from ..io.ownership import input_record
 

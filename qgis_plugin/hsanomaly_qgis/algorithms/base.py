@@ -3,6 +3,7 @@
 import contextlib
 import contextvars
 import logging
+import math
 import re
 import threading
 import time
@@ -501,10 +502,15 @@ def nodata_set_in_qgis(layer):
             dropped[_number(provider.sourceNoDataValue(band))] = None
         for found in provider.userNoDataValues(band):
             low, high = found.min(), found.max()
-            if used and low == high == provider.sourceNoDataValue(band):
+            if used and _same_value(low, high, provider.sourceNoDataValue(band)):
                 continue            # the file's own, set again
             added[_number(low) if low == high else f"{_number(low)} to {_number(high)}"] = None
     return list(added), list(dropped)
+
+
+def _same_value(*values):
+    """Whether ``values`` are one number, NaN included (which equals nothing)."""
+    return all(math.isnan(v) for v in values) or len(set(values)) == 1
 
 
 def _values(values):
