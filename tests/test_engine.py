@@ -115,6 +115,39 @@ def test_a_cancel_asked_while_the_score_fits_stops_the_fit(tmp_path, monkeypatch
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_cancel_stops_the_threads_a_fit_started_and_its_wait_for_them():
+    """The purge's first pass runs in pool threads, where no callback is called: a cancel
+    waited for the whole pass, seconds (the review's F01). Its threads now stop at their next
+    cancel point once the caller's check has raised, and the wait lets the cancel through."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hsanomaly.cancel import cancel_point, cancellable, results
+    from hsanomaly.spelling import submit
+
+    started, stopped = threading.Event(), []
+
+    def work():                       # a long pass: cancel points, for at most 5 s
+        started.set()
+        for _ in range(500):
+            try:
+                cancel_point()
+            except hsanomaly.Cancelled as err:
+                stopped.append(str(err))
+                raise
+            time.sleep(0.01)
+
+    def check():                      # the caller's callback: cancel once the pass runs
+        if started.is_set():
+            raise hsanomaly.Cancelled("out.tif: cancelled")
+
+    with ThreadPoolExecutor(1) as pool:
+        with cancellable(check), pytest.raises(hsanomaly.Cancelled, match="out.tif: cancelled"):
+            results([submit(pool, work)])
+    assert stopped == ["out.tif: cancelled"]      # stopped, not run out its 5 s
+
+
 def test_the_mixtures_fit_lets_a_cancel_through_while_it_reads_and_between_em_steps():
     cube, _ = synthetic_cube()
     scorer = make_scorer("gmm", sample=2000)

@@ -400,7 +400,10 @@ class _Source:
             kept.update(tile=tile, value=total)
         again = self.sample_plan(n, seed, tile, valid)
         if again[0][2] > SAMPLE_REDRAW * jobs[0][2]:
-            drawn = [pixels for pixels, _, _ in run([job + (None,) for job in again])]
+            drawn = []
+            for pixels, _, _ in run([job + (None,) for job in again]):
+                cancel_point()
+                drawn.append(pixels)
         return self.join_samples(drawn)
 
     def join_samples(self, parts):

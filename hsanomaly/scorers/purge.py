@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from rasterio.windows import Window
 
-from ..cancel import cancel_point
+from ..cancel import results
 from ..defaults import TILE, TILE_THREADS
 from ..errors import HsanomalyError
 from ..spelling import submit
@@ -162,8 +162,7 @@ class Purged:
                                if self.shares_halo and window in windows else None,
                                fitted_whole(source.height, source.width))
                         for window, block, valid, take in batch]
-                values = np.concatenate([values] + [job.result() for job in jobs])
-                cancel_point()
+                values = np.concatenate([values] + results(jobs))
                 values = values[np.isfinite(values)]
                 if not placed and len(values) >= enough:     # every placed window in
                     break
