@@ -10,11 +10,14 @@ import numpy as np
 from ..io.checks import warn
 
 DRAWS = 4096          # latent draws the generator's spread is measured on
-# the generator's spread over the data's (median over bands) under which it collapsed, and
-# its mean's distance from the data's in the data's standard deviations over which it went
-# astray: healthy trainings of the example gave 0.35-1.3 and 0.07-1.2, collapsed, untrained
-# or diverged ones 0-0.12, and one seed of eight 2.4 (its recon AUC 0.64, the others' 0.89+)
-MIN_SPREAD, MAX_OFFSET = 0.2, 2.0
+# The generator's spread over the data's (median over bands) under which it collapsed or did
+# not learn: default trainings of the 8 public scenes and the example gave 0.66-1.3, collapsed
+# (5 saturated pixels) 0.084, constant 0-0.002, untrained (1-3 iterations) 0.05-0.06; whitened
+# bands spread the data's variance over components a small latent does not span, so healthy
+# whitened trainings gave 0.19-0.94 (HYDICE's, recon AUC 0.98-0.99, the lowest), untrained
+# ones 0.06. Its mean's distance from the data's, in their standard deviations (median over
+# bands), over which it went astray: healthy 0.07-1.2, one seed of eight 2.4 (recon AUC 0.64).
+MIN_SPREAD, MIN_WHITENED_SPREAD, MAX_OFFSET = 0.25, 0.1, 2.0
 
 
 def generator_health(torch, generator, windows, seed, device):
@@ -35,9 +38,10 @@ def generator_health(torch, generator, windows, seed, device):
                                       / spread[varied]))}
 
 
-def warn_unhealthy(health, name, iterations):
-    """Say a generator that collapsed or went astray (``generator_health``), and why it may."""
-    if health["spread"] < MIN_SPREAD:
+def warn_unhealthy(health, name, iterations, whitened):
+    """Say a generator that collapsed or went astray (``generator_health``), and why it may
+    (``whitened``: trained on whitened bands, which spread less)."""
+    if health["spread"] < (MIN_WHITENED_SPREAD if whitened else MIN_SPREAD):
         warn(f"{name}: the trained generator's spectra spread {health['spread']:.2g} of the "
              f"training data's (a median over bands): it collapsed onto a few spectra, or did "
              f"not learn in {iterations} iterations; a few saturated or extreme pixels can "
