@@ -653,7 +653,8 @@ def test_a_write_failure_in_a_temporary_names_its_output():
 
 def test_gdals_write_failed_under_a_file_size_limit_names_the_limit(tmp_path):
     """GDAL says "Write failed. See previous exception" of a heatmap that hit ``ulimit -f``:
-    the message named neither the limit nor why --resume alone would fail again."""
+    the message did not name the limit, why --resume alone would fail again. Where the file's
+    size is unknown, the limit is a cause that may be: named, and no ``OutOfResources``."""
     import subprocess
     import sys
 
@@ -665,8 +666,7 @@ def test_gdals_write_failed_under_a_file_size_limit_names_the_limit(tmp_path):
     said = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120).stdout.strip()
     assert said.startswith(f"{tmp_path / 'heat.tif'}: Write failed; a file-size limit of "
-                           "10.0 MiB (ulimit -f); the finished tiles are kept: once there is room, "
-                           "rerun with")
+                           "10.0 MiB (ulimit -f); the finished tiles are kept: rerun with")
 
 
 def test_a_failure_beside_a_limit_is_no_running_out_unless_it_ran_out(tmp_path):
@@ -693,6 +693,25 @@ def test_a_failure_beside_a_limit_is_no_running_out_unless_it_ran_out(tmp_path):
     assert said[0] == str(["HsanomalyError", "HsanomalyError", "OutOfResources",
                            "OutOfResources", "HsanomalyError"])
     assert "once there is room" not in said[1] and "(ulimit -f)" in said[1]
+
+
+def test_a_heatmap_cut_short_by_a_file_size_limit_is_out_of_resources(tmp_path):
+    """GDAL's writes do not fail at ``ulimit -f``: the file cut short fails as it is read back
+    (an I/O error), which a review of this stop's own fix classed as a bad input again."""
+    import subprocess
+    import sys
+
+    from synthetic import synthetic_cube, write_raster
+
+    scene = write_raster(tmp_path / "scene.tif", synthetic_cube(rows=200, cols=200)[0])
+    code = ("import resource; resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000)); "
+            "import hsanomaly\ntry:\n    hsanomaly.detect("
+            f"{str(scene)!r}, {str(tmp_path / 'heat.tif')!r}, score='rx', tile=64)\n"
+            "except hsanomaly.HsanomalyError as err:\n    print(type(err).__name__, err)")
+    said = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300).stdout.strip()
+    assert said.startswith(f"OutOfResources {tmp_path / 'heat.tif'}: ") and \
+        "a file-size limit of 98 KiB (ulimit -f)" in said and "once there is room" in said, said
 
 
 def test_an_interrupt_during_a_commits_cleanup_is_held_till_it_ends(tmp_path):

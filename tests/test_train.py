@@ -916,3 +916,8 @@ def test_a_generator_that_did_not_learn_the_scene_is_said(torch, synthetic_raste
     health = bundle.meta["training"]["health"]
     assert health["spread"] < 0.2 and health["offset"] >= 0
     assert bundle.text().endswith(f", generator spread {health['spread']:.2f} of the data's")
+    # two bands or one always collapse (clean HYDICE too): said so, not a saturated pixel
+    with pytest.warns(hsanomaly.HsanomalyWarning, match=r"; with 2 bands it always does\. "
+                      r"recon, critic and anogan would score against it$"):
+        hsanomaly.train([synthetic_raster[0]], tmp_path / "two", iterations=1, bands=2,
+                        threads=1)

@@ -186,8 +186,7 @@ def runtime_error(err, dst, kept=True):
         where = dst if err.filename is None else destination_of(err.filename)
         hint = space_hint(where, err)        # GDAL's "Write failed" hides a full disk or a limit
         kind = failed_for_room(where, err)
-        # room first where it ran out, or may have where the writer named no cause
-        if kind is OutOfResources or (hint and err.errno is None):
+        if kind is OutOfResources:
             resume = tiles_kept(room=True) if kept else "make room and rerun"
         return kind(f"{where}: {describe(err)}{hint}; {resume}")
     return None

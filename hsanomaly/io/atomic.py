@@ -153,7 +153,11 @@ def _room(path, err, written):
     if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         return "", True            # ``describe`` says so already
     hints, certain = [], False
-    unsaid = getattr(err, "errno", None) is None        # a writer's error without a cause
+    # a writer's error without a cause, or an I/O error (a file cut short reads back so)
+    unsaid = getattr(err, "errno", None) in (None, errno.EIO)
+    if written is None and isinstance(getattr(err, "filename", None), str):
+        with contextlib.suppress(OSError):
+            written = os.stat(err.filename).st_size      # the file that failed, as it is
     with contextlib.suppress(OSError):
         free = shutil.disk_usage(os.path.dirname(absolute(path))).free
         if free < LOW_SPACE:

@@ -227,7 +227,9 @@ def _train(torch, data, inputs, out, settings, options, device, resume, progress
     _check_finite(torch, trainer, name, checkpoints)
     health = generator_health(torch, trainer.generator, data.train, settings.seed + 2,
                               trainer.device)
-    warn_unhealthy(health, name, trainer.iteration, data.preprocessor.whiten)
+    warn_unhealthy(health, name, {"iterations": trainer.iteration, "bands": data.bands,
+                                  "whitened": data.preprocessor.whiten,
+                                  "quick": quick_model_of is not None})
 
     logger.info("%s: exporting the model bundle", name)
     if report(1.0, "exporting the model bundle"):

@@ -8,6 +8,7 @@ estimate cannot tell: an untrained critic gives about 0, the best it can read.""
 import numpy as np
 
 from ..io.checks import warn
+from ..spelling import counted, spell
 
 DRAWS = 4096          # latent draws the generator's spread is measured on
 # The generator's spread over the data's (median over bands) under which it collapsed or did
@@ -38,17 +39,27 @@ def generator_health(torch, generator, windows, seed, device):
                                       / spread[varied]))}
 
 
-def warn_unhealthy(health, name, iterations, whitened):
-    """Say a generator that collapsed or went astray (``generator_health``), and why it may
-    (``whitened``: trained on whitened bands, which spread less)."""
-    if health["spread"] < (MIN_WHITENED_SPREAD if whitened else MIN_SPREAD):
+def warn_unhealthy(health, name, training):
+    """Say a generator that collapsed or went astray (``generator_health``), why it may have,
+    and what it means. ``training``: {"iterations", "bands", "whitened" (bands that spread
+    less), "quick" (a quick model, which the heatmap is scored with next)}."""
+    if health["spread"] < (MIN_WHITENED_SPREAD if training["whitened"] else MIN_SPREAD):
+        why = (f"with {counted(training['bands'], 'band')} it always does" if training["bands"] < 3
+               else "a few saturated or extreme pixels can do it (mask them, or declare them "
+                    "nodata)")
         warn(f"{name}: the trained generator's spectra spread {health['spread']:.2g} of the "
              f"training data's (a median over bands): it collapsed onto a few spectra, or did "
-             f"not learn in {iterations} iterations; a few saturated or extreme pixels can "
-             "cause it (mask them, or declare them nodata). recon, critic and anogan would "
-             "score against it")
+             f"not learn in {training['iterations']} iterations; {why}. {_meaning(training)}")
     elif health["offset"] > MAX_OFFSET:
+        seed = spell("seed")
         warn(f"{name}: the trained generator's spectra lie {health['offset']:.2g} of the "
              f"training data's standard deviations from them (a median over bands): a "
-             f"training gone astray; train again with another seed. recon, critic and anogan "
-             "would score against it")
+             f"training gone astray. {_meaning(training, f' with another {seed}')}")
+
+
+def _meaning(training, how=""):
+    """What a generator gone wrong means for what is scored with it; ``how``: to do better."""
+    if training["quick"]:
+        return (f"The heatmap's GAN terms are scored against it: train a model{how} and pass it "
+                f"as {spell('model')}")
+    return "recon, critic and anogan would score against it" + (f"; train again{how}" if how else "")

@@ -545,7 +545,10 @@ def test_nodata_added_or_turned_off_only_in_qgis_is_said(scene, tmp_path):
     added, turned_off = (QgsRasterLayer(str(scene[0]), name) for name in ("added", "off"))
     for band in range(1, added.bandCount() + 1):
         added.dataProvider().setUserNoDataValue(band, [QgsRasterRange(0, 0),
-                                                       QgsRasterRange(-5, -1)])
+                                                       QgsRasterRange(-5, -1),
+                                                       # NaN: never scored, so no note
+                                                       QgsRasterRange(float("nan"),
+                                                                      float("nan"))])
         turned_off.dataProvider().setUseSourceNoDataValue(band, False)
     QgsProject.instance().addMapLayers([added, turned_off])
     try:

@@ -498,19 +498,15 @@ def nodata_set_in_qgis(layer):
     for band in range(1, layer.bandCount() + 1):
         source = provider.sourceHasNoDataValue(band)
         used = source and provider.useSourceNoDataValue(band)
-        if source and not used:
-            dropped[_number(provider.sourceNoDataValue(band))] = None
+        if source and not used and not math.isnan(provider.sourceNoDataValue(band)):
+            dropped[_number(provider.sourceNoDataValue(band))] = None   # (NaN: never scored)
         for found in provider.userNoDataValues(band):
             low, high = found.min(), found.max()
-            if used and _same_value(low, high, provider.sourceNoDataValue(band)):
-                continue            # the file's own, set again
+            if math.isnan(low) or math.isnan(high) or (
+                    used and low == high == provider.sourceNoDataValue(band)):
+                continue            # NaN, which the library never scores; the file's own
             added[_number(low) if low == high else f"{_number(low)} to {_number(high)}"] = None
     return list(added), list(dropped)
-
-
-def _same_value(*values):
-    """Whether ``values`` are one number, NaN included (which equals nothing)."""
-    return all(math.isnan(v) for v in values) or len(set(values)) == 1
 
 
 def _values(values):
