@@ -115,8 +115,9 @@ class Preprocessor:
     def levels(self, X=None):
         """Each binned band's level in the data's own units, before whitening and scaling
         (their mean where whitened, else the midpoint of their central range), of the pixels
-        fitted or, given, of pixels ``X``; NaN for a band whose training values straddle
-        zero; None where the bands are square-rooted or neither whitened nor scaled. A
+        fitted or, given, of pixels ``X``; the fitted level of a band whose central range
+        straddles zero is NaN; None where the bands are square-rooted or neither whitened nor
+        scaled. A
         raster in other units has every band's level scaled alike (``model.compat``)."""
         if self.sqrt or not (self.whiten or self.scale):
             return None

@@ -1,8 +1,8 @@
 """``info``: what a model bundle or a heatmap is, from its own record. A bundle's: its shape,
-its training (inputs, settings, seed, losses), the fingerprint of the data it saw, the
-versions that trained it, and the digest a heatmap names its model by; a heatmap's: the
-score, settings, model and input it was made with (its HSANOMALY_ tags). Someone handed
-either can tell what it is, and which bundle scored which heatmap."""
+its training (inputs, settings, seed, losses, the generator's health), the fingerprint of the
+data it saw, the versions that trained it, and the digest a heatmap names its model by; a
+heatmap's: the score, settings, model and input it was made with (its HSANOMALY_ tags).
+Someone handed either can tell what it is, and which bundle scored which heatmap."""
 
 import contextlib
 import json
@@ -56,7 +56,8 @@ def _model(name):
             [bundle.wavelengths[0], bundle.wavelengths[-1]],
             "preprocessing": meta["preprocess"]["params"],
             "inputs": training.get("inputs"), "settings": training.get("settings"),
-            "losses": training.get("losses"), "data_fingerprint": meta.get("fingerprint"),
+            "losses": training.get("losses"), "health": training.get("health"),
+            "data_fingerprint": meta.get("fingerprint"),
             "codebook_seed": (meta.get("codebook") or {}).get("seed"),
             "versions": meta.get("versions"), "files": sorted(meta.get("files", {})),
             "folder": str(Path(name).resolve())}

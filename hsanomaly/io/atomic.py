@@ -1230,7 +1230,7 @@ def _checked(dst, tmp, check, is_dir):
         if is_write_error(err):
             guess = "" if isinstance(err, OSError) and err.errno in (
                 errno.EMFILE, errno.ENFILE) else "; disk full or a file-size limit?"
-            raise (OutOfResources if ran_out(err) else HsanomalyError)(
+            raise failed_for_room(dst, err)(
                 f"{dst}: the written file does not read back whole ({describe(err)}{guess}); "
                 "nothing was replaced") from None
         raise
