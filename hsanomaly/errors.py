@@ -119,11 +119,14 @@ def limit_reached(err):
         errno.EMFILE, errno.ENFILE, errno.EAGAIN)
 
 
+# the errors of a write that found no room: a full disk, a quota, a file-size limit
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
 def ran_out(err):
     """Whether ``err`` says the machine or a limit ran out (``OutOfResources``): memory, open
-    files, threads (``limit_reached``), disk space or a file-size limit."""
-    return limit_reached(err) or getattr(err, "errno", None) in (
-        errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    files, threads (``limit_reached``), disk space or a file-size limit (``NO_ROOM``)."""
+    return limit_reached(err) or getattr(err, "errno", None) in NO_ROOM
 
 
 @contextlib.contextmanager

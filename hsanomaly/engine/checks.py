@@ -11,7 +11,7 @@ import numpy as np
 
 from ..defaults import MIN_TILE
 from ..errors import HsanomalyError, OutOfResources, describe, raised_by_callback
-from ..io.atomic import destination_of, failed_for_room, space_hint
+from ..io.atomic import destination_of, failed_write
 from ..io.checks import absolute, check_disk, check_inodes
 from ..options import check_whole
 from ..spelling import counted, spell
@@ -184,8 +184,7 @@ def runtime_error(err, dst, kept=True):
                               f"({type(err).__name__}: {text}); {resume}")
     if isinstance(err, OSError):
         where = dst if err.filename is None else destination_of(err.filename)
-        hint = space_hint(where, err)        # GDAL's "Write failed" hides a full disk or a limit
-        kind = failed_for_room(where, err)
+        kind, hint = failed_write(where, err)   # GDAL's "Write failed" hides a full disk, a limit
         if kind is OutOfResources:
             resume = tiles_kept(room=True) if kept else "make room and rerun"
         return kind(f"{where}: {describe(err)}{hint}; {resume}")

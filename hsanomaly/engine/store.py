@@ -15,7 +15,6 @@ is refused instead of removing or mixing the first one's tiles (``hsanomaly.io.l
 
 import contextlib
 import contextvars
-import errno
 import hashlib
 import json
 import math
@@ -28,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import HsanomalyError, OutOfResources, describe, ran_out
+from ..errors import NO_ROOM, HsanomalyError, OutOfResources, describe, ran_out
 from ..io.atomic import (fsync_path, interrupts_held, private_folder, remove_private,
                          replace_durably)
 from ..io.checks import absolute, path_text, read_npz, read_small, warn
@@ -318,7 +317,7 @@ class TileStore:
     def _write_error(self, err):
         if not self.path.is_dir():           # not the disk: someone took the folder away
             return removed(self.path)
-        full = getattr(err, "errno", None) in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+        full = getattr(err, "errno", None) in NO_ROOM
         kept = (tiles_kept(self.resume_hint, room=full) if self.done() else
                 f"{'make room and ' if full else ''}rerun (no tile was finished)")
         return (OutOfResources if ran_out(err) else HsanomalyError)(

@@ -48,8 +48,8 @@ import tempfile
 import threading
 from pathlib import Path
 
-from ..errors import (INTERRUPTS, HsanomalyError, OutOfResources, describe, raised_by_callback,
-                      ran_out)
+from ..errors import (INTERRUPTS, NO_ROOM, HsanomalyError, OutOfResources, describe,
+                      raised_by_callback, ran_out)
 from .checks import (absolute, checked_outputs, path_text, read_small, special_kind, warn,
                      warn_once)
 from .lock import UNLOCKABLE
@@ -126,32 +126,24 @@ def write_failure(path, err):
     """The one-line HsanomalyError for a failed write of ``path`` (``OutOfResources`` where
     it ran out of space, memory or a limit)."""
     reason = PRIVATE_FOLDER.sub("", describe(err))    # a library's text names the temporary
-    return failed_for_room(path, err)(f"{destination_of(path)}: cannot write "
-                                      f"({reason}{space_hint(path, err)}); nothing was replaced")
+    kind, hint = failed_write(path, err)
+    return kind(f"{destination_of(path)}: cannot write ({reason}{hint}); nothing was replaced")
 
 
 LOW_SPACE = 16 * 2**20      # free bytes under which a failed write names the free space
 
 
-def space_hint(path, err, written=None):
-    """What a writer's own message may hide (SQLite says "no such table", numpy "N requested
-    and M written"): little space left in the folder, or a file-size limit (with
-    ``written``, the size of the file that failed, only when it reached the limit)."""
-    return _room(path, err, written)[0]
-
-
-def failed_for_room(path, err, written=None):
-    """The error class for a failed write of ``path``: ``OutOfResources`` where it ran out
-    of room or memory, said by its error (``ran_out``), or, by a writer that names no cause
-    (GDAL's "Write failed"), its disk nearly full or the file at a file-size limit it
-    reached; ``HsanomalyError`` otherwise (a permission or I/O error near a full disk too)."""
-    return OutOfResources if ran_out(err) or _room(path, err, written)[1] else HsanomalyError
-
-
-def _room(path, err, written):
-    """(``space_hint``'s text, whether it is certain the write ran out of room)."""
-    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        return "", True            # ``describe`` says so already
+def failed_write(path, err, written=None):
+    """(the error class, a hint) for a failed write of ``path``. The hint is what a writer's
+    own message may hide (SQLite says "no such table", numpy "N requested and M written"):
+    little space left in the folder, or a file-size limit (with ``written``, the size of the
+    file that failed, only when it reached the limit). The class is ``OutOfResources`` where
+    the write ran out of room or memory, said by its error (``ran_out``), or, by a writer that
+    names no cause (GDAL's "Write failed", a file cut short that reads back so), on a nearly
+    full disk or at a file-size limit the file reached; ``HsanomalyError`` otherwise (a
+    permission or I/O error near a full disk too)."""
+    if isinstance(err, OSError) and err.errno in NO_ROOM:
+        return OutOfResources, ""      # ``describe`` says so already
     hints, certain = [], False
     # a writer's error without a cause, or an I/O error (a file cut short reads back so)
     unsaid = getattr(err, "errno", None) in (None, errno.EIO)
@@ -170,7 +162,8 @@ def _room(path, err, written):
         if limit != resource.RLIM_INFINITY and (written is None or written >= limit - 2**16):
             hints.append(f"a file-size limit of {_size(limit)} (ulimit -f)")
             certain = certain or (written is not None and unsaid)
-    return (f"; {' and '.join(hints)}" if hints else ""), certain
+    return OutOfResources if certain or ran_out(err) else HsanomalyError, \
+        (f"; {' and '.join(hints)}" if hints else "")
 
 
 def _size(n):
@@ -1212,7 +1205,7 @@ def _set_aside(stale):
 
 def _checked(dst, tmp, check, is_dir):
     """Temporary ``tmp`` of output ``dst`` made durable and read back (``check``), a failure
-    said of the output, with what may have caused it (``space_hint``)."""
+    said of the output, with what may have caused it (``failed_write``)."""
     try:
         if not tmp.exists() or tmp.is_symlink():
             raise HsanomalyError(f"{dst}: the writer produced no output")
@@ -1222,15 +1215,15 @@ def _checked(dst, tmp, check, is_dir):
                 check(tmp)
     except HsanomalyError as err:      # said of the output, not of its temporary
         text = str(err).replace(str(tmp), str(dst))
-        written = tmp.stat().st_size if tmp.is_file() else None
-        kind = OutOfResources if isinstance(err, OutOfResources) else \
-            failed_for_room(dst, err, written)
-        raise kind(f"{text}{space_hint(dst, err, written)}; nothing was replaced") from None
+        kind, hint = failed_write(dst, err, tmp.stat().st_size if tmp.is_file() else None)
+        if isinstance(err, OutOfResources):
+            kind = OutOfResources
+        raise kind(f"{text}{hint}; nothing was replaced") from None
     except Exception as err:
         if is_write_error(err):
             guess = "" if isinstance(err, OSError) and err.errno in (
                 errno.EMFILE, errno.ENFILE) else "; disk full or a file-size limit?"
-            raise failed_for_room(dst, err)(
+            raise failed_write(dst, err)[0](
                 f"{dst}: the written file does not read back whole ({describe(err)}{guess}); "
                 "nothing was replaced") from None
         raise

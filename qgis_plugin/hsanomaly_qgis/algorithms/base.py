@@ -441,34 +441,31 @@ def in_temporary_folder(path):
     return Path(QgsProcessingUtils.tempFolder()).resolve() in Path(path).resolve().parents
 
 
-def raster_layer(algorithm, parameters, name, context):
-    """The project layer raster parameter ``name`` names or holds, or None (a file or a GDAL
-    name, which the library reads as QGIS would)."""
+def given_layers(algorithm, parameters, name, context):
+    """The project layers raster parameter ``name`` (one raster, or several) names or holds;
+    None for a file or a GDAL name, which the library reads as QGIS would."""
     value = parameters.get(name)
-    return project_layer(value, context) if isinstance(value, str) else \
-        algorithm.parameterAsRasterLayer(parameters, name, context)
+    values = value if isinstance(value, (list, tuple)) else [value]
+    if all(isinstance(each, str) for each in values):
+        return [project_layer(each, context) for each in values]
+    if isinstance(value, (list, tuple)):
+        return algorithm.parameterAsLayerList(parameters, name, context)
+    return [algorithm.parameterAsRasterLayer(parameters, name, context)]
 
 
-def raster_layers(algorithm, parameters, name, context):
-    """``raster_layer`` of each raster of a multiple-layers parameter, None for a file."""
-    values = parameters.get(name)
-    values = values if isinstance(values, (list, tuple)) else [values]
-    if all(isinstance(value, str) for value in values):
-        return [project_layer(value, context) for value in values]
-    return algorithm.parameterAsLayerList(parameters, name, context)
-
-
-def set_in_qgis(algorithm, layer, name, effect="the outputs carry the file's",
+def set_in_qgis(algorithm, parameters, name, context, effect="the outputs carry the file's",
                 remedy="to carry it", pixels="are scored, and count in the scene's statistics"):
-    """What to say of raster layer ``layer`` (of parameter ``name``; None: a file) for what
-    was set on it in QGIS, not in its file, which the library reads: its CRS (the outputs
-    carry the file's, or none, and would not lie where the layer shows; ``effect`` and
-    ``remedy`` say what that means for the algorithm) and its no-data values (``pixels``:
-    what becomes of the pixels QGIS shows as no data). Vector masks are saved with what QGIS
-    shows instead (``vector_file``)."""
-    if layer is None:
-        return []
+    """What to say of the raster layers of parameter ``name`` for what was set on them in
+    QGIS, not in their files, which the library reads: a CRS (the outputs carry the file's,
+    or none, and would not lie where the layer shows; ``effect`` and ``remedy`` say what that
+    means for the algorithm) and no-data values (``pixels``: what becomes of the pixels QGIS
+    shows as no data). Vector masks are saved with what QGIS shows instead (``vector_file``)."""
     shown = label(algorithm.parameterDefinition(name))
+    return [note for layer in given_layers(algorithm, parameters, name, context)
+            if layer is not None for note in _set_in_qgis(layer, shown, effect, remedy, pixels)]
+
+
+def _set_in_qgis(layer, shown, effect, remedy, pixels):
     notes = []
     crs = layer.dataProvider().crs()
     if layer.crs().isValid() and layer.crs() != crs:

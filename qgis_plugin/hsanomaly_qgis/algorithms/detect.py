@@ -11,7 +11,7 @@ from ..dependencies import install_hint
 from ..styles import load_as, style_heatmap_on_load, style_targets_on_load
 from .base import (HsanomalyAlgorithm, field_in, geopackage_file, in_own_thread,
                    in_temporary_folder, is_empty, mask_parameter, mask_source,
-                   progress_callback, raster_layer, raster_source, set_in_qgis)
+                   progress_callback, raster_source, set_in_qgis)
 from .train import SEED_MAX, TrainModel
 
 
@@ -166,8 +166,7 @@ class DetectAnomalies(HsanomalyAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):
         self.refuse_temporary_resume(parameters, self.RESUME, self.OUTPUT, context)
         source = raster_source(self, parameters, self.INPUT, context)
-        for note in set_in_qgis(self, raster_layer(self, parameters, self.INPUT, context),
-                                self.INPUT):
+        for note in set_in_qgis(self, parameters, self.INPUT, context):
             feedback.pushWarning(note)
         model = None if is_empty(parameters, self.MODEL) else \
             self.parameterAsFile(parameters, self.MODEL, context)

@@ -13,8 +13,7 @@ from qgis.PyQt.QtCore import QVariant
 
 from .. import library
 from .base import (HsanomalyAlgorithm, field_in, geopackage_file, in_own_thread,
-                   is_empty, mask_parameter, mask_source, raster_layer, raster_source,
-                   set_in_qgis)
+                   is_empty, mask_parameter, mask_source, raster_source, set_in_qgis)
 
 # per-target report key -> table field type
 TARGET_FIELDS = {"id": QVariant.String, "pixels": QVariant.Int, "auc": QVariant.Double,
@@ -124,8 +123,7 @@ class Evaluate(HsanomalyAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):
         heatmap = raster_source(self, parameters, self.HEATMAP, context)
-        for note in set_in_qgis(self, raster_layer(self, parameters, self.HEATMAP, context),
-                                self.HEATMAP,
+        for note in set_in_qgis(self, parameters, self.HEATMAP, context,
                                 "vector truths and the per-target points go by the file's",
                                 "to use it", "are evaluated"):
             feedback.pushWarning(note)

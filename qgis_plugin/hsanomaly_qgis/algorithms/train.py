@@ -7,7 +7,7 @@ from qgis.core import (QgsProcessing, QgsProcessingParameterBoolean,
 from .. import library
 from ..dependencies import install_hint, missing
 from .base import (HsanomalyAlgorithm, in_own_thread, is_empty, mask_parameter, mask_source,
-                   progress_callback, raster_layers, raster_sources, set_in_qgis)
+                   progress_callback, raster_sources, set_in_qgis)
 
 
 # QGIS reads a whole-number field as a 32-bit int (parameterAsInt): a larger seed, which the
@@ -78,9 +78,8 @@ class TrainModel(HsanomalyAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):
         self.refuse_temporary_resume(parameters, self.RESUME, self.OUTPUT, context)
         inputs = raster_sources(self, parameters, self.INPUTS, context)
-        for layer in raster_layers(self, parameters, self.INPUTS, context):
-            for note in set_in_qgis(self, layer, self.INPUTS, pixels="are trained on"):
-                feedback.pushWarning(note)
+        for note in set_in_qgis(self, parameters, self.INPUTS, context, pixels="are trained on"):
+            feedback.pushWarning(note)
         mask = None if is_empty(parameters, self.MASK) else \
             mask_source(self, parameters, self.MASK, context, feedback)
         bands = None if is_empty(parameters, self.BANDS) else \
