@@ -1877,6 +1877,23 @@ def test_a_vrt_whose_pixels_are_python_code_says_gdal_does_not_run_it(tmp_path, 
     assert not ran.exists()
 
 
+def test_a_pixel_in_overlapping_probe_windows_is_counted_once(tmp_path):
+    """The probe windows overlap on a scene under a few of them across: five fill pixels at
+    the centre of a 100 x 100 scene were "20 of the pixels probed", one in every window."""
+    import warnings
+
+    from hsanomaly.errors import HsanomalyWarning
+
+    cube, _ = synthetic_cube(bands=12, rows=100, cols=100)
+    cube[:, 50, 48:53] = 1e20
+    path = write_raster(tmp_path / "filled.tif", cube)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        RasterSource(path).check_data()
+    [message] = [str(w.message) for w in caught if issubclass(w.category, HsanomalyWarning)]
+    assert message.startswith(f"{path}: 5 of the pixels probed hold values such as 1e+20")
+
+
 def test_infinite_pixels_are_said_to_be_left_out(tmp_path):
     """+-Inf pixels became nodata without a word, while float64 values beyond float32 (which
     would become infinite) are refused for that very reason."""

@@ -165,6 +165,21 @@ class _Source:
 
     band_axis_checked = False    # in-memory cubes are checked whole (io.inputs)
 
+    def probed_once(self):
+        """(window, first) for every probe window, ``first`` true at the pixels no earlier
+        window holds: the windows overlap on a scene under a few of them across, where a
+        pixel would be counted in each."""
+        windows = self.probe_windows()
+        for index, window in enumerate(windows):
+            first = np.ones((int(window.height), int(window.width)), dtype=bool)
+            for earlier in windows[:index]:
+                top = max(int(earlier.row_off) - int(window.row_off), 0)
+                left = max(int(earlier.col_off) - int(window.col_off), 0)
+                bottom = int(earlier.row_off + earlier.height - window.row_off)
+                right = int(earlier.col_off + earlier.width - window.col_off)
+                first[top:max(bottom, 0), left:max(right, 0)] = False
+            yield window, first
+
     @staticmethod
     def axis_advice(axis, where):
         """What to do when the bands seem to lie along ``axis`` (``bandaxis``)."""
@@ -199,12 +214,12 @@ class _Source:
         nan_gaps = 0              # pixels NaN (declared nodata or not) in a few bands
         if not self.band_axis_checked:
             self._check_band_axis()
-        for window in self.probe_windows():
+        for window, keep in self.probed_once():
             values, nodata = self._read_bands(window, stored=True)
             if self.exclusion is not None:      # what the mask leaves out is not scored
-                keep = ~self.exclusion.window(int(window.row_off), int(window.col_off),
-                                              int(window.height), int(window.width))
-                values, nodata = values[:, keep][:, :, None], nodata[:, keep][:, :, None]
+                keep &= ~self.exclusion.window(int(window.row_off), int(window.col_off),
+                                               int(window.height), int(window.width))
+            values, nodata = values[:, keep][:, :, None], nodata[:, keep][:, :, None]
             with np.errstate(invalid="ignore"):     # beyond float32: refused when read
                 usable = ~nodata.any(axis=0) & (np.abs(values) <= FLOAT32_MAX).all(axis=0)
             pixels.append(values[:, usable])
