@@ -16,7 +16,7 @@ from hsanomaly.experiments.cache import ModelCache
 from hsanomaly.experiments.scenes import find_scenes, select_scenes
 from hsanomaly.experiments.selection import select_held_out
 from hsanomaly.experiments.tables import (MEAN, RUN_COLUMNS, SUMMARY_COLUMNS, TIME_KEYS,
-                                         summarise, tables, write_results)
+                                         format_markdown, summarise, tables, write_results)
 from hsanomaly.cli.benchmark import benchmark
 from hsanomaly.errors import HsanomalyError, HsanomalyWarning
 from hsanomaly.io import read_scene
@@ -169,7 +169,9 @@ def test_benchmark_runs_every_scene_and_writes_consistent_files(scene_dir, tmp_p
         (scene, method, seed) for scene in ("mat/alpha", "tif/beta")
         for method, seed in (("rx", None), ("gmm", 0), ("gmm", 1))]
     for r in result.runs:
-        assert r["seconds"] > 0 and r["peak_mib"] > 0 and r["target_pixels"] == 8
+        assert r["seconds"] > 0 and r["target_pixels"] == 8
+        # the peak in an untimed pass of the first seed (tracing slows methods unevenly)
+        assert (r["peak_mib"] > 0) if r["seed"] in (None, 0) else r["peak_mib"] is None
         if r["method"] == "rx":
             assert r["auc"] == 1.0                # planted foreign spectra
 
@@ -296,6 +298,35 @@ def test_gan_scores_share_one_model_per_scene_seed_and_declared_training(scene_d
 
     assert load_bundle(whitened.path).preprocessor.whiten
     assert not load_bundle(cache.get(scene, 0).path).preprocessor.whiten
+    assert result.setup["models_trained"] == 2 and result.setup["models_reused"] == 0
+    assert not any(r["model_reused"] for r in result.runs)
+
+    again = run_benchmark(scene_dir, ["rx", "critic", "resrx", "recon"], [0], scenes=["alpha"],
+                          iterations=3, models_dir=models)
+    assert again.setup["models_trained"] == 0 and again.setup["models_reused"] == 2
+    assert [r["model_reused"] for r in again.runs] == [None, True, True, True]
+    assert ("2 models of 2 came from the model cache: their training is not in these totals"
+            in format_markdown(again))
+    assert "model cache" not in format_markdown(result)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="training needs torch")
+def test_a_cached_model_made_by_other_training_code_is_trained_again(scene_dir, tmp_path):
+    """The cache was keyed on the scene and the settings alone: after a change to the training
+    code, a benchmark scored the old models and published them as the new training's."""
+    cache = ModelCache(tmp_path / "models", iterations=2)
+    scene = find_scenes(scene_dir)[0]
+    first = cache.get(scene, 0)
+    assert not cache.get(scene, 0).reused           # this cache trained it
+    assert ModelCache(tmp_path / "models", iterations=2).get(scene, 0).reused
+    timing = first.path.with_name(first.path.name + ".timing.json")
+    record = json.loads(timing.read_text())
+    timing.write_text(json.dumps({**record, "code": "0" * 64}))   # made by other code
+    lines = []
+    again = ModelCache(tmp_path / "models", iterations=2, log=lines.append).get(scene, 0)
+    assert not again.reused
+    assert any(line.endswith("the training code changed since it was trained; training again")
+               for line in lines)
 
 
 @pytest.mark.train

@@ -11,9 +11,10 @@ the methods and its tables come first.
 
 Per run it records AUC, logAUC, lgFAR, Pd (``evaluation.metrics``), wall and CPU seconds of
 fit + score, wall and CPU seconds of training the run's model (0 for the baselines; a model
-shared by several GAN scores is counted in each of their rows), and the peak of memory traced
-by ``tracemalloc`` (Python and numpy allocations; not BLAS, torch or onnxruntime internals)
-during scoring.
+shared by several GAN scores is counted in each of their rows), and, for the first seed, the
+peak of memory traced by ``tracemalloc`` (Python and numpy allocations; not BLAS, torch or
+onnxruntime internals) during scoring, in a second pass: tracing slows the methods unevenly,
+so the timed pass runs without it.
 """
 
 import csv
@@ -117,18 +118,22 @@ def method_scorer(method, scene, seed, models):
     return make_scorer(name, model=model.path, **options), model
 
 
-def run_one(scene, data, method, seed, models):
-    """Score one loaded scene with one method and seed; returns the run's record."""
+def run_one(scene, data, method, seed, models, peak=True):
+    """Score one loaded scene with one method and seed; returns the run's record (``peak``:
+    with the peak memory of a second, untimed pass)."""
     scorer, model = method_scorer(method, scene, seed, models)
     source = ArraySource(data.cube, valid=data.valid, profile=data.profile, name=scene.name)
     wall, cpu = time.perf_counter(), time.process_time()
-    tracemalloc.start()
-    try:
-        scores = fit_and_score(source, scorer.planned(()))["score"][0]   # the score alone
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    scores = fit_and_score(source, scorer.planned(()))["score"][0]   # the score alone
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    peak_mib = None
+    if peak:
+        tracemalloc.start()
+        try:
+            fit_and_score(source, scorer.planned(()))
+            peak_mib = tracemalloc.get_traced_memory()[1] / 2**20
+        finally:
+            tracemalloc.stop()
     # a pixel the method leaves without a score ranks below every scored one: every method
     # is compared on the same pixels, a target it cannot score counting as missed
     scores = np.where(data.evaluated & np.isnan(scores), -np.inf, scores)
@@ -139,7 +144,9 @@ def run_one(scene, data, method, seed, models):
             "seconds": wall, "cpu_seconds": cpu,
             "train_seconds": model.seconds if model else 0.0,
             "train_cpu_seconds": model.cpu_seconds if model else 0.0,
-            "peak_mib": peak / 2**20, "pixels": int(data.evaluated.sum()),
+            "model": model.path.name if model else None,
+            "model_reused": model.reused if model else None,
+            "peak_mib": peak_mib, "pixels": int(data.evaluated.sum()),
             "bands": int(data.cube.shape[0]), "target_pixels": report["n_target_pixels"]}
 
 
@@ -286,7 +293,8 @@ def run_benchmark(data_dir, methods, seeds=SEEDS, *, scenes=None, iterations=Non
              "load_average_1min": (round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg")
                                    else None),                      # not on Windows
              "total_seconds": round(time.perf_counter() - wall, 1),
-             "total_cpu_seconds": round(cpu_seconds() - cpu, 1)}
+             "total_cpu_seconds": round(cpu_seconds() - cpu, 1),
+             **models_used(runs)}
     selection = None
     if select:
         from .scenes import same_images
@@ -302,6 +310,15 @@ def run_benchmark(data_dir, methods, seeds=SEEDS, *, scenes=None, iterations=Non
             warn(f"no held-out selection: {err}")
     return BenchmarkResult(runs, summarise(runs, methods), methods, seeds, skipped, setup,
                            _match_reference(published, chosen), selection)
+
+
+def models_used(runs):
+    """{"models_trained", "models_reused"}: how many of the models ``runs`` scored with were
+    trained in this run, and how many were found in the cache (trained by an earlier run,
+    whose training times the runs then carry)."""
+    reused = {(r["scene"], r["model"]): r["model_reused"] for r in runs if r["model"]}
+    return {"models_trained": sum(not r for r in reused.values()),
+            "models_reused": sum(reused.values())}
 
 
 def benchmark_scene(scene, methods, seeds, models_root, iterations, log=None):
@@ -323,10 +340,10 @@ def benchmark_scene(scene, methods, seeds, models_root, iterations, log=None):
     models = ModelCache(models_root, iterations, log)
     records = []
     for method, seed in runs_for(methods, seeds):
-        record = run_one(scene, data, method, seed, models)
+        record = run_one(scene, data, method, seed, models, peak=seed is None or seed == seeds[0])
         records.append(record)
         log(f"  {scene.name} {method:<7} seed {'-' if seed is None else seed}: "
             f"AUC {record['auc']:.4f} logAUC {record['log_auc']:.4f} Pd {record['pd']:.3f} "
-            f"{record['seconds']:.2f} s ({record['cpu_seconds']:.2f} s CPU) "
-            f"{record['peak_mib']:.1f} MiB")
+            f"{record['seconds']:.2f} s ({record['cpu_seconds']:.2f} s CPU)"
+            + ("" if record["peak_mib"] is None else f" {record['peak_mib']:.1f} MiB"))
     return records, None, brightness(data)

@@ -2,10 +2,11 @@
 
 A bundle already in the cache is reused, so the GAN scores of one scene and seed share a
 model, and a later benchmark or thesis run with the same folder trains nothing again, as long
-as it is still what training would give: its ``.timing.json`` records, besides the training's
-time, the scene file's fingerprint and every training setting, defaults included. A scene
-file that changed since, or a version of hsanomaly whose training defaults differ, trains the
-model again instead of scoring with a stale one. Concurrent runs may share the folder: a
+as it is still what training would give: its ``.timing.json`` records, besides the
+training's time, the scene file's fingerprint, every training setting, defaults included, and
+a digest of the code a model is made by (``TRAINING_CODE``). A scene file that changed since,
+other training defaults or a change to that code trains the model again instead of scoring
+with a stale one. Concurrent runs may share the folder: a
 ``filelock`` lock beside a bundle in training makes the others wait for it instead of
 training it twice (it works on Windows and is released by the operating system when its
 holder dies). A cached bundle that no longer loads (for example written by an older bundle
@@ -14,6 +15,7 @@ work, a folder there that is not a bundle.
 """
 
 import functools
+import hashlib
 import json
 import os
 import time
@@ -27,7 +29,10 @@ from ..io import atomic_path
 from ..io.fingerprint import path_fingerprint
 
 CHANGED = {"scene": "the scene file changed", "training": "the training settings changed",
-           "mask": "the mask file changed"}
+           "mask": "the mask file changed", "code": "the training code changed"}
+# the parts of the package a trained model is made by: the training, the data it reads, the
+# preprocessing, the export and the codebook; a change to any may change the model
+TRAINING_CODE = ("training", "io", "preprocess.py", "model", "latent")
 # train's keywords that say how to run or what to call it, not what model to train
 RUN_SWITCHES = ("device", "resume", "threads", "progress", "callback", "quick_model_of", "name")
 
@@ -37,6 +42,7 @@ class TrainedModel:
     path: Path                # the model bundle
     seconds: float            # wall time of its training
     cpu_seconds: float        # CPU time of its training (all threads)
+    reused: bool = False      # trained by an earlier run: its times are that run's
 
 
 class ModelCache:
@@ -52,6 +58,7 @@ class ModelCache:
         self.root = Path(root)
         self.iterations = Settings.iterations if iterations is None else int(iterations)
         self.log = log or (lambda message: None)
+        self.trained = set()      # the bundles this cache trained (the others: earlier runs')
 
     def path(self, scene, seed, iterations, options):
         extra = "".join(f"-{k}{_option_text(v)}" for k, v in sorted(options.items()))
@@ -84,7 +91,8 @@ class ModelCache:
         out.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(out.with_name(out.name + ".lock"))):
             origin = {"scene": path_fingerprint(scene.path),   # side files read with it too
-                      "training": training_settings(iterations=iterations, seed=seed, **options)}
+                      "training": training_settings(iterations=iterations, seed=seed, **options),
+                      "code": training_code()}
             mask = options.get("mask")
             if mask is not None and os.fspath(mask) != os.fspath(scene.path):
                 origin["mask"] = path_fingerprint(mask)         # a truth raster as the mask
@@ -111,6 +119,7 @@ class ModelCache:
                      "cpu_seconds": time.process_time() - cpu}
             with atomic_path(self._timing(out)) as tmp:
                 Path(tmp).write_text(json.dumps({**spent, **origin}), encoding="utf-8")
+            self.trained.add(out)
         return TrainedModel(out, **spent)
 
     @staticmethod
@@ -139,7 +148,22 @@ class ModelCache:
             self.log(f"  {name}: {' and '.join(CHANGED[what] for what in changed)} since it was "
                      "trained; training again")
             return None
-        return TrainedModel(out, record["seconds"], record["cpu_seconds"])
+        return TrainedModel(out, record["seconds"], record["cpu_seconds"],
+                            reused=out not in self.trained)
+
+
+@functools.lru_cache(maxsize=None)
+def training_code():
+    """A digest of the sources of ``TRAINING_CODE``: a cached model made by other code is
+    trained again, though every setting is the same."""
+    package = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for part in TRAINING_CODE:
+        top = package / part
+        for path in sorted(top.rglob("*.py") if top.is_dir() else [top]):
+            digest.update(path.relative_to(package).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def training_settings(**given):

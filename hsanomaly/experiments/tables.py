@@ -11,14 +11,14 @@ from ..io.atomic import check_writable, non_empty, staged
 from ..io.ownership import has_json_keys, starts_with
 from ..io.paths import (DIRECTORY, check_path_kind, check_paths, check_replaceable_file,
                         check_report_folder)
-from ..spelling import spell
+from ..spelling import counted, spell
 
 TITLE = "# hsanomaly benchmark"   # the Markdown's first line, which also marks it as ours
 MEAN = "mean"                 # the scene name of the rows averaged over scenes
 RUN_COLUMNS = ["scene", "method", "seed", "auc", "log_auc", "lg_far", "pd", "seconds",
                "cpu_seconds",
-               "train_seconds", "train_cpu_seconds", "peak_mib", "pixels", "bands",
-               "target_pixels"]
+               "train_seconds", "train_cpu_seconds", "model", "model_reused", "peak_mib",
+               "pixels", "bands", "target_pixels"]
 SUMMARY_COLUMNS = ["scene", "method", "seeds", "auc", "auc_std", "log_auc", "log_auc_std",
                    "pd", "pd_std", "lg_far", "seconds", "cpu_seconds", "train_seconds", "train_cpu_seconds",
                    "peak_mib"]
@@ -42,7 +42,8 @@ def std(values):
 def summarise(runs, methods):
     """Per scene x method: mean and std over seeds. Then per method (scene MEAN): the mean over
     scenes, with the std over seeds of the per-seed means over scenes (the spread a rerun
-    with another seed would show); seconds are means, peak memory the maximum."""
+    with another seed would show); seconds are means, peak memory the maximum (of the runs
+    that measured it)."""
     scenes = list(dict.fromkeys(r["scene"] for r in runs))
     rows = []
     for scene in scenes:
@@ -70,7 +71,8 @@ def _summary_row(scene, method, group, per_seed):
             "pd": mean(pd), "pd_std": std(pd),
             "lg_far": mean([r["lg_far"] for r in group]),
             **{key: mean([r[key] for r in group]) for key in TIME_KEYS},
-            "peak_mib": max(r["peak_mib"] for r in group)}
+            "peak_mib": max((r["peak_mib"] for r in group if r["peak_mib"] is not None),
+                            default=None)}
 
 
 def _cell(row, key):
@@ -90,13 +92,18 @@ def tables(result):
         rows = [[scene] + [_cell(by_key[scene, m], key) for m in result.methods] for scene in scenes]
         out.append((f"{title} (mean ± std over seeds)", ["scene"] + result.methods, rows))
     cost = [[m] + [f"{by_key[MEAN, m][key]:.2f}" for key in TIME_KEYS]
-            + [f"{by_key[MEAN, m]['peak_mib']:.1f}"] for m in result.methods]
-    out.append(("Cost per run (mean over scenes; CPU = all threads; peak = tracemalloc maximum)",
+            + [_peak(by_key[MEAN, m]["peak_mib"])] for m in result.methods]
+    out.append(("Cost per run (mean over scenes; CPU = all threads; peak = tracemalloc maximum, "
+                "in an untimed pass of the first seed)",
                 ["method", "fit+score s", "fit+score CPU s", "train s", "train CPU s",
                  "peak MiB"], cost))
     if result.reference:
         out.append(_reference_table(result, by_key, scenes))
     return out
+
+
+def _peak(mib):
+    return "-" if mib is None else f"{mib:.1f}"
 
 
 def _ours(result, by_key, scenes):
@@ -184,6 +191,11 @@ def format_markdown(result):
                       f"{setup['total_cpu_seconds']:.0f} s CPU on {setup['cpus']} CPUs (1-minute "
                       f"load average {setup['load_average_1min']} at the end: wall times on a "
                       "shared machine overstate the cost; CPU times are the better measure)."]
+        if setup.get("models_reused"):
+            parts[-1] += (f" {counted(setup['models_reused'], 'model')} of "
+                          f"{setup['models_reused'] + setup['models_trained']} came from the "
+                          "model cache: their training is not in these totals, and the training "
+                          "columns give the times of the run that trained them.")
     if result.selection:
         parts += ["", result.selection.explanation()]
     for title, header, rows in tables(result):
