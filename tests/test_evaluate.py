@@ -1205,7 +1205,8 @@ def test_the_report_gives_the_detect_rate_that_draws_the_pixels_pd_counts():
         assert (drawn & (truth == 0) & (valid if valid is not None else True)).sum() <= \
             pd_far * report["n_background_pixels"]
         summary = format_summary(report)
-        assert f" (detect's far={printed:.12g} draws the same pixels)" in summary
+        assert f" (detect's far={printed:.12g} draws the same pixels here; on another raster, " \
+            "a rate carries over where a threshold does not)" in summary
         # the threshold as printed, typed back, draws the same pixels: it is a background
         # pixel's score, which six digits rounded below (the targets audit's F01)
         typed = float(summary.split("; above ")[1].split(" ")[0])

@@ -1894,6 +1894,30 @@ def test_a_pixel_in_overlapping_probe_windows_is_counted_once(tmp_path):
     assert message.startswith(f"{path}: 5 of the pixels probed hold values such as 1e+20")
 
 
+@pytest.mark.parametrize("zeros", [[(44, 38)], [(44, 38), (10, 3), (90, 97)]])
+def test_a_few_pixels_nodata_in_a_few_bands_are_said_however_few(tmp_path, zeros):
+    """A collar declared nodata=0 dropped every pixel with a 0 in one dark band, a target pixel
+    among them, without a word: the warning needed 5 % of the pixels probed."""
+    import warnings
+
+    from hsanomaly.errors import HsanomalyWarning
+
+    cube, _ = synthetic_cube(bands=12, rows=100, cols=100)
+    cube = cube - cube.min() + 1.0
+    for row, col in zeros:
+        cube[7, row, col] = 0.0
+    path = write_raster(tmp_path / "collar.tif", cube, nodata=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        RasterSource(path).check_data()
+    said = [str(w.message) for w in caught if issubclass(w.category, HsanomalyWarning)]
+    one = len(zeros) == 1
+    assert said == [f"{path}: {len(zeros)} of the pixels probed {'is' if one else 'are'} nodata "
+                    f"in only a few bands (band 8 most often), so {'it is' if one else 'they are'}"
+                    " left out whole; is the nodata value also real data there (0 over water, "
+                    "say)? If so, set another nodata value, or none"]
+
+
 def test_infinite_pixels_are_said_to_be_left_out(tmp_path):
     """+-Inf pixels became nodata without a word, while float64 values beyond float32 (which
     would become infinite) are refused for that very reason."""

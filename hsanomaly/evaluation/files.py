@@ -306,6 +306,8 @@ def format_summary(report):
 
 
 DETECT_FAR_DIGITS = 12   # a rate that draws the same pixels on heatmaps of up to 1e11 of them
+# a score is relative to the raster it was fitted on: a rate carries to another, a threshold not
+HERE = "here; on another raster, a rate carries over where a threshold does not)"
 
 
 def _drawn(report):
@@ -315,7 +317,8 @@ def _drawn(report):
         return ""
     far = spell("far", float(f"{report['pd_detect_far']:.{DETECT_FAR_DIGITS}g}"))
     # exact: the threshold is a background pixel's score, which a rounded one would draw too
-    return f"; above {float(report['pd_threshold'])!r} (detect's {far} draws the same pixels)"
+    return (f"; above {float(report['pd_threshold'])!r} (detect's {far} draws the same pixels "
+            f"{HERE}")
 
 
 def _per_km2(value):

@@ -37,7 +37,7 @@ PROBE = 64              # pixels across a window the data is probed on before th
 AXIS_STRIP, AXIS_LINE, AXIS_LINES = 4, 512, 200   # the band-axis check's lines: strips 4
                                                   # pixels wide, 512 long; 200 lines an axis
 PROBE_AT = ((0.5, 0.5), (0.25, 0.25), (0.25, 0.75), (0.75, 0.25), (0.75, 0.75))  # fractions
-PARTIAL_NODATA = 0.05   # share of probed pixels nodata in a few bands only, beyond which to warn
+FILL_SHARE = 0.05       # share of probed pixels of one value in every band beyond which to warn
                         # (and of pixels holding one fill value in every band)
 FILL_MIN_BANDS = 10     # fewer bands may well hold one value in all of them (a saturated or
                         # black pixel of a few-band image)
@@ -199,9 +199,10 @@ class _Source:
         """Warn, from the probe windows, about what would make the scores silently worse: a
         cube whose bands seem to lie along another axis than GDAL's (``_check_band_axis``),
         values float32 rounds by more than a hundredth of their spread (``coarsest_in_float32``),
-        and a large share of pixels nodata or NaN in only a few bands (GDAL's rule leaves a
-        pixel out whole once one band says nodata, so a nodata value that some band holds as
-        real data, 0 over water, say, or one band's dropout silently removes those pixels), and
+        and pixels nodata or NaN in only a few bands, however few (GDAL's rule leaves a pixel
+        out whole once one band says nodata, so a nodata value that some band holds as real
+        data, 0 over water, say, or one band's dropout silently removes those pixels, and a
+        one-pixel target may be one), and
         a large share of pixels that hold one value in every band, which no spectrum does: a
         fill value not declared as nodata (-9999 around a swath), which the scene's statistics
         would then take in; and, ``truth_like``, pixels of two values: a truth or a mask given
@@ -277,24 +278,27 @@ class _Source:
                       f"{'it' if one else 'them'} (rx is not affected); leave "
                       f"{'it' if one else 'them'} out ({subset})")
         # every pixel probed left out: the fit's refusal names the band (``no_valid_pixels``)
-        if total and PARTIAL_NODATA * total < partial < total:
+        if total and 0 < partial < total:      # any: a one-pixel target can be one of them
             band = int(np.argmax(per_band)) + 1
             raster = isinstance(self, RasterSource)
+            some = (f"{partial / total:.0%} of the pixels probed are" if 100 * partial >= total
+                    else f"{partial:,} of the pixels probed {'is' if partial == 1 else 'are'}")
+            they = "it is" if partial == 1 else "they are"
             if nan_gaps > partial / 2 or not raster:
                 subset = "gdal_translate -b" if raster else "a band subset"
                 gap = "NaN" if nan_gaps > partial / 2 else "masked"
-                warn_once(f"{self.name}: {partial / total:.0%} of the pixels probed are {gap} in "
-                          f"only a few bands (band {band} most often), so they are left out "
-                          f"whole; leave such bands out ({subset}) to score those pixels")
+                warn_once(f"{self.name}: {some} {gap} in only a few bands (band {band} most "
+                          f"often), so {they} left out whole; leave such bands out ({subset}) "
+                          "to score those pixels")
             else:
-                warn_once(f"{self.name}: {partial / total:.0%} of the pixels probed are nodata "
-                          f"in only a few bands (band {band} most often), so they are left out "
-                          "whole; is the nodata value also real data there (0 over water, "
-                          "say)? If so, set another nodata value, or none")
+                warn_once(f"{self.name}: {some} nodata in only a few bands (band {band} most "
+                          f"often), so {they} left out whole; is the nodata value also real "
+                          "data there (0 over water, say)? If so, set another nodata value, or "
+                          "none")
         flat = np.concatenate(flat) if flat else np.empty(0)
-        if total and len(flat) > PARTIAL_NODATA * total:
+        if total and len(flat) > FILL_SHARE * total:
             fill, count = commonest(flat)
-            if PARTIAL_NODATA * total < count < whole:   # all: a constant raster, said so
+            if FILL_SHARE * total < count < whole:   # all: a constant raster, said so
                 declare = (f"declare it ({how})" if (how := self._declaring(fill))
                            else "mask it, or set it to NaN")
                 warn_once(f"{self.name}: {count / total:.0%} of the pixels probed hold {fill:g} "

@@ -12,7 +12,7 @@ def test_evaluate_reports_metrics_table_and_plots(scene, tmp_path):
     raster, truth = scene
     heatmap = processing.run("hsanomaly:detect", {"INPUT": str(raster), "SCORE": "rx",
                                                   "OUTPUT": str(tmp_path / "heat.tif")})["OUTPUT"]
-    from hsanomaly.evaluation.files import format_summary
+    from hsanomaly.evaluation.files import HERE, format_summary
     from qgis.core import QgsProcessingFeedback
 
     log, said = QgsProcessingFeedback(), []
@@ -23,10 +23,10 @@ def test_evaluate_reports_metrics_table_and_plots(scene, tmp_path):
     report = evaluate_files(heatmap, str(truth))[0]
     logged = next(text for text in said if text.startswith("AUC "))   # overall and per target
     head, tail = format_summary(report).split("(detect's far=")
-    assert logged.startswith(head) and logged.endswith(tail.split(" draws the same pixels)")[1])
+    assert logged.startswith(head) and logged.endswith(tail.split(HERE)[1])
     # the rate that draws what Pd counts, by Detect's field
     assert f"(detect's 'Polygon false-alarm rate (in Detect anomalies)' " \
-           f"({report['pd_detect_far']:.12g}) draws the same pixels)" in logged, logged
+           f"({report['pd_detect_far']:.12g}) draws the same pixels {HERE}" in logged, logged
     assert (result["AUC"], result["LOG_AUC"], result["LG_FAR"], result["PD"],
             result["N_TARGETS"]) == (report["auc"], report["log_auc"], report["lg_far"],
                                      report["pd"], 2)
