@@ -25,7 +25,10 @@
    descent, thousands of generator calls a pixel) on a ``--thesis-crop`` square of the scene,
    CPU against GPU: wall seconds and the largest difference.
 
-``--steps 1,2,6`` runs only those steps (the model is trained first whenever none is given).
+``--steps 2,6`` runs only those steps, and step 1, which the verdict needs (the model is
+trained first whenever none is given). Step 4 is skipped, and said, where torch has no CUDA.
+The script imports the checkout it sits in, and its ``detect`` processes too; the report
+names that hsanomaly's version and folder.
 
 Without a GPU (no CUDA provider in onnxruntime, or no device behind it) it says so in one line
 and exits with status 0: nothing can be measured. ``--simulate-on-cpu`` runs every step with
@@ -35,6 +38,7 @@ torch has one). Figures go to the terminal and, with ``--out``, to a JSON file.
 
 Last line: gpu_check=<ok|failed|skipped> parity_max_abs=<x> critic_px_s=<best> recon_px_s=<best>
 default_px_s=<best> train_it_s_cuda=<x> train_it_s_cpu=<x> mosaic_default_speedup=<cpu s / cuda s>
+thesis_speedup=<cpu s / cuda s>
 """
 
 import argparse
@@ -49,12 +53,20 @@ from pathlib import Path
 
 import numpy as np
 
-from hsanomaly.defaults import SCORE as DEFAULT_SCORE
-from hsanomaly.scorers import MODEL_SCORES
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))        # this checkout, not an hsanomaly installed beside it
+
+import hsanomaly  # noqa: E402
+from hsanomaly.defaults import SCORE as DEFAULT_SCORE  # noqa: E402
+from hsanomaly.scorers import MODEL_SCORES  # noqa: E402
+
 END_TO_END = ("critic", "recon", DEFAULT_SCORE)
 TOLERANCE = 1e-4
+
+
+def measured(device):
+    """The key of the GPU run's seconds (simulated: the second CPU run's, beside the first)."""
+    return "seconds_simulated" if device == "cpu" else f"seconds_{device}"
 
 
 def gpu_available(simulate):
@@ -101,7 +113,10 @@ def detect(scene, dst, score, model, device, more=()):
                str(scene), str(dst), "--score", score, "--model", str(model), "--device", device,
                "--quiet", *more]
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
+    # the children score with this checkout too (the parent's hsanomaly)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"detect --score {score} --device {device}: {done.stderr.strip()}")
     return time.perf_counter() - start
@@ -113,25 +128,25 @@ def parity(scene, model, device, tmp):
     results = {}
     for score in MODEL_SCORES:
         try:
-            seconds = {d: detect(scene, tmp / f"{score}-{d}.tif", score, model, d)
-                       for d in ("cpu", device)}
+            seconds = {run: detect(scene, tmp / f"{score}-{run}.tif", score, model, d)
+                       for run, d in (("cpu", "cpu"), ("gpu", device))}
         except RuntimeError as err:           # one score's failure leaves the others measured
             results[score] = {"error": str(err)}
             print(f"  {score:8s} FAILED: {err}", flush=True)
             continue
         with rasterio.open(tmp / f"{score}-cpu.tif") as a, \
-                rasterio.open(tmp / f"{score}-{device}.tif") as b:
+                rasterio.open(tmp / f"{score}-gpu.tif") as b:
             x, y = a.read(1), b.read(1)
         both = np.isfinite(x) & np.isfinite(y)
         diff = np.abs(x[both] - y[both])
         results[score] = {"max_abs": float(diff.max()) if diff.size else 0.0,
                           "pixels_over": int(np.sum(diff > TOLERANCE)),
                           "nan_mismatch": int(np.sum(np.isfinite(x) != np.isfinite(y))),
-                          "seconds_cpu": seconds["cpu"], f"seconds_{device}": seconds[device]}
+                          "seconds_cpu": seconds["cpu"], measured(device): seconds["gpu"]}
         r = results[score]
         print(f"  {score:8s} max |cpu - {device}| {r['max_abs']:.2e}, {r['pixels_over']} pixels "
               f"over {TOLERANCE:g}, {r['nan_mismatch']} NaN mismatches; detect {seconds['cpu']:.1f} s "
-              f"cpu, {seconds[device]:.1f} s {device}", flush=True)
+              f"cpu, {seconds['gpu']:.1f} s {device}", flush=True)
     return results
 
 
@@ -251,19 +266,19 @@ def mosaic_rates(scene, model, device, tmp, repeat):
     pixels = write_mosaic(scene, mosaic, repeat)
     results = {}
     for score in END_TO_END:
-        seconds = {d: detect(mosaic, tmp / f"mosaic-{score}-{d}.tif", score, model, d)
-                   for d in ("cpu", device)}
+        seconds = {run: detect(mosaic, tmp / f"mosaic-{score}-{run}.tif", score, model, d)
+                   for run, d in (("cpu", "cpu"), ("gpu", device))}
         with rasterio.open(tmp / f"mosaic-{score}-cpu.tif") as a, \
-                rasterio.open(tmp / f"mosaic-{score}-{device}.tif") as b:
+                rasterio.open(tmp / f"mosaic-{score}-gpu.tif") as b:
             x, y = a.read(1), b.read(1)
         both = np.isfinite(x) & np.isfinite(y)
         results[score] = {"pixels": pixels, "seconds_cpu": seconds["cpu"],
-                          f"seconds_{device}": seconds[device],
-                          "speedup": seconds["cpu"] / seconds[device],
+                          measured(device): seconds["gpu"],
+                          "speedup": seconds["cpu"] / seconds["gpu"],
                           "max_abs": float(np.abs(x[both] - y[both]).max()) if both.any() else 0.0}
         r = results[score]
         print(f"  {score:8s} {pixels} px: {r['seconds_cpu']:.1f} s cpu ({pixels / r['seconds_cpu']:.0f} "
-              f"px/s), {r[f'seconds_{device}']:.1f} s {device} ({pixels / r[f'seconds_{device}']:.0f} "
+              f"px/s), {r[measured(device)]:.1f} s {device} ({pixels / r[measured(device)]:.0f} "
               f"px/s), x{r['speedup']:.2f}, max |cpu - {device}| {r['max_abs']:.2e}", flush=True)
     return results
 
@@ -285,17 +300,17 @@ def thesis_rates(scene, model, device, tmp, size):
 
     crop = tmp / "crop.tif"
     pixels = write_crop(scene, crop, size)
-    seconds = {d: detect(crop, tmp / f"thesis-{d}.tif", "recon", model, d,
-                         ["--solver", "thesis"]) for d in ("cpu", device)}
-    with rasterio.open(tmp / "thesis-cpu.tif") as a, rasterio.open(tmp / f"thesis-{device}.tif") as b:
+    seconds = {run: detect(crop, tmp / f"thesis-{run}.tif", "recon", model, d,
+                           ["--solver", "thesis"]) for run, d in (("cpu", "cpu"), ("gpu", device))}
+    with rasterio.open(tmp / "thesis-cpu.tif") as a, rasterio.open(tmp / "thesis-gpu.tif") as b:
         x, y = a.read(1), b.read(1)
     both = np.isfinite(x) & np.isfinite(y)
-    result = {"pixels": pixels, "seconds_cpu": seconds["cpu"], f"seconds_{device}": seconds[device],
-              "speedup": seconds["cpu"] / seconds[device],
+    result = {"pixels": pixels, "seconds_cpu": seconds["cpu"], measured(device): seconds["gpu"],
+              "speedup": seconds["cpu"] / seconds["gpu"],
               "max_abs": float(np.abs(x[both] - y[both]).max()) if both.any() else 0.0,
               "max_rel": float((np.abs(x[both] - y[both]) / np.maximum(np.abs(x[both]), 1e-12)).max())
               if both.any() else 0.0}
-    print(f"  recon --solver thesis, {pixels} px: {seconds['cpu']:.1f} s cpu, {seconds[device]:.1f} s "
+    print(f"  recon --solver thesis, {pixels} px: {seconds['cpu']:.1f} s cpu, {seconds['gpu']:.1f} s "
           f"{device}, x{result['speedup']:.1f}; max |cpu - {device}| {result['max_abs']:.2e} "
           f"(relative {result['max_rel']:.2e})", flush=True)
     return result
@@ -366,11 +381,15 @@ def main():
               "default_px_s=nan train_it_s_cuda=nan train_it_s_cpu=nan mosaic_default_speedup=nan "
               "thesis_speedup=nan")
         return 0
-    import torch
-
-    torch_cuda = torch.cuda.is_available()
+    try:
+        import torch
+    except ImportError:               # the network, score and detect steps need no torch
+        torch = None
+    torch_cuda = torch is not None and torch.cuda.is_available()
     report = {"device": device, "simulated": args.simulate_on_cpu, "torch_cuda": torch_cuda,
-              "load": os.getloadavg()[0]}
+              "load": os.getloadavg()[0],
+              "hsanomaly": {"version": hsanomaly.__version__, "path": hsanomaly.__file__}}
+    print(f"hsanomaly {hsanomaly.__version__} from {Path(hsanomaly.__file__).parent}", flush=True)
     if torch_cuda:
         report["gpu"] = torch.cuda.get_device_name(0)
     print(f"gpu_check on {report.get('gpu', 'no torch GPU')} "
@@ -404,9 +423,9 @@ def main():
             if not Path(model, "model.json").exists():
                 print("gpu_check=failed: no model to measure with")
                 return 1
-        if steps & {1, 2}:
-            step("provider", "1. providers", lambda: check_provider(model, device))
-            print(f"  generator session providers: {report.get('provider', {}).get('providers')}")
+        # always: the verdict needs it (a session really on the GPU), and it takes a second
+        step("provider", "1. providers", lambda: check_provider(model, device))
+        print(f"  generator session providers: {report.get('provider', {}).get('providers')}")
         if 2 in steps:
             step("parity", "2. parity cpu vs " + device,
                  lambda: parity(args.scene, model, device, tmp))
@@ -414,7 +433,11 @@ def main():
             step("networks", "3. throughput", lambda: network_rates(model, device, batches))
             step("scores", "3b. scores end to end",
                  lambda: score_rates(args.scene, model, device, batches))
-        if 4 in steps:
+        if 4 in steps and not (torch_cuda or args.simulate_on_cpu):
+            report["training"] = {"skipped": "torch is not installed" if torch is None
+                                  else "torch has no CUDA here"}
+            print(f"4. training: skipped, {report['training']['skipped']}", flush=True)
+        elif 4 in steps:
             step("training", "4. training", lambda: training_rates(args.scene, device))
         if 5 in steps and args.mosaic > 0:
             step("mosaic", f"5. a {args.mosaic}x{args.mosaic} mosaic of the scene",

@@ -11,17 +11,14 @@ import ctypes
 import functools
 import importlib.util
 import os
-import re
 import threading
 
+from .devices import ep_error, import_onnxruntime, parse_device, providers
 from .errors import HsanomalyError, OutOfResources, describe, out_of_memory, out_of_memory_text
-from .spelling import spell
 
-DEVICES = ("cpu", "cuda")
 TRAINING_MODULES = ("torch", "onnx", "onnxruntime")   # train, export, check the export
 TRAINING_INSTALL = ("pip install torch --index-url https://download.pytorch.org/whl/cpu && "
                     "pip install 'hsanomaly[cpu,train]'")
-RUNTIMES = ("onnxruntime", "onnxruntime-gpu")   # one module, two distributions: [cpu], [gpu]
 
 
 def missing_for_training():
@@ -62,63 +59,6 @@ def folder_gone():
     except FileNotFoundError:
         return f"{FOLDER_GONE}, and torch cannot load without one: cd into a folder"
     return None
-
-
-def import_onnxruntime():
-    """onnxruntime, or a one-line error saying which extra installs it; both runtimes
-    installed (``[cpu]`` and ``[gpu]``) are said once; its telemetry off unless asked for."""
-    # 1.29 on: a device id and a growing queue of events in HOME, sent where there is a network
-    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
-    try:
-        import onnxruntime
-    except ImportError:
-        raise HsanomalyError("the model scores need the ONNX runtime: pip install 'hsanomaly[cpu]' "
-                             f"(or 'hsanomaly[gpu]' for {spell('device', 'cuda')})") from None
-    if len(installed(RUNTIMES)) > 1:
-        from .io.checks import warn_once
-
-        warn_once("onnxruntime and onnxruntime-gpu are both installed: they install the same "
-                  "module and overwrite each other's files, so which one runs is not known; "
-                  "keep one: pip uninstall -y onnxruntime onnxruntime-gpu && pip install "
-                  "'hsanomaly[gpu]' (or 'hsanomaly[cpu]')")
-    return onnxruntime
-
-
-def installed(distributions):
-    """Those of ``distributions`` (names as pip knows them) that are installed."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    def present(name):
-        with contextlib.suppress(PackageNotFoundError):
-            return bool(version(name))
-    return [name for name in distributions if present(name)]
-
-
-def parse_device(device):
-    """``(kind, index)`` of a device named as training names it: ``cpu``, ``cuda`` (the first
-    GPU) or ``cuda:N``; anything else is refused in one line, before any work."""
-    kind, colon, index = str(device).partition(":")
-    if kind in DEVICES and not colon:
-        return kind, 0
-    if kind == "cuda" and re.fullmatch(r"[0-9]+", index):
-        return kind, int(index)
-    raise HsanomalyError(f"{spell('device', device)}: unknown device; use cpu, cuda or cuda:N")
-
-
-def providers(device="cpu"):
-    """The onnxruntime execution providers for ``device``; raises a one-line error if unavailable."""
-    kind, index = parse_device(device)
-    ort = import_onnxruntime()
-    if kind == "cpu":
-        return ["CPUExecutionProvider"]
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        raise HsanomalyError(
-            f"{spell('device', device)}: onnxruntime has no CUDA provider here (install the [gpu] "
-            f"extra, onnxruntime-gpu, on a machine with an NVIDIA GPU, or use {spell('device', 'cpu')})")
-    # TF32 matrix products (onnxruntime's default on Ampere and later) round to 10 bits of
-    # mantissa: scores would differ from the CPU's in the third digit (benchmarks/gpu_check.py)
-    options = {"use_tf32": "0", **({"device_id": str(index)} if index else {})}
-    return [("CUDAExecutionProvider", options), "CPUExecutionProvider"]
 
 
 @contextlib.contextmanager
@@ -183,14 +123,14 @@ def open_session(path, device="cpu", threads=None, optimize=True, label=None, ch
         options.add_session_config_entry("session.use_env_allocators", "1")
     model, name = (path, label) if isinstance(path, bytes) else (str(path), path)
     try:
-        session = ort.InferenceSession(model, sess_options=options, providers=chosen)
+        with ep_error(chosen[0] != "CPUExecutionProvider") as said:
+            session = ort.InferenceSession(model, sess_options=options, providers=chosen)
     except Exception as err:  # onnxruntime raises its own exception types for unreadable graphs
         if out_of_memory(err):          # (std::bad_alloc under a limit)
             raise OutOfResources(f"{name}: {out_of_memory_text(err)}") from None
         raise HsanomalyError(f"{name}: not a loadable ONNX model ({describe(err)})") from None
     if chosen[0] != "CPUExecutionProvider" and "CUDAExecutionProvider" not in session.get_providers():
-        raise HsanomalyError(f"{name}: onnxruntime could not start its CUDA provider "
-                             f"(check the CUDA and cuDNN libraries, or use {spell('device', 'cpu')})")
+        raise HsanomalyError(f"{name}: {said.cuda_failure(device)}")
     return session
 
 

@@ -237,7 +237,7 @@ def test_cuda_sessions_compute_in_full_float32(monkeypatch):
     scores differ from the CPU's in the third digit on an H200 (docs/speed.md)."""
     import onnxruntime
 
-    from hsanomaly.runtime import providers
+    from hsanomaly.devices import providers
 
     monkeypatch.setattr(onnxruntime, "get_available_providers",
                         lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
@@ -249,6 +249,49 @@ def test_cuda_sessions_compute_in_full_float32(monkeypatch):
     assert providers("cuda:2")[0] == ("CUDAExecutionProvider", {"use_tf32": "0", "device_id": "2"})
 
 
+def test_a_cuda_provider_that_does_not_start_is_refused_before_any_training(raster, tmp_path,
+                                                                              monkeypatch):
+    """onnxruntime-gpu lists its CUDA provider whether or not the CUDA and cuDNN libraries
+    load; the device was checked against that list alone, so a quick model was trained first,
+    and the error then named its staged folder, gone with the model. Here onnxruntime lists a
+    provider it cannot start, as such an installation does: its session lands on the CPU."""
+    import onnxruntime
+
+    import hsanomaly.quickmodel
+    from hsanomaly.devices import _cuda_start
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this machine has onnxruntime's CUDA provider")
+    monkeypatch.setattr(onnxruntime, "get_available_providers",
+                        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(hsanomaly.quickmodel, "train_on_scene",
+                        lambda *args, **kwargs: pytest.fail("trained before the device check"))
+    _cuda_start.cache_clear()
+    with pytest.raises(HsanomalyError, match=r"^device='cuda:1': onnxruntime could not start "
+                                             r"its CUDA provider: is the GPU there"):
+        hsanomaly.detect(raster[0], tmp_path / "out.tif", device="cuda:1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    _cuda_start.cache_clear()
+
+
+def test_the_banner_of_a_provider_that_failed_is_the_errors_reason(capsys):
+    """onnxruntime prints why a provider failed on stdout (then retries on the CPU): it went
+    to the caller's output, and the error blamed the libraries whatever the cause."""
+    from hsanomaly.devices import ep_error
+
+    with ep_error() as said:
+        print("a line of another thread")
+        print("*************** EP Error ***************")
+        print("EP Error CUDA failure 101: invalid device ordinal ; GPU=3 when using "
+              "['CUDAExecutionProvider', 'CPUExecutionProvider']")
+        print("Falling back to ['CPUExecutionProvider'] and retrying.")
+        print("****************************************")
+    assert capsys.readouterr().out == "a line of another thread\n"
+    assert said.cuda_failure("cuda:3").startswith(
+        "device='cuda:3': onnxruntime could not start its CUDA provider (CUDA failure 101: "
+        "invalid device ordinal ; GPU=3): is the GPU there and free")
+
+
 def test_both_onnx_runtimes_installed_are_said_once(monkeypatch):
     """``[cpu]`` and ``[gpu]`` both installed overwrite each other's files without a word from
     the library (only the QGIS plugin said it: the packaging audit's F9)."""
@@ -256,7 +299,7 @@ def test_both_onnx_runtimes_installed_are_said_once(monkeypatch):
     import warnings
 
     from hsanomaly.errors import HsanomalyWarning
-    from hsanomaly.runtime import import_onnxruntime
+    from hsanomaly.devices import import_onnxruntime
 
     real = importlib.metadata.version
     monkeypatch.setattr(importlib.metadata, "version",
@@ -557,7 +600,7 @@ TELEMETRY_RUN = """
 import sys
 import onnx
 from onnx import TensorProto, helper
-from hsanomaly.runtime import import_onnxruntime
+from hsanomaly.devices import import_onnxruntime
 graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
                           [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])

@@ -46,8 +46,9 @@ class GanScorer(Scorer):
                  codebook_scale=defaults.CODEBOOK_SCALE, c1=defaults.C1, c2=defaults.C2,
                  lam=defaults.LAM, device=defaults.DEVICE, threads=None, seed=defaults.SEED,
                  ignore_wavelengths=False):
+        from ..devices import check_device
         from ..latent import make_solver
-        from ..runtime import check_threads, providers
+        from ..runtime import check_threads
 
         if not 0.0 <= lam <= 1.0:
             raise HsanomalyError(f"{spell('lam')} must lie in [0, 1], got {lam}")
@@ -56,7 +57,7 @@ class GanScorer(Scorer):
         if c1 + c2 == 0:
             raise HsanomalyError(f"{spell('c1')} and {spell('c2')} must not both be 0")
         check_threads(threads)
-        providers(device)   # refuse an unavailable device before any work
+        check_device(device)   # refuse an unavailable device before any work
         self.model, self.device, self.threads = str(model), device, threads
         self.ignore_wavelengths = bool(ignore_wavelengths)
         self.c1, self.c2, self.lam = float(c1), float(c2), float(lam)

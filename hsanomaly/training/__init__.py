@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 from .. import defaults
+from ..devices import parse_device
 from ..errors import Cancelled, HsanomalyError, caller_callback
 from ..io.atomic import check_writable
 from ..io.checks import absolute
@@ -22,7 +23,7 @@ from ..io.checks import warn
 from ..io.lock import lock_folder
 from ..io.paths import Item, checkpoint_dir
 from ..options import TRAINING_KINDS, check_values
-from ..runtime import check_threads, parse_device, training_unavailable
+from ..runtime import check_threads, training_unavailable
 from ..spelling import spell
 from .data import load_training_data
 from .health import generator_health, warn_unhealthy
