@@ -115,6 +115,27 @@ def test_auto_says_when_scores_pass_the_end_of_a_bounded_tail_fit():
         threshold_from_far(rng.uniform(0, 1, (100, 100)).astype(np.float32), "auto")
 
 
+@pytest.mark.parametrize("stored", ["array", "uint8 GeoTIFF"])
+def test_auto_says_when_the_scores_are_rounded_to_steps(tmp_path, stored):
+    """A background heatmap rounded to steps (an 8-bit export: 40 values) read as a bounded
+    tail: the automatic threshold left 227 pixels above it, 221 false targets, unsaid."""
+    raw = np.random.default_rng(1).exponential(1, (200, 200))
+    rounded = np.round(raw * 4).astype(np.uint8)
+    heat = rounded.astype(np.float32)
+    if stored != "array":
+        heat = tmp_path / "heat8.tif"
+        with rasterio.open(heat, "w", driver="GTiff", width=200, height=200, count=1,
+                           dtype="uint8") as ds:
+            ds.write(rounded, 1)
+    with pytest.warns(HsanomalyWarning, match=r"the top 1.25% of the scores hold few distinct "
+                                              r"values \(\d+ at 17 ranks probed\): a heatmap "
+                                              r"rounded to steps"):
+        threshold_from_far(heat, "auto")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                      # continuous scores: nothing said
+        threshold_from_far(raw.astype(np.float32), "auto")
+
+
 def test_auto_finds_planted_targets_with_few_false_alarms():
     rng = np.random.default_rng(4)
     scores = rng.chisquare(20, (200, 200)).astype(np.float32)      # RX-like background
