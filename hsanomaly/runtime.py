@@ -1,6 +1,7 @@
-"""onnxruntime sessions for the model bundle: one place that picks the provider and threads
-(numpy's BLAS threads too), and says what this installation can run; and the process settings
-a run changes and puts back (threads, the allocator, the environment a cluster's start writes).
+"""onnxruntime sessions for the model bundle: one place that opens them, on the providers
+``devices`` picks, with their threads (numpy's BLAS threads too), and says what this
+installation can train; and the process settings a run changes and puts back (threads, the
+allocator, the environment a cluster's start writes).
 
 Detection runs ONNX graphs only (never torch), on the CPU provider by default or the CUDA
 provider on request; CUDA asked for where onnxruntime cannot use it is an error, not a silent
