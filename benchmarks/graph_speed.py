@@ -74,6 +74,12 @@ def main():
              for kind in ("conv", "dense") for batch in batches for t, spin in settings]
     sessions = {c: session(graphs[c[0], c[1]], c[3], c[4]) for c in cases}
     inputs = {(net, batch): feeds[net](batch) for net in ("generator", "critic") for batch in batches}
+    for net, batch in inputs:            # a fast lowering must give the same outputs to win
+        conv, dense = (sessions[net, kind, batch, threads[0], True].run(None, inputs[net, batch])
+                       for kind in ("conv", "dense"))
+        for a, b in zip(conv, dense):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5,
+                                       err_msg=f"{net} conv and dense differ at batch {batch}")
     totals = {c: [0.0, 0.0, 0] for c in cases}
     for _ in range(args.rounds):
         for case in cases:
