@@ -4,7 +4,6 @@ import click
 
 from .. import defaults
 from . import SEED_RANGE, progress_log, quiet_option, show_progress, with_verbosity
-from ..errors import HsanomalyError
 from ..latent import DEPRECATED_NAMES, SOLVERS
 from ..options import given as given_options
 from ..scorers import REGISTRY, SCORES
@@ -188,8 +187,5 @@ def scorer_options(score, **given):
 
     flag = given.get("ignore_wavelengths") or None       # an absent switch is not given
     options = given_options({**given, "ignore_wavelengths": flag})
-    try:
-        refuse_former_option(score, options)
-    except HsanomalyError as err:
-        raise click.UsageError(str(err)) from None
+    refuse_former_option(score, options)        # status 1, as any option a score refuses
     return options
