@@ -66,8 +66,9 @@ def _model(name):
 def info_lines(found: Dict[str, Any]) -> str:
     """``info``'s record as the command line prints it: one "key: value" line each."""
     def text(value):
-        if isinstance(value, dict):
-            return ", ".join(f"{k} {text(v)}" for k, v in value.items())
+        if isinstance(value, dict):       # a part's own settings in brackets: whose is whose
+            return ", ".join(f"{k} ({text(v)})" if isinstance(v, dict) else f"{k} {text(v)}"
+                             for k, v in value.items())
         if isinstance(value, (list, tuple)):
             return ", ".join(text(v) for v in value)
         return f"{value:g}" if isinstance(value, float) else str(value)

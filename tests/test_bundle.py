@@ -628,6 +628,16 @@ def test_a_codebook_file_larger_than_any_codebook_is_refused_before_it_is_read(c
     refused(codebook_dir, "codebook.g.npy holds 300 MiB, more than a codebook can (256 MiB)")
 
 
+def test_info_brackets_a_parts_own_settings():
+    """A composite score's parts were flattened into its own settings: dualcontext's purge
+    0.03 read among its rings' purge 0 and 0, whose was whose unsaid."""
+    from hsanomaly.records import info_lines
+
+    found = {"parameters": {"local": {"name": "mlrx", "purge": 0.0}, "purge": 0.03,
+                            "rings": [[7, 3], [11, 5]]}}
+    assert info_lines(found) == "parameters: local (name mlrx, purge 0), purge 0.03, rings 7, 3, 11, 5"
+
+
 def test_info_says_what_a_bundle_and_a_heatmap_are_and_which_scored_which(tmp_path):
     """A bundle handed over could be told apart only in Python, and the digest a heatmap
     names its model by was printed nowhere (the bundle audit's F03)."""

@@ -1082,7 +1082,7 @@ def _finish_journal(private, writer):
         staged = [_inode(e["tmp"]) == e["tmp_was"] for e in entries]
         placed = [_inode(e["dst"]) == e["tmp_was"] for e in entries]
         lost = [e["dst"] for e, s, d in zip(entries, staged, placed) if not (s or d)]
-        done, left = [], []
+        done, left, failed = [], [], []
         for entry, waiting in zip(entries, staged):
             if lost or not waiting:
                 continue
@@ -1095,7 +1095,7 @@ def _finish_journal(private, writer):
                 _sync_folder(dst)
                 done.append(dst)
             except OSError as err:
-                left.append(f"{dst} ({describe(err)})")
+                failed.append(f"{dst} ({describe(err)})")
         for entry, was_placed in zip(entries, placed):     # the earlier output's side files,
             if was_placed or entry["dst"] in done:         # unless someone's changed them since
                 for path, identity in entry.get("stale") or []:
@@ -1108,6 +1108,9 @@ def _finish_journal(private, writer):
         if left:
             warn(f"{', '.join(left)}: changed since a run that was stopped while replacing its "
                  "outputs, so its own were not put in their place")
+        if failed:
+            warn(f"{', '.join(failed)}: a run that was stopped while replacing its outputs "
+                 "could not have its own put in their place, so the earlier are kept")
         if lost:
             warn(f"{', '.join(lost)}: the staged output of a run that was stopped while "
                  "replacing its outputs is gone, so they could not be completed; the outputs "

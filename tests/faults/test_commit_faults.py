@@ -97,15 +97,16 @@ def private_folders(folder):
 
 def test_a_rename_that_fails_while_finishing_a_killed_commit_is_said_and_the_rest_finished(
         tmp_path, monkeypatch):
-    """atomic.py:1097-1098. Were the failure not caught, the next write (any run in the
+    """Were the failure not caught, the next write (any run in the
     folder) would fail on the killed run's rename and the model would stay half replaced;
     were it not said, the user would take b.txt for the new run's output."""
     killed_between_renames(tmp_path)
     fail_renames_to(tmp_path / "b.txt", monkeypatch)
     said = next_write(tmp_path)
     monkeypatch.undo()
-    assert f"{tmp_path / 'b.txt'} (input/output error): changed since a run that was stopped " \
-           "while replacing its outputs, so its own were not put in their place" in said
+    assert f"{tmp_path / 'b.txt'} (input/output error): a run that was stopped while " \
+           "replacing its outputs could not have its own put in their place, so the earlier " \
+           "are kept" in said
     assert "model: completed, as the run that wrote them" in said
     assert (tmp_path / "b.txt").read_text() == "old b"           # whole, the earlier one
     assert (tmp_path / "model" / "w").read_text() == "new model"
@@ -113,7 +114,7 @@ def test_a_rename_that_fails_while_finishing_a_killed_commit_is_said_and_the_res
 
 
 def test_a_killed_commit_whose_staged_output_is_gone_is_said_to_mix_two_runs(tmp_path):
-    """atomic.py:1111-1114. A staged output removed (a cleaner of dot folders) before the
+    """A staged output removed (a cleaner of dot folders) before the
     next write: nothing can complete the killed run, and a.txt is the new run's beside an
     earlier b.txt and model. Unsaid, the user would take the folder for one run's outputs."""
     killed_between_renames(tmp_path)
@@ -130,8 +131,7 @@ def test_a_killed_commit_whose_staged_output_is_gone_is_said_to_mix_two_runs(tmp
 
 def test_a_killed_commits_folder_output_is_finished_without_renameat2_leaving_no_old_copy(
         tmp_path, monkeypatch):
-    """atomic.py:1177-1179 (``_replace_dir`` with no list of folders moved aside, as the
-    recovery calls it). Where renameat2 cannot swap (an older kernel or C library, a file
+    """``_replace_dir`` with no list of folders moved aside, as the recovery calls it. Where renameat2 cannot swap (an older kernel or C library, a file
     system without RENAME_EXCHANGE), the earlier model is moved aside and must then go: left,
     a hidden copy of every earlier model would pile up beside the outputs."""
     killed_between_renames(tmp_path)
@@ -148,7 +148,7 @@ def test_a_killed_commits_folder_output_is_finished_without_renameat2_leaving_no
 
 def test_a_new_folder_output_committed_without_renameat2_goes_again_when_the_commit_fails(
         tmp_path, monkeypatch):
-    """atomic.py:1161-1163. Without renameat2 a new model folder is renamed into place; a
+    """Without renameat2 a new model folder is renamed into place; a
     later output's failed rename must take it away again, or the message "nothing was
     replaced" would be false and a model of a failed run would lie beside the earlier file."""
     monkeypatch.setattr(atomic, "_renameat2", lambda: None)
@@ -169,7 +169,7 @@ def test_a_new_folder_output_committed_without_renameat2_goes_again_when_the_com
 
 
 def test_a_folder_output_whose_move_fails_without_renameat2_is_put_back(tmp_path, monkeypatch):
-    """atomic.py:1174-1176. Without renameat2 the earlier model is moved aside before the new
+    """Without renameat2 the earlier model is moved aside before the new
     one goes in; when that move in fails the earlier one must come back, or the user's model
     is gone (hidden in a dot folder) after a failed run that said nothing was replaced."""
     (tmp_path / "model").mkdir()
@@ -195,7 +195,7 @@ def test_a_folder_output_whose_move_fails_without_renameat2_is_put_back(tmp_path
 
 @pytest.mark.skipif(atomic._renameat2() is None, reason="renameat2 is Linux's")
 def test_a_swap_that_cannot_be_undone_is_said_not_claimed_undone(tmp_path, monkeypatch):
-    """atomic.py:1189 (``_refuse_swap``). A model swapped in by renameat2, then a later
+    """``_refuse_swap``. A model swapped in by renameat2, then a later
     output's rename fails and renameat2 no longer swaps (ENOSYS, EINVAL from the file system):
     the error must name the model as replaced. Were the refusal a no-op, it would say
     "nothing was replaced" while the model is the failed run's and the earlier one deleted."""
@@ -227,7 +227,7 @@ def test_a_swap_that_cannot_be_undone_is_said_not_claimed_undone(tmp_path, monke
 # --- checks after writing -----------------------------------------------------------------
 
 def test_an_empty_written_file_replaces_nothing(tmp_path):
-    """atomic.py:624-625 (``non_empty``, every ``atomic_path``'s default check). A writer that
+    """``non_empty``, every ``atomic_path``'s default check. A writer that
     wrote nothing (a failure it swallowed) would replace the earlier output with an empty
     file and succeed."""
     (tmp_path / "results.csv").write_text("earlier")
@@ -242,7 +242,7 @@ def test_an_empty_written_file_replaces_nothing(tmp_path):
 
 @pytest.mark.parametrize("how", ["never made", "made a link"])
 def test_a_writer_that_produced_no_output_replaces_nothing(tmp_path, how):
-    """atomic.py:1210-1211. A writer left to make its file (a GeoPackage's) that made none,
+    """A writer left to make its file (a GeoPackage's) that made none,
     or left a link there: without the check the commit fails on a missing file with an
     OSError of a temporary path, or renames a link over the user's output."""
     (tmp_path / "targets.gpkg").write_text("earlier")
@@ -260,7 +260,7 @@ def test_a_writer_that_produced_no_output_replaces_nothing(tmp_path, how):
 
 def test_a_heatmap_written_in_another_size_replaces_nothing(tmp_path, scene, earlier,
                                                            monkeypatch):
-    """atomic.py:1271-1272 (``raster_check``). A heatmap written one column wider than its
+    """``raster_check``. A heatmap written one column wider than its
     input (a writer's bug) would be committed and misplace every score on the map."""
     from hsanomaly.engine import run
 
@@ -278,7 +278,7 @@ def test_a_heatmap_written_in_another_size_replaces_nothing(tmp_path, scene, ear
 @pytest.mark.skipif(shutil.which("chattr") is None or os.geteuid() != 0,
                     reason="chattr +i needs root and chattr")
 def test_an_earlier_side_file_that_cannot_be_removed_is_said(tmp_path, scene, earlier):
-    """atomic.py:1237-1238. The earlier heatmap's .aux.xml (nodata, statistics) cannot be
+    """The earlier heatmap's .aux.xml (nodata, statistics) cannot be
     moved or removed (immutable): the new heatmap goes in, and the user must be told, as a
     GIS would lay the earlier statistics over it."""
     aux = Path(f"{earlier}.aux.xml")
@@ -303,7 +303,7 @@ def test_an_earlier_side_file_that_cannot_be_removed_is_said(tmp_path, scene, ea
 
 def test_a_tile_damaged_before_assembly_is_named_and_the_rerun_scores_it_again(tmp_path, scene,
                                                                                earlier):
-    """store.py:352-353. A tile damaged after it was scored (a disk error, another program)
+    """A tile damaged after it was scored (a disk error, another program)
     would be assembled into the heatmap as garbage, or end in a zipfile traceback; the
     earlier heatmap must stay and --resume must score that tile again."""
     store = tmp_path / "heat.tif.partial"
@@ -329,7 +329,7 @@ def test_a_tile_damaged_before_assembly_is_named_and_the_rerun_scores_it_again(t
 
 def test_a_link_made_at_the_tile_stores_name_during_the_run_is_refused(tmp_path, scene, earlier,
                                                                        monkeypatch):
-    """store.py:227-228. A link made at heat.tif.partial after the run's checks (another
+    """A link made at heat.tif.partial after the run's checks (another
     program, a race): followed, the tiles (and a later removal of the store) would go into
     the folder it points to."""
     from hsanomaly.engine import run
@@ -356,7 +356,7 @@ def test_a_link_made_at_the_tile_stores_name_during_the_run_is_refused(tmp_path,
 def test_a_tile_store_that_cannot_be_made_is_one_line_and_leaves_nothing(tmp_path, scene,
                                                                          earlier, monkeypatch,
                                                                          fails):
-    """store.py:262-264 and 268-270. The store's folder or its manifest cannot be written
+    """The store's folder or its manifest cannot be written
     (a full disk): the run must say so in one line, and leave no store without a manifest,
     which a later --resume would not take for an interrupted run and a later run would
     refuse as files that are not hsanomaly tiles."""
@@ -449,7 +449,7 @@ def refused(scene, bundle, heat, said):
                            "(65,536)")])
 def test_a_bundle_whose_model_json_gives_impossible_sizes_is_refused(tmp_path, scene, earlier,
                                                                      bundle, key, value, said):
-    """bundle.py:334-337, 368-369. Sizes edited in model.json: a window of 2 (no centre
+    """Sizes edited in model.json: a window of 2 (no centre
     pixel) or a latent size of 70,000 would build batches of gigabytes, a zero or a boolean
     end in a traceback deep in a run, not refused as the bundle loads."""
     meta = json.loads((bundle / "model.json").read_text())
@@ -460,7 +460,7 @@ def test_a_bundle_whose_model_json_gives_impossible_sizes_is_refused(tmp_path, s
 
 def test_a_bundle_whose_network_is_larger_than_any_onnx_is_refused_unread(tmp_path, scene,
                                                                           earlier, bundle):
-    """bundle.py:387-388. A generator.onnx over 2 GiB (no ONNX network is: protobuf's limit)
+    """A generator.onnx over 2 GiB (no ONNX network is: protobuf's limit)
     would be read whole into memory and hashed before anything said it is no network."""
     with open(bundle / "generator.onnx", "r+b") as file:
         file.truncate(2**31 + 2**20)                   # sparse: nothing is written
@@ -475,7 +475,7 @@ def test_a_bundle_whose_network_is_larger_than_any_onnx_is_refused_unread(tmp_pa
     ids=["seed_missing", "seed_text"])
 def test_a_bundle_whose_codebook_settings_are_incomplete_is_refused(tmp_path, scene, earlier,
                                                                     bundle, edit, said):
-    """bundle.py:418-419, 435-436. A codebook without its seed, or with a seed of text,
+    """A codebook without its seed, or with a seed of text,
     re-signed into the networks: it would load and then end a run in a KeyError or a
     TypeError (or, worse, be compared unequal and rebuilt every run)."""
     meta = json.loads((bundle / "model.json").read_text())
@@ -485,7 +485,7 @@ def test_a_bundle_whose_codebook_settings_are_incomplete_is_refused(tmp_path, sc
 
 
 def test_a_network_without_hsanomaly_metadata_is_refused(tmp_path, scene, earlier, bundle):
-    """bundle.py:459-460. A network re-exported or optimised by another tool loses the
+    """A network re-exported or optimised by another tool loses the
     metadata that ties it to model.json: taken as it is, any network with the right tensor
     names would score under the bundle's preprocessing."""
     import onnx
@@ -521,14 +521,14 @@ def _generator_of_fixed_batch(bundle):
 
 def test_a_network_that_does_not_run_on_a_batch_of_two_is_refused(tmp_path, scene, earlier,
                                                                    bundle):
-    """bundle.py:492. A generator of the right signature that fails on any batch but its
+    """A generator of the right signature that fails on any batch but its
     own: it loaded, then failed in onnxruntime's words in the middle of a run's tiles."""
     resign(bundle, **{"generator.onnx": _generator_of_fixed_batch(bundle)})
     refused(scene, bundle, earlier, "generator.onnx does not run on a batch of two (")
 
 
 def test_a_network_whose_tensors_are_named_otherwise_is_refused(tmp_path, scene, earlier, bundle):
-    """bundle.py:527-528. A generator whose input is named "noise", not "z" (re-exported by
+    """A generator whose input is named "noise", not "z" (re-exported by
     hand): fed by name, it would fail in every tile of a run."""
     model = _generator_of_fixed_batch(bundle)
     model.graph.input[0].name = "noise"
