@@ -73,6 +73,12 @@ class Detector(ScoreParameters):
     def __sklearn_is_fitted__(self):
         return hasattr(self, "scorer_")
 
+    def _runs_on(self, params):
+        if not hasattr(self, "scorer_"):
+            return False
+        self.scorer_.runs_on(params.get("device") or defaults.DEVICE, params.get("threads"))
+        return True
+
     def __sklearn_tags__(self):
         """scikit-learn's tags (its ``check_is_fitted`` asks for them): no target needed, a
         cube in (no table), NaN taken as nodata."""

@@ -1,6 +1,7 @@
 """scikit-learn's parameter protocol for an estimator of one score: the score's name, a
 model, a tile size and the score's options, got and set by name (``get_params``,
-``set_params``, or an attribute: ``d.outer = 15``), a change unfitting it."""
+``set_params``, or an attribute: ``d.outer = 15``), a change unfitting it but for how it
+runs (``HOW_IT_RUNS``: a detector fitted on a GPU machine scores on a laptop)."""
 
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Dict, Mapping, Tuple, TypeVar
@@ -10,6 +11,8 @@ from .options import OPTION_KINDS
 from .scorers import chosen, current_options, scorer_class
 
 PARAMETERS = ("score", "score_name", "model", "tile")     # and the options (``OPTION_KINDS``)
+# options that say how a fit runs, not what it learned: changed, the fit is kept
+HOW_IT_RUNS = ("device", "threads")
 T = TypeVar("T", bound="ScoreParameters")
 
 
@@ -78,7 +81,13 @@ class ScoreParameters:
                     f"{score!r} as {meaning[1]}; set it to None to leave it behind, and give "
                     "the new score's option by its name")
         type(self).__init__(self, **{**merged, **params})
-        if self.get_params() != before:
+        after = self.get_params()
+        changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+        if changed and not (changed <= set(HOW_IT_RUNS) and self._runs_on(after)):
             for name in self._fitted_state:
                 self.__dict__.pop(name, None)
         return self
+
+    def _runs_on(self, params):
+        """Whether a fit is kept, run from now on as ``params`` say (``HOW_IT_RUNS``)."""
+        return False

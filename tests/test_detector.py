@@ -431,6 +431,29 @@ def test_a_fitted_detector_with_a_quick_model_pickles_and_scores_in_another_proc
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.parametrize("score", ["resrx", "dualcontext"])
+def test_how_a_fitted_detector_runs_changes_without_unfitting_it(monkeypatch, score):
+    """A detector fitted on a GPU machine, unpickled on a laptop, says to use device='cpu';
+    set so, it was unfitted (its quick model trained again), though the device and the
+    threads change how the networks run, not what the fit learned."""
+    from hsanomaly.errors import NotFittedError
+
+    short_quick_models(monkeypatch)
+    cube, _ = synthetic_cube(rows=45, cols=45)
+    detector = hsanomaly.Detector(score, threads=1).fit(cube)
+    expected, model = detector.score(cube), detector.model_
+    for params in ({"threads": 2}, {"device": "cpu"}, {"threads": None}):
+        detector.set_params(**params)
+        assert detector.model_ == model                       # the same fit: nothing trained
+        assert np.array_equal(detector.score(cube), expected, equal_nan=True)
+    assert detector.scorer_.gan.threads is None                 # its networks' sessions
+    with pytest.raises(HsanomalyError, match="unknown device"):
+        detector.set_params(device="tpu")
+    detector.set_params(threads=1, seed=3)                    # with what it learns: unfitted
+    with pytest.raises(NotFittedError):
+        detector.score(cube)
+
+
 def test_a_quick_model_keeps_the_band_centres_of_the_scene_it_was_trained_on(tmp_path,
                                                                               monkeypatch):
     """Detector's quick model was trained on a copy of the scene without its band centres,

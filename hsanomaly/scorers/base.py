@@ -64,6 +64,10 @@ class Scorer:
         """Read the model from ``path`` from now on (a quick model moved out of its
         temporary folder); a baseline has none."""
 
+    def runs_on(self, device, threads):
+        """Run the networks on ``device`` with ``threads`` from now on, what was fitted kept;
+        a baseline runs none."""
+
     @property
     def footprint(self):
         """The widest neighbourhood (pixels across) a pixel's score looks at; it must fit

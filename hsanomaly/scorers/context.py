@@ -80,6 +80,9 @@ class ResidualScorer(Purged, Scorer):
     def moved_to(self, path):
         self.gan.moved_to(path)
 
+    def runs_on(self, device, threads):
+        self.gan.runs_on(device, threads)
+
     @property
     def extra_bands(self):
         return self.gan.extra_bands

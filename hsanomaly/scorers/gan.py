@@ -85,6 +85,14 @@ class GanScorer(Scorer):
         there when next needed, so the scorer outlives its temporary folder."""
         self.model, self._bundle = str(path), None
 
+    def runs_on(self, device, threads):
+        from ..devices import check_device
+        from ..runtime import check_threads
+
+        check_threads(threads)
+        check_device(device)
+        self.device, self.threads, self._sessions = device, threads, {}
+
     window_from_model = True
 
     @property
