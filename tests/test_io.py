@@ -2886,6 +2886,30 @@ def test_path_like_outputs_are_taken_by_their_path_not_their_str(tmp_path, monke
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "scene.tif", "truth.tif"]
 
 
+def test_a_last_alpha_band_holding_data_is_said(tmp_path):
+    """GDAL marks the 4th band of a 4-band 8-bit GeoTIFF alpha unless told otherwise (an RGB
+    + near-infrared image written with rasterio's defaults): its near-infrared was dropped
+    and its zeros (water) made nodata, unsaid, while a Detector scored all 4 bands."""
+    import warnings
+
+    cube = np.random.default_rng(0).normal(120, 15, (4, 20, 20)).clip(1, 254).astype(np.uint8)
+    path = tmp_path / "rgbn.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=20, height=20, count=4,
+                       dtype="uint8") as ds:
+        ds.write(cube)
+        marked = [c.name for c in ds.colorinterp]
+    if marked[-1] != "alpha":
+        pytest.skip(f"this GDAL marks the 4th band {marked[-1]}")
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        source = RasterSource(str(path))
+    told = [str(w.message) for w in said if issubclass(w.category, HsanomalyWarning)]
+    assert source.bands == [1, 2, 3] and len(told) == 1
+    assert told[0].startswith(f"{path}: band 4 of 4 is marked alpha (transparency) but holds ")
+    assert told[0].endswith("; if it is spectral, unmark it (gdal_translate -colorinterp_4 "
+                            "undefined)")
+
+
 def test_an_alpha_band_is_left_out_and_one_not_last_is_said(tmp_path):
     """A last alpha band masks its zeros and is no spectrum; gdal_translate -co ALPHA=YES
     marks band 2 of a multiband raster alpha, which was dropped, its zeros nodata, unsaid."""

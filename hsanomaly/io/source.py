@@ -46,6 +46,14 @@ SAMPLE_REDRAW = 1.1   # sample again when nodata left a tenth fewer valid pixels
 SCALED_BANDS = 16     # bands scaled at once, in place
 
 
+def _alpha_levels(ds, band):
+    """How many values alpha band ``band`` of open dataset ``ds`` holds in its centre window
+    of ``PROBE`` pixels (2 or fewer for a mask: transparent, opaque)."""
+    rows, cols = min(PROBE, ds.height), min(PROBE, ds.width)
+    window = Window((ds.width - cols) // 2, (ds.height - rows) // 2, cols, rows)
+    return len(np.unique(ds.read(band, window=window)))
+
+
 def iter_windows(height, width, tile=TILE):
     """Row-major tiles covering the raster; the last row/column of tiles may be smaller."""
     for row in range(0, height, tile):
@@ -519,11 +527,19 @@ class RasterSource(_Source):
         if not self.bands:
             raise HsanomalyError(f"{self.name}: every band is an alpha band or marked bad in the "
                                  "ENVI header's bbl; no spectra to score")
+        unmark = f"(gdal_translate -colorinterp_{alpha[0]} undefined)" if alpha else ""
         if alpha and (alpha[0] != ds.count or len(alpha) > 1):    # -co ALPHA=YES: band 2
             warn_once(f"{self.name}: band {alpha[0]} of {ds.count} is marked alpha "
                       "(transparency): it is left out of the spectra and its zeros are nodata; "
-                      "an alpha band is the last: if it is spectral, unmark it (gdal_translate "
-                      f"-colorinterp_{alpha[0]} undefined)")
+                      f"an alpha band is the last: if it is spectral, unmark it {unmark}")
+        elif alpha and (levels := _alpha_levels(ds, alpha[0])) > 2:
+            # GDAL marks the 4th band of a 4-band 8-bit GeoTIFF alpha unless told otherwise
+            # (an RGB + near-infrared image): an alpha band holds 0 and its opaque value
+            warn_once(f"{self.name}: band {alpha[0]} of {ds.count} is marked alpha "
+                      f"(transparency) but holds {levels} values at the image's centre, as a "
+                      "band of data does (GDAL marks a 4-band 8-bit GeoTIFF's 4th band alpha "
+                      "unless told otherwise): it is left out of the spectra and its zeros are "
+                      f"nodata; if it is spectral, unmark it {unmark}")
         self.alpha_bands = alpha
         self.all_bands = len(self.bands) == ds.count
         dropped = [f"{len(bad)} marked bad in the ENVI header's bbl"] if bad else []
