@@ -5,11 +5,11 @@ provider whether or not the CUDA and cuDNN libraries it needs load; a session th
 the CPU (saying why on stdout), and a quick model was trained before that was found."""
 
 import contextlib
-import functools
 import io
 import os
 import re
 import sys
+import threading
 
 from .errors import HsanomalyError
 from .spelling import spell
@@ -84,16 +84,22 @@ def providers(device="cpu"):
 
 def check_device(device):
     """Refuse, before any work, a ``device`` this installation cannot run the networks on: no
-    CUDA provider, or one that does not start (a session on ``PROBE_GRAPH``, once per process
-    and GPU)."""
+    CUDA provider, or one that does not start (a session on ``PROBE_GRAPH``, until one has
+    started in this process for that GPU)."""
     chosen = providers(device)
-    if chosen[0] != "CPUExecutionProvider":
-        failure = _cuda_start(device, tuple(sorted(chosen[0][1].items())))
+    if chosen[0] == "CPUExecutionProvider":
+        return
+    options = tuple(sorted(chosen[0][1].items()))
+    if options not in _STARTED:                 # a failure is asked again: a GPU busy then
+        failure = _cuda_start(device, options)  # may be free at the next call
         if failure is not None:
             raise HsanomalyError(failure)
+        _STARTED.add(options)
 
 
-@functools.lru_cache(maxsize=None)
+_STARTED = set()        # the CUDA provider options a session started with in this process
+
+
 def _cuda_start(device, options):
     """Why a CUDA session with provider ``options`` does not start here, or None."""
     ort = import_onnxruntime()
@@ -135,15 +141,19 @@ def ep_error(active=True):
     whatever else was printed meanwhile (another thread's) is passed on after. ``active``
     False (a CPU session, which prints none): nothing is redirected."""
     said, buffer = _Said(), io.StringIO()
-    if not active:
+    if not active or sys.stdout is None:       # (pythonw: no stdout, nothing printed)
         yield said
         return
-    out = sys.stdout
-    try:
-        with contextlib.redirect_stdout(buffer):
-            yield said
-    finally:
-        lines = buffer.getvalue().splitlines(keepends=True)
-        banner = [line.startswith(BANNER) for line in lines]
-        said.text += "".join(line for line, ours in zip(lines, banner) if ours)
-        out.write("".join(line for line, ours in zip(lines, banner) if not ours))
+    with _REDIRECTING:          # sys.stdout is the process's: one session's start at a time
+        out = sys.stdout
+        try:
+            with contextlib.redirect_stdout(buffer):
+                yield said
+        finally:
+            lines = buffer.getvalue().splitlines(keepends=True)
+            banner = [line.startswith(BANNER) for line in lines]
+            said.text += "".join(line for line, ours in zip(lines, banner) if ours)
+            out.write("".join(line for line, ours in zip(lines, banner) if not ours))
+
+
+_REDIRECTING = threading.Lock()

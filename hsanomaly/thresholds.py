@@ -130,7 +130,7 @@ def auto_tail(n):
     return min(0.1, max(0.01, 10 / math.sqrt(n)))
 
 
-TAIL_PROBES = 17    # ranks through the top quarter of the fitted tail where ties tell rounding
+TAIL_PROBES = 33    # ranks through the fitted tail where ties tell rounding
 
 
 def auto_threshold(coarse, reduce, name="<heatmap>"):
@@ -168,12 +168,12 @@ def auto_threshold(coarse, reduce, name="<heatmap>"):
     tail = auto_tail(n)
     tails = np.array([tail, tail / 2, tail / 4, tail / 8])
     fitted = n - 1 - np.floor(tails * n).astype(np.int64)
-    probes = np.unique(np.linspace(fitted[2], n - 1, TAIL_PROBES).astype(np.int64))
+    probes = np.unique(np.linspace(fitted[0], n - 1, TAIL_PROBES).astype(np.int64))
     scores = _order_statistics(coarse, np.concatenate([fitted, probes]), reduce)
     q0, q1, q2, beyond = map(float, scores[:4])
     levels = len(np.unique(scores[4:]))
     if len(probes) == TAIL_PROBES and levels < len(probes) * 3 // 4:
-        warn(f"{name}: the top {tail / 4:.2%} of the scores hold few distinct values ({levels} "
+        warn(f"{name}: the top {tail:.0%} of the scores hold few distinct values ({levels} "
              f"at {len(probes)} ranks probed): a heatmap rounded to steps (stored as integers?), "
              "whose tail the automatic threshold's fit misreads, and may leave many background "
              f"pixels above it; pass {spell('far')} (e.g. 1e-3) or {spell('threshold')}")

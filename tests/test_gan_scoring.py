@@ -258,7 +258,6 @@ def test_a_cuda_provider_that_does_not_start_is_refused_before_any_training(rast
     import onnxruntime
 
     import hsanomaly.quickmodel
-    from hsanomaly.devices import _cuda_start
 
     if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         pytest.skip("this machine has onnxruntime's CUDA provider")
@@ -266,12 +265,20 @@ def test_a_cuda_provider_that_does_not_start_is_refused_before_any_training(rast
                         lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     monkeypatch.setattr(hsanomaly.quickmodel, "train_on_scene",
                         lambda *args, **kwargs: pytest.fail("trained before the device check"))
-    _cuda_start.cache_clear()
     with pytest.raises(HsanomalyError, match=r"^device='cuda:1': onnxruntime could not start "
                                              r"its CUDA provider: is the GPU there"):
         hsanomaly.detect(raster[0], tmp_path / "out.tif", device="cuda:1")
     assert sorted(p.name for p in tmp_path.iterdir()) == []
-    _cuda_start.cache_clear()
+    import hsanomaly.devices
+
+    tried = []
+    start = hsanomaly.devices._cuda_start
+    monkeypatch.setattr(hsanomaly.devices, "_cuda_start",
+                        lambda *args: tried.append(args) or start(*args))
+    for _ in range(2):      # a failure is not kept: a GPU busy at one call may be free at the next
+        with pytest.raises(HsanomalyError, match="could not start its CUDA provider"):
+            hsanomaly.detect(raster[0], tmp_path / "out.tif", device="cuda:1")
+    assert len(tried) == 2
 
 
 def test_the_banner_of_a_provider_that_failed_is_the_errors_reason(capsys):
@@ -290,6 +297,43 @@ def test_the_banner_of_a_provider_that_failed_is_the_errors_reason(capsys):
     assert said.cuda_failure("cuda:3").startswith(
         "device='cuda:3': onnxruntime could not start its CUDA provider (CUDA failure 101: "
         "invalid device ordinal ; GPU=3): is the GPU there and free")
+
+
+def test_sessions_starting_in_threads_at_once_leave_stdout_as_it_was(capsys):
+    """Each start swapped the process's stdout for a buffer: a second start inside the first
+    put back the first's buffer as it ended, so all later output was lost."""
+    import sys
+    import threading
+    import time
+
+    from hsanomaly.devices import ep_error
+
+    before = sys.stdout
+    first_in, second_going, first_out = threading.Event(), threading.Event(), threading.Event()
+
+    def first():
+        with ep_error():
+            print("line 0")
+            first_in.set()
+            second_going.wait(10)
+            time.sleep(0.2)         # the second start is under way (it waits for this one)
+        first_out.set()
+
+    def second():
+        first_in.wait(10)
+        second_going.set()
+        with ep_error():
+            print("line 1")
+            first_out.wait(10)      # ends after the first: not nested in it
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=20)
+    assert sys.stdout is before
+    print("after")
+    assert capsys.readouterr().out.splitlines() == ["line 0", "line 1", "after"]
 
 
 def test_both_onnx_runtimes_installed_are_said_once(monkeypatch):

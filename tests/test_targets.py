@@ -127,8 +127,8 @@ def test_auto_says_when_the_scores_are_rounded_to_steps(tmp_path, stored):
         with rasterio.open(heat, "w", driver="GTiff", width=200, height=200, count=1,
                            dtype="uint8") as ds:
             ds.write(rounded, 1)
-    with pytest.warns(HsanomalyWarning, match=r"the top 1.25% of the scores hold few distinct "
-                                              r"values \(\d+ at 17 ranks probed\): a heatmap "
+    with pytest.warns(HsanomalyWarning, match=r"the top 5% of the scores hold few distinct "
+                                              r"values \(\d+ at 33 ranks probed\): a heatmap "
                                               r"rounded to steps"):
         threshold_from_far(heat, "auto")
     with warnings.catch_warnings():
