@@ -110,13 +110,14 @@ def train_model(scene, out, device):
 
 def detect(scene, dst, score, model, device, more=()):
     command = [sys.executable, "-c", "from hsanomaly.cli import main; main()", "detect",
-               str(scene), str(dst), "--score", score, "--model", str(model), "--device", device,
-               "--quiet", *more]
+               *(str(Path(p).resolve()) for p in (scene, dst)), "--score", score, "--model",
+               str(Path(model).resolve()), "--device", device, "--quiet", *more]
     start = time.perf_counter()
     # the children score with this checkout too (the parent's hsanomaly)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
-    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    # in the checkout's root: `python -c` puts the folder it runs in first, before PYTHONPATH
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
     if done.returncode != 0:
         raise RuntimeError(f"detect --score {score} --device {device}: {done.stderr.strip()}")
     return time.perf_counter() - start

@@ -310,6 +310,27 @@ def test_gan_scores_share_one_model_per_scene_seed_and_declared_training(scene_d
     assert "model cache" not in format_markdown(result)
 
 
+def test_the_training_codes_digest_follows_the_code_a_model_is_made_by(tmp_path):
+    """What the model cache keys a model's code on: an edit to the training, the reading or
+    the preprocessing changes it; one to the scores, which the model does not depend on,
+    does not (each would retrain every cached model)."""
+    from hsanomaly.experiments.cache import TRAINING_CODE, training_code
+
+    for part in (*TRAINING_CODE, "scorers"):
+        where = tmp_path / part if part.endswith(".py") else tmp_path / part / "m.py"
+        where.parent.mkdir(parents=True, exist_ok=True)
+        where.write_text("x = 1\n")
+    first = training_code(tmp_path)
+    (tmp_path / "scorers" / "m.py").write_text("x = 2\n")
+    assert training_code.__wrapped__(tmp_path) == first
+    for part in TRAINING_CODE:
+        where = tmp_path / part if part.endswith(".py") else tmp_path / part / "m.py"
+        where.write_text(where.read_text() + "# edited\n")
+        now = training_code.__wrapped__(tmp_path)
+        assert now != first, part
+        first = now
+
+
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="training needs torch")
 def test_a_cached_model_made_by_other_training_code_is_trained_again(scene_dir, tmp_path):
     """The cache was keyed on the scene and the settings alone: after a change to the training

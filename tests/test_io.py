@@ -1918,6 +1918,26 @@ def test_a_few_pixels_nodata_in_a_few_bands_are_said_however_few(tmp_path, zeros
                     "say)? If so, set another nodata value, or none"]
 
 
+def test_a_seam_of_pixels_missing_half_their_bands_is_no_few_bands_warning(tmp_path):
+    """A swath's edge where one detector's bands end a pixel before the other's (a VNIR/SWIR
+    seam): pixels missing half their spectrum are rightly left out, and a share of 1 % of
+    them is no dark band's 0 taken for nodata; said "however few" once, with the advice to
+    change the nodata value."""
+    import warnings
+
+    from hsanomaly.errors import HsanomalyWarning
+
+    cube, _ = synthetic_cube(bands=20, rows=100, cols=100)
+    cube = cube - cube.min() + 1.0
+    for row in range(100):
+        cube[10:, row, 99 - row] = 0.0                    # the seam: bands 11-20 end there
+    path = write_raster(tmp_path / "seam.tif", cube, nodata=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        RasterSource(path).check_data()
+    assert not [w for w in caught if issubclass(w.category, HsanomalyWarning)]
+
+
 def test_infinite_pixels_are_said_to_be_left_out(tmp_path):
     """+-Inf pixels became nodata without a word, while float64 values beyond float32 (which
     would become infinite) are refused for that very reason."""

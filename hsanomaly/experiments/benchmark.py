@@ -127,10 +127,11 @@ def run_one(scene, data, method, seed, models, peak=True):
     scores = fit_and_score(source, scorer.planned(()))["score"][0]   # the score alone
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     peak_mib = None
-    if peak:
+    if peak:        # a scorer of its own: nothing kept from the timed pass (loaded networks)
+        fresh, _ = method_scorer(method, scene, seed, models)
         tracemalloc.start()
         try:
-            fit_and_score(source, scorer.planned(()))
+            fit_and_score(source, fresh.planned(()))
             peak_mib = tracemalloc.get_traced_memory()[1] / 2**20
         finally:
             tracemalloc.stop()

@@ -153,10 +153,11 @@ class ModelCache:
 
 
 @functools.lru_cache(maxsize=None)
-def training_code():
-    """A digest of the sources of ``TRAINING_CODE``: a cached model made by other code is
-    trained again, though every setting is the same."""
-    package = Path(__file__).resolve().parent.parent
+def training_code(package=None):
+    """A digest of the sources of ``TRAINING_CODE`` in ``package`` (this one's folder by
+    default): a cached model made by other code is trained again, though every setting is
+    the same."""
+    package = Path(__file__).resolve().parent.parent if package is None else Path(package)
     digest = hashlib.sha256()
     for part in TRAINING_CODE:
         top = package / part

@@ -1110,7 +1110,8 @@ def _finish_journal(private, writer):
                  "outputs, so its own were not put in their place")
         if failed:
             warn(f"{', '.join(failed)}: a run that was stopped while replacing its outputs "
-                 "could not have its own put in their place, so the earlier are kept")
+                 "could not have its own put in their place, so the earlier stay there, and "
+                 "the outputs beside them may be that run's")
         if lost:
             warn(f"{', '.join(lost)}: the staged output of a run that was stopped while "
                  "replacing its outputs is gone, so they could not be completed; the outputs "

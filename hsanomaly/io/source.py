@@ -207,10 +207,11 @@ class _Source:
         """Warn, from the probe windows, about what would make the scores silently worse: a
         cube whose bands seem to lie along another axis than GDAL's (``_check_band_axis``),
         values float32 rounds by more than a hundredth of their spread (``coarsest_in_float32``),
-        and pixels nodata or NaN in only a few bands, however few (GDAL's rule leaves a pixel
-        out whole once one band says nodata, so a nodata value that some band holds as real
-        data, 0 over water, say, or one band's dropout silently removes those pixels, and a
-        one-pixel target may be one), and
+        and pixels nodata or NaN in only a few bands (GDAL's rule leaves a pixel out whole once
+        one band says nodata, so a nodata value that some band holds as real data, 0 over
+        water, say, or one band's dropout silently removes those pixels): however few where
+        they miss a tenth of the bands at most (a one-pixel target may be one), a share of them
+        where they miss more (a seam of two detectors' bands at a swath's edge), and
         a large share of pixels that hold one value in every band, which no spectrum does: a
         fill value not declared as nodata (-9999 around a swath), which the scene's statistics
         would then take in; and, ``truth_like``, pixels of two values: a truth or a mask given
@@ -221,6 +222,8 @@ class _Source:
         pixels = []               # every valid pixel, for the extreme ones
         infinite = 0              # pixels infinite in some band: left out like nodata
         nan_gaps = 0              # pixels NaN (declared nodata or not) in a few bands
+        rare = 0                  # pixels nodata in a tenth of the bands at most: said however
+                                  # few (a dark band's 0 taken for nodata; a one-pixel target)
         if not self.band_axis_checked:
             self._check_band_axis()
         for window, keep in self.probed_once():
@@ -243,6 +246,7 @@ class _Source:
             bad = gaps.sum(axis=0)
             few = (bad > 0) & (bad <= self.count // 2)
             total, partial = total + bad.size, partial + int(few.sum())
+            rare += int(((bad > 0) & (bad <= max(1, self.count // 10))).sum())
             nan_gaps += int((few & nan.any(axis=0)).sum())
             per_band += gaps[:, few].sum(axis=1)
             if self.count >= FILL_MIN_BANDS:
@@ -286,7 +290,7 @@ class _Source:
                       f"{'it' if one else 'them'} (rx is not affected); leave "
                       f"{'it' if one else 'them'} out ({subset})")
         # every pixel probed left out: the fit's refusal names the band (``no_valid_pixels``)
-        if total and 0 < partial < total:      # any: a one-pixel target can be one of them
+        if total and (FILL_SHARE * total < partial or rare) and partial < total:
             band = int(np.argmax(per_band)) + 1
             raster = isinstance(self, RasterSource)
             some = (f"{partial / total:.0%} of the pixels probed are" if 100 * partial >= total

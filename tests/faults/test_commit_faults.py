@@ -106,7 +106,7 @@ def test_a_rename_that_fails_while_finishing_a_killed_commit_is_said_and_the_res
     monkeypatch.undo()
     assert f"{tmp_path / 'b.txt'} (input/output error): a run that was stopped while " \
            "replacing its outputs could not have its own put in their place, so the earlier " \
-           "are kept" in said
+           "stay there, and the outputs beside them may be that run's" in said
     assert "model: completed, as the run that wrote them" in said
     assert (tmp_path / "b.txt").read_text() == "old b"           # whole, the earlier one
     assert (tmp_path / "model" / "w").read_text() == "new model"
