@@ -76,7 +76,8 @@ class Detector(ScoreParameters):
     def _runs_on(self, params):
         if not hasattr(self, "scorer_"):
             return False
-        self.scorer_.runs_on(params.get("device") or defaults.DEVICE, params.get("threads"))
+        self.scorer_ = self.scorer_.runs_on(params.get("device") or defaults.DEVICE,
+                                            params.get("threads"))
         return True
 
     def __sklearn_tags__(self):

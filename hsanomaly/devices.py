@@ -97,7 +97,7 @@ def check_device(device):
         _STARTED.add(options)
 
 
-_STARTED = set()        # the CUDA provider options a session started with in this process
+_STARTED: set = set()   # the CUDA provider options a session started with in this process
 
 
 def _cuda_start(device, options):
@@ -139,7 +139,9 @@ def ep_error(active=True):
     """Keep the banner onnxruntime prints on stdout where a provider fails to start ("EP
     Error", then a retry on the CPU) out of the caller's output, for the error that names it;
     whatever else was printed meanwhile (another thread's) is passed on after. ``active``
-    False (a CPU session, which prints none): nothing is redirected."""
+    False (a CPU session, which prints none): nothing is redirected. sys.stdout is the
+    process's: these swaps take turns, but a caller's own ``redirect_stdout`` in another
+    thread at the same moment can still be put back out of order."""
     said, buffer = _Said(), io.StringIO()
     if not active or sys.stdout is None:       # (pythonw: no stdout, nothing printed)
         yield said

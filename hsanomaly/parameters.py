@@ -62,7 +62,8 @@ class ScoreParameters:
         """Change parameters; an option set to None goes back to the score's default (so
         ``set_params(score="rx", outer=None)`` leaves local RX's options behind). A fitted
         detector whose parameters change is no longer fitted: what it learned was learned
-        with the others, so ``score`` asks for ``fit`` again."""
+        with the others, so ``score`` asks for ``fit`` again; but for ``HOW_IT_RUNS`` alone
+        (device, threads), which change how its networks run, not what it learned."""
         before = self.get_params()
         score, _ = chosen(params.get("score", self.score_name), {})
         # a former option name means what its score made of it: carried to another score it

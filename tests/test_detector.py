@@ -436,6 +436,8 @@ def test_how_a_fitted_detector_runs_changes_without_unfitting_it(monkeypatch, sc
     """A detector fitted on a GPU machine, unpickled on a laptop, says to use device='cpu';
     set so, it was unfitted (its quick model trained again), though the device and the
     threads change how the networks run, not what the fit learned."""
+    import copy
+
     from hsanomaly.errors import NotFittedError
 
     short_quick_models(monkeypatch)
@@ -447,6 +449,9 @@ def test_how_a_fitted_detector_runs_changes_without_unfitting_it(monkeypatch, sc
         assert detector.model_ == model                       # the same fit: nothing trained
         assert np.array_equal(detector.score(cube), expected, equal_nan=True)
     assert detector.scorer_.gan.threads is None                 # its networks' sessions
+    copied = copy.copy(detector)                              # shares the fitted scorer
+    copied.set_params(threads=2)
+    assert detector.scorer_.gan.threads is None and copied.scorer_.gan.threads == 2
     with pytest.raises(HsanomalyError, match="unknown device"):
         detector.set_params(device="tpu")
     detector.set_params(threads=1, seed=3)                    # with what it learns: unfitted

@@ -1932,10 +1932,13 @@ def test_a_seam_of_pixels_missing_half_their_bands_is_no_few_bands_warning(tmp_p
     for row in range(100):
         cube[10:, row, 99 - row] = 0.0                    # the seam: bands 11-20 end there
     path = write_raster(tmp_path / "seam.tif", cube, nodata=0)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        RasterSource(path).check_data()
-    assert not [w for w in caught if issubclass(w.category, HsanomalyWarning)]
+    one = cube[:1].copy()
+    one[0, :10] = -9999                                   # one band: a pixel misses it all
+    for raster in (path, write_raster(tmp_path / "one.tif", one, nodata=-9999)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            RasterSource(raster).check_data()
+        assert not [w for w in caught if issubclass(w.category, HsanomalyWarning)], raster
 
 
 def test_infinite_pixels_are_said_to_be_left_out(tmp_path):
@@ -2928,6 +2931,40 @@ def test_a_last_alpha_band_holding_data_is_said(tmp_path):
     assert told[0].startswith(f"{path}: band 4 of 4 is marked alpha (transparency) but holds ")
     assert told[0].endswith("; if it is spectral, unmark it (gdal_translate -colorinterp_4 "
                             "undefined)")
+    mask = np.full((20, 20), 255, np.uint8)
+    mask[:, :8] = 0
+    mask[:, 8] = np.arange(20) * 12                       # an anti-aliased edge: a mask still
+    with rasterio.open(path, "r+") as ds:
+        ds.write(mask, 4)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        RasterSource(str(path))
+    assert not [w for w in said if issubclass(w.category, HsanomalyWarning)]
+
+
+def test_rasterios_nodata_shadow_warning_is_not_passed_on(tmp_path):
+    """A raster with a nodata value and an alpha band: rasterio warned, a dozen times a run,
+    that the alpha band was ignored (it is the mask here), and under the README's
+    PYTHONWARNINGS=error::UserWarning the run ended in a traceback."""
+    import warnings
+
+    from rasterio.enums import ColorInterp
+    from rasterio.errors import NodataShadowWarning
+
+    import hsanomaly
+
+    cube, _ = synthetic_cube(bands=4, rows=20, cols=24)
+    cube[-1] = 255
+    cube[-1, :3] = 0                                      # transparent rows
+    path = write_raster(tmp_path / "shadow.tif", cube, nodata=-9999)
+    with rasterio.open(path, "r+") as ds:
+        ds.colorinterp = [ColorInterp.gray] * 3 + [ColorInterp.alpha]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NodataShadowWarning)
+        with rasterio.open(path) as ds:
+            heat = hsanomaly.Detector("rx").fit(ds).score(ds)
+        hsanomaly.detect(path, tmp_path / "heat.tif", score="rx")
+    assert np.isnan(heat[:3]).all() and not np.isnan(heat[3:]).any()      # the alpha masks
 
 
 def test_an_alpha_band_is_left_out_and_one_not_last_is_said(tmp_path):

@@ -563,11 +563,18 @@ def read_scaled(dataset, band, **kwargs):
 
 
 def read_checked(dataset, *args, **kwargs):
-    """``dataset.read`` with a one-line error for a raster that is truncated or corrupt."""
+    """``dataset.read`` with a one-line error for a raster that is truncated or corrupt.
+    rasterio's warning that a nodata value shadows an alpha band (read masked) is not said:
+    hsanomaly masks with both (``read_masked`` the value, the source the alpha band), so it
+    would tell a user the alpha band is ignored when it is not."""
     import rasterio
 
+    shadowed = kwargs.get("masked") and dataset.nodata is not None and any(
+        c.name == "alpha" for c in dataset.colorinterp)
     try:
-        return dataset.read(*args, **kwargs)
+        with ignoring(rasterio.errors.NodataShadowWarning) if shadowed else \
+                contextlib.nullcontext():
+            return dataset.read(*args, **kwargs)
     except rasterio.errors.RasterioIOError as err:
         reason = _gdal_reason(err)
         if "No such file or directory" in reason:      # a VRT's source, a .hdr's data file

@@ -48,10 +48,13 @@ SCALED_BANDS = 16     # bands scaled at once, in place
 
 def _alpha_levels(ds, band):
     """How many values alpha band ``band`` of open dataset ``ds`` holds in its centre window
-    of ``PROBE`` pixels (2 or fewer for a mask: transparent, opaque)."""
+    of ``PROBE`` pixels where most of them are neither transparent (0) nor opaque (the
+    highest), as a band of data's are; 0 where most are (a mask, its edges anti-aliased)."""
     rows, cols = min(PROBE, ds.height), min(PROBE, ds.width)
     window = Window((ds.width - cols) // 2, (ds.height - rows) // 2, cols, rows)
-    return len(np.unique(ds.read(band, window=window)))
+    values = ds.read(band, window=window)
+    between = (values != 0) & (values != values.max())
+    return len(np.unique(values)) if between.mean() > 0.5 else 0
 
 
 def iter_windows(height, width, tile=TILE):
@@ -246,7 +249,7 @@ class _Source:
             bad = gaps.sum(axis=0)
             few = (bad > 0) & (bad <= self.count // 2)
             total, partial = total + bad.size, partial + int(few.sum())
-            rare += int(((bad > 0) & (bad <= max(1, self.count // 10))).sum())
+            rare += int((few & (bad <= max(1, self.count // 10))).sum())
             nan_gaps += int((few & nan.any(axis=0)).sum())
             per_band += gaps[:, few].sum(axis=1)
             if self.count >= FILL_MIN_BANDS:

@@ -65,8 +65,9 @@ class Scorer:
         temporary folder); a baseline has none."""
 
     def runs_on(self, device, threads):
-        """Run the networks on ``device`` with ``threads`` from now on, what was fitted kept;
-        a baseline runs none."""
+        """This scorer, what was fitted kept, running its networks on ``device`` with
+        ``threads``: a copy (a copied detector may share this one); a baseline runs none."""
+        return self
 
     @property
     def footprint(self):

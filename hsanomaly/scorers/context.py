@@ -81,7 +81,9 @@ class ResidualScorer(Purged, Scorer):
         self.gan.moved_to(path)
 
     def runs_on(self, device, threads):
-        self.gan.runs_on(device, threads)
+        moved = copy.copy(self)
+        moved.gan = self.gan.runs_on(device, threads)
+        return moved
 
     @property
     def extra_bands(self):

@@ -14,6 +14,8 @@ preprocessing bins bands, which cannot be undone per input band). Neighbours of 
 are invalid or outside the raster are replaced by the centre pixel's spectrum.
 """
 
+import copy
+
 import numpy as np
 
 from .. import defaults
@@ -91,7 +93,9 @@ class GanScorer(Scorer):
 
         check_threads(threads)
         check_device(device)
-        self.device, self.threads, self._sessions = device, threads, {}
+        moved = copy.copy(self)
+        moved.device, moved.threads, moved._sessions = device, threads, {}
+        return moved
 
     window_from_model = True
 
