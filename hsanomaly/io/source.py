@@ -37,8 +37,8 @@ PROBE = 64              # pixels across a window the data is probed on before th
 AXIS_STRIP, AXIS_LINE, AXIS_LINES = 4, 512, 200   # the band-axis check's lines: strips 4
                                                   # pixels wide, 512 long; 200 lines an axis
 PROBE_AT = ((0.5, 0.5), (0.25, 0.25), (0.25, 0.75), (0.75, 0.25), (0.75, 0.75))  # fractions
-FILL_SHARE = 0.05       # share of probed pixels of one value in every band beyond which to warn
-                        # (and of pixels holding one fill value in every band)
+FILL_SHARE = 0.05       # share of probed pixels holding one fill value in every band, or nodata
+                        # in more than a tenth of the bands but not all, beyond which to warn
 FILL_MIN_BANDS = 10     # fewer bands may well hold one value in all of them (a saturated or
                         # black pixel of a few-band image)
 
