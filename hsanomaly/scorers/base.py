@@ -187,36 +187,23 @@ def check_pixels(source, n, needed, what, why, sample=None, enough=None):
 
 
 SINGULAR = 1e-12   # a correlation eigenvalue below this fraction of the largest: singular
-# A direction whose spread is within this many times float32's rounding of the values: the
-# rounding itself (a band and its copy with an offset, 20 degrees C beside 293.15 K, differ
-# only by it), not spread in the scene
-ROUNDING = 10.0
-FLOAT32_STEP = 2.0 ** -24      # float32's relative rounding, half an ulp
 
 
-def inverse(cov, mean=None):
+def inverse(cov):
     """Inverse covariance; where it is singular (a band duplicated, a constant band) the
     pseudo-inverse, which leaves out the directions without spread instead of amplifying
     round-off along them into the scores. Judged on the correlation matrix, so that bands in
     very different units (a stack of products) are not taken for singular ones; hyperspectral
-    scenes stay far above the threshold. With the bands' ``mean``: a direction no wider than
-    float32's rounding of values that large counts as none (the pixels are read as float32:
-    a copy of a band shifted by an offset differs from it by rounding alone, which RX would
-    weigh as a band of its own)."""
+    scenes stay far above the threshold."""
     spread = np.sqrt(np.clip(np.diag(cov), 0, None))
     live = spread > 0
     if not live.any():
         return np.zeros_like(cov)                 # every band constant: no direction to weigh
     scale = np.outer(spread[live], spread[live])
     vals, vecs = np.linalg.eigh(cov[np.ix_(live, live)] / scale)
-    cut = SINGULAR
-    if mean is not None:        # rounding's variance, (step * value)^2 / 3, over the band's
-        values = np.abs(np.asarray(mean, np.float64))[live] + spread[live]
-        cut = max(cut, ROUNDING * float(np.max((FLOAT32_STEP * values) ** 2 / 3
-                                               / spread[live] ** 2)))
-    if live.all() and vals[0] > cut * vals[-1]:
+    if live.all() and vals[0] > SINGULAR * vals[-1]:
         return np.linalg.inv(cov)
-    keep = vals > cut * vals[-1]
+    keep = vals > SINGULAR * vals[-1]
     result = np.zeros_like(cov)
     result[np.ix_(live, live)] = (vecs[:, keep] / vals[keep]) @ vecs[:, keep].T / scale
     return result

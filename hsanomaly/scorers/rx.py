@@ -43,7 +43,7 @@ class GlobalRX(Scorer):
                      f"RX on {counted(source.count, 'band')}",
                      "one more than bands")
         self.mean_, cov = mean_cov(n, mean, scatter)
-        self.precision_ = inverse(cov, self.mean_)
+        self.precision_ = inverse(cov)
         return self
 
     def score_samples(self, X):
