@@ -1189,10 +1189,14 @@ def test_a_finished_run_resumed_is_kept_unless_it_differs_from_what_is_asked(tmp
         (first.path, first.outputs, first.tiles, "rx")
     with pytest.warns(HsanomalyWarning) as said:
         assert not hsanomaly.detect(src, dst, score="rx", tile=32, resume=True).earlier
-    assert [str(w.message) for w in said] == [      # one line, saying why
+    assert [str(w.message) for w in said] == [      # one line, saying why: what changed
         f"{dst}: no interrupted run here to resume, and the finished run there is not kept: it "
-        "is of another input, model or settings, or of a version of hsanomaly that scored "
-        "otherwise; scoring from the start"]
+        "was scored otherwise (tile: 16 -> 32); scoring from the start"]
+    with pytest.warns(HsanomalyWarning, match=r"it was scored otherwise \(score: rx -> lrx; "
+                                              r"guard: none -> 1; outer: none "
+                                              r"-> 5; pca: none -> .*; tile: 32 -> 16\)"):
+        hsanomaly.detect(src, dst, score="lrx", outer=5, guard=1, tile=16, resume=True)
+    hsanomaly.detect(src, dst, score="rx", tile=32)
 
     cube[0, 0, 0] += 1          # the input changed since: scored again
     write_raster(src, cube)
@@ -1232,8 +1236,8 @@ def test_an_output_missing_or_of_another_run_means_the_run_is_not_finished(tmp_p
     with rasterio.open(dst, "r+") as ds:
         ds.update_tags(**{RUN_TAG: "another run"})
     assert why_not_kept(src, src, scorer, outputs, fingerprint) == \
-        "it is of another input, model or settings, or of a version of hsanomaly that scored " \
-        "otherwise"
+        "it is of another input, model, settings or outputs, or of a version of hsanomaly " \
+        "that scored otherwise"
     dst.unlink()
     assert why_not_kept(src, src, scorer, outputs, fingerprint) == ""
 

@@ -152,7 +152,7 @@ def expected_fingerprint(src, scorer, tile=TILE, outputs=None, source=None):
     return run_fingerprint(job["input"], job["config"])
 
 
-def why_not_kept(src, source, scorer, outputs, fingerprint, cog=False):
+def why_not_kept(src, source, scorer, outputs, fingerprint, cog=False, expected=None):
     """None where every file of ``outputs`` ({name: (path, bands)}) is what a run of ``src``
     (``source``: its pixels as the run reads them, or ``src`` itself) by ``scorer`` with run
     ``fingerprint`` wrote there, so it is kept as finished: that fingerprint, the input's
@@ -168,8 +168,11 @@ def why_not_kept(src, source, scorer, outputs, fingerprint, cog=False):
         if recorded is None:
             return "" if name == "score" else f"{path} is not its {name} output"
         if recorded != fingerprint:
-            return ("it is of another input, model or settings, or of a version of hsanomaly "
-                    "that scored otherwise")
+            changed = None if expected is None or name != "score" else \
+                tags_changed(path, expected)
+            return (f"it was scored otherwise ({changed})" if changed else
+                    "it is of another input, model, settings or outputs, or of a version of "
+                    "hsanomaly that scored otherwise")
         if not is_own_detect_output(path):
             return f"{path}: its grid was changed since (cut, resampled or warped)"
         other = other_input(recorded_input(path), src)
@@ -189,6 +192,37 @@ def why_not_kept(src, source, scorer, outputs, fingerprint, cog=False):
         if cog and not is_cog(path):
             return f"{path} is not a Cloud-Optimized GeoTIFF"
     return None if all(_reads_back(path) for path, _ in outputs.values()) else ""
+
+
+# the tags a heatmap records what it was scored with by, and their names in a message
+SCORED_WITH = (("SCORE", "score"), ("PARAMETERS", "settings"), ("TILE", "tile"),
+               ("MASK", "mask"), ("MODEL_DIGEST", "model"), ("INPUT_FINGERPRINT", "input"),
+               ("VERSION", "hsanomaly version"))
+
+
+def tags_changed(path, expected):
+    """What heatmap ``path`` was scored with that differs from the tags ``expected``
+    (``heatmap_tags`` of the run asking), as "tile: 37 -> 64; ...", the settings by name;
+    None where none of them differ (its outputs did)."""
+    import json
+
+    with open_raster(path, check=False) as ds:
+        tags = ds.tags()
+    said = []
+    for key, label in SCORED_WITH:
+        before, now = tags.get(TAG_PREFIX + key), expected.get(TAG_PREFIX + key)
+        if before == now:
+            continue
+        if key == "PARAMETERS" and before and now:
+            old, new = json.loads(before), json.loads(now)
+            said += [f"{k}: {old.get(k, 'none')} -> {new.get(k, 'none')}"
+                     for k in sorted((old.keys() | new.keys()) - {"name"})   # the score's
+                     if old.get(k) != new.get(k)]
+        elif key in ("INPUT_FINGERPRINT", "MODEL_DIGEST"):
+            said.append(f"{label}: another")          # digests say nothing to a reader
+        else:
+            said.append(f"{label}: {before or 'none'} -> {now or 'none'}")
+    return "; ".join(said) or None
 
 
 def _reads_back(path):
@@ -223,8 +257,10 @@ def resumed_run(src, dst, scorer, extras=None, tile=TILE, cog=False, scene=None,
     try:
         check_unlocked(store, dst)       # another run's: it says so
         outputs = plan_outputs(source, scorer, dst, extras, tile)
-        fingerprint = expected_fingerprint(scene, scorer, tile, outputs, source)
-        reason = why_not_kept(src, source, scorer, outputs, fingerprint, cog)
+        job = manifest(scene, source, scorer, outputs, tile)
+        fingerprint = run_fingerprint(job["input"], job["config"])
+        reason = why_not_kept(src, source, scorer, outputs, fingerprint, cog,
+                              heatmap_tags(scorer, source, job["input"], tile))
         tiles = len(source.windows(tile))
         mask = None if source.exclusion is None else source.exclusion.path
     except HsanomalyError:
