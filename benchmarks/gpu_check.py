@@ -123,21 +123,26 @@ def detect(scene, dst, score, model, device, more=()):
     return time.perf_counter() - start
 
 
-def parity(scene, model, device, tmp):
+def cpu_and_gpu(scene, stem, score, model, device, tmp, more=()):
+    """``detect`` of ``scene`` on the CPU and on ``device`` into ``tmp/<stem>-cpu.tif`` and
+    ``-gpu.tif`` (two files also when simulating): (seconds {"cpu", "gpu"}, the two heatmaps)."""
     import rasterio
 
+    seconds = {run: detect(scene, tmp / f"{stem}-{run}.tif", score, model, d, more)
+               for run, d in (("cpu", "cpu"), ("gpu", device))}
+    with rasterio.open(tmp / f"{stem}-cpu.tif") as a, rasterio.open(tmp / f"{stem}-gpu.tif") as b:
+        return seconds, a.read(1), b.read(1)
+
+
+def parity(scene, model, device, tmp):
     results = {}
     for score in MODEL_SCORES:
         try:
-            seconds = {run: detect(scene, tmp / f"{score}-{run}.tif", score, model, d)
-                       for run, d in (("cpu", "cpu"), ("gpu", device))}
+            seconds, x, y = cpu_and_gpu(scene, score, score, model, device, tmp)
         except RuntimeError as err:           # one score's failure leaves the others measured
             results[score] = {"error": str(err)}
             print(f"  {score:8s} FAILED: {err}", flush=True)
             continue
-        with rasterio.open(tmp / f"{score}-cpu.tif") as a, \
-                rasterio.open(tmp / f"{score}-gpu.tif") as b:
-            x, y = a.read(1), b.read(1)
         both = np.isfinite(x) & np.isfinite(y)
         diff = np.abs(x[both] - y[both])
         results[score] = {"max_abs": float(diff.max()) if diff.size else 0.0,
@@ -261,17 +266,11 @@ def write_mosaic(scene, dst, repeat):
 
 def mosaic_rates(scene, model, device, tmp, repeat):
     """Wall seconds of ``detect`` on the tiled scene, CPU against ``device``, per score."""
-    import rasterio
-
     mosaic = tmp / "mosaic.tif"
     pixels = write_mosaic(scene, mosaic, repeat)
     results = {}
     for score in END_TO_END:
-        seconds = {run: detect(mosaic, tmp / f"mosaic-{score}-{run}.tif", score, model, d)
-                   for run, d in (("cpu", "cpu"), ("gpu", device))}
-        with rasterio.open(tmp / f"mosaic-{score}-cpu.tif") as a, \
-                rasterio.open(tmp / f"mosaic-{score}-gpu.tif") as b:
-            x, y = a.read(1), b.read(1)
+        seconds, x, y = cpu_and_gpu(mosaic, f"mosaic-{score}", score, model, device, tmp)
         both = np.isfinite(x) & np.isfinite(y)
         results[score] = {"pixels": pixels, "seconds_cpu": seconds["cpu"],
                           measured(device): seconds["gpu"],
@@ -297,14 +296,10 @@ def write_crop(scene, dst, size):
 
 def thesis_rates(scene, model, device, tmp, size):
     """Wall seconds of ``detect --score recon --solver thesis`` on a crop, CPU against ``device``."""
-    import rasterio
-
     crop = tmp / "crop.tif"
     pixels = write_crop(scene, crop, size)
-    seconds = {run: detect(crop, tmp / f"thesis-{run}.tif", "recon", model, d,
-                           ["--solver", "thesis"]) for run, d in (("cpu", "cpu"), ("gpu", device))}
-    with rasterio.open(tmp / "thesis-cpu.tif") as a, rasterio.open(tmp / "thesis-gpu.tif") as b:
-        x, y = a.read(1), b.read(1)
+    seconds, x, y = cpu_and_gpu(crop, "thesis", "recon", model, device, tmp,
+                                ["--solver", "thesis"])
     both = np.isfinite(x) & np.isfinite(y)
     result = {"pixels": pixels, "seconds_cpu": seconds["cpu"], measured(device): seconds["gpu"],
               "speedup": seconds["cpu"] / seconds["gpu"],

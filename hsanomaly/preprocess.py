@@ -117,8 +117,8 @@ class Preprocessor:
         (their mean where whitened, else the midpoint of their central range), of the pixels
         fitted or, given, of pixels ``X``; the fitted level of a band whose central range
         straddles zero is NaN; None where the bands are square-rooted or neither whitened nor
-        scaled. A
-        raster in other units has every band's level scaled alike (``model.compat``)."""
+        scaled. A raster in other units has every band's level scaled alike
+        (``model.compat``)."""
         if self.sqrt or not (self.whiten or self.scale):
             return None
         if X is None:

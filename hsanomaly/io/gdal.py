@@ -569,8 +569,10 @@ def read_checked(dataset, *args, **kwargs):
     would tell a user the alpha band is ignored when it is not."""
     import rasterio
 
-    shadowed = kwargs.get("masked") and dataset.nodata is not None and any(
-        c.name == "alpha" for c in dataset.colorinterp)
+    # GDAL masks with an alpha band only in 2- and 4-band rasters: no other is asked for its
+    # bands' colours at every read
+    shadowed = kwargs.get("masked") and dataset.count in (2, 4) and \
+        dataset.nodata is not None and any(c.name == "alpha" for c in dataset.colorinterp)
     try:
         with ignoring(rasterio.errors.NodataShadowWarning) if shadowed else \
                 contextlib.nullcontext():
