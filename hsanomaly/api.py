@@ -18,14 +18,14 @@ from .io.checks import one_job
 from .io.paths import check_path_kind, is_path
 from .logs import half_of
 from .options import check_keywords, plain_values, public_signature, renamed_keywords
+from .outputs import detect_paths, evaluate_paths
 from .polygons import check_threshold
 from .targets import check_threshold_choice
 from .quickmodel import prepare_quick_model, quick_model_path
 from .scorers import check_measured, chosen, make_scorer, scorer_for
 from .spelling import spell
 from .training import LIBRARY_ONLY, train as train_bundle
-from .validate import (batch_inputs, check_raster_path, check_request, detect_paths, evaluate_paths,
-                       model_path)
+from .validate import batch_inputs, check_raster_path, check_request, model_path
 
 if TYPE_CHECKING:          # the engine and the bundle load on first use
     from geopandas import GeoDataFrame

@@ -9,20 +9,23 @@ import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import (TYPE_CHECKING, Any, Callable, ClassVar, List, Literal, Optional,
-                    SupportsIndex, cast)
+                    SupportsFloat, SupportsIndex, Tuple, cast)
 
 from . import defaults
 from .api import detect
 from .errors import HsanomalyError, NoWorkers, describe, raised_by_callback
-from .hints import Inputs, ModelArg, PathArg, Progress, Scheduler
+from .hints import FalseAlarmRate, Inputs, ModelArg, PathArg, Progress, Scheduler
 from .io.checks import one_job, warn
 from .io.gdal import dataset_stem
 from .io.paths import check_path_kind
 from .logs import LOGGER, progress_bar
+from .polygons import check_threshold
 from .quickmodel import quick_model_path
 from .scorers import chosen
 from .spelling import counted, spell
-from .validate import batch_inputs, batch_paths, check_request, model_path
+from .targets import check_threshold_choice
+from .outputs import batch_paths
+from .validate import batch_inputs, check_request, model_path
 
 if TYPE_CHECKING:          # the engine loads on first use: ``import hsanomaly`` stays light
     from .engine.run import DetectResult
@@ -37,6 +40,8 @@ class BatchItem:
     status: Literal["scored", "skipped", "failed"]      # one of STATUSES
     result: Optional["DetectResult"] = None   # when scored
     error: Optional[str] = None             # one-line message when failed
+    png: Optional[str] = None               # the quick look drawn, when asked for
+    polygons: Optional[str] = None          # the target polygons' GeoPackage, when asked for
     exception: Optional[Exception] = field(default=None, repr=False, compare=False)  # its error
 
 
@@ -46,11 +51,20 @@ def batch_output(src: PathArg, out_dir: PathArg, score: str) -> Path:
     return Path(out_dir) / f"{dataset_stem(src)}_{score}.tif"
 
 
+def batch_drawings(dst: Path, png: bool, polygons: bool) -> Tuple[Optional[str], Optional[str]]:
+    """The (PNG, GeoPackage) ``detect_many`` draws from heatmap ``dst``, beside it and named
+    after it; None where not asked for."""
+    return (str(dst.with_suffix(".png")) if png else None,
+            str(dst.with_suffix(".gpkg")) if polygons else None)
+
+
 @one_job()
 def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None,
                 model: Optional[ModelArg] = None, mask: Optional[PathArg] = None,
-                tile: SupportsIndex = defaults.TILE, overwrite: bool = False,
-                workers: Optional[SupportsIndex] = None, scheduler: Optional[Scheduler] = None,
+                tile: SupportsIndex = defaults.TILE, polygons: bool = False,
+                threshold: Optional[SupportsFloat] = None,
+                far: Optional[FalseAlarmRate] = None, png: bool = False,
+                overwrite: bool = False, workers: Optional[SupportsIndex] = None, scheduler: Optional[Scheduler] = None,
                 progress: bool = False, callback: Optional[Progress] = None,
                 settled: Optional[Callable[[BatchItem], Any]] = None,
                 **options: Any) -> List[BatchItem]:
@@ -60,7 +74,11 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
 
     A raster whose heatmap carries the fingerprint of its input and these settings is skipped,
     an interrupted one resumed, so a batch can simply be rerun; a changed input or setting is
-    scored again. ``overwrite`` scores all anew and replaces files hsanomaly did not write
+    scored again. polygons, png: also draw each raster's target polygons (above ``threshold``
+    or the threshold of false-alarm rate ``far``, as ``detect`` draws them; a rate carries over
+    from raster to raster where a threshold does not) and quick look from its heatmap, beside
+    it as ``<stem>_<score>.gpkg`` and ``.png``; a finished raster's are drawn again (nothing
+    is scored), so a rerun adds them or draws them at another threshold. ``overwrite`` scores all anew and replaces files hsanomaly did not write
     (refused otherwise, before any work). ``mask``: one exclusion mask for every raster, as
     ``detect`` takes it; vector features (a region's water, say) need not fall on each raster,
     and a raster they miss is scored without it. A failed raster's ``BatchItem`` says why in
@@ -79,14 +97,20 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
     model = model_path(model)
     score, options = chosen(score, options)
     cls = check_request(score, model, options, None, tile, workers, scheduler, callback,
-                        mask=mask, overwrite=overwrite, progress=progress,
-                        batch=(detect, detect_many), door=detect_many, settled=settled)
+                        mask=mask, overwrite=overwrite, progress=progress, png=png,
+                        polygons=polygons, batch=(detect, detect_many), door=detect_many,
+                        settled=settled)
+    if polygons:
+        check_threshold_choice(threshold, far, spell("polygons"), wanted="polygons")
+    else:
+        check_threshold(None, threshold, far)
     check_path_kind(out_dir, spell("out_dir"))
     out_dir = Path(out_dir)
     sources = _without_own_outputs(batch_inputs(inputs))
     targets = [(src, batch_output(src, out_dir, score)) for src in sources]
+    drawn = functools.partial(batch_drawings, png=png, polygons=polygons)
     batch_paths(targets, out_dir, functools.partial(quick_model_path, cls, model),
-                overwrite, mask=mask, model=model)
+                overwrite, mask=mask, model=model, drawn=drawn)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -97,12 +121,14 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
                batch_state(src, dst, score, model or quick_model_path(cls, None, dst), tile,
                            options, used))
               for (src, dst), used in zip(targets, masks)]
+    redrawn = png or polygons          # a finished raster's drawings are drawn again
     items: List[Optional[BatchItem]] = [
-        BatchItem(src, str(dst), "skipped") if state == "skip" else
+        BatchItem(src, str(dst), "skipped") if state == "skip" and not redrawn else
         BatchItem(src, str(dst), "failed", error=str(used), exception=used)
         if state == "failed" else None
         for (src, dst), state, used in zip(targets, states, masks)]
     pending = [i for i, item in enumerate(items) if item is None]
+    scoring = [i for i in pending if states[i] != "skip"]     # the others draw only
     told = 0                          # the items handed to ``settled``
 
     def tell():
@@ -110,7 +136,7 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
         while settled is not None and told < len(items) and items[told] is not None:
             told += 1
             settled(cast(BatchItem, items[told - 1]))
-    with (optional_client(workers, scheduler) if pending else contextlib.nullcontext()) as client, \
+    with (optional_client(workers, scheduler) if scoring else contextlib.nullcontext()) as client, \
             progress_bar(pending and progress, pending, unit="raster") as bar, batch_resumes():
         cancelled: List[Any] = []
         alone: List[str] = []        # the raster whose run found the cluster without a worker
@@ -133,11 +159,14 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
                 continue
             try:
                 used = None if masks[i] is None else masks[i].path
+                drawing = drawn(dst)
                 result = detect(src, dst, score=score, model=model, tile=tile, mask=used,
-                                resume=states[i] == "resume", overwrite=overwrite,
+                                png=drawing[0], polygons=drawing[1], threshold=threshold,
+                                far=far, resume=states[i] != "score", overwrite=overwrite,
                                 scheduler=client, callback=_told(callback, src, cancelled),
                                 **options)
-                items[i] = BatchItem(src, str(dst), "scored", result=result)
+                items[i] = BatchItem(src, str(dst), "skipped" if result.earlier else "scored",
+                                     result=result, png=drawing[0], polygons=drawing[1])
             except NoWorkers as err:
                 items[i] = _failed(src, dst, err)
                 alone.append(src)
@@ -155,15 +184,20 @@ def _without_own_outputs(sources):
     """``sources`` less what detect wrote (heatmaps, extra rasters, quick models, tile stores):
     a pattern (``dir/*``) with the outputs in ``dir`` matched the first run's on every rerun."""
     from .engine.store import is_tile_store
-    from .io.ownership import is_own_detect_output
+    from .io.ownership import is_own_detect_output, is_own_png
     from .io.paths import is_quick_model
+    from .polygons import is_targets_file
 
+    def drawn(src):
+        name = str(src).lower()
+        return ((name.endswith(".png") and is_own_png(src))
+                or (name.endswith(".gpkg") and is_targets_file(src)))
     own = [src for src in sources if is_own_detect_output(src) or is_quick_model(src)
-           or (str(src).endswith(".partial") and is_tile_store(src))]
+           or (str(src).endswith(".partial") and is_tile_store(src)) or drawn(src)]
     if own:
         more = f" and {counted(len(own) - 3, 'more', plural='more')}" if len(own) > 3 else ""
         warn(f"{', '.join(own[:3])}{more}: left out of the inputs, being hsanomaly's own "
-             "outputs (heatmaps, quick models, tile stores)")
+             "outputs (heatmaps, quick models, tile stores, quick looks, target polygons)")
     return [src for src in sources if src not in own]
 
 

@@ -202,11 +202,11 @@ def check_door_keywords(door, options, detect, function, why, otherwise):
 
 
 def check_batch_keywords(options, detect, detect_many):
-    """``check_door_keywords`` for ``detect_many`` (it writes heatmaps only)."""
+    """``check_door_keywords`` for ``detect_many`` (heatmaps and what is drawn from them)."""
     check_door_keywords("detect_many", options, detect, detect_many,
                         {"resume": "a rerun of the batch resumes by itself",
                          "cog": "a batch writes tiled GeoTIFF heatmaps"},
-                        "a batch writes heatmaps only")
+                        "a batch writes heatmaps, and quick looks and polygons drawn from them")
 
 
 def under_current_names(values, renames, owner, what="it", warn=True):

@@ -954,7 +954,8 @@ def test_a_warning_made_an_error_ends_the_command_in_one_line(tmp_path):
     assert child.returncode == 1 and "Traceback" not in child.stderr
     assert child.stderr.splitlines() == [f"Error: {tmp_path / 'in' / 'a_rx.tif'}: left out of "
                                          "the inputs, being hsanomaly's own outputs (heatmaps, "
-                                         "quick models, tile stores)"]
+                                         "quick models, tile stores, quick looks, target "
+                                         "polygons)"]
     assert not (tmp_path / "out").exists()
 
 

@@ -253,7 +253,8 @@ def test_a_batch_is_one_job_and_says_a_warning_once(synthetic_raster, tmp_path):
 
 
 @pytest.mark.parametrize("name, why", [("cog", "a batch writes tiled GeoTIFF heatmaps"),
-                                       ("polygons", "a batch writes heatmaps only"),
+                                       ("extras", "a batch writes heatmaps, and quick looks "
+                                                  "and polygons drawn from them"),
                                        ("resume", "a rerun of the batch resumes by itself")])
 def test_detect_many_refuses_detect_s_job_options_as_such(tmp_path, name, why):
     """They were refused as options of the score ("--cog: score 'rx' does not take this option")."""

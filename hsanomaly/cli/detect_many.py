@@ -7,22 +7,32 @@ import sys
 import click
 
 from . import progress_log, show_progress, with_verbosity
+from ..spelling import counted
 from .detect import detect, scorer_options
 
 # `hsanomaly detect`'s options that concern one raster's outputs; detect-many takes the others
-DETECT_ONLY = ("src", "dst", "recon_out", "latent_out", "convergence_out", "polygons",
-               "threshold", "far", "png", "cog", "resume", "overwrite", "verbose")
+DETECT_ONLY = ("src", "dst", "recon_out", "latent_out", "convergence_out", "polygons", "png",
+               "cog", "resume", "overwrite", "verbose")
 
 
 @click.command(short_help="Score many rasters; reruns skip finished ones.")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--out-dir", required=True, type=click.Path(file_okay=False),
               help="Write <input stem>_<score>.tif heatmaps here.")
+@click.option("--polygons", is_flag=True,
+              help="Also write each raster's target polygons, <input stem>_<score>.gpkg, of the "
+                   "pixels above --threshold or --far (one of them is needed; a rate carries "
+                   "over from raster to raster where a threshold does not).")
+@click.option("--png", is_flag=True,
+              help="Also write each raster's quick-look PNG, <input stem>_<score>.png.")
 @click.option("--overwrite", is_flag=True,
               help="Score every raster from scratch instead of skipping finished ones and resuming "
                    "others, and replace output files hsanomaly did not write.")
-def detect_many(inputs, out_dir, overwrite, workers, scheduler, quiet, **scoring):
+def detect_many(inputs, out_dir, polygons, png, threshold, far, overwrite, workers, scheduler,
+                quiet, **scoring):
     """Score rasters INPUTS, on one Dask cluster with --workers or --scheduler; reruns skip finished ones.
+
+    A finished raster's --polygons and --png are drawn again from its heatmap.
 
     Exits with status 1 if any raster failed, after scoring the others.
     """
@@ -30,8 +40,8 @@ def detect_many(inputs, out_dir, overwrite, workers, scheduler, quiet, **scoring
 
     score, model, tile = scoring.pop("score"), scoring.pop("model"), scoring.pop("tile")
     mask = scoring.pop("mask")
-    items = run(inputs, out_dir, score=score, model=model, mask=mask, tile=tile, overwrite=overwrite,
-                workers=workers, scheduler=scheduler, progress=show_progress(quiet),
+    items = run(inputs, out_dir, score=score, model=model, mask=mask, tile=tile, polygons=polygons,
+                threshold=threshold, far=far, png=png, overwrite=overwrite, workers=workers, scheduler=scheduler, progress=show_progress(quiet),
                 callback=progress_log(quiet), settled=_say, **scorer_options(score, **scoring))
     counts = {status: sum(item.status == status for item in items) for status in BatchItem.STATUSES}
     click.echo(f"{out_dir}: " + ", ".join(f"{n} {status}" for status, n in counts.items()))
@@ -46,10 +56,15 @@ def _say(item):
     try:
         if item.status == "failed":
             click.echo(f"Error: {item.error}", err=True)
-        elif item.status == "skipped":
+            return
+        if item.status == "skipped":
             click.echo(f"{item.dst}: skipped, finished before for {item.src}")
         else:
             click.echo(item.result.text())
+        if item.png is not None:
+            click.echo(f"{item.png}: quick look")
+        if item.polygons is not None:
+            click.echo(f"{item.polygons}: {counted(item.result.polygons, 'target polygon')}")
     except BrokenPipeError:          # stderr too where it is the same pipe (2>&1 | head)
         shared = False
         with contextlib.suppress(OSError):

@@ -186,7 +186,8 @@ def test_a_pattern_that_matches_the_batchs_own_heatmaps_reruns(tmp_path, batch):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines == [f"Warning: {tmp_path / 'a_rx.tif'}, {tmp_path / 'b_rx.tif'}, "
                      f"{tmp_path / 'c_rx.tif'}: left out of the inputs, being hsanomaly's "
-                     "own outputs (heatmaps, quick models, tile stores)"]
+                     "own outputs (heatmaps, quick models, tile stores, quick looks, target "
+                     "polygons)"]
     assert {p.name: p.read_bytes() for p in tmp_path.glob("*_rx.tif")} == before
     other = assert_ok(run_cli("detect-many", pattern, "--out-dir", tmp_path, "--score", "gmm",
                               "--tile", "16", "-q"))         # another score: the scenes alone
@@ -212,3 +213,75 @@ def test_a_pattern_leaves_out_the_quick_models_and_tile_stores_beside_the_inputs
     assert "3 scored, 0 skipped, 0 failed" in result.stdout
     assert f"{quick}, {store}: left out of the inputs, being hsanomaly's own outputs" in \
         result.stderr
+
+
+def _targets(gpkg):
+    import geopandas
+
+    return geopandas.read_file(gpkg, layer="targets")
+
+
+def test_polygons_and_quick_looks_of_every_raster(tmp_path, batch):
+    """--polygons and --png draw each raster's targets and quick look beside its heatmap, the
+    targets those of its own heatmap at the rate given; a rerun scores nothing and draws them
+    again at another threshold; a pattern over the outputs leaves them out as our own."""
+    import hsanomaly
+    from hsanomaly.io.ownership import is_own_png
+
+    out = tmp_path / "out"
+    result = assert_ok(run_cli("detect-many", *batch, "--out-dir", out, "--polygons", "--far",
+                               "0.01", "--png", *RX))
+    lines = result.stdout.splitlines()
+    assert lines[:3] == [lines[0], f"{out / 'a_rx.png'}: quick look",
+                         f"{out / 'a_rx.gpkg'}: {len(_targets(out / 'a_rx.gpkg'))} target "
+                         f"polygon{'s' if len(_targets(out / 'a_rx.gpkg')) != 1 else ''}"]
+    assert lines[-1] == f"{out}: 3 scored, 0 skipped, 0 failed"
+    for name in "abc":
+        heatmap, gpkg = out / f"{name}_rx.tif", out / f"{name}_rx.gpkg"
+        assert is_own_png(out / f"{name}_rx.png")
+        drawn, expected = _targets(gpkg), hsanomaly.find_targets(heatmap, far=0.01)
+        assert len(drawn) > 0
+        assert list(drawn["max_score"]) == list(expected["max_score"])
+        assert drawn.geometry.geom_equals(expected.geometry).all()
+    heatmaps = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.glob("*.tif")}
+    result = assert_ok(run_cli("detect-many", *batch, "--out-dir", out, "--polygons",
+                               "--threshold", "5", *RX))
+    assert "0 scored, 3 skipped, 0 failed" in result.stdout
+    assert f"{out / 'b_rx.tif'}: skipped, finished before for {batch[1]}" in result.stdout
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.glob("*.tif")} \
+        == heatmaps                                                      # nothing scored
+    for name in "abc":
+        drawn = _targets(out / f"{name}_rx.gpkg")
+        assert set(drawn["threshold"]) <= {5.0} and (drawn["max_score"] > 5).all()
+        assert len(drawn) == len(hsanomaly.find_targets(out / f"{name}_rx.tif", threshold=5))
+    result = assert_ok(run_cli("detect-many", str(out / "*"), "--out-dir", out, *RX))
+    assert "0 scored, 0 skipped, 0 failed" in result.stdout       # ours, every one of them
+
+
+def test_drawings_are_checked_before_any_raster_is_scored(tmp_path, batch):
+    """A threshold choice missing or doubled, a threshold without polygons, a path where a
+    switch is, and a file of someone else's where a raster's polygons go: refused in one line
+    before the first heatmap is written."""
+    import hsanomaly
+    from hsanomaly.errors import HsanomalyError
+
+    out = tmp_path / "out"
+    for options, message in [
+            (dict(polygons=True), "'polygons': polygons need 'threshold' or 'far'"),
+            (dict(polygons=True, threshold=1, far=0.01), "'polygons': give 'threshold' or "
+             "'far', not both"),
+            (dict(far=0.01), "'threshold' or 'far': they set the 'polygons' threshold, and "
+             "no 'polygons' was given"),
+            (dict(png="a.png"), "'png' must be True or False, got 'a.png'")]:
+        with pytest.raises(HsanomalyError) as err:
+            hsanomaly.detect_many(batch, out, score="rx", **options)
+        assert str(err.value) == message
+        assert not out.exists()
+    out.mkdir()
+    (out / "b_rx.gpkg").write_text("someone's notes")
+    result = run_cli("detect-many", *batch, "--out-dir", out, "--polygons", "--far", "0.01", *RX)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"Error: {out / 'b_rx.gpkg'}: ")
+    assert "refusing to replace it" in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["b_rx.gpkg"]
+    assert (out / "b_rx.gpkg").read_text() == "someone's notes"
