@@ -7,8 +7,11 @@ comes from PyTorch's CPU index (never a multi-GB CUDA build). Where that Python 
 "externally managed" (PEP 668: Debian, Ubuntu), the packages go to the user's site-packages.
 """
 
+import configparser
+import importlib
 import importlib.metadata
 import importlib.util
+import re
 import os
 import sys
 import sysconfig
@@ -26,6 +29,66 @@ RUNTIMES = ("onnxruntime", "onnxruntime-gpu")           # both install the modul
 def missing(*modules):
     """The top-level ``modules`` that QGIS's Python cannot import."""
     return [name for name in modules if importlib.util.find_spec(name) is None]
+
+
+def plugin_version():
+    """This plugin's version, as its metadata.txt gives it (the library's it was built with)."""
+    metadata = configparser.ConfigParser(interpolation=None)
+    metadata.read(Path(__file__).with_name("metadata.txt"), encoding="utf-8")
+    return metadata.get("general", "version", fallback="")
+
+
+def release(version):
+    """A version's release line, major.minor ("0.2" of "0.2.1"): the names and defaults the
+    plugin reads from the library hold within one."""
+    return ".".join(re.findall(r"\d+", str(version))[:2])
+
+
+def unmet(*modules):
+    """What keeps the algorithms from running where they need ``modules``: the install hint
+    for those QGIS's Python lacks, or, for the hsanomaly library, why the one it holds cannot
+    serve (another release line than the plugin's, or a package it needs missing); None where
+    nothing does."""
+    absent = missing(*modules)
+    if absent:
+        return install_hint(absent)
+    return library_problem() if "hsanomaly" in modules else None
+
+
+def library_problem():
+    """Why the installed hsanomaly library cannot serve this plugin, with the command that
+    fixes it; None where it can. QGIS's Plugin Manager updates the plugin alone, so an older
+    library under a newer plugin is the mismatch users meet."""
+    try:
+        wanted = importlib.metadata.requires("hsanomaly") or []
+    except importlib.metadata.PackageNotFoundError:      # on sys.path without its metadata
+        wanted = []
+    needed = [re.match(r"[A-Za-z0-9._-]+", requirement).group(0) for requirement in wanted
+              if ";" not in requirement]           # an extra's, or under a marker
+    absent = []
+    for name in needed:
+        try:
+            importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            absent.append(name)
+    if absent:
+        return (f"hsanomaly plugin: the hsanomaly library is installed, but not the "
+                f"package(s) {', '.join(absent)} it needs. Install them from a terminal (on "
+                "Windows: the OSGeo4W Shell) and restart QGIS:  "
+                + "  &&  ".join(install_commands(["hsanomaly"])))
+    try:
+        installed = importlib.import_module("hsanomaly").__version__
+    except Exception as err:           # QGIS's start-up must go on, whatever it raised
+        return (f"hsanomaly plugin: the hsanomaly library cannot be imported ({err}). Install "
+                "it again from a terminal and restart QGIS:  "
+                + "  &&  ".join(install_commands(["hsanomaly"])))
+    if release(installed) == release(plugin_version()):
+        return None
+    return (f"hsanomaly plugin {plugin_version()}: QGIS's Python holds the hsanomaly library "
+            f"{installed}, which this plugin cannot use (it needs {release(plugin_version())}.x: "
+            "update the two together). Install the matching library from a terminal (on "
+            "Windows: the OSGeo4W Shell) and restart QGIS:  "
+            + "  &&  ".join(install_commands(["hsanomaly"])))
 
 
 def python_command():
@@ -77,7 +140,9 @@ def install_commands(modules):
         if "hsanomaly[cpu]" in packages:    # hsanomaly missing too: one requirement for both
             packages = ["hsanomaly[cpu,train]" if p == "hsanomaly[train]" else p
                         for p in packages if p != "hsanomaly[cpu]"]
-    commands.append(pip_install(*packages, *constraints()))
+    pinned = [f"{p}~={release(plugin_version())}.0" if p.startswith("hsanomaly[") else p
+              for p in packages]             # the plugin's release line, never another's
+    commands.append(pip_install(*pinned, *constraints()))
     return commands
 
 

@@ -2,7 +2,7 @@
 
 Read from the library when the algorithms are built (``initAlgorithm``), never restated by
 hand, so QGIS offers what the command line offers. Only where hsanomaly cannot be imported
-does ``FALLBACK`` stand in: the dialogs still open (and say how to install the library),
+(or only one of another release line) does ``FALLBACK`` stand in: the dialogs still open (and say how to install the library),
 but nothing can run until it is installed. ``tests/qgis`` checks the fallback against the
 library so it cannot drift.
 """
@@ -10,6 +10,8 @@ library so it cannot drift.
 import importlib
 import inspect
 from types import SimpleNamespace
+
+from .dependencies import unmet
 
 FALLBACK = SimpleNamespace(
     available=False,
@@ -48,6 +50,8 @@ TAKING = ("outer", "guard", "pca", "components", "seed", "solver")
 
 def load():
     """The library's choices and defaults, or ``FALLBACK`` where hsanomaly is not importable."""
+    if unmet("hsanomaly"):          # missing, or of another release line than the plugin
+        return FALLBACK
     try:
         hsanomaly = importlib.import_module("hsanomaly")
         defaults = importlib.import_module("hsanomaly.defaults")

@@ -2,7 +2,7 @@
 
 from qgis.core import Qgis, QgsApplication
 
-from .dependencies import conflicting_runtimes, install_hint, missing
+from .dependencies import conflicting_runtimes, unmet
 from .provider import HsanomalyProvider
 
 STARTUP_CHECK = ("hsanomaly", "onnxruntime")
@@ -19,9 +19,9 @@ class HsanomalyPlugin:
 
     def initGui(self):
         self.initProcessing()
-        absent = missing(*STARTUP_CHECK)
-        if absent:
-            self.iface.messageBar().pushMessage("hsanomaly", install_hint(absent), Qgis.Warning, 0)
+        hint = unmet(*STARTUP_CHECK)
+        if hint:
+            self.iface.messageBar().pushMessage("hsanomaly", hint, Qgis.Warning, 0)
         conflict = conflicting_runtimes()
         if conflict:
             self.iface.messageBar().pushMessage("hsanomaly", conflict, Qgis.Warning, 0)

@@ -85,8 +85,8 @@ def test_train_inputs_and_mask_pass_through(scene, tmp_path, monkeypatch):
     from qgis.core import QgsProcessingException
 
     names = gdal_names(scene[0], tmp_path)
-    training = sys.modules["hsanomaly_qgis.algorithms.train"]
-    monkeypatch.setattr(training, "missing", lambda *modules: [])   # torch not needed: a spy
+    monkeypatch.setattr(sys.modules["hsanomaly_qgis.dependencies"], "missing",
+                        lambda *modules: [])            # torch not needed: a spy
     seen = {}
 
     def train(inputs, out, **options):
@@ -96,8 +96,6 @@ def test_train_inputs_and_mask_pass_through(scene, tmp_path, monkeypatch):
         raise HsanomalyError("spy: stop")
 
     monkeypatch.setattr("hsanomaly.api.train_bundle", train)
-    monkeypatch.setattr(sys.modules["hsanomaly_qgis.algorithms.base"], "missing",
-                        lambda *modules: [])
     with pytest.raises(QgsProcessingException, match="spy: stop"):
         processing.run("hsanomaly:train", {"INPUTS": [names["vsizip"], str(scene[0])],
                                            "MASK": names["gtiff_dir"].replace(

@@ -59,19 +59,20 @@ def test_load_warns_about_missing_packages_with_the_pip_command(plugin, monkeypa
     bar = SimpleNamespace(pushMessage=lambda *args: notices.append(args))
     monkeypatch.setattr(plugin, "iface", SimpleNamespace(messageBar=lambda: bar))
     checked = []
-    monkeypatch.setattr(sys.modules["hsanomaly_qgis.plugin"], "missing",
+    monkeypatch.setattr(sys.modules["hsanomaly_qgis.dependencies"], "missing",
                         lambda *modules: checked.append(modules) or ["onnxruntime"])
     monkeypatch.setattr(sys.modules["hsanomaly_qgis.plugin"], "conflicting_runtimes",
                         lambda: None)
     plugin.unload()
     plugin.initGui()
     assert QgsApplication.processingRegistry().providerById("hsanomaly") is not None
-    assert checked == [("hsanomaly", "onnxruntime")]     # the model scores' runtime too
+    assert checked[-1] == ("hsanomaly", "onnxruntime")   # the model scores' runtime too
     assert len(notices) == 1
     assert '-m pip install "onnxruntime"' in notices[0][1]
     # both runtimes installed: said on the message bar at start-up
     notices.clear()
-    monkeypatch.setattr(sys.modules["hsanomaly_qgis.plugin"], "missing", lambda *modules: [])
+    monkeypatch.setattr(sys.modules["hsanomaly_qgis.dependencies"], "missing",
+                        lambda *modules: [])
     monkeypatch.setattr(sys.modules["hsanomaly_qgis.plugin"], "conflicting_runtimes",
                         lambda: "both onnxruntime and onnxruntime-gpu")
     plugin.unload()
@@ -88,13 +89,72 @@ def test_install_hint_keeps_qgis_numpy_and_takes_torch_from_the_cpu_index(plugin
     script = (Path(__file__).resolve().parents[2] / "scripts" / "qgis-tests.sh").read_text()
     hint = dependencies.install_hint(["hsanomaly"])
     assert f'"numpy=={numpy.__version__}"' in hint and '"attrs>=23.2"' in hint
-    assert '"hsanomaly[cpu]"' in hint
+    assert '"hsanomaly[cpu]~=0.2.0"' in hint            # the plugin's release line
     assert "attrs>=23.2" in script                      # the constraints the test setup needs
     hint = dependencies.install_hint(["hsanomaly", "torch", "onnx"])
     torch_pin = re.search(r"^TORCH=(\S+)", script, re.M).group(1)
     assert f'"{torch_pin}"' in hint and "--index-url https://download.pytorch.org/whl/cpu" in hint
-    assert '"hsanomaly[cpu,train]"' in hint
+    assert '"hsanomaly[cpu,train]~=0.2.0"' in hint
     assert hint.index("torch==") < hint.index("hsanomaly[cpu,train]")   # torch first
+
+
+def test_a_library_of_another_release_is_said_with_the_command_that_matches_it(plugin, scene,
+                                                                                tmp_path,
+                                                                                monkeypatch):
+    """QGIS's Plugin Manager updates the plugin alone: under a 0.2 plugin, a 0.1 library was
+    said to be "cannot be imported", with a pip command that changed nothing (it was
+    "already satisfied"), while the dialogs ran on the plugin's own copy of the defaults."""
+    import hsanomaly
+    import processing
+    from qgis.core import QgsApplication, QgsProcessingException
+
+    dependencies = sys.modules["hsanomaly_qgis.dependencies"]
+    library = sys.modules["hsanomaly_qgis.library"]
+    assert dependencies.unmet("hsanomaly") is None and library.load().available
+    plugin_version = dependencies.plugin_version()
+    assert dependencies.release(plugin_version) == dependencies.release(hsanomaly.__version__)
+    monkeypatch.setattr(hsanomaly, "__version__", "0.1.0")
+    hint = dependencies.unmet("hsanomaly", "onnxruntime")
+    assert hint.startswith(f"hsanomaly plugin {plugin_version}: QGIS's Python holds the "
+                           "hsanomaly library 0.1.0, which this plugin cannot use (it needs "
+                           f"{dependencies.release(plugin_version)}.x")
+    assert f'"hsanomaly[cpu]~={dependencies.release(plugin_version)}.0"' in hint
+    assert not library.load().available            # the dialogs say so, and nothing runs
+    detect = QgsApplication.processingRegistry().createAlgorithmById("hsanomaly:detect")
+    assert detect.shortHelpString().startswith(hint)
+    with pytest.raises(QgsProcessingException) as err:
+        processing.run("hsanomaly:detect", {"INPUT": str(scene[0]), "SCORE": "rx",
+                                            "OUTPUT": str(tmp_path / "heat.tif")})
+    assert hint in str(err.value) and not (tmp_path / "heat.tif").exists()
+    notices = []
+    bar = SimpleNamespace(pushMessage=lambda *args: notices.append(args))
+    monkeypatch.setattr(plugin, "iface", SimpleNamespace(messageBar=lambda: bar))
+    monkeypatch.setattr(sys.modules["hsanomaly_qgis.plugin"], "conflicting_runtimes",
+                        lambda: None)
+    plugin.unload()
+    plugin.initGui()
+    assert [notice[1] for notice in notices] == [hint]
+
+
+def test_a_package_the_library_needs_missing_is_named_at_start_up(plugin, monkeypatch):
+    """hsanomaly present but rasterio gone: the start-up notice named onnxruntime alone, the
+    help said hsanomaly "cannot be imported", and only a run named rasterio."""
+    import importlib.metadata
+
+    dependencies = sys.modules["hsanomaly_qgis.dependencies"]
+    if not importlib.metadata.requires("hsanomaly"):
+        pytest.skip("hsanomaly is on sys.path without its metadata")
+    version = importlib.metadata.version
+
+    def without_rasterio(name):
+        if name == "rasterio":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return version(name)
+    monkeypatch.setattr(importlib.metadata, "version", without_rasterio)
+    hint = dependencies.unmet("hsanomaly")
+    assert hint.startswith("hsanomaly plugin: the hsanomaly library is installed, but not the "
+                           "package(s) rasterio it needs.")
+    assert '-m pip install' in hint and '"hsanomaly[cpu]~=' in hint
 
 
 def test_both_onnx_runtimes_installed_is_reported(plugin, monkeypatch):
@@ -126,7 +186,7 @@ def test_algorithm_refuses_to_run_without_its_packages(plugin, scene, tmp_path, 
     import processing
     from qgis.core import QgsProcessingException
 
-    monkeypatch.setattr(sys.modules["hsanomaly_qgis.algorithms.base"], "missing",
+    monkeypatch.setattr(sys.modules["hsanomaly_qgis.dependencies"], "missing",
                         lambda *modules: [m for m in modules if m == "onnxruntime"])
     params = {"INPUT": str(scene[0]), "SCORE": "recon", "MODEL": str(tmp_path),
               "OUTPUT": str(tmp_path / "heat.tif")}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from qgis.core import QgsProcessingAlgorithm, QgsProcessingException
 
-from ..dependencies import install_hint, missing
+from ..dependencies import install_hint, missing, unmet
 
 LOG_INTERVAL = 2.0   # seconds between progress lines in the log, at most
 LOG_STEP = 0.1       # or this much progress
@@ -59,9 +59,9 @@ class HsanomalyAlgorithm(QgsProcessingAlgorithm):
         dataset names pass to the library as they are: QGIS 3.22 loads a layer from a string
         only where it names an existing file, so subdatasets and /vsi paths go to the library,
         which says what is wrong with them."""
-        absent = missing(*self.required_modules(parameters, context))
-        if absent:
-            return False, install_hint(absent)
+        hint = unmet(*self.required_modules(parameters, context))
+        if hint:
+            return False, hint
         for definition in self.parameterDefinitions():
             value = parameters.get(definition.name())
             found = source_definition(value, context) if definition.type() in MASK_TYPES \
@@ -268,7 +268,7 @@ def library_errors(feedback=None, labels=None):
         from hsanomaly.errors import HsanomalyError
         from hsanomaly.spelling import fields, spelled
     except ImportError:
-        raise QgsProcessingException(install_hint(["hsanomaly"])) from None
+        raise QgsProcessingException(unmet("hsanomaly") or install_hint(["hsanomaly"])) from None
     logger, handler = logging.getLogger("hsanomaly"), None
     if feedback is not None:
         handler = FeedbackWarnings(feedback)

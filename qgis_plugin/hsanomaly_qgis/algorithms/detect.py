@@ -7,7 +7,7 @@ from qgis.core import (QgsProcessing, QgsProcessingParameterBoolean,
                        QgsProcessingParameterVectorDestination)
 
 from .. import library
-from ..dependencies import install_hint
+from ..dependencies import unmet
 from ..styles import load_as, style_heatmap_on_load, style_targets_on_load
 from .base import (HsanomalyAlgorithm, field_in, geopackage_file, in_own_thread,
                    in_temporary_folder, is_empty, mask_parameter, mask_source,
@@ -52,7 +52,8 @@ class DetectAnomalies(HsanomalyAlgorithm):
     def shortHelpString(self):
         lib = library.load()
         baselines = [score for score in lib.scores if score not in lib.model_scores]
-        note = "" if lib.available else install_hint(["hsanomaly"]) + "\n\n"
+        hint = unmet("hsanomaly")
+        note = hint + "\n\n" if hint else ""
         return note + (
             "Scores every pixel of a hyperspectral raster: high score = anomalous. The baselines "
             f"{', '.join(baselines)} are fitted on the input and take no model. The GAN scores "

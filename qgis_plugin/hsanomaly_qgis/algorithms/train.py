@@ -5,7 +5,7 @@ from qgis.core import (QgsProcessing, QgsProcessingParameterBoolean,
                        QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber)
 
 from .. import library
-from ..dependencies import install_hint, missing
+from ..dependencies import unmet
 from .base import (HsanomalyAlgorithm, in_own_thread, is_empty, mask_parameter, mask_source,
                    progress_callback, raster_sources, set_in_qgis)
 
@@ -35,8 +35,8 @@ class TrainModel(HsanomalyAlgorithm):
         return "Train model"
 
     def shortHelpString(self):
-        absent = missing(*self.required_modules({}, None))
-        note = install_hint(absent) + "\n\n" if absent else ""
+        hint = unmet(*self.required_modules({}, None))
+        note = hint + "\n\n" if hint else ""
         return note + (
             "Trains a Wasserstein GAN on pixel windows of the input rasters and writes a model "
             "bundle folder for 'Detect anomalies' (GAN scores). Pixels where the exclusion mask "
