@@ -288,9 +288,9 @@ class _Source:
                       f"{'follows its neighbours' if one else 'follow their neighbours'} in the "
                       f"pixels probed, as noise does (water vapour absorption bands, or a layer "
                       f"that is no band of the spectra?), and {'holds' if one else 'hold'} "
-                      f"{share:.0%} of the pixels' variance: the principal components of lrx, gmm "
-                      "and the rings of the context scores would be spent on "
-                      f"{'it' if one else 'them'} (rx is not affected); leave "
+                      f"{share * 100:.2g}% of the pixels' variance, enough that the principal "
+                      "components of lrx, gmm and the rings of the context scores would be "
+                      f"spent on {'it' if one else 'them'} (rx is not affected); leave "
                       f"{'it' if one else 'them'} out ({subset})")
         # every pixel probed left out: the fit's refusal names the band (``no_valid_pixels``)
         if total and (FILL_SHARE * total < partial or rare) and partial < total:

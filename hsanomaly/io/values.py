@@ -4,6 +4,7 @@ that no nodata value declares."""
 
 import numpy as np
 
+from .. import defaults
 from ..errors import HsanomalyError
 from ..spelling import counted
 from .checks import warn_once
@@ -156,15 +157,18 @@ def extreme_values(pixels):
 NOISE_MIN_BANDS = 30      # fewer bands, further apart, need not follow their neighbours
 NOISE_CORRELATION = 0.5   # a band correlated less than this with either neighbour is noise-like
 SMOOTH_CORRELATION = 0.9  # ... where the median band follows a neighbour this closely
-NOISE_VARIANCE = 0.05     # ... and the noise-like bands hold this share of the variance or more
+NOISE_VARIANCE = 0.05     # ... and the noise-like bands hold this share of the variance or more,
+NOISE_COMPONENT = defaults.LRX_PCA   # or each more than the others' principal component this far down
 
 
 def noise_bands(pixels):
     """(the bands, numbered from 1, that barely follow either neighbour in pixels (bands, n),
     as noise does, the share of the variance they hold), or None: water vapour absorption
-    bands left in a scene whose other bands follow theirs closely. Where they hold a
-    noticeable share of the variance, the leading principal components (local RX's, gmm's,
-    the rings') are spent on them, and those scores collapse without a word."""
+    bands left in a scene whose other bands follow theirs closely. The leading principal
+    components (local RX's, gmm's, the rings') are spent on them where they hold a noticeable
+    share of the variance, or where a typical one varies more than the other bands'
+    ``NOISE_COMPONENT``-th component (noise far below the scene's brightness can: a few
+    times the sensor's own), and those scores collapse without a word."""
     bands, n = pixels.shape
     if bands < NOISE_MIN_BANDS or n < NOISE_MIN_BANDS:
         return None
@@ -181,7 +185,15 @@ def noise_bands(pixels):
     if not noisy.any() or np.median(best[live]) < SMOOTH_CORRELATION:
         return None
     share = float((spread[noisy] ** 2).sum() / (spread ** 2).sum())
-    return ((np.flatnonzero(noisy) + 1).tolist(), share) if share >= NOISE_VARIANCE else None
+    if share >= NOISE_VARIANCE:
+        return (np.flatnonzero(noisy) + 1).tolist(), share
+    clean = live & ~noisy
+    if clean.sum() <= NOISE_COMPONENT:
+        return None
+    others = sample[clean] * spread[clean, None]          # the other bands, in their units
+    component = np.linalg.eigvalsh(others @ others.T / others.shape[1])[-NOISE_COMPONENT]
+    typical = float(np.median(spread[noisy] ** 2))
+    return ((np.flatnonzero(noisy) + 1).tolist(), share) if typical > component else None
 
 
 # where a raster's band scale and offset are set, and a DataArray's: ``warn_coarse``'s advice
