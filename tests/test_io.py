@@ -1971,6 +1971,36 @@ def test_a_seam_of_pixels_missing_half_their_bands_is_no_few_bands_warning(tmp_p
         assert not [w for w in caught if issubclass(w.category, HsanomalyWarning)], raster
 
 
+@pytest.mark.parametrize("saturated_bands", [3, 12, 19])
+def test_pixels_saturated_at_a_nodata_value_of_the_type_s_largest_are_said(tmp_path,
+                                                                          saturated_bands):
+    """A uint16 product whose nodata is 65535, which bright pixels saturate at: pixels at it in
+    more than a tenth of the bands (and under 5 % of those probed) were left out, unsaid,
+    though they are the scene's brightest (the sensor audit: 4 pixels saturated in 20 to 150
+    of 194 bands). A fill edge, nodata in every band, is not said."""
+    import warnings
+
+    from hsanomaly.errors import HsanomalyWarning
+
+    cube, _ = synthetic_cube(bands=20, rows=60, cols=60)
+    cube = np.round((cube - cube.min()) / np.ptp(cube) * 40000 + 100).astype(np.uint16)
+    cube[:, :, :3] = 65535                                   # the swath's fill edge
+    edge = write_raster(tmp_path / "edge.tif", cube, nodata=65535, dtype="uint16")
+    for row, col in [(10, 20), (30, 40), (50, 10)]:
+        cube[:saturated_bands, row, col] = 65535
+    path = write_raster(tmp_path / "bright.tif", cube, nodata=65535, dtype="uint16")
+    for raster, said in [(edge, []), (path, [
+            f"{path}: 3 of the pixels probed hold the nodata value 65535, the largest a uint16 "
+            "holds, in some bands and not all, so they are left out whole: saturated pixels, "
+            "often the scene's brightest and most anomalous? If so, set another nodata value, "
+            "or none"])]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            RasterSource(raster).check_data()
+        assert [str(w.message) for w in caught if issubclass(w.category, HsanomalyWarning)] \
+            == said
+
+
 def test_infinite_pixels_are_said_to_be_left_out(tmp_path):
     """+-Inf pixels became nodata without a word, while float64 values beyond float32 (which
     would become infinite) are refused for that very reason."""

@@ -197,6 +197,11 @@ class _Source:
         return (f"If its spectra lie along that axis (an HDF5 or netCDF cube stored with its "
                 f"bands {where}), store the cube bands first: GDAL reads bands first")
 
+    def saturation_nodata(self):
+        """The nodata value where it is the largest its integer type holds, which saturated
+        pixels hold too; None elsewhere (an array is masked, with no value)."""
+        return None
+
     def _declaring(self, value):
         """How ``value`` is declared nodata here: in a raster's file; for a dataset handed in,
         where it is opened (a warped one's fill is in no file, and its file may hold the value
@@ -214,7 +219,8 @@ class _Source:
         one band says nodata, so a nodata value that some band holds as real data, 0 over
         water, say, or one band's dropout silently removes those pixels): however few where
         they miss a tenth of the bands at most (a one-pixel target may be one), a share of them
-        where they miss more (a seam of two detectors' bands at a swath's edge), and
+        where they miss more (a seam of two detectors' bands at a swath's edge), however few
+        again where the nodata value is its type's largest (``saturation_nodata``), and
         a large share of pixels that hold one value in every band, which no spectrum does: a
         fill value not declared as nodata (-9999 around a swath), which the scene's statistics
         would then take in; and, ``truth_like``, pixels of two values: a truth or a mask given
@@ -227,6 +233,8 @@ class _Source:
         nan_gaps = 0              # pixels NaN (declared nodata or not) in a few bands
         rare = 0                  # pixels nodata in a tenth of the bands at most: said however
                                   # few (a dark band's 0 taken for nodata; a one-pixel target)
+        top = self.saturation_nodata()
+        saturated = 0             # pixels at that value in some bands, not all: said however few
         if not self.band_axis_checked:
             self._check_band_axis()
         for window, keep in self.probed_once():
@@ -250,6 +258,8 @@ class _Source:
             few = (bad > 0) & (bad <= self.count // 2)
             total, partial = total + bad.size, partial + int(few.sum())
             rare += int((few & (bad <= max(1, self.count // 10))).sum())
+            if top is not None:
+                saturated += int(((bad > 0) & (bad < self.count)).sum())
             nan_gaps += int((few & nan.any(axis=0)).sum())
             per_band += gaps[:, few].sum(axis=1)
             if self.count >= FILL_MIN_BANDS:
@@ -293,7 +303,13 @@ class _Source:
                       f"spent on {'it' if one else 'them'} (rx is not affected); leave "
                       f"{'it' if one else 'them'} out ({subset})")
         # every pixel probed left out: the fit's refusal names the band (``no_valid_pixels``)
-        if total and (FILL_SHARE * total < partial or rare) and partial < total:
+        if saturated:
+            warn_once(f"{self.name}: {saturated:,} of the pixels probed hold the nodata value "
+                      f"{top:g}, the largest a {self.dtype} holds, in some bands and not all, "
+                      f"so {'it is' if saturated == 1 else 'they are'} left out whole: "
+                      "saturated pixels, often the scene's brightest and most anomalous? If "
+                      "so, set another nodata value, or none")
+        elif total and (FILL_SHARE * total < partial or rare) and partial < total:
             band = int(np.argmax(per_band)) + 1
             raster = isinstance(self, RasterSource)
             some = (f"{partial / total:.0%} of the pixels probed are" if 100 * partial >= total
@@ -603,6 +619,13 @@ class RasterSource(_Source):
     def __setstate__(self, state):
         vars(self).update(state)
         self._reading = threading.Lock()
+
+    def saturation_nodata(self):
+        kind = np.dtype(self.dtype)
+        if kind.kind not in "ui":
+            return None
+        values = {self._dataset().nodatavals[b - 1] for b in self.bands}
+        return next((v for v in values if v == np.iinfo(kind).max), None)
 
     def _dataset(self):
         if self._ds is None or self._ds.closed:
