@@ -922,7 +922,7 @@ def test_a_result_is_plain_values_that_hold_no_model(tmp_path, synthetic_raster)
     json.dumps(dataclasses.asdict(result))
     assert {f.name for f in dataclasses.fields(result)} == {
         "path", "outputs", "tiles", "tiles_resumed", "seconds", "score", "model", "polygons",
-        "pixels_scored", "pixels_nodata", "mask", "earlier", "training_seconds"}
+        "pixels_scored", "pixels_nodata", "mask", "bands_left_out", "earlier", "training_seconds"}
 
 
 def test_an_interrupt_ends_the_tile_threads_before_the_source_is_closed(tmp_path, monkeypatch):

@@ -114,6 +114,27 @@ def test_recon_bands_name_the_input_files_band_numbers_past_left_out_bands(tmp_p
     assert named == ["1", "3", "4", "6", "7", "8"]
 
 
+def test_the_bands_an_envi_bad_band_list_leaves_out_are_said_and_recorded(tmp_path):
+    """A heatmap of 6 of a raster's 8 bands was told from one of all 8 by nothing: not the
+    run's line, not its tags, not ``info`` (the sensor audit). A raster read whole says none."""
+    from hsanomaly.records import info
+
+    cube, _ = synthetic_cube(bands=8, rows=24, cols=24, targets=((5, 5),))
+    (tmp_path / "s.img").write_bytes(cube.astype("<f4").tobytes())
+    (tmp_path / "s.hdr").write_text(
+        "ENVI\nsamples = 24\nlines = 24\nbands = 8\nheader offset = 0\n"
+        "file type = ENVI Standard\ndata type = 4\ninterleave = bsq\nbyte order = 0\n"
+        "bbl = {1, 0, 1, 1, 0, 1, 1, 1}\n")
+    said = "of its 8 bands, 2 marked bad in the ENVI header's bbl left out"
+    result = hsanomaly.detect(tmp_path / "s.img", tmp_path / "heat.tif", score="rx")
+    assert result.bands_left_out == said and result.text().endswith(f"nodata; {said}")
+    assert info(tmp_path / "heat.tif")["bands_left_out"] == said
+    whole = write_raster(tmp_path / "whole.tif", cube)
+    result = hsanomaly.detect(whole, tmp_path / "whole_rx.tif", score="rx")
+    assert result.bands_left_out is None and result.text().endswith(" nodata")
+    assert "bands_left_out" not in info(tmp_path / "whole_rx.tif")
+
+
 def test_binned_recon_bands_name_no_band_that_was_left_out():
     """A bin of file bands 1 and 3 (band 2 left out) was "input bands 1-3"."""
     from hsanomaly.preprocess import Preprocessor

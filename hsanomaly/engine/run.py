@@ -61,6 +61,7 @@ class DetectResult:
     pixels_scored: Optional[int] = None   # (None: tiles of an earlier version, or a run kept)
     pixels_nodata: Optional[int] = None   # left out as nodata, in every band or in some
     mask: Optional[str] = None            # the exclusion mask, whose pixels count as nodata
+    bands_left_out: Optional[str] = None  # which of the raster's bands reading left out, if any
     earlier: bool = False         # the outputs are a finished earlier run's, kept (a resume)
     training_seconds: Optional[float] = None    # of ``seconds``, a quick model's training
 
@@ -86,6 +87,8 @@ class DetectResult:
         if self.pixels_scored is not None:
             line += (f"; {counted(self.pixels_scored, 'pixel')} scored, {self.pixels_nodata:,} "
                      f"nodata{' or masked' if self.mask else ''}")
+        if self.bands_left_out:
+            line += f"; {self.bands_left_out}"
         return line
 
     def model_text(self, src, reuse):
@@ -460,7 +463,8 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
             handed = True
         result = DetectResult(outputs["score"][0], {k: v[0] for k, v in outputs.items()},
                               len(windows), len(done), time.perf_counter() - start, scorer.name,
-                              mask=None if source.exclusion is None else source.exclusion.path)
+                              mask=None if source.exclusion is None else source.exclusion.path,
+                              bands_left_out=source.left_out or None)
         if totals is not None:
             valid, unscored = totals
             result.pixels_scored = valid - unscored

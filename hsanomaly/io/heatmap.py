@@ -50,8 +50,9 @@ SCORE_TAG = TAG_PREFIX + "SCORE"     # the score's name, which readers of a heat
 def heatmap_tags(scorer, source, fingerprint, tile):
     """Dataset tags naming the score, its parameters, the model, the input (its name, place
     and a digest of its ``fingerprint``, as the run took it: ``ownership.other_input`` reads
-    them), its exclusion mask (name and digest: two masks of one name score otherwise) and
-    the tile size (a ring's sums may round differently in another tile's blocks)."""
+    them), the bands reading left out, its exclusion mask (name and digest: two masks of one
+    name score otherwise) and the tile size (a ring's sums may round differently in another
+    tile's blocks)."""
     from .._version import __version__
     from .fingerprint import digest
 
@@ -61,6 +62,8 @@ def heatmap_tags(scorer, source, fingerprint, tile):
             "INPUT_PLACE": input_place(source.name), "INPUT_FINGERPRINT": digest(fingerprint),
             "GRID": grid_tag(source.width, source.height, source.profile.get("transform")),
             "TILE": str(int(tile))}
+    if source.left_out:        # alpha bands, bands an ENVI header's bbl marks bad
+        tags["BANDS_LEFT_OUT"] = source.left_out
     if source.exclusion is not None:
         tags["MASK"] = Path(source.exclusion.path).name
         tags["MASK_FINGERPRINT"] = source.exclusion.digest
