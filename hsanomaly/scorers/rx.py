@@ -4,6 +4,7 @@ import numpy as np
 
 from .. import defaults
 from ..errors import HsanomalyError
+from ..io.checks import warn_once
 from ..options import check_whole
 from ..spelling import counted, spell
 from .base import (Scorer, check_pixels, in_chunks, inverse, log_distance, mahalanobis_sq,
@@ -31,6 +32,9 @@ def small_sample_factor(n, k):
     return n * (n - k - 2) / ((n + 1) * (n - 1))
 
 
+RX_REACH = 10   # (pixels - 1) / bands below this: RX's distances are said to flatten
+
+
 class GlobalRX(Scorer):
     """Squared Mahalanobis distance to the scene's mean and covariance, fitted in one streaming pass."""
 
@@ -42,6 +46,14 @@ class GlobalRX(Scorer):
         check_pixels(source, n, source.count + 1,
                      f"RX on {counted(source.count, 'band')}",
                      "one more than bands")
+        # a pixel of the n fitted on lies at most (n - 1)^2 / n out, their mean (n - 1) k / n:
+        # a target stands out by (n - 1) / k times the mean at most (1.07 at 400 in 371 bands)
+        reach = (n - 1) / source.count
+        if reach < RX_REACH:
+            warn_once(f"{source.name}: RX on {int(n):,} valid pixels of {source.count} bands: no "
+                      f"pixel's distance can exceed {reach:.3g} times their mean, so even a "
+                      "strong target barely stands out; score a larger area, fewer bands, or "
+                      "with gmm or lrx, which work in a few principal components")
         self.mean_, cov = mean_cov(n, mean, scatter)
         self.precision_ = inverse(cov)
         return self
