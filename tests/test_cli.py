@@ -211,6 +211,15 @@ def test_no_valid_pixel_at_all_and_none_in_every_band_are_told_apart(tmp_path):
     staggered[0, :3], staggered[1, 3:] = np.nan, np.nan          # each band has values somewhere
     message = str(ArraySource(staggered, name="cube").no_valid_pixels())
     assert "each pixel is NaN, infinite or nodata in at least one band" in message
+    # absorption bands nodata in most pixels (a dark band's 0 as nodata): named, where no
+    # band was (the sensor audit)
+    absorbed = np.ones((40, 6, 6), np.float32)
+    absorbed[30:, :5], absorbed[0, 5] = np.nan, np.nan
+    assert str(ArraySource(absorbed, name="cube").no_valid_pixels()) == (
+        "cube: no pixel is valid in every band (each pixel is NaN, infinite or nodata in at "
+        "least one band; band 31, band 32, band 33, band 34, band 35 and 5 more miss the most: "
+        "leave them out first (a band subset), or set another nodata value if it is real data "
+        "there)")
     with pytest.raises(HsanomalyError, match="cube: no pixel is valid in every band"):
         ArraySource(staggered, name="cube").sample(10)
 

@@ -1023,6 +1023,29 @@ def test_bands_on_the_second_axis_and_files_with_bands_last_are_warned_about(tmp
             hsanomaly.Detector("rx").fit(ds)
 
 
+def test_a_netcdf_file_read_bands_last_gets_no_advice_about_its_pixels(tmp_path):
+    """EMIT's reflectance through GDAL's HDF5 driver (bands last): after the axis warning,
+    its bad bands (-0.01 in every "band" of the rows read as bands) were advised as a fill
+    value to declare nodata, which would void them; the advice names the netCDF driver's
+    name for the variable instead (the sensor audit)."""
+    import warnings
+
+    import h5py
+
+    cube, _ = synthetic_cube(bands=40, rows=40, cols=40)
+    cube[30:] = -0.01                                           # the bad bands
+    with h5py.File(tmp_path / "emit.nc", "w") as f:
+        f["reflectance"] = np.moveaxis(cube, 0, -1).astype(np.float32)
+    name = f'HDF5:"{tmp_path / "emit.nc"}"://reflectance'
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        hsanomaly.detect(name, tmp_path / "heat.tif", score="rx")
+    said = [str(w.message) for w in caught if isinstance(w.message, hsanomaly.HsanomalyWarning)]
+    assert len(said) == 1 and "its last axis varies far more smoothly" in said[0], said
+    assert said[0].endswith("GDAL's netCDF driver may read this one bands first: "
+                            f'NETCDF:"{tmp_path / "emit.nc"}":reflectance')
+
+
 def test_the_not_fitted_error_is_one_class_in_every_thread():
     """Made on first use, it was made once per thread that asked at the same moment, and an
     ``except`` naming one missed another's."""

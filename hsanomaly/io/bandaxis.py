@@ -44,14 +44,14 @@ def warn_if_bands_elsewhere(lines, shape, name, advice=detector_advice, shape_is
     much more smoothly than those along the others. A hint, so a warning; only cubes of
     ``MIN_LINE`` and more values along the first axis and the one taken for the bands' are
     looked at. ``advice(axis, where)``: how to put the bands first; ``shape_is``: what the
-    shape is of (a file's is the cube as read, not as stored)."""
+    shape is of (a file's is the cube as read, not as stored). True where it warned."""
     steps = [median_step(values) for values in lines]
     if None in steps:
-        return
+        return False
     axis = int(np.argmin(steps))
     rest = min(step for other, step in enumerate(steps) if other != axis)
     if axis == 0 or min(shape[0], shape[axis]) < MIN_LINE or not steps[axis] * SMOOTHER < rest:
-        return
+        return False
     from .checks import warn_once
 
     where, layout = PLACES[axis]
@@ -59,6 +59,7 @@ def warn_if_bands_elsewhere(lines, shape, name, advice=detector_advice, shape_is
     warn_once(f"{name} {shape_is} {tuple(shape)}: its {where} axis varies far more smoothly than "
               f"its {others}, as spectra do, so it may be {layout}; it is scored as "
               f"{shape[0]} bands of {shape[1]} x {shape[2]} pixels. {advice(axis, where)}")
+    return True
 
 
 def median_step(values):

@@ -9,6 +9,7 @@ runner can wrap a source and replace ``reduce`` and ``sample`` with cluster vers
 
 import contextlib
 import os
+import re
 import socket
 import stat
 import threading
@@ -235,8 +236,8 @@ class _Source:
                                   # few (a dark band's 0 taken for nodata; a one-pixel target)
         top = self.saturation_nodata()
         saturated = 0             # pixels at that value in some bands, not all: said however few
-        if not self.band_axis_checked:
-            self._check_band_axis()
+        # bands along another axis: the "pixels" are bands, and no advice about them holds
+        doubt = not self.band_axis_checked and self._check_band_axis()
         for window, keep in self.probed_once():
             values, nodata = self._read_bands(window, stored=True)
             if self.exclusion is not None:      # what the mask leaves out is not scored
@@ -303,13 +304,13 @@ class _Source:
                       f"spent on {'it' if one else 'them'} (rx is not affected); leave "
                       f"{'it' if one else 'them'} out ({subset})")
         # every pixel probed left out: the fit's refusal names the band (``no_valid_pixels``)
-        if saturated:
+        if saturated and not doubt:
             warn_once(f"{self.name}: {saturated:,} of the pixels probed hold the nodata value "
                       f"{top:g}, the largest a {self.dtype} holds, in some bands and not all, "
                       f"so {'it is' if saturated == 1 else 'they are'} left out whole: "
                       "saturated pixels, often the scene's brightest and most anomalous? If "
                       "so, set another nodata value, or none")
-        elif total and (FILL_SHARE * total < partial or rare) and partial < total:
+        elif total and (FILL_SHARE * total < partial or rare) and partial < total and not doubt:
             band = int(np.argmax(per_band)) + 1
             raster = isinstance(self, RasterSource)
             some = (f"{partial / total:.0%} of the pixels probed are" if 100 * partial >= total
@@ -327,7 +328,7 @@ class _Source:
                           "data there (0 over water, say)? If so, set another nodata value, or "
                           "none")
         flat = np.concatenate(flat) if flat else np.empty(0)
-        if total and len(flat) > FILL_SHARE * total:
+        if total and len(flat) > FILL_SHARE * total and not doubt:
             fill, count = commonest(flat)
             if FILL_SHARE * total < count < whole:   # all: a constant raster, said so
                 declare = (f"declare it ({how})" if (how := self._declaring(fill))
@@ -342,9 +343,9 @@ class _Source:
         pixels of small blocks, and each spatial axis along strips as long as the image (at
         most ``AXIS_LINE`` pixels), at a quarter, half and three quarters of the other axis
         (one strip could run along a road), with nodata, the exclusion mask's pixels and
-        fills (one value in every band: they look smooth) left out."""
+        fills (one value in every band: they look smooth) left out. True where it warned."""
         if min(self.count, max(self.height, self.width)) < MIN_LINE:
-            return                                   # too short to tell (bandaxis.MIN_LINE)
+            return False                             # too short to tell (bandaxis.MIN_LINE)
         rows, cols = min(self.height, AXIS_LINE), min(self.width, AXIS_LINE)
         thick, wide = min(AXIS_STRIP, self.height), min(AXIS_STRIP, self.width)
         top, left = (self.height - rows) // 2, (self.width - cols) // 2
@@ -363,9 +364,9 @@ class _Source:
                 values = np.where(left_out, np.nan, values.astype(np.float64))
                 along = np.moveaxis(values, axis, -1).reshape(-1, values.shape[axis])
                 lines[axis].append(along[rng.permutation(len(along))[:AXIS_LINES // 3 + 1]])
-        warn_if_bands_elsewhere([np.concatenate(along) for along in lines],
-                                (self.count, self.height, self.width), self.name,
-                                self.axis_advice, shape_is="read as (bands, rows, cols)")
+        return warn_if_bands_elsewhere([np.concatenate(along) for along in lines],
+                                       (self.count, self.height, self.width), self.name,
+                                       self.axis_advice, shape_is="read as (bands, rows, cols)")
 
     def reduce(self, fn, tile=TILE, combine=None):
         """Fold ``fn(pixels)`` over all tiles in order, where ``pixels`` are a tile's valid
@@ -465,29 +466,43 @@ class _Source:
     def no_valid_pixels(self, tile=TILE):
         """The error for a raster where no pixel is valid in every band. A pixel counts only
         when all its bands are finite and not nodata, so one dead or masked band (NaN water
-        vapour bands, say) voids the whole raster: the message names such bands."""
-        seen = np.zeros(self.count, bool)
+        vapour bands, say) voids the whole raster: the message names such bands, and where
+        each band has values somewhere, those missing in most pixels."""
+        valid = np.zeros(self.count, np.int64)
         for window in self.windows(tile):
-            seen |= self._bands_with_values(window)
+            valid += self._values_per_band(window)
+        seen = valid > 0
         if seen.all() and self.exclusion is not None:
             return HsanomalyError(f"{self.name}: no valid pixel is left outside the mask "
                                   f"{self.exclusion.path}")
         if not seen.any():
             return HsanomalyError(f"{self.name}: the raster has no valid pixels "
                                   "(every value is NaN, infinite or nodata)")
+        subset = "gdal_translate -b" if isinstance(self, RasterSource) else "a band subset"
         empty = [self.band_names[i] for i in np.flatnonzero(~seen)]
         if empty:
-            shown = ", ".join(empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
-            return HsanomalyError(f"{self.name}: no pixel is valid in every band: {shown} "
-                                  f"{'holds' if len(empty) == 1 else 'hold'} only NaN or nodata; "
-                                  "leave such bands out first (for example gdal_translate -b)")
+            return HsanomalyError(f"{self.name}: no pixel is valid in every band: "
+                                  f"{_some(empty)} {'holds' if len(empty) == 1 else 'hold'} "
+                                  f"only NaN or nodata; leave such bands out first (for example "
+                                  f"{subset})")
+        missing = 1 - valid / valid.max()     # against the band with values at most pixels
+        worst = [self.band_names[i] for i in np.flatnonzero(missing >= 0.5)] or \
+            [self.band_names[int(np.argmax(missing))]]
         return HsanomalyError(f"{self.name}: no pixel is valid in every band (each pixel is NaN, "
-                              "infinite or nodata in at least one band)")
+                              f"infinite or nodata in at least one band; {_some(worst)} "
+                              f"{'misses' if len(worst) == 1 else 'miss'} the most: leave "
+                              f"{'it' if len(worst) == 1 else 'them'} out first ({subset}), or "
+                              "set another nodata value if it is real data there)")
 
-    def _bands_with_values(self, window):
-        """Per band: whether ``window`` holds a finite, non-nodata value in it."""
+    def _values_per_band(self, window):
+        """Per band: how many pixels of ``window`` hold a finite, non-nodata value in it."""
         data, nodata = self._read_bands(window)
-        return (~nodata & np.isfinite(data)).any(axis=(1, 2))
+        return (~nodata & np.isfinite(data)).sum(axis=(1, 2))
+
+
+def _some(names):
+    """Up to five of ``names``, and how many more."""
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
 
 def add(a, b):
@@ -619,6 +634,18 @@ class RasterSource(_Source):
     def __setstate__(self, state):
         vars(self).update(state)
         self._reading = threading.Lock()
+
+    def axis_advice(self, axis, where):
+        """``_Source.axis_advice``, and for a netCDF file read through GDAL's HDF5 driver
+        (EMIT's reflectance stored bands last), its name for the netCDF driver, which may
+        read it bands first."""
+        advice = _Source.axis_advice(axis, where)
+        found = re.match(r'(?i)HDF5:"?([^"]+\.(?:nc|nc4|cdf))"?:/*(.+)$', self.path)
+        if found is None:
+            return advice
+        variable = found.group(2) if "/" not in found.group(2) else "/" + found.group(2)
+        return (f'{advice}; GDAL\'s netCDF driver may read this one bands first: '
+                f'NETCDF:"{found.group(1)}":{variable}')
 
     def saturation_nodata(self):
         kind = np.dtype(self.dtype)
