@@ -19,12 +19,12 @@ from .io.checks import one_job, warn
 from .io.gdal import dataset_stem
 from .io.paths import check_path_kind
 from .logs import LOGGER, progress_bar
+from .outputs import batch_paths
 from .polygons import check_threshold
 from .quickmodel import quick_model_path
 from .scorers import chosen
 from .spelling import counted, spell
 from .targets import check_threshold_choice
-from .outputs import batch_paths
 from .validate import batch_inputs, check_request, model_path
 
 if TYPE_CHECKING:          # the engine loads on first use: ``import hsanomaly`` stays light
@@ -38,7 +38,7 @@ class BatchItem:
     src: str
     dst: str
     status: Literal["scored", "skipped", "failed"]      # one of STATUSES
-    result: Optional["DetectResult"] = None   # when scored
+    result: Optional["DetectResult"] = None   # when scored, or skipped with drawings redrawn
     error: Optional[str] = None             # one-line message when failed
     png: Optional[str] = None               # the quick look drawn, when asked for
     polygons: Optional[str] = None          # the target polygons' GeoPackage, when asked for
@@ -64,7 +64,8 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
                 tile: SupportsIndex = defaults.TILE, polygons: bool = False,
                 threshold: Optional[SupportsFloat] = None,
                 far: Optional[FalseAlarmRate] = None, png: bool = False,
-                overwrite: bool = False, workers: Optional[SupportsIndex] = None, scheduler: Optional[Scheduler] = None,
+                overwrite: bool = False, workers: Optional[SupportsIndex] = None,
+                scheduler: Optional[Scheduler] = None,
                 progress: bool = False, callback: Optional[Progress] = None,
                 settled: Optional[Callable[[BatchItem], Any]] = None,
                 **options: Any) -> List[BatchItem]:
@@ -78,8 +79,9 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
     or the threshold of false-alarm rate ``far``, as ``detect`` draws them; a rate carries over
     from raster to raster where a threshold does not) and quick look from its heatmap, beside
     it as ``<stem>_<score>.gpkg`` and ``.png``; a finished raster's are drawn again (nothing
-    is scored), so a rerun adds them or draws them at another threshold. ``overwrite`` scores all anew and replaces files hsanomaly did not write
-    (refused otherwise, before any work). ``mask``: one exclusion mask for every raster, as
+    is scored), so a rerun adds them or draws them at another threshold. ``overwrite``
+    scores all anew and replaces files hsanomaly did not write (refused otherwise, before any
+    work). ``mask``: one exclusion mask for every raster, as
     ``detect`` takes it; vector features (a region's water, say) need not fall on each raster,
     and a raster they miss is scored without it. A failed raster's ``BatchItem`` says why in
     one line. callback(fraction, message) hears each raster's progress as ``detect`` gives it,

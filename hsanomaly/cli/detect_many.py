@@ -40,8 +40,9 @@ def detect_many(inputs, out_dir, polygons, png, threshold, far, overwrite, worke
 
     score, model, tile = scoring.pop("score"), scoring.pop("model"), scoring.pop("tile")
     mask = scoring.pop("mask")
-    items = run(inputs, out_dir, score=score, model=model, mask=mask, tile=tile, polygons=polygons,
-                threshold=threshold, far=far, png=png, overwrite=overwrite, workers=workers, scheduler=scheduler, progress=show_progress(quiet),
+    items = run(inputs, out_dir, score=score, model=model, mask=mask, tile=tile,
+                polygons=polygons, threshold=threshold, far=far, png=png, overwrite=overwrite,
+                workers=workers, scheduler=scheduler, progress=show_progress(quiet),
                 callback=progress_log(quiet), settled=_say, **scorer_options(score, **scoring))
     counts = {status: sum(item.status == status for item in items) for status in BatchItem.STATUSES}
     click.echo(f"{out_dir}: " + ", ".join(f"{n} {status}" for status, n in counts.items()))

@@ -158,7 +158,7 @@ NOISE_MIN_BANDS = 30      # fewer bands, further apart, need not follow their ne
 NOISE_CORRELATION = 0.5   # a band correlated less than this with either neighbour is noise-like
 SMOOTH_CORRELATION = 0.9  # ... where the median band follows a neighbour this closely
 NOISE_VARIANCE = 0.05     # ... and the noise-like bands hold this share of the variance or more,
-NOISE_COMPONENT = defaults.LRX_PCA   # or each more than the others' principal component this far down
+NOISE_COMPONENT = defaults.LRX_PCA   # or typically more than the others' component this far down
 
 
 def noise_bands(pixels):
