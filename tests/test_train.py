@@ -921,3 +921,34 @@ def test_a_generator_that_did_not_learn_the_scene_is_said(torch, synthetic_raste
                       r"recon, critic and anogan would score against it$"):
         hsanomaly.train([synthetic_raster[0]], tmp_path / "two", iterations=1, bands=2,
                         threads=1)
+
+
+def test_inputs_in_other_units_are_said_when_training(tmp_path):
+    """Reflectance 0-1 beside the same ground in percent (99 times) or a 10-times unit
+    convention trained without a word: only a typical value over 100 times another's was
+    said, where detect says 4 times of every band alike (the multi-raster audit). Two scenes
+    of one sensor are not said."""
+    import warnings
+
+    from hsanomaly.errors import HsanomalyWarning
+
+    def said(*cubes):
+        paths = [write_raster(tmp_path / f"{i + 1}.tif", cube) for i, cube in enumerate(cubes)]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            load_training_data(paths, max_pixels=2000)
+        return [str(w.message) for w in caught if issubclass(w.category, HsanomalyWarning)
+                and "times those of" in str(w.message)]
+
+    a = synthetic_cube(bands=12, rows=30, cols=30, seed=1)[0]
+    a = (a - a.min()) / np.ptp(a) * 0.5 + 0.05                       # reflectance 0-1
+    b = synthetic_cube(bands=12, rows=30, cols=30, seed=2)[0]
+    b = (b - b.min()) / np.ptp(b) * 0.5 + 0.05
+    assert said(a, b) == []
+    for times in (10, 50):
+        [message] = said(a, b * times)
+        assert message.startswith(f"{tmp_path / '2.tif'}: its values are about {times:.2g} "
+                                  f"times those of {tmp_path / '1.tif'}, in every band alike: "
+                                  "other units"), message
+    [message] = said(a, b * 1000)
+    assert "its values are typically" in message and "times those of" in message

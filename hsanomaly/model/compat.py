@@ -191,7 +191,12 @@ def level_ratio(pre, pixels):
     fitted = pre.levels()
     if fitted is None:
         return None
-    found = pre.levels(pixels)
+    return levels_ratio(fitted, pre.levels(pixels))
+
+
+def levels_ratio(fitted, found):
+    """``level_ratio`` of band levels ``found`` against ``fitted`` (each band's, in the same
+    order): the typical ratio, and its spread over the bands."""
     usable = np.isfinite(fitted) & (fitted > 0) & np.isfinite(found) & (found > 0)
     if usable.sum() < max(4, usable.size / 2):
         return None

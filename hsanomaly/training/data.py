@@ -24,7 +24,7 @@ from ..io.exclusion import Exclusion
 from ..io.checks import warn
 from ..io.values import two_values_text
 from ..model.bundle import size_problem
-from ..model.compat import first_mismatch
+from ..model.compat import ALIKE, SCALED, first_mismatch, levels_ratio
 from ..preprocess import Preprocessor
 from ..spelling import counted, listed, spell
 
@@ -139,8 +139,10 @@ def _refuse_masks(inputs, raw):
 
 
 def _check_value_ranges(inputs, raw):
-    """Warn when the inputs' typical values differ by more than ``INPUT_RANGE_RATIO``: other
-    units or a missing scale factor, which one model would learn as two materials."""
+    """Warn when the inputs' typical values differ by more than ``INPUT_RANGE_RATIO``, or
+    when every band of one is the first's scaled alike by more than ``compat.SCALED`` (what
+    ``detect`` says of a raster against its model): other units or a missing scale factor,
+    which one model would learn as two materials."""
     if len(raw) < 2:                     # one input (a quick model's): nothing to compare
         return
     typical = [float(np.median(np.median(np.abs(r), axis=(0, 2, 3)))) if len(r) else np.nan
@@ -153,6 +155,15 @@ def _check_value_ranges(inputs, raw):
         warn(f"{high_path}: its values are typically {high / low:.3g} times those of "
              f"{low_path} ({high:.3g} against {low:.3g}): other units or a missing scale "
              "factor? One model learns them as they are")
+        return
+    # every band scaled alike, as detect judges a raster against its model: other units
+    levels = [np.median(r, axis=(0, 2, 3)) if len(r) else None for r in raw]
+    for path, level in zip(inputs[1:], levels[1:]):
+        scaled = None if level is None or levels[0] is None else levels_ratio(levels[0], level)
+        if scaled is not None and not 1 / SCALED <= scaled[0] <= SCALED and scaled[1] <= ALIKE:
+            warn(f"{path}: its values are about {scaled[0]:.2g} times those of {inputs[0]}, "
+                 "in every band alike: other units (reflectance in percent against 0-1, say), "
+                 "or a scale factor missing or applied twice? One model learns them as they are")
 
 
 def _exclusion_masks(mask, inputs, sources):
