@@ -15,7 +15,7 @@ from . import defaults
 from .api import detect
 from .errors import HsanomalyError, NoWorkers, describe, raised_by_callback
 from .hints import FalseAlarmRate, Inputs, ModelArg, PathArg, Progress, Scheduler
-from .io.checks import one_job, warn
+from .io.checks import one_job
 from .io.gdal import dataset_stem
 from .io.paths import check_path_kind
 from .logs import LOGGER, progress_bar
@@ -23,7 +23,7 @@ from .outputs import batch_paths
 from .polygons import check_threshold
 from .quickmodel import quick_model_path
 from .scorers import chosen
-from .spelling import counted, spell
+from .spelling import spell
 from .targets import check_threshold_choice
 from .validate import batch_inputs, check_request, model_path
 
@@ -108,7 +108,7 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
         check_threshold(None, threshold, far)
     check_path_kind(out_dir, spell("out_dir"))
     out_dir = Path(out_dir)
-    sources = _without_own_outputs(batch_inputs(inputs))
+    sources = batch_inputs(inputs)
     targets = [(src, batch_output(src, out_dir, score)) for src in sources]
     drawn = functools.partial(batch_drawings, png=png, polygons=polygons)
     batch_paths(targets, out_dir, functools.partial(quick_model_path, cls, model),
@@ -180,27 +180,6 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
                     lost.append(src)
         tell()
     return cast(List[BatchItem], items)      # every pending one was filled in
-
-
-def _without_own_outputs(sources):
-    """``sources`` less what detect wrote (heatmaps, extra rasters, quick models, tile stores):
-    a pattern (``dir/*``) with the outputs in ``dir`` matched the first run's on every rerun."""
-    from .engine.store import is_tile_store
-    from .io.ownership import is_own_detect_output, is_own_png
-    from .io.paths import is_quick_model
-    from .polygons import is_targets_file
-
-    def drawn(src):
-        name = str(src).lower()
-        return ((name.endswith(".png") and is_own_png(src))
-                or (name.endswith(".gpkg") and is_targets_file(src)))
-    own = [src for src in sources if is_own_detect_output(src) or is_quick_model(src)
-           or (str(src).endswith(".partial") and is_tile_store(src)) or drawn(src)]
-    if own:
-        more = f" and {counted(len(own) - 3, 'more', plural='more')}" if len(own) > 3 else ""
-        warn(f"{', '.join(own[:3])}{more}: left out of the inputs, being hsanomaly's own "
-             "outputs (heatmaps, quick models, tile stores, quick looks, target polygons)")
-    return [src for src in sources if src not in own]
 
 
 def _told(callback, src, cancelled):

@@ -8,9 +8,10 @@ the option or path at fault, before a model is trained or a tile is scored.
 import os
 
 from .errors import HsanomalyError
+from .io.checks import warn
 from .io.paths import check_path_kind, check_raster_path, expand_pattern, holds_numbers, is_path
 from .options import check_batch_keywords, check_callbacks, check_flags, check_near_misses
-from .spelling import kind_of, spell
+from .spelling import counted, kind_of, spell
 
 
 def model_path(model, check=True):
@@ -59,7 +60,30 @@ def batch_inputs(inputs, use=None):
     inputs = [match for src in inputs for match in expand_pattern(src)]
     for src in inputs:
         check_raster_path(src, spell("inputs"), use)
-    return [str(os.fspath(src)) for src in inputs]
+    return without_own_outputs([str(os.fspath(src)) for src in inputs])
+
+
+def without_own_outputs(sources):
+    """``sources`` less what detect wrote (heatmaps, extra rasters, quick models, tile stores,
+    quick looks, target polygons), said: a pattern (``dir/*``) with the outputs in ``dir``
+    matched a batch's first run's on every rerun, and a training's a ``--recon-out`` raster of
+    the bands it takes."""
+    from .engine.store import is_tile_store
+    from .io.ownership import is_own_detect_output, is_own_png
+    from .io.paths import is_quick_model
+    from .polygons import is_targets_file
+
+    def drawn(src):
+        name = str(src).lower()
+        return ((name.endswith(".png") and is_own_png(src))
+                or (name.endswith(".gpkg") and is_targets_file(src)))
+    own = [src for src in sources if is_own_detect_output(src) or is_quick_model(src)
+           or (str(src).endswith(".partial") and is_tile_store(src)) or drawn(src)]
+    if own:
+        more = f" and {counted(len(own) - 3, 'more', plural='more')}" if len(own) > 3 else ""
+        warn(f"{', '.join(own[:3])}{more}: left out of the inputs, being hsanomaly's own "
+             "outputs (heatmaps, quick models, tile stores, quick looks, target polygons)")
+    return [src for src in sources if src not in own]
 
 
 def check_request(score, model, options, extras=None, tile=None, workers=None, scheduler=None,

@@ -952,3 +952,25 @@ def test_inputs_in_other_units_are_said_when_training(tmp_path):
                                   "other units"), message
     [message] = said(a, b * 1000)
     assert "its values are typically" in message and "times those of" in message
+
+
+def test_training_leaves_out_hsanomaly_s_own_outputs_a_pattern_matches(tmp_path):
+    """``train "dir/*.tif"`` over a folder holding a --recon-out raster of the bands it takes
+    trained on the reconstruction too (model.json listed it), said only as "no band
+    centres"; detect-many already left such files out (the multi-raster audit)."""
+    import warnings
+
+    import hsanomaly
+    from hsanomaly.errors import HsanomalyWarning
+
+    cube = synthetic_cube(bands=8, rows=20, cols=20)[0]
+    scenes = [write_raster(tmp_path / f"{name}.tif", cube + i) for i, name in enumerate("ab")]
+    hsanomaly.detect(scenes[0], tmp_path / "a_rx.tif", score="rx")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        bundle = hsanomaly.train(str(tmp_path / "*.tif"), tmp_path / "model", iterations=2,
+                                 batch=32, critic_steps=1, threads=1)
+    said = [str(w.message) for w in caught if issubclass(w.category, HsanomalyWarning)]
+    assert f"{tmp_path / 'a_rx.tif'}: left out of the inputs, being hsanomaly's own outputs " \
+        "(heatmaps, quick models, tile stores, quick looks, target polygons)" in said
+    assert bundle.meta["training"]["inputs"] == ["a.tif", "b.tif"]
