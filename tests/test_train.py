@@ -974,3 +974,25 @@ def test_training_leaves_out_hsanomaly_s_own_outputs_a_pattern_matches(tmp_path)
     assert f"{tmp_path / 'a_rx.tif'}: left out of the inputs, being hsanomaly's own outputs " \
         "(heatmaps, quick models, tile stores, quick looks, target polygons)" in said
     assert bundle.meta["training"]["inputs"] == ["a.tif", "b.tif"]
+
+
+def test_inputs_of_the_same_bands_in_another_order_are_told_to_reorder(tmp_path):
+    """Training said "all inputs must have the same bands" of a raster holding the same band
+    centres in another order, where detect tells it to put them in order (the multi-raster
+    audit)."""
+    cube = synthetic_cube(bands=6, rows=12, cols=12)[0]
+    centres = [450.0, 550.0, 650.0, 750.0, 850.0, 950.0]
+
+    def scene(name, order):
+        path = write_raster(tmp_path / name, cube[order])
+        with rasterio.open(path, "r+") as ds:
+            for band, i in enumerate(order, start=1):
+                ds.update_tags(band, wavelength=str(centres[i]), wavelength_units="nm")
+        return path
+    first, turned = scene("a.tif", [0, 1, 2, 3, 4, 5]), scene("b.tif", [5, 4, 3, 2, 1, 0])
+    with pytest.raises(HsanomalyError) as err:
+        load_training_data([first, turned])
+    assert str(err.value) == (
+        f"{turned}: holds the band centres {first} has, in another order (band 1 is centred at "
+        f"950 nm, {first}'s band 1 at 450 nm); put its bands in {first}'s order (gdal_translate "
+        "-b, a DataArray's sortby)")

@@ -24,7 +24,7 @@ from ..io.exclusion import Exclusion
 from ..io.checks import warn
 from ..io.values import two_values_text
 from ..model.bundle import size_problem
-from ..model.compat import ALIKE, SCALED, first_mismatch, levels_ratio
+from ..model.compat import ALIKE, SCALED, compare_centres, levels_ratio
 from ..preprocess import Preprocessor
 from ..spelling import counted, listed, spell
 
@@ -115,11 +115,10 @@ def _check_inputs(inputs, sources, window, check_data=True):
         if named[1] and not source.wavelengths:    # as detect says of such a raster
             warn(f"{path}: has no band centres to check against those of {named[0]}; its "
                  "bands are taken as theirs, in that order")
-        mismatch = first_mismatch(named[1], source.wavelengths)
-        if mismatch:    # the model would record the first's and refuse this one's pixels
-            band, expected, found = mismatch
-            raise HsanomalyError(f"{path}: band {band} is centred at {found:g} nm but {named[0]} "
-                                 f"has {expected:g} nm there; all inputs must have the same bands")
+        # the model would record the first's centres and refuse this one's pixels
+        compare_centres(named[1], source.wavelengths, path,
+                        (f"{named[0]} has", f"{named[0]}'s"), "",
+                        "all inputs must have the same bands")
         if window > min(source.height, source.width):
             raise HsanomalyError(f"{path}: window {window} is larger than the "
                                  f"{source.height}x{source.width} image")
