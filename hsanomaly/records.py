@@ -57,6 +57,7 @@ def _model(name):
             "preprocessing": meta["preprocess"]["params"],
             "inputs": training.get("inputs"), "settings": training.get("settings"),
             "losses": training.get("losses"), "health": training.get("health"),
+            "windows": training.get("windows"),
             "data_fingerprint": meta.get("fingerprint"),
             "codebook_seed": (meta.get("codebook") or {}).get("seed"),
             "versions": meta.get("versions"), "files": sorted(meta.get("files", {})),

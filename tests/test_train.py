@@ -996,3 +996,21 @@ def test_inputs_of_the_same_bands_in_another_order_are_told_to_reorder(tmp_path)
         f"{turned}: holds the band centres {first} has, in another order (band 1 is centred at "
         f"950 nm, {first}'s band 1 at 450 nm); put its bands in {first}'s order (gdal_translate "
         "-b, a DataArray's sortby)")
+
+
+def test_the_windows_each_input_gave_are_recorded_and_shown(tmp_path):
+    """A small raster beside a large one was 2 % of the training, which nothing said: each
+    counts by its valid pixels, and model.json and ``info`` now say how many windows each
+    gave (the multi-raster audit)."""
+    import hsanomaly
+
+    small = write_raster(tmp_path / "small.tif", synthetic_cube(bands=6, rows=12, cols=12)[0])
+    large = write_raster(tmp_path / "large.tif", synthetic_cube(bands=6, rows=48, cols=48)[0])
+    data = load_training_data([small, large])
+    assert data.per_input == [144, 2304]                     # every valid pixel, in order
+    assert sum(data.per_input) == len(data.train) + len(data.val)
+    assert load_training_data([small, large], max_pixels=1000).per_input[0] < 100
+    bundle = hsanomaly.train([small, large], tmp_path / "model", iterations=2, batch=32,
+                             critic_steps=1, threads=1)
+    assert bundle.meta["training"]["windows"]["per_input"] == [144, 2304]
+    assert hsanomaly.info(tmp_path / "model")["windows"]["per_input"] == [144, 2304]

@@ -287,7 +287,8 @@ def _metadata(data, trainer, options, inputs, log):
                      "iterations": trainer.iteration, "seed": settings.seed,
                      # not settings, but a model repeats bit for bit only with the same ones
                      "run": {"threads": torch.get_num_threads(), "device": str(trainer.device)},
-                     "windows": {"train": len(data.train), "val": len(data.val)},
+                     "windows": {"train": len(data.train), "val": len(data.val),
+                                 "per_input": data.per_input},
                      "losses": _summary(log)},
         "fingerprint": data.fingerprint, "opset": OPSET,
         "versions": {"hsanomaly": __version__, "torch": torch.__version__,

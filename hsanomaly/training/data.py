@@ -47,6 +47,8 @@ class TrainingData:
     wavelengths: Optional[list]
     fingerprint: str                # sha256 of the raw sampled windows
     weights: Optional[np.ndarray] = None   # per-window sampling weights when boosting rare spectra
+    per_input: Optional[list] = None       # the windows each input gave: each counts by its
+                                           # valid pixels (a small one beside a large, little)
 
     @property
     def bands(self):
@@ -84,9 +86,11 @@ def load_training_data(inputs, *, mask=None, window=1, bands=None, sqrt=False,
     if check_data:      # a quick model's raster: detect warns of it as it scores it
         _refuse_masks(inputs, raw)
     _check_value_ranges(inputs, raw)
+    origin = np.repeat(np.arange(len(raw)), [len(r) for r in raw])
     raw = np.concatenate(raw)
     if len(raw) > max_windows:
-        raw = raw[np.sort(rng.choice(len(raw), max_windows, replace=False))]
+        kept = np.sort(rng.choice(len(raw), max_windows, replace=False))
+        raw, origin = raw[kept], origin[kept]
     if len(raw) < MIN_WINDOWS:
         raise HsanomalyError(f"{inputs[0]}: only {len(raw)} usable {window}x{window} windows, "
                              f"training needs at least {MIN_WINDOWS}")
@@ -98,7 +102,8 @@ def load_training_data(inputs, *, mask=None, window=1, bands=None, sqrt=False,
     train, val = windows[order[n_val:]], windows[order[:n_val]]
     weights = rare_spectra_weights(_centres(train), seed) if boost_rare else None
     return TrainingData(train, val, preprocessor, sources[0].count, window,
-                        wavelengths, fingerprint, weights)
+                        wavelengths, fingerprint, weights,
+                        np.bincount(origin, minlength=len(inputs)).tolist())
 
 
 def _check_inputs(inputs, sources, window, check_data=True):
