@@ -95,16 +95,21 @@ def test_model_scores_record_the_bundle_digest_and_band_meanings(tmp_path):
         assert ds.descriptions[0].startswith("G(z*) band 1 (input band")
 
 
+def envi_without_bands_2_and_5(path, cube):
+    """An ENVI file of ``cube`` (8 bands, 24 x 24) whose header's bbl marks bands 2 and 5 bad."""
+    path.write_bytes(cube.astype("<f4").tobytes())
+    path.with_suffix(".hdr").write_text(
+        "ENVI\nsamples = 24\nlines = 24\nbands = 8\nheader offset = 0\n"
+        "file type = ENVI Standard\ndata type = 4\ninterleave = bsq\nbyte order = 0\n"
+        "bbl = {1, 0, 1, 1, 0, 1, 1, 1}\n")
+
+
 @pytest.mark.train
 def test_recon_bands_name_the_input_files_band_numbers_past_left_out_bands(tmp_path):
     """An ENVI bad band list leaves bands 2 and 5 out: recon band 2 reconstructs file band 3."""
     pytest.importorskip("torch")
     cube, _ = synthetic_cube(bands=8, rows=24, cols=24, targets=((5, 5),))
-    (tmp_path / "s.img").write_bytes(cube.astype("<f4").tobytes())
-    (tmp_path / "s.hdr").write_text(
-        "ENVI\nsamples = 24\nlines = 24\nbands = 8\nheader offset = 0\n"
-        "file type = ENVI Standard\ndata type = 4\ninterleave = bsq\nbyte order = 0\n"
-        "bbl = {1, 0, 1, 1, 0, 1, 1, 1}\n")
+    envi_without_bands_2_and_5(tmp_path / "s.img", cube)
     bundle = hsanomaly.train(tmp_path / "s.img", tmp_path / "model", iterations=3)
     hsanomaly.detect(tmp_path / "s.img", tmp_path / "heat.tif", score="recon", model=bundle.path,
                      extras={"recon": tmp_path / "recon.tif"})
@@ -120,11 +125,7 @@ def test_the_bands_an_envi_bad_band_list_leaves_out_are_said_and_recorded(tmp_pa
     from hsanomaly.records import info
 
     cube, _ = synthetic_cube(bands=8, rows=24, cols=24, targets=((5, 5),))
-    (tmp_path / "s.img").write_bytes(cube.astype("<f4").tobytes())
-    (tmp_path / "s.hdr").write_text(
-        "ENVI\nsamples = 24\nlines = 24\nbands = 8\nheader offset = 0\n"
-        "file type = ENVI Standard\ndata type = 4\ninterleave = bsq\nbyte order = 0\n"
-        "bbl = {1, 0, 1, 1, 0, 1, 1, 1}\n")
+    envi_without_bands_2_and_5(tmp_path / "s.img", cube)
     said = "of its 8 bands, 2 marked bad in the ENVI header's bbl left out"
     result = hsanomaly.detect(tmp_path / "s.img", tmp_path / "heat.tif", score="rx")
     assert result.bands_left_out == said and result.text().endswith(f"nodata; {said}")
