@@ -15,6 +15,7 @@ computed in parallel and folded in tile order, and samples draw the same pixels.
 """
 
 import concurrent.futures
+import functools
 import logging
 import queue
 import socket
@@ -25,7 +26,7 @@ from .cluster import import_distributed
 from .defaults import TILE
 from .engine import score_tile
 from .engine.store import resume_hint
-from .errors import HsanomalyError, NoWorkers, ignoring
+from .errors import HsanomalyError, NoWorkers, describe, ignoring
 from .runtime import malloc_as_alone
 from .spelling import current, spell, spelled
 from .io.source import NOTHING, fold_in_order
@@ -138,7 +139,50 @@ def dask_setup(worker):
     malloc_as_alone()       # a worker of ours: a caller's own cluster keeps its settings
 
 
-def _reduce_tile(source, window, fn):
+@functools.lru_cache(maxsize=None)
+def code():
+    """This process's hsanomaly: (its version, a digest of its sources). A worker of other
+    code scores other tiles into the run, which no check after tells from the others'."""
+    from pathlib import Path
+
+    from ._version import __version__
+    from .io.digest import sources_sha256
+
+    return __version__, sources_sha256(Path(__file__).resolve().parent)
+
+
+def other_code(worker, found, expected):
+    """The line for a worker running hsanomaly ``found`` where the run's is ``expected``."""
+    same = found[0] == expected[0]
+    return (f"the Dask worker {worker} runs hsanomaly {found[0]}"
+            f"{' from other sources' if same else ''}, not this run's {expected[0]}: its "
+            "results would differ from the others'; install the same hsanomaly on every "
+            "worker (docs/distributed.md)")
+
+
+def _same_code(expected):
+    """Refuse, on a worker, to work for a run of other hsanomaly code than its own."""
+    found = code()
+    if found != tuple(expected):
+        raise HsanomalyError(other_code(f"on {socket.gethostname()}", found, expected))
+
+
+def check_workers(client):
+    """Refuse, before any work, a cluster whose workers cannot run hsanomaly's code or run
+    other code than this process (a worker that joins later is refused by its tasks)."""
+    try:
+        found = client.run(code)
+    except Exception as err:  # unpickling ``code`` without hsanomaly: the worker's error
+        raise HsanomalyError(f"the Dask workers cannot run hsanomaly ({describe(err)}); "
+                             "install the same hsanomaly on every worker "
+                             "(docs/distributed.md)") from None
+    for worker, theirs in found.items():
+        if tuple(theirs) != code():
+            raise HsanomalyError(other_code(worker, tuple(theirs), code()))
+
+
+def _reduce_tile(source, window, fn, expected):
+    _same_code(expected)
     return source.reduce_tile(window, fn)
 
 
@@ -173,7 +217,7 @@ class DistributedSource:
             return found
         windows = self.source.windows(tile)
         parts = self.client.map(_reduce_tile, [self.shared] * len(windows), windows,
-                                [fn] * len(windows), pure=False)
+                                [fn] * len(windows), [code()] * len(windows), pure=False)
         total = None
         for start in range(0, len(parts), FOLD_CHUNK):
             total = self.client.submit(_fold, combine, total, *parts[start:start + FOLD_CHUNK],
@@ -185,7 +229,7 @@ class DistributedSource:
         (and within ``folding``, the same fold)."""
         def run(jobs):            # in the jobs' order, each as soon as those before it are
             parts = self.client.map(_sample_tile, [self.shared] * len(jobs), *zip(*jobs),
-                                    pure=False)
+                                    [code()] * len(jobs), pure=False)
             waiting, first = {}, 0
             for i, result in self.watch.finished(parts):
                 waiting[i] = result
@@ -196,13 +240,15 @@ class DistributedSource:
         return self.source.draw_sample(n, seed, tile, run)
 
 
-def _sample_tile(source, window, key, fraction, fn):
+def _sample_tile(source, window, key, fraction, fn, expected):
+    _same_code(expected)
     return source.sample_tile(window, key, fraction, fn)
 
 
 def _score_into_store(source, job, index, window):
     """Score one tile on a worker and write it to the shared store; only the index goes back."""
-    scorer, store, spelling = job
+    scorer, store, spelling, expected = job
+    _same_code(expected)
     if not store.path.is_dir():
         raise HsanomalyError(f"{store.path}: not found on worker host {socket.gethostname()}; "
                              "the output must be on storage the workers share")
@@ -221,6 +267,7 @@ class DaskExecutor:
     distributed = True           # its tiles are written by the workers
 
     def __init__(self, client):
+        check_workers(client)
         self.client = client
         self._shared = None
 
@@ -232,7 +279,7 @@ class DaskExecutor:
     def run(self, source, scorer, store, windows, todo):
         distributed = import_distributed()
         shared = self._shared if self._shared is not None else _share(self.client, source)
-        job = _share(self.client, (scorer, store, current()))
+        job = _share(self.client, (scorer, store, current(), code()))
         futures = self.client.map(_score_into_store, [shared] * len(todo), [job] * len(todo), todo,
                                   [windows[i] for i in todo], pure=False)
         watch = Watch(self.client, store.path, f"; {resume_hint()}: the finished tiles are kept")

@@ -998,3 +998,75 @@ def test_a_local_cluster_stopped_by_a_limit_says_the_limit(monkeypatch):
                                              r"too many open files \(a limit on them, ulimit -n\)$"):
         with optional_client(2, None):
             pass
+
+
+BLOCK_HSANOMALY = '''import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "hsanomaly":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, Block())
+'''
+
+
+@pytest.mark.parametrize("worker", ["other sources", "another version", "no hsanomaly"])
+def test_a_worker_of_other_hsanomaly_code_is_refused_before_any_work(tmp_path, worker):
+    """A worker of another build wrote its tiles into the run through the driver's tile store,
+    and the mixed heatmap passed every check (2 of 16 tiles differed in the Dask audit); a
+    worker without hsanomaly died on its first task, and the run waited 600 s for one."""
+    import shutil
+    import subprocess
+    import sys
+    import time
+
+    package = Path(hsanomaly.__file__).parent
+    other = tmp_path / "other"
+    if worker == "no hsanomaly":
+        other.mkdir()
+        (other / "sitecustomize.py").write_text(BLOCK_HSANOMALY)
+        said = r"^the Dask workers cannot run hsanomaly \(.*No module named 'hsanomaly'.*\); "
+    else:
+        shutil.copytree(package, other / "hsanomaly",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        if worker == "other sources":
+            with open(other / "hsanomaly" / "scorers" / "rx.py", "a") as f:
+                f.write("# another build\n")
+            said = rf"^the Dask worker tcp://\S+ runs hsanomaly {hsanomaly.__version__} from " \
+                r"other sources, not this run's"
+        else:
+            (other / "hsanomaly" / "_version.py").write_text('__version__ = "0.1.9"\n')
+            said = rf"^the Dask worker tcp://\S+ runs hsanomaly 0.1.9, not this run's " \
+                rf"{hsanomaly.__version__}: its results would differ"
+    path = write_raster(tmp_path / "scene.tif", synthetic_cube(rows=32, cols=32)[0])
+    with distributed.LocalCluster(n_workers=0, dashboard_address=":0") as cluster, \
+            distributed.Client(cluster) as client:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "distributed.cli.dask_worker", cluster.scheduler_address,
+             "--nthreads", "1", "--no-dashboard"], cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(other)}, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 60
+            while not client.scheduler_info()["workers"] and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert client.scheduler_info()["workers"], "the worker did not join"
+            with pytest.raises(HsanomalyError, match=said):
+                hsanomaly.detect(path, tmp_path / "heat.tif", score="rx", tile=TILE,
+                                 scheduler=cluster.scheduler_address)
+        finally:
+            child.terminate()
+            child.wait(30)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other", "scene.tif"]
+
+
+def test_a_task_on_a_worker_of_other_code_refuses_to_run():
+    """A worker that joins after the run's check is refused by its first task."""
+    import socket
+
+    from hsanomaly.distributed import _same_code, code
+
+    _same_code(code())
+    with pytest.raises(HsanomalyError, match=rf"^the Dask worker on {socket.gethostname()} runs "
+                                             rf"hsanomaly {hsanomaly.__version__}, not this "
+                                             r"run's 0.1.9: "):
+        _same_code(("0.1.9", "0" * 64))

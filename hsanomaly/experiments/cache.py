@@ -15,7 +15,6 @@ work, a folder there that is not a bundle.
 """
 
 import functools
-import hashlib
 import json
 import os
 import time
@@ -157,14 +156,10 @@ def training_code(package=None):
     """A digest of the sources of ``TRAINING_CODE`` in ``package`` (this one's folder by
     default): a cached model made by other code is trained again, though every setting is
     the same."""
-    package = Path(__file__).resolve().parent.parent if package is None else Path(package)
-    digest = hashlib.sha256()
-    for part in TRAINING_CODE:
-        top = package / part
-        for path in sorted(top.rglob("*.py") if top.is_dir() else [top]):
-            digest.update(path.relative_to(package).as_posix().encode() + b"\0")
-            digest.update(path.read_bytes() + b"\0")
-    return digest.hexdigest()
+    from ..io.digest import sources_sha256
+
+    return sources_sha256(Path(__file__).resolve().parent.parent if package is None else package,
+                          TRAINING_CODE)
 
 
 def training_settings(**given):
