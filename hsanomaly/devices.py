@@ -8,6 +8,7 @@ import contextlib
 import io
 import os
 import re
+import socket
 import sys
 import threading
 
@@ -24,6 +25,20 @@ BANNER = ("*" * 15, "EP Error", "Falling back to ")   # onnxruntime's lines on a
 LIBRARIES = "pip install 'onnxruntime-gpu[cuda,cudnn]' brings them"
 
 
+def on_worker():
+    """" on the Dask worker on host H" in a task on a Dask worker, else "": what a worker
+    lacks, the machine that started the run may well have."""
+    if "distributed" not in sys.modules:
+        return ""
+    try:
+        from distributed import get_worker
+
+        get_worker()
+    except (ImportError, ValueError):
+        return ""
+    return f" on the Dask worker on host {socket.gethostname()}"
+
+
 def import_onnxruntime():
     """onnxruntime, or a one-line error saying which extra installs it; both runtimes
     installed (``[cpu]`` and ``[gpu]``) are said once; its telemetry off unless asked for."""
@@ -32,8 +47,10 @@ def import_onnxruntime():
     try:
         import onnxruntime
     except ImportError:
-        raise HsanomalyError("the model scores need the ONNX runtime: pip install 'hsanomaly[cpu]' "
-                             f"(or 'hsanomaly[gpu]' for {spell('device', 'cuda')})") from None
+        on = on_worker()
+        raise HsanomalyError(f"the model scores need the ONNX runtime{on}: pip install "
+                             f"'hsanomaly[cpu]'{' there' if on else ''} (or 'hsanomaly[gpu]' "
+                             f"for {spell('device', 'cuda')})") from None
     if len(installed(RUNTIMES)) > 1:
         from .io.checks import warn_once
 

@@ -1070,3 +1070,23 @@ def test_a_task_on_a_worker_of_other_code_refuses_to_run():
                                              rf"hsanomaly {hsanomaly.__version__}, not this "
                                              r"run's 0.1.9: "):
         _same_code(("0.1.9", "0" * 64))
+
+
+def test_a_package_a_worker_lacks_is_said_of_that_worker(client, monkeypatch):
+    """A worker without onnxruntime said "pip install 'hsanomaly[cpu]'" as if of the machine
+    that started the run, which has it: the install changed nothing (the Dask audit)."""
+    import socket
+    import sys
+
+    from hsanomaly import devices
+
+    assert devices.on_worker() == ""
+    assert client.submit(devices.on_worker, pure=False).result() == \
+        f" on the Dask worker on host {socket.gethostname()}"
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)        # its import fails
+    monkeypatch.setattr(devices, "on_worker", lambda: " on the Dask worker on host w7")
+    with pytest.raises(HsanomalyError) as err:
+        devices.import_onnxruntime()
+    assert str(err.value) == ("the model scores need the ONNX runtime on the Dask worker on "
+                              "host w7: pip install 'hsanomaly[cpu]' there (or 'hsanomaly[gpu]' "
+                              "for device='cuda')")
