@@ -14,99 +14,21 @@ through ``DistributedSource`` and give exactly the local results: per-tile parts
 computed in parallel and folded in tile order, and samples draw the same pixels.
 """
 
-import concurrent.futures
-import functools
-import logging
-import queue
 import socket
-import time
 
-from . import cluster
 from .cluster import import_distributed
 from .defaults import TILE
 from .engine import score_tile
 from .engine.store import resume_hint
-from .errors import HsanomalyError, NoWorkers, describe, ignoring
+from .errors import HsanomalyError, ignoring
 from .runtime import malloc_as_alone
 from .spelling import current, spell, spelled
 from .io.source import NOTHING, fold_in_order
+from .workers import Watch, check_workers, code, same_code
 
-logger = logging.getLogger(__name__)
 
 # Per-tile parts folded by one task; the fold itself is sequential, in tile order.
 FOLD_CHUNK = 32
-# Seconds between two looks at the cluster's worker count while a run waits on its tasks.
-WORKER_POLL = 2
-
-
-class Watch:
-    """Waits on a run's tasks, watching that its cluster keeps a worker.
-
-    Dask keeps a task whose workers all left (a result lost with them included) waiting, for
-    good, for another to join: a cluster without a worker is said at once, and once it has had
-    none for ``cluster.worker_wait()`` seconds since the run last moved, the run stops with one
-    line naming ``where`` (``kept`` says what the run keeps). A result is fetched once, on a
-    thread of the watch's own, and waited for in steps: a fetch cut short by a timeout starts
-    again from nothing, and a large result on a slow link would never arrive.
-    """
-
-    def __init__(self, client, where, kept=""):
-        self.client, self.where, self.kept = client, where, kept
-        self.alone_since = None
-        self.wait = cluster.worker_wait()
-        self.fetcher = concurrent.futures.ThreadPoolExecutor(1, "hsanomaly-fetch")
-
-    def finished(self, futures):
-        """(position in ``futures``, result) of each future, in the order they finish."""
-        ready = queue.SimpleQueue()
-        position = {future: i for i, future in enumerate(futures)}
-        for future in futures:
-            future.add_done_callback(ready.put)     # called at once for a finished one
-        for _ in range(len(futures)):
-            future = self._waited(lambda: ready.get(timeout=WORKER_POLL), queue.Empty, futures)
-            yield position[future], self.result(future)
-
-    def result(self, future):
-        fetch = self.fetcher.submit(future.result)
-        try:
-            return self._waited(lambda: fetch.result(timeout=WORKER_POLL),
-                                concurrent.futures.TimeoutError, [future], done=fetch.done)
-        finally:
-            if not fetch.done():        # stopped: the fetch ends with the future cancelled
-                self.client.cancel([future])
-
-    def close(self):
-        self.fetcher.shutdown(wait=False)
-
-    def _waited(self, wait, timeout, futures, done=lambda: False):
-        """``wait()`` (which raises ``timeout`` after ``WORKER_POLL`` s with nothing), looking
-        at the workers between tries; the run moved when it returns."""
-        while True:
-            try:
-                value = wait()
-            except timeout:
-                if done():              # the task's own error, a TimeoutError: raised again
-                    return wait()
-                self._check(futures)
-                continue
-            self.alone_since = None
-            return value
-
-    def _check(self, futures):
-        workers = cluster.worker_count(self.client)
-        if workers is None:
-            return
-        if workers:
-            self.alone_since = None
-        elif self.alone_since is None:
-            self.alone_since = time.monotonic()
-            logger.warning("%s: the Dask cluster has no worker; the run waits up to %g s for one "
-                           "to join (dask worker %s)", self.where, self.wait,
-                           self.client.scheduler.address)
-        elif time.monotonic() - self.alone_since >= self.wait:
-            self.client.cancel(futures)
-            raise NoWorkers(f"{self.where}: the Dask cluster has had no worker for "
-                            f"{self.wait:g} s{self.kept}")
 
 
 def _share(client, obj):
@@ -139,50 +61,8 @@ def dask_setup(worker):
     malloc_as_alone()       # a worker of ours: a caller's own cluster keeps its settings
 
 
-@functools.lru_cache(maxsize=None)
-def code():
-    """This process's hsanomaly: (its version, a digest of its sources). A worker of other
-    code scores other tiles into the run, which no check after tells from the others'."""
-    from pathlib import Path
-
-    from ._version import __version__
-    from .io.digest import sources_sha256
-
-    return __version__, sources_sha256(Path(__file__).resolve().parent)
-
-
-def other_code(worker, found, expected):
-    """The line for a worker running hsanomaly ``found`` where the run's is ``expected``."""
-    same = found[0] == expected[0]
-    return (f"the Dask worker {worker} runs hsanomaly {found[0]}"
-            f"{' from other sources' if same else ''}, not this run's {expected[0]}: its "
-            "results would differ from the others'; install the same hsanomaly on every "
-            "worker (docs/distributed.md)")
-
-
-def _same_code(expected):
-    """Refuse, on a worker, to work for a run of other hsanomaly code than its own."""
-    found = code()
-    if found != tuple(expected):
-        raise HsanomalyError(other_code(f"on {socket.gethostname()}", found, expected))
-
-
-def check_workers(client):
-    """Refuse, before any work, a cluster whose workers cannot run hsanomaly's code or run
-    other code than this process (a worker that joins later is refused by its tasks)."""
-    try:
-        found = client.run(code)
-    except Exception as err:  # unpickling ``code`` without hsanomaly: the worker's error
-        raise HsanomalyError(f"the Dask workers cannot run hsanomaly ({describe(err)}); "
-                             "install the same hsanomaly on every worker "
-                             "(docs/distributed.md)") from None
-    for worker, theirs in found.items():
-        if tuple(theirs) != code():
-            raise HsanomalyError(other_code(worker, tuple(theirs), code()))
-
-
 def _reduce_tile(source, window, fn, expected):
-    _same_code(expected)
+    same_code(expected)
     return source.reduce_tile(window, fn)
 
 
@@ -241,14 +121,14 @@ class DistributedSource:
 
 
 def _sample_tile(source, window, key, fraction, fn, expected):
-    _same_code(expected)
+    same_code(expected)
     return source.sample_tile(window, key, fraction, fn)
 
 
 def _score_into_store(source, job, index, window):
     """Score one tile on a worker and write it to the shared store; only the index goes back."""
     scorer, store, spelling, expected = job
-    _same_code(expected)
+    same_code(expected)
     if not store.path.is_dir():
         raise HsanomalyError(f"{store.path}: not found on worker host {socket.gethostname()}; "
                              "the output must be on storage the workers share")

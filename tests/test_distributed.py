@@ -447,10 +447,10 @@ def test_a_lost_cluster_is_one_line_with_the_way_to_resume():
 
 @pytest.fixture
 def short_worker_wait(monkeypatch):
-    from hsanomaly import cluster, distributed as hs_distributed
+    from hsanomaly import cluster, workers as hs_workers
 
     monkeypatch.setattr(cluster, "WORKER_WAIT", 1)
-    monkeypatch.setattr(hs_distributed, "WORKER_POLL", 0.2)
+    monkeypatch.setattr(hs_workers, "WORKER_POLL", 0.2)
 
 
 def test_a_cluster_that_never_gets_a_worker_stops_in_one_line(synthetic_raster, tmp_path,
@@ -479,9 +479,9 @@ def test_dasks_config_sets_the_wait_for_a_worker(synthetic_raster, tmp_path, mon
     hsanomaly.worker-wait (DASK_HSANOMALY__WORKER_WAIT) sets the wait, checked in one line."""
     import dask
 
-    from hsanomaly import distributed as hs_distributed
+    from hsanomaly import workers as hs_workers
 
-    monkeypatch.setattr(hs_distributed, "WORKER_POLL", 0.2)
+    monkeypatch.setattr(hs_workers, "WORKER_POLL", 0.2)
     said = (rf"no worker for {float(given[:-1]) if isinstance(given, str) else given:g} s "
             r"while fitting") if stops else \
         rf"hsanomaly.worker-wait \(Dask's config\): {given!r} is no wait"
@@ -541,7 +541,7 @@ def test_a_result_slower_to_fetch_than_a_look_at_the_workers_arrives(short_worke
     longer than WORKER_POLL to arrive never did (the review's F1)."""
     import time
 
-    from hsanomaly.distributed import Watch
+    from hsanomaly.workers import Watch
 
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
                                   dashboard_address=":0") as cluster, \
@@ -563,7 +563,7 @@ def test_a_run_that_moves_is_not_alone_any_more(short_worker_wait, monkeypatch, 
     import threading
 
     from hsanomaly import cluster as hs_cluster
-    from hsanomaly.distributed import Watch
+    from hsanomaly.workers import Watch
 
     monkeypatch.setattr(hs_cluster, "WORKER_WAIT", 60)
     with distributed.LocalCluster(n_workers=0, threads_per_worker=1, processes=True,
@@ -1063,13 +1063,13 @@ def test_a_task_on_a_worker_of_other_code_refuses_to_run():
     """A worker that joins after the run's check is refused by its first task."""
     import socket
 
-    from hsanomaly.distributed import _same_code, code
+    from hsanomaly.workers import code, same_code
 
-    _same_code(code())
+    same_code(code())
     with pytest.raises(HsanomalyError, match=rf"^the Dask worker on {socket.gethostname()} runs "
                                              rf"hsanomaly {hsanomaly.__version__}, not this "
                                              r"run's 0.1.9: "):
-        _same_code(("0.1.9", "0" * 64))
+        same_code(("0.1.9", "0" * 64))
 
 
 def test_a_package_a_worker_lacks_is_said_of_that_worker(client, monkeypatch):
@@ -1090,3 +1090,37 @@ def test_a_package_a_worker_lacks_is_said_of_that_worker(client, monkeypatch):
     assert str(err.value) == ("the model scores need the ONNX runtime on the Dask worker on "
                               "host w7: pip install 'hsanomaly[cpu]' there (or 'hsanomaly[gpu]' "
                               "for device='cuda')")
+
+
+def test_a_run_whose_workers_are_all_paused_stops_in_one_line(synthetic_raster, tmp_path,
+                                                             short_worker_wait, monkeypatch,
+                                                             caplog):
+    """A worker paused at 80 % of its memory limit holding the last task, the other idle: the
+    run printed nothing and never ended, since paused workers count as workers (the Dask
+    audit's F04, killed after 150 s)."""
+    import logging
+
+    from distributed.core import Status
+
+    from hsanomaly import workers as hs_workers
+
+    monkeypatch.setattr(hs_workers, "PAUSED_LOOK", 0.5)
+
+    def pause(dask_worker):
+        dask_worker.status = Status.paused
+
+    # no memory limit: nothing resumes the worker paused here (its memory is low)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                  memory_limit=0, dashboard_address=":0") as cluster, \
+            distributed.Client(cluster) as client, \
+            caplog.at_level(logging.WARNING, logger="hsanomaly"):
+        client.run(pause)
+        with pytest.raises(HsanomalyError, match=r"scene.tif: every Dask worker has been paused "
+                                                 r"at its memory limit for 1 s \(give them more "
+                                                 r"memory, or score in a smaller 'tile'\) while "
+                                                 r"fitting the score; nothing was written$"):
+            hsanomaly.detect(synthetic_raster[0], tmp_path / "x.tif", score="rx", tile=TILE,
+                             scheduler=client)
+    assert "every Dask worker is paused at its memory limit" in caplog.text
+    assert "no worker" not in caplog.text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
