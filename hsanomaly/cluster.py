@@ -39,8 +39,7 @@ def check_address(address):
 
 
 def check_execution(workers, scheduler):
-    """workers and scheduler: a positive count, a well-formed address, not both, and Dask
-    installed to use them (before an output folder is made)."""
+    """workers, scheduler: a count, an address, not both, and Dask (before any output)."""
     check_whole("workers", workers, 1, optional=True)
     if workers or scheduler:
         import_distributed()
@@ -93,8 +92,7 @@ def import_distributed():
 
 
 def optional_client(workers=None, scheduler=None):
-    """``dask_client`` for ``workers`` / ``scheduler``, or None (work in this process) without
-    either."""
+    """``dask_client`` for ``workers`` / ``scheduler``, or None (this process) without either."""
     if not (workers or scheduler):
         return contextlib.nullcontext()
     return dask_client(workers, scheduler)
@@ -125,6 +123,8 @@ def check_scheduler(address):
     with ThreadPoolExecutor(1) as pool:     # an event loop of its own, whatever the caller runs
         try:
             info = pool.submit(asyncio.run, asyncio.wait_for(identity(), CONNECT_TIMEOUT)).result()
+        except MemoryError:      # a service that speaks first: its bytes read as a frame size
+            info = None
         except Exception as err:    # refused, silent, garbage, TLS unset: one line for them all
             raise _no_scheduler(address, err) from None
     if not (isinstance(info, dict) and info.get("type") == "Scheduler"):

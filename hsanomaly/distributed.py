@@ -167,9 +167,12 @@ class DaskExecutor:
             for _, index in watch.finished(futures):
                 yield index
         except distributed.KilledWorker as err:
+            # a smaller tile starts over: the kept tiles resume at their own size only
             raise HsanomalyError(f"{store.path}: the workers scoring one tile died "
-                                 f"{err.allowed_failures + 1} times (out of memory? try a smaller "
-                                 f"{spell('tile')}); {resume_hint()}: the finished tiles are kept") from None
+                                 f"{err.allowed_failures + 1} times (out of memory?); the "
+                                 f"finished tiles are kept: {resume_hint()} on workers of more "
+                                 f"memory, or run again with a smaller {spell('tile')}, which "
+                                 "starts over") from None
         finally:
             watch.close()
             self.client.cancel(futures)
