@@ -24,6 +24,7 @@ TORCH = "torch==2.13.0"                                 # the Makefile's and qgi
 TORCH_INDEX = "https://download.pytorch.org/whl/cpu"    # PyTorch's CPU-only wheels
 ATTRS = "attrs>=23.2"                                   # Debian's attrs 22.2 breaks affine
 RUNTIMES = ("onnxruntime", "onnxruntime-gpu")           # both install the module onnxruntime
+MODULES = {"scikit-learn": "sklearn"}     # the library's requirements not imported by their name
 
 
 def missing(*modules):
@@ -69,8 +70,10 @@ def library_problem():
     for name in needed:
         try:
             importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            absent.append(name)
+        except importlib.metadata.PackageNotFoundError:    # or installed without its metadata
+            module = MODULES.get(name.lower(), name.lower().replace("-", "_"))
+            if importlib.util.find_spec(module) is None:
+                absent.append(name)
     if absent:
         return (f"hsanomaly plugin: the hsanomaly library is installed, but not the "
                 f"package(s) {', '.join(absent)} it needs. Install them from a terminal (on "

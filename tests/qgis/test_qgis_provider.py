@@ -138,8 +138,10 @@ def test_a_library_of_another_release_is_said_with_the_command_that_matches_it(p
 
 def test_a_package_the_library_needs_missing_is_named_at_start_up(plugin, monkeypatch):
     """hsanomaly present but rasterio gone: the start-up notice named onnxruntime alone, the
-    help said hsanomaly "cannot be imported", and only a run named rasterio."""
+    help said hsanomaly "cannot be imported", and only a run named rasterio. A package
+    installed without its metadata (by a distribution's own packager) is no missing one."""
     import importlib.metadata
+    import importlib.util
 
     dependencies = sys.modules["hsanomaly_qgis.dependencies"]
     if not importlib.metadata.requires("hsanomaly"):
@@ -151,6 +153,10 @@ def test_a_package_the_library_needs_missing_is_named_at_start_up(plugin, monkey
             raise importlib.metadata.PackageNotFoundError(name)
         return version(name)
     monkeypatch.setattr(importlib.metadata, "version", without_rasterio)
+    assert dependencies.unmet("hsanomaly") is None      # importable, its metadata aside
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "rasterio" else find_spec(name, *args))
     hint = dependencies.unmet("hsanomaly")
     assert hint.startswith("hsanomaly plugin: the hsanomaly library is installed, but not the "
                            "package(s) rasterio it needs.")
