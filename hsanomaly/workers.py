@@ -19,6 +19,9 @@ logger = logging.getLogger(__name__)
 WORKER_POLL = 2
 # Seconds without progress before a run looks whether every worker is paused (a longer look).
 PAUSED_LOOK = 10
+# Seconds without a worker (or with every one paused) before it is said: a nanny restarting
+# its workers after one died leaves none for a moment, which needs no word
+ALONE_SAY = 10
 
 
 class Watch:
@@ -26,9 +29,9 @@ class Watch:
 
     Dask keeps a task whose workers all left (a result lost with them included) waiting, for
     good, for another to join, and one whose workers are all paused at their memory limit
-    (``all_paused``) for one to go on: either is said at once, and once it has lasted
-    ``cluster.worker_wait()`` seconds since the run last moved, the run stops with one line
-    naming ``where`` (``kept`` says what the run keeps). A result is fetched once, on a
+    (``all_paused``) for one to go on: either is said once it lasts (``ALONE_SAY``), and once
+    it has lasted ``cluster.worker_wait()`` seconds since the run last moved, the run stops
+    with one line naming ``where`` (``kept`` says what the run keeps). A result is fetched once, on a
     thread of the watch's own, and waited for in steps: a fetch cut short by a timeout starts
     again from nothing, and a large result on a slow link would never arrive.
     """
@@ -38,6 +41,7 @@ class Watch:
         self.alone_since = None
         self.moved = time.monotonic()       # when the run last moved
         self.paused = False                 # whether its workers are all paused, not gone
+        self.said = False                   # whether their absence was said
         self.wait = cluster.worker_wait()
         self.fetcher = concurrent.futures.ThreadPoolExecutor(1, "hsanomaly-fetch")
 
@@ -85,8 +89,12 @@ class Watch:
             all_paused(self.client)
         if workers and not paused:
             self.alone_since = None
-        elif self.alone_since is None or paused != self.paused:
-            self.alone_since, self.paused = time.monotonic(), paused
+            return
+        if self.alone_since is None or paused != self.paused:
+            self.alone_since, self.paused, self.said = time.monotonic(), paused, False
+        alone = time.monotonic() - self.alone_since
+        if not self.said and alone >= min(ALONE_SAY, self.wait / 2):
+            self.said = True
             if paused:
                 logger.warning("%s: every Dask worker is paused at its memory limit (Dask pauses "
                                "one at 80 %% of it); the run waits up to %g s for one to go on",
@@ -95,7 +103,7 @@ class Watch:
                 logger.warning("%s: the Dask cluster has no worker; the run waits up to %g s "
                                "for one to join (dask worker %s)", self.where, self.wait,
                                self.client.scheduler.address)
-        elif time.monotonic() - self.alone_since >= self.wait:
+        if alone >= self.wait:
             self.client.cancel(futures)
             if paused:
                 raise NoWorkers(f"{self.where}: every Dask worker has been paused at its memory "

@@ -566,10 +566,11 @@ def test_a_run_that_moves_is_not_alone_any_more(short_worker_wait, monkeypatch, 
     import logging
     import threading
 
-    from hsanomaly import cluster as hs_cluster
+    from hsanomaly import cluster as hs_cluster, workers as hs_workers
     from hsanomaly.workers import Watch
 
     monkeypatch.setattr(hs_cluster, "WORKER_WAIT", 60)
+    monkeypatch.setattr(hs_workers, "ALONE_SAY", 0.2)
     with distributed.LocalCluster(n_workers=0, threads_per_worker=1, processes=True,
                                   dashboard_address=":0") as cluster, \
             distributed.Client(cluster, set_as_default=False) as client, \
@@ -1131,3 +1132,23 @@ def test_a_run_whose_workers_are_all_paused_stops_in_one_line(synthetic_raster, 
     assert "every Dask worker is paused at its memory limit" in caplog.text
     assert "no worker" not in caplog.text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
+
+
+def test_a_moment_without_workers_is_not_said(client, caplog, monkeypatch):
+    """A nanny restarting its workers after one died leaves none for a moment: the run said
+    "the Dask cluster has no worker; the run waits up to 600 s" and failed 3 s later for the
+    worker's death (the Dask audit's F06)."""
+    import logging
+
+    from hsanomaly import cluster as hs_cluster, workers as hs_workers
+    from hsanomaly.workers import Watch
+
+    monkeypatch.setattr(hs_workers, "WORKER_POLL", 0.1)
+    counts = iter([0, 0, 2])                    # two looks without a worker, then two
+    monkeypatch.setattr(hs_cluster, "worker_count", lambda _: next(counts, 2))
+    watch = Watch(client, "heat.tif.partial")
+    with caplog.at_level(logging.WARNING, logger="hsanomaly"):
+        for _ in range(3):
+            watch._check([])
+    watch.close()
+    assert "no worker" not in caplog.text and watch.alone_since is None
