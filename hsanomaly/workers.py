@@ -114,14 +114,18 @@ class Watch:
 
 
 def all_paused(client):
-    """Whether every worker of ``client``'s cluster is paused (Dask pauses a worker at 80 %
-    of its memory limit, and gives it no task until it falls back): a run on them waits for
-    good. Lists every worker: asked only of a run that has not moved for a while."""
+    """Whether every worker of ``client``'s cluster is paused and idle (Dask pauses a worker
+    at 80 % of its memory limit and gives it no new task until it falls back; one finishes
+    the task it runs, which may take long): a run on them waits for good. Lists every
+    worker: asked only of a run that has not moved for a while."""
     try:
         workers = client.scheduler_info(n_workers=-1).get("workers", {})
     except Exception:       # a lost scheduler: its runs' futures say so themselves
         return False
-    return bool(workers) and all(w.get("status") == "paused" for w in workers.values())
+    return bool(workers) and all(
+        w.get("status") == "paused"
+        and not (w.get("metrics") or {}).get("task_counts", {}).get("executing")
+        for w in workers.values())
 
 
 @functools.lru_cache(maxsize=None)

@@ -1152,3 +1152,33 @@ def test_a_moment_without_workers_is_not_said(client, caplog, monkeypatch):
             watch._check([])
     watch.close()
     assert "no worker" not in caplog.text and watch.alone_since is None
+
+
+def test_a_paused_worker_running_a_task_is_no_stuck_one():
+    """A paused worker finishes the task it runs (its tile is often what paused it): a run
+    whose workers were all paused while running long tiles was stopped after the wait, though
+    the tiles would finish (the review's F05)."""
+    import time
+
+    from distributed.core import Status
+
+    from hsanomaly.workers import all_paused
+
+    def pause(dask_worker):
+        dask_worker.status = Status.paused
+
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                  memory_limit=0, dashboard_address=":0") as cluster, \
+            distributed.Client(cluster) as client:
+        running = client.submit(time.sleep, 4, pure=False)
+        time.sleep(1)
+        client.run(pause)
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline:       # the heartbeat says it executes one
+            assert not all_paused(client)
+            time.sleep(0.25)
+        running.result()
+        deadline = time.monotonic() + 10
+        while not all_paused(client) and time.monotonic() < deadline:
+            time.sleep(0.25)
+        assert all_paused(client)
