@@ -90,7 +90,8 @@ class MultiRingLRX(Purged, Scorer):
         self.locals[0].fit(source)
         self._share_basis()
         if self.adds_rx:
-            self.rx_ = GlobalRX().fit(source)
+            self.rx_ = GlobalRX().fit_as(source, f"the global RX term of {self.name}",
+                                         "mlrx, its rings alone")
         self.fit_purge(source)
         return self
 
