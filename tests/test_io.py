@@ -1977,16 +1977,20 @@ def test_pixels_saturated_at_a_nodata_value_of_the_type_s_largest_are_said(tmp_p
     """A uint16 product whose nodata is 65535, which bright pixels saturate at: pixels at it in
     more than a tenth of the bands (and under 5 % of those probed) were left out, unsaid,
     though they are the scene's brightest (the sensor audit: 4 pixels saturated in 20 to 150
-    of 194 bands). A fill edge, nodata in every band, is not said."""
+    of 194 bands). A fill edge, nodata in every band, is not said, nor a ragged one."""
     import warnings
 
     from hsanomaly.errors import HsanomalyWarning
 
     cube, _ = synthetic_cube(bands=20, rows=60, cols=60)
-    cube = np.round((cube - cube.min()) / np.ptp(cube) * 40000 + 100).astype(np.uint16)
+    cube = np.round((cube - cube.min()) / np.ptp(cube) * 20000 + 100).astype(np.uint16)
     cube[:, :, :3] = 65535                                   # the swath's fill edge
     edge = write_raster(tmp_path / "edge.tif", cube, nodata=65535, dtype="uint16")
-    for row, col in [(10, 20), (30, 40), (50, 10)]:
+    ragged = cube.copy()
+    ragged[10:, :, 3:5] = 65535                # the SWIR bands' fill reaches 2 columns further
+    ragged = write_raster(tmp_path / "ragged.tif", ragged, nodata=65535, dtype="uint16")
+    for row, col in [(10, 20), (30, 40), (50, 10)]:    # a roof: near the ceiling where not at it
+        cube[:, row, col] = 50000
         cube[:saturated_bands, row, col] = 65535
     path = write_raster(tmp_path / "bright.tif", cube, nodata=65535, dtype="uint16")
     for raster, said in [(edge, []), (path, [
@@ -1999,6 +2003,11 @@ def test_pixels_saturated_at_a_nodata_value_of_the_type_s_largest_are_said(tmp_p
             RasterSource(raster).check_data()
         assert [str(w.message) for w in caught if issubclass(w.category, HsanomalyWarning)] \
             == said
+    # a ragged fill edge holds ordinary values beside its gaps: no saturation (review 2's F03)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        RasterSource(ragged).check_data()
+    assert not [w for w in caught if "saturated" in str(w.message)]
 
 
 def test_infinite_pixels_are_said_to_be_left_out(tmp_path):

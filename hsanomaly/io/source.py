@@ -203,6 +203,18 @@ class _Source:
         pixels hold too; None elsewhere (an array is masked, with no value)."""
         return None
 
+    def _saturated(self, values, gaps, bad, top):
+        """Of pixels ``values`` (bands, n, 1) with ``gaps`` (``bad`` a pixel), those at the
+        nodata value ``top`` in some bands and not all that reach half of it in a band beside
+        one of those: saturated, their spectra running into the ceiling, not a dead column or a
+        ragged fill edge, whose neighbouring bands hold ordinary values."""
+        some = (bad > 0) & (bad < self.count)
+        beside = np.zeros_like(gaps)
+        beside[1:] |= gaps[:-1]
+        beside[:-1] |= gaps[1:]
+        near = np.where(beside & ~gaps, values, 0).max(axis=0) >= top / 2
+        return some & near
+
     def _declaring(self, value):
         """How ``value`` is declared nodata here: in a raster's file; for a dataset handed in,
         where it is opened (a warped one's fill is in no file, and its file may hold the value
@@ -256,11 +268,12 @@ class _Source:
             nan = np.isnan(values)
             gaps = nodata | nan                     # NaN: left out too, declared or not
             bad = gaps.sum(axis=0)
-            few = (bad > 0) & (bad <= self.count // 2)
+            ceiling = self._saturated(values, gaps, bad, top) if top is not None else \
+                np.zeros_like(bad, bool)
+            saturated += int(ceiling.sum())
+            few = (bad > 0) & (bad <= self.count // 2) & ~ceiling
             total, partial = total + bad.size, partial + int(few.sum())
             rare += int((few & (bad <= max(1, self.count // 10))).sum())
-            if top is not None:
-                saturated += int(((bad > 0) & (bad < self.count)).sum())
             nan_gaps += int((few & nan.any(axis=0)).sum())
             per_band += gaps[:, few].sum(axis=1)
             if self.count >= FILL_MIN_BANDS:
@@ -304,13 +317,13 @@ class _Source:
                       f"spent on {'it' if one else 'them'} (rx is not affected); leave "
                       f"{'it' if one else 'them'} out ({subset})")
         # every pixel probed left out: the fit's refusal names the band (``no_valid_pixels``)
-        if saturated and not doubt:
+        if saturated and not doubt:      # the others are said below, as they were
             warn_once(f"{self.name}: {saturated:,} of the pixels probed hold the nodata value "
                       f"{top:g}, the largest a {self.dtype} holds, in some bands and not all, "
                       f"so {'it is' if saturated == 1 else 'they are'} left out whole: "
                       "saturated pixels, often the scene's brightest and most anomalous? If "
                       "so, set another nodata value, or none")
-        elif total and (FILL_SHARE * total < partial or rare) and partial < total and not doubt:
+        if total and (FILL_SHARE * total < partial or rare) and partial < total and not doubt:
             band = int(np.argmax(per_band)) + 1
             raster = isinstance(self, RasterSource)
             some = (f"{partial / total:.0%} of the pixels probed are" if 100 * partial >= total
