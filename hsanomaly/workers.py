@@ -132,12 +132,12 @@ def all_paused(client):
 def code():
     """This process's hsanomaly: (its version, a digest of its sources). A worker of other
     code scores other tiles into the run, which no check after tells from the others'."""
-    from pathlib import Path
+    from importlib.resources import files
 
     from ._version import __version__
     from .io.digest import sources_sha256
 
-    return __version__, sources_sha256(Path(__file__).resolve().parent)
+    return __version__, sources_sha256(files(__package__))
 
 
 def other_code(worker, found, expected):

@@ -1182,3 +1182,21 @@ def test_a_paused_worker_running_a_task_is_no_stuck_one():
         while not all_paused(client) and time.monotonic() < deadline:
             time.sleep(0.25)
         assert all_paused(client)
+
+
+def test_the_code_digest_is_the_same_for_a_package_imported_from_a_zip(tmp_path):
+    """Workers given hsanomaly by ``client.upload_file`` (a zip, Dask's documented way to ship
+    code) were refused as unable to run it: its digest walked a folder (the review's F04)."""
+    import zipfile
+
+    from hsanomaly.io.digest import sources_sha256
+
+    package = Path(hsanomaly.__file__).parent
+    with zipfile.ZipFile(tmp_path / "hsanomaly.zip", "w") as archive:
+        for path in package.rglob("*"):
+            if "__pycache__" not in path.parts and path.is_file():
+                archive.write(path, Path("hsanomaly") / path.relative_to(package))
+    zipped = zipfile.Path(tmp_path / "hsanomaly.zip", "hsanomaly/")
+    assert sources_sha256(zipped) == sources_sha256(package) == sources_sha256(str(package))
+    assert sources_sha256(zipped, ("io", "preprocess.py")) == \
+        sources_sha256(package, ("io", "preprocess.py"))

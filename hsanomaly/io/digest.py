@@ -18,15 +18,24 @@ def file_sha256(path):
 
 
 def sources_sha256(package, parts=("",)):
-    """Hex sha256 of the Python sources under ``parts`` (folders or files) of the folder
-    ``package``, with their relative names: another build of the code has another."""
+    """Hex sha256 of the Python sources under ``parts`` (folders or files) of ``package``, a
+    folder or ``importlib.resources.files`` of a package (one imported from a zip, as Dask's
+    ``upload_file`` ships it, too), with their relative names: another build has another."""
     from pathlib import Path
 
-    package = Path(package)
+    package = Path(package) if isinstance(package, str) else package
     digest = hashlib.sha256()
     for part in parts:
-        top = package / part
-        for path in sorted(top.rglob("*.py") if top.is_dir() else [top]):
-            digest.update(path.relative_to(package).as_posix().encode() + b"\0")
-            digest.update(path.read_bytes() + b"\0")
+        top = package.joinpath(*part.split("/")) if part else package
+        for name, source in sorted(_sources(top, part)):
+            digest.update(name.encode() + b"\0")
+            digest.update(source.read_bytes() + b"\0")
     return digest.hexdigest()
+
+
+def _sources(top, name):
+    """(relative name, entry) of each ``.py`` file at or under ``top``, named ``name``."""
+    if not top.is_dir():
+        return [(name, top)]
+    return [found for entry in top.iterdir() if entry.is_dir() or entry.name.endswith(".py")
+            for found in _sources(entry, f"{name}/{entry.name}" if name else entry.name)]
