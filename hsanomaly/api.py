@@ -42,7 +42,7 @@ def train(inputs: Inputs, out: PathArg, **options: Any) -> "Bundle":
     check_keywords("train", train_bundle, options, LIBRARY_ONLY)
     check_path_kind(out, spell("out"))
     return train_bundle(batch_inputs(inputs, use="training reads rasters from files: write it "
-                                                  "to a GeoTIFF first"),
+                                                  "to a GeoTIFF first", needed=True),
                         out, **plain_values(options))
 
 

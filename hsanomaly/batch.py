@@ -6,6 +6,7 @@ settings, so finished rasters are skipped, interrupted ones resumed, changed one
 
 import contextlib
 import functools
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import (TYPE_CHECKING, Any, Callable, ClassVar, List, Literal, Optional,
@@ -38,10 +39,10 @@ class BatchItem:
     src: str
     dst: str
     status: Literal["scored", "skipped", "failed"]      # one of STATUSES
-    result: Optional["DetectResult"] = None   # when scored, or skipped with drawings redrawn
+    result: Optional["DetectResult"] = None   # when scored, or skipped with a drawing drawn
     error: Optional[str] = None             # one-line message when failed
-    png: Optional[str] = None               # the quick look drawn, when asked for
-    polygons: Optional[str] = None          # the target polygons' GeoPackage, when asked for
+    png: Optional[str] = None               # the quick look, when asked for (drawn or kept)
+    polygons: Optional[str] = None          # the target polygons' GeoPackage, likewise
     exception: Optional[Exception] = field(default=None, repr=False, compare=False)  # its error
 
 
@@ -78,8 +79,9 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
     scored again. polygons, png: also draw each raster's target polygons (above ``threshold``
     or the threshold of false-alarm rate ``far``, as ``detect`` draws them; a rate carries over
     from raster to raster where a threshold does not) and quick look from its heatmap, beside
-    it as ``<stem>_<score>.gpkg`` and ``.png``; a finished raster's are drawn again (nothing
-    is scored), so a rerun adds them or draws them at another threshold. ``overwrite``
+    it as ``<stem>_<score>.gpkg`` and ``.png``; a finished raster's are drawn (nothing
+    scored) where missing or asked above another threshold, and kept otherwise (edits
+    included), so a rerun adds them or draws them at another rate. ``overwrite``
     scores all anew and replaces files hsanomaly did not write (refused otherwise, before any
     work). ``mask``: one exclusion mask for every raster, as
     ``detect`` takes it; vector features (a region's water, say) need not fall on each raster,
@@ -103,7 +105,7 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
                         polygons=polygons, batch=(detect, detect_many), door=detect_many,
                         settled=settled)
     if polygons:
-        check_threshold_choice(threshold, far, spell("polygons"), wanted="polygons")
+        far = check_threshold_choice(threshold, far, spell("polygons"), wanted="polygons")
     else:
         check_threshold(None, threshold, far)
     check_path_kind(out_dir, spell("out_dir"))
@@ -123,9 +125,12 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
                batch_state(src, dst, score, model or quick_model_path(cls, None, dst), tile,
                            options, used))
               for (src, dst), used in zip(targets, masks)]
-    redrawn = png or polygons          # a finished raster's drawings are drawn again
+    # a finished raster draws only what is missing or asked above another threshold
+    drawings = {dst: _still_to_draw(dst, *drawn(dst), threshold, far) if state == "skip"
+                else drawn(dst) for (_, dst), state in zip(targets, states)}
     items: List[Optional[BatchItem]] = [
-        BatchItem(src, str(dst), "skipped") if state == "skip" and not redrawn else
+        BatchItem(src, str(dst), "skipped", png=drawn(dst)[0], polygons=drawn(dst)[1])
+        if state == "skip" and drawings[dst] == (None, None) else
         BatchItem(src, str(dst), "failed", error=str(used), exception=used)
         if state == "failed" else None
         for (src, dst), state, used in zip(targets, states, masks)]
@@ -161,14 +166,14 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
                 continue
             try:
                 used = None if masks[i] is None else masks[i].path
-                drawing = drawn(dst)
+                drawing = drawings[dst]
                 result = detect(src, dst, score=score, model=model, tile=tile, mask=used,
                                 png=drawing[0], polygons=drawing[1], threshold=threshold,
                                 far=far, resume=states[i] != "score", overwrite=overwrite,
                                 scheduler=client, callback=_told(callback, src, cancelled),
                                 **options)
                 items[i] = BatchItem(src, str(dst), "skipped" if result.earlier else "scored",
-                                     result=result, png=drawing[0], polygons=drawing[1])
+                                     result=result, png=drawn(dst)[0], polygons=drawn(dst)[1])
             except NoWorkers as err:
                 items[i] = _failed(src, dst, err)
                 alone.append(src)
@@ -180,6 +185,21 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
                     lost.append(src)
         tell()
     return cast(List[BatchItem], items)      # every pending one was filled in
+
+
+def _still_to_draw(dst, png, polygons, threshold, far):
+    """Of the drawings asked of finished heatmap ``dst``, those to draw now: a missing one,
+    or targets drawn above another threshold than the one asked now. The others are kept as
+    they are: a rerun for new rasters leaves a reviewer's edits to them alone."""
+    from .polygons import drawn_threshold
+    from .thresholds import threshold_from_far
+
+    png = png if png is not None and not os.path.lexists(png) else None
+    if polygons is not None and os.path.lexists(polygons):
+        wanted = float(threshold) if threshold is not None else \
+            float(threshold_from_far(str(dst), far))
+        polygons = None if drawn_threshold(polygons) == wanted else polygons
+    return png, polygons
 
 
 def _told(callback, src, cancelled):

@@ -116,7 +116,8 @@ def batch_paths(targets, out_dir, quick_model=None, overwrite=False, mask=None, 
     ``mask`` and the ``model`` bundle among them), in a directory that is or can be made, and
     (without ``overwrite``) none a file hsanomaly did not write; ``targets``: [(src, dst)];
     ``quick_model(dst)``: where a quick model is trained (None: where none is); ``drawn(dst)``:
-    the (png, polygons) drawn from the heatmap ``dst`` (None: none are)."""
+    the (png, polygons) drawn from the heatmap ``dst`` (None: none are), checked as paths
+    here and for their owner by the raster's own ``detect``."""
     from .engine.store import store_path
     seen = {}
     for src, dst in targets:     # names apart only by case: one file on macOS and Windows
@@ -146,9 +147,9 @@ def batch_paths(targets, out_dir, quick_model=None, overwrite=False, mask=None, 
                 + masks + models, outputs, writable=False)
     for png, polygons in drawings.values():
         check_drawings(png, polygons)
-    if not overwrite:
-        for src, dst in targets:
-            refuse_foreign_outputs(src, [(f"the output of {src}", dst)], *drawings[dst],
+    if not overwrite:      # drawings: by the raster's own detect, which fails it alone (a
+        for src, dst in targets:        # finished raster's kept drawing is none of its work)
+            refuse_foreign_outputs(src, [(f"the output of {src}", dst)],
                                    quick_model=quick_model and quick_model(dst))
 
 

@@ -7,8 +7,8 @@ from .errors import HsanomalyError, ignoring
 from .io.atomic import check_writable, native_quiet, staged_into, staged_length
 from .io.checks import absolute
 from .io.paths import check_name_fits, check_suffix, refuse_layer_choice
-from .io.styles import (STYLE_TABLE, foreign_styles, gpkg_tables, pin_dates, sqlite_tables,
-                        write_default_style)
+from .io.styles import (STYLE_TABLE, foreign_styles, gpkg_tables, layer_description,
+                        pin_dates, sqlite_tables, write_default_style)
 from .logs import stage as log_stage
 from .spelling import spell
 from .targets import COLUMNS, check_threshold_choice, find_targets
@@ -25,13 +25,38 @@ OWN_COLUMNS = set(COLUMNS) - {"score", "threshold"}
 def is_targets_file(path):
     """True for a GeoPackage ``write_polygons`` wrote: the targets layer, with the columns it
     writes, and its style; no table of anyone else's (a user's own layer named "targets",
-    or a table added to ours, is not replaced without --overwrite)."""
-    return _has_own_layer(path) and not other_tables(path)
+    or a table or a column added to ours, is not replaced without --overwrite)."""
+    return holds_targets(path) and not added_parts(path)
 
 
-def _has_own_layer(path):
-    """Whether GeoPackage ``path`` holds the targets layer with the columns it writes."""
+GEOMETRY_COLUMNS = {"fid", "geom"}    # the layer's own besides the targets' attributes
+
+
+def holds_targets(path):
+    """Whether GeoPackage ``path`` holds the targets layer with the columns it writes (added
+    to or not)."""
     return LAYER in gpkg_tables(path) and OWN_COLUMNS <= sqlite_tables(path).get(LAYER, set())
+
+
+def added_parts(path):
+    """What GeoPackage ``path`` holds that hsanomaly does not write, which writing the targets
+    anew would remove: others' tables (``other_tables``), and columns added to the targets
+    layer (a reviewer's "verified")."""
+    added = sorted(sqlite_tables(path).get(LAYER, set()) - set(COLUMNS) - GEOMETRY_COLUMNS)
+    return other_tables(path) + ([f"the column(s) {', '.join(added)} of its targets"]
+                                 if added else [])
+
+
+def drawn_threshold(path):
+    """The score threshold the targets of GeoPackage ``path`` were drawn above, as its layer's
+    description records it (exactly: ``targets.find_targets``), or None."""
+    import re
+
+    found = re.search(r"pixels with score > ([^;]+)", layer_description(path, LAYER) or "")
+    try:
+        return float(found.group(1)) if found else None
+    except ValueError:
+        return None
 
 
 def other_tables(path):
@@ -53,8 +78,8 @@ def check_replaceable_targets(path):
 
     from .io.paths import check_replaceable_file
 
-    ours = os.path.isfile(path) and not os.path.islink(path) and _has_own_layer(path)
-    others = other_tables(path) if ours else []
+    ours = os.path.isfile(path) and not os.path.islink(path) and holds_targets(path)
+    others = added_parts(path) if ours else []
     if others:
         raise HsanomalyError(f"{path}: {spell('polygons')} holds, beside hsanomaly's targets, "
                              f"{', '.join(others)}, which writing the targets would remove; "
@@ -66,7 +91,7 @@ def check_no_other_layers(path):
     """Refuse a GeoPackage holding tables besides the targets and their style: the polygons
     replace the whole file, which a caller that replaces its outputs without asking each time
     (the QGIS provider: a "Save to GeoPackage" adds a layer there) must not do to them."""
-    others = other_tables(path)
+    others = added_parts(path)
     if others:
         raise HsanomalyError(f"{path}: {spell('polygons')} is a GeoPackage holding other tables "
                              f"({', '.join(others)}), which writing the targets would remove "

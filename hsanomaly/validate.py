@@ -49,10 +49,11 @@ def check_extras_kind(extras):
         check_path_kind(path, extra_label(name))
 
 
-def batch_inputs(inputs, use=None):
+def batch_inputs(inputs, use=None, needed=False):
     """``detect_many``'s and ``train``'s inputs as a list of names: one path, or those in a
     list, a pandas Series or a numpy array; anything else (a cube, a dataset) is one input,
-    refused in one line rather than taken apart (``use``: what to do instead)."""
+    refused in one line rather than taken apart (``use``: what to do instead). ``needed``:
+    refuse inputs that were all hsanomaly's own outputs (a batch of none scores none)."""
     one = (is_path(inputs) or isinstance(inputs, (bytes, bytearray))
            or not hasattr(inputs, "__iter__") or hasattr(inputs, "columns")
            or getattr(inputs, "ndim", 1) == 0 or holds_numbers(inputs))
@@ -60,7 +61,11 @@ def batch_inputs(inputs, use=None):
     inputs = [match for src in inputs for match in expand_pattern(src)]
     for src in inputs:
         check_raster_path(src, spell("inputs"), use)
-    return without_own_outputs([str(os.fspath(src)) for src in inputs])
+    kept = without_own_outputs([str(os.fspath(src)) for src in inputs])
+    if needed and inputs and not kept:
+        raise HsanomalyError(f"{spell('inputs')}: every raster given is hsanomaly's own output, "
+                             "left out: no scene to work on")
+    return kept
 
 
 def without_own_outputs(sources):
@@ -71,12 +76,12 @@ def without_own_outputs(sources):
     from .engine.store import is_tile_store
     from .io.ownership import is_own_detect_output, is_own_png
     from .io.paths import is_quick_model
-    from .polygons import is_targets_file
+    from .polygons import holds_targets
 
-    def drawn(src):
+    def drawn(src):       # targets a reviewer edited too: no raster to score either way
         name = str(src).lower()
         return ((name.endswith(".png") and is_own_png(src))
-                or (name.endswith(".gpkg") and is_targets_file(src)))
+                or (name.endswith(".gpkg") and holds_targets(src)))
     own = [src for src in sources if is_own_detect_output(src) or is_quick_model(src)
            or (str(src).endswith(".partial") and is_tile_store(src)) or drawn(src)]
     if own:

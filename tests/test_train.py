@@ -1014,3 +1014,18 @@ def test_the_windows_each_input_gave_are_recorded_and_shown(tmp_path):
                              critic_steps=1, threads=1)
     assert bundle.meta["training"]["windows"]["per_input"] == [144, 2304]
     assert hsanomaly.info(tmp_path / "model")["windows"]["per_input"] == [144, 2304]
+
+
+def test_training_on_nothing_but_its_own_outputs_says_so(tmp_path):
+    """A heatmap alone given to train was left out, said, and then "no input rasters given"
+    (review 1's F07)."""
+    import hsanomaly
+
+    scene = write_raster(tmp_path / "a.tif", synthetic_cube(bands=8, rows=20, cols=20)[0])
+    hsanomaly.detect(scene, tmp_path / "a_rx.tif", score="rx")
+    with pytest.warns(hsanomaly.HsanomalyWarning, match="left out of the inputs"), \
+            pytest.raises(HsanomalyError) as err:
+        hsanomaly.train(tmp_path / "a_rx.tif", tmp_path / "model", iterations=2)
+    assert str(err.value) == ("'inputs': every raster given is hsanomaly's own output, left out: "
+                              "no scene to work on")
+    assert not (tmp_path / "model").exists()

@@ -62,10 +62,13 @@ def _say(item):
             click.echo(f"{item.dst}: skipped, finished before for {item.src}")
         else:
             click.echo(item.result.text())
+        drew = item.result is not None and item.result.polygons is not None
         if item.png is not None:
             click.echo(f"{item.png}: quick look")
         if item.polygons is not None:
-            click.echo(f"{item.polygons}: {counted(item.result.polygons, 'target polygon')}")
+            click.echo(f"{item.polygons}: " + (counted(item.result.polygons, "target polygon")
+                                               if drew else "target polygons kept, drawn "
+                                               "before above this threshold"))
     except BrokenPipeError:          # stderr too where it is the same pipe (2>&1 | head)
         shared = False
         with contextlib.suppress(OSError):

@@ -397,11 +397,15 @@ def refuse_foreign_side_files(rasters, is_own):
                                      "removed")
 
 
+SQLITE_SIDES = ("-wal", "-shm", "-journal")     # beside an SQLite database such as a .gpkg
+
+
 def expand_pattern(src):
     """A wildcard pattern (``inputs/*.tif``) as the rasters it matches, sorted, where no file
     has that very name: a shell expands it, but not Windows' cmd or PowerShell, nor a quoted
     one. A match that GDAL reads as part of another match (an ENVI header, a ``.msk``, an
-    ``.aux.xml``: ``gdal.files_read_with``) is that raster's, not one of its own."""
+    ``.aux.xml``: ``gdal.files_read_with``), or SQLite beside one, is that file's, not one of
+    its own."""
     import glob
 
     from .gdal import files_read_with, is_gdal_name
@@ -414,6 +418,8 @@ def expand_pattern(src):
     if not found and "*" in src:
         raise HsanomalyError(f"{src}: no file matches this pattern")
     parts = {os.path.realpath(part) for match in found for part in files_read_with(match)}
+    # SQLite's companions of a GeoPackage matched too (a layer QGIS holds open, a leftover)
+    parts |= {os.path.realpath(match + side) for match in found for side in SQLITE_SIDES}
     return [match for match in found if os.path.realpath(match) not in parts] or [src]
 
 

@@ -100,6 +100,15 @@ def sqlite_tables(path):
     return _read_only(path, tables, {})
 
 
+def layer_description(path, layer):
+    """The description GeoPackage ``path`` lists for ``layer`` in ``gpkg_contents``, or None."""
+    def read(db):
+        row = db.execute("SELECT description FROM gpkg_contents WHERE table_name = ?",
+                         (layer,)).fetchone()
+        return None if row is None else row[0]
+    return _read_only(path, read, None)
+
+
 def gpkg_tables(path):
     """The tables a GeoPackage lists in ``gpkg_contents``; none for a file that is not one."""
     return _read_only(path, lambda db: {row[0] for row in db.execute(

@@ -254,14 +254,23 @@ def test_polygons_and_quick_looks_of_every_raster(tmp_path, batch):
         drawn = _targets(out / f"{name}_rx.gpkg")
         assert set(drawn["threshold"]) <= {5.0} and (drawn["max_score"] > 5).all()
         assert len(drawn) == len(hsanomaly.find_targets(out / f"{name}_rx.tif", threshold=5))
+    # SQLite's companions of a GeoPackage QGIS holds open, and targets a reviewer added a
+    # layer to, were taken as rasters to score (review 1's F03)
+    for side in ("-wal", "-shm"):
+        (out / f"a_rx.gpkg{side}").write_bytes(b"\0" * 64)
+    import contextlib
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(out / "b_rx.gpkg")) as db, db:
+        db.execute("CREATE TABLE notes (note TEXT)")
     result = assert_ok(run_cli("detect-many", str(out / "*"), "--out-dir", out, *RX))
     assert "0 scored, 0 skipped, 0 failed" in result.stdout       # ours, every one of them
 
 
 def test_drawings_are_checked_before_any_raster_is_scored(tmp_path, batch):
-    """A threshold choice missing or doubled, a threshold without polygons, a path where a
-    switch is, and a file of someone else's where a raster's polygons go: refused in one line
-    before the first heatmap is written."""
+    """A threshold choice missing or doubled, a threshold without polygons and a path where a
+    switch is: refused in one line before the first heatmap is written. A file of someone
+    else's where a raster's polygons go fails that raster alone, before it is scored."""
     import hsanomaly
     from hsanomaly.errors import HsanomalyError
 
@@ -282,6 +291,46 @@ def test_drawings_are_checked_before_any_raster_is_scored(tmp_path, batch):
     result = run_cli("detect-many", *batch, "--out-dir", out, "--polygons", "--far", "0.01", *RX)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith(f"Error: {out / 'b_rx.gpkg'}: ")
-    assert "refusing to replace it" in result.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["b_rx.gpkg"]
+    assert "refusing to replace it" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert "2 scored, 0 skipped, 1 failed" in result.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["a_rx.gpkg", "a_rx.tif", "b_rx.gpkg",
+                                                     "c_rx.gpkg", "c_rx.tif"]
     assert (out / "b_rx.gpkg").read_text() == "someone's notes"
+
+
+def test_a_rerun_for_new_rasters_keeps_the_reviewed_targets_of_finished_ones(tmp_path, batch):
+    """A rerun of the same ``--polygons`` command to pick up a new scene drew every finished
+    raster's targets again: a reviewer's edits (a false alarm deleted, a "verified" column)
+    were lost unsaid (review 1's F01). They are kept at the same rate; at another, an edited
+    layer fails its raster alone and is kept, the others are drawn anew."""
+    import contextlib
+    import sqlite3
+
+    out = tmp_path / "out"
+    first = [*batch[:2], "--out-dir", out, "--polygons", "--far", "0.01", *RX]
+    assert_ok(run_cli("detect-many", *first))
+    reviewed = out / "a_rx.gpkg"
+    drawn = len(_targets(reviewed))
+    with contextlib.closing(sqlite3.connect(reviewed)) as db, db:     # as QGIS edits a layer
+        db.execute("DELETE FROM targets WHERE id = (SELECT MAX(id) FROM targets)")
+        db.execute("ALTER TABLE targets ADD COLUMN verified INTEGER")
+    assert len(_targets(reviewed)) == drawn - 1
+    before = reviewed.read_bytes()
+    result = assert_ok(run_cli("detect-many", batch[2], *first))         # a new scene
+    assert "1 scored, 2 skipped, 0 failed" in result.stdout
+    assert f"{reviewed}: target polygons kept, drawn before above this threshold" \
+        in result.stdout
+    assert reviewed.read_bytes() == before
+    other = [*batch, "--out-dir", out, "--polygons", "--far", "0.001", *RX]
+    result = run_cli("detect-many", *other)                              # another rate
+    assert result.returncode == 1 and "0 scored, 2 skipped, 1 failed" in result.stdout
+    assert result.stderr.startswith(f"Error: {reviewed}: ") and "verified" in result.stderr
+    assert reviewed.read_bytes() == before
+    assert set(_targets(out / "b_rx.gpkg")["threshold"]) == {
+        float(hsanomaly_threshold(out / "b_rx.tif", 0.001))}
+
+
+def hsanomaly_threshold(heatmap, far):
+    from hsanomaly.thresholds import threshold_from_far
+
+    return threshold_from_far(str(heatmap), far)

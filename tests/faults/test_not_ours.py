@@ -1,6 +1,8 @@
 """Data loss: files that name hsanomaly, or sit beside its outputs, but are not a result a
 detect run may replace. Each is refused without --overwrite, and left as it was."""
 
+import pytest
+
 from synthetic import synthetic_cube, write_mat
 
 from .conftest import Tree, assert_ok, assert_one_error, run_cli
@@ -97,6 +99,32 @@ def test_a_users_geopackage_with_a_targets_layer_is_not_ours(tmp_path, scene):
         db.execute('CREATE TABLE "my ""notes""" (text TEXT)')   # a quote: said, not disowned
     assert_one_error(run_cli(*args), "ours.gpkg: --polygons holds, beside hsanomaly's targets, "
                                      'my "notes", which writing the targets would remove')
+
+
+def test_a_column_a_reviewer_added_to_our_targets_is_not_replaced(tmp_path, scene):
+    """A "verified" column added to the targets layer (as QGIS adds a field) was dropped by a
+    rerun: only tables added beside the layer were said (review 1's F01). The QGIS provider,
+    which replaces its outputs without asking, refuses it too."""
+    import sqlite3
+
+    from hsanomaly.errors import HsanomalyError
+    from hsanomaly.polygons import check_no_other_layers
+
+    ours = tmp_path / "ours.gpkg"
+    args = ["detect", scene, tmp_path / "heat.tif", "--score", "rx", "-q", "--polygons", ours,
+            "--threshold", "5"]
+    assert_ok(run_cli(*args))
+    check_no_other_layers(ours)
+    with sqlite3.connect(ours) as db:
+        db.execute("ALTER TABLE targets ADD COLUMN verified INTEGER")
+    before = ours.read_bytes()
+    assert_one_error(run_cli(*args), "ours.gpkg: --polygons holds, beside hsanomaly's targets, "
+                                     "the column(s) verified of its targets, which writing the "
+                                     "targets would remove")
+    with pytest.raises(HsanomalyError, match="the column.s. verified of its targets"):
+        check_no_other_layers(ours)
+    assert ours.read_bytes() == before
+    assert_ok(run_cli(*args, "--overwrite"))
 
 
 def test_a_program_whose_name_begins_with_hsanomaly_is_not_hsanomaly():
