@@ -87,11 +87,18 @@ def library_problem():
                 + "  &&  ".join(install_commands(["hsanomaly"])))
     if release(installed) == release(plugin_version()):
         return None
+    newer = _numbers(installed) > _numbers(plugin_version())
     return (f"hsanomaly plugin {plugin_version()}: QGIS's Python holds the hsanomaly library "
             f"{installed}, which this plugin cannot use (it needs {release(plugin_version())}.x: "
-            "update the two together). Install the matching library from a terminal (on "
-            "Windows: the OSGeo4W Shell) and restart QGIS:  "
-            + "  &&  ".join(install_commands(["hsanomaly"])))
+            "update the two together). "
+            + (f"Update the plugin to the library's release ({installed}: Plugins > Manage and "
+               "Install Plugins, or its zip), or install" if newer else "Install")
+            + " the matching library from a terminal (on Windows: the OSGeo4W Shell) and "
+            "restart QGIS:  " + "  &&  ".join(install_commands(["hsanomaly"])))
+
+
+def _numbers(version):
+    return tuple(int(n) for n in re.findall(r"\d+", str(version))[:3])
 
 
 def python_command():
@@ -143,6 +150,8 @@ def install_commands(modules):
         if "hsanomaly[cpu]" in packages:    # hsanomaly missing too: one requirement for both
             packages = ["hsanomaly[cpu,train]" if p == "hsanomaly[train]" else p
                         for p in packages if p != "hsanomaly[cpu]"]
+    if "onnxruntime-gpu" in installed_runtimes():    # [cpu] would put onnxruntime beside it
+        packages = [p.replace("[cpu", "[gpu") for p in packages]
     pinned = [f"{p}~={release(plugin_version())}.0" if p.startswith("hsanomaly[") else p
               for p in packages]             # the plugin's release line, never another's
     commands.append(pip_install(*pinned, *constraints()))
@@ -156,9 +165,8 @@ def install_hint(modules):
             "Shell) and restart QGIS:  " + "  &&  ".join(install_commands(modules)))
 
 
-def conflicting_runtimes():
-    """The hint to give when onnxruntime and onnxruntime-gpu are both installed, else None:
-    they install the same module and overwrite each other's files."""
+def installed_runtimes():
+    """Which of onnxruntime and onnxruntime-gpu are installed (their distributions)."""
     installed = []
     for name in RUNTIMES:
         try:
@@ -166,7 +174,13 @@ def conflicting_runtimes():
             installed.append(name)
         except importlib.metadata.PackageNotFoundError:
             pass
-    if len(installed) < 2:
+    return installed
+
+
+def conflicting_runtimes():
+    """The hint to give when onnxruntime and onnxruntime-gpu are both installed, else None:
+    they install the same module and overwrite each other's files."""
+    if len(installed_runtimes()) < 2:
         return None
     uninstall = f"{python_command()} -m pip uninstall -y onnxruntime onnxruntime-gpu"
     return ("hsanomaly plugin: onnxruntime and onnxruntime-gpu are both installed; they provide "

@@ -136,6 +136,29 @@ def test_a_library_of_another_release_is_said_with_the_command_that_matches_it(p
     assert [notice[1] for notice in notices] == [hint]
 
 
+def test_the_library_command_keeps_a_gpu_install_and_a_newer_library_names_the_plugin(
+        plugin, monkeypatch):
+    """Every command said hsanomaly[cpu], which puts onnxruntime beside onnxruntime-gpu; a
+    library newer than the plugin was told to be taken back, never the plugin updated (review
+    1's F05)."""
+    import hsanomaly
+
+    dependencies = sys.modules["hsanomaly_qgis.dependencies"]
+    line = dependencies.release(dependencies.plugin_version())
+    monkeypatch.setattr(dependencies, "installed_runtimes", lambda: ["onnxruntime-gpu"])
+    assert f'"hsanomaly[gpu]~={line}.0"' in dependencies.install_hint(["hsanomaly"])
+    assert f'"hsanomaly[gpu,train]~={line}.0"' in \
+        dependencies.install_hint(["hsanomaly", "torch"])
+    monkeypatch.setattr(dependencies, "installed_runtimes", lambda: ["onnxruntime"])
+    monkeypatch.setattr(hsanomaly, "__version__", "9.1.0")
+    hint = dependencies.unmet("hsanomaly")
+    assert "Update the plugin to the library's release (9.1.0: Plugins > Manage and Install " \
+        "Plugins, or its zip), or install the matching library" in hint
+    assert f'"hsanomaly[cpu]~={line}.0"' in hint
+    monkeypatch.setattr(hsanomaly, "__version__", "0.0.1")
+    assert "Update the plugin" not in dependencies.unmet("hsanomaly")
+
+
 def test_a_package_the_library_needs_missing_is_named_at_start_up(plugin, monkeypatch):
     """hsanomaly present but rasterio gone: the start-up notice named onnxruntime alone, the
     help said hsanomaly "cannot be imported", and only a run named rasterio. A package
