@@ -1167,3 +1167,17 @@ def test_a_hosts_own_signal_handlers_are_left_to_it():
             assert real(signal.SIGTERM) is not _terminated
     finally:
         signal.getsignal = real
+
+
+def test_a_score_in_the_benchmarks_spelling_is_answered_with_its_flags(tmp_path):
+    """The README names its best configuration as the benchmark does (mlrx:purge=0.08:...),
+    which --score refused with click's list of names (the newcomer audit)."""
+    for command in ("detect", "detect-many"):
+        where = [tmp_path / "h.tif"] if command == "detect" else ["--out-dir", tmp_path]
+        result = run(command, tmp_path / "scene.tif", *where, "--score",
+                     "mlrx:purge=0.08:neighbour_weight=0.5")
+        assert result.exit_code == 2
+        assert ("'mlrx:purge=0.08:neighbour_weight=0.5' is how the benchmark names a score with "
+                "options; on the command line: --score mlrx --purge 0.08 --neighbour-weight "
+                "0.5") in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -19,6 +19,20 @@ class AlsoDeprecated(click.Choice):
         return value if value in DEPRECATED_NAMES else super().convert(value, param, ctx)
 
 
+class ScoreChoice(click.Choice):
+    """The score names; the benchmark's spelling of a score with options (``mlrx:purge=0.08``,
+    as the README's tables name configurations) is answered with the flags that give it."""
+
+    def convert(self, value, param, ctx):
+        name, *pairs = str(value).split(":")
+        if pairs and name.lower() in self.choices and all("=" in pair for pair in pairs):
+            flags = " ".join(f"--{key.replace('_', '-')} {setting}" for key, setting
+                             in (pair.split("=", 1) for pair in pairs))
+            self.fail(f"{value!r} is how the benchmark names a score with options; on the "
+                      f"command line: --score {name.lower()} {flags}", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def _taking(option):
     """The scores that take ``option``, for its help: the registry says, not the help's words."""
     return ", ".join(name for name, cls in REGISTRY.items() if option in cls.options)
@@ -28,7 +42,7 @@ def _taking(option):
 @click.command()
 @click.argument("src", type=click.Path(dir_okay=False))
 @click.argument("dst", type=click.Path(dir_okay=False))
-@click.option("--score", type=click.Choice(SCORES, case_sensitive=False), default=defaults.SCORE,
+@click.option("--score", type=ScoreChoice(SCORES, case_sensitive=False), default=defaults.SCORE,
               show_default=True,
               help="Anomaly score. Scores that need a model train a quick one on the raster "
                    "scored when no --model is given (needs torch) and keep it beside the "
