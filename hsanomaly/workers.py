@@ -31,9 +31,9 @@ class Watch:
     good, for another to join, and one whose workers are all paused at their memory limit
     (``all_paused``) for one to go on: either is said once it lasts (``ALONE_SAY``), and once
     it has lasted ``cluster.worker_wait()`` seconds since the run last moved, the run stops
-    with one line naming ``where`` (``kept`` says what the run keeps). A result is fetched once, on a
-    thread of the watch's own, and waited for in steps: a fetch cut short by a timeout starts
-    again from nothing, and a large result on a slow link would never arrive.
+    with one line naming ``where`` (``kept`` says what the run keeps). A result is fetched
+    once, on a thread of the watch's own, and waited for in steps: a fetch cut short by a
+    timeout starts again from nothing, and a large result on a slow link would never arrive.
     """
 
     def __init__(self, client, where, kept=""):

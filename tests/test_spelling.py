@@ -87,11 +87,12 @@ def test_the_engines_threads_and_a_batch_name_arguments_as_their_caller():
 def test_a_dask_worker_names_arguments_as_the_caller(monkeypatch, tmp_path):
     """The worker's task carries the caller's spelling with the scorer and the store."""
     import hsanomaly.distributed as dist
+    from hsanomaly.workers import code
 
     seen = []
     store = type("Store", (), {"path": tmp_path, "put": lambda self, i, t: seen.append(spell("tile"))})()
     monkeypatch.setattr(dist, "score_tile", lambda source, scorer, window: None)
-    assert dist._score_into_store(None, (None, store, command_line({})), 0, None) == 0
+    assert dist._score_into_store(None, (None, store, command_line({}), code()), 0, None) == 0
     assert seen == ["--tile"]
 
 
