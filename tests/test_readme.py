@@ -78,29 +78,34 @@ def test_default_score_example_on_xarray_equals_the_cli(tmp_path):
     np.testing.assert_allclose(heat, expected, rtol=1e-6, atol=1e-6)
 
 
-def test_the_targets_example_gives_the_polygons_detect_writes_on_a_placed_raster(tmp_path):
+@pytest.mark.parametrize("placed", [False, True])
+def test_the_targets_example_gives_the_polygons_detect_writes(tmp_path, placed):
     """The README said a plain array's targets were "the --polygons layer's rows", true of the
     unplaced example only: on a georeferenced raster they lay at pixel coordinates, without a
-    CRS (the newcomer audit). The example places them, as detect does."""
+    CRS (the newcomer audit). Its call for a raster on a map places them as detect does, and
+    the example's own call gives detect's pixel coordinates (given the example's identity
+    transform, they were mirrored: review 3)."""
     import geopandas
     from rasterio.transform import from_origin
 
     (tmp_path / "examples").mkdir()
-    placed = tmp_path / "examples" / "abu-airport-2.tif"
+    scene = tmp_path / "examples" / "abu-airport-2.tif"
     with rasterio.open(EXAMPLE) as src:
-        profile = {**src.profile, "crs": "EPSG:32633",
-                   "transform": from_origin(500000, 4100000, 17, 17)}
-        with rasterio.open(placed, "w", **profile) as dst:
+        profile = {**src.profile, **({"crs": "EPSG:32633", "transform": from_origin(
+            500000, 4100000, 17, 17)} if placed else {})}
+        with rasterio.open(scene, "w", **profile) as dst:
             dst.write(src.read())
-    found = [code for code in BLOCKS if "hsanomaly.find_targets(heat" in code]
-    assert len(found) == 1
-    code = block_using("rx") + found[0] + "targets.to_file('targets.gpkg')\nheat = 0\n"
+    [block] = [code for code in BLOCKS if "hsanomaly.find_targets(heat" in code]
+    call = re.search(r"# on a map: (.*)\n", block).group(1) if placed else \
+        re.search(r"^targets = (hsanomaly\.find_targets\([^)]*\))", block, re.M).group(1)
+    code = block_using("rx") + block + f"targets = {call}\ntargets.to_file('t.gpkg')\nheat = 0\n"
     run_block(code, tmp_path)
-    subprocess.run([sys.executable, "-m", "hsanomaly.cli", "detect", str(placed),
+    subprocess.run([sys.executable, "-m", "hsanomaly.cli", "detect", str(scene),
                     str(tmp_path / "heat.tif"), "--score", "rx", "-q", "--polygons",
                     str(tmp_path / "written.gpkg"), "--far", "1e-3"], check=True, timeout=600)
-    example = geopandas.read_file(tmp_path / "targets.gpkg")
+    example = geopandas.read_file(tmp_path / "t.gpkg")
     written = geopandas.read_file(tmp_path / "written.gpkg", layer="targets")
-    assert example.crs == written.crs == "EPSG:32633" and len(example) == len(written) > 0
+    assert example.crs == written.crs and (example.crs == "EPSG:32633") == placed
+    assert len(example) == len(written) > 0
     assert example.geometry.geom_equals(written.geometry).all()
-    assert list(example["area"]) == list(written["area"])
+    assert example["area"].equals(written["area"])
