@@ -188,14 +188,17 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
 
 
 def _still_to_draw(dst, png, polygons, threshold, far):
-    """Of the drawings asked of finished heatmap ``dst``, those to draw now: a missing one,
-    or targets drawn above another threshold than the one asked now. The others are kept as
-    they are: a rerun for new rasters leaves a reviewer's edits to them alone."""
+    """Of the drawings asked of finished heatmap ``dst``, those to draw now: one missing or
+    older than the heatmap (drawn from an earlier one), or targets drawn above another
+    threshold than the one asked now. The others are kept as they are: a rerun for new
+    rasters leaves a reviewer's edits to them alone."""
     from .polygons import drawn_threshold
     from .thresholds import threshold_from_far
 
-    png = png if png is not None and not os.path.lexists(png) else None
-    if polygons is not None and os.path.lexists(polygons):
+    def current(path):
+        return os.path.lexists(path) and os.stat(path).st_mtime_ns >= os.stat(dst).st_mtime_ns
+    png = png if png is not None and not current(png) else None
+    if polygons is not None and current(polygons):
         wanted = float(threshold) if threshold is not None else \
             float(threshold_from_far(str(dst), far))
         polygons = None if drawn_threshold(polygons) == wanted else polygons

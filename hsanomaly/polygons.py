@@ -7,8 +7,8 @@ from .errors import HsanomalyError, ignoring
 from .io.atomic import check_writable, native_quiet, staged_into, staged_length
 from .io.checks import absolute
 from .io.paths import check_name_fits, check_suffix, refuse_layer_choice
-from .io.styles import (STYLE_TABLE, foreign_styles, gpkg_tables, layer_description,
-                        pin_dates, sqlite_tables, write_default_style)
+from .io.styles import (STYLE_TABLE, column_value, foreign_styles, gpkg_tables,
+                        layer_description, pin_dates, sqlite_tables, write_default_style)
 from .logs import stage as log_stage
 from .spelling import spell
 from .targets import COLUMNS, check_threshold_choice, find_targets
@@ -49,12 +49,13 @@ def added_parts(path):
 
 def drawn_threshold(path):
     """The score threshold the targets of GeoPackage ``path`` were drawn above, as its layer's
-    description records it (exactly: ``targets.find_targets``), or None."""
+    description records it (exactly: ``targets.find_targets``), or, where a copy lost that
+    (QGIS's Save Features As), its targets' threshold column; None where neither says."""
     import re
 
     found = re.search(r"pixels with score > ([^;]+)", layer_description(path, LAYER) or "")
     try:
-        return float(found.group(1)) if found else None
+        return float(found.group(1)) if found else column_value(path, LAYER, "threshold")
     except ValueError:
         return None
 

@@ -109,6 +109,20 @@ def layer_description(path, layer):
     return _read_only(path, read, None)
 
 
+def column_value(path, table, column):
+    """The value of ``column`` in the first row of ``table`` of SQLite database ``path`` (a
+    name either holds as written), or None: no such row, column or database."""
+    import sqlite3
+
+    def read(db):
+        try:
+            row = db.execute(f'SELECT "{column}" FROM "{table}" LIMIT 1').fetchone()
+        except sqlite3.OperationalError:          # no such table or column
+            return None
+        return None if row is None else row[0]
+    return _read_only(path, read, None)
+
+
 def gpkg_tables(path):
     """The tables a GeoPackage lists in ``gpkg_contents``; none for a file that is not one."""
     return _read_only(path, lambda db: {row[0] for row in db.execute(

@@ -334,3 +334,38 @@ def hsanomaly_threshold(heatmap, far):
     from hsanomaly.thresholds import threshold_from_far
 
     return threshold_from_far(str(heatmap), far)
+
+
+def test_drawings_of_an_earlier_heatmap_are_drawn_anew_and_a_copy_keeps_its_threshold(tmp_path,
+                                                                                       batch):
+    """A raster rescored by a run that drew nothing kept, on the next run asking for them,
+    the targets and quick look of its former heatmap, said "kept" (review 3's F01); a layer
+    saved back without its description (QGIS's Save Features As) was drawn anew over a
+    reviewer's deletions, its threshold unknown (review 3's F02): its column says it."""
+    import contextlib
+    import sqlite3
+
+    out = tmp_path / "out"
+    drawing = [*batch[:2], "--out-dir", out, "--polygons", "--threshold", "5", "--png", *RX]
+    assert_ok(run_cli("detect-many", *drawing))
+    make_scene(batch[0], seed=7)                           # reprocessed: rescored, undrawn
+    assert "1 scored, 1 skipped" in assert_ok(run_cli("detect-many", *batch[:2], "--out-dir",
+                                                      out, *RX)).stdout
+    result = assert_ok(run_cli("detect-many", *drawing))
+    assert f"{out / 'a_rx.gpkg'}: target polygons kept" not in result.stdout
+    assert f"{out / 'b_rx.gpkg'}: target polygons kept" in result.stdout
+    assert os.stat(out / "a_rx.png").st_mtime_ns >= os.stat(out / "a_rx.tif").st_mtime_ns
+    import hsanomaly
+
+    assert len(_targets(out / "a_rx.gpkg")) == len(hsanomaly.find_targets(out / "a_rx.tif",
+                                                                          threshold=5))
+    import pyogrio
+
+    copy = out / "b_rx.gpkg"                      # edited, and saved back without description
+    pyogrio.write_dataframe(_targets(copy).assign(mean_score=0.0), copy, layer="targets")
+    with contextlib.closing(sqlite3.connect(copy)) as db:
+        assert db.execute("SELECT description FROM gpkg_contents WHERE table_name = "
+                          "'targets'").fetchone()[0] == ""
+    before = copy.read_bytes()
+    result = assert_ok(run_cli("detect-many", *drawing))
+    assert f"{copy}: target polygons kept" in result.stdout and copy.read_bytes() == before
