@@ -158,13 +158,14 @@ def same_code(expected):
 
 def check_workers(client):
     """Refuse, before any work, a cluster whose workers cannot run hsanomaly's code or run
-    other code than this process (a worker that joins later is refused by its tasks)."""
-    try:
-        found = client.run(code)
-    except Exception as err:  # unpickling ``code`` without hsanomaly: the worker's error
-        raise HsanomalyError(f"the Dask workers cannot run hsanomaly ({describe(err)}); "
-                             "install the same hsanomaly on every worker "
-                             "(docs/distributed.md)") from None
-    for worker, theirs in found.items():
+    other code than this process. A worker that leaves while asked (an adaptive cluster
+    retiring it) is no refusal; one that joins later is refused by its tasks."""
+    for worker, theirs in client.run(code, on_error="return").items():
+        if isinstance(theirs, OSError):          # its connection closed: it left
+            continue
+        if isinstance(theirs, BaseException):   # unpickling ``code`` without hsanomaly, say
+            raise HsanomalyError(f"the Dask worker {worker} cannot run hsanomaly "
+                                 f"({describe(theirs)}); install the same hsanomaly on every "
+                                 "worker (docs/distributed.md)")
         if tuple(theirs) != code():
             raise HsanomalyError(other_code(worker, tuple(theirs), code()))

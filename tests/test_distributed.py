@@ -1032,7 +1032,8 @@ def test_a_worker_of_other_hsanomaly_code_is_refused_before_any_work(tmp_path, w
     if worker == "no hsanomaly":
         other.mkdir()
         (other / "sitecustomize.py").write_text(BLOCK_HSANOMALY)
-        said = r"^the Dask workers cannot run hsanomaly \(.*No module named 'hsanomaly'.*\); "
+        said = r"^the Dask worker tcp://\S+ cannot run hsanomaly \(.*No module named " \
+            r"'hsanomaly'.*\); "
     else:
         shutil.copytree(package, other / "hsanomaly",
                         ignore=shutil.ignore_patterns("__pycache__"))
@@ -1200,3 +1201,23 @@ def test_the_code_digest_is_the_same_for_a_package_imported_from_a_zip(tmp_path)
     assert sources_sha256(zipped) == sources_sha256(package) == sources_sha256(str(package))
     assert sources_sha256(zipped, ("io", "preprocess.py")) == \
         sources_sha256(package, ("io", "preprocess.py"))
+
+
+def test_a_worker_that_leaves_while_asked_for_its_code_is_no_refusal():
+    """An adaptive cluster retiring a worker as the run asked it refused the run, saying the
+    workers "cannot run hsanomaly" (review 3's F05, 4 times in 5 tries)."""
+    from hsanomaly.workers import check_workers, code
+
+    class Client:
+        def __init__(self, answers):
+            self.answers = answers
+
+        def run(self, function, on_error="raise"):
+            assert function is code and on_error == "return"
+            return self.answers
+
+    check_workers(Client({"tcp://a:1": OSError("connection reset"), "tcp://b:1": code()}))
+    with pytest.raises(HsanomalyError, match=r"^the Dask worker tcp://a:1 cannot run hsanomaly "
+                                             r"\(No module named 'hsanomaly'\)"):
+        check_workers(Client({"tcp://a:1": ModuleNotFoundError("No module named 'hsanomaly'"),
+                              "tcp://b:1": code()}))
