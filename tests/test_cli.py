@@ -1181,3 +1181,12 @@ def test_a_score_in_the_benchmarks_spelling_is_answered_with_its_flags(tmp_path)
                 "options; on the command line: --score mlrx --purge 0.08 --neighbour-weight "
                 "0.5") in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+    # the rings' spelling quoted for a shell, a key in capitals taken, an unknown one said
+    # (review 3's F06)
+    result = run("detect", tmp_path / "s.tif", tmp_path / "h.tif", "--score",
+                 "DUALCONTEXT:RINGS=7/3;11/5:purge=0.03")
+    assert "on the command line: --score dualcontext --rings '7/3;11/5' --purge 0.03" \
+        in result.output
+    result = run("detect", tmp_path / "s.tif", tmp_path / "h.tif", "--score", "mlrx:foo=1")
+    assert "'mlrx:foo=1': the benchmark's spelling of a score with options, but detect takes " \
+        "no option 'foo'" in result.output and result.exit_code == 2

@@ -24,10 +24,19 @@ class ScoreChoice(click.Choice):
     as the README's tables name configurations) is answered with the flags that give it."""
 
     def convert(self, value, param, ctx):
+        import shlex
+
         name, *pairs = str(value).split(":")
         if pairs and name.lower() in self.choices and all("=" in pair for pair in pairs):
-            flags = " ".join(f"--{key.replace('_', '-')} {setting}" for key, setting
-                             in (pair.split("=", 1) for pair in pairs))
+            taken = {p.name for p in ctx.command.params} if ctx is not None else set()
+            options = [(key.strip().lower().replace("-", "_"), setting)
+                       for key, setting in (pair.split("=", 1) for pair in pairs)]
+            unknown = [key for key, _ in options if key not in taken]
+            if unknown:
+                self.fail(f"{value!r}: the benchmark's spelling of a score with options, but "
+                          f"{ctx.command.name} takes no option {unknown[0]!r}", param, ctx)
+            flags = " ".join(f"--{key.replace('_', '-')} {shlex.quote(setting)}"
+                             for key, setting in options)      # pasted into a shell as is
             self.fail(f"{value!r} is how the benchmark names a score with options; on the "
                       f"command line: --score {name.lower()} {flags}", param, ctx)
         return super().convert(value, param, ctx)
