@@ -125,7 +125,7 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
                batch_state(src, dst, score, model or quick_model_path(cls, None, dst), tile,
                            options, used))
               for (src, dst), used in zip(targets, masks)]
-    # a finished raster draws only what is missing or asked above another threshold
+    # a finished raster draws only what is missing, older than it or of another threshold
     drawings = {dst: _still_to_draw(dst, *drawn(dst), threshold, far) if state == "skip"
                 else drawn(dst) for (_, dst), state in zip(targets, states)}
     items: List[Optional[BatchItem]] = [
@@ -196,7 +196,7 @@ def _still_to_draw(dst, png, polygons, threshold, far):
     from .thresholds import threshold_from_far
 
     def current(path):
-        return os.path.lexists(path) and os.stat(path).st_mtime_ns >= os.stat(dst).st_mtime_ns
+        return os.path.exists(path) and os.stat(path).st_mtime_ns >= os.stat(dst).st_mtime_ns
     png = png if png is not None and not current(png) else None
     if polygons is not None and current(polygons):
         wanted = float(threshold) if threshold is not None else \
