@@ -117,6 +117,13 @@ def counted(n, noun, plural=None):
     return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
 
 
+def some_of(items, most):
+    """The first ``most`` of ``items`` for a message, and how many more: "a, b and 3 more"."""
+    items = list(items)
+    more = f" and {counted(len(items) - most, 'more', plural='more')}" if len(items) > most else ""
+    return ", ".join(map(str, items[:most])) + more
+
+
 def listed(items, most=8):
     """The first ``most`` of ``items`` for a message, "106, 107, 147, ..." where there are more."""
     items = list(items)

@@ -11,7 +11,7 @@ from .errors import HsanomalyError
 from .io.checks import warn
 from .io.paths import check_path_kind, check_raster_path, expand_pattern, holds_numbers, is_path
 from .options import check_batch_keywords, check_callbacks, check_flags, check_near_misses
-from .spelling import counted, kind_of, spell
+from .spelling import kind_of, some_of, spell
 
 
 def model_path(model, check=True):
@@ -85,8 +85,7 @@ def without_own_outputs(sources):
     own = [src for src in sources if is_own_detect_output(src) or is_quick_model(src)
            or (str(src).endswith(".partial") and is_tile_store(src)) or drawn(src)]
     if own:
-        more = f" and {counted(len(own) - 3, 'more', plural='more')}" if len(own) > 3 else ""
-        warn(f"{', '.join(own[:3])}{more}: left out of the inputs, being hsanomaly's own "
+        warn(f"{some_of(own, 3)}: left out of the inputs, being hsanomaly's own "
              "outputs (heatmaps, quick models, tile stores, quick looks, target polygons)")
     return [src for src in sources if src not in own]
 

@@ -26,7 +26,7 @@ from .._version import __version__
 from ..errors import (INTERRUPTS, HsanomalyError, HsanomalyWarning, describe, memory_limit,
                       out_of_memory, out_of_memory_text)
 from ..defaults import SEED_MAX
-from ..spelling import command_line, spelled
+from ..spelling import command_line, some_of, spelled
 
 COMMANDS = {
     "detect": "hsanomaly.cli.detect:detect",
@@ -382,7 +382,7 @@ def _kept(ctx, written=()):
     step by step names what it had written (a temporary that went with the interrupt, not)."""
     command = ctx.invoked_subcommand
     written = [path for path in written if os.path.lexists(path)]
-    shown = ", ".join(written[:4]) + (f" and {len(written) - 4} more" if len(written) > 4 else "")
+    shown = some_of(written, 4)
     if written and command in ONE_COMMIT:
         return f" once its outputs were in place ({shown}: complete)"
     if written and command != "detect-many":      # a batch says it of its rasters

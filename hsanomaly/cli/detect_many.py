@@ -32,7 +32,8 @@ def detect_many(inputs, out_dir, polygons, png, threshold, far, overwrite, worke
                 quiet, **scoring):
     """Score rasters INPUTS, on one Dask cluster with --workers or --scheduler; reruns skip finished ones.
 
-    A finished raster's --polygons and --png are drawn again from its heatmap.
+    A finished raster's --polygons and --png are drawn from its heatmap where missing, older than
+    it or asked above another threshold, and kept otherwise (a reviewer's edits included).
 
     Exits with status 1 if any raster failed, after scoring the others.
     """

@@ -22,7 +22,7 @@ from rasterio.windows import Window
 from ..cancel import cancel_point
 from ..defaults import TILE
 from ..errors import HsanomalyError
-from ..spelling import counted, listed, spell
+from ..spelling import counted, listed, some_of, spell
 from .bandaxis import MIN_LINE, warn_if_bands_elsewhere
 from .checks import absolute, available_memory, size_text, warn_once
 from .digest import file_sha256
@@ -495,14 +495,14 @@ class _Source:
         empty = [self.band_names[i] for i in np.flatnonzero(~seen)]
         if empty:
             return HsanomalyError(f"{self.name}: no pixel is valid in every band: "
-                                  f"{_some(empty)} {'holds' if len(empty) == 1 else 'hold'} "
+                                  f"{some_of(empty, 5)} {'holds' if len(empty) == 1 else 'hold'} "
                                   f"only NaN or nodata; leave such bands out first (for example "
                                   f"{subset})")
         missing = 1 - valid / valid.max()     # against the band with values at most pixels
         worst = [self.band_names[i] for i in np.flatnonzero(missing >= 0.5)] or \
             [self.band_names[int(np.argmax(missing))]]
         return HsanomalyError(f"{self.name}: no pixel is valid in every band (each pixel is NaN, "
-                              f"infinite or nodata in at least one band; {_some(worst)} "
+                              f"infinite or nodata in at least one band; {some_of(worst, 5)} "
                               f"{'misses' if len(worst) == 1 else 'miss'} the most: leave "
                               f"{'it' if len(worst) == 1 else 'them'} out first ({subset}), or "
                               "set another nodata value if it is real data there)")
@@ -511,11 +511,6 @@ class _Source:
         """Per band: how many pixels of ``window`` hold a finite, non-nodata value in it."""
         data, nodata = self._read_bands(window)
         return (~nodata & np.isfinite(data)).sum(axis=(1, 2))
-
-
-def _some(names):
-    """Up to five of ``names``, and how many more."""
-    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
 
 def add(a, b):
@@ -571,9 +566,9 @@ class RasterSource(_Source):
         self.bands = [b for b in range(1, ds.count + 1) if b not in alpha and b not in bad]
         if not ds.count:
             inside = ds.subdatasets
-            shown = ", ".join(inside[:3]) + (f" and {len(inside) - 3} more" if len(inside) > 3 else "")
             raise HsanomalyError(f"{self.name}: " + (f"a container of {len(inside)} datasets and "
-                                                     f"no bands of its own; name one: {shown}"
+                                                     "no bands of its own; name one: "
+                                                     f"{some_of(inside, 3)}"
                                                      if inside else "has no bands"))
         if not self.bands:
             raise HsanomalyError(f"{self.name}: every band is an alpha band or marked bad in the "

@@ -11,8 +11,8 @@ import configparser
 import importlib
 import importlib.metadata
 import importlib.util
-import re
 import os
+import re
 import sys
 import sysconfig
 from pathlib import Path
@@ -42,7 +42,18 @@ def plugin_version():
 def release(version):
     """A version's release line, major.minor ("0.2" of "0.2.1"): the names and defaults the
     plugin reads from the library hold within one."""
-    return ".".join(re.findall(r"\d+", str(version))[:2])
+    return ".".join(map(str, _numbers(version)[:2]))
+
+
+def _numbers(version):
+    """A version's numbers, up to major.minor.patch: (0, 2, 1) of "0.2.1"."""
+    return tuple(int(n) for n in re.findall(r"\d+", str(version))[:3])
+
+
+def in_a_terminal(modules):
+    """How to install ``modules`` (``install_commands``): from a terminal, then a restart."""
+    return ("from a terminal (on Windows: the OSGeo4W Shell) and restart QGIS:  "
+            + "  &&  ".join(install_commands(modules)))
 
 
 def unmet(*modules):
@@ -76,29 +87,23 @@ def library_problem():
                 absent.append(name)
     if absent:
         return (f"hsanomaly plugin: the hsanomaly library is installed, but not the "
-                f"package(s) {', '.join(absent)} it needs. Install them from a terminal (on "
-                "Windows: the OSGeo4W Shell) and restart QGIS:  "
-                + "  &&  ".join(install_commands(["hsanomaly"])))
+                f"package(s) {', '.join(absent)} it needs. Install them "
+                + in_a_terminal(["hsanomaly"]))
     try:
         installed = importlib.import_module("hsanomaly").__version__
     except Exception as err:           # QGIS's start-up must go on, whatever it raised
         return (f"hsanomaly plugin: the hsanomaly library cannot be imported ({err}). Install "
-                "it again from a terminal and restart QGIS:  "
-                + "  &&  ".join(install_commands(["hsanomaly"])))
-    if release(installed) == release(plugin_version()):
+                "it again " + in_a_terminal(["hsanomaly"]))
+    plugin = plugin_version()
+    if release(installed) == release(plugin):
         return None
-    newer = _numbers(installed) > _numbers(plugin_version())
-    return (f"hsanomaly plugin {plugin_version()}: QGIS's Python holds the hsanomaly library "
-            f"{installed}, which this plugin cannot use (it needs {release(plugin_version())}.x: "
+    newer = _numbers(installed) > _numbers(plugin)
+    return (f"hsanomaly plugin {plugin}: QGIS's Python holds the hsanomaly library "
+            f"{installed}, which this plugin cannot use (it needs {release(plugin)}.x: "
             "update the two together). "
             + (f"Update the plugin to the library's release ({installed}: Plugins > Manage and "
                "Install Plugins, or its zip), or install" if newer else "Install")
-            + " the matching library from a terminal (on Windows: the OSGeo4W Shell) and "
-            "restart QGIS:  " + "  &&  ".join(install_commands(["hsanomaly"])))
-
-
-def _numbers(version):
-    return tuple(int(n) for n in re.findall(r"\d+", str(version))[:3])
+            + " the matching library " + in_a_terminal(["hsanomaly"]))
 
 
 def python_command():
@@ -161,8 +166,7 @@ def install_commands(modules):
 def install_hint(modules):
     """A message naming the missing ``modules`` with the pip command(s) that install them."""
     return (f"hsanomaly plugin: the Python package(s) {', '.join(modules)} cannot be imported by "
-            "the Python that QGIS runs. Install them from a terminal (on Windows: the OSGeo4W "
-            "Shell) and restart QGIS:  " + "  &&  ".join(install_commands(modules)))
+            "the Python that QGIS runs. Install them " + in_a_terminal(modules))
 
 
 def installed_runtimes():
