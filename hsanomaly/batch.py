@@ -20,7 +20,7 @@ from .io.checks import one_job
 from .io.gdal import dataset_stem
 from .io.paths import check_path_kind
 from .logs import LOGGER, progress_bar
-from .outputs import batch_paths
+from .outputs import batch_paths, refuse_foreign_drawings
 from .polygons import check_threshold
 from .quickmodel import quick_model_path
 from .scorers import chosen
@@ -167,6 +167,8 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
             try:
                 used = None if masks[i] is None else masks[i].path
                 drawing = drawings[dst]
+                if not overwrite:           # named after the raster: only moved away
+                    refuse_foreign_drawings(*drawing, of=src)
                 result = detect(src, dst, score=score, model=model, tile=tile, mask=used,
                                 png=drawing[0], polygons=drawing[1], threshold=threshold,
                                 far=far, resume=states[i] != "score", overwrite=overwrite,

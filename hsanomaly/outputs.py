@@ -59,8 +59,7 @@ def refuse_foreign_outputs(src, rasters, png=None, polygons=None, quick_model=No
     """Refuse existing outputs hsanomaly did not write (``check_replaceable_file``), and
     rasters or a quick model it made from another input than ``src`` (a slip in an output's
     name, or a result renamed away from its model, would destroy another scene's result)."""
-    from .io.ownership import is_own_detect_output, is_own_png, other_input, recorded_input
-    from .polygons import check_replaceable_targets
+    from .io.ownership import is_own_detect_output, other_input, recorded_input
 
     records = []
     for label, path in (pair for pair in rasters if is_path(pair[1])):
@@ -75,15 +74,27 @@ def refuse_foreign_outputs(src, rasters, png=None, polygons=None, quick_model=No
                                  f"which this run of {Path(str(src)).name} would replace; choose "
                                  f"another name, or pass {spell('overwrite', True)}")
     refuse_foreign_side_files(rasters, is_own_detect_output)
+    refuse_foreign_drawings(png, polygons)
+
+
+def refuse_foreign_drawings(png, polygons, of=None):
+    """Refuse a quick look or target polygons (``drawn_outputs``) there that hsanomaly did not
+    draw, or that someone added to; ``of``: the input they are a batch's drawings of, whose
+    names come from it, so only moving the file away lets them be drawn."""
+    from .io.ownership import is_own_png
+    from .polygons import check_replaceable_targets
+
+    remedy = None if of is None else "move it away (or rename it) to have it drawn again"
+    labels = {path: label for label, path in drawn_outputs(png, polygons, of)}
     if is_path(png):
         from .quicklook import SIDECAR_KINDS, sidecars
 
-        check_replaceable_file(png, spell("png"), is_own_png, "a quick-look PNG")
+        check_replaceable_file(png, labels[png], is_own_png, "a quick-look PNG", remedy)
         for kind, side in zip(SIDECAR_KINDS, sidecars(png)):    # ours where the picture is
-            check_replaceable_file(side, f"{spell('png')}'s {kind}", lambda _: is_own_png(png),
-                                   f"the {kind} of a quick look")
+            check_replaceable_file(side, labels[side], lambda _: is_own_png(png),
+                                   f"the {kind} of a quick look", remedy)
     if is_path(polygons):
-        check_replaceable_targets(polygons)
+        check_replaceable_targets(polygons, labels[polygons], remedy)
 
 
 def drawn_outputs(png, polygons, of=None):

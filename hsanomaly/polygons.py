@@ -72,20 +72,23 @@ def other_tables(path):
         + styles
 
 
-def check_replaceable_targets(path):
+def check_replaceable_targets(path, label=None, remedy=None):
     """Refuse, without ``--overwrite``, to replace a GeoPackage hsanomaly did not write, or one
-    it wrote to which a layer, a table or a style was added since (named in the message)."""
+    it wrote to which a layer, a table or a style was added since (named in the message);
+    ``label``, ``remedy``: as a batch names the file and what to do instead."""
     import os
 
     from .io.paths import check_replaceable_file
 
+    label = label or spell("polygons")
     ours = os.path.isfile(path) and not os.path.islink(path) and holds_targets(path)
     others = added_parts(path) if ours else []
     if others:
-        raise HsanomalyError(f"{path}: {spell('polygons')} holds, beside hsanomaly's targets, "
+        raise HsanomalyError(f"{path}: {label} holds, beside hsanomaly's targets, "
                              f"{', '.join(others)}, which writing the targets would remove; "
-                             f"choose another file, or pass {spell('overwrite', True)}")
-    check_replaceable_file(path, spell("polygons"), is_targets_file, "a targets GeoPackage")
+                             + (remedy or "choose another file, or pass "
+                                f"{spell('overwrite', True)}"))
+    check_replaceable_file(path, label, is_targets_file, "a targets GeoPackage", remedy)
 
 
 def check_no_other_layers(path):

@@ -123,16 +123,17 @@ def check_suffix(path, label, suffixes, kind):
                              f"{' or '.join(suffixes)} name")
 
 
-def check_replaceable_file(path, label, is_own, kind):
+def check_replaceable_file(path, label, is_own, kind, remedy=None):
     """Refuse to replace an existing file unless ``is_own(path)`` says it is ``kind`` written by
     hsanomaly (an earlier run's output): a user's raster named as the output by mistake is
     never overwritten without ``overwrite`` (``--overwrite``). A symbolic link there is left to
-    ``refuse_special``, which every output meets."""
+    ``refuse_special``, which every output meets. ``remedy``: what to do instead of the
+    choices a named output has (a batch names its outputs itself)."""
     path = Path(path)
     if path.is_symlink() or not path.is_file() or is_own(path):
         return
-    remedy = either("delete it", "choose another name",
-                    (f"pass {spell('overwrite', True)}", "overwrite"))
+    remedy = remedy or either("delete it", "choose another name",
+                              (f"pass {spell('overwrite', True)}", "overwrite"))
     raise HsanomalyError(f"{path}: {label} exists and is not {kind} written by hsanomaly 0.2 "
                          f"or later (0.1 marked none); refusing to replace it ({remedy})")
 

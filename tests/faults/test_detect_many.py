@@ -292,6 +292,8 @@ def test_drawings_are_checked_before_any_raster_is_scored(tmp_path, batch):
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith(f"Error: {out / 'b_rx.gpkg'}: ")
     assert "refusing to replace it" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert "the target polygons of" in result.stderr and "--overwrite" not in result.stderr
+    assert "move it away (or rename it) to have it drawn again" in result.stderr
     assert "2 scored, 0 skipped, 1 failed" in result.stdout
     assert sorted(p.name for p in out.iterdir()) == ["a_rx.gpkg", "a_rx.tif", "b_rx.gpkg",
                                                      "c_rx.gpkg", "c_rx.tif"]
@@ -325,6 +327,7 @@ def test_a_rerun_for_new_rasters_keeps_the_reviewed_targets_of_finished_ones(tmp
     result = run_cli("detect-many", *other)                              # another rate
     assert result.returncode == 1 and "0 scored, 2 skipped, 1 failed" in result.stdout
     assert result.stderr.startswith(f"Error: {reviewed}: ") and "verified" in result.stderr
+    assert result.stderr.rstrip().endswith("move it away (or rename it) to have it drawn again")
     assert reviewed.read_bytes() == before
     assert set(_targets(out / "b_rx.gpkg")["threshold"]) == {
         float(hsanomaly_threshold(out / "b_rx.tif", 0.001))}
