@@ -1989,8 +1989,12 @@ def test_pixels_saturated_at_a_nodata_value_of_the_type_s_largest_are_said(tmp_p
     ragged = cube.copy()
     ragged[10:, :, 3:5] = 65535                # the SWIR bands' fill reaches 2 columns further
     ragged = write_raster(tmp_path / "ragged.tif", ragged, nodata=65535, dtype="uint16")
+    bright = cube.copy()           # ordinary bright pixels, far below the ceiling, across which
+    bright[:, 20:40, 30] = 45000   # a dead column (one band) runs: no saturation (review 3 F08)
+    bright[7, :, 30] = 65535
+    bright = write_raster(tmp_path / "dead.tif", bright, nodata=65535, dtype="uint16")
     for row, col in [(10, 20), (30, 40), (50, 10)]:    # a roof: near the ceiling where not at it
-        cube[:, row, col] = 50000
+        cube[:, row, col] = 60000
         cube[:saturated_bands, row, col] = 65535
     path = write_raster(tmp_path / "bright.tif", cube, nodata=65535, dtype="uint16")
     for raster, said in [(edge, []), (path, [
@@ -2004,10 +2008,11 @@ def test_pixels_saturated_at_a_nodata_value_of_the_type_s_largest_are_said(tmp_p
         assert [str(w.message) for w in caught if issubclass(w.category, HsanomalyWarning)] \
             == said
     # a ragged fill edge holds ordinary values beside its gaps: no saturation (review 2's F03)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        RasterSource(ragged).check_data()
-    assert not [w for w in caught if "saturated" in str(w.message)]
+    for raster in (ragged, bright):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            RasterSource(raster).check_data()
+        assert not [str(w.message) for w in caught if "saturated pixels" in str(w.message)]
 
 
 def test_infinite_pixels_are_said_to_be_left_out(tmp_path):

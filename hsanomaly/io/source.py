@@ -43,6 +43,8 @@ FILL_SHARE = 0.05       # share of probed pixels holding one fill value in every
 FILL_MIN_BANDS = 10     # fewer bands may well hold one value in all of them (a saturated or
                         # black pixel of a few-band image)
 
+SATURATION_NEAR = 0.8  # of the type's largest value: a band beside a saturated one comes that
+#                        near the ceiling (spectra are smooth), ordinary bright pixels rarely do
 SAMPLE_REDRAW = 1.1   # sample again when nodata left a tenth fewer valid pixels than drawn for
 SCALED_BANDS = 16     # bands scaled at once, in place
 
@@ -205,14 +207,14 @@ class _Source:
 
     def _saturated(self, values, gaps, bad, top):
         """Of pixels ``values`` (bands, n, 1) with ``gaps`` (``bad`` a pixel), those at the
-        nodata value ``top`` in some bands and not all that reach half of it in a band beside
-        one of those: saturated, their spectra running into the ceiling, not a dead column or a
+        nodata value ``top`` in some bands and not all that come near it (``SATURATION_NEAR``)
+        in a band beside one of those: saturated, their spectra running into the ceiling, not a dead column or a
         ragged fill edge, whose neighbouring bands hold ordinary values."""
         some = (bad > 0) & (bad < self.count)
         beside = np.zeros_like(gaps)
         beside[1:] |= gaps[:-1]
         beside[:-1] |= gaps[1:]
-        near = np.where(beside & ~gaps, values, 0).max(axis=0) >= top / 2
+        near = np.where(beside & ~gaps, values, 0).max(axis=0) >= top * SATURATION_NEAR
         return some & near
 
     def _declaring(self, value):
