@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional, SupportsFloat, SupportsIndex, Union
 
 from . import defaults
-from .errors import HsanomalyError
+from .errors import Cancelled, HsanomalyError
 from .hints import (FalseAlarmRate, Inputs, ModelArg, PathArg, Progress, Report, Scheduler,
                     Scores)
 from .io.checks import one_job
@@ -117,7 +117,9 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
         result, resume = resumed_run(src, dst, scorer, extras, tile, cog, scene, stage) \
             if resume else (None, False)
         if result is not None and callback is not None:     # the bar ends, nothing scored
-            callback(1.0, f"{dst}: finished earlier, kept")
+            if callback(1.0, f"{dst}: finished earlier, kept") and (png or polygons):
+                raise Cancelled(f"{dst}: cancelled; the heatmap, finished earlier, is kept, "
+                                "and nothing was drawn from it")
         # a quick model is staged, replaced with the heatmap: a failed run keeps the earlier pair
         if quick is not None and result is None:
             training = time.perf_counter()

@@ -273,6 +273,13 @@ def test_detect_many_tells_each_rasters_progress_and_a_cancel_stops_the_batch(tm
     assert [item.status for item in items] == ["scored", "failed", "failed"]
     assert items[1].error.endswith("cancelled") and "batch was cancelled" in items[2].error
     assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["a_rx.tif"]
+    # a cancel as a finished raster's drawings are about to be drawn: none is (review 1 F04)
+    items = hsanomaly.detect_many(rasters, tmp_path / "again", score="rx", tile=16,
+                                  polygons=True, threshold=5, png=True,
+                                  callback=lambda fraction, message: True)
+    assert [item.status for item in items] == ["failed"] * 3
+    assert items[0].error.endswith("is kept, and nothing was drawn from it")
+    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["a_rx.tif"]
 
 
 def test_detect_many_hands_over_each_raster_once_settled_in_order(tmp_path):
