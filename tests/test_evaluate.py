@@ -1305,3 +1305,96 @@ def test_a_truth_array_of_an_x_y_heatmaps_shape_is_taken_in_its_order():
                                              "in \\(x, y\\) order on a square grid"):
         hsanomaly.evaluate(square, truth[:, :30])
     assert hsanomaly.evaluate(square, xr.DataArray(truth[:, :30], dims=("y", "x")))["auc"] > 0.99
+
+
+def test_truth_values_that_may_not_mean_a_target_are_said(heat_and_truth, tmp_path):
+    """Every non-zero truth pixel is a target: a 255 "ignore" code beside class labels took an
+    AUC from 0.84 to 0.50, a soft, smoothly resampled or JPEG-saved mask widened its targets
+    (0.84 to 0.65-0.72), and a truth inverted (targets 0) gave 0.16, each without a word (the
+    truth audit's F01, F02, F04). Class labels 1..k, a 0/255 mask and a declared nodata are
+    as they were: nothing is said."""
+    import warnings
+
+    import hsanomaly
+
+    heat, _, scores, truth = heat_and_truth
+    labels = truth.copy()
+    labels[40:45, 30:32] = 2                                  # T3, another class
+    ignored = labels.copy()
+    ignored[50:60, 60:80] = 255
+    for name, values, nodata, message in [
+            ("ignored.tif", ignored, None, r"ignored.tif: the mask holds 3 values above 0 \(255 "
+             r"in 200 pixels, 1 in 15 pixels, 2 in 10 pixels\), each counting as a target "
+             r"\(1\); if 255 means unlabelled, declare it nodata \(gdal_edit.py -a_nodata "
+             r"255\)"),
+            ("soft.tif", np.where(truth > 0, 1.0, np.where(np.roll(truth, 1, 0) > 0, 0.3, 0)),
+             None, r"soft.tif: the mask holds 2 values above 0 .*a soft mask, or one resampled "
+             r"smoothly or saved lossy \(JPEG\)\? Set its targets to 1 and the rest to 0, or "
+             r"resample it by nearest neighbour \(gdalwarp -r near\)"),
+            ("labels.tif", labels, None, None), ("mask255.tif", truth * 255, None, None),
+            ("declared.tif", ignored, 255, None),
+            ("inverted.tif", 1 - truth, None, r"inverted.tif: 99% of its labelled pixels are "
+             r"targets; is it inverted \(targets 0, background non-zero\)\?")]:
+        path = write_raster(tmp_path / name, values[None].astype(
+            np.float32 if values.dtype.kind == "f" else np.uint8), nodata=nodata,
+            dtype="float32" if values.dtype.kind == "f" else "uint8")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            report = hsanomaly.evaluate(heat, path)
+        told = [str(w.message) for w in caught if issubclass(w.category, HsanomalyWarning)
+                and str(w.message).startswith(str(path))]        # not the heatmap's
+        if message is None:
+            assert told == [], (name, told)
+        else:
+            assert len(told) == 1 and re.search(f"^{tmp_path}/{message}$", told[0]), told
+        known = np.ones(truth.shape, bool) if nodata is None else values != nodata
+        known &= np.isfinite(scores)
+        assert report["auc"] == pytest.approx(roc_auc_score(values[known] != 0, scores[known]))
+    with pytest.warns(HsanomalyWarning, match=r"the truth array: the mask holds 2 values above "
+                      r"0 \(255 in 200 pixels, 1 in 25 pixels\).*if 255 means unlabelled, mask "
+                      r"them \(numpy.ma.masked_equal\(mask, 255\)\)"):
+        hsanomaly.evaluate(heat, np.where(ignored == 255, 255, truth))
+
+
+def test_a_truth_data_array_lies_where_its_coordinates_say_beside_a_heatmap_file(
+        heat_and_truth):
+    """A truth DataArray beside a heatmap file was taken on its shape: sorted south-up, as
+    netCDF often holds it, it gave AUC 0.55 for 0.84; placed 30 pixels away, it was scored
+    (the truth audit's F03). A heatmap DataArray already checked them."""
+    xr = pytest.importorskip("xarray")
+    import hsanomaly
+    from synthetic import TRANSFORM
+
+    heat, _, scores, truth = heat_and_truth
+    rows, cols = truth.shape
+    y = TRANSFORM.f + TRANSFORM.e * (np.arange(rows) + 0.5)
+    x = TRANSFORM.c + TRANSFORM.a * (np.arange(cols) + 0.5)
+    placed = xr.DataArray(truth, dims=("y", "x"), coords={"y": y, "x": x})
+    assert hsanomaly.evaluate(heat, placed)["auc"] == hsanomaly.evaluate(heat, truth)["auc"]
+    for moved, axis in [(placed.sortby("y"), "y"), (placed.assign_coords(x=x + 30 * 2.0), "x")]:
+        with pytest.raises(HsanomalyError, match=rf"'truth': its {axis} coordinates are not "
+                                                 "the heatmap's"):
+            hsanomaly.evaluate(heat, moved)
+        with pytest.raises(HsanomalyError, match=rf"'outer_mask': its {axis} coordinates"):
+            hsanomaly.evaluate(heat, truth, outer_mask=moved)
+
+
+def test_a_truth_on_another_grid_is_told_the_command_that_fits_it_keeping_its_labels(
+        heat_and_truth, tmp_path):
+    """"Resample it onto that raster's grid" named no resampler, and a smooth one widens the
+    targets (the truth audit's F02); a truth at another pixel size was told only its size."""
+    import hsanomaly
+    from synthetic import TRANSFORM
+
+    heat, _, _, truth = heat_and_truth
+    rows, cols = truth.shape
+    fine = write_raster(tmp_path / "fine.tif", np.kron(truth, np.ones((2, 2)))[None],
+                        transform=TRANSFORM * TRANSFORM.scale(0.5))
+    left, top = TRANSFORM.c, TRANSFORM.f
+    with pytest.raises(HsanomalyError) as err:
+        hsanomaly.evaluate(heat, fine)
+    assert str(err.value).startswith(f"{fine}: the mask is not on the grid of {heat}")
+    assert str(err.value).endswith(
+        "resample it onto that raster's grid, by nearest neighbour, which keeps its labels: "
+        f"gdalwarp -r near -t_srs EPSG:32633 -te {left:.10g} {top - 2 * rows:.10g} "
+        f"{left + 2 * cols:.10g} {top:.10g} -tr 2 2 {fine} fine_on_grid.tif")

@@ -494,3 +494,45 @@ def test_features_a_turn_of_longitude_away_fall_on_a_raster_across_the_antimerid
     layer = write_layer(tmp_path / "held.geojson", [held], crs="EPSG:4326")
     mask = read_truth(layer, shape=truth.shape, grid_of=scene)[0]
     assert mask[20:24, 28:34].all() and mask.sum() == 24       # by touch it took more
+
+
+def test_a_gps_file_s_empty_layers_leave_its_waypoints_the_only_layer(grid, tmp_path):
+    """A GPX file lists its five kinds of layer, used or not: its waypoints were refused until
+    a layer was named ("has 5 layers")."""
+    scene, truth = grid
+    points = gpd.GeoSeries([pixel_centre(10, 10), pixel_centre(31, 41)], crs=CRS)
+    gpx = tmp_path / "field.gpx"
+    gpd.GeoDataFrame(geometry=points.to_crs("EPSG:4326")).to_file(gpx, driver="GPX",
+                                                                  layer="waypoints")
+    import pyogrio
+
+    assert len(pyogrio.list_layers(gpx)) == 5
+    mask, _ = read_truth(gpx, shape=truth.shape, grid_of=scene)
+    assert mask.sum() == 2 and mask[10, 10] == mask[31, 41] == 1
+
+
+def test_a_geojson_is_told_as_lon_lat_whatever_its_coordinates(grid, tmp_path):
+    """GDAL reads a GeoJSON without a 'crs' member as EPSG:4326: one drawn in a plain raster's
+    pixel coordinates was told to "drop the layer's CRS", which a GeoJSON cannot; one in UTM
+    was said to lie at "x inf to inf", the span of its failed reprojection."""
+    scene, _ = grid
+    cube, _ = synthetic_cube()
+    plain = write_raster(tmp_path / "plain.tif", cube, crs=None, transform=None)
+    def geojson(name, shape):
+        (tmp_path / name).write_text(json.dumps({"type": "FeatureCollection", "features": [
+            {"type": "Feature", "properties": {}, "geometry": shapely.geometry.mapping(shape)}]}))
+        return tmp_path / name
+
+    with pytest.raises(HsanomalyError, match=r"t.geojson: the features are in EPSG:4326, but .*"
+                       r"plain.tif has no CRS.*if it is drawn in the raster's pixel coordinates, "
+                       r"save it without a CRS in another format \(a GeoJSON file without a "
+                       r"'crs' member is read as EPSG:4326"):
+        read_truth(geojson("t.geojson", shapely.box(10, -12, 12, -10)), grid_of=plain)
+    with pytest.raises(HsanomalyError) as err:
+        read_truth(geojson("utm.geojson", pixel_box(30, 40, 32, 42)), grid_of=scene)
+    assert "inf" not in str(err.value)
+    assert f"y {TRANSFORM.f + TRANSFORM.e * 32:.8g} to {TRANSFORM.f + TRANSFORM.e * 30:.8g} " \
+        "in WGS 84, which do not reproject to its CRS" in str(err.value)
+    assert str(err.value).endswith("is the file's CRS right? (a GeoJSON file without a 'crs' "
+                                   "member is read as EPSG:4326, lon/lat, whatever its "
+                                   "coordinates)")

@@ -12,17 +12,19 @@ from .. import defaults
 from ..errors import HsanomalyError
 from ..io import read_truth
 from ..io.atomic import staged_into
-from ..io.checks import path_text
+from ..io.checks import path_text, warn_once
 from ..io.gdal import open_raster
 from ..io.paths import is_path
 from ..io.scene import grid_text, mask_values
 from ..io.scores import read_heatmap_whole
 from ..io.inputs import (INDEX_COORDS, as_band, is_data_array, map_axes, pixel_centres,
                          placement)
-from ..io.values import warn_negative_mask
+from ..io.values import warn_mask_values
 from ..options import renamed_keywords
 from ..spelling import counted, spell
 from .metrics import evaluate
+
+INVERTED = 0.5    # share of a truth's labelled pixels that are targets above which it is doubted
 
 # Bytes per pixel an evaluation holds at its peak: the float64 scores, their sort order and
 # sorted copy, the masks and the ROC arrays (measured on the example scene, rounded up).
@@ -73,7 +75,7 @@ def read_mask(mask, shape, heatmap=None, name="the mask array"):
     if values.shape != tuple(shape):
         raise HsanomalyError(f"{name} is {_pixels(values.shape)}, the heatmap {_pixels(shape)}")
     truth, unknown = mask_values(values, None)
-    warn_negative_mask(name, np.ma.getdata(values), unknown, lambda value: "mask them "
+    warn_mask_values(name, np.ma.getdata(values), unknown, lambda value: "mask them "
                        f"(numpy.ma.masked_equal(mask, {value:g})) or set them to NaN")
     if unknown.all():
         raise HsanomalyError(f"{name}: every pixel is masked or NaN")
@@ -83,13 +85,18 @@ def read_mask(mask, shape, heatmap=None, name="the mask array"):
 @renamed_keywords(outer="outer_mask")
 def evaluate_files(heatmap_path, truth, outer_mask=None, pd_far=defaults.PD_FAR):
     """Read the inputs and evaluate; returns (report, scores, truth, outer, valid). The masks
-    are files or arrays (``read_mask``). Pixels where the truth is unknown (its nodata) are
+    are files or arrays (``read_mask``), a DataArray placed as the heatmap is where both say
+    where they lie (``_check_same_place``). Pixels where the truth is unknown (its nodata) are
     in neither class, as the outer mask's ambiguous pixels are (``outer`` holds both); where
     the outer mask is nodata, left out (``valid`` is False there), as are the heatmap's own
     NaN pixels (``metrics.class_masks``; ``evaluate`` counts the target pixels among them)."""
     scores = read_heatmap(heatmap_path)
     with open_raster(heatmap_path) as ds:
         crs, transform = ds.crs, ds.transform
+    placed = transform if crs is not None or not transform.is_identity else None
+    for label, mask in (("truth", truth), ("outer_mask", outer_mask)):
+        if not is_path(mask):              # a DataArray lies where its coordinates say
+            _check_same_place(mask, _grid_centres(placed, scores.shape), placed, spell(label))
     return _evaluate(scores, path_text(heatmap_path), crs, transform, truth, outer_mask, pd_far,
                      heatmap_path)
 
@@ -135,12 +142,24 @@ def _in_rows_of_y(mask, shape, label):
     return np.ma.asanyarray(mask).T if np.shape(mask) == tuple(shape) else mask
 
 
+def _grid_centres(transform, shape):
+    """A heatmap file's pixel centres as ``pixel_centres`` gives a DataArray's, where its grid
+    is north-up (None elsewhere, or where it has no placement)."""
+    if transform is None or transform.b or transform.d:
+        return None
+    rows, cols = shape
+    return {"x": (transform.c + transform.a * (np.arange(cols) + 0.5), 0.0),
+            "y": (transform.f + transform.e * (np.arange(rows) + 0.5), 0.0)}
+
+
 def _check_same_place(mask, heatmap, transform, label):
     """Refuse a mask array placed elsewhere than the heatmap (cut or sorted otherwise: its
     pixels would be compared with other pixels' scores): by their x/y coordinates where both
-    are DataArrays with them, else by their placements (``transform``: the heatmap's), within
-    a thousandth of a pixel; arrays with neither pass on their shapes."""
-    ours, theirs = pixel_centres(heatmap), pixel_centres(mask)
+    have them (``heatmap``: a DataArray, or its pixel centres), else by their placements
+    (``transform``: the heatmap's), within a thousandth of a pixel; arrays with neither pass
+    on their shapes."""
+    ours = heatmap if isinstance(heatmap, dict) else pixel_centres(heatmap)
+    theirs = pixel_centres(mask)
     if ours and theirs:
         for dim in ("x", "y"):
             (a, a_rounding), (b, b_rounding) = ours[dim], theirs[dim]
@@ -185,6 +204,10 @@ def _evaluate(scores, name, crs, transform, truth_input, outer_input, pd_far, he
                              + ("; the heatmap holds two values at most, as a mask does: are "
                                 "the heatmap and the truth given the wrong way round?" if two
                                 else ""))
+    targets = truth[known if known is not None else ...].mean()
+    if targets > INVERTED:          # anomalies are rare: most of a scene is its background
+        warn_once(f"{truth_name}: {targets:.0%} of its labelled pixels are targets; is it "
+                  "inverted (targets 0, background non-zero)?")
     outer = None
     if outer_input is not None:
         outer, valid = read_mask(outer_input, scores.shape, heatmap_path,

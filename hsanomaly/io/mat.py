@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import HsanomalyError, OutOfResources, describe
 from .checks import check_memory
 from .units import nanometres
-from .values import warn_negative_mask
+from .values import warn_mask_values
 
 CUBE_NAMES = ("data", "image", "img", "hsi", "cube", "X", "Y")
 TRUTH_NAMES = ("map", "mask", "gt", "groundtruth", "ground_truth", "gt_map", "truth",
@@ -250,6 +250,6 @@ def _mask(truth, path=None):
         return None
     unknown = np.isnan(truth) if truth.dtype.kind == "f" else np.zeros(truth.shape, bool)
     if path is not None:
-        warn_negative_mask(path, truth, unknown, lambda value: "set those pixels to NaN in the "
+        warn_mask_values(path, truth, unknown, lambda value: "set those pixels to NaN in the "
                            "file, which marks them unknown")
     return np.where(unknown, UNKNOWN, np.nan_to_num(truth) != 0).astype(np.uint8)

@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import HsanomalyError
 from .checks import warn_once
 from .gdal import open_raster, read_masked
-from .values import declare_nodata, warn_negative_mask
+from .values import declare_nodata, warn_mask_values
 from .source import open_source
 
 
@@ -66,7 +66,7 @@ def split_unknown(truth):
     return np.where(known, truth, 0).astype(np.uint8), known
 
 
-def read_truth(path, shape=None, grid_of=None, what="scene", required=True, negative_said=True):
+def read_truth(path, shape=None, grid_of=None, what="scene", required=True, values_said=True):
     """(mask, known): a binary mask (uint8, non-zero = 1) from a raster, the truth variable of
     a .mat file, or vector features burnt onto ``grid_of``'s grid (``io.vector``), and where it
     is known (bool, or None when everywhere). A raster's NaN and nodata pixels are unknown,
@@ -76,9 +76,9 @@ def read_truth(path, shape=None, grid_of=None, what="scene", required=True, nega
     are georeferenced (same CRS, origin and pixel size), so that a mask cut or resampled for
     another grid is refused instead of scoring the wrong pixels; what: what ``shape`` is of,
     for the message; required: features none of which fall on ``grid_of`` are refused (else
-    said: a mask shared by several rasters); negative_said: a raster's undeclared negative
-    values, which count as non-zero, are warned about (``values.warn_negative_mask``; not for an exclusion
-    mask, which leaves nodata out as it does non-zero).
+    said: a mask shared by several rasters); values_said: a raster's values that count as
+    non-zero though they may not mean so are said (``values.warn_mask_values``; not for an
+    exclusion mask, which leaves nodata out as it does non-zero).
     """
     from .vector import is_vector, read_vector_mask
 
@@ -97,8 +97,8 @@ def read_truth(path, shape=None, grid_of=None, what="scene", required=True, nega
         with open_mask_raster(path, shape, grid_of, what) as (ds, band_index):
             band = read_masked(ds, band_index)
             gt, unknown = mask_values(band, ds.nodata)
-        if negative_said:
-            warn_negative_mask(path, np.ma.getdata(band), unknown,
+        if values_said:
+            warn_mask_values(path, np.ma.getdata(band), unknown,
                                lambda value: f"declare it nodata ({declare_nodata(value)})")
         if unknown.any():
             if unknown.all():
@@ -120,11 +120,11 @@ def open_mask_raster(path, shape=None, grid_of=None, what="scene"):
         if len(data) != 1:          # an alpha band beside the mask masks it, as GDAL reads
             raise HsanomalyError(f"{path}: a mask must have one band, this raster has "
                                  f"{len(data)}; pick the one meant (gdal_translate -b N)")
+        if grid_of is not None:     # first: a mask on another grid is told how to fit it
+            check_same_grid(path, grid_of)
         if shape is not None and ds.shape != tuple(shape):
             raise HsanomalyError(f"{path}: the mask is {ds.height}x{ds.width} pixels, "
                                  f"the {what} is {shape[0]}x{shape[1]}")
-        if grid_of is not None:
-            check_same_grid(path, grid_of)
         yield ds, data[0]
 
 
@@ -145,7 +145,7 @@ def read_exclusion(path, shape, grid_of, required=True):
     feature, and its nodata pixels too, since nothing says they may stay in. ``required``:
     as ``read_truth``."""
     mask, known = read_truth(path, shape=shape, grid_of=grid_of, what="raster",
-                             required=required, negative_said=False)
+                             required=required, values_said=False)
     return mask.astype(bool) if known is None else mask.astype(bool) | ~known
 
 
@@ -188,7 +188,8 @@ def check_same_grid(path, other):
     near = {} if kind == "gcps" else {"near": ([o.c], [o.f]), "tolerance": 0.01 * pixel_size(o)}
     if crs is not None and other_crs is not None and not same_crs(crs, other_crs, **near):
         raise HsanomalyError(f"{path}: the mask is in {crs.to_string()} but {other} is in "
-                             f"{other_crs.to_string()}; reproject it onto that raster's grid")
+                             f"{other_crs.to_string()}; reproject it onto that raster's grid"
+                             + _onto_grid(path, other))
     if kind == "gcps":
         if not _same_points(t, o):
             raise HsanomalyError(f"{path}: the mask's ground control points are not those of "
@@ -198,7 +199,23 @@ def check_same_grid(path, other):
     steps = np.abs(np.subtract(t[:6], o[:6]))
     if steps[[0, 1, 3, 4]].max() > 1e-6 * size or steps[[2, 5]].max() > 0.01 * size:
         raise HsanomalyError(f"{path}: the mask is not on the grid of {other} ({grid_text(t)} "
-                             f"against {grid_text(o)}); resample it onto that raster's grid")
+                             f"against {grid_text(o)}); resample it onto that raster's grid"
+                             + _onto_grid(path, other))
+
+
+def _onto_grid(path, other):
+    """The command that puts mask ``path`` on north-up raster ``other``'s grid, by nearest
+    neighbour: a smooth resampler turns a mask's edges into fractions, each a target."""
+    import shlex
+
+    with open_raster(other) as ds:
+        t, crs, (left, bottom, right, top) = ds.transform, ds.crs, ds.bounds
+    if t.b or t.d or crs is None:
+        return " by nearest neighbour, which keeps its labels"
+    out = shlex.quote(f"{Path(str(path)).stem}_on_grid.tif")
+    return (", by nearest neighbour, which keeps its labels: gdalwarp -r near -t_srs "
+            f"{crs.to_string()} -te {left:.10g} {bottom:.10g} {right:.10g} {top:.10g} -tr "
+            f"{abs(t.a):.10g} {abs(t.e):.10g} {shlex.quote(str(path))} {out}")
 
 
 def grid_text(t):

@@ -16,6 +16,9 @@ EXTREME = 1e6           # deviations from a band's median beyond which a value i
 CENTRE_SAMPLE = 4096    # pixels a band's median and deviation, or its neighbours' correlation,
                         # are taken from (drawn at random)
 PRECISION = 0.01        # float32's rounding, as a share of a band's spread, beyond which it is said
+IGNORE_CODES = (255, 65535)   # a mask's "unlabelled" codes, where other labels are non-zero too
+MASK_VALUES_SHOWN = 3   # a mask's values above 0 named in a message
+MASK_LABELS = 16        # more values above 0, or labels above it, than a mask's classes has
 
 
 def wider_than_float32(dtype):
@@ -72,24 +75,43 @@ def commonest(values):
     return found[np.argmax(counts)], int(counts.max())
 
 
-def warn_negative_mask(name, values, unknown, remedy):
-    """Say a mask's negative values, which count as non-zero (1): -1 often means "unknown",
-    and unsaid it silently makes those pixels targets. ``unknown``: pixels already marked so
-    (or None); ``remedy(value)``: how this kind of input marks a value unknown."""
+def warn_mask_values(name, values, unknown, remedy):
+    """Say the values of a mask that count as non-zero (1) though they may not mean "target":
+    negative ones (-1 often means unknown), an ignore code such as 255 beside other non-zero
+    labels, fractions (a soft mask, or one resampled smoothly, widens the targets). Unsaid, each
+    silently changes the answer. ``unknown``: pixels already marked so (or None);
+    ``remedy(value)``: how this kind of input marks a value unknown."""
     values = np.asarray(values)
-    if values.dtype.kind not in "if":
+    if values.dtype.kind not in "iuf":
         return
     with np.errstate(invalid="ignore"):
-        negative = values < 0
+        labelled = np.isfinite(values) & (values != 0)
     if unknown is not None:
-        negative &= ~unknown
+        labelled &= ~unknown
+    nonzero = values[labelled]
+    negative = nonzero < 0
     if negative.any():
-        value, _ = commonest(values[negative])
+        value, _ = commonest(nonzero[negative])
         n = int(negative.sum())
         warn_once(f"{name}: {counted(n, 'pixel')} of the mask {'holds' if n == 1 else 'hold'} "
                   "negative values "
                   f"({value:g} the commonest), which count as non-zero (1); if {value:g} means "
                   f"unknown, {remedy(value)}")
+    found, counts = np.unique(nonzero[~negative], return_counts=True)
+    code = found[-1] if len(found) > 1 and found[-1] in IGNORE_CODES else None
+    labels = found[:-1] if code is not None else found
+    blurred = len(found) > MASK_LABELS or (labels != np.round(labels)).any() or \
+        (len(labels) > 1 and labels[-1] > MASK_LABELS)       # no classes: 1..k, few
+    if blurred or code is not None:
+        shown = ", ".join(f"{v:g} in {counted(int(c), 'pixel')}" for v, c in
+                          sorted(zip(found, counts), key=lambda vc: -vc[1])[:MASK_VALUES_SHOWN])
+        more = len(found) - MASK_VALUES_SHOWN
+        warn_once(f"{name}: the mask holds {len(found)} values above 0 ({shown}"
+                  + (f" and {more} more" if more > 0 else "") + "), each counting as a target "
+                  "(1); " + ("a soft mask, or one resampled smoothly or saved lossy (JPEG)? "
+                             "Set its targets to 1 and the rest to 0, or resample it by "
+                             "nearest neighbour (gdalwarp -r near)" if blurred else
+                             f"if {code:g} means unlabelled, {remedy(code)}"))
 
 
 def two_values_text(pixels, first_band=None):

@@ -87,6 +87,22 @@ def is_vector(path):
     return bool(_layers(file))
 
 
+def _features(file, layer):
+    """How many features layer ``layer`` of ``file`` holds, counted where the driver does not
+    know (GPX); 1 where it cannot be told: it may hold some."""
+    import pyogrio
+
+    try:
+        count = pyogrio.read_info(file, layer=layer, force_feature_count=True)["features"]
+    except Exception:       # pyogrio's and GDAL's errors: reading the layer will say them
+        return 1
+    return 1 if count is None or count < 0 else count
+
+
+def _is_geojson(file):
+    return str(file).lower().endswith((".geojson", ".json", ".geojsonl", ".geojsons"))
+
+
 def _layers(file):
     """{layer name: whether it holds geometries} of a vector dataset; empty if it is none."""
     import pyogrio
@@ -100,6 +116,8 @@ def _layers(file):
 # a GeoPackage's entries for a layer without a CRS (srs_id 0 and -1), which GDAL reads as
 # CRSs of these names: QGIS saves a layer without a CRS under srs_id 0
 GPKG_NO_CRS = ("Undefined geographic SRS", "Undefined Cartesian SRS")
+GEOJSON_CRS = ("a GeoJSON file without a 'crs' member is read as EPSG:4326, lon/lat, whatever "
+               "its coordinates")
 
 
 def read_vector_mask(path, grid_of, required=True):
@@ -129,13 +147,17 @@ def read_vector_mask(path, grid_of, required=True):
                       "(x the column, y minus the row)")
     elif crs is None:
         named = frame.crs.to_string() if frame.crs.to_epsg() else frame.crs.name   # not a WKT
-        drop = ("" if placed else "drop the layer's CRS if it is drawn in the raster's "
-                f"{'pixel ' if transform == PIXEL_GRID else ''}coordinates, or ")
+        drawn = f"drawn in the raster's {'pixel ' if transform == PIXEL_GRID else ''}coordinates"
+        drop = ("" if placed else f"if it is {drawn}, save it without a CRS in another format "
+                f"({GEOJSON_CRS}), or " if _is_geojson(file) else
+                f"drop the layer's CRS if it is {drawn}, or ")
         raise HsanomalyError(f"{path}: the features are in {named}, but {grid_of} has no "
                              f"{'map grid' if placed else 'CRS'}, so nothing says where they "
                              f"fall on it; {drop}rasterise the mask onto its pixels")
-    elif not same_crs(frame.crs, crs, near=footprint(transform, shape).exterior.xy,
-                      tolerance=0.01 * pixel_size(transform)):
+    given = frame
+    if frame.crs is not None and crs is not None and not same_crs(
+            frame.crs, crs, near=footprint(transform, shape).exterior.xy,
+            tolerance=0.01 * pixel_size(transform)):
         try:
             frame = frame.to_crs(crs.to_wkt())
         except Exception as err:      # pyproj's CRSError, ProjError: no transformation known
@@ -146,11 +168,18 @@ def read_vector_mask(path, grid_of, required=True):
     mask, outside = _burn(frame.geometry.values, transform, shape, turn)
     n = len(frame)
     if outside == n:
+        import shapely
+
+        mapped = np.isfinite(shapely.total_bounds(frame.geometry.values)).all()
         where = (f"x {_span(frame.geometry.values, 0)}, y {_span(frame.geometry.values, 1)} "
-                 f"against x {_span([footprint(transform, shape)], 0)}, y "
+                 "against" if mapped else    # beyond the CRS's reach: in the file's own
+                 f"x {_span(given.geometry.values, 0)}, y {_span(given.geometry.values, 1)} "
+                 f"in {given.crs.name}, which do not reproject to its CRS; it spans") + (
+                 f" x {_span([footprint(transform, shape)], 0)}, y "
                  f"{_span([footprint(transform, shape)], 1)} in its "
                  f"{'pixel coordinates' if transform == PIXEL_GRID else 'CRS'}")
-        cause = ("is the file's CRS right?" if frame.crs is not None else
+        cause = ("is the file's CRS right?" + (f" ({GEOJSON_CRS})" if _is_geojson(file)
+                                                else "") if frame.crs is not None else
                  "the file has no CRS, so they were taken to be in the raster's; give the file "
                  "its CRS" if crs is not None else "the raster has no georeferencing, so they "
                  "were taken in its pixel coordinates, x the column and y minus the row (GDAL's "
@@ -227,6 +256,8 @@ def _read_layer(path, file, layer):
         if not spatial:
             raise HsanomalyError(f"{path}: no layer has geometries (only tables: "
                                  f"{', '.join(layers)})")
+        if len(spatial) > 1:        # a GPS's GPX lists its five kinds of layer, used or not
+            spatial = [name for name in spatial if _features(file, name)] or spatial
         if len(spatial) > 1:
             raise HsanomalyError(f"{path}: has {len(spatial)} layers ({', '.join(spatial)}); "
                                  f"name one as '{file}{LAYER_TAG}NAME'")
