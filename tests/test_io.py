@@ -3068,3 +3068,44 @@ def test_an_alpha_band_is_left_out_and_one_not_last_is_said(tmp_path):
                             "of the spectra and its zeros are nodata; an alpha band is the "
                             "last: if it is spectral, unmark it (gdal_translate -colorinterp_2 "
                             "undefined)"]
+
+
+def test_a_quality_layer_stacked_with_the_bands_is_said(tmp_path):
+    """A Landsat QA_PIXEL band stacked with its scaled reflectance bands (gdalbuildvrt
+    -separate) held a few codes in units thousands of times the reflectances': it took the
+    local rings over, lrx and the default found none of 6 targets, and nothing was said (the
+    multispectral audit's F01). In a stack without it, or in the stored counts' units where
+    it is the smallest band, nothing is said; nor of a hyperspectral band quantised to a few
+    values by its low signal."""
+    import warnings
+
+    rng = np.random.default_rng(0)
+    reflectance = rng.normal(9000, 250, (7, 60, 60))
+    qa = np.where(rng.random((60, 60)) < 0.8, 21824, 21952)[None]    # clear, and water
+    cases = {"stack.tif": (np.concatenate([reflectance, qa]), True),
+             "bands.tif": (reflectance, True), "counts.tif": (np.concatenate([reflectance, qa
+                                                                             * 0.01]), False)}
+    said = {}
+    for name, (cube, scaled) in cases.items():
+        path = write_raster(tmp_path / name, cube, dtype="uint16")
+        if scaled:
+            with rasterio.open(path, "r+") as ds:
+                ds.scales = [2.75e-5] * 7 + [1.0] * (ds.count - 7)
+                ds.offsets = [-0.2] * 7 + [0.0] * (ds.count - 7)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            RasterSource(path).check_data()
+        said[name] = [str(w.message) for w in caught if issubclass(w.category, HsanomalyWarning)]
+    assert said["stack.tif"] == [
+        f"{tmp_path / 'stack.tif'}: 1 band (8) holds a few values in the pixels probed, as codes "
+        "do, and carries no scale or offset where the other bands do: a quality, cloud or "
+        "scene-classification layer (QA_PIXEL, SCL)? Scored as a band of the spectra, it can "
+        "take over the local rings and principal components (lrx, gmm, the context scores) "
+        "and hide the targets; leave it out (gdal_translate -b, or a stack without it), and "
+        "make a mask of the clouds for 'mask'"]
+    assert said["bands.tif"] == said["counts.tif"] == []
+    dim = np.concatenate([reflectance, np.round(rng.normal(0, 0.5, (1, 60, 60)))])
+    from hsanomaly.io.values import code_bands
+
+    assert code_bands(dim.reshape(8, -1)) == ([], [])
+    assert code_bands(np.concatenate([reflectance * 1e-4, qa]).reshape(8, -1)) == ([7], [])

@@ -30,7 +30,8 @@ from .gdal import (GDAL_CACHE_BYTES, band_wavelengths, bad_bands, check_dataset,
                    dataset_found, envi_header, gdal_env, geolocation, is_gdal_name, open_raster,
                    read_checked, read_masked, require_file, without_secrets)
 from .values import (ATTRIBUTE_SCALING, EXTREME, FLOAT32_MAX, RASTER_SCALING,
-                     check_float32_range, coarsest_in_float32, commonest, declare_nodata,
+                     check_float32_range, code_bands, coarsest_in_float32, commonest,
+                     declare_nodata,
                      exact, extreme_values, noise_bands, two_values_text, warn_coarse,
                      wider_than_float32)
 
@@ -217,6 +218,27 @@ class _Source:
         near = np.where(beside & ~gaps, values, 0).max(axis=0) >= top * SATURATION_NEAR
         return some & near
 
+    def _warn_code_bands(self, probed):
+        """Say the bands that hold codes or stay unscaled among scaled ones (``code_bands``)."""
+        codes, unscaled = code_bands(probed, self.exact_scaling)
+        rows = sorted(set(codes) | set(unscaled))
+        if not rows:
+            return
+        one = len(rows) == 1
+        why = [f"{'holds' if one else 'hold'} a few values in the pixels probed, as codes do"
+               if codes else "",
+               f"{'carries' if one else 'carry'} no scale or offset where the other bands do"
+               if unscaled else ""]
+        subset = "gdal_translate -b, or a stack without it" if isinstance(self, RasterSource) \
+            else "a band subset"
+        warn_once(f"{self.name}: {counted(len(rows), 'band')} "
+                  f"({listed(self.bands[r] for r in rows)}) {', and '.join(filter(None, why))}: "
+                  "a quality, cloud or scene-classification layer (QA_PIXEL, SCL)? Scored as "
+                  f"a band of the spectra, {'it' if one else 'they'} can take over the local "
+                  f"rings and principal components (lrx, gmm, the context scores) and hide the "
+                  f"targets; leave {'it' if one else 'them'} out ({subset}), and make a mask of "
+                  f"the clouds for {spell('mask')}")
+
     def _declaring(self, value):
         """How ``value`` is declared nodata here: in a raster's file; for a dataset handed in,
         where it is opened (a warped one's fill is in no file, and its file may hold the value
@@ -318,6 +340,7 @@ class _Source:
                       "components of lrx, gmm and the rings of the context scores would be "
                       f"spent on {'it' if one else 'them'} (rx is not affected); leave "
                       f"{'it' if one else 'them'} out ({subset})")
+        self._warn_code_bands(probed)
         # every pixel probed left out: the fit's refusal names the band (``no_valid_pixels``)
         if saturated and not doubt:      # the others are said below, as they were
             warn_once(f"{self.name}: {saturated:,} of the pixels probed hold the nodata value "

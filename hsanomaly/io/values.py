@@ -176,6 +176,40 @@ def extreme_values(pixels):
     return int(out.sum()), float(commonest(pixels[far])[0])
 
 
+CODE_VALUES = 16          # a band holding this many values at most holds codes, not radiance,
+SPECTRAL_VALUES = 64      # ... where the median band holds more than this many
+CODE_MIN_PIXELS = 1000    # ... in this many pixels probed at least
+
+
+def code_bands(pixels, scaling=None):
+    """(rows of ``pixels`` (bands, n, as stored) holding a few codes where the other bands hold
+    many values, rows left unscaled where the others carry a scale or offset), numbered from
+    0, of those varying more than the median band once scaled: a quality, cloud or
+    scene-classification layer stacked with the bands (QA_PIXEL, SCL), which, scored as a
+    band of the spectra in larger units than them, takes over the local rings and principal
+    components, and the targets drop out of the ranking without a word. ``scaling``: the
+    bands' (scale, offset), or None where none carries one."""
+    bands, n = pixels.shape
+    if bands < 2 or n < 2:
+        return [], []
+    sample = _centre_sample(pixels)
+    scaled = sample if scaling is None else \
+        sample * np.reshape(scaling[0], (-1, 1)) + np.reshape(scaling[1], (-1, 1))
+    spread = scaled.std(axis=1)
+    larger = spread > np.median(spread)
+    codes, unscaled = [], []
+    if n >= CODE_MIN_PIXELS:
+        distinct = np.array([np.unique(row).size for row in sample])
+        if np.median(distinct) > SPECTRAL_VALUES:
+            codes = [int(b) for b in np.flatnonzero(larger & (distinct > 1) &
+                                                    (distinct <= CODE_VALUES))]
+    if scaling is not None:
+        plain = (np.ravel(scaling[0]) == 1) & (np.ravel(scaling[1]) == 0)
+        if not plain.all():
+            unscaled = [int(b) for b in np.flatnonzero(plain & larger)]
+    return codes, unscaled
+
+
 NOISE_MIN_BANDS = 30      # fewer bands, further apart, need not follow their neighbours
 NOISE_CORRELATION = 0.5   # a band correlated less than this with either neighbour is noise-like
 SMOOTH_CORRELATION = 0.9  # ... where the median band follows a neighbour this closely
