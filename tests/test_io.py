@@ -3109,3 +3109,55 @@ def test_a_quality_layer_stacked_with_the_bands_is_said(tmp_path):
 
     assert code_bands(dim.reshape(8, -1)) == ([], [])
     assert code_bands(np.concatenate([reflectance * 1e-4, qa]).reshape(8, -1)) == ([7], [])
+
+
+def test_a_vrt_of_bands_at_other_pixel_sizes_is_said(tmp_path):
+    """gdalbuildvrt -separate over 10 m and 20 m bands scores a 16 m grid by default, each band
+    resampled by nearest neighbour, and a 20 m band in blocks spreads a cloud's edge past a
+    10 m mask; nothing was said (the multispectral audit's F02)."""
+    import warnings
+
+    from synthetic import TRANSFORM
+
+    rng = np.random.default_rng(0)
+    fine = write_raster(tmp_path / "fine.tif", rng.normal(100, 5, (1, 40, 40)))
+    coarse = write_raster(tmp_path / "coarse.tif", rng.normal(100, 5, (1, 20, 20)),
+                          transform=TRANSFORM * TRANSFORM.scale(2))
+
+    def vrt(name, size, sources):
+        pixel = TRANSFORM.a * 40 / size
+        bands = "".join(
+            f'<VRTRasterBand dataType="Float32" band="{band}"><SimpleSource>'
+            f'<SourceFilename relativeToVRT="1">{source.name}</SourceFilename>'
+            f'<SourceBand>1</SourceBand><SrcRect xOff="0" yOff="0" xSize="{pixels}" '
+            f'ySize="{pixels}"/><DstRect xOff="0" yOff="0" xSize="{size}" ySize="{size}"/>'
+            "</SimpleSource></VRTRasterBand>"
+            for band, (source, pixels) in enumerate(sources, start=1))
+        (tmp_path / name).write_text(
+            f'<VRTDataset rasterXSize="{size}" rasterYSize="{size}"><SRS>EPSG:32633</SRS>'
+            f"<GeoTransform>{TRANSFORM.c}, {pixel}, 0, {TRANSFORM.f}, 0, {-pixel}"
+            f"</GeoTransform>{bands}</VRTDataset>")
+        return tmp_path / name
+
+    said = {}
+    for path in (vrt("highest.vrt", 40, [(fine, 40), (coarse, 20), (fine, 40)]),
+                 vrt("average.vrt", 25, [(fine, 40), (coarse, 20), (fine, 40)]),
+                 vrt("alike.vrt", 40, [(fine, 40), (fine, 40), (fine, 40)])):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            RasterSource(path).check_data()
+        said[path.name] = [str(w.message) for w in caught
+                           if issubclass(w.category, HsanomalyWarning)]
+    assert said["highest.vrt"] == [
+        f"{tmp_path / 'highest.vrt'}: its bands come at pixel sizes of 2 and 4, each resampled "
+        "onto its grid of 2 by nearest neighbour; a coarse band repeats its pixels in blocks, "
+        "which spread a target or a cloud's edge past its own pixels. Leave the coarse bands "
+        "out, or grow a cloud mask by the coarsest band's pixel"]
+    assert said["average.vrt"] == [
+        f"{tmp_path / 'average.vrt'}: its bands come at pixel sizes of 2 and 4, each resampled "
+        "onto its grid of 3.2 by nearest neighbour (a size none of them has: gdalbuildvrt's "
+        "default, -resolution average); a coarse band repeats its pixels in blocks, which "
+        "spread a target or a cloud's edge past its own pixels. Build it at the finest band's "
+        "pixels (gdalbuildvrt -resolution highest), and leave the coarse bands out, or grow a "
+        "cloud mask by the coarsest band's pixel"]
+    assert said["alike.vrt"] == []

@@ -304,6 +304,29 @@ def check_dataset(ds, path=None):
     check_blocks(gdal_spelling(path), name=path, nodata=masked)
 
 
+def vrt_source_pixels(ds):
+    """{band: its source's pixel size, in the VRT's pixels (2.0: each source pixel covers two
+    of the grid's)} of a VRT dataset ``ds`` (its DstRect against its SrcRect), for the bands
+    whose sources say; empty for any other dataset, or a VRT whose XML does not parse."""
+    import xml.etree.ElementTree as ElementTree
+
+    if ds.driver != "VRT":
+        return {}
+    try:
+        root = ElementTree.fromstring(ds.tags(ns="xml:VRT").get("xml:VRT", ""))
+    except ElementTree.ParseError:
+        return {}
+    sizes = {}
+    for band in root.iter("VRTRasterBand"):
+        for source in band:
+            src, dst = source.find("SrcRect"), source.find("DstRect")
+            try:
+                sizes[int(band.get("band"))] = float(dst.get("xSize")) / float(src.get("xSize"))
+            except (AttributeError, TypeError, ValueError, ZeroDivisionError):
+                continue        # a source without its rectangles, or of another kind
+    return sizes
+
+
 def local_files(name):
     """The files on disk a GDAL dataset name lies in, as it spells them: the archive of
     /vsizip/a.zip/x.tif (/vsitar/, /vsigzip/, ...), the file of HDF5:"f.h5"://x,

@@ -28,7 +28,7 @@ from .checks import absolute, available_memory, size_text, warn_once
 from .digest import file_sha256
 from .gdal import (GDAL_CACHE_BYTES, band_wavelengths, bad_bands, check_dataset, check_raw_size,
                    dataset_found, envi_header, gdal_env, geolocation, is_gdal_name, open_raster,
-                   read_checked, read_masked, require_file, without_secrets)
+                   read_checked, read_masked, require_file, vrt_source_pixels, without_secrets)
 from .values import (ATTRIBUTE_SCALING, EXTREME, FLOAT32_MAX, RASTER_SCALING,
                      check_float32_range, code_bands, coarsest_in_float32, commonest,
                      declare_nodata,
@@ -341,6 +341,8 @@ class _Source:
                       f"spent on {'it' if one else 'them'} (rx is not affected); leave "
                       f"{'it' if one else 'them'} out ({subset})")
         self._warn_code_bands(probed)
+        if isinstance(self, RasterSource):
+            self._warn_mixed_pixels()
         # every pixel probed left out: the fit's refusal names the band (``no_valid_pixels``)
         if saturated and not doubt:      # the others are said below, as they were
             warn_once(f"{self.name}: {saturated:,} of the pixels probed hold the nodata value "
@@ -650,6 +652,29 @@ class RasterSource(_Source):
             f"offsets {ds.offsets})"))
         self.exact_scaling = scaling        # float64: the pixels are scaled in float32
         self.scaled = scaling is not None
+
+    def _warn_mixed_pixels(self):
+        """Say a VRT stacking bands of other pixel sizes (``vrt_source_pixels``): each is
+        resampled onto the VRT's grid by nearest neighbour, a coarse band in blocks that
+        spread a target or a cloud's edge past its own pixels, and gdalbuildvrt's default
+        grid (-resolution average) is one that no band has."""
+        ds = self._dataset()
+        res = abs(ds.transform.a)
+        sizes = sorted({round(res * size, 6) for band, size in vrt_source_pixels(ds).items()
+                        if band in self.bands})
+        if len(sizes) < 2:
+            return
+        shown = [f"{v:g}" for v in sizes]
+        finest = round(res, 6) == sizes[0]
+        warn_once(f"{self.name}: its bands come at pixel sizes of {', '.join(shown[:-1])} and "
+                  f"{shown[-1]}, each resampled onto its grid of {res:g} by nearest neighbour"
+                  + ("" if round(res, 6) in sizes else " (a size none of them has: "
+                     "gdalbuildvrt's default, -resolution average)")
+                  + "; a coarse band repeats its pixels in blocks, which spread a target or a "
+                  "cloud's edge past its own pixels. " + ("" if finest else "Build it at the "
+                  "finest band's pixels (gdalbuildvrt -resolution highest), and ")
+                  + f"{'L' if finest else 'l'}eave the coarse bands out, or grow a cloud mask "
+                  "by the coarsest band's pixel")
 
     def __getstate__(self):
         """What travels to a worker: a local file by its absolute path (a worker of another
