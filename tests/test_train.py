@@ -921,6 +921,20 @@ def test_a_generator_that_did_not_learn_the_scene_is_said(torch, synthetic_raste
                       r"recon, critic and anogan would score against it$"):
         hsanomaly.train([synthetic_raster[0]], tmp_path / "two", iterations=1, bands=2,
                         threads=1)
+    # a multispectral scene's quick model: no saturated pixel to blame, and no model to train
+    # (the multispectral audit's F03: 4-7 bands collapsed, the advice could not be followed)
+    from hsanomaly.training.health import warn_unhealthy
+
+    for bands, why, remedy in [
+            (5, "with 5 bands (a multispectral scene) it often does", "a score without a GAN "
+             "(lrx or gmm, as 'score') suits so few bands"),
+            (50, "a few saturated or extreme pixels can do it", "train a model and pass it as "
+             "'model'")]:
+        with pytest.warns(hsanomaly.HsanomalyWarning) as caught:
+            warn_unhealthy({"spread": 0.15, "offset": 0.1}, "scene.tif", {
+                "iterations": 250, "bands": bands, "whitened": False, "quick": True})
+        said = str(caught[0].message)
+        assert why in said and said.endswith(f"GAN terms are scored against it: {remedy}")
 
 
 def test_inputs_in_other_units_are_said_when_training(tmp_path):

@@ -19,6 +19,9 @@ DRAWS = 4096          # latent draws the generator's spread is measured on
 # ones 0.06. Its mean's distance from the data's, in their standard deviations (median over
 # bands), over which it went astray: healthy 0.07-1.2, one seed of eight 2.4 (recon AUC 0.64).
 MIN_SPREAD, MIN_WHITENED_SPREAD, MAX_OFFSET = 0.25, 0.1, 2.0
+# Fewer bands than this (a multispectral scene) collapsed quick models of 4-7 bands (spread
+# 0.10-0.23) where a 13-band one did not (0.86): synthetic Sentinel-2 and Landsat stand-ins
+FEW_BANDS = 10
 
 
 def generator_health(torch, generator, windows, seed, device):
@@ -44,12 +47,15 @@ def warn_unhealthy(health, name, training):
     and what it means. ``training``: {"iterations", "bands", "whitened" (bands that spread
     less), "quick" (a quick model, which the heatmap is scored with next)}."""
     if health["spread"] < (MIN_WHITENED_SPREAD if training["whitened"] else MIN_SPREAD):
-        why = (f"with {counted(training['bands'], 'band')} it always does" if training["bands"] < 3
+        bands = training["bands"]
+        why = (f"with {counted(bands, 'band')} it always does" if bands < 3 else
+               f"with {bands} bands (a multispectral scene) it often does" if bands < FEW_BANDS
                else "a few saturated or extreme pixels can do it (mask them, or declare them "
                     "nodata)")
         warn(f"{name}: the trained generator's spectra spread {health['spread']:.2g} of the "
              f"training data's (a median over bands): it collapsed onto a few spectra, or did "
-             f"not learn in {training['iterations']} iterations; {why}. {_meaning(training)}")
+             f"not learn in {training['iterations']} iterations; {why}. "
+             + _meaning(training, few=bands < FEW_BANDS))
     elif health["offset"] > MAX_OFFSET:
         seed = spell("seed")
         warn(f"{name}: the trained generator's spectra lie {health['offset']:.2g} of the "
@@ -57,9 +63,11 @@ def warn_unhealthy(health, name, training):
              f"training gone astray. {_meaning(training, f' with another {seed}')}")
 
 
-def _meaning(training, how=""):
-    """What a generator gone wrong means for what is scored with it; ``how``: to do better."""
+def _meaning(training, how="", few=False):
+    """What a generator gone wrong means for what is scored with it; ``how``: to do better;
+    ``few``: too few bands for a GAN to learn, where a score without one is the remedy."""
     if training["quick"]:
-        return (f"The heatmap's GAN terms are scored against it: train a model{how} and pass it "
-                f"as {spell('model')}")
+        return "The heatmap's GAN terms are scored against it: " + (
+            f"a score without a GAN (lrx or gmm, as {spell('score')}) suits so few bands" if few
+            else f"train a model{how} and pass it as {spell('model')}")
     return "recon, critic and anogan would score against it" + (f"; train again{how}" if how else "")
