@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional, SupportsFloat, Support
 
 from . import defaults
 from .errors import Cancelled, HsanomalyError
-from .hints import (FalseAlarmRate, Inputs, ModelArg, PathArg, Progress, Report, Scheduler,
-                    Scores)
+from .hints import FalseAlarmRate, Inputs, ModelArg, PathArg, Progress, Report, Scheduler, Scores
 from .io.checks import one_job
 from .io.paths import check_path_kind, is_path
 from .logs import half_of
@@ -118,8 +117,7 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
             if resume else (None, False)
         if result is not None and callback is not None:     # the bar ends, nothing scored
             if callback(1.0, f"{dst}: finished earlier, kept") and (png or polygons):
-                raise Cancelled(f"{dst}: cancelled; the heatmap, finished earlier, is kept, "
-                                "and nothing was drawn from it")
+                raise Cancelled(f"{dst}: cancelled before drawing from its kept heatmap")
         # a quick model is staged, replaced with the heatmap: a failed run keeps the earlier pair
         if quick is not None and result is None:
             training = time.perf_counter()

@@ -168,7 +168,7 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
                 used = None if masks[i] is None else masks[i].path
                 drawing = drawings[dst]
                 if not overwrite:           # named after the raster: only moved away
-                    refuse_foreign_drawings(*drawing, of=src)
+                    refuse_foreign_drawings(drawing[0], drawing[1], of=src)
                 result = detect(src, dst, score=score, model=model, tile=tile, mask=used,
                                 png=drawing[0], polygons=drawing[1], threshold=threshold,
                                 far=far, resume=states[i] != "score", overwrite=overwrite,

@@ -32,7 +32,32 @@ def info(path: PathArg) -> Dict[str, Any]:
     if "score" not in own:
         raise HsanomalyError(f"{name}: neither a model bundle (a folder) nor a heatmap "
                              "hsanomaly wrote (it holds no HSANOMALY_SCORE tag)")
-    return {"kind": "heatmap", "path": name, **own}
+    found = {"kind": "heatmap", "path": name, **own}
+    copy = copy_of_record(name)
+    if copy:
+        found["copy"] = copy
+    return found
+
+
+def copy_of_record(path):
+    """How raster ``path``, whose HSANOMALY_ tags describe a heatmap, differs from the heatmap
+    they were written for ("cut, resampled or warped"; "pixels changed since written": a copy
+    rescaled, converted to integers or edited), or None where it is that heatmap as written,
+    or holds no record of its grid or pixels (written before them)."""
+    from .io.gdal import open_raster
+    from .io.heatmap import pixels_digest
+    from .io.ownership import GRID_TAG, PIXELS_TAG, grid_tag, same_grid
+
+    with open_raster(path, check=False) as ds:
+        tags = ds.tags()
+        grid = grid_tag(ds.width, ds.height, ds.transform)
+        if GRID_TAG in tags and not same_grid(tags[GRID_TAG], grid):
+            return (f"cut, resampled or warped ({grid.split()[0]} pixels) from the heatmap its "
+                    f"record describes ({tags[GRID_TAG].split()[0]})")
+        if PIXELS_TAG in tags and pixels_digest(ds) != tags[PIXELS_TAG]:
+            return ("its pixels changed since they were written (rescaled, converted to other "
+                    "values or edited): its record describes the heatmap it was copied from")
+    return None
 
 
 def _value(key, text):

@@ -278,7 +278,7 @@ def test_detect_many_tells_each_rasters_progress_and_a_cancel_stops_the_batch(tm
                                   polygons=True, threshold=5, png=True,
                                   callback=lambda fraction, message: True)
     assert [item.status for item in items] == ["failed"] * 3
-    assert items[0].error.endswith("is kept, and nothing was drawn from it")
+    assert items[0].error.endswith("cancelled before drawing from its kept heatmap")
     assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["a_rx.tif"]
 
 

@@ -407,3 +407,49 @@ def test_a_heatmap_cut_short_before_its_png_is_drawn_is_said_of_the_output(tmp_p
     assert done.returncode == 1 and "hsanomaly-tmp" not in done.stderr
     assert done.stderr.startswith("Error: heat.tif: "), done.stderr
     assert done.stderr.rstrip().endswith("(ulimit -f); nothing was replaced"), done.stderr
+
+
+def test_a_copy_of_a_heatmap_cut_or_rescaled_since_is_told_from_it(tmp_path):
+    """A copy GDAL cut or rescaled keeps the tags that describe the run: ``info`` reported a
+    50x50 cut as the 100x100 heatmap, and evaluate attributed a Byte copy's AUC (0.8410) to
+    the run, whose own is 0.8404 (the provenance audit's F03). The heatmap records its grid
+    and a digest of its pixels, which anyone can take again; a plain or COG copy is the
+    heatmap as written."""
+    import hashlib
+    import warnings
+
+    from hsanomaly.records import info
+
+    cube, truth = synthetic_cube(rows=40, cols=50)
+    heat = tmp_path / "heat.tif"
+    hsanomaly.detect(write_raster(tmp_path / "s.tif", cube), heat, score="rx")
+    with rasterio.open(heat) as ds:
+        pixels, profile, tags = ds.read(), ds.profile, ds.tags()
+    assert tags["HSANOMALY_PIXELS"] == "sha256:" + hashlib.sha256(
+        pixels.astype("<f4").tobytes()).hexdigest()
+    assert "copy" not in info(heat)
+    cog = tmp_path / "cog.tif"
+    with rasterio.open(cog, "w", **{**profile, "driver": "COG"}) as ds:
+        ds.write(pixels)
+        ds.update_tags(**tags)
+    assert "copy" not in info(cog)
+    cut = tmp_path / "cut.tif"
+    with rasterio.open(cut, "w", **{**profile, "width": 20, "height": 10}) as ds:
+        ds.write(pixels[:, :10, :20])
+        ds.update_tags(**tags)
+    assert info(cut)["copy"] == ("cut, resampled or warped (20x10 pixels) from the heatmap its "
+                                 "record describes (50x40)")
+    scaled = tmp_path / "scaled.tif"
+    with rasterio.open(scaled, "w", **profile) as ds:
+        ds.write(np.round(pixels * 10) / 10)
+        ds.update_tags(**tags)
+    said = ("its pixels changed since they were written (rescaled, converted to other values "
+            "or edited): its record describes the heatmap it was copied from")
+    assert info(scaled)["copy"] == said
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = hsanomaly.evaluate(scaled, truth)
+    assert report["provenance"]["heatmap_copy"] == said
+    assert f"{scaled}: {said}; the report's provenance says so" in \
+        [str(w.message) for w in caught]
+    assert hsanomaly.evaluate(heat, truth)["provenance"]["heatmap_copy"] is None

@@ -127,7 +127,7 @@ def test_a_large_heatmaps_quick_look_keeps_one_pixel_targets(tmp_path, monkeypat
     from rasterio.transform import from_origin
 
     from hsanomaly import quicklook
-    from hsanomaly.io.heatmap import add_overviews_and_statistics
+    from hsanomaly.io.heatmap import finish_heatmap
 
     rng = np.random.default_rng(0)
     scores = rng.chisquare(10, (300, 250)).astype(np.float32)
@@ -138,7 +138,7 @@ def test_a_large_heatmaps_quick_look_keeps_one_pixel_targets(tmp_path, monkeypat
                        nodata=np.nan, crs="EPSG:32633", transform=from_origin(500000, 4e6, 2, 2),
                        tiled=True, blockxsize=64, blockysize=64) as ds:
         ds.write(scores, 1)
-    add_overviews_and_statistics(heat)
+    finish_heatmap(heat)
     monkeypatch.setattr(quicklook, "STRIP_PIXELS", 2000)   # many strips, as a large heatmap reads
     quicklook.write_png(heat, tmp_path / "q.png", max_size=100)
     from PIL import Image

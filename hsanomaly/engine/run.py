@@ -23,8 +23,8 @@ from ..io.atomic import (TMP_SUFFIX, check_writable, native_quiet, read_back, st
 from ..io.checks import absolute, path_text, warn
 from ..io.fingerprint import input_fingerprint, without_served
 from ..io.gdal import gdal_env, open_raster, warn_unusable_proj
-from ..io.heatmap import (add_overviews_and_statistics, band_descriptions, describe_bands,
-                          heatmap_profile, heatmap_tags, is_cog, to_cog)
+from ..io.heatmap import (band_descriptions, describe_bands, finish_heatmap, heatmap_profile,
+                          heatmap_tags, is_cog, to_cog)
 from ..io.lock import check_unlocked
 from ..io.ownership import TAG_PREFIX
 from ..io.source import open_source
@@ -352,7 +352,7 @@ def assemble(store, source, windows, outputs, descriptions=None, tags=None, stag
                     if tags:
                         dst.update_tags(**tags)
             for tmp, written in files.values():
-                add_overviews_and_statistics(written)
+                finish_heatmap(written)
                 if cog:
                     to_cog(written, tmp)
                     written.unlink()

@@ -240,8 +240,8 @@ def _provenance(heatmap_path, truth_input, outer_input):
     """What a report was made from beyond the paths as typed (two heatmaps at one path are
     told apart): the fingerprints of the heatmap's and the masks' files (a vector layer's,
     its file's), the heatmap's own record where hsanomaly wrote it (its HSANOMALY_ tags:
-    score, parameters, model digest, input and run fingerprints; a copy GDAL rescaled keeps
-    them, its fingerprint tells), the version."""
+    score, parameters, model digest, input and run fingerprints; a copy GDAL cut or rescaled
+    keeps them, and ``records.copy_of_record`` tells it), the version."""
     import os
 
     from .. import __version__
@@ -250,11 +250,19 @@ def _provenance(heatmap_path, truth_input, outer_input):
     from ..io.vector import split_layer
 
     tags = geotiff_tags(path_text(heatmap_path)) if heatmap_path is not None else None
+    copy = None
+    if tags and any(key.startswith(TAG_PREFIX) for key in tags):
+        from ..records import copy_of_record
+
+        copy = copy_of_record(path_text(heatmap_path))
+        if copy:
+            warn_once(f"{path_text(heatmap_path)}: {copy}; the report's provenance says so")
     files = {label: split_layer(path_text(value))[0] if is_path(value) else None
              for label, value in (("heatmap", heatmap_path), ("truth", truth_input),
                                   ("outer_mask", outer_input))}
     return {"hsanomaly_version": __version__,
             "heatmap_tags": {k: v for k, v in (tags or {}).items() if k.startswith(TAG_PREFIX)},
+            "heatmap_copy": copy,
             **{f"{label}_fingerprint": file_fingerprint(file) for label, file in files.items()
                if file is not None and os.path.isfile(file)}}
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .gdal import geolocation_beside
-from .ownership import SOFTWARE, TAG_PREFIX, grid_tag, input_name, input_place
+from .ownership import PIXELS_TAG, SOFTWARE, TAG_PREFIX, grid_tag, input_name, input_place
 
 OUTPUT_BLOCK = 256
 OVERVIEW_MIN = 256        # build overview levels until the longer side is below this
@@ -136,14 +136,17 @@ def _reopen(path, mode="r"):
                       "a file-size limit cut it short", str(path)) from err
 
 
-def add_overviews_and_statistics(path):
-    """Internal average overviews and per-band STATISTICS_* tags (what QGIS reads to style)."""
+def finish_heatmap(path):
+    """Internal average overviews, per-band STATISTICS_* tags (what QGIS reads to style) and
+    the digest of the pixels as written (``PIXELS_TAG``): a copy rescaled or edited since
+    keeps the tags that describe the run, and only this tells it from the heatmap."""
     import numpy as np
     from rasterio.enums import Resampling
 
     from .gdal import gdal_env
 
     with gdal_env(), _reopen(path, "r+") as ds:
+        ds.update_tags(**{PIXELS_TAG: pixels_digest(ds)})
         factors = overview_factors(ds.width, ds.height)
         if factors:
             ds.build_overviews(factors, Resampling.average)
@@ -152,6 +155,22 @@ def add_overviews_and_statistics(path):
             stats = _band_statistics(ds, b, np)
             if stats is not None:
                 ds.update_tags(b, **stats)
+
+
+def pixels_digest(ds):
+    """"sha256:" and the hex digest of an open raster's pixels as float32, band by band, row
+    by row: ``hashlib.sha256(ds.read().astype("<f4").tobytes())``, read in strips."""
+    import hashlib
+
+    from rasterio.windows import Window
+
+    digest = hashlib.sha256()
+    rows = max(1, (1 << 22) // max(1, ds.width))           # strips of 4 Mpx at most
+    for band in range(1, ds.count + 1):
+        for top in range(0, ds.height, rows):
+            strip = Window(0, top, ds.width, min(rows, ds.height - top))
+            digest.update(ds.read(band, window=strip).astype("<f4", copy=False).tobytes())
+    return "sha256:" + digest.hexdigest()
 
 
 def _band_statistics(ds, band, np):

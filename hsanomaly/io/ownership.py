@@ -24,6 +24,7 @@ def _ours(text):
 
 
 GRID_TAG = TAG_PREFIX + "GRID"      # the heatmap's own size and geotransform
+PIXELS_TAG = TAG_PREFIX + "PIXELS"  # a digest of its pixels as written (``heatmap.pixels_digest``)
 
 
 def grid_tag(width, height, transform):
@@ -34,7 +35,7 @@ def grid_tag(width, height, transform):
     return f"{width}x{height} " + ",".join(f"{float(v) + 0.0:.12g}" for v in place)
 
 
-def _same_grid(recorded, grid):
+def same_grid(recorded, grid):
     """Whether grid tag ``recorded`` describes ``grid`` (both ``grid_tag``s), compared as
     numbers: a tag written before negative zeros were written as zeros says "-0"."""
     try:
@@ -75,7 +76,7 @@ def is_own_detect_output(path):
         return False
     tags, grid = found
     return (any(k.startswith(TAG_PREFIX) and k != CONVERTED_TAG for k in tags)
-            and _same_grid(tags.get(GRID_TAG, grid), grid))   # before this tag: by the tags
+            and same_grid(tags.get(GRID_TAG, grid), grid))   # before this tag: by the tags
 
 
 CONVERTED_TAG = TAG_PREFIX + "CONVERTED_FROM"   # a converted scene's .mat: its input_record
