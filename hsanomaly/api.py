@@ -142,7 +142,7 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
         if png is not None:
             from .quicklook import write_png
 
-            write_png(heatmap, png, stage=stage)
+            write_png(heatmap, png, stage=stage, name=dst)
         if polygons is not None:
             from .polygons import write_polygons
 

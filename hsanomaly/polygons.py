@@ -6,6 +6,7 @@ import os
 from .errors import HsanomalyError, ignoring
 from .io.atomic import check_writable, native_quiet, staged_into, staged_length
 from .io.checks import absolute
+from .io.ownership import TAG_PREFIX, drawing_record
 from .io.paths import check_name_fits, check_suffix, refuse_layer_choice
 from .io.styles import (STYLE_TABLE, column_value, foreign_styles, gpkg_tables,
                         layer_description, pin_dates, sqlite_tables, write_default_style)
@@ -15,6 +16,7 @@ from .targets import COLUMNS, check_threshold_choice, find_targets
 from .io.scores import READ_CHUNK
 
 LAYER = "targets"
+FAR_RECORD = TAG_PREFIX + "FAR"      # the false-alarm rate asked, where one chose the threshold
 STAGED_NAME = "targets.gpkg"   # the GeoPackage as written first: a name GDAL and SQLite take
 SQLITE_PATH_MAX = 512          # the longest path SQLite opens (its unix file system layer)
 # the columns that tell a GeoPackage of ours: the targets' (targets.COLUMNS), but those 0.1.0
@@ -208,7 +210,9 @@ def write_polygons(heatmap_path, gpkg_path, *, threshold=None, far=None, chunk=R
             # the 1.4 that newer GDALs write by default
             frame.to_file(tmp, layer=LAYER, driver="GPKG", engine="pyogrio",
                           geometry_type="MultiPolygon", dataset_options={"VERSION": "1.2"},
-                          layer_options={"DESCRIPTION": description})
+                          layer_options={"DESCRIPTION": description},
+                          layer_metadata=drawing_record(heatmap_path, name) | (
+                              {} if far is None else {FAR_RECORD: str(far)}))
             write_default_style(tmp, LAYER)
         pin_dates(tmp)
     return len(frame)

@@ -68,6 +68,7 @@ def png_check(path):
         image.load()
 
 
+STRETCH_TEXT = "HSANOMALY_STRETCH"   # the scores the colour bar's ends stand for, in the PNG
 SIDECAR_KINDS = ("world file", "CRS file")     # what each of ``sidecars`` is, for messages
 
 
@@ -77,23 +78,24 @@ def sidecars(png):
     return [png.with_suffix(".pgw"), Path(str(png) + ".aux.xml")]
 
 
-def write_png(heatmap, png, max_size=MAX_SIZE, stage=None):
+def write_png(heatmap, png, max_size=MAX_SIZE, stage=None, name=None):
     """Write ``png`` (band 1 of ``heatmap``, at most ``max_size`` pixels a side: ``block_maxima``)
     and, when the heatmap is georeferenced, its ``sidecars`` (an unplaced one shrunk: a world
     file of its pixel grid); all through the one write path
-    (replaced with ``stage``'s other outputs when one is given)."""
+    (replaced with ``stage``'s other outputs when one is given). The picture records its
+    heatmap (``drawing_record``; ``name``: the output a staged temporary becomes) and stretch."""
     from affine import Affine
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
 
     from .io.atomic import staged_into
-    from .io.ownership import SOFTWARE
+    from .io.ownership import SOFTWARE, drawing_record
     from .io.gdal import open_raster, placed_without_transform
 
     with open_raster(heatmap) as ds:
         step = -(-max(ds.height, ds.width) // max_size)
         scores = _read_block_maxima(ds, step)
-        name = ds.tags().get(SCORE_TAG, "score")
+        score = ds.tags().get(SCORE_TAG, "score")
         scale = (step, step)         # heatmap pixels per picture pixel, across and down
         transform = ds.transform @ ds.transform.scale(*scale)
         crs = ds.crs
@@ -108,9 +110,13 @@ def write_png(heatmap, png, max_size=MAX_SIZE, stage=None):
     scores = np.asarray(scores, dtype=np.float64)
     if georeferenced:
         scores, transform = north_up(scores, transform)
-    image = render(scores, *stretch_limits(scores), name)   # of the picture: maxima run hotter
+    low, high = stretch_limits(scores)      # of the picture: maxima run hotter
+    image = render(scores, low, high, score)
     info = PngInfo()
     info.add_text("Software", SOFTWARE)          # what marks the file as ours
+    for key, value in {**drawing_record(heatmap, name),
+                       STRETCH_TEXT: f"{float(low)!r} {float(high)!r}"}.items():
+        info.add_text(key, value)
     files = {Path(png): lambda tmp: Image.fromarray(image, "RGBA").save(tmp, format="PNG",
                                                                         pnginfo=info)}
     if georeferenced:                    # a world file needs no CRS; the .aux.xml holds it, or

@@ -1,8 +1,10 @@
-"""``info``: what a model bundle or a heatmap is, from its own record. A bundle's: its shape,
-its training (inputs, settings, seed, losses, the generator's health), the fingerprint of the
-data it saw, the versions that trained it, and the digest a heatmap names its model by; a
-heatmap's: the score, settings, model and input it was made with (its HSANOMALY_ tags).
-Someone handed either can tell what it is, and which bundle scored which heatmap."""
+"""``info``: what a model bundle, a heatmap or a drawing of one is, from its own record. A
+bundle's: its shape, its training (inputs, settings, seed, losses, the generator's health),
+the fingerprint of the data it saw, the versions that trained it, and the digest a heatmap
+names its model by; a heatmap's: the score, settings, model and input it was made with (its
+HSANOMALY_ tags); a quick look's or target polygons': the heatmap they were drawn from, and
+whether the one beside them still is. Someone handed any of them can tell what it is, and
+which bundle scored which heatmap."""
 
 import contextlib
 import json
@@ -16,8 +18,9 @@ from .io.checks import path_text
 
 
 def info(path: PathArg) -> Dict[str, Any]:
-    """{"kind": "model", ...} for a model bundle's folder (loaded, so checked whole), or
-    {"kind": "heatmap", ...} for a raster hsanomaly wrote; anything else is refused."""
+    """{"kind": "model", ...} for a model bundle's folder (loaded, so checked whole),
+    {"kind": "heatmap", ...} for a raster hsanomaly wrote, {"kind": "quick look" or "targets",
+    ...} for a PNG or GeoPackage it drew from one; anything else is refused."""
     from .io.ownership import TAG_PREFIX, geotiff_tags
 
     name = path_text(path)
@@ -25,17 +28,59 @@ def info(path: PathArg) -> Dict[str, Any]:
         return _model(name)
     if not os.path.exists(name):
         raise HsanomalyError(f"{name}: not found")
+    drawing = _drawing(name)
+    if drawing is not None:
+        return drawing
     tags = geotiff_tags(name) or {}
     own = {key[len(TAG_PREFIX):].lower(): value for key, value in tags.items()
            if key.startswith(TAG_PREFIX)}
     own.update({key: _value(key, own[key]) for key in ("parameters", "tile") if key in own})
     if "score" not in own:
-        raise HsanomalyError(f"{name}: neither a model bundle (a folder) nor a heatmap "
-                             "hsanomaly wrote (it holds no HSANOMALY_SCORE tag)")
+        raise HsanomalyError(f"{name}: neither a model bundle (a folder) nor a heatmap, "
+                             "quick look or targets GeoPackage hsanomaly wrote (it holds no "
+                             "HSANOMALY_SCORE tag)")
     found = {"kind": "heatmap", "path": name, **own}
     copy = copy_of_record(name)
     if copy:
         found["copy"] = copy
+    return found
+
+
+def _drawing(name):
+    """{"kind": "quick look" or "targets", ...} of a PNG or targets GeoPackage hsanomaly drew
+    from a heatmap: what it records of it, and whether the heatmap beside it is still the one
+    it was drawn from (``drawn_from``); None for any other file."""
+    from .io.ownership import TAG_PREFIX, drawn_from, is_own_png
+
+    if name.lower().endswith(".png") and is_own_png(name):
+        from PIL import Image
+
+        from .quicklook import STRETCH_TEXT
+
+        with Image.open(name) as image:
+            record = dict(image.text)
+        found = {"kind": "quick look" if TAG_PREFIX + "HEATMAP" in record else "picture",
+                 "path": name}
+        if STRETCH_TEXT in record:
+            found["stretch"] = [float(v) for v in record.pop(STRETCH_TEXT).split()]
+    elif name.lower().endswith(".gpkg"):
+        import pyogrio
+
+        from .polygons import LAYER, drawn_threshold, holds_targets
+
+        if not holds_targets(name):
+            return None
+        meta = pyogrio.read_info(name, layer=LAYER)
+        record = meta.get("layer_metadata") or {}
+        found = {"kind": "targets", "path": name, "targets": meta["features"],
+                 "threshold": drawn_threshold(name)}
+    else:
+        return None
+    found.update({key[len(TAG_PREFIX):].lower(): value for key, value in record.items()
+                  if key.startswith(TAG_PREFIX) and key != TAG_PREFIX + "HEATMAP_PIXELS"})
+    found["drawn"] = (drawn_from(record, name) if TAG_PREFIX + "HEATMAP" in record else
+                      "it records no heatmap: an evaluation's plot, or drawn before hsanomaly "
+                      "recorded one")
     return found
 
 

@@ -664,8 +664,8 @@ def test_info_says_what_a_bundle_and_a_heatmap_are_and_which_scored_which(tmp_pa
     assert found["tile"] == 16 and found["parameters"]["name"] == "rx"
     run = CliRunner().invoke(hsanomaly.cli.main, ["info", str(scene)])
     assert run.exit_code == 1 and run.output == (
-        f"Error: {scene}: neither a model bundle (a folder) nor a heatmap hsanomaly wrote (it "
-        "holds no HSANOMALY_SCORE tag)\n")
+        f"Error: {scene}: neither a model bundle (a folder) nor a heatmap, quick look or "
+        "targets GeoPackage hsanomaly wrote (it holds no HSANOMALY_SCORE tag)\n")
     (path / "critic.onnx").write_bytes(b"damaged")
     with pytest.raises(HsanomalyError, match="critic.onnx does not match its sha256"):
         hsanomaly.info(path)

@@ -216,3 +216,33 @@ def test_a_label_the_picture_is_too_narrow_for_is_left_out_not_cut():
     assert (narrow[12:, :, :3] == 255).all()         # the labels' rows: nothing drawn
     wide = render(np.linspace(0, 1, 80 * 120).reshape(80, 120), 112.4, 536.2, "rx")[80:]
     assert (wide[12:, :, :3] < 255).any()
+
+
+def test_a_quick_look_and_target_polygons_say_which_heatmap_they_were_drawn_from(tmp_path):
+    """The PNG recorded only its software, and the GeoPackage the heatmap's name and the
+    threshold: after a rescore without them, nothing told they showed another run, the rate
+    asked was recorded nowhere, and ``info`` refused both (the provenance audit's F01, F02)."""
+    import hsanomaly
+    from synthetic import synthetic_cube, write_raster
+
+    cube, truth = synthetic_cube()
+    scene = write_raster(tmp_path / "scene.tif", cube)
+    heat, png, gpkg = tmp_path / "heat.tif", tmp_path / "heat.png", tmp_path / "heat.gpkg"
+    hsanomaly.detect(scene, heat, score="rx", png=png, polygons=gpkg, far=0.01)
+    look, targets = hsanomaly.info(png), hsanomaly.info(gpkg)
+    assert (look["kind"], look["heatmap"], look["score"]) == ("quick look", "heat.tif", "rx")
+    assert look["drawn"] == targets["drawn"] == "drawn from heat.tif as it is"
+    assert len(look["stretch"]) == 2 and look["stretch"][0] < look["stretch"][1]
+    assert (targets["kind"], targets["far"], targets["heatmap"]) == ("targets", "0.01",
+                                                                     "heat.tif")
+    assert targets["threshold"] == hsanomaly.find_targets(heat, far=0.01)["threshold"].iloc[0]
+    hsanomaly.detect(scene, heat, score="lrx", overwrite=True)          # rescored, undrawn
+    for path in (png, gpkg):
+        assert hsanomaly.info(path)["drawn"] == ("drawn from another state of heat.tif, "
+                                                 "scored again since")
+    heat.unlink()
+    assert hsanomaly.info(png)["drawn"] == "its heatmap is not beside it"
+    hsanomaly.evaluate(write_raster(tmp_path / "h.tif", cube[:1]), truth,
+                       plots=tmp_path / "plots")
+    plot = next((tmp_path / "plots").glob("*.png"))
+    assert hsanomaly.info(plot)["kind"] == "picture"

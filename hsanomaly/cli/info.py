@@ -8,14 +8,16 @@ from . import with_verbosity
 
 
 @with_verbosity
-@click.command(short_help="Say what a model bundle or a heatmap is, from its own record.")
+@click.command(short_help="Say what a model bundle, a heatmap or a drawing of one is.")
 @click.argument("path", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print the record as JSON.")
 def info(path, as_json):
     """Say what PATH is: a model bundle's folder (checked whole; its shape, training inputs,
     settings and losses, data fingerprint, versions, and the digest its heatmaps name it by
-    in their HSANOMALY_MODEL_DIGEST tag) or a heatmap hsanomaly wrote (the score, settings,
-    model and input it was made with)."""
+    in their HSANOMALY_MODEL_DIGEST tag), a heatmap hsanomaly wrote (the score, settings,
+    model and input it was made with; whether it is a copy cut or changed since), or a quick
+    look or targets GeoPackage drawn from one (which heatmap, and whether the one beside it
+    is still that)."""
     from ..records import info as run, info_lines
 
     found = run(path)

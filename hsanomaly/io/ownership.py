@@ -45,6 +45,30 @@ def same_grid(recorded, grid):
     return numbers[0] == numbers[1]
 
 
+def drawing_record(heatmap, name=None):
+    """What a quick look or target polygons record of the heatmap they are drawn from: its
+    file's name (``name``: the output a staged temporary becomes), score and the digest of
+    its pixels (``PIXELS_TAG``), by which ``drawn_from`` tells it rescored since."""
+    tags = geotiff_tags(str(heatmap)) or {}
+    return {TAG_PREFIX + "HEATMAP": Path(str(name or heatmap)).name,
+            TAG_PREFIX + "HEATMAP_PIXELS": tags.get(PIXELS_TAG, ""),
+            TAG_PREFIX + "SCORE": tags.get(TAG_PREFIX + "SCORE", ""),
+            TAG_PREFIX + "VERSION": __version__}
+
+
+def drawn_from(record, path):
+    """Whether the heatmap a drawing at ``path`` records (``drawing_record``), looked for
+    beside it, is the one it was drawn from, in words."""
+    heatmap = Path(path).parent / record.get(TAG_PREFIX + "HEATMAP", "")
+    if not record.get(TAG_PREFIX + "HEATMAP") or not heatmap.is_file():
+        return "its heatmap is not beside it"
+    now = (geotiff_tags(str(heatmap)) or {}).get(PIXELS_TAG)
+    if not now or not record.get(TAG_PREFIX + "HEATMAP_PIXELS"):
+        return f"{heatmap.name} beside it records no pixels to compare"
+    return (f"drawn from {heatmap.name} as it is" if now == record[TAG_PREFIX + "HEATMAP_PIXELS"]
+            else f"drawn from another state of {heatmap.name}, scored again since")
+
+
 def geotiff_tags(path, grid=False):
     """A raster's dataset tags (with ``grid``: and its ``grid_tag``), or None."""
     from .atomic import native_quiet

@@ -37,9 +37,9 @@ FIXED_DATE = "2000-01-01T00:00:00"
 
 def pin_dates(path):
     """Give every table of the GeoPackage ``path`` (one hsanomaly just wrote, not yet in place)
-    ``FIXED_DATE`` as its ``gpkg_contents.last_change``, which GDAL stamps with the time of
-    writing (done in the file, not through GDAL's settings, which the whole process shares),
-    then copy it afresh (``VACUUM INTO``): the header's change counter, which counts GDAL's
+    ``FIXED_DATE`` as its ``gpkg_contents.last_change`` (and its metadata's timestamp),
+    which GDAL stamps with the time of writing (done in the file, not through GDAL's
+    settings, which the whole process shares), then copy it afresh (``VACUUM INTO``): the header's change counter, which counts GDAL's
     transactions (one fewer when two stamps fell in one millisecond), starts over."""
     import os
     import sqlite3
@@ -48,6 +48,10 @@ def pin_dates(path):
     with contextlib.closing(sqlite3.connect(path)) as db:
         with db:
             db.execute("UPDATE gpkg_contents SET last_change = ?", (FIXED_DATE + ".000Z",))
+            if db.execute("SELECT 1 FROM sqlite_master WHERE name = "
+                          "'gpkg_metadata_reference'").fetchone():     # a layer's record's
+                db.execute("UPDATE gpkg_metadata_reference SET timestamp = ?",
+                           (FIXED_DATE + ".000Z",))
         db.execute("VACUUM INTO ?", (fresh,))
     os.replace(fresh, path)
 
