@@ -79,8 +79,9 @@ def _drawing(name):
     found.update({key[len(TAG_PREFIX):].lower(): value for key, value in record.items()
                   if key.startswith(TAG_PREFIX) and key != TAG_PREFIX + "HEATMAP_PIXELS"})
     found["drawn"] = (drawn_from(record, name) if TAG_PREFIX + "HEATMAP" in record else
-                      "it records no heatmap: an evaluation's plot, or drawn before hsanomaly "
-                      "recorded one")
+                      "it records no heatmap: " + ("an evaluation's plot, or " if
+                                                   found["kind"] == "picture" else "")
+                      + "drawn before hsanomaly recorded one")
     return found
 
 

@@ -1322,6 +1322,9 @@ def test_truth_values_that_may_not_mean_a_target_are_said(heat_and_truth, tmp_pa
     labels[40:45, 30:32] = 2                                  # T3, another class
     ignored = labels.copy()
     ignored[50:60, 60:80] = 255
+    instances = np.zeros_like(truth)
+    for k in range(1, 21):                                 # 20 targets, each its own id
+        instances[50 + 4 * (k % 2), 3 * k:3 * k + 2] = k
     for name, values, nodata, message in [
             ("ignored.tif", ignored, None, r"ignored.tif: the mask holds 3 values above 0 \(255 "
              r"in 200 pixels, 1 in 15 pixels, 2 in 10 pixels\), each counting as a target "
@@ -1332,6 +1335,10 @@ def test_truth_values_that_may_not_mean_a_target_are_said(heat_and_truth, tmp_pa
              r"smoothly or saved lossy \(JPEG\)\? Set its targets to 1 and the rest to 0, or "
              r"resample it by nearest neighbour \(gdalwarp -r near\)"),
             ("labels.tif", labels, None, None), ("mask255.tif", truth * 255, None, None),
+            ("jpeg.tif", np.where(truth > 0, 255, 0) + np.where(
+                np.roll(truth, 1, 1) > np.roll(truth, 0, 1), np.arange(80) % 9 + 1, 0), None,
+             r"jpeg.tif: the mask holds \d+ values above 0 .*saved lossy \(JPEG\)\?.*"),
+            ("instances.tif", instances, None, None),         # one id a target (review 2's F04)
             ("declared.tif", ignored, 255, None),
             ("inverted.tif", 1 - truth, None, r"inverted.tif: 99% of its labelled pixels are "
              r"targets; is it inverted \(targets 0, background non-zero\)\?")]:
@@ -1377,6 +1384,13 @@ def test_a_truth_data_array_lies_where_its_coordinates_say_beside_a_heatmap_file
             hsanomaly.evaluate(heat, moved)
         with pytest.raises(HsanomalyError, match=rf"'outer_mask': its {axis} coordinates"):
             hsanomaly.evaluate(heat, truth, outer_mask=moved)
+    for start in (0, 0.5):     # an array's or an unplaced raster's: no place (review 2's F05)
+        counted = xr.DataArray(truth, dims=("y", "x"), coords={
+            "y": np.arange(rows) + start, "x": np.arange(cols) + start})
+        with pytest.warns(HsanomalyWarning, match="'truth': its coordinates count pixels from "
+                                                  "0, so nothing places it on the heatmap's map"):
+            assert hsanomaly.evaluate(heat, counted)["auc"] == \
+                hsanomaly.evaluate(heat, truth)["auc"]
 
 
 def test_a_truth_on_another_grid_is_told_the_command_that_fits_it_keeping_its_labels(
@@ -1398,3 +1412,27 @@ def test_a_truth_on_another_grid_is_told_the_command_that_fits_it_keeping_its_la
         "resample it onto that raster's grid, by nearest neighbour, which keeps its labels: "
         f"gdalwarp -r near -t_srs EPSG:32633 -te {left:.10g} {top - 2 * rows:.10g} "
         f"{left + 2 * cols:.10g} {top:.10g} -tr 2 2 {fine} fine_on_grid.tif")
+
+
+def test_the_command_that_fits_a_mask_quotes_a_crs_without_a_code(tmp_path):
+    """A CRS without an EPSG code is WKT with spaces and brackets: pasted unquoted, the
+    command failed ("missing [", review 2's F02)."""
+    import shlex
+
+    from rasterio.crs import CRS as RasterioCRS
+
+    from hsanomaly.io.scene import check_same_grid
+    from synthetic import TRANSFORM
+
+    crs = RasterioCRS.from_proj4("+proj=tmerc +lat_0=0 +lon_0=15.5 +k=0.9996 +x_0=500000 "
+                                 "+y_0=0 +datum=WGS84 +units=m +no_defs")
+    grid = write_raster(tmp_path / "heat.tif", np.zeros((1, 8, 8)), crs=crs)
+    mask = write_raster(tmp_path / "mask.tif", np.zeros((1, 16, 16)), crs=crs,
+                        transform=TRANSFORM * TRANSFORM.scale(0.5))
+    with pytest.raises(HsanomalyError) as err:
+        check_same_grid(mask, grid)
+    words = shlex.split(str(err.value).split("keeps its labels: ")[1])
+    with rasterio.open(grid) as ds:                     # as the file holds it
+        assert words[:4] == ["gdalwarp", "-r", "near", "-t_srs"]
+        assert words[4] == ds.crs.to_string() and " " in words[4]
+    assert words[-2:] == [str(mask), "mask_on_grid.tif"]

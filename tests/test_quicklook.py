@@ -246,3 +246,9 @@ def test_a_quick_look_and_target_polygons_say_which_heatmap_they_were_drawn_from
                        plots=tmp_path / "plots")
     plot = next((tmp_path / "plots").glob("*.png"))
     assert hsanomaly.info(plot)["kind"] == "picture"
+    import sqlite3
+
+    with sqlite3.connect(gpkg) as db:            # a GeoPackage drawn before the record
+        db.execute("DELETE FROM gpkg_metadata_reference")
+    assert hsanomaly.info(gpkg)["drawn"] == ("it records no heatmap: drawn before hsanomaly "
+                                             "recorded one")

@@ -509,6 +509,12 @@ def test_a_gps_file_s_empty_layers_leave_its_waypoints_the_only_layer(grid, tmp_
     assert len(pyogrio.list_layers(gpx)) == 5
     mask, _ = read_truth(gpx, shape=truth.shape, grid_of=scene)
     assert mask.sum() == 2 and mask[10, 10] == mask[31, 41] == 1
+    # another format's empty layer is still a layer to choose from (the review's F01: an
+    # empty "clouds" beside "aoi" was passed over, and "aoi" masked without a word)
+    layers = write_layer(tmp_path / "two.gpkg", [pixel_box(0, 0, 10, 10)], layer="aoi")
+    gpd.GeoDataFrame({"id": []}, geometry=[], crs=CRS).to_file(layers, layer="clouds")
+    with pytest.raises(HsanomalyError, match=r"two.gpkg: has 2 layers \(aoi, clouds\)"):
+        read_truth(layers, shape=truth.shape, grid_of=scene)
 
 
 def test_a_geojson_is_told_as_lon_lat_whatever_its_coordinates(grid, tmp_path):

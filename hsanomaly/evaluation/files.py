@@ -96,6 +96,10 @@ def evaluate_files(heatmap_path, truth, outer_mask=None, pd_far=defaults.PD_FAR)
     placed = transform if crs is not None or not transform.is_identity else None
     for label, mask in (("truth", truth), ("outer_mask", outer_mask)):
         if not is_path(mask):              # a DataArray lies where its coordinates say
+            if placed is not None and _counts_pixels(mask):
+                warn_once(f"{spell(label)}: its coordinates count pixels from 0, so nothing "
+                          "places it on the heatmap's map; it is taken pixel for pixel")
+                continue
             _check_same_place(mask, _grid_centres(placed, scores.shape), placed, spell(label))
     return _evaluate(scores, path_text(heatmap_path), crs, transform, truth, outer_mask, pd_far,
                      heatmap_path)
@@ -140,6 +144,14 @@ def _in_rows_of_y(mask, shape, label):
                              "give it as a DataArray with its dims, or the heatmap transposed "
                              "to (y, x)")
     return np.ma.asanyarray(mask).T if np.shape(mask) == tuple(shape) else mask
+
+
+def _counts_pixels(mask):
+    """Whether a DataArray's x and y coordinates count its pixels from 0 (0, 1, 2, ... or the
+    centres 0.5, 1.5, ...), as an array's or an unplaced raster's do: no place on a map."""
+    found = pixel_centres(mask)
+    return bool(found) and all(centres[0] in (0, 0.5) and np.allclose(
+        centres, np.arange(len(centres)) + centres[0]) for centres, _ in found.values())
 
 
 def _grid_centres(transform, shape):

@@ -655,8 +655,8 @@ class RasterSource(_Source):
 
     def _warn_mixed_pixels(self):
         """Say a VRT stacking bands of other pixel sizes (``vrt_source_pixels``): each is
-        resampled onto the VRT's grid by nearest neighbour, a coarse band in blocks that
-        spread a target or a cloud's edge past its own pixels, and gdalbuildvrt's default
+        resampled onto the VRT's grid (by nearest neighbour unless it says otherwise), a coarse
+        band in blocks that spread a target or a cloud's edge past its own pixels, and gdalbuildvrt's default
         grid (-resolution average) is one that no band has."""
         ds = self._dataset()
         res = abs(ds.transform.a)
@@ -667,7 +667,7 @@ class RasterSource(_Source):
         shown = [f"{v:g}" for v in sizes]
         finest = round(res, 6) == sizes[0]
         warn_once(f"{self.name}: its bands come at pixel sizes of {', '.join(shown[:-1])} and "
-                  f"{shown[-1]}, each resampled onto its grid of {res:g} by nearest neighbour"
+                  f"{shown[-1]}, each resampled onto its grid of {res:g}"
                   + ("" if round(res, 6) in sizes else " (a size none of them has: "
                      "gdalbuildvrt's default, -resolution average)")
                   + "; a coarse band repeats its pixels in blocks, which spread a target or a "

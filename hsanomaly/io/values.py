@@ -18,7 +18,7 @@ CENTRE_SAMPLE = 4096    # pixels a band's median and deviation, or its neighbour
 PRECISION = 0.01        # float32's rounding, as a share of a band's spread, beyond which it is said
 IGNORE_CODES = (255, 65535)   # a mask's "unlabelled" codes, where other labels are non-zero too
 MASK_VALUES_SHOWN = 3   # a mask's values above 0 named in a message
-MASK_LABELS = 16        # more values above 0, or labels above it, than a mask's classes has
+MASK_LABELS = 4         # more values above 0 than a mask's classes, where they mix in regions
 
 
 def wider_than_float32(dtype):
@@ -99,19 +99,34 @@ def warn_mask_values(name, values, unknown, remedy):
                   f"unknown, {remedy(value)}")
     found, counts = np.unique(nonzero[~negative], return_counts=True)
     code = found[-1] if len(found) > 1 and found[-1] in IGNORE_CODES else None
-    labels = found[:-1] if code is not None else found
-    blurred = len(found) > MASK_LABELS or (labels != np.round(labels)).any() or \
-        (len(labels) > 1 and labels[-1] > MASK_LABELS)       # no classes: 1..k, few
+    blurred = (found != np.round(found)).any() or (
+        len(found) > MASK_LABELS and _mostly_mixed(values, labelled & (values > 0)))
     if blurred or code is not None:
         shown = ", ".join(f"{v:g} in {counted(int(c), 'pixel')}" for v, c in
                           sorted(zip(found, counts), key=lambda vc: -vc[1])[:MASK_VALUES_SHOWN])
         more = len(found) - MASK_VALUES_SHOWN
-        warn_once(f"{name}: the mask holds {len(found)} values above 0 ({shown}"
+        warn_once(f"{name}: the mask holds {counted(len(found), 'value')} above 0 ({shown}"
                   + (f" and {more} more" if more > 0 else "") + "), each counting as a target "
                   "(1); " + ("a soft mask, or one resampled smoothly or saved lossy (JPEG)? "
                              "Set its targets to 1 and the rest to 0, or resample it by "
                              "nearest neighbour (gdalwarp -r near)" if blurred else
                              f"if {code:g} means unlabelled, {remedy(code)}"))
+
+
+def _mostly_mixed(values, positive):
+    """Whether most of a 2-D mask's ``positive`` pixels lie in regions (8-connected) holding
+    more than one value: a mask blurred at its edges (resampled smoothly, saved as JPEG), not
+    labels, one value a target or class region."""
+    from scipy import ndimage
+
+    if values.ndim != 2 or not positive.any():
+        return False
+    regions, count = ndimage.label(positive, structure=np.ones((3, 3)))
+    index = np.arange(1, count + 1)
+    low, high = (np.asarray(f(values, regions, index)) for f in (ndimage.minimum,
+                                                                 ndimage.maximum))
+    sizes = np.bincount(regions.ravel(), minlength=count + 1)[1:]
+    return sizes[low != high].sum() > sizes.sum() / 2
 
 
 def two_values_text(pixels, first_band=None):

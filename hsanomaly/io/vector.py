@@ -256,8 +256,8 @@ def _read_layer(path, file, layer):
         if not spatial:
             raise HsanomalyError(f"{path}: no layer has geometries (only tables: "
                                  f"{', '.join(layers)})")
-        if len(spatial) > 1:        # a GPS's GPX lists its five kinds of layer, used or not
-            spatial = [name for name in spatial if _features(file, name)] or spatial
+        if len(spatial) > 1 and str(file).lower().endswith(".gpx"):  # its five kinds of
+            spatial = [name for name in spatial if _features(file, name)] or spatial  # layer
         if len(spatial) > 1:
             raise HsanomalyError(f"{path}: has {len(spatial)} layers ({', '.join(spatial)}); "
                                  f"name one as '{file}{LAYER_TAG}NAME'")

@@ -157,14 +157,14 @@ def install_commands(modules):
                         for p in packages if p != "hsanomaly[cpu]"]
     if "onnxruntime-gpu" in installed_runtimes():    # [cpu] would put onnxruntime beside it
         packages = [p.replace("[cpu", "[gpu") for p in packages]
-    version = plugin_version()
-    # the plugin's release line, never another's; a pre-release plugin's (0.3.0rc1) too,
-    # which "~=0.3.0" leaves out, and pip only takes where asked to
-    pre = re.search(r"\d(a|b|rc|\.?dev)\d*", version) is not None
-    line = f"=={release(version)}.*" if pre else f"~={release(version)}.0"
+    version = plugin_version().split("+")[0]       # a local build's "+g1a2b" is no release
+    # the plugin's release line, never another's; a pre-release plugin's (0.3.0rc1) from
+    # itself on: named in the specifier, pip takes pre-releases of hsanomaly alone
+    major, minor = (_numbers(version) + (0, 0))[:2]
+    line = (f">={version},<{major}.{minor + 1}" if re.search(r"\d(a|b|rc|\.?dev)\d*$", version)
+            else f"~={release(version)}.0")
     pinned = [f"{p}{line}" if p.startswith("hsanomaly[") else p for p in packages]
-    options = ("--pre",) if pre and pinned != packages else ()
-    commands.append(pip_install(*pinned, *constraints(), options=options))
+    commands.append(pip_install(*pinned, *constraints()))
     return commands
 
 
