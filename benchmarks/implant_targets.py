@@ -11,7 +11,8 @@ invalid (NaN, so they neither train a model nor count in the AUC), and ``--targe
 ``size`` x ``size`` pixels are implanted where the square and ``size`` pixels around it are
 valid background, ``size`` pixels apart at least. Every implanted pixel is shifted towards a
 real rare material of the same scene (the valid pixel at the ``--rare`` quantile of global RX)
-by ``a`` (material - scene mean), with ``a`` drawn uniformly from [``--abundance``, 1]: the pixel
+by ``a`` (material - scene mean), with ``a`` drawn uniformly from [``--abundance``,
+``--abundance-max``] (default 1; 0.1 to 0.2: faint, sub-pixel targets): the pixel
 keeps its own texture and sensor noise (a linear mix ``(1 - a) x + a m`` would shrink the noise
 and make a target *quieter* than any real pixel, which RX then ranks last), and the targets
 vary like real ones. The truth is the implanted squares. Each size goes to its own
@@ -27,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 
-def implant(cube, valid, truth, size, targets, rare, abundance, margin, rng):
+def implant(cube, valid, truth, size, targets, rare, abundance, margin, rng, most=1.0):
     """(cube with NaN for the scene's own targets and the implants mixed in, valid, implant
     truth, (row, col) of each square's corner, the material's shift from the scene mean)."""
     from scipy.ndimage import binary_dilation
@@ -54,7 +55,7 @@ def implant(cube, valid, truth, size, targets, rare, abundance, margin, rng):
             placed[r:r + size, c:c + size] = True
             free[r:r + size, c:c + size] = False       # the next keeps ``size`` pixels away
             corners.append((int(r), int(c)))
-    share = rng.uniform(abundance, 1.0, int(placed.sum()))
+    share = rng.uniform(abundance, most, int(placed.sum()))
     shift = material - pixels.mean(axis=0)
     cube[:, placed] = (cube[:, placed] + share * shift[:, None]).astype(cube.dtype)
     return cube, valid, placed.astype(np.uint8), corners, shift
@@ -70,6 +71,8 @@ def main(argv=None):
                         help="global-RX quantile of the implanted material's pixel")
     parser.add_argument("--abundance", type=float, default=0.5,
                         help="lowest share of the material in an implanted pixel")
+    parser.add_argument("--abundance-max", type=float, default=1.0,
+                        help="highest share of the material in an implanted pixel")
     parser.add_argument("--margin", type=int, default=2,
                         help="pixels around the scene's own targets left out too")
     parser.add_argument("--seed", type=int, default=0)
@@ -85,7 +88,7 @@ def main(argv=None):
             rng = np.random.default_rng([args.seed, size, sum(map(ord, scene.name))])
             cube, valid, truth, corners, _ = implant(data.cube, data.valid, data.truth, size,
                                                   args.targets, args.rare, args.abundance,
-                                                  args.margin, rng)
+                                                  args.margin, rng, args.abundance_max)
             if not corners:
                 print(f"{scene.name}: no room for a {size}x{size} target", file=sys.stderr)
                 continue
