@@ -196,8 +196,15 @@ class Detector(ScoreParameters):
                                  own_model=fitted and self.model is None)   # its quick model
         kept = ("score",) if not with_extras else [
             name for name in arrays if name not in scorer.unmeasured_outputs()]
-        arrays = {name: arrays[name] for name in kept}
-        return {name: wrap(value[0] if name == "score" else value) for name, value in arrays.items()}
+        results = {name: wrap(arrays[name][0] if name == "score" else arrays[name])
+                   for name in kept}
+        for value in results.values():
+            if hasattr(value, "attrs"):         # a DataArray: what scored it, as a heatmap says
+                from .io.heatmap import run_record
+
+                value.attrs.update({f"hsanomaly_{k.lower()}": v
+                                    for k, v in run_record(scorer).items()})
+        return results
 
     @overload
     def fit_score(self, X: Labelled) -> Labelled: ...  # type: ignore[overload-overlap]

@@ -1,5 +1,6 @@
 """hsanomaly.Detector: scikit-learn's contract over the engine's own tiles."""
 
+import json
 import os
 
 import numpy as np
@@ -220,6 +221,12 @@ def test_xarray_result_keeps_coordinates_and_attributes():
     assert heat.dims == ("y", "x") and heat.attrs["crs"] == "EPSG:32633"
     np.testing.assert_array_equal(heat["x"], da["x"]) and "spatial_ref" in heat.coords
     np.testing.assert_allclose(heat.values, hsanomaly.Detector("rx").fit_score(cube))
+    # what scored it, as a heatmap's tags say (the provenance audit's F07: not even the score)
+    lrx = hsanomaly.Detector("lrx", pca=3).fit_score(da)
+    assert (lrx.attrs["hsanomaly_score"], lrx.attrs["hsanomaly_version"]) == (
+        "lrx", hsanomaly.__version__)
+    assert json.loads(lrx.attrs["hsanomaly_parameters"])["pca"] == 3
+    assert "numpy" in json.loads(lrx.attrs["hsanomaly_versions"])
 
 
 def test_a_result_placed_by_attributes_alone_is_placed_right_after_a_cut(tmp_path):

@@ -77,6 +77,8 @@ def test_overviews_average_the_scores(tmp_path):
 
 @pytest.mark.train
 def test_model_scores_record_the_bundle_digest_and_band_meanings(tmp_path):
+    import hashlib
+
     pytest.importorskip("torch")
     cube, _ = synthetic_cube(rows=24, cols=24, targets=((5, 5),))
     path = write_raster(tmp_path / "scene.tif", cube)
@@ -91,8 +93,15 @@ def test_model_scores_record_the_bundle_digest_and_band_meanings(tmp_path):
         assert tags["HSANOMALY_MODEL_DIGEST"] == params["model"] and len(params["model"]) == 16
         assert tags["HSANOMALY_MODEL_FINGERPRINT"] == bundle.meta["fingerprint"]
         assert params["codebook"] == 64 and ds.descriptions[0].startswith("recon anomaly score")
+        versions = json.loads(tags["HSANOMALY_VERSIONS"])       # the provenance audit's F06
+    import onnxruntime
+
+    assert versions["onnxruntime"] == onnxruntime.__version__ and versions["device"] == "cpu"
     with rasterio.open(recon) as ds:
         assert ds.descriptions[0].startswith("G(z*) band 1 (input band")
+        # an extra of several bands: its digest runs band by band, row by row
+        assert ds.tags()["HSANOMALY_PIXELS"] == "sha256:" + hashlib.sha256(
+            ds.read().astype("<f4").tobytes()).hexdigest()
 
 
 def envi_without_bands_2_and_5(path, cube):
@@ -428,6 +437,11 @@ def test_a_copy_of_a_heatmap_cut_or_rescaled_since_is_told_from_it(tmp_path):
     assert tags["HSANOMALY_PIXELS"] == "sha256:" + hashlib.sha256(
         pixels.astype("<f4").tobytes()).hexdigest()
     assert "copy" not in info(heat)
+    import sklearn
+
+    assert json.loads(tags["HSANOMALY_VERSIONS"]) == {         # the provenance audit's F06
+        "numpy": np.__version__, "scikit-learn": sklearn.__version__, "gdal":
+        rasterio.__gdal_version__, "rasterio": rasterio.__version__}
     cog = tmp_path / "cog.tif"
     with rasterio.open(cog, "w", **{**profile, "driver": "COG"}) as ds:
         ds.write(pixels)

@@ -48,17 +48,15 @@ SCORE_TAG = TAG_PREFIX + "SCORE"     # the score's name, which readers of a heat
 
 
 def heatmap_tags(scorer, source, fingerprint, tile):
-    """Dataset tags naming the score, its parameters, the model, the input (its name, place
-    and a digest of its ``fingerprint``, as the run took it: ``ownership.other_input`` reads
-    them), the bands reading left out, its exclusion mask (name and digest: two masks of one
-    name score otherwise) and the tile size (a ring's sums may round differently in another
-    tile's blocks)."""
-    from .._version import __version__
+    """Dataset tags naming what scored it (``run_record``), the model, the input (its name,
+    place and a digest of its ``fingerprint``, as the run took it: ``ownership.other_input``
+    reads them), the bands reading left out, its exclusion mask (name and digest: two masks
+    of one name score otherwise) and the tile size (a ring's sums may round differently in
+    another tile's blocks)."""
     from .fingerprint import digest
 
     params = scorer.params()
-    tags = {"SCORE": scorer.name, "PARAMETERS": json.dumps(params, sort_keys=True),
-            "VERSION": __version__, "INPUT": input_name(source.name),
+    tags = {**run_record(scorer), "INPUT": input_name(source.name),
             "INPUT_PLACE": input_place(source.name), "INPUT_FINGERPRINT": digest(fingerprint),
             "GRID": grid_tag(source.width, source.height, source.profile.get("transform")),
             "TILE": str(int(tile))}
@@ -75,6 +73,33 @@ def heatmap_tags(scorer, source, fingerprint, tile):
     point = {"AREA_OR_POINT": "Point"} if source.profile.get("area_or_point") == "Point" else {}
     return {TAG_PREFIX + key: value for key, value in tags.items()} | \
         {"TIFFTAG_SOFTWARE": SOFTWARE, **point}
+
+
+def run_record(scorer):
+    """What scored a result, as a heatmap's tags and a Detector's DataArray attributes record
+    it: the score, its parameters (JSON), hsanomaly's version and the libraries' (JSON)."""
+    from .._version import __version__
+
+    return {"SCORE": scorer.name, "PARAMETERS": json.dumps(scorer.params(), sort_keys=True),
+            "VERSION": __version__, "VERSIONS": json.dumps(_versions(scorer), sort_keys=True)}
+
+
+def _versions(scorer):
+    """The libraries whose versions may change a heatmap's last digits (numpy's and BLAS's
+    sums, scikit-learn's mixture, GDAL's reading, onnxruntime's networks) and the device a
+    model's networks ran on: what a rerun elsewhere compares before its bytes."""
+    import numpy
+    import rasterio
+    import sklearn
+
+    found = {"numpy": numpy.__version__, "scikit-learn": sklearn.__version__,
+             "rasterio": rasterio.__version__, "gdal": rasterio.__gdal_version__}
+    if scorer.model_bundle is not None:
+        import onnxruntime
+
+        networks = getattr(scorer, "gan", scorer)         # a context score's own GAN score
+        found |= {"onnxruntime": onnxruntime.__version__, "device": str(networks.device)}
+    return found
 
 
 def score_description(scorer):

@@ -119,10 +119,23 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
         with _torch_threads(torch, int(defaults.TRAIN_THREADS if threads is None else threads)):
             options = {"window": window, "bands": data.bands, "sqrt": sqrt, "whiten": whiten,
                        "dim": dim, "latent_dim": latent_dim, "background_only": background_only,
-                       "boost_rare": boost_rare, "mask": mask is not None}
+                       "boost_rare": boost_rare, "mask": _masks_record(mask)}
             return _train(torch, data, inputs, out, settings, options, device, resume, progress,
                           report, quick_model_of, name, codebook_jacobians, keep_checkpoints,
                           validation_windows)
+
+
+def _masks_record(mask):
+    """The exclusion masks a training left out by, as its bundle records them: each file's
+    name and a digest of its contents (a heatmap records its own mask so), or None."""
+    if mask is None:
+        return None
+    from ..io.fingerprint import digest, path_fingerprint
+    from ..io.vector import split_layer
+
+    masks = list(mask) if isinstance(mask, (list, tuple)) else [mask]
+    return [{"name": Path(m).name, "digest": digest(path_fingerprint(split_layer(m)[0]))[:16]}
+            for m in dict.fromkeys(map(str, masks))]
 
 
 _TORCH_LOCK, _torch_users = threading.Lock(), {"count": 0, "before": None}
