@@ -636,12 +636,15 @@ def test_a_data_arrays_scale_and_offset_apply_and_its_value_attributes_stay_behi
     assert not any("gdal_edit" in str(w.message) for w in said)
     heat = detector.score(raw)
     fill = heat.attrs.pop("_FillValue")     # its own NaN, declared (rio.to_raster: nodata NaN)
+    record = {k: heat.attrs.pop(k) for k in list(heat.attrs) if k.startswith("hsanomaly_")}
     assert np.isnan(fill) and heat.attrs == {"crs": "EPSG:32633",
                                              "long_name": "anomaly score (high = anomalous)"}
+    heat.attrs.update(record)              # strings all: what scored it travels in the file
     heat.attrs["_FillValue"] = fill
     heat.to_netcdf(tmp_path / "heat.nc")
     with xr.open_dataarray(tmp_path / "heat.nc") as back:
         np.testing.assert_array_equal(back.values, heat.values)
+        assert back.attrs["hsanomaly_score"] == "rx"
         assert np.isnan(back.encoding["_FillValue"])
     with pytest.raises(HsanomalyError, match="its scale and offset attributes are not usable"):
         hsanomaly.Detector("rx").fit(raw.assign_attrs(scale_factor=[1.0, 2.0]))

@@ -1,6 +1,8 @@
 """detect's exclusion mask (io.exclusion): its pixels are scored as if they were nodata, in
 fitting, in a quick model's training and in scoring, whatever the mask's kind."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import rasterio
@@ -139,7 +141,8 @@ def test_a_quick_model_is_trained_without_the_masked_pixels(masked_scene, tmp_pa
         options.get("mask")) or train(*args, **{**options, "iterations": 5}))
     hsanomaly.detect(raster, tmp_path / "o.tif", score="resrx", mask=layer)
     assert masks == [layer]
-    assert load_bundle(tmp_path / "o.model").meta["training"]["settings"]["mask"] is True
+    recorded = load_bundle(tmp_path / "o.model").meta["training"]["settings"]["mask"]
+    assert [m["name"] for m in recorded] == [Path(str(layer)).name]
     assert np.isnan(heat(tmp_path / "o.tif")[0][out == 1]).all()
 
 
