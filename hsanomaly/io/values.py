@@ -230,6 +230,7 @@ NOISE_CORRELATION = 0.5   # a band correlated less than this with either neighbo
 SMOOTH_CORRELATION = 0.9  # ... where the median band follows a neighbour this closely
 NOISE_VARIANCE = 0.05     # ... and the noise-like bands hold this share of the variance or more,
 NOISE_COMPONENT = defaults.LRX_PCA   # or typically more than the others' component this far down
+NOISE_TAILS = 0.005       # the share of a band's pixels at either end left out of its spread
 
 
 def noise_bands(pixels):
@@ -244,6 +245,10 @@ def noise_bands(pixels):
     if bands < NOISE_MIN_BANDS or n < NOISE_MIN_BANDS:
         return None
     sample = _centre_sample(pixels)
+    # each band held within its NOISE_TAILS quantiles: a few hot pixels, extreme in one band
+    # and in no other, would make it follow nothing and hold the variance
+    low, high = np.quantile(sample, [NOISE_TAILS, 1 - NOISE_TAILS], axis=1, keepdims=True)
+    sample = np.clip(sample, low, high)
     sample -= sample.mean(axis=1, keepdims=True)
     spread = sample.std(axis=1)
     live = spread > 0                      # a constant band follows nothing and holds nothing
