@@ -32,9 +32,10 @@ def info(path: PathArg) -> Dict[str, Any]:
     if drawing is not None:
         return drawing
     tags = geotiff_tags(name) or {}
-    own = {key[len(TAG_PREFIX):].lower(): value for key, value in tags.items()
-           if key.startswith(TAG_PREFIX)}
-    own.update({key: _value(key, own[key]) for key in ("parameters", "tile") if key in own})
+    own = {key[len(TAG_PREFIX):].lower(): value for key, value in tags.items()   # a Detector's
+           if key.upper().startswith(TAG_PREFIX)}         # DataArray saved: hsanomaly_score
+    own.update({key: _value(key, own[key]) for key in ("parameters", "versions", "tile")
+                if key in own})
     if "score" not in own:
         raise HsanomalyError(f"{name}: neither a model bundle (a folder) nor a heatmap, "
                              "quick look or targets GeoPackage hsanomaly wrote (it holds no "
@@ -107,10 +108,10 @@ def copy_of_record(path):
 
 
 def _value(key, text):
-    """Tag ``key``'s value as what it holds: the parameters' JSON object, the tile's whole
-    number (as written; another tool's text is kept as it is)."""
+    """Tag ``key``'s value as what it holds: the parameters' and versions' JSON objects, the
+    tile's whole number (as written; another tool's text is kept as it is)."""
     with contextlib.suppress(ValueError):
-        return json.loads(text) if key == "parameters" else int(text)
+        return int(text) if key == "tile" else json.loads(text)
     return text
 
 
@@ -139,8 +140,8 @@ def info_lines(found: Dict[str, Any]) -> str:
     """``info``'s record as the command line prints it: one "key: value" line each."""
     def text(value):
         if isinstance(value, dict):       # a part's own settings in brackets: whose is whose
-            return ", ".join(f"{k} ({text(v)})" if isinstance(v, dict) else f"{k} {text(v)}"
-                             for k, v in value.items())
+            return ", ".join(f"{k} ({text(v)})" if isinstance(v, (dict, list, tuple)) and v
+                             else f"{k} {text(v)}" for k, v in value.items())
         if isinstance(value, (list, tuple)):
             return ", ".join(text(v) for v in value)
         return f"{value:g}" if isinstance(value, float) else str(value)

@@ -662,6 +662,19 @@ def test_info_says_what_a_bundle_and_a_heatmap_are_and_which_scored_which(tmp_pa
     assert run.exit_code == 0 and "kind: heatmap\n" in run.output and "score: rx\n" in run.output
     found = hsanomaly.info(tmp_path / "heat.tif")        # what the tags hold, not their text
     assert found["tile"] == 16 and found["parameters"]["name"] == "rx"
+    assert found["versions"]["numpy"] == np.__version__ and "versions: gdal " in run.output
+    # a Detector's DataArray saved as a raster keeps its record in lower case: read as one
+    import rasterio
+
+    with rasterio.open(tmp_path / "heat.tif") as ds:
+        pixels, profile, tags = ds.read(), ds.profile, ds.tags()
+    with rasterio.open(tmp_path / "saved.tif", "w", **profile) as ds:
+        ds.write(pixels)
+        ds.update_tags(**{k.lower(): v for k, v in tags.items() if k.startswith("HSANOMALY_")
+                          and k[10:] in ("SCORE", "PARAMETERS", "VERSION", "VERSIONS")})
+    saved = hsanomaly.info(tmp_path / "saved.tif")
+    assert (saved["kind"], saved["score"], saved["parameters"]) == ("heatmap", "rx",
+                                                                    {"name": "rx"})
     run = CliRunner().invoke(hsanomaly.cli.main, ["info", str(scene)])
     assert run.exit_code == 1 and run.output == (
         f"Error: {scene}: neither a model bundle (a folder) nor a heatmap, quick look or "

@@ -1322,6 +1322,9 @@ def test_truth_values_that_may_not_mean_a_target_are_said(heat_and_truth, tmp_pa
     labels[40:45, 30:32] = 2                                  # T3, another class
     ignored = labels.copy()
     ignored[50:60, 60:80] = 255
+    from scipy.ndimage import binary_dilation
+
+    ring = binary_dilation(truth > 0, iterations=2) & (truth == 0)
     instances = np.zeros_like(truth)
     for k in range(1, 21):                                 # 20 targets, each its own id
         instances[50 + 4 * (k % 2), 3 * k:3 * k + 2] = k
@@ -1335,10 +1338,14 @@ def test_truth_values_that_may_not_mean_a_target_are_said(heat_and_truth, tmp_pa
              r"smoothly or saved lossy \(JPEG\)\? Set its targets to 1 and the rest to 0, or "
              r"resample it by nearest neighbour \(gdalwarp -r near\)"),
             ("labels.tif", labels, None, None), ("mask255.tif", truth * 255, None, None),
-            ("jpeg.tif", np.where(truth > 0, 255, 0) + np.where(
-                np.roll(truth, 1, 1) > np.roll(truth, 0, 1), np.arange(80) % 9 + 1, 0), None,
+            ("jpeg.tif", np.where(truth > 0, 255, np.where(ring, np.add.outer(
+                np.arange(60), np.arange(80)) % 9 + 1, 0)), None,      # noise about the edges
              r"jpeg.tif: the mask holds \d+ values above 0 .*saved lossy \(JPEG\)\?.*"),
             ("instances.tif", instances, None, None),         # one id a target (review 2's F04)
+            ("ids255.tif", np.where((instances == 0) & (np.roll(instances, 1, 1) > 0), 255,
+                                    instances), None,   # an ignore ring beside each id (F02 of
+             r"ids255.tif: the mask holds 21 values above 0 .*if 255 means unlabelled, declare "
+             r"it nodata \(gdal_edit.py -a_nodata 255\)"),                  # the 2nd review)
             ("declared.tif", ignored, 255, None),
             ("inverted.tif", 1 - truth, None, r"inverted.tif: 99% of its labelled pixels are "
              r"targets; is it inverted \(targets 0, background non-zero\)\?")]:

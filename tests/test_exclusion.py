@@ -142,7 +142,7 @@ def test_a_quick_model_is_trained_without_the_masked_pixels(masked_scene, tmp_pa
     hsanomaly.detect(raster, tmp_path / "o.tif", score="resrx", mask=layer)
     assert masks == [layer]
     recorded = load_bundle(tmp_path / "o.model").meta["training"]["settings"]["mask"]
-    assert [m["name"] for m in recorded] == [Path(str(layer)).name]
+    assert recorded == [Path(str(layer)).name]
     assert np.isnan(heat(tmp_path / "o.tif")[0][out == 1]).all()
 
 

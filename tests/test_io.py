@@ -3159,13 +3159,13 @@ def test_a_vrt_of_bands_at_other_pixel_sizes_is_said(tmp_path):
                            if issubclass(w.category, HsanomalyWarning)]
     assert said["highest.vrt"] == [
         f"{tmp_path / 'highest.vrt'}: its bands come at pixel sizes of 2 and 4, each resampled "
-        "onto its grid of 2; a coarse band repeats its pixels in blocks, "
+        "onto its grid of 2; each pixel of a coarse band covers several of the grid's, "
         "which spread a target or a cloud's edge past its own pixels. Leave the coarse bands "
         "out, or grow a cloud mask by the coarsest band's pixel"]
     assert said["average.vrt"] == [
         f"{tmp_path / 'average.vrt'}: its bands come at pixel sizes of 2 and 4, each resampled "
         "onto its grid of 3.2 (a size none of them has: gdalbuildvrt's default, -resolution "
-        "average); a coarse band repeats its pixels in blocks, which "
+        "average); each pixel of a coarse band covers several of the grid's, which "
         "spread a target or a cloud's edge past its own pixels. Build it at the finest band's "
         "pixels (gdalbuildvrt -resolution highest), and leave the coarse bands out, or grow a "
         "cloud mask by the coarsest band's pixel"]

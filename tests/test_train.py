@@ -818,9 +818,7 @@ def test_the_command_line_takes_one_mask_per_input(torch, synthetic_raster, tmp_
     library = hsanomaly.train([path, other], tmp_path / "lib", mask=masks, iterations=2)
     assert _files(tmp_path / "cli") == _files(library.path)
     # which masks, not only that one was (the provenance audit's F08)
-    recorded = hsanomaly.info(library.path)["settings"]["mask"]
-    assert [m["name"] for m in recorded] == ["mask0.tif", "mask1.tif"]
-    assert len({m["digest"] for m in recorded}) == 2
+    assert hsanomaly.info(library.path)["settings"]["mask"] == ["mask0.tif", "mask1.tif"]
     result = CliRunner().invoke(main, ["train", str(path), str(other), "--out", str(tmp_path / "x"),
                                        *[a for m in masks + masks[:1] for a in ("--mask", str(m))]])
     assert result.exit_code == 1 and "one per input (2)" in result.output

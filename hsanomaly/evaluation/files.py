@@ -263,7 +263,7 @@ def _provenance(heatmap_path, truth_input, outer_input):
 
     tags = geotiff_tags(path_text(heatmap_path)) if heatmap_path is not None else None
     copy = None
-    if tags and any(key.startswith(TAG_PREFIX) for key in tags):
+    if tags and any(key.upper().startswith(TAG_PREFIX) for key in tags):
         from ..records import copy_of_record
 
         copy = copy_of_record(path_text(heatmap_path))
@@ -273,7 +273,8 @@ def _provenance(heatmap_path, truth_input, outer_input):
              for label, value in (("heatmap", heatmap_path), ("truth", truth_input),
                                   ("outer_mask", outer_input))}
     return {"hsanomaly_version": __version__,
-            "heatmap_tags": {k: v for k, v in (tags or {}).items() if k.startswith(TAG_PREFIX)},
+            "heatmap_tags": {k: v for k, v in (tags or {}).items()
+                             if k.upper().startswith(TAG_PREFIX)},     # a saved DataArray's
             "heatmap_copy": copy,
             **{f"{label}_fingerprint": file_fingerprint(file) for label, file in files.items()
                if file is not None and os.path.isfile(file)}}

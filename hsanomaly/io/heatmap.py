@@ -88,12 +88,16 @@ def _versions(scorer):
     """The libraries whose versions may change a heatmap's last digits (numpy's and BLAS's
     sums, scikit-learn's mixture, GDAL's reading, onnxruntime's networks) and the device a
     model's networks ran on: what a rerun elsewhere compares before its bytes."""
+    import importlib.metadata
+
     import numpy
     import rasterio
-    import sklearn
 
-    found = {"numpy": numpy.__version__, "scikit-learn": sklearn.__version__,
-             "rasterio": rasterio.__version__, "gdal": rasterio.__gdal_version__}
+    # scikit-learn by its metadata: not imported for a version's sake (rx never uses it);
+    # under Dask, this process's versions: workers are checked for hsanomaly's code alone
+    found = {"numpy": numpy.__version__, "rasterio": rasterio.__version__,
+             "gdal": rasterio.__gdal_version__,
+             "scikit-learn": importlib.metadata.version("scikit-learn")}
     if scorer.model_bundle is not None:
         import onnxruntime
 

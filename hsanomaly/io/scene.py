@@ -214,8 +214,8 @@ def _onto_grid(path, other):
         return " by nearest neighbour, which keeps its labels"
     out = shlex.quote(f"{Path(str(path)).stem}_on_grid.tif")
     return (", by nearest neighbour, which keeps its labels: gdalwarp -r near -t_srs "
-            f"{shlex.quote(crs.to_string())} -te {left:.10g} {bottom:.10g} {right:.10g} {top:.10g} -tr "
-            f"{abs(t.a):.10g} {abs(t.e):.10g} {shlex.quote(str(path))} {out}")
+            f"{shlex.quote(crs.to_string())} -te {left:.10g} {bottom:.10g} {right:.10g} "
+            f"{top:.10g} -tr {abs(t.a):.10g} {abs(t.e):.10g} {shlex.quote(str(path))} {out}")
 
 
 def grid_text(t):

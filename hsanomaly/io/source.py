@@ -209,8 +209,8 @@ class _Source:
     def _saturated(self, values, gaps, bad, top):
         """Of pixels ``values`` (bands, n, 1) with ``gaps`` (``bad`` a pixel), those at the
         nodata value ``top`` in some bands and not all that come near it (``SATURATION_NEAR``)
-        in a band beside one of those: saturated, their spectra running into the ceiling, not a dead column or a
-        ragged fill edge, whose neighbouring bands hold ordinary values."""
+        in a band beside one of those: saturated, their spectra running into the ceiling, not
+        a dead column or a ragged fill edge, whose neighbouring bands hold ordinary values."""
         some = (bad > 0) & (bad < self.count)
         beside = np.zeros_like(gaps)
         beside[1:] |= gaps[:-1]
@@ -656,8 +656,9 @@ class RasterSource(_Source):
     def _warn_mixed_pixels(self):
         """Say a VRT stacking bands of other pixel sizes (``vrt_source_pixels``): each is
         resampled onto the VRT's grid (by nearest neighbour unless it says otherwise), a coarse
-        band in blocks that spread a target or a cloud's edge past its own pixels, and gdalbuildvrt's default
-        grid (-resolution average) is one that no band has."""
+        band's pixels each over several of the grid's, which spread a target or a cloud's edge
+        past its own pixels, and gdalbuildvrt's default grid (-resolution average) is one that
+        no band has."""
         ds = self._dataset()
         res = abs(ds.transform.a)
         sizes = sorted({round(res * size, 6) for band, size in vrt_source_pixels(ds).items()
@@ -670,8 +671,9 @@ class RasterSource(_Source):
                   f"{shown[-1]}, each resampled onto its grid of {res:g}"
                   + ("" if round(res, 6) in sizes else " (a size none of them has: "
                      "gdalbuildvrt's default, -resolution average)")
-                  + "; a coarse band repeats its pixels in blocks, which spread a target or a "
-                  "cloud's edge past its own pixels. " + ("" if finest else "Build it at the "
+                  + "; each pixel of a coarse band covers several of the grid's, which spread "
+                  "a target or a cloud's edge past its own pixels. " + ("" if finest else
+                                                                         "Build it at the "
                   "finest band's pixels (gdalbuildvrt -resolution highest), and ")
                   + f"{'L' if finest else 'l'}eave the coarse bands out, or grow a cloud mask "
                   "by the coarsest band's pixel")

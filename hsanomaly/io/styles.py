@@ -39,8 +39,9 @@ def pin_dates(path):
     """Give every table of the GeoPackage ``path`` (one hsanomaly just wrote, not yet in place)
     ``FIXED_DATE`` as its ``gpkg_contents.last_change`` (and its metadata's timestamp),
     which GDAL stamps with the time of writing (done in the file, not through GDAL's
-    settings, which the whole process shares), then copy it afresh (``VACUUM INTO``): the header's change counter, which counts GDAL's
-    transactions (one fewer when two stamps fell in one millisecond), starts over."""
+    settings, which the whole process shares), then copy it afresh (``VACUUM INTO``): the
+    header's change counter, which counts GDAL's transactions (one fewer when two stamps
+    fell in one millisecond), starts over."""
     import os
     import sqlite3
 

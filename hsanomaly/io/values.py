@@ -99,8 +99,9 @@ def warn_mask_values(name, values, unknown, remedy):
                   f"unknown, {remedy(value)}")
     found, counts = np.unique(nonzero[~negative], return_counts=True)
     code = found[-1] if len(found) > 1 and found[-1] in IGNORE_CODES else None
-    blurred = (found != np.round(found)).any() or (
-        len(found) > MASK_LABELS and _mostly_mixed(values, labelled & (values > 0)))
+    labels = found[:-1] if code is not None else found        # the code's pixels apart
+    blurred = (labels != np.round(labels)).any() or (len(labels) > MASK_LABELS and _mostly_mixed(
+        values, labelled & (values > 0) & (values != (code if code is not None else np.inf))))
     if blurred or code is not None:
         shown = ", ".join(f"{v:g} in {counted(int(c), 'pixel')}" for v, c in
                           sorted(zip(found, counts), key=lambda vc: -vc[1])[:MASK_VALUES_SHOWN])

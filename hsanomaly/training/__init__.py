@@ -126,16 +126,11 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
 
 
 def _masks_record(mask):
-    """The exclusion masks a training left out by, as its bundle records them: each file's
-    name and a digest of its contents (a heatmap records its own mask so), or None."""
+    """The exclusion masks a training left out by, by name as its inputs are recorded (one a
+    raster, or the one for all): what the data fingerprint cannot tell a reader. None: none."""
     if mask is None:
         return None
-    from ..io.fingerprint import digest, path_fingerprint
-    from ..io.vector import split_layer
-
-    masks = list(mask) if isinstance(mask, (list, tuple)) else [mask]
-    return [{"name": Path(m).name, "digest": digest(path_fingerprint(split_layer(m)[0]))[:16]}
-            for m in dict.fromkeys(map(str, masks))]
+    return [Path(str(m)).name for m in (mask if isinstance(mask, (list, tuple)) else [mask])]
 
 
 _TORCH_LOCK, _torch_users = threading.Lock(), {"count": 0, "before": None}

@@ -154,7 +154,7 @@ def test_training_takes_a_drawn_exclusion_mask(scene, tmp_path):
         "INPUTS": [str(raster)], "MASK": scratch_layer([("target", (10, 10))]),
         "ITERATIONS": 2, "OUTPUT": str(tmp_path / "model")})["OUTPUT"]
     recorded = load_bundle(model).meta["training"]["settings"]["mask"]   # the layer saved
-    assert len(recorded) == 1 and recorded[0]["name"].endswith(".gpkg")   # for training
+    assert len(recorded) == 1 and recorded[0].endswith(".gpkg")           # for training
 
 
 def test_detect_leaves_out_a_drawn_exclusion_mask(scene, tmp_path):
