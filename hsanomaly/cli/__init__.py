@@ -408,10 +408,12 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     from ..logs import LOGGER
 
     if issubclass(category, HsanomalyWarning):
+        from ..io.atomic import to_stderr
+
         # a stderr that cannot take it (a full disk, a reader gone) loses the line, as
         # logging's does, not the run: raised inside a commit, it failed the outputs
         with contextlib.suppress(OSError):
-            click.echo(f"Warning: {' '.join(str(message).split())}", err=True)
+            to_stderr(f"Warning: {' '.join(str(message).split())}\n")
     else:
         LOGGER.debug("%s: %s (%s:%s)", category.__name__, " ".join(str(message).split()),
                      filename, lineno)

@@ -32,7 +32,7 @@ from ..logs import progress_bar, stage as stage_log
 from ..scorers import check_extras
 from ..spelling import counted, spell
 from .checks import (SUMMARIES, check_outcome, check_scorable, check_space, check_tile,
-                     runtime_error)
+                     runtime_error, warn_lined_up)
 from .store import (MANIFEST, TileStore, check_resumable, read_manifest, remove_finished,
                     removed, run_fingerprint, store_path, tiles_kept)
 from .tiles import LocalExecutor, fit_scorer
@@ -356,6 +356,8 @@ def assemble(store, source, windows, outputs, descriptions=None, tags=None, stag
                 if cog:
                     to_cog(written, tmp)
                     written.unlink()
+        # said outside native_quiet, which silences descriptor 2 (stderr) under the CLI
+        warn_lined_up(files["score"][0], outputs["score"][0])
 
 
 def _cog_source(tmp):

@@ -122,6 +122,21 @@ def native_quiet():
                 os.close(_quieted["saved"])
 
 
+def to_stderr(text):
+    """Write ``text`` to the process's standard error, also while a ``native_quiet`` block (of
+    this thread or another's GDAL write) has descriptor 2 silenced: a warning said then was
+    lost."""
+    import sys
+
+    with _QUIET_LOCK:
+        if _quieted["blocks"]:
+            os.write(_quieted["saved"], text.encode(sys.stderr.encoding or "utf-8",
+                                                    "backslashreplace"))
+            return
+    sys.stderr.write(text)
+    sys.stderr.flush()
+
+
 def write_failure(path, err):
     """The one-line HsanomalyError for a failed write of ``path`` (``OutOfResources`` where
     it ran out of space, memory or a limit)."""

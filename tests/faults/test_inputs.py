@@ -391,3 +391,40 @@ def test_an_input_whose_name_begins_with_a_dash_is_said_how_to_give(tmp_path, sc
                      "No such option '-x' (-x.tif is a file: give it as ./-x.tif, or after --)",
                      status=2)
     assert_ok(run_cli("detect", "--score", "rx", "-q", "--", "-x.tif", "h.tif", cwd=tmp_path))
+
+
+def test_highest_scores_along_one_column_are_said_on_the_command_line(tmp_path):
+    """A push-broom detector's noisy column held all of RX's top 100 pixels of the example
+    and nothing was said (the artefacts audit's F02). And a warning said while another
+    GDAL write had descriptor 2 silenced (``native_quiet``, the CLI's) was lost: this one
+    was, the first time."""
+    from synthetic import synthetic_cube
+
+    cube, _ = synthetic_cube(rows=60, cols=60)
+    clean = write_raster(tmp_path / "clean.tif", cube)
+    noisy = cube.copy()
+    noisy[:, :, 17] += np.random.default_rng(0).normal(0, 5 * cube.std(), (cube.shape[0], 60))
+    noisy = write_raster(tmp_path / "noisy.tif", noisy)
+    result = assert_ok(run_cli("detect", noisy, tmp_path / "noisy_rx.tif", "--score", "rx"))
+    lines = [line for line in result.stderr.splitlines() if "highest scores" in line]
+    assert len(lines) == 1 and lines[0].startswith(f"Warning: {tmp_path / 'noisy_rx.tif'}: ")
+    assert "lie in column 18 of 60: a detector artefact (a bad or noisy column, a stripe) " \
+        "ranked above the targets? Mask it (--mask) and score again" in lines[0]
+    result = assert_ok(run_cli("detect", clean, tmp_path / "clean_rx.tif", "--score", "rx"))
+    assert "highest scores" not in result.stderr
+
+
+def test_a_warning_reaches_stderr_while_a_gdal_write_silences_it():
+    """``native_quiet`` points descriptor 2 at /dev/null around GDAL's writes under the CLI;
+    a warning said meanwhile, by that thread or another, went there too (a process of its
+    own: descriptor 2 as the command line has it)."""
+    import subprocess
+
+    code = ("from hsanomaly.cli import _show_warning\n"
+            "from hsanomaly.errors import HsanomalyWarning\n"
+            "from hsanomaly.io import atomic\n"
+            "with atomic.file_size_signal_ignored(), atomic.native_quiet():\n"
+            "    _show_warning('said in a quiet block', HsanomalyWarning, 'f', 1)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0 and done.stderr == "Warning: said in a quiet block\n"
