@@ -142,8 +142,9 @@ def info_lines(found: Dict[str, Any]) -> str:
         if isinstance(value, dict):       # a part's own settings in brackets: whose is whose
             return ", ".join(f"{k} ({text(v)})" if isinstance(v, (dict, list, tuple)) and v
                              else f"{k} {text(v)}" for k, v in value.items())
-        if isinstance(value, (list, tuple)):
-            return ", ".join(text(v) for v in value)
+        if isinstance(value, (list, tuple)):      # a list's own lists in brackets too
+            return ", ".join(f"({text(v)})" if isinstance(v, (dict, list, tuple)) else text(v)
+                             for v in value)
         return f"{value:g}" if isinstance(value, float) else str(value)
 
     return "\n".join(f"{key}: {text(value)}" for key, value in found.items())

@@ -635,7 +635,11 @@ def test_info_brackets_a_parts_own_settings():
 
     found = {"parameters": {"local": {"name": "mlrx", "purge": 0.0}, "purge": 0.03,
                             "rings": [[7, 3], [11, 5]]}}
-    assert info_lines(found) == "parameters: local (name mlrx, purge 0), purge 0.03, rings 7, 3, 11, 5"
+    assert info_lines(found) == ("parameters: local (name mlrx, purge 0), purge 0.03, "
+                                 "rings ((7, 3), (11, 5))")
+    # a list among settings is bracketed as a part is: where it ends is seen (review 2's F04)
+    assert info_lines({"settings": {"mask": ["a.tif", "b.tif"], "window": 1}}) == \
+        "settings: mask (a.tif, b.tif), window 1"
 
 
 def test_info_says_what_a_bundle_and_a_heatmap_are_and_which_scored_which(tmp_path):

@@ -59,7 +59,10 @@ def check_scorable(source, scorer, own_model=False):
 
 LINE_TOP = 0.001        # the share of a heatmap's scores, the highest, looked at for a line
 LINE_LEAST = 20         # ... and the fewest of them, where a raster has few pixels
-LINE_SHARE = 0.5        # one column or row holding more than this share of them is said
+LINE_SHARE = 0.75       # one column or row holding more than this share of them is said (the
+#                         edge row of a scene's gradient held 0.55, a noisy column all of them)
+LINE_FEWEST = 10        # ... where there are this many columns (rows) at least: in a scene of
+#                         two rows, one holds most of them by chance
 LINE_SAMPLE = 1 << 20   # scores the threshold of the highest is taken from, at most
 
 
@@ -67,37 +70,53 @@ def warn_lined_up(path, name):
     """Say heatmap ``path`` (written for ``name``) whose highest scores lie mostly in one
     column or row: a push-broom detector's bad or noisy column, or a dropped line, ranked
     above every target (a noisy column held all of RX's top 100 pixels of the example), which
-    no score can tell from a target and the probe windows may miss. Read in strips."""
-    from rasterio.windows import Window
-
+    no score can tell from a target and the probe windows may miss."""
     from ..io.checks import warn
-    from ..io.gdal import open_raster
 
-    with open_raster(path, check=False) as ds:
-        rows = max(1, (1 << 22) // ds.width)
-        strips = [Window(0, top, ds.width, min(rows, ds.height - top))
-                  for top in range(0, ds.height, rows)]
-        step = max(1, ds.width * ds.height // LINE_SAMPLE)     # the threshold from a sample
-        sample = np.concatenate([v[np.isfinite(v)][::step] for v in
-                                 (ds.read(1, window=w) for w in strips)])
-        share = max(LINE_TOP, LINE_LEAST / max(1, sample.size * step))
-        if sample.size < 2 * LINE_LEAST or share > 0.5 / LINE_LEAST:
-            return
-        threshold = np.quantile(sample, 1 - share)
-        columns, lines = np.zeros(ds.width, np.int64), np.zeros(ds.height, np.int64)
-        for window in strips:
-            high = ds.read(1, window=window) >= threshold       # NaN is not
-            columns += high.sum(axis=0)
-            lines[window.row_off:window.row_off + window.height] = high.sum(axis=1)
+    counted_high = _high_by_line(path)
+    if counted_high is None:
+        return
+    columns, lines = counted_high
     top = int(columns.sum())
     for kind, counts in (("column", columns), ("row", lines)):
         at = int(np.argmax(counts))
-        if counts[at] > LINE_SHARE * top:
+        if len(counts) >= LINE_FEWEST and counts[at] > LINE_SHARE * top:
             warn(f"{name}: {counts[at]} of its {top} highest scores lie in {kind} {at + 1} of "
                  f"{len(counts)}: a detector artefact (a bad or noisy {kind}"
                  + (", a dropped line" if kind == "row" else ", a stripe") + ") ranked above "
                  f"the targets? Mask it ({spell('mask')}) and score again")
             return
+
+
+def _high_by_line(path):
+    """(per column, per row) counts of heatmap ``path``'s highest scores (``LINE_TOP``, of a
+    sample's threshold), read in strips; None where they are too few to tell, or the file
+    does not read (the read-back of the outputs says so)."""
+    import rasterio
+    from rasterio.windows import Window
+
+    from ..io.gdal import open_raster
+
+    try:
+        with open_raster(path, check=False) as ds:
+            rows = max(1, (1 << 22) // ds.width)
+            strips = [Window(0, top, ds.width, min(rows, ds.height - top))
+                      for top in range(0, ds.height, rows)]
+            step = max(1, ds.width * ds.height // LINE_SAMPLE)   # the threshold of a sample
+            sample = np.concatenate([v[np.isfinite(v)][::step] for v in
+                                     (ds.read(1, window=w) for w in strips)])
+            share = max(LINE_TOP, LINE_LEAST / max(1, sample.size * step))
+            if sample.size < 2 * LINE_LEAST or share > 0.5 / LINE_LEAST:
+                return None
+            threshold = np.quantile(sample, 1 - share)
+            columns, lines = np.zeros(ds.width, np.int64), np.zeros(ds.height, np.int64)
+            for window in strips:
+                high = ds.read(1, window=window) >= threshold       # NaN is not
+                columns += high.sum(axis=0)
+                lines[window.row_off:window.row_off + window.height] = high.sum(axis=1)
+    except (HsanomalyError, rasterio.errors.RasterioError):
+        return None
+    return columns, lines
 
 
 def check_outcome(name, scorer, summaries):

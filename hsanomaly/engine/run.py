@@ -356,8 +356,6 @@ def assemble(store, source, windows, outputs, descriptions=None, tags=None, stag
                 if cog:
                     to_cog(written, tmp)
                     written.unlink()
-        # said outside native_quiet, which silences descriptor 2 (stderr) under the CLI
-        warn_lined_up(files["score"][0], outputs["score"][0])
 
 
 def _cog_source(tmp):
@@ -461,6 +459,8 @@ def detect(src, dst, scorer, *, extras=None, tile=TILE, resume=False, executor=N
         with staged_into(stage) as stage, stage_log("assembling " + str(dst)):
             assemble(store, source, windows, outputs, descriptions, tags, stage, cog)
             stage.on_commit(store.remove)
+            # once in place: a warning made an error (-W error) loses no heatmap
+            stage.on_commit(lambda: warn_lined_up(outputs["score"][0], outputs["score"][0]))
             stage.on_end(store.release)     # the stage's owner ends it: the lock lasts till then
             handed = True
         result = DetectResult(outputs["score"][0], {k: v[0] for k, v in outputs.items()},

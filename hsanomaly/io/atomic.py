@@ -128,13 +128,13 @@ def to_stderr(text):
     lost."""
     import sys
 
-    with _QUIET_LOCK:
+    with _QUIET_LOCK:       # held while written: no block starts or ends meanwhile
         if _quieted["blocks"]:
             os.write(_quieted["saved"], text.encode(sys.stderr.encoding or "utf-8",
                                                     "backslashreplace"))
-            return
-    sys.stderr.write(text)
-    sys.stderr.flush()
+        else:
+            sys.stderr.write(text)
+            sys.stderr.flush()
 
 
 def write_failure(path, err):

@@ -19,6 +19,7 @@ PRECISION = 0.01        # float32's rounding, as a share of a band's spread, bey
 IGNORE_CODES = (255, 65535)   # a mask's "unlabelled" codes, where other labels are non-zero too
 MASK_VALUES_SHOWN = 3   # a mask's values above 0 named in a message
 MASK_LABELS = 4         # more values above 0 than a mask's classes, where they mix in regions
+CODE_BESIDE_ZERO = 0.25 # an ignore code's edge pixels touching zero, under which it is a core
 
 
 def wider_than_float32(dtype):
@@ -100,8 +101,10 @@ def warn_mask_values(name, values, unknown, remedy):
     found, counts = np.unique(nonzero[~negative], return_counts=True)
     code = found[-1] if len(found) > 1 and found[-1] in IGNORE_CODES else None
     labels = found[:-1] if code is not None else found        # the code's pixels apart
+    positive = labelled & (values > 0)
     blurred = (labels != np.round(labels)).any() or (len(labels) > MASK_LABELS and _mostly_mixed(
-        values, labelled & (values > 0) & (values != (code if code is not None else np.inf))))
+        values, positive & (values != (code if code is not None else np.inf)))) or (
+        code is not None and _code_within(values, positive, code))
     if blurred or code is not None:
         shown = ", ".join(f"{v:g} in {counted(int(c), 'pixel')}" for v, c in
                           sorted(zip(found, counts), key=lambda vc: -vc[1])[:MASK_VALUES_SHOWN])
@@ -112,6 +115,24 @@ def warn_mask_values(name, values, unknown, remedy):
                              "Set its targets to 1 and the rest to 0, or resample it by "
                              "nearest neighbour (gdalwarp -r near)" if blurred else
                              f"if {code:g} means unlabelled, {remedy(code)}"))
+
+
+def _code_within(values, positive, code):
+    """Whether the pixels of ``code`` in a 2-D mask lie within its other values, as a 0/255
+    mask's targets do once resampled smoothly (their edges turned 1 to 254), rather than
+    beside the background, as an "ignore" region or ring does: few of its edge pixels touch
+    a zero."""
+    from scipy import ndimage
+
+    if values.ndim != 2:
+        return False
+    ring = np.ones((3, 3))
+    coded = positive & (values == code)
+    edge = coded & ndimage.binary_dilation(~coded, structure=ring)
+    if not edge.any() or not (positive & ~coded).any():
+        return False
+    beside_zero = ndimage.binary_dilation(~positive & (values == 0), structure=ring)
+    return bool(beside_zero[edge].mean() < CODE_BESIDE_ZERO)
 
 
 def _mostly_mixed(values, positive):
@@ -246,19 +267,21 @@ def noise_bands(pixels):
     if bands < NOISE_MIN_BANDS or n < NOISE_MIN_BANDS:
         return None
     sample = _centre_sample(pixels)
-    # each band held within its NOISE_TAILS quantiles: a few hot pixels, extreme in one band
-    # and in no other, would make it follow nothing and hold the variance
-    low, high = np.quantile(sample, [NOISE_TAILS, 1 - NOISE_TAILS], axis=1, keepdims=True)
-    sample = np.clip(sample, low, high)
     sample -= sample.mean(axis=1, keepdims=True)
     spread = sample.std(axis=1)
     live = spread > 0                      # a constant band follows nothing and holds nothing
-    sample /= np.where(live, spread, 1.0)[:, None]
-    adjacent = np.abs((sample[1:] * sample[:-1]).mean(axis=1))
+    # followed within each band's NOISE_TAILS quantiles: a few hot pixels, extreme in one
+    # band and in no other, would make it follow nothing (its variance they do hold)
+    low, high = np.quantile(sample, [NOISE_TAILS, 1 - NOISE_TAILS], axis=1, keepdims=True)
+    held = np.clip(sample, low, high)
+    held -= held.mean(axis=1, keepdims=True)
+    deviation = held.std(axis=1)
+    held /= np.where(deviation > 0, deviation, 1.0)[:, None]
+    adjacent = np.abs((held[1:] * held[:-1]).mean(axis=1))
     best = np.zeros(bands)
     best[:-1] = adjacent                           # with the next band
     best[1:] = np.maximum(best[1:], adjacent)      # or with the one before
-    noisy = live & (best < NOISE_CORRELATION)
+    noisy = live & (deviation > 0) & (best < NOISE_CORRELATION)   # not hot pixels alone
     if not noisy.any() or np.median(best[live]) < SMOOTH_CORRELATION:
         return None
     share = float((spread[noisy] ** 2).sum() / (spread ** 2).sum())
@@ -267,7 +290,7 @@ def noise_bands(pixels):
     clean = live & ~noisy
     if clean.sum() <= NOISE_COMPONENT:
         return None
-    others = sample[clean] * spread[clean, None]          # the other bands, in their units
+    others = sample[clean]                                # the other bands, in their units
     component = np.linalg.eigvalsh(others @ others.T / others.shape[1])[-NOISE_COMPONENT]
     typical = float(np.median(spread[noisy] ** 2))
     return ((np.flatnonzero(noisy) + 1).tolist(), share) if typical > component else None

@@ -412,6 +412,18 @@ def test_highest_scores_along_one_column_are_said_on_the_command_line(tmp_path):
         "ranked above the targets? Mask it (--mask) and score again" in lines[0]
     result = assert_ok(run_cli("detect", clean, tmp_path / "clean_rx.tif", "--score", "rx"))
     assert "highest scores" not in result.stderr
+    # a scene of a few rows holds its highest scores in one by chance (review 3's F01)
+    strip = write_raster(tmp_path / "strip.tif", cube[:, :1, :].repeat(3, axis=2))
+    result = assert_ok(run_cli("detect", strip, tmp_path / "strip_rx.tif", "--score", "rx"))
+    assert "highest scores" not in result.stderr
+    # said once the heatmap is in place: made an error, it loses none (review 3's F02)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", hsanomaly.HsanomalyWarning)
+        with pytest.raises(hsanomaly.HsanomalyWarning, match="highest scores lie in column 18"):
+            hsanomaly.detect(noisy, tmp_path / "kept.tif", score="rx")
+    assert hsanomaly.info(tmp_path / "kept.tif")["score"] == "rx"
 
 
 def test_a_warning_reaches_stderr_while_a_gdal_write_silences_it():
