@@ -24,7 +24,7 @@ def configure(verbosity=0):
     names with their times and debug lines."""
     handler = next((h for h in LOGGER.handlers if getattr(h, "hsanomaly_cli", False)), None)
     if handler is None:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _CliHandler(sys.stderr)
         handler.hsanomaly_cli = True
         handler.setFormatter(_CliFormatter("%(message)s"))
         LOGGER.addHandler(handler)
@@ -33,6 +33,22 @@ def configure(verbosity=0):
     LOGGER.setLevel(LEVELS[max(-1, min(1, verbosity))])
     LOGGER.propagate = False
     return handler
+
+
+class _CliHandler(logging.StreamHandler):
+    """Lines to stderr, also while a GDAL write has descriptor 2 silenced (``to_stderr``):
+    another thread's progress and stage lines were lost meanwhile."""
+
+    def emit(self, record):
+        if self.stream is not sys.stderr:
+            super().emit(record)
+            return
+        from .io.atomic import to_stderr
+
+        try:
+            to_stderr(self.format(record) + self.terminator)
+        except Exception:       # logging's own contract: a failed line is no failed run
+            self.handleError(record)
 
 
 class _CliFormatter(logging.Formatter):

@@ -128,8 +128,12 @@ def to_stderr(text):
     lost."""
     import sys
 
+    try:                    # a stream that is no descriptor (a test's capture) takes it
+        own = sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):
+        own = False
     with _QUIET_LOCK:       # held while written: no block starts or ends meanwhile
-        if _quieted["blocks"]:
+        if _quieted["blocks"] and own:
             os.write(_quieted["saved"], text.encode(sys.stderr.encoding or "utf-8",
                                                     "backslashreplace"))
         else:

@@ -435,8 +435,12 @@ def test_a_warning_reaches_stderr_while_a_gdal_write_silences_it():
     code = ("from hsanomaly.cli import _show_warning\n"
             "from hsanomaly.errors import HsanomalyWarning\n"
             "from hsanomaly.io import atomic\n"
+            "from hsanomaly.logs import LOGGER, configure\n"
+            "configure(0)\n"
             "with atomic.file_size_signal_ignored(), atomic.native_quiet():\n"
-            "    _show_warning('said in a quiet block', HsanomalyWarning, 'f', 1)\n")
+            "    _show_warning('said in a quiet block', HsanomalyWarning, 'f', 1)\n"
+            "    LOGGER.info('a stage line, another thread\\'s in a run')\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60)
-    assert done.returncode == 0 and done.stderr == "Warning: said in a quiet block\n"
+    assert done.returncode == 0 and done.stderr == ("Warning: said in a quiet block\n"
+                                                    "a stage line, another thread's in a run\n")
