@@ -198,12 +198,12 @@ class Detector(ScoreParameters):
             name for name in arrays if name not in scorer.unmeasured_outputs()]
         results = {name: wrap(arrays[name][0] if name == "score" else arrays[name])
                    for name in kept}
-        for value in results.values():
-            if hasattr(value, "attrs"):         # a DataArray: what scored it, as a heatmap says
-                from .io.heatmap import run_record
+        if any(hasattr(value, "attrs") for value in results.values()):
+            from .io.heatmap import run_record      # DataArrays: what scored them, as a
 
-                value.attrs.update({f"hsanomaly_{k.lower()}": v
-                                    for k, v in run_record(scorer).items()})
+            record = {f"hsanomaly_{k.lower()}": v for k, v in run_record(scorer).items()}
+            for value in results.values():          # heatmap's tags say it
+                value.attrs.update(record)
         return results
 
     @overload

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .io.heatmap import SCORE_TAG
+from .io.ownership import TAG_PREFIX
 
 MAX_SIZE = 2048   # pixels on the longer side; larger heatmaps show their blocks' maxima
 BAR_HEIGHT = 28   # pixels of the colour-bar strip appended below the scores
@@ -68,7 +69,7 @@ def png_check(path):
         image.load()
 
 
-STRETCH_TEXT = "HSANOMALY_STRETCH"   # the scores the colour bar's ends stand for, in the PNG
+STRETCH_TEXT = TAG_PREFIX + "STRETCH"  # the scores the colour bar's ends stand for, in the PNG
 SIDECAR_KINDS = ("world file", "CRS file")     # what each of ``sidecars`` is, for messages
 
 

@@ -93,15 +93,13 @@ def _high_by_line(path):
     sample's threshold), read in strips; None where they are too few to tell, or the file
     does not read (the read-back of the outputs says so)."""
     import rasterio
-    from rasterio.windows import Window
 
     from ..io.gdal import open_raster
+    from ..io.heatmap import strips as strips_of
 
     try:
         with open_raster(path, check=False) as ds:
-            rows = max(1, (1 << 22) // ds.width)
-            strips = [Window(0, top, ds.width, min(rows, ds.height - top))
-                      for top in range(0, ds.height, rows)]
+            strips = strips_of(ds)
             step = max(1, ds.width * ds.height // LINE_SAMPLE)   # the threshold of a sample
             sample = np.concatenate([v[np.isfinite(v)][::step] for v in
                                      (ds.read(1, window=w) for w in strips)])

@@ -186,18 +186,27 @@ def finish_heatmap(path):
                 ds.update_tags(b, **stats)
 
 
-def pixels_digest(ds):
-    """"sha256:" and the hex digest of an open raster's pixels as float32, band by band, row
-    by row: ``hashlib.sha256(ds.read().astype("<f4").tobytes())``, read in strips."""
-    import hashlib
+STRIP_PIXELS = 1 << 22    # pixels of a heatmap read at once where it is read whole, row by row
 
+
+def strips(ds):
+    """The windows of whole rows, ``STRIP_PIXELS`` at most, that cover open raster ``ds``
+    top to bottom."""
     from rasterio.windows import Window
 
+    rows = max(1, STRIP_PIXELS // max(1, ds.width))
+    return [Window(0, top, ds.width, min(rows, ds.height - top))
+            for top in range(0, ds.height, rows)]
+
+
+def pixels_digest(ds):
+    """"sha256:" and the hex digest of an open raster's pixels as float32, band by band, row
+    by row: ``hashlib.sha256(ds.read().astype("<f4").tobytes())``, read in ``strips``."""
+    import hashlib
+
     digest = hashlib.sha256()
-    rows = max(1, (1 << 22) // max(1, ds.width))           # strips of 4 Mpx at most
     for band in range(1, ds.count + 1):
-        for top in range(0, ds.height, rows):
-            strip = Window(0, top, ds.width, min(rows, ds.height - top))
+        for strip in strips(ds):
             digest.update(ds.read(band, window=strip).astype("<f4", copy=False).tobytes())
     return "sha256:" + digest.hexdigest()
 

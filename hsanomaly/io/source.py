@@ -31,9 +31,8 @@ from .gdal import (GDAL_CACHE_BYTES, band_wavelengths, bad_bands, check_dataset,
                    read_checked, read_masked, require_file, vrt_source_pixels, without_secrets)
 from .values import (ATTRIBUTE_SCALING, EXTREME, FLOAT32_MAX, RASTER_SCALING,
                      check_float32_range, code_bands, coarsest_in_float32, commonest,
-                     declare_nodata,
-                     exact, extreme_values, noise_bands, two_values_text, warn_coarse,
-                     wider_than_float32)
+                     declare_nodata, exact, extreme_values, noise_bands, two_values_text,
+                     warn_coarse, wider_than_float32)
 
 PROBE = 64              # pixels across a window the data is probed on before the work
 AXIS_STRIP, AXIS_LINE, AXIS_LINES = 4, 512, 200   # the band-axis check's lines: strips 4
@@ -666,17 +665,16 @@ class RasterSource(_Source):
         if len(sizes) < 2:
             return
         shown = [f"{v:g}" for v in sizes]
-        finest = round(res, 6) == sizes[0]
+        coarse = "the coarse bands out, or grow a cloud mask by the coarsest band's pixel"
+        remedy = (f"Leave {coarse}" if round(res, 6) == sizes[0] else     # the finest grid
+                  f"Build it at the finest band's pixels (gdalbuildvrt -resolution highest), "
+                  f"and leave {coarse}")
         warn_once(f"{self.name}: its bands come at pixel sizes of {', '.join(shown[:-1])} and "
                   f"{shown[-1]}, each resampled onto its grid of {res:g}"
                   + ("" if round(res, 6) in sizes else " (a size none of them has: "
                      "gdalbuildvrt's default, -resolution average)")
                   + "; each pixel of a coarse band covers several of the grid's, which spread "
-                  "a target or a cloud's edge past its own pixels. " + ("" if finest else
-                                                                         "Build it at the "
-                  "finest band's pixels (gdalbuildvrt -resolution highest), and ")
-                  + f"{'L' if finest else 'l'}eave the coarse bands out, or grow a cloud mask "
-                  "by the coarsest band's pixel")
+                  f"a target or a cloud's edge past its own pixels. {remedy}")
 
     def __getstate__(self):
         """What travels to a worker: a local file by its absolute path (a worker of another

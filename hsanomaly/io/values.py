@@ -252,7 +252,7 @@ NOISE_CORRELATION = 0.5   # a band correlated less than this with either neighbo
 SMOOTH_CORRELATION = 0.9  # ... where the median band follows a neighbour this closely
 NOISE_VARIANCE = 0.05     # ... and the noise-like bands hold this share of the variance or more,
 NOISE_COMPONENT = defaults.LRX_PCA   # or typically more than the others' component this far down
-NOISE_TAILS = 0.005       # the share of a band's pixels at either end left out of its spread
+NOISE_TAILS = 0.005       # the share of a band's pixels at either end held in for correlations
 
 
 def noise_bands(pixels):
