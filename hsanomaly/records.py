@@ -9,6 +9,7 @@ which bundle scored which heatmap."""
 import contextlib
 import json
 import os
+import shlex
 from pathlib import Path
 from typing import Any, Dict
 
@@ -34,8 +35,8 @@ def info(path: PathArg) -> Dict[str, Any]:
     tags = geotiff_tags(name) or {}
     own = {key[len(TAG_PREFIX):].lower(): value for key, value in tags.items()   # a Detector's
            if key.upper().startswith(TAG_PREFIX)}         # DataArray saved: hsanomaly_score
-    own.update({key: _value(key, own[key]) for key in ("parameters", "versions", "tile")
-                if key in own})
+    own.update({key: _value(key, own[key]) for key in ("parameters", "options", "versions",
+                                                       "tile") if key in own})
     if "score" not in own:
         raise HsanomalyError(f"{name}: neither a model bundle (a folder) nor a heatmap, "
                              "quick look or targets GeoPackage hsanomaly wrote (it holds no "
@@ -44,7 +45,38 @@ def info(path: PathArg) -> Dict[str, Any]:
     copy = copy_of_record(name)
     if copy:
         found["copy"] = copy
+    command = _command(found)
+    if command:
+        found["command"] = command
     return found
+
+
+def _command(found):
+    """The ``hsanomaly detect`` command that makes heatmap ``found`` again, run where its
+    input, model and mask lie (with the versions it records), from the options it records as
+    asked; None for a heatmap written before they were recorded, or of no input file (a
+    Detector's DataArray)."""
+    from .defaults import TILE
+    from .spelling import command_line, spell, spelled
+
+    options = found.get("options")
+    if not isinstance(options, dict) or "input" not in found:
+        return None
+    asked = {"score": found["score"], "model": found.get("model_path"),
+             "mask": found.get("mask"), "tile": None if found.get("tile") == TILE else
+             found.get("tile"), **options}
+    with spelled(command_line({})):
+        flags = [spell(key, _typed(value)) for key, value in asked.items()
+                 if value is not None and value is not False]
+    return " ".join(["hsanomaly detect", shlex.quote(found["input"]),
+                     shlex.quote(Path(found["path"]).name), *flags])
+
+
+def _typed(value):
+    """An option's recorded value as the command line takes it (rings as 7/3;15/5)."""
+    if isinstance(value, list):
+        return ";".join(f"{outer}/{guard}" for outer, guard in value)
+    return value
 
 
 def _drawing(name):

@@ -667,3 +667,38 @@ def test_onnxruntimes_telemetry_is_off_unless_asked_for(tmp_path):
     subprocess.run([sys.executable, "-c", TELEMETRY_RUN, str(tmp_path / "m.onnx")], check=True,
                    env={**env, "HOME": str(home), "TMPDIR": str(home)})
     assert not list(home.rglob("*"))
+
+
+def test_info_gives_the_command_that_makes_a_heatmap_again(bundle, raster, tmp_path,
+                                                            monkeypatch):
+    """A heatmap recorded its score's inner settings (dualcontext's damping, its rings'
+    own parts), which ``detect`` refuses as options: nothing said how to make it again
+    (the provenance audit's F05). It records the options as asked, and ``info`` turns them
+    into the command, run where its input, model and mask lie."""
+    import shutil
+
+    path, cube, truth = raster
+    mask = write_raster(tmp_path / "mask.tif", (truth > 0)[None].astype("uint8"))
+    runs = {"m.tif": dict(score="mlrx", rings=((5, 3), (9, 5)), pca=np.int64(6), tile=16,
+                          mask=mask),
+            "r.tif": dict(score="recon", model=bundle.path, codebook=512, threads=1)}
+    again = tmp_path / "again"
+    again.mkdir()
+    for name, asked in runs.items():
+        hsanomaly.detect(path, tmp_path / name, **asked)
+    commands = [hsanomaly.info(tmp_path / name)["command"] for name in runs]
+    assert commands == [
+        "hsanomaly detect scene.tif m.tif --score mlrx --mask mask.tif --tile 16 --pca 6 "
+        "--rings '5/3;9/5'",
+        f"hsanomaly detect scene.tif r.tif --score recon --model {bundle.path.name} "
+        "--codebook 512 --threads 1"]
+    for name in (path, mask):
+        shutil.copy(name, again)
+    shutil.copytree(bundle.path, again / bundle.path.name)
+    monkeypatch.chdir(again)
+    for name, command in zip(runs, commands):
+        run = CliRunner().invoke(hsanomaly.cli.main, shlex.split(command)[1:])
+        assert run.exit_code == 0, run.output
+        assert hsanomaly.info(name)["pixels"] == hsanomaly.info(tmp_path / name)["pixels"]
+    run = CliRunner().invoke(hsanomaly.cli.main, ["info", "m.tif"])
+    assert f"\ncommand: {commands[0]}\n" in run.output + "\n"

@@ -77,11 +77,16 @@ def heatmap_tags(scorer, source, fingerprint, tile):
 
 def run_record(scorer):
     """What scored a result, as a heatmap's tags and a Detector's DataArray attributes record
-    it: the score, its parameters (JSON), hsanomaly's version and the libraries' (JSON)."""
+    it: the score, its parameters (JSON), the options asked of it (JSON: what a rerun asks
+    again; its parameters hold the score's inner settings), hsanomaly's version and the
+    libraries' (JSON)."""
     from .._version import __version__
 
+    asked = {} if scorer.options_asked is None else {
+        "OPTIONS": json.dumps(scorer.options_asked, sort_keys=True)}
     return {"SCORE": scorer.name, "PARAMETERS": json.dumps(scorer.params(), sort_keys=True),
-            "VERSION": __version__, "VERSIONS": json.dumps(_versions(scorer), sort_keys=True)}
+            **asked, "VERSION": __version__,
+            "VERSIONS": json.dumps(_versions(scorer), sort_keys=True)}
 
 
 def _versions(scorer):

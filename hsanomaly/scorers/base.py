@@ -7,6 +7,7 @@ treat every scorer alike. High scores mean anomalous.
 """
 
 import copy
+from typing import Optional
 
 import numpy as np
 
@@ -24,6 +25,8 @@ class Scorer:
     fits_on_scene = True  # ``fit(source)`` must run on the scene being scored
     options: tuple[str, ...] = ()   # keyword options the constructor takes, besides ``model``
     renamed_options: dict = {}      # an option's former name -> its name now (the former works)
+    options_asked: Optional[dict] = None   # set by ``make_scorer``: the options as
+                                           # asked, which a heatmap records for a rerun
     unscored_cause = "its value is not a number there"   # why a valid pixel may get no score
     extra_outputs: tuple[str, ...] = ()   # the optional per-pixel outputs besides "score"
     extra_bands: dict = {}          # those outputs of a built scorer: name -> band count
