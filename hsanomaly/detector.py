@@ -26,7 +26,7 @@ from .options import (check_door_keywords, check_flags, check_near_misses, plain
 from .quickmodel import QuickModelFolder
 from .scorers import (check_scorer, chosen, current_options, make_scorer, scorer_class,
                       scorer_for)
-from .spelling import counted, spell
+from .spelling import DETECTOR, counted, spell
 from .validate import model_path
 
 if TYPE_CHECKING:
@@ -113,7 +113,7 @@ class Detector(ScoreParameters):
             self.scorer_.moved_to(Path(self.model_))
 
     # fitting and scoring ------------------------------------------------------------------------
-    @one_job()
+    @one_job(DETECTOR)
     def fit(self: D, X: Cube, y: Any = None) -> D:
         """Fit on X (a cube (bands, rows, cols), whose mask, if a masked array, is nodata; an
         open rasterio dataset; or an xarray DataArray, see ``io.inputs``); returns self."""
@@ -169,7 +169,7 @@ class Detector(ScoreParameters):
         place it (``io.inputs.PLACE_ATTRS``)."""
         return self.score_outputs(X, with_extras=False)["score"]
 
-    @one_job()
+    @one_job(DETECTOR)
     @renamed_keywords(extras="with_extras")    # extras: detect's {output: path}
     def score_outputs(self, X: Cube, with_extras: bool = True) -> Dict[str, Any]:
         """{"score": (rows, cols)} plus, ``with_extras``, the score's extra outputs (e.g. "recon"
@@ -184,6 +184,7 @@ class Detector(ScoreParameters):
     def _score_outputs(self, source, wrap, with_extras):
         """``score_outputs`` of a source, its results made by ``wrap``."""
         from .engine import score_array
+        from .engine.checks import warn_lined_up
         from .model.compat import is_fitted_scene
 
         if source.count != self.n_features_in_:
@@ -194,6 +195,7 @@ class Detector(ScoreParameters):
         with ran_out_said(source.name, f"; try a smaller {spell('tile')}"):
             arrays = score_array(source, scorer, tile=self.tile,
                                  own_model=fitted and self.model is None)   # its quick model
+        warn_lined_up(arrays["score"][0], source.name)
         kept = ("score",) if not with_extras else [
             name for name in arrays if name not in scorer.unmeasured_outputs()]
         results = {name: wrap(arrays[name][0] if name == "score" else arrays[name])
@@ -210,7 +212,7 @@ class Detector(ScoreParameters):
     def fit_score(self, X: Labelled) -> Labelled: ...  # type: ignore[overload-overlap]
     @overload
     def fit_score(self, X: Cube) -> np.ndarray: ...
-    @one_job()        # one call: each warning about X said once
+    @one_job(DETECTOR)        # one call: each warning about X said once
     def fit_score(self, X: Cube) -> Union[np.ndarray, LabelledArray]:
         """``fit(X).score(X)``: the usual way, a scene scored against itself (and one source,
         so that what the fit did for its pixels serves the scoring)."""

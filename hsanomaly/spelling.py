@@ -27,6 +27,16 @@ def fields(labels):
     return ("fields", dict(labels))
 
 
+def python_but(names):
+    """Python's spelling but for ``names``: a keyword -> how this door does the same thing
+    without it."""
+    return ("python", dict(names))
+
+
+# a Detector takes no mask: its input's own mask (a masked array) or NaN leaves pixels out
+DETECTOR = python_but({"mask": "as a masked array or NaN"})
+
+
 def current():
     """The spelling in use, to hand to ``spelled`` in another thread or process."""
     return _SPELLING.get()
@@ -53,6 +63,8 @@ def spell(name, value=None, *, placeholder=None, python=None):
         after = placeholder if value is None else shlex.quote(str(value))   # as typed
         return shown if after is None or value is True or not shown.startswith("-") \
             else f"{shown} {after}"
+    if kind == "python" and name in table:
+        return table[name]
     if kind == "fields":
         if name in table:                       # a field shows its value itself
             return f"'{table[name]}'" if value is None or value is True else \

@@ -1340,11 +1340,13 @@ def test_truth_values_that_may_not_mean_a_target_are_said(heat_and_truth, tmp_pa
             ("labels.tif", labels, None, None), ("mask255.tif", truth * 255, None, None),
             ("jpeg.tif", np.where(truth > 0, 255, np.where(ring, np.add.outer(
                 np.arange(60), np.arange(80)) % 9 + 1, 0)), None,      # noise about the edges
-             r"jpeg.tif: the mask holds \d+ values above 0 .*saved lossy \(JPEG\)\?.*"),
+             r"jpeg.tif: the mask holds 10 values above 0 \(from 1 to 255\), each .*saved "
+             r"lossy \(JPEG\)\?.*"),          # many values by their range (the faces audit's F03)
             ("instances.tif", instances, None, None),         # one id a target (review 2's F04)
             ("ids255.tif", np.where((instances == 0) & (np.roll(instances, 1, 1) > 0), 255,
                                     instances), None,   # an ignore ring beside each id (F02 of
-             r"ids255.tif: the mask holds 21 values above 0 .*if 255 means unlabelled, declare "
+             r"ids255.tif: the mask holds 21 values above 0 \(from 1 to 255\), .*if 255 means "
+             r"unlabelled, declare "
              r"it nodata \(gdal_edit.py -a_nodata 255\)"),                  # the 2nd review)
             ("declared.tif", ignored, 255, None),
             ("inverted.tif", 1 - truth, None, r"inverted.tif: 99% of its labelled pixels are "

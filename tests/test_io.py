@@ -3111,7 +3111,13 @@ def test_a_quality_layer_stacked_with_the_bands_is_said(tmp_path):
         "scene-classification layer (QA_PIXEL, SCL)? Scored as a band of the spectra, it can "
         "take over the local rings and principal components (lrx, gmm, the context scores) "
         "and hide the targets; leave it out (gdal_translate -b, or a stack without it), and "
-        "make a mask of the clouds for 'mask'"]
+        "mask the clouds ('mask')"]
+    # a Detector takes no mask: its remedy is the one it takes (the faces audit's F02)
+    import hsanomaly
+
+    with pytest.warns(HsanomalyWarning, match=r"mask the clouds \(as a masked array or NaN\)"):
+        with rasterio.open(tmp_path / "stack.tif") as ds:
+            hsanomaly.Detector("rx").fit(ds)
     assert said["bands.tif"] == said["counts.tif"] == []
     dim = np.concatenate([reflectance, np.round(rng.normal(0, 0.5, (1, 60, 60)))])
     from hsanomaly.io.values import code_bands

@@ -66,14 +66,15 @@ LINE_FEWEST = 10        # ... where there are this many columns (rows) at least:
 LINE_SAMPLE = 1 << 20   # scores the threshold of the highest is taken from, at most
 
 
-def warn_lined_up(path, name):
-    """Say heatmap ``path`` (written for ``name``) whose highest scores lie mostly in one
-    column or row: a push-broom detector's bad or noisy column, or a dropped line, ranked
-    above every target (a noisy column held all of RX's top 100 pixels of the example), which
-    no score can tell from a target and the probe windows may miss."""
+def warn_lined_up(heatmap, name):
+    """Say a heatmap (a file's path, or its scores as an array), scored for ``name``, whose
+    highest scores lie mostly in one column or row: a push-broom detector's bad or noisy
+    column, or a dropped line, ranked above every target (a noisy column held all of RX's top
+    100 pixels of the example), which no score can tell from a target and the probe windows
+    may miss."""
     from ..io.checks import warn
 
-    counted_high = _high_by_line(path)
+    counted_high = _high_by_line(heatmap)
     if counted_high is None:
         return
     columns, lines = counted_high
@@ -88,32 +89,40 @@ def warn_lined_up(path, name):
             return
 
 
-def _high_by_line(path):
-    """(per column, per row) counts of heatmap ``path``'s highest scores (``LINE_TOP``, of a
-    sample's threshold), read in strips; None where they are too few to tell, or the file
-    does not read (the read-back of the outputs says so)."""
+def _high_by_line(heatmap):
+    """(per column, per row) counts of a heatmap's highest scores (``LINE_TOP``, of a
+    sample's threshold), a file read in strips; None where they are too few to tell, or the
+    file does not read (the read-back of the outputs says so)."""
     import rasterio
 
     from ..io.gdal import open_raster
-    from ..io.heatmap import strips as strips_of
 
+    if isinstance(heatmap, np.ndarray):
+        return _counted(lambda w: heatmap[w.row_off:w.row_off + w.height], *heatmap.shape[::-1])
     try:
-        with open_raster(path, check=False) as ds:
-            strips = strips_of(ds)
-            step = max(1, ds.width * ds.height // LINE_SAMPLE)   # the threshold of a sample
-            sample = np.concatenate([v[np.isfinite(v)][::step] for v in
-                                     (ds.read(1, window=w) for w in strips)])
-            share = max(LINE_TOP, LINE_LEAST / max(1, sample.size * step))
-            if sample.size < 2 * LINE_LEAST or share > 0.5 / LINE_LEAST:
-                return None
-            threshold = np.quantile(sample, 1 - share)
-            columns, lines = np.zeros(ds.width, np.int64), np.zeros(ds.height, np.int64)
-            for window in strips:
-                high = ds.read(1, window=window) >= threshold       # NaN is not
-                columns += high.sum(axis=0)
-                lines[window.row_off:window.row_off + window.height] = high.sum(axis=1)
+        with open_raster(heatmap, check=False) as ds:
+            return _counted(lambda w: ds.read(1, window=w), ds.width, ds.height)
     except (HsanomalyError, rasterio.errors.RasterioError):
         return None
+
+
+def _counted(read, width, height):
+    """``_high_by_line`` of the scores ``read(window)`` gives of a raster of ``width`` and
+    ``height``."""
+    from ..io.heatmap import strips as strips_of
+
+    strips = strips_of(width, height)
+    step = max(1, width * height // LINE_SAMPLE)   # the threshold of a sample
+    sample = np.concatenate([v[np.isfinite(v)][::step] for v in map(read, strips)])
+    share = max(LINE_TOP, LINE_LEAST / max(1, sample.size * step))
+    if sample.size < 2 * LINE_LEAST or share > 0.5 / LINE_LEAST:
+        return None
+    threshold = np.quantile(sample, 1 - share)
+    columns, lines = np.zeros(width, np.int64), np.zeros(height, np.int64)
+    for window in strips:
+        high = read(window) >= threshold       # NaN is not
+        columns += high.sum(axis=0)
+        lines[window.row_off:window.row_off + window.height] = high.sum(axis=1)
     return columns, lines
 
 

@@ -17,6 +17,7 @@ import warnings
 from pathlib import Path
 
 from ..errors import HsanomalyError, HsanomalyWarning, describe
+from ..spelling import spelled
 
 PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 # a path that is neither a file nor a folder, by its stat mode: what messages call it
@@ -93,20 +94,22 @@ _CHECKED_IN_JOB = contextvars.ContextVar("hsanomaly_checked_in_job", default=Non
 
 
 @contextlib.contextmanager
-def one_job():
+def one_job(spelling=None):
     """The scope of ``warn_once``: each job of the library (a ``train``, ``detect``,
     ``evaluate``, ``Detector.fit`` or ``score``) says each warning once, and the next job
     says it again, as the user's warning filters decide; and of ``checked_outputs``. Usable
-    as a decorator."""
-    if _SAID_IN_JOB.get() is not None:      # a job inside a job (detect_many's detects)
-        yield
-        return
-    said, checked = _SAID_IN_JOB.set(set()), _CHECKED_IN_JOB.set({})
-    try:
-        yield
-    finally:
-        _CHECKED_IN_JOB.reset(checked)
-        _SAID_IN_JOB.reset(said)
+    as a decorator. ``spelling``: how the job's messages name arguments (``spelling``
+    module), where its door differs from the one it is called through."""
+    with spelled(spelling) if spelling is not None else contextlib.nullcontext():
+        if _SAID_IN_JOB.get() is not None:      # a job inside a job (detect_many's detects)
+            yield
+            return
+        said, checked = _SAID_IN_JOB.set(set()), _CHECKED_IN_JOB.set({})
+        try:
+            yield
+        finally:
+            _CHECKED_IN_JOB.reset(checked)
+            _SAID_IN_JOB.reset(said)
 
 
 def checked_outputs():

@@ -194,14 +194,13 @@ def finish_heatmap(path):
 STRIP_PIXELS = 1 << 22    # pixels of a heatmap read at once where it is read whole, row by row
 
 
-def strips(ds):
-    """The windows of whole rows, ``STRIP_PIXELS`` at most, that cover open raster ``ds``
-    top to bottom."""
+def strips(width, height):
+    """The windows of whole rows, ``STRIP_PIXELS`` at most, that cover a raster of ``width``
+    and ``height`` top to bottom."""
     from rasterio.windows import Window
 
-    rows = max(1, STRIP_PIXELS // max(1, ds.width))
-    return [Window(0, top, ds.width, min(rows, ds.height - top))
-            for top in range(0, ds.height, rows)]
+    rows = max(1, STRIP_PIXELS // max(1, width))
+    return [Window(0, top, width, min(rows, height - top)) for top in range(0, height, rows)]
 
 
 def pixels_digest(ds):
@@ -211,7 +210,7 @@ def pixels_digest(ds):
 
     digest = hashlib.sha256()
     for band in range(1, ds.count + 1):
-        for strip in strips(ds):
+        for strip in strips(ds.width, ds.height):
             digest.update(ds.read(band, window=strip).astype("<f4", copy=False).tobytes())
     return "sha256:" + digest.hexdigest()
 

@@ -235,8 +235,8 @@ class _Source:
                   "a quality, cloud or scene-classification layer (QA_PIXEL, SCL)? Scored as "
                   f"a band of the spectra, {'it' if one else 'they'} can take over the local "
                   f"rings and principal components (lrx, gmm, the context scores) and hide the "
-                  f"targets; leave {'it' if one else 'them'} out ({subset}), and make a mask of "
-                  f"the clouds for {spell('mask')}")
+                  f"targets; leave {'it' if one else 'them'} out ({subset}), and mask the clouds "
+                  f"({spell('mask')})")
 
     def _declaring(self, value):
         """How ``value`` is declared nodata here: in a raster's file; for a dataset handed in,

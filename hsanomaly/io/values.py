@@ -106,11 +106,13 @@ def warn_mask_values(name, values, unknown, remedy):
         values, positive & (values != (code if code is not None else np.inf)))) or (
         code is not None and _code_within(values, positive, code))
     if blurred or code is not None:
+        # a few values each with its pixels; many by their range (their commonest were a
+        # blurred mask's near-zero tails, two float32s apart printed alike)
         shown = ", ".join(f"{v:g} in {counted(int(c), 'pixel')}" for v, c in
-                          sorted(zip(found, counts), key=lambda vc: -vc[1])[:MASK_VALUES_SHOWN])
-        more = len(found) - MASK_VALUES_SHOWN
+                          sorted(zip(found, counts), key=lambda vc: -vc[1])) \
+            if len(found) <= MASK_VALUES_SHOWN else f"from {found[0]:g} to {found[-1]:g}"
         warn_once(f"{name}: the mask holds {counted(len(found), 'value')} above 0 ({shown}"
-                  + (f" and {more} more" if more > 0 else "") + "), each counting as a target "
+                  "), each counting as a target "
                   "(1); " + ("a soft mask, or one resampled smoothly or saved lossy (JPEG)? "
                              "Set its targets to 1 and the rest to 0, or resample it by "
                              "nearest neighbour (gdalwarp -r near)" if blurred else

@@ -8,11 +8,10 @@ with one line instead of a TypeError.
 
 from types import MappingProxyType
 
-import numpy as np
-
 from ..errors import HsanomalyError
 from .. import defaults
-from ..options import OPTION_KINDS, TRAINING_KINDS, check_values, given, under_current_names
+from ..options import (OPTION_KINDS, TRAINING_KINDS, check_values, given, plain_values,
+                       under_current_names)
 from ..spelling import closest, spell
 from .base import Scorer
 from .context import (ContextScorer, DualContextScorer, MultiContextScorer,
@@ -123,15 +122,10 @@ def check_measured(scorer, extras):
                              f"{spell('solver', 'thesis')}")
 
 
-def _plain(options):
-    """``options`` with a numpy number as the Python number it holds: what a scorer keeps
-    and a run's record writes as JSON (``numpy.int64(6)`` failed there as a TypeError)."""
-    return {k: v.item() if isinstance(v, np.generic) else v for k, v in options.items()}
-
-
 def make_scorer(name, **options):
     """A scorer by name; model scores need ``model=<bundle path>`` among the options."""
-    options = _plain(current_options(name, options))
+    # a numpy number as the Python one it holds: a run's record writes it as JSON
+    options = plain_values(current_options(name, options))
     cls = check_options(name, options)
     if cls.needs_model and options.get("model") is None:
         raise HsanomalyError(f"score {name!r} needs a model bundle (model=..., from hsanomaly train)")

@@ -424,6 +424,15 @@ def test_highest_scores_along_one_column_are_said_on_the_command_line(tmp_path):
         with pytest.raises(hsanomaly.HsanomalyWarning, match="highest scores lie in column 18"):
             hsanomaly.detect(noisy, tmp_path / "kept.tif", score="rx")
     assert hsanomaly.info(tmp_path / "kept.tif")["score"] == "rx"
+    # a Detector's scores in memory are looked at too, with the remedy it takes (the faces
+    # audit's F01, F02)
+    with pytest.warns(hsanomaly.HsanomalyWarning) as said:
+        with rasterio.open(noisy) as ds:
+            hsanomaly.Detector("rx").fit_score(ds)
+    assert [str(w.message) for w in said if "highest scores" in str(w.message)] == [
+        f"{noisy}: 20 of its 20 highest scores lie in column 18 of 60: a detector artefact (a "
+        "bad or noisy column, a stripe) ranked above the targets? Mask it (as a masked array "
+        "or NaN) and score again"]
 
 
 def test_a_warning_reaches_stderr_while_a_gdal_write_silences_it():
