@@ -634,10 +634,11 @@ class RasterSource(_Source):
         self.wavelengths = band_wavelengths(ds, envi, self.bands)
         self.band_names = [ds.descriptions[b - 1] or f"band {b}" for b in self.bands]
         self.dtype = ds.dtypes[self.bands[0] - 1]
-        # blocks as wide as the raster (strips, ENVI's lines): ``cache_for``
-        striped = all(width >= ds.width for _, width in ds.block_shapes)
-        self.strip_rows = max(height for height, _ in ds.block_shapes) if striped else 0
-        self.row_bytes = ds.width * sum(np.dtype(t).itemsize for t in ds.dtypes) if striped else 0
+        # the rows of a row of blocks, and whether they are strips (blocks as wide as the
+        # raster, ENVI's lines): ``cache_for``
+        self.striped = all(width >= ds.width for _, width in ds.block_shapes)
+        self.block_rows = max(height for height, _ in ds.block_shapes)
+        self.row_bytes = ds.width * sum(np.dtype(t).itemsize for t in ds.dtypes)
         self.cache_bytes, free = GDAL_CACHE_BYTES, available_memory()
         self.cache_limit = max(GDAL_CACHE_BYTES, free // 4 if free else 4 * GDAL_CACHE_BYTES)
         # a band's value is its stored value * scale + offset (GDAL's metadata, which reads leave
@@ -744,14 +745,17 @@ class RasterSource(_Source):
         return placed
 
     def cache_for(self, rows):
-        """GDAL's block cache for reads of ``rows`` rows. Every tile of a row of tiles reads all
-        the strips of a striped raster's rows: a cache that holds them all, not the default,
-        is what keeps each strip from being decoded again for every tile (many times slower
-        where they are compressed). At most a quarter of the memory free when it was opened
-        (1 GiB where that is unknown)."""
-        needed = int(1.25 * (rows + 2 * self.strip_rows) * self.row_bytes)
+        """GDAL's block cache for reads of ``rows`` rows (a tile and its halo). Every tile of a
+        row of tiles reads all the strips of a striped raster's rows, and a halo takes a
+        tiled raster's tiles into the rows of blocks above and below, which the next row of
+        tiles reads again: a cache that holds every block a row of tiles reads, not the
+        default, is what keeps each from being read, and decoded, again for every tile
+        (many times slower where they are compressed; a wide scene's ring scores read it
+        three times). At most a quarter of the memory free when it was opened (1 GiB where
+        that is unknown)."""
+        needed = int(1.25 * (rows + 2 * self.block_rows) * self.row_bytes)
         if needed > self.cache_bytes:
-            if needed > self.cache_limit:
+            if needed > self.cache_limit and self.striped:
                 warn_once(f"{self.name}: its strips (blocks as wide as the raster) of a row of "
                           f"tiles need {size_text(needed)} of GDAL's block cache, more than it "
                           f"may take ({size_text(self.cache_limit)}, a quarter of the free "
