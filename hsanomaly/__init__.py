@@ -8,6 +8,8 @@ The front door:
     hsanomaly.detect_many(inputs, out_dir)  # many rasters, optionally on Dask: [BatchItem]
     hsanomaly.find_targets(heatmap, far=1e-3)   # the targets as a GeoDataFrame
     hsanomaly.evaluate(heatmap, truth)      # AUC, logAUC, lgFAR, Pd, per target
+    hsanomaly.info(path)                    # what a bundle, heatmap or drawing records
+    hsanomaly.SCORES                        # the score names
 """
 
 import importlib
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from ._version import __version__
 from .errors import (Cancelled, HsanomalyDeprecationWarning, HsanomalyError, HsanomalyWarning,
-                     OutOfResources)
+                     NoWorkers, OutOfResources)
 
 if TYPE_CHECKING:              # loaded on first use (``__getattr__``); named for type checkers
     from . import model        # hsanomaly.model.Bundle: what train returns, what model= takes
@@ -29,7 +31,8 @@ if TYPE_CHECKING:              # loaded on first use (``__getattr__``); named fo
     from .scorers import SCORES
 
 __all__ = ["BatchItem", "Cancelled", "DetectResult", "Detector", "HsanomalyDeprecationWarning",
-           "HsanomalyError", "HsanomalyWarning", "NotFittedError", "OutOfResources", "SCORES",
+           "HsanomalyError", "HsanomalyWarning", "NoWorkers", "NotFittedError",
+           "OutOfResources", "SCORES",
            "__version__", "detect",
            "detect_many", "evaluate", "find_targets", "info", "model", "train"]
 

@@ -45,7 +45,7 @@ def train(inputs: Inputs, out: PathArg, **options: Any) -> "Bundle":
                         out, **plain_values(options))
 
 
-setattr(train, "__signature__", public_signature(train_bundle, LIBRARY_ONLY))   # help() shows them
+setattr(train, "__signature__", public_signature(train_bundle, LIBRARY_ONLY, train))  # in help()
 
 
 @one_job()
@@ -67,18 +67,19 @@ def detect(src: PathArg, dst: PathArg, *, score: Optional[str] = None,
     path}. polygons: a GeoPackage of the regions above ``threshold`` or above the threshold
     of false-alarm rate ``far`` (a number or "auto"). mask: an exclusion mask (a raster on
     ``src``'s grid, non-zero = out, or vector features, as ``train`` takes): its pixels are
-    left out of fitting, training and scoring, nodata in the heatmap. workers/scheduler:
-    score the tiles on a Dask cluster (a local one of N processes, or an address or Client).
-    callback(fraction, message) -> True cancels (a quick model's training is the first half of
-    the fraction, the scoring the second); a cancel raises ``hsanomaly.Cancelled`` (an
-    ``HsanomalyError``) and leaves nothing of this run behind (an interrupt, KeyboardInterrupt,
-    keeps its finished tiles for ``resume``, as do the tiles of a run it resumed; a run that
-    finished is kept, and only a PNG and polygons asked for are drawn from it). Every
-    option and path is checked before any work; the heatmap, extras, PNG and polygons are
-    replaced together, only once all are written and checked. An existing output file
-    hsanomaly did not write is refused unless ``overwrite``.
-    Returns a ``hsanomaly.DetectResult`` (its ``seconds``: the whole call's, its
-    ``training_seconds`` those of a quick model's training).
+    left out of fitting, training and scoring, nodata in the heatmap. tile: the size of the
+    tiles scored, in pixels; cog: write Cloud-Optimized GeoTIFFs; progress: a bar on stderr.
+    workers/scheduler: score the tiles on a Dask cluster (a local one of N processes, or an
+    address or Client). callback(fraction, message) -> True cancels (a quick model's
+    training is the first half of the fraction, the scoring the second); a cancel raises
+    ``hsanomaly.Cancelled`` (an ``HsanomalyError``) and leaves nothing of this run behind (an
+    interrupt, KeyboardInterrupt, keeps its finished tiles for ``resume``, as do the tiles of
+    a run it resumed; a run that finished is kept, and only a PNG and polygons asked for are
+    drawn from it). Every option and path is checked before any work; the heatmap, extras,
+    PNG and polygons are replaced together, once all are written and checked. An existing
+    output file hsanomaly did not write is refused unless ``overwrite``. Returns a
+    ``hsanomaly.DetectResult`` (``seconds``: the whole call's; ``training_seconds``: a quick
+    model's training).
     """
     from .cluster import optional_client
     from .distributed import DaskExecutor
@@ -168,10 +169,10 @@ def find_targets(heatmap: Union[PathArg, Scores], *, threshold: Optional[Support
 
     heatmap: a raster file (placed by its georeferencing), or the scores in memory as
     ``Detector.score`` gives them: a (rows, cols) array or masked array (masked = nodata),
-    placed by ``transform`` (an Affine or its six numbers) and ``crs`` where given (pixel
-    coordinates without), or a DataArray, placed by its attributes (``io.inputs.placement``)
-    unless they are given.
-    """
+    placed by ``transform`` (an Affine, or its six numbers in Affine's order, not GDAL's;
+    a map's, an identity one too) and ``crs`` where given (pixel coordinates without: y is
+    minus the row, as GIS draw a raster that is not placed), or a DataArray, placed by its
+    attributes (``io.inputs.placement``) unless they are given."""
     import numpy as np
 
     from .io.inputs import as_band, as_crs, as_transform, placement
@@ -215,11 +216,13 @@ def evaluate(heatmap: Union[PathArg, Scores], truth: Union[PathArg, Scores], *,
     only (nothing places a file's pixels on it).
     outer_mask: an outer target mask, of either kind, whose pixels outside the truth are
     ambiguous and left out. plots: a directory for ROC, semi-log ROC, histogram and heatmap
-    PNGs. json: write the report there. Returns
-    the report (a dict: "auc", "log_auc", "lg_far", "pd", "pd_far", "n_targets_found",
-    "n_false_alarm_regions" and "false_alarm_regions_per_km2" at that rate, the pixel counts
-    "n_*", "targets" (the same per target, placed on the map where the heatmap has one),
-    "crs" and "inputs"); with ``plots`` its "plots" key lists the files written. Paths are
+    PNGs, ``title`` over them. json: write the report there. Returns the report, a dict:
+    "auc", "log_auc", "lg_far", "pd", "pd_far", "pd_threshold" (the score at that rate),
+    "pd_detect_far" (``detect``'s ``far`` that draws those pixels), "n_targets_found",
+    "n_false_alarm_regions", "false_alarm_regions_per_km2", the pixel counts "n_*", "targets"
+    (the same per target, on the map where the heatmap is), "crs", "inputs", "provenance"
+    (the heatmap's record, whether it is still that heatmap, the files' digests) and, with
+    ``plots``, "plots" (the files written). Paths are
     checked before anything is read (an existing file hsanomaly did not write is refused
     unless ``overwrite``); the JSON and plots are replaced together at the end.
     """
@@ -229,12 +232,8 @@ def evaluate(heatmap: Union[PathArg, Scores], truth: Union[PathArg, Scores], *,
 
     pd_far = check_pd_far(pd_far)
     evaluate_paths(heatmap, truth, outer_mask, plots, json, overwrite)
-    if is_path(heatmap):
-        report, scores, truth_mask, outer, valid = evaluate_files(heatmap, truth, outer_mask,
-                                                                  pd_far)
-    else:
-        report, scores, truth_mask, outer, valid = evaluate_arrays(heatmap, truth, outer_mask,
-                                                                   pd_far)
+    evaluate_inputs = evaluate_files if is_path(heatmap) else evaluate_arrays
+    report, scores, truth_mask, outer, valid = evaluate_inputs(heatmap, truth, outer_mask, pd_far)
     with staged() as stage:
         if plots is not None:
             from .evaluation.plots import write_plots

@@ -72,7 +72,10 @@ def detect_many(inputs: Inputs, out_dir: PathArg, *, score: Optional[str] = None
                 **options: Any) -> List[BatchItem]:
     """Score every raster of ``inputs`` (a path, a wildcard pattern or a list of them) into
     ``out_dir/<stem>_<score>.tif``, on one cluster; returns a ``BatchItem`` per raster, in order.
-    A model score without ``model`` trains a quick model per raster, as ``detect`` does.
+    A model score without ``model`` trains a quick model per raster, as ``detect`` does;
+    score, model, tile, mask and the score's options are ``detect``'s, and workers/scheduler
+    the one Dask cluster every raster is scored on (a local one of N processes, or an
+    address or Client).
 
     A raster whose heatmap carries the fingerprint of its input and these settings is skipped,
     an interrupted one resumed, so a batch can simply be rerun; a changed input or setting is

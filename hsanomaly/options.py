@@ -25,7 +25,6 @@ from .spelling import closest, nearest, spell
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-
 def _whole(value):
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
@@ -159,11 +158,12 @@ def check_keywords(job, function, options, internal=()):
                                  f"{', '.join(known)})")
 
 
-def public_signature(function, internal):
-    """``function``'s signature without the keywords kept for the library's own calls."""
-    signature = inspect.signature(function)
-    return signature.replace(parameters=[p for p in signature.parameters.values()
-                                         if p.name not in internal])
+def public_signature(function, internal, front):
+    """``function``'s signature less the library's own keywords, typed as door ``front``."""
+    signature, hints = inspect.signature(function), inspect.signature(front)
+    return signature.replace(return_annotation=hints.return_annotation, parameters=[
+        p.replace(annotation=hints.parameters[p.name].annotation) if p.name in hints.parameters
+        else p for p in signature.parameters.values() if p.name not in internal])
 
 
 def keywords(function, positional=False):

@@ -5,6 +5,7 @@ the same way, so a rate means the same pixels wherever it is given.
 """
 
 import math
+import numbers
 
 from .errors import HsanomalyError
 from .options import is_real
@@ -20,19 +21,33 @@ def rate_count(rate, n):
 EPSILON = 2.0 ** -52      # float64's: the rate and its product with n are each rounded once
 
 
+def as_number(value):
+    """``value`` as a float where it is a number of a kind of its own that converts to one
+    (a Decimal, a 0-d numpy array, a torch scalar: what the ``SupportsFloat`` hints allow),
+    else as it is: a real number (numpy's float32 is taken as written), or what the check
+    that follows refuses."""
+    if isinstance(value, (numbers.Real, str, bytes)) or getattr(value, "ndim", 0) != 0 or \
+            not hasattr(value, "__float__"):
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        return value
+
+
 def check_rate(label, value, auto=False):
     """A false-alarm rate in (0, 1) as a float (or "auto", where ``auto`` allows it, in any
     case); text that reads as a number is taken, as a command line or a QGIS field gives it."""
     if auto and isinstance(value, str) and value.strip().lower() == "auto":
         return "auto"
-    rate = value
+    rate = as_number(value)
     if isinstance(value, str):
         try:
             rate = float(value)
         except ValueError:
             rate = None
     if not is_real(rate) or not 0 < rate < 1:
-        shown = repr(value) if isinstance(value, str) else value
+        shown = repr(value) if isinstance(value, str) or not is_real(rate) else value
         comma = isinstance(value, str) and "," in value and rate is None
         raise HsanomalyError(f"{label} must be a false-alarm rate in (0, 1)"
                              f"{' or auto' if auto else ''}, got {shown}"

@@ -21,7 +21,8 @@ from .io.checks import path_text
 def info(path: PathArg) -> Dict[str, Any]:
     """{"kind": "model", ...} for a model bundle's folder (loaded, so checked whole),
     {"kind": "heatmap", ...} for a raster hsanomaly wrote, {"kind": "quick look" or "targets",
-    ...} for a PNG or GeoPackage it drew from one; anything else is refused."""
+    ...} for a PNG or GeoPackage it drew from one, {"kind": "picture", ...} for another PNG
+    it drew (an evaluation's plot); anything else is refused."""
     from .io.ownership import TAG_PREFIX, geotiff_tags
 
     name = path_text(path)

@@ -16,10 +16,10 @@ from .io.paths import is_path
 from .io.vector import PIXEL_GRID, degrees_per_unit, map_coordinates
 from .logs import stage as log_stage
 from .options import is_real
-from .rates import check_rate, rate_count
+from .rates import as_number, check_rate, rate_count
 from .regions import Regions
 from .spelling import spell
-from .io.scores import READ_CHUNK, score_chunks
+from .io.scores import READ_CHUNK, score_chunks, warn_bands
 from .thresholds import threshold_from_far
 
 # A target's attributes, in the order of the frame and the GeoPackage's layer (besides its
@@ -38,7 +38,7 @@ def check_threshold_choice(threshold, far, label, wanted="targets"):
         raise HsanomalyError(f"{label}: {wanted} need {either}")
     if threshold is not None and far is not None:
         raise HsanomalyError(f"{label}: give {either}, not both")
-    if threshold is not None and not is_real(threshold):
+    if threshold is not None and not is_real(as_number(threshold)):
         raise HsanomalyError(f"{spell('threshold')} must be a finite number, got {threshold!r}")
     return None if far is None else check_rate(spell("far"), far, auto=True)
 
@@ -61,6 +61,7 @@ def find_targets(heatmap, *, threshold=None, far=None, transform=None, crs=None,
     is_file = is_path(heatmap)
     name = name or (heatmap if is_file else "<array>")
     far = check_threshold_choice(threshold, far, name)
+    threshold = as_number(threshold)
     score = ""
     if is_file:
         transform, crs, width, score = _placement(heatmap, name)
@@ -147,6 +148,7 @@ def _placement(path, name):
         crs, transform, width = ds.crs, ds.transform, ds.width
         score = ds.tags().get(SCORE_TAG, "")
         placed_by = placed_without_transform(ds)
+        warn_bands(ds, name)
     if transform.is_identity and placed_by:
         warn(f"{name}: the raster is placed on the map by {placed_by}, which "
              "polygons do not follow: they are in pixel coordinates (gdalwarp the input to "

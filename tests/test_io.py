@@ -2261,7 +2261,7 @@ def test_a_row_of_tiles_fits_gdals_block_cache(tmp_path, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")                 # no word: a smaller tile would not help
         source.read(Window(16, 16, 16, 16), halo=3)
-    assert used[-1] == 20_000
+    assert used[-1] == 1000       # too little to keep a row's blocks: none taken for nothing
     source = RasterSource(striped)
     source.cache_limit = 20_000
     with pytest.warns(UserWarning, match="striped.tif: its strips .* need 219.7 KiB of GDAL's "

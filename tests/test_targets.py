@@ -1044,3 +1044,54 @@ def test_a_transform_the_caller_gives_places_the_targets_whatever_its_numbers():
         found = hsanomaly.find_targets(scores, threshold=1, transform=Affine.identity(), crs=crs)
         assert found.geometry.iloc[0].bounds == (2.0, 1.0, 3.0, 2.0)
         assert found["area"].iloc[0] == 1.0 and (found.crs is None) == (crs is None)
+    # six numbers are Affine's; GDAL's order read as them put the targets kilometres away,
+    # turned a quarter, unsaid (the API audit's F03)
+    gdal_order = (500000.0, 30.0, 0.0, 4000000.0, 0.0, -30.0)
+    with pytest.raises(HsanomalyError, match=r"^'transform': \(500000.0, 30.0, 0.0, 4000000.0, "
+                                             r"0.0, -30.0\) read in Affine's order .* GDAL's "
+                                             r"GeoTransform order\? Give Affine.from_gdal"):
+        hsanomaly.find_targets(scores, threshold=1, transform=gdal_order, crs="EPSG:32633")
+    found = hsanomaly.find_targets(scores, threshold=1, transform=Affine.from_gdal(*gdal_order))
+    assert found.geometry.iloc[0].bounds == (500060.0, 3999940.0, 500090.0, 3999970.0)
+    assert found.geometry.iloc[0].bounds == hsanomaly.find_targets(
+        scores, threshold=1, transform=tuple(Affine.from_gdal(*gdal_order))[:6]).geometry.iloc[
+        0].bounds
+
+
+def test_numbers_the_hints_allow_are_taken_as_the_floats_they_are():
+    """``threshold``, ``far`` and ``pd_far`` are hinted ``SupportsFloat``: a Decimal or a 0-d
+    array (what numpy's and torch's reductions hand back) was refused, with a message that 0.001
+    is not in (0, 1) (the API audit's F01). Taken, each gives what its float gives."""
+    from decimal import Decimal
+
+    heat = np.random.default_rng(0).random((50, 50)).astype("float32")
+    truth = np.zeros((50, 50))
+    truth[10:12, 10:12] = 1
+    for far in (np.array(1e-2), Decimal("0.01"), np.float32(0.01)):
+        found = hsanomaly.find_targets(heat, far=far)
+        assert found.equals(hsanomaly.find_targets(heat, far=0.01))
+    for threshold in (np.array(0.99), Decimal("0.99")):
+        found = hsanomaly.find_targets(heat, threshold=threshold)
+        assert found.equals(hsanomaly.find_targets(heat, threshold=0.99))
+    report = hsanomaly.evaluate(heat, truth, pd_far=np.array(0.01))
+    assert report == hsanomaly.evaluate(heat, truth, pd_far=0.01)
+    # what is no one number is still refused, and shown as it was given
+    with pytest.raises(HsanomalyError, match=r"got array\(\[0.1, 0.2\]\)"):
+        hsanomaly.find_targets(heat, far=np.array([0.1, 0.2]))
+    with pytest.raises(HsanomalyError, match=r"'threshold' must be a finite number, got "
+                                             r"Decimal\('NaN'\)"):
+        hsanomaly.find_targets(heat, threshold=Decimal("NaN"))
+
+
+def test_targets_of_a_raster_of_several_bands_say_which_band_is_read(tmp_path):
+    """The scene itself given for its heatmap gave its band 1's "targets" without a word,
+    where ``evaluate`` says it reads band 1 (the API audit's F02)."""
+    cube, truth = synthetic_cube(rows=30, cols=30)
+    scene = write_raster(tmp_path / "scene.tif", cube)
+    for call in (lambda: hsanomaly.find_targets(scene, far=1e-2),
+                 lambda: hsanomaly.evaluate(scene, truth)):
+        with pytest.warns(HsanomalyWarning) as said:
+            call()
+        assert [str(w.message) for w in said if "bands" in str(w.message)] == [
+            f"{scene}: has {cube.shape[0]} bands; the first is read as the scores (a heatmap "
+            "of hsanomaly has one)"]

@@ -34,10 +34,16 @@ def read_heatmap_whole(path, bytes_per_pixel, use):
             raise HsanomalyError(f"{path}: complex pixels ({ds.dtypes[0]}) are not scores")
         check_memory(path, ds.width * ds.height * bytes_per_pixel,
                      f"{use} the {ds.width}x{ds.height} heatmap")
-        if ds.count > 1:
-            warn(f"{path}: has {ds.count} bands; the first is read as the scores (a heatmap "
-                 "of hsanomaly has one)")
+        warn_bands(ds, path)
         return read_scaled(ds, 1).filled(np.nan)
+
+
+def warn_bands(ds, name):
+    """Say a score raster (open ``ds``, named ``name``) of several bands, whose first alone is
+    read: the scene itself given for its heatmap reads as one."""
+    if ds.count > 1:
+        warn(f"{name}: has {ds.count} bands; the first is read as the scores (a heatmap of "
+             "hsanomaly has one)")
 
 
 def read_whole(path):

@@ -752,10 +752,12 @@ class RasterSource(_Source):
         default, is what keeps each from being read, and decoded, again for every tile
         (many times slower where they are compressed; a wide scene's ring scores read it
         three times). At most a quarter of the memory free when it was opened (1 GiB where
-        that is unknown)."""
+        that is unknown); a tiled raster's is left as it is where its blocks need more: a
+        cache that holds less than a row of tiles' blocks keeps none of them till the next
+        row (the least recently read go first), and the memory would be taken for nothing."""
         needed = int(1.25 * (rows + 2 * self.block_rows) * self.row_bytes)
-        if needed > self.cache_bytes:
-            if needed > self.cache_limit and self.striped:
+        if needed > self.cache_bytes and (self.striped or needed <= self.cache_limit):
+            if needed > self.cache_limit:
                 warn_once(f"{self.name}: its strips (blocks as wide as the raster) of a row of "
                           f"tiles need {size_text(needed)} of GDAL's block cache, more than it "
                           f"may take ({size_text(self.cache_limit)}, a quarter of the free "

@@ -51,6 +51,10 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
 
     mask: exclusion raster(s) (non-zero = leave out) or vector features (their pixels left
     out, ``io.vector``); one path for all inputs or one per input.
+    window: the training patches' odd size in pixels; above 1 the networks convolve
+    spatially, a model for critic, recon and anogan (the default score needs 1).
+    iterations: generator iterations; seed: of the networks' first weights and of the windows
+    drawn; device: where torch trains ("cpu", "cuda" or "cuda:N").
     bands: bin to this many bands (default min(defaults.TRAIN_BANDS, usable bands)); sqrt: square-root transform.
     whiten: decorrelate the binned bands (principal components scaled to unit variance), so the
     reconstruction cost's Euclidean distance becomes a Mahalanobis distance: what ``recon``
@@ -65,7 +69,8 @@ def train(inputs, out, *, mask=None, window=defaults.TRAIN_WINDOW, bands=None, s
     threads: torch CPU threads for this run (default: ``defaults.TRAIN_THREADS``, one thread: the
     networks' matrix products are too small for a second thread to pay, and on a busy machine
     extra threads spin against the other processes).
-    callback(fraction, message): progress; returning True cancels (``hsanomaly.Cancelled``, nothing
+    progress: draw a progress bar on stderr. callback(fraction, message): called as the
+    training goes; returning True cancels (``hsanomaly.Cancelled``, nothing
     written, a checkpoint kept for ``resume``). quick_model_of: the heatmap this bundle is
     ``detect``'s quick model for, recorded so that detect replaces its own quick models only.
     name: what messages call the model (default ``out``; detect trains its quick model in a
