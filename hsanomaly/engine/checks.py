@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..defaults import MIN_TILE
-from ..errors import HsanomalyError, OutOfResources, describe, raised_by_callback
+from ..errors import HsanomalyError, HsanomalyWarning, OutOfResources, describe, raised_by_callback
 from ..io.atomic import destination_of, failed_write
 from ..io.checks import absolute, check_disk, check_inodes
 from ..options import check_whole
@@ -82,10 +82,16 @@ def warn_lined_up(heatmap, name):
     for kind, counts in (("column", columns), ("row", lines)):
         at = int(np.argmax(counts))
         if len(counts) >= LINE_FEWEST and counts[at] > LINE_SHARE * top:
-            warn(f"{name}: {counts[at]} of its {top} highest scores lie in {kind} {at + 1} of "
-                 f"{len(counts)}: a detector artefact (a bad or noisy {kind}"
-                 + (", a dropped line" if kind == "row" else ", a stripe") + ") ranked above "
-                 f"the targets? Mask it ({spell('mask')}) and score again")
+            message = (f"{name}: {counts[at]} of its {top} highest scores lie in {kind} "
+                       f"{at + 1} of {len(counts)}: a detector artefact (a bad or noisy {kind}"
+                       + (", a dropped line" if kind == "row" else ", a stripe") + ") ranked "
+                       f"above the targets? Mask it ({spell('mask')}) and score again")
+            try:
+                warn(message)
+            except HsanomalyWarning:       # made an error (-W error): the file is in place
+                if isinstance(heatmap, np.ndarray):
+                    raise
+                raise HsanomalyWarning(f"{message} (the heatmap is written)") from None
             return
 
 
