@@ -69,8 +69,9 @@ def _command(found):
     with spelled(command_line({})):
         flags = [spell(key, _typed(value)) for key, value in asked.items()
                  if value is not None and value is not False]
-    return " ".join(["hsanomaly detect", shlex.quote(found["input"]),
-                     shlex.quote(Path(found["path"]).name), *flags])
+    names = (found["input"], Path(found["path"]).name)      # "-x.tif" is no flag as ./-x.tif
+    return " ".join(["hsanomaly detect", *(shlex.quote("./" * name.startswith("-") + name)
+                                           for name in names), *flags])
 
 
 def _typed(value):

@@ -702,3 +702,8 @@ def test_info_gives_the_command_that_makes_a_heatmap_again(bundle, raster, tmp_p
         assert hsanomaly.info(name)["pixels"] == hsanomaly.info(tmp_path / name)["pixels"]
     run = CliRunner().invoke(hsanomaly.cli.main, ["info", "m.tif"])
     assert f"\ncommand: {commands[0]}\n" in run.output + "\n"
+    # a name the command line would take for a flag, or split, is written as it takes it
+    shutil.copy(path, again / "-s.tif")
+    hsanomaly.detect("-s.tif", "h s.tif", score="rx")
+    assert hsanomaly.info("h s.tif")["command"] == \
+        "hsanomaly detect ./-s.tif 'h s.tif' --score rx"
