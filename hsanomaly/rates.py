@@ -22,12 +22,13 @@ EPSILON = 2.0 ** -52      # float64's: the rate and its product with n are each 
 
 
 def as_number(value):
-    """``value`` as a float where it is a number of a kind of its own that converts to one
-    (a Decimal, a 0-d numpy array, a torch scalar: what the ``SupportsFloat`` hints allow),
-    else as it is: a real number (numpy's float32 is taken as written), or what the check
-    that follows refuses."""
-    if isinstance(value, (numbers.Real, str, bytes)) or getattr(value, "ndim", 0) != 0 or \
-            not hasattr(value, "__float__"):
+    """``value`` as a float where it is a number that converts to one (a Fraction, a Decimal,
+    a 0-d numpy array, a torch scalar: what the ``SupportsFloat`` hints allow), else as it
+    is: a numpy number (a float32 is taken as written), or what the check that follows
+    refuses."""
+    if isinstance(value, (str, bytes, bool)) or getattr(value, "ndim", 0) != 0 or \
+            not hasattr(value, "__float__") or (isinstance(value, numbers.Real)
+                                                and hasattr(value, "dtype")):
         return value
     try:
         return float(value)

@@ -58,6 +58,7 @@ def _command(found):
     asked; None for a heatmap written before they were recorded, or of no input file (a
     Detector's DataArray)."""
     from .defaults import TILE
+    from .io.heatmap import is_cog
     from .spelling import command_line, spell, spelled
 
     options = found.get("options")
@@ -65,7 +66,7 @@ def _command(found):
         return None
     asked = {"score": found["score"], "model": found.get("model_path"),
              "mask": found.get("mask"), "tile": None if found.get("tile") == TILE else
-             found.get("tile"), **options}
+             found.get("tile"), **options, "cog": is_cog(found["path"])}
     with spelled(command_line({})):
         flags = [spell(key, _typed(value)) for key, value in asked.items()
                  if value is not None and value is not False]

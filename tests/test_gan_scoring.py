@@ -679,8 +679,8 @@ def test_info_gives_the_command_that_makes_a_heatmap_again(bundle, raster, tmp_p
 
     path, cube, truth = raster
     mask = write_raster(tmp_path / "mask.tif", (truth > 0)[None].astype("uint8"))
-    runs = {"m.tif": dict(score="mlrx", rings=((5, 3), (9, 5)), pca=np.int64(6), tile=16,
-                          mask=mask),
+    runs = {"m.tif": dict(score="mlrx", rings=((np.int64(5), 3), (9, 5)), pca=np.int64(6),
+                          tile=16, mask=mask),        # numpy's numbers, in rings too
             "r.tif": dict(score="recon", model=bundle.path, codebook=512, threads=1)}
     again = tmp_path / "again"
     again.mkdir()
@@ -704,6 +704,6 @@ def test_info_gives_the_command_that_makes_a_heatmap_again(bundle, raster, tmp_p
     assert f"\ncommand: {commands[0]}\n" in run.output + "\n"
     # a name the command line would take for a flag, or split, is written as it takes it
     shutil.copy(path, again / "-s.tif")
-    hsanomaly.detect("-s.tif", "h s.tif", score="rx")
+    hsanomaly.detect("-s.tif", "h s.tif", score="rx", cog=True)
     assert hsanomaly.info("h s.tif")["command"] == \
-        "hsanomaly detect ./-s.tif 'h s.tif' --score rx"
+        "hsanomaly detect ./-s.tif 'h s.tif' --score rx --cog"        # and a COG is one again

@@ -2262,6 +2262,10 @@ def test_a_row_of_tiles_fits_gdals_block_cache(tmp_path, monkeypatch):
         warnings.simplefilter("error")                 # no word: a smaller tile would not help
         source.read(Window(16, 16, 16, 16), halo=3)
     assert used[-1] == 1000       # too little to keep a row's blocks: none taken for nothing
+    # and at most TILED_CACHE_BYTES: several runs at once took a quarter of the memory each
+    monkeypatch.setattr(source_module, "TILED_CACHE_BYTES", 100_000)     # (review 1's F10)
+    RasterSource(tiled).read(Window(16, 16, 16, 16), halo=3)
+    assert used[-1] == 1000
     source = RasterSource(striped)
     source.cache_limit = 20_000
     with pytest.warns(UserWarning, match="striped.tif: its strips .* need 219.7 KiB of GDAL's "

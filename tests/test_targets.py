@@ -1051,6 +1051,11 @@ def test_a_transform_the_caller_gives_places_the_targets_whatever_its_numbers():
                                              r"0.0, -30.0\) read in Affine's order .* GDAL's "
                                              r"GeoTransform order\? Give Affine.from_gdal"):
         hsanomaly.find_targets(scores, threshold=1, transform=gdal_order, crs="EPSG:32633")
+    with pytest.raises(HsanomalyError, match=r"\(0.0, 1.0, 0.0, 0.0, 0.0, 1.0\) read in "
+                                             r"Affine's order .* place every pixel on one line"):
+        hsanomaly.find_targets(scores, threshold=1, transform=(0, 1, 0, 0, 0, 1))   # review F03
+    turned = hsanomaly.find_targets(scores, threshold=1, transform=Affine.rotation(90))
+    assert turned.geometry.iloc[0].bounds == (-2.0, 2.0, -1.0, 3.0)     # an Affine is one
     found = hsanomaly.find_targets(scores, threshold=1, transform=Affine.from_gdal(*gdal_order))
     assert found.geometry.iloc[0].bounds == (500060.0, 3999940.0, 500090.0, 3999970.0)
     assert found.geometry.iloc[0].bounds == hsanomaly.find_targets(
@@ -1070,7 +1075,9 @@ def test_numbers_the_hints_allow_are_taken_as_the_floats_they_are():
     for far in (np.array(1e-2), Decimal("0.01"), np.float32(0.01)):
         found = hsanomaly.find_targets(heat, far=far)
         assert found.equals(hsanomaly.find_targets(heat, far=0.01))
-    for threshold in (np.array(0.99), Decimal("0.99")):
+    from fractions import Fraction
+
+    for threshold in (np.array(0.99), Decimal("0.99"), Fraction(99, 100)):
         found = hsanomaly.find_targets(heat, threshold=threshold)
         assert found.equals(hsanomaly.find_targets(heat, threshold=0.99))
     report = hsanomaly.evaluate(heat, truth, pd_far=np.array(0.01))

@@ -82,8 +82,8 @@ def run_record(scorer):
     libraries' (JSON)."""
     from .._version import __version__
 
-    asked = {} if scorer.options_asked is None else {
-        "OPTIONS": json.dumps(scorer.options_asked, sort_keys=True)}
+    asked = {} if scorer.options_asked is None else {     # numpy's numbers in rings too
+        "OPTIONS": json.dumps(scorer.options_asked, sort_keys=True, default=lambda v: v.item())}
     return {"SCORE": scorer.name, "PARAMETERS": json.dumps(scorer.params(), sort_keys=True),
             **asked, "VERSION": __version__,
             "VERSIONS": json.dumps(_versions(scorer), sort_keys=True)}

@@ -412,21 +412,25 @@ def as_transform(value, label):
     """An Affine from an Affine or its six numbers in its order (None stays None), or one
     line naming ``label``. Six numbers in GDAL's GeoTransform order (x0, width, 0, y0, 0,
     -height: osgeo's, a spatial_ref's) read in Affine's turn the pixels a quarter about x 0,
-    and put the targets far away, at other areas: refused, with the remedy."""
+    or, with y0 0, put them all on one line: refused, with the remedy (an Affine turned a
+    quarter about x 0 is taken as one)."""
     from affine import Affine
 
     if value is None or isinstance(value, Affine):
         return value
     try:
-        a, b, c, d, e, f = map(float, list(value)[:6])
+        numbers = tuple(map(float, list(value)[:6]))
+        a, b, c, d, e, f = numbers
     except (TypeError, ValueError):
         raise HsanomalyError(f"{label}: expected an Affine or its six numbers, got "
                              f"{value!r}") from None
-    if c == 0 and e == 0 and b != 0 and d != 0:
-        raise HsanomalyError(f"{label}: {tuple(value)} read in Affine's order (a, b, c, d, e, f) "
-                             "turn the pixels a quarter about x 0: GDAL's GeoTransform order? "
-                             "Give Affine.from_gdal(*numbers)")
-    return Affine(a, b, c, d, e, f)
+    if (c == 0 and e == 0 and b != 0 and d != 0) or a * e == b * d:
+        raise HsanomalyError(f"{label}: {numbers} read in Affine's order (a, b, c, d, e, f) "
+                             + ("place every pixel on one line" if a * e == b * d else
+                                "turn the pixels a quarter about x 0") + ": GDAL's "
+                             "GeoTransform order? Give Affine.from_gdal(*numbers), or an "
+                             "Affine itself")
+    return Affine(*numbers)
 
 
 def as_crs(value, label):

@@ -47,6 +47,9 @@ SATURATION_NEAR = 0.8  # of the type's largest value: a band beside a saturated 
 #                        near the ceiling (spectra are smooth), ordinary bright pixels rarely do
 SAMPLE_REDRAW = 1.1   # sample again when nodata left a tenth fewer valid pixels than drawn for
 SCALED_BANDS = 16     # bands scaled at once, in place
+# a tiled raster's block cache at most: its blocks read again cost a run a tenth or so of its
+# time (a striped one's, many times it), and several runs at once would each take it
+TILED_CACHE_BYTES = 4 * GDAL_CACHE_BYTES
 
 
 def _alpha_levels(ds, band):
@@ -752,11 +755,13 @@ class RasterSource(_Source):
         default, is what keeps each from being read, and decoded, again for every tile
         (many times slower where they are compressed; a wide scene's ring scores read it
         three times). At most a quarter of the memory free when it was opened (1 GiB where
-        that is unknown); a tiled raster's is left as it is where its blocks need more: a
-        cache that holds less than a row of tiles' blocks keeps none of them till the next
-        row (the least recently read go first), and the memory would be taken for nothing."""
+        that is unknown); a tiled raster's at most ``TILED_CACHE_BYTES``, and left as it is
+        where its blocks need more: a cache that holds less than a row of tiles' blocks keeps
+        none of them till the next row (the least recently read go first), and the memory
+        would be taken for nothing."""
         needed = int(1.25 * (rows + 2 * self.block_rows) * self.row_bytes)
-        if needed > self.cache_bytes and (self.striped or needed <= self.cache_limit):
+        if needed > self.cache_bytes and (self.striped or needed <= min(self.cache_limit,
+                                                                        TILED_CACHE_BYTES)):
             if needed > self.cache_limit:
                 warn_once(f"{self.name}: its strips (blocks as wide as the raster) of a row of "
                           f"tiles need {size_text(needed)} of GDAL's block cache, more than it "
