@@ -113,10 +113,12 @@ def check_drawings(png, polygons):
     """The drawn outputs' own checks, after the paths': a PNG's suffix, a GeoPackage SQLite
     can write where it lands and that no other program holds open."""
     if png is not None:
-        check_suffix(png, spell("png"), (".png",), "a PNG")
+        check_suffix(png, spell("png"), (".png",), "a PNG")      # drawn by Pillow, not GDAL
     if is_path(polygons):
+        from .io.gdal import check_driver
         from .polygons import check_not_in_use, check_sqlite_path
 
+        check_driver("GPKG", spell("polygons"))
         check_sqlite_path(polygons)
         check_not_in_use(polygons)
 

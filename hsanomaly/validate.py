@@ -113,6 +113,10 @@ def check_request(score, model, options, extras=None, tile=None, workers=None, s
     if tile is not None:
         check_tile(tile)
     check_flags(**flags)
+    if flags.get("cog"):
+        from .io.gdal import check_driver
+
+        check_driver("COG", spell("cog"))
     check_callbacks(callback=callback, settled=settled)
     check_extras(cls, extras)
     check_execution(workers, scheduler)

@@ -73,6 +73,25 @@ def test_overviews_average_the_scores(tmp_path):
         half = ds.read(1, out_shape=(300, 260)).astype(np.float64)
     means = full.reshape(300, 2, 260, 2).mean(axis=(1, 3))
     np.testing.assert_allclose(half, means, rtol=1e-4)
+    # whatever the user's GDAL settings: JPEG overviews of floats were left empty (all NaN
+    # zoomed out), others changed the bytes, TIFF_USE_OVR put them in a .ovr thrown away
+    # (the GDAL settings audit's F01, F02)
+    import hashlib
+
+    for cog in (False, True):
+        made = {}
+        for setting in ({}, {"COMPRESS_OVERVIEW": "JPEG"}, {"ZLEVEL_OVERVIEW": "1",
+                                                            "GDAL_TIFF_OVR_BLOCKSIZE": "64",
+                                                            "TIFF_USE_OVR": "YES"}):
+            made[str(setting)] = out = tmp_path / f"heat{len(made)}{cog}.tif"
+            with pytest.MonkeyPatch.context() as env:
+                for key, value in setting.items():
+                    env.setenv(key, value)
+                hsanomaly.detect(src, out, score="rx", cog=cog)
+            with rasterio.open(out) as ds:
+                assert ds.overviews(1) == [2, 4] and not os.path.exists(f"{out}.ovr")
+                np.testing.assert_allclose(ds.read(1, out_shape=(300, 260)), half, rtol=1e-4)
+        assert len({hashlib.sha256(path.read_bytes()).digest() for path in made.values()}) == 1
 
 
 @pytest.mark.train

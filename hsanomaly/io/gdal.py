@@ -83,17 +83,29 @@ def _gdal_prefixes():
         return {name.upper() for name in env.drivers()} | SUBDATASET_PREFIXES
 
 
+def check_driver(name, label):
+    """Refuse output ``label`` where this GDAL lacks its driver ``name`` (GDAL_SKIP, a build
+    without it), before the work: writing it would fail after the whole run."""
+    import rasterio
+
+    with rasterio.Env() as env:
+        if name not in env.drivers():
+            raise HsanomalyError(f"{label}: this GDAL has no {name} driver to write it with "
+                                 "(GDAL_SKIP names it, or GDAL was built without it)")
+
+
 def warn_unusable_proj():
     """Warn, once a job (``warn_once``), where PROJ cannot read its database (``PROJ_LIB``/
-    ``PROJ_DATA`` naming another PROJ's, or none): GDAL may then write an output's CRS as a
+    ``PROJ_DATA`` naming another PROJ's, or none): GDAL then writes an output's CRS as a
     user-defined one without its EPSG code, equal in its parameters, which readers that go by
-    the code miss (a GeoTIFF's own geokeys keep it)."""
+    the code miss (a GeoTIFF's EPSG geokey too: reading it needs the database)."""
     from .checks import warn_once
 
     problem = _proj_database_problem()
     if problem is not None:
         warn_once(f"PROJ cannot read its database ({problem}), so an output's coordinate "
-                  "system may lose its EPSG code (one the input gives as WKT); unset PROJ_LIB "
+                  "system may lose its EPSG code (a GIS then shows a custom CRS, equal in its "
+                  "parameters, for the heatmap beside its polygons'); unset PROJ_LIB "
                   "and PROJ_DATA, or point them at the database of rasterio's own PROJ")
 
 

@@ -170,16 +170,25 @@ def _reopen(path, mode="r"):
                       "a file-size limit cut it short", str(path)) from err
 
 
+# internal overviews written as the heatmap is, whatever the user's GDAL settings say: JPEG
+# or WEBP overviews of floats are left empty (a GIS zoomed out showed no scores), others
+# changed the bytes a rerun writes, and TIFF_USE_OVR put them in a .ovr left behind
+OVERVIEW_CONFIG = {"COMPRESS_OVERVIEW": "DEFLATE", "PREDICTOR_OVERVIEW": "3",
+                   "ZLEVEL_OVERVIEW": "6", "GDAL_TIFF_OVR_BLOCKSIZE": str(OUTPUT_BLOCK),
+                   "INTERLEAVE_OVERVIEW": "BAND", "TIFF_USE_OVR": "NO"}
+
+
 def finish_heatmap(path):
     """Internal average overviews, per-band STATISTICS_* tags (what QGIS reads to style) and
     the digest of the pixels as written (``PIXELS_TAG``): a copy rescaled or edited since
     keeps the tags that describe the run, and only this tells it from the heatmap."""
     import numpy as np
+    import rasterio
     from rasterio.enums import Resampling
 
     from .gdal import gdal_env
 
-    with gdal_env(), _reopen(path, "r+") as ds:
+    with gdal_env(), rasterio.Env(**OVERVIEW_CONFIG), _reopen(path, "r+") as ds:
         ds.update_tags(**{PIXELS_TAG: pixels_digest(ds)})
         factors = overview_factors(ds.width, ds.height)
         if factors:
@@ -239,11 +248,12 @@ def _band_statistics(ds, band, np):
 def to_cog(path, dst):
     """Copy the finished GeoTIFF ``path`` to ``dst`` as a Cloud-Optimized GeoTIFF (GDAL's COG
     driver: tiled, overviews, header first), keeping tags, descriptions and statistics."""
+    import rasterio
     from rasterio.shutil import copy
 
     from .gdal import gdal_env
 
-    with gdal_env():
+    with gdal_env(), rasterio.Env(**OVERVIEW_CONFIG):
         copy(path, dst, driver="COG", COMPRESS="DEFLATE", PREDICTOR="FLOATING_POINT",
              BLOCKSIZE=OUTPUT_BLOCK, OVERVIEWS="IGNORE_EXISTING", RESAMPLING="AVERAGE",
              BIGTIFF="IF_SAFER")

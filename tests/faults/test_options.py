@@ -145,3 +145,18 @@ def test_an_output_file_named_as_a_folder_is_refused(tmp_path, scene, earlier, t
     assert_one_error(run_cli("evaluate", earlier, truth, "--json", f"{tmp_path}/r.json/"),
                      "r.json/: --json ends in '/'")
     tree.assert_unchanged()
+
+
+@pytest.mark.parametrize("skipped, args, fragment", [
+    ("GPKG", ["--polygons", "t.gpkg", "--far", "1e-3"], "--polygons: this GDAL has no GPKG"),
+    ("COG", ["--cog"], "--cog: this GDAL has no COG driver")])
+def test_an_output_gdal_has_no_driver_for_is_refused_before_the_work(scene, tmp_path,
+                                                                      monkeypatch, skipped,
+                                                                      args, fragment):
+    """GDAL_SKIP (or a GDAL built without the driver) failed the run only as its GeoPackage
+    or COG was written, after the whole raster was scored (the GDAL settings audit's F04)."""
+    monkeypatch.setenv("GDAL_SKIP", skipped)
+    before = Tree(tmp_path)
+    assert_one_error(run_cli("detect", scene, tmp_path / "h.tif", "--score", "rx", *args),
+                     fragment)
+    before.assert_unchanged()
