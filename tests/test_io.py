@@ -2266,6 +2266,16 @@ def test_a_row_of_tiles_fits_gdals_block_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(source_module, "TILED_CACHE_BYTES", 100_000)     # (review 1's F10)
     RasterSource(tiled).read(Window(16, 16, 16, 16), halo=3)
     assert used[-1] == 1000
+    # a Dask worker's tiles are spread over the raster: each worker's cache kept nothing for
+    # it, and took the memory (the heavy audit's F01)
+    import pickle
+
+    monkeypatch.setattr(source_module, "TILED_CACHE_BYTES", 10**9)
+    source = RasterSource(tiled)
+    source.read(Window(16, 16, 16, 16), halo=3)
+    assert used[-1] > 1000
+    pickle.loads(pickle.dumps(source)).read(Window(16, 16, 16, 16), halo=3)
+    assert used[-1] == 1000
     source = RasterSource(striped)
     source.cache_limit = 20_000
     with pytest.warns(UserWarning, match="striped.tif: its strips .* need 219.7 KiB of GDAL's "

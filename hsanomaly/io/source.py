@@ -640,6 +640,7 @@ class RasterSource(_Source):
         # the rows of a row of blocks, and whether they are strips (blocks as wide as the
         # raster, ENVI's lines): ``cache_for``
         self.striped = all(width >= ds.width for _, width in ds.block_shapes)
+        self.rows_in_order = True       # this process reads the tiles a row after another
         self.block_rows = max(height for height, _ in ds.block_shapes)
         self.row_bytes = ds.width * sum(np.dtype(t).itemsize for t in ds.dtypes)
         self.cache_bytes, free = GDAL_CACHE_BYTES, available_memory()
@@ -687,7 +688,7 @@ class RasterSource(_Source):
             raise HsanomalyError(f"{self.name}: a source over an open dataset stays in this process; "
                                  "pass the raster's path to score it on a cluster")
         state = {k: v for k, v in super().__getstate__().items() if k not in ("_ds", "_reading")}
-        state["_ds"] = None
+        state.update(_ds=None, cache_bytes=GDAL_CACHE_BYTES, rows_in_order=False)
         if not is_gdal_name(self.path) and Path(self.path).exists():   # a URL or /vsi name
             state["path"] = absolute(self.path)                        # travels as it is
             state["_local_file"] = True
@@ -756,12 +757,13 @@ class RasterSource(_Source):
         (many times slower where they are compressed; a wide scene's ring scores read it
         three times). At most a quarter of the memory free when it was opened (1 GiB where
         that is unknown); a tiled raster's at most ``TILED_CACHE_BYTES``, and left as it is
-        where its blocks need more: a cache that holds less than a row of tiles' blocks keeps
-        none of them till the next row (the least recently read go first), and the memory
-        would be taken for nothing."""
+        where its blocks need more, or where its tiles are not read a row after another (a
+        Dask worker's, spread over the raster: ``rows_in_order``): a cache that holds less
+        than a row of tiles' blocks keeps none of them till the next row (the least recently
+        read go first), and the memory would be taken for nothing."""
         needed = int(1.25 * (rows + 2 * self.block_rows) * self.row_bytes)
-        if needed > self.cache_bytes and (self.striped or needed <= min(self.cache_limit,
-                                                                        TILED_CACHE_BYTES)):
+        if needed > self.cache_bytes and (self.striped or self.rows_in_order and needed <= min(
+                self.cache_limit, TILED_CACHE_BYTES)):
             if needed > self.cache_limit:
                 warn_once(f"{self.name}: its strips (blocks as wide as the raster) of a row of "
                           f"tiles need {size_text(needed)} of GDAL's block cache, more than it "
