@@ -118,7 +118,7 @@ def check_drawings(png, polygons):
         from .io.gdal import check_driver
         from .polygons import check_not_in_use, check_sqlite_path
 
-        check_driver("GPKG", spell("polygons"))
+        check_driver("GPKG", spell("polygons"), vector=True)
         check_sqlite_path(polygons)
         check_not_in_use(polygons)
 

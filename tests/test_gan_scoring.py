@@ -679,8 +679,10 @@ def test_info_gives_the_command_that_makes_a_heatmap_again(bundle, raster, tmp_p
 
     path, cube, truth = raster
     mask = write_raster(tmp_path / "mask.tif", (truth > 0)[None].astype("uint8"))
+    from fractions import Fraction
+
     runs = {"m.tif": dict(score="mlrx", rings=((np.int64(5), 3), (9, 5)), pca=np.int64(6),
-                          tile=16, mask=mask),        # numpy's numbers, in rings too
+                          tile=16, mask=mask, purge=Fraction(1, 20)),   # numbers JSON lacks
             "r.tif": dict(score="recon", model=bundle.path, codebook=512, threads=1)}
     again = tmp_path / "again"
     again.mkdir()
@@ -689,7 +691,7 @@ def test_info_gives_the_command_that_makes_a_heatmap_again(bundle, raster, tmp_p
     commands = [hsanomaly.info(tmp_path / name)["command"] for name in runs]
     assert commands == [
         "hsanomaly detect scene.tif m.tif --score mlrx --mask mask.tif --tile 16 --pca 6 "
-        "--rings '5/3;9/5'",
+        "--purge 0.05 --rings '5/3;9/5'",
         f"hsanomaly detect scene.tif r.tif --score recon --model {bundle.path.name} "
         "--codebook 512 --threads 1"]
     for name in (path, mask):

@@ -78,11 +78,14 @@ def test_overviews_average_the_scores(tmp_path):
     # (the GDAL settings audit's F01, F02)
     import hashlib
 
+    from rasterio.env import get_gdal_config, set_gdal_config
+
     for cog in (False, True):
         made = {}
         for setting in ({}, {"COMPRESS_OVERVIEW": "JPEG"}, {"ZLEVEL_OVERVIEW": "1",
                                                             "GDAL_TIFF_OVR_BLOCKSIZE": "64",
-                                                            "TIFF_USE_OVR": "YES"}):
+                                                            "TIFF_USE_OVR": "YES"},
+                        {"USE_RRD": "YES"}):
             made[str(setting)] = out = tmp_path / f"heat{len(made)}{cog}.tif"
             with pytest.MonkeyPatch.context() as env:
                 for key, value in setting.items():
@@ -92,6 +95,14 @@ def test_overviews_average_the_scores(tmp_path):
                 assert ds.overviews(1) == [2, 4] and not os.path.exists(f"{out}.ovr")
                 np.testing.assert_allclose(ds.read(1, out_shape=(300, 260)), half, rtol=1e-4)
         assert len({hashlib.sha256(path.read_bytes()).digest() for path in made.values()}) == 1
+    # and a caller's own setting is its own again after the run (review 2's F01)
+    set_gdal_config("COMPRESS_OVERVIEW", "LZW")
+    try:
+        hsanomaly.detect(src, tmp_path / "lzw.tif", score="rx")
+        assert get_gdal_config("COMPRESS_OVERVIEW") == "LZW"
+        assert (tmp_path / "lzw.tif").read_bytes() == (tmp_path / "heat0False.tif").read_bytes()
+    finally:
+        set_gdal_config("COMPRESS_OVERVIEW", None)
 
 
 @pytest.mark.train

@@ -1051,9 +1051,12 @@ def test_a_transform_the_caller_gives_places_the_targets_whatever_its_numbers():
                                              r"0.0, -30.0\) read in Affine's order .* GDAL's "
                                              r"GeoTransform order\? Give Affine.from_gdal"):
         hsanomaly.find_targets(scores, threshold=1, transform=gdal_order, crs="EPSG:32633")
-    with pytest.raises(HsanomalyError, match=r"\(0.0, 1.0, 0.0, 0.0, 0.0, 1.0\) read in "
-                                             r"Affine's order .* place every pixel on one line"):
+    with pytest.raises(HsanomalyError, match=r"\(0.0, 1.0, 0.0, 0.0, 0.0, 1.0\) put every "
+                                             r"pixel on one line, which places none: GDAL's "
+                                             r"GeoTransform order\?"):
         hsanomaly.find_targets(scores, threshold=1, transform=(0, 1, 0, 0, 0, 1))   # review F03
+    with pytest.raises(HsanomalyError, match=r"one line, which places none$"):     # NaN targets
+        hsanomaly.find_targets(scores, threshold=1, transform=Affine(0, 1, 0, 0, 0, 1))
     turned = hsanomaly.find_targets(scores, threshold=1, transform=Affine.rotation(90))
     assert turned.geometry.iloc[0].bounds == (-2.0, 2.0, -1.0, 3.0)     # an Affine is one
     found = hsanomaly.find_targets(scores, threshold=1, transform=Affine.from_gdal(*gdal_order))

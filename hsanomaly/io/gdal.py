@@ -24,34 +24,40 @@ from .units import nanometres
 GDAL_CACHE_BYTES = 256 * 2**20
 
 
-_CACHE_HOLD = threading.Lock()
-_cache_holders = [0, None]      # gdal_env blocks open in this process, the limit before them
+_HOLD = threading.Lock()
+_held: dict = {}     # GDAL config key -> [gdal_env blocks open that set it, its value before]
 
 
 @contextlib.contextmanager
-def gdal_env(cache_bytes=GDAL_CACHE_BYTES):
+def gdal_env(cache_bytes=GDAL_CACHE_BYTES, **options):
     """The rasterio environment every read and write of the engine runs in; ``cache_bytes``:
-    GDAL's block cache (a striped raster's reads need more: ``RasterSource.cache_for``).
-    The cache's limit is GDAL's, for the whole process, and rasterio's environments are a
-    thread's: inside a caller's environment (a ``rasterio.open`` block holds one) rasterio
-    does not put it back, nor where two threads' blocks overlap (two runs at once in QGIS);
-    this does, the last block to end putting back the limit from before the first."""
+    GDAL's block cache (a striped raster's reads need more: ``RasterSource.cache_for``);
+    ``options``: other GDAL config options the block pins (``heatmap.OVERVIEW_CONFIG``).
+    GDAL's settings are the whole process's, and rasterio's environments are a thread's:
+    inside a caller's environment (a ``rasterio.open`` block holds one) rasterio does not put
+    them back, nor where two threads' blocks overlap (two runs at once in QGIS), and a block
+    nested in another unsets what it set, a caller's own ``set_gdal_config`` with it; this
+    puts each back, the last block to end the value from before the first."""
     import rasterio
     from rasterio.env import get_gdal_config, set_gdal_config
 
-    with _CACHE_HOLD:
-        if _cache_holders[0] == 0:
-            _cache_holders[1] = get_gdal_config("GDAL_CACHEMAX")
-        _cache_holders[0] += 1
+    settings = {"GDAL_CACHEMAX": int(cache_bytes), **options}
+    with _HOLD:
+        for key in settings:
+            held = _held.setdefault(key, [0, None])
+            if held[0] == 0:
+                held[1] = get_gdal_config(key)
+            held[0] += 1
     try:
-        # a block inside another of this thread's: rasterio puts back the outer one's limit
-        with rasterio.Env(GDAL_CACHEMAX=int(cache_bytes)) as env:
+        # a block inside another of this thread's: rasterio puts back the outer one's values
+        with rasterio.Env(**settings) as env:
             yield env
     finally:
-        with _CACHE_HOLD:
-            _cache_holders[0] -= 1
-            if _cache_holders[0] == 0:
-                set_gdal_config("GDAL_CACHEMAX", _cache_holders[1])
+        with _HOLD:
+            for key in settings:
+                _held[key][0] -= 1
+                if _held[key][0] == 0:
+                    set_gdal_config(key, _held[key][1])
 
 
 # A GDAL dataset name that is not a plain file path: a virtual file system path (/vsizip/...,
@@ -83,15 +89,22 @@ def _gdal_prefixes():
         return {name.upper() for name in env.drivers()} | SUBDATASET_PREFIXES
 
 
-def check_driver(name, label):
-    """Refuse output ``label`` where this GDAL lacks its driver ``name`` (GDAL_SKIP, a build
-    without it), before the work: writing it would fail after the whole run."""
+def check_driver(name, label, vector=False):
+    """Refuse output ``label`` where the GDAL that writes it lacks its driver ``name``
+    (GDAL_SKIP, a build without it), before the work: writing it would fail after the whole
+    run. ``vector``: written through pyogrio, whose wheel may bring a GDAL of its own."""
     import rasterio
 
-    with rasterio.Env() as env:
-        if name not in env.drivers():
-            raise HsanomalyError(f"{label}: this GDAL has no {name} driver to write it with "
-                                 "(GDAL_SKIP names it, or GDAL was built without it)")
+    if vector:
+        import pyogrio
+
+        drivers = pyogrio.list_drivers(write=True)
+    else:
+        with rasterio.Env() as env:
+            drivers = env.drivers()
+    if name not in drivers:
+        raise HsanomalyError(f"{label}: this GDAL has no {name} driver to write it with "
+                             "(GDAL_SKIP names it, or GDAL was built without it)")
 
 
 def warn_unusable_proj():
@@ -105,7 +118,7 @@ def warn_unusable_proj():
     if problem is not None:
         warn_once(f"PROJ cannot read its database ({problem}), so an output's coordinate "
                   "system may lose its EPSG code (a GIS then shows a custom CRS, equal in its "
-                  "parameters, for the heatmap beside its polygons'); unset PROJ_LIB "
+                  "parameters); unset PROJ_LIB "
                   "and PROJ_DATA, or point them at the database of rasterio's own PROJ")
 
 

@@ -82,11 +82,17 @@ def run_record(scorer):
     libraries' (JSON)."""
     from .._version import __version__
 
-    asked = {} if scorer.options_asked is None else {     # numpy's numbers in rings too
-        "OPTIONS": json.dumps(scorer.options_asked, sort_keys=True, default=lambda v: v.item())}
+    asked = {} if scorer.options_asked is None else {
+        "OPTIONS": json.dumps(scorer.options_asked, sort_keys=True, default=_json_number)}
     return {"SCORE": scorer.name, "PARAMETERS": json.dumps(scorer.params(), sort_keys=True),
             **asked, "VERSION": __version__,
             "VERSIONS": json.dumps(_versions(scorer), sort_keys=True)}
+
+
+def _json_number(value):
+    """A number an option was asked as that JSON lacks (numpy's, in rings too; a Fraction: the
+    option kinds take no other) as the number it holds."""
+    return value.item() if hasattr(value, "item") else float(value)
 
 
 def _versions(scorer):
@@ -172,10 +178,18 @@ def _reopen(path, mode="r"):
 
 # internal overviews written as the heatmap is, whatever the user's GDAL settings say: JPEG
 # or WEBP overviews of floats are left empty (a GIS zoomed out showed no scores), others
-# changed the bytes a rerun writes, and TIFF_USE_OVR put them in a .ovr left behind
+# changed the bytes a rerun writes, and TIFF_USE_OVR or USE_RRD put them in a file left
+# behind (their interleave: the file's own, ``overview_config``)
 OVERVIEW_CONFIG = {"COMPRESS_OVERVIEW": "DEFLATE", "PREDICTOR_OVERVIEW": "3",
                    "ZLEVEL_OVERVIEW": "6", "GDAL_TIFF_OVR_BLOCKSIZE": str(OUTPUT_BLOCK),
-                   "INTERLEAVE_OVERVIEW": "BAND", "TIFF_USE_OVR": "NO"}
+                   "TIFF_USE_OVR": "NO", "USE_RRD": "NO"}
+
+
+def overview_config(path):
+    """``OVERVIEW_CONFIG`` for GeoTIFF ``path``, its overviews interleaved as it is."""
+    with _reopen(path) as ds:
+        interleave = ds.tags(ns="IMAGE_STRUCTURE").get("INTERLEAVE", "PIXEL")
+    return {**OVERVIEW_CONFIG, "INTERLEAVE_OVERVIEW": interleave}
 
 
 def finish_heatmap(path):
@@ -183,12 +197,11 @@ def finish_heatmap(path):
     the digest of the pixels as written (``PIXELS_TAG``): a copy rescaled or edited since
     keeps the tags that describe the run, and only this tells it from the heatmap."""
     import numpy as np
-    import rasterio
     from rasterio.enums import Resampling
 
     from .gdal import gdal_env
 
-    with gdal_env(), rasterio.Env(**OVERVIEW_CONFIG), _reopen(path, "r+") as ds:
+    with gdal_env(**overview_config(path)), _reopen(path, "r+") as ds:
         ds.update_tags(**{PIXELS_TAG: pixels_digest(ds)})
         factors = overview_factors(ds.width, ds.height)
         if factors:
@@ -248,12 +261,11 @@ def _band_statistics(ds, band, np):
 def to_cog(path, dst):
     """Copy the finished GeoTIFF ``path`` to ``dst`` as a Cloud-Optimized GeoTIFF (GDAL's COG
     driver: tiled, overviews, header first), keeping tags, descriptions and statistics."""
-    import rasterio
     from rasterio.shutil import copy
 
     from .gdal import gdal_env
 
-    with gdal_env(), rasterio.Env(**OVERVIEW_CONFIG):
+    with gdal_env(**overview_config(path)):
         copy(path, dst, driver="COG", COMPRESS="DEFLATE", PREDICTOR="FLOATING_POINT",
              BLOCKSIZE=OUTPUT_BLOCK, OVERVIEWS="IGNORE_EXISTING", RESAMPLING="AVERAGE",
              BIGTIFF="IF_SAFER")

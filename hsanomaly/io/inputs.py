@@ -410,13 +410,14 @@ def _by_index(value, transform):
 
 def as_transform(value, label):
     """An Affine from an Affine or its six numbers in its order (None stays None), or one
-    line naming ``label``. Six numbers in GDAL's GeoTransform order (x0, width, 0, y0, 0,
-    -height: osgeo's, a spatial_ref's) read in Affine's turn the pixels a quarter about x 0,
-    or, with y0 0, put them all on one line: refused, with the remedy (an Affine turned a
-    quarter about x 0 is taken as one)."""
+    line naming ``label``. One that puts every pixel on one line (singular) places nothing
+    (its targets came out NaN); six numbers in GDAL's GeoTransform order (x0, width, 0, y0,
+    0, -height: osgeo's, a spatial_ref's) read in Affine's are one where y0 is 0, and turn
+    the pixels a quarter about x 0 otherwise: refused, with the remedy (an Affine turned a
+    quarter is taken as one)."""
     from affine import Affine
 
-    if value is None or isinstance(value, Affine):
+    if value is None:
         return value
     try:
         numbers = tuple(map(float, list(value)[:6]))
@@ -424,13 +425,16 @@ def as_transform(value, label):
     except (TypeError, ValueError):
         raise HsanomalyError(f"{label}: expected an Affine or its six numbers, got "
                              f"{value!r}") from None
-    if (c == 0 and e == 0 and b != 0 and d != 0) or a * e == b * d:
+    gdal = "" if isinstance(value, Affine) else ": GDAL's GeoTransform order? Give " \
+        "Affine.from_gdal(*numbers)"
+    if a * e == b * d:
+        raise HsanomalyError(f"{label}: {numbers} put every pixel on one line, which places "
+                             f"none{gdal}")
+    if gdal and c == 0 and e == 0 and b != 0 and d != 0:
         raise HsanomalyError(f"{label}: {numbers} read in Affine's order (a, b, c, d, e, f) "
-                             + ("place every pixel on one line" if a * e == b * d else
-                                "turn the pixels a quarter about x 0") + ": GDAL's "
-                             "GeoTransform order? Give Affine.from_gdal(*numbers), or an "
-                             "Affine itself")
-    return Affine(*numbers)
+                             f"turn the pixels a quarter about x 0{gdal}, or an Affine for a "
+                             "grid turned so")
+    return value if isinstance(value, Affine) else Affine(*numbers)
 
 
 def as_crs(value, label):
