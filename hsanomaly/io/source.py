@@ -637,12 +637,15 @@ class RasterSource(_Source):
         self.wavelengths = band_wavelengths(ds, envi, self.bands)
         self.band_names = [ds.descriptions[b - 1] or f"band {b}" for b in self.bands]
         self.dtype = ds.dtypes[self.bands[0] - 1]
-        # the rows of a row of blocks, and whether they are strips (blocks as wide as the
-        # raster, ENVI's lines): ``cache_for``
-        self.striped = all(width >= ds.width for _, width in ds.block_shapes)
+        # the rows of a row of blocks, the bytes of one row of it decoded (tiles past the
+        # raster's edge are decoded whole), and whether they are strips (blocks as wide as
+        # the raster or wider, ENVI's lines): ``cache_for``
+        block_width = max(width for _, width in ds.block_shapes)
+        self.striped = block_width >= ds.width
         self.rows_in_order = True       # this process reads the tiles a row after another
         self.block_rows = max(height for height, _ in ds.block_shapes)
-        self.row_bytes = ds.width * sum(np.dtype(t).itemsize for t in ds.dtypes)
+        self.row_bytes = -(-ds.width // block_width) * block_width * sum(
+            np.dtype(t).itemsize for t in ds.dtypes)
         self.cache_bytes, free = GDAL_CACHE_BYTES, available_memory()
         self.cache_limit = max(GDAL_CACHE_BYTES, free // 4 if free else 4 * GDAL_CACHE_BYTES)
         # a band's value is its stored value * scale + offset (GDAL's metadata, which reads leave
@@ -761,16 +764,20 @@ class RasterSource(_Source):
         Dask worker's, spread over the raster: ``rows_in_order``): a cache that holds less
         than a row of tiles' blocks keeps none of them till the next row (the least recently
         read go first), and the memory would be taken for nothing."""
-        needed = int(1.25 * (rows + 2 * self.block_rows) * self.row_bytes)
+        rows = min(rows + 2 * self.block_rows,                   # no more than the raster's
+                   -(-self.height // self.block_rows) * self.block_rows)
+        needed = int(1.25 * rows * self.row_bytes)
         if needed > self.cache_bytes and (self.striped or self.rows_in_order and needed <= min(
                 self.cache_limit, TILED_CACHE_BYTES)):
             if needed > self.cache_limit:
-                warn_once(f"{self.name}: its strips (blocks as wide as the raster) of a row of "
-                          f"tiles need {size_text(needed)} of GDAL's block cache, more than it "
-                          f"may take ({size_text(self.cache_limit)}, a quarter of the free "
-                          "memory), so each tile decodes them again (slow); "
-                          f"a tiled copy (gdal_translate -co TILED=YES) or a smaller "
-                          f"{spell('tile')} avoids it")
+                smaller = "" if self.block_rows >= self.height else \
+                    f" or a smaller {spell('tile')}"
+                warn_once(f"{self.name}: its blocks as wide as the raster (strips, or tiles as "
+                          f"wide) of a row of tiles need {size_text(needed)} of GDAL's block "
+                          f"cache, more than it may take ({size_text(self.cache_limit)}, a "
+                          "quarter of the free memory), so each tile decodes them again "
+                          f"(slow); a tiled copy (gdal_translate -co TILED=YES){smaller} "
+                          "avoids it")
             self.cache_bytes = max(self.cache_bytes, min(needed, self.cache_limit))
         return self.cache_bytes
 
