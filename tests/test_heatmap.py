@@ -95,14 +95,19 @@ def test_overviews_average_the_scores(tmp_path):
                 assert ds.overviews(1) == [2, 4] and not os.path.exists(f"{out}.ovr")
                 np.testing.assert_allclose(ds.read(1, out_shape=(300, 260)), half, rtol=1e-4)
         assert len({hashlib.sha256(path.read_bytes()).digest() for path in made.values()}) == 1
-    # and a caller's own setting is its own again after the run (review 2's F01)
+    # and a caller's own setting is its own again after the run (review 2's F01), one the
+    # environment gave is left to it, and none is left behind
+    from rasterio._env import del_gdal_config
+
+    assert [get_gdal_config(key, normalize=False) for key in ("TIFF_USE_OVR", "USE_RRD",
+                                                              "COMPRESS_OVERVIEW")] == [None] * 3
     set_gdal_config("COMPRESS_OVERVIEW", "LZW")
     try:
         hsanomaly.detect(src, tmp_path / "lzw.tif", score="rx")
         assert get_gdal_config("COMPRESS_OVERVIEW") == "LZW"
         assert (tmp_path / "lzw.tif").read_bytes() == (tmp_path / "heat0False.tif").read_bytes()
     finally:
-        set_gdal_config("COMPRESS_OVERVIEW", None)
+        del_gdal_config("COMPRESS_OVERVIEW")
 
 
 @pytest.mark.train

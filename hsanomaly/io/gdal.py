@@ -39,14 +39,16 @@ def gdal_env(cache_bytes=GDAL_CACHE_BYTES, **options):
     nested in another unsets what it set, a caller's own ``set_gdal_config`` with it; this
     puts each back, the last block to end the value from before the first."""
     import rasterio
+    from rasterio._env import del_gdal_config
     from rasterio.env import get_gdal_config, set_gdal_config
 
     settings = {"GDAL_CACHEMAX": int(cache_bytes), **options}
     with _HOLD:
         for key in settings:
             held = _held.setdefault(key, [0, None])
-            if held[0] == 0:
-                held[1] = get_gdal_config(key)
+            if held[0] == 0:          # one the environment gives stays its to give (None)
+                before = get_gdal_config(key, normalize=False)
+                held[1] = None if before == os.environ.get(key) else before
             held[0] += 1
     try:
         # a block inside another of this thread's: rasterio puts back the outer one's values
@@ -56,8 +58,10 @@ def gdal_env(cache_bytes=GDAL_CACHE_BYTES, **options):
         with _HOLD:
             for key in settings:
                 _held[key][0] -= 1
-                if _held[key][0] == 0:
-                    set_gdal_config(key, _held[key][1])
+                if _held[key][0] == 0 and _held[key][1] is None:
+                    del_gdal_config(key)         # (set to None, rasterio writes "None")
+                elif _held[key][0] == 0:
+                    set_gdal_config(key, _held[key][1], normalize=False)
 
 
 # A GDAL dataset name that is not a plain file path: a virtual file system path (/vsizip/...,
