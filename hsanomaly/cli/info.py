@@ -15,9 +15,9 @@ def info(path, as_json):
     """Say what PATH is: a model bundle's folder (checked whole; its shape, training inputs,
     settings and losses, data fingerprint, versions, and the digest its heatmaps name it by
     in their HSANOMALY_MODEL_DIGEST tag), a heatmap hsanomaly wrote (the score, settings,
-    model and input it was made with; whether it is a copy cut or changed since), or a quick
-    look or targets GeoPackage drawn from one (which heatmap, and whether the one beside it
-    is still that)."""
+    model and input it was made with, the command that makes it again; whether it is a copy
+    cut or changed since), or a quick look or targets GeoPackage drawn from one (which
+    heatmap, and whether the one beside it is still that)."""
     from ..records import info as run, info_lines
 
     found = run(path)

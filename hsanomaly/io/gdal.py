@@ -97,13 +97,13 @@ def check_driver(name, label, vector=False):
     """Refuse output ``label`` where the GDAL that writes it lacks its driver ``name``
     (GDAL_SKIP, a build without it), before the work: writing it would fail after the whole
     run. ``vector``: written through pyogrio, whose wheel may bring a GDAL of its own."""
-    import rasterio
-
     if vector:
         import pyogrio
 
         drivers = pyogrio.list_drivers(write=True)
     else:
+        import rasterio
+
         with rasterio.Env() as env:
             drivers = env.drivers()
     if name not in drivers:

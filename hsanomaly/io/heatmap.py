@@ -55,7 +55,6 @@ def heatmap_tags(scorer, source, fingerprint, tile):
     another tile's blocks)."""
     from .fingerprint import digest
 
-    params = scorer.params()
     tags = {**run_record(scorer), "INPUT": input_name(source.name),
             "INPUT_PLACE": input_place(source.name), "INPUT_FINGERPRINT": digest(fingerprint),
             "GRID": grid_tag(source.width, source.height, source.profile.get("transform")),
@@ -67,7 +66,7 @@ def heatmap_tags(scorer, source, fingerprint, tile):
         tags["MASK_FINGERPRINT"] = source.exclusion.digest
     bundle = scorer.model_bundle
     if bundle is not None:
-        tags["MODEL_DIGEST"] = params.get("model", "")
+        tags["MODEL_DIGEST"] = bundle.digest()         # as its parameters name it
         tags["MODEL_FINGERPRINT"] = str(bundle.meta.get("fingerprint", ""))
         tags["MODEL_PATH"] = Path(str(bundle.path)).name
     point = {"AREA_OR_POINT": "Point"} if source.profile.get("area_or_point") == "Point" else {}
