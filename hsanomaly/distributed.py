@@ -23,6 +23,7 @@ from .engine.store import resume_hint
 from .errors import HsanomalyError, ignoring
 from .runtime import malloc_as_alone
 from .spelling import current, spell, spelled
+from .io.checks import relayed, say_relayed
 from .io.source import NOTHING, fold_in_order
 from .workers import Watch, check_workers, code, same_code
 
@@ -63,11 +64,15 @@ def dask_setup(worker):
 
 def _reduce_tile(source, window, fn, expected):
     same_code(expected)
-    return source.reduce_tile(window, fn)
+    with relayed() as said:
+        return source.reduce_tile(window, fn), said
 
 
 def _fold(combine, total, *parts):
-    return fold_in_order(parts, combine, total)
+    """(the parts' values folded onto ``total``'s, the warnings of both, each once)."""
+    value, said = (None, []) if total is None else total
+    said = list(dict.fromkeys(said + [w for _, part_said in parts for w in part_said]))
+    return fold_in_order([part for part, _ in parts], combine, value), said
 
 
 class DistributedSource:
@@ -102,7 +107,11 @@ class DistributedSource:
         for start in range(0, len(parts), FOLD_CHUNK):
             total = self.client.submit(_fold, combine, total, *parts[start:start + FOLD_CHUNK],
                                        pure=False)
-        return None if total is None else self.watch.result(total)
+        if total is None:
+            return None
+        value, said = self.watch.result(total)
+        say_relayed(said)
+        return value
 
     def sample(self, n, seed=0, tile=TILE):
         """The pixels ``source.sample(n, seed, tile)`` draws: same per-tile keys, same order
@@ -111,7 +120,8 @@ class DistributedSource:
             parts = self.client.map(_sample_tile, [self.shared] * len(jobs), *zip(*jobs),
                                     [code()] * len(jobs), pure=False)
             waiting, first = {}, 0
-            for i, result in self.watch.finished(parts):
+            for i, (result, said) in self.watch.finished(parts):
+                say_relayed(said)
                 waiting[i] = result
                 while first in waiting:
                     yield waiting.pop(first)
@@ -122,19 +132,22 @@ class DistributedSource:
 
 def _sample_tile(source, window, key, fraction, fn, expected):
     same_code(expected)
-    return source.sample_tile(window, key, fraction, fn)
+    with relayed() as said:
+        return source.sample_tile(window, key, fraction, fn), said
 
 
 def _score_into_store(source, job, index, window):
-    """Score one tile on a worker and write it to the shared store; only the index goes back."""
+    """Score one tile on a worker and write it to the shared store; only the index and the
+    warnings go back."""
     scorer, store, spelling, expected = job
     same_code(expected)
     if not store.path.is_dir():
         raise HsanomalyError(f"{store.path}: not found on worker host {socket.gethostname()}; "
                              "the output must be on storage the workers share")
-    with spelled(spelling):      # the worker's messages name options as the caller's door does
+    # the worker's messages name options as the caller's door does
+    with spelled(spelling), relayed() as said:
         store.put(index, score_tile(source, scorer, window))
-    return index
+    return index, said
 
 
 class DaskExecutor:
@@ -164,7 +177,8 @@ class DaskExecutor:
                                   [windows[i] for i in todo], pure=False)
         watch = Watch(self.client, store.path, f"; {resume_hint()}: the finished tiles are kept")
         try:
-            for _, index in watch.finished(futures):
+            for _, (index, said) in watch.finished(futures):
+                say_relayed(said)
                 yield index
         except distributed.KilledWorker as err:
             # a smaller tile starts over: the kept tiles resume at their own size only

@@ -7,6 +7,7 @@ same bytes, including after a worker is killed mid-run and after a resumed run.
 import os
 import signal
 import traceback
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from click.testing import CliRunner
 from synthetic import synthetic_cube, write_raster
 import hsanomaly
 from hsanomaly.errors import HsanomalyError, HsanomalyWarning
+from hsanomaly.io.checks import one_job, warn_once
 from hsanomaly.io.source import RasterSource
 from hsanomaly.scorers import GlobalRX
 from hsanomaly.scorers.base import SCENE_MOMENTS, scene_moments
@@ -93,6 +95,49 @@ def test_statistics_match_the_local_pass(synthetic_raster, client):
             assert np.array_equal(local, remote)
     maximum = cluster_source.reduce(lambda X: X.max(axis=0, initial=-np.inf), tile=4, combine=np.maximum)
     assert np.array_equal(maximum, source.sample(10**6).max(axis=0))
+
+
+class WarnsOfItsTiles(GlobalRX):
+    """RX that warns of each tile it scores, as the library warns of what it reads."""
+
+    def score_block(self, block, valid):
+        warn_once(f"tile of {block.shape[1]} rows: looked at")
+        return super().score_block(block, valid)
+
+
+class WarnsOfItsSample(RasterSource):
+    def sample_tile(self, window, *args):
+        warn_once("sampled")
+        return super().sample_tile(window, *args)
+
+
+def _warns_of_each_part(X):
+    warn_once("folded")
+    return X.sum(axis=0)
+
+
+def test_warnings_on_the_workers_are_said_by_the_run_once_each(synthetic_raster, tmp_path, client):
+    """A worker's warnings reach the run that asked for its tasks, not only the worker's
+    stderr: each once, as in a local run, and again in the next run (a worker process said
+    each message once for good)."""
+    path, _, _ = synthetic_raster
+    scorer = WarnsOfItsTiles()
+    scorer.options_asked = {}
+    for run in ("first", "second"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with one_job():         # a run of the library's, as hsanomaly.detect's
+                detect_on_cluster(path, tmp_path / f"{run}.tif", scorer, tile=TILE, cluster=client)
+        said = [str(w.message) for w in caught if issubclass(w.category, HsanomalyWarning)]
+        assert said.count("tile of 16 rows: looked at") == 1, said
+        assert all(w.filename == __file__ for w in caught if "looked at" in str(w.message))
+    cluster_source = DistributedSource(WarnsOfItsSample(path), client)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with one_job():
+            cluster_source.reduce(_warns_of_each_part, tile=4)
+            cluster_source.sample(300, seed=3, tile=4)
+    assert [str(w.message) for w in caught] == ["folded", "sampled"]
 
 
 class KillsItsWorker(GlobalRX):

@@ -67,6 +67,10 @@ def warn(message, category=HsanomalyWarning):
     never made is named as ``shown_as`` says."""
     for path, name in _SHOWN_AS.get():
         message = message.replace(path, name)
+    relayed = _RELAYED.get()
+    if relayed is not None:           # a Dask task's: said by the run that asked for it
+        relayed.append((message, category))
+        return
     frame, level = sys._getframe(1), 2
     while frame is not None and (os.path.abspath(frame.f_code.co_filename).startswith(PACKAGE)
                                  or frame.f_code.co_filename == contextlib.__file__):
@@ -110,6 +114,30 @@ def one_job(spelling=None):
         finally:
             _CHECKED_IN_JOB.reset(checked)
             _SAID_IN_JOB.reset(said)
+
+
+_RELAYED: contextvars.ContextVar = contextvars.ContextVar("hsanomaly_relayed", default=None)
+
+
+@contextlib.contextmanager
+def relayed():
+    """Within it, warnings are kept, as (message, category), in the list it yields instead of
+    said, each once (``warn_once``'s, which a worker process would say once for good): a Dask
+    task's, which its worker would write on its own stderr, are said by the run that asked
+    for them (``say_relayed``)."""
+    kept = []
+    token, said = _RELAYED.set(kept), _SAID_IN_JOB.set(set())
+    try:
+        yield kept
+    finally:
+        _SAID_IN_JOB.reset(said)
+        _RELAYED.reset(token)
+
+
+def say_relayed(kept):
+    """The warnings ``relayed`` kept, each said once in the caller's job (``warn_once``)."""
+    for message, category in kept:
+        warn_once(message, category)
 
 
 def checked_outputs():
