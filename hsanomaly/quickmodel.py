@@ -4,7 +4,7 @@ thesis's fully unsupervised setting), where it keeps it, and when a rerun may re
 from pathlib import Path
 
 from .errors import Cancelled, HsanomalyError
-from .runtime import TRAINING_INSTALL, folder_gone, missing_for_training, training_broken
+from .runtime import folder_gone, missing_for_training, training_broken, training_install
 from .scorers import BASELINES
 from .spelling import spell
 
@@ -27,7 +27,7 @@ def check_training(name):
         raise HsanomalyError(f"{name}: no model given and {' and '.join(missing)} "
                              f"{'is' if len(missing) == 1 else 'are'} not installed; pass a model "
                              f"({spell('model', placeholder='DIR')}, from training), choose a baseline score "
-                             f"({'|'.join(BASELINES)}), or install training ({TRAINING_INSTALL}) "
+                             f"({'|'.join(BASELINES)}), or install training ({training_install()}) "
                              "so a quick model can be trained on the scene itself")
     unusable = folder_gone() or training_broken()
     if unusable:

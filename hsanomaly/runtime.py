@@ -14,12 +14,20 @@ import importlib.util
 import os
 import threading
 
-from .devices import ep_error, import_onnxruntime, parse_device, providers
+from .devices import ep_error, import_onnxruntime, installed, parse_device, providers
 from .errors import HsanomalyError, OutOfResources, describe, out_of_memory, out_of_memory_text
 
 TRAINING_MODULES = ("torch", "onnx", "onnxruntime")   # train, export, check the export
 TRAINING_INSTALL = ("pip install torch --index-url https://download.pytorch.org/whl/cpu && "
                     "pip install 'hsanomaly[cpu,train]'")
+# where the GPU runtime is installed: [cpu] would install the CPU one over its files, and
+# PyPI's torch is the CUDA build
+TRAINING_INSTALL_GPU = "pip install torch && pip install 'hsanomaly[gpu,train]'"
+
+
+def training_install():
+    """How to install what training needs beside the ONNX runtime installed here."""
+    return TRAINING_INSTALL_GPU if installed(("onnxruntime-gpu",)) else TRAINING_INSTALL
 
 
 def missing_for_training():
@@ -32,7 +40,7 @@ def training_unavailable():
     """Why training cannot run here ("training needs torch: pip install ..."), or None."""
     missing = missing_for_training()
     if missing:
-        return f"training needs {' and '.join(missing)}: {TRAINING_INSTALL}"
+        return f"training needs {' and '.join(missing)}: {training_install()}"
     return folder_gone() or training_broken()
 
 
@@ -46,7 +54,7 @@ def training_broken():
         except (ImportError, OSError) as err:
             return (f"{name} cannot load: {out_of_memory_text(err)}" if out_of_memory(err)
                     else f"{name} is installed but does not load ({describe(err)}): reinstall "
-                    f"it ({TRAINING_INSTALL})")      # a memory limit is no broken wheel
+                    f"it ({training_install()})")      # a memory limit is no broken wheel
     return None
 
 

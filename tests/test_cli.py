@@ -152,6 +152,24 @@ def test_no_model_without_torch_names_the_options(tmp_path, monkeypatch):
     assert not (tmp_path / "out.tif").exists()
 
 
+def test_no_model_without_torch_beside_the_gpu_runtime_names_the_gpu_extra(tmp_path, monkeypatch):
+    """[cpu] beside onnxruntime-gpu installs the CPU runtime over its files, and the CPU
+    torch wheel cannot train on the GPU: a GPU's user is told [gpu,train] and PyPI's torch."""
+    import importlib.util
+
+    import hsanomaly.runtime
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    monkeypatch.setattr(hsanomaly.runtime, "installed",
+                        lambda names: [n for n in names if n == "onnxruntime-gpu"])
+    path = write_raster(tmp_path / "scene.tif", synthetic_cube()[0])
+    result = run("detect", path, tmp_path / "out.tif")
+    assert_one_line_error(result, "no model given and torch is not installed",
+                          "(pip install torch && pip install 'hsanomaly[gpu,train]')")
+    assert "cpu" not in result.stderr
+
+
 @pytest.mark.parametrize("raised", ["OSError('libcudnn.so.8: cannot open shared object file')",
                                     "ImportError('numpy.core.multiarray failed to import')"])
 def test_a_torch_that_is_installed_but_does_not_load_is_one_line_before_the_work(tmp_path, raised):
