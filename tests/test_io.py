@@ -3219,3 +3219,52 @@ def test_a_vrt_of_bands_at_other_pixel_sizes_is_said(tmp_path):
         "pixels (gdalbuildvrt -resolution highest), and leave the coarse bands out, or grow a "
         "cloud mask by the coarsest band's pixel"]
     assert said["alike.vrt"] == []
+
+
+def _vrt_over(path, vrt, count, height, width, name=None, rows=None):
+    """A VRT (as gdalbuildvrt writes it) of ``path``'s bands; ``rows``: (source yOff, ySize,
+    VRT yOff, ySize)."""
+    sy, sh, dy, dh = rows or (0, height, 0, height)
+    bands = "".join(
+        f'<VRTRasterBand dataType="Float32" band="{b}"><SimpleSource>'
+        f'<SourceFilename relativeToVRT="1">{name or Path(path).name}</SourceFilename>'
+        f'<SourceBand>{b}</SourceBand><SourceProperties RasterXSize="{width}" '
+        f'RasterYSize="{height}" DataType="Float32" BlockXSize="128" BlockYSize="128"/>'
+        f'<SrcRect xOff="0" yOff="{sy}" xSize="{width}" ySize="{sh}"/>'
+        f'<DstRect xOff="0" yOff="{dy}" xSize="{width}" ySize="{dh}"/></SimpleSource>'
+        "</VRTRasterBand>" for b in range(1, count + 1))
+    Path(vrt).write_text(f'<VRTDataset rasterXSize="{width}" rasterYSize="{dh}">{bands}'
+                         "</VRTDataset>")
+    return vrt
+
+
+def test_a_vrts_block_cache_is_sized_by_its_sources_blocks(tmp_path):
+    """GDAL reports a VRT's own 128-pixel blocks, not its sources': over a tiled-512 GeoTIFF
+    the cache was sized for 128-row blocks, too small for a row of the file's, and `detect
+    --score lrx` read the file 7 times (the perf audit's F01). A VRT of a VRT, and one over a
+    part of its source's rows, take the file's blocks too; one whose source's blocks are not
+    known, its own."""
+    cube = np.ones((3, 300, 600), np.float32)
+    tiled = tmp_path / "tiled.tif"
+    with rasterio.open(tiled, "w", driver="GTiff", dtype="float32", count=3, height=300,
+                       width=600, tiled=True, blockxsize=256, blockysize=256) as ds:
+        ds.write(cube)
+    file = RasterSource(tiled)
+    assert (file.block_rows, file.row_bytes, file.striped) == (256, 768 * 3 * 4, False)
+    vrt = RasterSource(_vrt_over(tiled, tmp_path / "a.vrt", 3, 300, 600))
+    assert (vrt.block_rows, vrt.row_bytes, vrt.striped) == (256, 768 * 3 * 4, False)
+    assert vrt.cache_for(256 + 14) == file.cache_for(256 + 14)
+    nested = RasterSource(_vrt_over(tmp_path / "a.vrt", tmp_path / "b.vrt", 3, 300, 600))
+    assert (nested.block_rows, nested.row_bytes) == (256, 768 * 3 * 4)
+    half = RasterSource(_vrt_over(tiled, tmp_path / "c.vrt", 3, 300, 600,
+                                  rows=(0, 300, 0, 150)))          # every other row
+    assert (half.block_rows, half.row_bytes) == (128, 2 * 768 * 3 * 4)
+    from hsanomaly.io.gdal import vrt_blocks
+
+    with rasterio.open(tmp_path / "a.vrt") as ds:
+        assert ds.block_shapes[0] == (128, 128)            # what GDAL says of it
+    gone = _vrt_over(tiled, tmp_path / "d.vrt", 3, 300, 600, name="gone.tif")
+    with rasterio.open(gone) as ds:
+        assert vrt_blocks(ds) is None                      # not known: its own blocks
+    with rasterio.open(tiled) as ds:
+        assert vrt_blocks(ds) is None                      # not a VRT

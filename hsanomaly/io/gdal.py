@@ -356,6 +356,79 @@ def vrt_source_pixels(ds):
     return sizes
 
 
+def vrt_blocks(ds, depth=0):
+    """(block_rows, row_bytes, striped) of the blocks a VRT dataset ``ds`` reads: its sources'
+    (GDAL reports the VRT's own 128-pixel blocks, which no read decodes), in the VRT's rows: the
+    rows of the tallest row of blocks, the bytes one of its rows decodes (every block of each
+    source it crosses, whole; a source's column subset counted whole: more, not less) and
+    whether a source is striped. None where they cannot be known (a source that does not
+    open, a band's mask read, VRTs nested over 4 deep, more than 64 files), or where the VRT
+    computes its own blocks (warped, pansharpened, processed): its own are then the ones."""
+    if ds.driver != "VRT":
+        return None
+    spans = _vrt_spans(ds, depth, {})
+    if not spans:
+        return None
+    spans = [span for band in spans.values() for span in band]
+    return (max(rows for _, _, rows, _, _ in spans),
+            int(np.ceil(max(sum(size for top, end, _, size, _ in spans if top <= at < end)
+                            for at, _, _, _, _ in spans))),
+            any(striped for *_, striped in spans))
+
+
+def _vrt_spans(ds, depth, opened):
+    """{band: [(top, end, block rows, bytes a row decodes, striped)]} of open dataset ``ds``
+    in its rows: a VRT's from its sources' (``opened``: the files opened, by name), any other
+    raster's its own; None where not known (``vrt_blocks``)."""
+    import xml.etree.ElementTree as ElementTree
+
+    try:
+        root = (ElementTree.fromstring(ds.tags(ns="xml:VRT").get("xml:VRT", ""))
+                if ds.driver == "VRT" else None)
+    except ElementTree.ParseError:
+        return None
+    if root is None or root.get("subClass"):     # blocks it reads, or computes, itself
+        return {band: [(0, ds.height, height, -(-ds.width // width) * width
+                        * np.dtype(ds.dtypes[band - 1]).itemsize, width >= ds.width)]
+                for band, (height, width) in enumerate(ds.block_shapes, 1)}
+    if depth > 4:
+        return None
+    here = "" if ds.name.lstrip().startswith("<") else posixpath.dirname(ds.name)
+    spans = {}
+    for band in root.iter("VRTRasterBand"):
+        for source in band:
+            if source.find("SourceFilename") is None:
+                continue
+            name = source.find("SourceFilename")
+            path = (posixpath.join(here, name.text or "") if name.get("relativeToVRT") == "1"
+                    else name.text or "")
+            if path not in opened:
+                if len(opened) >= 64:
+                    return None
+                try:
+                    with open_raster(path, check=False) as inner:
+                        opened[path] = _vrt_spans(inner, depth + 1, opened)
+                except Exception:        # noqa: BLE001 (any reason: not known)
+                    opened[path] = None
+            try:
+                inner = opened[path][int(source.findtext("SourceBand", "1"))]
+                number = int(band.get("band"))
+                sy, sh = (float(source.find("SrcRect").get(k)) for k in ("yOff", "ySize"))
+                dy, dh = (float(source.find("DstRect").get(k)) for k in ("yOff", "ySize"))
+            except (AttributeError, KeyError, TypeError, ValueError):
+                return None     # not opened, a mask band, no rectangles: not known
+            if sh <= 0 or dh <= 0:
+                return None
+            scale = dh / sh                                  # the VRT's rows per source row
+            for top, end, rows, size, striped in inner:
+                top, end = max(top, sy), min(end, sy + sh)
+                if top < end:
+                    spans.setdefault(number, []).append(
+                        (max(0, dy + (top - sy) * scale), min(ds.height, dy + (end - sy) * scale),
+                         int(np.ceil(rows * scale)), size / scale, striped))
+    return spans
+
+
 def local_files(name):
     """The files on disk a GDAL dataset name lies in, as it spells them: the archive of
     /vsizip/a.zip/x.tif (/vsitar/, /vsigzip/, ...), the file of HDF5:"f.h5"://x,

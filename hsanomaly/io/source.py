@@ -28,7 +28,8 @@ from .checks import absolute, available_memory, size_text, warn_once
 from .digest import file_sha256
 from .gdal import (GDAL_CACHE_BYTES, band_wavelengths, bad_bands, check_dataset, check_raw_size,
                    dataset_found, envi_header, gdal_env, geolocation, is_gdal_name, open_raster,
-                   read_checked, read_masked, require_file, vrt_source_pixels, without_secrets)
+                   read_checked, read_masked, require_file, vrt_blocks, vrt_source_pixels,
+                   without_secrets)
 from .values import (ATTRIBUTE_SCALING, EXTREME, FLOAT32_MAX, RASTER_SCALING,
                      check_float32_range, code_bands, coarsest_in_float32, commonest,
                      declare_nodata, exact, extreme_values, noise_bands, two_values_text,
@@ -646,6 +647,11 @@ class RasterSource(_Source):
         self.block_rows = max(height for height, _ in ds.block_shapes)
         self.row_bytes = -(-ds.width // block_width) * block_width * sum(
             np.dtype(t).itemsize for t in ds.dtypes)
+        # a VRT's reads decode its sources' blocks, not its own 128-pixel ones: theirs where
+        # they are known (a cache for its own kept too few of a tiled-512 file's: 7 times
+        # the file read); where not, its own, as for any raster
+        self.block_rows, self.row_bytes, self.striped = vrt_blocks(ds) or (
+            self.block_rows, self.row_bytes, self.striped)
         self.cache_bytes, free = GDAL_CACHE_BYTES, available_memory()
         self.cache_limit = max(GDAL_CACHE_BYTES, free // 4 if free else 4 * GDAL_CACHE_BYTES)
         # a band's value is its stored value * scale + offset (GDAL's metadata, which reads leave
