@@ -92,7 +92,7 @@ def test_a_dask_worker_names_arguments_as_the_caller(monkeypatch, tmp_path):
     seen = []
     store = type("Store", (), {"path": tmp_path, "put": lambda self, i, t: seen.append(spell("tile"))})()
     monkeypatch.setattr(dist, "score_tile", lambda source, scorer, window: None)
-    assert dist._score_into_store(None, (None, store, command_line({}), code()), 0, None) == 0
+    assert dist._score_into_store(None, (None, store, command_line({}), code()), 0, None) == (0, [])
     assert seen == ["--tile"]
 
 
