@@ -11,6 +11,7 @@ import time
 
 from . import cluster
 from .errors import HsanomalyError, NoWorkers, describe
+from .io.checks import say_relayed
 from .spelling import spell
 
 logger = logging.getLogger(__name__)
@@ -56,10 +57,14 @@ class Watch:
             yield position[future], self.result(future)
 
     def result(self, future):
+        """The task's result; its error raised here with the warnings it said (``relayed``)."""
         fetch = self.fetcher.submit(future.result)
         try:
             return self._waited(lambda: fetch.result(timeout=WORKER_POLL),
                                 concurrent.futures.TimeoutError, [future], done=fetch.done)
+        except Exception as err:
+            say_relayed(err)
+            raise
         finally:
             if not fetch.done():        # stopped: the fetch ends with the future cancelled
                 self.client.cancel([future])

@@ -140,6 +140,23 @@ def test_warnings_on_the_workers_are_said_by_the_run_once_each(synthetic_raster,
     assert [str(w.message) for w in caught] == ["folded", "sampled"]
 
 
+class WarnsThenFails(GlobalRX):
+    def score_block(self, block, valid):
+        warn_once("band 3 looks odd")
+        raise HsanomalyError("the tile failed")
+
+
+def test_a_task_that_warns_and_fails_says_its_warnings_with_its_error(synthetic_raster, tmp_path,
+                                                                      client):
+    """A warning just before a failure often explains it: said with the error, as locally."""
+    scorer = WarnsThenFails()
+    scorer.options_asked = {}
+    with pytest.warns(HsanomalyWarning, match="^band 3 looks odd$"), \
+            pytest.raises(HsanomalyError, match="the tile failed"), one_job():
+        detect_on_cluster(synthetic_raster[0], tmp_path / "x.tif", scorer, tile=TILE,
+                          cluster=client)
+
+
 class KillsItsWorker(GlobalRX):
     """RX that kills the worker process scoring its first tile (once per run, via a marker file)."""
 

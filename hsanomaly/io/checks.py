@@ -129,13 +129,25 @@ def relayed():
     token, said = _RELAYED.set(kept), _SAID_IN_JOB.set(set())
     try:
         yield kept
+    except Exception as err:        # its warnings go with it: often they explain it
+        with contextlib.suppress(AttributeError, TypeError):
+            setattr(err, RELAYED_WITH, kept)
+        raise
     finally:
         _SAID_IN_JOB.reset(said)
         _RELAYED.reset(token)
 
 
+# the attribute a task's error carries its warnings in (an exception's attributes travel
+# with it from a Dask worker)
+RELAYED_WITH = "hsanomaly_relayed"
+
+
 def say_relayed(kept):
-    """The warnings ``relayed`` kept, each said once in the caller's job (``warn_once``)."""
+    """The warnings ``relayed`` kept, each said once in the caller's job (``warn_once``);
+    ``kept`` may be a task's error, which carries those said before it failed."""
+    if isinstance(kept, BaseException):
+        kept = getattr(kept, RELAYED_WITH, ())
     for message, category in kept:
         warn_once(message, category)
 
