@@ -3221,19 +3221,26 @@ def test_a_vrt_of_bands_at_other_pixel_sizes_is_said(tmp_path):
     assert said["alike.vrt"] == []
 
 
-def _vrt_over(path, vrt, count, height, width, name=None, rows=None):
+def _vrt_over(path, vrt, count, height, width, name=None, rows=None, block=None, cols=None,
+              names=None):
     """A VRT (as gdalbuildvrt writes it) of ``path``'s bands; ``rows``: (source yOff, ySize,
-    VRT yOff, ySize)."""
+    VRT yOff, ySize); ``cols``: (source xOff, xSize); ``block``: the source's block size as
+    its SourceProperties state it (a VRT's: 128), None for none stated; ``names``: a file per
+    band, each read at its band 1 (gdalbuildvrt -separate)."""
     sy, sh, dy, dh = rows or (0, height, 0, height)
+    sx, sw = cols or (0, width)
+    stated = "" if block is None else (
+        f'<SourceProperties RasterXSize="{width}" RasterYSize="{height}" DataType="Float32" '
+        f'BlockXSize="{block}" BlockYSize="{block}"/>')
     bands = "".join(
         f'<VRTRasterBand dataType="Float32" band="{b}"><SimpleSource>'
-        f'<SourceFilename relativeToVRT="1">{name or Path(path).name}</SourceFilename>'
-        f'<SourceBand>{b}</SourceBand><SourceProperties RasterXSize="{width}" '
-        f'RasterYSize="{height}" DataType="Float32" BlockXSize="128" BlockYSize="128"/>'
-        f'<SrcRect xOff="0" yOff="{sy}" xSize="{width}" ySize="{sh}"/>'
-        f'<DstRect xOff="0" yOff="{dy}" xSize="{width}" ySize="{dh}"/></SimpleSource>'
-        "</VRTRasterBand>" for b in range(1, count + 1))
-    Path(vrt).write_text(f'<VRTDataset rasterXSize="{width}" rasterYSize="{dh}">{bands}'
+        f'<SourceFilename relativeToVRT="1">'
+        f'{names[b - 1] if names else name or Path(path).name}</SourceFilename>'
+        f'<SourceBand>{1 if names else b}</SourceBand>{stated}'
+        f'<SrcRect xOff="{sx}" yOff="{sy}" xSize="{sw}" ySize="{sh}"/>'
+        f'<DstRect xOff="0" yOff="{dy}" xSize="{sw}" ySize="{dh}"/></SimpleSource>'
+        "</VRTRasterBand>" for b in range(1, (len(names) if names else count) + 1))
+    Path(vrt).write_text(f'<VRTDataset rasterXSize="{sw}" rasterYSize="{dh}">{bands}'
                          "</VRTDataset>")
     return vrt
 
@@ -3254,13 +3261,24 @@ def test_a_vrts_block_cache_is_sized_by_its_sources_blocks(tmp_path):
     vrt = RasterSource(_vrt_over(tiled, tmp_path / "a.vrt", 3, 300, 600))
     assert (vrt.block_rows, vrt.row_bytes, vrt.striped) == (256, 768 * 3 * 4, False)
     assert vrt.cache_for(256 + 14) == file.cache_for(256 + 14)
-    nested = RasterSource(_vrt_over(tmp_path / "a.vrt", tmp_path / "b.vrt", 3, 300, 600))
+    stated = RasterSource(_vrt_over(tiled, tmp_path / "s.vrt", 3, 300, 600, block=256))
+    assert (stated.block_rows, stated.row_bytes) == (256, 768 * 3 * 4)
+    nested = RasterSource(_vrt_over(tmp_path / "a.vrt", tmp_path / "b.vrt", 3, 300, 600,
+                                    block=128))             # a VRT states its own: opened
     assert (nested.block_rows, nested.row_bytes) == (256, 768 * 3 * 4)
     half = RasterSource(_vrt_over(tiled, tmp_path / "c.vrt", 3, 300, 600,
                                   rows=(0, 300, 0, 150)))          # every other row
     assert (half.block_rows, half.row_bytes) == (128, 2 * 768 * 3 * 4)
+    crop = RasterSource(_vrt_over(tiled, tmp_path / "e.vrt", 3, 300, 600, block=256,
+                                  cols=(300, 100)))        # columns 300-399: one block across
+    assert (crop.block_rows, crop.row_bytes) == (256, 256 * 3 * 4)
+    # a band stack of more files than are opened, none of them there: their stated blocks
+    stack = _vrt_over(tiled, tmp_path / "f.vrt", 0, 300, 600, block=512,
+                      names=[f"band{b}.tif" for b in range(100)])
     from hsanomaly.io.gdal import vrt_blocks
 
+    with rasterio.open(stack) as ds:
+        assert vrt_blocks(ds) == (512, 100 * 1024 * 4, False)
     with rasterio.open(tmp_path / "a.vrt") as ds:
         assert ds.block_shapes[0] == (128, 128)            # what GDAL says of it
     gone = _vrt_over(tiled, tmp_path / "d.vrt", 3, 300, 600, name="gone.tif")

@@ -333,17 +333,33 @@ def check_dataset(ds, path=None):
     check_blocks(gdal_spelling(path), name=path, nodata=masked)
 
 
+def vrt_root(ds):
+    """The XML of a VRT dataset ``ds``, parsed; None for another driver or XML that does not
+    parse. Its file's own where it is a file: GDAL's copy (``xml:VRT``) leaves out what each
+    source states of itself (``SourceProperties``)."""
+    import xml.etree.ElementTree as ElementTree
+
+    if ds.driver != "VRT":
+        return None
+    try:
+        if ds.name.lstrip().startswith("<"):
+            text = ds.name
+        elif os.path.isfile(ds.name):
+            with open(ds.name, "rb") as file:
+                text = file.read()
+        else:
+            text = ds.tags(ns="xml:VRT").get("xml:VRT", "")
+        return ElementTree.fromstring(text)
+    except (OSError, ElementTree.ParseError):
+        return None
+
+
 def vrt_source_pixels(ds):
     """{band: its source's pixel size, in the VRT's pixels (2.0: each source pixel covers two
     of the grid's)} of a VRT dataset ``ds`` (its DstRect against its SrcRect), for the bands
     whose sources say; empty for any other dataset, or a VRT whose XML does not parse."""
-    import xml.etree.ElementTree as ElementTree
-
-    if ds.driver != "VRT":
-        return {}
-    try:
-        root = ElementTree.fromstring(ds.tags(ns="xml:VRT").get("xml:VRT", ""))
-    except ElementTree.ParseError:
+    root = vrt_root(ds)
+    if root is None:
         return {}
     sizes = {}
     for band in root.iter("VRTRasterBand"):
@@ -360,9 +376,10 @@ def vrt_blocks(ds, depth=0):
     """(block_rows, row_bytes, striped) of the blocks a VRT dataset ``ds`` reads: its sources'
     (GDAL reports the VRT's own 128-pixel blocks, which no read decodes), in the VRT's rows: the
     rows of the tallest row of blocks, the bytes one of its rows decodes (every block of each
-    source it crosses, whole; a source's column subset counted whole: more, not less) and
+    source it crosses, whole; an opened source's column subset counted whole: more) and
     whether a source is striped. None where they cannot be known (a source that does not
-    open, a band's mask read, VRTs nested over 4 deep, more than 64 files), or where the VRT
+    open, a band's mask read, VRTs nested over 4 deep, more than 64 files to open: those
+    whose blocks the VRT states are not opened, ``_stated_span``), or where the VRT
     computes its own blocks (warped, pansharpened, processed): its own are then the ones."""
     if ds.driver != "VRT":
         return None
@@ -380,13 +397,7 @@ def _vrt_spans(ds, depth, opened):
     """{band: [(top, end, block rows, bytes a row decodes, striped)]} of open dataset ``ds``
     in its rows: a VRT's from its sources' (``opened``: the files opened, by name), any other
     raster's its own; None where not known (``vrt_blocks``)."""
-    import xml.etree.ElementTree as ElementTree
-
-    try:
-        root = (ElementTree.fromstring(ds.tags(ns="xml:VRT").get("xml:VRT", ""))
-                if ds.driver == "VRT" else None)
-    except ElementTree.ParseError:
-        return None
+    root = vrt_root(ds)
     if root is None or root.get("subClass"):     # blocks it reads, or computes, itself
         return {band: [(0, ds.height, height, -(-ds.width // width) * width
                         * np.dtype(ds.dtypes[band - 1]).itemsize, width >= ds.width)]
@@ -402,7 +413,8 @@ def _vrt_spans(ds, depth, opened):
             name = source.find("SourceFilename")
             path = (posixpath.join(here, name.text or "") if name.get("relativeToVRT") == "1"
                     else name.text or "")
-            if path not in opened:
+            stated = _stated_span(source.find("SourceProperties"), path, source.find("SrcRect"))
+            if stated is None and path not in opened:
                 if len(opened) >= 64:
                     return None
                 try:
@@ -411,7 +423,7 @@ def _vrt_spans(ds, depth, opened):
                 except Exception:        # noqa: BLE001 (any reason: not known)
                     opened[path] = None
             try:
-                inner = opened[path][int(source.findtext("SourceBand", "1"))]
+                inner = stated or opened[path][int(source.findtext("SourceBand", "1"))]
                 number = int(band.get("band"))
                 sy, sh = (float(source.find("SrcRect").get(k)) for k in ("yOff", "ySize"))
                 dy, dh = (float(source.find("DstRect").get(k)) for k in ("yOff", "ySize"))
@@ -427,6 +439,28 @@ def _vrt_spans(ds, depth, opened):
                         (max(0, dy + (top - sy) * scale), min(ds.height, dy + (end - sy) * scale),
                          int(np.ceil(rows * scale)), size / scale, striped))
     return spans
+
+
+def _stated_span(props, path, rect):
+    """[the span ``_vrt_spans`` gives] of a source whose blocks its VRT states, as gdalbuildvrt
+    writes them (``SourceProperties``): a stack of a file per band needs none opened. Only
+    the blocks its ``SrcRect``'s columns cross count (a crop of a wide file reads no more).
+    None where not stated, or where the source is a VRT (it states its own 128-pixel blocks,
+    which no read decodes)."""
+    if props is None or rect is None or path.lower().endswith(".vrt"):
+        return None
+    try:
+        height, width = int(props.get("RasterYSize")), int(props.get("RasterXSize"))
+        rows, cols = int(props.get("BlockYSize")), int(props.get("BlockXSize"))
+        kind = props.get("DataType", "").lower()
+        itemsize = np.dtype("uint8" if kind == "byte" else kind).itemsize
+        left, across = float(rect.get("xOff")), float(rect.get("xSize"))
+    except (TypeError, ValueError):
+        return None
+    if min(height, width, rows, cols) <= 0:
+        return None
+    blocks = int(np.ceil(min(width, left + across) / cols)) - max(0, int(left // cols))
+    return [(0, height, rows, max(blocks, 1) * cols * itemsize, cols >= width)]
 
 
 def local_files(name):
