@@ -1033,13 +1033,11 @@ def test_bands_on_the_second_axis_and_files_with_bands_last_are_warned_about(tmp
             hsanomaly.Detector("rx").fit(ds)
 
 
-def test_a_netcdf_file_read_bands_last_gets_no_advice_about_its_pixels(tmp_path):
-    """EMIT's reflectance through GDAL's HDF5 driver (bands last): after the axis warning,
-    its bad bands (-0.01 in every "band" of the rows read as bands) were advised as a fill
-    value to declare nodata, which would void them; the advice names the netCDF driver's
-    name for the variable instead (the sensor audit)."""
-    import warnings
-
+def test_a_netcdf_file_read_bands_last_is_refused_naming_the_netcdf_driver(tmp_path):
+    """EMIT's reflectance through GDAL's HDF5 driver (bands last), which takes the first
+    dimension for the bands: it was scored with its rows for bands after a warning (and its
+    bad bands advised as a fill value to declare nodata, the sensor audit); it is refused in
+    one line, with the netCDF driver's name for the variable, which reads it bands first."""
     import h5py
 
     cube, _ = synthetic_cube(bands=40, rows=40, cols=40)
@@ -1047,13 +1045,38 @@ def test_a_netcdf_file_read_bands_last_gets_no_advice_about_its_pixels(tmp_path)
     with h5py.File(tmp_path / "emit.nc", "w") as f:
         f["reflectance"] = np.moveaxis(cube, 0, -1).astype(np.float32)
     name = f'HDF5:"{tmp_path / "emit.nc"}"://reflectance'
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with pytest.raises(HsanomalyError, match="its last axis varies far more smoothly") as err:
         hsanomaly.detect(name, tmp_path / "heat.tif", score="rx")
-    said = [str(w.message) for w in caught if isinstance(w.message, hsanomaly.HsanomalyWarning)]
-    assert len(said) == 1 and "its last axis varies far more smoothly" in said[0], said
-    assert said[0].endswith("GDAL's netCDF driver may read this one bands first: "
-                            f'NETCDF:"{tmp_path / "emit.nc"}":reflectance')
+    assert str(err.value).endswith("GDAL's netCDF driver may read this one bands first: "
+                                   f'NETCDF:"{tmp_path / "emit.nc"}":reflectance')
+    assert not (tmp_path / "heat.tif").exists()
+
+
+@pytest.mark.parametrize("stored", ["rows, bands, cols", "bands, rows, cols"])
+def test_an_hdf5_cube_whose_bands_gdal_cannot_know_is_refused_where_they_lie_elsewhere(
+        tmp_path, stored):
+    """PRISMA stores its cubes (rows, bands, cols), and GDAL's HDF5 driver takes the first
+    dimension for the bands: the run warned, then wrote a heatmap of bands by columns and
+    exited 0 (the products audit F01). Refused in one line before any work, with how to give
+    the bands first; the same cube stored bands first is scored."""
+    import h5py
+
+    cube, truth = synthetic_cube(bands=60, rows=50, cols=60)
+    stored_as = np.moveaxis(cube, 0, 1) if stored.startswith("rows") else cube
+    with h5py.File(tmp_path / "prs.he5", "w") as f:
+        f["HDFEOS/SWATHS/PRS_L2D_HCO/Data_Fields/VNIR_Cube"] = stored_as.astype(np.float32)
+    name = f'HDF5:"{tmp_path / "prs.he5"}"://HDFEOS/SWATHS/PRS_L2D_HCO/Data_Fields/VNIR_Cube'
+    if stored.startswith("rows"):
+        with pytest.raises(HsanomalyError, match=r"read as \(bands, rows, cols\) \(50, 60, 60\): "
+                           r"its second axis varies far more smoothly .* stored \(rows, bands, "
+                           r"cols\) \(as PRISMA stores its cubes\), which GDAL's HDF5 driver "
+                           r"reads as 50 bands of 60 x 60 pixels.* np\.moveaxis\(cube, 1, 0\)"):
+            hsanomaly.detect(name, tmp_path / "heat.tif", score="rx")
+        assert not (tmp_path / "heat.tif").exists()
+    else:
+        hsanomaly.detect(name, tmp_path / "heat.tif", score="rx")
+        with rasterio.open(tmp_path / "heat.tif") as ds:
+            assert ds.shape == truth.shape
 
 
 def test_the_not_fitted_error_is_one_class_in_every_thread():

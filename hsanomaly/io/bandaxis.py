@@ -38,13 +38,17 @@ def check_band_axis(cube, name, mask=None, lines=200, advice=detector_advice):
                             cube.shape, name, advice)
 
 
-def warn_if_bands_elsewhere(lines, shape, name, advice=detector_advice, shape_is="of shape"):
+def warn_if_bands_elsewhere(lines, shape, name, advice=detector_advice, shape_is="of shape",
+                            refused_by=None):
     """Warn when the lines along axis 1 or 2 of a cube of ``shape`` (``lines``: per axis, a
     (n, length) float array, NaN left out; whole lines, or as long as they can be read) vary
     much more smoothly than those along the others. A hint, so a warning; only cubes of
     ``MIN_LINE`` and more values along the first axis and the one taken for the bands' are
     looked at. ``advice(axis, where)``: how to put the bands first; ``shape_is``: what the
-    shape is of (a file's is the cube as read, not as stored). True where it warned."""
+    shape is of (a file's is the cube as read, not as stored). True where it warned.
+    ``refused_by``: the reader whose guess put the bands first (GDAL's HDF5 driver takes an
+    array's first dimension for them, whatever it holds): refused in one line instead, since
+    the likelier layout is then the stored one and every score would rank bands for pixels."""
     steps = [median_step(values) for values in lines]
     if None in steps:
         return False
@@ -56,6 +60,14 @@ def warn_if_bands_elsewhere(lines, shape, name, advice=detector_advice, shape_is
 
     where, layout = PLACES[axis]
     others = "first two" if axis == 2 else "first and last"
+    if refused_by:
+        from ..errors import HsanomalyError
+
+        raise HsanomalyError(f"{name} {shape_is} {tuple(shape)}: its {where} axis varies far "
+                             f"more smoothly than its {others}, as spectra do: it is most likely "
+                             f"stored {layout} (as PRISMA stores its cubes), which {refused_by} "
+                             f"reads as {shape[0]} bands of {shape[1]} x {shape[2]} pixels, so "
+                             f"every score would rank bands, not pixels. {advice(axis, where)}")
     warn_once(f"{name} {shape_is} {tuple(shape)}: its {where} axis varies far more smoothly than "
               f"its {others}, as spectra do, so it may be {layout}; it is scored as "
               f"{shape[0]} bands of {shape[1]} x {shape[2]} pixels. {advice(axis, where)}")

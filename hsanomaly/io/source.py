@@ -182,6 +182,7 @@ class _Source:
         return found
 
     band_axis_checked = False    # in-memory cubes are checked whole (io.inputs)
+    bands_guessed_by = None      # the reader that took an array's first axis for its bands
 
     def probed_once(self):
         """(window, first) for every probe window, ``first`` true at the pixels no earlier
@@ -409,7 +410,8 @@ class _Source:
                 lines[axis].append(along[rng.permutation(len(along))[:AXIS_LINES // 3 + 1]])
         return warn_if_bands_elsewhere([np.concatenate(along) for along in lines],
                                        (self.count, self.height, self.width), self.name,
-                                       self.axis_advice, shape_is="read as (bands, rows, cols)")
+                                       self.axis_advice, shape_is="read as (bands, rows, cols)",
+                                       refused_by=self.bands_guessed_by)
 
     def reduce(self, fn, tile=TILE, combine=None):
         """Fold ``fn(pixels)`` over all tiles in order, where ``pixels`` are a tile's valid
@@ -561,6 +563,12 @@ def fold_in_order(parts, combine=None, total=None):
     return total
 
 
+# GDAL's drivers that take an array's first dimension for its bands, whatever the file
+# stores there (netCDF's reads its dimensions' names): a cube whose bands seem to lie along
+# another axis is refused, not warned about (``bandaxis``)
+BANDS_GUESSED = {"HDF5Image": "GDAL's HDF5 driver", "HDF4Image": "GDAL's HDF4 driver"}
+
+
 class RasterSource(_Source):
     """Any raster GDAL reads, opened lazily so the source can travel to worker processes."""
 
@@ -591,6 +599,7 @@ class RasterSource(_Source):
         # GDAL masks with it only in 2- and 4-band rasters, so it is read here as the mask
         alpha = [b for b, c in enumerate(ds.colorinterp, start=1) if c.name == "alpha"]
         envi = envi_header(ds)           # read once: from the header itself (``envi_header``)
+        self.bands_guessed_by = BANDS_GUESSED.get(ds.driver)
         check_raw_size(ds, envi)
         bad = bad_bands(ds, self.name, envi)
         self.bands = [b for b in range(1, ds.count + 1) if b not in alpha and b not in bad]
@@ -710,8 +719,13 @@ class RasterSource(_Source):
     def axis_advice(self, axis, where):
         """``_Source.axis_advice``, and for a netCDF file read through GDAL's HDF5 driver
         (EMIT's reflectance stored bands last), its name for the netCDF driver, which may
-        read it bands first."""
+        read it bands first; a cube that driver reads is refused (``BANDS_GUESSED``), with
+        how to give it bands first."""
         advice = _Source.axis_advice(axis, where)
+        if self.bands_guessed_by:
+            advice = (f"Give it bands first: read it (h5py, xarray) and score "
+                      f"np.moveaxis(cube, {axis}, 0) with hsanomaly.Detector, or write that to "
+                      "a GeoTIFF for hsanomaly detect (a GeoTIFF is scored as read)")
         found = re.match(r'(?i)HDF5:"?([^"]+\.(?:nc|nc4|cdf))"?:/*(.+)$', self.path)
         if found is None:
             return advice
