@@ -22,13 +22,16 @@ def info(path: PathArg) -> Dict[str, Any]:
     """{"kind": "model", ...} for a model bundle's folder (loaded, so checked whole),
     {"kind": "heatmap", ...} for a raster hsanomaly wrote, {"kind": "quick look" or "targets",
     ...} for a PNG or GeoPackage it drew from one, {"kind": "picture", ...} for another PNG
-    it drew (an evaluation's plot); anything else is refused."""
+    it drew (an evaluation's plot), {"kind": "scene", ...} for any other raster (what
+    ``detect`` would read of it); anything else is refused."""
     from .io.ownership import TAG_PREFIX, geotiff_tags
 
     name = path_text(path)
     if os.path.isdir(name):
         return _model(name)
-    if not os.path.exists(name):
+    from .io.gdal import is_gdal_name
+
+    if not os.path.exists(name) and not is_gdal_name(name):  # a subdataset, /vsi: a scene's
         raise HsanomalyError(f"{name}: not found")
     drawing = _drawing(name)
     if drawing is not None:
@@ -39,9 +42,7 @@ def info(path: PathArg) -> Dict[str, Any]:
     own.update({key: _value(key, own[key]) for key in ("parameters", "options", "versions",
                                                        "tile") if key in own})
     if "score" not in own:
-        raise HsanomalyError(f"{name}: neither a model bundle (a folder) nor a heatmap, "
-                             "quick look or targets GeoPackage hsanomaly wrote (it holds no "
-                             "HSANOMALY_SCORE tag)")
+        return _scene(name)
     found = {"kind": "heatmap", "path": name, **own}
     copy = copy_of_record(name)
     if copy:
@@ -140,6 +141,37 @@ def copy_of_record(path):
             return ("its pixels changed since they were written (rescaled, converted to other "
                     "values or edited): its record describes the heatmap it was copied from")
     return None
+
+
+def _scene(name):
+    """{"kind": "scene", ...}: what ``detect`` reads of a raster it did not write (its grid,
+    the bands it scores and those it leaves out, their type, centres and scaling, its nodata),
+    after the checks it makes before the work, which warn or refuse as they would there."""
+    from .io.gdal import open_raster
+    from .io.source import RasterSource
+
+    try:
+        with open_raster(name, check=False):
+            pass
+    except HsanomalyError:
+        if not os.path.exists(name):      # a GDAL name: why GDAL cannot open it
+            raise
+        raise HsanomalyError(f"{name}: neither a model bundle (a folder), a raster, nor a quick "
+                             "look or targets GeoPackage hsanomaly wrote") from None
+    source = RasterSource(name)
+    try:
+        source.check_data()
+        with open_raster(name, check=False) as ds:
+            nodata = sorted({v for v in (ds.nodatavals[b - 1] for b in source.bands)
+                             if v is not None}, key=str)
+            crs = ds.crs.to_string() if ds.crs else None
+        return {"kind": "scene", "path": name, "size": [source.height, source.width],
+                "bands": source.count, "left_out": source.left_out or None, "type": source.dtype,
+                "wavelengths": None if source.wavelengths is None else
+                [float(source.wavelengths[0]), float(source.wavelengths[-1])],
+                "scaled": source.scaled, "nodata": nodata or None, "crs": crs}
+    finally:
+        source.close()
 
 
 def _value(key, text):

@@ -642,6 +642,39 @@ def test_info_brackets_a_parts_own_settings():
         "settings: mask (a.tif, b.tif), window 1"
 
 
+def test_info_says_what_detect_would_read_of_a_scene(tmp_path):
+    """A raster hsanomaly did not write was refused, so the bands, centres, nodata and
+    scaling a run would take could be seen only by running it (the products audit F03); its
+    checks before the work refuse there as in a run."""
+    import h5py
+    import rasterio
+    from click.testing import CliRunner
+
+    import hsanomaly
+    import hsanomaly.cli
+    from synthetic import synthetic_cube
+
+    cube, _ = synthetic_cube(bands=12, rows=30, cols=40)
+    cube[:, 3, 4] = -9999
+    with rasterio.open(tmp_path / "envi.img", "w", driver="ENVI", dtype="float32", count=12,
+                       height=30, width=40, nodata=-9999) as ds:
+        ds.write(cube.astype(np.float32))
+    header = tmp_path / "envi.hdr"
+    header.write_text(header.read_text() + "wavelength units = nm\nwavelength = {"
+                      + ", ".join(str(400 + 10 * b) for b in range(12)) + "}\nbbl = {"
+                      + ", ".join(["1"] * 11 + ["0"]) + "}\n")
+    run = CliRunner().invoke(hsanomaly.cli.main, ["info", str(tmp_path / "envi.img")])
+    assert run.exit_code == 0, run.output
+    lines = dict(line.split(": ", 1) for line in run.output.strip().splitlines())
+    assert (lines["kind"], lines["size"], lines["bands"], lines["wavelengths"], lines["nodata"],
+            lines["crs"]) == ("scene", "30, 40", "11", "400, 500", "-9999", "None"), lines
+    assert lines["left_out"].startswith("of its 12 bands, 1 marked bad"), lines
+    with h5py.File(tmp_path / "prs.he5", "w") as f:      # stored (rows, bands, cols)
+        f["cube"] = np.moveaxis(synthetic_cube(bands=60, rows=50, cols=60)[0], 0, 1)
+    with pytest.raises(HsanomalyError, match="stored \\(rows, bands, cols\\)"):
+        hsanomaly.info(f'HDF5:"{tmp_path / "prs.he5"}"://cube')
+
+
 def test_info_says_what_a_bundle_and_a_heatmap_are_and_which_scored_which(tmp_path):
     """A bundle handed over could be told apart only in Python, and the digest a heatmap
     names its model by was printed nowhere (the bundle audit's F03)."""
@@ -679,10 +712,10 @@ def test_info_says_what_a_bundle_and_a_heatmap_are_and_which_scored_which(tmp_pa
     saved = hsanomaly.info(tmp_path / "saved.tif")
     assert (saved["kind"], saved["score"], saved["parameters"]) == ("heatmap", "rx",
                                                                     {"name": "rx"})
-    run = CliRunner().invoke(hsanomaly.cli.main, ["info", str(scene)])
+    run = CliRunner().invoke(hsanomaly.cli.main, ["info", str(tmp_path / "model" / "model.json")])
     assert run.exit_code == 1 and run.output == (
-        f"Error: {scene}: neither a model bundle (a folder) nor a heatmap, quick look or "
-        "targets GeoPackage hsanomaly wrote (it holds no HSANOMALY_SCORE tag)\n")
+        f"Error: {tmp_path / 'model' / 'model.json'}: neither a model bundle (a folder), a "
+        "raster, nor a quick look or targets GeoPackage hsanomaly wrote\n")
     (path / "critic.onnx").write_bytes(b"damaged")
     with pytest.raises(HsanomalyError, match="critic.onnx does not match its sha256"):
         hsanomaly.info(path)

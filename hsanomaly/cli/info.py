@@ -8,7 +8,7 @@ from . import with_verbosity
 
 
 @with_verbosity
-@click.command(short_help="Say what a model bundle, a heatmap or a drawing of one is.")
+@click.command(short_help="Say what a model bundle, a heatmap, a drawing or a scene is.")
 @click.argument("path", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print the record as JSON.")
 def info(path, as_json):
@@ -16,8 +16,10 @@ def info(path, as_json):
     settings and losses, data fingerprint, versions, and the digest its heatmaps name it by
     in their HSANOMALY_MODEL_DIGEST tag), a heatmap hsanomaly wrote (the score, settings,
     model and input it was made with, the command that makes it again; whether it is a copy
-    cut or changed since), or a quick look or targets GeoPackage drawn from one (which
-    heatmap, and whether the one beside it is still that)."""
+    cut or changed since), a quick look or targets GeoPackage drawn from one (which
+    heatmap, and whether the one beside it is still that), or any other raster: what detect
+    would read of it (its size, the bands scored and those left out, their type, centres and
+    scaling, its nodata and CRS), after the checks detect makes before the work."""
     from ..records import info as run, info_lines
 
     found = run(path)
