@@ -148,25 +148,32 @@ def _scene(name):
     the bands it scores and those it leaves out, their type, centres and scaling, its nodata),
     after the checks it makes before the work, which warn or refuse as they would there."""
     from .io.gdal import open_raster
-    from .io.source import RasterSource
+    from .io.source import RasterSource, open_source
 
-    try:
-        with open_raster(name, check=False):
-            pass
-    except HsanomalyError:
-        if not os.path.exists(name):      # a GDAL name: why GDAL cannot open it
-            raise
-        raise HsanomalyError(f"{name}: neither a model bundle (a folder), a raster, nor a quick "
-                             "look or targets GeoPackage hsanomaly wrote") from None
-    source = RasterSource(name)
+    if not name.lower().endswith(".mat"):        # a benchmark scene, which detect reads too
+        try:
+            with open_raster(name, check=False):
+                pass
+        except HsanomalyError as err:
+            raise HsanomalyError(f"{err}; info takes a model bundle (a folder), a raster, or a "
+                                 "quick look or targets GeoPackage hsanomaly wrote") from None
+    source = open_source(name)
     try:
         source.check_data()
-        with open_raster(name, check=False) as ds:
-            nodata = sorted({v for v in (ds.nodatavals[b - 1] for b in source.bands)
-                             if v is not None}, key=str)
-            crs = ds.crs.to_string() if ds.crs else None
+        nodata, crs = [], None
+        if isinstance(source, RasterSource):
+            with open_raster(name, check=False) as ds:
+                # NaN once (each band's NaN is its own object, and NaN != NaN), and as the
+                # text "nan": JSON has no NaN
+                nodata = sorted({"nan" if v != v else v for v in
+                                 (ds.nodatavals[b - 1] for b in source.bands) if v is not None},
+                                key=str)
+                points, points_crs = ds.gcps
+                crs = (ds.crs.to_string() if ds.crs else f"{points_crs.to_string()} (by "
+                       f"{len(points)} GCPs)" if points and points_crs else None)
         return {"kind": "scene", "path": name, "size": [source.height, source.width],
-                "bands": source.count, "left_out": source.left_out or None, "type": source.dtype,
+                "bands": source.count, "left_out": source.left_out or None,
+                "type": str(getattr(source, "dtype", None) or source.cube.dtype),
                 "wavelengths": None if source.wavelengths is None else
                 [float(source.wavelengths[0]), float(source.wavelengths[-1])],
                 "scaled": source.scaled, "nodata": nodata or None, "crs": crs}

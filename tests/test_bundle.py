@@ -652,7 +652,7 @@ def test_info_says_what_detect_would_read_of_a_scene(tmp_path):
 
     import hsanomaly
     import hsanomaly.cli
-    from synthetic import synthetic_cube
+    from synthetic import synthetic_cube, write_mat
 
     cube, _ = synthetic_cube(bands=12, rows=30, cols=40)
     cube[:, 3, 4] = -9999
@@ -669,6 +669,14 @@ def test_info_says_what_detect_would_read_of_a_scene(tmp_path):
     assert (lines["kind"], lines["size"], lines["bands"], lines["wavelengths"], lines["nodata"],
             lines["crs"]) == ("scene", "30, 40", "11", "400, 500", "-9999", "None"), lines
     assert lines["left_out"].startswith("of its 12 bands, 1 marked bad"), lines
+    # NaN nodata said once, and as strict JSON; a .mat scene as detect reads it
+    with rasterio.open(tmp_path / "nan.tif", "w", driver="GTiff", dtype="float32", count=12,
+                       height=30, width=40, nodata=float("nan")) as ds:
+        ds.write(cube.astype(np.float32))
+    run = CliRunner().invoke(hsanomaly.cli.main, ["info", str(tmp_path / "nan.tif"), "--json"])
+    assert run.exit_code == 0 and json.loads(run.output)["nodata"] == ["nan"], run.output
+    write_mat(tmp_path / "scene.mat", cube, np.zeros(cube.shape[1:]))
+    assert hsanomaly.info(tmp_path / "scene.mat")["size"] == [30, 40]
     with h5py.File(tmp_path / "prs.he5", "w") as f:      # stored (rows, bands, cols)
         f["cube"] = np.moveaxis(synthetic_cube(bands=60, rows=50, cols=60)[0], 0, 1)
     with pytest.raises(HsanomalyError, match="stored \\(rows, bands, cols\\)"):
@@ -713,9 +721,11 @@ def test_info_says_what_a_bundle_and_a_heatmap_are_and_which_scored_which(tmp_pa
     assert (saved["kind"], saved["score"], saved["parameters"]) == ("heatmap", "rx",
                                                                     {"name": "rx"})
     run = CliRunner().invoke(hsanomaly.cli.main, ["info", str(tmp_path / "model" / "model.json")])
-    assert run.exit_code == 1 and run.output == (
-        f"Error: {tmp_path / 'model' / 'model.json'}: neither a model bundle (a folder), a "
-        "raster, nor a quick look or targets GeoPackage hsanomaly wrote\n")
+    assert run.exit_code == 1 and run.output.startswith(
+        f"Error: {tmp_path / 'model' / 'model.json'}: not a raster GDAL can read (") and \
+        run.output.endswith("; info takes a model bundle (a folder), a raster, or a quick look "
+                            "or targets GeoPackage hsanomaly wrote\n") and \
+        len(run.output.splitlines()) == 1
     (path / "critic.onnx").write_bytes(b"damaged")
     with pytest.raises(HsanomalyError, match="critic.onnx does not match its sha256"):
         hsanomaly.info(path)

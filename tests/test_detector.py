@@ -1073,6 +1073,12 @@ def test_an_hdf5_cube_whose_bands_gdal_cannot_know_is_refused_where_they_lie_els
                            r"reads as 50 bands of 60 x 60 pixels.* np\.moveaxis\(cube, 1, 0\)"):
             hsanomaly.detect(name, tmp_path / "heat.tif", score="rx")
         assert not (tmp_path / "heat.tif").exists()
+        # the way past a wrong refusal it names: a GeoTIFF is scored as read, with a warning
+        from rasterio.shutil import copy as copy_raster
+
+        copy_raster(name, tmp_path / "copy.tif", driver="GTiff")
+        with pytest.warns(HsanomalyWarning, match="its second axis varies far more smoothly"):
+            hsanomaly.detect(tmp_path / "copy.tif", tmp_path / "heat.tif", score="rx")
     else:
         hsanomaly.detect(name, tmp_path / "heat.tif", score="rx")
         with rasterio.open(tmp_path / "heat.tif") as ds:

@@ -42,7 +42,7 @@ def evaluate(heatmap, truth, outer_mask, outer, plots_dir, json_path, pd_far, ov
     (connected components T1..Tn); at that rate, the targets found and the false-alarm
     regions (blobs above the threshold holding no target pixel)."""
     from ..api import evaluate as run
-    from ..evaluation.files import format_summary, report_json
+    from ..evaluation.files import format_summary, strict_json
 
     piped = json_path in STDOUT           # the JSON alone on stdout, for jq and the like
     if piped and sys.stdout is None:      # started with it closed (>&-): the report would be lost
@@ -60,7 +60,7 @@ def evaluate(heatmap, truth, outer_mask, outer, plots_dir, json_path, pd_far, ov
             click.echo(f"{plots_dir}: {', '.join(Path(p).name for p in report['plots'].values())}",
                        err=piped)
     if piped:
-        click.echo(report_json(report), nl=False)
+        click.echo(strict_json(report), nl=False)
     elif json_path:
         click.echo(f"{json_path}: report")
 

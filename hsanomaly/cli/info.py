@@ -1,7 +1,5 @@
 """``hsanomaly info``: a thin click layer over ``hsanomaly.records.info``."""
 
-import json
-
 import click
 
 from . import with_verbosity
@@ -20,7 +18,8 @@ def info(path, as_json):
     heatmap, and whether the one beside it is still that), or any other raster: what detect
     would read of it (its size, the bands scored and those left out, their type, centres and
     scaling, its nodata and CRS), after the checks detect makes before the work."""
+    from ..evaluation.files import strict_json
     from ..records import info as run, info_lines
 
     found = run(path)
-    click.echo(json.dumps(found, indent=2) if as_json else info_lines(found))
+    click.echo(strict_json(found) if as_json else info_lines(found), nl=not as_json)

@@ -288,11 +288,11 @@ def _pixels(shape):
     return f"{shape[0]}x{shape[1]} pixels"
 
 
-def report_json(report):
-    """The report as the indented JSON text ``--json`` writes: strict JSON (RFC 8259), so an
-    infinite score (which ``detect`` keeps, with a warning) is the text "inf" or "-inf", not
-    ``Infinity``, which strict parsers refuse and jq 1.6 reads as the largest float; and
-    NaN is null."""
+def strict_json(report):
+    """A report (``evaluate``'s, ``info``'s) as the indented JSON text ``--json`` writes:
+    strict JSON (RFC 8259), so an infinite score (which ``detect`` keeps, with a warning) is
+    the text "inf" or "-inf", not ``Infinity``, which strict parsers refuse and jq 1.6 reads
+    as the largest float; and NaN is null."""
     return json.dumps(_strict(report), indent=2, allow_nan=False) + "\n"
 
 
@@ -309,7 +309,7 @@ def _strict(value):
 def write_json(report, path, stage=None):
     """Write the report as indented JSON, whole or not at all (read back and parsed before
     it replaces ``path``; with ``stage``, together with that stage's other outputs)."""
-    text = report_json(report)
+    text = strict_json(report)
     with staged_into(stage) as into:
         Path(into.path(path, check=_json_check)).write_text(text, encoding="utf-8")
 

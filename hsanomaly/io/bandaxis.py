@@ -19,6 +19,8 @@ SMOOTHER = 2.0
 MIN_LINE = 30
 # where the bands would lie, by axis: its name in advice, and the layout it means
 PLACES = {1: ("second", "(rows, bands, cols)"), 2: ("last", "(rows, cols, bands)")}
+# products stored so, for a refusal's reader
+STORED_SO = {1: "as PRISMA stores its cubes", 2: "as EMIT stores its reflectance"}
 
 
 def detector_advice(axis, where):
@@ -65,7 +67,7 @@ def warn_if_bands_elsewhere(lines, shape, name, advice=detector_advice, shape_is
 
         raise HsanomalyError(f"{name} {shape_is} {tuple(shape)}: its {where} axis varies far "
                              f"more smoothly than its {others}, as spectra do: it is most likely "
-                             f"stored {layout} (as PRISMA stores its cubes), which {refused_by} "
+                             f"stored {layout} ({STORED_SO[axis]}), which {refused_by} "
                              f"reads as {shape[0]} bands of {shape[1]} x {shape[2]} pixels, so "
                              f"every score would rank bands, not pixels. {advice(axis, where)}")
     warn_once(f"{name} {shape_is} {tuple(shape)}: its {where} axis varies far more smoothly than "

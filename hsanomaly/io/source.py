@@ -723,9 +723,11 @@ class RasterSource(_Source):
         how to give it bands first."""
         advice = _Source.axis_advice(axis, where)
         if self.bands_guessed_by:
-            advice = (f"Give it bands first: read it (h5py, xarray) and score "
-                      f"np.moveaxis(cube, {axis}, 0) with hsanomaly.Detector, or write that to "
-                      "a GeoTIFF for hsanomaly detect (a GeoTIFF is scored as read)")
+            advice = ("Give it bands first: read the array (h5py for HDF5, pyhdf for HDF4, or "
+                      f"xarray) and score np.moveaxis(cube, {axis}, 0) with hsanomaly.Detector, "
+                      "or write that to a GeoTIFF for hsanomaly detect. If it is stored bands "
+                      "first after all (a cube resampled or blurred along one spatial axis can "
+                      "look so), gdal_translate it to a GeoTIFF, which is scored as read")
         found = re.match(r'(?i)HDF5:"?([^"]+\.(?:nc|nc4|cdf))"?:/*(.+)$', self.path)
         if found is None:
             return advice
