@@ -15,6 +15,7 @@ torch is not installed, they are skipped. The baselines' pins hold everywhere.
 """
 
 import hashlib
+import importlib.util
 import json
 import platform
 import sys
@@ -64,9 +65,7 @@ def _model_key(bundle):
 
 def _tiny_model(base):
     """The session's tiny model, or None without torch."""
-    try:
-        import torch  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("torch") is None:
         return None
     from test_latent import tiny_bundle
 

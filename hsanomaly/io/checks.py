@@ -117,6 +117,9 @@ def one_job(spelling=None):
 
 
 _RELAYED: contextvars.ContextVar = contextvars.ContextVar("hsanomaly_relayed", default=None)
+# the attribute a task's error carries its warnings in (an exception's attributes travel
+# with it from a Dask worker)
+RELAYED_WITH = "hsanomaly_relayed"
 
 
 @contextlib.contextmanager
@@ -136,11 +139,6 @@ def relayed():
     finally:
         _SAID_IN_JOB.reset(said)
         _RELAYED.reset(token)
-
-
-# the attribute a task's error carries its warnings in (an exception's attributes travel
-# with it from a Dask worker)
-RELAYED_WITH = "hsanomaly_relayed"
 
 
 def say_relayed(kept):

@@ -657,8 +657,8 @@ class RasterSource(_Source):
         self.row_bytes = -(-ds.width // block_width) * block_width * sum(
             np.dtype(t).itemsize for t in ds.dtypes)
         # a VRT's reads decode its sources' blocks, not its own 128-pixel ones: theirs where
-        # they are known (a cache for its own kept too few of a tiled-512 file's: 7 times
-        # the file read); where not, its own, as for any raster
+        # they are known (a cache for its own keeps too few of a tiled-512 file's, each
+        # decoded again and again); where not, its own, as for any raster
         self.block_rows, self.row_bytes, self.striped = vrt_blocks(ds) or (
             self.block_rows, self.row_bytes, self.striped)
         self.cache_bytes, free = GDAL_CACHE_BYTES, available_memory()
