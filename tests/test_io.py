@@ -3279,6 +3279,22 @@ def test_a_vrts_block_cache_is_sized_by_its_sources_blocks(tmp_path):
 
     with rasterio.open(stack) as ds:
         assert vrt_blocks(ds) == (512, 100 * 1024 * 4, False)
+    # striped where its sources all are; a mosaic of a striped file beside a tiled one is not
+    strips = _vrt_over(tiled, tmp_path / "g.vrt", 3, 300, 600, block=600)
+    with rasterio.open(strips) as ds:
+        assert vrt_blocks(ds)[2] is True
+    sources = [f'<SimpleSource><SourceFilename>{name}</SourceFilename><SourceBand>1</SourceBand>'
+               f'<SourceProperties RasterXSize="300" RasterYSize="300" DataType="Float32" '
+               f'BlockXSize="{block}" BlockYSize="{block}"/><SrcRect xOff="0" yOff="0" '
+               f'xSize="300" ySize="300"/><DstRect xOff="{left}" yOff="0" xSize="300" '
+               f'ySize="300"/></SimpleSource>'
+               for name, block, left in (("a.tif", 300, 0), ("b.tif", 256, 300))]
+    mosaic = tmp_path / "mosaic.vrt"
+    mosaic.write_text('<VRTDataset rasterXSize="600" rasterYSize="300"><VRTRasterBand '
+                      f'dataType="Float32" band="1">{"".join(sources)}</VRTRasterBand>'
+                      "</VRTDataset>")
+    with rasterio.open(mosaic) as ds:
+        assert vrt_blocks(ds) == (300, 300 * 4 + 512 * 4, False)
     with rasterio.open(tmp_path / "a.vrt") as ds:
         assert ds.block_shapes[0] == (128, 128)            # what GDAL says of it
     gone = _vrt_over(tiled, tmp_path / "d.vrt", 3, 300, 600, name="gone.tif")

@@ -377,7 +377,8 @@ def vrt_blocks(ds, depth=0):
     (GDAL reports the VRT's own 128-pixel blocks, which no read decodes), in the VRT's rows: the
     rows of the tallest row of blocks, the bytes one of its rows decodes (every block of each
     source it crosses, whole; an opened source's column subset counted whole: more) and
-    whether a source is striped. None where they cannot be known (a source that does not
+    whether its sources are all striped (a mosaic with a striped file among tiled ones is not:
+    its strips span that file alone). None where they cannot be known (a source that does not
     open, a band's mask read, VRTs nested over 4 deep, more than 64 files to open: those
     whose blocks the VRT states are not opened, ``_stated_span``), or where the VRT
     computes its own blocks (warped, pansharpened, processed): its own are then the ones."""
@@ -390,7 +391,7 @@ def vrt_blocks(ds, depth=0):
     return (max(rows for _, _, rows, _, _ in spans),
             int(np.ceil(max(sum(size for top, end, _, size, _ in spans if top <= at < end)
                             for at, _, _, _, _ in spans))),
-            any(striped for *_, striped in spans))
+            all(striped for *_, striped in spans))
 
 
 def _vrt_spans(ds, depth, opened):
