@@ -3302,3 +3302,18 @@ def test_a_vrts_block_cache_is_sized_by_its_sources_blocks(tmp_path):
         assert vrt_blocks(ds) is None                      # not known: its own blocks
     with rasterio.open(tiled) as ds:
         assert vrt_blocks(ds) is None                      # not a VRT
+
+
+@pytest.mark.parametrize("name", ['HDF5:"{}"://cube', 'NETCDF:"{}":reflectance'])
+def test_a_subdataset_of_a_missing_file_is_one_line(tmp_path, name):
+    """HDF5's library printed its error stack (HDF5-DIAG, some twenty lines) above the one
+    line: the file a subdataset lies in is looked for first."""
+    import subprocess
+    import sys
+
+    name = name.format(tmp_path / "gone.h5")
+    run = subprocess.run([sys.executable, "-m", "hsanomaly", "detect", name,
+                          str(tmp_path / "heat.tif"), "--score", "rx"],
+                         capture_output=True, text=True)
+    assert run.returncode == 1 and run.stderr == (
+        f"Error: {name}: file not found (the file its subdataset lies in)\n"), run.stderr

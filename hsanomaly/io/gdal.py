@@ -68,6 +68,9 @@ def gdal_env(cache_bytes=GDAL_CACHE_BYTES, **options):
 # /vsicurl/...) or a URL; or a subdataset or connection (NETCDF:"f.nc":var, HDF5:...,
 # GTIFF_DIR:2:f.tif, PG:dbname=...), whose prefix is a driver's name or one of these. Any
 # other prefix is a file's name with a colon in it ("flight_10:30.tif").
+# subdatasets of one file on disk whose libraries print their own error stacks (HDF5-DIAG)
+# where it is missing: the file is looked for first
+FILE_PREFIXES = {"HDF5", "HDF4", "HDF4_SDS", "HDF4_EOS", "HDF4_GR", "NETCDF"}
 _VIRTUAL = re.compile(r"^(/vsi[a-z0-9_]+/|[a-z][a-z0-9+.-]*://)")
 _PREFIX = re.compile(r"^([A-Za-z0-9_]{2,}):")
 SUBDATASET_PREFIXES = {
@@ -149,6 +152,10 @@ def require_file(path, file=None):
     program writes, where no interrupt reaches it."""
     file = path if file is None else file
     if is_gdal_name(file):
+        prefix = _PREFIX.match(str(file))
+        if prefix and prefix.group(1).upper() in FILE_PREFIXES and not is_remote(file) \
+                and not local_files(file):       # HDF5's library prints its error stack
+            raise HsanomalyError(f"{path}: file not found (the file its subdataset lies in)")
         return
     try:
         mode = os.stat(file).st_mode
