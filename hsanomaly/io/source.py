@@ -724,10 +724,10 @@ class RasterSource(_Source):
         advice = _Source.axis_advice(axis, where)
         if self.bands_guessed_by:
             advice = ("Give it bands first: read the array (h5py for HDF5, pyhdf for HDF4, or "
-                      f"xarray) and score np.moveaxis(cube, {axis}, 0) with hsanomaly.Detector, "
-                      "or write that to a GeoTIFF for hsanomaly detect. If it is stored bands "
+                      f"xarray) and pass np.moveaxis(cube, {axis}, 0) to hsanomaly.Detector, or "
+                      "write that to a GeoTIFF to detect or train on. If it is stored bands "
                       "first after all (a cube resampled or blurred along one spatial axis can "
-                      "look so), gdal_translate it to a GeoTIFF, which is scored as read")
+                      "look so), gdal_translate it to a GeoTIFF, which is read as it is stored")
         found = re.match(r'(?i)HDF5:"?([^"]+\.(?:nc|nc4|cdf))"?:/*(.+)$', self.path)
         if found is None:
             return advice
