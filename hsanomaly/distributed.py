@@ -109,7 +109,15 @@ class DistributedSource:
                                        pure=False)
         if total is None:
             return None
-        value, said = self.watch.result(total)
+        try:
+            value, said = self.watch.result(total)
+        except Exception:
+            # the warnings of the tiles finished before one failed, which travel with the
+            # fold that never ends (the failed tile's own travel with its error)
+            for part in parts:
+                if part.status == "finished":
+                    say_relayed(part.result()[1])
+            raise
         say_relayed(said)
         return value
 

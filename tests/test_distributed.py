@@ -157,6 +157,31 @@ def test_a_task_that_warns_and_fails_says_its_warnings_with_its_error(synthetic_
                           cluster=client)
 
 
+def _warns_or_fails_late(X):
+    """A tile's part that warns, or, for the tile holding the marker, fails a moment later."""
+    if (X == MARKER).any():
+        import time
+
+        time.sleep(1)       # the other tiles finish first
+        raise ValueError("this tile failed")
+    warn_once("folded")
+    return X.sum(axis=0)
+
+
+MARKER = -12345.0
+
+
+def test_a_fit_that_fails_on_one_tile_says_the_warnings_of_those_finished(tmp_path, client):
+    """The fit's parts travel with the fold, which a failed tile ends: the warnings of the
+    tiles finished before it were lost with it."""
+    cube, _ = synthetic_cube(rows=24, cols=24)
+    cube[:, 20, 20] = MARKER
+    source = RasterSource(write_raster(tmp_path / "scene.tif", cube))
+    with pytest.warns(HsanomalyWarning, match="^folded$"), \
+            pytest.raises(ValueError, match="this tile failed"), one_job():
+        DistributedSource(source, client).reduce(_warns_or_fails_late, tile=8)
+
+
 class KillsItsWorker(GlobalRX):
     """RX that kills the worker process scoring its first tile (once per run, via a marker file)."""
 
