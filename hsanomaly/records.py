@@ -160,25 +160,41 @@ def _scene(name):
     source = open_source(name)
     try:
         source.check_data()
-        nodata, crs = [], None
+        nodata, mask, crs, placed = [], None, None, None
         if isinstance(source, RasterSource):
             with open_raster(name, check=False) as ds:
-                # NaN once (each band's NaN is its own object, and NaN != NaN), and as the
-                # text "nan": JSON has no NaN
-                nodata = sorted({"nan" if v != v else v for v in
-                                 (ds.nodatavals[b - 1] for b in source.bands) if v is not None},
-                                key=str)
-                points, points_crs = ds.gcps
-                crs = (ds.crs.to_string() if ds.crs else f"{points_crs.to_string()} (by "
-                       f"{len(points)} GCPs)" if points and points_crs else None)
-        return {"kind": "scene", "path": name, "size": [source.height, source.width],
+                nodata, mask, crs, placed = _read_as(ds, source)
+        return {"kind": "scene", "path": name, "rows": source.height, "cols": source.width,
                 "bands": source.count, "left_out": source.left_out or None,
                 "type": str(getattr(source, "dtype", None) or source.cube.dtype),
-                "wavelengths": None if source.wavelengths is None else
+                "wavelengths_nm": None if source.wavelengths is None else
                 [float(source.wavelengths[0]), float(source.wavelengths[-1])],
-                "scaled": source.scaled, "nodata": nodata or None, "crs": crs}
+                "scaled": source.scaled, "nodata": nodata or None, "mask": mask, "crs": crs,
+                "placed_by": placed}
     finally:
         source.close()
+
+
+def _read_as(ds, source):
+    """(nodata values, the mask that leaves pixels out besides them, CRS, what places it on
+    the map) of open raster ``ds`` as ``source`` reads it: NaN once, as the text "nan" (each
+    band's NaN is its own object, NaN != NaN, and JSON has none); a raster without a
+    geotransform may be placed by ground control points, RPCs or geolocation arrays, which
+    the heatmap keeps."""
+    from rasterio.enums import MaskFlags
+
+    from .io.gdal import placed_without_transform
+
+    values = {"nan" if v != v else v for v in (ds.nodatavals[b - 1] for b in source.bands)
+              if v is not None}
+    nodata = sorted(values, key=lambda v: (isinstance(v, str), 0 if isinstance(v, str) else v))
+    flags = {flag for b in source.bands for flag in ds.mask_flag_enums[b - 1]}
+    mask = (f"alpha band {', '.join(map(str, source.alpha_bands))}" if source.alpha_bands else
+            "the dataset's own (a .msk or an internal mask)" if MaskFlags.per_dataset in flags
+            else None)
+    crs = ds.crs or (ds.gcps[1] if ds.gcps[0] else None)
+    placed = "its geotransform" if ds.crs else placed_without_transform(ds)
+    return nodata, mask, None if crs is None else crs.to_string(), placed
 
 
 def _value(key, text):

@@ -666,8 +666,9 @@ def test_info_says_what_detect_would_read_of_a_scene(tmp_path):
     run = CliRunner().invoke(hsanomaly.cli.main, ["info", str(tmp_path / "envi.img")])
     assert run.exit_code == 0, run.output
     lines = dict(line.split(": ", 1) for line in run.output.strip().splitlines())
-    assert (lines["kind"], lines["size"], lines["bands"], lines["wavelengths"], lines["nodata"],
-            lines["crs"]) == ("scene", "30, 40", "11", "400, 500", "-9999", "None"), lines
+    assert (lines["kind"], lines["rows"], lines["cols"], lines["bands"], lines["wavelengths_nm"],
+            lines["nodata"], lines["mask"], lines["crs"], lines["placed_by"]) == (
+        "scene", "30", "40", "11", "400, 500", "-9999", "None", "None", "None"), lines
     assert lines["left_out"].startswith("of its 12 bands, 1 marked bad"), lines
     # NaN nodata said once, and as strict JSON; a .mat scene as detect reads it
     with rasterio.open(tmp_path / "nan.tif", "w", driver="GTiff", dtype="float32", count=12,
@@ -676,7 +677,20 @@ def test_info_says_what_detect_would_read_of_a_scene(tmp_path):
     run = CliRunner().invoke(hsanomaly.cli.main, ["info", str(tmp_path / "nan.tif"), "--json"])
     assert run.exit_code == 0 and json.loads(run.output)["nodata"] == ["nan"], run.output
     write_mat(tmp_path / "scene.mat", cube, np.zeros(cube.shape[1:]))
-    assert hsanomaly.info(tmp_path / "scene.mat")["size"] == [30, 40]
+    assert (hsanomaly.info(tmp_path / "scene.mat")["rows"], hsanomaly.info(
+        tmp_path / "scene.mat")["cols"]) == (30, 40)
+    # an alpha band leaves pixels out as nodata does: said (the info audit's F01)
+    from rasterio.enums import ColorInterp
+
+    with rasterio.open(tmp_path / "alpha.tif", "w", driver="GTiff", dtype="uint16", count=13,
+                       height=30, width=40, crs="EPSG:32633",
+                       transform=rasterio.Affine(1, 0, 500000, 0, -1, 7000000)) as ds:
+        ds.write(np.abs(cube).astype(np.uint16), indexes=list(range(1, 13)))
+        ds.write(np.full((30, 40), 65535, np.uint16), 13)
+        ds.colorinterp = [ColorInterp.gray] * 12 + [ColorInterp.alpha]
+    found = hsanomaly.info(tmp_path / "alpha.tif")
+    assert (found["bands"], found["mask"], found["crs"], found["placed_by"]) == (
+        12, "alpha band 13", "EPSG:32633", "its geotransform"), found
     with h5py.File(tmp_path / "prs.he5", "w") as f:      # stored (rows, bands, cols)
         f["cube"] = np.moveaxis(synthetic_cube(bands=60, rows=50, cols=60)[0], 0, 1)
     with pytest.raises(HsanomalyError, match="stored \\(rows, bands, cols\\)"):

@@ -16,8 +16,9 @@ def info(path, as_json):
     model and input it was made with, the command that makes it again; whether it is a copy
     cut or changed since), a quick look or targets GeoPackage drawn from one (which
     heatmap, and whether the one beside it is still that), or any other raster: what detect
-    would read of it (its size, the bands scored and those left out, their type, centres and
-    scaling, its nodata and CRS), after the checks detect makes before the work."""
+    would read of it (its rows and columns, the bands scored and those left out, their type,
+    centres and scaling, its nodata and mask, its CRS and what places it on the map), after
+    the checks detect makes before the work."""
     from ..evaluation.files import strict_json
     from ..records import info as run, info_lines
 
