@@ -68,9 +68,6 @@ def gdal_env(cache_bytes=GDAL_CACHE_BYTES, **options):
 # /vsicurl/...) or a URL; or a subdataset or connection (NETCDF:"f.nc":var, HDF5:...,
 # GTIFF_DIR:2:f.tif, PG:dbname=...), whose prefix is a driver's name or one of these. Any
 # other prefix is a file's name with a colon in it ("flight_10:30.tif").
-# subdatasets of one file on disk whose libraries print their own error stacks (HDF5-DIAG)
-# where it is missing: the file is looked for first
-FILE_PREFIXES = {"HDF5", "HDF4", "HDF4_SDS", "HDF4_EOS", "HDF4_GR", "NETCDF"}
 _VIRTUAL = re.compile(r"^(/vsi[a-z0-9_]+/|[a-z][a-z0-9+.-]*://)")
 _PREFIX = re.compile(r"^([A-Za-z0-9_]{2,}):")
 SUBDATASET_PREFIXES = {
@@ -78,6 +75,9 @@ SUBDATASET_PREFIXES = {
     "NITF_TOC_ENTRY", "ECRG_TOC_ENTRY", "SENTINEL2_L1B", "SENTINEL2_L1C", "SENTINEL2_L2A",
     "SENTINEL2_L1C_TILE", "SENTINEL1_CALIB", "RADARSAT_2_CALIB", "RCM_CALIB", "PG", "GEORASTER",
     "EOPFZARR", "TILEDB"}
+# subdatasets of one file on disk whose libraries print their own error stacks (HDF5-DIAG)
+# where it is missing: the file is looked for first
+FILE_PREFIXES = {"HDF5", "HDF4", "HDF4_SDS", "HDF4_EOS", "HDF4_GR", "NETCDF"}
 
 
 def is_gdal_name(path):
@@ -379,7 +379,7 @@ def vrt_source_pixels(ds):
     return sizes
 
 
-def vrt_blocks(ds, depth=0):
+def vrt_blocks(ds):
     """(block_rows, row_bytes, striped) of the blocks a VRT dataset ``ds`` reads: its sources'
     (GDAL reports the VRT's own 128-pixel blocks, which no read decodes), in the VRT's rows: the
     rows of the tallest row of blocks, the bytes one of its rows decodes (every block of each
@@ -391,7 +391,7 @@ def vrt_blocks(ds, depth=0):
     computes its own blocks (warped, pansharpened, processed): its own are then the ones."""
     if ds.driver != "VRT":
         return None
-    spans = _vrt_spans(ds, depth, {})
+    spans = _vrt_spans(ds, 0, {})
     if not spans:
         return None
     spans = [span for band in spans.values() for span in band]
@@ -416,9 +416,9 @@ def _vrt_spans(ds, depth, opened):
     spans = {}
     for band in root.iter("VRTRasterBand"):
         for source in band:
-            if source.find("SourceFilename") is None:
-                continue
             name = source.find("SourceFilename")
+            if name is None:
+                continue
             path = (posixpath.join(here, name.text or "") if name.get("relativeToVRT") == "1"
                     else name.text or "")
             stated = _stated_span(source.find("SourceProperties"), path, source.find("SrcRect"))
