@@ -193,7 +193,8 @@ def _read_as(ds, source):
             "the dataset's own (a .msk or an internal mask)" if MaskFlags.per_dataset in flags
             else None)
     crs = ds.crs or (ds.gcps[1] if ds.gcps[0] else None)
-    placed = "its geotransform" if ds.crs else placed_without_transform(ds)
+    placed = placed_without_transform(ds) or (None if ds.transform.is_identity else
+                                              "its geotransform")   # with a CRS or not
     return nodata, mask, None if crs is None else crs.to_string(), placed
 
 

@@ -691,6 +691,11 @@ def test_info_says_what_detect_would_read_of_a_scene(tmp_path):
     found = hsanomaly.info(tmp_path / "alpha.tif")
     assert (found["bands"], found["mask"], found["crs"], found["placed_by"]) == (
         12, "alpha band 13", "EPSG:32633", "its geotransform"), found
+    with rasterio.open(tmp_path / "no-crs.tif", "w", driver="GTiff", dtype="float32", count=12,
+                       height=30, width=40, transform=rasterio.Affine(2, 0, 100, 0, -2, 500)) as ds:
+        ds.write(cube.astype(np.float32))
+    found = hsanomaly.info(tmp_path / "no-crs.tif")      # placed, in units of no known CRS
+    assert (found["crs"], found["placed_by"]) == (None, "its geotransform"), found
     with h5py.File(tmp_path / "prs.he5", "w") as f:      # stored (rows, bands, cols)
         f["cube"] = np.moveaxis(synthetic_cube(bands=60, rows=50, cols=60)[0], 0, 1)
     with pytest.raises(HsanomalyError, match="stored \\(rows, bands, cols\\)"):
